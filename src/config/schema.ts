@@ -1,0 +1,239 @@
+/**
+ * The configuration schema: strict zod objects (an unknown key is an error naming its YAML path),
+ * defaults in the schema, types from z.infer. Cross-field rules live in validate.ts.
+ *
+ * Compatibility with the original (Rust) project's configs: every key its code accepted is accepted
+ * here. Keys its README documented but its code never implemented are rejected with a message
+ * that says what to write instead (see LEGACY_HINTS in load.ts).
+ */
+import { z } from "zod";
+
+const posInt = z.number().int().positive();
+const nonNegInt = z.number().int().nonnegative();
+const seconds = z.number().positive();
+const nonEmpty = z.string().min(1, "must not be empty");
+
+export const ALGORITHMS = [
+  "HS256", "HS384", "HS512",
+  "RS256", "RS384", "RS512",
+  "PS256", "PS384", "PS512",
+  "ES256", "ES384",
+  "EdDSA",
+] as const;
+export type Algorithm = (typeof ALGORITHMS)[number];
+
+export const OPERATORS = ["equals", "in", "contains", "gt", "lt", "gte", "lte", "exists"] as const;
+export type Operator = (typeof OPERATORS)[number];
+
+const jsonValue: z.ZodType<unknown> = z.unknown();
+
+export const ClaimRuleSchema = z.strictObject({
+  claim: nonEmpty,
+  operator: z.enum(OPERATORS, { error: () => `unknown operator; use one of ${OPERATORS.join(", ")}` }),
+  value: jsonValue.optional(),
+});
+export type ClaimRule = z.infer<typeof ClaimRuleSchema>;
+
+export const TokenSourceSchema = z.strictObject({
+  type: z.enum(["bearer", "header", "query"], {
+    error: () => "unknown token source type; use bearer, header or query",
+  }),
+  name: nonEmpty.optional(),
+  prefix: z.string().optional(),
+});
+export type TokenSource = z.infer<typeof TokenSourceSchema>;
+
+export const JwtKeySchema = z.strictObject({
+  id: nonEmpty,
+  algorithm: z.enum(ALGORITHMS),
+  secret: nonEmpty.optional(),
+  path: nonEmpty.optional(),
+});
+
+export const JwtSchema = z.strictObject({
+  enabled: z.boolean().default(true),
+  algorithm: z.enum(ALGORITHMS, { error: () => `unsupported algorithm; use one of ${ALGORITHMS.join(", ")}` }).default("HS256"),
+  /** Additional algorithms accepted besides `algorithm` (e.g. for several JWKS key types). */
+  algorithms: z.array(z.enum(ALGORITHMS)).optional(),
+  secret: nonEmpty.optional(),
+  rsa_public_key_path: nonEmpty.optional(),
+  ecdsa_public_key_path: nonEmpty.optional(),
+  /** PEM for PS* / EdDSA (or any asymmetric algorithm). */
+  public_key_path: nonEmpty.optional(),
+  jwks_url: z.url().optional(),
+  jwks_refresh_interval_secs: posInt.default(300),
+  keys: z.array(JwtKeySchema).default([]),
+  issuer: nonEmpty.optional(),
+  audience: z.union([nonEmpty, z.array(nonEmpty).min(1)]).optional(),
+  leeway_seconds: nonNegInt.default(30),
+  max_token_bytes: posInt.default(8192),
+  token_sources: z.array(TokenSourceSchema).min(1).default([{ type: "bearer" }]),
+  claims: z.array(ClaimRuleSchema).default([]),
+  admin_claims: z.array(ClaimRuleSchema).default([]),
+});
+export type JwtConfig = z.infer<typeof JwtSchema>;
+
+const FailMode = z.enum(["closed", "open"]);
+
+export const AuthorizationSchema = z.strictObject({
+  type: z.enum(["opa", "openfga"]),
+  opa_url: z.url().optional(),
+  opa_policy_path: nonEmpty.optional(),
+  opa_timeout_ms: posInt.default(100),
+  opa_cache_ttl_seconds: nonNegInt.default(60),
+  opa_fail_mode: FailMode.default("closed"),
+  openfga_endpoint: z.url().optional(),
+  openfga_store_id: nonEmpty.optional(),
+  openfga_authorization_model_id: nonEmpty.optional(),
+  openfga_api_token: nonEmpty.optional(),
+  openfga_timeout_ms: posInt.default(100),
+  openfga_cache_ttl_seconds: nonNegInt.default(60),
+  openfga_fail_mode: FailMode.default("closed"),
+  openfga_user_claim: nonEmpty.default("sub"),
+  openfga_relation: nonEmpty.default("viewer"),
+});
+export type AuthorizationConfig = z.infer<typeof AuthorizationSchema>;
+
+export const RetrySchema = z.strictObject({
+  max_attempts: z.number().int().min(1).max(10).default(3),
+  initial_backoff_ms: nonNegInt.default(100),
+  max_backoff_ms: nonNegInt.default(1000),
+});
+export type RetryConfig = z.infer<typeof RetrySchema>;
+
+export const CircuitBreakerSchema = z.strictObject({
+  failure_threshold: posInt.default(5),
+  success_threshold: posInt.default(2),
+  timeout_seconds: seconds.default(60),
+  half_open_max_requests: posInt.default(3),
+});
+export type CircuitBreakerConfig = z.infer<typeof CircuitBreakerSchema>;
+
+export const RateSchema = z.strictObject({
+  requests_per_second: z.number().positive(),
+  /** Bucket capacity; defaults to requests_per_second. */
+  burst: z.number().positive().optional(),
+});
+export type RateConfig = z.infer<typeof RateSchema>;
+
+export const S3Schema = z.strictObject({
+  bucket: nonEmpty,
+  region: nonEmpty.default("us-east-1"),
+  endpoint: z.url({ error: "must be a valid http(s) URL" }).optional(),
+  access_key: nonEmpty.optional(),
+  secret_key: nonEmpty.optional(),
+  session_token: nonEmpty.optional(),
+  force_path_style: z.boolean().optional(),
+  /** Seconds until response headers arrive; 504 after. */
+  timeout: seconds.default(20),
+  connect_timeout: seconds.default(5),
+  /** Accepted for compatibility with the original; Bun's fetch pools connections per host itself. */
+  connection_pool_size: posInt.optional(),
+  retry: RetrySchema.optional(),
+  circuit_breaker: CircuitBreakerSchema.optional(),
+  rate_limit: RateSchema.optional(),
+});
+export type S3Config = z.infer<typeof S3Schema>;
+
+export const BucketAuthSchema = z.strictObject({
+  enabled: z.boolean().default(false),
+  /** Extra claim rules for this bucket only (AND with jwt.claims). */
+  claims: z.array(ClaimRuleSchema).default([]),
+});
+
+export const BucketCacheSchema = z.strictObject({
+  enabled: z.boolean().default(false),
+  ttl_seconds: nonNegInt.optional(),
+  max_item_size_mb: z.number().positive().optional(),
+});
+
+export const IpFilterSchema = z.strictObject({
+  allowlist: z.array(nonEmpty).default([]),
+  blocklist: z.array(nonEmpty).default([]),
+});
+
+export const BucketSchema = z.strictObject({
+  name: nonEmpty,
+  path_prefix: z.string().startsWith("/", "must start with /"),
+  s3: S3Schema,
+  auth: BucketAuthSchema.prefault({}),
+  authorization: AuthorizationSchema.optional(),
+  cache: BucketCacheSchema.optional(),
+  ip_filter: IpFilterSchema.prefault({}),
+});
+export type BucketConfig = z.infer<typeof BucketSchema>;
+
+export const ServerSchema = z.strictObject({
+  /** "0.0.0.0", "::", or "host:port" (the original README's form). */
+  address: nonEmpty.default("0.0.0.0"),
+  port: z.number().int().min(0).max(65535).optional(),
+  shutdown_timeout: z.number().nonnegative().default(30),
+  /** Seconds a whole request may take before headers are sent (original: request_timeout). */
+  request_timeout: seconds.default(30),
+  workers: z.union([z.number().int().min(1).max(64), z.literal("auto")]).default(1),
+  max_concurrent_requests: posInt.default(1000),
+  trusted_proxies: z.array(nonEmpty).default([]),
+  /** Objects up to this size are buffered so Content-Length is exact; larger ones stream. */
+  buffer_threshold_bytes: nonNegInt.default(1024 * 1024),
+  rate_limit: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      global: RateSchema.optional(),
+      per_ip: RateSchema.extend({
+        max_entries: posInt.default(100_000),
+        idle_seconds: seconds.default(300),
+      }).optional(),
+    })
+    .optional(),
+  security_limits: z
+    .strictObject({
+      max_body_size: nonNegInt.default(10 * 1024 * 1024),
+      max_header_size: posInt.default(65536),
+      max_uri_length: posInt.default(8192),
+    })
+    .prefault({}),
+  https: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      cert_path: nonEmpty,
+      key_path: nonEmpty,
+    })
+    .optional(),
+});
+export type ServerConfig = z.infer<typeof ServerSchema>;
+
+export const CacheSchema = z.strictObject({
+  enabled: z.boolean().default(false),
+  cache_layers: z
+    .array(z.enum(["memory"], { error: () => "unknown cache layer; only memory is available (disk and redis come later)" }))
+    .default(["memory"]),
+  memory: z
+    .strictObject({
+      max_item_size_mb: z.number().positive().default(10),
+      max_cache_size_mb: z.number().positive().default(1024),
+      default_ttl_seconds: nonNegInt.default(3600),
+    })
+    .prefault({}),
+});
+export type CacheConfig = z.infer<typeof CacheSchema>;
+
+export const MetricsSchema = z.strictObject({
+  enabled: z.boolean().default(false),
+  address: nonEmpty.default("127.0.0.1"),
+  port: z.number().int().min(0).max(65535).default(9090),
+});
+
+export const LoggingSchema = z.strictObject({
+  level: z.enum(["trace", "debug", "info", "warn", "error"]).default("info"),
+  format: z.enum(["json", "text"]).default("json"),
+});
+
+export const ConfigSchema = z.strictObject({
+  server: ServerSchema.prefault({}),
+  buckets: z.array(BucketSchema).min(1, "at least one bucket is required"),
+  jwt: JwtSchema.optional(),
+  cache: CacheSchema.prefault({}),
+  metrics: MetricsSchema.prefault({}),
+  logging: LoggingSchema.prefault({}),
+});
+export type RawConfig = z.infer<typeof ConfigSchema>;

@@ -1,0 +1,193 @@
+/**
+ * Cross-field validation and normalization, after the zod schema has checked shapes.
+ * Returns every issue found (never stops at the first), each with its YAML path.
+ */
+import { createPublicKey } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { isAbsolute, join } from "node:path";
+import { parseCidr } from "../http/cidr.ts";
+import type { Config, PathSegment } from "./load.ts";
+import type { Algorithm, ClaimRule, RawConfig } from "./schema.ts";
+
+export const RESERVED_PREFIXES = ["/health", "/ready", "/admin", "/metrics"] as const;
+
+type Issue = { path: PathSegment[]; message: string };
+
+/** "/a//b/" → "/a/b"; "/" stays "/". */
+export function normalizePrefix(p: string): string {
+  const collapsed = p.replace(/\/{2,}/g, "/");
+  return collapsed.length > 1 && collapsed.endsWith("/") ? collapsed.slice(0, -1) : collapsed;
+}
+
+export function isHmac(alg: Algorithm): boolean {
+  return alg.startsWith("HS");
+}
+
+/** Checks a claim rule's value against its operator. Returns a message, or undefined when it fits. */
+export function claimRuleProblem(rule: ClaimRule): string | undefined {
+  const v = rule.value;
+  const scalar = (x: unknown) => typeof x === "string" || typeof x === "number" || typeof x === "boolean";
+  switch (rule.operator) {
+    case "exists":
+      return v === undefined || typeof v === "boolean" ? undefined : "operator exists takes no value (or true/false)";
+    case "equals":
+    case "contains":
+      return scalar(v) ? undefined : `operator ${rule.operator} needs a string, number or boolean value`;
+    case "in":
+      return Array.isArray(v) && v.length > 0 && v.every(scalar) ? undefined : "operator in needs a non-empty list of strings, numbers or booleans";
+    case "gt":
+    case "lt":
+    case "gte":
+    case "lte":
+      return typeof v === "number" && Number.isFinite(v) ? undefined : `operator ${rule.operator} needs a number value`;
+  }
+}
+
+function checkRules(rules: readonly ClaimRule[], path: PathSegment[], issues: Issue[]): void {
+  rules.forEach((r, i) => {
+    const p = claimRuleProblem(r);
+    if (p) issues.push({ path: [...path, i, "value"], message: p });
+  });
+}
+
+function checkPem(file: string, baseDir: string | undefined, path: PathSegment[], issues: Issue[]): void {
+  const full = isAbsolute(file) || !baseDir ? file : join(baseDir, file);
+  let pem: string;
+  try {
+    pem = readFileSync(full, "utf8");
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    issues.push({ path, message: `cannot read PEM file ${file}: ${code === "ENOENT" ? "file not found" : code ?? "unreadable"}` });
+    return;
+  }
+  try {
+    createPublicKey(pem);
+  } catch {
+    issues.push({ path, message: `${file} is not a valid PEM public key (SPKI "PUBLIC KEY" or an X.509 certificate)` });
+  }
+}
+
+/** Resolves a path from the config relative to the config file's folder. */
+export function resolveConfigPath(file: string, baseDir: string | undefined): string {
+  return isAbsolute(file) || !baseDir ? file : join(baseDir, file);
+}
+
+function validateJwt(cfg: RawConfig, baseDir: string | undefined, issues: Issue[]): void {
+  const jwt = cfg.jwt;
+  const authBuckets = cfg.buckets.map((b, i) => ({ b, i })).filter(({ b }) => b.auth.enabled);
+  if (!jwt || !jwt.enabled) {
+    for (const { i } of authBuckets) issues.push({ path: ["buckets", i, "auth", "enabled"], message: "auth is enabled but there is no enabled top-level `jwt:` section" });
+    return;
+  }
+  const algs = new Set<Algorithm>([jwt.algorithm, ...(jwt.algorithms ?? []), ...jwt.keys.map((k) => k.algorithm)]);
+  const hasAsymSource = !!(jwt.rsa_public_key_path || jwt.ecdsa_public_key_path || jwt.public_key_path || jwt.jwks_url || jwt.keys.some((k) => k.path));
+  for (const alg of [jwt.algorithm, ...(jwt.algorithms ?? [])]) {
+    if (isHmac(alg)) {
+      if (!jwt.secret && !jwt.keys.some((k) => k.algorithm === alg && k.secret))
+        issues.push({ path: ["jwt", "secret"], message: `algorithm ${alg} needs a key source: set jwt.secret (or a jwt.keys entry with a secret)` });
+    } else if (!hasAsymSource) {
+      issues.push({ path: ["jwt", "algorithm"], message: `algorithm ${alg} needs a key source: set jwks_url, rsa_public_key_path, ecdsa_public_key_path, public_key_path or a jwt.keys entry with a path` });
+    }
+  }
+  if (jwt.rsa_public_key_path) checkPem(jwt.rsa_public_key_path, baseDir, ["jwt", "rsa_public_key_path"], issues);
+  if (jwt.ecdsa_public_key_path) checkPem(jwt.ecdsa_public_key_path, baseDir, ["jwt", "ecdsa_public_key_path"], issues);
+  if (jwt.public_key_path) checkPem(jwt.public_key_path, baseDir, ["jwt", "public_key_path"], issues);
+  const ids = new Set<string>();
+  jwt.keys.forEach((k, i) => {
+    if (ids.has(k.id)) issues.push({ path: ["jwt", "keys", i, "id"], message: `duplicate key id '${k.id}'` });
+    ids.add(k.id);
+    if (isHmac(k.algorithm)) {
+      if (!k.secret) issues.push({ path: ["jwt", "keys", i, "secret"], message: `key ${k.id} uses ${k.algorithm} and needs a secret` });
+      if (k.path) issues.push({ path: ["jwt", "keys", i, "path"], message: `key ${k.id} uses ${k.algorithm}: give a secret, not a path` });
+    } else {
+      if (!k.path) issues.push({ path: ["jwt", "keys", i, "path"], message: `key ${k.id} uses ${k.algorithm} and needs a PEM path` });
+      else checkPem(k.path, baseDir, ["jwt", "keys", i, "path"], issues);
+      if (k.secret) issues.push({ path: ["jwt", "keys", i, "secret"], message: `key ${k.id} uses ${k.algorithm}: give a PEM path, not a secret` });
+    }
+  });
+  if (jwt.secret && ![...algs].some(isHmac)) issues.push({ path: ["jwt", "secret"], message: "a secret is set but no HS* algorithm is configured" });
+  jwt.token_sources.forEach((s, i) => {
+    if ((s.type === "header" || s.type === "query") && !s.name) issues.push({ path: ["jwt", "token_sources", i, "name"], message: `token source ${s.type} needs a name` });
+    if (s.type === "bearer" && s.name) issues.push({ path: ["jwt", "token_sources", i, "name"], message: "token source bearer always reads Authorization; remove name" });
+    if (s.type !== "header" && s.prefix !== undefined) issues.push({ path: ["jwt", "token_sources", i, "prefix"], message: "prefix only applies to token sources of type header" });
+  });
+  checkRules(jwt.claims, ["jwt", "claims"], issues);
+  checkRules(jwt.admin_claims, ["jwt", "admin_claims"], issues);
+}
+
+export function validateConfig(cfg: RawConfig, opts: { baseDir?: string } = {}): { config: Config; issues: Array<{ path: PathSegment[]; message: string }> } {
+  const issues: Issue[] = [];
+
+  // server.address may be "host:port" (the original README's form).
+  let host = cfg.server.address;
+  let port = cfg.server.port;
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^:\[\]]+):(\d+)$/.exec(host);
+  if (m) {
+    if (cfg.server.port !== undefined) issues.push({ path: ["server", "port"], message: `the port is given twice: in server.address (${m[2]}) and in server.port` });
+    host = m[1].replace(/^\[|\]$/g, "");
+    port = Number(m[2]);
+    if (port > 65535) issues.push({ path: ["server", "address"], message: "port must be at most 65535" });
+  }
+  cfg.server.trusted_proxies.forEach((c, i) => {
+    if (!parseCidr(c)) issues.push({ path: ["server", "trusted_proxies", i], message: `'${c}' is not an IP address or CIDR range` });
+  });
+  if (cfg.server.https?.enabled) {
+    for (const k of ["cert_path", "key_path"] as const) {
+      const f = resolveConfigPath(cfg.server.https[k], opts.baseDir);
+      try {
+        readFileSync(f);
+      } catch {
+        issues.push({ path: ["server", "https", k], message: `cannot read ${cfg.server.https[k]}` });
+      }
+    }
+  }
+  if (cfg.metrics.enabled && cfg.metrics.port !== 0 && cfg.metrics.port === (port ?? 8080) && cfg.metrics.address === host)
+    issues.push({ path: ["metrics", "port"], message: "the metrics listener must not use the proxy's own address and port" });
+
+  const names = new Map<string, number>();
+  const prefixes = new Map<string, number>();
+  cfg.buckets.forEach((b, i) => {
+    const at = (...p: PathSegment[]) => ["buckets", i, ...p];
+    if (names.has(b.name)) issues.push({ path: at("name"), message: `duplicate bucket name '${b.name}' (also buckets[${names.get(b.name)}])` });
+    names.set(b.name, i);
+
+    const prefix = normalizePrefix(b.path_prefix);
+    if (prefixes.has(prefix)) issues.push({ path: at("path_prefix"), message: `duplicate path_prefix '${prefix}' (also buckets[${prefixes.get(prefix)}])` });
+    prefixes.set(prefix, i);
+    for (const r of RESERVED_PREFIXES)
+      if (prefix === r || prefix.startsWith(`${r}/`)) issues.push({ path: at("path_prefix"), message: `'${prefix}' collides with the proxy's own ${r} endpoint` });
+    if (/[?#%\\\x00-\x1f\x7f]/.test(prefix) || prefix.split("/").some((s) => s === "." || s === ".."))
+      issues.push({ path: at("path_prefix"), message: "must be a plain path (no ?, #, %, backslash, control characters, . or .. segments)" });
+    b.path_prefix = prefix;
+
+    const s3 = b.s3;
+    if (!!s3.access_key !== !!s3.secret_key)
+      issues.push({ path: at("s3", s3.access_key ? "secret_key" : "access_key"), message: "access_key and secret_key must be given together (or neither, for anonymous access)" });
+    if (s3.session_token && !s3.access_key) issues.push({ path: at("s3", "session_token"), message: "a session_token needs access_key and secret_key" });
+    if (s3.endpoint && !/^https?:\/\//i.test(s3.endpoint)) issues.push({ path: at("s3", "endpoint"), message: "must be an http:// or https:// URL" });
+    if (s3.retry && s3.retry.max_backoff_ms < s3.retry.initial_backoff_ms)
+      issues.push({ path: at("s3", "retry", "max_backoff_ms"), message: "must be at least initial_backoff_ms" });
+    if (!/^[a-z0-9][a-z0-9.\-_]{1,254}$/i.test(s3.bucket)) issues.push({ path: at("s3", "bucket"), message: "is not a valid S3 bucket name" });
+
+    checkRules(b.auth.claims, at("auth", "claims"), issues);
+    if (b.auth.claims.length > 0 && !b.auth.enabled) issues.push({ path: at("auth", "claims"), message: "claim rules need auth.enabled: true" });
+    const az = b.authorization;
+    if (az?.type === "opa") {
+      if (!az.opa_url) issues.push({ path: at("authorization", "opa_url"), message: "required for type opa" });
+      if (!az.opa_policy_path) issues.push({ path: at("authorization", "opa_policy_path"), message: "required for type opa" });
+    }
+    if (az?.type === "openfga") {
+      if (!az.openfga_endpoint) issues.push({ path: at("authorization", "openfga_endpoint"), message: "required for type openfga" });
+      if (!az.openfga_store_id) issues.push({ path: at("authorization", "openfga_store_id"), message: "required for type openfga" });
+      if (!b.auth.enabled) issues.push({ path: at("authorization"), message: "openfga needs an authenticated user: set auth.enabled: true" });
+    }
+    for (const list of ["allowlist", "blocklist"] as const)
+      b.ip_filter[list].forEach((c, j) => {
+        if (!parseCidr(c)) issues.push({ path: at("ip_filter", list, j), message: `'${c}' is not an IP address or CIDR range` });
+      });
+  });
+  validateJwt(cfg, opts.baseDir, issues);
+
+  const config = { ...cfg, server: { ...cfg.server, address: host, port: port ?? 8080 } } as Config;
+  return { config, issues };
+}

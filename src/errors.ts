@@ -1,0 +1,81 @@
+/**
+ * The one error type of the proxy, and the catalogue of every error code a client can see.
+ *
+ * Every library error (fetch, jose, zod, S3 XML) is converted into a ProxyError at the boundary
+ * where it happens. `toResponse()` is the only place that turns an error into HTTP, so clients
+ * never see stack traces, upstream internals or secrets: only `code`, a fixed human message and
+ * the request id.
+ */
+
+export interface ErrorSpec {
+  status: number;
+  message: string;
+}
+
+/** The catalogue. Keys are the `error` field of the JSON body. */
+export const CATALOGUE = {
+  BadRequest: { status: 400, message: "The request is malformed" },
+  InvalidPath: { status: 400, message: "The request path is not allowed" },
+  Unauthorized: { status: 401, message: "Authentication required" },
+  InvalidToken: { status: 401, message: "The token is not valid" },
+  Forbidden: { status: 403, message: "Access denied" },
+  AccessDenied: { status: 403, message: "The upstream denied access to this object" },
+  NotFound: { status: 404, message: "No bucket is mapped to this path" },
+  NoSuchKey: { status: 404, message: "The object does not exist" },
+  NoSuchBucket: { status: 404, message: "The upstream bucket does not exist" },
+  MethodNotAllowed: { status: 405, message: "Only GET, HEAD and OPTIONS are allowed" },
+  PreconditionFailed: { status: 412, message: "A precondition did not hold" },
+  UriTooLong: { status: 414, message: "The request URI is too long" },
+  RangeNotSatisfiable: { status: 416, message: "The requested range is not satisfiable" },
+  TooManyRequests: { status: 429, message: "Rate limit exceeded" },
+  HeadersTooLarge: { status: 431, message: "The request headers are too large" },
+  InternalError: { status: 500, message: "Internal error" },
+  BadGateway: { status: 502, message: "The upstream failed" },
+  UpstreamUnreachable: { status: 502, message: "The upstream could not be reached" },
+  ServiceUnavailable: { status: 503, message: "The service is temporarily unavailable" },
+  SlowDown: { status: 503, message: "The upstream asked to slow down" },
+  CircuitOpen: { status: 503, message: "The upstream is failing; requests are paused" },
+  Overloaded: { status: 503, message: "Too many concurrent requests" },
+  KeysUnavailable: { status: 503, message: "Token verification keys are not loaded yet" },
+  GatewayTimeout: { status: 504, message: "The upstream did not answer in time" },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof CATALOGUE;
+
+export class ProxyError extends Error {
+  readonly status: number;
+  readonly code: ErrorCode;
+  /** Extra response headers (Retry-After, WWW-Authenticate, Allow, Content-Range...). */
+  readonly headers: Record<string, string> | undefined;
+  /** Detail safe to show the client (never secrets, tokens or upstream internals). */
+  readonly detail: string | undefined;
+
+  constructor(
+    code: ErrorCode,
+    opts: { detail?: string; headers?: Record<string, string>; cause?: unknown } = {},
+  ) {
+    super(opts.detail ?? CATALOGUE[code].message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = "ProxyError";
+    this.code = code;
+    this.status = CATALOGUE[code].status;
+    this.headers = opts.headers;
+    this.detail = opts.detail;
+  }
+
+  toResponse(requestId: string, method = "GET"): Response {
+    const headers: Record<string, string> = {
+      "content-type": "application/json",
+      "cache-control": "no-store",
+      "x-request-id": requestId,
+      ...this.headers,
+    };
+    const body = JSON.stringify({ error: this.code, message: this.message, request_id: requestId });
+    return new Response(method === "HEAD" ? null : body, { status: this.status, headers });
+  }
+}
+
+/** Converts anything thrown into a ProxyError; unknown errors become a bare 500 (logged by the caller). */
+export function toProxyError(err: unknown): ProxyError {
+  if (err instanceof ProxyError) return err;
+  return new ProxyError("InternalError", { cause: err });
+}

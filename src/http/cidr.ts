@@ -1,0 +1,94 @@
+/**
+ * IPv4/IPv6 addresses and CIDR ranges, for trusted_proxies and ip_filter.
+ * Addresses are compared as 128-bit BigInts; IPv4 (and IPv4-mapped IPv6) live in ::ffff:0:0/96.
+ */
+
+export interface Cidr {
+  base: bigint;
+  mask: bigint;
+  text: string;
+}
+
+const V4_MAPPED = 0xffffn << 32n;
+const ALL = (1n << 128n) - 1n;
+
+function parseV4(s: string): bigint | null {
+  const parts = s.split(".");
+  if (parts.length !== 4) return null;
+  let v = 0n;
+  for (const p of parts) {
+    if (!/^\d{1,3}$/.test(p)) return null;
+    const n = Number(p);
+    if (n > 255) return null;
+    v = (v << 8n) | BigInt(n);
+  }
+  return v;
+}
+
+function parseV6(s: string): bigint | null {
+  const zone = s.indexOf("%");
+  if (zone >= 0) s = s.slice(0, zone);
+  let tail4: bigint | null = null;
+  const lastColon = s.lastIndexOf(":");
+  if (s.includes(".", lastColon)) {
+    tail4 = parseV4(s.slice(lastColon + 1));
+    if (tail4 === null) return null;
+    s = `${s.slice(0, lastColon + 1)}0:0`;
+  }
+  const halves = s.split("::");
+  if (halves.length > 2) return null;
+  const head = halves[0] ? halves[0].split(":") : [];
+  const rest = halves.length === 2 && halves[1] ? halves[1].split(":") : [];
+  const missing = 8 - head.length - rest.length;
+  if (halves.length === 1 ? missing !== 0 : missing < 1) return null;
+  const groups = [...head, ...Array(halves.length === 2 ? missing : 0).fill("0"), ...rest];
+  let v = 0n;
+  for (const g of groups) {
+    if (!/^[0-9a-fA-F]{1,4}$/.test(g)) return null;
+    v = (v << 16n) | BigInt(parseInt(g, 16));
+  }
+  if (tail4 !== null) v = (v & ~0xffffffffn) | tail4;
+  return v;
+}
+
+/** Parses an IP address to its 128-bit value (IPv4 is mapped into ::ffff:0:0/96), or null. */
+export function parseIp(s: string): bigint | null {
+  if (s.includes(":")) {
+    if (s.startsWith("[") && s.endsWith("]")) s = s.slice(1, -1);
+    return parseV6(s);
+  }
+  const v4 = parseV4(s);
+  return v4 === null ? null : V4_MAPPED | v4;
+}
+
+/** Parses "10.0.0.0/8", "::1/128" or a bare address (a /32 or /128). */
+export function parseCidr(s: string): Cidr | null {
+  const slash = s.indexOf("/");
+  const addr = slash >= 0 ? s.slice(0, slash) : s;
+  const ip = parseIp(addr.trim());
+  if (ip === null) return null;
+  const isV4 = !addr.includes(":");
+  const maxBits = isV4 ? 32 : 128;
+  let bits = maxBits;
+  if (slash >= 0) {
+    const b = s.slice(slash + 1);
+    if (!/^\d{1,3}$/.test(b)) return null;
+    bits = Number(b);
+    if (bits > maxBits) return null;
+  }
+  const prefixBits = BigInt((isV4 ? 96 : 0) + bits);
+  const mask = prefixBits === 0n ? 0n : (ALL << (128n - prefixBits)) & ALL;
+  return { base: ip & mask, mask, text: s };
+}
+
+export function cidrContains(c: Cidr, ip: bigint): boolean {
+  return (ip & c.mask) === c.base;
+}
+
+export function anyContains(list: readonly Cidr[], ipText: string): boolean {
+  if (list.length === 0) return false;
+  const ip = parseIp(ipText);
+  if (ip === null) return false;
+  for (const c of list) if (cidrContains(c, ip)) return true;
+  return false;
+}

@@ -1,0 +1,306 @@
+/**
+ * AWS Signature Version 4 for S3 GET/HEAD requests.
+ *
+ * Every step is an exported pure function (uriEncode → canonicalQuery →
+ * canonicalHeaders → canonicalRequest → stringToSign → deriveSigningKey →
+ * signature). `S3Signer` composes them for the hot path, caching per UTC day
+ * the signing key (as a keyed HMAC hasher) and the credential-scope strings,
+ * and per second the x-amz-date string. Only Bun.CryptoHasher is used.
+ */
+
+export interface Credentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
+}
+
+export interface SignableRequest {
+  /** "GET" | "HEAD" (used verbatim, so pass it uppercase). */
+  method: string;
+  /** Host header value as sent (include :port when non-default). */
+  host: string;
+  /** URL path NOT yet encoded, e.g. "/my-bucket/photos/a b+c.jpg". */
+  path: string;
+  /** Raw (decoded) query params. */
+  query?: Array<[string, string]>;
+  /** Extra headers to sign (e.g. range). host/x-amz-date/x-amz-content-sha256/
+   *  x-amz-security-token/authorization given here are ignored: the signer sets them. */
+  headers?: Record<string, string>;
+}
+
+export interface SignedRequest {
+  /** Headers to add: authorization, x-amz-date, x-amz-content-sha256[, x-amz-security-token]. */
+  headers: Record<string, string>;
+  /** Encoded path that was signed; put exactly this on the wire. */
+  path: string;
+  /** Canonical query string that was signed (no leading "?"); valid to send as is. */
+  query: string;
+}
+
+export const ALGORITHM = "AWS4-HMAC-SHA256";
+/** sha256("") — the payload hash of a GET/HEAD. */
+export const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+// ---------------------------------------------------------------- encoding
+
+const PCT: string[] = [];
+for (let b = 0; b < 256; b++) PCT.push("%" + (b < 16 ? "0" : "") + b.toString(16).toUpperCase());
+
+/** 1 = ASCII char passes unencoded. SAFE: A-Za-z0-9-._~ ; SAFE_PATH: also "/". */
+const SAFE = new Uint8Array(128);
+for (const ch of "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~") SAFE[ch.charCodeAt(0)] = 1;
+const SAFE_PATH = SAFE.slice();
+SAFE_PATH[0x2f] = 1;
+
+/**
+ * Percent-encode every UTF-8 byte of `str` except A-Za-z0-9-._~ (and "/" when
+ * `encodeSlash` is false), once, with uppercase hex. Lone surrogates are
+ * encoded as U+FFFD, like TextEncoder does.
+ */
+export function uriEncode(str: string, encodeSlash: boolean): string {
+  const safe = encodeSlash ? SAFE : SAFE_PATH;
+  const n = str.length;
+  let i = 0;
+  for (; i < n; i++) {
+    const c = str.charCodeAt(i);
+    if (c >= 0x80 || safe[c] === 0) break;
+  }
+  if (i === n) return str; // nothing to encode: no allocation
+
+  let out = str.slice(0, i);
+  let run = i; // start of the pending run of safe chars
+  for (; i < n; i++) {
+    let c = str.charCodeAt(i);
+    if (c < 0x80) {
+      if (safe[c] === 1) continue;
+      if (run < i) out += str.slice(run, i);
+      out += PCT[c];
+    } else {
+      if (run < i) out += str.slice(run, i);
+      if (c < 0x800) {
+        out += PCT[0xc0 | (c >> 6)] + PCT[0x80 | (c & 0x3f)];
+      } else {
+        if (c >= 0xd800 && c <= 0xdfff) {
+          const d = i + 1 < n ? str.charCodeAt(i + 1) : 0;
+          if (c <= 0xdbff && d >= 0xdc00 && d <= 0xdfff) {
+            const cp = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+            out += PCT[0xf0 | (cp >> 18)] + PCT[0x80 | ((cp >> 12) & 0x3f)] +
+              PCT[0x80 | ((cp >> 6) & 0x3f)] + PCT[0x80 | (cp & 0x3f)];
+            i++;
+            run = i + 1;
+            continue;
+          }
+          c = 0xfffd; // lone surrogate
+        }
+        out += PCT[0xe0 | (c >> 12)] + PCT[0x80 | ((c >> 6) & 0x3f)] + PCT[0x80 | (c & 0x3f)];
+      }
+    }
+    run = i + 1;
+  }
+  if (run < n) out += str.slice(run);
+  return out;
+}
+
+/** S3 canonical URI: encode once, keep "/", no dot-segment normalization. Also the wire path. */
+export function encodeS3Path(rawPath: string): string {
+  return rawPath === "" ? "/" : uriEncode(rawPath, false);
+}
+
+/** Canonical query string: names and values encoded (incl. "/"), sorted by name then value. */
+export function canonicalQuery(params: ReadonlyArray<readonly [string, string]>): string {
+  const n = params.length;
+  if (n === 0) return "";
+  if (n === 1) return uriEncode(params[0][0], true) + "=" + uriEncode(params[0][1], true);
+  const enc: Array<[string, string]> = new Array(n);
+  for (let i = 0; i < n; i++) enc[i] = [uriEncode(params[i][0], true), uriEncode(params[i][1], true)];
+  // Encoded strings are ASCII, so code-unit order is byte order.
+  enc.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0));
+  let out = enc[0][0] + "=" + enc[0][1];
+  for (let i = 1; i < n; i++) out += "&" + enc[i][0] + "=" + enc[i][1];
+  return out;
+}
+
+// ---------------------------------------------------------------- canonical request
+
+const WS = /\s/;
+const WS_RUN = /\s+/g;
+
+/** Trim and collapse internal whitespace runs to one space. */
+export function canonicalHeaderValue(value: string): string {
+  return WS.test(value) ? value.trim().replace(WS_RUN, " ") : value;
+}
+
+/**
+ * Canonical headers block ("name:value\n" per header, names lowercased and
+ * sorted) and the matching signed-headers list ("a;b;c").
+ */
+export function canonicalHeaders(headers: Record<string, string>): { canonical: string; signed: string } {
+  const values = new Map<string, string>();
+  for (const name of Object.keys(headers)) values.set(name.toLowerCase(), canonicalHeaderValue(headers[name]));
+  const names = [...values.keys()].sort();
+  let canonical = "";
+  for (const name of names) canonical += name + ":" + values.get(name) + "\n";
+  return { canonical, signed: names.join(";") };
+}
+
+/** The canonical request. `encodedPath` is used verbatim (already encoded by the caller's rules). */
+export function canonicalRequest(
+  method: string,
+  encodedPath: string,
+  canonicalQueryString: string,
+  canonicalHeadersBlock: string,
+  signedHeaders: string,
+  payloadHash: string,
+): string {
+  return method + "\n" + encodedPath + "\n" + canonicalQueryString + "\n" + canonicalHeadersBlock + "\n" +
+    signedHeaders + "\n" + payloadHash;
+}
+
+export function sha256Hex(data: string | Uint8Array): string {
+  return Bun.CryptoHasher.hash("sha256", data, "hex");
+}
+
+/** "YYYYMMDDTHHMMSSZ" (UTC, whole seconds). */
+export function amzDate(date: Date): string {
+  const s = date.toISOString(); // 2013-05-24T00:00:00.000Z
+  return s.slice(0, 4) + s.slice(5, 7) + s.slice(8, 10) + "T" + s.slice(11, 13) + s.slice(14, 16) + s.slice(17, 19) + "Z";
+}
+
+export function credentialScope(yyyymmdd: string, region: string, service: string): string {
+  return yyyymmdd + "/" + region + "/" + service + "/aws4_request";
+}
+
+export function stringToSign(amzDateTime: string, scope: string, canonicalRequestText: string): string {
+  return ALGORITHM + "\n" + amzDateTime + "\n" + scope + "\n" + sha256Hex(canonicalRequestText);
+}
+
+function hmac(key: string | Uint8Array, data: string): Uint8Array {
+  return new Bun.CryptoHasher("sha256", key).update(data).digest();
+}
+
+export function deriveSigningKey(secret: string, yyyymmdd: string, region: string, service: string): Uint8Array {
+  return hmac(hmac(hmac(hmac("AWS4" + secret, yyyymmdd), region), service), "aws4_request");
+}
+
+export function signature(signingKey: Uint8Array, stringToSignText: string): string {
+  return new Bun.CryptoHasher("sha256", signingKey).update(stringToSignText).digest("hex");
+}
+
+// ---------------------------------------------------------------- signer
+
+const RESERVED = new Set(["host", "authorization", "x-amz-date", "x-amz-content-sha256", "x-amz-security-token"]);
+
+function hasKeys(o: object): boolean {
+  for (const _ in o) return true;
+  return false;
+}
+
+export class S3Signer {
+  private readonly accessKeyId: string;
+  private readonly secret: string;
+  private readonly token: string | undefined;
+  private readonly now: (() => Date) | undefined;
+  /** signed list and tail of the canonical request when only host + x-amz-* are signed */
+  private readonly defaultSigned: string;
+  private readonly defaultTail: string;
+
+  private second = NaN;
+  private date = "";
+  private day = "";
+  private scopeLine = "";
+  private authBase = "";
+  private authDefault = "";
+  private keyed: Bun.CryptoHasher | null = null;
+  private derivations = 0;
+
+  constructor(
+    creds: Credentials,
+    readonly region: string,
+    readonly service: string = "s3",
+    now?: () => Date,
+  ) {
+    this.accessKeyId = creds.accessKeyId;
+    this.secret = creds.secretAccessKey;
+    this.token = creds.sessionToken || undefined;
+    this.now = now;
+    this.defaultSigned = "host;x-amz-content-sha256;x-amz-date" + (this.token ? ";x-amz-security-token" : "");
+    this.defaultTail = (this.token ? "x-amz-security-token:" + canonicalHeaderValue(this.token) + "\n" : "") +
+      "\n" + this.defaultSigned + "\n" + EMPTY_SHA256;
+  }
+
+  /** How many times the signing key was derived (once per UTC day in use). */
+  get keyDerivations(): number {
+    return this.derivations;
+  }
+
+  /** Headers to add to the outgoing request. The path on the wire must be encodeS3Path(req.path). */
+  sign(req: SignableRequest): Record<string, string> {
+    const q = req.query;
+    return this.signEncoded(req.method, req.host, encodeS3Path(req.path), q && q.length ? canonicalQuery(q) : "", req.headers);
+  }
+
+  /** Like sign(), also returning the encoded path and query that were signed. */
+  signRequest(req: SignableRequest): SignedRequest {
+    const q = req.query;
+    const path = encodeS3Path(req.path);
+    const query = q && q.length ? canonicalQuery(q) : "";
+    return { headers: this.signEncoded(req.method, req.host, path, query, req.headers), path, query };
+  }
+
+  private tick(): void {
+    const ms = this.now ? this.now().getTime() : Date.now();
+    const sec = Math.floor(ms / 1000);
+    if (sec === this.second) return;
+    const date = amzDate(new Date(sec * 1000)); // throws RangeError on an invalid clock
+    this.second = sec;
+    this.date = date;
+    const day = date.slice(0, 8);
+    if (day === this.day) return;
+    const scope = credentialScope(day, this.region, this.service);
+    this.keyed = new Bun.CryptoHasher("sha256", deriveSigningKey(this.secret, day, this.region, this.service));
+    this.derivations++;
+    this.day = day;
+    this.scopeLine = "\n" + scope + "\n";
+    this.authBase = ALGORITHM + " Credential=" + this.accessKeyId + "/" + scope + ", SignedHeaders=";
+    this.authDefault = this.authBase + this.defaultSigned + ", Signature=";
+  }
+
+  private signEncoded(
+    method: string,
+    host: string,
+    path: string,
+    query: string,
+    extra: Record<string, string> | undefined,
+  ): Record<string, string> {
+    this.tick();
+    const date = this.date;
+    let creq: string;
+    let auth: string;
+    if (extra === undefined || !hasKeys(extra)) {
+      creq = method + "\n" + path + "\n" + query + "\nhost:" + canonicalHeaderValue(host) +
+        "\nx-amz-content-sha256:" + EMPTY_SHA256 + "\nx-amz-date:" + date + "\n" + this.defaultTail;
+      auth = this.authDefault;
+    } else {
+      const h: Record<string, string> = Object.create(null);
+      for (const name of Object.keys(extra)) {
+        const lower = name.toLowerCase();
+        if (!RESERVED.has(lower)) h[lower] = extra[name];
+      }
+      h.host = host;
+      h["x-amz-content-sha256"] = EMPTY_SHA256;
+      h["x-amz-date"] = date;
+      if (this.token) h["x-amz-security-token"] = this.token;
+      const c = canonicalHeaders(h);
+      creq = canonicalRequest(method, path, query, c.canonical, c.signed, EMPTY_SHA256);
+      auth = this.authBase + c.signed + ", Signature=";
+    }
+    const sts = ALGORITHM + "\n" + date + this.scopeLine + sha256Hex(creq);
+    const out: Record<string, string> = {
+      authorization: auth + this.keyed!.copy().update(sts).digest("hex"),
+      "x-amz-date": date,
+      "x-amz-content-sha256": EMPTY_SHA256,
+    };
+    if (this.token) out["x-amz-security-token"] = this.token;
+    return out;
+  }
+}
