@@ -1,0 +1,19 @@
+export { TokenBucket, ADMIT, monotonicClock, type Clock, type TakeResult } from "./token-bucket.ts";
+export {
+  RateLimiter,
+  type RateCheck,
+  type RateScope,
+  type RateLimiterOptions,
+  type RateLimitSource,
+  type ServerRateLimit,
+} from "./rate-limiter.ts";
+export {
+  CircuitBreaker,
+  BREAKER_STATE_CODE,
+  type Admission,
+  type BreakerState,
+  type StateChangeListener,
+} from "./circuit-breaker.ts";
+export { backoffDelay, isRetryableStatus } from "./retry.ts";
+export { ConcurrencyLimiter } from "./concurrency.ts";
+export { LruMap } from "./lru.ts";

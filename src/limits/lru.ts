@@ -1,0 +1,75 @@
+/**
+ * A bounded map with least-recently-used eviction: a Map for lookup plus an intrusive doubly
+ * linked list for order. (Evicting through `map.keys().next()` is not O(1) in JavaScriptCore:
+ * the iterator walks over the holes left by earlier deletions, which made a million-client flood
+ * take seconds.)
+ */
+interface Node<V> {
+  key: string;
+  value: V;
+  prev: Node<V> | null;
+  next: Node<V> | null;
+}
+
+export class LruMap<V> {
+  private readonly map = new Map<string, Node<V>>();
+  /** Least recently used end. */
+  private head: Node<V> | null = null;
+  /** Most recently used end. */
+  private tail: Node<V> | null = null;
+
+  constructor(readonly maxEntries: number) {
+    if (!(maxEntries >= 1)) throw new RangeError("maxEntries must be >= 1");
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  /** Returns the value and marks it most recently used. */
+  get(key: string): V | undefined {
+    const node = this.map.get(key);
+    if (node === undefined) return undefined;
+    if (node !== this.tail) {
+      this.unlink(node);
+      this.append(node);
+    }
+    return node.value;
+  }
+
+  /** Inserts a new key (the caller has checked it is absent), evicting the LRU entry if full. */
+  insert(key: string, value: V): void {
+    if (this.map.size >= this.maxEntries && this.head !== null) this.deleteOldest();
+    const node: Node<V> = { key, value, prev: null, next: null };
+    this.map.set(key, node);
+    this.append(node);
+  }
+
+  /** The least recently used value, or undefined when empty. */
+  oldest(): V | undefined {
+    return this.head === null ? undefined : this.head.value;
+  }
+
+  deleteOldest(): void {
+    const node = this.head;
+    if (node === null) return;
+    this.unlink(node);
+    this.map.delete(node.key);
+  }
+
+  private append(node: Node<V>): void {
+    node.prev = this.tail;
+    node.next = null;
+    if (this.tail !== null) this.tail.next = node;
+    else this.head = node;
+    this.tail = node;
+  }
+
+  private unlink(node: Node<V>): void {
+    if (node.prev !== null) node.prev.next = node.next;
+    else this.head = node.next;
+    if (node.next !== null) node.next.prev = node.prev;
+    else this.tail = node.prev;
+    node.prev = node.next = null;
+  }
+}

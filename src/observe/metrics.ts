@@ -1,0 +1,230 @@
+/**
+ * The proxy's Prometheus metrics. Hot-path methods do a Map lookup or two and a few additions;
+ * no strings are built once a series exists.
+ *
+ * Label cardinality is bounded by construction: `bucket` is a configured bucket name or one of
+ * `_none` (unmapped), `_health`, `_admin`, `_metrics` — any other string is counted as `_none`;
+ * `method` is GET/HEAD/OPTIONS/OTHER; `status` a number in 100..599 (anything else is "0").
+ * Bucket names beginning with "_" would share a series with the fixed values.
+ *
+ * Reload: `resetBucketSet(names)` drops every series of buckets no longer configured (their
+ * counters restart from zero if the bucket comes back, which Prometheus treats as a counter reset).
+ *
+ * Workers: each process exposes `snapshot()` (JSON-able); `renderMerged(snapshots)` sums counters,
+ * histograms and most gauges, and takes the max for generation, build_info and breaker state.
+ */
+import { registerProcessMetrics } from "./process.ts";
+import { mergeSnapshots, Registry, renderSnapshot, type CounterChild, type HistogramChild, type Snapshot } from "./registry.ts";
+
+export const FIXED_BUCKET_LABELS = ["_none", "_health", "_admin", "_metrics"] as const;
+export const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+export const AUTH_RESULTS = ["success", "missing", "invalid", "forbidden", "error"] as const;
+export const RATE_LIMIT_SCOPES = ["global", "per_ip", "bucket", "concurrency"] as const;
+export type AuthResult = (typeof AUTH_RESULTS)[number];
+export type RateLimitScope = (typeof RATE_LIMIT_SCOPES)[number];
+/** An S3 HTTP status, or why there was none. */
+export type S3Outcome = number | "error" | "timeout";
+export type ReloadResult = "success" | "failure";
+
+/** What the cache owner reports at scrape time (its own running totals). */
+export interface CacheStats {
+  hits: Record<string, number>;
+  misses: Record<string, number>;
+  evictions: number;
+  bytes: number;
+  items: number;
+  coalesced: number;
+}
+
+export interface MetricsOptions {
+  version: string;
+  /** Configured bucket names (see resetBucketSet). */
+  buckets?: readonly string[];
+  /** Register process_* metrics (default true). */
+  processMetrics?: boolean;
+}
+
+const METHODS = ["GET", "HEAD", "OPTIONS", "OTHER"] as const;
+
+function methodIndex(method: string): number {
+  if (method === "GET") return 0;
+  if (method === "HEAD") return 1;
+  if (method === "OPTIONS") return 2;
+  const up = method.toUpperCase();
+  return up === "GET" ? 0 : up === "HEAD" ? 1 : up === "OPTIONS" ? 2 : 3;
+}
+
+/** Cached children of one bucket label value. */
+interface BucketSeries {
+  name: string;
+  /** Key: method index * 1000 + status. */
+  requests: Map<number, CounterChild>;
+  duration: HistogramChild;
+  bytes: CounterChild;
+  s3: Map<S3Outcome, CounterChild>;
+  s3Duration: HistogramChild | undefined;
+  s3Retries: CounterChild | undefined;
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly r = this.registry;
+  private readonly requests = this.r.counter("yatagarasu_http_requests_total", "HTTP requests answered, by bucket, method and status.", ["bucket", "method", "status"]);
+  private readonly duration = this.r.histogram("yatagarasu_http_request_duration_seconds", "Time from request arrival to response headers, in seconds.", ["bucket"], DURATION_BUCKETS);
+  private readonly inflight = this.r.gauge("yatagarasu_http_requests_in_flight", "HTTP requests currently being handled.").labels();
+  private readonly bytes = this.r.counter("yatagarasu_http_response_bytes_total", "Response body bytes sent.", ["bucket"]);
+  private readonly s3 = this.r.counter("yatagarasu_s3_requests_total", "Upstream S3 requests by status (error: connection failure, timeout: no answer in time).", ["bucket", "status"]);
+  private readonly s3Duration = this.r.histogram("yatagarasu_s3_request_duration_seconds", "Upstream S3 request time until response headers, in seconds.", ["bucket"], DURATION_BUCKETS);
+  private readonly s3Retries = this.r.counter("yatagarasu_s3_retries_total", "Upstream S3 requests retried.", ["bucket"]);
+  private readonly authC = new Map<string, CounterChild>();
+  private readonly rateC = new Map<string, CounterChild>();
+  private readonly breaker = this.r.gauge("yatagarasu_circuit_breaker_state", "Circuit breaker state per bucket: 0 closed, 1 open, 2 half-open.", ["bucket"], "max");
+  private readonly reloads = this.r.counter("yatagarasu_config_reloads_total", "Configuration reloads by result.", ["result"]);
+  private readonly generation = this.r.gauge("yatagarasu_config_generation", "Generation number of the active configuration.", [], "max").labels();
+  private readonly cacheHits = this.r.counter("yatagarasu_cache_hits_total", "Cache lookups that found the object.", ["bucket"]);
+  private readonly cacheMisses = this.r.counter("yatagarasu_cache_misses_total", "Cache lookups that did not find the object.", ["bucket"]);
+  private readonly cacheEvictions = this.r.counter("yatagarasu_cache_evictions_total", "Objects evicted from the cache.").labels();
+  private readonly cacheBytes = this.r.gauge("yatagarasu_cache_bytes", "Bytes currently held by the cache.").labels();
+  private readonly cacheItems = this.r.gauge("yatagarasu_cache_items", "Objects currently held by the cache.").labels();
+  private readonly cacheCoalesced = this.r.counter("yatagarasu_cache_coalesced_total", "Requests served by joining an upstream fetch already in progress.").labels();
+  private readonly bucketFamilies = [this.requests, this.duration, this.bytes, this.s3, this.s3Duration, this.s3Retries, this.breaker, this.cacheHits, this.cacheMisses];
+  private readonly series = new Map<string, BucketSeries>();
+  private none!: BucketSeries;
+  private known = new Set<string>();
+  private cacheCollector: (() => CacheStats) | undefined;
+
+  constructor(opts: MetricsOptions) {
+    const auth = this.r.counter("yatagarasu_auth_total", "Authentication outcomes.", ["result"]);
+    for (const a of AUTH_RESULTS) this.authC.set(a, auth.labels(a));
+    const rate = this.r.counter("yatagarasu_rate_limited_total", "Requests refused by a rate or concurrency limit, by scope.", ["scope"]);
+    for (const s of RATE_LIMIT_SCOPES) this.rateC.set(s, rate.labels(s));
+    this.reloads.labels("success");
+    this.reloads.labels("failure");
+    this.r.gauge("yatagarasu_build_info", "Build information; the value is always 1.", ["version"], "max").labels(opts.version).set(1);
+    this.resetBucketSet(opts.buckets ?? []);
+    this.r.onCollect(() => this.collectCache());
+    if (opts.processMetrics !== false) registerProcessMetrics(this.r);
+  }
+
+  /** One answered HTTP request. `bucket`: configured name or a fixed label value. */
+  observeRequest(bucket: string, method: string, status: number, durationSec: number, bytes: number): void {
+    const s = this.series.get(bucket) ?? this.none;
+    const m = methodIndex(method);
+    const st = status >= 100 && status <= 599 ? status | 0 : 0;
+    const key = m * 1000 + st;
+    let c = s.requests.get(key);
+    if (c === undefined) {
+      c = this.requests.labels(s.name, METHODS[m], String(st));
+      s.requests.set(key, c);
+    }
+    c.value++;
+    s.duration.observe(durationSec);
+    if (bytes > 0) s.bytes.value += bytes;
+  }
+
+  inFlight(delta: number): void {
+    this.inflight.value += delta;
+  }
+
+  observeS3(bucket: string, status: S3Outcome, durationSec: number): void {
+    const s = this.series.get(bucket) ?? this.none;
+    const st: S3Outcome = typeof status === "number" ? (status >= 100 && status <= 599 ? status | 0 : 0) : status === "timeout" ? "timeout" : "error";
+    let c = s.s3.get(st);
+    if (c === undefined) {
+      c = this.s3.labels(s.name, String(st));
+      s.s3.set(st, c);
+    }
+    c.value++;
+    (s.s3Duration ??= this.s3Duration.labels(s.name)).observe(durationSec);
+  }
+
+  s3Retry(bucket: string): void {
+    const s = this.series.get(bucket) ?? this.none;
+    (s.s3Retries ??= this.s3Retries.labels(s.name)).value++;
+  }
+
+  auth(result: AuthResult): void {
+    const c = this.authC.get(result);
+    if (c !== undefined) c.value++;
+  }
+
+  rateLimited(scope: RateLimitScope): void {
+    const c = this.rateC.get(scope);
+    if (c !== undefined) c.value++;
+  }
+
+  /** 0 closed, 1 open, 2 half-open. Ignored for names that are not configured buckets. */
+  setBreakerState(bucket: string, code: 0 | 1 | 2): void {
+    if (this.known.has(bucket) && !(FIXED_BUCKET_LABELS as readonly string[]).includes(bucket)) this.breaker.labels(bucket).set(code);
+  }
+
+  configReload(result: ReloadResult): void {
+    this.reloads.labels(result === "success" ? "success" : "failure").value++;
+  }
+
+  setGeneration(n: number): void {
+    this.generation.set(n);
+  }
+
+  /** The cache registers a function returning its running totals; called at every scrape. */
+  setCacheCollector(fn: (() => CacheStats) | undefined): void {
+    this.cacheCollector = fn;
+  }
+
+  /**
+   * Sets the configured bucket names. Series of buckets not in `names` are dropped (all
+   * bucket-labelled families); new buckets get zero-valued series so dashboards see them at once.
+   */
+  resetBucketSet(names: readonly string[]): void {
+    const all = [...FIXED_BUCKET_LABELS, ...names];
+    this.known = new Set(all);
+    for (const f of this.bucketFamilies) f.retain("bucket", (b) => this.known.has(b));
+    for (const name of this.series.keys()) if (!this.known.has(name)) this.series.delete(name);
+    for (const name of all) {
+      if (this.series.has(name)) continue;
+      const configured = !(FIXED_BUCKET_LABELS as readonly string[]).includes(name);
+      this.series.set(name, {
+        name,
+        requests: new Map(),
+        duration: this.duration.labels(name),
+        bytes: this.bytes.labels(name),
+        s3: new Map(),
+        s3Duration: configured ? this.s3Duration.labels(name) : undefined,
+        s3Retries: configured ? this.s3Retries.labels(name) : undefined,
+      });
+    }
+    this.none = this.series.get("_none")!;
+  }
+
+  snapshot(): Snapshot {
+    return this.registry.snapshot();
+  }
+
+  render(): string {
+    return this.registry.render();
+  }
+
+  /** Renders the merged snapshots of several processes (see mergeSnapshots in registry.ts). */
+  static renderMerged(snapshots: readonly Snapshot[]): string {
+    return renderMerged(snapshots);
+  }
+
+  private collectCache(): void {
+    const fn = this.cacheCollector;
+    if (fn === undefined) return;
+    const st = fn(); // if this throws, the previous values stay
+    this.cacheHits.clear();
+    this.cacheMisses.clear();
+    for (const [b, n] of Object.entries(st.hits)) this.cacheHits.labels(this.known.has(b) ? b : "_none").value += n;
+    for (const [b, n] of Object.entries(st.misses)) this.cacheMisses.labels(this.known.has(b) ? b : "_none").value += n;
+    this.cacheEvictions.value = st.evictions;
+    this.cacheBytes.set(st.bytes);
+    this.cacheItems.set(st.items);
+    this.cacheCoalesced.value = st.coalesced;
+  }
+}
+
+/** Merges the snapshots of several processes and renders the result. */
+export function renderMerged(snapshots: readonly Snapshot[]): string {
+  return renderSnapshot(mergeSnapshots(snapshots));
+}
