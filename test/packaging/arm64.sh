@@ -45,7 +45,7 @@ log "qemu: $(qemu-aarch64-static --version | head -1); sysroot $SYSROOT; binary 
 
 # The binary runs in a clean environment, as in a container: nothing from this shell leaks in.
 # (An array, not a function: `timeout` and `&` need a real command whose pid is the emulator's.)
-RUN=(env -i PATH=/usr/bin:/bin HOME="$WORK" qemu-aarch64-static -L "$SYSROOT" "$BIN")
+RUN=(env -i PATH=/usr/bin:/bin HOME="$WORK" "$(command -v qemu-aarch64-static)" -L "$SYSROOT" "$BIN")
 
 # 1. The file is an aarch64 ELF executable (e_machine 0xb7 at offset 18, little-endian).
 machine="$(od -An -t x1 -j 18 -N 2 "$BIN" | tr -d ' \n')"
