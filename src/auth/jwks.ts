@@ -1,0 +1,174 @@
+/**
+ * A JWKS (jwt.jwks_url) kept in memory.
+ *
+ * - The first fetch starts at once and does not block startup; until a fetch has succeeded,
+ *   `loaded` is false (readiness fails, requests get KeysUnavailable 503 with Retry-After), and
+ *   fetches are retried every 10 s.
+ * - Refreshed every jwks_refresh_interval_secs (a timer, plus a check on each verification so an
+ *   injected clock drives it too).
+ * - An unknown kid triggers a refetch, at most one per 10 s; concurrent callers share one fetch.
+ * - A failed fetch (network, timeout, non-2xx, bad JSON, no usable key) keeps the last good keys.
+ * - Keys are RSA, EC (P-256, P-384) and OKP (Ed25519) public keys, each bound to one configured
+ *   algorithm (its `alg` member if it has one, else every configured algorithm of its type).
+ *   Symmetric ("oct") JWKS keys are not supported; HMAC secrets come from the config only.
+ */
+import type { Algorithm } from "../config/schema.ts";
+import { importPublicJwk, jwkAlgorithms, type AsymKey } from "./keys.ts";
+
+export type Logger = (level: "info" | "warn" | "error", msg: string, fields?: object) => void;
+
+export const REFETCH_MIN_INTERVAL_MS = 10_000;
+const FETCH_TIMEOUT_MS = 5_000;
+const MAX_KEYS = 100;
+const MAX_BYTES = 1 << 20;
+
+export interface JwksOptions {
+  url: string;
+  intervalMs: number;
+  allowed: ReadonlySet<Algorithm>;
+  fetch: typeof fetch;
+  now: () => number;
+  log: Logger;
+  /** Called when the key set changed (e.g. to drop cached verifications). */
+  onChange?: () => void;
+}
+
+/** The URL without credentials or query, for logs and readiness messages. */
+function safeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.origin}${u.pathname}`;
+  } catch {
+    return "(invalid url)";
+  }
+}
+
+export class JwksClient {
+  private keys: AsymKey[] = [];
+  private fingerprint = "";
+  private loadedOnce = false;
+  private lastAttempt = -Infinity;
+  private lastError: string | undefined;
+  private inflight: Promise<void> | undefined;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private closed = false;
+  /** Number of fetches started (observable for tests and metrics). */
+  fetchCount = 0;
+
+  constructor(private readonly o: JwksOptions) {}
+
+  get loaded(): boolean {
+    return this.loadedOnce;
+  }
+
+  start(): void {
+    void this.refresh();
+  }
+
+  /** Fetches now (or joins the fetch in flight). Never rejects. */
+  refresh(): Promise<void> {
+    if (this.inflight) return this.inflight;
+    this.lastAttempt = this.o.now();
+    this.fetchCount++;
+    this.inflight = this.load().finally(() => {
+      this.inflight = undefined;
+      this.schedule();
+    });
+    return this.inflight;
+  }
+
+  /** Cheap per-verification check: starts a background refresh when one is due. */
+  tick(): void {
+    if (this.inflight || this.closed) return;
+    const due = this.loadedOnce ? this.o.intervalMs : Math.min(this.o.intervalMs, REFETCH_MIN_INTERVAL_MS);
+    if (this.o.now() - this.lastAttempt >= due) void this.refresh();
+  }
+
+  /** For an unknown kid or missing keys: joins a fetch in flight, else refetches unless one started < 10 s ago. */
+  refetchLimited(): Promise<void> {
+    if (this.inflight) return this.inflight;
+    if (this.closed || this.o.now() - this.lastAttempt < REFETCH_MIN_INTERVAL_MS) return Promise.resolve();
+    return this.refresh();
+  }
+
+  /** Seconds until a refetch may happen (for Retry-After), at least 1. */
+  retryAfterSeconds(): number {
+    return Math.max(1, Math.ceil((this.lastAttempt + REFETCH_MIN_INTERVAL_MS - this.o.now()) / 1000));
+  }
+
+  /** Keys for an algorithm; with a kid, only that kid's. */
+  find(kid: string | undefined, alg: string): AsymKey[] {
+    return this.keys.filter((k) => k.alg === alg && (kid === undefined || k.kid === kid));
+  }
+
+  readiness(): { ok: boolean; reason?: string } {
+    if (this.loadedOnce) return { ok: true };
+    const why = this.lastError ?? (this.inflight ? "first fetch in progress" : "not fetched yet");
+    return { ok: false, reason: `JWKS keys from ${safeUrl(this.o.url)} not loaded: ${why}` };
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private schedule(): void {
+    if (this.closed) return;
+    if (this.timer) clearTimeout(this.timer);
+    const delay = this.loadedOnce ? this.o.intervalMs : Math.min(this.o.intervalMs, REFETCH_MIN_INTERVAL_MS);
+    this.timer = setTimeout(() => void this.refresh(), delay);
+    this.timer.unref?.();
+  }
+
+  private async load(): Promise<void> {
+    try {
+      const res = await this.o.fetch(this.o.url, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS), headers: { accept: "application/json" } });
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+      const text = await res.text();
+      if (text.length > MAX_BYTES) throw new Error("response larger than 1 MiB");
+      let body: unknown;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        throw new Error("response is not JSON");
+      }
+      const list = (body as { keys?: unknown } | null)?.keys;
+      if (!Array.isArray(list)) throw new Error("response has no `keys` array");
+      const keys: AsymKey[] = [];
+      const used: unknown[] = [];
+      for (const jwk of list.slice(0, MAX_KEYS)) {
+        if (jwk === null || typeof jwk !== "object" || Array.isArray(jwk)) continue;
+        const j = jwk as Record<string, unknown>;
+        if (j.use !== undefined && j.use !== "sig") continue;
+        const kid = typeof j.kid === "string" ? j.kid : undefined;
+        for (const alg of jwkAlgorithms(j, this.o.allowed)) {
+          try {
+            keys.push({ alg, kid, key: await importPublicJwk(j, alg) });
+            used.push([alg, kid, j.n, j.e, j.x, j.y]);
+          } catch {
+            this.o.log("warn", "JWKS key skipped: cannot import", { kid, alg });
+          }
+        }
+      }
+      if (keys.length === 0) throw new Error("no usable key for the configured algorithms");
+      const fp = JSON.stringify(used);
+      const changed = fp !== this.fingerprint;
+      this.keys = keys;
+      this.fingerprint = fp;
+      this.loadedOnce = true;
+      this.lastError = undefined;
+      if (changed) {
+        this.o.log("info", "JWKS keys loaded", { url: safeUrl(this.o.url), keys: keys.length, kids: [...new Set(keys.map((k) => k.kid))] });
+        this.o.onChange?.();
+      }
+    } catch (err) {
+      const name = (err as Error)?.name;
+      this.lastError = name === "TimeoutError" || name === "AbortError" ? "timed out" : ((err as Error)?.message ?? String(err));
+      this.o.log(this.loadedOnce ? "warn" : "error", this.loadedOnce ? "JWKS refresh failed; keeping the last good keys" : "JWKS fetch failed; no keys yet", {
+        url: safeUrl(this.o.url),
+        error: this.lastError,
+      });
+    }
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * Where a token comes from (jwt.token_sources, tried in order) and how it is removed before the
+ * request goes to S3 or into the access log.
+ *
+ * - bearer: `Authorization: Bearer <token>`; the scheme is case-insensitive.
+ * - header: the named header; with a `prefix`, the value must start with it (case-insensitive) and
+ *           the prefix is stripped; a value without the prefix counts as "no token here".
+ * - query:  the named query parameter; when repeated, the first one is used (and all are stripped).
+ * An empty or all-whitespace value counts as absent, so the next source is tried.
+ *
+ * Query handling works on the raw query string so that other parameters keep their exact
+ * encoding (URLSearchParams would re-serialize them, e.g. %20 → +, which changes what S3 sees).
+ */
+import type { TokenSource } from "../config/schema.ts";
+
+function fromHeader(headers: Headers, source: TokenSource): string | null {
+  if (source.type === "bearer") {
+    const v = headers.get("authorization");
+    if (v === null || v.length < 8 || v.slice(0, 7).toLowerCase() !== "bearer ") return null;
+    const t = v.slice(7).trim();
+    return t === "" ? null : t;
+  }
+  const v = headers.get(source.name ?? "");
+  if (v === null) return null;
+  let t = v;
+  if (source.prefix) {
+    if (t.length < source.prefix.length || t.slice(0, source.prefix.length).toLowerCase() !== source.prefix.toLowerCase()) return null;
+    t = t.slice(source.prefix.length);
+  }
+  t = t.trim();
+  return t === "" ? null : t;
+}
+
+function decodeComponent(s: string): string | null {
+  try {
+    return decodeURIComponent(s.replace(/\+/g, " "));
+  } catch {
+    return null;
+  }
+}
+
+/** Splits "a=1&b" (no leading "?") into [name, rawPair] without decoding values. */
+function pairs(query: string): Array<{ name: string | null; raw: string }> {
+  if (query === "") return [];
+  return query.split("&").map((raw) => {
+    const eq = raw.indexOf("=");
+    return { name: decodeComponent(eq < 0 ? raw : raw.slice(0, eq)), raw };
+  });
+}
+
+function queryValue(url: URL, name: string): string | null {
+  const search = url.search;
+  if (search.length < 2) return null;
+  for (const p of pairs(search.slice(1))) {
+    if (p.name !== name) continue;
+    const eq = p.raw.indexOf("=");
+    const v = eq < 0 ? "" : decodeComponent(p.raw.slice(eq + 1));
+    // The first occurrence decides; an empty (or undecodable) first value means "no token here".
+    return v === null || v.trim() === "" ? null : v.trim();
+  }
+  return null;
+}
+
+export function extractToken(sources: readonly TokenSource[], headers: Headers, url: URL): { token: string; source: TokenSource } | null {
+  for (const source of sources) {
+    const token = source.type === "query" ? queryValue(url, source.name ?? "") : fromHeader(headers, source);
+    if (token !== null) return { token, source };
+  }
+  return null;
+}
+
+/** Rewrites a query string (with or without its leading "?"), dropping or replacing named params. */
+function rewriteQuery(search: string, names: readonly string[], replace: ((name: string) => string) | null): string {
+  const q = search.startsWith("?") ? search.slice(1) : search;
+  if (q === "" || names.length === 0) return search;
+  const out: string[] = [];
+  for (const p of pairs(q)) {
+    if (p.name !== null && names.includes(p.name)) {
+      if (replace) out.push(replace(p.raw.slice(0, p.raw.indexOf("=") < 0 ? p.raw.length : p.raw.indexOf("="))));
+    } else out.push(p.raw);
+  }
+  const joined = out.join("&");
+  return search.startsWith("?") ? (joined === "" ? "" : `?${joined}`) : joined;
+}
+
+/** Removes the token so the upstream never sees it: the Authorization header, the custom header, or every query param of that name. */
+export function stripToken(headers: Headers, url: URL, source: TokenSource): void {
+  if (source.type === "bearer") headers.delete("authorization");
+  else if (source.type === "header") headers.delete(source.name ?? "");
+  else if (source.name && url.search.length > 1) {
+    const next = rewriteQuery(url.search, [source.name], null);
+    if (next !== url.search) url.search = next;
+  }
+}
+
+/** For the access log: every value of the named params becomes "REDACTED" (the name and the rest of the query are kept verbatim). */
+export function redactQuery(search: string, paramNames: string[]): string {
+  return rewriteQuery(search, paramNames, (rawName) => `${rawName}=REDACTED`);
+}

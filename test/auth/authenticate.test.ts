@@ -1,0 +1,92 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { Authenticator, stripToken } from "../../src/auth/index.ts";
+import { hmacToken, jwtConfig, nowSec } from "../fixtures/jwt.ts";
+import { expectProxyError } from "./helpers.ts";
+
+const SECRET = "authenticate-secret-0123456789";
+const opened: Authenticator[] = [];
+afterAll(() => opened.forEach((a) => a.close()));
+
+async function make(extra: Record<string, unknown> = {}) {
+  const a = await Authenticator.create(
+    jwtConfig({
+      secret: SECRET,
+      token_sources: [{ type: "bearer" }, { type: "query", name: "token" }],
+      claims: [{ claim: "role", operator: "in", value: ["admin", "editor"] }],
+      admin_claims: [{ claim: "org.admin", operator: "equals", value: true }],
+      ...extra,
+    }),
+  );
+  opened.push(a);
+  return a;
+}
+const token = (claims: Record<string, unknown>) => hmacToken({ alg: "HS256", typ: "JWT" }, { sub: "alice", exp: nowSec() + 300, ...claims }, SECRET);
+const bearer = (t: string) => new Headers({ authorization: `Bearer ${t}` });
+const url = (q = "") => new URL(`http://proxy.local/b/k${q}`);
+
+describe("authenticate", () => {
+  test("no token → Unauthorized with a Bearer challenge", async () => {
+    const a = await make();
+    const e = await expectProxyError(a.authenticate(new Headers(), url()), "Unauthorized", /token is required \(Authorization: Bearer, query parameter token\)/);
+    expect(e.status).toBe(401);
+    expect(e.headers).toEqual({ "WWW-Authenticate": 'Bearer realm="yatagarasu"' });
+  });
+  test("invalid token → InvalidToken with error=invalid_token", async () => {
+    const a = await make();
+    const t = hmacToken({ alg: "HS256" }, { sub: "x", role: "admin" }, "wrong");
+    const e = await expectProxyError(a.authenticate(bearer(t), url()), "InvalidToken", /signature/, t);
+    expect(e.headers).toEqual({ "WWW-Authenticate": 'Bearer realm="yatagarasu", error="invalid_token"' });
+  });
+  test("valid token + rules hold → claims and where the token came from", async () => {
+    const a = await make();
+    const t = token({ role: "editor" });
+    expect(await a.authenticate(bearer(t), url())).toEqual({ claims: expect.objectContaining({ role: "editor" }), source: { type: "bearer" } });
+    const u = url(`?x=1&token=${t}`);
+    const res = await a.authenticate(new Headers(), u);
+    expect(res.source).toEqual({ type: "query", name: "token" });
+    stripToken(new Headers(), u, res.source);
+    expect(u.search).toBe("?x=1");
+  });
+  test("a failed jwt.claims rule → Forbidden naming the rule, not the claim's value", async () => {
+    const a = await make();
+    const t = token({ role: "very-secret-role-value" });
+    const e = await expectProxyError(a.authenticate(bearer(t), url()), "Forbidden", "claim 'role' must be in [admin, editor]", t);
+    expect(e.status).toBe(403);
+    expect(await e.toResponse("r").text()).not.toContain("very-secret-role-value");
+    await expectProxyError(a.authenticate(bearer(token({})), url()), "Forbidden", /claim 'role'/);
+  });
+  test("bucket rules are ANDed with jwt.claims", async () => {
+    const a = await make();
+    const rules = [
+      { claim: "org.tier", operator: "equals" as const, value: "gold" },
+      { claim: "level", operator: "gte" as const, value: 3 },
+    ];
+    const ok = token({ role: "admin", org: { tier: "gold" }, level: 3 });
+    expect((await a.authenticate(bearer(ok), url(), rules)).claims.sub).toBe("alice");
+    await expectProxyError(a.authenticate(bearer(token({ role: "admin", org: { tier: "silver" }, level: 3 })), url(), rules), "Forbidden", "claim 'org.tier' must equal gold");
+    await expectProxyError(a.authenticate(bearer(token({ role: "admin", org: { tier: "gold" }, level: "9" })), url(), rules), "Forbidden", "claim 'level' must be a number >= 3");
+    await expectProxyError(a.authenticate(bearer(token({ org: { tier: "gold" }, level: 3 })), url(), rules), "Forbidden", /claim 'role'/);
+  });
+});
+
+describe("authenticateAdmin", () => {
+  test("admin_claims must hold (jwt.claims are not required)", async () => {
+    const a = await make();
+    expect(await a.authenticateAdmin(bearer(token({ org: { admin: true } })), url())).toMatchObject({ sub: "alice" });
+    await expectProxyError(a.authenticateAdmin(bearer(token({ role: "admin", org: { admin: "true" } })), url()), "Forbidden", "claim 'org.admin' must equal true");
+    await expectProxyError(a.authenticateAdmin(new Headers(), url()), "Unauthorized", undefined);
+    const bad = hmacToken({ alg: "HS256" }, { org: { admin: true } }, "nope");
+    await expectProxyError(a.authenticateAdmin(bearer(bad), url()), "InvalidToken", /signature/, bad);
+  });
+  test("no admin_claims configured → nobody is admin", async () => {
+    const a = await make({ admin_claims: [] });
+    await expectProxyError(a.authenticateAdmin(bearer(token({ role: "admin" })), url()), "Forbidden", /no jwt.admin_claims/);
+  });
+});
+
+test("readiness is ok without JWKS; close is idempotent", async () => {
+  const a = await make();
+  expect(a.readiness()).toEqual({ ok: true });
+  a.close();
+  a.close();
+});

@@ -1,0 +1,169 @@
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { Authenticator } from "../../src/auth/index.ts";
+import { JwksServer, jwtConfig, logCapture, makeKeyPair, nowSec, sign, signWith, tempDir, waitFor, type TestKey } from "../fixtures/jwt.ts";
+import { expectProxyError } from "./helpers.ts";
+
+const tmp = tempDir();
+let rs1: TestKey, rs2: TestKey, es1: TestKey, ed1: TestKey;
+const cleanup: Array<() => void> = [];
+
+beforeAll(async () => {
+  [rs1, rs2, es1, ed1] = await Promise.all([makeKeyPair("RS256", tmp.dir, "rs-1"), makeKeyPair("RS256", tmp.dir, "rs-2"), makeKeyPair("ES256", tmp.dir, "es-1"), makeKeyPair("EdDSA", tmp.dir, "ed-1")]);
+});
+afterEach(() => cleanup.splice(0).forEach((f) => f()));
+afterAll(() => tmp.cleanup());
+
+const claims = () => ({ sub: "alice", exp: nowSec() + 86_400 }); // tests move the clock by minutes
+
+/** A JWKS server + an Authenticator on a controllable clock. */
+async function setup(keys = [rs1.jwk], cfg: Record<string, unknown> = {}) {
+  const server = JwksServer.start(keys);
+  const clock = { now: Date.now() };
+  const logs = logCapture();
+  const auth = await Authenticator.create(jwtConfig({ algorithm: "RS256", algorithms: ["ES256", "EdDSA"], jwks_url: server.url, jwks_refresh_interval_secs: 300, ...cfg }), {
+    now: () => clock.now,
+    log: logs.log,
+  });
+  cleanup.push(() => auth.close(), () => server.close());
+  return { server, clock, auth, logs };
+}
+const loaded = (auth: Authenticator) => waitFor(() => auth.readiness().ok, 5000, "JWKS loaded");
+
+test("create does not wait for the JWKS; the first verification joins the fetch in flight", async () => {
+  const { server, auth } = await setup([rs1.jwk, es1.jwk, ed1.jwk]);
+  expect(await auth.verify(await signWith(rs1, claims()))).toMatchObject({ sub: "alice" });
+  expect(auth.readiness()).toEqual({ ok: true });
+  expect(await auth.verify(await signWith(es1, claims()))).toMatchObject({ sub: "alice" });
+  expect(await auth.verify(await signWith(ed1, claims()))).toMatchObject({ sub: "alice" });
+  expect(server.fetchCount).toBe(1);
+});
+
+test("a token without kid tries the JWKS keys of its algorithm; JWKs without alg are typed by kty/crv", async () => {
+  const { alg: _a, ...rsNoAlg } = rs2.jwk;
+  const { alg: _b, ...esNoAlg } = es1.jwk;
+  const { auth } = await setup([rs1.jwk, rsNoAlg, esNoAlg, { kty: "oct", k: "c2VjcmV0", kid: "hmac" }, { ...ed1.jwk, use: "enc" }]);
+  await loaded(auth);
+  expect(await auth.verify(await signWith(rs2, claims(), null))).toMatchObject({ sub: "alice" });
+  expect(await auth.verify(await signWith(rs2, claims()))).toMatchObject({ sub: "alice" });
+  expect(await auth.verify(await signWith(es1, claims(), null))).toMatchObject({ sub: "alice" });
+  const enc = await signWith(ed1, claims()); // its key is marked use: enc → not a verification key
+  await expectProxyError(auth.verify(enc), "InvalidToken", /unknown key id/, enc);
+  const hs = await sign(claims(), { alg: "HS256", key: "c2VjcmV0", kid: "hmac" }); // oct JWKS keys never count
+  await expectProxyError(auth.verify(hs), "InvalidToken", /HS256 is not accepted/, hs);
+});
+
+test("refresh every jwks_refresh_interval_secs (driven by the clock)", async () => {
+  const { server, auth, clock } = await setup();
+  await loaded(auth);
+  server.setKeys([rs1.jwk, rs2.jwk]);
+  clock.now += 299_000;
+  await auth.verify(await signWith(rs1, claims()));
+  expect(server.fetchCount).toBe(1);
+  clock.now += 1_000;
+  await auth.verify(await signWith(rs1, claims())); // due: starts a background refresh
+  await waitFor(() => server.fetchCount === 2, 5000, "refresh");
+  expect(await auth.verify(await signWith(rs2, claims()))).toMatchObject({ sub: "alice" }); // joins the refresh if still in flight
+  expect(server.fetchCount).toBe(2);
+});
+
+test("refresh also runs on its own timer", async () => {
+  const { server, auth } = await setup([rs1.jwk], { jwks_refresh_interval_secs: 1 });
+  await loaded(auth);
+  await waitFor(() => server.fetchCount >= 2, 5000, "timer refresh");
+});
+
+test("rotation: an unknown kid triggers a refetch that finds the new key", async () => {
+  const { server, auth, clock } = await setup();
+  await loaded(auth);
+  server.setKeys([rs2.jwk]);
+  clock.now += 10_000;
+  expect(await auth.verify(await signWith(rs2, claims()))).toMatchObject({ sub: "alice" });
+  expect(server.fetchCount).toBe(2);
+});
+
+test("unknown-kid refetches are rate-limited to one per 10 s", async () => {
+  const { server, auth, clock } = await setup();
+  await loaded(auth);
+  const t1 = await sign(claims(), { alg: "RS256", key: rs2.privateKey, kid: "ghost-1" });
+  const t2 = await sign(claims(), { alg: "RS256", key: rs2.privateKey, kid: "ghost-2" });
+  // within 10 s of the initial fetch: no refetch at all
+  await expectProxyError(auth.verify(t1), "InvalidToken", /unknown key id/, t1);
+  expect(server.fetchCount).toBe(1);
+  clock.now += 10_000;
+  // two unknown kids at once, then another one 5 s later: one fetch
+  await Promise.all([expectProxyError(auth.verify(t1), "InvalidToken", /unknown key id/, t1), expectProxyError(auth.verify(t2), "InvalidToken", /unknown key id/, t2)]);
+  clock.now += 5_000;
+  await expectProxyError(auth.verify(t2), "InvalidToken", /unknown key id/, t2);
+  expect(server.fetchCount).toBe(2);
+  clock.now += 5_000;
+  await expectProxyError(auth.verify(t2), "InvalidToken", /unknown key id/, t2);
+  expect(server.fetchCount).toBe(3);
+});
+
+test("a failed refresh keeps the last good keys", async () => {
+  const { server, auth, clock, logs } = await setup();
+  await loaded(auth);
+  const t = await signWith(rs1, claims());
+  for (const failure of [{ status: 500 }, { status: 200, body: "not json" }, { status: 200, body: '{"keys":[]}' }]) {
+    server.failWith(failure);
+    const before = server.fetchCount;
+    clock.now += 300_000;
+    auth.verify(t).catch(() => {}); // triggers the refresh
+    await waitFor(() => logs.lines.some((l) => l.level === "warn" && l.msg.includes("keeping the last good keys") && server.fetchCount > before), 5000, "failed refresh");
+    logs.lines.length = 0;
+    expect(await auth.verify(await signWith(rs1, claims()))).toMatchObject({ sub: "alice" });
+    expect(auth.readiness().ok).toBe(true);
+  }
+});
+
+test("keys changed → cached verifications are dropped", async () => {
+  const { server, auth, clock, logs } = await setup();
+  await loaded(auth);
+  const t = await signWith(rs1, claims());
+  await auth.verify(t);
+  server.setKeys([rs2.jwk]); // rs-1 revoked
+  clock.now += 300_000;
+  await auth.verify(t); // from the cache; starts the refresh
+  const loads = () => logs.lines.filter((l) => l.msg === "JWKS keys loaded").length;
+  await waitFor(() => loads() === 2, 5000, "new key set");
+  await expectProxyError(auth.verify(t), "InvalidToken", /unknown key id/, t);
+});
+
+describe("JWKS never loaded", () => {
+  test("readiness false with a reason; requests get KeysUnavailable with Retry-After; recovers", async () => {
+    const server = JwksServer.start([rs1.jwk]);
+    server.failWith({ status: 503 });
+    const clock = { now: Date.now() };
+    const logs = logCapture();
+    const auth = await Authenticator.create(jwtConfig({ algorithm: "RS256", jwks_url: `${server.url}?api_key=hunter2` }), { now: () => clock.now, log: logs.log });
+    cleanup.push(() => auth.close(), () => server.close());
+    await waitFor(() => logs.lines.some((l) => l.level === "error"), 5000, "first fetch failure");
+    const r = auth.readiness();
+    expect(r.ok).toBe(false);
+    expect(r.reason).toContain("HTTP 503");
+    expect(r.reason).toContain(new URL(server.url).pathname);
+    expect(r.reason).not.toContain("hunter2");
+    const t = await signWith(rs1, claims());
+    const e = await expectProxyError(auth.verify(t), "KeysUnavailable", /not loaded/, t);
+    expect(e.status).toBe(503);
+    expect(Number(e.headers?.["Retry-After"])).toBeGreaterThanOrEqual(1);
+    expect(Number(e.headers?.["Retry-After"])).toBeLessThanOrEqual(10);
+    await expectProxyError(auth.authenticate(new Headers({ authorization: `Bearer ${t}` }), new URL("http://x/")), "KeysUnavailable", undefined, t);
+
+    server.failWith(null);
+    clock.now += 10_000;
+    expect(await auth.verify(t)).toMatchObject({ sub: "alice" });
+    expect(auth.readiness()).toEqual({ ok: true });
+  });
+  test("unreachable JWKS host", async () => {
+    const dead = JwksServer.start();
+    const url = dead.url;
+    dead.close();
+    const auth = await Authenticator.create(jwtConfig({ algorithm: "ES256", jwks_url: url }));
+    cleanup.push(() => auth.close());
+    await waitFor(() => auth.readiness().reason?.includes("first fetch in progress") === false, 6000, "fetch failure");
+    expect(auth.readiness().ok).toBe(false);
+    const t = await signWith(es1, claims(), null);
+    await expectProxyError(auth.verify(t), "KeysUnavailable", undefined, t);
+  });
+});
