@@ -106,7 +106,9 @@ export class Authenticator {
 
   /** Claims of a valid token. The object is frozen: it may be shared with later calls through the cache. */
   async verify(token: string): Promise<Claims> {
-    if (token.length > this.cfg.max_token_bytes) throw invalid(`token larger than max_token_bytes (${this.cfg.max_token_bytes})`);
+    const max = this.cfg.max_token_bytes;
+    // length counts UTF-16 units, never more than the UTF-8 bytes; count bytes only when it could matter
+    if (token.length > max || (token.length * 3 > max && Buffer.byteLength(token) > max)) throw invalid(`token larger than max_token_bytes (${max})`);
     const now = this.now();
     this.jwks?.tick();
     const hit = this.cache?.get(token, now);

@@ -125,6 +125,7 @@ export class JwksClient {
     try {
       const res = await this.o.fetch(this.o.url, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS), headers: { accept: "application/json" } });
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
+      if (Number(res.headers.get("content-length") ?? 0) > MAX_BYTES) throw new Error("response larger than 1 MiB");
       const text = await res.text();
       if (text.length > MAX_BYTES) throw new Error("response larger than 1 MiB");
       let body: unknown;

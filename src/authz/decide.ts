@@ -1,0 +1,128 @@
+/**
+ * What OPA and OpenFGA share: a decision cache, in-flight de-duplication, timeouts and fail modes.
+ *
+ * - A decision (allow or deny) is cached for the configured TTL (0 = no cache), keyed by
+ *   (identity, bucket, key, method) plus whatever else the backend's input depends on (OPA: the
+ *   client IP). identity = the `sub` claim when it is a string, else a SHA-256 of the canonical
+ *   JSON of all claims, else "anonymous". So a change of a user's other claims (roles...) takes
+ *   effect for a cached object after at most the TTL.
+ * - Bounded: at most 10 000 entries (least recently used evicted).
+ * - Concurrent identical checks share one request.
+ * - Timeouts, network errors, non-2xx answers and unreadable bodies are errors: never cached, logged
+ *   at warn, and answered by the fail mode (closed → deny, open → allow).
+ */
+import { TtlLru } from "../auth/lru.ts";
+import type { Claims } from "../auth/rules.ts";
+
+export type Logger = (level: "info" | "warn" | "error", msg: string, fields?: object) => void;
+
+export interface AuthzInput {
+  claims: Claims | undefined;
+  bucket: string;
+  key: string;
+  path: string;
+  method: string;
+  clientIp: string;
+}
+
+export interface Authorizer {
+  authorize(input: AuthzInput): Promise<boolean>;
+  close?(): void;
+}
+
+export const DECISION_CACHE_MAX = 10_000;
+
+/** Raised by a backend when it could not get a decision (the fail mode applies). */
+export class BackendError extends Error {}
+
+function canonical(v: unknown): string {
+  if (v === null || typeof v !== "object") return JSON.stringify(v) ?? "null";
+  if (Array.isArray(v)) return `[${v.map(canonical).join(",")}]`;
+  const o = v as Record<string, unknown>;
+  return `{${Object.keys(o)
+    .sort()
+    .filter((k) => o[k] !== undefined)
+    .map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`)
+    .join(",")}}`;
+}
+
+export function identityOf(claims: Claims | undefined): string {
+  if (claims === undefined) return "anonymous";
+  if (typeof claims.sub === "string") return `sub:${claims.sub}`;
+  return `claims:${new Bun.CryptoHasher("sha256").update(canonical(claims)).digest("base64url")}`;
+}
+
+export interface BackendSpec {
+  name: "opa" | "openfga";
+  ttlSeconds: number;
+  failMode: "closed" | "open";
+  timeoutMs: number;
+  /** Extra cache-key parts beyond identity, bucket, key and method. */
+  extraKey?: (input: AuthzInput) => string;
+  /** Asks the backend; resolves allow/deny, throws BackendError (or anything) when it cannot decide. */
+  ask: (input: AuthzInput, signal: AbortSignal) => Promise<boolean>;
+}
+
+export class DecidingAuthorizer implements Authorizer {
+  private readonly cache: TtlLru<boolean> | undefined;
+  private readonly inflight = new Map<string, Promise<boolean>>();
+
+  constructor(
+    private readonly spec: BackendSpec,
+    private readonly now: () => number,
+    private readonly log: Logger,
+  ) {
+    this.cache = spec.ttlSeconds > 0 ? new TtlLru<boolean>(DECISION_CACHE_MAX) : undefined;
+  }
+
+  async authorize(input: AuthzInput): Promise<boolean> {
+    const key = JSON.stringify([identityOf(input.claims), input.bucket, input.key, input.method, this.spec.extraKey?.(input) ?? ""]);
+    const hit = this.cache?.get(key, this.now());
+    if (hit !== undefined) return hit;
+    const pending = this.inflight.get(key);
+    if (pending) return pending;
+    const p = this.decide(input, key).finally(() => this.inflight.delete(key));
+    this.inflight.set(key, p);
+    return p;
+  }
+
+  close(): void {
+    this.cache?.clear();
+  }
+
+  private async decide(input: AuthzInput, key: string): Promise<boolean> {
+    try {
+      const allowed = await this.spec.ask(input, AbortSignal.timeout(this.spec.timeoutMs));
+      this.cache?.set(key, allowed, this.now() + this.spec.ttlSeconds * 1000);
+      return allowed;
+    } catch (err) {
+      const name = (err as Error)?.name;
+      const error = name === "TimeoutError" || name === "AbortError" ? `timed out after ${this.spec.timeoutMs} ms` : ((err as Error)?.message ?? String(err));
+      const open = this.spec.failMode === "open";
+      this.log("warn", `${this.spec.name} unavailable; failing ${open ? "open (request allowed)" : "closed (request denied)"}`, {
+        bucket: input.bucket,
+        key: input.key,
+        error,
+      });
+      return open;
+    }
+  }
+}
+
+/** POSTs JSON and returns the parsed 2xx body; anything else is a BackendError. */
+export async function postJson(fetchFn: typeof fetch, url: string, body: unknown, signal: AbortSignal, headers: Record<string, string> = {}): Promise<unknown> {
+  const res = await fetchFn(url, { method: "POST", headers: { "content-type": "application/json", accept: "application/json", ...headers }, body: JSON.stringify(body), signal });
+  const text = await res.text();
+  if (!res.ok) {
+    let code = "";
+    try {
+      code = String((JSON.parse(text) as { code?: unknown }).code ?? "");
+    } catch {}
+    throw new BackendError(`HTTP ${res.status}${code ? ` (${code.slice(0, 60)})` : ""}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new BackendError("answer is not JSON");
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * OPA (Open Policy Agent) per-bucket authorization through OPA's Data API:
+ *
+ *   POST {opa_url}/v1/data/{opa_policy_path}
+ *   {"input": {"jwt_claims": {...} | null, "bucket": "<bucket name>", "key": "<object key>",
+ *              "path": "<request path>", "method": "GET", "client_ip": "<ip>"}}
+ *
+ * Allowed when the answer's `result` is `true`, or an object with `"allow": true` (so the policy path
+ * may name the rule, e.g. `yatagarasu/allow`, or its package, e.g. `yatagarasu`). Anything else
+ * denies: `false`, other shapes, and no `result` at all (OPA's answer for an undefined document,
+ * e.g. a typo in the policy path — logged at warn once per path, since it denies everything).
+ *
+ * opa_policy_path may be written with slashes (`yatagarasu/allow`) or as a dotted Rego reference
+ * (`yatagarasu.allow` or `data.yatagarasu.allow`); both map to the same URL.
+ *
+ * The client IP is part of the input, so it is part of the decision-cache key too.
+ */
+import type { AuthorizationConfig } from "../config/schema.ts";
+import { BackendError, DecidingAuthorizer, postJson, type Authorizer, type Logger } from "./decide.ts";
+
+/** "data.a.b" / "a.b" / "/a/b/" → "a/b". */
+export function opaDataPath(policyPath: string): string {
+  let p = policyPath.trim().replace(/^\/+|\/+$/g, "");
+  if (!p.includes("/")) p = p.replace(/^data\./, "").replace(/\./g, "/");
+  return p
+    .split("/")
+    .map((s) => encodeURIComponent(s))
+    .join("/");
+}
+
+export function createOpaAuthorizer(cfg: AuthorizationConfig, fetchFn: typeof fetch, now: () => number, log: Logger): Authorizer {
+  if (!cfg.opa_url || !cfg.opa_policy_path) throw new Error("authorization type opa needs opa_url and opa_policy_path");
+  const url = `${cfg.opa_url.replace(/\/+$/, "")}/v1/data/${opaDataPath(cfg.opa_policy_path)}`;
+  let warnedUndefined = false;
+  return new DecidingAuthorizer(
+    {
+      name: "opa",
+      ttlSeconds: cfg.opa_cache_ttl_seconds,
+      failMode: cfg.opa_fail_mode,
+      timeoutMs: cfg.opa_timeout_ms,
+      extraKey: (input) => input.clientIp,
+      ask: async (input, signal) => {
+        const body = {
+          input: { jwt_claims: input.claims ?? null, bucket: input.bucket, key: input.key, path: input.path, method: input.method, client_ip: input.clientIp },
+        };
+        const answer = await postJson(fetchFn, url, body, signal);
+        if (answer === null || typeof answer !== "object" || Array.isArray(answer)) throw new BackendError("answer is not a JSON object");
+        if (!("result" in answer)) {
+          if (!warnedUndefined) log("warn", "OPA has no document at the policy path (undefined result); every request is denied", { policy_path: cfg.opa_policy_path });
+          warnedUndefined = true;
+          return false;
+        }
+        const result = (answer as { result: unknown }).result;
+        if (result === true) return true;
+        return result !== null && typeof result === "object" && (result as { allow?: unknown }).allow === true;
+      },
+    },
+    now,
+    log,
+  );
+}

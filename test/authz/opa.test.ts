@@ -1,0 +1,160 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { AuthorizationSchema } from "../../src/config/schema.ts";
+import { createAuthorizer, type AuthzInput } from "../../src/authz/index.ts";
+import { opaDataPath } from "../../src/authz/opa.ts";
+import { logCapture } from "../fixtures/jwt.ts";
+import { OpaServer, type Policy } from "../fixtures/opa.ts";
+
+const cleanup: Array<() => void> = [];
+afterEach(() => cleanup.splice(0).forEach((f) => f()));
+
+function setup(policies: Record<string, Policy>, cfg: Record<string, unknown> = {}) {
+  const opa = OpaServer.start(policies);
+  const clock = { now: 1_000_000 };
+  const logs = logCapture();
+  const authz = createAuthorizer(AuthorizationSchema.parse({ type: "opa", opa_url: opa.url, opa_policy_path: "yatagarasu/allow", ...cfg }), { now: () => clock.now, log: logs.log });
+  cleanup.push(() => authz.close?.(), () => opa.close());
+  return { opa, clock, logs, authz };
+}
+
+const input = (over: Partial<AuthzInput> = {}): AuthzInput => ({
+  claims: { sub: "alice", role: "admin" },
+  bucket: "products",
+  key: "shoes/red.jpg",
+  path: "/products/shoes/red.jpg",
+  method: "GET",
+  clientIp: "10.0.0.7",
+  ...over,
+});
+const isAdmin = (i: any) => i?.jwt_claims?.role === "admin";
+
+describe("protocol", () => {
+  test("POST /v1/data/{path} with the documented input; result true allows, false denies", async () => {
+    const { opa, authz } = setup({ "yatagarasu/allow": isAdmin });
+    expect(await authz.authorize(input())).toBe(true);
+    expect(opa.requests).toHaveLength(1);
+    expect(opa.requests[0].path).toBe("yatagarasu/allow");
+    expect(opa.requests[0].headers.get("content-type")).toBe("application/json");
+    expect(opa.requests[0].body).toEqual({
+      input: { jwt_claims: { sub: "alice", role: "admin" }, bucket: "products", key: "shoes/red.jpg", path: "/products/shoes/red.jpg", method: "GET", client_ip: "10.0.0.7" },
+    });
+    expect(await authz.authorize(input({ claims: { sub: "bob", role: "viewer" } }))).toBe(false);
+  });
+  test("anonymous requests send jwt_claims: null", async () => {
+    const { opa, authz } = setup({ "yatagarasu/allow": (i) => i.jwt_claims === null && i.key.startsWith("public/") });
+    expect(await authz.authorize(input({ claims: undefined, key: "public/a.txt" }))).toBe(true);
+    expect(await authz.authorize(input({ claims: undefined, key: "private/a.txt" }))).toBe(false);
+    expect((opa.requests[0].body as any).input.jwt_claims).toBeNull();
+  });
+  test('a package path answering {"allow": true} allows; other shapes deny', async () => {
+    let result: unknown = { allow: true, reason: "ok" };
+    const { authz } = setup({ yatagarasu: () => result }, { opa_policy_path: "yatagarasu", opa_cache_ttl_seconds: 0 });
+    expect(await authz.authorize(input())).toBe(true);
+    for (result of [{ allow: false }, { allow: "true" }, "true", 1, [true], null, {}]) expect(await authz.authorize(input())).toBe(false);
+  });
+  test("undefined document ({} without result) denies, with one warning", async () => {
+    const { opa, authz, logs } = setup({}, { opa_cache_ttl_seconds: 0 });
+    expect(await authz.authorize(input())).toBe(false);
+    expect(await authz.authorize(input())).toBe(false);
+    expect(opa.requests).toHaveLength(2);
+    expect(logs.lines.filter((l) => l.msg.includes("undefined result"))).toHaveLength(1);
+  });
+  test("dotted and slashed policy paths map to the same URL", () => {
+    for (const p of ["yatagarasu/allow", "/yatagarasu/allow/", "yatagarasu.allow", "data.yatagarasu.allow"]) expect(opaDataPath(p)).toBe("yatagarasu/allow");
+    expect(opaDataPath("authz")).toBe("authz");
+  });
+  test("the fixture answers a non-JSON body like OPA (400 invalid_parameter)", async () => {
+    const { opa } = setup({});
+    const res = await fetch(`${opa.url}/v1/data/yatagarasu/allow`, { method: "POST", body: "{nope" });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ code: "invalid_parameter", message: expect.stringContaining("malformed input") });
+  });
+});
+
+describe("decision cache", () => {
+  test("a repeated decision is served from the cache; key, user, method and client IP are part of the key", async () => {
+    const { opa, authz } = setup({ "yatagarasu/allow": isAdmin });
+    expect(await authz.authorize(input())).toBe(true);
+    expect(await authz.authorize(input({ claims: { sub: "alice", role: "admin", iat: 5 } }))).toBe(true); // same sub
+    expect(opa.requests).toHaveLength(1);
+    await authz.authorize(input({ key: "other.jpg" }));
+    await authz.authorize(input({ claims: { sub: "carol", role: "admin" } }));
+    await authz.authorize(input({ method: "HEAD" }));
+    await authz.authorize(input({ clientIp: "10.0.0.8" }));
+    expect(opa.requests).toHaveLength(5);
+  });
+  test("denials are cached too; the entry expires after the TTL", async () => {
+    const { opa, authz, clock } = setup({ "yatagarasu/allow": isAdmin }, { opa_cache_ttl_seconds: 30 });
+    const viewer = input({ claims: { sub: "bob", role: "viewer" } });
+    expect(await authz.authorize(viewer)).toBe(false);
+    clock.now += 29_999;
+    expect(await authz.authorize(viewer)).toBe(false);
+    expect(opa.requests).toHaveLength(1);
+    opa.policies["yatagarasu/allow"] = () => true;
+    clock.now += 1;
+    expect(await authz.authorize(viewer)).toBe(true);
+    expect(opa.requests).toHaveLength(2);
+  });
+  test("TTL 0 disables the cache", async () => {
+    const { opa, authz } = setup({ "yatagarasu/allow": isAdmin }, { opa_cache_ttl_seconds: 0 });
+    await authz.authorize(input());
+    await authz.authorize(input());
+    expect(opa.requests).toHaveLength(2);
+  });
+  test("without sub, the identity is a hash of all claims (order-independent)", async () => {
+    const { opa, authz } = setup({ "yatagarasu/allow": () => true });
+    await authz.authorize(input({ claims: { email: "a@x", groups: ["g1"] } }));
+    await authz.authorize(input({ claims: { groups: ["g1"], email: "a@x" } }));
+    expect(opa.requests).toHaveLength(1);
+    await authz.authorize(input({ claims: { email: "a@x", groups: ["g2"] } }));
+    await authz.authorize(input({ claims: undefined }));
+    expect(opa.requests).toHaveLength(3);
+  });
+  test("concurrent identical checks share one request", async () => {
+    const { opa, authz } = setup({ "yatagarasu/allow": () => true });
+    opa.delayMs = 30;
+    expect(await Promise.all([authz.authorize(input()), authz.authorize(input()), authz.authorize(input())])).toEqual([true, true, true]);
+    expect(opa.requests).toHaveLength(1);
+  });
+});
+
+describe("failures follow opa_fail_mode (logged at warn, never cached)", () => {
+  for (const mode of ["closed", "open"] as const) {
+    const expected = mode === "open";
+    test(`timeout → ${mode}`, async () => {
+      const { opa, authz, logs } = setup({ "yatagarasu/allow": () => !expected }, { opa_timeout_ms: 40, opa_fail_mode: mode });
+      opa.delayMs = 1_000;
+      expect(await authz.authorize(input())).toBe(expected);
+      expect(logs.lines).toContainEqual({ level: "warn", msg: expect.stringContaining(`opa unavailable; failing ${mode}`), fields: expect.objectContaining({ error: "timed out after 40 ms" }) });
+      opa.delayMs = 0;
+      expect(await authz.authorize(input())).toBe(!expected); // the failure was not cached
+      expect(opa.requests).toHaveLength(2);
+    });
+    test(`HTTP 500 → ${mode}`, async () => {
+      const { opa, authz, logs } = setup({ "yatagarasu/allow": () => true }, { opa_fail_mode: mode });
+      opa.failWith({ status: 500, body: { code: "internal_error", message: "boom" } });
+      expect(await authz.authorize(input())).toBe(expected);
+      expect(logs.lines.at(-1)).toMatchObject({ level: "warn", fields: { error: "HTTP 500 (internal_error)" } });
+      opa.failWith(null);
+      expect(await authz.authorize(input())).toBe(true);
+    });
+    test(`unreachable OPA → ${mode}`, async () => {
+      const dead = OpaServer.start();
+      const url = dead.url;
+      dead.close();
+      const logs = logCapture();
+      const authz = createAuthorizer(AuthorizationSchema.parse({ type: "opa", opa_url: url, opa_policy_path: "p", opa_fail_mode: mode }), { log: logs.log });
+      expect(await authz.authorize(input())).toBe(expected);
+      expect(logs.lines[0].level).toBe("warn");
+    });
+  }
+  test("a 2xx answer that is not JSON is a failure", async () => {
+    const logs = logCapture();
+    const bad = createAuthorizer(AuthorizationSchema.parse({ type: "opa", opa_url: "http://127.0.0.1:1", opa_policy_path: "p" }), {
+      fetch: (async () => new Response("<html>", { status: 200 })) as unknown as typeof fetch,
+      log: logs.log,
+    });
+    expect(await bad.authorize(input())).toBe(false);
+    expect(logs.lines.at(-1)?.fields).toMatchObject({ error: "answer is not JSON" });
+  });
+});

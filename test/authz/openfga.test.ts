@@ -1,0 +1,162 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { AuthorizationSchema } from "../../src/config/schema.ts";
+import { createAuthorizer, type AuthzInput } from "../../src/authz/index.ts";
+import { logCapture } from "../fixtures/jwt.ts";
+import { OpenFgaServer, type Tuple } from "../fixtures/openfga.ts";
+
+const cleanup: Array<() => void> = [];
+afterEach(() => cleanup.splice(0).forEach((f) => f()));
+
+const STORE = "01JSTORE00000000000000TEST";
+const MODEL_ID = "01JMODEL00000000000000TEST";
+
+/** The documented tuples for bucket `catalog` (see src/authz/openfga.ts). */
+const parent = (child: string, folder: string): Tuple => ({ user: `folder:${folder}`, relation: "parent", object: child });
+const TUPLES: Tuple[] = [
+  parent("file:catalog/products/shoes/red.jpg", "catalog/products/shoes/"),
+  parent("file:catalog/products/hats/cap.jpg", "catalog/products/hats/"),
+  parent("file:catalog/readme.txt", "catalog/"),
+  parent("file:catalog/public/logo.png", "catalog/public/"),
+  parent("folder:catalog/products/shoes/", "catalog/products/"),
+  parent("folder:catalog/products/hats/", "catalog/products/"),
+  parent("folder:catalog/products/", "catalog/"),
+  parent("folder:catalog/public/", "catalog/"),
+  { user: "user:alice", relation: "viewer", object: "folder:catalog/" },
+  { user: "user:bob", relation: "viewer", object: "folder:catalog/products/shoes/" },
+  { user: "user:carol", relation: "viewer", object: "file:catalog/products/hats/cap.jpg" },
+  { user: "user:*", relation: "viewer", object: "folder:catalog/public/" },
+];
+
+function setup(cfg: Record<string, unknown> = {}, server: Parameters<typeof OpenFgaServer.start>[0] = {}) {
+  const fga = OpenFgaServer.start({ storeId: STORE, tuples: TUPLES, ...server });
+  const clock = { now: 5_000_000 };
+  const logs = logCapture();
+  const authz = createAuthorizer(AuthorizationSchema.parse({ type: "openfga", openfga_endpoint: fga.url, openfga_store_id: STORE, ...cfg }), { now: () => clock.now, log: logs.log });
+  cleanup.push(() => authz.close?.(), () => fga.close());
+  return { fga, clock, logs, authz };
+}
+const req = (sub: string | undefined, key: string, over: Partial<AuthzInput> = {}): AuthzInput => ({
+  claims: sub === undefined ? { name: "nobody" } : { sub },
+  bucket: "catalog",
+  key,
+  path: `/catalog/${key}`,
+  method: "GET",
+  clientIp: "10.1.1.1",
+  ...over,
+});
+
+describe("the documented model: inheritance through folders", () => {
+  const cases: Array<[string, string, boolean]> = [
+    ["alice", "products/shoes/red.jpg", true], // bucket-level grant, two folders up
+    ["alice", "readme.txt", true],
+    ["bob", "products/shoes/red.jpg", true], // folder grant
+    ["bob", "products/hats/cap.jpg", false], // sibling folder
+    ["bob", "readme.txt", false], // parent folder
+    ["carol", "products/hats/cap.jpg", true], // direct file grant
+    ["carol", "products/shoes/red.jpg", false],
+    ["dave", "public/logo.png", true], // user:* on a folder
+    ["dave", "products/shoes/red.jpg", false],
+    ["alice", "products/shoes/unlinked.jpg", false], // no parent tuple written → no inheritance
+  ];
+  for (const [user, key, allowed] of cases)
+    test(`${user} ${allowed ? "may" : "may not"} read ${key}`, async () => {
+      const { authz, fga } = setup();
+      expect(await authz.authorize(req(user, key))).toBe(allowed);
+      expect(fga.check(`user:${user}`, "viewer", `file:catalog/${key}`)).toBe(allowed); // the fixture agrees
+    });
+});
+
+describe("protocol", () => {
+  test("POST /stores/{id}/check with tuple_key, model id and bearer token when configured", async () => {
+    const { authz, fga } = setup({ openfga_authorization_model_id: MODEL_ID, openfga_api_token: "fga-token" }, { apiToken: "fga-token", modelId: MODEL_ID });
+    expect(await authz.authorize(req("bob", "products/shoes/red.jpg"))).toBe(true);
+    const r = fga.requests[0];
+    expect(r.path).toBe(`/stores/${STORE}/check`);
+    expect(r.headers.get("authorization")).toBe("Bearer fga-token");
+    expect(r.body).toEqual({ tuple_key: { user: "user:bob", relation: "viewer", object: "file:catalog/products/shoes/red.jpg" }, authorization_model_id: MODEL_ID });
+  });
+  test("without model id and token, neither is sent", async () => {
+    const { authz, fga } = setup();
+    await authz.authorize(req("bob", "products/shoes/red.jpg"));
+    expect(fga.requests[0].headers.get("authorization")).toBeNull();
+    expect(fga.requests[0].body).not.toHaveProperty("authorization_model_id");
+  });
+  test("openfga_user_claim (dot path) and openfga_relation", async () => {
+    const { authz, fga } = setup({ openfga_user_claim: "ext.uid", openfga_relation: "viewer" });
+    expect(await authz.authorize(req(undefined, "readme.txt", { claims: { sub: "x", ext: { uid: "alice" } } }))).toBe(true);
+    expect(fga.requests[0].body.tuple_key.user).toBe("user:alice");
+  });
+  test("missing user claim, or an id OpenFGA cannot represent → denied without a request", async () => {
+    const { authz, fga, logs } = setup();
+    expect(await authz.authorize(req(undefined, "readme.txt"))).toBe(false);
+    expect(await authz.authorize(req(undefined, "readme.txt", { claims: undefined }))).toBe(false);
+    expect(await authz.authorize(req("alice", "has space.txt"))).toBe(false);
+    expect(await authz.authorize(req("alice", "2024-01-01T10:00.log"))).toBe(false);
+    expect(await authz.authorize(req("alice", "a#b"))).toBe(false);
+    expect(await authz.authorize(req("alice", "x".repeat(300)))).toBe(false);
+    expect(await authz.authorize(req("*", "readme.txt"))).toBe(false);
+    expect(await authz.authorize(req("urn:alice", "readme.txt"))).toBe(false);
+    expect(fga.requests).toHaveLength(0);
+    expect(logs.lines.every((l) => l.level === "info")).toBe(true);
+  });
+  test("the fixture validates like OpenFGA", async () => {
+    const { fga } = setup({}, { apiToken: "t" });
+    const post = (path: string, body: unknown, token = "t") =>
+      fetch(`${fga.url}${path}`, { method: "POST", headers: { authorization: `Bearer ${token}` }, body: typeof body === "string" ? body : JSON.stringify(body) });
+    const tk = { user: "user:alice", relation: "viewer", object: "file:catalog/readme.txt" };
+    expect(await (await post(`/stores/${STORE}/check`, { tuple_key: tk })).json()).toEqual({ allowed: true, resolution: "" });
+    let res = await post(`/stores/${STORE}/check`, { tuple_key: tk }, "wrong");
+    expect([res.status, ((await res.json()) as { code: string }).code]).toEqual([401, "unauthenticated"]);
+    res = await post(`/stores/NOPE/check`, { tuple_key: tk });
+    expect([res.status, ((await res.json()) as { code: string }).code]).toEqual([404, "store_id_not_found"]);
+    for (const bad of [{}, { tuple_key: { ...tk, object: "catalog/readme.txt" } }, { tuple_key: { ...tk, object: "file:a b" } }, { tuple_key: { ...tk, user: "alice" } }, { tuple_key: { ...tk, relation: "owner" } }, "{nope"]) {
+      res = await post(`/stores/${STORE}/check`, bad);
+      expect([res.status, ((await res.json()) as { code: string }).code]).toEqual([400, "validation_error"]);
+    }
+  });
+});
+
+describe("cache and failures", () => {
+  test("cache hit (no second request), TTL expiry, TTL 0", async () => {
+    const { authz, fga, clock } = setup({ openfga_cache_ttl_seconds: 10 });
+    expect(await authz.authorize(req("bob", "products/shoes/red.jpg"))).toBe(true);
+    expect(await authz.authorize(req("bob", "products/shoes/red.jpg"))).toBe(true);
+    expect(fga.requests).toHaveLength(1);
+    fga.tuples = fga.tuples.filter((t) => t.user !== "user:bob"); // access revoked
+    clock.now += 9_999;
+    expect(await authz.authorize(req("bob", "products/shoes/red.jpg"))).toBe(true); // still cached
+    clock.now += 1;
+    expect(await authz.authorize(req("bob", "products/shoes/red.jpg"))).toBe(false);
+    expect(fga.requests).toHaveLength(2);
+    const noCache = setup({ openfga_cache_ttl_seconds: 0 });
+    await noCache.authz.authorize(req("bob", "x.txt"));
+    await noCache.authz.authorize(req("bob", "x.txt"));
+    expect(noCache.fga.requests).toHaveLength(2);
+  });
+  for (const mode of ["closed", "open"] as const) {
+    const expected = mode === "open";
+    test(`timeout → ${mode}, not cached`, async () => {
+      const { authz, fga, logs } = setup({ openfga_timeout_ms: 40, openfga_fail_mode: mode });
+      fga.delayMs = 1_000;
+      expect(await authz.authorize(req("dave", "products/shoes/red.jpg"))).toBe(expected);
+      expect(logs.lines.at(-1)).toMatchObject({ level: "warn", msg: expect.stringContaining(`failing ${mode}`), fields: { error: "timed out after 40 ms" } });
+      fga.delayMs = 0;
+      expect(await authz.authorize(req("dave", "products/shoes/red.jpg"))).toBe(false);
+    });
+    test(`401 (token not configured) and 404 (unknown store) → ${mode}`, async () => {
+      const { authz, logs } = setup({ openfga_fail_mode: mode }, { apiToken: "needed" });
+      expect(await authz.authorize(req("alice", "readme.txt"))).toBe(expected);
+      expect(logs.lines.at(-1)).toMatchObject({ level: "warn", fields: { error: "HTTP 401 (unauthenticated)" } });
+      const other = setup({ openfga_fail_mode: mode, openfga_store_id: "01JOTHERSTORE" });
+      expect(await other.authz.authorize(req("alice", "readme.txt"))).toBe(expected);
+      expect(other.logs.lines.at(-1)).toMatchObject({ level: "warn", fields: { error: "HTTP 404 (store_id_not_found)" } });
+    });
+  }
+  test("an answer without allowed: true denies", async () => {
+    const { authz, fga } = setup({ openfga_cache_ttl_seconds: 0 });
+    for (const body of [{ allowed: "true" }, {}, { allowed: 1 }]) {
+      fga.failWith({ status: 200, body });
+      expect(await authz.authorize(req("alice", "readme.txt"))).toBe(false);
+    }
+  });
+});
