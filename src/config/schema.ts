@@ -170,11 +170,18 @@ export const ServerSchema = z.strictObject({
   shutdown_timeout: z.number().nonnegative().default(30),
   /** Seconds a whole request may take before headers are sent (original: request_timeout). */
   request_timeout: seconds.default(30),
+  /**
+   * bun: Bun.serve (fastest). Bodies up to buffer_threshold_bytes carry Content-Length; larger ones
+   * stream chunked (Bun 1.4 drops Content-Length on streamed bodies).
+   * node: Bun's node:http server: every response carries Content-Length, streamed with backpressure,
+   * at a measured throughput cost (see README).
+   */
+  engine: z.enum(["bun", "node"]).default("bun"),
   workers: z.union([z.number().int().min(1).max(64), z.literal("auto")]).default(1),
   max_concurrent_requests: posInt.default(1000),
   trusted_proxies: z.array(nonEmpty).default([]),
   /** Objects up to this size are buffered so Content-Length is exact; larger ones stream. */
-  buffer_threshold_bytes: nonNegInt.default(1024 * 1024),
+  buffer_threshold_bytes: nonNegInt.default(8 * 1024 * 1024),
   rate_limit: z
     .strictObject({
       enabled: z.boolean().default(true),

@@ -1,0 +1,52 @@
+/**
+ * The admin API, on the main listener under /admin. It exists only when `jwt.admin_claims` are
+ * configured (otherwise every /admin path is a 404), and every call needs a token that satisfies
+ * them (401 without a valid token, 403 when the claims do not hold).
+ *
+ *   POST /admin/reload
+ *   POST /admin/cache/purge                 everything
+ *   POST /admin/cache/purge/{bucket}        one bucket
+ *   POST /admin/cache/purge/{bucket}/{key…} one object
+ *   GET  /admin/cache/stats
+ */
+import type { App } from "./app.ts";
+import { ProxyError } from "./errors.ts";
+import type { Runtime } from "./runtime.ts";
+
+function json(status: number, body: unknown): Response {
+  return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", "cache-control": "no-store" } });
+}
+
+export async function handleAdmin(app: App, rt: Runtime, req: Request, path: string): Promise<Response> {
+  const jwt = rt.config.jwt;
+  if (!rt.auth || !jwt?.enabled || jwt.admin_claims.length === 0) throw new ProxyError("NotFound");
+  await rt.auth.authenticateAdmin(req.headers, new URL(req.url));
+
+  const method = req.method;
+  const post = () => {
+    if (method !== "POST") throw new ProxyError("MethodNotAllowed", { detail: "Use POST", headers: { allow: "POST" } });
+  };
+  if (path === "/admin/reload") {
+    post();
+    const r = await app.reload();
+    // With server.workers > 1, the primary makes every other worker reload too.
+    if (r.ok && process.env.YATAGARASU_WORKER !== undefined) process.send?.({ type: "reload-all" });
+    return json(r.ok ? 200 : 400, r.ok ? { status: "reloaded", generation: r.generation } : { status: "failed", error: r.error, generation: r.generation });
+  }
+  if (path === "/admin/cache/stats") {
+    if (method !== "GET") throw new ProxyError("MethodNotAllowed", { detail: "Use GET", headers: { allow: "GET" } });
+    return json(200, app.cache.stats());
+  }
+  if (path === "/admin/cache/purge" || path.startsWith("/admin/cache/purge/")) {
+    post();
+    const rest = path.slice("/admin/cache/purge".length).replace(/^\//, "");
+    if (rest === "") return json(200, { purged: await app.cache.purgeAll() });
+    const slash = rest.indexOf("/");
+    const bucket = slash < 0 ? rest : rest.slice(0, slash);
+    const key = slash < 0 ? "" : rest.slice(slash + 1);
+    if (!rt.buckets.has(bucket)) throw new ProxyError("NotFound", { detail: `No bucket named ${bucket}` });
+    if (key === "") return json(200, { purged: await app.cache.purgeBucket(bucket) });
+    return json(200, { purged: await app.cache.purgeObject(bucket, key) });
+  }
+  throw new ProxyError("NotFound");
+}

@@ -1,0 +1,147 @@
+/**
+ * The App: what outlives a config reload (cache, metrics, logger, concurrency counter) and the
+ * one mutable reference to the current Runtime.
+ *
+ * reload(): read → validate fully → build a new Runtime → swap. Anything failing on the way
+ * changes nothing: the old runtime keeps serving, the error is logged and counted.
+ */
+import { applyCacheConfig, createCache, type Cache } from "./cache/index.ts";
+import { ConfigError, loadConfig, type Config } from "./config/load.ts";
+import { ConcurrencyLimiter } from "./limits/index.ts";
+import { createLogger, type Logger } from "./observe/log.ts";
+import { Metrics } from "./observe/metrics.ts";
+import { buildRuntime, type Runtime, type RuntimeDeps } from "./runtime.ts";
+import { VERSION } from "./version.ts";
+
+export interface ReadinessReport {
+  ready: boolean;
+  generation: number;
+  reasons: string[];
+  buckets: Record<string, { ok: boolean; reason?: string; note?: string; checked_at?: string; circuit?: string }>;
+  jwks?: { ok: boolean; reason?: string };
+}
+
+export interface AppOptions {
+  configPath?: string;
+  log?: Logger;
+  share?: number;
+  fetch?: typeof fetch;
+  probeIntervalMs?: number;
+}
+
+/** Settings a running process cannot change: a reload that changes them is refused. */
+function restartOnly(c: Config): string {
+  const s = c.server;
+  return JSON.stringify([s.address, s.port, s.workers, s.engine, s.https, c.metrics.enabled, c.metrics.address, c.metrics.port]);
+}
+
+export class App {
+  runtime: Runtime;
+  readonly metrics: Metrics;
+  readonly cache: Cache;
+  readonly log: Logger;
+  readonly concurrency: ConcurrencyLimiter;
+  draining = false;
+  private reloading: Promise<{ ok: boolean; error?: string; generation: number }> | undefined;
+
+  private constructor(
+    runtime: Runtime,
+    metrics: Metrics,
+    cache: Cache,
+    log: Logger,
+    private readonly opts: AppOptions,
+    private readonly deps: RuntimeDeps,
+  ) {
+    this.runtime = runtime;
+    this.metrics = metrics;
+    this.cache = cache;
+    this.log = log;
+    this.concurrency = new ConcurrencyLimiter(Math.max(1, Math.floor(runtime.config.server.max_concurrent_requests / (opts.share ?? 1))));
+  }
+
+  static async create(config: Config, opts: AppOptions = {}): Promise<App> {
+    const log = opts.log ?? createLogger({ level: config.logging.level, format: config.logging.format });
+    const metrics = new Metrics({ version: VERSION, buckets: config.buckets.map((b) => b.name) });
+    const cache = createCache(config.cache);
+    metrics.setCacheCollector(() => {
+      const st = cache.stats();
+      const hits: Record<string, number> = {};
+      const misses: Record<string, number> = {};
+      for (const [name, b] of Object.entries(st.buckets)) {
+        hits[name] = b.hits;
+        misses[name] = b.misses;
+      }
+      return { hits, misses, evictions: st.total.evictions, bytes: st.total.bytes, items: st.total.items, coalesced: st.total.coalesced };
+    });
+    const baseDir = opts.configPath?.includes("/") ? opts.configPath.slice(0, opts.configPath.lastIndexOf("/")) : ".";
+    const deps: RuntimeDeps = { metrics, log, baseDir, share: opts.share, fetch: opts.fetch, probeIntervalMs: opts.probeIntervalMs };
+    const runtime = await buildRuntime(config, 1, deps);
+    metrics.setGeneration(1);
+    return new App(runtime, metrics, cache, log, opts, deps);
+  }
+
+  readiness(rt: Runtime = this.runtime): ReadinessReport {
+    const reasons: string[] = [];
+    const buckets: ReadinessReport["buckets"] = {};
+    if (this.draining) reasons.push("shutting down");
+    for (const b of rt.buckets.values()) {
+      const st = rt.prober.state(b.name) ?? { ok: false, reason: "not probed yet" };
+      const circuit = b.upstream.breaker?.state;
+      const ok = st.ok && circuit !== "open";
+      buckets[b.name] = { ...st, ok, ...(circuit ? { circuit } : undefined) };
+      if (!ok) reasons.push(`bucket ${b.name}: ${circuit === "open" ? "circuit breaker open" : st.reason}`);
+    }
+    let jwks: ReadinessReport["jwks"];
+    if (rt.auth) {
+      jwks = rt.auth.readiness();
+      if (!jwks.ok) reasons.push(`jwt: ${jwks.reason ?? "keys not loaded"}`);
+    }
+    return { ready: reasons.length === 0, generation: rt.generation, reasons, buckets, ...(jwks ? { jwks } : undefined) };
+  }
+
+  /** Reloads the config file. Concurrent calls share one reload. */
+  reload(): Promise<{ ok: boolean; error?: string; generation: number }> {
+    this.reloading ??= this.doReload().finally(() => (this.reloading = undefined));
+    return this.reloading;
+  }
+
+  private async doReload(): Promise<{ ok: boolean; error?: string; generation: number }> {
+    const old = this.runtime;
+    const fail = (error: string) => {
+      this.metrics.configReload("failure");
+      this.log.error("config reload failed; the previous config keeps serving", { error, generation: old.generation });
+      return { ok: false, error, generation: old.generation };
+    };
+    if (!this.opts.configPath) return fail("no config file to reload");
+    let config: Config;
+    try {
+      config = await loadConfig(this.opts.configPath);
+    } catch (err) {
+      return fail(err instanceof ConfigError ? err.message : "cannot load config");
+    }
+    if (restartOnly(config) !== restartOnly(old.config))
+      return fail("server.address, server.port, server.workers, server.engine, server.https and the metrics listener cannot change on reload: restart the process");
+    let next: Runtime;
+    try {
+      next = await buildRuntime(config, old.generation + 1, this.deps);
+    } catch (err) {
+      return fail(`cannot build the new runtime: ${(err as Error)?.message ?? String(err)}`);
+    }
+    this.runtime = next; // the swap: one reference
+    this.concurrency.max = Math.max(1, Math.floor(config.server.max_concurrent_requests / (this.opts.share ?? 1)));
+    applyCacheConfig(this.cache, config.cache);
+    const kept = new Set(config.buckets.map((b) => b.name));
+    for (const b of old.config.buckets) if (!kept.has(b.name)) await this.cache.removeBucket(b.name);
+    this.metrics.resetBucketSet([...kept]);
+    this.metrics.setGeneration(next.generation);
+    this.metrics.configReload("success");
+    old.close();
+    this.log.info("config reloaded", { generation: next.generation, buckets: config.buckets.length });
+    return { ok: true, generation: next.generation };
+  }
+
+  close(): void {
+    this.runtime.close();
+    this.log.flush();
+  }
+}

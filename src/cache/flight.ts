@@ -1,0 +1,128 @@
+/**
+ * One upstream trip on behalf of every request waiting for the same key: a fill (no stored entry)
+ * or a revalidation (stale entry, sent with its validators). Its `shared` result is what all the
+ * coalesced requests get; `stream` is for the leader only (a body too big to share).
+ */
+import { freshnessSeconds, makeObject, mergeHeaders, pickHeaders } from "./freshness.ts";
+import type { Cache } from "./cache.ts";
+import type { CachedObject } from "./types.ts";
+
+/**
+ * Performs the signed GET of the object to S3 with exactly `extraHeaders` as its conditional/range
+ * request headers — never the client's own Range / If-* headers: the cache decides what to forward.
+ * Resolves with S3's response (any status, body unread); rejects (ideally with a ProxyError) on a
+ * network error or timeout. Must not decompress (Bun fetch `decompress: false`), so the stored bytes
+ * match the stored Content-Encoding.
+ */
+export type UpstreamFetch = (extraHeaders: Record<string, string>) => Promise<Response>;
+
+export interface CachePolicy {
+  /** Bucket `cache.ttl_seconds` (used when upstream sends no max-age / s-maxage). */
+  ttlSeconds?: number | undefined;
+  /** Global `cache.memory.default_ttl_seconds`. */
+  defaultTtlSeconds: number;
+  /** Bodies larger than this are streamed through and never stored. */
+  maxItemBytes: number;
+}
+
+export type Shared =
+  /** A 200 (fill) or 304 (revalidation) turned into an object every waiter can be served from; stored unless no-store/private. */
+  | { kind: "object"; obj: CachedObject; status: "MISS" | "REVALIDATED" }
+  /** Upstream answered something other than 200/304 (404, 403, 5xx...): replayed to every waiter, never stored. */
+  | { kind: "replay"; status: number; headers: [string, string][]; body: Blob }
+  /** Body too big to buffer: each request goes upstream on its own (the leader may use `stream`). */
+  | { kind: "bypass" };
+
+export interface FlightOutcome {
+  shared: Shared;
+  /** Leader only, with `bypass`: upstream's 200, its body still streaming. */
+  stream?: Response | undefined;
+}
+
+/** Error bodies bigger than this are not buffered for replay (S3's are a few hundred bytes). */
+const MAX_REPLAY_BYTES = 64 * 1024;
+
+export function validatorsOf(obj: CachedObject): Record<string, string> {
+  const etag = obj.headers.etag;
+  if (etag !== undefined) return { "if-none-match": etag };
+  const lm = obj.headers["last-modified"];
+  return lm !== undefined ? { "if-modified-since": lm } : {};
+}
+
+/** Reads at most `limit` bytes; past that, hands back a stream that replays what was read, then the rest. */
+async function readUpTo(body: ReadableStream<Uint8Array>, limit: number): Promise<Blob | ReadableStream<Uint8Array>> {
+  const reader = body.getReader();
+  let chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return new Blob(chunks);
+    chunks.push(value);
+    total += value.byteLength;
+    if (total > limit) break;
+  }
+  return new ReadableStream<Uint8Array>({
+    start(c) {
+      for (const chunk of chunks) c.enqueue(chunk);
+      chunks = [];
+    },
+    async pull(c) {
+      const { done, value } = await reader.read();
+      if (done) c.close();
+      else c.enqueue(value);
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
+}
+
+/** Runs the upstream trip; stores what may be stored (unless a purge happened meanwhile). */
+export async function runFlight(
+  cache: Cache,
+  key: string,
+  stale: CachedObject | undefined,
+  policy: CachePolicy,
+  upstream: UpstreamFetch,
+  now: number,
+): Promise<FlightOutcome> {
+  const epoch = cache.epoch;
+  const res = await upstream(stale !== undefined ? validatorsOf(stale) : {});
+
+  if (res.status === 304 && stale !== undefined) {
+    void res.body?.cancel();
+    const headers = mergeHeaders(stale.headers, res.headers);
+    const ttl = freshnessSeconds(headers["cache-control"] ?? null, policy.ttlSeconds, policy.defaultTtlSeconds);
+    const obj = makeObject(key, stale.body, headers, now, ttl);
+    if (ttl === null) void cache.delete(key);
+    else if (epoch === cache.epoch) cache.put(obj);
+    return { shared: { kind: "object", obj, status: "REVALIDATED" } };
+  }
+
+  if (res.status !== 200) {
+    if (res.status === 404 && stale !== undefined) void cache.delete(key); // deleted upstream
+    const len = Number(res.headers.get("content-length") ?? 0);
+    if (len > MAX_REPLAY_BYTES) return { shared: { kind: "bypass" }, stream: res };
+    const body = await res.blob();
+    return { shared: { kind: "replay", status: res.status, headers: [...res.headers], body } };
+  }
+
+  const ttl = freshnessSeconds(res.headers.get("cache-control"), policy.ttlSeconds, policy.defaultTtlSeconds);
+  const declared = res.headers.get("content-length");
+  let body: Blob;
+  if (declared !== null) {
+    if (Number(declared) > policy.maxItemBytes) return { shared: { kind: "bypass" }, stream: res };
+    body = await res.blob();
+  } else if (res.body === null) {
+    body = new Blob([]);
+  } else {
+    const read = await readUpTo(res.body, policy.maxItemBytes);
+    if (!(read instanceof Blob)) {
+      return { shared: { kind: "bypass" }, stream: new Response(read, { status: 200, headers: res.headers }) };
+    }
+    body = read;
+  }
+  const obj = makeObject(key, body, pickHeaders(res.headers), now, ttl);
+  if (ttl !== null && body.size <= policy.maxItemBytes && epoch === cache.epoch) cache.put(obj);
+  return { shared: { kind: "object", obj, status: "MISS" } };
+}

@@ -1,0 +1,89 @@
+/**
+ * What may be stored, for how long, and with which headers.
+ */
+import type { CachedObject } from "./types.ts";
+
+/** RFC 9111 §1.2.2: delta-seconds too large to represent count as 2^31. */
+const MAX_DELTA = 2147483648;
+
+function delta(value: string | undefined): number {
+  if (value === undefined) return 0;
+  const v = value.length >= 2 && value.startsWith('"') && value.endsWith('"') ? value.slice(1, -1) : value;
+  if (!/^\d+$/.test(v)) return 0; // invalid freshness information: treat as stale (RFC 9111 §4.2.1)
+  return Math.min(Number(v), MAX_DELTA);
+}
+
+/**
+ * Seconds an upstream response stays fresh in the cache, or null when it must not be stored.
+ * - `no-store` or `private` (qualified or not) → null.
+ * - `no-cache` → 0: stored, revalidated on every use (most restrictive directive wins).
+ * - `s-maxage`, else `max-age` (a malformed value counts as 0) → that.
+ * - otherwise the bucket's `ttl_seconds`, else the global `default_ttl_seconds`.
+ * `Expires` is not consulted (S3 only echoes what the uploader set; Cache-Control is the contract).
+ */
+export function freshnessSeconds(cacheControl: string | null, bucketTtl: number | undefined, defaultTtl: number): number | null {
+  let sMaxAge: number | undefined;
+  let maxAge: number | undefined;
+  let noCache = false;
+  if (cacheControl !== null && cacheControl !== "") {
+    for (const part of cacheControl.split(",")) {
+      const eq = part.indexOf("=");
+      const name = (eq < 0 ? part : part.slice(0, eq)).trim().toLowerCase();
+      const value = eq < 0 ? undefined : part.slice(eq + 1).trim();
+      if (name === "no-store" || name === "private") return null;
+      if (name === "no-cache") noCache = true;
+      else if (name === "s-maxage") sMaxAge ??= delta(value);
+      else if (name === "max-age") maxAge ??= delta(value);
+    }
+  }
+  if (noCache) return 0;
+  return sMaxAge ?? maxAge ?? bucketTtl ?? defaultTtl;
+}
+
+/** Headers kept with a cached object (plus x-amz-meta-*). content-length is always recomputed. */
+export const STORED_HEADERS: ReadonlySet<string> = new Set([
+  "etag",
+  "last-modified",
+  "content-type",
+  "cache-control",
+  "content-disposition",
+  "content-encoding",
+  "content-language",
+  "expires",
+]);
+
+export function isStoredHeader(name: string): boolean {
+  return STORED_HEADERS.has(name) || name.startsWith("x-amz-meta-");
+}
+
+/** The storable subset of upstream response headers (lower-case names). */
+export function pickHeaders(h: Headers): Record<string, string> {
+  const out: Record<string, string> = {};
+  h.forEach((value, name) => {
+    const n = name.toLowerCase();
+    if (isStoredHeader(n)) out[n] = value;
+  });
+  return out;
+}
+
+/** RFC 9111 §4.3.4: a 304 updates the stored headers it carries (never Content-Length). */
+export function mergeHeaders(stored: Record<string, string>, fresh: Headers): Record<string, string> {
+  const out = { ...stored };
+  fresh.forEach((value, name) => {
+    const n = name.toLowerCase();
+    if (isStoredHeader(n)) out[n] = value;
+  });
+  return out;
+}
+
+/** A cache entry for `body`; `ttlSeconds` null means "serve once, don't store" (expires now). */
+export function makeObject(
+  key: string,
+  body: Blob,
+  headers: Record<string, string>,
+  now: number,
+  ttlSeconds: number | null,
+): CachedObject {
+  headers["content-length"] = String(body.size);
+  return { key, body, headers, storedAt: now, expiresAt: now + (ttlSeconds ?? 0) * 1000, size: body.size, tpl: undefined };
+}

@@ -1,0 +1,115 @@
+/**
+ * Responses built from a cached object: 200 (GET/HEAD), 304, 206 from a zero-copy Blob slice;
+ * 412 and 416 are thrown as ProxyError so the caller renders them like every other error.
+ */
+import { ProxyError } from "../errors.ts";
+import { evaluateConditions, ifRangeAllows } from "../http/conditional.ts";
+import { contentRange, parseRange, unsatisfiedRange } from "../http/range.ts";
+import type { CachedObject } from "./types.ts";
+
+export type ObjectStatus = "HIT" | "MISS" | "REVALIDATED";
+
+/** Headers a 304 repeats from the 200 it stands for (RFC 9110 §15.4.5). */
+const NOT_MODIFIED_HEADERS = ["etag", "last-modified", "cache-control", "expires"];
+
+/** Age in whole seconds since the object was stored or revalidated. */
+export function ageOf(obj: CachedObject, now: number): number {
+  const age = Math.floor((now - obj.storedAt) / 1000);
+  return age > 0 ? age : 0;
+}
+
+function fullHeaders(obj: CachedObject, age: number, xCache: string): Headers {
+  const h = new Headers(obj.headers);
+  h.set("accept-ranges", "bytes");
+  h.set("age", String(age));
+  h.set("x-cache", xCache);
+  return h;
+}
+
+/**
+ * Headers for a 200 HIT, prebuilt once per entry per value of Age. Bun's Response copies the
+ * Headers it is given, so sharing one instance between responses is safe (checked in the tests).
+ */
+function hitHeaders(obj: CachedObject, age: number): Headers {
+  const t = obj.tpl;
+  if (t !== undefined && t.age === age) return t.headers;
+  const headers = fullHeaders(obj, age, "HIT");
+  obj.tpl = { age, headers, notModified: undefined, rangeBase: t?.rangeBase };
+  return headers;
+}
+
+/** Headers of a 206: a copy of the entry's prebuilt base (HIT) plus Age, Content-Range, Content-Length. */
+function rangeHeaders(obj: CachedObject, age: number, xCache: string, start: number, end: number): Headers {
+  let h: Headers;
+  if (xCache === "HIT") {
+    const t = obj.tpl ?? (obj.tpl = { age: -1, headers: new Headers(), notModified: undefined, rangeBase: undefined });
+    if (t.rangeBase === undefined) {
+      t.rangeBase = fullHeaders(obj, 0, xCache);
+      t.rangeBase.delete("age");
+    }
+    h = new Headers(t.rangeBase);
+    h.set("age", String(age));
+  } else {
+    h = fullHeaders(obj, age, xCache);
+  }
+  h.set("content-range", contentRange(start, end, obj.size));
+  h.set("content-length", String(end - start + 1));
+  return h;
+}
+
+function notModifiedHeaders(headers: Record<string, string>, age: number, xCache: string): Headers {
+  const h = new Headers({ age: String(age), "x-cache": xCache });
+  for (const name of NOT_MODIFIED_HEADERS) {
+    const v = headers[name];
+    if (v !== undefined) h.set(name, v);
+  }
+  return h;
+}
+
+/** A 304 carrying `headers`' validators and cache headers (RFC 9110 §15.4.5). */
+export function notModified(headers: Record<string, string>, age: number, xCache: string): Response {
+  return new Response(null, { status: 304, headers: notModifiedHeaders(headers, age, xCache) });
+}
+
+/** A 304 for a cached object; a HIT reuses the entry's prebuilt 304 headers for the current Age. */
+function notModifiedFrom(obj: CachedObject, age: number, xCache: string): Response {
+  if (xCache !== "HIT") return notModified(obj.headers, age, xCache);
+  hitHeaders(obj, age);
+  const t = obj.tpl!;
+  const h = t.notModified ?? (t.notModified = notModifiedHeaders(obj.headers, age, xCache));
+  return new Response(null, { status: 304, headers: h });
+}
+
+/**
+ * Answers a request from `obj`: conditionals first (304 / 412), then If-Range and Range for GET
+ * (206 / 416; HEAD ignores Range, as RFC 9110 §14.2 says), else the full 200 (HEAD: no body,
+ * Content-Length of the object).
+ */
+export function respondFromObject(
+  obj: CachedObject,
+  reqHeaders: Headers,
+  method: string,
+  now: number,
+  status: ObjectStatus,
+): Response {
+  const age = ageOf(obj, now);
+  const cond = evaluateConditions(reqHeaders, { etag: obj.headers.etag, lastModified: obj.headers["last-modified"] }, method);
+  if (cond === "not-modified") return notModifiedFrom(obj, age, status);
+  if (cond === "precondition-failed") throw new ProxyError("PreconditionFailed");
+  const isGet = method === "GET";
+  if (isGet) {
+    const range = reqHeaders.get("range");
+    if (range !== null) {
+      const r = parseRange(range, obj.size);
+      if (r.kind !== "none" && ifRangeAllows(reqHeaders.get("if-range"), { etag: obj.headers.etag, lastModified: obj.headers["last-modified"] })) {
+        if (r.kind === "unsatisfiable") {
+          throw new ProxyError("RangeNotSatisfiable", { headers: { "content-range": unsatisfiedRange(obj.size) } });
+        }
+        const h = rangeHeaders(obj, age, status, r.start, r.end);
+        return new Response(obj.body.slice(r.start, r.end + 1), { status: 206, headers: h });
+      }
+    }
+  }
+  const headers = status === "HIT" ? hitHeaders(obj, age) : fullHeaders(obj, age, status);
+  return new Response(isGet ? obj.body : null, { status: 200, headers });
+}

@@ -1,0 +1,160 @@
+/**
+ * The serving flow the proxy pipeline calls for a cache-enabled bucket (GET/HEAD), independent of
+ * how S3 is reached (see UpstreamFetch in flight.ts).
+ *
+ * fresh entry                → HIT: 200/206/304 from memory (412/416 thrown as ProxyError)
+ * stale entry                → revalidate (If-None-Match / If-Modified-Since), coalesced:
+ *                              304 → REVALIDATED (expiry refreshed, body kept); 200 → MISS (replaced)
+ * no entry, no Range         → fill, coalesced: 200 ≤ max item → buffered, stored, MISS
+ *                              (no-store/private: served, not stored, still MISS)
+ * no entry, Range            → joins a fill already in flight, else BYPASS: the range goes upstream, nothing stored
+ * object > max item size     → BYPASS: the leader streams upstream's body; the others go upstream themselves
+ * upstream error / non-200   → replayed to every waiter (passthrough), never stored; a thrown error reaches every waiter
+ */
+import { evaluateConditions } from "../http/conditional.ts";
+import { parseRange } from "../http/range.ts";
+import { ProxyError } from "../errors.ts";
+import type { Cache } from "./cache.ts";
+import { runFlight, type CachePolicy, type FlightOutcome, type Shared, type UpstreamFetch } from "./flight.ts";
+import { notModified, respondFromObject } from "./respond.ts";
+import type { CachedObject, MaybePromise } from "./types.ts";
+
+export type CacheStatus = "HIT" | "MISS" | "BYPASS" | "REVALIDATED";
+
+export interface ServeArgs {
+  cache: Cache;
+  bucket: string;
+  /** Object key inside the bucket (no leading slash). */
+  key: string;
+  method: "GET" | "HEAD";
+  /** The client's request headers (Range, If-Range, If-Match, If-None-Match, If-(Un)Modified-Since are read). */
+  reqHeaders: Headers;
+  policy: CachePolicy;
+  upstream: UpstreamFetch;
+  now?: () => number;
+}
+
+export interface ServeResult {
+  response: Response;
+  cacheStatus: CacheStatus;
+  /** Upstream requests this call made itself (0 for a hit or a coalesced waiter). */
+  upstreamCalls: number;
+  /**
+   * True when `response` is upstream's own (raw S3 headers, any status: errors, range bypass,
+   * oversize stream): run it through the pipeline's normal upstream handling (error mapping,
+   * header filtering). False: built from the cache (stored header subset + Age + X-Cache).
+   */
+  passthrough: boolean;
+}
+
+/** Client headers forwarded when a request goes upstream on its own. */
+const FORWARDED = ["range", "if-range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since"];
+
+function isPromise<T>(v: T | Promise<T>): v is Promise<T> {
+  return v instanceof Promise;
+}
+
+export function serveWithCache(args: ServeArgs): Promise<ServeResult> {
+  const now = args.now !== undefined ? args.now() : Date.now();
+  const key = args.bucket + "/" + args.key;
+  const found = args.cache.get(key);
+  if (found === undefined || isPromise(found) || now >= found.expiresAt) return serveSlow(args, key, now, found);
+  // Hot path, no await: a fresh entry in a synchronous layer.
+  args.cache.counter(args.bucket).hits++;
+  try {
+    return Promise.resolve({ response: respondFromObject(found, args.reqHeaders, args.method, now, "HIT"), cacheStatus: "HIT", upstreamCalls: 0, passthrough: false });
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+async function serveSlow(args: ServeArgs, key: string, now: number, found: MaybePromise<CachedObject | undefined>): Promise<ServeResult> {
+  const { cache, method, reqHeaders } = args;
+  const counters = cache.counter(args.bucket);
+  const obj = isPromise(found) ? await found : found;
+
+  if (obj !== undefined && now < obj.expiresAt) {
+    counters.hits++;
+    return { response: respondFromObject(obj, reqHeaders, method, now, "HIT"), cacheStatus: "HIT", upstreamCalls: 0, passthrough: false };
+  }
+
+  // A Range S3 would honour (a single byte range) on a miss is not worth a full fill: pass it through.
+  const ranged = method === "GET" && parseRange(reqHeaders.get("range"), Number.MAX_SAFE_INTEGER).kind !== "none";
+  const flight = cache.inflight.get(key);
+  if (obj === undefined && ranged && flight === undefined) return goUpstream(args, 0);
+
+  let outcome: FlightOutcome;
+  let calls = 0;
+  try {
+    if (flight !== undefined) {
+      counters.coalesced++;
+      outcome = { shared: (await flight).shared };
+    } else {
+      const p: Promise<FlightOutcome> = runFlight(cache, key, obj, args.policy, args.upstream, now).finally(() => {
+        if (cache.inflight.get(key) === p) cache.inflight.delete(key);
+      });
+      cache.inflight.set(key, p);
+      calls = 1;
+      outcome = await p;
+    }
+  } catch (err) {
+    counters.misses++; // the upstream error (thrown) reaches the leader and every waiter alike
+    throw err;
+  }
+  return finish(args, outcome, calls, ranged, now);
+}
+
+async function finish(args: ServeArgs, outcome: FlightOutcome, calls: number, ranged: boolean, now: number): Promise<ServeResult> {
+  const counters = args.cache.counter(args.bucket);
+  const shared: Shared = outcome.shared;
+  if (shared.kind === "object") {
+    if (shared.status === "REVALIDATED") counters.revalidated++;
+    else counters.misses++;
+    const response = respondFromObject(shared.obj, args.reqHeaders, args.method, now, shared.status);
+    return { response, cacheStatus: shared.status, upstreamCalls: calls, passthrough: false };
+  }
+  if (shared.kind === "replay") {
+    counters.misses++;
+    const body = args.method === "HEAD" ? null : shared.body;
+    const response = new Response(body, { status: shared.status, headers: shared.headers });
+    return { response, cacheStatus: "MISS", upstreamCalls: calls, passthrough: true };
+  }
+  // bypass: only a non-ranged leader can use the stream it holds; everyone else asks upstream itself.
+  const stream = outcome.stream;
+  if (stream === undefined || ranged) {
+    void stream?.body?.cancel();
+    return goUpstream(args, calls);
+  }
+  counters.bypassed++;
+  const v = { etag: stream.headers.get("etag") ?? undefined, lastModified: stream.headers.get("last-modified") ?? undefined };
+  const cond = stream.status === 200 ? evaluateConditions(args.reqHeaders, v, args.method) : "proceed";
+  if (cond !== "proceed" || args.method === "HEAD") void stream.body?.cancel();
+  if (cond === "precondition-failed") throw new ProxyError("PreconditionFailed");
+  if (cond === "not-modified") {
+    const h: Record<string, string> = {};
+    stream.headers.forEach((value, name) => (h[name.toLowerCase()] = value));
+    return { response: notModified(h, 0, "BYPASS"), cacheStatus: "BYPASS", upstreamCalls: calls, passthrough: false };
+  }
+  const response = args.method === "HEAD" ? new Response(null, { status: stream.status, headers: stream.headers }) : stream;
+  return { response, cacheStatus: "BYPASS", upstreamCalls: calls, passthrough: true };
+}
+
+/** Sends the request upstream with the client's range/conditional headers; nothing is stored. */
+async function goUpstream(args: ServeArgs, callsSoFar: number): Promise<ServeResult> {
+  args.cache.counter(args.bucket).bypassed++;
+  const extra: Record<string, string> = {};
+  for (const name of FORWARDED) {
+    const v = args.reqHeaders.get(name);
+    if (v !== null) extra[name] = v;
+  }
+  const res = await args.upstream(extra);
+  let response = res;
+  if (args.method === "HEAD") {
+    void res.body?.cancel();
+    response = new Response(null, { status: res.status, headers: res.headers });
+  }
+  return { response, cacheStatus: "BYPASS", upstreamCalls: callsSoFar + 1, passthrough: true };
+}
+
+/** Re-exported for callers that want the object behind a key without serving it (admin, tests). */
+export type { CachedObject };

@@ -1,0 +1,34 @@
+/** The one-screen summary printed by `--check`. Never prints secrets: only whether they are set. */
+import type { Config } from "./load.ts";
+
+export function summarize(c: Config, file: string): string {
+  const s = c.server;
+  const lines: string[] = [];
+  lines.push(`config ${file}: OK`);
+  lines.push(`listen      ${s.https?.enabled ? "https" : "http"}://${s.address}:${s.port}  engine=${s.engine} workers=${s.workers} shutdown_timeout=${s.shutdown_timeout}s`);
+  lines.push(`limits      max_concurrent=${s.max_concurrent_requests} uri<=${s.security_limits.max_uri_length}B headers<=${s.security_limits.max_header_size}B` +
+    (s.rate_limit?.enabled ? ` rate: global=${s.rate_limit.global?.requests_per_second ?? "-"}/s per_ip=${s.rate_limit.per_ip?.requests_per_second ?? "-"}/s` : ""));
+  lines.push(`metrics     ${c.metrics.enabled ? `http://${c.metrics.address}:${c.metrics.port}/metrics` : "off"}`);
+  lines.push(`logging     ${c.logging.level} ${c.logging.format}`);
+  if (c.jwt?.enabled) {
+    const j = c.jwt;
+    const algs = [...new Set([j.algorithm, ...(j.algorithms ?? []), ...j.keys.map((k) => k.algorithm)])].join(",");
+    const keys = [j.secret ? "secret" : "", j.rsa_public_key_path ? "rsa-pem" : "", j.ecdsa_public_key_path ? "ec-pem" : "", j.public_key_path ? "pem" : "", j.keys.length ? `${j.keys.length} keys` : "", j.jwks_url ? "jwks" : ""].filter(Boolean).join("+");
+    lines.push(`jwt         ${algs} via ${keys}; sources=${j.token_sources.map((t) => t.type + (t.name ? `:${t.name}` : "")).join(",")}; ${j.claims.length} claim rules; admin API ${j.admin_claims.length ? "on" : "off"}`);
+  } else lines.push("jwt         off");
+  lines.push(`cache       ${c.cache.enabled ? `memory ${c.cache.memory.max_cache_size_mb} MiB, items<=${c.cache.memory.max_item_size_mb} MiB, ttl ${c.cache.memory.default_ttl_seconds}s` : "off"}`);
+  lines.push(`buckets     ${c.buckets.length}`);
+  for (const b of c.buckets) {
+    const where = b.s3.endpoint ?? `aws:${b.s3.region}`;
+    const flags = [
+      b.s3.access_key ? "signed" : "anonymous",
+      b.auth.enabled ? `auth${b.auth.claims.length ? `+${b.auth.claims.length} rules` : ""}` : "public",
+      b.authorization ? b.authorization.type : "",
+      c.cache.enabled && b.cache?.enabled ? "cached" : "",
+      b.s3.circuit_breaker ? "breaker" : "",
+      b.s3.rate_limit ? `rate=${b.s3.rate_limit.requests_per_second}/s` : "",
+    ].filter(Boolean);
+    lines.push(`  ${b.path_prefix.padEnd(20)} → ${b.name} (s3://${b.s3.bucket} @ ${where}) ${flags.join(" ")}`);
+  }
+  return `${lines.join("\n")}\n`;
+}

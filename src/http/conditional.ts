@@ -1,0 +1,159 @@
+/**
+ * Conditional requests (RFC 9110 §13) evaluated against a representation's validators, in the
+ * precedence order of §13.2.2. Used by the cache (answering 304/412 without S3) and by anything
+ * else holding an ETag / Last-Modified.
+ *
+ * Leniencies (documented choices): a header whose value is empty is treated as absent; an
+ * unquoted entity-tag (`If-None-Match: abc`) is compared as if it were quoted, as S3 does;
+ * an invalid HTTP-date is ignored (the condition is skipped), as §13.1.3/§13.1.4 require.
+ */
+
+export type ConditionResult = "proceed" | "not-modified" | "precondition-failed";
+
+export interface Validators {
+  /** As sent in ETag, e.g. `"9b2cf535f27731c974343645a3985328"` or `W/"x"`. */
+  etag?: string | undefined;
+  /** An HTTP-date, as sent in Last-Modified. */
+  lastModified?: string | undefined;
+}
+
+function present(h: Headers, name: string): string | null {
+  const v = h.get(name);
+  return v === null || v.trim() === "" ? null : v;
+}
+
+/** Evaluates If-Match, If-Unmodified-Since, If-None-Match and If-Modified-Since, in that order. */
+export function evaluateConditions(reqHeaders: Headers, v: Validators, method: string): ConditionResult {
+  const ifMatch = present(reqHeaders, "if-match");
+  if (ifMatch !== null) {
+    if (!etagListMatches(ifMatch, v.etag, true)) return "precondition-failed";
+  } else {
+    const ius = present(reqHeaders, "if-unmodified-since");
+    if (ius !== null && v.lastModified !== undefined) {
+      const since = parseHttpDate(ius);
+      const lm = parseHttpDate(v.lastModified);
+      if (!Number.isNaN(since) && !Number.isNaN(lm) && lm > since) return "precondition-failed";
+    }
+  }
+  const safe = method === "GET" || method === "HEAD";
+  const ifNoneMatch = present(reqHeaders, "if-none-match");
+  if (ifNoneMatch !== null) {
+    if (etagListMatches(ifNoneMatch, v.etag, false)) return safe ? "not-modified" : "precondition-failed";
+  } else if (safe) {
+    const ims = present(reqHeaders, "if-modified-since");
+    if (ims !== null && v.lastModified !== undefined) {
+      const since = parseHttpDate(ims);
+      const lm = parseHttpDate(v.lastModified);
+      if (!Number.isNaN(since) && !Number.isNaN(lm) && lm <= since) return "not-modified";
+    }
+  }
+  return "proceed";
+}
+
+/**
+ * If-Range (RFC 9110 §13.1.5): true when the Range header may be honoured. An entity-tag must
+ * match strongly; a date must equal Last-Modified exactly. Anything unparseable → false (send 200).
+ */
+export function ifRangeAllows(ifRange: string | null, v: Validators): boolean {
+  if (ifRange === null) return true;
+  const value = ifRange.trim();
+  if (value.startsWith('"') || value.startsWith("W/")) return etagListMatches(value, v.etag, true, true);
+  if (v.lastModified === undefined) return false;
+  const d = parseHttpDate(value);
+  return !Number.isNaN(d) && d === parseHttpDate(v.lastModified);
+}
+
+interface Tag {
+  weak: boolean;
+  opaque: string;
+}
+
+function parseTag(s: string): Tag {
+  let weak = false;
+  if (s.startsWith("W/")) {
+    weak = true;
+    s = s.slice(2);
+  }
+  if (s.length >= 2 && s.charCodeAt(0) === 34 && s.charCodeAt(s.length - 1) === 34) s = s.slice(1, -1);
+  return { weak, opaque: s };
+}
+
+/**
+ * True if the list (`*` or 1#entity-tag) matches `etag`. Strong comparison: neither tag weak and
+ * opaque-tags equal; weak comparison: opaque-tags equal. `single` stops after the first member.
+ */
+export function etagListMatches(list: string, etag: string | undefined, strong: boolean, single = false): boolean {
+  if (list.trim() === "*") return !single; // a representation exists whenever we evaluate
+  if (etag === undefined) return false;
+  const cur = parseTag(etag.trim());
+  if (strong && cur.weak) return false;
+  const n = list.length;
+  let i = 0;
+  while (i < n) {
+    const c = list.charCodeAt(i);
+    if (c === 32 || c === 9 || c === 44) {
+      i++;
+      continue;
+    }
+    let weak = false;
+    if (list.startsWith("W/", i)) {
+      weak = true;
+      i += 2;
+    }
+    let opaque: string;
+    if (list.charCodeAt(i) === 34) {
+      const close = list.indexOf('"', i + 1);
+      if (close < 0) return false; // unterminated tag: malformed, matches nothing
+      opaque = list.slice(i + 1, close);
+      i = close + 1;
+    } else {
+      let j = list.indexOf(",", i);
+      if (j < 0) j = n;
+      opaque = list.slice(i, j).trim();
+      i = j;
+    }
+    if (opaque === cur.opaque && !(strong && weak)) return true;
+    if (single) return false;
+  }
+  return false;
+}
+
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const MON = "(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)";
+const TIME = "(\\d\\d):(\\d\\d):(\\d\\d)";
+const IMF = new RegExp(`^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\\d\\d) ${MON} (\\d{4}) ${TIME} GMT$`);
+const RFC850 = new RegExp(
+  `^(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), (\\d\\d)-${MON}-(\\d\\d) ${TIME} GMT$`,
+);
+const ASCTIME = new RegExp(`^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) ${MON} ([ \\d]\\d) ${TIME} (\\d{4})$`);
+
+function build(year: number, mon: string, day: number, h: string, m: string, s: string): number {
+  const month = MONTHS.indexOf(mon);
+  const hh = Number(h);
+  const mm = Number(m);
+  const ss = Number(s);
+  if (hh > 23 || mm > 59 || ss > 60 || day < 1) return NaN;
+  const t = Date.UTC(year, month, day, hh, mm, Math.min(ss, 59));
+  return new Date(t).getUTCDate() === day ? t : NaN; // rejects 31 Feb and the like
+}
+
+/**
+ * Parses an HTTP-date (RFC 9110 §5.6.7) in any of its three forms — IMF-fixdate, obsolete RFC 850
+ * and asctime — to epoch milliseconds; NaN if it is none of them. Two-digit RFC 850 years more than
+ * 50 years in the future are taken as the past century.
+ */
+export function parseHttpDate(s: string): number {
+  const v = s.trim();
+  let m = IMF.exec(v);
+  if (m !== null) return build(Number(m[3]), m[2]!, Number(m[1]), m[4]!, m[5]!, m[6]!);
+  m = RFC850.exec(v);
+  if (m !== null) {
+    const nowYear = new Date().getUTCFullYear();
+    let year = Math.floor(nowYear / 100) * 100 + Number(m[3]);
+    if (year > nowYear + 50) year -= 100;
+    return build(year, m[2]!, Number(m[1]), m[4]!, m[5]!, m[6]!);
+  }
+  m = ASCTIME.exec(v);
+  if (m !== null) return build(Number(m[6]), m[1]!, Number(m[2]!.trim()), m[3]!, m[4]!, m[5]!);
+  return NaN;
+}

@@ -1,0 +1,73 @@
+/**
+ * Range requests (RFC 9110 §14), with S3's behaviour where the RFC leaves a choice:
+ * only a single byte range is served; anything the proxy cannot or will not honour
+ * (syntax errors, other units, several ranges) is ignored, so the client gets the full 200 —
+ * exactly what S3 answers for such headers.
+ */
+
+export type RangeResult =
+  | { kind: "none" }
+  | { kind: "ok"; start: number; /** inclusive */ end: number }
+  | { kind: "unsatisfiable" };
+
+const NONE: RangeResult = Object.freeze({ kind: "none" });
+const UNSATISFIABLE: RangeResult = Object.freeze({ kind: "unsatisfiable" });
+
+/** "bytes=" compared case-insensitively, char by char (c | 32 folds ASCII upper case only for letters). */
+const UNIT = [98, 121, 116, 101, 115];
+
+/**
+ * Parses a Range header against a representation of `size` bytes.
+ * - `none`: no header, a syntactically invalid one, a unit other than `bytes`, or more than one range
+ *   (the header is ignored and the full representation is sent).
+ * - `ok`: one satisfiable range, `end` clamped to `size - 1`; a suffix longer than the object is the whole object.
+ * - `unsatisfiable`: first-pos ≥ size, `bytes=-0`, or any range on an empty representation (416).
+ * The unit is case-insensitive; OWS (SP / HTAB) is allowed around the field value and around each
+ * range-spec (list syntax), and empty list elements (`bytes=0-1,`) are skipped as RFC 9110 §5.6.1
+ * requires. Hand-written scanner: this runs on every ranged cache hit.
+ */
+export function parseRange(header: string | null, size: number): RangeResult {
+  if (header === null) return NONE;
+  const n = header.length;
+  let i = 0;
+  while (i < n && (header.charCodeAt(i) === 32 || header.charCodeAt(i) === 9)) i++;
+  if (n - i < 6) return NONE;
+  for (let u = 0; u < 5; u++) if ((header.charCodeAt(i + u) | 32) !== UNIT[u]) return NONE;
+  if (header.charCodeAt(i + 5) !== 61) return NONE; // "="
+  i += 6;
+  let first = -1;
+  let last = -1;
+  let specs = 0;
+  while (i < n) {
+    let c = header.charCodeAt(i);
+    if (c === 32 || c === 9 || c === 44) {
+      i++;
+      continue;
+    }
+    if (specs === 1) return NONE; // a second range: ignored, like S3
+    specs = 1;
+    for (; c >= 48 && c <= 57; c = header.charCodeAt(++i)) first = (first < 0 ? 0 : first * 10) + (c - 48);
+    if (c !== 45) return NONE; // "-"
+    for (c = header.charCodeAt(++i); c >= 48 && c <= 57; c = header.charCodeAt(++i)) last = (last < 0 ? 0 : last * 10) + (c - 48);
+    if (i < n && c !== 32 && c !== 9 && c !== 44) return NONE;
+  }
+  if (specs === 0) return NONE;
+  if (first < 0) {
+    if (last < 0) return NONE; // "-"
+    if (last === 0 || size <= 0) return UNSATISFIABLE;
+    return { kind: "ok", start: Math.max(0, size - last), end: size - 1 };
+  }
+  if (last >= 0 && last < first) return NONE; // invalid range-spec: the whole header is ignored
+  if (first >= size) return UNSATISFIABLE;
+  return { kind: "ok", start: first, end: last < 0 || last >= size ? size - 1 : last };
+}
+
+/** `Content-Range` value of a 206: `bytes start-end/size`. */
+export function contentRange(start: number, end: number, size: number): string {
+  return `bytes ${start}-${end}/${size}`;
+}
+
+/** `Content-Range` value of a 416: `bytes *\/size`. */
+export function unsatisfiedRange(size: number): string {
+  return `bytes */${size}`;
+}

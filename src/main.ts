@@ -1,0 +1,166 @@
+#!/usr/bin/env bun
+/**
+ * The command line. Exit codes (documented in the README):
+ *   0  served and shut down cleanly / --check passed / --healthcheck got 200
+ *   1  the config is invalid (every problem is listed) / --healthcheck failed
+ *   2  bad command-line usage
+ *   3  could not start (address in use, TLS files unreadable, ...)
+ */
+import { App } from "./app.ts";
+import { ConfigError, loadConfig, type Config } from "./config/load.ts";
+import { summarize } from "./config/summary.ts";
+import { createLogger } from "./observe/log.ts";
+import { listenBun, listenMetrics, listenNode, type Listener } from "./server.ts";
+import { VERSION } from "./version.ts";
+import { runPrimary, workerCount, workerIndex } from "./workers.ts";
+
+const HELP = `yatagarasu ${VERSION} — a high-performance S3 proxy
+
+Usage:
+  yatagarasu [--config PATH]          serve (PATH defaults to ./config.yaml)
+  yatagarasu --check [--config PATH]  validate the config, print a summary, exit 0 or 1
+  yatagarasu --healthcheck [URL]      GET URL (default http://127.0.0.1:8080/health), exit 0 on 200
+  yatagarasu --version | --help
+
+Signals: SIGTERM/SIGINT drain and exit 0 (a second one exits at once); SIGHUP reloads the config.
+Exit codes: 0 ok, 1 invalid config, 2 usage error, 3 could not start.
+`;
+
+interface Args {
+  config: string;
+  check: boolean;
+  healthcheck?: string;
+}
+
+function parseArgs(argv: string[]): Args | { exit: number; out: string; err?: boolean } {
+  const args: Args = { config: "config.yaml", check: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--help" || a === "-h") return { exit: 0, out: HELP };
+    if (a === "--version" || a === "-V") return { exit: 0, out: `yatagarasu ${VERSION}\n` };
+    if (a === "--check") args.check = true;
+    else if (a === "--config" || a === "-c") {
+      const v = argv[++i];
+      if (!v) return { exit: 2, out: "error: --config needs a path\n", err: true };
+      args.config = v;
+    } else if (a.startsWith("--config=")) args.config = a.slice(9);
+    else if (a === "--healthcheck") {
+      const next = argv[i + 1];
+      args.healthcheck = next && !next.startsWith("-") ? argv[++i] : "http://127.0.0.1:8080/health";
+    } else return { exit: 2, out: `error: unknown argument '${a}'\n\n${HELP}`, err: true };
+  }
+  return args;
+}
+
+async function healthcheck(url: string): Promise<number> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(3000) });
+    return res.status === 200 ? 0 : 1;
+  } catch {
+    return 1;
+  }
+}
+
+async function load(path: string): Promise<Config | number> {
+  try {
+    return await loadConfig(path);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`invalid config (${err.issues.length} problem${err.issues.length === 1 ? "" : "s"}):\n${err.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`cannot load config: ${(err as Error)?.message ?? err}\n`);
+    return 1;
+  }
+}
+
+async function serve(config: Config, configPath: string): Promise<number> {
+  const forcedPort = process.env.YATAGARASU_PORT;
+  if (workerIndex() !== undefined && forcedPort) config = { ...config, server: { ...config.server, port: Number(forcedPort) } };
+  const log = createLogger({ level: config.logging.level, format: config.logging.format, base: workerIndex() !== undefined ? { worker: workerIndex() } : undefined });
+  const workers = workerCount(config);
+  if (workers > 1 && workerIndex() === undefined) return runPrimary(config, configPath, workers, log);
+
+  let app: App;
+  let listener: Listener;
+  let metrics: Listener | undefined;
+  try {
+    app = await App.create(config, { configPath, log, share: workers });
+    const baseDir = configPath.includes("/") ? configPath.slice(0, configPath.lastIndexOf("/")) : ".";
+    listener = config.server.engine === "node" ? await listenNode(app, config, { reusePort: workers > 1 }) : listenBun(app, config, { reusePort: workers > 1, baseDir });
+    if (config.metrics.enabled && workerIndex() === undefined) metrics = listenMetrics(config, () => app.metrics.render());
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    const why = code === "EADDRINUSE" ? `address ${config.server.address}:${config.server.port} is already in use` : ((err as Error)?.message ?? String(err));
+    log.error("could not start", { error: why });
+    log.flush();
+    process.stderr.write(`could not start: ${why}\n`);
+    return 3;
+  }
+  log.info("listening", {
+    version: VERSION,
+    address: config.server.address,
+    port: listener.port,
+    engine: config.server.engine,
+    ...(metrics ? { metrics_port: metrics.port } : undefined),
+    buckets: config.buckets.length,
+    pid: process.pid,
+  });
+  // Workers report their port to the primary (tests and the primary's own log use it).
+  if (workerIndex() !== undefined) process.send?.({ type: "listening", port: listener.port });
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const shutdown = async (signal: string) => {
+      if (stopping) {
+        log.warn("second signal: exiting now", { signal });
+        log.flush();
+        process.exit(0);
+      }
+      stopping = true;
+      app.draining = true;
+      log.info("draining", { signal, timeout_s: config.server.shutdown_timeout });
+      const graceful = listener.stop(false);
+      const timedOut = await Promise.race([
+        graceful.then(() => false),
+        new Promise<boolean>((r) => setTimeout(() => r(true), config.server.shutdown_timeout * 1000).unref?.()),
+      ]);
+      if (timedOut) {
+        log.warn("shutdown timeout reached: closing remaining connections");
+        await listener.stop(true);
+      }
+      await metrics?.stop(true);
+      app.close();
+      log.info("stopped");
+      log.flush();
+      resolve(0);
+    };
+    process.on("SIGTERM", () => void shutdown("SIGTERM"));
+    process.on("SIGINT", () => void shutdown("SIGINT"));
+    process.on("SIGHUP", () => void app.reload());
+    process.on("message", (m: unknown) => {
+      const msg = m as { type?: string } | null;
+      if (msg?.type === "reload") void app.reload();
+      if (msg?.type === "shutdown") void shutdown("primary");
+      if (msg?.type === "metrics") process.send?.({ type: "metrics", snapshot: app.metrics.snapshot() });
+    });
+  });
+}
+
+async function main(argv: string[]): Promise<number> {
+  const parsed = parseArgs(argv);
+  if ("exit" in parsed) {
+    (parsed.err ? process.stderr : process.stdout).write(parsed.out);
+    return parsed.exit;
+  }
+  if (parsed.healthcheck) return healthcheck(parsed.healthcheck);
+  const config = await load(parsed.config);
+  if (typeof config === "number") return config;
+  if (parsed.check) {
+    process.stdout.write(summarize(config, parsed.config));
+    return 0;
+  }
+  return serve(config, parsed.config);
+}
+
+process.exit(await main(process.argv.slice(2)));

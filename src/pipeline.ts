@@ -1,0 +1,269 @@
+/**
+ * The request path, top to bottom. `handle(req, clientAddr)` is independent of the listener
+ * (Bun.serve or node:http), so most tests call it with `new Request(...)`.
+ *
+ *   0 guard        URI length (414), header size (431), method (405/OPTIONS)
+ *   1 route        reserved endpoints, then longest prefix → bucket + key (404, 400 traversal)
+ *   2 admit        concurrency cap (503), rate limits (429), ip_filter (403)
+ *   3 authenticate JWT → claims (401), before anything touches S3 or the cache
+ *   4 authorize    claim rules, OPA / OpenFGA (403)
+ *   5 serve        cache (HIT/REVALIDATED/MISS/BYPASS) or signed upstream fetch
+ *   6 respond      header allowlist, Content-Length, 206/304/412/416 as answers
+ *   7 log+measure  always, in `finally`
+ */
+import type { App } from "./app.ts";
+import { handleAdmin } from "./admin.ts";
+import { serveWithCache } from "./cache/index.ts";
+import { ProxyError, toProxyError } from "./errors.ts";
+import { anyContains } from "./http/cidr.ts";
+import { forwardRequestHeaders, passResponseHeaders } from "./http/headers.ts";
+import type { AuthResult } from "./observe/metrics.ts";
+import { normalizePath } from "./router.ts";
+import type { BucketRuntime, Runtime } from "./runtime.ts";
+import type { UpstreamTiming } from "./s3/upstream.ts";
+
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
+const ALLOW = "GET, HEAD, OPTIONS";
+
+export interface RequestContext {
+  id: string;
+  start: number;
+  method: string;
+  /** Normalized path without the query string (never logged with its query: tokens live there). */
+  path: string;
+  clientIp: string;
+  bucket: string;
+  status: number;
+  bytes: number;
+  timing: UpstreamTiming;
+  cache?: string;
+  errorCode?: string;
+  s3Code?: string;
+}
+
+/** Splits an absolute request URL into raw path and query without building a URL object. */
+export function splitUrl(url: string): { path: string; query: string } {
+  const schemeEnd = url.indexOf("://");
+  const pathStart = schemeEnd >= 0 ? url.indexOf("/", schemeEnd + 3) : 0;
+  if (pathStart < 0) return { path: "/", query: "" };
+  const q = url.indexOf("?", pathStart);
+  return q < 0 ? { path: url.slice(pathStart), query: "" } : { path: url.slice(pathStart, q), query: url.slice(q) };
+}
+
+function headerBytes(h: Headers): number {
+  let n = 0;
+  for (const [k, v] of h) n += k.length + v.length + 4;
+  return n;
+}
+
+/** The client's address: the peer, or — only when the peer is a trusted proxy — the right-most untrusted X-Forwarded-For hop. */
+export function clientIpOf(rt: Runtime, peer: string, h: Headers): string {
+  if (rt.trustedProxies.length === 0 || !anyContains(rt.trustedProxies, peer)) return peer;
+  const xff = h.get("x-forwarded-for");
+  if (!xff) return peer;
+  const hops = xff.split(",").map((s) => s.trim()).filter(Boolean);
+  for (let i = hops.length - 1; i >= 0; i--) if (!anyContains(rt.trustedProxies, hops[i])) return hops[i];
+  return hops[0] ?? peer;
+}
+
+function authResultOf(err: ProxyError): AuthResult {
+  if (err.code === "Unauthorized") return "missing";
+  if (err.code === "InvalidToken") return "invalid";
+  if (err.code === "Forbidden") return "forbidden";
+  return "error";
+}
+
+export function createHandler(app: App): (req: Request, peer: string) => Promise<Response> {
+  return async function handle(req: Request, peer: string): Promise<Response> {
+    const rt = app.runtime; // captured: a reload mid-request does not affect this request
+    const incomingId = req.headers.get("x-request-id");
+    const ctx: RequestContext = {
+      id: incomingId !== null && REQUEST_ID.test(incomingId) ? incomingId : crypto.randomUUID(),
+      start: performance.now(),
+      method: req.method,
+      path: "",
+      clientIp: peer,
+      bucket: "_none",
+      status: 0,
+      bytes: 0,
+      timing: { upstreamMs: 0, attempts: 0 },
+    };
+    let entered = false;
+    app.metrics.inFlight(1);
+    try {
+      const res = await phases(app, rt, req, peer, ctx, () => (entered = true));
+      ctx.status = res.status;
+      res.headers.set("x-request-id", ctx.id);
+      return res;
+    } catch (thrown) {
+      const err = toProxyError(thrown);
+      if (req.signal.aborted && !(thrown instanceof ProxyError)) {
+        ctx.status = 499; // client closed the request; nobody is listening for an answer
+        ctx.errorCode = "ClientClosedRequest";
+        return new Response(null, { status: 499 });
+      }
+      if (err.code === "InternalError") app.log.error("unexpected error", { request_id: ctx.id, error: String((thrown as Error)?.stack ?? thrown) });
+      ctx.status = err.status;
+      ctx.errorCode = err.code;
+      const cause = err.cause as { s3Code?: string } | undefined;
+      if (cause?.s3Code) ctx.s3Code = cause.s3Code;
+      return err.toResponse(ctx.id, req.method);
+    } finally {
+      if (entered) app.concurrency.leave();
+      app.metrics.inFlight(-1);
+      const durationMs = performance.now() - ctx.start;
+      app.metrics.observeRequest(ctx.bucket, ctx.method, ctx.status, durationMs / 1000, ctx.bytes);
+      if (app.log.enabled("info")) {
+        app.log.info("request", {
+          request_id: ctx.id,
+          method: ctx.method,
+          path: ctx.path,
+          bucket: ctx.bucket,
+          status: ctx.status,
+          bytes: ctx.bytes,
+          duration_ms: Math.round(durationMs * 1000) / 1000,
+          upstream_ms: Math.round(ctx.timing.upstreamMs * 1000) / 1000,
+          client_ip: ctx.clientIp,
+          ...(ctx.cache ? { cache: ctx.cache } : undefined),
+          ...(ctx.errorCode ? { error: ctx.errorCode } : undefined),
+          ...(ctx.s3Code ? { s3_error: ctx.s3Code } : undefined),
+          ...(ctx.timing.attempts > 1 ? { attempts: ctx.timing.attempts } : undefined),
+        });
+      }
+    }
+  };
+}
+
+async function phases(app: App, rt: Runtime, req: Request, peer: string, ctx: RequestContext, markEntered: () => void): Promise<Response> {
+  // 0 guard
+  const limits = rt.config.server.security_limits;
+  if (req.url.length > limits.max_uri_length + 64) throw new ProxyError("UriTooLong");
+  const { path: rawPath, query } = splitUrl(req.url);
+  if (rawPath.length + query.length > limits.max_uri_length) throw new ProxyError("UriTooLong");
+  if (headerBytes(req.headers) > limits.max_header_size) throw new ProxyError("HeadersTooLarge");
+  ctx.clientIp = clientIpOf(rt, peer, req.headers);
+
+  // 1 route: reserved endpoints first
+  ctx.path = normalizePath(rawPath);
+  const p = ctx.path;
+  if (p === "/health" || p === "/ready" || p === "/metrics" || p === "/admin" || p.startsWith("/admin/")) {
+    ctx.bucket = p.startsWith("/admin") ? "_admin" : p === "/metrics" ? "_metrics" : "_health";
+    return reserved(app, rt, req, p);
+  }
+  const method = req.method;
+  if (method === "OPTIONS") return new Response(null, { status: 204, headers: { allow: ALLOW } });
+  if (method !== "GET" && method !== "HEAD") throw new ProxyError("MethodNotAllowed", { headers: { allow: ALLOW } });
+  const route = rt.router.match(p);
+  if (!route) throw new ProxyError("NotFound");
+  const bucket = route.bucket;
+  ctx.bucket = bucket.name;
+  if (route.key === "") throw new ProxyError("NoSuchKey", { detail: "The path names a bucket but no object key" });
+
+  // 2 admit
+  if (!app.concurrency.tryEnter()) {
+    app.metrics.rateLimited("concurrency");
+    throw new ProxyError("Overloaded", { headers: { "retry-after": "1" } });
+  }
+  markEntered();
+  if (rt.limiter) {
+    const r = rt.limiter.check(ctx.clientIp, bucket.name);
+    if (!r.ok) {
+      app.metrics.rateLimited(r.scope);
+      throw new ProxyError("TooManyRequests", { detail: `Rate limit exceeded (${r.scope})`, headers: { "retry-after": String(r.retryAfterSeconds) } });
+    }
+  }
+  if (bucket.block.length > 0 && anyContains(bucket.block, ctx.clientIp)) throw new ProxyError("Forbidden", { detail: "Your address is not allowed" });
+  if (bucket.allow.length > 0 && !anyContains(bucket.allow, ctx.clientIp)) throw new ProxyError("Forbidden", { detail: "Your address is not allowed" });
+
+  // 3 authenticate + 4 authorize
+  const claims = await authenticate(app, rt, bucket, req, query);
+  if (bucket.authorizer) {
+    const allowed = await bucket.authorizer.authorize({ claims, bucket: bucket.name, key: route.key, path: p, method, clientIp: ctx.clientIp });
+    if (!allowed) throw new ProxyError("Forbidden", { detail: "The authorization policy denied this request" });
+  }
+
+  // 5 serve + 6 respond
+  return serve(app, rt, bucket, route.key, method, req, ctx);
+}
+
+async function authenticate(app: App, rt: Runtime, bucket: BucketRuntime, req: Request, query: string): Promise<Record<string, unknown> | undefined> {
+  if (!bucket.authRequired) return undefined;
+  if (!rt.auth) throw new ProxyError("InternalError");
+  try {
+    const url = new URL(query ? `http://x/${query}` : "http://x/");
+    const { claims } = await rt.auth.authenticate(req.headers, url, bucket.extraRules);
+    app.metrics.auth("success");
+    return claims;
+  } catch (err) {
+    const e = toProxyError(err);
+    app.metrics.auth(authResultOf(e));
+    throw e;
+  }
+}
+
+async function serve(app: App, rt: Runtime, bucket: BucketRuntime, key: string, method: "GET" | "HEAD", req: Request, ctx: RequestContext): Promise<Response> {
+  const forward = forwardRequestHeaders(req.headers);
+  if (bucket.cachePolicy) {
+    // Coalesced fills must not die with the client that happened to start them.
+    const fillSignal = new AbortController().signal;
+    const result = await serveWithCache({
+      cache: app.cache,
+      bucket: bucket.name,
+      key,
+      method,
+      reqHeaders: req.headers,
+      policy: bucket.cachePolicy,
+      upstream: (extra) => bucket.upstream.fetchObject(method, key, extra, extra.range ? req.signal : fillSignal, ctx.timing),
+    });
+    ctx.cache = result.cacheStatus;
+    if (!result.passthrough) {
+      ctx.bytes = Number(result.response.headers.get("content-length") ?? 0);
+      if (method === "HEAD") ctx.bytes = 0;
+      return result.response;
+    }
+    const res = await respond(rt, result.response, method, ctx);
+    res.headers.set("x-cache", result.cacheStatus);
+    return res;
+  }
+  const upstream = await bucket.upstream.fetchObject(method, key, forward, req.signal, ctx.timing);
+  return respond(rt, upstream, method, ctx);
+}
+
+/** Builds the client response from S3's (200/206/304/412/416). */
+async function respond(rt: Runtime, upstream: Response, method: string, ctx: RequestContext): Promise<Response> {
+  const status = upstream.status;
+  if (status === 412 || status === 416) {
+    upstream.body?.cancel().catch(() => {});
+    const headers: Record<string, string> = {};
+    const cr = upstream.headers.get("content-range");
+    if (status === 416 && cr) headers["content-range"] = cr;
+    throw new ProxyError(status === 412 ? "PreconditionFailed" : "RangeNotSatisfiable", { headers });
+  }
+  const headers = passResponseHeaders(upstream.headers, new Headers());
+  if (method === "HEAD" || status === 304) {
+    upstream.body?.cancel().catch(() => {});
+    return new Response(null, { status, headers });
+  }
+  const declared = upstream.headers.get("content-length");
+  const length = declared === null ? -1 : Number(declared);
+  if (length >= 0 && length <= rt.config.server.buffer_threshold_bytes) {
+    // A known-size body keeps Content-Length under Bun.serve (a stream would lose it).
+    const body = await upstream.arrayBuffer();
+    ctx.bytes = body.byteLength;
+    return new Response(body, { status, headers });
+  }
+  ctx.bytes = Math.max(length, 0);
+  return new Response(upstream.body, { status, headers });
+}
+
+async function reserved(app: App, rt: Runtime, req: Request, p: string): Promise<Response> {
+  const json = (status: number, body: unknown, extra?: Record<string, string>) =>
+    new Response(req.method === "HEAD" ? null : JSON.stringify(body), { status, headers: { "content-type": "application/json", "cache-control": "no-store", ...extra } });
+  if (p === "/health") return json(app.draining ? 503 : 200, { status: app.draining ? "draining" : "ok" });
+  if (p === "/ready") {
+    const r = app.readiness(rt);
+    return json(r.ready ? 200 : 503, r);
+  }
+  if (p === "/metrics") throw new ProxyError("NotFound", { detail: "Metrics are served on the separate metrics listener (metrics.address:metrics.port)" });
+  return handleAdmin(app, rt, req, p);
+}

@@ -1,0 +1,108 @@
+/**
+ * The immutable runtime of one config generation: router, upstreams (with their signers and
+ * breakers), authenticator, authorizers, rate limiter, readiness prober.
+ *
+ * Hot reload builds a whole new Runtime and swaps one reference; requests in flight keep the
+ * Runtime they started with. State that must outlive a reload (the cache, metrics, the
+ * concurrency counter) lives in the App, not here.
+ */
+import { Authenticator } from "./auth/index.ts";
+import { createAuthorizer, type Authorizer } from "./authz/index.ts";
+import { bucketCachePolicy, type CachePolicy } from "./cache/index.ts";
+import type { Config } from "./config/load.ts";
+import type { BucketConfig, ClaimRule } from "./config/schema.ts";
+import { parseCidr, type Cidr } from "./http/cidr.ts";
+import { RateLimiter } from "./limits/index.ts";
+import type { Logger } from "./observe/log.ts";
+import type { Metrics } from "./observe/metrics.ts";
+import { Prober } from "./observe/readiness.ts";
+import { Router } from "./router.ts";
+import { BucketUpstream } from "./s3/upstream.ts";
+
+export interface BucketRuntime {
+  readonly name: string;
+  readonly cfg: BucketConfig;
+  readonly upstream: BucketUpstream;
+  readonly authRequired: boolean;
+  readonly extraRules: readonly ClaimRule[];
+  readonly authorizer: Authorizer | undefined;
+  readonly cachePolicy: CachePolicy | null;
+  readonly allow: readonly Cidr[];
+  readonly block: readonly Cidr[];
+}
+
+export interface Runtime {
+  readonly generation: number;
+  readonly config: Config;
+  readonly router: Router<BucketRuntime>;
+  readonly buckets: ReadonlyMap<string, BucketRuntime>;
+  readonly auth: Authenticator | undefined;
+  readonly limiter: RateLimiter | undefined;
+  readonly trustedProxies: readonly Cidr[];
+  /** Names of query parameters that carry tokens (redacted from anything logged). */
+  readonly tokenQueryParams: readonly string[];
+  readonly prober: Prober;
+  close(): void;
+}
+
+export interface RuntimeDeps {
+  metrics?: Metrics;
+  log: Logger;
+  baseDir?: string;
+  /** Rate-limit share for multi-process workers (each enforces 1/share of the configured rates). */
+  share?: number;
+  fetch?: typeof fetch;
+  probeIntervalMs?: number;
+  /** Start background probes and JWKS refresh (off for `--check`). */
+  start?: boolean;
+}
+
+const cidrs = (list: readonly string[]): Cidr[] => list.map((c) => parseCidr(c)).filter((c): c is Cidr => c !== null);
+
+export async function buildRuntime(config: Config, generation: number, deps: RuntimeDeps): Promise<Runtime> {
+  const authLog = (level: "info" | "warn" | "error", msg: string, fields?: object) => deps.log.log(level, msg, fields as Record<string, unknown>);
+  const jwt = config.jwt?.enabled ? config.jwt : undefined;
+  const auth = jwt ? await Authenticator.create(jwt, { baseDir: deps.baseDir, log: authLog, fetch: deps.fetch }) : undefined;
+
+  const buckets = new Map<string, BucketRuntime>();
+  try {
+    for (const b of config.buckets) {
+      buckets.set(b.name, {
+        name: b.name,
+        cfg: b,
+        upstream: new BucketUpstream(b, { metrics: deps.metrics, fetch: deps.fetch }),
+        authRequired: b.auth.enabled,
+        extraRules: b.auth.claims,
+        authorizer: b.authorization ? createAuthorizer(b.authorization, { log: authLog, fetch: deps.fetch }) : undefined,
+        cachePolicy: bucketCachePolicy(config.cache, b),
+        allow: cidrs(b.ip_filter.allowlist),
+        block: cidrs(b.ip_filter.blocklist),
+      });
+    }
+  } catch (err) {
+    auth?.close();
+    throw err;
+  }
+  const anyLimit = config.server.rate_limit?.enabled || config.buckets.some((b) => b.s3.rate_limit);
+  const limiter = anyLimit ? RateLimiter.fromConfig(config, { share: deps.share ?? 1 }) : undefined;
+  const prober = new Prober([...buckets.values()].map((b) => b.upstream), deps.probeIntervalMs ?? 5000);
+  if (deps.start !== false) prober.start();
+  for (const b of buckets.values()) if (b.upstream.breaker) deps.metrics?.setBreakerState(b.name, 0);
+
+  return {
+    generation,
+    config,
+    router: new Router([...buckets.values()].map((b) => ({ prefix: b.cfg.path_prefix, bucket: b }))),
+    buckets,
+    auth,
+    limiter,
+    trustedProxies: cidrs(config.server.trusted_proxies),
+    tokenQueryParams: jwt ? jwt.token_sources.filter((s) => s.type === "query").map((s) => s.name ?? "") : [],
+    prober,
+    close() {
+      prober.stop();
+      auth?.close();
+      for (const b of buckets.values()) b.authorizer?.close?.();
+    },
+  };
+}

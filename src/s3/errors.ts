@@ -1,0 +1,67 @@
+/**
+ * S3 error responses → ProxyError. The client sees our code and a fixed message; S3's own code
+ * is kept on the error (for the logs) but its XML (RequestId, CanonicalRequest, ...) never is.
+ */
+import { ProxyError, type ErrorCode } from "../errors.ts";
+
+const MAX_ERROR_BODY = 64 * 1024;
+
+const BY_S3_CODE: Record<string, ErrorCode> = {
+  NoSuchKey: "NoSuchKey",
+  NoSuchBucket: "NoSuchBucket",
+  AccessDenied: "AccessDenied",
+  SignatureDoesNotMatch: "AccessDenied",
+  InvalidAccessKeyId: "AccessDenied",
+  RequestTimeTooSkewed: "AccessDenied",
+  InvalidToken: "AccessDenied",
+  ExpiredToken: "AccessDenied",
+  AuthorizationHeaderMalformed: "AccessDenied",
+  SlowDown: "SlowDown",
+  ServiceUnavailable: "SlowDown",
+  InvalidRange: "RangeNotSatisfiable",
+  PreconditionFailed: "PreconditionFailed",
+};
+
+export function parseS3ErrorCode(xml: string): string | undefined {
+  const m = /<Code>([^<]{1,64})<\/Code>/.exec(xml);
+  return m?.[1];
+}
+
+/** The ProxyError for an S3 status and (optional) S3 error code. */
+export function mapS3Error(status: number, s3Code: string | undefined, retryAfter?: string | null): ProxyError {
+  let code: ErrorCode | undefined = s3Code ? BY_S3_CODE[s3Code] : undefined;
+  if (!code) {
+    if (status === 404) code = "NoSuchKey";
+    else if (status === 403) code = "AccessDenied";
+    else if (status === 503) code = "SlowDown";
+    else if (status >= 500) code = "BadGateway";
+    else if (status === 400) code = "BadRequest";
+    else code = "BadGateway";
+  }
+  const headers: Record<string, string> = {};
+  if (code === "SlowDown") headers["retry-after"] = retryAfter && /^\d{1,5}$/.test(retryAfter) ? retryAfter : "1";
+  return new ProxyError(code, { headers, cause: { s3Status: status, s3Code } });
+}
+
+/** Reads (at most 64 KiB of) an S3 error body and maps it. Never throws. */
+export async function errorFromResponse(res: Response, method: string): Promise<ProxyError> {
+  let s3Code: string | undefined;
+  if (method !== "HEAD" && res.body) {
+    try {
+      const reader = res.body.getReader();
+      const chunks: Uint8Array[] = [];
+      let size = 0;
+      while (size < MAX_ERROR_BODY) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        chunks.push(value);
+        size += value.byteLength;
+      }
+      reader.cancel().catch(() => {});
+      s3Code = parseS3ErrorCode(Buffer.concat(chunks).toString("utf8"));
+    } catch {
+      // An unreadable error body still maps by status.
+    }
+  }
+  return mapS3Error(res.status, s3Code, res.headers.get("retry-after"));
+}

@@ -1,0 +1,204 @@
+/**
+ * One bucket's upstream: everything about reaching S3 that can be computed once per config load
+ * (base URL, Host, bucket path, signer with its cached signing key, breaker, retry policy) is
+ * computed in the constructor; `fetchObject` does only per-request work.
+ *
+ * Retries happen before anything is returned to the pipeline, so before any byte reaches the
+ * client. 4xx is never retried; connect errors and 500/502/503/504 are, with full-jitter backoff.
+ * A timeout (no response headers within s3.timeout) is a 504 and is not retried.
+ */
+import type { BucketConfig, RetryConfig } from "../config/schema.ts";
+import { ProxyError } from "../errors.ts";
+import { backoffDelay, CircuitBreaker, isRetryableStatus } from "../limits/index.ts";
+import type { Metrics } from "../observe/metrics.ts";
+import { errorFromResponse } from "./errors.ts";
+import { encodeS3Path, S3Signer } from "./sigv4.ts";
+
+/** Statuses that are answers, not errors: handed back to the pipeline as they are. */
+const ANSWERS = new Set([200, 206, 304, 412, 416]);
+
+export interface UpstreamTiming {
+  /** Milliseconds spent waiting for upstream response headers (all attempts). */
+  upstreamMs: number;
+  attempts: number;
+}
+
+export interface UpstreamDeps {
+  metrics?: Metrics;
+  fetch?: typeof fetch;
+  random?: () => number;
+}
+
+const DEFAULT_RETRY: RetryConfig = { max_attempts: 3, initial_backoff_ms: 100, max_backoff_ms: 1000 };
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const t = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(signal.reason);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+class TimeoutError extends Error {}
+
+export class BucketUpstream {
+  readonly name: string;
+  readonly breaker: CircuitBreaker | undefined;
+  /** e.g. "http://127.0.0.1:9000" */
+  private readonly origin: string;
+  private readonly host: string;
+  /** "/bucket" for path-style, "" for virtual-host style. */
+  private readonly bucketPath: string;
+  private readonly signer: S3Signer | undefined;
+  private readonly retry: RetryConfig;
+  private readonly timeoutMs: number;
+  private readonly fetchImpl: typeof fetch;
+  private readonly metrics: Metrics | undefined;
+  private readonly random: () => number;
+
+  constructor(cfg: BucketConfig, deps: UpstreamDeps = {}) {
+    const s3 = cfg.s3;
+    this.name = cfg.name;
+    const endpoint = s3.endpoint ? new URL(s3.endpoint) : undefined;
+    // Virtual-host style for AWS unless forced; path-style for custom endpoints unless forced off.
+    // Bucket names with dots cannot be virtual-hosted over TLS (the certificate is *.s3...).
+    const pathStyle = s3.force_path_style ?? (endpoint !== undefined || s3.bucket.includes("."));
+    const base = endpoint ?? new URL(`https://s3.${s3.region}.amazonaws.com`);
+    const host = pathStyle ? base.host : `${s3.bucket}.${base.host}`;
+    this.origin = `${base.protocol}//${host}`;
+    this.host = host;
+    const basePath = endpoint ? endpoint.pathname.replace(/\/+$/, "") : "";
+    this.bucketPath = basePath + (pathStyle ? `/${s3.bucket}` : "");
+    this.signer = s3.access_key && s3.secret_key
+      ? new S3Signer({ accessKeyId: s3.access_key, secretAccessKey: s3.secret_key, sessionToken: s3.session_token }, s3.region)
+      : undefined;
+    this.retry = s3.retry ?? DEFAULT_RETRY;
+    this.timeoutMs = s3.timeout * 1000;
+    this.breaker = s3.circuit_breaker ? new CircuitBreaker(s3.circuit_breaker) : undefined;
+    this.fetchImpl = deps.fetch ?? fetch;
+    this.metrics = deps.metrics;
+    this.random = deps.random ?? Math.random;
+    if (this.breaker && this.metrics) {
+      const m = this.metrics;
+      const name = this.name;
+      this.breaker.onStateChange = (to) => m.setBreakerState(name, to === "closed" ? 0 : to === "open" ? 1 : 2);
+    }
+  }
+
+  /** The URL path and the headers for one signed (or anonymous) request. */
+  private prepare(method: string, key: string): { url: string; headers: Record<string, string> } {
+    const path = encodeS3Path(`${this.bucketPath}/${key}`);
+    const headers = this.signer ? this.signer.sign({ method, host: this.host, path: `${this.bucketPath}/${key}` }) : {};
+    return { url: this.origin + path, headers };
+  }
+
+  /**
+   * GET/HEAD an object. Returns S3's response for 200/206/304/412/416 (body unread);
+   * throws ProxyError for everything else. `forward` holds the client's Range/conditional headers.
+   */
+  async fetchObject(method: "GET" | "HEAD", key: string, forward: Record<string, string>, signal: AbortSignal, timing: UpstreamTiming): Promise<Response> {
+    let admission: { release(success: boolean): void } | undefined;
+    if (this.breaker) {
+      const a = this.breaker.tryAcquire();
+      if (!a.ok) throw new ProxyError("CircuitOpen", { headers: { "retry-after": String(a.retryAfterSeconds) } });
+      admission = a;
+    }
+    let success = false;
+    try {
+      const res = await this.attempts(method, key, forward, signal, timing);
+      success = res.status < 500;
+      return res;
+    } catch (err) {
+      // Client-side aborts and 4xx mapped errors are not upstream failures.
+      success = signal.aborted || (err instanceof ProxyError && err.status < 500 && err.code !== "SlowDown");
+      throw err;
+    } finally {
+      admission?.release(success);
+    }
+  }
+
+  private async attempts(method: "GET" | "HEAD", key: string, forward: Record<string, string>, signal: AbortSignal, timing: UpstreamTiming): Promise<Response> {
+    const max = this.retry.max_attempts;
+    for (let attempt = 1; ; attempt++) {
+      timing.attempts = attempt;
+      const last = attempt >= max;
+      let res: Response;
+      const started = performance.now();
+      try {
+        res = await this.once(method, key, forward, signal);
+      } catch (err) {
+        const elapsed = performance.now() - started;
+        timing.upstreamMs += elapsed;
+        if (signal.aborted) throw err;
+        if (err instanceof TimeoutError) {
+          this.metrics?.observeS3(this.name, "timeout", elapsed / 1000);
+          throw new ProxyError("GatewayTimeout", { cause: err });
+        }
+        this.metrics?.observeS3(this.name, "error", elapsed / 1000);
+        if (last) throw new ProxyError("UpstreamUnreachable", { cause: err });
+        await this.backoff(attempt, signal);
+        continue;
+      }
+      const elapsed = performance.now() - started;
+      timing.upstreamMs += elapsed;
+      this.metrics?.observeS3(this.name, res.status, elapsed / 1000);
+      if (ANSWERS.has(res.status)) return res;
+      if (isRetryableStatus(res.status) && !last) {
+        res.body?.cancel().catch(() => {});
+        await this.backoff(attempt, signal);
+        continue;
+      }
+      throw await errorFromResponse(res, method);
+    }
+  }
+
+  private async backoff(attempt: number, signal: AbortSignal): Promise<void> {
+    this.metrics?.s3Retry(this.name);
+    const ms = backoffDelay(attempt, this.retry.initial_backoff_ms, this.retry.max_backoff_ms, this.random);
+    if (ms > 0) await sleep(ms, signal);
+  }
+
+  private async once(method: string, key: string, forward: Record<string, string>, clientSignal: AbortSignal): Promise<Response> {
+    const { url, headers } = this.prepare(method, key);
+    for (const k in forward) headers[k] = forward[k];
+    const timeout = new AbortController();
+    const timer = setTimeout(() => timeout.abort(new TimeoutError("upstream timeout")), this.timeoutMs);
+    try {
+      return await this.fetchImpl(url, {
+        method,
+        headers,
+        signal: AbortSignal.any([clientSignal, timeout.signal]),
+        decompress: false,
+        redirect: "manual",
+      } as RequestInit);
+    } catch (err) {
+      if (timeout.signal.aborted && !clientSignal.aborted) throw timeout.signal.reason;
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** A cheap signed request for readiness: HEAD of the bucket root (any HTTP answer but 5xx means reachable). */
+  async probe(timeoutMs: number): Promise<{ ok: boolean; reason?: string; note?: string }> {
+    const { url, headers } = this.prepare("HEAD", "");
+    try {
+      const res = await this.fetchImpl(url, { method: "HEAD", headers, signal: AbortSignal.timeout(timeoutMs), redirect: "manual" } as RequestInit);
+      if (res.status >= 500) return { ok: false, reason: `upstream answered ${res.status}` };
+      // A read-only IAM policy (GetObject without ListBucket) answers a bucket HEAD with 403:
+      // the upstream is reachable, which is what readiness is about.
+      if (res.status === 403) return { ok: true, note: "the probe got 403 (fine for read-only credentials)" };
+      return { ok: true };
+    } catch (err) {
+      const name = (err as Error)?.name;
+      return { ok: false, reason: name === "TimeoutError" ? "upstream did not answer in time" : "upstream unreachable" };
+    }
+  }
+}

@@ -1,0 +1,147 @@
+/**
+ * Listeners. Two engines serve the same `handle(Request)`:
+ *
+ * - bun (default): Bun.serve. Fastest. Bun 1.4 drops Content-Length on ReadableStream bodies
+ *   (oven-sh/bun#10507), so objects up to server.buffer_threshold_bytes are buffered (exact
+ *   Content-Length) and larger ones stream chunked.
+ * - node: Bun's node:http server, which honours an explicit Content-Length on a streamed body.
+ *   Every GET carries Content-Length, streamed with backpressure (memory stays flat for slow
+ *   clients), at a measured throughput cost.
+ *
+ * Plus the metrics listener (separate address/port) and graceful drain.
+ */
+import http from "node:http";
+import type { App } from "./app.ts";
+import type { Config } from "./config/load.ts";
+import { createHandler } from "./pipeline.ts";
+import { resolveConfigPath } from "./config/validate.ts";
+
+export interface Listener {
+  readonly port: number;
+  /** Stop accepting; resolve when in-flight requests are done (or `force` closes them). */
+  stop(force: boolean): Promise<void>;
+}
+
+function tlsOf(cfg: Config, baseDir: string | undefined) {
+  const https = cfg.server.https;
+  if (!https?.enabled) return undefined;
+  return { cert: Bun.file(resolveConfigPath(https.cert_path, baseDir)), key: Bun.file(resolveConfigPath(https.key_path, baseDir)) };
+}
+
+export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; baseDir?: string } = {}): Listener {
+  const handle = createHandler(app);
+  const server = Bun.serve({
+    hostname: cfg.server.address,
+    port: cfg.server.port,
+    reusePort: opts.reusePort ?? false,
+    tls: tlsOf(cfg, opts.baseDir),
+    maxRequestBodySize: cfg.server.security_limits.max_body_size,
+    idleTimeout: 60,
+    fetch(req, srv) {
+      return handle(req, srv.requestIP(req)?.address ?? "");
+    },
+    error(err) {
+      app.log.error("listener error", { error: String(err?.message ?? err) });
+      return new Response(JSON.stringify({ error: "InternalError", message: "Internal error" }), { status: 500, headers: { "content-type": "application/json" } });
+    },
+  });
+  return {
+    port: server.port ?? cfg.server.port,
+    stop: (force) => server.stop(force) ?? Promise.resolve(),
+  };
+}
+
+async function writeNodeResponse(res: http.ServerResponse, response: Response, isHead: boolean): Promise<void> {
+  res.statusCode = response.status;
+  for (const [k, v] of response.headers) res.setHeader(k, v);
+  const body = response.body;
+  if (!body || isHead || response.status === 204 || response.status === 304) {
+    body?.cancel().catch(() => {});
+    res.end();
+    return;
+  }
+  if (!response.headers.has("content-length")) {
+    // Small generated bodies (errors, JSON): buffer them so they carry a Content-Length too.
+    const buf = Buffer.from(await response.arrayBuffer());
+    res.setHeader("content-length", buf.byteLength);
+    res.end(buf);
+    return;
+  }
+  const reader = body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (!res.write(value)) {
+        await new Promise<void>((resolve) => {
+          const go = () => {
+            res.off("drain", go);
+            res.off("close", go);
+            resolve();
+          };
+          res.once("drain", go);
+          res.once("close", go);
+        });
+        if (res.destroyed) throw new Error("client went away");
+      }
+    }
+    res.end();
+  } catch {
+    reader.cancel().catch(() => {});
+    res.destroy();
+  }
+}
+
+export async function listenNode(app: App, cfg: Config, opts: { reusePort?: boolean } = {}): Promise<Listener> {
+  const handle = createHandler(app);
+  const server = http.createServer({ maxHeaderSize: cfg.server.security_limits.max_header_size + 1024 }, (req, res) => {
+    const abort = new AbortController();
+    res.on("close", () => {
+      if (!res.writableFinished) abort.abort();
+    });
+    const headers = new Headers();
+    const raw = req.rawHeaders;
+    for (let i = 0; i < raw.length; i += 2) headers.append(raw[i], raw[i + 1]);
+    let request: Request;
+    try {
+      request = new Request(`http://${cfg.server.address}${req.url ?? "/"}`, { method: req.method, headers, signal: abort.signal });
+    } catch {
+      res.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify({ error: "BadRequest", message: "The request is malformed" }));
+      return;
+    }
+    handle(request, req.socket.remoteAddress ?? "").then(
+      (response) => writeNodeResponse(res, response, req.method === "HEAD"),
+      () => res.destroy(),
+    );
+  });
+  server.keepAliveTimeout = 60_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen({ host: cfg.server.address, port: cfg.server.port, reusePort: opts.reusePort } as http.ServerOptions & { port: number }, () => resolve());
+  });
+  const addr = server.address();
+  return {
+    port: typeof addr === "object" && addr ? addr.port : cfg.server.port,
+    stop: (force) =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+        if (force) server.closeAllConnections();
+      }),
+  };
+}
+
+/** The separate Prometheus listener. `render` may merge several worker processes. */
+export function listenMetrics(cfg: Config, render: () => string | Promise<string>): Listener {
+  const server = Bun.serve({
+    hostname: cfg.metrics.address,
+    port: cfg.metrics.port,
+    async fetch(req) {
+      const path = new URL(req.url).pathname;
+      if (path !== "/metrics") return new Response("Not found: metrics are at /metrics\n", { status: 404 });
+      if (req.method !== "GET" && req.method !== "HEAD") return new Response(null, { status: 405, headers: { allow: "GET, HEAD" } });
+      return new Response(await render(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
+    },
+  });
+  return { port: server.port ?? cfg.metrics.port, stop: (force) => server.stop(force) ?? Promise.resolve() };
+}
