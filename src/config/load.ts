@@ -9,7 +9,7 @@
  * A config that fails never half-applies: loadConfig either returns a complete frozen Config or
  * throws a ConfigError listing every problem found.
  */
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } from "yaml";
+import { isMap, isPair, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument, visit, type Document } from "yaml";
 import type { z } from "zod";
 import { ConfigSchema, type RawConfig } from "./schema.ts";
 import { validateConfig } from "./validate.ts";
@@ -108,25 +108,41 @@ function lineOf(doc: Document, lines: LineCounter, path: PathSegment[]): number 
   return undefined;
 }
 
-/** Replaces ${VAR} and ${VAR:-default} in every string value; collects missing variables. */
-function substitute(value: unknown, path: PathSegment[], env: Record<string, string | undefined>, issues: Array<{ path: PathSegment[]; message: string }>): unknown {
-  if (typeof value === "string") {
-    if (!value.includes("${")) return value;
-    return value.replace(ENV_RE, (whole: string, name: string, def: string | undefined) => {
-      const v = env[name];
-      if (v !== undefined && v !== "") return v;
-      if (def !== undefined) return def;
-      issues.push({ path, message: `environment variable ${name} is not set` });
-      return whole; // left as written, so the schema does not report a second, confusing error
-    });
-  }
-  if (Array.isArray(value)) return value.map((v, i) => substitute(v, [...path, i], env, issues));
-  if (value && typeof value === "object") {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = substitute(v, [...path, k], env, issues);
-    return out;
-  }
-  return value;
+/**
+ * Replaces ${VAR} and ${VAR:-default} in every string scalar of the document. An UNQUOTED scalar
+ * that is exactly one placeholder takes the YAML type of its value (`port: ${PORT}` → a number);
+ * quoted scalars always stay strings. Missing variables are collected with their path.
+ */
+function substitute(doc: Document, env: Record<string, string | undefined>, issues: Array<{ path: PathSegment[]; message: string }>): void {
+  visit(doc, {
+    Scalar(_key, node, ancestors) {
+      if (typeof node.value !== "string" || !node.value.includes("${")) return;
+      const path: PathSegment[] = [];
+      ancestors.forEach((a, i) => {
+        if (isPair(a) && isScalar(a.key)) path.push(String(a.key.value));
+        else if (isSeq(a)) path.push(a.items.indexOf((ancestors[i + 1] ?? node) as never));
+      });
+      if (ancestors.length > 0) {
+        const last = ancestors[ancestors.length - 1];
+        if (isPair(last) && last.key === node) return; // a key, not a value
+      }
+      const text = node.value;
+      let missing = false;
+      const replaced = text.replace(ENV_RE, (whole: string, name: string, def: string | undefined) => {
+        const v = env[name];
+        if (v !== undefined && v !== "") return v;
+        if (def !== undefined) return def;
+        issues.push({ path, message: `environment variable ${name} is not set` });
+        missing = true;
+        return whole; // left as written, so the schema does not report a second, confusing error
+      });
+      const whole = /^\$\{[^}]+\}$/.test(text);
+      if (!missing && whole && node.type === "PLAIN") {
+        const typed: unknown = parseYaml(replaced);
+        node.value = typeof typed === "number" || typeof typed === "boolean" ? typed : replaced;
+      } else node.value = replaced;
+    },
+  });
 }
 
 function findLegacy(value: unknown, path: PathSegment[], out: Array<{ path: PathSegment[]; message: string }>): void {
@@ -166,12 +182,13 @@ export function parseConfig(text: string, opts: { file?: string; env?: Record<st
       opts.file,
     );
   }
+  const found: Array<{ path: PathSegment[]; message: string }> = [];
+  substitute(doc, env, found);
   const raw: unknown = doc.toJS();
   if (raw === null || raw === undefined) throw new ConfigError([{ path: "", message: "the config is empty" }], opts.file);
   if (typeof raw !== "object" || Array.isArray(raw)) throw new ConfigError([{ path: "", message: "the config must be a YAML mapping" }], opts.file);
 
-  const found: Array<{ path: PathSegment[]; message: string }> = [];
-  const substituted = substitute(raw, [], env, found);
+  const substituted = raw;
   findLegacy(substituted, [], found);
   const toIssue = (f: { path: PathSegment[]; message: string }): ConfigIssue => ({ path: formatPath(f.path), message: f.message, line: lineOf(doc, lines, f.path) });
   const hinted = new Set(found.map((f) => formatPath(f.path)));
