@@ -1,0 +1,159 @@
+/**
+ * Resilience end to end: the real proxy process in front of the real S3 fixture with injected
+ * faults — retries (and what is never retried), the upstream timeout, and the circuit breaker
+ * (open → half-open → closed), as seen by a client, by S3 and by /metrics and /ready.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { startProxy, type ProxyProcess } from "./harness.ts";
+
+let s3: S3Fixture;
+let px: ProxyProcess;
+
+const fixtureHitsOf = (path: string) => s3.requests.filter((r) => !r.admin && r.pathname === path).length;
+
+async function scrape(): Promise<string> {
+  const res = await fetch(`http://127.0.0.1:${px.metricsPort}/metrics`);
+  expect(res.status).toBe(200);
+  return res.text();
+}
+
+/** The value of one series (exact label set), or undefined if it is absent. */
+function sample(text: string, series: string): number | undefined {
+  for (const line of text.split("\n")) {
+    if (line.startsWith(series + " ")) return Number(line.slice(series.length + 1));
+  }
+  return undefined;
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(25); // poll interval of a condition with a deadline, not a fixed wait
+  }
+}
+
+const bucket = (name: string, extra: string) =>
+  `  - name: ${name}\n    path_prefix: /${name}\n    s3: { bucket: data, endpoint: "${s3.endpoint}", ${extra} }\n`;
+
+beforeAll(async () => {
+  s3 = await startS3Fixture({ buckets: [{ name: "data", public: true, publicList: true }], credentials: [] });
+  for (const k of ["slow.txt", "perm.txt", "late.txt", "flaky.txt", "missing-ok.txt"]) await s3.put("data", k, `body of ${k}`, { contentType: "text/plain" });
+  const yaml =
+    `server: { address: 127.0.0.1, port: 0 }\n` +
+    `metrics: { enabled: true, address: 127.0.0.1, port: 0 }\n` +
+    `buckets:\n` +
+    bucket("retry", `retry: { max_attempts: 3, initial_backoff_ms: 10, max_backoff_ms: 20 }`) +
+    bucket("tmo", `timeout: 0.5, retry: { max_attempts: 3, initial_backoff_ms: 10, max_backoff_ms: 20 }`) +
+    bucket("brk", `retry: { max_attempts: 1, initial_backoff_ms: 10, max_backoff_ms: 10 }, circuit_breaker: { failure_threshold: 3, success_threshold: 1, timeout_seconds: 1, half_open_max_requests: 1 }`);
+  px = await startProxy(yaml);
+});
+afterAll(async () => {
+  await px?.stop();
+  await s3?.stop();
+});
+
+describe("retries", () => {
+  test("two SlowDown answers then success: the client gets 200, S3 saw 3 requests, 2 retries are counted", async () => {
+    s3.faults.set("/data/slow.txt", { kind: "slowdown", times: 2 });
+    const res = await fetch(px.url("/retry/slow.txt"));
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe("body of slow.txt");
+    expect(fixtureHitsOf("/data/slow.txt")).toBe(3);
+    expect(s3.faults.hits("/data/slow.txt")).toBe(2);
+    const m = await scrape();
+    expect(sample(m, 'yatagarasu_s3_retries_total{bucket="retry"}')).toBe(2);
+    expect(sample(m, 'yatagarasu_s3_requests_total{bucket="retry",status="503"}')).toBe(2);
+    expect(sample(m, 'yatagarasu_s3_requests_total{bucket="retry",status="200"}')).toBe(1);
+  });
+
+  test("a 4xx answer (NoSuchKey) is never retried: one S3 request, 404 to the client", async () => {
+    const res = await fetch(px.url("/retry/no-such-object.txt"));
+    expect(res.status).toBe(404);
+    expect(await res.json()).toMatchObject({ error: "NoSuchKey" });
+    expect(fixtureHitsOf("/data/no-such-object.txt")).toBe(1);
+    expect(sample(await scrape(), 'yatagarasu_s3_retries_total{bucket="retry"}')).toBe(2);
+  });
+
+  test("a permanent 500 is tried max_attempts (3) times, then the client gets 502", async () => {
+    s3.faults.set("/data/perm.txt", { kind: "error500" });
+    try {
+      const res = await fetch(px.url("/retry/perm.txt"));
+      expect(res.status).toBe(502);
+      expect(await res.json()).toMatchObject({ error: "BadGateway" });
+      expect(fixtureHitsOf("/data/perm.txt")).toBe(3);
+      expect(sample(await scrape(), 'yatagarasu_s3_retries_total{bucket="retry"}')).toBe(4);
+    } finally {
+      s3.faults.delete("/data/perm.txt");
+    }
+  });
+});
+
+describe("upstream timeout", () => {
+  test("no response headers within s3.timeout (0.5 s) gives 504 GatewayTimeout, not retried", async () => {
+    s3.faults.set("/data/late.txt", { kind: "delay", ms: 3000 });
+    try {
+      const started = performance.now();
+      const res = await fetch(px.url("/tmo/late.txt"));
+      const elapsed = performance.now() - started;
+      expect(res.status).toBe(504);
+      expect(await res.json()).toMatchObject({ error: "GatewayTimeout" });
+      expect(elapsed).toBeGreaterThanOrEqual(450);
+      expect(elapsed).toBeLessThan(2500);
+      expect(fixtureHitsOf("/data/late.txt")).toBe(1);
+      expect(sample(await scrape(), 'yatagarasu_s3_requests_total{bucket="tmo",status="timeout"}')).toBe(1);
+    } finally {
+      s3.faults.delete("/data/late.txt");
+    }
+  });
+});
+
+describe("circuit breaker", () => {
+  test("3 failures open it: the 4th request is refused at once without reaching S3; it half-opens after 1 s and a good probe closes it", async () => {
+    s3.faults.set("/data/flaky.txt", { kind: "error500" });
+    for (let i = 0; i < 3; i++) {
+      const res = await fetch(px.url("/brk/flaky.txt"));
+      expect(res.status).toBe(502);
+      await res.arrayBuffer();
+    }
+    expect(fixtureHitsOf("/data/flaky.txt")).toBe(3);
+
+    const started = performance.now();
+    const refused = await fetch(px.url("/brk/flaky.txt"));
+    expect(performance.now() - started).toBeLessThan(250);
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get("retry-after")).toBe("1");
+    expect(await refused.json()).toMatchObject({ error: "CircuitOpen" });
+    expect(fixtureHitsOf("/data/flaky.txt")).toBe(3);
+
+    expect(sample(await scrape(), 'yatagarasu_circuit_breaker_state{bucket="brk"}')).toBe(1);
+    const ready = await fetch(px.url("/ready"));
+    expect(ready.status).toBe(503);
+    const report = (await ready.json()) as { ready: boolean; reasons: string[]; buckets: Record<string, { ok: boolean; circuit?: string }> };
+    expect(report.ready).toBe(false);
+    expect(report.reasons).toContain("bucket brk: circuit breaker open");
+    expect(report.buckets.brk).toMatchObject({ ok: false, circuit: "open" });
+    expect(report.buckets.retry.ok).toBe(true);
+
+    s3.faults.delete("/data/flaky.txt");
+    // After timeout_seconds the breaker reports half-open and /ready turns 200 again.
+    const halfOpen = await until("/ready to report the breaker half-open", async () => {
+      const r = await fetch(px.url("/ready"));
+      const body = (await r.json()) as { buckets: Record<string, { circuit?: string }> };
+      return r.status === 200 && body.buckets.brk.circuit === "half_open" ? body : undefined;
+    });
+    expect(halfOpen.buckets.brk.circuit).toBe("half_open");
+    expect(sample(await scrape(), 'yatagarasu_circuit_breaker_state{bucket="brk"}')).toBe(2);
+
+    const probe = await fetch(px.url("/brk/flaky.txt"));
+    expect(probe.status).toBe(200);
+    expect(await probe.text()).toBe("body of flaky.txt");
+    expect(fixtureHitsOf("/data/flaky.txt")).toBe(4);
+    expect(sample(await scrape(), 'yatagarasu_circuit_breaker_state{bucket="brk"}')).toBe(0);
+    const after = (await (await fetch(px.url("/ready"))).json()) as { buckets: Record<string, { circuit?: string }> };
+    expect(after.buckets.brk.circuit).toBe("closed");
+  });
+});
