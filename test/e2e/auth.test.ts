@@ -1,0 +1,285 @@
+/**
+ * Authentication and authorization end to end: the real proxy process, the real S3 fixture behind
+ * it, a JWKS server, a PEM file next to the config, and the local OPA / OpenFGA stand-ins.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { hmacToken, JwksServer, makeKeyPair, nowSec, rawToken, sign, signWith, tempDir, waitFor, type TestKey } from "../fixtures/jwt.ts";
+import { OpaServer } from "../fixtures/opa.ts";
+import { OpenFgaServer } from "../fixtures/openfga.ts";
+import { bucketYaml, startProxy, type ProxyProcess } from "./harness.ts";
+
+const SECRET = "e2e-hs256-secret-0123456789abcdef";
+const ISS = "https://issuer.test";
+const AUD = "yatagarasu-e2e";
+const CREDS = { accessKeyId: "AKIAE2EAUTH", secretAccessKey: "e2e-auth-secret" };
+const BODY = "private object body\n";
+
+let s3: S3Fixture;
+let px: ProxyProcess;
+let jwks: JwksServer;
+let opa: OpaServer;
+let fga: OpenFgaServer;
+let rsKey: TestKey;
+let esKey: TestKey;
+let keys: { dir: string; cleanup: () => void };
+
+const good = (extra: Record<string, unknown> = {}) => ({ iss: ISS, aud: AUD, sub: "alice", tenant: "acme", role: "reader", exp: nowSec() + 600, ...extra });
+const hs = (claims: Record<string, unknown>) => sign(claims, { alg: "HS256", key: SECRET });
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const json = async (r: Response): Promise<any> => r.json();
+const bearer = (t: string) => ({ authorization: `Bearer ${t}` });
+
+function bucket(name: string, prefix: string, extra = "") {
+  return bucketYaml({ name, prefix, bucket: "data", endpoint: s3.endpoint, key: CREDS.accessKeyId, secret: CREDS.secretAccessKey, extra });
+}
+
+/** Requests the proxy (not the test's seeding) sent to S3. */
+const proxied = () => s3.requests.filter((r) => !r.admin);
+
+beforeAll(async () => {
+  keys = tempDir();
+  rsKey = await makeKeyPair("RS256", keys.dir, "rs-jwks");
+  esKey = await makeKeyPair("ES256", keys.dir, "es-pem");
+  jwks = JwksServer.start([rsKey.jwk]);
+  opa = OpaServer.start({ "yatagarasu/allow": (input) => input?.jwt_claims?.sub === "alice" && input?.key.startsWith("docs/") });
+  fga = OpenFgaServer.start({ tuples: [{ user: "user:alice", relation: "viewer", object: "folder:fga/" }, { user: "folder:fga/", relation: "parent", object: "file:fga/docs/a.txt" }] });
+  s3 = await startS3Fixture({ buckets: [{ name: "data" }], credentials: [{ ...CREDS, buckets: ["data"] }] });
+  await s3.put("data", "docs/a.txt", BODY, { contentType: "text/plain" });
+  const yaml = `server: { address: 127.0.0.1, port: 0 }
+jwt:
+  enabled: true
+  algorithm: HS256
+  algorithms: [RS256, ES256]
+  secret: "${SECRET}"
+  jwks_url: "${jwks.url}"
+  ecdsa_public_key_path: es.pem
+  issuer: "${ISS}"
+  audience: "${AUD}"
+  leeway_seconds: 0
+  token_sources:
+    - { type: bearer }
+    - { type: header, name: X-Auth-Token, prefix: "Token " }
+    - { type: query, name: access_token }
+  claims:
+    - { claim: tenant, operator: equals, value: acme }
+buckets:
+${bucket("pub", "/pub")}${bucket("priv", "/priv", "    auth: { enabled: true, claims: [{ claim: role, operator: in, value: [reader, admin] }] }\n")}${bucket(
+    "opa",
+    "/opa",
+    `    auth: { enabled: true }\n    authorization: { type: opa, opa_url: "${opa.url}", opa_policy_path: yatagarasu/allow, opa_cache_ttl_seconds: 0, opa_timeout_ms: 2000 }\n`,
+  )}${bucket("fga", "/fga", `    auth: { enabled: true }\n    authorization: { type: openfga, openfga_endpoint: "${fga.url}", openfga_store_id: "${fga.storeId}", openfga_cache_ttl_seconds: 0, openfga_timeout_ms: 2000 }\n`)}`;
+  // es.pem is relative: it resolves against the config file's folder, not the working directory.
+  px = await startProxy(yaml, { files: { "es.pem": esKey.pem } });
+});
+
+afterAll(async () => {
+  await px?.stop();
+  await s3?.stop();
+  jwks?.close();
+  opa?.close();
+  fga?.close();
+  keys?.cleanup();
+});
+
+describe("public and private buckets", () => {
+  test("a public bucket serves without any token", async () => {
+    const res = await fetch(px.url("/pub/docs/a.txt"));
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe(BODY);
+  });
+
+  test("a private bucket without a token answers 401 with a Bearer challenge and S3 sees nothing", async () => {
+    s3.resetLog();
+    const res = await fetch(px.url("/priv/docs/a.txt"));
+    expect(res.status).toBe(401);
+    expect(res.headers.get("www-authenticate")).toBe('Bearer realm="yatagarasu"');
+    expect((await json(res)).error).toBe("Unauthorized");
+    expect(proxied()).toHaveLength(0);
+  });
+
+  test("invalid tokens (bad signature, expired, wrong iss, wrong aud, alg none, malformed) get 401 invalid_token and never reach S3", async () => {
+    const valid = await hs(good());
+    const [h, p] = valid.split(".");
+    const cases: Record<string, string> = {
+      "bad signature": `${h}.${p}.${hmacToken({ alg: "HS256", typ: "JWT" }, good(), "another-secret").split(".")[2]}`,
+      expired: await hs(good({ exp: nowSec() - 60 })),
+      "wrong iss": await hs(good({ iss: "https://evil.test" })),
+      "wrong aud": await hs(good({ aud: "someone-else" })),
+      "alg none": rawToken({ alg: "none", typ: "JWT" }, good()),
+      malformed: "not-a-jwt",
+      "garbage segments": "a.b.c",
+    };
+    s3.resetLog();
+    for (const [what, token] of Object.entries(cases)) {
+      const res = await fetch(px.url("/priv/docs/a.txt"), { headers: bearer(token) });
+      expect({ what, status: res.status }).toEqual({ what, status: 401 });
+      expect({ what, www: res.headers.get("www-authenticate") }).toEqual({ what, www: 'Bearer realm="yatagarasu", error="invalid_token"' });
+      expect((await json(res)).error).toBe("InvalidToken");
+    }
+    expect(proxied()).toHaveLength(0);
+  });
+
+  test("a valid token failing the global jwt.claims or the bucket's auth.claims gets 403 and never reaches S3", async () => {
+    s3.resetLog();
+    const wrongTenant = await fetch(px.url("/priv/docs/a.txt"), { headers: bearer(await hs(good({ tenant: "other" }))) });
+    expect(wrongTenant.status).toBe(403);
+    expect((await json(wrongTenant)).error).toBe("Forbidden");
+    const wrongRole = await fetch(px.url("/priv/docs/a.txt"), { headers: bearer(await hs(good({ role: "guest" }))) });
+    expect(wrongRole.status).toBe(403);
+    await wrongRole.body?.cancel();
+    expect(proxied()).toHaveLength(0);
+  });
+
+  test("a valid token satisfying all claims gets the object", async () => {
+    const res = await fetch(px.url("/priv/docs/a.txt"), { headers: bearer(await hs(good())) });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe(BODY);
+  });
+});
+
+describe("token sources and carrier stripping", () => {
+  test("bearer, custom header with prefix and query parameter all authenticate; none of them reaches S3 or the logs", async () => {
+    const tokens = [await hs(good({ sub: "bearer-user" })), await hs(good({ sub: "header-user" })), await hs(good({ sub: "query-user" }))];
+    s3.resetLog();
+    const r1 = await fetch(px.url("/priv/docs/a.txt"), { headers: { authorization: `Bearer ${tokens[0]}`, "x-request-id": "src-bearer" } });
+    const r2 = await fetch(px.url("/priv/docs/a.txt"), { headers: { "x-auth-token": `Token ${tokens[1]}`, "x-request-id": "src-header" } });
+    const r3 = await fetch(px.url(`/priv/docs/a.txt?access_token=${tokens[2]}`), { headers: { "x-request-id": "src-query" } });
+    for (const r of [r1, r2, r3]) {
+      expect(r.status).toBe(200);
+      expect(await r.text()).toBe(BODY);
+    }
+    const seen = proxied();
+    expect(seen).toHaveLength(3);
+    for (const r of seen) {
+      expect(r.pathname).toBe("/data/docs/a.txt");
+      expect(r.query).toEqual({});
+      expect(r.headers["x-auth-token"]).toBeUndefined();
+      expect(r.headers.authorization.startsWith("AWS4-HMAC-SHA256 ")).toBe(true);
+      expect(r.signed).toBe(true);
+      const all = JSON.stringify(r);
+      for (const t of tokens) expect(all.includes(t.split(".")[2])).toBe(false);
+    }
+    const line = await px.waitForLog((l) => l.msg === "request" && l.request_id === "src-query");
+    expect(line.path).toBe("/priv/docs/a.txt");
+    await px.waitForLog((l) => l.request_id === "src-bearer");
+    await px.waitForLog((l) => l.request_id === "src-header");
+    const out = px.output();
+    for (const t of tokens) expect(out.includes(t.split(".")[2])).toBe(false);
+    expect(out.includes("access_token=")).toBe(false);
+  });
+
+  test("a header token without its configured prefix is not accepted", async () => {
+    const res = await fetch(px.url("/priv/docs/a.txt"), { headers: { "x-auth-token": await hs(good()) } });
+    expect(res.status).toBe(401);
+    await res.body?.cancel();
+  });
+});
+
+describe("asymmetric keys", () => {
+  test("RS256 verifies through the JWKS server", async () => {
+    const res = await fetch(px.url("/priv/docs/a.txt"), { headers: bearer(await signWith(rsKey, good())) });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe(BODY);
+  });
+
+  test("RS256 signed by a key the JWKS does not hold is rejected as invalid_token", async () => {
+    const other = await makeKeyPair("RS256", px.dir, "rs-jwks");
+    const res = await fetch(px.url("/priv/docs/a.txt"), { headers: bearer(await signWith(other, good())) });
+    expect(res.status).toBe(401);
+    expect(res.headers.get("www-authenticate")).toContain('error="invalid_token"');
+    await res.body?.cancel();
+  });
+
+  test("ES256 verifies with the PEM file named relative to the config file", async () => {
+    const res = await fetch(px.url("/priv/docs/a.txt"), { headers: bearer(await signWith(esKey, good(), null)) });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe(BODY);
+  });
+});
+
+describe("authorization backends", () => {
+  test("OPA allows what the policy allows and denies the rest with 403, before S3", async () => {
+    const n = opa.requests.length;
+    const ok = await fetch(px.url("/opa/docs/a.txt"), { headers: bearer(await hs(good())) });
+    expect(ok.status).toBe(200);
+    expect(await ok.text()).toBe(BODY);
+    const input = (opa.requests[n].body as { input: Record<string, unknown> }).input;
+    expect(input).toMatchObject({ bucket: "opa", key: "docs/a.txt", method: "GET" });
+    expect((input.jwt_claims as Record<string, unknown>).sub).toBe("alice");
+    s3.resetLog();
+    const denied = await fetch(px.url("/opa/docs/a.txt"), { headers: bearer(await hs(good({ sub: "mallory" }))) });
+    expect(denied.status).toBe(403);
+    await denied.body?.cancel();
+    expect(proxied()).toHaveLength(0);
+  });
+
+  test("OPA down with fail mode closed answers 403 and S3 sees nothing", async () => {
+    opa.failWith({ status: 500 });
+    try {
+      s3.resetLog();
+      const res = await fetch(px.url("/opa/docs/a.txt"), { headers: bearer(await hs(good({ sub: "alice", jti: "opa-down" }))) });
+      expect(res.status).toBe(403);
+      await res.body?.cancel();
+      expect(proxied()).toHaveLength(0);
+    } finally {
+      opa.failWith(null);
+    }
+  });
+
+  test("OpenFGA allows a viewer through folder inheritance and denies others with 403, before S3", async () => {
+    const ok = await fetch(px.url("/fga/docs/a.txt"), { headers: bearer(await hs(good())) });
+    expect(ok.status).toBe(200);
+    expect(await ok.text()).toBe(BODY);
+    expect(fga.requests.at(-1)!.body.tuple_key).toEqual({ user: "user:alice", relation: "viewer", object: "file:fga/docs/a.txt" });
+    s3.resetLog();
+    const denied = await fetch(px.url("/fga/docs/a.txt"), { headers: bearer(await hs(good({ sub: "bob" }))) });
+    expect(denied.status).toBe(403);
+    await denied.body?.cancel();
+    expect(proxied()).toHaveLength(0);
+  });
+});
+
+describe("JWKS not loaded at start", () => {
+  test("503 with Retry-After and /ready 503 naming jwt until the JWKS answers, then requests succeed", async () => {
+    const down = JwksServer.start([rsKey.jwk]);
+    down.failWith({ status: 503 });
+    const p = await startProxy(`server: { address: 127.0.0.1, port: 0 }
+jwt: { enabled: true, algorithm: RS256, jwks_url: "${down.url}", jwks_refresh_interval_secs: 1 }
+buckets:
+${bucket("priv", "/priv", "    auth: { enabled: true }\n")}`);
+    try {
+      const token = await signWith(rsKey, { sub: "alice", exp: nowSec() + 600 });
+      await waitFor(() => down.fetchCount > 0, 5000, "the first JWKS fetch");
+      s3.resetLog();
+      const res = await fetch(p.url("/priv/docs/a.txt"), { headers: bearer(token) });
+      expect(res.status).toBe(503);
+      expect(Number(res.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+      expect((await json(res)).error).toBe("KeysUnavailable");
+      expect(proxied()).toHaveLength(0);
+      const ready = await fetch(p.url("/ready"));
+      expect(ready.status).toBe(503);
+      const report = await json(ready);
+      expect(report.ready).toBe(false);
+      expect(report.reasons.some((r: string) => r.startsWith("jwt:"))).toBe(true);
+
+      down.failWith(null);
+      const deadline = Date.now() + 10_000;
+      let status = 0;
+      while (Date.now() < deadline) {
+        const r = await fetch(p.url("/priv/docs/a.txt"), { headers: bearer(token) });
+        status = r.status;
+        await r.body?.cancel();
+        if (status === 200) break;
+        await p.waitForLog((l) => l.msg === "JWKS keys loaded", 3000).catch(() => undefined);
+      }
+      expect(status).toBe(200);
+      const readyAfter = await fetch(p.url("/ready"));
+      const after = await json(readyAfter);
+      expect(after.jwks).toEqual({ ok: true });
+    } finally {
+      await p.stop();
+      down.close();
+    }
+  }, 20_000);
+});
