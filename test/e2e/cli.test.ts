@@ -1,0 +1,93 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pkg from "../../package.json" with { type: "json" };
+import { runCli } from "./harness.ts";
+
+let dir: string;
+const SECRET = "sk-VERY-SECRET-9f8e7d6c";
+function file(name: string, text: string): string {
+  const p = join(dir, name);
+  writeFileSync(p, text);
+  return p;
+}
+const bucket = (extra = "") => `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9", access_key: AKID, secret_key: "${SECRET}"${extra} }\n`;
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "yata-cli-"));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+test("--version prints 'yatagarasu <package.json version>' and exits 0", async () => {
+  const r = await runCli(["--version"]);
+  expect(r).toEqual({ code: 0, stdout: `yatagarasu ${pkg.version}\n`, stderr: "" });
+  expect(pkg.version).toBe("0.1.0");
+});
+
+test("--help prints usage and exits 0", async () => {
+  const r = await runCli(["--help"]);
+  expect(r.code).toBe(0);
+  expect(r.stdout).toStartWith(`yatagarasu ${pkg.version}`);
+  expect(r.stdout).toContain("--check");
+  expect(r.stdout).toContain("Exit codes:");
+});
+
+test("an unknown flag exits 2 and names the flag on stderr", async () => {
+  const r = await runCli(["--frobnicate"]);
+  expect(r.code).toBe(2);
+  expect(r.stdout).toBe("");
+  expect(r.stderr).toStartWith("error: unknown argument '--frobnicate'");
+});
+
+test("--check on a valid config exits 0 with a summary that never prints the secret", async () => {
+  const p = file("ok.yaml", `server: { address: "127.0.0.1:8089" }\n${bucket()}`);
+  const r = await runCli(["--check", "--config", p]);
+  expect(r.code).toBe(0);
+  expect(r.stdout).toStartWith(`config ${p}: OK\n`);
+  expect(r.stdout).toContain("http://127.0.0.1:8089");
+  expect(r.stdout).toContain("/b");
+  expect(r.stdout).toContain("signed");
+  expect(r.stdout + r.stderr).not.toContain(SECRET);
+});
+
+test("--check resolves ${VAR} from the environment", async () => {
+  const p = file("env.yaml", bucket().replace("bkt", '"${YATA_TEST_BKT}"'));
+  const r = await runCli(["--check", "--config", p], { env: { YATA_TEST_BKT: "from-env-bkt" } });
+  expect(r.code).toBe(0);
+  expect(r.stdout).toContain("s3://from-env-bkt");
+});
+
+test("--check on an invalid config exits 1 and lists every problem on stderr, without the secret", async () => {
+  const p = file("bad.yaml", `server: { address: "0.0.0.0:8080", port: 1, bogus: true }\n${bucket(', region: ""')}  - name: c\n    path_prefix: /health\n    s3: { bucket: c, endpoint: "nope" }\n`);
+  const r = await runCli(["--check", "--config", p]);
+  expect(r.code).toBe(1);
+  expect(r.stdout).toBe("");
+  expect(r.stderr).toStartWith("invalid config (");
+  expect(r.stderr).toContain(`${p}:1: server.bogus: unknown key 'bogus'`);
+  expect(r.stderr).toContain("buckets[0].s3.region: must not be empty");
+  expect(r.stderr).toContain(`${p}:8: buckets[1].s3.endpoint: must be a valid http(s) URL`);
+  expect(r.stderr).not.toContain(SECRET);
+});
+
+test("--check reports semantic problems (port twice, reserved prefix) together", async () => {
+  const p = file("sem.yaml", `server: { address: "0.0.0.0:8080", port: 1 }\n${bucket()}  - name: c\n    path_prefix: /health\n    s3: { bucket: cbk }\n`);
+  const r = await runCli(["--check", "--config", p]);
+  expect(r.code).toBe(1);
+  expect(r.stderr).toStartWith("invalid config (2 problems):\n");
+  expect(r.stderr).toContain(`${p}:1: server.port: the port is given twice`);
+  expect(r.stderr).toContain(`${p}:7: buckets[1].path_prefix: '/health' collides with the proxy's own /health endpoint`);
+});
+
+test("a missing config file exits 1 with 'file not found'", async () => {
+  const p = join(dir, "does-not-exist.yaml");
+  const r = await runCli(["--check", "--config", p]);
+  expect(r.code).toBe(1);
+  expect(r.stderr).toBe(`invalid config (1 problem):\n${p}: cannot read config: file not found\n`);
+});
+
+test("serving with a missing config file also exits 1", async () => {
+  const r = await runCli(["--config", join(dir, "nope.yaml")]);
+  expect(r.code).toBe(1);
+  expect(r.stderr).toContain("cannot read config: file not found");
+});

@@ -1,0 +1,137 @@
+import { describe, expect, test } from "bun:test";
+import { ConfigError, loadConfig, parseConfig, type ConfigIssue } from "../../src/config/load.ts";
+
+const B = `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\n`;
+
+function issues(yaml: string, env: Record<string, string | undefined> = {}): ConfigIssue[] {
+  try {
+    parseConfig(yaml, { env });
+  } catch (err) {
+    if (err instanceof ConfigError) return err.issues;
+    throw err;
+  }
+  throw new Error("expected a ConfigError");
+}
+
+describe("parseConfig", () => {
+  test("a minimal config (one bucket) is valid and gets defaults", () => {
+    const c = parseConfig(B, { env: {} });
+    expect(c.server.address).toBe("0.0.0.0");
+    expect(c.server.port).toBe(8080);
+    expect(c.server.engine).toBe("bun");
+    expect(c.buckets[0].path_prefix).toBe("/b");
+    expect(c.buckets[0].s3.region).toBe("us-east-1");
+    expect(Object.isFrozen(c.buckets[0].s3)).toBe(true);
+  });
+
+  test("${VAR} is substituted from the environment", () => {
+    const c = parseConfig(B.replace("bkt", "\"${BKT}\""), { env: { BKT: "from-env" } });
+    expect(c.buckets[0].s3.bucket).toBe("from-env");
+  });
+
+  test("${VAR:-default} uses the default when VAR is unset, and VAR when set", () => {
+    const y = B.replace("bkt", "\"${BKT:-fallback}\"");
+    expect(parseConfig(y, { env: {} }).buckets[0].s3.bucket).toBe("fallback");
+    expect(parseConfig(y, { env: { BKT: "set" } }).buckets[0].s3.bucket).toBe("set");
+  });
+
+  test("a substituted secret containing YAML syntax does not change the structure", () => {
+    const y = B.replace(' }', ', access_key: AK, secret_key: "${SK}" }');
+    expect(parseConfig(y, { env: { SK: "a: b # c\nd" } }).buckets[0].s3.secret_key).toBe("a: b # c\nd");
+  });
+
+  test("a missing variable is reported with its YAML path and line", () => {
+    expect(issues(B.replace("bkt", "\"${NOPE_VAR}\""))).toEqual([{ path: "buckets[0].s3.bucket", message: "environment variable NOPE_VAR is not set", line: 4 }]);
+  });
+
+  test("an unknown key names its full path", () => {
+    const got = issues(B.replace(' }', ", bogus: 1 }"));
+    expect(got).toEqual([{ path: "buckets[0].s3.bogus", message: "unknown key 'bogus'", line: 4 }]);
+  });
+
+  test("malformed YAML reports the line of the error", () => {
+    const got = issues(`server:\n  port: 1\nbuckets: [\n  - a: b\n`);
+    expect(got.length).toBeGreaterThan(0);
+    expect(got[0].message).toStartWith("invalid YAML");
+    expect(got[0].line).toBe(4);
+  });
+
+  test("a duplicate path_prefix is rejected", () => {
+    const y = B + `  - name: c\n    path_prefix: /b/\n    s3: { bucket: bkt2 }\n`;
+    expect(issues(y)).toEqual([{ path: "buckets[1].path_prefix", message: "duplicate path_prefix '/b' (also buckets[0])", line: 6 }]);
+  });
+
+  for (const reserved of ["/health", "/ready", "/admin", "/metrics", "/admin/x"]) {
+    test(`a path_prefix colliding with ${reserved} is rejected`, () => {
+      const got = issues(B.replace("path_prefix: /b", `path_prefix: ${reserved}`));
+      expect(got).toHaveLength(1);
+      expect(got[0].path).toBe("buckets[0].path_prefix");
+      expect(got[0].message).toContain("collides with the proxy's own");
+    });
+  }
+
+  test("a path_prefix not starting with / is rejected", () => {
+    expect(issues(B.replace("path_prefix: /b", "path_prefix: b"))).toEqual([{ path: "buckets[0].path_prefix", message: "must start with /", line: 3 }]);
+  });
+
+  test("access_key without secret_key is rejected on secret_key", () => {
+    const got = issues(B.replace(' }', ", access_key: AK }"));
+    expect(got).toEqual([{ path: "buckets[0].s3.secret_key", message: "access_key and secret_key must be given together (or neither, for anonymous access)", line: 4 }]);
+  });
+
+  test("an invalid endpoint URL is rejected", () => {
+    const got = issues(B.replace("http://127.0.0.1:9000", "not a url"));
+    expect(got).toEqual([{ path: "buckets[0].s3.endpoint", message: "must be a valid http(s) URL", line: 4 }]);
+  });
+
+  test("a non-http endpoint scheme is rejected", () => {
+    const got = issues(B.replace("http://127.0.0.1:9000", "ftp://example.com"));
+    expect(got.map((i) => i.path)).toEqual(["buckets[0].s3.endpoint"]);
+  });
+
+  test('address "0.0.0.0:8081" sets host and port', () => {
+    const c = parseConfig(`server: { address: "0.0.0.0:8081" }\n${B}`, { env: {} });
+    expect(c.server.address).toBe("0.0.0.0");
+    expect(c.server.port).toBe(8081);
+  });
+
+  test("a port given both in address and in port is rejected", () => {
+    const got = issues(`server: { address: "0.0.0.0:8081", port: 9000 }\n${B}`);
+    expect(got).toEqual([{ path: "server.port", message: "the port is given twice: in server.address (8081) and in server.port", line: 1 }]);
+  });
+
+  test("a per-bucket auth.jwt (legacy) is rejected with a hint to use top-level jwt", () => {
+    const got = issues(B + `    auth: { enabled: true, jwt: { secret: x } }\n`);
+    expect(got).toHaveLength(1);
+    expect(got[0].path).toBe("buckets[0].auth.jwt");
+    expect(got[0].message).toContain("put the JWT settings in the top-level `jwt:` section");
+  });
+
+  test("claims_verification (legacy) is rejected with a hint to use claims", () => {
+    const got = issues(`jwt: { secret: s, claims_verification: [] }\n${B}`);
+    expect(got).toEqual([{ path: "jwt.claims_verification", message: "`claims_verification` is spelled `claims` (top-level `jwt.claims`, or a bucket's `auth.claims`)", line: 1 }]);
+  });
+
+  test("several problems are all listed at once", () => {
+    const y = `server: { bogus: 1 }\nbuckets:\n  - name: b\n    path_prefix: nope\n    s3: { bucket: bkt, endpoint: "x", extra: 1 }\n`;
+    const got = issues(y).map((i) => i.path).sort();
+    expect(got).toEqual(["buckets[0].path_prefix", "buckets[0].s3.endpoint", "buckets[0].s3.extra", "server.bogus"]);
+  });
+
+  test("ConfigError.message lists file:line: path: message per issue", () => {
+    try {
+      parseConfig(B.replace("bkt", "\"${NOPE_VAR}\""), { env: {}, file: "c.yaml" });
+      throw new Error("not thrown");
+    } catch (err) {
+      expect((err as Error).message).toBe("c.yaml:4: buckets[0].s3.bucket: environment variable NOPE_VAR is not set");
+    }
+  });
+});
+
+describe("loadConfig", () => {
+  test("a missing file is a ConfigError saying file not found", async () => {
+    const err = await loadConfig("/nonexistent/dir/yata.yaml").catch((e) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err.message).toBe("/nonexistent/dir/yata.yaml: cannot read config: file not found");
+  });
+});

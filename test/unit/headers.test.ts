@@ -1,0 +1,102 @@
+import { describe, expect, test } from "bun:test";
+import { forwardRequestHeaders, passResponseHeaders } from "../../src/http/headers.ts";
+import { mapS3Error, errorFromResponse, parseS3ErrorCode } from "../../src/s3/errors.ts";
+
+describe("forwardRequestHeaders", () => {
+  test("forwards only Range and the four conditional headers", () => {
+    const h = new Headers({
+      range: "bytes=0-4",
+      "if-match": '"a"',
+      "if-none-match": '"b"',
+      "if-modified-since": "Wed, 21 Oct 2015 07:28:00 GMT",
+      "if-unmodified-since": "Wed, 21 Oct 2015 07:28:00 GMT",
+      authorization: "Bearer SECRET",
+      cookie: "c=1",
+      connection: "keep-alive",
+      "x-amz-security-token": "t",
+      host: "evil",
+    });
+    expect(forwardRequestHeaders(h)).toEqual({
+      range: "bytes=0-4",
+      "if-match": '"a"',
+      "if-none-match": '"b"',
+      "if-modified-since": "Wed, 21 Oct 2015 07:28:00 GMT",
+      "if-unmodified-since": "Wed, 21 Oct 2015 07:28:00 GMT",
+    });
+  });
+});
+
+describe("passResponseHeaders", () => {
+  test("passes representation, validator, caching and x-amz-meta-* headers; drops S3 internals", () => {
+    const up = new Headers({
+      etag: '"e"',
+      "last-modified": "Wed, 21 Oct 2015 07:28:00 GMT",
+      "content-type": "text/plain",
+      "content-length": "5",
+      "content-range": "bytes 0-4/10",
+      "accept-ranges": "bytes",
+      "cache-control": "max-age=60",
+      "content-disposition": "attachment",
+      "content-encoding": "gzip",
+      "content-language": "en",
+      expires: "Thu, 01 Dec 1994 16:00:00 GMT",
+      "x-amz-meta-owner": "me",
+      "x-amz-request-id": "R",
+      "x-amz-id-2": "H",
+      "x-amz-server-side-encryption": "AES256",
+      "x-amz-version-id": "v",
+      server: "AmazonS3",
+      "set-cookie": "x=1",
+    });
+    const out = Object.fromEntries(passResponseHeaders(up, new Headers()));
+    expect(Object.keys(out).sort()).toEqual([
+      "accept-ranges", "cache-control", "content-disposition", "content-encoding", "content-language", "content-length",
+      "content-range", "content-type", "etag", "expires", "last-modified", "x-amz-meta-owner",
+    ]);
+  });
+});
+
+describe("S3 error mapping", () => {
+  const cases: Array<[number, string | undefined, string, number]> = [
+    [404, "NoSuchKey", "NoSuchKey", 404],
+    [404, "NoSuchBucket", "NoSuchBucket", 404],
+    [403, "AccessDenied", "AccessDenied", 403],
+    [403, "SignatureDoesNotMatch", "AccessDenied", 403],
+    [403, "InvalidAccessKeyId", "AccessDenied", 403],
+    [400, "ExpiredToken", "AccessDenied", 403],
+    [503, "SlowDown", "SlowDown", 503],
+    [500, "InternalError", "BadGateway", 502],
+    [502, undefined, "BadGateway", 502],
+    [404, undefined, "NoSuchKey", 404],
+    [403, undefined, "AccessDenied", 403],
+    [400, "InvalidArgument", "BadRequest", 400],
+  ];
+  for (const [status, s3, code, ours] of cases) {
+    test(`S3 ${status} ${s3 ?? "(no code)"} → ${ours} ${code}`, () => {
+      const e = mapS3Error(status, s3);
+      expect(e.code).toBe(code as never);
+      expect(e.status).toBe(ours);
+    });
+  }
+
+  test("SlowDown carries Retry-After from S3, or 1 when S3 gave none or garbage", () => {
+    expect(mapS3Error(503, "SlowDown", "7").headers).toEqual({ "retry-after": "7" });
+    expect(mapS3Error(503, "SlowDown", null).headers).toEqual({ "retry-after": "1" });
+    expect(mapS3Error(503, "SlowDown", "soon; rm -rf").headers).toEqual({ "retry-after": "1" });
+  });
+
+  test("the XML code is read from the body; the client response never contains S3's XML", async () => {
+    const xml = `<?xml version="1.0"?><Error><Code>NoSuchKey</Code><Message>gone</Message><RequestId>RID123</RequestId><HostId>HID</HostId></Error>`;
+    expect(parseS3ErrorCode(xml)).toBe("NoSuchKey");
+    const e = await errorFromResponse(new Response(xml, { status: 404 }), "GET");
+    const body = await e.toResponse("req-1").text();
+    expect(JSON.parse(body)).toEqual({ error: "NoSuchKey", message: "The object does not exist", request_id: "req-1" });
+    expect(body).not.toContain("RID123");
+    expect(body).not.toContain("<");
+  });
+
+  test("a HEAD error (no body) maps by status", async () => {
+    const e = await errorFromResponse(new Response(null, { status: 403 }), "HEAD");
+    expect(e.code).toBe("AccessDenied");
+  });
+});
