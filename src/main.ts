@@ -85,7 +85,10 @@ async function serve(config: Config, configPath: string): Promise<number> {
   let listener: Listener;
   let metrics: Listener | undefined;
   try {
-    app = await App.create(config, { configPath, log, share: workers });
+    // Readiness probe period (default 5 s). YATAGARASU_PROBE_INTERVAL_MS overrides it (tests, tuning).
+    const probeEnv = Number(process.env.YATAGARASU_PROBE_INTERVAL_MS);
+    const probeIntervalMs = Number.isInteger(probeEnv) && probeEnv > 0 ? probeEnv : undefined;
+    app = await App.create(config, { configPath, log, share: workers, probeIntervalMs });
     const baseDir = configPath.includes("/") ? configPath.slice(0, configPath.lastIndexOf("/")) : ".";
     listener = config.server.engine === "node" ? await listenNode(app, config, { reusePort: workers > 1 }) : listenBun(app, config, { reusePort: workers > 1, baseDir });
     if (config.metrics.enabled && workerIndex() === undefined) metrics = listenMetrics(config, () => app.metrics.render());

@@ -1,0 +1,79 @@
+/**
+ * /ready and /health end to end: the background probe (period set with
+ * YATAGARASU_PROBE_INTERVAL_MS) follows the upstream going away and coming back; /health does not.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { bucketYaml, startProxy, type ProxyProcess } from "./harness.ts";
+
+let s3: S3Fixture;
+let px: ProxyProcess;
+
+interface Report {
+  ready: boolean;
+  reasons: string[];
+  buckets: Record<string, { ok: boolean; reason?: string }>;
+}
+
+async function ready(): Promise<{ status: number; body: Report }> {
+  const res = await fetch(px.url("/ready"));
+  return { status: res.status, body: (await res.json()) as Report };
+}
+
+async function health(): Promise<number> {
+  const res = await fetch(px.url("/health"));
+  await res.arrayBuffer();
+  return res.status;
+}
+
+/** Polls /ready (checking /health on every round) until it answers `status`, with a deadline. */
+async function readyBecomes(status: number, timeoutMs = 5000): Promise<Report> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    expect(await health()).toBe(200);
+    const r = await ready();
+    if (r.status === status) return r.body;
+    if (Date.now() > deadline) throw new Error(`/ready did not become ${status}: ${JSON.stringify(r.body)}`);
+    await Bun.sleep(20); // poll interval of a condition with a deadline
+  }
+}
+
+beforeAll(async () => {
+  s3 = await startS3Fixture({ buckets: [{ name: "pub", public: true }], credentials: [] });
+  await s3.put("pub", "x.txt", "x");
+  px = await startProxy(`server: { address: 127.0.0.1, port: 0 }\nbuckets:\n${bucketYaml({ name: "pub", prefix: "/pub", bucket: "pub", endpoint: s3.endpoint })}`, {
+    env: { YATAGARASU_PROBE_INTERVAL_MS: "100" },
+  });
+});
+afterAll(async () => {
+  await px?.stop();
+  await s3?.stop();
+});
+
+test("/ready is 200 while the upstream answers the probe", async () => {
+  const body = await readyBecomes(200);
+  expect(body.ready).toBe(true);
+  expect(body.reasons).toEqual([]);
+  expect(body.buckets.pub.ok).toBe(true);
+});
+
+test("upstream down: /ready turns 503 naming the bucket and the reason while /health stays 200; back up: 200 again", async () => {
+  await s3.pause();
+  try {
+    const down = await readyBecomes(503);
+    expect(down.ready).toBe(false);
+    expect(down.buckets.pub).toMatchObject({ ok: false, reason: "upstream unreachable" });
+    expect(down.reasons).toEqual(["bucket pub: upstream unreachable"]);
+    const res = await fetch(px.url("/pub/x.txt"));
+    expect(res.status).toBe(502);
+    await res.arrayBuffer();
+  } finally {
+    await s3.resume();
+  }
+  const up = await readyBecomes(200);
+  expect(up.buckets.pub.ok).toBe(true);
+  expect(await health()).toBe(200);
+  const res = await fetch(px.url("/pub/x.txt"));
+  expect(res.status).toBe(200);
+  expect(await res.text()).toBe("x");
+});
