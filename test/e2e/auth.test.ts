@@ -34,8 +34,8 @@ function bucket(name: string, prefix: string, extra = "") {
   return bucketYaml({ name, prefix, bucket: "data", endpoint: s3.endpoint, key: CREDS.accessKeyId, secret: CREDS.secretAccessKey, extra });
 }
 
-/** Requests the proxy (not the test's seeding) sent to S3. */
-const proxied = () => s3.requests.filter((r) => !r.admin);
+/** Object requests the proxy sent to S3 (not the test's seeding, not the bucket-level readiness probes). */
+const proxied = () => s3.requests.filter((r) => !r.admin && r.pathname.startsWith("/data/"));
 
 beforeAll(async () => {
   keys = tempDir();
