@@ -39,9 +39,9 @@ free_port() {
   bun -e 'const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } }); console.log(s.port); s.stop(true);'
 }
 
-# write_config PORT FILE: the valid fixture with its port filled in.
+# write_config PORT FILE: the valid fixture with its port filled in (FILE "-" for stdout).
 write_config() {
-  sed "s/@PORT@/$1/" "$FIXTURES/config.yaml.in" >"$2"
+  if [ "$2" = "-" ]; then sed "s/@PORT@/$1/" "$FIXTURES/config.yaml.in"; else sed "s/@PORT@/$1/" "$FIXTURES/config.yaml.in" >"$2"; fi
 }
 
 APT_UPDATED=0

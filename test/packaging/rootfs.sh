@@ -2,7 +2,8 @@
 # Proves the x64 executable runs on a minimal root filesystem, the way it will in the distroless image:
 # nothing but the Debian packages that provide the libraries it links (glibc), unpacked with dpkg -x,
 # plus the binary, a config, /etc/passwd with the distroless `nonroot` user (65532), /tmp and a mounted /proc.
-# No shell, no /dev, no certificates. It runs as 65532:65532.
+# No shell, no certificates, and (until the multi-worker check, which adds the device nodes every
+# container runtime provides) no /dev. It runs as 65532:65532.
 #
 #   test/packaging/rootfs.sh [BINARY]     (default dist/yatagarasu-linux-x64; run `bun run build` first)
 #
@@ -83,6 +84,9 @@ nonroot:x:65532:
 EOF
 PORT="$(free_port)"
 write_config "$PORT" "$ROOT/etc/yatagarasu/config.yaml"
+# The same with two worker processes: the primary re-executes the binary (via /proc/self/exe).
+PORT2="$(free_port)"
+write_config "$PORT2" - | sed 's/^  shutdown_timeout: .*/&\n  workers: 2/' >"$ROOT/etc/yatagarasu/workers.yaml"
 cp "$FIXTURES/invalid-yaml.yaml" "$FIXTURES/invalid-schema.yaml" "$ROOT/etc/yatagarasu/"
 chmod 0644 "$ROOT"/etc/yatagarasu/*.yaml
 
@@ -108,5 +112,20 @@ expect_exit "rootfs: --check rejects a schema violation with exit 1" 1 "${RUN[@]
 #    command from inside, then SIGTERM and exit 0.
 HEALTHCHECK_CMD=("${RUN[@]}")
 serve_check "rootfs" "$PORT" "$WORK/server.log" "${RUN[@]}" --config /etc/yatagarasu/config.yaml
+
+# 5. Multi-process mode works from the executable in the minimal root filesystem too. Spawning a
+#    worker with stdin "ignore" opens /dev/null, so from here on /dev has the character devices a
+#    container runtime always provides (the checks above ran with no /dev at all).
+mkdir -p "$ROOT/dev"
+for node in "null 1 3" "zero 1 5" "full 1 7" "random 1 8" "urandom 1 9" "tty 5 0"; do
+  set -- $node
+  [ -e "$ROOT/dev/$1" ] || mknod -m 0666 "$ROOT/dev/$1" c "$2" "$3"
+done
+if grep -q '^  workers: 2$' "$ROOT/etc/yatagarasu/workers.yaml"; then
+  HEALTHCHECK_CMD=()
+  serve_check "rootfs workers=2" "$PORT2" "$WORK/server-workers.log" "${RUN[@]}" --config /etc/yatagarasu/workers.yaml
+else
+  fail "rootfs workers=2: config" "could not add 'workers: 2' to the fixture"
+fi
 
 summary rootfs
