@@ -1,0 +1,193 @@
+/**
+ * The admin API end to end (real proxy process, real S3 fixture): cache purge and stats, hot
+ * reload, and who may call it.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { nowSec, sign } from "../fixtures/jwt.ts";
+import { bucketYaml, startProxy, type ProxyProcess } from "./harness.ts";
+
+const SECRET = "e2e-admin-hs256-secret-0123456789";
+const CREDS = { accessKeyId: "AKIAE2EADMIN", secretAccessKey: "e2e-admin-secret" };
+
+let s3: S3Fixture;
+let px: ProxyProcess;
+let admin: string;
+let user: string;
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const json = async (r: Response): Promise<any> => r.json();
+const auth = (t: string) => ({ authorization: `Bearer ${t}` });
+const upstream = (key: string) => s3.requests.filter((r) => !r.admin && r.method === "GET" && r.pathname === `/data/${key}`);
+
+function bucket(name: string, prefix: string, extra = "    cache: { enabled: true }\n") {
+  return bucketYaml({ name, prefix, bucket: "data", endpoint: s3.endpoint, key: CREDS.accessKeyId, secret: CREDS.secretAccessKey, extra });
+}
+
+function config(buckets: string, adminClaims = "  admin_claims: [{ claim: role, operator: equals, value: admin }]\n") {
+  return `server: { address: 127.0.0.1, port: 0 }
+jwt:
+  enabled: true
+  algorithm: HS256
+  secret: "${SECRET}"
+${adminClaims}cache:
+  enabled: true
+  memory: { max_item_size_mb: 1, max_cache_size_mb: 64, default_ttl_seconds: 60 }
+buckets:
+${buckets}`;
+}
+
+async function get(path: string): Promise<{ status: number; x: string | null; body: string }> {
+  const r = await fetch(px.url(path));
+  return { status: r.status, x: r.headers.get("x-cache"), body: await r.text() };
+}
+
+const post = (path: string, token?: string) => fetch(px.url(path), { method: "POST", headers: token ? auth(token) : {} });
+
+beforeAll(async () => {
+  s3 = await startS3Fixture({ buckets: [{ name: "data" }], credentials: [{ ...CREDS, buckets: ["data"] }] });
+  for (const k of ["a.txt", "b.txt", "s1.txt", "s2.txt"]) await s3.put("data", k, `body of ${k}\n`);
+  admin = await sign({ sub: "ops", role: "admin", exp: nowSec() + 600 }, { alg: "HS256", key: SECRET });
+  user = await sign({ sub: "u", role: "reader", exp: nowSec() + 600 }, { alg: "HS256", key: SECRET });
+  px = await startProxy(config(bucket("c", "/c") + bucket("d", "/d") + bucket("s", "/s")));
+});
+
+afterAll(async () => {
+  await px?.stop();
+  await s3?.stop();
+});
+
+describe("who may call the admin API", () => {
+  test("no token → 401 with a Bearer challenge; a valid non-admin token → 403; an invalid token → 401", async () => {
+    for (const [method, path] of [["POST", "/admin/cache/purge"], ["GET", "/admin/cache/stats"], ["POST", "/admin/reload"]]) {
+      const none = await fetch(px.url(path), { method });
+      expect({ path, status: none.status }).toEqual({ path, status: 401 });
+      expect(none.headers.get("www-authenticate")).toBe('Bearer realm="yatagarasu"');
+      await none.body?.cancel();
+      const notAdmin = await fetch(px.url(path), { method, headers: auth(user) });
+      expect({ path, status: notAdmin.status }).toEqual({ path, status: 403 });
+      expect((await json(notAdmin)).error).toBe("Forbidden");
+      const bad = await fetch(px.url(path), { method, headers: auth(admin.slice(0, -4) + "AAAA") });
+      expect({ path, status: bad.status }).toEqual({ path, status: 401 });
+      await bad.body?.cancel();
+    }
+  });
+
+  test("without jwt.admin_claims every /admin path is a 404, even for a token with role admin", async () => {
+    const p = await startProxy(config(bucket("c", "/c"), ""));
+    try {
+      for (const [method, path] of [["POST", "/admin/cache/purge"], ["GET", "/admin/cache/stats"], ["POST", "/admin/reload"]]) {
+        const r = await fetch(p.url(path), { method, headers: auth(admin) });
+        expect({ path, status: r.status }).toEqual({ path, status: 404 });
+        await r.body?.cancel();
+      }
+    } finally {
+      await p.stop();
+    }
+  });
+});
+
+describe("cache purge", () => {
+  test("purging one object makes only that object a MISS", async () => {
+    await get("/c/a.txt");
+    await get("/c/b.txt");
+    expect((await get("/c/a.txt")).x).toBe("HIT");
+    const r = await post("/admin/cache/purge/c/a.txt", admin);
+    expect(r.status).toBe(200);
+    expect(await json(r)).toEqual({ purged: 1 });
+    expect(await get("/c/a.txt")).toEqual({ status: 200, x: "MISS", body: "body of a.txt\n" });
+    expect((await get("/c/b.txt")).x).toBe("HIT");
+  });
+
+  test("purging a bucket empties that bucket only; an unknown bucket is a 404", async () => {
+    await get("/d/a.txt");
+    expect((await get("/d/a.txt")).x).toBe("HIT");
+    expect((await get("/c/a.txt")).x).toBe("HIT");
+    const r = await post("/admin/cache/purge/c", admin);
+    expect(r.status).toBe(200);
+    expect(await json(r)).toEqual({ purged: 2 });
+    expect((await get("/c/a.txt")).x).toBe("MISS");
+    expect((await get("/c/b.txt")).x).toBe("MISS");
+    expect((await get("/d/a.txt")).x).toBe("HIT");
+    const unknown = await post("/admin/cache/purge/nope", admin);
+    expect(unknown.status).toBe(404);
+    await unknown.body?.cancel();
+  });
+
+  test("purging everything makes every next GET a MISS and goes upstream again", async () => {
+    expect((await get("/c/a.txt")).x).toBe("HIT");
+    expect((await get("/d/a.txt")).x).toBe("HIT");
+    const before = upstream("a.txt").length;
+    const r = await post("/admin/cache/purge", admin);
+    expect(r.status).toBe(200);
+    expect((await json(r)).purged).toBe(3);
+    expect((await get("/c/a.txt")).x).toBe("MISS");
+    expect((await get("/d/a.txt")).x).toBe("MISS");
+    expect(upstream("a.txt")).toHaveLength(before + 2);
+  });
+
+  test("purge needs POST", async () => {
+    const r = await fetch(px.url("/admin/cache/purge"), { headers: auth(admin) });
+    expect(r.status).toBe(405);
+    expect(r.headers.get("allow")).toBe("POST");
+    await r.body?.cancel();
+  });
+});
+
+describe("cache stats", () => {
+  test("GET /admin/cache/stats reports hits, misses, items and bytes in total and per bucket", async () => {
+    expect((await get("/s/s1.txt")).x).toBe("MISS"); // 15 bytes
+    expect((await get("/s/s2.txt")).x).toBe("MISS"); // 15 bytes
+    expect((await get("/s/s1.txt")).x).toBe("HIT");
+    expect((await get("/s/s1.txt")).x).toBe("HIT");
+    expect((await get("/s/s2.txt")).x).toBe("HIT");
+    const r = await fetch(px.url("/admin/cache/stats"), { headers: auth(admin) });
+    expect(r.status).toBe(200);
+    expect(r.headers.get("content-type")).toBe("application/json");
+    const stats = await json(r);
+    expect(stats.buckets.s).toMatchObject({ hits: 3, misses: 2, items: 2 });
+    expect(stats.buckets.s.bytes).toBeGreaterThanOrEqual(30);
+    const names = Object.keys(stats.buckets);
+    for (const f of ["hits", "misses", "items", "bytes"]) {
+      expect(typeof stats.total[f]).toBe("number");
+      expect(stats.total[f]).toBe(names.reduce((n, b) => n + stats.buckets[b][f], 0));
+    }
+    expect(stats.total.items).toBeGreaterThanOrEqual(2);
+  });
+});
+
+describe("reload", () => {
+  test("POST /admin/reload picks up a new bucket and bumps the generation; an invalid config is a 400 and the old one keeps serving", async () => {
+    const p = await startProxy(config(bucket("c", "/c")));
+    try {
+      const gen0 = (await json(await fetch(p.url("/ready")))).generation as number;
+      expect(typeof gen0).toBe("number");
+      const before = await fetch(p.url("/new/a.txt"));
+      expect(before.status).toBe(404);
+      await before.body?.cancel();
+
+      p.writeConfig(config(bucket("c", "/c") + bucket("n", "/new")));
+      const ok = await fetch(p.url("/admin/reload"), { method: "POST", headers: auth(admin) });
+      expect(ok.status).toBe(200);
+      expect(await json(ok)).toEqual({ status: "reloaded", generation: gen0 + 1 });
+      const routed = await fetch(p.url("/new/a.txt"));
+      expect(routed.status).toBe(200);
+      expect(await routed.text()).toBe("body of a.txt\n");
+
+      p.writeConfig(config(bucket("c", "/c") + "  - name: broken\n    path_prefix: no-slash\n"));
+      const bad = await fetch(p.url("/admin/reload"), { method: "POST", headers: auth(admin) });
+      expect(bad.status).toBe(400);
+      const body = await json(bad);
+      expect(body.status).toBe("failed");
+      expect(typeof body.error).toBe("string");
+      expect(body.error.length).toBeGreaterThan(0);
+      expect(body.generation).toBe(gen0 + 1);
+      const still = await fetch(p.url("/new/a.txt"));
+      expect(still.status).toBe(200);
+      expect(await still.text()).toBe("body of a.txt\n");
+      expect((await json(await fetch(p.url("/ready")))).generation).toBe(gen0 + 1);
+    } finally {
+      await p.stop();
+    }
+  });
+});
