@@ -1,0 +1,157 @@
+/**
+ * Hot reload end to end (SIGHUP to the real process): new buckets route, bad configs and
+ * restart-only changes are refused while the old config keeps serving, in-flight requests finish,
+ * and repeated reloads under continuous load drop no request.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { renameSync, writeFileSync } from "node:fs";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { startProxy, type ProxyProcess } from "./harness.ts";
+
+let s3: S3Fixture;
+let px: ProxyProcess;
+
+const bucket = (name: string) => `  - name: ${name}\n    path_prefix: /${name}\n    s3: { bucket: data, endpoint: "${s3.endpoint}" }\n`;
+const config = (names: string[], server = "address: 127.0.0.1, port: 0") =>
+  `server: { ${server} }\nmetrics: { enabled: true, address: 127.0.0.1, port: 0 }\nbuckets:\n${names.map(bucket).join("")}`;
+
+/** Replaces the config file atomically (a reload never reads a half-written file). */
+function writeConfigAtomically(yaml: string): void {
+  const tmp = `${px.configPath}.tmp`;
+  writeFileSync(tmp, yaml);
+  renameSync(tmp, px.configPath);
+}
+
+async function scrape(): Promise<string> {
+  return (await fetch(`http://127.0.0.1:${px.metricsPort}/metrics`)).text();
+}
+function sample(text: string, series: string): number | undefined {
+  const line = text.split("\n").find((l) => l.startsWith(series + " "));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+const FAILED = "config reload failed; the previous config keeps serving";
+const count = (msg: string) => px.logs().filter((l) => l.msg === msg).length;
+
+/** Sends SIGHUP and waits for the next "config reloaded" / reload-failed line. */
+async function reload(expectMsg: "config reloaded" | typeof FAILED): Promise<Record<string, unknown>> {
+  const before = count(expectMsg);
+  px.signal("SIGHUP");
+  await px.waitForLog(() => count(expectMsg) > before);
+  return px.logs().filter((l) => l.msg === expectMsg)[before];
+}
+
+beforeAll(async () => {
+  s3 = await startS3Fixture({ buckets: [{ name: "data", public: true }], credentials: [] });
+  await s3.put("data", "obj.txt", "object body", { contentType: "text/plain" });
+  await s3.put("data", "slow.txt", "slow body", { contentType: "text/plain" });
+  px = await startProxy(config(["one"]));
+});
+afterAll(async () => {
+  await px?.stop();
+  await s3?.stop();
+});
+
+describe("SIGHUP reload", () => {
+  test("a bucket added to the file routes after SIGHUP; success counter 1, generation 2", async () => {
+    const before = await fetch(px.url("/two/obj.txt"));
+    expect(before.status).toBe(404);
+    await before.arrayBuffer();
+
+    writeConfigAtomically(config(["one", "two"]));
+    const line = await reload("config reloaded");
+    expect(line).toMatchObject({ level: "info", generation: 2, buckets: 2 });
+
+    const res = await fetch(px.url("/two/obj.txt"));
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe("object body");
+    const m = await scrape();
+    expect(sample(m, 'yatagarasu_config_reloads_total{result="success"}')).toBe(1);
+    expect(sample(m, 'yatagarasu_config_reloads_total{result="failure"}')).toBe(0);
+    expect(sample(m, "yatagarasu_config_generation")).toBe(2);
+  });
+
+  test("an invalid config is refused: the old config keeps serving, the error is logged and counted", async () => {
+    writeConfigAtomically("server: { address: 127.0.0.1, port: 0 }\nbuckets: []\n");
+    const line = await reload(FAILED);
+    expect(line).toMatchObject({ level: "error", generation: 2 });
+    expect(String(line.error)).toContain("buckets");
+
+    for (const p of ["/one/obj.txt", "/two/obj.txt"]) {
+      const res = await fetch(px.url(p));
+      expect(res.status).toBe(200);
+      expect(await res.text()).toBe("object body");
+    }
+    const m = await scrape();
+    expect(sample(m, 'yatagarasu_config_reloads_total{result="failure"}')).toBe(1);
+    expect(sample(m, 'yatagarasu_config_reloads_total{result="success"}')).toBe(1);
+    expect(sample(m, "yatagarasu_config_generation")).toBe(2);
+  });
+
+  test("changing server.port on reload is refused with a message saying a restart is needed", async () => {
+    writeConfigAtomically(config(["one", "two", "three"], "address: 127.0.0.1, port: 18099"));
+    const line = await reload(FAILED);
+    expect(String(line.error)).toContain("server.port");
+    expect(String(line.error)).toContain("restart the process");
+
+    const res = await fetch(px.url("/three/obj.txt"));
+    expect(res.status).toBe(404);
+    await res.arrayBuffer();
+    const m = await scrape();
+    expect(sample(m, 'yatagarasu_config_reloads_total{result="failure"}')).toBe(2);
+    expect(sample(m, "yatagarasu_config_generation")).toBe(2);
+  });
+
+  test("a request in flight when the reload completes finishes with 200 and the full body", async () => {
+    s3.faults.set("/data/slow.txt", { kind: "delay", ms: 600 });
+    try {
+      const inflight = fetch(px.url("/one/slow.txt"));
+      await s3.waitForRequest((r) => r.pathname === "/data/slow.txt");
+      writeConfigAtomically(config(["one"]));
+      const line = await reload("config reloaded");
+      expect(line.generation).toBe(3);
+      // The proxy has not answered it yet (it logs every request when it answers).
+      expect(px.logs().some((l) => l.msg === "request" && l.path === "/one/slow.txt")).toBe(false);
+      const res = await inflight;
+      expect(res.status).toBe(200);
+      expect(await res.text()).toBe("slow body");
+    } finally {
+      s3.faults.delete("/data/slow.txt");
+    }
+  });
+
+  test("repeated reloads under continuous load (400 GETs, 8 at a time, SIGHUP every 30) drop no request", async () => {
+    const configs = [config(["one", "two"]), config(["one"])];
+    const successesBefore = sample(await scrape(), 'yatagarasu_config_reloads_total{result="success"}')!;
+    const failuresBefore = sample(await scrape(), 'yatagarasu_config_reloads_total{result="failure"}')!;
+    const total = 400;
+    const statuses: number[] = [];
+    let next = 0;
+    let signals = 0;
+    const worker = async () => {
+      for (;;) {
+        const i = next++;
+        if (i >= total) return;
+        if (i > 0 && i % 30 === 0) {
+          writeConfigAtomically(configs[signals++ % 2]);
+          px.signal("SIGHUP");
+        }
+        const res = await fetch(px.url("/one/obj.txt"));
+        const body = await res.text();
+        statuses.push(res.status === 200 && body === "object body" ? 200 : res.status || -1);
+      }
+    };
+    await Promise.all(Array.from({ length: 8 }, worker));
+    expect(signals).toBe(13);
+    expect(statuses.length).toBe(total);
+    expect(statuses.filter((s) => s !== 200)).toEqual([]);
+
+    // Every signal led to a reload or joined one already running; none failed.
+    const m = await scrape();
+    expect(sample(m, 'yatagarasu_config_reloads_total{result="failure"}')).toBe(failuresBefore);
+    expect(sample(m, 'yatagarasu_config_reloads_total{result="success"}')!).toBeGreaterThan(successesBefore);
+    const after = await fetch(px.url("/one/obj.txt"));
+    expect(after.status).toBe(200);
+    await after.arrayBuffer();
+  });
+});
