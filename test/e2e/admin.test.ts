@@ -46,7 +46,7 @@ const post = (path: string, token?: string) => fetch(px.url(path), { method: "PO
 
 beforeAll(async () => {
   s3 = await startS3Fixture({ buckets: [{ name: "data" }], credentials: [{ ...CREDS, buckets: ["data"] }] });
-  for (const k of ["a.txt", "b.txt", "s1.txt", "s2.txt"]) await s3.put("data", k, `body of ${k}\n`);
+  for (const k of ["a.txt", "b.txt", "s1.txt", "s2.txt", "dir x/ü a+b.txt"]) await s3.put("data", k, `body of ${k}\n`);
   admin = await sign({ sub: "ops", role: "admin", exp: nowSec() + 600 }, { alg: "HS256", key: SECRET });
   user = await sign({ sub: "u", role: "reader", exp: nowSec() + 600 }, { alg: "HS256", key: SECRET });
   px = await startProxy(config(bucket("c", "/c") + bucket("d", "/d") + bucket("s", "/s")));
@@ -124,6 +124,15 @@ describe("cache purge", () => {
     expect((await get("/c/a.txt")).x).toBe("MISS");
     expect((await get("/d/a.txt")).x).toBe("MISS");
     expect(upstream("a.txt")).toHaveLength(before + 2);
+  });
+
+  test("purging an object whose key needs percent-encoding uses the same key the cache stored", async () => {
+    const path = "/c/dir%20x/%C3%BC%20a%2Bb.txt";
+    await get(path);
+    expect(await get(path)).toEqual({ status: 200, x: "HIT", body: "body of dir x/ü a+b.txt\n" });
+    const r = await post(`/admin/cache/purge${path}`, admin);
+    expect(await json(r)).toEqual({ purged: 1 });
+    expect((await get(path)).x).toBe("MISS");
   });
 
   test("purge needs POST", async () => {
