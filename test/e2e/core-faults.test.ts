@@ -1,0 +1,86 @@
+/** Upstream failures through the real server: S3 throttling, 5xx, timeouts, upstream down. */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { startProxy, type ProxyProcess } from "./harness.ts";
+
+let s3: S3Fixture;
+let px: ProxyProcess;
+const KEY = { accessKeyId: "AKIAFAULTS0000000000", secretAccessKey: "faults-secret-0123456789abcdefghijklmnopq" };
+
+beforeAll(async () => {
+  s3 = await startS3Fixture({ buckets: [{ name: "faults" }], credentials: [{ ...KEY, buckets: ["faults"] }] });
+  for (const k of ["slow.txt", "e500.txt", "delay.txt", "down.txt", "ok.txt", "reset.txt"]) await s3.put("faults", k, `body of ${k}`);
+  px = await startProxy(
+    `server: { address: 127.0.0.1, port: 0 }\nbuckets:\n  - name: faults\n    path_prefix: /faults\n    s3:\n      bucket: faults\n      endpoint: "${s3.endpoint}"\n      access_key: ${KEY.accessKeyId}\n      secret_key: "${KEY.secretAccessKey}"\n      timeout: 0.5\n      retry: { max_attempts: 1 }\n`,
+  );
+});
+afterAll(async () => {
+  await px?.stop();
+  await s3?.stop();
+});
+
+async function errorOf(path: string): Promise<{ status: number; headers: Headers; body: string }> {
+  const res = await fetch(px.url(path), { headers: { "x-request-id": `f-${path.replace(/\W/g, "")}` } });
+  return { status: res.status, headers: res.headers, body: await res.text() };
+}
+
+function expectCleanBody(body: string, code: string): void {
+  expect(JSON.parse(body)).toMatchObject({ error: code });
+  expect(Object.keys(JSON.parse(body)).sort()).toEqual(["error", "message", "request_id"]);
+  expect(body).not.toContain("<");
+  expect(body).not.toContain(KEY.secretAccessKey);
+  expect(body).not.toContain("    at ");
+}
+
+test("S3 SlowDown (503, not retried with max_attempts: 1) → 503 SlowDown with Retry-After", async () => {
+  s3.faults.set("/faults/slow.txt", { kind: "slowdown" });
+  const r = await errorOf("/faults/slow.txt");
+  expect(r.status).toBe(503);
+  expect(r.headers.get("retry-after")).toBe("1");
+  expectCleanBody(r.body, "SlowDown");
+  expect(s3.faults.hits("/faults/slow.txt")).toBe(1);
+});
+
+test("S3 500 InternalError → 502 BadGateway", async () => {
+  s3.faults.set("/faults/e500.txt", { kind: "error500" });
+  const r = await errorOf("/faults/e500.txt");
+  expect(r.status).toBe(502);
+  expectCleanBody(r.body, "BadGateway");
+});
+
+test("a connection reset by S3 → 502 UpstreamUnreachable", async () => {
+  s3.faults.set("/faults/reset.txt", { kind: "reset" });
+  const r = await errorOf("/faults/reset.txt");
+  expect(r.status).toBe(502);
+  expectCleanBody(r.body, "UpstreamUnreachable");
+});
+
+test("S3 slower than s3.timeout (0.5 s) → 504 GatewayTimeout", async () => {
+  s3.faults.set("/faults/delay.txt", { kind: "delay", ms: 3000 });
+  const started = performance.now();
+  const r = await errorOf("/faults/delay.txt");
+  const took = performance.now() - started;
+  expect(r.status).toBe(504);
+  expectCleanBody(r.body, "GatewayTimeout");
+  expect(took).toBeGreaterThanOrEqual(450);
+  expect(took).toBeLessThan(2500);
+});
+
+test("the access log names the upstream error code of a failed request", async () => {
+  const line = await px.waitForLog((l) => l.msg === "request" && l.request_id === "f-faultse500txt");
+  expect(line).toMatchObject({ status: 502, error: "BadGateway", s3_error: "InternalError", bucket: "faults" });
+});
+
+test("S3 down (not listening) → 502 UpstreamUnreachable, and it serves again once S3 is back", async () => {
+  await s3.pause();
+  try {
+    const r = await errorOf("/faults/down.txt");
+    expect(r.status).toBe(502);
+    expectCleanBody(r.body, "UpstreamUnreachable");
+  } finally {
+    await s3.resume();
+  }
+  const ok = await fetch(px.url("/faults/ok.txt"));
+  expect(ok.status).toBe(200);
+  expect(await ok.text()).toBe("body of ok.txt");
+});
