@@ -1,0 +1,53 @@
+/** Process lifecycle of the real server: graceful drain on SIGTERM/SIGINT. */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { connect } from "node:net";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { bucketYaml, startProxy } from "./harness.ts";
+
+let s3: S3Fixture;
+let config: string;
+
+beforeAll(async () => {
+  s3 = await startS3Fixture({ buckets: [{ name: "life", public: true }], credentials: [] });
+  await s3.put("life", "slow.txt", "finished after the signal");
+  await s3.put("life", "a.txt", "a");
+  config = `server: { address: 127.0.0.1, port: 0, shutdown_timeout: 10 }\nbuckets:\n${bucketYaml({ name: "life", prefix: "/life", bucket: "life", endpoint: s3.endpoint })}`;
+});
+afterAll(async () => {
+  await s3?.stop();
+});
+
+/** Resolves "connected" or the socket error code (e.g. ECONNREFUSED). */
+function tryConnect(port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const s = connect(port, "127.0.0.1");
+    s.once("connect", () => {
+      s.destroy();
+      resolve("connected");
+    });
+    s.once("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? "error"));
+  });
+}
+
+test("SIGTERM lets an in-flight slow response finish with 200, refuses new connections, then exits 0", async () => {
+  await using px = await startProxy(config);
+  s3.faults.set("/life/slow.txt", { kind: "delay", ms: 1000, times: 1 });
+  const inflight = fetch(px.url("/life/slow.txt"));
+  await s3.waitForRequest((r) => r.pathname === "/life/slow.txt" && r.fault === "delay");
+  px.signal("SIGTERM");
+  await px.waitForLog((l) => l.msg === "draining");
+  expect(await tryConnect(px.port)).toBe("ECONNREFUSED");
+  const res = await inflight;
+  expect(res.status).toBe(200);
+  expect(await res.text()).toBe("finished after the signal");
+  expect(await px.exited).toBe(0);
+  expect(px.logs().some((l) => l.msg === "stopped")).toBe(true);
+});
+
+test("SIGINT drains and exits 0", async () => {
+  await using px = await startProxy(config);
+  expect(await (await fetch(px.url("/life/a.txt"))).text()).toBe("a");
+  px.signal("SIGINT");
+  expect(await px.exited).toBe(0);
+  expect(px.logs().find((l) => l.msg === "draining")?.signal).toBe("SIGINT");
+});
