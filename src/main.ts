@@ -76,7 +76,9 @@ async function load(path: string): Promise<Config | number> {
 
 async function serve(config: Config, configPath: string): Promise<number> {
   const forcedPort = process.env.YATAGARASU_PORT;
-  if (workerIndex() !== undefined && forcedPort) config = { ...config, server: { ...config.server, port: Number(forcedPort) } };
+  // A worker listens on the port the primary chose, but the App keeps the file's config: reload
+  // compares restart-only settings against the file, and `port: 0` must not read as a port change.
+  const listenConfig = workerIndex() !== undefined && forcedPort ? { ...config, server: { ...config.server, port: Number(forcedPort) } } : config;
   const log = createLogger({ level: config.logging.level, format: config.logging.format, base: workerIndex() !== undefined ? { worker: workerIndex() } : undefined });
   const workers = workerCount(config);
   if (workers > 1 && workerIndex() === undefined) return runPrimary(config, configPath, workers, log);
@@ -90,11 +92,11 @@ async function serve(config: Config, configPath: string): Promise<number> {
     const probeIntervalMs = Number.isInteger(probeEnv) && probeEnv > 0 ? probeEnv : undefined;
     app = await App.create(config, { configPath, log, share: workers, probeIntervalMs });
     const baseDir = configPath.includes("/") ? configPath.slice(0, configPath.lastIndexOf("/")) : ".";
-    listener = config.server.engine === "node" ? await listenNode(app, config, { reusePort: workers > 1 }) : listenBun(app, config, { reusePort: workers > 1, baseDir });
+    listener = config.server.engine === "node" ? await listenNode(app, listenConfig, { reusePort: workers > 1 }) : listenBun(app, listenConfig, { reusePort: workers > 1, baseDir });
     if (config.metrics.enabled && workerIndex() === undefined) metrics = listenMetrics(config, () => app.metrics.render());
   } catch (err) {
     const code = (err as { code?: string }).code;
-    const why = code === "EADDRINUSE" ? `address ${config.server.address}:${config.server.port} is already in use` : ((err as Error)?.message ?? String(err));
+    const why = code === "EADDRINUSE" ? `address ${config.server.address}:${listenConfig.server.port} is already in use` : ((err as Error)?.message ?? String(err));
     log.error("could not start", { error: why });
     log.flush();
     process.stderr.write(`could not start: ${why}\n`);
