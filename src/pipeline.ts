@@ -144,6 +144,7 @@ async function phases(app: App, rt: Runtime, req: Request, peer: string, ctx: Re
   ctx.clientIp = clientIpOf(rt, peer, req.headers);
 
   // 1 route: reserved endpoints first
+  ctx.path = rawPath; // logged as received if normalization rejects it
   ctx.path = normalizePath(rawPath);
   const p = ctx.path;
   if (p === "/health" || p === "/ready" || p === "/metrics" || p === "/admin" || p.startsWith("/admin/")) {
@@ -248,7 +249,12 @@ async function respond(rt: Runtime, upstream: Response, method: string, ctx: Req
   const length = declared === null ? -1 : Number(declared);
   if (length >= 0 && length <= rt.config.server.buffer_threshold_bytes) {
     // A known-size body keeps Content-Length under Bun.serve (a stream would lose it).
-    const body = await upstream.arrayBuffer();
+    let body: ArrayBuffer;
+    try {
+      body = await upstream.arrayBuffer();
+    } catch (err) {
+      throw new ProxyError("BadGateway", { detail: "The upstream connection failed while sending the object", cause: err });
+    }
     ctx.bytes = body.byteLength;
     return new Response(body, { status, headers });
   }

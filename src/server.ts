@@ -104,7 +104,9 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
     for (let i = 0; i < raw.length; i += 2) headers.append(raw[i], raw[i + 1]);
     let request: Request;
     try {
-      request = new Request(`http://${cfg.server.address}${req.url ?? "/"}`, { method: req.method, headers, signal: abort.signal });
+      // Only origin-form targets ("/path?query"); the host part is irrelevant to routing.
+      if (!req.url?.startsWith("/")) throw new Error("not origin-form");
+      request = new Request(`http://localhost${req.url}`, { method: req.method, headers, signal: abort.signal });
     } catch {
       res.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify({ error: "BadRequest", message: "The request is malformed" }));
       return;
