@@ -1,0 +1,274 @@
+#!/usr/bin/env bun
+/**
+ * Side-by-side load benchmark: nginx (static / proxy_pass / proxy_cache) vs Yatagarasu
+ * (anonymous / SigV4 / JWT+SigV4 / cache hit) at 1 KiB, 64 connections, plus 100 MiB streaming,
+ * all in ONE run so the ratios compare like with like on a noisy machine.
+ *
+ *   bun bench/load.ts --gate   short run (workers 1 vs nginx worker_processes 1), compares the
+ *                              ratios with bench/thresholds.json, writes bench/results/latest.json,
+ *                              exits 1 when a ratio falls short
+ *   bun bench/load.ts          full run: workers 1 and 2, wrk + autocannon, info-logging cost,
+ *                              1,000 idle keep-alive connections, 20 slow 100 MiB readers; writes
+ *                              bench/results/full-<date>.json and bench/results/RESULTS.md
+ *
+ * Ratios are computed from wrk: on this 2-core machine autocannon (JavaScript, sharing the cores)
+ * saturates far below nginx static and would flatten every ratio towards 1; both are reported.
+ * Benches run with nginx `access_log off` and proxy `logging.level: warn` (info measured once).
+ */
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { type LoadResult, MIB, type Proxy, makeFixture, machine, requireTools, runAutocannon, runWrk, sleep } from "./lib.ts";
+import { idleConnections, slowReaders } from "./memory.ts";
+import { type Setup, startOrigin, startSetup } from "./scenarios.ts";
+
+const GATE = process.argv.includes("--gate");
+const RESULTS = join(import.meta.dir, "results");
+const SEC = GATE ? 5 : Number(process.env.BENCH_SECONDS ?? 10);
+const WARM = GATE ? 2 : Number(process.env.BENCH_WARMUP ?? 3);
+const CONNS = 64;
+const STREAM_CONNS = 4;
+
+const SMALL = ["nginx_static", "nginx_proxy_pass", "nginx_proxy_cache", "yata_anon", "yata_signed", "yata_jwt_signed", "yata_cached"] as const;
+const STREAM = ["nginx_static_100m", "yata_stream_100m"] as const;
+
+export interface Row extends LoadResult {
+  id: string;
+  label: string;
+  workers: number;
+}
+
+const log = (s: string) => process.stderr.write(`${s}\n`);
+
+async function measure(s: Setup, id: string, tool: "wrk" | "autocannon"): Promise<Row> {
+  const t = s.targets[id];
+  const big = id.endsWith("100m");
+  const o = { connections: big ? STREAM_CONNS : CONNS, headers: t.headers };
+  const run = (seconds: number) => (tool === "wrk" ? runWrk(t.url, { ...o, seconds }) : runAutocannon(t.url, { ...o, seconds }));
+  await run(WARM);
+  const r = await run(SEC);
+  const row = { id, label: t.label, workers: s.workers, ...r };
+  log(`  ${tool.padEnd(10)} ${t.label.padEnd(34)} ${big ? `${(r.bytesPerSec / MIB).toFixed(0)} MiB/s` : `${r.rps.toFixed(0)} req/s`}  p50 ${r.p50ms} ms  p99 ${r.p99ms} ms  errors ${r.errors}  non2xx ${r.non2xx}`);
+  return row;
+}
+
+export interface Ratios {
+  signed_vs_proxy_pass: number;
+  jwt_signed_vs_proxy_pass: number;
+  cached_vs_proxy_cache: number;
+  streaming_vs_nginx_static: number;
+}
+
+function ratios(rows: Row[]): Ratios {
+  const g = (id: string) => rows.find((r) => r.id === id)!;
+  return {
+    signed_vs_proxy_pass: g("yata_signed").rps / g("nginx_proxy_pass").rps,
+    jwt_signed_vs_proxy_pass: g("yata_jwt_signed").rps / g("nginx_proxy_pass").rps,
+    cached_vs_proxy_cache: g("yata_cached").rps / g("nginx_proxy_cache").rps,
+    streaming_vs_nginx_static: g("yata_stream_100m").bytesPerSec / g("nginx_static_100m").bytesPerSec,
+  };
+}
+
+const TARGETS: Ratios = { signed_vs_proxy_pass: 1.2, jwt_signed_vs_proxy_pass: 1.0, cached_vs_proxy_cache: 1.3, streaming_vs_nginx_static: 0.9 };
+const RSS_TARGET_MIB = 150;
+
+interface Config1 {
+  workers: number;
+  wrk: Row[];
+  autocannon: Row[];
+  ratios: Ratios;
+  autocannon_ratios?: Partial<Ratios>;
+  rss_mib: { before: number; after: number; per_process_after: number[] };
+}
+
+async function runConfig(fx: ReturnType<typeof makeFixture>, origin: Awaited<ReturnType<typeof startOrigin>>, workers: number, withAutocannon: boolean): Promise<Config1> {
+  log(`\n== workers ${workers} (Yatagarasu server.workers: ${workers} vs nginx worker_processes ${workers}) ==`);
+  const s = await startSetup(fx, origin, workers);
+  try {
+    const before = s.proxy.rss() / MIB;
+    const wrk: Row[] = [];
+    for (const id of [...SMALL, ...STREAM]) {
+      const r = await measure(s, id, "wrk");
+      wrk.push(r);
+      if (r.errors || r.non2xx) log(`  !! ${id}: ${r.errors} errors, ${r.non2xx} non-2xx`);
+    }
+    const ac: Row[] = [];
+    if (withAutocannon) for (const id of SMALL) ac.push(await measure(s, id, "autocannon"));
+    const acRatios = withAutocannon
+      ? {
+          signed_vs_proxy_pass: ac[4].rps / ac[1].rps,
+          jwt_signed_vs_proxy_pass: ac[5].rps / ac[1].rps,
+          cached_vs_proxy_cache: ac[6].rps / ac[2].rps,
+        }
+      : undefined;
+    const after = s.proxy.rss() / MIB;
+    return { workers, wrk, autocannon: ac, ratios: ratios(wrk), autocannon_ratios: acRatios, rss_mib: { before, after, per_process_after: s.proxy.rssEach().map((b) => b / MIB) } };
+  } finally {
+    await s.stop();
+  }
+}
+
+const f1 = (n: number) => n.toFixed(1);
+const f2 = (n: number) => n.toFixed(2);
+
+function table(c: Config1): string {
+  const lines = [`| scenario (${c.workers} worker${c.workers > 1 ? "s" : ""}) | wrk req/s | p50 ms | p99 ms | errors | autocannon req/s | p50 ms | p99 ms | errors |`, "|---|---:|---:|---:|---:|---:|---:|---:|---:|"];
+  for (const r of c.wrk) {
+    const a = c.autocannon.find((x) => x.id === r.id);
+    const big = r.id.endsWith("100m");
+    const v = big ? `${(r.bytesPerSec / MIB).toFixed(0)} MiB/s` : r.rps.toFixed(0);
+    lines.push(`| ${r.label} | ${v} | ${r.p50ms} | ${r.p99ms} | ${r.errors + r.non2xx} | ${a ? a.rps.toFixed(0) : "—"} | ${a ? a.p50ms : "—"} | ${a ? a.p99ms : "—"} | ${a ? a.errors + a.non2xx : "—"} |`);
+  }
+  lines.push(`\nProxy RSS: ${f1(c.rss_mib.before)} MiB before, ${f1(c.rss_mib.after)} MiB after (per process: ${c.rss_mib.per_process_after.map(f1).join(", ")})`);
+  return lines.join("\n");
+}
+
+function ratioTable(c: Config1, thresholds?: Partial<Ratios>): string {
+  const lines = ["| ratio | measured (wrk) | autocannon | target | gate threshold |", "|---|---:|---:|---:|---:|"];
+  for (const k of Object.keys(TARGETS) as Array<keyof Ratios>) {
+    const th = thresholds?.[k];
+    lines.push(`| ${k} | ${f2(c.ratios[k])} | ${c.autocannon_ratios?.[k] !== undefined ? f2(c.autocannon_ratios[k]!) : "—"} | ≥ ${TARGETS[k]} | ${th !== undefined ? `≥ ${th}` : "—"} |`);
+  }
+  return lines.join("\n");
+}
+
+async function gate(): Promise<number> {
+  const thresholds = JSON.parse(readFileSync(join(import.meta.dir, "thresholds.json"), "utf8")) as Partial<Ratios> & { rss_after_mib_max?: number };
+  const fx = makeFixture();
+  const origin = await startOrigin(fx);
+  let c: Config1;
+  try {
+    c = await runConfig(fx, origin, 1, false);
+  } finally {
+    await origin.stop();
+    fx.cleanup();
+  }
+  const failures: string[] = [];
+  for (const k of Object.keys(TARGETS) as Array<keyof Ratios>) {
+    const th = thresholds[k];
+    if (th !== undefined && !(c.ratios[k] >= th)) failures.push(`${k} ${f2(c.ratios[k])} < ${th}`);
+  }
+  if (thresholds.rss_after_mib_max !== undefined && c.rss_mib.after > thresholds.rss_after_mib_max) failures.push(`RSS after ${f1(c.rss_mib.after)} MiB > ${thresholds.rss_after_mib_max}`);
+  for (const r of c.wrk) if (r.errors || r.non2xx) failures.push(`${r.id}: ${r.errors} errors, ${r.non2xx} non-2xx`);
+  mkdirSync(RESULTS, { recursive: true });
+  writeFileSync(join(RESULTS, "latest.json"), JSON.stringify({ date: new Date().toISOString(), mode: "gate", seconds: SEC, warmup: WARM, machine: machine(), thresholds, result: c, failures }, null, 2));
+  console.log(`\n${table(c)}\n\n${ratioTable(c, thresholds)}\n`);
+  console.log(failures.length ? `GATE FAILED:\n  ${failures.join("\n  ")}` : "gate passed");
+  return failures.length ? 1 : 0;
+}
+
+async function full(): Promise<number> {
+  const fx = makeFixture();
+  const origin = await startOrigin(fx);
+  const started = new Date();
+  const configs: Config1[] = [];
+  let logCost: { warn: Row; info: Row } | undefined;
+  let idle: Awaited<ReturnType<typeof idleConnections>> | undefined;
+  let slow: Awaited<ReturnType<typeof slowReaders>> | undefined;
+  let loadgen: Row[] = [];
+  try {
+    for (const w of [1, 2]) configs.push(await runConfig(fx, origin, w, true));
+
+    log("\n== load generator check: wrk threads 1 vs 2 against nginx static (1 worker) ==");
+    {
+      const s = await startSetup(fx, origin, 1);
+      try {
+        const u = s.targets.nginx_static.url;
+        for (const th of [1, 2]) {
+          await runWrk(u, { connections: CONNS, seconds: WARM, threads: th });
+          const r = await runWrk(u, { connections: CONNS, seconds: SEC, threads: th });
+          loadgen.push({ ...r, id: `wrk_t${th}`, label: `wrk -t${th} vs nginx static`, workers: 1 });
+          log(`  wrk -t${th}: ${r.rps.toFixed(0)} req/s`);
+        }
+        const a = await runAutocannon(u, { connections: CONNS, seconds: SEC, workers: 2 });
+        loadgen.push({ ...a, id: "autocannon_w2", label: "autocannon workers:2 vs nginx static", workers: 1 });
+        log(`  autocannon workers 2: ${a.rps.toFixed(0)} req/s`);
+      } finally {
+        await s.stop();
+      }
+    }
+
+    log("\n== logging cost: SigV4 bucket, logging.level warn vs info (1 worker) ==");
+    {
+      const sw = await startSetup(fx, origin, 1, "warn");
+      const warn = await measure(sw, "yata_signed", "wrk");
+      await sw.stop();
+      const si = await startSetup(fx, origin, 1, "info");
+      const info = await measure(si, "yata_signed", "wrk");
+      await si.stop();
+      logCost = { warn, info };
+    }
+
+    log("\n== memory: 1,000 idle keep-alive connections; 20 slow 100 MiB readers (1 worker) ==");
+    {
+      const p = await startSetup(fx, origin, 1, "warn");
+      try {
+        idle = await idleConnections(p.proxy, "/signed/1k.bin", 1000);
+        log(`  idle: ${JSON.stringify(idle)}`);
+        slow = await slowReaders(p.proxy, "/signed/100m.bin", 20, 15_000);
+        log(`  slow: ${JSON.stringify(slow)}`);
+      } finally {
+        await p.stop();
+      }
+    }
+  } finally {
+    await origin.stop();
+    fx.cleanup();
+  }
+  const date = started.toISOString();
+  const out = { date, mode: "full", seconds: SEC, warmup: WARM, connections: CONNS, stream_connections: STREAM_CONNS, machine: machine(), configs, loadgen, logCost, memory: { idle, slow } };
+  mkdirSync(RESULTS, { recursive: true });
+  const file = join(RESULTS, `full-${date.slice(0, 19).replaceAll(":", "-")}.json`);
+  writeFileSync(file, JSON.stringify(out, null, 2));
+  const md = renderMarkdown(out as never);
+  writeFileSync(join(RESULTS, "RESULTS.md"), md);
+  console.log(md);
+  log(`wrote ${file} and bench/results/RESULTS.md`);
+  return 0;
+}
+
+function renderMarkdown(o: { date: string; machine: Record<string, unknown>; configs: Config1[]; loadgen: Row[]; logCost?: { warn: Row; info: Row }; memory: { idle?: Record<string, number>; slow?: Record<string, number> } }): string {
+  const m = o.machine;
+  const parts = [
+    "# Yatagarasu load benchmark results",
+    "",
+    `Generated by \`bun run bench:load\` on ${o.date}.`,
+    "",
+    `Machine: ${m.cpu}, ${m.cores} cores (shared, noisy), ${m.mem_mib} MiB RAM, Linux ${m.kernel}; Bun ${m.bun}, ${m.nginx}, ${m.wrk}, autocannon ${m.autocannon}.`,
+    "",
+    "## Method",
+    "",
+    `- One run, every scenario side by side, each after a ${WARM} s warm-up, measured for ${SEC} s; 1 KiB object, ${CONNS} connections; streaming: 100 MiB object, ${STREAM_CONNS} connections.`,
+    "- Origin (the S3 stand-in): nginx, 1 worker, serving /bucket/key files (ETag, Last-Modified, Content-Length, Range; it ignores Authorization, so SigV4-signed requests are served).",
+    "- Peer: nginx with worker_processes = the proxy's server.workers: static files, `proxy_pass` with an upstream keepalive pool (128), `proxy_cache` (key $uri, 200 cached 1 h).",
+    "- Yatagarasu: `bun src/main.ts`, `logging.level: warn`; nginx `access_log off`. Buckets: anonymous, SigV4 (access/secret key), HS256 JWT + SigV4, SigV4 + memory cache.",
+    "- Load generators run on the same 2 cores. Ratios come from wrk (1 thread, C); autocannon (JavaScript, programmatic API) saturates well below nginx static on this machine, so it is shown as a cross-check only.",
+    "",
+  ];
+  for (const c of o.configs) {
+    parts.push(`## server.workers ${c.workers} vs nginx worker_processes ${c.workers}`, "", table(c), "", ratioTable(c), "");
+  }
+  parts.push("## 1 vs 2 workers (wrk req/s)", "", "| scenario | 1 worker | 2 workers |", "|---|---:|---:|");
+  for (const r of o.configs[0].wrk) {
+    const r2 = o.configs[1]?.wrk.find((x) => x.id === r.id);
+    const v = (x?: Row) => (x ? (x.id.endsWith("100m") ? `${(x.bytesPerSec / MIB).toFixed(0)} MiB/s` : x.rps.toFixed(0)) : "—");
+    parts.push(`| ${r.label} | ${v(r)} | ${v(r2)} |`);
+  }
+  parts.push("", "## Load generator check (against nginx static, 1 worker)", "", "| generator | req/s | p50 ms | p99 ms |", "|---|---:|---:|---:|");
+  for (const r of o.loadgen) parts.push(`| ${r.label} | ${r.rps.toFixed(0)} | ${r.p50ms} | ${r.p99ms} |`);
+  if (o.logCost) {
+    const { warn, info } = o.logCost;
+    parts.push("", "## Logging cost (SigV4 bucket, 1 worker, wrk)", "", `- logging.level warn: ${warn.rps.toFixed(0)} req/s (p99 ${warn.p99ms} ms)`, `- logging.level info (one access-log line per request, to a pipe read by the bench): ${info.rps.toFixed(0)} req/s (p99 ${info.p99ms} ms), ${((1 - info.rps / warn.rps) * 100).toFixed(0)} % fewer`);
+  }
+  const { idle, slow } = o.memory;
+  parts.push("", "## Memory", "");
+  if (idle) parts.push(`- 1,000 idle keep-alive connections (each sent one request, then held open): proxy RSS ${f1(idle.rss_before_mib)} → ${f1(idle.rss_with_idle_mib)} MiB (${idle.open} open).`);
+  if (slow) parts.push(`- 20 concurrent 100 MiB downloads by slow readers (${f1(slow.reader_kib_per_s)} KiB/s each, ${slow.seconds} s): proxy RSS ${f1(slow.rss_before_mib)} MiB before, max ${f1(slow.rss_max_mib)} MiB during, ${f1(slow.rss_end_mib)} MiB at the end.`);
+  const last = o.configs[o.configs.length - 1];
+  parts.push(`- RSS after the whole load run: ${o.configs.map((c) => `${f1(c.rss_mib.after)} MiB (${c.workers} worker${c.workers > 1 ? "s, total" : ""})`).join(", ")}; target < ${RSS_TARGET_MIB} MiB${last ? "" : ""}.`, "");
+  return parts.join("\n");
+}
+
+if (import.meta.main) {
+  requireTools();
+  process.exit(GATE ? await gate() : await full());
+}

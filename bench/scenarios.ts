@@ -1,0 +1,144 @@
+/**
+ * The side-by-side setup: one nginx origin (the "S3" stand-in: nginx ignores Authorization, serves
+ * /bucket/key with ETag, Last-Modified, Content-Length, Range), one nginx peer with N workers
+ * (static / proxy_pass keepalive / proxy_cache), and Yatagarasu with N workers (anonymous, SigV4,
+ * HS256 JWT + SigV4, cached buckets).
+ */
+import { createHmac } from "node:crypto";
+import { type Fixture, type Nginx, type Proxy, startNginx, startProxy, waitHttp } from "./lib.ts";
+
+export const JWT_SECRET = "bench-secret-0123456789abcdef0123456789";
+
+function b64url(s: string | Buffer): string {
+  return Buffer.from(s).toString("base64url");
+}
+export function hs256(claims: Record<string, unknown>, secret = JWT_SECRET): string {
+  const h = b64url(JSON.stringify({ alg: "HS256", typ: "JWT" }));
+  const p = b64url(JSON.stringify(claims));
+  return `${h}.${p}.${createHmac("sha256", secret).update(`${h}.${p}`).digest("base64url")}`;
+}
+
+export const TOKEN = hs256({ sub: "bench-user", iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 86_400 });
+
+export interface Setup {
+  workers: number;
+  origin: Nginx;
+  peer: Nginx;
+  proxy: Proxy;
+  /** id → { url, headers } */
+  targets: Record<string, { url: string; headers?: Record<string, string>; label: string }>;
+  stop(): Promise<void>;
+}
+
+const HEALTH = "    location = /health { return 200 'ok'; }";
+
+export async function startOrigin(fx: Fixture): Promise<Nginx> {
+  // One worker: the origin's cost is paid equally by nginx proxy_pass and Yatagarasu.
+  return startNginx("origin", fx, 1, { s3: () => `${HEALTH}\n    root ${fx.root};` });
+}
+
+export async function startPeer(fx: Fixture, workers: number, originPort: number): Promise<Nginx> {
+  return startNginx(
+    `peer${workers}`,
+    fx,
+    workers,
+    {
+      static: () => `${HEALTH}\n    root ${fx.root};`,
+      pass: () => `${HEALTH}
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }`,
+      cache: () => `${HEALTH}
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache c;
+      proxy_cache_key $uri;
+      proxy_cache_valid 200 1h;
+      proxy_cache_lock on;
+    }`,
+    },
+    `  upstream origin { server 127.0.0.1:${originPort}; keepalive 128; keepalive_requests 1000000; }
+  proxy_cache_path $PREFIX/cache levels=1:2 keys_zone=c:16m max_size=1g inactive=1h use_temp_path=off;`,
+  );
+}
+
+export function proxyYaml(workers: number, originPort: number, level: "warn" | "info" = "warn"): string {
+  const ep = `http://127.0.0.1:${originPort}`;
+  const creds = `access_key: "AKIDBENCH", secret_key: "bench-secret-key"`;
+  return `server:
+  address: 127.0.0.1
+  port: $PORT
+  workers: ${workers}
+  max_concurrent_requests: 100000
+logging:
+  level: ${level}
+jwt:
+  enabled: true
+  algorithm: HS256
+  secret: "${JWT_SECRET}"
+cache:
+  enabled: true
+  memory: { max_item_size_mb: 10, max_cache_size_mb: 64, default_ttl_seconds: 3600 }
+buckets:
+  - name: anon
+    path_prefix: /anon
+    s3: { bucket: bucket, endpoint: "${ep}" }
+  - name: signed
+    path_prefix: /signed
+    s3: { bucket: bucket, endpoint: "${ep}", ${creds} }
+  - name: jwt
+    path_prefix: /jwt
+    s3: { bucket: bucket, endpoint: "${ep}", ${creds} }
+    auth: { enabled: true }
+  - name: cached
+    path_prefix: /cached
+    s3: { bucket: bucket, endpoint: "${ep}", ${creds} }
+    cache: { enabled: true }
+`;
+}
+
+export async function startSetup(fx: Fixture, origin: Nginx, workers: number, level: "warn" | "info" = "warn"): Promise<Setup> {
+  const peer = await startPeer(fx, workers, origin.ports.s3);
+  const proxy = await startProxy(fx, `w${workers}-${level}`, proxyYaml(workers, origin.ports.s3, level));
+  const P = (port: number, path: string) => `http://127.0.0.1:${port}${path}`;
+  const auth = { authorization: `Bearer ${TOKEN}` };
+  const targets: Setup["targets"] = {
+    nginx_static: { url: P(peer.ports.static, "/bucket/1k.bin"), label: "1 nginx static" },
+    nginx_proxy_pass: { url: P(peer.ports.pass, "/bucket/1k.bin"), label: "2 nginx proxy_pass (keepalive)" },
+    nginx_proxy_cache: { url: P(peer.ports.cache, "/bucket/1k.bin"), label: "3 nginx proxy_cache" },
+    yata_anon: { url: P(proxy.port, "/anon/1k.bin"), label: "4 Yatagarasu anonymous" },
+    yata_signed: { url: P(proxy.port, "/signed/1k.bin"), label: "5 Yatagarasu SigV4" },
+    yata_jwt_signed: { url: P(proxy.port, "/jwt/1k.bin"), headers: auth, label: "6 Yatagarasu JWT HS256 + SigV4" },
+    yata_cached: { url: P(proxy.port, "/cached/1k.bin"), label: "7 Yatagarasu cache hit" },
+    nginx_static_100m: { url: P(peer.ports.static, "/bucket/100m.bin"), label: "8a nginx static 100 MiB" },
+    yata_stream_100m: { url: P(proxy.port, "/signed/100m.bin"), label: "8b Yatagarasu 100 MiB stream" },
+  };
+  // Sanity: every target answers 200 with the right size before anything is measured.
+  for (const [id, t] of Object.entries(targets)) {
+    if (id.endsWith("100m")) {
+      const r = await fetch(t.url, { headers: t.headers });
+      const n = (await r.arrayBuffer()).byteLength;
+      if (r.status !== 200 || n !== 100 * 1024 * 1024) throw new Error(`${id}: status ${r.status}, ${n} bytes`);
+    } else {
+      await waitHttp(t.url, 10_000, t.headers);
+      const r = await fetch(t.url, { headers: t.headers });
+      const n = (await r.arrayBuffer()).byteLength;
+      if (n !== 1024) throw new Error(`${id}: ${n} bytes, want 1024`);
+    }
+  }
+  return {
+    workers,
+    origin,
+    peer,
+    proxy,
+    targets,
+    stop: async () => {
+      await proxy.stop();
+      await peer.stop();
+    },
+  };
+}
