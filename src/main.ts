@@ -87,7 +87,7 @@ async function serve(config: Config, configPath: string): Promise<number> {
   let listener: Listener;
   let metrics: Listener | undefined;
   try {
-    // Readiness probe period (default 5 s). YATAGARASU_PROBE_INTERVAL_MS overrides it (tests, tuning).
+    // server.readiness_probe_interval_seconds sets the probe period; YATAGARASU_PROBE_INTERVAL_MS overrides it (tests).
     const probeEnv = Number(process.env.YATAGARASU_PROBE_INTERVAL_MS);
     const probeIntervalMs = Number.isInteger(probeEnv) && probeEnv > 0 ? probeEnv : undefined;
     app = await App.create(config, { configPath, log, share: workers, probeIntervalMs });

@@ -85,7 +85,7 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
   }
   const anyLimit = config.server.rate_limit?.enabled || config.buckets.some((b) => b.s3.rate_limit);
   const limiter = anyLimit ? RateLimiter.fromConfig(config, { share: deps.share ?? 1 }) : undefined;
-  const prober = new Prober([...buckets.values()].map((b) => b.upstream), deps.probeIntervalMs ?? 5000);
+  const prober = new Prober([...buckets.values()].map((b) => b.upstream), deps.probeIntervalMs ?? config.server.readiness_probe_interval_seconds * 1000);
   if (deps.start !== false) prober.start();
   for (const b of buckets.values()) if (b.upstream.breaker) deps.metrics?.setBreakerState(b.name, 0);
 

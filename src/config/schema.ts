@@ -179,6 +179,8 @@ export const ServerSchema = z.strictObject({
   engine: z.enum(["bun", "node"]).default("bun"),
   workers: z.union([z.number().int().min(1).max(64), z.literal("auto")]).default(1),
   max_concurrent_requests: posInt.default(1000),
+  /** How often each bucket's upstream is probed in the background for /ready. */
+  readiness_probe_interval_seconds: z.number().min(0.1).max(3600).default(5),
   trusted_proxies: z.array(nonEmpty).default([]),
   /** Objects up to this size are buffered so Content-Length is exact; larger ones stream. */
   buffer_threshold_bytes: nonNegInt.default(8 * 1024 * 1024),
