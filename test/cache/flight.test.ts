@@ -1,0 +1,180 @@
+import { beforeEach, describe, expect, test } from "bun:test";
+import { Cache } from "../../src/cache/cache.ts";
+import { MemoryLayer } from "../../src/cache/memory.ts";
+import { serveWithCache, type ServeArgs } from "../../src/cache/serve.ts";
+import { bytesOf, chunkedBody, controlledUpstream, tick } from "./helpers.ts";
+
+const ETAG = '"v1"';
+const LIMIT = 10_000;
+const policy = { ttlSeconds: 600, defaultTtlSeconds: 3600, maxItemBytes: LIMIT };
+let clock = 0;
+let cache: Cache;
+let memory: MemoryLayer;
+let up: ReturnType<typeof controlledUpstream>;
+
+beforeEach(() => {
+  clock = 1_000_000;
+  memory = new MemoryLayer(1 << 20, LIMIT);
+  cache = new Cache([memory]);
+  up = controlledUpstream();
+});
+
+function serve(h: Record<string, string> = {}, method: "GET" | "HEAD" = "GET", extra: Partial<ServeArgs> = {}) {
+  return serveWithCache({ cache, bucket: "b", key: "k", method, reqHeaders: new Headers(h), policy, upstream: up.fn, now: () => clock, ...extra });
+}
+const ok = (size: number, headers: Record<string, string> = {}) =>
+  new Response(bytesOf(size), { headers: { etag: ETAG, "content-length": String(size), ...headers } });
+const bytes = async (r: Response) => new Uint8Array(await r.arrayBuffer());
+
+describe("coalescing", () => {
+  test("50 concurrent misses make exactly one upstream request; everyone gets the bytes", async () => {
+    const all = Array.from({ length: 50 }, () => serve());
+    await tick();
+    expect(up.calls.length).toBe(1);
+    expect(cache.inflight.size).toBe(1);
+    up.respond(ok(1024));
+    const results = await Promise.all(all);
+    expect(results.map((r) => r.upstreamCalls).reduce((a, b) => a + b)).toBe(1);
+    for (const r of results) {
+      expect(r.cacheStatus).toBe("MISS");
+      expect(r.response.headers.get("content-length")).toBe("1024");
+      expect(await bytes(r.response)).toEqual(bytesOf(1024));
+    }
+    expect(cache.inflight.size).toBe(0);
+    expect(cache.stats().buckets.b).toMatchObject({ misses: 50, coalesced: 49, hits: 0, items: 1 });
+    expect((await serve()).cacheStatus).toBe("HIT");
+    expect(up.calls.length).toBe(1);
+  });
+
+  test("a thrown upstream error reaches every waiter, is not cached, and the next request retries", async () => {
+    const boom = new Error("connect ECONNREFUSED");
+    const all = Array.from({ length: 20 }, () => serve().then(() => "resolved", (e) => e));
+    await tick();
+    up.fail(boom);
+    for (const r of await Promise.all(all)) expect(r).toBe(boom);
+    expect(memory.stats().items).toBe(0);
+    expect(cache.inflight.size).toBe(0);
+    const next = serve();
+    await tick();
+    expect(up.calls.length).toBe(2);
+    up.respond(ok(10));
+    expect((await next).cacheStatus).toBe("MISS");
+  });
+
+  test("a non-200 (503) is replayed to every waiter with its body, and not cached", async () => {
+    const all = Array.from({ length: 5 }, () => serve());
+    await tick();
+    up.respond(new Response("<Error><Code>SlowDown</Code></Error>", { status: 503, headers: { "x-amz-request-id": "R" } }));
+    for (const r of await Promise.all(all)) {
+      expect(r).toMatchObject({ cacheStatus: "MISS", passthrough: true });
+      expect(r.response.status).toBe(503);
+      expect(r.response.headers.get("x-amz-request-id")).toBe("R");
+      expect(await r.response.text()).toContain("SlowDown");
+    }
+    expect(memory.stats().items).toBe(0);
+    const next = serve();
+    await tick();
+    expect(up.calls.length).toBe(2);
+    up.respond(ok(10));
+    await next;
+  });
+
+  test("a 404 is not cached (the next request asks S3 again)", async () => {
+    const first = serve();
+    await tick();
+    up.respond(new Response("nope", { status: 404 }));
+    expect((await first).response.status).toBe(404);
+    const second = serve();
+    await tick();
+    expect(up.calls.length).toBe(2);
+    up.respond(new Response("nope", { status: 404 }));
+    expect((await second).response.status).toBe(404);
+  });
+});
+
+describe("object size", () => {
+  test("known length over the limit: the leader streams it, waiters go upstream themselves, nothing stored", async () => {
+    const leader = serve();
+    const waiters = [serve(), serve()];
+    await tick();
+    up.respond(ok(LIMIT + 1));
+    const l = await leader;
+    expect(l).toMatchObject({ cacheStatus: "BYPASS", upstreamCalls: 1, passthrough: true });
+    expect(await bytes(l.response)).toEqual(bytesOf(LIMIT + 1));
+    await tick();
+    expect(up.calls.length).toBe(3);
+    while (up.waiting > 0) up.respond(ok(LIMIT + 1));
+    for (const w of await Promise.all(waiters)) {
+      expect(w).toMatchObject({ cacheStatus: "BYPASS", upstreamCalls: 1 });
+      expect((await bytes(w.response)).length).toBe(LIMIT + 1);
+    }
+    expect(memory.stats().items).toBe(0);
+  });
+
+  test("unknown length crossing the limit mid-stream: the whole body is delivered, nothing stored", async () => {
+    const leader = serve();
+    await tick();
+    up.respond(new Response(chunkedBody(25, 1000), { headers: { etag: ETAG } })); // 25 000 bytes > 10 000
+    const l = await leader;
+    expect(l.cacheStatus).toBe("BYPASS");
+    const got = await bytes(l.response);
+    expect(got.length).toBe(25_000);
+    for (let i = 0; i < 25; i++) expect(got[i * 1000]).toBe(i);
+    expect(memory.stats().items).toBe(0);
+  });
+
+  test("unknown length under the limit is buffered and stored with its real Content-Length", async () => {
+    const leader = serve();
+    await tick();
+    up.respond(new Response(chunkedBody(5, 1000), { headers: { etag: ETAG } }));
+    const l = await leader;
+    expect(l.cacheStatus).toBe("MISS");
+    expect(l.response.headers.get("content-length")).toBe("5000");
+    expect(memory.stats().items).toBe(1);
+  });
+
+  test("HEAD on an oversize miss: headers only", async () => {
+    const leader = serve({}, "HEAD");
+    await tick();
+    up.respond(ok(LIMIT + 1));
+    const l = await leader;
+    expect(l.cacheStatus).toBe("BYPASS");
+    expect(l.response.body).toBeNull();
+    expect(l.response.headers.get("content-length")).toBe(String(LIMIT + 1));
+  });
+
+  test("oversize miss with a matching If-None-Match → 304 without sending the body", async () => {
+    const leader = serve({ "if-none-match": ETAG });
+    await tick();
+    up.respond(ok(LIMIT + 1));
+    const l = await leader;
+    expect(l.response.status).toBe(304);
+    expect(l.response.headers.get("etag")).toBe(ETAG);
+  });
+});
+
+describe("Range on a miss", () => {
+  test("goes upstream with the client's range and validators, BYPASS, nothing stored", async () => {
+    const r = serve({ range: "bytes=0-9", "if-match": ETAG, "user-agent": "x" });
+    await tick();
+    expect(up.calls[0]).toEqual({ range: "bytes=0-9", "if-match": ETAG });
+    up.respond(new Response(bytesOf(10), { status: 206, headers: { "content-range": "bytes 0-9/100" } }));
+    const res = await r;
+    expect(res).toMatchObject({ cacheStatus: "BYPASS", upstreamCalls: 1, passthrough: true });
+    expect(res.response.status).toBe(206);
+    expect(memory.stats().items).toBe(0);
+  });
+
+  test("joins a fill already in flight and is answered from its bytes", async () => {
+    const full = serve();
+    const ranged = serve({ range: "bytes=-4" });
+    await tick();
+    expect(up.calls.length).toBe(1);
+    up.respond(ok(100));
+    await full;
+    const r = (await ranged).response;
+    expect(r.status).toBe(206);
+    expect(r.headers.get("content-range")).toBe("bytes 96-99/100");
+    expect(await bytes(r)).toEqual(bytesOf(100).subarray(96));
+  });
+});

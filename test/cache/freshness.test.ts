@@ -1,0 +1,86 @@
+import { describe, expect, test } from "bun:test";
+import { freshnessSeconds, mergeHeaders, pickHeaders } from "../../src/cache/freshness.ts";
+
+describe("freshnessSeconds", () => {
+  const f = (cc: string | null, bucket?: number) => freshnessSeconds(cc, bucket, 3600);
+  test("no Cache-Control: bucket ttl_seconds, else the default", () => {
+    expect(f(null)).toBe(3600);
+    expect(f("")).toBe(3600);
+    expect(f(null, 600)).toBe(600);
+    expect(f(null, 0)).toBe(0);
+    expect(f("public", 600)).toBe(600);
+    expect(f("must-revalidate")).toBe(3600);
+  });
+  test("no-store and private are never stored", () => {
+    expect(f("no-store")).toBeNull();
+    expect(f("private")).toBeNull();
+    expect(f("max-age=60, private")).toBeNull();
+    expect(f('private="set-cookie"')).toBeNull();
+    expect(f("No-Store", 600)).toBeNull();
+    expect(f("public, max-age=60, no-store")).toBeNull();
+  });
+  test("no-cache: stored, revalidated every time", () => {
+    expect(f("no-cache")).toBe(0);
+    expect(f("no-cache, max-age=600")).toBe(0);
+    expect(f('no-cache="x-foo"', 600)).toBe(0);
+  });
+  test("max-age and s-maxage beat the bucket ttl; s-maxage beats max-age", () => {
+    expect(f("max-age=120", 600)).toBe(120);
+    expect(f("public, max-age=120")).toBe(120);
+    expect(f("s-maxage=30, max-age=120", 600)).toBe(30);
+    expect(f("max-age=120, s-maxage=30")).toBe(30);
+    expect(f("S-MaxAge=30")).toBe(30);
+    expect(f(' max-age = "90" ')).toBe(90);
+    expect(f("max-age=10, max-age=20")).toBe(10); // first occurrence
+  });
+  test("max-age=0: stored but stale at once", () => {
+    expect(f("max-age=0", 600)).toBe(0);
+  });
+  test("malformed or huge deltas", () => {
+    expect(f("max-age=abc", 600)).toBe(0);
+    expect(f("max-age=-5", 600)).toBe(0);
+    expect(f("max-age", 600)).toBe(0);
+    expect(f("max-age=99999999999999")).toBe(2147483648);
+  });
+});
+
+describe("stored headers", () => {
+  const upstream = new Headers({
+    etag: '"e"',
+    "last-modified": "Wed, 21 Oct 2015 07:28:00 GMT",
+    "content-type": "image/png",
+    "content-length": "12",
+    "cache-control": "max-age=60",
+    "content-disposition": "inline",
+    "content-encoding": "gzip",
+    "content-language": "en",
+    expires: "Thu, 22 Oct 2015 07:28:00 GMT",
+    "x-amz-meta-owner": "me",
+    "x-amz-request-id": "REQ",
+    "x-amz-id-2": "ID2",
+    server: "AmazonS3",
+    "accept-ranges": "bytes",
+    date: "Wed, 21 Oct 2015 07:28:00 GMT",
+    "set-cookie": "a=b",
+  });
+  test("only the listed headers and x-amz-meta-* are kept; content-length is recomputed elsewhere", () => {
+    expect(pickHeaders(upstream)).toEqual({
+      etag: '"e"',
+      "last-modified": "Wed, 21 Oct 2015 07:28:00 GMT",
+      "content-type": "image/png",
+      "cache-control": "max-age=60",
+      "content-disposition": "inline",
+      "content-encoding": "gzip",
+      "content-language": "en",
+      expires: "Thu, 22 Oct 2015 07:28:00 GMT",
+      "x-amz-meta-owner": "me",
+    });
+  });
+  test("a 304 updates what it carries, never content-length", () => {
+    const merged = mergeHeaders(
+      { etag: '"e"', "cache-control": "max-age=60", "content-length": "12", "content-type": "a/b" },
+      new Headers({ "cache-control": "max-age=5", "content-length": "0", "x-amz-request-id": "R" }),
+    );
+    expect(merged).toEqual({ etag: '"e"', "cache-control": "max-age=5", "content-length": "12", "content-type": "a/b" });
+  });
+});

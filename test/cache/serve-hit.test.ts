@@ -1,0 +1,176 @@
+import { beforeEach, describe, expect, test } from "bun:test";
+import { Cache } from "../../src/cache/cache.ts";
+import { MemoryLayer } from "../../src/cache/memory.ts";
+import { serveWithCache, type ServeArgs } from "../../src/cache/serve.ts";
+import { ProxyError } from "../../src/errors.ts";
+import { bytesOf, instantUpstream } from "./helpers.ts";
+
+const ETAG = '"0123456789abcdef"';
+const LM = "Wed, 21 Oct 2015 07:28:00 GMT";
+const SIZE = 1000;
+const BODY = bytesOf(SIZE);
+const s3Headers = {
+  etag: ETAG,
+  "last-modified": LM,
+  "content-type": "application/octet-stream",
+  "content-length": String(SIZE),
+  "x-amz-meta-color": "blue",
+  "x-amz-request-id": "REQ1",
+};
+
+let clock = 1_000_000;
+let cache: Cache;
+let up: ReturnType<typeof instantUpstream>;
+const policy = { ttlSeconds: 600, defaultTtlSeconds: 3600, maxItemBytes: 10_000 };
+
+function serve(h: Record<string, string> = {}, method: "GET" | "HEAD" = "GET", extra: Partial<ServeArgs> = {}) {
+  return serveWithCache({ cache, bucket: "b", key: "obj.bin", method, reqHeaders: new Headers(h), policy, upstream: up.fn, now: () => clock, ...extra });
+}
+const bytes = async (r: Response) => new Uint8Array(await r.arrayBuffer());
+
+beforeEach(async () => {
+  clock = 1_000_000;
+  cache = new Cache([new MemoryLayer(1 << 20, 10_000)]);
+  up = instantUpstream(() => new Response(BODY, { headers: s3Headers }));
+  const first = await serve();
+  expect(first.cacheStatus).toBe("MISS");
+  expect(first.upstreamCalls).toBe(1);
+  expect(first.response.headers.get("x-cache")).toBe("MISS");
+  expect(await bytes(first.response)).toEqual(BODY);
+});
+
+describe("HIT", () => {
+  test("full body from memory with stored headers, Age and X-Cache", async () => {
+    clock += 7_500;
+    const r = await serve();
+    expect(r).toMatchObject({ cacheStatus: "HIT", upstreamCalls: 0, passthrough: false });
+    const h = r.response.headers;
+    expect(r.response.status).toBe(200);
+    expect(h.get("x-cache")).toBe("HIT");
+    expect(h.get("age")).toBe("7");
+    expect(h.get("etag")).toBe(ETAG);
+    expect(h.get("last-modified")).toBe(LM);
+    expect(h.get("content-length")).toBe("1000");
+    expect(h.get("content-type")).toBe("application/octet-stream");
+    expect(h.get("x-amz-meta-color")).toBe("blue");
+    expect(h.get("accept-ranges")).toBe("bytes");
+    expect(h.get("x-amz-request-id")).toBeNull(); // not stored
+    expect(await bytes(r.response)).toEqual(BODY);
+    expect(up.calls.length).toBe(1);
+    expect(cache.stats().buckets.b).toMatchObject({ hits: 1, misses: 1, items: 1 });
+  });
+
+  test("responses share the prebuilt headers safely, and Age moves with the clock", async () => {
+    const a = (await serve()).response;
+    const b = (await serve()).response;
+    a.headers.set("x-request-id", "one");
+    expect(b.headers.get("x-request-id")).toBeNull();
+    expect((await serve()).response.headers.get("x-request-id")).toBeNull();
+    clock += 2_000;
+    expect((await serve()).response.headers.get("age")).toBe("2");
+  });
+
+  test("HEAD: headers and the object's Content-Length, no body", async () => {
+    const r = await serve({}, "HEAD");
+    expect(r.cacheStatus).toBe("HIT");
+    expect(r.response.headers.get("content-length")).toBe("1000");
+    expect(r.response.body).toBeNull();
+  });
+});
+
+describe("Range from a cached body", () => {
+  const range = async (spec: string) => (await serve({ range: spec })).response;
+  test.each([
+    ["bytes=0-0", 0, 0],
+    ["bytes=999-999", 999, 999],
+    ["bytes=-10", 990, 999],
+    ["bytes=990-", 990, 999],
+    ["bytes=100-199", 100, 199],
+    ["bytes=500-5000", 500, 999],
+  ])("%s → 206", async (spec, s, e) => {
+    const r = await range(spec);
+    expect(r.status).toBe(206);
+    expect(r.headers.get("content-range")).toBe(`bytes ${s}-${e}/1000`);
+    expect(r.headers.get("content-length")).toBe(String(e - s + 1));
+    expect(r.headers.get("x-cache")).toBe("HIT");
+    expect(await bytes(r)).toEqual(BODY.subarray(s, e + 1));
+    expect(up.calls.length).toBe(1);
+  });
+
+  test("the prebuilt 206 base keeps Age current and never leaks a previous Content-Range", async () => {
+    await range("bytes=0-9");
+    clock += 3_000;
+    const r = await range("bytes=10-");
+    expect(r.headers.get("age")).toBe("3");
+    expect(r.headers.get("content-range")).toBe("bytes 10-999/1000");
+    expect(r.headers.get("content-length")).toBe("990");
+    const full = (await serve()).response;
+    expect(full.headers.get("content-range")).toBeNull();
+    expect(full.headers.get("content-length")).toBe("1000");
+  });
+
+  test("unsatisfiable → 416 ProxyError with Content-Range: bytes */size", async () => {
+    for (const spec of ["bytes=1000-", "bytes=-0"]) {
+      const err = await serve({ range: spec }).catch((e) => e);
+      expect(err).toBeInstanceOf(ProxyError);
+      expect(err.status).toBe(416);
+      expect(err.headers).toEqual({ "content-range": "bytes */1000" });
+    }
+  });
+
+  test("ignored ranges, HEAD, and a failing If-Range get the full 200", async () => {
+    expect((await range("bytes=0-1,5-6")).status).toBe(200);
+    expect((await range("items=0-1")).status).toBe(200);
+    expect((await serve({ range: "bytes=0-1" }, "HEAD")).response.status).toBe(200);
+    expect((await serve({ range: "bytes=0-1", "if-range": '"old"' })).response.status).toBe(200);
+    expect((await serve({ range: "bytes=0-1", "if-range": ETAG })).response.status).toBe(206);
+    expect((await serve({ range: "bytes=0-1", "if-range": LM })).response.status).toBe(206);
+  });
+});
+
+describe("conditionals from cache", () => {
+  test("If-None-Match / If-Modified-Since → 304 with validators, no body", async () => {
+    for (const h of <Record<string, string>[]>[{ "if-none-match": ETAG }, { "if-none-match": `"x", W/${ETAG}` }, { "if-modified-since": LM }]) {
+      const r = await serve(h);
+      expect(r.cacheStatus).toBe("HIT");
+      expect(r.response.status).toBe(304);
+      expect(r.response.headers.get("etag")).toBe(ETAG);
+      expect(r.response.headers.get("last-modified")).toBe(LM);
+      expect(r.response.body).toBeNull();
+    }
+    expect((await serve({ "if-none-match": '"other"' })).response.status).toBe(200);
+    expect((await serve({ "if-modified-since": "Tue, 20 Oct 2015 07:28:00 GMT" })).response.status).toBe(200);
+    expect(up.calls.length).toBe(1);
+  });
+
+  test("If-Match / If-Unmodified-Since failures → 412 ProxyError", async () => {
+    for (const h of <Record<string, string>[]>[{ "if-match": '"other"' }, { "if-unmodified-since": "Tue, 20 Oct 2015 07:28:00 GMT" }]) {
+      const err = await serve(h).catch((e) => e);
+      expect(err).toBeInstanceOf(ProxyError);
+      expect(err.code).toBe("PreconditionFailed");
+    }
+    expect((await serve({ "if-match": ETAG })).response.status).toBe(200);
+  });
+
+  test("the prebuilt 304 follows Age", async () => {
+    expect((await serve({ "if-none-match": ETAG })).response.headers.get("age")).toBe("0");
+    clock += 4_000;
+    const r = (await serve({ "if-none-match": ETAG })).response;
+    expect(r.headers.get("age")).toBe("4");
+    expect(r.headers.get("x-cache")).toBe("HIT");
+    expect(r.headers.get("content-length")).toBeNull();
+  });
+
+  test("304 beats Range", async () => {
+    expect((await serve({ "if-none-match": ETAG, range: "bytes=0-1" })).response.status).toBe(304);
+  });
+
+  test("a conditional request on a miss fills the cache and answers 304 locally", async () => {
+    await cache.purgeAll();
+    const r = await serve({ "if-none-match": ETAG });
+    expect(r).toMatchObject({ cacheStatus: "MISS", upstreamCalls: 1 });
+    expect(r.response.status).toBe(304);
+    expect(up.calls.at(-1)).toEqual({}); // the client's validators are not forwarded on a fill
+    expect((await serve()).cacheStatus).toBe("HIT");
+  });
+});

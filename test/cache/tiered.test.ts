@@ -1,0 +1,70 @@
+import { afterAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Cache } from "../../src/cache/cache.ts";
+import { MemoryLayer } from "../../src/cache/memory.ts";
+import { serveWithCache } from "../../src/cache/serve.ts";
+import type { CachedObject, CacheLayer, LayerStats } from "../../src/cache/types.ts";
+import { bytesOf, tick } from "./helpers.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "yatagarasu-cache-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** A toy disk layer (async, bodies are Bun.file) — enough to show a layer joins without touching serve.ts. */
+class ToyDiskLayer implements CacheLayer {
+  readonly name = "disk";
+  private readonly meta = new Map<string, Omit<CachedObject, "body">>();
+  async get(key: string) {
+    const m = this.meta.get(key);
+    return m && { ...m, body: Bun.file(join(dir, encodeURIComponent(key))), tpl: undefined };
+  }
+  async put(obj: CachedObject) {
+    await Bun.write(join(dir, encodeURIComponent(obj.key)), obj.body);
+    const { body: _b, tpl: _t, ...m } = obj;
+    this.meta.set(obj.key, m);
+  }
+  async delete(key: string) {
+    return this.meta.delete(key);
+  }
+  async purgePrefix(prefix: string) {
+    let n = 0;
+    for (const k of [...this.meta.keys()]) if (k.startsWith(prefix) && this.meta.delete(k)) n++;
+    return n;
+  }
+  stats(): LayerStats {
+    return { items: this.meta.size, bytes: 0, evictions: 0, maxBytes: 0, buckets: {} };
+  }
+}
+
+test("a hit in a lower (disk-like) layer is served from the file and promoted to memory", async () => {
+  const memory = new MemoryLayer(1 << 20, 1 << 20);
+  const disk = new ToyDiskLayer();
+  const cache = new Cache([memory, disk]);
+  const now = Date.now();
+  await disk.put({ key: "b/k", body: new Blob([bytesOf(5000)]), headers: { etag: '"d"', "content-length": "5000" }, storedAt: now, expiresAt: now + 60_000, size: 5000 });
+  const upstream = async () => {
+    throw new Error("must not be called");
+  };
+  const args = { cache, bucket: "b", key: "k", method: "GET" as const, policy: { defaultTtlSeconds: 60, maxItemBytes: 1 << 20 }, upstream };
+
+  const fromDisk = await serveWithCache({ ...args, reqHeaders: new Headers() });
+  expect(fromDisk.cacheStatus).toBe("HIT");
+  expect(fromDisk.response.headers.get("content-length")).toBe("5000");
+  expect(new Uint8Array(await fromDisk.response.arrayBuffer())).toEqual(bytesOf(5000));
+
+  const ranged = await serveWithCache({ ...args, reqHeaders: new Headers({ range: "bytes=4990-" }) });
+  expect(ranged.response.status).toBe(206);
+  expect(new Uint8Array(await ranged.response.arrayBuffer())).toEqual(bytesOf(5000).subarray(4990));
+
+  for (let i = 0; i < 100 && memory.peek("b/k") === undefined; i++) await tick();
+  expect(memory.peek("b/k")?.size).toBe(5000);
+
+  // a fill writes to every layer
+  const filled = await serveWithCache({ ...args, key: "new", reqHeaders: new Headers(), upstream: async () => new Response("fresh") });
+  expect(filled.cacheStatus).toBe("MISS");
+  for (let i = 0; i < 100 && (await disk.get("b/new")) === undefined; i++) await tick();
+  expect(await (await disk.get("b/new"))!.body.text()).toBe("fresh");
+  expect(await cache.purgeAll()).toBe(2);
+  expect(disk.stats().items).toBe(0);
+});
