@@ -16,6 +16,9 @@ import type { Config } from "./config/load.ts";
 import { createHandler } from "./pipeline.ts";
 import { resolveConfigPath } from "./config/validate.ts";
 
+/** node engine: a body without Content-Length up to this size is buffered to get one. */
+const SMALL_BODY_BYTES = 64 * 1024;
+
 export interface Listener {
   readonly port: number;
   /** Stop accepting; resolve when in-flight requests are done (or `force` closes them). */
@@ -60,19 +63,33 @@ async function writeNodeResponse(res: http.ServerResponse, response: Response, i
     res.end();
     return;
   }
-  if (!response.headers.has("content-length")) {
-    // Small generated bodies (errors, JSON): buffer them so they carry a Content-Length too.
-    const buf = Buffer.from(await response.arrayBuffer());
-    res.setHeader("content-length", buf.byteLength);
-    res.end(buf);
-    return;
-  }
   const reader = body.getReader();
+  // Small generated bodies (errors, JSON) without a length are buffered so they carry a
+  // Content-Length too. An upstream body of unknown length (S3 answering chunked) is never
+  // buffered whole: past SMALL_BODY_BYTES it streams chunked, with backpressure.
+  const pending: Uint8Array[] = [];
   try {
+    if (!response.headers.has("content-length")) {
+      let size = 0;
+      while (size <= SMALL_BODY_BYTES) {
+        const { done, value } = await reader.read();
+        if (done) {
+          const buf = Buffer.concat(pending);
+          res.setHeader("content-length", buf.byteLength);
+          res.end(buf);
+          return;
+        }
+        pending.push(value);
+        size += value.byteLength;
+      }
+    }
     for (;;) {
-      const { done, value } = await reader.read();
+      const next = pending.shift();
+      const { done, value } = next ? { done: false, value: next } : await reader.read();
       if (done) break;
       if (!res.write(value)) {
+        // 'close' may already have fired (client gone): waiting for it would hang forever.
+        if (res.destroyed) throw new Error("client went away");
         await new Promise<void>((resolve) => {
           const go = () => {
             res.off("drain", go);

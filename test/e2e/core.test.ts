@@ -108,7 +108,7 @@ describe("SigV4 and credentials", () => {
     s3.resetLog();
     const res = await get("/wrong/secret.txt");
     expect(res.status).toBe(403);
-    expect((await res.json()).error).toBe("AccessDenied");
+    expect(((await res.json()) as { error: string }).error).toBe("AccessDenied");
     expect(s3.requests.find((r) => r.pathname === "/priv/secret.txt")?.errorCode).toBe("SignatureDoesNotMatch");
   });
 
@@ -246,13 +246,13 @@ describe("errors", () => {
   test("NoSuchBucket → 404 NoSuchBucket", async () => {
     const res = await get("/ghost/x.txt");
     expect(res.status).toBe(404);
-    expect((await res.json()).error).toBe("NoSuchBucket");
+    expect(((await res.json()) as { error: string }).error).toBe("NoSuchBucket");
   });
 
   test("an unmapped path → 404 NotFound", async () => {
     const res = await get("/nowhere/x");
     expect(res.status).toBe(404);
-    expect((await res.json()).error).toBe("NotFound");
+    expect(((await res.json()) as { error: string }).error).toBe("NotFound");
   });
 
   for (const raw of ["/pub/a%2F..%2F..%2Fpriv/secret.txt", "/pub/a%2f%2e%2e%2fb", "/pub/a%00b", "/pub/a%0D%0Ab", "/pub/%zz"]) {
@@ -277,7 +277,7 @@ describe("errors", () => {
       const res = await get("/pub/hello.txt", { method, body: method === "DELETE" ? undefined : "x" });
       expect(res.status).toBe(405);
       expect(res.headers.get("allow")).toBe("GET, HEAD, OPTIONS");
-      expect((await res.json()).error).toBe("MethodNotAllowed");
+      expect(((await res.json()) as { error: string }).error).toBe("MethodNotAllowed");
     });
   }
 
@@ -355,7 +355,7 @@ describe("health", () => {
       res = await get("/ready");
     }
     expect(res.status).toBe(200);
-    const body = await res.json();
+    const body = (await res.json()) as { ready: boolean; reasons: string[]; buckets: Record<string, unknown> };
     expect(body.ready).toBe(true);
     expect(body.reasons).toEqual([]);
     expect(Object.keys(body.buckets).sort()).toEqual(["a-to-other", "ghost", "other", "priv", "pub", "tok", "wrong"]);
