@@ -1,0 +1,137 @@
+/** The pipeline with `new Request(...)` and a scripted upstream fetch (no sockets). */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { App } from "../../src/app.ts";
+import { parseConfig } from "../../src/config/load.ts";
+import { nullLogger } from "../../src/observe/log.ts";
+import { createHandler } from "../../src/pipeline.ts";
+
+type Seen = { url: string; method: string; headers: Headers };
+const seen: Seen[] = [];
+let answer: (s: Seen) => Response = () => new Response("hello", { headers: { "content-length": "5", etag: '"e"' } });
+const fakeFetch = (async (input: string | URL | Request, init?: RequestInit) => {
+  const s = { url: String(input), method: init?.method ?? "GET", headers: new Headers(init?.headers) };
+  if (s.method === "HEAD" && s.url.endsWith("/bkt/")) return new Response(null, { status: 200 }); // readiness probe
+  seen.push(s);
+  return answer(s);
+}) as typeof fetch;
+
+let app: App;
+let handle: (req: Request, peer: string) => Promise<Response>;
+const YAML = `server: { security_limits: { max_uri_length: 200, max_header_size: 2000 } }
+buckets:
+  - name: b
+    path_prefix: /b
+    s3: { bucket: bkt, endpoint: "http://s3.test:9000", access_key: AKIDUNIT, secret_key: "unit-secret-key", retry: { max_attempts: 1 } }
+`;
+
+beforeAll(async () => {
+  app = await App.create(parseConfig(YAML, { env: {} }), { log: nullLogger, fetch: fakeFetch, probeIntervalMs: 60_000 });
+  handle = createHandler(app);
+});
+afterAll(() => app.close());
+
+const req = (path: string, init?: RequestInit) => handle(new Request(`http://proxy.test${path}`, init), "127.0.0.1");
+const last = () => seen[seen.length - 1];
+
+describe("pipeline", () => {
+  test("GET signs the upstream request for the encoded key, without the client's query or Authorization", async () => {
+    answer = () => new Response("hello", { headers: { "content-length": "5" } });
+    const res = await req("/b/dir/a%20b+c.txt?token=T1&x=1", { headers: { authorization: "Bearer CLIENT", range: "bytes=0-1" } });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe("hello");
+    expect(last().url).toBe("http://s3.test:9000/bkt/dir/a%20b%2Bc.txt");
+    expect(last().headers.get("authorization")).toStartWith("AWS4-HMAC-SHA256 Credential=AKIDUNIT/");
+    expect(last().headers.get("range")).toBe("bytes=0-1");
+  });
+
+  test("an unmapped path is 404 NotFound with a JSON body and x-request-id", async () => {
+    const res = await req("/nope/x", { headers: { "x-request-id": "u-1" } });
+    expect(res.status).toBe(404);
+    expect(res.headers.get("x-request-id")).toBe("u-1");
+    expect(await res.json()).toEqual({ error: "NotFound", message: "No bucket is mapped to this path", request_id: "u-1" });
+  });
+
+  test("the bucket prefix without a key is 404 NoSuchKey and never reaches S3", async () => {
+    const n = seen.length;
+    const res = await req("/b/");
+    expect(res.status).toBe(404);
+    expect(((await res.json()) as { error: string }).error).toBe("NoSuchKey");
+    expect(seen.length).toBe(n);
+  });
+
+  test("an encoded traversal %2F..%2F is 400 InvalidPath", async () => {
+    const res = await req("/b/x%2F..%2F..%2Fy");
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: string }).error).toBe("InvalidPath");
+  });
+
+  test("a malformed escape %zz is 400 InvalidPath", async () => {
+    expect((await req("/b/%zz")).status).toBe(400);
+  });
+
+  test("a URI longer than max_uri_length is 414", async () => {
+    expect((await req(`/b/${"x".repeat(300)}`)).status).toBe(414);
+  });
+
+  test("headers larger than max_header_size are 431", async () => {
+    expect((await req("/b/x", { headers: { "x-big": "y".repeat(3000) } })).status).toBe(431);
+  });
+
+  test("POST is 405 with Allow, OPTIONS is 204 with Allow", async () => {
+    const post = await req("/b/x", { method: "POST", body: "x" });
+    expect(post.status).toBe(405);
+    expect(post.headers.get("allow")).toBe("GET, HEAD, OPTIONS");
+    const opt = await req("/b/x", { method: "OPTIONS" });
+    expect(opt.status).toBe(204);
+    expect(opt.headers.get("allow")).toBe("GET, HEAD, OPTIONS");
+  });
+
+  test("HEAD of an error has no body", async () => {
+    const res = await req("/nope/x", { method: "HEAD" });
+    expect(res.status).toBe(404);
+    expect(await res.text()).toBe("");
+  });
+
+  test("S3 416 becomes 416 RangeNotSatisfiable keeping Content-Range", async () => {
+    answer = () => new Response("<Error><Code>InvalidRange</Code></Error>", { status: 416, headers: { "content-range": "bytes */5" } });
+    const res = await req("/b/x", { headers: { range: "bytes=10-" } });
+    expect(res.status).toBe(416);
+    expect(res.headers.get("content-range")).toBe("bytes */5");
+    expect(((await res.json()) as { error: string }).error).toBe("RangeNotSatisfiable");
+  });
+
+  test("S3 304 becomes 304 without a body, with the validators", async () => {
+    answer = () => new Response(null, { status: 304, headers: { etag: '"e"', "x-amz-request-id": "R" } });
+    const res = await req("/b/x", { headers: { "if-none-match": '"e"' } });
+    expect(res.status).toBe(304);
+    expect(res.headers.get("etag")).toBe('"e"');
+    expect(res.headers.get("x-amz-request-id")).toBeNull();
+    expect(await res.text()).toBe("");
+  });
+
+  test("S3 404 NoSuchKey XML becomes JSON NoSuchKey without the XML", async () => {
+    answer = () => new Response("<Error><Code>NoSuchKey</Code><RequestId>SECRETRID</RequestId></Error>", { status: 404 });
+    const res = await req("/b/missing");
+    const body = await res.text();
+    expect(res.status).toBe(404);
+    expect(JSON.parse(body).error).toBe("NoSuchKey");
+    expect(body).not.toContain("SECRETRID");
+  });
+
+  test("an upstream fetch that throws becomes 502 UpstreamUnreachable", async () => {
+    answer = () => {
+      throw new TypeError("connect ECONNREFUSED");
+    };
+    const res = await req("/b/x");
+    expect(res.status).toBe(502);
+    expect(((await res.json()) as { error: string }).error).toBe("UpstreamUnreachable");
+  });
+
+  test("/health answers 200 {status: ok} without touching S3", async () => {
+    const n = seen.length;
+    const res = await req("/health");
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: "ok" });
+    expect(seen.length).toBe(n);
+  });
+});
