@@ -113,6 +113,11 @@ export async function runFlight(
   if (declared !== null) {
     if (Number(declared) > policy.maxItemBytes) return { shared: { kind: "bypass" }, stream: res };
     body = await res.blob();
+    if (body.size !== Number(declared)) {
+      // Not the body Content-Length announced (a HEAD sent instead of a GET, or a decoded body):
+      // never store or share it; the leader gets what came, the others ask upstream themselves.
+      return { shared: { kind: "bypass" }, stream: new Response(body, { status: 200, headers: res.headers }) };
+    }
   } else if (res.body === null) {
     body = new Blob([]);
   } else {

@@ -153,6 +153,23 @@ describe("object size", () => {
   });
 });
 
+describe("defensive", () => {
+  test("a body shorter than its Content-Length (e.g. a HEAD answer to a fill) is neither stored nor shared", async () => {
+    const head = serve({}, "HEAD");
+    const get = serve();
+    await tick();
+    up.respond(new Response(null, { headers: { etag: ETAG, "content-length": "1024" } }));
+    const h = await head;
+    expect(h.cacheStatus).toBe("BYPASS");
+    expect(h.response.headers.get("content-length")).toBe("1024");
+    await tick();
+    expect(up.calls.length).toBe(2); // the GET waiter asked upstream itself
+    up.respond(ok(1024));
+    expect((await bytes((await get).response)).length).toBe(1024);
+    expect(memory.stats().items).toBe(0);
+  });
+});
+
 describe("Range on a miss", () => {
   test("goes upstream with the client's range and validators, BYPASS, nothing stored", async () => {
     const r = serve({ range: "bytes=0-9", "if-match": ETAG, "user-agent": "x" });
