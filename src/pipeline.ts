@@ -214,7 +214,8 @@ async function serve(app: App, rt: Runtime, bucket: BucketRuntime, key: string, 
       method,
       reqHeaders: req.headers,
       policy: bucket.cachePolicy,
-      upstream: (extra) => bucket.upstream.fetchObject(method, key, extra, extra.range ? req.signal : fillSignal, ctx.timing),
+      // Always GET: a HEAD miss still fills the cache (serveWithCache answers the HEAD itself).
+      upstream: (extra) => bucket.upstream.fetchObject("GET", key, extra, extra.range ? req.signal : fillSignal, ctx.timing),
     });
     ctx.cache = result.cacheStatus;
     if (!result.passthrough) {

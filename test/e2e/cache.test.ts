@@ -29,7 +29,7 @@ const BIG = bytes(1_500_000, 7); // > max_item_size_mb: 1
 
 beforeAll(async () => {
   s3 = await startS3Fixture({ buckets: [{ name: "data" }], credentials: [{ ...CREDS, buckets: ["data"] }] });
-  for (const k of ["hit.txt", "coalesce.txt", "cond.txt", "range.txt", "rangemiss.txt", "head.txt", "nocache.txt", "private-bucket.txt"]) await s3.put("data", k, `body of ${k}\n`);
+  for (const k of ["headfill.txt", "hit.txt", "coalesce.txt", "cond.txt", "range.txt", "rangemiss.txt", "head.txt", "nocache.txt", "private-bucket.txt"]) await s3.put("data", k, `body of ${k}\n`);
   await s3.put("data", "range.bin", bytes(1000, 1));
   await s3.put("data", "big.bin", BIG);
   await s3.put("data", "nostore.txt", "no-store body", { cacheControl: "no-store" });
@@ -91,6 +91,19 @@ describe("hits and misses", () => {
     expect(await res.text()).toBe("");
     expect(upstream("head.txt")).toHaveLength(before);
   });
+});
+
+test("a HEAD miss fills the cache with the whole object: the next GET is a HIT with the full body", async () => {
+  const head = await fetch(px.url("/c/headfill.txt"), { method: "HEAD" });
+  expect(head.status).toBe(200);
+  expect(head.headers.get("x-cache")).toBe("MISS");
+  expect(head.headers.get("content-length")).toBe("21");
+  expect(await head.text()).toBe("");
+  expect(upstream("headfill.txt", "GET")).toHaveLength(1);
+  const get = await fetch(px.url("/c/headfill.txt"));
+  expect(get.headers.get("x-cache")).toBe("HIT");
+  expect(await get.text()).toBe("body of headfill.txt\n");
+  expect(upstream("headfill.txt")).toHaveLength(1);
 });
 
 describe("conditional and range requests", () => {
