@@ -43,7 +43,8 @@ export interface RequestContext {
 
 /** Splits an absolute request URL into raw path and query without building a URL object. */
 export function splitUrl(url: string): { path: string; query: string } {
-  const schemeEnd = url.indexOf("://");
+  // Origin-form ("/path?q", from node:http) or absolute ("http://host/path?q", from Bun.serve).
+  const schemeEnd = url.charCodeAt(0) === 47 ? -1 : url.indexOf("://");
   const pathStart = schemeEnd >= 0 ? url.indexOf("/", schemeEnd + 3) : 0;
   if (pathStart < 0) return { path: "/", query: "" };
   const q = url.indexOf("?", pathStart);
@@ -73,8 +74,12 @@ function authResultOf(err: ProxyError): AuthResult {
   return "error";
 }
 
-export function createHandler(app: App): (req: Request, peer: string) => Promise<Response> {
-  return async function handle(req: Request, peer: string): Promise<Response> {
+/**
+ * `rawTarget` is the request target exactly as received ("/path?query"), when the listener knows
+ * it (node:http does; Bun.serve only exposes the URL after dot-segment resolution).
+ */
+export function createHandler(app: App): (req: Request, peer: string, rawTarget?: string) => Promise<Response> {
+  return async function handle(req: Request, peer: string, rawTarget?: string): Promise<Response> {
     const rt = app.runtime; // captured: a reload mid-request does not affect this request
     const incomingId = req.headers.get("x-request-id");
     const ctx: RequestContext = {
@@ -91,7 +96,7 @@ export function createHandler(app: App): (req: Request, peer: string) => Promise
     let entered = false;
     app.metrics.inFlight(1);
     try {
-      const res = await phases(app, rt, req, peer, ctx, () => (entered = true));
+      const res = await phases(app, rt, req, peer, ctx, () => (entered = true), rawTarget);
       ctx.status = res.status;
       res.headers.set("x-request-id", ctx.id);
       return res;
@@ -134,11 +139,12 @@ export function createHandler(app: App): (req: Request, peer: string) => Promise
   };
 }
 
-async function phases(app: App, rt: Runtime, req: Request, peer: string, ctx: RequestContext, markEntered: () => void): Promise<Response> {
+async function phases(app: App, rt: Runtime, req: Request, peer: string, ctx: RequestContext, markEntered: () => void, rawTarget?: string): Promise<Response> {
   // 0 guard
   const limits = rt.config.server.security_limits;
-  if (req.url.length > limits.max_uri_length + 64) throw new ProxyError("UriTooLong");
-  const { path: rawPath, query } = splitUrl(req.url);
+  const target = rawTarget ?? req.url;
+  if (target.length > limits.max_uri_length + 64) throw new ProxyError("UriTooLong");
+  const { path: rawPath, query } = splitUrl(target);
   if (rawPath.length + query.length > limits.max_uri_length) throw new ProxyError("UriTooLong");
   if (headerBytes(req.headers) > limits.max_header_size) throw new ProxyError("HeadersTooLarge");
   ctx.clientIp = clientIpOf(rt, peer, req.headers);

@@ -89,12 +89,12 @@ export async function startProxy(configYaml: string, opts: { env?: Record<string
   };
   void pump(proc.stdout as ReadableStream<Uint8Array>, true);
   void pump(proc.stderr as ReadableStream<Uint8Array>, false);
+  let exitedFlag = false;
   const exited = proc.exited.then((c) => {
+    exitedFlag = true; // before notify, so waiters fail at once when the proxy dies at startup
     notify();
     return c;
   });
-  let exitedFlag = false;
-  void exited.then(() => (exitedFlag = true));
 
   const waitForLog = (pred: (l: Record<string, unknown>) => boolean, timeoutMs = 15000) =>
     new Promise<Record<string, unknown>>((resolve, reject) => {
