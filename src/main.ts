@@ -143,6 +143,10 @@ async function serve(config: Config, configPath: string): Promise<number> {
     process.on("SIGTERM", () => void shutdown("SIGTERM"));
     process.on("SIGINT", () => void shutdown("SIGINT"));
     process.on("SIGHUP", () => void app.reload());
+    // A stray rejection or exception in some background task must not take the proxy down with
+    // every in-flight request; it is logged (without secrets: only the message) and serving goes on.
+    process.on("unhandledRejection", (reason) => log.error("unhandled rejection", { error: String((reason as Error)?.message ?? reason) }));
+    process.on("uncaughtException", (err) => log.error("uncaught exception", { error: String(err?.message ?? err) }));
     process.on("message", (m: unknown) => {
       const msg = m as { type?: string } | null;
       if (msg?.type === "reload") void app.reload();

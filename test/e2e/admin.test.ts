@@ -200,3 +200,30 @@ describe("reload", () => {
     }
   });
 });
+
+describe("reload and the cache", () => {
+  test("a reload that removes a bucket purges its entries; the kept bucket's entries survive (HIT)", async () => {
+    const p = await startProxy(config(bucket("keep", "/keep") + bucket("gone", "/gone")));
+    try {
+      for (const path of ["/keep/a.txt", "/gone/b.txt"]) expect((await (await fetch(p.url(path))).text()).length).toBeGreaterThan(0);
+      const before = await json(await fetch(p.url("/admin/cache/stats"), { headers: auth(admin) }));
+      expect(before.buckets.gone.items).toBe(1);
+      expect(before.buckets.keep.items).toBe(1);
+
+      p.writeConfig(config(bucket("keep", "/keep")));
+      expect((await fetch(p.url("/admin/reload"), { method: "POST", headers: auth(admin) })).status).toBe(200);
+
+      const after = await json(await fetch(p.url("/admin/cache/stats"), { headers: auth(admin) }));
+      expect(after.buckets.gone).toBeUndefined();
+      expect(after.total.items).toBe(1);
+      const kept = await fetch(p.url("/keep/a.txt"));
+      expect(kept.headers.get("x-cache")).toBe("HIT");
+      expect(await kept.text()).toBe("body of a.txt\n");
+      const removed = await fetch(p.url("/gone/b.txt"));
+      expect(removed.status).toBe(404);
+      await removed.body?.cancel();
+    } finally {
+      await p.stop();
+    }
+  });
+});

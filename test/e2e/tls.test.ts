@@ -1,0 +1,53 @@
+/** server.https: the real process serves TLS with a certificate generated for this test. */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { bucketYaml, startProxy, type ProxyProcess } from "./harness.ts";
+
+let s3: S3Fixture;
+let px: ProxyProcess;
+let certDir: string;
+
+beforeAll(async () => {
+  certDir = mkdtempSync(join(tmpdir(), "yata-tls-"));
+  const gen = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+    "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", join(certDir, "key.pem"), "-out", join(certDir, "cert.pem")], { stderr: "pipe" });
+  if (gen.exitCode !== 0) throw new Error(`openssl failed: ${gen.stderr.toString()}`);
+  s3 = await startS3Fixture({ buckets: [{ name: "pub", public: true }], credentials: [] });
+  await s3.put("pub", "hello.txt", "hello over tls\n");
+  px = await startProxy(`server: { address: 127.0.0.1, port: 0, https: { cert_path: cert.pem, key_path: key.pem } }\nbuckets:\n${bucketYaml({ name: "pub", prefix: "/pub", bucket: "pub", endpoint: s3.endpoint })}`, {
+    files: { "cert.pem": readFileSync(join(certDir, "cert.pem"), "utf8"), "key.pem": readFileSync(join(certDir, "key.pem"), "utf8") },
+  });
+});
+afterAll(async () => {
+  await px?.stop();
+  await s3?.stop();
+  rmSync(certDir, { recursive: true, force: true });
+});
+
+test("serves objects over HTTPS with the configured certificate (paths relative to the config file)", async () => {
+  const ca = readFileSync(join(certDir, "cert.pem"), "utf8");
+  const res = await fetch(`https://127.0.0.1:${px.port}/pub/hello.txt`, { tls: { ca } } as RequestInit);
+  expect(res.status).toBe(200);
+  expect(await res.text()).toBe("hello over tls\n");
+});
+
+test("plain HTTP on the TLS port gets no object", async () => {
+  const r = await fetch(`http://127.0.0.1:${px.port}/pub/hello.txt`).then((x) => x.text()).catch(() => "failed");
+  expect(r).not.toBe("hello over tls\n");
+});
+
+test("an unreadable certificate is a config error naming the key", async () => {
+  const { runCli } = await import("./harness.ts");
+  const dir = mkdtempSync(join(tmpdir(), "yata-tls-bad-"));
+  try {
+    await Bun.write(join(dir, "c.yaml"), `server: { https: { cert_path: nope.pem, key_path: nope.key } }\nbuckets:\n${bucketYaml({ name: "pub", prefix: "/pub", bucket: "pub", endpoint: s3.endpoint })}`);
+    const r = await runCli(["--check", "--config", join(dir, "c.yaml")]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("server.https.cert_path: cannot read nope.pem");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
