@@ -1,38 +1,36 @@
 /**
- * A bounded map with per-entry expiry and least-recently-used eviction (a Map keeps insertion
- * order; a hit re-inserts the entry at the end, eviction drops the first). Used for verified tokens
- * and for authorization decisions.
+ * A bounded map with per-entry expiry and least-recently-used eviction, for verified tokens and
+ * authorization decisions. Built on the one LRU of the project (src/limits/lru.ts: Map + linked
+ * list, O(1) eviction even under a flood of distinct keys).
  */
-export class TtlLru<V> {
-  private readonly map = new Map<string, { value: V; expiresAt: number }>();
+import { LruMap } from "../limits/lru.ts";
 
-  constructor(readonly maxEntries: number) {}
+export class TtlLru<V> {
+  private readonly lru: LruMap<{ value: V; expiresAt: number }> | undefined;
+
+  constructor(readonly maxEntries: number) {
+    this.lru = maxEntries > 0 ? new LruMap(maxEntries) : undefined;
+  }
 
   get size(): number {
-    return this.map.size;
+    return this.lru?.size ?? 0;
   }
 
   get(key: string, now: number): V | undefined {
-    const e = this.map.get(key);
+    const e = this.lru?.get(key);
     if (e === undefined) return undefined;
-    this.map.delete(key);
-    if (e.expiresAt <= now) return undefined;
-    this.map.set(key, e);
+    if (e.expiresAt <= now) {
+      this.lru!.delete(key);
+      return undefined;
+    }
     return e.value;
   }
 
   set(key: string, value: V, expiresAt: number): void {
-    if (this.maxEntries <= 0) return;
-    this.map.delete(key);
-    while (this.map.size >= this.maxEntries) {
-      const oldest = this.map.keys().next();
-      if (oldest.done) break;
-      this.map.delete(oldest.value);
-    }
-    this.map.set(key, { value, expiresAt });
+    this.lru?.set(key, { value, expiresAt });
   }
 
   clear(): void {
-    this.map.clear();
+    this.lru?.clear();
   }
 }

@@ -45,6 +45,30 @@ export class LruMap<V> {
     this.append(node);
   }
 
+  /** Inserts or replaces a key, marking it most recently used. */
+  set(key: string, value: V): void {
+    const node = this.map.get(key);
+    if (node === undefined) return this.insert(key, value);
+    node.value = value;
+    if (node !== this.tail) {
+      this.unlink(node);
+      this.append(node);
+    }
+  }
+
+  delete(key: string): boolean {
+    const node = this.map.get(key);
+    if (node === undefined) return false;
+    this.unlink(node);
+    this.map.delete(key);
+    return true;
+  }
+
+  clear(): void {
+    this.map.clear();
+    this.head = this.tail = null;
+  }
+
   /** The least recently used value, or undefined when empty. */
   oldest(): V | undefined {
     return this.head === null ? undefined : this.head.value;
