@@ -74,6 +74,7 @@ export function makeFixture(): Fixture {
 }
 
 export interface Nginx {
+  /** master + workers */
   ports: Record<string, number>;
   proc: ReturnType<typeof Bun.spawn>;
   pids(): number[];
@@ -150,6 +151,20 @@ export function childPids(pid: number): number[] {
   return out;
 }
 
+/** CPU seconds (user + system) used so far by the given processes. */
+export function cpuSeconds(pids: number[]): number {
+  let t = 0;
+  for (const pid of pids) {
+    try {
+      const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+      t += (Number(f[11]) + Number(f[12])) / 100; // USER_HZ
+    } catch {
+      // exited
+    }
+  }
+  return t;
+}
+
 /** Resident set size in bytes of one process (0 if gone). */
 export function rssOf(pid: number): number {
   try {
@@ -163,6 +178,8 @@ export function rssOf(pid: number): number {
 export interface Proxy {
   port: number;
   proc: ReturnType<typeof Bun.spawn>;
+  /** primary + workers */
+  pids(): number[];
   /** Total RSS of the proxy (primary + workers) in bytes. */
   rss(): number;
   /** RSS per process (workers only when workers > 1). */
@@ -214,6 +231,7 @@ export async function startProxy(fx: Fixture, name: string, yaml: string): Promi
   return {
     port,
     proc,
+    pids: all,
     rss: () => all().reduce((s, p) => s + rssOf(p), 0),
     rssEach: () => all().map(rssOf),
     output: () => out,

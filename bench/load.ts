@@ -17,7 +17,7 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type LoadResult, MIB, type Proxy, makeFixture, machine, requireTools, runAutocannon, runWrk, sleep } from "./lib.ts";
+import { type LoadResult, MIB, cpuSeconds, makeFixture, machine, requireTools, runAutocannon, runWrk } from "./lib.ts";
 import { idleConnections, slowReaders } from "./memory.ts";
 import { type Setup, startOrigin, startSetup } from "./scenarios.ts";
 
@@ -35,6 +35,10 @@ export interface Row extends LoadResult {
   id: string;
   label: string;
   workers: number;
+  /** CPU of the server under test (nginx peer or Yatagarasu, all processes), % of one core. */
+  serverCpuPct?: number;
+  /** Its CPU time per request, µs (1 KiB scenarios). */
+  serverCpuUsPerReq?: number;
 }
 
 const log = (s: string) => process.stderr.write(`${s}\n`);
@@ -45,9 +49,14 @@ async function measure(s: Setup, id: string, tool: "wrk" | "autocannon"): Promis
   const o = { connections: big ? STREAM_CONNS : CONNS, headers: t.headers };
   const run = (seconds: number) => (tool === "wrk" ? runWrk(t.url, { ...o, seconds }) : runAutocannon(t.url, { ...o, seconds }));
   await run(WARM);
+  const pids = id.startsWith("nginx") ? s.peer.pids() : s.proxy.pids();
+  const c0 = cpuSeconds(pids);
+  const t0 = performance.now();
   const r = await run(SEC);
-  const row = { id, label: t.label, workers: s.workers, ...r };
-  log(`  ${tool.padEnd(10)} ${t.label.padEnd(34)} ${big ? `${(r.bytesPerSec / MIB).toFixed(0)} MiB/s` : `${r.rps.toFixed(0)} req/s`}  p50 ${r.p50ms} ms  p99 ${r.p99ms} ms  errors ${r.errors}  non2xx ${r.non2xx}`);
+  const cpu = cpuSeconds(pids) - c0;
+  const elapsed = (performance.now() - t0) / 1000;
+  const row: Row = { id, label: t.label, workers: s.workers, ...r, serverCpuPct: (cpu / elapsed) * 100, serverCpuUsPerReq: big || !r.requests ? undefined : (cpu / r.requests) * 1e6 };
+  log(`  ${tool.padEnd(10)} ${t.label.padEnd(34)} ${big ? `${(r.bytesPerSec / MIB).toFixed(0)} MiB/s` : `${r.rps.toFixed(0)} req/s`}  p50 ${r.p50ms} ms  p99 ${r.p99ms} ms  errors ${r.errors}  non2xx ${r.non2xx}  server cpu ${row.serverCpuPct!.toFixed(0)}%${row.serverCpuUsPerReq ? ` ${row.serverCpuUsPerReq.toFixed(1)} µs/req` : ""}`);
   return row;
 }
 
@@ -111,12 +120,14 @@ const f1 = (n: number) => n.toFixed(1);
 const f2 = (n: number) => n.toFixed(2);
 
 function table(c: Config1): string {
-  const lines = [`| scenario (${c.workers} worker${c.workers > 1 ? "s" : ""}) | wrk req/s | p50 ms | p99 ms | errors | autocannon req/s | p50 ms | p99 ms | errors |`, "|---|---:|---:|---:|---:|---:|---:|---:|---:|"];
+  const lines = [`| scenario (${c.workers} worker${c.workers > 1 ? "s" : ""}) | wrk req/s | p50 ms | p99 ms | errors | server CPU | CPU µs/req | autocannon req/s | p50 ms | p99 ms | errors |`, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"];
   for (const r of c.wrk) {
     const a = c.autocannon.find((x) => x.id === r.id);
     const big = r.id.endsWith("100m");
     const v = big ? `${(r.bytesPerSec / MIB).toFixed(0)} MiB/s` : r.rps.toFixed(0);
-    lines.push(`| ${r.label} | ${v} | ${r.p50ms} | ${r.p99ms} | ${r.errors + r.non2xx} | ${a ? a.rps.toFixed(0) : "—"} | ${a ? a.p50ms : "—"} | ${a ? a.p99ms : "—"} | ${a ? a.errors + a.non2xx : "—"} |`);
+    const cpu = r.serverCpuPct === undefined ? "—" : `${r.serverCpuPct.toFixed(0)} %`;
+    const us = r.serverCpuUsPerReq === undefined ? "—" : r.serverCpuUsPerReq.toFixed(1);
+    lines.push(`| ${r.label} | ${v} | ${r.p50ms} | ${r.p99ms} | ${r.errors + r.non2xx} | ${cpu} | ${us} | ${a ? a.rps.toFixed(0) : "—"} | ${a ? a.p50ms : "—"} | ${a ? a.p99ms : "—"} | ${a ? a.errors + a.non2xx : "—"} |`);
   }
   lines.push(`\nProxy RSS: ${f1(c.rss_mib.before)} MiB before, ${f1(c.rss_mib.after)} MiB after (per process: ${c.rss_mib.per_process_after.map(f1).join(", ")})`);
   return lines.join("\n");
@@ -241,11 +252,24 @@ function renderMarkdown(o: { date: string; machine: Record<string, unknown>; con
     "- Origin (the S3 stand-in): nginx, 1 worker, serving /bucket/key files (ETag, Last-Modified, Content-Length, Range; it ignores Authorization, so SigV4-signed requests are served).",
     "- Peer: nginx with worker_processes = the proxy's server.workers: static files, `proxy_pass` with an upstream keepalive pool (128), `proxy_cache` (key $uri, 200 cached 1 h).",
     "- Yatagarasu: `bun src/main.ts`, `logging.level: warn`; nginx `access_log off`. Buckets: anonymous, SigV4 (access/secret key), HS256 JWT + SigV4, SigV4 + memory cache.",
+    "- Server CPU: user + system CPU of the server under test (all nginx peer processes, or all Yatagarasu processes) during the measured interval, from /proc, as % of one core and µs per request.",
     "- Load generators run on the same 2 cores. Ratios come from wrk (1 thread, C); autocannon (JavaScript, programmatic API) saturates well below nginx static on this machine, so it is shown as a cross-check only.",
     "",
   ];
   for (const c of o.configs) {
     parts.push(`## server.workers ${c.workers} vs nginx worker_processes ${c.workers}`, "", table(c), "", ratioTable(c), "");
+  }
+  {
+    const c = o.configs[0];
+    const g = (id: string) => c.wrk.find((r) => r.id === id);
+    const us = (id: string) => g(id)?.serverCpuUsPerReq?.toFixed(1) ?? "?";
+    parts.push(
+      "## Where the time goes (1 worker)",
+      "",
+      `- CPU per request: nginx proxy_pass ${us("nginx_proxy_pass")} µs, Yatagarasu anonymous ${us("yata_anon")} µs, SigV4 ${us("yata_signed")} µs, JWT + SigV4 ${us("yata_jwt_signed")} µs; nginx proxy_cache ${us("nginx_proxy_cache")} µs, Yatagarasu cache hit ${us("yata_cached")} µs.`,
+      `- Yatagarasu uses ${g("yata_signed")?.serverCpuPct?.toFixed(0)} % of a core on the SigV4 scenario (Bun's fetch client runs its I/O on a separate thread, so one worker can exceed 100 %); its per-request CPU, not the load generator, bounds the proxied scenarios.`,
+      "",
+    );
   }
   parts.push("## 1 vs 2 workers (wrk req/s)", "", "| scenario | 1 worker | 2 workers |", "|---|---:|---:|");
   for (const r of o.configs[0].wrk) {
