@@ -12,6 +12,7 @@
 import type { App } from "./app.ts";
 import { ProxyError } from "./errors.ts";
 import type { Runtime } from "./runtime.ts";
+import { broadcastReload } from "./workers.ts";
 
 function json(status: number, body: unknown): Response {
   return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", "cache-control": "no-store" } });
@@ -29,8 +30,8 @@ export async function handleAdmin(app: App, rt: Runtime, req: Request, path: str
   if (path === "/admin/reload") {
     post();
     const r = await app.reload();
-    // With server.workers > 1, the primary makes every other worker reload too.
-    if (r.ok && process.env.YATAGARASU_WORKER !== undefined) process.send?.({ type: "reload-all" });
+    // With server.workers > 1, every other process reloads too (a child asks the primary; the primary SIGHUPs its children).
+    if (r.ok) broadcastReload();
     return json(r.ok ? 200 : 400, r.ok ? { status: "reloaded", generation: r.generation } : { status: "failed", error: r.error, generation: r.generation });
   }
   if (path === "/admin/cache/stats") {

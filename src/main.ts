@@ -12,7 +12,7 @@ import { summarize } from "./config/summary.ts";
 import { createLogger } from "./observe/log.ts";
 import { listenBun, listenMetrics, listenNode, type Listener } from "./server.ts";
 import { VERSION } from "./version.ts";
-import { runPrimary, workerCount, workerIndex } from "./workers.ts";
+import { startChildren, workerCount, workerIndex, type Children } from "./workers.ts";
 
 const HELP = `yatagarasu ${VERSION} — a high-performance S3 proxy
 
@@ -79,13 +79,16 @@ async function serve(config: Config, configPath: string): Promise<number> {
   // A worker listens on the port the primary chose, but the App keeps the file's config: reload
   // compares restart-only settings against the file, and `port: 0` must not read as a port change.
   const listenConfig = workerIndex() !== undefined && forcedPort ? { ...config, server: { ...config.server, port: Number(forcedPort) } } : config;
-  const log = createLogger({ level: config.logging.level, format: config.logging.format, base: workerIndex() !== undefined ? { worker: workerIndex() } : undefined });
   const workers = workerCount(config);
-  if (workers > 1 && workerIndex() === undefined) return runPrimary(config, configPath, workers, log);
+  // With server.workers > 1 this process is the primary (worker 0): it serves too, and spawns workers 1..N-1.
+  const primary = workers > 1 && workerIndex() === undefined;
+  const worker = primary ? 0 : workerIndex();
+  const log = createLogger({ level: config.logging.level, format: config.logging.format, base: worker !== undefined ? { worker } : undefined });
 
   let app: App;
   let listener: Listener;
   let metrics: Listener | undefined;
+  let children: Children | undefined;
   try {
     // server.readiness_probe_interval_seconds sets the probe period; YATAGARASU_PROBE_INTERVAL_MS overrides it (tests).
     const probeEnv = Number(process.env.YATAGARASU_PROBE_INTERVAL_MS);
@@ -93,7 +96,12 @@ async function serve(config: Config, configPath: string): Promise<number> {
     app = await App.create(config, { configPath, log, share: workers, probeIntervalMs });
     const baseDir = configPath.includes("/") ? configPath.slice(0, configPath.lastIndexOf("/")) : ".";
     listener = config.server.engine === "node" ? await listenNode(app, listenConfig, { reusePort: workers > 1 }) : listenBun(app, listenConfig, { reusePort: workers > 1, baseDir });
-    if (config.metrics.enabled && workerIndex() === undefined) metrics = listenMetrics(config, () => app.metrics.render());
+    if (config.metrics.enabled && workerIndex() === undefined) metrics = listenMetrics(config, () => children?.renderMetrics() ?? app.metrics.render());
+    // Children start once everything the primary listens on is up (they get the port it bound).
+    if (primary) {
+      const a = app;
+      children = startChildren({ configPath, n: workers, port: listener.port, log, own: () => a.metrics.snapshot(), reloadSelf: () => void a.reload() });
+    }
   } catch (err) {
     const code = (err as { code?: string }).code;
     const why = code === "EADDRINUSE" ? `address ${config.server.address}:${listenConfig.server.port} is already in use` : ((err as Error)?.message ?? String(err));
@@ -111,6 +119,7 @@ async function serve(config: Config, configPath: string): Promise<number> {
     buckets: config.buckets.length,
     pid: process.pid,
   });
+  if (primary) log.info("primary started", { workers, port: listener.port, pid: process.pid, ...(metrics ? { metrics_port: metrics.port } : undefined) });
   // Workers report their port to the primary (tests and the primary's own log use it).
   if (workerIndex() !== undefined) process.send?.({ type: "listening", port: listener.port });
 
@@ -118,6 +127,7 @@ async function serve(config: Config, configPath: string): Promise<number> {
     let stopping = false;
     const shutdown = async (signal: string) => {
       if (stopping) {
+        children?.signal(signal === "SIGINT" ? "SIGINT" : "SIGTERM");
         log.warn("second signal: exiting now", { signal });
         log.flush();
         process.exit(0);
@@ -125,6 +135,7 @@ async function serve(config: Config, configPath: string): Promise<number> {
       stopping = true;
       app.draining = true;
       log.info("draining", { signal, timeout_s: config.server.shutdown_timeout });
+      const childrenDone = children?.stop(signal === "SIGINT" ? "SIGINT" : "SIGTERM");
       const graceful = listener.stop(false);
       const timedOut = await Promise.race([
         graceful.then(() => false),
@@ -134,19 +145,26 @@ async function serve(config: Config, configPath: string): Promise<number> {
         log.warn("shutdown timeout reached: closing remaining connections");
         await listener.stop(true);
       }
+      await childrenDone;
       await metrics?.stop(true);
       app.close();
       log.info("stopped");
+      if (primary) log.info("primary stopped");
       log.flush();
       resolve(0);
     };
     process.on("SIGTERM", () => void shutdown("SIGTERM"));
     process.on("SIGINT", () => void shutdown("SIGINT"));
-    process.on("SIGHUP", () => void app.reload());
+    process.on("SIGHUP", () => {
+      void app.reload();
+      children?.signal("SIGHUP");
+    });
     // A stray rejection or exception in some background task must not take the proxy down with
     // every in-flight request; it is logged (without secrets: only the message) and serving goes on.
     process.on("unhandledRejection", (reason) => log.error("unhandled rejection", { error: String((reason as Error)?.message ?? reason) }));
     process.on("uncaughtException", (err) => log.error("uncaught exception", { error: String(err?.message ?? err) }));
+    // A child whose primary is gone (killed with SIGKILL, crashed) drains and exits instead of lingering on the port.
+    if (workerIndex() !== undefined) process.on("disconnect", () => void shutdown("primary gone"));
     process.on("message", (m: unknown) => {
       const msg = m as { type?: string } | null;
       if (msg?.type === "reload") void app.reload();

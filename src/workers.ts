@@ -1,23 +1,30 @@
 /**
- * server.workers: N > 1 runs a primary process that spawns N workers of the same executable,
- * all listening on one port with SO_REUSEPORT (the kernel spreads connections).
+ * server.workers: N > 1 runs N serving processes on one port with SO_REUSEPORT (the kernel spreads
+ * connections): the primary (worker 0) serves like a single process and also spawns N-1 child
+ * processes of the same executable (workers 1..N-1). No process only supervises.
  *
- * - Signals: SIGTERM/SIGINT/SIGHUP to the primary are forwarded to every worker.
- * - Reload: SIGHUP, or POST /admin/reload on any worker (that worker asks the primary, which
- *   sends SIGHUP to all), so every worker runs the same config generation.
- * - Metrics: the primary serves the metrics listener and merges the workers' snapshots over IPC.
- * - Per process (not shared): memory cache, request coalescing, rate-limit buckets (each worker
+ * - Port: the primary listens first (with `port: 0` the kernel picks one) and passes the port to
+ *   its children (YATAGARASU_PORT).
+ * - Signals: SIGTERM/SIGINT to the primary are forwarded to every child while the primary drains
+ *   itself; it exits once it has drained and every child has exited. SIGHUP reloads the primary
+ *   and is forwarded to every child.
+ * - Reload: SIGHUP, or POST /admin/reload on any process (a child asks the primary over IPC; the
+ *   primary reloads itself and SIGHUPs the other children), so every process runs the same config
+ *   generation.
+ * - Metrics: the primary serves the metrics listener and merges its own snapshot with the
+ *   children's (over IPC).
+ * - Per process (not shared): memory cache, request coalescing, rate-limit buckets (each process
  *   enforces 1/N of every configured rate, so the total stays correct), concurrency cap (each
- *   worker allows max_concurrent_requests / N).
- * - A worker that dies unexpectedly is restarted (at most once per second per slot).
+ *   process allows max_concurrent_requests / N).
+ * - A child that dies unexpectedly is restarted (at most once per second per slot).
  */
 import type { Subprocess } from "bun";
 import type { Config } from "./config/load.ts";
 import { renderMerged } from "./observe/metrics.ts";
 import type { Logger } from "./observe/log.ts";
 import type { Snapshot } from "./observe/registry.ts";
-import { listenMetrics } from "./server.ts";
 
+/** 1..N-1 in a child process; 0 in the primary of a multi-process group; undefined for a single process. */
 export function workerIndex(): number | undefined {
   const v = process.env.YATAGARASU_WORKER;
   return v === undefined ? undefined : Number(v);
@@ -28,28 +35,48 @@ export function workerCount(cfg: Config): number {
   return w === "auto" ? Math.max(1, navigator.hardwareConcurrency || 1) : w;
 }
 
+/** Set by the primary: makes every child reload (used when the primary's own admin API reloaded). */
+let reloadChildren: (() => void) | undefined;
+
+/**
+ * Called after a successful POST /admin/reload: in a child, asks the primary to reload everyone
+ * else; in the primary, SIGHUPs every child; in a single process, nothing.
+ */
+export function broadcastReload(): void {
+  if (process.env.YATAGARASU_WORKER !== undefined) process.send?.({ type: "reload-all" });
+  else reloadChildren?.();
+}
+
 /** argv to start this same program again (compiled binary or `bun src/main.ts`). */
 function selfCommand(): string[] {
   const compiled = Bun.main.startsWith("/$bunfs/") || Bun.main.startsWith("B:/~BUN/");
   return compiled ? [process.execPath] : [process.execPath, Bun.main];
 }
 
-async function freePort(host: string): Promise<number> {
-  const s = Bun.serve({ hostname: host, port: 0, fetch: () => new Response(null) });
-  const port = s.port ?? 0;
-  await s.stop(true);
-  return port;
+export interface Children {
+  /** Merges the primary's own snapshot with every live child's. */
+  renderMetrics(): Promise<string>;
+  /** Forwards a signal to every live child (SIGHUP: reload). */
+  signal(sig: NodeJS.Signals): void;
+  /** Stops restarting children, forwards `sig` and resolves once every child has exited. */
+  stop(sig: NodeJS.Signals): Promise<void>;
 }
 
-export async function runPrimary(config: Config, configPath: string, n: number, log: Logger): Promise<number> {
-  const port = config.server.port === 0 ? await freePort(config.server.address) : config.server.port;
+/**
+ * Spawns workers 1..n-1 on `port`. `own` returns the primary's metrics snapshot; `reloadSelf`
+ * reloads the primary (when a child's admin API asked for a reload of all).
+ */
+export function startChildren(opts: { configPath: string; n: number; port: number; log: Logger; own: () => Snapshot; reloadSelf: () => void }): Children {
+  const { configPath, n, port, log } = opts;
   const children: Array<Subprocess | undefined> = [];
   const pendingMetrics = new Map<number, (s: Snapshot) => void>();
   let stopping = false;
-  let exited = 0;
   const lastStart: number[] = [];
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));
+  const checkDone = () => {
+    if (stopping && children.every((c) => c === undefined)) resolveDone();
+  };
 
   const spawn = (i: number) => {
     lastStart[i] = Date.now();
@@ -59,59 +86,59 @@ export async function runPrimary(config: Config, configPath: string, n: number, 
       ipc(message) {
         const m = message as { type?: string; snapshot?: Snapshot } | null;
         if (m?.type === "metrics" && m.snapshot) pendingMetrics.get(i)?.(m.snapshot);
-        if (m?.type === "reload-all") for (const [j, c] of children.entries()) if (j !== i) c?.kill("SIGHUP");
+        if (m?.type === "reload-all") {
+          opts.reloadSelf();
+          for (const [j, c] of children.entries()) if (j !== i) c?.kill("SIGHUP");
+        }
       },
       onExit(_p, code, signal) {
         children[i] = undefined;
-        if (stopping) {
-          if (++exited === n) resolveDone();
-          return;
-        }
-        log.error("worker exited unexpectedly; restarting", { worker: i, code, signal });
+        if (stopping) return checkDone();
+        log.error("worker exited unexpectedly; restarting", { child: i, code, signal });
         const wait = Math.max(0, 1000 - (Date.now() - lastStart[i]));
         setTimeout(() => !stopping && spawn(i), wait);
       },
     });
     children[i] = child;
   };
-  for (let i = 0; i < n; i++) spawn(i);
-
-  const metrics = config.metrics.enabled
-    ? listenMetrics(config, async () => {
-        const snaps = await Promise.all(
-          children.map(
-            (c, i) =>
-              new Promise<Snapshot | undefined>((resolve) => {
-                if (!c) return resolve(undefined);
-                const t = setTimeout(() => resolve(undefined), 1000);
-                pendingMetrics.set(i, (s) => {
-                  clearTimeout(t);
-                  resolve(s);
-                });
-                c.send({ type: "metrics" });
-              }),
-          ),
-        );
-        return renderMerged(snaps.filter((s): s is Snapshot => s !== undefined));
-      })
-    : undefined;
-  log.info("primary started", { workers: n, port, pid: process.pid, ...(metrics ? { metrics_port: metrics.port } : undefined) });
-
-  const forward = (sig: NodeJS.Signals) => {
-    if (sig !== "SIGHUP") {
-      if (stopping) return;
-      stopping = true;
-      exited = n - children.filter(Boolean).length;
-      if (exited === n) resolveDone();
-    }
-    for (const c of children) c?.kill(sig);
+  for (let i = 1; i < n; i++) spawn(i);
+  reloadChildren = () => {
+    for (const c of children) c?.kill("SIGHUP");
   };
-  process.on("SIGTERM", () => forward("SIGTERM"));
-  process.on("SIGINT", () => forward("SIGINT"));
-  process.on("SIGHUP", () => forward("SIGHUP"));
-  await done;
-  await metrics?.stop(true);
-  log.info("primary stopped");
-  log.flush();
-  return 0;
+
+  return {
+    async renderMetrics() {
+      const snaps = await Promise.all(
+        children.map(
+          (c, i) =>
+            new Promise<Snapshot | undefined>((resolve) => {
+              if (!c) return resolve(undefined);
+              const t = setTimeout(() => resolve(undefined), 1000);
+              pendingMetrics.set(i, (s) => {
+                clearTimeout(t);
+                pendingMetrics.delete(i);
+                resolve(s);
+              });
+              try {
+                c.send({ type: "metrics" });
+              } catch {
+                clearTimeout(t);
+                resolve(undefined);
+              }
+            }),
+        ),
+      );
+      return renderMerged([opts.own(), ...snaps.filter((s): s is Snapshot => s !== undefined)]);
+    },
+    signal(sig) {
+      for (const c of children) c?.kill(sig);
+    },
+    stop(sig) {
+      stopping = true;
+      reloadChildren = undefined;
+      for (const c of children) c?.kill(sig);
+      checkDone();
+      return done;
+    },
+  };
 }

@@ -1,11 +1,16 @@
 /**
- * server.workers: 2 end to end: a primary and two worker processes sharing one port
- * (SO_REUSEPORT); both serve requests, SIGHUP reloads every worker, the primary's metrics listener
- * merges both workers, and SIGTERM stops everything with exit code 0.
+ * server.workers: 2 end to end: exactly two processes, the primary (worker 0, which serves too)
+ * and one child (worker 1), sharing one port (SO_REUSEPORT); both serve requests, SIGHUP and
+ * POST /admin/reload (on either process) reload both, the primary's metrics listener merges both,
+ * and SIGTERM stops everything with exit code 0.
  */
+import { readdirSync, readFileSync } from "node:fs";
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import { nowSec, sign } from "../fixtures/jwt.ts";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { startProxy, type ProxyProcess } from "./harness.ts";
+
+const SECRET = "e2e-workers-hs256-secret-0123456789";
 
 let s3: S3Fixture;
 let px: ProxyProcess;
@@ -13,7 +18,8 @@ let workerPids: number[] = [];
 let served200 = 0;
 
 const config = (names: string[]) =>
-  `server: { address: 127.0.0.1, port: 0, workers: 2 }\nmetrics: { enabled: true, address: 127.0.0.1, port: 0 }\nbuckets:\n` +
+  `server: { address: 127.0.0.1, port: 0, workers: 2 }\nmetrics: { enabled: true, address: 127.0.0.1, port: 0 }\n` +
+  `jwt: { enabled: true, algorithm: HS256, secret: "${SECRET}", admin_claims: [{ claim: role, operator: equals, value: admin }] }\nbuckets:\n` +
   names.map((n) => `  - name: ${n}\n    path_prefix: /${n}\n    s3: { bucket: data, endpoint: "${s3.endpoint}" }\n`).join("");
 
 function alive(pid: number): boolean {
@@ -23,6 +29,21 @@ function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** Pids whose parent is `ppid` (from /proc). */
+function childrenOf(ppid: number): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
+      if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === ppid) out.push(Number(d));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
 }
 
 async function getOk(path: string): Promise<void> {
@@ -44,7 +65,7 @@ afterAll(async () => {
   await s3?.stop();
 });
 
-test("the primary logs 'primary started' with the shared port and the metrics port; both workers listen on that port", () => {
+test("the primary logs 'primary started' with the shared port and the metrics port; it and its one child listen on that port", () => {
   const primary = px.logs().find((l) => l.msg === "primary started")!;
   expect(primary).toMatchObject({ workers: 2, port: px.port });
   expect(Number(primary.metrics_port)).toBe(px.metricsPort!);
@@ -54,7 +75,9 @@ test("the primary logs 'primary started' with the shared port and the metrics po
     [1, px.port],
   ]);
   expect(new Set(workerPids).size).toBe(2);
-  expect(workerPids).not.toContain(px.proc.pid);
+  // Worker 0 is the primary itself; worker 1 is its only child: two processes in all, none only supervises.
+  expect(workerPids[0]).toBe(px.proc.pid!);
+  expect(childrenOf(px.proc.pid!)).toEqual([workerPids[1]]);
 });
 
 test("requests on the shared port succeed and both workers serve some of them", async () => {
@@ -91,7 +114,30 @@ test("SIGHUP to the primary reloads every worker", async () => {
   expect(text).toContain('yatagarasu_http_requests_total{bucket="two",method="GET",status="200"} 6\n');
 });
 
-test("SIGTERM stops the primary and both workers; exit code 0", async () => {
+test("POST /admin/reload on either process reloads both", async () => {
+  const admin = await sign({ sub: "ops", role: "admin", exp: nowSec() + 600 }, { alg: "HS256", key: SECRET });
+  const servedBy = new Set<unknown>();
+  let names = ["one", "two"];
+  for (let generation = 3; servedBy.size < 2; generation++) {
+    if (generation > 40) throw new Error(`admin reloads only reached workers ${[...servedBy]}`);
+    names = [...names, `b${generation}`];
+    px.writeConfig(config(names));
+    const res = await fetch(px.url("/admin/reload"), { method: "POST", headers: { authorization: `Bearer ${admin}`, connection: "close" } });
+    expect(await res.json()).toEqual({ status: "reloaded", generation });
+    // Which process served it: the access line of this call (calls are sequential, so it is the latest one).
+    const adminLines = () => px.logs().filter((l) => l.msg === "request" && l.path === "/admin/reload");
+    await px.waitForLog(() => adminLines().length === generation - 2);
+    const line = adminLines()[generation - 3];
+    expect(line.status).toBe(200);
+    servedBy.add(line.worker);
+    // Both processes reach this generation, whichever one got the call.
+    const reloaded = await Promise.all([0, 1].map((w) => px.waitForLog((l) => l.msg === "config reloaded" && l.worker === w && l.generation === generation)));
+    for (const l of reloaded) expect(l).toMatchObject({ buckets: names.length });
+  }
+  expect([...servedBy].sort()).toEqual([0, 1]);
+});
+
+test("SIGTERM stops the primary and its child; exit code 0", async () => {
   expect(workerPids.every(alive)).toBe(true);
   expect(await px.stop()).toBe(0);
   expect(workerPids.filter(alive)).toEqual([]);
