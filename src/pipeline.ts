@@ -119,7 +119,7 @@ export function createHandler(app: App): (req: Request, peer: string, rawTarget?
       const durationMs = performance.now() - ctx.start;
       app.metrics.observeRequest(ctx.bucket, ctx.method, ctx.status, durationMs / 1000, ctx.bytes);
       if (app.log.enabled("info")) {
-        app.log.info("request", {
+        app.log.access({
           request_id: ctx.id,
           method: ctx.method,
           path: ctx.path,
@@ -129,10 +129,10 @@ export function createHandler(app: App): (req: Request, peer: string, rawTarget?
           duration_ms: Math.round(durationMs * 1000) / 1000,
           upstream_ms: Math.round(ctx.timing.upstreamMs * 1000) / 1000,
           client_ip: ctx.clientIp,
-          ...(ctx.cache ? { cache: ctx.cache } : undefined),
-          ...(ctx.errorCode ? { error: ctx.errorCode } : undefined),
-          ...(ctx.s3Code ? { s3_error: ctx.s3Code } : undefined),
-          ...(ctx.timing.attempts > 1 ? { attempts: ctx.timing.attempts } : undefined),
+          cache: ctx.cache ? ctx.cache : undefined,
+          error: ctx.errorCode ? ctx.errorCode : undefined,
+          s3_error: ctx.s3Code ? ctx.s3Code : undefined,
+          attempts: ctx.timing.attempts > 1 ? ctx.timing.attempts : undefined,
         });
       }
     }

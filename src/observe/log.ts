@@ -24,7 +24,44 @@ export interface Logger {
   info(msg: string, fields?: Fields): void;
   warn(msg: string, fields?: Fields): void;
   error(msg: string, fields?: Fields): void;
+  /** The per-request access line (info, msg "request"); same output as `info("request", fields)`, built without the generic path. */
+  access(rec: AccessRecord): void;
   flush(): void;
+}
+
+/** The access log fields, in their output order; the optional ones are omitted when undefined. */
+export interface AccessRecord {
+  request_id: string;
+  method: string;
+  path: string;
+  bucket: string;
+  status: number;
+  bytes: number;
+  duration_ms: number;
+  upstream_ms: number;
+  client_ip: string;
+  cache?: string;
+  error?: string;
+  s3_error?: string;
+  attempts?: number;
+}
+const ACCESS_KEYS = ["request_id", "method", "path", "bucket", "status", "bytes", "duration_ms", "upstream_ms", "client_ip", "cache", "error", "s3_error", "attempts"];
+
+// Characters JSON.stringify escapes: quote, backslash, C0 controls, lone surrogates.
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
+const jstr = (s: string): string => (NEEDS_ESCAPE.test(s) ? JSON.stringify(s) : `"${s}"`);
+const jnum = (n: number): string => (Number.isFinite(n) ? `${n}` : "null");
+
+let isoMs = -1;
+let isoText = "";
+/** `new Date().toISOString()`, computed at most once per millisecond. */
+function isoNow(): string {
+  const ms = Date.now();
+  if (ms !== isoMs) {
+    isoMs = ms;
+    isoText = new Date(ms).toISOString();
+  }
+  return isoText;
 }
 
 function scrub(fields: Fields): Fields {
@@ -59,7 +96,7 @@ export function createLogger(opts: { level: Level; format: "json" | "text"; fd?:
   };
 
   const format = (level: Level, msg: string, fields: Fields | undefined): string => {
-    const rec: Fields = { ts: new Date().toISOString(), level, msg, ...base, ...(fields ? scrub(fields) : undefined) };
+    const rec: Fields = { ts: isoNow(), level, msg, ...base, ...(fields ? scrub(fields) : undefined) };
     if (opts.format === "json") return `${JSON.stringify(rec)}\n`;
     let line = `${rec.ts} ${level.toUpperCase()} ${msg}`;
     for (const k in rec) if (k !== "ts" && k !== "level" && k !== "msg" && rec[k] !== undefined) line += ` ${k}=${textValue(rec[k])}`;
@@ -75,8 +112,32 @@ export function createLogger(opts: { level: Level; format: "json" | "text"; fd?:
     }
   };
 
+  // The JSON access line: base fields serialized once. A base that shares a name with an access
+  // field (never the case in practice) takes the generic path, which keeps the spread's ordering.
+  const baseJson = Object.keys(base).length === 0 ? "" : JSON.stringify(base).slice(1, -1);
+  const fastAccess = opts.format === "json" && !ACCESS_KEYS.some((k) => k in base) && !Object.values(base).some((v) => v === undefined);
+  const access = (r: AccessRecord) => {
+    if (RANK.info < min) return;
+    if (!fastAccess) {
+      const f: Fields = {};
+      for (const k of ACCESS_KEYS) if ((r as unknown as Fields)[k] !== undefined) f[k] = (r as unknown as Fields)[k];
+      return log("info", "request", f);
+    }
+    let line = `{"ts":"${isoNow()}","level":"info","msg":"request"${baseJson === "" ? "" : `,${baseJson}`},"request_id":${jstr(r.request_id)},"method":${jstr(r.method)},"path":${jstr(r.path)},"bucket":${jstr(r.bucket)},"status":${jnum(r.status)},"bytes":${jnum(r.bytes)},"duration_ms":${jnum(r.duration_ms)},"upstream_ms":${jnum(r.upstream_ms)},"client_ip":${jstr(r.client_ip)}`;
+    if (r.cache !== undefined) line += `,"cache":${jstr(r.cache)}`;
+    if (r.error !== undefined) line += `,"error":${jstr(r.error)}`;
+    if (r.s3_error !== undefined) line += `,"s3_error":${jstr(r.s3_error)}`;
+    if (r.attempts !== undefined) line += `,"attempts":${jnum(r.attempts)}`;
+    queue.push(`${line}}\n`);
+    if (!scheduled) {
+      scheduled = true;
+      setImmediate(flush);
+    }
+  };
+
   return {
     level: opts.level,
+    access,
     enabled: (level) => RANK[level] >= min,
     log,
     trace: (m, f) => log("trace", m, f),
