@@ -212,7 +212,8 @@ async function serve(app: App, rt: Runtime, bucket: BucketRuntime, key: string, 
   const forward = forwardRequestHeaders(req.headers);
   if (bucket.cachePolicy) {
     // Coalesced fills must not die with the client that happened to start them: a signal of their
-    // own, created only on a miss (an AbortController per hit cost ~9 % of the cache-hit path's CPU).
+    // own with a deadline (see fill()), created only on a miss (an AbortController per hit cost
+    // ~9 % of the cache-hit path's CPU).
     const result = await serveWithCache({
       cache: app.cache,
       bucket: bucket.name,
@@ -221,7 +222,7 @@ async function serve(app: App, rt: Runtime, bucket: BucketRuntime, key: string, 
       reqHeaders: req.headers,
       policy: bucket.cachePolicy,
       // Always GET: a HEAD miss still fills the cache (serveWithCache answers the HEAD itself).
-      upstream: (extra) => bucket.upstream.fetchObject("GET", key, extra, extra.range ? req.signal : new AbortController().signal, ctx.timing),
+      upstream: (extra) => (extra.range ? bucket.upstream.fetchObject("GET", key, extra, req.signal, ctx.timing) : fill(bucket, key, extra, ctx)),
     });
     ctx.cache = result.cacheStatus;
     if (!result.passthrough) {
@@ -235,6 +236,22 @@ async function serve(app: App, rt: Runtime, bucket: BucketRuntime, key: string, 
   }
   const upstream = await bucket.upstream.fetchObject(method, key, forward, req.signal, ctx.timing);
   return respond(rt, upstream, method, ctx);
+}
+
+/**
+ * A cache fill: coalesced waiters all depend on it, so it has its own deadline. S3's `timeout`
+ * covers the wait for response headers; the body then gets time for at least 1 MiB/s on top.
+ * Without it, an upstream that stalls mid-body would hang the fill, and every later request for
+ * the key would join it. The timer only fires after the deadline (aborting a finished fetch is a
+ * no-op), so nothing has to cancel it.
+ */
+function fill(bucket: BucketRuntime, key: string, extra: Record<string, string>, ctx: RequestContext): Promise<Response> {
+  const controller = new AbortController();
+  const maxBytes = bucket.cachePolicy?.maxItemBytes ?? 0;
+  const deadlineMs = bucket.cfg.s3.timeout * 1000 + (maxBytes / (1024 * 1024)) * 1000;
+  const timer = setTimeout(() => controller.abort(new ProxyError("GatewayTimeout", { detail: "The upstream stalled while sending the object" })), deadlineMs);
+  timer.unref?.();
+  return bucket.upstream.fetchObject("GET", key, extra, controller.signal, ctx.timing);
 }
 
 /** Builds the client response from S3's (200/206/304/412/416). */
