@@ -19,10 +19,20 @@ class ToyDiskLayer implements CacheLayer {
     const m = this.meta.get(key);
     return m && { ...m, body: Bun.file(join(dir, encodeURIComponent(key))), tpl: undefined };
   }
-  async put(obj: CachedObject) {
-    await Bun.write(join(dir, encodeURIComponent(obj.key)), obj.body);
-    const { body: _b, tpl: _t, ...m } = obj;
-    this.meta.set(obj.key, m);
+  /** Writes in progress (the cache does not await a layer's put), so tests can wait for them. */
+  private readonly pending = new Set<Promise<void>>();
+  put(obj: CachedObject): Promise<void> {
+    const p = (async () => {
+      await Bun.write(join(dir, encodeURIComponent(obj.key)), obj.body);
+      const { body: _b, tpl: _t, ...m } = obj;
+      this.meta.set(obj.key, m);
+    })();
+    this.pending.add(p);
+    void p.finally(() => this.pending.delete(p));
+    return p;
+  }
+  async settled(): Promise<void> {
+    await Promise.all([...this.pending]);
   }
   async delete(key: string) {
     return this.meta.delete(key);
@@ -63,7 +73,7 @@ test("a hit in a lower (disk-like) layer is served from the file and promoted to
   // a fill writes to every layer
   const filled = await serveWithCache({ ...args, key: "new", reqHeaders: new Headers(), upstream: async () => new Response("fresh") });
   expect(filled.cacheStatus).toBe("MISS");
-  for (let i = 0; i < 100 && (await disk.get("b/new")) === undefined; i++) await tick();
+  await disk.settled();
   expect(await (await disk.get("b/new"))!.body.text()).toBe("fresh");
   expect(await cache.purgeAll()).toBe(2);
   expect(disk.stats().items).toBe(0);
