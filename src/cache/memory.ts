@@ -1,8 +1,10 @@
 /**
- * The memory layer: an LRU bounded by bytes, O(1) get/put with a doubly linked list over a Map.
- * (Map delete+re-insert to move a key to the back was measured at tens of µs per hit in JSC once
- * the map churns; relinking two pointers costs nothing.)
+ * The memory layer: an LRU bounded by bytes, O(1) get/put. Recency is the project's one LRU
+ * (src/limits/lru.ts: a doubly linked list over a Map; Map delete+re-insert to move a key was
+ * measured at tens of µs per hit in JSC once the map churns); this file adds the byte and
+ * per-bucket accounting.
  */
+import { LruMap } from "../limits/lru.ts";
 import { bucketOf, type BucketLayerStats, type CachedObject, type CacheLayer, type LayerStats } from "./types.ts";
 
 /** Fixed per-entry allowance for the node, the object, its Blob and the prebuilt Headers. */
@@ -15,24 +17,17 @@ export function entryBytes(obj: CachedObject): number {
   return n;
 }
 
-class Node {
-  prev: Node | null = null;
-  next: Node | null = null;
-  constructor(
-    readonly key: string,
-    public obj: CachedObject,
-    public bytes: number,
-    readonly bucket: BucketLayerStats,
-  ) {}
+interface Entry {
+  readonly key: string;
+  readonly obj: CachedObject;
+  readonly bytes: number;
+  readonly bucket: BucketLayerStats;
 }
 
 export class MemoryLayer implements CacheLayer {
   readonly name = "memory";
-  private readonly map = new Map<string, Node>();
-  /** Most recently used. */
-  private head: Node | null = null;
-  /** Least recently used: evicted first. */
-  private tail: Node | null = null;
+  /** Recency order; the bound is in bytes (evictDown), so the entry count is unbounded. */
+  private readonly lru = new LruMap<Entry>(Infinity);
   private bytes = 0;
   private evictions = 0;
   private readonly perBucket = new Map<string, BucketLayerStats>();
@@ -43,18 +38,12 @@ export class MemoryLayer implements CacheLayer {
   ) {}
 
   get(key: string): CachedObject | undefined {
-    const n = this.map.get(key);
-    if (n === undefined) return undefined;
-    if (n !== this.head) {
-      this.unlink(n);
-      this.pushFront(n);
-    }
-    return n.obj;
+    return this.lru.get(key)?.obj;
   }
 
   /** Looks without touching recency (tests, admin). */
   peek(key: string): CachedObject | undefined {
-    return this.map.get(key)?.obj;
+    return this.lru.peek(key)?.obj;
   }
 
   /** Stores `obj` as most recent. An object over the item limit, or bigger than the whole cache, is not stored (and any older version of it is dropped). */
@@ -65,9 +54,7 @@ export class MemoryLayer implements CacheLayer {
     const name = bucketOf(obj.key);
     let b = this.perBucket.get(name);
     if (b === undefined) this.perBucket.set(name, (b = { items: 0, bytes: 0, evictions: 0 }));
-    const n = new Node(obj.key, obj, bytes, b);
-    this.map.set(obj.key, n);
-    this.pushFront(n);
+    this.lru.insert(obj.key, { key: obj.key, obj, bytes, bucket: b });
     this.bytes += bytes;
     b.items++;
     b.bytes += bytes;
@@ -75,17 +62,17 @@ export class MemoryLayer implements CacheLayer {
   }
 
   delete(key: string): boolean {
-    const n = this.map.get(key);
-    if (n === undefined) return false;
-    this.remove(n);
+    const e = this.lru.peek(key);
+    if (e === undefined) return false;
+    this.remove(e);
     return true;
   }
 
   purgePrefix(prefix: string): number {
     let count = 0;
-    for (const [key, n] of this.map) {
-      if (key.startsWith(prefix)) {
-        this.remove(n);
+    for (const e of [...this.lru.newestFirst()]) {
+      if (e.key.startsWith(prefix)) {
+        this.remove(e);
         count++;
       }
     }
@@ -97,7 +84,7 @@ export class MemoryLayer implements CacheLayer {
   resize(maxBytes: number, maxItemBytes: number = this.maxItemBytes): void {
     this.maxBytes = maxBytes;
     if (maxItemBytes < this.maxItemBytes) {
-      for (const n of this.map.values()) if (n.obj.size > maxItemBytes) this.evict(n);
+      for (const e of [...this.lru.newestFirst()]) if (e.obj.size > maxItemBytes) this.evict(e);
     }
     this.maxItemBytes = maxItemBytes;
     this.evictDown();
@@ -106,46 +93,28 @@ export class MemoryLayer implements CacheLayer {
   stats(): LayerStats {
     const buckets: Record<string, BucketLayerStats> = {};
     for (const [name, b] of this.perBucket) buckets[name] = { ...b };
-    return { items: this.map.size, bytes: this.bytes, evictions: this.evictions, maxBytes: this.maxBytes, buckets };
+    return { items: this.lru.size, bytes: this.bytes, evictions: this.evictions, maxBytes: this.maxBytes, buckets };
   }
 
   /** Keys from most to least recently used (tests). */
   keys(): string[] {
-    const out: string[] = [];
-    for (let n = this.head; n !== null; n = n.next) out.push(n.key);
-    return out;
+    return [...this.lru.newestFirst()].map((e) => e.key);
   }
 
   private evictDown(): void {
-    while (this.bytes > this.maxBytes && this.tail !== null) this.evict(this.tail);
+    for (let e = this.lru.oldest(); this.bytes > this.maxBytes && e !== undefined; e = this.lru.oldest()) this.evict(e);
   }
 
-  private evict(n: Node): void {
-    this.remove(n);
+  private evict(e: Entry): void {
+    this.remove(e);
     this.evictions++;
-    n.bucket.evictions++;
+    e.bucket.evictions++;
   }
 
-  private remove(n: Node): void {
-    this.map.delete(n.key);
-    this.unlink(n);
-    this.bytes -= n.bytes;
-    n.bucket.items--;
-    n.bucket.bytes -= n.bytes;
-  }
-
-  private unlink(n: Node): void {
-    if (n.prev !== null) n.prev.next = n.next;
-    else this.head = n.next;
-    if (n.next !== null) n.next.prev = n.prev;
-    else this.tail = n.prev;
-    n.prev = n.next = null;
-  }
-
-  private pushFront(n: Node): void {
-    n.next = this.head;
-    if (this.head !== null) this.head.prev = n;
-    this.head = n;
-    if (this.tail === null) this.tail = n;
+  private remove(e: Entry): void {
+    this.lru.delete(e.key);
+    this.bytes -= e.bytes;
+    e.bucket.items--;
+    e.bucket.bytes -= e.bytes;
   }
 }

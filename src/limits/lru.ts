@@ -18,8 +18,19 @@ export class LruMap<V> {
   /** Most recently used end. */
   private tail: Node<V> | null = null;
 
+  /** `maxEntries` may be Infinity for a caller that bounds by something else (the cache: bytes). */
   constructor(readonly maxEntries: number) {
     if (!(maxEntries >= 1)) throw new RangeError("maxEntries must be >= 1");
+  }
+
+  /** The value without touching recency. */
+  peek(key: string): V | undefined {
+    return this.map.get(key)?.value;
+  }
+
+  /** Values from most to least recently used. */
+  *newestFirst(): IterableIterator<V> {
+    for (let n = this.tail; n !== null; n = n.prev) yield n.value;
   }
 
   get size(): number {
