@@ -39,8 +39,6 @@ export interface Runtime {
   readonly auth: Authenticator | undefined;
   readonly limiter: RateLimiter | undefined;
   readonly trustedProxies: readonly Cidr[];
-  /** Names of query parameters that carry tokens (redacted from anything logged). */
-  readonly tokenQueryParams: readonly string[];
   readonly prober: Prober;
   close(): void;
 }
@@ -97,7 +95,6 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
     auth,
     limiter,
     trustedProxies: cidrs(config.server.trusted_proxies),
-    tokenQueryParams: jwt ? jwt.token_sources.filter((s) => s.type === "query").map((s) => s.name ?? "") : [],
     prober,
     close() {
       prober.stop();

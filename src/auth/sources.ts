@@ -5,7 +5,7 @@
  * - bearer: `Authorization: Bearer <token>`; the scheme is case-insensitive.
  * - header: the named header; with a `prefix`, the value must start with it (case-insensitive) and
  *           the prefix is stripped; a value without the prefix counts as "no token here".
- * - query:  the named query parameter; when repeated, the first one is used (and all are stripped).
+ * - query:  the named query parameter; when repeated, the first one is used.
  * An empty or all-whitespace value counts as absent, so the next source is tried.
  *
  * Query handling works on the raw query string so that other parameters keep their exact
@@ -67,33 +67,4 @@ export function extractToken(sources: readonly TokenSource[], headers: Headers, 
     if (token !== null) return { token, source };
   }
   return null;
-}
-
-/** Rewrites a query string (with or without its leading "?"), dropping or replacing named params. */
-function rewriteQuery(search: string, names: readonly string[], replace: ((name: string) => string) | null): string {
-  const q = search.startsWith("?") ? search.slice(1) : search;
-  if (q === "" || names.length === 0) return search;
-  const out: string[] = [];
-  for (const p of pairs(q)) {
-    if (p.name !== null && names.includes(p.name)) {
-      if (replace) out.push(replace(p.raw.slice(0, p.raw.indexOf("=") < 0 ? p.raw.length : p.raw.indexOf("="))));
-    } else out.push(p.raw);
-  }
-  const joined = out.join("&");
-  return search.startsWith("?") ? (joined === "" ? "" : `?${joined}`) : joined;
-}
-
-/** Removes the token so the upstream never sees it: the Authorization header, the custom header, or every query param of that name. */
-export function stripToken(headers: Headers, url: URL, source: TokenSource): void {
-  if (source.type === "bearer") headers.delete("authorization");
-  else if (source.type === "header") headers.delete(source.name ?? "");
-  else if (source.name && url.search.length > 1) {
-    const next = rewriteQuery(url.search, [source.name], null);
-    if (next !== url.search) url.search = next;
-  }
-}
-
-/** For the access log: every value of the named params becomes "REDACTED" (the name and the rest of the query are kept verbatim). */
-export function redactQuery(search: string, paramNames: string[]): string {
-  return rewriteQuery(search, paramNames, (rawName) => `${rawName}=REDACTED`);
 }
