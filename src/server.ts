@@ -128,7 +128,7 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
       res.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify({ error: "BadRequest", message: "The request is malformed" }));
       return;
     }
-    handle(request, req.socket.remoteAddress ?? "", req.url).then(
+    Promise.resolve(handle(request, req.socket.remoteAddress ?? "", req.url)).then(
       (response) => writeNodeResponse(res, response, req.method === "HEAD"),
       () => res.destroy(),
     );

@@ -17,7 +17,7 @@ export { Cache, type BucketCounters, type BucketStats, type CacheStats } from ".
 export { MemoryLayer, entryBytes, ENTRY_OVERHEAD } from "./memory.ts";
 export { freshnessSeconds, pickHeaders, STORED_HEADERS } from "./freshness.ts";
 export { type CachePolicy, type UpstreamFetch } from "./flight.ts";
-export { serveWithCache, type CacheStatus, type ServeArgs, type ServeResult } from "./serve.ts";
+export { serveHit, serveWithCache, type CacheStatus, type ServeArgs, type ServeResult } from "./serve.ts";
 export type { CachedObject, CacheLayer, LayerStats, BucketLayerStats, MaybePromise } from "./types.ts";
 
 const MiB = 1024 * 1024;

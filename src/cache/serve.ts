@@ -54,12 +54,23 @@ function isPromise<T>(v: T | Promise<T>): v is Promise<T> {
   return v instanceof Promise;
 }
 
+/**
+ * The synchronous hot path: a fresh entry in a synchronous layer answers without a promise
+ * (200/206/304; 412/416 are thrown as ProxyError). `undefined` means "not a plain hit": the
+ * caller takes the full (asynchronous) path through serveWithCache.
+ */
+export function serveHit(cache: Cache, bucket: string, key: string, method: "GET" | "HEAD", reqHeaders: Headers, now: number = Date.now()): Response | undefined {
+  const found = cache.get(bucket + "/" + key);
+  if (found === undefined || isPromise(found) || now >= found.expiresAt) return undefined;
+  cache.counter(bucket).hits++;
+  return respondFromObject(found, reqHeaders, method, now, "HIT");
+}
+
 export function serveWithCache(args: ServeArgs): Promise<ServeResult> {
   const now = args.now !== undefined ? args.now() : Date.now();
   const key = args.bucket + "/" + args.key;
   const found = args.cache.get(key);
   if (found === undefined || isPromise(found) || now >= found.expiresAt) return serveSlow(args, key, now, found);
-  // Hot path, no await: a fresh entry in a synchronous layer.
   args.cache.counter(args.bucket).hits++;
   try {
     return Promise.resolve({ response: respondFromObject(found, args.reqHeaders, args.method, now, "HIT"), cacheStatus: "HIT", upstreamCalls: 0, passthrough: false });

@@ -26,7 +26,8 @@ buckets:
 
 beforeAll(async () => {
   app = await App.create(parseConfig(YAML, { env: {} }), { log: nullLogger, fetch: fakeFetch, probeIntervalMs: 60_000 });
-  handle = createHandler(app);
+  const h = createHandler(app);
+  handle = async (req, peer) => h(req, peer);
 });
 afterAll(() => app.close());
 
