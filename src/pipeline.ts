@@ -33,7 +33,8 @@ export interface RequestContext {
   method: string;
   /** Normalized path without the query string (never logged with its query: tokens live there). */
   path: string;
-  clientIp: string;
+  /** Resolved on first use (see clientIp()): asking Bun for the peer address costs on every request. */
+  clientIp: string | undefined;
   bucket: string;
   status: number;
   bytes: number;
@@ -43,6 +44,10 @@ export interface RequestContext {
   s3Code?: string;
   /** Holds an admission (concurrency) slot to release. */
   entered: boolean;
+  rt: Runtime;
+  req: Request;
+  peer: string | undefined;
+  peerOf: (req: Request) => string;
 }
 
 /** Splits an absolute request URL into raw path and query without building a URL object. */
@@ -71,6 +76,12 @@ export function clientIpOf(rt: Runtime, peer: string, h: Headers): string {
   return hops[0] ?? peer;
 }
 
+/** The client's address for this request (see clientIpOf), resolved once. */
+function clientIp(rt: Runtime, ctx: RequestContext): string {
+  if (ctx.clientIp === undefined) ctx.clientIp = clientIpOf(rt, ctx.peer ?? ctx.peerOf(ctx.req), ctx.req.headers);
+  return ctx.clientIp;
+}
+
 function authResultOf(err: ProxyError): AuthResult {
   if (err.code === "Unauthorized") return "missing";
   if (err.code === "InvalidToken") return "invalid";
@@ -82,15 +93,16 @@ function authResultOf(err: ProxyError): AuthResult {
  * `rawTarget` is the request target exactly as received ("/path?query"), when the listener knows
  * it (node:http does; Bun.serve only exposes the URL after dot-segment resolution).
  */
-export type Handler = (req: Request, peer: string, rawTarget?: string) => Response | Promise<Response>;
+/** `peer`: the TCP peer's address when the listener has it at hand; otherwise `peerOf(req)` is asked, only if needed. */
+export type Handler = (req: Request, peer?: string, rawTarget?: string) => Response | Promise<Response>;
 
 /**
  * Returns a Response synchronously when no phase has to wait (a fresh cache hit on a bucket
  * without authentication): Bun.serve answers a plain Response measurably faster than a Promise,
  * and every `async` layer costs a promise and a microtask per request.
  */
-export function createHandler(app: App): Handler {
-  return function handle(req: Request, peer: string, rawTarget?: string): Response | Promise<Response> {
+export function createHandler(app: App, peerOf: (req: Request) => string = () => ""): Handler {
+  return function handle(req: Request, peer?: string, rawTarget?: string): Response | Promise<Response> {
     const rt = app.runtime; // captured: a reload mid-request does not affect this request
     const incomingId = req.headers.get("x-request-id");
     const ctx: RequestContext = {
@@ -98,7 +110,11 @@ export function createHandler(app: App): Handler {
       start: performance.now(),
       method: req.method,
       path: "",
-      clientIp: peer,
+      clientIp: undefined,
+      rt,
+      req,
+      peer,
+      peerOf,
       bucket: "_none",
       status: 0,
       bytes: 0,
@@ -108,7 +124,7 @@ export function createHandler(app: App): Handler {
     app.metrics.inFlight(1);
     let out: Response | Promise<Response>;
     try {
-      out = phases(app, rt, req, peer, ctx, rawTarget);
+      out = phases(app, rt, req, ctx, rawTarget);
     } catch (thrown) {
       return finish(app, ctx, failed(app, req, ctx, thrown));
     }
@@ -157,7 +173,7 @@ function finish(app: App, ctx: RequestContext, res: Response): Response {
       bytes: ctx.bytes,
       duration_ms: Math.round(durationMs * 1000) / 1000,
       upstream_ms: Math.round(ctx.timing.upstreamMs * 1000) / 1000,
-      client_ip: ctx.clientIp,
+      client_ip: clientIp(ctx.rt, ctx),
       cache: ctx.cache ? ctx.cache : undefined,
       error: ctx.errorCode ? ctx.errorCode : undefined,
       s3_error: ctx.s3Code ? ctx.s3Code : undefined,
@@ -168,7 +184,7 @@ function finish(app: App, ctx: RequestContext, res: Response): Response {
 }
 
 /** Phases 0-6. Throws ProxyError (synchronously or as a rejection) for every refusal. */
-function phases(app: App, rt: Runtime, req: Request, peer: string, ctx: RequestContext, rawTarget?: string): Response | Promise<Response> {
+function phases(app: App, rt: Runtime, req: Request, ctx: RequestContext, rawTarget?: string): Response | Promise<Response> {
   // 0 guard
   const limits = rt.config.server.security_limits;
   const target = rawTarget ?? req.url;
@@ -180,7 +196,6 @@ function phases(app: App, rt: Runtime, req: Request, peer: string, ctx: RequestC
   if ((limits.max_header_size < LISTENER_HEADER_LIMIT || rt.config.server.engine === "node") && headerBytes(req.headers) > limits.max_header_size) {
     throw new ProxyError("HeadersTooLarge");
   }
-  ctx.clientIp = clientIpOf(rt, peer, req.headers);
 
   // 1 route: reserved endpoints first
   ctx.path = rawPath; // logged as received if normalization rejects it
@@ -206,14 +221,14 @@ function phases(app: App, rt: Runtime, req: Request, peer: string, ctx: RequestC
   }
   ctx.entered = true;
   if (rt.limiter) {
-    const r = rt.limiter.check(ctx.clientIp, bucket.name);
+    const r = rt.limiter.check(clientIp(rt, ctx), bucket.name);
     if (!r.ok) {
       app.metrics.rateLimited(r.scope);
       throw new ProxyError("TooManyRequests", { detail: `Rate limit exceeded (${r.scope})`, headers: { "retry-after": String(r.retryAfterSeconds) } });
     }
   }
-  if (bucket.block.length > 0 && anyContains(bucket.block, ctx.clientIp)) throw new ProxyError("Forbidden", { detail: "Your address is not allowed" });
-  if (bucket.allow.length > 0 && !anyContains(bucket.allow, ctx.clientIp)) throw new ProxyError("Forbidden", { detail: "Your address is not allowed" });
+  if (bucket.block.length > 0 && anyContains(bucket.block, clientIp(rt, ctx))) throw new ProxyError("Forbidden", { detail: "Your address is not allowed" });
+  if (bucket.allow.length > 0 && !anyContains(bucket.allow, clientIp(rt, ctx))) throw new ProxyError("Forbidden", { detail: "Your address is not allowed" });
 
   // 3 authenticate + 4 authorize (asynchronous only when configured)
   if (bucket.authRequired || bucket.authorizer) return authThenServe(app, rt, bucket, route.key, p, method, req, query, ctx);
@@ -225,7 +240,7 @@ function phases(app: App, rt: Runtime, req: Request, peer: string, ctx: RequestC
 async function authThenServe(app: App, rt: Runtime, bucket: BucketRuntime, key: string, p: string, method: "GET" | "HEAD", req: Request, query: string, ctx: RequestContext): Promise<Response> {
   const claims = bucket.authRequired ? await authenticate(app, rt, bucket, req, query) : undefined;
   if (bucket.authorizer) {
-    const allowed = await bucket.authorizer.authorize({ claims, bucket: bucket.name, key, path: p, method, clientIp: ctx.clientIp });
+    const allowed = await bucket.authorizer.authorize({ claims, bucket: bucket.name, key, path: p, method, clientIp: clientIp(rt, ctx) });
     if (!allowed) throw new ProxyError("Forbidden", { detail: "The authorization policy denied this request" });
   }
   return serve(app, rt, bucket, key, method, req, ctx);

@@ -32,16 +32,16 @@ function tlsOf(cfg: Config, baseDir: string | undefined) {
 }
 
 export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; baseDir?: string } = {}): Listener {
-  const handle = createHandler(app);
-  const server = Bun.serve({
+  const handle = createHandler(app, (req) => server.requestIP(req)?.address ?? "");
+  const server: Bun.Server<undefined> = Bun.serve({
     hostname: cfg.server.address,
     port: cfg.server.port,
     reusePort: opts.reusePort ?? false,
     tls: tlsOf(cfg, opts.baseDir),
     maxRequestBodySize: cfg.server.security_limits.max_body_size,
     idleTimeout: 60,
-    fetch(req, srv) {
-      return handle(req, srv.requestIP(req)?.address ?? "");
+    fetch(req) {
+      return handle(req);
     },
     error(err) {
       app.log.error("listener error", { error: String(err?.message ?? err) });
