@@ -68,7 +68,13 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
       buckets.set(b.name, {
         name: b.name,
         cfg: b,
-        upstream: new BucketUpstream(b, { metrics: deps.metrics, fetch: deps.fetch }),
+        upstream: new BucketUpstream(b, {
+          metrics: deps.metrics,
+          fetch: deps.fetch,
+          // An injected fetch (tests) means every request must go through it.
+          client: deps.fetch ? "fetch" : config.server.upstream_client,
+          bufferBodyUpTo: config.server.buffer_threshold_bytes,
+        }),
         authRequired: b.auth.enabled,
         extraRules: b.auth.claims,
         authorizer: b.authorization ? createAuthorizer(b.authorization, { log: authLog, fetch: deps.fetch }) : undefined,

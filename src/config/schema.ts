@@ -184,6 +184,12 @@ export const ServerSchema = z.strictObject({
   trusted_proxies: z.array(nonEmpty).default([]),
   /** Objects up to this size are buffered so Content-Length is exact; larger ones stream. */
   buffer_threshold_bytes: nonNegInt.default(8 * 1024 * 1024),
+  /**
+   * auto: plain-http endpoints use the proxy's own keep-alive HTTP/1.1 client (src/s3/http1.ts,
+   * about half the CPU of fetch per request); https endpoints use fetch (Bun's TLS stack).
+   * fetch: fetch() for every endpoint.
+   */
+  upstream_client: z.enum(["auto", "fetch"]).default("auto"),
   rate_limit: z
     .strictObject({
       enabled: z.boolean().default(true),
