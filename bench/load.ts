@@ -19,7 +19,8 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type LoadResult, MIB, cpuSeconds, makeFixture, machine, requireTools, runAutocannon, runWrk } from "./lib.ts";
 import { idleConnections, slowReaders } from "./memory.ts";
-import { type Setup, startOrigin, startSetup } from "./scenarios.ts";
+import { type CeilingRow, ceilingMarkdown, measureCeiling } from "./ceiling.ts";
+import { type Setup, startOrigin, startPeer, startSetup } from "./scenarios.ts";
 
 const GATE = process.argv.includes("--gate");
 const RESULTS = join(import.meta.dir, "results");
@@ -174,6 +175,7 @@ async function full(): Promise<number> {
   const configs: Config1[] = [];
   let logCost: { warn: Row; info: Row } | undefined;
   let idle: Awaited<ReturnType<typeof idleConnections>> | undefined;
+  let ceiling: CeilingRow[] | undefined;
   let slow: Awaited<ReturnType<typeof slowReaders>> | undefined;
   let loadgen: Row[] = [];
   try {
@@ -209,6 +211,16 @@ async function full(): Promise<number> {
       logCost = { warn, info };
     }
 
+    log("\n== runtime ceiling: Bun without proxy logic, beside nginx (1 process each) ==");
+    {
+      const peer = await startPeer(fx, 1, origin.ports.s3);
+      try {
+        ceiling = await measureCeiling(origin, peer, { seconds: SEC, warmup: WARM, connections: CONNS, log });
+      } finally {
+        await peer.stop();
+      }
+    }
+
     log("\n== memory: 1,000 idle keep-alive connections; 20 slow 100 MiB readers (1 worker) ==");
     {
       const p = await startSetup(fx, origin, 1, "warn");
@@ -226,7 +238,7 @@ async function full(): Promise<number> {
     fx.cleanup();
   }
   const date = started.toISOString();
-  const out = { date, mode: "full", seconds: SEC, warmup: WARM, connections: CONNS, stream_connections: STREAM_CONNS, machine: machine(), configs, loadgen, logCost, memory: { idle, slow } };
+  const out = { date, mode: "full", seconds: SEC, warmup: WARM, connections: CONNS, stream_connections: STREAM_CONNS, machine: machine(), configs, loadgen, logCost, ceiling, memory: { idle, slow } };
   mkdirSync(RESULTS, { recursive: true });
   const file = join(RESULTS, `full-${date.slice(0, 19).replaceAll(":", "-")}.json`);
   writeFileSync(file, JSON.stringify(out, null, 2));
@@ -237,7 +249,7 @@ async function full(): Promise<number> {
   return 0;
 }
 
-function renderMarkdown(o: { date: string; machine: Record<string, unknown>; configs: Config1[]; loadgen: Row[]; logCost?: { warn: Row; info: Row }; memory: { idle?: Record<string, number>; slow?: Record<string, number> } }): string {
+function renderMarkdown(o: { date: string; machine: Record<string, unknown>; configs: Config1[]; loadgen: Row[]; logCost?: { warn: Row; info: Row }; ceiling?: CeilingRow[]; memory: { idle?: Record<string, number>; slow?: Record<string, number> } }): string {
   const m = o.machine;
   const parts = [
     "# Yatagarasu load benchmark results",
@@ -282,6 +294,16 @@ function renderMarkdown(o: { date: string; machine: Record<string, unknown>; con
   if (o.logCost) {
     const { warn, info } = o.logCost;
     parts.push("", "## Logging cost (SigV4 bucket, 1 worker, wrk)", "", `- logging.level warn: ${warn.rps.toFixed(0)} req/s (p99 ${warn.p99ms} ms)`, `- logging.level info (one access-log line per request, to a pipe read by the bench): ${info.rps.toFixed(0)} req/s (p99 ${info.p99ms} ms), ${((1 - info.rps / warn.rps) * 100).toFixed(0)} % fewer`);
+  }
+  if (o.ceiling) {
+    parts.push(
+      "",
+      "## Runtime ceiling (same machine, measured in this run)",
+      "",
+      "What Bun reaches with no proxy logic at all (`bench/ceiling.ts`): a fixed 1 KiB answer from Bun.serve, a Bun.serve + fetch proxy, and a raw Bun.listen + Bun.connect proxy with a keep-alive pool and no checks. No JavaScript proxy on this runtime can beat these floors.",
+      "",
+      ceilingMarkdown(o.ceiling),
+    );
   }
   const { idle, slow } = o.memory;
   parts.push("", "## Memory", "");

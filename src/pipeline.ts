@@ -230,35 +230,52 @@ function phases(app: App, rt: Runtime, req: Request, ctx: RequestContext, rawTar
   if (bucket.block.length > 0 && anyContains(bucket.block, clientIp(rt, ctx))) throw new ProxyError("Forbidden", { detail: "Your address is not allowed" });
   if (bucket.allow.length > 0 && !anyContains(bucket.allow, clientIp(rt, ctx))) throw new ProxyError("Forbidden", { detail: "Your address is not allowed" });
 
-  // 3 authenticate + 4 authorize (asynchronous only when configured)
-  if (bucket.authRequired || bucket.authorizer) return authThenServe(app, rt, bucket, route.key, p, method, req, query, ctx);
+  // 3 authenticate (synchronous for HMAC tokens and verified-token cache hits)
+  let claims: Claims | undefined;
+  if (bucket.authRequired) {
+    const c = authenticate(app, rt, bucket, req, query);
+    if (c instanceof Promise) return c.then((v) => authorizeThenServe(app, rt, bucket, route.key, p, method, req, ctx, v));
+    claims = c;
+  }
+  // 4 authorize (OPA / OpenFGA: always asynchronous)
+  if (bucket.authorizer) return authorizeThenServe(app, rt, bucket, route.key, p, method, req, ctx, claims);
 
   // 5 serve + 6 respond
   return serve(app, rt, bucket, route.key, method, req, ctx);
 }
 
-async function authThenServe(app: App, rt: Runtime, bucket: BucketRuntime, key: string, p: string, method: "GET" | "HEAD", req: Request, query: string, ctx: RequestContext): Promise<Response> {
-  const claims = bucket.authRequired ? await authenticate(app, rt, bucket, req, query) : undefined;
-  if (bucket.authorizer) {
-    const allowed = await bucket.authorizer.authorize({ claims, bucket: bucket.name, key, path: p, method, clientIp: clientIp(rt, ctx) });
+type Claims = Record<string, unknown>;
+
+function authorizeThenServe(app: App, rt: Runtime, bucket: BucketRuntime, key: string, p: string, method: "GET" | "HEAD", req: Request, ctx: RequestContext, claims: Claims | undefined): Response | Promise<Response> {
+  if (!bucket.authorizer) return serve(app, rt, bucket, key, method, req, ctx);
+  return bucket.authorizer.authorize({ claims, bucket: bucket.name, key, path: p, method, clientIp: clientIp(rt, ctx) }).then((allowed) => {
     if (!allowed) throw new ProxyError("Forbidden", { detail: "The authorization policy denied this request" });
-  }
-  return serve(app, rt, bucket, key, method, req, ctx);
+    return serve(app, rt, bucket, key, method, req, ctx);
+  });
 }
 
-async function authenticate(app: App, rt: Runtime, bucket: BucketRuntime, req: Request, query: string): Promise<Record<string, unknown> | undefined> {
-  if (!bucket.authRequired) return undefined;
-  if (!rt.auth) throw new ProxyError("InternalError");
-  try {
-    const url = new URL(query ? `http://x/${query}` : "http://x/");
-    const { claims } = await rt.auth.authenticate(req.headers, url, bucket.extraRules);
-    app.metrics.auth("success");
-    return claims;
-  } catch (err) {
+/** Phase 3: the claims (synchronously when the authenticator can), counted in the auth metric either way. */
+function authenticate(app: App, rt: Runtime, bucket: BucketRuntime, req: Request, query: string): Claims | Promise<Claims> {
+  const failed = (err: unknown): never => {
     const e = toProxyError(err);
     app.metrics.auth(authResultOf(e));
     throw e;
+  };
+  if (!rt.auth) return failed(new ProxyError("InternalError"));
+  let claims: Claims | Promise<Claims>;
+  try {
+    claims = rt.auth.authenticateFast(req.headers, () => new URL(query ? `http://x/${query}` : "http://x/"), bucket.extraRules);
+  } catch (err) {
+    return failed(err);
   }
+  if (claims instanceof Promise) {
+    return claims.then((c) => {
+      app.metrics.auth("success");
+      return c;
+    }, failed);
+  }
+  app.metrics.auth("success");
+  return claims;
 }
 
 function serve(app: App, rt: Runtime, bucket: BucketRuntime, key: string, method: "GET" | "HEAD", req: Request, ctx: RequestContext): Response | Promise<Response> {

@@ -100,12 +100,21 @@ export class Authenticator {
     return a;
   }
 
-  extract(headers: Headers, url: URL): { token: string; source: TokenSource } | null {
+  extract(headers: Headers, url: URL | (() => URL)): { token: string; source: TokenSource } | null {
     return extractToken(this.cfg.token_sources, headers, url);
   }
 
   /** Claims of a valid token. The object is frozen: it may be shared with later calls through the cache. */
   async verify(token: string): Promise<Claims> {
+    return this.verifyFast(token);
+  }
+
+  /**
+   * verify(), synchronous whenever nothing has to be awaited: a verified-token cache hit, or an
+   * HMAC token (Bun.CryptoHasher). Asymmetric tokens (jose, JWKS) return a Promise. Throws
+   * synchronously on a bad token.
+   */
+  verifyFast(token: string): Claims | Promise<Claims> {
     const max = this.cfg.max_token_bytes;
     // length counts UTF-16 units, never more than the UTF-8 bytes; count bytes only when it could matter
     if (token.length > max || (token.length * 3 > max && Buffer.byteLength(token) > max)) throw invalid(`token larger than max_token_bytes (${max})`);
@@ -113,24 +122,61 @@ export class Authenticator {
     this.jwks?.tick();
     const hit = this.cache?.get(token, now);
     if (hit !== undefined) return hit;
-    let claims: Claims;
     try {
       const t = parseToken(token);
       const alg = t.header.alg;
       if (!this.allowed.has(alg)) throw invalid(`token algorithm ${showAlg(alg)} is not accepted (allowed: ${[...this.allowed].join(", ")})`);
-      if (isHmacAlg(alg)) claims = this.verifyHmac(t);
-      else claims = await this.verifyAsym(token, t);
-      checkRegisteredClaims(claims, this.policy, now);
+      if (!isHmacAlg(alg)) return this.verifyAsymAndKeep(token, t, now);
+      return this.keep(token, this.verifyHmac(t), now);
     } catch (err) {
       if (err instanceof TokenError) throw invalid(err.message);
       throw err;
     }
+  }
+
+  private async verifyAsymAndKeep(token: string, t: ParsedToken, now: number): Promise<Claims> {
+    try {
+      return this.keep(token, await this.verifyAsym(token, t), now);
+    } catch (err) {
+      if (err instanceof TokenError) throw invalid(err.message);
+      throw err;
+    }
+  }
+
+  /** Registered-claims check (exp, nbf, iss, aud...), then freeze and remember a valid token. */
+  private keep(token: string, claims: Claims, now: number): Claims {
+    checkRegisteredClaims(claims, this.policy, now);
     Object.freeze(claims);
     if (this.cache) {
       const exp = typeof claims.exp === "number" ? claims.exp * 1000 : Infinity;
       this.cache.set(token, claims, Math.min(exp, now + CACHE_MAX_AGE_MS));
     }
     return claims;
+  }
+
+  /**
+   * authenticate() for the request path: returns the claims synchronously whenever verifyFast
+   * does, throws ProxyError synchronously; the URL is only built when a query source needs it.
+   */
+  authenticateFast(headers: Headers, url: URL | (() => URL), extraRules: readonly ClaimRule[] = []): Claims | Promise<Claims> {
+    const found = this.extract(headers, url);
+    if (!found) throw this.missing();
+    const c = this.verifyFast(found.token);
+    if (c instanceof Promise) {
+      return c.then((claims) => {
+        this.enforce(this.cfg.claims, claims);
+        this.enforce(extraRules, claims);
+        return claims;
+      });
+    }
+    this.enforce(this.cfg.claims, c);
+    this.enforce(extraRules, c);
+    return c;
+  }
+
+  private missing(): ProxyError {
+    const where = this.cfg.token_sources.map(describeSource).join(", ");
+    return new ProxyError("Unauthorized", { detail: `a token is required (${where})`, headers: { "WWW-Authenticate": REALM } });
   }
 
   async authenticate(headers: Headers, url: URL, extraRules: readonly ClaimRule[] = []): Promise<{ claims: Claims; source: TokenSource }> {
@@ -159,10 +205,7 @@ export class Authenticator {
 
   private async verified(headers: Headers, url: URL): Promise<{ claims: Claims; source: TokenSource }> {
     const found = this.extract(headers, url);
-    if (!found) {
-      const where = this.cfg.token_sources.map(describeSource).join(", ");
-      throw new ProxyError("Unauthorized", { detail: `a token is required (${where})`, headers: { "WWW-Authenticate": REALM } });
-    }
+    if (!found) throw this.missing();
     return { claims: await this.verify(found.token), source: found.source };
   }
 

@@ -61,9 +61,11 @@ function queryValue(url: URL, name: string): string | null {
   return null;
 }
 
-export function extractToken(sources: readonly TokenSource[], headers: Headers, url: URL): { token: string; source: TokenSource } | null {
+/** `url` may be a function: it is only called (once) when a query source is consulted. */
+export function extractToken(sources: readonly TokenSource[], headers: Headers, url: URL | (() => URL)): { token: string; source: TokenSource } | null {
+  let u: URL | undefined;
   for (const source of sources) {
-    const token = source.type === "query" ? queryValue(url, source.name ?? "") : fromHeader(headers, source);
+    const token = source.type === "query" ? queryValue((u ??= typeof url === "function" ? url() : url), source.name ?? "") : fromHeader(headers, source);
     if (token !== null) return { token, source };
   }
   return null;
