@@ -887,9 +887,13 @@ export class Http1Pool {
 
 const shared = new Map<string, Http1Pool>();
 
-/** Shared pools keyed by `${host}:${port}|${hostHeader}` (the first caller's other options win). */
+/**
+ * Shared pools keyed by endpoint, Host and body-buffering limit (a reload that changes
+ * server.buffer_threshold_bytes gets a pool of its own; the old one's idle sockets expire).
+ * Other options: the first caller's win.
+ */
 export function sharedPool(opts: Http1PoolOptions): Http1Pool {
-  const key = `${opts.host}:${opts.port}|${opts.hostHeader}`;
+  const key = `${opts.host}:${opts.port}|${opts.hostHeader}|${opts.bufferBodyUpTo ?? ""}`;
   let pool = shared.get(key);
   if (pool === undefined) {
     pool = new Http1Pool(opts);

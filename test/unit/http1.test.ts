@@ -750,13 +750,17 @@ describe("Http1Pool: connections", () => {
     expect(await rejection(p.request("GET", "/x", {}, T))).toBeInstanceOf(Error);
   });
 
-  test("sharedPool shares by endpoint and Host; closeSharedPools closes them", async () => {
+  test("sharedPool shares by endpoint, Host and buffering limit; closeSharedPools closes them", async () => {
     const srv = rawServer((c) => c.socket.write(ok("s")));
     const a = sharedPool({ host: "127.0.0.1", port: srv.port, hostHeader: "h1" });
     const b = sharedPool({ host: "127.0.0.1", port: srv.port, hostHeader: "h1", maxIdle: 3 });
     const c = sharedPool({ host: "127.0.0.1", port: srv.port, hostHeader: "h2" });
     expect(a).toBe(b);
     expect(a).not.toBe(c);
+    // A different body-buffering limit (a reloaded buffer_threshold_bytes) gets its own pool.
+    const d = sharedPool({ host: "127.0.0.1", port: srv.port, hostHeader: "h1", bufferBodyUpTo: 4096 });
+    expect(d).not.toBe(a);
+    expect(sharedPool({ host: "127.0.0.1", port: srv.port, hostHeader: "h1", bufferBodyUpTo: 4096 })).toBe(d);
     await (await a.request("GET", "/x", {}, T)).text();
     await (await c.request("GET", "/x", {}, T)).text();
     closeSharedPools();
