@@ -47,6 +47,10 @@ LABEL org.opencontainers.image.title="yatagarasu" \
 
 COPY --from=build /out/yatagarasu /usr/local/bin/yatagarasu
 
+# Bun's fetch (used for https endpoints) runs at most 256 requests at once per process unless this
+# is set before start-up; match it to server.max_concurrent_requests (default 1000).
+ENV BUN_CONFIG_MAX_HTTP_REQUESTS=1024
+
 USER nonroot:nonroot
 WORKDIR /home/nonroot
 

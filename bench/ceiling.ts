@@ -59,6 +59,8 @@ function rawProxy(originPort: number): number {
       socket: {
         data(s, d) {
           const st = s.data;
+          let head = "";
+          let chunk: Buffer = d;
           if (st.remaining < 0) {
             const b = st.buf ? Buffer.concat([st.buf, d]) : d;
             const e = b.indexOf(CRLF2);
@@ -66,26 +68,18 @@ function rawProxy(originPort: number): number {
               st.buf = b;
               return;
             }
-            const head = b.toString("latin1", 0, e);
-            const len = Number(/\r\ncontent-length:\s*(\d+)/i.exec(head)?.[1] ?? 0);
-            const body = b.subarray(e + 4);
+            head = b.toString("latin1", 0, e);
             st.buf = null;
-            st.remaining = len - body.length;
-            const cb = st.onBody!;
-            if (st.remaining === 0) {
-              st.remaining = -1;
-              idle.push(s);
-            }
-            cb(head, body, st.remaining === -1);
-          } else {
-            st.remaining -= d.length;
-            const cb = st.onBody!;
-            if (st.remaining === 0) {
-              st.remaining = -1;
-              idle.push(s);
-            }
-            cb("", d, st.remaining === -1);
+            st.remaining = Number(/\r\ncontent-length:\s*(\d+)/i.exec(head)?.[1] ?? 0);
+            chunk = b.subarray(e + 4);
           }
+          st.remaining -= chunk.length;
+          const done = st.remaining === 0;
+          if (done) {
+            st.remaining = -1;
+            idle.push(s);
+          }
+          st.onBody!(head, chunk, done);
         },
         close(s) {
           const i = idle.indexOf(s);

@@ -11,6 +11,7 @@ import { ConfigError, loadConfig, type Config } from "./config/load.ts";
 import { summarize } from "./config/summary.ts";
 import { createLogger } from "./observe/log.ts";
 import { listenBun, listenMetrics, listenNode, type Listener } from "./server.ts";
+import { fetchConcurrencyWarning } from "./s3/upstream.ts";
 import { VERSION } from "./version.ts";
 import { startChildren, workerCount, workerIndex, type Children } from "./workers.ts";
 
@@ -119,6 +120,10 @@ async function serve(config: Config, configPath: string): Promise<number> {
     buckets: config.buckets.length,
     pid: process.pid,
   });
+  if (workerIndex() === undefined) {
+    const warning = fetchConcurrencyWarning(config.buckets, config.server.upstream_client, config.server.max_concurrent_requests, process.env);
+    if (warning) log.warn(warning);
+  }
   if (primary) log.info("primary started", { workers, port: listener.port, pid: process.pid, ...(metrics ? { metrics_port: metrics.port } : undefined) });
   // Workers report their port to the primary (tests and the primary's own log use it).
   if (workerIndex() !== undefined) process.send?.({ type: "listening", port: listener.port });

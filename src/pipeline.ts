@@ -25,7 +25,7 @@ import type { UpstreamTiming } from "./s3/upstream.ts";
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
 const ALLOW = "GET, HEAD, OPTIONS";
 /** Bun.serve and node:http both answer 431 themselves when the request head exceeds 16 KiB. */
-export const LISTENER_HEADER_LIMIT = 16 * 1024;
+const LISTENER_HEADER_LIMIT = 16 * 1024;
 
 export interface RequestContext {
   id: string;
@@ -256,23 +256,23 @@ function authorizeThenServe(app: App, rt: Runtime, bucket: BucketRuntime, key: s
 
 /** Phase 3: the claims (synchronously when the authenticator can), counted in the auth metric either way. */
 function authenticate(app: App, rt: Runtime, bucket: BucketRuntime, req: Request, query: string): Claims | Promise<Claims> {
-  const failed = (err: unknown): never => {
+  const refuse = (err: unknown): never => {
     const e = toProxyError(err);
     app.metrics.auth(authResultOf(e));
     throw e;
   };
-  if (!rt.auth) return failed(new ProxyError("InternalError"));
+  if (!rt.auth) return refuse(new ProxyError("InternalError"));
   let claims: Claims | Promise<Claims>;
   try {
     claims = rt.auth.authenticateFast(req.headers, () => new URL(query ? `http://x/${query}` : "http://x/"), bucket.extraRules);
   } catch (err) {
-    return failed(err);
+    return refuse(err);
   }
   if (claims instanceof Promise) {
     return claims.then((c) => {
       app.metrics.auth("success");
       return c;
-    }, failed);
+    }, refuse);
   }
   app.metrics.auth("success");
   return claims;
@@ -283,7 +283,7 @@ function serve(app: App, rt: Runtime, bucket: BucketRuntime, key: string, method
     const hit = serveHit(app.cache, bucket.name, key, method, req.headers);
     if (hit !== undefined) {
       ctx.cache = "HIT";
-      ctx.bytes = method === "HEAD" ? 0 : Number(hit.headers.get("content-length") ?? 0);
+      ctx.bytes = bodyBytes(hit, method);
       return hit;
     }
     return serveCached(app, rt, bucket, key, method, req, ctx);
@@ -307,13 +307,17 @@ async function serveCached(app: App, rt: Runtime, bucket: BucketRuntime, key: st
   });
   ctx.cache = result.cacheStatus;
   if (!result.passthrough) {
-    ctx.bytes = Number(result.response.headers.get("content-length") ?? 0);
-    if (method === "HEAD") ctx.bytes = 0;
+    ctx.bytes = bodyBytes(result.response, method);
     return result.response;
   }
   const res = await respond(rt, result.response, method, ctx);
   res.headers.set("x-cache", result.cacheStatus);
   return res;
+}
+
+/** Body bytes a response built from the cache sends (its Content-Length; none for HEAD). */
+function bodyBytes(res: Response, method: string): number {
+  return method === "HEAD" ? 0 : Number(res.headers.get("content-length") ?? 0);
 }
 
 /**

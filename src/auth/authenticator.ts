@@ -162,16 +162,14 @@ export class Authenticator {
     const found = this.extract(headers, url);
     if (!found) throw this.missing();
     const c = this.verifyFast(found.token);
-    if (c instanceof Promise) {
-      return c.then((claims) => {
-        this.enforce(this.cfg.claims, claims);
-        this.enforce(extraRules, claims);
-        return claims;
-      });
-    }
-    this.enforce(this.cfg.claims, c);
-    this.enforce(extraRules, c);
-    return c;
+    return c instanceof Promise ? c.then((claims) => this.admit(claims, extraRules)) : this.admit(c, extraRules);
+  }
+
+  /** The global jwt.claims rules, then the bucket's: the claims, or a 403. */
+  private admit(claims: Claims, extraRules: readonly ClaimRule[]): Claims {
+    this.enforce(this.cfg.claims, claims);
+    this.enforce(extraRules, claims);
+    return claims;
   }
 
   private missing(): ProxyError {
@@ -181,9 +179,7 @@ export class Authenticator {
 
   async authenticate(headers: Headers, url: URL, extraRules: readonly ClaimRule[] = []): Promise<{ claims: Claims; source: TokenSource }> {
     const { claims, source } = await this.verified(headers, url);
-    this.enforce(this.cfg.claims, claims);
-    this.enforce(extraRules, claims);
-    return { claims, source };
+    return { claims: this.admit(claims, extraRules), source };
   }
 
   /** A valid token whose claims satisfy jwt.admin_claims. With no admin_claims configured, nobody is admin. */

@@ -54,26 +54,33 @@ function isPromise<T>(v: T | Promise<T>): v is Promise<T> {
   return v instanceof Promise;
 }
 
+function isFresh(found: MaybePromise<CachedObject | undefined>, now: number): found is CachedObject {
+  return found !== undefined && !isPromise(found) && now < found.expiresAt;
+}
+
+/** A HIT from a fresh entry: counted, answered from memory (412/416 thrown as ProxyError). */
+function hit(cache: Cache, bucket: string, obj: CachedObject, reqHeaders: Headers, method: "GET" | "HEAD", now: number): Response {
+  cache.counter(bucket).hits++;
+  return respondFromObject(obj, reqHeaders, method, now, "HIT");
+}
+
 /**
- * The synchronous hot path: a fresh entry in a synchronous layer answers without a promise
- * (200/206/304; 412/416 are thrown as ProxyError). `undefined` means "not a plain hit": the
- * caller takes the full (asynchronous) path through serveWithCache.
+ * The synchronous hot path: a fresh entry in a synchronous layer answers without a promise.
+ * `undefined` means "not a plain hit": the caller takes the full (asynchronous) path through
+ * serveWithCache.
  */
 export function serveHit(cache: Cache, bucket: string, key: string, method: "GET" | "HEAD", reqHeaders: Headers, now: number = Date.now()): Response | undefined {
   const found = cache.get(bucket + "/" + key);
-  if (found === undefined || isPromise(found) || now >= found.expiresAt) return undefined;
-  cache.counter(bucket).hits++;
-  return respondFromObject(found, reqHeaders, method, now, "HIT");
+  return isFresh(found, now) ? hit(cache, bucket, found, reqHeaders, method, now) : undefined;
 }
 
 export function serveWithCache(args: ServeArgs): Promise<ServeResult> {
   const now = args.now !== undefined ? args.now() : Date.now();
   const key = args.bucket + "/" + args.key;
   const found = args.cache.get(key);
-  if (found === undefined || isPromise(found) || now >= found.expiresAt) return serveSlow(args, key, now, found);
-  args.cache.counter(args.bucket).hits++;
+  if (!isFresh(found, now)) return serveSlow(args, key, now, found);
   try {
-    return Promise.resolve({ response: respondFromObject(found, args.reqHeaders, args.method, now, "HIT"), cacheStatus: "HIT", upstreamCalls: 0, passthrough: false });
+    return Promise.resolve({ response: hit(args.cache, args.bucket, found, args.reqHeaders, args.method, now), cacheStatus: "HIT", upstreamCalls: 0, passthrough: false });
   } catch (err) {
     return Promise.reject(err);
   }

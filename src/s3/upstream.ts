@@ -34,6 +34,30 @@ export interface UpstreamDeps {
   bufferBodyUpTo?: number;
 }
 
+/** Bun's fetch runs at most this many requests at once per process unless BUN_CONFIG_MAX_HTTP_REQUESTS is set at start-up. */
+export const FETCH_DEFAULT_MAX_REQUESTS = 256;
+
+/** The upstream base URL of a bucket: its endpoint, or AWS S3 in its region (https). */
+function baseUrlOf(s3: BucketConfig["s3"]): URL {
+  return s3.endpoint ? new URL(s3.endpoint) : new URL(`https://s3.${s3.region}.amazonaws.com`);
+}
+
+/** Which client a bucket's requests use: the own HTTP/1.1 pool for plain http with "auto", fetch otherwise. */
+export function upstreamClientFor(cfg: BucketConfig, choice: "auto" | "fetch" | undefined): "native" | "fetch" {
+  return choice === "auto" && baseUrlOf(cfg.s3).protocol === "http:" ? "native" : "fetch";
+}
+
+/**
+ * A warning for the operator when some bucket goes through fetch, the proxy admits more concurrent
+ * requests than fetch will run, and BUN_CONFIG_MAX_HTTP_REQUESTS (read only at start-up) is unset.
+ */
+export function fetchConcurrencyWarning(buckets: readonly BucketConfig[], choice: "auto" | "fetch", maxConcurrent: number, env: Record<string, string | undefined>): string | undefined {
+  if (env.BUN_CONFIG_MAX_HTTP_REQUESTS || maxConcurrent <= FETCH_DEFAULT_MAX_REQUESTS) return undefined;
+  const viaFetch = buckets.filter((b) => upstreamClientFor(b, choice) === "fetch").map((b) => b.name);
+  if (viaFetch.length === 0) return undefined;
+  return `buckets ${viaFetch.join(", ")} reach S3 through fetch, which runs at most ${FETCH_DEFAULT_MAX_REQUESTS} requests at once per process (the rest wait) while server.max_concurrent_requests is ${maxConcurrent}: set BUN_CONFIG_MAX_HTTP_REQUESTS=${maxConcurrent} in the environment (read at start-up only)`;
+}
+
 const DEFAULT_RETRY: RetryConfig = { max_attempts: 3, initial_backoff_ms: 100, max_backoff_ms: 1000 };
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -74,10 +98,10 @@ export class BucketUpstream {
     const s3 = cfg.s3;
     this.name = cfg.name;
     const endpoint = s3.endpoint ? new URL(s3.endpoint) : undefined;
+    const base = baseUrlOf(s3);
     // Virtual-host style for AWS unless forced; path-style for custom endpoints unless forced off.
     // Bucket names with dots cannot be virtual-hosted over TLS (the certificate is *.s3...).
     const pathStyle = s3.force_path_style ?? (endpoint !== undefined || s3.bucket.includes("."));
-    const base = endpoint ?? new URL(`https://s3.${s3.region}.amazonaws.com`);
     const host = pathStyle ? base.host : `${s3.bucket}.${base.host}`;
     this.origin = `${base.protocol}//${host}`;
     this.host = host;
@@ -91,7 +115,7 @@ export class BucketUpstream {
     this.breaker = s3.circuit_breaker ? new CircuitBreaker(s3.circuit_breaker) : undefined;
     this.fetchImpl = deps.fetch ?? fetch;
     this.pool =
-      deps.client === "auto" && base.protocol === "http:"
+      upstreamClientFor(cfg, deps.client) === "native"
         ? sharedPool({
             host: base.hostname.replace(/^\[|\]$/g, ""),
             port: Number(base.port || 80),
@@ -115,10 +139,6 @@ export class BucketUpstream {
     return { path, headers };
   }
 
-  /** "native" (the HTTP/1.1 pool) or "fetch": which client this bucket's requests use. */
-  get client(): "native" | "fetch" {
-    return this.pool ? "native" : "fetch";
-  }
 
   /**
    * GET/HEAD an object. Returns S3's response for 200/206/304/412/416 (body unread);

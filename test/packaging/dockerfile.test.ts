@@ -106,6 +106,11 @@ describe("Dockerfile stages", () => {
     expect(INSTALLED.endsWith(`/${BINARY_NAME}`)).toBe(true);
   });
 
+  test("raises fetch's concurrent-request cap (read by Bun only at start-up) to the default max_concurrent_requests", () => {
+    const envs = only(runtime, "ENV").map((i) => i.args);
+    expect(envs).toContain("BUN_CONFIG_MAX_HTTP_REQUESTS=1024");
+  });
+
   test("runs as nonroot, exposes 8080 and 9090", () => {
     expect(only(runtime, "USER").map((i) => i.args)).toEqual(["nonroot:nonroot"]);
     expect(only(runtime, "EXPOSE").flatMap((i) => i.args.split(/\s+/))).toEqual(["8080", "9090"]);
