@@ -20,7 +20,7 @@ import { ProxyError } from "../errors.ts";
 import { JwksClient, type Logger } from "./jwks.ts";
 import { assertBase64url, checkRegisteredClaims, claimPolicy, decodePayload, HmacKey, parseToken, TokenError, type ClaimPolicy, type ParsedToken } from "./jwt.ts";
 import { allowedAlgorithms, isHmacAlg, loadStaticKeys, type AsymKey, type StaticKeys, type VerifyKey } from "./keys.ts";
-import { TtlLru } from "./lru.ts";
+import { TtlLru } from "../util/lru.ts";
 import { describeRule, firstFailedRule, type Claims } from "./rules.ts";
 import { extractToken } from "./sources.ts";
 

@@ -11,7 +11,7 @@
  * - Timeouts, network errors, non-2xx answers and unreadable bodies are errors: never cached, logged
  *   at warn, and answered by the fail mode (closed → deny, open → allow).
  */
-import { TtlLru } from "../auth/lru.ts";
+import { TtlLru } from "../util/lru.ts";
 import type { Claims } from "../auth/rules.ts";
 
 export type Logger = (level: "info" | "warn" | "error", msg: string, fields?: object) => void;

@@ -4,7 +4,7 @@
  * measured at tens of µs per hit in JSC once the map churns); this file adds the byte and
  * per-bucket accounting.
  */
-import { LruMap } from "../limits/lru.ts";
+import { LruMap } from "../util/lru.ts";
 import { bucketOf, type BucketLayerStats, type CachedObject, type CacheLayer, type LayerStats } from "./types.ts";
 
 /** Fixed per-entry allowance for the node, the object, its Blob and the prebuilt Headers. */

@@ -16,4 +16,4 @@ export {
 } from "./circuit-breaker.ts";
 export { backoffDelay, isRetryableStatus } from "./retry.ts";
 export { ConcurrencyLimiter } from "./concurrency.ts";
-export { LruMap } from "./lru.ts";
+export { LruMap } from "../util/lru.ts";

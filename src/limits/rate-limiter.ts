@@ -17,7 +17,7 @@
  * limits only; a bucket's own `s3.rate_limit` applies whenever it is present.
  */
 import type { RateConfig } from "../config/schema.ts";
-import { LruMap } from "./lru.ts";
+import { LruMap } from "../util/lru.ts";
 import { ADMIT, monotonicClock, TokenBucket, type Clock } from "./token-bucket.ts";
 
 export type RateScope = "global" | "per_ip" | "bucket";

@@ -1,5 +1,4 @@
 import { describe, expect, test } from "bun:test";
-import { LruMap } from "../../src/limits/lru.ts";
 import { RateLimiter, type ServerRateLimit } from "../../src/limits/rate-limiter.ts";
 
 function clock(start = 0) {
@@ -217,27 +216,3 @@ function expect_ok(ok: boolean): void {
   // Cheap assertion for the million-iteration loop (expect() per iteration would dominate).
   if (!ok) throw new Error("a fresh client should be admitted");
 }
-
-describe("LruMap", () => {
-  test("get refreshes recency; insert evicts the least recently used; deleteOldest pops the front", () => {
-    const m = new LruMap<number>(3);
-    m.insert("a", 1);
-    m.insert("b", 2);
-    m.insert("c", 3);
-    expect(m.get("a")).toBe(1);
-    m.insert("d", 4); // evicts b
-    expect(m.size).toBe(3);
-    expect(m.get("b")).toBeUndefined();
-    expect(m.oldest()).toBe(3);
-    m.deleteOldest();
-    expect(m.oldest()).toBe(1);
-    m.deleteOldest();
-    m.deleteOldest();
-    expect(m.size).toBe(0);
-    expect(m.oldest()).toBeUndefined();
-    m.deleteOldest(); // no-op when empty
-    m.insert("e", 5);
-    expect(m.get("e")).toBe(5);
-    expect(() => new LruMap(0)).toThrow(RangeError);
-  });
-});

@@ -1,8 +1,11 @@
 /**
- * A bounded map with least-recently-used eviction: a Map for lookup plus an intrusive doubly
- * linked list for order. (Evicting through `map.keys().next()` is not O(1) in JavaScriptCore:
- * the iterator walks over the holes left by earlier deletions, which made a million-client flood
- * take seconds.)
+ * The project's one LRU, shared by the rate limiter (per-IP buckets), the cache's memory layer
+ * (recency, bounded by bytes elsewhere), verified tokens and authorization decisions (TtlLru).
+ *
+ * A Map for lookup plus an intrusive doubly linked list for order. (Evicting through
+ * `map.keys().next()` is not O(1) in JavaScriptCore: the iterator walks over the holes left by
+ * earlier deletions, which made a million-client flood take seconds; moving a key by Map
+ * delete + re-insert was measured at tens of µs per hit once the map churns.)
  */
 interface Node<V> {
   key: string;
@@ -106,5 +109,41 @@ export class LruMap<V> {
     if (node.next !== null) node.next.prev = node.prev;
     else this.tail = node.prev;
     node.prev = node.next = null;
+  }
+}
+
+/**
+ * LruMap with a per-entry expiry (verified tokens, authorization decisions). The caller passes the
+ * clock to get/set, so an injected clock drives expiry. maxEntries 0 makes every call a no-op
+ * (a disabled cache needs no branch at its call sites).
+ */
+export class TtlLru<V> {
+  private readonly lru: LruMap<{ value: V; expiresAt: number }> | undefined;
+
+  constructor(readonly maxEntries: number) {
+    this.lru = maxEntries > 0 ? new LruMap(maxEntries) : undefined;
+  }
+
+  get size(): number {
+    return this.lru?.size ?? 0;
+  }
+
+  /** The value while now < its expiresAt (an expired entry is dropped on the way). */
+  get(key: string, now: number): V | undefined {
+    const e = this.lru?.get(key);
+    if (e === undefined) return undefined;
+    if (e.expiresAt <= now) {
+      this.lru!.delete(key);
+      return undefined;
+    }
+    return e.value;
+  }
+
+  set(key: string, value: V, expiresAt: number): void {
+    this.lru?.set(key, { value, expiresAt });
+  }
+
+  clear(): void {
+    this.lru?.clear();
   }
 }
