@@ -43,6 +43,8 @@ export interface AuthenticatorOptions {
 const REALM = 'Bearer realm="yatagarasu"';
 const INVALID_HEADERS = { "WWW-Authenticate": `${REALM}, error="invalid_token"` };
 const CACHE_MAX_AGE_MS = 60_000;
+/** Verifications of one token that a JWKS change may overtake before it gives up (503): rotations are rare, a loop needs a broken JWKS. */
+const MAX_KEY_SET_RACES = 3;
 const NONE: readonly VerifyKey[] = [];
 export const DEFAULT_VERIFY_CACHE_SIZE = 10_000;
 
@@ -134,9 +136,20 @@ export class Authenticator {
     }
   }
 
-  private async verifyAsymAndKeep(token: string, t: ParsedToken, now: number): Promise<Claims> {
+  /**
+   * The asynchronous path. The JWKS can change while jose checks a signature; a result is only
+   * accepted (and cached) if the key that verified it is still in the key set at that moment, both
+   * checked in one synchronous step. Otherwise the token is checked again against the current keys,
+   * so a removed key never verifies once the new set is loaded, and a kept key still does.
+   */
+  private async verifyAsymAndKeep(token: string, t: ParsedToken, startedAt: number): Promise<Claims> {
     try {
-      return this.keep(token, await this.verifyAsym(token, t), now);
+      for (let attempt = 1; ; attempt++) {
+        const { claims, key } = await this.verifyAsym(token, t);
+        if (!key.fromJwks || this.jwks?.holds(key)) return this.keep(token, claims, Math.max(startedAt, this.now()));
+        if (attempt === MAX_KEY_SET_RACES)
+          throw new ProxyError("KeysUnavailable", { detail: "the token verification keys (JWKS) kept changing during verification", headers: { "Retry-After": "1" } });
+      }
     } catch (err) {
       if (err instanceof TokenError) throw invalid(err.message);
       throw err;
@@ -194,6 +207,11 @@ export class Authenticator {
     return this.jwks?.readiness() ?? { ok: true };
   }
 
+  /** Fetches the JWKS now, or joins the fetch in flight; resolves once its result is applied. Never rejects. */
+  refreshKeys(): Promise<void> {
+    return this.jwks?.refresh() ?? Promise.resolve();
+  }
+
   close(): void {
     this.jwks?.close();
     this.cache?.clear();
@@ -221,7 +239,6 @@ export class Authenticator {
   }
 
   private verifyHmac(t: ParsedToken): Claims {
-    if (t.header.crit !== undefined) throw invalid("unsupported crit header");
     const keys = this.staticCandidates(t.header.kid, t.header.alg, true);
     if (keys.length === 0) throw invalid(t.header.kid !== undefined ? "unknown key id (kid)" : "no key for the token's algorithm");
     for (const k of keys) if ((k as HmacKey).verify(t)) return decodePayload(t.payloadB64);
@@ -249,7 +266,8 @@ export class Authenticator {
     return c;
   }
 
-  private async verifyAsym(token: string, t: ParsedToken): Promise<Claims> {
+  /** The claims and the key whose signature check passed. */
+  private async verifyAsym(token: string, t: ParsedToken): Promise<{ claims: Claims; key: AsymKey }> {
     const { alg, kid } = t.header;
     assertBase64url(t);
     const keys = await this.asymCandidates(kid, alg);
@@ -261,11 +279,11 @@ export class Authenticator {
     for (const k of keys) {
       try {
         await compactVerify(token, k.key, { algorithms: [alg] });
-        return decodePayload(t.payloadB64);
+        return { claims: decodePayload(t.payloadB64), key: k };
       } catch (err) {
         const code = (err as { code?: string }).code;
         if (code === "ERR_JWS_SIGNATURE_VERIFICATION_FAILED") continue;
-        throw invalid(code === "ERR_JOSE_NOT_SUPPORTED" ? "unsupported token header (crit)" : "token rejected by the verifier");
+        throw invalid(code === "ERR_JOSE_NOT_SUPPORTED" ? "unsupported token header" : "token rejected by the verifier");
       }
     }
     throw invalid("signature verification failed");

@@ -8,6 +8,8 @@
  *   injected clock drives it too).
  * - An unknown kid triggers a refetch, at most one per 10 s; concurrent callers share one fetch.
  * - A failed fetch (network, timeout, non-2xx, bad JSON, no usable key) keeps the last good keys.
+ * - A key removed from the set never verifies once the new set is loaded: onChange drops cached
+ *   verifications, and a verification that was in flight re-checks holds() before it counts.
  * - Keys are RSA, EC (P-256, P-384) and OKP (Ed25519) public keys, each bound to one configured
  *   algorithm (its `alg` member if it has one, else every configured algorithm of its type).
  *   Symmetric ("oct") JWKS keys are not supported; HMAC secrets come from the config only.
@@ -101,6 +103,16 @@ export class JwksClient {
     return this.keys.filter((k) => k.alg === alg && (kid === undefined || k.kid === kid));
   }
 
+  /**
+   * Whether `key` (from an earlier find()) is still in the current key set. A verification checks
+   * this after its asynchronous signature check, in the same synchronous step that caches the
+   * result: a key-set change that landed meanwhile must not let a removed key verify (defect:
+   * such a result was cached after the change had cleared the cache, and kept verifying).
+   */
+  holds(key: AsymKey): boolean {
+    return this.keys.includes(key);
+  }
+
   readiness(): { ok: boolean; reason?: string } {
     if (this.loadedOnce) return { ok: true };
     const why = this.lastError ?? (this.inflight ? "first fetch in progress" : "not fetched yet");
@@ -145,7 +157,7 @@ export class JwksClient {
         const kid = typeof j.kid === "string" ? j.kid : undefined;
         for (const alg of jwkAlgorithms(j, this.o.allowed)) {
           try {
-            keys.push({ alg, kid, key: await importPublicJwk(j, alg) });
+            keys.push({ alg, kid, key: await importPublicJwk(j, alg), fromJwks: true });
             used.push([alg, kid, j.n, j.e, j.x, j.y]);
           } catch {
             this.o.log("warn", "JWKS key skipped: cannot import", { kid, alg });
@@ -154,12 +166,14 @@ export class JwksClient {
       }
       if (keys.length === 0) throw new Error("no usable key for the configured algorithms");
       const fp = JSON.stringify(used);
-      const changed = fp !== this.fingerprint;
-      this.keys = keys;
-      this.fingerprint = fp;
       this.loadedOnce = true;
       this.lastError = undefined;
-      if (changed) {
+      // An unchanged set keeps its key objects, so a verification in flight across a routine
+      // refresh still holds() its key; a change swaps the set and drops cached verifications in
+      // the same synchronous step (no verification can observe one without the other).
+      if (fp !== this.fingerprint) {
+        this.keys = keys;
+        this.fingerprint = fp;
         this.o.log("info", "JWKS keys loaded", { url: safeUrl(this.o.url), keys: keys.length, kids: [...new Set(keys.map((k) => k.kid))] });
         this.o.onChange?.();
       }

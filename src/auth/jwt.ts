@@ -55,7 +55,8 @@ const headerCache = new Map<string, JoseHeader>();
 const HEADER_CACHE_MAX = 64;
 
 /**
- * Splits a compact JWS and decodes its header (validated as base64url JSON with a string alg).
+ * Splits a compact JWS and decodes its header (validated as base64url JSON with a string alg, a
+ * string kid if any, and no crit).
  * The payload and signature are NOT checked for base64url characters here: the HMAC fast path
  * compares the signature as canonical base64url text and covers the payload's exact text, so a
  * stray character can only make verification fail; `assertBase64url` is there for the other paths.
@@ -72,6 +73,12 @@ export function parseToken(token: string): ParsedToken {
     const raw = decodeJson(h, "header");
     if (typeof raw.alg !== "string") throw new TokenError("malformed token: header has no alg");
     if (raw.kid !== undefined && typeof raw.kid !== "string") throw new TokenError("malformed token: kid is not a string");
+    // RFC 7515 §4.1.11: a recipient must refuse a token whose crit names an extension it does not
+    // implement. This proxy implements none, so any crit is refused, here, for every algorithm
+    // path (jose alone accepts crit ["b64"] with b64: false, RFC 7797's unencoded payload, whose
+    // claims decodePayload would then read as base64url: not what the issuer signed). A refused
+    // header is never cached, so this runs for every such token.
+    if (raw.crit !== undefined) throw new TokenError("unsupported token header: crit (this proxy implements no JWS extension)");
     header = raw as JoseHeader;
     if (headerCache.size >= HEADER_CACHE_MAX) headerCache.clear();
     headerCache.set(h, header);

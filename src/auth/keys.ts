@@ -17,6 +17,8 @@ export interface AsymKey {
   alg: Algorithm;
   kid?: string;
   key: CryptoKey;
+  /** From the JWKS, which can drop it at any refresh (static keys live as long as the config). */
+  fromJwks?: true;
 }
 export type VerifyKey = HmacKey | AsymKey;
 

@@ -1,6 +1,7 @@
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, spyOn, test } from "bun:test";
 import { Authenticator } from "../../src/auth/index.ts";
-import { JwksServer, jwtConfig, logCapture, makeKeyPair, nowSec, sign, signWith, tempDir, waitFor, type TestKey } from "../fixtures/jwt.ts";
+import { JwksServer, jwtConfig, logCapture, makeKeyPair, nowSec, sign, signWith, tempDir, type TestKey } from "../fixtures/jwt.ts";
+import { waitFor } from "../helpers/wait.ts";
 import { expectProxyError } from "./helpers.ts";
 
 const tmp = tempDir();
@@ -27,7 +28,25 @@ async function setup(keys = [rs1.jwk], cfg: Record<string, unknown> = {}) {
   cleanup.push(() => auth.close(), () => server.close());
   return { server, clock, auth, logs };
 }
-const loaded = (auth: Authenticator) => waitFor(() => auth.readiness().ok, 5000, "JWKS loaded");
+const loaded = (auth: Authenticator) => waitFor(() => auth.readiness().ok, { message: "JWKS loaded" });
+
+/**
+ * Holds every WebCrypto signature check (jose's) until release(), so a verification stays in
+ * flight for as long as the test needs: the interleavings below are forced, not timed.
+ */
+function holdSignatureChecks() {
+  const real = crypto.subtle.verify.bind(crypto.subtle);
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  let entered!: () => void;
+  const firstCheck = new Promise<void>((r) => (entered = r));
+  const spy = spyOn(crypto.subtle, "verify").mockImplementation(async (...args: Parameters<SubtleCrypto["verify"]>) => {
+    entered();
+    await gate;
+    return real(...args);
+  });
+  return { firstCheck, release, [Symbol.dispose]: () => spy.mockRestore() };
+}
 
 test("create does not wait for the JWKS; the first verification joins the fetch in flight", async () => {
   const { server, auth } = await setup([rs1.jwk, es1.jwk, ed1.jwk]);
@@ -61,7 +80,7 @@ test("refresh every jwks_refresh_interval_secs (driven by the clock)", async () 
   expect(server.fetchCount).toBe(1);
   clock.now += 1_000;
   await auth.verify(await signWith(rs1, claims())); // due: starts a background refresh
-  await waitFor(() => server.fetchCount === 2, 5000, "refresh");
+  await waitFor(() => server.fetchCount === 2, { message: "the refresh" });
   expect(await auth.verify(await signWith(rs2, claims()))).toMatchObject({ sub: "alice" }); // joins the refresh if still in flight
   expect(server.fetchCount).toBe(2);
 });
@@ -69,7 +88,7 @@ test("refresh every jwks_refresh_interval_secs (driven by the clock)", async () 
 test("refresh also runs on its own timer", async () => {
   const { server, auth } = await setup([rs1.jwk], { jwks_refresh_interval_secs: 1 });
   await loaded(auth);
-  await waitFor(() => server.fetchCount >= 2, 5000, "timer refresh");
+  await waitFor(() => server.fetchCount >= 2, { message: "a refresh by the timer" }); // the timer is what is tested
 });
 
 test("rotation: an unknown kid triggers a refetch that finds the new key", async () => {
@@ -103,30 +122,88 @@ test("unknown-kid refetches are rate-limited to one per 10 s", async () => {
 test("a failed refresh keeps the last good keys", async () => {
   const { server, auth, clock, logs } = await setup();
   await loaded(auth);
-  const t = await signWith(rs1, claims());
   for (const failure of [{ status: 500 }, { status: 200, body: "not json" }, { status: 200, body: '{"keys":[]}' }]) {
     server.failWith(failure);
     const before = server.fetchCount;
     clock.now += 300_000;
-    auth.verify(t).catch(() => {}); // triggers the refresh
-    await waitFor(() => logs.lines.some((l) => l.level === "warn" && l.msg.includes("keeping the last good keys") && server.fetchCount > before), 5000, "failed refresh");
-    logs.lines.length = 0;
+    await auth.refreshKeys();
+    expect(server.fetchCount).toBe(before + 1);
+    expect(logs.lines.at(-1)).toMatchObject({ level: "warn", msg: expect.stringContaining("keeping the last good keys") });
     expect(await auth.verify(await signWith(rs1, claims()))).toMatchObject({ sub: "alice" });
     expect(auth.readiness().ok).toBe(true);
   }
 });
 
-test("keys changed → cached verifications are dropped", async () => {
-  const { server, auth, clock, logs } = await setup();
-  await loaded(auth);
-  const t = await signWith(rs1, claims());
-  await auth.verify(t);
-  server.setKeys([rs2.jwk]); // rs-1 revoked
-  clock.now += 300_000;
-  await auth.verify(t); // from the cache; starts the refresh
-  const loads = () => logs.lines.filter((l) => l.msg === "JWKS keys loaded").length;
-  await waitFor(() => loads() >= 2, 5000, "new key set");
-  await expectProxyError(auth.verify(t), "InvalidToken", /unknown key id/, t);
+describe("a key removed from the JWKS never verifies once the new key set is loaded", () => {
+  test("tokens in the verified-token cache are dropped", async () => {
+    const { server, auth, clock } = await setup();
+    await loaded(auth);
+    const withKid = await signWith(rs1, claims());
+    const noKid = await signWith(rs1, claims(), null);
+    await auth.verify(withKid);
+    await auth.verify(noKid);
+    server.setKeys([rs2.jwk]); // rs-1 revoked
+    clock.now += 1_000; // the cached entries are still fresh (60 s), and no refresh is due
+    await auth.refreshKeys();
+    await expectProxyError(auth.verify(withKid), "InvalidToken", /unknown key id/, withKid);
+    await expectProxyError(auth.verify(noKid), "InvalidToken", /signature verification failed/, noKid);
+    expect(await auth.verify(await signWith(rs2, claims()))).toMatchObject({ sub: "alice" });
+  });
+
+  // The flake of "keys changed → cached verifications are dropped": with the cache entry expired,
+  // the verification that started the refresh checked the signature with the old key; the refresh
+  // landed (and cleared the cache) before that check finished, and the stale result was then cached.
+  test("a refresh that lands while a verification is in flight: the result is refused, and not cached", async () => {
+    const { server, auth, clock } = await setup();
+    await loaded(auth);
+    const t = await signWith(rs1, claims());
+    await auth.verify(t);
+    server.setKeys([rs2.jwk]);
+    clock.now += 300_000; // cache entry expired and a refresh is due
+    {
+      using held = holdSignatureChecks();
+      const inFlight = auth.verify(t); // starts the refresh, picks rs-1 from the old set, then waits in jose
+      await held.firstCheck;
+      await auth.refreshKeys(); // joins the refresh; the new set is applied when it resolves
+      expect(server.fetchCount).toBe(2);
+      held.release(); // the signature is valid for rs-1's key...
+      await expectProxyError(inFlight, "InvalidToken", /unknown key id/, t); // ...which has left the set
+    }
+    await expectProxyError(auth.verify(t), "InvalidToken", /unknown key id/, t);
+    expect(server.fetchCount).toBe(2);
+  });
+
+  test("a refresh in flight that keeps the key: the verification checks again and passes", async () => {
+    const { server, auth, clock } = await setup();
+    await loaded(auth);
+    server.setKeys([rs2.jwk, rs1.jwk]); // changed set, rs-1 still in it (new key objects)
+    clock.now += 300_000;
+    const t = await signWith(rs1, claims());
+    {
+      using held = holdSignatureChecks();
+      const inFlight = auth.verify(t);
+      await held.firstCheck;
+      await auth.refreshKeys();
+      held.release();
+      expect(await inFlight).toMatchObject({ sub: "alice" });
+    }
+    expect(await auth.verify(t)).toMatchObject({ sub: "alice" });
+  });
+
+  test("a refresh in flight that finds the same set: nothing to check again", async () => {
+    const { auth, clock } = await setup();
+    await loaded(auth);
+    clock.now += 300_000;
+    const t = await signWith(rs1, claims());
+    using held = holdSignatureChecks();
+    const spy = crypto.subtle.verify as unknown as { mock: { calls: unknown[] } };
+    const inFlight = auth.verify(t);
+    await held.firstCheck;
+    await auth.refreshKeys();
+    held.release();
+    expect(await inFlight).toMatchObject({ sub: "alice" });
+    expect(spy.mock.calls).toHaveLength(1);
+  });
 });
 
 describe("JWKS never loaded", () => {
@@ -137,7 +214,8 @@ describe("JWKS never loaded", () => {
     const logs = logCapture();
     const auth = await Authenticator.create(jwtConfig({ algorithm: "RS256", jwks_url: `${server.url}?api_key=hunter2` }), { now: () => clock.now, log: logs.log });
     cleanup.push(() => auth.close(), () => server.close());
-    await waitFor(() => logs.lines.some((l) => l.level === "error"), 5000, "first fetch failure");
+    await auth.refreshKeys(); // joins the first fetch, started by create()
+    expect(logs.lines.some((l) => l.level === "error")).toBe(true);
     const r = auth.readiness();
     expect(r.ok).toBe(false);
     expect(r.reason).toContain("HTTP 503");
@@ -157,12 +235,12 @@ describe("JWKS never loaded", () => {
   });
   test("unreachable JWKS host", async () => {
     const dead = JwksServer.start();
-    const url = dead.url;
-    dead.close();
-    const auth = await Authenticator.create(jwtConfig({ algorithm: "ES256", jwks_url: url }));
-    cleanup.push(() => auth.close());
-    await waitFor(() => auth.readiness().reason?.includes("first fetch in progress") === false, 6000, "fetch failure");
+    dead.down(); // connections refused
+    const auth = await Authenticator.create(jwtConfig({ algorithm: "ES256", jwks_url: dead.url }));
+    cleanup.push(() => auth.close(), () => dead.close());
+    await auth.refreshKeys(); // joins the first fetch
     expect(auth.readiness().ok).toBe(false);
+    expect(auth.readiness().reason).not.toContain("first fetch in progress");
     const t = await signWith(es1, claims(), null);
     await expectProxyError(auth.verify(t), "KeysUnavailable", undefined, t);
   });

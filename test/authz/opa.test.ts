@@ -3,7 +3,8 @@ import { AuthorizationSchema } from "../../src/config/schema.ts";
 import { createAuthorizer, type AuthzInput } from "../../src/authz/index.ts";
 import { opaDataPath } from "../../src/authz/opa.ts";
 import { logCapture } from "../fixtures/jwt.ts";
-import { OpaServer, type Policy } from "../fixtures/opa.ts";
+import { dataPath, OpaServer, type Policy } from "../fixtures/opa.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 const cleanup: Array<() => void> = [];
 afterEach(() => cleanup.splice(0).forEach((f) => f()));
@@ -33,7 +34,8 @@ describe("protocol", () => {
     const { opa, authz } = setup({ "yatagarasu/allow": isAdmin });
     expect(await authz.authorize(input())).toBe(true);
     expect(opa.requests).toHaveLength(1);
-    expect(opa.requests[0].path).toBe("yatagarasu/allow");
+    expect(opa.requests[0].method).toBe("POST");
+    expect(dataPath(opa.requests[0])).toBe("yatagarasu/allow");
     expect(opa.requests[0].headers.get("content-type")).toBe("application/json");
     expect(opa.requests[0].body).toEqual({
       input: { jwt_claims: { sub: "alice", role: "admin" }, bucket: "products", key: "shoes/red.jpg", path: "/products/shoes/red.jpg", method: "GET", client_ip: "10.0.0.7" },
@@ -112,8 +114,11 @@ describe("decision cache", () => {
   });
   test("concurrent identical checks share one request", async () => {
     const { opa, authz } = setup({ "yatagarasu/allow": () => true });
-    opa.delayMs = 30;
-    expect(await Promise.all([authz.authorize(input()), authz.authorize(input()), authz.authorize(input())])).toEqual([true, true, true]);
+    opa.hang(); // the first request stays in flight until restore()
+    const all = Promise.all([authz.authorize(input()), authz.authorize(input()), authz.authorize(input())]);
+    await waitFor(() => opa.requests.length === 1, { message: "the first OPA request" });
+    opa.restore();
+    expect(await all).toEqual([true, true, true]);
     expect(opa.requests).toHaveLength(1);
   });
 });
@@ -123,10 +128,10 @@ describe("failures follow opa_fail_mode (logged at warn, never cached)", () => {
     const expected = mode === "open";
     test(`timeout → ${mode}`, async () => {
       const { opa, authz, logs } = setup({ "yatagarasu/allow": () => !expected }, { opa_timeout_ms: 40, opa_fail_mode: mode });
-      opa.delayMs = 1_000;
+      opa.hang(); // never answers: the 40 ms timeout is what ends the request
       expect(await authz.authorize(input())).toBe(expected);
       expect(logs.lines).toContainEqual({ level: "warn", msg: expect.stringContaining(`opa unavailable; failing ${mode}`), fields: expect.objectContaining({ error: "timed out after 40 ms" }) });
-      opa.delayMs = 0;
+      opa.restore();
       expect(await authz.authorize(input())).toBe(!expected); // the failure was not cached
       expect(opa.requests).toHaveLength(2);
     });
@@ -135,17 +140,17 @@ describe("failures follow opa_fail_mode (logged at warn, never cached)", () => {
       opa.failWith({ status: 500, body: { code: "internal_error", message: "boom" } });
       expect(await authz.authorize(input())).toBe(expected);
       expect(logs.lines.at(-1)).toMatchObject({ level: "warn", fields: { error: "HTTP 500 (internal_error)" } });
-      opa.failWith(null);
+      opa.restore();
       expect(await authz.authorize(input())).toBe(true);
     });
-    test(`unreachable OPA → ${mode}`, async () => {
-      const dead = OpaServer.start();
-      const url = dead.url;
-      dead.close();
-      const logs = logCapture();
-      const authz = createAuthorizer(AuthorizationSchema.parse({ type: "opa", opa_url: url, opa_policy_path: "p", opa_fail_mode: mode }), { log: logs.log });
+    test(`unreachable OPA → ${mode}, and it recovers when OPA is back`, async () => {
+      const { opa, authz, logs } = setup({ "yatagarasu/allow": () => !expected }, { opa_fail_mode: mode });
+      opa.down(); // connections refused
       expect(await authz.authorize(input())).toBe(expected);
-      expect(logs.lines[0].level).toBe("warn");
+      expect(logs.lines).toEqual([{ level: "warn", msg: expect.stringContaining(`opa unavailable; failing ${mode}`), fields: expect.objectContaining({ error: expect.any(String) }) }]);
+      expect(opa.requests).toHaveLength(0);
+      opa.restore();
+      expect(await authz.authorize(input())).toBe(!expected); // the failure was not cached
     });
   }
   test("a 2xx answer that is not JSON is a failure", async () => {
