@@ -6,6 +6,7 @@ import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { bucketYaml, startProxy, type ProxyProcess } from "./harness.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 const A = { accessKeyId: "AKIAKEYAAAAAAAAAAAAA", secretAccessKey: "secretA/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" };
 const B = { accessKeyId: "AKIAKEYBBBBBBBBBBBBB", secretAccessKey: "secretB/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb" };
@@ -347,14 +348,14 @@ describe("health", () => {
   });
 
   test("/ready → 200 once the upstream probes succeeded", async () => {
-    const deadline = Date.now() + 10_000;
-    let res = await get("/ready");
-    while (res.status !== 200 && Date.now() < deadline) {
-      await res.arrayBuffer();
-      await Bun.sleep(50); // polling interval while waiting for the probe condition
-      res = await get("/ready");
-    }
-    expect(res.status).toBe(200);
+    const res = await waitFor(
+      async () => {
+        const r = await get("/ready");
+        if (r.status === 200) return r;
+        await r.arrayBuffer();
+      },
+      { timeoutMs: 10_000, intervalMs: 50, message: "/ready to answer 200" },
+    );
     const body = (await res.json()) as { ready: boolean; reasons: string[]; buckets: Record<string, unknown> };
     expect(body.ready).toBe(true);
     expect(body.reasons).toEqual([]);

@@ -16,6 +16,7 @@ import { App } from "../../src/app.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { nullLogger } from "../../src/observe/log.ts";
 import { listenBun, listenNode, type Listener } from "../../src/server.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 const MAIN = join(import.meta.dir, "../../src/main.ts");
 
@@ -59,8 +60,6 @@ export async function startProxy(configYaml: string, opts: { env?: Record<string
   let out = "";
   let err = "";
   const lines: Array<Record<string, unknown>> = [];
-  const listeners = new Set<() => void>();
-  const notify = () => listeners.forEach((f) => f());
   const pump = async (stream: ReadableStream<Uint8Array>, isOut: boolean) => {
     const dec = new TextDecoder();
     let partial = "";
@@ -68,7 +67,6 @@ export async function startProxy(configYaml: string, opts: { env?: Record<string
       const text = dec.decode(chunk, { stream: true });
       if (!isOut) {
         err += text;
-        notify();
         continue;
       }
       out += text;
@@ -83,40 +81,25 @@ export async function startProxy(configYaml: string, opts: { env?: Record<string
           // text format or a stray line
         }
       }
-      notify();
     }
-    notify();
   };
   void pump(proc.stdout as ReadableStream<Uint8Array>, true);
   void pump(proc.stderr as ReadableStream<Uint8Array>, false);
   let exitedFlag = false;
   const exited = proc.exited.then((c) => {
-    exitedFlag = true; // before notify, so waiters fail at once when the proxy dies at startup
-    notify();
+    exitedFlag = true; // waiters fail at once when the proxy dies at startup
     return c;
   });
 
-  const waitForLog = (pred: (l: Record<string, unknown>) => boolean, timeoutMs = 15000) =>
-    new Promise<Record<string, unknown>>((resolve, reject) => {
-      const check = () => {
+  const waitForLog = (pred: (l: Record<string, unknown>) => boolean, timeoutMs = 15000): Promise<Record<string, unknown>> =>
+    waitFor(
+      () => {
         const hit = lines.find(pred);
-        if (hit) {
-          listeners.delete(check);
-          clearTimeout(t);
-          resolve(hit);
-        } else if (exitedFlag) {
-          listeners.delete(check);
-          clearTimeout(t);
-          reject(new Error(`proxy exited before the expected log line.\nstdout:\n${out}\nstderr:\n${err}`));
-        }
-      };
-      const t = setTimeout(() => {
-        listeners.delete(check);
-        reject(new Error(`timed out waiting for a log line.\nstdout:\n${out}\nstderr:\n${err}`));
-      }, timeoutMs);
-      listeners.add(check);
-      check();
-    });
+        if (!hit && exitedFlag) throw new Error(`proxy exited before the expected log line.\nstdout:\n${out}\nstderr:\n${err}`);
+        return hit;
+      },
+      { timeoutMs, message: () => `a log line.\nstdout:\n${out}\nstderr:\n${err}` },
+    );
 
   const listening = await waitForLog((l) => l.msg === "listening" || l.msg === "primary started");
   const stop = async () => {

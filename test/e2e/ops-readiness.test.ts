@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { bucketYaml, startProxy, type ProxyProcess } from "./harness.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 let s3: S3Fixture;
 let px: ProxyProcess;
@@ -28,14 +29,16 @@ async function health(): Promise<number> {
 
 /** Polls /ready (checking /health on every round) until it answers `status`, with a deadline. */
 async function readyBecomes(status: number, timeoutMs = 5000): Promise<Report> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    expect(await health()).toBe(200);
-    const r = await ready();
-    if (r.status === status) return r.body;
-    if (Date.now() > deadline) throw new Error(`/ready did not become ${status}: ${JSON.stringify(r.body)}`);
-    await Bun.sleep(20); // poll interval of a condition with a deadline
-  }
+  let last: Report | undefined;
+  return waitFor(
+    async () => {
+      expect(await health()).toBe(200);
+      const r = await ready();
+      last = r.body;
+      return r.status === status ? r.body : undefined;
+    },
+    { timeoutMs, intervalMs: 20, message: () => `/ready to become ${status}: ${JSON.stringify(last)}` },
+  );
 }
 
 beforeAll(async () => {

@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { startProxy, type ProxyProcess } from "./harness.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 let s3: S3Fixture;
 let px: ProxyProcess;
@@ -24,16 +25,6 @@ function sample(text: string, series: string): number | undefined {
     if (line.startsWith(series + " ")) return Number(line.slice(series.length + 1));
   }
   return undefined;
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(25); // poll interval of a condition with a deadline, not a fixed wait
-  }
 }
 
 const bucket = (name: string, extra: string) =>
@@ -140,11 +131,14 @@ describe("circuit breaker", () => {
 
     s3.faults.delete("/data/flaky.txt");
     // After timeout_seconds the breaker reports half-open and /ready turns 200 again.
-    const halfOpen = await until("/ready to report the breaker half-open", async () => {
-      const r = await fetch(px.url("/ready"));
-      const body = (await r.json()) as { buckets: Record<string, { circuit?: string }> };
-      return r.status === 200 && body.buckets.brk.circuit === "half_open" ? body : undefined;
-    });
+    const halfOpen = await waitFor(
+      async () => {
+        const r = await fetch(px.url("/ready"));
+        const body = (await r.json()) as { buckets: Record<string, { circuit?: string }> };
+        return r.status === 200 && body.buckets.brk.circuit === "half_open" ? body : undefined;
+      },
+      { intervalMs: 25, message: "/ready to report the breaker half-open" },
+    );
     expect(halfOpen.buckets.brk.circuit).toBe("half_open");
     expect(sample(await scrape(), 'yatagarasu_circuit_breaker_state{bucket="brk"}')).toBe(2);
 

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { nowSec, sign } from "../fixtures/jwt.ts";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { startProxy, type ProxyProcess } from "./harness.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 const SECRET = "e2e-workers-hs256-secret-0123456789";
 
@@ -82,11 +83,13 @@ test("the primary logs 'primary started' with the shared port and the metrics po
 
 test("requests on the shared port succeed and both workers serve some of them", async () => {
   const seen = () => new Set(px.logs().filter((l) => l.msg === "request" && l.path === "/one/obj.txt").map((l) => l.worker));
-  const deadline = Date.now() + 10_000;
-  while (seen().size < 2) {
-    if (Date.now() > deadline) throw new Error(`only workers ${[...seen()]} served requests`);
-    await Promise.all(Array.from({ length: 4 }, () => getOk("/one/obj.txt")));
-  }
+  await waitFor(
+    async () => {
+      await Promise.all(Array.from({ length: 4 }, () => getOk("/one/obj.txt")));
+      return seen().size === 2;
+    },
+    { timeoutMs: 10_000, intervalMs: 0, message: () => `both workers to serve requests (only ${[...seen()]} did)` },
+  );
   // The access-log lines arrive on the shared stdout; every 200 sent so far is logged by one worker.
   await px.waitForLog(() => px.logs().filter((l) => l.msg === "request" && l.status === 200).length === served200);
   expect([...seen()].sort()).toEqual([0, 1]);
