@@ -1,0 +1,126 @@
+/**
+ * Runs a synchronous push parser ("stage") over a byte stream as a pull-driven ReadableStream.
+ *
+ * - Backpressure: the source is read only when the consumer asks for more (highWaterMark 0), so
+ *   what is held is what one source read produced plus what the stage keeps (at most one chunk).
+ * - Errors: a stage error (a PayloadError) or a source error ERRORS the output stream (never a clean
+ *   close), cancels the source, and rejects `finished`. A consumer fed from the stream (an upstream
+ *   PUT) therefore sees an aborted body, not a complete one.
+ * - Hold-back: with a Content-Length toward the upstream, releasing the last byte completes the
+ *   upstream request, so the piece that completes the body is held until the stage's end() checks
+ *   (final chunk signature, trailer, checksums, no trailing garbage) passed. With `total` the held
+ *   piece is the one that reaches `total` bytes (nothing else is delayed); without it every piece is
+ *   delayed by one.
+ */
+import { PayloadError, truncatedError } from "./errors.ts";
+
+export interface Stage {
+  /** Consume one source piece; push releasable output to `out`. Throws PayloadError. */
+  feed(piece: Uint8Array, out: Uint8Array[]): void;
+  /** The source ended: validate and push what remains. Throws PayloadError. */
+  end(out: Uint8Array[]): void;
+}
+
+export type HoldBack = "none" | "last-piece" | { total: number };
+
+export interface Piped {
+  stream: ReadableStream<Uint8Array>;
+  /** Resolves when the whole body passed; rejects with the PayloadError (or the cancel reason). */
+  finished: Promise<void>;
+}
+
+export function pipeStage(source: ReadableStream<Uint8Array>, stage: Stage, hold: HoldBack): Piped {
+  let resolve!: () => void;
+  let reject!: (err: unknown) => void;
+  const finished = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  finished.catch(() => {}); // the caller may only watch the stream
+
+  const reader = source.getReader();
+  const out: Uint8Array[] = [];
+  const total = typeof hold === "object" ? hold.total : -1;
+  let released = 0;
+  let held: Uint8Array | undefined;
+  let over = false;
+
+  const fail = (err: unknown): void => {
+    over = true;
+    out.length = 0;
+    held = undefined;
+    reject(err);
+    reader.cancel(err).catch(() => {});
+  };
+
+  /** Enqueue what `out` holds, minus the held-back piece. True when something was enqueued. */
+  const release = (controller: ReadableStreamDefaultController<Uint8Array>): boolean => {
+    let sent = false;
+    const n = out.length;
+    if (hold === "last-piece") {
+      if (n === 0) return false;
+      if (held) {
+        controller.enqueue(held);
+        sent = true;
+      }
+      for (let i = 0; i < n - 1; i++) controller.enqueue(out[i]);
+      held = out[n - 1];
+      out.length = 0;
+      return sent || n > 1;
+    }
+    for (let i = 0; i < n; i++) {
+      const p = out[i];
+      if (p.length === 0) continue;
+      if (released + p.length >= total && total >= 0) {
+        // The piece that completes the declared length (a stage never pushes past it).
+        held = held ? Buffer.concat([held, p]) : p;
+        continue;
+      }
+      released += p.length;
+      controller.enqueue(p);
+      sent = true;
+    }
+    out.length = 0;
+    return sent;
+  };
+
+  const stream = new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        if (over) return;
+        try {
+          for (;;) {
+            let r: Awaited<ReturnType<typeof reader.read>>;
+            try {
+              r = await reader.read();
+            } catch (err) {
+              throw err instanceof PayloadError ? err : truncatedError(err);
+            }
+            if (r.done) {
+              stage.end(out);
+              if (held) controller.enqueue(held);
+              held = undefined;
+              for (const p of out) controller.enqueue(p);
+              out.length = 0;
+              over = true;
+              controller.close();
+              resolve();
+              return;
+            }
+            if (r.value.length > 0) stage.feed(r.value, out);
+            if (out.length > 0 && release(controller)) return;
+          }
+        } catch (err) {
+          fail(err);
+          throw err; // errors the output stream
+        }
+      },
+      cancel(reason) {
+        if (over) return;
+        fail(reason ?? new Error("The body stream was cancelled"));
+      },
+    },
+    { highWaterMark: 0 },
+  );
+  return { stream, finished };
+}
