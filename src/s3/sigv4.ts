@@ -3,7 +3,8 @@
  *
  * Every step is an exported pure function (uriEncode → canonicalQuery →
  * canonicalHeaders → canonicalRequest → stringToSign → deriveSigningKey →
- * signature). `S3Signer` composes them for the hot path, caching per UTC day
+ * signature), shared with the S3 front's verifier of incoming requests
+ * (src/fronts/s3/verify.ts). `S3Signer` composes them for the hot path, caching per UTC day
  * the signing key (as a keyed HMAC hasher) and the credential-scope strings,
  * and per second the x-amz-date string. Only Bun.CryptoHasher is used.
  */
@@ -164,6 +165,17 @@ export function sha256Hex(data: string | Uint8Array): string {
 export function amzDate(date: Date): string {
   const s = date.toISOString(); // 2013-05-24T00:00:00.000Z
   return s.slice(0, 4) + s.slice(5, 7) + s.slice(8, 10) + "T" + s.slice(11, 13) + s.slice(14, 16) + s.slice(17, 19) + "Z";
+}
+
+const AMZ_DATE_RE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
+
+/** Milliseconds since the epoch of a "YYYYMMDDTHHMMSSZ" string; undefined unless a real UTC instant. */
+export function parseAmzDate(s: string): number | undefined {
+  const m = AMZ_DATE_RE.exec(s);
+  if (m === null) return undefined;
+  const ms = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]);
+  // Date.UTC rolls 20240230 over to March 1st: round-trip to reject impossible dates
+  return Number.isFinite(ms) && amzDate(new Date(ms)) === s ? ms : undefined;
 }
 
 export function credentialScope(yyyymmdd: string, region: string, service: string): string {

@@ -1,0 +1,189 @@
+/**
+ * Parsing of SigV4 authentication parameters, from the Authorization header or from a presigned
+ * URL's query, into one shape, with S3's error codes and messages for every malformed input.
+ * No cryptography and no credentials here; verify.ts does the rest.
+ */
+import { ALGORITHM, amzDate as formatAmzDate, parseAmzDate } from "../../s3/sigv4.ts";
+import { s3Error, type S3Error } from "./errors.ts";
+
+export interface Scope {
+  accessKeyId: string;
+  date: string;
+  region: string;
+  service: string;
+  terminal: string;
+}
+
+/** Where the signature came from and what it covers, before any credential is looked up. */
+export interface AuthParams {
+  presigned: boolean;
+  scope: Scope;
+  /** Signed header names as the client listed them (lowercase). */
+  signedHeaders: string[];
+  signature: string;
+  /** The request time, "YYYYMMDDTHHMMSSZ", and the same in ms. */
+  amzDate: string;
+  dateMs: number;
+  /** Presigned only: X-Amz-Expires in seconds. */
+  expires?: number;
+}
+
+export const ECDSA_ALGORITHM = "AWS4-ECDSA-P256-SHA256";
+/** Query parameter names that make a request a presigned (SigV4 query) one. */
+export const PRESIGN_MARKERS = ["X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Signature"];
+const HEADER_NAME = /^[a-z0-9!#$%&'*+.^_`|~-]+$/;
+const HTTP_DATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d{2}) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT$/;
+const MONTHS = "JanFebMarAprMayJunJulAugSepOctNovDec";
+
+export const V2_UNSUPPORTED = (): S3Error =>
+  s3Error("InvalidRequest", "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.");
+export const SIGV4A_UNSUPPORTED = (): S3Error =>
+  s3Error("NotImplemented", "Signature Version 4A (AWS4-ECDSA-P256-SHA256) is not implemented; sign with AWS4-HMAC-SHA256.");
+
+const malformed = (detail: string, details?: Record<string, string>): S3Error =>
+  s3Error("AuthorizationHeaderMalformed", "The authorization header is malformed; " + detail, details);
+const queryError = (message: string, details?: Record<string, string>): S3Error =>
+  s3Error("AuthorizationQueryParametersError", message, details);
+const CREDENTIAL_FORM = 'the Credential is mal-formed; expecting "<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request".';
+
+function isError(x: unknown): x is S3Error {
+  return typeof x === "object" && x !== null && typeof (x as S3Error).code === "string" && typeof (x as S3Error).status === "number";
+}
+
+function parseCredential(value: string): Scope | undefined {
+  const parts = value.split("/");
+  if (parts.length !== 5 || parts.some((p) => p === "") || !/^\d{8}$/.test(parts[1])) return undefined;
+  return { accessKeyId: parts[0], date: parts[1], region: parts[2], service: parts[3], terminal: parts[4] };
+}
+
+/** Region, service and terminal of the scope; `fail` words the error for header or query auth. */
+function checkScope(scope: Scope, region: string, fail: (detail: string, details?: Record<string, string>) => S3Error): S3Error | undefined {
+  if (scope.region !== region) return fail(`the region '${scope.region}' is wrong; expecting '${region}'`, { Region: region });
+  if (scope.service !== "s3") return fail(`incorrect service '${scope.service}'. This endpoint belongs to 's3'.`);
+  if (scope.terminal !== "aws4_request") return fail(`incorrect terminal '${scope.terminal}'. This endpoint uses 'aws4_request'.`);
+  return undefined;
+}
+
+function parseSignedHeaders(value: string): string[] | undefined {
+  const names = value.split(";");
+  const seen = new Set<string>();
+  for (const n of names) {
+    if (!HEADER_NAME.test(n) || seen.has(n)) return undefined;
+    seen.add(n);
+  }
+  return names;
+}
+
+/** RFC 7231 IMF-fixdate (the `Date` header) → ms; undefined otherwise. */
+export function parseHttpDate(value: string): number | undefined {
+  const m = HTTP_DATE.exec(value);
+  if (m === null) return undefined;
+  const ms = Date.UTC(+m[3], MONTHS.indexOf(m[2]) / 3, +m[1], +m[4], +m[5], +m[6]);
+  return Number.isFinite(ms) && new Date(ms).getUTCDate() === +m[1] ? ms : undefined;
+}
+
+/** The request time of header auth: x-amz-date, else the Date header (both must be valid). */
+function requestTime(headers: Headers): { amzDate: string; dateMs: number } | undefined {
+  const x = headers.get("x-amz-date");
+  if (x !== null) {
+    const ms = parseAmzDate(x);
+    return ms === undefined ? undefined : { amzDate: x, dateMs: ms };
+  }
+  const d = headers.get("date");
+  const ms = d === null ? undefined : parseHttpDate(d);
+  if (ms === undefined) return undefined;
+  return { amzDate: formatAmzDate(new Date(ms)), dateMs: ms };
+}
+
+/** `AWS4-HMAC-SHA256 Credential=AKID/date/region/s3/aws4_request, SignedHeaders=a;b, Signature=hex`. */
+export function parseHeaderAuth(authorization: string, headers: Headers, region: string): AuthParams | S3Error {
+  const sp = authorization.indexOf(" ");
+  const algorithm = sp < 0 ? authorization : authorization.slice(0, sp);
+  if (algorithm === "AWS") return V2_UNSUPPORTED();
+  if (algorithm === ECDSA_ALGORITHM) return SIGV4A_UNSUPPORTED();
+  // The value is not echoed back: a non-SigV4 header may well carry a bearer token.
+  if (algorithm !== ALGORITHM) return s3Error("InvalidArgument", "Unsupported Authorization Type", { ArgumentName: "Authorization" });
+
+  const fields = new Map<string, string>();
+  for (const part of authorization.slice(sp + 1).split(",")) {
+    const t = part.trim();
+    const eq = t.indexOf("=");
+    const name = eq < 0 ? t : t.slice(0, eq);
+    if (eq <= 0 || !(name === "Credential" || name === "SignedHeaders" || name === "Signature") || fields.has(name)) {
+      return malformed(`the authorization component "${t.slice(0, 64)}" is malformed.`);
+    }
+    fields.set(name, t.slice(eq + 1));
+  }
+  const credential = fields.get("Credential");
+  const signedRaw = fields.get("SignedHeaders");
+  const signature = fields.get("Signature");
+  if (credential === undefined || signedRaw === undefined || signature === undefined) {
+    return malformed("the authorization header requires three components: Credential, SignedHeaders, and Signature.");
+  }
+  const scope = parseCredential(credential);
+  if (scope === undefined) return malformed(CREDENTIAL_FORM);
+  const signedHeaders = parseSignedHeaders(signedRaw);
+  if (signedHeaders === undefined) return malformed(`the authorization component "SignedHeaders=${signedRaw.slice(0, 64)}" is malformed.`);
+  const scopeProblem = checkScope(scope, region, malformed);
+  if (scopeProblem) return scopeProblem;
+
+  const time = requestTime(headers);
+  if (time === undefined) return s3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header");
+  if (scope.date !== time.amzDate.slice(0, 8)) return malformed("Invalid credential date. Date is not the same as X-Amz-Date.");
+  return { presigned: false, scope, signedHeaders, signature, amzDate: time.amzDate, dateMs: time.dateMs };
+}
+
+/** The value of a query parameter that must appear at most once. */
+function single(query: ReadonlyArray<readonly [string, string]>, name: string): string | undefined | S3Error {
+  let found: string | undefined;
+  for (const [k, v] of query) {
+    if (k !== name) continue;
+    if (found !== undefined) return queryError(`The ${name} query parameter may appear only once.`);
+    found = v;
+  }
+  return found;
+}
+
+/** X-Amz-Algorithm, -Credential, -Date, -Expires, -SignedHeaders, -Signature of a presigned URL. */
+export function parseQueryAuth(query: ReadonlyArray<readonly [string, string]>, region: string): AuthParams | S3Error {
+  const get: Record<string, string | undefined> = {};
+  for (const name of ["X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders", "X-Amz-Signature"]) {
+    const v = single(query, name);
+    if (isError(v)) return v;
+    get[name] = v;
+  }
+  const algorithm = get["X-Amz-Algorithm"];
+  if (algorithm === ECDSA_ALGORITHM) return SIGV4A_UNSUPPORTED();
+  if (algorithm !== undefined && algorithm !== ALGORITHM) return queryError('X-Amz-Algorithm only supports "AWS4-HMAC-SHA256"');
+  const credential = get["X-Amz-Credential"];
+  const amzDate = get["X-Amz-Date"];
+  const expiresRaw = get["X-Amz-Expires"];
+  const signedRaw = get["X-Amz-SignedHeaders"];
+  const signature = get["X-Amz-Signature"];
+  if (!algorithm || !credential || !amzDate || !expiresRaw || !signedRaw || !signature) {
+    return queryError(
+      "Query-string authentication version 4 requires the X-Amz-Algorithm, X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and X-Amz-Expires parameters.",
+    );
+  }
+  const scope = parseCredential(credential);
+  if (scope === undefined) return queryError("Error parsing the X-Amz-Credential parameter; " + CREDENTIAL_FORM);
+  const scopeProblem = checkScope(scope, region, (detail, details) =>
+    queryError("Error parsing the X-Amz-Credential parameter; " + detail, details));
+  if (scopeProblem) return scopeProblem;
+  const dateMs = parseAmzDate(amzDate);
+  if (dateMs === undefined) return queryError("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"");
+  if (scope.date !== amzDate.slice(0, 8)) {
+    return queryError("Error parsing the X-Amz-Credential parameter; Invalid credential date. Date is not the same as X-Amz-Date.");
+  }
+  if (!/^-?\d{1,10}$/.test(expiresRaw)) return queryError("X-Amz-Expires should be a number");
+  const expires = Number(expiresRaw);
+  if (expires < 1) return queryError("X-Amz-Expires must be at least 1 second");
+  if (expires > 604800) {
+    return queryError("X-Amz-Expires must be less than a week (in seconds); that is, the given X-Amz-Expires must be less than 604800 seconds");
+  }
+  const signedHeaders = parseSignedHeaders(signedRaw);
+  if (signedHeaders === undefined) return queryError("X-Amz-SignedHeaders is malformed.");
+  return { presigned: true, scope, signedHeaders, signature, amzDate, dateMs, expires };
+}
+
+export { isError as isS3Error };

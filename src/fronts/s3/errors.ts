@@ -1,0 +1,144 @@
+/**
+ * The S3 front's error dialect: S3's codes, statuses and messages (as documented in the S3 API
+ * reference "Error responses"), rendered as S3's XML body. Messages are fixed strings or built
+ * from client-supplied values only; never a stack trace, a secret or an upstream internal.
+ */
+import type { ErrorCode, ProxyError } from "../../errors.ts";
+import { XML_DECL, el, escapeXml } from "./xml.ts";
+
+export const S3_ERRORS = {
+  AccessDenied: { status: 403, message: "Access Denied" },
+  AuthorizationHeaderMalformed: { status: 400, message: "The authorization header you provided is invalid." },
+  AuthorizationQueryParametersError: { status: 400, message: "The authorization query parameters are invalid." },
+  BadDigest: { status: 400, message: "The Content-MD5 or checksum value that you specified did not match what the server received." },
+  EntityTooLarge: { status: 400, message: "Your proposed upload exceeds the maximum allowed size." },
+  EntityTooSmall: { status: 400, message: "Your proposed upload is smaller than the minimum allowed object size." },
+  // S3 documents ExpiredToken and InvalidToken as 400 (the SDKs refresh credentials on the code).
+  ExpiredToken: { status: 400, message: "The provided token has expired." },
+  IncompleteBody: { status: 400, message: "You did not provide the number of bytes specified by the Content-Length HTTP header." },
+  InternalError: { status: 500, message: "We encountered an internal error. Please try again." },
+  InvalidAccessKeyId: { status: 403, message: "The AWS Access Key Id you provided does not exist in our records." },
+  InvalidArgument: { status: 400, message: "Invalid Argument" },
+  InvalidBucketName: { status: 400, message: "The specified bucket is not valid." },
+  InvalidDigest: { status: 400, message: "The Content-MD5 you specified is not valid." },
+  InvalidPart: { status: 400, message: "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag." },
+  InvalidPartOrder: { status: 400, message: "The list of parts was not in ascending order. The parts list must be specified in order by part number." },
+  InvalidRange: { status: 416, message: "The requested range is not satisfiable" },
+  InvalidRequest: { status: 400, message: "Invalid Request" },
+  InvalidToken: { status: 400, message: "The provided token is malformed or otherwise invalid." },
+  InvalidURI: { status: 400, message: "Couldn't parse the specified URI." },
+  KeyTooLongError: { status: 400, message: "Your key is too long" },
+  MalformedXML: { status: 400, message: "The XML you provided was not well-formed or did not validate against our published schema" },
+  MaxMessageLengthExceeded: { status: 400, message: "Your request was too big." },
+  MethodNotAllowed: { status: 405, message: "The specified method is not allowed against this resource." },
+  MissingContentLength: { status: 411, message: "You must provide the Content-Length HTTP header." },
+  MissingSecurityHeader: { status: 400, message: "Your request is missing a required header." },
+  NoSuchBucket: { status: 404, message: "The specified bucket does not exist" },
+  NoSuchKey: { status: 404, message: "The specified key does not exist." },
+  NoSuchUpload: { status: 404, message: "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed." },
+  NoSuchVersion: { status: 404, message: "The specified version does not exist." },
+  NotImplemented: { status: 501, message: "A header you provided implies functionality that is not implemented" },
+  PreconditionFailed: { status: 412, message: "At least one of the pre-conditions you specified did not hold" },
+  RequestHeaderSectionTooLarge: { status: 400, message: "Your request header section exceeds the maximum allowed size." },
+  RequestTimeTooSkewed: { status: 403, message: "The difference between the request time and the current time is too large." },
+  RequestTimeout: { status: 400, message: "Your socket connection to the server was not read from or written to within the timeout period." },
+  ServiceUnavailable: { status: 503, message: "Please reduce your request rate." },
+  SignatureDoesNotMatch: { status: 403, message: "The request signature we calculated does not match the signature you provided. Check your key and signing method." },
+  SlowDown: { status: 503, message: "Please reduce your request rate." },
+  UnexpectedContent: { status: 400, message: "This request does not support content." },
+  XAmzContentSHA256Mismatch: { status: 400, message: "The provided 'x-amz-content-sha256' header does not match what was computed." },
+} as const satisfies Record<string, { status: number; message: string }>;
+// Not in the list on purpose: S3 has no "TooManyParts"; part numbers outside 1..10000 are
+// InvalidArgument ("Part number must be an integer between 1 and 10000, inclusive").
+
+export type S3ErrorCode = keyof typeof S3_ERRORS;
+
+/** An S3 error before rendering. `details` become extra child elements, as S3 adds them. */
+export interface S3Error {
+  code: S3ErrorCode;
+  status: number;
+  message: string;
+  details?: Record<string, string>;
+  /** Extra response headers (Retry-After, Content-Range, Allow...). */
+  headers?: Record<string, string>;
+}
+
+export function s3Error(
+  code: S3ErrorCode,
+  message?: string,
+  details?: Record<string, string>,
+  headers?: Record<string, string>,
+): S3Error {
+  const e: S3Error = { code, status: S3_ERRORS[code].status, message: message ?? S3_ERRORS[code].message };
+  if (details !== undefined) e.details = details;
+  if (headers !== undefined) e.headers = headers;
+  return e;
+}
+
+/**
+ * `<Error><Code/><Message/>[details]<Resource/><RequestId/></Error>` with every value escaped.
+ * Detail names are element names chosen by this codebase, never by the client.
+ */
+export function renderS3ErrorXml(err: S3Error, opts: { resource?: string; requestId: string; hostId?: string }): string {
+  let xml = XML_DECL + "<Error>" + el("Code", err.code) + el("Message", err.message);
+  if (err.details) for (const name of Object.keys(err.details)) xml += el(name, err.details[name]);
+  if (opts.resource !== undefined) xml += el("Resource", opts.resource);
+  xml += el("RequestId", opts.requestId);
+  if (opts.hostId !== undefined) xml += el("HostId", opts.hostId);
+  return xml + "</Error>";
+}
+
+/** The HTTP answer: XML body (none for HEAD, as S3), x-amz-request-id, no caching. */
+export function s3ErrorResponse(err: S3Error, opts: { requestId: string; resource?: string; method?: string }): Response {
+  const headers: Record<string, string> = {
+    "content-type": "application/xml",
+    "cache-control": "no-store",
+    "x-amz-request-id": escapeHeader(opts.requestId),
+    ...err.headers,
+  };
+  const body = opts.method === "HEAD" ? null : renderS3ErrorXml(err, { resource: opts.resource, requestId: opts.requestId });
+  return new Response(body, { status: err.status, headers });
+}
+
+function escapeHeader(v: string): string {
+  return /^[\x21-\x7e]*$/.test(v) ? v : encodeURIComponent(v);
+}
+
+/** Which S3 code the shared phases' errors (limits, breaker, upstream, authz) become on the S3 front. */
+const FROM_PROXY: Partial<Record<ErrorCode, S3ErrorCode>> = {
+  BadRequest: "InvalidRequest",
+  InvalidPath: "InvalidURI",
+  Unauthorized: "AccessDenied",
+  InvalidToken: "AccessDenied",
+  Forbidden: "AccessDenied",
+  AccessDenied: "AccessDenied",
+  NotFound: "NoSuchBucket",
+  NoSuchKey: "NoSuchKey",
+  NoSuchBucket: "NoSuchBucket",
+  MethodNotAllowed: "MethodNotAllowed",
+  PreconditionFailed: "PreconditionFailed",
+  UriTooLong: "KeyTooLongError",
+  RangeNotSatisfiable: "InvalidRange",
+  TooManyRequests: "SlowDown",
+  HeadersTooLarge: "RequestHeaderSectionTooLarge",
+  InternalError: "InternalError",
+  // S3 never answers 502/504; SDKs retry 500 and 503 with backoff, so the upstream's failures
+  // become those.
+  BadGateway: "InternalError",
+  UpstreamUnreachable: "ServiceUnavailable",
+  ServiceUnavailable: "ServiceUnavailable",
+  SlowDown: "SlowDown",
+  CircuitOpen: "ServiceUnavailable",
+  Overloaded: "SlowDown",
+  KeysUnavailable: "ServiceUnavailable",
+  GatewayTimeout: "ServiceUnavailable",
+};
+
+/**
+ * A shared-phase ProxyError in S3's dialect. The message is S3's fixed one (the ProxyError's
+ * detail is written for the plain front); headers such as Retry-After and Content-Range are kept.
+ */
+export function fromProxyError(err: Pick<ProxyError, "code" | "headers">): S3Error {
+  const code = FROM_PROXY[err.code] ?? "InternalError";
+  return s3Error(code, undefined, undefined, err.headers && Object.keys(err.headers).length ? { ...err.headers } : undefined);
+}

@@ -1,0 +1,175 @@
+/**
+ * The STS wire format for AssumeRoleWithWebIdentity (AWS Query protocol, version 2011-06-15):
+ * parsing the form-encoded request and rendering the XML answer and STS's error body, as
+ * botocore (aws-cli, boto3) and the JS SDK's web-identity provider read them. Pure functions;
+ * verifying the web identity token and issuing the session happen elsewhere (auth/, sts.ts).
+ */
+import { el, XML_DECL } from "./xml.ts";
+
+export const STS_XMLNS = "https://sts.amazonaws.com/doc/2011-06-15/";
+export const STS_VERSION = "2011-06-15";
+/** Request bodies beyond this are refused before parsing (WebIdentityToken is at most 20,000 chars). */
+export const MAX_STS_BODY_BYTES = 64 * 1024;
+const MIN_DURATION = 900;
+const MAX_DURATION = 43200;
+const DEFAULT_DURATION = 3600;
+
+export const STS_ERRORS = {
+  AccessDenied: { status: 403, type: "Sender" },
+  ExpiredTokenException: { status: 400, type: "Sender" },
+  IDPCommunicationError: { status: 400, type: "Sender" },
+  IDPRejectedClaim: { status: 403, type: "Sender" },
+  InternalFailure: { status: 500, type: "Receiver" },
+  InvalidAction: { status: 400, type: "Sender" },
+  InvalidIdentityToken: { status: 400, type: "Sender" },
+  InvalidParameterValue: { status: 400, type: "Sender" },
+  MissingAction: { status: 400, type: "Sender" },
+  MissingParameter: { status: 400, type: "Sender" },
+  ServiceUnavailable: { status: 503, type: "Receiver" },
+  ValidationError: { status: 400, type: "Sender" },
+} as const satisfies Record<string, { status: number; type: "Sender" | "Receiver" }>;
+
+export type StsErrorCode = keyof typeof STS_ERRORS;
+
+export interface StsError {
+  code: StsErrorCode;
+  status: number;
+  message: string;
+}
+
+export function stsError(code: StsErrorCode, message: string): StsError {
+  return { code, status: STS_ERRORS[code].status, message };
+}
+
+export interface AssumeRoleWithWebIdentityRequest {
+  roleArn: string;
+  roleSessionName: string;
+  webIdentityToken: string;
+  /** Requested, validated against 900..43200 and the configured maximum (default 3600, capped). */
+  durationSeconds: number;
+  providerId?: string;
+}
+
+const lengthError = (param: string, min: number, max: number) =>
+  stsError("ValidationError", `1 validation error detected: Value at '${param}' failed to satisfy constraint: Member must have length between ${min} and ${max}`);
+
+/**
+ * Parses a form-encoded (or query-string) AssumeRoleWithWebIdentity call. Session policies
+ * (Policy, PolicyArns) are refused: this endpoint cannot apply them, and ignoring one would grant
+ * more than the caller asked for.
+ */
+export function parseAssumeRoleWithWebIdentity(
+  form: string,
+  opts: { maxSessionSeconds: number },
+): { kind: "ok"; request: AssumeRoleWithWebIdentityRequest } | { kind: "error"; error: StsError } {
+  const fail = (error: StsError) => ({ kind: "error" as const, error });
+  if (Buffer.byteLength(form) > MAX_STS_BODY_BYTES) return fail(stsError("ValidationError", "The request body is too large."));
+  const p = new URLSearchParams(form);
+  for (const name of new Set(p.keys())) {
+    if (p.getAll(name).length > 1) return fail(stsError("InvalidParameterValue", `The parameter ${name.slice(0, 64)} may appear only once.`));
+  }
+  const action = p.get("Action");
+  const version = p.get("Version");
+  if (action === null) return fail(stsError("MissingAction", "Missing Action"));
+  if (version === null) return fail(stsError("MissingParameter", "The request must contain the parameter Version"));
+  if (action !== "AssumeRoleWithWebIdentity" || version !== STS_VERSION) {
+    return fail(stsError("InvalidAction", `Could not find operation ${action.slice(0, 64)} for version ${version.slice(0, 32)}`));
+  }
+  for (const name of p.keys()) {
+    if (name === "Policy" || name.startsWith("PolicyArns.")) {
+      return fail(stsError("InvalidParameterValue", "Session policies (Policy, PolicyArns) are not supported by this endpoint."));
+    }
+  }
+  const roleArn = p.get("RoleArn");
+  const roleSessionName = p.get("RoleSessionName");
+  const webIdentityToken = p.get("WebIdentityToken");
+  for (const [name, value] of [["RoleArn", roleArn], ["RoleSessionName", roleSessionName], ["WebIdentityToken", webIdentityToken]] as const) {
+    if (value === null) return fail(stsError("MissingParameter", `The request must contain the parameter ${name}`));
+  }
+  if (roleArn!.length < 20 || roleArn!.length > 2048) return fail(lengthError("roleArn", 20, 2048));
+  if (roleSessionName!.length < 2 || roleSessionName!.length > 64) return fail(lengthError("roleSessionName", 2, 64));
+  if (!/^[\w+=,.@-]*$/.test(roleSessionName!)) {
+    return fail(stsError("ValidationError", "1 validation error detected: Value at 'roleSessionName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]*"));
+  }
+  if (webIdentityToken!.length < 4 || webIdentityToken!.length > 20000) return fail(lengthError("webIdentityToken", 4, 20000));
+  const providerId = p.get("ProviderId");
+  if (providerId !== null && (providerId.length < 4 || providerId.length > 2048)) return fail(lengthError("providerId", 4, 2048));
+
+  const rawDuration = p.get("DurationSeconds");
+  let durationSeconds = Math.min(DEFAULT_DURATION, opts.maxSessionSeconds);
+  if (rawDuration !== null) {
+    if (!/^\d{1,6}$/.test(rawDuration)) return fail(stsError("ValidationError", "DurationSeconds must be an integer."));
+    durationSeconds = Number(rawDuration);
+    if (durationSeconds < MIN_DURATION || durationSeconds > MAX_DURATION) {
+      return fail(stsError("ValidationError", `1 validation error detected: Value '${durationSeconds}' at 'durationSeconds' failed to satisfy constraint: Member must have value between ${MIN_DURATION} and ${MAX_DURATION}`));
+    }
+    if (durationSeconds > opts.maxSessionSeconds) {
+      return fail(stsError("ValidationError", "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."));
+    }
+  }
+  const request: AssumeRoleWithWebIdentityRequest = {
+    roleArn: roleArn!,
+    roleSessionName: roleSessionName!,
+    webIdentityToken: webIdentityToken!,
+    durationSeconds,
+  };
+  if (providerId !== null) request.providerId = providerId;
+  return { kind: "ok", request };
+}
+
+/** ISO 8601 without milliseconds, as STS writes Expiration. */
+export function stsTimestamp(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
+}
+
+/** arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/SESSION from the role ARN (ACCOUNT 000000000000 if it has none). */
+export function assumedRoleArn(roleArn: string, roleSessionName: string): string {
+  const m = /^arn:([a-z0-9-]+):iam::(\d{12}):role\/(?:[^\s]*\/)?([\w+=,.@-]+)$/.exec(roleArn);
+  const [partition, account, role] = m ? [m[1], m[2], m[3]] : ["aws", "000000000000", "web-identity"];
+  return `arn:${partition}:sts::${account}:assumed-role/${role}/${roleSessionName}`;
+}
+
+export interface AssumeRoleWithWebIdentityAnswer {
+  credentials: { accessKeyId: string; secretAccessKey: string; sessionToken: string; expiration: number };
+  /** The web identity token's `sub`. */
+  subject: string;
+  roleArn: string;
+  roleSessionName: string;
+  /** The token's `aud` (first one if several) and `iss` (or the request's ProviderId). */
+  audience?: string;
+  provider?: string;
+  requestId: string;
+}
+
+export function renderAssumeRoleWithWebIdentity(a: AssumeRoleWithWebIdentityAnswer): string {
+  const roleId = "AROA" + Bun.CryptoHasher.hash("sha256", a.roleArn, "hex").slice(0, 17).toUpperCase();
+  let xml = XML_DECL + '<AssumeRoleWithWebIdentityResponse xmlns="' + STS_XMLNS + '"><AssumeRoleWithWebIdentityResult>';
+  xml += el("SubjectFromWebIdentityToken", a.subject);
+  if (a.audience !== undefined) xml += el("Audience", a.audience);
+  xml += "<AssumedRoleUser>" + el("Arn", assumedRoleArn(a.roleArn, a.roleSessionName)) +
+    el("AssumedRoleId", roleId + ":" + a.roleSessionName) + "</AssumedRoleUser>";
+  xml += "<Credentials>" + el("AccessKeyId", a.credentials.accessKeyId) + el("SecretAccessKey", a.credentials.secretAccessKey) +
+    el("SessionToken", a.credentials.sessionToken) + el("Expiration", stsTimestamp(a.credentials.expiration)) + "</Credentials>";
+  if (a.provider !== undefined) xml += el("Provider", a.provider);
+  xml += "</AssumeRoleWithWebIdentityResult><ResponseMetadata>" + el("RequestId", a.requestId) + "</ResponseMetadata>";
+  return xml + "</AssumeRoleWithWebIdentityResponse>";
+}
+
+export function renderStsError(err: StsError, requestId: string): string {
+  return XML_DECL + '<ErrorResponse xmlns="' + STS_XMLNS + '"><Error>' + el("Type", STS_ERRORS[err.code].type) +
+    el("Code", err.code) + el("Message", err.message) + "</Error>" + el("RequestId", requestId) + "</ErrorResponse>";
+}
+
+const headersFor = (requestId: string) => ({
+  "content-type": "text/xml",
+  "cache-control": "no-store",
+  "x-amzn-requestid": requestId.replace(/[^\x21-\x7e]/g, ""),
+});
+
+export function stsResponse(a: AssumeRoleWithWebIdentityAnswer): Response {
+  return new Response(renderAssumeRoleWithWebIdentity(a), { status: 200, headers: headersFor(a.requestId) });
+}
+
+export function stsErrorResponse(err: StsError, requestId: string): Response {
+  return new Response(renderStsError(err, requestId), { status: err.status, headers: headersFor(requestId) });
+}

@@ -1,0 +1,170 @@
+/**
+ * Stateless temporary credentials (the session behind AssumeRoleWithWebIdentity). Any replica
+ * holding the same session key verifies them; rotating the key revokes every session.
+ *
+ *   sessionToken    = "YGS1." + base64url(payload JSON) + "." + base64url(HMAC(key, "token\n" + payload))
+ *   accessKeyId     = "ASIA" + base32(HMAC(key, "akid\n" + payload))[0..16)      (20 chars, as AWS)
+ *   secretAccessKey = base64(HMAC(key, "secret\n" + payload))[0..40)            (40 chars, as AWS)
+ *
+ * The payload is { sub, iat, exp, jti, claims }. The verifier re-derives the secret from the
+ * token, so nothing is stored. Labels keep the three HMACs independent (the token's tag, which is
+ * public, reveals nothing about the secret).
+ *
+ * Size: the token stays under 4 KiB because the claims' JSON is capped at MAX_CLAIMS_BYTES and the
+ * subject at MAX_SUBJECT_BYTES. Claims are copied whole except the JWT's own timing claims (exp,
+ * iat, nbf), which the session replaces; a token whose claims are larger is refused rather than
+ * trimmed, because dropping a claim could change an authorization decision.
+ */
+import { timingSafeEqual } from "node:crypto";
+import { s3Error, type S3Error } from "./errors.ts";
+
+export const TOKEN_PREFIX = "YGS1.";
+export const MAX_CLAIMS_BYTES = 2560;
+export const MAX_SUBJECT_BYTES = 256;
+/** Anything longer was not issued here; it is refused before any decoding. */
+const MAX_TOKEN_CHARS = 4096;
+const MIN_KEY_BYTES = 32;
+const DROPPED_CLAIMS = new Set(["exp", "iat", "nbf"]);
+const BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+const utf8 = new TextEncoder();
+
+export type Claims = Record<string, unknown>;
+
+export interface SessionCredentials {
+  kind: "ok";
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken: string;
+  /** ms since the epoch */
+  expiration: number;
+}
+
+/** What a verified session token stands for; usable directly as a CredentialLookup principal. */
+export interface SessionPrincipal {
+  accessKeyId: string;
+  secretAccessKey: string;
+  subject: string;
+  claims: Claims;
+  /** ms since the epoch */
+  issuedAt: number;
+  expiresAt: number;
+  /** Random per-session id, for logs and audit. */
+  sessionId: string;
+}
+
+function hmac(key: string | Uint8Array, label: string, data: string): Uint8Array {
+  return new Bun.CryptoHasher("sha256", key).update(label + "\n" + data).digest();
+}
+
+function checkKey(key: string | Uint8Array): void {
+  const n = typeof key === "string" ? utf8.encode(key).byteLength : key.byteLength;
+  if (n < MIN_KEY_BYTES) throw new RangeError(`the STS session key must be at least ${MIN_KEY_BYTES} bytes`);
+}
+
+function base32(bytes: Uint8Array, chars: number): string {
+  let out = "";
+  let acc = 0;
+  let bits = 0;
+  for (const b of bytes) {
+    acc = (acc << 8) | b;
+    bits += 8;
+    while (bits >= 5 && out.length < chars) {
+      out += BASE32[(acc >>> (bits - 5)) & 31];
+      bits -= 5;
+    }
+    acc &= (1 << bits) - 1;
+    if (out.length >= chars) break;
+  }
+  return out;
+}
+
+function derive(key: string | Uint8Array, payload: string): { accessKeyId: string; secretAccessKey: string } {
+  return {
+    accessKeyId: "ASIA" + base32(hmac(key, "akid", payload), 16),
+    secretAccessKey: Buffer.from(hmac(key, "secret", payload)).toString("base64").slice(0, 40),
+  };
+}
+
+/**
+ * Issues a session for a verified web identity. `expiresAt` must already be capped by the caller
+ * (token exp, DurationSeconds, the configured maximum). An error when the claims are too large.
+ */
+export function issueSession(input: {
+  sessionKey: string | Uint8Array;
+  subject: string;
+  claims: Claims;
+  expiresAt: number;
+  now: number;
+}): SessionCredentials | { kind: "error"; message: string } {
+  checkKey(input.sessionKey);
+  if (utf8.encode(input.subject).byteLength > MAX_SUBJECT_BYTES) {
+    return { kind: "error", message: `the token's subject is longer than ${MAX_SUBJECT_BYTES} bytes` };
+  }
+  // fromEntries defines own properties, so a claim named "__proto__" stays a claim
+  const claims = Object.fromEntries(Object.entries(input.claims).filter(([name]) => !DROPPED_CLAIMS.has(name)));
+  const claimsJson = JSON.stringify(claims);
+  if (utf8.encode(claimsJson).byteLength > MAX_CLAIMS_BYTES) {
+    return { kind: "error", message: `the token's claims are larger than ${MAX_CLAIMS_BYTES} bytes, too large for a session` };
+  }
+  const iat = Math.floor(input.now / 1000);
+  const exp = Math.floor(input.expiresAt / 1000);
+  if (!(exp > iat)) return { kind: "error", message: "the session would already be expired" };
+  const jti = Buffer.from(crypto.getRandomValues(new Uint8Array(12))).toString("base64url");
+  const body = '{"sub":' + JSON.stringify(input.subject) + ',"iat":' + iat + ',"exp":' + exp + ',"jti":"' + jti + '","claims":' + claimsJson + "}";
+  const payload = Buffer.from(body, "utf8").toString("base64url");
+  const tag = Buffer.from(hmac(input.sessionKey, "token", payload)).toString("base64url");
+  return { kind: "ok", ...derive(input.sessionKey, payload), sessionToken: TOKEN_PREFIX + payload + "." + tag, expiration: exp * 1000 };
+}
+
+const invalidToken = () => s3Error("InvalidToken");
+
+/**
+ * Verifies a session token sent with an access key: the tag, the access key derived from it, and
+ * the expiry. InvalidToken for anything not issued with this key (including after a rotation),
+ * InvalidAccessKeyId when the key does not belong to the token, ExpiredToken once expired.
+ */
+export function verifySessionToken(
+  sessionKey: string | Uint8Array,
+  accessKeyId: string,
+  sessionToken: string,
+  now: number,
+): SessionPrincipal | S3Error {
+  checkKey(sessionKey);
+  if (sessionToken.length > MAX_TOKEN_CHARS || !sessionToken.startsWith(TOKEN_PREFIX)) return invalidToken();
+  const rest = sessionToken.slice(TOKEN_PREFIX.length);
+  const dot = rest.indexOf(".");
+  if (dot <= 0) return invalidToken();
+  const payload = rest.slice(0, dot);
+  const tag = rest.slice(dot + 1);
+  if (!/^[A-Za-z0-9_-]+$/.test(payload) || !/^[A-Za-z0-9_-]{43}$/.test(tag)) return invalidToken();
+  const expected = Buffer.from(hmac(sessionKey, "token", payload));
+  if (!timingSafeEqual(expected, Buffer.from(tag, "base64url"))) return invalidToken();
+
+  const derived = derive(sessionKey, payload);
+  const a = Buffer.from(derived.accessKeyId);
+  const b = Buffer.from(accessKeyId);
+  if (a.byteLength !== b.byteLength || !timingSafeEqual(a, b)) {
+    return s3Error("InvalidAccessKeyId", undefined, { AWSAccessKeyId: accessKeyId.slice(0, 128) });
+  }
+  let body: { sub?: unknown; iat?: unknown; exp?: unknown; jti?: unknown; claims?: unknown };
+  try {
+    body = JSON.parse(Buffer.from(payload, "base64url").toString("utf8"));
+  } catch {
+    return invalidToken(); // cannot happen for a token we signed; kept as a guard
+  }
+  const { sub, iat, exp, jti, claims } = body;
+  if (typeof sub !== "string" || typeof iat !== "number" || typeof exp !== "number" || typeof jti !== "string" ||
+    typeof claims !== "object" || claims === null || Array.isArray(claims)) {
+    return invalidToken();
+  }
+  if (now >= exp * 1000) return s3Error("ExpiredToken");
+  return {
+    accessKeyId: derived.accessKeyId,
+    secretAccessKey: derived.secretAccessKey,
+    subject: sub,
+    claims: claims as Claims,
+    issuedAt: iat * 1000,
+    expiresAt: exp * 1000,
+    sessionId: jti,
+  };
+}

@@ -1,0 +1,285 @@
+/**
+ * SigV4 verification of incoming S3 requests (Authorization header and presigned URLs). Pure: the
+ * clock, the credential lookup and the signing-key cache are passed in. The canonical request is
+ * built with the same functions that sign toward S3 (src/s3/sigv4.ts), from the decoded path and
+ * query re-encoded once (uri.ts), as S3 does; signatures are compared in constant time.
+ *
+ * Known limit: `Headers` joins a repeated header with ", " where SigV4 joins with ","; no S3 client
+ * signs a repeated header, so such a request fails with SignatureDoesNotMatch.
+ */
+import { timingSafeEqual } from "node:crypto";
+import {
+  ALGORITHM,
+  canonicalHeaderValue,
+  canonicalQuery,
+  canonicalRequest,
+  credentialScope,
+  sha256Hex,
+  uriEncode,
+} from "../../s3/sigv4.ts";
+import { isS3Error, parseHeaderAuth, parseQueryAuth, PRESIGN_MARKERS, V2_UNSUPPORTED, SIGV4A_UNSUPPORTED, type AuthParams } from "./auth-params.ts";
+import { s3Error, type S3Error } from "./errors.ts";
+import { signingKeyFor, type SigningKeyCache } from "./signing-keys.ts";
+import { canonicalUri, parseRawQuery } from "./uri.ts";
+
+/** How the body is (or is not) covered by the signature; the upload path acts on it. */
+export type PayloadMode = "sha256" | "unsigned" | "streaming" | "streaming-trailer" | "streaming-unsigned-trailer";
+
+export const UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD";
+const MODES: Record<string, PayloadMode> = {
+  "UNSIGNED-PAYLOAD": "unsigned",
+  "STREAMING-AWS4-HMAC-SHA256-PAYLOAD": "streaming",
+  "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER": "streaming-trailer",
+  "STREAMING-UNSIGNED-PAYLOAD-TRAILER": "streaming-unsigned-trailer",
+};
+const ECDSA_MODES = new Set(["STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD", "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD-TRAILER"]);
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+export interface VerifyInput {
+  method: string;
+  /** Path as sent, still percent-encoded ("/bucket/a%20b"). */
+  rawPath: string;
+  /** Query as sent, without or with the leading "?". */
+  rawQuery: string;
+  headers: Headers;
+}
+
+export interface VerifyOptions {
+  /** The region clients must sign for (s3_api.region). */
+  region: string;
+  /** The current time in ms. */
+  now: number;
+  maxSkewSeconds: number;
+  /** Per-generation cache of signing keys; without it each request derives its key. */
+  keyCache?: SigningKeyCache;
+}
+
+export interface LookupContext {
+  /** x-amz-security-token (header auth) or X-Amz-Security-Token (presigned), if sent. */
+  sessionToken: string | undefined;
+  now: number;
+}
+
+/**
+ * Finds the secret for an access key. Returns the principal (anything carrying the secret), an
+ * S3Error (e.g. ExpiredToken for an expired session), or undefined for an unknown key. A static
+ * key must reject a session token it does not expect (S3: InvalidToken).
+ */
+export type CredentialLookup<P extends { secretAccessKey: string }> = (accessKeyId: string, ctx: LookupContext) => P | S3Error | undefined;
+
+export interface Verified<P> {
+  kind: "ok";
+  accessKeyId: string;
+  principal: P;
+  /** The payload hash that was signed: 64 hex chars or one of the UNSIGNED/STREAMING constants. */
+  payloadHash: string;
+  mode: PayloadMode;
+  /** The request's signing key and signature: the seed of an aws-chunked chunk-signature chain. */
+  signingKey: Uint8Array;
+  seedSignature: string;
+  /** "yyyymmdd/region/s3/aws4_request" */
+  scope: string;
+  /** "YYYYMMDDTHHMMSSZ" */
+  amzDate: string;
+  presigned: boolean;
+  signedHeaders: string[];
+  sessionToken?: string;
+  /** Presigned only: the instant (ms) the URL stops being valid. */
+  expiresAt?: number;
+  /** The decoded query, in order (what was verified). */
+  query: Array<[string, string]>;
+}
+
+export type VerifyResult<P> =
+  | { kind: "anonymous"; query: Array<[string, string]> }
+  | Verified<P>
+  | ({ kind: "error"; accessKeyId?: string } & S3Error);
+
+/** The mode for an x-amz-content-sha256 value, or S3's error for a bad one. */
+export function payloadMode(value: string): PayloadMode | S3Error {
+  if (SHA256_HEX.test(value)) return "sha256";
+  const mode = MODES[value];
+  if (mode !== undefined) return mode;
+  if (ECDSA_MODES.has(value)) return SIGV4A_UNSUPPORTED();
+  return s3Error(
+    "InvalidArgument",
+    "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-UNSIGNED-PAYLOAD-TRAILER, STREAMING-AWS4-HMAC-SHA256-PAYLOAD, STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER, STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD, STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD-TRAILER or a valid sha256 value.",
+    { ArgumentName: "x-amz-content-sha256", ArgumentValue: value.slice(0, 128) },
+  );
+}
+
+const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
+
+export function verifySigV4<P extends { secretAccessKey: string }>(
+  input: VerifyInput,
+  lookup: CredentialLookup<P>,
+  opts: VerifyOptions,
+): VerifyResult<P> {
+  const query = parseRawQuery(input.rawQuery);
+  if (query === undefined) return error(s3Error("InvalidURI"));
+  const authorization = input.headers.get("authorization");
+  let v4Query = false;
+  let v2Query = false;
+  for (const [name] of query) {
+    if (PRESIGN_MARKERS.includes(name)) v4Query = true;
+    else if (name === "AWSAccessKeyId" || name === "Signature") v2Query = true;
+  }
+  const mechanisms = (authorization !== null ? 1 : 0) + (v4Query ? 1 : 0) + (v2Query ? 1 : 0);
+  if (mechanisms === 0) return { kind: "anonymous", query };
+  if (mechanisms > 1) {
+    return error(s3Error(
+      "InvalidArgument",
+      "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature query string parameter or the Authorization header should be specified",
+      { ArgumentName: "Authorization" },
+    ));
+  }
+  if (v2Query) return error(V2_UNSUPPORTED());
+
+  const params = authorization !== null ? parseHeaderAuth(authorization, input.headers, opts.region) : parseQueryAuth(query, opts.region);
+  if (isS3Error(params)) return error(params);
+  const akid = params.scope.accessKeyId;
+  const fail = (e: S3Error) => error(e, akid);
+
+  const skewMs = opts.maxSkewSeconds * 1000;
+  let expiresAt: number | undefined;
+  if (!params.presigned) {
+    if (Math.abs(opts.now - params.dateMs) > skewMs) {
+      return fail(s3Error("RequestTimeTooSkewed", undefined, {
+        RequestTime: params.amzDate,
+        ServerTime: iso(opts.now),
+        MaxAllowedSkewMilliseconds: String(skewMs),
+      }));
+    }
+  } else {
+    if (params.dateMs - opts.now > skewMs) return fail(s3Error("AccessDenied", "Request is not yet valid"));
+    expiresAt = params.dateMs + params.expires! * 1000;
+    if (opts.now > expiresAt) {
+      return fail(s3Error("AccessDenied", "Request has expired", {
+        "X-Amz-Expires": String(params.expires),
+        Expires: iso(expiresAt),
+        ServerTime: iso(opts.now),
+      }));
+    }
+  }
+
+  const payload = payloadOf(params, query, input.headers);
+  if (isS3Error(payload)) return fail(payload);
+
+  const unsigned = unsignedHeaders(input.headers, params.signedHeaders);
+  if (unsigned.length > 0) {
+    return fail(s3Error("AccessDenied", "There were headers present in the request which were not signed", { HeadersNotSigned: unsigned.join(", ") }));
+  }
+
+  let sessionToken: string | undefined;
+  if (params.presigned) {
+    for (const [k, v] of query) if (k === "X-Amz-Security-Token") sessionToken = v;
+  }
+  sessionToken ??= input.headers.get("x-amz-security-token") ?? undefined;
+  const principal = lookup(akid, { sessionToken, now: opts.now });
+  if (principal === undefined) return fail(s3Error("InvalidAccessKeyId", undefined, { AWSAccessKeyId: akid }));
+  if (!("secretAccessKey" in principal)) return fail(principal);
+
+  const names = params.signedHeaders.slice().sort();
+  const creq = canonicalRequestOf(input, query, names, payload.hash, params.presigned);
+  if (creq === undefined) return fail(s3Error("InvalidURI"));
+  const scope = credentialScope(params.scope.date, opts.region, "s3");
+  const sts = ALGORITHM + "\n" + params.amzDate + "\n" + scope + "\n" + sha256Hex(creq);
+  const key = signingKeyFor(opts.keyCache, akid, principal.secretAccessKey, params.scope.date, opts.region);
+  const expected = key.keyed.copy().update(sts).digest("hex");
+
+  if (!sameSignature(expected, params.signature)) {
+    return fail(s3Error("SignatureDoesNotMatch", undefined, {
+      AWSAccessKeyId: akid,
+      StringToSign: sts,
+      SignatureProvided: params.signature.slice(0, 128),
+      // S3 returns the canonical request to help debug a client; the session token in it is
+      // redacted so that an error body or a log line never carries a credential.
+      CanonicalRequest: sessionToken ? redact(creq, sessionToken) : creq,
+    }));
+  }
+
+  const ok: Verified<P> = {
+    kind: "ok",
+    accessKeyId: akid,
+    principal,
+    payloadHash: payload.hash,
+    mode: payload.mode,
+    signingKey: key.key,
+    seedSignature: expected,
+    scope,
+    amzDate: params.amzDate,
+    presigned: params.presigned,
+    signedHeaders: names,
+    query,
+  };
+  if (sessionToken !== undefined) ok.sessionToken = sessionToken;
+  if (expiresAt !== undefined) ok.expiresAt = expiresAt;
+  return ok;
+}
+
+/**
+ * The canonical request of an incoming request, as S3 computes it: decoded path re-encoded once,
+ * decoded query re-encoded and sorted (without X-Amz-Signature when presigned), the signed
+ * headers' values trimmed and whitespace-collapsed (empty if absent). `signedHeaders` must be
+ * sorted. Undefined when the path cannot be decoded.
+ */
+export function canonicalRequestOf(
+  input: VerifyInput,
+  query: ReadonlyArray<readonly [string, string]>,
+  signedHeaders: readonly string[],
+  payloadHash: string,
+  presigned: boolean,
+): string | undefined {
+  const uri = canonicalUri(input.rawPath);
+  if (uri === undefined) return undefined;
+  const signedQuery = presigned ? query.filter(([k]) => k !== "X-Amz-Signature") : query;
+  let block = "";
+  for (const name of signedHeaders) block += name + ":" + canonicalHeaderValue(input.headers.get(name) ?? "") + "\n";
+  return canonicalRequest(input.method, uri, canonicalQuery(signedQuery), block, signedHeaders.join(";"), payloadHash);
+}
+
+function error(e: S3Error, accessKeyId?: string): { kind: "error"; accessKeyId?: string } & S3Error {
+  return accessKeyId === undefined ? { kind: "error", ...e } : { kind: "error", accessKeyId, ...e };
+}
+
+/**
+ * The signed payload hash. Header auth: x-amz-content-sha256 is required. Presigned: the
+ * X-Amz-Content-Sha256 query parameter, else a signed x-amz-content-sha256 header, else
+ * UNSIGNED-PAYLOAD; streaming modes make no sense for a URL and are refused.
+ */
+function payloadOf(params: AuthParams, query: ReadonlyArray<readonly [string, string]>, headers: Headers): { hash: string; mode: PayloadMode } | S3Error {
+  let value: string | null = null;
+  if (params.presigned) {
+    for (const [k, v] of query) if (k === "X-Amz-Content-Sha256") value = v;
+    if (value === null && params.signedHeaders.includes("x-amz-content-sha256")) value = headers.get("x-amz-content-sha256");
+    if (value === null) return { hash: UNSIGNED_PAYLOAD, mode: "unsigned" };
+  } else {
+    value = headers.get("x-amz-content-sha256");
+    if (value === null) return s3Error("InvalidRequest", "Missing required header for this request: x-amz-content-sha256");
+  }
+  const mode = payloadMode(value);
+  if (isS3Error(mode)) return mode;
+  if (params.presigned && mode !== "sha256" && mode !== "unsigned") {
+    return s3Error("InvalidArgument", "A presigned URL must sign UNSIGNED-PAYLOAD or a SHA-256 payload hash.", { ArgumentName: "X-Amz-Content-Sha256" });
+  }
+  return { hash: value, mode };
+}
+
+/** host, and every x-amz-* header present, must be signed (S3 refuses unsigned x-amz-* headers). */
+function unsignedHeaders(headers: Headers, signed: readonly string[]): string[] {
+  const missing: string[] = [];
+  if (!signed.includes("host")) missing.push("host");
+  headers.forEach((_v, name) => {
+    if (name.startsWith("x-amz-") && !signed.includes(name)) missing.push(name);
+  });
+  return missing;
+}
+
+function sameSignature(expected: string, provided: string): boolean {
+  if (provided.length !== expected.length) return false;
+  return timingSafeEqual(Buffer.from(expected, "latin1"), Buffer.from(provided, "latin1"));
+}
+
+function redact(text: string, secret: string): string {
+  return text.replaceAll(secret, "<redacted>").replaceAll(uriEncode(secret, true), "<redacted>");
+}

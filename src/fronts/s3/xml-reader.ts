@@ -1,0 +1,212 @@
+/**
+ * A minimal, non-streaming XML reader for the S3 front's small request bodies
+ * (CompleteMultipartUpload, DeleteObjects). It reads elements, attributes, text, CDATA, comments
+ * and the XML declaration, and nothing else: a DOCTYPE, an entity declaration or any entity other
+ * than the five predefined ones and numeric references is an error, so there is no XXE and no
+ * entity expansion. Input size, depth and element count are capped before any work is done.
+ * Element names are reduced to their local name (`s3:Key` → `Key`), as the S3 schema is unprefixed.
+ */
+
+export interface XmlElement {
+  /** Local name (namespace prefix removed). */
+  name: string;
+  attrs: Record<string, string>;
+  children: XmlElement[];
+  /** Concatenated text and CDATA directly inside this element, entities decoded, untrimmed. */
+  text: string;
+}
+
+export interface XmlLimits {
+  /** Maximum input size in bytes (default 2 MiB: 10,000 Complete parts or 1,000 Delete keys fit). */
+  maxBytes?: number;
+  /** Maximum element nesting (default 16). */
+  maxDepth?: number;
+  /** Maximum number of elements (default 100,000). */
+  maxElements?: number;
+}
+
+export class XmlError extends Error {
+  constructor(
+    message: string,
+    /** "too-large" lets the caller answer MaxMessageLengthExceeded instead of MalformedXML. */
+    readonly reason: "malformed" | "too-large" = "malformed",
+  ) {
+    super(message);
+    this.name = "XmlError";
+  }
+}
+
+const NAME = /[A-Za-z_][A-Za-z0-9._:-]*/y;
+const WS = /[ \t\r\n]*/y;
+const ATTR_VALUE = /"([^"<]*)"|'([^'<]*)'/y;
+const PREDEFINED: Record<string, string> = { amp: "&", lt: "<", gt: ">", quot: '"', apos: "'" };
+// XML 1.0 Char production: TAB, LF, CR, U+0020-U+D7FF, U+E000-U+FFFD, U+10000-U+10FFFF.
+const BAD_CHAR = /[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]/;
+
+function isXmlChar(cp: number): boolean {
+  return cp === 0x9 || cp === 0xa || cp === 0xd || (cp >= 0x20 && cp <= 0xd7ff) ||
+    (cp >= 0xe000 && cp <= 0xfffd) || (cp >= 0x10000 && cp <= 0x10ffff);
+}
+
+/** Decodes the predefined entities and numeric character references; anything else is an error. */
+function decodeEntities(s: string): string {
+  if (s.indexOf("&") < 0) return s;
+  return s.replace(/&([^;&]{0,12});?/g, (whole, body: string) => {
+    if (!whole.endsWith(";")) throw new XmlError("unterminated entity reference");
+    const named = PREDEFINED[body];
+    if (named !== undefined) return named;
+    const m = /^#(?:x([0-9a-fA-F]{1,6})|([0-9]{1,7}))$/.exec(body);
+    if (m === null) throw new XmlError("entity references other than &amp; &lt; &gt; &quot; &apos; are not allowed");
+    const cp = m[1] !== undefined ? parseInt(m[1], 16) : parseInt(m[2], 10);
+    if (!isXmlChar(cp)) throw new XmlError("character reference to a character XML does not allow");
+    return String.fromCodePoint(cp);
+  });
+}
+
+function localName(qname: string): string {
+  const colon = qname.lastIndexOf(":");
+  return colon < 0 ? qname : qname.slice(colon + 1);
+}
+
+/** Parses a small XML document and returns its root element. Throws XmlError on anything else. */
+export function parseXml(input: string | Uint8Array, limits: XmlLimits = {}): XmlElement {
+  const maxBytes = limits.maxBytes ?? 2 * 1024 * 1024;
+  const maxDepth = limits.maxDepth ?? 16;
+  const maxElements = limits.maxElements ?? 100_000;
+
+  let src: string;
+  if (typeof input === "string") {
+    if (input.length > maxBytes || Buffer.byteLength(input) > maxBytes) throw new XmlError("XML body too large", "too-large");
+    src = input;
+  } else {
+    if (input.byteLength > maxBytes) throw new XmlError("XML body too large", "too-large");
+    try {
+      src = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(input);
+    } catch {
+      throw new XmlError("XML body is not valid UTF-8");
+    }
+  }
+  if (src.charCodeAt(0) === 0xfeff) src = src.slice(1);
+  if (BAD_CHAR.test(src)) throw new XmlError("XML body contains a character XML does not allow");
+
+  let pos = 0;
+  let elements = 0;
+  const stack: XmlElement[] = [];
+  const qnames: string[] = []; // the open elements' names as written, for matching end tags
+  let root: XmlElement | undefined;
+
+  const fail = (what: string): never => {
+    throw new XmlError(`${what} at offset ${pos}`);
+  };
+  const skipWs = () => {
+    WS.lastIndex = pos;
+    WS.exec(src);
+    pos = WS.lastIndex;
+  };
+  const readName = (): string => {
+    NAME.lastIndex = pos;
+    const m = NAME.exec(src);
+    if (m === null) fail("expected a name");
+    pos = NAME.lastIndex;
+    return m![0];
+  };
+
+  if (src.startsWith("<?xml", pos)) {
+    const end = src.indexOf("?>", pos);
+    if (end < 0) fail("unterminated XML declaration");
+    pos = end + 2;
+  }
+
+  while (pos < src.length) {
+    const lt = src.indexOf("<", pos);
+    const textEnd = lt < 0 ? src.length : lt;
+    if (textEnd > pos) {
+      const raw = src.slice(pos, textEnd);
+      if (stack.length === 0) {
+        if (/[^ \t\r\n]/.test(raw)) fail("text outside the root element");
+      } else {
+        if (raw.includes("]]>")) fail("']]>' in text");
+        stack[stack.length - 1].text += decodeEntities(raw);
+      }
+      pos = textEnd;
+      continue;
+    }
+    // src[pos] === "<"
+    if (src.startsWith("<!--", pos)) {
+      const end = src.indexOf("-->", pos + 4);
+      if (end < 0) fail("unterminated comment");
+      pos = end + 3;
+    } else if (src.startsWith("<![CDATA[", pos)) {
+      if (stack.length === 0) fail("CDATA outside the root element");
+      const end = src.indexOf("]]>", pos + 9);
+      if (end < 0) fail("unterminated CDATA section");
+      stack[stack.length - 1].text += src.slice(pos + 9, end);
+      pos = end + 3;
+    } else if (src.startsWith("<!", pos)) {
+      fail("DOCTYPE and declarations are not allowed");
+    } else if (src.startsWith("<?", pos)) {
+      fail("processing instructions are not allowed");
+    } else if (src.startsWith("</", pos)) {
+      pos += 2;
+      const name = readName();
+      skipWs();
+      if (src[pos] !== ">") fail("expected '>'");
+      pos++;
+      if (qnames.pop() !== name) fail(`mismatched closing tag </${name}>`);
+      const open = stack.pop()!;
+      if (stack.length === 0) root = open;
+    } else {
+      if (root !== undefined) fail("more than one root element");
+      pos++;
+      const qname = readName();
+      const node: XmlElement = { name: localName(qname), attrs: Object.create(null), children: [], text: "" };
+      if (++elements > maxElements) throw new XmlError("too many XML elements", "too-large");
+      for (;;) {
+        const before = pos;
+        skipWs();
+        if (src[pos] === ">" || src.startsWith("/>", pos)) break;
+        if (pos === before) fail("expected whitespace before an attribute");
+        const attr = readName();
+        skipWs();
+        if (src[pos] !== "=") fail("expected '=' after an attribute name");
+        pos++;
+        skipWs();
+        ATTR_VALUE.lastIndex = pos;
+        const m = ATTR_VALUE.exec(src);
+        if (m === null) fail("expected a quoted attribute value");
+        pos = ATTR_VALUE.lastIndex;
+        if (Object.hasOwn(node.attrs, attr)) fail(`duplicate attribute ${attr}`);
+        node.attrs[attr] = decodeEntities(m![1] ?? m![2]);
+      }
+      const selfClosing = src[pos] === "/";
+      pos += selfClosing ? 2 : 1;
+      if (stack.length > 0) stack[stack.length - 1].children.push(node);
+      if (selfClosing) {
+        if (stack.length === 0) root = node;
+      } else {
+        if (stack.length >= maxDepth) throw new XmlError("XML nesting too deep", "too-large");
+        stack.push(node);
+        qnames.push(qname);
+      }
+    }
+  }
+  if (stack.length > 0) throw new XmlError(`unclosed element <${qnames[qnames.length - 1]}>`);
+  if (root === undefined) throw new XmlError("no root element");
+  return root;
+}
+
+/** The first child element named `name`, if any. */
+export function child(node: XmlElement, name: string): XmlElement | undefined {
+  for (const c of node.children) if (c.name === name) return c;
+  return undefined;
+}
+
+/** All child elements named `name`, in document order. */
+export function childrenNamed(node: XmlElement, name: string): XmlElement[] {
+  return node.children.filter((c) => c.name === name);
+}
+
+/** The text of the first child named `name` (untrimmed: S3 keys may start or end with spaces). */
+export function childText(node: XmlElement, name: string): string | undefined {
+  return child(node, name)?.text;
+}

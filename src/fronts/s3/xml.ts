@@ -1,0 +1,96 @@
+/**
+ * S3 XML output for the S3 front: a safe escaper and the small fixed documents the front answers
+ * itself (ListBuckets, GetBucketLocation). Error bodies live in errors.ts; reading request bodies
+ * in xml-reader.ts.
+ */
+
+export const S3_XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/";
+export const XML_DECL = '<?xml version="1.0" encoding="UTF-8"?>\n';
+
+const ESCAPES: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;" };
+// Characters XML 1.0 cannot carry at all (C0 controls except TAB/LF/CR, lone surrogates, U+FFFE/F).
+// S3 keys may contain them; they are written as numeric references only where XML 1.0 allows
+// (TAB/LF/CR), and the rest become U+FFFD, so a hostile key can never make the document invalid.
+const SPECIAL = /[&<>"'\t\n\r\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]/;
+const SPECIAL_G = /[&<>"'\t\n\r\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]/g;
+const SURROGATE_PAIR = /[\ud800-\udbff][\udc00-\udfff]/;
+
+/**
+ * Escapes text for element content and attribute values. TAB/LF/CR become character references
+ * (so they survive attribute normalization and the reader's round trip); characters XML 1.0
+ * forbids become U+FFFD. Valid surrogate pairs (emoji) pass through untouched.
+ */
+export function escapeXml(text: string): string {
+  if (!SPECIAL.test(text)) return text;
+  let out = "";
+  let last = 0;
+  SPECIAL_G.lastIndex = 0;
+  for (let m = SPECIAL_G.exec(text); m !== null; m = SPECIAL_G.exec(text)) {
+    const i = m.index;
+    const ch = m[0];
+    const code = ch.charCodeAt(0);
+    if (code >= 0xd800 && code <= 0xdbff && SURROGATE_PAIR.test(text.slice(i, i + 2))) {
+      SPECIAL_G.lastIndex = i + 2; // a valid pair: keep both halves
+      continue;
+    }
+    out += text.slice(last, i);
+    const named = ESCAPES[ch];
+    if (named !== undefined) out += named;
+    else if (code === 0x09 || code === 0x0a || code === 0x0d) out += "&#" + code + ";";
+    else out += "\ufffd";
+    last = i + 1;
+  }
+  return out + text.slice(last);
+}
+
+/** `<name>escaped text</name>` */
+export function el(name: string, text: string): string {
+  return "<" + name + ">" + escapeXml(text) + "</" + name + ">";
+}
+
+/** S3's timestamp form in XML bodies: 2006-02-03T16:45:09.000Z (UTC, milliseconds). */
+export function s3Timestamp(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+export interface BucketEntry {
+  name: string;
+  /** Creation time (ms since epoch). The proxy has none of its own; a fixed config epoch is fine. */
+  creationDate: number;
+  /** Region reported per bucket (S3 includes BucketRegion since 2024); omitted when undefined. */
+  region?: string;
+}
+
+export interface ListBucketsOptions {
+  owner?: { id: string; displayName?: string };
+  /** Echoed when the request filtered by prefix. */
+  prefix?: string;
+  /** Set when more buckets follow (max-buckets paging). */
+  continuationToken?: string;
+}
+
+/** ListAllMyBucketsResult, the ListBuckets answer (GET / on the service endpoint). */
+export function renderListBuckets(buckets: readonly BucketEntry[], opts: ListBucketsOptions = {}): string {
+  let xml = XML_DECL + '<ListAllMyBucketsResult xmlns="' + S3_XMLNS + '">';
+  if (opts.owner) {
+    xml += "<Owner>" + el("ID", opts.owner.id);
+    if (opts.owner.displayName !== undefined) xml += el("DisplayName", opts.owner.displayName);
+    xml += "</Owner>";
+  }
+  xml += "<Buckets>";
+  for (const b of buckets) {
+    xml += "<Bucket>" + el("Name", b.name) + el("CreationDate", s3Timestamp(b.creationDate));
+    if (b.region !== undefined) xml += el("BucketRegion", b.region);
+    xml += "</Bucket>";
+  }
+  xml += "</Buckets>";
+  if (opts.continuationToken !== undefined) xml += el("ContinuationToken", opts.continuationToken);
+  if (opts.prefix !== undefined) xml += el("Prefix", opts.prefix);
+  return xml + "</ListAllMyBucketsResult>";
+}
+
+/** GetBucketLocation: S3 answers an empty LocationConstraint for us-east-1 (legacy). */
+export function renderLocationConstraint(region: string): string {
+  if (region === "" || region === "us-east-1") return XML_DECL + '<LocationConstraint xmlns="' + S3_XMLNS + '"/>';
+  return XML_DECL + '<LocationConstraint xmlns="' + S3_XMLNS + '">' + escapeXml(region) + "</LocationConstraint>";
+}
