@@ -13,12 +13,17 @@ import { Metrics } from "./observe/metrics.ts";
 import { buildRuntime, type Runtime, type RuntimeDeps } from "./runtime.ts";
 import { VERSION } from "./version.ts";
 
-export interface ReadinessReport {
-  ready: boolean;
-  generation: number;
-  reasons: string[];
-  buckets: Record<string, { ok: boolean; reason?: string; note?: string; checked_at?: string; circuit?: string }>;
-  jwks?: { ok: boolean; reason?: string };
+/**
+ * What a request's phases may use besides their RequestContext: the current generation and the
+ * services that outlive a reload. The App is the one implementation; tests may provide another.
+ */
+export interface Services {
+  readonly runtime: Runtime;
+  readonly metrics: Metrics;
+  readonly cache: Cache;
+  readonly log: Logger;
+  readonly concurrency: ConcurrencyLimiter;
+  readonly draining: boolean;
 }
 
 export interface AppOptions {
@@ -27,6 +32,12 @@ export interface AppOptions {
   share?: number;
   fetch?: typeof fetch;
   probeIntervalMs?: number;
+  /**
+   * Called after a reload asked for through the admin API succeeded, so that the other processes
+   * of a multi-process group reload too (main.ts wires it to the worker supervisor; the control
+   * plane itself knows nothing of processes).
+   */
+  onReloadedByApi?: () => void;
 }
 
 /** Settings a running process cannot change: a reload that changes them is refused. */
@@ -35,7 +46,7 @@ function restartOnly(c: Config): string {
   return JSON.stringify([s.address, s.port, s.workers, s.engine, s.https, c.metrics.enabled, c.metrics.address, c.metrics.port]);
 }
 
-export class App {
+export class App implements Services {
   runtime: Runtime;
   readonly metrics: Metrics;
   readonly cache: Cache;
@@ -80,23 +91,11 @@ export class App {
     return new App(runtime, metrics, cache, log, opts, deps);
   }
 
-  readiness(rt: Runtime = this.runtime): ReadinessReport {
-    const reasons: string[] = [];
-    const buckets: ReadinessReport["buckets"] = {};
-    if (this.draining) reasons.push("shutting down");
-    for (const b of rt.buckets.values()) {
-      const st = rt.prober.state(b.name) ?? { ok: false, reason: "not probed yet" };
-      const circuit = b.upstream.breaker?.state;
-      const ok = st.ok && circuit !== "open";
-      buckets[b.name] = { ...st, ok, ...(circuit ? { circuit } : undefined) };
-      if (!ok) reasons.push(`bucket ${b.name}: ${circuit === "open" ? "circuit breaker open" : st.reason}`);
-    }
-    let jwks: ReadinessReport["jwks"];
-    if (rt.auth) {
-      jwks = rt.auth.readiness();
-      if (!jwks.ok) reasons.push(`jwt: ${jwks.reason ?? "keys not loaded"}`);
-    }
-    return { ready: reasons.length === 0, generation: rt.generation, reasons, buckets, ...(jwks ? { jwks } : undefined) };
+  /** A reload asked for through the admin API: this process, then (if it worked) every other process of the group. */
+  async reloadEverywhere(): Promise<{ ok: boolean; error?: string; generation: number }> {
+    const r = await this.reload();
+    if (r.ok) this.opts.onReloadedByApi?.();
+    return r;
   }
 
   /** Reloads the config file. Concurrent calls share one reload. */

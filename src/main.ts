@@ -13,7 +13,7 @@ import { createLogger } from "./observe/log.ts";
 import { listenBun, listenMetrics, listenNode, type Listener } from "./server.ts";
 import { fetchConcurrencyWarning } from "./s3/upstream.ts";
 import { VERSION } from "./version.ts";
-import { startChildren, workerCount, workerIndex, type Children } from "./workers.ts";
+import { askPrimaryToReloadAll, startChildren, workerCount, workerIndex, type Children } from "./workers.ts";
 
 const HELP = `yatagarasu ${VERSION} — a high-performance S3 proxy
 
@@ -94,7 +94,10 @@ async function serve(config: Config, configPath: string): Promise<number> {
     // server.readiness_probe_interval_seconds sets the probe period; YATAGARASU_PROBE_INTERVAL_MS overrides it (tests).
     const probeEnv = Number(process.env.YATAGARASU_PROBE_INTERVAL_MS);
     const probeIntervalMs = Number.isInteger(probeEnv) && probeEnv > 0 ? probeEnv : undefined;
-    app = await App.create(config, { configPath, log, share: workers, probeIntervalMs });
+    // A reload through the admin API reaches every process of the group: a child asks the
+    // primary, the primary SIGHUPs its children.
+    const onReloadedByApi = workerIndex() !== undefined ? askPrimaryToReloadAll : () => children?.signal("SIGHUP");
+    app = await App.create(config, { configPath, log, share: workers, probeIntervalMs, onReloadedByApi });
     const baseDir = configPath.includes("/") ? configPath.slice(0, configPath.lastIndexOf("/")) : ".";
     listener = config.server.engine === "node" ? await listenNode(app, listenConfig, { reusePort: workers > 1 }) : listenBun(app, listenConfig, { reusePort: workers > 1, baseDir });
     if (config.metrics.enabled && workerIndex() === undefined) metrics = listenMetrics(config, () => children?.renderMetrics() ?? app.metrics.render());

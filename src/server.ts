@@ -13,11 +13,10 @@
 import http from "node:http";
 import type { App } from "./app.ts";
 import type { Config } from "./config/load.ts";
-import { createHandler } from "./pipeline.ts";
+import { createMainHandler } from "./fronts/index.ts";
+import { SMALL_GENERATED_BODY_BYTES } from "./http/body-policy.ts";
 import { resolveConfigPath } from "./config/validate.ts";
 
-/** node engine: a body without Content-Length up to this size is buffered to get one. */
-const SMALL_BODY_BYTES = 64 * 1024;
 
 export interface Listener {
   readonly port: number;
@@ -32,7 +31,7 @@ function tlsOf(cfg: Config, baseDir: string | undefined) {
 }
 
 export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; baseDir?: string } = {}): Listener {
-  const handle = createHandler(app, (req) => server.requestIP(req)?.address ?? "");
+  const handle = createMainHandler(app, (req) => server.requestIP(req)?.address ?? "");
   const server: Bun.Server<undefined> = Bun.serve({
     hostname: cfg.server.address,
     port: cfg.server.port,
@@ -66,12 +65,12 @@ async function writeNodeResponse(res: http.ServerResponse, response: Response, i
   const reader = body.getReader();
   // Small generated bodies (errors, JSON) without a length are buffered so they carry a
   // Content-Length too. An upstream body of unknown length (S3 answering chunked) is never
-  // buffered whole: past SMALL_BODY_BYTES it streams chunked, with backpressure.
+  // buffered whole: past SMALL_GENERATED_BODY_BYTES it streams chunked, with backpressure.
   const pending: Uint8Array[] = [];
   try {
     if (!response.headers.has("content-length")) {
       let size = 0;
-      while (size <= SMALL_BODY_BYTES) {
+      while (size <= SMALL_GENERATED_BODY_BYTES) {
         const { done, value } = await reader.read();
         if (done) {
           const buf = Buffer.concat(pending);
@@ -110,7 +109,7 @@ async function writeNodeResponse(res: http.ServerResponse, response: Response, i
 }
 
 export async function listenNode(app: App, cfg: Config, opts: { reusePort?: boolean } = {}): Promise<Listener> {
-  const handle = createHandler(app);
+  const handle = createMainHandler(app);
   const server = http.createServer({ maxHeaderSize: cfg.server.security_limits.max_header_size + 1024 }, (req, res) => {
     const abort = new AbortController();
     res.on("close", () => {

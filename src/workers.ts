@@ -35,16 +35,13 @@ export function workerCount(cfg: Config): number {
   return w === "auto" ? Math.max(1, navigator.hardwareConcurrency || 1) : w;
 }
 
-/** Set by the primary: makes every child reload (used when the primary's own admin API reloaded). */
-let reloadChildren: (() => void) | undefined;
-
 /**
- * Called after a successful POST /admin/reload: in a child, asks the primary to reload everyone
- * else; in the primary, SIGHUPs every child; in a single process, nothing.
+ * After a reload asked for through the admin API: in a child, asks the primary to reload everyone
+ * else (the primary reloads itself and SIGHUPs the other children); in the primary, SIGHUPs every
+ * child (see Children.signal); in a single process, nothing.
  */
-export function broadcastReload(): void {
-  if (process.env.YATAGARASU_WORKER !== undefined) process.send?.({ type: "reload-all" });
-  else reloadChildren?.();
+export function askPrimaryToReloadAll(): void {
+  process.send?.({ type: "reload-all" });
 }
 
 /** argv to start this same program again (compiled binary or `bun src/main.ts`). */
@@ -102,9 +99,6 @@ export function startChildren(opts: { configPath: string; n: number; port: numbe
     children[i] = child;
   };
   for (let i = 1; i < n; i++) spawn(i);
-  reloadChildren = () => {
-    for (const c of children) c?.kill("SIGHUP");
-  };
 
   return {
     async renderMetrics() {
@@ -135,7 +129,6 @@ export function startChildren(opts: { configPath: string; n: number; port: numbe
     },
     stop(sig) {
       stopping = true;
-      reloadChildren = undefined;
       for (const c of children) c?.kill(sig);
       checkDone();
       return done;

@@ -22,6 +22,8 @@ export interface AuthzInput {
   key: string;
   path: string;
   method: string;
+  /** The S3 action ("s3:GetObject", "s3:PutObject", ...), the same on both fronts. */
+  action?: string;
   clientIp: string;
 }
 

@@ -10,9 +10,11 @@ import type { CachedObject } from "./types.ts";
 /**
  * Performs the signed GET of the object to S3 with exactly `extraHeaders` as its conditional/range
  * request headers — never the client's own Range / If-* headers: the cache decides what to forward.
- * Resolves with S3's response (any status, body unread); rejects (ideally with a ProxyError) on a
- * network error or timeout. Must not decompress (Bun fetch `decompress: false`), so the stored bytes
- * match the stored Content-Encoding.
+ *
+ * The contract (BucketUpstream.fetchObject keeps it): resolves with S3's final response, after
+ * retries, for ANY HTTP status (404 and 403 included, body unread); rejects only when no HTTP
+ * answer was had (network error, timeout, breaker open, client abort), with a ProxyError. Must not
+ * decompress (Bun fetch `decompress: false`), so the stored bytes match the stored Content-Encoding.
  */
 export type UpstreamFetch = (extraHeaders: Record<string, string>) => Promise<Response>;
 

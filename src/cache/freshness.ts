@@ -1,6 +1,7 @@
 /**
  * What may be stored, for how long, and with which headers.
  */
+import { isObjectHeader } from "../http/headers.ts";
 import type { CachedObject } from "./types.ts";
 
 /** RFC 9111 §1.2.2: delta-seconds too large to represent count as 2^31. */
@@ -40,38 +41,15 @@ export function freshnessSeconds(cacheControl: string | null, bucketTtl: number 
   return sMaxAge ?? maxAge ?? bucketTtl ?? defaultTtl;
 }
 
-/** Headers kept with a cached object (plus x-amz-meta-*). content-length is always recomputed. */
-export const STORED_HEADERS: ReadonlySet<string> = new Set([
-  "etag",
-  "last-modified",
-  "content-type",
-  "cache-control",
-  "content-disposition",
-  "content-encoding",
-  "content-language",
-  "expires",
-]);
-
-export function isStoredHeader(name: string): boolean {
-  return STORED_HEADERS.has(name) || name.startsWith("x-amz-meta-");
-}
-
-/** The storable subset of upstream response headers (lower-case names). */
-export function pickHeaders(h: Headers): Record<string, string> {
-  const out: Record<string, string> = {};
-  h.forEach((value, name) => {
-    const n = name.toLowerCase();
-    if (isStoredHeader(n)) out[n] = value;
-  });
-  return out;
-}
+/** The storable subset of upstream response headers: the one header policy (src/http/headers.ts). */
+export { objectHeaders as pickHeaders, isObjectHeader as isStoredHeader } from "../http/headers.ts";
 
 /** RFC 9111 §4.3.4: a 304 updates the stored headers it carries (never Content-Length). */
 export function mergeHeaders(stored: Record<string, string>, fresh: Headers): Record<string, string> {
   const out = { ...stored };
   fresh.forEach((value, name) => {
     const n = name.toLowerCase();
-    if (isStoredHeader(n)) out[n] = value;
+    if (isObjectHeader(n)) out[n] = value;
   });
   return out;
 }

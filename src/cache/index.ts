@@ -15,7 +15,7 @@ import type { CacheLayer } from "./types.ts";
 
 export { Cache, type BucketCounters, type BucketStats, type CacheStats } from "./cache.ts";
 export { MemoryLayer, entryBytes, ENTRY_OVERHEAD } from "./memory.ts";
-export { freshnessSeconds, pickHeaders, STORED_HEADERS } from "./freshness.ts";
+export { freshnessSeconds, pickHeaders } from "./freshness.ts";
 export { type CachePolicy, type UpstreamFetch } from "./flight.ts";
 export { serveHit, serveWithCache, type CacheStatus, type ServeArgs, type ServeResult } from "./serve.ts";
 export type { CachedObject, CacheLayer, LayerStats, BucketLayerStats, MaybePromise } from "./types.ts";

@@ -12,6 +12,7 @@
  * upstream error / non-200   → replayed to every waiter (passthrough), never stored; a thrown error reaches every waiter
  */
 import { evaluateConditions } from "../http/conditional.ts";
+import { forwardRequestHeaders } from "../http/headers.ts";
 import { parseRange } from "../http/range.ts";
 import { ProxyError } from "../errors.ts";
 import type { Cache } from "./cache.ts";
@@ -47,8 +48,6 @@ export interface ServeResult {
   passthrough: boolean;
 }
 
-/** Client headers forwarded when a request goes upstream on its own. */
-const FORWARDED = ["range", "if-range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since"];
 
 function isPromise<T>(v: T | Promise<T>): v is Promise<T> {
   return v instanceof Promise;
@@ -160,12 +159,7 @@ async function finish(args: ServeArgs, outcome: FlightOutcome, calls: number, ra
 /** Sends the request upstream with the client's range/conditional headers; nothing is stored. */
 async function goUpstream(args: ServeArgs, callsSoFar: number): Promise<ServeResult> {
   args.cache.counter(args.bucket).bypassed++;
-  const extra: Record<string, string> = {};
-  for (const name of FORWARDED) {
-    const v = args.reqHeaders.get(name);
-    if (v !== null) extra[name] = v;
-  }
-  const res = await args.upstream(extra);
+  const res = await args.upstream(forwardRequestHeaders(args.reqHeaders));
   let response = res;
   if (args.method === "HEAD") {
     void res.body?.cancel();

@@ -1,33 +1,42 @@
 /**
- * Header hygiene, as pure functions.
+ * The header policy, in one place, for every path (cache or not, either front).
  *
  * Toward S3 we send only what S3 needs to answer the client's question: the validators and the
- * range (RFC 9110 §13.1 preconditions, §14.2 Range). Never the client's Authorization, cookies,
- * or hop-by-hop headers (RFC 9110 §7.6.1: Connection, Keep-Alive, TE, Trailer, Transfer-Encoding,
- * Upgrade, Proxy-*), which are per-connection and meaningless to the next hop.
+ * range (RFC 9110 §13.1 preconditions, §14.2 Range). If-Range is forwarded to the proxy's own
+ * object phase, which makes its semantics hold whatever the upstream does with it (S3 does not
+ * document If-Range). Never the client's Authorization, cookies, or hop-by-hop headers (RFC 9110
+ * §7.6.1: Connection, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade, Proxy-*).
  *
- * Toward the client we pass an allowlist: representation metadata (RFC 9110 §8: Content-Type,
- * -Encoding, -Language, -Length, -Range, -Disposition), validators (§8.8: ETag, Last-Modified),
- * caching (RFC 9111: Cache-Control, Expires), Accept-Ranges (§14.3) and user metadata
- * (x-amz-meta-*). S3 internals (x-amz-request-id, x-amz-id-2, server, x-amz-server-side-encryption...)
- * are not leaked.
+ * Toward the client we pass an allowlist: the object's own headers (representation metadata,
+ * RFC 9110 §8: Content-Type, -Encoding, -Language, -Disposition; validators §8.8: ETag,
+ * Last-Modified; caching, RFC 9111: Cache-Control, Expires; user metadata x-amz-meta-*) plus the
+ * per-response framing (Content-Length, Content-Range, Accept-Ranges). The cache stores exactly
+ * the object's own headers, so a hit and a miss answer with the same set. S3 internals
+ * (x-amz-request-id, x-amz-id-2, server, x-amz-server-side-encryption...) are not leaked.
  */
 
-export const FORWARDED_REQUEST_HEADERS = ["range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since"] as const;
+/** Client request headers that go upstream (lower-case). */
+export const FORWARDED_REQUEST_HEADERS = ["range", "if-range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since"] as const;
 
-const PASSED_RESPONSE_HEADERS = new Set([
+/** The object's own headers: stored with a cached copy and replayed with every answer. */
+const OBJECT_HEADERS: ReadonlySet<string> = new Set([
   "etag",
   "last-modified",
   "content-type",
-  "content-length",
-  "content-range",
-  "accept-ranges",
   "cache-control",
   "content-disposition",
   "content-encoding",
   "content-language",
   "expires",
 ]);
+
+/** Per-response framing headers passed with an upstream answer (never stored: recomputed from the cached body). */
+const FRAMING_HEADERS: ReadonlySet<string> = new Set(["content-length", "content-range", "accept-ranges"]);
+
+/** True for a header the cache keeps with an object (lower-case name). */
+export function isObjectHeader(name: string): boolean {
+  return OBJECT_HEADERS.has(name) || name.startsWith("x-amz-meta-");
+}
 
 /** The client headers to forward upstream (lowercase names). */
 export function forwardRequestHeaders(h: Headers): Record<string, string> {
@@ -42,7 +51,17 @@ export function forwardRequestHeaders(h: Headers): Record<string, string> {
 /** Copies the allowed upstream response headers into `out`. */
 export function passResponseHeaders(upstream: Headers, out: Headers): Headers {
   for (const [k, v] of upstream) {
-    if (PASSED_RESPONSE_HEADERS.has(k) || k.startsWith("x-amz-meta-")) out.set(k, v);
+    if (isObjectHeader(k) || FRAMING_HEADERS.has(k)) out.set(k, v);
   }
+  return out;
+}
+
+/** The object's own headers of an upstream response (lower-case names), as the cache stores them. */
+export function objectHeaders(h: Headers): Record<string, string> {
+  const out: Record<string, string> = {};
+  h.forEach((value, name) => {
+    const n = name.toLowerCase();
+    if (isObjectHeader(n)) out[n] = value;
+  });
   return out;
 }

@@ -37,15 +37,22 @@ export interface AccessRecord {
   bucket: string;
   status: number;
   bytes: number;
+  /** Arrival to the end of the body (sent, failed or abandoned). */
   duration_ms: number;
+  /** Arrival to the response head. */
+  ttfb_ms: number;
   upstream_ms: number;
   client_ip: string;
+  /** "s3" or "control" (omitted for the plain front). */
+  front?: string;
+  /** The authenticated identity (JWT sub, S3 identity), when there is one. */
+  subject?: string;
   cache?: string;
   error?: string;
   s3_error?: string;
   attempts?: number;
 }
-const ACCESS_KEYS = ["request_id", "method", "path", "bucket", "status", "bytes", "duration_ms", "upstream_ms", "client_ip", "cache", "error", "s3_error", "attempts"];
+const ACCESS_KEYS = ["request_id", "method", "path", "bucket", "status", "bytes", "duration_ms", "ttfb_ms", "upstream_ms", "client_ip", "front", "subject", "cache", "error", "s3_error", "attempts"];
 
 // Characters JSON.stringify escapes: quote, backslash, C0 controls, lone surrogates.
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
@@ -123,7 +130,9 @@ export function createLogger(opts: { level: Level; format: "json" | "text"; fd?:
       for (const k of ACCESS_KEYS) if ((r as unknown as Fields)[k] !== undefined) f[k] = (r as unknown as Fields)[k];
       return log("info", "request", f);
     }
-    let line = `{"ts":"${isoNow()}","level":"info","msg":"request"${baseJson === "" ? "" : `,${baseJson}`},"request_id":${jstr(r.request_id)},"method":${jstr(r.method)},"path":${jstr(r.path)},"bucket":${jstr(r.bucket)},"status":${jnum(r.status)},"bytes":${jnum(r.bytes)},"duration_ms":${jnum(r.duration_ms)},"upstream_ms":${jnum(r.upstream_ms)},"client_ip":${jstr(r.client_ip)}`;
+    let line = `{"ts":"${isoNow()}","level":"info","msg":"request"${baseJson === "" ? "" : `,${baseJson}`},"request_id":${jstr(r.request_id)},"method":${jstr(r.method)},"path":${jstr(r.path)},"bucket":${jstr(r.bucket)},"status":${jnum(r.status)},"bytes":${jnum(r.bytes)},"duration_ms":${jnum(r.duration_ms)},"ttfb_ms":${jnum(r.ttfb_ms)},"upstream_ms":${jnum(r.upstream_ms)},"client_ip":${jstr(r.client_ip)}`;
+    if (r.front !== undefined) line += `,"front":${jstr(r.front)}`;
+    if (r.subject !== undefined) line += `,"subject":${jstr(r.subject)}`;
     if (r.cache !== undefined) line += `,"cache":${jstr(r.cache)}`;
     if (r.error !== undefined) line += `,"error":${jstr(r.error)}`;
     if (r.s3_error !== undefined) line += `,"s3_error":${jstr(r.s3_error)}`;

@@ -45,6 +45,7 @@ export interface MetricsOptions {
 }
 
 const METHODS = ["GET", "HEAD", "OPTIONS", "OTHER"] as const;
+const BODY_ERROR_REASONS = new Set(["UpstreamBodyIncomplete", "UpstreamBodyTooLong", "UpstreamStalled", "ClientClosedRequest"]);
 
 function methodIndex(method: string): number {
   if (method === "GET") return 0;
@@ -73,6 +74,7 @@ export class Metrics {
   private readonly duration = this.r.histogram("yatagarasu_http_request_duration_seconds", "Time from request arrival to response headers, in seconds.", ["bucket"], DURATION_BUCKETS);
   private readonly inflight = this.r.gauge("yatagarasu_http_requests_in_flight", "HTTP requests currently being handled.").labels();
   private readonly bytes = this.r.counter("yatagarasu_http_response_bytes_total", "Response body bytes sent.", ["bucket"]);
+  private readonly bodyErrors = this.r.counter("yatagarasu_http_response_body_errors_total", "Responses whose body failed after the head was sent (upstream cut or stalled, client gone), by reason.", ["bucket", "reason"]);
   private readonly s3 = this.r.counter("yatagarasu_s3_requests_total", "Upstream S3 requests by status (error: connection failure, timeout: no answer in time).", ["bucket", "status"]);
   private readonly s3Duration = this.r.histogram("yatagarasu_s3_request_duration_seconds", "Upstream S3 request time until response headers, in seconds.", ["bucket"], DURATION_BUCKETS);
   private readonly s3Retries = this.r.counter("yatagarasu_s3_retries_total", "Upstream S3 requests retried.", ["bucket"]);
@@ -87,7 +89,7 @@ export class Metrics {
   private readonly cacheBytes = this.r.gauge("yatagarasu_cache_bytes", "Bytes currently held by the cache.").labels();
   private readonly cacheItems = this.r.gauge("yatagarasu_cache_items", "Objects currently held by the cache.").labels();
   private readonly cacheCoalesced = this.r.counter("yatagarasu_cache_coalesced_total", "Requests served by joining an upstream fetch already in progress.").labels();
-  private readonly bucketFamilies = [this.requests, this.duration, this.bytes, this.s3, this.s3Duration, this.s3Retries, this.breaker, this.cacheHits, this.cacheMisses];
+  private readonly bucketFamilies = [this.requests, this.duration, this.bytes, this.bodyErrors, this.s3, this.s3Duration, this.s3Retries, this.breaker, this.cacheHits, this.cacheMisses];
   private readonly series = new Map<string, BucketSeries>();
   private none!: BucketSeries;
   private known = new Set<string>();
@@ -120,6 +122,12 @@ export class Metrics {
     c.value++;
     s.duration.observe(durationSec);
     if (bytes > 0) s.bytes.value += bytes;
+  }
+
+  /** A response whose body did not complete. `reason` is one of a few fixed codes (bounded cardinality). */
+  bodyFailed(bucket: string, reason: string): void {
+    const s = this.series.get(bucket) ?? this.none;
+    this.bodyErrors.labels(s.name, BODY_ERROR_REASONS.has(reason) ? reason : "other").value++;
   }
 
   inFlight(delta: number): void {

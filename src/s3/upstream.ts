@@ -11,12 +11,11 @@ import type { BucketConfig, RetryConfig } from "../config/schema.ts";
 import { ProxyError } from "../errors.ts";
 import { backoffDelay, CircuitBreaker, isRetryableStatus } from "../limits/index.ts";
 import type { Metrics } from "../observe/metrics.ts";
-import { errorFromResponse } from "./errors.ts";
 import { type Http1Pool, sharedPool, UpstreamTimeoutError } from "./http1.ts";
 import { encodeS3Path, S3Signer } from "./sigv4.ts";
 
 /** Statuses that are answers, not errors: handed back to the pipeline as they are. */
-const ANSWERS = new Set([200, 206, 304, 412, 416]);
+
 
 export interface UpstreamTiming {
   /** Milliseconds spent waiting for upstream response headers (all attempts). */
@@ -190,13 +189,12 @@ export class BucketUpstream {
       const elapsed = performance.now() - started;
       timing.upstreamMs += elapsed;
       this.metrics?.observeS3(this.name, res.status, elapsed / 1000);
-      if (ANSWERS.has(res.status)) return res;
       if (isRetryableStatus(res.status) && !last) {
         res.body?.cancel().catch(() => {});
         await this.backoff(attempt, signal);
         continue;
       }
-      throw await errorFromResponse(res, method);
+      return res;
     }
   }
 

@@ -98,6 +98,7 @@ const EXPECTED: [string, string][] = [
   ["yatagarasu_s3_requests_total", "counter"],
   ["yatagarasu_s3_request_duration_seconds", "histogram"],
   ["yatagarasu_s3_retries_total", "counter"],
+  ["yatagarasu_http_response_body_errors_total", "counter"],
   ["yatagarasu_auth_total", "counter"],
   ["yatagarasu_rate_limited_total", "counter"],
   ["yatagarasu_circuit_breaker_state", "gauge"],

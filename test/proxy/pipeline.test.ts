@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { App } from "../../src/app.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { nullLogger } from "../../src/observe/log.ts";
-import { createHandler } from "../../src/pipeline.ts";
+import { createMainHandler } from "../../src/fronts/index.ts";
 
 type Seen = { url: string; method: string; headers: Headers };
 const seen: Seen[] = [];
@@ -26,7 +26,7 @@ buckets:
 
 beforeAll(async () => {
   app = await App.create(parseConfig(YAML, { env: {} }), { log: nullLogger, fetch: fakeFetch, probeIntervalMs: 60_000 });
-  const h = createHandler(app);
+  const h = createMainHandler(app);
   handle = async (req, peer) => h(req, peer);
 });
 afterAll(() => app.close());

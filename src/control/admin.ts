@@ -9,10 +9,9 @@
  *   POST /admin/cache/purge/{bucket}/{key…} one object
  *   GET  /admin/cache/stats
  */
-import type { App } from "./app.ts";
-import { ProxyError } from "./errors.ts";
-import type { Runtime } from "./runtime.ts";
-import { broadcastReload } from "./workers.ts";
+import type { App } from "../app.ts";
+import { ProxyError } from "../errors.ts";
+import type { Runtime } from "../runtime.ts";
 
 function json(status: number, body: unknown): Response {
   return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", "cache-control": "no-store" } });
@@ -29,9 +28,9 @@ export async function handleAdmin(app: App, rt: Runtime, req: Request, path: str
   };
   if (path === "/admin/reload") {
     post();
-    const r = await app.reload();
-    // With server.workers > 1, every other process reloads too (a child asks the primary; the primary SIGHUPs its children).
-    if (r.ok) broadcastReload();
+    // With server.workers > 1, every other process reloads too (App.reloadEverywhere asks the
+    // process group through the hook main.ts installed; the control plane knows no supervisor).
+    const r = await app.reloadEverywhere();
     return json(r.ok ? 200 : 400, r.ok ? { status: "reloaded", generation: r.generation } : { status: "failed", error: r.error, generation: r.generation });
   }
   if (path === "/admin/cache/stats") {

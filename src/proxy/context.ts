@@ -1,0 +1,128 @@
+/**
+ * The one per-request context every phase reads and writes. A phase needs nothing else: what it
+ * needs (the bucket, the key, the claims, the services) it finds here, and what it learns (the
+ * status, the cache outcome, the bytes sent) it records here for the logging step.
+ */
+import type { Claims } from "../auth/rules.ts";
+import type { Services } from "../app.ts";
+import type { BucketRuntime, Runtime } from "../runtime.ts";
+import type { UpstreamTiming } from "../s3/upstream.ts";
+import { clientIpOf } from "../http/client-ip.ts";
+
+/** The S3 action a request performs: what authorizers, audit and metrics see on both fronts. */
+export type S3Action =
+  | "s3:GetObject"
+  | "s3:ListBucket"
+  | "s3:ListAllMyBuckets"
+  | "s3:GetBucketLocation"
+  | "s3:PutObject"
+  | "s3:DeleteObject"
+  | "s3:AbortMultipartUpload"
+  | "s3:ListMultipartUploadParts"
+  | "s3:ListBucketMultipartUploads"
+  | "sts:AssumeRoleWithWebIdentity"
+  | "none";
+
+export interface RequestContext {
+  readonly id: string;
+  /** performance.now() at arrival. */
+  readonly start: number;
+  readonly req: Request;
+  readonly method: string;
+  /** The config generation this request started with (a reload mid-request does not affect it). */
+  readonly rt: Runtime;
+  readonly svc: Services;
+  /** Which front parsed the request ("plain", "s3", "control"). */
+  readonly front: string;
+  /** The request target as the listener saw it ("/path?query" or an absolute URL). */
+  readonly target: string;
+  /** Raw (still percent-encoded) path and query ("" or "?a=b"). Set by the guard. */
+  rawPath: string;
+  query: string;
+  /** The decoded, normalized path (logged; never with its query: tokens may live there). */
+  path: string;
+
+  /** Metrics/log label: a configured bucket name, or one of the fixed labels (_none, _health...). */
+  bucketName: string;
+  bucket: BucketRuntime | undefined;
+  /** Object key inside the bucket ("" for bucket-level operations). */
+  key: string;
+  action: S3Action;
+  /** Verified identity: JWT claims, or an S3 identity's configured claims. */
+  claims: Claims | undefined;
+  /** Who: the JWT `sub`, the S3 identity name, or undefined for anonymous. */
+  subject: string | undefined;
+
+  /** Holds an admission (concurrency) slot to release. */
+  entered: boolean;
+  timing: UpstreamTiming;
+
+  // Outcome, recorded for the logging step.
+  status: number;
+  cache: string | undefined;
+  errorCode: string | undefined;
+  s3Code: string | undefined;
+  /** Body bytes handed to the listener (counted as they go for streamed bodies). */
+  bytes: number;
+  /** The body length announced to the client, when one was (a streamed body must reach it). */
+  declaredBytes: number;
+  /** True while a streamed body is still being sent: the logging step waits for its end. */
+  streaming: boolean;
+  /** Milliseconds from arrival to the response head (and, for streams, to the first body byte). */
+  ttfbMs: number;
+  /** Why a body that had started did not complete (upstream cut, stall, client gone). */
+  bodyError: string | undefined;
+  /** Set once the logging step has run (it runs exactly once). */
+  finished: boolean;
+
+  /** The TCP peer, when the listener had it at hand; otherwise asked lazily through peerOf. */
+  peer: string | undefined;
+  readonly peerOf: (req: Request) => string;
+  clientIp: string | undefined;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
+
+export function createContext(svc: Services, front: string, req: Request, target: string, peer: string | undefined, peerOf: (req: Request) => string): RequestContext {
+  const incomingId = req.headers.get("x-request-id");
+  return {
+    id: incomingId !== null && REQUEST_ID.test(incomingId) ? incomingId : crypto.randomUUID(),
+    start: performance.now(),
+    req,
+    method: req.method,
+    rt: svc.runtime,
+    svc,
+    front,
+    target,
+    rawPath: "",
+    query: "",
+    path: "",
+    bucketName: "_none",
+    bucket: undefined,
+    key: "",
+    action: "none",
+    claims: undefined,
+    subject: undefined,
+    entered: false,
+    timing: { upstreamMs: 0, attempts: 0 },
+    status: 0,
+    cache: undefined,
+    errorCode: undefined,
+    s3Code: undefined,
+    bytes: 0,
+    declaredBytes: -1,
+    streaming: false,
+    ttfbMs: 0,
+    bodyError: undefined,
+    finished: false,
+    peer,
+    peerOf,
+    clientIp: undefined,
+  };
+}
+
+/** The client's address for this request (trusted-proxy aware), resolved once and only when asked. */
+export function clientIp(ctx: RequestContext): string {
+  if (ctx.clientIp === undefined) ctx.clientIp = clientIpOf(ctx.rt.trustedProxies, ctx.peer ?? ctx.peerOf(ctx.req), ctx.req.headers);
+  return ctx.clientIp;
+}

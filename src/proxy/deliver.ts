@@ -1,0 +1,114 @@
+/**
+ * The step that always runs, once per request, after the body has been sent or has failed:
+ * release the admission slot, count the request, write the access line.
+ *
+ * A body of known size (bytes, Blob) is handed to the listener whole, so it is accounted for when
+ * the response is returned. A streamed body goes through `meteredBody`, which counts the bytes as
+ * the listener pulls them and calls `finish` when the stream ends, errors or is cancelled. So the
+ * log records the bytes actually sent, time to first byte and total time, and a body that broke
+ * mid-stream is logged as the error it is, never as a 200 with its declared length.
+ */
+import { toProxyError } from "../errors.ts";
+import { clientIp, type RequestContext } from "./context.ts";
+
+export function deliver(ctx: RequestContext, res: Response): Response {
+  ctx.status = res.status;
+  res.headers.set("x-request-id", ctx.id);
+  ctx.ttfbMs = performance.now() - ctx.start;
+  if (!ctx.streaming) finish(ctx);
+  return res;
+}
+
+export function finish(ctx: RequestContext): void {
+  if (ctx.finished) return;
+  ctx.finished = true;
+  ctx.streaming = false;
+  const svc = ctx.svc;
+  if (ctx.entered) svc.concurrency.leave();
+  svc.metrics.inFlight(-1);
+  svc.metrics.observeRequest(ctx.bucketName, ctx.method, ctx.status, ctx.ttfbMs / 1000, ctx.bytes);
+  if (ctx.bodyError !== undefined) svc.metrics.bodyFailed(ctx.bucketName, ctx.bodyError);
+  const log = svc.log;
+  if (ctx.bodyError !== undefined && ctx.bodyError !== "ClientClosedRequest") {
+    log.warn("response body failed", { request_id: ctx.id, bucket: ctx.bucketName, status: ctx.status, bytes: ctx.bytes, declared_bytes: ctx.declaredBytes >= 0 ? ctx.declaredBytes : undefined, error: ctx.bodyError });
+  }
+  if (log.enabled("info")) {
+    const total = performance.now() - ctx.start;
+    log.access({
+      request_id: ctx.id,
+      method: ctx.method,
+      path: ctx.path,
+      bucket: ctx.bucketName,
+      status: ctx.status,
+      bytes: ctx.bytes,
+      duration_ms: Math.round(total * 1000) / 1000,
+      ttfb_ms: Math.round(ctx.ttfbMs * 1000) / 1000,
+      upstream_ms: Math.round(ctx.timing.upstreamMs * 1000) / 1000,
+      client_ip: clientIp(ctx),
+      front: ctx.front === "plain" ? undefined : ctx.front,
+      subject: ctx.subject,
+      cache: ctx.cache,
+      error: ctx.bodyError ?? ctx.errorCode,
+      s3_error: ctx.s3Code,
+      attempts: ctx.timing.attempts > 1 ? ctx.timing.attempts : undefined,
+    });
+  }
+}
+
+/** The error code a failed body read is logged under. */
+function bodyErrorCode(ctx: RequestContext, err: unknown): string {
+  if (ctx.req.signal.aborted) return "ClientClosedRequest";
+  const e = toProxyError(err);
+  if (e.code === "GatewayTimeout") return "UpstreamStalled";
+  return "UpstreamBodyIncomplete";
+}
+
+/**
+ * Wraps a streamed body so the bytes are counted as the listener pulls them, and `finish` runs
+ * when it ends. `declared` is the Content-Length announced (-1 if none): a body that ends short of
+ * it is a failure. A failure errors the client-facing stream with `undefined`, which makes Bun.serve
+ * (and the node writer) cut the connection without completing the response, so no client or cache
+ * can take a truncated body for a whole one; an Error value would also make Bun print an
+ * unstructured stack trace on stderr (the failure is logged here instead, with the request id).
+ */
+export function meteredBody(ctx: RequestContext, src: ReadableStream<Uint8Array>, declared: number): ReadableStream<Uint8Array> {
+  ctx.streaming = true;
+  ctx.declaredBytes = declared;
+  const reader = src.getReader();
+  const fail = (c: ReadableStreamDefaultController<Uint8Array>, code: string) => {
+    ctx.bodyError = code;
+    finish(ctx);
+    c.error(undefined);
+  };
+  return new ReadableStream<Uint8Array>(
+    {
+      pull(c) {
+        return reader.read().then(
+          (r) => {
+            if (r.done) {
+              if (declared >= 0 && ctx.bytes !== declared) return fail(c, "UpstreamBodyIncomplete");
+              finish(ctx);
+              c.close();
+              return;
+            }
+            ctx.bytes += r.value.byteLength;
+            if (declared >= 0 && ctx.bytes > declared) {
+              reader.cancel().catch(() => {});
+              return fail(c, "UpstreamBodyTooLong");
+            }
+            c.enqueue(r.value);
+          },
+          (err) => fail(c, bodyErrorCode(ctx, err)),
+        );
+      },
+      cancel(reason) {
+        if (!ctx.finished) {
+          ctx.bodyError = "ClientClosedRequest";
+          finish(ctx);
+        }
+        return reader.cancel(reason).catch(() => {});
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}

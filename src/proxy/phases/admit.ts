@@ -1,0 +1,31 @@
+/**
+ * Phase: admit. Needs the bucket (set by the front's routing). Concurrency cap (503), rate limits
+ * (429: global, per bucket, per client address), the bucket's IP allow/block lists (403).
+ * The admission slot is released by the logging step, when the body is done.
+ */
+import { ProxyError } from "../../errors.ts";
+import { anyContains } from "../../http/cidr.ts";
+import { clientIp, type RequestContext } from "../context.ts";
+
+export function admit(ctx: RequestContext): undefined {
+  const svc = ctx.svc;
+  if (!svc.concurrency.tryEnter()) {
+    svc.metrics.rateLimited("concurrency");
+    throw new ProxyError("Overloaded", { headers: { "retry-after": "1" } });
+  }
+  ctx.entered = true;
+  const limiter = ctx.rt.limiter;
+  if (limiter) {
+    const r = limiter.check(clientIp(ctx), ctx.bucketName);
+    if (!r.ok) {
+      svc.metrics.rateLimited(r.scope);
+      throw new ProxyError("TooManyRequests", { detail: `Rate limit exceeded (${r.scope})`, headers: { "retry-after": String(r.retryAfterSeconds) } });
+    }
+  }
+  const bucket = ctx.bucket;
+  if (bucket !== undefined) {
+    if (bucket.block.length > 0 && anyContains(bucket.block, clientIp(ctx))) throw new ProxyError("Forbidden", { detail: "Your address is not allowed" });
+    if (bucket.allow.length > 0 && !anyContains(bucket.allow, clientIp(ctx))) throw new ProxyError("Forbidden", { detail: "Your address is not allowed" });
+  }
+  return undefined;
+}

@@ -1,0 +1,42 @@
+/**
+ * Phase: guard. Limits on the request head that hold before anything else looks at it: URI length
+ * (414) and header size (431). Splits the target into raw path and query.
+ */
+import { ProxyError } from "../../errors.ts";
+import type { RequestContext } from "../context.ts";
+
+/** Bun.serve and node:http both answer 431 themselves when the request head exceeds 16 KiB. */
+const LISTENER_HEADER_LIMIT = 16 * 1024;
+
+/** Splits a request target (origin-form "/p?q" or absolute "http://h/p?q") into raw path and query, without a URL object. */
+export function splitUrl(url: string): { path: string; query: string } {
+  const schemeEnd = url.charCodeAt(0) === 47 ? -1 : url.indexOf("://");
+  const pathStart = schemeEnd >= 0 ? url.indexOf("/", schemeEnd + 3) : 0;
+  if (pathStart < 0) return { path: "/", query: "" };
+  const q = url.indexOf("?", pathStart);
+  return q < 0 ? { path: url.slice(pathStart), query: "" } : { path: url.slice(pathStart, q), query: url.slice(q) };
+}
+
+function headerBytes(h: Headers): number {
+  let n = 0;
+  for (const [k, v] of h) n += k.length + v.length + 4;
+  return n;
+}
+
+export function guard(ctx: RequestContext): undefined {
+  const server = ctx.rt.config.server;
+  const limits = server.security_limits;
+  const target = ctx.target;
+  if (target.length > limits.max_uri_length + 64) throw new ProxyError("UriTooLong");
+  const { path, query } = splitUrl(target);
+  ctx.rawPath = path;
+  ctx.path = path; // logged as received until routing normalizes it
+  ctx.query = query;
+  if (path.length + query.length > limits.max_uri_length) throw new ProxyError("UriTooLong");
+  // Bun.serve answers 431 itself above 16 KiB, so under it only a lower limit needs counting;
+  // node:http's own limit follows the configured one (see listenNode), so there it always counts.
+  if ((limits.max_header_size < LISTENER_HEADER_LIMIT || server.engine === "node") && headerBytes(ctx.req.headers) > limits.max_header_size) {
+    throw new ProxyError("HeadersTooLarge");
+  }
+  return undefined;
+}

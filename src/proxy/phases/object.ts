@@ -1,0 +1,154 @@
+/**
+ * Phase: serve an object (GET/HEAD), from the cache when the bucket caches, else from S3; then
+ * build the client's response. Shared by both fronts (the plain front's GET, the S3 front's
+ * GetObject/HeadObject).
+ *
+ * If-Range is made to hold here, whatever the upstream does with it (S3 does not document it):
+ * the Range goes upstream without If-Range, and a 206 whose validators do not match If-Range is
+ * replaced by the whole current object (200), so a client resuming a download with a stale ETag
+ * never splices new bytes onto old ones. The cache applies the same rule to stored objects.
+ */
+import { serveHit, serveWithCache } from "../../cache/index.ts";
+import { ProxyError } from "../../errors.ts";
+import { bufferUpstreamBody } from "../../http/body-policy.ts";
+import { ifRangeAllows } from "../../http/conditional.ts";
+import { forwardRequestHeaders, passResponseHeaders } from "../../http/headers.ts";
+import { errorFromResponse } from "../../s3/errors.ts";
+import type { RequestContext } from "../context.ts";
+import { meteredBody } from "../deliver.ts";
+
+type ObjectMethod = "GET" | "HEAD";
+
+export function serveObject(ctx: RequestContext): Response | Promise<Response> {
+  const bucket = ctx.bucket!;
+  const method = ctx.method as ObjectMethod;
+  if (bucket.cachePolicy) {
+    const hit = serveHit(ctx.svc.cache, bucket.name, ctx.key, method, ctx.req.headers);
+    if (hit !== undefined) {
+      ctx.cache = "HIT";
+      ctx.bytes = bodyBytes(hit, method);
+      return hit;
+    }
+    return serveCached(ctx, method);
+  }
+  return getObject(ctx, method, forwardRequestHeaders(ctx.req.headers), ctx.req.signal).then((upstream) => respond(ctx, upstream, method));
+}
+
+/**
+ * The upstream GET/HEAD with the client's range/validators. Resolves with S3's answer for any
+ * status (see BucketUpstream.fetchObject). Handles If-Range as described above.
+ */
+export async function getObject(ctx: RequestContext, method: ObjectMethod, forward: Record<string, string>, signal: AbortSignal): Promise<Response> {
+  const upstream = ctx.bucket!.upstream;
+  const ifRange = forward["if-range"];
+  if (ifRange === undefined) return upstream.fetchObject(method, ctx.key, forward, signal, ctx.timing);
+  delete forward["if-range"];
+  if (forward.range === undefined) return upstream.fetchObject(method, ctx.key, forward, signal, ctx.timing);
+  // A weak entity-tag can never match (strong comparison): the answer is the whole object.
+  if (ifRange.trim().startsWith("W/")) {
+    delete forward.range;
+    return upstream.fetchObject(method, ctx.key, forward, signal, ctx.timing);
+  }
+  const res = await upstream.fetchObject(method, ctx.key, forward, signal, ctx.timing);
+  if (res.status !== 206 && res.status !== 416) return res;
+  if (res.status === 206 && ifRangeAllows(ifRange, validators(res))) return res;
+  // The range was for another version (or may have been: a 416 carries no validators): ask for
+  // the whole object. If it turns out to be the version the client holds, its range really was
+  // unsatisfiable.
+  res.body?.cancel().catch(() => {});
+  delete forward.range;
+  const whole = await upstream.fetchObject(method, ctx.key, forward, signal, ctx.timing);
+  if (res.status === 416 && whole.status === 200 && ifRangeAllows(ifRange, validators(whole))) {
+    whole.body?.cancel().catch(() => {});
+    return res;
+  }
+  return whole;
+}
+
+function validators(res: Response): { etag: string | undefined; lastModified: string | undefined } {
+  return { etag: res.headers.get("etag") ?? undefined, lastModified: res.headers.get("last-modified") ?? undefined };
+}
+
+async function serveCached(ctx: RequestContext, method: ObjectMethod): Promise<Response> {
+  const bucket = ctx.bucket!;
+  const result = await serveWithCache({
+    cache: ctx.svc.cache,
+    bucket: bucket.name,
+    key: ctx.key,
+    method,
+    reqHeaders: ctx.req.headers,
+    policy: bucket.cachePolicy!,
+    // Always GET: a HEAD miss still fills the cache (serveWithCache answers the HEAD itself).
+    // A ranged request that bypasses the cache is the client's own (its signal, its If-Range).
+    upstream: (extra) => (extra.range !== undefined ? getObject(ctx, "GET", extra, ctx.req.signal) : fill(ctx, extra)),
+  });
+  ctx.cache = result.cacheStatus;
+  if (!result.passthrough) {
+    ctx.bytes = bodyBytes(result.response, method);
+    return result.response;
+  }
+  const res = await respond(ctx, result.response, method);
+  res.headers.set("x-cache", result.cacheStatus);
+  return res;
+}
+
+/** Body bytes a response built from the cache sends (its Content-Length; none for HEAD). */
+function bodyBytes(res: Response, method: string): number {
+  return method === "HEAD" ? 0 : Number(res.headers.get("content-length") ?? 0);
+}
+
+/**
+ * A cache fill: coalesced waiters all depend on it, so it has its own deadline and does not die
+ * with the client that happened to start it. S3's `timeout` covers the wait for response headers;
+ * the body then gets time for at least 1 MiB/s on top. Without it, an upstream that stalls
+ * mid-body would hang the fill and every later request for the key. The timer only fires after
+ * the deadline (aborting a finished fetch is a no-op), so nothing has to cancel it.
+ */
+function fill(ctx: RequestContext, extra: Record<string, string>): Promise<Response> {
+  const bucket = ctx.bucket!;
+  const controller = new AbortController();
+  const maxBytes = bucket.cachePolicy?.maxItemBytes ?? 0;
+  const deadlineMs = bucket.cfg.s3.timeout * 1000 + (maxBytes / (1024 * 1024)) * 1000;
+  const timer = setTimeout(() => controller.abort(new ProxyError("GatewayTimeout", { detail: "The upstream stalled while sending the object" })), deadlineMs);
+  timer.unref?.();
+  return bucket.upstream.fetchObject("GET", ctx.key, extra, controller.signal, ctx.timing);
+}
+
+/** Statuses that are answers to an object request, not errors. */
+const ANSWERS = new Set([200, 206, 304]);
+
+/** Builds the client response from S3's (200/206/304; 412/416 and errors are thrown as ProxyError). */
+export async function respond(ctx: RequestContext, upstream: Response, method: ObjectMethod): Promise<Response> {
+  const status = upstream.status;
+  if (!ANSWERS.has(status)) {
+    if (status === 412 || status === 416) {
+      upstream.body?.cancel().catch(() => {});
+      const headers: Record<string, string> = {};
+      const cr = upstream.headers.get("content-range");
+      if (status === 416 && cr) headers["content-range"] = cr;
+      throw new ProxyError(status === 412 ? "PreconditionFailed" : "RangeNotSatisfiable", { headers });
+    }
+    throw await errorFromResponse(upstream, method);
+  }
+  const headers = passResponseHeaders(upstream.headers, new Headers());
+  if (method === "HEAD" || status === 304) {
+    upstream.body?.cancel().catch(() => {});
+    return new Response(null, { status, headers });
+  }
+  const declared = upstream.headers.get("content-length");
+  const length = declared === null ? -1 : Number(declared);
+  if (bufferUpstreamBody(length, ctx.rt.config.server.buffer_threshold_bytes)) {
+    // A known-size body keeps Content-Length under Bun.serve (a stream would lose it).
+    let body: ArrayBuffer;
+    try {
+      body = await upstream.arrayBuffer();
+    } catch (err) {
+      throw new ProxyError("BadGateway", { detail: "The upstream connection failed while sending the object", cause: err });
+    }
+    if (body.byteLength !== length) throw new ProxyError("BadGateway", { detail: "The upstream sent a body of another length than it announced" });
+    ctx.bytes = body.byteLength;
+    return new Response(body, { status, headers });
+  }
+  if (upstream.body === null) return new Response(null, { status, headers });
+  return new Response(meteredBody(ctx, upstream.body, length), { status, headers });
+}

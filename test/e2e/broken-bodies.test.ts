@@ -1,0 +1,99 @@
+/**
+ * An upstream that dies mid-body. Whatever the engine (bun, node) and upstream client (own
+ * HTTP/1.1 pool, fetch), the client must see a broken response (never a clean-looking complete
+ * one), and the access log must record the failure with the bytes really sent, with no stack
+ * trace on stderr.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type { Socket, TCPSocketListener } from "bun";
+import { startProxy, type ProxyProcess } from "./harness.ts";
+
+const MiB = 1024 * 1024;
+const DECLARED = 20 * MiB;
+
+/** A crafted upstream: GET /b/cl → Content-Length 20 MiB, 1 MiB sent, close; GET /b/chunked → one chunk, close. */
+let upstream: TCPSocketListener<{ buf: string }>;
+beforeAll(() => {
+  upstream = Bun.listen<{ buf: string }>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      open(s) {
+        s.data = { buf: "" };
+      },
+      data(s: Socket<{ buf: string }>, d) {
+        s.data.buf += d.toString("latin1");
+        const end = s.data.buf.indexOf("\r\n\r\n");
+        if (end < 0) return;
+        const head = s.data.buf.slice(0, end);
+        s.data.buf = s.data.buf.slice(end + 4);
+        const [method, path] = head.split(" ");
+        if (method === "HEAD") {
+          s.write("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+          return;
+        }
+        if (path.endsWith("/cl")) {
+          s.write(`HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ${DECLARED}\r\nConnection: keep-alive\r\n\r\n`);
+          s.write(new Uint8Array(MiB).fill(120));
+          s.flush();
+          s.end();
+        } else {
+          s.write("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
+          s.flush();
+          s.end();
+        }
+      },
+    },
+  });
+});
+afterAll(() => upstream?.stop(true));
+
+/** curl's verdict: exit code, HTTP status, bytes received. curl fails (18/56) on a cut body. */
+async function curl(url: string): Promise<{ code: number; status: number; size: number }> {
+  const p = Bun.spawn(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", "--max-time", "20", url], { stdout: "pipe", stderr: "pipe" });
+  const [out, code] = await Promise.all([new Response(p.stdout).text(), p.exited]);
+  const [status, size] = out.trim().split(" ").map(Number);
+  return { code, status, size };
+}
+
+for (const engine of ["bun", "node"] as const) {
+  for (const client of ["auto", "fetch"] as const) {
+    describe(`engine ${engine}, upstream client ${client}`, () => {
+      let px: ProxyProcess;
+      beforeAll(async () => {
+        px = await startProxy(
+          `server: { address: 127.0.0.1, port: 0, engine: ${engine}, upstream_client: ${client}, buffer_threshold_bytes: 1024 }\n` +
+            `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:${upstream.port}", retry: { max_attempts: 1 } }\n`,
+        );
+      });
+      afterAll(async () => {
+        await px?.stop();
+      });
+
+      test("Content-Length 20 MiB, 1 MiB sent, then closed: the client sees a failure, the log says so", async () => {
+        const r = await curl(px.url("/b/cl"));
+        expect(r.code).not.toBe(0);
+        expect(r.size).toBeLessThan(DECLARED);
+        const line = await px.waitForLog((l) => l.msg === "request" && l.path === "/b/cl");
+        expect(line.error).toBe("UpstreamBodyIncomplete");
+        expect(Number(line.bytes)).toBeLessThan(DECLARED);
+        expect(Number(line.bytes)).toBeLessThanOrEqual(MiB);
+        expect(typeof line.ttfb_ms).toBe("number");
+        expect(Number(line.duration_ms)).toBeGreaterThanOrEqual(Number(line.ttfb_ms));
+        expect(px.output()).not.toContain("    at ");
+      });
+
+      // TODO(lead): un-skip for node once the node writer's fix for defect 6 lands (same session).
+      test.skipIf(engine === "node")("chunked, one chunk, then closed: never a clean-looking response", async () => {
+        const r = await curl(px.url("/b/chunked"));
+        // Either an error status (the failure was known before the head went out) or a cut body.
+        if (r.status === 200) expect(r.code).not.toBe(0);
+        else expect(r.status).toBeGreaterThanOrEqual(500);
+        const line = await px.waitForLog((l) => l.msg === "request" && l.path === "/b/chunked");
+        if (line.status === 200) expect(line.error).toBe("UpstreamBodyIncomplete");
+        else expect(Number(line.status)).toBeGreaterThanOrEqual(500);
+        expect(px.output()).not.toContain("    at ");
+      });
+    });
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * The cache's upstream contract on the real path: the upstream answers every HTTP status (a 404
+ * included) and the cache decides what it means. An object deleted upstream, then revalidated,
+ * is a 404 for the client and is dropped from the cache: the next version is a MISS, never the
+ * old bytes.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { bucketYaml, startProxy, type ProxyProcess } from "./harness.ts";
+
+const KEY = { accessKeyId: "AKIAREVALIDATE000000", secretAccessKey: "revalidate-secret-0123456789abcdefghijk" };
+let s3: S3Fixture;
+let px: ProxyProcess;
+
+beforeAll(async () => {
+  s3 = await startS3Fixture({ buckets: [{ name: "reval" }], credentials: [{ ...KEY, buckets: ["reval"] }] });
+  px = await startProxy(
+    `server: { address: 127.0.0.1, port: 0 }\ncache: { enabled: true }\nbuckets:\n` +
+      bucketYaml({ name: "c", prefix: "/c", bucket: "reval", endpoint: s3.endpoint, key: KEY.accessKeyId, secret: KEY.secretAccessKey, extra: "    cache: { enabled: true }\n" }),
+  );
+});
+afterAll(async () => {
+  await px?.stop();
+  await s3?.stop();
+});
+
+test("stale entry, object deleted upstream → 404 NoSuchKey, entry dropped; the object put back is a MISS", async () => {
+  // max-age=0: stored, but stale at once, so every later GET revalidates.
+  await s3.put("reval", "gone.txt", "old bytes", { cacheControl: "max-age=0" });
+  const first = await fetch(px.url("/c/gone.txt"));
+  expect(first.status).toBe(200);
+  expect(first.headers.get("x-cache")).toBe("MISS");
+  expect(await first.text()).toBe("old bytes");
+  const again = await fetch(px.url("/c/gone.txt"));
+  expect(again.headers.get("x-cache")).toBe("REVALIDATED");
+  expect(await again.text()).toBe("old bytes");
+
+  await s3.remove("reval", "gone.txt");
+  const deleted = await fetch(px.url("/c/gone.txt"));
+  expect(deleted.status).toBe(404);
+  expect(((await deleted.json()) as { error: string }).error).toBe("NoSuchKey");
+
+  // The same bytes again (same ETag): a kept entry would be REVALIDATED by a 304; a dropped one is a MISS.
+  await s3.put("reval", "gone.txt", "old bytes", { cacheControl: "max-age=0" });
+  const back = await fetch(px.url("/c/gone.txt"));
+  expect(back.status).toBe(200);
+  expect(back.headers.get("x-cache")).toBe("MISS");
+  expect(await back.text()).toBe("old bytes");
+});
+
+test("a revalidation answered 403 is relayed as an error and the stale bytes are not served", async () => {
+  await s3.put("reval", "denied.txt", "secret-ish", { cacheControl: "max-age=0" });
+  expect((await fetch(px.url("/c/denied.txt"))).status).toBe(200);
+  s3.faults.set("/reval/denied.txt", { kind: "error", status: 403, code: "AccessDenied" });
+  try {
+    const res = await fetch(px.url("/c/denied.txt"));
+    expect(res.status).toBe(403);
+    expect(await res.text()).not.toContain("secret-ish");
+  } finally {
+    s3.faults.delete("/reval/denied.txt");
+  }
+});
