@@ -77,7 +77,7 @@ export class ProxyError extends Error {
 /** Converts anything thrown into a ProxyError; unknown errors become a bare 500 (logged by the caller). */
 export function toProxyError(err: unknown): ProxyError {
   if (err instanceof ProxyError) return err;
-  // The native upstream client's errors (src/s3/http1.ts), when they surface from a body read
+  // The native upstream client's errors (src/s3/http1/errors.ts), when they surface from a body read
   // (a stall or a truncated/malformed response after the headers were handed over).
   const name = (err as Error | undefined)?.name;
   if (name === "UpstreamTimeoutError") return new ProxyError("GatewayTimeout", { detail: "The upstream stalled while sending the object", cause: err });

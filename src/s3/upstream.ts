@@ -11,11 +11,8 @@ import type { BucketConfig, RetryConfig } from "../config/schema.ts";
 import { ProxyError } from "../errors.ts";
 import { backoffDelay, CircuitBreaker, isRetryableStatus } from "../limits/index.ts";
 import type { Metrics } from "../observe/metrics.ts";
-import { type Http1Pool, sharedPool, UpstreamTimeoutError } from "./http1.ts";
+import { defaultPools, type Http1Pool, UpstreamConnectTimeoutError, type UpstreamPools, UpstreamTimeoutError } from "./http1/index.ts";
 import { encodeS3Path, S3Signer } from "./sigv4.ts";
-
-/** Statuses that are answers, not errors: handed back to the pipeline as they are. */
-
 
 export interface UpstreamTiming {
   /** Milliseconds spent waiting for upstream response headers (all attempts). */
@@ -31,6 +28,8 @@ export interface UpstreamDeps {
   client?: "auto" | "fetch";
   /** Bodies up to this size are read whole by the native client before the response is handed over. */
   bufferBodyUpTo?: number;
+  /** Where the native client's connection pools come from (the App's; a process-wide default until it passes one). */
+  pools?: UpstreamPools;
 }
 
 /** Bun's fetch runs at most this many requests at once per process unless BUN_CONFIG_MAX_HTTP_REQUESTS is set at start-up. */
@@ -55,6 +54,19 @@ export function fetchConcurrencyWarning(buckets: readonly BucketConfig[], choice
   const viaFetch = buckets.filter((b) => upstreamClientFor(b, choice) === "fetch").map((b) => b.name);
   if (viaFetch.length === 0) return undefined;
   return `buckets ${viaFetch.join(", ")} reach S3 through fetch, which runs at most ${FETCH_DEFAULT_MAX_REQUESTS} requests at once per process (the rest wait) while server.max_concurrent_requests is ${maxConcurrent}: set BUN_CONFIG_MAX_HTTP_REQUESTS=${maxConcurrent} in the environment (read at start-up only)`;
+}
+
+/**
+ * A note for the operator (start-up log, --check) when s3.connect_timeout cannot be enforced:
+ * buckets that reach S3 through fetch (https endpoints, AWS, or upstream_client: fetch), because
+ * Bun's fetch has no connect-phase timeout. There, s3.timeout bounds connecting. Buckets whose
+ * connect_timeout is not below their timeout lose nothing and are not named.
+ */
+export function connectTimeoutNote(buckets: readonly BucketConfig[], choice: "auto" | "fetch"): string | undefined {
+  const affected = buckets.filter((b) => upstreamClientFor(b, choice) === "fetch" && b.s3.connect_timeout < b.s3.timeout);
+  if (affected.length === 0) return undefined;
+  const list = affected.map((b) => `${b.name} (${b.s3.connect_timeout} s → ${b.s3.timeout} s)`).join(", ");
+  return `s3.connect_timeout is not enforced for buckets that reach S3 through fetch (https endpoints, AWS, or upstream_client: fetch): Bun's fetch has no connect timeout, so s3.timeout bounds connecting instead: ${list}`;
 }
 
 const DEFAULT_RETRY: RetryConfig = { max_attempts: 3, initial_backoff_ms: 100, max_backoff_ms: 1000 };
@@ -88,8 +100,9 @@ export class BucketUpstream {
   private readonly retry: RetryConfig;
   private readonly timeoutMs: number;
   private readonly fetchImpl: typeof fetch;
-  /** The keep-alive HTTP/1.1 pool, for plain-http endpoints with client "auto". */
-  private readonly pool: Http1Pool | undefined;
+  /** The keep-alive HTTP/1.1 pool, for plain-http endpoints with client "auto" (public: a reload keeps the pools in use). */
+  readonly pool: Http1Pool | undefined;
+  private readonly connectTimeoutMs: number;
   private readonly metrics: Metrics | undefined;
   private readonly random: () => number;
 
@@ -111,11 +124,12 @@ export class BucketUpstream {
       : undefined;
     this.retry = s3.retry ?? DEFAULT_RETRY;
     this.timeoutMs = s3.timeout * 1000;
+    this.connectTimeoutMs = s3.connect_timeout * 1000;
     this.breaker = s3.circuit_breaker ? new CircuitBreaker(s3.circuit_breaker) : undefined;
     this.fetchImpl = deps.fetch ?? fetch;
     this.pool =
       upstreamClientFor(cfg, deps.client) === "native"
-        ? sharedPool({
+        ? (deps.pools ?? defaultPools).get({
             host: base.hostname.replace(/^\[|\]$/g, ""),
             port: Number(base.port || 80),
             hostHeader: host,
@@ -181,8 +195,12 @@ export class BucketUpstream {
           this.metrics?.observeS3(this.name, "timeout", elapsed / 1000);
           throw new ProxyError("GatewayTimeout", { cause: err });
         }
-        this.metrics?.observeS3(this.name, "error", elapsed / 1000);
-        if (last) throw new ProxyError("UpstreamUnreachable", { cause: err });
+        // A connect timeout (s3.connect_timeout, own client) is retried like a connect error, as
+        // the AWS SDKs do: nothing reached S3. If the last attempt also times out, the client
+        // gets 504, not 502: the upstream did not answer in time, it did not refuse.
+        const connectTimeout = err instanceof UpstreamConnectTimeoutError;
+        this.metrics?.observeS3(this.name, connectTimeout ? "timeout" : "error", elapsed / 1000);
+        if (last) throw new ProxyError(connectTimeout ? "GatewayTimeout" : "UpstreamUnreachable", { cause: err });
         await this.backoff(attempt, signal);
         continue;
       }
@@ -208,16 +226,20 @@ export class BucketUpstream {
     const { path, headers } = this.prepare(method, key);
     for (const k in forward) headers[k] = forward[k];
     if (this.pool) {
-      // The pool enforces the timeout and notices the client's abort itself (one sweep timer for
-      // all requests), so nothing per request is allocated here.
+      // The pool enforces both timeouts and notices the client's abort itself (one sweep timer
+      // for all requests), so nothing per request is allocated here.
       try {
-        return await this.pool.request(method, path, headers, { timeoutMs: this.timeoutMs, signal: clientSignal });
+        return await this.pool.request(method, path, headers, { timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, signal: clientSignal });
       } catch (err) {
         if (err instanceof UpstreamTimeoutError) throw new TimeoutError("upstream timeout", { cause: err });
         throw err;
       }
     }
     const url = this.origin + path;
+    // fetch has no connect-phase timeout (its `timeout` option is a socket idle timer that does
+    // not run while connecting; checked on Bun 1.4.5), so on this path s3.connect_timeout is not
+    // enforced: the timer below (s3.timeout, until response headers) bounds connecting too. The
+    // start-up log says so (connectTimeoutNote).
     // One controller for both the timeout and the client's abort (forwarded by a listener, which
     // stays attached so a client abort also stops the body read): AbortSignal.any() cost ~10-15 %
     // of proxied req/s in bench/load.ts.
@@ -246,7 +268,7 @@ export class BucketUpstream {
     const { path, headers } = this.prepare("HEAD", "");
     try {
       const res = this.pool
-        ? await this.pool.request("HEAD", path, headers, { timeoutMs })
+        ? await this.pool.request("HEAD", path, headers, { timeoutMs, connectTimeoutMs: this.connectTimeoutMs })
         : await this.fetchImpl(this.origin + path, { method: "HEAD", headers, signal: AbortSignal.timeout(timeoutMs), redirect: "manual" } as RequestInit);
       if (res.status >= 500) return { ok: false, reason: `upstream answered ${res.status}` };
       // A read-only IAM policy (GetObject without ListBucket) answers a bucket HEAD with 403:
@@ -255,6 +277,7 @@ export class BucketUpstream {
       return { ok: true };
     } catch (err) {
       const name = (err as Error)?.name;
+      if (err instanceof UpstreamConnectTimeoutError) return { ok: false, reason: "upstream did not accept the connection in time" };
       return { ok: false, reason: name === "TimeoutError" || err instanceof UpstreamTimeoutError ? "upstream did not answer in time" : "upstream unreachable" };
     }
   }

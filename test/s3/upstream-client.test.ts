@@ -1,14 +1,17 @@
 import { describe, expect, test } from "bun:test";
 import { parseConfig } from "../../src/config/load.ts";
-import { fetchConcurrencyWarning, upstreamClientFor } from "../../src/s3/upstream.ts";
+import { ProxyError } from "../../src/errors.ts";
+import { UpstreamPools } from "../../src/s3/http1/index.ts";
+import { BucketUpstream, connectTimeoutNote, fetchConcurrencyWarning, upstreamClientFor } from "../../src/s3/upstream.ts";
+import { blackHole, blackHoleSupported } from "../helpers/blackhole.ts";
 
-const config = (server: string) =>
+const config = (server: string, extra = "") =>
   parseConfig(
     `server: { ${server} }
 buckets:
-  - { name: minio, path_prefix: /m, s3: { bucket: data, endpoint: "http://minio:9000" } }
-  - { name: aws, path_prefix: /a, s3: { bucket: data, region: eu-west-1 } }
-  - { name: r2, path_prefix: /r, s3: { bucket: data, endpoint: "https://acct.r2.cloudflarestorage.com" } }
+  - { name: minio, path_prefix: /m, s3: { bucket: data, endpoint: "http://minio:9000"${extra} } }
+  - { name: aws, path_prefix: /a, s3: { bucket: data, region: eu-west-1${extra} } }
+  - { name: r2, path_prefix: /r, s3: { bucket: data, endpoint: "https://acct.r2.cloudflarestorage.com"${extra} } }
 `,
     { env: {} },
   );
@@ -29,5 +32,61 @@ describe("upstream client choice", () => {
     expect(fetchConcurrencyWarning(c.buckets, "auto", 256, {})).toBeUndefined();
     expect(fetchConcurrencyWarning(c.buckets.slice(0, 1), "auto", 1000, {})).toBeUndefined();
     expect(fetchConcurrencyWarning(c.buckets.slice(0, 1), "fetch", 1000, {})).toContain("buckets minio");
+  });
+
+  test("the connect-timeout note names the fetch buckets whose connect_timeout is below their timeout", () => {
+    const c = config("");
+    const note = connectTimeoutNote(c.buckets, "auto");
+    expect(note).toContain("s3.connect_timeout is not enforced for buckets that reach S3 through fetch");
+    expect(note).toContain("aws (5 s → 20 s), r2 (5 s → 20 s)");
+    expect(note).not.toContain("minio");
+    expect(connectTimeoutNote(c.buckets, "fetch")).toContain("minio (5 s → 20 s), aws");
+    // The own client enforces it: nothing to say.
+    expect(connectTimeoutNote(c.buckets.slice(0, 1), "auto")).toBeUndefined();
+    // connect_timeout >= timeout: the timeout bounds connecting anyway, nothing is lost.
+    expect(connectTimeoutNote(config("", ", timeout: 3, connect_timeout: 3").buckets, "fetch")).toBeUndefined();
+  });
+});
+
+describe.skipIf(!blackHoleSupported)("s3.connect_timeout on the own client", () => {
+  const bucketAt = (port: number, retry: string) =>
+    parseConfig(
+      `buckets:\n  - { name: hole, path_prefix: /h, s3: { bucket: hole-bucket, endpoint: "http://127.0.0.1:${port}", timeout: 10, connect_timeout: 0.3, retry: ${retry} } }\n`,
+      { env: {} },
+    ).buckets[0];
+
+  test("a black-holed connect is retried like a connect error, then answers 504 GatewayTimeout", async () => {
+    using hole = await blackHole();
+    const pools = new UpstreamPools();
+    try {
+      const up = new BucketUpstream(bucketAt(hole.port, "{ max_attempts: 2, initial_backoff_ms: 1, max_backoff_ms: 1 }"), { client: "auto", pools });
+      expect(up.pool).toBeDefined();
+      const timing = { upstreamMs: 0, attempts: 0 };
+      const t0 = performance.now();
+      const err = await up.fetchObject("GET", "k", {}, new AbortController().signal, timing).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      const took = performance.now() - t0;
+      expect(err).toBeInstanceOf(ProxyError);
+      expect((err as ProxyError).code).toBe("GatewayTimeout");
+      expect((err as ProxyError).status).toBe(504);
+      expect(timing.attempts).toBe(2);
+      expect(took).toBeGreaterThanOrEqual(2 * 290);
+      expect(took).toBeLessThan(2 * 300 + 1500); // two connect timeouts, not s3.timeout (10 s)
+    } finally {
+      pools.close();
+    }
+  });
+
+  test("the readiness probe reports a connect timeout as such", async () => {
+    using hole = await blackHole();
+    const pools = new UpstreamPools();
+    try {
+      const up = new BucketUpstream(bucketAt(hole.port, "{ max_attempts: 1 }"), { client: "auto", pools });
+      expect(await up.probe(5000)).toEqual({ ok: false, reason: "upstream did not accept the connection in time" });
+    } finally {
+      pools.close();
+    }
   });
 });

@@ -1,0 +1,271 @@
+/**
+ * One request/response exchange: its state, and reading the response off the socket — the head
+ * (through the pure parser), then the body by its framing: buffered whole (small Content-Length),
+ * or streamed through a BodySource (large Content-Length, chunked through the pure decoder, or
+ * close-delimited).
+ *
+ * A socket is handed back to the pool only after a cleanly framed, completely read response with
+ * no trailing bytes; anything else destroys it. Whatever the upstream gets wrong is an
+ * UpstreamProtocolError.
+ */
+import { BodySource, type BodyOwner } from "./body.ts";
+import { ChunkedDecoder, type ChunkedSink } from "./chunked.ts";
+import type { Conn } from "./conn.ts";
+import { UpstreamProtocolError } from "./errors.ts";
+import { parseResponseHead, type ResponseHead } from "./head.ts";
+import type { Http1Pool } from "./pool.ts";
+
+/** Waiting for (the rest of) the response head. */
+export const P_HEAD = 0;
+/** Head parsed, reading the body. */
+export const P_BODY = 1;
+/** Finished, failed or abandoned. */
+export const P_DONE = 2;
+
+export class Exchange implements BodyOwner, ChunkedSink {
+  conn: Conn | null = null;
+  phase = P_HEAD;
+  settled = false;
+  /** Already retried once after a stale keep-alive socket. */
+  retried = false;
+  gotByte = false;
+  /** Bytes arrived since the last sweep (the stall timer restarts). */
+  progressed = false;
+  /** The socket is paused because the consumer's queue is full. */
+  paused = false;
+  lastProgress = 0;
+  /** When the current TCP connect began (connect timeout). */
+  connectStarted = 0;
+  /** Unwritten tail of the request after a partial write. */
+  pending: Buffer | null = null;
+  // head accumulation (only when the head spans several data events)
+  private hbuf: Buffer | null = null;
+  private hlen = 0;
+  private scanFrom = 0;
+  head: ResponseHead | null = null;
+  // body
+  private remaining = 0;
+  private buf: Buffer | null = null;
+  private bufOff = 0;
+  private body: BodySource | null = null;
+  private decoder: ChunkedDecoder | null = null;
+
+  constructor(
+    readonly pool: Http1Pool,
+    readonly isHead: boolean,
+    readonly requestHead: string,
+    readonly timeoutMs: number,
+    readonly connectTimeoutMs: number,
+    readonly signal: AbortSignal | undefined,
+    readonly started: number,
+    readonly resolve: (r: Response) => void,
+    readonly reject: (e: unknown) => void,
+  ) {}
+
+  /** Bytes from the socket. */
+  receive(data: Buffer): void {
+    this.gotByte = true;
+    this.progressed = true;
+    if (this.phase === P_HEAD) {
+      const rest = this.receiveHead(data);
+      if (rest !== null) this.startBody(rest);
+    } else if (this.phase === P_BODY) {
+      this.receiveBody(data);
+    }
+  }
+
+  /** Hands the failure to whoever is waiting: the promise, or the body's reader. */
+  deliverError(err: unknown): void {
+    if (!this.settled) {
+      this.settled = true;
+      this.reject(err);
+      return;
+    }
+    const body = this.body;
+    this.body = null;
+    body?.error(err);
+  }
+
+  /** A close-delimited body ended with a clean close. */
+  endOfStream(): void {
+    const body = this.body;
+    this.body = null;
+    body?.close();
+  }
+
+  // ---- BodyOwner / ChunkedSink ----------------------------------------------------------------
+
+  resumeReading(): void {
+    if (this.paused && this.phase === P_BODY && this.conn !== null) {
+      this.paused = false;
+      this.conn.socket?.resume();
+    }
+  }
+
+  bodyCancelled(): void {
+    if (this.phase === P_DONE) return;
+    this.body = null;
+    this.pool.fail(this, new Error("response body cancelled"));
+  }
+
+  onChunkData(chunk: Uint8Array): void {
+    this.enqueue(chunk);
+  }
+
+  // ---- head -----------------------------------------------------------------------------------
+
+  /** Accumulates head bytes; returns the bytes after the final head, or null when waiting (or failed). */
+  private receiveHead(data: Buffer): Buffer | null {
+    let buf: Buffer;
+    if (this.hbuf === null) {
+      buf = data;
+    } else {
+      const need = this.hlen + data.length;
+      if (need > this.hbuf.length) {
+        const grown = Buffer.allocUnsafe(Math.max(need, this.hbuf.length * 2));
+        this.hbuf.copy(grown, 0, 0, this.hlen);
+        this.hbuf = grown;
+      }
+      data.copy(this.hbuf, this.hlen);
+      this.hlen = need;
+      buf = this.hbuf.subarray(0, need);
+    }
+    for (;;) {
+      const r = parseResponseHead(buf, this.isHead, this.scanFrom);
+      if (r.kind === "incomplete") {
+        if (this.hbuf === null) {
+          const hb = Buffer.allocUnsafe(Math.max(1024, buf.length * 2));
+          buf.copy(hb, 0);
+          this.hbuf = hb;
+        } else if (buf.byteOffset !== this.hbuf.byteOffset || buf.buffer !== this.hbuf.buffer) {
+          buf.copy(this.hbuf, 0); // the tail after an interim response: keep only that
+        }
+        this.hlen = buf.length;
+        this.scanFrom = r.scanFrom;
+        return null;
+      }
+      if (r.kind === "error") {
+        this.pool.fail(this, new UpstreamProtocolError(r.message));
+        return null;
+      }
+      this.scanFrom = 0;
+      const rest = buf.subarray(r.end);
+      if (r.kind === "interim") {
+        // 100 Continue, 103 Early Hints: discarded, the final head follows.
+        if (rest.length === 0) {
+          this.hbuf = null;
+          this.hlen = 0;
+          return null;
+        }
+        buf = rest;
+        continue;
+      }
+      this.hbuf = null;
+      this.head = r.head;
+      return rest;
+    }
+  }
+
+  // ---- body -----------------------------------------------------------------------------------
+
+  /** The head is parsed; `rest` holds whatever followed it in the same read. */
+  private startBody(rest: Buffer): void {
+    const framing = this.head!.framing;
+    if (framing === "none") {
+      this.settle(null);
+      if (this.phase !== P_DONE) this.pool.finish(this, rest.length > 0);
+      return;
+    }
+    this.phase = P_BODY;
+    if (framing === "length") {
+      const cl = this.head!.contentLength;
+      this.remaining = cl;
+      if (cl <= this.pool.bufferBodyUpTo) {
+        if (rest.length >= cl) {
+          // Whole body in this read: a zero-copy view (Bun does not reuse data buffers).
+          this.settle(rest.length === cl ? rest : rest.subarray(0, cl));
+          if (this.phase !== P_DONE) this.pool.finish(this, rest.length > cl);
+          return;
+        }
+        const buf = Buffer.allocUnsafe(cl);
+        rest.copy(buf, 0);
+        this.buf = buf;
+        this.bufOff = rest.length;
+        this.remaining = cl - rest.length;
+        return;
+      }
+    }
+    // Streamed body.
+    const source = new BodySource(this);
+    this.body = source;
+    this.settle(source.stream());
+    if (this.phase === P_DONE) return;
+    if (framing === "chunked") this.decoder = new ChunkedDecoder();
+    else if (framing === "length" && this.remaining === 0) {
+      this.endOfStream();
+      this.pool.finish(this, rest.length > 0);
+      return;
+    }
+    if (rest.length > 0) this.receiveBody(rest);
+  }
+
+  private receiveBody(data: Buffer): void {
+    const decoder = this.decoder;
+    if (decoder !== null) {
+      const status = decoder.feed(data, this);
+      if (this.phase !== P_BODY) return; // failed or cancelled meanwhile
+      if (status === "done") {
+        this.endOfStream();
+        this.pool.finish(this, decoder.end < data.length);
+      } else if (status === "error") {
+        this.pool.fail(this, new UpstreamProtocolError(decoder.error));
+      }
+      return;
+    }
+    if (this.head!.framing !== "length") {
+      this.enqueue(data); // close-delimited
+      return;
+    }
+    const n = data.length;
+    const take = n <= this.remaining ? n : this.remaining;
+    this.remaining -= take;
+    if (this.buf !== null) {
+      data.copy(this.buf, this.bufOff, 0, take);
+      this.bufOff += take;
+      if (this.remaining === 0) {
+        const body = this.buf;
+        this.buf = null;
+        this.settle(body);
+        if (this.phase !== P_DONE) this.pool.finish(this, n > take);
+      }
+      return;
+    }
+    if (take > 0) this.enqueue(take === n ? data : data.subarray(0, take));
+    if (this.remaining === 0 && this.phase === P_BODY) {
+      this.endOfStream();
+      this.pool.finish(this, n > take);
+    }
+  }
+
+  private enqueue(chunk: Uint8Array): void {
+    const body = this.body;
+    if (body === null) return;
+    if (!body.push(chunk) && !this.paused && this.phase === P_BODY && this.conn !== null) {
+      this.paused = true;
+      this.conn.socket?.pause();
+    }
+  }
+
+  private settle(body: Buffer | ReadableStream<Uint8Array> | null): void {
+    const head = this.head!;
+    let res: Response;
+    try {
+      res = new Response(body, { status: head.status, statusText: head.statusText, headers: head.headers });
+    } catch {
+      this.pool.fail(this, new UpstreamProtocolError("invalid upstream response status"));
+      return;
+    }
+    this.settled = true;
+    this.resolve(res);
+  }
+}

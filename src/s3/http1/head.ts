@@ -1,0 +1,155 @@
+/**
+ * The response-head parser: a pure function from received bytes to a status, headers and the
+ * body's framing (RFC 9112 §6.3), or "incomplete", or a protocol error.
+ *
+ * Strict on purpose: whatever could be read two ways (by us and by a cache or client behind us)
+ * is an error, never a guess. Smuggling shapes are decided here:
+ * - Transfer-Encoding with Content-Length: decoded as chunked (TE wins), the socket is never reused;
+ * - Content-Length values that differ (in one field or across fields): error;
+ * - a transfer coding other than exactly `chunked`: error (we could not decode it, and passing
+ *   encoded bytes on as the object would corrupt it);
+ * - obs-fold, bare CR or LF, NUL or other control characters in a field value: error.
+ */
+
+/** How the body is delimited. */
+export type Framing = "none" | "length" | "chunked" | "close";
+
+export interface ResponseHead {
+  status: number;
+  statusText: string;
+  headers: Headers;
+  framing: Framing;
+  /** Body length for framing "length"; -1 otherwise. */
+  contentLength: number;
+  /** The socket may carry another request once this body has been read completely. */
+  keepAlive: boolean;
+}
+
+export type HeadParse =
+  /** No end of head yet: call again with more bytes, scanning from `scanFrom`. */
+  | { kind: "incomplete"; scanFrom: number }
+  | { kind: "error"; message: string }
+  /** A 1xx interim response (not 101): skip `end` bytes, the final head follows. */
+  | { kind: "interim"; status: number; end: number }
+  /** The final head; the body starts at `end`. */
+  | { kind: "head"; head: ResponseHead; end: number };
+
+export const MAX_HEAD = 64 * 1024;
+
+const CRLFCRLF = Buffer.from("\r\n\r\n");
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** In a received head: a CR not followed by LF, an LF not preceded by CR, or NUL. */
+const BAD_HEAD_CHARS = /\r(?!\n)|(?<!\r)\n|\0/;
+/** Control characters other than HTAB, in a field value (CR and LF are line ends by now). */
+const BAD_VALUE_CHARS = /[\x00-\x08\x0a-\x1f\x7f]/;
+const STATUS_LINE = /^HTTP\/1\.([01]) ([1-5][0-9]{2})(?: ([^]*))?$/;
+const DIGITS = /^[0-9]+$/;
+
+const error = (message: string): HeadParse => ({ kind: "error", message });
+
+/** Trim optional whitespace (SP / HTAB only, not other Unicode spaces). */
+function trimOws(s: string, from: number): string {
+  let a = from;
+  let b = s.length;
+  while (a < b && (s.charCodeAt(a) === 32 || s.charCodeAt(a) === 9)) a++;
+  while (b > a && (s.charCodeAt(b - 1) === 32 || s.charCodeAt(b - 1) === 9)) b--;
+  return s.slice(a, b);
+}
+
+/** True when a comma-separated header value contains `token` (case-insensitive). */
+function hasToken(value: string, token: string): boolean {
+  const parts = value.toLowerCase().split(",");
+  for (let i = 0; i < parts.length; i++) if (parts[i].trim() === token) return true;
+  return false;
+}
+
+/**
+ * Parses the response head at the start of `buf`.
+ * @param isHead the request was HEAD: the response has no body whatever its headers say.
+ * @param scanFrom where to resume looking for the blank line (from an earlier "incomplete").
+ */
+export function parseResponseHead(buf: Buffer, isHead: boolean, scanFrom = 0): HeadParse {
+  const idx = buf.indexOf(CRLFCRLF, scanFrom);
+  if (idx < 0) {
+    if (buf.length > MAX_HEAD) return error("upstream response head too large");
+    return { kind: "incomplete", scanFrom: Math.max(0, buf.length - 3) };
+  }
+  const end = idx + 4;
+  if (end > MAX_HEAD) return error("upstream response head too large");
+  const text = buf.toString("latin1", 0, idx);
+  if (BAD_HEAD_CHARS.test(text)) return error("invalid characters in upstream response head");
+  const lines = text.split("\r\n");
+  const m = STATUS_LINE.exec(lines[0]);
+  if (m === null) return error("malformed upstream status line");
+  const status = +m[2];
+  if (status === 101) return error("unexpected upstream status 101");
+  const http10 = m[1] === "0";
+  const headers = new Headers();
+  let contentLength = -1;
+  let te: string | null = null;
+  let connection: string | null = null;
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i];
+    const c0 = line.charCodeAt(0);
+    if (c0 === 32 || c0 === 9) return error("obsolete line folding in upstream response");
+    const colon = line.indexOf(":");
+    if (colon <= 0) return error("malformed upstream response header");
+    const name = line.slice(0, colon);
+    if (!TOKEN.test(name)) return error("malformed upstream response header");
+    const value = trimOws(line, colon + 1);
+    if (BAD_VALUE_CHARS.test(value)) return error("invalid characters in upstream response header");
+    const n = name.length;
+    if (n === 14 || n === 17 || n === 10) {
+      const lower = name.toLowerCase();
+      if (lower === "content-length") {
+        const parts = value.split(",");
+        for (let j = 0; j < parts.length; j++) {
+          const p = trimOws(parts[j], 0);
+          if (!DIGITS.test(p) || p.length > 15) return error("invalid upstream Content-Length");
+          const v = +p;
+          if (contentLength !== -1 && contentLength !== v) return error("conflicting upstream Content-Length values");
+          contentLength = v;
+        }
+      } else if (lower === "transfer-encoding") {
+        te = te === null ? value : `${te}, ${value}`;
+      } else if (lower === "connection") {
+        connection = connection === null ? value : `${connection}, ${value}`;
+      }
+    }
+    try {
+      headers.append(name, value);
+    } catch {
+      return error("malformed upstream response header");
+    }
+  }
+  if (status < 200) return { kind: "interim", status, end };
+
+  let keepAlive = true;
+  if (connection !== null) {
+    if (hasToken(connection, "close")) keepAlive = false;
+    else if (http10 && !hasToken(connection, "keep-alive")) keepAlive = false;
+  } else if (http10) {
+    keepAlive = false;
+  }
+  let framing: Framing;
+  let length = -1;
+  if (isHead || status === 204 || status === 304) {
+    framing = "none";
+  } else if (status === 205) {
+    // 205 has no content; reuse the socket only when that is explicit.
+    framing = "none";
+    if (contentLength !== 0 || te !== null) keepAlive = false;
+  } else if (te !== null) {
+    if (te.trim().toLowerCase() !== "chunked") return error("unsupported upstream Transfer-Encoding");
+    framing = "chunked";
+    // TE with CL (the request-smuggling shape) or TE on HTTP/1.0: decode, but never reuse.
+    if (contentLength !== -1 || http10) keepAlive = false;
+  } else if (contentLength !== -1) {
+    framing = "length";
+    length = contentLength;
+  } else {
+    framing = "close";
+    keepAlive = false;
+  }
+  return { kind: "head", head: { status, statusText: m[3] ?? "", headers, framing, contentLength: length, keepAlive }, end };
+}

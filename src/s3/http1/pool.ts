@@ -1,0 +1,338 @@
+/**
+ * A small keep-alive HTTP/1.1 client over `Bun.connect`, for plain-http S3-compatible upstreams:
+ * the connection pool (LIFO idle sockets, reaped when unused) and the timers.
+ *
+ * Scope: GET and HEAD without a request body, one request at a time per socket (no pipelining).
+ * It exists because Bun's fetch() costs ~2x the CPU per small proxied request; https stays on fetch.
+ *
+ * No per-request timers, AbortSignal listeners or closures beyond the promise executor: connect
+ * timeouts, head timeouts, body stalls and aborts are all checked by one unref'd interval per pool
+ * (`sweep`) that runs only while requests are in flight.
+ */
+import { Conn, handlers } from "./conn.ts";
+import { UpstreamConnectTimeoutError, UpstreamProtocolError, UpstreamTimeoutError } from "./errors.ts";
+import { Exchange, P_BODY, P_DONE, P_HEAD } from "./exchange.ts";
+import { BAD_VALUE, buildRequestHead } from "./request.ts";
+
+export interface Http1RequestOptions {
+  /** Reject with UpstreamTimeoutError when the complete response head has not arrived within this many ms
+   *  (connecting included), and (after the head) error the body when no body bytes arrive for this many ms (stall). */
+  timeoutMs: number;
+  /** Reject with UpstreamConnectTimeoutError when a new TCP connection is not established within this
+   *  many ms (a pooled socket skips it). Default: no separate limit (timeoutMs still bounds it). */
+  connectTimeoutMs?: number;
+  /** Optional: when it becomes aborted, the request is abandoned (socket destroyed) and the promise rejects
+   *  with signal.reason (or the body stream errors with it). Checked before sending and on each sweep tick. */
+  signal?: AbortSignal;
+}
+
+export interface Http1PoolOptions {
+  host: string;
+  port: number;
+  /** Value of the Host header, e.g. "127.0.0.1:9000". */
+  hostHeader: string;
+  /** Idle keep-alive sockets kept, default 256. */
+  maxIdle?: number;
+  /** An idle socket unused this long is closed, default 15000. */
+  idleTimeoutMs?: number;
+  /** Bodies with Content-Length <= this are read completely before the promise resolves. Default 1 MiB. */
+  bufferBodyUpTo?: number;
+  /** Sweep interval for timeouts and aborts, default 100 ms (unref'd, runs only while requests are in flight). */
+  sweepIntervalMs?: number;
+}
+
+function noop(): void {}
+
+export class Http1Pool {
+  readonly host: string;
+  readonly port: number;
+  readonly bufferBodyUpTo: number;
+  private readonly hostHeader: string;
+  private readonly maxIdle: number;
+  private readonly idleTimeoutMs: number;
+  private readonly sweepIntervalMs: number;
+  private readonly idle: Conn[] = [];
+  private readonly inflight = new Set<Exchange>();
+  private sweepTimer: ReturnType<typeof setInterval> | null = null;
+  private idleTimer: ReturnType<typeof setInterval> | null = null;
+  private closedPool = false;
+  /** Retired: serves what still comes, but keeps no idle socket. */
+  private retired = false;
+  private readonly boundSweep = () => this.sweep();
+  private readonly boundReap = () => this.reapIdle(performance.now());
+
+  constructor(opts: Http1PoolOptions) {
+    if (BAD_VALUE.test(opts.hostHeader)) throw new Error("invalid Host header value");
+    this.host = opts.host;
+    this.port = opts.port;
+    this.hostHeader = opts.hostHeader;
+    this.maxIdle = opts.maxIdle ?? 256;
+    this.idleTimeoutMs = opts.idleTimeoutMs ?? 15_000;
+    this.bufferBodyUpTo = opts.bufferBodyUpTo ?? 1024 * 1024;
+    this.sweepIntervalMs = opts.sweepIntervalMs ?? 100;
+  }
+
+  /** Idle sockets currently pooled. */
+  get idleCount(): number {
+    return this.idle.length;
+  }
+
+  /** Requests in flight (head or body still being read). */
+  get inflightCount(): number {
+    return this.inflight.size;
+  }
+
+  request(method: "GET" | "HEAD", path: string, headers: Record<string, string>, opts: Http1RequestOptions): Promise<Response> {
+    const signal = opts.signal;
+    if (signal !== undefined && signal.aborted) return Promise.reject(signal.reason);
+    if (this.closedPool) return Promise.reject(new Error("upstream connection pool is closed"));
+    const head = buildRequestHead(method, path, this.hostHeader, headers);
+    if (head instanceof Error) return Promise.reject(head);
+    const timeoutMs = opts.timeoutMs;
+    const connectTimeoutMs = opts.connectTimeoutMs ?? Infinity;
+    const started = performance.now();
+    return new Promise<Response>((resolve, reject) => {
+      const req = new Exchange(this, method === "HEAD", head, timeoutMs, connectTimeoutMs, signal, started, resolve, reject);
+      this.inflight.add(req);
+      if (this.sweepTimer === null) {
+        this.sweepTimer = setInterval(this.boundSweep, this.sweepIntervalMs);
+        this.sweepTimer.unref();
+      }
+      this.acquire(req);
+    });
+  }
+
+  /** Close every socket (idle and in use; in-flight requests reject/error), stop the timers. */
+  close(): void {
+    this.closedPool = true;
+    const err = new Error("upstream connection pool closed");
+    for (const req of this.inflight) this.fail(req, err);
+    this.retire();
+    this.stopSweep();
+  }
+
+  /**
+   * Retire the pool gracefully (a reload replaced it): idle sockets close now; requests in flight
+   * finish normally, and so does any request still made on it, but no socket is pooled again. The
+   * timers stop by themselves once nothing is in flight.
+   */
+  retire(): void {
+    this.retired = true;
+    while (this.idle.length > 0) this.idle[this.idle.length - 1].destroy();
+    if (this.idleTimer !== null) {
+      clearInterval(this.idleTimer);
+      this.idleTimer = null;
+    }
+  }
+
+  // ---- connection management -------------------------------------------------------------
+
+  private acquire(req: Exchange): void {
+    const idle = this.idle;
+    while (idle.length > 0) {
+      const conn = idle.pop()!;
+      conn.idle = false;
+      if (conn.closed) continue;
+      if (req.started - conn.idleSince > this.idleTimeoutMs) {
+        conn.destroy();
+        continue;
+      }
+      conn.reused = true;
+      conn.req = req;
+      req.conn = conn;
+      conn.socket!.ref();
+      this.send(conn, req);
+      return;
+    }
+    this.connect(req);
+  }
+
+  private connect(req: Exchange): void {
+    const conn = new Conn(this);
+    conn.req = req;
+    req.conn = conn;
+    req.connectStarted = performance.now();
+    try {
+      Bun.connect<Conn>({ hostname: this.host, port: this.port, data: conn, socket: handlers }).catch(noop);
+    } catch (err) {
+      this.onConnectError(conn, err as Error);
+    }
+  }
+
+  /** Write the request head (called on open for fresh sockets, at once for pooled ones). */
+  send(conn: Conn, req: Exchange): void {
+    const socket = conn.socket!;
+    const head = req.requestHead;
+    const n = socket.write(head);
+    if (n < 0) {
+      // The pooled socket was already closed by the peer.
+      this.onClose(conn, undefined);
+      return;
+    }
+    // Partial write (full socket buffer): keep the unwritten tail for `drain`.
+    if (n !== head.length || n !== Buffer.byteLength(head)) {
+      const bytes = Buffer.from(head);
+      if (n < bytes.length) req.pending = bytes.subarray(n);
+    }
+  }
+
+  private release(conn: Conn): void {
+    conn.req = null;
+    if (this.retired || this.idle.length >= this.maxIdle || conn.closed) {
+      conn.destroy();
+      return;
+    }
+    conn.socket!.unref();
+    conn.idle = true;
+    conn.idleSince = performance.now();
+    this.idle.push(conn);
+    if (this.idleTimer === null) {
+      this.idleTimer = setInterval(this.boundReap, Math.max(50, Math.min(this.idleTimeoutMs / 2, 5000)));
+      this.idleTimer.unref();
+    }
+  }
+
+  /** Called by Conn.destroy for pooled sockets. */
+  removeIdle(conn: Conn): void {
+    conn.idle = false;
+    const i = this.idle.lastIndexOf(conn);
+    if (i >= 0) this.idle.splice(i, 1);
+  }
+
+  private reapIdle(now: number): void {
+    const idle = this.idle;
+    // Oldest sockets are at the bottom of the LIFO stack.
+    while (idle.length > 0 && now - idle[0].idleSince > this.idleTimeoutMs) idle[0].destroy();
+    if (idle.length === 0 && this.idleTimer !== null) {
+      clearInterval(this.idleTimer);
+      this.idleTimer = null;
+    }
+  }
+
+  private stopSweep(): void {
+    if (this.sweepTimer !== null) {
+      clearInterval(this.sweepTimer);
+      this.sweepTimer = null;
+    }
+  }
+
+  private sweep(): void {
+    const now = performance.now();
+    for (const req of this.inflight) {
+      const signal = req.signal;
+      if (signal !== undefined && signal.aborted) {
+        this.fail(req, signal.reason);
+      } else if (req.phase === P_HEAD) {
+        const conn = req.conn;
+        // Still connecting: the socket appears on `open`. A connect timeout wins over the head
+        // timeout when both passed, as the more precise diagnosis.
+        if (conn !== null && conn.socket === null && now - req.connectStarted > req.connectTimeoutMs) {
+          this.fail(req, new UpstreamConnectTimeoutError(`upstream ${this.host}:${this.port} did not accept the connection within ${req.connectTimeoutMs} ms`));
+        } else if (now - req.started > req.timeoutMs) {
+          this.fail(req, new UpstreamTimeoutError("upstream did not send response headers in time"));
+        }
+      } else if (req.progressed || req.paused) {
+        req.progressed = false;
+        req.lastProgress = now;
+      } else if (now - req.lastProgress > req.timeoutMs) {
+        this.fail(req, new UpstreamTimeoutError("upstream stalled mid-body"));
+      }
+    }
+    if (this.inflight.size === 0) this.stopSweep();
+  }
+
+  // ---- request completion -----------------------------------------------------------------
+
+  /** Abandon a request: destroy its socket, reject the promise or error the body stream. */
+  fail(req: Exchange, err: unknown): void {
+    if (req.phase === P_DONE) return;
+    req.phase = P_DONE;
+    this.inflight.delete(req);
+    const conn = req.conn;
+    req.conn = null;
+    req.paused = false;
+    if (conn !== null) {
+      // A connect still pending stays pending (Bun.connect cannot be cancelled): `open` finds the
+      // Conn closed and terminates the socket, or the kernel gives up on the SYN.
+      conn.req = null;
+      conn.destroy();
+    }
+    req.deliverError(err);
+  }
+
+  /** The body is complete: pool or close the socket. */
+  finish(req: Exchange, leftover: boolean): void {
+    req.phase = P_DONE;
+    this.inflight.delete(req);
+    const conn = req.conn!;
+    req.conn = null;
+    if (req.paused) {
+      req.paused = false;
+      conn.socket?.resume();
+    }
+    // A request tail still unwritten (the server answered early) would corrupt the next request.
+    if (req.head!.keepAlive && !leftover && req.pending === null) this.release(conn);
+    else {
+      conn.req = null;
+      conn.destroy();
+    }
+  }
+
+  // ---- socket events ----------------------------------------------------------------------
+
+  onConnectError(conn: Conn, err: Error): void {
+    conn.closed = true;
+    const req = conn.req;
+    conn.req = null;
+    if (req === null || req.conn !== conn) return;
+    const code = (err as { code?: unknown }).code;
+    const detail = typeof code === "string" ? code : "connection failed";
+    this.fail(req, new Error(`upstream ${this.host}:${this.port} is unreachable (${detail})`));
+  }
+
+  onClose(conn: Conn, err: Error | undefined): void {
+    const wasClosed = conn.closed;
+    conn.closed = true;
+    if (conn.idle) this.removeIdle(conn);
+    const req = conn.req;
+    conn.req = null;
+    if (!wasClosed && conn.socket !== null) conn.socket.terminate(); // after `error`, make sure it is gone
+    if (req === null || req.conn !== conn || req.phase === P_DONE) return;
+    if (req.phase === P_HEAD) {
+      if (!req.gotByte && conn.reused && !req.retried && !this.closedPool) {
+        // A stale keep-alive socket: GET/HEAD are idempotent, retry once on a fresh connection.
+        req.retried = true;
+        req.conn = null;
+        req.pending = null;
+        const signal = req.signal;
+        if (signal !== undefined && signal.aborted) {
+          this.fail(req, signal.reason);
+          return;
+        }
+        this.connect(req);
+        return;
+      }
+      this.fail(req, new UpstreamProtocolError("upstream closed the connection before sending a complete response head"));
+      return;
+    }
+    // P_BODY: a clean close ends a close-delimited body; anything else cut the body short.
+    if (req.phase === P_BODY && req.head!.framing === "close" && err === undefined) {
+      req.phase = P_DONE;
+      this.inflight.delete(req);
+      req.conn = null;
+      req.endOfStream();
+      return;
+    }
+    this.fail(req, new UpstreamProtocolError("upstream closed the connection mid-body"));
+  }
+
+  onData(conn: Conn, data: Buffer): void {
+    const req = conn.req;
+    if (req === null || conn.closed) {
+      // Unsolicited bytes on an idle socket: it can no longer be trusted.
+      conn.destroy();
+      return;
+    }
+    req.receive(data);
+  }
+}

@@ -1,0 +1,116 @@
+/** Http1Pool: Truncated and malformed responses: never a short body that looks complete. */
+import { afterEach, describe, expect, test } from "bun:test";
+import { UpstreamProtocolError } from "../../../src/s3/http1/index.ts";
+import { waitFor } from "../../helpers/wait.ts";
+import { cleanup, T, ok, pool, rawServer, rejection, writePaced } from "./helpers.ts";
+
+afterEach(cleanup);
+
+describe("Http1Pool: truncation and protocol errors", () => {
+  test("premature close with Content-Length (buffered) rejects, never truncates", async () => {
+    const srv = rawServer((c) => {
+      c.socket.write("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this");
+      c.socket.end();
+    });
+    const p = pool(srv.port);
+    const err = await rejection(p.request("GET", "/x", {}, T));
+    expect(err).toBeInstanceOf(UpstreamProtocolError);
+    expect(err.message).toBe("upstream closed the connection mid-body");
+  });
+
+  test("premature close with Content-Length (streamed) errors the stream", async () => {
+    const srv = rawServer((c) => {
+      c.socket.write("HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n" + "x".repeat(5000));
+      void writePaced(c.socket, ["y".repeat(100)]).then(() => c.socket.end());
+    });
+    const p = pool(srv.port, { bufferBodyUpTo: 10 });
+    const res = await p.request("GET", "/x", {}, T);
+    const err = await rejection(res.arrayBuffer());
+    expect(err).toBeInstanceOf(UpstreamProtocolError);
+    expect(err.message).toBe("upstream closed the connection mid-body");
+  });
+
+  test("premature close of a chunked body errors the stream", async () => {
+    const srv = rawServer((c) => {
+      c.socket.write("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n10\r\nabc");
+      void writePaced(c.socket, ["def"]).then(() => c.socket.end());
+    });
+    const p = pool(srv.port);
+    const res = await p.request("GET", "/x", {}, T);
+    const err = await rejection(res.text());
+    expect(err).toBeInstanceOf(UpstreamProtocolError);
+    expect(err.message).toBe("upstream closed the connection mid-body");
+  });
+
+  test("a chunked body missing its final CRLF is not complete", async () => {
+    const srv = rawServer((c) => {
+      c.socket.write("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n");
+      void writePaced(c.socket, ["x-trailer: 1\r\n"]).then(() => c.socket.end());
+    });
+    const p = pool(srv.port);
+    const res = await p.request("GET", "/x", {}, T);
+    expect(await rejection(res.text())).toBeInstanceOf(UpstreamProtocolError);
+  });
+
+  test("close before any response is an error", async () => {
+    const srv = rawServer((c) => c.socket.end());
+    const p = pool(srv.port);
+    expect(await rejection(p.request("GET", "/x", {}, T))).toBeInstanceOf(UpstreamProtocolError);
+  });
+
+  const bad: Array<[string, string]> = [
+    ["malformed status line", "HTTP/1.1 OK\r\ncontent-length: 0\r\n\r\n"],
+    ["not HTTP", "SSH-2.0-OpenSSH\r\n\r\n"],
+    ["HTTP/2 status line", "HTTP/2 200 OK\r\ncontent-length: 0\r\n\r\n"],
+    ["bad Content-Length", "HTTP/1.1 200 OK\r\ncontent-length: 12abc\r\n\r\n"],
+    ["negative Content-Length", "HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n"],
+    ["conflicting Content-Lengths", "HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\nabcd"],
+    ["conflicting Content-Length list", "HTTP/1.1 200 OK\r\ncontent-length: 3, 4\r\n\r\nabcd"],
+    ["obs-fold", "HTTP/1.1 200 OK\r\nx-a: 1\r\n  continued\r\ncontent-length: 0\r\n\r\n"],
+    ["header without colon", "HTTP/1.1 200 OK\r\nno colon here\r\ncontent-length: 0\r\n\r\n"],
+    ["space before colon", "HTTP/1.1 200 OK\r\ncontent-length : 0\r\n\r\n"],
+    ["bare LF inside the head", "HTTP/1.1 200 OK\r\nx-a: 1\nx-b: 2\r\ncontent-length: 0\r\n\r\n"],
+    ["status 600", "HTTP/1.1 600 Odd\r\ncontent-length: 0\r\n\r\n"],
+  ];
+  for (const [name, wire] of bad) {
+    test(`${name} → UpstreamProtocolError and the socket is closed`, async () => {
+      const srv = rawServer((c) => c.socket.write(wire));
+      const p = pool(srv.port);
+      const err = await rejection(p.request("GET", "/x", {}, T));
+      expect(err).toBeInstanceOf(UpstreamProtocolError);
+      expect(p.idleCount).toBe(0);
+      await waitFor(() => srv.openCount() === 0, { message: "server to see the connection closed" });
+    });
+  }
+
+  test("equal duplicate Content-Lengths are accepted", async () => {
+    const srv = rawServer((c) => c.socket.write("HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 3, 3\r\n\r\nabc"));
+    const p = pool(srv.port);
+    expect(await (await p.request("GET", "/x", {}, T)).text()).toBe("abc");
+  });
+
+  test("a response head larger than 64 KiB is rejected", async () => {
+    const srv = rawServer((c) => {
+      c.socket.write("HTTP/1.1 200 OK\r\n");
+      for (let i = 0; i < 100; i++) c.socket.write(`x-filler-${i}: ${"a".repeat(1000)}\r\n`);
+      c.socket.write("content-length: 0\r\n\r\n");
+    });
+    const p = pool(srv.port);
+    const err = await rejection(p.request("GET", "/x", {}, T));
+    expect(err).toBeInstanceOf(UpstreamProtocolError);
+    expect(err.message).toContain("too large");
+  });
+
+  test("a large head under 64 KiB arriving in pieces is fine", async () => {
+    let head = "HTTP/1.1 200 OK\r\n";
+    for (let i = 0; i < 50; i++) head += `x-filler-${i}: ${"b".repeat(1000)}\r\n`;
+    const wire = head + "content-length: 2\r\n\r\nok";
+    const pieces: string[] = [];
+    for (let i = 0; i < wire.length; i += 4093) pieces.push(wire.slice(i, i + 4093));
+    const srv = rawServer((c) => void writePaced(c.socket, pieces));
+    const p = pool(srv.port);
+    const res = await p.request("GET", "/x", {}, T);
+    expect(res.headers.get("x-filler-49")).toBe("b".repeat(1000));
+    expect(await res.text()).toBe("ok");
+  });
+});

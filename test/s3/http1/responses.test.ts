@@ -1,0 +1,239 @@
+/** Http1Pool: Responses: framing, reuse, interim heads, realistic origins. */
+import { afterEach, describe, expect, test } from "bun:test";
+import { UpstreamProtocolError } from "../../../src/s3/http1/index.ts";
+import { waitFor } from "../../helpers/wait.ts";
+import { cleanup, T, ok, onCleanup, pool, rawServer, rejection, writePaced } from "./helpers.ts";
+
+afterEach(cleanup);
+
+describe("Http1Pool: responses", () => {
+  test("200 with Content-Length is buffered; status, statusText and headers are exposed", async () => {
+    const srv = rawServer((c) => c.socket.write("HTTP/1.1 200 Fine Thanks\r\nContent-Length: 5\r\nETag: \"e1\"\r\nX-Amz-Meta-A:  x  \r\nx-dup: 1\r\nx-dup: 2\r\n\r\nhello"));
+    const p = pool(srv.port);
+    const res = await p.request("GET", "/b/k", {}, T);
+    expect(res.status).toBe(200);
+    expect(res.statusText).toBe("Fine Thanks");
+    expect(res.headers.get("etag")).toBe('"e1"');
+    expect(res.headers.get("x-amz-meta-a")).toBe("x");
+    expect(res.headers.get("x-dup")).toBe("1, 2");
+    expect(res.headers.get("content-length")).toBe("5");
+    expect(await res.text()).toBe("hello");
+    expect(srv.conns[0].requests[0]).toStartWith("GET /b/k HTTP/1.1\r\nhost: 127.0.0.1:");
+  });
+
+  test("the request is sent as one well-formed head with the caller's headers", async () => {
+    const srv = rawServer((c) => c.socket.write(ok("")));
+    const p = pool(srv.port);
+    await p.request("GET", "/b/k%20x?versionId=1", { range: "bytes=0-4", "x-amz-date": "20260101T000000Z" }, T);
+    expect(srv.conns[0].requests[0]).toBe(`GET /b/k%20x?versionId=1 HTTP/1.1\r\nhost: 127.0.0.1:${srv.port}\r\nrange: bytes=0-4\r\nx-amz-date: 20260101T000000Z\r\n\r\n`);
+  });
+
+  test("a head split byte by byte is parsed, and so is a byte-split body", async () => {
+    const wire = "HTTP/1.1 206 Partial Content\r\ncontent-range: bytes 0-9/100\r\ncontent-length: 10\r\n\r\n0123456789";
+    const srv = rawServer((c) => void writePaced(c.socket, wire.split("")));
+    const p = pool(srv.port);
+    const res = await p.request("GET", "/x", {}, T);
+    expect(res.status).toBe(206);
+    expect(res.headers.get("content-range")).toBe("bytes 0-9/100");
+    expect(await res.text()).toBe("0123456789");
+    expect(p.idleCount).toBe(1);
+  });
+
+  test("head and body in one packet", async () => {
+    const srv = rawServer((c) => c.socket.write(ok("abc", "content-type: text/plain\r\n")));
+    const p = pool(srv.port);
+    const res = await p.request("GET", "/x", {}, T);
+    expect(res.headers.get("content-type")).toBe("text/plain");
+    expect(await res.text()).toBe("abc");
+  });
+
+  test("two sequential requests reuse the same socket", async () => {
+    const srv = rawServer((c) => c.socket.write(ok(`r${c.requests.length}`)));
+    const p = pool(srv.port);
+    expect(await (await p.request("GET", "/1", {}, T)).text()).toBe("r1");
+    expect(p.idleCount).toBe(1);
+    expect(await (await p.request("GET", "/2", {}, T)).text()).toBe("r2");
+    expect(srv.conns.length).toBe(1);
+    expect(srv.conns[0].requests.length).toBe(2);
+    expect(p.idleCount).toBe(1);
+  });
+
+  test("bytes beyond the body (pipelined leftovers) mean the socket is not reused", async () => {
+    const srv = rawServer((c) => c.socket.write(ok("one") + ok("two")));
+    const p = pool(srv.port);
+    expect(await (await p.request("GET", "/1", {}, T)).text()).toBe("one");
+    expect(p.idleCount).toBe(0);
+    expect(await (await p.request("GET", "/2", {}, T)).text()).toBe("one");
+    expect(srv.conns.length).toBe(2);
+    await waitFor(() => srv.openCount() === 0, { message: "server to see both connections closed" });
+  });
+
+  test("connection: close means the socket is not reused", async () => {
+    const srv = rawServer((c) => c.socket.write(ok("x", "Connection: close\r\n")));
+    const p = pool(srv.port);
+    await (await p.request("GET", "/1", {}, T)).text();
+    expect(p.idleCount).toBe(0);
+    await (await p.request("GET", "/2", {}, T)).text();
+    expect(srv.conns.length).toBe(2);
+  });
+
+  test("HTTP/1.0 responses are reused only with connection: keep-alive", async () => {
+    const srv = rawServer((c) => c.socket.write(c.id === 0 ? "HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\na" : "HTTP/1.0 200 OK\r\ncontent-length: 1\r\nconnection: Keep-Alive\r\n\r\nb"));
+    const p = pool(srv.port);
+    expect(await (await p.request("GET", "/1", {}, T)).text()).toBe("a");
+    expect(p.idleCount).toBe(0);
+    expect(await (await p.request("GET", "/2", {}, T)).text()).toBe("b");
+    expect(p.idleCount).toBe(1);
+  });
+
+  test("chunked body with extensions and trailers, split at awkward boundaries", async () => {
+    const wire =
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" +
+      "5;name=value;other\r\nhello\r\n" +
+      "1\r\n \r\n" +
+      "A \t;ext\r\n0123456789\r\n" +
+      "0;last\r\nx-checksum: abc\r\nx-more: y\r\n\r\n";
+    const bodies: string[] = [];
+    const srv = rawServer((c) => {
+      const n = c.requests.length;
+      if (n === 1) c.socket.write(wire);
+      else {
+        // split into pieces of 1..7 bytes, deterministic
+        const pieces: string[] = [];
+        for (let i = 0, k = n; i < wire.length; k++) {
+          const len = 1 + ((k * 5) % 7);
+          pieces.push(wire.slice(i, i + len));
+          i += len;
+        }
+        void writePaced(c.socket, pieces);
+      }
+    });
+    const p = pool(srv.port);
+    for (let i = 0; i < 3; i++) {
+      const res = await p.request("GET", "/c", {}, T);
+      expect(res.headers.get("transfer-encoding")).toBe("chunked");
+      bodies.push(await res.text());
+    }
+    expect(bodies).toEqual(["hello 0123456789", "hello 0123456789", "hello 0123456789"]);
+    expect(srv.conns.length).toBe(1);
+    expect(p.idleCount).toBe(1);
+  });
+
+  test("chunked with Content-Length too: decoded as chunked, socket not reused", async () => {
+    const srv = rawServer((c) => c.socket.write("HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"));
+    const p = pool(srv.port);
+    expect(await (await p.request("GET", "/c", {}, T)).text()).toBe("abc");
+    expect(p.idleCount).toBe(0);
+  });
+
+  test("malformed chunk size is a protocol error", async () => {
+    const srv = rawServer((c) => c.socket.write("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n"));
+    const p = pool(srv.port);
+    const res = await p.request("GET", "/c", {}, T);
+    expect(await rejection(res.text())).toBeInstanceOf(UpstreamProtocolError);
+  });
+
+  test("close-delimited body is read until the server closes", async () => {
+    const srv = rawServer((c) => {
+      c.socket.write("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nsome ");
+      void writePaced(c.socket, ["body ", "until close"]).then(() => c.socket.end());
+    });
+    const p = pool(srv.port);
+    const res = await p.request("GET", "/x", {}, T);
+    expect(await res.text()).toBe("some body until close");
+    expect(p.idleCount).toBe(0);
+  });
+
+  test("HEAD with Content-Length has no body and the socket is reused", async () => {
+    const srv = rawServer((c, head) =>
+      c.socket.write(head.startsWith("HEAD") ? "HTTP/1.1 200 OK\r\ncontent-length: 12345\r\netag: \"h\"\r\n\r\n" : ok("after")),
+    );
+    const p = pool(srv.port);
+    const res = await p.request("HEAD", "/x", {}, T);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-length")).toBe("12345");
+    expect(res.body).toBeNull();
+    expect(p.idleCount).toBe(1);
+    expect(await (await p.request("GET", "/x", {}, T)).text()).toBe("after");
+    expect(srv.conns.length).toBe(1);
+    expect(srv.conns[0].requests[0]).toStartWith("HEAD /x HTTP/1.1\r\n");
+  });
+
+  test("204 and 304 have no body and the socket is reused", async () => {
+    const srv = rawServer((c) =>
+      c.socket.write(c.requests.length === 1 ? "HTTP/1.1 204 No Content\r\n\r\n" : "HTTP/1.1 304 Not Modified\r\netag: \"x\"\r\ncontent-length: 99\r\n\r\n"),
+    );
+    const p = pool(srv.port);
+    const a = await p.request("GET", "/x", {}, T);
+    expect(a.status).toBe(204);
+    expect(a.body).toBeNull();
+    const b = await p.request("GET", "/x", { "if-none-match": '"x"' }, T);
+    expect(b.status).toBe(304);
+    expect(b.body).toBeNull();
+    expect(srv.conns.length).toBe(1);
+    expect(p.idleCount).toBe(1);
+  });
+
+  test("1xx interim responses are skipped (100 Continue, 103 Early Hints)", async () => {
+    const srv = rawServer((c) => {
+      if (c.requests.length === 1) c.socket.write("HTTP/1.1 100 Continue\r\n\r\n" + ok("final"));
+      else void writePaced(c.socket, ["HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r", "\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 20", "0 OK\r\ncontent-length: 2\r\n\r\nok"]);
+    });
+    const p = pool(srv.port);
+    const a = await p.request("GET", "/x", {}, T);
+    expect(a.status).toBe(200);
+    expect(await a.text()).toBe("final");
+    const b = await p.request("GET", "/x", {}, T);
+    expect(b.status).toBe(200);
+    expect(b.headers.get("link")).toBeNull();
+    expect(await b.text()).toBe("ok");
+  });
+
+  test("101 Switching Protocols is a protocol error", async () => {
+    const srv = rawServer((c) => c.socket.write("HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\n\r\n"));
+    const p = pool(srv.port);
+    expect(await rejection(p.request("GET", "/x", {}, T))).toBeInstanceOf(UpstreamProtocolError);
+  });
+
+  test("Content-Length above bufferBodyUpTo is streamed and read fully (5 MiB from Bun.serve)", async () => {
+    const data = Buffer.alloc(5 * 1024 * 1024);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 31 + (i >>> 10)) & 255;
+    const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response(data, { headers: { "content-type": "application/octet-stream" } }) });
+    onCleanup(() => server.stop(true));
+    const p = pool(server.port!, { bufferBodyUpTo: 64 * 1024 });
+    for (let i = 0; i < 2; i++) {
+      const res = await p.request("GET", "/big", {}, T);
+      expect(res.headers.get("content-length")).toBe(String(data.length));
+      expect(res.body).toBeInstanceOf(ReadableStream);
+      const got = Buffer.from(await res.arrayBuffer());
+      expect(got.length).toBe(data.length);
+      expect(got.equals(data)).toBe(true);
+    }
+    expect(p.idleCount).toBe(1);
+  });
+
+  test("realistic Bun.serve origin: small buffered bodies, 404, HEAD, many concurrent requests", async () => {
+    const server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch: (r) => {
+        const u = new URL(r.url);
+        if (u.pathname === "/missing") return new Response("<Error><Code>NoSuchKey</Code></Error>", { status: 404, headers: { "content-type": "application/xml" } });
+        return new Response(`path=${u.pathname} host=${r.headers.get("host")}`, { headers: { etag: '"e"' } });
+      },
+    });
+    onCleanup(() => server.stop(true));
+    const p = pool(server.port!, { hostHeader: "bucket.example:9000" });
+    const results = await Promise.all(Array.from({ length: 50 }, (_, i) => p.request("GET", `/k${i}`, {}, T).then((r) => r.text())));
+    results.forEach((t, i) => expect(t).toBe(`path=/k${i} host=bucket.example:9000`));
+    const nf = await p.request("GET", "/missing", {}, T);
+    expect(nf.status).toBe(404);
+    expect(nf.statusText).toBe("Not Found");
+    expect(await nf.text()).toContain("NoSuchKey");
+    const h = await p.request("HEAD", "/k", {}, T);
+    expect(h.status).toBe(200);
+    expect(h.headers.get("etag")).toBe('"e"');
+    expect(p.idleCount).toBeGreaterThan(0);
+    expect(p.idleCount).toBeLessThanOrEqual(50);
+  });
+});
