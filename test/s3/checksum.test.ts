@@ -232,8 +232,8 @@ describe("verifyPayloadStream", () => {
         const { stream, finished } = verifyPayloadStream(pieces(BODY, 1000), exp);
         const r = await drain(stream);
         expect(r.error).toBeInstanceOf(PayloadError);
-        expect((r.error as PayloadError).code).toBe(code);
-        expect((r.error as PayloadError).reason).toBe(reason);
+        expect((r.error as PayloadError).code as string).toBe(code);
+        expect((r.error as PayloadError).reason as string).toBe(reason);
         expect(r.bytes).toBeLessThan(BODY.length); // the consumer never saw a complete body
         expect(r.bytes).toBeGreaterThan(0); // ...but was not held back wholesale either
         await expect(finished).rejects.toBe(r.error);

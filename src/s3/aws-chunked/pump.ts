@@ -44,6 +44,7 @@ export function pipeStage(source: ReadableStream<Uint8Array>, stage: Stage, hold
   let released = 0;
   let held: Uint8Array | undefined;
   let over = false;
+  let deferred: unknown;
 
   const fail = (err: unknown): void => {
     over = true;
@@ -87,20 +88,23 @@ export function pipeStage(source: ReadableStream<Uint8Array>, stage: Stage, hold
   const stream = new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
+        if (deferred !== undefined) throw deferred;
         if (over) return;
-        try {
-          for (;;) {
-            let r: Awaited<ReturnType<typeof reader.read>>;
-            try {
-              r = await reader.read();
-            } catch (err) {
-              throw err instanceof PayloadError ? err : truncatedError(err);
-            }
+        for (;;) {
+          let r: Awaited<ReturnType<typeof reader.read>>;
+          try {
+            r = await reader.read();
+          } catch (err) {
+            const e = err instanceof PayloadError ? err : truncatedError(err);
+            fail(e);
+            throw e; // errors the output stream
+          }
+          try {
             if (r.done) {
               stage.end(out);
               if (held) controller.enqueue(held);
               held = undefined;
-              for (const p of out) controller.enqueue(p);
+              for (const p of out) if (p.length > 0) controller.enqueue(p);
               out.length = 0;
               over = true;
               controller.close();
@@ -108,11 +112,17 @@ export function pipeStage(source: ReadableStream<Uint8Array>, stage: Stage, hold
               return;
             }
             if (r.value.length > 0) stage.feed(r.value, out);
-            if (out.length > 0 && release(controller)) return;
+          } catch (err) {
+            // What the stage pushed before it failed was verified (e.g. chunk 1 when chunk 2's
+            // signature is wrong): hand it over and error on the next pull, since erroring now
+            // would discard the queue.
+            const sent = out.length > 0 && release(controller);
+            fail(err);
+            if (!sent) throw err;
+            deferred = err;
+            return;
           }
-        } catch (err) {
-          fail(err);
-          throw err; // errors the output stream
+          if (out.length > 0 && release(controller)) return;
         }
       },
       cancel(reason) {
