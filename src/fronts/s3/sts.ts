@@ -137,8 +137,9 @@ export function verifySessionToken(
   const payload = rest.slice(0, dot);
   const tag = rest.slice(dot + 1);
   if (!/^[A-Za-z0-9_-]+$/.test(payload) || !/^[A-Za-z0-9_-]{43}$/.test(tag)) return invalidToken();
-  const expected = Buffer.from(hmac(sessionKey, "token", payload));
-  if (!timingSafeEqual(expected, Buffer.from(tag, "base64url"))) return invalidToken();
+  // compared as text: base64url's unused low bits would otherwise let two strings pass as one tag
+  const expected = Buffer.from(Buffer.from(hmac(sessionKey, "token", payload)).toString("base64url"));
+  if (!timingSafeEqual(expected, Buffer.from(tag))) return invalidToken();
 
   const derived = derive(sessionKey, payload);
   const a = Buffer.from(derived.accessKeyId);

@@ -1,0 +1,195 @@
+/**
+ * The STS wire format: parsing AssumeRoleWithWebIdentity, rendering its answer and STS errors, and
+ * real clients reading them: the JS SDK's web-identity provider and `aws sts
+ * assume-role-with-web-identity --endpoint-url` (when aws-cli is installed).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { fromWebToken } from "@aws-sdk/credential-provider-web-identity";
+import {
+  assumedRoleArn,
+  parseAssumeRoleWithWebIdentity,
+  renderAssumeRoleWithWebIdentity,
+  renderStsError,
+  stsError,
+  stsErrorResponse,
+  stsResponse,
+} from "../../../src/fronts/s3/sts-api.ts";
+import { issueSession, verifySessionToken } from "../../../src/fronts/s3/sts.ts";
+import { child, childText, parseXml } from "../../../src/fronts/s3/xml-reader.ts";
+
+const ROLE = "arn:aws:iam::123456789012:role/app/reader";
+const form = (params: Record<string, string>) => new URLSearchParams(params).toString();
+const base = { Action: "AssumeRoleWithWebIdentity", Version: "2011-06-15", RoleArn: ROLE, RoleSessionName: "cli-session", WebIdentityToken: "eyJ.token.sig" };
+const parse = (params: Record<string, string>, maxSessionSeconds = 3600) => parseAssumeRoleWithWebIdentity(form(params), { maxSessionSeconds });
+
+describe("parseAssumeRoleWithWebIdentity", () => {
+  test("a complete request; DurationSeconds defaults to 3600 capped by the configured maximum", () => {
+    expect(parse(base)).toEqual({ kind: "ok", request: { roleArn: ROLE, roleSessionName: "cli-session", webIdentityToken: "eyJ.token.sig", durationSeconds: 3600 } });
+    expect(parse(base, 1800)).toMatchObject({ request: { durationSeconds: 1800 } });
+    expect(parse({ ...base, DurationSeconds: "900", ProviderId: "idp.example" })).toMatchObject({ request: { durationSeconds: 900, providerId: "idp.example" } });
+  });
+
+  test("form encoding: + is a space, %2B a plus", () => {
+    expect(parseAssumeRoleWithWebIdentity(form(base).replace("eyJ.token.sig", "a+b%2Bc"), { maxSessionSeconds: 3600 }))
+      .toMatchObject({ request: { webIdentityToken: "a b+c" } });
+  });
+
+  const cases: Array<[string, Record<string, string>, string]> = [
+    ["no Action", { ...base, Action: "" }, "InvalidAction"],
+    ["another action", { ...base, Action: "AssumeRole" }, "InvalidAction"],
+    ["another version", { ...base, Version: "2010-01-01" }, "InvalidAction"],
+    ["DurationSeconds below 900", { ...base, DurationSeconds: "899" }, "ValidationError"],
+    ["DurationSeconds above 43200", { ...base, DurationSeconds: "43201" }, "ValidationError"],
+    ["DurationSeconds above the configured maximum", { ...base, DurationSeconds: "3601" }, "ValidationError"],
+    ["DurationSeconds not a number", { ...base, DurationSeconds: "1h" }, "ValidationError"],
+    ["RoleArn too short", { ...base, RoleArn: "arn:x" }, "ValidationError"],
+    ["RoleSessionName with a space", { ...base, RoleSessionName: "a b" }, "ValidationError"],
+    ["RoleSessionName too short", { ...base, RoleSessionName: "a" }, "ValidationError"],
+    ["WebIdentityToken too short", { ...base, WebIdentityToken: "abc" }, "ValidationError"],
+    ["a session policy", { ...base, Policy: "{}" }, "InvalidParameterValue"],
+    ["a managed session policy", { ...base, "PolicyArns.member.1.arn": "arn:aws:iam::aws:policy/ReadOnlyAccess" }, "InvalidParameterValue"],
+  ];
+  for (const [name, params, code] of cases) {
+    test(`${name} → ${code}`, () => {
+      const r = parse(params);
+      expect(r.kind).toBe("error");
+      if (r.kind === "error") expect([r.error.code, r.error.status]).toEqual([code, code === "AccessDenied" ? 403 : 400]);
+    });
+  }
+
+  test("missing parameters → MissingAction / MissingParameter", () => {
+    const { Action: _a, ...noAction } = base;
+    expect(parse(noAction)).toMatchObject({ error: { code: "MissingAction", status: 400 } });
+    for (const name of ["Version", "RoleArn", "RoleSessionName", "WebIdentityToken"] as const) {
+      const { [name]: _, ...rest } = base;
+      expect(parse(rest)).toMatchObject({ error: { code: "MissingParameter", message: `The request must contain the parameter ${name}` } });
+    }
+  });
+
+  test("a repeated parameter or an oversized body is refused", () => {
+    expect(parseAssumeRoleWithWebIdentity(form(base) + "&RoleArn=" + encodeURIComponent(ROLE), { maxSessionSeconds: 3600 })).toMatchObject({ error: { code: "InvalidParameterValue" } });
+    expect(parseAssumeRoleWithWebIdentity(form({ ...base, WebIdentityToken: "x".repeat(70_000) }), { maxSessionSeconds: 3600 })).toMatchObject({ error: { code: "ValidationError" } });
+  });
+});
+
+describe("rendering", () => {
+  const answer = {
+    credentials: { accessKeyId: "ASIAEXAMPLE", secretAccessKey: "s/e+c=", sessionToken: "YGS1.p.t", expiration: Date.UTC(2024, 5, 1, 13) },
+    subject: "alice<&>",
+    roleArn: ROLE,
+    roleSessionName: "cli-session",
+    audience: "yatagarasu",
+    provider: "https://idp.example",
+    requestId: "req-1",
+  };
+
+  test("AssumeRoleWithWebIdentityResponse carries what the SDKs read, escaped", () => {
+    const doc = parseXml(renderAssumeRoleWithWebIdentity(answer));
+    expect(doc.name).toBe("AssumeRoleWithWebIdentityResponse");
+    expect(doc.attrs.xmlns).toBe("https://sts.amazonaws.com/doc/2011-06-15/");
+    const result = child(doc, "AssumeRoleWithWebIdentityResult")!;
+    const creds = child(result, "Credentials")!;
+    expect([childText(creds, "AccessKeyId"), childText(creds, "SecretAccessKey"), childText(creds, "SessionToken"), childText(creds, "Expiration")])
+      .toEqual(["ASIAEXAMPLE", "s/e+c=", "YGS1.p.t", "2024-06-01T13:00:00Z"]);
+    expect(childText(result, "SubjectFromWebIdentityToken")).toBe("alice<&>");
+    expect(childText(result, "Audience")).toBe("yatagarasu");
+    expect(childText(result, "Provider")).toBe("https://idp.example");
+    expect(childText(child(result, "AssumedRoleUser")!, "Arn")).toBe("arn:aws:sts::123456789012:assumed-role/reader/cli-session");
+    expect(childText(child(result, "AssumedRoleUser")!, "AssumedRoleId")).toMatch(/^AROA[0-9A-F]{17}:cli-session$/);
+    expect(childText(child(doc, "ResponseMetadata")!, "RequestId")).toBe("req-1");
+  });
+
+  test("assumed-role ARN: partition and account from the role ARN, a placeholder otherwise", () => {
+    expect(assumedRoleArn("arn:aws-cn:iam::210987654321:role/r", "s")).toBe("arn:aws-cn:sts::210987654321:assumed-role/r/s");
+    expect(assumedRoleArn("anything-at-all-but-an-arn", "s")).toBe("arn:aws:sts::000000000000:assumed-role/web-identity/s");
+  });
+
+  test("STS error body: ErrorResponse/Error/Type,Code,Message + RequestId", async () => {
+    const doc = parseXml(renderStsError(stsError("InvalidIdentityToken", "bad <token>"), "req-2"));
+    const e = child(doc, "Error")!;
+    expect([doc.name, childText(e, "Type"), childText(e, "Code"), childText(e, "Message"), childText(doc, "RequestId")])
+      .toEqual(["ErrorResponse", "Sender", "InvalidIdentityToken", "bad <token>", "req-2"]);
+    const res = stsErrorResponse(stsError("IDPRejectedClaim", "no"), "r");
+    expect([res.status, res.headers.get("content-type"), res.headers.get("x-amzn-requestid")]).toEqual([403, "text/xml", "r"]);
+    expect(stsErrorResponse(stsError("InternalFailure", "x"), "r").status).toBe(500);
+  });
+});
+
+// ------------------------------------------------------------------ real clients
+
+const SESSION_KEY = "0123456789abcdef0123456789abcdef-sts";
+const GOOD_TOKEN = "header.good-web-identity.sig";
+let server: ReturnType<typeof Bun.serve>;
+let endpoint: string;
+const seen: Array<{ method: string; contentType: string | null }> = [];
+
+beforeAll(() => {
+  // A stand-in STS endpoint made of the pure functions; the token check is a fixed string here.
+  server = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    async fetch(req) {
+      seen.push({ method: req.method, contentType: req.headers.get("content-type") });
+      const parsed = parseAssumeRoleWithWebIdentity(await req.text(), { maxSessionSeconds: 7200 });
+      if (parsed.kind === "error") return stsErrorResponse(parsed.error, "rid-err");
+      if (parsed.request.webIdentityToken !== GOOD_TOKEN) return stsErrorResponse(stsError("InvalidIdentityToken", "The web identity token is not valid."), "rid-bad");
+      const now = Date.now();
+      const session = issueSession({ sessionKey: SESSION_KEY, subject: "alice", claims: { team: "a" }, expiresAt: now + parsed.request.durationSeconds * 1000, now });
+      if (session.kind === "error") return stsErrorResponse(stsError("InvalidIdentityToken", session.message), "rid-big");
+      return stsResponse({
+        credentials: session, subject: "alice", roleArn: parsed.request.roleArn, roleSessionName: parsed.request.roleSessionName,
+        audience: "yatagarasu", provider: "https://idp.example", requestId: "rid-ok",
+      });
+    },
+  });
+  endpoint = `http://127.0.0.1:${server.port}`;
+});
+afterAll(() => server.stop(true));
+
+describe("the JS SDK's web-identity credential provider", () => {
+  test("gets credentials that verify as a session on any replica", async () => {
+    const provider = fromWebToken({ roleArn: ROLE, webIdentityToken: GOOD_TOKEN, roleSessionName: "sdk", durationSeconds: 1800, clientConfig: { endpoint, region: "us-east-1" } });
+    const creds = await provider();
+    expect(creds.accessKeyId).toMatch(/^ASIA/);
+    expect(creds.expiration!.getTime()).toBeGreaterThan(Date.now() + 1700_000);
+    expect(creds.accountId).toBe("123456789012");
+    const p = verifySessionToken(SESSION_KEY, creds.accessKeyId, creds.sessionToken!, Date.now());
+    expect(p).toMatchObject({ subject: "alice", claims: { team: "a" }, secretAccessKey: creds.secretAccessKey });
+    expect(seen.at(-1)).toEqual({ method: "POST", contentType: expect.stringContaining("application/x-www-form-urlencoded") });
+  });
+
+  test("an STS error surfaces with its code", async () => {
+    const provider = fromWebToken({ roleArn: ROLE, webIdentityToken: "header.bad.sig", clientConfig: { endpoint, region: "us-east-1", maxAttempts: 1 } });
+    await expect(provider()).rejects.toMatchObject({ name: "InvalidIdentityTokenException", $metadata: { httpStatusCode: 400 } }); // the modeled error for code InvalidIdentityToken
+  });
+});
+
+const aws = Bun.which("aws");
+describe.skipIf(!aws)("aws sts assume-role-with-web-identity --endpoint-url", () => {
+  const run = async (token: string) => {
+    const proc = Bun.spawn([aws!, "sts", "assume-role-with-web-identity", "--endpoint-url", endpoint, "--region", "us-east-1", "--output", "json",
+      "--role-arn", ROLE, "--role-session-name", "cli", "--web-identity-token", token, "--duration-seconds", "900"], {
+      env: { PATH: process.env.PATH!, HOME: process.env.HOME!, AWS_CONFIG_FILE: "/dev/null", AWS_SHARED_CREDENTIALS_FILE: "/dev/null", AWS_MAX_ATTEMPTS: "1" },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+    return { out, err, code };
+  };
+
+  test("prints the credentials", async () => {
+    const { out, err, code } = await run(GOOD_TOKEN);
+    expect({ code, err }).toEqual({ code: 0, err: "" });
+    const json = JSON.parse(out);
+    expect(json.Credentials.AccessKeyId).toMatch(/^ASIA/);
+    expect(json.SubjectFromWebIdentityToken).toBe("alice");
+    expect(json.AssumedRoleUser.Arn).toBe("arn:aws:sts::123456789012:assumed-role/reader/cli");
+    expect(verifySessionToken(SESSION_KEY, json.Credentials.AccessKeyId, json.Credentials.SessionToken, Date.now())).toHaveProperty("subject", "alice");
+  }, 30_000);
+
+  test("reports an STS error code", async () => {
+    const { err, code } = await run("header.bad.sig");
+    expect(code).not.toBe(0);
+    expect(err).toContain("InvalidIdentityToken");
+  }, 30_000);
+});

@@ -1,0 +1,140 @@
+/** Stateless STS sessions: issue, verify on any replica, expire, refuse anything forged. */
+import { describe, expect, test } from "bun:test";
+import { issueSession, MAX_CLAIMS_BYTES, verifySessionToken, type SessionCredentials } from "../../../src/fronts/s3/sts.ts";
+import { verifySigV4 } from "../../../src/fronts/s3/verify.ts";
+import { smithySigned } from "./helpers.ts";
+
+const KEY = "k".repeat(32) + "-session-key";
+const NOW = Date.UTC(2024, 5, 1, 12);
+const issue = (over: Partial<Parameters<typeof issueSession>[0]> = {}): SessionCredentials => {
+  const r = issueSession({ sessionKey: KEY, subject: "alice", claims: { team: "a", groups: ["x", "y"], exp: 1, iat: 2, nbf: 3 }, expiresAt: NOW + 3600_000, now: NOW, ...over });
+  if (r.kind !== "ok") throw new Error(r.message);
+  return r;
+};
+
+describe("issueSession", () => {
+  test("AWS-shaped credentials: ASIA + 16 base32 chars, a 40-char secret, an expiry", () => {
+    const c = issue();
+    expect(c.accessKeyId).toMatch(/^ASIA[A-Z2-7]{16}$/);
+    expect(c.secretAccessKey).toMatch(/^[A-Za-z0-9+/]{40}$/);
+    expect(c.sessionToken).toStartWith("YGS1.");
+    expect(c.expiration).toBe(NOW + 3600_000);
+  });
+
+  test("each session is distinct (random id), even for the same subject and time", () => {
+    const a = issue();
+    const b = issue();
+    expect(a.accessKeyId).not.toBe(b.accessKeyId);
+    expect(a.secretAccessKey).not.toBe(b.secretAccessKey);
+  });
+
+  test("the token does not contain the secret, and stays under 4 KiB with the largest allowed claims", () => {
+    const c = issue();
+    expect(c.sessionToken).not.toContain(c.secretAccessKey);
+    expect(Buffer.from(c.sessionToken.split(".")[1], "base64url").toString()).not.toContain(c.secretAccessKey);
+    const big = issue({ subject: "s".repeat(256), claims: { blob: "x".repeat(MAX_CLAIMS_BYTES - 12) } });
+    expect(big.sessionToken.length).toBeLessThan(4096);
+  });
+
+  test("claims above the cap, a long subject or an already-past expiry are refused, not trimmed", () => {
+    const r = issueSession({ sessionKey: KEY, subject: "a", claims: { blob: "x".repeat(MAX_CLAIMS_BYTES) }, expiresAt: NOW + 1000, now: NOW });
+    expect(r).toMatchObject({ kind: "error" });
+    expect(issueSession({ sessionKey: KEY, subject: "é".repeat(129), claims: {}, expiresAt: NOW + 1000, now: NOW })).toMatchObject({ kind: "error" });
+    expect(issueSession({ sessionKey: KEY, subject: "a", claims: {}, expiresAt: NOW, now: NOW })).toMatchObject({ kind: "error" });
+  });
+
+  test("a session key shorter than 32 bytes is a configuration error", () => {
+    expect(() => issueSession({ sessionKey: "short", subject: "a", claims: {}, expiresAt: NOW + 1000, now: NOW })).toThrow(RangeError);
+    expect(() => verifySessionToken("short", "ASIA", "YGS1.a.b", NOW)).toThrow(RangeError);
+  });
+});
+
+describe("verifySessionToken", () => {
+  test("any replica with the key re-derives the same principal; exp/iat/nbf are replaced by the session's", () => {
+    const c = issue();
+    const p = verifySessionToken(KEY, c.accessKeyId, c.sessionToken, NOW + 1000);
+    expect(p).toMatchObject({
+      accessKeyId: c.accessKeyId,
+      secretAccessKey: c.secretAccessKey,
+      subject: "alice",
+      claims: { team: "a", groups: ["x", "y"] },
+      issuedAt: NOW,
+      expiresAt: NOW + 3600_000,
+    });
+    expect(Object.keys((p as { claims: object }).claims).sort()).toEqual(["groups", "team"]);
+  });
+
+  test("a claim named __proto__ survives as data and pollutes nothing", () => {
+    const claims = JSON.parse('{"__proto__": {"admin": true}, "team": "a"}');
+    const c = issue({ claims });
+    const p = verifySessionToken(KEY, c.accessKeyId, c.sessionToken, NOW) as { claims: Record<string, unknown> };
+    expect(Object.hasOwn(p.claims, "__proto__")).toBe(true);
+    expect((p.claims as { admin?: unknown }).admin).toBeUndefined();
+  });
+
+  test("expired → 400 ExpiredToken (the SDKs refresh on it)", () => {
+    const c = issue();
+    expect(verifySessionToken(KEY, c.accessKeyId, c.sessionToken, NOW + 3599_999)).toHaveProperty("subject", "alice");
+    expect(verifySessionToken(KEY, c.accessKeyId, c.sessionToken, NOW + 3600_000)).toMatchObject({ code: "ExpiredToken", status: 400 });
+  });
+
+  test("another session key (a rotation) → 400 InvalidToken", () => {
+    const c = issue();
+    expect(verifySessionToken("z".repeat(40), c.accessKeyId, c.sessionToken, NOW)).toMatchObject({ code: "InvalidToken", status: 400 });
+  });
+
+  test("a token with its payload edited (longer expiry, other subject) → InvalidToken", () => {
+    const c = issue();
+    const [prefix, payload, tag] = c.sessionToken.split(".");
+    const body = JSON.parse(Buffer.from(payload, "base64url").toString());
+    for (const edit of [{ exp: body.exp + 86400 }, { sub: "root" }, { claims: { team: "admin" } }]) {
+      const forged = Buffer.from(JSON.stringify({ ...body, ...edit })).toString("base64url");
+      expect(verifySessionToken(KEY, c.accessKeyId, `${prefix}.${forged}.${tag}`, NOW)).toMatchObject({ code: "InvalidToken" });
+    }
+  });
+
+  test("a tag that only differs in base64url's unused bits is not the tag", () => {
+    const c = issue();
+    const last = c.sessionToken.at(-1)!;
+    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const twin = alphabet[alphabet.indexOf(last) ^ 1]; // same first 4 bits, other padding bits
+    expect(Buffer.from(c.sessionToken.slice(-43, -1) + twin, "base64url")).toEqual(Buffer.from(c.sessionToken.slice(-43), "base64url"));
+    expect(verifySessionToken(KEY, c.accessKeyId, c.sessionToken.slice(0, -1) + twin, NOW)).toMatchObject({ code: "InvalidToken" });
+  });
+
+  test("garbage tokens → InvalidToken without throwing", () => {
+    const c = issue();
+    for (const t of ["", "YGS1.", "YGS1..", "nope", c.sessionToken + "x", c.sessionToken.slice(0, -1), "YGS1.!!!." + "a".repeat(43), "YGS1.a." + "a".repeat(43), "YGS1." + "a".repeat(5000)]) {
+      expect(verifySessionToken(KEY, c.accessKeyId, t, NOW)).toMatchObject({ code: "InvalidToken", status: 400 });
+    }
+  });
+
+  test("the access key of another session → 403 InvalidAccessKeyId", () => {
+    const a = issue();
+    const b = issue();
+    expect(verifySessionToken(KEY, b.accessKeyId, a.sessionToken, NOW)).toMatchObject({ code: "InvalidAccessKeyId", status: 403 });
+    expect(verifySessionToken(KEY, "AKIASTATIC", a.sessionToken, NOW)).toMatchObject({ code: "InvalidAccessKeyId" });
+  });
+});
+
+describe("session credentials through verifySigV4", () => {
+  const lookup = (akid: string, ctx: { sessionToken: string | undefined; now: number }) =>
+    ctx.sessionToken === undefined ? undefined : verifySessionToken(KEY, akid, ctx.sessionToken, ctx.now);
+
+  test("a request signed with session credentials verifies, and carries the token's claims", async () => {
+    const c = issue();
+    const when = new Date(NOW + 60_000);
+    const req = await smithySigned({ path: "/bucket/key", creds: c, date: when });
+    const r = verifySigV4(req, lookup, { region: "us-east-1", now: when.getTime(), maxSkewSeconds: 900 });
+    expect(r).toMatchObject({ kind: "ok", accessKeyId: c.accessKeyId, principal: { subject: "alice", claims: { team: "a" } } });
+  });
+
+  test("the same request after expiry → ExpiredToken; without its token → InvalidAccessKeyId", async () => {
+    const c = issue({ expiresAt: NOW + 120_000 });
+    const when = new Date(NOW + 119_000);
+    const req = await smithySigned({ path: "/bucket/key", creds: c, date: when });
+    expect(verifySigV4(req, lookup, { region: "us-east-1", now: NOW + 121_000, maxSkewSeconds: 900 })).toMatchObject({ kind: "error", code: "ExpiredToken" });
+    const unsignedToken = await smithySigned({ path: "/bucket/key", creds: { accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey }, date: when });
+    expect(verifySigV4(unsignedToken, lookup, { region: "us-east-1", now: when.getTime(), maxSkewSeconds: 900 })).toMatchObject({ kind: "error", code: "InvalidAccessKeyId" });
+  });
+});

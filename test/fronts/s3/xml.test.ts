@@ -1,0 +1,199 @@
+/** S3 XML output (escaping, ListBuckets, GetBucketLocation, errors) and the small XML reader. */
+import { describe, expect, test } from "bun:test";
+import { ProxyError } from "../../../src/errors.ts";
+import { escapeXml, renderListBuckets, renderLocationConstraint } from "../../../src/fronts/s3/xml.ts";
+import { fromProxyError, renderS3ErrorXml, s3Error, s3ErrorResponse, S3_ERRORS } from "../../../src/fronts/s3/errors.ts";
+import { child, childrenNamed, childText, parseXml, XmlError } from "../../../src/fronts/s3/xml-reader.ts";
+
+describe("escapeXml", () => {
+  test("the five special characters", () => {
+    expect(escapeXml(`<a href="x">Tom & 'Jerry'</a>`)).toBe("&lt;a href=&quot;x&quot;&gt;Tom &amp; &apos;Jerry&apos;&lt;/a&gt;");
+  });
+  test("plain text, unicode and emoji pass untouched", () => {
+    for (const s of ["", "plain key.txt", "日本語 ファイル", "emoji 😀🎉", "~!@#$%^*()_+-=[]{}|;:,./?"]) expect(escapeXml(s)).toBe(s);
+  });
+  test("TAB/LF/CR become references; characters XML cannot carry become U+FFFD", () => {
+    expect(escapeXml("a\tb\nc\rd")).toBe("a&#9;b&#10;c&#13;d");
+    expect(escapeXml("a\x00b\x1bc\x7fd")).toBe("a\ufffdb\ufffdc\x7fd");
+    expect(escapeXml("lone \ud800 high, lone \udc00 low, pair \ud83d\ude00")).toBe("lone \ufffd high, lone \ufffd low, pair 😀");
+    expect(escapeXml("\ufffe\uffff")).toBe("\ufffd\ufffd");
+  });
+  test("whatever a key holds, the escaped text reads back to it (TAB/LF/CR/&/< and emoji)", () => {
+    const key = "a&b<c>d\"e'f\tg\nh\r😀";
+    expect(parseXml(`<Key>${escapeXml(key)}</Key>`).text).toBe(key);
+  });
+});
+
+describe("ListBuckets and GetBucketLocation", () => {
+  test("ListAllMyBucketsResult with owner, escaped names, ISO dates", () => {
+    const xml = renderListBuckets(
+      [{ name: "products", creationDate: Date.UTC(2024, 0, 2, 3, 4, 5) }, { name: "a&b", creationDate: 0, region: "eu-west-1" }],
+      { owner: { id: "app1", displayName: "App <1>" } },
+    );
+    expect(xml).toBe(
+      '<?xml version="1.0" encoding="UTF-8"?>\n<ListAllMyBucketsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">' +
+        "<Owner><ID>app1</ID><DisplayName>App &lt;1&gt;</DisplayName></Owner><Buckets>" +
+        "<Bucket><Name>products</Name><CreationDate>2024-01-02T03:04:05.000Z</CreationDate></Bucket>" +
+        "<Bucket><Name>a&amp;b</Name><CreationDate>1970-01-01T00:00:00.000Z</CreationDate><BucketRegion>eu-west-1</BucketRegion></Bucket>" +
+        "</Buckets></ListAllMyBucketsResult>",
+    );
+    const doc = parseXml(xml);
+    expect(childrenNamed(child(doc, "Buckets")!, "Bucket").map((b) => childText(b, "Name"))).toEqual(["products", "a&b"]);
+  });
+
+  test("no buckets, prefix and continuation token", () => {
+    const doc = parseXml(renderListBuckets([], { prefix: "p", continuationToken: "t" }));
+    expect(child(doc, "Buckets")!.children).toEqual([]);
+    expect(childText(doc, "Prefix")).toBe("p");
+    expect(childText(doc, "ContinuationToken")).toBe("t");
+    expect(child(doc, "Owner")).toBeUndefined();
+  });
+
+  test("LocationConstraint is empty for us-east-1 and the region otherwise", () => {
+    expect(renderLocationConstraint("us-east-1")).toBe('<?xml version="1.0" encoding="UTF-8"?>\n<LocationConstraint xmlns="http://s3.amazonaws.com/doc/2006-03-01/"/>');
+    expect(parseXml(renderLocationConstraint("us-east-1")).text).toBe("");
+    expect(parseXml(renderLocationConstraint("eu-west-1")).text).toBe("eu-west-1");
+  });
+});
+
+describe("S3 errors", () => {
+  test("the catalogue has S3's statuses", () => {
+    const expected: Record<string, number> = {
+      AccessDenied: 403, InvalidAccessKeyId: 403, SignatureDoesNotMatch: 403, RequestTimeTooSkewed: 403, ExpiredToken: 400,
+      InvalidToken: 400, NoSuchBucket: 404, NoSuchKey: 404, NotImplemented: 501, MethodNotAllowed: 405, InvalidArgument: 400,
+      InvalidRequest: 400, AuthorizationHeaderMalformed: 400, AuthorizationQueryParametersError: 400, MissingSecurityHeader: 400,
+      InvalidRange: 416, PreconditionFailed: 412, SlowDown: 503, ServiceUnavailable: 503, InternalError: 500, EntityTooLarge: 400,
+      EntityTooSmall: 400, InvalidPart: 400, InvalidPartOrder: 400, NoSuchUpload: 404, MissingContentLength: 411, IncompleteBody: 400,
+      BadDigest: 400, InvalidDigest: 400, XAmzContentSHA256Mismatch: 400, MalformedXML: 400, KeyTooLongError: 400, InvalidURI: 400,
+    };
+    for (const [code, status] of Object.entries(expected)) expect([code, S3_ERRORS[code as keyof typeof S3_ERRORS]?.status]).toEqual([code, status]);
+  });
+
+  test("error XML: Code, Message, details, Resource, RequestId, all escaped", () => {
+    const xml = renderS3ErrorXml(s3Error("NoSuchKey", undefined, { Key: "a<b>&c" }), { resource: "/bucket/a<b>&c", requestId: "REQ1" });
+    expect(xml).toBe(
+      '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message>' +
+        "<Key>a&lt;b&gt;&amp;c</Key><Resource>/bucket/a&lt;b&gt;&amp;c</Resource><RequestId>REQ1</RequestId></Error>",
+    );
+    const doc = parseXml(xml);
+    expect([childText(doc, "Code"), childText(doc, "Key"), childText(doc, "Resource")]).toEqual(["NoSuchKey", "a<b>&c", "/bucket/a<b>&c"]);
+  });
+
+  test("the HTTP response: status, XML, request id header; no body for HEAD", async () => {
+    const e = s3Error("SlowDown", undefined, undefined, { "retry-after": "1" });
+    const res = s3ErrorResponse(e, { requestId: "R2", resource: "/b/k" });
+    expect(res.status).toBe(503);
+    expect(res.headers.get("content-type")).toBe("application/xml");
+    expect(res.headers.get("x-amz-request-id")).toBe("R2");
+    expect(res.headers.get("retry-after")).toBe("1");
+    expect(childText(parseXml(await res.text()), "Code")).toBe("SlowDown");
+    const head = s3ErrorResponse(e, { requestId: "R3", method: "HEAD" });
+    expect(head.status).toBe(503);
+    expect(await head.text()).toBe("");
+  });
+
+  test("shared-phase ProxyErrors map to S3 codes, keeping their headers", () => {
+    expect(fromProxyError(new ProxyError("TooManyRequests", { headers: { "retry-after": "3" } }))).toMatchObject({ code: "SlowDown", status: 503, headers: { "retry-after": "3" } });
+    expect(fromProxyError(new ProxyError("Forbidden"))).toMatchObject({ code: "AccessDenied", status: 403 });
+    expect(fromProxyError(new ProxyError("NoSuchKey"))).toMatchObject({ code: "NoSuchKey", status: 404 });
+    expect(fromProxyError(new ProxyError("RangeNotSatisfiable", { headers: { "content-range": "bytes */10" } }))).toMatchObject({ code: "InvalidRange", status: 416 });
+    expect(fromProxyError(new ProxyError("BadGateway"))).toMatchObject({ code: "InternalError", status: 500 });
+    expect(fromProxyError(new ProxyError("CircuitOpen"))).toMatchObject({ code: "ServiceUnavailable", status: 503 });
+    expect(fromProxyError({ code: "NotInTheMap" as never, headers: undefined })).toMatchObject({ code: "InternalError", status: 500 });
+  });
+});
+
+describe("parseXml", () => {
+  test("CompleteMultipartUpload as the SDK sends it", () => {
+    const doc = parseXml(
+      '<?xml version="1.0" encoding="UTF-8"?>\n<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">' +
+        '<Part><ETag>"a54357aff0632cce46d942af68356b38"</ETag><PartNumber>1</PartNumber><ChecksumCRC32>AAAAAA==</ChecksumCRC32></Part>' +
+        "<Part>\n  <ETag>&quot;0c78aef83f66abc1fa1e8477f296d394&quot;</ETag>\n  <PartNumber>2</PartNumber>\n</Part></CompleteMultipartUpload>",
+    );
+    expect(doc.name).toBe("CompleteMultipartUpload");
+    expect(doc.attrs.xmlns).toBe("http://s3.amazonaws.com/doc/2006-03-01/");
+    const parts = childrenNamed(doc, "Part").map((p) => [childText(p, "PartNumber"), childText(p, "ETag"), childText(p, "ChecksumCRC32")]);
+    expect(parts).toEqual([
+      ["1", '"a54357aff0632cce46d942af68356b38"', "AAAAAA=="],
+      ["2", '"0c78aef83f66abc1fa1e8477f296d394"', undefined],
+    ]);
+  });
+
+  test("Delete keeps keys exactly: spaces, a lone space, entities, numeric references, CDATA", () => {
+    const doc = parseXml(
+      "<Delete><Quiet>true</Quiet><Object><Key> </Key></Object><Object><Key>  lead and trail  </Key></Object>" +
+        "<Object><Key>a&amp;b&#10;c&#x1F600;</Key><VersionId>v1</VersionId></Object><Object><Key><![CDATA[<raw & text>]]></Key></Object>" +
+        "<Object><Key>0</Key></Object><Object><Key/></Object></Delete>",
+    );
+    expect(childText(doc, "Quiet")).toBe("true");
+    expect(childrenNamed(doc, "Object").map((o) => childText(o, "Key"))).toEqual([" ", "  lead and trail  ", "a&b\nc😀", "<raw & text>", "0", ""]);
+  });
+
+  test("prefixed names are reduced to local names; comments and a BOM are ignored", () => {
+    const doc = parseXml("\ufeff<!-- c --><s3:Delete xmlns:s3='urn:x'><s3:Object><s3:Key>k</s3:Key></s3:Object><!-- c2 --></s3:Delete>\n");
+    expect(childText(child(doc, "Object")!, "Key")).toBe("k");
+    expect(parseXml(new TextEncoder().encode("<a>é</a>")).text).toBe("é");
+  });
+
+  const bad: Array<[string, string]> = [
+    ["DOCTYPE", '<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x "y">]><d>&x;</d>'],
+    ["external entity (XXE)", '<!DOCTYPE d [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><d>&xxe;</d>'],
+    ["undeclared named entity", "<d>&nbsp;</d>"],
+    ["unterminated entity", "<d>a &amp b</d>"],
+    ["bare ampersand", "<d>a & b</d>"],
+    ["reference to NUL", "<d>&#0;</d>"],
+    ["raw control character", "<d>\x01</d>"],
+    ["processing instruction", "<d><?php echo 1 ?></d>"],
+    ["mismatched tags", "<a><b></a></b>"],
+    ["unclosed element", "<a><b></b>"],
+    ["two roots", "<a/><b/>"],
+    ["text outside the root", "<a/>junk"],
+    ["empty document", "  "],
+    ["attribute without quotes", "<a x=1/>"],
+    ["duplicate attribute", '<a x="1" x="2"/>'],
+    ["< in an attribute", '<a x="<"/>'],
+    ["bad name", "<1a/>"],
+    ["prefix mismatch on close", "<s3:a></a>"],
+    ["CDATA outside the root", "<![CDATA[x]]><a/>"],
+  ];
+  for (const [name, xml] of bad) {
+    test(`refuses ${name}`, () => {
+      expect(() => parseXml(xml)).toThrow(XmlError);
+    });
+  }
+
+  test("refuses invalid UTF-8", () => {
+    expect(() => parseXml(new Uint8Array([0x3c, 0x61, 0x3e, 0xff, 0x3c, 0x2f, 0x61, 0x3e]))).toThrow("UTF-8");
+  });
+
+  test("size, depth and element caps answer 'too-large' before the work is done", () => {
+    const catchErr = (f: () => unknown) => {
+      try {
+        f();
+      } catch (e) {
+        return e as XmlError;
+      }
+      throw new Error("did not throw");
+    };
+    expect(catchErr(() => parseXml("<a>" + "x".repeat(100) + "</a>", { maxBytes: 50 })).reason).toBe("too-large");
+    expect(catchErr(() => parseXml(new Uint8Array(51), { maxBytes: 50 })).reason).toBe("too-large");
+    expect(catchErr(() => parseXml("<a>" + "é".repeat(30) + "</a>", { maxBytes: 50 })).reason).toBe("too-large"); // bytes, not chars
+    expect(catchErr(() => parseXml("<a>".repeat(17) + "</a>".repeat(17))).reason).toBe("too-large");
+    expect(parseXml("<a>".repeat(16) + "</a>".repeat(16)).name).toBe("a");
+    expect(catchErr(() => parseXml("<r>" + "<k/>".repeat(10) + "</r>", { maxElements: 10 })).reason).toBe("too-large");
+    expect(childrenNamed(parseXml("<r>" + "<k/>".repeat(9) + "</r>", { maxElements: 10 }), "k").length).toBe(9);
+  });
+
+  test("a 1,000-key Delete and a 10,000-part Complete fit the default limits", () => {
+    const del = "<Delete>" + Array.from({ length: 1000 }, (_, i) => `<Object><Key>${"k".repeat(1000)}${i}</Key></Object>`).join("") + "</Delete>";
+    expect(childrenNamed(parseXml(del), "Object").length).toBe(1000);
+    const parts = Array.from({ length: 10000 }, (_, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>"${"0".repeat(32)}"</ETag><ChecksumCRC32>AAAAAA==</ChecksumCRC32></Part>`);
+    expect(childrenNamed(parseXml("<CompleteMultipartUpload>" + parts.join("") + "</CompleteMultipartUpload>"), "Part").length).toBe(10000);
+  });
+
+  test("attribute names like __proto__ stay plain data", () => {
+    const doc = parseXml('<a __proto__="x" constructor="y"/>');
+    expect(Object.keys(doc.attrs)).toEqual(["__proto__", "constructor"]);
+    expect(doc.attrs["__proto__"]).toBe("x");
+  });
+});
