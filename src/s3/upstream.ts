@@ -154,8 +154,11 @@ export class BucketUpstream {
 
 
   /**
-   * GET/HEAD an object. Returns S3's response for 200/206/304/412/416 (body unread);
-   * throws ProxyError for everything else. `forward` holds the client's Range/conditional headers.
+   * GET/HEAD an object. Resolves with S3's final response (after retries) for every HTTP status,
+   * body unread: the caller decides what a 404 means (the object phase maps it with
+   * errorFromResponse; the cache drops an entry deleted upstream). Throws ProxyError only when
+   * there was no HTTP answer (unreachable, timeout, breaker open). `forward` holds the client's
+   * Range/conditional headers.
    */
   async fetchObject(method: "GET" | "HEAD", key: string, forward: Record<string, string>, signal: AbortSignal, timing: UpstreamTiming): Promise<Response> {
     let admission: { release(success: boolean): void } | undefined;
