@@ -91,7 +91,7 @@ export class ChunkedDecoder implements Stage {
           this.line.set(piece.subarray(i, stop), this.lineLen);
           this.lineLen += stop - i;
           i = stop;
-          if (lf >= 0) this.onLine(out);
+          if (lf >= 0) this.onLine();
           break;
         }
         case State.Data: {
@@ -134,13 +134,13 @@ export class ChunkedDecoder implements Stage {
   }
 
   /** A complete line (ending in LF) is in this.line. */
-  private onLine(out: Uint8Array[]): void {
+  private onLine(): void {
     const len = this.lineLen;
     this.lineLen = 0;
     if (len < 2 || this.line[len - 2] !== CR) throw framingError("An aws-chunked line does not end in CRLF.");
     const text = Buffer.from(this.line.buffer, 0, len - 2).toString("latin1");
     if (this.state === State.SizeLine) this.onSizeLine(text);
-    else this.onTrailerLine(text, out);
+    else this.onTrailerLine(text);
   }
 
   private onSizeLine(text: string): void {
@@ -184,7 +184,7 @@ export class ChunkedDecoder implements Stage {
     this.prevSig = sig;
   }
 
-  private onTrailerLine(text: string, _out: Uint8Array[]): void {
+  private onTrailerLine(text: string): void {
     if (text !== "") {
       if (!this.cfg.trailers) throw framingError("The final aws-chunked chunk must be followed by an empty line.");
       if (this.trailerLines.length >= MAX_TRAILER_LINES) throw trailerError("Too many trailer lines.");

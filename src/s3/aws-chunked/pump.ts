@@ -5,7 +5,8 @@
  *   what is held is what one source read produced plus what the stage keeps (at most one chunk).
  * - Errors: a stage error (a PayloadError) or a source error ERRORS the output stream (never a clean
  *   close), cancels the source, and rejects `finished`. A consumer fed from the stream (an upstream
- *   PUT) therefore sees an aborted body, not a complete one.
+ *   PUT) therefore sees an aborted body, not a complete one. Output the stage pushed before it
+ *   failed (verified chunks) is still handed over first, then the stream errors on the next read.
  * - Hold-back: with a Content-Length toward the upstream, releasing the last byte completes the
  *   upstream request, so the piece that completes the body is held until the stage's end() checks
  *   (final chunk signature, trailer, checksums, no trailing garbage) passed. With `total` the held
