@@ -61,11 +61,39 @@ export function createHandler(svc: Services, front: Front, peerOf: (req: Request
       return deliver(ctx, failed(front, ctx, thrown));
     }
     if (out instanceof Response) return deliver(ctx, out);
-    return out.then(
+    return withDeadline(out, ctx.rt.config.server.request_timeout * 1000).then(
       (res) => deliver(ctx, res),
       (thrown) => deliver(ctx, failed(front, ctx, thrown)),
     );
   };
+}
+
+/**
+ * server.request_timeout: the most a request may take until its response head is ready (retries,
+ * authorizers and JWKS fetches included; s3.timeout bounds each upstream attempt). Only waiting
+ * requests pay for the timer: a synchronous answer never gets here. When the deadline wins, the
+ * client gets 504 and whatever the phases answer later is discarded (its body cancelled, so an
+ * upstream connection is not left half-read).
+ */
+function withDeadline(p: Promise<Response>, ms: number): Promise<Response> {
+  return new Promise<Response>((resolve, reject) => {
+    let late = false;
+    const timer = setTimeout(() => {
+      late = true;
+      reject(new ProxyError("GatewayTimeout", { detail: "The request took longer than the proxy allows (server.request_timeout)" }));
+    }, ms);
+    p.then(
+      (res) => {
+        clearTimeout(timer);
+        if (late) res.body?.cancel().catch(() => {});
+        else resolve(res);
+      },
+      (err) => {
+        clearTimeout(timer);
+        if (!late) reject(err);
+      },
+    );
+  });
 }
 
 /** Turns anything thrown by a phase into the front's error response, recording why. */

@@ -1,0 +1,41 @@
+/** server.request_timeout is enforced: the whole wait for a response head (all retries included) is bounded. */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { startProxy, type ProxyProcess } from "./harness.ts";
+
+let s3: S3Fixture;
+let px: ProxyProcess;
+const KEY = { accessKeyId: "AKIAREQTIMEOUT000000", secretAccessKey: "request-timeout-secret-0123456789abcdefg" };
+
+beforeAll(async () => {
+  s3 = await startS3Fixture({ buckets: [{ name: "rt" }], credentials: [{ ...KEY, buckets: ["rt"] }] });
+  await s3.put("rt", "slow.txt", "slow body");
+  await s3.put("rt", "ok.txt", "ok body");
+  // Each attempt may wait 2 s for S3 (s3.timeout), 3 attempts; the whole request only 0.6 s.
+  px = await startProxy(
+    `server: { address: 127.0.0.1, port: 0, request_timeout: 0.6 }\nbuckets:\n  - name: rt\n    path_prefix: /rt\n    s3:\n      bucket: rt\n      endpoint: "${s3.endpoint}"\n      access_key: ${KEY.accessKeyId}\n      secret_key: "${KEY.secretAccessKey}"\n      timeout: 2\n      retry: { max_attempts: 3, initial_backoff_ms: 0, max_backoff_ms: 0 }\n`,
+  );
+});
+afterAll(async () => {
+  await px?.stop();
+  await s3?.stop();
+});
+
+test("an upstream slower than request_timeout (but within s3.timeout) → 504 after request_timeout", async () => {
+  s3.faults.set("/rt/slow.txt", { kind: "delay", ms: 1500 });
+  const started = performance.now();
+  const res = await fetch(px.url("/rt/slow.txt"), { headers: { "x-request-id": "rt-slow" } });
+  const took = performance.now() - started;
+  expect(res.status).toBe(504);
+  expect(((await res.json()) as { error: string }).error).toBe("GatewayTimeout");
+  expect(took).toBeGreaterThanOrEqual(550);
+  expect(took).toBeLessThan(1400);
+  const line = await px.waitForLog((l) => l.msg === "request" && l.request_id === "rt-slow");
+  expect(line.status).toBe(504);
+});
+
+test("requests within the deadline are unaffected, and the proxy keeps serving after a timeout", async () => {
+  const res = await fetch(px.url("/rt/ok.txt"));
+  expect(res.status).toBe(200);
+  expect(await res.text()).toBe("ok body");
+});
