@@ -2,6 +2,7 @@
 import { SignatureV4 } from "@smithy/signature-v4";
 import { Sha256 } from "@smithy/core/checksum";
 import { escapeUri, extendedEncodeURIComponent } from "@smithy/core/protocols";
+import type { HttpRequest } from "@smithy/types";
 import type { VerifyInput } from "../../../src/fronts/s3/verify.ts";
 
 /** A VerifyInput from a request target as sent ("/path?query") and header pairs. */
@@ -66,19 +67,19 @@ const signerFor = (r: SmithyRequest) => new SignatureV4({
   credentials: r.creds, region: r.region ?? "us-east-1", service: "s3", sha256: Sha256, uriEscapePath: false, applyChecksum: true,
 });
 
-const httpRequest = (r: SmithyRequest) => ({
+const httpRequest = (r: SmithyRequest): HttpRequest => ({
   method: r.method ?? "GET",
   protocol: "http:",
   hostname: r.host ?? "127.0.0.1:9000",
   path: r.path,
   query: { ...r.query },
-  headers: { host: r.host ?? "127.0.0.1:9000", ...r.headers },
+  headers: { host: r.host ?? "127.0.0.1:9000", ...r.headers } as Record<string, string>,
   body: r.body,
 });
 
 /** Signs with @smithy/signature-v4 (the AWS SDK's signer, S3 settings) and returns what the verifier sees. */
 export async function smithySigned(r: SmithyRequest): Promise<VerifyInput> {
-  const signed = await signerFor(r).sign(httpRequest(r) as never, { signingDate: r.date });
+  const signed = await signerFor(r).sign(httpRequest(r), { signingDate: r.date });
   const q = wireQuery(r.query);
   return { method: signed.method, rawPath: r.path, rawQuery: q, headers: new Headers(signed.headers as Record<string, string>) };
 }
@@ -90,7 +91,7 @@ export async function smithySigned(r: SmithyRequest): Promise<VerifyInput> {
 export async function smithyPresigned(r: SmithyRequest & { expiresIn: number }): Promise<VerifyInput> {
   const req = httpRequest(r);
   req.headers = { ...req.headers, "X-Amz-Content-Sha256": "UNSIGNED-PAYLOAD" }; // the presigner's spelling
-  const signed = await signerFor(r).presign(req as never, { signingDate: r.date, expiresIn: r.expiresIn });
+  const signed = await signerFor(r).presign(req, { signingDate: r.date, expiresIn: r.expiresIn });
   const headers = { ...(signed.headers as Record<string, string>) };
   return { method: signed.method, rawPath: r.path, rawQuery: wireQuery(signed.query as Record<string, string>), headers: new Headers(headers) };
 }

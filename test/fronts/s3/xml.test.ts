@@ -66,7 +66,7 @@ describe("S3 errors", () => {
       EntityTooSmall: 400, InvalidPart: 400, InvalidPartOrder: 400, NoSuchUpload: 404, MissingContentLength: 411, IncompleteBody: 400,
       BadDigest: 400, InvalidDigest: 400, XAmzContentSHA256Mismatch: 400, MalformedXML: 400, KeyTooLongError: 400, InvalidURI: 400,
     };
-    for (const [code, status] of Object.entries(expected)) expect([code, S3_ERRORS[code as keyof typeof S3_ERRORS]?.status]).toEqual([code, status]);
+    for (const [code, status] of Object.entries(expected)) expect<unknown[]>([code, S3_ERRORS[code as keyof typeof S3_ERRORS]?.status]).toEqual([code, status]);
   });
 
   test("error XML: Code, Message, details, Resource, RequestId, all escaped", () => {
