@@ -14,6 +14,7 @@ import http from "node:http";
 import type { App } from "./app.ts";
 import type { Config } from "./config/load.ts";
 import { createMainHandler } from "./fronts/index.ts";
+import { rawSegmentPatterns, rawTargetFor } from "./http/raw-target.ts";
 import { SMALL_GENERATED_BODY_BYTES } from "./http/body-policy.ts";
 import { resolveConfigPath } from "./config/validate.ts";
 
@@ -39,6 +40,9 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
     tls: tlsOf(cfg, opts.baseDir),
     maxRequestBodySize: cfg.server.security_limits.max_body_size,
     idleTimeout: 60,
+    // Parametrised routes expose the raw target's segments (see src/http/raw-target.ts): a
+    // literal `\` or a dot segment is routed as the client sent it, never as Bun rewrote it.
+    routes: Object.fromEntries(rawSegmentPatterns().map((p) => [p, (req: Bun.BunRequest) => handle(req, undefined, rawTargetFor(req.url, req.params as Record<string, string>))])),
     fetch(req) {
       return handle(req);
     },

@@ -1,8 +1,9 @@
 /**
  * Traversal through the real listeners, with raw request bytes (fetch would normalize the path
- * before sending it). node:http hands the proxy the request target as received, so every `..`
- * form is a 400; Bun.serve resolves literal and %2e dot segments before the handler runs (the
- * documented limit), so there they can only route to another prefix, never escape a bucket.
+ * before sending it). Both engines route on the target as the client sent it: node:http hands it
+ * over as received; on Bun.serve, whose URL parser resolves dot segments and turns `\` into `/`,
+ * the raw segments come from parametrised routes (src/http/raw-target.ts). So every `..` form is
+ * a 400 on both, and a literal backslash is an ordinary key character.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { connect } from "node:net";
@@ -12,19 +13,22 @@ import { bucketYaml, startInProcess, type InProcessProxy } from "./harness.ts";
 let s3: S3Fixture;
 const proxies: Record<string, InProcessProxy> = {};
 
-function rawGet(port: number, target: string): Promise<number> {
+function rawRequest(port: number, target: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const sock = connect(port, "127.0.0.1", () => sock.write(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`));
     let buf = "";
     sock.on("data", (d) => (buf += d.toString("latin1")));
     sock.on("error", reject);
-    sock.on("close", () => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(buf)?.[1] ?? 0)));
+    sock.on("close", () => resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(buf)?.[1] ?? 0), body: buf.slice(buf.indexOf("\r\n\r\n") + 4) }));
   });
 }
+const rawGet = async (port: number, target: string) => (await rawRequest(port, target)).status;
 
 beforeAll(async () => {
   s3 = await startS3Fixture({ buckets: [{ name: "pub", public: true }], credentials: [] });
   await s3.put("pub", "ok.txt", "ok");
+  await s3.put("pub", "dir\\file.txt", "the key with a backslash");
+  await s3.put("pub", "dir/file.txt", "the key with a slash");
   for (const engine of ["bun", "node"]) {
     proxies[engine] = await startInProcess(`server: { address: 127.0.0.1, port: 0, engine: ${engine} }\nbuckets:\n${bucketYaml({ name: "pub", prefix: "/pub", bucket: "pub", endpoint: s3.endpoint })}`);
   }
@@ -37,14 +41,24 @@ afterAll(async () => {
 const ESCAPES = ["/pub/../etc/passwd", "/pub/a/../../x", "/pub/%2e%2e/x", "/pub/%2E%2e/x", "/pub/.%2e/x", "/pub/./ok.txt"];
 const ENCODED = ["/pub/a%2F..%2Fb", "/pub/%00x", "/pub/a%0d%0ab", "/pub/%zz"];
 
-describe("node engine (raw request target)", () => {
-  for (const t of [...ESCAPES, ...ENCODED]) test(`rejects ${t} with 400`, async () => expect(await rawGet(proxies.node.port, t)).toBe(400));
-  test("a plain key still works", async () => expect(await rawGet(proxies.node.port, "/pub/ok.txt")).toBe(200));
-});
-
-describe("bun engine", () => {
-  for (const t of ENCODED) test(`rejects ${t} with 400`, async () => expect(await rawGet(proxies.bun.port, t)).toBe(400));
-  test("literal dot segments are resolved before routing (known limit): /pub/../etc/passwd is /etc/passwd, a 404 outside every bucket", async () => {
-    expect(await rawGet(proxies.bun.port, "/pub/../etc/passwd")).toBe(404);
+for (const engine of ["node", "bun"]) {
+  describe(`${engine} engine (routes on the raw request target)`, () => {
+    for (const t of [...ESCAPES, ...ENCODED]) test(`rejects ${t} with 400`, async () => expect(await rawGet(proxies[engine].port, t)).toBe(400));
+    test("a plain key still works", async () => expect(await rawGet(proxies[engine].port, "/pub/ok.txt")).toBe(200));
+    test("a literal backslash is a key character: /pub/dir\\file.txt is the key dir\\file.txt, not dir/file.txt", async () => {
+      const r = await rawRequest(proxies[engine].port, "/pub/dir\\file.txt");
+      expect(r.status).toBe(200);
+      expect(r.body).toContain("the key with a backslash");
+      const slash = await rawRequest(proxies[engine].port, "/pub/dir/file.txt");
+      expect(slash.body).toContain("the key with a slash");
+    });
+    test("a backslash cannot reroute to another prefix: /other/..\\pub/ok.txt is not bucket pub", async () => {
+      expect(await rawGet(proxies[engine].port, "/other/..\\pub/ok.txt")).toBe(404);
+      expect(await rawGet(proxies[engine].port, "/pub/..\\pub/ok.txt")).not.toBe(200);
+    });
+    test("%5C is a backslash too", async () => {
+      const r = await rawRequest(proxies[engine].port, "/pub/dir%5Cfile.txt");
+      expect(r.body).toContain("the key with a backslash");
+    });
   });
-});
+}
