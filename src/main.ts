@@ -11,7 +11,7 @@ import { ConfigError, loadConfig, type Config } from "./config/load.ts";
 import { summarize } from "./config/summary.ts";
 import { createLogger } from "./observe/log.ts";
 import { listenBun, listenMetrics, listenNode, type Listener } from "./server.ts";
-import { fetchConcurrencyWarning } from "./s3/upstream.ts";
+import { connectTimeoutNote, fetchConcurrencyWarning } from "./s3/upstream.ts";
 import { VERSION } from "./version.ts";
 import { askPrimaryToReloadAll, startChildren, workerCount, workerIndex, type Children } from "./workers.ts";
 
@@ -126,6 +126,8 @@ async function serve(config: Config, configPath: string): Promise<number> {
   if (workerIndex() === undefined) {
     const warning = fetchConcurrencyWarning(config.buckets, config.server.upstream_client, config.server.max_concurrent_requests, process.env);
     if (warning) log.warn(warning);
+    const note = connectTimeoutNote(config.buckets, config.server.upstream_client);
+    if (note) log.info(note);
   }
   if (primary) log.info("primary started", { workers, port: listener.port, pid: process.pid, ...(metrics ? { metrics_port: metrics.port } : undefined) });
   // Workers report their port to the primary (tests and the primary's own log use it).
@@ -193,6 +195,8 @@ async function main(argv: string[]): Promise<number> {
   if (typeof config === "number") return config;
   if (parsed.check) {
     process.stdout.write(summarize(config, parsed.config));
+    const note = connectTimeoutNote(config.buckets, config.server.upstream_client);
+    if (note) process.stdout.write(`note: ${note}\n`);
     return 0;
   }
   return serve(config, parsed.config);

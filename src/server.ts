@@ -15,8 +15,8 @@ import type { App } from "./app.ts";
 import type { Config } from "./config/load.ts";
 import { createMainHandler } from "./fronts/index.ts";
 import { rawSegmentPatterns, rawTargetFor } from "./http/raw-target.ts";
-import { SMALL_GENERATED_BODY_BYTES } from "./http/body-policy.ts";
 import { resolveConfigPath } from "./config/validate.ts";
+import { writeNodeResponse } from "./server/node-response.ts";
 
 
 export interface Listener {
@@ -55,61 +55,6 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
     port: server.port ?? cfg.server.port,
     stop: (force) => server.stop(force) ?? Promise.resolve(),
   };
-}
-
-async function writeNodeResponse(res: http.ServerResponse, response: Response, isHead: boolean): Promise<void> {
-  res.statusCode = response.status;
-  for (const [k, v] of response.headers) res.setHeader(k, v);
-  const body = response.body;
-  if (!body || isHead || response.status === 204 || response.status === 304) {
-    body?.cancel().catch(() => {});
-    res.end();
-    return;
-  }
-  const reader = body.getReader();
-  // Small generated bodies (errors, JSON) without a length are buffered so they carry a
-  // Content-Length too. An upstream body of unknown length (S3 answering chunked) is never
-  // buffered whole: past SMALL_GENERATED_BODY_BYTES it streams chunked, with backpressure.
-  const pending: Uint8Array[] = [];
-  try {
-    if (!response.headers.has("content-length")) {
-      let size = 0;
-      while (size <= SMALL_GENERATED_BODY_BYTES) {
-        const { done, value } = await reader.read();
-        if (done) {
-          const buf = Buffer.concat(pending);
-          res.setHeader("content-length", buf.byteLength);
-          res.end(buf);
-          return;
-        }
-        pending.push(value);
-        size += value.byteLength;
-      }
-    }
-    for (;;) {
-      const next = pending.shift();
-      const { done, value } = next ? { done: false, value: next } : await reader.read();
-      if (done) break;
-      if (!res.write(value)) {
-        // 'close' may already have fired (client gone): waiting for it would hang forever.
-        if (res.destroyed) throw new Error("client went away");
-        await new Promise<void>((resolve) => {
-          const go = () => {
-            res.off("drain", go);
-            res.off("close", go);
-            resolve();
-          };
-          res.once("drain", go);
-          res.once("close", go);
-        });
-        if (res.destroyed) throw new Error("client went away");
-      }
-    }
-    res.end();
-  } catch {
-    reader.cancel().catch(() => {});
-    res.destroy();
-  }
 }
 
 export async function listenNode(app: App, cfg: Config, opts: { reusePort?: boolean } = {}): Promise<Listener> {

@@ -1,0 +1,110 @@
+/**
+ * Writing a fetch-style Response to a node:http ServerResponse (the node engine).
+ *
+ * A response whose body fails must never look complete to the client (a CDN would cache it):
+ * - the body fails before the status line went out: the client gets an error answer instead
+ *   (502, or 504 for an upstream stall), with the request id;
+ * - it fails after: the connection is cut, so a chunked body lacks its terminating chunk and a
+ *   Content-Length body is short. Never `res.end()` after a failure: that would complete it.
+ *   (Bun's node:http answers `res.destroy()` before the head with a clean-looking empty 200, so
+ *   the first case must answer explicitly.)
+ *
+ * The result says what was sent and whether the body failed, for the access log and metrics.
+ */
+import type http from "node:http";
+import { ProxyError, toProxyError } from "../errors.ts";
+import { SMALL_GENERATED_BODY_BYTES } from "../http/body-policy.ts";
+
+export interface NodeWriteResult {
+  /** The status line sent (the Response's, or the error status that replaced it). */
+  status: number;
+  /** Body bytes handed to the socket. */
+  bytes: number;
+  /** Set when the response was not completed: the body failed (upstream) or the client went away. */
+  error?: unknown;
+}
+
+class ClientGone extends Error {
+  constructor() {
+    super("client went away");
+    this.name = "ClientGone";
+  }
+}
+
+/** The answer that replaces a response whose body failed before anything was sent. */
+function failedBodyAnswer(err: unknown): ProxyError {
+  const pe = toProxyError(err);
+  // A body read that fails is the upstream's failure (fetch reports it as a TypeError), not ours.
+  return pe.code === "InternalError" ? new ProxyError("BadGateway", { detail: "The upstream connection failed while sending the object", cause: err }) : pe;
+}
+
+export async function writeNodeResponse(res: http.ServerResponse, response: Response, isHead: boolean): Promise<NodeWriteResult> {
+  res.statusCode = response.status;
+  for (const [k, v] of response.headers) res.setHeader(k, v);
+  const body = response.body;
+  if (!body || isHead || response.status === 204 || response.status === 304) {
+    body?.cancel().catch(() => {});
+    res.end();
+    return { status: response.status, bytes: 0 };
+  }
+  const reader = body.getReader();
+  let bytes = 0;
+  // Small generated bodies (errors, JSON) without a length are buffered so they carry a
+  // Content-Length too. An upstream body of unknown length (S3 answering chunked) is never
+  // buffered whole: past SMALL_GENERATED_BODY_BYTES it streams chunked, with backpressure.
+  const pending: Uint8Array[] = [];
+  try {
+    if (!response.headers.has("content-length")) {
+      let size = 0;
+      while (size <= SMALL_GENERATED_BODY_BYTES) {
+        const { done, value } = await reader.read();
+        if (done) {
+          const buf = Buffer.concat(pending);
+          res.setHeader("content-length", buf.byteLength);
+          res.end(buf);
+          return { status: response.status, bytes: buf.byteLength };
+        }
+        pending.push(value);
+        size += value.byteLength;
+      }
+    }
+    for (;;) {
+      const next = pending.shift();
+      const { done, value } = next ? { done: false, value: next } : await reader.read();
+      if (done) break;
+      bytes += value.byteLength;
+      if (!res.write(value)) {
+        // 'close' may already have fired (client gone): waiting for it would hang forever.
+        if (res.destroyed) throw new ClientGone();
+        await new Promise<void>((resolve) => {
+          const go = () => {
+            res.off("drain", go);
+            res.off("close", go);
+            resolve();
+          };
+          res.once("drain", go);
+          res.once("close", go);
+        });
+        if (res.destroyed) throw new ClientGone();
+      }
+    }
+    res.end();
+    return { status: response.status, bytes };
+  } catch (err) {
+    reader.cancel().catch(() => {});
+    if (!res.headersSent && !res.destroyed && !(err instanceof ClientGone)) {
+      // Nothing sent yet: answer the failure instead of a truncated (or empty) success.
+      const pe = failedBodyAnswer(err);
+      const answer = pe.toResponse(response.headers.get("x-request-id") ?? "");
+      const text = Buffer.from(await answer.arrayBuffer());
+      for (const name of res.getHeaderNames()) res.removeHeader(name);
+      res.statusCode = answer.status;
+      for (const [k, v] of answer.headers) res.setHeader(k, v);
+      res.setHeader("content-length", text.byteLength);
+      res.end(text);
+      return { status: answer.status, bytes: text.byteLength, error: err };
+    }
+    res.destroy();
+    return { status: response.status, bytes, error: err };
+  }
+}
