@@ -1,0 +1,55 @@
+/**
+ * HTTP/1.1 pipelining. node:http answers pipelined requests in order whatever the handler does.
+ * Bun.serve (1.4.5) closes the connection when a pipelined request arrives while an asynchronous
+ * response is pending (uWS's HTTP_RESPONSE_PENDING branch; README Known limits has the minimal
+ * reproduction): with engine: bun only synchronous answers (fresh cache hits, /health) survive
+ * pipelining. The workaround is `server.engine: node`, which this test holds to its promise.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { connect } from "node:net";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { bucketYaml, startInProcess, type InProcessProxy } from "./harness.ts";
+
+let s3: S3Fixture;
+const proxies: Record<string, InProcessProxy> = {};
+
+function pipelined(port: number, paths: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const reqs = paths.map((p, i) => `GET ${p} HTTP/1.1\r\nHost: x\r\n${i === paths.length - 1 ? "Connection: close\r\n" : ""}\r\n`).join("");
+    const sock = connect(port, "127.0.0.1", () => sock.write(reqs));
+    let buf = "";
+    sock.on("data", (d) => (buf += d.toString("latin1")));
+    sock.on("error", reject);
+    sock.on("close", () => resolve(buf));
+  });
+}
+const statuses = (raw: string) => [...raw.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => Number(m[1]));
+
+beforeAll(async () => {
+  s3 = await startS3Fixture({ buckets: [{ name: "pipe", public: true }], credentials: [] });
+  for (const k of ["a.txt", "b.txt", "c.txt"]) await s3.put("pipe", k, `body of ${k}`);
+  for (const engine of ["bun", "node"]) {
+    proxies[engine] = await startInProcess(
+      `server: { address: 127.0.0.1, port: 0, engine: ${engine} }\ncache: { enabled: true }\nbuckets:\n` +
+        bucketYaml({ name: "pipe", prefix: "/pipe", bucket: "pipe", endpoint: s3.endpoint }) +
+        bucketYaml({ name: "hot", prefix: "/hot", bucket: "pipe", endpoint: s3.endpoint, extra: "    cache: { enabled: true }\n" }),
+    );
+  }
+});
+afterAll(async () => {
+  for (const p of Object.values(proxies)) await p.stop();
+  await s3?.stop();
+});
+
+test("node engine: three pipelined proxied GETs get three answers, in order", async () => {
+  const raw = await pipelined(proxies.node.port, ["/pipe/a.txt", "/pipe/b.txt", "/pipe/c.txt"]);
+  expect(statuses(raw)).toEqual([200, 200, 200]);
+  expect(raw.indexOf("body of a.txt")).toBeLessThan(raw.indexOf("body of b.txt"));
+  expect(raw.indexOf("body of b.txt")).toBeLessThan(raw.indexOf("body of c.txt"));
+});
+
+test("bun engine: pipelined synchronous answers (fresh cache hits) are all answered", async () => {
+  for (const k of ["a.txt", "b.txt", "c.txt"]) expect((await fetch(proxies.bun.url(`/hot/${k}`))).status).toBe(200); // fill
+  const raw = await pipelined(proxies.bun.port, ["/hot/a.txt", "/hot/b.txt", "/hot/c.txt"]);
+  expect(statuses(raw)).toEqual([200, 200, 200]);
+});
