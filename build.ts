@@ -25,7 +25,8 @@
  * Exits non-zero when any target fails to build or fails its checks.
  */
 import { parseArgs } from "node:util";
-import { existsSync, mkdirSync, rmSync, statSync, readdirSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, readdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import pkg from "./package.json" with { type: "json" };
 
@@ -33,6 +34,13 @@ export const BINARY_NAME = "yatagarasu";
 export const ARCHES = ["x64", "arm64"] as const;
 export type Arch = (typeof ARCHES)[number];
 export const DEFAULT_ENTRY = "src/main.ts";
+/**
+ * Worker-thread entry points, bundled beside the main one: Bun only embeds a worker in the
+ * executable when it is listed as an entry point. Inside the executable they keep their path
+ * relative to src/ (src/config/load-worker.ts → /$bunfs/root/config/load-worker.js; see
+ * src/config/offthread.ts, which relies on that layout).
+ */
+export const WORKER_ENTRIES = ["src/config/load-worker.ts"];
 export const DEFAULT_OUTDIR = "dist";
 
 /** The file name build.ts writes for an architecture (the Dockerfile and the packaging tests rely on it). */
@@ -113,7 +121,7 @@ async function buildOne(arch: Arch, opts: { entry: string; outdir: string; bytec
   const target = compileTarget(arch, opts.baseline);
   const t0 = performance.now();
   const result = await Bun.build({
-    entrypoints: [opts.entry],
+    entrypoints: [opts.entry, ...WORKER_ENTRIES.map((e) => resolve(import.meta.dir, e))],
     target: "bun",
     // Bytecode needs ES module output when the entry uses top-level await.
     format: "esm",
@@ -148,8 +156,9 @@ async function buildOne(arch: Arch, opts: { entry: string; outdir: string; bytec
       .join("\n");
     throw new Error(`${target}: build failed\n${msgs}`);
   }
-  // The map is already inside the binary; the copy beside it is not shipped.
+  // The maps are already inside the binary; the copies beside it (one per entry point) are not shipped.
   rmSync(`${outfile}.map`, { force: true });
+  for (const o of result.outputs) if (o.path.endsWith(".map")) rmSync(o.path, { force: true });
   if (!existsSync(outfile)) throw new Error(`${target}: build reported success but ${outfile} does not exist`);
   const machine = await elfMachine(outfile);
   if (machine !== ELF_MACHINE[arch]) {
@@ -167,6 +176,16 @@ function smoke(b: Built): void {
     throw new Error(
       `${b.path} --version: expected exit 0 and '${want}', got exit ${r.exitCode} and '${out}'${r.stderr.length ? `\nstderr: ${r.stderr.toString().trim()}` : ""}`,
     );
+  }
+  // --check loads the config on the worker thread a reload uses: proves the worker entry is embedded.
+  const dir = mkdtempSync(join(tmpdir(), "yata-build-"));
+  try {
+    const config = join(dir, "config.yaml");
+    writeFileSync(config, 'buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9" }\n');
+    const c = Bun.spawnSync([b.path, "--check", "--config", config], { stdout: "pipe", stderr: "pipe", cwd: dir });
+    if (c.exitCode !== 0) throw new Error(`${b.path} --check (config loader worker): exit ${c.exitCode}\nstderr: ${c.stderr.toString().trim()}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 

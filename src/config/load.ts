@@ -1,18 +1,23 @@
 /**
- * Config loading: YAML (with line numbers) → ${VAR} substitution on parsed string values →
- * legacy-key hints → zod (strict) → cross-field validation → normalize → deep freeze.
- *
- * Substitution happens on parsed scalars rather than on the raw text, so a secret containing
- * `#`, `: ` or a newline cannot change the YAML's structure, and a `${VAR}` inside a comment
- * is never required.
+ * Config loading: read (capped at MAX_CONFIG_BYTES) → YAML with line numbers, duplicate keys and
+ * ${VAR} substitution (document.ts, linear) → legacy-key hints → zod (strict) → cross-field
+ * validation → normalize → deep freeze.
  *
  * A config that fails never half-applies: loadConfig either returns a complete frozen Config or
- * throws a ConfigError listing every problem found.
+ * throws a ConfigError listing every problem found. loadConfigOffThread (offthread.ts) does the
+ * same work on a worker thread, for reloads in a serving process.
  */
-import { isMap, isPair, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument, visit, type Document } from "yaml";
+import { open, type FileHandle } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
 import type { z } from "zod";
+import { parseYamlConfig } from "./document.ts";
+import { findLegacy } from "./legacy.ts";
+import { formatPath, type PathSegment } from "./path.ts";
 import { ConfigSchema, type RawConfig } from "./schema.ts";
 import { validateConfig } from "./validate.ts";
+
+export { formatPath, type PathSegment } from "./path.ts";
+export { loadConfigOffThread } from "./offthread.ts";
 
 export interface ConfigIssue {
   /** YAML path in the form `buckets[1].s3.region` ("" for the document root). */
@@ -41,120 +46,26 @@ export function formatIssues(issues: ConfigIssue[], file?: string): string {
     .join("\n");
 }
 
-/** The normalized, validated, frozen configuration. `server.port` is always a number. */
+/**
+ * The normalized, validated, frozen configuration. `server.port` is always a number.
+ * `baseDir` is the absolute folder relative paths in the config (PEM files, TLS files) resolve
+ * against: the config file's folder (configBaseDir), or the working directory for text without a file.
+ */
 export type Config = Omit<RawConfig, "server"> & {
   server: Omit<RawConfig["server"], "port"> & { port: number };
+  readonly baseDir: string;
 };
 
-export type PathSegment = string | number;
-
-export function formatPath(path: readonly PropertyKey[]): string {
-  let out = "";
-  for (const seg of path) {
-    if (typeof seg === "number") out += `[${seg}]`;
-    else out += out ? `.${String(seg)}` : String(seg);
-  }
-  return out;
-}
-
-/** Keys the original project's README documented (or its code used) that we handle differently. */
-const LEGACY_HINTS: Array<{ match: (p: PathSegment[]) => boolean; message: string }> = [
-  {
-    match: (p) => p.length === 4 && p[0] === "buckets" && p[2] === "auth" && p[3] === "jwt",
-    message:
-      "per-bucket JWT settings are not supported (the original README showed them, but the original never implemented them): " +
-      "put the JWT settings in the top-level `jwt:` section, keep `auth.enabled: true` here, and put bucket-only claim rules in `auth.claims`",
-  },
-  {
-    match: (p) => p.at(-1) === "claims_verification",
-    message: "`claims_verification` is spelled `claims` (top-level `jwt.claims`, or a bucket's `auth.claims`)",
-  },
-  {
-    match: (p) => p.length === 4 && p[0] === "buckets" && p[2] === "cache" && p[3] === "ttl",
-    message: "use `ttl_seconds` (the original README's `ttl` was never read by the original either)",
-  },
-  {
-    match: (p) => p.length === 4 && p[0] === "buckets" && p[2] === "cache" && p[3] === "max_size",
-    message: "per-bucket `max_size` is not supported: set `max_item_size_mb` here, and the total in `cache.memory.max_cache_size_mb`",
-  },
-  {
-    match: (p) => p.length === 4 && p[0] === "buckets" && p[2] === "s3" && p[3] === "replicas",
-    message: "S3 replica sets (multi-region failover) are not supported yet: configure a single `bucket`/`region`/`endpoint`",
-  },
-  {
-    match: (p) => p.length === 3 && p[0] === "buckets" && p[2] === "watermark",
-    message: "image watermarking is not supported",
-  },
-];
-
-const ENV_RE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
-
-function lineOf(doc: Document, lines: LineCounter, path: PathSegment[]): number | undefined {
-  // Walk to the deepest node that exists on the path, and report its line.
-  for (let n = path.length; n >= 0; n--) {
-    const node = n === 0 ? doc.contents : doc.getIn(path.slice(0, n), true);
-    const range = (node as { range?: [number, number, number] } | null | undefined)?.range;
-    if (range) return lines.linePos(range[0]).line;
-    if (n > 0) {
-      // A key whose value is null has no node: find the key's own position.
-      const parent = n === 1 ? doc.contents : doc.getIn(path.slice(0, n - 1), true);
-      if (isMap(parent)) {
-        const pair = parent.items.find((it) => isScalar(it.key) && it.key.value === path[n - 1]);
-        const kr = (pair?.key as { range?: [number, number, number] } | undefined)?.range;
-        if (kr) return lines.linePos(kr[0]).line;
-      }
-    }
-  }
-  return undefined;
-}
-
 /**
- * Replaces ${VAR} and ${VAR:-default} in every string scalar of the document. An UNQUOTED scalar
- * that is exactly one placeholder takes the YAML type of its value (`port: ${PORT}` → a number);
- * quoted scalars always stay strings. Missing variables are collected with their path.
+ * The largest config accepted. A real config is a few KiB; the cap bounds the time and memory one
+ * (re)load can take, whatever the file holds.
  */
-function substitute(doc: Document, env: Record<string, string | undefined>, issues: Array<{ path: PathSegment[]; message: string }>): void {
-  visit(doc, {
-    Scalar(_key, node, ancestors) {
-      if (typeof node.value !== "string" || !node.value.includes("${")) return;
-      const path: PathSegment[] = [];
-      ancestors.forEach((a, i) => {
-        if (isPair(a) && isScalar(a.key)) path.push(String(a.key.value));
-        else if (isSeq(a)) path.push(a.items.indexOf((ancestors[i + 1] ?? node) as never));
-      });
-      if (ancestors.length > 0) {
-        const last = ancestors[ancestors.length - 1];
-        if (isPair(last) && last.key === node) return; // a key, not a value
-      }
-      const text = node.value;
-      let missing = false;
-      const replaced = text.replace(ENV_RE, (whole: string, name: string, def: string | undefined) => {
-        const v = env[name];
-        if (v !== undefined && v !== "") return v;
-        if (def !== undefined) return def;
-        issues.push({ path, message: `environment variable ${name} is not set` });
-        missing = true;
-        return whole; // left as written, so the schema does not report a second, confusing error
-      });
-      const whole = /^\$\{[^}]+\}$/.test(text);
-      if (!missing && whole && node.type === "PLAIN") {
-        const typed: unknown = parseYaml(replaced);
-        node.value = typeof typed === "number" || typeof typed === "boolean" ? typed : replaced;
-      } else node.value = replaced;
-    },
-  });
-}
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+const tooLarge = (bytes: string) => `the config is ${bytes} bytes; the limit is 1 MiB (${MAX_CONFIG_BYTES} bytes)`;
 
-function findLegacy(value: unknown, path: PathSegment[], out: Array<{ path: PathSegment[]; message: string }>): void {
-  if (Array.isArray(value)) value.forEach((v, i) => findLegacy(v, [...path, i], out));
-  else if (value && typeof value === "object") {
-    for (const [k, v] of Object.entries(value)) {
-      const p = [...path, k];
-      const hint = LEGACY_HINTS.find((h) => h.match(p));
-      if (hint) out.push({ path: p, message: hint.message });
-      else findLegacy(v, p, out);
-    }
-  }
+/** The one rule for the config base directory: the absolute folder of the config file. */
+export function configBaseDir(configPath: string): string {
+  return dirname(resolve(configPath));
 }
 
 function zodMessage(issue: z.core.$ZodIssue): string {
@@ -171,58 +82,92 @@ export function deepFreeze<T>(o: T): T {
   return o;
 }
 
-/** Parses and validates config text. Throws ConfigError with every issue found. */
-export function parseConfig(text: string, opts: { file?: string; env?: Record<string, string | undefined>; baseDir?: string } = {}): Config {
-  const env = opts.env ?? process.env;
-  const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true });
-  if (doc.errors.length > 0) {
-    throw new ConfigError(
-      doc.errors.map((e) => ({ path: "", message: `invalid YAML: ${e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "")}`, line: e.linePos?.[0]?.line })),
-      opts.file,
-    );
+export interface ParseOptions {
+  file?: string;
+  env?: Record<string, string | undefined>;
+  /** Defaults to configBaseDir(file), or the working directory without a file. */
+  baseDir?: string;
+}
+
+/**
+ * Parses and validates config text into a plain (not yet frozen) Config. Throws ConfigError with
+ * every issue found. The worker thread posts this result back as it is.
+ */
+export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Config {
+  const fail = (issues: ConfigIssue[]) => new ConfigError(issues, opts.file);
+  if (text.length > MAX_CONFIG_BYTES || Buffer.byteLength(text) > MAX_CONFIG_BYTES) throw fail([{ path: "", message: tooLarge(String(Buffer.byteLength(text))) }]);
+  const y = parseYamlConfig(text, opts.env ?? process.env);
+  if ("syntax" in y) throw fail(y.syntax.map((s) => ({ path: "", message: s.message, line: s.line })));
+  const found: Array<{ path: PathSegment[]; message: string }> = [...y.issues];
+  const toIssue = (f: { path: PathSegment[]; message: string; line?: number }): ConfigIssue => ({ path: formatPath(f.path), message: f.message, line: f.line ?? y.lineOf(f.path) });
+  let raw: unknown;
+  try {
+    // maxAliasCount: the billion-laughs guard (aliases of aliases expanding exponentially).
+    raw = y.doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    throw fail([{ path: "", message: `invalid YAML: ${(err as Error)?.message ?? String(err)}` }]);
   }
-  const found: Array<{ path: PathSegment[]; message: string }> = [];
-  substitute(doc, env, found);
-  const raw: unknown = doc.toJS();
-  if (raw === null || raw === undefined) throw new ConfigError([{ path: "", message: "the config is empty" }], opts.file);
-  if (typeof raw !== "object" || Array.isArray(raw)) throw new ConfigError([{ path: "", message: "the config must be a YAML mapping" }], opts.file);
+  if (raw === null || raw === undefined) throw fail([{ path: "", message: "the config is empty" }]);
+  if (typeof raw !== "object" || Array.isArray(raw)) throw fail([{ path: "", message: "the config must be a YAML mapping" }]);
 
-  const substituted = raw;
-  findLegacy(substituted, [], found);
-  const toIssue = (f: { path: PathSegment[]; message: string }): ConfigIssue => ({ path: formatPath(f.path), message: f.message, line: lineOf(doc, lines, f.path) });
+  findLegacy(raw, [], found);
   const hinted = new Set(found.map((f) => formatPath(f.path)));
-
-  const parsed = ConfigSchema.safeParse(substituted);
+  const parsed = ConfigSchema.safeParse(raw);
   if (!parsed.success) {
     for (const i of parsed.error.issues) {
       const path = i.path.filter((s): s is PathSegment => typeof s !== "symbol");
       if (i.code === "unrecognized_keys") {
         // A legacy key already has its own, better message.
-        const keys = i.keys.filter((k) => !hinted.has(formatPath([...path, k])));
-        if (keys.length === 0) continue;
-        for (const k of keys) found.push({ path: [...path, k], message: `unknown key '${k}'` });
+        for (const k of i.keys) if (!hinted.has(formatPath([...path, k]))) found.push({ path: [...path, k], message: `unknown key '${k}'` });
         continue;
       }
       found.push({ path, message: zodMessage(i) });
     }
   }
-  if (found.length > 0 || !parsed.success) throw new ConfigError(found.map(toIssue), opts.file);
-  const semantic = validateConfig(parsed.data, { baseDir: opts.baseDir });
-  if (semantic.issues.length > 0) throw new ConfigError(semantic.issues.map(toIssue), opts.file);
-  return deepFreeze(semantic.config);
+  if (found.length > 0 || !parsed.success) throw fail(found.map(toIssue));
+  const baseDir = opts.baseDir ?? (opts.file ? configBaseDir(opts.file) : process.cwd());
+  const semantic = validateConfig(parsed.data, { baseDir });
+  if (semantic.issues.length > 0) throw fail(semantic.issues.map(toIssue));
+  return semantic.config;
 }
 
-/** Reads a config file. Throws ConfigError (never a raw fs error) when it cannot be read. */
-export async function loadConfig(path: string, env?: Record<string, string | undefined>): Promise<Config> {
-  let text: string;
+/** Parses and validates config text. Throws ConfigError with every issue found. */
+export function parseConfig(text: string, opts: ParseOptions = {}): Config {
+  return deepFreeze(parseConfigUnfrozen(text, opts));
+}
+
+/**
+ * Reads a config file, at most MAX_CONFIG_BYTES of it: a huge file is refused from its size, and
+ * one with no real size (/dev/zero, a pipe) cannot make it read forever. Throws ConfigError
+ * (never a raw fs error).
+ */
+export async function readConfigText(path: string): Promise<string> {
+  const fail = (message: string) => new ConfigError([{ path: "", message }], path);
+  let fh: FileHandle | undefined;
   try {
-    text = await Bun.file(path).text();
+    fh = await open(path, "r");
+    const st = await fh.stat();
+    if (st.isFile() && st.size > MAX_CONFIG_BYTES) throw fail(tooLarge(String(st.size)));
+    const buf = Buffer.allocUnsafe(MAX_CONFIG_BYTES + 1);
+    let total = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, total, buf.length - total, null);
+      if (bytesRead === 0) break;
+      total += bytesRead;
+      if (total > MAX_CONFIG_BYTES) throw fail(tooLarge(`more than ${MAX_CONFIG_BYTES}`));
+    }
+    return buf.toString("utf8", 0, total);
   } catch (err) {
+    if (err instanceof ConfigError) throw err;
     const code = (err as { code?: string }).code;
     const why = code === "ENOENT" ? "file not found" : code === "EACCES" ? "permission denied" : code === "EISDIR" ? "is a directory" : "cannot be read";
-    throw new ConfigError([{ path: "", message: `cannot read config: ${why}` }], path);
+    throw fail(`cannot read config: ${why}`);
+  } finally {
+    await fh?.close().catch(() => {});
   }
-  const baseDir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) : ".";
-  return parseConfig(text, { file: path, env, baseDir });
+}
+
+/** Reads a config file and validates it, on the calling thread (start-up, --check). */
+export async function loadConfig(path: string, env?: Record<string, string | undefined>): Promise<Config> {
+  return parseConfig(await readConfigText(path), { file: path, env, baseDir: configBaseDir(path) });
 }

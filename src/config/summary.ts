@@ -1,5 +1,6 @@
 /** The one-screen summary printed by `--check`. Never prints secrets: only whether they are set. */
 import type { Config } from "./load.ts";
+import { printableUrl } from "./url.ts";
 
 export function summarize(c: Config, file: string): string {
   const s = c.server;
@@ -19,7 +20,8 @@ export function summarize(c: Config, file: string): string {
   lines.push(`cache       ${c.cache.enabled ? `memory ${c.cache.memory.max_cache_size_mb} MiB, items<=${c.cache.memory.max_item_size_mb} MiB, ttl ${c.cache.memory.default_ttl_seconds}s` : "off"}`);
   lines.push(`buckets     ${c.buckets.length}`);
   for (const b of c.buckets) {
-    const where = b.s3.endpoint ?? `aws:${b.s3.region}`;
+    // Validation refuses credentials in endpoints; printableUrl is the second line of defence.
+    const where = b.s3.endpoint ? printableUrl(b.s3.endpoint) : `aws:${b.s3.region}`;
     const flags = [
       b.s3.access_key ? "signed" : "anonymous",
       b.auth.enabled ? `auth${b.auth.claims.length ? `+${b.auth.claims.length} rules` : ""}` : "public",

@@ -6,8 +6,10 @@ import { createPublicKey } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import { parseCidr } from "../http/cidr.ts";
-import type { Config, PathSegment } from "./load.ts";
+import type { Config } from "./load.ts";
+import type { PathSegment } from "./path.ts";
 import type { Algorithm, ClaimRule, RawConfig } from "./schema.ts";
+import { userinfoProblem } from "./url.ts";
 
 export const RESERVED_PREFIXES = ["/health", "/ready", "/admin", "/metrics"] as const;
 
@@ -48,6 +50,14 @@ function checkRules(rules: readonly ClaimRule[], path: PathSegment[], issues: Is
     const p = claimRuleProblem(r);
     if (p) issues.push({ path: [...path, i, "value"], message: p });
   });
+}
+
+/** The rules every URL-valued key follows: http(s) only, no credentials in the URL. */
+function checkUrl(url: string | undefined, path: PathSegment[], instead: string, issues: Issue[]): void {
+  if (url === undefined) return;
+  if (!/^https?:\/\//i.test(url)) issues.push({ path, message: "must be an http:// or https:// URL" });
+  const problem = userinfoProblem(url, instead);
+  if (problem) issues.push({ path, message: problem });
 }
 
 function checkPem(file: string, baseDir: string | undefined, path: PathSegment[], issues: Issue[]): void {
@@ -164,7 +174,7 @@ export function validateConfig(cfg: RawConfig, opts: { baseDir?: string } = {}):
     if (!!s3.access_key !== !!s3.secret_key)
       issues.push({ path: at("s3", s3.access_key ? "secret_key" : "access_key"), message: "access_key and secret_key must be given together (or neither, for anonymous access)" });
     if (s3.session_token && !s3.access_key) issues.push({ path: at("s3", "session_token"), message: "a session_token needs access_key and secret_key" });
-    if (s3.endpoint && !/^https?:\/\//i.test(s3.endpoint)) issues.push({ path: at("s3", "endpoint"), message: "must be an http:// or https:// URL" });
+    checkUrl(s3.endpoint, at("s3", "endpoint"), "S3 credentials go in access_key and secret_key", issues);
     if (s3.retry && s3.retry.max_backoff_ms < s3.retry.initial_backoff_ms)
       issues.push({ path: at("s3", "retry", "max_backoff_ms"), message: "must be at least initial_backoff_ms" });
     if (!/^[a-z0-9][a-z0-9.\-_]{1,254}$/i.test(s3.bucket)) issues.push({ path: at("s3", "bucket"), message: "is not a valid S3 bucket name" });
@@ -172,6 +182,8 @@ export function validateConfig(cfg: RawConfig, opts: { baseDir?: string } = {}):
     checkRules(b.auth.claims, at("auth", "claims"), issues);
     if (b.auth.claims.length > 0 && !b.auth.enabled) issues.push({ path: at("auth", "claims"), message: "claim rules need auth.enabled: true" });
     const az = b.authorization;
+    checkUrl(az?.opa_url, at("authorization", "opa_url"), "credentials in the URL are not supported", issues);
+    checkUrl(az?.openfga_endpoint, at("authorization", "openfga_endpoint"), "put the OpenFGA token in openfga_api_token", issues);
     if (az?.type === "opa") {
       if (!az.opa_url) issues.push({ path: at("authorization", "opa_url"), message: "required for type opa" });
       if (!az.opa_policy_path) issues.push({ path: at("authorization", "opa_policy_path"), message: "required for type opa" });
@@ -186,8 +198,10 @@ export function validateConfig(cfg: RawConfig, opts: { baseDir?: string } = {}):
         if (!parseCidr(c)) issues.push({ path: at("ip_filter", list, j), message: `'${c}' is not an IP address or CIDR range` });
       });
   });
+  // Checked even when jwt is disabled: the URL is in the config either way.
+  checkUrl(cfg.jwt?.jwks_url, ["jwt", "jwks_url"], "a JWKS is public key material and needs no credentials", issues);
   validateJwt(cfg, opts.baseDir, issues);
 
-  const config = { ...cfg, server: { ...cfg.server, address: host, port: port ?? 8080 } } as Config;
+  const config = { ...cfg, server: { ...cfg.server, address: host, port: port ?? 8080 }, baseDir: opts.baseDir ?? process.cwd() } as Config;
   return { config, issues };
 }

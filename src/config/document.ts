@@ -1,0 +1,147 @@
+/**
+ * The YAML layer of config loading, linear in the size of the document:
+ *
+ * - parse with the yaml package's own duplicate-key check OFF: it compares each new key with
+ *   every earlier key of its mapping (yaml 2.x `mapIncludes`, `items.some(...)`), which is
+ *   quadratic: 40k keys in one mapping took 11 s;
+ * - one pass over the AST that finds every duplicate key with a Set per mapping, records the line
+ *   of every path (for error messages), and substitutes ${VAR} in string values.
+ *
+ * Substitution happens on parsed scalars rather than on the raw text, so a secret containing
+ * `#`, `: ` or a newline cannot change the YAML's structure, and a `${VAR}` inside a comment
+ * is never required.
+ */
+import { isMap, isPair, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument, type Document, type Node } from "yaml";
+import { formatPath, type PathSegment } from "./path.ts";
+
+export interface PathIssue {
+  path: PathSegment[];
+  message: string;
+  line?: number;
+}
+
+export interface ParsedYaml {
+  doc: Document;
+  /** Line of the value at a formatted path (`buckets[0].s3`), or of its key when the value is empty. */
+  lineOf(path: readonly PathSegment[]): number | undefined;
+  /** Duplicate keys and missing ${VAR}s, in document order. */
+  issues: PathIssue[];
+}
+
+const ENV_RE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
+const WHOLE_RE = /^\$\{[^}]+\}$/;
+
+/** A node on the walk: its formatted path, and a link to its parent to rebuild the segments only when an issue needs them. */
+interface Frame {
+  node: unknown;
+  fmt: string;
+  seg: PathSegment | undefined;
+  parent: Frame | undefined;
+}
+
+function segments(f: Frame | undefined): PathSegment[] {
+  const out: PathSegment[] = [];
+  for (let x = f; x && x.seg !== undefined; x = x.parent) out.push(x.seg);
+  return out.reverse();
+}
+
+function child(fmt: string, seg: PathSegment): string {
+  return typeof seg === "number" ? `${fmt}[${seg}]` : fmt ? `${fmt}.${seg}` : seg;
+}
+
+function shortKey(k: string): string {
+  return k.length > 60 ? `${k.slice(0, 57)}...` : k;
+}
+
+/**
+ * Replaces ${VAR} and ${VAR:-default} in one string scalar. An UNQUOTED scalar that is exactly
+ * one placeholder takes the YAML type of its value (`port: ${PORT}` → a number); quoted scalars
+ * always stay strings. A missing variable is left as written (so the schema does not report a
+ * second, confusing error) and reported.
+ */
+function substituteScalar(node: { value: unknown; type?: string }, env: Record<string, string | undefined>, missing: (name: string) => void): void {
+  const text = node.value as string;
+  let failed = false;
+  const replaced = text.replace(ENV_RE, (whole: string, name: string, def: string | undefined) => {
+    const v = env[name];
+    if (v !== undefined && v !== "") return v;
+    if (def !== undefined) return def;
+    missing(name);
+    failed = true;
+    return whole;
+  });
+  if (!failed && node.type === "PLAIN" && WHOLE_RE.test(text)) {
+    const typed: unknown = parseYaml(replaced);
+    node.value = typeof typed === "number" || typeof typed === "boolean" ? typed : replaced;
+  } else node.value = replaced;
+}
+
+/**
+ * Parses YAML text. YAML syntax errors are returned as `syntax` (with lines); otherwise the
+ * document comes back with ${VAR}s substituted and every duplicate key and missing variable listed.
+ */
+export function parseYamlConfig(text: string, env: Record<string, string | undefined>): ParsedYaml | { syntax: PathIssue[] } {
+  const counter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: counter, prettyErrors: true, uniqueKeys: false });
+  if (doc.errors.length > 0) {
+    // After the first few, YAML errors are mostly a cascade of the first: list 10 and count the rest.
+    const syntax: PathIssue[] = doc.errors.slice(0, 10).map((e) => ({
+      path: [],
+      message: `invalid YAML: ${e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "")}`,
+      line: e.linePos?.[0]?.line,
+    }));
+    if (doc.errors.length > 10) syntax.push({ path: [], message: `invalid YAML: ${doc.errors.length - 10} more errors not listed` });
+    return { syntax };
+  }
+  const line = (n: unknown) => {
+    const r = (n as Node | null | undefined)?.range;
+    return r ? counter.linePos(r[0]).line : undefined;
+  };
+  const lines = new Map<string, number>();
+  const issues: PathIssue[] = [];
+  const rootLine = line(doc.contents);
+  // An explicit stack, not recursion: nesting depth is bounded only by the file size cap.
+  const stack: Frame[] = [{ node: doc.contents, fmt: "", seg: undefined, parent: undefined }];
+  while (stack.length > 0) {
+    const f = stack.pop()!;
+    const n = f.node;
+    if (isMap(n)) {
+      const seen = new Map<string, number | undefined>();
+      for (const pair of n.items) {
+        if (!isPair(pair) || !isScalar(pair.key)) continue; // complex keys: the schema rejects them
+        const name = String(pair.key.value);
+        const keyLine = line(pair.key);
+        if (seen.has(name)) {
+          const first = seen.get(name);
+          issues.push({ path: [...segments(f), name], message: `duplicate key '${shortKey(name)}'${first ? ` (first defined at line ${first})` : ""}`, line: keyLine });
+          continue;
+        }
+        seen.set(name, keyLine);
+        const fmt = child(f.fmt, name);
+        const at = line(pair.value) ?? keyLine;
+        if (at !== undefined) lines.set(fmt, at);
+        stack.push({ node: pair.value, fmt, seg: name, parent: f });
+      }
+    } else if (isSeq(n)) {
+      for (let i = n.items.length - 1; i >= 0; i--) {
+        const fmt = child(f.fmt, i);
+        const at = line(n.items[i]);
+        if (at !== undefined) lines.set(fmt, at);
+        stack.push({ node: n.items[i], fmt, seg: i, parent: f });
+      }
+    } else if (isScalar(n) && typeof n.value === "string" && n.value.includes("${")) {
+      substituteScalar(n, env, (name) => issues.push({ path: segments(f), message: `environment variable ${name} is not set`, line: lines.get(f.fmt) }));
+    }
+  }
+  // The walk pops mappings' children in reverse; report in document order.
+  issues.sort((a, b) => (a.line ?? 0) - (b.line ?? 0));
+  const lineOf = (path: readonly PathSegment[]) => {
+    // The deepest part of the path that exists in the document.
+    for (let k = path.length; k > 0; k--) {
+      const at = lines.get(formatPath(path.slice(0, k)));
+      if (at !== undefined) return at;
+    }
+    return rootLine;
+  };
+  return { doc, lineOf, issues };
+}

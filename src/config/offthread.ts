@@ -1,0 +1,68 @@
+/**
+ * loadConfigOffThread: the whole read → parse → validate of a config file on a worker thread, so
+ * a reload never blocks the serving event loop for the parse (a 1 MiB YAML takes hundreds of ms).
+ * The worker posts back the plain validated object (or the ConfigError's issues); this thread only
+ * deep-freezes it. One short-lived worker per load: reloads are rare, and nothing stays resident.
+ *
+ * The compiled executable (build.ts) bundles load-worker.ts as a second entry point. Inside it,
+ * every module's import.meta.url is the executable's own (/$bunfs/root/<binary>), and entry
+ * points keep their paths relative to src/, so the worker is /$bunfs/root/config/load-worker.js.
+ * An absolute /$bunfs/ path never falls back to a file of the same name in the working directory.
+ */
+import { ConfigError, configBaseDir, deepFreeze, type Config, type ConfigIssue } from "./load.ts";
+
+export interface LoadRequest {
+  path: string;
+  env: Record<string, string | undefined>;
+  baseDir: string;
+}
+
+export type LoadReply = { ok: true; config: Config } | { ok: false; issues: ConfigIssue[]; file?: string } | { ok: false; error: string };
+
+/** Where the worker entry is: beside this file when running from source, in the executable's embedded file system when compiled. */
+export function loadWorkerSpecifier(moduleUrl: string = import.meta.url): string {
+  return moduleUrl.startsWith("file:///$bunfs/") ? "/$bunfs/root/config/load-worker.js" : new URL("./load-worker.ts", moduleUrl).href;
+}
+
+/** A load that hangs (a file on a dead network mount) fails instead of blocking every later reload. */
+const DEFAULT_TIMEOUT_MS = 30_000;
+
+/**
+ * Reads and validates a config file on a worker thread. Resolves with a frozen Config; rejects
+ * with ConfigError (invalid, unreadable, too large, timed out) or Error (the worker failed).
+ */
+export function loadConfigOffThread(path: string, opts: { env?: Record<string, string | undefined>; timeoutMs?: number } = {}): Promise<Config> {
+  return new Promise<Config>((resolve, reject) => {
+    let worker: Worker;
+    try {
+      worker = new Worker(loadWorkerSpecifier());
+    } catch (err) {
+      reject(new Error(`cannot start the config loader thread: ${(err as Error)?.message ?? String(err)}`));
+      return;
+    }
+    const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    let settled = false;
+    const settle = (f: () => void) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      worker.terminate();
+      f();
+    };
+    const timer = setTimeout(
+      () => settle(() => reject(new ConfigError([{ path: "", message: `loading the config took longer than ${timeoutMs / 1000} s` }], path))),
+      timeoutMs,
+    );
+    worker.onmessage = (e: MessageEvent<LoadReply>) => {
+      const r = e.data;
+      settle(() => {
+        if (r.ok) resolve(deepFreeze(r.config));
+        else if ("issues" in r) reject(new ConfigError(r.issues, r.file));
+        else reject(new Error(r.error));
+      });
+    };
+    worker.onerror = (e: ErrorEvent) => settle(() => reject(new Error(`the config loader thread failed: ${e.message}`)));
+    const request: LoadRequest = { path, env: { ...(opts.env ?? process.env) }, baseDir: configBaseDir(path) };
+    worker.postMessage(request);
+  });
+}

@@ -1,0 +1,29 @@
+/**
+ * URL-valued config keys (s3.endpoint, jwt.jwks_url, authorization.opa_url,
+ * authorization.openfga_endpoint) must not carry credentials in their userinfo
+ * (`http://user:pass@host`): the proxy would not use them (S3 signs with access_key/secret_key,
+ * OpenFGA takes openfga_api_token) and every place that prints the URL would leak them.
+ * Messages name the problem, never the value.
+ */
+
+/** Why a URL's userinfo is refused, with what to use instead; undefined when it has none (or is not a URL). */
+export function userinfoProblem(url: string, instead: string): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return undefined; // the schema reports invalid URLs
+  }
+  if (u.username === "" && u.password === "") return undefined;
+  return `must not contain a user name or password (user:password@host): ${instead}`;
+}
+
+/** A URL as it may be printed: scheme, host, port and path; never userinfo, query or fragment. */
+export function printableUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}${u.pathname === "/" && !url.endsWith("/") ? "" : u.pathname}`;
+  } catch {
+    return "(invalid URL)";
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * Defect 11: the YAML layer. Duplicate keys are found in one pass (the yaml package's own check
+ * is quadratic), each reported with file:line and path; the config size is capped; parsing time
+ * grows linearly with the size of a mapping.
+ */
+import { describe, expect, test } from "bun:test";
+import { ConfigError, MAX_CONFIG_BYTES, parseConfig, type ConfigIssue } from "../../src/config/load.ts";
+
+const B = `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\n`;
+
+function error(yaml: string, file?: string): ConfigError {
+  try {
+    parseConfig(yaml, { env: {}, file });
+  } catch (err) {
+    if (err instanceof ConfigError) return err;
+    throw err;
+  }
+  throw new Error("expected a ConfigError");
+}
+const issues = (yaml: string): ConfigIssue[] => error(yaml).issues;
+
+describe("duplicate keys", () => {
+  test("every duplicate is reported with its path, its line and the line of the first", () => {
+    const yaml = `server:\n  port: 1\n  port: 2\n${B}    s3: { bucket: again }\nserver: {}\n`;
+    const err = error(yaml, "c.yaml");
+    expect(err.issues).toEqual([
+      { path: "server.port", message: "duplicate key 'port' (first defined at line 2)", line: 3 },
+      { path: "buckets[0].s3", message: "duplicate key 's3' (first defined at line 7)", line: 8 },
+      { path: "server", message: "duplicate key 'server' (first defined at line 1)", line: 9 },
+    ]);
+    expect(err.message.split("\n")[0]).toBe("c.yaml:3: server.port: duplicate key 'port' (first defined at line 2)");
+  });
+
+  test("in flow mappings and in mappings inside sequences too; the same key in two mappings is fine", () => {
+    const yaml = `buckets:\n  - { name: a, path_prefix: /a, name: b, s3: { bucket: x } }\n  - name: c\n    path_prefix: /c\n    s3: { bucket: y, bucket: z }\n`;
+    expect(issues(yaml).map((i) => `${i.line}: ${i.path}: ${i.message}`)).toEqual([
+      "2: buckets[0].name: duplicate key 'name' (first defined at line 2)",
+      "5: buckets[1].s3.bucket: duplicate key 'bucket' (first defined at line 5)",
+    ]);
+  });
+
+  test("a key written as a number and as a string is one key once parsed, so it is a duplicate", () => {
+    expect(issues(`${B}1: a\n"1": b\n`)).toContainEqual({ path: "1", message: "duplicate key '1' (first defined at line 5)", line: 6 });
+  });
+
+  test("a very long duplicate key is shortened in the message", () => {
+    const k = "k".repeat(500);
+    const got = issues(`${B}${k}: 1\n${k}: 2\n`).find((i) => i.message.startsWith("duplicate"))!;
+    expect(got.message.length).toBeLessThan(120);
+  });
+});
+
+describe("size cap", () => {
+  test(`text over ${MAX_CONFIG_BYTES} bytes is refused before parsing, naming the limit`, () => {
+    const yaml = B + `# ${"x".repeat(MAX_CONFIG_BYTES)}\n`;
+    expect(issues(yaml)).toEqual([{ path: "", message: `the config is ${Buffer.byteLength(yaml)} bytes; the limit is 1 MiB (1048576 bytes)` }]);
+  });
+
+  test("the cap counts bytes, not characters", () => {
+    const yaml = B + `# ${"é".repeat(MAX_CONFIG_BYTES / 2)}\n`; // 2 bytes each in UTF-8
+    expect(yaml.length).toBeLessThan(MAX_CONFIG_BYTES);
+    expect(issues(yaml)[0].message).toContain("the limit is 1 MiB");
+  });
+
+  test("a config just under the cap is accepted", () => {
+    const yaml = B + `# ${"x".repeat(MAX_CONFIG_BYTES - B.length - 4)}\n`;
+    expect(Buffer.byteLength(yaml)).toBeLessThanOrEqual(MAX_CONFIG_BYTES);
+    expect(parseConfig(yaml, { env: {} }).buckets).toHaveLength(1);
+  });
+});
+
+describe("hostile shapes", () => {
+  test("deep nesting is a clear error, not a crash; a cascade of YAML errors is listed as 10 and a count", () => {
+    const err = error(`${B}x: ${"[".repeat(20_000)}\n`);
+    expect(err.issues[0].message).toStartWith("invalid YAML");
+    expect(err.issues).toHaveLength(11);
+    expect(err.issues[10].message).toMatch(/^invalid YAML: \d+ more errors not listed$/);
+  });
+
+  test("alias expansion (billion laughs) is a clear error", () => {
+    let yaml = `${B}a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n`;
+    for (let i = 1; i < 9; i++) yaml += `a${i}: &a${i} [${Array(10).fill(`*a${i - 1}`).join(", ")}]\n`;
+    const err = error(yaml);
+    expect(err.issues[0].message).toStartWith("invalid YAML");
+  });
+});
+
+/** A mapping with n keys under `junk:` (refused by the schema, after the whole YAML work is done). */
+function wide(n: number): string {
+  const parts = [B, "junk:\n"];
+  for (let i = 0; i < n; i++) parts.push(`  k${i}: v\n`);
+  return parts.join("");
+}
+
+/** CPU time of the best of `runs` (CPU, not wall time: less disturbed by other processes on the machine). */
+function cpuMs(f: () => void, runs: number): number {
+  let best = Infinity;
+  for (let r = 0; r < runs; r++) {
+    const t0 = process.cpuUsage();
+    f();
+    const d = process.cpuUsage(t0);
+    best = Math.min(best, (d.user + d.system) / 1000);
+  }
+  return best;
+}
+
+describe("complexity", () => {
+  test("parse time grows linearly with the keys of one mapping: 4x the keys costs well under 8x the time", () => {
+    const small = wide(10_000);
+    const large = wide(40_000); // ~390 KB, under the cap
+    expect(Buffer.byteLength(large)).toBeLessThan(MAX_CONFIG_BYTES);
+    const run = (text: string) => () => expect(() => parseConfig(text, { env: {} })).toThrow("unknown key 'junk'");
+    run(small)(); // warm-up (JIT)
+    const tSmall = cpuMs(run(small), 3);
+    const tLarge = cpuMs(run(large), 2);
+    // Linear: ~4x. Quadratic (the yaml package's uniqueKeys check): 11x and more at these sizes.
+    expect(tLarge / tSmall).toBeLessThan(8);
+  }, 60_000);
+
+  test("a large legal config (18k keys in 2,000 buckets, ~330 KB) parses", () => {
+    const parts = ["buckets:\n"];
+    for (let i = 0; i < 2000; i++)
+      parts.push(
+        `  - { name: b${i}, path_prefix: /p${i}, s3: { bucket: d${i}, endpoint: "http://127.0.0.1:9000" },` +
+          ` auth: { enabled: false }, ip_filter: { allowlist: ["10.${i % 256}.0.0/16"] } }\n`,
+      );
+    const text = parts.join("");
+    expect(text.length).toBeGreaterThan(250_000);
+    expect(text.length).toBeLessThan(350_000);
+    const c = parseConfig(text, { env: {} });
+    expect(c.buckets).toHaveLength(2000);
+    expect(c.buckets[1999].path_prefix).toBe("/p1999");
+  }, 30_000);
+});

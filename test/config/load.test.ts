@@ -1,0 +1,114 @@
+/**
+ * Reading config files: the one base-directory rule, the size cap on files that lie about their
+ * size, and loadConfigOffThread (the worker-thread load a reload uses) agreeing with loadConfig.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { generateKeyPairSync } from "node:crypto";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, relative } from "node:path";
+import { ConfigError, configBaseDir, loadConfig, loadConfigOffThread, MAX_CONFIG_BYTES, parseConfig, readConfigText } from "../../src/config/load.ts";
+import { loadWorkerSpecifier } from "../../src/config/offthread.ts";
+
+const B = `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\n`;
+let dir: string;
+const file = (name: string, text: string) => {
+  const p = join(dir, name);
+  writeFileSync(p, text);
+  return p;
+};
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "yata-load-"));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe("configBaseDir", () => {
+  test("is the absolute folder of the config file", () => {
+    expect(configBaseDir("/etc/yatagarasu/config.yaml")).toBe("/etc/yatagarasu");
+    expect(configBaseDir("/config.yaml")).toBe("/"); // the old slice(0, lastIndexOf("/")) gave "", i.e. the working directory
+    expect(configBaseDir("config.yaml")).toBe(process.cwd());
+    expect(configBaseDir("conf/../conf/c.yaml")).toBe(join(process.cwd(), "conf"));
+  });
+
+  test("the loaded Config carries it; text without a file gets the working directory", async () => {
+    const p = file("base.yaml", B);
+    expect((await loadConfig(p)).baseDir).toBe(dir);
+    expect(parseConfig(B, { env: {} }).baseDir).toBe(process.cwd());
+    expect(parseConfig(B, { env: {}, file: p }).baseDir).toBe(dir);
+  });
+
+  test("a relative PEM path resolves against the config's folder, not the working directory", async () => {
+    mkdirSync(join(dir, "keys"), { recursive: true });
+    const { publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    writeFileSync(join(dir, "keys", "jwt.pem"), publicKey.export({ type: "spki", format: "pem" }));
+    const p = file("pem.yaml", `jwt: { algorithm: ES256, ecdsa_public_key_path: keys/jwt.pem }\n${B}`);
+    // Given relative to the working directory, so a cwd-relative resolution would look in the wrong place.
+    const c = await loadConfig(relative(process.cwd(), p));
+    expect(c.baseDir).toBe(dir);
+    expect(c.jwt?.ecdsa_public_key_path).toBe("keys/jwt.pem");
+  });
+});
+
+describe("readConfigText", () => {
+  test("a file larger than the cap is refused from its size, naming the limit", async () => {
+    const p = file("big.yaml", B + `# ${"x".repeat(MAX_CONFIG_BYTES)}\n`);
+    const err = await readConfigText(p).catch((e) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err.message).toBe(`${p}: the config is ${MAX_CONFIG_BYTES + B.length + 3} bytes; the limit is 1 MiB (1048576 bytes)`);
+  });
+
+  test("a file with no real size that never ends (/dev/zero) stops at the cap", async () => {
+    const err = await readConfigText("/dev/zero").catch((e) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err.message).toBe(`/dev/zero: the config is more than ${MAX_CONFIG_BYTES} bytes; the limit is 1 MiB (1048576 bytes)`);
+  });
+
+  test("a directory is a ConfigError, not a raw fs error", async () => {
+    const err = await readConfigText(dir).catch((e) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err.message).toStartWith(`${dir}: cannot read config:`);
+  });
+});
+
+describe("loadConfigOffThread", () => {
+  test("gives the same frozen Config as loadConfig", async () => {
+    const p = file("same.yaml", `server: { port: 9999 }\njwt: { secret: "\${YATA_OT_SECRET}" }\n${B}    auth: { enabled: true, claims: [{ claim: role, operator: in, value: [a, b] }] }\n`);
+    const env = { YATA_OT_SECRET: "s3cr3t" };
+    const [off, on] = await Promise.all([loadConfigOffThread(p, { env }), loadConfig(p, env)]);
+    expect(off).toEqual(on);
+    expect(off.jwt?.secret).toBe("s3cr3t");
+    expect(off.baseDir).toBe(dir);
+    expect(Object.isFrozen(off)).toBe(true);
+    expect(Object.isFrozen(off.buckets[0].auth.claims[0].value)).toBe(true);
+  });
+
+  test("an invalid config rejects with the same ConfigError (issues, file, lines)", async () => {
+    const p = file("bad.yaml", `server: { bogus: 1 }\n${B}`);
+    const off = await loadConfigOffThread(p, { env: {} }).catch((e) => e);
+    const on = await loadConfig(p, {}).catch((e) => e);
+    expect(off).toBeInstanceOf(ConfigError);
+    expect(off.issues).toEqual(on.issues);
+    expect(off.message).toBe(`${p}:1: server.bogus: unknown key 'bogus'`);
+  });
+
+  test("a missing file rejects with 'file not found'", async () => {
+    const err = await loadConfigOffThread(join(dir, "nope.yaml")).catch((e) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err.message).toBe(`${join(dir, "nope.yaml")}: cannot read config: file not found`);
+  });
+
+  test("a load that never finishes (a FIFO nobody writes to) times out instead of hanging every later reload", async () => {
+    const fifo = join(dir, "fifo.yaml");
+    const mk = Bun.spawn(["mkfifo", fifo]);
+    expect(await mk.exited).toBe(0);
+    const err = await loadConfigOffThread(fifo, { timeoutMs: 300 }).catch((e) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err.message).toBe(`${fifo}: loading the config took longer than 0.3 s`);
+  });
+
+  test("in the compiled executable the worker is the embedded entry, never a file in the working directory", () => {
+    expect(loadWorkerSpecifier("file:///$bunfs/root/yatagarasu-linux-x64")).toBe("/$bunfs/root/config/load-worker.js");
+    expect(loadWorkerSpecifier("file:///work/src/config/offthread.ts")).toBe("file:///work/src/config/load-worker.ts");
+  });
+});
