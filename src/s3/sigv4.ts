@@ -173,9 +173,12 @@ const AMZ_DATE_RE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
 export function parseAmzDate(s: string): number | undefined {
   const m = AMZ_DATE_RE.exec(s);
   if (m === null) return undefined;
-  const ms = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]);
-  // Date.UTC rolls 20240230 over to March 1st: round-trip to reject impossible dates
-  return Number.isFinite(ms) && amzDate(new Date(ms)) === s ? ms : undefined;
+  const month = +m[2];
+  const day = +m[3];
+  // Date.UTC would roll 20240230 over to March 1st, and hour 24 to the next day: reject them
+  if (month < 1 || month > 12 || day < 1 || +m[4] > 23 || +m[5] > 59 || +m[6] > 59) return undefined;
+  const ms = Date.UTC(+m[1], month - 1, day, +m[4], +m[5], +m[6]);
+  return new Date(ms).getUTCDate() === day ? ms : undefined;
 }
 
 export function credentialScope(yyyymmdd: string, region: string, service: string): string {

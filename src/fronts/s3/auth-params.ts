@@ -32,6 +32,7 @@ export const ECDSA_ALGORITHM = "AWS4-ECDSA-P256-SHA256";
 /** Query parameter names that make a request a presigned (SigV4 query) one. */
 export const PRESIGN_MARKERS = ["X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Signature"];
 const HEADER_NAME = /^[a-z0-9!#$%&'*+.^_`|~-]+$/;
+const CANONICAL_FORM = /^AWS4-HMAC-SHA256 Credential=([^\s,=]+), ?SignedHeaders=([^\s,=]+), ?Signature=([^\s,=]+)$/;
 const HTTP_DATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d{2}) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT$/;
 const MONTHS = "JanFebMarAprMayJunJulAugSepOctNovDec";
 
@@ -66,10 +67,9 @@ function checkScope(scope: Scope, region: string, fail: (detail: string, details
 
 function parseSignedHeaders(value: string): string[] | undefined {
   const names = value.split(";");
-  const seen = new Set<string>();
-  for (const n of names) {
-    if (!HEADER_NAME.test(n) || seen.has(n)) return undefined;
-    seen.add(n);
+  for (let i = 0; i < names.length; i++) {
+    // a handful of names: indexOf beats building a Set
+    if (!HEADER_NAME.test(names[i]) || names.indexOf(names[i]) !== i) return undefined;
   }
   return names;
 }
@@ -77,7 +77,7 @@ function parseSignedHeaders(value: string): string[] | undefined {
 /** RFC 7231 IMF-fixdate (the `Date` header) → ms; undefined otherwise. */
 export function parseHttpDate(value: string): number | undefined {
   const m = HTTP_DATE.exec(value);
-  if (m === null) return undefined;
+  if (m === null || +m[4] > 23 || +m[5] > 59 || +m[6] > 59) return undefined;
   const ms = Date.UTC(+m[3], MONTHS.indexOf(m[2]) / 3, +m[1], +m[4], +m[5], +m[6]);
   return Number.isFinite(ms) && new Date(ms).getUTCDate() === +m[1] ? ms : undefined;
 }
@@ -104,8 +104,12 @@ export function parseHeaderAuth(authorization: string, headers: Headers, region:
   // The value is not echoed back: a non-SigV4 header may well carry a bearer token.
   if (algorithm !== ALGORITHM) return s3Error("InvalidArgument", "Unsupported Authorization Type", { ArgumentName: "Authorization" });
 
+  // Fast path: the exact form every SDK writes ("Credential=.., SignedHeaders=.., Signature=..").
+  const m = CANONICAL_FORM.exec(authorization);
   const fields = new Map<string, string>();
-  for (const part of authorization.slice(sp + 1).split(",")) {
+  if (m !== null) {
+    fields.set("Credential", m[1]).set("SignedHeaders", m[2]).set("Signature", m[3]);
+  } else for (const part of authorization.slice(sp + 1).split(",")) {
     const t = part.trim();
     const eq = t.indexOf("=");
     const name = eq < 0 ? t : t.slice(0, eq);
