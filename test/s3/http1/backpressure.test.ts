@@ -44,9 +44,10 @@ describe("Http1Pool: backpressure", () => {
 
   test("a paused (backpressured) body is not a stall", async () => {
     const size = 8 * 1024 * 1024;
+    const payload = Buffer.alloc(size, 1); // allocated before the clock starts
     const srv = rawServer((c) => {
       c.socket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${size}\r\n\r\n`);
-      void writeAll(c.socket, Buffer.alloc(size, 1));
+      void writeAll(c.socket, payload);
     });
     const p = pool(srv.port, { bufferBodyUpTo: 1024 });
     const res = await p.request("GET", "/big", {}, { timeoutMs: 150 });

@@ -93,19 +93,22 @@ export async function writePaced(s: Socket<RawConn>, pieces: Array<string | Uint
   }
 }
 
-/** Write a large buffer honouring partial writes; resolves when all is handed to the kernel. */
+/**
+ * Write a large buffer honouring partial writes; resolves when all is handed to the kernel.
+ * One 1 MiB write per event-loop turn: the pool under test shares this event loop, and a
+ * synchronous burst of writes (tens of ms on a busy machine) would starve its reads and timers,
+ * making a short timeoutMs fire for reasons that have nothing to do with the pool.
+ */
 export function writeAll(s: Socket<RawConn>, data: Uint8Array, progress?: (n: number) => void): Promise<void> {
   return new Promise((resolve) => {
     let off = 0;
     const step = () => {
-      while (off < data.length) {
-        if (s.data.closed) return resolve();
-        const n = s.write(data.subarray(off, Math.min(data.length, off + 1024 * 1024)));
-        if (n <= 0) return void setTimeout(step, 1);
-        off += n;
-        progress?.(off);
-      }
-      resolve();
+      if (off >= data.length || s.data.closed) return resolve();
+      const n = s.write(data.subarray(off, Math.min(data.length, off + 1024 * 1024)));
+      if (n <= 0) return void setTimeout(step, 1);
+      off += n;
+      progress?.(off);
+      setImmediate(step);
     };
     step();
   });
