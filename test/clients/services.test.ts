@@ -65,13 +65,14 @@ clientTest("redisServer")("redis-server: PING/SET/GET with Bun's RedisClient; ki
 clientTest("redisServer", "haproxy")("a taken port is reported as PortInUseError (what withFreePort retries on)", async () => {
   const taken = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
   try {
+    // a wrongly "started" service is stopped at once, so a failing assertion leaks no process
     const r = await startRedis({ port: taken.port }).then(
-      () => "started",
+      (x) => x.stop().then(() => "started"),
       (e: unknown) => e,
     );
     expect(r).toBeInstanceOf(PortInUseError);
     const h = await startHaproxy([1], { port: taken.port }).then(
-      () => "started",
+      (x) => x.stop().then(() => "started"),
       (e: unknown) => e,
     );
     expect(h).toBeInstanceOf(PortInUseError);
