@@ -10,7 +10,6 @@
  *   body.ts      the ReadableStream source with backpressure
  *   errors.ts    UpstreamTimeoutError, UpstreamConnectTimeoutError, UpstreamProtocolError
  */
-import type { Http1Pool, Http1PoolOptions } from "./pool.ts";
 import { UpstreamPools } from "./pools.ts";
 
 export { UpstreamConnectTimeoutError, UpstreamProtocolError, UpstreamTimeoutError } from "./errors.ts";
@@ -18,17 +17,8 @@ export { Http1Pool, type Http1PoolOptions, type Http1RequestOptions } from "./po
 export { UpstreamPools } from "./pools.ts";
 
 /**
- * Transitional: one process-wide UpstreamPools for callers that are not handed one yet.
- * @deprecated pass an App-owned UpstreamPools instead (BucketUpstream's `pools` dependency).
+ * Transitional: the process-wide UpstreamPools a BucketUpstream falls back to while the App does
+ * not pass its own (`pools` in UpstreamDeps). Remove once it does.
+ * @deprecated pass an App-owned UpstreamPools instead.
  */
 export const defaultPools = new UpstreamPools();
-
-/** @deprecated use UpstreamPools.get. */
-export function sharedPool(opts: Http1PoolOptions): Http1Pool {
-  return defaultPools.get(opts);
-}
-
-/** @deprecated use UpstreamPools.close. */
-export function closeSharedPools(): void {
-  defaultPools.close();
-}
