@@ -1,0 +1,51 @@
+/**
+ * S3's ListObjectsV2 answer (ListBucketResult XML) → the entries a directory index shows. Keys
+ * outside the requested prefix are dropped (defence in depth: the upstream was asked for the
+ * prefix, but an index must never show more than the folder it names).
+ */
+import { child, childrenNamed, childText, parseXml } from "../s3/xml-reader.ts";
+
+export interface ListingEntry {
+  /** The full object key, or the common prefix (ending in "/") for a folder. */
+  key: string;
+  /** The part after the listed prefix ("photo.jpg", "2024/"). */
+  name: string;
+  folder: boolean;
+  size: number;
+  /** ISO 8601, as S3 sends it; "" for folders. */
+  lastModified: string;
+}
+
+export interface ListingPage {
+  prefix: string;
+  entries: ListingEntry[];
+  /** Present when there is a next page. */
+  nextToken: string | undefined;
+}
+
+/** Listings larger than this are refused (1,000 keys of 1 KiB each fit well within). */
+const MAX_LISTING_BYTES = 4 * 1024 * 1024;
+
+export function parseListing(xml: string, prefix: string): ListingPage {
+  const root = parseXml(xml, { maxBytes: MAX_LISTING_BYTES, maxElements: 20_000 });
+  if (root.name !== "ListBucketResult") throw new Error(`unexpected listing root ${root.name}`);
+  const urlEncoded = childText(root, "EncodingType") === "url";
+  const decode = (s: string) => (urlEncoded ? decodeURIComponent(s.replace(/\+/g, " ")) : s);
+  const folders: ListingEntry[] = [];
+  const files: ListingEntry[] = [];
+  for (const cp of childrenNamed(root, "CommonPrefixes")) {
+    const key = decode(childText(cp, "Prefix") ?? "");
+    if (!key.startsWith(prefix) || key.length <= prefix.length) continue;
+    folders.push({ key, name: key.slice(prefix.length), folder: true, size: 0, lastModified: "" });
+  }
+  for (const c of childrenNamed(root, "Contents")) {
+    const key = decode(childText(c, "Key") ?? "");
+    // The "folder marker" object some tools create (the prefix itself) is not an entry of its own folder.
+    if (!key.startsWith(prefix) || key === prefix) continue;
+    const size = Number(childText(c, "Size") ?? "0");
+    files.push({ key, name: key.slice(prefix.length), folder: false, size: Number.isFinite(size) ? size : 0, lastModified: childText(c, "LastModified") ?? "" });
+  }
+  const truncated = childText(root, "IsTruncated") === "true";
+  const next = child(root, "NextContinuationToken")?.text;
+  return { prefix, entries: [...folders, ...files], nextToken: truncated && next ? next : undefined };
+}

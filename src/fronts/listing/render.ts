@@ -1,0 +1,85 @@
+/**
+ * A directory index for people: HTML for browsers (breadcrumbs, folders first, human-readable
+ * sizes, dates, a link to the next page), JSON for everything else. Every key is escaped for the
+ * context it lands in (HTML text, attribute, URL path), so a key named `<script>` renders as text.
+ */
+import type { ListingPage } from "./parse.ts";
+
+const HTML_ESCAPES: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+
+export function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c]);
+}
+
+/** A URL path segment-wise encoded (so `#`, `?`, `%` and spaces in keys stay part of the path). */
+export function encodePath(path: string): string {
+  return path.split("/").map(encodeURIComponent).join("/");
+}
+
+export function humanSize(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+  let v = bytes / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[i]}`;
+}
+
+export interface RenderInput {
+  page: ListingPage;
+  /** The bucket's path prefix on the plain front ("/products", or "" for a bucket at "/"). */
+  mount: string;
+  bucket: string;
+}
+
+/** The link to the next page of the same folder. */
+function nextHref(input: RenderInput): string | undefined {
+  const t = input.page.nextToken;
+  return t === undefined ? undefined : `${encodePath(`${input.mount}/${input.page.prefix}`)}?continuation-token=${encodeURIComponent(t)}`;
+}
+
+export function renderJson(input: RenderInput): string {
+  const { page } = input;
+  return JSON.stringify({
+    bucket: input.bucket,
+    prefix: page.prefix,
+    entries: page.entries.map((e) => (e.folder ? { name: e.name, type: "folder" } : { name: e.name, type: "object", size: e.size, last_modified: e.lastModified })),
+    next: nextHref(input) ?? null,
+  });
+}
+
+export function renderHtml(input: RenderInput): string {
+  const { page, mount } = input;
+  const crumbs: string[] = [`<a href="${escapeHtml(encodePath(`${mount}/`))}">${escapeHtml(input.bucket)}</a>`];
+  let acc = "";
+  for (const part of page.prefix.split("/").filter((p) => p !== "")) {
+    acc += `${part}/`;
+    crumbs.push(`<a href="${escapeHtml(encodePath(`${mount}/${acc}`))}">${escapeHtml(part)}</a>`);
+  }
+  const rows = page.entries.map((e) => {
+    const href = escapeHtml(encodePath(`${mount}/${e.key}`));
+    const name = escapeHtml(e.name);
+    const cls = e.folder ? "folder" : "object";
+    const size = e.folder ? "—" : `<span title="${e.size} bytes">${escapeHtml(humanSize(e.size))}</span>`;
+    const date = e.lastModified ? `<time datetime="${escapeHtml(e.lastModified)}">${escapeHtml(e.lastModified.replace("T", " ").replace(/\.\d+Z$|Z$/, " UTC"))}</time>` : "";
+    return `<tr class="${cls}"><td><a href="${href}"${e.folder ? "" : " download"}>${name}</a></td><td>${size}</td><td>${date}</td></tr>`;
+  });
+  const next = nextHref(input);
+  const title = escapeHtml(`${input.bucket}/${page.prefix}`);
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Index of ${title}</title>
+<style>body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;min-width:40em}td,th{padding:.25em 1em .25em 0;text-align:left}tr.folder td:first-child a{font-weight:600}nav{margin-bottom:1em}</style>
+</head><body>
+<nav aria-label="breadcrumbs">${crumbs.join(" / ")} /</nav>
+<table><thead><tr><th>Name</th><th>Size</th><th>Last modified</th></tr></thead>
+<tbody>
+${rows.length > 0 ? rows.join("\n") : `<tr><td colspan="3">This folder is empty.</td></tr>`}
+</tbody></table>
+${next ? `<p><a rel="next" id="next" href="${escapeHtml(next)}">Next page</a></p>` : ""}
+</body></html>
+`;
+}

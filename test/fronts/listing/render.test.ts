@@ -1,0 +1,69 @@
+import { describe, expect, test } from "bun:test";
+import { parseListing } from "../../../src/fronts/listing/parse.ts";
+import { encodePath, escapeHtml, humanSize, renderHtml, renderJson } from "../../../src/fronts/listing/render.ts";
+
+const xml = (inner: string) => `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name>${inner}</ListBucketResult>`;
+
+describe("parseListing", () => {
+  test("folders first, then objects; names relative to the prefix; next token only when truncated", () => {
+    const page = parseListing(
+      xml(`<Prefix>docs/</Prefix><KeyCount>3</KeyCount><IsTruncated>true</IsTruncated><NextContinuationToken>tok/+=</NextContinuationToken>
+        <Contents><Key>docs/a.txt</Key><LastModified>2026-01-02T03:04:05.000Z</LastModified><Size>1536</Size></Contents>
+        <Contents><Key>docs/</Key><Size>0</Size></Contents>
+        <CommonPrefixes><Prefix>docs/2024/</Prefix></CommonPrefixes>`),
+      "docs/",
+    );
+    expect(page.entries.map((e) => [e.name, e.folder])).toEqual([["2024/", true], ["a.txt", false]]);
+    expect(page.entries[1]).toMatchObject({ key: "docs/a.txt", size: 1536, lastModified: "2026-01-02T03:04:05.000Z" });
+    expect(page.nextToken).toBe("tok/+=");
+    expect(parseListing(xml(`<IsTruncated>false</IsTruncated>`), "").nextToken).toBeUndefined();
+  });
+
+  test("entries outside the requested prefix are never shown", () => {
+    const page = parseListing(xml(`<Contents><Key>other/secret.txt</Key><Size>1</Size></Contents><CommonPrefixes><Prefix>other/</Prefix></CommonPrefixes><Contents><Key>docs/ok</Key><Size>1</Size></Contents>`), "docs/");
+    expect(page.entries.map((e) => e.key)).toEqual(["docs/ok"]);
+  });
+
+  test("url-encoded listings are decoded; entities are decoded", () => {
+    const page = parseListing(xml(`<EncodingType>url</EncodingType><Contents><Key>a%20b%2Bc</Key><Size>1</Size></Contents><Contents><Key>x&amp;y</Key><Size>1</Size></Contents>`), "");
+    expect(page.entries.map((e) => e.key)).toEqual(["a b+c", "x&y"]);
+  });
+
+  test("a DOCTYPE (entity expansion) is refused", () => {
+    expect(() => parseListing(`<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><ListBucketResult>&a;</ListBucketResult>`, "")).toThrow();
+  });
+});
+
+describe("render", () => {
+  const page = {
+    prefix: "a b/",
+    entries: [
+      { key: "a b/<script>alert(1)</script>/", name: "<script>alert(1)</script>/", folder: true, size: 0, lastModified: "" },
+      { key: 'a b/x"y#?.txt', name: 'x"y#?.txt', folder: false, size: 5 * 1024 * 1024, lastModified: "2026-01-02T03:04:05.000Z" },
+    ],
+    nextToken: "t&<1>",
+  };
+  test("HTML: hostile key names are text, links are path-encoded, breadcrumbs and next link", () => {
+    const html = renderHtml({ page, mount: "/pub", bucket: "pub" });
+    expect(html).not.toContain("<script>");
+    expect(html).toContain("&lt;script&gt;alert(1)&lt;/script&gt;/");
+    expect(html).toContain('href="/pub/a%20b/x%22y%23%3F.txt"');
+    expect(html).toContain('<a href="/pub/">pub</a> / <a href="/pub/a%20b/">a b</a>');
+    expect(html).toContain("5.0 MiB");
+    expect(html).toContain('href="/pub/a%20b/?continuation-token=t%26%3C1%3E"');
+  });
+  test("JSON: entries and the next link", () => {
+    const j = JSON.parse(renderJson({ page, mount: "/pub", bucket: "pub" }));
+    expect(j.entries[0]).toEqual({ name: "<script>alert(1)</script>/", type: "folder" });
+    expect(j.entries[1]).toEqual({ name: 'x"y#?.txt', type: "object", size: 5242880, last_modified: "2026-01-02T03:04:05.000Z" });
+    expect(j.next).toBe("/pub/a%20b/?continuation-token=t%26%3C1%3E");
+  });
+  test("helpers", () => {
+    expect(humanSize(0)).toBe("0 B");
+    expect(humanSize(1023)).toBe("1023 B");
+    expect(humanSize(1536)).toBe("1.5 KiB");
+    expect(humanSize(20 * 1024 * 1024)).toBe("20 MiB");
+    expect(escapeHtml(`<a href="x">'&'</a>`)).toBe("&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+    expect(encodePath("/a b/c#d")).toBe("/a%20b/c%23d");
+  });
+});
