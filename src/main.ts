@@ -11,6 +11,7 @@ import { ConfigError, loadConfig, type Config } from "./config/load.ts";
 import { summarize } from "./config/summary.ts";
 import { createLogger } from "./observe/log.ts";
 import { listenBun, listenMetrics, listenNode, type Listener } from "./server.ts";
+import { listenS3 } from "./server/s3-listener.ts";
 import { connectTimeoutNote, fetchConcurrencyWarning } from "./s3/upstream.ts";
 import { VERSION } from "./version.ts";
 import { askPrimaryToReloadAll, startChildren, workerCount, workerIndex, type Children } from "./workers.ts";
@@ -89,6 +90,7 @@ async function serve(config: Config, configPath: string): Promise<number> {
   let app: App;
   let listener: Listener;
   let metrics: Listener | undefined;
+  let s3Listener: Listener | undefined;
   let children: Children | undefined;
   try {
     // server.readiness_probe_interval_seconds sets the probe period; YATAGARASU_PROBE_INTERVAL_MS overrides it (tests).
@@ -100,6 +102,12 @@ async function serve(config: Config, configPath: string): Promise<number> {
     app = await App.create(config, { configPath, log, share: workers, probeIntervalMs, onReloadedByApi });
     const baseDir = configPath.includes("/") ? configPath.slice(0, configPath.lastIndexOf("/")) : ".";
     listener = config.server.engine === "node" ? await listenNode(app, listenConfig, { reusePort: workers > 1 }) : listenBun(app, listenConfig, { reusePort: workers > 1, baseDir });
+    try {
+      s3Listener = await listenS3(app, config, { reusePort: workers > 1, baseDir: config.baseDir });
+    } catch (err) {
+      const s3 = config.s3_api!;
+      throw new Error((err as { code?: string }).code === "EADDRINUSE" ? `s3_api address ${s3.address}:${s3.port} is already in use` : `s3_api listener: ${(err as Error)?.message ?? String(err)}`);
+    }
     if (config.metrics.enabled && workerIndex() === undefined) metrics = listenMetrics(config, () => children?.renderMetrics() ?? app.metrics.render());
     // Children start once everything the primary listens on is up (they get the port it bound).
     if (primary) {
@@ -120,6 +128,7 @@ async function serve(config: Config, configPath: string): Promise<number> {
     port: listener.port,
     engine: config.server.engine,
     ...(metrics ? { metrics_port: metrics.port } : undefined),
+    ...(s3Listener ? { s3_port: s3Listener.port } : undefined),
     buckets: config.buckets.length,
     pid: process.pid,
   });
@@ -146,14 +155,14 @@ async function serve(config: Config, configPath: string): Promise<number> {
       app.draining = true;
       log.info("draining", { signal, timeout_s: config.server.shutdown_timeout });
       const childrenDone = children?.stop(signal === "SIGINT" ? "SIGINT" : "SIGTERM");
-      const graceful = listener.stop(false);
+      const graceful = Promise.all([listener.stop(false), s3Listener?.stop(false)]);
       const timedOut = await Promise.race([
         graceful.then(() => false),
         new Promise<boolean>((r) => setTimeout(() => r(true), config.server.shutdown_timeout * 1000).unref?.()),
       ]);
       if (timedOut) {
         log.warn("shutdown timeout reached: closing remaining connections");
-        await listener.stop(true);
+        await Promise.all([listener.stop(true), s3Listener?.stop(true)]);
       }
       await childrenDone;
       await metrics?.stop(true);

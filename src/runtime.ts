@@ -17,6 +17,7 @@ import type { Logger } from "./observe/log.ts";
 import type { Metrics } from "./observe/metrics.ts";
 import { Prober } from "./observe/readiness.ts";
 import { Router } from "./router.ts";
+import { S3Identities } from "./fronts/s3/identities.ts";
 import { BucketUpstream } from "./s3/upstream.ts";
 
 export interface BucketRuntime {
@@ -40,6 +41,8 @@ export interface Runtime {
   readonly limiter: RateLimiter | undefined;
   readonly trustedProxies: readonly Cidr[];
   readonly prober: Prober;
+  /** The S3 front's credentials and sessions of this generation (s3_api enabled), else undefined. */
+  readonly s3Api: S3Identities | undefined;
   close(): void;
 }
 
@@ -102,6 +105,7 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
     limiter,
     trustedProxies: cidrs(config.server.trusted_proxies),
     prober,
+    s3Api: config.s3_api?.enabled ? new S3Identities(config.s3_api) : undefined,
     close() {
       prober.stop();
       auth?.close();

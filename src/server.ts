@@ -14,6 +14,7 @@ import http from "node:http";
 import type { App } from "./app.ts";
 import type { Config } from "./config/load.ts";
 import { createMainHandler } from "./fronts/index.ts";
+import type { Handler } from "./proxy/runner.ts";
 import { rawSegmentPatterns, rawTargetFor } from "./http/raw-target.ts";
 import { resolveConfigPath } from "./config/validate.ts";
 import { writeNodeResponse } from "./server/node-response.ts";
@@ -31,11 +32,21 @@ function tlsOf(cfg: Config, baseDir: string | undefined) {
   return { cert: Bun.file(resolveConfigPath(https.cert_path, baseDir)), key: Bun.file(resolveConfigPath(https.key_path, baseDir)) };
 }
 
-export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; baseDir?: string } = {}): Listener {
-  const handle = createMainHandler(app, (req) => server.requestIP(req)?.address ?? "");
+/**
+ * Another listener on the same engine: its own address and handler (the S3 front, see
+ * src/server/s3-listener.ts). Without it, the main listener (control plane + plain front).
+ */
+export interface ListenAs {
+  address: string;
+  port: number;
+  handler: (app: App, peerOf?: (req: Request) => string) => Handler;
+}
+
+export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; baseDir?: string; as?: ListenAs } = {}): Listener {
+  const handle = (opts.as?.handler ?? createMainHandler)(app, (req) => server.requestIP(req)?.address ?? "");
   const server: Bun.Server<undefined> = Bun.serve({
-    hostname: cfg.server.address,
-    port: cfg.server.port,
+    hostname: opts.as?.address ?? cfg.server.address,
+    port: opts.as?.port ?? cfg.server.port,
     reusePort: opts.reusePort ?? false,
     tls: tlsOf(cfg, opts.baseDir),
     maxRequestBodySize: cfg.server.security_limits.max_body_size,
@@ -52,13 +63,13 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
     },
   });
   return {
-    port: server.port ?? cfg.server.port,
+    port: server.port ?? opts.as?.port ?? cfg.server.port,
     stop: (force) => server.stop(force) ?? Promise.resolve(),
   };
 }
 
-export async function listenNode(app: App, cfg: Config, opts: { reusePort?: boolean } = {}): Promise<Listener> {
-  const handle = createMainHandler(app);
+export async function listenNode(app: App, cfg: Config, opts: { reusePort?: boolean; as?: ListenAs } = {}): Promise<Listener> {
+  const handle = (opts.as?.handler ?? createMainHandler)(app);
   const server = http.createServer({ maxHeaderSize: cfg.server.security_limits.max_header_size + 1024 }, (req, res) => {
     const abort = new AbortController();
     res.on("close", () => {
@@ -84,11 +95,11 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
   server.keepAliveTimeout = 60_000;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen({ host: cfg.server.address, port: cfg.server.port, reusePort: opts.reusePort } as http.ServerOptions & { port: number }, () => resolve());
+    server.listen({ host: opts.as?.address ?? cfg.server.address, port: opts.as?.port ?? cfg.server.port, reusePort: opts.reusePort } as http.ServerOptions & { port: number }, () => resolve());
   });
   const addr = server.address();
   return {
-    port: typeof addr === "object" && addr ? addr.port : cfg.server.port,
+    port: typeof addr === "object" && addr ? addr.port : (opts.as?.port ?? cfg.server.port),
     stop: (force) =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

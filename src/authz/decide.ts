@@ -78,7 +78,8 @@ export class DecidingAuthorizer implements Authorizer {
   }
 
   async authorize(input: AuthzInput): Promise<boolean> {
-    const key = JSON.stringify([identityOf(input.claims), input.bucket, input.key, input.method, this.spec.extraKey?.(input) ?? ""]);
+    // The action is part of the key: on the S3 front GET of a bucket is ListBucket or GetBucketLocation.
+    const key = JSON.stringify([identityOf(input.claims), input.bucket, input.key, input.method, input.action ?? "", this.spec.extraKey?.(input) ?? ""]);
     const hit = this.cache?.get(key, this.now());
     if (hit !== undefined) return hit;
     const pending = this.inflight.get(key);

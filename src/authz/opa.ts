@@ -3,7 +3,11 @@
  *
  *   POST {opa_url}/v1/data/{opa_policy_path}
  *   {"input": {"jwt_claims": {...} | null, "bucket": "<bucket name>", "key": "<object key>",
- *              "path": "<request path>", "method": "GET", "client_ip": "<ip>"}}
+ *              "path": "<request path>", "method": "GET", "action": "s3:GetObject", "client_ip": "<ip>"}}
+ *
+ * `action` is the S3 action on both fronts (the plain front's GET is s3:GetObject; the S3 front
+ * also sends s3:ListBucket, s3:GetBucketLocation, ...). `jwt_claims` holds an S3 identity's
+ * configured claims (with `sub` = the identity) or an STS session's token claims.
  *
  * Allowed when the answer's `result` is `true`, or an object with `"allow": true` (so the policy path
  * may name the rule, e.g. `yatagarasu/allow`, or its package, e.g. `yatagarasu`). Anything else
@@ -41,7 +45,7 @@ export function createOpaAuthorizer(cfg: AuthorizationConfig, fetchFn: typeof fe
       extraKey: (input) => input.clientIp,
       ask: async (input, signal) => {
         const body = {
-          input: { jwt_claims: input.claims ?? null, bucket: input.bucket, key: input.key, path: input.path, method: input.method, client_ip: input.clientIp },
+          input: { jwt_claims: input.claims ?? null, bucket: input.bucket, key: input.key, path: input.path, method: input.method, action: input.action ?? null, client_ip: input.clientIp },
         };
         const answer = await postJson(fetchFn, url, body, signal);
         if (answer === null || typeof answer !== "object" || Array.isArray(answer)) throw new BackendError("answer is not a JSON object");

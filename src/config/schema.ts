@@ -7,6 +7,7 @@
  * that says what to write instead (see LEGACY_HINTS in load.ts).
  */
 import { z } from "zod";
+import { S3ApiSchema } from "./s3-api.ts";
 
 const posInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
@@ -250,5 +251,6 @@ export const ConfigSchema = z.strictObject({
   cache: CacheSchema.prefault({}),
   metrics: MetricsSchema.prefault({}),
   logging: LoggingSchema.prefault({}),
+  s3_api: S3ApiSchema.optional(),
 });
 export type RawConfig = z.infer<typeof ConfigSchema>;

@@ -1,6 +1,7 @@
 /** The one-screen summary printed by `--check`. Never prints secrets: only whether they are set. */
 import type { Config } from "./load.ts";
 import { printableUrl } from "./url.ts";
+import { summarizeS3Api } from "./s3-api.ts";
 
 export function summarize(c: Config, file: string): string {
   const s = c.server;
@@ -32,5 +33,6 @@ export function summarize(c: Config, file: string): string {
     ].filter(Boolean);
     lines.push(`  ${b.path_prefix.padEnd(20)} → ${b.name} (s3://${b.s3.bucket} @ ${where}) ${flags.join(" ")}`);
   }
+  lines.push(...summarizeS3Api(c.s3_api, !!s.https?.enabled));
   return `${lines.join("\n")}\n`;
 }

@@ -10,6 +10,7 @@ import type { Config } from "./load.ts";
 import type { PathSegment } from "./path.ts";
 import type { Algorithm, ClaimRule, RawConfig } from "./schema.ts";
 import { userinfoProblem } from "./url.ts";
+import { validateS3Api } from "./s3-api.ts";
 
 export const RESERVED_PREFIXES = ["/health", "/ready", "/admin", "/metrics"] as const;
 
@@ -201,6 +202,7 @@ export function validateConfig(cfg: RawConfig, opts: { baseDir?: string } = {}):
   // Checked even when jwt is disabled: the URL is in the config either way.
   checkUrl(cfg.jwt?.jwks_url, ["jwt", "jwks_url"], "a JWKS is public key material and needs no credentials", issues);
   validateJwt(cfg, opts.baseDir, issues);
+  validateS3Api(cfg, { host, port: port ?? 8080 }, issues);
 
   const config = { ...cfg, server: { ...cfg.server, address: host, port: port ?? 8080 }, baseDir: opts.baseDir ?? process.cwd() } as Config;
   return { config, issues };

@@ -24,6 +24,7 @@ const input = (over: Partial<AuthzInput> = {}): AuthzInput => ({
   key: "shoes/red.jpg",
   path: "/products/shoes/red.jpg",
   method: "GET",
+  action: "s3:GetObject",
   clientIp: "10.0.0.7",
   ...over,
 });
@@ -38,9 +39,16 @@ describe("protocol", () => {
     expect(dataPath(opa.requests[0])).toBe("yatagarasu/allow");
     expect(opa.requests[0].headers.get("content-type")).toBe("application/json");
     expect(opa.requests[0].body).toEqual({
-      input: { jwt_claims: { sub: "alice", role: "admin" }, bucket: "products", key: "shoes/red.jpg", path: "/products/shoes/red.jpg", method: "GET", client_ip: "10.0.0.7" },
+      input: { jwt_claims: { sub: "alice", role: "admin" }, bucket: "products", key: "shoes/red.jpg", path: "/products/shoes/red.jpg", method: "GET", action: "s3:GetObject", client_ip: "10.0.0.7" },
     });
     expect(await authz.authorize(input({ claims: { sub: "bob", role: "viewer" } }))).toBe(false);
+  });
+  test("the S3 action is in the input and in the decision cache key (a bucket GET may be ListBucket or GetBucketLocation)", async () => {
+    const { opa, authz } = setup({ "yatagarasu/allow": (i) => i.action === "s3:GetBucketLocation" });
+    expect(await authz.authorize(input({ key: "", action: "s3:GetBucketLocation" }))).toBe(true);
+    expect(await authz.authorize(input({ key: "", action: "s3:ListBucket" }))).toBe(false);
+    expect(await authz.authorize(input({ key: "", action: "s3:GetBucketLocation" }))).toBe(true);
+    expect(opa.requests.map((r) => (r.body as any).input.action)).toEqual(["s3:GetBucketLocation", "s3:ListBucket"]);
   });
   test("anonymous requests send jwt_claims: null", async () => {
     const { opa, authz } = setup({ "yatagarasu/allow": (i) => i.jwt_claims === null && i.key.startsWith("public/") });

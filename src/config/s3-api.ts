@@ -1,0 +1,129 @@
+/**
+ * `s3_api`: the S3-compatible front (its own listener; README "S3 clients").
+ *
+ *   s3_api:
+ *     enabled: true
+ *     address: 0.0.0.0
+ *     port: 9000
+ *     region: us-east-1                  # the region clients sign for
+ *     domain: s3.example.com             # optional: virtual-hosted style (<bucket>.s3.example.com)
+ *     max_clock_skew_seconds: 900
+ *     sts: { enabled: true, session_key: "${STS_SESSION_KEY}", max_session_seconds: 3600 }
+ *     credentials:
+ *       - { access_key_id: "${APP1_AK}", secret_access_key: "${APP1_SK}", identity: app1,
+ *           claims: { team: a }, buckets: { products: [read, list] } }
+ *
+ * The schema checks shapes; `validateS3Api` the rules that need the rest of the config (bucket
+ * names, the JWT section STS depends on, ports). `summarizeS3Api` is the `--check` line: it says
+ * whether secrets are set, never what they are.
+ */
+import { z } from "zod";
+import type { PathSegment } from "./path.ts";
+
+const nonEmpty = z.string().min(1, "must not be empty");
+
+/** AWS access key ids are 16-128 alphanumerics; '.', '_' and '-' are allowed too (none of them can break a Credential= scope). */
+const ACCESS_KEY_ID = /^[A-Za-z0-9._-]{3,128}$/;
+/** Identity names appear in logs, metrics-adjacent fields and authorization input. */
+const IDENTITY = /^[A-Za-z0-9][A-Za-z0-9@._:+-]{0,127}$/;
+/** What an S3 client can address as a bucket (botocore's and the SDKs' own check). */
+export const S3_FRONT_BUCKET_NAME = /^[A-Za-z0-9.\-_]{1,255}$/;
+/** STS access key ids start with this (sts.ts); a static key may not, or the two could be confused. */
+export const SESSION_KEY_PREFIX = "ASIA";
+export const MIN_SESSION_KEY_BYTES = 32;
+const HOSTNAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
+export const S3_PERMISSIONS = ["read", "list"] as const;
+export type S3Permission = (typeof S3_PERMISSIONS)[number];
+
+export const S3CredentialSchema = z.strictObject({
+  access_key_id: z.string().regex(ACCESS_KEY_ID, "must be 3-128 letters, digits, '.', '_' or '-'"),
+  secret_access_key: z.string().min(16, "must be at least 16 characters"),
+  identity: z.string().regex(IDENTITY, "must be 1-128 characters: letters, digits, '@', '.', '_', ':', '+' or '-', starting with a letter or digit"),
+  /** Fed to claim rules, OPA and OpenFGA like JWT claims; `sub` is always the identity. */
+  claims: z.record(z.string(), z.unknown()).optional(),
+  buckets: z.record(
+    z.string(),
+    z.array(z.enum(S3_PERMISSIONS, { error: () => `unknown permission; use ${S3_PERMISSIONS.join(", ")}` })).min(1, "grant read, list or both"),
+  ),
+});
+export type S3CredentialConfig = z.infer<typeof S3CredentialSchema>;
+
+export const S3StsSchema = z.strictObject({
+  enabled: z.boolean().default(true),
+  /** HMAC key of the stateless sessions, shared by every replica; rotating it revokes every session. */
+  session_key: z.string().optional(),
+  /** STS allows 900..43200 seconds per session. */
+  max_session_seconds: z.number().int().min(900).max(43200).default(3600),
+});
+
+export const S3ApiSchema = z.strictObject({
+  enabled: z.boolean().default(true),
+  address: nonEmpty.default("0.0.0.0"),
+  port: z.number().int().min(0).max(65535).default(9000),
+  region: z.string().regex(/^[a-z0-9-]{1,64}$/, "must be a region name such as us-east-1").default("us-east-1"),
+  domain: z.string().transform((d) => d.toLowerCase()).pipe(z.string().regex(HOSTNAME, "must be a DNS name such as s3.example.com (no scheme, port or path)")).optional(),
+  max_clock_skew_seconds: z.number().int().min(1).max(3600).default(900),
+  sts: S3StsSchema.optional(),
+  credentials: z.array(S3CredentialSchema).default([]),
+});
+export type S3ApiConfig = z.infer<typeof S3ApiSchema>;
+
+type Issue = { path: PathSegment[]; message: string };
+
+/** The parts of the whole config the cross-field rules read. */
+interface Whole {
+  s3_api?: S3ApiConfig;
+  buckets: ReadonlyArray<{ name: string }>;
+  jwt?: { enabled: boolean };
+  server: { address: string; port?: number; workers: number | "auto" };
+  metrics: { enabled: boolean; address: string; port: number };
+}
+
+/** Cross-field rules of s3_api. `host`/`port`: the main listener's, once resolved. */
+export function validateS3Api(cfg: Whole, main: { host: string; port: number }, issues: Issue[]): void {
+  const s = cfg.s3_api;
+  if (!s || !s.enabled) return;
+  const at = (...p: PathSegment[]): PathSegment[] => ["s3_api", ...p];
+  const sameAddress = (a: string) => a === s.address || a === "0.0.0.0" || s.address === "0.0.0.0" || a === "::" || s.address === "::";
+  if (s.port !== 0 && s.port === main.port && sameAddress(main.host)) issues.push({ path: at("port"), message: "the S3 API needs its own port: it must not be the proxy's main port" });
+  if (cfg.metrics.enabled && s.port !== 0 && s.port === cfg.metrics.port && sameAddress(cfg.metrics.address))
+    issues.push({ path: at("port"), message: "the S3 API must not use the metrics listener's port" });
+  if (s.port === 0 && cfg.server.workers !== 1)
+    issues.push({ path: at("port"), message: "with server.workers > 1 every worker listens on the same S3 port: set a fixed port (not 0)" });
+
+  const names = new Set(cfg.buckets.map((b) => b.name));
+  const keys = new Map<string, number>();
+  s.credentials.forEach((c, i) => {
+    if (keys.has(c.access_key_id)) issues.push({ path: at("credentials", i, "access_key_id"), message: `duplicate access key id (also credentials[${keys.get(c.access_key_id)}])` });
+    keys.set(c.access_key_id, i);
+    if (s.sts?.enabled && c.access_key_id.startsWith(SESSION_KEY_PREFIX))
+      issues.push({ path: at("credentials", i, "access_key_id"), message: `must not start with ${SESSION_KEY_PREFIX}: that prefix marks temporary (STS) credentials` });
+    if (c.claims && "sub" in c.claims) issues.push({ path: at("credentials", i, "claims", "sub"), message: "sub is always the identity: remove it (set identity instead)" });
+    for (const b of Object.keys(c.buckets)) {
+      if (!names.has(b)) issues.push({ path: at("credentials", i, "buckets", b), message: `no bucket is named '${b}' (a grant names a bucket's \`name\`)` });
+      else if (!S3_FRONT_BUCKET_NAME.test(b)) issues.push({ path: at("credentials", i, "buckets", b), message: "S3 clients cannot address this bucket name: use letters, digits, '.', '-' and '_' only" });
+    }
+  });
+
+  const sts = s.sts;
+  if (sts?.enabled) {
+    if (!sts.session_key) issues.push({ path: at("sts", "session_key"), message: `required when sts is enabled (at least ${MIN_SESSION_KEY_BYTES} bytes, the same on every replica)` });
+    else if (Buffer.byteLength(sts.session_key) < MIN_SESSION_KEY_BYTES) issues.push({ path: at("sts", "session_key"), message: `must be at least ${MIN_SESSION_KEY_BYTES} bytes` });
+    if (!cfg.jwt?.enabled) issues.push({ path: at("sts", "enabled"), message: "temporary credentials are issued for JWTs: configure an enabled top-level `jwt:` section" });
+  }
+}
+
+/** The `--check` line(s) for s3_api. Secrets: only whether they are set. */
+export function summarizeS3Api(s: S3ApiConfig | undefined, https: boolean): string[] {
+  if (!s || !s.enabled) return ["s3 api      off"];
+  const style = s.domain ? `path + virtual-hosted (*.${s.domain})` : "path-style";
+  const lines = [`s3 api      ${https ? "https" : "http"}://${s.address}:${s.port}  region=${s.region} ${style} max_skew=${s.max_clock_skew_seconds}s`];
+  const sts = s.sts?.enabled ? `on (session_key ${s.sts.session_key ? "set" : "NOT set"}, max ${s.sts.max_session_seconds}s)` : "off";
+  lines.push(`  sts: ${sts}; ${s.credentials.length} credential${s.credentials.length === 1 ? "" : "s"}`);
+  for (const c of s.credentials) {
+    const grants = Object.entries(c.buckets).map(([b, p]) => `${b}:${[...new Set(p)].join("+")}`).join(" ");
+    lines.push(`  ${c.identity.padEnd(20)} secret ${c.secret_access_key ? "set" : "NOT set"}; ${grants}`);
+  }
+  return lines;
+}

@@ -1,0 +1,29 @@
+/**
+ * How the S3 front's own errors travel through the shared runner: as a ProxyError (so `failed`,
+ * the logging step and the metrics treat them like any other) carrying the exact S3Error, which the
+ * front's error renderer writes as it is. Shared-phase errors carry none and are translated
+ * (errors.ts fromProxyError).
+ */
+import { ProxyError, type ErrorCode } from "../../errors.ts";
+import type { S3Error } from "./errors.ts";
+
+/** A ProxyError code of the same class (never InternalError: that one is logged as a crash). */
+function proxyCodeOf(status: number): ErrorCode {
+  if (status === 403) return "Forbidden";
+  if (status === 404) return "NotFound";
+  if (status === 405) return "MethodNotAllowed";
+  if (status === 412) return "PreconditionFailed";
+  if (status === 416) return "RangeNotSatisfiable";
+  if (status === 503) return "ServiceUnavailable";
+  return "BadRequest";
+}
+
+export function s3Fail(e: S3Error): ProxyError {
+  return new ProxyError(proxyCodeOf(e.status), { headers: e.headers, cause: { s3: e, s3Code: e.code } });
+}
+
+/** The S3Error a ProxyError was made from by s3Fail, if any. */
+export function s3ErrorOf(err: ProxyError): S3Error | undefined {
+  const s3 = (err.cause as { s3?: S3Error } | undefined)?.s3;
+  return s3 !== undefined && typeof s3.code === "string" ? s3 : undefined;
+}

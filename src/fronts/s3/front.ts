@@ -1,0 +1,173 @@
+/**
+ * The S3 front: S3's addressing, SigV4 identities and XML errors over the shared request phases.
+ *
+ *   guard → s3Parse (address, verify SigV4, operation) → admit → s3Permit (grants / session rules)
+ *         → authorize (OPA / OpenFGA, with the S3 action) → s3Operate
+ *
+ * Nothing reaches the upstream before the signature, the operation and the permissions are
+ * settled. The path and query are decoded once (uri.ts), the same way for the signature and for
+ * routing, so the key that is served is the key that was signed. Errors are S3's XML with S3's
+ * statuses (RequestId = the request id); the STS endpoint answers in STS's dialect.
+ */
+import { ProxyError } from "../../errors.ts";
+import type { RequestContext } from "../../proxy/context.ts";
+import { admit } from "../../proxy/phases/admit.ts";
+import { authorize } from "../../proxy/phases/authorize.ts";
+import { guard } from "../../proxy/phases/guard.ts";
+import type { Front } from "../../proxy/runner.ts";
+import { EMPTY_SHA256 } from "../../s3/sigv4.ts";
+import { S3_FRONT_BUCKET_NAME } from "../../config/s3-api.ts";
+import { fromProxyError, s3Error, s3ErrorResponse, type S3Error } from "./errors.ts";
+import { s3ErrorOf, s3Fail } from "./fail.ts";
+import type { S3Identities, S3Principal } from "./identities.ts";
+import { listObjects } from "./list.ts";
+import { bucketLocation, getObject, headBucket, listBuckets, responseOverrides } from "./operations.ts";
+import { mayAccess } from "./permissions.ts";
+import { ACTION_OF, address, bucketFromHost, hasDotSegment, MAX_KEY_BYTES, operationOf, type S3Operation } from "./route.ts";
+import { stsError, stsErrorResponse } from "./sts-api.ts";
+import { assumeRoleWithWebIdentity } from "./sts-endpoint.ts";
+import { decodeComponent } from "./uri.ts";
+import { verifySigV4 } from "./verify.ts";
+
+/** What the S3 front learns about a request, beside the shared context. */
+export interface S3State {
+  readonly api: S3Identities;
+  readonly op: S3Operation;
+  /** undefined: an anonymous (unsigned) request. */
+  readonly principal: S3Principal | undefined;
+  /** The decoded query, in order (as verified). */
+  readonly query: ReadonlyArray<readonly [string, string]>;
+  /** GetObject/HeadObject response-* overrides. */
+  readonly overrides: ReadonlyArray<readonly [string, string]>;
+}
+
+/** The context of an S3-front request: the shared one plus the S3 state, set by s3Parse. */
+export type S3RequestContext = RequestContext & { s3?: S3State };
+
+const fail = (e: S3Error): never => {
+  throw s3Fail(e);
+};
+
+/** A GET/HEAD carrying a body (S3 refuses content on these operations). */
+function hasBody(h: Headers): boolean {
+  const len = h.get("content-length");
+  return (len !== null && len.trim() !== "0") || h.get("transfer-encoding") !== null;
+}
+
+/** Phase: address, SigV4 identity, operation, bucket and key. Synchronous. */
+export function s3Parse(ctx: RequestContext): undefined {
+  const api = ctx.rt.s3Api;
+  if (api === undefined) throw new ProxyError("ServiceUnavailable", { detail: "The S3 API is not enabled in this configuration" });
+  const decoded = decodeComponent(ctx.rawPath);
+  if (decoded === undefined) return fail(s3Error("InvalidURI"));
+  ctx.path = decoded;
+  const req = ctx.req;
+  const a = address(decoded, bucketFromHost(req.headers.get("host"), api.domain));
+
+  // STS first: its requests are unsigned (the web identity token is the credential).
+  if (ctx.method === "POST" && a.bucket === "") {
+    ctx.action = ACTION_OF.AssumeRoleWithWebIdentity;
+    (ctx as S3RequestContext).s3 = { api, op: "AssumeRoleWithWebIdentity", principal: undefined, query: [], overrides: [] };
+    return undefined;
+  }
+
+  const metrics = ctx.svc.metrics;
+  const v = verifySigV4({ method: ctx.method, rawPath: ctx.rawPath, rawQuery: ctx.query, headers: req.headers }, api.lookup, {
+    region: api.region,
+    now: Date.now(),
+    maxSkewSeconds: api.maxSkewSeconds,
+    keyCache: api.keyCache,
+  });
+  if (v.kind === "error") {
+    metrics.auth("invalid");
+    return fail({ code: v.code, status: v.status, message: v.message, details: v.details, headers: v.headers });
+  }
+  let principal: S3Principal | undefined;
+  if (v.kind === "ok") {
+    principal = v.principal;
+    metrics.auth("success");
+    ctx.subject = principal.identity;
+    ctx.claims = principal.claims;
+    // The signed payload of a bodiless request must be the empty one.
+    if (v.mode === "sha256" && v.payloadHash !== EMPTY_SHA256 && !hasBody(req.headers)) {
+      return fail(s3Error("XAmzContentSHA256Mismatch", undefined, { ClientComputedContentSHA256: v.payloadHash, S3ComputedContentSHA256: EMPTY_SHA256 }));
+    }
+  }
+
+  const op = operationOf(ctx.method, a, v.query);
+  if (typeof op !== "string") return fail(op);
+  if ((ctx.method === "GET" || ctx.method === "HEAD") && hasBody(req.headers)) return fail(s3Error("UnexpectedContent"));
+  ctx.action = ACTION_OF[op];
+
+  if (a.bucket !== "") {
+    const bucket = S3_FRONT_BUCKET_NAME.test(a.bucket) ? ctx.rt.buckets.get(a.bucket) : undefined;
+    if (bucket === undefined) return fail(s3Error("NoSuchBucket", undefined, { BucketName: a.bucket.slice(0, 255) }));
+    ctx.bucket = bucket;
+    ctx.bucketName = bucket.name;
+    if (a.key !== "") {
+      if (Buffer.byteLength(a.key) > MAX_KEY_BYTES) return fail(s3Error("KeyTooLongError", undefined, { Size: String(Buffer.byteLength(a.key)), MaxSizeAllowed: String(MAX_KEY_BYTES) }));
+      if (hasDotSegment(a.key)) return fail(s3Error("InvalidArgument", "Object keys with '.' or '..' path segments are not served by this proxy.", { ArgumentName: "key" }));
+      ctx.key = a.key;
+    }
+  }
+  let overrides: ReadonlyArray<readonly [string, string]> = [];
+  if (op === "GetObject" || op === "HeadObject") {
+    const o = responseOverrides(v.query, principal !== undefined);
+    if (!Array.isArray(o)) return fail(o);
+    overrides = o;
+  }
+  (ctx as S3RequestContext).s3 = { api, op, principal, query: v.query, overrides };
+  return undefined;
+}
+
+/** Phase: the principal's grants (static keys) or plain-front rules (sessions, anonymous). */
+export function s3Permit(ctx: RequestContext): undefined {
+  const s = (ctx as S3RequestContext).s3!;
+  if (s.op === "AssumeRoleWithWebIdentity") return undefined;
+  const allowed = ctx.bucket === undefined ? s.principal !== undefined : mayAccess(ctx.rt, s.principal, ctx.bucket, ctx.action);
+  if (!allowed) {
+    ctx.svc.metrics.auth("forbidden");
+    return fail(s3Error("AccessDenied"));
+  }
+  return undefined;
+}
+
+/** Phase: the operation itself. */
+export function s3Operate(ctx: RequestContext): Response | Promise<Response> {
+  const s = (ctx as S3RequestContext).s3!;
+  switch (s.op) {
+    case "AssumeRoleWithWebIdentity":
+      return assumeRoleWithWebIdentity(ctx, s.api);
+    case "ListBuckets":
+      return listBuckets(ctx, s.api, s.principal!, s.query);
+    case "HeadBucket":
+      return headBucket(ctx, s.api);
+    case "GetBucketLocation":
+      return bucketLocation(ctx, s.api);
+    case "ListObjects":
+    case "ListObjectsV2":
+      return listObjects(ctx, s.op, s.query);
+    case "GetObject":
+    case "HeadObject":
+      return getObject(ctx, s.overrides);
+  }
+}
+
+/** A shared phase's error (rate limit, overload) on the STS endpoint, in STS's dialect. */
+function stsFailure(e: S3Error, ctx: RequestContext): Response {
+  const code = e.status === 403 ? "AccessDenied" : e.status >= 500 ? "ServiceUnavailable" : "InvalidParameterValue";
+  const res = stsErrorResponse(stsError(code, e.message), ctx.id);
+  for (const [k, v] of Object.entries(e.headers ?? {})) res.headers.set(k, v);
+  return res;
+}
+
+export const s3Front: Front = {
+  name: "s3",
+  phases: [guard, s3Parse, admit, s3Permit, authorize, s3Operate],
+  renderError(err, ctx) {
+    const e = s3ErrorOf(err) ?? fromProxyError(err);
+    ctx.errorCode = e.code;
+    if ((ctx as S3RequestContext).s3?.op === "AssumeRoleWithWebIdentity") return stsFailure(e, ctx);
+    return s3ErrorResponse(e, { requestId: ctx.id, resource: ctx.path || undefined, method: ctx.method });
+  },
+};

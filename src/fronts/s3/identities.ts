@@ -1,0 +1,103 @@
+/**
+ * Who may sign requests to the S3 front, for one config generation (built by buildRuntime, so a
+ * reload swaps it with everything else): the static credentials of `s3_api.credentials`, and the
+ * STS sessions issued from `s3_api.sts.session_key`. `lookup` is verifySigV4's CredentialLookup.
+ *
+ * Sessions are stateless (sts.ts); verifying one costs three HMACs, so a verified session is
+ * remembered here by its token until it expires. A reload builds a new S3Identities, so rotating
+ * the session key drops every remembered session at once.
+ */
+import type { Claims } from "../../auth/rules.ts";
+import type { S3ApiConfig, S3Permission } from "../../config/s3-api.ts";
+import { TtlLru } from "../../util/lru.ts";
+import { s3Error, type S3Error } from "./errors.ts";
+import { SigningKeyCache } from "./signing-keys.ts";
+import { verifySessionToken, type SessionPrincipal } from "./sts.ts";
+import type { CredentialLookup, LookupContext } from "./verify.ts";
+
+export interface StaticPrincipal {
+  readonly kind: "static";
+  readonly accessKeyId: string;
+  readonly secretAccessKey: string;
+  /** The configured identity: the subject in logs and authorization input. */
+  readonly identity: string;
+  /** The configured claims with `sub` = identity; frozen. */
+  readonly claims: Claims;
+  /** bucket name → permissions */
+  readonly grants: ReadonlyMap<string, ReadonlySet<S3Permission>>;
+}
+
+export interface SessionPrincipalEntry {
+  readonly kind: "session";
+  readonly accessKeyId: string;
+  readonly secretAccessKey: string;
+  /** The web identity token's `sub`. */
+  readonly identity: string;
+  /** The token's claims (its own timing claims dropped) with `sub`; frozen. */
+  readonly claims: Claims;
+  readonly session: SessionPrincipal;
+}
+
+export type S3Principal = StaticPrincipal | SessionPrincipalEntry;
+
+/** Verified sessions remembered per generation (each costs ~1 KiB). */
+export const SESSION_CACHE_SIZE = 10_000;
+
+export class S3Identities {
+  readonly region: string;
+  readonly maxSkewSeconds: number;
+  /** Lower-case; virtual-hosted style applies to `<bucket>.<domain>`. */
+  readonly domain: string | undefined;
+  readonly sts: { readonly sessionKey: string; readonly maxSessionSeconds: number } | undefined;
+  readonly keyCache = new SigningKeyCache();
+  private readonly byKey = new Map<string, StaticPrincipal>();
+  private readonly sessions = new TtlLru<SessionPrincipalEntry>(SESSION_CACHE_SIZE);
+
+  constructor(cfg: S3ApiConfig) {
+    this.region = cfg.region;
+    this.maxSkewSeconds = cfg.max_clock_skew_seconds;
+    this.domain = cfg.domain;
+    this.sts = cfg.sts?.enabled && cfg.sts.session_key ? { sessionKey: cfg.sts.session_key, maxSessionSeconds: cfg.sts.max_session_seconds } : undefined;
+    for (const c of cfg.credentials) {
+      const grants = new Map<string, ReadonlySet<S3Permission>>();
+      for (const [bucket, perms] of Object.entries(c.buckets)) grants.set(bucket, new Set(perms));
+      this.byKey.set(c.access_key_id, {
+        kind: "static",
+        accessKeyId: c.access_key_id,
+        secretAccessKey: c.secret_access_key,
+        identity: c.identity,
+        claims: Object.freeze({ ...c.claims, sub: c.identity }),
+        grants,
+      });
+    }
+  }
+
+  /** verifySigV4's credential lookup: a principal, S3's error, or undefined for an unknown key. */
+  readonly lookup: CredentialLookup<S3Principal> = (accessKeyId: string, ctx: LookupContext): S3Principal | S3Error | undefined => {
+    const token = ctx.sessionToken;
+    if (token === undefined) return this.byKey.get(accessKeyId);
+    // S3 refuses a session token beside a long-term key; without STS every token is foreign.
+    if (this.byKey.has(accessKeyId) || this.sts === undefined) return s3Error("InvalidToken");
+    const hit = this.sessions.get(token, ctx.now);
+    if (hit !== undefined) {
+      return hit.accessKeyId === accessKeyId ? hit : s3Error("InvalidAccessKeyId", undefined, { AWSAccessKeyId: accessKeyId.slice(0, 128) });
+    }
+    const verified = verifySessionToken(this.sts.sessionKey, accessKeyId, token, ctx.now);
+    if ("code" in verified) return verified;
+    const entry: SessionPrincipalEntry = {
+      kind: "session",
+      accessKeyId: verified.accessKeyId,
+      secretAccessKey: verified.secretAccessKey,
+      identity: verified.subject,
+      claims: Object.freeze({ ...verified.claims, sub: verified.subject }),
+      session: verified,
+    };
+    this.sessions.set(token, entry, verified.expiresAt);
+    return entry;
+  };
+
+  /** The static principal of an access key (tests, ListBuckets). */
+  staticKey(accessKeyId: string): StaticPrincipal | undefined {
+    return this.byKey.get(accessKeyId);
+  }
+}

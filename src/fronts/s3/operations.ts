@@ -1,0 +1,104 @@
+/**
+ * The S3 front's read operations. ListBuckets, HeadBucket and GetBucketLocation answer from config;
+ * GetObject and HeadObject are the shared object phase (cache, ranges, conditionals, If-Range) plus
+ * S3's response-content-* overrides; ListObjects V1/V2 relay the upstream's listing (list.ts).
+ */
+import type { RequestContext } from "../../proxy/context.ts";
+import { serveObject } from "../../proxy/phases/object.ts";
+import { S3_FRONT_BUCKET_NAME } from "../../config/s3-api.ts";
+import { s3Error, type S3Error } from "./errors.ts";
+import { s3Fail } from "./fail.ts";
+import type { S3Identities, S3Principal } from "./identities.ts";
+import { visibleBuckets } from "./permissions.ts";
+import { renderListBuckets, renderLocationConstraint } from "./xml.ts";
+
+/** The proxy has no bucket creation dates of its own: every bucket reports this fixed one. */
+export const BUCKET_CREATION_DATE = Date.UTC(2000, 0, 1);
+
+/** response-* query parameter → the response header it sets (S3 GetObject). */
+const OVERRIDES: Readonly<Record<string, string>> = {
+  "response-content-type": "content-type",
+  "response-content-language": "content-language",
+  "response-expires": "expires",
+  "response-cache-control": "cache-control",
+  "response-content-disposition": "content-disposition",
+  "response-content-encoding": "content-encoding",
+};
+/** A header value as the Headers API accepts it (no CR, LF, NUL; Latin-1 only). */
+const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+export function xmlResponse(ctx: RequestContext, xml: string, status = 200): Response {
+  const body = ctx.method === "HEAD" ? null : xml;
+  if (body !== null) ctx.bytes = Buffer.byteLength(body);
+  return new Response(body, { status, headers: { "content-type": "application/xml", "x-amz-request-id": ctx.id } });
+}
+
+const MAX_BUCKETS_LIMIT = 10_000;
+
+/** ListBuckets: the principal's buckets, with S3's prefix, max-buckets and continuation-token. */
+export function listBuckets(ctx: RequestContext, api: S3Identities, principal: S3Principal, query: ReadonlyArray<readonly [string, string]>): Response {
+  let prefix: string | undefined;
+  let max = MAX_BUCKETS_LIMIT;
+  let after: string | undefined;
+  for (const [k, v] of query) {
+    if (k === "prefix") prefix = v;
+    else if (k === "max-buckets") {
+      if (!/^\d{1,5}$/.test(v) || +v < 1 || +v > MAX_BUCKETS_LIMIT) throw s3Fail(s3Error("InvalidArgument", "max-buckets must be an integer between 1 and 10000", { ArgumentName: "max-buckets", ArgumentValue: v.slice(0, 32) }));
+      max = +v;
+    } else if (k === "continuation-token") {
+      after = Buffer.from(v, "base64url").toString("utf8");
+    }
+  }
+  let names = visibleBuckets(ctx.rt, principal, (n) => S3_FRONT_BUCKET_NAME.test(n)).map((b) => b.name).sort();
+  if (prefix !== undefined) names = names.filter((n) => n.startsWith(prefix));
+  if (after !== undefined) names = names.filter((n) => n > after);
+  const page = names.slice(0, max);
+  const more = names.length > page.length;
+  const owner = { id: Bun.CryptoHasher.hash("sha256", principal.identity, "hex"), displayName: principal.identity };
+  return xmlResponse(ctx, renderListBuckets(page.map((name) => ({ name, creationDate: BUCKET_CREATION_DATE, region: api.region })), {
+    owner,
+    prefix,
+    continuationToken: more ? Buffer.from(page[page.length - 1]!, "utf8").toString("base64url") : undefined,
+  }));
+}
+
+/** HeadBucket: 200 with the region clients sign for. */
+export function headBucket(ctx: RequestContext, api: S3Identities): Response {
+  return new Response(null, { status: 200, headers: { "x-amz-bucket-region": api.region, "x-amz-request-id": ctx.id } });
+}
+
+/**
+ * GetBucketLocation: the region clients sign for (this endpoint's), not the upstream's: a client
+ * that followed the upstream region would sign for a region this front refuses.
+ */
+export function bucketLocation(ctx: RequestContext, api: S3Identities): Response {
+  return xmlResponse(ctx, renderLocationConstraint(api.region));
+}
+
+/**
+ * The response-* overrides of a GetObject/HeadObject. S3 honours them only on authenticated
+ * requests; an anonymous request that sends one is refused (InvalidRequest), as S3 does.
+ */
+export function responseOverrides(query: ReadonlyArray<readonly [string, string]>, signed: boolean): Array<[string, string]> | S3Error {
+  let out: Array<[string, string]> | undefined;
+  for (const [k, v] of query) {
+    const header = OVERRIDES[k];
+    if (header === undefined) continue;
+    if (!signed) return s3Error("InvalidRequest", "Request specific response headers cannot be used for anonymous GET requests.");
+    if (!HEADER_VALUE.test(v)) return s3Error("InvalidArgument", `${k} is not a valid header value`, { ArgumentName: k });
+    (out ??= []).push([header, v]);
+  }
+  return out ?? [];
+}
+
+function applyOverrides(res: Response, overrides: ReadonlyArray<readonly [string, string]>): Response {
+  if (res.status === 200 || res.status === 206) for (const [h, v] of overrides) res.headers.set(h, v);
+  return res;
+}
+
+/** GetObject / HeadObject: the shared object phase, then the overrides on the client's copy only (never the cache's). */
+export function getObject(ctx: RequestContext, overrides: ReadonlyArray<readonly [string, string]>): Response | Promise<Response> {
+  const out = serveObject(ctx);
+  if (overrides.length === 0) return out;
+  return out instanceof Response ? applyOverrides(out, overrides) : out.then((r) => applyOverrides(r, overrides));
+}

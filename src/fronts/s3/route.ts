@@ -1,0 +1,106 @@
+/**
+ * S3 addressing and operation resolution, as pure functions: which bucket and key a request names
+ * (path-style, or virtual-hosted when s3_api.domain is set), and which S3 operation it is (method +
+ * subresource). What the front serves is the read side; anything else is NotImplemented.
+ */
+import type { S3Action } from "../../proxy/context.ts";
+import { s3Error, type S3Error } from "./errors.ts";
+
+export type S3Operation =
+  | "ListBuckets"
+  | "HeadBucket"
+  | "GetBucketLocation"
+  | "ListObjects"
+  | "ListObjectsV2"
+  | "GetObject"
+  | "HeadObject"
+  | "AssumeRoleWithWebIdentity";
+
+export const ACTION_OF: Readonly<Record<S3Operation, S3Action>> = {
+  ListBuckets: "s3:ListAllMyBuckets",
+  HeadBucket: "s3:ListBucket",
+  GetBucketLocation: "s3:GetBucketLocation",
+  ListObjects: "s3:ListBucket",
+  ListObjectsV2: "s3:ListBucket",
+  GetObject: "s3:GetObject",
+  HeadObject: "s3:GetObject",
+  AssumeRoleWithWebIdentity: "sts:AssumeRoleWithWebIdentity",
+};
+
+/** S3 limits keys to 1024 bytes of UTF-8. */
+export const MAX_KEY_BYTES = 1024;
+
+/**
+ * Query parameters that name a sub-resource: a request carrying one is another operation than the
+ * plain GET/HEAD of a bucket or an object (S3's SigV2 sub-resource list plus later additions).
+ */
+const SUBRESOURCES = new Set([
+  "accelerate", "acl", "analytics", "attributes", "cors", "delete", "encryption", "intelligent-tiering", "inventory",
+  "legal-hold", "lifecycle", "location", "logging", "metadataTable", "metrics", "notification", "object-lock",
+  "ownershipControls", "partNumber", "policy", "policyStatus", "publicAccessBlock", "renameObject", "replication",
+  "requestPayment", "restore", "retention", "select", "select-type", "session", "tagging", "torrent", "uploadId",
+  "uploads", "versionId", "versioning", "versions", "website",
+]);
+
+export interface Addressed {
+  /** "" for the service (ListBuckets, STS). */
+  bucket: string;
+  /** "" for a bucket-level request. */
+  key: string;
+}
+
+/** The bucket named by the Host header (`<bucket>.<domain>[:port]`), or undefined (path-style). */
+export function bucketFromHost(host: string | null, domain: string | undefined): string | undefined {
+  if (domain === undefined || host === null) return undefined;
+  let h = host.toLowerCase();
+  if (h.charCodeAt(0) !== 91) {
+    const colon = h.lastIndexOf(":");
+    if (colon >= 0) h = h.slice(0, colon);
+  }
+  if (h.length <= domain.length + 1 || !h.endsWith(domain) || h.charCodeAt(h.length - domain.length - 1) !== 46) return undefined;
+  return h.slice(0, h.length - domain.length - 1);
+}
+
+/** Bucket and key from the decoded path ("/bucket/key" path-style; "/key" virtual-hosted). */
+export function address(decodedPath: string, hostBucket: string | undefined): Addressed {
+  const path = decodedPath.charCodeAt(0) === 47 ? decodedPath.slice(1) : decodedPath;
+  if (hostBucket !== undefined) return { bucket: hostBucket, key: path };
+  const slash = path.indexOf("/");
+  return slash < 0 ? { bucket: path, key: "" } : { bucket: path.slice(0, slash), key: path.slice(slash + 1) };
+}
+
+/** True when the key has a "." or ".." segment: refused, as on the plain front (see README). */
+export function hasDotSegment(key: string): boolean {
+  if (key.indexOf(".") < 0) return false;
+  for (const seg of key.split("/")) if (seg === "." || seg === "..") return true;
+  return false;
+}
+
+const notImplemented = (what: string) => s3Error("NotImplemented", `${what} is not implemented by this proxy (it serves reads: list, get, head).`);
+
+/** The operation of a request, or S3's error for one this front does not serve. */
+export function operationOf(method: string, a: Addressed, query: ReadonlyArray<readonly [string, string]>): S3Operation | S3Error {
+  let sub: string | undefined;
+  let listType: string | undefined;
+  for (const [k, v] of query) {
+    if (SUBRESOURCES.has(k)) sub ??= k;
+    else if (k === "list-type") listType = v;
+  }
+  if (a.bucket === "") {
+    if (method === "POST") return "AssumeRoleWithWebIdentity";
+    if (method === "GET" && sub === undefined) return "ListBuckets";
+    return notImplemented(`${method} on the service`);
+  }
+  if (a.key === "") {
+    if (method === "HEAD" && sub === undefined) return "HeadBucket";
+    if (method !== "GET") return notImplemented(`${method} on a bucket`);
+    if (sub === "location") return "GetBucketLocation";
+    if (sub !== undefined) return notImplemented(`The ?${sub} sub-resource`);
+    if (listType === undefined) return "ListObjects";
+    if (listType === "2") return "ListObjectsV2";
+    return s3Error("InvalidArgument", "Invalid List Type specified", { ArgumentName: "list-type", ArgumentValue: listType.slice(0, 64) });
+  }
+  if (method !== "GET" && method !== "HEAD") return notImplemented(`${method} on an object`);
+  if (sub !== undefined) return notImplemented(`The ?${sub} sub-resource`);
+  return method === "GET" ? "GetObject" : "HeadObject";
+}

@@ -1,0 +1,104 @@
+/**
+ * AssumeRoleWithWebIdentity on the S3 listener: `POST /` with a form-encoded body, as STS defines
+ * it, so `aws sts assume-role-with-web-identity --endpoint-url <s3 front>` and the SDKs'
+ * web-identity credential providers work unchanged.
+ *
+ * The WebIdentityToken is verified exactly as the plain front verifies a JWT (signature, exp, nbf,
+ * iss, aud: the Authenticator of this generation) and must pass the global jwt.claims rules. The
+ * session then lasts at most min(DurationSeconds, the token's exp, s3_api.sts.max_session_seconds)
+ * and carries the token's claims (sts.ts: stateless, verifiable by any replica with the key).
+ * RoleArn is required by the protocol but grants nothing: a session acts as the token's user.
+ *
+ * Errors are STS's XML (ErrorResponse), never a token, a claim value or a key.
+ */
+import { describeRule, firstFailedRule, type Claims } from "../../auth/rules.ts";
+import { ProxyError } from "../../errors.ts";
+import type { RequestContext } from "../../proxy/context.ts";
+import type { S3Identities } from "./identities.ts";
+import { issueSession } from "./sts.ts";
+import { MAX_STS_BODY_BYTES, parseAssumeRoleWithWebIdentity, stsError, stsErrorResponse, stsResponse, type StsError } from "./sts-api.ts";
+
+/** Reads a request body of at most `max` bytes; undefined when it is longer. */
+async function readCapped(req: Request, max: number): Promise<string | undefined> {
+  const declared = req.headers.get("content-length");
+  if (declared !== null && Number(declared) > max) return undefined;
+  if (req.body === null) return "";
+  const reader = req.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > max) {
+      reader.cancel().catch(() => {});
+      return undefined;
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+/** How a JWT verification failure reads in STS's dialect. */
+function tokenError(err: unknown): StsError {
+  if (err instanceof ProxyError) {
+    if (err.code === "KeysUnavailable") return stsError("IDPCommunicationError", "The token verification keys (JWKS) could not be loaded; try again.");
+    if (err.code === "InvalidToken") {
+      // The Authenticator's details are written for clients: they name what failed, never a value.
+      if (err.message === "token expired") return stsError("ExpiredTokenException", "Token expired");
+      return stsError("InvalidIdentityToken", `The web identity token is not valid: ${err.message}`);
+    }
+  }
+  return stsError("InvalidIdentityToken", "The web identity token could not be verified.");
+}
+
+const firstString = (v: unknown): string | undefined => (typeof v === "string" ? v : Array.isArray(v) && typeof v[0] === "string" ? v[0] : undefined);
+
+export async function assumeRoleWithWebIdentity(ctx: RequestContext, api: S3Identities): Promise<Response> {
+  const fail = (e: StsError): Response => {
+    ctx.errorCode = e.code;
+    return stsErrorResponse(e, ctx.id);
+  };
+  const auth = ctx.rt.auth;
+  if (api.sts === undefined || auth === undefined) return fail(stsError("InvalidAction", "AssumeRoleWithWebIdentity is not enabled on this endpoint (s3_api.sts)."));
+  const type = ctx.req.headers.get("content-type") ?? "";
+  if (!/^application\/x-www-form-urlencoded\s*(;|$)/i.test(type)) {
+    return fail(stsError("ValidationError", "The request body must be application/x-www-form-urlencoded (POST, AWS Query protocol)."));
+  }
+  const body = await readCapped(ctx.req, MAX_STS_BODY_BYTES);
+  if (body === undefined) return fail(stsError("ValidationError", "The request body is too large."));
+  const parsed = parseAssumeRoleWithWebIdentity(body, { maxSessionSeconds: api.sts.maxSessionSeconds });
+  if (parsed.kind === "error") return fail(parsed.error);
+  const request = parsed.request;
+
+  let claims: Claims;
+  try {
+    const c = auth.verifyFast(request.webIdentityToken);
+    claims = c instanceof Promise ? await c : c;
+  } catch (err) {
+    return fail(tokenError(err));
+  }
+  const sub = claims.sub;
+  if (typeof sub !== "string" || sub === "") return fail(stsError("InvalidIdentityToken", "The web identity token has no sub claim."));
+  const failed = firstFailedRule(ctx.rt.config.jwt?.claims ?? [], claims);
+  if (failed !== undefined) return fail(stsError("AccessDenied", `Not authorized to perform sts:AssumeRoleWithWebIdentity: ${describeRule(failed)}`));
+
+  const now = Date.now();
+  let expiresAt = now + request.durationSeconds * 1000;
+  if (typeof claims.exp === "number") expiresAt = Math.min(expiresAt, claims.exp * 1000);
+  const issued = issueSession({ sessionKey: api.sts.sessionKey, subject: sub, claims, expiresAt, now });
+  if (issued.kind === "error") {
+    return fail(issued.message.includes("expired") ? stsError("ExpiredTokenException", "Token expired") : stsError("InvalidIdentityToken", `The web identity token cannot become a session: ${issued.message}`));
+  }
+  ctx.subject = sub;
+  ctx.claims = claims;
+  return stsResponse({
+    credentials: { accessKeyId: issued.accessKeyId, secretAccessKey: issued.secretAccessKey, sessionToken: issued.sessionToken, expiration: issued.expiration },
+    subject: sub,
+    roleArn: request.roleArn,
+    roleSessionName: request.roleSessionName,
+    audience: firstString(claims.aud),
+    provider: request.providerId ?? firstString(claims.iss),
+    requestId: ctx.id,
+  });
+}

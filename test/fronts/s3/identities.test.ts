@@ -1,0 +1,115 @@
+/** Who may sign (static keys, STS sessions) and what each may do with which bucket. */
+import { afterAll, describe, expect, test } from "bun:test";
+import { parseConfig } from "../../../src/config/load.ts";
+import { S3Identities, type S3Principal } from "../../../src/fronts/s3/identities.ts";
+import { mayAccess, visibleBuckets } from "../../../src/fronts/s3/permissions.ts";
+import { issueSession } from "../../../src/fronts/s3/sts.ts";
+import { nullLogger } from "../../../src/observe/log.ts";
+import { buildRuntime, type Runtime } from "../../../src/runtime.ts";
+
+const STS_KEY = "identities-test-session-key-0123456789";
+const EP = "http://127.0.0.1:9";
+const yaml = (stsKey = STS_KEY, secret = "app-secret-0123456789") => `
+jwt: { enabled: true, algorithm: HS256, secret: "jwt-secret-0123456789abcdef0123", claims: [{ claim: org, operator: equals, value: acme }] }
+buckets:
+  - { name: pub, path_prefix: /pub, s3: { bucket: b1, endpoint: "${EP}" } }
+  - { name: team, path_prefix: /team, s3: { bucket: b2, endpoint: "${EP}" }, auth: { enabled: true, claims: [{ claim: team, operator: equals, value: a }] } }
+  - { name: auth, path_prefix: /auth, s3: { bucket: b3, endpoint: "${EP}" }, auth: { enabled: true } }
+s3_api:
+  sts: { session_key: "${stsKey}" }
+  credentials:
+    - { access_key_id: AKIDREADER, secret_access_key: "${secret}", identity: reader, claims: { team: b }, buckets: { team: [read], pub: [list] } }
+`;
+const NOW = Date.UTC(2030, 0, 1);
+const runtimes: Runtime[] = [];
+const runtime = async (y = yaml()) => {
+  const rt = await buildRuntime(parseConfig(y, { env: {} }), 1, { log: nullLogger, start: false });
+  runtimes.push(rt);
+  return rt;
+};
+afterAll(() => runtimes.forEach((r) => r.close()));
+
+const session = (claims: Record<string, unknown>, key = STS_KEY, ttl = 3600_000) => {
+  const s = issueSession({ sessionKey: key, subject: "alice", claims, expiresAt: NOW + ttl, now: NOW });
+  if (s.kind !== "ok") throw new Error(s.message);
+  return s;
+};
+const ok = (p: unknown): S3Principal => {
+  if (p === undefined || typeof p !== "object" || !("kind" in (p as object))) throw new Error(`not a principal: ${JSON.stringify(p)}`);
+  return p as S3Principal;
+};
+
+describe("S3Identities.lookup", () => {
+  test("a static key: its secret, identity and claims (sub = identity, frozen); unknown key: undefined", async () => {
+    const api = (await runtime()).s3Api!;
+    const p = ok(api.lookup("AKIDREADER", { sessionToken: undefined, now: NOW }));
+    expect(p).toMatchObject({ kind: "static", secretAccessKey: "app-secret-0123456789", identity: "reader", claims: { team: "b", sub: "reader" } });
+    expect(Object.isFrozen(p.claims)).toBe(true);
+    expect(api.lookup("AKIDNOBODY", { sessionToken: undefined, now: NOW })).toBeUndefined();
+  });
+
+  test("a static key with a session token is InvalidToken (as S3 for long-term keys)", async () => {
+    const api = (await runtime()).s3Api!;
+    expect(api.lookup("AKIDREADER", { sessionToken: "YGS1.x.y", now: NOW })).toMatchObject({ code: "InvalidToken", status: 400 });
+  });
+
+  test("a session: verified once, then remembered; the wrong key id, an expired one, a forged token", async () => {
+    const api = (await runtime()).s3Api!;
+    const s = session({ team: "a", org: "acme" });
+    const p = ok(api.lookup(s.accessKeyId, { sessionToken: s.sessionToken, now: NOW }));
+    expect(p).toMatchObject({ kind: "session", secretAccessKey: s.secretAccessKey, identity: "alice", claims: { team: "a", org: "acme", sub: "alice" } });
+    // remembered: the same object comes back
+    expect(api.lookup(s.accessKeyId, { sessionToken: s.sessionToken, now: NOW + 1000 })).toBe(p);
+    expect(api.lookup("ASIAAAAAAAAAAAAAAAAA", { sessionToken: s.sessionToken, now: NOW })).toMatchObject({ code: "InvalidAccessKeyId" });
+    expect(api.lookup(s.accessKeyId, { sessionToken: s.sessionToken, now: NOW + 3600_000 })).toMatchObject({ code: "ExpiredToken", status: 400 });
+    expect(api.lookup(s.accessKeyId, { sessionToken: s.sessionToken.slice(0, -2) + "AA", now: NOW })).toMatchObject({ code: "InvalidToken" });
+  });
+
+  test("a reload with another session key revokes every session; one without STS refuses tokens", async () => {
+    const s = session({ org: "acme" });
+    const rotated = (await runtime(yaml("another-session-key-0123456789abcdef"))).s3Api!;
+    expect(rotated.lookup(s.accessKeyId, { sessionToken: s.sessionToken, now: NOW })).toMatchObject({ code: "InvalidToken" });
+    const noSts = (await runtime(yaml().replace(/ {2}sts: .*\n/, ""))).s3Api!;
+    expect(noSts.lookup(s.accessKeyId, { sessionToken: s.sessionToken, now: NOW })).toMatchObject({ code: "InvalidToken" });
+  });
+
+  test("a reload that rotates a static secret verifies with the new one only", async () => {
+    const api = (await runtime(yaml(STS_KEY, "rotated-secret-0123456789"))).s3Api!;
+    expect(ok(api.lookup("AKIDREADER", { sessionToken: undefined, now: NOW })).secretAccessKey).toBe("rotated-secret-0123456789");
+  });
+});
+
+describe("permissions", () => {
+  test("static grants: read → GetObject, list → ListBucket, either → HeadBucket/GetBucketLocation; ungranted bucket → none", async () => {
+    const rt = await runtime();
+    const p = ok(rt.s3Api!.lookup("AKIDREADER", { sessionToken: undefined, now: NOW }));
+    const b = (n: string) => rt.buckets.get(n)!;
+    const table = (bucket: string) => ["s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation"].map((a) => mayAccess(rt, p, b(bucket), a as never));
+    expect(table("team")).toEqual([true, false, true]); // grant wins over the bucket's claim rules (team: b ≠ a)
+    expect(table("pub")).toEqual([false, true, true]);
+    expect(table("auth")).toEqual([false, false, false]);
+    expect(visibleBuckets(rt, p, () => true).map((x) => x.name)).toEqual(["pub", "team"]);
+  });
+
+  test("sessions act as their token on the plain front: public buckets, and auth buckets whose rules pass", async () => {
+    const rt = await runtime();
+    const look = (claims: Record<string, unknown>) => {
+      const s = session(claims);
+      return ok(rt.s3Api!.lookup(s.accessKeyId, { sessionToken: s.sessionToken, now: NOW }));
+    };
+    const names = (p: S3Principal) => visibleBuckets(rt, p, () => true).map((x) => x.name);
+    expect(names(look({ org: "acme", team: "a" }))).toEqual(["pub", "team", "auth"]);
+    expect(names(look({ org: "acme", team: "b" }))).toEqual(["pub", "auth"]);
+    expect(names(look({ org: "other", team: "a" }))).toEqual(["pub"]); // jwt.claims fails
+    const p = look({ org: "acme", team: "a" });
+    expect(["s3:GetObject", "s3:ListBucket"].map((a) => mayAccess(rt, p, rt.buckets.get("team")!, a as never))).toEqual([true, true]);
+  });
+
+  test("anonymous: GetObject/HeadObject on buckets without auth, nothing else", async () => {
+    const rt = await runtime();
+    expect(mayAccess(rt, undefined, rt.buckets.get("pub")!, "s3:GetObject")).toBe(true);
+    expect(mayAccess(rt, undefined, rt.buckets.get("pub")!, "s3:ListBucket")).toBe(false);
+    expect(mayAccess(rt, undefined, rt.buckets.get("pub")!, "s3:GetBucketLocation")).toBe(false);
+    expect(mayAccess(rt, undefined, rt.buckets.get("auth")!, "s3:GetObject")).toBe(false);
+  });
+});

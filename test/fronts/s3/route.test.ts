@@ -1,0 +1,77 @@
+/** S3 addressing (path-style, virtual-hosted) and operation resolution. */
+import { describe, expect, test } from "bun:test";
+import { address, bucketFromHost, hasDotSegment, operationOf } from "../../../src/fronts/s3/route.ts";
+
+describe("bucketFromHost", () => {
+  test("<bucket>.<domain> with or without a port, case-insensitive", () => {
+    expect(bucketFromHost("photos.s3.example.com", "s3.example.com")).toBe("photos");
+    expect(bucketFromHost("Photos.S3.Example.com:9000", "s3.example.com")).toBe("photos");
+    expect(bucketFromHost("a.b.s3.example.com", "s3.example.com")).toBe("a.b");
+  });
+  test("the domain itself, another domain, a look-alike suffix or no domain configured: path-style", () => {
+    expect(bucketFromHost("s3.example.com", "s3.example.com")).toBeUndefined();
+    expect(bucketFromHost(".s3.example.com", "s3.example.com")).toBeUndefined();
+    expect(bucketFromHost("evils3.example.com", "s3.example.com")).toBeUndefined();
+    expect(bucketFromHost("127.0.0.1:9000", "s3.example.com")).toBeUndefined();
+    expect(bucketFromHost("[::1]:9000", "s3.example.com")).toBeUndefined();
+    expect(bucketFromHost("photos.s3.example.com", undefined)).toBeUndefined();
+    expect(bucketFromHost(null, "s3.example.com")).toBeUndefined();
+  });
+});
+
+describe("address", () => {
+  test("path-style: first segment is the bucket, the rest (slashes kept, even doubled) the key", () => {
+    expect(address("/", undefined)).toEqual({ bucket: "", key: "" });
+    expect(address("/b", undefined)).toEqual({ bucket: "b", key: "" });
+    expect(address("/b/", undefined)).toEqual({ bucket: "b", key: "" });
+    expect(address("/b/dir/a b+c.txt", undefined)).toEqual({ bucket: "b", key: "dir/a b+c.txt" });
+    expect(address("/b/a//b/", undefined)).toEqual({ bucket: "b", key: "a//b/" });
+  });
+  test("virtual-hosted: the whole path is the key", () => {
+    expect(address("/", "b")).toEqual({ bucket: "b", key: "" });
+    expect(address("/b/k", "photos")).toEqual({ bucket: "photos", key: "b/k" });
+  });
+});
+
+test("hasDotSegment: only whole '.' or '..' segments", () => {
+  expect(hasDotSegment("a/../b")).toBe(true);
+  expect(hasDotSegment("./a")).toBe(true);
+  expect(hasDotSegment("a/.")).toBe(true);
+  expect(hasDotSegment("a..b/.c/d.")).toBe(false);
+  expect(hasDotSegment("...")).toBe(false);
+});
+
+describe("operationOf", () => {
+  const q = (s: string): Array<[string, string]> => [...new URLSearchParams(s)];
+  const op = (method: string, path: string, query = "") => {
+    const r = operationOf(method, address(path, undefined), q(query));
+    return typeof r === "string" ? r : `${r.status} ${r.code}`;
+  };
+  test("the read operations", () => {
+    expect(op("GET", "/")).toBe("ListBuckets");
+    expect(op("POST", "/")).toBe("AssumeRoleWithWebIdentity");
+    expect(op("HEAD", "/b")).toBe("HeadBucket");
+    expect(op("GET", "/b", "location")).toBe("GetBucketLocation");
+    expect(op("GET", "/b", "prefix=a&delimiter=/")).toBe("ListObjects");
+    expect(op("GET", "/b/", "list-type=2&max-keys=2")).toBe("ListObjectsV2");
+    expect(op("GET", "/b/k", "x-id=GetObject&response-content-type=a")).toBe("GetObject");
+    expect(op("HEAD", "/b/k")).toBe("HeadObject");
+  });
+  test("anything else is 501 NotImplemented; a bad list-type is InvalidArgument", () => {
+    for (const [m, p, s] of [
+      ["PUT", "/b/k", ""],
+      ["DELETE", "/b/k", ""],
+      ["POST", "/b/k", "uploads"],
+      ["GET", "/b/k", "acl"],
+      ["GET", "/b/k", "versionId=3"],
+      ["GET", "/b/k", "partNumber=1"],
+      ["GET", "/b", "versions"],
+      ["GET", "/b", "uploads"],
+      ["PUT", "/b", ""],
+      ["DELETE", "/", ""],
+      ["GET", "/", "acl"],
+      ["HEAD", "/b", "acl"],
+    ]) expect(`${m} ${p}?${s} → ${op(m, p, s)}`).toBe(`${m} ${p}?${s} → 501 NotImplemented`);
+    expect(op("GET", "/b", "list-type=3")).toBe("400 InvalidArgument");
+  });
+});
