@@ -1,0 +1,217 @@
+/**
+ * Every bad input of issue 11 against the S3 front, in front of the real S3 fixture: the exact S3
+ * error code and status, an S3 XML body whose RequestId is the request id, and nothing reaching
+ * the upstream (the fixture's request log stays empty).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { connect } from "node:net";
+import { smithyPresigned, smithySigned, type SmithyRequest } from "../fronts/s3/helpers.ts";
+import { APP, LISTER, startS3FrontEnv, type S3FrontEnv } from "./s3-front-helpers.ts";
+
+let env: S3FrontEnv;
+beforeAll(async () => {
+  env = await startS3FrontEnv();
+  await env.s3.put("data", "hello.txt", "hello");
+  await env.s3.put("private", "secret.txt", "secret");
+});
+afterAll(() => env.stop());
+
+type Req = Omit<SmithyRequest, "creds" | "date" | "host"> & { creds?: SmithyRequest["creds"]; date?: Date };
+
+async function send(method: string, target: string, headers: Headers | Record<string, string>, payload?: string): Promise<{ status: number; code: string; message: string; body: string; headers: Headers }> {
+  const h = new Headers(headers);
+  h.delete("host"); // fetch writes the same 127.0.0.1:PORT the request was signed for
+  const res = await fetch(env.endpoint + target, { method, headers: h, body: payload });
+  const body = await res.text();
+  return { status: res.status, code: /<Code>([^<]*)<\/Code>/.exec(body)?.[1] ?? "", message: /<Message>([^<]*)<\/Message>/.exec(body)?.[1] ?? "", body, headers: res.headers };
+}
+
+async function signed(r: Req) {
+  const v = await smithySigned({ creds: APP, date: new Date(), ...r, host: `127.0.0.1:${env.port}` });
+  return send(v.method, v.rawPath + (v.rawQuery ? `?${v.rawQuery}` : ""), v.headers, r.body);
+}
+
+/** A request written byte for byte on a socket (fetch would resolve dot segments, and sends no GET body). */
+function rawExchange(head: string, body = ""): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const sock = connect(env.port, "127.0.0.1", () => sock.write(`${head}\r\nconnection: close\r\n\r\n${body}`));
+    sock.on("data", (d: Buffer) => chunks.push(d));
+    sock.on("error", reject);
+    sock.on("close", () => resolve(Buffer.concat(chunks).toString()));
+  });
+}
+
+async function presigned(r: Req & { expiresIn: number }) {
+  const v = await smithyPresigned({ creds: APP, date: new Date(), ...r, host: `127.0.0.1:${env.port}` });
+  return { target: v.rawPath + "?" + v.rawQuery, headers: v.headers };
+}
+
+/** Asserts the S3 error and that the fixture saw nothing. */
+async function refused(p: Promise<Awaited<ReturnType<typeof send>>>, status: number, code: string, message?: string | RegExp) {
+  env.mark();
+  const r = await p;
+  expect({ status: r.status, code: r.code }).toEqual({ status, code });
+  if (message !== undefined) expect(r.message).toMatch(message);
+  expect(r.headers.get("content-type")).toBe("application/xml");
+  const id = r.headers.get("x-request-id")!;
+  expect(r.body).toContain(`<RequestId>${id}</RequestId>`);
+  expect(r.headers.get("x-amz-request-id")).toBe(id);
+  expect(r.body).not.toContain(APP.secretAccessKey);
+  expect(env.upstreamCalls()).toEqual([]);
+  return r;
+}
+
+describe("signatures", () => {
+  test("the baseline: a correctly signed GetObject is served (the refusals below are not a broken setup)", async () => {
+    env.mark();
+    const r = await signed({ path: "/data/hello.txt" });
+    expect({ status: r.status, body: r.body }).toEqual({ status: 200, body: "hello" });
+    expect(env.upstreamCalls().length).toBe(1);
+  });
+
+  test("a wrong secret → 403 SignatureDoesNotMatch", async () => {
+    const r = await refused(signed({ path: "/data/hello.txt", creds: { ...APP, secretAccessKey: "not-the-secret-0123456789" } }), 403, "SignatureDoesNotMatch");
+    expect(r.body).toContain("<StringToSign>AWS4-HMAC-SHA256&#10;");
+  });
+
+  test("an unknown access key → 403 InvalidAccessKeyId", async () => {
+    const r = await refused(signed({ path: "/data/hello.txt", creds: { accessKeyId: "AKIDNOBODYATALL", secretAccessKey: "whatever-0123456789" } }), 403, "InvalidAccessKeyId");
+    expect(r.body).toContain("<AWSAccessKeyId>AKIDNOBODYATALL</AWSAccessKeyId>");
+  });
+
+  test("a clock 20 minutes off (either way) → 403 RequestTimeTooSkewed", async () => {
+    await refused(signed({ path: "/data/hello.txt", date: new Date(Date.now() - 20 * 60_000) }), 403, "RequestTimeTooSkewed");
+    await refused(signed({ path: "/data/hello.txt", date: new Date(Date.now() + 20 * 60_000) }), 403, "RequestTimeTooSkewed");
+  });
+
+  test("a signature for another region → 400 AuthorizationHeaderMalformed", async () => {
+    await refused(signed({ path: "/data/hello.txt", region: "eu-west-1" }), 400, "AuthorizationHeaderMalformed", /eu-west-1/);
+  });
+
+  test("a tampered signed header (Range changed after signing) → 403 SignatureDoesNotMatch", async () => {
+    const v = await smithySigned({ creds: APP, date: new Date(), path: "/data/hello.txt", headers: { range: "bytes=0-1" }, host: `127.0.0.1:${env.port}` });
+    v.headers.set("range", "bytes=0-4");
+    await refused(send("GET", v.rawPath, v.headers), 403, "SignatureDoesNotMatch");
+  });
+
+  test("an x-amz-* header that was not signed → 403 AccessDenied", async () => {
+    const v = await smithySigned({ creds: APP, date: new Date(), path: "/data/hello.txt", host: `127.0.0.1:${env.port}` });
+    v.headers.set("x-amz-meta-extra", "1");
+    await refused(send("GET", v.rawPath, v.headers), 403, "AccessDenied", "There were headers present in the request which were not signed");
+  });
+
+  test("a session token beside a long-term key → 400 InvalidToken", async () => {
+    await refused(signed({ path: "/data/hello.txt", creds: { ...APP, sessionToken: "YGS1.abc.def" } }), 400, "InvalidToken");
+  });
+
+  test("SigV2, header or query form → 400 InvalidRequest naming AWS4-HMAC-SHA256", async () => {
+    await refused(send("GET", "/data/hello.txt", { authorization: `AWS ${APP.accessKeyId}:frJIUN8DYpKDtOLCwo//yllqDzg=`, date: new Date().toUTCString() }), 400, "InvalidRequest", /AWS4-HMAC-SHA256/);
+    await refused(send("GET", `/data/hello.txt?AWSAccessKeyId=${APP.accessKeyId}&Expires=9999999999&Signature=abc%3D`, {}), 400, "InvalidRequest", /AWS4-HMAC-SHA256/);
+  });
+
+  test("another Authorization scheme (a bearer token) → 400 InvalidArgument, and the token is not echoed", async () => {
+    const r = await refused(send("GET", "/data/hello.txt", { authorization: "Bearer eyJhbGciOiJIUzI1NiJ9.secret-token.sig" }), 400, "InvalidArgument", "Unsupported Authorization Type");
+    expect(r.body).not.toContain("secret-token");
+  });
+});
+
+describe("presigned URLs", () => {
+  test("a valid one is served", async () => {
+    const p = await presigned({ path: "/data/hello.txt", expiresIn: 60 });
+    const r = await send("GET", p.target, p.headers);
+    expect({ status: r.status, body: r.body }).toEqual({ status: 200, body: "hello" });
+  });
+
+  test("expired → 403 AccessDenied 'Request has expired'", async () => {
+    const p = await presigned({ path: "/data/hello.txt", expiresIn: 60, date: new Date(Date.now() - 2 * 3600_000) });
+    await refused(send("GET", p.target, p.headers), 403, "AccessDenied", "Request has expired");
+  });
+
+  test("not yet valid (dated an hour ahead) → 403 AccessDenied", async () => {
+    const p = await presigned({ path: "/data/hello.txt", expiresIn: 60, date: new Date(Date.now() + 3600_000) });
+    await refused(send("GET", p.target, p.headers), 403, "AccessDenied", "Request is not yet valid");
+  });
+
+  test("X-Amz-Expires beyond a week or below 1 s → 400 AuthorizationQueryParametersError", async () => {
+    const p = await presigned({ path: "/data/hello.txt", expiresIn: 60 });
+    await refused(send("GET", p.target.replace("X-Amz-Expires=60", "X-Amz-Expires=604801"), p.headers), 400, "AuthorizationQueryParametersError", /less than a week/);
+    await refused(send("GET", p.target.replace("X-Amz-Expires=60", "X-Amz-Expires=0"), p.headers), 400, "AuthorizationQueryParametersError", /at least 1 second/);
+  });
+
+  test("a tampered query: an added parameter, a changed one, another key → 403 SignatureDoesNotMatch", async () => {
+    const p = await presigned({ path: "/data/hello.txt", expiresIn: 60, query: { "response-content-type": "text/plain" } });
+    await refused(send("GET", `${p.target}&response-content-disposition=attachment`, p.headers), 403, "SignatureDoesNotMatch");
+    await refused(send("GET", p.target.replace("response-content-type=text%2Fplain", "response-content-type=text%2Fhtml"), p.headers), 403, "SignatureDoesNotMatch");
+    await refused(send("GET", p.target.replace("/data/hello.txt", "/private/secret.txt"), p.headers), 403, "SignatureDoesNotMatch");
+  });
+});
+
+describe("permissions", () => {
+  test("a bucket the identity was not granted → 403 AccessDenied", async () => {
+    await refused(signed({ path: "/jwtonly/secret.txt" }), 403, "AccessDenied");
+    await refused(signed({ path: "/open/hello.txt" }), 403, "AccessDenied");
+  });
+
+  test("read without list, list without read → 403 AccessDenied", async () => {
+    await refused(signed({ path: "/private/", query: { "list-type": "2" } }), 403, "AccessDenied");
+    await refused(signed({ path: "/data/hello.txt", creds: LISTER }), 403, "AccessDenied");
+  });
+
+  test("anonymous: a bucket with auth, a listing, ListBuckets → 403 AccessDenied", async () => {
+    await refused(send("GET", "/private/secret.txt", {}), 403, "AccessDenied");
+    await refused(send("GET", "/data/?list-type=2", {}), 403, "AccessDenied");
+    await refused(send("GET", "/", {}), 403, "AccessDenied");
+  });
+
+  test("anonymous response-* overrides → 400 InvalidRequest (S3 allows them on signed requests only)", async () => {
+    await refused(send("GET", "/data/hello.txt?response-content-type=text%2Fhtml", {}), 400, "InvalidRequest", /anonymous/);
+  });
+});
+
+describe("requests S3 refuses before any permission check", () => {
+  test("an unknown bucket → 404 NoSuchBucket", async () => {
+    const r = await refused(signed({ path: "/nosuch/key" }), 404, "NoSuchBucket");
+    expect(r.body).toContain("<BucketName>nosuch</BucketName>");
+    expect(r.body).toContain("<Resource>/nosuch/key</Resource>");
+  });
+
+  test("writes and other sub-resources → 501 NotImplemented", async () => {
+    await refused(signed({ method: "PUT", path: "/data/new.txt", body: "x" }), 501, "NotImplemented");
+    await refused(signed({ method: "DELETE", path: "/data/hello.txt" }), 501, "NotImplemented");
+    await refused(signed({ path: "/data/hello.txt", query: { acl: "" } }), 501, "NotImplemented");
+    await refused(signed({ path: "/data/", query: { versions: "" } }), 501, "NotImplemented");
+  });
+
+  test("dot segments in a key (signed as sent) → 400 InvalidArgument; a malformed escape → 400 InvalidURI", async () => {
+    env.mark();
+    const v = await smithySigned({ creds: APP, date: new Date(), path: "/data/a/../hello.txt", host: `127.0.0.1:${env.port}` });
+    const raw = await rawExchange([`GET /data/a/../hello.txt HTTP/1.1`, ...[...v.headers].map(([k, val]) => `${k}: ${val}`)].join("\r\n"));
+    expect(raw).toStartWith("HTTP/1.1 400");
+    expect(raw).toContain("<Code>InvalidArgument</Code>");
+    expect(env.upstreamCalls()).toEqual([]);
+    await refused(send("GET", "/data/%E0%A4%A", {}), 400, "InvalidURI");
+  });
+
+  test("a HEAD error has the status and no body", async () => {
+    env.mark();
+    const res = await fetch(env.endpoint + "/private/secret.txt", { method: "HEAD" });
+    expect(res.status).toBe(403);
+    expect(await res.text()).toBe("");
+    expect(env.upstreamCalls()).toEqual([]);
+  });
+
+  test("a signed payload hash that is not the empty body's → 400 XAmzContentSHA256Mismatch", async () => {
+    const v = await smithySigned({ creds: APP, date: new Date(), path: "/data/hello.txt", host: `127.0.0.1:${env.port}`, headers: { "x-amz-content-sha256": "a".repeat(64) } });
+    await refused(send("GET", v.rawPath, v.headers), 400, "XAmzContentSHA256Mismatch");
+  });
+
+  test("a GET with a body → 400 UnexpectedContent", async () => {
+    env.mark();
+    const v = await smithySigned({ creds: APP, date: new Date(), path: "/data/hello.txt", host: `127.0.0.1:${env.port}` });
+    const raw = await rawExchange([`GET /data/hello.txt HTTP/1.1`, ...[...v.headers].map(([k, val]) => `${k}: ${val}`), "content-length: 5"].join("\r\n"), "hello");
+    expect(raw).toStartWith("HTTP/1.1 400");
+    expect(raw).toContain("<Code>UnexpectedContent</Code>");
+    expect(env.upstreamCalls()).toEqual([]);
+  });
+});

@@ -1,0 +1,188 @@
+/**
+ * GetObject/HeadObject on the S3 front through the shared object phase: ranges, conditionals,
+ * If-Range, response-* overrides (never stored in the cache), the cache (authorization before
+ * it), OPA asked with the S3 action and the identity's claims, virtual-hosted addressing, and the
+ * node engine.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListBucketsCommand, S3Client } from "@aws-sdk/client-s3";
+import { OpaServer } from "../fixtures/opa.ts";
+import { smithyPresigned, smithySigned, type SmithyRequest } from "../fronts/s3/helpers.ts";
+import { APP, LISTER, startS3FrontEnv, type S3FrontEnv } from "./s3-front-helpers.ts";
+
+const client = (env: S3FrontEnv, credentials = APP) => new S3Client({ endpoint: env.endpoint, region: "us-east-1", forcePathStyle: true, credentials, maxAttempts: 1 });
+
+async function signedFetch(env: S3FrontEnv, r: Omit<SmithyRequest, "creds" | "date" | "host"> & { creds?: SmithyRequest["creds"]; host?: string }) {
+  const host = r.host ?? `127.0.0.1:${env.port}`;
+  const v = await smithySigned({ creds: APP, date: new Date(), ...r, host });
+  const headers = new Headers(v.headers);
+  if (r.host === undefined) headers.delete("host");
+  return fetch(env.endpoint + v.rawPath + (v.rawQuery ? `?${v.rawQuery}` : ""), { method: v.method, headers });
+}
+
+describe("objects (cached bucket)", () => {
+  let env: S3FrontEnv;
+  let etag = "";
+  beforeAll(async () => {
+    env = await startS3FrontEnv({ cache: true });
+    etag = (await env.s3.put("data", "doc.txt", "0123456789", { contentType: "text/plain", metadata: { owner: "me" } })).etag;
+    await env.s3.put("private", "p.txt", "private body");
+  });
+  afterAll(() => env.stop());
+
+  test("GetObject and HeadObject: bytes, headers, metadata; the second GET is a cache hit that never reaches the upstream", async () => {
+    const c = client(env);
+    try {
+      env.mark();
+      const g = await c.send(new GetObjectCommand({ Bucket: "data", Key: "doc.txt" }));
+      expect(await g.Body!.transformToString()).toBe("0123456789");
+      expect([g.ContentType, g.ETag, g.Metadata]).toEqual(["text/plain", etag, { owner: "me" }]);
+      expect(env.upstreamCalls().length).toBe(1);
+      env.mark();
+      const h = await c.send(new HeadObjectCommand({ Bucket: "data", Key: "doc.txt" }));
+      expect([h.ContentLength, h.ETag]).toEqual([10, etag]);
+      const again = await signedFetch(env, { path: "/data/doc.txt" });
+      expect([again.status, again.headers.get("x-cache"), await again.text()]).toEqual([200, "HIT", "0123456789"]);
+      expect(env.upstreamCalls()).toEqual([]);
+    } finally {
+      c.destroy();
+    }
+  });
+
+  test("authorization runs before the cache: an identity without read gets AccessDenied for a cached object", async () => {
+    await signedFetch(env, { path: "/data/doc.txt" }); // cached
+    env.mark();
+    const r = await signedFetch(env, { path: "/data/doc.txt", creds: LISTER });
+    expect(r.status).toBe(403);
+    expect(await r.text()).toContain("<Code>AccessDenied</Code>");
+    expect(r.headers.get("x-cache")).toBeNull();
+    expect(env.upstreamCalls()).toEqual([]);
+  });
+
+  test("Range → 206; If-None-Match → 304; If-Match mismatch → 412 PreconditionFailed; unsatisfiable → 416 InvalidRange; stale If-Range → 200 whole", async () => {
+    const range = await signedFetch(env, { path: "/data/doc.txt", headers: { range: "bytes=2-4" } });
+    expect([range.status, range.headers.get("content-range"), await range.text()]).toEqual([206, "bytes 2-4/10", "234"]);
+    const notModified = await signedFetch(env, { path: "/data/doc.txt", headers: { "if-none-match": etag } });
+    expect(notModified.status).toBe(304);
+    const failed = await signedFetch(env, { path: "/data/doc.txt", headers: { "if-match": '"nope"' } });
+    expect([failed.status, /<Code>(\w+)/.exec(await failed.text())?.[1]]).toEqual([412, "PreconditionFailed"]);
+    const bad = await signedFetch(env, { path: "/data/doc.txt", headers: { range: "bytes=50-60" } });
+    expect([bad.status, /<Code>(\w+)/.exec(await bad.text())?.[1], bad.headers.get("content-range")]).toEqual([416, "InvalidRange", "bytes */10"]);
+    const stale = await signedFetch(env, { path: "/data/doc.txt", headers: { range: "bytes=0-1", "if-range": '"stale"' } });
+    expect([stale.status, await stale.text()]).toEqual([200, "0123456789"]);
+  });
+
+  test("response-* overrides: applied to this answer only (signed and presigned), never to the cached copy", async () => {
+    const over = await signedFetch(env, { path: "/data/doc.txt", query: { "response-content-type": "application/x-over", "response-content-disposition": 'attachment; filename="x.txt"', "response-cache-control": "no-cache" } });
+    expect([over.status, over.headers.get("content-type"), over.headers.get("content-disposition"), over.headers.get("cache-control")]).toEqual([200, "application/x-over", 'attachment; filename="x.txt"', "no-cache"]);
+    const v = await smithyPresigned({ creds: APP, date: new Date(), host: `127.0.0.1:${env.port}`, path: "/data/doc.txt", query: { "response-content-language": "fr" }, expiresIn: 60 });
+    const pre = await fetch(`${env.endpoint}${v.rawPath}?${v.rawQuery}`);
+    expect([pre.status, pre.headers.get("content-language")]).toEqual([200, "fr"]);
+    const plain = await signedFetch(env, { path: "/data/doc.txt" });
+    expect([plain.headers.get("content-type"), plain.headers.get("content-disposition"), plain.headers.get("content-language")]).toEqual(["text/plain", null, null]);
+  });
+
+  test("a missing key → 404 NoSuchKey in S3 XML (HEAD: status only)", async () => {
+    const c = client(env);
+    try {
+      await expect(c.send(new GetObjectCommand({ Bucket: "data", Key: "nope.txt" }))).rejects.toMatchObject({ name: "NoSuchKey", $metadata: { httpStatusCode: 404 } });
+      await expect(c.send(new HeadObjectCommand({ Bucket: "data", Key: "nope.txt" }))).rejects.toMatchObject({ name: "NotFound", $metadata: { httpStatusCode: 404 } });
+    } finally {
+      c.destroy();
+    }
+  });
+
+  test("HeadBucket and GetBucketLocation answer from config, without the upstream", async () => {
+    env.mark();
+    const c = client(env);
+    try {
+      const hb = await c.send(new HeadBucketCommand({ Bucket: "data" }));
+      expect(hb.BucketRegion).toBe("us-east-1");
+      const loc = await signedFetch(env, { path: "/data/", query: { location: "" } });
+      expect(await loc.text()).toContain('<LocationConstraint xmlns="http://s3.amazonaws.com/doc/2006-03-01/"/>');
+      expect(env.upstreamCalls()).toEqual([]);
+    } finally {
+      c.destroy();
+    }
+  });
+
+  test("anonymous GET/HEAD of a bucket without auth are served, as on the plain front", async () => {
+    const g = await fetch(`${env.endpoint}/open/doc.txt`);
+    expect([g.status, await g.text()]).toEqual([200, "0123456789"]);
+    const h = await fetch(`${env.endpoint}/open/doc.txt`, { method: "HEAD" });
+    expect([h.status, h.headers.get("content-length")]).toEqual([200, "10"]);
+  });
+});
+
+describe("OPA with the S3 action, virtual-hosted style, ListBuckets owner", () => {
+  let env: S3FrontEnv;
+  let opa: OpaServer;
+  beforeAll(async () => {
+    // app1 may read objects but not list: the policy sees the action and the identity's claims
+    opa = OpaServer.start({ "s3/allow": (i) => i.jwt_claims?.sub === "app1" && i.jwt_claims?.team === "a" && i.action === "s3:GetObject" });
+    env = await startS3FrontEnv({
+      s3Extra: "  domain: s3.test\n",
+      buckets: (ep) => `buckets:
+  - name: data
+    path_prefix: /data
+    s3: { bucket: data, endpoint: "${ep}", access_key: "AKIDUPSTREAMREAD", secret_key: "upstream-secret-key-0123456789" }
+    authorization: { type: opa, opa_url: "${opa.url}", opa_policy_path: s3/allow, opa_cache_ttl_seconds: 0 }
+  - name: private
+    path_prefix: /private
+    s3: { bucket: private, endpoint: "${ep}", access_key: "AKIDUPSTREAMREAD", secret_key: "upstream-secret-key-0123456789" }
+`,
+    });
+    await env.s3.put("data", "a.txt", "AAA");
+  });
+  afterAll(async () => {
+    await env.stop();
+    opa.close();
+  });
+
+  test("GetObject allowed; ListObjectsV2 denied by the policy before the upstream; the input carries the action and claims", async () => {
+    const ok = await signedFetch(env, { path: "/data/a.txt" });
+    expect([ok.status, await ok.text()]).toEqual([200, "AAA"]);
+    expect((opa.requests.at(-1)!.body as any).input).toMatchObject({ action: "s3:GetObject", bucket: "data", key: "a.txt", jwt_claims: { sub: "app1", team: "a" } });
+    env.mark();
+    const list = await signedFetch(env, { path: "/data/", query: { "list-type": "2" } });
+    expect([list.status, /<Code>(\w+)/.exec(await list.text())?.[1]]).toEqual([403, "AccessDenied"]);
+    expect((opa.requests.at(-1)!.body as any).input).toMatchObject({ action: "s3:ListBucket", key: "" });
+    expect(env.upstreamCalls()).toEqual([]);
+  });
+
+  test("virtual-hosted style: <bucket>.s3.test names the bucket, the path is the key", async () => {
+    const r = await signedFetch(env, { path: "/a.txt", host: `data.s3.test:${env.port}` });
+    expect([r.status, await r.text()]).toEqual([200, "AAA"]);
+    const missing = await signedFetch(env, { path: "/a.txt", host: `nosuch.s3.test:${env.port}` });
+    expect([missing.status, /<Code>(\w+)/.exec(await missing.text())?.[1]]).toEqual([404, "NoSuchBucket"]);
+    // the domain itself (or an IP) is path-style
+    const path = await signedFetch(env, { path: "/data/a.txt", host: `s3.test:${env.port}` });
+    expect(path.status).toBe(200);
+  });
+
+  test("ListBuckets: the identity's buckets only, owner = the identity", async () => {
+    const c = client(env, LISTER);
+    try {
+      const r = await c.send(new ListBucketsCommand({}));
+      expect((r.Buckets ?? []).map((b) => b.Name)).toEqual(["data"]);
+      expect(r.Owner?.DisplayName).toBe("lister");
+    } finally {
+      c.destroy();
+    }
+  });
+});
+
+describe("node engine", () => {
+  test("the same front on engine: node (get, error, ListBuckets)", async () => {
+    await using env = await startS3FrontEnv({ engine: "node" });
+    await env.s3.put("data", "n.txt", "node body");
+    const c = client(env);
+    try {
+      expect(await (await c.send(new GetObjectCommand({ Bucket: "data", Key: "n.txt" }))).Body!.transformToString()).toBe("node body");
+      expect(((await c.send(new ListBucketsCommand({}))).Buckets ?? []).map((b) => b.Name)).toEqual(["data", "private"]);
+      await expect(c.send(new GetObjectCommand({ Bucket: "jwtonly", Key: "n.txt" }))).rejects.toMatchObject({ name: "AccessDenied" });
+    } finally {
+      c.destroy();
+    }
+  });
+});

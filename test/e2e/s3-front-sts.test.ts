@@ -1,0 +1,152 @@
+/**
+ * Temporary credentials from a JWT on the S3 front: `aws sts assume-role-with-web-identity
+ * --endpoint-url` and the JS SDK's web-identity provider get credentials, and those credentials
+ * read exactly what the token's user may read on the plain front (bucket auth + claim rules);
+ * every STS error in STS's dialect; the session ends at the token's exp.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { GetObjectCommand, ListBucketsCommand, S3Client } from "@aws-sdk/client-s3";
+import { fromWebToken } from "@aws-sdk/credential-provider-web-identity";
+import { awsCli } from "../clients/aws.ts";
+import { clientTest } from "../clients/run.ts";
+import { waitFor } from "../helpers/wait.ts";
+import { hs256, startS3FrontEnv, type S3FrontEnv } from "./s3-front-helpers.ts";
+
+const ROLE = "arn:aws:iam::123456789012:role/reader";
+const T = 120_000;
+let env: S3FrontEnv;
+const now = () => Math.floor(Date.now() / 1000);
+const token = (claims: Record<string, unknown>, ttl = 3600) => hs256({ sub: "alice", iat: now(), exp: now() + ttl, ...claims });
+
+beforeAll(async () => {
+  env = await startS3FrontEnv();
+  await env.s3.put("data", "hello.txt", "hello");
+  await env.s3.put("private", "secret.txt", "team a only");
+});
+afterAll(() => env.stop());
+
+/** POSTs an AssumeRoleWithWebIdentity form; returns status, code and the raw XML. */
+async function assume(fields: Record<string, string>, contentType = "application/x-www-form-urlencoded") {
+  const body = new URLSearchParams({ Action: "AssumeRoleWithWebIdentity", Version: "2011-06-15", RoleArn: ROLE, RoleSessionName: "s1", ...fields });
+  const res = await fetch(env.endpoint + "/", { method: "POST", headers: { "content-type": contentType }, body: body.toString() });
+  const xml = await res.text();
+  return { status: res.status, code: /<Code>([^<]*)<\/Code>/.exec(xml)?.[1], xml, headers: res.headers };
+}
+
+const s3With = (credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string } | (() => Promise<{ accessKeyId: string; secretAccessKey: string }>)) =>
+  new S3Client({ endpoint: env.endpoint, region: "us-east-1", forcePathStyle: true, credentials, maxAttempts: 1 });
+
+clientTest("aws")(
+  "aws sts assume-role-with-web-identity, then aws s3 cp with the temporary credentials",
+  async () => {
+    using anon = awsCli({ endpoint: env.endpoint });
+    const r = await anon.sts("assume-role-with-web-identity", "--role-arn", ROLE, "--role-session-name", "cli", "--web-identity-token", token({ team: "a", aud: "yata" }), "--duration-seconds", "900");
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: "" });
+    const out = JSON.parse(r.stdout);
+    expect(out.Credentials.AccessKeyId).toMatch(/^ASIA[A-Z2-7]{16}$/);
+    expect(out.SubjectFromWebIdentityToken).toBe("alice");
+    expect(out.Audience).toBe("yata");
+    expect(out.AssumedRoleUser.Arn).toBe("arn:aws:sts::123456789012:assumed-role/reader/cli");
+    const exp = Date.parse(out.Credentials.Expiration);
+    expect(Math.abs(exp - (Date.now() + 900_000))).toBeLessThan(10_000);
+    expect(r.stdout).not.toContain(hs256({}).split(".")[2]); // no token echo
+
+    using cli = awsCli({ endpoint: env.endpoint, credentials: { accessKeyId: out.Credentials.AccessKeyId, secretAccessKey: out.Credentials.SecretAccessKey, sessionToken: out.Credentials.SessionToken } });
+    const cp = await cli.s3("cp", "s3://jwtonly/secret.txt", "-");
+    expect({ code: cp.code, stderr: cp.stderr, out: cp.stdout }).toEqual({ code: 0, stderr: "", out: "team a only" });
+  },
+  T,
+);
+
+describe("JS SDK web-identity provider", () => {
+  test("fromWebToken → S3Client: reads what the token may read on the plain front, nothing else", async () => {
+    const provider = (claims: Record<string, unknown>) =>
+      fromWebToken({ roleArn: ROLE, webIdentityToken: token(claims), roleSessionName: "sdk", clientConfig: { endpoint: env.endpoint, region: "us-east-1", maxAttempts: 1 } });
+    const teamA = s3With(provider({ team: "a" }));
+    const teamB = s3With(provider({ team: "b" }));
+    try {
+      const body = await (await teamA.send(new GetObjectCommand({ Bucket: "jwtonly", Key: "secret.txt" }))).Body!.transformToString();
+      expect(body).toBe("team a only");
+      // `private` needs a token (any): both sessions; `jwtonly` needs team=a
+      expect(await (await teamB.send(new GetObjectCommand({ Bucket: "private", Key: "secret.txt" }))).Body!.transformToString()).toBe("team a only");
+      env.mark();
+      await expect(teamB.send(new GetObjectCommand({ Bucket: "jwtonly", Key: "secret.txt" }))).rejects.toMatchObject({ name: "AccessDenied", $metadata: { httpStatusCode: 403 } });
+      expect(env.upstreamCalls()).toEqual([]);
+      const names = async (c: S3Client) => ((await c.send(new ListBucketsCommand({}))).Buckets ?? []).map((b) => b.Name);
+      expect(await names(teamA)).toEqual(["data", "jwtonly", "open", "private"]);
+      expect(await names(teamB)).toEqual(["data", "open", "private"]);
+    } finally {
+      teamA.destroy();
+      teamB.destroy();
+    }
+  });
+});
+
+describe("STS errors (STS's XML, status and code; no token or key in the body)", () => {
+  test("a forged token → 400 InvalidIdentityToken", async () => {
+    const r = await assume({ WebIdentityToken: hs256({ sub: "alice", exp: now() + 60 }, "another-secret-0123456789abcdefghij") });
+    expect({ status: r.status, code: r.code }).toEqual({ status: 400, code: "InvalidIdentityToken" });
+    expect(r.xml).toContain("<ErrorResponse");
+    expect(r.xml).toContain(`<RequestId>${r.headers.get("x-request-id")}</RequestId>`);
+    expect(r.xml).not.toContain("another-secret");
+  });
+
+  test("an expired token → 400 ExpiredTokenException", async () => {
+    const r = await assume({ WebIdentityToken: hs256({ sub: "alice", exp: now() - 3600 }) });
+    expect({ status: r.status, code: r.code }).toEqual({ status: 400, code: "ExpiredTokenException" });
+  });
+
+  test("a token without sub → 400 InvalidIdentityToken", async () => {
+    const r = await assume({ WebIdentityToken: hs256({ exp: now() + 60 }) });
+    expect({ status: r.status, code: r.code }).toEqual({ status: 400, code: "InvalidIdentityToken" });
+  });
+
+  test("DurationSeconds above s3_api.sts.max_session_seconds, a session policy, a missing parameter → 400", async () => {
+    expect((await assume({ WebIdentityToken: token({}), DurationSeconds: "7200" })).code).toBe("ValidationError");
+    expect((await assume({ WebIdentityToken: token({}), Policy: "{}" })).code).toBe("InvalidParameterValue");
+    expect((await assume({})).code).toBe("MissingParameter");
+  });
+
+  test("not a form → 400 ValidationError; another action → 400 InvalidAction", async () => {
+    expect((await assume({ WebIdentityToken: token({}) }, "application/json")).code).toBe("ValidationError");
+    expect((await assume({ WebIdentityToken: token({}), Action: "AssumeRole" })).code).toBe("InvalidAction");
+  });
+
+  test("nothing of it reached the upstream", async () => {
+    env.mark();
+    await assume({ WebIdentityToken: token({}) });
+    await assume({ WebIdentityToken: "x.y.z" });
+    expect(env.upstreamCalls()).toEqual([]);
+  });
+});
+
+describe("session lifetime", () => {
+  test("capped by the token's exp; afterwards the SDK sees 400 ExpiredToken and nothing reaches the upstream", async () => {
+    const r = await assume({ WebIdentityToken: token({ team: "a" }, 2) });
+    expect(r.status).toBe(200);
+    const get = (tag: string) => new RegExp(`<${tag}>([^<]*)</${tag}>`).exec(r.xml)![1]!;
+    const expiration = Date.parse(get("Expiration"));
+    expect(expiration).toBeLessThanOrEqual((now() + 2) * 1000);
+    const client = s3With({ accessKeyId: get("AccessKeyId"), secretAccessKey: get("SecretAccessKey"), sessionToken: get("SessionToken") });
+    try {
+      // Whether or not the first read still falls inside the session, the session must end:
+      const err = await waitFor(
+        async () => {
+          try {
+            await client.send(new GetObjectCommand({ Bucket: "data", Key: "hello.txt" }));
+            return undefined;
+          } catch (e) {
+            return e as { name: string; $metadata: { httpStatusCode: number } };
+          }
+        },
+        { timeoutMs: 10_000, intervalMs: 200, message: "the session to expire" },
+      );
+      expect({ name: err.name, status: err.$metadata.httpStatusCode }).toEqual({ name: "ExpiredToken", status: 400 });
+      env.mark();
+      await expect(client.send(new GetObjectCommand({ Bucket: "data", Key: "hello.txt" }))).rejects.toMatchObject({ name: "ExpiredToken" });
+      expect(env.upstreamCalls()).toEqual([]);
+    } finally {
+      client.destroy();
+    }
+  });
+});
