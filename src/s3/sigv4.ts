@@ -1,5 +1,7 @@
 /**
- * AWS Signature Version 4 for S3 GET/HEAD requests.
+ * AWS Signature Version 4 for S3 requests: GET/HEAD (the hot path, empty-body hash) and, with
+ * `payloadHash`, requests with a body (hex SHA-256, UNSIGNED-PAYLOAD or
+ * STREAMING-UNSIGNED-PAYLOAD-TRAILER).
  *
  * Every step is an exported pure function (uriEncode → canonicalQuery →
  * canonicalHeaders → canonicalRequest → stringToSign → deriveSigningKey →
@@ -27,6 +29,8 @@ export interface SignableRequest {
   /** Extra headers to sign (e.g. range). host/x-amz-date/x-amz-content-sha256/
    *  x-amz-security-token/authorization given here are ignored: the signer sets them. */
   headers?: Record<string, string>;
+  /** x-amz-content-sha256 to sign and send (see isSignablePayloadHash); default EMPTY_SHA256 (no body). */
+  payloadHash?: string;
 }
 
 export interface SignedRequest {
@@ -41,6 +45,22 @@ export interface SignedRequest {
 export const ALGORITHM = "AWS4-HMAC-SHA256";
 /** sha256("") — the payload hash of a GET/HEAD. */
 export const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+/** The body is not hashed into the signature (S3 still checks any Content-MD5 / x-amz-checksum-*). */
+export const UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD";
+/** An aws-chunked body without chunk signatures, ending in a checksum trailer named by x-amz-trailer. */
+export const STREAMING_UNSIGNED_PAYLOAD_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER";
+
+const HEX_SHA256 = /^[0-9a-f]{64}$/;
+
+/**
+ * Whether `value` is a payload hash this signer can sign for: the lowercase hex SHA-256 of the
+ * body, UNSIGNED-PAYLOAD or STREAMING-UNSIGNED-PAYLOAD-TRAILER. The signed streaming modes
+ * (STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER]) need a signature per chunk, which this signer
+ * does not make.
+ */
+export function isSignablePayloadHash(value: string): boolean {
+  return value === UNSIGNED_PAYLOAD || value === STREAMING_UNSIGNED_PAYLOAD_TRAILER || HEX_SHA256.test(value);
+}
 
 // ---------------------------------------------------------------- encoding
 
@@ -251,7 +271,7 @@ export class S3Signer {
   /** Headers to add to the outgoing request. The path on the wire must be encodeS3Path(req.path). */
   sign(req: SignableRequest): Record<string, string> {
     const q = req.query;
-    return this.signEncoded(req.method, req.host, encodeS3Path(req.path), q && q.length ? canonicalQuery(q) : "", req.headers);
+    return this.signEncoded(req.method, req.host, encodeS3Path(req.path), q && q.length ? canonicalQuery(q) : "", req.headers, req.payloadHash);
   }
 
   /** Like sign(), also returning the encoded path and query that were signed. */
@@ -259,7 +279,7 @@ export class S3Signer {
     const q = req.query;
     const path = encodeS3Path(req.path);
     const query = q && q.length ? canonicalQuery(q) : "";
-    return { headers: this.signEncoded(req.method, req.host, path, query, req.headers), path, query };
+    return { headers: this.signEncoded(req.method, req.host, path, query, req.headers, req.payloadHash), path, query };
   }
 
   private tick(): void {
@@ -286,34 +306,40 @@ export class S3Signer {
     path: string,
     query: string,
     extra: Record<string, string> | undefined,
+    payloadHash?: string,
   ): Record<string, string> {
+    // A hash we cannot sign for would be sent and rejected by S3 with a less clear error.
+    if (payloadHash !== undefined && !isSignablePayloadHash(payloadHash)) throw new Error("invalid payload hash for x-amz-content-sha256");
     this.tick();
     const date = this.date;
+    const hash = payloadHash ?? EMPTY_SHA256;
     let creq: string;
     let auth: string;
-    if (extra === undefined || !hasKeys(extra)) {
+    if (payloadHash === undefined && (extra === undefined || !hasKeys(extra))) {
       creq = method + "\n" + path + "\n" + query + "\nhost:" + canonicalHeaderValue(host) +
         "\nx-amz-content-sha256:" + EMPTY_SHA256 + "\nx-amz-date:" + date + "\n" + this.defaultTail;
       auth = this.authDefault;
     } else {
       const h: Record<string, string> = Object.create(null);
-      for (const name of Object.keys(extra)) {
-        const lower = name.toLowerCase();
-        if (!RESERVED.has(lower)) h[lower] = extra[name];
+      if (extra !== undefined) {
+        for (const name of Object.keys(extra)) {
+          const lower = name.toLowerCase();
+          if (!RESERVED.has(lower)) h[lower] = extra[name];
+        }
       }
       h.host = host;
-      h["x-amz-content-sha256"] = EMPTY_SHA256;
+      h["x-amz-content-sha256"] = hash;
       h["x-amz-date"] = date;
       if (this.token) h["x-amz-security-token"] = this.token;
       const c = canonicalHeaders(h);
-      creq = canonicalRequest(method, path, query, c.canonical, c.signed, EMPTY_SHA256);
+      creq = canonicalRequest(method, path, query, c.canonical, c.signed, hash);
       auth = this.authBase + c.signed + ", Signature=";
     }
     const sts = ALGORITHM + "\n" + date + this.scopeLine + sha256Hex(creq);
     const out: Record<string, string> = {
       authorization: auth + this.keyed!.copy().update(sts).digest("hex"),
       "x-amz-date": date,
-      "x-amz-content-sha256": EMPTY_SHA256,
+      "x-amz-content-sha256": hash,
     };
     if (this.token) out["x-amz-security-token"] = this.token;
     return out;

@@ -49,6 +49,7 @@ export const handlers: SocketHandler<Conn, "buffer"> = {
     const n = socket.write(req.pending);
     if (n < 0) return; // closing; the close handler deals with it
     req.pending = n < req.pending.length ? req.pending.subarray(n) : null;
+    if (req.pending === null) req.writer?.drained();
   },
   close(socket, err) {
     socket.data.pool.onClose(socket.data, err);

@@ -30,3 +30,17 @@ export class UpstreamProtocolError extends Error {
     this.name = "UpstreamProtocolError";
   }
 }
+
+/**
+ * The request body could not be sent whole: its stream failed (`cause` is the stream's own
+ * error, e.g. a PayloadError from the aws-chunked decoder or the client's disconnect), or it gave
+ * fewer or more bytes than the declared Content-Length. Whichever client sent it, the upstream
+ * connection was cut before the body's last byte, so the upstream saw an aborted request and
+ * stored nothing. Not an upstream failure: never retried, and the breaker does not count it.
+ */
+export class RequestBodyError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "RequestBodyError";
+  }
+}

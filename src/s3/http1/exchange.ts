@@ -14,6 +14,7 @@ import type { Conn } from "./conn.ts";
 import { UpstreamProtocolError } from "./errors.ts";
 import { parseResponseHead, type ResponseHead } from "./head.ts";
 import type { Http1Pool } from "./pool.ts";
+import type { StreamBodyWriter } from "./request-body.ts";
 
 /** Waiting for (the rest of) the response head. */
 export const P_HEAD = 0;
@@ -37,7 +38,11 @@ export class Exchange implements BodyOwner, ChunkedSink {
   /** When the current TCP connect began (connect timeout). */
   connectStarted = 0;
   /** Unwritten tail of the request after a partial write. */
-  pending: Buffer | null = null;
+  pending: Uint8Array | null = null;
+  /** Pumps a streamed request body (null without one, or with a bytes body sent with the head). */
+  writer: StreamBodyWriter | null = null;
+  /** When the response-head timeout starts: at `started`, or once a streamed body is all sent. */
+  headFrom: number;
   // head accumulation (only when the head spans several data events)
   private hbuf: Buffer | null = null;
   private hlen = 0;
@@ -53,14 +58,17 @@ export class Exchange implements BodyOwner, ChunkedSink {
   constructor(
     readonly pool: Http1Pool,
     readonly isHead: boolean,
-    readonly requestHead: string,
+    /** The head, or head and bytes body in one buffer. */
+    readonly requestHead: string | Uint8Array,
     readonly timeoutMs: number,
     readonly connectTimeoutMs: number,
     readonly signal: AbortSignal | undefined,
     readonly started: number,
     readonly resolve: (r: Response) => void,
     readonly reject: (e: unknown) => void,
-  ) {}
+  ) {
+    this.headFrom = started;
+  }
 
   /** Bytes from the socket. */
   receive(data: Buffer): void {

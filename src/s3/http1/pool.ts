@@ -2,7 +2,8 @@
  * A small keep-alive HTTP/1.1 client over `Bun.connect`, for plain-http S3-compatible upstreams:
  * the connection pool (LIFO idle sockets, reaped when unused) and the timers.
  *
- * Scope: GET and HEAD without a request body, one request at a time per socket (no pipelining).
+ * Scope: GET, HEAD, PUT, POST and DELETE, one request at a time per socket (no pipelining). A
+ * request body always goes with an exact Content-Length (./request-body.ts), never chunked.
  * It exists because Bun's fetch() costs ~2x the CPU per small proxied request; https stays on fetch.
  *
  * No per-request timers, AbortSignal listeners or closures beyond the promise executor: connect
@@ -12,7 +13,8 @@
 import { Conn, handlers } from "./conn.ts";
 import { UpstreamConnectTimeoutError, UpstreamProtocolError, UpstreamTimeoutError } from "./errors.ts";
 import { Exchange, P_BODY, P_DONE, P_HEAD } from "./exchange.ts";
-import { BAD_VALUE, buildRequestHead } from "./request.ts";
+import { BAD_VALUE, buildRequestHead, type Http1Method } from "./request.ts";
+import { isValidContentLength, type RequestBody, StreamBodyWriter } from "./request-body.ts";
 
 export interface Http1RequestOptions {
   /** Reject with UpstreamTimeoutError when the complete response head has not arrived within this many ms
@@ -24,6 +26,12 @@ export interface Http1RequestOptions {
   /** Optional: when it becomes aborted, the request is abandoned (socket destroyed) and the promise rejects
    *  with signal.reason (or the body stream errors with it). Checked before sending and on each sweep tick. */
   signal?: AbortSignal;
+  /** A request body. Bytes go out with the head and may be replayed on a fresh socket; a stream is
+   *  pumped with backpressure and sent once. The response-head timeout starts once a stream is all
+   *  sent; while sending, a socket that takes no bytes for `timeoutMs` is a stall. */
+  body?: RequestBody | null;
+  /** Exact body length, sent as Content-Length. Required with a stream; with bytes it must match. */
+  contentLength?: number;
 }
 
 export interface Http1PoolOptions {
@@ -82,17 +90,33 @@ export class Http1Pool {
     return this.inflight.size;
   }
 
-  request(method: "GET" | "HEAD", path: string, headers: Record<string, string>, opts: Http1RequestOptions): Promise<Response> {
+  request(method: Http1Method, path: string, headers: Record<string, string>, opts: Http1RequestOptions): Promise<Response> {
     const signal = opts.signal;
     if (signal !== undefined && signal.aborted) return Promise.reject(signal.reason);
     if (this.closedPool) return Promise.reject(new Error("upstream connection pool is closed"));
-    const head = buildRequestHead(method, path, this.hostHeader, headers);
+    const body = opts.body ?? null;
+    let head: string | Uint8Array | Error;
+    let writer: StreamBodyWriter | null = null;
+    if (body === null) {
+      if (opts.contentLength !== undefined && opts.contentLength !== 0) return Promise.reject(new Error("a content length was given without a body"));
+      head = buildRequestHead(method, path, this.hostHeader, headers, opts.contentLength);
+    } else if (body instanceof Uint8Array) {
+      if (opts.contentLength !== undefined && opts.contentLength !== body.byteLength) return Promise.reject(new Error("the content length does not match the body's size"));
+      const h = buildRequestHead(method, path, this.hostHeader, headers, body.byteLength);
+      // Head and body in one write: one syscall for the small XML bodies S3 calls carry.
+      head = h instanceof Error ? h : Buffer.concat([Buffer.from(h), body]);
+    } else {
+      if (!isValidContentLength(opts.contentLength)) return Promise.reject(new Error("a streamed request body needs its exact length"));
+      head = buildRequestHead(method, path, this.hostHeader, headers, opts.contentLength);
+      writer = new StreamBodyWriter(body, opts.contentLength);
+    }
     if (head instanceof Error) return Promise.reject(head);
     const timeoutMs = opts.timeoutMs;
     const connectTimeoutMs = opts.connectTimeoutMs ?? Infinity;
     const started = performance.now();
     return new Promise<Response>((resolve, reject) => {
       const req = new Exchange(this, method === "HEAD", head, timeoutMs, connectTimeoutMs, signal, started, resolve, reject);
+      req.writer = writer;
       this.inflight.add(req);
       if (this.sweepTimer === null) {
         this.sweepTimer = setInterval(this.boundSweep, this.sweepIntervalMs);
@@ -170,10 +194,13 @@ export class Http1Pool {
       return;
     }
     // Partial write (full socket buffer): keep the unwritten tail for `drain`.
-    if (n !== head.length || n !== Buffer.byteLength(head)) {
+    if (typeof head !== "string") {
+      if (n < head.byteLength) req.pending = head.subarray(n);
+    } else if (n !== head.length || n !== Buffer.byteLength(head)) {
       const bytes = Buffer.from(head);
       if (n < bytes.length) req.pending = bytes.subarray(n);
     }
+    if (req.writer !== null) req.writer.start(this, req);
   }
 
   private release(conn: Conn): void {
@@ -226,9 +253,15 @@ export class Http1Pool {
         const conn = req.conn;
         // Still connecting: the socket appears on `open`. A connect timeout wins over the head
         // timeout when both passed, as the more precise diagnosis.
+        const writer = req.writer;
         if (conn !== null && conn.socket === null && now - req.connectStarted > req.connectTimeoutMs) {
           this.fail(req, new UpstreamConnectTimeoutError(`upstream ${this.host}:${this.port} did not accept the connection within ${req.connectTimeoutMs} ms`));
-        } else if (now - req.started > req.timeoutMs) {
+        } else if (writer !== null && writer.started && !writer.complete) {
+          // Sending a streamed body: the head timeout starts when it is all sent. A socket that
+          // takes nothing for the timeout is a stalled upstream; a slow source is the client's
+          // pace, bounded by the front (its idle timeout, the client's abort signal).
+          if (req.pending !== null && now - writer.lastProgress > req.timeoutMs) this.fail(req, new UpstreamTimeoutError("upstream stopped reading the request body"));
+        } else if (now - req.headFrom > req.timeoutMs) {
           this.fail(req, new UpstreamTimeoutError("upstream did not send response headers in time"));
         }
       } else if (req.progressed || req.paused) {
@@ -257,6 +290,7 @@ export class Http1Pool {
       conn.req = null;
       conn.destroy();
     }
+    req.writer?.stop(err);
     req.deliverError(err);
   }
 
@@ -271,11 +305,14 @@ export class Http1Pool {
       conn.socket?.resume();
     }
     // A request tail still unwritten (the server answered early) would corrupt the next request.
-    if (req.head!.keepAlive && !leftover && req.pending === null) this.release(conn);
+    const writer = req.writer;
+    if (req.head!.keepAlive && !leftover && req.pending === null && (writer === null || writer.complete)) this.release(conn);
     else {
       conn.req = null;
       conn.destroy();
     }
+    // Answered before the body was all sent: stop sending (the upstream has refused it).
+    writer?.stop(new Error("upstream answered before the request body was sent"));
   }
 
   // ---- socket events ----------------------------------------------------------------------
@@ -299,8 +336,9 @@ export class Http1Pool {
     if (!wasClosed && conn.socket !== null) conn.socket.terminate(); // after `error`, make sure it is gone
     if (req === null || req.conn !== conn || req.phase === P_DONE) return;
     if (req.phase === P_HEAD) {
-      if (!req.gotByte && conn.reused && !req.retried && !this.closedPool) {
-        // A stale keep-alive socket: GET/HEAD are idempotent, retry once on a fresh connection.
+      if (!req.gotByte && conn.reused && !req.retried && !this.closedPool && (req.writer === null || !req.writer.consumed)) {
+        // A stale keep-alive socket: nothing reached the upstream, retry once on a fresh
+        // connection (a bytes body is resent with the head; a stream only if nothing was read).
         req.retried = true;
         req.conn = null;
         req.pending = null;

@@ -9,13 +9,22 @@ export const BAD_VALUE = /[\0\r\n]/;
 /** Path: origin-form, no whitespace or control characters. */
 const BAD_PATH = /[\0-\x20\x7f]/;
 
+/** Methods the client sends. A body goes only with PUT and POST (the S3 operations that have one). */
+export type Http1Method = "GET" | "HEAD" | "PUT" | "POST" | "DELETE";
+
+const METHODS = new Set<string>(["GET", "HEAD", "PUT", "POST", "DELETE"]);
+
 /**
- * `METHOD path HTTP/1.1`, Host, then the caller's headers. The pool owns Host and the framing
- * headers (no body is ever sent), so the caller's Host, Content-Length and Transfer-Encoding are
- * dropped. Returns an Error (not thrown: the caller turns it into a rejection) on bad input.
+ * `METHOD path HTTP/1.1`, Host, then the caller's headers, then `content-length` when
+ * `contentLength` is given (a request body follows; PUT/POST always get one, 0 without a body,
+ * because S3 answers 411 to a PUT without it). The pool owns Host and the framing headers, so
+ * the caller's Host, Content-Length and Transfer-Encoding are dropped: a body is only ever sent
+ * with an exact Content-Length, never chunked. Returns an Error (not thrown: the caller turns it
+ * into a rejection) on bad input.
  */
-export function buildRequestHead(method: string, path: string, hostHeader: string, headers: Record<string, string>): string | Error {
-  if (method !== "GET" && method !== "HEAD") return new Error("only GET and HEAD are supported");
+export function buildRequestHead(method: string, path: string, hostHeader: string, headers: Record<string, string>, contentLength?: number): string | Error {
+  if (!METHODS.has(method)) return new Error("unsupported request method");
+  if (contentLength !== undefined && !(Number.isSafeInteger(contentLength) && contentLength >= 0)) return new Error("invalid request content length");
   if (path.charCodeAt(0) !== 47 || BAD_PATH.test(path)) return new Error("invalid request target");
   let head = `${method} ${path} HTTP/1.1\r\nhost: ${hostHeader}\r\n`;
   for (const name in headers) {
@@ -29,5 +38,7 @@ export function buildRequestHead(method: string, path: string, hostHeader: strin
     }
     head += `${name}: ${value}\r\n`;
   }
+  if (contentLength !== undefined) head += `content-length: ${contentLength}\r\n`;
+  else if (method === "PUT" || method === "POST") head += "content-length: 0\r\n";
   return `${head}\r\n`;
 }
