@@ -1,10 +1,14 @@
 /**
  * The cache facade over the configured layers (fastest first): lookup with promotion, store to all,
- * purges, resize, the in-flight table used for request coalescing, and the counters behind
- * GET /admin/cache/stats and the yatagarasu_cache_* metrics.
+ * streaming writers, purges (and the invalidations other processes publish), resize, the
+ * in-flight table used for request coalescing, and the counters behind GET /admin/cache/stats and
+ * the yatagarasu_cache_* metrics.
  */
-import type { CachedObject, CacheLayer, LayerStats, MaybePromise } from "./types.ts";
+import type { CachedObject, CacheLayer, LayerHealth, LayerStats, LayerWriter, MaybePromise, ObjectMeta, RemoteInvalidation } from "./types.ts";
+import { isFileBody } from "./types.ts";
 import type { FlightOutcome } from "./flight.ts";
+import { MemoryLayer } from "./memory.ts";
+import { PurgeLog } from "./purge-log.ts";
 
 /** Request counters of one bucket (kept by the serving flow). */
 export interface BucketCounters {
@@ -26,11 +30,19 @@ export interface BucketStats extends BucketCounters {
   bytes: number;
 }
 
+export interface LayerView extends Omit<LayerStats, "buckets"> {
+  /** HITs served from this layer. */
+  hits: number;
+  errors: number;
+  /** Present for layers that can be unavailable (Redis). */
+  health?: LayerHealth;
+}
+
 export interface CacheStats {
   total: BucketStats;
   buckets: Record<string, BucketStats>;
-  /** Per-layer view: items, bytes, maxBytes, evictions. */
-  layers: Record<string, Omit<LayerStats, "buckets">>;
+  /** Per-layer view: items, bytes, maxBytes, evictions, hits, errors, health. */
+  layers: Record<string, LayerView>;
 }
 
 const newCounters = (): BucketCounters => ({ hits: 0, misses: 0, coalesced: 0, revalidated: 0, bypassed: 0 });
@@ -41,18 +53,41 @@ export class Cache {
   /** In-flight upstream fills/revalidations by cache key (request coalescing). */
   readonly inflight = new Map<string, Promise<FlightOutcome>>();
   private readonly first: CacheLayer;
+  /** The first layer answers synchronously (memory): the hot path may ask it without a promise. */
+  private readonly syncFirst: boolean;
   private readonly counters = new Map<string, BucketCounters>();
-  /** Bumped by every purge: a fill that started before a purge does not store its result. */
-  private epochValue = 0;
+  /** HITs served by layers below the first, by layer name. */
+  private readonly lowerHits = new Map<string, number>();
+  /** Keys being copied into faster layers (one copy at a time per key). */
+  private readonly promoting = new Set<string>();
+  /** Every purge, local or remote: a fill or copy of a key purged after it began does not store its result. */
+  private readonly purges = new PurgeLog();
 
   constructor(layers: CacheLayer[]) {
     if (layers.length === 0) throw new Error("a cache needs at least one layer");
     this.layers = layers;
     this.first = layers[0]!;
+    this.syncFirst = this.first instanceof MemoryLayer;
+    for (const l of layers) l.onRemoteInvalidation?.((inv) => this.applyRemote(l, inv));
   }
 
+  /** The current point in the purge log (see purgedSince). */
   get epoch(): number {
-    return this.epochValue;
+    return this.purges.now;
+  }
+
+  /** Whether `key` was purged (locally or by another process) after point `since` (an `epoch` value). */
+  purgedSince(since: number, key: string): boolean {
+    return this.purges.purgedSince(since, key);
+  }
+
+  layer(name: string): CacheLayer | undefined {
+    return this.layers.find((l) => l.name === name);
+  }
+
+  /** The first layer's entry when it answers synchronously; never starts a lookup in a slower layer. */
+  getFirst(key: string): CachedObject | undefined {
+    return this.syncFirst ? (this.first.get(key) as CachedObject | undefined) : undefined;
   }
 
   /** First layer holding `key` wins; a hit in a lower layer is copied into the layers above it (in the background). */
@@ -63,32 +98,108 @@ export class Cache {
   }
 
   private async getSlow(key: string, firstHit: MaybePromise<CachedObject | undefined>): Promise<CachedObject | undefined> {
-    const found = await firstHit;
+    const epoch = this.purges.now;
+    const found = await Promise.resolve(firstHit).catch(() => undefined);
     if (found !== undefined) return found;
     for (let i = 1; i < this.layers.length; i++) {
-      const obj = await this.layers[i]!.get(key);
+      // A layer answers a miss for its own failures; a throw is one more failure, not the client's.
+      const obj = await Promise.resolve(this.layers[i]!.get(key)).catch(() => undefined);
       if (obj !== undefined) {
-        this.promote(obj, i);
+        // Found before a purge that happened while we asked: serve it, but do not copy it upward.
+        if (!this.purges.purgedSince(epoch, key)) this.promote(obj, i);
         return obj;
       }
     }
     return undefined;
   }
 
-  /** Copies `obj` into layers[0..upTo) with its bytes in memory (a lower layer may hand out a file). */
-  private promote(obj: CachedObject, upTo: number): void {
-    obj.body
-      .arrayBuffer()
-      .then((buf) => {
-        const copy: CachedObject = { ...obj, body: new Blob([buf]), headers: { ...obj.headers }, tpl: undefined };
-        for (let i = 0; i < upTo; i++) this.settle(this.layers[i]!.put(copy));
-      })
-      .catch(noop);
+  /** Counts a HIT served by a layer below the first (`obj.source`). */
+  countLowerHit(source: string): void {
+    this.lowerHits.set(source, (this.lowerHits.get(source) ?? 0) + 1);
   }
 
-  /** Stores in every layer. Slow layers are not awaited; their failures are dropped (a layer logs its own). */
+  /** Copies `obj` into layers[0..upTo) that would keep it, reading a file-backed body only when one of them needs the bytes. */
+  private promote(obj: CachedObject, upTo: number): void {
+    if (this.promoting.has(obj.key)) return;
+    const targets = this.layers.slice(0, upTo).filter((l) => l.accepts?.(obj.size) ?? true);
+    if (targets.length === 0) return;
+    this.promoting.add(obj.key);
+    const copy: CachedObject = { ...obj, headers: { ...obj.headers }, tpl: undefined, source: undefined };
+    void this.putInto(targets, copy).finally(() => this.promoting.delete(obj.key));
+  }
+
+  /**
+   * Stores in every layer that would keep it. Slow layers are not awaited; their failures are
+   * dropped (a layer logs its own). A local layer that won't keep it drops its older version, or
+   * that older version, found first, would be served (or revalidated) forever.
+   */
   put(obj: CachedObject): void {
-    for (const layer of this.layers) this.settle(layer.put(obj));
+    const targets = this.layers.filter((l) => l.accepts?.(obj.size) ?? true);
+    this.dropOlder(obj.key, targets);
+    void this.putInto(targets, obj);
+  }
+
+  /** Removes `key` from the local layers not in `kept` (a shared layer's entry expires by itself). */
+  private dropOlder(key: string, kept: readonly CacheLayer[]): void {
+    for (const l of this.layers) if (!kept.includes(l) && l.onRemoteInvalidation === undefined) this.settle(l.delete(key));
+  }
+
+  /**
+   * A file-backed body (from the disk layer) is read into memory once for the layers that hold
+   * bytes; if a purge happens meanwhile, the copy is dropped.
+   */
+  private async putInto(targets: readonly CacheLayer[], obj: CachedObject): Promise<void> {
+    const epoch = this.purges.now;
+    let inMemory: CachedObject | undefined;
+    for (const layer of targets) {
+      if (!isFileBody(obj.body) || layer.storesFiles === true) {
+        this.settle(layer.put(obj));
+        continue;
+      }
+      if (inMemory === undefined) {
+        try {
+          inMemory = { ...obj, body: new Blob([await obj.body.arrayBuffer()]), tpl: undefined, source: undefined };
+        } catch {
+          return; // the file went away: nothing to copy
+        }
+      }
+      if (this.purges.purgedSince(epoch, obj.key)) return;
+      this.settle(layer.put(inMemory));
+    }
+  }
+
+  /**
+   * A writer for a body too big to buffer, fed while it streams to the first client; undefined
+   * when no layer takes objects of that size as a stream. Nothing is stored if a purge happens
+   * before the commit.
+   */
+  openWriter(meta: ObjectMeta, since: number = this.purges.now): LayerWriter | undefined {
+    const writers: LayerWriter[] = [];
+    const kept: CacheLayer[] = [];
+    for (const l of this.layers) {
+      if (l.openWriter === undefined || l.accepts?.(meta.size) === false) continue;
+      const w = l.openWriter(meta);
+      if (w === undefined) continue;
+      writers.push(w);
+      kept.push(l);
+    }
+    if (writers.length === 0) return undefined;
+    const abort = () => {
+      for (const w of writers) w.abort();
+    };
+    return {
+      write: (chunk) => (writers.length === 1 ? writers[0]!.write(chunk) : Promise.all(writers.map((w) => w.write(chunk))).then(noop)),
+      commit: async () => {
+        if (this.purges.purgedSince(since, meta.key)) {
+          abort();
+          return false;
+        }
+        const done = await Promise.all(writers.map((w) => w.commit()));
+        if (done.some(Boolean)) this.dropOlder(meta.key, kept);
+        return done.some(Boolean);
+      },
+      abort,
+    };
   }
 
   private settle(r: MaybePromise<unknown>): void {
@@ -96,8 +207,8 @@ export class Cache {
   }
 
   async delete(key: string): Promise<boolean> {
-    this.epochValue++;
-    const results = await Promise.all(this.layers.map((l) => l.delete(key)));
+    this.purges.key(key);
+    const results = await Promise.all(this.layers.map((l) => Promise.resolve(l.delete(key)).catch(() => false)));
     return results.some(Boolean);
   }
 
@@ -122,14 +233,24 @@ export class Cache {
   }
 
   private async purgePrefix(prefix: string): Promise<number> {
-    this.epochValue++;
-    const counts = await Promise.all(this.layers.map((l) => l.purgePrefix(prefix)));
+    this.purges.prefix(prefix);
+    const counts = await Promise.all(this.layers.map((l) => Promise.resolve(l.purgePrefix(prefix)).catch(() => 0)));
     return counts[0] ?? 0;
   }
 
-  /** New memory capacity / item limit (bytes) after a reload; layers that cannot resize ignore it. */
+  /** Another process purged (published through a shared layer): drop it from every other layer here. */
+  private applyRemote(from: CacheLayer, inv: RemoteInvalidation): void {
+    if (inv.kind === "key") this.purges.key(inv.key);
+    else this.purges.prefix(inv.prefix);
+    for (const l of this.layers) {
+      if (l === from) continue;
+      this.settle(inv.kind === "key" ? l.delete(inv.key) : l.purgePrefix(inv.prefix));
+    }
+  }
+
+  /** New memory capacity / item limit (bytes) after a reload; other layers are resized by name (applyCacheConfig). */
   resize(maxBytes: number, maxItemBytes?: number): void {
-    for (const l of this.layers) l.resize?.(maxBytes, maxItemBytes);
+    this.layer("memory")?.resize?.(maxBytes, maxItemBytes);
   }
 
   /** The live counter object of a bucket (created on first use). */
@@ -139,11 +260,16 @@ export class Cache {
     return c;
   }
 
+  /** Closes every layer (connections, timers, unfinished temporary files). */
+  async close(): Promise<void> {
+    await Promise.all(this.layers.map((l) => Promise.resolve(l.close?.()).catch(noop)));
+  }
+
   /**
    * Snapshot for GET /admin/cache/stats and for the metrics renderer:
    * hits/misses/coalesced per bucket → yatagarasu_cache_{hits,misses,coalesced}_total{bucket};
    * total.evictions/bytes/items → yatagarasu_cache_evictions_total, _bytes, _items.
-   * items/bytes/evictions come from the first (memory) layer.
+   * items/bytes/evictions come from the first (memory) layer; `layers` has each layer's own.
    */
   stats(): CacheStats {
     const first = this.first.stats();
@@ -160,10 +286,14 @@ export class Cache {
       total.revalidated += c.revalidated;
       total.bypassed += c.bypassed;
     }
+    let lower = 0;
+    for (const n of this.lowerHits.values()) lower += n;
     const layers: CacheStats["layers"] = {};
     for (const l of this.layers) {
       const { buckets: _b, ...rest } = l === this.first ? first : l.stats();
-      layers[l.name] = rest;
+      const hits = l === this.first ? total.hits - lower : (this.lowerHits.get(l.name) ?? 0);
+      const health = l.health?.();
+      layers[l.name] = { ...rest, hits, errors: l.errors?.() ?? 0, ...(health ? { health } : undefined) };
     }
     return { total, buckets, layers };
   }

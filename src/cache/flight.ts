@@ -3,9 +3,11 @@
  * or a revalidation (stale entry, sent with its validators). Its `shared` result is what all the
  * coalesced requests get; `stream` is for the leader only (a body too big to share).
  */
+import { ProxyError } from "../errors.ts";
 import { freshnessSeconds, makeObject, mergeHeaders, pickHeaders } from "./freshness.ts";
 import type { Cache } from "./cache.ts";
-import type { CachedObject } from "./types.ts";
+import { teeToWriter, watchStalls } from "./stream-fill.ts";
+import type { CachedObject, LayerWriter } from "./types.ts";
 
 /**
  * Performs the signed GET of the object to S3 with exactly `extraHeaders` as its conditional/range
@@ -15,8 +17,11 @@ import type { CachedObject } from "./types.ts";
  * retries, for ANY HTTP status (404 and 403 included, body unread); rejects only when no HTTP
  * answer was had (network error, timeout, breaker open, client abort), with a ProxyError. Must not
  * decompress (Bun fetch `decompress: false`), so the stored bytes match the stored Content-Encoding.
+ *
+ * `signal`: a fill's own (its deadline, see runFlight), or the client's for a request that goes
+ * upstream on its own (bypass). Abort the request, body included, when it fires.
  */
-export type UpstreamFetch = (extraHeaders: Record<string, string>) => Promise<Response>;
+export type UpstreamFetch = (extraHeaders: Record<string, string>, signal: AbortSignal) => Promise<Response>;
 
 export interface CachePolicy {
   /** Bucket `cache.ttl_seconds` (used when upstream sends no max-age / s-maxage). */
@@ -25,6 +30,19 @@ export interface CachePolicy {
   defaultTtlSeconds: number;
   /** Bodies larger than this are streamed through and never stored. */
   maxItemBytes: number;
+  /**
+   * Bodies up to this are buffered (and shared with coalesced waiters); larger ones, up to
+   * maxItemBytes, are written to a streaming layer (disk) while they stream to the first client.
+   * Default: maxItemBytes.
+   */
+  bufferBytes?: number | undefined;
+  /**
+   * A fill that buffers must be complete within this (ms): coalesced waiters depend on it, so an
+   * upstream that stalls mid-body must not hang them. Default: no deadline.
+   */
+  fillTimeoutMs?: number | undefined;
+  /** A streamed body (bypass, streaming fill) is aborted when one read waits longer than this (ms). Default: never. */
+  stallTimeoutMs?: number | undefined;
 }
 
 export type Shared =
@@ -89,7 +107,46 @@ export async function runFlight(
   now: number,
 ): Promise<FlightOutcome> {
   const epoch = cache.epoch;
-  const res = await upstream(stale !== undefined ? validatorsOf(stale) : {});
+  // The fill's own deadline: it does not die with the client that started it.
+  const controller = new AbortController();
+  const stalled = () => controller.abort(new ProxyError("GatewayTimeout", { detail: "The upstream stalled while sending the object" }));
+  const timer = policy.fillTimeoutMs !== undefined ? setTimeout(stalled, policy.fillTimeoutMs) : undefined;
+  try {
+    const out = await fetchAndShare(cache, key, stale, policy, upstream, now, epoch, controller.signal);
+    const stream = out.stream;
+    if (out.live === true && stream?.body) {
+      // A body streamed to one client (and maybe to disk) is paced by that client: the deadline
+      // no longer applies, a stalled read does.
+      clearTimeout(timer);
+      const body = out.writer ? teeToWriter(stream.body, out.writer, out.size ?? -1, policy.stallTimeoutMs, stalled) : watchStalls(stream.body, policy.stallTimeoutMs, stalled);
+      return { shared: out.shared, stream: new Response(body, { status: stream.status, headers: stream.headers }) };
+    }
+    return { shared: out.shared, stream };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+interface Fetched extends FlightOutcome {
+  /** `stream` still reads from the upstream connection (not a body already in memory). */
+  live?: boolean;
+  /** With `stream`: where its body is written while it streams (streaming fill), and its declared length. */
+  writer?: LayerWriter | undefined;
+  size?: number;
+}
+
+async function fetchAndShare(
+  cache: Cache,
+  key: string,
+  stale: CachedObject | undefined,
+  policy: CachePolicy,
+  upstream: UpstreamFetch,
+  now: number,
+  epoch: number,
+  signal: AbortSignal,
+): Promise<Fetched> {
+  const res = await upstream(stale !== undefined ? validatorsOf(stale) : {}, signal);
+  const bufferBytes = Math.min(policy.bufferBytes ?? policy.maxItemBytes, policy.maxItemBytes);
 
   if (res.status === 304 && stale !== undefined) {
     void res.body?.cancel();
@@ -97,14 +154,14 @@ export async function runFlight(
     const ttl = freshnessSeconds(headers["cache-control"] ?? null, policy.ttlSeconds, policy.defaultTtlSeconds);
     const obj = makeObject(key, stale.body, headers, now, ttl);
     if (ttl === null) void cache.delete(key);
-    else if (epoch === cache.epoch) cache.put(obj);
+    else if (!cache.purgedSince(epoch, key)) cache.put(obj);
     return { shared: { kind: "object", obj, status: "REVALIDATED" } };
   }
 
   if (res.status !== 200) {
     if (res.status === 404 && stale !== undefined) void cache.delete(key); // deleted upstream
     const len = Number(res.headers.get("content-length") ?? 0);
-    if (len > MAX_REPLAY_BYTES) return { shared: { kind: "bypass" }, stream: res };
+    if (len > MAX_REPLAY_BYTES) return { shared: { kind: "bypass" }, stream: res, live: true };
     const body = await res.blob();
     return { shared: { kind: "replay", status: res.status, headers: [...res.headers], body } };
   }
@@ -113,7 +170,17 @@ export async function runFlight(
   const declared = res.headers.get("content-length");
   let body: Blob;
   if (declared !== null) {
-    if (Number(declared) > policy.maxItemBytes) return { shared: { kind: "bypass" }, stream: res };
+    const size = Number(declared);
+    if (size > bufferBytes) {
+      // Too big to buffer: a streaming layer (disk) may take it while it streams to this client.
+      if (ttl !== null && size <= policy.maxItemBytes && res.body !== null) {
+        const headers = pickHeaders(res.headers);
+        headers["content-length"] = String(size);
+        const writer = cache.openWriter({ key, headers, storedAt: now, expiresAt: now + ttl * 1000, size }, epoch);
+        if (writer !== undefined) return { shared: { kind: "bypass" }, stream: res, live: true, writer, size };
+      }
+      return { shared: { kind: "bypass" }, stream: res, live: true };
+    }
     body = await res.blob();
     if (body.size !== Number(declared)) {
       // Not the body Content-Length announced (a HEAD sent instead of a GET, or a decoded body):
@@ -123,13 +190,13 @@ export async function runFlight(
   } else if (res.body === null) {
     body = new Blob([]);
   } else {
-    const read = await readUpTo(res.body, policy.maxItemBytes);
+    const read = await readUpTo(res.body, bufferBytes);
     if (!(read instanceof Blob)) {
-      return { shared: { kind: "bypass" }, stream: new Response(read, { status: 200, headers: res.headers }) };
+      return { shared: { kind: "bypass" }, stream: new Response(read, { status: 200, headers: res.headers }), live: true };
     }
     body = read;
   }
   const obj = makeObject(key, body, pickHeaders(res.headers), now, ttl);
-  if (ttl !== null && body.size <= policy.maxItemBytes && epoch === cache.epoch) cache.put(obj);
+  if (ttl !== null && body.size <= bufferBytes && !cache.purgedSince(epoch, key)) cache.put(obj);
   return { shared: { kind: "object", obj, status: "MISS" } };
 }

@@ -1,56 +1,45 @@
 /**
  * The response cache: public API and construction from the config.
  *
- *   const cache = createCache(config.cache);               // once (and keep it across reloads)
+ *   const cache = createCache(config.cache, { baseDir, log, share, worker });  // once (kept across reloads)
+ *   registerCacheMetrics(metrics.registry, cache);
  *   const policy = bucketCachePolicy(config.cache, bucket); // null → don't use the cache for this bucket
  *   const { response, cacheStatus, passthrough } = await serveWithCache({ cache, bucket: bucket.name, key, method, reqHeaders, policy, upstream });
+ *   await cache.close();                                    // shutdown: Redis connections, unfinished disk writes
  *
- * On reload: applyCacheConfig(cache, newConfig.cache); cache.removeBucket(name) for removed buckets.
+ * On reload: refuse it when cacheRestartKey changed; else applyCacheConfig(cache, newConfig.cache)
+ * and cache.removeBucket(name) for removed buckets.
  */
-import type { BucketConfig, CacheConfig } from "../config/schema.ts";
+import type { CacheConfig } from "../config/schema.ts";
 import { Cache } from "./cache.ts";
-import type { CachePolicy } from "./flight.ts";
-import { MemoryLayer } from "./memory.ts";
-import type { CacheLayer } from "./types.ts";
+import { buildLayers, type CacheDeps } from "./config.ts";
+import type { DiskLayer } from "./disk.ts";
 
-export { Cache, type BucketCounters, type BucketStats, type CacheStats } from "./cache.ts";
+export { Cache, type BucketCounters, type BucketStats, type CacheStats, type LayerView } from "./cache.ts";
 export { MemoryLayer, entryBytes, ENTRY_OVERHEAD } from "./memory.ts";
+export { DiskLayer } from "./disk.ts";
+export { RedisLayer } from "./redis.ts";
 export { freshnessSeconds, pickHeaders } from "./freshness.ts";
 export { type CachePolicy, type UpstreamFetch } from "./flight.ts";
 export { serveHit, serveWithCache, type CacheStatus, type ServeArgs, type ServeResult } from "./serve.ts";
-export type { CachedObject, CacheLayer, LayerStats, BucketLayerStats, MaybePromise } from "./types.ts";
+export { bucketCachePolicy, cacheRestartKey, diskDir, type CacheDeps } from "./config.ts";
+export { registerCacheMetrics } from "./metrics.ts";
+export type { CachedObject, CacheLayer, LayerStats, LayerHealth, BucketLayerStats, MaybePromise } from "./types.ts";
 
 const MiB = 1024 * 1024;
 
-/** Builds the layers listed in `cache_layers` (today: memory). Built even when disabled, so a reload can enable it. */
-export function createCache(cfg: CacheConfig): Cache {
-  const layers: CacheLayer[] = [];
-  for (const name of cfg.cache_layers) {
-    if (name === "memory") {
-      layers.push(new MemoryLayer(Math.floor(cfg.memory.max_cache_size_mb * MiB), Math.floor(cfg.memory.max_item_size_mb * MiB)));
-    }
-  }
-  if (layers.length === 0) layers.push(new MemoryLayer(Math.floor(cfg.memory.max_cache_size_mb * MiB), Math.floor(cfg.memory.max_item_size_mb * MiB)));
-  return new Cache(layers);
-}
-
-/** After a reload: new capacity / item limit (evicts down if smaller). TTLs apply through the per-call policy. */
-export function applyCacheConfig(cache: Cache, cfg: CacheConfig): void {
-  cache.resize(Math.floor(cfg.memory.max_cache_size_mb * MiB), Math.floor(cfg.memory.max_item_size_mb * MiB));
+/** Builds the layers listed in `cache_layers` (memory is built even when disabled, so a reload can enable it). */
+export function createCache(cfg: CacheConfig, deps: CacheDeps = {}): Cache {
+  return new Cache(buildLayers(cfg, deps));
 }
 
 /**
- * The policy of one bucket, or null when the bucket must not use the cache (global `cache.enabled`
- * and the bucket's `cache.enabled` must both be true). The bucket's max_item_size_mb is capped by the
- * global one (the memory layer would refuse larger items anyway).
+ * After a reload: new capacities and item limits (layers evict down if smaller). TTLs apply through
+ * the per-call policy. Which layers exist and where (cacheRestartKey) needs a restart.
  */
-export function bucketCachePolicy(cfg: CacheConfig, bucket: Pick<BucketConfig, "cache">): CachePolicy | null {
-  if (!cfg.enabled || bucket.cache?.enabled !== true) return null;
-  const globalMax = cfg.memory.max_item_size_mb;
-  const itemMb = Math.min(bucket.cache.max_item_size_mb ?? globalMax, globalMax);
-  return {
-    ttlSeconds: bucket.cache.ttl_seconds,
-    defaultTtlSeconds: cfg.memory.default_ttl_seconds,
-    maxItemBytes: Math.floor(itemMb * MiB),
-  };
+export function applyCacheConfig(cache: Cache, cfg: CacheConfig): void {
+  cache.resize(Math.floor(cfg.memory.max_cache_size_mb * MiB), Math.floor(cfg.memory.max_item_size_mb * MiB));
+  const disk = cache.layer("disk") as DiskLayer | undefined;
+  if (disk && cfg.disk) disk.resize(Math.floor((cfg.disk.max_disk_size_mb * MiB) / disk.share), Math.floor(cfg.disk.max_item_size_mb * MiB));
+  if (cfg.redis) cache.layer("redis")?.resize?.(0, Math.floor(cfg.redis.max_item_size_mb * MiB));
 }

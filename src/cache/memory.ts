@@ -1,6 +1,6 @@
 /**
  * The memory layer: an LRU bounded by bytes, O(1) get/put. Recency is the project's one LRU
- * (src/limits/lru.ts: a doubly linked list over a Map; Map delete+re-insert to move a key was
+ * (src/util/lru.ts: a doubly linked list over a Map; Map delete+re-insert to move a key was
  * measured at tens of µs per hit in JSC once the map churns); this file adds the byte and
  * per-bucket accounting.
  */
@@ -39,6 +39,11 @@ export class MemoryLayer implements CacheLayer {
 
   get(key: string): CachedObject | undefined {
     return this.lru.get(key)?.obj;
+  }
+
+  /** Whether put() would keep an object of `size` body bytes (headers aside). */
+  accepts(size: number): boolean {
+    return size <= this.maxItemBytes && size + ENTRY_OVERHEAD <= this.maxBytes;
   }
 
   /** Looks without touching recency (tests, admin). */

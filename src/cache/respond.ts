@@ -5,7 +5,7 @@
 import { ProxyError } from "../errors.ts";
 import { evaluateConditions, ifRangeAllows } from "../http/conditional.ts";
 import { contentRange, parseRange, unsatisfiedRange } from "../http/range.ts";
-import type { CachedObject } from "./types.ts";
+import { isFileBody, type CachedObject } from "./types.ts";
 
 export type ObjectStatus = "HIT" | "MISS" | "REVALIDATED";
 
@@ -18,11 +18,22 @@ export function ageOf(obj: CachedObject, now: number): number {
   return age > 0 ? age : 0;
 }
 
+/**
+ * X-Cache-Layer names the layer a HIT came from (memory, disk, redis); X-Cache stays HIT for all.
+ *
+ * A file-backed body (disk layer) gets `Content-Disposition: inline` when the object has none:
+ * Bun.serve otherwise adds `Content-Disposition: filename="<cache file name>"` to file bodies of
+ * many content types (application/*, model/*, ...), leaking the internal name and, lacking a
+ * disposition type, making some browsers download what they used to display. `inline` is what
+ * an absent header means (RFC 6266 §4.2).
+ */
 function fullHeaders(obj: CachedObject, age: number, xCache: string): Headers {
   const h = new Headers(obj.headers);
   h.set("accept-ranges", "bytes");
   h.set("age", String(age));
   h.set("x-cache", xCache);
+  if (xCache === "HIT") h.set("x-cache-layer", obj.source ?? "memory");
+  if (obj.headers["content-disposition"] === undefined && isFileBody(obj.body)) h.set("content-disposition", "inline");
   return h;
 }
 
@@ -57,8 +68,9 @@ function rangeHeaders(obj: CachedObject, age: number, xCache: string, start: num
   return h;
 }
 
-function notModifiedHeaders(headers: Record<string, string>, age: number, xCache: string): Headers {
+function notModifiedHeaders(headers: Record<string, string>, age: number, xCache: string, layer?: string): Headers {
   const h = new Headers({ age: String(age), "x-cache": xCache });
+  if (layer !== undefined) h.set("x-cache-layer", layer);
   for (const name of NOT_MODIFIED_HEADERS) {
     const v = headers[name];
     if (v !== undefined) h.set(name, v);
@@ -76,7 +88,7 @@ function notModifiedFrom(obj: CachedObject, age: number, xCache: string): Respon
   if (xCache !== "HIT") return notModified(obj.headers, age, xCache);
   hitHeaders(obj, age);
   const t = obj.tpl!;
-  const h = t.notModified ?? (t.notModified = notModifiedHeaders(obj.headers, age, xCache));
+  const h = t.notModified ?? (t.notModified = notModifiedHeaders(obj.headers, age, xCache, obj.source ?? "memory"));
   return new Response(null, { status: 304, headers: h });
 }
 

@@ -32,6 +32,8 @@ export interface ServeArgs {
   reqHeaders: Headers;
   policy: CachePolicy;
   upstream: UpstreamFetch;
+  /** The client's signal: what a request that goes upstream on its own (bypass) is aborted with. */
+  signal?: AbortSignal;
   now?: () => number;
 }
 
@@ -69,7 +71,8 @@ function hit(cache: Cache, bucket: string, obj: CachedObject, reqHeaders: Header
  * serveWithCache.
  */
 export function serveHit(cache: Cache, bucket: string, key: string, method: "GET" | "HEAD", reqHeaders: Headers, now: number = Date.now()): Response | undefined {
-  const found = cache.get(bucket + "/" + key);
+  // Only the synchronous first layer: a slower layer is asked once, by serveWithCache.
+  const found = cache.getFirst(bucket + "/" + key);
   return isFresh(found, now) ? hit(cache, bucket, found, reqHeaders, method, now) : undefined;
 }
 
@@ -92,6 +95,7 @@ async function serveSlow(args: ServeArgs, key: string, now: number, found: Maybe
 
   if (obj !== undefined && now < obj.expiresAt) {
     counters.hits++;
+    if (obj.source !== undefined) cache.countLowerHit(obj.source);
     return { response: respondFromObject(obj, reqHeaders, method, now, "HIT"), cacheStatus: "HIT", upstreamCalls: 0, passthrough: false };
   }
 
@@ -159,7 +163,7 @@ async function finish(args: ServeArgs, outcome: FlightOutcome, calls: number, ra
 /** Sends the request upstream with the client's range/conditional headers; nothing is stored. */
 async function goUpstream(args: ServeArgs, callsSoFar: number): Promise<ServeResult> {
   args.cache.counter(args.bucket).bypassed++;
-  const res = await args.upstream(forwardRequestHeaders(args.reqHeaders));
+  const res = await args.upstream(forwardRequestHeaders(args.reqHeaders), args.signal ?? new AbortController().signal);
   let response = res;
   if (args.method === "HEAD") {
     void res.body?.cancel();

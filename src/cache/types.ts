@@ -36,7 +36,15 @@ export interface CachedObject {
    * Layers must not persist it; a layer that returns fresh objects simply rebuilds it.
    */
   tpl?: HitTemplate | undefined;
+  /**
+   * The layer that handed the object out, when not the memory layer (X-Cache-Layer of a HIT, the
+   * per-layer hit counters). Not persisted; a promoted copy has none.
+   */
+  source?: "disk" | "redis" | undefined;
 }
+
+/** The stored part of an object before its body exists: what a streaming fill knows up front. */
+export type ObjectMeta = Omit<CachedObject, "body" | "tpl" | "source">;
 
 /** Prebuilt Headers of a HIT: the 200's for one value of Age (rebuilt at most once a second), and a 206 base. */
 export interface HitTemplate {
@@ -62,6 +70,28 @@ export interface LayerStats extends BucketLayerStats {
 
 export type MaybePromise<T> = T | Promise<T>;
 
+/**
+ * A body being written to a layer while it streams to the first client (disk). `write` resolves
+ * once the chunk is handed to the file; `commit` makes the object visible only when exactly
+ * `meta.size` bytes were written; `abort` discards it. Either may be called once.
+ */
+export interface LayerWriter {
+  write(chunk: Uint8Array): Promise<void>;
+  /** Resolves true when the object was stored. */
+  commit(): Promise<boolean>;
+  abort(): void;
+}
+
+/** An invalidation another process published (Redis layer) that local layers must apply. */
+export type RemoteInvalidation = { kind: "key"; key: string } | { kind: "prefix"; prefix: string };
+
+/** What /ready and the metrics show of a layer that can be unavailable (Redis). */
+export interface LayerHealth {
+  up: boolean;
+  state: string;
+  reason?: string | undefined;
+}
+
 export interface CacheLayer {
   readonly name: string;
   /** Synchronous when the layer can be (memory): the hot path then has no extra await. */
@@ -74,6 +104,24 @@ export interface CacheLayer {
   stats(): LayerStats;
   /** Optional: new capacity (bytes) and item limit (bytes) after a config reload; evicts down. */
   resize?(maxBytes: number, maxItemBytes?: number): void;
+  /** Whether put() would keep an object of `size` body bytes (promotion reads a body only for layers that want it). */
+  accepts?(size: number): boolean;
+  /** True when the layer stores file-backed bodies itself (disk); other layers are given bytes in memory. */
+  readonly storesFiles?: boolean;
+  /** A streaming writer for an object too big to buffer, or undefined when the layer won't take it. */
+  openWriter?(meta: ObjectMeta): LayerWriter | undefined;
+  /** Shared layers (Redis): where invalidations published by other processes are delivered. */
+  onRemoteInvalidation?(handler: (inv: RemoteInvalidation) => void): void;
+  health?(): LayerHealth;
+  /** Errors met so far (counted in yatagarasu_cache_layer_errors_total). */
+  errors?(): number;
+  /** Releases files, connections and timers (shutdown). */
+  close?(): MaybePromise<void>;
+}
+
+/** True for a Blob backed by a file (Bun.file or a slice of one): it must not be held by a memory layer. */
+export function isFileBody(body: Blob): boolean {
+  return typeof (body as { name?: unknown }).name === "string";
 }
 
 /** Bucket name of a cache key. */

@@ -218,19 +218,68 @@ export const ServerSchema = z.strictObject({
 });
 export type ServerConfig = z.infer<typeof ServerSchema>;
 
-export const CacheSchema = z.strictObject({
-  enabled: z.boolean().default(false),
-  cache_layers: z
-    .array(z.enum(["memory"], { error: () => "unknown cache layer; only memory is available (disk and redis come later)" }))
-    .default(["memory"]),
-  memory: z
-    .strictObject({
-      max_item_size_mb: z.number().positive().default(10),
-      max_cache_size_mb: z.number().positive().default(1024),
-      default_ttl_seconds: nonNegInt.default(3600),
-    })
-    .prefault({}),
+/** Cache layers, fastest first; `cache_layers` lists any subset in this order. */
+export const CACHE_LAYERS = ["memory", "disk", "redis"] as const;
+
+/** Redis URLs Bun's client takes (TLS: rediss). Never echoed in messages: they may hold a password. */
+function isRedisUrl(v: string): boolean {
+  try {
+    const u = new URL(v);
+    return (u.protocol === "redis:" || u.protocol === "rediss:") && u.hostname !== "";
+  } catch {
+    return false;
+  }
+}
+
+export const DiskCacheSchema = z.strictObject({
+  /** Directory of the disk layer (created when missing); relative to the config file's folder. */
+  path: nonEmpty,
+  max_disk_size_mb: z.number().positive().default(10240),
+  max_item_size_mb: z.number().positive().default(1024),
+  /** fsync each object before it becomes visible (survives power loss; a flush per fill). */
+  fsync: z.boolean().default(false),
 });
+
+export const RedisCacheSchema = z.strictObject({
+  url: z.string().refine(isRedisUrl, "must be a redis:// or rediss:// URL with a host"),
+  /** Every key, channel and stream of the layer starts with it; must not be empty (a purge-all deletes `<prefix>obj:*`). */
+  key_prefix: nonEmpty.max(128).default("yatagarasu:"),
+  /** Redis strings are at most 512 MB. */
+  max_item_size_mb: z.number().positive().max(512).default(10),
+  /** A connection attempt that takes longer fails; the layer is skipped until a reconnect succeeds. */
+  connect_timeout_ms: posInt.max(60_000).default(500),
+  /** The longest wait for one Redis command; past it the layer is marked down and skipped. */
+  operation_timeout_ms: posInt.max(60_000).default(500),
+});
+
+export const CacheSchema = z
+  .strictObject({
+    enabled: z.boolean().default(false),
+    cache_layers: z
+      .array(z.enum(CACHE_LAYERS, { error: () => `unknown cache layer; use ${CACHE_LAYERS.join(", ")}` }))
+      .min(1, "list at least one layer")
+      .default(["memory"]),
+    memory: z
+      .strictObject({
+        max_item_size_mb: z.number().positive().default(10),
+        max_cache_size_mb: z.number().positive().default(1024),
+        default_ttl_seconds: nonNegInt.default(3600),
+      })
+      .prefault({}),
+    disk: DiskCacheSchema.optional(),
+    redis: RedisCacheSchema.optional(),
+  })
+  .superRefine((c, ctx) => {
+    const layers = c.cache_layers;
+    const order = layers.map((l) => CACHE_LAYERS.indexOf(l));
+    if (new Set(layers).size !== layers.length) ctx.addIssue({ code: "custom", path: ["cache_layers"], message: "a layer is listed twice" });
+    else if (order.some((v, i) => i > 0 && v < order[i - 1]!)) ctx.addIssue({ code: "custom", path: ["cache_layers"], message: "list the layers fastest first: memory, disk, redis" });
+    for (const name of ["disk", "redis"] as const) {
+      if (layers.includes(name) && c[name] === undefined) ctx.addIssue({ code: "custom", path: [name], message: `cache_layers lists ${name}: the cache.${name} section is required` });
+      if (!layers.includes(name) && c[name] !== undefined) ctx.addIssue({ code: "custom", path: [name], message: `cache.${name} is set but cache_layers does not list ${name}: add it there or remove this section` });
+    }
+    if (c.disk && c.disk.max_item_size_mb > c.disk.max_disk_size_mb) ctx.addIssue({ code: "custom", path: ["disk", "max_item_size_mb"], message: "must not exceed max_disk_size_mb" });
+  });
 export type CacheConfig = z.infer<typeof CacheSchema>;
 
 export const MetricsSchema = z.strictObject({

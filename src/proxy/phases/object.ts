@@ -79,8 +79,10 @@ async function serveCached(ctx: RequestContext, method: ObjectMethod): Promise<R
     reqHeaders: ctx.req.headers,
     policy: bucket.cachePolicy!,
     // Always GET: a HEAD miss still fills the cache (serveWithCache answers the HEAD itself).
-    // A ranged request that bypasses the cache is the client's own (its signal, its If-Range).
-    upstream: (extra) => (extra.range !== undefined ? getObject(ctx, "GET", extra, ctx.req.signal) : fill(ctx, extra)),
+    // `signal`: a fill's own (its deadline: it does not die with the client that started it),
+    // or the client's for a request that bypasses the cache.
+    upstream: (extra, signal) => getObject(ctx, "GET", extra, signal),
+    signal: ctx.req.signal,
   });
   ctx.cache = result.cacheStatus;
   if (!result.passthrough) {
@@ -95,23 +97,6 @@ async function serveCached(ctx: RequestContext, method: ObjectMethod): Promise<R
 /** Body bytes a response built from the cache sends (its Content-Length; none for HEAD). */
 function bodyBytes(res: Response, method: string): number {
   return method === "HEAD" ? 0 : Number(res.headers.get("content-length") ?? 0);
-}
-
-/**
- * A cache fill: coalesced waiters all depend on it, so it has its own deadline and does not die
- * with the client that happened to start it. S3's `timeout` covers the wait for response headers;
- * the body then gets time for at least 1 MiB/s on top. Without it, an upstream that stalls
- * mid-body would hang the fill and every later request for the key. The timer only fires after
- * the deadline (aborting a finished fetch is a no-op), so nothing has to cancel it.
- */
-function fill(ctx: RequestContext, extra: Record<string, string>): Promise<Response> {
-  const bucket = ctx.bucket!;
-  const controller = new AbortController();
-  const maxBytes = bucket.cachePolicy?.maxItemBytes ?? 0;
-  const deadlineMs = bucket.cfg.s3.timeout * 1000 + (maxBytes / (1024 * 1024)) * 1000;
-  const timer = setTimeout(() => controller.abort(new ProxyError("GatewayTimeout", { detail: "The upstream stalled while sending the object" })), deadlineMs);
-  timer.unref?.();
-  return bucket.upstream.fetchObject("GET", ctx.key, extra, controller.signal, ctx.timing);
 }
 
 /** Statuses that are answers to an object request, not errors. */

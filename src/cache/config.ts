@@ -1,0 +1,113 @@
+/**
+ * From the `cache:` config to layers and per-bucket policies.
+ *
+ *   cache_layers: [memory, disk, redis]     fastest first, any subset in this order
+ *   memory: { max_item_size_mb, max_cache_size_mb, default_ttl_seconds }
+ *   disk:   { path, max_disk_size_mb, max_item_size_mb, fsync }
+ *   redis:  { url, key_prefix, max_item_size_mb, connect_timeout_ms, operation_timeout_ms }
+ *
+ * The memory layer always exists (so a reload can enable the cache); disk and Redis exist only
+ * while the cache is enabled, and adding, removing or moving them needs a restart
+ * (cacheRestartKey). With server.workers > 1 each process gets its own disk folder
+ * (<path>/worker-<i>) and 1/N of max_disk_size_mb, as each has its own memory layer.
+ */
+import { isAbsolute, join, resolve } from "node:path";
+import type { BucketConfig, CacheConfig } from "../config/schema.ts";
+import type { CachePolicy } from "./flight.ts";
+import { DiskLayer, type DiskLogger } from "./disk.ts";
+import { MemoryLayer } from "./memory.ts";
+import { RedisLayer } from "./redis.ts";
+import type { CacheLayer } from "./types.ts";
+
+const MiB = 1024 * 1024;
+const mb = (n: number) => Math.floor(n * MiB);
+
+export interface CacheDeps {
+  /** The config file's folder: a relative disk.path is relative to it. */
+  baseDir?: string | undefined;
+  log?: DiskLogger | undefined;
+  /** Processes in this group (server.workers): each gets 1/share of the disk budget. */
+  share?: number | undefined;
+  /** This process's index in the group (0 = the primary). */
+  worker?: number | undefined;
+  /** Tests: shorter Redis reconnect backoff. */
+  redisBackoffMs?: { min: number; max: number } | undefined;
+}
+
+/** The disk layer's folder for this process. */
+export function diskDir(cfg: NonNullable<CacheConfig["disk"]>, deps: CacheDeps): string {
+  const base = isAbsolute(cfg.path) ? cfg.path : resolve(deps.baseDir ?? process.cwd(), cfg.path);
+  return (deps.share ?? 1) > 1 ? join(base, `worker-${deps.worker ?? 0}`) : base;
+}
+
+export function buildLayers(cfg: CacheConfig, deps: CacheDeps): CacheLayer[] {
+  const layers: CacheLayer[] = [];
+  const share = Math.max(1, deps.share ?? 1);
+  const wanted = cfg.enabled ? cfg.cache_layers : ["memory" as const];
+  try {
+    for (const name of wanted) {
+      if (name === "memory") layers.push(new MemoryLayer(mb(cfg.memory.max_cache_size_mb), mb(cfg.memory.max_item_size_mb)));
+      else if (name === "disk" && cfg.disk) {
+        const d = cfg.disk;
+        layers.push(new DiskLayer({ dir: diskDir(d, deps), maxBytes: Math.floor(mb(d.max_disk_size_mb) / share), maxItemBytes: mb(d.max_item_size_mb), fsync: d.fsync, log: deps.log, share }));
+      } else if (name === "redis" && cfg.redis) {
+        const r = cfg.redis;
+        layers.push(
+          new RedisLayer({
+            url: r.url,
+            keyPrefix: r.key_prefix,
+            maxItemBytes: mb(r.max_item_size_mb),
+            connectTimeoutMs: r.connect_timeout_ms,
+            operationTimeoutMs: r.operation_timeout_ms,
+            log: deps.log,
+            minBackoffMs: deps.redisBackoffMs?.min,
+            maxBackoffMs: deps.redisBackoffMs?.max,
+          }),
+        );
+      }
+    }
+  } catch (err) {
+    for (const l of layers) void l.close?.();
+    throw err;
+  }
+  if (layers.length === 0) layers.push(new MemoryLayer(mb(cfg.memory.max_cache_size_mb), mb(cfg.memory.max_item_size_mb)));
+  return layers;
+}
+
+/** What a reload cannot change: which persistent or shared layers exist and where they are. */
+export function cacheRestartKey(cfg: CacheConfig): string {
+  if (!cfg.enabled) return "[]";
+  const d = cfg.cache_layers.includes("disk") ? cfg.disk : undefined;
+  const r = cfg.cache_layers.includes("redis") ? cfg.redis : undefined;
+  return JSON.stringify([d && [d.path, d.fsync], r && [r.url, r.key_prefix, r.connect_timeout_ms, r.operation_timeout_ms]]);
+}
+
+/**
+ * The policy of one bucket, or null when the bucket must not use the cache (global `cache.enabled`
+ * and the bucket's `cache.enabled` must both be true).
+ *
+ * - maxItemBytes: the bucket's max_item_size_mb, capped by the largest item any configured layer keeps.
+ * - bufferBytes: what is buffered and shared with coalesced waiters: up to the largest item the
+ *   memory or Redis layer keeps. Larger objects (up to maxItemBytes) go to the disk as they stream.
+ * - fillTimeoutMs: s3.timeout for the response head plus time for 1 MiB/s of a buffered body.
+ * - stallTimeoutMs: s3.timeout between two reads of a streamed body.
+ */
+export function bucketCachePolicy(cfg: CacheConfig, bucket: Pick<BucketConfig, "cache"> & { s3?: { timeout: number } }): CachePolicy | null {
+  if (!cfg.enabled || bucket.cache?.enabled !== true) return null;
+  const limits: Record<string, number> = { memory: cfg.memory.max_item_size_mb };
+  if (cfg.disk) limits.disk = cfg.disk.max_item_size_mb;
+  if (cfg.redis) limits.redis = cfg.redis.max_item_size_mb;
+  const layers = cfg.cache_layers;
+  const layerMax = Math.max(...layers.map((l) => limits[l] ?? 0));
+  const buffered = layers.filter((l) => l !== "disk").map((l) => limits[l] ?? 0);
+  const bufferMb = buffered.length > 0 ? Math.max(...buffered) : cfg.memory.max_item_size_mb;
+  const maxItemBytes = mb(Math.min(bucket.cache.max_item_size_mb ?? layerMax, layerMax));
+  const policy: CachePolicy = { ttlSeconds: bucket.cache.ttl_seconds, defaultTtlSeconds: cfg.memory.default_ttl_seconds, maxItemBytes };
+  const bufferBytes = Math.min(maxItemBytes, mb(bufferMb));
+  if (bufferBytes !== maxItemBytes) policy.bufferBytes = bufferBytes;
+  if (bucket.s3 !== undefined) {
+    policy.fillTimeoutMs = bucket.s3.timeout * 1000 + (bufferBytes / MiB) * 1000;
+    policy.stallTimeoutMs = bucket.s3.timeout * 1000;
+  }
+  return policy;
+}

@@ -1,0 +1,129 @@
+/**
+ * The disk layer's file format and names. One object is one file, so it becomes visible with one
+ * rename and can never be half of one thing and half of another:
+ *
+ *    0  "YTC1"          magic and format version
+ *    4  f64 storedAt    epoch ms  ┐ rewritten in place when a revalidation refreshes the entry
+ *   12  f64 expiresAt   epoch ms  ┘ (16 bytes inside one sector)
+ *   20  f64 size        body bytes
+ *   28  u32 metaLen     bytes of the JSON that follows
+ *   32  JSON {"key", "headers"}
+ *   32 + metaLen        the body, exactly `size` bytes: served with Bun.file(path).slice(...)
+ *
+ * A file whose length is not 32 + metaLen + size (truncated, or grown by someone else) is not an
+ * object. Names: objects/<h2>/<h32>.<version>.obj, where h32 is the first 32 hex digits of the
+ * key's SHA-256 and h2 its first two (256 folders); each write gets a new version, so a file that
+ * a response is being sent from is never replaced under it. Temporary files:
+ * tmp/<pid>.<random>.part (the pid says whether the writer is still alive).
+ */
+import type { ObjectMeta } from "./types.ts";
+
+export const HEAD_BYTES = 32;
+const MAGIC = 0x31435459; // "YTC1" read as little-endian u32
+/** Metadata larger than this is refused (S3 caps user metadata at 2 KB; headers stay far below). */
+export const MAX_META_BYTES = 64 * 1024;
+
+export interface DiskHead {
+  key: string;
+  headers: Record<string, string>;
+  storedAt: number;
+  expiresAt: number;
+  size: number;
+  /** Where the body starts. */
+  bodyOffset: number;
+}
+
+export function keyHash(key: string): string {
+  return new Bun.CryptoHasher("sha256").update(key).digest("hex").slice(0, 32);
+}
+
+let seq = 0;
+/** A version suffix unique within this process and, with the random part, across processes. */
+export function newVersion(): string {
+  seq = (seq + 1) % 1_000_000;
+  return Date.now().toString(36) + seq.toString(36) + Math.floor(Math.random() * 36 ** 4).toString(36);
+}
+
+/** objects/<h2>/<h32>.<version>.obj, relative to the layer's directory. */
+export function objectPath(hash: string, version: string): string {
+  return `objects/${hash.slice(0, 2)}/${hash}.${version}.obj`;
+}
+
+const NAME = /^([0-9a-f]{32})\.([0-9a-z]+)\.obj$/;
+
+/** The hash part of an object file name, or undefined for anything else. */
+export function hashOfName(name: string): string | undefined {
+  return NAME.exec(name)?.[1];
+}
+
+export function tempName(): string {
+  return `tmp/${process.pid}.${crypto.randomUUID()}.part`;
+}
+
+/** The writer's pid of a temporary file name, or undefined. */
+export function pidOfTemp(name: string): number | undefined {
+  const m = /^(\d+)\.[0-9a-f-]+\.part$/.exec(name);
+  return m ? Number(m[1]) : undefined;
+}
+
+export function timesBytes(storedAt: number, expiresAt: number): Uint8Array {
+  const b = new Uint8Array(16);
+  const v = new DataView(b.buffer);
+  v.setFloat64(0, storedAt, true);
+  v.setFloat64(8, expiresAt, true);
+  return b;
+}
+
+/** The head of a file for `meta` (everything before the body). */
+export function encodeHead(meta: ObjectMeta): Uint8Array {
+  const json = new TextEncoder().encode(JSON.stringify({ key: meta.key, headers: meta.headers }));
+  const out = new Uint8Array(HEAD_BYTES + json.byteLength);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, MAGIC, true);
+  out.set(timesBytes(meta.storedAt, meta.expiresAt), 4);
+  v.setFloat64(20, meta.size, true);
+  v.setUint32(28, json.byteLength, true);
+  out.set(json, HEAD_BYTES);
+  return out;
+}
+
+/** Bytes of the fixed part, then how many more to read for the JSON (or why it is not an object file). */
+export function metaLength(fixed: Uint8Array): number | string {
+  if (fixed.byteLength < HEAD_BYTES) return "shorter than a head";
+  const v = new DataView(fixed.buffer, fixed.byteOffset, HEAD_BYTES);
+  if (v.getUint32(0, true) !== MAGIC) return "not an object file";
+  const n = v.getUint32(28, true);
+  return n > MAX_META_BYTES ? "metadata too large" : n;
+}
+
+/**
+ * Parses a head (the fixed part and the JSON, `head.byteLength` >= 32 + metaLen) of a file of
+ * `fileSize` bytes. Returns why it is not a complete object when it is not.
+ */
+export function decodeHead(head: Uint8Array, fileSize: number): DiskHead | string {
+  const n = metaLength(head);
+  if (typeof n === "string") return n;
+  if (head.byteLength < HEAD_BYTES + n) return "truncated metadata";
+  const v = new DataView(head.buffer, head.byteOffset, HEAD_BYTES);
+  const storedAt = v.getFloat64(4, true);
+  const expiresAt = v.getFloat64(12, true);
+  const size = v.getFloat64(20, true);
+  if (!Number.isSafeInteger(size) || size < 0 || !Number.isFinite(storedAt) || !Number.isFinite(expiresAt)) return "corrupt head";
+  const bodyOffset = HEAD_BYTES + n;
+  if (fileSize !== bodyOffset + size) return fileSize < bodyOffset + size ? "truncated" : "longer than its head says";
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(head.subarray(HEAD_BYTES, bodyOffset)));
+  } catch {
+    return "corrupt metadata";
+  }
+  const p = parsed as { key?: unknown; headers?: unknown };
+  if (typeof p.key !== "string" || typeof p.headers !== "object" || p.headers === null) return "corrupt metadata";
+  const headers: Record<string, string> = {};
+  for (const [k, val] of Object.entries(p.headers as Record<string, unknown>)) {
+    if (typeof val !== "string") return "corrupt metadata";
+    headers[k] = val;
+  }
+  if (headers["content-length"] !== String(size)) return "metadata does not match the body size";
+  return { key: p.key, headers, storedAt, expiresAt, size, bodyOffset };
+}

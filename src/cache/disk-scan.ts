@@ -1,0 +1,121 @@
+/**
+ * Rebuilding the disk layer's index at start: every object file's head is read and checked (its
+ * length, its metadata, its key against its name). A file that is not a complete object is
+ * deleted, never indexed; of two versions of one key (a crash between a rename and the removal
+ * of the older one) the newer is kept. Temporary files of writers that are no longer alive are
+ * deleted (another live process sharing the folder keeps its own).
+ */
+import { open, readdir, unlink } from "node:fs/promises";
+import { join } from "node:path";
+import { decodeHead, hashOfName, HEAD_BYTES, keyHash, metaLength, pidOfTemp, type DiskHead } from "./disk-format.ts";
+
+export interface ScannedFile extends DiskHead {
+  /** Absolute path. */
+  file: string;
+  fileSize: number;
+  mtimeMs: number;
+}
+
+export interface ScanResult {
+  /** Oldest first (by modification time): the order to insert them into the LRU. */
+  files: ScannedFile[];
+  /** Files deleted because they were not complete objects, or an older version of a key. */
+  dropped: number;
+  tempsRemoved: number;
+}
+
+const CONCURRENCY = 32;
+
+function alive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as { code?: string }).code === "EPERM"; // exists, but not ours to signal
+  }
+}
+
+async function list(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch {
+    return [];
+  }
+}
+
+/** Reads and checks one object file; a string says why it is not a complete object. */
+export async function readObjectFile(file: string, hash: string): Promise<ScannedFile | string> {
+  let fh;
+  try {
+    fh = await open(file, "r");
+  } catch {
+    return "unreadable";
+  }
+  try {
+    const st = await fh.stat();
+    const first = new Uint8Array(Math.min(st.size, 4096));
+    await fh.read(first, 0, first.byteLength, 0);
+    const n = metaLength(first);
+    if (typeof n === "string") return n;
+    let head = first;
+    if (HEAD_BYTES + n > first.byteLength && HEAD_BYTES + n <= st.size) {
+      head = new Uint8Array(HEAD_BYTES + n);
+      await fh.read(head, 0, head.byteLength, 0);
+    }
+    const h = decodeHead(head, st.size);
+    if (typeof h === "string") return h;
+    if (keyHash(h.key) !== hash) return "key does not match the file name";
+    return { ...h, file, fileSize: st.size, mtimeMs: st.mtimeMs };
+  } catch {
+    return "unreadable";
+  } finally {
+    await fh.close().catch(() => {});
+  }
+}
+
+export async function scanDir(dir: string): Promise<ScanResult> {
+  let tempsRemoved = 0;
+  for (const name of await list(join(dir, "tmp"))) {
+    const pid = pidOfTemp(name);
+    if (pid !== undefined && alive(pid)) continue;
+    await unlink(join(dir, "tmp", name)).catch(() => {});
+    tempsRemoved++;
+  }
+
+  const candidates: { file: string; hash: string }[] = [];
+  for (const sub of await list(join(dir, "objects"))) {
+    if (!/^[0-9a-f]{2}$/.test(sub)) continue;
+    for (const name of await list(join(dir, "objects", sub))) {
+      const hash = hashOfName(name);
+      if (hash !== undefined && hash.startsWith(sub)) candidates.push({ file: join(dir, "objects", sub, name), hash });
+    }
+  }
+
+  let dropped = 0;
+  const newest = new Map<string, ScannedFile>();
+  const drop = async (file: string) => {
+    dropped++;
+    await unlink(file).catch(() => {});
+  };
+  for (let i = 0; i < candidates.length; i += CONCURRENCY) {
+    const batch = candidates.slice(i, i + CONCURRENCY);
+    const read = await Promise.all(batch.map((c) => readObjectFile(c.file, c.hash)));
+    for (let j = 0; j < read.length; j++) {
+      const r = read[j]!;
+      if (typeof r === "string") {
+        await drop(batch[j]!.file);
+        continue;
+      }
+      const other = newest.get(r.key);
+      if (other === undefined) newest.set(r.key, r);
+      else if (other.storedAt >= r.storedAt) await drop(r.file);
+      else {
+        await drop(other.file);
+        newest.set(r.key, r);
+      }
+    }
+  }
+  const files = [...newest.values()].sort((a, b) => a.mtimeMs - b.mtimeMs);
+  return { files, dropped, tempsRemoved };
+}

@@ -1,0 +1,121 @@
+/**
+ * One object being written to the disk layer: a temporary file in the layer's own tmp/ folder
+ * (same filesystem, so the final rename is atomic), the head first, then the body as it comes.
+ * Only a body of exactly the announced size is handed to the layer (which renames it into place);
+ * anything else, a failure, a purge or a shutdown deletes the temporary file. A crash leaves only
+ * a tmp/ file, which the next start removes; it is never under objects/, so never served.
+ */
+import type { FileHandle } from "node:fs/promises";
+import { open, unlink } from "node:fs/promises";
+import { encodeHead } from "./disk-format.ts";
+import type { LayerWriter, ObjectMeta } from "./types.ts";
+
+/** What a write needs from its layer. */
+export interface WriteTarget {
+  /** Moves a complete temporary file into place and indexes it; false when it was not wanted after all. */
+  adopt(w: DiskWrite): Promise<boolean>;
+  /** A write failed (disk full, permissions...): counted and logged by the layer. */
+  failed(err: unknown, what: string): void;
+  /** A write ended either way (shutdown waits for the ones in progress). */
+  ended(w: DiskWrite): void;
+}
+
+export class DiskWrite implements LayerWriter {
+  private readonly fh: Promise<FileHandle>;
+  /** Bytes before the body: the file will be headBytes + meta.size long. */
+  readonly headBytes: number;
+  private written = 0;
+  private finished = false;
+  private gone: Promise<void> | undefined;
+
+  constructor(
+    private readonly target: WriteTarget,
+    readonly meta: ObjectMeta,
+    /** Absolute path of the temporary file. */
+    readonly tmp: string,
+    /** The layer's purge-log point when the write began. */
+    readonly since: number,
+    private readonly fsync: boolean,
+  ) {
+    const head = encodeHead(meta);
+    this.headBytes = head.byteLength;
+    this.fh = open(tmp, "wx").then(async (fh) => {
+      try {
+        await writeAll(fh, head);
+        return fh;
+      } catch (err) {
+        await fh.close().catch(() => {});
+        throw err;
+      }
+    });
+    this.fh.catch(() => {}); // observed by write/commit; never an unhandled rejection
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    if (this.finished) throw new Error("disk write already ended");
+    if (this.written + chunk.byteLength > this.meta.size) {
+      await this.discard();
+      throw new Error("body longer than announced");
+    }
+    try {
+      await writeAll(await this.fh, chunk);
+    } catch (err) {
+      this.target.failed(err, "write");
+      await this.discard();
+      throw err;
+    }
+    this.written += chunk.byteLength;
+  }
+
+  /** Writes a whole Blob (a put of an object already in memory, or a copy of another file). */
+  async writeBlob(body: Blob): Promise<void> {
+    for await (const chunk of body.stream()) await this.write(chunk as Uint8Array);
+  }
+
+  async commit(): Promise<boolean> {
+    if (this.finished) return false;
+    if (this.written !== this.meta.size) {
+      await this.discard();
+      return false;
+    }
+    this.finished = true;
+    try {
+      const fh = await this.fh;
+      if (this.fsync) await fh.sync();
+      await fh.close();
+      return await this.target.adopt(this);
+    } catch (err) {
+      this.target.failed(err, "commit");
+      await unlink(this.tmp).catch(() => {});
+      return false;
+    } finally {
+      this.target.ended(this);
+    }
+  }
+
+  abort(): void {
+    void this.discard();
+  }
+
+  /** Closes and deletes the temporary file; resolves once it is gone. */
+  private discard(): Promise<void> {
+    if (this.finished) return this.gone ?? Promise.resolve();
+    this.finished = true;
+    this.gone = this.fh
+      .then((fh) => fh.close())
+      .catch(() => {})
+      .then(() => unlink(this.tmp))
+      .catch(() => {})
+      .finally(() => this.target.ended(this));
+    return this.gone;
+  }
+}
+
+async function writeAll(fh: FileHandle, buf: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < buf.byteLength) {
+    const { bytesWritten } = await fh.write(buf, off, buf.byteLength - off);
+    if (bytesWritten <= 0) throw new Error("short write");
+    off += bytesWritten;
+  }
+}

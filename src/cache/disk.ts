@@ -1,0 +1,320 @@
+/**
+ * The disk layer: objects as files (format and names in disk-format.ts), an in-memory index with
+ * LRU order bounded by bytes (the files' sizes), served with Bun.file: sendfile, an exact
+ * Content-Length and zero-copy ranges (a slice of a file is still the file), on both engines.
+ *
+ * - Writes are atomic (disk-write.ts): visible only once complete, through one rename.
+ * - The index is rebuilt at start (disk-scan.ts); lookups and purges wait for it.
+ * - A hit checks the file (stat) before handing it out: a file that is gone or has another length
+ *   (deleted or truncated behind our back) is a miss and leaves the index, never wrong bytes.
+ * - A replaced, evicted or purged file is unlinked at once: a response already sending it keeps
+ *   its open file, and a new version always has a new name, so nothing is overwritten under a
+ *   reader.
+ * - A write of a key purged after it began drops its result (PurgeLog), as a fill into memory does.
+ */
+import { mkdirSync, accessSync, constants } from "node:fs";
+import { open, rename, stat, unlink, mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { LruMap } from "../util/lru.ts";
+import { HEAD_BYTES, keyHash, newVersion, objectPath, tempName, timesBytes } from "./disk-format.ts";
+import { scanDir, type ScannedFile } from "./disk-scan.ts";
+import { DiskWrite, type WriteTarget } from "./disk-write.ts";
+import { PurgeLog } from "./purge-log.ts";
+import { bucketOf, isFileBody, type BucketLayerStats, type CachedObject, type CacheLayer, type LayerStats, type LayerWriter, type ObjectMeta } from "./types.ts";
+
+/** Room kept for an object's head when deciding whether it fits. */
+const HEAD_ALLOWANCE = HEAD_BYTES + 4096;
+
+export interface DiskLogger {
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+}
+
+export interface DiskLayerOptions {
+  /** The layer's folder (absolute); objects/ and tmp/ are created inside. */
+  dir: string;
+  maxBytes: number;
+  maxItemBytes: number;
+  fsync?: boolean;
+  log?: DiskLogger | undefined;
+  /** Processes sharing the configured budget (maxBytes is already this process's part). */
+  share?: number;
+}
+
+interface Entry {
+  readonly key: string;
+  readonly file: string;
+  readonly fileSize: number;
+  readonly bodyOffset: number;
+  readonly size: number;
+  storedAt: number;
+  expiresAt: number;
+  readonly headers: Record<string, string>;
+  readonly bucket: BucketLayerStats;
+}
+
+export class DiskLayer implements CacheLayer, WriteTarget {
+  readonly name = "disk";
+  readonly storesFiles = true;
+  readonly dir: string;
+  readonly share: number;
+  /** Resolves when the index has been rebuilt from the folder. */
+  readonly ready: Promise<void>;
+  private readonly lru = new LruMap<Entry>(Infinity);
+  private readonly perBucket = new Map<string, BucketLayerStats>();
+  private readonly writes = new Set<DiskWrite>();
+  private bytes = 0;
+  private evictions = 0;
+  private errorCount = 0;
+  private lastErrorLog = 0;
+  private readonly purges = new PurgeLog();
+  private maxBytes: number;
+  private maxItemBytes: number;
+  private readonly fsync: boolean;
+  private readonly log: DiskLogger | undefined;
+
+  /** Creates the folders (throws, with the path, when it cannot) and starts rebuilding the index. */
+  constructor(opts: DiskLayerOptions) {
+    this.dir = opts.dir;
+    this.share = Math.max(1, opts.share ?? 1);
+    this.maxBytes = opts.maxBytes;
+    this.maxItemBytes = opts.maxItemBytes;
+    this.fsync = opts.fsync ?? false;
+    this.log = opts.log;
+    try {
+      mkdirSync(join(this.dir, "objects"), { recursive: true });
+      mkdirSync(join(this.dir, "tmp"), { recursive: true });
+      accessSync(this.dir, constants.W_OK | constants.R_OK);
+    } catch (err) {
+      throw new Error(`cache.disk.path: cannot use ${this.dir}: ${(err as { code?: string }).code ?? String(err)}`);
+    }
+    this.ready = this.rebuild();
+  }
+
+  private async rebuild(): Promise<void> {
+    const started = performance.now();
+    const r = await scanDir(this.dir).catch((err) => {
+      this.failed(err, "scan");
+      return { files: [] as ScannedFile[], dropped: 0, tempsRemoved: 0 };
+    });
+    for (const f of r.files) this.insert(f.key, f);
+    await this.evictDown();
+    this.log?.info("disk cache index rebuilt", { dir: this.dir, objects: this.lru.size, bytes: this.bytes, dropped: r.dropped, temporary_removed: r.tempsRemoved, ms: Math.round(performance.now() - started) });
+  }
+
+  accepts(size: number): boolean {
+    return size <= this.maxItemBytes && size + HEAD_ALLOWANCE <= this.maxBytes;
+  }
+
+  async get(key: string): Promise<CachedObject | undefined> {
+    await this.ready;
+    const e = this.lru.get(key);
+    if (e === undefined) return undefined;
+    let size: number;
+    try {
+      size = (await stat(e.file)).size;
+    } catch {
+      size = -1;
+    }
+    if (this.lru.peek(key) !== e) return undefined; // replaced or purged meanwhile
+    if (size !== e.fileSize) {
+      await this.remove(e, true);
+      return undefined;
+    }
+    const type = e.headers["content-type"] ?? "application/octet-stream";
+    const body = Bun.file(e.file).slice(e.bodyOffset, e.bodyOffset + e.size, type);
+    return { key, body, headers: { ...e.headers }, storedAt: e.storedAt, expiresAt: e.expiresAt, size: e.size, tpl: undefined, source: "disk" };
+  }
+
+  /** Stores `obj`. A revalidated entry whose body is unchanged only gets its times (and headers) rewritten. */
+  async put(obj: CachedObject): Promise<void> {
+    if (!this.accepts(obj.size)) {
+      // An older version must not outlive the newer one it can't hold (a faster layer would keep serving it).
+      await this.ready;
+      const old = this.lru.peek(obj.key);
+      if (old !== undefined) await this.remove(old, true);
+      return;
+    }
+    await this.ready;
+    const e = this.lru.peek(obj.key);
+    if (e !== undefined && this.sameBody(e, obj)) {
+      if (sameHeaders(e.headers, obj.headers)) return this.refreshTimes(e, obj.storedAt, obj.expiresAt);
+      obj = { ...obj, body: Bun.file(e.file).slice(e.bodyOffset, e.bodyOffset + e.size) }; // copy from our own file
+    }
+    const w = this.begin(obj);
+    try {
+      await w.writeBlob(obj.body);
+    } catch {
+      return; // counted by the write; its temporary file is gone
+    }
+    await w.commit();
+  }
+
+  openWriter(meta: ObjectMeta): LayerWriter | undefined {
+    return this.accepts(meta.size) ? this.begin(meta) : undefined;
+  }
+
+  private begin(meta: ObjectMeta): DiskWrite {
+    const { key, headers, storedAt, expiresAt, size } = meta;
+    const w = new DiskWrite(this, { key, headers, storedAt, expiresAt, size }, join(this.dir, tempName()), this.purges.now, this.fsync);
+    this.writes.add(w);
+    return w;
+  }
+
+  /** WriteTarget: a complete temporary file becomes the key's current version (unless a purge or a newer version came first). */
+  async adopt(w: DiskWrite): Promise<boolean> {
+    await this.ready;
+    const meta = w.meta;
+    const older = this.lru.peek(meta.key);
+    if (this.purges.purgedSince(w.since, meta.key) || (older !== undefined && older.storedAt > meta.storedAt)) {
+      await unlink(w.tmp).catch(() => {});
+      return false;
+    }
+    const rel = objectPath(keyHash(meta.key), newVersion());
+    const file = join(this.dir, rel);
+    try {
+      await rename(w.tmp, file);
+    } catch (err) {
+      if ((err as { code?: string }).code !== "ENOENT") throw err;
+      await mkdir(join(file, ".."), { recursive: true }); // the folder was removed behind our back
+      await rename(w.tmp, file);
+    }
+    if (this.purges.purgedSince(w.since, meta.key)) {
+      await unlink(file).catch(() => {});
+      return false;
+    }
+    const fileSize = w.headBytes + meta.size;
+    const current = this.lru.peek(meta.key);
+    const replaced = current !== undefined ? this.remove(current, true) : undefined;
+    this.insert(meta.key, { ...meta, file, fileSize, bodyOffset: w.headBytes });
+    await Promise.all([replaced, this.evictDown()]);
+    return true;
+  }
+
+  failed(err: unknown, what: string): void {
+    this.errorCount++;
+    const now = Date.now();
+    if (now - this.lastErrorLog < 30_000) return; // a full disk would otherwise log once per fill
+    this.lastErrorLog = now;
+    this.log?.warn("disk cache error", { dir: this.dir, operation: what, error: (err as { code?: string }).code ?? String((err as Error)?.message ?? err), errors: this.errorCount });
+  }
+
+  ended(w: DiskWrite): void {
+    this.writes.delete(w);
+  }
+
+  async delete(key: string): Promise<boolean> {
+    this.purges.key(key);
+    await this.ready;
+    const e = this.lru.peek(key);
+    if (e === undefined) return false;
+    await this.remove(e, true);
+    return true;
+  }
+
+  async purgePrefix(prefix: string): Promise<number> {
+    this.purges.prefix(prefix);
+    await this.ready;
+    const gone: Promise<void>[] = [];
+    for (const e of [...this.lru.newestFirst()]) if (e.key.startsWith(prefix)) gone.push(this.remove(e, true));
+    await Promise.all(gone);
+    for (const [name, b] of this.perBucket) if (b.items === 0 && (name + "/").startsWith(prefix)) this.perBucket.delete(name);
+    return gone.length;
+  }
+
+  resize(maxBytes: number, maxItemBytes: number = this.maxItemBytes): void {
+    this.maxBytes = maxBytes;
+    this.maxItemBytes = maxItemBytes;
+    for (const e of [...this.lru.newestFirst()]) if (e.size > maxItemBytes) void this.evict(e);
+    void this.evictDown();
+  }
+
+  stats(): LayerStats {
+    const buckets: Record<string, BucketLayerStats> = {};
+    for (const [name, b] of this.perBucket) buckets[name] = { ...b };
+    return { items: this.lru.size, bytes: this.bytes, evictions: this.evictions, maxBytes: this.maxBytes, buckets };
+  }
+
+  errors(): number {
+    return this.errorCount;
+  }
+
+  /** Keys from most to least recently used (tests). */
+  keys(): string[] {
+    return [...this.lru.newestFirst()].map((e) => e.key);
+  }
+
+  /** Abandons writes in progress (their temporary files are deleted); the index needs no saving. */
+  async close(): Promise<void> {
+    for (const w of [...this.writes]) w.abort();
+  }
+
+  private sameBody(e: Entry, obj: CachedObject): boolean {
+    if (isFileBody(obj.body) && (obj.body as { name?: string }).name === e.file) return true;
+    const etag = obj.headers.etag;
+    return etag !== undefined && etag === e.headers.etag && obj.size === e.size;
+  }
+
+  /** A revalidation: the 16 bytes of times, rewritten in place (the body is not touched). */
+  private async refreshTimes(e: Entry, storedAt: number, expiresAt: number): Promise<void> {
+    const since = this.purges.now;
+    try {
+      const fh = await open(e.file, "r+");
+      try {
+        await fh.write(timesBytes(storedAt, expiresAt), 0, 16, 4);
+      } finally {
+        await fh.close();
+      }
+    } catch (err) {
+      if (this.lru.peek(e.key) === e) this.remove(e, true);
+      this.failed(err, "refresh");
+      return;
+    }
+    if (!this.purges.purgedSince(since, e.key) && this.lru.peek(e.key) === e) {
+      e.storedAt = storedAt;
+      e.expiresAt = expiresAt;
+    }
+  }
+
+  private insert(key: string, f: Omit<Entry, "key" | "bucket">): void {
+    const name = bucketOf(key);
+    let b = this.perBucket.get(name);
+    if (b === undefined) this.perBucket.set(name, (b = { items: 0, bytes: 0, evictions: 0 }));
+    const e: Entry = { key, file: f.file, fileSize: f.fileSize, bodyOffset: f.bodyOffset, size: f.size, storedAt: f.storedAt, expiresAt: f.expiresAt, headers: f.headers, bucket: b };
+    this.lru.insert(key, e);
+    this.bytes += e.fileSize;
+    b.items++;
+    b.bytes += e.fileSize;
+  }
+
+  /** Evicts least-recently-used entries until the files fit; resolves once their files are deleted. */
+  private evictDown(): Promise<unknown> {
+    const gone: Promise<void>[] = [];
+    for (let e = this.lru.oldest(); this.bytes > this.maxBytes && e !== undefined; e = this.lru.oldest()) gone.push(this.evict(e));
+    return Promise.all(gone);
+  }
+
+  private evict(e: Entry): Promise<void> {
+    this.evictions++;
+    e.bucket.evictions++;
+    return this.remove(e, true);
+  }
+
+  /** Drops `e` from the index (at once) and, with `unlinkFile`, its file. */
+  private remove(e: Entry, unlinkFile: boolean): Promise<void> {
+    if (this.lru.peek(e.key) === e) {
+      this.lru.delete(e.key);
+      this.bytes -= e.fileSize;
+      e.bucket.items--;
+      e.bucket.bytes -= e.fileSize;
+    }
+    return unlinkFile ? unlink(e.file).catch(() => {}) : Promise.resolve();
+  }
+}
+
+function sameHeaders(a: Record<string, string>, b: Record<string, string>): boolean {
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka) if (a[k] !== b[k]) return false;
+  return true;
+}

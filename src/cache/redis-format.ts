@@ -1,0 +1,58 @@
+/**
+ * How the Redis layer stores one object: body and metadata under one key (so they can never
+ * disagree), as one binary string:
+ *
+ *    0  "YTR1"         magic and format version
+ *    4  u32 metaLen
+ *    8  JSON {"key", "headers", "storedAt", "expiresAt"}
+ *    8 + metaLen       the body (content-length = its size, checked on read)
+ *
+ * Keys: <key_prefix>obj:<bucket>/<object key>. The key is repeated inside, and checked, so a
+ * value can never be served for another key.
+ */
+import type { CachedObject } from "./types.ts";
+
+const MAGIC = 0x31525459; // "YTR1" read as little-endian u32
+const FIXED = 8;
+
+export function encodeEntry(obj: CachedObject, body: Uint8Array): Uint8Array {
+  const json = new TextEncoder().encode(JSON.stringify({ key: obj.key, headers: obj.headers, storedAt: obj.storedAt, expiresAt: obj.expiresAt }));
+  const out = new Uint8Array(FIXED + json.byteLength + body.byteLength);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, MAGIC, true);
+  v.setUint32(4, json.byteLength, true);
+  out.set(json, FIXED);
+  out.set(body, FIXED + json.byteLength);
+  return out;
+}
+
+/** The object in `value`, or why it is not one (a corrupt or foreign value is a miss). */
+export function decodeEntry(value: Uint8Array, key: string): CachedObject | string {
+  if (value.byteLength < FIXED) return "too short";
+  const v = new DataView(value.buffer, value.byteOffset, value.byteLength);
+  if (v.getUint32(0, true) !== MAGIC) return "not a cache entry";
+  const n = v.getUint32(4, true);
+  if (FIXED + n > value.byteLength) return "truncated";
+  let meta: { key?: unknown; headers?: unknown; storedAt?: unknown; expiresAt?: unknown };
+  try {
+    meta = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(value.subarray(FIXED, FIXED + n)));
+  } catch {
+    return "corrupt metadata";
+  }
+  if (meta.key !== key) return "another key";
+  if (typeof meta.storedAt !== "number" || typeof meta.expiresAt !== "number" || typeof meta.headers !== "object" || meta.headers === null) return "corrupt metadata";
+  const headers: Record<string, string> = {};
+  for (const [k, val] of Object.entries(meta.headers as Record<string, unknown>)) {
+    if (typeof val !== "string") return "corrupt metadata";
+    headers[k] = val;
+  }
+  const size = value.byteLength - FIXED - n;
+  if (headers["content-length"] !== String(size)) return "body size does not match";
+  const body = new Blob([value.subarray(FIXED + n)]);
+  return { key, body, headers, storedAt: meta.storedAt, expiresAt: meta.expiresAt, size, tpl: undefined, source: "redis" };
+}
+
+/** SCAN MATCH pattern for keys starting with `prefix` (glob characters escaped). */
+export function matchPrefix(prefix: string): string {
+  return prefix.replace(/[*?[\]\\]/g, (c) => "\\" + c) + "*";
+}

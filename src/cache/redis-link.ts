@@ -1,0 +1,197 @@
+/**
+ * The Redis layer's connections (Bun's built-in client): one for commands, one subscribed to the
+ * invalidation channel (a subscribed connection can run nothing else), and what happens when
+ * Redis is down or slow:
+ *
+ * - A connection attempt gives up after connect_timeout_ms, a command after operation_timeout_ms.
+ *   Either failure marks the link down at once: the layer is then skipped without waiting (no
+ *   request pays a timeout twice), and the failure is logged once per state change, not per
+ *   request.
+ * - While down, a reconnect is tried with exponential backoff (with jitter, capped), forever: when
+ *   Redis is back the layer resumes by itself, without a restart.
+ * - Each time both connections are up, `onUp` runs first (catch-up of missed invalidations,
+ *   replay of purges made meanwhile); only then does the layer serve reads again.
+ *
+ * The client's own reconnect and offline queue are off: a command to a dead Redis must fail now,
+ * not wait in a queue while a request waits for it.
+ */
+import { RedisClient } from "bun";
+
+export type LinkState = "connecting" | "syncing" | "up" | "down" | "closed";
+
+export interface LinkLogger {
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+}
+
+export interface RedisLinkOptions {
+  url: string;
+  connectTimeoutMs: number;
+  operationTimeoutMs: number;
+  /** The pub/sub channel the second connection subscribes to. */
+  channel: string;
+  onMessage(message: string): void;
+  /** Runs when both connections are up, before reads are served again. */
+  onUp(): Promise<void>;
+  log?: LinkLogger;
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+/** The link is not up: the layer is skipped. */
+export class RedisUnavailable extends Error {
+  override name = "RedisUnavailable";
+}
+
+/** Where Redis is, for logs: never the userinfo (it may hold a password). */
+export function redisTarget(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}${u.pathname !== "/" ? u.pathname : ""}`;
+  } catch {
+    return "redis";
+  }
+}
+
+function describe(err: unknown): string {
+  const e = err as { code?: string; message?: string };
+  return e?.code ?? e?.message ?? String(err);
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+export class RedisLink {
+  private stateValue: LinkState = "connecting";
+  private reasonValue: string | undefined = "connecting";
+  private cmd: RedisClient | undefined;
+  private sub: RedisClient | undefined;
+  private retry: ReturnType<typeof setTimeout> | undefined;
+  private backoff: number;
+  private attempt = 0;
+  private errorCount = 0;
+  /** The last state logged ("up" or "down"): one line per change. */
+  private logged: "up" | "down" | undefined;
+  private readonly minBackoff: number;
+  private readonly maxBackoff: number;
+
+  constructor(private readonly opts: RedisLinkOptions) {
+    this.minBackoff = opts.minBackoffMs ?? 100;
+    this.maxBackoff = opts.maxBackoffMs ?? 2000;
+    this.backoff = this.minBackoff;
+    void this.connect();
+  }
+
+  /** Serving reads and writes. */
+  get up(): boolean {
+    return this.stateValue === "up";
+  }
+
+  get state(): LinkState {
+    return this.stateValue;
+  }
+
+  get reason(): string | undefined {
+    return this.stateValue === "up" ? undefined : this.reasonValue;
+  }
+
+  get errors(): number {
+    return this.errorCount;
+  }
+
+  /**
+   * One command within operation_timeout_ms. Rejects when the link is down or the command fails;
+   * a transport failure or a timeout also marks the link down (an error reply from Redis does not).
+   */
+  async run<T>(what: string, fn: (c: RedisClient) => Promise<T>): Promise<T> {
+    const c = this.cmd;
+    if ((this.stateValue !== "up" && this.stateValue !== "syncing") || c === undefined) throw new RedisUnavailable(this.reasonValue ?? "down");
+    try {
+      return await withTimeout(fn(c), this.opts.operationTimeoutMs, what);
+    } catch (err) {
+      this.errorCount++;
+      if ((err as { code?: string }).code !== "ERR_REDIS_SERVER_ERROR" && this.cmd === c) this.down(`${what}: ${describe(err)}`);
+      throw err;
+    }
+  }
+
+  private async connect(): Promise<void> {
+    if (this.stateValue === "closed") return;
+    const n = ++this.attempt;
+    const options = { connectionTimeout: this.opts.connectTimeoutMs, autoReconnect: false, enableOfflineQueue: false };
+    const cmd = new RedisClient(this.opts.url, options);
+    const sub = new RedisClient(this.opts.url, options);
+    const current = () => n === this.attempt && this.stateValue !== "closed";
+    try {
+      await withTimeout(Promise.all([cmd.connect(), sub.connect()]), this.opts.connectTimeoutMs, "connect");
+      await withTimeout(sub.subscribe(this.opts.channel, (m) => this.opts.onMessage(m)), this.opts.operationTimeoutMs, "subscribe");
+      if (!current()) throw new Error("superseded");
+      const lost = (err: Error) => {
+        if (this.cmd === cmd) this.down(`connection lost: ${describe(err)}`);
+      };
+      cmd.onclose = lost;
+      sub.onclose = lost;
+      this.cmd = cmd;
+      this.sub = sub;
+      this.stateValue = "syncing";
+      await this.opts.onUp();
+      if (!current() || this.cmd !== cmd) return;
+      this.stateValue = "up";
+      this.reasonValue = undefined;
+      this.backoff = this.minBackoff;
+      if (this.logged !== "up") {
+        this.logged = "up";
+        this.opts.log?.info("redis cache layer up", { redis: redisTarget(this.opts.url) });
+      }
+    } catch (err) {
+      if (this.cmd !== cmd) {
+        cmd.close();
+        sub.close();
+      }
+      if (current()) this.down(`connect: ${describe(err)}`);
+    }
+  }
+
+  /** Marks the link down (closing both connections) and schedules a reconnect. */
+  private down(reason: string): void {
+    if (this.stateValue === "closed") return;
+    this.stateValue = "down";
+    this.reasonValue = reason;
+    this.dropClients();
+    if (this.logged !== "down") {
+      this.logged = "down";
+      this.opts.log?.warn("redis cache layer unavailable: skipped until it answers again", { redis: redisTarget(this.opts.url), reason });
+    }
+    if (this.retry !== undefined) return;
+    const wait = this.backoff * (0.75 + Math.random() * 0.5);
+    this.backoff = Math.min(this.backoff * 2, this.maxBackoff);
+    this.retry = setTimeout(() => {
+      this.retry = undefined;
+      void this.connect();
+    }, wait);
+    this.retry.unref?.();
+  }
+
+  private dropClients(): void {
+    for (const c of [this.cmd, this.sub]) {
+      if (c === undefined) continue;
+      c.onclose = null;
+      c.close();
+    }
+    this.cmd = undefined;
+    this.sub = undefined;
+  }
+
+  close(): void {
+    this.stateValue = "closed";
+    this.reasonValue = "closed";
+    clearTimeout(this.retry);
+    this.retry = undefined;
+    this.dropClients();
+  }
+}

@@ -1,0 +1,160 @@
+/**
+ * Bodies that stream from the upstream to one client (a bypass, or a streaming fill that also
+ * writes them to a layer, the disk), pulled at the client's pace.
+ *
+ * - Memory stays flat: the upstream is read only when the client asks for more, and the file may
+ *   fall at most MAX_PENDING_WRITE_BYTES behind the client before the client waits for it (a chunk
+ *   handed to the client and to the file is one buffer, not a copy). So a slow client never makes
+ *   the proxy hold the object, and a fast one is slowed to the disk's pace only when the disk
+ *   really lags.
+ * - A stalled upstream ends the body: a read that waits longer than `stallMs` aborts the fill's
+ *   request and errors the client's stream (a cut body, never one that looks complete).
+ * - The client going away does not waste the transfer: the rest is read into the file at the
+ *   disk's pace and committed, so the next request is a hit. A fill is committed only when the
+ *   body ended cleanly with exactly the declared length.
+ */
+import { ProxyError } from "../errors.ts";
+import type { LayerWriter } from "./types.ts";
+
+/** How far the file may fall behind the client before the client waits for it. */
+export const MAX_PENDING_WRITE_BYTES = 4 * 1024 * 1024;
+
+type ReadResult = { done: true; value?: undefined } | { done: false; value: Uint8Array };
+/** What is used of a stream's default reader. */
+interface Reader {
+  read(): Promise<ReadResult>;
+  cancel(reason?: unknown): Promise<void>;
+}
+
+const stalledError = () => new ProxyError("GatewayTimeout", { detail: "The upstream stalled while sending the object" });
+
+/**
+ * Reads with a stall guard: when a read waits longer than `stallMs`, `onStall` aborts the request
+ * and the read fails (whatever the reader does with the abort: some end the stream cleanly when
+ * cancelled, which must not pass for the end of the body).
+ */
+function stallGuard(reader: Reader, stallMs: number | undefined, onStall: () => void): () => Promise<ReadResult> {
+  if (stallMs === undefined) return () => reader.read();
+  let stalled = false;
+  return () => {
+    const timer = setTimeout(() => {
+      stalled = true;
+      onStall();
+      reader.cancel(stalledError()).catch(() => {});
+    }, stallMs);
+    return reader.read().then(
+      (r) => {
+        clearTimeout(timer);
+        if (stalled) throw stalledError();
+        return r;
+      },
+      (err) => {
+        clearTimeout(timer);
+        throw stalled ? stalledError() : err;
+      },
+    );
+  };
+}
+
+/** The upstream body for one client, with the stall guard. */
+export function watchStalls(body: ReadableStream<Uint8Array>, stallMs: number | undefined, onStall: () => void): ReadableStream<Uint8Array> {
+  if (stallMs === undefined) return body;
+  const reader = body.getReader() as unknown as Reader;
+  const read = stallGuard(reader, stallMs, onStall);
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(c) {
+        const r = await read();
+        if (r.done) c.close();
+        else c.enqueue(r.value);
+      },
+      cancel(reason) {
+        return reader.cancel(reason).catch(() => {});
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+/**
+ * The upstream body for one client, written to `writer` as it goes (see the module comment).
+ * `declared`: the Content-Length the object was announced with; anything else is not committed.
+ */
+export function teeToWriter(body: ReadableStream<Uint8Array>, writer: LayerWriter, declared: number, stallMs: number | undefined, onStall: () => void): ReadableStream<Uint8Array> {
+  const reader = body.getReader() as unknown as Reader;
+  const read = stallGuard(reader, stallMs, onStall);
+  let total = 0;
+  let pending = 0;
+  let chain: Promise<void> = Promise.resolve();
+  let writing = true;
+  let settled = false;
+
+  const abandon = () => {
+    if (settled) return;
+    settled = true;
+    writing = false;
+    writer.abort();
+  };
+  const toFile = (chunk: Uint8Array) => {
+    total += chunk.byteLength;
+    if (!writing) return;
+    if (total > declared) return abandon();
+    pending += chunk.byteLength;
+    chain = chain.then(
+      () => (writing ? writer.write(chunk) : undefined),
+    ).then(
+      () => void (pending -= chunk.byteLength),
+      () => abandon(), // the file failed (disk full...): the client's body goes on without it
+    );
+  };
+  const ended = async () => {
+    await chain;
+    if (settled || !writing) return;
+    settled = true;
+    if (total !== declared) writer.abort();
+    else await writer.commit().catch(() => false);
+  };
+  /** The client went away: read the rest into the file, at the disk's pace. */
+  const drain = async () => {
+    try {
+      for (;;) {
+        if (pending > MAX_PENDING_WRITE_BYTES) await chain;
+        if (!writing) break;
+        const r = await read();
+        if (r.done) return await ended();
+        toFile(r.value);
+      }
+    } catch {
+      // upstream failed or stalled: nothing to commit
+    }
+    abandon();
+    reader.cancel().catch(() => {});
+  };
+
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(c) {
+        if (pending > MAX_PENDING_WRITE_BYTES) await chain;
+        let r: ReadResult;
+        try {
+          r = await read();
+        } catch (err) {
+          abandon();
+          throw err;
+        }
+        if (r.done) {
+          c.close();
+          void ended();
+          return;
+        }
+        toFile(r.value);
+        c.enqueue(r.value);
+      },
+      cancel() {
+        if (writing && !settled) void drain();
+        else reader.cancel().catch(() => {});
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}

@@ -1,0 +1,351 @@
+/**
+ * The disk layer alone: atomic writes, the index rebuilt at start, a missing or truncated file is
+ * a miss (never wrong bytes), LRU by bytes, revalidation in place, purges racing writes.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DiskLayer } from "../../src/cache/disk.ts";
+import { HEAD_BYTES } from "../../src/cache/disk-format.ts";
+import { isFileBody, type CachedObject } from "../../src/cache/types.ts";
+import { waitFor } from "../helpers/wait.ts";
+import { bytesOf, object } from "./helpers.ts";
+
+const root = mkdtempSync(join(tmpdir(), "yata-disk-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+let n = 0;
+const freshDir = () => join(root, `d${++n}`);
+
+const NOW = 1_700_000_000_000;
+const headersOf = (etag = '"e1"') => ({ etag, "content-type": "application/pdf", "last-modified": "Wed, 21 Oct 2015 07:28:00 GMT" });
+const obj = (key: string, size: number, etag?: string, ttl = 60) => object(key, size, headersOf(etag), NOW, ttl);
+
+async function open(dir: string, maxBytes = 64 << 20, maxItemBytes = 16 << 20): Promise<DiskLayer> {
+  const d = new DiskLayer({ dir, maxBytes, maxItemBytes });
+  await d.ready;
+  return d;
+}
+
+/** The object files under dir/objects. */
+function files(dir: string): string[] {
+  const out: string[] = [];
+  const base = join(dir, "objects");
+  if (!existsSync(base)) return out;
+  for (const sub of readdirSync(base)) for (const f of readdirSync(join(base, sub))) out.push(join(base, sub, f));
+  return out;
+}
+
+async function bodyOf(o: CachedObject | undefined): Promise<Uint8Array> {
+  expect(o).toBeDefined();
+  return new Uint8Array(await o!.body.arrayBuffer());
+}
+
+describe("store and find", () => {
+  test("an object comes back from its file: same bytes, headers and times, a file-backed body", async () => {
+    const d = await open(freshDir());
+    await d.put(obj("b/a.pdf", 100_000));
+    const got = await d.get("b/a.pdf");
+    expect(got).toMatchObject({ key: "b/a.pdf", size: 100_000, storedAt: NOW, expiresAt: NOW + 60_000, source: "disk" });
+    expect(got!.headers).toEqual({ ...headersOf(), "content-length": "100000" });
+    expect(isFileBody(got!.body)).toBe(true);
+    expect(got!.body.size).toBe(100_000);
+    expect(await bodyOf(got)).toEqual(bytesOf(100_000));
+    expect(await d.get("b/other")).toBeUndefined();
+    expect(d.stats()).toMatchObject({ items: 1, buckets: { b: { items: 1 } } });
+    expect(d.stats().bytes).toBe(statSync(files(d.dir)[0]!).size);
+  });
+
+  test("a zero-byte object is an object", async () => {
+    const d = await open(freshDir());
+    await d.put(obj("b/empty", 0));
+    expect((await d.get("b/empty"))!.size).toBe(0);
+    expect(await bodyOf(await d.get("b/empty"))).toEqual(new Uint8Array(0));
+  });
+
+  test("a new version replaces the old one: one file per key", async () => {
+    const d = await open(freshDir());
+    await d.put(obj("b/k", 1000, '"v1"'));
+    await d.put({ ...obj("b/k", 2000, '"v2"'), storedAt: NOW + 1 });
+    expect((await d.get("b/k"))!.headers.etag).toBe('"v2"');
+    expect(await bodyOf(await d.get("b/k"))).toEqual(bytesOf(2000));
+    expect(files(d.dir)).toHaveLength(1);
+    expect(d.stats().items).toBe(1);
+  });
+
+  test("an object over the item limit is not stored, and drops the older version", async () => {
+    const d = await open(freshDir(), 1 << 20, 10_000);
+    await d.put(obj("b/k", 5000));
+    await d.put(obj("b/k", 20_000));
+    expect(await d.get("b/k")).toBeUndefined();
+    expect(files(d.dir)).toHaveLength(0);
+    expect(d.accepts(10_000)).toBe(true);
+    expect(d.accepts(10_001)).toBe(false);
+  });
+});
+
+describe("LRU by bytes", () => {
+  test("the least recently used files go first; the total stays under the budget", async () => {
+    const one = HEAD_BYTES + 200 + 10_000; // about one object's file
+    const d = await open(freshDir(), 3 * one + 100, 20_000);
+    for (const k of ["1", "2", "3"]) await d.put(obj(`b/${k}`, 10_000));
+    expect(d.stats().items).toBe(3);
+    await d.get("b/1"); // 1 is now the most recent
+    await d.put(obj("b/4", 10_000));
+    expect(d.keys()).toEqual(["b/4", "b/1", "b/3"]);
+    expect(d.stats()).toMatchObject({ items: 3, evictions: 1 });
+    expect(d.stats().bytes).toBeLessThanOrEqual(3 * one + 100);
+    expect(files(d.dir)).toHaveLength(3); // the evicted file is gone from disk too
+    const sizes = files(d.dir).reduce((a, f) => a + statSync(f).size, 0);
+    expect(sizes).toBe(d.stats().bytes);
+  });
+
+  test("resize evicts down", async () => {
+    const d = await open(freshDir());
+    for (const k of ["1", "2", "3"]) await d.put(obj(`b/${k}`, 10_000));
+    const per = d.stats().bytes / 3;
+    d.resize(Math.ceil(per * 1.5));
+    expect(d.keys()).toEqual(["b/3"]);
+    expect(d.stats().evictions).toBe(2);
+  });
+});
+
+describe("restart", () => {
+  test("a new layer on the same folder rebuilds the index: objects, headers, times, LRU order", async () => {
+    const dir = freshDir();
+    const d1 = await open(dir);
+    await d1.put(obj("b/old", 3000, '"o"'));
+    await d1.put(obj("c/new", 4000, '"n"'));
+    await d1.close();
+    const d2 = await open(dir);
+    expect(d2.stats()).toMatchObject({ items: 2, bytes: d1.stats().bytes });
+    expect((await d2.get("b/old"))!.headers.etag).toBe('"o"');
+    expect(await bodyOf(await d2.get("c/new"))).toEqual(bytesOf(4000));
+    expect((await d2.get("c/new"))!.expiresAt).toBe(NOW + 60_000);
+  });
+
+  test("lookups made while the index is rebuilt wait for it", async () => {
+    const dir = freshDir();
+    const d1 = await open(dir);
+    for (let i = 0; i < 50; i++) await d1.put(obj(`b/${i}`, 100));
+    const d2 = new DiskLayer({ dir, maxBytes: 64 << 20, maxItemBytes: 1 << 20 });
+    expect((await d2.get("b/49"))?.size).toBe(100); // asked before `ready`
+  });
+
+  test("a truncated, a corrupt and a foreign file are deleted at start, never indexed", async () => {
+    const dir = freshDir();
+    const d1 = await open(dir);
+    await d1.put(obj("b/cut", 5000));
+    await d1.put(obj("b/grown", 5000));
+    await d1.put(obj("b/good", 5000));
+    const byKey = async (k: string) => (await d1.get(k))!.body as unknown as { name: string };
+    truncateSync((await byKey("b/cut")).name, HEAD_BYTES + 100 + 2500);
+    appendFileSync((await byKey("b/grown")).name, "extra");
+    const sub = join(dir, "objects", "ab");
+    mkdirSync(sub, { recursive: true });
+    writeFileSync(join(sub, "ab" + "0".repeat(30) + ".x1.obj"), "not an object file at all, just bytes");
+    const d2 = await open(dir);
+    expect(d2.keys()).toEqual(["b/good"]);
+    expect(await d2.get("b/cut")).toBeUndefined();
+    expect(await d2.get("b/grown")).toBeUndefined();
+    expect(files(dir)).toHaveLength(1);
+  });
+
+  test("two versions of one key (a crash between rename and unlink): the newer is kept", async () => {
+    const dir = freshDir();
+    const a = await open(dir);
+    await a.put(obj("b/k", 100, '"old"'));
+    const oldFile = files(dir)[0]!;
+    const saved = readFileSync(oldFile);
+    await a.put({ ...obj("b/k", 200, '"new"'), storedAt: NOW + 5 });
+    writeFileSync(oldFile, saved); // the older version is back, as if its unlink never happened
+    expect(files(dir)).toHaveLength(2);
+    const c = await open(dir);
+    expect((await c.get("b/k"))!.headers.etag).toBe('"new"');
+    expect(files(dir)).toHaveLength(1);
+  });
+});
+
+describe("never wrong bytes", () => {
+  test("a file deleted behind the layer's back is a miss and leaves the index", async () => {
+    const d = await open(freshDir());
+    await d.put(obj("b/k", 1000));
+    rmSync(files(d.dir)[0]!);
+    expect(await d.get("b/k")).toBeUndefined();
+    expect(d.stats().items).toBe(0);
+  });
+
+  test("a file truncated behind the layer's back is a miss (and is deleted)", async () => {
+    const d = await open(freshDir());
+    await d.put(obj("b/k", 10_000));
+    const f = files(d.dir)[0]!;
+    truncateSync(f, statSync(f).size - 1);
+    expect(await d.get("b/k")).toBeUndefined();
+    expect(existsSync(f)).toBe(false);
+  });
+
+  test("a response holding a file keeps its bytes when the object is replaced or purged meanwhile", async () => {
+    const d = await open(freshDir());
+    await d.put(obj("b/k", 50_000, '"v1"'));
+    const held = await d.get("b/k");
+    const reading = held!.body.stream().getReader();
+    const first = await reading.read(); // the file is open now
+    await d.put({ ...object("b/k", 50_000, headersOf('"v2"'), NOW + 1), body: new Blob([new Uint8Array(50_000).fill(7)]) });
+    await d.purgePrefix("");
+    const rest: Uint8Array[] = [first.value!];
+    for (let r = await reading.read(); !r.done; r = await reading.read()) rest.push(r.value);
+    expect(new Uint8Array(await new Blob(rest).arrayBuffer())).toEqual(bytesOf(50_000));
+  });
+});
+
+describe("atomic writes", () => {
+  test("a streaming write is invisible until committed, and committed only at exactly its size", async () => {
+    const d = await open(freshDir());
+    const meta = { key: "b/s", headers: { ...headersOf(), "content-length": "3000" }, storedAt: NOW, expiresAt: NOW + 60_000, size: 3000 };
+    const w = d.openWriter(meta)!;
+    await w.write(bytesOf(3000).subarray(0, 1000));
+    expect(await d.get("b/s")).toBeUndefined();
+    expect(files(d.dir)).toHaveLength(0);
+    await w.write(bytesOf(3000).subarray(1000, 2999));
+    expect(await w.commit()).toBe(false); // one byte short
+    expect(await d.get("b/s")).toBeUndefined();
+    expect(readdirSync(join(d.dir, "tmp"))).toEqual([]);
+
+    const w2 = d.openWriter(meta)!;
+    await w2.write(bytesOf(3000));
+    expect(w2.write(new Uint8Array(1))).rejects.toThrow("longer");
+    expect(await d.get("b/s")).toBeUndefined();
+
+    const w3 = d.openWriter(meta)!;
+    await w3.write(bytesOf(3000).subarray(0, 2000));
+    await w3.write(bytesOf(3000).subarray(2000));
+    expect(await w3.commit()).toBe(true);
+    expect(await bodyOf(await d.get("b/s"))).toEqual(bytesOf(3000));
+    expect(readdirSync(join(d.dir, "tmp"))).toEqual([]);
+  });
+
+  test("a write of a key purged after it began is dropped; a write of another key is not", async () => {
+    const d = await open(freshDir());
+    const meta = (key: string) => ({ key, headers: { "content-length": "10" }, storedAt: NOW, expiresAt: NOW + 60_000, size: 10 });
+    const a = d.openWriter(meta("b/a"))!;
+    const other = d.openWriter(meta("c/x"))!;
+    await a.write(bytesOf(10));
+    await other.write(bytesOf(10));
+    await d.purgePrefix("b/");
+    expect(await a.commit()).toBe(false);
+    expect(await other.commit()).toBe(true);
+    expect(d.keys()).toEqual(["c/x"]);
+  });
+
+  test("an aborted write leaves nothing; close() abandons the writes in progress", async () => {
+    const d = await open(freshDir());
+    const w = d.openWriter({ key: "b/a", headers: { "content-length": "10" }, storedAt: NOW, expiresAt: NOW, size: 10 })!;
+    await w.write(bytesOf(5));
+    w.abort();
+    const w2 = d.openWriter({ key: "b/b", headers: { "content-length": "10" }, storedAt: NOW, expiresAt: NOW, size: 10 })!;
+    await w2.write(bytesOf(5));
+    await d.close();
+    await waitFor(() => readdirSync(join(d.dir, "tmp")).length === 0, { message: "the temporary files to be deleted" });
+    expect(files(d.dir)).toHaveLength(0);
+  });
+
+  test("a process killed in the middle of a fill leaves no object; its temporary file is removed at the next start", async () => {
+    const dir = freshDir();
+    const script = join(root, "crash-writer.ts");
+    writeFileSync(
+      script,
+      `import { DiskLayer } from ${JSON.stringify(join(import.meta.dir, "../../src/cache/disk.ts"))};
+const d = new DiskLayer({ dir: ${JSON.stringify(dir)}, maxBytes: 1 << 30, maxItemBytes: 1 << 30 });
+await d.ready;
+const w = d.openWriter({ key: "b/big", headers: { "content-length": String(8 << 20) }, storedAt: 1, expiresAt: 2, size: 8 << 20 });
+await w.write(new Uint8Array(4 << 20).fill(1));
+console.log("half written");
+await new Promise(() => {});
+`,
+    );
+    const child = Bun.spawn([process.execPath, script], { stdout: "pipe", stderr: "inherit" });
+    const reader = child.stdout.getReader();
+    let out = "";
+    while (!out.includes("half written")) {
+      const r = await reader.read();
+      if (r.done) break;
+      out += new TextDecoder().decode(r.value);
+    }
+    expect(out).toContain("half written");
+    expect(readdirSync(join(dir, "tmp"))).toHaveLength(1);
+    child.kill("SIGKILL");
+    await child.exited;
+    const d = await open(dir);
+    expect(await d.get("b/big")).toBeUndefined();
+    expect(d.stats().items).toBe(0);
+    expect(readdirSync(join(dir, "tmp"))).toEqual([]);
+    expect(files(dir)).toHaveLength(0);
+  });
+
+  test("a live writer's temporary file is left alone by another process starting on the folder", async () => {
+    const dir = freshDir();
+    const d = await open(dir);
+    const w = d.openWriter({ key: "b/a", headers: { "content-length": "10" }, storedAt: NOW, expiresAt: NOW + 60_000, size: 10 })!;
+    await w.write(bytesOf(4));
+    await open(dir); // scans: this process is alive, its temporary file stays
+    await w.write(bytesOf(6));
+    expect(await w.commit()).toBe(true);
+  });
+});
+
+describe("revalidation", () => {
+  test("same body, same headers: only the times are rewritten, in place", async () => {
+    const d = await open(freshDir());
+    await d.put(obj("b/k", 5000));
+    const f = files(d.dir)[0]!;
+    const before = statSync(f).ino;
+    const found = (await d.get("b/k"))!;
+    await d.put({ ...found, storedAt: NOW + 100_000, expiresAt: NOW + 200_000, source: undefined });
+    expect(files(d.dir)).toEqual([f]);
+    expect(statSync(f).ino).toBe(before);
+    const after = (await d.get("b/k"))!;
+    expect(after).toMatchObject({ storedAt: NOW + 100_000, expiresAt: NOW + 200_000 });
+    const d2 = await open(d.dir); // persisted, not only in the index
+    expect((await d2.get("b/k"))!.expiresAt).toBe(NOW + 200_000);
+  });
+
+  test("same body, new headers: a new version copied from the old file", async () => {
+    const d = await open(freshDir());
+    await d.put(obj("b/k", 5000));
+    const found = (await d.get("b/k"))!;
+    await d.put({ ...found, headers: { ...found.headers, "cache-control": "max-age=5" }, storedAt: NOW + 1, source: undefined });
+    const again = (await d.get("b/k"))!;
+    expect(again.headers["cache-control"]).toBe("max-age=5");
+    expect(await bodyOf(again)).toEqual(bytesOf(5000));
+    expect(files(d.dir)).toHaveLength(1);
+  });
+});
+
+describe("purge", () => {
+  test("by key, by bucket prefix, everything: index and files", async () => {
+    const d = await open(freshDir());
+    for (const k of ["a/1", "a/2", "b/1", "b/dir/2"]) await d.put(obj(k, 100));
+    expect(await d.delete("a/1")).toBe(true);
+    expect(await d.delete("a/1")).toBe(false);
+    expect(await d.purgePrefix("b/")).toBe(2);
+    expect(d.keys()).toEqual(["a/2"]);
+    expect(files(d.dir)).toHaveLength(1);
+    expect(await d.purgePrefix("")).toBe(1);
+    expect(files(d.dir)).toHaveLength(0);
+    expect(d.stats()).toMatchObject({ items: 0, bytes: 0 });
+  });
+
+  test("a purge is durable: a restart does not bring the object back", async () => {
+    const dir = freshDir();
+    const d = await open(dir);
+    await d.put(obj("b/k", 100));
+    await d.purgePrefix("b/");
+    expect((await open(dir)).stats().items).toBe(0);
+  });
+});
+
+test("an unusable folder is a clear error naming the key and the path", () => {
+  const file = join(root, "a-file");
+  writeFileSync(file, "x");
+  expect(() => new DiskLayer({ dir: join(file, "sub"), maxBytes: 1 << 20, maxItemBytes: 1 << 10 })).toThrow(`cache.disk.path: cannot use ${join(file, "sub")}: ENOTDIR`);
+});

@@ -1,0 +1,255 @@
+/**
+ * The Redis layer against a real redis-server (Debian's, started on a free port by the test):
+ * storage format and TTL, promotion between replicas, purges published to every replica, and
+ * failure that is not an outage (killed, frozen, restarted: requests go on, the layer comes back).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { RedisClient } from "bun";
+import { Cache } from "../../src/cache/cache.ts";
+import { MemoryLayer } from "../../src/cache/memory.ts";
+import { RedisLayer } from "../../src/cache/redis.ts";
+import { serveWithCache } from "../../src/cache/serve.ts";
+import { startRedis, type RedisServer } from "../fixtures/services.ts";
+import { waitFor } from "../helpers/wait.ts";
+import { bytesOf, instantUpstream, object } from "./helpers.ts";
+import { tcpRelay } from "./relay.ts";
+
+let redis: RedisServer;
+let raw: RedisClient;
+const layers: RedisLayer[] = [];
+
+beforeAll(async () => {
+  redis = await startRedis();
+  raw = new RedisClient(redis.url);
+  await raw.connect();
+});
+afterAll(async () => {
+  for (const l of layers) l.close();
+  raw?.close();
+  await redis?.stop();
+});
+
+function captureLog() {
+  const lines: { level: string; msg: string; fields?: Record<string, unknown> }[] = [];
+  return {
+    lines,
+    info: (msg: string, fields?: Record<string, unknown>) => void lines.push({ level: "info", msg, fields }),
+    warn: (msg: string, fields?: Record<string, unknown>) => void lines.push({ level: "warn", msg, fields }),
+  };
+}
+
+let prefixes = 0;
+async function layer(opts: { url?: string; prefix?: string; maxItemBytes?: number; log?: ReturnType<typeof captureLog>; timeoutMs?: number } = {}): Promise<RedisLayer> {
+  const l = new RedisLayer({
+    url: opts.url ?? redis.url,
+    keyPrefix: opts.prefix ?? `t${++prefixes}:`,
+    maxItemBytes: opts.maxItemBytes ?? 1 << 20,
+    connectTimeoutMs: opts.timeoutMs ?? 300,
+    operationTimeoutMs: opts.timeoutMs ?? 300,
+    log: opts.log,
+    minBackoffMs: 20,
+    maxBackoffMs: 200,
+  });
+  layers.push(l);
+  await waitFor(() => l.health().up, { message: "the redis layer to come up" });
+  return l;
+}
+
+const fresh = (key: string, size: number, ttl = 60) => object(key, size, { etag: '"r"', "content-type": "text/plain" }, Date.now(), ttl);
+
+describe("storage", () => {
+  test("body and metadata under one key, with a Redis TTL equal to the remaining freshness", async () => {
+    const l = await layer({ prefix: "fmt:" });
+    await l.put(fresh("b/k", 5000, 30));
+    const got = await l.get("b/k");
+    expect(got).toMatchObject({ key: "b/k", size: 5000, source: "redis", headers: { etag: '"r"', "content-type": "text/plain", "content-length": "5000" } });
+    expect(new Uint8Array(await got!.body.arrayBuffer())).toEqual(bytesOf(5000));
+    expect(await raw.exists("fmt:obj:b/k")).toBe(true);
+    const pttl = Number(await raw.send("PTTL", ["fmt:obj:b/k"]));
+    expect(pttl).toBeGreaterThan(28_000);
+    expect(pttl).toBeLessThanOrEqual(30_000);
+    expect(await l.get("b/missing")).toBeUndefined();
+  });
+
+  test("expired or oversized objects are not stored", async () => {
+    const l = await layer({ prefix: "skip:", maxItemBytes: 1000 });
+    await l.put(fresh("b/stale", 10, 0));
+    await l.put(fresh("b/big", 1001));
+    expect(await raw.exists("skip:obj:b/stale")).toBe(false);
+    expect(await raw.exists("skip:obj:b/big")).toBe(false);
+    expect(l.accepts(1000)).toBe(true);
+    expect(l.accepts(1001)).toBe(false);
+  });
+
+  test("a corrupt value, or one written for another key, is a miss and is deleted", async () => {
+    const l = await layer({ prefix: "bad:" });
+    await raw.set("bad:obj:b/junk", "not an entry");
+    expect(await l.get("b/junk")).toBeUndefined();
+    await l.put(fresh("b/a", 10));
+    await raw.send("COPY", ["bad:obj:b/a", "bad:obj:b/other"]);
+    expect(await l.get("b/other")).toBeUndefined();
+    await waitFor(async () => !(await raw.exists("bad:obj:b/junk")) && !(await raw.exists("bad:obj:b/other")));
+    expect(l.errors()).toBeGreaterThanOrEqual(2);
+  });
+});
+
+describe("replicas", () => {
+  test("a fill through one replica is a Redis HIT on another, then promoted to its memory", async () => {
+    const prefix = "rep1:";
+    const a = new Cache([new MemoryLayer(1 << 20, 1 << 20), await layer({ prefix })]);
+    const bMemory = new MemoryLayer(1 << 20, 1 << 20);
+    const b = new Cache([bMemory, await layer({ prefix })]);
+    const up = instantUpstream(() => new Response(bytesOf(3000), { headers: { etag: '"x"', "content-length": "3000" } }));
+    const args = { bucket: "b", key: "k", method: "GET" as const, reqHeaders: new Headers(), policy: { defaultTtlSeconds: 60, maxItemBytes: 1 << 20 }, upstream: up.fn };
+    expect((await serveWithCache({ ...args, cache: a })).cacheStatus).toBe("MISS");
+    await waitFor(() => raw.exists(prefix + "obj:b/k"), { message: "the fill to reach Redis" });
+    const onB = await serveWithCache({ ...args, cache: b });
+    expect(onB.cacheStatus).toBe("HIT");
+    expect(onB.response.headers.get("x-cache-layer")).toBe("redis");
+    expect(new Uint8Array(await onB.response.arrayBuffer())).toEqual(bytesOf(3000));
+    await waitFor(() => bMemory.peek("b/k"), { message: "the promotion to B's memory" });
+    expect((await serveWithCache({ ...args, cache: b })).response.headers.get("x-cache-layer")).toBe("memory");
+    expect(up.calls).toHaveLength(1);
+    expect(b.stats().layers.redis).toMatchObject({ hits: 1, health: { up: true, state: "up" } });
+  });
+
+  test("a purge on one replica (object, bucket, all) deletes from Redis and reaches every other replica's memory within 1 s", async () => {
+    const prefix = "rep2:";
+    const memories = [0, 1, 2].map(() => new MemoryLayer(1 << 20, 1 << 20));
+    const caches = await Promise.all(memories.map(async (m) => new Cache([m, await layer({ prefix })])));
+    const seed = () => {
+      for (const c of caches) for (const k of ["a/1", "a/2", "b/1"]) c.put(fresh(k, 10));
+    };
+    seed();
+    await waitFor(async () => (await raw.keys(prefix + "obj:*")).length === 3);
+
+    const within1s = (cond: () => boolean, what: string) => waitFor(cond, { timeoutMs: 1000, intervalMs: 2, message: what });
+    expect(await caches[0]!.purgeObject("a", "1")).toBe(1);
+    await within1s(() => memories.every((m) => m.peek("a/1") === undefined), "a/1 to leave every replica");
+    expect(await raw.exists(prefix + "obj:a/1")).toBe(false);
+    expect(memories[1]!.peek("a/2")).toBeDefined();
+
+    await caches[1]!.purgeBucket("a");
+    await within1s(() => memories.every((m) => m.peek("a/2") === undefined && m.peek("b/1") !== undefined), "bucket a to leave every replica");
+    expect((await raw.keys(prefix + "obj:*")).sort()).toEqual([prefix + "obj:b/1"]);
+
+    await caches[2]!.purgeAll();
+    await within1s(() => memories.every((m) => m.stats().items === 0), "everything to leave every replica");
+    expect(await raw.keys(prefix + "obj:*")).toEqual([]);
+  });
+
+  test("a bucket name with glob characters purges only its own keys", async () => {
+    const l = await layer({ prefix: "glob:" });
+    await l.put(fresh("a*/1", 10));
+    await l.put(fresh("ab/1", 10));
+    expect(await l.purgePrefix("a*/")).toBe(1);
+    expect(await raw.keys("glob:obj:*")).toEqual(["glob:obj:ab/1"]);
+  });
+});
+
+describe("failure is not an outage", () => {
+  test("Redis killed: requests are served from upstream with no error, the layer is skipped at once, logged once; Redis back: it resumes by itself", async () => {
+    await using own = await startRedis();
+    const log = captureLog();
+    const rl = await layer({ url: own.url, prefix: "kill:", log });
+    const memory = new MemoryLayer(1 << 20, 1 << 20);
+    const cache = new Cache([memory, rl]);
+    const up = instantUpstream(() => new Response("hello", { headers: { "content-length": "5" } }));
+    const get = (key: string) => serveWithCache({ cache, bucket: "b", key, method: "GET", reqHeaders: new Headers(), policy: { defaultTtlSeconds: 60, maxItemBytes: 1 << 20 }, upstream: up.fn });
+    expect(log.lines.filter((l) => l.msg === "redis cache layer up")).toHaveLength(1);
+
+    await own.kill();
+    await waitFor(() => !rl.health().up, { message: "the layer to notice Redis is gone" });
+    for (let i = 0; i < 50; i++) {
+      const started = performance.now();
+      const r = await get(`k${i}`);
+      expect(r.response.status).toBe(200);
+      expect(await r.response.text()).toBe("hello");
+      expect(performance.now() - started).toBeLessThan(100); // skipped, not waited for
+    }
+    expect(rl.health()).toMatchObject({ up: false });
+    expect(log.lines.filter((l) => l.level === "warn")).toHaveLength(1); // once per state change, not per request
+    expect(JSON.stringify(log.lines)).not.toContain("password");
+
+    await own.start();
+    await waitFor(() => rl.health().up, { timeoutMs: 5000, message: "the layer to come back without a restart" });
+    expect(log.lines.filter((l) => l.msg === "redis cache layer up")).toHaveLength(2);
+    memory.purgePrefix("");
+    await get("again");
+    const check = new RedisClient(own.url);
+    await check.connect();
+    await waitFor(() => check.exists("kill:obj:b/again"), { message: "fills to reach Redis again" });
+    check.close();
+  });
+
+  test("Redis frozen (SIGSTOP): a lookup gives up after operation_timeout_ms, later ones skip the layer at once; thawed: it resumes", async () => {
+    await using own = await startRedis();
+    const rl = await layer({ url: own.url, prefix: "frozen:", timeoutMs: 200 });
+    const info = new RedisClient(own.url);
+    await info.connect();
+    const pid = Number(/process_id:(\d+)/.exec(await info.send("INFO", ["server"]))![1]);
+    info.close();
+    process.kill(pid, "SIGSTOP");
+    try {
+      let started = performance.now();
+      expect(await rl.get("b/k")).toBeUndefined();
+      const first = performance.now() - started;
+      expect(first).toBeGreaterThanOrEqual(150);
+      expect(first).toBeLessThan(1000);
+      started = performance.now();
+      expect(await rl.get("b/k")).toBeUndefined();
+      expect(performance.now() - started).toBeLessThan(20);
+      expect(rl.health()).toMatchObject({ up: false, state: expect.stringMatching(/down|connecting/) });
+      expect(rl.errors()).toBeGreaterThanOrEqual(1);
+    } finally {
+      process.kill(pid, "SIGCONT");
+    }
+    await waitFor(() => rl.health().up, { timeoutMs: 5000, message: "the layer to resume once Redis answers" });
+  });
+
+  test("a purge made while Redis is unreachable is replayed and published when it is back", async () => {
+    const prefix = "queued:";
+    const relay = await tcpRelay(redis.port);
+    try {
+      const aMemory = new MemoryLayer(1 << 20, 1 << 20);
+      const bMemory = new MemoryLayer(1 << 20, 1 << 20);
+      const aRedis = await layer({ url: `redis://127.0.0.1:${relay.port}`, prefix });
+      const a = new Cache([aMemory, aRedis]);
+      const b = new Cache([bMemory, await layer({ prefix })]);
+      for (const c of [a, b]) c.put(fresh("b/1", 10));
+      await waitFor(() => raw.exists(prefix + "obj:b/1"));
+
+      relay.cut(); // A loses Redis; B keeps it
+      await waitFor(() => !aRedis.health().up);
+      await a.purgeObject("b", "1");
+      expect(aMemory.peek("b/1")).toBeUndefined();
+      expect(bMemory.peek("b/1")).toBeDefined(); // not reachable yet
+      relay.restore();
+      await waitFor(() => bMemory.peek("b/1") === undefined, { timeoutMs: 5000, message: "the queued purge to reach B" });
+      expect(await raw.exists(prefix + "obj:b/1")).toBe(false);
+    } finally {
+      relay.close();
+    }
+  });
+
+  test("a replica cut off while others purge catches up from the invalidation stream when it reconnects", async () => {
+    const prefix = "catchup:";
+    const relay = await tcpRelay(redis.port);
+    try {
+      const bMemory = new MemoryLayer(1 << 20, 1 << 20);
+      const bRedis = await layer({ url: `redis://127.0.0.1:${relay.port}`, prefix });
+      const b = new Cache([bMemory, bRedis]);
+      const a = new Cache([new MemoryLayer(1 << 20, 1 << 20), await layer({ prefix })]);
+      for (const k of ["x/1", "y/1"]) b.put(fresh(k, 10));
+      relay.cut();
+      await waitFor(() => !bRedis.health().up);
+      await a.purgeBucket("x"); // published while B is away
+      relay.restore();
+      await waitFor(() => bRedis.health().up, { timeoutMs: 5000 });
+      expect(bMemory.peek("x/1")).toBeUndefined();
+      expect(bMemory.peek("y/1")).toBeDefined();
+    } finally {
+      relay.close();
+    }
+  });
+});

@@ -1,0 +1,110 @@
+/**
+ * A TCP relay in front of a local port that a test can cut and restore: the way to take Redis
+ * away from ONE replica while the others keep it.
+ *
+ *   const relay = await tcpRelay(redis.port);   // connect to 127.0.0.1:relay.port instead
+ *   relay.cut();      // every relayed connection is closed; new ones are closed on accept
+ *   relay.restore();  // connections are relayed again
+ *   relay.close();
+ */
+import type { Socket } from "bun";
+
+interface Side {
+  peer: Socket<Side> | undefined;
+  /** Bytes not yet accepted by this socket (written on drain). */
+  out: Uint8Array[];
+  /** Bytes for the peer before it exists. */
+  early: Uint8Array[];
+}
+
+function send(s: Socket<Side>, data: Uint8Array): void {
+  if (s.data.out.length > 0) {
+    s.data.out.push(data);
+    return;
+  }
+  const n = s.write(data);
+  if (n < data.byteLength) s.data.out.push(data.subarray(Math.max(n, 0)));
+}
+
+function flush(s: Socket<Side>): void {
+  while (s.data.out.length > 0) {
+    const chunk = s.data.out[0]!;
+    const n = s.write(chunk);
+    if (n < chunk.byteLength) {
+      s.data.out[0] = chunk.subarray(Math.max(n, 0));
+      return;
+    }
+    s.data.out.shift();
+  }
+}
+
+export async function tcpRelay(targetPort: number) {
+  let isCut = false;
+  const open = new Set<Socket<Side>>();
+  const server = Bun.listen<Side>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      open(client) {
+        client.data = { peer: undefined, out: [], early: [] };
+        if (isCut) {
+          client.end();
+          return;
+        }
+        open.add(client);
+        Bun.connect<Side>({
+          hostname: "127.0.0.1",
+          port: targetPort,
+          socket: {
+            open(up) {
+              up.data = { peer: client, out: [], early: [] };
+              client.data.peer = up;
+              open.add(up);
+              for (const d of client.data.early) send(up, d);
+              client.data.early = [];
+            },
+            data(up, d) {
+              send(client, new Uint8Array(d));
+            },
+            drain: flush,
+            close(up) {
+              open.delete(up);
+              client.end();
+            },
+            error(up) {
+              up.end();
+            },
+          },
+        }).catch(() => client.end());
+      },
+      data(client, d) {
+        const bytes = new Uint8Array(d);
+        if (client.data.peer) send(client.data.peer, bytes);
+        else client.data.early.push(bytes);
+      },
+      drain: flush,
+      close(client) {
+        open.delete(client);
+        client.data.peer?.end();
+      },
+      error(client) {
+        client.end();
+      },
+    },
+  });
+  return {
+    port: server.port,
+    cut() {
+      isCut = true;
+      for (const s of [...open]) s.end();
+    },
+    restore() {
+      isCut = false;
+    },
+    close() {
+      isCut = true;
+      for (const s of [...open]) s.end();
+      server.stop(true);
+    },
+  };
+}
