@@ -5,13 +5,14 @@
  * reload(): read → validate fully → build a new Runtime → swap. Anything failing on the way
  * changes nothing: the old runtime keeps serving, the error is logged and counted.
  */
-import { applyCacheConfig, createCache, type Cache } from "./cache/index.ts";
+import { applyCacheConfig, cacheRestartKey, createCache, registerCacheMetrics, type Cache } from "./cache/index.ts";
 import { ConfigError, loadConfig, type Config } from "./config/load.ts";
 import { ConcurrencyLimiter } from "./limits/index.ts";
 import { createLogger, type Logger } from "./observe/log.ts";
 import { Metrics } from "./observe/metrics.ts";
 import { buildRuntime, type Runtime, type RuntimeDeps } from "./runtime.ts";
 import { VERSION } from "./version.ts";
+import { workerIndex } from "./workers.ts";
 
 /**
  * What a request's phases may use besides their RequestContext: the current generation and the
@@ -73,7 +74,9 @@ export class App implements Services {
   static async create(config: Config, opts: AppOptions = {}): Promise<App> {
     const log = opts.log ?? createLogger({ level: config.logging.level, format: config.logging.format });
     const metrics = new Metrics({ version: VERSION, buckets: config.buckets.map((b) => b.name) });
-    const cache = createCache(config.cache);
+    // Throws (could not start) when a disk layer's folder cannot be used.
+    const cache = createCache(config.cache, { baseDir: config.baseDir, log, share: opts.share, worker: workerIndex() });
+    registerCacheMetrics(metrics.registry, cache);
     metrics.setCacheCollector(() => {
       const st = cache.stats();
       const hits: Record<string, number> = {};
@@ -118,6 +121,8 @@ export class App implements Services {
     } catch (err) {
       return fail(err instanceof ConfigError ? err.message : "cannot load config");
     }
+    if (cacheRestartKey(config.cache) !== cacheRestartKey(old.config.cache))
+      return fail("the cache's disk and redis layers (cache.enabled with them, cache_layers, disk.path, disk.fsync, the redis connection) cannot change on reload: restart the process");
     if (restartOnly(config) !== restartOnly(old.config))
       return fail("server.address, server.port, server.workers, server.engine, server.https, the metrics listener and the S3 API listener (s3_api enabled/address/port) cannot change on reload: restart the process");
     let next: Runtime;
@@ -141,6 +146,7 @@ export class App implements Services {
 
   close(): void {
     this.runtime.close();
+    void this.cache.close();
     this.log.flush();
   }
 }

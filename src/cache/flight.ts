@@ -57,6 +57,8 @@ export interface FlightOutcome {
   shared: Shared;
   /** Leader only, with `bypass`: upstream's 200, its body still streaming. */
   stream?: Response | undefined;
+  /** Leader only: `stream` is also being written to a streaming layer (disk): a miss that fills. */
+  filling?: boolean;
 }
 
 /** Error bodies bigger than this are not buffered for replay (S3's are a few hundred bytes). */
@@ -119,7 +121,7 @@ export async function runFlight(
       // no longer applies, a stalled read does.
       clearTimeout(timer);
       const body = out.writer ? teeToWriter(stream.body, out.writer, out.size ?? -1, policy.stallTimeoutMs, stalled) : watchStalls(stream.body, policy.stallTimeoutMs, stalled);
-      return { shared: out.shared, stream: new Response(body, { status: stream.status, headers: stream.headers }) };
+      return { shared: out.shared, stream: new Response(body, { status: stream.status, headers: stream.headers }), filling: out.writer !== undefined };
     }
     return { shared: out.shared, stream };
   } finally {

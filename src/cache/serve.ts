@@ -8,7 +8,8 @@
  * no entry, no Range         → fill, coalesced: 200 ≤ max item → buffered, stored, MISS
  *                              (no-store/private: served, not stored, still MISS)
  * no entry, Range            → joins a fill already in flight, else BYPASS: the range goes upstream, nothing stored
- * object > max item size     → BYPASS: the leader streams upstream's body; the others go upstream themselves
+ * object > buffer limit      → MISS when a streaming layer (disk) takes it: the leader's body is written to
+ *                              disk as it streams; else BYPASS. Either way the others go upstream themselves
  * upstream error / non-200   → replayed to every waiter (passthrough), never stored; a thrown error reaches every waiter
  */
 import { evaluateConditions } from "../http/conditional.ts";
@@ -146,7 +147,10 @@ async function finish(args: ServeArgs, outcome: FlightOutcome, calls: number, ra
     void stream?.body?.cancel();
     return goUpstream(args, calls);
   }
-  counters.bypassed++;
+  // A streaming fill is a miss that fills the cache; otherwise the object just passed through.
+  const status: CacheStatus = outcome.filling === true ? "MISS" : "BYPASS";
+  if (outcome.filling === true) counters.misses++;
+  else counters.bypassed++;
   const v = { etag: stream.headers.get("etag") ?? undefined, lastModified: stream.headers.get("last-modified") ?? undefined };
   const cond = stream.status === 200 ? evaluateConditions(args.reqHeaders, v, args.method) : "proceed";
   if (cond !== "proceed" || args.method === "HEAD") void stream.body?.cancel();
@@ -154,10 +158,10 @@ async function finish(args: ServeArgs, outcome: FlightOutcome, calls: number, ra
   if (cond === "not-modified") {
     const h: Record<string, string> = {};
     stream.headers.forEach((value, name) => (h[name.toLowerCase()] = value));
-    return { response: notModified(h, 0, "BYPASS"), cacheStatus: "BYPASS", upstreamCalls: calls, passthrough: false };
+    return { response: notModified(h, 0, status), cacheStatus: status, upstreamCalls: calls, passthrough: false };
   }
   const response = args.method === "HEAD" ? new Response(null, { status: stream.status, headers: stream.headers }) : stream;
-  return { response, cacheStatus: "BYPASS", upstreamCalls: calls, passthrough: true };
+  return { response, cacheStatus: status, upstreamCalls: calls, passthrough: true };
 }
 
 /** Sends the request upstream with the client's range/conditional headers; nothing is stored. */

@@ -60,7 +60,7 @@ describe("streaming fill", () => {
   test("the first client gets the whole body while it is written to disk; the next request is a disk HIT with Content-Length", async () => {
     const up = instantUpstream(() => new Response(body(BIG), { headers: headers(BIG) }));
     const first = await serve(up.fn);
-    expect(first).toMatchObject({ cacheStatus: "BYPASS", passthrough: true });
+    expect(first).toMatchObject({ cacheStatus: "MISS", passthrough: true });
     expect(new Uint8Array(await first.response.arrayBuffer())).toEqual(bytesOf(BIG));
     await committed();
 
@@ -76,6 +76,18 @@ describe("streaming fill", () => {
     expect(memory.stats().items).toBe(0); // too big for memory: not promoted
     expect(cache.stats().layers.disk).toMatchObject({ items: 1, hits: 1 });
     expect(cache.stats().layers.memory!.hits).toBe(0);
+  });
+
+  test("over Bun.serve, a disk hit of an application/* object carries no invented file name", async () => {
+    const up = instantUpstream(() => new Response(body(BIG), { headers: headers(BIG) }));
+    await (await serve(up.fn)).response.arrayBuffer();
+    await committed();
+    await using server = Bun.serve({ port: 0, fetch: async () => (await serve(up.fn)).response });
+    const r = await fetch(server.url);
+    expect(r.headers.get("content-type")).toBe("application/zip");
+    expect(r.headers.get("content-disposition")).toBe("inline");
+    expect(r.headers.get("content-length")).toBe(String(BIG));
+    expect(new Uint8Array(await r.arrayBuffer())).toEqual(bytesOf(BIG));
   });
 
   test("Range on a disk hit: 206 of the file's bytes with an exact Content-Length", async () => {
