@@ -32,7 +32,7 @@ const WARM = GATE ? 2 : Number(process.env.BENCH_WARMUP ?? 3);
 const CONNS = 64;
 const STREAM_CONNS = 4;
 
-const SMALL = ["nginx_static", "nginx_proxy_pass", "nginx_proxy_cache", "yata_anon", "yata_signed", "yata_jwt_signed", "yata_cached"] as const;
+const SMALL = ["nginx_static", "nginx_proxy_pass", "nginx_proxy_cache", "yata_anon", "yata_signed", "yata_jwt_signed", "yata_cached", "yata_s3_get"] as const;
 const STREAM = ["nginx_static_100m", "yata_stream_100m"] as const;
 
 export interface Row extends LoadResult {
@@ -69,6 +69,8 @@ export interface Ratios {
   jwt_signed_vs_proxy_pass: number;
   cached_vs_proxy_cache: number;
   streaming_vs_nginx_static: number;
+  /** S3-front GetObject req/s over the plain front's signed GET, same object, same run (cost ≤ 1.10 ⇔ ratio ≥ 0.91). */
+  s3_get_vs_signed: number;
 }
 
 function ratios(rows: Row[]): Ratios {
@@ -78,10 +80,11 @@ function ratios(rows: Row[]): Ratios {
     jwt_signed_vs_proxy_pass: g("yata_jwt_signed").rps / g("nginx_proxy_pass").rps,
     cached_vs_proxy_cache: g("yata_cached").rps / g("nginx_proxy_cache").rps,
     streaming_vs_nginx_static: g("yata_stream_100m").bytesPerSec / g("nginx_static_100m").bytesPerSec,
+    s3_get_vs_signed: g("yata_s3_get").rps / g("yata_signed").rps,
   };
 }
 
-const TARGETS: Ratios = { signed_vs_proxy_pass: 1.2, jwt_signed_vs_proxy_pass: 1.0, cached_vs_proxy_cache: 1.3, streaming_vs_nginx_static: 0.9 };
+const TARGETS: Ratios = { signed_vs_proxy_pass: 1.2, jwt_signed_vs_proxy_pass: 1.0, cached_vs_proxy_cache: 1.3, streaming_vs_nginx_static: 0.9, s3_get_vs_signed: 0.91 };
 const RSS_TARGET_MIB = 150;
 
 interface Config1 {
@@ -141,6 +144,7 @@ async function runConfig(fx: ReturnType<typeof makeFixture>, origin: Awaited<Ret
           signed_vs_proxy_pass: ac[4].rps / ac[1].rps,
           jwt_signed_vs_proxy_pass: ac[5].rps / ac[1].rps,
           cached_vs_proxy_cache: ac[6].rps / ac[2].rps,
+          s3_get_vs_signed: ac[7].rps / ac[4].rps,
         }
       : undefined;
     const after = s.proxy.rss() / MIB;
@@ -311,7 +315,7 @@ function renderMarkdown(o: { date: string; machine: Record<string, unknown>; con
     parts.push(
       "## Where the time goes (1 worker)",
       "",
-      `- CPU per request: nginx proxy_pass ${us("nginx_proxy_pass")} µs, Yatagarasu anonymous ${us("yata_anon")} µs, SigV4 ${us("yata_signed")} µs, JWT + SigV4 ${us("yata_jwt_signed")} µs; nginx proxy_cache ${us("nginx_proxy_cache")} µs, Yatagarasu cache hit ${us("yata_cached")} µs.`,
+      `- CPU per request: nginx proxy_pass ${us("nginx_proxy_pass")} µs, Yatagarasu anonymous ${us("yata_anon")} µs, SigV4 ${us("yata_signed")} µs, JWT + SigV4 ${us("yata_jwt_signed")} µs; nginx proxy_cache ${us("nginx_proxy_cache")} µs, Yatagarasu cache hit ${us("yata_cached")} µs; S3-front GetObject ${us("yata_s3_get")} µs (the same object as SigV4).`,
       `- Yatagarasu uses ${g("yata_signed")?.serverCpuPct?.toFixed(0)} % of a core on the SigV4 scenario (Bun runs some I/O on helper threads, so one worker can exceed 100 %); its per-request CPU, not the load generator, bounds the proxied scenarios. See "Runtime ceiling" below for what Bun itself reaches.`,
       "",
     );

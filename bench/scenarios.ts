@@ -2,10 +2,11 @@
  * The side-by-side setup: one nginx origin (the "S3" stand-in: nginx ignores Authorization, serves
  * /bucket/key with ETag, Last-Modified, Content-Length, Range), one nginx peer with N workers
  * (static / proxy_pass keepalive / proxy_cache), and Yatagarasu with N workers (anonymous, SigV4,
- * HS256 JWT + SigV4, cached buckets).
+ * HS256 JWT + SigV4, cached buckets; and the S3 front's verified GetObject on its own port).
  */
 import { createHmac } from "node:crypto";
-import { type Fixture, type Nginx, type Proxy, startNginx, startProxy, waitHttp } from "./lib.ts";
+import { S3Signer } from "../src/s3/sigv4.ts";
+import { type Fixture, freePort, type Nginx, type Proxy, startNginx, startProxy, waitHttp } from "./lib.ts";
 
 export const JWT_SECRET = "bench-secret-0123456789abcdef0123456789";
 
@@ -16,6 +17,19 @@ export function hs256(claims: Record<string, unknown>, secret = JWT_SECRET): str
   const h = b64url(JSON.stringify({ alg: "HS256", typ: "JWT" }));
   const p = b64url(JSON.stringify(claims));
   return `${h}.${p}.${createHmac("sha256", secret).update(`${h}.${p}`).digest("base64url")}`;
+}
+
+/** The S3 front's credential in the bench config (the client side of scenario 9). */
+export const S3_CLIENT = { accessKeyId: "AKIDBENCHS3CLIENT", secretAccessKey: "bench-s3-client-secret-0123456789" };
+
+/**
+ * The headers an SDK sends for GetObject (Authorization, x-amz-date, x-amz-content-sha256), signed
+ * once: wrk replays them, which S3 (and the front) accept within the clock skew allowed. The bench
+ * config allows an hour (max_clock_skew_seconds), longer than any run.
+ */
+export function s3GetHeaders(port: number, path: string): Record<string, string> {
+  const signer = new S3Signer(S3_CLIENT, "us-east-1");
+  return signer.sign({ method: "GET", host: `127.0.0.1:${port}`, path });
 }
 
 export const TOKEN = hs256({ sub: "bench-user", iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 86_400 });
@@ -66,7 +80,7 @@ export async function startPeer(fx: Fixture, workers: number, originPort: number
   );
 }
 
-export function proxyYaml(workers: number, originPort: number, level: "warn" | "info" = "warn"): string {
+export function proxyYaml(workers: number, originPort: number, level: "warn" | "info" = "warn", s3Port = 0): string {
   const ep = `http://127.0.0.1:${originPort}`;
   const creds = `access_key: "AKIDBENCH", secret_key: "bench-secret-key"`;
   return `server:
@@ -98,12 +112,19 @@ buckets:
     path_prefix: /cached
     s3: { bucket: bucket, endpoint: "${ep}", ${creds} }
     cache: { enabled: true }
+s3_api:
+  address: 127.0.0.1
+  port: ${s3Port}
+  max_clock_skew_seconds: 3600
+  credentials:
+    - { access_key_id: "${S3_CLIENT.accessKeyId}", secret_access_key: "${S3_CLIENT.secretAccessKey}", identity: bench, buckets: { signed: [read] } }
 `;
 }
 
 export async function startSetup(fx: Fixture, origin: Nginx, workers: number, level: "warn" | "info" = "warn"): Promise<Setup> {
   const peer = await startPeer(fx, workers, origin.ports.s3);
-  const proxy = await startProxy(fx, `w${workers}-${level}`, proxyYaml(workers, origin.ports.s3, level));
+  const s3Port = await freePort();
+  const proxy = await startProxy(fx, `w${workers}-${level}`, proxyYaml(workers, origin.ports.s3, level, s3Port));
   const P = (port: number, path: string) => `http://127.0.0.1:${port}${path}`;
   const auth = { authorization: `Bearer ${TOKEN}` };
   const targets: Setup["targets"] = {
@@ -114,6 +135,8 @@ export async function startSetup(fx: Fixture, origin: Nginx, workers: number, le
     yata_signed: { url: P(proxy.port, "/signed/1k.bin"), label: "5 Yatagarasu SigV4" },
     yata_jwt_signed: { url: P(proxy.port, "/jwt/1k.bin"), headers: auth, label: "6 Yatagarasu JWT HS256 + SigV4" },
     yata_cached: { url: P(proxy.port, "/cached/1k.bin"), label: "7 Yatagarasu cache hit" },
+    // the same object as yata_signed, through the S3 front: SigV4 verified, grant checked, re-signed
+    yata_s3_get: { url: P(s3Port, "/signed/1k.bin"), headers: s3GetHeaders(s3Port, "/signed/1k.bin"), label: "9 Yatagarasu S3 front GetObject" },
     nginx_static_100m: { url: P(peer.ports.static, "/bucket/100m.bin"), label: "8a nginx static 100 MiB" },
     yata_stream_100m: { url: P(proxy.port, "/signed/100m.bin"), label: "8b Yatagarasu 100 MiB stream" },
   };

@@ -11,6 +11,7 @@
  * Plus the metrics listener (separate address/port) and graceful drain.
  */
 import http from "node:http";
+import { Readable } from "node:stream";
 import type { App } from "./app.ts";
 import type { Config } from "./config/load.ts";
 import { createMainHandler } from "./fronts/index.ts";
@@ -82,7 +83,9 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
     try {
       // Only origin-form targets ("/path?query"); the host part is irrelevant to routing.
       if (!req.url?.startsWith("/")) throw new Error("not origin-form");
-      request = new Request(`http://localhost${req.url}`, { method: req.method, headers, signal: abort.signal });
+      // A body only where the method may have one (the S3 front's STS form; uploads), streamed.
+      const body = req.method === "GET" || req.method === "HEAD" ? undefined : (Readable.toWeb(req) as ReadableStream<Uint8Array>);
+      request = new Request(`http://localhost${req.url}`, { method: req.method, headers, signal: abort.signal, body, duplex: "half" } as RequestInit);
     } catch {
       res.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify({ error: "BadRequest", message: "The request is malformed" }));
       return;

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListBucketsCommand, S3Client } from "@aws-sdk/client-s3";
 import { OpaServer } from "../fixtures/opa.ts";
 import { smithyPresigned, smithySigned, type SmithyRequest } from "../fronts/s3/helpers.ts";
-import { APP, LISTER, startS3FrontEnv, type S3FrontEnv } from "./s3-front-helpers.ts";
+import { APP, hs256, LISTER, startS3FrontEnv, type S3FrontEnv } from "./s3-front-helpers.ts";
 
 const client = (env: S3FrontEnv, credentials = APP) => new S3Client({ endpoint: env.endpoint, region: "us-east-1", forcePathStyle: true, credentials, maxAttempts: 1 });
 
@@ -173,7 +173,7 @@ describe("OPA with the S3 action, virtual-hosted style, ListBuckets owner", () =
 });
 
 describe("node engine", () => {
-  test("the same front on engine: node (get, error, ListBuckets)", async () => {
+  test("the same front on engine: node (get, error, ListBuckets, STS)", async () => {
     await using env = await startS3FrontEnv({ engine: "node" });
     await env.s3.put("data", "n.txt", "node body");
     const c = client(env);
@@ -181,6 +181,10 @@ describe("node engine", () => {
       expect(await (await c.send(new GetObjectCommand({ Bucket: "data", Key: "n.txt" }))).Body!.transformToString()).toBe("node body");
       expect(((await c.send(new ListBucketsCommand({}))).Buckets ?? []).map((b) => b.Name)).toEqual(["data", "private"]);
       await expect(c.send(new GetObjectCommand({ Bucket: "jwtonly", Key: "n.txt" }))).rejects.toMatchObject({ name: "AccessDenied" });
+      // a POST body reaches the front on this engine too (the STS form)
+      const form = new URLSearchParams({ Action: "AssumeRoleWithWebIdentity", Version: "2011-06-15", RoleArn: "arn:aws:iam::123456789012:role/r", RoleSessionName: "n1", WebIdentityToken: hs256({ sub: "bob", exp: Math.floor(Date.now() / 1000) + 600 }) });
+      const sts = await fetch(`${env.endpoint}/`, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: form.toString() });
+      expect([sts.status, /<SubjectFromWebIdentityToken>(\w+)/.exec(await sts.text())?.[1]]).toEqual([200, "bob"]);
     } finally {
       c.destroy();
     }
