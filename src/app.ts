@@ -6,7 +6,7 @@
  * changes nothing: the old runtime keeps serving, the error is logged and counted.
  */
 import { applyCacheConfig, cacheRestartKey, createCache, registerCacheMetrics, type Cache } from "./cache/index.ts";
-import { ConfigError, loadConfig, type Config } from "./config/load.ts";
+import { ConfigError, loadConfigOffThread, type Config } from "./config/load.ts";
 import { ConcurrencyLimiter } from "./limits/index.ts";
 import { createLogger, type Logger } from "./observe/log.ts";
 import { Metrics } from "./observe/metrics.ts";
@@ -117,7 +117,8 @@ export class App implements Services {
     if (!this.opts.configPath) return fail("no config file to reload");
     let config: Config;
     try {
-      config = await loadConfig(this.opts.configPath);
+      // Read, parse and validate on a worker thread: serving never waits for the parse.
+      config = await loadConfigOffThread(this.opts.configPath);
     } catch (err) {
       return fail(err instanceof ConfigError ? err.message : "cannot load config");
     }

@@ -5,9 +5,10 @@
  *   1  the config is invalid (every problem is listed) / --healthcheck failed
  *   2  bad command-line usage
  *   3  could not start (address in use, TLS files unreadable, ...)
+ *  70  crashed: an uncaught exception or unhandled rejection (logged as fatal, drained, exited)
  */
 import { App } from "./app.ts";
-import { ConfigError, loadConfig, type Config } from "./config/load.ts";
+import { ConfigError, loadConfig, loadConfigOffThread, type Config } from "./config/load.ts";
 import { summarize } from "./config/summary.ts";
 import { createLogger } from "./observe/log.ts";
 import { listenBun, listenMetrics, listenNode, type Listener } from "./server.ts";
@@ -25,8 +26,12 @@ Usage:
   yatagarasu --version | --help
 
 Signals: SIGTERM/SIGINT drain and exit 0 (a second one exits at once); SIGHUP reloads the config.
-Exit codes: 0 ok, 1 invalid config, 2 usage error, 3 could not start.
+Exit codes: 0 ok, 1 invalid config, 2 usage error, 3 could not start,
+  70 crashed (uncaught exception or unhandled rejection: logged as fatal, drained, exited).
 `;
+
+/** sysexits' EX_SOFTWARE: an internal error, distinct from every other exit, for supervisors and alerts. */
+const EXIT_CRASH = 70;
 
 interface Args {
   config: string;
@@ -63,9 +68,14 @@ async function healthcheck(url: string): Promise<number> {
   }
 }
 
-async function load(path: string): Promise<Config | number> {
+/**
+ * Start-up loads on this thread (nothing is served yet). --check loads on the worker thread a
+ * reload uses, so it validates by the very code path a SIGHUP takes (and proves, in the compiled
+ * executable, that the worker entry is there).
+ */
+async function load(path: string, offThread: boolean): Promise<Config | number> {
   try {
-    return await loadConfig(path);
+    return await (offThread ? loadConfigOffThread(path) : loadConfig(path));
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`invalid config (${err.issues.length} problem${err.issues.length === 1 ? "" : "s"}):\n${err.message}\n`);
@@ -87,6 +97,33 @@ async function serve(config: Config, configPath: string): Promise<number> {
   const worker = primary ? 0 : workerIndex();
   const log = createLogger({ level: config.logging.level, format: config.logging.format, base: worker !== undefined ? { worker } : undefined });
 
+  /*
+   * Crash policy. An uncaught exception means some code stopped half-way with nothing to handle
+   * it: whatever state it was changing may be inconsistent, so this process must not go on
+   * serving for days. It is logged as fatal (message and stack; never config values), the
+   * listener stops accepting, in-flight requests get at most server.shutdown_timeout to finish,
+   * and the process exits EXIT_CRASH (70) so the supervisor restarts it and alerts can tell a
+   * crash from a clean stop (0) or a bad config (1).
+   *
+   * An unhandled rejection gets the same policy, as Node's default (--unhandled-rejections=throw)
+   * and Bun's: it is an exception thrown in an async function that nobody awaited, so the same
+   * half-done state is possible, and "log and go on" would hide the bug for good. Draining first
+   * means no in-flight request is cut off by it.
+   *
+   * Before the listener is up there is nothing to drain: log and exit at once.
+   */
+  const logFatal = (kind: string, err: unknown) => {
+    const e = err instanceof Error ? err : undefined;
+    log.error(kind, { fatal: true, error: e ? e.message : String(err), ...(e?.stack ? { stack: e.stack.slice(0, 8192) } : undefined), exit_code: EXIT_CRASH });
+  };
+  let onFatal = (kind: string, err: unknown): void => {
+    logFatal(kind, err);
+    log.flush();
+    process.exit(EXIT_CRASH);
+  };
+  process.on("uncaughtException", (err) => onFatal("uncaught exception", err));
+  process.on("unhandledRejection", (reason) => onFatal("unhandled rejection", reason));
+
   let app: App;
   let listener: Listener;
   let metrics: Listener | undefined;
@@ -100,8 +137,7 @@ async function serve(config: Config, configPath: string): Promise<number> {
     // primary, the primary SIGHUPs its children.
     const onReloadedByApi = workerIndex() !== undefined ? askPrimaryToReloadAll : () => children?.signal("SIGHUP");
     app = await App.create(config, { configPath, log, share: workers, probeIntervalMs, onReloadedByApi });
-    const baseDir = configPath.includes("/") ? configPath.slice(0, configPath.lastIndexOf("/")) : ".";
-    listener = config.server.engine === "node" ? await listenNode(app, listenConfig, { reusePort: workers > 1 }) : listenBun(app, listenConfig, { reusePort: workers > 1, baseDir });
+    listener = config.server.engine === "node" ? await listenNode(app, listenConfig, { reusePort: workers > 1 }) : listenBun(app, listenConfig, { reusePort: workers > 1, baseDir: config.baseDir });
     try {
       s3Listener = await listenS3(app, config, { reusePort: workers > 1, baseDir: config.baseDir });
     } catch (err) {
@@ -144,12 +180,16 @@ async function serve(config: Config, configPath: string): Promise<number> {
 
   return new Promise<number>((resolve) => {
     let stopping = false;
-    const shutdown = async (signal: string) => {
+    let exitCode = 0;
+    /** Drains and resolves with the exit code: 0 for a signal, EXIT_CRASH once anything was fatal. */
+    const shutdown = async (signal: string, code = 0) => {
+      if (code !== 0) exitCode = code;
       if (stopping) {
+        if (code !== 0) return; // a crash during a drain: the drain goes on, the exit code says it crashed
         children?.signal(signal === "SIGINT" ? "SIGINT" : "SIGTERM");
         log.warn("second signal: exiting now", { signal });
         log.flush();
-        process.exit(0);
+        process.exit(exitCode);
       }
       stopping = true;
       app.draining = true;
@@ -170,7 +210,19 @@ async function serve(config: Config, configPath: string): Promise<number> {
       log.info("stopped");
       if (primary) log.info("primary stopped");
       log.flush();
-      resolve(0);
+      resolve(exitCode);
+    };
+    onFatal = (kind, err) => {
+      logFatal(kind, err);
+      if (!stopping) {
+        // The drain itself runs on code that just failed once: if it cannot finish, exit anyway.
+        setTimeout(() => {
+          log.warn("drain after a crash did not finish: exiting now");
+          log.flush();
+          process.exit(EXIT_CRASH);
+        }, config.server.shutdown_timeout * 1000 + 5000).unref?.();
+      }
+      void shutdown(kind, EXIT_CRASH);
     };
     process.on("SIGTERM", () => void shutdown("SIGTERM"));
     process.on("SIGINT", () => void shutdown("SIGINT"));
@@ -178,10 +230,6 @@ async function serve(config: Config, configPath: string): Promise<number> {
       void app.reload();
       children?.signal("SIGHUP");
     });
-    // A stray rejection or exception in some background task must not take the proxy down with
-    // every in-flight request; it is logged (without secrets: only the message) and serving goes on.
-    process.on("unhandledRejection", (reason) => log.error("unhandled rejection", { error: String((reason as Error)?.message ?? reason) }));
-    process.on("uncaughtException", (err) => log.error("uncaught exception", { error: String(err?.message ?? err) }));
     // A child whose primary is gone (killed with SIGKILL, crashed) drains and exits instead of lingering on the port.
     if (workerIndex() !== undefined) process.on("disconnect", () => void shutdown("primary gone"));
     process.on("message", (m: unknown) => {
@@ -200,7 +248,7 @@ async function main(argv: string[]): Promise<number> {
     return parsed.exit;
   }
   if (parsed.healthcheck) return healthcheck(parsed.healthcheck);
-  const config = await load(parsed.config);
+  const config = await load(parsed.config, parsed.check);
   if (typeof config === "number") return config;
   if (parsed.check) {
     process.stdout.write(summarize(config, parsed.config));

