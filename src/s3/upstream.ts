@@ -6,13 +6,21 @@
  * Retries happen before anything is returned to the pipeline, so before any byte reaches the
  * client. 4xx is never retried; connect errors and 500/502/503/504 are, with full-jitter backoff.
  * A timeout (no response headers within s3.timeout) is a 504 and is not retried.
+ *
+ * `send` is any other signed S3 request, with a request body or not (src/s3/send.ts holds its
+ * request shape and the fetch body path; src/s3/operations/ builds each S3 operation on it).
  */
 import type { BucketConfig, RetryConfig } from "../config/schema.ts";
 import { ProxyError } from "../errors.ts";
 import { backoffDelay, CircuitBreaker, isRetryableStatus } from "../limits/index.ts";
 import type { Metrics } from "../observe/metrics.ts";
 import { defaultPools, type Http1Pool, UpstreamConnectTimeoutError, type UpstreamPools, UpstreamTimeoutError } from "./http1/index.ts";
-import { encodeS3Path, S3Signer } from "./sigv4.ts";
+import { RequestBodyError } from "./http1/index.ts";
+import { fetchWithBody, prepareSend, type SendRequest } from "./send.ts";
+import { canonicalQuery, encodeS3Path, S3Signer } from "./sigv4.ts";
+
+export { RequestBodyError } from "./http1/index.ts";
+export type { SendRequest, UpstreamMethod } from "./send.ts";
 
 export interface UpstreamTiming {
   /** Milliseconds spent waiting for upstream response headers (all attempts). */
@@ -90,6 +98,8 @@ class TimeoutError extends Error {}
 
 export class BucketUpstream {
   readonly name: string;
+  /** The bucket's name upstream (s3.bucket): what x-amz-copy-source names. */
+  readonly bucket: string;
   readonly breaker: CircuitBreaker | undefined;
   /** e.g. "http://127.0.0.1:9000" */
   private readonly origin: string;
@@ -109,6 +119,7 @@ export class BucketUpstream {
   constructor(cfg: BucketConfig, deps: UpstreamDeps = {}) {
     const s3 = cfg.s3;
     this.name = cfg.name;
+    this.bucket = s3.bucket;
     const endpoint = s3.endpoint ? new URL(s3.endpoint) : undefined;
     const base = baseUrlOf(s3);
     // Virtual-host style for AWS unless forced; path-style for custom endpoints unless forced off.
@@ -223,6 +234,111 @@ export class BucketUpstream {
     this.metrics?.s3Retry(this.name);
     const ms = backoffDelay(attempt, this.retry.initial_backoff_ms, this.retry.max_backoff_ms, this.random);
     if (ms > 0) await sleep(ms, signal);
+  }
+
+  /**
+   * Any S3 request, signed with the bucket's credentials (src/s3/operations/ build on it). The
+   * contract is fetchObject's: resolves with S3's final response for every HTTP status, body
+   * unread; throws ProxyError only when there was no HTTP answer (unreachable, timeout, breaker
+   * open), the client's abort reason when `signal` aborted, and RequestBodyError when the request
+   * body failed (its stream errored, or gave more or fewer bytes than contentLength: `cause` holds
+   * the stream's error). In every failure the upstream connection is cut before the body's last
+   * byte, so S3 sees an aborted request and stores nothing. Bad arguments throw TypeError.
+   *
+   * Retries (connect errors, 500/502/503/504, as fetchObject) only when the body is replayable:
+   * none or bytes. A streamed body is read once, so it gets exactly one attempt.
+   *
+   * Timeouts: s3.timeout bounds the wait for the response head, counted from the moment a
+   * streamed body was all sent (on fetch: handed over); while sending, an upstream that takes no
+   * bytes for s3.timeout is a timeout (504). A slow source is the client's pace: the front's idle
+   * timeout and `signal` bound it. `timing.upstreamMs` includes the time spent sending the body.
+   */
+  async send(req: SendRequest): Promise<Response> {
+    const { body, streamed, payloadHash, headers } = prepareSend(req);
+    const signal = req.signal;
+    let admission: { release(success: boolean): void } | undefined;
+    if (this.breaker) {
+      const a = this.breaker.tryAcquire();
+      if (!a.ok) throw new ProxyError("CircuitOpen", { headers: { "retry-after": String(a.retryAfterSeconds) } });
+      admission = a;
+    }
+    const max = streamed ? 1 : (req.maxAttempts ?? this.retry.max_attempts);
+    let success = false;
+    try {
+      for (let attempt = 1; ; attempt++) {
+        req.timing.attempts = attempt;
+        const last = attempt >= max;
+        const started = performance.now();
+        let res: Response;
+        try {
+          res = await this.sendOnce(req, headers, body, payloadHash);
+        } catch (err) {
+          const elapsed = performance.now() - started;
+          req.timing.upstreamMs += elapsed;
+          if (signal.aborted || err instanceof RequestBodyError) throw err;
+          if (err instanceof TimeoutError) {
+            this.metrics?.observeS3(this.name, "timeout", elapsed / 1000);
+            throw new ProxyError("GatewayTimeout", { cause: err });
+          }
+          const connectTimeout = err instanceof UpstreamConnectTimeoutError;
+          this.metrics?.observeS3(this.name, connectTimeout ? "timeout" : "error", elapsed / 1000);
+          if (last) throw new ProxyError(connectTimeout ? "GatewayTimeout" : "UpstreamUnreachable", { cause: err });
+          await this.backoff(attempt, signal);
+          continue;
+        }
+        const elapsed = performance.now() - started;
+        req.timing.upstreamMs += elapsed;
+        this.metrics?.observeS3(this.name, res.status, elapsed / 1000);
+        if (isRetryableStatus(res.status) && !last) {
+          res.body?.cancel().catch(() => {});
+          await this.backoff(attempt, signal);
+          continue;
+        }
+        success = res.status < 500;
+        return res;
+      }
+    } catch (err) {
+      // The client's abort and a failed request body are not upstream failures.
+      success = signal.aborted || err instanceof RequestBodyError || (err instanceof ProxyError && err.status < 500 && err.code !== "SlowDown");
+      throw err;
+    } finally {
+      admission?.release(success);
+    }
+  }
+
+  private async sendOnce(req: SendRequest, extra: Record<string, string>, body: Uint8Array | ReadableStream<Uint8Array> | null, payloadHash: string | undefined): Promise<Response> {
+    const method = req.method;
+    const rawPath = req.key === "" ? this.bucketPath || "/" : `${this.bucketPath}/${req.key}`;
+    const query = req.query && req.query.length > 0 ? (req.query as Array<[string, string]>) : undefined;
+    let path: string;
+    let qs: string;
+    const headers: Record<string, string> = { ...extra };
+    if (this.signer) {
+      const signed = this.signer.signRequest({ method, host: this.host, path: rawPath, query, headers: extra, payloadHash });
+      path = signed.path;
+      qs = signed.query;
+      Object.assign(headers, signed.headers);
+    } else {
+      path = encodeS3Path(rawPath);
+      qs = query ? canonicalQuery(query) : "";
+    }
+    const target = qs === "" ? path : `${path}?${qs}`;
+    const contentLength = body === null ? undefined : body instanceof Uint8Array ? body.byteLength : req.contentLength!;
+    const clientSignal = req.signal;
+    if (this.pool) {
+      try {
+        return await this.pool.request(method, target, headers, { timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, signal: clientSignal, body, contentLength });
+      } catch (err) {
+        if (err instanceof UpstreamTimeoutError) throw new TimeoutError("upstream timeout", { cause: err });
+        throw err;
+      }
+    }
+    try {
+      return await fetchWithBody(this.fetchImpl, method, this.origin + target, headers, body, contentLength, clientSignal, this.timeoutMs);
+    } catch (err) {
+      if (err instanceof UpstreamTimeoutError) throw new TimeoutError("upstream timeout", { cause: err });
+      throw err;
+    }
   }
 
   private async once(method: "GET" | "HEAD", key: string, forward: Record<string, string>, clientSignal: AbortSignal): Promise<Response> {

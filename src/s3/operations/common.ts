@@ -1,0 +1,143 @@
+/**
+ * What the S3 operations share: the call context, picking the headers an operation passes
+ * through (an allowlist per operation: nothing else reaches S3), request bodies and their
+ * aws-chunked framing, query building and XML text escaping.
+ *
+ * Operations own no policy: no authentication, no authorization, no limits. They sign with the
+ * bucket's credentials (BucketUpstream.send) and resolve with S3's answer for every status.
+ */
+import { algorithmFromHeaderName, CHECKSUM_ALGORITHMS, checksumHeaderName } from "../checksum.ts";
+import { STREAMING_UNSIGNED_PAYLOAD_TRAILER } from "../sigv4.ts";
+import type { UpstreamTiming } from "../upstream.ts";
+
+export interface OperationContext {
+  /** The client's abort: cuts the upstream request (and a body in flight, so nothing is stored). */
+  signal: AbortSignal;
+  timing: UpstreamTiming;
+  /** Caps the attempts below s3.retry.max_attempts (a streamed body always gets one). */
+  maxAttempts?: number;
+}
+
+/** The client's request headers, as a Headers or a plain record (any case). */
+export type HeaderSource = Headers | Record<string, string | undefined>;
+
+/** The x-amz-checksum-* value headers, one per algorithm. */
+export const CHECKSUM_VALUE_HEADERS: readonly string[] = CHECKSUM_ALGORITHMS.map(checksumHeaderName);
+
+/** Headers that describe the stored object (PutObject, CreateMultipartUpload, CopyObject with REPLACE). */
+export const OBJECT_HEADERS: readonly string[] = ["cache-control", "content-disposition", "content-language", "content-type", "expires"];
+
+/** Header names passed as they are, plus every x-amz-meta-* when `meta`; Content-Encoding is added without aws-chunked. */
+export interface HeaderAllowlist {
+  names: ReadonlySet<string>;
+  meta?: boolean;
+  contentEncoding?: boolean;
+}
+
+/** The allowed headers of `src`, names lower-cased. */
+export function pickHeaders(src: HeaderSource | undefined, allow: HeaderAllowlist): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (src === undefined) return out;
+  const take = (name: string, value: string | undefined) => {
+    if (value === undefined) return;
+    const lower = name.toLowerCase();
+    if (allow.names.has(lower) || (allow.meta === true && lower.startsWith("x-amz-meta-"))) out[lower] = value;
+    else if (allow.contentEncoding === true && lower === "content-encoding") {
+      const stripped = withoutAwsChunked(value);
+      if (stripped !== "") out[lower] = stripped;
+    }
+  };
+  if (src instanceof Headers) src.forEach((value, name) => take(name, value));
+  else for (const name of Object.keys(src)) take(name, src[name]);
+  return out;
+}
+
+/** Content-Encoding without the aws-chunked transfer framing (S3 does not store it either). */
+export function withoutAwsChunked(value: string): string {
+  return value
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "" && s.toLowerCase() !== "aws-chunked")
+    .join(",");
+}
+
+/** A body toward S3: bytes (replayable, retried), or a stream with its exact length (sent once). */
+export type UploadBody =
+  | { body: Uint8Array; contentLength?: number }
+  | { body: ReadableStream<Uint8Array>; contentLength: number };
+
+/**
+ * The body is aws-chunked framing with an unsigned trailer (STREAMING-UNSIGNED-PAYLOAD-TRAILER,
+ * as encodeAwsChunkedUnsignedTrailer makes it): contentLength is the framed length, S3 verifies
+ * the trailer's checksum and stores the decoded payload.
+ */
+export interface AwsChunkedBody {
+  /** x-amz-decoded-content-length: the payload's length. */
+  decodedLength: number;
+  /** x-amz-trailer: the checksum header the trailer carries, e.g. "x-amz-checksum-crc32". */
+  trailer: string;
+}
+
+/** Body options of PutObject and UploadPart. */
+export type UploadBodyArgs = UploadBody & {
+  /** x-amz-content-sha256: hex SHA-256 of the body or UNSIGNED-PAYLOAD (default: computed for bytes, unsigned for streams). */
+  payloadHash?: string;
+  awsChunked?: AwsChunkedBody;
+};
+
+/**
+ * Headers and payload hash for an upload body. With aws-chunked framing: Content-Encoding gets
+ * aws-chunked appended (after the object's own codings, as the AWS SDKs do), the decoded length
+ * and trailer are declared, and x-amz-checksum-* value headers are dropped (the trailer carries the
+ * checksum; S3 refuses two). Throws TypeError on an inconsistent framing.
+ */
+export function framing(args: UploadBodyArgs, headers: Record<string, string>): string | undefined {
+  const chunked = args.awsChunked;
+  if (chunked === undefined) return args.payloadHash;
+  if (!Number.isSafeInteger(chunked.decodedLength) || chunked.decodedLength < 0) throw new TypeError("invalid awsChunked.decodedLength");
+  const trailer = chunked.trailer.toLowerCase();
+  if (algorithmFromHeaderName(trailer) === undefined) throw new TypeError("awsChunked.trailer must name an x-amz-checksum-* header");
+  if (args.payloadHash !== undefined && args.payloadHash !== STREAMING_UNSIGNED_PAYLOAD_TRAILER) throw new TypeError("an aws-chunked body is sent as STREAMING-UNSIGNED-PAYLOAD-TRAILER");
+  for (const name of CHECKSUM_VALUE_HEADERS) delete headers[name];
+  const own = headers["content-encoding"];
+  headers["content-encoding"] = own === undefined ? "aws-chunked" : `${own},aws-chunked`;
+  headers["x-amz-decoded-content-length"] = String(chunked.decodedLength);
+  headers["x-amz-trailer"] = trailer;
+  return STREAMING_UNSIGNED_PAYLOAD_TRAILER;
+}
+
+/** The body and its length as send() takes them (a stream's length is checked there at run time too). */
+export function bodyOf(args: UploadBody): UploadBody {
+  if (args.body instanceof Uint8Array) return { body: args.body, contentLength: args.contentLength };
+  return { body: args.body, contentLength: (args as { contentLength: number }).contentLength };
+}
+
+/** Query pairs for the defined parameters, in the given order (the signer sorts them). */
+export function query(params: ReadonlyArray<readonly [string, string | number | boolean | undefined]>): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  for (const [name, value] of params) if (value !== undefined) out.push([name, String(value)]);
+  return out;
+}
+
+/** A part number as S3 takes it (S3 itself answers for one outside 1..10000). */
+export function partNumberText(n: number): string {
+  if (!Number.isSafeInteger(n)) throw new TypeError("partNumber must be an integer");
+  return String(n);
+}
+
+// XML 1.0 cannot carry these at all, even as character references.
+const XML_ILLEGAL = /[\0-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]/;
+const XML_SPECIAL = /[&<>"'\r\n\t]/g;
+const XML_ENTITIES: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;", "\r": "&#13;", "\n": "&#10;", "\t": "&#9;" };
+
+/**
+ * `s` as XML text. CR, LF and TAB become character references so a parser keeps them (a literal
+ * CR would be normalised to LF, and the key would change). Throws TypeError for characters XML 1.0
+ * cannot express: such a key cannot be named in an S3 XML body at all.
+ */
+export function xmlText(s: string, what: string): string {
+  if (XML_ILLEGAL.test(s)) throw new TypeError(`${what} contains a character that XML cannot carry`);
+  return s.replace(XML_SPECIAL, (c) => XML_ENTITIES[c]);
+}
+
+export const S3_XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/";

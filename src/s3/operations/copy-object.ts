@@ -1,0 +1,51 @@
+/**
+ * CopyObject within one upstream bucket: S3 copies server-side, no byte passes through the proxy.
+ * x-amz-copy-source is built here from the bucket's upstream name and the source key (URL-encoded,
+ * "/" kept), so a client can never name another upstream bucket.
+ *
+ * Passed through: x-amz-metadata-directive (COPY | REPLACE), the x-amz-copy-source-if-* conditions,
+ * the object headers and x-amz-meta-* (S3 uses them with REPLACE), x-amz-checksum-algorithm.
+ * S3 may answer 200 with an <Error> body (a failure after the head went out): the caller reads the
+ * body before it calls it a success.
+ */
+import { uriEncode } from "../sigv4.ts";
+import type { BucketUpstream } from "../upstream.ts";
+import { type HeaderSource, OBJECT_HEADERS, type OperationContext, pickHeaders } from "./common.ts";
+
+const COPY_HEADERS = {
+  names: new Set([
+    ...OBJECT_HEADERS,
+    "x-amz-metadata-directive",
+    "x-amz-copy-source-if-match",
+    "x-amz-copy-source-if-none-match",
+    "x-amz-copy-source-if-modified-since",
+    "x-amz-copy-source-if-unmodified-since",
+    "x-amz-checksum-algorithm",
+  ]),
+  meta: true,
+  contentEncoding: true,
+};
+
+export interface CopyObjectArgs {
+  /** The destination key. */
+  key: string;
+  /** The source key, in the same upstream bucket (decoded). */
+  sourceKey: string;
+  /** A version of the source (versioned buckets). */
+  sourceVersionId?: string;
+  /** The client's request headers: only the pass-through set above is used (its x-amz-copy-source is not). */
+  headers?: HeaderSource;
+}
+
+/** "/bucket/key" URL-encoded, with "?versionId=" when given. */
+export function copySource(bucket: string, key: string, versionId?: string): string {
+  const source = `/${uriEncode(bucket, true)}/${uriEncode(key, false)}`;
+  return versionId === undefined ? source : `${source}?versionId=${uriEncode(versionId, true)}`;
+}
+
+/** PUT /bucket/key with x-amz-copy-source: S3's answer is a <CopyObjectResult> (ETag, LastModified). */
+export function copyObject(upstream: BucketUpstream, args: CopyObjectArgs, ctx: OperationContext): Promise<Response> {
+  const headers = pickHeaders(args.headers, COPY_HEADERS);
+  headers["x-amz-copy-source"] = copySource(upstream.bucket, args.sourceKey, args.sourceVersionId);
+  return upstream.send({ method: "PUT", key: args.key, headers, ...ctx });
+}

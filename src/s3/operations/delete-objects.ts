@@ -1,0 +1,40 @@
+/**
+ * DeleteObject and DeleteObjects. S3 refuses a DeleteObjects body without an integrity header, so
+ * its Content-MD5 is computed here (every S3 implementation takes it; x-amz-checksum-* is newer).
+ * The XML is built from the keys, never relayed from the client: keys are escaped here, so no
+ * key can inject elements.
+ */
+import type { BucketUpstream } from "../upstream.ts";
+import { type OperationContext, S3_XMLNS, xmlText } from "./common.ts";
+
+/** DELETE /bucket/key: 204, also for a key that did not exist (S3's answer). */
+export function deleteObject(upstream: BucketUpstream, args: { key: string }, ctx: OperationContext): Promise<Response> {
+  return upstream.send({ method: "DELETE", key: args.key, ...ctx });
+}
+
+export interface DeleteObjectsArgs {
+  keys: readonly string[];
+  /** Only errors in S3's answer. */
+  quiet?: boolean;
+}
+
+/** The DeleteObjects XML. Throws TypeError for a key XML cannot carry. */
+export function deleteObjectsXml(keys: readonly string[], quiet = false): string {
+  let xml = `<?xml version="1.0" encoding="UTF-8"?><Delete xmlns="${S3_XMLNS}">`;
+  if (quiet) xml += "<Quiet>true</Quiet>";
+  for (const key of keys) xml += `<Object><Key>${xmlText(key, "a key")}</Key></Object>`;
+  return `${xml}</Delete>`;
+}
+
+/**
+ * POST /bucket?delete: S3 answers 200 with a per-key <Deleted>/<Error> list. Limits (at most 1000
+ * keys, at least one) are S3's to enforce: its MalformedXML comes back as any other answer.
+ */
+export function deleteObjects(upstream: BucketUpstream, args: DeleteObjectsArgs, ctx: OperationContext): Promise<Response> {
+  const body = new TextEncoder().encode(deleteObjectsXml(args.keys, args.quiet));
+  const headers = {
+    "content-type": "application/xml",
+    "content-md5": new Bun.CryptoHasher("md5").update(body).digest("base64"),
+  };
+  return upstream.send({ method: "POST", key: "", query: [["delete", ""]], headers, body, ...ctx });
+}

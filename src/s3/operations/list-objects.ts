@@ -1,0 +1,81 @@
+/**
+ * ListObjects (V1) and ListObjectsV2. Only S3's listing
+ * parameters pass through (prefix, delimiter, max-keys, marker / continuation-token, start-after,
+ * encoding-type, fetch-owner), nothing else a client put in its query.
+ */
+import type { BucketUpstream } from "../upstream.ts";
+import { type OperationContext, query } from "./common.ts";
+
+export interface ListObjectsV1Params {
+  prefix?: string;
+  delimiter?: string;
+  maxKeys?: number | string;
+  marker?: string;
+  /** "url": S3 URL-encodes the keys in its answer. */
+  encodingType?: string;
+}
+
+export interface ListObjectsV2Params {
+  prefix?: string;
+  delimiter?: string;
+  maxKeys?: number | string;
+  continuationToken?: string;
+  startAfter?: string;
+  encodingType?: string;
+  fetchOwner?: boolean | string;
+}
+
+/** GET /bucket?prefix&delimiter&max-keys&marker&encoding-type */
+export function listObjectsV1(upstream: BucketUpstream, p: ListObjectsV1Params, ctx: OperationContext): Promise<Response> {
+  return upstream.send({
+    method: "GET",
+    key: "",
+    query: query([
+      ["prefix", p.prefix],
+      ["delimiter", p.delimiter],
+      ["max-keys", p.maxKeys],
+      ["marker", p.marker],
+      ["encoding-type", p.encodingType],
+    ]),
+    ...ctx,
+  });
+}
+
+/** GET /bucket?list-type=2&prefix&delimiter&max-keys&continuation-token&start-after&encoding-type&fetch-owner */
+export function listObjectsV2(upstream: BucketUpstream, p: ListObjectsV2Params, ctx: OperationContext): Promise<Response> {
+  return upstream.send({
+    method: "GET",
+    key: "",
+    query: query([
+      ["list-type", "2"],
+      ["prefix", p.prefix],
+      ["delimiter", p.delimiter],
+      ["max-keys", p.maxKeys],
+      ["continuation-token", p.continuationToken],
+      ["start-after", p.startAfter],
+      ["encoding-type", p.encodingType],
+      ["fetch-owner", p.fetchOwner],
+    ]),
+    ...ctx,
+  });
+}
+
+/** The V1 parameters of a client's query string (only those; the rest is ignored). */
+export function listObjectsV1Params(q: URLSearchParams): ListObjectsV1Params {
+  const get = (name: string) => q.get(name) ?? undefined;
+  return { prefix: get("prefix"), delimiter: get("delimiter"), maxKeys: get("max-keys"), marker: get("marker"), encodingType: get("encoding-type") };
+}
+
+/** The V2 parameters of a client's query string (only those; the rest is ignored). */
+export function listObjectsV2Params(q: URLSearchParams): ListObjectsV2Params {
+  const get = (name: string) => q.get(name) ?? undefined;
+  return {
+    prefix: get("prefix"),
+    delimiter: get("delimiter"),
+    maxKeys: get("max-keys"),
+    continuationToken: get("continuation-token"),
+    startAfter: get("start-after"),
+    encodingType: get("encoding-type"),
+    fetchOwner: get("fetch-owner"),
+  };
+}
