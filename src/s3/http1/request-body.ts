@@ -107,7 +107,12 @@ export class StreamBodyWriter {
 
   private async run(pool: Http1Pool, req: Exchange): Promise<void> {
     try {
-      const reader = this.stream.getReader();
+      let reader: ReturnType<ReadableStream<Uint8Array>["getReader"]>;
+      try {
+        reader = this.stream.getReader();
+      } catch (err) {
+        throw new RequestBodyError("request body stream is not readable (locked or already read)", { cause: err });
+      }
       this.reader = reader;
       for (;;) {
         const r = await reader.read();
@@ -168,7 +173,12 @@ export interface GuardedBody {
  */
 export function guardedBodyStream(source: ReadableStream<Uint8Array>, length: number, onEnd: () => void): GuardedBody {
   const guard = new ExactLength(length);
-  const reader = source.getReader();
+  let reader: ReturnType<ReadableStream<Uint8Array>["getReader"]>;
+  try {
+    reader = source.getReader();
+  } catch (err) {
+    throw new RequestBodyError("request body stream is not readable (locked or already read)", { cause: err });
+  }
   let cancelled = false;
   const state: GuardedBody = {
     stream: new ReadableStream<Uint8Array>(

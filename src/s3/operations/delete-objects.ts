@@ -30,7 +30,7 @@ export function deleteObjectsXml(keys: readonly string[], quiet = false): string
  * POST /bucket?delete: S3 answers 200 with a per-key <Deleted>/<Error> list. Limits (at most 1000
  * keys, at least one) are S3's to enforce: its MalformedXML comes back as any other answer.
  */
-export function deleteObjects(upstream: BucketUpstream, args: DeleteObjectsArgs, ctx: OperationContext): Promise<Response> {
+export async function deleteObjects(upstream: BucketUpstream, args: DeleteObjectsArgs, ctx: OperationContext): Promise<Response> {
   const body = new TextEncoder().encode(deleteObjectsXml(args.keys, args.quiet));
   const headers = {
     "content-type": "application/xml",

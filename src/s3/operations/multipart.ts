@@ -44,7 +44,7 @@ export type UploadPartArgs = UploadBodyArgs & {
 };
 
 /** PUT /bucket/key?partNumber=N&uploadId=ID with the part's body; S3 answers with its ETag. */
-export function uploadPart(upstream: BucketUpstream, args: UploadPartArgs, ctx: OperationContext): Promise<Response> {
+export async function uploadPart(upstream: BucketUpstream, args: UploadPartArgs, ctx: OperationContext): Promise<Response> {
   const headers = pickHeaders(args.headers, PART_HEADERS);
   const payloadHash = framing(args, headers);
   const q: Array<[string, string]> = [["partNumber", partNumberText(args.partNumber)], ["uploadId", args.uploadId]];
@@ -89,7 +89,7 @@ export function completeMultipartUploadXml(parts: readonly CompletedPart[]): str
  * the body (<Error> instead of <CompleteMultipartUploadResult>, for a failure after the head went
  * out): the caller reads the body before it calls it a success.
  */
-export function completeMultipartUpload(
+export async function completeMultipartUpload(
   upstream: BucketUpstream,
   args: { key: string; uploadId: string; parts: readonly CompletedPart[]; headers?: HeaderSource },
   ctx: OperationContext,

@@ -33,7 +33,7 @@ export type PutObjectArgs = UploadBodyArgs & {
 };
 
 /** PUT /bucket/key with the body. */
-export function putObject(upstream: BucketUpstream, args: PutObjectArgs, ctx: OperationContext): Promise<Response> {
+export async function putObject(upstream: BucketUpstream, args: PutObjectArgs, ctx: OperationContext): Promise<Response> {
   const headers = pickHeaders(args.headers, PUT_HEADERS);
   const payloadHash = framing(args, headers);
   return upstream.send({ method: "PUT", key: args.key, headers, payloadHash, ...bodyOf(args), ...ctx });

@@ -157,4 +157,12 @@ describe.each(CLIENTS)("send() on the %s client", (client) => {
     expect(await rejection(u.upstream.send({ method: "PUT", key: "k", headers: { "x-a": "v\r\nx-b: 1" }, ...ctx() }))).toBeInstanceOf(TypeError);
     expect(srv.conns.length).toBe(0);
   });
+
+  test("a stream already read or locked is a RequestBodyError, not an upstream failure", async () => {
+    using srv = rawServer();
+    using u = up(client, srv.port);
+    const body = generated(10);
+    body.getReader(); // locked
+    expect(await rejection(u.upstream.send({ method: "PUT", key: "k", body, contentLength: 10, ...ctx() }))).toBeInstanceOf(RequestBodyError);
+  });
 });
