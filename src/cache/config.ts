@@ -79,6 +79,7 @@ export function cacheRestartKey(cfg: CacheConfig): string {
   if (!cfg.enabled) return "[]";
   const d = cfg.cache_layers.includes("disk") ? cfg.disk : undefined;
   const r = cfg.cache_layers.includes("redis") ? cfg.redis : undefined;
+  if (d === undefined && r === undefined) return "[]"; // memory only: enabling or disabling it reloads
   return JSON.stringify([d && [d.path, d.fsync], r && [r.url, r.key_prefix, r.connect_timeout_ms, r.operation_timeout_ms]]);
 }
 

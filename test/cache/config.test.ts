@@ -1,0 +1,118 @@
+/**
+ * The cache's config: strict validation of cache_layers and the disk/redis sections (messages
+ * name the YAML path), per-bucket policies with a disk layer, what needs a restart, and where a
+ * worker's disk folder is.
+ */
+import { describe, expect, test } from "bun:test";
+import { bucketCachePolicy, cacheRestartKey, diskDir } from "../../src/cache/index.ts";
+import { redisTarget } from "../../src/cache/redis-link.ts";
+import { ConfigError, parseConfig } from "../../src/config/load.ts";
+import { CacheSchema } from "../../src/config/schema.ts";
+
+const MiB = 1024 * 1024;
+
+function configError(cache: string): string {
+  const yaml = `cache:\n${cache}\nbuckets:\n  - { name: b, path_prefix: /b, s3: { bucket: x } }\n`;
+  try {
+    parseConfig(yaml, { env: {} });
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    return (e as Error).message;
+  }
+  throw new Error("the config was accepted");
+}
+
+describe("validation", () => {
+  test("the original project's shape is accepted, with defaults", () => {
+    const c = CacheSchema.parse({
+      enabled: true,
+      cache_layers: ["memory", "disk", "redis"],
+      memory: { max_item_size_mb: 10, max_cache_size_mb: 256, default_ttl_seconds: 3600 },
+      disk: { path: "/var/cache/yatagarasu", max_disk_size_mb: 10240, max_item_size_mb: 1024 },
+      redis: { url: "redis://cache.internal:6379/2", key_prefix: "yatagarasu:", max_item_size_mb: 10, connect_timeout_ms: 500 },
+    });
+    expect(c.disk).toEqual({ path: "/var/cache/yatagarasu", max_disk_size_mb: 10240, max_item_size_mb: 1024, fsync: false });
+    expect(c.redis).toEqual({ url: "redis://cache.internal:6379/2", key_prefix: "yatagarasu:", max_item_size_mb: 10, connect_timeout_ms: 500, operation_timeout_ms: 500 });
+    expect(CacheSchema.parse({ cache_layers: ["redis"], redis: { url: "rediss://:pw@h:6380" } }).redis!.key_prefix).toBe("yatagarasu:");
+  });
+
+  test.each([
+    ["  cache_layers: [memory, ssd]", "cache.cache_layers[1]", "unknown cache layer; use memory, disk, redis"],
+    ["  cache_layers: []", "cache.cache_layers", "list at least one layer"],
+    ["  cache_layers: [memory, memory]", "cache.cache_layers", "a layer is listed twice"],
+    ["  cache_layers: [disk, memory]\n  disk: { path: /tmp/c }", "cache.cache_layers", "fastest first: memory, disk, redis"],
+    ["  cache_layers: [memory, disk]", "cache.disk", "the cache.disk section is required"],
+    ["  cache_layers: [memory, redis]", "cache.redis", "the cache.redis section is required"],
+    ["  disk: { path: /tmp/c }", "cache.disk", "cache_layers does not list disk"],
+    ["  redis: { url: redis://h }", "cache.redis", "cache_layers does not list redis"],
+    ["  cache_layers: [disk]\n  disk: { path: /tmp/c, max_disk_size_mb: 10, max_item_size_mb: 11 }", "cache.disk.max_item_size_mb", "must not exceed max_disk_size_mb"],
+    ["  cache_layers: [disk]\n  disk: { path: /tmp/c, max_size: 10 }", "cache.disk", "max_size"],
+    ["  cache_layers: [disk]\n  disk: { path: '' }", "cache.disk.path", "must not be empty"],
+    ["  cache_layers: [redis]\n  redis: { url: 'http://h:6379' }", "cache.redis.url", "must be a redis:// or rediss:// URL"],
+    ["  cache_layers: [redis]\n  redis: { url: 'redis://h', key_prefix: '' }", "cache.redis.key_prefix", "must not be empty"],
+    ["  cache_layers: [redis]\n  redis: { url: 'redis://h', max_item_size_mb: 600 }", "cache.redis.max_item_size_mb", ""],
+    ["  cache_layers: [redis]\n  redis: { url: 'redis://h', connect_timeout_ms: 0 }", "cache.redis.connect_timeout_ms", ""],
+    ["  cache_layers: [redis]\n  redis: { url: 'redis://h', ttl_seconds: 5 }", "cache.redis", "ttl_seconds"],
+  ])("%s → an error at %s", (yaml, path, message) => {
+    const msg = configError(yaml);
+    expect(msg).toContain(path);
+    expect(msg).toContain(message);
+  });
+
+  test("a Redis URL's password never appears in a validation message", () => {
+    const msg = configError("  cache_layers: [redis]\n  redis: { url: 'http://user:s3cr3t@h' }");
+    expect(msg).not.toContain("s3cr3t");
+  });
+
+  test("logs name Redis by scheme, host and database only", () => {
+    expect(redisTarget("redis://user:s3cr3t@cache.internal:6380/2")).toBe("redis://cache.internal:6380/2");
+    expect(redisTarget("rediss://:pw@h")).toBe("rediss://h");
+  });
+});
+
+describe("policy", () => {
+  const cfg = CacheSchema.parse({
+    enabled: true,
+    cache_layers: ["memory", "disk", "redis"],
+    memory: { max_item_size_mb: 2 },
+    disk: { path: "/c", max_item_size_mb: 500 },
+    redis: { url: "redis://h", max_item_size_mb: 8 },
+  });
+
+  test("the item limit is the largest layer's; buffered up to the largest memory/Redis item; deadlines from s3.timeout", () => {
+    expect(bucketCachePolicy(cfg, { cache: { enabled: true }, s3: { timeout: 20 } })).toEqual({
+      ttlSeconds: undefined,
+      defaultTtlSeconds: 3600,
+      maxItemBytes: 500 * MiB,
+      bufferBytes: 8 * MiB,
+      fillTimeoutMs: 28_000,
+      stallTimeoutMs: 20_000,
+    });
+    expect(bucketCachePolicy(cfg, { cache: { enabled: true, max_item_size_mb: 5 } })).toEqual({ ttlSeconds: undefined, defaultTtlSeconds: 3600, maxItemBytes: 5 * MiB });
+    expect(bucketCachePolicy(cfg, { cache: { enabled: true, max_item_size_mb: 5000 } })!.maxItemBytes).toBe(500 * MiB);
+  });
+
+  test("disk only: buffered up to memory.max_item_size_mb, larger objects stream to disk", () => {
+    const disk = CacheSchema.parse({ enabled: true, cache_layers: ["disk"], memory: { max_item_size_mb: 3 }, disk: { path: "/c" } });
+    expect(bucketCachePolicy(disk, { cache: { enabled: true } })).toMatchObject({ maxItemBytes: 1024 * MiB, bufferBytes: 3 * MiB });
+  });
+});
+
+describe("restart and folders", () => {
+  const base = { enabled: true, cache_layers: ["memory", "disk"], disk: { path: "/c" } };
+
+  test("sizes and TTLs reload; which layers exist and where needs a restart", () => {
+    const key = cacheRestartKey(CacheSchema.parse(base));
+    expect(cacheRestartKey(CacheSchema.parse({ ...base, disk: { path: "/c", max_disk_size_mb: 2000 }, memory: { max_cache_size_mb: 1 } }))).toBe(key);
+    expect(cacheRestartKey(CacheSchema.parse({ ...base, disk: { path: "/d" } }))).not.toBe(key);
+    expect(cacheRestartKey(CacheSchema.parse({ ...base, enabled: false }))).not.toBe(key);
+    expect(cacheRestartKey(CacheSchema.parse({ enabled: false }))).toBe(cacheRestartKey(CacheSchema.parse({ enabled: true })));
+  });
+
+  test("a relative path is relative to the config file's folder; workers get their own folder", () => {
+    const disk = { path: "cache", max_disk_size_mb: 100, max_item_size_mb: 10, fsync: false };
+    expect(diskDir(disk, { baseDir: "/etc/yata" })).toBe("/etc/yata/cache");
+    expect(diskDir({ ...disk, path: "/var/c" }, { baseDir: "/etc/yata", share: 4, worker: 2 })).toBe("/var/c/worker-2");
+    expect(diskDir({ ...disk, path: "/var/c" }, { share: 4, worker: undefined })).toBe("/var/c/worker-0");
+  });
+});
