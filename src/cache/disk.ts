@@ -98,7 +98,7 @@ export class DiskLayer implements CacheLayer, WriteTarget {
       return { files: [] as ScannedFile[], dropped: 0, tempsRemoved: 0 };
     });
     for (const f of r.files) this.insert(f.key, f);
-    await this.evictDown();
+    await this.evictDown().catch(() => {}); // `ready` never rejects: lookups wait on it
     this.log?.info("disk cache index rebuilt", { dir: this.dir, objects: this.lru.size, bytes: this.bytes, dropped: r.dropped, temporary_removed: r.tempsRemoved, ms: Math.round(performance.now() - started) });
   }
 

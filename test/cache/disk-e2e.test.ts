@@ -17,7 +17,7 @@ const CREDS = { accessKeyId: "AKIADISKE2E", secretAccessKey: "disk-e2e-secret" }
 const SIZE = 20 * 1024 * 1024;
 const BODY = randomBytes(SIZE);
 
-function randomBytes(n: number): Uint8Array {
+function randomBytes(n: number): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(n);
   for (let off = 0; off < n; off += 65536) crypto.getRandomValues(out.subarray(off, Math.min(off + 65536, n)));
   return out;
