@@ -161,6 +161,8 @@ export const BucketSchema = z.strictObject({
   authorization: AuthorizationSchema.optional(),
   cache: BucketCacheSchema.optional(),
   ip_filter: IpFilterSchema.prefault({}),
+  /** A GET of a "folder" (key "" or ending in "/") answers an index of it (src/fronts/listing/). */
+  listing: z.strictObject({ enabled: z.boolean().default(false), max_keys: posInt.max(1000).default(1000) }).prefault({}),
 });
 export type BucketConfig = z.infer<typeof BucketSchema>;
 

@@ -2,7 +2,13 @@
  * The plain HTTP front: a path prefix names a bucket, the rest of the path is the object key, a
  * JWT (when the bucket requires one) is the identity. Errors are JSON.
  *
- *   guard → route → admit → authenticate → authorize → object
+ *   guard → route → admit → authenticate → authorize → object | listing
+ *
+ * A GET/HEAD of a "folder" (the key is "" or ends in "/") on a bucket with `listing.enabled` is
+ * the action s3:ListBucket with the key as prefix: it passes the same admission, authentication
+ * and authorization as an object, and the last phase answers it with the folder's index
+ * (src/fronts/listing/serve.ts). Without listing, such a path is what it always was: an object
+ * key (404 NoSuchKey for the bucket root).
  *
  * The front owns only what is plain-HTTP-specific (routing by prefix, JWT extraction, the JSON
  * error dialect); admission, authorization and serving are the shared phases in src/proxy/.
@@ -15,6 +21,7 @@ import { admit } from "../proxy/phases/admit.ts";
 import { authorize } from "../proxy/phases/authorize.ts";
 import { guard } from "../proxy/phases/guard.ts";
 import { serveObject } from "../proxy/phases/object.ts";
+import { serveListing } from "./listing/serve.ts";
 import type { Front } from "../proxy/runner.ts";
 import { normalizePath } from "../router.ts";
 
@@ -30,10 +37,19 @@ export function route(ctx: RequestContext): Response | undefined {
   if (!found) throw new ProxyError("NotFound");
   ctx.bucket = found.bucket;
   ctx.bucketName = found.bucket.name;
-  if (found.key === "") throw new ProxyError("NoSuchKey", { detail: "The path names a bucket but no object key" });
   ctx.key = found.key;
+  if ((found.key === "" || found.key.endsWith("/")) && found.bucket.cfg.listing.enabled) {
+    ctx.action = "s3:ListBucket";
+    return undefined;
+  }
+  if (found.key === "") throw new ProxyError("NoSuchKey", { detail: "The path names a bucket but no object key" });
   ctx.action = "s3:GetObject";
   return undefined;
+}
+
+/** Phase: the answer, by action: an object, or a folder's index. */
+export function serve(ctx: RequestContext): Response | Promise<Response> {
+  return ctx.action === "s3:ListBucket" ? serveListing(ctx) : serveObject(ctx);
 }
 
 function authResultOf(err: ProxyError): AuthResult {
@@ -73,6 +89,6 @@ export function authenticate(ctx: RequestContext): undefined | Promise<undefined
 
 export const plainFront: Front = {
   name: "plain",
-  phases: [guard, route, admit, authenticate, authorize, serveObject],
+  phases: [guard, route, admit, authenticate, authorize, serve],
   renderError: (err, ctx) => err.toResponse(ctx.id, ctx.method),
 };

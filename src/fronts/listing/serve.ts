@@ -1,0 +1,113 @@
+/**
+ * Phase: answer a folder's index (the plain front's GET/HEAD of a key "" or ending in "/" on a
+ * bucket with `listing.enabled`). Runs after admission, authentication and authorization, exactly
+ * where an object would be served.
+ *
+ * Upstream: one ListObjectsV2 with the folder as prefix, "/" as delimiter, encoding-type=url (any
+ * key survives the XML) and the client's `?continuation-token=`. The prefix is always the routed
+ * key, never the client's query, and parse.ts drops anything outside it: a listing never shows
+ * more than the folder the path names. S3's errors map as an object's do (errorFromResponse).
+ *
+ * Answer: HTML when the client accepts text/html (browsers), JSON otherwise; never cached
+ * (Cache-Control: no-store: a listing changes with every upload), and the HTML under a CSP that
+ * allows no script at all, in case a key ever slipped through the escaping.
+ */
+import { ProxyError } from "../../errors.ts";
+import type { RequestContext } from "../../proxy/context.ts";
+import { errorFromResponse } from "../../s3/errors.ts";
+import { listObjectsV2 } from "../../s3/operations/list-objects.ts";
+import { parseListing } from "./parse.ts";
+import { renderHtml, renderJson } from "./render.ts";
+
+/** Longest continuation token taken from a client (S3's are ~100 characters). */
+const MAX_TOKEN_LENGTH = 1024;
+/** The most of an upstream listing read (1,000 url-encoded keys of 1 KiB fit well within). */
+const MAX_LISTING_BYTES = 4 * 1024 * 1024;
+
+const HTML_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/** Whether the Accept header asks for text/html (with a non-zero q). */
+export function wantsHtml(accept: string | null): boolean {
+  if (accept === null) return false;
+  for (const part of accept.split(",")) {
+    const [type, ...params] = part.split(";").map((s) => s.trim().toLowerCase());
+    if (type !== "text/html") continue;
+    const q = params.find((p) => p.startsWith("q="));
+    return q === undefined || Number(q.slice(2)) > 0;
+  }
+  return false;
+}
+
+/** The client's continuation token ("" or absent: the first page). */
+function tokenOf(query: string): string | undefined {
+  if (query === "") return undefined;
+  let token: string | null;
+  try {
+    token = new URLSearchParams(query.slice(1)).get("continuation-token");
+  } catch {
+    throw new ProxyError("BadRequest", { detail: "The query string is malformed" });
+  }
+  if (token === null || token === "") return undefined;
+  if (token.length > MAX_TOKEN_LENGTH) throw new ProxyError("BadRequest", { detail: "The continuation token is too long" });
+  return token;
+}
+
+async function readListing(res: Response): Promise<string> {
+  const declared = Number(res.headers.get("content-length") ?? "0");
+  if (declared > MAX_LISTING_BYTES) {
+    res.body?.cancel().catch(() => {});
+    throw new ProxyError("BadGateway", { detail: "The upstream listing is too large" });
+  }
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    if (res.body) {
+      for await (const chunk of res.body) {
+        size += chunk.byteLength;
+        if (size > MAX_LISTING_BYTES) {
+          res.body.cancel().catch(() => {});
+          throw new ProxyError("BadGateway", { detail: "The upstream listing is too large" });
+        }
+        chunks.push(chunk);
+      }
+    }
+  } catch (err) {
+    if (err instanceof ProxyError) throw err;
+    throw new ProxyError("BadGateway", { detail: "The upstream connection failed while sending the listing", cause: err });
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+export async function serveListing(ctx: RequestContext): Promise<Response> {
+  const bucket = ctx.bucket!;
+  const prefix = ctx.key;
+  const token = tokenOf(ctx.query);
+  const res = await listObjectsV2(
+    bucket.upstream.primary(),
+    { prefix: prefix === "" ? undefined : prefix, delimiter: "/", maxKeys: bucket.cfg.listing.max_keys, continuationToken: token, encodingType: "url" },
+    { signal: ctx.req.signal, timing: ctx.timing },
+  );
+  if (res.status !== 200) throw await errorFromResponse(res, "GET");
+  let page;
+  try {
+    page = parseListing(await readListing(res), prefix);
+  } catch (err) {
+    if (err instanceof ProxyError) throw err;
+    throw new ProxyError("BadGateway", { detail: "The upstream sent a listing that cannot be read", cause: err });
+  }
+  const mount = bucket.cfg.path_prefix === "/" ? "" : bucket.cfg.path_prefix;
+  const input = { page, mount, bucket: bucket.name };
+  const html = wantsHtml(ctx.req.headers.get("accept"));
+  const body = new TextEncoder().encode(html ? renderHtml(input) : renderJson(input));
+  const headers: Record<string, string> = {
+    "content-type": html ? "text/html; charset=utf-8" : "application/json",
+    "cache-control": "no-store",
+    vary: "Accept",
+    "x-content-type-options": "nosniff",
+    "content-length": String(body.byteLength),
+  };
+  if (html) headers["content-security-policy"] = HTML_CSP;
+  if (ctx.method === "HEAD") return new Response(null, { status: 200, headers });
+  ctx.bytes = body.byteLength;
+  return new Response(body, { status: 200, headers });
+}

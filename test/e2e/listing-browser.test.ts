@@ -1,0 +1,95 @@
+/**
+ * A folder listing in a real browser (Debian's chromium through playwright-core): the proxy in
+ * process in front of the S3 fixture. Opens the bucket's root, sees folders first and human sizes,
+ * clicks into a folder, goes to the next page, downloads a file (bytes checked), and shows that an
+ * object named like markup renders as text: no dialog, no element made from it.
+ */
+import { afterAll, beforeAll, expect } from "bun:test";
+import { readFile } from "node:fs/promises";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { launchBrowser } from "../clients/browser.ts";
+import { clientTest } from "../clients/run.ts";
+import { bucketYaml, startInProcess, type InProcessProxy } from "./harness.ts";
+
+const CREDS = { accessKeyId: "AKIAE2EBROWSER", secretAccessKey: "e2e-browser-secret" };
+const HOSTILE = "<img src=x onerror=alert(1)>.txt";
+const BIG = Uint8Array.from({ length: 2560 }, (_, i) => (i * 7) & 0xff); // 2.5 KiB of every byte value
+
+let s3: S3Fixture;
+let px: InProcessProxy;
+
+beforeAll(async () => {
+  s3 = await startS3Fixture({ buckets: [{ name: "site" }], credentials: [{ ...CREDS, buckets: ["site"] }] });
+  // root, in S3's order: "<img…" < "big.bin" < "folder/" < "small.txt" | "zz/" (page size 4)
+  await s3.put("site", HOSTILE, "hostile");
+  await s3.put("site", "big.bin", BIG);
+  await s3.put("site", "small.txt", "small");
+  await s3.put("site", "zz/last.txt", "last");
+  for (const n of ["a", "b", "c", "d", "e", "f"]) await s3.put("site", `folder/${n}.txt`, `file ${n}`);
+  px = await startInProcess(`server: { address: 127.0.0.1, port: 0 }
+buckets:
+${bucketYaml({ name: "site", prefix: "/site", bucket: "site", endpoint: s3.endpoint, key: CREDS.accessKeyId, secret: CREDS.secretAccessKey, extra: "    listing: { enabled: true, max_keys: 4 }\n" })}`);
+});
+
+afterAll(async () => {
+  await px?.stop();
+  await s3?.stop();
+});
+
+clientTest("chromium")(
+  "open a folder, folders first with sizes, into a folder, next page, download, a hostile name stays text",
+  async () => {
+    await using b = await launchBrowser({ context: { acceptDownloads: true } });
+    const page = b.page;
+    const dialogs: string[] = [];
+    page.on("dialog", (d) => {
+      dialogs.push(d.message());
+      void d.dismiss();
+    });
+    const rows = () =>
+      page.$$eval("tbody tr", (trs) => trs.map((tr) => ({ cls: tr.className, name: tr.querySelector("td a")?.textContent ?? "", size: tr.children[1]?.textContent ?? "" })));
+
+    const res = await page.goto(px.url("/site/"));
+    expect(res?.status()).toBe(200);
+    expect(await page.title()).toBe("Index of site/");
+    expect(await rows()).toEqual([
+      { cls: "folder", name: "folder/", size: "—" },
+      { cls: "object", name: HOSTILE, size: "7 B" },
+      { cls: "object", name: "big.bin", size: "2.5 KiB" },
+      { cls: "object", name: "small.txt", size: "5 B" },
+    ]);
+    // the hostile name is text: no <img> was made from it, no script ran
+    expect(await page.$$eval("img", (imgs) => imgs.length)).toBe(0);
+    expect(dialogs).toEqual([]);
+
+    // download a file: the bytes as stored
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click("text=big.bin")]);
+    expect(download.suggestedFilename()).toBe("big.bin");
+    const path = await download.path();
+    expect(new Uint8Array(await readFile(path!))).toEqual(BIG);
+
+    // the root's second page
+    await page.click("#next");
+    await page.waitForURL(/\/site\/\?continuation-token=/);
+    expect(await rows()).toEqual([{ cls: "folder", name: "zz/", size: "—" }]);
+    expect(await page.$("#next")).toBeNull();
+
+    // into a folder, and through its pages
+    await page.goto(px.url("/site/"));
+    await page.click("text=folder/");
+    await page.waitForURL(px.url("/site/folder/"));
+    expect(await page.$$eval("nav a", (as) => as.map((a) => a.textContent))).toEqual(["site", "folder"]);
+    expect((await rows()).map((r) => r.name)).toEqual(["a.txt", "b.txt", "c.txt", "d.txt"]);
+    await page.click("#next");
+    await page.waitForURL(/\/site\/folder\/\?continuation-token=/);
+    expect((await rows()).map((r) => r.name)).toEqual(["e.txt", "f.txt"]);
+
+    // the breadcrumb leads back to the root
+    await page.click("nav a >> text=site");
+    await page.waitForURL(px.url("/site/"));
+    expect(dialogs).toEqual([]);
+    // nothing but the missing favicon may complain (no CSP violation: no script was ever attempted)
+    expect(b.errors.filter((e) => !/favicon|404/.test(e))).toEqual([]);
+  },
+  90_000,
+);

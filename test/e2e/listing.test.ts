@@ -1,0 +1,198 @@
+/**
+ * Folder listings on the plain front, end to end: the proxy (in process) in front of the S3
+ * fixture. JSON pages followed to the end, HTML for browsers, auth and authorization applied as to
+ * objects, listing off → 404 as before, upstream errors mapped, never a listing outside the folder.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { encodeToken } from "../fixtures/s3/list.ts";
+import { nowSec, sign } from "../fixtures/jwt.ts";
+import { OpaServer } from "../fixtures/opa.ts";
+import { bucketYaml, startInProcess, type InProcessProxy } from "./harness.ts";
+
+const SECRET = "e2e-listing-hs256-secret-0123456789";
+const CREDS = { accessKeyId: "AKIAE2ELISTING", secretAccessKey: "e2e-listing-secret" };
+const HOSTILE = `<script>alert(1)<\\script> <img src=x onerror=alert(2)> & "q" 'a'.txt`;
+
+/** Top level: 5 folders and 4 objects; docs/ holds awkward names and a sub-folder. */
+const KEYS: Record<string, string> = {
+  "a.txt": "a",
+  "b b.txt": "bb",
+  "c+c.txt": "c+",
+  "z~.txt": "z",
+  "docs/readme.md": "# readme",
+  [`docs/${HOSTILE}`]: "hostile",
+  "docs/100% ü.txt": "unicode",
+  "docs/deep/x.txt": "x",
+  "img/1.png": "1",
+  "open/o.txt": "open",
+  "closed/c.txt": "closed",
+  "zz/last": "last",
+};
+
+interface Entry {
+  name: string;
+  type: "folder" | "object";
+  size?: number;
+  last_modified?: string;
+}
+interface Page {
+  bucket: string;
+  prefix: string;
+  entries: Entry[];
+  next: string | null;
+}
+
+let s3: S3Fixture;
+let px: InProcessProxy;
+let opa: OpaServer;
+
+beforeAll(async () => {
+  s3 = await startS3Fixture({ buckets: [{ name: "data" }], credentials: [{ ...CREDS, buckets: ["data"] }] });
+  for (const [k, v] of Object.entries(KEYS)) await s3.put("data", k, v);
+  opa = OpaServer.start({ "yatagarasu/allow": (input) => input?.action === "s3:ListBucket" && String(input?.key).startsWith("open/") });
+  const b = (name: string, prefix: string, extra: string, bucket = "data") =>
+    bucketYaml({ name, prefix, bucket, endpoint: s3.endpoint, key: CREDS.accessKeyId, secret: CREDS.secretAccessKey, extra });
+  px = await startInProcess(`server: { address: 127.0.0.1, port: 0 }
+jwt: { enabled: true, algorithm: HS256, secret: "${SECRET}" }
+buckets:
+${b("files", "/files", "    listing: { enabled: true, max_keys: 3 }\n")}${b("nolist", "/nolist", "")}${b(
+    "priv",
+    "/priv",
+    "    auth: { enabled: true }\n    listing: { enabled: true }\n",
+  )}${b("opa", "/opa", `    listing: { enabled: true }\n    authorization: { type: opa, opa_url: "${opa.url}", opa_policy_path: yatagarasu/allow, opa_cache_ttl_seconds: 0 }\n`)}${b(
+    "gone",
+    "/gone",
+    "    listing: { enabled: true }\n",
+    "no-such-bucket",
+  )}`);
+});
+
+afterAll(async () => {
+  await px?.stop();
+  await s3?.stop();
+  opa?.close();
+});
+
+/** The proxy's ListObjects requests to the fixture. */
+const listings = () => s3.requests.filter((r) => !r.admin && r.method === "GET" && r.query["list-type"] === "2");
+
+async function allPages(path: string): Promise<{ pages: Page[]; entries: Entry[] }> {
+  const pages: Page[] = [];
+  let next: string | null = path;
+  while (next !== null && pages.length < 20) {
+    const res = await fetch(px.url(next));
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("application/json");
+    expect(res.headers.get("cache-control")).toBe("no-store");
+    const page = (await res.json()) as Page;
+    pages.push(page);
+    next = page.next;
+  }
+  return { pages, entries: pages.flatMap((p) => p.entries) };
+}
+
+describe("JSON listings", () => {
+  test("the bucket root, 3 entries a page, followed to the end: every entry once, folders first on each page", async () => {
+    s3.resetLog();
+    const { pages, entries } = await allPages("/files/");
+    expect(pages.map((p) => p.entries.length)).toEqual([3, 3, 3]);
+    for (const p of pages) {
+      const kinds = p.entries.map((e) => e.type);
+      expect(kinds).toEqual([...kinds].sort()); // "folder" < "object"
+      expect(p.prefix).toBe("");
+      expect(p.bucket).toBe("files");
+    }
+    const folders = entries.filter((e) => e.type === "folder").map((e) => e.name);
+    const objects = entries.filter((e) => e.type === "object");
+    expect(folders.sort()).toEqual(["closed/", "docs/", "img/", "open/", "zz/"]);
+    expect(objects.map((e) => e.name).sort()).toEqual(["a.txt", "b b.txt", "c+c.txt", "z~.txt"]);
+    expect(objects.find((e) => e.name === "b b.txt")).toMatchObject({ size: 2, last_modified: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) });
+    // one upstream listing per page, each for the folder with "/" as delimiter
+    expect(listings().length).toBe(3);
+    for (const r of listings()) expect({ prefix: r.query.prefix ?? null, delimiter: r.query.delimiter, maxKeys: r.query["max-keys"] } as unknown).toEqual({ prefix: null, delimiter: "/", maxKeys: "3" });
+  });
+
+  test("a folder: keys with markup, %, unicode and a sub-folder; only that folder, whatever the query says", async () => {
+    s3.resetLog();
+    const { entries } = await allPages("/files/docs/?prefix=closed/&delimiter=&max-keys=1000");
+    expect(entries.map((e) => e.name).sort()).toEqual([HOSTILE, "100% ü.txt", "deep/", "readme.md"].sort());
+    expect(entries.find((e) => e.name === HOSTILE)).toMatchObject({ type: "object", size: 7 });
+    expect(listings().every((r) => r.query.prefix === "docs/" && r.query.delimiter === "/")).toBe(true);
+    const encoded = await fetch(px.url(`/files/${encodeURIComponent("docs")}/deep/`));
+    expect(((await encoded.json()) as Page).entries).toEqual([{ name: "x.txt", type: "object", size: 1, last_modified: expect.any(String) }]);
+  });
+
+  test("a continuation token from elsewhere still lists only the folder", async () => {
+    // a token the fixture would accept, resuming before everything in the bucket
+    const token = encodeToken("data", "");
+    const res = await fetch(px.url(`/files/img/?continuation-token=${encodeURIComponent(token)}`));
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as Page).entries.map((e) => e.name)).toEqual(["1.png"]);
+  });
+
+  test("HEAD answers the headers only; Accept: text/html gets the HTML index under a no-script CSP", async () => {
+    const head = await fetch(px.url("/files/docs/"), { method: "HEAD" });
+    expect(head.status).toBe(200);
+    expect(head.headers.get("content-type")).toBe("application/json");
+    expect(await head.text()).toBe("");
+    const get = await fetch(px.url("/files/docs/"));
+    expect(head.headers.get("content-length")).toBe(String((await get.arrayBuffer()).byteLength));
+    const html = await fetch(px.url("/files/docs/"), { headers: { accept: "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8" } });
+    expect(html.status).toBe(200);
+    expect(html.headers.get("content-type")).toBe("text/html; charset=utf-8");
+    expect(html.headers.get("cache-control")).toBe("no-store");
+    expect(html.headers.get("content-security-policy")).toContain("default-src 'none'");
+    const text = await html.text();
+    expect(text).toContain("&lt;script&gt;alert(1)&lt;\\script&gt; &lt;img src=x onerror=alert(2)&gt; &amp; &quot;q&quot; &#39;a&#39;.txt");
+    expect(text).not.toContain("<script>");
+    expect(text).not.toContain("<img");
+    const notHtml = await fetch(px.url("/files/docs/"), { headers: { accept: "text/html;q=0, application/json" } });
+    expect(notHtml.headers.get("content-type")).toBe("application/json");
+  });
+});
+
+describe("access and errors", () => {
+  test("a bucket that requires a JWT refuses an anonymous listing (401) before S3 is asked, and lists with a token", async () => {
+    s3.resetLog();
+    const anon = await fetch(px.url("/priv/"));
+    expect(anon.status).toBe(401);
+    expect(((await anon.json()) as { error: string }).error).toBe("Unauthorized");
+    expect(listings()).toHaveLength(0);
+    const token = await sign({ sub: "alice", exp: nowSec() + 600 }, { alg: "HS256", key: SECRET });
+    const ok = await fetch(px.url("/priv/docs/"), { headers: { authorization: `Bearer ${token}` } });
+    expect(ok.status).toBe(200);
+    expect(((await ok.json()) as Page).entries.map((e) => e.name)).toContain("readme.md");
+  });
+
+  test("the authorizer decides on s3:ListBucket with the folder as key", async () => {
+    const open = await fetch(px.url("/opa/open/"));
+    expect(open.status).toBe(200);
+    const closed = await fetch(px.url("/opa/closed/"));
+    expect(closed.status).toBe(403);
+    const root = await fetch(px.url("/opa/"));
+    expect(root.status).toBe(403);
+  });
+
+  test("listing off: the folder path is an object key as before (404 NoSuchKey), no listing upstream", async () => {
+    s3.resetLog();
+    for (const path of ["/nolist/", "/nolist", "/nolist/docs/"]) {
+      const res = await fetch(px.url(path));
+      expect({ path, status: res.status, error: ((await res.json()) as { error: string }).error }).toEqual({ path, status: 404, error: "NoSuchKey" });
+    }
+    expect(listings()).toHaveLength(0);
+    // and an object still reads on a bucket with listing on
+    const obj = await fetch(px.url("/files/docs/readme.md"));
+    expect(await obj.text()).toBe("# readme");
+  });
+
+  test("upstream errors map as for objects: a missing upstream bucket 404 NoSuchBucket, a bad token 400", async () => {
+    const gone = await fetch(px.url("/gone/"));
+    expect(gone.status).toBe(404);
+    expect(((await gone.json()) as { error: string }).error).toBe("NoSuchBucket");
+    const bad = await fetch(px.url("/files/?continuation-token=not-a-token"));
+    expect(bad.status).toBe(400);
+    const body = await bad.text();
+    expect(body).not.toContain("<Error>");
+  });
+});
