@@ -28,7 +28,7 @@ function control(ctx: RequestContext): Response | Promise<Response> {
   }
   if (p === "/ready") {
     ctx.bucketName = "_health";
-    const r = readinessOf(ctx.rt, app.draining);
+    const r = readinessOf(ctx.rt, app.draining, app.cache);
     return json(ctx.method, r.ready ? 200 : 503, r);
   }
   if (p === "/metrics") {

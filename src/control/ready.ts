@@ -1,4 +1,5 @@
 /** The readiness report (/ready): every bucket's upstream probe and breaker, the JWKS, draining. */
+import type { Cache } from "../cache/index.ts";
 import type { Runtime } from "../runtime.ts";
 
 export interface ReadinessReport {
@@ -7,10 +8,15 @@ export interface ReadinessReport {
   reasons: string[];
   buckets: Record<string, { ok: boolean; reason?: string; note?: string; checked_at?: string; circuit?: string }>;
   jwks?: { ok: boolean; reason?: string };
+  /** What is failing while the proxy still serves (a Redis cache layer down). */
+  degraded?: string[];
+  /** Cache layers that can be unavailable (Redis): skipped while down, never a reason to be unready. */
+  cache_layers?: Record<string, { up: boolean; state: string; reason?: string }>;
 }
 
-export function readinessOf(rt: Runtime, draining: boolean): ReadinessReport {
+export function readinessOf(rt: Runtime, draining: boolean, cache?: Cache): ReadinessReport {
   const reasons: string[] = [];
+  const degraded: string[] = [];
   const buckets: ReadinessReport["buckets"] = {};
   if (draining) reasons.push("shutting down");
   for (const b of rt.buckets.values()) {
@@ -25,5 +31,20 @@ export function readinessOf(rt: Runtime, draining: boolean): ReadinessReport {
     jwks = rt.auth.readiness();
     if (!jwks.ok) reasons.push(`jwt: ${jwks.reason ?? "keys not loaded"}`);
   }
-  return { ready: reasons.length === 0, generation: rt.generation, reasons, buckets, ...(jwks ? { jwks } : undefined) };
+  let cacheLayers: ReadinessReport["cache_layers"];
+  for (const l of cache?.layers ?? []) {
+    const h = l.health?.();
+    if (h === undefined) continue;
+    (cacheLayers ??= {})[l.name] = { up: h.up, state: h.state, ...(h.reason ? { reason: h.reason } : undefined) };
+    if (!h.up) degraded.push(`cache layer ${l.name}: unavailable (${h.reason ?? h.state}), skipped until it answers`);
+  }
+  return {
+    ready: reasons.length === 0,
+    generation: rt.generation,
+    reasons,
+    ...(degraded.length > 0 ? { degraded } : undefined),
+    buckets,
+    ...(jwks ? { jwks } : undefined),
+    ...(cacheLayers ? { cache_layers: cacheLayers } : undefined),
+  };
 }
