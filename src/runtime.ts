@@ -1,6 +1,7 @@
 /**
  * The immutable runtime of one config generation: router, upstreams (with their signers and
- * breakers), authenticator, authorizers, rate limiter, readiness prober.
+ * breakers; a ReplicaSet per bucket with s3.replicas), authenticator, authorizers, rate limiter
+ * (memory, or shared through Redis), readiness prober.
  *
  * Hot reload builds a whole new Runtime and swaps one reference; requests in flight keep the
  * Runtime they started with. State that must outlive a reload (the cache, metrics, the
@@ -12,18 +13,24 @@ import { bucketCachePolicy, type CachePolicy } from "./cache/index.ts";
 import type { Config } from "./config/load.ts";
 import type { BucketConfig, ClaimRule } from "./config/schema.ts";
 import { parseCidr, type Cidr } from "./http/cidr.ts";
-import { RateLimiter } from "./limits/index.ts";
+import { buildLimiter, type Limiter } from "./limits/index.ts";
 import type { Logger } from "./observe/log.ts";
 import type { Metrics } from "./observe/metrics.ts";
-import { Prober } from "./observe/readiness.ts";
+import { probeId, Prober, type ProbeTarget } from "./observe/readiness.ts";
 import { Router } from "./router.ts";
 import { S3Identities } from "./fronts/s3/identities.ts";
-import { BucketUpstream } from "./s3/upstream.ts";
+import { buildUpstream, ReplicaSet, type ObjectUpstream, type Replica } from "./s3/replicas.ts";
 
 export interface BucketRuntime {
   readonly name: string;
   readonly cfg: BucketConfig;
-  readonly upstream: BucketUpstream;
+  /**
+   * Reads (GET/HEAD) go through `upstream.fetchObject`: with s3.replicas, a ReplicaSet that fails
+   * over. Writes must go to `upstream.primary()` (never a secondary).
+   */
+  readonly upstream: ObjectUpstream;
+  /** The replicas by priority, for buckets with s3.replicas (undefined: one endpoint). */
+  readonly replicas: readonly Replica[] | undefined;
   readonly authRequired: boolean;
   readonly extraRules: readonly ClaimRule[];
   readonly authorizer: Authorizer | undefined;
@@ -38,7 +45,8 @@ export interface Runtime {
   readonly router: Router<BucketRuntime>;
   readonly buckets: ReadonlyMap<string, BucketRuntime>;
   readonly auth: Authenticator | undefined;
-  readonly limiter: RateLimiter | undefined;
+  /** check() is synchronous with the memory backend; with redis it may return a promise. */
+  readonly limiter: Limiter | undefined;
   readonly trustedProxies: readonly Cidr[];
   readonly prober: Prober;
   /** The S3 front's credentials and sessions of this generation (s3_api enabled), else undefined. */
@@ -66,18 +74,27 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
   const auth = jwt ? await Authenticator.create(jwt, { baseDir: deps.baseDir, log: authLog, fetch: deps.fetch }) : undefined;
 
   const buckets = new Map<string, BucketRuntime>();
+  const replicaSets = new Map<string, readonly string[]>();
+  for (const b of config.buckets) if (b.s3.replicas) replicaSets.set(b.name, b.s3.replicas.map((r) => r.name));
+  const series = deps.metrics?.replicas.configure(replicaSets);
   try {
     for (const b of config.buckets) {
-      buckets.set(b.name, {
-        name: b.name,
-        cfg: b,
-        upstream: new BucketUpstream(b, {
+      const upstream = buildUpstream(
+        b,
+        {
           metrics: deps.metrics,
           fetch: deps.fetch,
           // An injected fetch (tests) means every request must go through it.
           client: deps.fetch ? "fetch" : config.server.upstream_client,
           bufferBodyUpTo: config.server.buffer_threshold_bytes,
-        }),
+        },
+        series?.get(b.name),
+      );
+      buckets.set(b.name, {
+        name: b.name,
+        cfg: b,
+        upstream,
+        replicas: upstream instanceof ReplicaSet ? upstream.replicas : undefined,
         authRequired: b.auth.enabled,
         extraRules: b.auth.claims,
         authorizer: b.authorization ? createAuthorizer(b.authorization, { log: authLog, fetch: deps.fetch }) : undefined,
@@ -90,11 +107,18 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
     auth?.close();
     throw err;
   }
-  const anyLimit = config.server.rate_limit?.enabled || config.buckets.some((b) => b.s3.rate_limit);
-  const limiter = anyLimit ? RateLimiter.fromConfig(config, { share: deps.share ?? 1 }) : undefined;
-  const prober = new Prober([...buckets.values()].map((b) => b.upstream), deps.probeIntervalMs ?? config.server.readiness_probe_interval_seconds * 1000);
+  const limiter = buildLimiter(config, { share: deps.share ?? 1, log: deps.log, connect: deps.start !== false });
+  const targets: ProbeTarget[] = [];
+  for (const b of buckets.values()) {
+    if (b.replicas) for (const r of b.replicas) targets.push({ id: probeId(b.name, r.name), probe: (ms) => r.probe(ms) });
+    else {
+      const u = b.upstream.primary();
+      targets.push({ id: b.name, probe: (ms) => u.probe(ms) });
+    }
+  }
+  const prober = new Prober(targets, deps.probeIntervalMs ?? config.server.readiness_probe_interval_seconds * 1000);
   if (deps.start !== false) prober.start();
-  for (const b of buckets.values()) if (b.upstream.breaker) deps.metrics?.setBreakerState(b.name, 0);
+  for (const b of config.buckets) if (b.s3.circuit_breaker) deps.metrics?.setBreakerState(b.name, 0);
 
   return {
     generation,
@@ -108,6 +132,7 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
     s3Api: config.s3_api?.enabled ? new S3Identities(config.s3_api) : undefined,
     close() {
       prober.stop();
+      limiter?.close?.();
       auth?.close();
       for (const b of buckets.values()) b.authorizer?.close?.();
     },

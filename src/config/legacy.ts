@@ -24,10 +24,6 @@ const LEGACY_HINTS: Array<{ match: (p: PathSegment[]) => boolean; message: strin
     message: "per-bucket `max_size` is not supported: set `max_item_size_mb` here, and the total in `cache.memory.max_cache_size_mb`",
   },
   {
-    match: (p) => p.length === 4 && p[0] === "buckets" && p[2] === "s3" && p[3] === "replicas",
-    message: "S3 replica sets (multi-region failover) are not supported yet: configure a single `bucket`/`region`/`endpoint`",
-  },
-  {
     match: (p) => p.length === 3 && p[0] === "buckets" && p[2] === "watermark",
     message: "image watermarking is not supported",
   },

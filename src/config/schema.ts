@@ -7,6 +7,7 @@
  * that says what to write instead (see LEGACY_HINTS in load.ts).
  */
 import { z } from "zod";
+import { ReplicaSchema, resolveS3 } from "./replicas.ts";
 import { S3ApiSchema } from "./s3-api.ts";
 
 const posInt = z.number().int().positive();
@@ -117,9 +118,15 @@ export const RateSchema = z.strictObject({
 });
 export type RateConfig = z.infer<typeof RateSchema>;
 
+/**
+ * A bucket's upstream: one endpoint (bucket/region/endpoint/credentials here), or `replicas`, each
+ * with its own connection keys (src/config/replicas.ts). Either way the parsed result holds the
+ * primary's connection keys at the top level, and `replicas` (sorted by priority) when given.
+ */
 export const S3Schema = z.strictObject({
-  bucket: nonEmpty,
-  region: nonEmpty.default("us-east-1"),
+  bucket: nonEmpty.optional(),
+  /** Default us-east-1 (applied by resolveS3, which refuses it beside `replicas`). */
+  region: nonEmpty.optional(),
   endpoint: z.url({ error: "must be a valid http(s) URL" }).optional(),
   access_key: nonEmpty.optional(),
   secret_key: nonEmpty.optional(),
@@ -133,7 +140,8 @@ export const S3Schema = z.strictObject({
   retry: RetrySchema.optional(),
   circuit_breaker: CircuitBreakerSchema.optional(),
   rate_limit: RateSchema.optional(),
-});
+  replicas: z.array(ReplicaSchema).optional(),
+}).transform(resolveS3);
 export type S3Config = z.infer<typeof S3Schema>;
 
 export const BucketAuthSchema = z.strictObject({
@@ -201,6 +209,18 @@ export const ServerSchema = z.strictObject({
         max_entries: posInt.default(100_000),
         idle_seconds: seconds.default(300),
       }).optional(),
+      /**
+       * memory: each process counts alone (workers split the rates). redis: the limits hold across
+       * every process sharing the Redis (src/limits/redis-limiter.ts); each process falls back to
+       * its local share while Redis is unavailable.
+       */
+      backend: z.enum(["memory", "redis"], { error: () => "unknown rate_limit backend; use memory or redis" }).default("memory"),
+      /** Redis for the shared limits; default cache.redis.url. */
+      redis_url: nonEmpty.optional(),
+      /** Longest wait for a Redis answer before a request is decided locally. */
+      redis_timeout_ms: posInt.max(10_000).default(50),
+      /** How many Yatagarasu processes share the limits: each enforces 1/instances of them while Redis is unavailable. */
+      instances: posInt.max(10_000).default(1),
     })
     .optional(),
   security_limits: z

@@ -9,6 +9,7 @@ import { parseCidr } from "../http/cidr.ts";
 import type { Config } from "./load.ts";
 import type { PathSegment } from "./path.ts";
 import type { Algorithm, ClaimRule, RawConfig } from "./schema.ts";
+import { rateLimitIssues } from "./rate-limit.ts";
 import { userinfoProblem } from "./url.ts";
 import { validateS3Api } from "./s3-api.ts";
 
@@ -203,6 +204,7 @@ export function validateConfig(cfg: RawConfig, opts: { baseDir?: string } = {}):
   checkUrl(cfg.jwt?.jwks_url, ["jwt", "jwks_url"], "a JWKS is public key material and needs no credentials", issues);
   validateJwt(cfg, opts.baseDir, issues);
   validateS3Api(cfg, { host, port: port ?? 8080 }, issues);
+  issues.push(...rateLimitIssues(cfg));
 
   const config = { ...cfg, server: { ...cfg.server, address: host, port: port ?? 8080 }, baseDir: opts.baseDir ?? process.cwd() } as Config;
   return { config, issues };

@@ -51,8 +51,10 @@ export interface AccessRecord {
   error?: string;
   s3_error?: string;
   attempts?: number;
+  /** The replica that answered (buckets with s3.replicas). */
+  replica?: string;
 }
-const ACCESS_KEYS = ["request_id", "method", "path", "bucket", "status", "bytes", "duration_ms", "ttfb_ms", "upstream_ms", "client_ip", "front", "subject", "cache", "error", "s3_error", "attempts"];
+const ACCESS_KEYS = ["request_id", "method", "path", "bucket", "status", "bytes", "duration_ms", "ttfb_ms", "upstream_ms", "client_ip", "front", "subject", "cache", "error", "s3_error", "attempts", "replica"];
 
 // Characters JSON.stringify escapes: quote, backslash, C0 controls, lone surrogates.
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
@@ -137,6 +139,7 @@ export function createLogger(opts: { level: Level; format: "json" | "text"; fd?:
     if (r.error !== undefined) line += `,"error":${jstr(r.error)}`;
     if (r.s3_error !== undefined) line += `,"s3_error":${jstr(r.s3_error)}`;
     if (r.attempts !== undefined) line += `,"attempts":${jnum(r.attempts)}`;
+    if (r.replica !== undefined) line += `,"replica":${jstr(r.replica)}`;
     queue.push(`${line}}\n`);
     if (!scheduled) {
       scheduled = true;

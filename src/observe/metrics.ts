@@ -14,6 +14,7 @@
  * histograms and most gauges, and takes the max for generation, build_info and breaker state.
  */
 import { registerProcessMetrics } from "./process.ts";
+import { ReplicaMetrics } from "./replica-metrics.ts";
 import { mergeSnapshots, Registry, renderSnapshot, type CounterChild, type HistogramChild, type Snapshot } from "./registry.ts";
 
 export const FIXED_BUCKET_LABELS = ["_none", "_health", "_admin", "_metrics"] as const;
@@ -81,6 +82,8 @@ export class Metrics {
   private readonly authC = new Map<string, CounterChild>();
   private readonly rateC = new Map<string, CounterChild>();
   private readonly breaker = this.r.gauge("yatagarasu_circuit_breaker_state", "Circuit breaker state per bucket: 0 closed, 1 open, 2 half-open.", ["bucket"], "max");
+  /** Per-replica series of buckets with s3.replicas (replica-metrics.ts). */
+  readonly replicas = new ReplicaMetrics(this.r);
   private readonly reloads = this.r.counter("yatagarasu_config_reloads_total", "Configuration reloads by result.", ["result"]);
   private readonly generation = this.r.gauge("yatagarasu_config_generation", "Generation number of the active configuration.", [], "max").labels();
   private readonly cacheHits = this.r.counter("yatagarasu_cache_hits_total", "Cache lookups that found the object.", ["bucket"]);

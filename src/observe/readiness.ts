@@ -1,8 +1,17 @@
 /**
- * Background upstream probes for /ready: one cheap signed HEAD per bucket every `intervalMs`,
- * never one per /ready call (a load balancer polling /ready must not become load on S3).
+ * Background upstream probes for /ready: one cheap signed HEAD per bucket (per replica, for
+ * buckets with s3.replicas) every `intervalMs`, never one per /ready call (a load balancer
+ * polling /ready must not become load on S3).
  */
-import type { BucketUpstream } from "../s3/upstream.ts";
+
+/** Something to probe: a bucket's upstream (id: the bucket name) or one replica (id: probeId(bucket, replica)). */
+export interface ProbeTarget {
+  readonly id: string;
+  probe(timeoutMs: number): Promise<{ ok: boolean; reason?: string; note?: string }>;
+}
+
+/** The probe id of one replica of a bucket. */
+export const probeId = (bucket: string, replica: string): string => `${bucket}\u0000${replica}`;
 
 export interface BucketProbeState {
   ok: boolean;
@@ -19,11 +28,11 @@ export class Prober {
   rounds = 0;
 
   constructor(
-    private readonly upstreams: readonly BucketUpstream[],
+    private readonly targets: readonly ProbeTarget[],
     private readonly intervalMs = 5000,
     private readonly timeoutMs = 2000,
   ) {
-    for (const u of upstreams) this.states.set(u.name, { ok: false, reason: "not probed yet" });
+    for (const t of targets) this.states.set(t.id, { ok: false, reason: "not probed yet" });
   }
 
   start(): void {
@@ -47,9 +56,9 @@ export class Prober {
     this.running = true;
     try {
       await Promise.all(
-        this.upstreams.map(async (u) => {
-          const r = await u.probe(this.timeoutMs);
-          this.states.set(u.name, { ...r, checked_at: new Date().toISOString() });
+        this.targets.map(async (t) => {
+          const r = await t.probe(this.timeoutMs);
+          this.states.set(t.id, { ...r, checked_at: new Date().toISOString() });
         }),
       );
       this.rounds++;
@@ -61,7 +70,8 @@ export class Prober {
     }
   }
 
-  state(name: string): BucketProbeState | undefined {
-    return this.states.get(name);
+  /** The last probe of a bucket (by name) or of a replica (by probeId). */
+  state(id: string): BucketProbeState | undefined {
+    return this.states.get(id);
   }
 }

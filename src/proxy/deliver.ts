@@ -51,6 +51,7 @@ export function finish(ctx: RequestContext): void {
       error: ctx.bodyError ?? ctx.errorCode,
       s3_error: ctx.s3Code,
       attempts: ctx.timing.attempts > 1 ? ctx.timing.attempts : undefined,
+      replica: ctx.timing.replica,
     });
   }
 }

@@ -26,6 +26,8 @@ export interface UpstreamTiming {
   /** Milliseconds spent waiting for upstream response headers (all attempts). */
   upstreamMs: number;
   attempts: number;
+  /** The replica that answered, for buckets with s3.replicas (src/s3/replicas.ts). */
+  replica?: string;
 }
 
 export interface UpstreamDeps {
@@ -169,9 +171,10 @@ export class BucketUpstream {
    * body unread: the caller decides what a 404 means (the object phase maps it with
    * errorFromResponse; the cache drops an entry deleted upstream). Throws ProxyError only when
    * there was no HTTP answer (unreachable, timeout, breaker open). `forward` holds the client's
-   * Range/conditional headers.
+   * Range/conditional headers. `maxAttempts` caps this call's attempts below s3.retry.max_attempts
+   * (a replica set fails over instead of retrying; see src/s3/replicas.ts).
    */
-  async fetchObject(method: "GET" | "HEAD", key: string, forward: Record<string, string>, signal: AbortSignal, timing: UpstreamTiming): Promise<Response> {
+  async fetchObject(method: "GET" | "HEAD", key: string, forward: Record<string, string>, signal: AbortSignal, timing: UpstreamTiming, maxAttempts?: number): Promise<Response> {
     let admission: { release(success: boolean): void } | undefined;
     if (this.breaker) {
       const a = this.breaker.tryAcquire();
@@ -180,7 +183,7 @@ export class BucketUpstream {
     }
     let success = false;
     try {
-      const res = await this.attempts(method, key, forward, signal, timing);
+      const res = await this.attempts(method, key, forward, signal, timing, maxAttempts ?? this.retry.max_attempts);
       success = res.status < 500;
       return res;
     } catch (err) {
@@ -192,8 +195,7 @@ export class BucketUpstream {
     }
   }
 
-  private async attempts(method: "GET" | "HEAD", key: string, forward: Record<string, string>, signal: AbortSignal, timing: UpstreamTiming): Promise<Response> {
-    const max = this.retry.max_attempts;
+  private async attempts(method: "GET" | "HEAD", key: string, forward: Record<string, string>, signal: AbortSignal, timing: UpstreamTiming, max: number): Promise<Response> {
     for (let attempt = 1; ; attempt++) {
       timing.attempts = attempt;
       const last = attempt >= max;
@@ -380,6 +382,11 @@ export class BucketUpstream {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** Where writes go: a single-endpoint bucket is its own primary (a ReplicaSet answers its primary replica). */
+  primary(): BucketUpstream {
+    return this;
   }
 
   /** A cheap signed request for readiness: HEAD of the bucket root (any HTTP answer but 5xx means reachable). */

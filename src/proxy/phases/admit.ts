@@ -5,9 +5,10 @@
  */
 import { ProxyError } from "../../errors.ts";
 import { anyContains } from "../../http/cidr.ts";
+import type { RateCheck } from "../../limits/index.ts";
 import { clientIp, type RequestContext } from "../context.ts";
 
-export function admit(ctx: RequestContext): undefined {
+export function admit(ctx: RequestContext): undefined | Promise<undefined> {
   const svc = ctx.svc;
   if (!svc.concurrency.tryEnter()) {
     svc.metrics.rateLimited("concurrency");
@@ -17,11 +18,23 @@ export function admit(ctx: RequestContext): undefined {
   const limiter = ctx.rt.limiter;
   if (limiter) {
     const r = limiter.check(clientIp(ctx), ctx.bucketName);
-    if (!r.ok) {
-      svc.metrics.rateLimited(r.scope);
-      throw new ProxyError("TooManyRequests", { detail: `Rate limit exceeded (${r.scope})`, headers: { "retry-after": String(r.retryAfterSeconds) } });
-    }
+    // Only the Redis-shared limiter answers with a promise (and only while Redis is reachable):
+    // the memory backend keeps this phase synchronous.
+    if (r instanceof Promise) return r.then((rc) => afterRate(ctx, rc));
+    return afterRate(ctx, r);
   }
+  return filterIp(ctx);
+}
+
+function afterRate(ctx: RequestContext, r: RateCheck): undefined {
+  if (!r.ok) {
+    ctx.svc.metrics.rateLimited(r.scope);
+    throw new ProxyError("TooManyRequests", { detail: `Rate limit exceeded (${r.scope})`, headers: { "retry-after": String(r.retryAfterSeconds) } });
+  }
+  return filterIp(ctx);
+}
+
+function filterIp(ctx: RequestContext): undefined {
   const bucket = ctx.bucket;
   if (bucket !== undefined) {
     if (bucket.block.length > 0 && anyContains(bucket.block, clientIp(ctx))) throw new ProxyError("Forbidden", { detail: "Your address is not allowed" });

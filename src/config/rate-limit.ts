@@ -1,0 +1,27 @@
+/**
+ * Cross-field rules of server.rate_limit (called from validate.ts): the Redis backend needs a
+ * Redis, and redis_url means something only with it.
+ */
+import type { PathSegment } from "./path.ts";
+import type { RawConfig } from "./schema.ts";
+
+const REDIS_URL = /^rediss?:\/\/[^/?#]/i;
+
+export function rateLimitIssues(cfg: RawConfig): Array<{ path: PathSegment[]; message: string }> {
+  const rl = cfg.server.rate_limit;
+  if (rl === undefined) return [];
+  const issues: Array<{ path: PathSegment[]; message: string }> = [];
+  const at = (...p: PathSegment[]) => ["server", "rate_limit", ...p];
+  // The cache's Redis section belongs to the cache layers; only its url is read here.
+  const cacheUrl = (cfg.cache as { redis?: { url?: unknown } }).redis?.url;
+  if (rl.backend !== "redis") {
+    if (rl.redis_url !== undefined) issues.push({ path: at("redis_url"), message: "is only used with backend: redis (set server.rate_limit.backend: redis, or remove it)" });
+    return issues;
+  }
+  if (rl.redis_url !== undefined) {
+    if (!REDIS_URL.test(rl.redis_url)) issues.push({ path: at("redis_url"), message: "must be a redis:// or rediss:// URL" });
+  } else if (typeof cacheUrl !== "string" || cacheUrl === "") {
+    issues.push({ path: at("backend"), message: "backend redis needs a Redis: set server.rate_limit.redis_url (or cache.redis.url)" });
+  }
+  return issues;
+}

@@ -1,0 +1,126 @@
+/**
+ * Bucket replicas (`s3.replicas`, the original project's multi-region form):
+ *
+ *   s3:
+ *     replicas:
+ *       - { name: primary,   bucket: p-use1, region: us-east-1, endpoint: …, access_key: …, secret_key: …, priority: 1 }
+ *       - { name: secondary, bucket: p-usw2, region: us-west-2, endpoint: …, access_key: …, secret_key: …, priority: 2 }
+ *
+ * Each replica carries its own connection keys (bucket, region, endpoint, credentials); the
+ * bucket's other s3 keys (timeout, connect_timeout, retry, circuit_breaker, rate_limit) apply to
+ * every replica, each with its own breaker and retry budget. A lower priority is preferred.
+ *
+ * `resolveS3` runs inside the schema (S3Schema's transform), so the rest of the program sees one
+ * shape: the top-level connection keys always hold the primary's (the single-endpoint form is a
+ * set of one), and `replicas`, when given, is sorted by priority.
+ */
+import { z } from "zod";
+import { userinfoProblem } from "./url.ts";
+
+const nonEmpty = z.string().min(1, "must not be empty");
+const seconds = z.number().positive();
+
+/** Replica names show up in metric labels, /ready and the access log: keep them plain. */
+const REPLICA_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** The same rule validate.ts applies to a single-endpoint bucket. */
+const BUCKET_NAME = /^[a-z0-9][a-z0-9.\-_]{1,254}$/i;
+export const MAX_REPLICAS = 8;
+
+export const ReplicaSchema = z.strictObject({
+  name: z.string().regex(REPLICA_NAME, "must be 1-64 letters, digits, '.', '_' or '-' (it names metrics and log fields)"),
+  bucket: nonEmpty,
+  region: nonEmpty.default("us-east-1"),
+  endpoint: z.url({ error: "must be a valid http(s) URL" }).optional(),
+  access_key: nonEmpty.optional(),
+  secret_key: nonEmpty.optional(),
+  session_token: nonEmpty.optional(),
+  force_path_style: z.boolean().optional(),
+  /** Lower is preferred (1 = primary). Defaults to the position in the list (1, 2, ...). */
+  priority: z.number().int().nonnegative().optional(),
+  /** Overrides the bucket's s3.timeout / s3.connect_timeout for this replica. */
+  timeout: seconds.optional(),
+  connect_timeout: seconds.optional(),
+});
+export type ReplicaInput = z.infer<typeof ReplicaSchema>;
+export type ReplicaConfig = Omit<ReplicaInput, "priority"> & { priority: number };
+
+/** The connection keys a replica carries itself; with `replicas` they may not appear beside it. */
+const CONNECTION_KEYS = ["bucket", "region", "endpoint", "access_key", "secret_key", "session_token", "force_path_style"] as const;
+
+/** What S3Schema's object parse yields before resolveS3. */
+export interface S3Fields {
+  bucket?: string;
+  region?: string;
+  endpoint?: string;
+  access_key?: string;
+  secret_key?: string;
+  session_token?: string;
+  force_path_style?: boolean;
+  replicas?: ReplicaInput[];
+}
+
+export type ResolvedS3<T extends S3Fields> = Omit<T, "bucket" | "region" | "replicas"> & {
+  bucket: string;
+  region: string;
+  /** Sorted by priority (primary first); absent for the single-endpoint form. */
+  replicas?: ReplicaConfig[];
+};
+
+type Ctx = z.core.$RefinementCtx<unknown>;
+const issue = (ctx: Ctx, path: PropertyKey[], message: string) => ctx.addIssue({ code: "custom", message, path });
+
+/** S3Schema's transform: checks the replica form and fills the top-level keys from the primary. */
+export function resolveS3<T extends S3Fields>(s3: T, ctx: Ctx): ResolvedS3<T> {
+  const list = s3.replicas;
+  if (list === undefined) {
+    if (s3.bucket === undefined) {
+      issue(ctx, ["bucket"], "required (or list the bucket's replicas under s3.replicas)");
+      return z.NEVER;
+    }
+    return { ...s3, bucket: s3.bucket, region: s3.region ?? "us-east-1" } as ResolvedS3<T>;
+  }
+  let problems = 0;
+  const bad = (path: PropertyKey[], message: string) => {
+    problems++;
+    issue(ctx, path, message);
+  };
+  for (const k of CONNECTION_KEYS)
+    if (s3[k] !== undefined) bad([k], `with s3.replicas, each replica names its own ${k}: move it into the replicas (the other s3 keys apply to every replica)`);
+  if (list.length < 1) bad(["replicas"], "list at least one replica");
+  if (list.length > MAX_REPLICAS) bad(["replicas"], `at most ${MAX_REPLICAS} replicas`);
+  const names = new Map<string, number>();
+  const priorities = new Map<number, number>();
+  const resolved: ReplicaConfig[] = list.map((r, j) => {
+    const at = (...p: PropertyKey[]) => ["replicas", j, ...p];
+    if (names.has(r.name)) bad(at("name"), `duplicate replica name '${r.name}' (also replicas[${names.get(r.name)}])`);
+    names.set(r.name, j);
+    const priority = r.priority ?? j + 1;
+    if (priorities.has(priority)) bad(at("priority"), `duplicate priority ${priority} (also replicas[${priorities.get(priority)}]): the order must be unambiguous`);
+    priorities.set(priority, j);
+    if (!!r.access_key !== !!r.secret_key)
+      bad(at(r.access_key ? "secret_key" : "access_key"), "access_key and secret_key must be given together (or neither, for anonymous access)");
+    if (r.session_token && !r.access_key) bad(at("session_token"), "a session_token needs access_key and secret_key");
+    if (r.endpoint !== undefined) {
+      if (!/^https?:\/\//i.test(r.endpoint)) bad(at("endpoint"), "must be an http:// or https:// URL");
+      const p = userinfoProblem(r.endpoint, "S3 credentials go in access_key and secret_key");
+      if (p) bad(at("endpoint"), p);
+    }
+    if (!BUCKET_NAME.test(r.bucket)) bad(at("bucket"), "is not a valid S3 bucket name");
+    return { ...r, priority };
+  });
+  if (problems > 0) return z.NEVER;
+  // Stable: equal priorities are refused above, so the order is fully determined.
+  resolved.sort((a, b) => a.priority - b.priority);
+  const p = resolved[0];
+  return {
+    ...s3,
+    bucket: p.bucket,
+    region: p.region,
+    endpoint: p.endpoint,
+    access_key: p.access_key,
+    secret_key: p.secret_key,
+    session_token: p.session_token,
+    force_path_style: p.force_path_style,
+    replicas: resolved,
+  } as ResolvedS3<T>;
+}

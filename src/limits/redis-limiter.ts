@@ -1,0 +1,210 @@
+/**
+ * Rate limits shared by every process that uses the same Redis (`server.rate_limit.backend:
+ * redis`): the global, per-bucket and per-IP limits hold across all of them together. One EVALSHA
+ * of RATE_SCRIPT per request (redis-script.ts) decides atomically.
+ *
+ * Redis failing is not an outage. A request whose Redis answer does not come within
+ * `redis_timeout_ms` (or fails) is decided by the local limiter, and so is every request after
+ * it, without asking Redis, until a background check (every `retryMs`) gets Redis to answer
+ * again. The local limiter enforces this process's share of the limits: 1/(instances × workers)
+ * of each rate. Each change of state is logged once.
+ *
+ * Not the same as the memory backend: server.rate_limit.per_ip.max_entries does not apply (per-IP
+ * keys expire in Redis once full again), and a single Redis is assumed (the keys of one request
+ * are used together in one script, which Redis Cluster would refuse across slots).
+ */
+import { RedisClient } from "bun";
+import type { RateConfig } from "../config/schema.ts";
+import type { Logger } from "../observe/log.ts";
+import { RateLimiter, type RateCheck, type RateLimitSource, type RateScope } from "./rate-limiter.ts";
+import { RATE_SCRIPT, RATE_SCRIPT_SHA1 } from "./redis-script.ts";
+import { ADMIT } from "./token-bucket.ts";
+
+export interface RedisLimiterOptions {
+  url: string;
+  /** Prefix of every key (default "yatagarasu:"); the limiter's keys are `${prefix}rl:...`. */
+  keyPrefix?: string;
+  /** Longest wait for Redis's answer to one check before it is decided locally (ms). */
+  timeoutMs: number;
+  /** The local fallback enforces 1/share of each configured rate (instances × workers). */
+  share: number;
+  log: Logger;
+  /** How often Redis is asked again while it is unavailable (default 500 ms). */
+  retryMs?: number;
+  /** false (--check): never connect. */
+  connect?: boolean;
+}
+
+interface Limit {
+  readonly rate: string;
+  readonly burst: string;
+}
+
+const limitOf = (r: RateConfig): Limit => ({ rate: String(r.requests_per_second), burst: String(Math.max(1, r.burst ?? r.requests_per_second)) });
+
+export class RedisRateLimiter {
+  /** The fallback while Redis is unavailable (this process's share of the limits). */
+  readonly local: RateLimiter;
+  private readonly client: RedisClient;
+  private readonly prefix: string;
+  private readonly timeoutMs: number;
+  private readonly retryMs: number;
+  private readonly log: Logger;
+  private readonly global: Limit | undefined;
+  private readonly perIp: Limit | undefined;
+  private readonly buckets = new Map<string, Limit & { key: string }>();
+  private readonly globalKey: string;
+  private up = false;
+  /** undefined until the first outcome, so the first one is logged whichever it is. */
+  private reported: boolean | undefined;
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private checking = false;
+  private closed = false;
+  private waiters: Array<() => void> = [];
+
+  constructor(cfg: RateLimitSource, opts: RedisLimiterOptions) {
+    this.local = RateLimiter.fromConfig(cfg, { share: opts.share });
+    this.prefix = `${opts.keyPrefix ?? "yatagarasu:"}rl:`;
+    this.globalKey = `${this.prefix}global`;
+    this.timeoutMs = opts.timeoutMs;
+    this.retryMs = opts.retryMs ?? 500;
+    this.log = opts.log;
+    const server = cfg.server.rate_limit;
+    const on = server !== undefined && server.enabled !== false;
+    this.global = on && server.global ? limitOf(server.global) : undefined;
+    this.perIp = on && server.per_ip ? limitOf(server.per_ip) : undefined;
+    for (const b of cfg.buckets) if (b.s3.rate_limit) this.buckets.set(b.name, { ...limitOf(b.s3.rate_limit), key: `${this.prefix}b:${b.name}` });
+    // No offline queue: a command while disconnected fails at once (and is decided locally)
+    // instead of waiting. Reconnection is ours (recheck), not the client's.
+    this.client = new RedisClient(opts.url, { enableOfflineQueue: false, autoReconnect: false, connectionTimeout: Math.max(250, this.timeoutMs * 4) });
+    this.client.onclose = () => this.lost("connection closed");
+    if (opts.connect !== false) {
+      this.timer = setInterval(() => void this.recheck(), this.retryMs);
+      this.timer.unref?.();
+      void this.recheck();
+    }
+  }
+
+  /** True while the limits are decided by Redis (shared); false while decided locally. */
+  get shared(): boolean {
+    return this.up;
+  }
+
+  /** Resolves once the limiter is in the given state (tests and the readiness report). */
+  whenShared(state: boolean): Promise<void> {
+    if (this.up === state) return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = () => (this.up === state ? resolve() : this.waiters.push(check));
+      this.waiters.push(check);
+    });
+  }
+
+  /**
+   * Admits or rejects one request, as RateLimiter.check. Synchronous while Redis is unavailable
+   * (the local decision); a promise while the limits are shared.
+   */
+  check(clientIp: string, bucket?: string): RateCheck | Promise<RateCheck> {
+    if (!this.up) return this.local.check(clientIp, bucket);
+    const keys: string[] = [];
+    const args: string[] = [];
+    const scopes: RateScope[] = [];
+    if (this.global) {
+      keys.push(this.globalKey);
+      args.push(this.global.rate, this.global.burst);
+      scopes.push("global");
+    }
+    if (this.perIp) {
+      keys.push(`${this.prefix}ip:${clientIp}`);
+      args.push(this.perIp.rate, this.perIp.burst);
+      scopes.push("per_ip");
+    }
+    const b = bucket === undefined ? undefined : this.buckets.get(bucket);
+    if (b) {
+      keys.push(b.key);
+      args.push(b.rate, b.burst);
+      scopes.push("bucket");
+    }
+    if (keys.length === 0) return ADMIT;
+    return this.run(keys, args).then(
+      (reply) => {
+        const [i, waitUs] = reply as [number, number];
+        if (i === 0) return ADMIT;
+        const s = Math.ceil(waitUs / 1e6 - 1e-9);
+        return { ok: false, scope: scopes[i - 1], retryAfterSeconds: s > 1 ? s : 1 };
+      },
+      (err) => {
+        this.lost(err instanceof Error ? err.message : String(err));
+        return this.local.check(clientIp, bucket);
+      },
+    );
+  }
+
+  /** EVALSHA within the timeout; EVAL when Redis does not hold the script (a restarted Redis). */
+  private run(keys: string[], args: string[]): Promise<unknown> {
+    const n = String(keys.length);
+    const call = this.client.send("EVALSHA", [RATE_SCRIPT_SHA1, n, ...keys, ...args]).catch((err: unknown) => {
+      if (err instanceof Error && err.message.startsWith("NOSCRIPT")) return this.client.send("EVAL", [RATE_SCRIPT, n, ...keys, ...args]);
+      throw err;
+    });
+    return withTimeout(call, this.timeoutMs);
+  }
+
+  /** Redis failed: decide locally from now on, until recheck() gets an answer. */
+  private lost(reason: string): void {
+    if (this.closed) return;
+    this.up = false;
+    this.report(false, reason);
+  }
+
+  /** The background check: reconnect if needed, PING, and share the limits again when Redis answers. */
+  private async recheck(): Promise<void> {
+    if (this.up || this.checking || this.closed) return;
+    this.checking = true;
+    try {
+      if (!this.client.connected) await withTimeout(this.client.connect(), Math.max(250, this.timeoutMs * 4));
+      await withTimeout(this.client.send("PING", []), Math.max(250, this.timeoutMs * 4));
+      if (this.closed) return;
+      this.up = true;
+      this.report(true);
+    } catch (err) {
+      this.report(false, err instanceof Error ? err.message : String(err));
+    } finally {
+      this.checking = false;
+    }
+  }
+
+  private report(up: boolean, reason?: string): void {
+    if (this.reported !== up) {
+      this.reported = up;
+      if (up) this.log.info("rate limits are shared through Redis", {});
+      else this.log.warn("Redis is unavailable for the rate limits: this process enforces its local share until it is back", { error: reason });
+    }
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.up = false;
+    if (this.timer) clearInterval(this.timer);
+    this.client.onclose = null;
+    this.client.close();
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`Redis did not answer within ${ms} ms`)), ms);
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e) => {
+        clearTimeout(timer);
+        reject(e);
+      },
+    );
+  });
+}

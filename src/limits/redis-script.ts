@@ -1,0 +1,46 @@
+/**
+ * The Redis side of the shared rate limits: one Lua script, run atomically by Redis (EVALSHA, one
+ * round trip per request), that does for several token buckets at once what RateLimiter.check
+ * does in memory: refill each from the time elapsed, admit only if every bucket holds a token, and
+ * only then take one from each. So a client refused by its per-IP limit does not drain the global
+ * budget, and two processes can never both take the last token.
+ *
+ * The clock is Redis's own (TIME), so the processes' clocks do not need to agree. Each bucket is a
+ * hash {tokens, ts (µs)} that expires once it would have refilled completely (an absent bucket is
+ * a full one), so per-IP keys never pile up.
+ *
+ *   KEYS[i]          the bucket keys
+ *   ARGV[2i-1, 2i]   rate (tokens per second) and capacity of KEYS[i]
+ *   returns          {0, 0} admitted, or {i, µs until KEYS[i] holds a token}
+ */
+
+export const RATE_SCRIPT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local level = {}
+for i = 1, #KEYS do
+  local rate = tonumber(ARGV[2 * i - 1])
+  local burst = tonumber(ARGV[2 * i])
+  local s = redis.call('HMGET', KEYS[i], 'tokens', 'ts')
+  local tokens = tonumber(s[1])
+  local ts = tonumber(s[2])
+  if tokens == nil or ts == nil then
+    tokens = burst
+  elseif now > ts then
+    tokens = math.min(burst, tokens + (now - ts) * rate / 1000000)
+  end
+  if tokens < 1 then
+    return { i, math.ceil((1 - tokens) * 1000000 / rate) }
+  end
+  level[i] = tokens
+end
+for i = 1, #KEYS do
+  local rate = tonumber(ARGV[2 * i - 1])
+  local burst = tonumber(ARGV[2 * i])
+  redis.call('HSET', KEYS[i], 'tokens', level[i] - 1, 'ts', now)
+  redis.call('PEXPIRE', KEYS[i], math.ceil(burst * 1000 / rate) + 1000)
+end
+return { 0, 0 }
+`;
+
+export const RATE_SCRIPT_SHA1 = new Bun.CryptoHasher("sha1").update(RATE_SCRIPT).digest("hex");

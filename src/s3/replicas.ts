@@ -1,0 +1,208 @@
+/**
+ * Bucket replicas (s3.replicas): reads fail over between replicas, writes go to the primary.
+ *
+ * Which replica a read goes to: the highest-priority healthy one. Each replica has its own
+ * BucketUpstream, so its own signer, connection pool, retry policy and circuit breaker (configured
+ * by the bucket's s3.circuit_breaker), and its own readiness probe. A replica's standing:
+ *   - skipped:   its breaker is open (it failed failure_threshold times in a row); once the breaker
+ *                half-opens, the replica is tried again in its priority place (its trial requests);
+ *   - demoted:   its last readiness probe failed and its breaker is closed (no fresher evidence
+ *                from the data path): tried only after every other replica;
+ *   - preferred: otherwise, in priority order.
+ *
+ * Within one request, a connect error, a connection reset before the response head, a timeout or
+ * a 5xx moves the read on to the next replica; a 4xx never does (a 404 is an answer). All this
+ * happens before the response head is handed to the pipeline, so before any byte reaches the
+ * client; a body that breaks later is not retried anywhere (bytes may have been sent).
+ *
+ * Retries and failover compose as "fail over first, retry last": while another replica remains
+ * to be tried, a failing replica gets one attempt (no backoff wait on a replica that just refused
+ * while a healthy one is available); the last replica tried gets the bucket's whole retry budget
+ * (s3.retry.max_attempts). A read therefore makes at most (replicas − 1) + max_attempts upstream
+ * attempts. A bucket without replicas is a plain BucketUpstream and pays nothing for any of this.
+ */
+import type { BucketConfig } from "../config/schema.ts";
+import type { ReplicaConfig } from "../config/replicas.ts";
+import { ProxyError } from "../errors.ts";
+import { BREAKER_STATE_CODE, type BreakerState } from "../limits/index.ts";
+import type { Metrics } from "../observe/metrics.ts";
+import type { ReplicaSeries } from "../observe/replica-metrics.ts";
+import { BucketUpstream, type UpstreamDeps, type UpstreamTiming } from "./upstream.ts";
+
+type ObjectMethod = "GET" | "HEAD";
+
+/** What the object phase reads through: one BucketUpstream, or a ReplicaSet of several. */
+export interface ObjectUpstream {
+  fetchObject(method: ObjectMethod, key: string, forward: Record<string, string>, signal: AbortSignal, timing: UpstreamTiming): Promise<Response>;
+  /** Where writes go, whatever the replicas' health: never a secondary. */
+  primary(): BucketUpstream;
+}
+
+export interface ProbeResult {
+  ok: boolean;
+  reason?: string;
+  note?: string;
+}
+
+export type Standing = "preferred" | "demoted" | "skipped";
+
+export class Replica {
+  /** The last readiness probe failed (false until the first probe: not probed yet does not demote). */
+  probeFailed = false;
+
+  constructor(
+    readonly name: string,
+    readonly priority: number,
+    readonly upstream: BucketUpstream,
+    readonly series?: ReplicaSeries,
+  ) {}
+
+  get breakerState(): BreakerState | undefined {
+    return this.upstream.breaker?.state;
+  }
+
+  /** See the module comment. Reading the breaker's state turns an expired open breaker half-open. */
+  get standing(): Standing {
+    const st = this.upstream.breaker?.state;
+    if (st === "open") return "skipped";
+    if (st === "half_open") return "preferred";
+    return this.probeFailed ? "demoted" : "preferred";
+  }
+
+  /** The readiness probe (run by the Prober); remembers the outcome for the read order. */
+  async probe(timeoutMs: number): Promise<ProbeResult> {
+    const r = await this.upstream.probe(timeoutMs);
+    this.probeFailed = !r.ok;
+    return r;
+  }
+}
+
+/** The order a read tries `replicas` (given by priority) in: preferred ones, then demoted ones; skipped ones are left out. */
+export function readOrder(replicas: readonly Replica[]): Replica[] {
+  const preferred: Replica[] = [];
+  const demoted: Replica[] = [];
+  for (const r of replicas) {
+    const s = r.standing;
+    if (s === "preferred") preferred.push(r);
+    else if (s === "demoted") demoted.push(r);
+  }
+  return demoted.length === 0 ? preferred : preferred.concat(demoted);
+}
+
+/** Breaker states, best first: the bucket-level gauge shows the best replica's (the bucket serves while one admits). */
+const BEST_FIRST: readonly BreakerState[] = ["closed", "half_open", "open"];
+
+export class ReplicaSet implements ObjectUpstream {
+  constructor(
+    readonly bucket: string,
+    /** Sorted by priority: replicas[0] is the primary. */
+    readonly replicas: readonly Replica[],
+    private readonly metrics?: Metrics,
+  ) {
+    if (replicas.length === 0) throw new RangeError("a replica set needs at least one replica");
+    for (const r of replicas) {
+      const breaker = r.upstream.breaker;
+      if (breaker === undefined) continue;
+      r.series?.breaker.set(0);
+      breaker.onStateChange = (to) => {
+        r.series?.breaker.set(BREAKER_STATE_CODE[to]);
+        this.metrics?.setBreakerState(this.bucket, BREAKER_STATE_CODE[this.bestBreakerState()]);
+      };
+    }
+  }
+
+  primary(): BucketUpstream {
+    return this.replicas[0].upstream;
+  }
+
+  private bestBreakerState(): BreakerState {
+    let best = 2;
+    for (const r of this.replicas) best = Math.min(best, BEST_FIRST.indexOf(r.breakerState ?? "closed"));
+    return BEST_FIRST[best];
+  }
+
+  /**
+   * GET/HEAD with failover (see the module comment). Same contract as BucketUpstream.fetchObject:
+   * resolves with the answering replica's response for any status below 500 (and for a 5xx from
+   * the last replica tried); throws ProxyError when no replica gave an HTTP answer.
+   * `timing.replica` names the replica that answered; `timing.attempts` counts every attempt.
+   */
+  async fetchObject(method: ObjectMethod, key: string, forward: Record<string, string>, signal: AbortSignal, timing: UpstreamTiming): Promise<Response> {
+    if (method !== "GET" && method !== "HEAD") throw new ProxyError("InternalError", { detail: "only reads fail over between replicas; writes go to primary()" });
+    const order = readOrder(this.replicas);
+    // Every breaker open: ask the primary anyway, so the client gets its CircuitOpen answer with
+    // the right Retry-After (or, if its breaker has just half-opened, the trial request).
+    if (order.length === 0) order.push(this.replicas[0]);
+    if (order.length < this.replicas.length) for (const r of this.replicas) if (r.series && !order.includes(r)) r.series.skipped.value++;
+    let attempts = 0;
+    for (let i = 0; ; i++) {
+      const r = order[i];
+      const last = i === order.length - 1;
+      timing.attempts = 0;
+      let outcome: Response | unknown;
+      let answered = false;
+      try {
+        outcome = await r.upstream.fetchObject(method, key, forward, signal, timing, last ? undefined : 1);
+        answered = true;
+      } catch (err) {
+        outcome = err;
+      }
+      attempts += timing.attempts;
+      timing.attempts = attempts;
+      if (answered) {
+        const res = outcome as Response;
+        if (res.status < 500 || last) {
+          if (r.series) (res.status < 500 ? r.series.success : r.series.failure).value++;
+          timing.replica = r.name;
+          return res;
+        }
+        res.body?.cancel().catch(() => {});
+        if (r.series) r.series.failure.value++;
+      } else {
+        const err = outcome;
+        // A client that went away, or an answer mapped to a 4xx: not the replica's failure.
+        if (signal.aborted || (err instanceof ProxyError && err.status < 500)) throw err;
+        if (r.series) (err instanceof ProxyError && err.code === "CircuitOpen" ? r.series.skipped : r.series.failure).value++;
+        if (last) {
+          timing.replica = r.name;
+          throw err;
+        }
+      }
+      const next = order[i + 1];
+      const moved = r.series?.failoverTo.get(next.name);
+      if (moved) moved.value++;
+    }
+  }
+}
+
+/**
+ * The upstream of one bucket: a plain BucketUpstream for the single-endpoint form, a ReplicaSet
+ * when s3.replicas is given. `series` (from Metrics.replicas.configure) holds each replica's
+ * metric handles by name.
+ */
+export function buildUpstream(cfg: BucketConfig, deps: UpstreamDeps, series?: ReadonlyMap<string, ReplicaSeries>): BucketUpstream | ReplicaSet {
+  const list = cfg.s3.replicas;
+  if (list === undefined) return new BucketUpstream(cfg, deps);
+  const replicas = list.map((r) => new Replica(r.name, r.priority, new BucketUpstream(replicaConfig(cfg, r), deps), series?.get(r.name)));
+  return new ReplicaSet(cfg.name, replicas, deps.metrics);
+}
+
+/** One replica as a single-endpoint bucket config (the bucket's name, so S3 metrics stay per bucket). */
+export function replicaConfig(cfg: BucketConfig, r: ReplicaConfig): BucketConfig {
+  return {
+    ...cfg,
+    s3: {
+      ...cfg.s3,
+      bucket: r.bucket,
+      region: r.region,
+      endpoint: r.endpoint,
+      access_key: r.access_key,
+      secret_key: r.secret_key,
+      session_token: r.session_token,
+      force_path_style: r.force_path_style,
+      timeout: r.timeout ?? cfg.s3.timeout,
+      connect_timeout: r.connect_timeout ?? cfg.s3.connect_timeout,
+      replicas: undefined,
+    },
+  };
+}

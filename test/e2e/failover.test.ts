@@ -1,0 +1,180 @@
+/**
+ * Failover between bucket replicas end to end: the real proxy process in front of two real S3
+ * fixtures (each its own region, bucket and key). The primary's endpoint dies under load and comes
+ * back; the client sees no failed request, traffic moves to the secondary and back, /ready names
+ * the failed replica, and the access log and metrics say which replica served.
+ *
+ * Each fixture holds its own bytes for the same key, so a body shows which replica served it.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { waitFor } from "../helpers/wait.ts";
+import { startProxy, type ProxyProcess } from "./harness.ts";
+
+const PRIMARY_KEY = { accessKeyId: "AKIAPRIMARYEXAMPLE01", secretAccessKey: "primary/secret/key/EXAMPLE/000000000000" };
+const SECONDARY_KEY = { accessKeyId: "AKIASECONDARYEXAMP02", secretAccessKey: "secondary/secret/key/EXAMPLE/0000000000" };
+
+let primary: S3Fixture;
+let secondary: S3Fixture;
+let px: ProxyProcess;
+
+interface Ready {
+  ready: boolean;
+  reasons: string[];
+  degraded?: string[];
+  buckets: Record<string, { ok: boolean; serving?: string; replicas?: Record<string, { ok: boolean; reason?: string; circuit?: string; priority: number }> }>;
+}
+
+async function ready(): Promise<{ status: number; body: Ready }> {
+  const res = await fetch(px.url("/ready"));
+  return { status: res.status, body: (await res.json()) as Ready };
+}
+
+async function metric(series: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${px.metricsPort}/metrics`)).text();
+  for (const line of text.split("\n")) if (line.startsWith(series + " ")) return Number(line.slice(series.length + 1));
+  return 0;
+}
+
+/** Clients fetching the object in a loop until stopped; every answer is recorded. */
+function load(concurrency: number) {
+  const answers: Array<{ status: number; body: string }> = [];
+  let running = true;
+  const loops = Array.from({ length: concurrency }, async () => {
+    while (running) {
+      try {
+        const res = await fetch(px.url("/products/hello.txt"));
+        answers.push({ status: res.status, body: await res.text() });
+      } catch (e) {
+        answers.push({ status: 0, body: String(e) });
+      }
+    }
+  });
+  return {
+    answers,
+    since: (n: number) => answers.slice(n),
+    async stop() {
+      running = false;
+      await Promise.all(loops);
+    },
+  };
+}
+
+beforeAll(async () => {
+  primary = await startS3Fixture({ region: "us-east-1", buckets: [{ name: "p-use1" }], credentials: [{ ...PRIMARY_KEY, buckets: ["p-use1"] }] });
+  secondary = await startS3Fixture({ region: "us-west-2", buckets: [{ name: "p-usw2" }], credentials: [{ ...SECONDARY_KEY, buckets: ["p-usw2"] }] });
+  await primary.put("p-use1", "hello.txt", "from primary", { contentType: "text/plain" });
+  await secondary.put("p-usw2", "hello.txt", "from secondary", { contentType: "text/plain" });
+  await secondary.put("p-usw2", "only-on-secondary.txt", "replication has not reached the primary", { contentType: "text/plain" });
+  const replica = (name: string, bucket: string, region: string, s3: S3Fixture, key: typeof PRIMARY_KEY, priority: number) =>
+    `        - { name: ${name}, bucket: ${bucket}, region: ${region}, endpoint: "${s3.endpoint}", access_key: "${key.accessKeyId}", secret_key: "${key.secretAccessKey}", priority: ${priority} }\n`;
+  px = await startProxy(
+    `server: { address: 127.0.0.1, port: 0, readiness_probe_interval_seconds: 0.2 }\n` +
+      `metrics: { enabled: true, address: 127.0.0.1, port: 0 }\n` +
+      `buckets:\n` +
+      `  - name: products\n` +
+      `    path_prefix: /products\n` +
+      `    s3:\n` +
+      `      retry: { max_attempts: 2, initial_backoff_ms: 5, max_backoff_ms: 10 }\n` +
+      `      circuit_breaker: { failure_threshold: 3, success_threshold: 1, timeout_seconds: 0.5, half_open_max_requests: 1 }\n` +
+      `      replicas:\n` +
+      replica("primary", "p-use1", "us-east-1", primary, PRIMARY_KEY, 1) +
+      replica("secondary", "p-usw2", "us-west-2", secondary, SECONDARY_KEY, 2),
+  );
+  await waitFor(async () => (await ready()).status === 200, { message: "/ready 200 at start" });
+});
+
+afterAll(async () => {
+  await px?.stop();
+  await primary?.stop();
+  await secondary?.stop();
+});
+
+describe("bucket replicas", () => {
+  test("both healthy: the primary serves, /ready lists both replicas, the access log names the primary", async () => {
+    const res = await fetch(px.url("/products/hello.txt"));
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe("from primary");
+    const id = res.headers.get("x-request-id");
+    const line = await px.waitForLog((l) => l.msg === "request" && l.request_id === id);
+    expect(line.replica).toBe("primary");
+    const r = await ready();
+    expect(r.status).toBe(200);
+    expect(r.body.degraded).toBeUndefined();
+    expect(r.body.buckets.products.serving).toBe("primary");
+    expect(r.body.buckets.products.replicas?.primary).toMatchObject({ ok: true, priority: 1, circuit: "closed" });
+    expect(r.body.buckets.products.replicas?.secondary).toMatchObject({ ok: true, priority: 2, circuit: "closed" });
+  });
+
+  test("a 404 on the primary is the answer: the secondary is not asked", async () => {
+    secondary.resetLog();
+    const res = await fetch(px.url("/products/only-on-secondary.txt"));
+    expect(res.status).toBe(404);
+    expect(((await res.json()) as { error: string }).error).toBe("NoSuchKey");
+    expect(primary.requests.some((r) => r.pathname === "/p-use1/only-on-secondary.txt" && r.status === 404)).toBe(true);
+    expect(secondary.requests.filter((r) => !r.admin && r.pathname.endsWith("/only-on-secondary.txt"))).toEqual([]);
+  });
+
+  test("the primary's endpoint dies under load: no failed request, traffic moves to the secondary, /ready names the failed replica; it recovers: traffic moves back", async () => {
+    const failoversBefore = await metric('yatagarasu_s3_failovers_total{bucket="products",from="primary",to="secondary"}');
+    const l = load(4);
+    try {
+      await waitFor(() => l.answers.filter((a) => a.body === "from primary").length >= 20, { message: "load on the primary" });
+
+      await primary.pause();
+      const atDeath = l.answers.length;
+      await waitFor(() => l.since(atDeath).filter((a) => a.body === "from secondary").length >= 50, { timeoutMs: 10_000, message: "traffic on the secondary" });
+      const down = await waitFor(
+        async () => {
+          const r = await ready();
+          return r.body.buckets.products.replicas?.primary.ok === false ? r : undefined;
+        },
+        { timeoutMs: 5000, message: "/ready to report the primary down" },
+      );
+      expect(down.status).toBe(200); // the bucket still serves from the secondary
+      expect(down.body.ready).toBe(true);
+      expect(down.body.buckets.products.ok).toBe(true);
+      expect(down.body.buckets.products.serving).toBe("secondary");
+      expect(down.body.degraded?.some((d) => d.includes("bucket products: replica primary"))).toBe(true);
+      // The breaker opened: requests stop paying for the dead primary.
+      await waitFor(async () => (await ready()).body.buckets.products.replicas?.primary.circuit !== "closed", { message: "the primary's breaker to open" });
+
+      await primary.resume();
+      const atRecovery = l.answers.length;
+      await waitFor(() => l.since(atRecovery).filter((a) => a.body === "from primary").length >= 50, { timeoutMs: 10_000, message: "traffic back on the primary" });
+      await waitFor(async () => (await ready()).body.degraded === undefined, { message: "/ready no longer degraded" });
+    } finally {
+      await l.stop();
+    }
+    const failed = l.answers.filter((a) => a.status !== 200);
+    expect(failed).toEqual([]);
+    expect(l.answers.every((a) => a.body === "from primary" || a.body === "from secondary")).toBe(true);
+    expect(await metric('yatagarasu_s3_failovers_total{bucket="products",from="primary",to="secondary"}')).toBeGreaterThan(failoversBefore);
+    expect(await metric('yatagarasu_s3_replica_requests_total{bucket="products",replica="secondary",result="success"}')).toBeGreaterThanOrEqual(50);
+    expect(await metric('yatagarasu_s3_replica_circuit_breaker_state{bucket="products",replica="primary"}')).toBe(0);
+    const served = px.logs().filter((x) => x.msg === "request" && x.path === "/products/hello.txt").map((x) => x.replica);
+    expect(served).toContain("secondary");
+    expect(served.at(-1)).toBe("primary");
+  }, 30_000);
+
+  test("both replicas down: /ready is 503 naming both; the client gets a 5xx, not a hang", async () => {
+    await primary.pause();
+    await secondary.pause();
+    try {
+      const r = await waitFor(
+        async () => {
+          const x = await ready();
+          return x.status === 503 ? x : undefined;
+        },
+        { timeoutMs: 5000, message: "/ready 503" },
+      );
+      expect(r.body.reasons.some((s) => s.startsWith("bucket products: no healthy replica") && s.includes("replica primary") && s.includes("replica secondary"))).toBe(true);
+      const res = await fetch(px.url("/products/hello.txt"));
+      expect([502, 503]).toContain(res.status);
+    } finally {
+      await primary.resume();
+      await secondary.resume();
+    }
+    await waitFor(async () => (await ready()).status === 200, { timeoutMs: 5000, message: "/ready 200 again" });
+  });
+});

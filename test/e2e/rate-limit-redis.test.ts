@@ -1,0 +1,142 @@
+/**
+ * Rate limits shared through Redis, over HTTP: two proxy Apps (two "processes", each with its own
+ * listener, limiter and Redis connection) behind a client that alternates between them, against a
+ * real redis-server. The configured global limit holds for both together within ±10 %; Redis
+ * killed mid-load gives no failed request (each App falls back to its local share); Redis back:
+ * shared again, without a restart.
+ */
+import { afterAll, beforeAll, describe, expect } from "bun:test";
+import { App } from "../../src/app.ts";
+import { parseConfig } from "../../src/config/load.ts";
+import { RedisRateLimiter } from "../../src/limits/index.ts";
+import { listenBun, type Listener } from "../../src/server.ts";
+import { clientTest } from "../clients/run.ts";
+import { startRedis, type RedisServer } from "../fixtures/services.ts";
+import { recordingLogger } from "../helpers/logger.ts";
+import { measureAdmitted } from "../helpers/rate.ts";
+import { waitFor } from "../helpers/wait.ts";
+
+const test = clientTest("redisServer");
+
+const RATE = 60;
+/** One second's worth: a client stall shorter than that costs no tokens (see measureAdmitted). */
+const BURST = 60;
+
+let redis: RedisServer;
+let upstream: ReturnType<typeof Bun.serve>;
+const apps: Array<{ app: App; listener: Listener; log: ReturnType<typeof recordingLogger> }> = [];
+
+const limiterOf = (app: App) => app.runtime.limiter as RedisRateLimiter;
+
+beforeAll(async () => {
+  redis = await startRedis();
+  // A stand-in S3 that answers every read at once: the test is about admission, not objects.
+  upstream = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("ok", { headers: { "content-type": "text/plain" } }) });
+  const yaml =
+    `server:\n` +
+    `  address: 127.0.0.1\n` +
+    `  port: 0\n` +
+    `  rate_limit: { backend: redis, redis_url: "${redis.url}", redis_timeout_ms: 500, instances: 2, global: { requests_per_second: ${RATE}, burst: ${BURST} } }\n` +
+    `buckets:\n` +
+    `  - { name: pub, path_prefix: /pub, s3: { bucket: data, endpoint: "http://127.0.0.1:${upstream.port}" } }\n`;
+  for (let i = 0; i < 2; i++) {
+    const config = parseConfig(yaml, { env: {} });
+    const log = recordingLogger();
+    const app = await App.create(config, { log, probeIntervalMs: 60_000 });
+    apps.push({ app, listener: listenBun(app, config), log });
+  }
+  await Promise.all(apps.map(({ app }) => limiterOf(app).whenShared(true)));
+});
+
+afterAll(async () => {
+  for (const { app, listener } of apps) {
+    await listener.stop(true);
+    app.close();
+  }
+  upstream?.stop(true);
+  await redis?.stop();
+});
+
+async function get(app: number): Promise<number> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${apps[app].listener.port}/pub/x.txt`);
+    await res.arrayBuffer();
+    return res.status;
+  } catch {
+    return -1;
+  }
+}
+
+/** Client loops alternating between the two Apps for `ms`, paced; every status is counted. */
+async function load(ms: number, during?: (answered: () => number) => Promise<void>) {
+  const statuses = new Map<number, number>();
+  const t0 = performance.now();
+  let n = 0;
+  const loops = Array.from({ length: 4 }, async () => {
+    while (performance.now() - t0 < ms) {
+      const status = await get(n++ % 2);
+      statuses.set(status, (statuses.get(status) ?? 0) + 1);
+      await Bun.sleep(2); // pacing (at most about 4 × 400 requests/s), not a wait
+    }
+  });
+  await Promise.all([...loops, during?.(() => n)]);
+  return statuses;
+}
+
+/**
+ * The admitted rate of both Apps together (see measureAdmitted). `lanes` maps each lane to an App:
+ * LOPSIDED sends seven requests of eight to the first App.
+ */
+const measure = (ms: number, lanes = [0, 1]) =>
+  measureAdmitted(lanes.length, ms, async (lane) => {
+    const status = await get(lanes[lane]);
+    return status === 200 ? "admitted" : status === 429 ? "refused" : `status ${status}`;
+  });
+
+const LOPSIDED = [0, 0, 0, 0, 0, 0, 0, 1];
+const firstAppShare = (m: { perLane: number[]; admitted: number }) => m.perLane.slice(0, 7).reduce((a, b) => a + b, 0) / m.admitted;
+
+const within10 = (actual: number, expected: number) => {
+  expect(actual).toBeGreaterThanOrEqual(expected * 0.9);
+  expect(actual).toBeLessThanOrEqual(expected * 1.1);
+};
+
+describe("server.rate_limit.backend: redis", () => {
+  test("two processes share the global limit: together they admit the configured rate (±10 %)", async () => {
+    // Seven requests of eight go to the first App. Shared, it gets about 7/8 of the rate; were
+    // each App limited alone (its 1/instances share), it could not pass half.
+    const r = await measure(2000, LOPSIDED);
+    expect([...r.other.keys()]).toEqual([]); // nothing failed
+    expect(r.refused).toBeGreaterThan(r.admitted); // the limit was reached
+    within10(r.admitted, RATE * r.seconds);
+    expect(firstAppShare(r)).toBeGreaterThan(0.7);
+  }, 15_000);
+
+  test("Redis killed mid-load: no failed request (local shares); Redis back: shared again by itself", async () => {
+    const during = await load(1500, async (answered) => {
+      await waitFor(() => answered() >= 200, { message: "the load to be under way" }); // kill it mid-load, not before
+      await redis.kill();
+    });
+    expect([...during.keys()].filter((s) => s !== 200 && s !== 429)).toEqual([]);
+    expect(during.get(200)).toBeGreaterThan(0);
+    await waitFor(() => apps.every(({ app }) => !limiterOf(app).shared), { message: "both Apps to decide locally" });
+    for (const { log } of apps) expect(log.lines.filter((l) => l.level === "warn" && l.msg.includes("local share")).length).toBe(1);
+    const ready = (await (await fetch(`http://127.0.0.1:${apps[0].listener.port}/ready`)).json()) as { rate_limit?: { backend: string; shared: boolean }; degraded?: string[] };
+    expect(ready.rate_limit).toEqual({ backend: "redis", shared: false });
+    expect(ready.degraded).toContain("rate limits: Redis unavailable, each process enforces its local share");
+
+    // Locally each App enforces 1/instances (1/2) of the rate: together, still about the rate.
+    const local = await measure(1500);
+    expect([...local.other.keys()]).toEqual([]);
+    within10(local.admitted, RATE * local.seconds);
+    for (const n of local.perLane) within10(n, (RATE / 2) * local.seconds);
+
+    await redis.start();
+    await Promise.all(apps.map(({ app }) => limiterOf(app).whenShared(true)));
+    const back = await measure(1500, LOPSIDED);
+    expect([...back.other.keys()]).toEqual([]);
+    within10(back.admitted, RATE * back.seconds);
+    expect(firstAppShare(back)).toBeGreaterThan(0.7); // shared again
+    for (const { log } of apps) expect(log.lines.filter((l) => l.msg === "rate limits are shared through Redis").length).toBe(2);
+  }, 20_000);
+});

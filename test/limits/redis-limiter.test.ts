@@ -1,0 +1,179 @@
+/**
+ * The Redis-shared rate limiter against a real redis-server (started on a free port by the test):
+ * two limiters stand for two processes. The limits hold across both together; Redis killed means
+ * local decisions (this process's share) with no error and one log line; Redis back means shared
+ * again, by itself. The HTTP-level test (two Apps) is in test/e2e/rate-limit-redis.test.ts.
+ */
+import { afterAll, beforeAll, describe, expect } from "bun:test";
+import { RedisClient } from "bun";
+import { RedisRateLimiter } from "../../src/limits/redis-limiter.ts";
+import type { RateCheck, RateLimitSource } from "../../src/limits/rate-limiter.ts";
+import { RATE_SCRIPT_SHA1 } from "../../src/limits/redis-script.ts";
+import { clientTest } from "../clients/run.ts";
+import { startRedis, type RedisServer } from "../fixtures/services.ts";
+import { recordingLogger } from "../helpers/logger.ts";
+import { measureAdmitted } from "../helpers/rate.ts";
+import { waitFor } from "../helpers/wait.ts";
+
+const test = clientTest("redisServer");
+
+let redis: RedisServer;
+let prefixN = 0;
+
+beforeAll(async () => {
+  redis = await startRedis();
+});
+afterAll(async () => {
+  await redis?.stop();
+});
+
+function limiters(src: RateLimitSource, n = 2, opts: { share?: number; timeoutMs?: number; retryMs?: number } = {}) {
+  const keyPrefix = `t${++prefixN}:`; // each test its own keys
+  const logs = Array.from({ length: n }, () => recordingLogger());
+  const ls = logs.map((log) => new RedisRateLimiter(src, { url: redis.url, keyPrefix, timeoutMs: opts.timeoutMs ?? 500, share: opts.share ?? n, log, retryMs: opts.retryMs ?? 50 }));
+  return {
+    ls,
+    logs,
+    keyPrefix,
+    [Symbol.dispose]() {
+      for (const l of ls) l.close();
+    },
+  };
+}
+
+const source = (server: RateLimitSource["server"]["rate_limit"], buckets: RateLimitSource["buckets"] = []): RateLimitSource => ({ server: { rate_limit: server }, buckets });
+
+/** Both "processes" ask as fast as they can (see measureAdmitted: the window starts and ends with every bucket empty). */
+function hammer(ls: RedisRateLimiter[], ms: number, ask: (l: RedisRateLimiter, i: number) => RateCheck | Promise<RateCheck>, concurrency = 6) {
+  const scopes = new Map<string, number>();
+  let i = 0;
+  return measureAdmitted(
+    ls.length,
+    ms,
+    async (lane) => {
+      const r = await ask(ls[lane], i++);
+      if (r.ok) return "admitted";
+      scopes.set(r.scope, (scopes.get(r.scope) ?? 0) + 1);
+      return "refused";
+    },
+    concurrency,
+  ).then((m) => ({ ...m, scopes }));
+}
+
+const within10 = (actual: number, expected: number) => {
+  expect(actual).toBeGreaterThanOrEqual(expected * 0.9);
+  expect(actual).toBeLessThanOrEqual(expected * 1.1);
+};
+
+describe("shared limits", () => {
+  test("the global limit holds across two processes together (±10 %), not per process", async () => {
+    // share 1: were the limiters not sharing, each would admit the whole rate (2× together).
+    using s = limiters(source({ enabled: true, global: { requests_per_second: 200, burst: 200 } }), 2, { share: 1 });
+    await Promise.all(s.ls.map((l) => l.whenShared(true)));
+    const r = await hammer(s.ls, 1500, (l) => l.check("10.0.0.1"));
+    within10(r.admitted, 200 * r.seconds);
+    for (const n of r.perLane) expect(n).toBeGreaterThan(0.25 * r.admitted); // both processes took part
+    expect(r.refused).toBeGreaterThan(r.admitted); // offered well above the limit
+    expect([...r.scopes.keys()]).toEqual(["global"]);
+  });
+
+  test("per-IP and per-bucket limits hold across processes; one client's refusals do not drain the others", async () => {
+    using s = limiters(source({ enabled: true, per_ip: { requests_per_second: 50, burst: 50, max_entries: 10, idle_seconds: 60 } }, [{ name: "photos", s3: { rate_limit: { requests_per_second: 80, burst: 80 } } }]), 2, { share: 1 });
+    await Promise.all(s.ls.map((l) => l.whenShared(true)));
+    // Two clients; the first also hits the bucket limit. Per-IP 50/s each; bucket 80/s in total.
+    const perClient = new Map<string, number>();
+    const r = await hammer(s.ls, 1500, async (l, i) => {
+      const ip = i % 2 === 0 ? "192.0.2.1" : "192.0.2.2";
+      const c = await l.check(ip, "photos");
+      if (c.ok) perClient.set(ip, (perClient.get(ip) ?? 0) + 1);
+      return c;
+    });
+    // Both clients together are capped by the bucket (80/s), each alone by per_ip (50/s).
+    within10(r.admitted, 80 * r.seconds);
+    // (perClient also counts the draining before the window: at most one burst more.)
+    for (const ip of ["192.0.2.1", "192.0.2.2"]) expect(perClient.get(ip)!).toBeLessThanOrEqual(50 + 50 * r.seconds * 1.1);
+    expect(r.scopes.has("bucket")).toBe(true);
+    // Another bucket (no bucket limit) and a fresh client: admitted at once.
+    expect((await s.ls[0].check("192.0.2.9", "other")).ok).toBe(true);
+  });
+
+  test("Retry-After comes from the shared bucket: rate 0.5/s, burst 1 → 2 s", async () => {
+    using s = limiters(source({ enabled: true, global: { requests_per_second: 0.5, burst: 1 } }));
+    await Promise.all(s.ls.map((l) => l.whenShared(true)));
+    expect((await s.ls[0].check("a")).ok).toBe(true);
+    expect(await s.ls[1].check("b")).toEqual({ ok: false, scope: "global", retryAfterSeconds: 2 });
+  });
+
+  test("one round trip (EVALSHA) per check; per-IP keys expire once their bucket would be full again", async () => {
+    using s = limiters(source({ enabled: true, global: { requests_per_second: 1000 }, per_ip: { requests_per_second: 10, burst: 5, max_entries: 10, idle_seconds: 60 } }), 1);
+    await s.ls[0].whenShared(true);
+    const admin = new RedisClient(redis.url);
+    try {
+      await admin.connect();
+      await s.ls[0].check("198.51.100.7"); // loads the script if this Redis does not hold it yet
+      await admin.send("CONFIG", ["RESETSTAT"]);
+      for (let i = 0; i < 5; i++) await s.ls[0].check("198.51.100.7");
+      const stats = String(await admin.send("INFO", ["commandstats"]));
+      const calls = (cmd: string) => Number(new RegExp(`cmdstat_${cmd}:calls=(\\d+)`).exec(stats)?.[1] ?? 0);
+      expect(calls("evalsha")).toBe(5);
+      expect(calls("eval")).toBe(0);
+      expect(calls("ping")).toBe(0);
+      expect(await admin.send("SCRIPT", ["EXISTS", RATE_SCRIPT_SHA1])).toEqual([1]);
+      const ttl = Number(await admin.send("PTTL", [`${s.keyPrefix}rl:ip:198.51.100.7`]));
+      expect(ttl).toBeGreaterThan(0);
+      expect(ttl).toBeLessThanOrEqual(500 + 1000); // burst/rate = 0.5 s, plus 1 s of slack
+    } finally {
+      admin.close();
+    }
+  });
+});
+
+describe("Redis unavailable", () => {
+  test("killed: decided locally at once (1/N of the rate), logged once; restarted: shared again by itself (the script is loaded again)", async () => {
+    // A generous timeout: on a busy machine a slow answer must not count as Redis being down.
+    using s = limiters(source({ enabled: true, global: { requests_per_second: 50, burst: 50 } }), 2, { timeoutMs: 500, retryMs: 50 });
+    await Promise.all(s.ls.map((l) => l.whenShared(true)));
+    expect(s.logs.every((log) => log.lines.filter((x) => x.level === "info" && x.msg.includes("shared through Redis")).length === 1)).toBe(true);
+
+    await redis.kill();
+    // The first check after the death may find out by an error (or by the timeout); it is decided
+    // locally either way: no exception, and never a hang beyond redis_timeout_ms.
+    const t0 = performance.now();
+    const first = await s.ls[0].check("a");
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(first.ok).toBe(true);
+    await waitFor(() => s.ls.every((l) => !l.shared), { message: "both limiters to notice" });
+    // Local decisions are synchronous and each process enforces its share: 1/2 of 50/s.
+    const r0 = s.ls[0].check("a");
+    expect(r0 instanceof Promise).toBe(false);
+    const local = await hammer(s.ls, 1000, (l) => l.check("a"), 1);
+    within10(local.admitted, 2 * 25 * local.seconds);
+    for (const n of local.perLane) within10(n, 25 * local.seconds);
+    for (const log of s.logs) {
+      const warns = log.lines.filter((x) => x.level === "warn");
+      expect(warns.length).toBe(1); // once per state change, however many requests and rechecks failed
+      expect(warns[0].msg).toContain("local share");
+    }
+
+    await redis.start();
+    await Promise.all(s.ls.map((l) => l.whenShared(true)));
+    const back = await hammer(s.ls, 1000, (l) => l.check("a"));
+    within10(back.admitted, 50 * back.seconds);
+    for (const log of s.logs) expect(log.lines.filter((x) => x.level === "info").length).toBe(2);
+  }, 20_000);
+
+  test("never reachable: every check is local and synchronous from the start, one warning", async () => {
+    const log = recordingLogger();
+    const l = new RedisRateLimiter(source({ enabled: true, global: { requests_per_second: 5, burst: 2 } }), { url: "redis://127.0.0.1:1", timeoutMs: 50, share: 1, log, retryMs: 50 });
+    try {
+      await waitFor(() => log.lines.some((x) => x.level === "warn"), { message: "the warning" });
+      const results = [l.check("x"), l.check("x"), l.check("x")];
+      expect(results.some((r) => r instanceof Promise)).toBe(false);
+      expect(results.map((r) => (r as RateCheck).ok)).toEqual([true, true, false]);
+      expect(log.lines.filter((x) => x.level === "warn").length).toBe(1);
+      expect(JSON.stringify(log.lines)).not.toContain("127.0.0.1:1"); // the URL (it may hold a password) is not logged
+    } finally {
+      l.close();
+    }
+  });
+});
