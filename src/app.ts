@@ -44,7 +44,7 @@ export interface AppOptions {
 /** Settings a running process cannot change: a reload that changes them is refused. */
 function restartOnly(c: Config): string {
   const s = c.server;
-  return JSON.stringify([s.address, s.port, s.workers, s.engine, s.https, c.metrics.enabled, c.metrics.address, c.metrics.port, c.s3_api?.enabled ?? false, c.s3_api?.address, c.s3_api?.port]);
+  return JSON.stringify([s.address, s.port, s.workers, s.engine, s.https, c.metrics.enabled, c.metrics.address, c.metrics.port, c.s3_api?.enabled ?? false, c.s3_api?.address, c.s3_api?.port, c.s3_api?.engine]);
 }
 
 export class App implements Services {
@@ -125,7 +125,7 @@ export class App implements Services {
     if (cacheRestartKey(config.cache) !== cacheRestartKey(old.config.cache))
       return fail("the cache's disk and redis layers (cache.enabled with them, cache_layers, disk.path, disk.fsync, the redis connection) cannot change on reload: restart the process");
     if (restartOnly(config) !== restartOnly(old.config))
-      return fail("server.address, server.port, server.workers, server.engine, server.https, the metrics listener and the S3 API listener (s3_api enabled/address/port) cannot change on reload: restart the process");
+      return fail("server.address, server.port, server.workers, server.engine, server.https, the metrics listener and the S3 API listener (s3_api enabled/address/port/engine) cannot change on reload: restart the process");
     let next: Runtime;
     try {
       next = await buildRuntime(config, old.generation + 1, this.deps);

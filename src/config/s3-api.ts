@@ -64,6 +64,12 @@ export const S3ApiSchema = z.strictObject({
   region: z.string().regex(/^[a-z0-9-]{1,64}$/, "must be a region name such as us-east-1").default("us-east-1"),
   domain: z.string().transform((d) => d.toLowerCase()).pipe(z.string().regex(HOSTNAME, "must be a DNS name such as s3.example.com (no scheme, port or path)")).optional(),
   max_clock_skew_seconds: z.number().int().min(1).max(3600).default(900),
+  /**
+   * The S3 listener's engine; default server.engine. On bun, GetObject bodies above
+   * server.buffer_threshold_bytes stream without Content-Length (Bun drops it), which some S3
+   * clients (s3cmd) cannot read; node always sends it, at a higher CPU cost per request.
+   */
+  engine: z.enum(["bun", "node"]).optional(),
   sts: S3StsSchema.optional(),
   credentials: z.array(S3CredentialSchema).default([]),
 });
@@ -118,7 +124,7 @@ export function validateS3Api(cfg: Whole, main: { host: string; port: number }, 
 export function summarizeS3Api(s: S3ApiConfig | undefined, https: boolean): string[] {
   if (!s || !s.enabled) return ["s3 api      off"];
   const style = s.domain ? `path + virtual-hosted (*.${s.domain})` : "path-style";
-  const lines = [`s3 api      ${https ? "https" : "http"}://${s.address}:${s.port}  region=${s.region} ${style} max_skew=${s.max_clock_skew_seconds}s`];
+  const lines = [`s3 api      ${https ? "https" : "http"}://${s.address}:${s.port}  region=${s.region} ${style} max_skew=${s.max_clock_skew_seconds}s${s.engine ? ` engine=${s.engine}` : ""}`];
   const sts = s.sts?.enabled ? `on (session_key ${s.sts.session_key ? "set" : "NOT set"}, max ${s.sts.max_session_seconds}s)` : "off";
   lines.push(`  sts: ${sts}; ${s.credentials.length} credential${s.credentials.length === 1 ? "" : "s"}`);
   for (const c of s.credentials) {

@@ -1,7 +1,8 @@
 /**
  * The S3 front's own listener (s3_api.address:s3_api.port), so an S3 request and a plain GET can
  * never be confused: `/products/a.txt` is a path-prefix route on the main listener and object
- * `a.txt` of bucket `products` here. Same engine, TLS and limits as the main listener; every
+ * `a.txt` of bucket `products` here. Same TLS and limits as the main listener, and the same engine
+ * unless s3_api.engine says otherwise (node: Content-Length on every streamed GetObject); every
  * request goes through the S3 front's phases (src/fronts/s3/front.ts). Credentials come from the
  * Runtime of the request's generation, so a reload applies to it like to the main listener.
  */
@@ -15,5 +16,5 @@ export async function listenS3(app: App, cfg: Config, opts: { reusePort?: boolea
   const s3 = cfg.s3_api;
   if (!s3?.enabled) return undefined;
   const as = { address: s3.address, port: s3.port, handler: (a: App, peerOf?: (req: Request) => string) => createHandler(a, s3Front, peerOf) };
-  return cfg.server.engine === "node" ? listenNode(app, cfg, { reusePort: opts.reusePort, as }) : listenBun(app, cfg, { ...opts, as });
+  return (s3.engine ?? cfg.server.engine) === "node" ? listenNode(app, cfg, { reusePort: opts.reusePort, as }) : listenBun(app, cfg, { ...opts, as });
 }

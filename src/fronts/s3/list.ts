@@ -1,10 +1,69 @@
 /**
- * ListObjects V1 and V2: relayed from the upstream (placeholder until src/s3/operations lands).
+ * ListObjects V1 and V2 on the S3 front: the client's listing parameters (only those) go to the
+ * upstream through src/s3/operations (signed with the bucket's credentials), and S3's answer comes
+ * back as it is, with one change: `<Name>` says the proxy bucket's name, which is the bucket the
+ * client asked for, not the upstream bucket behind it (that one is never revealed).
+ *
+ * Parameters S3 validates itself (max-keys, encoding-type) are checked here first, with S3's codes,
+ * so a bad one never costs an upstream request. An upstream 400 (a continuation token it does not
+ * recognise) is relayed with its code; anything else is mapped like an object error.
  */
+import { errorFromResponse } from "../../s3/errors.ts";
+import { listObjectsV1, listObjectsV1Params, listObjectsV2, listObjectsV2Params } from "../../s3/operations/index.ts";
 import type { RequestContext } from "../../proxy/context.ts";
-import { s3Error } from "./errors.ts";
+import { s3Error, S3_ERRORS, type S3ErrorCode } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
+import { xmlResponse } from "./operations.ts";
+import { escapeXml } from "./xml.ts";
 
-export function listObjects(_ctx: RequestContext, _op: "ListObjects" | "ListObjectsV2", _query: ReadonlyArray<readonly [string, string]>): Response {
-  throw s3Fail(s3Error("NotImplemented", "Listing is not available yet."));
+/** A listing page is at most 1000 keys of at most 1 KiB each, plus markup: far below this. */
+const MAX_LISTING_BYTES = 16 * 1024 * 1024;
+const MAX_KEYS = /^\d{1,10}$/;
+const NAME = /<Name>[^<]*<\/Name>/;
+
+function checkParams(q: URLSearchParams): void {
+  const maxKeys = q.get("max-keys");
+  if (maxKeys !== null && (!MAX_KEYS.test(maxKeys) || Number(maxKeys) > 2147483647)) {
+    throw s3Fail(s3Error("InvalidArgument", "Provided max-keys not an integer or within integer range", { ArgumentName: "max-keys", ArgumentValue: maxKeys.slice(0, 64) }));
+  }
+  const encoding = q.get("encoding-type");
+  if (encoding !== null && encoding !== "url") {
+    throw s3Fail(s3Error("InvalidArgument", "Invalid Encoding Method specified in Request", { ArgumentName: "encoding-type", ArgumentValue: encoding.slice(0, 64) }));
+  }
+}
+
+/** An upstream 400 keeps S3's code when it is one this front knows (InvalidArgument, ...); its message is S3's fixed one. */
+async function relayClientError(res: Response): Promise<never> {
+  let code: string | undefined;
+  try {
+    code = /<Code>([^<]{1,64})<\/Code>/.exec((await res.text()).slice(0, 65536))?.[1];
+  } catch {
+    // unreadable: the generic mapping below
+  }
+  if (code !== undefined && code in S3_ERRORS && S3_ERRORS[code as S3ErrorCode].status === 400) throw s3Fail(s3Error(code as S3ErrorCode));
+  throw s3Fail(s3Error("InvalidArgument"));
+}
+
+async function readListing(res: Response): Promise<string> {
+  const declared = Number(res.headers.get("content-length") ?? -1);
+  if (declared > MAX_LISTING_BYTES) {
+    res.body?.cancel().catch(() => {});
+    throw s3Fail(s3Error("InternalError", "The upstream listing is too large."));
+  }
+  return res.text();
+}
+
+export async function listObjects(ctx: RequestContext, op: "ListObjects" | "ListObjectsV2", query: ReadonlyArray<readonly [string, string]>): Promise<Response> {
+  const bucket = ctx.bucket!;
+  const q = new URLSearchParams();
+  for (const [k, v] of query) q.append(k, v);
+  checkParams(q);
+  const upstream = bucket.upstream.primary();
+  const call = { signal: ctx.req.signal, timing: ctx.timing };
+  const res = op === "ListObjectsV2" ? await listObjectsV2(upstream, listObjectsV2Params(q), call) : await listObjectsV1(upstream, listObjectsV1Params(q), call);
+  if (res.status === 400) return relayClientError(res);
+  if (res.status !== 200) throw await errorFromResponse(res, "GET");
+  const xml = await readListing(res);
+  // The first <Name> is ListBucketResult's own (keys and owners are escaped text or other elements).
+  return xmlResponse(ctx, xml.replace(NAME, "<Name>" + escapeXml(bucket.name) + "</Name>"));
 }

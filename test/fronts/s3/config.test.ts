@@ -128,5 +128,7 @@ s3_api:
     expect(text).toMatch(/ {2}app1 +secret set; products:read\+list/);
     for (const secret of [SECRET, STS_KEY, "AKIDVISIBLE1"]) expect(text).not.toContain(secret);
     expect(summarize(parseConfig(BUCKETS, { env: {} }), "c.yaml")).toContain("s3 api      off");
+    expect(summarize(parseConfig(`${BUCKETS}s3_api: { engine: node }\n`, { env: {} }), "c.yaml")).toContain("max_skew=900s engine=node");
+    expect(paths(`${BUCKETS}s3_api: { engine: deno }\n`)).toEqual([expect.stringMatching(/^s3_api\.engine: /)]);
   });
 });

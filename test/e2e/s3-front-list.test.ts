@@ -1,0 +1,119 @@
+/**
+ * ListObjects V1 and V2 on the S3 front: the listing parameters pass through (and only they), the
+ * upstream's XML comes back with <Name> = the proxy bucket's name (never the upstream bucket's),
+ * V1 markers and V2 tokens page to the end, bad parameters are refused before the upstream, and an
+ * upstream 400 (a forged token) keeps its code.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { ListObjectsCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
+import { issueSession } from "../../src/fronts/s3/sts.ts";
+import { smithySigned } from "../fronts/s3/helpers.ts";
+import { APP, startS3FrontEnv, STS_KEY, type S3FrontEnv } from "./s3-front-helpers.ts";
+
+const KEYS = ["a.txt", "b/1.txt", "b/2.txt", "c d.txt", "e+f.txt", "ü.txt"];
+const byUtf8 = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
+let env: S3FrontEnv;
+let session: { accessKeyId: string; secretAccessKey: string; sessionToken: string };
+beforeAll(async () => {
+  env = await startS3FrontEnv();
+  for (const k of KEYS) await env.s3.put("data", k, k);
+  const s = issueSession({ sessionKey: STS_KEY, subject: "alice", claims: {}, expiresAt: Date.now() + 600_000, now: Date.now() });
+  if (s.kind !== "ok") throw new Error(s.message);
+  session = { accessKeyId: s.accessKeyId, secretAccessKey: s.secretAccessKey, sessionToken: s.sessionToken };
+});
+afterAll(() => env.stop());
+
+const sdk = (credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string } = APP) =>
+  new S3Client({ endpoint: env.endpoint, region: "us-east-1", forcePathStyle: true, credentials, maxAttempts: 1 });
+
+async function raw(path: string, query: Record<string, string>, creds: { accessKeyId: string; secretAccessKey: string; sessionToken?: string } = APP) {
+  const v = await smithySigned({ creds, date: new Date(), path, query, host: `127.0.0.1:${env.port}` });
+  const h = new Headers(v.headers);
+  h.delete("host");
+  const res = await fetch(`${env.endpoint}${v.rawPath}?${v.rawQuery}`, { headers: h });
+  const body = await res.text();
+  return { status: res.status, body, code: /<Code>([^<]*)</.exec(body)?.[1] };
+}
+
+describe("ListObjectsV2", () => {
+  test("<Name> is the proxy bucket's name: bucket `open` lists upstream bucket `data` and never names it", async () => {
+    const c = sdk(session); // a session may list a bucket without auth
+    try {
+      const r = await c.send(new ListObjectsV2Command({ Bucket: "open" }));
+      expect(r.Name).toBe("open");
+      expect((r.Contents ?? []).map((o) => o.Key)).toEqual([...KEYS].sort(byUtf8));
+      const xml = (await raw("/open/", { prefix: "b/" }, session)).body;
+      expect(xml).toContain("<Name>open</Name>");
+      expect(xml).not.toContain("<Name>data</Name>");
+      expect(xml).toContain("<Key>b/1.txt</Key>");
+    } finally {
+      c.destroy();
+    }
+  });
+
+  test("prefix + delimiter → CommonPrefixes; start-after and fetch-owner reach the upstream; nothing else does", async () => {
+    env.mark();
+    const r = await raw("/data/", { "list-type": "2", delimiter: "/", "start-after": "a.txt", "fetch-owner": "true", "x-unknown": "1", prefix: "" });
+    expect(r.status).toBe(200);
+    expect(r.body).toContain("<CommonPrefixes><Prefix>b/</Prefix></CommonPrefixes>");
+    expect(r.body).not.toContain("<Key>a.txt</Key>");
+    expect(r.body).toContain("<Owner>");
+    const calls = env.upstreamCalls();
+    expect(calls.length).toBe(1);
+    expect(calls[0]!.query).toEqual({ "list-type": "2", delimiter: "/", "start-after": "a.txt", "fetch-owner": "true", prefix: "" });
+  });
+
+  test("the SDK paginator with MaxKeys 2 pages to the end", async () => {
+    const c = sdk();
+    try {
+      const keys: string[] = [];
+      let token: string | undefined;
+      let pages = 0;
+      do {
+        const r = await c.send(new ListObjectsV2Command({ Bucket: "data", MaxKeys: 2, ContinuationToken: token }));
+        keys.push(...(r.Contents ?? []).map((o) => o.Key!));
+        token = r.IsTruncated ? r.NextContinuationToken : undefined;
+        pages++;
+      } while (token !== undefined && pages < 10);
+      expect(keys).toEqual([...KEYS].sort(byUtf8));
+      expect(pages).toBe(3);
+    } finally {
+      c.destroy();
+    }
+  });
+
+  test("bad max-keys or encoding-type → 400 InvalidArgument before the upstream; a forged token → the upstream's 400 InvalidArgument", async () => {
+    env.mark();
+    expect(await raw("/data/", { "list-type": "2", "max-keys": "-1" })).toMatchObject({ status: 400, code: "InvalidArgument" });
+    expect(await raw("/data/", { "list-type": "2", "max-keys": "lots" })).toMatchObject({ status: 400, code: "InvalidArgument" });
+    expect(await raw("/data/", { "list-type": "2", "encoding-type": "base64" })).toMatchObject({ status: 400, code: "InvalidArgument" });
+    expect(env.upstreamCalls()).toEqual([]);
+    const forged = await raw("/data/", { "list-type": "2", "continuation-token": "not-a-token" });
+    expect(forged).toMatchObject({ status: 400, code: "InvalidArgument" });
+    expect(env.upstreamCalls().length).toBe(1);
+  });
+});
+
+describe("ListObjects (V1)", () => {
+  test("Marker paging with MaxKeys 2 to the end; encoding-type=url relayed", async () => {
+    const c = sdk();
+    try {
+      const keys: string[] = [];
+      let marker: string | undefined;
+      for (let i = 0; i < 10; i++) {
+        const r = await c.send(new ListObjectsCommand({ Bucket: "data", MaxKeys: 2, Marker: marker }));
+        expect(r.Name).toBe("data");
+        const page = (r.Contents ?? []).map((o) => o.Key!);
+        keys.push(...page);
+        if (!r.IsTruncated) break;
+        marker = r.NextMarker ?? page.at(-1);
+      }
+      expect(keys).toEqual([...KEYS].sort(byUtf8));
+    } finally {
+      c.destroy();
+    }
+    const enc = await raw("/data/", { prefix: "c", "encoding-type": "url" });
+    expect(enc.body).toContain("<Key>c+d.txt</Key>");
+    expect(enc.body).toContain("<EncodingType>url</EncodingType>");
+  });
+});
