@@ -7,7 +7,9 @@
  */
 import { applyCacheConfig, cacheRestartKey, createCache, registerCacheMetrics, type Cache } from "./cache/index.ts";
 import { ConfigError, loadConfigOffThread, type Config } from "./config/load.ts";
+import { readinessOf } from "./control/ready.ts";
 import { ConcurrencyLimiter } from "./limits/index.ts";
+import { createAuditTrail, type AuditTrail } from "./observe/audit.ts";
 import { createLogger, type Logger } from "./observe/log.ts";
 import { Metrics } from "./observe/metrics.ts";
 import { buildRuntime, type Runtime, type RuntimeDeps } from "./runtime.ts";
@@ -25,6 +27,8 @@ export interface Services {
   readonly log: Logger;
   readonly concurrency: ConcurrencyLimiter;
   readonly draining: boolean;
+  /** The audit trail (audit.enabled), written by the logging step. */
+  readonly audit?: AuditTrail;
 }
 
 export interface AppOptions {
@@ -54,6 +58,7 @@ export class App implements Services {
   readonly log: Logger;
   readonly concurrency: ConcurrencyLimiter;
   draining = false;
+  audit: AuditTrail | undefined;
   private reloading: Promise<{ ok: boolean; error?: string; generation: number }> | undefined;
 
   private constructor(
@@ -91,7 +96,12 @@ export class App implements Services {
     const deps: RuntimeDeps = { metrics, log, baseDir, share: opts.share, fetch: opts.fetch, probeIntervalMs: opts.probeIntervalMs };
     const runtime = await buildRuntime(config, 1, deps);
     metrics.setGeneration(1);
-    return new App(runtime, metrics, cache, log, opts, deps);
+    const app = new App(runtime, metrics, cache, log, opts, deps);
+    app.audit = createAuditTrail(config.audit, { baseDir: config.baseDir, log, registry: metrics.registry, share: opts.share, worker: workerIndex() });
+    // /ready's verdict at scrape time, for alerts (min over workers: one unready process shows).
+    const ready = metrics.registry.gauge("yatagarasu_ready", "1 while /ready answers 200, else 0 (an upstream unreachable or its breaker open, JWKS not loaded, draining).", [], "min").labels();
+    metrics.registry.onCollect(() => ready.set(readinessOf(app.runtime, app.draining).ready ? 1 : 0));
+    return app;
   }
 
   /** A reload asked for through the admin API: this process, then (if it worked) every other process of the group. */
@@ -124,6 +134,7 @@ export class App implements Services {
     }
     if (cacheRestartKey(config.cache) !== cacheRestartKey(old.config.cache))
       return fail("the cache's disk and redis layers (cache.enabled with them, cache_layers, disk.path, disk.fsync, the redis connection) cannot change on reload: restart the process");
+    if (JSON.stringify(config.audit) !== JSON.stringify(old.config.audit)) return fail("the audit section cannot change on reload: restart the process");
     if (restartOnly(config) !== restartOnly(old.config))
       return fail("server.address, server.port, server.workers, server.engine, server.https, the metrics listener and the S3 API listener (s3_api enabled/address/port/engine) cannot change on reload: restart the process");
     let next: Runtime;
@@ -145,9 +156,11 @@ export class App implements Services {
     return { ok: true, generation: next.generation };
   }
 
-  close(): void {
+  /** Resolves once the audit trail is written and closed. */
+  close(): Promise<void> {
     this.runtime.close();
     void this.cache.close();
     this.log.flush();
+    return this.audit?.close() ?? Promise.resolve();
   }
 }

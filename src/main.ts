@@ -206,7 +206,7 @@ async function serve(config: Config, configPath: string): Promise<number> {
       }
       await childrenDone;
       await metrics?.stop(true);
-      app.close();
+      await app.close();
       log.info("stopped");
       if (primary) log.info("primary stopped");
       log.flush();

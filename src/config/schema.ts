@@ -9,6 +9,7 @@
 import { z } from "zod";
 import { ReplicaSchema, resolveS3 } from "./replicas.ts";
 import { S3ApiSchema } from "./s3-api.ts";
+import { AuditSchema } from "./audit.ts";
 
 const posInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
@@ -323,5 +324,6 @@ export const ConfigSchema = z.strictObject({
   metrics: MetricsSchema.prefault({}),
   logging: LoggingSchema.prefault({}),
   s3_api: S3ApiSchema.optional(),
+  audit: AuditSchema.prefault({}),
 });
 export type RawConfig = z.infer<typeof ConfigSchema>;

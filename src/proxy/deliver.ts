@@ -28,6 +28,7 @@ export function finish(ctx: RequestContext): void {
   svc.metrics.inFlight(-1);
   svc.metrics.observeRequest(ctx.bucketName, ctx.method, ctx.status, ctx.ttfbMs / 1000, ctx.bytes);
   if (ctx.bodyError !== undefined) svc.metrics.bodyFailed(ctx.bucketName, ctx.bodyError);
+  svc.audit?.record(ctx);
   const log = svc.log;
   if (ctx.bodyError !== undefined && ctx.bodyError !== "ClientClosedRequest") {
     log.warn("response body failed", { request_id: ctx.id, bucket: ctx.bucketName, status: ctx.status, bytes: ctx.bytes, declared_bytes: ctx.declaredBytes >= 0 ? ctx.declaredBytes : undefined, error: ctx.bodyError });

@@ -1,0 +1,25 @@
+/**
+ * `audit`: the audit trail (src/observe/audit.ts), one JSON line per object access or change.
+ *
+ *   audit:
+ *     enabled: true
+ *     path: /var/log/yatagarasu/audit.log   # relative paths resolve against the config file's folder
+ *     max_size_mb: 100                      # rotate when the next line would pass this size
+ *     max_files: 10                         # rotated files kept: audit.log.1 (newest) … audit.log.10
+ *
+ * The whole section is restart-only (the App owns one open file for the process's life).
+ */
+import { z } from "zod";
+
+export const AuditSchema = z
+  .strictObject({
+    enabled: z.boolean().default(false),
+    path: z.string().min(1, "must not be empty").optional(),
+    /** Fractions are allowed (tests rotate at a few KiB); 1 TiB is far beyond any sane file. */
+    max_size_mb: z.number().positive().max(1024 * 1024).default(100),
+    max_files: z.number().int().min(1).max(1000).default(10),
+  })
+  .superRefine((a, ctx) => {
+    if (a.enabled && a.path === undefined) ctx.addIssue({ code: "custom", path: ["path"], message: "audit.enabled needs a file: set audit.path (e.g. /var/log/yatagarasu/audit.log)" });
+  });
+export type AuditConfig = z.infer<typeof AuditSchema>;

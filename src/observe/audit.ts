@@ -1,0 +1,135 @@
+/**
+ * The audit trail: "who read or wrote this object, and when". One JSON line per request on a
+ * front (plain or S3: object reads, listings, STS, and every refused attempt), none for the
+ * control plane (/health, /ready, /admin). Written from the logging step (deliver.ts `finish`),
+ * so the line carries the real outcome: status, bytes actually sent, total duration.
+ *
+ *   {"time":"2025-01-01T00:00:00.000Z","request_id":"…","trace_id":"…","identity":"alice",
+ *    "client_ip":"10.0.0.7","front":"plain","action":"s3:GetObject","method":"GET",
+ *    "bucket":"products","key":"a/b.jpg","result":"allowed","status":200,"bytes":1024,
+ *    "duration_ms":3.2}
+ *
+ * result: "allowed" (any status below 400), "denied" (401/403; `reason` is the error code:
+ * Unauthorized, InvalidToken, Forbidden, AccessDenied, SignatureDoesNotMatch, …) or "failed"
+ * (any other error status, or a body that broke off; `reason` is the error code).
+ *
+ * No secrets by construction: the identity is the JWT `sub` or the S3 identity's configured name
+ * (never an access key id, token or signature), and nothing from the query string is written.
+ *
+ * Metrics: yatagarasu_audit_events_total{result}, yatagarasu_audit_write_errors_total,
+ * yatagarasu_audit_dropped_total, yatagarasu_audit_queue_bytes (registered only when enabled).
+ */
+import { basename, dirname, extname, isAbsolute, join } from "node:path";
+import type { AuditConfig } from "../config/audit.ts";
+import { clientIp, type RequestContext } from "../proxy/context.ts";
+import { AuditFile } from "./audit-file.ts";
+import type { Logger } from "./log.ts";
+import type { CounterChild, Registry } from "./registry.ts";
+
+export type AuditResult = "allowed" | "denied" | "failed";
+
+export interface AuditDeps {
+  baseDir: string;
+  log: Logger;
+  registry: Registry;
+  /** Processes in the group (server.workers): each writes its own file (see auditPath). */
+  share?: number;
+  worker?: number;
+  /** Tests: a shorter flush period. */
+  flushIntervalMs?: number;
+  queueBytes?: number;
+}
+
+/**
+ * The file this process writes. With several processes each has its own file, so rotation never
+ * races another process: audit.log → audit.worker-<i>.log.
+ */
+export function auditPath(cfg: AuditConfig, deps: Pick<AuditDeps, "baseDir" | "share" | "worker">): string {
+  const p = isAbsolute(cfg.path!) ? cfg.path! : join(deps.baseDir, cfg.path!);
+  if ((deps.share ?? 1) <= 1) return p;
+  const ext = extname(p);
+  return join(dirname(p), `${basename(p, ext)}.worker-${deps.worker ?? 0}${ext}`);
+}
+
+/** The trace id of a request, when tracing gave it one (read loosely: tracing owns those fields). */
+function traceIdOf(ctx: RequestContext): string | undefined {
+  const c = ctx as unknown as { traceId?: unknown; span?: { traceId?: unknown } };
+  const t = c.traceId ?? c.span?.traceId;
+  return typeof t === "string" && t !== "" ? t : undefined;
+}
+
+export function resultOf(ctx: RequestContext): { result: AuditResult; reason?: string } {
+  const st = ctx.status;
+  if (st === 401 || st === 403) return { result: "denied", reason: ctx.errorCode ?? ctx.s3Code ?? (st === 401 ? "Unauthorized" : "Forbidden") };
+  if (st >= 400 || st < 100 || ctx.bodyError !== undefined) return { result: "failed", reason: ctx.bodyError ?? ctx.errorCode ?? ctx.s3Code };
+  return { result: "allowed" };
+}
+
+export class AuditTrail {
+  private readonly events: Record<AuditResult, CounterChild>;
+
+  constructor(
+    readonly path: string,
+    private readonly file: AuditFile,
+    registry: Registry,
+  ) {
+    const ev = registry.counter("yatagarasu_audit_events_total", "Audit trail events recorded, by result (allowed, denied, failed).", ["result"]);
+    this.events = { allowed: ev.labels("allowed"), denied: ev.labels("denied"), failed: ev.labels("failed") };
+    const queue = registry.gauge("yatagarasu_audit_queue_bytes", "Audit trail text waiting to be written.").labels();
+    registry.onCollect(() => queue.set(file.pending));
+  }
+
+  /** Called once per request by the logging step; control-plane requests are not audited. */
+  record(ctx: RequestContext): void {
+    if (ctx.front === "control") return;
+    const { result, reason } = resultOf(ctx);
+    this.events[result].value++;
+    const rec = {
+      time: new Date().toISOString(),
+      request_id: ctx.id,
+      trace_id: traceIdOf(ctx),
+      identity: ctx.subject ?? "anonymous",
+      client_ip: clientIp(ctx),
+      front: ctx.front,
+      action: ctx.action,
+      method: ctx.method,
+      bucket: ctx.bucket?.name,
+      key: ctx.key === "" ? undefined : ctx.key,
+      result,
+      reason,
+      status: ctx.status,
+      bytes: ctx.bytes,
+      duration_ms: Math.round((performance.now() - ctx.start) * 1000) / 1000,
+    };
+    this.file.append(JSON.stringify(rec) + "\n");
+  }
+
+  /** Writes what is queued (tests; shutdown goes through close). */
+  flush(): Promise<void> {
+    return this.file.flush();
+  }
+
+  close(): Promise<void> {
+    return this.file.close();
+  }
+}
+
+/** The process's audit trail, or undefined when `audit.enabled` is false. */
+export function createAuditTrail(cfg: AuditConfig, deps: AuditDeps): AuditTrail | undefined {
+  if (!cfg.enabled) return undefined;
+  const path = auditPath(cfg, deps);
+  const errors = deps.registry.counter("yatagarasu_audit_write_errors_total", "Failed audit trail writes (open, write or rotation; retried every second).").labels();
+  const dropped = deps.registry.counter("yatagarasu_audit_dropped_total", "Audit trail events lost because the queue was full (the file could not be written fast enough, or at all).").labels();
+  const file = new AuditFile({
+    path,
+    maxBytes: Math.max(1, Math.floor(cfg.max_size_mb * 1024 * 1024)),
+    maxFiles: cfg.max_files,
+    log: deps.log,
+    onError: () => errors.value++,
+    onDrop: (n) => (dropped.value += n),
+    flushIntervalMs: deps.flushIntervalMs,
+    queueBytes: deps.queueBytes,
+  });
+  deps.log.info("audit trail", { path, max_size_mb: cfg.max_size_mb, max_files: cfg.max_files });
+  return new AuditTrail(path, file, deps.registry);
+}

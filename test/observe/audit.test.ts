@@ -1,0 +1,130 @@
+/**
+ * The audit trail end to end (App in the test process, both fronts, the S3 fixture upstream):
+ * one line per front request with who/what/outcome, none for the control plane, no secret or
+ * token anywhere in the file, metrics per result, and size rotation under real traffic.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import type { S3Fixture } from "../fixtures/s3.ts";
+import { APP, hs256, JWT_SECRET, LISTER, STS_KEY, UPSTREAM } from "../e2e/s3-front-helpers.ts";
+import { parseLines, removeDir, s3Fetch, startAuditEnv, startFixture, tempDir, type AuditEnv, type AuditLine } from "./audit-helpers.ts";
+
+let s3: S3Fixture;
+beforeAll(async () => {
+  s3 = await startFixture();
+});
+afterAll(() => s3?.stop());
+
+describe("lines for reads, listings and denials on both fronts", () => {
+  let env: AuditEnv;
+  let dir: string;
+  const WRONG = { accessKeyId: APP.accessKeyId, secretAccessKey: "not-the-app-secret-0123456789" };
+  const OTHER_SECRET = "another-jwt-secret-0123456789abcdef";
+  const aliceToken = hs256({ sub: "alice", team: "a", exp: Math.floor(Date.now() / 1000) + 600 });
+  const forgedToken = hs256({ sub: "mallory", exp: Math.floor(Date.now() / 1000) + 600 }, OTHER_SECRET);
+  const bobToken = hs256({ sub: "bob", team: "b", exp: Math.floor(Date.now() / 1000) + 600 });
+  const byId = new Map<string, AuditLine>();
+  let all: AuditLine[] = [];
+
+  beforeAll(async () => {
+    dir = tempDir();
+    env = await startAuditEnv(s3, `  enabled: true\n  path: ${join(dir, "audit.log")}\n`);
+    const get = (path: string, id: string, token?: string) =>
+      fetch(env.url(path), { headers: { "x-request-id": id, ...(token ? { authorization: `Bearer ${token}` } : {}) } }).then(async (r) => [r.status, await r.text()] as const);
+    expect((await get("/open/doc.txt", "read-anon"))[0]).toBe(200);
+    expect((await get("/private/p.txt", "read-alice", aliceToken))[0]).toBe(200);
+    expect((await get("/private/p.txt", "no-token"))[0]).toBe(401);
+    expect((await get("/private/p.txt", "forged", forgedToken))[0]).toBe(401);
+    expect((await get("/jwtonly/p.txt", "wrong-team", bobToken))[0]).toBe(403);
+    expect((await get("/open/missing.txt", "missing"))[0]).toBe(404);
+    expect((await get("/health", "health"))[0]).toBe(200);
+    await get("/ready", "ready");
+    expect((await s3Fetch(env, "/data/doc.txt", APP)).status).toBe(200);
+    expect((await s3Fetch(env, "/data/doc.txt", LISTER)).status).toBe(403);
+    expect((await s3Fetch(env, "/data/doc.txt", WRONG)).status).toBe(403);
+    expect((await s3Fetch(env, "/data", APP, { "list-type": "2" })).status).toBe(200);
+    all = await env.lines();
+    for (const l of all) byId.set(String(l.request_id), l);
+  });
+  afterAll(async () => {
+    await env?.stop();
+    removeDir(dir);
+  });
+
+  test("plain front: an anonymous read and a JWT read (identity = sub), with status, bytes and duration", () => {
+    expect(byId.get("read-anon")).toMatchObject({ identity: "anonymous", client_ip: "127.0.0.1", front: "plain", action: "s3:GetObject", method: "GET", bucket: "open", key: "doc.txt", result: "allowed", status: 200, bytes: 10 });
+    expect(byId.get("read-alice")).toMatchObject({ identity: "alice", front: "plain", action: "s3:GetObject", bucket: "private", key: "p.txt", result: "allowed", status: 200, bytes: 12 });
+    const l = byId.get("read-anon")!;
+    expect(typeof l.duration_ms === "number" && l.duration_ms > 0).toBe(true);
+    expect(Math.abs(Date.parse(String(l.time)) - Date.now())).toBeLessThan(60_000);
+    expect(l.reason).toBeUndefined();
+  });
+
+  test("plain front: denials carry the reason (401 no token / forged token, 403 claim rule); a 404 is a failure", () => {
+    expect(byId.get("no-token")).toMatchObject({ identity: "anonymous", bucket: "private", key: "p.txt", result: "denied", reason: "Unauthorized", status: 401, bytes: expect.any(Number) });
+    expect(byId.get("forged")).toMatchObject({ result: "denied", reason: "InvalidToken", status: 401 });
+    expect(byId.get("wrong-team")).toMatchObject({ bucket: "jwtonly", result: "denied", reason: "Forbidden", status: 403 });
+    expect(byId.get("missing")).toMatchObject({ bucket: "open", key: "missing.txt", result: "failed", reason: "NoSuchKey", status: 404 });
+  });
+
+  test("the control plane (/health, /ready) is not audited", () => {
+    expect(byId.has("health")).toBe(false);
+    expect(byId.has("ready")).toBe(false);
+    expect(all.some((l) => l.front === "control")).toBe(false);
+  });
+
+  test("S3 front: GetObject as an S3 identity, a refused identity, a bad signature, a listing", () => {
+    const s3Lines = all.filter((l) => l.front === "s3");
+    expect(s3Lines.length).toBe(4);
+    expect(s3Lines).toContainEqual(expect.objectContaining({ identity: "app1", action: "s3:GetObject", bucket: "data", key: "doc.txt", result: "allowed", status: 200, bytes: 10 }));
+    expect(s3Lines).toContainEqual(expect.objectContaining({ identity: "lister", action: "s3:GetObject", bucket: "data", key: "doc.txt", result: "denied", reason: "AccessDenied", status: 403 }));
+    expect(s3Lines).toContainEqual(expect.objectContaining({ identity: "anonymous", result: "denied", reason: "SignatureDoesNotMatch", status: 403 }));
+    expect(s3Lines).toContainEqual(expect.objectContaining({ identity: "app1", action: "s3:ListBucket", bucket: "data", result: "allowed", status: 200 }));
+  });
+
+  test("exactly one line per front request; events counted by result", () => {
+    expect(all.length).toBe(10);
+    expect(env.metric('yatagarasu_audit_events_total{result="allowed"}')).toBe(all.filter((l) => l.result === "allowed").length);
+    expect(env.metric('yatagarasu_audit_events_total{result="denied"}')).toBe(5);
+    expect(env.metric('yatagarasu_audit_events_total{result="failed"}')).toBe(1);
+    expect(env.metric("yatagarasu_audit_write_errors_total")).toBe(0);
+  });
+
+  test("no secret and no token in the file", () => {
+    const text = readFileSync(join(dir, "audit.log"), "utf8");
+    const secrets = [JWT_SECRET, OTHER_SECRET, STS_KEY, APP.secretAccessKey, LISTER.secretAccessKey, WRONG.secretAccessKey, UPSTREAM.secretAccessKey, aliceToken, forgedToken, bobToken];
+    for (const t of [aliceToken, forgedToken, bobToken]) secrets.push(...t.split(".")); // any part of a token
+    for (const s of secrets) expect(text.includes(s)).toBe(false);
+    for (const s of [APP.accessKeyId, LISTER.accessKeyId, UPSTREAM.accessKeyId, "Signature=", "Bearer", "X-Amz-"]) expect(text.includes(s)).toBe(false);
+    expect(text.length).toBeGreaterThan(0);
+  });
+});
+
+test("rotation under traffic: audit.log → .1 → .2, never more than max_files, whole lines, newest last", async () => {
+  const dir = tempDir();
+  try {
+    // 0.002 MiB = 2097 bytes: about 6 lines a file
+    await using env = await startAuditEnv(s3, `  enabled: true\n  path: ${join(dir, "audit.log")}\n  max_size_mb: 0.002\n  max_files: 2\n`);
+    for (let i = 0; i < 40; i++) {
+      const r = await fetch(env.url("/open/doc.txt"), { headers: { "x-request-id": `r${i}` } });
+      await r.text();
+      if (i % 7 === 0) await env.app.audit!.flush(); // several flushes, as the timer would
+    }
+    const current = await env.lines();
+    expect(readdirSync(dir).sort()).toEqual(["audit.log", "audit.log.1", "audit.log.2"]);
+    const files = ["audit.log.2", "audit.log.1", "audit.log"].map((f) => join(dir, f));
+    const ids: string[] = [];
+    for (const f of files) {
+      expect(statSync(f).size).toBeLessThanOrEqual(Math.floor(0.002 * 1024 * 1024));
+      for (const l of parseLines(readFileSync(f, "utf8"))) ids.push(String(l.request_id));
+    }
+    expect(current.at(-1)?.request_id).toBe("r39");
+    // the newest lines, in order, with no gap: r(40-n) … r39
+    expect(ids).toEqual(Array.from({ length: ids.length }, (_, k) => `r${40 - ids.length + k}`));
+    expect(ids.length).toBeGreaterThan(10);
+    expect(existsSync(join(dir, "audit.log.3"))).toBe(false);
+  } finally {
+    removeDir(dir);
+  }
+});
