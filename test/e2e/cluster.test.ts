@@ -1,0 +1,287 @@
+/**
+ * Several replicas (issue 13): redis-server, three Yatagarasu processes on one config (cache
+ * layers memory + disk + Redis, rate limits through Redis, a bucket on two S3 replicas) and haproxy
+ * round-robin in front, all real processes started here on free ports (test/e2e/cluster/).
+ *
+ * One cluster serves every test (they run in order; each leaves it healthy). haproxy's
+ * x-haproxy-server header says which process answered, X-Cache-Layer which layer served a HIT.
+ */
+import { afterAll, beforeAll, describe, expect } from "bun:test";
+import { RedisClient } from "bun";
+import { clientTest } from "../clients/run.ts";
+import { measureAdmitted } from "../helpers/rate.ts";
+import { waitFor } from "../helpers/wait.ts";
+import { LIMIT_RPS, PRIMARY_BUCKET, SECONDARY_BUCKET, startCluster, type Cluster, type Node } from "./cluster/cluster.ts";
+
+const test = clientTest("redisServer", "haproxy");
+
+let c: Cluster;
+
+interface Answer {
+  status: number;
+  x: string | null;
+  layer: string | null;
+  server: string | null;
+  length: string | null;
+  body: string;
+}
+
+async function get(url: string, headers?: Record<string, string>): Promise<Answer> {
+  const r = await fetch(url, { headers });
+  const h = r.headers;
+  return { status: r.status, x: h.get("x-cache"), layer: h.get("x-cache-layer"), server: h.get("x-haproxy-server"), length: h.get("content-length"), body: await r.text() };
+}
+
+const viaLb = (path: string) => get(c.lb.url + path);
+const upstreamGets = (key: string) => c.primary.requests.filter((r) => !r.admin && r.method === "GET" && r.pathname === `/${PRIMARY_BUCKET}/${key}`).length;
+
+async function inRedis(key: string): Promise<boolean> {
+  const client = new RedisClient(c.redis.url);
+  try {
+    return await client.exists(`cluster:obj:c/${key}`);
+  } finally {
+    client.close();
+  }
+}
+
+/** Requests through haproxy until every process has answered once (bounded); the first answer of each. */
+async function firstAnswerOfEach(path: string, seen = new Map<string, Answer>()): Promise<Map<string, Answer>> {
+  for (let i = 0; i < 30 && seen.size < c.nodes.length; i++) {
+    const a = await viaLb(path);
+    if (a.server !== null && !seen.has(a.server)) seen.set(a.server, a);
+  }
+  expect([...seen.keys()].sort()).toEqual(c.nodes.map((n) => n.name));
+  return seen;
+}
+
+/** A fill through haproxy reaches Redis; each other process's first answer is then a Redis HIT. */
+async function fillIsSharedThroughRedis(key: string, body: string): Promise<void> {
+  await c.primary.put(PRIMARY_BUCKET, key, body, { contentType: "text/plain" });
+  const first = await viaLb(`/c/${key}`);
+  expect(first).toMatchObject({ status: 200, x: "MISS", body });
+  await waitFor(() => inRedis(key), { message: `${key} to be stored in Redis` });
+  const answers = await firstAnswerOfEach(`/c/${key}`, new Map([[first.server!, first]]));
+  for (const [server, a] of answers) {
+    if (server === first.server) continue;
+    expect(a).toMatchObject({ server, status: 200, x: "HIT", layer: "redis", body });
+  }
+  expect(upstreamGets(key)).toBe(1);
+}
+
+async function metric(n: Node, series: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${n.proc.metricsPort}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(series + " "));
+  return line === undefined ? 0 : Number(line.slice(series.length + 1));
+}
+
+const readyOf = async (n: Node) => (await n.ready()).body;
+
+beforeAll(async () => {
+  c = await startCluster();
+}, 60_000);
+
+afterAll(async () => {
+  await c?.stop();
+}, 30_000);
+
+describe("three replicas behind haproxy, one Redis", () => {
+  test("1. a fill through one replica is a Redis HIT on the others, then a memory HIT", async () => {
+    await fillIsSharedThroughRedis("shared.txt", "shared body\n");
+    // Promoted into each process's own memory layer.
+    for (const n of c.nodes) await waitFor(async () => (await get(n.url("/c/shared.txt"))).layer === "memory", { message: `${n.name}: a memory HIT` });
+    expect(upstreamGets("shared.txt")).toBe(1);
+  }, 15_000);
+
+  test("2. a purge through one replica makes the next GET a miss on every replica (within 1 s)", async () => {
+    const key = "purge.txt";
+    await c.primary.put(PRIMARY_BUCKET, key, "purge me\n", { contentType: "text/plain" });
+    await get(c.nodes[0]!.url(`/c/${key}`));
+    for (const n of c.nodes) await waitFor(async () => (await get(n.url(`/c/${key}`))).layer === "memory", { message: `${n.name} to hold ${key} in memory` });
+    // Gone upstream, still cached everywhere: only the purge can make a replica ask S3 again.
+    await c.primary.remove(PRIMARY_BUCKET, key);
+    for (const n of c.nodes) expect(await get(n.url(`/c/${key}`))).toMatchObject({ status: 200, x: "HIT", body: "purge me\n" });
+    const before = upstreamGets(key);
+
+    const purged = await fetch(`${c.lb.url}/admin/cache/purge/c/${key}`, { method: "POST", headers: { authorization: `Bearer ${c.admin}` } });
+    expect(purged.status).toBe(200);
+    expect(c.nodes.map((n) => n.name)).toContain(purged.headers.get("x-haproxy-server") ?? "none");
+    // Every replica's next GET misses all its layers and gets S3's answer (404 is never cached).
+    const next = await Promise.all(
+      c.nodes.map((n) => waitFor(async () => { const a = await get(n.url(`/c/${key}`)); return a.status === 404 ? a : undefined; }, { timeoutMs: 1000, message: `${n.name} to miss after the purge` })),
+    );
+    for (const a of next) expect(JSON.parse(a.body)).toMatchObject({ error: "NoSuchKey" });
+    expect(upstreamGets(key)).toBe(before + c.nodes.length);
+    expect(await inRedis(key)).toBe(false);
+  }, 15_000);
+
+  test("3. a cluster-wide rate limit holds within ±10 % across the three replicas", async () => {
+    await c.primary.put(PRIMARY_BUCKET, "x.txt", "x\n", { contentType: "text/plain" });
+    for (const n of c.nodes) await waitFor(async () => (await readyOf(n)).rate_limit?.shared === true, { message: `${n.name}: rate limits shared` });
+    const byServer = new Map<string, number>();
+    const ask = async (url: string) => {
+      try {
+        const r = await fetch(url);
+        await r.arrayBuffer();
+        if (r.status === 200) {
+          const s = r.headers.get("x-haproxy-server") ?? "direct";
+          byServer.set(s, (byServer.get(s) ?? 0) + 1);
+          return "admitted";
+        }
+        return r.status === 429 ? "refused" : `status ${r.status}`;
+      } catch (e) {
+        return `error ${(e as Error).message}`;
+      }
+    };
+    const within10 = (actual: number, expected: number) => {
+      expect(actual).toBeGreaterThanOrEqual(expected * 0.9);
+      expect(actual).toBeLessThanOrEqual(expected * 1.1);
+    };
+
+    // Through haproxy: the three processes together admit the configured rate.
+    const all = await measureAdmitted(1, 2000, () => ask(`${c.lb.url}/limited/x.txt`));
+    expect(Object.fromEntries(all.other)).toEqual({});
+    expect(all.refused).toBeGreaterThan(all.admitted);
+    within10(all.admitted, LIMIT_RPS * all.seconds);
+    for (const n of c.nodes) expect(byServer.get(n.name) ?? 0).toBeGreaterThan(all.admitted * 0.2); // all three took part
+
+    // One process alone may use the whole rate: the budget is shared, not split in three.
+    const one = await measureAdmitted(1, 1500, () => ask(c.nodes[0]!.url("/limited/x.txt")));
+    expect(Object.fromEntries(one.other)).toEqual({});
+    within10(one.admitted, LIMIT_RPS * one.seconds);
+  }, 30_000);
+
+  test("4. Redis killed under 2,000+ requests: 0 failed; Redis back: the layer returns by itself", async () => {
+    const keys = Array.from({ length: 120 }, (_, i) => `load-${i}.txt`);
+    for (let i = 0; i < keys.length; i += 20) await Promise.all(keys.slice(i, i + 20).map((k) => c.primary.put(PRIMARY_BUCKET, k, `body of ${k}\n`, { contentType: "text/plain" })));
+    const failures: string[] = [];
+    let done = 0;
+    let next = 0;
+    let stop = false;
+    let atKill = 0;
+    let downFor = 0;
+    const t0 = performance.now();
+    // Bounded by count and time: at least 2,000 requests, at most 20,000 or 40 s.
+    const loop = async () => {
+      while ((!stop || done < 2000) && done < 20_000 && performance.now() - t0 < 40_000) {
+        const k = keys[next++ % keys.length]!;
+        try {
+          const a = await viaLb(`/c/${k}`);
+          if (a.status !== 200 || a.body !== `body of ${k}\n`) failures.push(`${a.server} ${k}: ${a.status} ${a.body.slice(0, 200)}`);
+        } catch (e) {
+          failures.push(`${k}: ${(e as Error).message}`);
+        }
+        done++;
+      }
+    };
+    const running = Promise.all([loop(), loop(), loop(), loop()]);
+    try {
+      // Killed while most keys are still being filled, so lookups go to Redis when it dies.
+      await waitFor(() => done >= 100, { timeoutMs: 10_000, message: "the load to be under way" });
+      atKill = done;
+      await c.redis.kill();
+      for (const n of c.nodes) {
+        const r = await waitFor(async () => { const x = await n.ready(); return x.body.cache_layers?.redis?.up === false ? x : undefined; }, { message: `${n.name}: /ready to show the Redis layer down` });
+        expect(r.status).toBe(200);
+        expect(r.body.degraded?.some((d) => d.startsWith("cache layer redis"))).toBe(true);
+      }
+      await waitFor(() => done >= 1500, { timeoutMs: 30_000, message: "1,500 requests" });
+      downFor = done - atKill;
+      await c.redis.start();
+      stop = true;
+    } finally {
+      stop = true;
+      await running;
+    }
+    expect(failures).toEqual([]);
+    expect(done).toBeGreaterThanOrEqual(2000);
+    expect(downFor).toBeGreaterThanOrEqual(1000); // answered while Redis was dead
+    for (const n of c.nodes) {
+      const back = await waitFor(async () => { const x = await readyOf(n); return x.cache_layers?.redis?.up === true && x.rate_limit?.shared === true ? x : undefined; }, { timeoutMs: 10_000, message: `${n.name}: Redis layer and shared limits back` });
+      expect(back.degraded ?? []).toEqual([]);
+      expect(n.proc.logs().filter((l) => l.msg === "redis cache layer unavailable: skipped until it answers again")).toHaveLength(1);
+    }
+    // Shared again, without a restart.
+    await fillIsSharedThroughRedis("after-redis.txt", "after redis came back\n");
+  }, 60_000);
+
+  test("5. a disk-cached object survives a replica restart and is served with Content-Length and Range", async () => {
+    const key = "big.bin";
+    const size = 4 * 1024 * 1024; // above the memory and Redis item limits (1 MiB): on disk only
+    const bytes = crypto.getRandomValues(new Uint8Array(size));
+    await c.primary.put(PRIMARY_BUCKET, key, bytes, { contentType: "application/octet-stream" });
+    const node = c.nodes[1]!;
+    const fill = await fetch(node.url(`/c/${key}`));
+    expect(fill.status).toBe(200);
+    expect(new Uint8Array(await fill.arrayBuffer())).toEqual(bytes);
+    await waitFor(async () => (await get(node.url(`/c/${key}`))).layer === "disk", { message: "a disk HIT before the restart" });
+
+    await node.restart();
+    const res = await fetch(node.url(`/c/${key}`));
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-cache")).toBe("HIT");
+    expect(res.headers.get("x-cache-layer")).toBe("disk");
+    expect(res.headers.get("content-length")).toBe(String(size));
+    expect(res.headers.get("content-disposition")).toBe("inline"); // not Bun's filename="<cache file>"
+    expect(new Uint8Array(await res.arrayBuffer())).toEqual(bytes);
+    const part = await fetch(node.url(`/c/${key}`), { headers: { range: "bytes=1000000-1000999" } });
+    expect(part.status).toBe(206);
+    expect(part.headers.get("x-cache-layer")).toBe("disk");
+    expect(part.headers.get("content-range")).toBe(`bytes 1000000-1000999/${size}`);
+    expect(part.headers.get("content-length")).toBe("1000");
+    expect(new Uint8Array(await part.arrayBuffer())).toEqual(bytes.subarray(1_000_000, 1_001_000));
+    expect(upstreamGets(key)).toBe(1);
+
+    // Back in haproxy's rotation, on the same port, serving from its disk.
+    let viaHaproxy: Answer | undefined;
+    for (let i = 0; i < 10 && viaHaproxy === undefined; i++) {
+      const a = await get(`${c.lb.url}/c/${key}`, { range: "bytes=0-9" });
+      if (a.server === node.name) viaHaproxy = a;
+    }
+    expect(viaHaproxy).toMatchObject({ status: 206, x: "HIT", layer: "disk", length: "10" });
+  }, 30_000);
+
+  test("6. the primary bucket replica dies under load: 0 failed, traffic moves to the secondary and back; /ready names it", async () => {
+    await c.primary.put(PRIMARY_BUCKET, "hello.txt", "from primary", { contentType: "text/plain" });
+    await c.secondary.put(SECONDARY_BUCKET, "hello.txt", "from secondary", { contentType: "text/plain" });
+    const answers: Array<{ status: number; body: string; server: string | null }> = [];
+    let running = true;
+    const t0 = performance.now();
+    const loops = Array.from({ length: 4 }, async () => {
+      while (running && answers.length < 50_000 && performance.now() - t0 < 45_000) {
+        try {
+          const a = await viaLb("/live/hello.txt");
+          answers.push({ status: a.status, body: a.body, server: a.server });
+        } catch (e) {
+          answers.push({ status: 0, body: String(e), server: null });
+        }
+      }
+    });
+    /** Each process served `body` at least `n` times since answer number `from`. */
+    const everyServerSince = (from: number, body: string, n: number) =>
+      c.nodes.every((node) => answers.slice(from).filter((a) => a.server === node.name && a.body === body).length >= n);
+    try {
+      await waitFor(() => everyServerSince(0, "from primary", 5), { message: "load on the primary" });
+
+      await c.primary.pause();
+      const atDeath = answers.length;
+      await waitFor(() => everyServerSince(atDeath, "from secondary", 10), { timeoutMs: 10_000, message: "every replica to read from the secondary" });
+      for (const n of c.nodes) {
+        const r = await waitFor(async () => { const x = await n.ready(); return x.body.buckets.live?.replicas?.primary?.ok === false ? x : undefined; }, { message: `${n.name}: /ready to name the failed replica` });
+        expect(r.status).toBe(200); // still serving, from the secondary
+        expect(r.body.buckets.live?.serving).toBe("secondary");
+        expect(r.body.degraded?.some((d) => d.startsWith("bucket live: replica primary"))).toBe(true);
+      }
+
+      await c.primary.resume();
+      const atRecovery = answers.length;
+      await waitFor(() => everyServerSince(atRecovery, "from primary", 10), { timeoutMs: 10_000, message: "every replica to read from the primary again" });
+      for (const n of c.nodes) await waitFor(async () => (await readyOf(n)).degraded === undefined, { message: `${n.name}: /ready no longer degraded` });
+    } finally {
+      running = false;
+      await Promise.all(loops);
+    }
+    expect(answers.filter((a) => a.status !== 200)).toEqual([]);
+    expect(answers.filter((a) => a.body !== "from primary" && a.body !== "from secondary")).toEqual([]);
+    for (const n of c.nodes) expect(await metric(n, 'yatagarasu_s3_failovers_total{bucket="live",from="primary",to="secondary"}')).toBeGreaterThan(0);
+  }, 45_000);
+});
