@@ -1,4 +1,7 @@
-import { expect, test } from "bun:test";
+import { expect, test, setDefaultTimeout } from "bun:test";
+
+// Figures, not assertions on time; on a loaded machine a measurement can take longer than bun's 5 s default.
+setDefaultTimeout(120_000);
 import { S3Signer, uriEncode, type SignableRequest } from "../src/s3/sigv4.ts";
 
 /** Runs `fn` `warmup` times, then `iterations` times; returns ns per op. */
