@@ -6,6 +6,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { ConfigError, parseConfig } from "../../src/config/load.ts";
+import { auditPath } from "../../src/observe/audit.ts";
 import type { S3Fixture } from "../fixtures/s3.ts";
 import { APP, hs256, JWT_SECRET, LISTER, STS_KEY, UPSTREAM } from "../e2e/s3-front-helpers.ts";
 import { parseLines, removeDir, s3Fetch, startAuditEnv, startFixture, tempDir, type AuditEnv, type AuditLine } from "./audit-helpers.ts";
@@ -127,4 +129,35 @@ test("rotation under traffic: audit.log → .1 → .2, never more than max_files
   } finally {
     removeDir(dir);
   }
+});
+
+describe("config", () => {
+  const base = `buckets:\n  - { name: b, path_prefix: /b, s3: { bucket: data } }\n`;
+  const problems = (yaml: string) => {
+    try {
+      parseConfig(base + yaml);
+      return "";
+    } catch (e) {
+      if (e instanceof ConfigError) return e.message;
+      throw e;
+    }
+  };
+
+  test("defaults: off; enabled needs a path; sizes and counts are checked with their YAML path", () => {
+    expect(parseConfig(base).audit).toEqual({ enabled: false, max_size_mb: 100, max_files: 10 });
+    expect(problems("audit: { enabled: true }")).toContain("audit.path: audit.enabled needs a file");
+    expect(problems("audit: { enabled: true, path: a.log, max_size_mb: 0 }")).toContain("audit.max_size_mb");
+    expect(problems("audit: { enabled: true, path: a.log, max_files: 0 }")).toContain("audit.max_files");
+    expect(problems("audit: { enabled: true, path: a.log, rotate: daily }")).toContain("rotate");
+    expect(problems("audit: { enabled: true, path: a.log, max_size_mb: 0.5, max_files: 3 }")).toBe("");
+  });
+
+  test("the file: relative to the config folder; one per process with several workers", () => {
+    const cfg = { enabled: true, path: "logs/audit.log", max_size_mb: 1, max_files: 1 };
+    expect(auditPath(cfg, { baseDir: "/etc/y" })).toBe("/etc/y/logs/audit.log");
+    expect(auditPath({ ...cfg, path: "/var/log/a.log" }, { baseDir: "/etc/y" })).toBe("/var/log/a.log");
+    expect(auditPath(cfg, { baseDir: "/etc/y", share: 4, worker: undefined })).toBe("/etc/y/logs/audit.worker-0.log");
+    expect(auditPath(cfg, { baseDir: "/etc/y", share: 4, worker: 3 })).toBe("/etc/y/logs/audit.worker-3.log");
+    expect(auditPath({ ...cfg, path: "trail" }, { baseDir: "/x", share: 2, worker: 1 })).toBe("/x/trail.worker-1");
+  });
 });

@@ -1,0 +1,89 @@
+/**
+ * Static checks of deploy/grafana/yatagarasu.json and deploy/prometheus/alerts.yml (no Prometheus
+ * needed; prometheus.test.ts runs them against a real one): every metric they name is one the
+ * proxy registers, the panels tile the grid, and the required topics are covered.
+ */
+import { expect, test } from "bun:test";
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { parse as parseYaml } from "yaml";
+import { dashboardQueries, metricNamesOf } from "./queries.ts";
+
+const ROOT = join(import.meta.dir, "../..");
+const dash = JSON.parse(readFileSync(join(ROOT, "deploy/grafana/yatagarasu.json"), "utf8"));
+const rules = (parseYaml(readFileSync(join(ROOT, "deploy/prometheus/alerts.yml"), "utf8")) as {
+  groups: Array<{ rules: Array<{ alert: string; expr: string; for?: string; labels?: Record<string, string>; annotations?: Record<string, string> }> }>;
+}).groups.flatMap((g) => g.rules);
+
+/** Every metric family name registered in src/ (quoted "yatagarasu_…" / "process_…" strings). */
+function registeredMetrics(): Set<string> {
+  const names = new Set<string>();
+  const walk = (d: string) => {
+    for (const f of readdirSync(d)) {
+      const p = join(d, f);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (p.endsWith(".ts")) for (const m of readFileSync(p, "utf8").matchAll(/"((?:yatagarasu|process)_[a-z0-9_]+)"/g)) names.add(m[1]);
+    }
+  };
+  walk(join(ROOT, "src"));
+  return names;
+}
+const known = registeredMetrics();
+const isKnown = (n: string) => known.has(n) || known.has(n.replace(/_(bucket|sum|count)$/, ""));
+
+test("every metric the dashboard and the alerts name is registered by the proxy", () => {
+  const used = new Set([...dashboardQueries(dash).flatMap((q) => metricNamesOf(q.expr)), ...rules.flatMap((r) => metricNamesOf(r.expr))]);
+  expect(used.size).toBeGreaterThan(20);
+  expect([...used].filter((n) => !isKnown(n))).toEqual([]);
+});
+
+test("dashboard: unique ids, every panel on the Prometheus variable with queries, panels tile a 24-column grid without overlap", () => {
+  const ps = dash.panels as Array<{ id: number; type: string; title: string; datasource?: { uid: string }; targets?: Array<{ expr: string; datasource: { uid: string } }>; gridPos: { x: number; y: number; w: number; h: number } }>;
+  expect(new Set(ps.map((p) => p.id)).size).toBe(ps.length);
+  expect(dash.templating.list.map((v: { name: string }) => v.name)).toEqual(["datasource", "instance", "bucket"]);
+  for (const p of ps) {
+    expect(p.gridPos.x + p.gridPos.w).toBeLessThanOrEqual(24);
+    if (p.type === "row") continue;
+    expect([p.title, p.datasource?.uid]).toEqual([p.title, "${datasource}"]);
+    expect(p.targets!.length).toBeGreaterThan(0);
+    for (const t of p.targets!) expect([p.title, t.datasource.uid, t.expr.length > 0]).toEqual([p.title, "${datasource}", true]);
+  }
+  for (let i = 0; i < ps.length; i++)
+    for (let j = i + 1; j < ps.length; j++) {
+      const a = ps[i].gridPos;
+      const b = ps[j].gridPos;
+      const overlap = a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+      expect(overlap ? `${ps[i].title} overlaps ${ps[j].title}` : "").toBe("");
+    }
+});
+
+test("dashboard covers requests, errors and latency by bucket, cache layers, upstream, breakers, auth, Redis", () => {
+  const text = dashboardQueries(dash).map((q) => q.expr).join("\n");
+  for (const needed of [
+    /sum by \(bucket\) \(rate\(yatagarasu_http_requests_total/,
+    /status=~"5\.\."/,
+    /histogram_quantile\(0\.99, sum by \(bucket, le\) \(rate\(yatagarasu_http_request_duration_seconds_bucket/,
+    /sum by \(layer\) \(rate\(yatagarasu_cache_layer_hits_total/,
+    /yatagarasu_s3_request_duration_seconds_bucket/,
+    /yatagarasu_s3_retries_total/,
+    /yatagarasu_s3_failovers_total/,
+    /yatagarasu_circuit_breaker_state/,
+    /yatagarasu_auth_total\{[^}]*result!="success"/,
+    /yatagarasu_cache_layer_up\{[^}]*layer="redis"/,
+  ])
+    expect(needed.test(text) ? "" : String(needed)).toBe("");
+});
+
+test("alerts: each has a severity and a summary; the required conditions are all there", () => {
+  for (const r of rules) {
+    expect([r.alert, ["critical", "warning"].includes(r.labels?.severity ?? "")]).toEqual([r.alert, true]);
+    expect([r.alert, (r.annotations?.summary ?? "").length > 0]).toEqual([r.alert, true]);
+  }
+  const exprOf = (name: string) => rules.find((r) => r.alert === name)?.expr ?? "";
+  expect(exprOf("YatagarasuHighErrorRatio")).toContain('status=~"5.."');
+  expect(exprOf("YatagarasuHighLatencyP99")).toContain("histogram_quantile(0.99");
+  expect(exprOf("YatagarasuCircuitBreakerOpen")).toContain("yatagarasu_circuit_breaker_state");
+  expect(exprOf("YatagarasuNotReady")).toContain("yatagarasu_ready");
+  expect(exprOf("YatagarasuRedisDegraded")).toContain('yatagarasu_cache_layer_up{layer="redis"}');
+  expect(exprOf("YatagarasuAuditWriteFailing")).toContain("yatagarasu_audit_write_errors_total");
+});
