@@ -1,11 +1,13 @@
 #!/usr/bin/env bun
 /**
  * Side-by-side load benchmark: nginx (static / proxy_pass / proxy_cache) vs Yatagarasu
- * (anonymous / SigV4 / JWT+SigV4 / cache hit) at 1 KiB, 64 connections, plus 100 MiB streaming,
- * all in ONE run so the ratios compare like with like on a noisy machine.
+ * (anonymous / SigV4 / JWT+SigV4 / cache hit / Redis-layer hit) at 1 KiB, 64 connections, plus
+ * 100 MiB streaming and a 100 MiB disk-cache hit beside nginx static, all in ONE run so the ratios
+ * compare like with like on a noisy machine.
  *
  *   bun bench/load.ts --gate   short run (workers 1 vs nginx worker_processes 1; the 1 KiB
- *                              scenarios in 4 interleaved rounds of 3 s, averaged), compares the
+ *                              scenarios in 4 interleaved rounds of 3 s, the 100 MiB ones in 2,
+ *                              averaged), compares the
  *                              ratios with bench/thresholds.json, writes bench/results/latest.json,
  *                              exits 1 when a ratio falls short
  *   bun bench/load.ts          full run: workers 1 and 2, wrk + autocannon, info-logging cost,
@@ -16,24 +18,27 @@
  * saturates far below nginx static and would flatten every ratio towards 1; both are reported.
  * Benches run with nginx `access_log off` and proxy `logging.level: warn` (info measured once).
  */
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type LoadResult, MIB, cpuSeconds, makeFixture, machine, requireTools, runAutocannon, runWrk } from "./lib.ts";
 import { idleConnections, slowReaders } from "./memory.ts";
 import { type CeilingRow, ceilingMarkdown, measureCeiling } from "./ceiling.ts";
-import { type Setup, startOrigin, startPeer, startSetup } from "./scenarios.ts";
+import { REDIS_SERVER, type Setup, startOrigin, startPeer, startSetup } from "./scenarios.ts";
 
 const GATE = process.argv.includes("--gate");
 const RESULTS = join(import.meta.dir, "results");
 const SEC = GATE ? 3 : Number(process.env.BENCH_SECONDS ?? 10);
 /** The gate measures the 1 KiB scenarios in interleaved rounds, so a noisy neighbour hits both sides of a ratio alike. */
 const GATE_ROUNDS = 4;
+/** The 100 MiB scenarios: fewer rounds (each is long), still interleaved. */
+const GATE_STREAM_ROUNDS = 2;
 const WARM = GATE ? 2 : Number(process.env.BENCH_WARMUP ?? 3);
 const CONNS = 64;
 const STREAM_CONNS = 4;
 
-const SMALL = ["nginx_static", "nginx_proxy_pass", "nginx_proxy_cache", "yata_anon", "yata_signed", "yata_jwt_signed", "yata_cached", "yata_s3_get"] as const;
-const STREAM = ["nginx_static_100m", "yata_stream_100m"] as const;
+// Order matters: autocannon ratios below index into SMALL.
+const SMALL = ["nginx_static", "nginx_proxy_pass", "nginx_proxy_cache", "yata_anon", "yata_signed", "yata_jwt_signed", "yata_cached", "yata_s3_get", "yata_redis_hit"] as const;
+const STREAM = ["nginx_static_100m", "yata_stream_100m", "yata_disk_100m"] as const;
 
 export interface Row extends LoadResult {
   id: string;
@@ -53,7 +58,7 @@ async function measure(s: Setup, id: string, tool: "wrk" | "autocannon", warm = 
   const o = { connections: big ? STREAM_CONNS : CONNS, headers: t.headers };
   const run = (seconds: number) => (tool === "wrk" ? runWrk(t.url, { ...o, seconds }) : runAutocannon(t.url, { ...o, seconds }));
   if (warm) await run(WARM);
-  const pids = id.startsWith("nginx") ? s.peer.pids() : s.proxy.pids();
+  const pids = t.pids ? t.pids() : id.startsWith("nginx") ? s.peer.pids() : s.proxy.pids();
   const c0 = cpuSeconds(pids);
   const t0 = performance.now();
   const r = await run(SEC);
@@ -71,6 +76,10 @@ export interface Ratios {
   streaming_vs_nginx_static: number;
   /** S3-front GetObject req/s over the plain front's signed GET, same object, same run (cost ≤ 1.10 ⇔ ratio ≥ 0.91). */
   s3_get_vs_signed: number;
+  /** Disk-cache hit of the 100 MiB object (cache_layers [memory, disk]) over nginx static serving the same file, MiB/s. */
+  disk_hit_vs_nginx_static: number;
+  /** Redis-layer hit of the 1 KiB object (cache_layers [redis]) over the proxy's own uncached signed GET, req/s (> 1: it costs less). */
+  redis_hit_vs_signed: number;
 }
 
 function ratios(rows: Row[]): Ratios {
@@ -81,10 +90,20 @@ function ratios(rows: Row[]): Ratios {
     cached_vs_proxy_cache: g("yata_cached").rps / g("nginx_proxy_cache").rps,
     streaming_vs_nginx_static: g("yata_stream_100m").bytesPerSec / g("nginx_static_100m").bytesPerSec,
     s3_get_vs_signed: g("yata_s3_get").rps / g("yata_signed").rps,
+    disk_hit_vs_nginx_static: g("yata_disk_100m").bytesPerSec / g("nginx_static_100m").bytesPerSec,
+    redis_hit_vs_signed: g("yata_redis_hit").rps / g("yata_signed").rps,
   };
 }
 
-const TARGETS: Ratios = { signed_vs_proxy_pass: 1.2, jwt_signed_vs_proxy_pass: 1.0, cached_vs_proxy_cache: 1.3, streaming_vs_nginx_static: 0.9, s3_get_vs_signed: 0.91 };
+const TARGETS: Ratios = {
+  signed_vs_proxy_pass: 1.2,
+  jwt_signed_vs_proxy_pass: 1.0,
+  cached_vs_proxy_cache: 1.3,
+  streaming_vs_nginx_static: 0.9,
+  s3_get_vs_signed: 0.91,
+  disk_hit_vs_nginx_static: 0.9,
+  redis_hit_vs_signed: 1.0,
+};
 const RSS_TARGET_MIB = 150;
 
 interface Config1 {
@@ -117,9 +136,9 @@ function combine(rounds: Row[]): Row {
   };
 }
 
-async function runConfig(fx: ReturnType<typeof makeFixture>, origin: Awaited<ReturnType<typeof startOrigin>>, workers: number, withAutocannon: boolean, rounds = 1): Promise<Config1> {
+async function runConfig(fx: ReturnType<typeof makeFixture>, origin: Awaited<ReturnType<typeof startOrigin>>, workers: number, withAutocannon: boolean, rounds = 1, streamRounds = 1): Promise<Config1> {
   log(`\n== workers ${workers} (Yatagarasu server.workers: ${workers} vs nginx worker_processes ${workers}) ==`);
-  const s = await startSetup(fx, origin, workers);
+  const s = await startSetup(fx, origin, workers, "warn", { layers: true });
   try {
     const before = s.proxy.rss() / MIB;
     const perId = new Map<string, Row[]>();
@@ -132,11 +151,15 @@ async function runConfig(fx: ReturnType<typeof makeFixture>, origin: Awaited<Ret
       }
     }
     const wrk: Row[] = SMALL.map((id) => combine(perId.get(id)!));
-    for (const id of STREAM) {
-      const r = await measure(s, id, "wrk");
-      wrk.push(r);
-      if (r.errors || r.non2xx) log(`  !! ${id}: ${r.errors} errors, ${r.non2xx} non-2xx`);
+    for (let round = 0; round < streamRounds; round++) {
+      if (streamRounds > 1) log(`  -- 100 MiB round ${round + 1}/${streamRounds}`);
+      for (const id of STREAM) {
+        const r = await measure(s, id, "wrk", round === 0);
+        perId.set(id, [...(perId.get(id) ?? []), r]);
+        if (r.errors || r.non2xx) log(`  !! ${id}: ${r.errors} errors, ${r.non2xx} non-2xx`);
+      }
     }
+    for (const id of STREAM) wrk.push(combine(perId.get(id)!));
     const ac: Row[] = [];
     if (withAutocannon) for (const id of SMALL) ac.push(await measure(s, id, "autocannon"));
     const acRatios = withAutocannon
@@ -145,6 +168,7 @@ async function runConfig(fx: ReturnType<typeof makeFixture>, origin: Awaited<Ret
           jwt_signed_vs_proxy_pass: ac[5].rps / ac[1].rps,
           cached_vs_proxy_cache: ac[6].rps / ac[2].rps,
           s3_get_vs_signed: ac[7].rps / ac[4].rps,
+          redis_hit_vs_signed: ac[8].rps / ac[4].rps,
         }
       : undefined;
     const after = s.proxy.rss() / MIB;
@@ -186,7 +210,7 @@ async function gate(): Promise<number> {
   const origin = await startOrigin(fx);
   let c: Config1;
   try {
-    c = await runConfig(fx, origin, 1, false, GATE_ROUNDS);
+    c = await runConfig(fx, origin, 1, false, GATE_ROUNDS, GATE_STREAM_ROUNDS);
   } finally {
     await origin.stop();
     fx.cleanup();
@@ -199,7 +223,7 @@ async function gate(): Promise<number> {
   if (thresholds.rss_after_mib_max !== undefined && c.rss_mib.after > thresholds.rss_after_mib_max) failures.push(`RSS after ${f1(c.rss_mib.after)} MiB > ${thresholds.rss_after_mib_max}`);
   for (const r of c.wrk) if (r.errors || r.non2xx) failures.push(`${r.id}: ${r.errors} errors, ${r.non2xx} non-2xx`);
   mkdirSync(RESULTS, { recursive: true });
-  writeFileSync(join(RESULTS, "latest.json"), JSON.stringify({ date: new Date().toISOString(), mode: "gate", seconds: SEC, rounds: GATE_ROUNDS, warmup: WARM, machine: machine(), thresholds, result: c, failures }, null, 2));
+  writeFileSync(join(RESULTS, "latest.json"), JSON.stringify({ date: new Date().toISOString(), mode: "gate", seconds: SEC, rounds: GATE_ROUNDS, stream_rounds: GATE_STREAM_ROUNDS, warmup: WARM, machine: machine(), thresholds, result: c, failures }, null, 2));
   console.log(`\n${table(c)}\n\n${ratioTable(c, thresholds)}\n`);
   console.log(failures.length ? `GATE FAILED:\n  ${failures.join("\n  ")}` : "gate passed");
   return failures.length ? 1 : 0;
@@ -301,6 +325,7 @@ function renderMarkdown(o: { date: string; machine: Record<string, unknown>; con
     "- Origin (the S3 stand-in): nginx, 1 worker, serving /bucket/key files (ETag, Last-Modified, Content-Length, Range; it ignores Authorization, so SigV4-signed requests are served).",
     "- Peer: nginx with worker_processes = the proxy's server.workers: static files, `proxy_pass` with an upstream keepalive pool (128), `proxy_cache` (key $uri, 200 cached 1 h).",
     "- Yatagarasu: `bun src/main.ts`, `logging.level: warn`; nginx `access_log off`. Buckets: anonymous, SigV4 (access/secret key), HS256 JWT + SigV4, SigV4 + memory cache.",
+    "- Cache layers (issue 13), each in a process of its own beside the main one (same workers): `cache_layers [memory, disk]` with a 1 MiB memory item limit (the 100 MiB object is a disk hit, sent with sendfile), and `cache_layers [redis]` against a local redis-server (every 1 KiB hit is a Redis GET; the server CPU of that row includes redis-server's).",
     "- Server CPU: user + system CPU of the server under test (all nginx peer processes, or all Yatagarasu processes) during the measured interval, from /proc, as % of one core and µs per request.",
     "- Load generators run on the same 2 cores. Ratios come from wrk (1 thread, C); autocannon (JavaScript, programmatic API) saturates well below nginx static on this machine, so it is shown as a cross-check only.",
     "",
@@ -315,7 +340,7 @@ function renderMarkdown(o: { date: string; machine: Record<string, unknown>; con
     parts.push(
       "## Where the time goes (1 worker)",
       "",
-      `- CPU per request: nginx proxy_pass ${us("nginx_proxy_pass")} µs, Yatagarasu anonymous ${us("yata_anon")} µs, SigV4 ${us("yata_signed")} µs, JWT + SigV4 ${us("yata_jwt_signed")} µs; nginx proxy_cache ${us("nginx_proxy_cache")} µs, Yatagarasu cache hit ${us("yata_cached")} µs; S3-front GetObject ${us("yata_s3_get")} µs (the same object as SigV4).`,
+      `- CPU per request: nginx proxy_pass ${us("nginx_proxy_pass")} µs, Yatagarasu anonymous ${us("yata_anon")} µs, SigV4 ${us("yata_signed")} µs, JWT + SigV4 ${us("yata_jwt_signed")} µs; nginx proxy_cache ${us("nginx_proxy_cache")} µs, Yatagarasu cache hit ${us("yata_cached")} µs; S3-front GetObject ${us("yata_s3_get")} µs (the same object as SigV4); Redis-layer hit ${us("yata_redis_hit")} µs (proxy + redis-server).`,
       `- Yatagarasu uses ${g("yata_signed")?.serverCpuPct?.toFixed(0)} % of a core on the SigV4 scenario (Bun runs some I/O on helper threads, so one worker can exceed 100 %); its per-request CPU, not the load generator, bounds the proxied scenarios. See "Runtime ceiling" below for what Bun itself reaches.`,
       "",
     );
@@ -353,5 +378,9 @@ function renderMarkdown(o: { date: string; machine: Record<string, unknown>; con
 
 if (import.meta.main) {
   requireTools();
+  if (!existsSync(REDIS_SERVER)) {
+    process.stderr.write(`bench: missing ${REDIS_SERVER} (the Redis-layer scenario starts its own). Install with: apt-get install -y redis-server\n`);
+    process.exit(2);
+  }
   process.exit(GATE ? await gate() : await full());
 }

@@ -3,10 +3,20 @@
  * /bucket/key with ETag, Last-Modified, Content-Length, Range), one nginx peer with N workers
  * (static / proxy_pass keepalive / proxy_cache), and Yatagarasu with N workers (anonymous, SigV4,
  * HS256 JWT + SigV4, cached buckets; and the S3 front's verified GetObject on its own port).
+ *
+ * With `layers` (issue 13), two more Yatagarasu processes with N workers beside it, each with one
+ * cache layer under test, so every hit is a hit of that layer: cache_layers [memory, disk] with a
+ * 1 MiB memory item limit (the 100 MiB object is a disk hit, sent with sendfile), and
+ * cache_layers [redis] against a redis-server started here (the 1 KiB object is a Redis GET on
+ * every request). The main proxy's config, and so the memory-hit scenario, is unchanged.
  */
 import { createHmac } from "node:crypto";
+import { join } from "node:path";
+import { RedisClient } from "bun";
 import { S3Signer } from "../src/s3/sigv4.ts";
-import { type Fixture, freePort, type Nginx, type Proxy, startNginx, startProxy, waitHttp } from "./lib.ts";
+import { type Fixture, freePort, MIB, type Nginx, type Proxy, sleep, startNginx, startProxy, waitHttp } from "./lib.ts";
+
+export const REDIS_SERVER = "/usr/bin/redis-server";
 
 export const JWT_SECRET = "bench-secret-0123456789abcdef0123456789";
 
@@ -34,14 +44,59 @@ export function s3GetHeaders(port: number, path: string): Record<string, string>
 
 export const TOKEN = hs256({ sub: "bench-user", iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 86_400 });
 
+export interface Target {
+  url: string;
+  headers?: Record<string, string>;
+  label: string;
+  /** The processes whose CPU is the server's (default: the nginx peer for nginx_*, else the main proxy). */
+  pids?: () => number[];
+}
+
 export interface Setup {
   workers: number;
   origin: Nginx;
   peer: Nginx;
   proxy: Proxy;
   /** id → { url, headers } */
-  targets: Record<string, { url: string; headers?: Record<string, string>; label: string }>;
+  targets: Record<string, Target>;
   stop(): Promise<void>;
+}
+
+export interface RedisProc {
+  url: string;
+  pids(): number[];
+  stop(): Promise<void>;
+}
+
+/** redis-server on a free loopback port, no persistence, ready when it answers PING. */
+export async function startRedisServer(dir: string): Promise<RedisProc> {
+  const port = await freePort();
+  const proc = Bun.spawn([REDIS_SERVER, "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no", "--loglevel", "warning"], { stdout: "ignore", stderr: "pipe" });
+  const url = `redis://127.0.0.1:${port}`;
+  const end = Date.now() + 10_000;
+  for (;;) {
+    const client = new RedisClient(url, { connectionTimeout: 500, autoReconnect: false });
+    try {
+      if ((await client.send("PING", [])) === "PONG") break;
+    } catch {
+      // not up yet
+    } finally {
+      client.close();
+    }
+    if (Date.now() > end || proc.exitCode !== null) {
+      proc.kill("SIGKILL");
+      throw new Error(`bench: redis-server did not answer PING on ${port}: ${await new Response(proc.stderr).text()}`);
+    }
+    await sleep(50);
+  }
+  return {
+    url,
+    pids: () => [proc.pid],
+    stop: async () => {
+      proc.kill("SIGKILL");
+      await proc.exited;
+    },
+  };
 }
 
 const HEALTH = "    location = /health { return 200 'ok'; }";
@@ -121,10 +176,57 @@ s3_api:
 `;
 }
 
-export async function startSetup(fx: Fixture, origin: Nginx, workers: number, level: "warn" | "info" = "warn"): Promise<Setup> {
+/** One process with cache_layers [memory, disk]: the 100 MiB object is above the memory item limit, so a disk hit. */
+export function diskProxyYaml(workers: number, originPort: number, diskDir: string): string {
+  return `server: { address: 127.0.0.1, port: $PORT, workers: ${workers}, max_concurrent_requests: 100000 }
+logging: { level: warn }
+cache:
+  enabled: true
+  cache_layers: [memory, disk]
+  memory: { max_item_size_mb: 1, max_cache_size_mb: 64 }
+  disk: { path: "${diskDir}", max_disk_size_mb: 1024, max_item_size_mb: 512 }
+buckets:
+  - name: dc
+    path_prefix: /dc
+    s3: { bucket: bucket, endpoint: "http://127.0.0.1:${originPort}", access_key: "AKIDBENCH", secret_key: "bench-secret-key" }
+    cache: { enabled: true }
+`;
+}
+
+/** One process with cache_layers [redis] only: every hit is a Redis GET (no memory layer in front). */
+export function redisProxyYaml(workers: number, originPort: number, redisUrl: string): string {
+  return `server: { address: 127.0.0.1, port: $PORT, workers: ${workers}, max_concurrent_requests: 100000 }
+logging: { level: warn }
+cache:
+  enabled: true
+  cache_layers: [redis]
+  redis: { url: "${redisUrl}", key_prefix: "bench:", max_item_size_mb: 1 }
+buckets:
+  - name: rc
+    path_prefix: /rc
+    s3: { bucket: bucket, endpoint: "http://127.0.0.1:${originPort}", access_key: "AKIDBENCH", secret_key: "bench-secret-key" }
+    cache: { enabled: true }
+`;
+}
+
+/** Polls until `url` answers a HIT from `layer` with the expected Content-Length (the fill is committed). */
+async function waitLayerHit(url: string, layer: string, size: number): Promise<void> {
+  let last = "";
+  for (let i = 0; i < 200; i++) {
+    const r = await fetch(url);
+    const n = (await r.arrayBuffer()).byteLength;
+    if (r.status === 200 && n === size && r.headers.get("x-cache") === "HIT" && r.headers.get("x-cache-layer") === layer && r.headers.get("content-length") === String(size)) return;
+    last = `status ${r.status}, ${n} bytes, x-cache ${r.headers.get("x-cache")}, layer ${r.headers.get("x-cache-layer")}, content-length ${r.headers.get("content-length")}`;
+    await sleep(50); // poll interval while the fill is committed
+  }
+  throw new Error(`bench: ${url} is not a ${layer} HIT: ${last}`);
+}
+
+export async function startSetup(fx: Fixture, origin: Nginx, workers: number, level: "warn" | "info" = "warn", opts: { layers?: boolean } = {}): Promise<Setup> {
   const peer = await startPeer(fx, workers, origin.ports.s3);
   const s3Port = await freePort();
   const proxy = await startProxy(fx, `w${workers}-${level}`, proxyYaml(workers, origin.ports.s3, level, s3Port));
+  const extra: Array<{ stop(): Promise<void> }> = [];
   const P = (port: number, path: string) => `http://127.0.0.1:${port}${path}`;
   const auth = { authorization: `Bearer ${TOKEN}` };
   const targets: Setup["targets"] = {
@@ -140,18 +242,43 @@ export async function startSetup(fx: Fixture, origin: Nginx, workers: number, le
     nginx_static_100m: { url: P(peer.ports.static, "/bucket/100m.bin"), label: "8a nginx static 100 MiB" },
     yata_stream_100m: { url: P(proxy.port, "/signed/100m.bin"), label: "8b Yatagarasu 100 MiB stream" },
   };
-  // Sanity: every target answers 200 with the right size before anything is measured.
-  for (const [id, t] of Object.entries(targets)) {
-    if (id.endsWith("100m")) {
-      const r = await fetch(t.url, { headers: t.headers });
-      const n = (await r.arrayBuffer()).byteLength;
-      if (r.status !== 200 || n !== 100 * 1024 * 1024) throw new Error(`${id}: status ${r.status}, ${n} bytes`);
-    } else {
-      await waitHttp(t.url, 10_000, t.headers);
-      const r = await fetch(t.url, { headers: t.headers });
-      const n = (await r.arrayBuffer()).byteLength;
-      if (n !== 1024) throw new Error(`${id}: ${n} bytes, want 1024`);
+  const stopAll = async () => {
+    for (const e of extra.reverse()) await e.stop();
+    await proxy.stop();
+    await peer.stop();
+  };
+  try {
+    if (opts.layers) {
+      const redis = await startRedisServer(fx.dir);
+      extra.push(redis);
+      const disk = await startProxy(fx, `w${workers}-disk`, diskProxyYaml(workers, origin.ports.s3, join(fx.dir, `disk-cache-w${workers}`)));
+      extra.push(disk);
+      const rc = await startProxy(fx, `w${workers}-redis`, redisProxyYaml(workers, origin.ports.s3, redis.url));
+      extra.push(rc);
+      targets.yata_redis_hit = { url: P(rc.port, "/rc/1k.bin"), label: "10 Yatagarasu Redis-layer hit", pids: () => [...rc.pids(), ...redis.pids()] };
+      targets.yata_disk_100m = { url: P(disk.port, "/dc/100m.bin"), label: "8c Yatagarasu disk-cache hit 100 MiB", pids: disk.pids };
+      // Filled and checked to be hits of the layer under test before anything is measured.
+      await (await fetch(targets.yata_disk_100m.url)).arrayBuffer();
+      await waitLayerHit(targets.yata_disk_100m.url, "disk", 100 * MIB);
+      await (await fetch(targets.yata_redis_hit.url)).arrayBuffer();
+      await waitLayerHit(targets.yata_redis_hit.url, "redis", 1024);
     }
+    // Sanity: every target answers 200 with the right size before anything is measured.
+    for (const [id, t] of Object.entries(targets)) {
+      if (id.endsWith("100m")) {
+        const r = await fetch(t.url, { headers: t.headers });
+        const n = (await r.arrayBuffer()).byteLength;
+        if (r.status !== 200 || n !== 100 * 1024 * 1024) throw new Error(`${id}: status ${r.status}, ${n} bytes`);
+      } else {
+        await waitHttp(t.url, 10_000, t.headers);
+        const r = await fetch(t.url, { headers: t.headers });
+        const n = (await r.arrayBuffer()).byteLength;
+        if (n !== 1024) throw new Error(`${id}: ${n} bytes, want 1024`);
+      }
+    }
+  } catch (e) {
+    await stopAll();
+    throw e;
   }
   return {
     workers,
@@ -159,9 +286,6 @@ export async function startSetup(fx: Fixture, origin: Nginx, workers: number, le
     peer,
     proxy,
     targets,
-    stop: async () => {
-      await proxy.stop();
-      await peer.stop();
-    },
+    stop: stopAll,
   };
 }
