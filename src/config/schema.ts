@@ -172,6 +172,13 @@ export const BucketSchema = z.strictObject({
   ip_filter: IpFilterSchema.prefault({}),
   /** A GET of a "folder" (key "" or ending in "/") answers an index of it (src/fronts/listing/). */
   listing: z.strictObject({ enabled: z.boolean().default(false), max_keys: posInt.max(1000).default(1000) }).prefault({}),
+  /**
+   * read-only (default): GET/HEAD/listing only, on both fronts (writes are 405 on the plain front,
+   * AccessDenied on the S3 front, whatever an identity's grants say). read-write: PUT/DELETE with
+   * a token that passes the bucket's rules on the plain front; on the S3 front, identities with
+   * `write`/`delete` grants and web-identity sessions. Grants and authorizers only narrow further.
+   */
+  access: z.enum(["read-only", "read-write"], { error: () => "unknown access; use read-only or read-write" }).default("read-only"),
 });
 export type BucketConfig = z.infer<typeof BucketSchema>;
 
