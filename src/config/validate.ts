@@ -2,6 +2,7 @@
  * Cross-field validation and normalization, after the zod schema has checked shapes.
  * Returns every issue found (never stops at the first), each with its YAML path.
  */
+import { CONTROL_PATHS } from "../control/paths.ts";
 import { createPublicKey } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
@@ -13,7 +14,8 @@ import { rateLimitIssues } from "./rate-limit.ts";
 import { userinfoProblem } from "./url.ts";
 import { validateS3Api } from "./s3-api.ts";
 
-export const RESERVED_PREFIXES = ["/health", "/ready", "/admin", "/metrics"] as const;
+/** The control plane's reserved paths: one list, owned by src/control/paths.ts. */
+export const RESERVED_PREFIXES = CONTROL_PATHS;
 
 type Issue = { path: PathSegment[]; message: string };
 
@@ -143,6 +145,8 @@ export function validateConfig(cfg: RawConfig, opts: { baseDir?: string } = {}):
   cfg.server.trusted_proxies.forEach((c, i) => {
     if (!parseCidr(c)) issues.push({ path: ["server", "trusted_proxies", i], message: `'${c}' is not an IP address or CIDR range` });
   });
+  if (cfg.server.https?.enabled && cfg.server.engine === "node")
+    issues.push({ path: ["server", "https"], message: "server.engine: node does not serve TLS; use engine: bun with https, or terminate TLS in front of the proxy" });
   if (cfg.server.https?.enabled) {
     for (const k of ["cert_path", "key_path"] as const) {
       const f = resolveConfigPath(cfg.server.https[k], opts.baseDir);

@@ -135,3 +135,15 @@ describe("loadConfig", () => {
     expect(err.message).toBe("/nonexistent/dir/yata.yaml: cannot read config: file not found");
   });
 });
+
+describe("listener rules", () => {
+  test("https with engine: node is refused with what to do instead (node:http would serve plain HTTP)", () => {
+    const got = issues(`server: { engine: node, https: { cert_path: /nonexistent.pem, key_path: /nonexistent.key } }\n${B}`);
+    expect(got.some((i) => i.path === "server.https" && i.message.includes("engine: node does not serve TLS"))).toBe(true);
+  });
+  test("every reserved control path collides with a bucket prefix", () => {
+    for (const p of ["/health", "/ready", "/metrics", "/admin", "/admin/x"]) {
+      expect(issues(B.replace("path_prefix: /b", `path_prefix: ${p}`)).some((i) => i.message.includes("collides with the proxy's own"))).toBe(true);
+    }
+  });
+});
