@@ -4,6 +4,7 @@
  * No cryptography and no credentials here; verify.ts does the rest.
  */
 import { ALGORITHM, amzDate as formatAmzDate, parseAmzDate } from "../../s3/sigv4.ts";
+import type { LruMap } from "../../util/lru.ts";
 import { s3Error, type S3Error } from "./errors.ts";
 
 export interface Scope {
@@ -95,8 +96,33 @@ function requestTime(headers: Headers): { amzDate: string; dateMs: number } | un
   return { amzDate: formatAmzDate(new Date(ms)), dateMs: ms };
 }
 
-/** `AWS4-HMAC-SHA256 Credential=AKID/date/region/s3/aws4_request, SignedHeaders=a;b, Signature=hex`. */
-export function parseHeaderAuth(authorization: string, headers: Headers, region: string): AuthParams | S3Error {
+/** A valid Credential + SignedHeaders pair, as parsed once (the signed names sorted, frozen). */
+export interface ParsedScope {
+  scope: Scope;
+  signedHeaders: readonly string[];
+}
+
+const SDK_SIGNATURE = ", Signature=";
+const SIGNATURE_VALUE = /^[^\s,=]+$/;
+
+/**
+ * `AWS4-HMAC-SHA256 Credential=AKID/date/region/s3/aws4_request, SignedHeaders=a;b, Signature=hex`.
+ *
+ * `memo` (keyed with the region, which the scope was checked against): an SDK signs every request of a day with the
+ * same Credential and SignedHeaders, only the signature and the time change; the part before
+ * ", Signature=" is parsed and validated once and looked up afterwards. Only a prefix that parsed
+ * without error on the fast path is remembered, so a hit answers exactly as a parse would.
+ */
+export function parseHeaderAuth(authorization: string, headers: Headers, region: string, memo?: LruMap<ParsedScope>): AuthParams | S3Error {
+  let cut = -1;
+  if (memo !== undefined) {
+    cut = authorization.lastIndexOf(SDK_SIGNATURE);
+    const hit = cut > 0 ? memo.get(region + " " + authorization.slice(0, cut)) : undefined;
+    if (hit !== undefined) {
+      const signature = authorization.slice(cut + SDK_SIGNATURE.length);
+      if (SIGNATURE_VALUE.test(signature)) return withRequestTime(hit.scope, hit.signedHeaders as string[], signature, headers);
+    }
+  }
   const sp = authorization.indexOf(" ");
   const algorithm = sp < 0 ? authorization : authorization.slice(0, sp);
   if (algorithm === "AWS") return V2_UNSUPPORTED();
@@ -130,7 +156,14 @@ export function parseHeaderAuth(authorization: string, headers: Headers, region:
   if (signedHeaders === undefined) return malformed(`the authorization component "SignedHeaders=${signedRaw.slice(0, 64)}" is malformed.`);
   const scopeProblem = checkScope(scope, region, malformed);
   if (scopeProblem) return scopeProblem;
+  if (memo !== undefined && m !== null && cut > 0) {
+    memo.set(region + " " + authorization.slice(0, cut), { scope, signedHeaders: Object.freeze(signedHeaders.slice().sort()) });
+  }
+  return withRequestTime(scope, signedHeaders, signature, headers);
+}
 
+/** The time part of header auth, which changes with every request. */
+function withRequestTime(scope: Scope, signedHeaders: string[], signature: string, headers: Headers): AuthParams | S3Error {
   const time = requestTime(headers);
   if (time === undefined) return s3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header");
   if (scope.date !== time.amzDate.slice(0, 8)) return malformed("Invalid credential date. Date is not the same as X-Amz-Date.");

@@ -10,6 +10,7 @@
  */
 import { deriveSigningKey } from "../../s3/sigv4.ts";
 import { LruMap } from "../../util/lru.ts";
+import type { ParsedScope } from "./auth-params.ts";
 
 interface Entry {
   secret: string;
@@ -20,9 +21,12 @@ interface Entry {
 export class SigningKeyCache {
   private readonly lru: LruMap<Entry>;
   private derived = 0;
+  /** Parsed Credential + SignedHeaders of header auth, by the Authorization value before its signature (auth-params.ts). */
+  readonly authMemo: LruMap<ParsedScope>;
 
   constructor(readonly maxEntries = 1024) {
     this.lru = new LruMap(maxEntries);
+    this.authMemo = new LruMap(maxEntries);
   }
 
   /** How many keys were derived (misses), for tests and metrics. */

@@ -135,7 +135,7 @@ export function verifySigV4<P extends { secretAccessKey: string }>(
   }
   if (v2Query) return error(V2_UNSUPPORTED());
 
-  const params = authorization !== null ? parseHeaderAuth(authorization, input.headers, opts.region) : parseQueryAuth(query, opts.region);
+  const params = authorization !== null ? parseHeaderAuth(authorization, input.headers, opts.region, opts.keyCache?.authMemo) : parseQueryAuth(query, opts.region);
   if (isS3Error(params)) return error(params);
   const akid = params.scope.accessKeyId;
   const fail = (e: S3Error) => error(e, akid);
@@ -179,7 +179,7 @@ export function verifySigV4<P extends { secretAccessKey: string }>(
   if (principal === undefined) return fail(s3Error("InvalidAccessKeyId", undefined, { AWSAccessKeyId: akid }));
   if (!("secretAccessKey" in principal)) return fail(principal);
 
-  const names = params.signedHeaders.slice().sort();
+  const names = isSorted(params.signedHeaders) ? params.signedHeaders : params.signedHeaders.slice().sort();
   const creq = canonicalRequestOf(input, query, names, payload.hash, params.presigned);
   if (creq === undefined) return fail(s3Error("InvalidURI"));
   const scope = credentialScope(params.scope.date, opts.region, "s3");
@@ -273,6 +273,12 @@ function unsignedHeaders(headers: Headers, signed: readonly string[]): string[] 
     if (name.startsWith("x-amz-") && !signed.includes(name)) missing.push(name);
   });
   return missing;
+}
+
+/** SDKs list the signed headers sorted (and memoized lists are): no copy and sort for them. */
+function isSorted(names: readonly string[]): boolean {
+  for (let i = 1; i < names.length; i++) if (names[i - 1]! >= names[i]!) return false;
+  return true;
 }
 
 /** Constant time in the signature's content (its length is public: always 64). */

@@ -1,0 +1,74 @@
+/**
+ * The Credential + SignedHeaders memo of header auth (auth-params.ts, kept in the SigningKeyCache):
+ * a request that hits it is judged exactly as one that is parsed, only valid prefixes are kept,
+ * and the region is part of the key.
+ */
+import { describe, expect, test } from "bun:test";
+import { parseHeaderAuth } from "../../../src/fronts/s3/auth-params.ts";
+import { SigningKeyCache } from "../../../src/fronts/s3/signing-keys.ts";
+import { verifySigV4, type VerifyInput } from "../../../src/fronts/s3/verify.ts";
+import { lookupOf, smithySigned } from "./helpers.ts";
+
+const CREDS = { accessKeyId: "AKIDMEMO", secretAccessKey: "memo-secret-0123456789" };
+const WHEN = new Date("2024-06-01T12:00:00Z");
+const opts = (keyCache: SigningKeyCache, o: { region?: string; now?: number } = {}) => ({ region: "us-east-1", now: WHEN.getTime(), maxSkewSeconds: 900, keyCache, ...o });
+const lookup = lookupOf(CREDS);
+const signed = (path = "/bucket/key", date = WHEN, region?: string) => smithySigned({ path, creds: CREDS, date, region });
+const withAuth = (req: VerifyInput, auth: string): VerifyInput => {
+  const h = new Headers(req.headers);
+  h.set("authorization", auth);
+  return { ...req, headers: h };
+};
+
+describe("header-auth memo", () => {
+  test("the second request of a day hits the memo and verifies like the first; the same answers without a cache", async () => {
+    const cache = new SigningKeyCache();
+    const a = await signed("/bucket/a");
+    const b = await signed("/bucket/b", new Date(WHEN.getTime() + 60_000));
+    expect(verifySigV4(a, lookup, opts(cache)).kind).toBe("ok");
+    expect(cache.authMemo.size).toBe(1);
+    const hit = verifySigV4(b, lookup, opts(cache));
+    const fresh = verifySigV4(b, lookup, { ...opts(cache), keyCache: undefined });
+    expect(hit).toEqual(fresh);
+    expect(hit).toMatchObject({ kind: "ok", signedHeaders: ["host", "x-amz-content-sha256", "x-amz-date"], amzDate: "20240601T120100Z" });
+    expect(cache.authMemo.size).toBe(1);
+  });
+
+  test("a hit still checks the signature, the time and the date against the scope", async () => {
+    const cache = new SigningKeyCache();
+    const a = await signed();
+    expect(verifySigV4(a, lookup, opts(cache)).kind).toBe("ok");
+    const auth = a.headers.get("authorization")!;
+    const forged = withAuth(a, auth.replace(/Signature=\w+/, `Signature=${"0".repeat(64)}`));
+    expect(verifySigV4(forged, lookup, opts(cache))).toMatchObject({ kind: "error", code: "SignatureDoesNotMatch" });
+    const odd = withAuth(a, auth.replace(/Signature=\w+/, "Signature=a b"));
+    expect(verifySigV4(odd, lookup, opts(cache))).toEqual(verifySigV4(odd, lookup, { ...opts(cache), keyCache: undefined }));
+    const h = new Headers(a.headers);
+    h.set("x-amz-date", "20240602T120000Z"); // another day than the Credential's
+    expect(verifySigV4({ ...a, headers: h }, lookup, opts(cache, { now: Date.parse("2024-06-02T12:00:00Z") }))).toMatchObject({ kind: "error", code: "AuthorizationHeaderMalformed" });
+    h.delete("x-amz-date");
+    expect(verifySigV4({ ...a, headers: h }, lookup, opts(cache))).toMatchObject({ kind: "error", code: "AccessDenied" });
+  });
+
+  test("only prefixes that parsed are remembered; the region is part of the key", async () => {
+    const cache = new SigningKeyCache();
+    const eu = await signed("/bucket/key", WHEN, "eu-west-1");
+    expect(verifySigV4(eu, lookup, opts(cache))).toMatchObject({ kind: "error", code: "AuthorizationHeaderMalformed" });
+    expect(cache.authMemo.size).toBe(0);
+    expect(verifySigV4(eu, lookup, opts(cache, { region: "eu-west-1" })).kind).toBe("ok");
+    expect(cache.authMemo.size).toBe(1);
+    // the eu-west-1 entry does not make the same header pass for us-east-1
+    expect(verifySigV4(eu, lookup, opts(cache))).toMatchObject({ kind: "error", code: "AuthorizationHeaderMalformed" });
+  });
+
+  test("parseHeaderAuth with a memo returns the same shape as without, whatever the spacing", async () => {
+    const cache = new SigningKeyCache();
+    const a = await signed();
+    const auth = a.headers.get("authorization")!;
+    const first = parseHeaderAuth(auth, a.headers, "us-east-1", cache.authMemo);
+    const second = parseHeaderAuth(auth, a.headers, "us-east-1", cache.authMemo);
+    expect(second).toEqual(first);
+    const tight = auth.replaceAll(", ", ",");
+    expect(parseHeaderAuth(tight, a.headers, "us-east-1", cache.authMemo)).toEqual(parseHeaderAuth(tight, a.headers, "us-east-1"));
+  });
+});
