@@ -7,6 +7,8 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { GetObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { freePort } from "../fixtures/services.ts";
+import { waitFor } from "../helpers/wait.ts";
 import { issueSession } from "../../src/fronts/s3/sts.ts";
 import { runCli, startProxy } from "./harness.ts";
 import { APP, frontYaml, STS_KEY, UPSTREAM } from "./s3-front-helpers.ts";
@@ -97,4 +99,24 @@ test("--check: the S3 API line and grants, never a secret", async () => {
   expect(r.stdout).toContain("sts: on (session_key set, max 3600s); 2 credentials");
   expect(r.stdout).toMatch(/app1 +secret set; data:read\+list private:read/);
   for (const secret of [APP.secretAccessKey, STS_KEY, APP.accessKeyId, UPSTREAM.secretAccessKey]) expect(r.stdout + r.stderr).not.toContain(secret);
+}, 60_000);
+
+test("server.workers 2: every worker serves the S3 port (a fixed one), each from its own config generation", async () => {
+  const s3Port = freePort();
+  await using px = await startProxy(yaml({ port: s3Port }).replace("  port: 0\n  engine: bun\n", "  port: 0\n  engine: bun\n  workers: 2\n"));
+  await px.waitForLog((l) => l.msg === "listening" && l.worker === 1);
+  const seen = new Set<unknown>();
+  await waitFor(
+    async () => {
+      const c = sdk(s3Port, APP); // a new client: a new connection, which the kernel may give to either worker
+      try {
+        expect(await read(c)).toBe("hello");
+      } finally {
+        c.destroy();
+      }
+      for (const l of px.logs()) if (l.front === "s3" && l.status === 200) seen.add(l.worker);
+      return seen.size === 2;
+    },
+    { timeoutMs: 30_000, intervalMs: 1, message: () => `both workers in the S3 access log (seen: ${[...seen].join(", ")})` },
+  );
 }, 60_000);
