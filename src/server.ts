@@ -21,6 +21,14 @@ import { resolveConfigPath } from "./config/validate.ts";
 import { writeNodeResponse } from "./server/node-response.ts";
 
 
+/**
+ * Bun.serve's own request-body cap, on every listener: above the largest upload a front accepts
+ * (5 GiB, plus aws-chunked framing on the S3 front), so the fronts refuse an oversized upload
+ * themselves, from its Content-Length and in their own dialect, before reading it
+ * (server.security_limits.max_body_size is the plain front's upload limit, src/fronts/plain-write.ts).
+ */
+export const LISTENER_MAX_BODY = 5 * 1024 ** 3 + 64 * 1024 ** 2;
+
 export interface Listener {
   readonly port: number;
   /** Stop accepting; resolve when in-flight requests are done (or `force` closes them). */
@@ -50,7 +58,7 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
     port: opts.as?.port ?? cfg.server.port,
     reusePort: opts.reusePort ?? false,
     tls: tlsOf(cfg, opts.baseDir),
-    maxRequestBodySize: cfg.server.security_limits.max_body_size,
+    maxRequestBodySize: LISTENER_MAX_BODY,
     idleTimeout: 60,
     // Parametrised routes expose the raw target's segments (see src/http/raw-target.ts): a
     // literal `\` or a dot segment is routed as the client sent it, never as Bun rewrote it.

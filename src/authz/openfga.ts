@@ -48,6 +48,17 @@
  *
  * With openfga_relation other than `viewer`, define that relation the same way.
  *
+ * Writes. s3:PutObject, s3:DeleteObject and the multipart actions (WRITE_ACTIONS) are checked
+ * with `openfga_write_relation` (default `editor`) instead; reads and listings with
+ * `openfga_relation`. The model then gains, on both `folder` and `file`:
+ *
+ *       define editor: [user, user:*] or editor from parent
+ *       define viewer: [user, user:*] or editor or viewer from parent
+ *
+ * so an editor of a folder may write (and read) everything below it, and a viewer may only read:
+ *
+ *   folder:catalog/uploads/#editor@user:alice          alice writes and reads under uploads/
+ *
  * Limits (OpenFGA's id rules): an object id cannot contain whitespace, ':' or '#', and an object is
  * at most 256 bytes, a user at most 512 bytes. Requests whose key or user id break these rules are
  * denied without asking OpenFGA (logged at info). A token without the user claim is denied.
@@ -57,6 +68,15 @@ import { claimAt } from "../auth/rules.ts";
 import { BackendError, DecidingAuthorizer, postJson, type Authorizer, type Logger } from "./decide.ts";
 
 const ID = /^[^\s:#]+$/;
+
+/** Actions checked with openfga_write_relation (the S3 front's writes and the plain front's PUT/DELETE). */
+export const WRITE_ACTIONS: ReadonlySet<string> = new Set([
+  "s3:PutObject",
+  "s3:DeleteObject",
+  "s3:AbortMultipartUpload",
+  "s3:ListMultipartUploadParts",
+  "s3:ListBucketMultipartUploads",
+]);
 
 /** The user id from the configured claim: a non-empty string (or a finite number), or undefined. */
 function userId(claims: Record<string, unknown> | undefined, claim: string): string | undefined {
@@ -89,7 +109,8 @@ export function createOpenFgaAuthorizer(cfg: AuthorizationConfig, fetchFn: typeo
         if (!ID.test(uid) || uid === "*" || Buffer.byteLength(user) > 512) return deny("the user id is not a valid OpenFGA id", { bucket: input.bucket });
         if (!ID.test(`${input.bucket}/${input.key}`) || Buffer.byteLength(object) > 256)
           return deny("the object key is not a valid OpenFGA id (whitespace, ':' or '#', or longer than 256 bytes)", { bucket: input.bucket, key: input.key });
-        const body: Record<string, unknown> = { tuple_key: { user, relation: cfg.openfga_relation, object } };
+        const relation = input.action !== undefined && WRITE_ACTIONS.has(input.action) ? cfg.openfga_write_relation : cfg.openfga_relation;
+        const body: Record<string, unknown> = { tuple_key: { user, relation, object } };
         if (cfg.openfga_authorization_model_id) body.authorization_model_id = cfg.openfga_authorization_model_id;
         const answer = await postJson(fetchFn, url, body, signal, headers);
         if (answer === null || typeof answer !== "object") throw new BackendError("answer is not a JSON object");

@@ -71,6 +71,14 @@ export const S3ApiSchema = z.strictObject({
    */
   engine: z.enum(["bun", "node"]).optional(),
   sts: S3StsSchema.optional(),
+  /**
+   * Where browsers reach this listener ("https://s3.example.com"): the origin of the presigned URLs
+   * the plain front hands out (POST /<prefix>/<key>?presign). Default: the plain request's host
+   * name with this listener's scheme and port.
+   */
+  public_url: z.url({ error: "must be an http(s) URL" }).refine((u) => /^https?:\/\/[^/?#@]+\/?$/i.test(u), "must be an origin only: scheme, host and optional port (no path, query or credentials)").optional(),
+  /** The longest lifetime of a presigned URL (SigV4 allows 7 days); also the default. Default 900. */
+  presign_max_seconds: z.number().int().min(1).max(604800).optional(),
   credentials: z.array(S3CredentialSchema).default([]),
 });
 export type S3ApiConfig = z.infer<typeof S3ApiSchema>;

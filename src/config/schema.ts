@@ -10,6 +10,7 @@ import { z } from "zod";
 import { ReplicaSchema, resolveS3 } from "./replicas.ts";
 import { S3ApiSchema } from "./s3-api.ts";
 import { AuditSchema } from "./audit.ts";
+import { CorsSchema } from "./cors.ts";
 
 const posInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
@@ -94,6 +95,8 @@ export const AuthorizationSchema = z.strictObject({
   openfga_fail_mode: FailMode.default("closed"),
   openfga_user_claim: nonEmpty.default("sub"),
   openfga_relation: nonEmpty.default("viewer"),
+  /** The relation checked for writes (s3:PutObject, s3:DeleteObject, multipart): see src/authz/openfga.ts. */
+  openfga_write_relation: nonEmpty.default("editor"),
 });
 export type AuthorizationConfig = z.infer<typeof AuthorizationSchema>;
 
@@ -149,6 +152,10 @@ export const BucketAuthSchema = z.strictObject({
   enabled: z.boolean().default(false),
   /** Extra claim rules for this bucket only (AND with jwt.claims). */
   claims: z.array(ClaimRuleSchema).default([]),
+  /** Extra claim rules for writes only (PUT, DELETE, presigned PUT), on top of `claims`. */
+  write_claims: z.array(ClaimRuleSchema).default([]),
+  /** access: read-write without auth: writes are refused unless this says anyone may write. */
+  anonymous_writes: z.boolean().default(false),
 });
 
 export const BucketCacheSchema = z.strictObject({
@@ -179,6 +186,8 @@ export const BucketSchema = z.strictObject({
    * `write`/`delete` grants and web-identity sessions. Grants and authorizers only narrow further.
    */
   access: z.enum(["read-only", "read-write"], { error: () => "unknown access; use read-only or read-write" }).default("read-only"),
+  /** Browser origins allowed to call this bucket on both fronts (src/http/cors.ts). */
+  cors: CorsSchema.optional(),
 });
 export type BucketConfig = z.infer<typeof BucketSchema>;
 

@@ -13,6 +13,7 @@ import type { Algorithm, ClaimRule, RawConfig } from "./schema.ts";
 import { rateLimitIssues } from "./rate-limit.ts";
 import { userinfoProblem } from "./url.ts";
 import { validateS3Api } from "./s3-api.ts";
+import { bucketWriteIssues } from "./writes.ts";
 
 /** The control plane's reserved paths: one list, owned by src/control/paths.ts. */
 export const RESERVED_PREFIXES = CONTROL_PATHS;
@@ -187,6 +188,7 @@ export function validateConfig(cfg: RawConfig, opts: { baseDir?: string } = {}):
 
     checkRules(b.auth.claims, at("auth", "claims"), issues);
     if (b.auth.claims.length > 0 && !b.auth.enabled) issues.push({ path: at("auth", "claims"), message: "claim rules need auth.enabled: true" });
+    issues.push(...bucketWriteIssues(b, at));
     const az = b.authorization;
     checkUrl(az?.opa_url, at("authorization", "opa_url"), "credentials in the URL are not supported", issues);
     checkUrl(az?.openfga_endpoint, at("authorization", "openfga_endpoint"), "put the OpenFGA token in openfga_api_token", issues);

@@ -2,7 +2,12 @@
  * The plain HTTP front: a path prefix names a bucket, the rest of the path is the object key, a
  * JWT (when the bucket requires one) is the identity. Errors are JSON.
  *
- *   guard → route → admit → authenticate → authorize → object | listing
+ *   guard → cors → route → admit → authenticate → authorize → object | listing | write | presign
+ *
+ * cors (src/http/cors.ts) answers preflights and puts CORS headers on every answer, errors
+ * included, for buckets with a `cors` config. On `access: read-write` buckets PUT and DELETE are
+ * the actions s3:PutObject and s3:DeleteObject (src/fronts/plain-write.ts); `POST …?presign` hands
+ * a browser a presigned S3-API URL, authorized as the action it presigns (src/fronts/presign.ts).
  *
  * A GET/HEAD of a "folder" (the key is "" or ends in "/") on a bucket with `listing.enabled` is
  * the action s3:ListBucket with the key as prefix: it passes the same admission, authentication
@@ -17,6 +22,7 @@ import type { Claims } from "../auth/rules.ts";
 import { ProxyError, toProxyError } from "../errors.ts";
 import type { AuthResult } from "../observe/metrics.ts";
 import type { RequestContext } from "../proxy/context.ts";
+import type { BucketRuntime } from "../runtime.ts";
 import { admit } from "../proxy/phases/admit.ts";
 import { authorize } from "../proxy/phases/authorize.ts";
 import { guard } from "../proxy/phases/guard.ts";
@@ -24,14 +30,50 @@ import { serveObject } from "../proxy/phases/object.ts";
 import { serveListing } from "./listing/serve.ts";
 import type { Front } from "../proxy/runner.ts";
 import { normalizePath } from "../router.ts";
+import { plainCors } from "./cors-phases.ts";
+import { isWriteAction, READ_ALLOW, serveDelete, servePut, uploadLength, WRITE_ALLOW, writeRefusal } from "./plain-write.ts";
+import { parsePresign, servePresign, type PresignContext } from "./presign.ts";
 
-const ALLOW = "GET, HEAD, OPTIONS";
+const ALLOW = READ_ALLOW;
+
+function allowOf(bucket: BucketRuntime | undefined): string {
+  return bucket?.cfg.access === "read-write" ? WRITE_ALLOW : READ_ALLOW;
+}
+
+/** PUT, DELETE, and POST ?presign: the bucket, the key and the action, or why not (404/405/411/413/501). */
+function routeWrite(ctx: RequestContext): undefined {
+  const method = ctx.method;
+  const presign = method === "POST" && /^\?(?:[^#]*&)?presign(?:[=&]|$)/.test(ctx.query);
+  if (method === "POST" && !presign) throw new ProxyError("MethodNotAllowed", { headers: { allow: ALLOW } });
+  const found = ctx.rt.router.match(ctx.path);
+  if (!found) throw new ProxyError("NotFound");
+  ctx.bucket = found.bucket;
+  ctx.bucketName = found.bucket.name;
+  ctx.key = found.key;
+  if (presign) {
+    const p = parsePresign(ctx);
+    (ctx as PresignContext).presign = p;
+    ctx.action = p.method === "PUT" ? "s3:PutObject" : "s3:GetObject";
+    return undefined;
+  }
+  const allow = allowOf(found.bucket);
+  if (found.bucket.cfg.access !== "read-write") throw new ProxyError("MethodNotAllowed", { detail: "This bucket is read-only", headers: { allow } });
+  if (found.key === "") throw new ProxyError("BadRequest", { detail: "The path names a bucket but no object key" });
+  if (method === "PUT") {
+    uploadLength(ctx);
+    ctx.action = "s3:PutObject";
+  } else {
+    ctx.action = "s3:DeleteObject";
+  }
+  return undefined;
+}
 
 /** Phase: which bucket and key (404 unmapped, 400 traversal, 405 other methods). */
 export function route(ctx: RequestContext): Response | undefined {
   ctx.path = normalizePath(ctx.rawPath);
   const method = ctx.method;
-  if (method === "OPTIONS") return new Response(null, { status: 204, headers: { allow: ALLOW } });
+  if (method === "OPTIONS") return new Response(null, { status: 204, headers: { allow: allowOf(ctx.rt.router.match(ctx.path)?.bucket) } });
+  if (method === "PUT" || method === "DELETE" || method === "POST") return routeWrite(ctx);
   if (method !== "GET" && method !== "HEAD") throw new ProxyError("MethodNotAllowed", { headers: { allow: ALLOW } });
   const found = ctx.rt.router.match(ctx.path);
   if (!found) throw new ProxyError("NotFound");
@@ -49,7 +91,11 @@ export function route(ctx: RequestContext): Response | undefined {
 
 /** Phase: the answer, by action: an object, or a folder's index. */
 export function serve(ctx: RequestContext): Response | Promise<Response> {
-  return ctx.action === "s3:ListBucket" ? serveListing(ctx) : serveObject(ctx);
+  const method = ctx.method;
+  if (method === "GET" || method === "HEAD") return ctx.action === "s3:ListBucket" ? serveListing(ctx) : serveObject(ctx);
+  if (method === "PUT") return servePut(ctx);
+  if (method === "DELETE") return serveDelete(ctx);
+  return servePresign(ctx);
 }
 
 function authResultOf(err: ProxyError): AuthResult {
@@ -62,8 +108,20 @@ function authResultOf(err: ProxyError): AuthResult {
 /** Phase: the JWT → claims (401/403), synchronously for HMAC tokens and verified-token cache hits. */
 export function authenticate(ctx: RequestContext): undefined | Promise<undefined> {
   const bucket = ctx.bucket!;
-  if (!bucket.authRequired) return undefined;
   const metrics = ctx.svc.metrics;
+  const write = isWriteAction(ctx.action);
+  // A presigned URL is issued for a token's user, whether or not the bucket needs one to read.
+  const presign = (ctx as PresignContext).presign !== undefined;
+  const refuseWrite = (claims: Claims | undefined): void => {
+    const why = write ? writeRefusal(bucket, claims) : undefined;
+    if (why === undefined) return;
+    metrics.auth("forbidden");
+    throw new ProxyError("Forbidden", { detail: why });
+  };
+  if (!bucket.authRequired && !presign) {
+    refuseWrite(undefined);
+    return undefined;
+  }
   const refuse = (err: unknown): never => {
     const e = toProxyError(err);
     metrics.auth(authResultOf(e));
@@ -72,6 +130,7 @@ export function authenticate(ctx: RequestContext): undefined | Promise<undefined
   const auth = ctx.rt.auth;
   if (!auth) return refuse(new ProxyError("InternalError"));
   const accept = (claims: Claims): undefined => {
+    refuseWrite(claims);
     metrics.auth("success");
     ctx.claims = claims;
     if (typeof claims.sub === "string") ctx.subject = claims.sub;
@@ -89,6 +148,6 @@ export function authenticate(ctx: RequestContext): undefined | Promise<undefined
 
 export const plainFront: Front = {
   name: "plain",
-  phases: [guard, route, admit, authenticate, authorize, serve],
+  phases: [guard, plainCors(() => plainFront), route, admit, authenticate, authorize, serve],
   renderError: (err, ctx) => err.toResponse(ctx.id, ctx.method),
 };

@@ -55,6 +55,8 @@ export interface RequestContext {
 
   /** Holds an admission (concurrency) slot to release. */
   entered: boolean;
+  /** True while a request body is streamed upstream: server.request_timeout waits for it (runner.ts). */
+  uploading: boolean;
   timing: UpstreamTiming;
 
   // Outcome, recorded for the logging step.
@@ -104,6 +106,7 @@ export function createContext(svc: Services, front: string, req: Request, target
     claims: undefined,
     subject: undefined,
     entered: false,
+    uploading: false,
     timing: { upstreamMs: 0, attempts: 0 },
     status: 0,
     cache: undefined,

@@ -61,7 +61,7 @@ export function createHandler(svc: Services, front: Front, peerOf: (req: Request
       return deliver(ctx, failed(front, ctx, thrown));
     }
     if (out instanceof Response) return deliver(ctx, out);
-    return withDeadline(out, ctx.rt.config.server.request_timeout * 1000).then(
+    return withDeadline(out, ctx.rt.config.server.request_timeout * 1000, ctx).then(
       (res) => deliver(ctx, res),
       (thrown) => deliver(ctx, failed(front, ctx, thrown)),
     );
@@ -74,14 +74,23 @@ export function createHandler(svc: Services, front: Front, peerOf: (req: Request
  * requests pay for the timer: a synchronous answer never gets here. When the deadline wins, the
  * client gets 504 and whatever the phases answer later is discarded (its body cancelled, so an
  * upstream connection is not left half-read).
+ *
+ * An upload's body arrives at its client's pace (a 5 GiB PUT takes minutes), bounded by the
+ * listener's idle timeout and s3.timeout's stall check: while `ctx.uploading`, the deadline is
+ * put off by whole periods, so it bounds what happens before and after the body.
  */
-function withDeadline(p: Promise<Response>, ms: number): Promise<Response> {
+function withDeadline(p: Promise<Response>, ms: number, ctx: RequestContext): Promise<Response> {
   return new Promise<Response>((resolve, reject) => {
     let late = false;
-    const timer = setTimeout(() => {
+    const expire = () => {
+      if (ctx.uploading) {
+        timer = setTimeout(expire, ms);
+        return;
+      }
       late = true;
       reject(new ProxyError("GatewayTimeout", { detail: "The request took longer than the proxy allows (server.request_timeout)" }));
-    }, ms);
+    };
+    let timer = setTimeout(expire, ms);
     p.then(
       (res) => {
         clearTimeout(timer);

@@ -1,0 +1,48 @@
+/**
+ * `buckets[].cors`: which browser origins may call a bucket, on both fronts (src/http/cors.ts).
+ *
+ *   cors:
+ *     allowed_origins: [https://app.example.com]      # exact origins, or "*" alone
+ *     allowed_methods: [GET, HEAD, PUT, POST, DELETE]  # default [GET, HEAD]
+ *     allowed_headers: [authorization, content-type]   # request headers a preflight may ask for; "*" = any
+ *     expose_headers: [ETag]                           # response headers scripts may read (default [ETag])
+ *     max_age: 600                                     # seconds a browser may cache a preflight
+ *
+ * Values are normalized here (origins and header names lower-case), so the request path compares
+ * strings without converting them again. Everything stays plain JSON: the config crosses a worker
+ * thread as JSON on reload.
+ */
+import { z } from "zod";
+
+export const CORS_METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"] as const;
+
+/** An origin as browsers serialize it: scheme://host[:port], no path, no trailing slash. */
+const ORIGIN = /^https?:\/\/(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:\d{1,5})?$/;
+/** An HTTP header name (RFC 9110 token). */
+const TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
+
+const origin = z
+  .string()
+  .transform((s) => s.toLowerCase())
+  .refine((s) => s === "*" || ORIGIN.test(s), 'must be an origin such as "https://app.example.com" (scheme, host and optional port; no path) or "*"');
+
+const headerName = z
+  .string()
+  .transform((s) => s.toLowerCase())
+  .refine((s) => s === "*" || TOKEN.test(s), "must be a header name or \"*\"");
+
+export const CorsSchema = z.strictObject({
+  allowed_origins: z
+    .array(origin)
+    .min(1, "list at least one origin")
+    .refine((a) => !a.includes("*") || a.length === 1, '"*" allows every origin: list it alone'),
+  allowed_methods: z
+    .array(z.string().transform((s) => s.toUpperCase()).pipe(z.enum(CORS_METHODS, { error: () => `unknown method; use ${CORS_METHODS.join(", ")}` })))
+    .min(1, "list at least one method")
+    .default(["GET", "HEAD"]),
+  allowed_headers: z.array(headerName).default([]),
+  expose_headers: z.array(headerName.refine((s) => s !== "*", "list the header names to expose")).default(["etag"]),
+  /** Chromium caps a preflight's cache at 2 hours, Firefox at 24. */
+  max_age: z.number().int().min(0).max(86400).default(600),
+});
+export type CorsConfig = z.infer<typeof CorsSchema>;

@@ -1,0 +1,38 @@
+/**
+ * The CORS phase of each front (src/http/cors.ts does the work): how each finds the addressed
+ * bucket before its own routing has run. A path that does not route (or that the front will refuse
+ * as malformed) has no CORS config: the front's own phases answer it as usual.
+ */
+import { S3_FRONT_BUCKET_NAME } from "../config/s3-api.ts";
+import type { CorsConfig } from "../config/cors.ts";
+import { corsPhase } from "../http/cors.ts";
+import type { RequestContext } from "../proxy/context.ts";
+import type { Front, Phase } from "../proxy/runner.ts";
+import { normalizePath } from "../router.ts";
+import { address, bucketFromHost } from "./s3/route.ts";
+import { decodeComponent } from "./s3/uri.ts";
+
+/** Plain front: the path prefix names the bucket. */
+function plainBucketCors(ctx: RequestContext): CorsConfig | undefined {
+  let path: string;
+  try {
+    path = normalizePath(ctx.rawPath);
+  } catch {
+    return undefined; // the route phase answers the 400
+  }
+  return ctx.rt.router.match(path)?.bucket.cfg.cors;
+}
+
+/** S3 front: path-style `/<bucket>/…`, or virtual-hosted `<bucket>.<s3_api.domain>`. */
+function s3BucketCors(ctx: RequestContext): CorsConfig | undefined {
+  const api = ctx.rt.s3Api;
+  if (api === undefined) return undefined;
+  const decoded = decodeComponent(ctx.rawPath);
+  if (decoded === undefined) return undefined;
+  const { bucket } = address(decoded, bucketFromHost(ctx.req.headers.get("host"), api.domain));
+  if (bucket === "" || !S3_FRONT_BUCKET_NAME.test(bucket)) return undefined;
+  return ctx.rt.buckets.get(bucket)?.cfg.cors;
+}
+
+export const plainCors = (front: () => Front): Phase => corsPhase(front, plainBucketCors);
+export const s3Cors = (front: () => Front): Phase => corsPhase(front, s3BucketCors);

@@ -1,0 +1,134 @@
+/**
+ * Writes on the plain front: `PUT /<prefix>/<key>` (the body streamed to S3) and
+ * `DELETE /<prefix>/<key>`, on buckets with `access: read-write` only (read-only buckets answer
+ * 405 with Allow, as before).
+ *
+ * Who may write:
+ * - a bucket with auth: a valid JWT that passes jwt.claims, auth.claims and auth.write_claims
+ *   (the last ones apply to writes only, so a rule can allow reads and deny writes), then the
+ *   bucket's authorizer asked with s3:PutObject / s3:DeleteObject;
+ * - a bucket without auth: nobody, unless auth.anonymous_writes says anyone may (an open bucket
+ *   that is also writable is rarely what was meant, so it takes a second key to say so).
+ * `writeRefusal` is the rule; the S3 front's web-identity sessions (which act as their token's
+ * user) can ask it too.
+ *
+ * Uploads:
+ * - Content-Length is required (411 without, also for chunked bodies: S3 needs the length before
+ *   the first byte, and a chunked body's length is known only at its end). The body is streamed to
+ *   the bucket's primary upstream with exactly that length, never buffered; a body that ends early
+ *   or a client that disconnects cuts the upstream request before its last byte, so nothing is
+ *   stored.
+ * - At most server.security_limits.max_body_size bytes (default 10 MiB), and never more than S3's
+ *   5 GiB single PUT: 413 EntityTooLarge, from the header, before any byte is read.
+ * - What describes the object passes through (Content-Type, Content-MD5, x-amz-meta-*,
+ *   Cache-Control, Content-Disposition, Content-Encoding, Content-Language, Expires, checksums,
+ *   If-Match / If-None-Match: src/s3/operations/put-object.ts); S3's refusals come back as errors
+ *   naming S3's code (BadDigest, …).
+ * - 200 with the ETag S3 gave (header and JSON body). DELETE: 204, also for a key that did not
+ *   exist (S3's answer).
+ * A successful write purges the key from every cache layer (memory, disk, Redis and, through
+ * Redis, every other replica's layers) before it is answered.
+ */
+import { describeRule, firstFailedRule, type Claims } from "../auth/rules.ts";
+import { ProxyError } from "../errors.ts";
+import type { RequestContext, S3Action } from "../proxy/context.ts";
+import type { BucketRuntime } from "../runtime.ts";
+import { errorFromResponse } from "../s3/errors.ts";
+import { deleteObject, putObject } from "../s3/operations/index.ts";
+import { RequestBodyError } from "../s3/upstream.ts";
+
+/** S3's largest single PUT. */
+export const MAX_PUT_BYTES = 5 * 1024 ** 3;
+
+export const READ_ALLOW = "GET, HEAD, OPTIONS";
+export const WRITE_ALLOW = "GET, HEAD, PUT, DELETE, OPTIONS";
+
+export function isWriteAction(action: S3Action): boolean {
+  return action === "s3:PutObject" || action === "s3:DeleteObject";
+}
+
+/**
+ * Why `claims` (undefined: anonymous) may not write to `bucket`, or undefined when it may. Only
+ * the write-specific rules: the caller has already checked the bucket's read rules (jwt.claims,
+ * auth.claims) for a token.
+ */
+export function writeRefusal(bucket: BucketRuntime, claims: Claims | undefined): string | undefined {
+  const cfg = bucket.cfg;
+  if (cfg.access !== "read-write") return "This bucket is read-only";
+  if (!bucket.authRequired) return cfg.auth.anonymous_writes ? undefined : "This bucket takes writes only from authenticated users";
+  if (claims === undefined) return "Authentication required";
+  const failed = firstFailedRule(cfg.auth.write_claims, claims);
+  return failed === undefined ? undefined : `Writes need: ${describeRule(failed)}`;
+}
+
+/** The upload limit of the plain front, in bytes. */
+export function uploadLimit(ctx: RequestContext): number {
+  return Math.min(ctx.rt.config.server.security_limits.max_body_size, MAX_PUT_BYTES);
+}
+
+/** A PUT's length from its headers (route time, before anything is read): 400, 411 or 413. */
+export function uploadLength(ctx: RequestContext): number {
+  const h = ctx.req.headers;
+  const declared = h.get("content-length");
+  if (declared === null) {
+    const chunked = h.get("transfer-encoding") !== null;
+    throw new ProxyError("LengthRequired", { detail: chunked ? "Chunked uploads are not accepted: send the body with a Content-Length" : "An upload needs a Content-Length" });
+  }
+  if (!/^\d{1,16}$/.test(declared)) throw new ProxyError("BadRequest", { detail: "Content-Length is not a number" });
+  const n = Number(declared);
+  if (n > MAX_PUT_BYTES) throw new ProxyError("EntityTooLarge", { detail: "A single upload is at most 5 GiB" });
+  const limit = uploadLimit(ctx);
+  if (n > limit) throw new ProxyError("EntityTooLarge", { detail: `This proxy accepts uploads of at most ${limit} bytes` });
+  // The plain front stores the body as sent: aws-chunked framing would become the object.
+  if (/(^|,)\s*aws-chunked\s*(,|$)/i.test(h.get("content-encoding") ?? "")) throw new ProxyError("BadRequest", { detail: "aws-chunked bodies are for the S3 API, not the plain front" });
+  return n;
+}
+
+/** An S3 refusal of a write as the client's error: S3's code named for a 400, EntityTooLarge kept. */
+async function writeError(res: Response, method: string): Promise<ProxyError> {
+  const e = await errorFromResponse(res, method);
+  const s3Code = (e.cause as { s3Code?: string } | undefined)?.s3Code;
+  if (s3Code === "EntityTooLarge") return new ProxyError("EntityTooLarge", { cause: e.cause });
+  if (e.code === "BadRequest" && s3Code !== undefined && /^[A-Za-z]{1,64}$/.test(s3Code)) {
+    return new ProxyError("BadRequest", { detail: `The upstream refused the request (${s3Code})`, cause: e.cause });
+  }
+  return e;
+}
+
+async function purge(ctx: RequestContext): Promise<void> {
+  await ctx.svc.cache.purgeObject(ctx.bucket!.name, ctx.key);
+}
+
+export async function servePut(ctx: RequestContext): Promise<Response> {
+  const req = ctx.req;
+  const length = uploadLength(ctx);
+  const body = length === 0 || req.body === null ? { body: new Uint8Array(0) } : { body: req.body, contentLength: length };
+  let res: Response;
+  ctx.uploading = true;
+  try {
+    res = await putObject(ctx.bucket!.upstream.primary(), { key: ctx.key, headers: req.headers, ...body }, { signal: req.signal, timing: ctx.timing });
+  } catch (err) {
+    // A client that left is answered 499 by the runner; a body that ended early while it stayed is its error.
+    if (err instanceof RequestBodyError && !req.signal.aborted) throw new ProxyError("BadRequest", { detail: "The request body ended before its Content-Length", cause: err });
+    throw err;
+  } finally {
+    ctx.uploading = false;
+  }
+  if (res.status !== 200) throw await writeError(res, "PUT");
+  await res.arrayBuffer().catch(() => {}); // S3's empty body: frees the connection
+  await purge(ctx);
+  const etag = res.headers.get("etag");
+  const out = JSON.stringify({ key: ctx.key, etag });
+  ctx.bytes = Buffer.byteLength(out);
+  const headers: Record<string, string> = { "content-type": "application/json", "cache-control": "no-store" };
+  if (etag !== null) headers.etag = etag;
+  return new Response(out, { status: 200, headers });
+}
+
+export async function serveDelete(ctx: RequestContext): Promise<Response> {
+  const res = await deleteObject(ctx.bucket!.upstream.primary(), { key: ctx.key }, { signal: ctx.req.signal, timing: ctx.timing });
+  if (res.status !== 204 && res.status !== 200) throw await writeError(res, "DELETE");
+  await res.arrayBuffer().catch(() => {});
+  await purge(ctx);
+  return new Response(null, { status: 204, headers: { "cache-control": "no-store" } });
+}

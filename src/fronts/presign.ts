@@ -1,0 +1,165 @@
+/**
+ * Presigned URLs for browsers (apps that hold a JWT, not AWS keys):
+ *
+ *   POST /<prefix>/<key>?presign&method=PUT[&expires=300][&content_type=image/png]
+ *   Authorization: Bearer <JWT>
+ *   → 200 {"url": "http://s3.example.com:9000/<bucket>/<key>?X-Amz-…", "method": "PUT",
+ *          "expires_at": "2026-…Z", "headers": {"content-type": "image/png"}}
+ *
+ * The request is the action it presigns (s3:PutObject or s3:GetObject) on the plain front: it
+ * passes the bucket's admission, the token's verification, the claim rules (write_claims for a
+ * PUT) and the bucket's authorizer, so a token that may not write gets no PUT URL. The URL is
+ * SigV4 query-signed for the S3 front with STS session credentials minted for that token
+ * (src/fronts/s3/sts.ts: the token's claims travel in the session, X-Amz-Security-Token carries
+ * it), so the S3 front checks the same user's rights again when the URL is used. Nothing is stored.
+ *
+ * - expires: 1..s3_api.presign_max_seconds (default that maximum), and never past the token's exp.
+ * - content_type (PUT only): signed, so the upload must send exactly that Content-Type; it is
+ *   listed in `headers`, the headers the client must send.
+ * - The URL's origin: s3_api.public_url, else the plain request's host name with the S3
+ *   listener's scheme and port. Path-style (/<bucket name>/<key>), which every S3 front request
+ *   may use.
+ */
+import { S3_FRONT_BUCKET_NAME } from "../config/s3-api.ts";
+import { ProxyError } from "../errors.ts";
+import type { RequestContext } from "../proxy/context.ts";
+import { ALGORITHM, amzDate, canonicalHeaderValue, canonicalQuery, canonicalRequest, credentialScope, deriveSigningKey, signature, stringToSign, UNSIGNED_PAYLOAD, uriEncode } from "../s3/sigv4.ts";
+import { issueSession } from "./s3/sts.ts";
+
+export interface PresignParams {
+  method: "GET" | "PUT";
+  /** Seconds (already bounded by presign_max_seconds). */
+  expires: number;
+  contentType: string | undefined;
+}
+
+/** The plain-front context of a presign request (set by the route phase). */
+export type PresignContext = RequestContext & { presign?: PresignParams };
+
+/** s3_api.presign_max_seconds when unset. */
+export const DEFAULT_MAX_SECONDS = 900;
+
+const bad = (detail: string) => new ProxyError("BadRequest", { detail });
+/** Printable ASCII without separators that could end the header: what a Content-Type may be. */
+const CONTENT_TYPE = /^[\x21-\x7e][\x20-\x7e]{0,254}$/;
+
+/**
+ * The presign parameters of `?presign&…` (route time, before authentication: only the config is
+ * read). 501 when this proxy cannot issue presigned URLs, 400 for a bad parameter.
+ */
+export function parsePresign(ctx: RequestContext): PresignParams {
+  const api = ctx.rt.s3Api;
+  if (api === undefined || api.sts === undefined) {
+    throw new ProxyError("NotImplemented", { detail: "Presigned URLs need the S3 API with STS sessions (s3_api.enabled and s3_api.sts)" });
+  }
+  if (!S3_FRONT_BUCKET_NAME.test(ctx.bucketName)) throw new ProxyError("NotImplemented", { detail: "This bucket's name cannot be addressed on the S3 API" });
+  if (ctx.key === "") throw bad("A presigned URL names an object: the path has no object key");
+  const q = new URLSearchParams(ctx.query);
+  const method = q.get("method")?.toUpperCase();
+  if (method !== "GET" && method !== "PUT") throw bad("method must be PUT or GET");
+  const max = ctx.rt.config.s3_api!.presign_max_seconds ?? DEFAULT_MAX_SECONDS;
+  const e = q.get("expires");
+  let expires = max;
+  if (e !== null) {
+    if (!/^\d{1,7}$/.test(e) || Number(e) < 1) throw bad("expires must be a whole number of seconds, at least 1");
+    expires = Number(e);
+    if (expires > max) throw bad(`expires must be at most ${max} seconds`);
+  }
+  const contentType = q.get("content_type") ?? undefined;
+  if (contentType !== undefined) {
+    if (method !== "PUT") throw bad("content_type applies to PUT only");
+    if (!CONTENT_TYPE.test(contentType)) throw bad("content_type must be 1-255 printable ASCII characters");
+  }
+  return { method, expires, contentType };
+}
+
+/** The scheme://host[:port] browsers reach the S3 listener at. */
+export function publicOrigin(ctx: RequestContext): string {
+  const cfg = ctx.rt.config;
+  const s3 = cfg.s3_api!;
+  if (s3.public_url !== undefined) return new URL(s3.public_url).origin;
+  if (s3.port === 0) throw new ProxyError("NotImplemented", { detail: "Set s3_api.public_url: the S3 API listens on a port chosen at start" });
+  const host = ctx.req.headers.get("host") ?? "";
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/.exec(host);
+  if (m === null) throw bad("The Host header does not name a host (or set s3_api.public_url)");
+  const scheme = cfg.server.https?.enabled ? "https" : "http";
+  return new URL(`${scheme}://${m[1]}:${s3.port}`).origin;
+}
+
+export interface PresignInput {
+  method: "GET" | "PUT";
+  /** scheme://host[:port] */
+  origin: string;
+  bucket: string;
+  key: string;
+  region: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken: string;
+  /** ms since the epoch; the URL's X-Amz-Date (whole seconds). */
+  now: number;
+  expires: number;
+  contentType?: string;
+}
+
+/** A SigV4 query-signed URL (UNSIGNED-PAYLOAD; host and any content-type signed). Pure. */
+export function presignUrl(i: PresignInput): string {
+  const host = new URL(i.origin).host;
+  const date = amzDate(new Date(i.now));
+  const scope = credentialScope(date.slice(0, 8), i.region, "s3");
+  const path = "/" + uriEncode(i.bucket, true) + "/" + uriEncode(i.key, false);
+  let block = "";
+  let signed = "host";
+  if (i.contentType !== undefined) {
+    block = "content-type:" + canonicalHeaderValue(i.contentType) + "\n";
+    signed = "content-type;host";
+  }
+  block += "host:" + host + "\n";
+  const query = canonicalQuery([
+    ["X-Amz-Algorithm", ALGORITHM],
+    ["X-Amz-Credential", `${i.accessKeyId}/${scope}`],
+    ["X-Amz-Date", date],
+    ["X-Amz-Expires", String(i.expires)],
+    ["X-Amz-Security-Token", i.sessionToken],
+    ["X-Amz-SignedHeaders", signed],
+  ]);
+  const creq = canonicalRequest(i.method, path, query, block, signed, UNSIGNED_PAYLOAD);
+  const sig = signature(deriveSigningKey(i.secretAccessKey, date.slice(0, 8), i.region, "s3"), stringToSign(date, scope, creq));
+  return `${i.origin}${path}?${query}&X-Amz-Signature=${sig}`;
+}
+
+/** Phase part: the URL for an authenticated, authorized presign request. */
+export function servePresign(ctx: RequestContext): Response {
+  const p = (ctx as PresignContext).presign!;
+  const api = ctx.rt.s3Api!;
+  const claims = ctx.claims ?? {};
+  const sub = claims.sub;
+  if (typeof sub !== "string" || sub === "") throw bad("The token has no sub claim: a presigned URL is issued for a user");
+  const now = Date.now();
+  // Never past the token's own expiry: the URL must not outlive the credential it stands for.
+  let until = now + p.expires * 1000;
+  if (typeof claims.exp === "number" && Number.isFinite(claims.exp)) until = Math.min(until, claims.exp * 1000);
+  const seconds = Math.floor((until - Math.floor(now / 1000) * 1000) / 1000);
+  if (seconds < 1) throw new ProxyError("InvalidToken", { detail: "The token expires too soon to presign a URL", headers: { "www-authenticate": 'Bearer realm="yatagarasu", error="invalid_token"' } });
+  const signedAt = Math.floor(now / 1000) * 1000;
+  const session = issueSession({ sessionKey: api.sts!.sessionKey, subject: sub, claims, expiresAt: signedAt + seconds * 1000, now });
+  if (session.kind !== "ok") throw bad(`A session cannot be made for this token: ${session.message}`);
+  const url = presignUrl({
+    method: p.method,
+    origin: publicOrigin(ctx),
+    bucket: ctx.bucketName,
+    key: ctx.key,
+    region: api.region,
+    accessKeyId: session.accessKeyId,
+    secretAccessKey: session.secretAccessKey,
+    sessionToken: session.sessionToken,
+    now: signedAt,
+    expires: seconds,
+    contentType: p.contentType,
+  });
+  const headers: Record<string, string> = {};
+  if (p.contentType !== undefined) headers["content-type"] = p.contentType;
+  const body = JSON.stringify({ url, method: p.method, expires_at: new Date(signedAt + seconds * 1000).toISOString(), headers });
+  ctx.bytes = Buffer.byteLength(body);
+  return new Response(body, { status: 200, headers: { "content-type": "application/json", "cache-control": "no-store" } });
+}

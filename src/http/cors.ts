@@ -1,0 +1,122 @@
+/**
+ * CORS for a bucket's `cors` config (src/config/cors.ts), the same on both fronts.
+ *
+ * - A preflight (OPTIONS with Origin and Access-Control-Request-Method) is answered here, before
+ *   admission and authentication: 204 with the Access-Control-Allow-* headers when the origin, the
+ *   method and every requested header are allowed, else 403 without any CORS header (the browser
+ *   then refuses the real request).
+ * - Any other request with an allowed Origin runs its front's remaining phases and gets
+ *   Access-Control-Allow-Origin (the origin itself, with Vary: Origin) and
+ *   Access-Control-Expose-Headers on whatever it is answered, errors included, so a script can
+ *   read a 401 or 403 as well as an ETag.
+ * - Requests without Origin (every non-browser client) cost one header lookup.
+ *
+ * The origin is always echoed, never "*" (a configured "*" matches any origin): an echoed origin
+ * with Vary keeps shared caches from serving one origin's answer to another.
+ * Access-Control-Allow-Credentials is never sent: tokens travel in the Authorization header, which
+ * needs no cookie mode.
+ */
+import type { CorsConfig } from "../config/cors.ts";
+import { ProxyError } from "../errors.ts";
+import type { RequestContext } from "../proxy/context.ts";
+import { failed, runPhases, type Front, type Phase } from "../proxy/runner.ts";
+
+export type PreflightAnswer = { ok: true; headers: Record<string, string> } | { ok: false; reason: string };
+
+export function originAllowed(cors: CorsConfig, origin: string): boolean {
+  const list = cors.allowed_origins;
+  return list[0] === "*" || list.includes(origin.toLowerCase());
+}
+
+/** Request header names of an Access-Control-Request-Headers value, lower-case, empty ones dropped. */
+export function requestedHeaders(value: string | null): string[] {
+  if (value === null) return [];
+  const out: string[] = [];
+  for (const part of value.split(",")) {
+    const h = part.trim().toLowerCase();
+    if (h !== "") out.push(h);
+  }
+  return out;
+}
+
+/** The answer to a preflight: the headers of a 204, or why it is refused. */
+export function preflight(cors: CorsConfig, origin: string, method: string, requestHeaders: string | null): PreflightAnswer {
+  if (!originAllowed(cors, origin)) return { ok: false, reason: "the origin is not allowed" };
+  const m = method.trim().toUpperCase();
+  if (!(cors.allowed_methods as string[]).includes(m)) return { ok: false, reason: `the method ${m.slice(0, 16)} is not allowed` };
+  const asked = requestedHeaders(requestHeaders);
+  if (cors.allowed_headers[0] !== "*") {
+    for (const h of asked) if (!cors.allowed_headers.includes(h)) return { ok: false, reason: `the header ${h.slice(0, 64)} is not allowed` };
+  }
+  const headers: Record<string, string> = {
+    "access-control-allow-origin": origin,
+    "access-control-allow-methods": cors.allowed_methods.join(", "),
+    "access-control-max-age": String(cors.max_age),
+    vary: "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
+  };
+  if (asked.length > 0) headers["access-control-allow-headers"] = asked.join(", ");
+  return { ok: true, headers };
+}
+
+/** True for a CORS preflight: OPTIONS with Origin and Access-Control-Request-Method. */
+export function isPreflight(method: string, headers: Headers): boolean {
+  return method === "OPTIONS" && headers.has("access-control-request-method");
+}
+
+/**
+ * Adds the actual-response headers for an allowed origin (and Vary: Origin for any origin). A
+ * Response whose headers cannot be changed (one straight from fetch) is copied first.
+ */
+export function withCorsHeaders(res: Response, cors: CorsConfig, origin: string): Response {
+  let out = res;
+  try {
+    apply(out.headers, cors, origin);
+  } catch {
+    out = new Response(res.body, res);
+    apply(out.headers, cors, origin);
+  }
+  return out;
+}
+
+function apply(h: Headers, cors: CorsConfig, origin: string): void {
+  const vary = h.get("vary");
+  if (vary === null) h.set("vary", "Origin");
+  else if (!/(^|,)\s*origin\s*(,|$)/i.test(vary)) h.set("vary", `${vary}, Origin`);
+  if (!originAllowed(cors, origin)) return;
+  h.set("access-control-allow-origin", origin);
+  if (cors.expose_headers.length > 0) h.set("access-control-expose-headers", cors.expose_headers.join(", "));
+}
+
+/**
+ * The CORS phase of a front. `bucketCors(ctx)` finds the addressed bucket's cors config (the phase
+ * runs before the front's own routing, so that routing, admission and authentication errors carry
+ * CORS headers too). `front()` is the front this phase belongs to: for a CORS request the phase
+ * runs the phases after itself and decorates their answer, errors rendered by that front.
+ */
+export function corsPhase(front: () => Front, bucketCors: (ctx: RequestContext) => CorsConfig | undefined): Phase {
+  let next = -1;
+  const phase: Phase = (ctx) => {
+    const origin = ctx.req.headers.get("origin");
+    if (origin === null) return undefined;
+    const cors = bucketCors(ctx);
+    if (cors === undefined) return undefined;
+    const headers = ctx.req.headers;
+    if (isPreflight(ctx.method, headers)) {
+      const answer = preflight(cors, origin, headers.get("access-control-request-method")!, headers.get("access-control-request-headers"));
+      if (!answer.ok) throw new ProxyError("Forbidden", { detail: `CORS preflight refused: ${answer.reason}` });
+      return new Response(null, { status: 204, headers: answer.headers });
+    }
+    const f = front();
+    if (next < 0) next = f.phases.indexOf(phase) + 1;
+    const decorate = (res: Response) => withCorsHeaders(res, cors, origin);
+    let out: Response | Promise<Response>;
+    try {
+      out = runPhases(f.phases, ctx, next);
+    } catch (thrown) {
+      return decorate(failed(f, ctx, thrown));
+    }
+    if (out instanceof Response) return decorate(out);
+    return out.then(decorate, (thrown) => decorate(failed(f, ctx, thrown)));
+  };
+  return phase;
+}

@@ -1,0 +1,247 @@
+/**
+ * Writes on the plain front (PUT / DELETE) against the S3 fixture, which verifies what it receives
+ * like S3 (signature, Content-Length, Content-MD5) and stores nothing for an aborted body.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { bearer, bucket, rawRequest, startWriteEnv, token, WRITER, type WriteEnv } from "./plain-write-env.ts";
+
+const T = 20_000;
+const md5 = (b: Uint8Array | string) => new Bun.CryptoHasher("md5").update(b).digest();
+const bytes = (n: number, seed = 1) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff);
+
+let s3: S3Fixture;
+beforeAll(async () => {
+  s3 = await startS3Fixture({ buckets: [{ name: "rw" }, { name: "ro" }], credentials: [WRITER] });
+});
+afterAll(async () => {
+  await s3?.stop();
+});
+
+const buckets = (ep: string) =>
+  bucket("rw", "/rw", "rw", ep, "    access: read-write\n    auth: { enabled: true }\n") +
+  bucket("ro", "/ro", "ro", ep, "    auth: { enabled: true }\n") +
+  bucket("ruled", "/ruled", "rw", ep, "    access: read-write\n    auth: { enabled: true, write_claims: [{ claim: role, operator: equals, value: editor }] }\n") +
+  bucket("open", "/open", "rw", ep, "    access: read-write\n") +
+  bucket("anon", "/anon", "rw", ep, "    access: read-write\n    auth: { anonymous_writes: true }\n") +
+  bucket("cached", "/cached", "rw", ep, "    access: read-write\n    auth: { enabled: true }\n    cache: { enabled: true, ttl_seconds: 600 }\n");
+
+/** Requests the proxy sent to the fixture with this method and path since `from`. */
+const upstream = (from: number, method: string, path: string) => s3.requests.slice(from).filter((r) => !r.admin && r.method === method && r.pathname === path);
+
+for (const engine of ["bun", "node"] as const) {
+  describe(`plain-front writes (${engine} engine)`, () => {
+    let env: WriteEnv;
+    beforeAll(async () => {
+      env = await startWriteEnv({ engine, buckets, extra: "cache: { enabled: true }\n", server: "  security_limits: { max_body_size: 4194304 }\n" }, s3);
+    });
+    afterAll(async () => {
+      await env?.stop();
+    });
+
+    test("PUT streams the body to S3 with its exact length; 200 with S3's ETag; the object reads back byte-exact", async () => {
+      const body = bytes(3 * 1024 * 1024 + 17, engine.length);
+      const from = s3.requests.length;
+      const res = await fetch(env.url(`/rw/${engine}/blob.bin`), { method: "PUT", body, headers: bearer() });
+      expect(res.status).toBe(200);
+      const etag = `"${Buffer.from(md5(body)).toString("hex")}"`;
+      expect(res.headers.get("etag")).toBe(etag);
+      expect(await res.json()).toEqual({ key: `${engine}/blob.bin`, etag });
+      const sent = upstream(from, "PUT", `/rw/${engine}/blob.bin`);
+      expect(sent).toHaveLength(1);
+      expect(sent[0]!.headers["content-length"]).toBe(String(body.byteLength));
+      expect(sent[0]!.headers["transfer-encoding"]).toBeUndefined();
+      expect(sent[0]!.body).toBe("complete");
+      expect(await s3.read("rw", `${engine}/blob.bin`)).toEqual(body);
+      const back = await fetch(env.url(`/rw/${engine}/blob.bin`), { headers: bearer() });
+      expect(new Uint8Array(await back.arrayBuffer())).toEqual(body);
+    }, T);
+
+    test("object headers pass through: Content-Type, x-amz-meta-*, Cache-Control, Content-Disposition, Content-Encoding, Content-MD5", async () => {
+      const body = "hello, headers";
+      const res = await fetch(env.url(`/rw/${engine}/h.txt`), {
+        method: "PUT",
+        body,
+        headers: {
+          ...bearer(),
+          "content-type": "text/x-test; charset=utf-8",
+          "x-amz-meta-owner": "alice",
+          "cache-control": "max-age=60",
+          "content-disposition": 'attachment; filename="h.txt"',
+          "content-encoding": "identity",
+          "content-md5": Buffer.from(md5(body)).toString("base64"),
+          "x-not-passed": "nope",
+        },
+      });
+      expect(res.status).toBe(200);
+      const got = await fetch(env.url(`/rw/${engine}/h.txt`), { headers: bearer() });
+      expect(await got.text()).toBe(body);
+      expect(got.headers.get("content-type")).toBe("text/x-test; charset=utf-8");
+      expect(got.headers.get("x-amz-meta-owner")).toBe("alice");
+      expect(got.headers.get("cache-control")).toBe("max-age=60");
+      expect(got.headers.get("content-disposition")).toBe('attachment; filename="h.txt"');
+      expect(got.headers.get("content-encoding")).toBe("identity");
+      expect(got.headers.get("x-amz-meta-x-not-passed")).toBeNull();
+    }, T);
+
+    test("a wrong Content-MD5 is S3's BadDigest (400 naming it) and nothing is stored", async () => {
+      const res = await fetch(env.url(`/rw/${engine}/bad-md5.txt`), { method: "PUT", body: "abc", headers: { ...bearer(), "content-md5": Buffer.from(md5("abd")).toString("base64") } });
+      expect(res.status).toBe(400);
+      const j = (await res.json()) as { error: string; message: string };
+      expect(j.error).toBe("BadRequest");
+      expect(j.message).toContain("BadDigest");
+      expect(await s3.exists("rw", `${engine}/bad-md5.txt`)).toBe(false);
+    }, T);
+
+    test("an empty body is a zero-byte object", async () => {
+      const res = await fetch(env.url(`/rw/${engine}/empty`), { method: "PUT", body: "", headers: bearer() });
+      expect(res.status).toBe(200);
+      expect(await s3.read("rw", `${engine}/empty`)).toEqual(new Uint8Array(0));
+    }, T);
+
+    test("DELETE is 204 and removes the object; DELETE of a missing key is 204 too (S3's answer)", async () => {
+      await s3.put("rw", `${engine}/del.txt`, "bye");
+      const res = await fetch(env.url(`/rw/${engine}/del.txt`), { method: "DELETE", headers: bearer() });
+      expect(res.status).toBe(204);
+      expect(await s3.exists("rw", `${engine}/del.txt`)).toBe(false);
+      expect((await fetch(env.url(`/rw/${engine}/never-was`), { method: "DELETE", headers: bearer() })).status).toBe(204);
+    }, T);
+
+    test("without a token: 401 and nothing reaches S3", async () => {
+      const from = s3.requests.length;
+      const put = await fetch(env.url(`/rw/${engine}/anon.txt`), { method: "PUT", body: "x" });
+      expect(put.status).toBe(401);
+      expect(put.headers.get("www-authenticate")).toContain("Bearer");
+      expect((await fetch(env.url(`/rw/${engine}/anon.txt`), { method: "DELETE" })).status).toBe(401);
+      expect((await fetch(env.url(`/rw/${engine}/anon.txt`), { method: "PUT", body: "x", headers: { authorization: `Bearer ${token({}, "another-secret-0123456789abcdefghij")}` } })).status).toBe(401);
+      expect(s3.requests.slice(from).filter((r) => !r.admin && r.method !== "HEAD")).toEqual([]);
+      expect(await s3.exists("rw", `${engine}/anon.txt`)).toBe(false);
+    }, T);
+
+    test("a read-only bucket keeps answering 405 with Allow; a read-write one lists PUT and DELETE", async () => {
+      for (const method of ["PUT", "DELETE"]) {
+        const res = await fetch(env.url("/ro/x.txt"), { method, body: method === "PUT" ? "x" : undefined, headers: bearer() });
+        expect(res.status).toBe(405);
+        expect(res.headers.get("allow")).toBe("GET, HEAD, OPTIONS");
+      }
+      expect(await s3.exists("ro", "x.txt")).toBe(false);
+      expect((await fetch(env.url("/ro/x.txt"), { method: "OPTIONS" })).headers.get("allow")).toBe("GET, HEAD, OPTIONS");
+      expect((await fetch(env.url("/rw/x.txt"), { method: "OPTIONS" })).headers.get("allow")).toBe("GET, HEAD, PUT, DELETE, OPTIONS");
+      const post = await fetch(env.url("/rw/x.txt"), { method: "POST", body: "x", headers: bearer() });
+      expect(post.status).toBe(405);
+    }, T);
+
+    test("auth.write_claims: a token that may read but not write gets 403 on PUT and DELETE, nothing changes upstream", async () => {
+      await s3.put("rw", `${engine}/ruled.txt`, "original");
+      const reader = bearer({ role: "reader" });
+      expect(await (await fetch(env.url(`/ruled/${engine}/ruled.txt`), { headers: reader })).text()).toBe("original");
+      const from = s3.requests.length;
+      const put = await fetch(env.url(`/ruled/${engine}/ruled.txt`), { method: "PUT", body: "changed", headers: reader });
+      expect(put.status).toBe(403);
+      expect(((await put.json()) as { message: string }).message).toBe("Writes need: claim 'role' must equal editor");
+      expect((await fetch(env.url(`/ruled/${engine}/ruled.txt`), { method: "DELETE", headers: reader })).status).toBe(403);
+      expect(upstream(from, "PUT", `/rw/${engine}/ruled.txt`)).toEqual([]);
+      expect(new TextDecoder().decode(await s3.read("rw", `${engine}/ruled.txt`))).toBe("original");
+      const ok = await fetch(env.url(`/ruled/${engine}/ruled.txt`), { method: "PUT", body: "changed", headers: bearer({ role: "editor" }) });
+      expect(ok.status).toBe(200);
+      expect(new TextDecoder().decode(await s3.read("rw", `${engine}/ruled.txt`))).toBe("changed");
+    }, T);
+
+    test("a read-write bucket without auth refuses writes (403) unless auth.anonymous_writes", async () => {
+      const res = await fetch(env.url(`/open/${engine}/o.txt`), { method: "PUT", body: "x" });
+      expect(res.status).toBe(403);
+      expect(((await res.json()) as { message: string }).message).toBe("This bucket takes writes only from authenticated users");
+      expect(await s3.exists("rw", `${engine}/o.txt`)).toBe(false);
+      expect((await fetch(env.url(`/anon/${engine}/o.txt`), { method: "PUT", body: "x" })).status).toBe(200);
+      expect(await s3.exists("rw", `${engine}/o.txt`)).toBe(true);
+    }, T);
+
+    test("a PUT without Content-Length (chunked) is 411 before any byte goes upstream", async () => {
+      const from = s3.requests.length;
+      const r = await rawRequest(env.port, `PUT /rw/${engine}/chunked.txt HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token()}\r\nTransfer-Encoding: chunked\r\n\r\n`, "3\r\nabc\r\n0\r\n\r\n");
+      expect(r.status).toBe(411);
+      expect(r.text).toContain('"error":"LengthRequired"');
+      expect(upstream(from, "PUT", `/rw/${engine}/chunked.txt`)).toEqual([]);
+      expect(await s3.exists("rw", `${engine}/chunked.txt`)).toBe(false);
+    }, T);
+
+    test("a PUT over server.security_limits.max_body_size is 413 EntityTooLarge from its header, unread", async () => {
+      const from = s3.requests.length;
+      const r = await rawRequest(env.port, `PUT /rw/${engine}/big.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token()}\r\nContent-Length: 4194305\r\n\r\n`, "abc");
+      expect(r.status).toBe(413);
+      expect(r.text).toContain('"error":"EntityTooLarge"');
+      expect(r.text).toContain("at most 4194304 bytes");
+      const huge = await rawRequest(env.port, `PUT /rw/${engine}/big.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token()}\r\nContent-Length: 5368709121\r\n\r\n`, "abc");
+      expect(huge.status).toBe(413);
+      expect(huge.text).toContain("at most 5 GiB");
+      expect(upstream(from, "PUT", `/rw/${engine}/big.bin`)).toEqual([]);
+    }, T);
+
+    test("a client that disconnects mid-upload aborts the upstream request: S3 sees an aborted body and stores nothing", async () => {
+      const key = `${engine}/cut.bin`;
+      const from = s3.requests.length;
+      const sock = await Bun.connect({ hostname: "127.0.0.1", port: env.port, socket: { data() {} } });
+      sock.write(`PUT /rw/${key} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token()}\r\nContent-Length: 2000000\r\n\r\n`);
+      sock.write(bytes(300_000));
+      // the upload has reached S3 and is in flight
+      await s3.waitForRequest((e) => !e.admin && e.method === "PUT" && e.pathname === `/rw/${key}` && s3.requests.indexOf(e) >= from, 10_000);
+      sock.terminate();
+      const e = await s3.waitForRequest((e) => !e.admin && e.method === "PUT" && e.pathname === `/rw/${key}` && s3.requests.indexOf(e) >= from && e.body === "aborted", 10_000);
+      expect(e.status === 0 || e.status >= 400).toBe(true);
+      expect(upstream(from, "PUT", `/rw/${key}`)).toHaveLength(1);
+      expect(await s3.exists("rw", key)).toBe(false);
+    }, T);
+
+    test("a successful PUT and DELETE purge the cached object: the next GET is a MISS with the new bytes", async () => {
+      const key = `${engine}/cached.txt`;
+      await s3.put("rw", key, "v1");
+      const get = () => fetch(env.url(`/cached/${key}`), { headers: bearer() });
+      expect((await get()).headers.get("x-cache")).toBe("MISS");
+      const hit = await get();
+      expect(hit.headers.get("x-cache")).toBe("HIT");
+      expect(await hit.text()).toBe("v1");
+      expect((await fetch(env.url(`/cached/${key}`), { method: "PUT", body: "v2", headers: bearer() })).status).toBe(200);
+      const after = await get();
+      expect(after.headers.get("x-cache")).toBe("MISS");
+      expect(await after.text()).toBe("v2");
+      expect((await get()).headers.get("x-cache")).toBe("HIT");
+      expect((await fetch(env.url(`/cached/${key}`), { method: "DELETE", headers: bearer() })).status).toBe(204);
+      expect((await get()).status).toBe(404);
+    }, T);
+  });
+}
+
+describe("uploads and server.request_timeout", () => {
+  test("an upload that takes longer than request_timeout (its body arriving slowly) still completes: the deadline waits for the body", async () => {
+    await using env = await startWriteEnv({ buckets, server: "  request_timeout: 1\n" }, s3);
+    const key = "slow/upload.bin";
+    const body = bytes(64 * 1024);
+    let status = 0;
+    let text = "";
+    let done!: () => void;
+    const finished = new Promise<void>((r) => (done = r));
+    const sock = await Bun.connect({
+      hostname: "127.0.0.1",
+      port: env.port,
+      socket: {
+        data(_s, d) {
+          text += new TextDecoder().decode(d);
+          const m = /^HTTP\/1\.1 (\d{3})/.exec(text);
+          if (m && text.includes("\r\n\r\n")) status = Number(m[1]);
+          if (status !== 0 && text.endsWith("}")) done();
+        },
+        close: () => done(),
+      },
+    });
+    sock.write(`PUT /rw/${key} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token()}\r\nContent-Length: ${body.byteLength}\r\n\r\n`);
+    // 8 slices, 300 ms apart: about 2.4 s of body for a 1 s deadline
+    for (let i = 0; i < 8; i++) {
+      sock.write(body.subarray(i * 8192, (i + 1) * 8192));
+      await Bun.sleep(300);
+    }
+    await finished;
+    sock.end();
+    expect(status).toBe(200);
+    expect(await s3.read("rw", key)).toEqual(body);
+  }, T);
+});
