@@ -11,7 +11,7 @@
  *     sts: { enabled: true, session_key: "${STS_SESSION_KEY}", max_session_seconds: 3600 }
  *     credentials:
  *       - { access_key_id: "${APP1_AK}", secret_access_key: "${APP1_SK}", identity: app1,
- *           claims: { team: a }, buckets: { products: [read, list] } }
+ *           claims: { team: a }, buckets: { products: [read, list], uploads: [read, write, delete] } }
  *
  * The schema checks shapes; `validateS3Api` the rules that need the rest of the config (bucket
  * names, the JWT section STS depends on, ports). `summarizeS3Api` is the `--check` line: it says
@@ -33,7 +33,13 @@ export const SESSION_KEY_PREFIX = "ASIA";
 export const MIN_SESSION_KEY_BYTES = 32;
 const HOSTNAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
 
-export const S3_PERMISSIONS = ["read", "list"] as const;
+/**
+ * read: GetObject, HeadObject. list: the listings. write: PutObject, CopyObject (plus read on the
+ * source), the multipart calls. delete: DeleteObject, DeleteObjects. AbortMultipartUpload,
+ * ListParts and ListMultipartUploads need write or delete. A read-only bucket refuses every write
+ * whatever the grant says (README "S3 clients: uploads").
+ */
+export const S3_PERMISSIONS = ["read", "list", "write", "delete"] as const;
 export type S3Permission = (typeof S3_PERMISSIONS)[number];
 
 export const S3CredentialSchema = z.strictObject({
@@ -44,7 +50,7 @@ export const S3CredentialSchema = z.strictObject({
   claims: z.record(z.string(), z.unknown()).optional(),
   buckets: z.record(
     z.string(),
-    z.array(z.enum(S3_PERMISSIONS, { error: () => `unknown permission; use ${S3_PERMISSIONS.join(", ")}` })).min(1, "grant read, list or both"),
+    z.array(z.enum(S3_PERMISSIONS, { error: () => `unknown permission; use ${S3_PERMISSIONS.join(", ")}` })).min(1, "grant at least one of read, list, write, delete"),
   ),
 });
 export type S3CredentialConfig = z.infer<typeof S3CredentialSchema>;

@@ -176,9 +176,9 @@ describe("requests S3 refuses before any permission check", () => {
     expect(r.body).toContain("<Resource>/nosuch/key</Resource>");
   });
 
-  test("writes and other sub-resources → 501 NotImplemented", async () => {
-    await refused(signed({ method: "PUT", path: "/data/new.txt", body: "x" }), 501, "NotImplemented");
-    await refused(signed({ method: "DELETE", path: "/data/hello.txt" }), 501, "NotImplemented");
+  test("writes to a read-only bucket → 403 AccessDenied; other sub-resources → 501 NotImplemented", async () => {
+    await refused(signed({ method: "PUT", path: "/data/new.txt", body: "x" }), 403, "AccessDenied");
+    await refused(signed({ method: "DELETE", path: "/data/hello.txt" }), 403, "AccessDenied");
     await refused(signed({ path: "/data/hello.txt", query: { acl: "" } }), 501, "NotImplemented");
     await refused(signed({ path: "/data/", query: { versions: "" } }), 501, "NotImplemented");
   });

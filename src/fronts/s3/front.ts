@@ -1,8 +1,11 @@
 /**
  * The S3 front: S3's addressing, SigV4 identities and XML errors over the shared request phases.
  *
- *   guard → s3Parse (address, verify SigV4, operation) → admit → s3Permit (grants / session rules)
- *         → authorize (OPA / OpenFGA, with the S3 action) → s3Operate
+ *   guard → s3Parse (address, verify SigV4, operation) → admit → s3Permit (grants / session rules,
+ *         bucket access) → authorize (OPA / OpenFGA, with the S3 action) → s3Operate
+ *
+ * Writes (PutObject, multipart, DeleteObject(s), CopyObject) run on the same phases; their bodies
+ * are verified as they stream upstream (upload-body.ts), never buffered whole.
  *
  * Nothing reaches the upstream before the signature, the operation and the permissions are
  * settled. The path and query are decoded once (uri.ts), the same way for the signature and for
@@ -15,19 +18,31 @@ import { admit } from "../../proxy/phases/admit.ts";
 import { authorize } from "../../proxy/phases/authorize.ts";
 import { guard } from "../../proxy/phases/guard.ts";
 import type { Front } from "../../proxy/runner.ts";
+import { s3Cors } from "../cors-phases.ts";
 import { EMPTY_SHA256 } from "../../s3/sigv4.ts";
 import { S3_FRONT_BUCKET_NAME } from "../../config/s3-api.ts";
 import { fromProxyError, s3Error, s3ErrorResponse, type S3Error } from "./errors.ts";
 import { s3ErrorOf, s3Fail } from "./fail.ts";
 import type { S3Identities, S3Principal } from "./identities.ts";
 import { listObjects } from "./list.ts";
+import { copyObjectOp } from "./copy.ts";
+import { deleteObjectOp, deleteObjectsOp } from "./delete.ts";
+import {
+  abortMultipartUploadOp,
+  completeMultipartUploadOp,
+  createMultipartUploadOp,
+  listMultipartUploadsOp,
+  listPartsOp,
+} from "./multipart.ts";
 import { bucketLocation, getObject, headBucket, listBuckets, responseOverrides } from "./operations.ts";
 import { mayAccess } from "./permissions.ts";
+import { putObjectOp, uploadPartOp } from "./put-object.ts";
+import type { PayloadInfo } from "./upload-body.ts";
 import { ACTION_OF, address, bucketFromHost, hasDotSegment, MAX_KEY_BYTES, operationOf, type S3Operation } from "./route.ts";
 import { stsError, stsErrorResponse } from "./sts-api.ts";
 import { assumeRoleWithWebIdentity } from "./sts-endpoint.ts";
 import { decodeComponent } from "./uri.ts";
-import { verifySigV4 } from "./verify.ts";
+import { UNSIGNED_PAYLOAD, verifySigV4 } from "./verify.ts";
 
 /** What the S3 front learns about a request, beside the shared context. */
 export interface S3State {
@@ -39,6 +54,8 @@ export interface S3State {
   readonly query: ReadonlyArray<readonly [string, string]>;
   /** GetObject/HeadObject response-* overrides. */
   readonly overrides: ReadonlyArray<readonly [string, string]>;
+  /** How the request body is covered by the signature (uploads verify the body with it). */
+  readonly payload?: PayloadInfo;
 }
 
 /** The context of an S3-front request: the shared one plus the S3 state, set by s3Parse. */
@@ -74,7 +91,7 @@ export function s3Parse(ctx: RequestContext): undefined {
   const metrics = ctx.svc.metrics;
   const v = verifySigV4({ method: ctx.method, rawPath: ctx.rawPath, rawQuery: ctx.query, headers: req.headers }, api.lookup, {
     region: api.region,
-    now: Date.now(),
+    now: api.now(),
     maxSkewSeconds: api.maxSkewSeconds,
     keyCache: api.keyCache,
   });
@@ -83,6 +100,7 @@ export function s3Parse(ctx: RequestContext): undefined {
     return fail({ code: v.code, status: v.status, message: v.message, details: v.details, headers: v.headers });
   }
   let principal: S3Principal | undefined;
+  let payload: PayloadInfo = ANONYMOUS_PAYLOAD;
   if (v.kind === "ok") {
     principal = v.principal;
     metrics.auth("success");
@@ -92,9 +110,14 @@ export function s3Parse(ctx: RequestContext): undefined {
     if (v.mode === "sha256" && v.payloadHash !== EMPTY_SHA256 && !hasBody(req.headers)) {
       return fail(s3Error("XAmzContentSHA256Mismatch", undefined, { ClientComputedContentSHA256: v.payloadHash, S3ComputedContentSHA256: EMPTY_SHA256 }));
     }
+    payload = { mode: v.mode, hash: v.payloadHash };
+    // The seed of the chunk-signature chain (the two signed aws-chunked modes).
+    if (v.mode === "streaming" || v.mode === "streaming-trailer") {
+      payload.signing = { signingKey: v.signingKey, amzDate: v.amzDate, scope: v.scope, seedSignature: v.seedSignature };
+    }
   }
 
-  const op = operationOf(ctx.method, a, v.query);
+  const op = operationOf(ctx.method, a, v.query, req.headers.has("x-amz-copy-source"));
   if (typeof op !== "string") return fail(op);
   if ((ctx.method === "GET" || ctx.method === "HEAD") && hasBody(req.headers)) return fail(s3Error("UnexpectedContent"));
   ctx.action = ACTION_OF[op];
@@ -116,20 +139,38 @@ export function s3Parse(ctx: RequestContext): undefined {
     if (!Array.isArray(o)) return fail(o);
     overrides = o;
   }
-  (ctx as S3RequestContext).s3 = { api, op, principal, query: v.query, overrides };
+  (ctx as S3RequestContext).s3 = { api, op, principal, query: v.query, overrides, payload };
   return undefined;
 }
+
+const ANONYMOUS_PAYLOAD: PayloadInfo = Object.freeze({ mode: "unsigned", hash: UNSIGNED_PAYLOAD });
 
 /** Phase: the principal's grants (static keys) or plain-front rules (sessions, anonymous). */
 export function s3Permit(ctx: RequestContext): undefined {
   const s = (ctx as S3RequestContext).s3!;
   if (s.op === "AssumeRoleWithWebIdentity") return undefined;
-  const allowed = ctx.bucket === undefined ? s.principal !== undefined : mayAccess(ctx.rt, s.principal, ctx.bucket, ctx.action);
+  const allowed = ctx.bucket === undefined ? s.principal !== undefined : s.op === "DeleteObjects" ? mayBatchDelete(ctx, s) : mayAccess(ctx.rt, s.principal, ctx.bucket, ctx.action);
   if (!allowed) {
     ctx.svc.metrics.auth("forbidden");
     return fail(s3Error("AccessDenied"));
   }
   return undefined;
+}
+
+/**
+ * DeleteObjects is decided per key (delete.ts): the request itself needs a read-write bucket and a
+ * principal that holds some grant on it (an identity without `delete` then gets AccessDenied per key).
+ */
+function mayBatchDelete(ctx: RequestContext, s: S3State): boolean {
+  const bucket = ctx.bucket!;
+  if (bucket.cfg.access !== "read-write" || s.principal === undefined) return false;
+  return s.principal.kind === "session" || s.principal.grants.has(bucket.name);
+}
+
+/** Phase: the bucket's authorizer, except for DeleteObjects, whose keys it is asked about one by one. */
+export function s3Authorize(ctx: RequestContext): undefined | Promise<undefined> {
+  if ((ctx as S3RequestContext).s3!.op === "DeleteObjects") return undefined;
+  return authorize(ctx);
 }
 
 /** Phase: the operation itself. */
@@ -150,6 +191,26 @@ export function s3Operate(ctx: RequestContext): Response | Promise<Response> {
     case "GetObject":
     case "HeadObject":
       return getObject(ctx, s.overrides);
+    case "PutObject":
+      return putObjectOp(ctx);
+    case "CopyObject":
+      return copyObjectOp(ctx);
+    case "UploadPart":
+      return uploadPartOp(ctx);
+    case "CreateMultipartUpload":
+      return createMultipartUploadOp(ctx);
+    case "CompleteMultipartUpload":
+      return completeMultipartUploadOp(ctx);
+    case "AbortMultipartUpload":
+      return abortMultipartUploadOp(ctx);
+    case "ListParts":
+      return listPartsOp(ctx);
+    case "ListMultipartUploads":
+      return listMultipartUploadsOp(ctx);
+    case "DeleteObject":
+      return deleteObjectOp(ctx);
+    case "DeleteObjects":
+      return deleteObjectsOp(ctx);
   }
 }
 
@@ -163,7 +224,7 @@ function stsFailure(e: S3Error, ctx: RequestContext): Response {
 
 export const s3Front: Front = {
   name: "s3",
-  phases: [guard, s3Parse, admit, s3Permit, authorize, s3Operate],
+  phases: [guard, s3Cors(() => s3Front), s3Parse, admit, s3Permit, s3Authorize, s3Operate],
   renderError(err, ctx) {
     const e = s3ErrorOf(err) ?? fromProxyError(err);
     ctx.errorCode = e.code;

@@ -50,6 +50,11 @@ export class S3Identities {
   readonly domain: string | undefined;
   readonly sts: { readonly sessionKey: string; readonly maxSessionSeconds: number } | undefined;
   readonly keyCache = new SigningKeyCache();
+  /**
+   * The clock requests are verified against (ms). Tests replace it to replay AWS's published
+   * examples, whose signatures are dated 2013; nothing else changes it.
+   */
+  now: () => number = Date.now;
   private readonly byKey = new Map<string, StaticPrincipal>();
   private readonly sessions = new TtlLru<SessionPrincipalEntry>(SESSION_CACHE_SIZE);
 

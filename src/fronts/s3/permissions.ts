@@ -2,30 +2,68 @@
  * What an S3-front principal may do with a bucket, before the bucket's authorizer (OPA, OpenFGA)
  * is asked:
  *
- * - A static credential: its grants. `read` covers GetObject and HeadObject, `list` the listings;
- *   HeadBucket and GetBucketLocation need either (they answer from config, revealing no more than
- *   the grant itself). A bucket it was not granted is AccessDenied.
- * - An STS session: what its token's user may do on the plain front. A bucket without `auth` is
- *   open to it; a bucket with `auth` needs the token's claims to pass jwt.claims and the bucket's
- *   auth.claims (checked again on every request, so a reload that tightens a rule applies at once).
- *   A session may read and list every bucket it passes.
+ * - A bucket with `access: read-only` (the default) refuses every write-family action (PutObject
+ *   and the multipart calls, DeleteObject(s), and the multipart bookkeeping) to everyone, whatever
+ *   the grants say: grants only narrow further.
+ * - A static credential: its grants. `read` covers GetObject and HeadObject, `list` the listings,
+ *   `write` PutObject, CopyObject and the multipart calls, `delete` DeleteObject(s);
+ *   AbortMultipartUpload, ListParts and ListMultipartUploads need `write` or `delete`. HeadBucket
+ *   and GetBucketLocation need any grant (they answer from config, revealing no more than the
+ *   grant itself). A bucket it was not granted is AccessDenied.
+ * - An STS session: what its token's user may do on the plain front. Reads: a bucket without
+ *   `auth` is open to it; a bucket with `auth` needs the token's claims to pass jwt.claims and the
+ *   bucket's auth.claims. Writes: the plain front's own rule (writeRefusal: a read-write bucket;
+ *   with auth, the claims also pass auth.write_claims; without auth, only when
+ *   auth.anonymous_writes lets anyone write). Checked again on every request, so a reload that
+ *   tightens a rule applies at once.
  * - Anonymous: what an anonymous plain-front request may do: GetObject and HeadObject on a bucket
- *   without `auth`. Nothing else (no listing: the plain front has none either).
+ *   without `auth`. Nothing else (no listing, no writes).
  */
 import { firstFailedRule } from "../../auth/rules.ts";
 import type { S3Permission } from "../../config/s3-api.ts";
 import type { S3Action } from "../../proxy/context.ts";
 import type { BucketRuntime, Runtime } from "../../runtime.ts";
+import { writeRefusal } from "../plain-write.ts";
 import type { S3Principal } from "./identities.ts";
 
-/** The permission an action needs; undefined: either permission will do. */
-export function permissionFor(action: S3Action): S3Permission | undefined {
-  if (action === "s3:GetObject") return "read";
-  if (action === "s3:ListBucket") return "list";
-  return undefined;
+const READ: readonly S3Permission[] = ["read"];
+const LIST: readonly S3Permission[] = ["list"];
+const WRITE: readonly S3Permission[] = ["write"];
+const DELETE: readonly S3Permission[] = ["delete"];
+const WRITE_OR_DELETE: readonly S3Permission[] = ["write", "delete"];
+
+/** The permissions of which an action needs one; undefined: any grant will do. */
+export function permissionsFor(action: S3Action): readonly S3Permission[] | undefined {
+  switch (action) {
+    case "s3:GetObject":
+      return READ;
+    case "s3:ListBucket":
+      return LIST;
+    case "s3:PutObject":
+      return WRITE;
+    case "s3:DeleteObject":
+      return DELETE;
+    case "s3:AbortMultipartUpload":
+    case "s3:ListMultipartUploadParts":
+    case "s3:ListBucketMultipartUploads":
+      return WRITE_OR_DELETE;
+    default:
+      return undefined;
+  }
 }
 
-/** Whether a session's claims pass the bucket's plain-front rules (jwt.claims, then auth.claims). */
+/** Actions a read-only bucket refuses: they change the bucket or belong to changing it. */
+export function isWriteAction(action: S3Action): boolean {
+  return (
+    action === "s3:PutObject" ||
+    action === "s3:DeleteObject" ||
+    action === "s3:AbortMultipartUpload" ||
+    action === "s3:ListMultipartUploadParts" ||
+    action === "s3:ListBucketMultipartUploads"
+  );
+}
+
+/** Whether a session's claims pass the bucket's plain-front read rules (jwt.claims, then auth.claims). */
 function sessionPasses(rt: Runtime, bucket: BucketRuntime, claims: Record<string, unknown>): boolean {
   if (!bucket.authRequired) return true;
   const global = rt.config.jwt?.enabled ? rt.config.jwt.claims : undefined;
@@ -35,12 +73,14 @@ function sessionPasses(rt: Runtime, bucket: BucketRuntime, claims: Record<string
 
 /** True when `principal` (undefined: anonymous) may perform `action` on `bucket`. */
 export function mayAccess(rt: Runtime, principal: S3Principal | undefined, bucket: BucketRuntime, action: S3Action): boolean {
+  const write = isWriteAction(action);
+  if (write && bucket.cfg.access !== "read-write") return false;
   if (principal === undefined) return action === "s3:GetObject" && !bucket.authRequired;
-  if (principal.kind === "session") return sessionPasses(rt, bucket, principal.claims);
+  if (principal.kind === "session") return sessionPasses(rt, bucket, principal.claims) && (!write || writeRefusal(bucket, principal.claims) === undefined);
   const grant = principal.grants.get(bucket.name);
   if (grant === undefined) return false;
-  const needed = permissionFor(action);
-  return needed === undefined || grant.has(needed);
+  const needed = permissionsFor(action);
+  return needed === undefined || needed.some((p) => grant.has(p));
 }
 
 /** The buckets ListBuckets shows: those the principal may at least see, in config order. */

@@ -1,7 +1,7 @@
 /**
  * S3 addressing and operation resolution, as pure functions: which bucket and key a request names
  * (path-style, or virtual-hosted when s3_api.domain is set), and which S3 operation it is (method +
- * subresource). What the front serves is the read side; anything else is NotImplemented.
+ * subresource, and for a PUT whether x-amz-copy-source is present). Anything else is NotImplemented.
  */
 import type { S3Action } from "../../proxy/context.ts";
 import { s3Error, type S3Error } from "./errors.ts";
@@ -14,6 +14,16 @@ export type S3Operation =
   | "ListObjectsV2"
   | "GetObject"
   | "HeadObject"
+  | "PutObject"
+  | "CopyObject"
+  | "DeleteObject"
+  | "DeleteObjects"
+  | "CreateMultipartUpload"
+  | "UploadPart"
+  | "CompleteMultipartUpload"
+  | "AbortMultipartUpload"
+  | "ListParts"
+  | "ListMultipartUploads"
   | "AssumeRoleWithWebIdentity";
 
 export const ACTION_OF: Readonly<Record<S3Operation, S3Action>> = {
@@ -24,6 +34,17 @@ export const ACTION_OF: Readonly<Record<S3Operation, S3Action>> = {
   ListObjectsV2: "s3:ListBucket",
   GetObject: "s3:GetObject",
   HeadObject: "s3:GetObject",
+  // As in S3's IAM actions: every step of a multipart upload is s3:PutObject, except its bookkeeping.
+  PutObject: "s3:PutObject",
+  CopyObject: "s3:PutObject",
+  CreateMultipartUpload: "s3:PutObject",
+  UploadPart: "s3:PutObject",
+  CompleteMultipartUpload: "s3:PutObject",
+  AbortMultipartUpload: "s3:AbortMultipartUpload",
+  ListParts: "s3:ListMultipartUploadParts",
+  ListMultipartUploads: "s3:ListBucketMultipartUploads",
+  DeleteObject: "s3:DeleteObject",
+  DeleteObjects: "s3:DeleteObject",
   AssumeRoleWithWebIdentity: "sts:AssumeRoleWithWebIdentity",
 };
 
@@ -76,31 +97,56 @@ export function hasDotSegment(key: string): boolean {
   return false;
 }
 
-const notImplemented = (what: string) => s3Error("NotImplemented", `${what} is not implemented by this proxy (it serves reads: list, get, head).`);
+const notImplemented = (what: string) => s3Error("NotImplemented", `${what} is not implemented by this proxy.`);
 
-/** The operation of a request, or S3's error for one this front does not serve. */
-export function operationOf(method: string, a: Addressed, query: ReadonlyArray<readonly [string, string]>): S3Operation | S3Error {
+/** The operation of a request, or S3's error for one this front does not serve. `copySource`: x-amz-copy-source is present. */
+export function operationOf(method: string, a: Addressed, query: ReadonlyArray<readonly [string, string]>, copySource = false): S3Operation | S3Error {
   let sub: string | undefined;
   let listType: string | undefined;
+  let uploadId = false;
+  let partNumber = false;
   for (const [k, v] of query) {
-    if (SUBRESOURCES.has(k)) sub ??= k;
+    if (k === "uploadId") uploadId = true;
+    else if (k === "partNumber") partNumber = true;
+    else if (SUBRESOURCES.has(k)) sub ??= k;
     else if (k === "list-type") listType = v;
   }
   if (a.bucket === "") {
     if (method === "POST") return "AssumeRoleWithWebIdentity";
-    if (method === "GET" && sub === undefined) return "ListBuckets";
+    if (method === "GET" && sub === undefined && !uploadId && !partNumber) return "ListBuckets";
     return notImplemented(`${method} on the service`);
   }
   if (a.key === "") {
+    if (uploadId || partNumber) return notImplemented(`${method} on a bucket with ?${uploadId ? "uploadId" : "partNumber"}`);
     if (method === "HEAD" && sub === undefined) return "HeadBucket";
+    if (method === "POST" && sub === "delete") return "DeleteObjects";
     if (method !== "GET") return notImplemented(`${method} on a bucket`);
     if (sub === "location") return "GetBucketLocation";
+    if (sub === "uploads") return "ListMultipartUploads";
     if (sub !== undefined) return notImplemented(`The ?${sub} sub-resource`);
     if (listType === undefined) return "ListObjects";
     if (listType === "2") return "ListObjectsV2";
     return s3Error("InvalidArgument", "Invalid List Type specified", { ArgumentName: "list-type", ArgumentValue: listType.slice(0, 64) });
   }
-  if (method !== "GET" && method !== "HEAD") return notImplemented(`${method} on an object`);
-  if (sub !== undefined) return notImplemented(`The ?${sub} sub-resource`);
-  return method === "GET" ? "GetObject" : "HeadObject";
+  if (sub !== undefined && !(sub === "uploads" && method === "POST")) return notImplemented(`The ?${sub} sub-resource`);
+  switch (method) {
+    case "GET":
+    case "HEAD":
+      if (uploadId && method === "GET" && !partNumber) return "ListParts";
+      if (uploadId || partNumber) return notImplemented(`${method} of an object with ?${partNumber ? "partNumber" : "uploadId"}`);
+      return method === "GET" ? "GetObject" : "HeadObject";
+    case "PUT":
+      if (uploadId !== partNumber) return s3Error("InvalidRequest", "UploadPart needs both partNumber and uploadId.");
+      if (uploadId) return copySource ? notImplemented("UploadPartCopy") : "UploadPart";
+      return copySource ? "CopyObject" : "PutObject";
+    case "POST":
+      if (sub === "uploads") return uploadId ? s3Error("InvalidRequest", "?uploads and ?uploadId cannot be combined.") : "CreateMultipartUpload";
+      if (uploadId && !partNumber) return "CompleteMultipartUpload";
+      return notImplemented("POST on an object (browser form uploads)");
+    case "DELETE":
+      if (partNumber) return notImplemented("DELETE with ?partNumber");
+      return uploadId ? "AbortMultipartUpload" : "DeleteObject";
+    default:
+      return notImplemented(`${method} on an object`);
+  }
 }

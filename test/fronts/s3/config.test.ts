@@ -57,7 +57,7 @@ describe("s3_api", () => {
   max_clock_skew_seconds: 0
   bogus: 1
   credentials:
-    - { access_key_id: "a/b", secret_access_key: short, identity: "-bad", buckets: { products: [write] } }
+    - { access_key_id: "a/b", secret_access_key: short, identity: "-bad", buckets: { products: [upload] } }
 `);
     expect(got).toEqual(
       expect.arrayContaining([
@@ -68,7 +68,7 @@ describe("s3_api", () => {
         expect.stringMatching(/^s3_api\.credentials\[0\]\.access_key_id: must be 3-128/),
         "s3_api.credentials[0].secret_access_key: must be at least 16 characters",
         expect.stringMatching(/^s3_api\.credentials\[0\]\.identity: /),
-        expect.stringMatching(/^s3_api\.credentials\[0\]\.buckets\.products\[0\]: unknown permission; use read, list/),
+        expect.stringMatching(/^s3_api\.credentials\[0\]\.buckets\.products\[0\]: unknown permission; use read, list, write, delete/),
       ]),
     );
   });

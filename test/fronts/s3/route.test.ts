@@ -57,21 +57,38 @@ describe("operationOf", () => {
     expect(op("GET", "/b/k", "x-id=GetObject&response-content-type=a")).toBe("GetObject");
     expect(op("HEAD", "/b/k")).toBe("HeadObject");
   });
+  test("the write operations (x-id is the SDK's own marker, not a sub-resource)", () => {
+    expect(op("PUT", "/b/k", "x-id=PutObject")).toBe("PutObject");
+    expect(operationOf("PUT", address("/b/k", undefined), [], true)).toBe("CopyObject");
+    expect(op("DELETE", "/b/k")).toBe("DeleteObject");
+    expect(op("POST", "/b", "delete")).toBe("DeleteObjects");
+    expect(op("POST", "/b/", "delete=")).toBe("DeleteObjects");
+    expect(op("POST", "/b/k", "uploads")).toBe("CreateMultipartUpload");
+    expect(op("PUT", "/b/k", "partNumber=3&uploadId=abc")).toBe("UploadPart");
+    expect(op("POST", "/b/k", "uploadId=abc")).toBe("CompleteMultipartUpload");
+    expect(op("DELETE", "/b/k", "uploadId=abc")).toBe("AbortMultipartUpload");
+    expect(op("GET", "/b/k", "uploadId=abc&max-parts=2")).toBe("ListParts");
+    expect(op("GET", "/b", "uploads&prefix=a")).toBe("ListMultipartUploads");
+  });
   test("anything else is 501 NotImplemented; a bad list-type is InvalidArgument", () => {
     for (const [m, p, s] of [
-      ["PUT", "/b/k", ""],
-      ["DELETE", "/b/k", ""],
-      ["POST", "/b/k", "uploads"],
+      ["POST", "/b/k", ""],
       ["GET", "/b/k", "acl"],
+      ["PUT", "/b/k", "tagging"],
+      ["DELETE", "/b/k", "versionId=3"],
       ["GET", "/b/k", "versionId=3"],
       ["GET", "/b/k", "partNumber=1"],
       ["GET", "/b", "versions"],
-      ["GET", "/b", "uploads"],
       ["PUT", "/b", ""],
+      ["DELETE", "/b", ""],
+      ["POST", "/b", ""],
       ["DELETE", "/", ""],
       ["GET", "/", "acl"],
       ["HEAD", "/b", "acl"],
+      ["GET", "/b", "uploadId=1"],
     ]) expect(`${m} ${p}?${s} → ${op(m, p, s)}`).toBe(`${m} ${p}?${s} → 501 NotImplemented`);
+    expect(operationOf("PUT", address("/b/k", undefined), [["partNumber", "1"], ["uploadId", "u"]], true)).toMatchObject({ code: "NotImplemented", message: expect.stringContaining("UploadPartCopy") });
     expect(op("GET", "/b", "list-type=3")).toBe("400 InvalidArgument");
+    expect(op("PUT", "/b/k", "partNumber=1")).toBe("400 InvalidRequest");
   });
 });

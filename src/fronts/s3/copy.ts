@@ -1,0 +1,90 @@
+/**
+ * CopyObject on the S3 front, within one proxy bucket: the upstream copies server-side (no byte
+ * passes through the proxy). The destination needs `write` (s3:PutObject, checked by the shared
+ * phases); the source needs `read` and the bucket authorizer's s3:GetObject on the source key,
+ * checked here, as S3 checks both.
+ *
+ * x-amz-copy-source names a proxy bucket (`/bucket/key`, `bucket/key`, URL-encoded, optional
+ * `?versionId=`). A source in ANOTHER proxy bucket is refused with 501 NotImplemented and a
+ * message that says so: the two buckets may live on different endpoints with different
+ * credentials, where no server-side copy exists (README "S3 clients: uploads").
+ */
+import { clientIp, type RequestContext } from "../../proxy/context.ts";
+import { copyObject } from "../../s3/operations/index.ts";
+import { s3Error, type S3Error } from "./errors.ts";
+import { s3Fail } from "./fail.ts";
+import type { S3RequestContext } from "./front.ts";
+import { mayAccess } from "./permissions.ts";
+import { errorOf, MAX_RESULT_BODY, readCapped, relayError, tryParse, xmlAnswer } from "./relay.ts";
+import { hasDotSegment, MAX_KEY_BYTES } from "./route.ts";
+import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
+import { childText } from "./xml-reader.ts";
+import { callOf, purgeKey, writeUpstream } from "./writes.ts";
+
+export interface CopySource {
+  bucket: string;
+  key: string;
+  versionId?: string;
+}
+
+const BAD_SOURCE = () => s3Error("InvalidArgument", "Copy Source must mention the source bucket and key: sourcebucket/sourcekey", { ArgumentName: "x-amz-copy-source" });
+
+/** Parses x-amz-copy-source as S3 does; an S3Error for one that names no bucket and key. */
+export function parseCopySource(raw: string): CopySource | S3Error {
+  let v = raw.trim();
+  let versionId: string | undefined;
+  const q = v.indexOf("?");
+  if (q >= 0) {
+    const params = new URLSearchParams(v.slice(q + 1));
+    versionId = params.get("versionId") ?? undefined;
+    if (versionId === "" || [...params.keys()].some((k) => k !== "versionId")) return BAD_SOURCE();
+    v = v.slice(0, q);
+  }
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(v);
+  } catch {
+    return BAD_SOURCE();
+  }
+  if (decoded.startsWith("/")) decoded = decoded.slice(1);
+  const slash = decoded.indexOf("/");
+  if (slash <= 0 || slash === decoded.length - 1) return BAD_SOURCE();
+  const out: CopySource = { bucket: decoded.slice(0, slash), key: decoded.slice(slash + 1) };
+  if (versionId !== undefined) out.versionId = versionId;
+  return out;
+}
+
+export async function copyObjectOp(ctx: RequestContext): Promise<Response> {
+  const src = parseCopySource(ctx.req.headers.get("x-amz-copy-source") ?? "");
+  if ("code" in src) throw s3Fail(src);
+  const bucket = ctx.bucket!;
+  if (src.bucket !== bucket.name) {
+    if (!ctx.rt.buckets.has(src.bucket)) throw s3Fail(s3Error("NoSuchBucket", undefined, { BucketName: src.bucket.slice(0, 255) }));
+    throw s3Fail(s3Error("NotImplemented", `CopyObject across proxy buckets is not supported: the source must be in bucket '${bucket.name}'. Download the object and upload it instead.`));
+  }
+  if (Buffer.byteLength(src.key) > MAX_KEY_BYTES) throw s3Fail(s3Error("KeyTooLongError"));
+  if (hasDotSegment(src.key)) throw s3Fail(s3Error("InvalidArgument", "Object keys with '.' or '..' path segments are not served by this proxy.", { ArgumentName: "x-amz-copy-source" }));
+
+  // The source is read: the identity needs read, and the authorizer's s3:GetObject on it.
+  const s = (ctx as S3RequestContext).s3!;
+  if (!mayAccess(ctx.rt, s.principal, bucket, "s3:GetObject")) throw s3Fail(s3Error("AccessDenied"));
+  if (bucket.authorizer !== undefined) {
+    const allowed = await bucket.authorizer.authorize({
+      claims: ctx.claims, bucket: bucket.name, key: src.key, path: `/${bucket.name}/${src.key}`, method: "GET", action: "s3:GetObject", clientIp: clientIp(ctx), trace: ctx.span,
+    });
+    if (!allowed) throw s3Fail(s3Error("AccessDenied"));
+  }
+
+  const upstream = writeUpstream(ctx);
+  const res = await copyObject(upstream, { key: ctx.key, sourceKey: src.key, sourceVersionId: src.versionId, headers: ctx.req.headers }, callOf(ctx));
+  if (res.status !== 200) return relayError(res, upstream.bucket);
+  const doc = tryParse(await readCapped(res, MAX_RESULT_BODY));
+  if (doc?.name !== "CopyObjectResult") throw s3Fail(errorOf(res.status, doc, upstream.bucket));
+  await purgeKey(ctx, ctx.key);
+  let xml = XML_DECL + `<CopyObjectResult xmlns="${S3_XMLNS}">`;
+  for (const name of ["ETag", "LastModified", "ChecksumType", "ChecksumCRC32", "ChecksumCRC32C", "ChecksumCRC64NVME", "ChecksumSHA1", "ChecksumSHA256"]) {
+    const v = childText(doc, name);
+    if (v !== undefined) xml += el(name, v);
+  }
+  return xmlAnswer(ctx, res, xml + "</CopyObjectResult>");
+}

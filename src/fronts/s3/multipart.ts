@@ -1,0 +1,158 @@
+/**
+ * The multipart calls on the S3 front (UploadPart is in put-object.ts). Upload ids pass through
+ * untouched, so the proxy keeps no state and any replica of the proxy can take any call of an
+ * upload. Checksum headers are forwarded on Create (x-amz-checksum-algorithm / -type) and on
+ * Complete (the full-object value, -type, x-amz-mp-object-size), and each part's checksum in the
+ * parts list; without them S3 answers InvalidPart for an upload created with an algorithm.
+ *
+ * S3's XML answers name the upstream bucket: the front writes its own documents from them with the
+ * proxy bucket's name (and, for Complete, a Location on this endpoint). CompleteMultipartUpload may
+ * answer 200 with an <Error> body (a failure after the head went out): that is relayed as the
+ * error it is, never as a success.
+ */
+import type { RequestContext } from "../../proxy/context.ts";
+import {
+  abortMultipartUpload,
+  completeMultipartUpload,
+  createMultipartUpload,
+  listMultipartUploads,
+  listParts,
+  type CompletedPart,
+} from "../../s3/operations/index.ts";
+import { uriEncode } from "../../s3/sigv4.ts";
+import { s3Error } from "./errors.ts";
+import { s3Fail } from "./fail.ts";
+import { emptyAnswer, errorOf, MAX_RESULT_BODY, readCapped, relayError, relayedHeaders, tryParse, xmlAnswer } from "./relay.ts";
+import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
+import { childText, childrenNamed, type XmlElement } from "./xml-reader.ts";
+import { callOf, malformed, partNumberOf, purgeKey, queryValue, readXmlBody, writeUpstream } from "./writes.ts";
+
+const MAX_PARTS = 10_000;
+const CHECKSUM_ELEMENTS = ["ChecksumCRC32", "ChecksumCRC32C", "ChecksumCRC64NVME", "ChecksumSHA1", "ChecksumSHA256"] as const;
+const FIELD: Record<(typeof CHECKSUM_ELEMENTS)[number], keyof CompletedPart> = {
+  ChecksumCRC32: "checksumCRC32",
+  ChecksumCRC32C: "checksumCRC32C",
+  ChecksumCRC64NVME: "checksumCRC64NVME",
+  ChecksumSHA1: "checksumSHA1",
+  ChecksumSHA256: "checksumSHA256",
+};
+const INTEGER = /^\d{1,10}$/;
+
+function uploadIdOf(ctx: RequestContext): string {
+  const id = queryValue(ctx, "uploadId") ?? "";
+  if (id === "") throw s3Fail(s3Error("NoSuchUpload"));
+  return id;
+}
+
+/** Reads a successful XML answer; a 200 carrying <Error> (or not XML at all) is thrown as the error. */
+async function resultDoc(res: Response, root: string, upstreamBucket: string): Promise<XmlElement> {
+  const doc = tryParse(await readCapped(res, MAX_RESULT_BODY));
+  if (doc?.name === root) return doc;
+  throw s3Fail(errorOf(res.status, doc, upstreamBucket));
+}
+
+export async function createMultipartUploadOp(ctx: RequestContext): Promise<Response> {
+  const upstream = writeUpstream(ctx);
+  const res = await createMultipartUpload(upstream, { key: ctx.key, headers: ctx.req.headers }, callOf(ctx));
+  if (res.status !== 200) return relayError(res, upstream.bucket);
+  const doc = await resultDoc(res, "InitiateMultipartUploadResult", upstream.bucket);
+  const uploadId = childText(doc, "UploadId");
+  if (uploadId === undefined || uploadId === "") throw s3Fail(s3Error("InternalError"));
+  const xml = XML_DECL + `<InitiateMultipartUploadResult xmlns="${S3_XMLNS}">` + el("Bucket", ctx.bucket!.name) + el("Key", ctx.key) + el("UploadId", uploadId) + "</InitiateMultipartUploadResult>";
+  return xmlAnswer(ctx, res, xml);
+}
+
+/** The parts list of a CompleteMultipartUpload body, checked as S3 does before it reaches the upstream. */
+export function partsOf(doc: XmlElement): CompletedPart[] {
+  const parts = childrenNamed(doc, "Part");
+  if (parts.length === 0) throw s3Fail(malformed());
+  if (parts.length > MAX_PARTS) throw s3Fail(s3Error("InvalidArgument", `A multipart upload has at most ${MAX_PARTS} parts.`, { ArgumentName: "Part" }));
+  return parts.map((p) => {
+    const n = partNumberOf(childText(p, "PartNumber"));
+    if (typeof n !== "number") throw s3Fail(n);
+    const etag = childText(p, "ETag")?.trim();
+    if (etag === undefined || etag === "") throw s3Fail(malformed());
+    const part: CompletedPart = { partNumber: n, etag };
+    for (const name of CHECKSUM_ELEMENTS) {
+      const v = childText(p, name)?.trim();
+      if (v !== undefined) (part as unknown as Record<string, string>)[FIELD[name]] = v;
+    }
+    return part;
+  });
+}
+
+export async function completeMultipartUploadOp(ctx: RequestContext): Promise<Response> {
+  const uploadId = uploadIdOf(ctx);
+  const parts = partsOf(await readXmlBody(ctx, "CompleteMultipartUpload"));
+  const upstream = writeUpstream(ctx);
+  const key = ctx.key;
+  const res = await completeMultipartUpload(upstream, { key, uploadId, parts, headers: ctx.req.headers }, callOf(ctx));
+  if (res.status !== 200) return relayError(res, upstream.bucket);
+  const doc = await resultDoc(res, "CompleteMultipartUploadResult", upstream.bucket);
+  await purgeKey(ctx, key);
+  const bucket = ctx.bucket!.name;
+  const scheme = ctx.rt.config.server.https?.enabled ? "https" : "http";
+  const host = ctx.req.headers.get("host") ?? "localhost";
+  let xml = XML_DECL + `<CompleteMultipartUploadResult xmlns="${S3_XMLNS}">` +
+    el("Location", `${scheme}://${host}/${uriEncode(bucket, true)}/${uriEncode(key, false)}`) + el("Bucket", bucket) + el("Key", key);
+  const etag = childText(doc, "ETag");
+  if (etag !== undefined) xml += el("ETag", etag);
+  for (const name of [...CHECKSUM_ELEMENTS, "ChecksumType"]) {
+    const v = childText(doc, name);
+    if (v !== undefined) xml += el(name, v);
+  }
+  return xmlAnswer(ctx, res, xml + "</CompleteMultipartUploadResult>");
+}
+
+export async function abortMultipartUploadOp(ctx: RequestContext): Promise<Response> {
+  const uploadId = uploadIdOf(ctx);
+  const upstream = writeUpstream(ctx);
+  const res = await abortMultipartUpload(upstream, { key: ctx.key, uploadId }, callOf(ctx));
+  if (res.status !== 204 && res.status !== 200) return relayError(res, upstream.bucket);
+  return emptyAnswer(ctx, res, 204);
+}
+
+/** A paging parameter S3 wants as a non-negative integer. */
+function integerParam(ctx: RequestContext, name: string): string | undefined {
+  const v = queryValue(ctx, name);
+  if (v !== undefined && (!INTEGER.test(v) || Number(v) > 2147483647)) {
+    throw s3Fail(s3Error("InvalidArgument", `Provided ${name} not an integer or within integer range`, { ArgumentName: name, ArgumentValue: v.slice(0, 64) }));
+  }
+  return v;
+}
+
+/** Relays a listing with its <Bucket> (the first: the result's own) set to the proxy bucket's name. */
+async function relayListing(ctx: RequestContext, res: Response, upstreamBucket: string): Promise<Response> {
+  if (res.status !== 200) return relayError(res, upstreamBucket);
+  const bytes = await readCapped(res, MAX_RESULT_BODY);
+  if (bytes === undefined) throw s3Fail(s3Error("InternalError", "The upstream listing is too large."));
+  const xml = new TextDecoder().decode(bytes).replace(/<Bucket>[^<]*<\/Bucket>/, el("Bucket", ctx.bucket!.name));
+  const headers = relayedHeaders(ctx, undefined);
+  headers.set("content-type", "application/xml");
+  ctx.bytes = Buffer.byteLength(xml);
+  return new Response(xml, { status: 200, headers });
+}
+
+export async function listPartsOp(ctx: RequestContext): Promise<Response> {
+  const uploadId = uploadIdOf(ctx);
+  const upstream = writeUpstream(ctx);
+  const args = { key: ctx.key, uploadId, maxParts: integerParam(ctx, "max-parts"), partNumberMarker: integerParam(ctx, "part-number-marker") };
+  return relayListing(ctx, await listParts(upstream, args, callOf(ctx)), upstream.bucket);
+}
+
+export async function listMultipartUploadsOp(ctx: RequestContext): Promise<Response> {
+  const encodingType = queryValue(ctx, "encoding-type");
+  if (encodingType !== undefined && encodingType !== "url") {
+    throw s3Fail(s3Error("InvalidArgument", "Invalid Encoding Method specified in Request", { ArgumentName: "encoding-type", ArgumentValue: encodingType.slice(0, 64) }));
+  }
+  const upstream = writeUpstream(ctx);
+  const params = {
+    prefix: queryValue(ctx, "prefix"),
+    delimiter: queryValue(ctx, "delimiter"),
+    maxUploads: integerParam(ctx, "max-uploads"),
+    keyMarker: queryValue(ctx, "key-marker"),
+    uploadIdMarker: queryValue(ctx, "upload-id-marker"),
+    encodingType,
+  };
+  return relayListing(ctx, await listMultipartUploads(upstream, params, callOf(ctx)), upstream.bucket);
+}

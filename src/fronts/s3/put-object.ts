@@ -1,0 +1,44 @@
+/**
+ * PutObject and UploadPart on the S3 front: the body is verified as it streams to the bucket's
+ * primary upstream (upload-body.ts), and the upstream's answer is relayed (ETag and checksums as
+ * the upstream gave them). Limits, checked before a byte is read: a single PUT and a part are at
+ * most 5 GiB (EntityTooLarge); a part number is 1..10000 (InvalidArgument). The 5 MiB minimum of
+ * every part but the last is the upstream's to enforce, at CompleteMultipartUpload (EntityTooSmall):
+ * only it knows which part is last.
+ *
+ * Passed through to the upstream (src/s3/operations put-object.ts / multipart.ts): Content-Type,
+ * Content-MD5, x-amz-meta-*, Cache-Control, Content-Disposition, Content-Encoding (without
+ * aws-chunked), Content-Language, Expires, the x-amz-checksum-* values, x-amz-sdk-checksum-algorithm,
+ * If-Match / If-None-Match. A successful PUT invalidates the key in every cache layer.
+ */
+import type { RequestContext } from "../../proxy/context.ts";
+import { putObject, uploadPart } from "../../s3/operations/index.ts";
+import { s3Error } from "./errors.ts";
+import { s3Fail } from "./fail.ts";
+import type { S3RequestContext } from "./front.ts";
+import { emptyAnswer, relayError } from "./relay.ts";
+import { MAX_UPLOAD_BYTES, prepareUploadBody } from "./upload-body.ts";
+import { partNumberOf, purgeKey, queryValue, sendBody, writeUpstream } from "./writes.ts";
+
+export async function putObjectOp(ctx: RequestContext): Promise<Response> {
+  const upstream = writeUpstream(ctx);
+  const body = prepareUploadBody(ctx.req, (ctx as S3RequestContext).s3!.payload!, MAX_UPLOAD_BYTES);
+  const key = ctx.key;
+  const res = await sendBody(ctx, body, (call) => putObject(upstream, { key, headers: ctx.req.headers, ...body.args }, call));
+  if (res.status !== 200) return relayError(res, upstream.bucket);
+  await purgeKey(ctx, key);
+  return emptyAnswer(ctx, res);
+}
+
+export async function uploadPartOp(ctx: RequestContext): Promise<Response> {
+  const partNumber = partNumberOf(queryValue(ctx, "partNumber"));
+  if (typeof partNumber !== "number") throw s3Fail(partNumber);
+  const uploadId = queryValue(ctx, "uploadId") ?? "";
+  if (uploadId === "") throw s3Fail(s3Error("NoSuchUpload"));
+  const upstream = writeUpstream(ctx);
+  const body = prepareUploadBody(ctx.req, (ctx as S3RequestContext).s3!.payload!, MAX_UPLOAD_BYTES);
+  const key = ctx.key;
+  const res = await sendBody(ctx, body, (call) => uploadPart(upstream, { key, uploadId, partNumber, headers: ctx.req.headers, ...body.args }, call));
+  if (res.status !== 200) return relayError(res, upstream.bucket);
+  return emptyAnswer(ctx, res);
+}

@@ -1,0 +1,131 @@
+/**
+ * The upstream's answer to a write, relayed to the S3 client: on success the headers a client may
+ * see (ETag as the upstream gave it, checksums, version id) and S3's XML documents with the
+ * upstream bucket replaced by the proxy bucket; on failure S3's error code and status, with our
+ * RequestId and never the upstream's internals (its request ids, host id, bucket name,
+ * canonical request).
+ *
+ * An upstream that refuses the proxy's own credentials (SignatureDoesNotMatch, InvalidAccessKeyId,
+ * ExpiredToken...) is an operator problem, not the client's: it becomes AccessDenied, as on reads.
+ */
+import type { RequestContext } from "../../proxy/context.ts";
+import { s3Error, S3_ERRORS, type S3Error, type S3ErrorCode } from "./errors.ts";
+import { s3Fail } from "./fail.ts";
+import { parseXml, XmlError, type XmlElement } from "./xml-reader.ts";
+
+const MAX_ERROR_BODY = 64 * 1024;
+/** Upstream XML answers the front reads (Complete, DeleteObjects, Create, Copy results): a 1,000-key DeleteResult fits. */
+export const MAX_RESULT_BODY = 8 * 1024 * 1024;
+
+/** Headers of a write's answer the client gets as the upstream sent them. */
+const PASSED = [
+  "etag",
+  "x-amz-version-id",
+  "x-amz-delete-marker",
+  "x-amz-copy-source-version-id",
+  "x-amz-checksum-crc32",
+  "x-amz-checksum-crc32c",
+  "x-amz-checksum-crc64nvme",
+  "x-amz-checksum-sha1",
+  "x-amz-checksum-sha256",
+  "x-amz-checksum-type",
+  "x-amz-checksum-algorithm",
+  "x-amz-server-side-encryption",
+  "x-amz-expiration",
+];
+
+/** Codes that mean the upstream refused the proxy's credentials. */
+const CREDENTIAL_CODES = new Set(["SignatureDoesNotMatch", "InvalidAccessKeyId", "ExpiredToken", "InvalidToken", "RequestTimeTooSkewed", "AuthorizationHeaderMalformed", "AuthorizationQueryParametersError", "TokenRefreshRequired"]);
+
+export function relayedHeaders(ctx: RequestContext, res: Response | undefined): Headers {
+  const h = new Headers({ "x-amz-request-id": ctx.id });
+  if (res !== undefined) {
+    for (const name of PASSED) {
+      const v = res.headers.get(name);
+      if (v !== null) h.set(name, v);
+    }
+  }
+  return h;
+}
+
+/** An answer without a body (PUT, UploadPart, DELETE, Abort). */
+export function emptyAnswer(ctx: RequestContext, res: Response, status = res.status): Response {
+  res.body?.cancel().catch(() => {});
+  return new Response(null, { status, headers: relayedHeaders(ctx, res) });
+}
+
+/** An XML answer the front wrote (with the upstream's relayed headers). */
+export function xmlAnswer(ctx: RequestContext, res: Response | undefined, xml: string, status = 200): Response {
+  const headers = relayedHeaders(ctx, res);
+  headers.set("content-type", "application/xml");
+  ctx.bytes = Buffer.byteLength(xml);
+  return new Response(xml, { status, headers });
+}
+
+/** Reads at most `max` bytes of a body; undefined when it is longer (the rest is cancelled). */
+export async function readCapped(res: Response, max: number): Promise<Uint8Array | undefined> {
+  if (res.body === null) return new Uint8Array(0);
+  const declared = Number(res.headers.get("content-length") ?? -1);
+  if (declared > max) {
+    res.body.cancel().catch(() => {});
+    return undefined;
+  }
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > max) {
+      reader.cancel().catch(() => {});
+      return undefined;
+    }
+    chunks.push(value);
+  }
+  return chunks.length === 1 ? chunks[0]! : new Uint8Array(Buffer.concat(chunks));
+}
+
+/** The S3 error an <Error> document (or its absence) stands for, given the answer's status. */
+export function errorOf(status: number, doc: XmlElement | undefined, upstreamBucket: string): S3Error {
+  const code = doc?.name === "Error" ? doc.children.find((c) => c.name === "Code")?.text.trim() : undefined;
+  const message = doc?.name === "Error" ? doc.children.find((c) => c.name === "Message")?.text : undefined;
+  if (code !== undefined && CREDENTIAL_CODES.has(code)) return s3Error("AccessDenied");
+  if (code !== undefined && Object.hasOwn(S3_ERRORS, code)) {
+    const known = code as S3ErrorCode;
+    const e = s3Error(known);
+    // S3's messages say what was wrong ("Part number must be an integer between 1 and 10000");
+    // keep them unless they could name the upstream bucket.
+    if (message !== undefined && message.length <= 1024 && (upstreamBucket === "" || !message.includes(upstreamBucket))) e.message = message;
+    if (status >= 400 && status !== e.status) e.status = status;
+    return e;
+  }
+  if (status === 404) return s3Error("NoSuchKey");
+  if (status === 403) return s3Error("AccessDenied");
+  if (status === 409) return s3Error("OperationAborted");
+  if (status === 411) return s3Error("MissingContentLength");
+  if (status === 412) return s3Error("PreconditionFailed");
+  if (status === 503) return s3Error("ServiceUnavailable");
+  if (status >= 500 || status < 400) return s3Error("InternalError");
+  return s3Error("InvalidRequest");
+}
+
+/** Parses an XML answer, or undefined when it is not XML. */
+export function tryParse(bytes: Uint8Array | undefined): XmlElement | undefined {
+  if (bytes === undefined || bytes.byteLength === 0) return undefined;
+  try {
+    return parseXml(bytes, { maxBytes: MAX_RESULT_BODY, maxElements: 200_000 });
+  } catch (e) {
+    if (e instanceof XmlError) return undefined;
+    throw e;
+  }
+}
+
+/** Throws the client's version of an upstream error answer (the body is read, at most 64 KiB). */
+export async function relayError(res: Response, upstreamBucket: string): Promise<never> {
+  const body = res.body === null ? undefined : await readCapped(res, MAX_ERROR_BODY).catch(() => undefined);
+  const e = errorOf(res.status, tryParse(body), upstreamBucket);
+  const retryAfter = res.headers.get("retry-after");
+  if (e.status === 503) e.headers = { "retry-after": retryAfter !== null && /^\d{1,5}$/.test(retryAfter) ? retryAfter : "1" };
+  throw s3Fail(e);
+}

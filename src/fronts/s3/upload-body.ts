@@ -1,0 +1,166 @@
+/**
+ * A client's upload body, turned into what goes upstream: verified as it streams, never buffered
+ * whole, and failing (the stream errors, never ends cleanly) on anything wrong, so that the
+ * upstream request is aborted and S3 stores nothing.
+ *
+ * By payload mode (x-amz-content-sha256, as verifySigV4 classified it):
+ * - hex SHA-256: checked here on the way (XAmzContentSHA256Mismatch) AND forwarded as the upstream
+ *   request's payload hash, so the upstream checks it too;
+ * - UNSIGNED-PAYLOAD: streamed as it is (Content-MD5 / x-amz-checksum-* headers checked here when
+ *   present; they are forwarded too);
+ * - STREAMING-AWS4-HMAC-SHA256-PAYLOAD: decoded; each chunk's signature is checked in the chain
+ *   before its bytes are released (one chunk held at most); the decoded payload goes upstream with
+ *   Content-Length = x-amz-decoded-content-length;
+ * - STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER and STREAMING-UNSIGNED-PAYLOAD-TRAILER: decoded and
+ *   checked the same way (plus the trailer signature, and the trailer checksum against the
+ *   decoded bytes), then re-framed toward the upstream as STREAMING-UNSIGNED-PAYLOAD-TRAILER with
+ *   the same checksum algorithm and fixed-size chunks, so the upstream stores (and checks again)
+ *   the client's checksum: a multipart upload created with a checksum algorithm needs it on every
+ *   part. The upstream request has an exact Content-Length either way.
+ *
+ * `reframe: false` (small XML bodies the front reads itself): always the decoded payload.
+ *
+ * Length rules (checked from the headers, before a byte is read): Content-Length is required
+ * unless the body is aws-chunked with x-amz-decoded-content-length (411 MissingContentLength), and
+ * the payload may not exceed `maxBytes` (EntityTooLarge).
+ */
+import { decodeAwsChunked, encodeAwsChunkedUnsignedTrailer, isPayloadError, type ChunkSigningContext, type PayloadError, type StreamingMode } from "../../s3/aws-chunked.ts";
+import { algorithmFromHeaderName } from "../../s3/checksum.ts";
+import { expectationsFromHeaders, verifyPayloadStream, type PayloadExpectations } from "../../s3/checksum/verify.ts";
+import type { UploadBodyArgs } from "../../s3/operations/index.ts";
+import { UNSIGNED_PAYLOAD } from "../../s3/sigv4.ts";
+import { s3Error, type S3Error } from "./errors.ts";
+import { s3Fail } from "./fail.ts";
+import type { PayloadMode } from "./verify.ts";
+
+export const GiB = 1024 ** 3;
+/** S3's largest single PUT and largest part. */
+export const MAX_UPLOAD_BYTES = 5 * GiB;
+/** Chunk size of the re-framed trailer mode toward the upstream (S3 wants >= 8 KiB but the last). */
+export const REFRAME_CHUNK_BYTES = 256 * 1024;
+
+/** How the client's body is covered by its signature (from verifySigV4). */
+export interface PayloadInfo {
+  mode: PayloadMode;
+  /** The x-amz-content-sha256 value (or UNSIGNED-PAYLOAD for a presigned URL without one). */
+  hash: string;
+  /** The chunk-signature chain's seed, for the two signed streaming modes. */
+  signing?: ChunkSigningContext;
+}
+
+export interface PreparedBody {
+  /** The body arguments of putObject / uploadPart. */
+  args: UploadBodyArgs;
+  /** The payload's length (decoded, for aws-chunked). */
+  length: number;
+  /** Settles when the verifying stages finished: rejects with the PayloadError that failed the body. */
+  finished: Promise<void> | undefined;
+}
+
+const STREAMING: Record<string, StreamingMode> = {
+  streaming: "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+  "streaming-trailer": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+  "streaming-unsigned-trailer": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+};
+const LENGTH = /^\d{1,16}$/;
+
+/** The S3 error a body-verification failure is answered with. */
+export function payloadS3Error(e: PayloadError): S3Error {
+  return s3Error(e.code, e.message);
+}
+
+const fail = (e: S3Error): never => {
+  throw s3Fail(e);
+};
+
+function tooLarge(size: number, max: number): never {
+  return fail(s3Error("EntityTooLarge", undefined, { ProposedSize: String(size), MaxSizeAllowed: String(max) }));
+}
+
+/** A length header's value, or undefined when absent; InvalidArgument when it is not a length. */
+function lengthHeader(headers: Headers, name: string): number | undefined {
+  const raw = headers.get(name);
+  if (raw === null) return undefined;
+  const v = raw.trim();
+  if (!LENGTH.test(v) || !Number.isSafeInteger(Number(v))) return fail(s3Error("InvalidArgument", `${name} is not a valid length.`, { ArgumentName: name }));
+  return Number(v);
+}
+
+function isAwsChunkedEncoding(value: string | null): boolean {
+  return value !== null && value.split(",").some((s) => s.trim().toLowerCase() === "aws-chunked");
+}
+
+/**
+ * The verified upstream body of an upload. Throws (synchronously, as a ProxyError carrying S3's
+ * error) for a missing or impossible length, a body over `maxBytes`, or malformed checksum headers.
+ */
+export function prepareUploadBody(req: Request, payload: PayloadInfo, maxBytes: number, opts: { reframe?: boolean } = {}): PreparedBody {
+  const headers = req.headers;
+  let exp: PayloadExpectations;
+  try {
+    exp = expectationsFromHeaders(headers);
+  } catch (e) {
+    if (isPayloadError(e)) return fail(payloadS3Error(e));
+    throw e;
+  }
+  const streaming = STREAMING[payload.mode];
+  if (streaming === undefined) {
+    if (isAwsChunkedEncoding(headers.get("content-encoding"))) {
+      return fail(s3Error("InvalidArgument", "Content-Encoding aws-chunked needs a STREAMING-* x-amz-content-sha256.", { ArgumentName: "x-amz-content-sha256" }));
+    }
+    const length = lengthHeader(headers, "content-length");
+    if (length === undefined) return fail(s3Error("MissingContentLength"));
+    if (length > maxBytes) return tooLarge(length, maxBytes);
+    exp.length = length;
+    if (payload.mode === "sha256") exp.sha256Hex = payload.hash;
+    else delete exp.sha256Hex;
+    const source = req.body;
+    if (source === null && length > 0) return fail(s3Error("IncompleteBody"));
+    const payloadHash = payload.mode === "sha256" ? payload.hash : UNSIGNED_PAYLOAD;
+    const needsCheck = exp.sha256Hex !== undefined || exp.contentMd5 !== undefined || exp.checksum !== undefined;
+    if (source === null) return { args: { body: new Uint8Array(0), payloadHash }, length: 0, finished: undefined };
+    if (!needsCheck) return { args: { body: source, contentLength: length, payloadHash }, length, finished: undefined };
+    const checked = verifyPayloadStream(source, exp);
+    return { args: { body: checked.stream, contentLength: length, payloadHash }, length, finished: checked.finished };
+  }
+
+  // aws-chunked: the payload's length is x-amz-decoded-content-length; the framed length may be unknown.
+  const decodedLength = lengthHeader(headers, "x-amz-decoded-content-length");
+  if (decodedLength === undefined) return fail(s3Error("MissingContentLength", "You must provide the x-amz-decoded-content-length header with an aws-chunked body."));
+  if (decodedLength > maxBytes) return tooLarge(decodedLength, maxBytes);
+  const source = req.body;
+  if (source === null) return fail(s3Error("IncompleteBody"));
+  const trailer = headers.get("x-amz-trailer");
+  let decoded: ReturnType<typeof decodeAwsChunked>;
+  try {
+    decoded = decodeAwsChunked(source, { mode: streaming, signing: payload.signing, decodedContentLength: decodedLength, trailer, expect: exp });
+  } catch (e) {
+    if (isPayloadError(e)) return fail(payloadS3Error(e));
+    throw e;
+  }
+  const algorithm = trailer === null ? undefined : algorithmFromHeaderName(trailer.trim().toLowerCase());
+  if (algorithm === undefined || opts.reframe === false) {
+    return { args: { body: decoded.stream, contentLength: decodedLength, payloadHash: UNSIGNED_PAYLOAD }, length: decodedLength, finished: decoded.finished };
+  }
+  const framed = encodeAwsChunkedUnsignedTrailer(decoded.stream, algorithm, { decodedLength, chunkSize: REFRAME_CHUNK_BYTES });
+  // The decoder's failure is the one to report (the encoder only sees its source erroring).
+  const finished = decoded.finished.then(() => framed.finished);
+  finished.catch(() => {});
+  return {
+    args: { body: framed.stream, contentLength: framed.encodedLength, awsChunked: { decodedLength, trailer: trailer!.trim().toLowerCase() } },
+    length: decodedLength,
+    finished,
+  };
+}
+
+/**
+ * Why an upload body failed, once send() threw RequestBodyError: the verifying stage's
+ * PayloadError (bad signature, checksum, length), else the body ended early (IncompleteBody).
+ */
+export async function bodyFailure(body: PreparedBody): Promise<S3Error> {
+  if (body.finished !== undefined) {
+    const reason = await body.finished.then(() => undefined, (e: unknown) => e);
+    if (isPayloadError(reason)) return payloadS3Error(reason);
+  }
+  return s3Error("IncompleteBody");
+}

@@ -1,0 +1,109 @@
+/**
+ * What the S3 front's write operations share: the upstream they write to (the bucket's primary,
+ * never a read replica), the call context (the client's abort cuts the upstream request), sending
+ * a verified upload body (server.request_timeout waits while it streams; a body that fails
+ * becomes S3's error for it), reading a small XML request body, and invalidating the cache.
+ */
+import { ProxyError } from "../../errors.ts";
+import type { RequestContext } from "../../proxy/context.ts";
+import type { OperationContext } from "../../s3/operations/index.ts";
+import { RequestBodyError, type BucketUpstream } from "../../s3/upstream.ts";
+import { s3Error, type S3Error } from "./errors.ts";
+import { s3ErrorOf, s3Fail } from "./fail.ts";
+import type { S3RequestContext } from "./front.ts";
+import { bodyFailure, prepareUploadBody, type PreparedBody } from "./upload-body.ts";
+import { parseXml, XmlError, type XmlElement } from "./xml-reader.ts";
+
+/** Writes go to the primary: a replica set's secondaries are for reads (src/s3/replicas.ts). */
+export function writeUpstream(ctx: RequestContext): BucketUpstream {
+  return ctx.bucket!.upstream.primary();
+}
+
+export function callOf(ctx: RequestContext): OperationContext {
+  return { signal: ctx.req.signal, timing: ctx.timing };
+}
+
+/**
+ * Runs `send` with the verified body. While the body streams, ctx.uploading puts off
+ * server.request_timeout (the client's pace bounds it: the idle timeout, the stall check). A body
+ * that failed (RequestBodyError: the upstream request was cut, nothing stored) is answered with
+ * the verification's S3 error; a client that went away is left to the runner (499).
+ */
+export async function sendBody(ctx: RequestContext, body: PreparedBody, send: (call: OperationContext) => Promise<Response>): Promise<Response> {
+  ctx.uploading = true;
+  try {
+    return await send(callOf(ctx));
+  } catch (err) {
+    if (err instanceof RequestBodyError && !ctx.req.signal.aborted) throw s3Fail(await bodyFailure(body));
+    throw err;
+  } finally {
+    ctx.uploading = false;
+  }
+}
+
+/** A successful write changed `key`: every cache layer drops it (Redis publishes it to every replica). */
+export async function purgeKey(ctx: RequestContext, key: string): Promise<void> {
+  const bucket = ctx.bucket!;
+  if (bucket.cachePolicy === null) return;
+  await ctx.svc.cache.purgeObject(bucket.name, key).catch(() => 0);
+}
+
+/** S3 XML request bodies (CompleteMultipartUpload, DeleteObjects) are read whole up to this size. */
+export const MAX_XML_BODY = 4 * 1024 * 1024;
+
+/**
+ * Reads and parses a small XML request body (any payload mode, verified), at most MAX_XML_BODY.
+ * MalformedXML for anything that is not XML (or not UTF-8), MaxMessageLengthExceeded beyond the cap.
+ */
+export async function readXmlBody(ctx: RequestContext, root: string): Promise<XmlElement> {
+  const payload = (ctx as S3RequestContext).s3!.payload!;
+  let body: PreparedBody;
+  try {
+    body = prepareUploadBody(ctx.req, payload, MAX_XML_BODY, { reframe: false });
+  } catch (err) {
+    const e = err instanceof ProxyError ? s3ErrorOf(err) : undefined;
+    if (e?.code === "EntityTooLarge") throw s3Fail(s3Error("MaxMessageLengthExceeded"));
+    throw err;
+  }
+  const stream = body.args.body;
+  let bytes: Uint8Array;
+  if (stream instanceof Uint8Array) bytes = stream;
+  else {
+    try {
+      bytes = new Uint8Array(await new Response(stream).arrayBuffer());
+    } catch {
+      if (ctx.req.signal.aborted) throw ctx.req.signal.reason;
+      throw s3Fail(await bodyFailure(body));
+    }
+    // A plain body without checks passes unverified: its length is still S3's to keep.
+    if (bytes.byteLength !== body.length) throw s3Fail(s3Error("IncompleteBody"));
+  }
+  let doc: XmlElement;
+  try {
+    doc = parseXml(bytes, { maxBytes: MAX_XML_BODY });
+  } catch (e) {
+    if (e instanceof XmlError) throw s3Fail(malformed());
+    throw e;
+  }
+  if (doc.name !== root) throw s3Fail(malformed());
+  return doc;
+}
+
+export function malformed(): S3Error {
+  return s3Error("MalformedXML");
+}
+
+/** S3's part numbers: an integer 1..10000. */
+export function partNumberOf(text: string | undefined): number | S3Error {
+  const v = text?.trim() ?? "";
+  const n = /^\d{1,5}$/.test(v) ? Number(v) : NaN;
+  if (n >= 1 && n <= 10_000) return n;
+  return s3Error("InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive", { ArgumentName: "partNumber", ArgumentValue: v.slice(0, 32) });
+}
+
+/** The value of a query parameter (the last one, as S3 reads them), or undefined. */
+export function queryValue(ctx: RequestContext, name: string): string | undefined {
+  let out: string | undefined;
+  for (const [k, v] of (ctx as S3RequestContext).s3!.query) if (k === name) out = v;
+  return out;
+}

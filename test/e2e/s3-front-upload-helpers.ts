@@ -1,0 +1,183 @@
+/**
+ * Uploads through the S3 front, end to end in the test process: the S3 fixture (which verifies
+ * uploads as S3 does and logs what became of every request body) as the upstream, the proxy's App
+ * with its S3 listener in front.
+ *
+ *   await using env = await startUploadEnv();
+ *   env.endpoint                // the S3 front
+ *   env.s3.exists("up", key)    // what the upstream holds, bypassing everything
+ *
+ * Proxy buckets (all on the fixture's bucket `up`, whose upstream key may write):
+ *   up      read-write, cached (memory)   WRITER: read list write delete; READER: read list; NODELETE: read list write
+ *   ro      read-only                     WRITER: read list write delete (refused all the same)
+ *   other   read-write                    WRITER: read write (cross-bucket copies)
+ *   teamw   read-write, auth: team=a to read, and role=writer to write (STS sessions)
+ *   opa     read-write, OPA authorizer (set `opaUrl`)   WRITER: read list write delete
+ */
+import { App } from "../../src/app.ts";
+import { parseConfig } from "../../src/config/load.ts";
+import { nullLogger } from "../../src/observe/log.ts";
+import { listenBun, listenNode, type Listener } from "../../src/server.ts";
+import { listenS3 } from "../../src/server/s3-listener.ts";
+import { S3Signer } from "../../src/s3/sigv4.ts";
+import { startS3Fixture, type RequestLogEntry, type S3Fixture } from "../fixtures/s3.ts";
+import { hs256, JWT_SECRET, STS_KEY } from "./s3-front-helpers.ts";
+
+export const WRITER = { accessKeyId: "AKIDUPLOADWRITER", secretAccessKey: "upload-writer-secret/+=0123456789" };
+export const READER = { accessKeyId: "AKIDUPLOADREADER", secretAccessKey: "upload-reader-secret-0123456789" };
+export const NODELETE = { accessKeyId: "AKIDUPLOADNODEL1", secretAccessKey: "upload-nodelete-secret-012345678" };
+export const UPSTREAM_WRITER = { accessKeyId: "AKIDUPSTREAMWRITE", secretAccessKey: "upstream-writer-secret-0123456789" };
+export { hs256 };
+
+export interface UploadEnvOptions {
+  engine?: "bun" | "node";
+  /** OPA base URL for bucket `opa` (omitted: the bucket has no authorizer). */
+  opaUrl?: string;
+  /** More proxy buckets (YAML list items, indented by 2) and credentials (indented by 4). */
+  moreBuckets?: (endpoint: string) => string;
+  moreCredentials?: string;
+}
+
+export function uploadYaml(endpoint: string, o: UploadEnvOptions = {}): string {
+  const up = `bucket: up, endpoint: "${endpoint}", access_key: "${UPSTREAM_WRITER.accessKeyId}", secret_key: "${UPSTREAM_WRITER.secretAccessKey}"`;
+  const opa = o.opaUrl ? `    authorization: { type: opa, opa_url: "${o.opaUrl}", opa_policy_path: yatagarasu/allow, opa_cache_ttl_seconds: 0 }\n` : "";
+  return `server: { address: 127.0.0.1, port: 0, engine: ${o.engine ?? "bun"} }
+logging: { level: error }
+jwt: { enabled: true, algorithm: HS256, secret: "${JWT_SECRET}" }
+cache: { enabled: true }
+buckets:
+  - name: up
+    path_prefix: /up
+    access: read-write
+    s3: { ${up} }
+    cache: { enabled: true }
+  - name: ro
+    path_prefix: /ro
+    s3: { ${up} }
+  - name: other
+    path_prefix: /other
+    access: read-write
+    s3: { ${up} }
+  - name: teamw
+    path_prefix: /teamw
+    access: read-write
+    s3: { ${up} }
+    auth: { enabled: true, claims: [{ claim: team, operator: equals, value: a }], write_claims: [{ claim: role, operator: equals, value: writer }] }
+  - name: opa
+    path_prefix: /opa
+    access: read-write
+    s3: { ${up} }
+${opa}${o.moreBuckets?.(endpoint) ?? ""}s3_api:
+  address: 127.0.0.1
+  port: 0
+  sts: { enabled: true, session_key: "${STS_KEY}" }
+  credentials:
+    - { access_key_id: "${WRITER.accessKeyId}", secret_access_key: "${WRITER.secretAccessKey}", identity: writer, claims: { role: writer },
+        buckets: { up: [read, list, write, delete], ro: [read, list, write, delete], other: [read, write], opa: [read, list, write, delete] } }
+    - { access_key_id: "${READER.accessKeyId}", secret_access_key: "${READER.secretAccessKey}", identity: reader, claims: { role: reader },
+        buckets: { up: [read, list], opa: [read, list, write, delete] } }
+    - { access_key_id: "${NODELETE.accessKeyId}", secret_access_key: "${NODELETE.secretAccessKey}", identity: nodelete, buckets: { up: [read, list, write] } }
+${o.moreCredentials ?? ""}`;
+}
+
+export interface UploadEnv extends AsyncDisposable {
+  s3: S3Fixture;
+  app: App;
+  endpoint: string;
+  port: number;
+  /** Forget the fixture requests so far (upstreamCalls counts from here). */
+  mark(): void;
+  /** Requests the proxy sent to the fixture since mark() (admin seeding and readiness probes left out). */
+  upstreamCalls(): RequestLogEntry[];
+  stop(): Promise<void>;
+}
+
+export async function startUploadFixture(): Promise<S3Fixture> {
+  return startS3Fixture({ buckets: [{ name: "up" }], credentials: [{ ...UPSTREAM_WRITER, buckets: ["up"], write: true }] });
+}
+
+export async function startUploadEnv(o: UploadEnvOptions = {}, fixture?: S3Fixture): Promise<UploadEnv> {
+  const s3 = fixture ?? (await startUploadFixture());
+  const config = parseConfig(uploadYaml(s3.endpoint, o));
+  const app = await App.create(config, { log: nullLogger, probeIntervalMs: 600_000 });
+  const main: Listener = config.server.engine === "node" ? await listenNode(app, config) : listenBun(app, config);
+  const front = (await listenS3(app, config))!;
+  let from = s3.requests.length;
+  const stop = async () => {
+    await front.stop(true);
+    await main.stop(true);
+    app.close();
+    if (!fixture) await s3.stop();
+  };
+  return {
+    s3,
+    app,
+    endpoint: `http://127.0.0.1:${front.port}`,
+    port: front.port,
+    mark: () => {
+      from = s3.requests.length;
+    },
+    upstreamCalls: () => s3.requests.slice(from).filter((r) => !r.admin && !(r.method === "HEAD" && /^\/[^/]+\/?$/.test(r.pathname))),
+    stop,
+    [Symbol.asyncDispose]: stop,
+  };
+}
+
+export interface Answer {
+  status: number;
+  code: string;
+  message: string;
+  body: string;
+  headers: Headers;
+}
+
+/** The S3 error parts of an answer. */
+export async function answerOf(res: Response): Promise<Answer> {
+  const body = await res.text();
+  return { status: res.status, code: /<Code>([^<]*)<\/Code>/.exec(body)?.[1] ?? "", message: /<Message>([^<]*)<\/Message>/.exec(body)?.[1] ?? "", body, headers: res.headers };
+}
+
+export interface SignedOptions {
+  method: string;
+  /** "/bucket/key" as a client sends it (already URL-encoded where needed). */
+  path: string;
+  query?: Array<[string, string]>;
+  headers?: Record<string, string>;
+  /** x-amz-content-sha256 (default UNSIGNED-PAYLOAD with a body, the hash of nothing without). */
+  payloadHash?: string;
+  body?: Uint8Array | string | ReadableStream<Uint8Array>;
+  creds?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  signal?: AbortSignal;
+}
+
+/** A request to the S3 front signed with the project's own SigV4 signer (header auth). */
+export function signedFetch(env: { endpoint: string; port: number }, o: SignedOptions): Promise<Response> {
+  const creds = o.creds ?? WRITER;
+  const signer = new S3Signer(creds, "us-east-1");
+  const host = `127.0.0.1:${env.port}`;
+  const headers: Record<string, string> = { ...o.headers };
+  const body = typeof o.body === "string" ? new TextEncoder().encode(o.body) : o.body;
+  const payloadHash = o.payloadHash ?? (body === undefined ? undefined : "UNSIGNED-PAYLOAD");
+  const signed = signer.signRequest({ method: o.method, host, path: decodeURIComponent(o.path), query: o.query, headers, payloadHash });
+  const target = signed.path + (signed.query ? `?${signed.query}` : "");
+  return fetch(env.endpoint + target, { method: o.method, headers: { ...headers, ...signed.headers }, body, signal: o.signal, duplex: "half" } as RequestInit);
+}
+
+/** Deterministic bytes (xorshift), fast enough for hundreds of MiB. */
+export function bytesOf(size: number, seed = 1): Uint8Array {
+  const out = new Uint8Array(size);
+  const words = new Uint32Array(out.buffer, 0, Math.floor(size / 4));
+  let x = (seed * 2654435761) >>> 0 || 1;
+  for (let i = 0; i < words.length; i++) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    words[i] = x;
+  }
+  for (let i = words.length * 4; i < size; i++) out[i] = i & 0xff;
+  return out;
+}
+
+export const sha256 = (b: Uint8Array) => new Bun.CryptoHasher("sha256").update(b).digest("hex");
