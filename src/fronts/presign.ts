@@ -95,7 +95,8 @@ export interface PresignInput {
   region: string;
   accessKeyId: string;
   secretAccessKey: string;
-  sessionToken: string;
+  /** X-Amz-Security-Token (always, for our sessions; absent only to replay AWS's example). */
+  sessionToken?: string;
   /** ms since the epoch; the URL's X-Amz-Date (whole seconds). */
   now: number;
   expires: number;
@@ -107,7 +108,8 @@ export function presignUrl(i: PresignInput): string {
   const host = new URL(i.origin).host;
   const date = amzDate(new Date(i.now));
   const scope = credentialScope(date.slice(0, 8), i.region, "s3");
-  const path = "/" + uriEncode(i.bucket, true) + "/" + uriEncode(i.key, false);
+  // "" bucket: virtual-hosted style (the origin names the bucket), as in AWS's example
+  const path = (i.bucket === "" ? "" : "/" + uriEncode(i.bucket, true)) + "/" + uriEncode(i.key, false);
   let block = "";
   let signed = "host";
   if (i.contentType !== undefined) {
@@ -115,14 +117,15 @@ export function presignUrl(i: PresignInput): string {
     signed = "content-type;host";
   }
   block += "host:" + host + "\n";
-  const query = canonicalQuery([
+  const params: Array<[string, string]> = [
     ["X-Amz-Algorithm", ALGORITHM],
     ["X-Amz-Credential", `${i.accessKeyId}/${scope}`],
     ["X-Amz-Date", date],
     ["X-Amz-Expires", String(i.expires)],
-    ["X-Amz-Security-Token", i.sessionToken],
     ["X-Amz-SignedHeaders", signed],
-  ]);
+  ];
+  if (i.sessionToken !== undefined) params.push(["X-Amz-Security-Token", i.sessionToken]);
+  const query = canonicalQuery(params);
   const creq = canonicalRequest(i.method, path, query, block, signed, UNSIGNED_PAYLOAD);
   const sig = signature(deriveSigningKey(i.secretAccessKey, date.slice(0, 8), i.region, "s3"), stringToSign(date, scope, creq));
   return `${i.origin}${path}?${query}&X-Amz-Signature=${sig}`;

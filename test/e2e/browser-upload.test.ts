@@ -1,0 +1,114 @@
+/**
+ * The Mizuchi use case in a real browser (Debian's chromium through playwright-core): a page on
+ * another origin holds a JWT, asks the plain front for a presigned PUT URL, uploads a file with
+ * fetch straight to the proxy's S3 listener, and reads it back (presigned GET and the plain front),
+ * byte-exact, with the ETag readable from script. Every request is cross-origin, so the browser
+ * makes real CORS preflights. A page on an origin the bucket does not list cannot do any of it:
+ * its fetches fail with a CORS error.
+ */
+import { afterAll, beforeAll, expect } from "bun:test";
+import { launchBrowser } from "../clients/browser.ts";
+import { clientTest } from "../clients/run.ts";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { bucket, startWriteEnv, token, WRITER, type WriteEnv } from "./plain-write-env.ts";
+
+const SIZE = 1024 * 1024 + 3;
+/** The file's bytes, computed the same way in the page and here. */
+const pattern = (n: number) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + (i >> 8)) & 0xff);
+
+let s3: S3Fixture;
+let env: WriteEnv;
+let app: ReturnType<typeof Bun.serve>;
+let evil: ReturnType<typeof Bun.serve>;
+
+const page = () => new Response("<!doctype html><title>uploader</title><p>uploader</p>", { headers: { "content-type": "text/html" } });
+
+beforeAll(async () => {
+  s3 = await startS3Fixture({ buckets: [{ name: "rw" }, { name: "ro" }], credentials: [WRITER] });
+  app = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: page });
+  evil = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: page });
+  const cors = `    cors: { allowed_origins: ["http://127.0.0.1:${app.port}"], allowed_methods: [GET, PUT, POST], allowed_headers: [authorization, content-type], expose_headers: [ETag] }\n`;
+  env = await startWriteEnv({ s3Api: true, buckets: (ep) => bucket("web", "/web", "rw", ep, `    access: read-write\n    auth: { enabled: true }\n${cors}`) }, s3);
+});
+
+afterAll(async () => {
+  await env?.stop();
+  app?.stop(true);
+  evil?.stop(true);
+  await s3?.stop();
+});
+
+interface PageResult {
+  presignStatus: number;
+  putStatus: number;
+  etag: string | null;
+  viaPresigned: number[] | string;
+  viaPlain: number[] | string;
+}
+
+/** Runs in the page: presign, upload, read back. Byte arrays come back as hex digests to keep the payload small. */
+async function uploadInPage(a: { plain: string; jwt: string; size: number }): Promise<PageResult> {
+  const bytes = new Uint8Array(a.size);
+  for (let i = 0; i < a.size; i++) bytes[i] = (i * 31 + (i >> 8)) & 0xff;
+  const auth = { authorization: `Bearer ${a.jwt}` };
+  const hex = async (buf: ArrayBuffer) => [...new Uint8Array(await crypto.subtle.digest("SHA-256", buf))];
+  const presign = await fetch(`${a.plain}/web/from-browser/photo.bin?presign&method=PUT&content_type=application/octet-stream`, { method: "POST", headers: auth });
+  const p = (await presign.json()) as { url: string; headers: Record<string, string> };
+  const put = await fetch(p.url, { method: "PUT", body: new Blob([bytes]), headers: p.headers });
+  const getUrl = (await (await fetch(`${a.plain}/web/from-browser/photo.bin?presign&method=GET`, { method: "POST", headers: auth })).json()) as { url: string };
+  const viaPresigned = await fetch(getUrl.url);
+  const viaPlain = await fetch(`${a.plain}/web/from-browser/photo.bin`, { headers: auth });
+  return {
+    presignStatus: presign.status,
+    putStatus: put.status,
+    etag: put.headers.get("etag"),
+    viaPresigned: viaPresigned.ok ? await hex(await viaPresigned.arrayBuffer()) : `status ${viaPresigned.status}`,
+    viaPlain: viaPlain.ok ? await hex(await viaPlain.arrayBuffer()) : `status ${viaPlain.status}`,
+  };
+}
+
+clientTest("chromium")(
+  "a page on an allowed origin presigns, PUTs a file straight to the S3 listener and reads it back byte-exact; another origin is refused by the browser",
+  async () => {
+    await using b = await launchBrowser();
+    const expected = pattern(SIZE);
+    const digest = [...new Uint8Array(await crypto.subtle.digest("SHA-256", expected))];
+    const jwt = token({ sub: "browser-user" });
+
+    await b.page.goto(`http://127.0.0.1:${app.port}/`);
+    const r = await b.page.evaluate(uploadInPage, { plain: `http://127.0.0.1:${env.port}`, jwt, size: SIZE });
+    expect(r.presignStatus).toBe(200);
+    expect(r.putStatus).toBe(200);
+    expect(r.etag).toBe(`"${new Bun.CryptoHasher("md5").update(expected).digest("hex")}"`);
+    expect(r.viaPresigned).toEqual(digest);
+    expect(r.viaPlain).toEqual(digest);
+    expect(await s3.read("rw", "from-browser/photo.bin")).toEqual(expected);
+    expect(b.errors).toEqual([]);
+
+    // Another origin: the same calls fail in the browser (CORS), and nothing new is stored.
+    await b.page.goto(`http://127.0.0.1:${evil.port}/`);
+    const refused = await b.page.evaluate(
+      async (a: { plain: string; s3: string; jwt: string }) => {
+        const tryFetch = async (url: string, init: RequestInit) => {
+          try {
+            const res = await fetch(url, init);
+            return `status ${res.status}`;
+          } catch (e) {
+            return `${(e as Error).name}: ${(e as Error).message}`;
+          }
+        };
+        return {
+          presign: await tryFetch(`${a.plain}/web/evil.bin?presign&method=PUT`, { method: "POST", headers: { authorization: `Bearer ${a.jwt}` } }),
+          put: await tryFetch(`${a.s3}/web/evil.bin`, { method: "PUT", body: "evil", headers: { "content-type": "application/octet-stream" } }),
+          get: await tryFetch(`${a.plain}/web/from-browser/photo.bin`, { headers: { authorization: `Bearer ${a.jwt}` } }),
+        };
+      },
+      { plain: `http://127.0.0.1:${env.port}`, s3: env.s3Endpoint!, jwt },
+    );
+    expect(refused).toEqual({ presign: "TypeError: Failed to fetch", put: "TypeError: Failed to fetch", get: "TypeError: Failed to fetch" });
+    expect(await s3.exists("rw", "evil.bin")).toBe(false);
+    // the browser reports each refusal as a CORS error in the console
+    expect(b.errors.some((e) => /CORS policy/.test(e))).toBe(true);
+  },
+  90_000,
+);

@@ -1,0 +1,140 @@
+/**
+ * CORS per bucket on both fronts, over HTTP as a browser speaks it (the real browser is in
+ * browser-upload.test.ts): preflights answered without authentication for configured origins only,
+ * Access-Control-Allow-Origin / Expose-Headers on actual answers (errors included), nothing for
+ * other origins or buckets without `cors`.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { bearer, bucket, startWriteEnv, WRITER, type WriteEnv } from "./plain-write-env.ts";
+
+const T = 20_000;
+const APP = "http://app.example.test:3000";
+const EVIL = "http://evil.example.test";
+
+let s3: S3Fixture;
+let env: WriteEnv;
+
+const CORS = `    cors: { allowed_origins: ["${APP}"], allowed_methods: [GET, PUT, POST, DELETE], allowed_headers: [authorization, content-type], expose_headers: [ETag, x-request-id], max_age: 120 }\n`;
+const buckets = (ep: string) =>
+  bucket("web", "/web", "rw", ep, `    access: read-write\n    auth: { enabled: true }\n${CORS}`) + bucket("plain", "/plain", "rw", ep, "    auth: { enabled: true }\n");
+
+const preflight = (url: string, origin: string, method: string, headers?: string) =>
+  fetch(url, {
+    method: "OPTIONS",
+    headers: { origin, "access-control-request-method": method, ...(headers ? { "access-control-request-headers": headers } : {}) },
+  });
+
+const CORS_HEADERS = ["access-control-allow-origin", "access-control-allow-methods", "access-control-allow-headers", "access-control-expose-headers", "access-control-max-age"];
+const corsHeadersOf = (res: Response) => CORS_HEADERS.filter((h) => res.headers.has(h));
+
+beforeAll(async () => {
+  s3 = await startS3Fixture({ buckets: [{ name: "rw" }, { name: "ro" }], credentials: [WRITER] });
+  await s3.put("rw", "page.txt", "hello");
+  env = await startWriteEnv({ buckets, s3Api: true }, s3);
+});
+
+afterAll(async () => {
+  await env?.stop();
+  await s3?.stop();
+});
+
+describe("plain front", () => {
+  test("a preflight from a configured origin is 204 without a token (the bucket needs one), and nothing reaches S3", async () => {
+    const from = s3.requests.length;
+    const res = await preflight(env.url("/web/page.txt"), APP, "PUT", "authorization, content-type");
+    expect(res.status).toBe(204);
+    expect(res.headers.get("access-control-allow-origin")).toBe(APP);
+    expect(res.headers.get("access-control-allow-methods")).toBe("GET, PUT, POST, DELETE");
+    expect(res.headers.get("access-control-allow-headers")).toBe("authorization, content-type");
+    expect(res.headers.get("access-control-max-age")).toBe("120");
+    expect(res.headers.get("vary")).toContain("Origin");
+    expect(s3.requests.slice(from).filter((r) => !r.admin && r.method !== "HEAD")).toEqual([]);
+  }, T);
+
+  test("a preflight from another origin, or for a method or header not configured, is 403 without CORS headers", async () => {
+    for (const [origin, method, headers] of [
+      [EVIL, "GET", undefined],
+      [APP, "PATCH", undefined],
+      [APP, "PUT", "authorization, x-custom"],
+    ] as const) {
+      const res = await preflight(env.url("/web/page.txt"), origin, method, headers);
+      expect(res.status).toBe(403);
+      expect(corsHeadersOf(res)).toEqual([]);
+      expect(((await res.json()) as { message: string }).message).toStartWith("CORS preflight refused: ");
+    }
+  }, T);
+
+  test("actual answers carry Allow-Origin and Expose-Headers for the configured origin: a read, a write (ETag readable) and an error", async () => {
+    const get = await fetch(env.url("/web/page.txt"), { headers: { origin: APP, ...bearer() } });
+    expect(get.status).toBe(200);
+    expect(get.headers.get("access-control-allow-origin")).toBe(APP);
+    expect(get.headers.get("access-control-expose-headers")).toBe("etag, x-request-id");
+    expect(get.headers.get("vary")).toContain("Origin");
+    const put = await fetch(env.url("/web/new.txt"), { method: "PUT", body: "new", headers: { origin: APP, ...bearer() } });
+    expect(put.status).toBe(200);
+    expect(put.headers.get("etag")).toBeTruthy();
+    expect(put.headers.get("access-control-allow-origin")).toBe(APP);
+    // a 401 is readable by the page, so it can ask its user to log in again
+    const denied = await fetch(env.url("/web/page.txt"), { headers: { origin: APP } });
+    expect(denied.status).toBe(401);
+    expect(denied.headers.get("access-control-allow-origin")).toBe(APP);
+    const missing = await fetch(env.url("/web/none.txt"), { headers: { origin: APP, ...bearer() } });
+    expect(missing.status).toBe(404);
+    expect(missing.headers.get("access-control-allow-origin")).toBe(APP);
+  }, T);
+
+  test("another origin's actual request is served as usual but gets no CORS grant; no Origin, no CORS headers at all", async () => {
+    const evil = await fetch(env.url("/web/page.txt"), { headers: { origin: EVIL, ...bearer() } });
+    expect(evil.status).toBe(200);
+    expect(corsHeadersOf(evil)).toEqual([]);
+    expect(evil.headers.get("vary")).toContain("Origin");
+    const none = await fetch(env.url("/web/page.txt"), { headers: bearer() });
+    expect(corsHeadersOf(none)).toEqual([]);
+  }, T);
+
+  test("a bucket without cors answers as before: OPTIONS 204 with Allow and no CORS headers, GET without them", async () => {
+    const res = await preflight(env.url("/plain/page.txt"), APP, "GET");
+    expect(res.status).toBe(204);
+    expect(res.headers.get("allow")).toBe("GET, HEAD, OPTIONS");
+    expect(corsHeadersOf(res)).toEqual([]);
+    const get = await fetch(env.url("/plain/page.txt"), { headers: { origin: APP, ...bearer() } });
+    expect(corsHeadersOf(get)).toEqual([]);
+  }, T);
+});
+
+describe("S3 front", () => {
+  const s3Url = (p: string) => `${env.s3Endpoint}${p}`;
+
+  test("a preflight to the S3 listener is answered from the bucket's cors config, unauthenticated", async () => {
+    const ok = await preflight(s3Url("/web/up/file.bin"), APP, "PUT", "content-type");
+    expect(ok.status).toBe(204);
+    expect(ok.headers.get("access-control-allow-origin")).toBe(APP);
+    expect(ok.headers.get("access-control-allow-headers")).toBe("content-type");
+    const evil = await preflight(s3Url("/web/up/file.bin"), EVIL, "PUT");
+    expect(evil.status).toBe(403);
+    expect(corsHeadersOf(evil)).toEqual([]);
+    expect(await evil.text()).toContain("<Code>AccessDenied</Code>");
+  }, T);
+
+  test("S3 answers (a presigned GET, and an S3 error) carry the CORS grant for the configured origin", async () => {
+    const p = (await (await fetch(env.url("/web/page.txt?presign&method=GET"), { method: "POST", headers: { origin: APP, ...bearer() } })).json()) as { url: string };
+    const got = await fetch(p.url, { headers: { origin: APP } });
+    expect(got.status).toBe(200);
+    expect(await got.text()).toBe("hello");
+    expect(got.headers.get("access-control-allow-origin")).toBe(APP);
+    expect(got.headers.get("access-control-expose-headers")).toBe("etag, x-request-id");
+    const unsigned = await fetch(s3Url("/web/page.txt"), { headers: { origin: APP } });
+    expect(unsigned.status).toBe(403);
+    expect(unsigned.headers.get("access-control-allow-origin")).toBe(APP);
+    const evil = await fetch(p.url, { headers: { origin: EVIL } });
+    expect(evil.status).toBe(200);
+    expect(corsHeadersOf(evil)).toEqual([]);
+  }, T);
+
+  test("a bucket without cors: the S3 listener's OPTIONS stays S3's NotImplemented, without CORS headers", async () => {
+    const res = await preflight(s3Url("/plain/page.txt"), APP, "GET");
+    expect(res.status).toBe(501);
+    expect(corsHeadersOf(res)).toEqual([]);
+  }, T);
+});

@@ -1,0 +1,240 @@
+/**
+ * POST /<prefix>/<key>?presign on the plain front: a JWT buys a presigned URL on the S3 listener,
+ * signed with STS session credentials minted for that token. The URL is used with plain fetch (no
+ * AWS library), as a browser would.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { presignUrl } from "../../src/fronts/presign.ts";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { bearer, bucket, startWriteEnv, STS_KEY, token, WRITER, type WriteEnv } from "./plain-write-env.ts";
+
+const T = 20_000;
+
+let s3: S3Fixture;
+let env: WriteEnv;
+
+const buckets = (ep: string) =>
+  bucket("rw", "/rw", "rw", ep, "    access: read-write\n    auth: { enabled: true }\n") +
+  bucket("ro", "/ro", "ro", ep, "    auth: { enabled: true }\n") +
+  bucket("ruled", "/ruled", "rw", ep, "    access: read-write\n    auth: { enabled: true, write_claims: [{ claim: role, operator: equals, value: editor }] }\n") +
+  bucket("team", "/team", "rw", ep, "    auth: { enabled: true, claims: [{ claim: team, operator: equals, value: a }] }\n") +
+  bucket("under_score", "/under", "rw", ep, "") +
+  bucket("bad!name", "/badname", "rw", ep, "    auth: { enabled: true }\n");
+
+interface Presigned {
+  url: string;
+  method: string;
+  expires_at: string;
+  headers: Record<string, string>;
+}
+
+async function presign(path: string, query: string, headers: Record<string, string> = bearer()): Promise<Response> {
+  return fetch(env.url(`${path}?presign&${query}`), { method: "POST", headers });
+}
+
+beforeAll(async () => {
+  s3 = await startS3Fixture({ buckets: [{ name: "rw" }, { name: "ro" }], credentials: [WRITER] });
+  env = await startWriteEnv({ buckets, s3Api: true, s3Extra: "  presign_max_seconds: 600\n" }, s3);
+});
+
+afterAll(async () => {
+  await env?.stop();
+  await s3?.stop();
+});
+
+describe("presigned GET", () => {
+  test("a token buys a GET URL on the S3 listener that reads the object byte-exact, with no other credential", async () => {
+    const body = Uint8Array.from({ length: 5000 }, (_, i) => (i * 13) & 0xff);
+    await s3.put("rw", "docs/report 1+1=2.bin", body);
+    const before = Date.now();
+    const res = await presign("/rw/docs/report%201+1=2.bin", "method=GET&expires=120");
+    expect(res.status).toBe(200);
+    expect(res.headers.get("cache-control")).toBe("no-store");
+    const p = (await res.json()) as Presigned;
+    expect(p.method).toBe("GET");
+    expect(p.headers).toEqual({});
+    const u = new URL(p.url);
+    // derived origin: the plain request's host name, the S3 listener's port
+    expect(u.origin).toBe(env.s3Endpoint!);
+    expect(u.pathname).toBe("/rw/docs/report%201%2B1%3D2.bin");
+    expect(u.searchParams.get("X-Amz-Expires")).toBe("120");
+    expect(u.searchParams.get("X-Amz-SignedHeaders")).toBe("host");
+    expect(u.searchParams.get("X-Amz-Credential")).toMatch(/^ASIA[A-Z2-7]{16}\/\d{8}\/us-east-1\/s3\/aws4_request$/);
+    expect(u.searchParams.get("X-Amz-Security-Token")).toStartWith("YGS1.");
+    const expiresAt = Date.parse(p.expires_at);
+    expect(expiresAt).toBeGreaterThanOrEqual(Math.floor(before / 1000) * 1000 + 119_000);
+    expect(expiresAt).toBeLessThanOrEqual(Date.now() + 120_000);
+    const got = await fetch(p.url);
+    expect(got.status).toBe(200);
+    expect(new Uint8Array(await got.arrayBuffer())).toEqual(body);
+  }, T);
+
+  test("the URL is bound to its key and method: another key or PUT is SignatureDoesNotMatch", async () => {
+    await s3.put("rw", "bound.txt", "bound");
+    await s3.put("rw", "other.txt", "other");
+    const p = (await (await presign("/rw/bound.txt", "method=GET")).json()) as Presigned;
+    const other = await fetch(p.url.replace("/rw/bound.txt", "/rw/other.txt"));
+    expect(other.status).toBe(403);
+    expect(await other.text()).toContain("<Code>SignatureDoesNotMatch</Code>");
+    const put = await fetch(p.url, { method: "PUT", body: "x" });
+    expect(put.status).toBe(403);
+    expect(new TextDecoder().decode(await s3.read("rw", "bound.txt"))).toBe("bound");
+  }, T);
+
+  test("default expiry is s3_api.presign_max_seconds; more is 400; never past the token's exp", async () => {
+    await s3.put("rw", "exp.txt", "e");
+    const p = (await (await presign("/rw/exp.txt", "method=GET")).json()) as Presigned;
+    expect(new URL(p.url).searchParams.get("X-Amz-Expires")).toBe("600");
+    const tooLong = await presign("/rw/exp.txt", "method=GET&expires=601");
+    expect(tooLong.status).toBe(400);
+    expect(((await tooLong.json()) as { message: string }).message).toBe("expires must be at most 600 seconds");
+    const soon = Math.floor(Date.now() / 1000) + 30;
+    const capped = (await (await presign("/rw/exp.txt", "method=GET&expires=600", bearer({ exp: soon }))).json()) as Presigned;
+    expect(Date.parse(capped.expires_at)).toBeLessThanOrEqual(soon * 1000);
+    expect(Number(new URL(capped.url).searchParams.get("X-Amz-Expires"))).toBeLessThanOrEqual(30);
+    expect((await fetch(capped.url)).status).toBe(200);
+  }, T);
+
+  test("an expired URL is refused by the S3 listener (AccessDenied: Request has expired)", async () => {
+    await s3.put("rw", "short.txt", "s");
+    const p = (await (await presign("/rw/short.txt", "method=GET&expires=1")).json()) as Presigned;
+    const deadline = Date.parse(p.expires_at);
+    // polled: the answer turns from 200 to 403 once the second has passed
+    let res: Response;
+    for (;;) {
+      res = await fetch(p.url);
+      if (res.status !== 200 || Date.now() > deadline + 5000) break;
+      await res.arrayBuffer();
+      await Bun.sleep(100);
+    }
+    expect(res.status).toBe(403);
+    expect(await res.text()).toContain("Request has expired");
+  }, T);
+
+  test("a session carries the token's claims: the S3 listener applies the bucket's claim rules to it", async () => {
+    await s3.put("rw", "team.txt", "team a");
+    const refused = await presign("/team/team.txt", "method=GET", bearer({ team: "b" }));
+    expect(refused.status).toBe(403);
+    const p = (await (await presign("/team/team.txt", "method=GET", bearer({ team: "a" }))).json()) as Presigned;
+    expect(await (await fetch(p.url)).text()).toBe("team a");
+  }, T);
+});
+
+describe("presigned PUT", () => {
+  test("a token that may write buys a PUT URL; the upload through the S3 listener is stored byte-exact", async () => {
+    const body = Uint8Array.from({ length: 70_000 }, (_, i) => (i * 7 + 3) & 0xff);
+    const p = (await (await presign("/rw/up/file.bin", "method=PUT&expires=300")).json()) as Presigned;
+    expect(p.method).toBe("PUT");
+    const res = await fetch(p.url, { method: "PUT", body });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("etag")).toBe(`"${new Bun.CryptoHasher("md5").update(body).digest("hex")}"`);
+    expect(await s3.read("rw", "up/file.bin")).toEqual(body);
+  }, T);
+
+  test("content_type is signed: the upload must send exactly it", async () => {
+    const p = (await (await presign("/rw/up/typed.txt", "method=PUT&content_type=text/plain")).json()) as Presigned;
+    expect(p.headers).toEqual({ "content-type": "text/plain" });
+    expect(new URL(p.url).searchParams.get("X-Amz-SignedHeaders")).toBe("content-type;host");
+    const wrong = await fetch(p.url, { method: "PUT", body: "x", headers: { "content-type": "text/html" } });
+    expect(wrong.status).toBe(403);
+    expect(await s3.exists("rw", "up/typed.txt")).toBe(false);
+    const ok = await fetch(p.url, { method: "PUT", body: "typed", headers: p.headers });
+    expect(ok.status).toBe(200);
+    const back = await fetch(env.url("/rw/up/typed.txt"), { headers: bearer() });
+    expect(back.headers.get("content-type")).toBe("text/plain");
+  }, T);
+
+  test("no PUT URL for a token the write rules refuse, nor on a read-only bucket; GET URLs still", async () => {
+    const reader = bearer({ role: "reader" });
+    const refused = await presign("/ruled/x.txt", "method=PUT", reader);
+    expect(refused.status).toBe(403);
+    expect(((await refused.json()) as { message: string }).message).toBe("Writes need: claim 'role' must equal editor");
+    expect((await presign("/ruled/x.txt", "method=GET", reader)).status).toBe(200);
+    expect((await presign("/ruled/x.txt", "method=PUT", bearer({ role: "editor" }))).status).toBe(200);
+    const ro = await presign("/ro/x.txt", "method=PUT");
+    expect(ro.status).toBe(403);
+    expect(((await ro.json()) as { message: string }).message).toBe("This bucket is read-only");
+  }, T);
+});
+
+describe("presign requests that are refused", () => {
+  test("no token, a bad token, or a token without sub", async () => {
+    expect((await presign("/rw/a.txt", "method=GET", {})).status).toBe(401);
+    expect((await presign("/rw/a.txt", "method=GET", { authorization: `Bearer ${token({}, "not-the-secret-0123456789abcdefghijkl")}` })).status).toBe(401);
+    const noSub = await presign("/rw/a.txt", "method=GET", bearer({ sub: undefined }));
+    expect(noSub.status).toBe(400);
+    expect(((await noSub.json()) as { message: string }).message).toContain("sub");
+    // a bucket without auth still needs a token: the URL is that token's user's
+    expect((await presign("/under/a.txt", "method=GET", {})).status).toBe(401);
+    expect((await presign("/under/a.txt", "method=GET")).status).toBe(200);
+  }, T);
+
+  test("bad parameters are 400 with a clear message", async () => {
+    const msg = async (r: Response) => ((await r.json()) as { message: string }).message;
+    expect(await msg(await presign("/rw/a.txt", ""))).toBe("method must be PUT or GET");
+    expect(await msg(await presign("/rw/a.txt", "method=DELETE"))).toBe("method must be PUT or GET");
+    expect(await msg(await presign("/rw/a.txt", "method=GET&expires=0"))).toBe("expires must be a whole number of seconds, at least 1");
+    expect(await msg(await presign("/rw/a.txt", "method=GET&expires=1.5"))).toBe("expires must be a whole number of seconds, at least 1");
+    expect(await msg(await presign("/rw/a.txt", "method=GET&content_type=text/plain"))).toBe("content_type applies to PUT only");
+    expect(await msg(await presign("/rw/a.txt", "method=PUT&content_type=%0Abad"))).toBe("content_type must be 1-255 printable ASCII characters");
+    expect(await msg(await presign("/rw/", "method=GET"))).toBe("A presigned URL names an object: the path has no object key");
+    const named = await presign("/badname/a.txt", "method=GET");
+    expect(named.status).toBe(501);
+  }, T);
+
+  test("a POST without ?presign is 405", async () => {
+    const res = await fetch(env.url("/rw/a.txt?presigned"), { method: "POST", headers: bearer() });
+    expect(res.status).toBe(405);
+  }, T);
+});
+
+describe("configuration", () => {
+  test("without the S3 API, or without STS: 501 NotImplemented naming what is missing", async () => {
+    await using plain = await startWriteEnv({ buckets }, s3);
+    const res = await fetch(plain.url("/rw/a.txt?presign&method=GET"), { method: "POST", headers: bearer() });
+    expect(res.status).toBe(501);
+    expect(((await res.json()) as { message: string }).message).toBe("Presigned URLs need the S3 API with STS sessions (s3_api.enabled and s3_api.sts)");
+    await using noSts = await startWriteEnv({ buckets, s3Api: true, sts: false }, s3);
+    expect((await fetch(noSts.url("/rw/a.txt?presign&method=GET"), { method: "POST", headers: bearer() })).status).toBe(501);
+  }, T);
+
+  test("s3_api.public_url names the URL's origin (what browsers reach, e.g. behind a load balancer)", async () => {
+    await using pub = await startWriteEnv({ buckets, s3Api: true, s3Extra: '  public_url: "https://s3.example.com"\n' }, s3);
+    const p = (await (await fetch(pub.url("/rw/a.txt?presign&method=GET"), { method: "POST", headers: bearer() })).json()) as Presigned;
+    expect(p.url).toStartWith("https://s3.example.com/rw/a.txt?");
+  }, T);
+});
+
+describe("presignUrl", () => {
+  test("reproduces AWS's published presigned GET example (GET /test.txt on examplebucket, 86400 s, 2013-05-24)", () => {
+    // https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-query-string-auth.html
+    const url = presignUrl({
+      method: "GET",
+      origin: "https://examplebucket.s3.amazonaws.com",
+      bucket: "",
+      key: "test.txt",
+      region: "us-east-1",
+      accessKeyId: "AKIAIOSFODNN7EXAMPLE",
+      secretAccessKey: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+      now: Date.UTC(2013, 4, 24),
+      expires: 86400,
+    });
+    expect(url).toBe(
+      "https://examplebucket.s3.amazonaws.com/test.txt?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host&X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404",
+    );
+  });
+
+  test("with a session token, the URL carries X-Amz-Security-Token and the S3 listener's verifier accepts it (a bad one is refused)", async () => {
+    await s3.put("rw", "direct.txt", "direct");
+    const key = STS_KEY;
+    const { issueSession } = await import("../../src/fronts/s3/sts.ts");
+    const now = Date.now();
+    const session = issueSession({ sessionKey: key, subject: "alice", claims: { sub: "alice" }, expiresAt: now + 60_000, now });
+    if (session.kind !== "ok") throw new Error(session.message);
+    const base = { method: "GET" as const, origin: env.s3Endpoint!, bucket: "rw", key: "direct.txt", region: "us-east-1", accessKeyId: session.accessKeyId, now: Math.floor(now / 1000) * 1000, expires: 60 };
+    const good = presignUrl({ ...base, secretAccessKey: session.secretAccessKey, sessionToken: session.sessionToken });
+    expect(await (await fetch(good)).text()).toBe("direct");
+    const forged = presignUrl({ ...base, secretAccessKey: "x".repeat(40), sessionToken: session.sessionToken });
+    expect((await fetch(forged)).status).toBe(403);
+  }, T);
+});

@@ -1,0 +1,79 @@
+/** The CORS decisions as pure functions (src/http/cors.ts). */
+import { describe, expect, test } from "bun:test";
+import { CorsSchema, type CorsConfig } from "../../src/config/cors.ts";
+import { isPreflight, originAllowed, preflight, requestedHeaders, withCorsHeaders } from "../../src/http/cors.ts";
+
+const cfg = (c: Partial<CorsConfig> & { allowed_origins: string[] }): CorsConfig => CorsSchema.parse(c);
+const app = cfg({ allowed_origins: ["https://app.example.com"], allowed_methods: ["GET", "PUT"], allowed_headers: ["authorization", "content-type"], max_age: 300 });
+
+describe("preflight", () => {
+  test("an allowed origin, method and headers: the Allow headers, the requested headers echoed, Vary", () => {
+    expect(preflight(app, "https://app.example.com", "PUT", "Content-Type, authorization")).toEqual({
+      ok: true,
+      headers: {
+        "access-control-allow-origin": "https://app.example.com",
+        "access-control-allow-methods": "GET, PUT",
+        "access-control-allow-headers": "content-type, authorization",
+        "access-control-max-age": "300",
+        vary: "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
+      },
+    });
+  });
+
+  test("anything not configured is refused, with the reason", () => {
+    expect(preflight(app, "https://evil.example.com", "GET", null)).toEqual({ ok: false, reason: "the origin is not allowed" });
+    expect(preflight(app, "https://app.example.com:444", "GET", null)).toEqual({ ok: false, reason: "the origin is not allowed" });
+    expect(preflight(app, "http://app.example.com", "GET", null)).toEqual({ ok: false, reason: "the origin is not allowed" });
+    expect(preflight(app, "https://app.example.com", "DELETE", null)).toEqual({ ok: false, reason: "the method DELETE is not allowed" });
+    expect(preflight(app, "https://app.example.com", "PUT", "content-type, x-amz-meta-a")).toEqual({ ok: false, reason: "the header x-amz-meta-a is not allowed" });
+    expect(preflight(app, "null", "GET", null)).toEqual({ ok: false, reason: "the origin is not allowed" });
+  });
+
+  test('"*" origins and headers allow any, and the origin is still echoed (never a literal *)', () => {
+    const any = cfg({ allowed_origins: ["*"], allowed_headers: ["*"] });
+    const r = preflight(any, "http://localhost:3000", "GET", "x-anything");
+    expect(r.ok && r.headers["access-control-allow-origin"]).toBe("http://localhost:3000");
+    expect(r.ok && r.headers["access-control-allow-headers"]).toBe("x-anything");
+    expect(originAllowed(any, "https://whatever.example")).toBe(true);
+  });
+
+  test("origins compare case-insensitively in scheme and host (browsers send them lower-case anyway)", () => {
+    expect(originAllowed(app, "HTTPS://APP.EXAMPLE.COM")).toBe(true);
+  });
+
+  test("requestedHeaders splits, trims and lower-cases; isPreflight needs OPTIONS and the request method", () => {
+    expect(requestedHeaders(" A, b ,,C ")).toEqual(["a", "b", "c"]);
+    expect(requestedHeaders(null)).toEqual([]);
+    expect(isPreflight("OPTIONS", new Headers({ "access-control-request-method": "PUT" }))).toBe(true);
+    expect(isPreflight("OPTIONS", new Headers())).toBe(false);
+    expect(isPreflight("GET", new Headers({ "access-control-request-method": "PUT" }))).toBe(false);
+  });
+});
+
+describe("withCorsHeaders", () => {
+  test("an allowed origin gets Allow-Origin, Expose-Headers and Vary: Origin added to an existing Vary", () => {
+    const res = withCorsHeaders(new Response("x", { headers: { vary: "Accept" } }), app, "https://app.example.com");
+    expect(res.headers.get("access-control-allow-origin")).toBe("https://app.example.com");
+    expect(res.headers.get("access-control-expose-headers")).toBe("etag");
+    expect(res.headers.get("vary")).toBe("Accept, Origin");
+    expect(res.headers.get("access-control-allow-credentials")).toBeNull();
+  });
+
+  test("another origin gets only Vary: Origin (no CORS grant)", () => {
+    const res = withCorsHeaders(new Response("x"), app, "https://evil.example.com");
+    expect(res.headers.get("access-control-allow-origin")).toBeNull();
+    expect(res.headers.get("vary")).toBe("Origin");
+  });
+
+  test("a Vary that already names Origin is kept as it is", () => {
+    const res = withCorsHeaders(new Response("x", { headers: { vary: "origin, Accept" } }), app, "https://app.example.com");
+    expect(res.headers.get("vary")).toBe("origin, Accept");
+  });
+
+  test("a Response with immutable headers is copied, body and status kept", async () => {
+    const upstream = await fetch("data:text/plain,hello");
+    const res = withCorsHeaders(upstream, app, "https://app.example.com");
+    expect(res.headers.get("access-control-allow-origin")).toBe("https://app.example.com");
+    expect(await res.text()).toBe("hello");
+  });
+});
