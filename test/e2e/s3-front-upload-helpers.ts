@@ -19,7 +19,9 @@ import { parseConfig } from "../../src/config/load.ts";
 import { nullLogger } from "../../src/observe/log.ts";
 import { listenBun, listenNode, type Listener } from "../../src/server.ts";
 import { listenS3 } from "../../src/server/s3-listener.ts";
-import { S3Signer } from "../../src/s3/sigv4.ts";
+import { connect } from "node:net";
+import { buildAwsChunkedBody } from "../../src/s3/aws-chunked.ts";
+import { amzDate, canonicalHeaders, canonicalRequest, credentialScope, deriveSigningKey, S3Signer, signature, stringToSign } from "../../src/s3/sigv4.ts";
 import { startS3Fixture, type RequestLogEntry, type S3Fixture } from "../fixtures/s3.ts";
 import { hs256, JWT_SECRET, STS_KEY } from "./s3-front-helpers.ts";
 
@@ -181,3 +183,138 @@ export function bytesOf(size: number, seed = 1): Uint8Array {
 }
 
 export const sha256 = (b: Uint8Array) => new Bun.CryptoHasher("sha256").update(b).digest("hex");
+
+// ------------------------------------------------------------------ aws-chunked requests, signed here
+
+export interface ChunkedRequest {
+  /** Header lines to send (host included), the body framed as aws-chunked. */
+  headers: Record<string, string>;
+  body: Uint8Array;
+  /** Each chunk's signature (the final 0-size one last); empty when unsigned. */
+  chunkSignatures: string[];
+}
+
+export interface ChunkedOptions {
+  mode: "STREAMING-AWS4-HMAC-SHA256-PAYLOAD" | "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER" | "STREAMING-UNSIGNED-PAYLOAD-TRAILER";
+  host: string;
+  /** "/bucket/key" (no characters that need encoding). */
+  path: string;
+  payload: Uint8Array;
+  chunkSize: number;
+  /** e.g. ["x-amz-checksum-crc32", "<base64>"]: declared in x-amz-trailer and sent as the trailer. */
+  trailer?: [string, string];
+  creds?: { accessKeyId: string; secretAccessKey: string };
+  /** x-amz-decoded-content-length to declare (default the payload's length; null: none). */
+  decodedLength?: number | null;
+  /** Send Content-Length (default true); false: the framed length is not declared (Transfer-Encoding: chunked). */
+  contentLength?: boolean;
+  date?: Date;
+  region?: string;
+}
+
+/** An aws-chunked PUT as the SDKs send it: header auth over the STREAMING-* mode, then the framed body. */
+export function chunkedRequest(o: ChunkedOptions): ChunkedRequest {
+  const creds = o.creds ?? WRITER;
+  const region = o.region ?? "us-east-1";
+  const date = amzDate(o.date ?? new Date());
+  const day = date.slice(0, 8);
+  const scope = credentialScope(day, region, "s3");
+  const key = deriveSigningKey(creds.secretAccessKey, day, region, "s3");
+  const headers: Record<string, string> = {
+    "content-encoding": "aws-chunked",
+    host: o.host,
+    "x-amz-content-sha256": o.mode,
+    "x-amz-date": date,
+  };
+  if (o.decodedLength !== null) headers["x-amz-decoded-content-length"] = String(o.decodedLength ?? o.payload.byteLength);
+  if (o.trailer) headers["x-amz-trailer"] = o.trailer[0];
+  // The framed length is known before signing: build once unsigned to measure it (signatures have a fixed size).
+  const signed = o.mode !== "STREAMING-UNSIGNED-PAYLOAD-TRAILER";
+  const placeholder = { signingKey: key, amzDate: date, scope, seedSignature: "0".repeat(64) };
+  const measured = buildAwsChunkedBody(o.payload, { signing: signed ? placeholder : undefined, chunkSize: o.chunkSize, trailers: o.trailer ? [o.trailer] : undefined });
+  if (o.contentLength !== false) headers["content-length"] = String(measured.body.byteLength);
+  const c = canonicalHeaders(headers);
+  const creq = canonicalRequest("PUT", o.path, "", c.canonical, c.signed, o.mode);
+  const seed = signature(key, stringToSign(date, scope, creq));
+  headers.authorization = `AWS4-HMAC-SHA256 Credential=${creds.accessKeyId}/${scope}, SignedHeaders=${c.signed}, Signature=${seed}`;
+  if (!signed) return { headers, body: measured.body, chunkSignatures: [] };
+  const built = buildAwsChunkedBody(o.payload, { signing: { ...placeholder, seedSignature: seed }, chunkSize: o.chunkSize, trailers: o.trailer ? [o.trailer] : undefined });
+  return { headers, body: built.body, chunkSignatures: built.chunkSignatures };
+}
+
+// ------------------------------------------------------------------ raw HTTP/1.1 exchanges
+
+export interface RawReply {
+  status: number;
+  head: string;
+  body: string;
+  /** Interim answers seen before the final one ("HTTP/1.1 100 Continue"). */
+  interim: string[];
+}
+
+/**
+ * One request written on a socket, byte for byte (fetch would not send a chosen Host, an
+ * Expect: 100-continue handshake or a body that stops half-way). `body`: the pieces to write; with
+ * `waitContinue` they are written only after the server's 100 Continue; `cut`: close the socket
+ * after the pieces instead of waiting for the answer (a client that goes away).
+ */
+export function rawRequest(port: number, head: string[], body: Uint8Array[] = [], o: { waitContinue?: boolean; cut?: boolean; timeoutMs?: number } = {}): Promise<RawReply> {
+  return new Promise<RawReply>((resolve, reject) => {
+    const sock = connect(port, "127.0.0.1");
+    let buf = Buffer.alloc(0);
+    const interim: string[] = [];
+    let sent = false;
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`rawRequest: no answer within ${o.timeoutMs ?? 20_000} ms`));
+    }, o.timeoutMs ?? 20_000);
+    const sendBody = () => {
+      if (sent) return;
+      sent = true;
+      for (const piece of body) sock.write(piece);
+      if (o.cut) {
+        sock.end(() => sock.destroy());
+        clearTimeout(timer);
+        resolve({ status: 0, head: "", body: "", interim });
+      }
+    };
+    sock.on("connect", () => {
+      sock.write(head.join("\r\n") + "\r\n\r\n");
+      if (!o.waitContinue) sendBody();
+    });
+    sock.on("data", (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      for (;;) {
+        const end = buf.indexOf("\r\n\r\n");
+        if (end < 0) return;
+        const h = buf.subarray(0, end).toString("latin1");
+        const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(h)?.[1] ?? 0);
+        if (status >= 100 && status < 200) {
+          interim.push(h);
+          buf = buf.subarray(end + 4);
+          sendBody();
+          continue;
+        }
+        const len = Number(/\r\ncontent-length: *(\d+)/i.exec(h)?.[1] ?? -1);
+        const rest = buf.subarray(end + 4);
+        if (len >= 0 && rest.length < len) return;
+        clearTimeout(timer);
+        sock.destroy();
+        resolve({ status, head: h, body: rest.subarray(0, len >= 0 ? len : rest.length).toString("utf8"), interim });
+        return;
+      }
+    });
+    sock.on("error", (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+}
+
+/** Header lines for rawRequest from a record. */
+export const lines = (first: string, headers: Record<string, string>): string[] => [first, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), "connection: close"];
+
+/** The fixture's verdict on the body of the upstream PUT to `/up/<key>` (complete, aborted or rejected). */
+export function upstreamBody(env: UploadEnv, key: string, timeoutMs = 10_000) {
+  return env.s3.waitForRequest((e) => !e.admin && e.method === "PUT" && e.pathname === `/up/${key}` && (e.body === "complete" || e.body === "aborted" || e.body === "rejected"), timeoutMs);
+}

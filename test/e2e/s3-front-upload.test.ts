@@ -1,0 +1,422 @@
+/**
+ * PutObject through the S3 front in every payload mode of issue 12, against the S3 fixture (which
+ * verifies uploads as S3 does and logs what became of each request body):
+ * - the stored object is the payload, byte-exact, never the aws-chunked framing;
+ * - AWS's published chunked-upload examples (signed, and signed with a CRC32C trailer) replayed
+ *   byte for byte, their chunk signatures checked against the documented values;
+ * - a forged chunk signature, a wrong checksum (trailer or header), a wrong hex SHA-256, a body
+ *   shorter than declared, a client that disconnects: S3's error, and the upstream saw an ABORTED
+ *   request and holds no object;
+ * - the limits from the headers (411, EntityTooLarge) before anything reaches the upstream;
+ * - Expect: 100-continue, pass-through headers, the ETag as the upstream gave it, cache purge.
+ * The S3 listener runs on each engine (bun, node): they hand request bodies over differently.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { deriveSigningKey, S3Signer } from "../../src/s3/sigv4.ts";
+import { buildAwsChunkedBody } from "../../src/s3/aws-chunked.ts";
+import {
+  answerOf,
+  bytesOf,
+  chunkedRequest,
+  lines,
+  rawRequest,
+  sha256,
+  signedFetch,
+  startUploadEnv,
+  upstreamBody,
+  WRITER,
+  type UploadEnv,
+} from "./s3-front-upload-helpers.ts";
+
+const T = 30_000;
+let env: UploadEnv;
+
+const host = () => `127.0.0.1:${env.port}`;
+const crc32 = (b: Uint8Array) => Buffer.from(new Uint8Array(new Uint32Array([Bun.hash.crc32(b)]).buffer).reverse()).toString("base64");
+const md5 = (b: Uint8Array) => new Bun.CryptoHasher("md5").update(b).digest("base64");
+
+/** The stored object, read straight from the fixture's storage. */
+async function stored(key: string): Promise<Uint8Array | undefined> {
+  return env.s3.read("up", key);
+}
+
+/** Asserts the upstream PUT of `key` was cut (the fixture saw an aborted body) and nothing is stored. */
+async function abortedUpstream(key: string): Promise<void> {
+  const e = await upstreamBody(env, key);
+  expect(e.body).toBe("aborted");
+  expect(await env.s3.exists("up", key)).toBe(false);
+}
+
+/** Header-auth headers for a request whose body is sent separately (UNSIGNED-PAYLOAD). */
+async function signedHead(method: string, path: string, extra: Record<string, string>): Promise<Record<string, string>> {
+  const signed = new S3Signer(WRITER, "us-east-1").signRequest({ method, host: host(), path, payloadHash: "UNSIGNED-PAYLOAD" });
+  return { host: host(), ...extra, ...signed.headers };
+}
+
+describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (engine) => {
+  beforeAll(async () => {
+    env = await startUploadEnv({
+      engine,
+      moreBuckets: (endpoint) => `  - name: examplebucket
+    path_prefix: /examplebucket
+    access: read-write
+    s3: { bucket: up, endpoint: "${endpoint}", access_key: "AKIDUPSTREAMWRITE", secret_key: "upstream-writer-secret-0123456789" }
+`,
+      moreCredentials: `    - { access_key_id: AKIAIOSFODNN7EXAMPLE, secret_access_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", identity: aws-example, buckets: { examplebucket: [write] } }
+`,
+    });
+  });
+  afterAll(() => env.stop());
+
+  describe("plain bodies", () => {
+    test(
+      "UNSIGNED-PAYLOAD: stored byte-exact, the object headers passed through, the ETag as the upstream gave it",
+      async () => {
+        const body = bytesOf(3 * 1024 * 1024 + 5, 1);
+        const headers = {
+          "content-type": "application/x-yata",
+          "cache-control": "max-age=5",
+          "content-disposition": 'attachment; filename="x.bin"',
+          "content-encoding": "identity",
+          "content-md5": md5(body),
+          "x-amz-meta-owner": "qa",
+          "x-amz-storage-class": "GLACIER", // not the client's to choose: dropped
+        };
+        const r = await signedFetch(env, { method: "PUT", path: "/up/plain/unsigned.bin", body, headers });
+        const a = await answerOf(r);
+        expect(a.status).toBe(200);
+        expect(a.headers.get("etag")).toBe(`"${new Bun.CryptoHasher("md5").update(body).digest("hex")}"`);
+        expect(sha256((await stored("plain/unsigned.bin"))!)).toBe(sha256(body));
+        const up = env.s3.requests.findLast((e) => e.method === "PUT" && e.pathname === "/up/plain/unsigned.bin")!;
+        expect(up.headers["x-amz-content-sha256"]).toBe("UNSIGNED-PAYLOAD");
+        expect(up.headers["content-length"]).toBe(String(body.byteLength));
+        expect(up.headers["x-amz-storage-class"]).toBeUndefined();
+        expect(up.accessKeyId).toBe("AKIDUPSTREAMWRITE");
+        const head = await signedFetch(env, { method: "HEAD", path: "/up/plain/unsigned.bin" });
+        expect({
+          type: head.headers.get("content-type"),
+          cache: head.headers.get("cache-control"),
+          disposition: head.headers.get("content-disposition"),
+          meta: head.headers.get("x-amz-meta-owner"),
+          etag: head.headers.get("etag"),
+        }).toEqual({ type: "application/x-yata", cache: "max-age=5", disposition: 'attachment; filename="x.bin"', meta: "qa", etag: a.headers.get("etag") });
+      },
+      T,
+    );
+
+    test(
+      "hex SHA-256: verified on the way and forwarded as the signed payload hash",
+      async () => {
+        const body = bytesOf(70_000, 2);
+        const a = await answerOf(await signedFetch(env, { method: "PUT", path: "/up/plain/sha.bin", body, payloadHash: sha256(body) }));
+        expect(a.status).toBe(200);
+        expect(sha256((await stored("plain/sha.bin"))!)).toBe(sha256(body));
+        const up = env.s3.requests.findLast((e) => e.method === "PUT" && e.pathname === "/up/plain/sha.bin")!;
+        expect(up.headers["x-amz-content-sha256"]).toBe(sha256(body));
+      },
+      T,
+    );
+
+    test(
+      "a hex SHA-256 that is not the body's: 400 XAmzContentSHA256Mismatch, the upstream request aborted, no object",
+      async () => {
+        const body = bytesOf(200_000, 3);
+        const a = await answerOf(await signedFetch(env, { method: "PUT", path: "/up/bad/sha.bin", body, payloadHash: sha256(bytesOf(10)) }));
+        expect({ status: a.status, code: a.code }).toEqual({ status: 400, code: "XAmzContentSHA256Mismatch" });
+        await abortedUpstream("bad/sha.bin");
+      },
+      T,
+    );
+
+    test(
+      "a Content-MD5 or x-amz-checksum-crc32 header that is not the body's: 400 BadDigest, aborted, no object",
+      async () => {
+        const body = bytesOf(100_000, 4);
+        const wrong = bytesOf(100_000, 5);
+        let a = await answerOf(await signedFetch(env, { method: "PUT", path: "/up/bad/md5.bin", body, headers: { "content-md5": md5(wrong) } }));
+        expect({ status: a.status, code: a.code }).toEqual({ status: 400, code: "BadDigest" });
+        await abortedUpstream("bad/md5.bin");
+        a = await answerOf(await signedFetch(env, { method: "PUT", path: "/up/bad/crc.bin", body, headers: { "x-amz-checksum-crc32": crc32(wrong) } }));
+        expect({ status: a.status, code: a.code }).toEqual({ status: 400, code: "BadDigest" });
+        await abortedUpstream("bad/crc.bin");
+      },
+      T,
+    );
+
+    test(
+      "a body shorter than its Content-Length (the client stops sending): the upstream request is aborted, nothing stored",
+      async () => {
+        const key = "bad/short.bin";
+        const h = await signedHead("PUT", `/up/${key}`, { "content-length": "1000000" });
+        const piece = bytesOf(300_000, 6);
+        await rawRequest(env.port, lines(`PUT /up/${key} HTTP/1.1`, h), [piece], { cut: true });
+        await abortedUpstream(key);
+      },
+      T,
+    );
+
+    test(
+      "Expect: 100-continue: the body follows the interim answer and is stored",
+      async () => {
+        const body = bytesOf(50_000, 7);
+        const h = await signedHead("PUT", "/up/plain/continue.bin", { "content-length": String(body.byteLength), expect: "100-continue" });
+        const r = await rawRequest(env.port, lines("PUT /up/plain/continue.bin HTTP/1.1", h), [body], { waitContinue: true });
+        expect(r.interim.length).toBe(1);
+        expect(r.interim[0]).toStartWith("HTTP/1.1 100");
+        expect(r.status).toBe(200);
+        expect(sha256((await stored("plain/continue.bin"))!)).toBe(sha256(body));
+      },
+      T,
+    );
+  });
+
+  describe("AWS's published chunked-upload examples, replayed through the proxy (the S3 front's clock at 2013-05-24)", () => {
+    const A = (n: number) => new Uint8Array(n).fill(0x61);
+    const PAYLOAD = A(66560);
+    const DATE = "20130524T000000Z";
+    const KEY = deriveSigningKey("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "20130524", "us-east-1", "s3");
+    const ctx = (seed: string) => ({ signingKey: KEY, amzDate: DATE, scope: "20130524/us-east-1/s3/aws4_request", seedSignature: seed });
+    const auth = (signed: string, sig: string) =>
+      `AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=${signed},Signature=${sig}`;
+    const at2013 = async <T>(fn: () => Promise<T>): Promise<T> => {
+      const api = env.app.runtime.s3Api!;
+      api.now = () => Date.UTC(2013, 4, 24, 0, 0, 30);
+      try {
+        return await fn();
+      } finally {
+        api.now = Date.now;
+      }
+    };
+
+    test(
+      "STREAMING-AWS4-HMAC-SHA256-PAYLOAD: the documented chunk signatures, the 66560 bytes stored (not the framing)",
+      async () => {
+        const seed = "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9";
+        const built = buildAwsChunkedBody(PAYLOAD, { signing: ctx(seed), chunkSize: 65536 });
+        expect(built.chunkSignatures).toEqual([
+          "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648",
+          "0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497",
+          "b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9",
+        ]);
+        expect(built.body.byteLength).toBe(66824);
+        const head = lines("PUT /examplebucket/chunkObject.txt HTTP/1.1", {
+          host: "s3.amazonaws.com",
+          "x-amz-date": DATE,
+          "x-amz-storage-class": "REDUCED_REDUNDANCY",
+          authorization: auth("content-encoding;content-length;host;x-amz-content-sha256;x-amz-date;x-amz-decoded-content-length;x-amz-storage-class", seed),
+          "x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+          "content-encoding": "aws-chunked",
+          "x-amz-decoded-content-length": "66560",
+          "content-length": "66824",
+        });
+        const r = await at2013(() => rawRequest(env.port, head, [built.body]));
+        expect({ status: r.status, body: r.body }).toEqual({ status: 200, body: "" });
+        expect(Buffer.from((await stored("chunkObject.txt"))!).equals(Buffer.from(PAYLOAD))).toBe(true);
+        const up = env.s3.requests.findLast((e) => e.method === "PUT" && e.pathname === "/up/chunkObject.txt")!;
+        expect({ length: up.headers["content-length"], encoding: up.headers["content-encoding"] }).toEqual({ length: "66560", encoding: undefined });
+      },
+      T,
+    );
+
+    test(
+      "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER: documented chunk and trailer signatures; the CRC32C goes upstream as a trailer",
+      async () => {
+        const seed = "106e2a8a18243abcf37539882f36619c00e2dfc72633413f02d3b74544bfeb8e";
+        const built = buildAwsChunkedBody(PAYLOAD, { signing: ctx(seed), chunkSize: 65536, trailers: [["x-amz-checksum-crc32c", "sOO8/Q=="]] });
+        expect(built.chunkSignatures).toEqual([
+          "b474d8862b1487a5145d686f57f013e54db672cee1c953b3010fb58501ef5aa2",
+          "1c1344b170168f8e65b41376b44b20fe354e373826ccbbe2c1d40a8cae51e5c7",
+          "2ca2aba2005185cf7159c6277faf83795951dd77a3a99e6e65d5c9f85863f992",
+        ]);
+        expect(built.trailerSignature).toBe("d81f82fc3505edab99d459891051a732e8730629a2e4a59689829ca17fe2e435");
+        const head = lines("PUT /examplebucket/chunkObjectTrailer.txt HTTP/1.1", {
+          host: "s3.amazonaws.com",
+          "x-amz-date": DATE,
+          "x-amz-storage-class": "REDUCED_REDUNDANCY",
+          authorization: auth("content-encoding;host;x-amz-content-sha256;x-amz-date;x-amz-decoded-content-length;x-amz-storage-class;x-amz-trailer", seed),
+          "x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+          "content-encoding": "aws-chunked",
+          "x-amz-decoded-content-length": "66560",
+          "x-amz-trailer": "x-amz-checksum-crc32c",
+          "content-length": String(built.body.byteLength),
+        });
+        // The documented seed signs the path /examplebucket/chunkObject.txt: replay it there.
+        head[0] = "PUT /examplebucket/chunkObject.txt HTTP/1.1";
+        await env.s3.remove("up", "chunkObject.txt");
+        const r = await at2013(() => rawRequest(env.port, head, [built.body]));
+        expect({ status: r.status, body: r.body }).toEqual({ status: 200, body: "" });
+        expect(Buffer.from((await stored("chunkObject.txt"))!).equals(Buffer.from(PAYLOAD))).toBe(true);
+        const up = env.s3.requests.findLast((e) => e.method === "PUT" && e.pathname === "/up/chunkObject.txt")!;
+        expect({
+          mode: up.headers["x-amz-content-sha256"],
+          trailer: up.headers["x-amz-trailer"],
+          decoded: up.headers["x-amz-decoded-content-length"],
+          length: Number(up.headers["content-length"]) > 66560,
+          body: up.body,
+        }).toEqual({ mode: "STREAMING-UNSIGNED-PAYLOAD-TRAILER", trailer: "x-amz-checksum-crc32c", decoded: "66560", length: true, body: "complete" });
+      },
+      T,
+    );
+
+    test(
+      "the documented request with one byte of chunk 2 changed: 403 SignatureDoesNotMatch, aborted upstream, no object",
+      async () => {
+        await env.s3.remove("up", "chunkObject.txt").catch(() => {});
+        const seed = "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9";
+        const body = buildAwsChunkedBody(PAYLOAD, { signing: ctx(seed), chunkSize: 65536 }).body.slice();
+        body[body.byteLength - 200] = 0x62; // inside chunk 2's data ('a' → 'b')
+        const head = lines("PUT /examplebucket/chunkObject.txt HTTP/1.1", {
+          host: "s3.amazonaws.com",
+          "x-amz-date": DATE,
+          "x-amz-storage-class": "REDUCED_REDUNDANCY",
+          authorization: auth("content-encoding;content-length;host;x-amz-content-sha256;x-amz-date;x-amz-decoded-content-length;x-amz-storage-class", seed),
+          "x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+          "content-encoding": "aws-chunked",
+          "x-amz-decoded-content-length": "66560",
+          "content-length": "66824",
+        });
+        env.s3.resetLog();
+        const r = await at2013(() => rawRequest(env.port, head, [body]));
+        expect(r.status).toBe(403);
+        expect(r.body).toContain("<Code>SignatureDoesNotMatch</Code>");
+        await abortedUpstream("chunkObject.txt");
+      },
+      T,
+    );
+  });
+
+  describe("aws-chunked bodies signed now", () => {
+    const payload = bytesOf(300_000, 11);
+
+    test(
+      "STREAMING-UNSIGNED-PAYLOAD-TRAILER without Content-Length (Transfer-Encoding: chunked, small chunks, as the SDKs stream): stored byte-exact",
+      async () => {
+        const req = chunkedRequest({ mode: "STREAMING-UNSIGNED-PAYLOAD-TRAILER", host: host(), path: "/up/chunked/unsigned.bin", payload, chunkSize: 1000, trailer: ["x-amz-checksum-crc32", crc32(payload)], contentLength: false });
+        const res = await fetch(`${env.endpoint}/up/chunked/unsigned.bin`, { method: "PUT", headers: req.headers, body: new Blob([req.body]).stream(), duplex: "half" } as RequestInit);
+        expect(res.status).toBe(200);
+        expect(sha256((await stored("chunked/unsigned.bin"))!)).toBe(sha256(payload));
+        const up = env.s3.requests.findLast((e) => e.method === "PUT" && e.pathname === "/up/chunked/unsigned.bin")!;
+        // An exact length toward the upstream, and the client's CRC32 as its trailer.
+        expect(up.headers["transfer-encoding"]).toBeUndefined();
+        expect(up.headers["x-amz-trailer"]).toBe("x-amz-checksum-crc32");
+        expect(Number(up.headers["content-length"])).toBeGreaterThan(payload.byteLength);
+      },
+      T,
+    );
+
+    test(
+      "a wrong CRC32 trailer: 400 BadDigest, aborted upstream, no object",
+      async () => {
+        const req = chunkedRequest({ mode: "STREAMING-UNSIGNED-PAYLOAD-TRAILER", host: host(), path: "/up/bad/trailer.bin", payload, chunkSize: 65536, trailer: ["x-amz-checksum-crc32", crc32(bytesOf(10))] });
+        const r = await rawRequest(env.port, lines("PUT /up/bad/trailer.bin HTTP/1.1", req.headers), [req.body]);
+        expect(r.status).toBe(400);
+        expect(r.body).toContain("<Code>BadDigest</Code>");
+        await abortedUpstream("bad/trailer.bin");
+      },
+      T,
+    );
+
+    test(
+      "a forged chunk signature (chunk 3 of 5): 403 SignatureDoesNotMatch, aborted upstream, no object",
+      async () => {
+        const req = chunkedRequest({ mode: "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", host: host(), path: "/up/bad/forged.bin", payload, chunkSize: 65536 });
+        const sig = req.chunkSignatures[2]!;
+        const text = Buffer.from(req.body).toString("latin1").replace(sig, sig.slice(0, 63) + (sig[63] === "0" ? "1" : "0"));
+        const r = await rawRequest(env.port, lines("PUT /up/bad/forged.bin HTTP/1.1", req.headers), [Buffer.from(text, "latin1")]);
+        expect(r.status).toBe(403);
+        expect(r.body).toContain("<Code>SignatureDoesNotMatch</Code>");
+        await abortedUpstream("bad/forged.bin");
+      },
+      T,
+    );
+
+    test(
+      "a body that ends before x-amz-decoded-content-length: 400 IncompleteBody, aborted upstream, no object",
+      async () => {
+        const req = chunkedRequest({ mode: "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER", host: host(), path: "/up/bad/short-chunked.bin", payload, chunkSize: 65536, trailer: ["x-amz-checksum-crc32", crc32(payload)], decodedLength: payload.byteLength + 1000 });
+        const r = await rawRequest(env.port, lines("PUT /up/bad/short-chunked.bin HTTP/1.1", req.headers), [req.body]);
+        expect(r.status).toBe(400);
+        expect(r.body).toContain("<Code>IncompleteBody</Code>");
+        await abortedUpstream("bad/short-chunked.bin");
+      },
+      T,
+    );
+  });
+
+  describe("limits, answered from the headers before the upstream is asked", () => {
+    test(
+      "no Content-Length on a plain body, or no x-amz-decoded-content-length on an aws-chunked one: 411 MissingContentLength",
+      async () => {
+        env.mark();
+        const te = await signedHead("PUT", "/up/limits/chunked.bin", { "transfer-encoding": "chunked" });
+        const plain = await rawRequest(env.port, lines("PUT /up/limits/chunked.bin HTTP/1.1", te), [Buffer.from("3e8\r\n"), bytesOf(1000), Buffer.from("\r\n0\r\n\r\n")]);
+        expect(plain.status).toBe(411);
+        expect(plain.body).toContain("<Code>MissingContentLength</Code>");
+        const req = chunkedRequest({ mode: "STREAMING-UNSIGNED-PAYLOAD-TRAILER", host: host(), path: "/up/limits/nodecoded.bin", payload: bytesOf(1000), chunkSize: 8192, trailer: ["x-amz-checksum-crc32", crc32(bytesOf(1000))], decodedLength: null });
+        const r = await rawRequest(env.port, lines("PUT /up/limits/nodecoded.bin HTTP/1.1", req.headers), [req.body]);
+        expect(r.status).toBe(411);
+        expect(r.body).toContain("<Code>MissingContentLength</Code>");
+        expect(env.upstreamCalls()).toEqual([]);
+      },
+      T,
+    );
+
+    test(
+      "a single PUT above 5 GiB (Content-Length or x-amz-decoded-content-length): 400 EntityTooLarge at once",
+      async () => {
+        env.mark();
+        const big = String(5 * 1024 ** 3 + 1);
+        let r = await rawRequest(env.port, lines("PUT /up/limits/huge.bin HTTP/1.1", await signedHead("PUT", "/up/limits/huge.bin", { "content-length": big })));
+        expect(r.status).toBe(400);
+        expect(r.body).toContain("<Code>EntityTooLarge</Code>");
+        expect(r.body).toContain(`<ProposedSize>${big}</ProposedSize>`);
+        const req = chunkedRequest({ mode: "STREAMING-UNSIGNED-PAYLOAD-TRAILER", host: host(), path: "/up/limits/huge2.bin", payload: bytesOf(10), chunkSize: 8192, trailer: ["x-amz-checksum-crc32", crc32(bytesOf(10))], decodedLength: 5 * 1024 ** 3 + 1 });
+        r = await rawRequest(env.port, lines("PUT /up/limits/huge2.bin HTTP/1.1", req.headers), [req.body]);
+        expect(r.status).toBe(400);
+        expect(r.body).toContain("<Code>EntityTooLarge</Code>");
+        expect(env.upstreamCalls()).toEqual([]);
+      },
+      T,
+    );
+
+    test(
+      "UploadPart number 10001 (and 0): 400 InvalidArgument, the upstream never asked",
+      async () => {
+        env.mark();
+        for (const n of ["10001", "0"]) {
+          const a = await answerOf(await signedFetch(env, { method: "PUT", path: "/up/limits/part.bin", query: [["partNumber", n], ["uploadId", "some-upload"]], body: bytesOf(100) }));
+          expect({ status: a.status, code: a.code, message: a.message }).toEqual({ status: 400, code: "InvalidArgument", message: "Part number must be an integer between 1 and 10000, inclusive" });
+        }
+        expect(env.upstreamCalls()).toEqual([]);
+      },
+      T,
+    );
+  });
+
+  describe("the cache", () => {
+    test(
+      "a PUT, a DELETE and a DeleteObjects each invalidate the cached key",
+      async () => {
+        const get = async () => (await signedFetch(env, { method: "GET", path: "/up/cached/k.txt" })).text();
+        await signedFetch(env, { method: "PUT", path: "/up/cached/k.txt", body: "one" });
+        expect(await get()).toBe("one");
+        const hit = await signedFetch(env, { method: "GET", path: "/up/cached/k.txt" });
+        expect(hit.headers.get("x-cache")).toBe("HIT");
+        await hit.text();
+        await signedFetch(env, { method: "PUT", path: "/up/cached/k.txt", body: "two" });
+        expect(await get()).toBe("two");
+        expect((await signedFetch(env, { method: "DELETE", path: "/up/cached/k.txt" })).status).toBe(204);
+        expect((await signedFetch(env, { method: "GET", path: "/up/cached/k.txt" })).status).toBe(404);
+        expect(await env.s3.exists("up", "cached/k.txt")).toBe(false);
+
+        await signedFetch(env, { method: "PUT", path: "/up/cached/k.txt", body: "three" });
+        expect(await get()).toBe("three");
+        const xml = '<Delete><Object><Key>cached/k.txt</Key></Object></Delete>';
+        const del = await signedFetch(env, { method: "POST", path: "/up", query: [["delete", ""]], body: xml, headers: { "content-md5": md5(new TextEncoder().encode(xml)) } });
+        expect(await del.text()).toContain("<Deleted><Key>cached/k.txt</Key></Deleted>");
+        expect((await signedFetch(env, { method: "GET", path: "/up/cached/k.txt" })).status).toBe(404);
+      },
+      T,
+    );
+  });
+});
