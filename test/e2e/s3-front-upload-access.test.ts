@@ -1,0 +1,250 @@
+/**
+ * Who may write through the S3 front (issue 12), against the S3 fixture:
+ * - a read-only bucket refuses every write, whatever the identity's grants say;
+ * - static credentials need `write` (PutObject, multipart, CopyObject) and `delete`
+ *   (DeleteObject, and per key in DeleteObjects);
+ * - web-identity (STS) sessions write where their token's user may write on the plain front
+ *   (auth.write_claims), and a token whose claims deny writes still reads;
+ * - the bucket's authorizer (OPA here) sees s3:PutObject / s3:DeleteObject / s3:GetObject with
+ *   the key, so a policy can allow reads and deny writes, or deny single keys of a DeleteObjects;
+ * - CopyObject within one proxy bucket (the source read-checked), and a clear refusal across two.
+ * Every refusal: S3's error, and the upstream holds no object (or still holds the old one).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { OpaServer } from "../fixtures/opa.ts";
+import { answerOf, hs256, NODELETE, READER, signedFetch, startUploadEnv, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
+
+const T = 30_000;
+let env: UploadEnv;
+let opa: OpaServer;
+const READS = new Set(["s3:GetObject", "s3:ListBucket"]);
+
+beforeAll(async () => {
+  opa = OpaServer.start({
+    // reads for everyone but under secret/; writes for role=writer only, never under keep/
+    "yatagarasu/allow": (input: { action: string; key: string; jwt_claims: { role?: string } | null }) =>
+      READS.has(input.action) ? !input.key.startsWith("secret/") : input.jwt_claims?.role === "writer" && !input.key.startsWith("keep/"),
+  });
+  env = await startUploadEnv({ opaUrl: opa.url });
+});
+afterAll(async () => {
+  await env.stop();
+  opa.close();
+});
+
+const md5 = (s: string) => new Bun.CryptoHasher("md5").update(s).digest("base64");
+const put = (path: string, body: string, creds = WRITER) => signedFetch(env, { method: "PUT", path, body, creds });
+const deleteXml = (keys: string[], quiet = false) => `<Delete>${quiet ? "<Quiet>true</Quiet>" : ""}${keys.map((k) => `<Object><Key>${k}</Key></Object>`).join("")}</Delete>`;
+const deleteObjects = (bucket: string, xml: string, creds = WRITER) =>
+  signedFetch(env, { method: "POST", path: `/${bucket}`, query: [["delete", ""]], body: xml, headers: { "content-md5": md5(xml) }, creds });
+
+/** Asserts S3's refusal and that nothing reached the upstream. */
+async function refused(p: Promise<Response>, status: number, code: string): Promise<void> {
+  env.mark();
+  const a = await answerOf(await p);
+  expect({ status: a.status, code: a.code }).toEqual({ status, code });
+  expect(env.upstreamCalls()).toEqual([]);
+}
+
+describe("bucket access and grants", () => {
+  test(
+    "a read-only bucket refuses PutObject, DeleteObject, CreateMultipartUpload and DeleteObjects to an identity granted write and delete; reads still work",
+    async () => {
+      await env.s3.put("up", "ro/kept.txt", "kept");
+      await refused(put("/ro/ro/new.txt", "x"), 403, "AccessDenied");
+      await refused(signedFetch(env, { method: "DELETE", path: "/ro/ro/kept.txt" }), 403, "AccessDenied");
+      await refused(signedFetch(env, { method: "POST", path: "/ro/ro/mp.bin", query: [["uploads", ""]] }), 403, "AccessDenied");
+      await refused(deleteObjects("ro", deleteXml(["ro/kept.txt"])), 403, "AccessDenied");
+      expect(await env.s3.exists("up", "ro/new.txt")).toBe(false);
+      expect(await env.s3.exists("up", "ro/kept.txt")).toBe(true);
+      expect(await (await signedFetch(env, { method: "GET", path: "/ro/ro/kept.txt" })).text()).toBe("kept");
+    },
+    T,
+  );
+
+  test(
+    "an identity without write: PutObject and CreateMultipartUpload → AccessDenied, no object",
+    async () => {
+      await refused(put("/up/reader/new.txt", "x", READER), 403, "AccessDenied");
+      await refused(signedFetch(env, { method: "POST", path: "/up/reader/mp.bin", query: [["uploads", ""]], creds: READER }), 403, "AccessDenied");
+      expect(await env.s3.exists("up", "reader/new.txt")).toBe(false);
+    },
+    T,
+  );
+
+  test(
+    "an identity with write but without delete: it uploads, DeleteObject → AccessDenied, DeleteObjects → AccessDenied per key, objects kept",
+    async () => {
+      expect((await put("/up/nodel/a.txt", "a", NODELETE)).status).toBe(200);
+      await env.s3.put("up", "nodel/b.txt", "b");
+      await refused(signedFetch(env, { method: "DELETE", path: "/up/nodel/a.txt", creds: NODELETE }), 403, "AccessDenied");
+      env.mark();
+      const r = await deleteObjects("up", deleteXml(["nodel/a.txt", "nodel/b.txt"]), NODELETE);
+      expect(r.status).toBe(200);
+      const xml = await r.text();
+      expect(xml.match(/<Error><Key>nodel\/[ab]\.txt<\/Key><Code>AccessDenied<\/Code>/g)?.length).toBe(2);
+      expect(xml).not.toContain("<Deleted>");
+      expect(env.upstreamCalls()).toEqual([]);
+      expect(await env.s3.exists("up", "nodel/a.txt")).toBe(true);
+      expect(await env.s3.exists("up", "nodel/b.txt")).toBe(true);
+    },
+    T,
+  );
+
+  test(
+    "DeleteObjects with delete: per-key results in request order (a missing key is Deleted, as in S3; a dot-segment key is refused), Quiet lists errors only",
+    async () => {
+      await env.s3.put("up", "del/1.txt", "1");
+      await env.s3.put("up", "del/2.txt", "2");
+      const r = await deleteObjects("up", deleteXml(["del/1.txt", "del/missing.txt", "del/../x", "del/2.txt"]));
+      const xml = await r.text();
+      expect(r.status).toBe(200);
+      const entries = [...xml.matchAll(/<(Deleted|Error)><Key>([^<]*)<\/Key>(?:<Code>([^<]*)<\/Code>)?/g)].map((m) => `${m[1]} ${m[2]}${m[3] ? ` ${m[3]}` : ""}`);
+      expect(entries).toEqual(["Deleted del/1.txt", "Deleted del/missing.txt", "Error del/../x InvalidArgument", "Deleted del/2.txt"]);
+      expect(await env.s3.exists("up", "del/1.txt")).toBe(false);
+      expect(await env.s3.exists("up", "del/2.txt")).toBe(false);
+
+      await env.s3.put("up", "del/3.txt", "3");
+      const quiet = await (await deleteObjects("up", deleteXml(["del/3.txt", "del/./y"], true))).text();
+      expect(quiet).not.toContain("<Deleted>");
+      expect(quiet).toContain("<Error><Key>del/./y</Key><Code>InvalidArgument</Code>");
+      expect(await env.s3.exists("up", "del/3.txt")).toBe(false);
+    },
+    T,
+  );
+
+  test(
+    "DeleteObjects: no integrity header → InvalidRequest; not XML, no keys or 1001 keys → MalformedXML; nothing upstream",
+    async () => {
+      const xml = deleteXml(["del/x"]);
+      await refused(signedFetch(env, { method: "POST", path: "/up", query: [["delete", ""]], body: xml }), 400, "InvalidRequest");
+      await refused(deleteObjects("up", "<Delete><Object><Key>a</Key></Object>"), 400, "MalformedXML");
+      await refused(deleteObjects("up", "<Delete></Delete>"), 400, "MalformedXML");
+      await refused(deleteObjects("up", deleteXml(Array.from({ length: 1001 }, (_, i) => `k${i}`))), 400, "MalformedXML");
+      await refused(deleteObjects("up", '<!DOCTYPE d [<!ENTITY x "y">]><Delete><Object><Key>&x;</Key></Object></Delete>'), 400, "MalformedXML");
+    },
+    T,
+  );
+});
+
+describe("web-identity sessions act as their token's user on the plain front", () => {
+  const ROLE = "arn:aws:iam::123456789012:role/uploader";
+  const now = () => Math.floor(Date.now() / 1000);
+  async function session(claims: Record<string, unknown>) {
+    const body = new URLSearchParams({ Action: "AssumeRoleWithWebIdentity", Version: "2011-06-15", RoleArn: ROLE, RoleSessionName: "uploader", WebIdentityToken: hs256({ sub: "alice", iat: now(), exp: now() + 900, ...claims }) });
+    const xml = await (await fetch(env.endpoint + "/", { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: body.toString() })).text();
+    const get = (n: string) => new RegExp(`<${n}>([^<]*)</${n}>`).exec(xml)![1]!;
+    return { accessKeyId: get("AccessKeyId"), secretAccessKey: get("SecretAccessKey"), sessionToken: get("SessionToken") };
+  }
+
+  test(
+    "a token that passes auth.write_claims writes; one whose claims deny writes gets AccessDenied but still reads",
+    async () => {
+      const writer = await session({ team: "a", role: "writer" });
+      const reader = await session({ team: "a", role: "reader" });
+      expect((await put("/teamw/sts/w.txt", "from a session", writer)).status).toBe(200);
+      expect(new TextDecoder().decode(await env.s3.read("up", "sts/w.txt"))).toBe("from a session");
+      await refused(put("/teamw/sts/r.txt", "denied", reader), 403, "AccessDenied");
+      await refused(signedFetch(env, { method: "DELETE", path: "/teamw/sts/w.txt", creds: reader }), 403, "AccessDenied");
+      expect(await env.s3.exists("up", "sts/r.txt")).toBe(false);
+      expect(await (await signedFetch(env, { method: "GET", path: "/teamw/sts/w.txt", creds: reader })).text()).toBe("from a session");
+      expect((await signedFetch(env, { method: "DELETE", path: "/teamw/sts/w.txt", creds: writer })).status).toBe(204);
+    },
+    T,
+  );
+
+  test(
+    "a session may not write where its token may not read (team b), nor on a read-only bucket",
+    async () => {
+      const teamB = await session({ team: "b", role: "writer" });
+      await refused(put("/teamw/sts/b.txt", "x", teamB), 403, "AccessDenied");
+      const teamA = await session({ team: "a", role: "writer" });
+      await refused(put("/ro/sts/a.txt", "x", teamA), 403, "AccessDenied");
+    },
+    T,
+  );
+});
+
+describe("the bucket authorizer (OPA) decides with the S3 action and the key", () => {
+  test(
+    "a policy that allows reads and denies writes: READER (granted write) is refused by OPA, WRITER passes; OPA saw s3:PutObject",
+    async () => {
+      opa.requests.length = 0;
+      await refused(put("/opa/o/r.txt", "x", READER), 403, "AccessDenied");
+      expect(await env.s3.exists("up", "o/r.txt")).toBe(false);
+      const asked = opa.requests.map((r) => (r.body as { input: { action: string; key: string } }).input);
+      expect(asked).toEqual([expect.objectContaining({ action: "s3:PutObject", key: "o/r.txt" })]);
+      expect((await put("/opa/o/w.txt", "ok", WRITER)).status).toBe(200);
+      expect(await (await signedFetch(env, { method: "GET", path: "/opa/o/w.txt", creds: READER })).text()).toBe("ok");
+    },
+    T,
+  );
+
+  test(
+    "DeleteObjects asks OPA per key with s3:DeleteObject: a denied key gets AccessDenied and stays, the others are deleted",
+    async () => {
+      await env.s3.put("up", "keep/a.txt", "a");
+      await env.s3.put("up", "gone/b.txt", "b");
+      opa.requests.length = 0;
+      const xml = await (await deleteObjects("opa", deleteXml(["keep/a.txt", "gone/b.txt"]))).text();
+      expect(xml).toContain("<Error><Key>keep/a.txt</Key><Code>AccessDenied</Code>");
+      expect(xml).toContain("<Deleted><Key>gone/b.txt</Key></Deleted>");
+      expect(await env.s3.exists("up", "keep/a.txt")).toBe(true);
+      expect(await env.s3.exists("up", "gone/b.txt")).toBe(false);
+      const asked = opa.requests.map((r) => (r.body as { input: { action: string; key: string } }).input).map((i) => `${i.action} ${i.key}`).sort();
+      expect(asked).toEqual(["s3:DeleteObject gone/b.txt", "s3:DeleteObject keep/a.txt"]);
+    },
+    T,
+  );
+});
+
+describe("CopyObject", () => {
+  const copy = (dest: string, source: string, creds = WRITER, headers: Record<string, string> = {}) =>
+    signedFetch(env, { method: "PUT", path: dest, headers: { "x-amz-copy-source": source, ...headers }, creds });
+
+  test(
+    "within one proxy bucket: copied server-side, S3's CopyObjectResult, the destination readable byte-exact",
+    async () => {
+      await env.s3.put("up", "copy/src with space.txt", "copy me", { contentType: "text/x-src" });
+      env.mark();
+      const r = await copy("/up/copy/dst.txt", "/up/copy/src%20with%20space.txt");
+      const xml = await r.text();
+      expect(r.status).toBe(200);
+      expect(xml).toMatch(/<CopyObjectResult[^>]*><ETag>[^<]+<\/ETag><LastModified>/);
+      expect(new TextDecoder().decode(await env.s3.read("up", "copy/dst.txt"))).toBe("copy me");
+      const calls = env.upstreamCalls();
+      expect(calls.map((c) => `${c.method} ${c.pathname} ${c.headers["x-amz-copy-source"]}`)).toEqual(["PUT /up/copy/dst.txt /up/copy/src%20with%20space.txt"]);
+      const head = await signedFetch(env, { method: "HEAD", path: "/up/copy/dst.txt" });
+      expect(head.headers.get("content-type")).toBe("text/x-src");
+    },
+    T,
+  );
+
+  test(
+    "across proxy buckets: 501 NotImplemented saying so; an unknown source bucket: NoSuchBucket; nothing upstream",
+    async () => {
+      env.mark();
+      const a = await answerOf(await copy("/up/copy/x.txt", "other/copy/src%20with%20space.txt"));
+      expect({ status: a.status, code: a.code }).toEqual({ status: 501, code: "NotImplemented" });
+      expect(a.message).toContain("across proxy buckets");
+      await refused(copy("/up/copy/x.txt", "/nosuch/k"), 404, "NoSuchBucket");
+      await refused(copy("/up/copy/x.txt", "/up"), 400, "InvalidArgument");
+      expect(env.upstreamCalls()).toEqual([]);
+    },
+    T,
+  );
+
+  test(
+    "without write on the destination, or when the source may not be read (OPA denies s3:GetObject on secret/): AccessDenied, no copy",
+    async () => {
+      await refused(copy("/up/copy/r.txt", "/up/copy/src%20with%20space.txt", READER), 403, "AccessDenied");
+      await env.s3.put("up", "secret/s.txt", "secret");
+      opa.requests.length = 0;
+      await refused(copy("/opa/copy/leak.txt", "/opa/secret/s.txt"), 403, "AccessDenied");
+      expect(await env.s3.exists("up", "copy/r.txt")).toBe(false);
+      expect(await env.s3.exists("up", "copy/leak.txt")).toBe(false);
+      expect(opa.requests.map((r) => (r.body as { input: { action: string } }).input.action)).toEqual(["s3:PutObject", "s3:GetObject"]);
+    },
+    T,
+  );
+});
