@@ -86,8 +86,17 @@ export async function readCapped(res: Response, max: number): Promise<Uint8Array
   return chunks.length === 1 ? chunks[0]! : new Uint8Array(Buffer.concat(chunks));
 }
 
-/** The S3 error an <Error> document (or its absence) stands for, given the answer's status. */
-export function errorOf(status: number, doc: XmlElement | undefined, upstreamBucket: string): S3Error {
+/**
+ * The S3 error an <Error> document (or its absence) stands for, given the answer's status. A 503
+ * (SlowDown, ServiceUnavailable: SDKs retry them) carries Retry-After, the upstream's or 1.
+ */
+export function errorOf(status: number, doc: XmlElement | undefined, upstreamBucket: string, retryAfter?: string | null): S3Error {
+  const e = errorCode(status, doc, upstreamBucket);
+  if (e.status === 503) e.headers = { "retry-after": retryAfter != null && /^\d{1,5}$/.test(retryAfter) ? retryAfter : "1" };
+  return e;
+}
+
+function errorCode(status: number, doc: XmlElement | undefined, upstreamBucket: string): S3Error {
   const code = doc?.name === "Error" ? doc.children.find((c) => c.name === "Code")?.text.trim() : undefined;
   const message = doc?.name === "Error" ? doc.children.find((c) => c.name === "Message")?.text : undefined;
   if (code !== undefined && CREDENTIAL_CODES.has(code)) return s3Error("AccessDenied");
@@ -124,8 +133,5 @@ export function tryParse(bytes: Uint8Array | undefined): XmlElement | undefined 
 /** Throws the client's version of an upstream error answer (the body is read, at most 64 KiB). */
 export async function relayError(res: Response, upstreamBucket: string): Promise<never> {
   const body = res.body === null ? undefined : await readCapped(res, MAX_ERROR_BODY).catch(() => undefined);
-  const e = errorOf(res.status, tryParse(body), upstreamBucket);
-  const retryAfter = res.headers.get("retry-after");
-  if (e.status === 503) e.headers = { "retry-after": retryAfter !== null && /^\d{1,5}$/.test(retryAfter) ? retryAfter : "1" };
-  throw s3Fail(e);
+  throw s3Fail(errorOf(res.status, tryParse(body), upstreamBucket, res.headers.get("retry-after")));
 }
