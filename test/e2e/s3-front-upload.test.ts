@@ -213,7 +213,8 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
         expect({ status: r.status, body: r.body }).toEqual({ status: 200, body: "" });
         expect(Buffer.from((await stored("chunkObject.txt"))!).equals(Buffer.from(PAYLOAD))).toBe(true);
         const up = env.s3.requests.findLast((e) => e.method === "PUT" && e.pathname === "/up/chunkObject.txt")!;
-        expect({ length: up.headers["content-length"], encoding: up.headers["content-encoding"] }).toEqual({ length: "66560", encoding: undefined });
+        expect(up.headers["content-length"]).toBe("66560");
+        expect(up.headers["content-encoding"]).toBeUndefined();
       },
       T,
     );
