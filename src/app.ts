@@ -12,6 +12,7 @@ import { ConcurrencyLimiter } from "./limits/index.ts";
 import { createAuditTrail, type AuditTrail } from "./observe/audit.ts";
 import { createLogger, type Logger } from "./observe/log.ts";
 import { Metrics } from "./observe/metrics.ts";
+import { Tracer } from "./observe/trace/tracer.ts";
 import { buildRuntime, type Runtime, type RuntimeDeps } from "./runtime.ts";
 import { VERSION } from "./version.ts";
 import { workerIndex } from "./workers.ts";
@@ -29,6 +30,8 @@ export interface Services {
   readonly draining: boolean;
   /** The audit trail (audit.enabled), written by the logging step. */
   readonly audit?: AuditTrail;
+  /** Tracing (src/observe/trace/); absent or disabled: requests carry no span. */
+  readonly tracer?: Tracer;
 }
 
 export interface AppOptions {
@@ -59,6 +62,8 @@ export class App implements Services {
   readonly concurrency: ConcurrencyLimiter;
   draining = false;
   audit: AuditTrail | undefined;
+  /** Outlives reloads: a reload reconfigures it (doReload). */
+  tracer: Tracer | undefined;
   private reloading: Promise<{ ok: boolean; error?: string; generation: number }> | undefined;
 
   private constructor(
@@ -93,10 +98,12 @@ export class App implements Services {
       return { hits, misses, evictions: st.total.evictions, bytes: st.total.bytes, items: st.total.items, coalesced: st.total.coalesced };
     });
     const baseDir = opts.configPath?.includes("/") ? opts.configPath.slice(0, opts.configPath.lastIndexOf("/")) : ".";
-    const deps: RuntimeDeps = { metrics, log, baseDir, share: opts.share, fetch: opts.fetch, probeIntervalMs: opts.probeIntervalMs };
+    const tracer = new Tracer(config.tracing, { registry: metrics.registry, version: VERSION, log: (level, msg, fields) => log.log(level, msg, fields) });
+    const deps: RuntimeDeps = { metrics, log, baseDir, share: opts.share, fetch: opts.fetch, probeIntervalMs: opts.probeIntervalMs, tracer };
     const runtime = await buildRuntime(config, 1, deps);
     metrics.setGeneration(1);
     const app = new App(runtime, metrics, cache, log, opts, deps);
+    app.tracer = tracer;
     app.audit = createAuditTrail(config.audit, { baseDir: config.baseDir, log, registry: metrics.registry, share: opts.share, worker: workerIndex() });
     // /ready's verdict at scrape time, for alerts (min over workers: one unready process shows).
     const ready = metrics.registry.gauge("yatagarasu_ready", "1 while /ready answers 200, else 0 (an upstream unreachable or its breaker open, JWKS not loaded, draining).", [], "min").labels();
@@ -144,6 +151,7 @@ export class App implements Services {
       return fail(`cannot build the new runtime: ${(err as Error)?.message ?? String(err)}`);
     }
     this.runtime = next; // the swap: one reference
+    this.tracer?.configure(config.tracing);
     this.concurrency.max = Math.max(1, Math.floor(config.server.max_concurrent_requests / (this.opts.share ?? 1)));
     applyCacheConfig(this.cache, config.cache);
     const kept = new Set(config.buckets.map((b) => b.name));
@@ -158,6 +166,8 @@ export class App implements Services {
 
   /** Resolves once the audit trail is written and closed. */
   close(): Promise<void> {
+    // main.ts awaits tracer.shutdown() first (a bounded flush); here it only stops what is left.
+    void this.tracer?.shutdown();
     this.runtime.close();
     void this.cache.close();
     this.log.flush();

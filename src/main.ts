@@ -206,6 +206,8 @@ async function serve(config: Config, configPath: string): Promise<number> {
       }
       await childrenDone;
       await metrics?.stop(true);
+      // Tracing: the spans of the drained requests go out before exit (bounded wait).
+      await app.tracer?.shutdown();
       await app.close();
       log.info("stopped");
       if (primary) log.info("primary stopped");

@@ -16,6 +16,7 @@ import { parseCidr, type Cidr } from "./http/cidr.ts";
 import { buildLimiter, type Limiter } from "./limits/index.ts";
 import type { Logger } from "./observe/log.ts";
 import type { Metrics } from "./observe/metrics.ts";
+import type { Tracer } from "./observe/trace/tracer.ts";
 import { probeId, Prober, type ProbeTarget } from "./observe/readiness.ts";
 import { Router } from "./router.ts";
 import { S3Identities } from "./fronts/s3/identities.ts";
@@ -64,6 +65,8 @@ export interface RuntimeDeps {
   probeIntervalMs?: number;
   /** Start background probes and JWKS refresh (off for `--check`). */
   start?: boolean;
+  /** Tracing: JWKS fetches get their own spans (the App's tracer, which outlives reloads). */
+  tracer?: Tracer;
 }
 
 const cidrs = (list: readonly string[]): Cidr[] => list.map((c) => parseCidr(c)).filter((c): c is Cidr => c !== null);
@@ -71,7 +74,7 @@ const cidrs = (list: readonly string[]): Cidr[] => list.map((c) => parseCidr(c))
 export async function buildRuntime(config: Config, generation: number, deps: RuntimeDeps): Promise<Runtime> {
   const authLog = (level: "info" | "warn" | "error", msg: string, fields?: object) => deps.log.log(level, msg, fields as Record<string, unknown>);
   const jwt = config.jwt?.enabled ? config.jwt : undefined;
-  const auth = jwt ? await Authenticator.create(jwt, { baseDir: deps.baseDir, log: authLog, fetch: deps.fetch }) : undefined;
+  const auth = jwt ? await Authenticator.create(jwt, { baseDir: deps.baseDir, log: authLog, fetch: deps.fetch, tracer: deps.tracer }) : undefined;
 
   const buckets = new Map<string, BucketRuntime>();
   const replicaSets = new Map<string, readonly string[]>();

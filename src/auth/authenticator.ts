@@ -18,6 +18,7 @@ import { compactVerify } from "jose";
 import type { ClaimRule, JwtConfig, TokenSource } from "../config/schema.ts";
 import { ProxyError } from "../errors.ts";
 import { JwksClient, type Logger } from "./jwks.ts";
+import type { Tracer } from "../observe/trace/tracer.ts";
 import { assertBase64url, checkRegisteredClaims, claimPolicy, decodePayload, HmacKey, parseToken, TokenError, type ClaimPolicy, type ParsedToken } from "./jwt.ts";
 import { allowedAlgorithms, isHmacAlg, loadStaticKeys, type AsymKey, type StaticKeys, type VerifyKey } from "./keys.ts";
 import { TtlLru } from "../util/lru.ts";
@@ -28,6 +29,8 @@ export interface AuthenticatorOptions {
   /** Folder that relative PEM paths are resolved against (the config file's folder). */
   baseDir?: string;
   fetch?: typeof fetch;
+  /** Tracing: one span per JWKS fetch. */
+  tracer?: Tracer;
   /** Wall clock in milliseconds (tests inject one). */
   now?: () => number;
   log?: Logger;
@@ -96,6 +99,7 @@ export class Authenticator {
         now: a.now,
         log: a.log,
         onChange: () => a.cache?.clear(),
+        tracer: opts.tracer,
       });
       a.jwks.start();
     }

@@ -16,6 +16,9 @@
  */
 import type { Algorithm } from "../config/schema.ts";
 import { importPublicJwk, jwkAlgorithms, type AsymKey } from "./keys.ts";
+import { describeHttpCall, endClient } from "../observe/trace/client.ts";
+import { SpanKind } from "../observe/trace/span.ts";
+import type { Tracer } from "../observe/trace/tracer.ts";
 
 export type Logger = (level: "info" | "warn" | "error", msg: string, fields?: object) => void;
 
@@ -33,6 +36,11 @@ export interface JwksOptions {
   log: Logger;
   /** Called when the key set changed (e.g. to drop cached verifications). */
   onChange?: () => void;
+  /**
+   * Tracing: each fetch is a span of its own trace (a fetch is shared by every request waiting
+   * for it, and most are timer-driven, so none of them is its parent).
+   */
+  tracer?: Tracer;
 }
 
 /** The URL without credentials or query, for logs and readiness messages. */
@@ -134,8 +142,16 @@ export class JwksClient {
   }
 
   private async load(): Promise<void> {
+    const span = this.o.tracer?.startRoot("GET jwks", SpanKind.CLIENT);
+    let status = 0;
     try {
-      const res = await this.o.fetch(this.o.url, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS), headers: { accept: "application/json" } });
+      const headers: Record<string, string> = { accept: "application/json" };
+      if (span !== undefined) {
+        describeHttpCall(span, "GET", this.o.url);
+        span.inject(headers);
+      }
+      const res = await this.o.fetch(this.o.url, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS), headers });
+      status = res.status;
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       if (Number(res.headers.get("content-length") ?? 0) > MAX_BYTES) throw new Error("response larger than 1 MiB");
       const text = await res.text();
@@ -177,7 +193,15 @@ export class JwksClient {
         this.o.log("info", "JWKS keys loaded", { url: safeUrl(this.o.url), keys: keys.length, kids: [...new Set(keys.map((k) => k.kid))] });
         this.o.onChange?.();
       }
+      if (span !== undefined) {
+        span.set("yatagarasu.jwks.keys", keys.length);
+        endClient(span, status);
+      }
     } catch (err) {
+      if (span !== undefined) {
+        if (status !== 0) span.set("http.response.status_code", status);
+        endClient(span, { error: err });
+      }
       const name = (err as Error)?.name;
       this.lastError = name === "TimeoutError" || name === "AbortError" ? "timed out" : ((err as Error)?.message ?? String(err));
       this.o.log(this.loadedOnce ? "warn" : "error", this.loadedOnce ? "JWKS refresh failed; keeping the last good keys" : "JWKS fetch failed; no keys yet", {

@@ -13,6 +13,8 @@
  */
 import { TtlLru } from "../util/lru.ts";
 import type { Claims } from "../auth/rules.ts";
+import { endClient, startHttpCall } from "../observe/trace/client.ts";
+import type { Span } from "../observe/trace/span.ts";
 
 export type Logger = (level: "info" | "warn" | "error", msg: string, fields?: object) => void;
 
@@ -25,6 +27,8 @@ export interface AuthzInput {
   /** The S3 action ("s3:GetObject", "s3:PutObject", ...), the same on both fronts. */
   action?: string;
   clientIp: string;
+  /** The request's span (tracing on): the call gets a child span and sends traceparent. Not part of the decision or its cache key. */
+  trace?: Span;
 }
 
 export interface Authorizer {
@@ -61,8 +65,12 @@ export interface BackendSpec {
   timeoutMs: number;
   /** Extra cache-key parts beyond identity, bucket, key and method. */
   extraKey?: (input: AuthzInput) => string;
-  /** Asks the backend; resolves allow/deny, throws BackendError (or anything) when it cannot decide. */
-  ask: (input: AuthzInput, signal: AbortSignal) => Promise<boolean>;
+  /** Asks the backend; resolves allow/deny, throws BackendError (or anything) when it cannot decide. `span`: give it to postJson. */
+  ask: (input: AuthzInput, signal: AbortSignal, span?: Span) => Promise<boolean>;
+  /** The URL asked (tracing: the span's name and server attributes). */
+  url?: string;
+  /** The span name (OpenTelemetry: method and URL template). */
+  spanName?: string;
 }
 
 export class DecidingAuthorizer implements Authorizer {
@@ -94,11 +102,20 @@ export class DecidingAuthorizer implements Authorizer {
   }
 
   private async decide(input: AuthzInput, key: string): Promise<boolean> {
+    const span = input.trace === undefined ? undefined : startHttpCall(input.trace, this.spec.spanName ?? `POST ${this.spec.name}`, "POST", this.spec.url ?? "");
     try {
-      const allowed = await this.spec.ask(input, AbortSignal.timeout(this.spec.timeoutMs));
+      const allowed = await this.spec.ask(input, AbortSignal.timeout(this.spec.timeoutMs), span);
       this.cache?.set(key, allowed, this.now() + this.spec.ttlSeconds * 1000);
+      if (span !== undefined) {
+        span.set("yatagarasu.authz.decision", allowed ? "allow" : "deny");
+        span.end();
+      }
       return allowed;
     } catch (err) {
+      if (span !== undefined) {
+        span.set("yatagarasu.authz.decision", this.spec.failMode === "open" ? "fail_open" : "fail_closed");
+        endClient(span, { error: err });
+      }
       const name = (err as Error)?.name;
       const error = name === "TimeoutError" || name === "AbortError" ? `timed out after ${this.spec.timeoutMs} ms` : ((err as Error)?.message ?? String(err));
       const open = this.spec.failMode === "open";
@@ -113,8 +130,11 @@ export class DecidingAuthorizer implements Authorizer {
 }
 
 /** POSTs JSON and returns the parsed 2xx body; anything else is a BackendError. */
-export async function postJson(fetchFn: typeof fetch, url: string, body: unknown, signal: AbortSignal, headers: Record<string, string> = {}): Promise<unknown> {
-  const res = await fetchFn(url, { method: "POST", headers: { "content-type": "application/json", accept: "application/json", ...headers }, body: JSON.stringify(body), signal });
+export async function postJson(fetchFn: typeof fetch, url: string, body: unknown, signal: AbortSignal, headers: Record<string, string> = {}, span?: Span): Promise<unknown> {
+  const sent: Record<string, string> = { "content-type": "application/json", accept: "application/json", ...headers };
+  span?.inject(sent); // traceparent (tracing on)
+  const res = await fetchFn(url, { method: "POST", headers: sent, body: JSON.stringify(body), signal });
+  span?.set("http.response.status_code", res.status);
   const text = await res.text();
   if (!res.ok) {
     let code = "";

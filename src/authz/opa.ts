@@ -43,11 +43,13 @@ export function createOpaAuthorizer(cfg: AuthorizationConfig, fetchFn: typeof fe
       failMode: cfg.opa_fail_mode,
       timeoutMs: cfg.opa_timeout_ms,
       extraKey: (input) => input.clientIp,
-      ask: async (input, signal) => {
+      url,
+      spanName: "POST /v1/data/{policy}",
+      ask: async (input, signal, span) => {
         const body = {
           input: { jwt_claims: input.claims ?? null, bucket: input.bucket, key: input.key, path: input.path, method: input.method, action: input.action ?? null, client_ip: input.clientIp },
         };
-        const answer = await postJson(fetchFn, url, body, signal);
+        const answer = await postJson(fetchFn, url, body, signal, undefined, span);
         if (answer === null || typeof answer !== "object" || Array.isArray(answer)) throw new BackendError("answer is not a JSON object");
         if (!("result" in answer)) {
           if (!warnedUndefined) log("warn", "OPA has no document at the policy path (undefined result); every request is denied", { policy_path: cfg.opa_policy_path });

@@ -101,7 +101,9 @@ export function createOpenFgaAuthorizer(cfg: AuthorizationConfig, fetchFn: typeo
       ttlSeconds: cfg.openfga_cache_ttl_seconds,
       failMode: cfg.openfga_fail_mode,
       timeoutMs: cfg.openfga_timeout_ms,
-      ask: async (input, signal) => {
+      url,
+      spanName: "POST /stores/{store_id}/check",
+      ask: async (input, signal, span) => {
         const uid = userId(input.claims, cfg.openfga_user_claim);
         if (uid === undefined) return deny(`the token has no usable '${cfg.openfga_user_claim}' claim`, { bucket: input.bucket });
         const user = `user:${uid}`;
@@ -112,7 +114,7 @@ export function createOpenFgaAuthorizer(cfg: AuthorizationConfig, fetchFn: typeo
         const relation = input.action !== undefined && WRITE_ACTIONS.has(input.action) ? cfg.openfga_write_relation : cfg.openfga_relation;
         const body: Record<string, unknown> = { tuple_key: { user, relation, object } };
         if (cfg.openfga_authorization_model_id) body.authorization_model_id = cfg.openfga_authorization_model_id;
-        const answer = await postJson(fetchFn, url, body, signal, headers);
+        const answer = await postJson(fetchFn, url, body, signal, headers, span);
         if (answer === null || typeof answer !== "object") throw new BackendError("answer is not a JSON object");
         return (answer as { allowed?: unknown }).allowed === true;
       },

@@ -9,6 +9,8 @@ import { isFileBody } from "./types.ts";
 import type { FlightOutcome } from "./flight.ts";
 import { MemoryLayer } from "./memory.ts";
 import { PurgeLog } from "./purge-log.ts";
+import { tracedLayerGet } from "../observe/trace/client.ts";
+import type { Span } from "../observe/trace/span.ts";
 
 /** Request counters of one bucket (kept by the serving flow). */
 export interface BucketCounters {
@@ -90,20 +92,23 @@ export class Cache {
     return this.syncFirst ? (this.first.get(key) as CachedObject | undefined) : undefined;
   }
 
-  /** First layer holding `key` wins; a hit in a lower layer is copied into the layers above it (in the background). */
-  get(key: string): MaybePromise<CachedObject | undefined> {
-    const hit = this.first.get(key);
+  /**
+   * First layer holding `key` wins; a hit in a lower layer is copied into the layers above it (in
+   * the background). `trace` (a recording request span): each layer's lookup gets a span.
+   */
+  get(key: string, trace?: Span): MaybePromise<CachedObject | undefined> {
+    const hit = trace === undefined ? this.first.get(key) : tracedLayerGet(this.first, key, trace);
     if (this.layers.length === 1 || (hit !== undefined && !(hit instanceof Promise))) return hit;
-    return this.getSlow(key, hit);
+    return this.getSlow(key, hit, trace);
   }
 
-  private async getSlow(key: string, firstHit: MaybePromise<CachedObject | undefined>): Promise<CachedObject | undefined> {
+  private async getSlow(key: string, firstHit: MaybePromise<CachedObject | undefined>, trace?: Span): Promise<CachedObject | undefined> {
     const epoch = this.purges.now;
     const found = await Promise.resolve(firstHit).catch(() => undefined);
     if (found !== undefined) return found;
     for (let i = 1; i < this.layers.length; i++) {
       // A layer answers a miss for its own failures; a throw is one more failure, not the client's.
-      const obj = await Promise.resolve(this.layers[i]!.get(key)).catch(() => undefined);
+      const obj = await Promise.resolve(trace === undefined ? this.layers[i]!.get(key) : tracedLayerGet(this.layers[i]!, key, trace)).catch(() => undefined);
       if (obj !== undefined) {
         // Found before a purge that happened while we asked: serve it, but do not copy it upward.
         if (!this.purges.purgedSince(epoch, key)) this.promote(obj, i);

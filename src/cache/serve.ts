@@ -20,6 +20,7 @@ import type { Cache } from "./cache.ts";
 import { runFlight, type CachePolicy, type FlightOutcome, type Shared, type UpstreamFetch } from "./flight.ts";
 import { notModified, respondFromObject } from "./respond.ts";
 import type { CachedObject, MaybePromise } from "./types.ts";
+import type { Span } from "../observe/trace/span.ts";
 
 export type CacheStatus = "HIT" | "MISS" | "BYPASS" | "REVALIDATED";
 
@@ -35,6 +36,8 @@ export interface ServeArgs {
   upstream: UpstreamFetch;
   /** The client's signal: what a request that goes upstream on its own (bypass) is aborted with. */
   signal?: AbortSignal;
+  /** The request's recording span (tracing): each cache-layer lookup gets a span under it. */
+  trace?: Span;
   now?: () => number;
 }
 
@@ -80,7 +83,7 @@ export function serveHit(cache: Cache, bucket: string, key: string, method: "GET
 export function serveWithCache(args: ServeArgs): Promise<ServeResult> {
   const now = args.now !== undefined ? args.now() : Date.now();
   const key = args.bucket + "/" + args.key;
-  const found = args.cache.get(key);
+  const found = args.cache.get(key, args.trace);
   if (!isFresh(found, now)) return serveSlow(args, key, now, found);
   try {
     return Promise.resolve({ response: hit(args.cache, args.bucket, found, args.reqHeaders, args.method, now), cacheStatus: "HIT", upstreamCalls: 0, passthrough: false });

@@ -11,6 +11,7 @@ import { ReplicaSchema, resolveS3 } from "./replicas.ts";
 import { S3ApiSchema } from "./s3-api.ts";
 import { AuditSchema } from "./audit.ts";
 import { CorsSchema } from "./cors.ts";
+import { TracingSchema } from "./tracing.ts";
 
 const posInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
@@ -341,5 +342,6 @@ export const ConfigSchema = z.strictObject({
   logging: LoggingSchema.prefault({}),
   s3_api: S3ApiSchema.optional(),
   audit: AuditSchema.prefault({}),
+  tracing: TracingSchema.prefault({}),
 });
 export type RawConfig = z.infer<typeof ConfigSchema>;

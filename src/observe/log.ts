@@ -53,8 +53,11 @@ export interface AccessRecord {
   attempts?: number;
   /** The replica that answered (buckets with s3.replicas). */
   replica?: string;
+  /** Tracing on: the request's trace and server span (W3C hex ids). */
+  trace_id?: string;
+  span_id?: string;
 }
-const ACCESS_KEYS = ["request_id", "method", "path", "bucket", "status", "bytes", "duration_ms", "ttfb_ms", "upstream_ms", "client_ip", "front", "subject", "cache", "error", "s3_error", "attempts", "replica"];
+const ACCESS_KEYS = ["request_id", "method", "path", "bucket", "status", "bytes", "duration_ms", "ttfb_ms", "upstream_ms", "client_ip", "front", "subject", "cache", "error", "s3_error", "attempts", "replica", "trace_id", "span_id"];
 
 // Characters JSON.stringify escapes: quote, backslash, C0 controls, lone surrogates.
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
@@ -140,6 +143,7 @@ export function createLogger(opts: { level: Level; format: "json" | "text"; fd?:
     if (r.s3_error !== undefined) line += `,"s3_error":${jstr(r.s3_error)}`;
     if (r.attempts !== undefined) line += `,"attempts":${jnum(r.attempts)}`;
     if (r.replica !== undefined) line += `,"replica":${jstr(r.replica)}`;
+    if (r.trace_id !== undefined) line += `,"trace_id":"${r.trace_id}","span_id":"${r.span_id}"`;
     queue.push(`${line}}\n`);
     if (!scheduled) {
       scheduled = true;

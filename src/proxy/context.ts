@@ -8,6 +8,7 @@ import type { Services } from "../app.ts";
 import type { BucketRuntime, Runtime } from "../runtime.ts";
 import type { UpstreamTiming } from "../s3/upstream.ts";
 import { clientIpOf } from "../http/client-ip.ts";
+import type { Span } from "../observe/trace/span.ts";
 
 /** The S3 action a request performs: what authorizers, audit and metrics see on both fronts. */
 export type S3Action =
@@ -81,15 +82,25 @@ export interface RequestContext {
   peer: string | undefined;
   readonly peerOf: (req: Request) => string;
   clientIp: string | undefined;
+
+  // Tracing (src/observe/trace/): all undefined when tracing is off.
+  /** The request's server span (recording, or ids only when not sampled); also in timing.trace. */
+  span: Span | undefined;
+  traceId: string | undefined;
+  spanId: string | undefined;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
 
 export function createContext(svc: Services, front: string, req: Request, target: string, peer: string | undefined, peerOf: (req: Request) => string): RequestContext {
   const incomingId = req.headers.get("x-request-id");
+  const start = performance.now();
+  // Tracing off: this one check is all it costs.
+  const tracer = svc.tracer;
+  const span = tracer !== undefined && tracer.enabled ? tracer.startRequest(req.headers, start, req.method) : undefined;
   return {
     id: incomingId !== null && REQUEST_ID.test(incomingId) ? incomingId : crypto.randomUUID(),
-    start: performance.now(),
+    start,
     req,
     method: req.method,
     rt: svc.runtime,
@@ -107,7 +118,7 @@ export function createContext(svc: Services, front: string, req: Request, target
     subject: undefined,
     entered: false,
     uploading: false,
-    timing: { upstreamMs: 0, attempts: 0 },
+    timing: { upstreamMs: 0, attempts: 0, trace: span },
     status: 0,
     cache: undefined,
     errorCode: undefined,
@@ -121,6 +132,9 @@ export function createContext(svc: Services, front: string, req: Request, target
     peer,
     peerOf,
     clientIp: undefined,
+    span,
+    traceId: span?.traceId,
+    spanId: span?.spanId,
   };
 }
 

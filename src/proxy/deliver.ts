@@ -10,6 +10,7 @@
  */
 import { toProxyError } from "../errors.ts";
 import { clientIp, type RequestContext } from "./context.ts";
+import { endRequestSpan } from "../observe/trace/request.ts";
 
 export function deliver(ctx: RequestContext, res: Response): Response {
   ctx.status = res.status;
@@ -53,8 +54,12 @@ export function finish(ctx: RequestContext): void {
       s3_error: ctx.s3Code,
       attempts: ctx.timing.attempts > 1 ? ctx.timing.attempts : undefined,
       replica: ctx.timing.replica,
+      trace_id: ctx.traceId,
+      span_id: ctx.spanId,
     });
   }
+  // Tracing: the request's server span ends with its body (src/observe/trace/request.ts).
+  if (ctx.span !== undefined) endRequestSpan(ctx, ctx.span);
 }
 
 /** The error code a failed body read is logged under. */

@@ -14,6 +14,8 @@ import type { BucketConfig, RetryConfig } from "../config/schema.ts";
 import { ProxyError } from "../errors.ts";
 import { backoffDelay, CircuitBreaker, isRetryableStatus } from "../limits/index.ts";
 import type { Metrics } from "../observe/metrics.ts";
+import { endClient, startAttempt } from "../observe/trace/client.ts";
+import type { Span } from "../observe/trace/span.ts";
 import { defaultPools, type Http1Pool, UpstreamConnectTimeoutError, type UpstreamPools, UpstreamTimeoutError } from "./http1/index.ts";
 import { RequestBodyError } from "./http1/index.ts";
 import { fetchWithBody, prepareSend, type SendRequest } from "./send.ts";
@@ -28,6 +30,8 @@ export interface UpstreamTiming {
   attempts: number;
   /** The replica that answered, for buckets with s3.replicas (src/s3/replicas.ts). */
   replica?: string;
+  /** The request's span (tracing on): each attempt gets a client span under it and sends traceparent. */
+  trace?: Span;
 }
 
 export interface UpstreamDeps {
@@ -201,9 +205,11 @@ export class BucketUpstream {
       const last = attempt >= max;
       let res: Response;
       const started = performance.now();
+      const span = timing.trace === undefined ? undefined : startAttempt(timing.trace, method, this.origin, this.bucket, key, attempt);
       try {
-        res = await this.once(method, key, forward, signal);
+        res = await this.once(method, key, forward, signal, span);
       } catch (err) {
+        if (span !== undefined) endClient(span, { error: err });
         const elapsed = performance.now() - started;
         timing.upstreamMs += elapsed;
         if (signal.aborted) throw err;
@@ -220,6 +226,7 @@ export class BucketUpstream {
         await this.backoff(attempt, signal);
         continue;
       }
+      if (span !== undefined) endClient(span, res.status);
       const elapsed = performance.now() - started;
       timing.upstreamMs += elapsed;
       this.metrics?.observeS3(this.name, res.status, elapsed / 1000);
@@ -272,9 +279,11 @@ export class BucketUpstream {
         const last = attempt >= max;
         const started = performance.now();
         let res: Response;
+        const span = req.timing.trace === undefined ? undefined : startAttempt(req.timing.trace, req.method, this.origin, this.bucket, req.key, attempt);
         try {
-          res = await this.sendOnce(req, headers, body, payloadHash);
+          res = await this.sendOnce(req, headers, body, payloadHash, span);
         } catch (err) {
+          if (span !== undefined) endClient(span, { error: err });
           const elapsed = performance.now() - started;
           req.timing.upstreamMs += elapsed;
           if (signal.aborted || err instanceof RequestBodyError) throw err;
@@ -288,6 +297,7 @@ export class BucketUpstream {
           await this.backoff(attempt, signal);
           continue;
         }
+        if (span !== undefined) endClient(span, res.status);
         const elapsed = performance.now() - started;
         req.timing.upstreamMs += elapsed;
         this.metrics?.observeS3(this.name, res.status, elapsed / 1000);
@@ -308,7 +318,7 @@ export class BucketUpstream {
     }
   }
 
-  private async sendOnce(req: SendRequest, extra: Record<string, string>, body: Uint8Array | ReadableStream<Uint8Array> | null, payloadHash: string | undefined): Promise<Response> {
+  private async sendOnce(req: SendRequest, extra: Record<string, string>, body: Uint8Array | ReadableStream<Uint8Array> | null, payloadHash: string | undefined, span?: Span): Promise<Response> {
     const method = req.method;
     const rawPath = req.key === "" ? this.bucketPath || "/" : `${this.bucketPath}/${req.key}`;
     const query = req.query && req.query.length > 0 ? (req.query as Array<[string, string]>) : undefined;
@@ -324,6 +334,8 @@ export class BucketUpstream {
       path = encodeS3Path(rawPath);
       qs = query ? canonicalQuery(query) : "";
     }
+    // traceparent is not signed (added after signing): S3 ignores unsigned headers it does not know.
+    if (span !== undefined) span.inject(headers);
     const target = qs === "" ? path : `${path}?${qs}`;
     const contentLength = body === null ? undefined : body instanceof Uint8Array ? body.byteLength : req.contentLength!;
     const clientSignal = req.signal;
@@ -343,9 +355,11 @@ export class BucketUpstream {
     }
   }
 
-  private async once(method: "GET" | "HEAD", key: string, forward: Record<string, string>, clientSignal: AbortSignal): Promise<Response> {
+  private async once(method: "GET" | "HEAD", key: string, forward: Record<string, string>, clientSignal: AbortSignal, span?: Span): Promise<Response> {
     const { path, headers } = this.prepare(method, key);
     for (const k in forward) headers[k] = forward[k];
+    // traceparent is not signed (added after signing): S3 ignores unsigned headers it does not know.
+    if (span !== undefined) span.inject(headers);
     if (this.pool) {
       // The pool enforces both timeouts and notices the client's abort itself (one sweep timer
       // for all requests), so nothing per request is allocated here.

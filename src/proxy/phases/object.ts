@@ -23,7 +23,8 @@ export function serveObject(ctx: RequestContext): Response | Promise<Response> {
   const bucket = ctx.bucket!;
   const method = ctx.method as ObjectMethod;
   if (bucket.cachePolicy) {
-    const hit = serveHit(ctx.svc.cache, bucket.name, ctx.key, method, ctx.req.headers);
+    // A traced request skips the synchronous shortcut: serveWithCache looks up every layer with a span each.
+    const hit = ctx.span?.recording === true ? undefined : serveHit(ctx.svc.cache, bucket.name, ctx.key, method, ctx.req.headers);
     if (hit !== undefined) {
       ctx.cache = "HIT";
       ctx.bytes = bodyBytes(hit, method);
@@ -83,6 +84,7 @@ async function serveCached(ctx: RequestContext, method: ObjectMethod): Promise<R
     // or the client's for a request that bypasses the cache.
     upstream: (extra, signal) => getObject(ctx, "GET", extra, signal),
     signal: ctx.req.signal,
+    trace: ctx.span?.recording === true ? ctx.span : undefined,
   });
   ctx.cache = result.cacheStatus;
   if (!result.passthrough) {

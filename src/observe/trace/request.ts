@@ -1,0 +1,56 @@
+/**
+ * The request's server span, ended by the logging step (src/proxy/deliver.ts finish()) once the
+ * body was sent or failed, with OpenTelemetry's HTTP server attributes plus the proxy's own.
+ *
+ * Only what the access line may show goes here: the decoded path without its query (tokens may
+ * live there), the identity's subject, never a header value that carries credentials.
+ */
+import type { RequestContext } from "../../proxy/context.ts";
+import { clientIp } from "../../proxy/context.ts";
+import { SpanStatus, type Span } from "./span.ts";
+
+export function endRequestSpan(ctx: RequestContext, span: Span): void {
+  if (!span.recording) return;
+  const now = performance.now();
+  const req = ctx.req;
+  span.name = ctx.action !== "none" ? `${ctx.method} ${ctx.action}` : ctx.method;
+  span.set("http.request.method", ctx.method);
+  span.set("url.path", ctx.path || undefined);
+  span.set("url.scheme", ctx.target.startsWith("https:") ? "https" : "http");
+  const host = req.headers.get("host");
+  if (host !== null) {
+    const colon = host.lastIndexOf(":");
+    const bracket = host.lastIndexOf("]");
+    if (colon > bracket && colon > 0) {
+      span.set("server.address", host.slice(0, colon));
+      const port = Number(host.slice(colon + 1));
+      if (Number.isInteger(port)) span.set("server.port", port);
+    } else span.set("server.address", host);
+  }
+  span.set("client.address", clientIp(ctx));
+  if (ctx.peer !== undefined) span.set("network.peer.address", ctx.peer);
+  span.set("network.protocol.name", "http");
+  span.set("network.protocol.version", "1.1");
+  const ua = req.headers.get("user-agent");
+  if (ua !== null) span.set("user_agent.original", ua.slice(0, 256));
+  span.set("http.response.status_code", ctx.status);
+  span.set("http.response.body.size", ctx.bytes);
+  span.set("yatagarasu.request_id", ctx.id);
+  span.set("yatagarasu.front", ctx.front);
+  if (ctx.bucket !== undefined) span.set("yatagarasu.bucket", ctx.bucketName);
+  if (ctx.action !== "none") span.set("yatagarasu.s3.action", ctx.action);
+  if (ctx.key !== "") span.set("aws.s3.key", ctx.key);
+  span.set("yatagarasu.cache", ctx.cache);
+  span.set("enduser.id", ctx.subject);
+  if (ctx.timing.attempts > 0) span.set("yatagarasu.upstream.attempts", ctx.timing.attempts);
+  span.set("yatagarasu.replica", ctx.timing.replica);
+  const error = ctx.bodyError ?? ctx.errorCode;
+  if (error !== undefined) span.set("yatagarasu.error", error);
+  // OpenTelemetry: a server span is an error for 5xx (and here for a body that broke mid-way);
+  // a 4xx is the client's problem, not this span's.
+  if (ctx.status >= 500 || (ctx.bodyError !== undefined && ctx.bodyError !== "ClientClosedRequest")) {
+    span.status = SpanStatus.ERROR;
+    span.set("error.type", error ?? String(ctx.status));
+  }
+  span.end(now);
+}
