@@ -1,0 +1,213 @@
+/**
+ * Real S3 clients upload through the proxy's S3 front to the S3 fixture (which verifies uploads
+ * as S3 does), with credentials the proxy issued; every upload is read back byte-exact, straight
+ * from the fixture's storage. aws-cli 2.9 and boto3 1.26 (Debian) send a hex SHA-256 with
+ * Content-MD5; rclone UNSIGNED-PAYLOAD; the latest @aws-sdk/client-s3 a streamed body as
+ * STREAMING-UNSIGNED-PAYLOAD-TRAILER without Content-Length (test/clients/payload-modes.ts).
+ */
+import { afterAll, beforeAll, expect } from "bun:test";
+import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { Upload } from "@aws-sdk/lib-storage";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { awsCli } from "../clients/aws.ts";
+import { boto3Client } from "../clients/boto3.ts";
+import { rcloneClient } from "../clients/rclone.ts";
+import { clientTest, tempDir, type TempDir } from "../clients/run.ts";
+import { s3cmdClient } from "../clients/s3cmd.ts";
+import { bytesOf, sha256, startUploadEnv, UPSTREAM_WRITER, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
+
+const T = 180_000; // real clients start Python or Go programs on a loaded 2-core machine
+const MiB = 1024 * 1024;
+let env: UploadEnv;
+let dir: TempDir;
+beforeAll(async () => {
+  env = await startUploadEnv();
+  dir = tempDir("yata-upload-clients-");
+});
+afterAll(async () => {
+  dir.remove();
+  await env.stop();
+});
+
+const target = () => ({ endpoint: env.endpoint, credentials: WRITER });
+const ok = (r: { code: number; stderr: string }) => expect({ code: r.code, stderr: r.code === 0 ? "" : r.stderr }).toEqual({ code: 0, stderr: "" });
+const file = (name: string, bytes: Uint8Array) => {
+  const p = join(dir.path, name);
+  mkdirSync(join(p, ".."), { recursive: true });
+  writeFileSync(p, bytes);
+  return p;
+};
+/** The object as the upstream stored it must be `bytes`. */
+async function storedExactly(key: string, bytes: Uint8Array): Promise<void> {
+  const got = await env.s3.read("up", key);
+  expect(got === undefined ? "missing" : `${got.byteLength} ${sha256(got)}`).toBe(`${bytes.byteLength} ${sha256(bytes)}`);
+}
+/**
+ * Every upstream request since mark() was signed with the bucket's key and succeeded (a lookup of
+ * a key that does not exist yet, as clients do before they upload, may be a 404).
+ */
+function reSigned(): void {
+  const calls = env.upstreamCalls();
+  expect(calls.length).toBeGreaterThan(0);
+  const lookup404 = (c: { method: string; status: number }) => (c.method === "GET" || c.method === "HEAD") && c.status === 404;
+  expect(calls.filter((c) => c.accessKeyId !== UPSTREAM_WRITER.accessKeyId || (c.errorCode !== undefined && !lookup404(c))).map((c) => `${c.method} ${c.path} ${c.errorCode}`)).toEqual([]);
+}
+
+clientTest("aws")(
+  "aws s3 cp of 100 MiB up (multipart) and down, byte-exact",
+  async () => {
+    const big = bytesOf(100 * MiB + 17, 101);
+    const src = file("aws/big.bin", big);
+    using aws = awsCli(target());
+    env.mark();
+    ok(await aws.s3("cp", src, "s3://up/aws/big.bin"));
+    await storedExactly("aws/big.bin", big);
+    const calls = env.upstreamCalls();
+    expect(calls.filter((c) => c.method === "PUT" && c.query.partNumber !== undefined).length).toBeGreaterThanOrEqual(12);
+    expect(calls.filter((c) => c.method === "POST" && c.query.uploadId !== undefined).length).toBe(1);
+    reSigned();
+    const back = join(dir.path, "aws/back.bin");
+    ok(await aws.s3("cp", "s3://up/aws/big.bin", back));
+    expect(sha256(new Uint8Array(readFileSync(back)))).toBe(sha256(big));
+  },
+  T,
+);
+
+clientTest("aws")(
+  "aws s3 sync of a folder up, then aws s3 rm --recursive removes it all",
+  async () => {
+    const files = new Map<string, Uint8Array>([
+      ["a.txt", new TextEncoder().encode("a")],
+      ["sub/b.bin", bytesOf(300_000, 102)],
+      ["sub/deeper/c with space.txt", new TextEncoder().encode("c")],
+      ["empty.txt", new Uint8Array(0)],
+      ["ü+%~.txt", new TextEncoder().encode("awkward")],
+    ]);
+    for (const [name, bytes] of files) file(`sync/${name}`, bytes);
+    using aws = awsCli(target());
+    env.mark();
+    ok(await aws.s3("sync", join(dir.path, "sync"), "s3://up/sync/"));
+    for (const [name, bytes] of files) await storedExactly(`sync/${name}`, bytes);
+    reSigned();
+    env.mark();
+    ok(await aws.s3("rm", "--recursive", "s3://up/sync/"));
+    expect(env.upstreamCalls().filter((c) => c.method === "DELETE").length).toBe(files.size);
+    for (const name of files.keys()) expect(await env.s3.exists("up", `sync/${name}`)).toBe(false);
+  },
+  T,
+);
+
+clientTest("aws")(
+  "aws s3api put-object --checksum-algorithm CRC32: stored, and the CRC32 comes back",
+  async () => {
+    const bytes = bytesOf(123_457, 103);
+    const src = file("crc.bin", bytes);
+    using aws = awsCli(target());
+    const r = await aws.s3api("put-object", "--bucket", "up", "--key", "aws/crc.bin", "--body", src, "--checksum-algorithm", "CRC32");
+    ok(r);
+    const crc = Buffer.from(new Uint8Array(new Uint32Array([Bun.hash.crc32(bytes)]).buffer).reverse()).toString("base64");
+    expect(JSON.parse(r.stdout).ChecksumCRC32).toBe(crc);
+    await storedExactly("aws/crc.bin", bytes);
+  },
+  T,
+);
+
+clientTest("s3cmd")(
+  "s3cmd put with 15 MiB chunks (multipart) and del",
+  async () => {
+    const bytes = bytesOf(20 * MiB + 3, 104);
+    const src = file("s3cmd.bin", bytes);
+    using s3cmd = s3cmdClient({ ...target(), multipartChunkSizeMb: 15 });
+    env.mark();
+    ok(await s3cmd.run("put", src, "s3://up/s3cmd/big.bin"));
+    await storedExactly("s3cmd/big.bin", bytes);
+    expect(env.upstreamCalls().filter((c) => c.method === "PUT" && c.query.partNumber !== undefined).map((c) => c.headers["content-length"])).toEqual(
+      expect.arrayContaining([String(15 * MiB), String(5 * MiB + 3)]),
+    );
+    ok(await s3cmd.run("del", "s3://up/s3cmd/big.bin"));
+    expect(await env.s3.exists("up", "s3cmd/big.bin")).toBe(false);
+  },
+  T,
+);
+
+clientTest("rclone")(
+  "rclone copy of a folder to the proxy (UNSIGNED-PAYLOAD, multipart above 5 MiB), then rclone delete",
+  async () => {
+    const files = new Map<string, Uint8Array>([
+      ["one.txt", new TextEncoder().encode("one")],
+      ["two/big.bin", bytesOf(12 * MiB + 1, 105)],
+    ]);
+    for (const [name, bytes] of files) file(`rclone/${name}`, bytes);
+    using rc = rcloneClient({ ...target(), settings: { no_check_bucket: "true", upload_cutoff: "5Mi", chunk_size: "5Mi" } });
+    env.mark();
+    ok(await rc.run("copy", join(dir.path, "rclone"), rc.remote("up/rclone")));
+    for (const [name, bytes] of files) await storedExactly(`rclone/${name}`, bytes);
+    reSigned();
+    ok(await rc.run("delete", rc.remote("up/rclone")));
+    for (const name of files.keys()) expect(await env.s3.exists("up", `rclone/${name}`)).toBe(false);
+  },
+  T,
+);
+
+clientTest("python3", "boto3")(
+  "boto3 upload_file (multipart, 8 MiB parts) and download_file, byte-exact; delete_objects (a DeleteObjects batch)",
+  async () => {
+    const bytes = bytesOf(20 * MiB + 9, 106);
+    const src = file("boto.bin", bytes);
+    const back = join(dir.path, "boto-back.bin");
+    env.mark();
+    const [up, down, small] = await boto3Client(target()).run([
+      { op: "upload_file", Bucket: "up", Key: "boto/big.bin", Filename: src, multipartThreshold: 8 * MiB, multipartChunksize: 8 * MiB },
+      { op: "download_file", Bucket: "up", Key: "boto/big.bin", Filename: back },
+      { op: "put_object", Bucket: "up", Key: "boto/small.txt", BodyText: "small" },
+    ]);
+    expect(up).toEqual({ ok: true, value: {} });
+    expect(down).toEqual({ ok: true, value: {} });
+    expect(small?.ok).toBe(true);
+    await storedExactly("boto/big.bin", bytes);
+    expect(env.upstreamCalls().filter((c) => c.method === "PUT" && c.query.partNumber !== undefined).length).toBe(3);
+    expect(sha256(new Uint8Array(readFileSync(back)))).toBe(sha256(bytes));
+    const [del] = await boto3Client(target()).run([{ op: "delete_objects", Bucket: "up", Keys: ["boto/big.bin", "boto/small.txt", "boto/never.txt"] }]);
+    expect(del).toEqual({ ok: true, value: { Deleted: [{ Key: "boto/big.bin" }, { Key: "boto/small.txt" }, { Key: "boto/never.txt" }], Errors: [] } });
+    expect(await env.s3.exists("up", "boto/big.bin")).toBe(false);
+    expect(await env.s3.exists("up", "boto/small.txt")).toBe(false);
+  },
+  T,
+);
+
+clientTest()(
+  "@aws-sdk/client-s3 (latest, default checksums) over plain HTTP: a streamed body (aws-chunked trailer mode), a buffered body, and lib-storage Upload (multipart)",
+  async () => {
+    const sdk = new S3Client({ endpoint: env.endpoint, region: "us-east-1", forcePathStyle: true, credentials: WRITER, maxAttempts: 1 });
+    try {
+      const streamed = bytesOf(3 * MiB + 5, 107);
+      env.mark();
+      await sdk.send(new PutObjectCommand({ Bucket: "up", Key: "sdk/streamed.bin", Body: Readable.from([streamed.subarray(0, MiB), streamed.subarray(MiB)]), ContentLength: streamed.byteLength }));
+      await storedExactly("sdk/streamed.bin", streamed);
+      // what the proxy was sent and what it sent on: the SDK's trailer mode, re-framed with an exact length
+      const up = env.upstreamCalls().find((c) => c.method === "PUT")!;
+      expect({ mode: up.headers["x-amz-content-sha256"], trailer: up.headers["x-amz-trailer"], te: up.headers["transfer-encoding"] }).toEqual({
+        mode: "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        trailer: "x-amz-checksum-crc32",
+        te: undefined,
+      });
+
+      const buffered = bytesOf(200_001, 108);
+      const out = await sdk.send(new PutObjectCommand({ Bucket: "up", Key: "sdk/buffered.bin", Body: buffered }));
+      expect(out.ETag).toBe(`"${new Bun.CryptoHasher("md5").update(buffered).digest("hex")}"`);
+      await storedExactly("sdk/buffered.bin", buffered);
+
+      const large = bytesOf(12 * MiB + 11, 109);
+      env.mark();
+      await new Upload({ client: sdk, params: { Bucket: "up", Key: "sdk/upload.bin", Body: Readable.from([large]) } }).done();
+      await storedExactly("sdk/upload.bin", large);
+      expect(env.upstreamCalls().filter((c) => c.method === "PUT" && c.query.partNumber !== undefined).length).toBe(3);
+      reSigned();
+    } finally {
+      sdk.destroy();
+    }
+  },
+  T,
+);
