@@ -334,3 +334,24 @@ ${bucketYaml(s3, "p")}`);
     }
   });
 });
+
+describe("tracing off (the default)", () => {
+  test("no traceparent goes to S3 (even when the client sent one), no trace fields in the access line", async () => {
+    const off = await start(`server: { address: 127.0.0.1, port: 0 }
+buckets:
+${bucketYaml(s3, "p")}`);
+    try {
+      expect(off.app.tracer!.enabled).toBe(false);
+      const res = await fetch(off.url("/p/query.txt"), { headers: { traceparent: `00-${TRACE}-${CALLER}-01` } });
+      expect(res.status).toBe(200);
+      const line = await waitFor(() => off.lines().find((l) => l.msg === "request" && l.path === "/p/query.txt"));
+      expect(line.trace_id).toBeUndefined();
+      expect(line.span_id).toBeUndefined();
+      const sent = upstream(s3, "query.txt").at(-1)!;
+      expect(sent.status).toBe(200);
+      expect(sent.headers.traceparent).toBeUndefined();
+    } finally {
+      await off.stop();
+    }
+  });
+});
