@@ -1,0 +1,173 @@
+/**
+ * No upload body is buffered whole: a 1 GiB PutObject and a 1 GiB multipart upload through the
+ * proxy keep the PROXY PROCESS's RSS growth under 64 MiB. The proxy runs as a process of its own
+ * (src/main.ts, startProxy) and its VmRSS is sampled from /proc/<pid>/status while the bytes flow;
+ * the S3 fixture and the client run in the test process, whose memory is not what is measured.
+ *
+ * The PUT is UNSIGNED-PAYLOAD with a Content-Length (streamed through as it is); the parts are
+ * STREAMING-UNSIGNED-PAYLOAD-TRAILER over Transfer-Encoding: chunked (what the latest SDKs stream),
+ * so the aws-chunked decoder and the re-framing toward the upstream are measured too. Each upload
+ * is read back through the proxy and hashed as it streams.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { S3Signer } from "../../src/s3/sigv4.ts";
+import { startProxy, type ProxyProcess } from "./harness.ts";
+import { startUploadFixture, uploadYaml, WRITER } from "./s3-front-upload-helpers.ts";
+import type { S3Fixture } from "../fixtures/s3.ts";
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+const LIMIT = 64 * MiB;
+const T = 300_000;
+
+let s3: S3Fixture;
+let px: ProxyProcess;
+let port: number;
+beforeAll(async () => {
+  s3 = await startUploadFixture();
+  px = await startProxy(uploadYaml(s3.endpoint).replace("logging: { level: error }", "logging: { level: info }"));
+  port = Number(px.logs().find((l) => l.msg === "listening")!.s3_port);
+}, 60_000);
+afterAll(async () => {
+  await px?.stop();
+  await s3?.stop();
+});
+
+const rss = (pid: number): number => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) * 1024;
+
+/** Samples the proxy's RSS every 20 ms while `fn` runs; returns fn's result and the peak. */
+async function peakDuring<T>(fn: () => Promise<T>): Promise<{ value: T; peak: number }> {
+  const pid = px.proc.pid;
+  let peak = rss(pid);
+  const timer = setInterval(() => {
+    peak = Math.max(peak, rss(pid));
+  }, 20);
+  try {
+    const value = await fn();
+    peak = Math.max(peak, rss(pid));
+    return { value, peak };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/** `total` bytes as a stream of 1 MiB chunks (each stamped with its index, so no two are alike), hashed as they go. */
+function source(total: number, seed: number) {
+  const block = new Uint8Array(MiB);
+  crypto.getRandomValues(block.subarray(0, 65536));
+  for (let i = 65536; i < MiB; i += 65536) block.copyWithin(i, 0, 65536);
+  const hash = new Bun.CryptoHasher("sha256");
+  let sent = 0;
+  const stream = new ReadableStream<Uint8Array>({
+    pull(c) {
+      if (sent >= total) return c.close();
+      const n = Math.min(MiB, total - sent);
+      const chunk = block.slice(0, n);
+      new DataView(chunk.buffer).setFloat64(0, seed * 1e6 + sent);
+      hash.update(chunk);
+      sent += n;
+      c.enqueue(chunk);
+    },
+  }, { highWaterMark: 0 });
+  return { stream, digest: () => hash.digest("hex") };
+}
+
+/** The same stream framed as STREAMING-UNSIGNED-PAYLOAD-TRAILER (64 KiB chunks, CRC32 trailer). */
+function awsChunked(src: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  const reader = src.getReader();
+  let crc = 0;
+  let done = false;
+  const enc = (s: string) => Buffer.from(s, "latin1");
+  return new ReadableStream<Uint8Array>({
+    async pull(c) {
+      if (done) return c.close();
+      const r = await reader.read();
+      if (r.done) {
+        const b64 = Buffer.from(new Uint8Array(new Uint32Array([crc]).buffer).reverse()).toString("base64");
+        c.enqueue(enc(`0\r\nx-amz-checksum-crc32:${b64}\r\n\r\n`));
+        done = true;
+        return;
+      }
+      crc = Bun.hash.crc32(r.value, crc);
+      for (let off = 0; off < r.value.length; off += 65536) {
+        const piece = r.value.subarray(off, off + 65536);
+        c.enqueue(enc(`${piece.length.toString(16)}\r\n`));
+        c.enqueue(piece);
+        c.enqueue(enc("\r\n"));
+      }
+    },
+  }, { highWaterMark: 0 });
+}
+
+function signed(method: string, path: string, query: Array<[string, string]>, headers: Record<string, string>, payloadHash: string) {
+  const s = new S3Signer(WRITER, "us-east-1").signRequest({ method, host: `127.0.0.1:${port}`, path, query, headers, payloadHash });
+  return { url: `http://127.0.0.1:${port}${s.path}${s.query ? `?${s.query}` : ""}`, headers: { ...headers, ...s.headers } };
+}
+
+/** GET through the proxy, hashed as it streams. */
+async function readBack(path: string): Promise<string> {
+  const r = signed("GET", path, [], {}, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  const res = await fetch(r.url, { headers: r.headers });
+  expect(res.status).toBe(200);
+  const hash = new Bun.CryptoHasher("sha256");
+  for await (const chunk of res.body!) hash.update(chunk);
+  return hash.digest("hex");
+}
+
+async function putObject(path: string, total: number, seed: number): Promise<string> {
+  const src = source(total, seed);
+  const r = signed("PUT", path, [], { "content-length": String(total) }, "UNSIGNED-PAYLOAD");
+  const res = await fetch(r.url, { method: "PUT", headers: r.headers, body: src.stream, duplex: "half" } as RequestInit);
+  expect(res.status).toBe(200);
+  await res.arrayBuffer();
+  return src.digest();
+}
+
+async function multipart(path: string, parts: number, partSize: number, seed: number): Promise<string> {
+  const whole = new Bun.CryptoHasher("sha256");
+  let r = signed("POST", path, [["uploads", ""]], {}, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  const id = /<UploadId>([^<]+)<\/UploadId>/.exec(await (await fetch(r.url, { method: "POST", headers: r.headers })).text())![1]!;
+  const etags: string[] = [];
+  for (let n = 1; n <= parts; n++) {
+    const src = source(partSize, seed * 100 + n);
+    const hashed = src.stream.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({ transform: (c, out) => (whole.update(c), out.enqueue(c)) }));
+    r = signed("PUT", path, [["partNumber", String(n)], ["uploadId", id]], {
+      "content-encoding": "aws-chunked",
+      "x-amz-decoded-content-length": String(partSize),
+      "x-amz-trailer": "x-amz-checksum-crc32",
+    }, "STREAMING-UNSIGNED-PAYLOAD-TRAILER");
+    const res = await fetch(r.url, { method: "PUT", headers: r.headers, body: awsChunked(hashed), duplex: "half" } as RequestInit);
+    expect(res.status).toBe(200);
+    await res.arrayBuffer();
+    etags.push(res.headers.get("etag")!);
+  }
+  const xml = `<CompleteMultipartUpload>${etags.map((e, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>${e}</ETag></Part>`).join("")}</CompleteMultipartUpload>`;
+  r = signed("POST", path, [["uploadId", id]], {}, new Bun.CryptoHasher("sha256").update(xml).digest("hex"));
+  const done = await fetch(r.url, { method: "POST", headers: r.headers, body: xml });
+  expect(done.status).toBe(200);
+  expect(await done.text()).toContain("<CompleteMultipartUploadResult");
+  return whole.digest("hex");
+}
+
+test(
+  "a 1 GiB PutObject and a 1 GiB multipart upload (8 aws-chunked parts of 128 MiB) keep the proxy's RSS growth under 64 MiB",
+  async () => {
+    // Warm up the code paths (a small PUT and a small multipart) before the baseline.
+    await putObject("/up/mem/warm.bin", 8 * MiB, 1);
+    await multipart("/up/mem/warm-mp.bin", 1, 6 * MiB, 2);
+    Bun.gc(true);
+    const base = rss(px.proc.pid);
+
+    const put = await peakDuring(() => putObject("/up/mem/put.bin", GiB, 3));
+    const mp = await peakDuring(() => multipart("/up/mem/mp.bin", 8, 128 * MiB, 4));
+    const growth = { put: put.peak - base, multipart: mp.peak - base };
+    if (process.env.MEM_DEBUG) console.log("proxy RSS base MiB", (base / MiB).toFixed(1), "growth MiB", (growth.put / MiB).toFixed(1), (growth.multipart / MiB).toFixed(1));
+    expect(growth.put).toBeLessThan(LIMIT);
+    expect(growth.multipart).toBeLessThan(LIMIT);
+
+    expect(await readBack("/up/mem/put.bin")).toBe(put.value);
+    expect(await readBack("/up/mem/mp.bin")).toBe(mp.value);
+  },
+  T,
+);
