@@ -1,6 +1,8 @@
 /** S3 addressing (path-style, virtual-hosted) and operation resolution. */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { address, bucketFromHost, hasDotSegment, operationOf } from "../../../src/fronts/s3/route.ts";
+
+setDefaultTimeout(10_000); // explicit: the runner's 5 s default is not a choice made here
 
 describe("bucketFromHost", () => {
   test("<bucket>.<domain> with or without a port, case-insensitive", () => {

@@ -1,0 +1,145 @@
+/**
+ * The S3 front's upload body (upload-body.ts), without a network: which stream goes upstream in
+ * each payload mode, with which length and payload hash; the header checks that answer before a
+ * byte is read (411, EntityTooLarge, InvalidArgument, InvalidDigest); and the S3 error a failing
+ * body is answered with. The re-framed trailer mode is decoded back with the project's decoder.
+ */
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import { ProxyError } from "../../../src/errors.ts";
+import { awsChunkedEncodedLength, buildAwsChunkedBody, decodeAwsChunked } from "../../../src/s3/aws-chunked.ts";
+import { s3ErrorOf } from "../../../src/fronts/s3/fail.ts";
+import { bodyFailure, prepareUploadBody, REFRAME_CHUNK_BYTES, type PayloadInfo } from "../../../src/fronts/s3/upload-body.ts";
+
+setDefaultTimeout(10_000); // explicit: the runner's 5 s default is not a choice made here
+
+const UNSIGNED: PayloadInfo = { mode: "unsigned", hash: "UNSIGNED-PAYLOAD" };
+const TRAILER: PayloadInfo = { mode: "streaming-unsigned-trailer", hash: "STREAMING-UNSIGNED-PAYLOAD-TRAILER" };
+const sha = (b: Uint8Array) => new Bun.CryptoHasher("sha256").update(b).digest("hex");
+const crc32 = (b: Uint8Array) => Buffer.from(new Uint8Array(new Uint32Array([Bun.hash.crc32(b)]).buffer).reverse()).toString("base64");
+const bytes = (n: number) => Uint8Array.from({ length: n }, (_, i) => (i * 7) & 0xff);
+
+/** A PUT as Bun.serve hands it over; `length: null` sends no Content-Length. */
+function request(body: Uint8Array, headers: Record<string, string>, length: number | null = body.byteLength): Request {
+  const h = new Headers(headers);
+  if (length !== null) h.set("content-length", String(length));
+  // A stream body, so no length is inferred from it.
+  return new Request("http://proxy/b/k", { method: "PUT", headers: h, body: new Blob([body]).stream(), duplex: "half" } as RequestInit);
+}
+
+/** The S3 error code prepareUploadBody threw with. */
+function refusal(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof ProxyError) {
+      const s3 = s3ErrorOf(e)!;
+      return `${s3.status} ${s3.code}`;
+    }
+    throw e;
+  }
+  throw new Error("expected a refusal");
+}
+
+async function drain(body: Uint8Array | ReadableStream<Uint8Array>): Promise<Uint8Array | Error> {
+  if (body instanceof Uint8Array) return body;
+  try {
+    return new Uint8Array(await new Response(body).arrayBuffer());
+  } catch (e) {
+    return e as Error;
+  }
+}
+
+describe("header checks, before a byte is read", () => {
+  test("no Content-Length on a plain body → 411; no x-amz-decoded-content-length on an aws-chunked one → 411", () => {
+    expect(refusal(() => prepareUploadBody(request(bytes(10), {}, null), UNSIGNED, 100))).toBe("411 MissingContentLength");
+    expect(refusal(() => prepareUploadBody(request(bytes(10), { "content-encoding": "aws-chunked" }, null), TRAILER, 100))).toBe("411 MissingContentLength");
+  });
+
+  test("over the limit (Content-Length, or the decoded length) → 400 EntityTooLarge with S3's details", () => {
+    try {
+      prepareUploadBody(request(bytes(10), {}, 101), UNSIGNED, 100);
+      throw new Error("not refused");
+    } catch (e) {
+      expect(s3ErrorOf(e as ProxyError)).toMatchObject({ code: "EntityTooLarge", status: 400, details: { ProposedSize: "101", MaxSizeAllowed: "100" } });
+    }
+    expect(refusal(() => prepareUploadBody(request(bytes(10), { "x-amz-decoded-content-length": "101" }, null), TRAILER, 100))).toBe("400 EntityTooLarge");
+  });
+
+  test("aws-chunked framing under a non-streaming payload hash, a bad length, a bad Content-MD5, two checksums → S3's 400s", () => {
+    expect(refusal(() => prepareUploadBody(request(bytes(10), { "content-encoding": "gzip, aws-chunked" }), UNSIGNED, 100))).toBe("400 InvalidArgument");
+    expect(refusal(() => prepareUploadBody(request(bytes(10), { "x-amz-decoded-content-length": "ten" }), TRAILER, 100))).toBe("400 InvalidArgument");
+    expect(refusal(() => prepareUploadBody(request(bytes(10), { "content-md5": "not-md5" }), UNSIGNED, 100))).toBe("400 InvalidDigest");
+    expect(refusal(() => prepareUploadBody(request(bytes(10), { "x-amz-checksum-crc32": crc32(bytes(10)), "x-amz-checksum-sha1": "AAAAAAAAAAAAAAAAAAAAAAAAAAA=" }), UNSIGNED, 100))).toBe(
+      "400 InvalidRequest",
+    );
+  });
+});
+
+describe("what goes upstream", () => {
+  test("UNSIGNED-PAYLOAD without checksum headers: the client's own stream, its length, UNSIGNED-PAYLOAD (nothing added on the way)", () => {
+    const req = request(bytes(1000), {});
+    const p = prepareUploadBody(req, UNSIGNED, 10_000);
+    expect(p.args.body).toBe(req.body!);
+    expect({ length: p.args.contentLength, hash: p.args.payloadHash, finished: p.finished }).toEqual({ length: 1000, hash: "UNSIGNED-PAYLOAD", finished: undefined });
+  });
+
+  test("hex SHA-256: forwarded as the payload hash and checked on the way; a mismatch errors the stream and is XAmzContentSHA256Mismatch", async () => {
+    const body = bytes(5000);
+    const good = prepareUploadBody(request(body, {}), { mode: "sha256", hash: sha(body) }, 10_000);
+    expect(good.args.payloadHash).toBe(sha(body));
+    expect(await drain(good.args.body)).toEqual(body);
+    const bad = prepareUploadBody(request(body, {}), { mode: "sha256", hash: sha(bytes(1)) }, 10_000);
+    expect(await drain(bad.args.body)).toBeInstanceOf(Error);
+    expect(await bodyFailure(bad)).toMatchObject({ code: "XAmzContentSHA256Mismatch", status: 400 });
+  });
+
+  test("a trailer mode is re-framed as STREAMING-UNSIGNED-PAYLOAD-TRAILER with the same algorithm and an exact length, which decodes back to the payload", async () => {
+    const payload = bytes(600_000);
+    const framed = buildAwsChunkedBody(payload, { chunkSize: 1000, trailers: [["x-amz-checksum-crc32", crc32(payload)]] }).body;
+    const p = prepareUploadBody(
+      request(framed, { "content-encoding": "aws-chunked", "x-amz-decoded-content-length": String(payload.byteLength), "x-amz-trailer": "x-amz-checksum-crc32" }, null),
+      TRAILER,
+      1_000_000,
+    );
+    expect(p.args.awsChunked).toEqual({ decodedLength: payload.byteLength, trailer: "x-amz-checksum-crc32" });
+    expect(p.args.contentLength).toBe(awsChunkedEncodedLength(payload.byteLength, "CRC32", REFRAME_CHUNK_BYTES));
+    const out = await drain(p.args.body);
+    if (out instanceof Error) throw out;
+    expect(out.byteLength).toBe(p.args.contentLength!);
+    const back = decodeAwsChunked(new Blob([out]).stream(), { mode: "STREAMING-UNSIGNED-PAYLOAD-TRAILER", decodedContentLength: payload.byteLength, trailer: "x-amz-checksum-crc32", minChunkSize: 8192 });
+    expect(new Uint8Array(await new Response(back.stream).arrayBuffer())).toEqual(payload);
+    await p.finished;
+  });
+
+  test("a wrong trailer checksum fails the stream with BadDigest; a body that ends early with IncompleteBody", async () => {
+    const payload = bytes(20_000);
+    const headers = { "content-encoding": "aws-chunked", "x-amz-decoded-content-length": String(payload.byteLength), "x-amz-trailer": "x-amz-checksum-crc32" };
+    const wrong = buildAwsChunkedBody(payload, { chunkSize: 8192, trailers: [["x-amz-checksum-crc32", crc32(bytes(3))]] }).body;
+    let p = prepareUploadBody(request(wrong, headers, null), TRAILER, 100_000);
+    expect(await drain(p.args.body)).toBeInstanceOf(Error);
+    expect(await bodyFailure(p)).toMatchObject({ code: "BadDigest", status: 400 });
+    const good = buildAwsChunkedBody(payload, { chunkSize: 8192, trailers: [["x-amz-checksum-crc32", crc32(payload)]] }).body;
+    p = prepareUploadBody(request(good.subarray(0, 9000), headers, null), TRAILER, 100_000);
+    expect(await drain(p.args.body)).toBeInstanceOf(Error);
+    expect(await bodyFailure(p)).toMatchObject({ code: "IncompleteBody", status: 400 });
+  });
+
+  test("reframe: false (XML bodies the front reads itself): the decoded payload, Content-Length = the decoded length", async () => {
+    const payload = new TextEncoder().encode("<Delete><Object><Key>k</Key></Object></Delete>");
+    const framed = buildAwsChunkedBody(payload, { chunkSize: 10, trailers: [["x-amz-checksum-crc32", crc32(payload)]] }).body;
+    const p = prepareUploadBody(
+      request(framed, { "content-encoding": "aws-chunked", "x-amz-decoded-content-length": String(payload.byteLength), "x-amz-trailer": "x-amz-checksum-crc32" }, null),
+      TRAILER,
+      1000,
+      { reframe: false },
+    );
+    expect(p.args.awsChunked).toBeUndefined();
+    expect(p.args.contentLength).toBe(payload.byteLength);
+    expect(await drain(p.args.body)).toEqual(payload);
+  });
+
+  test("a failure without a verifying stage (the source ended short) is IncompleteBody", async () => {
+    const p = prepareUploadBody(request(bytes(10), {}), UNSIGNED, 100);
+    expect(await bodyFailure(p)).toMatchObject({ code: "IncompleteBody" });
+  });
+});

@@ -1,0 +1,124 @@
+/**
+ * The S3 front's write-side pure parts: who may do which write (permissions.ts), the
+ * x-amz-copy-source parser, the CompleteMultipartUpload parts list, and how an upstream error
+ * answer is translated for the client (relay.ts).
+ */
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import { parseConfig } from "../../../src/config/load.ts";
+import type { S3Action } from "../../../src/proxy/context.ts";
+import type { BucketRuntime, Runtime } from "../../../src/runtime.ts";
+import { parseCopySource } from "../../../src/fronts/s3/copy.ts";
+import { s3ErrorOf } from "../../../src/fronts/s3/fail.ts";
+import type { S3Principal } from "../../../src/fronts/s3/identities.ts";
+import { partsOf } from "../../../src/fronts/s3/multipart.ts";
+import { mayAccess } from "../../../src/fronts/s3/permissions.ts";
+import { errorOf } from "../../../src/fronts/s3/relay.ts";
+import { parseXml } from "../../../src/fronts/s3/xml-reader.ts";
+import type { ProxyError } from "../../../src/errors.ts";
+
+setDefaultTimeout(10_000); // explicit: the runner's 5 s default is not a choice made here
+
+const config = parseConfig(`server: { port: 0 }
+jwt: { enabled: true, algorithm: HS256, secret: "writes-test-secret-0123456789abcdef", claims: [{ claim: org, operator: equals, value: acme }] }
+buckets:
+  - { name: rw, path_prefix: /rw, access: read-write, s3: { bucket: bkt, endpoint: "http://127.0.0.1:1" } }
+  - { name: ro, path_prefix: /ro, s3: { bucket: bkt, endpoint: "http://127.0.0.1:1" } }
+  - name: rwauth
+    path_prefix: /rwauth
+    access: read-write
+    s3: { bucket: bkt, endpoint: "http://127.0.0.1:1" }
+    auth: { enabled: true, claims: [{ claim: team, operator: equals, value: a }], write_claims: [{ claim: role, operator: equals, value: writer }] }
+  - { name: rwopen, path_prefix: /rwopen, access: read-write, s3: { bucket: bkt, endpoint: "http://127.0.0.1:1" }, auth: { anonymous_writes: true } }
+`);
+const buckets = new Map(config.buckets.map((b) => [b.name, { name: b.name, cfg: b, authRequired: b.auth.enabled, extraRules: b.auth.claims } as unknown as BucketRuntime]));
+const rt = { config, buckets } as unknown as Runtime;
+const staticWith = (grants: Record<string, string[]>): S3Principal =>
+  ({ kind: "static", accessKeyId: "AK", secretAccessKey: "s", identity: "id", claims: {}, grants: new Map(Object.entries(grants).map(([b, p]) => [b, new Set(p)])) }) as unknown as S3Principal;
+const session = (claims: Record<string, unknown>): S3Principal => ({ kind: "session", accessKeyId: "ASIA", secretAccessKey: "s", identity: "alice", claims, session: {} }) as unknown as S3Principal;
+const may = (p: S3Principal | undefined, bucket: string, action: S3Action) => mayAccess(rt, p, buckets.get(bucket)!, action);
+
+describe("mayAccess, writes", () => {
+  test("static grants: write covers PutObject (and the multipart calls), delete DeleteObject; bookkeeping needs either; any grant for bucket-level reads", () => {
+    const w = staticWith({ rw: ["write"] });
+    const d = staticWith({ rw: ["delete"] });
+    const r = staticWith({ rw: ["read", "list"] });
+    expect([may(w, "rw", "s3:PutObject"), may(w, "rw", "s3:DeleteObject"), may(w, "rw", "s3:GetObject"), may(w, "rw", "s3:AbortMultipartUpload")]).toEqual([true, false, false, true]);
+    expect([may(d, "rw", "s3:PutObject"), may(d, "rw", "s3:DeleteObject"), may(d, "rw", "s3:ListBucketMultipartUploads"), may(d, "rw", "s3:ListMultipartUploadParts")]).toEqual([false, true, true, true]);
+    expect([may(r, "rw", "s3:PutObject"), may(r, "rw", "s3:AbortMultipartUpload"), may(r, "rw", "s3:GetObject"), may(w, "rw", "s3:GetBucketLocation")]).toEqual([false, false, true, true]);
+  });
+
+  test("a read-only bucket refuses every write-family action whatever the grant; reads follow the grant", () => {
+    const all = staticWith({ ro: ["read", "list", "write", "delete"] });
+    for (const a of ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts", "s3:ListBucketMultipartUploads"] as S3Action[]) expect(`${a} ${may(all, "ro", a)}`).toBe(`${a} false`);
+    expect(may(all, "ro", "s3:GetObject")).toBe(true);
+  });
+
+  test("sessions: the plain front's write rule (auth.write_claims; without auth only with anonymous_writes); anonymous never writes", () => {
+    expect(may(session({ org: "acme", team: "a", role: "writer" }), "rwauth", "s3:PutObject")).toBe(true);
+    expect(may(session({ org: "acme", team: "a", role: "reader" }), "rwauth", "s3:PutObject")).toBe(false);
+    expect(may(session({ org: "acme", team: "a", role: "reader" }), "rwauth", "s3:GetObject")).toBe(true);
+    expect(may(session({ org: "acme", team: "b", role: "writer" }), "rwauth", "s3:PutObject")).toBe(false);
+    expect(may(session({ org: "other", team: "a", role: "writer" }), "rwauth", "s3:DeleteObject")).toBe(false);
+    expect(may(session({ org: "acme" }), "rw", "s3:PutObject")).toBe(false);
+    expect(may(session({}), "rwopen", "s3:PutObject")).toBe(true);
+    expect(may(session({ org: "acme", team: "a", role: "writer" }), "ro", "s3:PutObject")).toBe(false);
+    expect([may(undefined, "rwopen", "s3:PutObject"), may(undefined, "rw", "s3:GetObject")]).toEqual([false, true]);
+  });
+});
+
+describe("parseCopySource", () => {
+  test("S3's forms: leading slash or not, URL-encoded, ?versionId", () => {
+    expect(parseCopySource("/b/a%20b%2Bc/%C3%BC.txt")).toEqual({ bucket: "b", key: "a b+c/ü.txt" });
+    expect(parseCopySource("b/k+1")).toEqual({ bucket: "b", key: "k+1" });
+    expect(parseCopySource("/b/k?versionId=v%201")).toEqual({ bucket: "b", key: "k", versionId: "v 1" });
+  });
+  test("no key, no bucket, a bad escape, another query parameter → InvalidArgument", () => {
+    for (const bad of ["", "/", "/b", "/b/", "//k", "/b/%E0%A4%A", "/b/k?acl", "/b/k?versionId="]) expect(`${bad} → ${"code" in parseCopySource(bad) ? "refused" : "parsed"}`).toBe(`${bad} → refused`);
+  });
+});
+
+describe("partsOf (CompleteMultipartUpload)", () => {
+  const doc = (inner: string) => parseXml(`<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">${inner}</CompleteMultipartUpload>`);
+  const code = (fn: () => unknown) => {
+    try {
+      fn();
+      return "ok";
+    } catch (e) {
+      return s3ErrorOf(e as ProxyError)!.code;
+    }
+  };
+  test("parts in the order given, ETags as sent (quotes kept), each part's checksums", () => {
+    expect(partsOf(doc('<Part><PartNumber>2</PartNumber><ETag>"b"</ETag></Part><Part><ETag>&quot;a&quot;</ETag><PartNumber> 1 </PartNumber><ChecksumCRC32>AAAAAA==</ChecksumCRC32></Part>'))).toEqual([
+      { partNumber: 2, etag: '"b"' },
+      { partNumber: 1, etag: '"a"', checksumCRC32: "AAAAAA==" },
+    ]);
+  });
+  test("no parts or no ETag → MalformedXML; a part number outside 1..10000 → InvalidArgument; over 10,000 parts → InvalidArgument", () => {
+    expect(code(() => partsOf(doc("")))).toBe("MalformedXML");
+    expect(code(() => partsOf(doc("<Part><PartNumber>1</PartNumber></Part>")))).toBe("MalformedXML");
+    expect(code(() => partsOf(doc("<Part><PartNumber>10001</PartNumber><ETag>x</ETag></Part>")))).toBe("InvalidArgument");
+    expect(code(() => partsOf(doc("<Part><PartNumber>1.5</PartNumber><ETag>x</ETag></Part>")))).toBe("InvalidArgument");
+    const many = Array.from({ length: 10_001 }, (_, i) => `<Part><PartNumber>${(i % 10000) + 1}</PartNumber><ETag>x</ETag></Part>`).join("");
+    expect(code(() => partsOf(doc(many)))).toBe("InvalidArgument");
+  });
+});
+
+describe("errorOf (an upstream error answer, for the client)", () => {
+  const err = (xml: string) => parseXml(xml);
+  test("S3's code and message kept, with the answer's status", () => {
+    expect(errorOf(400, err("<Error><Code>InvalidPart</Code><Message>One part is missing.</Message></Error>"), "hidden")).toMatchObject({ code: "InvalidPart", status: 400, message: "One part is missing." });
+  });
+  test("a message naming the upstream bucket is replaced by S3's fixed one; request ids are never copied", () => {
+    const e = errorOf(404, err("<Error><Code>NoSuchUpload</Code><Message>upload in hidden-bucket gone</Message><RequestId>R</RequestId></Error>"), "hidden-bucket");
+    expect(e).toMatchObject({ code: "NoSuchUpload", status: 404 });
+    expect(JSON.stringify(e)).not.toContain("hidden-bucket");
+    expect(JSON.stringify(e)).not.toContain('"R"');
+  });
+  test("the upstream refusing the proxy's own credentials → AccessDenied; unknown codes by status; 503 with Retry-After", () => {
+    expect(errorOf(403, err("<Error><Code>SignatureDoesNotMatch</Code></Error>"), "b").code).toBe("AccessDenied");
+    expect(errorOf(400, err("<Error><Code>WeirdNewCode</Code></Error>"), "b").code).toBe("InvalidRequest");
+    expect(errorOf(502, undefined, "b").code).toBe("InternalError");
+    expect(errorOf(503, err("<Error><Code>SlowDown</Code></Error>"), "b", "7")).toMatchObject({ code: "SlowDown", status: 503, headers: { "retry-after": "7" } });
+    expect(errorOf(200, err("<Error><Code>InternalError</Code></Error>"), "b")).toMatchObject({ code: "InternalError", status: 500 });
+  });
+});
