@@ -9,6 +9,7 @@
  * mid-stream is logged as the error it is, never as a 200 with its declared length.
  */
 import { toProxyError } from "../errors.ts";
+import { OBSERVE_BODY, type ObservableBody } from "../http/observed-body.ts";
 import { clientIp, type RequestContext } from "./context.ts";
 import { endRequestSpan } from "../observe/trace/request.ts";
 
@@ -81,6 +82,23 @@ function bodyErrorCode(ctx: RequestContext, err: unknown): string {
 export function meteredBody(ctx: RequestContext, src: ReadableStream<Uint8Array>, declared: number): ReadableStream<Uint8Array> {
   ctx.streaming = true;
   ctx.declaredBytes = declared;
+  // A source that reports its own progress (the own HTTP/1.1 client, which also enforces the
+  // declared length) is observed, not wrapped: no extra stream layer per chunk.
+  const observe = (src as ReadableStream<Uint8Array> & ObservableBody)[OBSERVE_BODY];
+  if (observe !== undefined) {
+    observe({
+      data(n) {
+        ctx.bytes += n;
+      },
+      end(error, cancelled) {
+        if (cancelled) ctx.bodyError = "ClientClosedRequest";
+        else if (error !== undefined) ctx.bodyError = bodyErrorCode(ctx, error);
+        else if (declared >= 0 && ctx.bytes !== declared) ctx.bodyError = "UpstreamBodyIncomplete";
+        finish(ctx);
+      },
+    });
+    return src;
+  }
   const reader = src.getReader();
   const fail = (c: ReadableStreamDefaultController<Uint8Array>, code: string) => {
     ctx.bodyError = code;

@@ -15,6 +15,8 @@ export interface BodyOwner {
   bodyCancelled(): void;
 }
 
+import { OBSERVE_BODY, type BodyObserver, type ObservableBody } from "../../http/observed-body.ts";
+
 const STREAM_HWM = 64 * 1024;
 
 export const STREAM_STRATEGY: QueuingStrategy<Uint8Array> = { highWaterMark: STREAM_HWM, size: (chunk?: Uint8Array) => chunk!.byteLength };
@@ -22,11 +24,17 @@ export const STREAM_STRATEGY: QueuingStrategy<Uint8Array> = { highWaterMark: STR
 /** Underlying source of one streamed body (methods on a prototype: no per-request closures). */
 export class BodySource {
   private ctrl: ReadableStreamDefaultController<Uint8Array> | null = null;
+  /** Set through the stream's OBSERVE_BODY hook (src/http/observed-body.ts). */
+  private observer: BodyObserver | null = null;
   constructor(private readonly owner: BodyOwner) {}
 
   /** A stream over this source (start() runs synchronously, so push() works at once). */
   stream(): ReadableStream<Uint8Array> {
-    return new ReadableStream<Uint8Array>(this, STREAM_STRATEGY);
+    const s = new ReadableStream<Uint8Array>(this, STREAM_STRATEGY) as ReadableStream<Uint8Array> & ObservableBody;
+    s[OBSERVE_BODY] = (observer) => {
+      this.observer = observer;
+    };
+    return s;
   }
 
   start(controller: ReadableStreamDefaultController<Uint8Array>): void {
@@ -38,8 +46,16 @@ export class BodySource {
   }
 
   cancel(): void {
+    const wasOpen = this.ctrl !== null;
     this.ctrl = null; // the stream is already cancelled: nothing to close or error
+    if (wasOpen) this.endObserved(undefined, true);
     this.owner.bodyCancelled();
+  }
+
+  private endObserved(error?: unknown, cancelled?: boolean): void {
+    const o = this.observer;
+    this.observer = null;
+    o?.end(error, cancelled);
   }
 
   /** Queues a chunk. Returns false when the consumer's queue is full: the caller should pause reading. */
@@ -47,6 +63,7 @@ export class BodySource {
     const ctrl = this.ctrl;
     if (ctrl === null) return true;
     ctrl.enqueue(chunk);
+    this.observer?.data(chunk.byteLength);
     const ds = ctrl.desiredSize;
     return ds === null || ds > 0;
   }
@@ -56,6 +73,7 @@ export class BodySource {
     const ctrl = this.ctrl;
     this.ctrl = null;
     if (ctrl === null) return;
+    this.endObserved();
     try {
       ctrl.close();
     } catch {
@@ -68,8 +86,11 @@ export class BodySource {
     const ctrl = this.ctrl;
     this.ctrl = null;
     if (ctrl === null) return;
+    const observed = this.observer !== null;
+    this.endObserved(err);
     try {
-      ctrl.error(err);
+      // An observer has the real error; `undefined` makes Bun.serve cut the connection quietly.
+      ctrl.error(observed ? undefined : err);
     } catch {
       // stream already closed or errored
     }
