@@ -144,6 +144,37 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
     );
 
     test(
+      "a small body (up to 64 KiB) is read whole and checked before anything is sent: a wrong Content-MD5 → BadDigest, the upstream never asked",
+      async () => {
+        const body = bytesOf(60_000, 8);
+        env.mark();
+        const a = await answerOf(await signedFetch(env, { method: "PUT", path: "/up/bad/small-md5.bin", body, headers: { "content-md5": md5(bytesOf(60_000, 9)) } }));
+        expect({ status: a.status, code: a.code }).toEqual({ status: 400, code: "BadDigest" });
+        expect(env.upstreamCalls()).toEqual([]);
+        expect(await env.s3.exists("up", "bad/small-md5.bin")).toBe(false);
+      },
+      T,
+    );
+
+    test(
+      "a small body is replayable: a PUT the upstream answers 503 SlowDown once is retried and stored",
+      async () => {
+        const body = bytesOf(2000, 10);
+        env.s3.faults.set("/up/plain/retried.bin", { kind: "slowdown", times: 1, method: "PUT" });
+        try {
+          env.mark();
+          const r = await signedFetch(env, { method: "PUT", path: "/up/plain/retried.bin", body });
+          expect(r.status).toBe(200);
+          expect(env.upstreamCalls().filter((c) => c.method === "PUT").map((c) => c.status)).toEqual([503, 200]);
+          expect(sha256((await stored("plain/retried.bin"))!)).toBe(sha256(body));
+        } finally {
+          env.s3.faults.clear();
+        }
+      },
+      T,
+    );
+
+    test(
       "a body shorter than its Content-Length (the client stops sending): the upstream request is aborted, nothing stored",
       async () => {
         const key = "bad/short.bin";

@@ -4,7 +4,11 @@
  * the upstream gave them). Limits, checked before a byte is read: a single PUT and a part are at
  * most 5 GiB (EntityTooLarge); a part number is 1..10000 (InvalidArgument). The 5 MiB minimum of
  * every part but the last is the upstream's to enforce, at CompleteMultipartUpload (EntityTooSmall):
- * only it knows which part is last.
+ * only it knows which part is last. A plain body of at most 64 KiB is read whole and verified
+ * before it is sent (upload-body.ts SMALL_BODY_BYTES): the upstream request can then be retried.
+ *
+ * S3 answers 200; any 2xx of an S3-compatible upstream (a WebDAV-style 201 or 204) is a success,
+ * answered 200 as S3 does.
  *
  * Passed through to the upstream (src/s3/operations put-object.ts / multipart.ts): Content-Type,
  * Content-MD5, x-amz-meta-*, Cache-Control, Content-Disposition, Content-Encoding (without
@@ -17,17 +21,17 @@ import { s3Error } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
 import type { S3RequestContext } from "./front.ts";
 import { emptyAnswer, relayError } from "./relay.ts";
-import { MAX_UPLOAD_BYTES, prepareUploadBody } from "./upload-body.ts";
+import { MAX_UPLOAD_BYTES, prepareUploadBody, readSmallBody } from "./upload-body.ts";
 import { partNumberOf, purgeKey, queryValue, sendBody, writeUpstream } from "./writes.ts";
 
 export async function putObjectOp(ctx: RequestContext): Promise<Response> {
   const upstream = writeUpstream(ctx);
-  const body = prepareUploadBody(ctx.req, (ctx as S3RequestContext).s3!.payload!, MAX_UPLOAD_BYTES);
+  const body = await readSmallBody(ctx.req, prepareUploadBody(ctx.req, (ctx as S3RequestContext).s3!.payload!, MAX_UPLOAD_BYTES, { small: true }));
   const key = ctx.key;
   const res = await sendBody(ctx, body, (call) => putObject(upstream, { key, headers: ctx.req.headers, ...body.args }, call));
-  if (res.status !== 200) return relayError(res, upstream.bucket);
+  if (!res.ok) return relayError(res, upstream.bucket);
   await purgeKey(ctx, key);
-  return emptyAnswer(ctx, res);
+  return emptyAnswer(ctx, res, 200);
 }
 
 export async function uploadPartOp(ctx: RequestContext): Promise<Response> {
@@ -36,9 +40,9 @@ export async function uploadPartOp(ctx: RequestContext): Promise<Response> {
   const uploadId = queryValue(ctx, "uploadId") ?? "";
   if (uploadId === "") throw s3Fail(s3Error("NoSuchUpload"));
   const upstream = writeUpstream(ctx);
-  const body = prepareUploadBody(ctx.req, (ctx as S3RequestContext).s3!.payload!, MAX_UPLOAD_BYTES);
+  const body = await readSmallBody(ctx.req, prepareUploadBody(ctx.req, (ctx as S3RequestContext).s3!.payload!, MAX_UPLOAD_BYTES, { small: true }));
   const key = ctx.key;
   const res = await sendBody(ctx, body, (call) => uploadPart(upstream, { key, uploadId, partNumber, headers: ctx.req.headers, ...body.args }, call));
-  if (res.status !== 200) return relayError(res, upstream.bucket);
-  return emptyAnswer(ctx, res);
+  if (!res.ok) return relayError(res, upstream.bucket);
+  return emptyAnswer(ctx, res, 200);
 }

@@ -19,6 +19,8 @@
  *   part. The upstream request has an exact Content-Length either way.
  *
  * `reframe: false` (small XML bodies the front reads itself): always the decoded payload.
+ * `small: true`: a plain body of at most SMALL_BODY_BYTES is left unread (`readWhole`) for
+ * readSmallBody.
  *
  * Length rules (checked from the headers, before a byte is read): Content-Length is required
  * unless the body is aws-chunked with x-amz-decoded-content-length (411 MissingContentLength), and
@@ -26,7 +28,7 @@
  */
 import { decodeAwsChunked, encodeAwsChunkedUnsignedTrailer, isPayloadError, type ChunkSigningContext, type PayloadError, type StreamingMode } from "../../s3/aws-chunked.ts";
 import { algorithmFromHeaderName } from "../../s3/checksum.ts";
-import { expectationsFromHeaders, verifyPayloadStream, type PayloadExpectations } from "../../s3/checksum/verify.ts";
+import { expectationsFromHeaders, PayloadVerifier, verifyPayloadStream, type PayloadExpectations } from "../../s3/checksum/verify.ts";
 import type { UploadBodyArgs } from "../../s3/operations/index.ts";
 import { UNSIGNED_PAYLOAD } from "../../s3/sigv4.ts";
 import { s3Error, type S3Error } from "./errors.ts";
@@ -38,6 +40,13 @@ export const GiB = 1024 ** 3;
 export const MAX_UPLOAD_BYTES = 5 * GiB;
 /** Chunk size of the re-framed trailer mode toward the upstream (S3 wants >= 8 KiB but the last). */
 export const REFRAME_CHUNK_BYTES = 256 * 1024;
+/**
+ * A plain body up to this size is read whole (readSmallBody): it is what one read of the request
+ * stream hands over anyway (Bun reads 64 KiB at a time), it skips the stream machinery that costs
+ * more than the bytes for a small PUT, and it makes the upstream request replayable (retried on
+ * 5xx and connect errors, like a GET). Larger bodies always stream.
+ */
+export const SMALL_BODY_BYTES = 64 * 1024;
 
 /** How the client's body is covered by its signature (from verifySigV4). */
 export interface PayloadInfo {
@@ -55,6 +64,8 @@ export interface PreparedBody {
   length: number;
   /** Settles when the verifying stages finished: rejects with the PayloadError that failed the body. */
   finished: Promise<void> | undefined;
+  /** A small plain body left unread for readSmallBody, with what it must satisfy. */
+  readWhole?: PayloadExpectations;
 }
 
 const STREAMING: Record<string, StreamingMode> = {
@@ -94,7 +105,7 @@ function isAwsChunkedEncoding(value: string | null): boolean {
  * The verified upstream body of an upload. Throws (synchronously, as a ProxyError carrying S3's
  * error) for a missing or impossible length, a body over `maxBytes`, or malformed checksum headers.
  */
-export function prepareUploadBody(req: Request, payload: PayloadInfo, maxBytes: number, opts: { reframe?: boolean } = {}): PreparedBody {
+export function prepareUploadBody(req: Request, payload: PayloadInfo, maxBytes: number, opts: { reframe?: boolean; small?: boolean } = {}): PreparedBody {
   const headers = req.headers;
   let exp: PayloadExpectations;
   try {
@@ -119,6 +130,7 @@ export function prepareUploadBody(req: Request, payload: PayloadInfo, maxBytes: 
     const payloadHash = payload.mode === "sha256" ? payload.hash : UNSIGNED_PAYLOAD;
     const needsCheck = exp.sha256Hex !== undefined || exp.contentMd5 !== undefined || exp.checksum !== undefined;
     if (source === null) return { args: { body: new Uint8Array(0), payloadHash }, length: 0, finished: undefined };
+    if (opts.small === true && length <= SMALL_BODY_BYTES) return { args: { body: source, contentLength: length, payloadHash }, length, finished: undefined, readWhole: exp };
     if (!needsCheck) return { args: { body: source, contentLength: length, payloadHash }, length, finished: undefined };
     const checked = verifyPayloadStream(source, exp);
     return { args: { body: checked.stream, contentLength: length, payloadHash }, length, finished: checked.finished };
@@ -151,6 +163,35 @@ export function prepareUploadBody(req: Request, payload: PayloadInfo, maxBytes: 
     length: decodedLength,
     finished,
   };
+}
+
+/**
+ * `prepared` with a small plain body (prepareUploadBody's `small`) read whole and verified: bytes
+ * to send, replayable. Anything else is returned as it is (a stream). Throws S3's error for a
+ * body that fails its checks or ends early.
+ */
+export async function readSmallBody(req: Request, prepared: PreparedBody): Promise<PreparedBody> {
+  const exp = prepared.readWhole;
+  if (exp === undefined) return prepared;
+  let bytes: Uint8Array;
+  try {
+    bytes = await req.bytes();
+  } catch (err) {
+    if (req.signal.aborted) throw err;
+    return fail(s3Error("IncompleteBody"));
+  }
+  if (bytes.byteLength !== prepared.length) return fail(s3Error("IncompleteBody"));
+  try {
+    if (exp.sha256Hex !== undefined || exp.contentMd5 !== undefined || exp.checksum !== undefined) {
+      const v = new PayloadVerifier(exp);
+      v.update(bytes);
+      v.finish();
+    }
+  } catch (e) {
+    if (isPayloadError(e)) return fail(payloadS3Error(e));
+    throw e;
+  }
+  return { args: { body: bytes, payloadHash: prepared.args.payloadHash }, length: bytes.byteLength, finished: undefined };
 }
 
 /**
