@@ -290,9 +290,11 @@ function parseBytes(v: string, unit: string): number {
 }
 
 /** wrk, `threads` threads, `--latency` for percentiles. */
-export async function runWrk(url: string, o: { connections: number; seconds: number; threads?: number; headers?: Record<string, string> }): Promise<LoadResult> {
+export async function runWrk(url: string, o: { connections: number; seconds: number; threads?: number; headers?: Record<string, string>; script?: string }): Promise<LoadResult> {
   const threads = Math.min(o.threads ?? 1, o.connections);
   const args = ["wrk", `-t${threads}`, `-c${o.connections}`, `-d${o.seconds}s`, "--latency", "--timeout", "10s"];
+  // A Lua script sets what headers cannot (method, body): bench/uploads.ts's PUT.
+  if (o.script !== undefined) args.push("-s", o.script);
   for (const [k, v] of Object.entries(o.headers ?? {})) args.push("-H", `${k}: ${v}`);
   args.push(url);
   const p = Bun.spawn(args, { stdout: "pipe", stderr: "pipe" });

@@ -1,9 +1,10 @@
 #!/usr/bin/env bun
 /**
  * Side-by-side load benchmark: nginx (static / proxy_pass / proxy_cache) vs Yatagarasu
- * (anonymous / SigV4 / JWT+SigV4 / cache hit / Redis-layer hit) at 1 KiB, 64 connections, plus
- * 100 MiB streaming and a 100 MiB disk-cache hit beside nginx static, all in ONE run so the ratios
- * compare like with like on a noisy machine.
+ * (anonymous / SigV4 / JWT+SigV4 / cache hit / Redis-layer hit / S3-front GetObject and PutObject)
+ * at 1 KiB, 64 connections, plus 100 MiB streaming and a 100 MiB disk-cache hit beside nginx
+ * static, and 100 MiB uploads through the S3 front beside the same upload straight to the origin,
+ * all in ONE run so the ratios compare like with like on a noisy machine.
  *
  *   bun bench/load.ts --gate   short run (workers 1 vs nginx worker_processes 1; the 1 KiB
  *                              scenarios in 4 interleaved rounds of 3 s, the 100 MiB ones in 2,
@@ -24,6 +25,7 @@ import { type LoadResult, MIB, cpuSeconds, makeFixture, machine, requireTools, r
 import { idleConnections, slowReaders } from "./memory.ts";
 import { type CeilingRow, ceilingMarkdown, measureCeiling } from "./ceiling.ts";
 import { REDIS_SERVER, type Setup, startOrigin, startPeer, startSetup } from "./scenarios.ts";
+import { measureUploadThroughput, type UploadThroughput } from "./uploads.ts";
 
 const GATE = process.argv.includes("--gate");
 const RESULTS = join(import.meta.dir, "results");
@@ -37,7 +39,7 @@ const CONNS = 64;
 const STREAM_CONNS = 4;
 
 // Order matters: autocannon ratios below index into SMALL.
-const SMALL = ["nginx_static", "nginx_proxy_pass", "nginx_proxy_cache", "yata_anon", "yata_signed", "yata_jwt_signed", "yata_cached", "yata_s3_get", "yata_redis_hit"] as const;
+const SMALL = ["nginx_static", "nginx_proxy_pass", "nginx_proxy_cache", "yata_anon", "yata_signed", "yata_jwt_signed", "yata_cached", "yata_s3_get", "yata_redis_hit", "yata_s3_put"] as const;
 const STREAM = ["nginx_static_100m", "yata_stream_100m", "yata_disk_100m"] as const;
 
 export interface Row extends LoadResult {
@@ -56,7 +58,7 @@ async function measure(s: Setup, id: string, tool: "wrk" | "autocannon", warm = 
   const t = s.targets[id];
   const big = id.endsWith("100m");
   const o = { connections: big ? STREAM_CONNS : CONNS, headers: t.headers };
-  const run = (seconds: number) => (tool === "wrk" ? runWrk(t.url, { ...o, seconds }) : runAutocannon(t.url, { ...o, seconds }));
+  const run = (seconds: number) => (tool === "wrk" ? runWrk(t.url, { ...o, seconds, script: t.script }) : runAutocannon(t.url, { ...o, seconds }));
   if (warm) await run(WARM);
   const pids = t.pids ? t.pids() : id.startsWith("nginx") ? s.peer.pids() : s.proxy.pids();
   const c0 = cpuSeconds(pids);
@@ -80,9 +82,13 @@ export interface Ratios {
   disk_hit_vs_nginx_static: number;
   /** Redis-layer hit of the 1 KiB object (cache_layers [redis]) over the proxy's own uncached signed GET, req/s (> 1: it costs less). */
   redis_hit_vs_signed: number;
+  /** S3-front PutObject of 1 KiB over S3-front GetObject of 1 KiB, req/s (PUT cost <= 1.15 ⇔ ratio >= 0.87). */
+  s3_put_vs_get: number;
+  /** A 100 MiB PutObject through the S3 front over the same upload straight to the origin, MiB/s (bench/uploads.ts). */
+  upload_100m_vs_direct: number;
 }
 
-function ratios(rows: Row[]): Ratios {
+function ratios(rows: Row[], uploads: UploadThroughput): Ratios {
   const g = (id: string) => rows.find((r) => r.id === id)!;
   return {
     signed_vs_proxy_pass: g("yata_signed").rps / g("nginx_proxy_pass").rps,
@@ -92,6 +98,8 @@ function ratios(rows: Row[]): Ratios {
     s3_get_vs_signed: g("yata_s3_get").rps / g("yata_signed").rps,
     disk_hit_vs_nginx_static: g("yata_disk_100m").bytesPerSec / g("nginx_static_100m").bytesPerSec,
     redis_hit_vs_signed: g("yata_redis_hit").rps / g("yata_signed").rps,
+    s3_put_vs_get: g("yata_s3_put").rps / g("yata_s3_get").rps,
+    upload_100m_vs_direct: uploads.ratio,
   };
 }
 
@@ -103,6 +111,8 @@ const TARGETS: Ratios = {
   s3_get_vs_signed: 0.91,
   disk_hit_vs_nginx_static: 0.9,
   redis_hit_vs_signed: 1.0,
+  s3_put_vs_get: 0.87,
+  upload_100m_vs_direct: 0.8,
 };
 const RSS_TARGET_MIB = 150;
 
@@ -112,6 +122,8 @@ interface Config1 {
   autocannon: Row[];
   ratios: Ratios;
   autocannon_ratios?: Partial<Ratios>;
+  /** 12a/12b: 100 MiB uploads straight to the origin and through the S3 front. */
+  uploads: UploadThroughput;
   rss_mib: { before: number; after: number; per_process_after: number[] };
 }
 
@@ -160,8 +172,10 @@ async function runConfig(fx: ReturnType<typeof makeFixture>, origin: Awaited<Ret
       }
     }
     for (const id of STREAM) wrk.push(combine(perId.get(id)!));
+    const uploads = await measureUploadThroughput(s, join(fx.root, "bucket", "100m.bin"), Math.max(streamRounds, GATE ? 2 : 3), log);
     const ac: Row[] = [];
-    if (withAutocannon) for (const id of SMALL) ac.push(await measure(s, id, "autocannon"));
+    // (autocannon sends GETs only: the PutObject scenario is wrk's)
+    if (withAutocannon) for (const id of SMALL) if (s.targets[id]!.script === undefined) ac.push(await measure(s, id, "autocannon"));
     const acRatios = withAutocannon
       ? {
           signed_vs_proxy_pass: ac[4].rps / ac[1].rps,
@@ -172,7 +186,7 @@ async function runConfig(fx: ReturnType<typeof makeFixture>, origin: Awaited<Ret
         }
       : undefined;
     const after = s.proxy.rss() / MIB;
-    return { workers, wrk, autocannon: ac, ratios: ratios(wrk), autocannon_ratios: acRatios, rss_mib: { before, after, per_process_after: s.proxy.rssEach().map((b) => b / MIB) } };
+    return { workers, wrk, autocannon: ac, ratios: ratios(wrk, uploads), autocannon_ratios: acRatios, uploads, rss_mib: { before, after, per_process_after: s.proxy.rssEach().map((b) => b / MIB) } };
   } finally {
     await s.stop();
   }
@@ -191,6 +205,9 @@ function table(c: Config1): string {
     const us = r.serverCpuUsPerReq === undefined ? "—" : r.serverCpuUsPerReq.toFixed(1);
     lines.push(`| ${r.label} | ${v} | ${r.p50ms} | ${r.p99ms} | ${r.errors + r.non2xx} | ${cpu} | ${us} | ${a ? a.rps.toFixed(0) : "—"} | ${a ? a.p50ms : "—"} | ${a ? a.p99ms : "—"} | ${a ? a.errors + a.non2xx : "—"} |`);
   }
+  const u = c.uploads;
+  lines.push(`| 12a upload 100 MiB straight to the origin (curl) | ${u.direct_mib_s} MiB/s | | | | | | | | | |`);
+  lines.push(`| 12b upload 100 MiB through the S3 front (curl) | ${u.proxy_mib_s} MiB/s | | | | ${u.proxy_cpu_s_per_gib} CPU s/GiB | | | | | |`);
   lines.push(`\nProxy RSS: ${f1(c.rss_mib.before)} MiB before, ${f1(c.rss_mib.after)} MiB after (per process: ${c.rss_mib.per_process_after.map(f1).join(", ")})`);
   return lines.join("\n");
 }
@@ -326,6 +343,7 @@ function renderMarkdown(o: { date: string; machine: Record<string, unknown>; con
     "- Peer: nginx with worker_processes = the proxy's server.workers: static files, `proxy_pass` with an upstream keepalive pool (128), `proxy_cache` (key $uri, 200 cached 1 h).",
     "- Yatagarasu: `bun src/main.ts`, `logging.level: warn`; nginx `access_log off`. Buckets: anonymous, SigV4 (access/secret key), HS256 JWT + SigV4, SigV4 + memory cache.",
     "- Cache layers (issue 13), each in a process of its own beside the main one (same workers): `cache_layers [memory, disk]` with a 1 MiB memory item limit (the 100 MiB object is a disk hit, sent with sendfile), and `cache_layers [redis]` against a local redis-server (every 1 KiB hit is a Redis GET; the server CPU of that row includes redis-server's).",
+    "- Uploads (issue 12): the origin also takes PUT (WebDAV for the 100 MiB uploads, a `/sink/` location answering 200 for the 1 KiB PutObject). Scenario 11 is wrk's PUT (Lua: method and body) through the S3 front; 12a/12b upload the 100 MiB file with curl straight to the origin and through the S3 front, interleaved rounds (bench/uploads.ts).",
     "- Server CPU: user + system CPU of the server under test (all nginx peer processes, or all Yatagarasu processes) during the measured interval, from /proc, as % of one core and µs per request.",
     "- Load generators run on the same 2 cores. Ratios come from wrk (1 thread, C); autocannon (JavaScript, programmatic API) saturates well below nginx static on this machine, so it is shown as a cross-check only.",
     "",
@@ -340,7 +358,7 @@ function renderMarkdown(o: { date: string; machine: Record<string, unknown>; con
     parts.push(
       "## Where the time goes (1 worker)",
       "",
-      `- CPU per request: nginx proxy_pass ${us("nginx_proxy_pass")} µs, Yatagarasu anonymous ${us("yata_anon")} µs, SigV4 ${us("yata_signed")} µs, JWT + SigV4 ${us("yata_jwt_signed")} µs; nginx proxy_cache ${us("nginx_proxy_cache")} µs, Yatagarasu cache hit ${us("yata_cached")} µs; S3-front GetObject ${us("yata_s3_get")} µs (the same object as SigV4); Redis-layer hit ${us("yata_redis_hit")} µs (proxy + redis-server).`,
+      `- CPU per request: nginx proxy_pass ${us("nginx_proxy_pass")} µs, Yatagarasu anonymous ${us("yata_anon")} µs, SigV4 ${us("yata_signed")} µs, JWT + SigV4 ${us("yata_jwt_signed")} µs; nginx proxy_cache ${us("nginx_proxy_cache")} µs, Yatagarasu cache hit ${us("yata_cached")} µs; S3-front GetObject ${us("yata_s3_get")} µs (the same object as SigV4), S3-front PutObject of 1 KiB ${us("yata_s3_put")} µs; Redis-layer hit ${us("yata_redis_hit")} µs (proxy + redis-server).`,
       `- Yatagarasu uses ${g("yata_signed")?.serverCpuPct?.toFixed(0)} % of a core on the SigV4 scenario (Bun runs some I/O on helper threads, so one worker can exceed 100 %); its per-request CPU, not the load generator, bounds the proxied scenarios. See "Runtime ceiling" below for what Bun itself reaches.`,
       "",
     );

@@ -4,6 +4,11 @@
  * (static / proxy_pass keepalive / proxy_cache), and Yatagarasu with N workers (anonymous, SigV4,
  * HS256 JWT + SigV4, cached buckets; and the S3 front's verified GetObject on its own port).
  *
+ * Uploads (issue 12): the origin also takes PUT: WebDAV (`dav_methods PUT`, 201/204, the file
+ * written under its root) for the 100 MiB uploads of bench/uploads.ts through the read-write
+ * bucket `uploads`, and `/sink/` (200, nothing stored) for the 1 KiB PutObject (scenario 11,
+ * bucket `sink`), whose cost would otherwise be nginx writing a file per request.
+ *
  * With `layers` (issue 13), two more Yatagarasu processes with N workers beside it, each with one
  * cache layer under test, so every hit is a hit of that layer: cache_layers [memory, disk] with a
  * 1 MiB memory item limit (the 100 MiB object is a disk hit, sent with sendfile), and
@@ -11,6 +16,7 @@
  * every request). The main proxy's config, and so the memory-hit scenario, is unchanged.
  */
 import { createHmac } from "node:crypto";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { RedisClient } from "bun";
 import { S3Signer } from "../src/s3/sigv4.ts";
@@ -32,6 +38,11 @@ export function hs256(claims: Record<string, unknown>, secret = JWT_SECRET): str
 /** The S3 front's credential in the bench config (the client side of scenario 9). */
 export const S3_CLIENT = { accessKeyId: "AKIDBENCHS3CLIENT", secretAccessKey: "bench-s3-client-secret-0123456789" };
 
+/** A replayable signed PutObject head (UNSIGNED-PAYLOAD: the body is not signed), for wrk and curl. */
+export function s3PutHeaders(port: number, path: string): Record<string, string> {
+  return new S3Signer(S3_CLIENT, "us-east-1").sign({ method: "PUT", host: `127.0.0.1:${port}`, path, payloadHash: "UNSIGNED-PAYLOAD" });
+}
+
 /**
  * The headers an SDK sends for GetObject (Authorization, x-amz-date, x-amz-content-sha256), signed
  * once: wrk replays them, which S3 (and the front) accept within the clock skew allowed. The bench
@@ -50,6 +61,8 @@ export interface Target {
   label: string;
   /** The processes whose CPU is the server's (default: the nginx peer for nginx_*, else the main proxy). */
   pids?: () => number[];
+  /** A wrk Lua script (method and body of an upload). */
+  script?: string;
 }
 
 export interface Setup {
@@ -102,8 +115,13 @@ export async function startRedisServer(dir: string): Promise<RedisProc> {
 const HEALTH = "    location = /health { return 200 'ok'; }";
 
 export async function startOrigin(fx: Fixture): Promise<Nginx> {
-  // One worker: the origin's cost is paid equally by nginx proxy_pass and Yatagarasu.
-  return startNginx("origin", fx, 1, { s3: () => `${HEALTH}\n    root ${fx.root};` });
+  // One worker: the origin's cost is paid equally by nginx proxy_pass and Yatagarasu. PUT (WebDAV)
+  // for the upload scenarios: it writes under the root; GETs are served as before.
+  // /sink/ takes a PUT and answers 200 without storing it (the 1 KiB PutObject scenario: an
+  // origin that writes a file per request would bound it, not the proxy).
+  return startNginx("origin", fx, 1, {
+    s3: () => `${HEALTH}\n    location /sink/ { return 200; }\n    root ${fx.root};\n    client_max_body_size 6g;\n    dav_methods PUT;\n    create_full_put_path on;`,
+  });
 }
 
 export async function startPeer(fx: Fixture, workers: number, originPort: number): Promise<Nginx> {
@@ -167,12 +185,20 @@ buckets:
     path_prefix: /cached
     s3: { bucket: bucket, endpoint: "${ep}", ${creds} }
     cache: { enabled: true }
+  - name: uploads
+    path_prefix: /uploads
+    access: read-write
+    s3: { bucket: bucket, endpoint: "${ep}", ${creds} }
+  - name: sink
+    path_prefix: /sink
+    access: read-write
+    s3: { bucket: sink, endpoint: "${ep}", ${creds} }
 s3_api:
   address: 127.0.0.1
   port: ${s3Port}
   max_clock_skew_seconds: 3600
   credentials:
-    - { access_key_id: "${S3_CLIENT.accessKeyId}", secret_access_key: "${S3_CLIENT.secretAccessKey}", identity: bench, buckets: { signed: [read] } }
+    - { access_key_id: "${S3_CLIENT.accessKeyId}", secret_access_key: "${S3_CLIENT.secretAccessKey}", identity: bench, buckets: { signed: [read], uploads: [read, write], sink: [write] } }
 `;
 }
 
@@ -209,6 +235,13 @@ buckets:
 `;
 }
 
+/** wrk's Lua for the 1 KiB PutObject (wrk sets Content-Length from the body). */
+function writePutScript(fx: Fixture): string {
+  const path = join(fx.dir, "put-1k.lua");
+  writeFileSync(path, 'wrk.method = "PUT"\nwrk.body = string.rep("a", 1024)\n');
+  return path;
+}
+
 /** Polls until `url` answers a HIT from `layer` with the expected Content-Length (the fill is committed). */
 async function waitLayerHit(url: string, layer: string, size: number): Promise<void> {
   let last = "";
@@ -239,6 +272,8 @@ export async function startSetup(fx: Fixture, origin: Nginx, workers: number, le
     yata_cached: { url: P(proxy.port, "/cached/1k.bin"), label: "7 Yatagarasu cache hit" },
     // the same object as yata_signed, through the S3 front: SigV4 verified, grant checked, re-signed
     yata_s3_get: { url: P(s3Port, "/signed/1k.bin"), headers: s3GetHeaders(s3Port, "/signed/1k.bin"), label: "9 Yatagarasu S3 front GetObject" },
+    // a 1 KiB PutObject through the S3 front (verified, re-signed, sent to the origin's /sink/, which answers 200)
+    yata_s3_put: { url: P(s3Port, "/sink/put-1k.bin"), headers: s3PutHeaders(s3Port, "/sink/put-1k.bin"), script: writePutScript(fx), label: "11 Yatagarasu S3 front PutObject" },
     nginx_static_100m: { url: P(peer.ports.static, "/bucket/100m.bin"), label: "8a nginx static 100 MiB" },
     yata_stream_100m: { url: P(proxy.port, "/signed/100m.bin"), label: "8b Yatagarasu 100 MiB stream" },
   };
@@ -265,7 +300,10 @@ export async function startSetup(fx: Fixture, origin: Nginx, workers: number, le
     }
     // Sanity: every target answers 200 with the right size before anything is measured.
     for (const [id, t] of Object.entries(targets)) {
-      if (id.endsWith("100m")) {
+      if (t.script !== undefined) {
+        const r = await fetch(t.url, { method: "PUT", headers: t.headers, body: new Uint8Array(1024).fill(0x61) });
+        if (r.status !== 200) throw new Error(`${id}: PUT status ${r.status}: ${await r.text()}`);
+      } else if (id.endsWith("100m")) {
         const r = await fetch(t.url, { headers: t.headers });
         const n = (await r.arrayBuffer()).byteLength;
         if (r.status !== 200 || n !== 100 * 1024 * 1024) throw new Error(`${id}: status ${r.status}, ${n} bytes`);
