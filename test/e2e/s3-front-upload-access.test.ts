@@ -7,16 +7,20 @@
  *   (auth.write_claims), and a token whose claims deny writes still reads;
  * - the bucket's authorizer (OPA here) sees s3:PutObject / s3:DeleteObject / s3:GetObject with
  *   the key, so a policy can allow reads and deny writes, or deny single keys of a DeleteObjects;
+ *   OpenFGA is asked the write relation (editor) for writes and viewer for reads;
  * - CopyObject within one proxy bucket (the source read-checked), and a clear refusal across two.
  * Every refusal: S3's error, and the upstream holds no object (or still holds the old one).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { OpaServer } from "../fixtures/opa.ts";
+import { OpenFgaServer } from "../fixtures/openfga.ts";
 import { answerOf, hs256, NODELETE, READER, signedFetch, startUploadEnv, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
 
 const T = 30_000;
 let env: UploadEnv;
 let opa: OpaServer;
+let fga: OpenFgaServer;
+const ALICE = { accessKeyId: "AKIDUPLOADALICE1", secretAccessKey: "upload-alice-secret-0123456789ab" };
 const READS = new Set(["s3:GetObject", "s3:ListBucket"]);
 
 beforeAll(async () => {
@@ -25,11 +29,33 @@ beforeAll(async () => {
     "yatagarasu/allow": (input: { action: string; key: string; jwt_claims: { role?: string } | null }) =>
       READS.has(input.action) ? !input.key.startsWith("secret/") : input.jwt_claims?.role === "writer" && !input.key.startsWith("keep/"),
   });
-  env = await startUploadEnv({ opaUrl: opa.url });
+  // alice may read the whole bucket and write under drop/ only (folder:fga/drop/#editor)
+  fga = OpenFgaServer.start({
+    tuples: [
+      { user: "user:alice", relation: "viewer", object: "folder:fga/" },
+      { user: "user:alice", relation: "editor", object: "folder:fga/drop/" },
+      { user: "folder:fga/", relation: "parent", object: "folder:fga/drop/" },
+      { user: "folder:fga/", relation: "parent", object: "file:fga/doc.txt" },
+      { user: "folder:fga/drop/", relation: "parent", object: "file:fga/drop/new.txt" },
+    ],
+  });
+  env = await startUploadEnv({
+    opaUrl: opa.url,
+    moreBuckets: (endpoint) => `  - name: fga
+    path_prefix: /fga
+    access: read-write
+    s3: { bucket: up, endpoint: "${endpoint}", access_key: "AKIDUPSTREAMWRITE", secret_key: "upstream-writer-secret-0123456789" }
+    auth: { enabled: true }
+    authorization: { type: openfga, openfga_endpoint: "${fga.url}", openfga_store_id: "${fga.storeId}", openfga_cache_ttl_seconds: 0 }
+`,
+    moreCredentials: `    - { access_key_id: "${ALICE.accessKeyId}", secret_access_key: "${ALICE.secretAccessKey}", identity: alice, buckets: { fga: [read, list, write, delete] } }
+`,
+  });
 });
 afterAll(async () => {
   await env.stop();
   opa.close();
+  fga.close();
 });
 
 const md5 = (s: string) => new Bun.CryptoHasher("md5").update(s).digest("base64");
@@ -193,6 +219,23 @@ describe("the bucket authorizer (OPA) decides with the S3 action and the key", (
       expect(await env.s3.exists("up", "gone/b.txt")).toBe(false);
       const asked = opa.requests.map((r) => (r.body as { input: { action: string; key: string } }).input).map((i) => `${i.action} ${i.key}`).sort();
       expect(asked).toEqual(["s3:DeleteObject gone/b.txt", "s3:DeleteObject keep/a.txt"]);
+    },
+    T,
+  );
+});
+
+describe("the bucket authorizer (OpenFGA) checks openfga_write_relation (editor) for writes, viewer for reads", () => {
+  test(
+    "alice, a viewer of the bucket and an editor of drop/: reads doc.txt, may not overwrite it, uploads under drop/",
+    async () => {
+      await env.s3.put("up", "doc.txt", "doc");
+      fga.requests.length = 0;
+      expect(await (await signedFetch(env, { method: "GET", path: "/fga/doc.txt", creds: ALICE })).text()).toBe("doc");
+      await refused(put("/fga/doc.txt", "overwritten", ALICE), 403, "AccessDenied");
+      expect(new TextDecoder().decode(await env.s3.read("up", "doc.txt"))).toBe("doc");
+      expect((await put("/fga/drop/new.txt", "new", ALICE)).status).toBe(200);
+      const checks = fga.requests.map((r) => (r.body as { tuple_key: { relation: string; object: string } }).tuple_key).map((t) => `${t.relation} ${t.object}`);
+      expect(checks).toEqual(["viewer file:fga/doc.txt", "editor file:fga/doc.txt", "editor file:fga/drop/new.txt"]);
     },
     T,
   );
