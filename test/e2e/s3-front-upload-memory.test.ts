@@ -7,9 +7,9 @@
  * The PUT is UNSIGNED-PAYLOAD with a Content-Length (streamed through as it is); the parts are
  * STREAMING-UNSIGNED-PAYLOAD-TRAILER over Transfer-Encoding: chunked (what the latest SDKs stream),
  * so the aws-chunked decoder and the re-framing toward the upstream are measured too. Each upload
- * is read back through the proxy and hashed as it streams.
+ * is checked byte-exact (SHA-256) in the fixture's storage.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { S3Signer } from "../../src/s3/sigv4.ts";
 import { startProxy, type ProxyProcess } from "./harness.ts";
@@ -26,11 +26,8 @@ let px: ProxyProcess;
 let port: number;
 beforeAll(async () => {
   s3 = await startUploadFixture();
-  px = await startProxy(uploadYaml(s3.endpoint).replace("logging: { level: error }", "logging: { level: info }"));
-  port = Number(px.logs().find((l) => l.msg === "listening")!.s3_port);
 }, 60_000);
 afterAll(async () => {
-  await px?.stop();
   await s3?.stop();
 });
 
@@ -105,14 +102,10 @@ function signed(method: string, path: string, query: Array<[string, string]>, he
   return { url: `http://127.0.0.1:${port}${s.path}${s.query ? `?${s.query}` : ""}`, headers: { ...headers, ...s.headers } };
 }
 
-/** GET through the proxy, hashed as it streams. */
-async function readBack(path: string): Promise<string> {
-  const r = signed("GET", path, [], {}, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-  const res = await fetch(r.url, { headers: r.headers });
-  expect(res.status).toBe(200);
-  const hash = new Bun.CryptoHasher("sha256");
-  for await (const chunk of res.body!) hash.update(chunk);
-  return hash.digest("hex");
+/** The stored object's SHA-256, from the fixture's storage (then dropped: the next upload is as big). */
+async function stored(key: string): Promise<string> {
+  const bytes = await s3.read("up", key);
+  return bytes === undefined ? "missing" : new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
 }
 
 async function putObject(path: string, total: number, seed: number): Promise<string> {
@@ -150,24 +143,36 @@ async function multipart(path: string, parts: number, partSize: number, seed: nu
   return whole.digest("hex");
 }
 
-test(
-  "a 1 GiB PutObject and a 1 GiB multipart upload (8 aws-chunked parts of 128 MiB) keep the proxy's RSS growth under 64 MiB",
-  async () => {
-    // Warm up the code paths (a small PUT and a small multipart) before the baseline.
-    await putObject("/up/mem/warm.bin", 8 * MiB, 1);
-    await multipart("/up/mem/warm-mp.bin", 1, 6 * MiB, 2);
-    Bun.gc(true);
-    const base = rss(px.proc.pid);
+// The bun engine (the default). The node engine (s3_api.engine: node) stayed under the limit too
+// when measured (growth 43-58 MiB over three runs), but its RSS is a GC sawtooth of ~30 MiB (a
+// Buffer per chunk from node:http's Readable), too close to 64 MiB for a test that must not flake.
+describe.each(["bun"] as const)("the S3 listener on the %s engine", (engine) => {
+  beforeAll(async () => {
+    px = await startProxy(uploadYaml(s3.endpoint, { engine }).replace("logging: { level: error }", "logging: { level: info }"));
+    port = Number(px.logs().find((l) => l.msg === "listening")!.s3_port);
+  }, 60_000);
+  afterAll(async () => {
+    await px?.stop();
+  });
 
-    const put = await peakDuring(() => putObject("/up/mem/put.bin", GiB, 3));
-    const mp = await peakDuring(() => multipart("/up/mem/mp.bin", 8, 128 * MiB, 4));
-    const growth = { put: put.peak - base, multipart: mp.peak - base };
-    if (process.env.MEM_DEBUG) console.log("proxy RSS base MiB", (base / MiB).toFixed(1), "growth MiB", (growth.put / MiB).toFixed(1), (growth.multipart / MiB).toFixed(1));
-    expect(growth.put).toBeLessThan(LIMIT);
-    expect(growth.multipart).toBeLessThan(LIMIT);
+  test(
+    "a 1 GiB PutObject and a 1 GiB multipart upload (8 aws-chunked parts of 128 MiB) keep the proxy's RSS growth under 64 MiB",
+    async () => {
+      // Warm up the code paths (a small PUT and a small multipart) before the baseline.
+      await putObject("/up/mem/warm.bin", 8 * MiB, 1);
+      await multipart("/up/mem/warm-mp.bin", 1, 6 * MiB, 2);
+      Bun.gc(true);
+      const base = rss(px.proc.pid);
 
-    expect(await readBack("/up/mem/put.bin")).toBe(put.value);
-    expect(await readBack("/up/mem/mp.bin")).toBe(mp.value);
-  },
-  T,
-);
+      const put = await peakDuring(() => putObject(`/up/mem/${engine}-put.bin`, GiB, 3));
+      expect(await stored(`mem/${engine}-put.bin`)).toBe(put.value);
+      const mp = await peakDuring(() => multipart(`/up/mem/${engine}-mp.bin`, 8, 128 * MiB, 4));
+      expect(await stored(`mem/${engine}-mp.bin`)).toBe(mp.value);
+      const growth = { put: put.peak - base, multipart: mp.peak - base };
+      if (process.env.MEM_DEBUG) console.log(engine, "proxy RSS base MiB", (base / MiB).toFixed(1), "growth MiB", (growth.put / MiB).toFixed(1), (growth.multipart / MiB).toFixed(1));
+      expect(growth.put).toBeLessThan(LIMIT);
+      expect(growth.multipart).toBeLessThan(LIMIT);
+    },
+    T,
+  );
+});
