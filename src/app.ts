@@ -14,6 +14,7 @@ import { createLogger, type Logger } from "./observe/log.ts";
 import { Metrics } from "./observe/metrics.ts";
 import { Tracer } from "./observe/trace/tracer.ts";
 import { buildRuntime, type Runtime, type RuntimeDeps } from "./runtime.ts";
+import { UpstreamPools } from "./s3/http1/index.ts";
 import { VERSION } from "./version.ts";
 import { workerIndex } from "./workers.ts";
 
@@ -97,9 +98,11 @@ export class App implements Services {
       }
       return { hits, misses, evictions: st.total.evictions, bytes: st.total.bytes, items: st.total.items, coalesced: st.total.coalesced };
     });
-    const baseDir = opts.configPath?.includes("/") ? opts.configPath.slice(0, opts.configPath.lastIndexOf("/")) : ".";
     const tracer = new Tracer(config.tracing, { registry: metrics.registry, version: VERSION, log: (level, msg, fields) => log.log(level, msg, fields) });
-    const deps: RuntimeDeps = { metrics, log, baseDir, share: opts.share, fetch: opts.fetch, probeIntervalMs: opts.probeIntervalMs, tracer };
+    // The upstream connection pools outlive a reload (keep-alive connections to an unchanged
+    // endpoint are reused); a reload retires the ones the new generation no longer uses.
+    const pools = new UpstreamPools();
+    const deps: RuntimeDeps = { metrics, log, baseDir: config.baseDir, share: opts.share, fetch: opts.fetch, probeIntervalMs: opts.probeIntervalMs, tracer, pools };
     const runtime = await buildRuntime(config, 1, deps);
     metrics.setGeneration(1);
     const app = new App(runtime, metrics, cache, log, opts, deps);
@@ -160,6 +163,9 @@ export class App implements Services {
     this.metrics.setGeneration(next.generation);
     this.metrics.configReload("success");
     old.close();
+    // Pools of endpoints the new generation no longer uses: idle sockets close now, requests
+    // still in flight on the old generation finish on theirs.
+    this.deps.pools?.retainOnly(next.pools);
     this.log.info("config reloaded", { generation: next.generation, buckets: config.buckets.length });
     return { ok: true, generation: next.generation };
   }
@@ -169,6 +175,7 @@ export class App implements Services {
     // main.ts awaits tracer.shutdown() first (a bounded flush); here it only stops what is left.
     void this.tracer?.shutdown();
     this.runtime.close();
+    this.deps.pools?.close();
     void this.cache.close();
     this.log.flush();
     return this.audit?.close() ?? Promise.resolve();

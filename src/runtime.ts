@@ -19,6 +19,8 @@ import type { Metrics } from "./observe/metrics.ts";
 import type { Tracer } from "./observe/trace/tracer.ts";
 import { probeId, Prober, type ProbeTarget } from "./observe/readiness.ts";
 import { Router } from "./router.ts";
+import type { BucketUpstream } from "./s3/upstream.ts";
+import type { Http1Pool, UpstreamPools } from "./s3/http1/index.ts";
 import { S3Identities } from "./fronts/s3/identities.ts";
 import { buildUpstream, ReplicaSet, type ObjectUpstream, type Replica } from "./s3/replicas.ts";
 
@@ -50,6 +52,8 @@ export interface Runtime {
   readonly limiter: Limiter | undefined;
   readonly trustedProxies: readonly Cidr[];
   readonly prober: Prober;
+  /** The own client's connection pools this generation's upstreams use (the App retires the others on reload). */
+  readonly pools: readonly Http1Pool[];
   /** The S3 front's credentials and sessions of this generation (s3_api enabled), else undefined. */
   readonly s3Api: S3Identities | undefined;
   close(): void;
@@ -67,6 +71,8 @@ export interface RuntimeDeps {
   start?: boolean;
   /** Tracing: JWKS fetches get their own spans (the App's tracer, which outlives reloads). */
   tracer?: Tracer;
+  /** The App's upstream connection pools (shared by generations; see App.reload). */
+  pools?: UpstreamPools;
 }
 
 const cidrs = (list: readonly string[]): Cidr[] => list.map((c) => parseCidr(c)).filter((c): c is Cidr => c !== null);
@@ -90,6 +96,7 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
           // An injected fetch (tests) means every request must go through it.
           client: deps.fetch ? "fetch" : config.server.upstream_client,
           bufferBodyUpTo: config.server.buffer_threshold_bytes,
+          pools: deps.pools,
         },
         series?.get(b.name),
       );
@@ -132,6 +139,7 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
     limiter,
     trustedProxies: cidrs(config.server.trusted_proxies),
     prober,
+    pools: [...buckets.values()].flatMap((b) => (b.replicas ? b.replicas.map((r) => r.upstream.pool) : [(b.upstream as BucketUpstream).pool])).filter((p): p is Http1Pool => p !== undefined),
     s3Api: config.s3_api?.enabled ? new S3Identities(config.s3_api) : undefined,
     close() {
       prober.stop();

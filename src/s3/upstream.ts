@@ -16,7 +16,7 @@ import { backoffDelay, CircuitBreaker, isRetryableStatus } from "../limits/index
 import type { Metrics } from "../observe/metrics.ts";
 import { endClient, startAttempt } from "../observe/trace/client.ts";
 import type { Span } from "../observe/trace/span.ts";
-import { defaultPools, type Http1Pool, UpstreamConnectTimeoutError, type UpstreamPools, UpstreamTimeoutError } from "./http1/index.ts";
+import { type Http1Pool, UpstreamConnectTimeoutError, UpstreamPools, UpstreamTimeoutError } from "./http1/index.ts";
 import { RequestBodyError } from "./http1/index.ts";
 import { fetchWithBody, prepareSend, type SendRequest } from "./send.ts";
 import { canonicalQuery, encodeS3Path, S3Signer } from "./sigv4.ts";
@@ -146,7 +146,9 @@ export class BucketUpstream {
     this.fetchImpl = deps.fetch ?? fetch;
     this.pool =
       upstreamClientFor(cfg, deps.client) === "native"
-        ? (deps.pools ?? defaultPools).get({
+        ? // The App passes the pools it owns (shared across generations, retired on reload, closed
+          // on shutdown); an upstream built on its own (tests, tools) gets pools of its own.
+          (deps.pools ?? new UpstreamPools()).get({
             host: base.hostname.replace(/^\[|\]$/g, ""),
             port: Number(base.port || 80),
             hostHeader: host,

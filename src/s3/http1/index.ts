@@ -19,9 +19,3 @@ export type { Http1Method } from "./request.ts";
 export { Http1Pool, type Http1PoolOptions, type Http1RequestOptions } from "./pool.ts";
 export { UpstreamPools } from "./pools.ts";
 
-/**
- * Transitional: the process-wide UpstreamPools a BucketUpstream falls back to while the App does
- * not pass its own (`pools` in UpstreamDeps). Remove once it does.
- * @deprecated pass an App-owned UpstreamPools instead.
- */
-export const defaultPools = new UpstreamPools();
