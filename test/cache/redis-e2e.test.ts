@@ -5,6 +5,7 @@
  * in /ready as degraded (still 200) and in the metrics, and the layer comes back by itself.
  * (The 3-replica haproxy cluster test builds on the same parts.)
  */
+import { RedisClient } from "bun";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -127,8 +128,16 @@ describe("Redis failure is not an outage", () => {
       expect(px.logs().filter((l) => l.msg === "redis cache layer unavailable: skipped until it answers again")).toHaveLength(1);
     }
     // Shared again: a new fill through A is a Redis HIT on B.
+    // Shared again: A's fill reaches Redis (written after A answered, so wait for the key before
+    // asking B: a B request that came first would fill B's memory from S3 instead).
     await s3.put("data", "after.txt", "after\n");
     await get(a, "/c/after.txt");
-    await waitFor(async () => (await get(b, "/c/after.txt")).layer === "redis", { message: "fills to be shared again" });
+    const client = new RedisClient(redis.url);
+    try {
+      await waitFor(async () => (await client.keys("e2e:*after.txt*")).length > 0, { message: "A's fill to reach Redis" });
+    } finally {
+      client.close();
+    }
+    expect((await get(b, "/c/after.txt")).layer).toBe("redis");
   }, 60_000);
 });
