@@ -3,11 +3,14 @@
  * so a token whose header has a crit member is refused on every algorithm path, however validly
  * signed. The tokens here are really signed; a control token with the same key passes each time.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { compactVerify, FlattenedSign } from "jose";
 import { Authenticator } from "../../src/auth/index.ts";
 import { asymToken, b64url, hmacToken, JwksServer, jwtConfig, makeKeyPair, nowSec, tempDir, type AsymAlg, type TestKey } from "../fixtures/jwt.ts";
 import { expectProxyError } from "./helpers.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const SECRET = "crit-secret-0123456789-abcdefghijkl";
 const tmp = tempDir();

@@ -1,8 +1,11 @@
-import { afterAll, afterEach, beforeAll, describe, expect, spyOn, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, spyOn, test, setDefaultTimeout } from "bun:test";
 import { Authenticator } from "../../src/auth/index.ts";
 import { JwksServer, jwtConfig, logCapture, makeKeyPair, nowSec, sign, signWith, tempDir, type TestKey } from "../fixtures/jwt.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { expectProxyError } from "./helpers.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const tmp = tempDir();
 let rs1: TestKey, rs2: TestKey, es1: TestKey, ed1: TestKey;

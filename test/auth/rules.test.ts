@@ -1,6 +1,9 @@
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { claimAt, describeRule, evaluateRule } from "../../src/auth/index.ts";
 import type { ClaimRule } from "../../src/config/schema.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const claims = {
   sub: "alice",

@@ -1,7 +1,10 @@
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { Authenticator } from "../../src/auth/index.ts";
 import type { TokenSource } from "../../src/config/schema.ts";
 import { jwtConfig } from "../fixtures/jwt.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const auth = (token_sources: TokenSource[]) => Authenticator.create(jwtConfig({ secret: "s", token_sources }));
 const url = (q = "") => new URL(`http://proxy.local/bucket/key.txt${q}`);

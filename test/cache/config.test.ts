@@ -3,11 +3,14 @@
  * name the YAML path), per-bucket policies with a disk layer, what needs a restart, and where a
  * worker's disk folder is.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { bucketCachePolicy, cacheRestartKey, diskDir } from "../../src/cache/index.ts";
 import { redisTarget } from "../../src/cache/redis-link.ts";
 import { ConfigError, parseConfig } from "../../src/config/load.ts";
 import { CacheSchema } from "../../src/config/schema.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const MiB = 1024 * 1024;
 

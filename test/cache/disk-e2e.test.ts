@@ -5,13 +5,16 @@
  * exact Content-Length and native ranges, and still is after the proxy process restarts.
  * The node engine serves the same disk hit.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { bucketYaml, startInProcess, startProxy, type ProxyProcess } from "../e2e/harness.ts";
 import { waitFor } from "../helpers/wait.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const CREDS = { accessKeyId: "AKIADISKE2E", secretAccessKey: "disk-e2e-secret" };
 const SIZE = 20 * 1024 * 1024;

@@ -5,13 +5,16 @@
  * The upstream is a plain HTTP server generating the bytes (an anonymous bucket), so the test
  * measures the proxy, not an S3 implementation. RSS is sampled from /proc while the body flows.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import http from "node:http";
 import { join } from "node:path";
 import { startProxy, type ProxyProcess } from "../e2e/harness.ts";
 import { waitFor } from "../helpers/wait.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const MiB = 1024 * 1024;
 const SIZE = 200 * MiB;

@@ -2,7 +2,7 @@
  * Memory + disk under the serving flow: streaming fills of objects too big to buffer, disk hits
  * (Content-Length, Range, X-Cache-Layer), promotion, and the failure paths of a streaming fill.
  */
-import { afterAll, beforeEach, describe, expect, test } from "bun:test";
+import { afterAll, beforeEach, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,6 +12,9 @@ import { MemoryLayer } from "../../src/cache/memory.ts";
 import { serveWithCache, type ServeArgs } from "../../src/cache/serve.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { bytesOf, controlledUpstream, instantUpstream } from "./helpers.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const root = mkdtempSync(join(tmpdir(), "yata-tiered-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

@@ -2,7 +2,7 @@
  * The disk layer alone: atomic writes, the index rebuilt at start, a missing or truncated file is
  * a miss (never wrong bytes), LRU by bytes, revalidation in place, purges racing writes.
  */
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,6 +11,9 @@ import { HEAD_BYTES } from "../../src/cache/disk-format.ts";
 import { isFileBody, type CachedObject } from "../../src/cache/types.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { bytesOf, object } from "./helpers.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const root = mkdtempSync(join(tmpdir(), "yata-disk-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

@@ -1,5 +1,8 @@
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { freshnessSeconds, mergeHeaders, pickHeaders } from "../../src/cache/freshness.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 describe("freshnessSeconds", () => {
   const f = (cc: string | null, bucket?: number) => freshnessSeconds(cc, bucket, 3600);

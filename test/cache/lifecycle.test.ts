@@ -1,10 +1,13 @@
-import { beforeEach, describe, expect, test } from "bun:test";
+import { beforeEach, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { Cache } from "../../src/cache/cache.ts";
 import { entryBytes, MemoryLayer } from "../../src/cache/memory.ts";
 import { serveWithCache, type ServeArgs } from "../../src/cache/serve.ts";
 import { bucketCachePolicy, createCache, applyCacheConfig } from "../../src/cache/index.ts";
 import { CacheSchema } from "../../src/config/schema.ts";
 import { bytesOf, controlledUpstream, instantUpstream, tick } from "./helpers.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const LM = "Wed, 21 Oct 2015 07:28:00 GMT";
 const policy = { ttlSeconds: 600, defaultTtlSeconds: 3600, maxItemBytes: 10_000 };

@@ -1,6 +1,9 @@
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { ENTRY_OVERHEAD, entryBytes, MemoryLayer } from "../../src/cache/memory.ts";
 import { object } from "./helpers.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 // key "b/k1" (4) + body 100 + ENTRY_OVERHEAD 320 + "content-length"(14) + "100"(3) = 441
 const E = 441;

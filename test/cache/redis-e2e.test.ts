@@ -6,7 +6,7 @@
  * (The 3-replica haproxy cluster test builds on the same parts.)
  */
 import { RedisClient } from "bun";
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,6 +15,9 @@ import { nowSec, sign } from "../fixtures/jwt.ts";
 import { startRedis, type RedisServer } from "../fixtures/services.ts";
 import { bucketYaml, startProxy, type ProxyProcess } from "../e2e/harness.ts";
 import { waitFor } from "../helpers/wait.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const SECRET = "redis-e2e-hs256-secret-0123456789abc";
 const CREDS = { accessKeyId: "AKIAREDISE2E", secretAccessKey: "redis-e2e-secret" };

@@ -3,7 +3,7 @@
  * storage format and TTL, promotion between replicas, purges published to every replica, and
  * failure that is not an outage (killed, frozen, restarted: requests go on, the layer comes back).
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { RedisClient } from "bun";
 import { Cache } from "../../src/cache/cache.ts";
 import { MemoryLayer } from "../../src/cache/memory.ts";
@@ -13,6 +13,9 @@ import { startRedis, type RedisServer } from "../fixtures/services.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { bytesOf, instantUpstream, object } from "./helpers.ts";
 import { tcpRelay } from "./relay.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 let redis: RedisServer;
 let raw: RedisClient;

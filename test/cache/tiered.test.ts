@@ -1,4 +1,4 @@
-import { afterAll, expect, test } from "bun:test";
+import { afterAll, expect, test, setDefaultTimeout } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,6 +7,9 @@ import { MemoryLayer } from "../../src/cache/memory.ts";
 import { serveWithCache } from "../../src/cache/serve.ts";
 import type { CachedObject, CacheLayer, LayerStats } from "../../src/cache/types.ts";
 import { bytesOf, tick } from "./helpers.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const dir = mkdtempSync(join(tmpdir(), "yatagarasu-cache-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -2,9 +2,12 @@
  * launchBrowser: Debian's chromium, headless, through playwright-core, against pages served
  * by a Bun.serve on port 0 (loopback only; the machine has no internet).
  */
-import { expect } from "bun:test";
+import { expect, setDefaultTimeout } from "bun:test";
 import { launchBrowser } from "./browser.ts";
 import { clientTest } from "./run.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const PAGES: Record<string, string> = {
   "/": `<!doctype html><title>home</title><h1>Yatagarasu</h1>

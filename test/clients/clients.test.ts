@@ -4,7 +4,7 @@
  * a wrong secret shows that the helper really signs with the credentials it was given.
  * Reads only: uploads wait for the fixture's aws-chunked support (see payload-modes.ts).
  */
-import { afterAll, beforeAll, expect } from "bun:test";
+import { afterAll, beforeAll, expect, setDefaultTimeout } from "bun:test";
 import { readFileSync } from "node:fs";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { awsCli } from "./aws.ts";
@@ -13,6 +13,9 @@ import { BIG_KEY, BUCKET, READER, SPECIAL_KEYS, seedClientObjects, sha256 } from
 import { rcloneClient } from "./rclone.ts";
 import { clientTest, tempDir } from "./run.ts";
 import { s3cmdClient } from "./s3cmd.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const WRONG = { accessKeyId: READER.accessKeyId, secretAccessKey: "not-the-secret" };
 const T = 120_000; // real clients start Python or Go programs on a loaded 2-core machine

@@ -4,10 +4,13 @@
  * Bun.serve backends.
  */
 import { RedisClient } from "bun";
-import { expect } from "bun:test";
+import { expect, setDefaultTimeout } from "bun:test";
 import { freePort, haproxyConfig, startHaproxy, startRedis, withFreePort, PortInUseError } from "../fixtures/services.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { clientTest } from "./run.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 clientTest()("freePort gives a bindable port; withFreePort retries only on PortInUseError", async () => {
   const port = freePort();

@@ -3,8 +3,11 @@
  * is quadratic), each reported with file:line and path; the config size is capped; parsing time
  * grows linearly with the size of a mapping.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { ConfigError, MAX_CONFIG_BYTES, parseConfig, type ConfigIssue } from "../../src/config/load.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const B = `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\n`;
 

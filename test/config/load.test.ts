@@ -2,13 +2,16 @@
  * Reading config files: the one base-directory rule, the size cap on files that lie about their
  * size, and loadConfigOffThread (the worker-thread load a reload uses) agreeing with loadConfig.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { generateKeyPairSync } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { ConfigError, configBaseDir, deepFreeze, deepFreezeSliced, loadConfig, loadConfigOffThread, MAX_CONFIG_BYTES, MAX_FROZEN_ARRAY, parseConfig, readConfigText } from "../../src/config/load.ts";
 import { loadWorkerSpecifier } from "../../src/config/offthread.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const B = `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\n`;
 let dir: string;

@@ -1,8 +1,11 @@
 /** server.rate_limit.backend and its Redis: what loads, what is refused and why. */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { parseConfig } from "../../src/config/load.ts";
 import { buildLimiter, limiterRedisUrl, RateLimiter } from "../../src/limits/index.ts";
 import { nullLogger } from "../../src/observe/log.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const cfg = (rateLimit: string) => `server:\n  rate_limit: ${rateLimit}\nbuckets:\n  - { name: b, path_prefix: /b, s3: { bucket: data } }\n`;
 const problems = (yaml: string): string => {

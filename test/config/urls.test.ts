@@ -2,7 +2,7 @@
  * Defect 10: credentials in URL-valued keys (`http://user:pass@host`) are refused at validation,
  * with a message saying where credentials go and never echoing them; no output path prints them.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,6 +10,9 @@ import { ConfigError, parseConfig, type ConfigIssue } from "../../src/config/loa
 import { summarize } from "../../src/config/summary.ts";
 import { printableUrl, userinfoProblem } from "../../src/config/url.ts";
 import { runCli } from "../e2e/harness.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const PASSWORD = "hunter2-Pw-7c1e";
 const USER = "AKIAUSERINURL";

@@ -3,8 +3,11 @@
  * auth.anonymous_writes, authorization.openfga_write_relation, s3_api.public_url and
  * s3_api.presign_max_seconds. Every mistake names its YAML path.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { ConfigError, parseConfig, type ConfigIssue } from "../../src/config/load.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const JWT = `jwt: { enabled: true, algorithm: HS256, secret: "0123456789abcdef0123456789abcdef" }\n`;
 const yaml = (bucketExtra: string, top = "") => `${JWT}buckets:

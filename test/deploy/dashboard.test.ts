@@ -3,11 +3,14 @@
  * needed; prometheus.test.ts runs them against a real one): every metric they name is one the
  * proxy registers, the panels tile the grid, and the required topics are covered.
  */
-import { expect, test } from "bun:test";
+import { expect, test, setDefaultTimeout } from "bun:test";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { dashboardQueries, metricNamesOf } from "./queries.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const ROOT = join(import.meta.dir, "../..");
 const dash = JSON.parse(readFileSync(join(ROOT, "deploy/grafana/yatagarasu.json"), "utf8"));

@@ -9,7 +9,7 @@
  * - an upstream that goes down (the fixture paused) opens the breaker, and the real
  *   YatagarasuCircuitBreakerOpen rule fires (YatagarasuNotReady goes pending).
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import type { TCPSocketListener } from "bun";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -21,6 +21,9 @@ import { startProxy, type ProxyProcess } from "../e2e/harness.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { promtoolCheckRules, startPrometheus, type PromAlert, type Prometheus } from "./prometheus.ts";
 import { dashboardQueries, selectorsOf } from "./queries.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const ROOT = join(import.meta.dir, "../..");
 const RULES = join(ROOT, "deploy/prometheus/alerts.yml");

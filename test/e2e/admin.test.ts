@@ -2,10 +2,13 @@
  * The admin API end to end (real proxy process, real S3 fixture): cache purge and stats, hot
  * reload, and who may call it.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { nowSec, sign } from "../fixtures/jwt.ts";
 import { bucketYaml, startProxy, type ProxyProcess } from "./harness.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const SECRET = "e2e-admin-hs256-secret-0123456789";
 const CREDS = { accessKeyId: "AKIAE2EADMIN", secretAccessKey: "e2e-admin-secret" };

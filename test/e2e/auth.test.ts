@@ -2,13 +2,16 @@
  * Authentication and authorization end to end: the real proxy process, the real S3 fixture behind
  * it, a JWKS server, a PEM file next to the config, and the local OPA / OpenFGA stand-ins.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { hmacToken, JwksServer, makeKeyPair, nowSec, rawToken, sign, signWith, tempDir, type TestKey } from "../fixtures/jwt.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { OpaServer } from "../fixtures/opa.ts";
 import { OpenFgaServer } from "../fixtures/openfga.ts";
 import { bucketYaml, startProxy, type ProxyProcess } from "./harness.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const SECRET = "e2e-hs256-secret-0123456789abcdef";
 const ISS = "https://issuer.test";

@@ -6,11 +6,14 @@
  * makes real CORS preflights. A page on an origin the bucket does not list cannot do any of it:
  * its fetches fail with a CORS error.
  */
-import { afterAll, beforeAll, expect } from "bun:test";
+import { afterAll, beforeAll, expect, setDefaultTimeout } from "bun:test";
 import { launchBrowser } from "../clients/browser.ts";
 import { clientTest } from "../clients/run.ts";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { bucket, startWriteEnv, token, WRITER, type WriteEnv } from "./plain-write-env.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const SIZE = 1024 * 1024 + 3;
 /** The file's bytes, computed the same way in the page and here. */

@@ -2,9 +2,12 @@
  * A cache fill that stalls mid-body must not hang its coalesced waiters, or every later request
  * for the key: the fill has a deadline (s3.timeout + time for 1 MiB/s of max_item_size).
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { bucketYaml, startProxy, type ProxyProcess } from "./harness.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const CREDS = { accessKeyId: "AKIAE2EFILL", secretAccessKey: "e2e-fill-secret" };
 let s3: S3Fixture;

@@ -4,9 +4,12 @@
  * is a 404 for the client and is dropped from the cache: the next version is a MISS, never the
  * old bytes.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { bucketYaml, startProxy, type ProxyProcess } from "./harness.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const KEY = { accessKeyId: "AKIAREVALIDATE000000", secretAccessKey: "revalidate-secret-0123456789abcdefghijk" };
 let s3: S3Fixture;

@@ -6,12 +6,15 @@
  * One cluster serves every test (they run in order; each leaves it healthy). haproxy's
  * x-haproxy-server header says which process answered, X-Cache-Layer which layer served a HIT.
  */
-import { afterAll, beforeAll, describe, expect } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout } from "bun:test";
 import { RedisClient } from "bun";
 import { clientTest } from "../clients/run.ts";
 import { measureAdmitted } from "../helpers/rate.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { LIMIT_RPS, PRIMARY_BUCKET, SECONDARY_BUCKET, startCluster, type Cluster, type Node } from "./cluster/cluster.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const test = clientTest("redisServer", "haproxy");
 

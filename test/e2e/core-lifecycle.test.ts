@@ -1,8 +1,11 @@
 /** Process lifecycle of the real server: graceful drain on SIGTERM/SIGINT. */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { connect } from "node:net";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { bucketYaml, startProxy } from "./harness.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 let s3: S3Fixture;
 let config: string;

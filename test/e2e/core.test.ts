@@ -3,10 +3,13 @@
  * (SigV4 verified, per-key permissions, S3-faithful ranges and conditionals).
  */
 import { connect } from "node:net";
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { bucketYaml, startProxy, type ProxyProcess } from "./harness.ts";
 import { waitFor } from "../helpers/wait.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const A = { accessKeyId: "AKIAKEYAAAAAAAAAAAAA", secretAccessKey: "secretA/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" };
 const B = { accessKeyId: "AKIAKEYBBBBBBBBBBBBB", secretAccessKey: "secretB/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb" };

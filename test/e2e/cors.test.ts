@@ -4,9 +4,12 @@
  * Access-Control-Allow-Origin / Expose-Headers on actual answers (errors included), nothing for
  * other origins or buckets without `cors`.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { bearer, bucket, startWriteEnv, WRITER, type WriteEnv } from "./plain-write-env.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const T = 20_000;
 const APP = "http://app.example.test:3000";

@@ -6,10 +6,13 @@
  * The error is injected by test/fixtures/crash-hook.ts, preloaded through BUN_OPTIONS: nothing
  * in src/ carries a test hook.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { join } from "node:path";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { startProxy } from "./harness.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const HOOK = join(import.meta.dir, "../fixtures/crash-hook.ts");
 const SECRET = "jwt-secret-never-logged-5b7f";

@@ -6,10 +6,13 @@
  *
  * Each fixture holds its own bytes for the same key, so a body shows which replica served it.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { startProxy, type ProxyProcess } from "./harness.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const PRIMARY_KEY = { accessKeyId: "AKIAPRIMARYEXAMPLE01", secretAccessKey: "primary/secret/key/EXAMPLE/000000000000" };
 const SECONDARY_KEY = { accessKeyId: "AKIASECONDARYEXAMP02", secretAccessKey: "secondary/secret/key/EXAMPLE/0000000000" };

@@ -3,9 +3,12 @@
  * does not document it; the fixture, like s3rver, ignores it). A client resuming a download with a
  * stale validator must get the whole current object (200), never a 206 of the new bytes.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { bucketYaml, startProxy, type ProxyProcess } from "./harness.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const KEY = { accessKeyId: "AKIAIFRANGE000000000", secretAccessKey: "if-range-secret-0123456789abcdefghijklmn" };
 let s3: S3Fixture;

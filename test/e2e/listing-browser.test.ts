@@ -4,12 +4,15 @@
  * clicks into a folder, goes to the next page, downloads a file (bytes checked), and shows that an
  * object named like markup renders as text: no dialog, no element made from it.
  */
-import { afterAll, beforeAll, expect } from "bun:test";
+import { afterAll, beforeAll, expect, setDefaultTimeout } from "bun:test";
 import { readFile } from "node:fs/promises";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { launchBrowser } from "../clients/browser.ts";
 import { clientTest } from "../clients/run.ts";
 import { bucketYaml, startInProcess, type InProcessProxy } from "./harness.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const CREDS = { accessKeyId: "AKIAE2EBROWSER", secretAccessKey: "e2e-browser-secret" };
 const HOSTILE = "<img src=x onerror=alert(1)>.txt";

@@ -3,12 +3,15 @@
  * fixture. JSON pages followed to the end, HTML for browsers, auth and authorization applied as to
  * objects, listing off → 404 as before, upstream errors mapped, never a listing outside the folder.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { encodeToken } from "../fixtures/s3/list.ts";
 import { nowSec, sign } from "../fixtures/jwt.ts";
 import { OpaServer } from "../fixtures/opa.ts";
 import { bucketYaml, startInProcess, type InProcessProxy } from "./harness.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const SECRET = "e2e-listing-hs256-secret-0123456789";
 const CREDS = { accessKeyId: "AKIAE2ELISTING", secretAccessKey: "e2e-listing-secret" };

@@ -3,10 +3,13 @@
  * request counts after real traffic, process metrics, bounded labels (no object keys or paths),
  * and /metrics on the main port answering 404.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { hmacToken, nowSec } from "../fixtures/jwt.ts";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { startProxy, type ProxyProcess } from "./harness.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const SECRET = "metrics-e2e-secret-0123456789abcdef";
 let s3: S3Fixture;

@@ -3,9 +3,12 @@
  * the concurrency cap (503 Overloaded + Retry-After), each on its own real proxy process (the
  * limits are process-wide) in front of one S3 fixture, with yatagarasu_rate_limited_total.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { startProxy, type ProxyProcess } from "./harness.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 let s3: S3Fixture;
 let perIp: ProxyProcess;

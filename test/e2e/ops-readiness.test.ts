@@ -2,10 +2,13 @@
  * /ready and /health end to end: the background probe (period set with
  * YATAGARASU_PROBE_INTERVAL_MS) follows the upstream going away and coming back; /health does not.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { bucketYaml, startProxy, type ProxyProcess } from "./harness.ts";
 import { waitFor } from "../helpers/wait.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 let s3: S3Fixture;
 let px: ProxyProcess;

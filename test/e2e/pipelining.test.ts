@@ -5,10 +5,13 @@
  * reproduction): with engine: bun only synchronous answers (fresh cache hits, /health) survive
  * pipelining. The workaround is `server.engine: node`, which this test holds to its promise.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { connect } from "node:net";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { bucketYaml, startInProcess, type InProcessProxy } from "./harness.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 let s3: S3Fixture;
 const proxies: Record<string, InProcessProxy> = {};

@@ -2,11 +2,14 @@
  * Authorizers see the write's action on the plain front: an OPA policy and an OpenFGA model can
  * allow a user to read and deny the same user writes. The denied write never reaches S3.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { OpaServer } from "../fixtures/opa.ts";
 import { OpenFgaServer } from "../fixtures/openfga.ts";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { bearer, bucket, startWriteEnv, WRITER, type WriteEnv } from "./plain-write-env.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const T = 20_000;
 const STORE = "01HWRITESTORE00000000000AB";

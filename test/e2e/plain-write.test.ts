@@ -2,9 +2,12 @@
  * Writes on the plain front (PUT / DELETE) against the S3 fixture, which verifies what it receives
  * like S3 (signature, Content-Length, Content-MD5) and stores nothing for an aborted body.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { bearer, bucket, rawRequest, startWriteEnv, token, WRITER, type WriteEnv } from "./plain-write-env.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const T = 20_000;
 const md5 = (b: Uint8Array | string) => new Bun.CryptoHasher("md5").update(b).digest();

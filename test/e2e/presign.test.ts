@@ -3,10 +3,13 @@
  * signed with STS session credentials minted for that token. The URL is used with plain fetch (no
  * AWS library), as a browser would.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { presignUrl } from "../../src/fronts/presign.ts";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { bearer, bucket, startWriteEnv, STS_KEY, token, WRITER, type WriteEnv } from "./plain-write-env.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const T = 20_000;
 

@@ -5,7 +5,7 @@
  * killed mid-load gives no failed request (each App falls back to its local share); Redis back:
  * shared again, without a restart.
  */
-import { afterAll, beforeAll, describe, expect } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout } from "bun:test";
 import { App } from "../../src/app.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { RedisRateLimiter } from "../../src/limits/index.ts";
@@ -15,6 +15,9 @@ import { startRedis, type RedisServer } from "../fixtures/services.ts";
 import { recordingLogger } from "../helpers/logger.ts";
 import { measureAdmitted } from "../helpers/rate.ts";
 import { waitFor } from "../helpers/wait.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const test = clientTest("redisServer");
 

@@ -3,9 +3,12 @@
  * runs on a worker thread (loadConfigOffThread), so a tight /health loop keeps being answered
  * while the new config is read, parsed and validated.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { parseConfig } from "../../src/config/load.ts";
 import { startProxy, type ProxyProcess } from "./harness.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const BUCKET = `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9" }\n`;
 const SMALL = `server: { address: 127.0.0.1, port: 0 }\n${BUCKET}`;

@@ -3,10 +3,13 @@
  * faults — retries (and what is never retried), the upstream timeout, and the circuit breaker
  * (open → half-open → closed), as seen by a client, by S3 and by /metrics and /ready.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { startProxy, type ProxyProcess } from "./harness.ts";
 import { waitFor } from "../helpers/wait.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 let s3: S3Fixture;
 let px: ProxyProcess;

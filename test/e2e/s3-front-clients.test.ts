@@ -4,7 +4,7 @@
  * toward the fixture with the bucket's own key (the fixture checks that signature independently).
  * Keys with spaces, "+", "%", unicode and "~" come back byte-exact; so does a 40 MiB object.
  */
-import { afterAll, expect } from "bun:test";
+import { afterAll, expect, setDefaultTimeout } from "bun:test";
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import { readFileSync } from "node:fs";
 import { awsCli } from "../clients/aws.ts";
@@ -14,6 +14,9 @@ import { rcloneClient } from "../clients/rclone.ts";
 import { clientTest, isolatedEnv, runProcess, tempDir } from "../clients/run.ts";
 import { s3cmdClient } from "../clients/s3cmd.ts";
 import { APP, startS3FrontEnv, UPSTREAM } from "./s3-front-helpers.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const T = 180_000; // real clients start Python or Go programs on a loaded 2-core machine
 const BIG_KEY = "big/forty.bin";

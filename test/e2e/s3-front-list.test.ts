@@ -4,11 +4,14 @@
  * V1 markers and V2 tokens page to the end, bad parameters are refused before the upstream, and an
  * upstream 400 (a forged token) keeps its code.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { ListObjectsCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import { issueSession } from "../../src/fronts/s3/sts.ts";
 import { smithySigned } from "../fronts/s3/helpers.ts";
 import { APP, startS3FrontEnv, STS_KEY, type S3FrontEnv } from "./s3-front-helpers.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const KEYS = ["a.txt", "b/1.txt", "b/2.txt", "c d.txt", "e+f.txt", "ü.txt"];
 const byUtf8 = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));

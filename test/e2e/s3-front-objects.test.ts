@@ -4,11 +4,14 @@
  * it), OPA asked with the S3 action and the identity's claims, virtual-hosted addressing, and the
  * node engine.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListBucketsCommand, S3Client } from "@aws-sdk/client-s3";
 import { OpaServer } from "../fixtures/opa.ts";
 import { smithyPresigned, smithySigned, type SmithyRequest } from "../fronts/s3/helpers.ts";
 import { APP, hs256, LISTER, startS3FrontEnv, type S3FrontEnv } from "./s3-front-helpers.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const client = (env: S3FrontEnv, credentials = APP) => new S3Client({ endpoint: env.endpoint, region: "us-east-1", forcePathStyle: true, credentials, maxAttempts: 1 });
 

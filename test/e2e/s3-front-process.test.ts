@@ -4,7 +4,7 @@
  * secret or session key applies at once; a changed S3 port is refused), drains on SIGTERM with the
  * main listener, and `--check` describes it without printing a secret.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { GetObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { freePort } from "../fixtures/services.ts";
@@ -12,6 +12,9 @@ import { waitFor } from "../helpers/wait.ts";
 import { issueSession } from "../../src/fronts/s3/sts.ts";
 import { runCli, startProxy } from "./harness.ts";
 import { APP, frontYaml, STS_KEY, UPSTREAM } from "./s3-front-helpers.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 let s3: S3Fixture;
 beforeAll(async () => {

@@ -4,13 +4,16 @@
  * read exactly what the token's user may read on the plain front (bucket auth + claim rules);
  * every STS error in STS's dialect; the session ends at the token's exp.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { GetObjectCommand, ListBucketsCommand, S3Client } from "@aws-sdk/client-s3";
 import { fromWebToken } from "@aws-sdk/credential-provider-web-identity";
 import { awsCli } from "../clients/aws.ts";
 import { clientTest } from "../clients/run.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { hs256, startS3FrontEnv, type S3FrontEnv } from "./s3-front-helpers.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const ROLE = "arn:aws:iam::123456789012:role/reader";
 const T = 120_000;

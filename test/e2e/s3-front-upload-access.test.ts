@@ -11,10 +11,13 @@
  * - CopyObject within one proxy bucket (the source read-checked), and a clear refusal across two.
  * Every refusal: S3's error, and the upstream holds no object (or still holds the old one).
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { OpaServer } from "../fixtures/opa.ts";
 import { OpenFgaServer } from "../fixtures/openfga.ts";
 import { answerOf, hs256, NODELETE, READER, signedFetch, startUploadEnv, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const T = 30_000;
 let env: UploadEnv;

@@ -5,7 +5,7 @@
  * Content-MD5; rclone UNSIGNED-PAYLOAD; the latest @aws-sdk/client-s3 a streamed body as
  * STREAMING-UNSIGNED-PAYLOAD-TRAILER without Content-Length (test/clients/payload-modes.ts).
  */
-import { afterAll, beforeAll, expect } from "bun:test";
+import { afterAll, beforeAll, expect, setDefaultTimeout } from "bun:test";
 import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -17,6 +17,9 @@ import { rcloneClient } from "../clients/rclone.ts";
 import { clientTest, tempDir, type TempDir } from "../clients/run.ts";
 import { s3cmdClient } from "../clients/s3cmd.ts";
 import { bytesOf, sha256, startUploadEnv, UPSTREAM_WRITER, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const T = 180_000; // real clients start Python or Go programs on a loaded 2-core machine
 const MiB = 1024 * 1024;

@@ -9,12 +9,15 @@
  * so the aws-chunked decoder and the re-framing toward the upstream are measured too. Each upload
  * is checked byte-exact (SHA-256) in the fixture's storage.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { readFileSync } from "node:fs";
 import { S3Signer } from "../../src/s3/sigv4.ts";
 import { startProxy, type ProxyProcess } from "./harness.ts";
 import { startUploadFixture, uploadYaml, WRITER } from "./s3-front-upload-helpers.ts";
 import type { S3Fixture } from "../fixtures/s3.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;

@@ -5,9 +5,12 @@
  * answer, and upload ids passed through so that two proxy instances share one upload. A Complete
  * that the upstream answers 200 with an <Error> body is relayed as that error.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { answerOf, bytesOf, READER, sha256, signedFetch, startUploadEnv, startUploadFixture, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
 import type { S3Fixture } from "../fixtures/s3.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const T = 30_000;
 const MiB = 1024 * 1024;

@@ -11,7 +11,7 @@
  * - Expect: 100-continue, pass-through headers, the ETag as the upstream gave it, cache purge.
  * The S3 listener runs on each engine (bun, node): they hand request bodies over differently.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { deriveSigningKey, S3Signer } from "../../src/s3/sigv4.ts";
 import { buildAwsChunkedBody } from "../../src/s3/aws-chunked.ts";
 import {
@@ -27,6 +27,9 @@ import {
   WRITER,
   type UploadEnv,
 } from "./s3-front-upload-helpers.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const T = 30_000;
 let env: UploadEnv;

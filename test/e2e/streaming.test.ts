@@ -2,11 +2,14 @@
  * Body delivery on both engines: Content-Length, streaming above buffer_threshold_bytes,
  * memory under a slow client, and aborting the upstream when the client goes away.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { readFileSync } from "node:fs";
 import { connect } from "node:net";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { bucketYaml, startInProcess, startProxy, type ProxyProcess } from "./harness.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const MiB = 1024 * 1024;
 const THRESHOLD = 2 * MiB;

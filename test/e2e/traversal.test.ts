@@ -5,10 +5,13 @@
  * the raw segments come from parametrised routes (src/http/raw-target.ts). So every `..` form is
  * a 400 on both, and a literal backslash is an ordinary key character.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { connect } from "node:net";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { bucketYaml, startInProcess, type InProcessProxy } from "./harness.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 let s3: S3Fixture;
 const proxies: Record<string, InProcessProxy> = {};

@@ -6,9 +6,12 @@
  *
  * The upstream is a raw TCP server that answers by path; the proxies are real processes.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import type { TCPSocketListener } from "bun";
 import { startProxy, type ProxyProcess } from "./harness.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const KiB = 1024;
 const THRESHOLD = 64 * KiB; // server.buffer_threshold_bytes: bodies declared above it stream

@@ -3,9 +3,12 @@
  * endpoint; fetch → Bun's fetch) give the same answers against the real S3 fixture. Every other
  * e2e test runs with the default (auto), so this file keeps the fetch path covered too.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { bucketYaml, startProxy, type ProxyProcess } from "./harness.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const A = { accessKeyId: "AKIAKEYAAAAAAAAAAAAA", secretAccessKey: "secretA/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" };
 const BODY = "0123456789abcdefghij";

@@ -6,12 +6,15 @@
  * - fetch: no connect-phase timeout exists, so s3.timeout bounds connecting; the start-up log and
  *   --check say so.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { blackHole, blackHoleSupported, type BlackHole } from "../helpers/blackhole.ts";
 import { runCli, startProxy, type ProxyProcess } from "./harness.ts";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 let hole: BlackHole;
 const px: Record<"auto" | "fetch", ProxyProcess> = {} as never;

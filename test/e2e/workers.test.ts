@@ -5,11 +5,14 @@
  * and SIGTERM stops everything with exit code 0.
  */
 import { readdirSync, readFileSync } from "node:fs";
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { nowSec, sign } from "../fixtures/jwt.ts";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { startProxy, type ProxyProcess } from "./harness.ts";
 import { waitFor } from "../helpers/wait.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const SECRET = "e2e-workers-hs256-secret-0123456789";
 

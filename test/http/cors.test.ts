@@ -1,7 +1,10 @@
 /** The CORS decisions as pure functions (src/http/cors.ts). */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { CorsSchema, type CorsConfig } from "../../src/config/cors.ts";
 import { isPreflight, originAllowed, preflight, requestedHeaders, withCorsHeaders } from "../../src/http/cors.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const cfg = (c: Partial<CorsConfig> & { allowed_origins: string[] }): CorsConfig => CorsSchema.parse(c);
 const app = cfg({ allowed_origins: ["https://app.example.com"], allowed_methods: ["GET", "PUT"], allowed_headers: ["authorization", "content-type"], max_age: 300 });

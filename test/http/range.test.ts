@@ -1,5 +1,8 @@
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { contentRange, parseRange, unsatisfiedRange, type RangeResult } from "../../src/http/range.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const ok = (start: number, end: number): RangeResult => ({ kind: "ok", start, end });
 const NONE: RangeResult = { kind: "none" };

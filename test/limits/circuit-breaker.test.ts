@@ -1,5 +1,8 @@
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { CircuitBreaker, type BreakerState } from "../../src/limits/circuit-breaker.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const cfg = { failure_threshold: 3, success_threshold: 2, timeout_seconds: 10, half_open_max_requests: 2 };
 

@@ -4,7 +4,7 @@
  * local decisions (this process's share) with no error and one log line; Redis back means shared
  * again, by itself. The HTTP-level test (two Apps) is in test/e2e/rate-limit-redis.test.ts.
  */
-import { afterAll, beforeAll, describe, expect } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout } from "bun:test";
 import { RedisClient } from "bun";
 import { RedisRateLimiter } from "../../src/limits/redis-limiter.ts";
 import type { RateCheck, RateLimitSource } from "../../src/limits/rate-limiter.ts";
@@ -14,6 +14,9 @@ import { startRedis, type RedisServer } from "../fixtures/services.ts";
 import { recordingLogger } from "../helpers/logger.ts";
 import { measureAdmitted } from "../helpers/rate.ts";
 import { waitFor } from "../helpers/wait.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const test = clientTest("redisServer");
 

@@ -1,6 +1,9 @@
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { backoffDelay, isRetryableStatus } from "../../src/limits/retry.ts";
 import { ConcurrencyLimiter } from "../../src/limits/concurrency.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 describe("backoffDelay", () => {
   test("the ceiling doubles per attempt and is capped at max", () => {

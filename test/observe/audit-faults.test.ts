@@ -4,13 +4,16 @@
  *   attempt and logged once; once the folder is writable again the queued lines are written;
  * - the real process: the timer flushes within about a second, and SIGTERM writes what is queued.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { S3Fixture } from "../fixtures/s3.ts";
 import { startProxy } from "../e2e/harness.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { makeReadOnly, parseLines, removeDir, startAuditEnv, startFixture, tempDir } from "./audit-helpers.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 let s3: S3Fixture;
 beforeAll(async () => {

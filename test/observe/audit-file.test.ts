@@ -3,13 +3,16 @@
  * the bounded queue (drops counted, never waited for), a full disk (/dev/full: ENOSPC on every
  * write) counted per attempt and logged once, recovery, and the flush at close.
  */
-import { afterEach, expect, test } from "bun:test";
+import { afterEach, expect, test, setDefaultTimeout } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AuditFile } from "../../src/observe/audit-file.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { recordingLog } from "./audit-helpers.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 
 const dirs: string[] = [];

@@ -3,7 +3,7 @@
  * one line per front request with who/what/outcome, none for the control plane, no secret or
  * token anywhere in the file, metrics per result, and size rotation under real traffic.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { ConfigError, parseConfig } from "../../src/config/load.ts";
@@ -11,6 +11,9 @@ import { auditPath } from "../../src/observe/audit.ts";
 import type { S3Fixture } from "../fixtures/s3.ts";
 import { APP, hs256, JWT_SECRET, LISTER, STS_KEY, UPSTREAM } from "../e2e/s3-front-helpers.ts";
 import { parseLines, removeDir, s3Fetch, startAuditEnv, startFixture, tempDir, type AuditEnv, type AuditLine } from "./audit-helpers.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 let s3: S3Fixture;
 beforeAll(async () => {

@@ -3,11 +3,14 @@
  * or hadolint on the build machines). test/packaging/docker-build-stage.ts runs the build stage's
  * commands for real on a copy of the build context.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import { ARCHES, BINARY_NAME, DEFAULT_ENTRY, DEFAULT_OUTDIR, artifactName, compileTarget, parseTargets } from "../../build.ts";
 import { execForm, flagsAndWords, isIgnored, parseDockerfile, parseDockerignore, type Stage } from "./dockerfile.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const ROOT = join(import.meta.dir, "..", "..");
 const dockerfileText = await Bun.file(join(ROOT, "Dockerfile")).text();

@@ -3,7 +3,7 @@
  * precomputed length, byte-identical framing to what @aws-sdk/client-s3 sends, and errors (never a
  * final chunk) when the source is shorter or longer than declared.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { Readable } from "node:stream";
 import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { deriveSigningKey } from "../../src/s3/sigv4.ts";
@@ -15,6 +15,9 @@ import {
   encodeAwsChunkedUnsignedTrailer,
 } from "../../src/s3/aws-chunked.ts";
 import { CHECKSUM_ALGORITHMS, checksumBase64, checksumHeaderName } from "../../src/s3/checksum.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const cat = (...parts: Uint8Array[]) => new Uint8Array(Buffer.concat(parts));
 

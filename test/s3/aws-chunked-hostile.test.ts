@@ -3,7 +3,7 @@
  * before the failure), bad framing, oversized chunks, truncation, wrong lengths, bad trailers,
  * source errors, cancellation, and how much is held (backpressure).
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { deriveSigningKey } from "../../src/s3/sigv4.ts";
 import {
   PayloadError,
@@ -13,6 +13,9 @@ import {
   type DecodeOptions,
 } from "../../src/s3/aws-chunked.ts";
 import { checksumBase64 } from "../../src/s3/checksum.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const KEY = deriveSigningKey("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "20130524", "us-east-1", "s3");
 const SEED = "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9";

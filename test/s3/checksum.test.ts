@@ -1,4 +1,4 @@
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { createHash } from "node:crypto";
 import { crc32 as zlibCrc32 } from "node:zlib";
 import { Crc32cJs, Crc64NvmeJs } from "@aws-sdk/checksums/crc";
@@ -16,6 +16,9 @@ import {
 import { crc32c } from "../../src/s3/checksum/crc32c.ts";
 import { PayloadVerifier, expectationsFromHeaders, verifyPayloadStream } from "../../src/s3/checksum/verify.ts";
 import { PayloadError } from "../../src/s3/aws-chunked/errors.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");

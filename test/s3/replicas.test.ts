@@ -3,13 +3,16 @@
  * retry loops and circuit breakers), with an injected fetch standing in for each replica's
  * endpoint. The end-to-end behaviour against two real S3 fixtures is in test/e2e/failover.test.ts.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { parseConfig } from "../../src/config/load.ts";
 import { ProxyError } from "../../src/errors.ts";
 import { Metrics } from "../../src/observe/metrics.ts";
 import { buildUpstream, readOrder, ReplicaSet } from "../../src/s3/replicas.ts";
 import { BucketUpstream } from "../../src/s3/upstream.ts";
 import { waitFor } from "../helpers/wait.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 type Behaviour = number | "refuse" | "hang";
 

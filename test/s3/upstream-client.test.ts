@@ -1,9 +1,12 @@
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { parseConfig } from "../../src/config/load.ts";
 import { ProxyError } from "../../src/errors.ts";
 import { UpstreamPools } from "../../src/s3/http1/index.ts";
 import { BucketUpstream, connectTimeoutNote, fetchConcurrencyWarning, upstreamClientFor } from "../../src/s3/upstream.ts";
 import { blackHole, blackHoleSupported } from "../helpers/blackhole.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const config = (server: string, extra = "") =>
   parseConfig(

@@ -1,10 +1,13 @@
 /** writeNodeResponse (node engine): what it sends when a body fails, and what it reports. */
-import { afterEach, describe, expect, test } from "bun:test";
+import { afterEach, describe, expect, test, setDefaultTimeout } from "bun:test";
 import http from "node:http";
 import { connect } from "node:net";
 import { UpstreamProtocolError, UpstreamTimeoutError } from "../../src/s3/http1/index.ts";
 import { type NodeWriteResult, writeNodeResponse } from "../../src/server/node-response.ts";
 import { waitFor } from "../helpers/wait.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const servers: http.Server[] = [];
 afterEach(async () => {

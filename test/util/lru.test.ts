@@ -1,5 +1,8 @@
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { LruMap, TtlLru } from "../../src/util/lru.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 describe("LruMap", () => {
   test("get refreshes recency; insert evicts the least recently used; deleteOldest pops the front", () => {

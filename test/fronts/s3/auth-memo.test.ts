@@ -3,11 +3,14 @@
  * a request that hits it is judged exactly as one that is parsed, only valid prefixes are kept,
  * and the region is part of the key.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { parseHeaderAuth } from "../../../src/fronts/s3/auth-params.ts";
 import { SigningKeyCache } from "../../../src/fronts/s3/signing-keys.ts";
 import { verifySigV4, type VerifyInput } from "../../../src/fronts/s3/verify.ts";
 import { lookupOf, smithySigned } from "./helpers.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const CREDS = { accessKeyId: "AKIDMEMO", secretAccessKey: "memo-secret-0123456789" };
 const WHEN = new Date("2024-06-01T12:00:00Z");

@@ -1,7 +1,10 @@
 /** The `s3_api` section: defaults, every cross-field rule with its YAML path, and a --check summary without secrets. */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { ConfigError, parseConfig, type ConfigIssue } from "../../../src/config/load.ts";
 import { summarize } from "../../../src/config/summary.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const BUCKETS = `buckets:
   - name: products

@@ -1,11 +1,14 @@
 /** Who may sign (static keys, STS sessions) and what each may do with which bucket. */
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { parseConfig } from "../../../src/config/load.ts";
 import { S3Identities, type S3Principal } from "../../../src/fronts/s3/identities.ts";
 import { mayAccess, visibleBuckets } from "../../../src/fronts/s3/permissions.ts";
 import { issueSession } from "../../../src/fronts/s3/sts.ts";
 import { nullLogger } from "../../../src/observe/log.ts";
 import { buildRuntime, type Runtime } from "../../../src/runtime.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const STS_KEY = "identities-test-session-key-0123456789";
 const EP = "http://127.0.0.1:9";

@@ -3,7 +3,7 @@
  * real clients reading them: the JS SDK's web-identity provider and `aws sts
  * assume-role-with-web-identity --endpoint-url` (when aws-cli is installed).
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { fromWebToken } from "@aws-sdk/credential-provider-web-identity";
 import {
   assumedRoleArn,
@@ -16,6 +16,9 @@ import {
 } from "../../../src/fronts/s3/sts-api.ts";
 import { issueSession, verifySessionToken } from "../../../src/fronts/s3/sts.ts";
 import { child, childText, parseXml } from "../../../src/fronts/s3/xml-reader.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const ROLE = "arn:aws:iam::123456789012:role/app/reader";
 const form = (params: Record<string, string>) => new URLSearchParams(params).toString();

@@ -1,8 +1,11 @@
 /** Stateless STS sessions: issue, verify on any replica, expire, refuse anything forged. */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { issueSession, MAX_CLAIMS_BYTES, verifySessionToken, type SessionCredentials } from "../../../src/fronts/s3/sts.ts";
 import { verifySigV4 } from "../../../src/fronts/s3/verify.ts";
 import { smithySigned } from "./helpers.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const KEY = "k".repeat(32) + "-session-key";
 const NOW = Date.UTC(2024, 5, 1, 12);

@@ -1,9 +1,12 @@
 /** S3 XML output (escaping, ListBuckets, GetBucketLocation, errors) and the small XML reader. */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { ProxyError } from "../../../src/errors.ts";
 import { escapeXml, renderListBuckets, renderLocationConstraint } from "../../../src/fronts/s3/xml.ts";
 import { fromProxyError, renderS3ErrorXml, s3Error, s3ErrorResponse, S3_ERRORS } from "../../../src/fronts/s3/errors.ts";
 import { child, childrenNamed, childText, parseXml, XmlError } from "../../../src/fronts/s3/xml-reader.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 describe("escapeXml", () => {
   test("the five special characters", () => {

@@ -1,7 +1,10 @@
 /** W3C Trace Context parsing, ids and sampling. */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { formatTraceparent, newSpanId, newTraceId, parseTraceparent, parseTracestate, remoteParent } from "../../../src/observe/trace/context.ts";
 import { RatioSampler } from "../../../src/observe/trace/sampler.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 // The example from the W3C Trace Context recommendation.
 const TRACE = "4bf92f3577b34da6a3ce929d0e0e4736";

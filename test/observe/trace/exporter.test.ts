@@ -1,5 +1,5 @@
 /** The OTLP/JSON encoding, the exporter's queue and batches against a test receiver, and the `tracing` config section. */
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { parseConfig } from "../../../src/config/load.ts";
 import { tracesUrl } from "../../../src/config/tracing.ts";
 import { Registry } from "../../../src/observe/registry.ts";
@@ -9,6 +9,9 @@ import { Span, SpanKind, type SpanSink } from "../../../src/observe/trace/span.t
 import { Tracer } from "../../../src/observe/trace/tracer.ts";
 import { waitFor } from "../../helpers/wait.ts";
 import { decodeExport, startReceiver } from "./receiver.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const receiver = startReceiver();
 afterAll(() => receiver.close());

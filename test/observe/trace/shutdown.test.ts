@@ -1,8 +1,11 @@
 /** The real process: SIGTERM drains, then exports the spans still queued before it exits (main.ts). */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { startS3Fixture, type S3Fixture } from "../../fixtures/s3.ts";
 import { startProxy } from "../../e2e/harness.ts";
 import { startReceiver, type OtlpReceiver } from "./receiver.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const CREDS = { accessKeyId: "AKIATRACESTOP", secretAccessKey: "trace-stop-secret-0123456789" };
 let s3: S3Fixture;

@@ -3,7 +3,7 @@
  * between replicas, an OpenFGA call (its traceparent, never its API token), lookups in a tiered
  * cache with a slower (asynchronous) lower layer.
  */
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { createAuthorizer } from "../../../src/authz/index.ts";
 import { Cache } from "../../../src/cache/cache.ts";
 import { MemoryLayer } from "../../../src/cache/memory.ts";
@@ -13,6 +13,9 @@ import { parseConfig } from "../../../src/config/load.ts";
 import { Span, SpanKind } from "../../../src/observe/trace/span.ts";
 import { buildUpstream } from "../../../src/s3/replicas.ts";
 import { OpenFgaServer } from "../../fixtures/openfga.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const TRACE = "4bf92f3577b34da6a3ce929d0e0e4736";
 

@@ -3,7 +3,7 @@
  * JWKS endpoint and an OPA stand-in, exporting to an OTLP/HTTP test receiver. The receiver's
  * decoded spans, the fixture's request log (headers included) and the access log are the proof.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,6 +16,9 @@ import { OpaServer } from "../../fixtures/opa.ts";
 import { startS3Fixture, type RequestLogEntry, type S3Fixture } from "../../fixtures/s3.ts";
 import { waitFor } from "../../helpers/wait.ts";
 import { startReceiver, type OtlpReceiver, type ReceivedSpan } from "./receiver.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const CREDS = { accessKeyId: "AKIATRACETEST", secretAccessKey: "trace-test-s3-secret-key-0123456789" };
 const SERVER = 2;

@@ -1,7 +1,10 @@
 /** Http1Pool: Backpressure: a reader that does not read holds the upstream, memory stays bounded. */
-import { afterEach, describe, expect, test } from "bun:test";
+import { afterEach, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { waitFor } from "../../helpers/wait.ts";
 import { cleanup, pool, rawServer, writeAll } from "./helpers.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 afterEach(cleanup);
 

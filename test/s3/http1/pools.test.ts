@@ -1,8 +1,11 @@
 /** UpstreamPools: the pools of one process, owned by the App — sharing, retiring on reload, closing. */
-import { afterEach, describe, expect, test } from "bun:test";
+import { afterEach, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { UpstreamPools } from "../../../src/s3/http1/index.ts";
 import { waitFor } from "../../helpers/wait.ts";
 import { cleanup, T, ok, onCleanup, rawServer } from "./helpers.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 afterEach(cleanup);
 

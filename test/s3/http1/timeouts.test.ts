@@ -1,9 +1,12 @@
 /** Http1Pool: connect timeouts, head timeouts, body stalls and aborts. */
-import { afterEach, describe, expect, test } from "bun:test";
+import { afterEach, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { UpstreamConnectTimeoutError, UpstreamTimeoutError } from "../../../src/s3/http1/index.ts";
 import { blackHole, blackHoleSupported } from "../../helpers/blackhole.ts";
 import { waitFor } from "../../helpers/wait.ts";
 import { cleanup, T, ok, onCleanup, pool, rawServer, rejection } from "./helpers.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 afterEach(cleanup);
 

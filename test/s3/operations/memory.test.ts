@@ -4,9 +4,12 @@
  * RSS is process-wide, and inside the test runner it would also count what other test files
  * left on the heap. The upstream is a raw server that counts and drops the bytes.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { join } from "node:path";
 import { CLIENTS } from "./helpers.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const GiB = 1024 ** 3;
 const LIMIT = 64 * 1024 * 1024;

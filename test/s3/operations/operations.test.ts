@@ -2,7 +2,7 @@
  * Every operation end to end against the S3 fixture (SigV4 verified independently, uploads
  * verified as S3 does), through both clients; objects read back byte-exact.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { encodeAwsChunkedUnsignedTrailer } from "../../../src/s3/aws-chunked.ts";
 import {
   abortMultipartUpload,
@@ -23,6 +23,9 @@ import {
 import type { BucketUpstream } from "../../../src/s3/upstream.ts";
 import { checksumOf, startS3Fixture, type S3Fixture } from "../../fixtures/s3.ts";
 import { CLIENTS, ctx, generated, makeUpstream, patternBytes } from "./helpers.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const WRITER = { accessKeyId: "AKIAOPSWRITER0000001", secretAccessKey: "ops-writer-secret-000000000000000000000", buckets: ["ops"], write: true };
 

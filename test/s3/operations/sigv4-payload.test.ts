@@ -3,8 +3,11 @@
  * Calculations for the Authorization Header: Transferring Payload in a Single Chunk), and the
  * default (empty-body) path left exactly as it was.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { EMPTY_SHA256, isSignablePayloadHash, S3Signer, sha256Hex, STREAMING_UNSIGNED_PAYLOAD_TRAILER, UNSIGNED_PAYLOAD } from "../../../src/s3/sigv4.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const DOC = { accessKeyId: "AKIAIOSFODNN7EXAMPLE", secretAccessKey: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY" };
 const at20130524 = () => new Date(Date.UTC(2013, 4, 24));

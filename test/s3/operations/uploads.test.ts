@@ -4,12 +4,15 @@
  * back byte-exact, and a body that fails, ends early, or is abandoned by the client leaves no
  * object (the fixture saw an aborted request).
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { putObject, uploadPart, createMultipartUpload } from "../../../src/s3/operations/index.ts";
 import { RequestBodyError, type BucketUpstream } from "../../../src/s3/upstream.ts";
 import { startS3Fixture, type S3Fixture } from "../../fixtures/s3.ts";
 import { waitFor } from "../../helpers/wait.ts";
 import { bulk, CLIENTS, ctx, generated, makeUpstream } from "./helpers.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
 
 const WRITER = { accessKeyId: "AKIAOPSUPLOADS000001", secretAccessKey: "ops-uploads-secret-00000000000000000000", buckets: ["up"], write: true };
 const MiB = 1024 * 1024;
