@@ -1,0 +1,78 @@
+/**
+ * Settles "does a SigV4-signed GET cost more than an anonymous one?" (issue #10's lead) without
+ * the network: the same App, the same 1 KiB answer from an in-process upstream, requests handed to
+ * the handler directly, CPU time per request measured with process.cpuUsage over interleaved
+ * rounds. What differs between the two buckets is only the signing. The S3 front's GetObject of
+ * the same object (SigV4 verified, grant checked, re-signed) is measured the same way.
+ *
+ *   bun bench/signed-vs-anon.ts        (BENCH_ROUNDS=6, BENCH_REQUESTS=50000)
+ */
+import { App } from "../src/app.ts";
+import { parseConfig } from "../src/config/load.ts";
+import { createMainHandler } from "../src/fronts/index.ts";
+import { s3Front } from "../src/fronts/s3/front.ts";
+import { nullLogger } from "../src/observe/log.ts";
+import { createHandler } from "../src/proxy/runner.ts";
+import { S3Signer } from "../src/s3/sigv4.ts";
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 6);
+const N = Number(process.env.BENCH_REQUESTS ?? 50_000);
+const body = new Uint8Array(1024).fill(97);
+const upstream = (async (_url: string | URL | Request, init?: RequestInit) =>
+  new Response(init?.method === "HEAD" ? null : body, { headers: { "content-length": "1024", etag: '"e"', "content-type": "application/octet-stream" } })) as typeof fetch;
+
+const yaml = `server: { address: 127.0.0.1, port: 0, max_concurrent_requests: 100000 }
+logging: { level: warn }
+buckets:
+  - name: anon
+    path_prefix: /anon
+    s3: { bucket: bucket, endpoint: "http://upstream.test:9000" }
+  - name: signed
+    path_prefix: /signed
+    s3: { bucket: bucket, endpoint: "http://upstream.test:9000", access_key: AKIABENCH0000000000, secret_key: "bench-secret-0123456789abcdefghijklmn" }
+s3_api:
+  address: 127.0.0.1
+  port: 0
+  max_clock_skew_seconds: 3600
+  credentials:
+    - { access_key_id: "AKIABENCHCLIENT00000", secret_access_key: "bench-client-secret-0123456789abcdef", identity: bench, buckets: { signed: [read] } }
+`;
+const app = await App.create(parseConfig(yaml, { env: {} }), { log: nullLogger, fetch: upstream, probeIntervalMs: 3_600_000 });
+const handle = createMainHandler(app, () => "127.0.0.1");
+const s3Handle = createHandler(app, s3Front, () => "127.0.0.1");
+// The S3 front's client signs as an SDK would (one signature, replayed: the skew allows an hour).
+const s3Headers = new S3Signer({ accessKeyId: "AKIABENCHCLIENT00000", secretAccessKey: "bench-client-secret-0123456789abcdef" }, "us-east-1").sign({ method: "GET", host: "s3.test", path: "/signed/1k.bin" });
+
+async function round(path: string, front: "plain" | "s3" = "plain"): Promise<number> {
+  const url = front === "s3" ? `http://s3.test${path}` : `http://proxy.test${path}`;
+  const h = front === "s3" ? s3Handle : handle;
+  const before = process.cpuUsage();
+  for (let i = 0; i < N; i++) {
+    const res = await h(front === "s3" ? new Request(url, { headers: s3Headers }) : new Request(url), "127.0.0.1");
+    await res.arrayBuffer();
+  }
+  const d = process.cpuUsage(before);
+  return (d.user + d.system) / N;
+}
+
+for (let i = 0; i < 2; i++) {
+  await round("/anon/1k.bin");
+  await round("/signed/1k.bin");
+  await round("/signed/1k.bin", "s3");
+}
+const anon: number[] = [];
+const signed: number[] = [];
+const s3: number[] = [];
+for (let r = 0; r < ROUNDS; r++) {
+  anon.push(await round("/anon/1k.bin"));
+  signed.push(await round("/signed/1k.bin"));
+  s3.push(await round("/signed/1k.bin", "s3"));
+}
+const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
+const fmt = (a: number[]) => a.map((v) => v.toFixed(2)).join(" ");
+console.log(`anonymous µs CPU/req: ${fmt(anon)}  median ${median(anon).toFixed(2)}`);
+console.log(`signed    µs CPU/req: ${fmt(signed)}  median ${median(signed).toFixed(2)}`);
+console.log(`S3 front  µs CPU/req: ${fmt(s3)}  median ${median(s3).toFixed(2)}`);
+console.log(`signed − anonymous (median): ${(median(signed) - median(anon)).toFixed(2)} µs; ratio ${(median(signed) / median(anon)).toFixed(3)}`);
+console.log(`S3 front − signed (median): ${(median(s3) - median(signed)).toFixed(2)} µs; ratio ${(median(s3) / median(signed)).toFixed(3)}`);
+await app.close();
