@@ -1,6 +1,6 @@
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
-import { ProxyError } from "../../src/errors.ts";
-import { normalizePath, Router } from "../../src/router.ts";
+import { ProxyError } from "../src/errors.ts";
+import { normalizePath, Router } from "../src/router.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
