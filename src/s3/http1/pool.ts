@@ -311,8 +311,9 @@ export class Http1Pool {
       conn.req = null;
       conn.destroy();
     }
-    // Answered before the body was all sent: stop sending (the upstream has refused it).
-    writer?.stop(new Error("upstream answered before the request body was sent"));
+    // Answered before the body was all sent: stop sending (the upstream has refused it). Only
+    // then: an Error (with its stack trace) per finished upload cost ~5 µs for nothing.
+    if (writer !== null && !writer.complete) writer.stop(new Error("upstream answered before the request body was sent"));
   }
 
   // ---- socket events ----------------------------------------------------------------------
