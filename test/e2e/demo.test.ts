@@ -1,0 +1,67 @@
+/**
+ * `bun run demo` works as the README promises: it starts, prints its curl and aws-cli lines, and
+ * those lines do what their comments say (run here through fetch and the real aws-cli).
+ */
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { join } from "node:path";
+import { awsCli } from "../clients/aws.ts";
+import { clientTest } from "../clients/run.ts";
+import { waitFor } from "../helpers/wait.ts";
+
+setDefaultTimeout(60_000);
+
+let demo: ReturnType<typeof Bun.spawn>;
+let out = "";
+
+beforeAll(async () => {
+  demo = Bun.spawn([process.execPath, join(import.meta.dir, "../fixtures/demo.ts")], {
+    env: { ...process.env, PORT: "0", METRICS_PORT: "0", S3_API_PORT: "0" },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  void (async () => {
+    const dec = new TextDecoder();
+    for await (const chunk of demo.stdout as ReadableStream<Uint8Array>) out += dec.decode(chunk, { stream: true });
+  })();
+  await waitFor(() => out.includes("Press Ctrl-C to stop."), { timeoutMs: 30_000, message: () => `the demo's instructions\n${out}` });
+});
+afterAll(async () => {
+  demo?.kill("SIGINT");
+  await demo?.exited;
+});
+
+const line = (re: RegExp) => {
+  const m = re.exec(out);
+  if (!m) throw new Error(`no line matching ${re} in:\n${out}`);
+  return m;
+};
+
+test("the curl lines: public object, folder index, 401 without a token, 200 with the printed token, a PUT", async () => {
+  const base = line(/curl -i (http:\/\/127\.0\.0\.1:\d+)\/public\/hello\.txt/)[1];
+  const hello = await fetch(`${base}/public/hello.txt`);
+  expect(hello.status).toBe(200);
+  expect(await hello.text()).toContain("Hello from Yatagarasu");
+  const index = (await (await fetch(`${base}/public/`)).json()) as { entries: Array<{ name: string }> };
+  expect(index.entries.map((e) => e.name)).toContain("hello.txt");
+  expect((await fetch(`${base}/private/reports/q3.csv`)).status).toBe(401);
+  const token = line(/Authorization: Bearer ([\w.-]+)' http:\/\/127\.0\.0\.1:\d+\/private\/reports\/q3\.csv/)[1];
+  const q3 = await fetch(`${base}/private/reports/q3.csv`, { headers: { authorization: `Bearer ${token}` } });
+  expect(await q3.text()).toBe("quarter,revenue\nq3,42\n");
+  const put = await fetch(`${base}/private/uploads/demo-test.txt`, { method: "PUT", headers: { authorization: `Bearer ${token}` }, body: "uploaded" });
+  expect(put.status).toBe(200);
+  expect(await (await fetch(`${base}/private/uploads/demo-test.txt`, { headers: { authorization: `Bearer ${token}` } })).text()).toBe("uploaded");
+});
+
+clientTest("aws")("the aws-cli lines: ls, cp down, presign", async () => {
+  const endpoint = line(/aws --endpoint-url (http:\/\/127\.0\.0\.1:\d+) s3 ls\n/)[1];
+  const [, key, secret] = line(/export AWS_ACCESS_KEY_ID=(\S+) AWS_SECRET_ACCESS_KEY=(\S+)/);
+  await using aws = awsCli({ endpoint, credentials: { accessKeyId: key, secretAccessKey: secret } });
+  const ls = await aws.s3("ls");
+  expect(ls.code).toBe(0);
+  expect(ls.stdout).toContain("public");
+  const cp = await aws.s3("cp", "s3://private/reports/q3.csv", "-");
+  expect(cp.stdout).toBe("quarter,revenue\nq3,42\n");
+  const presign = await aws.s3("presign", "s3://public/hello.txt");
+  expect(presign.code).toBe(0);
+  expect(await (await fetch(presign.stdout.trim())).text()).toContain("Hello from Yatagarasu");
+});
