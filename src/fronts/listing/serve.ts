@@ -12,6 +12,7 @@
  * (Cache-Control: no-store: a listing changes with every upload), and the HTML under a CSP that
  * allows no script at all, in case a key ever slipped through the escaping.
  */
+import { readCapped } from "../../http/read-capped.ts";
 import { ProxyError } from "../../errors.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import { errorFromResponse } from "../../s3/errors.ts";
@@ -53,29 +54,14 @@ function tokenOf(query: string): string | undefined {
 }
 
 async function readListing(res: Response): Promise<string> {
-  const declared = Number(res.headers.get("content-length") ?? "0");
-  if (declared > MAX_LISTING_BYTES) {
-    res.body?.cancel().catch(() => {});
-    throw new ProxyError("BadGateway", { detail: "The upstream listing is too large" });
-  }
-  const chunks: Uint8Array[] = [];
-  let size = 0;
+  let bytes: Uint8Array | undefined;
   try {
-    if (res.body) {
-      for await (const chunk of res.body) {
-        size += chunk.byteLength;
-        if (size > MAX_LISTING_BYTES) {
-          res.body.cancel().catch(() => {});
-          throw new ProxyError("BadGateway", { detail: "The upstream listing is too large" });
-        }
-        chunks.push(chunk);
-      }
-    }
+    bytes = await readCapped(res, MAX_LISTING_BYTES);
   } catch (err) {
-    if (err instanceof ProxyError) throw err;
     throw new ProxyError("BadGateway", { detail: "The upstream connection failed while sending the listing", cause: err });
   }
-  return Buffer.concat(chunks).toString("utf8");
+  if (bytes === undefined) throw new ProxyError("BadGateway", { detail: "The upstream listing is too large" });
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8");
 }
 
 export async function serveListing(ctx: RequestContext): Promise<Response> {

@@ -8,6 +8,7 @@
  * so a bad one never costs an upstream request. An upstream 400 (a continuation token it does not
  * recognise) is relayed with its code; anything else is mapped like an object error.
  */
+import { readCapped } from "../../http/read-capped.ts";
 import { errorFromResponse } from "../../s3/errors.ts";
 import { listObjectsV1, listObjectsV1Params, listObjectsV2, listObjectsV2Params } from "../../s3/operations/index.ts";
 import type { RequestContext } from "../../proxy/context.ts";
@@ -44,13 +45,11 @@ async function relayClientError(res: Response): Promise<never> {
   throw s3Fail(s3Error("InvalidArgument"));
 }
 
+/** The upstream listing, bounded whether or not it came with a Content-Length. */
 async function readListing(res: Response): Promise<string> {
-  const declared = Number(res.headers.get("content-length") ?? -1);
-  if (declared > MAX_LISTING_BYTES) {
-    res.body?.cancel().catch(() => {});
-    throw s3Fail(s3Error("InternalError", "The upstream listing is too large."));
-  }
-  return res.text();
+  const bytes = await readCapped(res, MAX_LISTING_BYTES);
+  if (bytes === undefined) throw s3Fail(s3Error("InternalError", "The upstream listing is too large."));
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8");
 }
 
 export async function listObjects(ctx: RequestContext, op: "ListObjects" | "ListObjectsV2", query: ReadonlyArray<readonly [string, string]>): Promise<Response> {

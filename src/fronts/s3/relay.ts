@@ -58,29 +58,8 @@ export function xmlAnswer(ctx: RequestContext, res: Response | undefined, xml: s
   return new Response(xml, { status, headers });
 }
 
-/** Reads at most `max` bytes of a body; undefined when it is longer (the rest is cancelled). */
-export async function readCapped(res: Response, max: number): Promise<Uint8Array | undefined> {
-  if (res.body === null) return new Uint8Array(0);
-  const declared = Number(res.headers.get("content-length") ?? -1);
-  if (declared > max) {
-    res.body.cancel().catch(() => {});
-    return undefined;
-  }
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > max) {
-      reader.cancel().catch(() => {});
-      return undefined;
-    }
-    chunks.push(value);
-  }
-  return chunks.length === 1 ? chunks[0]! : new Uint8Array(Buffer.concat(chunks));
-}
+import { readCapped } from "../../http/read-capped.ts";
+export { readCapped };
 
 /**
  * The S3 error an <Error> document (or its absence) stands for, given the answer's status. A 503

@@ -13,30 +13,16 @@
  */
 import { describeRule, firstFailedRule, type Claims } from "../../auth/rules.ts";
 import { ProxyError } from "../../errors.ts";
+import { readCapped } from "../../http/read-capped.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import type { S3Identities } from "./identities.ts";
 import { issueSession } from "./sts.ts";
 import { MAX_STS_BODY_BYTES, parseAssumeRoleWithWebIdentity, stsError, stsErrorResponse, stsResponse, type StsError } from "./sts-api.ts";
 
-/** Reads a request body of at most `max` bytes; undefined when it is longer. */
-async function readCapped(req: Request, max: number): Promise<string | undefined> {
-  const declared = req.headers.get("content-length");
-  if (declared !== null && Number(declared) > max) return undefined;
-  if (req.body === null) return "";
-  const reader = req.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > max) {
-      reader.cancel().catch(() => {});
-      return undefined;
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString("utf8");
+/** A request body of at most `max` bytes as text; undefined when it is longer. */
+async function readCappedText(req: Request, max: number): Promise<string | undefined> {
+  const bytes = await readCapped(req, max);
+  return bytes === undefined ? undefined : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8");
 }
 
 /** How a JWT verification failure reads in STS's dialect. */
@@ -65,7 +51,7 @@ export async function assumeRoleWithWebIdentity(ctx: RequestContext, api: S3Iden
   if (!/^application\/x-www-form-urlencoded\s*(;|$)/i.test(type)) {
     return fail(stsError("ValidationError", "The request body must be application/x-www-form-urlencoded (POST, AWS Query protocol)."));
   }
-  const body = await readCapped(ctx.req, MAX_STS_BODY_BYTES);
+  const body = await readCappedText(ctx.req, MAX_STS_BODY_BYTES);
   if (body === undefined) return fail(stsError("ValidationError", "The request body is too large."));
   const parsed = parseAssumeRoleWithWebIdentity(body, { maxSessionSeconds: api.sts.maxSessionSeconds });
   if (parsed.kind === "error") return fail(parsed.error);
