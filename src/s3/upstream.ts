@@ -215,16 +215,8 @@ export class BucketUpstream {
         const elapsed = performance.now() - started;
         timing.upstreamMs += elapsed;
         if (signal.aborted) throw err;
-        if (err instanceof TimeoutError) {
-          this.metrics?.observeS3(this.name, "timeout", elapsed / 1000);
-          throw new ProxyError("GatewayTimeout", { cause: err });
-        }
-        // A connect timeout (s3.connect_timeout, own client) is retried like a connect error, as
-        // the AWS SDKs do: nothing reached S3. If the last attempt also times out, the client
-        // gets 504, not 502: the upstream did not answer in time, it did not refuse.
-        const connectTimeout = err instanceof UpstreamConnectTimeoutError;
-        this.metrics?.observeS3(this.name, connectTimeout ? "timeout" : "error", elapsed / 1000);
-        if (last) throw new ProxyError(connectTimeout ? "GatewayTimeout" : "UpstreamUnreachable", { cause: err });
+        const fatal = this.failedAttempt(err, elapsed, last);
+        if (fatal !== undefined) throw fatal;
         await this.backoff(attempt, signal);
         continue;
       }
@@ -239,6 +231,23 @@ export class BucketUpstream {
       }
       return res;
     }
+  }
+
+  /**
+   * An attempt that got no HTTP answer: counted, and either the error to answer with or undefined
+   * (retry). A timeout waiting for the response head is final (504). A connect timeout
+   * (s3.connect_timeout, own client) is retried like a connect error, as the AWS SDKs do: nothing
+   * reached S3. If the last attempt also times out, the client gets 504, not 502: the upstream did
+   * not answer in time, it did not refuse.
+   */
+  private failedAttempt(err: unknown, elapsedMs: number, last: boolean): ProxyError | undefined {
+    if (err instanceof TimeoutError) {
+      this.metrics?.observeS3(this.name, "timeout", elapsedMs / 1000);
+      return new ProxyError("GatewayTimeout", { cause: err });
+    }
+    const connectTimeout = err instanceof UpstreamConnectTimeoutError;
+    this.metrics?.observeS3(this.name, connectTimeout ? "timeout" : "error", elapsedMs / 1000);
+    return last ? new ProxyError(connectTimeout ? "GatewayTimeout" : "UpstreamUnreachable", { cause: err }) : undefined;
   }
 
   private async backoff(attempt: number, signal: AbortSignal): Promise<void> {
@@ -289,13 +298,8 @@ export class BucketUpstream {
           const elapsed = performance.now() - started;
           req.timing.upstreamMs += elapsed;
           if (signal.aborted || err instanceof RequestBodyError) throw err;
-          if (err instanceof TimeoutError) {
-            this.metrics?.observeS3(this.name, "timeout", elapsed / 1000);
-            throw new ProxyError("GatewayTimeout", { cause: err });
-          }
-          const connectTimeout = err instanceof UpstreamConnectTimeoutError;
-          this.metrics?.observeS3(this.name, connectTimeout ? "timeout" : "error", elapsed / 1000);
-          if (last) throw new ProxyError(connectTimeout ? "GatewayTimeout" : "UpstreamUnreachable", { cause: err });
+          const fatal = this.failedAttempt(err, elapsed, last);
+          if (fatal !== undefined) throw fatal;
           await this.backoff(attempt, signal);
           continue;
         }
