@@ -111,7 +111,15 @@ export async function startS3FrontEnv(o: EnvOptions = {}, fixture?: S3Fixture): 
     buckets: [{ name: "data" }, { name: "private" }],
     credentials: [{ ...UPSTREAM, buckets: ["data", "private"] }],
   }));
-  const config = parseConfig(frontYaml(s3.endpoint, o));
+  return startFrontsOn(frontYaml(s3.endpoint, o), s3, fixture === undefined);
+}
+
+/**
+ * The App with its main listener and S3 listener on `yaml`, in front of `s3`; stop() closes them,
+ * and the fixture too when `ownsFixture`. Shared by the read and upload e2e helpers.
+ */
+export async function startFrontsOn(yaml: string, s3: S3Fixture, ownsFixture: boolean): Promise<S3FrontEnv> {
+  const config = parseConfig(yaml);
   // readiness probes once at start, then rarely: they are not what these tests look at
   const app = await App.create(config, { log: nullLogger, probeIntervalMs: 600_000 });
   const main: Listener = config.server.engine === "node" ? await listenNode(app, config) : listenBun(app, config);
@@ -121,7 +129,7 @@ export async function startS3FrontEnv(o: EnvOptions = {}, fixture?: S3Fixture): 
     await front.stop(true);
     await main.stop(true);
     app.close();
-    if (!fixture) await s3.stop();
+    if (ownsFixture) await s3.stop();
   };
   return {
     s3,

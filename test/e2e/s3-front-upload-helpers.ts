@@ -14,16 +14,11 @@
  *   teamw   read-write, auth: team=a to read, and role=writer to write (STS sessions)
  *   opa     read-write, OPA authorizer (set `opaUrl`)   WRITER: read list write delete
  */
-import { App } from "../../src/app.ts";
-import { parseConfig } from "../../src/config/load.ts";
-import { nullLogger } from "../../src/observe/log.ts";
-import { listenBun, listenNode, type Listener } from "../../src/server.ts";
-import { listenS3 } from "../../src/server/s3-listener.ts";
 import { connect } from "node:net";
 import { buildAwsChunkedBody } from "../../src/s3/aws-chunked.ts";
 import { amzDate, canonicalHeaders, canonicalRequest, credentialScope, deriveSigningKey, S3Signer, signature, stringToSign } from "../../src/s3/sigv4.ts";
-import { startS3Fixture, type RequestLogEntry, type S3Fixture } from "../fixtures/s3.ts";
-import { hs256, JWT_SECRET, STS_KEY } from "./s3-front-helpers.ts";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { hs256, JWT_SECRET, startFrontsOn, STS_KEY, type S3FrontEnv } from "./s3-front-helpers.ts";
 
 export const WRITER = { accessKeyId: "AKIDUPLOADWRITER", secretAccessKey: "upload-writer-secret/+=0123456789" };
 export const READER = { accessKeyId: "AKIDUPLOADREADER", secretAccessKey: "upload-reader-secret-0123456789" };
@@ -82,17 +77,8 @@ ${opa}${o.moreBuckets?.(endpoint) ?? ""}s3_api:
 ${o.moreCredentials ?? ""}`;
 }
 
-export interface UploadEnv extends AsyncDisposable {
-  s3: S3Fixture;
-  app: App;
-  endpoint: string;
-  port: number;
-  /** Forget the fixture requests so far (upstreamCalls counts from here). */
-  mark(): void;
-  /** Requests the proxy sent to the fixture since mark() (admin seeding and readiness probes left out). */
-  upstreamCalls(): RequestLogEntry[];
-  stop(): Promise<void>;
-}
+/** The upload tests' environment: the same shape as the read tests' (see startFrontsOn). */
+export type UploadEnv = S3FrontEnv;
 
 export async function startUploadFixture(): Promise<S3Fixture> {
   return startS3Fixture({ buckets: [{ name: "up" }], credentials: [{ ...UPSTREAM_WRITER, buckets: ["up"], write: true }] });
@@ -100,29 +86,7 @@ export async function startUploadFixture(): Promise<S3Fixture> {
 
 export async function startUploadEnv(o: UploadEnvOptions = {}, fixture?: S3Fixture): Promise<UploadEnv> {
   const s3 = fixture ?? (await startUploadFixture());
-  const config = parseConfig(uploadYaml(s3.endpoint, o));
-  const app = await App.create(config, { log: nullLogger, probeIntervalMs: 600_000 });
-  const main: Listener = config.server.engine === "node" ? await listenNode(app, config) : listenBun(app, config);
-  const front = (await listenS3(app, config))!;
-  let from = s3.requests.length;
-  const stop = async () => {
-    await front.stop(true);
-    await main.stop(true);
-    app.close();
-    if (!fixture) await s3.stop();
-  };
-  return {
-    s3,
-    app,
-    endpoint: `http://127.0.0.1:${front.port}`,
-    port: front.port,
-    mark: () => {
-      from = s3.requests.length;
-    },
-    upstreamCalls: () => s3.requests.slice(from).filter((r) => !r.admin && !(r.method === "HEAD" && /^\/[^/]+\/?$/.test(r.pathname))),
-    stop,
-    [Symbol.asyncDispose]: stop,
-  };
+  return startFrontsOn(uploadYaml(s3.endpoint, o), s3, fixture === undefined);
 }
 
 export interface Answer {
