@@ -4,7 +4,7 @@
  * from client-supplied values only; never a stack trace, a secret or an upstream internal.
  */
 import type { ErrorCode, ProxyError } from "../../errors.ts";
-import { XML_DECL, el, escapeXml } from "./xml.ts";
+import { XML_DECL, el } from "./xml.ts";
 
 export const S3_ERRORS = {
   AccessDenied: { status: 403, message: "Access Denied" },

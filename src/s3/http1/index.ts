@@ -11,7 +11,6 @@
  *   body.ts      the ReadableStream source with backpressure
  *   errors.ts    UpstreamTimeoutError, UpstreamConnectTimeoutError, UpstreamProtocolError
  */
-import { UpstreamPools } from "./pools.ts";
 
 export { RequestBodyError, UpstreamConnectTimeoutError, UpstreamProtocolError, UpstreamTimeoutError } from "./errors.ts";
 export { ExactLength, guardedBodyStream, isValidContentLength, type GuardedBody, type RequestBody } from "./request-body.ts";
