@@ -18,7 +18,14 @@ export function summarize(c: Config, file: string): string {
     const keys = [j.secret ? "secret" : "", j.rsa_public_key_path ? "rsa-pem" : "", j.ecdsa_public_key_path ? "ec-pem" : "", j.public_key_path ? "pem" : "", j.keys.length ? `${j.keys.length} keys` : "", j.jwks_url ? "jwks" : ""].filter(Boolean).join("+");
     lines.push(`jwt         ${algs} via ${keys}; sources=${j.token_sources.map((t) => t.type + (t.name ? `:${t.name}` : "")).join(",")}; ${j.claims.length} claim rules; admin API ${j.admin_claims.length ? "on" : "off"}`);
   } else lines.push("jwt         off");
-  lines.push(`cache       ${c.cache.enabled ? `memory ${c.cache.memory.max_cache_size_mb} MiB, items<=${c.cache.memory.max_item_size_mb} MiB, ttl ${c.cache.memory.default_ttl_seconds}s` : "off"}`);
+  lines.push(`cache       ${c.cache.enabled ? cacheLayers(c) : "off"}`);
+  const rl = s.rate_limit;
+  if (rl?.enabled && rl.backend === "redis") {
+    const url = rl.redis_url ?? c.cache.redis?.url;
+    lines.push(`rate limits shared in Redis ${url ? printableUrl(url) : "(no URL)"} (timeout ${rl.redis_timeout_ms} ms; alone, each of ${rl.instances} process(es) enforces 1/${rl.instances})`);
+  }
+  lines.push(`tracing     ${c.tracing.enabled && c.tracing.otlp_endpoint ? `OTLP ${printableUrl(c.tracing.otlp_endpoint)} sample=${c.tracing.sample_ratio} service=${c.tracing.service_name}` : "off"}`);
+  lines.push(`audit       ${c.audit.enabled ? `${c.audit.path} (rotate at ${c.audit.max_size_mb} MiB, keep ${c.audit.max_files})` : "off"}`);
   lines.push(`buckets     ${c.buckets.length}`);
   for (const b of c.buckets) {
     // Validation refuses credentials in endpoints; printableUrl is the second line of defence.
@@ -32,7 +39,23 @@ export function summarize(c: Config, file: string): string {
       b.s3.rate_limit ? `rate=${b.s3.rate_limit.requests_per_second}/s` : "",
     ].filter(Boolean);
     lines.push(`  ${b.path_prefix.padEnd(20)} → ${b.name} (s3://${b.s3.bucket} @ ${where}) ${flags.join(" ")}`);
+    for (const r of b.s3.replicas ?? []) {
+      const at = r.endpoint ? printableUrl(r.endpoint) : `aws:${r.region}`;
+      lines.push(`  ${"".padEnd(20)}   replica ${r.priority} ${r.name}: s3://${r.bucket} @ ${at} ${r.access_key ? "signed" : "anonymous"}`);
+    }
   }
   lines.push(...summarizeS3Api(c.s3_api, !!s.https?.enabled));
   return `${lines.join("\n")}\n`;
+}
+
+function cacheLayers(c: Config): string {
+  const m = c.cache.memory;
+  return c.cache.cache_layers
+    .map((layer) => {
+      if (layer === "memory") return `memory ${m.max_cache_size_mb} MiB (items<=${m.max_item_size_mb} MiB)`;
+      if (layer === "disk") return `disk ${c.cache.disk?.path} ${c.cache.disk?.max_disk_size_mb} MiB (items<=${c.cache.disk?.max_item_size_mb} MiB${c.cache.disk?.fsync ? ", fsync" : ""})`;
+      const r = c.cache.redis;
+      return `redis ${r ? printableUrl(r.url) : ""} (items<=${r?.max_item_size_mb} MiB)`;
+    })
+    .join(" → ") + `, ttl ${m.default_ttl_seconds}s`;
 }

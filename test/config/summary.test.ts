@@ -1,0 +1,57 @@
+/** The `--check` summary names every part of the deployment a config turns on, and no secret. */
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
+import { parseConfig } from "../../src/config/load.ts";
+import { summarize } from "../../src/config/summary.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default).
+setDefaultTimeout(30_000);
+
+const SECRET = "s3cr3t-Ke7-9f2a";
+const REDIS_PASSWORD = "r3dis-Pw-41c";
+
+const FULL = `
+server:
+  rate_limit: { enabled: true, global: { requests_per_second: 100 }, backend: redis, instances: 3 }
+cache:
+  enabled: true
+  cache_layers: [memory, disk, redis]
+  disk: { path: /var/cache/yata, max_disk_size_mb: 2048 }
+  redis: { url: "redis://:${REDIS_PASSWORD}@cache.internal:6379/0" }
+tracing: { enabled: true, otlp_endpoint: "http://otel.internal:4318", sample_ratio: 0.25 }
+audit: { enabled: true, path: /var/log/yata/audit.log }
+buckets:
+  - name: assets
+    path_prefix: /assets
+    s3:
+      replicas:
+        - { name: use1, bucket: a-use1, region: us-east-1, endpoint: "http://s3-a.internal:9000", access_key: AKIAREPLICA1, secret_key: ${SECRET} }
+        - { name: usw2, bucket: a-usw2, region: us-west-2, access_key: AKIAREPLICA2, secret_key: ${SECRET} }
+`;
+
+describe("--check summary", () => {
+  const text = summarize(parseConfig(FULL, { env: {} }), "c.yaml");
+
+  test("lists every cache layer in order, the shared limiter, tracing, audit and each replica", () => {
+    expect(text).toContain("cache       memory 1024 MiB (items<=10 MiB) → disk /var/cache/yata 2048 MiB (items<=1024 MiB) → redis redis://cache.internal:6379/0 (items<=10 MiB), ttl 3600s");
+    expect(text).toContain("rate limits shared in Redis redis://cache.internal:6379/0");
+    expect(text).toContain("each of 3 process(es) enforces 1/3");
+    expect(text).toContain("tracing     OTLP http://otel.internal:4318 sample=0.25");
+    expect(text).toContain("audit       /var/log/yata/audit.log (rotate at 100 MiB, keep 10)");
+    expect(text).toMatch(/replica 1 use1: s3:\/\/a-use1 @ http:\/\/s3-a\.internal:9000 signed/);
+    expect(text).toMatch(/replica 2 usw2: s3:\/\/a-usw2 @ aws:us-west-2 signed/);
+  });
+
+  test("prints no secret: neither the replicas' keys nor the Redis password", () => {
+    expect(text).not.toContain(SECRET);
+    expect(text).not.toContain(REDIS_PASSWORD);
+  });
+
+  test("a minimal config says off for what it does not use", () => {
+    const min = summarize(parseConfig("buckets:\n  - { name: b, path_prefix: /b, s3: { bucket: bkt } }\n", { env: {} }), "c.yaml");
+    expect(min).toContain("cache       off");
+    expect(min).toContain("tracing     off");
+    expect(min).toContain("audit       off");
+    expect(min).not.toContain("replica");
+    expect(min).not.toContain("rate limits shared");
+  });
+});
