@@ -281,7 +281,9 @@ export async function runAutocannon(url: string, o: { connections: number; secon
 
 function parseDur(v: string, unit: string): number {
   const n = Number(v);
-  return unit === "us" ? n / 1000 : unit === "ms" ? n : unit === "s" ? n * 1000 : unit === "m" ? n * 60_000 : n;
+  const ms = unit === "us" ? n / 1000 : unit === "ms" ? n : unit === "s" ? n * 1000 : unit === "m" ? n * 60_000 : n;
+  return Math.round(ms * 1000) / 1000; // 2.01 s is 2010 ms, not 2009.9999999999998
+
 }
 function parseBytes(v: string, unit: string): number {
   const n = Number(v);

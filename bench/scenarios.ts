@@ -16,9 +16,10 @@
  * every request). The main proxy's config, and so the memory-hit scenario, is unchanged.
  */
 import { createHmac } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { RedisClient } from "bun";
+import { type Ats, startAts } from "./ats.ts";
 import { S3Signer } from "../src/s3/sigv4.ts";
 import { type Fixture, freePort, MIB, type Nginx, type Proxy, sleep, startNginx, startProxy, waitHttp } from "./lib.ts";
 
@@ -70,6 +71,8 @@ export interface Setup {
   origin: Nginx;
   peer: Nginx;
   proxy: Proxy;
+  /** Apache Traffic Server + s3_auth with exec_thread.limit = workers (opts.ats). */
+  ats?: Ats;
   /** id → { url, headers } */
   targets: Record<string, Target>;
   stop(): Promise<void>;
@@ -136,6 +139,18 @@ export async function startPeer(fx: Fixture, workers: number, originPort: number
       proxy_pass http://origin;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+    }`,
+      // nginx's best proxying configuration for a large object (issue 14): 16 × 64 KiB buffers and
+      // no temp file, so it never writes the body to disk when the client is slower than the origin.
+      passbuf: () => `${HEALTH}
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffer_size 64k;
+      proxy_buffers 16 64k;
+      proxy_busy_buffers_size 128k;
+      proxy_max_temp_file_size 0;
     }`,
       cache: () => `${HEALTH}
     location / {
@@ -255,7 +270,7 @@ async function waitLayerHit(url: string, layer: string, size: number): Promise<v
   throw new Error(`bench: ${url} is not a ${layer} HIT: ${last}`);
 }
 
-export async function startSetup(fx: Fixture, origin: Nginx, workers: number, level: "warn" | "info" = "warn", opts: { layers?: boolean } = {}): Promise<Setup> {
+export async function startSetup(fx: Fixture, origin: Nginx, workers: number, level: "warn" | "info" = "warn", opts: { layers?: boolean; ats?: boolean } = {}): Promise<Setup> {
   const peer = await startPeer(fx, workers, origin.ports.s3);
   const s3Port = await freePort();
   const proxy = await startProxy(fx, `w${workers}-${level}`, proxyYaml(workers, origin.ports.s3, level, s3Port));
@@ -276,13 +291,34 @@ export async function startSetup(fx: Fixture, origin: Nginx, workers: number, le
     yata_s3_put: { url: P(s3Port, "/sink/put-1k.bin"), headers: s3PutHeaders(s3Port, "/sink/put-1k.bin"), script: writePutScript(fx), label: "11 Yatagarasu S3 front PutObject" },
     nginx_static_100m: { url: P(peer.ports.static, "/bucket/100m.bin"), label: "8a nginx static 100 MiB" },
     yata_stream_100m: { url: P(proxy.port, "/signed/100m.bin"), label: "8b Yatagarasu 100 MiB stream" },
+    nginx_pass_buffered_100m: { url: P(peer.ports.passbuf, "/bucket/100m.bin"), label: "8d nginx proxy_pass 16×64k, no temp file, 100 MiB" },
   };
+  let ats: Ats | undefined;
   const stopAll = async () => {
     for (const e of extra.reverse()) await e.stop();
+    await ats?.stop();
     await proxy.stop();
     await peer.stop();
   };
   try {
+    if (opts.ats) {
+      // The same origin and the same credentials as the proxy's /signed and /cached buckets.
+      const a = await startAts({
+        dir: mkdtempSync(join(fx.dir, `ats-w${workers}-`)),
+        origin: `127.0.0.1:${origin.ports.s3}`,
+        threads: workers,
+        accessKey: "AKIDBENCH",
+        secretKey: "bench-secret-key",
+        remaps: [
+          { from: "/signed/", to: "/bucket/", cache: false },
+          { from: "/cached/", to: "/bucket/", cache: true },
+        ],
+      });
+      ats = a;
+      targets.ats_signed = { url: P(a.port, "/signed/1k.bin"), label: "13 ATS s3_auth SigV4", pids: a.pids };
+      targets.ats_cached = { url: P(a.port, "/cached/1k.bin"), label: "14 ATS s3_auth cache hit", pids: a.pids };
+      targets.ats_signed_100m = { url: P(a.port, "/signed/100m.bin"), label: "8e ATS s3_auth 100 MiB stream", pids: a.pids };
+    }
     if (opts.layers) {
       const redis = await startRedisServer(fx.dir);
       extra.push(redis);
@@ -314,6 +350,12 @@ export async function startSetup(fx: Fixture, origin: Nginx, workers: number, le
         if (n !== 1024) throw new Error(`${id}: ${n} bytes, want 1024`);
       }
     }
+    if (ats) {
+      // ATS's cache hit is a hit: only-if-cached answers 504 for what is not in its cache.
+      const r = await fetch(targets.ats_cached.url, { headers: { "cache-control": "only-if-cached" } });
+      await r.arrayBuffer();
+      if (r.status !== 200) throw new Error(`ats_cached: not in ATS's cache after a fill (only-if-cached: ${r.status})\n${ats.logs()}`);
+    }
   } catch (e) {
     await stopAll();
     throw e;
@@ -323,6 +365,7 @@ export async function startSetup(fx: Fixture, origin: Nginx, workers: number, le
     origin,
     peer,
     proxy,
+    ats,
     targets,
     stop: stopAll,
   };
