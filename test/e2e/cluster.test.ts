@@ -162,6 +162,7 @@ describe("three replicas behind haproxy, one Redis", () => {
     let stop = false;
     let atKill = 0;
     let downFor = 0;
+    let logsAtKill: number[] = [];
     const t0 = performance.now();
     // Bounded by count and time: at least 2,000 requests, at most 20,000 or 40 s.
     const loop = async () => {
@@ -179,8 +180,9 @@ describe("three replicas behind haproxy, one Redis", () => {
     const running = Promise.all([loop(), loop(), loop(), loop()]);
     try {
       // Killed while most keys are still being filled, so lookups go to Redis when it dies.
-      await waitFor(() => done >= 100, { timeoutMs: 10_000, message: "the load to be under way" });
+      await waitFor(() => done >= 100, { timeoutMs: 20_000, message: "the load to be under way" });
       atKill = done;
+      logsAtKill = c.nodes.map((n) => n.proc.logs().length);
       await c.redis.kill();
       for (const n of c.nodes) {
         const r = await waitFor(async () => { const x = await n.ready(); return x.body.cache_layers?.redis?.up === false ? x : undefined; }, { message: `${n.name}: /ready to show the Redis layer down` });
@@ -198,14 +200,19 @@ describe("three replicas behind haproxy, one Redis", () => {
     expect(failures).toEqual([]);
     expect(done).toBeGreaterThanOrEqual(2000);
     expect(downFor).toBeGreaterThanOrEqual(1000); // answered while Redis was dead
-    for (const n of c.nodes) {
+    for (const [i, n] of c.nodes.entries()) {
       const back = await waitFor(async () => { const x = await readyOf(n); return x.cache_layers?.redis?.up === true && x.rate_limit?.shared === true ? x : undefined; }, { timeoutMs: 10_000, message: `${n.name}: Redis layer and shared limits back` });
       expect(back.degraded ?? []).toEqual([]);
-      expect(n.proc.logs().filter((l) => l.msg === "redis cache layer unavailable: skipped until it answers again")).toHaveLength(1);
+      // The outage is logged when the layer goes down, not once per request that skipped it (over
+      // 1,000 did). On a loaded machine a slow answer (operation_timeout_ms: 300) may mark the layer
+      // down once more around the kill, each time logged once: a handful of lines, never a flood.
+      const isDown = (l: Record<string, unknown>) => l.msg === "redis cache layer unavailable: skipped until it answers again";
+      expect(n.proc.logs().filter(isDown).length).toBeGreaterThanOrEqual(1);
+      expect(n.proc.logs().slice(logsAtKill[i]).filter(isDown).length).toBeLessThanOrEqual(5);
     }
     // Shared again, without a restart.
     await fillIsSharedThroughRedis("after-redis.txt", "after redis came back\n");
-  }, 60_000);
+  }, 90_000);
 
   test("5. a disk-cached object survives a replica restart and is served with Content-Length and Range", async () => {
     const key = "big.bin";
