@@ -462,7 +462,8 @@ function renderMarkdown(o: { date: string; machine: Record<string, unknown>; con
     "",
     `- One run, every scenario side by side, each after a ${WARM} s warm-up, measured for ${SEC} s; 1 KiB object, ${CONNS} connections; streaming: 100 MiB object, ${STREAM_CONNS} connections.`,
     "- Origin (the S3 stand-in): nginx, 1 worker, serving /bucket/key files (ETag, Last-Modified, Content-Length, Range; it ignores Authorization, so SigV4-signed requests are served).",
-    "- Peer: nginx with worker_processes = the proxy's server.workers: static files, `proxy_pass` with an upstream keepalive pool (128), `proxy_cache` (key $uri, 200 cached 1 h).",
+    "- Peer: nginx with worker_processes = the proxy's server.workers: static files, `proxy_pass` with an upstream keepalive pool (128), `proxy_cache` (key $uri, 200 cached 1 h), and for 100 MiB `proxy_pass` with `proxy_buffers 16 64k` and `proxy_max_temp_file_size 0`.",
+    "- Peer (issue 14): Apache Traffic Server (Debian `trafficserver`) with `s3_auth` v4 (`v4-include-headers=host,x-amz-content-sha256,x-amz-date`), `exec_thread.limit` = the proxy's server.workers, logging off, HTTP cache off for the signed rule, on (RAM cache) for the cached rule; the same origin and credentials as Yatagarasu's /signed and /cached (bench/ats.ts).",
     "- Yatagarasu: `bun src/main.ts`, `logging.level: warn`; nginx `access_log off`. Buckets: anonymous, SigV4 (access/secret key), HS256 JWT + SigV4, SigV4 + memory cache.",
     "- Cache layers (issue 13), each in a process of its own beside the main one (same workers): `cache_layers [memory, disk]` with a 1 MiB memory item limit (the 100 MiB object is a disk hit, sent with sendfile), and `cache_layers [redis]` against a local redis-server (every 1 KiB hit is a Redis GET; the server CPU of that row includes redis-server's).",
     "- Uploads (issue 12): the origin also takes PUT (WebDAV for the 100 MiB uploads, a `/sink/` location answering 200 for the 1 KiB PutObject). Scenario 11 is wrk's PUT (Lua: method and body) through the S3 front; 12a/12b upload the 100 MiB file with curl straight to the origin and through the S3 front, interleaved rounds (bench/uploads.ts).",
@@ -480,7 +481,7 @@ function renderMarkdown(o: { date: string; machine: Record<string, unknown>; con
     parts.push(
       "## Where the time goes (1 worker)",
       "",
-      `- CPU per request: nginx proxy_pass ${us("nginx_proxy_pass")} µs, Yatagarasu anonymous ${us("yata_anon")} µs, SigV4 ${us("yata_signed")} µs, JWT + SigV4 ${us("yata_jwt_signed")} µs; nginx proxy_cache ${us("nginx_proxy_cache")} µs, Yatagarasu cache hit ${us("yata_cached")} µs; S3-front GetObject ${us("yata_s3_get")} µs (the same object as SigV4), S3-front PutObject of 1 KiB ${us("yata_s3_put")} µs; Redis-layer hit ${us("yata_redis_hit")} µs (proxy + redis-server).`,
+      `- CPU per request: ATS s3_auth signed ${us("ats_signed")} µs, ATS cache hit ${us("ats_cached")} µs; nginx proxy_pass ${us("nginx_proxy_pass")} µs, Yatagarasu anonymous ${us("yata_anon")} µs, SigV4 ${us("yata_signed")} µs, JWT + SigV4 ${us("yata_jwt_signed")} µs; nginx proxy_cache ${us("nginx_proxy_cache")} µs, Yatagarasu cache hit ${us("yata_cached")} µs; S3-front GetObject ${us("yata_s3_get")} µs (the same object as SigV4), S3-front PutObject of 1 KiB ${us("yata_s3_put")} µs; Redis-layer hit ${us("yata_redis_hit")} µs (proxy + redis-server).`,
       `- Yatagarasu uses ${g("yata_signed")?.serverCpuPct?.toFixed(0)} % of a core on the SigV4 scenario (Bun runs some I/O on helper threads, so one worker can exceed 100 %); its per-request CPU, not the load generator, bounds the proxied scenarios. See "Runtime ceiling" below for what Bun itself reaches.`,
       "",
     );
@@ -490,6 +491,14 @@ function renderMarkdown(o: { date: string; machine: Record<string, unknown>; con
     const r2 = o.configs[1]?.wrk.find((x) => x.id === r.id);
     const v = (x?: Row) => (x ? (x.id.endsWith("100m") ? `${(x.bytesPerSec / MIB).toFixed(0)} MiB/s` : x.rps.toFixed(0)) : "—");
     parts.push(`| ${r.label} | ${v(r)} | ${v(r2)} |`);
+  }
+  if (o.configs.length > 1) {
+    parts.push("", "## Scaling: the ratios with 1 and 2 workers (ATS exec threads, nginx workers alike)", "", "| ratio | 1 worker | 2 workers | 2 over 1 |", "|---|---:|---:|---:|");
+    for (const k of Object.keys(TARGETS) as Array<keyof Ratios>) {
+      const a = o.configs[0].ratios[k];
+      const b = o.configs[1].ratios[k];
+      parts.push(`| ${k} | ${f2(a)} | ${f2(b)} | ${f2(b / a)} |`);
+    }
   }
   parts.push("", "## Load generator check (against nginx static, 1 worker)", "", "| generator | req/s | p50 ms | p99 ms |", "|---|---:|---:|---:|");
   for (const r of o.loadgen) parts.push(`| ${r.label} | ${r.rps.toFixed(0)} | ${r.p50ms} | ${r.p99ms} |`);
