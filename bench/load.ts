@@ -1,16 +1,20 @@
 #!/usr/bin/env bun
 /**
- * Side-by-side load benchmark: nginx (static / proxy_pass / proxy_cache) vs Yatagarasu
- * (anonymous / SigV4 / JWT+SigV4 / cache hit / Redis-layer hit / S3-front GetObject and PutObject)
- * at 1 KiB, 64 connections, plus 100 MiB streaming and a 100 MiB disk-cache hit beside nginx
- * static, and 100 MiB uploads through the S3 front beside the same upload straight to the origin,
- * all in ONE run so the ratios compare like with like on a noisy machine.
+ * Side-by-side load benchmark: Apache Traffic Server + s3_auth (signed / cache hit / signed
+ * 100 MiB) and nginx (static / proxy_pass / proxy_cache / proxy_pass 16x64k for 100 MiB) vs
+ * Yatagarasu (anonymous / SigV4 / JWT+SigV4 / cache hit / Redis-layer hit / S3-front GetObject and
+ * PutObject) at 1 KiB, 64 connections, plus 100 MiB streaming and a 100 MiB disk-cache hit beside
+ * nginx static, and 100 MiB uploads through the S3 front beside the same upload straight to the
+ * origin, all in ONE run so the ratios compare like with like on a noisy machine.
  *
- *   bun bench/load.ts --gate   short run (workers 1 vs nginx worker_processes 1; the 1 KiB
- *                              scenarios in 4 interleaved rounds of 3 s, the 100 MiB ones in 2,
- *                              averaged), compares the
- *                              ratios with bench/thresholds.json, writes bench/results/latest.json,
- *                              exits 1 when a ratio falls short
+ *   bun bench/load.ts --gate   short run (workers 1 vs ATS exec_thread.limit 1 and nginx
+ *                              worker_processes 1; the 1 KiB scenarios in 4 interleaved rounds of
+ *                              3 s, the 100 MiB ones in 3; each ratio is the median of its
+ *                              per-round ratios), compares the ratios with bench/thresholds.json,
+ *                              writes bench/results/latest.json, exits 1 when a ratio falls short
+ *   bun bench/load.ts --gate --workers 2
+ *                              the same with 2 workers / 2 ATS threads / 2 nginx workers, reported
+ *                              only (bench/results/latest-w2.json)
  *   bun bench/load.ts          full run: workers 1 and 2, wrk + autocannon, info-logging cost,
  *                              1,000 idle keep-alive connections, 20 slow 100 MiB readers; writes
  *                              bench/results/full-<date>.json and bench/results/RESULTS.md
