@@ -77,6 +77,19 @@ export class ProxyError extends Error {
   }
 }
 
+/**
+ * A 403 from a claim rule: the token was valid, so who was refused is known (the audit trail and
+ * the access log name them, not "anonymous").
+ */
+export class ClaimRuleRefusal extends ProxyError {
+  constructor(
+    detail: string,
+    readonly claims: Readonly<Record<string, unknown>>,
+  ) {
+    super("Forbidden", { detail });
+  }
+}
+
 /** Converts anything thrown into a ProxyError; unknown errors become a bare 500 (logged by the caller). */
 export function toProxyError(err: unknown): ProxyError {
   if (err instanceof ProxyError) return err;

@@ -16,7 +16,7 @@
  */
 import { compactVerify } from "jose";
 import type { ClaimRule, JwtConfig, TokenSource } from "../config/schema.ts";
-import { ProxyError } from "../errors.ts";
+import { ClaimRuleRefusal, ProxyError } from "../errors.ts";
 import { JwksClient, type Logger } from "./jwks.ts";
 import type { Tracer } from "../observe/trace/tracer.ts";
 import { assertBase64url, checkRegisteredClaims, claimPolicy, decodePayload, HmacKey, parseToken, TokenError, type ClaimPolicy, type ParsedToken } from "./jwt.ts";
@@ -229,7 +229,7 @@ export class Authenticator {
 
   private enforce(rules: readonly ClaimRule[], claims: Claims): void {
     const failed = firstFailedRule(rules, claims);
-    if (failed) throw new ProxyError("Forbidden", { detail: describeRule(failed) });
+    if (failed) throw new ClaimRuleRefusal(describeRule(failed), claims);
   }
 
   /** A kid's jwt.keys[] entry, else (legacyFallback) the legacy keys; without a kid, legacy keys then jwt.keys[]; all of algorithm `alg`. */

@@ -19,7 +19,7 @@
  * error dialect); admission, authorization and serving are the shared phases in src/proxy/.
  */
 import type { Claims } from "../auth/rules.ts";
-import { ProxyError, toProxyError } from "../errors.ts";
+import { ClaimRuleRefusal, ProxyError, toProxyError } from "../errors.ts";
 import type { AuthResult } from "../observe/metrics.ts";
 import type { RequestContext } from "../proxy/context.ts";
 import type { BucketRuntime } from "../runtime.ts";
@@ -125,15 +125,17 @@ export function authenticate(ctx: RequestContext): undefined | Promise<undefined
   const refuse = (err: unknown): never => {
     const e = toProxyError(err);
     metrics.auth(authResultOf(e));
+    // A valid token that a claim rule refused: the log and audit line name its subject.
+    if (e instanceof ClaimRuleRefusal && typeof e.claims.sub === "string") ctx.subject = e.claims.sub;
     throw e;
   };
   const auth = ctx.rt.auth;
   if (!auth) return refuse(new ProxyError("InternalError"));
   const accept = (claims: Claims): undefined => {
+    if (typeof claims.sub === "string") ctx.subject = claims.sub; // named even when write_claims refuses
     refuseWrite(claims);
     metrics.auth("success");
     ctx.claims = claims;
-    if (typeof claims.sub === "string") ctx.subject = claims.sub;
     return undefined;
   };
   let claims: Claims | Promise<Claims>;

@@ -69,7 +69,8 @@ describe("lines for reads, listings and denials on both fronts", () => {
   test("plain front: denials carry the reason (401 no token / forged token, 403 claim rule); a 404 is a failure", () => {
     expect(byId.get("no-token")).toMatchObject({ identity: "anonymous", bucket: "private", key: "p.txt", result: "denied", reason: "Unauthorized", status: 401, bytes: expect.any(Number) });
     expect(byId.get("forged")).toMatchObject({ result: "denied", reason: "InvalidToken", status: 401 });
-    expect(byId.get("wrong-team")).toMatchObject({ bucket: "jwtonly", result: "denied", reason: "Forbidden", status: 403 });
+    // The token was valid: the refused identity is its subject, not "anonymous".
+    expect(byId.get("wrong-team")).toMatchObject({ identity: "bob", bucket: "jwtonly", result: "denied", reason: "Forbidden", status: 403 });
     expect(byId.get("missing")).toMatchObject({ bucket: "open", key: "missing.txt", result: "failed", reason: "NoSuchKey", status: 404 });
   });
 
