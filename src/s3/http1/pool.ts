@@ -261,6 +261,7 @@ export class Http1Pool {
           // takes nothing for the timeout is a stalled upstream; a slow source is the client's
           // pace, bounded by the front (its idle timeout, the client's abort signal).
           if (req.pending !== null && now - writer.lastProgress > req.timeoutMs) this.fail(req, new UpstreamTimeoutError("upstream stopped reading the request body"));
+          else writer.flushBatch(req);
         } else if (now - req.headFrom > req.timeoutMs) {
           this.fail(req, new UpstreamTimeoutError("upstream did not send response headers in time"));
         }

@@ -6,11 +6,13 @@
  * longer or shorter than declared, and holds back the body's LAST byte until the source has
  * reported its end. A source that errors after producing every byte (any source may fail late:
  * a checksum verified at the end, a client that disconnects) therefore never completes the
- * request: the connection is cut one byte short.
+ * request: the connection is cut at least one byte short.
  *
- * StreamBodyWriter (native client) pumps a ReadableStream into the socket one chunk at a time. A
- * partial write parks the rest in the exchange's `pending` and waits for the socket's `drain`
- * before reading the next chunk, so backpressure reaches the source and at most one chunk is held.
+ * StreamBodyWriter (native client) pumps a ReadableStream into the socket, copying its chunks into
+ * one write batch of WRITE_BATCH_BYTES, written when full, at the body's end, and on each sweep of
+ * the pool (a slow source). A partial write parks the rest in the exchange's `pending` and waits
+ * for the socket's `drain` before reading on, so backpressure reaches the source and at most one
+ * batch is held per upload.
  */
 import type { Exchange } from "./exchange.ts";
 import { RequestBodyError } from "./errors.ts";
@@ -60,11 +62,23 @@ export function isValidContentLength(n: unknown): n is number {
 
 function noop(): void {}
 
+/**
+ * Socket writes of a streamed body are batched up to this size. Bun's request bodies arrive in
+ * 64 KiB chunks; written one by one, each is a send() and a wake-up of the upstream (on loopback,
+ * both paid on the proxy's thread). Copied into 256 KiB batches, a 100 MiB
+ * upload through the S3 front cost the proxy 13-18 % less CPU per GiB (median 3.4 against 4.1
+ * s/GiB over 14 interleaved rounds on a loaded 2-core host; 1 MiB batches did no better).
+ */
+export const WRITE_BATCH_BYTES = 256 * 1024;
+
 export class StreamBodyWriter {
   private readonly guard: ExactLength;
   private reader: { cancel(reason?: unknown): Promise<void> } | null = null;
   private stopped = false;
   private wake: (() => void) | null = null;
+  /** Bytes taken from the source and not yet written: batch[0, batchLen). Only touched while nothing is pending. */
+  private batch: Buffer | null = null;
+  private batchLen = 0;
   started = false;
   /** Every byte is in the socket: the response-head timeout runs from here. */
   complete = false;
@@ -97,12 +111,21 @@ export class StreamBodyWriter {
   stop(reason: unknown): void {
     if (this.stopped) return;
     this.stopped = true;
+    this.batch = null;
     const w = this.wake;
     this.wake = null;
     w?.();
     if (this.complete) return;
     if (this.reader !== null) this.reader.cancel(reason).catch(noop);
     else this.stream.cancel(reason).catch(noop);
+  }
+
+  /**
+   * Called on each sweep of the pool: a batch still waiting to fill up (a slow client) is written
+   * now, so the upstream never waits on our buffer for longer than a sweep interval.
+   */
+  flushBatch(req: Exchange): void {
+    if (this.batchLen > 0 && req.pending === null) this.flush(req);
   }
 
   private async run(pool: Http1Pool, req: Exchange): Promise<void> {
@@ -119,15 +142,17 @@ export class StreamBodyWriter {
         if (this.stopped) return;
         if (r.done) {
           const last = this.guard.end();
-          if (last !== null && !(await this.write(req, last))) return;
+          if (last !== null && !(await this.push(req, last))) return;
+          if (this.batchLen > 0 && !((await this.writable(req)) && this.flush(req))) return;
           if (!(await this.writable(req))) return;
           this.complete = true;
+          this.batch = null;
           req.headFrom = performance.now();
           return;
         }
         this.consumed = true;
         const out = this.guard.next(r.value);
-        if (out.byteLength > 0 && !(await this.write(req, out))) return;
+        if (out.byteLength > 0 && !(await this.push(req, out))) return;
       }
     } catch (err) {
       if (this.stopped) return;
@@ -141,9 +166,34 @@ export class StreamBodyWriter {
     return !this.stopped && req.conn !== null && req.conn.socket !== null;
   }
 
-  private async write(req: Exchange, bytes: Uint8Array): Promise<boolean> {
-    if (!(await this.writable(req))) return false;
-    const n = req.conn!.socket!.write(bytes);
+  /** Adds `bytes` to the batch, writing the batch when it is full. False when the exchange ended. */
+  private async push(req: Exchange, bytes: Uint8Array): Promise<boolean> {
+    // The batch may be in the socket's pending tail: it is only written to once that drained.
+    if (req.pending !== null && !(await this.writable(req))) return false;
+    const n = bytes.byteLength;
+    if (this.batchLen + n > WRITE_BATCH_BYTES && this.batchLen > 0) {
+      if (!this.flush(req)) return false;
+      if (req.pending !== null && !(await this.writable(req))) return false;
+    }
+    if (n >= WRITE_BATCH_BYTES) return this.write(req, bytes); // nothing to gain from a copy
+    if (this.batch === null) this.batch = Buffer.allocUnsafe(WRITE_BATCH_BYTES);
+    this.batch.set(bytes, this.batchLen);
+    this.batchLen += n;
+    return true;
+  }
+
+  /** Writes the batch (nothing may be pending). */
+  private flush(req: Exchange): boolean {
+    const n = this.batchLen;
+    this.batchLen = 0;
+    return this.write(req, this.batch!.subarray(0, n));
+  }
+
+  /** Writes `bytes` now (nothing may be pending); an unwritten tail waits for `drain`. */
+  private write(req: Exchange, bytes: Uint8Array): boolean {
+    const socket = req.conn?.socket;
+    if (this.stopped || socket == null) return false;
+    const n = socket.write(bytes);
     // Closed under us: the socket's close handler ends the exchange (and stops this writer).
     if (n < 0) return false;
     this.lastProgress = performance.now();

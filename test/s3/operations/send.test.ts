@@ -73,7 +73,8 @@ describe.each(CLIENTS)("send() on the %s client", (client) => {
     const err = await rejection(u.upstream.send({ method: "PUT", key: "k", body: generated(size, { errorAfter: size }), contentLength: size, ...ctx() }));
     expect(err).toBeInstanceOf(RequestBodyError);
     await waitFor(() => srv.conns[0]?.closed);
-    expect(srv.requests()[0].bodyBytes).toBe(size - 1);
+    // Batched writes (http1/request-body.ts) may hold back more than the last byte; never all of it.
+    expect(srv.requests()[0].bodyBytes).toBeLessThan(size);
   });
 
   test("a stream longer or shorter than contentLength is refused before it completes the request", async () => {
