@@ -76,7 +76,17 @@ afterAll(async () => {
 describe("shared through Redis", () => {
   test("a fill through one replica is a Redis HIT on the other (X-Cache-Layer says so), then a memory HIT", async () => {
     expect(await get(a, "/c/a.txt")).toMatchObject({ status: 200, x: "MISS", body: "body of a.txt\n" });
-    await waitFor(async () => (await get(b, "/c/a.txt")).layer === "redis", { message: "the fill to reach Redis" });
+    // A's Redis fill lands after its answer: asking B before it is in Redis would be a MISS that B
+    // fills into its own memory (then never a Redis HIT), so wait for the key first.
+    await waitFor(async () => {
+      const client = new RedisClient(redis.url);
+      try {
+        return await client.exists("e2e:obj:c/a.txt");
+      } finally {
+        client.close();
+      }
+    }, { message: "A's fill to reach Redis" });
+    expect(await get(b, "/c/a.txt")).toMatchObject({ x: "HIT", layer: "redis", body: "body of a.txt\n" });
     expect(await get(b, "/c/a.txt")).toMatchObject({ x: "HIT", layer: "memory", body: "body of a.txt\n" });
     expect(upstreamGets("a.txt")).toBe(1);
   });
