@@ -234,7 +234,13 @@ export function canonicalRequestOf(
   if (uri === undefined) return undefined;
   const signedQuery = presigned ? query.filter(([k]) => k !== "X-Amz-Signature") : query;
   let block = "";
-  for (const name of signedHeaders) block += name + ":" + canonicalHeaderValue(input.headers.get(name) ?? "") + "\n";
+  // An index loop, not for-of: the memoized signed-header lists are frozen arrays, and for-of's
+  // last (out-of-bounds) read on a frozen array fails the JIT's speculation on every call, so the
+  // function was deoptimized and recompiled over and over (bun:jsc numberOfDFGCompiles kept rising).
+  for (let i = 0; i < signedHeaders.length; i++) {
+    const name = signedHeaders[i]!;
+    block += name + ":" + canonicalHeaderValue(input.headers.get(name) ?? "") + "\n";
+  }
   return canonicalRequest(input.method, uri, canonicalQuery(signedQuery), block, signedHeaders.join(";"), payloadHash);
 }
 
