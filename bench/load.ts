@@ -525,7 +525,7 @@ function renderMarkdown(o: { date: string; machine: Record<string, unknown>; con
   if (idle) parts.push(`- 1,000 idle keep-alive connections (each sent one request, then held open): proxy RSS ${f1(idle.rss_before_mib)} → ${f1(idle.rss_with_idle_mib)} MiB (${idle.open} open).`);
   if (slow) parts.push(`- 20 concurrent 100 MiB downloads by slow readers (${f1(slow.reader_kib_per_s)} KiB/s each, ${slow.seconds} s): proxy RSS ${f1(slow.rss_before_mib)} MiB before, max ${f1(slow.rss_max_mib)} MiB during, ${f1(slow.rss_end_mib)} MiB at the end.`);
   const last = o.configs[o.configs.length - 1];
-  parts.push(`- RSS after the whole load run: ${o.configs.map((c) => `${f1(c.rss_mib.after)} MiB (${c.workers} worker${c.workers > 1 ? "s, total" : ""})`).join(", ")}; target < ${RSS_TARGET_MIB} MiB${last ? "" : ""}.`, "");
+  parts.push(`- RSS after the whole load run: ${o.configs.map((c) => `${f1(c.rss_mib.after)} MiB (${c.workers} worker${c.workers > 1 ? "s, total" : ""})`).join(", ")}; target < ${RSS_TARGET_MIB} MiB per worker (per process after the 2-worker run: ${last.rss_mib.per_process_after.map(f1).join(", ")} MiB).`, "");
   return parts.join("\n");
 }
 
