@@ -292,9 +292,11 @@ async function runConfig(fx: ReturnType<typeof makeFixture>, origin: Awaited<Ret
           redis_hit_vs_signed: a("yata_redis_hit") / a("yata_signed"),
         }
       : undefined;
-    const after = s.proxy.rss() / MIB;
+    // one sample for the total and the per-process figures, so they agree
+    const perProcess = s.proxy.rssEach().map((b) => b / MIB);
+    const after = perProcess.reduce((x, y) => x + y, 0);
     const m = medianRatios(perId, uploads);
-    return { workers, wrk, autocannon: ac, ratios: m.ratios, cpu_ratios: m.cpu, ratios_per_round: m.perRound, autocannon_ratios: acRatios, uploads, rss_mib: { before, after, per_process_after: s.proxy.rssEach().map((b) => b / MIB) } };
+    return { workers, wrk, autocannon: ac, ratios: m.ratios, cpu_ratios: m.cpu, ratios_per_round: m.perRound, autocannon_ratios: acRatios, uploads, rss_mib: { before, after, per_process_after: perProcess } };
   } finally {
     await s.stop();
   }
