@@ -180,16 +180,19 @@ export class BucketUpstream {
    * Range/conditional headers. `maxAttempts` caps this call's attempts below s3.retry.max_attempts
    * (a replica set fails over instead of retrying; see src/s3/replicas.ts).
    */
-  async fetchObject(method: "GET" | "HEAD", key: string, forward: Record<string, string>, signal: AbortSignal, timing: UpstreamTiming, maxAttempts?: number): Promise<Response> {
-    let admission: { release(success: boolean): void } | undefined;
-    if (this.breaker) {
-      const a = this.breaker.tryAcquire();
-      if (!a.ok) throw new ProxyError("CircuitOpen", { headers: { "retry-after": String(a.retryAfterSeconds) } });
-      admission = a;
-    }
+  fetchObject(method: "GET" | "HEAD", key: string, forward: Record<string, string>, signal: AbortSignal, timing: UpstreamTiming, maxAttempts?: number): Promise<Response> {
+    const max = maxAttempts ?? this.retry.max_attempts;
+    // Without a breaker there is nothing to release: no async layer of its own (one promise less per request).
+    if (this.breaker === undefined) return this.attempts(method, key, forward, signal, timing, max);
+    return this.guarded(this.breaker, method, key, forward, signal, timing, max);
+  }
+
+  private async guarded(breaker: CircuitBreaker, method: "GET" | "HEAD", key: string, forward: Record<string, string>, signal: AbortSignal, timing: UpstreamTiming, max: number): Promise<Response> {
+    const admission = breaker.tryAcquire();
+    if (!admission.ok) throw new ProxyError("CircuitOpen", { headers: { "retry-after": String(admission.retryAfterSeconds) } });
     let success = false;
     try {
-      const res = await this.attempts(method, key, forward, signal, timing, maxAttempts ?? this.retry.max_attempts);
+      const res = await this.attempts(method, key, forward, signal, timing, max);
       success = res.status < 500;
       return res;
     } catch (err) {
@@ -197,7 +200,7 @@ export class BucketUpstream {
       success = signal.aborted || (err instanceof ProxyError && err.status < 500 && err.code !== "SlowDown");
       throw err;
     } finally {
-      admission?.release(success);
+      admission.release(success);
     }
   }
 
@@ -210,7 +213,9 @@ export class BucketUpstream {
       const span = timing.trace === undefined ? undefined : startAttempt(timing.trace, method, this.origin, this.bucket, key, attempt);
       try {
         res = await this.once(method, key, forward, signal, span);
-      } catch (err) {
+      } catch (thrown) {
+        // The pool's timeout is converted here rather than in once(), which stays synchronous.
+        const err = thrown instanceof UpstreamTimeoutError ? new TimeoutError("upstream timeout", { cause: thrown }) : thrown;
         if (span !== undefined) endClient(span, { error: err });
         const elapsed = performance.now() - started;
         timing.upstreamMs += elapsed;
@@ -361,21 +366,19 @@ export class BucketUpstream {
     }
   }
 
-  private async once(method: "GET" | "HEAD", key: string, forward: Record<string, string>, clientSignal: AbortSignal, span?: Span): Promise<Response> {
+  /** One attempt. Not async for the pool (its UpstreamTimeoutError is converted by attempts()): no promise of its own. */
+  private once(method: "GET" | "HEAD", key: string, forward: Record<string, string>, clientSignal: AbortSignal, span?: Span): Promise<Response> {
     const { path, headers } = this.prepare(method, key);
     for (const k in forward) headers[k] = forward[k];
     // traceparent is not signed (added after signing): S3 ignores unsigned headers it does not know.
     if (span !== undefined) span.inject(headers);
-    if (this.pool) {
-      // The pool enforces both timeouts and notices the client's abort itself (one sweep timer
-      // for all requests), so nothing per request is allocated here.
-      try {
-        return await this.pool.request(method, path, headers, { timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, signal: clientSignal });
-      } catch (err) {
-        if (err instanceof UpstreamTimeoutError) throw new TimeoutError("upstream timeout", { cause: err });
-        throw err;
-      }
-    }
+    // The pool enforces both timeouts and notices the client's abort itself (one sweep timer for
+    // all requests), so nothing per request is allocated here.
+    if (this.pool) return this.pool.request(method, path, headers, { timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, signal: clientSignal });
+    return this.fetchOnce(method, path, headers, clientSignal);
+  }
+
+  private async fetchOnce(method: "GET" | "HEAD", path: string, headers: Record<string, string>, clientSignal: AbortSignal): Promise<Response> {
     const url = this.origin + path;
     // fetch has no connect-phase timeout (its `timeout` option is a socket idle timer that does
     // not run while connecting; checked on Bun 1.4.5), so on this path s3.connect_timeout is not
