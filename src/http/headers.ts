@@ -48,11 +48,11 @@ export function forwardRequestHeaders(h: Headers): Record<string, string> {
   return out;
 }
 
-/** Copies the allowed upstream response headers into `out`. */
+/** Copies the allowed upstream response headers into `out`. (forEach, not for-of: no [name, value] array per header.) */
 export function passResponseHeaders(upstream: Headers, out: Headers): Headers {
-  for (const [k, v] of upstream) {
+  upstream.forEach((v, k) => {
     if (isObjectHeader(k) || FRAMING_HEADERS.has(k)) out.set(k, v);
-  }
+  });
   return out;
 }
 
