@@ -324,7 +324,7 @@ function table(c: Config1): string {
   return lines.join("\n");
 }
 
-function ratioTable(c: Config1, thresholds?: Partial<Ratios>): string {
+function ratioTable(c: Config1, thresholds?: Partial<Ratios> & { enforced?: string[] }): string {
   const lines = ["| ratio | measured (wrk) | rounds min–max | from server CPU | autocannon | target | target met | gate threshold |", "|---|---:|---:|---:|---:|---:|---|---:|"];
   for (const k of Object.keys(TARGETS) as Array<keyof Ratios>) {
     const th = thresholds?.[k];
@@ -332,13 +332,14 @@ function ratioTable(c: Config1, thresholds?: Partial<Ratios>): string {
     const cpu = c.cpu_ratios?.[k];
     const rs = (c.ratios_per_round ?? []).map((r) => r[k]).filter((x): x is number => x !== undefined);
     const spread = k === "upload_100m_vs_direct" || rs.length < 2 ? "—" : `${f2(Math.min(...rs))}–${f2(Math.max(...rs))}`;
-    lines.push(`| ${k} | ${f2(c.ratios[k])} | ${spread} | ${cpu !== undefined ? f2(cpu) : "—"} | ${c.autocannon_ratios?.[k] !== undefined ? f2(c.autocannon_ratios[k]!) : "—"} | ≥ ${TARGETS[k]} | ${met} | ${th !== undefined ? `≥ ${th}` : "— (reported)"} |`);
+    lines.push(`| ${k} | ${f2(c.ratios[k])} | ${spread} | ${cpu !== undefined ? f2(cpu) : "—"} | ${c.autocannon_ratios?.[k] !== undefined ? f2(c.autocannon_ratios[k]!) : "—"} | ≥ ${TARGETS[k]} | ${met} | ${th !== undefined ? `≥ ${th}${thresholds?.enforced?.includes(k) ? " (guard)" : " (reported)"}` : "—"} |`);
   }
   return lines.join("\n");
 }
 
 async function gate(): Promise<number> {
-  const thresholds = JSON.parse(readFileSync(join(import.meta.dir, "thresholds.json"), "utf8")) as Partial<Ratios> & { rss_after_mib_max?: number; rss_per_worker_mib_max?: number; notes?: unknown };
+  const thresholds = JSON.parse(readFileSync(join(import.meta.dir, "thresholds.json"), "utf8")) as Partial<Ratios> & { rss_after_mib_max?: number; rss_per_worker_mib_max?: number; enforced?: string[]; notes?: unknown };
+  const enforced = new Set(thresholds.enforced ?? []);
   const t0 = performance.now();
   const fx = makeFixture();
   const origin = await startOrigin(fx);
@@ -349,29 +350,39 @@ async function gate(): Promise<number> {
     await origin.stop();
     fx.cleanup();
   }
+  // Two kinds of threshold (thresholds.json "enforced"): regression guards, whose failure fails the
+  // gate (exit 1), and target-level thresholds this host misses on some runs, reported (exit 3).
   const failures: string[] = [];
+  const reported: string[] = [];
+  const miss = (key: string, text: string) => (enforced.has(key) ? failures : reported).push(text);
   for (const k of Object.keys(TARGETS) as Array<keyof Ratios>) {
     const th = thresholds[k];
-    if (th !== undefined && !(c.ratios[k] >= th)) failures.push(`${k} ${f2(c.ratios[k])} < ${th}`);
+    if (th !== undefined && !(c.ratios[k] >= th)) miss(k, `${k} ${f2(c.ratios[k])} < ${th}`);
   }
-  if (GATE_WORKERS === 1 && thresholds.rss_after_mib_max !== undefined && c.rss_mib.after > thresholds.rss_after_mib_max) failures.push(`RSS after ${f1(c.rss_mib.after)} MiB > ${thresholds.rss_after_mib_max}`);
+  if (GATE_WORKERS === 1 && thresholds.rss_after_mib_max !== undefined && c.rss_mib.after > thresholds.rss_after_mib_max) miss("rss_after_mib_max", `RSS after ${f1(c.rss_mib.after)} MiB > ${thresholds.rss_after_mib_max}`);
   const perWorker = Math.max(...c.rss_mib.per_process_after);
-  if (thresholds.rss_per_worker_mib_max !== undefined && perWorker > thresholds.rss_per_worker_mib_max) failures.push(`RSS of a worker after ${f1(perWorker)} MiB > ${thresholds.rss_per_worker_mib_max}`);
+  if (thresholds.rss_per_worker_mib_max !== undefined && perWorker > thresholds.rss_per_worker_mib_max) miss("rss_per_worker_mib_max", `RSS of a worker after ${f1(perWorker)} MiB > ${thresholds.rss_per_worker_mib_max}`);
   for (const r of c.wrk) if (r.errors || r.non2xx) failures.push(`${r.id}: ${r.errors} errors, ${r.non2xx} non-2xx`);
   const wallSeconds = Math.round((performance.now() - t0) / 1000);
   mkdirSync(RESULTS, { recursive: true });
   // --workers N > 1 is the scaling comparison: reported (latest-w<N>.json), never a verdict, since
   // the thresholds are measured with one worker, one ATS thread and one nginx worker.
   const file = GATE_WORKERS === 1 ? "latest.json" : `latest-w${GATE_WORKERS}.json`;
-  writeFileSync(join(RESULTS, file), JSON.stringify({ date: new Date().toISOString(), mode: "gate", workers: GATE_WORKERS, seconds: SEC, rounds: GATE_ROUNDS, stream_rounds: GATE_STREAM_ROUNDS, warmup: WARM, wall_seconds: wallSeconds, machine: machine(), thresholds, result: c, failures }, null, 2));
+  writeFileSync(join(RESULTS, file), JSON.stringify({ date: new Date().toISOString(), mode: "gate", workers: GATE_WORKERS, seconds: SEC, rounds: GATE_ROUNDS, stream_rounds: GATE_STREAM_ROUNDS, warmup: WARM, wall_seconds: wallSeconds, machine: machine(), thresholds, result: c, failures, reported }, null, 2));
   console.log(`\n${table(c)}\n\n${ratioTable(c, GATE_WORKERS === 1 ? thresholds : undefined)}\n`);
   console.log(`gate wall time ${wallSeconds} s (workers ${GATE_WORKERS}); wrote bench/results/${file}`);
   if (GATE_WORKERS !== 1) {
-    console.log(`workers ${GATE_WORKERS}: reported only (the thresholds are for 1 worker)${failures.length ? `; below the 1-worker thresholds or with errors:\n  ${failures.join("\n  ")}` : ""}`);
+    const below = [...failures, ...reported];
+    console.log(`workers ${GATE_WORKERS}: reported only (the thresholds are for 1 worker)${below.length ? `; below the 1-worker thresholds or with errors:\n  ${below.join("\n  ")}` : ""}`);
     return c.wrk.some((r) => r.errors || r.non2xx) ? 1 : 0;
   }
-  console.log(failures.length ? `GATE FAILED:\n  ${failures.join("\n  ")}` : "gate passed");
-  return failures.length ? 1 : 0;
+  if (reported.length) console.log(`target-level thresholds not met (reported, not failing):\n  ${reported.join("\n  ")}`);
+  if (failures.length) {
+    console.log(`GATE FAILED (regression guards or errors):\n  ${failures.join("\n  ")}`);
+    return 1;
+  }
+  console.log(reported.length ? "gate passed its regression guards; some targets not met (exit 3)" : "gate passed every threshold");
+  return reported.length ? 3 : 0;
 }
 
 async function full(): Promise<number> {
