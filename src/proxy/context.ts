@@ -88,6 +88,13 @@ export interface RequestContext {
   span: Span | undefined;
   traceId: string | undefined;
   spanId: string | undefined;
+
+  // Front-specific state (S3RequestContext's `s3`, PresignContext's `presign`), declared here and
+  // created undefined so every context has one shape: added later, they gave the contexts of the
+  // two fronts different hidden classes, and the shared phases (admit, authorize, getObject...)
+  // went polymorphic (JSC's BadCache OSR exits, ~100 per phase, in a process serving both fronts).
+  s3?: unknown;
+  presign?: unknown;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
@@ -135,6 +142,8 @@ export function createContext(svc: Services, front: string, req: Request, target
     span,
     traceId: span?.traceId,
     spanId: span?.spanId,
+    s3: undefined,
+    presign: undefined,
   };
 }
 
