@@ -204,7 +204,25 @@ export class BucketUpstream {
     }
   }
 
-  private async attempts(method: "GET" | "HEAD", key: string, forward: Record<string, string>, signal: AbortSignal, timing: UpstreamTiming, max: number): Promise<Response> {
+  private attempts(method: "GET" | "HEAD", key: string, forward: Record<string, string>, signal: AbortSignal, timing: UpstreamTiming, max: number): Promise<Response> {
+    return this.retrying(method, key, timing, signal, max, (span) => this.once(method, key, forward, signal, span));
+  }
+
+  /**
+   * The one retry loop, for reads (attempts) and for send(): each attempt with its span, its share
+   * of the upstream time and its S3 metric. A retryable status is retried while attempts remain; an
+   * attempt without an HTTP answer goes to failedAttempt (the pool's timeout converted here, once).
+   * The client's abort, and an error `passOn` picks, end the loop with that error as it is.
+   */
+  private async retrying(
+    method: string,
+    key: string,
+    timing: UpstreamTiming,
+    signal: AbortSignal,
+    max: number,
+    attemptOnce: (span: Span | undefined) => Promise<Response>,
+    passOn?: (err: unknown) => boolean,
+  ): Promise<Response> {
     for (let attempt = 1; ; attempt++) {
       timing.attempts = attempt;
       const last = attempt >= max;
@@ -212,14 +230,13 @@ export class BucketUpstream {
       const started = performance.now();
       const span = timing.trace === undefined ? undefined : startAttempt(timing.trace, method, this.origin, this.bucket, key, attempt);
       try {
-        res = await this.once(method, key, forward, signal, span);
+        res = await attemptOnce(span);
       } catch (thrown) {
-        // The pool's timeout is converted here rather than in once(), which stays synchronous.
         const err = thrown instanceof UpstreamTimeoutError ? new TimeoutError("upstream timeout", { cause: thrown }) : thrown;
         if (span !== undefined) endClient(span, { error: err });
         const elapsed = performance.now() - started;
         timing.upstreamMs += elapsed;
-        if (signal.aborted) throw err;
+        if (signal.aborted || passOn?.(err)) throw err;
         const fatal = this.failedAttempt(err, elapsed, last);
         if (fatal !== undefined) throw fatal;
         await this.backoff(attempt, signal);
@@ -290,36 +307,9 @@ export class BucketUpstream {
     const max = streamed ? 1 : (req.maxAttempts ?? this.retry.max_attempts);
     let success = false;
     try {
-      for (let attempt = 1; ; attempt++) {
-        req.timing.attempts = attempt;
-        const last = attempt >= max;
-        const started = performance.now();
-        let res: Response;
-        const span = req.timing.trace === undefined ? undefined : startAttempt(req.timing.trace, req.method, this.origin, this.bucket, req.key, attempt);
-        try {
-          res = await this.sendOnce(req, headers, body, payloadHash, span);
-        } catch (err) {
-          if (span !== undefined) endClient(span, { error: err });
-          const elapsed = performance.now() - started;
-          req.timing.upstreamMs += elapsed;
-          if (signal.aborted || err instanceof RequestBodyError) throw err;
-          const fatal = this.failedAttempt(err, elapsed, last);
-          if (fatal !== undefined) throw fatal;
-          await this.backoff(attempt, signal);
-          continue;
-        }
-        if (span !== undefined) endClient(span, res.status);
-        const elapsed = performance.now() - started;
-        req.timing.upstreamMs += elapsed;
-        this.metrics?.observeS3(this.name, res.status, elapsed / 1000);
-        if (isRetryableStatus(res.status) && !last) {
-          res.body?.cancel().catch(() => {});
-          await this.backoff(attempt, signal);
-          continue;
-        }
-        success = res.status < 500;
-        return res;
-      }
+      const res = await this.retrying(req.method, req.key, req.timing, signal, max, (span) => this.sendOnce(req, headers, body, payloadHash, span), (err) => err instanceof RequestBodyError);
+      success = res.status < 500;
+      return res;
     } catch (err) {
       // The client's abort and a failed request body are not upstream failures.
       success = signal.aborted || err instanceof RequestBodyError || (err instanceof ProxyError && err.status < 500 && err.code !== "SlowDown");
@@ -350,23 +340,12 @@ export class BucketUpstream {
     const target = qs === "" ? path : `${path}?${qs}`;
     const contentLength = body === null ? undefined : body instanceof Uint8Array ? body.byteLength : req.contentLength!;
     const clientSignal = req.signal;
-    if (this.pool) {
-      try {
-        return await this.pool.request(method, target, headers, { timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, signal: clientSignal, body, contentLength });
-      } catch (err) {
-        if (err instanceof UpstreamTimeoutError) throw new TimeoutError("upstream timeout", { cause: err });
-        throw err;
-      }
-    }
-    try {
-      return await fetchWithBody(this.fetchImpl, method, this.origin + target, headers, body, contentLength, clientSignal, this.timeoutMs);
-    } catch (err) {
-      if (err instanceof UpstreamTimeoutError) throw new TimeoutError("upstream timeout", { cause: err });
-      throw err;
-    }
+    // The pool's UpstreamTimeoutError is converted by retrying().
+    if (this.pool) return this.pool.request(method, target, headers, { timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, signal: clientSignal, body, contentLength });
+    return fetchWithBody(this.fetchImpl, method, this.origin + target, headers, body, contentLength, clientSignal, this.timeoutMs);
   }
 
-  /** One attempt. Not async for the pool (its UpstreamTimeoutError is converted by attempts()): no promise of its own. */
+  /** One attempt. Not async for the pool (its UpstreamTimeoutError is converted by retrying()): no promise of its own. */
   private once(method: "GET" | "HEAD", key: string, forward: Record<string, string>, clientSignal: AbortSignal, span?: Span): Promise<Response> {
     const { path, headers } = this.prepare(method, key);
     for (const k in forward) headers[k] = forward[k];
