@@ -15,6 +15,7 @@ export type S3Action =
   | "s3:GetObject"
   | "s3:ListBucket"
   | "s3:ListAllMyBuckets"
+  | "s3:CreateBucket"
   | "s3:GetBucketLocation"
   | "s3:PutObject"
   | "s3:DeleteObject"

@@ -186,6 +186,13 @@ describe("requests S3 refuses before any permission check", () => {
     await refused(signed({ path: "/data/", query: { versions: "" } }), 501, "NotImplemented");
   });
 
+  test("CreateBucket (PUT on a bucket): a configured bucket is BucketAlreadyOwnedByYou (rclone's bucket check accepts it); another name, or no signature, is AccessDenied", async () => {
+    const mine = await refused(signed({ method: "PUT", path: "/data" }), 409, "BucketAlreadyOwnedByYou");
+    expect(mine.body).toContain("<BucketName>data</BucketName>");
+    await refused(signed({ method: "PUT", path: "/brand-new-bucket" }), 403, "AccessDenied", /does not create buckets/);
+    await refused(send("PUT", "/data", {}), 403, "AccessDenied");
+  });
+
   test("dot segments in a key (signed as sent) → 400 InvalidArgument; a malformed escape → 400 InvalidURI", async () => {
     env.mark();
     const v = await smithySigned({ creds: APP, date: new Date(), path: "/data/a/../hello.txt", host: `127.0.0.1:${env.port}` });

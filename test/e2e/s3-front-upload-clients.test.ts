@@ -154,6 +154,21 @@ clientTest("rclone")(
   T,
 );
 
+clientTest("rclone")(
+  "rclone copyto with its default bucket check (CreateBucket first: BucketAlreadyOwnedByYou), byte-exact",
+  async () => {
+    const bytes = new TextEncoder().encode("checked bucket\n");
+    const src = file("rclone-check.txt", bytes);
+    using rc = rcloneClient(target());
+    env.mark();
+    ok(await rc.run("copyto", src, rc.remote("up/rclone-check/a.txt")));
+    await storedExactly("rclone-check/a.txt", bytes);
+    // The bucket check was answered by the proxy: S3 saw only the object.
+    expect(env.upstreamCalls().filter((c) => c.method === "PUT" && c.pathname.split("/").filter(Boolean).length === 1)).toEqual([]);
+  },
+  T,
+);
+
 clientTest("python3", "boto3")(
   "boto3 upload_file (multipart, 8 MiB parts) and download_file, byte-exact; delete_objects (a DeleteObjects batch)",
   async () => {

@@ -124,6 +124,8 @@ export function s3Parse(ctx: RequestContext): undefined {
 
   if (a.bucket !== "") {
     const bucket = S3_FRONT_BUCKET_NAME.test(a.bucket) ? ctx.rt.buckets.get(a.bucket) : undefined;
+    // The proxy serves the buckets its config names; it creates none.
+    if (bucket === undefined && op === "CreateBucket") return fail(s3Error("AccessDenied", "This proxy does not create buckets: the buckets it serves are those its configuration names."));
     if (bucket === undefined) return fail(s3Error("NoSuchBucket", undefined, { BucketName: a.bucket.slice(0, 255) }));
     ctx.bucket = bucket;
     ctx.bucketName = bucket.name;
@@ -185,6 +187,10 @@ export function s3Operate(ctx: RequestContext): Response | Promise<Response> {
       return headBucket(ctx, s.api);
     case "GetBucketLocation":
       return bucketLocation(ctx, s.api);
+    case "CreateBucket":
+      // A configured bucket exists and the principal may use it: S3's answer for a bucket one
+      // already owns (clients such as rclone create the bucket before an upload and accept this).
+      return fail(s3Error("BucketAlreadyOwnedByYou", undefined, { BucketName: ctx.bucketName }));
     case "ListObjects":
     case "ListObjectsV2":
       return listObjects(ctx, s.op, s.query);

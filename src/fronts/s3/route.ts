@@ -9,6 +9,7 @@ import { s3Error, type S3Error } from "./errors.ts";
 export type S3Operation =
   | "ListBuckets"
   | "HeadBucket"
+  | "CreateBucket"
   | "GetBucketLocation"
   | "ListObjects"
   | "ListObjectsV2"
@@ -29,6 +30,7 @@ export type S3Operation =
 export const ACTION_OF: Readonly<Record<S3Operation, S3Action>> = {
   ListBuckets: "s3:ListAllMyBuckets",
   HeadBucket: "s3:ListBucket",
+  CreateBucket: "s3:CreateBucket",
   GetBucketLocation: "s3:GetBucketLocation",
   ListObjects: "s3:ListBucket",
   ListObjectsV2: "s3:ListBucket",
@@ -120,6 +122,7 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
     if (uploadId || partNumber) return notImplemented(`${method} on a bucket with ?${uploadId ? "uploadId" : "partNumber"}`);
     if (method === "HEAD" && sub === undefined) return "HeadBucket";
     if (method === "POST" && sub === "delete") return "DeleteObjects";
+    if (method === "PUT" && sub === undefined) return "CreateBucket";
     if (method !== "GET") return notImplemented(`${method} on a bucket`);
     if (sub === "location") return "GetBucketLocation";
     if (sub === "uploads") return "ListMultipartUploads";

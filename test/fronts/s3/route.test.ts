@@ -71,6 +71,8 @@ describe("operationOf", () => {
     expect(op("DELETE", "/b/k", "uploadId=abc")).toBe("AbortMultipartUpload");
     expect(op("GET", "/b/k", "uploadId=abc&max-parts=2")).toBe("ListParts");
     expect(op("GET", "/b", "uploads&prefix=a")).toBe("ListMultipartUploads");
+    // CreateBucket: answered from config (BucketAlreadyOwnedByYou / AccessDenied), never sent upstream.
+    expect(op("PUT", "/b", "")).toBe("CreateBucket");
   });
   test("anything else is 501 NotImplemented; a bad list-type is InvalidArgument", () => {
     for (const [m, p, s] of [
@@ -81,7 +83,7 @@ describe("operationOf", () => {
       ["GET", "/b/k", "versionId=3"],
       ["GET", "/b/k", "partNumber=1"],
       ["GET", "/b", "versions"],
-      ["PUT", "/b", ""],
+      ["PUT", "/b", "acl"],
       ["DELETE", "/b", ""],
       ["POST", "/b", ""],
       ["DELETE", "/", ""],
