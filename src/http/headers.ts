@@ -56,6 +56,18 @@ export function passResponseHeaders(upstream: Headers, out: Headers): Headers {
   return out;
 }
 
+/**
+ * Removes, in place, every header passResponseHeaders would not copy (a response the proxy owns,
+ * see src/http/owned-response.ts). Names are gathered first: deleting while iterating skips entries.
+ */
+export function keepPassedResponseHeaders(h: Headers): void {
+  let drop: string[] | undefined;
+  h.forEach((_v, k) => {
+    if (!(isObjectHeader(k) || FRAMING_HEADERS.has(k))) (drop ??= []).push(k);
+  });
+  if (drop !== undefined) for (let i = 0; i < drop.length; i++) h.delete(drop[i]!);
+}
+
 /** The object's own headers of an upstream response (lower-case names), as the cache stores them. */
 export function objectHeaders(h: Headers): Record<string, string> {
   const out: Record<string, string> = {};

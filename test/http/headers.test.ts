@@ -1,5 +1,5 @@
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
-import { forwardRequestHeaders, passResponseHeaders } from "../../src/http/headers.ts";
+import { forwardRequestHeaders, keepPassedResponseHeaders, passResponseHeaders } from "../../src/http/headers.ts";
 import { mapS3Error, errorFromResponse, parseS3ErrorCode } from "../../src/s3/errors.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
@@ -56,6 +56,31 @@ describe("passResponseHeaders", () => {
       "accept-ranges", "cache-control", "content-disposition", "content-encoding", "content-language", "content-length",
       "content-range", "content-type", "etag", "expires", "last-modified", "x-amz-meta-owner",
     ]);
+  });
+});
+
+describe("keepPassedResponseHeaders", () => {
+  test("leaves in place exactly what passResponseHeaders copies (adjacent dropped headers included)", () => {
+    const all: Record<string, string> = {
+      server: "AmazonS3",
+      "x-amz-id-2": "H",
+      "x-amz-request-id": "R",
+      etag: '"e"',
+      date: "Wed, 21 Oct 2015 07:28:00 GMT",
+      connection: "keep-alive",
+      "content-length": "5",
+      "x-amz-meta-owner": "me",
+      "x-amz-version-id": "v",
+      "x-amz-server-side-encryption": "AES256",
+      "content-range": "bytes 0-4/10",
+      "set-cookie": "x=1",
+      "content-type": "text/plain",
+    };
+    const inPlace = new Headers(all);
+    keepPassedResponseHeaders(inPlace);
+    const copied = passResponseHeaders(new Headers(all), new Headers());
+    expect([...inPlace].sort()).toEqual([...copied].sort());
+    expect([...inPlace.keys()].sort()).toEqual(["content-length", "content-range", "content-type", "etag", "x-amz-meta-owner"]);
   });
 });
 

@@ -12,7 +12,8 @@ import { serveHit, serveWithCache } from "../../cache/index.ts";
 import { ProxyError } from "../../errors.ts";
 import { bufferUpstreamBody } from "../../http/body-policy.ts";
 import { ifRangeAllows } from "../../http/conditional.ts";
-import { forwardRequestHeaders, passResponseHeaders } from "../../http/headers.ts";
+import { forwardRequestHeaders, keepPassedResponseHeaders, passResponseHeaders } from "../../http/headers.ts";
+import { isOwnedBytes } from "../../http/owned-response.ts";
 import { errorFromResponse } from "../../s3/errors.ts";
 import type { RequestContext } from "../context.ts";
 import { meteredBody } from "../deliver.ts";
@@ -116,6 +117,12 @@ export async function respond(ctx: RequestContext, upstream: Response, method: O
       throw new ProxyError(status === 412 ? "PreconditionFailed" : "RangeNotSatisfiable", { headers });
     }
     throw await errorFromResponse(upstream, method);
+  }
+  if (isOwnedBytes(upstream)) {
+    // The own client's answer, body already read whole: answered as it is, headers filtered in place.
+    keepPassedResponseHeaders(upstream.headers);
+    if (method === "GET" && status !== 304) ctx.bytes = Number(upstream.headers.get("content-length") ?? 0);
+    return upstream;
   }
   const headers = passResponseHeaders(upstream.headers, new Headers());
   if (method === "HEAD" || status === 304) {

@@ -15,6 +15,7 @@ import { UpstreamProtocolError } from "./errors.ts";
 import { parseResponseHead, type ResponseHead } from "./head.ts";
 import type { Http1Pool } from "./pool.ts";
 import type { StreamBodyWriter } from "./request-body.ts";
+import { markOwnedBytes } from "../../http/owned-response.ts";
 
 /** Waiting for (the rest of) the response head. */
 export const P_HEAD = 0;
@@ -273,6 +274,7 @@ export class Exchange implements BodyOwner, ChunkedSink {
       this.pool.fail(this, new UpstreamProtocolError("invalid upstream response status"));
       return;
     }
+    if (!(body instanceof ReadableStream)) markOwnedBytes(res);
     this.settled = true;
     this.resolve(res);
   }

@@ -1,5 +1,6 @@
 /** Http1Pool: Responses: framing, reuse, interim heads, realistic origins. */
 import { afterEach, describe, expect, test, setDefaultTimeout } from "bun:test";
+import { isOwnedBytes } from "../../../src/http/owned-response.ts";
 import { UpstreamProtocolError } from "../../../src/s3/http1/index.ts";
 import { waitFor } from "../../helpers/wait.ts";
 import { cleanup, T, ok, onCleanup, pool, rawServer, rejection, writePaced } from "./helpers.ts";
@@ -22,6 +23,23 @@ describe("Http1Pool: responses", () => {
     expect(res.headers.get("content-length")).toBe("5");
     expect(await res.text()).toBe("hello");
     expect(srv.conns[0].requests[0]).toStartWith("GET /b/k HTTP/1.1\r\nhost: 127.0.0.1:");
+  });
+
+  test("an answer read whole (bytes, or no body) is marked as owned, a streamed one is not", async () => {
+    const big = "x".repeat(64);
+    const srv = rawServer((c) => c.socket.write(c.requests.length === 1 ? ok("small") : c.requests.length === 2 ? "HTTP/1.1 304 Not Modified\r\netag: \"e\"\r\n\r\n" : ok(big)));
+    const p = pool(srv.port, { bufferBodyUpTo: 16 });
+    const small = await p.request("GET", "/1", {}, T);
+    expect(isOwnedBytes(small)).toBe(true);
+    expect(await small.text()).toBe("small");
+    const none = await p.request("GET", "/2", {}, T);
+    expect(none.status).toBe(304);
+    expect(isOwnedBytes(none)).toBe(true);
+    const streamed = await p.request("GET", "/3", {}, T);
+    expect(isOwnedBytes(streamed)).toBe(false);
+    expect(await streamed.text()).toBe(big);
+    // A fetch()-style Response (immutable headers) is never taken for one.
+    expect(isOwnedBytes(new Response("x"))).toBe(false);
   });
 
   test("the request is sent as one well-formed head with the caller's headers", async () => {
