@@ -4,6 +4,11 @@
  *
  *   serve-fixed   Bun.serve answering a fixed 1 KiB body synchronously (the floor of a cache hit)
  *   serve-fetch   Bun.serve + fetch() to the origin, body buffered (the floor of a fetch-based proxy)
+ *   serve-raw     Bun.serve + the raw keep-alive Bun.connect pool below, the answer as bytes with a
+ *                 plain-object header set (the floor of any proxy built on Bun.serve, as ours is)
+ *   serve-pool    Bun.serve + Yatagarasu's own upstream client (src/s3/http1), the upstream's Response
+ *                 returned as it is: no routing, signing, checks, metrics (what the pipeline adds is
+ *                 the distance between this and a Yatagarasu GET)
  *   raw-proxy     Bun.listen + a keep-alive Bun.connect pool, minimal HTTP/1.1, no checks at all
  *                 (the floor of any proxy written in JavaScript on Bun's sockets)
  *
@@ -12,8 +17,9 @@
  */
 import { cpuSeconds, type Fixture, makeFixture, type Nginx, requireTools, runWrk } from "./lib.ts";
 import { startOrigin, startPeer } from "./scenarios.ts";
+import { Http1Pool } from "../src/s3/http1/pool.ts";
 
-export const CEILING_MODES = ["serve-fixed", "serve-fetch", "raw-proxy"] as const;
+export const CEILING_MODES = ["serve-fixed", "serve-fetch", "serve-raw", "serve-pool", "raw-proxy"] as const;
 export type CeilingMode = (typeof CEILING_MODES)[number];
 
 const CRLF2 = Buffer.from("\r\n\r\n");
@@ -48,8 +54,8 @@ interface Up {
   onBody: ((head: string, chunk: Buffer, done: boolean) => void) | null;
 }
 
-/** No validation, no timeouts, no errors handled: a floor, not a proxy. */
-function rawProxy(originPort: number): number {
+/** A keep-alive Bun.connect pool to the origin. No validation, no timeouts, no errors handled. */
+function originPool(originPort: number): (path: string, onBody: Up["onBody"]) => Promise<void> {
   const idle: Bun.Socket<Up>[] = [];
   const connect = () =>
     Bun.connect<Up>({
@@ -87,6 +93,52 @@ function rawProxy(originPort: number): number {
         },
       },
     });
+  return async (path, onBody) => {
+    const up = idle.pop() ?? (await connect());
+    up.data.onBody = onBody;
+    up.write(`GET ${originPath(path)} HTTP/1.1\r\nhost: 127.0.0.1:${originPort}\r\n${SIGNED}\r\n`);
+  };
+}
+
+/** Bun.serve in front of the raw pool: one 1 KiB answer gathered, sent as bytes. A floor, not a proxy. */
+function serveRaw(originPort: number): number {
+  const get = originPool(originPort);
+  return Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch(req) {
+      const u = req.url;
+      return new Promise<Response>((resolve) => {
+        const parts: Buffer[] = [];
+        let status = 200;
+        void get(u.slice(u.indexOf("/", 8)), (head, chunk, done) => {
+          if (head) status = Number(head.slice(9, 12));
+          parts.push(chunk);
+          if (done) resolve(new Response(parts.length === 1 ? parts[0] : Buffer.concat(parts), { status, headers: { "content-type": "application/octet-stream" } }));
+        });
+      });
+    },
+  }).port!;
+}
+
+/** Bun.serve + the project's own HTTP/1.1 client, with a fixed pre-signed head. A floor, not a proxy. */
+function servePool(originPort: number): number {
+  const pool = new Http1Pool({ host: "127.0.0.1", port: originPort, hostHeader: `127.0.0.1:${originPort}` });
+  const headers: Record<string, string> = {};
+  for (const line of SIGNED.split("\r\n")) if (line) headers[line.slice(0, line.indexOf(":"))] = line.slice(line.indexOf(":") + 2);
+  return Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch(req) {
+      const u = req.url;
+      return pool.request("GET", originPath(u.slice(u.indexOf("/", 8))), headers, { timeoutMs: 10_000 });
+    },
+  }).port!;
+}
+
+/** Bun.listen in front of the raw pool, minimal HTTP/1.1. A floor, not a proxy. */
+function rawProxy(originPort: number): number {
+  const get = originPool(originPort);
   interface Client {
     buf: Buffer | null;
     busy: boolean;
@@ -100,8 +152,7 @@ function rawProxy(originPort: number): number {
     c.data.buf = b.length > e + 4 ? b.subarray(e + 4) : null;
     c.data.busy = true;
     const path = line.slice(line.indexOf(" ") + 1, line.lastIndexOf(" "));
-    const up = idle.pop() ?? (await connect());
-    up.data.onBody = (head, chunk, done) => {
+    await get(path, (head, chunk, done) => {
       const out = head
         ? Buffer.concat([Buffer.from(`HTTP/1.1 ${head.slice(9, 12)} OK\r\ncontent-type: application/octet-stream\r\ncontent-length: ${/\r\ncontent-length:\s*(\d+)/i.exec(head)?.[1] ?? 0}\r\n\r\n`, "latin1"), chunk])
         : chunk;
@@ -110,8 +161,7 @@ function rawProxy(originPort: number): number {
         c.data.busy = false;
         void next(c);
       }
-    };
-    up.write(`GET ${originPath(path)} HTTP/1.1\r\nhost: 127.0.0.1:${originPort}\r\n${SIGNED}\r\n`);
+    });
   };
   return Bun.listen<Client>({
     hostname: "127.0.0.1",
@@ -201,10 +251,12 @@ if (import.meta.main) {
   const [mode, port] = process.argv.slice(2);
   if (mode === undefined) process.exit(await standalone());
   const originPort = Number(port);
-  const bound = mode === "serve-fixed" ? serveFixed() : mode === "serve-fetch" ? serveFetch(originPort) : mode === "raw-proxy" ? rawProxy(originPort) : NaN;
+  const bound = mode === "serve-fixed" ? serveFixed() : mode === "serve-fetch" ? serveFetch(originPort) : mode === "serve-raw" ? serveRaw(originPort) : mode === "serve-pool" ? servePool(originPort) : mode === "raw-proxy" ? rawProxy(originPort) : NaN;
   if (!Number.isFinite(bound)) {
     console.error(`unknown mode ${mode}; one of ${CEILING_MODES.join(", ")}`);
     process.exit(2);
   }
+  // An orderly exit on SIGTERM, so `bun --cpu-prof` writes its profile.
+  process.on("SIGTERM", () => process.exit(0));
   console.log(JSON.stringify({ port: bound }));
 }

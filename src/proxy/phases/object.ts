@@ -40,10 +40,16 @@ export function serveObject(ctx: RequestContext): Response | Promise<Response> {
  * The upstream GET/HEAD with the client's range/validators. Resolves with S3's answer for any
  * status (see BucketUpstream.fetchObject). Handles If-Range as described above.
  */
-export async function getObject(ctx: RequestContext, method: ObjectMethod, forward: Record<string, string>, signal: AbortSignal): Promise<Response> {
+export function getObject(ctx: RequestContext, method: ObjectMethod, forward: Record<string, string>, signal: AbortSignal): Promise<Response> {
   const upstream = ctx.bucket!.upstream;
   const ifRange = forward["if-range"];
+  // Not async: the common request (no If-Range) returns the upstream's own promise, one less per request.
   if (ifRange === undefined) return upstream.fetchObject(method, ctx.key, forward, signal, ctx.timing);
+  return getObjectIfRange(ctx, method, forward, signal, ifRange);
+}
+
+async function getObjectIfRange(ctx: RequestContext, method: ObjectMethod, forward: Record<string, string>, signal: AbortSignal, ifRange: string): Promise<Response> {
+  const upstream = ctx.bucket!.upstream;
   delete forward["if-range"];
   if (forward.range === undefined) return upstream.fetchObject(method, ctx.key, forward, signal, ctx.timing);
   // A weak entity-tag can never match (strong comparison): the answer is the whole object.
@@ -105,8 +111,12 @@ function bodyBytes(res: Response, method: string): number {
 /** Statuses that are answers to an object request, not errors. */
 const ANSWERS = new Set([200, 206, 304]);
 
-/** Builds the client response from S3's (200/206/304; 412/416 and errors are thrown as ProxyError). */
-export async function respond(ctx: RequestContext, upstream: Response, method: ObjectMethod): Promise<Response> {
+/**
+ * Builds the client response from S3's (200/206/304; 412/416 and errors are thrown as ProxyError).
+ * Synchronous when the answer is ready (a Response, not a promise, from a `then` callback saves
+ * the promise adoption's extra ticks on every request); a body still to be read makes it async.
+ */
+export function respond(ctx: RequestContext, upstream: Response, method: ObjectMethod): Response | Promise<Response> {
   const status = upstream.status;
   if (!ANSWERS.has(status)) {
     if (status === 412 || status === 416) {
@@ -116,7 +126,9 @@ export async function respond(ctx: RequestContext, upstream: Response, method: O
       if (status === 416 && cr) headers["content-range"] = cr;
       throw new ProxyError(status === 412 ? "PreconditionFailed" : "RangeNotSatisfiable", { headers });
     }
-    throw await errorFromResponse(upstream, method);
+    return errorFromResponse(upstream, method).then((e) => {
+      throw e;
+    });
   }
   if (isOwnedBytes(upstream)) {
     // The own client's answer, body already read whole: answered as it is, headers filtered in place.
@@ -131,18 +143,20 @@ export async function respond(ctx: RequestContext, upstream: Response, method: O
   }
   const declared = upstream.headers.get("content-length");
   const length = declared === null ? -1 : Number(declared);
-  if (bufferUpstreamBody(length, ctx.rt.config.server.buffer_threshold_bytes)) {
-    // A known-size body keeps Content-Length under Bun.serve (a stream would lose it).
-    let body: ArrayBuffer;
-    try {
-      body = await upstream.arrayBuffer();
-    } catch (err) {
-      throw new ProxyError("BadGateway", { detail: "The upstream connection failed while sending the object", cause: err });
-    }
-    if (body.byteLength !== length) throw new ProxyError("BadGateway", { detail: "The upstream sent a body of another length than it announced" });
-    ctx.bytes = body.byteLength;
-    return new Response(body, { status, headers });
-  }
+  if (bufferUpstreamBody(length, ctx.rt.config.server.buffer_threshold_bytes)) return respondBuffered(ctx, upstream, status, headers, length);
   if (upstream.body === null) return new Response(null, { status, headers });
   return new Response(meteredBody(ctx, upstream.body, length), { status, headers });
+}
+
+/** A known-size body keeps Content-Length under Bun.serve (a stream would lose it): read it whole first. */
+async function respondBuffered(ctx: RequestContext, upstream: Response, status: number, headers: Headers, length: number): Promise<Response> {
+  let body: ArrayBuffer;
+  try {
+    body = await upstream.arrayBuffer();
+  } catch (err) {
+    throw new ProxyError("BadGateway", { detail: "The upstream connection failed while sending the object", cause: err });
+  }
+  if (body.byteLength !== length) throw new ProxyError("BadGateway", { detail: "The upstream sent a body of another length than it announced" });
+  ctx.bytes = body.byteLength;
+  return new Response(body, { status, headers });
 }
