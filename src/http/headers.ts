@@ -57,15 +57,22 @@ export function passResponseHeaders(upstream: Headers, out: Headers): Headers {
 }
 
 /**
- * Removes, in place, every header passResponseHeaders would not copy (a response the proxy owns,
- * see src/http/owned-response.ts). Names are gathered first: deleting while iterating skips entries.
+ * Removes, in place, every header `keep` refuses (a response the proxy owns, see
+ * src/http/owned-response.ts). Names are gathered first: deleting while iterating skips entries.
  */
-export function keepPassedResponseHeaders(h: Headers): void {
+export function keepHeaders(h: Headers, keep: (name: string) => boolean): void {
   let drop: string[] | undefined;
   h.forEach((_v, k) => {
-    if (!(isObjectHeader(k) || FRAMING_HEADERS.has(k))) (drop ??= []).push(k);
+    if (!keep(k)) (drop ??= []).push(k);
   });
   if (drop !== undefined) for (let i = 0; i < drop.length; i++) h.delete(drop[i]!);
+}
+
+const isPassedResponseHeader = (k: string) => isObjectHeader(k) || FRAMING_HEADERS.has(k);
+
+/** Leaves in place exactly what passResponseHeaders copies. */
+export function keepPassedResponseHeaders(h: Headers): void {
+  keepHeaders(h, isPassedResponseHeader);
 }
 
 /** The object's own headers of an upstream response (lower-case names), as the cache stores them. */

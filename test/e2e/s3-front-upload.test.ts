@@ -108,6 +108,29 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
     );
 
     test(
+      "a small PutObject and a DeleteObject answer with no body, our request id and the ETag, never the upstream's own headers",
+      async () => {
+        const body = bytesOf(1024, 7);
+        const r = await signedFetch(env, { method: "PUT", path: "/up/plain/small-answer.bin", body });
+        const text = await r.text();
+        expect(r.status).toBe(200);
+        expect(text).toBe("");
+        expect(r.headers.get("etag")).toBe(`"${new Bun.CryptoHasher("md5").update(body).digest("hex")}"`);
+        expect(r.headers.get("x-amz-request-id")).toBe(r.headers.get("x-request-id"));
+        expect(r.headers.get("x-amz-request-id")).toMatch(/^[0-9a-f-]{36}$/);
+        expect(r.headers.get("x-amz-id-2")).toBeNull();
+        expect(r.headers.get("last-modified")).toBeNull(); // the upstream's, for the PUT: not relayed
+        const d = await signedFetch(env, { method: "DELETE", path: "/up/plain/small-answer.bin" });
+        expect(await d.text()).toBe("");
+        expect(d.status).toBe(204);
+        expect(d.headers.get("x-amz-request-id")).toBe(d.headers.get("x-request-id"));
+        expect(d.headers.get("x-amz-id-2")).toBeNull();
+        expect(await env.s3.exists("up", "plain/small-answer.bin")).toBe(false);
+      },
+      T,
+    );
+
+    test(
       "hex SHA-256: verified on the way and forwarded as the signed payload hash",
       async () => {
         const body = bytesOf(70_000, 2);

@@ -8,6 +8,8 @@
  * An upstream that refuses the proxy's own credentials (SignatureDoesNotMatch, InvalidAccessKeyId,
  * ExpiredToken...) is an operator problem, not the client's: it becomes AccessDenied, as on reads.
  */
+import { keepHeaders } from "../../http/headers.ts";
+import { isOwnedBytes } from "../../http/owned-response.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import { s3Error, S3_ERRORS, type S3Error, type S3ErrorCode } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
@@ -44,8 +46,21 @@ export function relayedHeaders(ctx: RequestContext, res: Response | undefined): 
   return h;
 }
 
+const isPassed = (name: string) => PASSED.has(name);
+
 /** An answer without a body (PUT, UploadPart, DELETE, Abort). */
 export function emptyAnswer(ctx: RequestContext, res: Response, status = res.status): Response {
+  if (status === res.status && isOwnedBytes(res)) {
+    // The own client's bodiless answer (an owned one with a body has its Content-Length): sent as
+    // it is, headers filtered in place, instead of a second Headers and Response per write.
+    const h = res.headers;
+    const length = h.get("content-length");
+    if (length === null || length === "0") {
+      keepHeaders(h, isPassed);
+      h.set("x-amz-request-id", ctx.id);
+      return res;
+    }
+  }
   res.body?.cancel().catch(() => {});
   return new Response(null, { status, headers: relayedHeaders(ctx, res) });
 }
