@@ -319,7 +319,8 @@ export class BucketUpstream {
     }
   }
 
-  private async sendOnce(req: SendRequest, extra: Record<string, string>, body: Uint8Array | ReadableStream<Uint8Array> | null, payloadHash: string | undefined, span?: Span): Promise<Response> {
+  /** One attempt. Not async: the pool's promise is returned as it is (retrying() awaits it and catches a synchronous throw). */
+  private sendOnce(req: SendRequest, extra: Record<string, string>, body: Uint8Array | ReadableStream<Uint8Array> | null, payloadHash: string | undefined, span?: Span): Promise<Response> {
     const method = req.method;
     const rawPath = req.key === "" ? this.bucketPath || "/" : `${this.bucketPath}/${req.key}`;
     const query = req.query && req.query.length > 0 ? (req.query as Array<[string, string]>) : undefined;

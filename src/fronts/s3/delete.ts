@@ -32,7 +32,8 @@ export async function deleteObjectOp(ctx: RequestContext): Promise<Response> {
   const upstream = writeUpstream(ctx);
   const res = await deleteObject(upstream, { key: ctx.key }, callOf(ctx));
   if (res.status !== 204 && res.status !== 200) return relayError(res, upstream.bucket);
-  await purgeKey(ctx, ctx.key);
+  const purged = purgeKey(ctx, ctx.key);
+  if (purged !== undefined) await purged;
   return emptyAnswer(ctx, res, 204);
 }
 

@@ -30,7 +30,8 @@ export async function putObjectOp(ctx: RequestContext): Promise<Response> {
   const key = ctx.key;
   const res = await sendBody(ctx, body, (call) => putObject(upstream, { key, headers: ctx.req.headers, ...body.args }, call));
   if (!res.ok) return relayError(res, upstream.bucket);
-  await purgeKey(ctx, key);
+  const purged = purgeKey(ctx, key);
+  if (purged !== undefined) await purged;
   return emptyAnswer(ctx, res, 200);
 }
 

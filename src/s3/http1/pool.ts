@@ -104,7 +104,14 @@ export class Http1Pool {
       if (opts.contentLength !== undefined && opts.contentLength !== body.byteLength) return Promise.reject(new Error("the content length does not match the body's size"));
       const h = buildRequestHead(method, path, this.hostHeader, headers, body.byteLength);
       // Head and body in one write: one syscall for the small XML bodies S3 calls carry.
-      head = h instanceof Error ? h : Buffer.concat([Buffer.from(h), body]);
+      if (h instanceof Error) head = h;
+      else {
+        const n = Buffer.byteLength(h);
+        const both = Buffer.allocUnsafe(n + body.byteLength);
+        both.write(h, 0);
+        both.set(body, n);
+        head = both;
+      }
     } else {
       if (!isValidContentLength(opts.contentLength)) return Promise.reject(new Error("a streamed request body needs its exact length"));
       head = buildRequestHead(method, path, this.hostHeader, headers, opts.contentLength);
