@@ -10,7 +10,7 @@ import { cpuSeconds, makeFixture, requireTools, runWrk } from "./lib.ts";
 import { atsInstalled } from "./ats.ts";
 import { startOrigin, startSetup } from "./scenarios.ts";
 
-const FLOORS = ["serve-fixed", "serve-raw", "serve-pool"];
+const FLOORS = ["serve-fixed", "serve-raw", "serve-pool", "raw-proxy"];
 const IDS = ["ats_signed", "yata_signed", "yata_jwt_signed", "ats_cached", "yata_cached", "nginx_proxy_cache"];
 
 requireTools();
