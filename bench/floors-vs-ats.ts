@@ -1,5 +1,5 @@
 /**
- * The runtime's floors (bench/ceiling.ts) in the same run as Apache Traffic Server + s3_auth,
+ * The runtime's floors (bench/ceiling.ts: serve-fixed, serve-raw, serve-pool, raw-proxy) in the same run as Apache Traffic Server + s3_auth,
  * Yatagarasu and nginx proxy_cache (issue 14): how far the targets are from what Bun.serve allows
  * at all. Interleaved rounds (the order alternates), wrk with 64 connections, 1 KiB, medians; req/s
  * as a multiple of ATS's signed GET and of ATS's cache hit, and CPU µs per request.
