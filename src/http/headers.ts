@@ -48,10 +48,13 @@ export function forwardRequestHeaders(h: Headers): Record<string, string> {
   return out;
 }
 
+/** The upstream response headers a client gets: the object's own headers and the framing. */
+const isPassedResponseHeader = (k: string) => isObjectHeader(k) || FRAMING_HEADERS.has(k);
+
 /** Copies the allowed upstream response headers into `out`. (forEach, not for-of: no [name, value] array per header.) */
 export function passResponseHeaders(upstream: Headers, out: Headers): Headers {
   upstream.forEach((v, k) => {
-    if (isObjectHeader(k) || FRAMING_HEADERS.has(k)) out.set(k, v);
+    if (isPassedResponseHeader(k)) out.set(k, v);
   });
   return out;
 }
@@ -67,8 +70,6 @@ export function keepHeaders(h: Headers, keep: (name: string) => boolean): void {
   });
   if (drop !== undefined) for (let i = 0; i < drop.length; i++) h.delete(drop[i]!);
 }
-
-const isPassedResponseHeader = (k: string) => isObjectHeader(k) || FRAMING_HEADERS.has(k);
 
 /** Leaves in place exactly what passResponseHeaders copies. */
 export function keepPassedResponseHeaders(h: Headers): void {

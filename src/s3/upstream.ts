@@ -184,20 +184,24 @@ export class BucketUpstream {
     const max = maxAttempts ?? this.retry.max_attempts;
     // Without a breaker there is nothing to release: no async layer of its own (one promise less per request).
     if (this.breaker === undefined) return this.attempts(method, key, forward, signal, timing, max);
-    return this.guarded(this.breaker, method, key, forward, signal, timing, max);
+    return this.guarded(this.breaker, signal, () => this.attempts(method, key, forward, signal, timing, max));
   }
 
-  private async guarded(breaker: CircuitBreaker, method: "GET" | "HEAD", key: string, forward: Record<string, string>, signal: AbortSignal, timing: UpstreamTiming, max: number): Promise<Response> {
+  /**
+   * `run` (reads or send()'s attempts) through the circuit breaker: refused with CircuitOpen while
+   * it is open, and counted as a success or a failure of the upstream. The client's abort, a failed
+   * request body, and answers below 500 (SlowDown aside) are not upstream failures.
+   */
+  private async guarded(breaker: CircuitBreaker, signal: AbortSignal, run: () => Promise<Response>): Promise<Response> {
     const admission = breaker.tryAcquire();
     if (!admission.ok) throw new ProxyError("CircuitOpen", { headers: { "retry-after": String(admission.retryAfterSeconds) } });
     let success = false;
     try {
-      const res = await this.attempts(method, key, forward, signal, timing, max);
+      const res = await run();
       success = res.status < 500;
       return res;
     } catch (err) {
-      // Client-side aborts and 4xx mapped errors are not upstream failures.
-      success = signal.aborted || (err instanceof ProxyError && err.status < 500 && err.code !== "SlowDown");
+      success = signal.aborted || err instanceof RequestBodyError || (err instanceof ProxyError && err.status < 500 && err.code !== "SlowDown");
       throw err;
     } finally {
       admission.release(success);
@@ -297,26 +301,9 @@ export class BucketUpstream {
    */
   async send(req: SendRequest): Promise<Response> {
     const { body, streamed, payloadHash, headers } = prepareSend(req);
-    const signal = req.signal;
-    let admission: { release(success: boolean): void } | undefined;
-    if (this.breaker) {
-      const a = this.breaker.tryAcquire();
-      if (!a.ok) throw new ProxyError("CircuitOpen", { headers: { "retry-after": String(a.retryAfterSeconds) } });
-      admission = a;
-    }
     const max = streamed ? 1 : (req.maxAttempts ?? this.retry.max_attempts);
-    let success = false;
-    try {
-      const res = await this.retrying(req.method, req.key, req.timing, signal, max, (span) => this.sendOnce(req, headers, body, payloadHash, span), (err) => err instanceof RequestBodyError);
-      success = res.status < 500;
-      return res;
-    } catch (err) {
-      // The client's abort and a failed request body are not upstream failures.
-      success = signal.aborted || err instanceof RequestBodyError || (err instanceof ProxyError && err.status < 500 && err.code !== "SlowDown");
-      throw err;
-    } finally {
-      admission?.release(success);
-    }
+    const run = () => this.retrying(req.method, req.key, req.timing, req.signal, max, (span) => this.sendOnce(req, headers, body, payloadHash, span), (err) => err instanceof RequestBodyError);
+    return this.breaker === undefined ? run() : this.guarded(this.breaker, req.signal, run);
   }
 
   /** One attempt. Not async: the pool's promise is returned as it is (retrying() awaits it and catches a synchronous throw). */

@@ -39,14 +39,14 @@ const PASSED = new Set([
 /** Codes that mean the upstream refused the proxy's credentials. */
 const CREDENTIAL_CODES = new Set(["SignatureDoesNotMatch", "InvalidAccessKeyId", "ExpiredToken", "InvalidToken", "RequestTimeTooSkewed", "AuthorizationHeaderMalformed", "AuthorizationQueryParametersError", "TokenRefreshRequired"]);
 
+const isPassed = (name: string) => PASSED.has(name);
+
 export function relayedHeaders(ctx: RequestContext, res: Response | undefined): Headers {
   const h = new Headers({ "x-amz-request-id": ctx.id });
   // One pass over the upstream's few headers (cheaper than a lookup per name on every PUT).
-  if (res !== undefined) res.headers.forEach((v, name) => PASSED.has(name) && h.set(name, v));
+  if (res !== undefined) res.headers.forEach((v, name) => isPassed(name) && h.set(name, v));
   return h;
 }
-
-const isPassed = (name: string) => PASSED.has(name);
 
 /** An answer without a body (PUT, UploadPart, DELETE, Abort). */
 export function emptyAnswer(ctx: RequestContext, res: Response, status = res.status): Response {
