@@ -16,6 +16,7 @@ import type { App } from "./app.ts";
 import type { Config } from "./config/load.ts";
 import { createMainHandler } from "./fronts/index.ts";
 import type { Handler } from "./proxy/runner.ts";
+import { markJsBody } from "./http/framed-body.ts";
 import { rawSegmentPatterns, rawTargetFor } from "./http/raw-target.ts";
 import { resolveConfigPath } from "./config/validate.ts";
 import { writeNodeResponse } from "./server/node-response.ts";
@@ -94,6 +95,7 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
       // A body only where the method may have one (the S3 front's STS form; uploads), streamed.
       const body = req.method === "GET" || req.method === "HEAD" ? undefined : (Readable.toWeb(req) as ReadableStream<Uint8Array>);
       request = new Request(`http://localhost${req.url}`, { method: req.method, headers, signal: abort.signal, body, duplex: "half" } as RequestInit);
+      if (body !== undefined) markJsBody(request);
     } catch {
       res.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify({ error: "BadRequest", message: "The request is malformed" }));
       return;

@@ -29,6 +29,7 @@
  * A successful write purges the key from every cache layer (memory, disk, Redis and, through
  * Redis, every other replica's layers) before it is answered.
  */
+import { framedRequestBody } from "../http/framed-body.ts";
 import { describeRule, firstFailedRule, type Claims } from "../auth/rules.ts";
 import { ProxyError } from "../errors.ts";
 import type { RequestContext, S3Action } from "../proxy/context.ts";
@@ -102,7 +103,8 @@ async function purge(ctx: RequestContext): Promise<void> {
 export async function servePut(ctx: RequestContext): Promise<Response> {
   const req = ctx.req;
   const length = uploadLength(ctx);
-  const body = length === 0 || req.body === null ? { body: new Uint8Array(0) } : { body: req.body, contentLength: length };
+  const source = length === 0 ? null : framedRequestBody(req, length);
+  const body = source === null ? { body: new Uint8Array(0) } : { body: source, contentLength: length };
   let res: Response;
   ctx.uploading = true;
   try {

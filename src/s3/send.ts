@@ -9,6 +9,9 @@
  *   byte, or runs longer than the header says, reaches the server as a complete request first.
  *   Hence the guard (guardedBodyStream): exact length, last byte held back until the source ends.
  * - the own HTTP/1.1 client (src/s3/http1/): Content-Length from the pool, the same guard.
+ * - a request's own body, framed by its Content-Length (src/http/framed-body.ts): fetch takes it
+ *   natively (fetchFramed), whichever client the bucket uses otherwise. It cannot run long or end
+ *   short without failing, so it needs no guard.
  */
 import { guardedBodyStream, isValidContentLength, type GuardedBody, UpstreamTimeoutError } from "./http1/index.ts";
 import { isSignablePayloadHash, sha256Hex, UNSIGNED_PAYLOAD } from "./sigv4.ts";
@@ -95,6 +98,35 @@ export function prepareSend(req: SendRequest): PreparedSend {
 }
 
 const EMPTY_BODY = new Uint8Array(0);
+
+/**
+ * One request whose body is a framed request body (src/http/framed-body.ts), handed to fetch as it
+ * is: Bun pipes it without JavaScript per chunk. No chunk is seen here, so s3.timeout is fetch's
+ * socket idle timer: no byte sent or received for that long (the upstream not reading, the client
+ * not sending, no response head after the body) fails the request. S3 itself ends an upload idle
+ * for ~20 s (RequestTimeout). Bun 1.4.5 checks that timer in 4 s ticks: it fires 4-8 s late.
+ * Throws UpstreamTimeoutError for it; the client's abort reason when the client left (the body
+ * failed with it, and fetch cut the upstream request short).
+ */
+export async function fetchFramed(
+  fetchImpl: typeof fetch,
+  method: UpstreamMethod,
+  url: string,
+  headers: Record<string, string>,
+  body: ReadableStream<Uint8Array>,
+  contentLength: number,
+  clientSignal: AbortSignal,
+  timeoutMs: number,
+): Promise<Response> {
+  headers["content-length"] = String(contentLength);
+  try {
+    return await fetchImpl(url, { method, headers, body, signal: clientSignal, decompress: false, redirect: "manual", duplex: "half", timeout: timeoutMs } as RequestInit);
+  } catch (err) {
+    if (clientSignal.aborted) throw clientSignal.reason;
+    if ((err as Error)?.name === "TimeoutError") throw new UpstreamTimeoutError("upstream took no bytes or sent no response head in time");
+    throw err;
+  }
+}
 
 /**
  * One request over fetch. Throws UpstreamTimeoutError when the response head does not come within

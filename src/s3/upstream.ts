@@ -18,7 +18,8 @@ import { endClient, startAttempt } from "../observe/trace/client.ts";
 import type { Span } from "../observe/trace/span.ts";
 import { type Http1Pool, UpstreamConnectTimeoutError, UpstreamPools, UpstreamTimeoutError } from "./http1/index.ts";
 import { RequestBodyError } from "./http1/index.ts";
-import { fetchWithBody, prepareSend, type SendRequest } from "./send.ts";
+import { isFramedBody } from "../http/framed-body.ts";
+import { fetchFramed, fetchWithBody, prepareSend, type SendRequest } from "./send.ts";
 import { canonicalQuery, encodeS3Path, S3Signer } from "./sigv4.ts";
 
 export { RequestBodyError } from "./http1/index.ts";
@@ -329,6 +330,7 @@ export class BucketUpstream {
     const contentLength = body === null ? undefined : body instanceof Uint8Array ? body.byteLength : req.contentLength!;
     const clientSignal = req.signal;
     // The pool's UpstreamTimeoutError is converted by retrying().
+    if (body instanceof ReadableStream && isFramedBody(body, contentLength!)) return fetchFramed(this.fetchImpl, method, this.origin + target, headers, body, contentLength!, clientSignal, this.timeoutMs);
     if (this.pool) return this.pool.request(method, target, headers, { timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, signal: clientSignal, body, contentLength });
     return fetchWithBody(this.fetchImpl, method, this.origin + target, headers, body, contentLength, clientSignal, this.timeoutMs);
   }

@@ -27,6 +27,7 @@
  * the payload may not exceed `maxBytes` (EntityTooLarge).
  */
 import { decodeAwsChunked, encodeAwsChunkedUnsignedTrailer, isPayloadError, type ChunkSigningContext, type PayloadError, type StreamingMode } from "../../s3/aws-chunked.ts";
+import { framedRequestBody } from "../../http/framed-body.ts";
 import { algorithmFromHeaderName } from "../../s3/checksum.ts";
 import { expectationsFromHeaders, PayloadVerifier, verifyPayloadStream, type PayloadExpectations } from "../../s3/checksum/verify.ts";
 import type { UploadBodyArgs } from "../../s3/operations/index.ts";
@@ -132,9 +133,10 @@ export function prepareUploadBody(req: Request, payload: PayloadInfo, maxBytes: 
     // making the request's ReadableStream first costs a 1 KiB PUT ~4 us (Bun.serve floor, 6 rounds).
     // A missing or short body is IncompleteBody there, as below.
     if (opts.small === true && length <= SMALL_BODY_BYTES) return { args: { body: EMPTY, contentLength: length, payloadHash }, length, finished: undefined, readWhole: exp };
-    const source = req.body;
-    if (source === null && length > 0) return fail(s3Error("IncompleteBody"));
     const needsCheck = exp.sha256Hex !== undefined || exp.contentMd5 !== undefined || exp.checksum !== undefined;
+    // Nothing to check on the way: the body may go upstream natively (src/http/framed-body.ts).
+    const source = needsCheck ? req.body : framedRequestBody(req, length);
+    if (source === null && length > 0) return fail(s3Error("IncompleteBody"));
     if (source === null) return { args: { body: new Uint8Array(0), payloadHash }, length: 0, finished: undefined };
     if (!needsCheck) return { args: { body: source, contentLength: length, payloadHash }, length, finished: undefined };
     const checked = verifyPayloadStream(source, exp);

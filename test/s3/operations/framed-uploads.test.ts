@@ -1,0 +1,192 @@
+/**
+ * A client's own request body, framed by its Content-Length (src/http/framed-body.ts), goes
+ * upstream through fetch natively, whichever client the bucket uses otherwise. Here a Bun.serve
+ * front (as the listeners are) hands `framedRequestBody(req)` to putObject on a bucket whose
+ * requests otherwise use the own HTTP/1.1 pool, against the S3 fixture and a raw upstream:
+ * the body is stored byte-exact with its exact length, a client that leaves mid-body leaves no
+ * object, an upstream that stops reading or never answers is a timeout, and only a body that is
+ * framed (Content-Length, no Transfer-Encoding, not the node engine's) is marked.
+ */
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
+import net from "node:net";
+import type { BucketConfig } from "../../../src/config/schema.ts";
+import { framedRequestBody, isFramedBody, markJsBody } from "../../../src/http/framed-body.ts";
+import { UpstreamPools } from "../../../src/s3/http1/index.ts";
+import { putObject } from "../../../src/s3/operations/index.ts";
+import { BucketUpstream } from "../../../src/s3/upstream.ts";
+import { startS3Fixture, type S3Fixture } from "../../fixtures/s3.ts";
+import { waitFor } from "../../helpers/wait.ts";
+import { ctx, patternBytes, rawServer, sha256 } from "./helpers.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
+
+const WRITER = { accessKeyId: "AKIAFRAMEDUPLOADS001", secretAccessKey: "framed-uploads-secret-000000000000000000", buckets: ["fr"], write: true };
+const MiB = 1024 * 1024;
+
+let fx: S3Fixture;
+beforeAll(async () => {
+  fx = await startS3Fixture({ buckets: [{ name: "fr" }], credentials: [WRITER] });
+});
+afterAll(() => fx?.stop());
+
+/** A bucket on the own HTTP/1.1 pool (http endpoint, client auto), with fetch calls recorded. */
+function upstreamOf(endpoint: string, timeoutSeconds = 10) {
+  const calls: Array<{ body: unknown; headers: Record<string, string>; timeout: unknown }> = [];
+  const spy = ((url: string, init: RequestInit & { timeout?: unknown }) => {
+    calls.push({ body: init.body, headers: { ...(init.headers as Record<string, string>) }, timeout: init.timeout });
+    return fetch(url, init);
+  }) as typeof fetch;
+  const cfg = {
+    name: "framed",
+    path_prefix: "/p",
+    s3: { bucket: "fr", region: "us-east-1", endpoint, access_key: WRITER.accessKeyId, secret_key: WRITER.secretAccessKey, timeout: timeoutSeconds, connect_timeout: 5, retry: { max_attempts: 3, initial_backoff_ms: 0, max_backoff_ms: 0 } },
+  } as unknown as BucketConfig;
+  const pools = new UpstreamPools();
+  const upstream = new BucketUpstream(cfg, { client: "auto", pools, fetch: spy });
+  if (upstream.pool === undefined) throw new Error("expected the own pool");
+  return { upstream, calls, [Symbol.dispose]: () => pools.close() };
+}
+
+/** A front that PUTs each request's framed body to `key` (the path) and answers the outcome. */
+function front(upstream: BucketUpstream) {
+  const outcomes: Array<{ key: string; status?: number; error?: string; framed: boolean }> = [];
+  const server = Bun.serve({
+    port: 0,
+    maxRequestBodySize: 64 * MiB,
+    async fetch(req) {
+      const key = new URL(req.url).pathname.slice(1);
+      const length = Number(req.headers.get("content-length") ?? 0);
+      const body = framedRequestBody(req, length)!;
+      const framed = isFramedBody(body, length);
+      try {
+        const res = await putObject(upstream, { key, body, contentLength: length }, ctx(req.signal));
+        await res.arrayBuffer();
+        outcomes.push({ key, status: res.status, framed });
+        return new Response(null, { status: res.status });
+      } catch (err) {
+        outcomes.push({ key, error: (err as Error).name, framed });
+        return new Response(null, { status: 599 });
+      }
+    },
+  });
+  return { url: (key: string) => `http://127.0.0.1:${server.port}/${key}`, port: server.port!, outcomes, [Symbol.dispose]: () => server.stop(true) };
+}
+
+/** Sends a PUT head announcing `length` and `send` body bytes, then closes (fully, or only its write side). */
+function partialPut(port: number, key: string, length: number, send: number, close: "destroy" | "end"): Promise<void> {
+  return new Promise((resolve) => {
+    const c = net.connect(port, "127.0.0.1", () => {
+      c.write(`PUT /${key} HTTP/1.1\r\nhost: x\r\ncontent-length: ${length}\r\n\r\n`);
+      c.write(patternBytes(send), () => {
+        if (close === "destroy") c.destroy();
+        else c.end();
+        resolve();
+      });
+    });
+    c.on("error", () => {});
+  });
+}
+
+const bodyState = (key: string) => fx.waitForRequest((e) => e.method === "PUT" && e.pathname === `/fr/${key}` && (e.body === "complete" || e.body === "aborted" || e.body === "rejected"), 15_000);
+
+describe("framed request bodies go upstream through fetch natively", () => {
+  test("a 20 MiB PUT: handed to fetch as the same stream with its exact length and s3.timeout as the idle timer; stored byte-exact", async () => {
+    using up = upstreamOf(fx.endpoint, 7);
+    using fr = front(up.upstream);
+    const body = patternBytes(20 * MiB + 3);
+    const res = await fetch(fr.url("big.bin"), { method: "PUT", body });
+    expect(res.status).toBe(200);
+    expect(fr.outcomes).toEqual([{ key: "big.bin", status: 200, framed: true }]);
+    expect(up.calls).toHaveLength(1);
+    expect(up.calls[0]!.body).toBeInstanceOf(ReadableStream);
+    expect(up.calls[0]!.headers["content-length"]).toBe(String(body.byteLength));
+    expect(up.calls[0]!.timeout).toBe(7000);
+    const seen = await bodyState("big.bin");
+    expect(seen.body).toBe("complete");
+    expect(seen.headers["transfer-encoding"]).toBeUndefined();
+    expect(sha256((await fx.read("fr", "big.bin"))!)).toBe(sha256(body));
+  });
+
+  test("a stream that is not the request's own body still goes through the own pool", async () => {
+    using up = upstreamOf(fx.endpoint);
+    const bytes = patternBytes(MiB);
+    const stream = new Response(bytes).body!;
+    const res = await putObject(up.upstream, { key: "pool.bin", body: stream, contentLength: MiB }, ctx());
+    expect(res.status).toBe(200);
+    expect(up.calls).toHaveLength(0);
+    expect(sha256((await fx.read("fr", "pool.bin"))!)).toBe(sha256(bytes));
+  });
+
+  for (const close of ["destroy", "end"] as const) {
+    test(`a client that ${close === "destroy" ? "disconnects" : "half-closes"} mid-body: the upstream request is cut short, no object`, async () => {
+      using up = upstreamOf(fx.endpoint);
+      using fr = front(up.upstream);
+      const key = `left-${close}.bin`;
+      await partialPut(fr.port, key, 8 * MiB, 3 * MiB, close);
+      expect((await bodyState(key)).body).toBe("aborted");
+      await waitFor(() => fr.outcomes.length === 1);
+      expect(fr.outcomes[0]!.framed).toBe(true);
+      expect(fr.outcomes[0]!.error).toBeDefined();
+      expect(await fx.exists("fr", key)).toBe(false);
+    });
+  }
+
+  test("an upstream that stops reading mid-body, and one that never answers, time out (Bun checks the idle timer in 4 s ticks)", async () => {
+    // Reads the head, then never reads again: the body backs up into the proxy, then the client.
+    const stalled = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data(s) { s.pause(); }, error() {} } });
+    using never = rawServer({ respond: () => "" });
+    try {
+      const one = async (name: string, port: number, size: number) => {
+        using up = upstreamOf(`http://127.0.0.1:${port}`, 1);
+        using fr = front(up.upstream);
+        const started = performance.now();
+        const res = await fetch(fr.url(`${name}.bin`), { method: "PUT", body: patternBytes(size) }).catch((e: Error) => e);
+        const elapsed = performance.now() - started;
+        expect(fr.outcomes).toEqual([{ key: `${name}.bin`, error: "ProxyError", framed: true }]);
+        if (res instanceof Response) expect(res.status).toBe(599);
+        expect(elapsed).toBeLessThan(15_000);
+      };
+      await Promise.all([one("stalled", stalled.port, 32 * MiB), one("silent", never.port, MiB)]);
+      expect(never.requests()[0]!.bodyBytes).toBe(MiB);
+    } finally {
+      stalled.stop(true);
+    }
+  }, 40_000);
+});
+
+describe("which bodies are framed", () => {
+  async function markOf(init: { head: string; body: Uint8Array; length: number; js?: boolean; read?: boolean }): Promise<boolean> {
+    let framed: boolean | undefined;
+    using server = Bun.serve({
+      port: 0,
+      async fetch(req) {
+        if (init.js) markJsBody(req);
+        const body = framedRequestBody(req, init.length);
+        if (init.read && body !== null) body.getReader();
+        framed = body !== null && isFramedBody(body, init.length);
+        return new Response("ok");
+      },
+    });
+    await new Promise<void>((resolve) => {
+      const c = net.connect(server.port!, "127.0.0.1", () => c.write(`PUT / HTTP/1.1\r\nhost: x\r\n${init.head}\r\n`, () => c.write(init.body)));
+      c.on("data", () => {
+        c.destroy();
+        resolve();
+      });
+      c.on("error", () => resolve());
+    });
+    if (framed === undefined) throw new Error("the handler did not run");
+    return framed;
+  }
+
+  test("Content-Length without Transfer-Encoding is framed; chunked, a length that differs, the node engine's and a locked body are not", async () => {
+    const bytes = patternBytes(1000);
+    const chunked = Buffer.concat([Buffer.from("3e8\r\n"), bytes, Buffer.from("\r\n0\r\n\r\n")]);
+    expect(await markOf({ head: "content-length: 1000\r\n", body: bytes, length: 1000 })).toBe(true);
+    expect(await markOf({ head: "content-length: 1000\r\n", body: bytes, length: 999 })).toBe(false);
+    expect(await markOf({ head: "transfer-encoding: chunked\r\n", body: chunked, length: 1000 })).toBe(false);
+    expect(await markOf({ head: "content-length: 1000\r\n", body: bytes, length: 1000, js: true })).toBe(false);
+    expect(await markOf({ head: "content-length: 1000\r\n", body: bytes, length: 1000, read: true })).toBe(false);
+  });
+});
