@@ -36,6 +36,9 @@ const MD5_B64 = /^[A-Za-z0-9+/]{22}==$/;
 
 type HeaderSource = Headers | Record<string, string | undefined>;
 
+/** Each algorithm with its value header's name, built once (every upload looks each one up). */
+const CHECKSUM_HEADERS = CHECKSUM_ALGORITHMS.map((algorithm) => [algorithm, checksumHeaderName(algorithm)] as const);
+
 function headerGetter(h: HeaderSource): (name: string) => string | undefined {
   if (h instanceof Headers) return (n) => h.get(n) ?? undefined;
   const lower: Record<string, string | undefined> = {};
@@ -68,8 +71,7 @@ export function expectationsFromHeaders(headers: HeaderSource): PayloadExpectati
     exp.contentMd5 = md5;
   }
 
-  for (const algorithm of CHECKSUM_ALGORITHMS) {
-    const name = checksumHeaderName(algorithm);
+  for (const [algorithm, name] of CHECKSUM_HEADERS) {
     const value = get(name)?.trim();
     if (value === undefined) continue;
     if (exp.checksum) {

@@ -40,6 +40,8 @@ export class Exchange implements BodyOwner, ChunkedSink {
   connectStarted = 0;
   /** Unwritten tail of the request after a partial write. */
   pending: Uint8Array | null = null;
+  /** A bytes request body, written in one write with the head (replayable on a fresh socket). */
+  requestBody: Uint8Array | null = null;
   /** Pumps a streamed request body (null without one, or with a bytes body sent with the head). */
   writer: StreamBodyWriter | null = null;
   /** When the response-head timeout starts: at `started`, or once a streamed body is all sent. */
@@ -59,8 +61,8 @@ export class Exchange implements BodyOwner, ChunkedSink {
   constructor(
     readonly pool: Http1Pool,
     readonly isHead: boolean,
-    /** The head, or head and bytes body in one buffer. */
-    readonly requestHead: string | Uint8Array,
+    /** The request head (a bytes body is `requestBody`, written with it). */
+    readonly requestHead: string,
     readonly timeoutMs: number,
     readonly connectTimeoutMs: number,
     readonly signal: AbortSignal | undefined,

@@ -51,6 +51,10 @@ export interface Http1PoolOptions {
 
 function noop(): void {}
 
+/** sendWithBody's scratch buffer: allocated at this size, grown up to SCRATCH_MAX (larger requests get their own). */
+const SCRATCH_MIN = 16 * 1024;
+const SCRATCH_MAX = 128 * 1024;
+
 export class Http1Pool {
   readonly host: string;
   readonly port: number;
@@ -66,6 +70,8 @@ export class Http1Pool {
   private closedPool = false;
   /** Retired: serves what still comes, but keeps no idle socket. */
   private retired = false;
+  /** Where sendWithBody composes head + body (grown on demand up to SCRATCH_MAX). */
+  private scratch: Buffer | null = null;
   private readonly boundSweep = () => this.sweep();
   private readonly boundReap = () => this.reapIdle(performance.now());
 
@@ -95,23 +101,16 @@ export class Http1Pool {
     if (signal !== undefined && signal.aborted) return Promise.reject(signal.reason);
     if (this.closedPool) return Promise.reject(new Error("upstream connection pool is closed"));
     const body = opts.body ?? null;
-    let head: string | Uint8Array | Error;
+    let head: string | Error;
     let writer: StreamBodyWriter | null = null;
+    let bytesBody: Uint8Array | null = null;
     if (body === null) {
       if (opts.contentLength !== undefined && opts.contentLength !== 0) return Promise.reject(new Error("a content length was given without a body"));
       head = buildRequestHead(method, path, this.hostHeader, headers, opts.contentLength);
     } else if (body instanceof Uint8Array) {
       if (opts.contentLength !== undefined && opts.contentLength !== body.byteLength) return Promise.reject(new Error("the content length does not match the body's size"));
-      const h = buildRequestHead(method, path, this.hostHeader, headers, body.byteLength);
-      // Head and body in one write: one syscall for the small XML bodies S3 calls carry.
-      if (h instanceof Error) head = h;
-      else {
-        const n = Buffer.byteLength(h);
-        const both = Buffer.allocUnsafe(n + body.byteLength);
-        both.write(h, 0);
-        both.set(body, n);
-        head = both;
-      }
+      head = buildRequestHead(method, path, this.hostHeader, headers, body.byteLength);
+      bytesBody = body;
     } else {
       if (!isValidContentLength(opts.contentLength)) return Promise.reject(new Error("a streamed request body needs its exact length"));
       head = buildRequestHead(method, path, this.hostHeader, headers, opts.contentLength);
@@ -124,6 +123,7 @@ export class Http1Pool {
     return new Promise<Response>((resolve, reject) => {
       const req = new Exchange(this, method === "HEAD", head, timeoutMs, connectTimeoutMs, signal, started, resolve, reject);
       req.writer = writer;
+      req.requestBody = bytesBody;
       this.inflight.add(req);
       if (this.sweepTimer === null) {
         this.sweepTimer = setInterval(this.boundSweep, this.sweepIntervalMs);
@@ -194,6 +194,7 @@ export class Http1Pool {
   send(conn: Conn, req: Exchange): void {
     const socket = conn.socket!;
     const head = req.requestHead;
+    if (req.requestBody !== null) return this.sendWithBody(conn, req, head, req.requestBody);
     const n = socket.write(head);
     if (n < 0) {
       // The pooled socket was already closed by the peer.
@@ -201,13 +202,36 @@ export class Http1Pool {
       return;
     }
     // Partial write (full socket buffer): keep the unwritten tail for `drain`.
-    if (typeof head !== "string") {
-      if (n < head.byteLength) req.pending = head.subarray(n);
-    } else if (n !== head.length || n !== Buffer.byteLength(head)) {
+    if (n !== head.length || n !== Buffer.byteLength(head)) {
       const bytes = Buffer.from(head);
       if (n < bytes.length) req.pending = bytes.subarray(n);
     }
     if (req.writer !== null) req.writer.start(this, req);
+  }
+
+  /**
+   * Head and bytes body in one write (one syscall for a small PUT or an XML body), composed in a
+   * scratch buffer the pool reuses: a fresh Buffer per request (allocUnsafe) was 4.7 % of a 1 KiB
+   * PutObject's CPU samples. socket.write copies what it takes, so only an unwritten tail is copied
+   * out (into `pending`).
+   */
+  private sendWithBody(conn: Conn, req: Exchange, head: string, body: Uint8Array): void {
+    const headBytes = Buffer.byteLength(head);
+    const total = headBytes + body.byteLength;
+    let out: Buffer;
+    if (total <= SCRATCH_MAX) {
+      if (this.scratch === null || this.scratch.byteLength < total) this.scratch = Buffer.allocUnsafe(Math.max(total, SCRATCH_MIN));
+      out = this.scratch;
+    } else out = Buffer.allocUnsafe(total);
+    out.write(head, 0);
+    out.set(body, headBytes);
+    const n = conn.socket!.write(out.subarray(0, total));
+    if (n < 0) {
+      // The pooled socket was already closed by the peer.
+      this.onClose(conn, undefined);
+      return;
+    }
+    if (n < total) req.pending = out === this.scratch ? Buffer.from(out.subarray(n, total)) : out.subarray(n, total);
   }
 
   private release(conn: Conn): void {
