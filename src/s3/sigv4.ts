@@ -189,16 +189,27 @@ export function amzDate(date: Date): string {
 
 const AMZ_DATE_RE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
 
+// The last string parsed and its result: requests signed within the same second share it.
+let lastAmzDate = "";
+let lastAmzMs: number | undefined;
+
 /** Milliseconds since the epoch of a "YYYYMMDDTHHMMSSZ" string; undefined unless a real UTC instant. */
 export function parseAmzDate(s: string): number | undefined {
+  if (s === lastAmzDate) return lastAmzMs;
   const m = AMZ_DATE_RE.exec(s);
-  if (m === null) return undefined;
-  const month = +m[2];
-  const day = +m[3];
-  // Date.UTC would roll 20240230 over to March 1st, and hour 24 to the next day: reject them
-  if (month < 1 || month > 12 || day < 1 || +m[4] > 23 || +m[5] > 59 || +m[6] > 59) return undefined;
-  const ms = Date.UTC(+m[1], month - 1, day, +m[4], +m[5], +m[6]);
-  return new Date(ms).getUTCDate() === day ? ms : undefined;
+  let ms: number | undefined;
+  if (m !== null) {
+    const month = +m[2];
+    const day = +m[3];
+    // Date.UTC would roll 20240230 over to March 1st, and hour 24 to the next day: reject them
+    if (month >= 1 && month <= 12 && day >= 1 && +m[4] <= 23 && +m[5] <= 59 && +m[6] <= 59) {
+      const t = Date.UTC(+m[1], month - 1, day, +m[4], +m[5], +m[6]);
+      if (new Date(t).getUTCDate() === day) ms = t;
+    }
+  }
+  lastAmzDate = s;
+  lastAmzMs = ms;
+  return ms;
 }
 
 export function credentialScope(yyyymmdd: string, region: string, service: string): string {

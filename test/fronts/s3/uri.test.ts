@@ -47,6 +47,12 @@ describe("request times", () => {
       expect([s, parseAmzDate(s)]).toEqual([s, undefined]);
     }
   });
+  test("parseAmzDate remembers only the last string: repeats and alternations answer as a fresh parse", () => {
+    const good = "20261201T220000Z";
+    const bad = "20261301T220000Z";
+    const seq = [good, good, bad, bad, good, "20261201T220001Z", good, bad];
+    expect(seq.map(parseAmzDate)).toEqual(seq.map((s) => (s === bad ? undefined : Date.UTC(2026, 11, 1, 22, 0, s.endsWith("01Z") ? 1 : 0))));
+  });
   test("parseHttpDate: IMF-fixdate only", () => {
     expect(parseHttpDate("Fri, 24 May 2013 00:00:00 GMT")).toBe(Date.UTC(2013, 4, 24));
     for (const s of ["Fri, 24 May 2013 00:00:00 UTC", "Friday, 24-May-13 00:00:00 GMT", "Fri, 31 Jun 2013 00:00:00 GMT", "Fri, 24 May 2013 00:60:00 GMT", "24 May 2013"]) {
