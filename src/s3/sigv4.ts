@@ -270,8 +270,9 @@ export class S3Signer {
     this.token = creds.sessionToken || undefined;
     this.now = now;
     this.defaultSigned = "host;x-amz-content-sha256;x-amz-date" + (this.token ? ";x-amz-security-token" : "");
+    // The canonical request after x-amz-date's line, up to the payload hash (appended per request).
     this.defaultTail = (this.token ? "x-amz-security-token:" + canonicalHeaderValue(this.token) + "\n" : "") +
-      "\n" + this.defaultSigned + "\n" + EMPTY_SHA256;
+      "\n" + this.defaultSigned + "\n";
   }
 
   /** How many times the signing key was derived (once per UTC day in use). */
@@ -326,9 +327,10 @@ export class S3Signer {
     const hash = payloadHash ?? EMPTY_SHA256;
     let creq: string;
     let auth: string;
-    if (payloadHash === undefined && (extra === undefined || !hasKeys(extra))) {
+    if (extra === undefined || !hasKeys(extra)) {
+      // Only the headers the signer sets (a GET, and a PUT with no object headers): no sort, no map.
       creq = method + "\n" + path + "\n" + query + "\nhost:" + canonicalHeaderValue(host) +
-        "\nx-amz-content-sha256:" + EMPTY_SHA256 + "\nx-amz-date:" + date + "\n" + this.defaultTail;
+        "\nx-amz-content-sha256:" + hash + "\nx-amz-date:" + date + "\n" + this.defaultTail + hash;
       auth = this.authDefault;
     } else {
       const h: Record<string, string> = Object.create(null);
