@@ -17,6 +17,7 @@
  */
 import { cpuSeconds, makeFixture, requireTools, startNginx } from "./lib.ts";
 import { s3PutHeaders, startOrigin, startSetup } from "./scenarios.ts";
+import { curlPut } from "./uploads.ts";
 
 const MAX_BODY = 6 * 1024 ** 3;
 
@@ -91,17 +92,6 @@ async function spawnFloor(mode: string, originPort: number): Promise<{ port: num
   const p = Bun.spawn(["bun", import.meta.path, "serve", mode, String(originPort)], { stdout: "pipe", stderr: "inherit" });
   const first = new TextDecoder().decode((await p.stdout.getReader().read()).value);
   return { port: JSON.parse(first.split("\n")[0]!).port, pid: p.pid, stop: () => p.kill() };
-}
-
-async function curlPut(url: string, file: string, headers: Record<string, string> = {}): Promise<number> {
-  const args = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{time_total}", "-T", file];
-  for (const [k, v] of Object.entries(headers)) args.push("-H", `${k}: ${v}`);
-  args.push(url);
-  const p = Bun.spawn(args, { stdout: "pipe", stderr: "pipe" });
-  const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-  const [status, seconds] = out.trim().split(" ");
-  if (code !== 0 || !/^20[014]$/.test(status ?? "")) throw new Error(`bench: PUT ${url}: curl exit ${code}, status ${status}: ${err}`);
-  return Number(seconds);
 }
 
 async function main(): Promise<void> {

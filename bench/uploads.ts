@@ -33,7 +33,7 @@ export interface UploadThroughput {
 }
 
 /** One curl PUT of `file`; curl's total time in seconds (connect to the answer). */
-async function curlPut(url: string, file: string, headers: Record<string, string> = {}): Promise<number> {
+export async function curlPut(url: string, file: string, headers: Record<string, string> = {}): Promise<number> {
   const args = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{time_total}", "-T", file];
   for (const [k, v] of Object.entries(headers)) args.push("-H", `${k}: ${v}`);
   args.push(url);
