@@ -32,7 +32,10 @@ describe("Http1Pool: bytes bodies", () => {
     }
     const got = srv.requests();
     expect(got).toHaveLength(3 * sizes.length);
+    // Nothing but whole requests on the wire: no stray bytes before a head or after a body.
+    for (const c of srv.conns) expect(c.pending.length).toBe(0);
     for (const r of got) {
+      expect(r.head.startsWith("PUT /w")).toBe(true);
       const k = Number(/ \/w\d\/k(\d+) /.exec(r.head)![1]);
       expect(/\r\ncontent-length: (\d+)/i.exec(r.head)![1]).toBe(String(sizes[k]));
       expect(new Uint8Array(Buffer.concat(r.body))).toEqual(bodies[k]!);
