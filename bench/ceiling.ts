@@ -15,7 +15,7 @@
  * Standalone:  bun bench/ceiling.ts            (starts nginx origin + peer, prints a table)
  * Server mode: bun bench/ceiling.ts <mode> <originPort>   (prints {"port":N} on stdout)
  */
-import { cpuSeconds, type Fixture, makeFixture, type Nginx, requireTools, runWrk } from "./lib.ts";
+import { cpuSeconds, type Fixture, makeFixture, type Nginx, requireTools, runWrk, spawnServerMode } from "./lib.ts";
 import { startOrigin, startPeer } from "./scenarios.ts";
 import { Http1Pool } from "../src/s3/http1/pool.ts";
 
@@ -191,9 +191,8 @@ export async function measureCeiling(origin: Nginx, peer: Nginx, o: { seconds: n
   const procs: { mode: CeilingMode; proc: ReturnType<typeof Bun.spawn>; port: number }[] = [];
   try {
     for (const mode of CEILING_MODES) {
-      const proc = Bun.spawn([process.execPath, import.meta.path, mode, String(origin.ports.s3)], { stdout: "pipe", stderr: "inherit" });
-      const { value } = await proc.stdout.getReader().read();
-      procs.push({ mode, proc, port: JSON.parse(new TextDecoder().decode(value)).port });
+      const { proc, port } = await spawnServerMode(import.meta.path, [mode, String(origin.ports.s3)]);
+      procs.push({ mode, proc, port });
     }
     const targets: { id: string; label: string; url: string; pids: () => number[] }[] = [
       { id: "nginx_proxy_pass", label: "nginx proxy_pass (keepalive)", url: `http://127.0.0.1:${peer.ports.pass}/bucket/1k.bin`, pids: peer.pids },

@@ -20,7 +20,7 @@
  *   bun bench/floor-steps.ts <step> <originPort>   (server mode: prints {"port":N})
  */
 import { writeFileSync } from "node:fs";
-import { cpuSeconds, makeFixture, requireTools, runWrk } from "./lib.ts";
+import { cpuSeconds, makeFixture, requireTools, runWrk, spawnServerMode } from "./lib.ts";
 import { s3GetHeaders, startOrigin } from "./scenarios.ts";
 import { Http1Pool } from "../src/s3/http1/pool.ts";
 import { S3Signer } from "../src/s3/sigv4.ts";
@@ -83,9 +83,7 @@ async function standalone(): Promise<number> {
   const procs: { step: string; proc: ReturnType<typeof Bun.spawn>; url: string; script?: string; headers?: Record<string, string> }[] = [];
   try {
     for (const step of steps) {
-      const proc = Bun.spawn([process.execPath, import.meta.path, step, String(origin.ports.s3)], { stdout: "pipe", stderr: "inherit" });
-      const { value } = await proc.stdout.getReader().read();
-      const port = JSON.parse(new TextDecoder().decode(value)).port;
+      const { proc, port } = await spawnServerMode(import.meta.path, [step, String(origin.ports.s3)]);
       procs.push({ step, proc, url: `http://127.0.0.1:${port}/x/1k.bin`, script: step === "put" ? putScript : undefined, headers: step === "s3h" ? s3GetHeaders(port, "/x/1k.bin") : undefined });
     }
     const cpu: Record<string, number[]> = {};

@@ -6,7 +6,7 @@
  *
  *   bun bench/floors-vs-ats.ts      (BENCH_ROUNDS=3, BENCH_SECONDS=3; needs nginx, wrk, traffic_server)
  */
-import { cpuSeconds, makeFixture, requireTools, runWrk } from "./lib.ts";
+import { cpuSeconds, makeFixture, requireTools, runWrk, spawnServerMode } from "./lib.ts";
 import { atsInstalled } from "./ats.ts";
 import { startOrigin, startSetup } from "./scenarios.ts";
 
@@ -27,10 +27,8 @@ let setup: Awaited<ReturnType<typeof startSetup>> | undefined;
 try {
   setup = await startSetup(fx, origin, 1, "warn", { ats: true });
   for (const mode of FLOORS) {
-    const proc = Bun.spawn([process.execPath, `${import.meta.dir}/ceiling.ts`, mode, String(origin.ports.s3)], { stdout: "pipe", stderr: "inherit" });
-    floors.push({ id: `floor ${mode}`, proc, url: "" });
-    const { value } = await proc.stdout.getReader().read();
-    floors[floors.length - 1]!.url = `http://127.0.0.1:${JSON.parse(new TextDecoder().decode(value)).port}/x/1k.bin`;
+    const { proc, port } = await spawnServerMode(`${import.meta.dir}/ceiling.ts`, [mode, String(origin.ports.s3)]);
+    floors.push({ id: `floor ${mode}`, proc, url: `http://127.0.0.1:${port}/x/1k.bin` });
   }
   const s = setup;
   const targets = [

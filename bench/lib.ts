@@ -27,6 +27,16 @@ export function nginxBin(): string {
 }
 
 /** A free TCP port: bind 0 with a throwaway Bun.serve, read it, stop. */
+/**
+ * Starts a bench script in its server mode (`bun <script> ...args`), which prints {"port":N} as its
+ * first line on stdout: the child process and that port.
+ */
+export async function spawnServerMode(script: string, args: string[]): Promise<{ proc: ReturnType<typeof Bun.spawn>; port: number }> {
+  const proc = Bun.spawn([process.execPath, script, ...args], { stdout: "pipe", stderr: "inherit" });
+  const { value } = await proc.stdout.getReader().read();
+  return { proc, port: JSON.parse(new TextDecoder().decode(value).split("\n")[0]!).port };
+}
+
 export async function freePort(): Promise<number> {
   const s = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response(null) });
   const port = s.port!;

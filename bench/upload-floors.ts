@@ -15,7 +15,7 @@
  *   bun bench/upload-floors.ts                 # ROUNDS (default 5)
  *   bun bench/upload-floors.ts serve <bun_js|bun_fetch> <originPort>   # one floor server ({"port":N})
  */
-import { cpuSeconds, makeFixture, requireTools, startNginx } from "./lib.ts";
+import { cpuSeconds, makeFixture, requireTools, spawnServerMode, startNginx } from "./lib.ts";
 import { s3PutHeaders, startOrigin, startSetup } from "./scenarios.ts";
 import { curlPut } from "./uploads.ts";
 
@@ -89,9 +89,8 @@ function serveFetch(originPort: number): number {
 }
 
 async function spawnFloor(mode: string, originPort: number): Promise<{ port: number; pid: number; stop(): void }> {
-  const p = Bun.spawn(["bun", import.meta.path, "serve", mode, String(originPort)], { stdout: "pipe", stderr: "inherit" });
-  const first = new TextDecoder().decode((await p.stdout.getReader().read()).value);
-  return { port: JSON.parse(first.split("\n")[0]!).port, pid: p.pid, stop: () => p.kill() };
+  const { proc, port } = await spawnServerMode(import.meta.path, ["serve", mode, String(originPort)]);
+  return { port, pid: proc.pid, stop: () => proc.kill() };
 }
 
 async function main(): Promise<void> {

@@ -34,15 +34,19 @@ export interface HeaderAllowlist {
   contentEncoding?: boolean;
 }
 
+/** Whether `allow` passes the (lower-case) header name. */
+function allowed(allow: HeaderAllowlist, lower: string): boolean {
+  return allow.names.has(lower) || (allow.meta === true && lower.startsWith("x-amz-meta-")) || (allow.contentEncoding === true && lower === "content-encoding");
+}
+
 /** The allowed headers of `src`, names lower-cased. */
 export function pickHeaders(src: HeaderSource | undefined, allow: HeaderAllowlist): Record<string, string> {
   const out: Record<string, string> = {};
   if (src === undefined) return out;
-  const take = (name: string, value: string | undefined) => {
-    if (value === undefined) return;
-    const lower = name.toLowerCase();
-    if (allow.names.has(lower) || (allow.meta === true && lower.startsWith("x-amz-meta-"))) out[lower] = value;
-    else if (allow.contentEncoding === true && lower === "content-encoding") {
+  const take = (lower: string, value: string | undefined) => {
+    if (value === undefined || !allowed(allow, lower)) return;
+    if (lower !== "content-encoding" || allow.names.has(lower)) out[lower] = value;
+    else {
       const stripped = withoutAwsChunked(value);
       if (stripped !== "") out[lower] = stripped;
     }
@@ -50,11 +54,8 @@ export function pickHeaders(src: HeaderSource | undefined, allow: HeaderAllowlis
   // Names first, a value only for the names kept: forEach makes every value's string (the
   // Authorization header's too), 0.74 against 0.42 µs for an SDK's request headers.
   if (src instanceof Headers) {
-    for (const name of src.keys()) {
-      const kept = allow.names.has(name) || (allow.meta === true && name.startsWith("x-amz-meta-")) || (allow.contentEncoding === true && name === "content-encoding");
-      if (kept) take(name, src.get(name) ?? undefined);
-    }
-  } else for (const name of Object.keys(src)) take(name, src[name]);
+    for (const name of src.keys()) if (allowed(allow, name)) take(name, src.get(name) ?? undefined);
+  } else for (const name of Object.keys(src)) take(name.toLowerCase(), src[name]);
   return out;
 }
 
