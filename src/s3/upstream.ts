@@ -61,16 +61,12 @@ export function upstreamClientFor(cfg: BucketConfig, choice: "auto" | "fetch" | 
 }
 
 /**
- * A warning for the operator when some bucket goes through fetch (or its uploads do), the proxy
- * admits more concurrent requests than fetch will run, and BUN_CONFIG_MAX_HTTP_REQUESTS (read only
- * at start-up) is unset.
+ * A warning for the operator when some bucket goes through fetch, the proxy admits more concurrent
+ * requests than fetch will run, and BUN_CONFIG_MAX_HTTP_REQUESTS (read only at start-up) is unset.
  */
 export function fetchConcurrencyWarning(buckets: readonly BucketConfig[], choice: "auto" | "fetch", maxConcurrent: number, env: Record<string, string | undefined>): string | undefined {
   if (env.BUN_CONFIG_MAX_HTTP_REQUESTS || maxConcurrent <= FETCH_DEFAULT_MAX_REQUESTS) return undefined;
-  // A read-write bucket's uploads with nothing to check go through fetch on any endpoint (src/http/framed-body.ts).
-  const viaFetch = buckets
-    .filter((b) => upstreamClientFor(b, choice) === "fetch" || b.access === "read-write")
-    .map((b) => (upstreamClientFor(b, choice) === "fetch" ? b.name : `${b.name} (uploads)`));
+  const viaFetch = buckets.filter((b) => upstreamClientFor(b, choice) === "fetch").map((b) => b.name);
   if (viaFetch.length === 0) return undefined;
   return `buckets ${viaFetch.join(", ")} reach S3 through fetch, which runs at most ${FETCH_DEFAULT_MAX_REQUESTS} requests at once per process (the rest wait) while server.max_concurrent_requests is ${maxConcurrent}: set BUN_CONFIG_MAX_HTTP_REQUESTS=${maxConcurrent} in the environment (read at start-up only)`;
 }

@@ -35,9 +35,6 @@ describe("upstream client choice", () => {
     expect(fetchConcurrencyWarning(c.buckets, "auto", 256, {})).toBeUndefined();
     expect(fetchConcurrencyWarning(c.buckets.slice(0, 1), "auto", 1000, {})).toBeUndefined();
     expect(fetchConcurrencyWarning(c.buckets.slice(0, 1), "fetch", 1000, {})).toContain("buckets minio");
-    // A read-write bucket's uploads are handed to fetch natively on any endpoint.
-    const rw = [{ ...c.buckets[0]!, access: "read-write" }] as typeof c.buckets;
-    expect(fetchConcurrencyWarning(rw, "auto", 1000, {})).toContain("buckets minio (uploads) reach S3 through fetch");
   });
 
   test("the connect-timeout note names the fetch buckets whose connect_timeout is below their timeout", () => {
