@@ -5,7 +5,7 @@
  * node engine.
  */
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
-import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListBucketsCommand, S3Client } from "@aws-sdk/client-s3";
+import { GetBucketVersioningCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListBucketsCommand, PutBucketVersioningCommand, S3Client } from "@aws-sdk/client-s3";
 import { OpaServer } from "../fixtures/opa.ts";
 import { smithyPresigned, smithySigned, type SmithyRequest } from "../fronts/s3/helpers.ts";
 import { APP, hs256, LISTER, startS3FrontEnv, type S3FrontEnv } from "./s3-front-helpers.ts";
@@ -106,6 +106,36 @@ describe("objects (cached bucket)", () => {
       expect(env.upstreamCalls()).toEqual([]);
     } finally {
       c.destroy();
+    }
+  });
+
+  test("GetBucketVersioning relays the upstream bucket's state; it needs a grant on the bucket; setting it is not implemented", async () => {
+    const c = client(env);
+    const lister = client(env, LISTER);
+    try {
+      env.mark();
+      const v = await c.send(new GetBucketVersioningCommand({ Bucket: "data" }));
+      // the fixture answers as S3 does for a bucket that never had versioning: an empty document
+      expect([v.$metadata.httpStatusCode, v.Status, v.MFADelete]).toEqual([200, undefined, undefined]);
+      const calls = env.upstreamCalls();
+      expect(calls.map((r) => [r.method, r.pathname, Object.keys(r.query), r.status])).toEqual([["GET", "/data", ["versioning"], 200]]);
+      env.mark();
+      await expect(lister.send(new GetBucketVersioningCommand({ Bucket: "private" }))).rejects.toMatchObject({ name: "AccessDenied", $metadata: { httpStatusCode: 403 } });
+      const anon = await fetch(`${env.endpoint}/open?versioning`);
+      expect([anon.status, (await anon.text()).includes("<Code>AccessDenied</Code>")]).toEqual([403, true]);
+      await expect(c.send(new PutBucketVersioningCommand({ Bucket: "data", VersioningConfiguration: { Status: "Enabled" } }))).rejects.toMatchObject({ name: "NotImplemented", $metadata: { httpStatusCode: 501 } });
+      expect(env.upstreamCalls()).toEqual([]);
+      // an upstream that refuses is relayed with S3's code and status; a busy one with Retry-After
+      env.s3.faults.set("/data", { kind: "error", status: 403, code: "AccessDenied", times: 1, method: "GET" });
+      const denied = await signedFetch(env, { path: "/data", query: { versioning: "" } });
+      expect([denied.status, /<Code>(\w+)<\/Code>/.exec(await denied.text())?.[1]]).toEqual([403, "AccessDenied"]);
+      env.s3.faults.set("/data", { kind: "slowdown", method: "GET" }); // every attempt (the bucket retries a 503)
+      const busy = await signedFetch(env, { path: "/data", query: { versioning: "" } });
+      env.s3.faults.delete("/data");
+      expect([busy.status, busy.headers.get("retry-after"), /<Code>(\w+)<\/Code>/.exec(await busy.text())?.[1]]).toEqual([503, "1", "SlowDown"]);
+    } finally {
+      c.destroy();
+      lister.destroy();
     }
   });
 

@@ -155,6 +155,22 @@ clientTest("rclone")(
 );
 
 clientTest("rclone")(
+  "rclone purge: it asks for the bucket's versioning (GetBucketVersioning, relayed), then deletes, with no error in its output",
+  async () => {
+    file("rclone-purge/a.txt", new TextEncoder().encode("a"));
+    file("rclone-purge/b/c.txt", new TextEncoder().encode("c"));
+    using rc = rcloneClient({ ...target(), settings: { no_check_bucket: "true" } });
+    ok(await rc.run("copy", join(dir.path, "rclone-purge"), rc.remote("up/rclone-purge")));
+    env.mark();
+    const purge = await rc.run("purge", rc.remote("up/rclone-purge"));
+    expect({ code: purge.code, errors: purge.stderr.split("\n").filter((l) => l.includes("ERROR")) }).toEqual({ code: 0, errors: [] });
+    expect(env.upstreamCalls().some((c) => c.method === "GET" && "versioning" in c.query && c.status === 200)).toBe(true);
+    for (const name of ["a.txt", "b/c.txt"]) expect(await env.s3.exists("up", `rclone-purge/${name}`)).toBe(false);
+  },
+  T,
+);
+
+clientTest("rclone")(
   "rclone copyto with its default bucket check (CreateBucket first: BucketAlreadyOwnedByYou), byte-exact",
   async () => {
     const bytes = new TextEncoder().encode("checked bucket\n");

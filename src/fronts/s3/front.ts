@@ -34,7 +34,7 @@ import {
   listMultipartUploadsOp,
   listPartsOp,
 } from "./multipart.ts";
-import { bucketLocation, getObject, headBucket, listBuckets, responseOverrides } from "./operations.ts";
+import { bucketLocation, bucketVersioning, getObject, headBucket, listBuckets, responseOverrides } from "./operations.ts";
 import { mayAccess } from "./permissions.ts";
 import { putObjectOp, uploadPartOp } from "./put-object.ts";
 import type { PayloadInfo } from "./upload-body.ts";
@@ -187,6 +187,8 @@ export function s3Operate(ctx: RequestContext): Response | Promise<Response> {
       return headBucket(ctx, s.api);
     case "GetBucketLocation":
       return bucketLocation(ctx, s.api);
+    case "GetBucketVersioning":
+      return bucketVersioning(ctx);
     case "CreateBucket":
       // A configured bucket exists and the principal may use it: S3's answer for a bucket one
       // already owns (clients such as rclone create the bucket before an upload and accept this).

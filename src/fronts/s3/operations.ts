@@ -1,9 +1,12 @@
 /**
  * The S3 front's read operations. ListBuckets, HeadBucket and GetBucketLocation answer from config;
  * GetObject and HeadObject are the shared object phase (cache, ranges, conditionals, If-Range) plus
- * S3's response-content-* overrides; ListObjects V1/V2 relay the upstream's listing (list.ts).
+ * S3's response-content-* overrides; ListObjects V1/V2 relay the upstream's listing (list.ts), and
+ * GetBucketVersioning the upstream bucket's versioning state.
  */
 import type { RequestContext } from "../../proxy/context.ts";
+import { getBucketVersioning } from "../../s3/operations/index.ts";
+import { readCapped, relayError, tryParse } from "./relay.ts";
 import { serveObject } from "../../proxy/phases/object.ts";
 import { S3_FRONT_BUCKET_NAME } from "../../config/s3-api.ts";
 import { s3Error, type S3Error } from "./errors.ts";
@@ -73,6 +76,24 @@ export function headBucket(ctx: RequestContext, api: S3Identities): Response {
  */
 export function bucketLocation(ctx: RequestContext, api: S3Identities): Response {
   return xmlResponse(ctx, renderLocationConstraint(api.region));
+}
+
+/** A VersioningConfiguration is a few short elements; anything near this is not one. */
+const MAX_VERSIONING_BYTES = 64 * 1024;
+
+/**
+ * GetBucketVersioning: the upstream bucket's state, relayed (whether old versions are kept is the
+ * upstream's, and clients such as rclone ask before deleting). The document names no bucket.
+ */
+export async function bucketVersioning(ctx: RequestContext): Promise<Response> {
+  const upstream = ctx.bucket!.upstream.primary();
+  const res = await getBucketVersioning(upstream, { signal: ctx.req.signal, timing: ctx.timing });
+  if (res.status !== 200) return relayError(res, upstream.bucket);
+  const bytes = await readCapped(res, MAX_VERSIONING_BYTES);
+  if (bytes === undefined || tryParse(bytes)?.name !== "VersioningConfiguration") {
+    throw s3Fail(s3Error("InternalError", "The upstream's versioning configuration could not be read."));
+  }
+  return xmlResponse(ctx, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8"));
 }
 
 /**

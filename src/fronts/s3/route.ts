@@ -11,6 +11,7 @@ export type S3Operation =
   | "HeadBucket"
   | "CreateBucket"
   | "GetBucketLocation"
+  | "GetBucketVersioning"
   | "ListObjects"
   | "ListObjectsV2"
   | "GetObject"
@@ -32,6 +33,7 @@ export const ACTION_OF: Readonly<Record<S3Operation, S3Action>> = {
   HeadBucket: "s3:ListBucket",
   CreateBucket: "s3:CreateBucket",
   GetBucketLocation: "s3:GetBucketLocation",
+  GetBucketVersioning: "s3:GetBucketVersioning",
   ListObjects: "s3:ListBucket",
   ListObjectsV2: "s3:ListBucket",
   GetObject: "s3:GetObject",
@@ -125,6 +127,7 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
     if (method === "PUT" && sub === undefined) return "CreateBucket";
     if (method !== "GET") return notImplemented(`${method} on a bucket`);
     if (sub === "location") return "GetBucketLocation";
+    if (sub === "versioning") return "GetBucketVersioning";
     if (sub === "uploads") return "ListMultipartUploads";
     if (sub !== undefined) return notImplemented(`The ?${sub} sub-resource`);
     if (listType === undefined) return "ListObjects";

@@ -3,6 +3,7 @@
  * operation, each a function (upstream, args, ctx) → S3's Response, on BucketUpstream.send:
  *   list-objects.ts    listObjectsV1, listObjectsV2 (+ their parameters from a client's query)
  *   head-bucket.ts     headBucket
+ *   bucket-versioning.ts  getBucketVersioning
  *   put-object.ts      putObject (streamed; plain or aws-chunked with an unsigned trailer)
  *   multipart.ts       createMultipartUpload, uploadPart, completeMultipartUpload, abortMultipartUpload
  *   multipart-list.ts  listParts, listMultipartUploads
@@ -15,6 +16,7 @@
  * failed (nothing stored), the abort reason when ctx.signal aborted, TypeError on bad arguments.
  * With replicas, writes go to `bucket.upstream.primary()`.
  */
+export * from "./bucket-versioning.ts";
 export * from "./common.ts";
 export * from "./copy-object.ts";
 export * from "./delete-objects.ts";

@@ -54,6 +54,9 @@ describe("operationOf", () => {
     expect(op("POST", "/")).toBe("AssumeRoleWithWebIdentity");
     expect(op("HEAD", "/b")).toBe("HeadBucket");
     expect(op("GET", "/b", "location")).toBe("GetBucketLocation");
+    expect(op("GET", "/b", "versioning")).toBe("GetBucketVersioning");
+    expect(op("PUT", "/b", "versioning")).toBe("501 NotImplemented");
+    expect(op("GET", "/b/k", "versioning")).toBe("501 NotImplemented");
     expect(op("GET", "/b", "prefix=a&delimiter=/")).toBe("ListObjects");
     expect(op("GET", "/b/", "list-type=2&max-keys=2")).toBe("ListObjectsV2");
     expect(op("GET", "/b/k", "x-id=GetObject&response-content-type=a")).toBe("GetObject");
