@@ -18,6 +18,7 @@ export type S3Action =
   | "s3:CreateBucket"
   | "s3:GetBucketLocation"
   | "s3:GetBucketVersioning"
+  | "s3:GetObjectTagging"
   | "s3:PutObject"
   | "s3:DeleteObject"
   | "s3:AbortMultipartUpload"

@@ -294,3 +294,79 @@ describe("CopyObject", () => {
     T,
   );
 });
+
+describe("UploadPartCopy and GetObjectTagging", () => {
+  const MiB = 1024 * 1024;
+  const source = new Uint8Array(6 * MiB + 10).map((_, i) => (i * 31 + 7) & 0xff);
+  const create = async (key: string, creds = WRITER) => {
+    const r = await signedFetch(env, { method: "POST", path: `/up/${key}`, query: [["uploads", ""]], headers: { "x-amz-checksum-algorithm": "CRC32" }, creds });
+    return /<UploadId>([^<]+)<\/UploadId>/.exec(await r.text())![1]!;
+  };
+  const partCopy = (key: string, uploadId: string, part: string, headers: Record<string, string>, creds = WRITER) =>
+    signedFetch(env, { method: "PUT", path: `/up/${key}`, query: [["partNumber", part], ["uploadId", uploadId]], headers, creds });
+
+  test(
+    "two ranged parts copied server-side within the bucket (S3's CopyPartResult with ETag and the upload's checksum), completed byte-exact",
+    async () => {
+      await env.s3.put("up", "pc/src.bin", source);
+      const uploadId = await create("pc/dst.bin");
+      env.mark();
+      const parts: Array<{ etag: string; crc: string }> = [];
+      for (const [n, range] of [["1", `bytes=0-${5 * MiB - 1}`], ["2", `bytes=${5 * MiB}-${source.length - 1}`]] as const) {
+        const r = await partCopy("pc/dst.bin", uploadId, n, { "x-amz-copy-source": "/up/pc/src.bin", "x-amz-copy-source-range": range });
+        const xml = await r.text();
+        expect(r.status).toBe(200);
+        expect(xml).toMatch(/^<\?xml[^>]*\?>\n?<CopyPartResult xmlns="http:\/\/s3\.amazonaws\.com\/doc\/2006-03-01\/"><ETag>[^<]+<\/ETag><LastModified>[^<]+<\/LastModified><ChecksumCRC32>[^<]+<\/ChecksumCRC32><\/CopyPartResult>$/);
+        parts.push({ etag: /<ETag>([^<]+)</.exec(xml)![1]!.replaceAll("&quot;", '"'), crc: /<ChecksumCRC32>([^<]+)</.exec(xml)![1]! });
+      }
+      const calls = env.upstreamCalls();
+      expect(calls.map((c) => [c.method, c.pathname, c.query.partNumber, c.headers["x-amz-copy-source"], c.headers["x-amz-copy-source-range"], c.status])).toEqual([
+        ["PUT", "/up/pc/dst.bin", "1", "/up/pc/src.bin", `bytes=0-${5 * MiB - 1}`, 200],
+        ["PUT", "/up/pc/dst.bin", "2", "/up/pc/src.bin", `bytes=${5 * MiB}-${source.length - 1}`, 200],
+      ]);
+      const body = `<CompleteMultipartUpload>${parts.map((p, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>${p.etag}</ETag><ChecksumCRC32>${p.crc}</ChecksumCRC32></Part>`).join("")}</CompleteMultipartUpload>`;
+      const done = await signedFetch(env, { method: "POST", path: "/up/pc/dst.bin", query: [["uploadId", uploadId]], body, payloadHash: new Bun.CryptoHasher("sha256").update(body).digest("hex") });
+      expect(done.status).toBe(200);
+      expect(Buffer.from((await env.s3.read("up", "pc/dst.bin"))!).equals(Buffer.from(source))).toBe(true);
+    },
+    T,
+  );
+
+  test(
+    "refused with S3's errors: a malformed range, no write, a source in another proxy bucket or not readable (before the upstream); a range past the source's end, a missing source or upload (the upstream's answer)",
+    async () => {
+      const uploadId = await create("pc/refused.bin");
+      const src = { "x-amz-copy-source": "/up/pc/src.bin" };
+      await refused(partCopy("pc/refused.bin", uploadId, "1", { ...src, "x-amz-copy-source-range": "bytes=5-1" }), 400, "InvalidArgument");
+      await refused(partCopy("pc/refused.bin", uploadId, "1", { ...src, "x-amz-copy-source-range": "bytes=0-" }), 400, "InvalidArgument");
+      await refused(partCopy("pc/refused.bin", uploadId, "0", src), 400, "InvalidArgument");
+      await refused(partCopy("pc/refused.bin", uploadId, "1", src, READER), 403, "AccessDenied");
+      await refused(partCopy("pc/refused.bin", uploadId, "1", { "x-amz-copy-source": "/other/pc/src.bin" }), 501, "NotImplemented");
+      await env.s3.put("up", "secret/pc.txt", "secret");
+      await refused(signedFetch(env, { method: "PUT", path: "/opa/pc/leak.bin", query: [["partNumber", "1"], ["uploadId", uploadId]], headers: { "x-amz-copy-source": "/opa/secret/pc.txt" } }), 403, "AccessDenied");
+      const upstream = async (headers: Record<string, string>, id = uploadId) => {
+        const a = await answerOf(await partCopy("pc/refused.bin", id, "1", headers));
+        return [a.status, a.code];
+      };
+      expect(await upstream({ ...src, "x-amz-copy-source-range": `bytes=0-${source.length}` })).toEqual([400, "InvalidArgument"]);
+      expect(await upstream({ "x-amz-copy-source": "/up/pc/nope.bin" })).toEqual([404, "NoSuchKey"]);
+      expect(await upstream(src, "no-such-upload")).toEqual([404, "NoSuchUpload"]);
+      expect(await upstream({ ...src, "x-amz-copy-source-if-match": '"not-the-etag"' })).toEqual([412, "PreconditionFailed"]);
+    },
+    T,
+  );
+
+  test(
+    "GetObjectTagging relays the object's tag set; anonymous → AccessDenied; with another sub-resource → NotImplemented",
+    async () => {
+      env.mark();
+      const r = await signedFetch(env, { method: "GET", path: "/up/pc/src.bin", query: [["tagging", ""]] });
+      expect([r.status, (await r.text()).replace(/\s+/g, "")]).toEqual([200, expect.stringMatching(/<Tagging[^>]*><TagSet\/?>(<\/TagSet>)?<\/Tagging>$/)]);
+      expect(env.upstreamCalls().map((c) => [c.method, c.pathname, Object.keys(c.query)])).toEqual([["GET", "/up/pc/src.bin", ["tagging"]]]);
+      await refused(fetch(`${env.endpoint}/up/pc/src.bin?tagging`), 403, "AccessDenied");
+      await refused(signedFetch(env, { method: "GET", path: "/up/pc/src.bin", query: [["tagging", ""], ["versionId", "v1"]] }), 501, "NotImplemented");
+      await refused(signedFetch(env, { method: "PUT", path: "/up/pc/src.bin", query: [["tagging", ""]], body: "<Tagging/>" }), 501, "NotImplemented");
+    },
+    T,
+  );
+});

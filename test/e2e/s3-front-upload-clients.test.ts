@@ -79,6 +79,31 @@ clientTest("aws")(
 );
 
 clientTest("aws")(
+  "aws s3 cp and mv between two keys of a bucket, above the multipart threshold: GetObjectTagging, then UploadPartCopy server-side; byte-exact",
+  async () => {
+    const bytes = bytesOf(20 * MiB + 3, 107);
+    await env.s3.put("up", "aws-copy/src.bin", bytes);
+    using aws = awsCli(target());
+    env.mark();
+    ok(await aws.s3("cp", "s3://up/aws-copy/src.bin", "s3://up/aws-copy/copy.bin"));
+    await storedExactly("aws-copy/copy.bin", bytes);
+    const calls = env.upstreamCalls();
+    const partCopies = calls.filter((c) => c.method === "PUT" && c.query.partNumber !== undefined);
+    expect(partCopies.length).toBeGreaterThanOrEqual(3); // 8 MiB parts
+    for (const c of partCopies) {
+      expect([c.headers["x-amz-copy-source"], c.headers["x-amz-copy-source-range"]?.startsWith("bytes="), c.status]).toEqual(["/up/aws-copy/src.bin", true, 200]);
+      expect(c.headers["content-length"] ?? "0").toBe("0"); // no byte of the object passed through the proxy
+    }
+    expect(calls.some((c) => c.method === "GET" && "tagging" in c.query && c.status === 200)).toBe(true);
+    reSigned();
+    ok(await aws.s3("mv", "s3://up/aws-copy/copy.bin", "s3://up/aws-copy/moved.bin"));
+    await storedExactly("aws-copy/moved.bin", bytes);
+    expect(await env.s3.exists("up", "aws-copy/copy.bin")).toBe(false);
+  },
+  T,
+);
+
+clientTest("aws")(
   "aws s3 sync of a folder up, then aws s3 rm --recursive removes it all",
   async () => {
     const files = new Map<string, Uint8Array>([

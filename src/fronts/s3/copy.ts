@@ -1,6 +1,6 @@
 /**
- * CopyObject on the S3 front, within one proxy bucket: the upstream copies server-side (no byte
- * passes through the proxy). The destination needs `write` (s3:PutObject, checked by the shared
+ * CopyObject and UploadPartCopy on the S3 front, within one proxy bucket: the upstream copies
+ * server-side (no byte passes through the proxy). The destination needs `write` (s3:PutObject, checked by the shared
  * phases); the source needs `read` and the bucket authorizer's s3:GetObject on the source key,
  * checked here, as S3 checks both.
  *
@@ -10,7 +10,7 @@
  * credentials, where no server-side copy exists (README "S3 clients: uploads").
  */
 import { clientIp, type RequestContext } from "../../proxy/context.ts";
-import { copyObject } from "../../s3/operations/index.ts";
+import { copyObject, uploadPartCopy } from "../../s3/operations/index.ts";
 import { s3Error, type S3Error } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
 import type { S3RequestContext } from "./front.ts";
@@ -19,7 +19,7 @@ import { errorOf, MAX_RESULT_BODY, readCapped, relayError, tryParse, xmlAnswer }
 import { hasDotSegment, MAX_KEY_BYTES } from "./route.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
 import { childText } from "./xml-reader.ts";
-import { callOf, purgeKey, writeUpstream } from "./writes.ts";
+import { callOf, partNumberOf, purgeKey, queryValue, writeUpstream } from "./writes.ts";
 
 export interface CopySource {
   bucket: string;
@@ -54,7 +54,11 @@ export function parseCopySource(raw: string): CopySource | S3Error {
   return out;
 }
 
-export async function copyObjectOp(ctx: RequestContext): Promise<Response> {
+/**
+ * The copy source of a CopyObject or UploadPartCopy, once it is known to be in the request's own
+ * proxy bucket and readable by its principal (grants and the authorizer's s3:GetObject on it).
+ */
+async function readableSource(ctx: RequestContext): Promise<CopySource> {
   const src = parseCopySource(ctx.req.headers.get("x-amz-copy-source") ?? "");
   if ("code" in src) throw s3Fail(src);
   const bucket = ctx.bucket!;
@@ -74,17 +78,56 @@ export async function copyObjectOp(ctx: RequestContext): Promise<Response> {
     });
     if (!allowed) throw s3Fail(s3Error("AccessDenied"));
   }
+  return src;
+}
 
+export async function copyObjectOp(ctx: RequestContext): Promise<Response> {
+  const src = await readableSource(ctx);
   const upstream = writeUpstream(ctx);
   const res = await copyObject(upstream, { key: ctx.key, sourceKey: src.key, sourceVersionId: src.versionId, headers: ctx.req.headers }, callOf(ctx));
-  if (res.status !== 200) return relayError(res, upstream.bucket);
-  const doc = tryParse(await readCapped(res, MAX_RESULT_BODY));
-  if (doc?.name !== "CopyObjectResult") throw s3Fail(errorOf(res.status, doc, upstream.bucket));
+  const answer = await copyResult(ctx, res, "CopyObjectResult", upstream.bucket);
   await purgeKey(ctx, ctx.key);
-  let xml = XML_DECL + `<CopyObjectResult xmlns="${S3_XMLNS}">`;
+  return answer;
+}
+
+/** S3's form of x-amz-copy-source-range: both offsets, first <= last (checked against the source's size upstream). */
+const COPY_RANGE = /^bytes=(\d{1,15})-(\d{1,15})$/;
+
+/**
+ * UploadPartCopy: a part of a multipart upload copied server-side from an object of the same
+ * bucket (aws s3 cp/mv between two keys of a bucket does this for objects above its multipart
+ * threshold). The destination needs `write`, the source `read`, as for CopyObject.
+ */
+export async function uploadPartCopyOp(ctx: RequestContext): Promise<Response> {
+  const partNumber = partNumberOf(queryValue(ctx, "partNumber"));
+  if (typeof partNumber !== "number") throw s3Fail(partNumber);
+  const uploadId = queryValue(ctx, "uploadId") ?? "";
+  if (uploadId === "") throw s3Fail(s3Error("NoSuchUpload"));
+  const range = ctx.req.headers.get("x-amz-copy-source-range");
+  if (range !== null) {
+    const m = COPY_RANGE.exec(range.trim());
+    if (m === null || Number(m[1]) > Number(m[2])) {
+      throw s3Fail(s3Error("InvalidArgument", "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy", { ArgumentName: "x-amz-copy-source-range", ArgumentValue: range.slice(0, 64) }));
+    }
+  }
+  const src = await readableSource(ctx);
+  const upstream = writeUpstream(ctx);
+  const res = await uploadPartCopy(upstream, { key: ctx.key, uploadId, partNumber, sourceKey: src.key, sourceVersionId: src.versionId, headers: ctx.req.headers }, callOf(ctx));
+  return copyResult(ctx, res, "CopyPartResult", upstream.bucket);
+}
+
+/**
+ * The upstream's copy result, relayed: S3 may answer 200 with an <Error> document (a failure
+ * after the head went out), so the body is read before the answer is called a success.
+ */
+async function copyResult(ctx: RequestContext, res: Response, root: "CopyObjectResult" | "CopyPartResult", upstreamBucket: string): Promise<Response> {
+  if (res.status !== 200) return relayError(res, upstreamBucket);
+  const doc = tryParse(await readCapped(res, MAX_RESULT_BODY));
+  if (doc?.name !== root) throw s3Fail(errorOf(res.status, doc, upstreamBucket));
+  let xml = XML_DECL + `<${root} xmlns="${S3_XMLNS}">`;
   for (const name of ["ETag", "LastModified", "ChecksumType", "ChecksumCRC32", "ChecksumCRC32C", "ChecksumCRC64NVME", "ChecksumSHA1", "ChecksumSHA256"]) {
     const v = childText(doc, name);
     if (v !== undefined) xml += el(name, v);
   }
-  return xmlAnswer(ctx, res, xml + "</CopyObjectResult>");
+  return xmlAnswer(ctx, res, xml + `</${root}>`);
 }

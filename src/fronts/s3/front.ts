@@ -25,7 +25,7 @@ import { fromProxyError, s3Error, s3ErrorResponse, type S3Error } from "./errors
 import { s3ErrorOf, s3Fail } from "./fail.ts";
 import type { S3Identities, S3Principal } from "./identities.ts";
 import { listObjects } from "./list.ts";
-import { copyObjectOp } from "./copy.ts";
+import { copyObjectOp, uploadPartCopyOp } from "./copy.ts";
 import { deleteObjectOp, deleteObjectsOp } from "./delete.ts";
 import {
   abortMultipartUploadOp,
@@ -34,7 +34,7 @@ import {
   listMultipartUploadsOp,
   listPartsOp,
 } from "./multipart.ts";
-import { bucketLocation, bucketVersioning, getObject, headBucket, listBuckets, responseOverrides } from "./operations.ts";
+import { bucketLocation, bucketVersioning, getObject, objectTagging, headBucket, listBuckets, responseOverrides } from "./operations.ts";
 import { mayAccess } from "./permissions.ts";
 import { putObjectOp, uploadPartOp } from "./put-object.ts";
 import type { PayloadInfo } from "./upload-body.ts";
@@ -199,12 +199,16 @@ export function s3Operate(ctx: RequestContext): Response | Promise<Response> {
     case "GetObject":
     case "HeadObject":
       return getObject(ctx, s.overrides);
+    case "GetObjectTagging":
+      return objectTagging(ctx);
     case "PutObject":
       return putObjectOp(ctx);
     case "CopyObject":
       return copyObjectOp(ctx);
     case "UploadPart":
       return uploadPartOp(ctx);
+    case "UploadPartCopy":
+      return uploadPartCopyOp(ctx);
     case "CreateMultipartUpload":
       return createMultipartUploadOp(ctx);
     case "CompleteMultipartUpload":

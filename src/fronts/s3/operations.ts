@@ -5,7 +5,7 @@
  * GetBucketVersioning the upstream bucket's versioning state.
  */
 import type { RequestContext } from "../../proxy/context.ts";
-import { getBucketVersioning } from "../../s3/operations/index.ts";
+import { getBucketVersioning, getObjectTagging } from "../../s3/operations/index.ts";
 import { readCapped, relayError, tryParse } from "./relay.ts";
 import { serveObject } from "../../proxy/phases/object.ts";
 import { S3_FRONT_BUCKET_NAME } from "../../config/s3-api.ts";
@@ -78,8 +78,8 @@ export function bucketLocation(ctx: RequestContext, api: S3Identities): Response
   return xmlResponse(ctx, renderLocationConstraint(api.region));
 }
 
-/** A VersioningConfiguration is a few short elements; anything near this is not one. */
-const MAX_VERSIONING_BYTES = 64 * 1024;
+/** A VersioningConfiguration or a Tagging (at most 10 tags) is a few short elements; anything near this is not one. */
+const MAX_CONFIGURATION_BYTES = 64 * 1024;
 
 /**
  * GetBucketVersioning: the upstream bucket's state, relayed (whether old versions are kept is the
@@ -87,13 +87,26 @@ const MAX_VERSIONING_BYTES = 64 * 1024;
  */
 export async function bucketVersioning(ctx: RequestContext): Promise<Response> {
   const upstream = ctx.bucket!.upstream.primary();
-  const res = await getBucketVersioning(upstream, { signal: ctx.req.signal, timing: ctx.timing });
-  if (res.status !== 200) return relayError(res, upstream.bucket);
-  const bytes = await readCapped(res, MAX_VERSIONING_BYTES);
-  if (bytes === undefined || tryParse(bytes)?.name !== "VersioningConfiguration") {
-    throw s3Fail(s3Error("InternalError", "The upstream's versioning configuration could not be read."));
+  return relayDocument(ctx, await getBucketVersioning(upstream, { signal: ctx.req.signal, timing: ctx.timing }), "VersioningConfiguration", upstream.bucket);
+}
+
+/** GetObjectTagging: the object's tag set, relayed (aws-cli reads it before a multipart copy). */
+export async function objectTagging(ctx: RequestContext): Promise<Response> {
+  const upstream = ctx.bucket!.upstream.primary();
+  return relayDocument(ctx, await getObjectTagging(upstream, ctx.key, { signal: ctx.req.signal, timing: ctx.timing }), "Tagging", upstream.bucket);
+}
+
+/** A small upstream XML document relayed as it is, once it is known to be a `root` (it names no bucket). */
+async function relayDocument(ctx: RequestContext, res: Response, root: string, upstreamBucket: string): Promise<Response> {
+  if (res.status !== 200) return relayError(res, upstreamBucket);
+  const bytes = await readCapped(res, MAX_CONFIGURATION_BYTES);
+  if (bytes === undefined || tryParse(bytes)?.name !== root) {
+    throw s3Fail(s3Error("InternalError", `The upstream's ${root} document could not be read.`));
   }
-  return xmlResponse(ctx, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8"));
+  const answer = xmlResponse(ctx, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8"));
+  const version = res.headers.get("x-amz-version-id");
+  if (version !== null) answer.headers.set("x-amz-version-id", version);
+  return answer;
 }
 
 /**

@@ -5,8 +5,8 @@
  * - A bucket with `access: read-only` (the default) refuses every write-family action (PutObject
  *   and the multipart calls, DeleteObject(s), and the multipart bookkeeping) to everyone, whatever
  *   the grants say: grants only narrow further.
- * - A static credential: its grants. `read` covers GetObject and HeadObject, `list` the listings,
- *   `write` PutObject, CopyObject and the multipart calls, `delete` DeleteObject(s);
+ * - A static credential: its grants. `read` covers GetObject, HeadObject and GetObjectTagging,
+ *   `list` the listings, `write` PutObject, CopyObject and the multipart calls (UploadPartCopy too), `delete` DeleteObject(s);
  *   AbortMultipartUpload, ListParts and ListMultipartUploads need `write` or `delete`.
  *   GetBucketLocation and CreateBucket (answered BucketAlreadyOwnedByYou) need any grant (both
  *   answer from config, revealing no more than the grant itself), and so does GetBucketVersioning
@@ -38,6 +38,7 @@ const WRITE_OR_DELETE: readonly S3Permission[] = ["write", "delete"];
 export function permissionsFor(action: S3Action): readonly S3Permission[] | undefined {
   switch (action) {
     case "s3:GetObject":
+    case "s3:GetObjectTagging":
       return READ;
     case "s3:ListBucket":
       return LIST;

@@ -16,8 +16,10 @@ export type S3Operation =
   | "ListObjectsV2"
   | "GetObject"
   | "HeadObject"
+  | "GetObjectTagging"
   | "PutObject"
   | "CopyObject"
+  | "UploadPartCopy"
   | "DeleteObject"
   | "DeleteObjects"
   | "CreateMultipartUpload"
@@ -38,11 +40,13 @@ export const ACTION_OF: Readonly<Record<S3Operation, S3Action>> = {
   ListObjectsV2: "s3:ListBucket",
   GetObject: "s3:GetObject",
   HeadObject: "s3:GetObject",
+  GetObjectTagging: "s3:GetObjectTagging",
   // As in S3's IAM actions: every step of a multipart upload is s3:PutObject, except its bookkeeping.
   PutObject: "s3:PutObject",
   CopyObject: "s3:PutObject",
   CreateMultipartUpload: "s3:PutObject",
   UploadPart: "s3:PutObject",
+  UploadPartCopy: "s3:PutObject",
   CompleteMultipartUpload: "s3:PutObject",
   AbortMultipartUpload: "s3:AbortMultipartUpload",
   ListParts: "s3:ListMultipartUploadParts",
@@ -106,13 +110,17 @@ const notImplemented = (what: string) => s3Error("NotImplemented", `${what} is n
 /** The operation of a request, or S3's error for one this front does not serve. `copySource`: x-amz-copy-source is present. */
 export function operationOf(method: string, a: Addressed, query: ReadonlyArray<readonly [string, string]>, copySource = false): S3Operation | S3Error {
   let sub: string | undefined;
+  let subs = 0;
   let listType: string | undefined;
   let uploadId = false;
   let partNumber = false;
   for (const [k, v] of query) {
     if (k === "uploadId") uploadId = true;
     else if (k === "partNumber") partNumber = true;
-    else if (SUBRESOURCES.has(k)) sub ??= k;
+    else if (SUBRESOURCES.has(k)) {
+      sub ??= k;
+      subs++;
+    }
     else if (k === "list-type") listType = v;
   }
   if (a.bucket === "") {
@@ -134,6 +142,7 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
     if (listType === "2") return "ListObjectsV2";
     return s3Error("InvalidArgument", "Invalid List Type specified", { ArgumentName: "list-type", ArgumentValue: listType.slice(0, 64) });
   }
+  if (sub === "tagging" && subs === 1 && method === "GET" && !uploadId && !partNumber) return "GetObjectTagging";
   if (sub !== undefined && !(sub === "uploads" && method === "POST")) return notImplemented(`The ?${sub} sub-resource`);
   switch (method) {
     case "GET":
@@ -143,7 +152,7 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
       return method === "GET" ? "GetObject" : "HeadObject";
     case "PUT":
       if (uploadId !== partNumber) return s3Error("InvalidRequest", "UploadPart needs both partNumber and uploadId.");
-      if (uploadId) return copySource ? notImplemented("UploadPartCopy") : "UploadPart";
+      if (uploadId) return copySource ? "UploadPartCopy" : "UploadPart";
       return copySource ? "CopyObject" : "PutObject";
     case "POST":
       if (sub === "uploads") return uploadId ? s3Error("InvalidRequest", "?uploads and ?uploadId cannot be combined.") : "CreateMultipartUpload";

@@ -1,5 +1,6 @@
 /**
- * CopyObject within one upstream bucket: S3 copies server-side, no byte passes through the proxy.
+ * CopyObject and UploadPartCopy within one upstream bucket: S3 copies server-side, no byte passes
+ * through the proxy.
  * x-amz-copy-source is built here from the bucket's upstream name and the source key (URL-encoded,
  * "/" kept), so a client can never name another upstream bucket.
  *
@@ -10,7 +11,7 @@
  */
 import { uriEncode } from "../sigv4.ts";
 import type { BucketUpstream } from "../upstream.ts";
-import { type HeaderSource, OBJECT_HEADERS, type OperationContext, pickHeaders } from "./common.ts";
+import { type HeaderSource, OBJECT_HEADERS, type OperationContext, partNumberText, pickHeaders } from "./common.ts";
 
 const COPY_HEADERS = {
   names: new Set([
@@ -41,6 +42,38 @@ export interface CopyObjectArgs {
 export function copySource(bucket: string, key: string, versionId?: string): string {
   const source = `/${uriEncode(bucket, true)}/${uriEncode(key, false)}`;
   return versionId === undefined ? source : `${source}?versionId=${uriEncode(versionId, true)}`;
+}
+
+export interface UploadPartCopyArgs {
+  /** The destination key (the multipart upload's). */
+  key: string;
+  uploadId: string;
+  partNumber: number;
+  /** The source key, in the same upstream bucket (decoded). */
+  sourceKey: string;
+  sourceVersionId?: string;
+  /** The client's request headers: x-amz-copy-source-range and the x-amz-copy-source-if-* conditions are used. */
+  headers?: HeaderSource;
+}
+
+const PART_COPY_HEADERS = {
+  names: new Set([
+    "x-amz-copy-source-range",
+    "x-amz-copy-source-if-match",
+    "x-amz-copy-source-if-none-match",
+    "x-amz-copy-source-if-modified-since",
+    "x-amz-copy-source-if-unmodified-since",
+  ]),
+  meta: false,
+  contentEncoding: false,
+};
+
+/** PUT /bucket/key?partNumber&uploadId with x-amz-copy-source: S3's answer is a <CopyPartResult> (ETag, LastModified, checksum). */
+export function uploadPartCopy(upstream: BucketUpstream, args: UploadPartCopyArgs, ctx: OperationContext): Promise<Response> {
+  const headers = pickHeaders(args.headers, PART_COPY_HEADERS);
+  headers["x-amz-copy-source"] = copySource(upstream.bucket, args.sourceKey, args.sourceVersionId);
+  const query: Array<[string, string]> = [["partNumber", partNumberText(args.partNumber)], ["uploadId", args.uploadId]];
+  return upstream.send({ method: "PUT", key: args.key, query, headers, ...ctx });
 }
 
 /** PUT /bucket/key with x-amz-copy-source: S3's answer is a <CopyObjectResult> (ETag, LastModified). */

@@ -3,12 +3,12 @@
  * operation, each a function (upstream, args, ctx) → S3's Response, on BucketUpstream.send:
  *   list-objects.ts    listObjectsV1, listObjectsV2 (+ their parameters from a client's query)
  *   head-bucket.ts     headBucket
- *   bucket-versioning.ts  getBucketVersioning
+ *   configuration.ts   getBucketVersioning, getObjectTagging
  *   put-object.ts      putObject (streamed; plain or aws-chunked with an unsigned trailer)
  *   multipart.ts       createMultipartUpload, uploadPart, completeMultipartUpload, abortMultipartUpload
  *   multipart-list.ts  listParts, listMultipartUploads
  *   delete-objects.ts  deleteObject, deleteObjects (XML and Content-MD5 built here)
- *   copy-object.ts     copyObject (within the bucket's upstream bucket)
+ *   copy-object.ts     copyObject, uploadPartCopy (within the bucket's upstream bucket)
  *   common.ts          context, header allowlists, body framing, XML text
  *
  * Contract (BucketUpstream.send's): resolves with S3's final response for every status, body
@@ -16,7 +16,7 @@
  * failed (nothing stored), the abort reason when ctx.signal aborted, TypeError on bad arguments.
  * With replicas, writes go to `bucket.upstream.primary()`.
  */
-export * from "./bucket-versioning.ts";
+export * from "./configuration.ts";
 export * from "./common.ts";
 export * from "./copy-object.ts";
 export * from "./delete-objects.ts";
