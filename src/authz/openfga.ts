@@ -72,6 +72,8 @@ const ID = /^[^\s:#]+$/;
 /** Actions checked with openfga_write_relation (the S3 front's writes and the plain front's PUT/DELETE). */
 export const WRITE_ACTIONS: ReadonlySet<string> = new Set([
   "s3:PutObject",
+  "s3:PutObjectTagging",
+  "s3:DeleteObjectTagging",
   "s3:DeleteObject",
   "s3:AbortMultipartUpload",
   "s3:ListMultipartUploadParts",

@@ -19,6 +19,8 @@ export type S3Action =
   | "s3:GetBucketLocation"
   | "s3:GetBucketVersioning"
   | "s3:GetObjectTagging"
+  | "s3:PutObjectTagging"
+  | "s3:DeleteObjectTagging"
   | "s3:PutObject"
   | "s3:DeleteObject"
   | "s3:AbortMultipartUpload"

@@ -365,7 +365,72 @@ describe("UploadPartCopy and GetObjectTagging", () => {
       expect(env.upstreamCalls().map((c) => [c.method, c.pathname, Object.keys(c.query)])).toEqual([["GET", "/up/pc/src.bin", ["tagging"]]]);
       await refused(fetch(`${env.endpoint}/up/pc/src.bin?tagging`), 403, "AccessDenied");
       await refused(signedFetch(env, { method: "GET", path: "/up/pc/src.bin", query: [["tagging", ""], ["versionId", "v1"]] }), 501, "NotImplemented");
-      await refused(signedFetch(env, { method: "PUT", path: "/up/pc/src.bin", query: [["tagging", ""]], body: "<Tagging/>" }), 501, "NotImplemented");
+    },
+    T,
+  );
+});
+
+describe("object tags: PutObjectTagging, DeleteObjectTagging, x-amz-tagging on PutObject and CopyObject", () => {
+  const tagsOf = async (key: string) => {
+    const r = await signedFetch(env, { method: "GET", path: `/up/${key}`, query: [["tagging", ""]] });
+    const xml = await r.text();
+    expect(r.status).toBe(200);
+    return [...xml.matchAll(/<Tag><Key>([^<]*)<\/Key><Value>([^<]*)<\/Value><\/Tag>/g)].map((m) => `${m[1]}=${m[2]}`);
+  };
+  const putTags = (key: string, tags: Array<[string, string]>, creds = WRITER, bucket = "up") => {
+    const body = `<Tagging><TagSet>${tags.map(([k, v]) => `<Tag><Key>${k}</Key><Value>${v}</Value></Tag>`).join("")}</TagSet></Tagging>`;
+    return signedFetch(env, { method: "PUT", path: `/${bucket}/${key}`, query: [["tagging", ""]], body, payloadHash: sha(body), headers: { "content-md5": new Bun.CryptoHasher("md5").update(body).digest("base64") }, creds });
+  };
+  const sha = (s: string) => new Bun.CryptoHasher("sha256").update(s).digest("hex");
+
+  test(
+    "set, read and remove an object's tags; the upstream gets XML built by the proxy with its Content-MD5",
+    async () => {
+      await env.s3.put("up", "tags/a.txt", "a");
+      env.mark();
+      const r = await putTags("tags/a.txt", [["team", "blue"], ["note", "a &amp; b"]]);
+      expect(r.status).toBe(200);
+      const call = env.upstreamCalls()[0]!;
+      expect([call.method, call.pathname, Object.keys(call.query), call.status, typeof call.headers["content-md5"]]).toEqual(["PUT", "/up/tags/a.txt", ["tagging"], 200, "string"]);
+      expect(await tagsOf("tags/a.txt")).toEqual(["team=blue", "note=a &amp; b"]);
+      const d = await signedFetch(env, { method: "DELETE", path: "/up/tags/a.txt", query: [["tagging", ""]] });
+      expect(d.status).toBe(204);
+      expect(await tagsOf("tags/a.txt")).toEqual([]);
+    },
+    T,
+  );
+
+  test(
+    "refused as S3 refuses, before the upstream: 11 tags, a key twice, a key of 129 characters, malformed XML (InvalidTag / MalformedXML); no write grant or a read-only bucket (AccessDenied)",
+    async () => {
+      const eleven = Array.from({ length: 11 }, (_, i) => [`k${i}`, "v"] as [string, string]);
+      await refused(putTags("tags/a.txt", eleven), 400, "InvalidTag");
+      await refused(putTags("tags/a.txt", [["k", "1"], ["k", "2"]]), 400, "InvalidTag");
+      await refused(putTags("tags/a.txt", [["k".repeat(129), "1"]]), 400, "InvalidTag");
+      await refused(signedFetch(env, { method: "PUT", path: "/up/tags/a.txt", query: [["tagging", ""]], body: "<Tagging><Tag>", payloadHash: sha("<Tagging><Tag>") }), 400, "MalformedXML");
+      await refused(putTags("tags/a.txt", [["k", "1"]], READER), 403, "AccessDenied");
+      await refused(putTags("x.txt", [["k", "1"]], WRITER, "ro"), 403, "AccessDenied");
+      await refused(signedFetch(env, { method: "DELETE", path: "/up/tags/a.txt", query: [["tagging", ""]], creds: READER }), 403, "AccessDenied");
+    },
+    T,
+  );
+
+  test(
+    "x-amz-tagging on PutObject sets the tags (a later PUT without it has none); CopyObject copies the source's tags, or REPLACEs them",
+    async () => {
+      const put = (key: string, headers: Record<string, string> = {}) => signedFetch(env, { method: "PUT", path: `/up/${key}`, body: "data", headers });
+      expect((await put("tags/p.txt", { "x-amz-tagging": "a=1&b=two%20words" })).status).toBe(200);
+      expect(await tagsOf("tags/p.txt")).toEqual(["a=1", "b=two words"]);
+      const copy = (dest: string, headers: Record<string, string> = {}) => signedFetch(env, { method: "PUT", path: `/up/${dest}`, headers: { "x-amz-copy-source": "/up/tags/p.txt", ...headers } });
+      expect((await copy("tags/c1.txt")).status).toBe(200);
+      expect(await tagsOf("tags/c1.txt")).toEqual(["a=1", "b=two words"]);
+      expect((await copy("tags/c2.txt", { "x-amz-tagging-directive": "REPLACE", "x-amz-tagging": "x=y" })).status).toBe(200);
+      expect(await tagsOf("tags/c2.txt")).toEqual(["x=y"]);
+      expect((await put("tags/p.txt")).status).toBe(200);
+      expect(await tagsOf("tags/p.txt")).toEqual([]);
+      const bad = await answerOf(await put("tags/bad.txt", { "x-amz-tagging": "a=1&a=2" }));
+      expect([bad.status, bad.code]).toEqual([400, "InvalidTag"]);
+      expect(await env.s3.exists("up", "tags/bad.txt")).toBe(false);
     },
     T,
   );

@@ -79,11 +79,13 @@ clientTest("aws")(
 );
 
 clientTest("aws")(
-  "aws s3 cp and mv between two keys of a bucket, above the multipart threshold: GetObjectTagging, then UploadPartCopy server-side; byte-exact",
+  "aws s3 cp and mv between two keys of a bucket, above the multipart threshold: GetObjectTagging, then UploadPartCopy server-side; byte-exact, tags kept",
   async () => {
     const bytes = bytesOf(20 * MiB + 3, 107);
     await env.s3.put("up", "aws-copy/src.bin", bytes);
     using aws = awsCli(target());
+    ok(await aws.s3api("put-object-tagging", "--bucket", "up", "--key", "aws-copy/src.bin", "--tagging", "TagSet=[{Key=team,Value=blue green},{Key=n,Value=1}]"));
+    const tagsOf = async (key: string) => JSON.parse((await aws.s3api("get-object-tagging", "--bucket", "up", "--key", key)).stdout).TagSet;
     env.mark();
     ok(await aws.s3("cp", "s3://up/aws-copy/src.bin", "s3://up/aws-copy/copy.bin"));
     await storedExactly("aws-copy/copy.bin", bytes);
@@ -96,9 +98,12 @@ clientTest("aws")(
     }
     expect(calls.some((c) => c.method === "GET" && "tagging" in c.query && c.status === 200)).toBe(true);
     reSigned();
+    // aws-cli sends the source's tags as x-amz-tagging on CreateMultipartUpload
+    expect(await tagsOf("aws-copy/copy.bin")).toEqual([{ Key: "team", Value: "blue green" }, { Key: "n", Value: "1" }]);
     ok(await aws.s3("mv", "s3://up/aws-copy/copy.bin", "s3://up/aws-copy/moved.bin"));
     await storedExactly("aws-copy/moved.bin", bytes);
     expect(await env.s3.exists("up", "aws-copy/copy.bin")).toBe(false);
+    expect(await tagsOf("aws-copy/moved.bin")).toEqual([{ Key: "team", Value: "blue green" }, { Key: "n", Value: "1" }]);
   },
   T,
 );

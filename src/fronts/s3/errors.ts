@@ -28,6 +28,7 @@ export const S3_ERRORS = {
   InvalidPartOrder: { status: 400, message: "The list of parts was not in ascending order. The parts list must be specified in order by part number." },
   InvalidRange: { status: 416, message: "The requested range is not satisfiable" },
   InvalidRequest: { status: 400, message: "Invalid Request" },
+  InvalidTag: { status: 400, message: "The tag provided was not a valid tag." },
   InvalidToken: { status: 400, message: "The provided token is malformed or otherwise invalid." },
   InvalidURI: { status: 400, message: "Couldn't parse the specified URI." },
   KeyTooLongError: { status: 400, message: "Your key is too long" },

@@ -34,9 +34,10 @@ import {
   listMultipartUploadsOp,
   listPartsOp,
 } from "./multipart.ts";
-import { bucketLocation, bucketVersioning, getObject, objectTagging, headBucket, listBuckets, responseOverrides } from "./operations.ts";
+import { bucketLocation, bucketVersioning, getObject, headBucket, listBuckets, responseOverrides } from "./operations.ts";
 import { mayAccess } from "./permissions.ts";
 import { putObjectOp, uploadPartOp } from "./put-object.ts";
+import { deleteObjectTaggingOp, objectTagging, putObjectTaggingOp } from "./tagging.ts";
 import type { PayloadInfo } from "./upload-body.ts";
 import { ACTION_OF, address, bucketFromHost, hasDotSegment, MAX_KEY_BYTES, operationOf, type S3Operation } from "./route.ts";
 import { stsError, stsErrorResponse } from "./sts-api.ts";
@@ -201,6 +202,10 @@ export function s3Operate(ctx: RequestContext): Response | Promise<Response> {
       return getObject(ctx, s.overrides);
     case "GetObjectTagging":
       return objectTagging(ctx);
+    case "PutObjectTagging":
+      return putObjectTaggingOp(ctx);
+    case "DeleteObjectTagging":
+      return deleteObjectTaggingOp(ctx);
     case "PutObject":
       return putObjectOp(ctx);
     case "CopyObject":

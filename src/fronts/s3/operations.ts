@@ -2,10 +2,10 @@
  * The S3 front's read operations. ListBuckets, HeadBucket and GetBucketLocation answer from config;
  * GetObject and HeadObject are the shared object phase (cache, ranges, conditionals, If-Range) plus
  * S3's response-content-* overrides; ListObjects V1/V2 relay the upstream's listing (list.ts), and
- * GetBucketVersioning the upstream bucket's versioning state.
+ * GetBucketVersioning the upstream bucket's versioning state (tags: tagging.ts).
  */
 import type { RequestContext } from "../../proxy/context.ts";
-import { getBucketVersioning, getObjectTagging } from "../../s3/operations/index.ts";
+import { getBucketVersioning } from "../../s3/operations/index.ts";
 import { readCapped, relayError, tryParse } from "./relay.ts";
 import { serveObject } from "../../proxy/phases/object.ts";
 import { S3_FRONT_BUCKET_NAME } from "../../config/s3-api.ts";
@@ -90,14 +90,8 @@ export async function bucketVersioning(ctx: RequestContext): Promise<Response> {
   return relayDocument(ctx, await getBucketVersioning(upstream, { signal: ctx.req.signal, timing: ctx.timing }), "VersioningConfiguration", upstream.bucket);
 }
 
-/** GetObjectTagging: the object's tag set, relayed (aws-cli reads it before a multipart copy). */
-export async function objectTagging(ctx: RequestContext): Promise<Response> {
-  const upstream = ctx.bucket!.upstream.primary();
-  return relayDocument(ctx, await getObjectTagging(upstream, ctx.key, { signal: ctx.req.signal, timing: ctx.timing }), "Tagging", upstream.bucket);
-}
-
 /** A small upstream XML document relayed as it is, once it is known to be a `root` (it names no bucket). */
-async function relayDocument(ctx: RequestContext, res: Response, root: string, upstreamBucket: string): Promise<Response> {
+export async function relayDocument(ctx: RequestContext, res: Response, root: string, upstreamBucket: string): Promise<Response> {
   if (res.status !== 200) return relayError(res, upstreamBucket);
   const bytes = await readCapped(res, MAX_CONFIGURATION_BYTES);
   if (bytes === undefined || tryParse(bytes)?.name !== root) {

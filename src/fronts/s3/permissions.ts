@@ -6,7 +6,8 @@
  *   and the multipart calls, DeleteObject(s), and the multipart bookkeeping) to everyone, whatever
  *   the grants say: grants only narrow further.
  * - A static credential: its grants. `read` covers GetObject, HeadObject and GetObjectTagging,
- *   `list` the listings, `write` PutObject, CopyObject and the multipart calls (UploadPartCopy too), `delete` DeleteObject(s);
+ *   `list` the listings, `write` PutObject, CopyObject, the multipart calls (UploadPartCopy too) and
+ *   setting or removing an object's tags, `delete` DeleteObject(s);
  *   AbortMultipartUpload, ListParts and ListMultipartUploads need `write` or `delete`.
  *   GetBucketLocation and CreateBucket (answered BucketAlreadyOwnedByYou) need any grant (both
  *   answer from config, revealing no more than the grant itself), and so does GetBucketVersioning
@@ -43,6 +44,8 @@ export function permissionsFor(action: S3Action): readonly S3Permission[] | unde
     case "s3:ListBucket":
       return LIST;
     case "s3:PutObject":
+    case "s3:PutObjectTagging":
+    case "s3:DeleteObjectTagging":
       return WRITE;
     case "s3:DeleteObject":
       return DELETE;
@@ -59,6 +62,8 @@ export function permissionsFor(action: S3Action): readonly S3Permission[] | unde
 export function isWriteAction(action: S3Action): boolean {
   return (
     action === "s3:PutObject" ||
+    action === "s3:PutObjectTagging" ||
+    action === "s3:DeleteObjectTagging" ||
     action === "s3:DeleteObject" ||
     action === "s3:AbortMultipartUpload" ||
     action === "s3:ListMultipartUploadParts" ||

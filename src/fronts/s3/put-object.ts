@@ -13,7 +13,7 @@
  * Passed through to the upstream (src/s3/operations put-object.ts / multipart.ts): Content-Type,
  * Content-MD5, x-amz-meta-*, Cache-Control, Content-Disposition, Content-Encoding (without
  * aws-chunked), Content-Language, Expires, the x-amz-checksum-* values, x-amz-sdk-checksum-algorithm,
- * If-Match / If-None-Match. A successful PUT invalidates the key in every cache layer.
+ * If-Match / If-None-Match, x-amz-tagging. A successful PUT invalidates the key in every cache layer.
  */
 import type { RequestContext } from "../../proxy/context.ts";
 import { putObject, uploadPart } from "../../s3/operations/index.ts";

@@ -17,6 +17,8 @@ export type S3Operation =
   | "GetObject"
   | "HeadObject"
   | "GetObjectTagging"
+  | "PutObjectTagging"
+  | "DeleteObjectTagging"
   | "PutObject"
   | "CopyObject"
   | "UploadPartCopy"
@@ -41,6 +43,8 @@ export const ACTION_OF: Readonly<Record<S3Operation, S3Action>> = {
   GetObject: "s3:GetObject",
   HeadObject: "s3:GetObject",
   GetObjectTagging: "s3:GetObjectTagging",
+  PutObjectTagging: "s3:PutObjectTagging",
+  DeleteObjectTagging: "s3:DeleteObjectTagging",
   // As in S3's IAM actions: every step of a multipart upload is s3:PutObject, except its bookkeeping.
   PutObject: "s3:PutObject",
   CopyObject: "s3:PutObject",
@@ -142,7 +146,11 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
     if (listType === "2") return "ListObjectsV2";
     return s3Error("InvalidArgument", "Invalid List Type specified", { ArgumentName: "list-type", ArgumentValue: listType.slice(0, 64) });
   }
-  if (sub === "tagging" && subs === 1 && method === "GET" && !uploadId && !partNumber) return "GetObjectTagging";
+  if (sub === "tagging" && subs === 1 && !uploadId && !partNumber) {
+    if (method === "GET") return "GetObjectTagging";
+    if (method === "PUT") return "PutObjectTagging";
+    if (method === "DELETE") return "DeleteObjectTagging";
+  }
   if (sub !== undefined && !(sub === "uploads" && method === "POST")) return notImplemented(`The ?${sub} sub-resource`);
   switch (method) {
     case "GET":

@@ -1,14 +1,34 @@
 /**
  * Bucket and object configuration the S3 front relays: GetBucketVersioning (the upstream bucket's
- * versioning state) and GetObjectTagging (an object's tag set; aws-cli reads it to copy the tags
- * in a multipart copy).
+ * versioning state) and an object's tag set (Get/Put/DeleteObjectTagging; aws-cli reads the
+ * source's tags before a multipart copy and sets them on the copy). The Tagging XML is built here
+ * from the tags, never relayed from the client, with the Content-MD5 S3 requires.
  */
 import type { BucketUpstream } from "../upstream.ts";
-import type { OperationContext } from "./common.ts";
+import { type OperationContext, S3_XMLNS, xmlText } from "./common.ts";
 
 /** GET /bucket?versioning: S3's VersioningConfiguration document, or its error. */
 export function getBucketVersioning(upstream: BucketUpstream, ctx: OperationContext): Promise<Response> {
   return upstream.send({ method: "GET", key: "", query: [["versioning", ""]], ...ctx });
+}
+
+/** The Tagging XML for `tags`, in order. Throws TypeError for a key or value XML cannot carry. */
+export function taggingXml(tags: ReadonlyArray<readonly [string, string]>): string {
+  let xml = `<?xml version="1.0" encoding="UTF-8"?><Tagging xmlns="${S3_XMLNS}"><TagSet>`;
+  for (const [k, v] of tags) xml += `<Tag><Key>${xmlText(k, "a tag key")}</Key><Value>${xmlText(v, "a tag value")}</Value></Tag>`;
+  return `${xml}</TagSet></Tagging>`;
+}
+
+/** PUT /bucket/key?tagging: the object's tag set replaced (S3 answers 200, no body). */
+export function putObjectTagging(upstream: BucketUpstream, key: string, tags: ReadonlyArray<readonly [string, string]>, ctx: OperationContext): Promise<Response> {
+  const body = new TextEncoder().encode(taggingXml(tags));
+  const headers = { "content-type": "application/xml", "content-md5": new Bun.CryptoHasher("md5").update(body).digest("base64") };
+  return upstream.send({ method: "PUT", key, query: [["tagging", ""]], headers, body, ...ctx });
+}
+
+/** DELETE /bucket/key?tagging: the object's tags removed (S3 answers 204). */
+export function deleteObjectTagging(upstream: BucketUpstream, key: string, ctx: OperationContext): Promise<Response> {
+  return upstream.send({ method: "DELETE", key, query: [["tagging", ""]], ...ctx });
 }
 
 /** GET /bucket/key?tagging: S3's Tagging document, or its error. */

@@ -23,7 +23,7 @@ import {
 } from "./common.ts";
 
 const CREATE_HEADERS = {
-  names: new Set([...OBJECT_HEADERS, "x-amz-checksum-algorithm", "x-amz-checksum-type"]),
+  names: new Set([...OBJECT_HEADERS, "x-amz-checksum-algorithm", "x-amz-checksum-type", "x-amz-tagging"]),
   meta: true,
   contentEncoding: true,
 };

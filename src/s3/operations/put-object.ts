@@ -21,7 +21,7 @@ import {
 } from "./common.ts";
 
 const PUT_HEADERS = {
-  names: new Set([...OBJECT_HEADERS, "content-md5", ...CHECKSUM_VALUE_HEADERS, "x-amz-sdk-checksum-algorithm", "if-match", "if-none-match"]),
+  names: new Set([...OBJECT_HEADERS, "content-md5", ...CHECKSUM_VALUE_HEADERS, "x-amz-sdk-checksum-algorithm", "if-match", "if-none-match", "x-amz-tagging"]),
   meta: true,
   contentEncoding: true,
 };

@@ -81,7 +81,7 @@ describe("operationOf", () => {
     for (const [m, p, s] of [
       ["POST", "/b/k", ""],
       ["GET", "/b/k", "acl"],
-      ["PUT", "/b/k", "tagging"],
+      ["PUT", "/b/k", "acl"],
       ["DELETE", "/b/k", "versionId=3"],
       ["GET", "/b/k", "versionId=3"],
       ["GET", "/b/k", "partNumber=1"],
@@ -100,7 +100,10 @@ describe("operationOf", () => {
     expect(op("GET", "/b/k", "tagging&versionId=3")).toBe("501 NotImplemented");
     expect(op("GET", "/b/k", "versionId=3&tagging")).toBe("501 NotImplemented");
     expect(op("HEAD", "/b/k", "tagging")).toBe("501 NotImplemented");
-    expect(op("DELETE", "/b/k", "tagging")).toBe("501 NotImplemented");
+    expect(op("PUT", "/b/k", "tagging")).toBe("PutObjectTagging");
+    expect(op("DELETE", "/b/k", "tagging")).toBe("DeleteObjectTagging");
+    expect(op("PUT", "/b/k", "tagging&versionId=2")).toBe("501 NotImplemented");
+    expect(op("GET", "/b", "tagging")).toBe("501 NotImplemented"); // a bucket's tags: not served
     expect(op("GET", "/b", "list-type=3")).toBe("400 InvalidArgument");
     expect(op("PUT", "/b/k", "partNumber=1")).toBe("400 InvalidRequest");
   });

@@ -1,0 +1,70 @@
+/**
+ * An object's tags on the S3 front: GetObjectTagging relays the upstream's tag set (`read`);
+ * PutObjectTagging and DeleteObjectTagging (`write`, refused on read-only buckets) change it. aws-cli
+ * reads the source's tags before a multipart copy and sets them on the copy.
+ *
+ * A PutObjectTagging body is read (verified like any signed body), checked as S3 checks it (at
+ * most 10 tags, keys of 1-128 and values of at most 256 characters, no key twice) and sent as XML
+ * built here with its Content-MD5, never relayed as the client wrote it. A tag change drops the key
+ * from the cache layers (a cached answer carries the tag count).
+ */
+import type { RequestContext } from "../../proxy/context.ts";
+import { deleteObjectTagging, getObjectTagging, putObjectTagging } from "../../s3/operations/index.ts";
+import { s3Error } from "./errors.ts";
+import { s3Fail } from "./fail.ts";
+import { relayDocument } from "./operations.ts";
+import { emptyAnswer, relayError } from "./relay.ts";
+import { callOf, malformed, purgeKey, readXmlBody, writeUpstream } from "./writes.ts";
+import { child, childrenNamed, childText } from "./xml-reader.ts";
+
+const MAX_TAGS = 10;
+const MAX_KEY_CHARS = 128;
+const MAX_VALUE_CHARS = 256;
+
+/** GetObjectTagging: the object's tag set, relayed. */
+export async function objectTagging(ctx: RequestContext): Promise<Response> {
+  const upstream = ctx.bucket!.upstream.primary();
+  return relayDocument(ctx, await getObjectTagging(upstream, ctx.key, { signal: ctx.req.signal, timing: ctx.timing }), "Tagging", upstream.bucket);
+}
+
+export async function putObjectTaggingOp(ctx: RequestContext): Promise<Response> {
+  const doc = await readXmlBody(ctx, "Tagging");
+  const set = child(doc, "TagSet");
+  if (set === undefined) throw s3Fail(malformed());
+  const tags: Array<[string, string]> = [];
+  for (const tag of childrenNamed(set, "Tag")) {
+    const key = childText(tag, "Key");
+    const value = childText(tag, "Value");
+    if (key === undefined || value === undefined) throw s3Fail(malformed());
+    tags.push([key, value]);
+  }
+  if (tags.length > MAX_TAGS) throw s3Fail(s3Error("InvalidTag", "Object tags cannot be greater than 10"));
+  const seen = new Set<string>();
+  for (const [key, value] of tags) {
+    const keyChars = [...key].length;
+    if (keyChars === 0 || keyChars > MAX_KEY_CHARS) throw s3Fail(s3Error("InvalidTag", `The TagKey you have provided is invalid: it must be 1 to ${MAX_KEY_CHARS} characters`));
+    if ([...value].length > MAX_VALUE_CHARS) throw s3Fail(s3Error("InvalidTag", `The TagValue you have provided is too long, max ${MAX_VALUE_CHARS}`));
+    if (seen.has(key)) throw s3Fail(s3Error("InvalidTag", "Cannot provide multiple Tags with the same key"));
+    seen.add(key);
+  }
+  const upstream = writeUpstream(ctx);
+  let res: Response;
+  try {
+    res = await putObjectTagging(upstream, ctx.key, tags, callOf(ctx));
+  } catch (err) {
+    // A key or value XML 1.0 cannot carry (a control character): S3 cannot have received it either.
+    if (err instanceof TypeError) throw s3Fail(s3Error("InvalidTag", "A tag key or value contains a character XML cannot carry"));
+    throw err;
+  }
+  if (!res.ok) return relayError(res, upstream.bucket);
+  await purgeKey(ctx, ctx.key);
+  return emptyAnswer(ctx, res, 200);
+}
+
+export async function deleteObjectTaggingOp(ctx: RequestContext): Promise<Response> {
+  const upstream = writeUpstream(ctx);
+  const res = await deleteObjectTagging(upstream, ctx.key, callOf(ctx));
+  if (!res.ok) return relayError(res, upstream.bucket);
+  await purgeKey(ctx, ctx.key);
+  return emptyAnswer(ctx, res, 204);
+}
