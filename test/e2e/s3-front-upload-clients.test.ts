@@ -6,7 +6,7 @@
  * STREAMING-UNSIGNED-PAYLOAD-TRAILER without Content-Length (test/clients/payload-modes.ts).
  */
 import { afterAll, beforeAll, expect, setDefaultTimeout } from "bun:test";
-import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { CompleteMultipartUploadCommand, CopyObjectCommand, CreateMultipartUploadCommand, DeleteObjectTaggingCommand, GetObjectTaggingCommand, PutObjectCommand, PutObjectTaggingCommand, S3Client, UploadPartCopyCommand } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -266,6 +266,40 @@ clientTest()(
       await storedExactly("sdk/upload.bin", large);
       expect(env.upstreamCalls().filter((c) => c.method === "PUT" && c.query.partNumber !== undefined).length).toBe(3);
       reSigned();
+    } finally {
+      sdk.destroy();
+    }
+  },
+  T,
+);
+
+clientTest()(
+  "@aws-sdk/client-s3 (latest): object tags (Put/Get/DeleteObjectTagging with the SDK's checksum header, Tagging on PutObject, CopyObject's TaggingDirective) and UploadPartCopy",
+  async () => {
+    const sdk = new S3Client({ endpoint: env.endpoint, region: "us-east-1", forcePathStyle: true, credentials: WRITER, maxAttempts: 1 });
+    const tags = async (Key: string) => (await sdk.send(new GetObjectTaggingCommand({ Bucket: "up", Key }))).TagSet?.map((t) => `${t.Key}=${t.Value}`);
+    try {
+      await sdk.send(new PutObjectCommand({ Bucket: "up", Key: "sdk-tags/a.txt", Body: "a", Tagging: "team=blue&note=x%26y" }));
+      expect(await tags("sdk-tags/a.txt")).toEqual(["team=blue", "note=x&y"]);
+      await sdk.send(new PutObjectTaggingCommand({ Bucket: "up", Key: "sdk-tags/a.txt", Tagging: { TagSet: [{ Key: "k <1>", Value: "v & w" }] } }));
+      expect(await tags("sdk-tags/a.txt")).toEqual(["k <1>=v & w"]);
+      await sdk.send(new CopyObjectCommand({ Bucket: "up", Key: "sdk-tags/b.txt", CopySource: "up/sdk-tags/a.txt" }));
+      expect(await tags("sdk-tags/b.txt")).toEqual(["k <1>=v & w"]);
+      await sdk.send(new CopyObjectCommand({ Bucket: "up", Key: "sdk-tags/c.txt", CopySource: "up/sdk-tags/a.txt", TaggingDirective: "REPLACE", Tagging: "r=1" }));
+      expect(await tags("sdk-tags/c.txt")).toEqual(["r=1"]);
+      await sdk.send(new DeleteObjectTaggingCommand({ Bucket: "up", Key: "sdk-tags/a.txt" }));
+      expect(await tags("sdk-tags/a.txt")).toEqual([]);
+
+      const src = bytesOf(5 * MiB + 100, 110);
+      await sdk.send(new PutObjectCommand({ Bucket: "up", Key: "sdk-tags/src.bin", Body: src }));
+      const { UploadId } = await sdk.send(new CreateMultipartUploadCommand({ Bucket: "up", Key: "sdk-tags/joined.bin" }));
+      const p1 = await sdk.send(new UploadPartCopyCommand({ Bucket: "up", Key: "sdk-tags/joined.bin", UploadId, PartNumber: 1, CopySource: "up/sdk-tags/src.bin" }));
+      const p2 = await sdk.send(new UploadPartCopyCommand({ Bucket: "up", Key: "sdk-tags/joined.bin", UploadId, PartNumber: 2, CopySource: "up/sdk-tags/src.bin", CopySourceRange: "bytes=0-99" }));
+      await sdk.send(new CompleteMultipartUploadCommand({ Bucket: "up", Key: "sdk-tags/joined.bin", UploadId, MultipartUpload: { Parts: [{ PartNumber: 1, ETag: p1.CopyPartResult!.ETag }, { PartNumber: 2, ETag: p2.CopyPartResult!.ETag }] } }));
+      const joined = new Uint8Array(src.byteLength + 100);
+      joined.set(src);
+      joined.set(src.subarray(0, 100), src.byteLength);
+      await storedExactly("sdk-tags/joined.bin", joined);
     } finally {
       sdk.destroy();
     }

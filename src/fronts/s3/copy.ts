@@ -1,8 +1,8 @@
 /**
  * CopyObject and UploadPartCopy on the S3 front, within one proxy bucket: the upstream copies
- * server-side (no byte passes through the proxy). The destination needs `write` (s3:PutObject, checked by the shared
- * phases); the source needs `read` and the bucket authorizer's s3:GetObject on the source key,
- * checked here, as S3 checks both.
+ * server-side (no byte passes through the proxy). The destination needs `write` (s3:PutObject,
+ * checked by the shared phases); the source needs `read` and the bucket authorizer's s3:GetObject
+ * on the source key, checked here, as S3 checks both.
  *
  * x-amz-copy-source names a proxy bucket (`/bucket/key`, `bucket/key`, URL-encoded, optional
  * `?versionId=`). A source in ANOTHER proxy bucket is refused with 501 NotImplemented and a
