@@ -53,8 +53,10 @@ const WARM = GATE ? 2 : Number(process.env.BENCH_WARMUP ?? 3);
 const CONNS = 64;
 const STREAM_CONNS = 4;
 
-// Each peer next to what it is compared with, so drift within a round hits both alike.
-const SMALL = ["nginx_static", "nginx_proxy_pass", "ats_signed", "yata_signed", "yata_jwt_signed", "yata_anon", "nginx_proxy_cache", "ats_cached", "yata_cached", "yata_s3_get", "yata_redis_hit", "yata_s3_put"] as const;
+// Each scenario next to what it is compared with (ATS signed | signed | S3 GetObject | PutObject;
+// cache hits with their two references), and every other round in reverse order, so drift within a
+// round (this host's neighbours come and go within seconds) hits both sides of a ratio alike.
+const SMALL = ["nginx_static", "nginx_proxy_pass", "yata_jwt_signed", "ats_signed", "yata_signed", "yata_s3_get", "yata_s3_put", "yata_redis_hit", "yata_anon", "nginx_proxy_cache", "yata_cached", "ats_cached"] as const;
 const STREAM = ["nginx_static_100m", "nginx_pass_buffered_100m", "ats_signed_100m", "yata_stream_100m", "yata_disk_100m"] as const;
 
 export interface Row extends LoadResult {
@@ -259,7 +261,7 @@ async function runConfig(fx: ReturnType<typeof makeFixture>, origin: Awaited<Ret
     const perId = new Map<string, Row[]>();
     for (let round = 0; round < rounds; round++) {
       if (rounds > 1) log(`  -- round ${round + 1}/${rounds}`);
-      for (const id of SMALL) {
+      for (const id of round % 2 ? [...SMALL].reverse() : SMALL) {
         const r = await measure(s, id, "wrk", round === 0);
         perId.set(id, [...(perId.get(id) ?? []), r]);
         if (r.errors || r.non2xx) log(`  !! ${id}: ${r.errors} errors, ${r.non2xx} non-2xx`);
