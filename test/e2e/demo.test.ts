@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { join } from "node:path";
+import { readFileSync } from "node:fs";
 import { awsCli } from "../clients/aws.ts";
 import { clientTest } from "../clients/run.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -52,7 +53,7 @@ test("the curl lines: public object, folder index, 401 without a token, 200 with
   expect(await (await fetch(`${base}/private/uploads/demo-test.txt`, { headers: { authorization: `Bearer ${token}` } })).text()).toBe("uploaded");
 });
 
-clientTest("aws")("the aws-cli lines: ls, cp down, presign", async () => {
+clientTest("aws")("the aws-cli lines: ls, cp down, cp up, a server-side copy, presign", async () => {
   const endpoint = line(/aws --endpoint-url (http:\/\/127\.0\.0\.1:\d+) s3 ls\n/)[1];
   const [, key, secret] = line(/export AWS_ACCESS_KEY_ID=(\S+) AWS_SECRET_ACCESS_KEY=(\S+)/);
   await using aws = awsCli({ endpoint, credentials: { accessKeyId: key, secretAccessKey: secret } });
@@ -61,6 +62,14 @@ clientTest("aws")("the aws-cli lines: ls, cp down, presign", async () => {
   expect(ls.stdout).toContain("public");
   const cp = await aws.s3("cp", "s3://private/reports/q3.csv", "-");
   expect(cp.stdout).toBe("quarter,revenue\nq3,42\n");
+  expect(line(/s3 cp (README\.md s3:\/\/private\/uploads\/README\.md)\n/)[1]).toBeTruthy();
+  const up = await aws.s3("cp", join(import.meta.dir, "../../README.md"), "s3://private/uploads/README.md");
+  expect(up.code).toBe(0);
+  expect(line(/s3 cp (s3:\/\/private\/uploads\/README\.md s3:\/\/private\/uploads\/copy\.md) /)[1]).toBeTruthy();
+  const copy = await aws.s3("cp", "s3://private/uploads/README.md", "s3://private/uploads/copy.md");
+  expect(copy.code).toBe(0);
+  const back = await aws.s3("cp", "s3://private/uploads/copy.md", "-");
+  expect(back.stdout).toBe(readFileSync(join(import.meta.dir, "../../README.md"), "utf8"));
   const presign = await aws.s3("presign", "s3://public/hello.txt");
   expect(presign.code).toBe(0);
   expect(await (await fetch(presign.stdout.trim())).text()).toContain("Hello from Yatagarasu");
