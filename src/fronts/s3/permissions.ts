@@ -11,8 +11,8 @@
  *   AbortMultipartUpload, ListParts and ListMultipartUploads need `write` or `delete`.
  *   GetBucketLocation and CreateBucket (answered BucketAlreadyOwnedByYou) need any grant (both
  *   answer from config, revealing no more than the grant itself), and so does GetBucketVersioning
- *   (the bucket's versioning state, which a writer needs as much as a reader); HeadBucket is s3:ListBucket, as
- *   in S3, so it needs `list`. A bucket it was not granted is AccessDenied.
+ *   (the bucket's versioning state, which a writer needs as much as a reader); HeadBucket is
+ *   s3:ListBucket, as in S3, so it needs `list`. A bucket it was not granted is AccessDenied.
  * - An STS session: what its token's user may do on the plain front. Reads: a bucket without
  *   `auth` is open to it; a bucket with `auth` needs the token's claims to pass jwt.claims and the
  *   bucket's auth.claims. Writes: the plain front's own rule (writeRefusal: a read-write bucket;
