@@ -242,6 +242,25 @@ describe("the bucket authorizer (OpenFGA) checks openfga_write_relation (editor)
     },
     T,
   );
+
+  test(
+    "object tags: reading them is viewer, setting or removing them is editor (alice may not tag doc.txt, may tag drop/new.txt)",
+    async () => {
+      await env.s3.put("up", "doc.txt", "doc");
+      await env.s3.put("up", "drop/new.txt", "new");
+      const body = "<Tagging><TagSet><Tag><Key>k</Key><Value>v</Value></Tag></TagSet></Tagging>";
+      const tag = (path: string) =>
+        signedFetch(env, { method: "PUT", path, query: [["tagging", ""]], body, payloadHash: new Bun.CryptoHasher("sha256").update(body).digest("hex"), creds: ALICE });
+      fga.requests.length = 0;
+      expect((await signedFetch(env, { method: "GET", path: "/fga/doc.txt", query: [["tagging", ""]], creds: ALICE })).status).toBe(200);
+      await refused(tag("/fga/doc.txt"), 403, "AccessDenied");
+      await refused(signedFetch(env, { method: "DELETE", path: "/fga/doc.txt", query: [["tagging", ""]], creds: ALICE }), 403, "AccessDenied");
+      expect((await tag("/fga/drop/new.txt")).status).toBe(200);
+      const checks = fga.requests.map((r) => (r.body as { tuple_key: { relation: string; object: string } }).tuple_key).map((t) => `${t.relation} ${t.object}`);
+      expect(checks).toEqual(["viewer file:fga/doc.txt", "editor file:fga/doc.txt", "editor file:fga/doc.txt", "editor file:fga/drop/new.txt"]);
+    },
+    T,
+  );
 });
 
 describe("CopyObject", () => {
