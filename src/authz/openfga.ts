@@ -48,8 +48,8 @@
  *
  * With openfga_relation other than `viewer`, define that relation the same way.
  *
- * Writes. s3:PutObject, s3:DeleteObject and the multipart actions (WRITE_ACTIONS) are checked
- * with `openfga_write_relation` (default `editor`) instead; reads and listings with
+ * Writes. s3:PutObject, s3:DeleteObject, the multipart actions and tag changes (WRITE_ACTIONS)
+ * are checked with `openfga_write_relation` (default `editor`) instead; reads and listings with
  * `openfga_relation`. The model then gains, on both `folder` and `file`:
  *
  *       define editor: [user, user:*] or editor from parent
