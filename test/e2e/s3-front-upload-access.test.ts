@@ -454,3 +454,55 @@ describe("object tags: PutObjectTagging, DeleteObjectTagging, x-amz-tagging on P
     T,
   );
 });
+
+describe("GetObject and HeadObject of one part (?partNumber)", () => {
+  const MiB = 1024 * 1024;
+  const body = new Uint8Array(11 * MiB + 7).map((_, i) => (i * 13 + 5) & 0xff);
+  const part = (key: string, n: string, method = "GET", headers: Record<string, string> = {}) =>
+    signedFetch(env, { method, path: `/up/${key}`, query: [["partNumber", n]], headers });
+
+  test(
+    "a multipart object: each part is its range (206, Content-Range, x-amz-mp-parts-count), the parts joined are the object; HEAD says the same without a body",
+    async () => {
+      const id = /<UploadId>([^<]+)</.exec(await (await signedFetch(env, { method: "POST", path: "/up/parts/mpu.bin", query: [["uploads", ""]] })).text())![1]!;
+      const cuts = [0, 5 * MiB, 10 * MiB, body.length];
+      const etags: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const r = await signedFetch(env, { method: "PUT", path: "/up/parts/mpu.bin", query: [["partNumber", String(i + 1)], ["uploadId", id]], body: body.subarray(cuts[i], cuts[i + 1]) });
+        etags.push(r.headers.get("etag")!);
+      }
+      const xml = `<CompleteMultipartUpload>${etags.map((e, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>${e}</ETag></Part>`).join("")}</CompleteMultipartUpload>`;
+      expect((await signedFetch(env, { method: "POST", path: "/up/parts/mpu.bin", query: [["uploadId", id]], body: xml, payloadHash: new Bun.CryptoHasher("sha256").update(xml).digest("hex") })).status).toBe(200);
+      env.mark();
+      const got: Uint8Array[] = [];
+      for (let i = 0; i < 3; i++) {
+        const r = await part("parts/mpu.bin", String(i + 1));
+        expect([r.status, r.headers.get("content-range"), r.headers.get("x-amz-mp-parts-count")]).toEqual([206, `bytes ${cuts[i]}-${cuts[i + 1]! - 1}/${body.length}`, "3"]);
+        got.push(new Uint8Array(await r.arrayBuffer()));
+      }
+      expect(Buffer.concat(got).equals(Buffer.from(body))).toBe(true);
+      expect(env.upstreamCalls().map((c) => c.query.partNumber)).toEqual(["1", "2", "3"]);
+      const head = await part("parts/mpu.bin", "2", "HEAD");
+      expect([head.status, head.headers.get("content-length"), head.headers.get("x-amz-mp-parts-count"), (await head.arrayBuffer()).byteLength]).toEqual([206, String(5 * MiB), "3", 0]);
+      const past = await answerOf(await part("parts/mpu.bin", "4"));
+      expect([past.status, past.code]).toEqual([416, "InvalidPartNumber"]);
+    },
+    T,
+  );
+
+  test(
+    "a single-part object is part 1 (no parts count); refused before the upstream: a Range beside partNumber, part 0 or 10001; no read grant",
+    async () => {
+      await env.s3.put("up", "parts/single.txt", "single part");
+      const r = await part("parts/single.txt", "1");
+      expect([r.status, r.headers.get("content-range"), r.headers.get("x-amz-mp-parts-count"), await r.text()]).toEqual([206, "bytes 0-10/11", null, "single part"]);
+      const two = await answerOf(await part("parts/single.txt", "2"));
+      expect([two.status, two.code]).toEqual([416, "InvalidPartNumber"]);
+      await refused(part("parts/single.txt", "1", "GET", { range: "bytes=0-1" }), 400, "InvalidRequest");
+      await refused(part("parts/single.txt", "0"), 400, "InvalidArgument");
+      await refused(part("parts/single.txt", "10001"), 400, "InvalidArgument");
+      await refused(signedFetch(env, { method: "GET", path: "/other/parts/single.txt", query: [["partNumber", "1"]], creds: NODELETE }), 403, "AccessDenied");
+    },
+    T,
+  );
+});

@@ -25,6 +25,7 @@ export const S3_ERRORS = {
   InvalidDigest: { status: 400, message: "The Content-MD5 you specified is not valid." },
   InvalidObjectState: { status: 403, message: "The operation is not valid for the current state of the object." },
   InvalidPart: { status: 400, message: "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag." },
+  InvalidPartNumber: { status: 416, message: "The requested partnumber is not satisfiable" },
   InvalidPartOrder: { status: 400, message: "The list of parts was not in ascending order. The parts list must be specified in order by part number." },
   InvalidRange: { status: 416, message: "The requested range is not satisfiable" },
   InvalidRequest: { status: 400, message: "Invalid Request" },

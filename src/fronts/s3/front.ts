@@ -34,7 +34,7 @@ import {
   listMultipartUploadsOp,
   listPartsOp,
 } from "./multipart.ts";
-import { bucketLocation, bucketVersioning, getObject, headBucket, listBuckets, responseOverrides } from "./operations.ts";
+import { bucketLocation, bucketVersioning, getObject, getObjectPart, headBucket, listBuckets, responseOverrides } from "./operations.ts";
 import { mayAccess } from "./permissions.ts";
 import { putObjectOp, uploadPartOp } from "./put-object.ts";
 import { deleteObjectTaggingOp, objectTagging, putObjectTaggingOp } from "./tagging.ts";
@@ -137,7 +137,7 @@ export function s3Parse(ctx: RequestContext): undefined {
     }
   }
   let overrides: ReadonlyArray<readonly [string, string]> = [];
-  if (op === "GetObject" || op === "HeadObject") {
+  if (op === "GetObject" || op === "HeadObject" || op === "GetObjectPart" || op === "HeadObjectPart") {
     const o = responseOverrides(v.query, principal !== undefined);
     if (!Array.isArray(o)) return fail(o);
     overrides = o;
@@ -200,6 +200,9 @@ export function s3Operate(ctx: RequestContext): Response | Promise<Response> {
     case "GetObject":
     case "HeadObject":
       return getObject(ctx, s.overrides);
+    case "GetObjectPart":
+    case "HeadObjectPart":
+      return getObjectPart(ctx, s.overrides);
     case "GetObjectTagging":
       return objectTagging(ctx);
     case "PutObjectTagging":

@@ -5,9 +5,13 @@
  * GetBucketVersioning the upstream bucket's versioning state (tags: tagging.ts).
  */
 import type { RequestContext } from "../../proxy/context.ts";
-import { getBucketVersioning } from "../../s3/operations/index.ts";
+import { getBucketVersioning, getObjectPart as getPartUpstream } from "../../s3/operations/index.ts";
+import { forwardRequestHeaders } from "../../http/headers.ts";
+import { respond } from "../../proxy/phases/object.ts";
+import { partNumberOf, queryValue } from "./writes.ts";
 import { readCapped, relayError, tryParse } from "./relay.ts";
 import { serveObject } from "../../proxy/phases/object.ts";
+
 import { S3_FRONT_BUCKET_NAME } from "../../config/s3-api.ts";
 import { s3Error, type S3Error } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
@@ -122,6 +126,29 @@ export function responseOverrides(query: ReadonlyArray<readonly [string, string]
 function applyOverrides(res: Response, overrides: ReadonlyArray<readonly [string, string]>): Response {
   if (res.status === 200 || res.status === 206) for (const [h, v] of overrides) res.headers.set(h, v);
   return res;
+}
+
+/**
+ * GetObject / HeadObject of one part (?partNumber, as multipart downloaders such as the Java SDK's
+ * and Go's transfer managers ask): S3 answers the range that part covers, with
+ * x-amz-mp-parts-count. Straight from the bucket's primary upstream, never from or into the cache
+ * (a cached copy does not know its parts). A Range beside partNumber is S3's InvalidRequest; a part
+ * past the last is its 416 InvalidPartNumber, relayed.
+ */
+export async function getObjectPart(ctx: RequestContext, overrides: ReadonlyArray<readonly [string, string]>): Promise<Response> {
+  const partNumber = partNumberOf(queryValue(ctx, "partNumber"));
+  if (typeof partNumber !== "number") throw s3Fail(partNumber);
+  if (ctx.req.headers.has("range")) throw s3Fail(s3Error("InvalidRequest", "Cannot specify both Range header and partNumber query parameter"));
+  const method = ctx.method as "GET" | "HEAD";
+  const headers = forwardRequestHeaders(ctx.req.headers);
+  delete headers["if-range"];
+  const upstream = ctx.bucket!.upstream.primary();
+  const res = await getPartUpstream(upstream, { method, key: ctx.key, partNumber, headers }, { signal: ctx.req.signal, timing: ctx.timing });
+  if (res.status === 416) return relayError(res, upstream.bucket);
+  const parts = res.headers.get("x-amz-mp-parts-count");
+  const out = await respond(ctx, res, method);
+  if (parts !== null && /^\d{1,5}$/.test(parts)) out.headers.set("x-amz-mp-parts-count", parts);
+  return applyOverrides(out, overrides);
 }
 
 /** GetObject / HeadObject: the shared object phase, then the overrides on the client's copy only (never the cache's). */

@@ -16,6 +16,8 @@ export type S3Operation =
   | "ListObjectsV2"
   | "GetObject"
   | "HeadObject"
+  | "GetObjectPart"
+  | "HeadObjectPart"
   | "GetObjectTagging"
   | "PutObjectTagging"
   | "DeleteObjectTagging"
@@ -42,6 +44,8 @@ export const ACTION_OF: Readonly<Record<S3Operation, S3Action>> = {
   ListObjectsV2: "s3:ListBucket",
   GetObject: "s3:GetObject",
   HeadObject: "s3:GetObject",
+  GetObjectPart: "s3:GetObject",
+  HeadObjectPart: "s3:GetObject",
   GetObjectTagging: "s3:GetObjectTagging",
   PutObjectTagging: "s3:PutObjectTagging",
   DeleteObjectTagging: "s3:DeleteObjectTagging",
@@ -156,7 +160,8 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
     case "GET":
     case "HEAD":
       if (uploadId && method === "GET" && !partNumber) return "ListParts";
-      if (uploadId || partNumber) return notImplemented(`${method} of an object with ?${partNumber ? "partNumber" : "uploadId"}`);
+      if (uploadId) return notImplemented(`${method} of an object with ?uploadId`);
+      if (partNumber) return method === "GET" ? "GetObjectPart" : "HeadObjectPart";
       return method === "GET" ? "GetObject" : "HeadObject";
     case "PUT":
       if (uploadId !== partNumber) return s3Error("InvalidRequest", "UploadPart needs both partNumber and uploadId.");

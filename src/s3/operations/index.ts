@@ -7,6 +7,7 @@
  *   put-object.ts      putObject (streamed; plain or aws-chunked with an unsigned trailer)
  *   multipart.ts       createMultipartUpload, uploadPart, completeMultipartUpload, abortMultipartUpload
  *   multipart-list.ts  listParts, listMultipartUploads
+ *   object-part.ts     getObjectPart (GetObject / HeadObject ?partNumber)
  *   delete-objects.ts  deleteObject, deleteObjects (XML and Content-MD5 built here)
  *   copy-object.ts     copyObject, uploadPartCopy (within the bucket's upstream bucket)
  *   common.ts          context, header allowlists, body framing, XML text
@@ -24,4 +25,5 @@ export * from "./head-bucket.ts";
 export * from "./list-objects.ts";
 export * from "./multipart.ts";
 export * from "./multipart-list.ts";
+export * from "./object-part.ts";
 export * from "./put-object.ts";

@@ -84,7 +84,7 @@ describe("operationOf", () => {
       ["PUT", "/b/k", "acl"],
       ["DELETE", "/b/k", "versionId=3"],
       ["GET", "/b/k", "versionId=3"],
-      ["GET", "/b/k", "partNumber=1"],
+      ["HEAD", "/b/k", "uploadId=1"],
       ["GET", "/b", "versions"],
       ["PUT", "/b", "acl"],
       ["DELETE", "/b", ""],
@@ -96,6 +96,8 @@ describe("operationOf", () => {
     ]) expect(`${m} ${p}?${s} → ${op(m, p, s)}`).toBe(`${m} ${p}?${s} → 501 NotImplemented`);
     expect(operationOf("PUT", address("/b/k", undefined), [["partNumber", "1"], ["uploadId", "u"]], true)).toBe("UploadPartCopy");
     expect(op("GET", "/b/k", "tagging")).toBe("GetObjectTagging");
+    expect(op("GET", "/b/k", "partNumber=2")).toBe("GetObjectPart");
+    expect(op("HEAD", "/b/k", "partNumber=2&response-content-type=a")).toBe("HeadObjectPart");
     // a tag set of one version, or tagging with another sub-resource, is not served as the current object's
     expect(op("GET", "/b/k", "tagging&versionId=3")).toBe("501 NotImplemented");
     expect(op("GET", "/b/k", "versionId=3&tagging")).toBe("501 NotImplemented");
