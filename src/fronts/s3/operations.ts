@@ -1,17 +1,16 @@
 /**
  * The S3 front's read operations. ListBuckets, HeadBucket and GetBucketLocation answer from config;
  * GetObject and HeadObject are the shared object phase (cache, ranges, conditionals, If-Range) plus
- * S3's response-content-* overrides; ListObjects V1/V2 relay the upstream's listing (list.ts), and
- * GetBucketVersioning the upstream bucket's versioning state (tags: tagging.ts).
+ * S3's response-content-* overrides, and of one part (?partNumber) straight from the upstream;
+ * ListObjects V1/V2 relay the upstream's listing (list.ts), and GetBucketVersioning the upstream
+ * bucket's versioning state (tags: tagging.ts).
  */
 import type { RequestContext } from "../../proxy/context.ts";
-import { getBucketVersioning, getObjectPart as getPartUpstream } from "../../s3/operations/index.ts";
 import { forwardRequestHeaders } from "../../http/headers.ts";
-import { respond } from "../../proxy/phases/object.ts";
-import { partNumberOf, queryValue } from "./writes.ts";
+import { respond, serveObject } from "../../proxy/phases/object.ts";
+import { getBucketVersioning, getObjectPart as getPartUpstream } from "../../s3/operations/index.ts";
 import { readCapped, relayError, tryParse } from "./relay.ts";
-import { serveObject } from "../../proxy/phases/object.ts";
-
+import { partNumberOf, queryValue } from "./writes.ts";
 import { S3_FRONT_BUCKET_NAME } from "../../config/s3-api.ts";
 import { s3Error, type S3Error } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
