@@ -48,7 +48,8 @@
  *
  * With openfga_relation other than `viewer`, define that relation the same way.
  *
- * Writes. s3:PutObject, s3:DeleteObject, the multipart actions and tag changes (WRITE_ACTIONS)
+ * Writes. s3:PutObject, s3:DeleteObject, the multipart actions and tag changes (WRITE_ACTIONS,
+ * src/proxy/context.ts)
  * are checked with `openfga_write_relation` (default `editor`) instead; reads and listings with
  * `openfga_relation`. The model then gains, on both `folder` and `file`:
  *
@@ -66,19 +67,10 @@
 import type { AuthorizationConfig } from "../config/schema.ts";
 import { claimAt } from "../auth/rules.ts";
 import { BackendError, DecidingAuthorizer, postJson, type Authorizer, type Logger } from "./decide.ts";
+import { WRITE_ACTIONS, type S3Action } from "../proxy/context.ts";
 
 const ID = /^[^\s:#]+$/;
 
-/** Actions checked with openfga_write_relation (the S3 front's writes and the plain front's PUT/DELETE). */
-export const WRITE_ACTIONS: ReadonlySet<string> = new Set([
-  "s3:PutObject",
-  "s3:PutObjectTagging",
-  "s3:DeleteObjectTagging",
-  "s3:DeleteObject",
-  "s3:AbortMultipartUpload",
-  "s3:ListMultipartUploadParts",
-  "s3:ListBucketMultipartUploads",
-]);
 
 /** The user id from the configured claim: a non-empty string (or a finite number), or undefined. */
 function userId(claims: Record<string, unknown> | undefined, claim: string): string | undefined {
@@ -113,7 +105,7 @@ export function createOpenFgaAuthorizer(cfg: AuthorizationConfig, fetchFn: typeo
         if (!ID.test(uid) || uid === "*" || Buffer.byteLength(user) > 512) return deny("the user id is not a valid OpenFGA id", { bucket: input.bucket });
         if (!ID.test(`${input.bucket}/${input.key}`) || Buffer.byteLength(object) > 256)
           return deny("the object key is not a valid OpenFGA id (whitespace, ':' or '#', or longer than 256 bytes)", { bucket: input.bucket, key: input.key });
-        const relation = input.action !== undefined && WRITE_ACTIONS.has(input.action) ? cfg.openfga_write_relation : cfg.openfga_relation;
+        const relation = input.action !== undefined && WRITE_ACTIONS.has(input.action as S3Action) ? cfg.openfga_write_relation : cfg.openfga_relation;
         const body: Record<string, unknown> = { tuple_key: { user, relation, object } };
         if (cfg.openfga_authorization_model_id) body.authorization_model_id = cfg.openfga_authorization_model_id;
         const answer = await postJson(fetchFn, url, body, signal, headers, span);

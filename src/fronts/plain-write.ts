@@ -44,10 +44,6 @@ export const MAX_PUT_BYTES = 5 * 1024 ** 3;
 export const READ_ALLOW = "GET, HEAD, OPTIONS";
 export const WRITE_ALLOW = "GET, HEAD, PUT, DELETE, OPTIONS";
 
-export function isWriteAction(action: S3Action): boolean {
-  return action === "s3:PutObject" || action === "s3:DeleteObject";
-}
-
 /**
  * Why `claims` (undefined: anonymous) may not write to `bucket`, or undefined when it may. Only
  * the write-specific rules: the caller has already checked the bucket's read rules (jwt.claims,

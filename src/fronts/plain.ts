@@ -21,7 +21,7 @@
 import type { Claims } from "../auth/rules.ts";
 import { ClaimRuleRefusal, ProxyError, toProxyError } from "../errors.ts";
 import type { AuthResult } from "../observe/metrics.ts";
-import type { RequestContext } from "../proxy/context.ts";
+import { isWriteAction, type RequestContext } from "../proxy/context.ts";
 import type { BucketRuntime } from "../runtime.ts";
 import { admit } from "../proxy/phases/admit.ts";
 import { authorize } from "../proxy/phases/authorize.ts";
@@ -31,7 +31,7 @@ import { serveListing } from "./listing/serve.ts";
 import type { Front } from "../proxy/runner.ts";
 import { normalizePath } from "../router.ts";
 import { plainCors } from "./cors-phases.ts";
-import { isWriteAction, READ_ALLOW, serveDelete, servePut, uploadLength, WRITE_ALLOW, writeRefusal } from "./plain-write.ts";
+import { READ_ALLOW, serveDelete, servePut, uploadLength, WRITE_ALLOW, writeRefusal } from "./plain-write.ts";
 import { parsePresign, servePresign, type PresignContext } from "./presign.ts";
 
 const ALLOW = READ_ALLOW;

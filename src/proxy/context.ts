@@ -29,6 +29,24 @@ export type S3Action =
   | "sts:AssumeRoleWithWebIdentity"
   | "none";
 
+/**
+ * The actions that change a bucket or belong to changing it: a read-only bucket refuses them (on
+ * both fronts), and OpenFGA checks them with openfga_write_relation.
+ */
+export const WRITE_ACTIONS: ReadonlySet<S3Action> = new Set<S3Action>([
+  "s3:PutObject",
+  "s3:PutObjectTagging",
+  "s3:DeleteObjectTagging",
+  "s3:DeleteObject",
+  "s3:AbortMultipartUpload",
+  "s3:ListMultipartUploadParts",
+  "s3:ListBucketMultipartUploads",
+]);
+
+export function isWriteAction(action: S3Action): boolean {
+  return WRITE_ACTIONS.has(action);
+}
+
 export interface RequestContext {
   readonly id: string;
   /** performance.now() at arrival. */

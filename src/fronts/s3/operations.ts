@@ -10,7 +10,7 @@ import { forwardRequestHeaders } from "../../http/headers.ts";
 import { respond, serveObject } from "../../proxy/phases/object.ts";
 import { getBucketVersioning, getObjectPart as getPartUpstream } from "../../s3/operations/index.ts";
 import { readCapped, relayError, tryParse } from "./relay.ts";
-import { partNumberOf, queryValue } from "./writes.ts";
+import { callOf, partNumberOf, queryValue } from "./writes.ts";
 import { S3_FRONT_BUCKET_NAME } from "../../config/s3-api.ts";
 import { s3Error, type S3Error } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
@@ -90,7 +90,7 @@ const MAX_CONFIGURATION_BYTES = 64 * 1024;
  */
 export async function bucketVersioning(ctx: RequestContext): Promise<Response> {
   const upstream = ctx.bucket!.upstream.primary();
-  return relayDocument(ctx, await getBucketVersioning(upstream, { signal: ctx.req.signal, timing: ctx.timing }), "VersioningConfiguration", upstream.bucket);
+  return relayDocument(ctx, await getBucketVersioning(upstream, callOf(ctx)), "VersioningConfiguration", upstream.bucket);
 }
 
 /** A small upstream XML document relayed as it is, once it is known to be a `root` (it names no bucket). */
@@ -142,7 +142,7 @@ export async function getObjectPart(ctx: RequestContext, overrides: ReadonlyArra
   const headers = forwardRequestHeaders(ctx.req.headers);
   delete headers["if-range"];
   const upstream = ctx.bucket!.upstream.primary();
-  const res = await getPartUpstream(upstream, { method, key: ctx.key, partNumber, headers }, { signal: ctx.req.signal, timing: ctx.timing });
+  const res = await getPartUpstream(upstream, { method, key: ctx.key, partNumber, headers }, callOf(ctx));
   if (res.status === 416) return relayError(res, upstream.bucket);
   const parts = res.headers.get("x-amz-mp-parts-count");
   const out = await respond(ctx, res, method);

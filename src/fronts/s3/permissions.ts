@@ -24,7 +24,7 @@
  */
 import { firstFailedRule } from "../../auth/rules.ts";
 import type { S3Permission } from "../../config/s3-api.ts";
-import type { S3Action } from "../../proxy/context.ts";
+import { isWriteAction, type S3Action } from "../../proxy/context.ts";
 import type { BucketRuntime, Runtime } from "../../runtime.ts";
 import { writeRefusal } from "../plain-write.ts";
 import type { S3Principal } from "./identities.ts";
@@ -56,19 +56,6 @@ export function permissionsFor(action: S3Action): readonly S3Permission[] | unde
     default:
       return undefined;
   }
-}
-
-/** Actions a read-only bucket refuses: they change the bucket or belong to changing it. */
-export function isWriteAction(action: S3Action): boolean {
-  return (
-    action === "s3:PutObject" ||
-    action === "s3:PutObjectTagging" ||
-    action === "s3:DeleteObjectTagging" ||
-    action === "s3:DeleteObject" ||
-    action === "s3:AbortMultipartUpload" ||
-    action === "s3:ListMultipartUploadParts" ||
-    action === "s3:ListBucketMultipartUploads"
-  );
 }
 
 /** Whether a session's claims pass the bucket's plain-front read rules (jwt.claims, then auth.claims). */

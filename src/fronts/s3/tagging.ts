@@ -24,7 +24,7 @@ const MAX_VALUE_CHARS = 256;
 /** GetObjectTagging: the object's tag set, relayed. */
 export async function objectTagging(ctx: RequestContext): Promise<Response> {
   const upstream = ctx.bucket!.upstream.primary();
-  return relayDocument(ctx, await getObjectTagging(upstream, ctx.key, { signal: ctx.req.signal, timing: ctx.timing }), "Tagging", upstream.bucket);
+  return relayDocument(ctx, await getObjectTagging(upstream, ctx.key, callOf(ctx)), "Tagging", upstream.bucket);
 }
 
 export async function putObjectTaggingOp(ctx: RequestContext): Promise<Response> {
