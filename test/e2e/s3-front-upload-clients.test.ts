@@ -201,6 +201,26 @@ clientTest("rclone")(
 );
 
 clientTest("rclone")(
+  "rclone move within a bucket (server-side CopyObject, then DeleteObject) of keys with a space, +, %, ~ and unicode, byte-exact",
+  async () => {
+    const names = ["with space.txt", "a+b.txt", "100%.txt", "~tilde.txt", "日本 語+%20.txt"];
+    const files = new Map(names.map((n, i) => [n, new TextEncoder().encode(`${i} ${n}\n`)]));
+    for (const [name, bytes] of files) file(`rclone-move/${name}`, bytes);
+    using rc = rcloneClient({ ...target(), settings: { no_check_bucket: "true" } });
+    ok(await rc.run("copy", join(dir.path, "rclone-move"), rc.remote("up/rclone-move/from")));
+    env.mark();
+    ok(await rc.run("move", rc.remote("up/rclone-move/from"), rc.remote("up/rclone-move/to")));
+    // Copied upstream, not downloaded and uploaded again.
+    expect(env.upstreamCalls().filter((c) => c.method === "PUT" && c.headers["x-amz-copy-source"] !== undefined && c.status === 200).length).toBe(names.length);
+    for (const [name, bytes] of files) {
+      await storedExactly(`rclone-move/to/${name}`, bytes);
+      expect(await env.s3.exists("up", `rclone-move/from/${name}`)).toBe(false);
+    }
+  },
+  T,
+);
+
+clientTest("rclone")(
   "rclone copyto with its default bucket check (CreateBucket first: BucketAlreadyOwnedByYou), byte-exact",
   async () => {
     const bytes = new TextEncoder().encode("checked bucket\n");
