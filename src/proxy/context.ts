@@ -13,7 +13,9 @@ import type { Span } from "../observe/trace/span.ts";
 /** The S3 action a request performs: what authorizers, audit and metrics see on both fronts. */
 export type S3Action =
   | "s3:GetObject"
+  | "s3:GetObjectVersion"
   | "s3:ListBucket"
+  | "s3:ListBucketVersions"
   | "s3:ListAllMyBuckets"
   | "s3:CreateBucket"
   | "s3:GetBucketLocation"
@@ -23,6 +25,7 @@ export type S3Action =
   | "s3:DeleteObjectTagging"
   | "s3:PutObject"
   | "s3:DeleteObject"
+  | "s3:DeleteObjectVersion"
   | "s3:AbortMultipartUpload"
   | "s3:ListMultipartUploadParts"
   | "s3:ListBucketMultipartUploads"
@@ -38,6 +41,7 @@ export const WRITE_ACTIONS: ReadonlySet<S3Action> = new Set<S3Action>([
   "s3:PutObjectTagging",
   "s3:DeleteObjectTagging",
   "s3:DeleteObject",
+  "s3:DeleteObjectVersion",
   "s3:AbortMultipartUpload",
   "s3:ListMultipartUploadParts",
   "s3:ListBucketMultipartUploads",

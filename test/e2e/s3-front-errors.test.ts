@@ -183,7 +183,7 @@ describe("requests S3 refuses before any permission check", () => {
     await refused(signed({ method: "PUT", path: "/data/new.txt", body: "x" }), 403, "AccessDenied");
     await refused(signed({ method: "DELETE", path: "/data/hello.txt" }), 403, "AccessDenied");
     await refused(signed({ path: "/data/hello.txt", query: { acl: "" } }), 501, "NotImplemented");
-    await refused(signed({ path: "/data/", query: { versions: "" } }), 501, "NotImplemented");
+    await refused(signed({ path: "/data/", query: { policy: "" } }), 501, "NotImplemented");
   });
 
   test("CreateBucket (PUT on a bucket): a configured bucket is BucketAlreadyOwnedByYou (rclone's bucket check accepts it); another name, or no signature, is AccessDenied", async () => {

@@ -69,12 +69,14 @@ async function readableSource(ctx: RequestContext): Promise<CopySource> {
   if (Buffer.byteLength(src.key) > MAX_KEY_BYTES) throw s3Fail(s3Error("KeyTooLongError"));
   if (hasDotSegment(src.key)) throw s3Fail(s3Error("InvalidArgument", "Object keys with '.' or '..' path segments are not served by this proxy.", { ArgumentName: "x-amz-copy-source" }));
 
-  // The source is read: the identity needs read, and the authorizer's s3:GetObject on it.
+  // The source is read: the identity needs read, and the authorizer's s3:GetObject (of a
+  // version: s3:GetObjectVersion, as in S3) on it.
   const s = (ctx as S3RequestContext).s3!;
-  if (!mayAccess(ctx.rt, s.principal, bucket, "s3:GetObject")) throw s3Fail(s3Error("AccessDenied"));
+  const action = src.versionId === undefined ? "s3:GetObject" : "s3:GetObjectVersion";
+  if (!mayAccess(ctx.rt, s.principal, bucket, action)) throw s3Fail(s3Error("AccessDenied"));
   if (bucket.authorizer !== undefined) {
     const allowed = await bucket.authorizer.authorize({
-      claims: ctx.claims, bucket: bucket.name, key: src.key, path: `/${bucket.name}/${src.key}`, method: "GET", action: "s3:GetObject", clientIp: clientIp(ctx), trace: ctx.span,
+      claims: ctx.claims, bucket: bucket.name, key: src.key, path: `/${bucket.name}/${src.key}`, method: "GET", action, clientIp: clientIp(ctx), trace: ctx.span,
     });
     if (!allowed) throw s3Fail(s3Error("AccessDenied"));
   }

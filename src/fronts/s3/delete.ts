@@ -1,10 +1,10 @@
 /**
- * DeleteObject and DeleteObjects on the S3 front.
+ * DeleteObject and DeleteObjects on the S3 front, of keys or of versions (?versionId, <VersionId>).
  *
  * DeleteObjects (POST /bucket?delete) is decided key by key, as S3 does: the body is S3's XML
  * (read with the safe reader, at most 1,000 keys; MalformedXML otherwise), each key is checked
- * for the identity's `delete` grant and by the bucket's authorizer with s3:DeleteObject and that
- * key, and only the allowed keys go upstream (in one DeleteObjects, whose XML is built from the
+ * for the identity's `delete` grant and by the bucket's authorizer with s3:DeleteObject (or
+ * s3:DeleteObjectVersion for an entry with a VersionId) and that key, and only the allowed entries go upstream (in one DeleteObjects, whose XML is built from the
  * keys, never relayed). The answer merges the upstream's per-key results with the refusals
  * (AccessDenied per key), in request order; Quiet lists only the errors. S3 requires an integrity
  * header on this body: Content-MD5 or an x-amz-checksum-* value (checked on the body).
@@ -12,7 +12,7 @@
  * Every key the upstream reports deleted is invalidated in every cache layer.
  */
 import { clientIp, type RequestContext } from "../../proxy/context.ts";
-import { deleteObject, deleteObjects } from "../../s3/operations/index.ts";
+import { deleteObject, deleteObjects, type DeleteEntry } from "../../s3/operations/index.ts";
 import { s3Error } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
 import type { S3RequestContext } from "./front.ts";
@@ -22,49 +22,58 @@ import { hasDotSegment, MAX_KEY_BYTES } from "./route.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
 import { child, childText, childrenNamed } from "./xml-reader.ts";
 import { callOf, malformed, purgeKey, readXmlBody, writeUpstream } from "./writes.ts";
+import { versionIdOf } from "./operations.ts";
 
 const MAX_DELETE_KEYS = 1000;
 /** Authorizer calls in flight at once for one DeleteObjects (decisions are cached per key). */
 const AUTHZ_CONCURRENCY = 16;
 const CHECKSUM_HEADERS = ["content-md5", "x-amz-checksum-crc32", "x-amz-checksum-crc32c", "x-amz-checksum-crc64nvme", "x-amz-checksum-sha1", "x-amz-checksum-sha256"];
 
+/** DeleteObject, of the key or (?versionId) of one version; either way the cached copy goes. */
 export async function deleteObjectOp(ctx: RequestContext): Promise<Response> {
+  const versionId = versionIdOf(ctx);
   const upstream = writeUpstream(ctx);
-  const res = await deleteObject(upstream, { key: ctx.key }, callOf(ctx));
+  const res = await deleteObject(upstream, { key: ctx.key, versionId }, callOf(ctx));
   if (res.status !== 204 && res.status !== 200) return relayError(res, upstream.bucket);
   const purged = purgeKey(ctx, ctx.key);
   if (purged !== undefined) await purged;
   return emptyAnswer(ctx, res, 204);
 }
 
-interface Outcome {
-  key: string;
+interface Outcome extends DeleteEntry {
   deleted?: boolean;
+  deleteMarker?: string;
+  deleteMarkerVersionId?: string;
   code?: string;
   message?: string;
 }
 
-/** Whether the identity may delete `key`: the grant (already known per bucket), then the authorizer. */
-async function allowedKeys(ctx: RequestContext, keys: readonly string[]): Promise<boolean[]> {
+/** Whether the identity may delete each entry: the grant (known per bucket and action), then the authorizer. */
+async function allowedEntries(ctx: RequestContext, entries: readonly DeleteEntry[]): Promise<boolean[]> {
   const s = (ctx as S3RequestContext).s3!;
-  const granted = mayAccess(ctx.rt, s.principal, ctx.bucket!, "s3:DeleteObject");
-  const out = keys.map(() => granted);
+  const actionOf = (e: DeleteEntry): "s3:DeleteObject" | "s3:DeleteObjectVersion" => (e.versionId === undefined ? "s3:DeleteObject" : "s3:DeleteObjectVersion");
+  const granted = { "s3:DeleteObject": mayAccess(ctx.rt, s.principal, ctx.bucket!, "s3:DeleteObject"), "s3:DeleteObjectVersion": mayAccess(ctx.rt, s.principal, ctx.bucket!, "s3:DeleteObjectVersion") };
+  const out = entries.map((e) => granted[actionOf(e)]);
   const authorizer = ctx.bucket!.authorizer;
-  if (!granted || authorizer === undefined) return out;
+  if (authorizer === undefined) return out;
   const ip = clientIp(ctx);
   let next = 0;
   const worker = async () => {
-    while (next < keys.length) {
+    while (next < entries.length) {
       const i = next++;
-      const key = keys[i]!;
+      if (!out[i]) continue;
+      const { key } = entries[i]!;
       out[i] = await authorizer
-        .authorize({ claims: ctx.claims, bucket: ctx.bucketName, key, path: `/${ctx.bucketName}/${key}`, method: "DELETE", action: "s3:DeleteObject", clientIp: ip, trace: ctx.span })
+        .authorize({ claims: ctx.claims, bucket: ctx.bucketName, key, path: `/${ctx.bucketName}/${key}`, method: "DELETE", action: actionOf(entries[i]!), clientIp: ip, trace: ctx.span })
         .catch(() => false);
     }
   };
-  await Promise.all(Array.from({ length: Math.min(AUTHZ_CONCURRENCY, keys.length) }, worker));
+  await Promise.all(Array.from({ length: Math.min(AUTHZ_CONCURRENCY, entries.length) }, worker));
   return out;
 }
+
+/** One entry's identity in a DeleteResult: its key and version (a version id never contains a NUL). */
+const entryId = (e: DeleteEntry) => (e.versionId === undefined ? e.key : `${e.key}\u0000${e.versionId}`);
 
 /** A key a single request could not name: refused per key, as the plain path would refuse it. */
 function keyProblem(key: string): string | undefined {
@@ -85,12 +94,17 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
   const outcomes: Outcome[] = objects.map((o) => {
     const key = child(o, "Key")?.text;
     if (key === undefined) throw s3Fail(malformed());
-    if (child(o, "VersionId") !== undefined) return { key, code: "NotImplemented", message: "Deleting a version is not supported by this proxy." };
-    const problem = keyProblem(key);
-    return problem === undefined ? { key } : { key, code: "InvalidArgument", message: problem };
+    const versionId = child(o, "VersionId")?.text;
+    const entry: Outcome = versionId === undefined ? { key } : { key, versionId };
+    const problem = keyProblem(key) ?? (versionId === "" ? "Version id cannot be the empty string" : versionId !== undefined && versionId.length > 1024 ? "Invalid version id specified" : undefined);
+    if (problem !== undefined) {
+      entry.code = "InvalidArgument";
+      entry.message = problem;
+    }
+    return entry;
   });
   const pending = outcomes.filter((o) => o.code === undefined);
-  const allowed = await allowedKeys(ctx, pending.map((o) => o.key));
+  const allowed = await allowedEntries(ctx, pending);
   const send: Outcome[] = [];
   pending.forEach((o, i) => {
     if (allowed[i]) send.push(o);
@@ -103,36 +117,52 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
   let res: Response | undefined;
   if (send.length > 0) {
     const upstream = writeUpstream(ctx);
-    // Unique keys upstream; every occurrence in the request gets the key's result.
-    const keys = [...new Set(send.map((o) => o.key))];
-    res = await deleteObjects(upstream, { keys }, callOf(ctx));
+    // Unique entries upstream; every occurrence in the request gets the entry's result.
+    const unique = new Map<string, DeleteEntry>();
+    for (const o of send) unique.set(entryId(o), o.versionId === undefined ? { key: o.key } : { key: o.key, versionId: o.versionId });
+    res = await deleteObjects(upstream, { keys: [...unique.values()] }, callOf(ctx));
     if (res.status !== 200) return relayError(res, upstream.bucket);
     const result = tryParse(await readCapped(res, MAX_RESULT_BODY));
     if (result?.name !== "DeleteResult") throw s3Fail(errorOf(res.status, result, upstream.bucket));
+    const byEntry = new Map<string, Outcome>();
+    // A key's result as S3 reports it even if it adds a VersionId the request did not name.
     const byKey = new Map<string, Outcome>();
     for (const d of childrenNamed(result, "Deleted")) {
       const key = childText(d, "Key");
-      if (key !== undefined) byKey.set(key, { key, deleted: true });
+      if (key === undefined) continue;
+      const r: Outcome = { key, versionId: childText(d, "VersionId"), deleted: true, deleteMarker: childText(d, "DeleteMarker"), deleteMarkerVersionId: childText(d, "DeleteMarkerVersionId") };
+      byEntry.set(entryId(r), r);
+      byKey.set(key, r);
     }
     for (const e of childrenNamed(result, "Error")) {
       const key = childText(e, "Key");
-      if (key !== undefined) byKey.set(key, { key, code: childText(e, "Code")?.trim() || "InternalError", message: childText(e, "Message") ?? "" });
+      if (key === undefined) continue;
+      const r: Outcome = { key, versionId: childText(e, "VersionId"), code: childText(e, "Code")?.trim() || "InternalError", message: childText(e, "Message") ?? "" };
+      byEntry.set(entryId(r), r);
+      byKey.set(key, r);
     }
     for (const o of send) {
-      const r = byKey.get(o.key) ?? { key: o.key, code: "InternalError", message: "The upstream did not report on this key." };
+      const r = byEntry.get(entryId(o)) ?? (o.versionId === undefined ? byKey.get(o.key) : undefined) ?? { key: o.key, code: "InternalError", message: "The upstream did not report on this key." };
       o.deleted = r.deleted;
+      o.deleteMarker = r.deleteMarker;
+      o.deleteMarkerVersionId = r.deleteMarkerVersionId;
       o.code = r.code;
       o.message = r.message;
     }
-    await Promise.all(keys.map((k) => purgeKey(ctx, k)));
+    await Promise.all([...new Set(send.map((o) => o.key))].map((k) => purgeKey(ctx, k)));
   }
 
   let xml = XML_DECL + `<DeleteResult xmlns="${S3_XMLNS}">`;
   for (const o of outcomes) {
+    const version = o.versionId === undefined ? "" : el("VersionId", o.versionId);
     if (o.deleted) {
-      if (!quiet) xml += "<Deleted>" + el("Key", o.key) + "</Deleted>";
+      if (quiet) continue;
+      xml += "<Deleted>" + el("Key", o.key) + version;
+      if (o.deleteMarker !== undefined) xml += el("DeleteMarker", o.deleteMarker);
+      if (o.deleteMarkerVersionId !== undefined) xml += el("DeleteMarkerVersionId", o.deleteMarkerVersionId);
+      xml += "</Deleted>";
     } else {
-      xml += "<Error>" + el("Key", o.key) + el("Code", o.code ?? "InternalError") + el("Message", o.message ?? "") + "</Error>";
+      xml += "<Error>" + el("Key", o.key) + version + el("Code", o.code ?? "InternalError") + el("Message", o.message ?? "") + "</Error>";
     }
   }
   return xmlAnswer(ctx, res, xml + "</DeleteResult>");

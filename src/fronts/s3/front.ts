@@ -34,7 +34,7 @@ import {
   listMultipartUploadsOp,
   listPartsOp,
 } from "./multipart.ts";
-import { bucketLocation, bucketVersioning, getObject, getObjectPart, headBucket, listBuckets, responseOverrides } from "./operations.ts";
+import { bucketLocation, bucketVersioning, getObject, getObjectDirect, headBucket, listBuckets, responseOverrides } from "./operations.ts";
 import { mayAccess } from "./permissions.ts";
 import { putObjectOp, uploadPartOp } from "./put-object.ts";
 import { deleteObjectTaggingOp, objectTagging, putObjectTaggingOp } from "./tagging.ts";
@@ -137,7 +137,7 @@ export function s3Parse(ctx: RequestContext): undefined {
     }
   }
   let overrides: ReadonlyArray<readonly [string, string]> = [];
-  if (op === "GetObject" || op === "HeadObject" || op === "GetObjectPart" || op === "HeadObjectPart") {
+  if (op === "GetObject" || op === "HeadObject" || op === "GetObjectPart" || op === "HeadObjectPart" || op === "GetObjectVersion" || op === "HeadObjectVersion") {
     const o = responseOverrides(v.query, principal !== undefined);
     if (!Array.isArray(o)) return fail(o);
     overrides = o;
@@ -196,13 +196,16 @@ export function s3Operate(ctx: RequestContext): Response | Promise<Response> {
       return fail(s3Error("BucketAlreadyOwnedByYou", undefined, { BucketName: ctx.bucketName }));
     case "ListObjects":
     case "ListObjectsV2":
+    case "ListObjectVersions":
       return listObjects(ctx, s.op, s.query);
     case "GetObject":
     case "HeadObject":
       return getObject(ctx, s.overrides);
     case "GetObjectPart":
     case "HeadObjectPart":
-      return getObjectPart(ctx, s.overrides);
+    case "GetObjectVersion":
+    case "HeadObjectVersion":
+      return getObjectDirect(ctx, s.overrides);
     case "GetObjectTagging":
       return objectTagging(ctx);
     case "PutObjectTagging":
@@ -228,6 +231,7 @@ export function s3Operate(ctx: RequestContext): Response | Promise<Response> {
     case "ListMultipartUploads":
       return listMultipartUploadsOp(ctx);
     case "DeleteObject":
+    case "DeleteObjectVersion":
       return deleteObjectOp(ctx);
     case "DeleteObjects":
       return deleteObjectsOp(ctx);

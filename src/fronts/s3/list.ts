@@ -1,5 +1,5 @@
 /**
- * ListObjects V1 and V2 on the S3 front: the client's listing parameters (only those) go to the
+ * ListObjects V1 and V2, and ListObjectVersions, on the S3 front: the client's listing parameters (only those) go to the
  * upstream through src/s3/operations (signed with the bucket's credentials), and S3's answer comes
  * back as it is, with one change: `<Name>` says the proxy bucket's name, which is the bucket the
  * client asked for, not the upstream bucket behind it (that one is never revealed).
@@ -10,7 +10,7 @@
  */
 import { readCapped } from "../../http/read-capped.ts";
 import { errorFromResponse } from "../../s3/errors.ts";
-import { listObjectsV1, listObjectsV1Params, listObjectsV2, listObjectsV2Params } from "../../s3/operations/index.ts";
+import { listObjectsV1, listObjectsV1Params, listObjectsV2, listObjectsV2Params, listObjectVersions, listObjectVersionsParams } from "../../s3/operations/index.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import { s3Error, S3_ERRORS, type S3ErrorCode } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
@@ -52,17 +52,23 @@ async function readListing(res: Response): Promise<string> {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8");
 }
 
-export async function listObjects(ctx: RequestContext, op: "ListObjects" | "ListObjectsV2", query: ReadonlyArray<readonly [string, string]>): Promise<Response> {
+export async function listObjects(ctx: RequestContext, op: "ListObjects" | "ListObjectsV2" | "ListObjectVersions", query: ReadonlyArray<readonly [string, string]>): Promise<Response> {
   const bucket = ctx.bucket!;
   const q = new URLSearchParams();
   for (const [k, v] of query) q.append(k, v);
   checkParams(q);
+  if (op === "ListObjectVersions" && q.has("version-id-marker") && !q.get("key-marker")) {
+    throw s3Fail(s3Error("InvalidArgument", "A version-id marker cannot be specified without a key marker.", { ArgumentName: "version-id-marker" }));
+  }
   const upstream = bucket.upstream.primary();
   const call = { signal: ctx.req.signal, timing: ctx.timing };
-  const res = op === "ListObjectsV2" ? await listObjectsV2(upstream, listObjectsV2Params(q), call) : await listObjectsV1(upstream, listObjectsV1Params(q), call);
+  const res =
+    op === "ListObjectsV2" ? await listObjectsV2(upstream, listObjectsV2Params(q), call)
+    : op === "ListObjectVersions" ? await listObjectVersions(upstream, listObjectVersionsParams(q), call)
+    : await listObjectsV1(upstream, listObjectsV1Params(q), call);
   if (res.status === 400) return relayClientError(res);
   if (res.status !== 200) throw await errorFromResponse(res, "GET");
   const xml = await readListing(res);
-  // The first <Name> is ListBucketResult's own (keys and owners are escaped text or other elements).
+  // The first <Name> is ListBucketResult's (ListVersionsResult's) own (keys and owners are escaped text or other elements).
   return xmlResponse(ctx, xml.replace(NAME, "<Name>" + escapeXml(bucket.name) + "</Name>"));
 }

@@ -1,15 +1,16 @@
 /**
  * The S3 front's read operations. ListBuckets, HeadBucket and GetBucketLocation answer from config;
  * GetObject and HeadObject are the shared object phase (cache, ranges, conditionals, If-Range) plus
- * S3's response-content-* overrides, and of one part (?partNumber) straight from the upstream;
+ * S3's response-content-* overrides, and of one part (?partNumber) or one version (?versionId)
+ * straight from the upstream;
  * ListObjects V1/V2 relay the upstream's listing (list.ts), and GetBucketVersioning the upstream
  * bucket's versioning state (tags: tagging.ts).
  */
 import type { RequestContext } from "../../proxy/context.ts";
 import { forwardRequestHeaders } from "../../http/headers.ts";
 import { respond, serveObject } from "../../proxy/phases/object.ts";
-import { getBucketVersioning, getObjectPart as getPartUpstream } from "../../s3/operations/index.ts";
-import { readCapped, relayError, tryParse } from "./relay.ts";
+import { getBucketVersioning, getObjectDirect as getDirectUpstream } from "../../s3/operations/index.ts";
+import { errorOf, readCapped, relayError, tryParse } from "./relay.ts";
 import { callOf, partNumberOf, queryValue } from "./writes.ts";
 import { S3_FRONT_BUCKET_NAME } from "../../config/s3-api.ts";
 import { s3Error, type S3Error } from "./errors.ts";
@@ -127,26 +128,59 @@ function applyOverrides(res: Response, overrides: ReadonlyArray<readonly [string
   return res;
 }
 
+/** S3's version ids are short opaque strings ("null" for an object stored before versioning). */
+const MAX_VERSION_ID = 1024;
+/** An upstream error document is small; read at most this much of one. */
+const MAX_ERROR_BODY = 64 * 1024;
+
+/** The ?versionId of a request, checked as S3 checks it; undefined when there is none. */
+export function versionIdOf(ctx: RequestContext): string | undefined {
+  const v = queryValue(ctx, "versionId");
+  if (v === undefined) return undefined;
+  if (v === "") throw s3Fail(s3Error("InvalidArgument", "Version id cannot be the empty string", { ArgumentName: "versionId", ArgumentValue: "" }));
+  if (v.length > MAX_VERSION_ID) throw s3Fail(s3Error("InvalidArgument", "Invalid version id specified", { ArgumentName: "versionId", ArgumentValue: v.slice(0, 64) }));
+  return v;
+}
+
+/** Headers of a direct read the client gets besides the object's own (S3 sends them; the cache path has no use for them). */
+const DIRECT_READ_HEADERS = ["x-amz-mp-parts-count", "x-amz-version-id", "x-amz-delete-marker"];
+const DIRECT_READ_VALUE = /^[\x21-\x7e]{1,1024}$/;
+
 /**
  * GetObject / HeadObject of one part (?partNumber, as multipart downloaders such as the Java SDK's
- * and Go's transfer managers ask): S3 answers the range that part covers, with
- * x-amz-mp-parts-count. Straight from the bucket's primary upstream, never from or into the cache
- * (a cached copy does not know its parts). A Range beside partNumber is S3's InvalidRequest; a part
- * past the last is its 416 InvalidPartNumber, relayed.
+ * and Go's transfer managers ask: S3 answers the range that part covers, with
+ * x-amz-mp-parts-count) and of one version (?versionId; with a Range, conditionals, or a part).
+ * Straight from the bucket's primary upstream, never from or into the cache: a cached copy is the
+ * current version and does not know its parts. A Range beside partNumber is S3's InvalidRequest;
+ * a part past the last is its 416 InvalidPartNumber, relayed; so are NoSuchVersion and a delete
+ * marker's 405 (with x-amz-delete-marker).
  */
-export async function getObjectPart(ctx: RequestContext, overrides: ReadonlyArray<readonly [string, string]>): Promise<Response> {
-  const partNumber = partNumberOf(queryValue(ctx, "partNumber"));
-  if (typeof partNumber !== "number") throw s3Fail(partNumber);
-  if (ctx.req.headers.has("range")) throw s3Fail(s3Error("InvalidRequest", "Cannot specify both Range header and partNumber query parameter"));
+export async function getObjectDirect(ctx: RequestContext, overrides: ReadonlyArray<readonly [string, string]>): Promise<Response> {
+  const part = queryValue(ctx, "partNumber");
+  const partNumber = part === undefined ? undefined : partNumberOf(part);
+  if (typeof partNumber === "object") throw s3Fail(partNumber);
+  if (partNumber !== undefined && ctx.req.headers.has("range")) throw s3Fail(s3Error("InvalidRequest", "Cannot specify both Range header and partNumber query parameter"));
+  const versionId = versionIdOf(ctx);
   const method = ctx.method as "GET" | "HEAD";
   const headers = forwardRequestHeaders(ctx.req.headers);
-  delete headers["if-range"];
+  if (partNumber !== undefined) delete headers["if-range"];
   const upstream = ctx.bucket!.upstream.primary();
-  const res = await getPartUpstream(upstream, { method, key: ctx.key, partNumber, headers }, callOf(ctx));
-  if (res.status === 416) return relayError(res, upstream.bucket);
-  const parts = res.headers.get("x-amz-mp-parts-count");
+  const res = await getDirectUpstream(upstream, { method, key: ctx.key, partNumber, versionId, headers }, callOf(ctx));
+  if (res.status === 416 && partNumber !== undefined) return relayError(res, upstream.bucket);
+  if (versionId !== undefined && (res.status === 400 || res.status === 404 || res.status === 405)) {
+    // S3's word on the version: NoSuchVersion, an invalid id, or a delete marker (405, with x-amz-delete-marker).
+    const body = res.body === null ? undefined : await readCapped(res, MAX_ERROR_BODY).catch(() => undefined);
+    const e = errorOf(res.status, tryParse(body), upstream.bucket);
+    if (res.headers.get("x-amz-delete-marker") === "true") e.headers = { ...e.headers, "x-amz-delete-marker": "true" };
+    throw s3Fail(e);
+  }
+  const extra: Array<[string, string]> = [];
+  for (const name of DIRECT_READ_HEADERS) {
+    const v = res.headers.get(name);
+    if (v !== null && DIRECT_READ_VALUE.test(v)) extra.push([name, v]);
+  }
   const out = await respond(ctx, res, method);
-  if (parts !== null && /^\d{1,5}$/.test(parts)) out.headers.set("x-amz-mp-parts-count", parts);
+  if (out.status < 400) for (const [k, v] of extra) out.headers.set(k, v);
   return applyOverrides(out, overrides);
 }
 

@@ -5,9 +5,10 @@
  * - A bucket with `access: read-only` (the default) refuses every write-family action (PutObject
  *   and the multipart calls, DeleteObject(s), and the multipart bookkeeping) to everyone, whatever
  *   the grants say: grants only narrow further.
- * - A static credential: its grants. `read` covers GetObject, HeadObject and GetObjectTagging,
- *   `list` the listings, `write` PutObject, CopyObject, the multipart calls (UploadPartCopy too) and
- *   setting or removing an object's tags, `delete` DeleteObject(s);
+ * - A static credential: its grants. `read` covers GetObject, HeadObject (of any version) and
+ *   GetObjectTagging, `list` the listings (ListObjectVersions too), `write` PutObject, CopyObject,
+ *   the multipart calls (UploadPartCopy too) and setting or removing an object's tags, `delete`
+ *   DeleteObject(s), of a key or of a version;
  *   AbortMultipartUpload, ListParts and ListMultipartUploads need `write` or `delete`.
  *   GetBucketLocation and CreateBucket (answered BucketAlreadyOwnedByYou) need any grant (both
  *   answer from config, revealing no more than the grant itself), and so does GetBucketVersioning
@@ -20,7 +21,7 @@
  *   auth.anonymous_writes lets anyone write). Checked again on every request, so a reload that
  *   tightens a rule applies at once.
  * - Anonymous: what an anonymous plain-front request may do: GetObject and HeadObject on a bucket
- *   without `auth`. Nothing else (no listing, no writes).
+ *   without `auth`. Nothing else (no listing, no older versions, no writes).
  */
 import { firstFailedRule } from "../../auth/rules.ts";
 import type { S3Permission } from "../../config/s3-api.ts";
@@ -39,15 +40,18 @@ const WRITE_OR_DELETE: readonly S3Permission[] = ["write", "delete"];
 export function permissionsFor(action: S3Action): readonly S3Permission[] | undefined {
   switch (action) {
     case "s3:GetObject":
+    case "s3:GetObjectVersion":
     case "s3:GetObjectTagging":
       return READ;
     case "s3:ListBucket":
+    case "s3:ListBucketVersions":
       return LIST;
     case "s3:PutObject":
     case "s3:PutObjectTagging":
     case "s3:DeleteObjectTagging":
       return WRITE;
     case "s3:DeleteObject":
+    case "s3:DeleteObjectVersion":
       return DELETE;
     case "s3:AbortMultipartUpload":
     case "s3:ListMultipartUploadParts":

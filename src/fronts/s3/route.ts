@@ -14,8 +14,11 @@ export type S3Operation =
   | "GetBucketVersioning"
   | "ListObjects"
   | "ListObjectsV2"
+  | "ListObjectVersions"
   | "GetObject"
   | "HeadObject"
+  | "GetObjectVersion"
+  | "HeadObjectVersion"
   | "GetObjectPart"
   | "HeadObjectPart"
   | "GetObjectTagging"
@@ -25,6 +28,7 @@ export type S3Operation =
   | "CopyObject"
   | "UploadPartCopy"
   | "DeleteObject"
+  | "DeleteObjectVersion"
   | "DeleteObjects"
   | "CreateMultipartUpload"
   | "UploadPart"
@@ -42,8 +46,11 @@ export const ACTION_OF: Readonly<Record<S3Operation, S3Action>> = {
   GetBucketVersioning: "s3:GetBucketVersioning",
   ListObjects: "s3:ListBucket",
   ListObjectsV2: "s3:ListBucket",
+  ListObjectVersions: "s3:ListBucketVersions",
   GetObject: "s3:GetObject",
   HeadObject: "s3:GetObject",
+  GetObjectVersion: "s3:GetObjectVersion",
+  HeadObjectVersion: "s3:GetObjectVersion",
   GetObjectPart: "s3:GetObject",
   HeadObjectPart: "s3:GetObject",
   GetObjectTagging: "s3:GetObjectTagging",
@@ -60,6 +67,7 @@ export const ACTION_OF: Readonly<Record<S3Operation, S3Action>> = {
   ListParts: "s3:ListMultipartUploadParts",
   ListMultipartUploads: "s3:ListBucketMultipartUploads",
   DeleteObject: "s3:DeleteObject",
+  DeleteObjectVersion: "s3:DeleteObjectVersion",
   DeleteObjects: "s3:DeleteObject",
   AssumeRoleWithWebIdentity: "sts:AssumeRoleWithWebIdentity",
 };
@@ -76,7 +84,7 @@ const SUBRESOURCES = new Set([
   "legal-hold", "lifecycle", "location", "logging", "metadataTable", "metrics", "notification", "object-lock",
   "ownershipControls", "partNumber", "policy", "policyStatus", "publicAccessBlock", "renameObject", "replication",
   "requestPayment", "restore", "retention", "select", "select-type", "session", "tagging", "torrent", "uploadId",
-  "uploads", "versionId", "versioning", "versions", "website",
+  "uploads", "versioning", "versions", "website",
 ]);
 
 export interface Addressed {
@@ -122,9 +130,11 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
   let listType: string | undefined;
   let uploadId = false;
   let partNumber = false;
+  let versionId = false;
   for (const [k, v] of query) {
     if (k === "uploadId") uploadId = true;
     else if (k === "partNumber") partNumber = true;
+    else if (k === "versionId") versionId = true;
     else if (SUBRESOURCES.has(k)) {
       sub ??= k;
       subs++;
@@ -133,11 +143,11 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
   }
   if (a.bucket === "") {
     if (method === "POST") return "AssumeRoleWithWebIdentity";
-    if (method === "GET" && sub === undefined && !uploadId && !partNumber) return "ListBuckets";
+    if (method === "GET" && sub === undefined && !uploadId && !partNumber && !versionId) return "ListBuckets";
     return notImplemented(`${method} on the service`);
   }
   if (a.key === "") {
-    if (uploadId || partNumber) return notImplemented(`${method} on a bucket with ?${uploadId ? "uploadId" : "partNumber"}`);
+    if (uploadId || partNumber || versionId) return notImplemented(`${method} on a bucket with ?${uploadId ? "uploadId" : partNumber ? "partNumber" : "versionId"}`);
     if (method === "HEAD" && sub === undefined) return "HeadBucket";
     if (method === "POST" && sub === "delete") return "DeleteObjects";
     if (method === "PUT" && sub === undefined) return "CreateBucket";
@@ -145,17 +155,25 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
     if (sub === "location") return "GetBucketLocation";
     if (sub === "versioning") return "GetBucketVersioning";
     if (sub === "uploads") return "ListMultipartUploads";
+    if (sub === "versions") return "ListObjectVersions";
     if (sub !== undefined) return notImplemented(`The ?${sub} sub-resource`);
     if (listType === undefined) return "ListObjects";
     if (listType === "2") return "ListObjectsV2";
     return s3Error("InvalidArgument", "Invalid List Type specified", { ArgumentName: "list-type", ArgumentValue: listType.slice(0, 64) });
   }
-  if (sub === "tagging" && subs === 1 && !uploadId && !partNumber) {
+  if (sub === "tagging" && subs === 1 && !uploadId && !partNumber && !versionId) {
     if (method === "GET") return "GetObjectTagging";
     if (method === "PUT") return "PutObjectTagging";
     if (method === "DELETE") return "DeleteObjectTagging";
   }
-  if (sub !== undefined && !(sub === "uploads" && method === "POST")) return notImplemented(`The ?${sub} sub-resource`);
+  if (sub !== undefined && !(sub === "uploads" && method === "POST")) return notImplemented(`The ?${sub} sub-resource${versionId ? " with ?versionId" : ""}`);
+  if (versionId) {
+    // A version of the object: read (whole, a range or one part) or deleted, straight upstream.
+    if (uploadId) return notImplemented(`${method} with ?uploadId and ?versionId`);
+    if (method === "GET" || method === "HEAD") return method === "GET" ? "GetObjectVersion" : "HeadObjectVersion";
+    if (method === "DELETE" && !partNumber) return "DeleteObjectVersion";
+    return notImplemented(`${method} of an object with ?versionId`);
+  }
   switch (method) {
     case "GET":
     case "HEAD":

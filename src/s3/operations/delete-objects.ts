@@ -8,21 +8,33 @@ import type { BucketUpstream } from "../upstream.ts";
 import { type OperationContext, S3_XMLNS, xmlText } from "./common.ts";
 
 /** DELETE /bucket/key: 204, also for a key that did not exist (S3's answer). */
-export function deleteObject(upstream: BucketUpstream, args: { key: string }, ctx: OperationContext): Promise<Response> {
-  return upstream.send({ method: "DELETE", key: args.key, ...ctx });
+export function deleteObject(upstream: BucketUpstream, args: { key: string; versionId?: string }, ctx: OperationContext): Promise<Response> {
+  return upstream.send({ method: "DELETE", key: args.key, query: args.versionId === undefined ? undefined : [["versionId", args.versionId]], ...ctx });
+}
+
+/** One object of a DeleteObjects: a key, or one version of it. */
+export interface DeleteEntry {
+  key: string;
+  versionId?: string;
 }
 
 export interface DeleteObjectsArgs {
-  keys: readonly string[];
+  /** Keys, or keys with a version. */
+  keys: ReadonlyArray<string | DeleteEntry>;
   /** Only errors in S3's answer. */
   quiet?: boolean;
 }
 
 /** The DeleteObjects XML. Throws TypeError for a key XML cannot carry. */
-export function deleteObjectsXml(keys: readonly string[], quiet = false): string {
+export function deleteObjectsXml(keys: ReadonlyArray<string | DeleteEntry>, quiet = false): string {
   let xml = `<?xml version="1.0" encoding="UTF-8"?><Delete xmlns="${S3_XMLNS}">`;
   if (quiet) xml += "<Quiet>true</Quiet>";
-  for (const key of keys) xml += `<Object><Key>${xmlText(key, "a key")}</Key></Object>`;
+  for (const k of keys) {
+    const e = typeof k === "string" ? { key: k } : k;
+    xml += `<Object><Key>${xmlText(e.key, "a key")}</Key>`;
+    if (e.versionId !== undefined) xml += `<VersionId>${xmlText(e.versionId, "a version id")}</VersionId>`;
+    xml += "</Object>";
+  }
   return `${xml}</Delete>`;
 }
 

@@ -1,14 +1,14 @@
 /**
  * The upstream side of every S3 operation the S3 front and the uploads need, one small module per
  * operation, each a function (upstream, args, ctx) → S3's Response, on BucketUpstream.send:
- *   list-objects.ts    listObjectsV1, listObjectsV2 (+ their parameters from a client's query)
+ *   list-objects.ts    listObjectsV1, listObjectsV2, listObjectVersions (+ their parameters from a client's query)
  *   head-bucket.ts     headBucket
  *   configuration.ts   getBucketVersioning, getObjectTagging, putObjectTagging, deleteObjectTagging
  *   put-object.ts      putObject (streamed; plain or aws-chunked with an unsigned trailer)
  *   multipart.ts       createMultipartUpload, uploadPart, completeMultipartUpload, abortMultipartUpload
  *   multipart-list.ts  listParts, listMultipartUploads
- *   object-part.ts     getObjectPart (GetObject / HeadObject ?partNumber)
- *   delete-objects.ts  deleteObject, deleteObjects (XML and Content-MD5 built here)
+ *   object-direct.ts   getObjectDirect (GetObject / HeadObject ?partNumber, ?versionId)
+ *   delete-objects.ts  deleteObject, deleteObjects (XML and Content-MD5 built here; versions too)
  *   copy-object.ts     copyObject, uploadPartCopy (within the bucket's upstream bucket)
  *   common.ts          context, header allowlists, body framing, XML text
  *
@@ -25,5 +25,5 @@ export * from "./head-bucket.ts";
 export * from "./list-objects.ts";
 export * from "./multipart.ts";
 export * from "./multipart-list.ts";
-export * from "./object-part.ts";
+export * from "./object-direct.ts";
 export * from "./put-object.ts";

@@ -1,7 +1,7 @@
 /**
- * ListObjects (V1) and ListObjectsV2. Only S3's listing
- * parameters pass through (prefix, delimiter, max-keys, marker / continuation-token, start-after,
- * encoding-type, fetch-owner), nothing else a client put in its query.
+ * ListObjects (V1), ListObjectsV2 and ListObjectVersions. Only S3's listing parameters pass
+ * through (prefix, delimiter, max-keys, marker / continuation-token, start-after, key-marker,
+ * version-id-marker, encoding-type, fetch-owner), nothing else a client put in its query.
  */
 import type { BucketUpstream } from "../upstream.ts";
 import { type OperationContext, query } from "./common.ts";
@@ -58,6 +58,39 @@ export function listObjectsV2(upstream: BucketUpstream, p: ListObjectsV2Params, 
     ]),
     ...ctx,
   });
+}
+
+export interface ListObjectVersionsParams {
+  prefix?: string;
+  delimiter?: string;
+  maxKeys?: number | string;
+  keyMarker?: string;
+  versionIdMarker?: string;
+  encodingType?: string;
+}
+
+/** GET /bucket?versions&prefix&delimiter&max-keys&key-marker&version-id-marker&encoding-type */
+export function listObjectVersions(upstream: BucketUpstream, p: ListObjectVersionsParams, ctx: OperationContext): Promise<Response> {
+  return upstream.send({
+    method: "GET",
+    key: "",
+    query: query([
+      ["versions", ""],
+      ["prefix", p.prefix],
+      ["delimiter", p.delimiter],
+      ["max-keys", p.maxKeys],
+      ["key-marker", p.keyMarker],
+      ["version-id-marker", p.versionIdMarker],
+      ["encoding-type", p.encodingType],
+    ]),
+    ...ctx,
+  });
+}
+
+/** The ListObjectVersions parameters of a client's query string (only those; the rest is ignored). */
+export function listObjectVersionsParams(q: URLSearchParams): ListObjectVersionsParams {
+  const get = (name: string) => q.get(name) ?? undefined;
+  return { prefix: get("prefix"), delimiter: get("delimiter"), maxKeys: get("max-keys"), keyMarker: get("key-marker"), versionIdMarker: get("version-id-marker"), encodingType: get("encoding-type") };
 }
 
 /** The V1 parameters of a client's query string (only those; the rest is ignored). */

@@ -87,10 +87,10 @@ describe("permissions", () => {
     const rt = await runtime();
     const p = ok(rt.s3Api!.lookup("AKIDREADER", { sessionToken: undefined, now: NOW }));
     const b = (n: string) => rt.buckets.get(n)!;
-    const table = (bucket: string) => ["s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation"].map((a) => mayAccess(rt, p, b(bucket), a as never));
-    expect(table("team")).toEqual([true, false, true]); // grant wins over the bucket's claim rules (team: b ≠ a)
-    expect(table("pub")).toEqual([false, true, true]);
-    expect(table("auth")).toEqual([false, false, false]);
+    const table = (bucket: string) => ["s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketLocation"].map((a) => mayAccess(rt, p, b(bucket), a as never));
+    expect(table("team")).toEqual([true, true, false, false, true]); // grant wins over the bucket's claim rules (team: b ≠ a)
+    expect(table("pub")).toEqual([false, false, true, true, true]);
+    expect(table("auth")).toEqual([false, false, false, false, false]);
     expect(visibleBuckets(rt, p, () => true).map((x) => x.name)).toEqual(["pub", "team"]);
   });
 
@@ -111,6 +111,7 @@ describe("permissions", () => {
   test("anonymous: GetObject/HeadObject on buckets without auth, nothing else", async () => {
     const rt = await runtime();
     expect(mayAccess(rt, undefined, rt.buckets.get("pub")!, "s3:GetObject")).toBe(true);
+    expect(mayAccess(rt, undefined, rt.buckets.get("pub")!, "s3:GetObjectVersion")).toBe(false);
     expect(mayAccess(rt, undefined, rt.buckets.get("pub")!, "s3:ListBucket")).toBe(false);
     expect(mayAccess(rt, undefined, rt.buckets.get("pub")!, "s3:GetBucketLocation")).toBe(false);
     expect(mayAccess(rt, undefined, rt.buckets.get("auth")!, "s3:GetObject")).toBe(false);

@@ -1,6 +1,6 @@
 /** S3 addressing (path-style, virtual-hosted) and operation resolution. */
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
-import { address, bucketFromHost, hasDotSegment, operationOf } from "../../../src/fronts/s3/route.ts";
+import { ACTION_OF, address, bucketFromHost, hasDotSegment, operationOf } from "../../../src/fronts/s3/route.ts";
 
 setDefaultTimeout(10_000); // explicit: the runner's 5 s default is not a choice made here
 
@@ -77,15 +77,29 @@ describe("operationOf", () => {
     // CreateBucket: answered from config (BucketAlreadyOwnedByYou / AccessDenied), never sent upstream.
     expect(op("PUT", "/b", "")).toBe("CreateBucket");
   });
+  test("versions: ListObjectVersions, and GetObject / HeadObject / DeleteObject of one version (a part of one too)", () => {
+    expect(op("GET", "/b", "versions&prefix=a&key-marker=k&version-id-marker=null")).toBe("ListObjectVersions");
+    expect(op("GET", "/b/k", "versionId=3")).toBe("GetObjectVersion");
+    expect(op("HEAD", "/b/k", "versionId=3&response-content-type=a")).toBe("HeadObjectVersion");
+    expect(op("GET", "/b/k", "versionId=3&partNumber=2")).toBe("GetObjectVersion");
+    expect(op("DELETE", "/b/k", "versionId=3")).toBe("DeleteObjectVersion");
+    expect(op("DELETE", "/b/k", "versionId=3&partNumber=2")).toBe("501 NotImplemented");
+    expect(ACTION_OF.GetObjectVersion).toBe("s3:GetObjectVersion");
+    expect(ACTION_OF.ListObjectVersions).toBe("s3:ListBucketVersions");
+    expect(ACTION_OF.DeleteObjectVersion).toBe("s3:DeleteObjectVersion");
+  });
   test("anything else is 501 NotImplemented; a bad list-type is InvalidArgument", () => {
     for (const [m, p, s] of [
       ["POST", "/b/k", ""],
       ["GET", "/b/k", "acl"],
       ["PUT", "/b/k", "acl"],
-      ["DELETE", "/b/k", "versionId=3"],
-      ["GET", "/b/k", "versionId=3"],
       ["HEAD", "/b/k", "uploadId=1"],
-      ["GET", "/b", "versions"],
+      ["PUT", "/b/k", "versionId=3"],
+      ["POST", "/b/k", "uploadId=1&versionId=3"],
+      ["DELETE", "/b/k", "uploadId=1&versionId=3"],
+      ["GET", "/b", "versionId=3"],
+      ["PUT", "/b", "versions"],
+      ["GET", "/b/k", "acl&versionId=3"],
       ["PUT", "/b", "acl"],
       ["DELETE", "/b", ""],
       ["POST", "/b", ""],

@@ -1,0 +1,234 @@
+/**
+ * Object versions through the S3 front: ListObjectVersions, GetObject / HeadObject ?versionId (with
+ * a Range or a part), DeleteObject ?versionId, DeleteObjects <VersionId> entries and a copy source
+ * ?versionId, relayed to the bucket's upstream with the bucket's credentials.
+ *
+ * The upstream is the S3 fixture, which answers as S3 does for a bucket that never had versioning
+ * (s3rver keeps no versions): every object is version "null"; an id of S3's form names a version
+ * that does not exist (NoSuchVersion; deleting it deletes nothing); anything else is
+ * InvalidArgument. So each test can fail: a proxy that dropped ?versionId would serve or delete
+ * the current object where S3 answers NoSuchVersion or deletes nothing.
+ *
+ * Grants: `read` covers reading any version, `list` ListObjectVersions, `delete` deleting a
+ * version; anonymous requests never read a version. The bucket's authorizer sees
+ * s3:GetObjectVersion, s3:ListBucketVersions and s3:DeleteObjectVersion. A version read never
+ * comes from (or goes into) the cache: a cached copy is the current version.
+ */
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { join } from "node:path";
+import { readFileSync } from "node:fs";
+import { awsCli } from "../clients/aws.ts";
+import { boto3Client } from "../clients/boto3.ts";
+import { clientTest, tempDir, type TempDir } from "../clients/run.ts";
+import { OpaServer } from "../fixtures/opa.ts";
+import { answerOf, bytesOf, READER, sha256, signedFetch, startUploadEnv, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(60_000);
+
+/** A version id of S3's form (32 characters) that the fixture's buckets never hold. */
+const UNKNOWN = "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrH";
+const VERSION_ACTIONS = new Set(["s3:GetObjectVersion", "s3:ListBucketVersions", "s3:DeleteObjectVersion"]);
+
+let env: UploadEnv;
+let opa: OpaServer;
+let dir: TempDir;
+beforeAll(async () => {
+  // Everything but the version actions: a policy can let a user read and delete the current
+  // objects and keep older versions out of reach.
+  opa = OpaServer.start({ "yatagarasu/allow": (input: { action: string }) => !VERSION_ACTIONS.has(input.action) });
+  env = await startUploadEnv({ opaUrl: opa.url });
+  dir = tempDir("yata-versions-");
+});
+afterAll(async () => {
+  dir.remove();
+  await env.stop();
+  opa.close();
+});
+
+const get = (path: string, query: Array<[string, string]>, o: { creds?: typeof WRITER; headers?: Record<string, string>; method?: string } = {}) =>
+  signedFetch(env, { method: o.method ?? "GET", path, query, creds: o.creds, headers: o.headers });
+const md5 = (s: string) => new Bun.CryptoHasher("md5").update(s).digest("base64");
+const deleteObjects = (bucket: string, xml: string, creds = WRITER) =>
+  signedFetch(env, { method: "POST", path: `/${bucket}`, query: [["delete", ""]], body: xml, headers: { "content-md5": md5(xml) }, creds });
+
+/** Asserts S3's refusal and that nothing reached the upstream. */
+async function refused(p: Promise<Response>, status: number, code: string): Promise<void> {
+  env.mark();
+  const a = await answerOf(await p);
+  expect({ status: a.status, code: a.code }).toEqual({ status, code });
+  expect(env.upstreamCalls()).toEqual([]);
+}
+
+describe("reading versions", () => {
+  test("GetObject and HeadObject ?versionId=null: the object with its version id; with a Range; with a part; the upstream saw the version", async () => {
+    const body = bytesOf(3000, 7);
+    await env.s3.put("up", "ver/a.bin", body);
+    env.mark();
+    const res = await get("/up/ver/a.bin", [["versionId", "null"]]);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-amz-version-id")).toBe("null");
+    expect(sha256(new Uint8Array(await res.arrayBuffer()))).toBe(sha256(body));
+    expect(env.upstreamCalls().map((c) => `${c.method} ${c.query.versionId}`)).toEqual(["GET null"]);
+
+    const head = await get("/up/ver/a.bin", [["versionId", "null"]], { method: "HEAD" });
+    expect([head.status, head.headers.get("content-length"), head.headers.get("x-amz-version-id")]).toEqual([200, "3000", "null"]);
+
+    const range = await get("/up/ver/a.bin", [["versionId", "null"]], { headers: { range: "bytes=10-19" } });
+    expect([range.status, range.headers.get("content-range")]).toEqual([206, "bytes 10-19/3000"]);
+    expect(Buffer.from(await range.arrayBuffer()).equals(Buffer.from(body.subarray(10, 20)))).toBe(true);
+
+    const part = await get("/up/ver/a.bin", [["versionId", "null"], ["partNumber", "1"]]);
+    expect([part.status, part.headers.get("x-amz-mp-parts-count")]).toEqual([206, null]);
+    expect((await part.arrayBuffer()).byteLength).toBe(3000);
+  });
+
+  test("a version that does not exist is NoSuchVersion (404), a malformed id InvalidArgument (400), an empty one refused before the upstream", async () => {
+    await env.s3.put("up", "ver/b.txt", "current");
+    const missing = await answerOf(await get("/up/ver/b.txt", [["versionId", UNKNOWN]]));
+    expect({ status: missing.status, code: missing.code }).toEqual({ status: 404, code: "NoSuchVersion" });
+    const bad = await answerOf(await get("/up/ver/b.txt", [["versionId", "not-a-version"]]));
+    expect({ status: bad.status, code: bad.code }).toEqual({ status: 400, code: "InvalidArgument" });
+    const head = await get("/up/ver/b.txt", [["versionId", UNKNOWN]], { method: "HEAD" });
+    expect(head.status).toBe(404);
+    await refused(get("/up/ver/b.txt", [["versionId", ""]]), 400, "InvalidArgument");
+  });
+
+  test("a version read bypasses the cache: the cached copy is the current version, the version comes from the upstream", async () => {
+    await env.s3.put("up", "ver/cached.txt", "first");
+    expect(await (await get("/up/ver/cached.txt", [])).text()).toBe("first");
+    // the upstream changes behind the proxy's back; the cache still holds "first"
+    await env.s3.put("up", "ver/cached.txt", "second");
+    expect(await (await get("/up/ver/cached.txt", [])).text()).toBe("first");
+    env.mark();
+    expect(await (await get("/up/ver/cached.txt", [["versionId", "null"]])).text()).toBe("second");
+    expect(env.upstreamCalls().length).toBe(1);
+  });
+
+  test("reading a version needs `read`; anonymous requests never read a version, even where they may read the object", async () => {
+    await env.s3.put("up", "ver/anon.txt", "anon");
+    expect((await fetch(`${env.endpoint}/up/ver/anon.txt`)).status).toBe(200);
+    env.mark();
+    const anon = await answerOf(await fetch(`${env.endpoint}/up/ver/anon.txt?versionId=null`));
+    expect({ status: anon.status, code: anon.code }).toEqual({ status: 403, code: "AccessDenied" });
+    expect(env.upstreamCalls()).toEqual([]);
+    // `other` grants WRITER read and write but not list
+    await refused(get("/other", [["versions", ""]]), 403, "AccessDenied");
+  });
+});
+
+describe("listing versions", () => {
+  test("ListObjectVersions relayed: the proxy bucket's name, every object as version null, paged by key-marker; a version-id-marker alone is refused", async () => {
+    for (const k of ["lv/a.txt", "lv/b c.txt", "lv/d/e.txt"]) await env.s3.put("up", k, k);
+    const first = await get("/up", [["versions", ""], ["prefix", "lv/"], ["max-keys", "2"]]);
+    const xml = await first.text();
+    expect(first.status).toBe(200);
+    expect(xml).toContain("<ListVersionsResult");
+    expect(xml).toContain("<Name>up</Name>");
+    expect([...xml.matchAll(/<Key>([^<]*)<\/Key><VersionId>([^<]*)<\/VersionId><IsLatest>true<\/IsLatest>/g)].map((m) => `${m[1]}@${m[2]}`)).toEqual(["lv/a.txt@null", "lv/b c.txt@null"]);
+    expect(/<NextKeyMarker>([^<]*)</.exec(xml)?.[1]).toBe("lv/b c.txt");
+    const rest = await (await get("/up", [["versions", ""], ["prefix", "lv/"], ["key-marker", "lv/b c.txt"], ["version-id-marker", "null"], ["delimiter", "/"]])).text();
+    expect(rest).toContain("<IsTruncated>false</IsTruncated>");
+    expect(rest).toContain("<CommonPrefixes><Prefix>lv/d/</Prefix></CommonPrefixes>");
+    await refused(get("/up", [["versions", ""], ["version-id-marker", "null"]]), 400, "InvalidArgument");
+  });
+
+  clientTest("aws")("aws s3api list-object-versions, paginated to the end (one key per page); get-object --version-id null, byte-exact", async () => {
+    const keys = ["cli/one.txt", "cli/two two.txt", "cli/ü+~.txt"];
+    for (const k of keys) await env.s3.put("up", k, `body of ${k}`);
+    using aws = awsCli({ endpoint: env.endpoint, credentials: READER });
+    const listed = await aws.s3api("list-object-versions", "--bucket", "up", "--prefix", "cli/", "--page-size", "1", "--output", "json");
+    expect(listed.code).toBe(0);
+    const versions = (JSON.parse(listed.stdout) as { Versions: Array<{ Key: string; VersionId: string; IsLatest: boolean }> }).Versions;
+    expect(versions.map((v) => `${v.Key}@${v.VersionId}@${v.IsLatest}`)).toEqual(keys.map((k) => `${k}@null@true`));
+    const out = join(dir.path, "v.txt");
+    const got = await aws.s3api("get-object", "--bucket", "up", "--key", "cli/ü+~.txt", "--version-id", "null", out, "--output", "json");
+    expect(got.code).toBe(0);
+    expect(JSON.parse(got.stdout).VersionId).toBe("null");
+    expect(readFileSync(out, "utf8")).toBe("body of cli/ü+~.txt");
+  });
+
+  clientTest("python3", "boto3")("boto3: list_object_versions and get_object with VersionId", async () => {
+    await env.s3.put("up", "boto-v/x.txt", "boto version");
+    const [list, got] = await boto3Client({ endpoint: env.endpoint, credentials: READER }).run([
+      { op: "call", method: "list_object_versions", params: { Bucket: "up", Prefix: "boto-v/" } },
+      { op: "get_object", Bucket: "up", Key: "boto-v/x.txt", Params: { VersionId: "null" } },
+    ]);
+    if (!list!.ok || !got!.ok) throw new Error(`boto3 failed: ${JSON.stringify([list, got])}`);
+    const versions = (list!.value as { Versions: Array<{ Key: string; VersionId: string }> }).Versions;
+    expect(versions.map((v) => `${v.Key}@${v.VersionId}`)).toEqual(["boto-v/x.txt@null"]);
+    const value = got!.value as { VersionId: string; Body: { base64: string } };
+    expect([value.VersionId, Buffer.from(value.Body.base64, "base64").toString()]).toEqual(["null", "boto version"]);
+  });
+});
+
+describe("deleting and copying versions", () => {
+  test("DeleteObject ?versionId: null deletes the object (and its cached copy); a version that does not exist deletes nothing", async () => {
+    await env.s3.put("up", "dv/a.txt", "a");
+    expect(await (await get("/up/dv/a.txt", [])).text()).toBe("a"); // now cached
+    const unknown = await get("/up/dv/a.txt", [["versionId", UNKNOWN]], { method: "DELETE" });
+    expect([unknown.status, unknown.headers.get("x-amz-version-id")]).toEqual([204, UNKNOWN]);
+    expect(await env.s3.exists("up", "dv/a.txt")).toBe(true);
+    const gone = await get("/up/dv/a.txt", [["versionId", "null"]], { method: "DELETE" });
+    expect([gone.status, gone.headers.get("x-amz-version-id")]).toEqual([204, "null"]);
+    expect(await env.s3.exists("up", "dv/a.txt")).toBe(false);
+    expect((await get("/up/dv/a.txt", [])).status).toBe(404);
+  });
+
+  test("deleting a version needs `delete` and a read-write bucket", async () => {
+    await env.s3.put("up", "dv/keep.txt", "keep");
+    await refused(get("/up/dv/keep.txt", [["versionId", "null"]], { method: "DELETE", creds: READER }), 403, "AccessDenied");
+    await refused(get("/ro/dv/keep.txt", [["versionId", "null"]], { method: "DELETE" }), 403, "AccessDenied");
+    expect(await env.s3.exists("up", "dv/keep.txt")).toBe(true);
+  });
+
+  test("DeleteObjects with <VersionId> entries: per-entry results with the version; a key and its version are separate entries", async () => {
+    for (const k of ["dm/a.txt", "dm/b.txt", "dm/c.txt"]) await env.s3.put("up", k, k);
+    const xml = "<Delete><Object><Key>dm/a.txt</Key><VersionId>null</VersionId></Object>" +
+      `<Object><Key>dm/b.txt</Key><VersionId>${UNKNOWN}</VersionId></Object>` +
+      "<Object><Key>dm/b.txt</Key><VersionId>bad</VersionId></Object>" +
+      "<Object><Key>dm/c.txt</Key></Object></Delete>";
+    const res = await deleteObjects("up", xml);
+    const text = await res.text();
+    expect(res.status).toBe(200);
+    expect(text).toContain("<Deleted><Key>dm/a.txt</Key><VersionId>null</VersionId></Deleted>");
+    expect(text).toContain(`<Deleted><Key>dm/b.txt</Key><VersionId>${UNKNOWN}</VersionId></Deleted>`);
+    expect(text).toContain("<Error><Key>dm/b.txt</Key><VersionId>bad</VersionId><Code>InvalidArgument</Code>");
+    expect(text).toContain("<Deleted><Key>dm/c.txt</Key></Deleted>");
+    expect([await env.s3.exists("up", "dm/a.txt"), await env.s3.exists("up", "dm/b.txt"), await env.s3.exists("up", "dm/c.txt")]).toEqual([false, true, false]);
+    // READER holds no `delete`: AccessDenied per entry, nothing upstream
+    await env.s3.put("up", "dm/r.txt", "r");
+    env.mark();
+    const denied = await (await deleteObjects("up", "<Delete><Object><Key>dm/r.txt</Key><VersionId>null</VersionId></Object></Delete>", READER)).text();
+    expect(denied).toContain("<Error><Key>dm/r.txt</Key><VersionId>null</VersionId><Code>AccessDenied</Code>");
+    expect(env.upstreamCalls()).toEqual([]);
+  });
+
+  test("CopyObject from a version: null copies the object; a version that does not exist is NoSuchVersion and nothing is written", async () => {
+    await env.s3.put("up", "cv/src.txt", "source");
+    const ok = await signedFetch(env, { method: "PUT", path: "/up/cv/dst.txt", headers: { "x-amz-copy-source": "/up/cv/src.txt?versionId=null" } });
+    expect(ok.status).toBe(200);
+    expect(new TextDecoder().decode(await env.s3.read("up", "cv/dst.txt"))).toBe("source");
+    const missing = await answerOf(await signedFetch(env, { method: "PUT", path: "/up/cv/none.txt", headers: { "x-amz-copy-source": `/up/cv/src.txt?versionId=${UNKNOWN}` } }));
+    expect({ status: missing.status, code: missing.code }).toEqual({ status: 404, code: "NoSuchVersion" });
+    expect(await env.s3.exists("up", "cv/none.txt")).toBe(false);
+  });
+});
+
+describe("the bucket authorizer sees the version actions", () => {
+  test("OPA allows GetObject, ListBucket and DeleteObject but not their version actions: each version request is refused, the current object is not", async () => {
+    await env.s3.put("up", "opa-v/a.txt", "a");
+    await env.s3.put("up", "opa-v/b.txt", "b");
+    opa.requests.length = 0;
+    expect((await get("/opa/opa-v/a.txt", [])).status).toBe(200);
+    await refused(get("/opa/opa-v/a.txt", [["versionId", "null"]]), 403, "AccessDenied");
+    await refused(get("/opa", [["versions", ""]]), 403, "AccessDenied");
+    await refused(get("/opa/opa-v/a.txt", [["versionId", "null"]], { method: "DELETE" }), 403, "AccessDenied");
+    const xml = "<Delete><Object><Key>opa-v/b.txt</Key><VersionId>null</VersionId></Object></Delete>";
+    expect(await (await deleteObjects("opa", xml)).text()).toContain("<Code>AccessDenied</Code>");
+    await refused(signedFetch(env, { method: "PUT", path: "/opa/opa-v/copy.txt", headers: { "x-amz-copy-source": "/opa/opa-v/a.txt?versionId=null" } }), 403, "AccessDenied");
+    const asked = opa.requests.map((r) => (r.body as { input: { action: string } }).input.action);
+    expect([...new Set(asked)].sort()).toEqual(["s3:DeleteObjectVersion", "s3:GetObject", "s3:GetObjectVersion", "s3:ListBucketVersions", "s3:PutObject"]);
+    expect([await env.s3.exists("up", "opa-v/a.txt"), await env.s3.exists("up", "opa-v/b.txt"), await env.s3.exists("up", "opa-v/copy.txt")]).toEqual([true, true, false]);
+  });
+});
