@@ -14,7 +14,7 @@
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { OpaServer } from "../fixtures/opa.ts";
 import { OpenFgaServer } from "../fixtures/openfga.ts";
-import { answerOf, hs256, NODELETE, READER, signedFetch, startUploadEnv, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
+import { answerOf, hs256, NODELETE, READER, expectRefused, signedDeleteObjects, signedFetch, startUploadEnv, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -61,19 +61,10 @@ afterAll(async () => {
   fga.close();
 });
 
-const md5 = (s: string) => new Bun.CryptoHasher("md5").update(s).digest("base64");
 const put = (path: string, body: string, creds = WRITER) => signedFetch(env, { method: "PUT", path, body, creds });
 const deleteXml = (keys: string[], quiet = false) => `<Delete>${quiet ? "<Quiet>true</Quiet>" : ""}${keys.map((k) => `<Object><Key>${k}</Key></Object>`).join("")}</Delete>`;
-const deleteObjects = (bucket: string, xml: string, creds = WRITER) =>
-  signedFetch(env, { method: "POST", path: `/${bucket}`, query: [["delete", ""]], body: xml, headers: { "content-md5": md5(xml) }, creds });
-
-/** Asserts S3's refusal and that nothing reached the upstream. */
-async function refused(p: Promise<Response>, status: number, code: string): Promise<void> {
-  env.mark();
-  const a = await answerOf(await p);
-  expect({ status: a.status, code: a.code }).toEqual({ status, code });
-  expect(env.upstreamCalls()).toEqual([]);
-}
+const deleteObjects = (bucket: string, xml: string, creds = WRITER) => signedDeleteObjects(env, bucket, xml, creds);
+const refused = (p: Promise<Response>, status: number, code: string) => expectRefused(env, p, status, code);
 
 describe("bucket access and grants", () => {
   test(

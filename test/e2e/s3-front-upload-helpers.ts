@@ -14,6 +14,7 @@
  *   teamw   read-write, auth: team=a to read, and role=writer to write (STS sessions)
  *   opa     read-write, OPA authorizer (set `opaUrl`)   WRITER: read list write delete
  */
+import { expect } from "bun:test";
 import { connect } from "node:net";
 import { buildAwsChunkedBody } from "../../src/s3/aws-chunked.ts";
 import { amzDate, canonicalHeaders, canonicalRequest, credentialScope, deriveSigningKey, S3Signer, signature, stringToSign } from "../../src/s3/sigv4.ts";
@@ -127,6 +128,21 @@ export function signedFetch(env: { endpoint: string; port: number }, o: SignedOp
   const signed = signer.signRequest({ method: o.method, host, path: decodeURIComponent(o.path), query: o.query, headers, payloadHash });
   const target = signed.path + (signed.query ? `?${signed.query}` : "");
   return fetch(env.endpoint + target, { method: o.method, headers: { ...headers, ...signed.headers }, body, signal: o.signal, duplex: "half" } as RequestInit);
+}
+
+/** DeleteObjects (POST /bucket?delete) with the given XML body and its Content-MD5. */
+export function signedDeleteObjects(env: { endpoint: string; port: number }, bucket: string, xml: string, creds = WRITER): Promise<Response> {
+  const md5 = new Bun.CryptoHasher("md5").update(xml).digest("base64");
+  return signedFetch(env, { method: "POST", path: `/${bucket}`, query: [["delete", ""]], body: xml, headers: { "content-md5": md5 }, creds });
+}
+
+/** Asserts S3's refusal (status and code) and that nothing reached the upstream. */
+export async function expectRefused(env: UploadEnv, p: Promise<Response>, status: number, code: string): Promise<void> {
+  // p is in flight but not yet handled: the fixture runs in this process, after this turn.
+  env.mark();
+  const a = await answerOf(await p);
+  expect({ status: a.status, code: a.code }).toEqual({ status, code });
+  expect(env.upstreamCalls()).toEqual([]);
 }
 
 /** Deterministic bytes (xorshift), fast enough for hundreds of MiB. */

@@ -21,7 +21,7 @@ import { awsCli } from "../clients/aws.ts";
 import { boto3Client } from "../clients/boto3.ts";
 import { clientTest, tempDir, type TempDir } from "../clients/run.ts";
 import { OpaServer } from "../fixtures/opa.ts";
-import { answerOf, bytesOf, READER, sha256, signedFetch, startUploadEnv, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
+import { answerOf, bytesOf, READER, sha256, expectRefused, signedDeleteObjects, signedFetch, startUploadEnv, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(60_000);
@@ -48,17 +48,8 @@ afterAll(async () => {
 
 const get = (path: string, query: Array<[string, string]>, o: { creds?: typeof WRITER; headers?: Record<string, string>; method?: string } = {}) =>
   signedFetch(env, { method: o.method ?? "GET", path, query, creds: o.creds, headers: o.headers });
-const md5 = (s: string) => new Bun.CryptoHasher("md5").update(s).digest("base64");
-const deleteObjects = (bucket: string, xml: string, creds = WRITER) =>
-  signedFetch(env, { method: "POST", path: `/${bucket}`, query: [["delete", ""]], body: xml, headers: { "content-md5": md5(xml) }, creds });
-
-/** Asserts S3's refusal and that nothing reached the upstream. */
-async function refused(p: Promise<Response>, status: number, code: string): Promise<void> {
-  env.mark();
-  const a = await answerOf(await p);
-  expect({ status: a.status, code: a.code }).toEqual({ status, code });
-  expect(env.upstreamCalls()).toEqual([]);
-}
+const deleteObjects = (bucket: string, xml: string, creds = WRITER) => signedDeleteObjects(env, bucket, xml, creds);
+const refused = (p: Promise<Response>, status: number, code: string) => expectRefused(env, p, status, code);
 
 describe("reading versions", () => {
   test("GetObject and HeadObject ?versionId=null: the object with its version id; with a Range; with a part; the upstream saw the version", async () => {
