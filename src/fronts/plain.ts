@@ -53,7 +53,7 @@ function routeWrite(ctx: RequestContext): undefined {
   if (presign) {
     const p = parsePresign(ctx);
     (ctx as PresignContext).presign = p;
-    ctx.action = p.method === "PUT" ? "s3:PutObject" : "s3:GetObject";
+    ctx.action = p.method === "GET" ? "s3:GetObject" : "s3:PutObject";
     return undefined;
   }
   const allow = allowOf(found.bucket);

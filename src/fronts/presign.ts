@@ -6,6 +6,13 @@
  *   → 200 {"url": "http://s3.example.com:9000/<bucket>/<key>?X-Amz-…", "method": "PUT",
  *          "expires_at": "2026-…Z", "headers": {"content-type": "image/png"}}
  *
+ *   POST /<prefix>/<key>?presign&method=POST[&expires=300][&content_type=…][&max_size=10485760]
+ *   → 200 {"url": "http://s3.example.com:9000/<bucket>", "method": "POST", "expires_at": "…",
+ *          "fields": {"key": "<key>", "policy": "…", "x-amz-signature": "…", …}}
+ *   S3's browser form upload (the S3 front's PostObject): a form or FormData with these fields,
+ *   then the file as the last field named `file`. The policy allows exactly this key, sizes
+ *   0..max_size (default 5 GiB) and, with content_type, only that Content-Type.
+ *
  * The request is the action it presigns (s3:PutObject or s3:GetObject) on the plain front: it
  * passes the bucket's admission, the token's verification, the claim rules (write_claims for a
  * PUT) and the bucket's authorizer, so a token that may not write gets no PUT URL. The URL is
@@ -27,11 +34,16 @@ import { ALGORITHM, amzDate, canonicalHeaderValue, canonicalQuery, canonicalRequ
 import { issueSession } from "./s3/sts.ts";
 
 export interface PresignParams {
-  method: "GET" | "PUT";
+  method: "GET" | "PUT" | "POST";
   /** Seconds (already bounded by presign_max_seconds). */
   expires: number;
   contentType: string | undefined;
+  /** POST: the largest file the policy allows. */
+  maxSize?: number;
 }
+
+/** S3's largest single upload, and a POST policy's default size limit. */
+const MAX_POST_SIZE = 5 * 1024 ** 3;
 
 /** The plain-front context of a presign request (set by the route phase). */
 export type PresignContext = RequestContext & { presign?: PresignParams };
@@ -56,7 +68,7 @@ export function parsePresign(ctx: RequestContext): PresignParams {
   if (ctx.key === "") throw bad("A presigned URL names an object: the path has no object key");
   const q = new URLSearchParams(ctx.query);
   const method = q.get("method")?.toUpperCase();
-  if (method !== "GET" && method !== "PUT") throw bad("method must be PUT or GET");
+  if (method !== "GET" && method !== "PUT" && method !== "POST") throw bad("method must be PUT, POST or GET");
   const max = ctx.rt.config.s3_api!.presign_max_seconds ?? DEFAULT_MAX_SECONDS;
   const e = q.get("expires");
   let expires = max;
@@ -67,10 +79,16 @@ export function parsePresign(ctx: RequestContext): PresignParams {
   }
   const contentType = q.get("content_type") ?? undefined;
   if (contentType !== undefined) {
-    if (method !== "PUT") throw bad("content_type applies to PUT only");
+    if (method === "GET") throw bad("content_type applies to PUT and POST only");
     if (!CONTENT_TYPE.test(contentType)) throw bad("content_type must be 1-255 printable ASCII characters");
   }
-  return { method, expires, contentType };
+  const size = q.get("max_size");
+  if (size !== null) {
+    if (method !== "POST") throw bad("max_size applies to POST only");
+    if (!/^\d{1,11}$/.test(size) || Number(size) > MAX_POST_SIZE) throw bad(`max_size must be a whole number of bytes, at most ${MAX_POST_SIZE}`);
+    return { method, expires, contentType, maxSize: Number(size) };
+  }
+  return method === "POST" ? { method, expires, contentType, maxSize: MAX_POST_SIZE } : { method, expires, contentType };
 }
 
 /** The scheme://host[:port] browsers reach the S3 listener at. */
@@ -86,8 +104,8 @@ export function publicOrigin(ctx: RequestContext): string {
   return new URL(`${scheme}://${m[1]}:${s3.port}`).origin;
 }
 
-export interface PresignInput {
-  method: "GET" | "PUT";
+/** What a presigned URL or POST policy names and is signed with. */
+export interface PresignBase {
   /** scheme://host[:port] */
   origin: string;
   bucket: string;
@@ -97,10 +115,14 @@ export interface PresignInput {
   secretAccessKey: string;
   /** X-Amz-Security-Token (always, for our sessions; absent only to replay AWS's example). */
   sessionToken?: string;
-  /** ms since the epoch; the URL's X-Amz-Date (whole seconds). */
+  /** ms since the epoch; the X-Amz-Date (whole seconds). */
   now: number;
-  expires: number;
   contentType?: string;
+}
+
+export interface PresignInput extends PresignBase {
+  method: "GET" | "PUT";
+  expires: number;
 }
 
 /** A SigV4 query-signed URL (UNSIGNED-PAYLOAD; host and any content-type signed). Pure. */
@@ -131,6 +153,31 @@ export function presignUrl(i: PresignInput): string {
   return `${i.origin}${path}?${query}&X-Amz-Signature=${sig}`;
 }
 
+export interface PresignPostInput extends PresignBase {
+  /** ms since the epoch: the policy's expiration. */
+  expiresAt: number;
+  maxSize: number;
+}
+
+/** An S3 POST policy for exactly one key and its signed form fields (browser form uploads). Pure. */
+export function presignPost(i: PresignPostInput): { url: string; fields: Record<string, string> } {
+  const date = amzDate(new Date(i.now));
+  const fields: Record<string, string> = {
+    key: i.key,
+    "x-amz-algorithm": ALGORITHM,
+    "x-amz-credential": `${i.accessKeyId}/${credentialScope(date.slice(0, 8), i.region, "s3")}`,
+    "x-amz-date": date,
+  };
+  if (i.sessionToken !== undefined) fields["x-amz-security-token"] = i.sessionToken;
+  if (i.contentType !== undefined) fields["Content-Type"] = i.contentType;
+  const conditions: unknown[] = [{ bucket: i.bucket }, ...Object.entries(fields).map(([k, v]) => ({ [k]: v })), ["content-length-range", 0, i.maxSize]];
+  const policy = Buffer.from(JSON.stringify({ expiration: new Date(i.expiresAt).toISOString(), conditions })).toString("base64");
+  fields.policy = policy;
+  const key = deriveSigningKey(i.secretAccessKey, date.slice(0, 8), i.region, "s3");
+  fields["x-amz-signature"] = new Bun.CryptoHasher("sha256", key).update(policy).digest("hex");
+  return { url: `${i.origin}/${uriEncode(i.bucket, true)}`, fields };
+}
+
 /** Phase part: the URL for an authenticated, authorized presign request. */
 export function servePresign(ctx: RequestContext): Response {
   const p = (ctx as PresignContext).presign!;
@@ -147,8 +194,8 @@ export function servePresign(ctx: RequestContext): Response {
   const signedAt = Math.floor(now / 1000) * 1000;
   const session = issueSession({ sessionKey: api.sts!.sessionKey, subject: sub, claims, expiresAt: signedAt + seconds * 1000, now });
   if (session.kind !== "ok") throw bad(`A session cannot be made for this token: ${session.message}`);
-  const url = presignUrl({
-    method: p.method,
+  const expiresAt = new Date(signedAt + seconds * 1000).toISOString();
+  const base: PresignBase = {
     origin: publicOrigin(ctx),
     bucket: ctx.bucketName,
     key: ctx.key,
@@ -157,12 +204,18 @@ export function servePresign(ctx: RequestContext): Response {
     secretAccessKey: session.secretAccessKey,
     sessionToken: session.sessionToken,
     now: signedAt,
-    expires: seconds,
     contentType: p.contentType,
-  });
+  };
+  if (p.method === "POST") {
+    const post = presignPost({ ...base, expiresAt: signedAt + seconds * 1000, maxSize: p.maxSize ?? MAX_POST_SIZE });
+    const body = JSON.stringify({ url: post.url, method: "POST", expires_at: expiresAt, fields: post.fields });
+    ctx.bytes = Buffer.byteLength(body);
+    return new Response(body, { status: 200, headers: { "content-type": "application/json", "cache-control": "no-store" } });
+  }
+  const url = presignUrl({ ...base, method: p.method, expires: seconds });
   const headers: Record<string, string> = {};
   if (p.contentType !== undefined) headers["content-type"] = p.contentType;
-  const body = JSON.stringify({ url, method: p.method, expires_at: new Date(signedAt + seconds * 1000).toISOString(), headers });
+  const body = JSON.stringify({ url, method: p.method, expires_at: expiresAt, headers });
   ctx.bytes = Buffer.byteLength(body);
   return new Response(body, { status: 200, headers: { "content-type": "application/json", "cache-control": "no-store" } });
 }

@@ -115,3 +115,39 @@ clientTest("chromium")(
   },
   90_000,
 );
+
+/** Runs in the page: a presigned POST policy, then S3's form upload with FormData (the file last). */
+async function formUploadInPage(a: { plain: string; jwt: string; size: number; maxSize: number }) {
+  const bytes = new Uint8Array(a.size);
+  for (let i = 0; i < a.size; i++) bytes[i] = (i * 31 + (i >> 8)) & 0xff;
+  const presign = await fetch(`${a.plain}/web/from-form/photo.bin?presign&method=POST&content_type=image/png&max_size=${a.maxSize}`, { method: "POST", headers: { authorization: `Bearer ${a.jwt}` } });
+  const p = (await presign.json()) as { url: string; fields: Record<string, string> };
+  const form = new FormData();
+  for (const [k, v] of Object.entries(p.fields)) form.append(k, v);
+  form.append("success_action_status", "201");
+  form.append("file", new Blob([bytes]), "photo.bin");
+  const extra = await fetch(p.url, { method: "POST", body: form });
+  // the same form without the success_action_status field the policy does not name
+  const form2 = new FormData();
+  for (const [k, v] of Object.entries(p.fields)) form2.append(k, v);
+  form2.append("file", new Blob([bytes]), "photo.bin");
+  const post = await fetch(p.url, { method: "POST", body: form2 });
+  return { presignStatus: presign.status, url: p.url, extraStatus: extra.status, extraBody: await extra.text(), postStatus: post.status, etag: post.headers.get("etag") };
+}
+
+clientTest("chromium")(
+  "a page on an allowed origin gets a presigned POST policy and uploads with an HTML-form POST (FormData) to the S3 listener, byte-exact; a field the policy does not name is refused",
+  async () => {
+    await using b = await launchBrowser();
+    const expected = pattern(SIZE);
+    await b.page.goto(`http://127.0.0.1:${app.port}/`);
+    const r = await b.page.evaluate(formUploadInPage, { plain: `http://127.0.0.1:${env.port}`, jwt: token({ sub: "form-user" }), size: SIZE, maxSize: 2 * SIZE });
+    expect(r.url).toBe(`${env.s3Endpoint}/web`);
+    expect([r.presignStatus, r.extraStatus, r.postStatus]).toEqual([200, 403, 204]);
+    expect(r.extraBody).toContain("Extra input fields: success_action_status");
+    expect(r.etag).toBe(`"${new Bun.CryptoHasher("md5").update(expected).digest("hex")}"`);
+    expect(await s3.read("rw", "from-form/photo.bin")).toEqual(expected);
+    expect(b.errors.filter((e) => !/403/.test(e))).toEqual([]);
+  },
+  90_000,
+);

@@ -160,6 +160,48 @@ describe("presigned PUT", () => {
   }, T);
 });
 
+describe("presigned POST (S3's browser form upload)", () => {
+  interface PostPolicy {
+    url: string;
+    method: string;
+    expires_at: string;
+    fields: Record<string, string>;
+  }
+  const post = (p: PostPolicy, file: Uint8Array | string, extra: Record<string, string> = {}) => {
+    const form = new FormData();
+    for (const [k, v] of Object.entries({ ...p.fields, ...extra })) form.append(k, v);
+    form.append("file", new Blob([file]), "f.bin");
+    return fetch(p.url, { method: "POST", body: form });
+  };
+
+  test("a token that may write buys a policy for exactly its key, size and Content-Type; the form upload is stored byte-exact", async () => {
+    const res = await presign("/rw/forms/one.txt", "method=POST&expires=120&content_type=text/plain&max_size=100");
+    expect(res.status).toBe(200);
+    const p = (await res.json()) as PostPolicy;
+    expect(p.method).toBe("POST");
+    expect(new URL(p.url).pathname).toBe("/rw");
+    const policy = JSON.parse(Buffer.from(p.fields.policy!, "base64").toString()) as { expiration: string; conditions: unknown[] };
+    expect(policy.expiration).toBe(p.expires_at);
+    expect(policy.conditions).toContainEqual({ key: "forms/one.txt" });
+    expect(policy.conditions).toContainEqual(["content-length-range", 0, 100]);
+    expect(p.fields["x-amz-security-token"]).toBeString();
+    expect((await post(p, "posted")).status).toBe(204);
+    expect(new TextDecoder().decode(await s3.read("rw", "forms/one.txt"))).toBe("posted");
+    const back = await fetch(env.url("/rw/forms/one.txt"), { headers: bearer() });
+    expect(back.headers.get("content-type")).toBe("text/plain");
+    // the same policy: not another key, not a bigger file, not another Content-Type
+    expect((await post(p, "x", { key: "forms/two.txt" })).status).toBe(403);
+    expect((await post(p, "x".repeat(101))).status).toBe(400);
+    expect((await post(p, "x", { "Content-Type": "text/html" })).status).toBe(403);
+    expect(await s3.exists("rw", "forms/two.txt")).toBe(false);
+  }, T);
+
+  test("no policy for a token the write rules refuse, nor on a read-only bucket", async () => {
+    expect((await presign("/ruled/x.txt", "method=POST", bearer({ role: "reader" }))).status).toBe(403);
+    expect((await presign("/ro/x.txt", "method=POST")).status).toBe(403);
+  }, T);
+});
+
 describe("presign requests that are refused", () => {
   test("no token, a bad token, or a token without sub", async () => {
     expect((await presign("/rw/a.txt", "method=GET", {})).status).toBe(401);
@@ -174,11 +216,13 @@ describe("presign requests that are refused", () => {
 
   test("bad parameters are 400 with a clear message", async () => {
     const msg = async (r: Response) => ((await r.json()) as { message: string }).message;
-    expect(await msg(await presign("/rw/a.txt", ""))).toBe("method must be PUT or GET");
-    expect(await msg(await presign("/rw/a.txt", "method=DELETE"))).toBe("method must be PUT or GET");
+    expect(await msg(await presign("/rw/a.txt", ""))).toBe("method must be PUT, POST or GET");
+    expect(await msg(await presign("/rw/a.txt", "method=DELETE"))).toBe("method must be PUT, POST or GET");
     expect(await msg(await presign("/rw/a.txt", "method=GET&expires=0"))).toBe("expires must be a whole number of seconds, at least 1");
     expect(await msg(await presign("/rw/a.txt", "method=GET&expires=1.5"))).toBe("expires must be a whole number of seconds, at least 1");
-    expect(await msg(await presign("/rw/a.txt", "method=GET&content_type=text/plain"))).toBe("content_type applies to PUT only");
+    expect(await msg(await presign("/rw/a.txt", "method=GET&content_type=text/plain"))).toBe("content_type applies to PUT and POST only");
+    expect(await msg(await presign("/rw/a.txt", "method=PUT&max_size=10"))).toBe("max_size applies to POST only");
+    expect(await msg(await presign("/rw/a.txt", "method=POST&max_size=-1"))).toBe("max_size must be a whole number of bytes, at most 5368709120");
     expect(await msg(await presign("/rw/a.txt", "method=PUT&content_type=%0Abad"))).toBe("content_type must be 1-255 printable ASCII characters");
     expect(await msg(await presign("/rw/", "method=GET"))).toBe("A presigned URL names an object: the path has no object key");
     const named = await presign("/badname/a.txt", "method=GET");

@@ -37,6 +37,7 @@ import {
 import { bucketLocation, bucketVersioning, getObject, getObjectDirect, headBucket, listBuckets, responseOverrides } from "./operations.ts";
 import { mayAccess } from "./permissions.ts";
 import { putObjectOp, uploadPartOp } from "./put-object.ts";
+import { postObjectOp } from "./post-object.ts";
 import { deleteObjectTaggingOp, objectTagging, putObjectTaggingOp } from "./tagging.ts";
 import type { PayloadInfo } from "./upload-body.ts";
 import { ACTION_OF, address, bucketFromHost, hasDotSegment, MAX_KEY_BYTES, operationOf, type S3Operation } from "./route.ts";
@@ -151,7 +152,8 @@ const ANONYMOUS_PAYLOAD: PayloadInfo = Object.freeze({ mode: "unsigned", hash: U
 /** Phase: the principal's grants (static keys) or plain-front rules (sessions, anonymous). */
 export function s3Permit(ctx: RequestContext): undefined {
   const s = (ctx as S3RequestContext).s3!;
-  if (s.op === "AssumeRoleWithWebIdentity") return undefined;
+  // PostObject's principal and key are in its form: post-object.ts checks them once it has read them.
+  if (s.op === "AssumeRoleWithWebIdentity" || s.op === "PostObject") return undefined;
   const allowed = ctx.bucket === undefined ? s.principal !== undefined : s.op === "DeleteObjects" ? mayBatchDelete(ctx, s) : mayAccess(ctx.rt, s.principal, ctx.bucket, ctx.action);
   if (!allowed) {
     ctx.svc.metrics.auth("forbidden");
@@ -170,9 +172,13 @@ function mayBatchDelete(ctx: RequestContext, s: S3State): boolean {
   return s.principal.kind === "session" || s.principal.grants.has(bucket.name);
 }
 
-/** Phase: the bucket's authorizer, except for DeleteObjects, whose keys it is asked about one by one. */
+/**
+ * Phase: the bucket's authorizer, except for DeleteObjects, whose keys it is asked about one by
+ * one, and PostObject, whose key is in its form.
+ */
 export function s3Authorize(ctx: RequestContext): undefined | Promise<undefined> {
-  if ((ctx as S3RequestContext).s3!.op === "DeleteObjects") return undefined;
+  const op = (ctx as S3RequestContext).s3!.op;
+  if (op === "DeleteObjects" || op === "PostObject") return undefined;
   return authorize(ctx);
 }
 
@@ -214,6 +220,8 @@ export function s3Operate(ctx: RequestContext): Response | Promise<Response> {
       return deleteObjectTaggingOp(ctx);
     case "PutObject":
       return putObjectOp(ctx);
+    case "PostObject":
+      return postObjectOp(ctx);
     case "CopyObject":
       return copyObjectOp(ctx);
     case "UploadPart":

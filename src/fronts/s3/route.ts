@@ -25,6 +25,7 @@ export type S3Operation =
   | "PutObjectTagging"
   | "DeleteObjectTagging"
   | "PutObject"
+  | "PostObject"
   | "CopyObject"
   | "UploadPartCopy"
   | "DeleteObject"
@@ -58,6 +59,7 @@ export const ACTION_OF: Readonly<Record<S3Operation, S3Action>> = {
   DeleteObjectTagging: "s3:DeleteObjectTagging",
   // As in S3's IAM actions: every step of a multipart upload is s3:PutObject, except its bookkeeping.
   PutObject: "s3:PutObject",
+  PostObject: "s3:PutObject",
   CopyObject: "s3:PutObject",
   CreateMultipartUpload: "s3:PutObject",
   UploadPart: "s3:PutObject",
@@ -150,6 +152,8 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
     if (uploadId || partNumber || versionId) return notImplemented(`${method} on a bucket with ?${uploadId ? "uploadId" : partNumber ? "partNumber" : "versionId"}`);
     if (method === "HEAD" && sub === undefined) return "HeadBucket";
     if (method === "POST" && sub === "delete") return "DeleteObjects";
+    // A browser form upload (S3's POST Object): authenticated by its signed policy, not the request.
+    if (method === "POST" && sub === undefined) return "PostObject";
     if (method === "PUT" && sub === undefined) return "CreateBucket";
     if (method !== "GET") return notImplemented(`${method} on a bucket`);
     if (sub === "location") return "GetBucketLocation";
@@ -188,7 +192,7 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
     case "POST":
       if (sub === "uploads") return uploadId ? s3Error("InvalidRequest", "?uploads and ?uploadId cannot be combined.") : "CreateMultipartUpload";
       if (uploadId && !partNumber) return "CompleteMultipartUpload";
-      return notImplemented("POST on an object (browser form uploads)");
+      return notImplemented("POST on an object (browser form uploads go to the bucket: POST /<bucket>)");
     case "DELETE":
       if (partNumber) return notImplemented("DELETE with ?partNumber");
       return uploadId ? "AbortMultipartUpload" : "DeleteObject";

@@ -291,7 +291,7 @@ function isSorted(names: readonly string[]): boolean {
 }
 
 /** Constant time in the signature's content (its length is public: always 64). */
-function sameSignature(expected: string, provided: string): boolean {
+export function sameSignature(expected: string, provided: string): boolean {
   if (provided.length !== expected.length) return false;
   let diff = 0;
   for (let i = 0; i < expected.length; i++) diff |= expected.charCodeAt(i) ^ provided.charCodeAt(i);

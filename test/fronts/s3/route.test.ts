@@ -76,6 +76,9 @@ describe("operationOf", () => {
     expect(op("GET", "/b", "uploads&prefix=a")).toBe("ListMultipartUploads");
     // CreateBucket: answered from config (BucketAlreadyOwnedByYou / AccessDenied), never sent upstream.
     expect(op("PUT", "/b", "")).toBe("CreateBucket");
+    // a browser form upload (POST Object) goes to the bucket; its key is in the form
+    expect(op("POST", "/b", "")).toBe("PostObject");
+    expect(ACTION_OF.PostObject).toBe("s3:PutObject");
   });
   test("versions: ListObjectVersions, and GetObject / HeadObject / DeleteObject of one version (a part of one too)", () => {
     expect(op("GET", "/b", "versions&prefix=a&key-marker=k&version-id-marker=null")).toBe("ListObjectVersions");
@@ -102,7 +105,7 @@ describe("operationOf", () => {
       ["GET", "/b/k", "acl&versionId=3"],
       ["PUT", "/b", "acl"],
       ["DELETE", "/b", ""],
-      ["POST", "/b", ""],
+      ["POST", "/b", "acl"],
       ["DELETE", "/", ""],
       ["GET", "/", "acl"],
       ["HEAD", "/b", "acl"],

@@ -1,0 +1,254 @@
+/**
+ * PostObject: S3's browser-based upload (an HTML form or FormData POSTed to /<bucket>), with a
+ * SigV4-signed POST policy (post-policy.ts) instead of a signed request.
+ *
+ * 1. The fields up to the one named `file` are read (at most 20 KiB, as S3), then the file streams
+ *    on (form-data.ts); S3 ignores whatever follows the file, and so does this.
+ * 2. Who: the form's x-amz-credential (a configured identity or an STS session with its
+ *    x-amz-security-token), proven by x-amz-signature over the policy. Then the policy: not expired,
+ *    every condition met, no field it does not name.
+ * 3. What: the `key` field (`${filename}` replaced by the file's name), checked like any key; the
+ *    identity needs `write` on a read-write bucket and the bucket's authorizer s3:PutObject on it.
+ * 4. The file goes to the bucket's primary: up to 8 MiB as one PutObject of exactly its length;
+ *    larger, as a multipart upload of 8 MiB parts (aborted on any failure), so memory stays at one
+ *    part per upload and S3 still gets every length up front. content-length-range is enforced as
+ *    the file streams (EntityTooLarge at once, EntityTooSmall at its end); nothing is stored then.
+ * 5. The answer, as S3's: success_action_redirect → 303 to it with bucket, key and etag;
+ *    success_action_status 200 or 201 (a PostResponse document), else 204; ETag and Location.
+ *
+ * Passed on to the object: Content-Type (the field; else S3's binary/octet-stream),
+ * Cache-Control, Content-Disposition, Content-Encoding, Content-Language, Expires, x-amz-meta-*.
+ */
+import { authorize } from "../../proxy/phases/authorize.ts";
+import type { RequestContext } from "../../proxy/context.ts";
+import { abortMultipartUpload, completeMultipartUpload, createMultipartUpload, putObject, uploadPart, type CompletedPart } from "../../s3/operations/index.ts";
+import { ALGORITHM } from "../../s3/sigv4.ts";
+import { s3Error, type S3Error } from "./errors.ts";
+import { s3Fail } from "./fail.ts";
+import { FormDataError, formBoundary, FormReader } from "./form-data.ts";
+import type { S3RequestContext } from "./front.ts";
+import type { S3Principal } from "./identities.ts";
+import { mayAccess } from "./permissions.ts";
+import { checkPostPolicy, type PostPolicy } from "./post-policy.ts";
+import { errorOf, MAX_RESULT_BODY, readCapped, relayError, tryParse } from "./relay.ts";
+import { hasDotSegment, MAX_KEY_BYTES } from "./route.ts";
+import { signingKeyFor } from "./signing-keys.ts";
+import { MAX_UPLOAD_BYTES } from "./upload-body.ts";
+import { sameSignature } from "./verify.ts";
+import { callOf, purgeKey, writeUpstream } from "./writes.ts";
+import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
+import { childText } from "./xml-reader.ts";
+
+/** S3's limit on the fields before the file. */
+const MAX_FIELD_BYTES = 20 * 1024;
+/** The file goes up in parts of this size once it is larger (S3's minimum part is 5 MiB). */
+export const POST_PART_BYTES = 8 * 1024 * 1024;
+const CREDENTIAL = /^([^/]{1,128})\/(\d{8})\/([a-z0-9-]{1,64})\/s3\/aws4_request$/;
+const AMZ_DATE = /^(\d{8})T\d{6}Z$/;
+/** Headers of the object a form field may set (lower-case field names). */
+const OBJECT_FIELDS = new Set(["content-type", "cache-control", "content-disposition", "content-encoding", "content-language", "expires"]);
+const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+const fail = (e: S3Error): never => {
+  throw s3Fail(e);
+};
+const missing = (name: string) => s3Error("InvalidArgument", `Bucket POST must contain a field named '${name}'.  If it is specified, please check the order of the fields.`, { ArgumentName: name });
+
+/** The principal the form's credential and signature prove. */
+function authenticate(ctx: RequestContext, fields: ReadonlyMap<string, string>, now: number): S3Principal {
+  const api = (ctx as S3RequestContext).s3!.api;
+  if (fields.has("awsaccesskeyid") || fields.has("signature")) fail(s3Error("InvalidRequest", "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256."));
+  const algorithm = fields.get("x-amz-algorithm");
+  const credential = fields.get("x-amz-credential");
+  const date = fields.get("x-amz-date");
+  const signature = fields.get("x-amz-signature");
+  const policy = fields.get("policy");
+  // A form with none of them is anonymous: anonymous requests never write through this proxy.
+  if (algorithm === undefined && credential === undefined && signature === undefined && policy === undefined) fail(s3Error("AccessDenied"));
+  for (const [name, v] of [["x-amz-algorithm", algorithm], ["x-amz-credential", credential], ["x-amz-date", date], ["x-amz-signature", signature], ["policy", policy]] as const) {
+    if (v === undefined) fail(missing(name));
+  }
+  if (algorithm !== ALGORITHM) fail(s3Error("InvalidArgument", "Unsupported x-amz-algorithm: use AWS4-HMAC-SHA256", { ArgumentName: "x-amz-algorithm", ArgumentValue: algorithm!.slice(0, 64) }));
+  const c = CREDENTIAL.exec(credential!);
+  if (c === null) return fail(s3Error("InvalidArgument", "Invalid x-amz-credential: it must be <access key>/<yyyymmdd>/<region>/s3/aws4_request", { ArgumentName: "x-amz-credential" }));
+  const [, accessKeyId, day, region] = c as unknown as [string, string, string, string];
+  if (region !== api.region) fail(s3Error("InvalidArgument", `The credential's region is wrong; expecting '${api.region}'`, { ArgumentName: "x-amz-credential" }));
+  const d = AMZ_DATE.exec(date!);
+  if (d === null || d[1] !== day) fail(s3Error("InvalidArgument", "x-amz-date must be yyyymmddThhmmssZ of the credential's day", { ArgumentName: "x-amz-date" }));
+  const principal = api.lookup(accessKeyId, { sessionToken: fields.get("x-amz-security-token"), now });
+  if (principal === undefined) return fail(s3Error("InvalidAccessKeyId", undefined, { AWSAccessKeyId: accessKeyId }));
+  if (!("secretAccessKey" in principal)) return fail(principal);
+  const expected = signingKeyFor(api.keyCache, accessKeyId, principal.secretAccessKey, day, region).keyed.copy().update(policy!).digest("hex");
+  if (!sameSignature(expected, signature!)) fail(s3Error("SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided. Check your key and signing method.", { AWSAccessKeyId: accessKeyId }));
+  return principal;
+}
+
+/** The object's key: the `key` field with ${filename} replaced, checked as a path's key is. */
+function objectKey(fields: ReadonlyMap<string, string>, filename: string | undefined): string {
+  const raw = fields.get("key");
+  if (raw === undefined) return fail(missing("key"));
+  const base = (filename ?? "").split(/[\\/]/).pop() ?? "";
+  const key = raw.replaceAll("${filename}", base);
+  if (key === "") fail(s3Error("InvalidArgument", "User key must have a length greater than 0.", { ArgumentName: "key" }));
+  if (Buffer.byteLength(key) > MAX_KEY_BYTES) fail(s3Error("KeyTooLongError", undefined, { Size: String(Buffer.byteLength(key)), MaxSizeAllowed: String(MAX_KEY_BYTES) }));
+  if (hasDotSegment(key)) fail(s3Error("InvalidArgument", "Object keys with '.' or '..' path segments are not served by this proxy.", { ArgumentName: "key" }));
+  return key;
+}
+
+/** The object's headers from the form (Content-Type defaults to S3's binary/octet-stream). */
+function objectHeaders(fields: ReadonlyMap<string, string>): Record<string, string> {
+  const out: Record<string, string> = { "content-type": "binary/octet-stream" };
+  for (const [name, value] of fields) {
+    if (!OBJECT_FIELDS.has(name) && !name.startsWith("x-amz-meta-")) continue;
+    if (!HEADER_VALUE.test(value) || !/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(name)) fail(s3Error("InvalidArgument", `${name} is not a valid header value`, { ArgumentName: name }));
+    out[name] = value;
+  }
+  return out;
+}
+
+/** Streams the file part upstream within the policy's size range; its ETag. Nothing is stored on failure. */
+async function uploadFile(ctx: RequestContext, form: FormReader, key: string, headers: Record<string, string>, policy: PostPolicy): Promise<string> {
+  const upstream = writeUpstream(ctx);
+  const call = callOf(ctx);
+  const max = Math.min(policy.maxLength, MAX_UPLOAD_BYTES);
+  let pending: Uint8Array[] = [];
+  let pendingBytes = 0;
+  let total = 0;
+  let uploadId: string | undefined;
+  const parts: CompletedPart[] = [];
+  const sendPart = async () => {
+    if (uploadId === undefined) {
+      const created = await createMultipartUpload(upstream, { key, headers }, call);
+      if (created.status !== 200) return relayError(created, upstream.bucket);
+      const doc = tryParse(await readCapped(created, MAX_RESULT_BODY));
+      uploadId = doc === undefined ? undefined : childText(doc, "UploadId");
+      if (uploadId === undefined || uploadId === "") fail(s3Error("InternalError", "The upstream did not start the upload."));
+    }
+    const body = Buffer.concat(pending);
+    pending = [];
+    pendingBytes = 0;
+    const res = await uploadPart(upstream, { key, uploadId: uploadId!, partNumber: parts.length + 1, body }, call);
+    const etag = res.headers.get("etag");
+    if (!res.ok || etag === null) return relayError(res, upstream.bucket);
+    await res.body?.cancel().catch(() => {});
+    parts.push({ partNumber: parts.length + 1, etag });
+  };
+  ctx.uploading = true;
+  try {
+    for await (const chunk of form.body()) {
+      total += chunk.byteLength;
+      if (total > max) fail(s3Error("EntityTooLarge", undefined, { ProposedSize: String(total), MaxSizeAllowed: String(max) }));
+      pending.push(chunk);
+      pendingBytes += chunk.byteLength;
+      if (pendingBytes >= POST_PART_BYTES) await sendPart();
+    }
+    if (total < policy.minLength) fail(s3Error("EntityTooSmall", undefined, { ProposedSize: String(total), MinSizeAllowed: String(policy.minLength) }));
+    if (uploadId === undefined) {
+      const res = await putObject(upstream, { key, headers, body: Buffer.concat(pending) }, call);
+      const etag = res.headers.get("etag");
+      if (!res.ok) return relayError(res, upstream.bucket);
+      await res.body?.cancel().catch(() => {});
+      return etag ?? "";
+    }
+    if (pendingBytes > 0) await sendPart();
+    const done = await completeMultipartUpload(upstream, { key, uploadId, parts }, call);
+    if (done.status !== 200) return relayError(done, upstream.bucket);
+    const doc = tryParse(await readCapped(done, MAX_RESULT_BODY));
+    if (doc?.name !== "CompleteMultipartUploadResult") return fail(errorOf(done.status, doc, upstream.bucket));
+    uploadId = undefined;
+    return childText(doc, "ETag") ?? "";
+  } catch (err) {
+    if (err instanceof FormDataError) throw s3Fail(s3Error("MalformedPOSTRequest", err.message));
+    throw err;
+  } finally {
+    ctx.uploading = false;
+    if (uploadId !== undefined) {
+      const id = uploadId;
+      // best effort: the parts sent so far must not linger (nor ever become an object)
+      // (not with the client's signal: it may be why the upload failed)
+      await abortMultipartUpload(upstream, { key, uploadId: id }, { signal: AbortSignal.timeout(30_000), timing: call.timing }).then((r) => r.body?.cancel(), () => {}).catch(() => {});
+    }
+  }
+}
+
+function answer(ctx: RequestContext, fields: ReadonlyMap<string, string>, key: string, etag: string): Response {
+  const host = ctx.req.headers.get("host") ?? "";
+  const scheme = ctx.rt.config.server.https?.enabled ? "https" : "http";
+  const location = `${scheme}://${host}/${encodeURIComponent(ctx.bucketName)}/${key.split("/").map(encodeURIComponent).join("/")}`;
+  const headers: Record<string, string> = { "x-amz-request-id": ctx.id, location };
+  if (etag !== "") headers.etag = etag;
+  const redirect = fields.get("success_action_redirect") ?? fields.get("redirect");
+  if (redirect !== undefined && /^https?:\/\/[^\s]+$/i.test(redirect)) {
+    const q = `bucket=${encodeURIComponent(ctx.bucketName)}&key=${encodeURIComponent(key)}&etag=${encodeURIComponent(etag)}`;
+    headers.location = redirect + (redirect.includes("?") ? "&" : "?") + q;
+    return new Response(null, { status: 303, headers });
+  }
+  const status = fields.get("success_action_status");
+  if (status === "201") {
+    const xml = XML_DECL + `<PostResponse xmlns="${S3_XMLNS}">` + el("Location", location) + el("Bucket", ctx.bucketName) + el("Key", key) + el("ETag", etag) + "</PostResponse>";
+    ctx.bytes = Buffer.byteLength(xml);
+    return new Response(xml, { status: 201, headers: { ...headers, "content-type": "application/xml" } });
+  }
+  return new Response(null, { status: status === "200" ? 200 : 204, headers });
+}
+
+export async function postObjectOp(ctx: RequestContext): Promise<Response> {
+  const boundary = formBoundary(ctx.req.headers.get("content-type"));
+  if (boundary === undefined) fail(s3Error("PreconditionFailed", "Bucket POST must be of the enclosure-type multipart/form-data", { Condition: "Bucket POST must be of the enclosure-type multipart/form-data" }));
+  const length = ctx.req.headers.get("content-length");
+  if (length !== null && Number(length) > MAX_UPLOAD_BYTES + MAX_FIELD_BYTES + 64 * 1024) fail(s3Error("EntityTooLarge"));
+  if (ctx.req.body === null) fail(s3Error("IncorrectNumberOfFilesInPostRequest"));
+  const form = new FormReader(ctx.req.body!, boundary!);
+  try {
+    const fields = new Map<string, string>();
+    let fieldBytes = 0;
+    let file: { filename?: string } | undefined;
+    try {
+      for (let part = await form.nextPart(); part !== undefined; part = await form.nextPart()) {
+        const name = part.name.toLowerCase();
+        if (name === "file") {
+          file = part;
+          break;
+        }
+        const value = await form.text(MAX_FIELD_BYTES - fieldBytes);
+        if (value === undefined) fail(s3Error("MaxPostPreDataLengthExceeded"));
+        fieldBytes += Buffer.byteLength(value!) + name.length;
+        if (fields.has(name)) fail(s3Error("InvalidArgument", `Bucket POST can only contain one field named '${name.slice(0, 64)}'.`, { ArgumentName: name.slice(0, 64) }));
+        fields.set(name, value!);
+      }
+    } catch (err) {
+      if (err instanceof FormDataError) fail(s3Error("MalformedPOSTRequest", err.message));
+      throw err;
+    }
+    if (file === undefined) fail(s3Error("IncorrectNumberOfFilesInPostRequest"));
+    const now = (ctx as S3RequestContext).s3!.api.now();
+    let principal: S3Principal;
+    try {
+      principal = authenticate(ctx, fields, now);
+    } catch (err) {
+      ctx.svc.metrics.auth("invalid");
+      throw err;
+    }
+    ctx.subject = principal.identity;
+    ctx.claims = principal.claims;
+    ctx.svc.metrics.auth("success");
+    // The bucket a condition names is the one posted to (a `bucket` field cannot change it).
+    const forPolicy = new Map(fields);
+    forPolicy.set("bucket", ctx.bucketName);
+    const policy = checkPostPolicy(fields.get("policy")!, forPolicy, now);
+    if ("code" in policy) return fail(policy);
+    const key = objectKey(fields, file!.filename);
+    ctx.key = key;
+    ctx.path = `/${ctx.bucketName}/${key}`;
+    if (!mayAccess(ctx.rt, principal, ctx.bucket!, "s3:PutObject")) {
+      ctx.svc.metrics.auth("forbidden");
+      fail(s3Error("AccessDenied"));
+    }
+    await authorize(ctx);
+    const etag = await uploadFile(ctx, form, key, objectHeaders(fields), policy);
+    await purgeKey(ctx, key);
+    return answer(ctx, fields, key, etag);
+  } finally {
+    form.cancel();
+  }
+}

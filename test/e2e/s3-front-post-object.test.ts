@@ -1,0 +1,231 @@
+/**
+ * Browser-based uploads through the S3 front (S3's PostObject): a multipart/form-data POST to
+ * /<bucket> carrying a SigV4-signed POST policy, against the S3 fixture.
+ *
+ * - boto3's generate_presigned_post makes the policy and fields; curl -F posts the form (both
+ *   real programs), and the file arrives byte-exact, ${filename} replaced, Content-Type and
+ *   x-amz-meta-* kept; success_action_status 201 answers S3's PostResponse.
+ * - A file above 8 MiB goes up as a multipart upload; one that breaks the policy's
+ *   content-length-range past that point is aborted: no object, no upload left behind.
+ * - Every refusal is S3's error and stores nothing: a tampered policy or signature, an expired
+ *   policy, a field the policy does not name, a key outside its condition, no file, a body that
+ *   is not multipart/form-data or is malformed, an unsigned form, an identity without `write`, a
+ *   read-only bucket, and a key the bucket's authorizer (OPA) denies.
+ */
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { join } from "node:path";
+import { writeFileSync } from "node:fs";
+import { boto3Client } from "../clients/boto3.ts";
+import { clientTest, runProcess, tempDir, type TempDir } from "../clients/run.ts";
+import { OpaServer } from "../fixtures/opa.ts";
+import { answerOf, bytesOf, READER, sha256, startUploadEnv, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
+import { presignPost } from "../../src/fronts/presign.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(60_000);
+
+const MiB = 1024 * 1024;
+let env: UploadEnv;
+let opa: OpaServer;
+let dir: TempDir;
+beforeAll(async () => {
+  opa = OpaServer.start({ "yatagarasu/allow": (input: { action: string; key: string }) => !(input.action === "s3:PutObject" && input.key.startsWith("denied/")) });
+  env = await startUploadEnv({ opaUrl: opa.url });
+  dir = tempDir("yata-post-");
+});
+afterAll(async () => {
+  dir.remove();
+  await env.stop();
+  opa.close();
+});
+
+interface Post {
+  url: string;
+  fields: Record<string, string>;
+}
+
+/** A POST policy for `key` signed with `creds` (the proxy's own pure signer, like boto3's). */
+function policyFor(bucket: string, key: string, o: { creds?: typeof WRITER; max?: number; expiresIn?: number; now?: number } = {}): Post {
+  const creds = o.creds ?? WRITER;
+  const now = Math.floor((o.now ?? Date.now()) / 1000) * 1000;
+  return presignPost({
+    origin: env.endpoint,
+    bucket,
+    key,
+    region: "us-east-1",
+    accessKeyId: creds.accessKeyId,
+    secretAccessKey: creds.secretAccessKey,
+    now,
+    expiresAt: now + (o.expiresIn ?? 300) * 1000,
+    maxSize: o.max ?? 5 * 1024 ** 3,
+  });
+}
+
+/** POSTs the fields, then the file last (as a browser form does). */
+function postForm(p: Post, file: Uint8Array | undefined, extra: Record<string, string> = {}, filename = "f.bin"): Promise<Response> {
+  const form = new FormData();
+  for (const [k, v] of Object.entries({ ...p.fields, ...extra })) form.append(k, v);
+  if (file !== undefined) form.append("file", new Blob([file]), filename);
+  return fetch(p.url, { method: "POST", body: form, redirect: "manual" });
+}
+
+/** Asserts S3's refusal, that no object is stored under `key`, and that no multipart upload is left. */
+async function refused(res: Promise<Response>, status: number, code: string, key: string, message?: RegExp): Promise<void> {
+  const a = await answerOf(await res);
+  expect({ status: a.status, code: a.code }).toEqual({ status, code });
+  if (message) expect(a.message).toMatch(message);
+  expect(await env.s3.exists("up", key)).toBe(false);
+  expect(env.s3.multipartUploads().filter((u) => u.key === key)).toEqual([]);
+}
+
+describe("uploads", () => {
+  clientTest("python3", "boto3")("boto3 generate_presigned_post + curl -F: ${filename}, Content-Type and metadata kept, 201 PostResponse, byte-exact", async () => {
+    const bytes = bytesOf(100_000, 41);
+    const path = join(dir.path, "photo one.png");
+    writeFileSync(path, bytes);
+    const [made] = await boto3Client({ endpoint: env.endpoint, credentials: WRITER }).run([
+      {
+        op: "call",
+        method: "generate_presigned_post",
+        params: {
+          Bucket: "up",
+          Key: "form/${filename}",
+          Fields: { "Content-Type": "image/png", "x-amz-meta-owner": "alice", success_action_status: "201" },
+          Conditions: [{ "Content-Type": "image/png" }, { "x-amz-meta-owner": "alice" }, { success_action_status: "201" }, ["content-length-range", 1, 200_000]],
+          ExpiresIn: 300,
+        },
+      },
+    ]);
+    if (!made!.ok) throw new Error(JSON.stringify(made));
+    const p = made!.value as Post;
+    expect(p.url).toBe(`${env.endpoint}/up`);
+    const args = Object.entries(p.fields).flatMap(([k, v]) => ["-F", `${k}=${v}`]);
+    const r = await runProcess(["curl", "-sS", "-i", ...args, "-F", `file=@${path};filename=photo one.png`, p.url]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^HTTP\/1\.1 201/);
+    expect(r.stdout).toContain("<Key>form/photo one.png</Key>");
+    expect(r.stdout).toContain(`<ETag>&quot;${new Bun.CryptoHasher("md5").update(bytes).digest("hex")}&quot;</ETag>`);
+    const stored = await env.s3.read("up", "form/photo one.png");
+    expect(stored === undefined ? "missing" : sha256(stored)).toBe(sha256(bytes));
+    const head = await env.s3.client().send(new (await import("@aws-sdk/client-s3")).HeadObjectCommand({ Bucket: "up", Key: "form/photo one.png" }));
+    expect([head.ContentType, head.Metadata?.owner]).toEqual(["image/png", "alice"]);
+  });
+
+  test("a file above 8 MiB goes up as a multipart upload of 8 MiB parts, byte-exact; 204 with the ETag and Location", async () => {
+    const bytes = bytesOf(20 * MiB + 5, 42);
+    env.mark();
+    const res = await postForm(policyFor("up", "form/big.bin"), bytes);
+    expect(res.status).toBe(204);
+    expect(res.headers.get("etag")).toMatch(/^"[0-9a-f]{32}-3"$/);
+    expect(res.headers.get("location")).toBe(`${env.endpoint}/up/form/big.bin`);
+    const stored = await env.s3.read("up", "form/big.bin");
+    expect(stored === undefined ? "missing" : sha256(stored)).toBe(sha256(bytes));
+    const calls = env.upstreamCalls().map((c) => `${c.method} ${Object.keys(c.query).join(",")}`);
+    expect(calls).toEqual(["POST uploads", "PUT partNumber,uploadId", "PUT partNumber,uploadId", "PUT partNumber,uploadId", "POST uploadId"]);
+  });
+
+  test("success_action_redirect: 303 to it with bucket, key and etag", async () => {
+    const p = policyFor("up", "form/redirect.txt");
+    // the redirect field must be in the policy: re-sign one that names it
+    const form = presignWithExtra(p, { success_action_redirect: "https://app.example/done?x=1" });
+    const res = await postForm(form, new TextEncoder().encode("r"), {}, "r.txt");
+    expect(res.status).toBe(303);
+    const loc = new URL(res.headers.get("location")!);
+    expect([loc.origin + loc.pathname, loc.searchParams.get("x"), loc.searchParams.get("bucket"), loc.searchParams.get("key"), loc.searchParams.get("etag")]).toEqual([
+      "https://app.example/done", "1", "up", "form/redirect.txt", `"${new Bun.CryptoHasher("md5").update("r").digest("hex")}"`,
+    ]);
+  });
+});
+
+/** `p` with more fields that its policy names (re-signed with WRITER's key, as a server would). */
+function presignWithExtra(p: Post, extra: Record<string, string>): Post {
+  const policy = JSON.parse(Buffer.from(p.fields.policy!, "base64").toString()) as { expiration: string; conditions: unknown[] };
+  for (const [k, v] of Object.entries(extra)) policy.conditions.push({ [k]: v });
+  const text = Buffer.from(JSON.stringify(policy)).toString("base64");
+  return { url: p.url, fields: { ...p.fields, ...extra, policy: text, "x-amz-signature": sign(text, p.fields["x-amz-date"]!.slice(0, 8)) } };
+}
+
+function sign(policy: string, day: string, secret = WRITER.secretAccessKey): string {
+  const h = (k: Uint8Array | string, d: string) => new Bun.CryptoHasher("sha256", k).update(d).digest() as Uint8Array;
+  const key = h(h(h(h(`AWS4${secret}`, day), "us-east-1"), "s3"), "aws4_request");
+  return new Bun.CryptoHasher("sha256", key).update(policy).digest("hex");
+}
+
+describe("refusals store nothing", () => {
+  const file = new TextEncoder().encode("nope");
+
+  test("a tampered policy or signature: SignatureDoesNotMatch; an expired policy: AccessDenied", async () => {
+    const p = policyFor("up", "bad/sig.txt");
+    const policy = JSON.parse(Buffer.from(p.fields.policy!, "base64").toString());
+    policy.conditions.push(["content-length-range", 0, 10]);
+    await refused(postForm({ url: p.url, fields: { ...p.fields, policy: Buffer.from(JSON.stringify(policy)).toString("base64") } }, file), 403, "SignatureDoesNotMatch", "bad/sig.txt");
+    await refused(postForm({ url: p.url, fields: { ...p.fields, "x-amz-signature": "0".repeat(64) } }, file), 403, "SignatureDoesNotMatch", "bad/sig.txt");
+    await refused(postForm(policyFor("up", "bad/old.txt", { now: Date.now() - 600_000, expiresIn: 60 }), file), 403, "AccessDenied", "bad/old.txt", /Policy expired/);
+  });
+
+  test("a field the policy does not name, or a key outside its condition: AccessDenied", async () => {
+    await refused(postForm(policyFor("up", "bad/extra.txt"), file, { "x-amz-meta-sneaky": "1" }), 403, "AccessDenied", "bad/extra.txt", /Extra input fields: x-amz-meta-sneaky/);
+    const p = policyFor("up", "bad/key.txt");
+    await refused(postForm({ url: p.url, fields: { ...p.fields, key: "bad/other.txt" } }, file), 403, "AccessDenied", "bad/other.txt", /Policy Condition failed/);
+  });
+
+  test("content-length-range: a file past the limit is EntityTooLarge, also after parts went up (the upload is aborted); below it EntityTooSmall", async () => {
+    await refused(postForm(policyFor("up", "bad/big.bin", { max: 10 * MiB }), bytesOf(12 * MiB, 43)), 400, "EntityTooLarge", "bad/big.bin");
+    const p = policyFor("up", "bad/small.bin");
+    await refused(postForm(presignWithExtraRange(p, 10, 100), file), 400, "EntityTooSmall", "bad/small.bin");
+  });
+
+  test("no file, not multipart/form-data, a malformed body, an unsigned form: S3's errors", async () => {
+    await refused(postForm(policyFor("up", "bad/nofile.txt"), undefined), 400, "IncorrectNumberOfFilesInPostRequest", "bad/nofile.txt");
+    await refused(fetch(`${env.endpoint}/up`, { method: "POST", body: "key=x", headers: { "content-type": "application/x-www-form-urlencoded" } }), 412, "PreconditionFailed", "x");
+    await refused(fetch(`${env.endpoint}/up`, { method: "POST", body: "garbage without a boundary", headers: { "content-type": "multipart/form-data; boundary=XYZ" } }), 400, "MalformedPOSTRequest", "x");
+    const form = new FormData();
+    form.append("key", "bad/anon.txt");
+    form.append("file", new Blob([file]), "a.txt");
+    await refused(fetch(`${env.endpoint}/up`, { method: "POST", body: form }), 403, "AccessDenied", "bad/anon.txt");
+  });
+
+  test("who may write: an identity without `write`, a read-only bucket, a key the authorizer denies: AccessDenied", async () => {
+    await refused(postForm(policyFor("up", "bad/reader.txt", { creds: READER }), file), 403, "AccessDenied", "bad/reader.txt");
+    await refused(postForm(policyFor("ro", "bad/ro.txt"), file), 403, "AccessDenied", "bad/ro.txt");
+    opa.requests.length = 0;
+    await refused(postForm(policyFor("opa", "denied/x.txt"), file), 403, "AccessDenied", "denied/x.txt");
+    expect(opa.requests.map((r) => (r.body as { input: { action: string; key: string } }).input).map((i) => `${i.action} ${i.key}`)).toEqual(["s3:PutObject denied/x.txt"]);
+    expect((await postForm(policyFor("opa", "allowed/x.txt"), file)).status).toBe(204);
+  });
+});
+
+function presignWithExtraRange(p: Post, min: number, max: number): Post {
+  const policy = JSON.parse(Buffer.from(p.fields.policy!, "base64").toString()) as { conditions: unknown[] };
+  policy.conditions = policy.conditions.filter((c) => !(Array.isArray(c) && c[0] === "content-length-range"));
+  policy.conditions.push(["content-length-range", min, max]);
+  const text = Buffer.from(JSON.stringify(policy)).toString("base64");
+  return { url: p.url, fields: { ...p.fields, policy: text, "x-amz-signature": sign(text, p.fields["x-amz-date"]!.slice(0, 8)) } };
+}
+
+test("a client that goes away after a part went up: the multipart upload is aborted and no object is stored", async () => {
+  const p = policyFor("up", "cut/away.bin");
+  const boundary = "----cutboundary";
+  let head = "";
+  for (const [k, v] of Object.entries(p.fields)) head += `--${boundary}\r\nContent-Disposition: form-data; name="${k}"\r\n\r\n${v}\r\n`;
+  head += `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="away.bin"\r\n\r\n`;
+  const sent = bytesOf(9 * MiB, 44);
+  let drained = () => {};
+  const socket = await Bun.connect({ hostname: "127.0.0.1", port: env.port, socket: { data() {}, drain: () => drained() } });
+  socket.write(`POST /up HTTP/1.1\r\nHost: 127.0.0.1:${env.port}\r\nContent-Type: multipart/form-data; boundary=${boundary}\r\nContent-Length: ${head.length + 20 * MiB}\r\n\r\n${head}`);
+  let at = 0;
+  const partUp = env.s3.waitForRequest((r) => r.method === "PUT" && r.query.uploadId !== undefined && r.status === 200, 30_000);
+  while (at < sent.length) {
+    const chunk = sent.subarray(at, at + 256 * 1024);
+    const wait = new Promise<void>((resolve) => (drained = resolve));
+    const n = socket.write(chunk);
+    at += n;
+    if (n < chunk.length) await wait; // the socket's buffer is full: on to its drain
+  }
+  await partUp;
+  socket.end();
+  const aborted = await env.s3.waitForRequest((r) => r.method === "DELETE" && r.query.uploadId !== undefined && r.status !== 0, 30_000);
+  expect(aborted.status).toBe(204);
+  expect(await env.s3.exists("up", "cut/away.bin")).toBe(false);
+  expect(env.s3.multipartUploads().filter((u) => u.key === "cut/away.bin")).toEqual([]);
+});

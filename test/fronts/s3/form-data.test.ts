@@ -1,0 +1,102 @@
+import { describe, expect, test } from "bun:test";
+import { FormDataError, formBoundary, FormReader } from "../../../src/fronts/s3/form-data.ts";
+
+const enc = new TextEncoder();
+const BOUNDARY = "----WebKitFormBoundaryAbC123";
+
+function body(parts: Array<{ name: string; value: string | Uint8Array; filename?: string; type?: string }>, tail = "--\r\n"): Uint8Array {
+  const chunks: Uint8Array[] = [];
+  for (const p of parts) {
+    let head = `--${BOUNDARY}\r\nContent-Disposition: form-data; name="${p.name}"`;
+    if (p.filename !== undefined) head += `; filename="${p.filename}"`;
+    head += "\r\n";
+    if (p.type !== undefined) head += `Content-Type: ${p.type}\r\n`;
+    chunks.push(enc.encode(head + "\r\n"), typeof p.value === "string" ? enc.encode(p.value) : p.value, enc.encode("\r\n"));
+  }
+  chunks.push(enc.encode(`--${BOUNDARY}${tail}`));
+  return Buffer.concat(chunks);
+}
+
+/** The bytes as a stream cut into pieces of `size` (the last may be shorter). */
+function streamOf(bytes: Uint8Array, size: number): ReadableStream<Uint8Array> {
+  let at = 0;
+  return new ReadableStream({
+    pull(c) {
+      if (at >= bytes.length) return c.close();
+      c.enqueue(bytes.slice(at, at + size));
+      at += size;
+    },
+  });
+}
+
+async function readAll(stream: ReadableStream<Uint8Array>) {
+  const r = new FormReader(stream, BOUNDARY);
+  const out: Array<{ name: string; filename?: string; type?: string; value: Uint8Array }> = [];
+  for (let p = await r.nextPart(); p !== undefined; p = await r.nextPart()) {
+    const chunks: Uint8Array[] = [];
+    for await (const c of r.body()) chunks.push(c.slice());
+    out.push({ name: p.name, filename: p.filename, type: p.contentType, value: Buffer.concat(chunks) });
+  }
+  return out;
+}
+
+describe("formBoundary", () => {
+  test("multipart/form-data with a boundary, quoted or not; anything else undefined", () => {
+    expect(formBoundary(`multipart/form-data; boundary=${BOUNDARY}`)).toBe(BOUNDARY);
+    expect(formBoundary('Multipart/Form-Data;boundary="a b"')).toBe("a b");
+    expect(formBoundary("multipart/form-data")).toBeUndefined();
+    expect(formBoundary("application/x-www-form-urlencoded")).toBeUndefined();
+    expect(formBoundary(`multipart/form-data; boundary=${"x".repeat(71)}`)).toBeUndefined();
+    expect(formBoundary(null)).toBeUndefined();
+  });
+});
+
+describe("FormReader", () => {
+  // a file whose bytes contain near-misses of the delimiter
+  const file = Buffer.concat([enc.encode(`\r\n--${BOUNDARY.slice(0, -1)}X\r\n--`), crypto.getRandomValues(new Uint8Array(3000)), enc.encode(`\r\n-`)]);
+  const bytes = body([
+    { name: "key", value: "uploads/${filename}" },
+    { name: "Policy", value: "eyJ9" },
+    { name: "file", value: file, filename: "a \\\"b\\\".bin", type: "application/octet-stream" },
+    { name: "after", value: "ignored?" },
+  ]);
+
+  test("every chunking of the body gives the same fields and the file byte-exact", async () => {
+    for (const size of [1, 2, 3, 7, 31, 32, 33, 64, 100, 1000, bytes.length]) {
+      const got = await readAll(streamOf(bytes, size));
+      expect(got.map((p) => [p.name, p.filename, p.type, p.name === "file" ? p.value.length : Buffer.from(p.value).toString()])).toEqual([
+        ["key", undefined, undefined, "uploads/${filename}"],
+        ["Policy", undefined, undefined, "eyJ9"],
+        ["file", 'a "b".bin', "application/octet-stream", file.length],
+        ["after", undefined, undefined, "ignored?"],
+      ]);
+      expect(Buffer.from(got[2]!.value).equals(file)).toBe(true);
+    }
+  });
+
+  test("text() bounds a field; nextPart() skips an unread part", async () => {
+    const r = new FormReader(streamOf(bytes, 5), BOUNDARY);
+    expect((await r.nextPart())?.name).toBe("key");
+    expect(await r.text(5)).toBeUndefined();
+    expect((await r.nextPart())?.name).toBe("Policy");
+    expect(await r.text(100)).toBe("eyJ9");
+    expect((await r.nextPart())?.name).toBe("file");
+    expect((await r.nextPart())?.name).toBe("after");
+    expect(await r.nextPart()).toBeUndefined();
+  });
+
+  test("malformed bodies are FormDataError: no boundary, cut inside a part, a part without a name", async () => {
+    const fail = async (b: Uint8Array) => {
+      try {
+        await readAll(streamOf(b, 10));
+        return "no error";
+      } catch (e) {
+        return e instanceof FormDataError ? "FormDataError" : String(e);
+      }
+    };
+    expect(await fail(enc.encode("hello world, no boundary here"))).toBe("FormDataError");
+    expect(await fail(bytes.subarray(0, bytes.length - 300))).toBe("FormDataError");
+    expect(await fail(enc.encode(`--${BOUNDARY}\r\nContent-Disposition: attachment\r\n\r\nx\r\n--${BOUNDARY}--`))).toBe("FormDataError");
+    expect(await fail(enc.encode(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="a"\r\n`))).toBe("FormDataError");
+  });
+});

@@ -1,0 +1,43 @@
+import { describe, expect, test } from "bun:test";
+import { checkPostPolicy } from "../../../src/fronts/s3/post-policy.ts";
+
+const NOW = Date.parse("2026-12-02T12:00:00Z");
+const b64 = (doc: unknown) => Buffer.from(JSON.stringify(doc)).toString("base64");
+const fields = (o: Record<string, string>) => new Map(Object.entries({ bucket: "up", policy: "p", "x-amz-signature": "s", ...o }));
+const check = (conditions: unknown[], f: Record<string, string>, expiration = "2026-12-02T13:00:00.000Z") => {
+  const r = checkPostPolicy(b64({ expiration, conditions }), fields(f), NOW);
+  return "code" in r ? `${r.code}: ${r.message}` : r;
+};
+
+describe("checkPostPolicy", () => {
+  test("exact, eq, starts-with (empty: anything) and content-length-range (numbers or digit strings); names case-insensitive", () => {
+    expect(check([{ bucket: "up" }, ["eq", "$Key", "a/b.txt"], ["starts-with", "$content-type", "image/"], ["starts-with", "$x-amz-meta-tag", ""], ["content-length-range", "1", 10]], { key: "a/b.txt", "content-type": "image/png", "x-amz-meta-tag": "anything" })).toEqual({
+      expiration: Date.parse("2026-12-02T13:00:00.000Z"),
+      minLength: 1,
+      maxLength: 10,
+    });
+  });
+
+  test("a failed condition, a field no condition names (but x-ignore-*, policy, signature, file are exempt), an expired policy: AccessDenied", () => {
+    expect(check([["starts-with", "$key", "user/"]], { key: "admin/x" })).toStartWith("AccessDenied: Invalid according to Policy: Policy Condition failed");
+    expect(check([{ key: "k" }], { key: "k", acl: "public-read" })).toBe("AccessDenied: Invalid according to Policy: Extra input fields: acl");
+    expect(check([{ key: "k" }], { key: "k", "x-ignore-me": "1" })).toMatchObject({ minLength: 0 });
+    expect(check([{ key: "k" }], { key: "k" }, "2026-12-02T11:59:59Z")).toBe("AccessDenied: Invalid according to Policy: Policy expired.");
+  });
+
+  test("a document that is not a policy: InvalidPolicyDocument", () => {
+    const bad = (text: string) => {
+      const r = checkPostPolicy(text, fields({}), NOW);
+      return "code" in r ? r.code : "ok";
+    };
+    expect(bad("!!!")).toBe("InvalidPolicyDocument");
+    expect(bad(Buffer.from("not json").toString("base64"))).toBe("InvalidPolicyDocument");
+    expect(bad(b64({ conditions: [] }))).toBe("InvalidPolicyDocument");
+    expect(bad(b64({ expiration: "tomorrow", conditions: [] }))).toBe("InvalidPolicyDocument");
+    expect(bad(b64({ expiration: "2026-12-03T00:00:00Z" }))).toBe("InvalidPolicyDocument");
+    expect(bad(b64({ expiration: "2026-12-03T00:00:00Z", conditions: [["content-length-range", 5, 1]] }))).toBe("InvalidPolicyDocument");
+    expect(bad(b64({ expiration: "2026-12-03T00:00:00Z", conditions: [["matches", "$key", ".*"]] }))).toBe("InvalidPolicyDocument");
+    expect(bad(b64({ expiration: "2026-12-03T00:00:00Z", conditions: [{ a: "1", b: "2" }] }))).toBe("InvalidPolicyDocument");
+    expect(bad(b64({ expiration: "2026-12-03T00:00:00Z", conditions: [] }))).toBe("ok");
+  });
+});
