@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 import { awsCli } from "../clients/aws.ts";
 import { clientTest } from "../clients/run.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { freePort } from "../fixtures/services.ts";
 
 setDefaultTimeout(60_000);
 
@@ -16,7 +17,8 @@ let out = "";
 
 beforeAll(async () => {
   demo = Bun.spawn([process.execPath, join(import.meta.dir, "../fixtures/demo.ts")], {
-    env: { ...process.env, PORT: "0", METRICS_PORT: "0", S3_API_PORT: "0" },
+    // The S3 port is fixed, as a user's is: presigned URLs name it (a port chosen at start cannot be).
+    env: { ...process.env, PORT: "0", METRICS_PORT: "0", S3_API_PORT: String(freePort()) },
     stdout: "pipe",
     stderr: "pipe",
   });
@@ -37,7 +39,7 @@ const line = (re: RegExp) => {
   return m;
 };
 
-test("the curl lines: public object, folder index, 401 without a token, 200 with the printed token, a PUT", async () => {
+test("the curl lines: public object, folder index, 401 without a token, 200 with the printed token, a PUT, a presigned PUT and a form upload", async () => {
   const base = line(/curl -i (http:\/\/127\.0\.0\.1:\d+)\/public\/hello\.txt/)[1];
   const hello = await fetch(`${base}/public/hello.txt`);
   expect(hello.status).toBe(200);
@@ -51,6 +53,19 @@ test("the curl lines: public object, folder index, 401 without a token, 200 with
   const put = await fetch(`${base}/private/uploads/demo-test.txt`, { method: "PUT", headers: { authorization: `Bearer ${token}` }, body: "uploaded" });
   expect(put.status).toBe(200);
   expect(await (await fetch(`${base}/private/uploads/demo-test.txt`, { headers: { authorization: `Bearer ${token}` } })).text()).toBe("uploaded");
+  // the presign lines: a PUT URL, and a form upload's url and fields, each used as printed
+  line(/\?presign&method=PUT'/);
+  const putUrl = (await (await fetch(`${base}/private/uploads/photo.txt?presign&method=PUT`, { method: "POST", headers: { authorization: `Bearer ${token}` } })).json()) as { url: string };
+  expect((await fetch(putUrl.url, { method: "PUT", body: "via presigned PUT" })).status).toBe(200);
+  line(/\?presign&method=POST'/);
+  const post = (await (await fetch(`${base}/private/uploads/form.txt?presign&method=POST`, { method: "POST", headers: { authorization: `Bearer ${token}` } })).json()) as { url: string; fields: Record<string, string> };
+  const form = new FormData();
+  for (const [k, v] of Object.entries(post.fields)) form.append(k, v);
+  form.append("file", new Blob(["via form"]), "form.txt");
+  expect((await fetch(post.url, { method: "POST", body: form })).status).toBe(204);
+  for (const [key, body] of [["photo.txt", "via presigned PUT"], ["form.txt", "via form"]]) {
+    expect(await (await fetch(`${base}/private/uploads/${key}`, { headers: { authorization: `Bearer ${token}` } })).text()).toBe(body!);
+  }
 });
 
 clientTest("aws")("the aws-cli lines: ls, cp down, cp up, a server-side copy, presign", async () => {
