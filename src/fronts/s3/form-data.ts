@@ -55,6 +55,16 @@ function indexOf(hay: Uint8Array, needle: Uint8Array, from: number): number {
 
 const HEAD_END = new Uint8Array([13, 10, 13, 10]);
 
+/** The length of the longest end of `buf` that is a beginning of `d` (shorter than d). */
+function heldBack(buf: Uint8Array, d: Uint8Array): number {
+  const n = buf.length;
+  outer: for (let k = Math.min(d.length - 1, n); k > 0; k--) {
+    for (let j = 0; j < k; j++) if (buf[n - k + j] !== d[j]) continue outer;
+    return k;
+  }
+  return 0;
+}
+
 /** The parameters of a Content-Disposition: form-data line (quoted strings unescaped). */
 function dispositionParams(value: string): Map<string, string> | undefined {
   const m = /^\s*form-data\s*(;.*)?$/i.exec(value);
@@ -68,7 +78,7 @@ function dispositionParams(value: string): Map<string, string> | undefined {
 export class FormReader {
   private readonly reader: { read(): Promise<{ done: boolean; value?: Uint8Array }>; cancel(): Promise<void> };
   private readonly delimiter: Uint8Array;
-  private buf = new Uint8Array(0);
+  private buf: Uint8Array = new Uint8Array(0);
   private ended = false;
   /** Before the first delimiter; in a part's body; just after a delimiter; after the closing one. */
   private state: "start" | "part" | "between" | "done" = "start";
@@ -85,6 +95,10 @@ export class FormReader {
     if (done || value === undefined) {
       this.ended = true;
       return false;
+    }
+    if (this.buf.length === 0) {
+      this.buf = value;
+      return true;
     }
     const next = new Uint8Array(this.buf.length + value.byteLength);
     next.set(this.buf);
@@ -180,8 +194,9 @@ export class FormReader {
         if (at > 0) yield last;
         return;
       }
-      // everything but a possible start of the delimiter can go
-      const safe = this.buf.length - (d.length - 1);
+      // everything but a possible start of the delimiter can go (usually all of it, so the next
+      // chunk is taken as it is, without a copy)
+      const safe = this.buf.length - heldBack(this.buf, d);
       if (safe > 0) {
         const out = this.buf.subarray(0, safe);
         this.buf = this.buf.subarray(safe);

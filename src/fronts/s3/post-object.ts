@@ -9,9 +9,11 @@
  *    every condition met, no field it does not name.
  * 3. What: the `key` field (`${filename}` replaced by the file's name), checked like any key; the
  *    identity needs `write` on a read-write bucket and the bucket's authorizer s3:PutObject on it.
- * 4. The file goes to the bucket's primary: up to 8 MiB as one PutObject of exactly its length;
- *    larger, as a multipart upload of 8 MiB parts (aborted on any failure), so memory stays at one
- *    part per upload and S3 still gets every length up front. content-length-range is enforced as
+ * 4. The file goes to the bucket's primary: up to 5 MiB as one PutObject of exactly its length;
+ *    larger, as a multipart upload of 5 MiB parts (S3's smallest; aborted on any failure), so
+ *    memory stays at two part buffers per upload (one filling while the other goes up) and S3
+ *    still gets every length up front. A 1 GiB form upload grows the proxy's RSS by 25 MiB once
+ *    warm, ~50 MiB cold (test/e2e/s3-front-upload-memory.test.ts holds it under 64 MiB). content-length-range is enforced as
  *    the file streams (EntityTooLarge at once, EntityTooSmall at its end); nothing is stored then.
  * 5. The answer, as S3's: success_action_redirect → 303 to it with bucket, key and etag;
  *    success_action_status 200 or 201 (a PostResponse document), else 204; ETag and Location.
@@ -41,8 +43,8 @@ import { childText } from "./xml-reader.ts";
 
 /** S3's limit on the fields before the file. */
 const MAX_FIELD_BYTES = 20 * 1024;
-/** The file goes up in parts of this size once it is larger (S3's minimum part is 5 MiB). */
-export const POST_PART_BYTES = 8 * 1024 * 1024;
+/** The file goes up in parts of this size once it is larger (S3's minimum part size). */
+export const POST_PART_BYTES = 5 * 1024 * 1024;
 const CREDENTIAL = /^([^/]{1,128})\/(\d{8})\/([a-z0-9-]{1,64})\/s3\/aws4_request$/;
 const AMZ_DATE = /^(\d{8})T\d{6}Z$/;
 /** Headers of the object a form field may set (lower-case field names). */
@@ -106,51 +108,73 @@ function objectHeaders(fields: ReadonlyMap<string, string>): Record<string, stri
   return out;
 }
 
-/** Streams the file part upstream within the policy's size range; its ETag. Nothing is stored on failure. */
+/**
+ * Streams the file part upstream within the policy's size range; its ETag. Nothing is stored on
+ * failure. Memory: two part buffers per upload, filled in turn, so the client keeps sending into
+ * one while the other goes up (one part in flight at a time, parts in order).
+ */
 async function uploadFile(ctx: RequestContext, form: FormReader, key: string, headers: Record<string, string>, policy: PostPolicy): Promise<string> {
   const upstream = writeUpstream(ctx);
   const call = callOf(ctx);
   const max = Math.min(policy.maxLength, MAX_UPLOAD_BYTES);
-  let pending: Uint8Array[] = [];
-  let pendingBytes = 0;
+  const buffers = [new Uint8Array(POST_PART_BYTES)];
+  let current = 0;
+  let filled = 0;
   let total = 0;
   let uploadId: string | undefined;
   const parts: CompletedPart[] = [];
-  const sendPart = async () => {
-    if (uploadId === undefined) {
-      const created = await createMultipartUpload(upstream, { key, headers }, call);
-      if (created.status !== 200) return relayError(created, upstream.bucket);
-      const doc = tryParse(await readCapped(created, MAX_RESULT_BODY));
-      uploadId = doc === undefined ? undefined : childText(doc, "UploadId");
-      if (uploadId === undefined || uploadId === "") fail(s3Error("InternalError", "The upstream did not start the upload."));
-    }
-    const body = Buffer.concat(pending);
-    pending = [];
-    pendingBytes = 0;
-    const res = await uploadPart(upstream, { key, uploadId: uploadId!, partNumber: parts.length + 1, body }, call);
+  /** The part going up (its buffer is free again once it settled). */
+  let inFlight: Promise<void> | undefined;
+  const start = async () => {
+    const created = await createMultipartUpload(upstream, { key, headers }, call);
+    if (created.status !== 200) return relayError(created, upstream.bucket);
+    const doc = tryParse(await readCapped(created, MAX_RESULT_BODY));
+    const id = doc === undefined ? undefined : childText(doc, "UploadId");
+    if (id === undefined || id === "") return fail(s3Error("InternalError", "The upstream did not start the upload."));
+    uploadId = id;
+  };
+  const send = async (body: Uint8Array, partNumber: number) => {
+    const res = await uploadPart(upstream, { key, uploadId: uploadId!, partNumber, body }, call);
     const etag = res.headers.get("etag");
     if (!res.ok || etag === null) return relayError(res, upstream.bucket);
     await res.body?.cancel().catch(() => {});
-    parts.push({ partNumber: parts.length + 1, etag });
+    parts[partNumber - 1] = { partNumber, etag };
+  };
+  /** The full current buffer goes up as the next part; filling goes on in the other one. */
+  const flush = async () => {
+    if (uploadId === undefined) await start();
+    if (inFlight !== undefined) await inFlight; // one part at a time; its buffer is free after
+    inFlight = send(buffers[current]!.subarray(0, filled), parts.length + 1);
+    inFlight.catch(() => {}); // awaited at the next flush or at the end
+    if (buffers.length === 1) buffers.push(new Uint8Array(POST_PART_BYTES));
+    current = 1 - current;
+    filled = 0;
   };
   ctx.uploading = true;
   try {
     for await (const chunk of form.body()) {
       total += chunk.byteLength;
       if (total > max) fail(s3Error("EntityTooLarge", undefined, { ProposedSize: String(total), MaxSizeAllowed: String(max) }));
-      pending.push(chunk);
-      pendingBytes += chunk.byteLength;
-      if (pendingBytes >= POST_PART_BYTES) await sendPart();
+      let at = 0;
+      while (at < chunk.byteLength) {
+        // a full buffer goes up only when more follows: a file of exactly 5 MiB is one PutObject
+        if (filled === POST_PART_BYTES) await flush();
+        const n = Math.min(chunk.byteLength - at, POST_PART_BYTES - filled);
+        buffers[current]!.set(chunk.subarray(at, at + n), filled);
+        filled += n;
+        at += n;
+      }
     }
     if (total < policy.minLength) fail(s3Error("EntityTooSmall", undefined, { ProposedSize: String(total), MinSizeAllowed: String(policy.minLength) }));
     if (uploadId === undefined) {
-      const res = await putObject(upstream, { key, headers, body: Buffer.concat(pending) }, call);
+      const res = await putObject(upstream, { key, headers, body: buffers[current]!.subarray(0, filled) }, call);
       const etag = res.headers.get("etag");
       if (!res.ok) return relayError(res, upstream.bucket);
       await res.body?.cancel().catch(() => {});
       return etag ?? "";
     }
-    if (pendingBytes > 0) await sendPart();
+    if (filled > 0) await flush();
+    await inFlight;
     const done = await completeMultipartUpload(upstream, { key, uploadId, parts }, call);
     if (done.status !== 200) return relayError(done, upstream.bucket);
     const doc = tryParse(await readCapped(done, MAX_RESULT_BODY));
@@ -164,6 +188,8 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
     ctx.uploading = false;
     if (uploadId !== undefined) {
       const id = uploadId;
+      // the part in flight settles first (an abort during it could leave that part behind)
+      await inFlight?.catch(() => {});
       // best effort: the parts sent so far must not linger (nor ever become an object)
       // (not with the client's signal: it may be why the upload failed)
       await abortMultipartUpload(upstream, { key, uploadId: id }, { signal: AbortSignal.timeout(30_000), timing: call.timing }).then((r) => r.body?.cancel(), () => {}).catch(() => {});

@@ -222,7 +222,31 @@ export class Http1Pool {
     if (total <= SCRATCH_MAX) {
       if (this.scratch === null || this.scratch.byteLength < total) this.scratch = Buffer.allocUnsafe(Math.max(total, SCRATCH_MIN));
       out = this.scratch;
-    } else out = Buffer.allocUnsafe(total);
+    } else {
+      // A large body (a browser form's 8 MiB part) is not copied: the head goes first, then the
+      // body's own bytes; what the socket does not take waits as a view of it in `pending`.
+      const n = conn.socket!.write(head);
+      if (n < 0) {
+        this.onClose(conn, undefined);
+        return;
+      }
+      if (n === headBytes && n === head.length) {
+        const m = conn.socket!.write(body);
+        if (m < 0) {
+          this.onClose(conn, undefined);
+          return;
+        }
+        if (m < body.byteLength) req.pending = body.subarray(m);
+        return;
+      }
+      // the head only partly written (rare): the rest of it and the body, in one buffer
+      const rest = Buffer.from(head).subarray(n);
+      out = Buffer.allocUnsafe(rest.byteLength + body.byteLength);
+      out.set(rest, 0);
+      out.set(body, rest.byteLength);
+      req.pending = out;
+      return;
+    }
     out.write(head, 0);
     out.set(body, headBytes);
     const n = conn.socket!.write(out.subarray(0, total));
