@@ -14,6 +14,8 @@ import type { Span } from "../observe/trace/span.ts";
 export type S3Action =
   | "s3:GetObject"
   | "s3:GetObjectVersion"
+  | "s3:GetObjectAttributes"
+  | "s3:GetObjectVersionAttributes"
   | "s3:ListBucket"
   | "s3:ListBucketVersions"
   | "s3:ListAllMyBuckets"

@@ -223,3 +223,38 @@ describe("the bucket authorizer sees the version actions", () => {
     expect([await env.s3.exists("up", "opa-v/a.txt"), await env.s3.exists("up", "opa-v/b.txt"), await env.s3.exists("up", "opa-v/copy.txt")]).toEqual([true, true, false]);
   });
 });
+
+describe("object attributes (GetObjectAttributes)", () => {
+  clientTest("aws")("aws s3api get-object-attributes of a multipart object: ETag, size, storage class and its parts, paged", async () => {
+    const bytes = bytesOf(12 * 1024 * 1024 + 3, 51);
+    const path = join(dir.path, "attrs.bin");
+    await Bun.write(path, bytes);
+    using aws = awsCli({ endpoint: env.endpoint, credentials: WRITER, s3Settings: { multipart_threshold: "5MB", multipart_chunksize: "5MB" } });
+    expect((await aws.s3("cp", path, "s3://up/attrs/mp.bin", "--only-show-errors")).code).toBe(0);
+    const r = await aws.s3api("get-object-attributes", "--bucket", "up", "--key", "attrs/mp.bin", "--object-attributes", "ETag", "ObjectSize", "StorageClass", "ObjectParts", "--max-parts", "2", "--output", "json");
+    expect(r.code).toBe(0);
+    const a = JSON.parse(r.stdout) as { ETag: string; ObjectSize: number; StorageClass: string; ObjectParts: { TotalPartsCount: number; Parts: Array<{ PartNumber: number; Size: number }>; IsTruncated: boolean }; LastModified: string };
+    expect([a.ETag, a.ObjectSize, a.StorageClass]).toEqual([(await env.s3.client().send(new (await import("@aws-sdk/client-s3")).HeadObjectCommand({ Bucket: "up", Key: "attrs/mp.bin" }))).ETag!.replaceAll('"', ""), bytes.length, "STANDARD"]);
+    expect(a.ETag).toEndWith("-3");
+    expect([a.ObjectParts.TotalPartsCount, a.ObjectParts.IsTruncated, a.ObjectParts.Parts.map((p) => `${p.PartNumber}:${p.Size}`)]).toEqual([3, true, ["1:5242880", "2:5242880"]]);
+    expect(a.LastModified).toBeString();
+  });
+
+  test("x-amz-object-attributes is required and checked before the upstream; grants and the authorizer see s3:GetObjectAttributes (s3:GetObjectVersionAttributes for a version)", async () => {
+    await env.s3.put("up", "attrs/one.txt", "12345");
+    const ok = await get("/up/attrs/one.txt", [["attributes", ""]], { headers: { "x-amz-object-attributes": "ObjectSize,ETag" } });
+    const xml = await ok.text();
+    expect(ok.status).toBe(200);
+    expect(xml).toContain("<ObjectSize>5</ObjectSize>");
+    expect(xml).toContain(`<ETag>${new Bun.CryptoHasher("md5").update("12345").digest("hex")}</ETag>`);
+    await refused(get("/up/attrs/one.txt", [["attributes", ""]]), 400, "InvalidRequest");
+    await refused(get("/up/attrs/one.txt", [["attributes", ""]], { headers: { "x-amz-object-attributes": "ETag,Owner" } }), 400, "InvalidArgument");
+    await refused(get("/other/attrs/one.txt", [["attributes", ""]], { creds: READER, headers: { "x-amz-object-attributes": "ETag" } }), 403, "AccessDenied");
+    opa.requests.length = 0;
+    expect((await get("/opa/attrs/one.txt", [["attributes", ""]], { headers: { "x-amz-object-attributes": "ETag" } })).status).toBe(200);
+    expect((await get("/opa/attrs/one.txt", [["attributes", ""], ["versionId", "null"]], { headers: { "x-amz-object-attributes": "ETag" } })).status).toBe(200);
+    expect(opa.requests.map((r) => (r.body as { input: { action: string } }).input.action)).toEqual(["s3:GetObjectAttributes", "s3:GetObjectVersionAttributes"]);
+    const missing = await answerOf(await get("/up/attrs/none.txt", [["attributes", ""]], { headers: { "x-amz-object-attributes": "ETag" } }));
+    expect({ status: missing.status, code: missing.code }).toEqual({ status: 404, code: "NoSuchKey" });
+  });
+});

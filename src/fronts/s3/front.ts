@@ -34,7 +34,7 @@ import {
   listMultipartUploadsOp,
   listPartsOp,
 } from "./multipart.ts";
-import { bucketLocation, bucketVersioning, getObject, getObjectDirect, headBucket, listBuckets, responseOverrides } from "./operations.ts";
+import { bucketLocation, bucketVersioning, getObject, getObjectDirect, headBucket, listBuckets, objectAttributes, responseOverrides } from "./operations.ts";
 import { mayAccess } from "./permissions.ts";
 import { putObjectOp, uploadPartOp } from "./put-object.ts";
 import { postObjectOp } from "./post-object.ts";
@@ -123,6 +123,7 @@ export function s3Parse(ctx: RequestContext): undefined {
   if (typeof op !== "string") return fail(op);
   if ((ctx.method === "GET" || ctx.method === "HEAD") && hasBody(req.headers)) return fail(s3Error("UnexpectedContent"));
   ctx.action = ACTION_OF[op];
+  if (op === "GetObjectAttributes" && v.query.some(([k]) => k === "versionId")) ctx.action = "s3:GetObjectVersionAttributes";
 
   if (a.bucket !== "") {
     const bucket = S3_FRONT_BUCKET_NAME.test(a.bucket) ? ctx.rt.buckets.get(a.bucket) : undefined;
@@ -214,6 +215,8 @@ export function s3Operate(ctx: RequestContext): Response | Promise<Response> {
       return getObjectDirect(ctx, s.overrides);
     case "GetObjectTagging":
       return objectTagging(ctx);
+    case "GetObjectAttributes":
+      return objectAttributes(ctx);
     case "PutObjectTagging":
       return putObjectTaggingOp(ctx);
     case "DeleteObjectTagging":

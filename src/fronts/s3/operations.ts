@@ -9,8 +9,8 @@
 import type { RequestContext } from "../../proxy/context.ts";
 import { forwardRequestHeaders } from "../../http/headers.ts";
 import { respond, serveObject } from "../../proxy/phases/object.ts";
-import { getBucketVersioning, getObjectDirect as getDirectUpstream } from "../../s3/operations/index.ts";
-import { errorOf, readCapped, relayError, tryParse } from "./relay.ts";
+import { getBucketVersioning, getObjectAttributes as getAttributesUpstream, getObjectDirect as getDirectUpstream } from "../../s3/operations/index.ts";
+import { errorOf, MAX_RESULT_BODY, readCapped, relayError, tryParse } from "./relay.ts";
 import { callOf, partNumberOf, queryValue } from "./writes.ts";
 import { S3_FRONT_BUCKET_NAME } from "../../config/s3-api.ts";
 import { s3Error, type S3Error } from "./errors.ts";
@@ -189,4 +189,34 @@ export function getObject(ctx: RequestContext, overrides: ReadonlyArray<readonly
   const out = serveObject(ctx);
   if (overrides.length === 0) return out;
   return out instanceof Response ? applyOverrides(out, overrides) : out.then((r) => applyOverrides(r, overrides));
+}
+
+/** The attributes GetObjectAttributes may ask for (x-amz-object-attributes), as S3 names them. */
+const OBJECT_ATTRIBUTES = new Set(["ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize"]);
+
+/**
+ * GetObjectAttributes: an object's (or a version's) ETag, size, storage class, checksum and parts,
+ * relayed from the primary (the document names no bucket). x-amz-object-attributes is checked
+ * here first, as S3 checks it; Last-Modified and the version id come back with it.
+ */
+export async function objectAttributes(ctx: RequestContext): Promise<Response> {
+  const asked = ctx.req.headers.get("x-amz-object-attributes");
+  if (asked === null || asked.trim() === "") throw s3Fail(s3Error("InvalidRequest", "Missing required header for this request: x-amz-object-attributes"));
+  for (const a of asked.split(",")) {
+    if (!OBJECT_ATTRIBUTES.has(a.trim())) throw s3Fail(s3Error("InvalidArgument", "Invalid attribute name specified.", { ArgumentName: "x-amz-object-attributes", ArgumentValue: a.trim().slice(0, 64) }));
+  }
+  const versionId = versionIdOf(ctx);
+  const upstream = ctx.bucket!.upstream.primary();
+  const res = await getAttributesUpstream(upstream, { key: ctx.key, versionId, headers: ctx.req.headers }, callOf(ctx));
+  if (res.status !== 200) return relayError(res, upstream.bucket);
+  const bytes = await readCapped(res, MAX_RESULT_BODY);
+  if (bytes === undefined || tryParse(bytes)?.name !== "GetObjectAttributesResponse") {
+    throw s3Fail(s3Error("InternalError", "The upstream's GetObjectAttributesResponse document could not be read."));
+  }
+  const answer = xmlResponse(ctx, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8"));
+  for (const name of ["last-modified", "x-amz-version-id", "x-amz-delete-marker"]) {
+    const v = res.headers.get(name);
+    if (v !== null && /^[\x20-\x7e]{1,256}$/.test(v)) answer.headers.set(name, v);
+  }
+  return answer;
 }

@@ -5,8 +5,8 @@
  * - A bucket with `access: read-only` (the default) refuses every write-family action (PutObject
  *   and the multipart calls, DeleteObject(s), and the multipart bookkeeping) to everyone, whatever
  *   the grants say: grants only narrow further.
- * - A static credential: its grants. `read` covers GetObject, HeadObject (of any version) and
- *   GetObjectTagging, `list` the listings (ListObjectVersions too), `write` PutObject, CopyObject,
+ * - A static credential: its grants. `read` covers GetObject, HeadObject (of any version),
+ *   GetObjectAttributes and GetObjectTagging, `list` the listings (ListObjectVersions too), `write` PutObject, CopyObject,
  *   the multipart calls (UploadPartCopy too) and setting or removing an object's tags, `delete`
  *   DeleteObject(s), of a key or of a version;
  *   AbortMultipartUpload, ListParts and ListMultipartUploads need `write` or `delete`.
@@ -41,6 +41,8 @@ export function permissionsFor(action: S3Action): readonly S3Permission[] | unde
   switch (action) {
     case "s3:GetObject":
     case "s3:GetObjectVersion":
+    case "s3:GetObjectAttributes":
+    case "s3:GetObjectVersionAttributes":
     case "s3:GetObjectTagging":
       return READ;
     case "s3:ListBucket":

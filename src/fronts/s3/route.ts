@@ -22,6 +22,7 @@ export type S3Operation =
   | "GetObjectPart"
   | "HeadObjectPart"
   | "GetObjectTagging"
+  | "GetObjectAttributes"
   | "PutObjectTagging"
   | "DeleteObjectTagging"
   | "PutObject"
@@ -55,6 +56,7 @@ export const ACTION_OF: Readonly<Record<S3Operation, S3Action>> = {
   GetObjectPart: "s3:GetObject",
   HeadObjectPart: "s3:GetObject",
   GetObjectTagging: "s3:GetObjectTagging",
+  GetObjectAttributes: "s3:GetObjectAttributes",
   PutObjectTagging: "s3:PutObjectTagging",
   DeleteObjectTagging: "s3:DeleteObjectTagging",
   // As in S3's IAM actions: every step of a multipart upload is s3:PutObject, except its bookkeeping.
@@ -165,6 +167,8 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
     if (listType === "2") return "ListObjectsV2";
     return s3Error("InvalidArgument", "Invalid List Type specified", { ArgumentName: "list-type", ArgumentValue: listType.slice(0, 64) });
   }
+  // An object's metadata (ETag, size, storage class, parts), of the current object or a version.
+  if (sub === "attributes" && subs === 1 && !uploadId && !partNumber && method === "GET") return "GetObjectAttributes";
   if (sub === "tagging" && subs === 1 && !uploadId && !partNumber && !versionId) {
     if (method === "GET") return "GetObjectTagging";
     if (method === "PUT") return "PutObjectTagging";

@@ -7,7 +7,7 @@
  *   put-object.ts      putObject (streamed; plain or aws-chunked with an unsigned trailer)
  *   multipart.ts       createMultipartUpload, uploadPart, completeMultipartUpload, abortMultipartUpload
  *   multipart-list.ts  listParts, listMultipartUploads
- *   object-direct.ts   getObjectDirect (GetObject / HeadObject ?partNumber, ?versionId)
+ *   object-direct.ts   getObjectDirect (GetObject / HeadObject ?partNumber, ?versionId), getObjectAttributes
  *   delete-objects.ts  deleteObject, deleteObjects (XML and Content-MD5 built here; versions too)
  *   copy-object.ts     copyObject, uploadPartCopy (within the bucket's upstream bucket)
  *   common.ts          context, header allowlists, body framing, XML text

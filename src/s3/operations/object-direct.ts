@@ -21,3 +21,18 @@ export function getObjectDirect(upstream: BucketUpstream, args: ObjectDirectArgs
   if (args.versionId !== undefined) query.push(["versionId", args.versionId]);
   return upstream.send({ method: args.method, key: args.key, query, headers: args.headers, ...ctx });
 }
+
+/** The GetObjectAttributes request headers passed on (which attributes; the parts' page). */
+const ATTRIBUTE_HEADERS = ["x-amz-object-attributes", "x-amz-max-parts", "x-amz-part-number-marker"] as const;
+
+/** GET /bucket/key?attributes[&versionId=V]: S3's GetObjectAttributesResponse or its error. */
+export function getObjectAttributes(upstream: BucketUpstream, args: { key: string; versionId?: string; headers: Headers }, ctx: OperationContext): Promise<Response> {
+  const headers: Record<string, string> = {};
+  for (const name of ATTRIBUTE_HEADERS) {
+    const v = args.headers.get(name);
+    if (v !== null) headers[name] = v;
+  }
+  const query: Array<[string, string]> = [["attributes", ""]];
+  if (args.versionId !== undefined) query.push(["versionId", args.versionId]);
+  return upstream.send({ method: "GET", key: args.key, query, headers, ...ctx });
+}

@@ -118,6 +118,10 @@ describe("operationOf", () => {
     // a tag set of one version, or tagging with another sub-resource, is not served as the current object's
     expect(op("GET", "/b/k", "tagging&versionId=3")).toBe("501 NotImplemented");
     expect(op("GET", "/b/k", "versionId=3&tagging")).toBe("501 NotImplemented");
+    expect(op("GET", "/b/k", "attributes")).toBe("GetObjectAttributes");
+    expect(op("GET", "/b/k", "attributes&versionId=3")).toBe("GetObjectAttributes");
+    expect(op("HEAD", "/b/k", "attributes")).toBe("501 NotImplemented");
+    expect(op("GET", "/b", "attributes")).toBe("501 NotImplemented");
     expect(op("HEAD", "/b/k", "tagging")).toBe("501 NotImplemented");
     expect(op("PUT", "/b/k", "tagging")).toBe("PutObjectTagging");
     expect(op("DELETE", "/b/k", "tagging")).toBe("DeleteObjectTagging");
