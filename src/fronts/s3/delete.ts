@@ -4,10 +4,11 @@
  * DeleteObjects (POST /bucket?delete) is decided key by key, as S3 does: the body is S3's XML
  * (read with the safe reader, at most 1,000 keys; MalformedXML otherwise), each key is checked
  * for the identity's `delete` grant and by the bucket's authorizer with s3:DeleteObject (or
- * s3:DeleteObjectVersion for an entry with a VersionId) and that key, and only the allowed entries go upstream (in one DeleteObjects, whose XML is built from the
- * keys, never relayed). The answer merges the upstream's per-key results with the refusals
- * (AccessDenied per key), in request order; Quiet lists only the errors. S3 requires an integrity
- * header on this body: Content-MD5 or an x-amz-checksum-* value (checked on the body).
+ * s3:DeleteObjectVersion for an entry with a VersionId) and that key, and only the allowed
+ * entries go upstream (in one DeleteObjects, whose XML is built from the entries, never relayed).
+ * The answer merges the upstream's per-entry results with the refusals (AccessDenied per key), in
+ * request order; Quiet lists only the errors. S3 requires an integrity header on this body:
+ * Content-MD5 or an x-amz-checksum-* value (checked on the body).
  *
  * Every key the upstream reports deleted is invalidated in every cache layer.
  */
@@ -22,7 +23,7 @@ import { hasDotSegment, MAX_KEY_BYTES } from "./route.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
 import { child, childText, childrenNamed } from "./xml-reader.ts";
 import { callOf, malformed, purgeKey, readXmlBody, writeUpstream } from "./writes.ts";
-import { versionIdOf } from "./operations.ts";
+import { versionIdOf, versionIdProblem } from "./operations.ts";
 
 const MAX_DELETE_KEYS = 1000;
 /** Authorizer calls in flight at once for one DeleteObjects (decisions are cached per key). */
@@ -96,7 +97,7 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
     if (key === undefined) throw s3Fail(malformed());
     const versionId = child(o, "VersionId")?.text;
     const entry: Outcome = versionId === undefined ? { key } : { key, versionId };
-    const problem = keyProblem(key) ?? (versionId === "" ? "Version id cannot be the empty string" : versionId !== undefined && versionId.length > 1024 ? "Invalid version id specified" : undefined);
+    const problem = keyProblem(key) ?? (versionId === undefined ? undefined : versionIdProblem(versionId));
     if (problem !== undefined) {
       entry.code = "InvalidArgument";
       entry.message = problem;

@@ -139,7 +139,7 @@ export function s3Parse(ctx: RequestContext): undefined {
     }
   }
   let overrides: ReadonlyArray<readonly [string, string]> = [];
-  if (op === "GetObject" || op === "HeadObject" || op === "GetObjectPart" || op === "HeadObjectPart" || op === "GetObjectVersion" || op === "HeadObjectVersion") {
+  if (OBJECT_READS.has(op)) {
     const o = responseOverrides(v.query, principal !== undefined);
     if (!Array.isArray(o)) return fail(o);
     overrides = o;
@@ -147,6 +147,9 @@ export function s3Parse(ctx: RequestContext): undefined {
   (ctx as S3RequestContext).s3 = { api, op, principal, query: v.query, overrides, payload };
   return undefined;
 }
+
+/** The object reads that take S3's response-* overrides. */
+const OBJECT_READS: ReadonlySet<S3Operation> = new Set<S3Operation>(["GetObject", "HeadObject", "GetObjectPart", "HeadObjectPart", "GetObjectVersion", "HeadObjectVersion"]);
 
 const ANONYMOUS_PAYLOAD: PayloadInfo = Object.freeze({ mode: "unsigned", hash: UNSIGNED_PAYLOAD });
 

@@ -133,12 +133,19 @@ const MAX_VERSION_ID = 1024;
 /** An upstream error document is small; read at most this much of one. */
 const MAX_ERROR_BODY = 64 * 1024;
 
+/** What is wrong with a version id (S3's InvalidArgument message), or undefined. */
+export function versionIdProblem(v: string): string | undefined {
+  if (v === "") return "Version id cannot be the empty string";
+  if (v.length > MAX_VERSION_ID) return "Invalid version id specified";
+  return undefined;
+}
+
 /** The ?versionId of a request, checked as S3 checks it; undefined when there is none. */
 export function versionIdOf(ctx: RequestContext): string | undefined {
   const v = queryValue(ctx, "versionId");
   if (v === undefined) return undefined;
-  if (v === "") throw s3Fail(s3Error("InvalidArgument", "Version id cannot be the empty string", { ArgumentName: "versionId", ArgumentValue: "" }));
-  if (v.length > MAX_VERSION_ID) throw s3Fail(s3Error("InvalidArgument", "Invalid version id specified", { ArgumentName: "versionId", ArgumentValue: v.slice(0, 64) }));
+  const problem = versionIdProblem(v);
+  if (problem !== undefined) throw s3Fail(s3Error("InvalidArgument", problem, { ArgumentName: "versionId", ArgumentValue: v.slice(0, 64) }));
   return v;
 }
 
