@@ -249,6 +249,7 @@ describe("object attributes (GetObjectAttributes)", () => {
     expect(xml).toContain(`<ETag>${new Bun.CryptoHasher("md5").update("12345").digest("hex")}</ETag>`);
     await refused(get("/up/attrs/one.txt", [["attributes", ""]]), 400, "InvalidRequest");
     await refused(get("/up/attrs/one.txt", [["attributes", ""]], { headers: { "x-amz-object-attributes": "ETag,Owner" } }), 400, "InvalidArgument");
+    await refused(get("/up/attrs/one.txt", [["attributes", ""]], { headers: { "x-amz-object-attributes": "ObjectParts", "x-amz-max-parts": "-1" } }), 400, "InvalidArgument");
     await refused(get("/other/attrs/one.txt", [["attributes", ""]], { creds: READER, headers: { "x-amz-object-attributes": "ETag" } }), 403, "AccessDenied");
     opa.requests.length = 0;
     expect((await get("/opa/attrs/one.txt", [["attributes", ""]], { headers: { "x-amz-object-attributes": "ETag" } })).status).toBe(200);

@@ -212,6 +212,10 @@ export async function objectAttributes(ctx: RequestContext): Promise<Response> {
   for (const a of asked.split(",")) {
     if (!OBJECT_ATTRIBUTES.has(a.trim())) throw s3Fail(s3Error("InvalidArgument", "Invalid attribute name specified.", { ArgumentName: "x-amz-object-attributes", ArgumentValue: a.trim().slice(0, 64) }));
   }
+  for (const name of ["x-amz-max-parts", "x-amz-part-number-marker"]) {
+    const v = ctx.req.headers.get(name);
+    if (v !== null && !/^\d{1,9}$/.test(v.trim())) throw s3Fail(s3Error("InvalidArgument", `${name} must be a non-negative integer`, { ArgumentName: name, ArgumentValue: v.slice(0, 64) }));
+  }
   const versionId = versionIdOf(ctx);
   const upstream = ctx.bucket!.upstream.primary();
   const res = await getAttributesUpstream(upstream, { key: ctx.key, versionId, headers: ctx.req.headers }, callOf(ctx));
