@@ -85,6 +85,18 @@ describe("reading versions", () => {
     await refused(get("/up/ver/b.txt", [["versionId", ""]]), 400, "InvalidArgument");
   });
 
+  test("a delete marker's version: S3's 405 MethodNotAllowed relayed with x-amz-delete-marker (injected: the fixture keeps no versions)", async () => {
+    await env.s3.put("up", "ver/marked.txt", "current");
+    env.s3.faults.set("/up/ver/marked.txt", { kind: "error", status: 405, code: "MethodNotAllowed", message: "The specified method is not allowed against this resource.", headers: { "x-amz-delete-marker": "true", "x-amz-version-id": UNKNOWN } });
+    try {
+      const res = await get("/up/ver/marked.txt", [["versionId", UNKNOWN]]);
+      const a = await answerOf(res);
+      expect({ status: a.status, code: a.code, marker: res.headers.get("x-amz-delete-marker") }).toEqual({ status: 405, code: "MethodNotAllowed", marker: "true" });
+    } finally {
+      env.s3.faults.delete("/up/ver/marked.txt");
+    }
+  });
+
   test("a version read bypasses the cache: the cached copy is the current version, the version comes from the upstream", async () => {
     await env.s3.put("up", "ver/cached.txt", "first");
     expect(await (await get("/up/ver/cached.txt", [])).text()).toBe("first");
