@@ -198,9 +198,10 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
 }
 
 function answer(ctx: RequestContext, fields: ReadonlyMap<string, string>, key: string, etag: string): Response {
-  const host = ctx.req.headers.get("host") ?? "";
-  const scheme = ctx.rt.config.server.https?.enabled ? "https" : "http";
-  const location = `${scheme}://${host}/${encodeURIComponent(ctx.bucketName)}/${key.split("/").map(encodeURIComponent).join("/")}`;
+  // The object's URL where browsers reach this listener: s3_api.public_url, else the request's Host.
+  const publicUrl = ctx.rt.config.s3_api?.public_url;
+  const origin = publicUrl !== undefined ? new URL(publicUrl).origin : `${ctx.rt.config.server.https?.enabled ? "https" : "http"}://${ctx.req.headers.get("host") ?? ""}`;
+  const location = `${origin}/${encodeURIComponent(ctx.bucketName)}/${key.split("/").map(encodeURIComponent).join("/")}`;
   const headers: Record<string, string> = { "x-amz-request-id": ctx.id, location };
   if (etag !== "") headers.etag = etag;
   const redirect = fields.get("success_action_redirect") ?? fields.get("redirect");
