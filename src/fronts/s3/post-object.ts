@@ -11,10 +11,12 @@
  *    identity needs `write` on a read-write bucket and the bucket's authorizer s3:PutObject on it.
  * 4. The file goes to the bucket's primary: up to 5 MiB as one PutObject of exactly its length;
  *    larger, as a multipart upload of 5 MiB parts (S3's smallest; aborted on any failure), so
- *    memory stays at two part buffers per upload (one filling while the other goes up) and S3
+ *    memory stays at two part buffers per upload (one filling while the other goes up; the first
+ *    grows with a small file, so a 100 KiB upload holds 256 KiB, a large one 10 MiB) and S3
  *    still gets every length up front. A 1 GiB form upload grows the proxy's RSS by 25 MiB once
- *    warm, ~50 MiB cold (test/e2e/s3-front-upload-memory.test.ts holds it under 64 MiB). content-length-range is enforced as
- *    the file streams (EntityTooLarge at once, EntityTooSmall at its end); nothing is stored then.
+ *    warm, ~50 MiB cold (test/e2e/s3-front-upload-memory.test.ts holds it under 64 MiB).
+ *    content-length-range is enforced as the file streams (EntityTooLarge at once, EntityTooSmall
+ *    at its end); nothing is stored then.
  * 5. The answer, as S3's: success_action_redirect → 303 to it with bucket, key and etag;
  *    success_action_status 200 or 201 (a PostResponse document), else 204; ETag and Location.
  *
@@ -43,6 +45,8 @@ import { childText } from "./xml-reader.ts";
 
 /** S3's limit on the fields before the file. */
 const MAX_FIELD_BYTES = 20 * 1024;
+/** The part buffer's size to start with (it doubles up to POST_PART_BYTES). */
+const FIRST_BUFFER_BYTES = 256 * 1024;
 /** The file goes up in parts of this size once it is larger (S3's minimum part size). */
 export const POST_PART_BYTES = 5 * 1024 * 1024;
 const CREDENTIAL = /^([^/]{1,128})\/(\d{8})\/([a-z0-9-]{1,64})\/s3\/aws4_request$/;
@@ -117,7 +121,9 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
   const upstream = writeUpstream(ctx);
   const call = callOf(ctx);
   const max = Math.min(policy.maxLength, MAX_UPLOAD_BYTES);
-  const buffers = [new Uint8Array(POST_PART_BYTES)];
+  // The first buffer grows with the file (most browser uploads are far below a part); once a part
+  // has gone up, both are full-size.
+  const buffers = [new Uint8Array(FIRST_BUFFER_BYTES)];
   let current = 0;
   let filled = 0;
   let total = 0;
@@ -160,6 +166,11 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
         // a full buffer goes up only when more follows: a file of exactly 5 MiB is one PutObject
         if (filled === POST_PART_BYTES) await flush();
         const n = Math.min(chunk.byteLength - at, POST_PART_BYTES - filled);
+        if (filled + n > buffers[current]!.byteLength) {
+          const grown = new Uint8Array(Math.min(POST_PART_BYTES, Math.max(2 * buffers[current]!.byteLength, filled + n)));
+          grown.set(buffers[current]!.subarray(0, filled));
+          buffers[current] = grown;
+        }
         buffers[current]!.set(chunk.subarray(at, at + n), filled);
         filled += n;
         at += n;
