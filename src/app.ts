@@ -8,7 +8,8 @@
 import { applyCacheConfig, cacheRestartKey, createCache, registerCacheMetrics, type Cache } from "./cache/index.ts";
 import { ConfigError, loadConfigOffThread, type Config } from "./config/load.ts";
 import { readinessOf } from "./control/ready.ts";
-import { ConcurrencyLimiter } from "./limits/index.ts";
+import { ByteBudget, ConcurrencyLimiter } from "./limits/index.ts";
+import { DEFAULT_FORM_UPLOAD_BUFFER_MIB } from "./config/s3-api.ts";
 import { createAuditTrail, type AuditTrail } from "./observe/audit.ts";
 import { createLogger, type Logger } from "./observe/log.ts";
 import { Metrics } from "./observe/metrics.ts";
@@ -28,6 +29,8 @@ export interface Services {
   readonly cache: Cache;
   readonly log: Logger;
   readonly concurrency: ConcurrencyLimiter;
+  /** Bytes browser form uploads may hold in their part buffers together (s3_api.form_upload_buffer_mib). */
+  readonly formBuffers: ByteBudget;
   readonly draining: boolean;
   /** The audit trail (audit.enabled), written by the logging step. */
   readonly audit?: AuditTrail;
@@ -49,6 +52,11 @@ export interface AppOptions {
   onReloadedByApi?: () => void;
 }
 
+/** The form uploads' buffer budget of this process. */
+function formBufferBytes(c: Config): number {
+  return (c.s3_api?.form_upload_buffer_mib ?? DEFAULT_FORM_UPLOAD_BUFFER_MIB) * 1024 * 1024;
+}
+
 /** Settings a running process cannot change: a reload that changes them is refused. */
 function restartOnly(c: Config): string {
   const s = c.server;
@@ -61,6 +69,7 @@ export class App implements Services {
   readonly cache: Cache;
   readonly log: Logger;
   readonly concurrency: ConcurrencyLimiter;
+  readonly formBuffers: ByteBudget;
   draining = false;
   audit: AuditTrail | undefined;
   /** Outlives reloads: a reload reconfigures it (doReload). */
@@ -80,6 +89,7 @@ export class App implements Services {
     this.cache = cache;
     this.log = log;
     this.concurrency = new ConcurrencyLimiter(Math.max(1, Math.floor(runtime.config.server.max_concurrent_requests / (opts.share ?? 1))));
+    this.formBuffers = new ByteBudget(formBufferBytes(runtime.config));
   }
 
   static async create(config: Config, opts: AppOptions = {}): Promise<App> {
@@ -156,6 +166,7 @@ export class App implements Services {
     this.runtime = next; // the swap: one reference
     this.tracer?.configure(config.tracing);
     this.concurrency.max = Math.max(1, Math.floor(config.server.max_concurrent_requests / (this.opts.share ?? 1)));
+    this.formBuffers.max = formBufferBytes(config);
     applyCacheConfig(this.cache, config.cache);
     const kept = new Set(config.buckets.map((b) => b.name));
     for (const b of old.config.buckets) if (!kept.has(b.name)) await this.cache.removeBucket(b.name);

@@ -63,6 +63,9 @@ export const S3StsSchema = z.strictObject({
   max_session_seconds: z.number().int().min(900).max(43200).default(3600),
 });
 
+/** s3_api.form_upload_buffer_mib's default. */
+export const DEFAULT_FORM_UPLOAD_BUFFER_MIB = 256;
+
 export const S3ApiSchema = z.strictObject({
   enabled: z.boolean().default(true),
   address: nonEmpty.default("0.0.0.0"),
@@ -83,6 +86,11 @@ export const S3ApiSchema = z.strictObject({
    * name with this listener's scheme and port.
    */
   public_url: z.url({ error: "must be an http(s) URL" }).refine((u) => /^https?:\/\/[^/?#@]+\/?$/i.test(u), "must be an origin only: scheme, host and optional port (no path, query or credentials)").optional(),
+  /**
+   * What browser form uploads (PostObject) may hold in their part buffers together, per process
+   * (each holds 256 KiB to 10 MiB); an upload that would need more is answered 503 SlowDown.
+   */
+  form_upload_buffer_mib: z.number().int().min(1).max(65536).default(DEFAULT_FORM_UPLOAD_BUFFER_MIB),
   /** The longest lifetime of a presigned URL (SigV4 allows 7 days); also the default. Default 900. */
   presign_max_seconds: z.number().int().min(1).max(604800).optional(),
   credentials: z.array(S3CredentialSchema).default([]),

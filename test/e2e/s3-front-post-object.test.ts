@@ -229,3 +229,19 @@ test("a client that goes away after a part went up: the multipart upload is abor
   expect(await env.s3.exists("up", "cut/away.bin")).toBe(false);
   expect(env.s3.multipartUploads().filter((u) => u.key === "cut/away.bin")).toEqual([]);
 });
+
+test("form uploads share the process's buffer budget (s3_api.form_upload_buffer_mib): one that would exceed it is 503 SlowDown with Retry-After, nothing stored; the budget is whole again after", async () => {
+  const budget = env.app.formBuffers;
+  const max = budget.max;
+  budget.max = 1024 * 1024;
+  try {
+    const res = await postForm(policyFor("up", "budget/big.bin"), bytesOf(3 * MiB, 45));
+    const a = await answerOf(res);
+    expect({ status: a.status, code: a.code, retry: res.headers.get("retry-after") }).toEqual({ status: 503, code: "SlowDown", retry: "1" });
+    expect(await env.s3.exists("up", "budget/big.bin")).toBe(false);
+    expect((await postForm(policyFor("up", "budget/small.bin"), bytesOf(100_000, 46))).status).toBe(204);
+    expect(budget.reserved).toBe(0);
+  } finally {
+    budget.max = max;
+  }
+});

@@ -122,8 +122,19 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
   const call = callOf(ctx);
   const max = Math.min(policy.maxLength, MAX_UPLOAD_BYTES);
   // The first buffer grows with the file (most browser uploads are far below a part); once a part
-  // has gone up, both are full-size.
-  const buffers = [new Uint8Array(FIRST_BUFFER_BYTES)];
+  // has gone up, both are full-size. Every byte of them is reserved in the process's budget.
+  const budget = ctx.svc.formBuffers;
+  let reserved = 0;
+  const allocate = (size: number, replacing = 0): Uint8Array => {
+    if (!budget.tryReserve(size - replacing)) {
+      const e = s3Error("SlowDown", "Too many browser form uploads are in progress: retry shortly.");
+      e.headers = { "retry-after": "1" };
+      throw s3Fail(e);
+    }
+    reserved += size - replacing;
+    return new Uint8Array(size);
+  };
+  const buffers = [allocate(FIRST_BUFFER_BYTES)];
   let current = 0;
   let filled = 0;
   let total = 0;
@@ -152,7 +163,7 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
     if (inFlight !== undefined) await inFlight; // one part at a time; its buffer is free after
     inFlight = send(buffers[current]!.subarray(0, filled), parts.length + 1);
     inFlight.catch(() => {}); // awaited at the next flush or at the end
-    if (buffers.length === 1) buffers.push(new Uint8Array(POST_PART_BYTES));
+    if (buffers.length === 1) buffers.push(allocate(POST_PART_BYTES));
     current = 1 - current;
     filled = 0;
   };
@@ -167,7 +178,7 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
         if (filled === POST_PART_BYTES) await flush();
         const n = Math.min(chunk.byteLength - at, POST_PART_BYTES - filled);
         if (filled + n > buffers[current]!.byteLength) {
-          const grown = new Uint8Array(Math.min(POST_PART_BYTES, Math.max(2 * buffers[current]!.byteLength, filled + n)));
+          const grown = allocate(Math.min(POST_PART_BYTES, Math.max(2 * buffers[current]!.byteLength, filled + n)), buffers[current]!.byteLength);
           grown.set(buffers[current]!.subarray(0, filled));
           buffers[current] = grown;
         }
@@ -197,6 +208,7 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
     throw err;
   } finally {
     ctx.uploading = false;
+    budget.release(reserved);
     if (uploadId !== undefined) {
       const id = uploadId;
       // the part in flight settles first (an abort during it could leave that part behind)

@@ -30,9 +30,9 @@ function issues(yaml: string): ConfigIssue[] {
 const paths = (yaml: string) => issues(yaml).map((i) => `${i.path}: ${i.message}`);
 
 describe("s3_api", () => {
-  test("defaults: enabled, 0.0.0.0:9000, us-east-1, path-style, 900 s skew, no credentials", () => {
+  test("defaults: enabled, 0.0.0.0:9000, us-east-1, path-style, 900 s skew, 256 MiB of form upload buffers, no credentials", () => {
     const c = parseConfig(`${BUCKETS}s3_api: {}\n`, { env: {} });
-    expect(c.s3_api).toEqual({ enabled: true, address: "0.0.0.0", port: 9000, region: "us-east-1", max_clock_skew_seconds: 900, credentials: [] });
+    expect(c.s3_api).toEqual({ enabled: true, address: "0.0.0.0", port: 9000, region: "us-east-1", max_clock_skew_seconds: 900, form_upload_buffer_mib: 256, credentials: [] });
     expect(parseConfig(BUCKETS, { env: {} }).s3_api).toBeUndefined();
   });
 
