@@ -46,20 +46,20 @@ const malformed = (detail: string, details?: Record<string, string>): S3Error =>
   s3Error("AuthorizationHeaderMalformed", "The authorization header is malformed; " + detail, details);
 const queryError = (message: string, details?: Record<string, string>): S3Error =>
   s3Error("AuthorizationQueryParametersError", message, details);
-const CREDENTIAL_FORM = 'the Credential is mal-formed; expecting "<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request".';
+export const CREDENTIAL_FORM = 'the Credential is mal-formed; expecting "<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request".';
 
 function isError(x: unknown): x is S3Error {
   return typeof x === "object" && x !== null && typeof (x as S3Error).code === "string" && typeof (x as S3Error).status === "number";
 }
 
-function parseCredential(value: string): Scope | undefined {
+export function parseCredential(value: string): Scope | undefined {
   const parts = value.split("/");
   if (parts.length !== 5 || parts.some((p) => p === "") || !/^\d{8}$/.test(parts[1])) return undefined;
   return { accessKeyId: parts[0], date: parts[1], region: parts[2], service: parts[3], terminal: parts[4] };
 }
 
 /** Region, service and terminal of the scope; `fail` words the error for header or query auth. */
-function checkScope(scope: Scope, region: string, fail: (detail: string, details?: Record<string, string>) => S3Error): S3Error | undefined {
+export function checkScope(scope: Scope, region: string, fail: (detail: string, details?: Record<string, string>) => S3Error): S3Error | undefined {
   if (scope.region !== region) return fail(`the region '${scope.region}' is wrong; expecting '${region}'`, { Region: region });
   if (scope.service !== "s3") return fail(`incorrect service '${scope.service}'. This endpoint belongs to 's3'.`);
   if (scope.terminal !== "aws4_request") return fail(`incorrect terminal '${scope.terminal}'. This endpoint uses 'aws4_request'.`);

@@ -32,7 +32,7 @@ const OVERRIDES: Readonly<Record<string, string>> = {
   "response-content-encoding": "content-encoding",
 };
 /** A header value as the Headers API accepts it (no CR, LF, NUL; Latin-1 only). */
-const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+export const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 export function xmlResponse(ctx: RequestContext, xml: string, status = 200): Response {
   const body = ctx.method === "HEAD" ? null : xml;

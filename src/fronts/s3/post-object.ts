@@ -26,7 +26,8 @@
 import { authorize } from "../../proxy/phases/authorize.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import { abortMultipartUpload, completeMultipartUpload, createMultipartUpload, putObject, uploadPart, type CompletedPart } from "../../s3/operations/index.ts";
-import { ALGORITHM } from "../../s3/sigv4.ts";
+import { ALGORITHM, parseAmzDate } from "../../s3/sigv4.ts";
+import { checkScope, CREDENTIAL_FORM, parseCredential } from "./auth-params.ts";
 import { s3Error, type S3Error } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
 import { FormDataError, formBoundary, FormReader } from "./form-data.ts";
@@ -34,6 +35,7 @@ import type { S3RequestContext } from "./front.ts";
 import type { S3Principal } from "./identities.ts";
 import { mayAccess } from "./permissions.ts";
 import { checkPostPolicy, type PostPolicy } from "./post-policy.ts";
+import { HEADER_VALUE } from "./operations.ts";
 import { errorOf, MAX_RESULT_BODY, readCapped, relayError, tryParse } from "./relay.ts";
 import { hasDotSegment, MAX_KEY_BYTES } from "./route.ts";
 import { signingKeyFor } from "./signing-keys.ts";
@@ -49,11 +51,8 @@ const MAX_FIELD_BYTES = 20 * 1024;
 const FIRST_BUFFER_BYTES = 256 * 1024;
 /** The file goes up in parts of this size once it is larger (S3's minimum part size). */
 export const POST_PART_BYTES = 5 * 1024 * 1024;
-const CREDENTIAL = /^([^/]{1,128})\/(\d{8})\/([a-z0-9-]{1,64})\/s3\/aws4_request$/;
-const AMZ_DATE = /^(\d{8})T\d{6}Z$/;
 /** Headers of the object a form field may set (lower-case field names). */
 const OBJECT_FIELDS = new Set(["content-type", "cache-control", "content-disposition", "content-encoding", "content-language", "expires"]);
-const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 const fail = (e: S3Error): never => {
   throw s3Fail(e);
@@ -75,12 +74,14 @@ function authenticate(ctx: RequestContext, fields: ReadonlyMap<string, string>, 
     if (v === undefined) fail(missing(name));
   }
   if (algorithm !== ALGORITHM) fail(s3Error("InvalidArgument", "Unsupported x-amz-algorithm: use AWS4-HMAC-SHA256", { ArgumentName: "x-amz-algorithm", ArgumentValue: algorithm!.slice(0, 64) }));
-  const c = CREDENTIAL.exec(credential!);
-  if (c === null) return fail(s3Error("InvalidArgument", "Invalid x-amz-credential: it must be <access key>/<yyyymmdd>/<region>/s3/aws4_request", { ArgumentName: "x-amz-credential" }));
-  const [, accessKeyId, day, region] = c as unknown as [string, string, string, string];
-  if (region !== api.region) fail(s3Error("InvalidArgument", `The credential's region is wrong; expecting '${api.region}'`, { ArgumentName: "x-amz-credential" }));
-  const d = AMZ_DATE.exec(date!);
-  if (d === null || d[1] !== day) fail(s3Error("InvalidArgument", "x-amz-date must be yyyymmddThhmmssZ of the credential's day", { ArgumentName: "x-amz-date" }));
+  // The credential scope and date as a presigned URL's are checked (auth-params.ts).
+  const credentialError = (detail: string, details?: Record<string, string>) => s3Error("InvalidArgument", `Invalid x-amz-credential; ${detail}`, { ArgumentName: "x-amz-credential", ...details });
+  const scope = parseCredential(credential!);
+  if (scope === undefined) return fail(credentialError(CREDENTIAL_FORM));
+  const scopeProblem = checkScope(scope, api.region, credentialError);
+  if (scopeProblem !== undefined) fail(scopeProblem);
+  const { accessKeyId, date: day, region } = scope;
+  if (parseAmzDate(date!) === undefined || date!.slice(0, 8) !== day) fail(s3Error("InvalidArgument", "x-amz-date must be yyyymmddThhmmssZ of the credential's day", { ArgumentName: "x-amz-date" }));
   const principal = api.lookup(accessKeyId, { sessionToken: fields.get("x-amz-security-token"), now });
   if (principal === undefined) return fail(s3Error("InvalidAccessKeyId", undefined, { AWSAccessKeyId: accessKeyId }));
   if (!("secretAccessKey" in principal)) return fail(principal);
@@ -203,9 +204,6 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
     if (doc?.name !== "CompleteMultipartUploadResult") return fail(errorOf(done.status, doc, upstream.bucket));
     uploadId = undefined;
     return childText(doc, "ETag") ?? "";
-  } catch (err) {
-    if (err instanceof FormDataError) throw s3Fail(s3Error("MalformedPOSTRequest", err.message));
-    throw err;
   } finally {
     ctx.uploading = false;
     budget.release(reserved);
@@ -253,22 +251,17 @@ export async function postObjectOp(ctx: RequestContext): Promise<Response> {
     const fields = new Map<string, string>();
     let fieldBytes = 0;
     let file: { filename?: string } | undefined;
-    try {
-      for (let part = await form.nextPart(); part !== undefined; part = await form.nextPart()) {
-        const name = part.name.toLowerCase();
-        if (name === "file") {
-          file = part;
-          break;
-        }
-        const value = await form.text(MAX_FIELD_BYTES - fieldBytes);
-        if (value === undefined) fail(s3Error("MaxPostPreDataLengthExceeded"));
-        fieldBytes += Buffer.byteLength(value!) + name.length;
-        if (fields.has(name)) fail(s3Error("InvalidArgument", `Bucket POST can only contain one field named '${name.slice(0, 64)}'.`, { ArgumentName: name.slice(0, 64) }));
-        fields.set(name, value!);
+    for (let part = await form.nextPart(); part !== undefined; part = await form.nextPart()) {
+      const name = part.name.toLowerCase();
+      if (name === "file") {
+        file = part;
+        break;
       }
-    } catch (err) {
-      if (err instanceof FormDataError) fail(s3Error("MalformedPOSTRequest", err.message));
-      throw err;
+      const value = await form.text(MAX_FIELD_BYTES - fieldBytes);
+      if (value === undefined) fail(s3Error("MaxPostPreDataLengthExceeded"));
+      fieldBytes += Buffer.byteLength(value!) + name.length;
+      if (fields.has(name)) fail(s3Error("InvalidArgument", `Bucket POST can only contain one field named '${name.slice(0, 64)}'.`, { ArgumentName: name.slice(0, 64) }));
+      fields.set(name, value!);
     }
     if (file === undefined) fail(s3Error("IncorrectNumberOfFilesInPostRequest"));
     const now = (ctx as S3RequestContext).s3!.api.now();
@@ -298,6 +291,10 @@ export async function postObjectOp(ctx: RequestContext): Promise<Response> {
     const etag = await uploadFile(ctx, form, key, objectHeaders(fields), policy);
     await purgeKey(ctx, key);
     return answer(ctx, fields, key, etag);
+  } catch (err) {
+    // the form itself was broken (read before the file or in it: either way nothing is stored)
+    if (err instanceof FormDataError) throw s3Fail(s3Error("MalformedPOSTRequest", err.message));
+    throw err;
   } finally {
     form.cancel();
   }
