@@ -234,6 +234,18 @@ export function signature(signingKey: Uint8Array, stringToSignText: string): str
 
 // ---------------------------------------------------------------- signer
 
+/** Printable ASCII and tab: a header value whose characters are its bytes in any encoding. */
+const ASCII = /^[\t\x20-\x7e]*$/;
+
+/**
+ * A header value as wire bytes, one Latin-1 character per byte: as received by a listener already;
+ * the proxy's own text (a character above 0xFF) as UTF-8. Shared with the HTTP/1.1 client
+ * (src/s3/http1/request.ts), which writes such values as these bytes.
+ */
+export function wireValue(value: string): string {
+  return /[^\0-\xff]/.test(value) ? Buffer.from(value, "utf8").toString("latin1") : value;
+}
+
 const RESERVED = new Set(["host", "authorization", "x-amz-date", "x-amz-content-sha256", "x-amz-security-token"]);
 
 function hasKeys(o: object): boolean {
@@ -327,6 +339,7 @@ export class S3Signer {
     const hash = payloadHash ?? EMPTY_SHA256;
     let creq: string;
     let auth: string;
+    let bytes = false;
     if (extra === undefined || !hasKeys(extra)) {
       // Only the headers the signer sets (a GET, and a PUT with no object headers): no sort, no map.
       creq = method + "\n" + path + "\n" + query + "\nhost:" + canonicalHeaderValue(host) +
@@ -337,7 +350,13 @@ export class S3Signer {
       if (extra !== undefined) {
         for (const name of Object.keys(extra)) {
           const lower = name.toLowerCase();
-          if (!RESERVED.has(lower)) h[lower] = extra[name];
+          if (RESERVED.has(lower)) continue;
+          const value = extra[name];
+          if (ASCII.test(value)) h[lower] = value;
+          else {
+            h[lower] = wireValue(value);
+            bytes = true;
+          }
         }
       }
       h.host = host;
@@ -348,7 +367,9 @@ export class S3Signer {
       creq = canonicalRequest(method, path, query, c.canonical, c.signed, hash);
       auth = this.authBase + c.signed + ", Signature=";
     }
-    const sts = ALGORITHM + "\n" + date + this.scopeLine + sha256Hex(creq);
+    // Header values are hashed as the bytes that go on the wire (one Latin-1 character per byte, see
+    // wireValue): as UTF-8 they would differ from those bytes wherever a value has one above 0x7F.
+    const sts = ALGORITHM + "\n" + date + this.scopeLine + sha256Hex(bytes ? Buffer.from(creq, "latin1") : creq);
     const out: Record<string, string> = {
       authorization: auth + this.keyed!.copy().update(sts).digest("hex"),
       "x-amz-date": date,

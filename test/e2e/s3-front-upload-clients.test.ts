@@ -16,7 +16,7 @@ import { boto3Client } from "../clients/boto3.ts";
 import { rcloneClient } from "../clients/rclone.ts";
 import { clientTest, tempDir, type TempDir } from "../clients/run.ts";
 import { s3cmdClient } from "../clients/s3cmd.ts";
-import { bytesOf, sha256, startUploadEnv, UPSTREAM_WRITER, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
+import { bytesOf, sha256, signedFetch, startUploadEnv, UPSTREAM_WRITER, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -286,6 +286,29 @@ clientTest()(
       await storedExactly("sdk/upload.bin", large);
       expect(env.upstreamCalls().filter((c) => c.method === "PUT" && c.query.partNumber !== undefined).length).toBe(3);
       reSigned();
+    } finally {
+      sdk.destroy();
+    }
+  },
+  T,
+);
+
+clientTest()(
+  "@aws-sdk/client-s3 (latest): metadata with UTF-8 bytes is verified, re-signed and stored as the bytes the client sent",
+  async () => {
+    const sdk = new S3Client({ endpoint: env.endpoint, region: "us-east-1", forcePathStyle: true, credentials: WRITER, maxAttempts: 1 });
+    // The SDK signs the headers' UTF-8 bytes and sends those bytes; a listener hands each byte
+    // over as one Latin-1 character, so the same bytes read back as this string.
+    const bytes = (text: string) => Buffer.from(text, "utf8").toString("latin1");
+    try {
+      env.mark();
+      await sdk.send(new PutObjectCommand({ Bucket: "up", Key: "sdk/utf8-meta.txt", Body: "hi", Metadata: { name: "café" } }));
+      const up = env.upstreamCalls().find((c) => c.method === "PUT")!;
+      expect(up.headers["x-amz-meta-name"]).toBe(bytes("café"));
+      reSigned();
+      const head = await signedFetch(env, { method: "HEAD", path: "/up/sdk/utf8-meta.txt" });
+      expect(head.status).toBe(200);
+      expect(head.headers.get("x-amz-meta-name")).toBe(bytes("café"));
     } finally {
       sdk.destroy();
     }

@@ -18,6 +18,7 @@ import {
   signature,
   stringToSign,
   uriEncode,
+  wireValue,
   type Credentials,
 } from "../../src/s3/sigv4.ts";
 
@@ -290,6 +291,16 @@ describe("cross-check against @smithy/signature-v4 (S3 settings: uriEscapePath f
       });
     }
   }
+
+  test("a header value's bytes above 0x7F are signed as those bytes (as received: one Latin-1 character each); text above 0xFF as UTF-8", async () => {
+    // smithy hashes text as UTF-8: the reference gets the text whose UTF-8 is the wire bytes
+    const received = Buffer.from("café", "utf8").toString("latin1");
+    const ours = new S3Signer(creds, "eu-west-1", "s3", () => when).signRequest({ method: "PUT", host, path: "/my-bucket/k", payloadHash: "UNSIGNED-PAYLOAD", headers: { "x-amz-meta-name": received, "x-amz-meta-text": "日本" } });
+    const ref = await smithyHeaders(creds, when, "PUT", host, "/my-bucket/k", {}, { "x-amz-content-sha256": "UNSIGNED-PAYLOAD", "x-amz-meta-name": "café", "x-amz-meta-text": "日本" });
+    expect(ours.headers.authorization).toBe(ref.authorization);
+    expect(wireValue(received)).toBe(received);
+    expect(wireValue("日本")).toBe(Buffer.from("日本", "utf8").toString("latin1"));
+  });
 
   test("HEAD with range/if-none-match, query params with reserved chars, token", async () => {
     const query: Array<[string, string]> = [

@@ -4,7 +4,7 @@
  * No cryptography and no credentials here; verify.ts does the rest.
  */
 import { ALGORITHM, amzDate as formatAmzDate, parseAmzDate } from "../../s3/sigv4.ts";
-import type { LruMap } from "../../util/lru.ts";
+import { LruMap } from "../../util/lru.ts";
 import { s3Error, type S3Error } from "./errors.ts";
 
 export interface Scope {
@@ -102,6 +102,48 @@ export interface ParsedScope {
   signedHeaders: readonly string[];
 }
 
+/**
+ * The parsed Credential + SignedHeaders of header auth, by the Authorization value before its
+ * signature (and the region it was checked against). The last prefix seen is compared first: a
+ * client signs a run of requests with the same one, and comparing it costs no string building.
+ */
+export class AuthMemo {
+  private lastPrefix = "";
+  private lastRegion = "";
+  private last: ParsedScope | undefined;
+  readonly lru: LruMap<ParsedScope>;
+
+  constructor(maxEntries: number) {
+    this.lru = new LruMap(maxEntries);
+  }
+
+  get size(): number {
+    return this.lru.size;
+  }
+
+  /** The entry for `authorization`'s first `cut` characters, signed for `region`. */
+  get(authorization: string, cut: number, region: string): ParsedScope | undefined {
+    const last = this.last;
+    if (last !== undefined && cut === this.lastPrefix.length && region === this.lastRegion && authorization.startsWith(this.lastPrefix)) return last;
+    const prefix = authorization.slice(0, cut);
+    const hit = this.lru.get(region + " " + prefix);
+    if (hit !== undefined) this.remember(prefix, region, hit);
+    return hit;
+  }
+
+  set(authorization: string, cut: number, region: string, parsed: ParsedScope): void {
+    const prefix = authorization.slice(0, cut);
+    this.lru.set(region + " " + prefix, parsed);
+    this.remember(prefix, region, parsed);
+  }
+
+  private remember(prefix: string, region: string, parsed: ParsedScope): void {
+    this.lastPrefix = prefix;
+    this.lastRegion = region;
+    this.last = parsed;
+  }
+}
+
 const SDK_SIGNATURE = ", Signature=";
 const SIGNATURE_VALUE = /^[^\s,=]+$/;
 
@@ -113,11 +155,11 @@ const SIGNATURE_VALUE = /^[^\s,=]+$/;
  * ", Signature=" is parsed and validated once and looked up afterwards. Only a prefix that parsed
  * without error on the fast path is remembered, so a hit answers exactly as a parse would.
  */
-export function parseHeaderAuth(authorization: string, headers: Headers, region: string, memo?: LruMap<ParsedScope>): AuthParams | S3Error {
+export function parseHeaderAuth(authorization: string, headers: Headers, region: string, memo?: AuthMemo): AuthParams | S3Error {
   let cut = -1;
   if (memo !== undefined) {
     cut = authorization.lastIndexOf(SDK_SIGNATURE);
-    const hit = cut > 0 ? memo.get(region + " " + authorization.slice(0, cut)) : undefined;
+    const hit = cut > 0 ? memo.get(authorization, cut, region) : undefined;
     if (hit !== undefined) {
       const signature = authorization.slice(cut + SDK_SIGNATURE.length);
       if (SIGNATURE_VALUE.test(signature)) return withRequestTime(hit.scope, hit.signedHeaders as string[], signature, headers);
@@ -157,7 +199,7 @@ export function parseHeaderAuth(authorization: string, headers: Headers, region:
   const scopeProblem = checkScope(scope, region, malformed);
   if (scopeProblem) return scopeProblem;
   if (memo !== undefined && m !== null && cut > 0) {
-    memo.set(region + " " + authorization.slice(0, cut), { scope, signedHeaders: Object.freeze(signedHeaders.slice().sort()) });
+    memo.set(authorization, cut, region, { scope, signedHeaders: Object.freeze(signedHeaders.slice().sort()) });
   }
   return withRequestTime(scope, signedHeaders, signature, headers);
 }
@@ -166,7 +208,7 @@ export function parseHeaderAuth(authorization: string, headers: Headers, region:
 function withRequestTime(scope: Scope, signedHeaders: string[], signature: string, headers: Headers): AuthParams | S3Error {
   const time = requestTime(headers);
   if (time === undefined) return s3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header");
-  if (scope.date !== time.amzDate.slice(0, 8)) return malformed("Invalid credential date. Date is not the same as X-Amz-Date.");
+  if (!time.amzDate.startsWith(scope.date)) return malformed("Invalid credential date. Date is not the same as X-Amz-Date.");
   return { presigned: false, scope, signedHeaders, signature, amzDate: time.amzDate, dateMs: time.dateMs };
 }
 

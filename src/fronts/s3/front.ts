@@ -43,7 +43,8 @@ import type { PayloadInfo } from "./upload-body.ts";
 import { ACTION_OF, address, bucketFromHost, hasDotSegment, MAX_KEY_BYTES, operationOf, type S3Operation } from "./route.ts";
 import { stsError, stsErrorResponse } from "./sts-api.ts";
 import { assumeRoleWithWebIdentity } from "./sts-endpoint.ts";
-import { decodeComponent } from "./uri.ts";
+import { decodeComponent, NO_PARAMETERS } from "./uri.ts";
+import { isS3Error } from "./auth-params.ts";
 import { UNSIGNED_PAYLOAD, verifySigV4 } from "./verify.ts";
 
 /** What the S3 front learns about a request, beside the shared context. */
@@ -81,7 +82,7 @@ export function s3Parse(ctx: RequestContext): undefined {
   if (decoded === undefined) return fail(s3Error("InvalidURI"));
   ctx.path = decoded;
   const req = ctx.req;
-  const a = address(decoded, bucketFromHost(req.headers.get("host"), api.domain));
+  const a = address(decoded, api.domain === undefined ? undefined : bucketFromHost(req.headers.get("host"), api.domain));
 
   // STS first: its requests are unsigned (the web identity token is the credential).
   if (ctx.method === "POST" && a.bucket === "") {
@@ -103,13 +104,14 @@ export function s3Parse(ctx: RequestContext): undefined {
   }
   let principal: S3Principal | undefined;
   let payload: PayloadInfo = ANONYMOUS_PAYLOAD;
+  const bodied = hasBody(req.headers);
   if (v.kind === "ok") {
     principal = v.principal;
     metrics.auth("success");
     ctx.subject = principal.identity;
     ctx.claims = principal.claims;
     // The signed payload of a bodiless request must be the empty one.
-    if (v.mode === "sha256" && v.payloadHash !== EMPTY_SHA256 && !hasBody(req.headers)) {
+    if (v.mode === "sha256" && v.payloadHash !== EMPTY_SHA256 && !bodied) {
       return fail(s3Error("XAmzContentSHA256Mismatch", undefined, { ClientComputedContentSHA256: v.payloadHash, S3ComputedContentSHA256: EMPTY_SHA256 }));
     }
     payload = { mode: v.mode, hash: v.payloadHash };
@@ -119,9 +121,9 @@ export function s3Parse(ctx: RequestContext): undefined {
     }
   }
 
-  const op = operationOf(ctx.method, a, v.query, req.headers.has("x-amz-copy-source"));
+  const op = operationOf(ctx.method, a, v.query, ctx.method === "PUT" && req.headers.has("x-amz-copy-source"));
   if (typeof op !== "string") return fail(op);
-  if ((ctx.method === "GET" || ctx.method === "HEAD") && hasBody(req.headers)) return fail(s3Error("UnexpectedContent"));
+  if ((ctx.method === "GET" || ctx.method === "HEAD") && bodied) return fail(s3Error("UnexpectedContent"));
   ctx.action = ACTION_OF[op];
   if (op === "GetObjectAttributes" && v.query.some(([k]) => k === "versionId")) ctx.action = "s3:GetObjectVersionAttributes";
 
@@ -133,15 +135,16 @@ export function s3Parse(ctx: RequestContext): undefined {
     ctx.bucket = bucket;
     ctx.bucketName = bucket.name;
     if (a.key !== "") {
-      if (Buffer.byteLength(a.key) > MAX_KEY_BYTES) return fail(s3Error("KeyTooLongError", undefined, { Size: String(Buffer.byteLength(a.key)), MaxSizeAllowed: String(MAX_KEY_BYTES) }));
+      // (a UTF-16 unit is at most 3 UTF-8 bytes: only a long key needs counting)
+      if (a.key.length * 3 > MAX_KEY_BYTES && Buffer.byteLength(a.key) > MAX_KEY_BYTES) return fail(s3Error("KeyTooLongError", undefined, { Size: String(Buffer.byteLength(a.key)), MaxSizeAllowed: String(MAX_KEY_BYTES) }));
       if (hasDotSegment(a.key)) return fail(s3Error("InvalidArgument", "Object keys with '.' or '..' path segments are not served by this proxy.", { ArgumentName: "key" }));
       ctx.key = a.key;
     }
   }
-  let overrides: ReadonlyArray<readonly [string, string]> = [];
+  let overrides: ReadonlyArray<readonly [string, string]> = NO_PARAMETERS;
   if (OBJECT_READS.has(op)) {
     const o = responseOverrides(v.query, principal !== undefined);
-    if (!Array.isArray(o)) return fail(o);
+    if (isS3Error(o)) return fail(o);
     overrides = o;
   }
   (ctx as S3RequestContext).s3 = { api, op, principal, query: v.query, overrides, payload };

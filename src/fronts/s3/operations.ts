@@ -14,6 +14,7 @@ import { errorOf, MAX_RESULT_BODY, readCapped, relayError, tryParse } from "./re
 import { callOf, partNumberOf, queryValue } from "./writes.ts";
 import { S3_FRONT_BUCKET_NAME } from "../../config/s3-api.ts";
 import { s3Error, type S3Error } from "./errors.ts";
+import { NO_PARAMETERS } from "./uri.ts";
 import { s3Fail } from "./fail.ts";
 import type { S3Identities, S3Principal } from "./identities.ts";
 import { visibleBuckets } from "./permissions.ts";
@@ -111,7 +112,7 @@ export async function relayDocument(ctx: RequestContext, res: Response, root: st
  * The response-* overrides of a GetObject/HeadObject. S3 honours them only on authenticated
  * requests; an anonymous request that sends one is refused (InvalidRequest), as S3 does.
  */
-export function responseOverrides(query: ReadonlyArray<readonly [string, string]>, signed: boolean): Array<[string, string]> | S3Error {
+export function responseOverrides(query: ReadonlyArray<readonly [string, string]>, signed: boolean): ReadonlyArray<readonly [string, string]> | S3Error {
   let out: Array<[string, string]> | undefined;
   for (const [k, v] of query) {
     const header = OVERRIDES[k];
@@ -120,7 +121,7 @@ export function responseOverrides(query: ReadonlyArray<readonly [string, string]
     if (!HEADER_VALUE.test(v)) return s3Error("InvalidArgument", `${k} is not a valid header value`, { ArgumentName: k });
     (out ??= []).push([header, v]);
   }
-  return out ?? [];
+  return out ?? NO_PARAMETERS;
 }
 
 function applyOverrides(res: Response, overrides: ReadonlyArray<readonly [string, string]>): Response {

@@ -120,8 +120,14 @@ export function address(decodedPath: string, hostBucket: string | undefined): Ad
 
 /** True when the key has a "." or ".." segment: refused, as on the plain front (see README). */
 export function hasDotSegment(key: string): boolean {
-  if (key.indexOf(".") < 0) return false;
-  for (const seg of key.split("/")) if (seg === "." || seg === "..") return true;
+  // Every "." that starts a segment (at 0 or after "/") and is followed by "/" or the end,
+  // directly or after a second "." (no split: most keys have a dot, few a dot segment).
+  for (let i = key.indexOf("."); i >= 0; i = key.indexOf(".", i + 1)) {
+    if (i > 0 && key.charCodeAt(i - 1) !== 47) continue;
+    let end = i + 1;
+    if (key.charCodeAt(end) === 46) end++;
+    if (end === key.length || key.charCodeAt(end) === 47) return true;
+  }
   return false;
 }
 

@@ -10,9 +10,12 @@
  */
 import { deriveSigningKey } from "../../s3/sigv4.ts";
 import { LruMap } from "../../util/lru.ts";
-import type { ParsedScope } from "./auth-params.ts";
+import { AuthMemo } from "./auth-params.ts";
 
 interface Entry {
+  accessKeyId: string;
+  day: string;
+  region: string;
   secret: string;
   key: Uint8Array;
   keyed: Bun.CryptoHasher;
@@ -21,12 +24,13 @@ interface Entry {
 export class SigningKeyCache {
   private readonly lru: LruMap<Entry>;
   private derived = 0;
+  private last: Entry | undefined;
   /** Parsed Credential + SignedHeaders of header auth, by the Authorization value before its signature (auth-params.ts). */
-  readonly authMemo: LruMap<ParsedScope>;
+  readonly authMemo: AuthMemo;
 
   constructor(readonly maxEntries = 1024) {
     this.lru = new LruMap(maxEntries);
-    this.authMemo = new LruMap(maxEntries);
+    this.authMemo = new AuthMemo(maxEntries);
   }
 
   /** How many keys were derived (misses), for tests and metrics. */
@@ -40,13 +44,16 @@ export class SigningKeyCache {
 
   /** The signing key and a keyed HMAC-SHA256 hasher for it (call `.copy()` before use). */
   get(accessKeyId: string, secret: string, yyyymmdd: string, region: string): { key: Uint8Array; keyed: Bun.CryptoHasher } {
+    // A run of requests from one client: the last entry, compared field by field (no key string).
+    const last = this.last;
+    if (last !== undefined && last.secret === secret && last.accessKeyId === accessKeyId && last.day === yyyymmdd && last.region === region) return last;
     const id = accessKeyId + "\n" + yyyymmdd + "\n" + region;
     const hit = this.lru.get(id);
-    if (hit !== undefined && hit.secret === secret) return hit;
-    const entry = derive(secret, yyyymmdd, region);
+    if (hit !== undefined && hit.secret === secret) return (this.last = hit);
+    const entry = derive(accessKeyId, secret, yyyymmdd, region);
     this.derived++;
     this.lru.set(id, entry);
-    return entry;
+    return (this.last = entry);
   }
 }
 
@@ -58,10 +65,10 @@ export function signingKeyFor(
   yyyymmdd: string,
   region: string,
 ): { key: Uint8Array; keyed: Bun.CryptoHasher } {
-  return cache ? cache.get(accessKeyId, secret, yyyymmdd, region) : derive(secret, yyyymmdd, region);
+  return cache ? cache.get(accessKeyId, secret, yyyymmdd, region) : derive(accessKeyId, secret, yyyymmdd, region);
 }
 
-function derive(secret: string, yyyymmdd: string, region: string): Entry {
+function derive(accessKeyId: string, secret: string, yyyymmdd: string, region: string): Entry {
   const key = deriveSigningKey(secret, yyyymmdd, region, "s3");
-  return { secret, key, keyed: new Bun.CryptoHasher("sha256", key) };
+  return { accessKeyId, day: yyyymmdd, region, secret, key, keyed: new Bun.CryptoHasher("sha256", key) };
 }

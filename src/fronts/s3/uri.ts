@@ -19,14 +19,17 @@ export function decodeComponent(s: string): string | undefined {
   }
 }
 
+/** The query of most requests: none (shared, frozen). */
+export const NO_PARAMETERS: ReadonlyArray<readonly [string, string]> = Object.freeze([]);
+
 /**
  * Decoded query parameters in order, repeats kept (`?a&b=` gives ["a", ""], ["b", ""]).
  * Undefined when a name or value cannot be decoded (S3: 400 InvalidURI).
  */
-export function parseRawQuery(rawQuery: string): Array<[string, string]> | undefined {
+export function parseRawQuery(rawQuery: string): ReadonlyArray<readonly [string, string]> | undefined {
+  if (rawQuery === "" || rawQuery === "?") return NO_PARAMETERS;
   const q = rawQuery.charCodeAt(0) === 0x3f ? rawQuery.slice(1) : rawQuery; // tolerate a leading "?"
   const out: Array<[string, string]> = [];
-  if (q === "") return out;
   let start = 0;
   while (start <= q.length) {
     let end = q.indexOf("&", start);

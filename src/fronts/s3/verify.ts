@@ -12,9 +12,7 @@ import {
   ALGORITHM,
   canonicalHeaderValue,
   canonicalQuery,
-  canonicalRequest,
   credentialScope,
-  sha256Hex,
   uriEncode,
 } from "../../s3/sigv4.ts";
 import { isS3Error, parseHeaderAuth, parseQueryAuth, PRESIGN_MARKERS, V2_UNSUPPORTED, SIGV4A_UNSUPPORTED, type AuthParams } from "./auth-params.ts";
@@ -87,11 +85,11 @@ export interface Verified<P> {
   /** Presigned only: the instant (ms) the URL stops being valid. */
   expiresAt?: number;
   /** The decoded query, in order (what was verified). */
-  query: Array<[string, string]>;
+  query: ReadonlyArray<readonly [string, string]>;
 }
 
 export type VerifyResult<P> =
-  | { kind: "anonymous"; query: Array<[string, string]> }
+  | { kind: "anonymous"; query: ReadonlyArray<readonly [string, string]> }
   | Verified<P>
   | ({ kind: "error"; accessKeyId?: string } & S3Error);
 
@@ -180,17 +178,18 @@ export function verifySigV4<P extends { secretAccessKey: string }>(
   if (!("secretAccessKey" in principal)) return fail(principal);
 
   const names = isSorted(params.signedHeaders) ? params.signedHeaders : params.signedHeaders.slice().sort();
-  const creq = canonicalRequestOf(input, query, names, payload.hash, params.presigned);
-  if (creq === undefined) return fail(s3Error("InvalidURI"));
+  const creqBytes = writeCanonicalRequest(input, query, names, payload.hash, params.presigned);
+  if (creqBytes < 0) return fail(s3Error("InvalidURI"));
   const scope = credentialScope(params.scope.date, opts.region, "s3");
-  const sts = ALGORITHM + "\n" + params.amzDate + "\n" + scope + "\n" + sha256Hex(creq);
   const key = signingKeyFor(opts.keyCache, akid, principal.secretAccessKey, params.scope.date, opts.region);
-  const expected = key.keyed.copy().update(sts).digest("hex");
+  const stsBytes = writeStringToSign(params.amzDate, scope, creqBytes);
+  key.keyed.copy().update(stsBytes).digest(mac);
 
-  if (!sameSignature(expected, params.signature)) {
+  if (!macMatches(params.signature)) {
+    const creq = scratch.creq.latin1Slice(0, creqBytes);
     return fail(s3Error("SignatureDoesNotMatch", undefined, {
       AWSAccessKeyId: akid,
-      StringToSign: sts,
+      StringToSign: scratch.sts.latin1Slice(0, stsBytes.byteLength),
       SignatureProvided: params.signature.slice(0, 128),
       // S3 returns the canonical request to help debug a client; the session token in it is
       // redacted so that an error body or a log line never carries a credential.
@@ -205,7 +204,8 @@ export function verifySigV4<P extends { secretAccessKey: string }>(
     payloadHash: payload.hash,
     mode: payload.mode,
     signingKey: key.key,
-    seedSignature: expected,
+    // equal to the one computed (just compared): the seed of an aws-chunked chain
+    seedSignature: params.signature,
     scope,
     amzDate: params.amzDate,
     presigned: params.presigned,
@@ -230,18 +230,122 @@ export function canonicalRequestOf(
   payloadHash: string,
   presigned: boolean,
 ): string | undefined {
+  const n = writeCanonicalRequest(input, query, signedHeaders, payloadHash, presigned);
+  return n < 0 ? undefined : scratch.creq.latin1Slice(0, n);
+}
+
+// ---------------------------------------------------------------- the signature, as bytes
+
+/**
+ * The canonical request and the string to sign are written as bytes into buffers kept for the
+ * process, and hashed from there: no string is built, flattened and encoded per request, and the
+ * signature is compared with the digest's bytes (the hex string is never made). Verification is
+ * synchronous, so one set of buffers serves every request.
+ *
+ * Bytes, as S3 hashes them: header values are taken as the listener received them (Bun.serve and
+ * node:http give each byte as one Latin-1 character), and the path and query are ASCII once
+ * URI-encoded. (Before, the text was hashed as UTF-8, so a header value with a byte above 0x7F
+ * never verified.)
+ */
+interface Latin1Buffer extends Buffer {
+  latin1Write(s: string, offset: number, length?: number): number;
+  latin1Slice(start?: number, end?: number): string;
+}
+const bufferOf = (size: number) => Buffer.allocUnsafe(size) as Latin1Buffer;
+const scratch = { creq: bufferOf(4096), sts: bufferOf(512) };
+/** The canonical request's SHA-256, then the HMAC (CryptoHasher.digest into a TypedArray wants 64 bytes). */
+const digest = new Uint8Array(32);
+const mac = new Uint8Array(64);
+const HEX = new Uint8Array(16).map((_, i) => "0123456789abcdef".charCodeAt(i));
+const NL = 0x0a;
+
+/**
+ * Writes `s` at `at` in the canonical-request buffer; the offset after it. The buffer is grown so
+ * that SLACK more bytes fit after `s`: the single bytes (":" and "\n") written between two puts.
+ */
+const SLACK = 4;
+function put(s: string, at: number): number {
+  const end = at + s.length;
+  if (end + SLACK > scratch.creq.length) {
+    const bigger = bufferOf(Math.max(end + SLACK, scratch.creq.length * 2));
+    scratch.creq.copy(bigger, 0, 0, at);
+    scratch.creq = bigger;
+  }
+  scratch.creq.latin1Write(s, at, s.length);
+  return end;
+}
+
+/** The canonical request into scratch.creq; its length, or -1 when the path cannot be decoded. */
+function writeCanonicalRequest(
+  input: VerifyInput,
+  query: ReadonlyArray<readonly [string, string]>,
+  signedHeaders: readonly string[],
+  payloadHash: string,
+  presigned: boolean,
+): number {
   const uri = canonicalUri(input.rawPath);
-  if (uri === undefined) return undefined;
+  if (uri === undefined) return -1;
   const signedQuery = presigned ? query.filter(([k]) => k !== "X-Amz-Signature") : query;
-  let block = "";
+  let n = put(input.method, 0);
+  scratch.creq[n++] = NL;
+  n = put(uri, n);
+  scratch.creq[n++] = NL;
+  if (signedQuery.length > 0) n = put(canonicalQuery(signedQuery), n);
+  scratch.creq[n++] = NL;
   // An index loop, not for-of: the memoized signed-header lists are frozen arrays, and for-of's
   // last (out-of-bounds) read on a frozen array fails the JIT's speculation on every call, so the
   // function was deoptimized and recompiled over and over (bun:jsc numberOfDFGCompiles kept rising).
   for (let i = 0; i < signedHeaders.length; i++) {
     const name = signedHeaders[i]!;
-    block += name + ":" + canonicalHeaderValue(input.headers.get(name) ?? "") + "\n";
+    n = put(name, n);
+    scratch.creq[n++] = 0x3a; // ":"
+    n = put(canonicalHeaderValue(input.headers.get(name) ?? ""), n);
+    scratch.creq[n++] = NL;
   }
-  return canonicalRequest(input.method, uri, canonicalQuery(signedQuery), block, signedHeaders.join(";"), payloadHash);
+  n = put(signedHeadersLine(signedHeaders), n);
+  return put(payloadHash, n);
+}
+
+/** "\n" + the signed header names joined with ";" + "\n"; kept for the memoized (frozen) lists. */
+const SIGNED_LINES = new WeakMap<readonly string[], string>();
+function signedHeadersLine(names: readonly string[]): string {
+  let line = SIGNED_LINES.get(names);
+  if (line === undefined) {
+    line = "\n" + names.join(";") + "\n";
+    if (Object.isFrozen(names)) SIGNED_LINES.set(names, line);
+  }
+  return line;
+}
+
+/** ALGORITHM, date, scope and the canonical request's hash (hex) into scratch.sts; the bytes written. */
+function writeStringToSign(amzDate: string, scope: string, creqBytes: number): Uint8Array {
+  Bun.SHA256.hash(scratch.creq.subarray(0, creqBytes), digest);
+  const size = ALGORITHM.length + amzDate.length + scope.length + 3 + 64;
+  if (size > scratch.sts.length) scratch.sts = bufferOf(size);
+  const b = scratch.sts;
+  let n = b.latin1Write(ALGORITHM, 0);
+  b[n++] = NL;
+  n += b.latin1Write(amzDate, n);
+  b[n++] = NL;
+  n += b.latin1Write(scope, n);
+  b[n++] = NL;
+  for (let i = 0; i < 32; i++) {
+    const x = digest[i]!;
+    b[n++] = HEX[x >> 4]!;
+    b[n++] = HEX[x & 15]!;
+  }
+  return b.subarray(0, n);
+}
+
+/** The signature provided (lowercase hex, as S3 compares it) against `mac`, in constant time in its content. */
+function macMatches(provided: string): boolean {
+  if (provided.length !== 64) return false;
+  let diff = 0;
+  for (let i = 0; i < 32; i++) {
+    const x = mac[i]!;
+    diff |= (HEX[x >> 4]! ^ provided.charCodeAt(2 * i)) | (HEX[x & 15]! ^ provided.charCodeAt(2 * i + 1));
+  }
+  return diff === 0;
 }
 
 function error(e: S3Error, accessKeyId?: string): { kind: "error"; accessKeyId?: string } & S3Error {

@@ -62,7 +62,7 @@ export class Exchange implements BodyOwner, ChunkedSink {
     readonly pool: Http1Pool,
     readonly isHead: boolean,
     /** The request head (a bytes body is `requestBody`, written with it). */
-    readonly requestHead: string,
+    readonly requestHead: string | Uint8Array,
     readonly timeoutMs: number,
     readonly connectTimeoutMs: number,
     readonly signal: AbortSignal | undefined,

@@ -101,7 +101,7 @@ export class Http1Pool {
     if (signal !== undefined && signal.aborted) return Promise.reject(signal.reason);
     if (this.closedPool) return Promise.reject(new Error("upstream connection pool is closed"));
     const body = opts.body ?? null;
-    let head: string | Error;
+    let head: string | Uint8Array | Error;
     let writer: StreamBodyWriter | null = null;
     let bytesBody: Uint8Array | null = null;
     if (body === null) {
@@ -202,7 +202,9 @@ export class Http1Pool {
       return;
     }
     // Partial write (full socket buffer): keep the unwritten tail for `drain`.
-    if (n !== head.length || n !== Buffer.byteLength(head)) {
+    if (typeof head !== "string") {
+      if (n < head.byteLength) req.pending = head.subarray(n);
+    } else if (n !== head.length || n !== Buffer.byteLength(head)) {
       const bytes = Buffer.from(head);
       if (n < bytes.length) req.pending = bytes.subarray(n);
     }
@@ -215,8 +217,8 @@ export class Http1Pool {
    * PutObject's CPU samples. socket.write copies what it takes, so only an unwritten tail is copied
    * out (into `pending`).
    */
-  private sendWithBody(conn: Conn, req: Exchange, head: string, body: Uint8Array): void {
-    const headBytes = Buffer.byteLength(head);
+  private sendWithBody(conn: Conn, req: Exchange, head: string | Uint8Array, body: Uint8Array): void {
+    const headBytes = typeof head === "string" ? Buffer.byteLength(head) : head.byteLength;
     const total = headBytes + body.byteLength;
     let out: Buffer;
     if (total <= SCRATCH_MAX) {
@@ -230,7 +232,7 @@ export class Http1Pool {
         this.onClose(conn, undefined);
         return;
       }
-      if (n === headBytes && n === head.length) {
+      if (n === headBytes) {
         const m = conn.socket!.write(body);
         if (m < 0) {
           this.onClose(conn, undefined);
@@ -240,14 +242,15 @@ export class Http1Pool {
         return;
       }
       // the head only partly written (rare): the rest of it and the body, in one buffer
-      const rest = Buffer.from(head).subarray(n);
+      const rest = (typeof head === "string" ? Buffer.from(head) : head).subarray(n);
       out = Buffer.allocUnsafe(rest.byteLength + body.byteLength);
       out.set(rest, 0);
       out.set(body, rest.byteLength);
       req.pending = out;
       return;
     }
-    out.write(head, 0);
+    if (typeof head === "string") out.write(head, 0);
+    else out.set(head, 0);
     out.set(body, headBytes);
     const n = conn.socket!.write(out.subarray(0, total));
     if (n < 0) {

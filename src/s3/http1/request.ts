@@ -1,3 +1,5 @@
+import { wireValue } from "../sigv4.ts";
+
 /**
  * Serializing the request head. Pure: it returns the head or the reason it refuses to build one.
  * Request headers may carry credentials: a refusal names the header, never its value.
@@ -6,6 +8,9 @@
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** CR, LF or NUL would end the line early: header injection. */
 export const BAD_VALUE = /[\0\r\n]/;
+/** A value that is all printable ASCII (and tab): the usual case, written as it is. */
+const ASCII_VALUE = /^[\t\x20-\x7e]*$/;
+
 /** Path: origin-form, no whitespace or control characters. */
 const BAD_PATH = /[\0-\x20\x7f]/;
 
@@ -20,17 +25,26 @@ const METHODS = new Set<string>(["GET", "HEAD", "PUT", "POST", "DELETE"]);
  * because S3 answers 411 to a PUT without it). The pool owns Host and the framing headers, so
  * the caller's Host, Content-Length and Transfer-Encoding are dropped: a body is only ever sent
  * with an exact Content-Length, never chunked. Returns an Error (not thrown: the caller turns it
- * into a rejection) on bad input.
+ * into a rejection) on bad input. A head whose header values hold bytes above 0x7F is returned as
+ * those bytes (see wireValue).
  */
-export function buildRequestHead(method: string, path: string, hostHeader: string, headers: Record<string, string>, contentLength?: number): string | Error {
+export function buildRequestHead(method: string, path: string, hostHeader: string, headers: Record<string, string>, contentLength?: number): string | Uint8Array | Error {
   if (!METHODS.has(method)) return new Error("unsupported request method");
   if (contentLength !== undefined && !(Number.isSafeInteger(contentLength) && contentLength >= 0)) return new Error("invalid request content length");
   if (path.charCodeAt(0) !== 47 || BAD_PATH.test(path)) return new Error("invalid request target");
   let head = `${method} ${path} HTTP/1.1\r\nhost: ${hostHeader}\r\n`;
+  let bytes = false;
   for (const name in headers) {
-    const value = headers[name];
+    let value = headers[name];
     if (!TOKEN.test(name)) return new Error("invalid request header name");
-    if (typeof value !== "string" || BAD_VALUE.test(value)) return new Error(`invalid value for request header ${name}`);
+    if (typeof value !== "string") return new Error(`invalid value for request header ${name}`);
+    if (!ASCII_VALUE.test(value)) {
+      if (BAD_VALUE.test(value)) return new Error(`invalid value for request header ${name}`);
+      // Bytes above 0x7F: a value the listener received goes upstream byte for byte, so
+      // `x-amz-meta-*: café` sent as UTF-8 is stored as those bytes, as S3 stores it.
+      value = wireValue(value);
+      bytes = true;
+    }
     const n = name.length;
     if (n === 4 || n === 14 || n === 17) {
       const lower = name.toLowerCase();
@@ -40,5 +54,6 @@ export function buildRequestHead(method: string, path: string, hostHeader: strin
   }
   if (contentLength !== undefined) head += `content-length: ${contentLength}\r\n`;
   else if (method === "PUT" || method === "POST") head += "content-length: 0\r\n";
-  return `${head}\r\n`;
+  // A string is written as UTF-8: a head with bytes above 0x7F goes as its Latin-1 bytes instead.
+  return bytes ? Buffer.from(`${head}\r\n`, "latin1") : `${head}\r\n`;
 }

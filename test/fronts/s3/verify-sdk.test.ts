@@ -72,6 +72,17 @@ describe("@smithy/signature-v4 header auth", () => {
     expectOk(verifySigV4({ ...req, rawPath: "/bucket/photo%20(1).png" }, lookup, opts));
   });
 
+  test("a header value with bytes above 0x7F verifies against the bytes received (S3 signs bytes, not text)", async () => {
+    // smithy signs the text's UTF-8 bytes; a listener hands each received byte over as a Latin-1 character
+    const req = await smithySigned({ method: "PUT", path: "/bucket/k", creds: CREDS, date: WHEN, body: "x", headers: { "x-amz-meta-name": "café ü" } });
+    const received = new Headers(req.headers);
+    received.set("x-amz-meta-name", Buffer.from("café ü", "utf8").toString("latin1"));
+    expectOk(verifySigV4({ ...req, headers: received }, lookup, opts));
+    // another byte there is another request
+    received.set("x-amz-meta-name", Buffer.from("cafe ü", "utf8").toString("latin1"));
+    expect(verifySigV4({ ...req, headers: received }, lookup, opts)).toMatchObject({ kind: "error", code: "SignatureDoesNotMatch" });
+  });
+
   test("PUT with a body: the signed SHA-256 is returned as the payload hash", async () => {
     const req = await smithySigned({ method: "PUT", path: "/bucket/k", creds: CREDS, date: WHEN, body: "hello" });
     const r = expectOk(verifySigV4(req, lookup, opts));

@@ -1,6 +1,7 @@
 /** The response-head parser, table-driven: framing decisions, reuse, and hostile heads. */
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { type HeadParse, MAX_HEAD, parseResponseHead, type ResponseHead } from "../../../src/s3/http1/head.ts";
+import { buildRequestHead } from "../../../src/s3/http1/request.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -133,4 +134,17 @@ describe("parseResponseHead: hostile heads are errors", () => {
       expect(parse(wire)).toEqual({ kind: "error", message });
     });
   }
+});
+
+describe("buildRequestHead: header values as bytes", () => {
+  test("ASCII heads stay strings; a value's bytes above 0x7F go out as those bytes, text above 0xFF as UTF-8; CR/LF/NUL refused", () => {
+    expect(buildRequestHead("GET", "/b/k", "h:1", { range: "bytes=0-1" })).toBe("GET /b/k HTTP/1.1\r\nhost: h:1\r\nrange: bytes=0-1\r\n\r\n");
+    const received = Buffer.from("café", "utf8").toString("latin1"); // as a listener hands it over
+    const head = buildRequestHead("PUT", "/b/k", "h:1", { "x-amz-meta-name": received, "x-amz-meta-text": "日本" }, 0);
+    expect(head).toBeInstanceOf(Uint8Array);
+    const text = Buffer.from(head as Uint8Array).toString("utf8");
+    expect(text).toContain("x-amz-meta-name: café\r\n");
+    expect(text).toContain("x-amz-meta-text: 日本\r\n");
+    for (const bad of ["a\rb", "a\nb", "a\0b", "é\r\n"]) expect(buildRequestHead("GET", "/b/k", "h:1", { "x-amz-meta-x": bad })).toBeInstanceOf(Error);
+  });
 });
