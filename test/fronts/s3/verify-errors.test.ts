@@ -117,6 +117,20 @@ describe("which headers are signed", () => {
     if (r.kind === "error") expect(r.details).toEqual({ HeadersNotSigned: "x-amz-acl" });
   });
 
+  test("an unsigned x-amz-* header beside common unsigned ones (User-Agent, Accept, …) is still found; those alone pass", async () => {
+    let req = await signed();
+    for (const [k, v] of [["user-agent", "aws-cli/2"], ["accept", "*/*"], ["accept-encoding", "identity"], ["x-amzn-trace-id", "Root=1-x"]]) req = withHeader(req, k!, v!);
+    expect(verify(req).kind).toBe("ok");
+    const r = verify(withHeader(req, "x-amz-acl", "public-read"));
+    expect(r).toMatchObject(err("AccessDenied", 403));
+    if (r.kind === "error") expect(r.details).toEqual({ HeadersNotSigned: "x-amz-acl" });
+    // an uncommon unsigned header beside it: every name is looked at
+    const r2 = verify(withHeader(withHeader(req, "x-custom", "1"), "x-amz-meta-a", "1"));
+    if (r2.kind === "error") expect(r2.details).toEqual({ HeadersNotSigned: "x-amz-meta-a" });
+    expect(r2.kind).toBe("error");
+    expect(verify(withHeader(req, "x-custom", "1")).kind).toBe("ok");
+  });
+
   test("host not signed → 403 AccessDenied", async () => {
     const req = await signed();
     const auth = req.headers.get("authorization")!.replace("SignedHeaders=host;", "SignedHeaders=");
