@@ -58,6 +58,9 @@ describe("credentials and signature", () => {
     expect(r.details!.AWSAccessKeyId).toBe(CREDS.accessKeyId);
     expect(r.details!.StringToSign).toStartWith("AWS4-HMAC-SHA256\n20240601T120000Z\n20240601/us-east-1/s3/aws4_request\n");
     expect(r.details!.CanonicalRequest).toStartWith("GET\n/bucket/key\n\nhost:");
+    // the string to sign names the hash of the canonical request shown
+    expect(r.details!.StringToSign.split("\n")[3]).toBe(new Bun.CryptoHasher("sha256").update(r.details!.CanonicalRequest!, "latin1").digest("hex"));
+    expect(r.details!.CanonicalRequest).toEndWith("\nhost;x-amz-content-sha256;x-amz-date\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     expect(JSON.stringify(r)).not.toContain(CREDS.secretAccessKey);
   });
 
