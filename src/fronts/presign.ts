@@ -194,7 +194,12 @@ export function servePresign(ctx: RequestContext): Response {
   const signedAt = Math.floor(now / 1000) * 1000;
   const session = issueSession({ sessionKey: api.sts!.sessionKey, subject: sub, claims, expiresAt: signedAt + seconds * 1000, now });
   if (session.kind !== "ok") throw bad(`A session cannot be made for this token: ${session.message}`);
-  const expiresAt = new Date(signedAt + seconds * 1000).toISOString();
+  const expiresAtMs = signedAt + seconds * 1000;
+  const answer = (url: string, method: string, rest: Record<string, unknown>): Response => {
+    const body = JSON.stringify({ url, method, expires_at: new Date(expiresAtMs).toISOString(), ...rest });
+    ctx.bytes = Buffer.byteLength(body);
+    return new Response(body, { status: 200, headers: { "content-type": "application/json", "cache-control": "no-store" } });
+  };
   const base: PresignBase = {
     origin: publicOrigin(ctx),
     bucket: ctx.bucketName,
@@ -207,15 +212,11 @@ export function servePresign(ctx: RequestContext): Response {
     contentType: p.contentType,
   };
   if (p.method === "POST") {
-    const post = presignPost({ ...base, expiresAt: signedAt + seconds * 1000, maxSize: p.maxSize ?? MAX_POST_SIZE });
-    const body = JSON.stringify({ url: post.url, method: "POST", expires_at: expiresAt, fields: post.fields });
-    ctx.bytes = Buffer.byteLength(body);
-    return new Response(body, { status: 200, headers: { "content-type": "application/json", "cache-control": "no-store" } });
+    const post = presignPost({ ...base, expiresAt: expiresAtMs, maxSize: p.maxSize ?? MAX_POST_SIZE });
+    return answer(post.url, "POST", { fields: post.fields });
   }
   const url = presignUrl({ ...base, method: p.method, expires: seconds });
   const headers: Record<string, string> = {};
   if (p.contentType !== undefined) headers["content-type"] = p.contentType;
-  const body = JSON.stringify({ url, method: p.method, expires_at: expiresAt, headers });
-  ctx.bytes = Buffer.byteLength(body);
-  return new Response(body, { status: 200, headers: { "content-type": "application/json", "cache-control": "no-store" } });
+  return answer(url, p.method, { headers });
 }

@@ -234,8 +234,12 @@ export function signature(signingKey: Uint8Array, stringToSignText: string): str
 
 // ---------------------------------------------------------------- signer
 
-/** Printable ASCII and tab: a header value whose characters are its bytes in any encoding. */
 const ASCII = /^[\t\x20-\x7e]*$/;
+
+/** Printable ASCII and tab only: a header value whose characters are its bytes in any encoding (the usual case). */
+export function isAsciiHeaderValue(value: string): boolean {
+  return ASCII.test(value);
+}
 
 /**
  * A header value as wire bytes, one Latin-1 character per byte: as received by a listener already;
@@ -352,7 +356,7 @@ export class S3Signer {
           const lower = name.toLowerCase();
           if (RESERVED.has(lower)) continue;
           const value = extra[name];
-          if (ASCII.test(value)) h[lower] = value;
+          if (isAsciiHeaderValue(value)) h[lower] = value;
           else {
             h[lower] = wireValue(value);
             bytes = true;

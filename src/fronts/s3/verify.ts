@@ -179,7 +179,7 @@ export function verifySigV4<P extends { secretAccessKey: string }>(
   if (principal === undefined) return fail(s3Error("InvalidAccessKeyId", undefined, { AWSAccessKeyId: akid }));
   if (!("secretAccessKey" in principal)) return fail(principal);
 
-  const creqBytes = writeCanonicalRequest(input, query, names, payload.hash, params.presigned, true);
+  const creqBytes = writeCanonicalRequest(input, query, names, payload.hash, params.presigned);
   if (creqBytes < 0) return fail(s3Error("InvalidURI"));
   const scope = credentialScope(params.scope.date, opts.region, "s3");
   const key = signingKeyFor(opts.keyCache, akid, principal.secretAccessKey, params.scope.date, opts.region);
@@ -231,6 +231,7 @@ export function canonicalRequestOf(
   payloadHash: string,
   presigned: boolean,
 ): string | undefined {
+  readSignedValues(input.headers, signedHeaders);
   const n = writeCanonicalRequest(input, query, signedHeaders, payloadHash, presigned);
   return n < 0 ? undefined : scratch.creq.latin1Slice(0, n);
 }
@@ -276,17 +277,14 @@ function put(s: string, at: number): number {
   return end;
 }
 
-/** The canonical request into scratch.creq; its length, or -1 when the path cannot be decoded. */
+/** The canonical request into scratch.creq (the signed values read by readSignedValues); its length, or -1 when the path cannot be decoded. */
 function writeCanonicalRequest(
   input: VerifyInput,
   query: ReadonlyArray<readonly [string, string]>,
   signedHeaders: readonly string[],
   payloadHash: string,
   presigned: boolean,
-  /** The values are in `signedValues` already (readSignedValues). */
-  valuesRead = false,
 ): number {
-  if (!valuesRead) readSignedValues(input.headers, signedHeaders);
   const uri = canonicalUri(input.rawPath);
   if (uri === undefined) return -1;
   const signedQuery = presigned ? query.filter(([k]) => k !== "X-Amz-Signature") : query;

@@ -1,4 +1,4 @@
-import { wireValue } from "../sigv4.ts";
+import { isAsciiHeaderValue, wireValue } from "../sigv4.ts";
 
 /**
  * Serializing the request head. Pure: it returns the head or the reason it refuses to build one.
@@ -8,8 +8,6 @@ import { wireValue } from "../sigv4.ts";
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** CR, LF or NUL would end the line early: header injection. */
 export const BAD_VALUE = /[\0\r\n]/;
-/** A value that is all printable ASCII (and tab): the usual case, written as it is. */
-const ASCII_VALUE = /^[\t\x20-\x7e]*$/;
 
 /** Path: origin-form, no whitespace or control characters. */
 const BAD_PATH = /[\0-\x20\x7f]/;
@@ -38,7 +36,7 @@ export function buildRequestHead(method: string, path: string, hostHeader: strin
     let value = headers[name];
     if (!TOKEN.test(name)) return new Error("invalid request header name");
     if (typeof value !== "string") return new Error(`invalid value for request header ${name}`);
-    if (!ASCII_VALUE.test(value)) {
+    if (!isAsciiHeaderValue(value)) {
       if (BAD_VALUE.test(value)) return new Error(`invalid value for request header ${name}`);
       // Bytes above 0x7F: a value the listener received goes upstream byte for byte, so
       // `x-amz-meta-*: café` sent as UTF-8 is stored as those bytes, as S3 stores it.
