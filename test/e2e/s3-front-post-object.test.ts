@@ -214,7 +214,9 @@ test("a client that goes away after a part went up: the multipart upload is abor
   const socket = await Bun.connect({ hostname: "127.0.0.1", port: env.port, socket: { data() {}, drain: () => drained() } });
   socket.write(`POST /up HTTP/1.1\r\nHost: 127.0.0.1:${env.port}\r\nContent-Type: multipart/form-data; boundary=${boundary}\r\nContent-Length: ${head.length + 20 * MiB}\r\n\r\n${head}`);
   let at = 0;
-  const partUp = env.s3.waitForRequest((r) => r.method === "PUT" && r.query.uploadId !== undefined && r.status === 200, 30_000);
+  // (this upload's requests: the fixture's log also holds the earlier tests')
+  const ours = (r: { pathname: string }) => r.pathname.endsWith("/cut/away.bin");
+  const partUp = env.s3.waitForRequest((r) => ours(r) && r.method === "PUT" && r.query.uploadId !== undefined && r.status === 200, 30_000);
   while (at < sent.length) {
     const chunk = sent.subarray(at, at + 256 * 1024);
     const wait = new Promise<void>((resolve) => (drained = resolve));
@@ -224,10 +226,12 @@ test("a client that goes away after a part went up: the multipart upload is abor
   }
   await partUp;
   socket.end();
-  const aborted = await env.s3.waitForRequest((r) => r.method === "DELETE" && r.query.uploadId !== undefined && r.status !== 0, 30_000);
+  const aborted = await env.s3.waitForRequest((r) => ours(r) && r.method === "DELETE" && r.query.uploadId !== undefined && r.status !== 0, 30_000);
   expect(aborted.status).toBe(204);
   expect(await env.s3.exists("up", "cut/away.bin")).toBe(false);
   expect(env.s3.multipartUploads().filter((u) => u.key === "cut/away.bin")).toEqual([]);
+  // its part buffers went back to the process's budget before the abort
+  expect(env.app.formBuffers.reserved).toBe(0);
 });
 
 test("form uploads share the process's buffer budget (s3_api.form_upload_buffer_mib): one that would exceed it is 503 SlowDown with Retry-After, nothing stored; the budget is whole again after", async () => {
