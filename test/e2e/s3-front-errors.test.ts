@@ -35,11 +35,24 @@ async function signed(r: Req) {
 }
 
 /** A request written byte for byte on a socket (fetch would resolve dot segments, and sends no GET body). */
-function rawExchange(head: string, body = ""): Promise<string> {
+/**
+ * One request on its own connection; the raw answer. `close: false` sends no `Connection: close`
+ * (a header the test may need absent) and ends once the answer's Content-Length bytes are in.
+ */
+function rawExchange(head: string, body = "", close = true): Promise<string> {
   return new Promise<string>((resolve, reject) => {
     const chunks: Buffer[] = [];
-    const sock = connect(env.port, "127.0.0.1", () => sock.write(`${head}\r\nconnection: close\r\n\r\n${body}`));
-    sock.on("data", (d: Buffer) => chunks.push(d));
+    const sock = connect(env.port, "127.0.0.1", () => sock.write(`${head}\r\n${close ? "connection: close\r\n" : ""}\r\n${body}`));
+    const whole = () => {
+      const text = Buffer.concat(chunks).toString();
+      const end = text.indexOf("\r\n\r\n");
+      const length = /\r\ncontent-length: (\d+)/i.exec(text.slice(0, end));
+      return end >= 0 && length !== null && Buffer.byteLength(text.slice(end + 4)) >= Number(length[1]);
+    };
+    sock.on("data", (d: Buffer) => {
+      chunks.push(d);
+      if (!close && whole()) sock.destroy();
+    });
     sock.on("error", reject);
     sock.on("close", () => resolve(Buffer.concat(chunks).toString()));
   });
@@ -220,6 +233,17 @@ describe("requests S3 refuses before any permission check", () => {
     env.mark();
     const v = await smithySigned({ creds: APP, date: new Date(), path: "/data/hello.txt", host: `127.0.0.1:${env.port}` });
     const raw = await rawExchange([`GET /data/hello.txt HTTP/1.1`, ...[...v.headers].map(([k, val]) => `${k}: ${val}`), "content-length: 5"].join("\r\n"), "hello");
+    expect(raw).toStartWith("HTTP/1.1 400");
+    expect(raw).toContain("<Code>UnexpectedContent</Code>");
+    expect(env.upstreamCalls()).toEqual([]);
+  });
+
+  test("a GET whose Content-Length is signed too (every header signed) → 400 UnexpectedContent", async () => {
+    env.mark();
+    const v = await smithySigned({ creds: APP, date: new Date(), path: "/data/hello.txt", host: `127.0.0.1:${env.port}`, headers: { "content-length": "5" } });
+    expect(v.headers.get("authorization")).toContain("content-length");
+    // (no Connection header: every header of the request is a signed one)
+    const raw = await rawExchange([`GET /data/hello.txt HTTP/1.1`, ...[...v.headers].map(([k, val]) => `${k}: ${val}`)].join("\r\n"), "hello", false);
     expect(raw).toStartWith("HTTP/1.1 400");
     expect(raw).toContain("<Code>UnexpectedContent</Code>");
     expect(env.upstreamCalls()).toEqual([]);

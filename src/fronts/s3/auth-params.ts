@@ -27,6 +27,8 @@ export interface AuthParams {
   dateMs: number;
   /** Presigned only: X-Amz-Expires in seconds. */
   expires?: number;
+  /** Header auth parsed through the memo: `signedHeaders` is sorted, and this is its line of the canonical request (signedHeadersLine). */
+  signedLine?: string;
 }
 
 export const ECDSA_ALGORITHM = "AWS4-ECDSA-P256-SHA256";
@@ -83,23 +85,18 @@ export function parseHttpDate(value: string): number | undefined {
   return Number.isFinite(ms) && new Date(ms).getUTCDate() === +m[1] ? ms : undefined;
 }
 
-/** The request time of header auth: x-amz-date, else the Date header (both must be valid). */
-function requestTime(headers: Headers): { amzDate: string; dateMs: number } | undefined {
-  const x = headers.get("x-amz-date");
-  if (x !== null) {
-    const ms = parseAmzDate(x);
-    return ms === undefined ? undefined : { amzDate: x, dateMs: ms };
-  }
-  const d = headers.get("date");
-  const ms = d === null ? undefined : parseHttpDate(d);
-  if (ms === undefined) return undefined;
-  return { amzDate: formatAmzDate(new Date(ms)), dateMs: ms };
-}
+/** Where header values are read from: a request's Headers, or a view that reads each name once (verify.ts). */
+export type HeaderSource = Pick<Headers, "get">;
 
-/** A valid Credential + SignedHeaders pair, as parsed once (the signed names sorted, frozen). */
+/**
+ * A valid Credential + SignedHeaders pair, as parsed once: the signed names sorted, and their line
+ * of the canonical request. Shared by every request that hits the memo, so never mutated (and not
+ * frozen: element reads and `includes` on a frozen array take JavaScriptCore's slow path).
+ */
 export interface ParsedScope {
   scope: Scope;
   signedHeaders: readonly string[];
+  signedLine: string;
 }
 
 /**
@@ -155,14 +152,14 @@ const SIGNATURE_VALUE = /^[^\s,=]+$/;
  * ", Signature=" is parsed and validated once and looked up afterwards. Only a prefix that parsed
  * without error on the fast path is remembered, so a hit answers exactly as a parse would.
  */
-export function parseHeaderAuth(authorization: string, headers: Headers, region: string, memo?: AuthMemo): AuthParams | S3Error {
+export function parseHeaderAuth(authorization: string, headers: HeaderSource, region: string, memo?: AuthMemo): AuthParams | S3Error {
   let cut = -1;
   if (memo !== undefined) {
     cut = authorization.lastIndexOf(SDK_SIGNATURE);
     const hit = cut > 0 ? memo.get(authorization, cut, region) : undefined;
     if (hit !== undefined) {
       const signature = authorization.slice(cut + SDK_SIGNATURE.length);
-      if (SIGNATURE_VALUE.test(signature)) return withRequestTime(hit.scope, hit.signedHeaders as string[], signature, headers);
+      if (SIGNATURE_VALUE.test(signature)) return withRequestTime(hit, signature, headers);
     }
   }
   const sp = authorization.indexOf(" ");
@@ -199,17 +196,36 @@ export function parseHeaderAuth(authorization: string, headers: Headers, region:
   const scopeProblem = checkScope(scope, region, malformed);
   if (scopeProblem) return scopeProblem;
   if (memo !== undefined && m !== null && cut > 0) {
-    memo.set(authorization, cut, region, { scope, signedHeaders: Object.freeze(signedHeaders.slice().sort()) });
+    const sorted = signedHeaders.slice().sort();
+    const parsed: ParsedScope = { scope, signedHeaders: sorted, signedLine: signedHeadersLine(sorted) };
+    memo.set(authorization, cut, region, parsed);
+    return withRequestTime(parsed, signature, headers);
   }
-  return withRequestTime(scope, signedHeaders, signature, headers);
+  return withRequestTime({ scope, signedHeaders }, signature, headers);
+}
+
+/** The line of the canonical request that lists the signed headers (sorted): "\n" + "a;b;c" + "\n". */
+export function signedHeadersLine(sorted: readonly string[]): string {
+  return "\n" + sorted.join(";") + "\n";
 }
 
 /** The time part of header auth, which changes with every request. */
-function withRequestTime(scope: Scope, signedHeaders: string[], signature: string, headers: Headers): AuthParams | S3Error {
-  const time = requestTime(headers);
-  if (time === undefined) return s3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header");
-  if (!time.amzDate.startsWith(scope.date)) return malformed("Invalid credential date. Date is not the same as X-Amz-Date.");
-  return { presigned: false, scope, signedHeaders, signature, amzDate: time.amzDate, dateMs: time.dateMs };
+function withRequestTime(parsed: Omit<ParsedScope, "signedLine"> & { signedLine?: string }, signature: string, headers: HeaderSource): AuthParams | S3Error {
+  const scope = parsed.scope;
+  // The request time: x-amz-date, else the Date header (both must be valid).
+  let amzDate = headers.get("x-amz-date");
+  let dateMs: number | undefined;
+  if (amzDate !== null) dateMs = parseAmzDate(amzDate);
+  else {
+    const d = headers.get("date");
+    dateMs = d === null ? undefined : parseHttpDate(d);
+    if (dateMs !== undefined) amzDate = formatAmzDate(new Date(dateMs));
+  }
+  if (dateMs === undefined || amzDate === null) return s3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header");
+  if (!amzDate.startsWith(scope.date)) return malformed("Invalid credential date. Date is not the same as X-Amz-Date.");
+  const params: AuthParams = { presigned: false, scope, signedHeaders: parsed.signedHeaders as string[], signature, amzDate, dateMs };
+  if (parsed.signedLine !== undefined) params.signedLine = parsed.signedLine;
+  return params;
 }
 
 /** The value of a query parameter that must appear at most once. */

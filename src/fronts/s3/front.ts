@@ -68,10 +68,16 @@ const fail = (e: S3Error): never => {
   throw s3Fail(e);
 };
 
-/** A GET/HEAD carrying a body (S3 refuses content on these operations). */
+/** A request carrying a body (S3 refuses content on GET and HEAD). */
 function hasBody(h: Headers): boolean {
   const len = h.get("content-length");
   return (len !== null && len.trim() !== "0") || h.get("transfer-encoding") !== null;
+}
+
+/** The same, for a verified request: when every header present is signed, no lookup is needed unless a body header is among them. */
+function verifiedHasBody(v: { allSigned: boolean; signedHeaders: readonly string[] }, h: Headers): boolean {
+  if (v.allSigned && !v.signedHeaders.includes("content-length") && !v.signedHeaders.includes("transfer-encoding")) return false;
+  return hasBody(h);
 }
 
 /** Phase: address, SigV4 identity, operation, bucket and key. Synchronous. */
@@ -104,7 +110,7 @@ export function s3Parse(ctx: RequestContext): undefined {
   }
   let principal: S3Principal | undefined;
   let payload: PayloadInfo = ANONYMOUS_PAYLOAD;
-  const bodied = hasBody(req.headers);
+  const bodied = v.kind === "ok" ? verifiedHasBody(v, req.headers) : hasBody(req.headers);
   if (v.kind === "ok") {
     principal = v.principal;
     metrics.auth("success");
@@ -114,7 +120,7 @@ export function s3Parse(ctx: RequestContext): undefined {
     if (v.mode === "sha256" && v.payloadHash !== EMPTY_SHA256 && !bodied) {
       return fail(s3Error("XAmzContentSHA256Mismatch", undefined, { ClientComputedContentSHA256: v.payloadHash, S3ComputedContentSHA256: EMPTY_SHA256 }));
     }
-    payload = { mode: v.mode, hash: v.payloadHash };
+    payload = v.payload;
     // The seed of the chunk-signature chain (the two signed aws-chunked modes).
     if (v.mode === "streaming" || v.mode === "streaming-trailer") {
       payload.signing = { signingKey: v.signingKey, amzDate: v.amzDate, scope: v.scope, seedSignature: v.seedSignature };

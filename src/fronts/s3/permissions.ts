@@ -81,7 +81,9 @@ export function mayAccess(rt: Runtime, principal: S3Principal | undefined, bucke
   const grant = principal.grants.get(bucket.name);
   if (grant === undefined) return false;
   const needed = permissionsFor(action);
-  return needed === undefined || needed.some((p) => grant.has(p));
+  if (needed === undefined) return true;
+  for (let i = 0; i < needed.length; i++) if (grant.has(needed[i]!)) return true;
+  return false;
 }
 
 /** The buckets ListBuckets shows: those the principal may at least see, in config order. */

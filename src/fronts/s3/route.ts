@@ -112,10 +112,10 @@ export function bucketFromHost(host: string | null, domain: string | undefined):
 
 /** Bucket and key from the decoded path ("/bucket/key" path-style; "/key" virtual-hosted). */
 export function address(decodedPath: string, hostBucket: string | undefined): Addressed {
-  const path = decodedPath.charCodeAt(0) === 47 ? decodedPath.slice(1) : decodedPath;
-  if (hostBucket !== undefined) return { bucket: hostBucket, key: path };
-  const slash = path.indexOf("/");
-  return slash < 0 ? { bucket: path, key: "" } : { bucket: path.slice(0, slash), key: path.slice(slash + 1) };
+  const from = decodedPath.charCodeAt(0) === 47 ? 1 : 0;
+  if (hostBucket !== undefined) return { bucket: hostBucket, key: decodedPath.slice(from) };
+  const slash = decodedPath.indexOf("/", from);
+  return slash < 0 ? { bucket: decodedPath.slice(from), key: "" } : { bucket: decodedPath.slice(from, slash), key: decodedPath.slice(slash + 1) };
 }
 
 /** True when the key has a "." or ".." segment: refused, as on the plain front (see README). */

@@ -15,7 +15,7 @@ import {
   credentialScope,
   uriEncode,
 } from "../../s3/sigv4.ts";
-import { isS3Error, parseHeaderAuth, parseQueryAuth, PRESIGN_MARKERS, V2_UNSUPPORTED, SIGV4A_UNSUPPORTED, type AuthParams } from "./auth-params.ts";
+import { isS3Error, parseHeaderAuth, parseQueryAuth, PRESIGN_MARKERS, V2_UNSUPPORTED, SIGV4A_UNSUPPORTED, type AuthParams, type HeaderSource, signedHeadersLine } from "./auth-params.ts";
 import { s3Error, type S3Error } from "./errors.ts";
 import { signingKeyFor, type SigningKeyCache } from "./signing-keys.ts";
 import { canonicalUri, parseRawQuery } from "./uri.ts";
@@ -72,6 +72,8 @@ export interface Verified<P> {
   /** The payload hash that was signed: 64 hex chars or one of the UNSIGNED/STREAMING constants. */
   payloadHash: string;
   mode: PayloadMode;
+  /** The same two, as one object of this request's own (the S3 front adds the chunk-signing seed to it). */
+  payload: { hash: string; mode: PayloadMode };
   /** The request's signing key and signature: the seed of an aws-chunked chunk-signature chain. */
   signingKey: Uint8Array;
   seedSignature: string;
@@ -81,6 +83,8 @@ export interface Verified<P> {
   amzDate: string;
   presigned: boolean;
   signedHeaders: string[];
+  /** Every header present is a signed one (or the Authorization header). */
+  allSigned: boolean;
   sessionToken?: string;
   /** Presigned only: the instant (ms) the URL stops being valid. */
   expiresAt?: number;
@@ -113,9 +117,22 @@ export function verifySigV4<P extends { secretAccessKey: string }>(
   lookup: CredentialLookup<P>,
   opts: VerifyOptions,
 ): VerifyResult<P> {
+  reads.start(input.headers);
+  try {
+    return verify(input, lookup, opts);
+  } finally {
+    reads.end();
+  }
+}
+
+function verify<P extends { secretAccessKey: string }>(
+  input: VerifyInput,
+  lookup: CredentialLookup<P>,
+  opts: VerifyOptions,
+): VerifyResult<P> {
   const query = parseRawQuery(input.rawQuery);
   if (query === undefined) return error(s3Error("InvalidURI"));
-  const authorization = input.headers.get("authorization");
+  const authorization = reads.get("authorization");
   let v4Query = false;
   let v2Query = false;
   for (const [name] of query) {
@@ -133,7 +150,7 @@ export function verifySigV4<P extends { secretAccessKey: string }>(
   }
   if (v2Query) return error(V2_UNSUPPORTED());
 
-  const params = authorization !== null ? parseHeaderAuth(authorization, input.headers, opts.region, opts.keyCache?.authMemo) : parseQueryAuth(query, opts.region);
+  const params = authorization !== null ? parseHeaderAuth(authorization, reads, opts.region, opts.keyCache?.authMemo) : parseQueryAuth(query, opts.region);
   if (isS3Error(params)) return error(params);
   const akid = params.scope.accessKeyId;
   const fail = (e: S3Error) => error(e, akid);
@@ -160,12 +177,14 @@ export function verifySigV4<P extends { secretAccessKey: string }>(
     }
   }
 
-  const payload = payloadOf(params, query, input.headers);
+  const payload = payloadOf(params, query, reads);
   if (isS3Error(payload)) return fail(payload);
 
-  const names = isSorted(params.signedHeaders) ? params.signedHeaders : params.signedHeaders.slice().sort();
-  const present = readSignedValues(input.headers, names);
-  const unsigned = unsignedHeaders(input.headers, names, present + (params.presigned ? 0 : 1));
+  // (a list from the memo is sorted: no check needed)
+  const names = params.signedLine !== undefined || isSorted(params.signedHeaders) ? params.signedHeaders : params.signedHeaders.slice().sort();
+  const present = readSignedValues(reads, names);
+  const accounted = present + (params.presigned ? 0 : 1);
+  const unsigned = unsignedHeaders(input.headers, names, accounted);
   if (unsigned.length > 0) {
     return fail(s3Error("AccessDenied", "There were headers present in the request which were not signed", { HeadersNotSigned: unsigned.join(", ") }));
   }
@@ -174,14 +193,15 @@ export function verifySigV4<P extends { secretAccessKey: string }>(
   if (params.presigned) {
     for (const [k, v] of query) if (k === "X-Amz-Security-Token") sessionToken = v;
   }
-  sessionToken ??= input.headers.get("x-amz-security-token") ?? undefined;
+  // (present, it is signed: an unsigned x-amz-* header was refused just above)
+  if (sessionToken === undefined && names.includes("x-amz-security-token")) sessionToken = reads.get("x-amz-security-token") ?? undefined;
   const principal = lookup(akid, { sessionToken, now: opts.now });
   if (principal === undefined) return fail(s3Error("InvalidAccessKeyId", undefined, { AWSAccessKeyId: akid }));
   if (!("secretAccessKey" in principal)) return fail(principal);
 
-  const creqBytes = writeCanonicalRequest(input, query, names, payload.hash, params.presigned);
+  const creqBytes = writeCanonicalRequest(input, query, names, params.signedLine ?? signedHeadersLine(names), payload.hash, params.presigned);
   if (creqBytes < 0) return fail(s3Error("InvalidURI"));
-  const scope = credentialScope(params.scope.date, opts.region, "s3");
+  const scope = scopeOf(params.scope.date, opts.region);
   const key = signingKeyFor(opts.keyCache, akid, principal.secretAccessKey, params.scope.date, opts.region);
   const stsBytes = writeStringToSign(params.amzDate, scope, creqBytes);
   key.keyed.copy().update(stsBytes).digest(mac);
@@ -204,6 +224,7 @@ export function verifySigV4<P extends { secretAccessKey: string }>(
     principal,
     payloadHash: payload.hash,
     mode: payload.mode,
+    payload,
     signingKey: key.key,
     // equal to the one computed (just compared): the seed of an aws-chunked chain
     seedSignature: params.signature,
@@ -211,6 +232,7 @@ export function verifySigV4<P extends { secretAccessKey: string }>(
     amzDate: params.amzDate,
     presigned: params.presigned,
     signedHeaders: names,
+    allSigned: (input.headers as Headers & { count: number }).count === accounted,
     query,
   };
   if (sessionToken !== undefined) ok.sessionToken = sessionToken;
@@ -232,7 +254,7 @@ export function canonicalRequestOf(
   presigned: boolean,
 ): string | undefined {
   readSignedValues(input.headers, signedHeaders);
-  const n = writeCanonicalRequest(input, query, signedHeaders, payloadHash, presigned);
+  const n = writeCanonicalRequest(input, query, signedHeaders, signedHeadersLine(signedHeaders), payloadHash, presigned);
   return n < 0 ? undefined : scratch.creq.latin1Slice(0, n);
 }
 
@@ -282,6 +304,7 @@ function writeCanonicalRequest(
   input: VerifyInput,
   query: ReadonlyArray<readonly [string, string]>,
   signedHeaders: readonly string[],
+  signedLine: string,
   payloadHash: string,
   presigned: boolean,
 ): number {
@@ -294,9 +317,7 @@ function writeCanonicalRequest(
   scratch.creq[n++] = NL;
   if (signedQuery.length > 0) n = put(canonicalQuery(signedQuery), n);
   scratch.creq[n++] = NL;
-  // An index loop, not for-of: the memoized signed-header lists are frozen arrays, and for-of's
-  // last (out-of-bounds) read on a frozen array fails the JIT's speculation on every call, so the
-  // function was deoptimized and recompiled over and over (bun:jsc numberOfDFGCompiles kept rising).
+  // (an index loop: signedValues is indexed alike)
   for (let i = 0; i < signedHeaders.length; i++) {
     const name = signedHeaders[i]!;
     n = put(name, n);
@@ -304,24 +325,13 @@ function writeCanonicalRequest(
     n = put(canonicalHeaderValue(signedValues[i] ?? ""), n);
     scratch.creq[n++] = NL;
   }
-  n = put(signedHeadersLine(signedHeaders), n);
+  n = put(signedLine, n);
   return put(payloadHash, n);
-}
-
-/** "\n" + the signed header names joined with ";" + "\n"; kept for the memoized (frozen) lists. */
-const SIGNED_LINES = new WeakMap<readonly string[], string>();
-function signedHeadersLine(names: readonly string[]): string {
-  let line = SIGNED_LINES.get(names);
-  if (line === undefined) {
-    line = "\n" + names.join(";") + "\n";
-    if (Object.isFrozen(names)) SIGNED_LINES.set(names, line);
-  }
-  return line;
 }
 
 /** ALGORITHM, date, scope and the canonical request's hash (hex) into scratch.sts; the bytes written. */
 function writeStringToSign(amzDate: string, scope: string, creqBytes: number): Uint8Array {
-  Bun.SHA256.hash(scratch.creq.subarray(0, creqBytes), digest);
+  Bun.SHA256.hash(viewOf(scratch.creq, creqBytes), digest);
   const size = ALGORITHM.length + amzDate.length + scope.length + 3 + 64;
   if (size > scratch.sts.length) scratch.sts = bufferOf(size);
   const b = scratch.sts;
@@ -336,8 +346,69 @@ function writeStringToSign(amzDate: string, scope: string, creqBytes: number): U
     b[n++] = HEX[x >> 4]!;
     b[n++] = HEX[x & 15]!;
   }
-  return b.subarray(0, n);
+  return viewOf(b, n);
 }
+
+/**
+ * The first `n` bytes of a scratch buffer, as a view kept per length (hashing takes a whole
+ * TypedArray; a subarray per request is an object per request). Views of a buffer that was
+ * replaced (grown) are dropped with it.
+ */
+const VIEWS = new WeakMap<Uint8Array, Uint8Array[]>();
+/** Longer canonical requests (rare) get a view each time: at most this many views are kept per buffer. */
+const MAX_VIEW = 4096;
+function viewOf(buf: Uint8Array, n: number): Uint8Array {
+  if (n > MAX_VIEW) return buf.subarray(0, n);
+  let views = VIEWS.get(buf);
+  if (views === undefined) VIEWS.set(buf, (views = new Array<Uint8Array>(MAX_VIEW + 1))); // (sized: indexed storage, not a sparse map)
+  return (views[n] ??= buf.subarray(0, n));
+}
+
+/** The credential scope string, kept for the last date and region (it changes once a day). */
+let lastScope = { date: "", region: "", scope: "" };
+function scopeOf(date: string, region: string): string {
+  const last = lastScope;
+  if (last.date === date && last.region === region) return last.scope;
+  lastScope = { date, region, scope: credentialScope(date, region, "s3") };
+  return lastScope.scope;
+}
+
+/**
+ * The request's headers as verification reads them: each name is fetched from Headers once per
+ * request (the payload hash and the date are needed both on their own and as signed values).
+ * Verification is synchronous: one view serves every request, and lets go of the request's
+ * headers when it ends. Only the first READS_KEPT names are kept (a request may sign hundreds of
+ * names: the lookup stays a short scan).
+ */
+const READS_KEPT = 8;
+class HeaderReads implements HeaderSource {
+  private headers: Headers | undefined;
+  private readonly names: string[] = [];
+  private readonly values: Array<string | null> = [];
+  private n = 0;
+
+  start(headers: Headers): void {
+    this.headers = headers;
+    this.n = 0;
+  }
+
+  end(): void {
+    this.headers = undefined;
+    for (let i = 0; i < this.n; i++) this.values[i] = null;
+    this.n = 0;
+  }
+
+  get(name: string): string | null {
+    for (let i = 0; i < this.n; i++) if (this.names[i] === name) return this.values[i]!;
+    const v = this.headers!.get(name);
+    if (this.n < READS_KEPT) {
+      this.names[this.n] = name;
+      this.values[this.n++] = v;
+    }
+    return v;
+  }
+}
+const reads = new HeaderReads();
 
 /** The signature provided (lowercase hex, as S3 compares it) against `mac`, in constant time in its content. */
 function macMatches(provided: string): boolean {
@@ -359,7 +430,7 @@ function error(e: S3Error, accessKeyId?: string): { kind: "error"; accessKeyId?:
  * X-Amz-Content-Sha256 query parameter, else a signed x-amz-content-sha256 header, else
  * UNSIGNED-PAYLOAD; streaming modes make no sense for a URL and are refused.
  */
-function payloadOf(params: AuthParams, query: ReadonlyArray<readonly [string, string]>, headers: Headers): { hash: string; mode: PayloadMode } | S3Error {
+function payloadOf(params: AuthParams, query: ReadonlyArray<readonly [string, string]>, headers: HeaderSource): { hash: string; mode: PayloadMode } | S3Error {
   let value: string | null = null;
   if (params.presigned) {
     for (const [k, v] of query) if (k === "X-Amz-Content-Sha256") value = v;
@@ -379,8 +450,8 @@ function payloadOf(params: AuthParams, query: ReadonlyArray<readonly [string, st
 
 /** Headers clients commonly send unsigned, most common first (none is an x-amz-* header). */
 const COMMON_UNSIGNED = ["user-agent", "accept-encoding", "accept", "connection", "amz-sdk-invocation-id", "amz-sdk-request", "expect", "content-length", "content-type", "x-amzn-trace-id"];
-const NONE: readonly string[] = Object.freeze([]);
-const HOST_ONLY: readonly string[] = Object.freeze(["host"]);
+const NONE: readonly string[] = [];
+const HOST_ONLY: readonly string[] = ["host"];
 
 /**
  * host, and every x-amz-* header present, must be signed (S3 refuses unsigned x-amz-* headers).
@@ -406,7 +477,7 @@ function unsignedHeaders(headers: Headers, signed: readonly string[], accounted:
 
 /** The signed headers' values (null: absent), read once per request into `signedValues`; how many are present. */
 let signedValues: Array<string | null> = [];
-function readSignedValues(headers: Headers, names: readonly string[]): number {
+function readSignedValues(headers: HeaderSource, names: readonly string[]): number {
   if (signedValues.length < names.length) signedValues = new Array<string | null>(names.length);
   let present = 0;
   for (let i = 0; i < names.length; i++) {

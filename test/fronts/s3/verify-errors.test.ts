@@ -134,6 +134,34 @@ describe("which headers are signed", () => {
     expect(verify(withHeader(req, "x-custom", "1")).kind).toBe("ok");
   });
 
+  test("an unsigned x-amz-security-token → 403 AccessDenied naming it (a session token is only taken from a signed header)", async () => {
+    const r = verify(withHeader(await signed(), "x-amz-security-token", "some-token"));
+    expect(r).toMatchObject(err("AccessDenied", 403));
+    if (r.kind === "error") expect(r.details).toEqual({ HeadersNotSigned: "x-amz-security-token" });
+  });
+
+  test("a request signing many headers (more than verification keeps read values of) verifies; a change to any of them does not", async () => {
+    const headers = Object.fromEntries(Array.from({ length: 14 }, (_, i) => [`x-amz-meta-h${String(i).padStart(2, "0")}`, `value ${i}`]));
+    const req = await signed({ headers });
+    expect(req.headers.get("authorization")).toContain("x-amz-meta-h13");
+    expect(verify(req).kind).toBe("ok");
+    for (const name of ["x-amz-meta-h00", "x-amz-meta-h07", "x-amz-meta-h13", "x-amz-date", "x-amz-content-sha256"]) {
+      expect(verify(withHeader(req, name, name === "x-amz-date" ? "20240601T120001Z" : name === "x-amz-content-sha256" ? "UNSIGNED-PAYLOAD" : "changed"))).toMatchObject(err("SignatureDoesNotMatch", 403));
+    }
+    // and the next request is read afresh (nothing of this one's values is kept)
+    expect(verify(await signed()).kind).toBe("ok");
+  });
+
+  test("allSigned: whether every header present is signed (or the Authorization header)", async () => {
+    const req = await signed();
+    const r = verify(req);
+    expect(r.kind === "ok" && r.allSigned).toBe(true);
+    const r2 = verify(withHeader(req, "user-agent", "aws-cli/2"));
+    expect(r2.kind === "ok" && !r2.allSigned).toBe(true);
+    const r3 = verify(await presigned());
+    expect(r3.kind === "ok" && r3.allSigned).toBe(true);
+  });
+
   test("host not signed → 403 AccessDenied", async () => {
     const req = await signed();
     const auth = req.headers.get("authorization")!.replace("SignedHeaders=host;", "SignedHeaders=");
