@@ -190,6 +190,17 @@ describe("expectationsFromHeaders", () => {
     expect(expectationsFromHeaders({ "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER" })).toEqual({});
   });
 
+  test("with the signed names of a verified request, a checksum header is read only when signed", () => {
+    const crc = checksumBase64("CRC32", BODY);
+    const h = new Headers({ "x-amz-checksum-crc32": crc, "content-length": String(BODY.length) });
+    expect(expectationsFromHeaders(h, { signed: ["content-length", "host", "x-amz-checksum-crc32"] }).checksum).toEqual({ algorithm: "CRC32", value: crc });
+    // (the verifier refuses an unsigned x-amz-* header before this is asked; here it shows the lookup is skipped)
+    expect(expectationsFromHeaders(h, { signed: ["content-length", "host"] }).checksum).toBeUndefined();
+    // the two-checksum refusal still holds among signed ones
+    const two = new Headers({ "x-amz-checksum-crc32": crc, "x-amz-checksum-sha1": checksumBase64("SHA1", BODY) });
+    expect(() => expectationsFromHeaders(two, { signed: ["x-amz-checksum-crc32", "x-amz-checksum-sha1"] })).toThrow("Multiple checksum");
+  });
+
   test("malformed headers get S3's errors", () => {
     const err = (h: Record<string, string>) => {
       try {

@@ -56,6 +56,8 @@ export interface PayloadInfo {
   hash: string;
   /** The chunk-signature chain's seed, for the two signed streaming modes. */
   signing?: ChunkSigningContext;
+  /** The signed header names, when the request's signature verified (every x-amz-* header present is among them). */
+  signedHeaders?: readonly string[];
 }
 
 export interface PreparedBody {
@@ -112,7 +114,7 @@ export function prepareUploadBody(req: Request, payload: PayloadInfo, maxBytes: 
   const headers = req.headers;
   let exp: PayloadExpectations;
   try {
-    exp = expectationsFromHeaders(headers);
+    exp = expectationsFromHeaders(headers, { signed: payload.signedHeaders });
   } catch (e) {
     if (isPayloadError(e)) return fail(payloadS3Error(e));
     throw e;

@@ -448,8 +448,8 @@ function payloadOf(params: AuthParams, query: ReadonlyArray<readonly [string, st
   return { hash: value, mode };
 }
 
-/** Headers clients commonly send unsigned, most common first (none is an x-amz-* header). */
-const COMMON_UNSIGNED = ["user-agent", "accept-encoding", "accept", "connection", "amz-sdk-invocation-id", "amz-sdk-request", "expect", "content-length", "content-type", "x-amzn-trace-id"];
+/** Headers clients commonly send unsigned, most common first (none is an x-amz-* header): every upload's length, an SDK's User-Agent, … */
+const COMMON_UNSIGNED = ["content-length", "user-agent", "accept-encoding", "accept", "connection", "amz-sdk-invocation-id", "amz-sdk-request", "expect", "content-type", "x-amzn-trace-id"];
 const NONE: readonly string[] = [];
 const HOST_ONLY: readonly string[] = ["host"];
 

@@ -50,8 +50,10 @@ function headerGetter(h: HeaderSource): (name: string) => string | undefined {
  * The expectations a request's headers set, validated. Throws PayloadError with S3's answer for a
  * malformed Content-MD5 (InvalidDigest), a malformed checksum value or several checksum headers
  * (InvalidRequest), or an x-amz-content-sha256 that is neither a hash nor a known mode.
+ * `signed`: the signed header names of a request whose signature verified (SigV4 refuses an
+ * unsigned x-amz-* header), so a checksum header not among them is absent.
  */
-export function expectationsFromHeaders(headers: HeaderSource): PayloadExpectations {
+export function expectationsFromHeaders(headers: HeaderSource, opts: { signed?: readonly string[] } = {}): PayloadExpectations {
   const get = headerGetter(headers);
   const exp: PayloadExpectations = {};
 
@@ -72,6 +74,8 @@ export function expectationsFromHeaders(headers: HeaderSource): PayloadExpectati
   }
 
   for (const [algorithm, name] of CHECKSUM_HEADERS) {
+    // (a verified request's x-amz-* headers are all among its signed ones: no lookup for the others)
+    if (opts.signed !== undefined && !opts.signed.includes(name)) continue;
     const value = get(name)?.trim();
     if (value === undefined) continue;
     if (exp.checksum) {
