@@ -19,8 +19,8 @@ export interface Scope {
 export interface AuthParams {
   presigned: boolean;
   scope: Scope;
-  /** Signed header names as the client listed them (lowercase). */
-  signedHeaders: string[];
+  /** Signed header names as the client listed them (lowercase); sorted when from the memo, and then shared: never mutated. */
+  signedHeaders: readonly string[];
   signature: string;
   /** The request time, "YYYYMMDDTHHMMSSZ", and the same in ms. */
   amzDate: string;
@@ -223,7 +223,7 @@ function withRequestTime(parsed: Omit<ParsedScope, "signedLine"> & { signedLine?
   }
   if (dateMs === undefined || amzDate === null) return s3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header");
   if (!amzDate.startsWith(scope.date)) return malformed("Invalid credential date. Date is not the same as X-Amz-Date.");
-  const params: AuthParams = { presigned: false, scope, signedHeaders: parsed.signedHeaders as string[], signature, amzDate, dateMs };
+  const params: AuthParams = { presigned: false, scope, signedHeaders: parsed.signedHeaders, signature, amzDate, dateMs };
   if (parsed.signedLine !== undefined) params.signedLine = parsed.signedLine;
   return params;
 }

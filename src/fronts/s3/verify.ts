@@ -82,7 +82,8 @@ export interface Verified<P> {
   /** "YYYYMMDDTHHMMSSZ" */
   amzDate: string;
   presigned: boolean;
-  signedHeaders: string[];
+  /** Sorted; may be shared with other requests (the header-auth memo's list): never mutated. */
+  signedHeaders: readonly string[];
   /** Every header present is a signed one (or the Authorization header). */
   allSigned: boolean;
   sessionToken?: string;
