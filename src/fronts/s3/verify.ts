@@ -72,8 +72,6 @@ export interface Verified<P> {
   /** The payload hash that was signed: 64 hex chars or one of the UNSIGNED/STREAMING constants. */
   payloadHash: string;
   mode: PayloadMode;
-  /** The same two, as one object of this request's own (the S3 front adds the chunk-signing seed to it). */
-  payload: { hash: string; mode: PayloadMode };
   /** The request's signing key and signature: the seed of an aws-chunked chunk-signature chain. */
   signingKey: Uint8Array;
   seedSignature: string;
@@ -225,7 +223,6 @@ function verify<P extends { secretAccessKey: string }>(
     principal,
     payloadHash: payload.hash,
     mode: payload.mode,
-    payload,
     signingKey: key.key,
     // equal to the one computed (just compared): the seed of an aws-chunked chain
     seedSignature: params.signature,
