@@ -108,16 +108,18 @@ function cpuMs(f: () => void, runs: number): number {
 }
 
 describe("complexity", () => {
-  test("parse time grows linearly with the keys of one mapping: 4x the keys costs well under 8x the time", () => {
-    const small = wide(10_000);
+  test("parse time grows linearly with the keys of one mapping: 8x the keys costs well under 16x the time", () => {
+    const small = wide(5_000);
     const large = wide(40_000); // ~390 KB, under the cap
     expect(Buffer.byteLength(large)).toBeLessThan(MAX_CONFIG_BYTES);
     const run = (text: string) => () => expect(() => parseConfig(text, { env: {} })).toThrow("unknown key 'junk'");
     run(small)(); // warm-up (JIT)
-    const tSmall = cpuMs(run(small), 3);
-    const tLarge = cpuMs(run(large), 2);
-    // Linear: ~4x. Quadratic (the yaml package's uniqueKeys check): 11x and more at these sizes.
-    expect(tLarge / tSmall).toBeLessThan(8);
+    const tSmall = cpuMs(run(small), 5);
+    const tLarge = cpuMs(run(large), 3);
+    // Linear: 4-7x measured. Quadratic (the yaml package's uniqueKeys check, uniqueKeys on): 40x measured.
+    // 8x the keys leaves room for a loaded machine on both sides: at 4x the
+    // keys with a bound of 8, a linear parse measured 8.98 once under CI load.
+    expect(tLarge / tSmall).toBeLessThan(16);
   }, 60_000);
 
   test("a large legal config (18k keys in 2,000 buckets, ~330 KB) parses", () => {
