@@ -94,7 +94,10 @@ export function meteredBody(ctx: RequestContext, src: ReadableStream<Uint8Array>
         if (cancelled) ctx.bodyError = "ClientClosedRequest";
         else if (error !== undefined) ctx.bodyError = bodyErrorCode(ctx, error);
         else if (declared >= 0 && ctx.bytes !== declared) ctx.bodyError = "UpstreamBodyIncomplete";
-        finish(ctx);
+        // A body that ended before its response was delivered (a small body complete in the
+        // first packet, reported as the observer attaches): `deliver` finishes it, status known.
+        if (ctx.status === 0) ctx.streaming = false;
+        else finish(ctx);
       },
     });
     return src;

@@ -13,8 +13,16 @@ setDefaultTimeout(30_000);
 
 const MiB = 1024 * 1024;
 const DECLARED = 20 * MiB;
+const WHOLE = 4 * MiB;
+/** Above the proxy's buffer threshold (1 KiB here), so streamed, but whole in the first packet. */
+const SMALL = 3000;
 
-/** A crafted upstream: GET /b/cl → Content-Length 20 MiB, 1 MiB sent, close; GET /b/chunked → one chunk, close. */
+/**
+ * A crafted upstream: GET /b/cl → Content-Length 20 MiB, 1 MiB sent, close; GET /b/chunked → one
+ * chunk, close; GET /b/whole → head and all of a 4 MiB body in one write (the body's first bytes
+ * reach the proxy with its head, before the response is built), connection kept; GET /b/small →
+ * the same with 3000 bytes (the body is complete before the response is built).
+ */
 let upstream: TCPSocketListener<{ buf: string }>;
 beforeAll(() => {
   upstream = Bun.listen<{ buf: string }>({
@@ -35,7 +43,14 @@ beforeAll(() => {
           s.write("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
           return;
         }
-        if (path.endsWith("/cl")) {
+        if (path.endsWith("/whole") || path.endsWith("/small")) {
+          const size = path.endsWith("/whole") ? WHOLE : SMALL;
+          const head = new TextEncoder().encode(`HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ${size}\r\n\r\n`);
+          const all = new Uint8Array(head.byteLength + size).fill(121);
+          all.set(head);
+          s.write(all);
+          s.flush();
+        } else if (path.endsWith("/cl")) {
           s.write(`HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ${DECLARED}\r\nConnection: keep-alive\r\n\r\n`);
           s.write(new Uint8Array(MiB).fill(120));
           s.flush();
@@ -84,6 +99,23 @@ for (const engine of ["bun", "node"] as const) {
         expect(typeof line.ttfb_ms).toBe("number");
         expect(Number(line.duration_ms)).toBeGreaterThanOrEqual(Number(line.ttfb_ms));
         expect(px.output()).not.toContain("    at ");
+      });
+
+      test("a whole body that arrives with its head is logged complete: every byte counted, no error", async () => {
+        const r = await curl(px.url("/b/whole"));
+        expect(r).toEqual({ code: 0, status: 200, size: WHOLE });
+        const line = await px.waitForLog((l) => l.msg === "request" && l.path === "/b/whole");
+        expect(line.error).toBeUndefined();
+        expect(Number(line.bytes)).toBe(WHOLE);
+      });
+
+      test("a streamed body complete before the response is built still ends the request: logged once, every byte", async () => {
+        const r = await curl(px.url("/b/small"));
+        expect(r).toEqual({ code: 0, status: 200, size: SMALL });
+        const line = await px.waitForLog((l) => l.msg === "request" && l.path === "/b/small");
+        expect(line.error).toBeUndefined();
+        expect(Number(line.status)).toBe(200);
+        expect(Number(line.bytes)).toBe(SMALL);
       });
 
       test("chunked, one chunk, then closed: never a clean-looking response", async () => {

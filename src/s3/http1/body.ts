@@ -26,15 +26,30 @@ export class BodySource {
   private ctrl: ReadableStreamDefaultController<Uint8Array> | null = null;
   /** Set through the stream's OBSERVE_BODY hook (src/http/observed-body.ts). */
   private observer: BodyObserver | null = null;
+  /**
+   * What happened before an observer was attached: the socket delivers body bytes with the head
+   * (often hundreds of KiB in the first read), and a small body can even end, before the response
+   * that carries the stream is built. Reported to the observer when it attaches.
+   */
+  private unobservedBytes = 0;
+  private unobservedEnd: { error?: unknown; cancelled?: boolean } | null = null;
   constructor(private readonly owner: BodyOwner) {}
 
   /** A stream over this source (start() runs synchronously, so push() works at once). */
   stream(): ReadableStream<Uint8Array> {
     const s = new ReadableStream<Uint8Array>(this, STREAM_STRATEGY) as ReadableStream<Uint8Array> & ObservableBody;
-    s[OBSERVE_BODY] = (observer) => {
-      this.observer = observer;
-    };
+    s[OBSERVE_BODY] = (observer) => this.attach(observer);
     return s;
+  }
+
+  private attach(observer: BodyObserver): void {
+    if (this.unobservedBytes > 0) observer.data(this.unobservedBytes);
+    this.unobservedBytes = 0;
+    const ended = this.unobservedEnd;
+    if (ended !== null) {
+      this.unobservedEnd = null;
+      observer.end(ended.error, ended.cancelled);
+    } else this.observer = observer;
   }
 
   start(controller: ReadableStreamDefaultController<Uint8Array>): void {
@@ -55,7 +70,8 @@ export class BodySource {
   private endObserved(error?: unknown, cancelled?: boolean): void {
     const o = this.observer;
     this.observer = null;
-    o?.end(error, cancelled);
+    if (o !== null) o.end(error, cancelled);
+    else this.unobservedEnd = { error, cancelled };
   }
 
   /** Queues a chunk. Returns false when the consumer's queue is full: the caller should pause reading. */
@@ -63,7 +79,9 @@ export class BodySource {
     const ctrl = this.ctrl;
     if (ctrl === null) return true;
     ctrl.enqueue(chunk);
-    this.observer?.data(chunk.byteLength);
+    const o = this.observer;
+    if (o !== null) o.data(chunk.byteLength);
+    else this.unobservedBytes += chunk.byteLength;
     const ds = ctrl.desiredSize;
     return ds === null || ds > 0;
   }
