@@ -16,6 +16,7 @@ export interface ErrorSpec {
 export const CATALOGUE = {
   BadRequest: { status: 400, message: "The request is malformed" },
   InvalidPath: { status: 400, message: "The request path is not allowed" },
+  KeyTooLong: { status: 400, message: "The object key is longer than 1024 bytes of UTF-8 (S3's limit)" },
   Unauthorized: { status: 401, message: "Authentication required" },
   InvalidToken: { status: 401, message: "The token is not valid" },
   Forbidden: { status: 403, message: "Access denied" },

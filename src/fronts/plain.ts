@@ -33,31 +33,41 @@ import { normalizePath } from "../router.ts";
 import { plainCors } from "./cors-phases.ts";
 import { READ_ALLOW, serveDelete, servePut, uploadLength, WRITE_ALLOW, writeRefusal } from "./plain-write.ts";
 import { parsePresign, servePresign, type PresignContext } from "./presign.ts";
-
-const ALLOW = READ_ALLOW;
+import { MAX_KEY_BYTES } from "./s3/route.ts";
 
 function allowOf(bucket: BucketRuntime | undefined): string {
   return bucket?.cfg.access === "read-write" ? WRITE_ALLOW : READ_ALLOW;
+}
+
+/** 405 for a method the path's bucket does not take: Allow and the message name what it does take (as OPTIONS does). */
+function methodNotAllowed(ctx: RequestContext, detail?: string): ProxyError {
+  const allow = allowOf(ctx.rt.router.match(ctx.path)?.bucket);
+  return new ProxyError("MethodNotAllowed", { detail: detail ?? `Only ${allow.replace(/, (?=[^,]*$)/, " and ")} are allowed`, headers: { allow } });
+}
+
+/** S3 keys are at most 1024 bytes of UTF-8: a longer one is refused here, never sent (and retried) upstream. */
+function checkKeyLength(key: string): void {
+  if (key.length * 3 > MAX_KEY_BYTES && Buffer.byteLength(key) > MAX_KEY_BYTES) throw new ProxyError("KeyTooLong");
 }
 
 /** PUT, DELETE, and POST ?presign: the bucket, the key and the action, or why not (404/405/411/413/501). */
 function routeWrite(ctx: RequestContext): undefined {
   const method = ctx.method;
   const presign = method === "POST" && /^\?(?:[^#]*&)?presign(?:[=&]|$)/.test(ctx.query);
-  if (method === "POST" && !presign) throw new ProxyError("MethodNotAllowed", { headers: { allow: ALLOW } });
+  if (method === "POST" && !presign) throw methodNotAllowed(ctx);
   const found = ctx.rt.router.match(ctx.path);
   if (!found) throw new ProxyError("NotFound");
   ctx.bucket = found.bucket;
   ctx.bucketName = found.bucket.name;
   ctx.key = found.key;
+  checkKeyLength(found.key);
   if (presign) {
     const p = parsePresign(ctx);
     (ctx as PresignContext).presign = p;
     ctx.action = p.method === "GET" ? "s3:GetObject" : "s3:PutObject";
     return undefined;
   }
-  const allow = allowOf(found.bucket);
-  if (found.bucket.cfg.access !== "read-write") throw new ProxyError("MethodNotAllowed", { detail: "This bucket is read-only", headers: { allow } });
+  if (found.bucket.cfg.access !== "read-write") throw methodNotAllowed(ctx, "This bucket is read-only");
   if (found.key === "") throw new ProxyError("BadRequest", { detail: "The path names a bucket but no object key" });
   if (method === "PUT") {
     uploadLength(ctx);
@@ -74,7 +84,7 @@ export function route(ctx: RequestContext): Response | undefined {
   const method = ctx.method;
   if (method === "OPTIONS") return new Response(null, { status: 204, headers: { allow: allowOf(ctx.rt.router.match(ctx.path)?.bucket) } });
   if (method === "PUT" || method === "DELETE" || method === "POST") return routeWrite(ctx);
-  if (method !== "GET" && method !== "HEAD") throw new ProxyError("MethodNotAllowed", { headers: { allow: ALLOW } });
+  if (method !== "GET" && method !== "HEAD") throw methodNotAllowed(ctx);
   const found = ctx.rt.router.match(ctx.path);
   if (!found) throw new ProxyError("NotFound");
   ctx.bucket = found.bucket;
@@ -85,6 +95,7 @@ export function route(ctx: RequestContext): Response | undefined {
     return undefined;
   }
   if (found.key === "") throw new ProxyError("NoSuchKey", { detail: "The path names a bucket but no object key" });
+  checkKeyLength(found.key);
   ctx.action = "s3:GetObject";
   return undefined;
 }

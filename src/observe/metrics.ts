@@ -4,7 +4,7 @@
  *
  * Label cardinality is bounded by construction: `bucket` is a configured bucket name or one of
  * `_none` (unmapped), `_health`, `_admin`, `_metrics` — any other string is counted as `_none`;
- * `method` is GET/HEAD/OPTIONS/OTHER; `status` a number in 100..599 (anything else is "0").
+ * `method` is GET/HEAD/OPTIONS/PUT/POST/DELETE/OTHER; `status` a number in 100..599 (anything else is "0").
  * Bucket names beginning with "_" would share a series with the fixed values.
  *
  * Reload: `resetBucketSet(names)` drops every series of buckets no longer configured (their
@@ -45,15 +45,14 @@ export interface MetricsOptions {
   processMetrics?: boolean;
 }
 
-const METHODS = ["GET", "HEAD", "OPTIONS", "OTHER"] as const;
+const METHODS = ["GET", "HEAD", "OPTIONS", "PUT", "POST", "DELETE", "OTHER"] as const;
+const OTHER_METHOD = METHODS.length - 1;
 const BODY_ERROR_REASONS = new Set(["UpstreamBodyIncomplete", "UpstreamBodyTooLong", "UpstreamStalled", "ClientClosedRequest"]);
 
 function methodIndex(method: string): number {
   if (method === "GET") return 0;
-  if (method === "HEAD") return 1;
-  if (method === "OPTIONS") return 2;
-  const up = method.toUpperCase();
-  return up === "GET" ? 0 : up === "HEAD" ? 1 : up === "OPTIONS" ? 2 : 3;
+  const i = METHODS.indexOf(method.toUpperCase() as (typeof METHODS)[number]);
+  return i < 0 ? OTHER_METHOD : i;
 }
 
 /** Cached children of one bucket label value. */

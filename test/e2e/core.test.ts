@@ -269,6 +269,25 @@ describe("errors", () => {
     });
   }
 
+  test("a key over S3's 1024 bytes of UTF-8 → 400 KeyTooLong, never sent upstream; 1024 bytes is a key like any other", async () => {
+    s3.resetLog();
+    const seg = (c: string, n: number) => c.repeat(n);
+    // 1025 bytes in ASCII, and 1026 bytes in 513 two-byte characters (under 1024 characters)
+    for (const key of [`${seg("a", 200)}/${seg("b", 200)}/${seg("c", 200)}/${seg("d", 200)}/${seg("e", 221)}`, seg("é", 513)]) {
+      for (const method of ["GET", "HEAD"]) {
+        const res = await fetch(px.url(`/pub/${encodeURIComponent(key).replaceAll("%2F", "/")}`), { method });
+        expect(res.status).toBe(400);
+        if (method === "GET") expect(((await res.json()) as { error: string }).error).toBe("KeyTooLong");
+      }
+    }
+    expect(s3.requests.filter((r) => !r.admin && (r.method === "GET" || r.method === "HEAD"))).toEqual([]);
+    const fits = `${seg("a", 200)}/${seg("b", 200)}/${seg("c", 200)}/${seg("d", 200)}/${seg("e", 220)}`;
+    expect(Buffer.byteLength(fits)).toBe(1024);
+    const res = await get(`/pub/${fits}`);
+    expect(res.status).not.toBe(400); // the upstream's answer for a missing object
+    expect(s3.requests.some((r) => r.method === "GET" && r.pathname.endsWith(fits))).toBe(true);
+  });
+
   test("bun engine: raw ../%2e%2e segments are refused although Bun.serve resolves them in the URL (the raw target is read from its route parameters)", async () => {
     const res = await rawGet(px.port, "/pub/%2e%2e/priv/secret.txt");
     expect(res.status).toBe(400);

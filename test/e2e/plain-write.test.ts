@@ -130,8 +130,24 @@ for (const engine of ["bun", "node"] as const) {
       expect(await s3.exists("ro", "x.txt")).toBe(false);
       expect((await fetch(env.url("/ro/x.txt"), { method: "OPTIONS" })).headers.get("allow")).toBe("GET, HEAD, OPTIONS");
       expect((await fetch(env.url("/rw/x.txt"), { method: "OPTIONS" })).headers.get("allow")).toBe("GET, HEAD, PUT, DELETE, OPTIONS");
-      const post = await fetch(env.url("/rw/x.txt"), { method: "POST", body: "x", headers: bearer() });
-      expect(post.status).toBe(405);
+      // A key over S3's 1024 bytes is refused before anything is sent upstream.
+      const from = s3.requests.length;
+      for (const method of ["PUT", "DELETE"]) {
+        const long = await fetch(env.url(`/rw/${"k".repeat(1025)}`), { method, body: method === "PUT" ? "x" : undefined, headers: bearer() });
+        expect(long.status).toBe(400);
+        expect(((await long.json()) as { error: string }).error).toBe("KeyTooLong");
+      }
+      expect(s3.requests.slice(from).filter((r) => !r.admin)).toEqual([]);
+      // Any other method: the 405's Allow and message name what the bucket takes, as OPTIONS does.
+      for (const method of ["POST", "PATCH"]) {
+        const rw = await fetch(env.url("/rw/x.txt"), { method, body: "x", headers: bearer() });
+        expect(rw.status).toBe(405);
+        expect(rw.headers.get("allow")).toBe("GET, HEAD, PUT, DELETE, OPTIONS");
+        expect(((await rw.json()) as { message: string }).message).toBe("Only GET, HEAD, PUT, DELETE and OPTIONS are allowed");
+        const ro = await fetch(env.url("/ro/x.txt"), { method, body: "x", headers: bearer() });
+        expect(ro.headers.get("allow")).toBe("GET, HEAD, OPTIONS");
+        expect(((await ro.json()) as { message: string }).message).toBe("Only GET, HEAD and OPTIONS are allowed");
+      }
     }, T);
 
     test("auth.write_claims: a token that may read but not write gets 403 on PUT and DELETE, nothing changes upstream", async () => {

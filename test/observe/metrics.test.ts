@@ -222,13 +222,20 @@ describe("Metrics", () => {
     m.observeRequest("photos", "GET", 200, 0.01, 50);
     m.observeRequest("photos", "head", 304, 0.01, 0);
     m.observeRequest("photos", "POST", 405, 0.01, 10);
+    m.observeRequest("photos", "PUT", 200, 0.01, 0);
+    m.observeRequest("photos", "delete", 204, 0.01, 0);
     m.observeRequest("photos", "PROPFIND", 405, 0.01, 10);
+    m.observeRequest("photos", "PATCH", 405, 0.01, 0);
     m.observeRequest("docs", "OPTIONS", 204, 0.01, 0);
     m.observeRequest("_health", "GET", 200, 0.001, 2);
     const p = parse(m.render());
     const req = (bucket: string, method: string, status: string) => find(p, "yatagarasu_http_requests_total", { bucket, method, status });
     expect(req("photos", "GET", "200")).toBe(2);
     expect(req("photos", "HEAD", "304")).toBe(1);
+    // Writes are told apart; any other method shares OTHER (bounded labels).
+    expect(req("photos", "POST", "405")).toBe(1);
+    expect(req("photos", "PUT", "200")).toBe(1);
+    expect(req("photos", "DELETE", "204")).toBe(1);
     expect(req("photos", "OTHER", "405")).toBe(2);
     expect(req("docs", "OPTIONS", "204")).toBe(1);
     expect(req("_health", "GET", "200")).toBe(1);
