@@ -98,10 +98,12 @@ export function parseAssumeRoleWithWebIdentity(
   const rawDuration = p.get("DurationSeconds");
   let durationSeconds = Math.min(DEFAULT_DURATION, opts.maxSessionSeconds);
   if (rawDuration !== null) {
-    if (!/^\d{1,6}$/.test(rawDuration)) return fail(stsError("ValidationError", "DurationSeconds must be an integer."));
+    if (!/^\d{1,20}$/.test(rawDuration)) return fail(stsError("ValidationError", "DurationSeconds must be an integer."));
     durationSeconds = Number(rawDuration);
     if (durationSeconds < MIN_DURATION || durationSeconds > MAX_DURATION) {
-      return fail(stsError("ValidationError", `1 validation error detected: Value '${durationSeconds}' at 'durationSeconds' failed to satisfy constraint: Member must have value between ${MIN_DURATION} and ${MAX_DURATION}`));
+      // the value is echoed only when short (digits only, so nothing to escape)
+      const shown = rawDuration.length <= 12 ? `Value '${rawDuration}' at 'durationSeconds'` : "The value at 'durationSeconds'";
+      return fail(stsError("ValidationError", `1 validation error detected: ${shown} failed to satisfy constraint: Member must have value between ${MIN_DURATION} and ${MAX_DURATION}`));
     }
     if (durationSeconds > opts.maxSessionSeconds) {
       return fail(stsError("ValidationError", "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."));

@@ -60,6 +60,14 @@ describe("parseAssumeRoleWithWebIdentity", () => {
     });
   }
 
+  test("a huge DurationSeconds is out of range (AWS's constraint message), not 'not an integer'", () => {
+    expect(parse({ ...base, DurationSeconds: "999999999999" })).toMatchObject({
+      error: { code: "ValidationError", message: "1 validation error detected: Value '999999999999' at 'durationSeconds' failed to satisfy constraint: Member must have value between 900 and 43200" },
+    });
+    expect(parse({ ...base, DurationSeconds: "9".repeat(20) })).toMatchObject({ error: { code: "ValidationError", message: expect.stringContaining("between 900 and 43200") } });
+    expect(parse({ ...base, DurationSeconds: "9".repeat(21) })).toMatchObject({ error: { code: "ValidationError", message: "DurationSeconds must be an integer." } });
+  });
+
   test("missing parameters → MissingAction / MissingParameter", () => {
     const { Action: _a, ...noAction } = base;
     expect(parse(noAction)).toMatchObject({ error: { code: "MissingAction", status: 400 } });
