@@ -128,13 +128,14 @@ export class HmacKey {
 
 export interface ClaimPolicy {
   leewaySec: number;
+  requireExp: boolean;
   issuer: string | undefined;
   audience: readonly string[] | undefined;
 }
 
 export function claimPolicy(cfg: JwtConfig): ClaimPolicy {
   const aud = cfg.audience === undefined ? undefined : Array.isArray(cfg.audience) ? cfg.audience : [cfg.audience];
-  return { leewaySec: cfg.leeway_seconds, issuer: cfg.issuer, audience: aud };
+  return { leewaySec: cfg.leeway_seconds, requireExp: cfg.require_exp, issuer: cfg.issuer, audience: aud };
 }
 
 const isNum = (x: unknown): x is number => typeof x === "number" && Number.isFinite(x);
@@ -145,7 +146,7 @@ export function checkRegisteredClaims(c: Claims, policy: ClaimPolicy, nowMs: num
   if (c.exp !== undefined) {
     if (!isNum(c.exp)) throw new TokenError("exp claim is not a number");
     if (now - policy.leewaySec >= c.exp) throw new TokenError("token expired");
-  }
+  } else if (policy.requireExp) throw new TokenError("token has no exp claim (jwt.require_exp)");
   if (c.nbf !== undefined) {
     if (!isNum(c.nbf)) throw new TokenError("nbf claim is not a number");
     if (now + policy.leewaySec < c.nbf) throw new TokenError("token not valid yet (nbf)");

@@ -71,6 +71,8 @@ export const JwtSchema = z.strictObject({
   issuer: nonEmpty.optional(),
   audience: z.union([nonEmpty, z.array(nonEmpty).min(1)]).optional(),
   leeway_seconds: nonNegInt.default(30),
+  /** Refuse tokens without an `exp` claim (which would never expire). Off by default, as before. */
+  require_exp: z.boolean().default(false),
   max_token_bytes: posInt.default(8192),
   token_sources: z.array(TokenSourceSchema).min(1).default([{ type: "bearer" }]),
   claims: z.array(ClaimRuleSchema).default([]),

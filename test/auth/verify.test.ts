@@ -72,6 +72,13 @@ describe("rejections (InvalidToken; the token never appears in the error)", () =
     expect(e.headers?.["WWW-Authenticate"]).toBe('Bearer realm="yatagarasu", error="invalid_token"');
     expect(e.status).toBe(401);
   });
+  test("a token without exp: accepted by default (it never expires), refused with jwt.require_exp", async () => {
+    const { exp: _, ...noExp } = good();
+    expect(await hs.verify(hmacToken({ alg: "HS256" }, noExp, SECRET))).toMatchObject({ sub: "alice" });
+    const strict = await make({ algorithm: "HS256", secret: SECRET, require_exp: true });
+    await bad(hmacToken({ alg: "HS256" }, noExp, SECRET), /no exp claim/, strict);
+    expect(await strict.verify(hmacToken({ alg: "HS256" }, good(), SECRET))).toMatchObject({ sub: "alice" });
+  });
   test("expired / not yet valid, and the leeway", async () => {
     const now = nowSec();
     await bad(hmacToken({ alg: "HS256" }, good({ exp: now - 31 }), SECRET), /expired/);
