@@ -62,6 +62,9 @@ export function createHandler(svc: Services, front: Front, peerOf: (req: Request
       return deliver(ctx, failed(front, ctx, thrown));
     }
     if (out instanceof Response) return deliver(ctx, out);
+    // Answered later: the peer is read now if the log or the audit trail will want it, since
+    // Bun.serve no longer knows it once the client has gone (a 499 would be logged without it).
+    if (ctx.peer === undefined && (svc.audit !== undefined || svc.log.enabled("info"))) ctx.peer = peerOf(req);
     return withDeadline(out, ctx.rt.config.server.request_timeout * 1000, ctx, deadlines).then(
       (res) => deliver(ctx, res),
       (thrown) => deliver(ctx, failed(front, ctx, thrown)),

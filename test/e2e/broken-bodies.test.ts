@@ -24,6 +24,8 @@ const SMALL = 3000;
  * the same with 3000 bytes (the body is complete before the response is built).
  */
 let upstream: TCPSocketListener<{ buf: string }>;
+/** Connections of GET /b/hang, held open unanswered. */
+const hung: Socket<{ buf: string }>[] = [];
 beforeAll(() => {
   upstream = Bun.listen<{ buf: string }>({
     hostname: "127.0.0.1",
@@ -41,6 +43,10 @@ beforeAll(() => {
         const [method, path] = head.split(" ");
         if (method === "HEAD") {
           s.write("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+          return;
+        }
+        if (path.endsWith("/hang")) {
+          hung.push(s); // never answered: the client leaves first
           return;
         }
         if (path.endsWith("/whole") || path.endsWith("/small")) {
@@ -64,7 +70,10 @@ beforeAll(() => {
     },
   });
 });
-afterAll(() => upstream?.stop(true));
+afterAll(() => {
+  for (const s of hung) s.end();
+  upstream?.stop(true);
+});
 
 /** curl's verdict: exit code, HTTP status, bytes received. curl fails (18/56) on a cut body. */
 async function curl(url: string): Promise<{ code: number; status: number; size: number }> {
@@ -116,6 +125,19 @@ for (const engine of ["bun", "node"] as const) {
         expect(line.error).toBeUndefined();
         expect(Number(line.status)).toBe(200);
         expect(Number(line.bytes)).toBe(SMALL);
+      });
+
+      test("a client that leaves before the answer is logged with its address (499 ClientClosedRequest)", async () => {
+        const seen = hung.length;
+        const ac = new AbortController();
+        const res = fetch(px.url("/b/hang"), { signal: ac.signal }).catch(() => "aborted");
+        for (let i = 0; i < 500 && hung.length === seen; i++) await Bun.sleep(10); // until the upstream holds the request
+        expect(hung.length).toBe(seen + 1);
+        ac.abort();
+        expect(await res).toBe("aborted");
+        const line = await px.waitForLog((l) => l.msg === "request" && l.path === "/b/hang");
+        expect(line.status).toBe(499);
+        expect(line.client_ip).toBe("127.0.0.1");
       });
 
       test("chunked, one chunk, then closed: never a clean-looking response", async () => {
