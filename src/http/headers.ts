@@ -15,8 +15,12 @@
  * (x-amz-request-id, x-amz-id-2, server, x-amz-server-side-encryption...) are not leaked.
  */
 
-/** Client request headers that go upstream (lower-case). */
-export const FORWARDED_REQUEST_HEADERS = ["range", "if-range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since"] as const;
+/**
+ * Client request headers that go upstream (lower-case). x-amz-checksum-mode: ENABLED asks S3 for
+ * the object's stored checksum (the 2025 SDKs and CLIs send it on every GetObject, to validate
+ * the body they receive).
+ */
+export const FORWARDED_REQUEST_HEADERS = ["range", "if-range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "x-amz-checksum-mode"] as const;
 
 /** The object's own headers: stored with a cached copy and replayed with every answer. */
 const OBJECT_HEADERS: ReadonlySet<string> = new Set([
@@ -30,8 +34,23 @@ const OBJECT_HEADERS: ReadonlySet<string> = new Set([
   "expires",
 ]);
 
-/** Per-response framing headers passed with an upstream answer (never stored: recomputed from the cached body). */
-const FRAMING_HEADERS: ReadonlySet<string> = new Set(["content-length", "content-range", "accept-ranges"]);
+/**
+ * Per-response headers passed with an upstream answer, never stored: the framing (recomputed from
+ * the cached body) and the object's checksums, which S3 sends only when asked (x-amz-checksum-mode)
+ * and only for the whole object. A cached answer (possibly a range cut from the whole) therefore
+ * never carries one; the client then has nothing to validate against, never a wrong value.
+ */
+const FRAMING_HEADERS: ReadonlySet<string> = new Set([
+  "content-length",
+  "content-range",
+  "accept-ranges",
+  "x-amz-checksum-crc32",
+  "x-amz-checksum-crc32c",
+  "x-amz-checksum-crc64nvme",
+  "x-amz-checksum-sha1",
+  "x-amz-checksum-sha256",
+  "x-amz-checksum-type",
+]);
 
 /** True for a header the cache keeps with an object (lower-case name). */
 export function isObjectHeader(name: string): boolean {

@@ -166,9 +166,10 @@ export class BucketUpstream {
   }
 
   /** The encoded URL path and the headers for one signed (or anonymous) request. */
-  private prepare(method: string, key: string): { path: string; headers: Record<string, string> } {
+  /** `signed`: headers to sign besides the signer's own (S3 refuses an unsigned x-amz-* header). */
+  private prepare(method: string, key: string, signed?: Record<string, string>): { path: string; headers: Record<string, string> } {
     const path = encodeS3Path(`${this.bucketPath}/${key}`);
-    const headers = this.signer ? this.signer.sign({ method, host: this.host, path: `${this.bucketPath}/${key}` }) : {};
+    const headers = this.signer ? this.signer.sign({ method, host: this.host, path: `${this.bucketPath}/${key}`, headers: signed }) : {};
     return { path, headers };
   }
 
@@ -337,7 +338,10 @@ export class BucketUpstream {
 
   /** One attempt. Not async for the pool (its UpstreamTimeoutError is converted by retrying()): no promise of its own. */
   private once(method: "GET" | "HEAD", key: string, forward: Record<string, string>, clientSignal: AbortSignal, span?: Span): Promise<Response> {
-    const { path, headers } = this.prepare(method, key);
+    // The forwarded Range and validators are not x-amz-* headers: they need no signature. The
+    // checksum mode is, so it is signed when present.
+    const mode = forward["x-amz-checksum-mode"];
+    const { path, headers } = this.prepare(method, key, mode === undefined ? undefined : { "x-amz-checksum-mode": mode });
     for (const k in forward) headers[k] = forward[k];
     // traceparent is not signed (added after signing): S3 ignores unsigned headers it does not know.
     if (span !== undefined) span.inject(headers);

@@ -147,6 +147,59 @@ describe("objects (cached bucket)", () => {
   });
 });
 
+describe("stored checksums (x-amz-checksum-mode: ENABLED, sent by the 2025 SDKs and CLIs)", () => {
+  let env: S3FrontEnv;
+  const BODY = "checksummed body, 0123456789";
+  const crc32 = (s: string) => Buffer.from(new Uint32Array([Bun.hash.crc32(s)]).buffer).reverse().toString("base64");
+  beforeAll(async () => {
+    env = await startS3FrontEnv({ cache: true }); // `data` cached, `private` not
+    await env.s3.put("private", "sum.txt", BODY, { checksumAlgorithm: "CRC32" });
+    await env.s3.put("data", "sum.txt", BODY, { checksumAlgorithm: "CRC32" });
+  });
+  afterAll(() => env.stop());
+
+  test("uncached bucket: GetObject and HeadObject of the whole object carry the stored checksum; the SDK validates the body with it", async () => {
+    const c = client(env);
+    try {
+      const g = await c.send(new GetObjectCommand({ Bucket: "private", Key: "sum.txt", ChecksumMode: "ENABLED" }));
+      expect([g.ChecksumCRC32, g.ChecksumType]).toEqual([crc32(BODY), "FULL_OBJECT"]);
+      expect(await g.Body!.transformToString()).toBe(BODY); // read to the end: the SDK compared the CRC32
+      const h = await c.send(new HeadObjectCommand({ Bucket: "private", Key: "sum.txt", ChecksumMode: "ENABLED" }));
+      expect(h.ChecksumCRC32).toBe(crc32(BODY));
+    } finally {
+      c.destroy();
+    }
+    const raw = await signedFetch(env, { path: "/private/sum.txt", headers: { "x-amz-checksum-mode": "ENABLED" } });
+    expect([raw.headers.get("x-amz-checksum-crc32"), raw.headers.get("x-amz-checksum-type"), await raw.text()]).toEqual([crc32(BODY), "FULL_OBJECT", BODY]);
+  });
+
+  test("no checksum when not asked, and never on a range (it would not describe the bytes sent)", async () => {
+    const plain = await signedFetch(env, { path: "/private/sum.txt" });
+    expect([plain.status, plain.headers.get("x-amz-checksum-crc32")]).toEqual([200, null]);
+    await plain.arrayBuffer();
+    const range = await signedFetch(env, { path: "/private/sum.txt", headers: { "x-amz-checksum-mode": "ENABLED", range: "bytes=0-3" } });
+    expect([range.status, range.headers.get("x-amz-checksum-crc32"), await range.text()]).toEqual([206, null, BODY.slice(0, 4)]);
+  });
+
+  test("cached bucket: a hit or a range cut from the cached copy never carries a checksum (none is stored with it)", async () => {
+    for (let i = 0; i < 2; i++) {
+      const r = await signedFetch(env, { path: "/data/sum.txt", headers: { "x-amz-checksum-mode": "ENABLED" } });
+      expect(await r.text()).toBe(BODY);
+      if (r.headers.get("x-cache") === "HIT") expect(r.headers.get("x-amz-checksum-crc32")).toBeNull();
+      else expect([null, crc32(BODY)]).toContain(r.headers.get("x-amz-checksum-crc32"));
+    }
+    const range = await signedFetch(env, { path: "/data/sum.txt", headers: { "x-amz-checksum-mode": "ENABLED", range: "bytes=0-3" } });
+    expect([range.status, range.headers.get("x-amz-checksum-crc32"), await range.text()]).toEqual([206, null, BODY.slice(0, 4)]);
+    const c = client(env);
+    try {
+      const g = await c.send(new GetObjectCommand({ Bucket: "data", Key: "sum.txt", ChecksumMode: "ENABLED" }));
+      expect(await g.Body!.transformToString()).toBe(BODY);
+    } finally {
+      c.destroy();
+    }
+  });
+});
+
 describe("OPA with the S3 action, virtual-hosted style, ListBuckets owner", () => {
   let env: S3FrontEnv;
   let opa: OpaServer;
