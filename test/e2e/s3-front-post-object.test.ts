@@ -124,6 +124,19 @@ describe("uploads", () => {
     expect(calls).toEqual(["POST uploads", ...Array(5).fill("PUT partNumber,uploadId"), "POST uploadId"]);
   });
 
+  test("a tagging field (S3's XML Tagging document) tags the object, small or multipart; a malformed or invalid one stores nothing", async () => {
+    const tagging = "<Tagging><TagSet><Tag><Key>team</Key><Value>a &amp; b</Value></Tag><Tag><Key>tier 1</Key><Value>gold+</Value></Tag></TagSet></Tagging>";
+    for (const [key, size] of [["form/tagged.txt", 10], ["form/tagged-big.bin", 6 * MiB]] as const) {
+      const res = await postForm(presignWithExtra(policyFor("up", key), { tagging }), bytesOf(size, 7));
+      expect(res.status).toBe(204);
+      const tags = await env.s3.client().send(new (await import("@aws-sdk/client-s3")).GetObjectTaggingCommand({ Bucket: "up", Key: key }));
+      expect(tags.TagSet?.map((t) => [t.Key, t.Value])).toEqual([["team", "a & b"], ["tier 1", "gold+"]]);
+    }
+    await refused(postForm(presignWithExtra(policyFor("up", "form/badtag.txt"), { tagging: "<Tagging><TagSet>" }), bytesOf(10, 7)), 400, "MalformedXML", "form/badtag.txt");
+    const eleven = `<Tagging><TagSet>${Array.from({ length: 11 }, (_, i) => `<Tag><Key>k${i}</Key><Value>v</Value></Tag>`).join("")}</TagSet></Tagging>`;
+    await refused(postForm(presignWithExtra(policyFor("up", "form/manytags.txt"), { tagging: eleven }), bytesOf(10, 7)), 400, "InvalidTag", "form/manytags.txt");
+  });
+
   test("success_action_redirect: 303 to it with bucket, key and etag", async () => {
     const p = policyFor("up", "form/redirect.txt");
     // the redirect field must be in the policy: re-sign one that names it

@@ -21,7 +21,8 @@
  *    success_action_status 200 or 201 (a PostResponse document), else 204; ETag and Location.
  *
  * Passed on to the object: Content-Type (the field; else S3's binary/octet-stream),
- * Cache-Control, Content-Disposition, Content-Encoding, Content-Language, Expires, x-amz-meta-*.
+ * Cache-Control, Content-Disposition, Content-Encoding, Content-Language, Expires, x-amz-meta-*,
+ * and the tags of a `tagging` field (S3's XML Tagging document, sent as x-amz-tagging).
  */
 import { authorize } from "../../proxy/phases/authorize.ts";
 import type { RequestContext } from "../../proxy/context.ts";
@@ -43,7 +44,8 @@ import { MAX_UPLOAD_BYTES } from "./upload-body.ts";
 import { sameSignature } from "./verify.ts";
 import { callOf, purgeKey, writeUpstream } from "./writes.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
-import { childText } from "./xml-reader.ts";
+import { childText, parseXml, XmlError, type XmlElement } from "./xml-reader.ts";
+import { taggingHeader, tagsOf } from "./tagging.ts";
 
 /** S3's limit on the fields before the file. */
 const MAX_FIELD_BYTES = 20 * 1024;
@@ -102,13 +104,29 @@ function objectKey(fields: ReadonlyMap<string, string>, filename: string | undef
   return key;
 }
 
-/** The object's headers from the form (Content-Type defaults to S3's binary/octet-stream). */
+/**
+ * The object's headers from the form (Content-Type defaults to S3's binary/octet-stream), and its
+ * tags from the `tagging` field (an XML Tagging document, checked as PutObjectTagging's).
+ */
 function objectHeaders(fields: ReadonlyMap<string, string>): Record<string, string> {
   const out: Record<string, string> = { "content-type": "binary/octet-stream" };
   for (const [name, value] of fields) {
     if (!OBJECT_FIELDS.has(name) && !name.startsWith("x-amz-meta-")) continue;
     if (!HEADER_VALUE.test(value) || !/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(name)) fail(s3Error("InvalidArgument", `${name} is not a valid header value`, { ArgumentName: name }));
     out[name] = value;
+  }
+  const tagging = fields.get("tagging");
+  if (tagging !== undefined) {
+    let doc: XmlElement;
+    try {
+      doc = parseXml(tagging);
+    } catch (err) {
+      if (err instanceof XmlError) return fail(s3Error("MalformedXML", "The XML in the tagging field was not well-formed or did not validate against S3's schema."));
+      throw err;
+    }
+    if (doc.name !== "Tagging") fail(s3Error("MalformedXML", "The XML in the tagging field was not well-formed or did not validate against S3's schema."));
+    const tags = tagsOf(doc);
+    if (tags.length > 0) out["x-amz-tagging"] = taggingHeader(tags);
   }
   return out;
 }

@@ -15,7 +15,7 @@ import { s3Fail } from "./fail.ts";
 import { relayDocument } from "./operations.ts";
 import { emptyAnswer, relayError } from "./relay.ts";
 import { callOf, malformed, purgeKey, readXmlBody, writeUpstream } from "./writes.ts";
-import { child, childrenNamed, childText } from "./xml-reader.ts";
+import { child, childrenNamed, childText, type XmlElement } from "./xml-reader.ts";
 
 const MAX_TAGS = 10;
 const MAX_KEY_CHARS = 128;
@@ -27,8 +27,8 @@ export async function objectTagging(ctx: RequestContext): Promise<Response> {
   return relayDocument(ctx, await getObjectTagging(upstream, ctx.key, callOf(ctx)), "Tagging", upstream.bucket);
 }
 
-export async function putObjectTaggingOp(ctx: RequestContext): Promise<Response> {
-  const doc = await readXmlBody(ctx, "Tagging");
+/** A `<Tagging><TagSet><Tag><Key/><Value/></Tag>…` document's tags, checked as S3 checks them (throws S3's error). */
+export function tagsOf(doc: XmlElement): Array<[string, string]> {
   const set = child(doc, "TagSet");
   if (set === undefined) throw s3Fail(malformed());
   const tags: Array<[string, string]> = [];
@@ -47,6 +47,16 @@ export async function putObjectTaggingOp(ctx: RequestContext): Promise<Response>
     if (seen.has(key)) throw s3Fail(s3Error("InvalidTag", "Cannot provide multiple Tags with the same key"));
     seen.add(key);
   }
+  return tags;
+}
+
+/** Tags as the x-amz-tagging header carries them ("k1=v1&k2=v2", URL-encoded). */
+export function taggingHeader(tags: ReadonlyArray<readonly [string, string]>): string {
+  return tags.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join("&");
+}
+
+export async function putObjectTaggingOp(ctx: RequestContext): Promise<Response> {
+  const tags = tagsOf(await readXmlBody(ctx, "Tagging"));
   const upstream = writeUpstream(ctx);
   let res: Response;
   try {
