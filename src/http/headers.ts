@@ -14,6 +14,7 @@
  * the object's own headers, so a hit and a miss answer with the same set. S3 internals
  * (x-amz-request-id, x-amz-id-2, server, x-amz-server-side-encryption...) are not leaked.
  */
+import { CHECKSUM_ALGORITHMS, checksumHeaderName } from "../s3/checksum.ts";
 
 /**
  * Client request headers that go upstream (lower-case). x-amz-checksum-mode: ENABLED asks S3 for
@@ -40,17 +41,7 @@ const OBJECT_HEADERS: ReadonlySet<string> = new Set([
  * and only for the whole object. A cached answer (possibly a range cut from the whole) therefore
  * never carries one; the client then has nothing to validate against, never a wrong value.
  */
-const FRAMING_HEADERS: ReadonlySet<string> = new Set([
-  "content-length",
-  "content-range",
-  "accept-ranges",
-  "x-amz-checksum-crc32",
-  "x-amz-checksum-crc32c",
-  "x-amz-checksum-crc64nvme",
-  "x-amz-checksum-sha1",
-  "x-amz-checksum-sha256",
-  "x-amz-checksum-type",
-]);
+const FRAMING_HEADERS: ReadonlySet<string> = new Set(["content-length", "content-range", "accept-ranges", ...CHECKSUM_ALGORITHMS.map(checksumHeaderName), "x-amz-checksum-type"]);
 
 /** True for a header the cache keeps with an object (lower-case name). */
 export function isObjectHeader(name: string): boolean {

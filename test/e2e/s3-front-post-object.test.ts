@@ -124,7 +124,7 @@ describe("uploads", () => {
     expect(calls).toEqual(["POST uploads", ...Array(5).fill("PUT partNumber,uploadId"), "POST uploadId"]);
   });
 
-  test("a tagging field (S3's XML Tagging document) tags the object, small or multipart; a malformed or invalid one stores nothing", async () => {
+  test("a tagging field (S3's XML Tagging document) tags the object, small or multipart; a malformed or invalid one, or an acl that grants, stores nothing", async () => {
     const tagging = "<Tagging><TagSet><Tag><Key>team</Key><Value>a &amp; b</Value></Tag><Tag><Key>tier 1</Key><Value>gold+</Value></Tag></TagSet></Tagging>";
     for (const [key, size] of [["form/tagged.txt", 10], ["form/tagged-big.bin", 6 * MiB]] as const) {
       const res = await postForm(presignWithExtra(policyFor("up", key), { tagging }), bytesOf(size, 7));
@@ -135,6 +135,9 @@ describe("uploads", () => {
     await refused(postForm(presignWithExtra(policyFor("up", "form/badtag.txt"), { tagging: "<Tagging><TagSet>" }), bytesOf(10, 7)), 400, "MalformedXML", "form/badtag.txt");
     const eleven = `<Tagging><TagSet>${Array.from({ length: 11 }, (_, i) => `<Tag><Key>k${i}</Key><Value>v</Value></Tag>`).join("")}</TagSet></Tagging>`;
     await refused(postForm(presignWithExtra(policyFor("up", "form/manytags.txt"), { tagging: eleven }), bytesOf(10, 7)), 400, "InvalidTag", "form/manytags.txt");
+    // ACLs: a private one passes, one that would grant anything is refused as S3 refuses it with ACLs disabled
+    expect((await postForm(presignWithExtra(policyFor("up", "form/acl-private.txt"), { acl: "private" }), bytesOf(10, 7))).status).toBe(204);
+    await refused(postForm(presignWithExtra(policyFor("up", "form/acl-public.txt"), { acl: "public-read" }), bytesOf(10, 7)), 400, "AccessControlListNotSupported", "form/acl-public.txt");
   });
 
   test("success_action_redirect: 303 to it with bucket, key and etag", async () => {

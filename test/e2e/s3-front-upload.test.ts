@@ -125,6 +125,30 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
     );
 
     test(
+      "ACLs: x-amz-acl private / bucket-owner-full-control pass; any other canned ACL or a grant is AccessControlListNotSupported on PutObject, CopyObject and CreateMultipartUpload, nothing reaching the upstream",
+      async () => {
+        for (const acl of ["private", "bucket-owner-full-control"]) {
+          const r = await signedFetch(env, { method: "PUT", path: `/up/acl/${acl}.txt`, body: bytesOf(10, 3), headers: { "x-amz-acl": acl } });
+          expect(r.status).toBe(200);
+        }
+        env.s3.resetLog();
+        const refusals: Array<[string, Record<string, string>, Array<[string, string]>?]> = [
+          ["PUT", { "x-amz-acl": "public-read" }],
+          ["PUT", { "x-amz-grant-read": 'uri="http://acs.amazonaws.com/groups/global/AllUsers"' }],
+          ["PUT", { "x-amz-acl": "public-read-write", "x-amz-copy-source": "/up/acl/private.txt" }],
+          ["POST", { "x-amz-acl": "authenticated-read" }, [["uploads", ""]]],
+        ];
+        for (const [method, headers, query] of refusals) {
+          const a = await answerOf(await signedFetch(env, { method, path: "/up/acl/refused.txt", headers, query, body: method === "PUT" && !headers["x-amz-copy-source"] ? bytesOf(10, 3) : undefined }));
+          expect({ status: a.status, code: a.code }).toEqual({ status: 400, code: "AccessControlListNotSupported" });
+        }
+        expect(env.s3.requests.filter((e) => !e.admin)).toEqual([]);
+        expect(await env.s3.exists("up", "acl/refused.txt")).toBe(false);
+      },
+      T,
+    );
+
+    test(
       "a small PutObject and a DeleteObject answer with no body, our request id and the ETag, never the upstream's own headers",
       async () => {
         const body = bytesOf(1024, 7);

@@ -12,6 +12,7 @@ export const S3_ERRORS = {
   AuthorizationQueryParametersError: { status: 400, message: "The authorization query parameters are invalid." },
   BucketAlreadyOwnedByYou: { status: 409, message: "Your previous request to create the named bucket succeeded and you already own it." },
   BadDigest: { status: 400, message: "The Content-MD5 or checksum value that you specified did not match what the server received." },
+  AccessControlListNotSupported: { status: 400, message: "The bucket does not allow ACLs" },
   EntityTooLarge: { status: 400, message: "Your proposed upload exceeds the maximum allowed size." },
   EntityTooSmall: { status: 400, message: "Your proposed upload is smaller than the minimum allowed object size." },
   // S3 documents ExpiredToken and InvalidToken as 400 (the SDKs refresh credentials on the code).

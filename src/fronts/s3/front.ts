@@ -46,6 +46,7 @@ import { assumeRoleWithWebIdentity } from "./sts-endpoint.ts";
 import { decodeComponent, NO_PARAMETERS } from "./uri.ts";
 import { isS3Error } from "./auth-params.ts";
 import { UNSIGNED_PAYLOAD, verifySigV4 } from "./verify.ts";
+import { refuseAcls } from "./writes.ts";
 
 /** What the S3 front learns about a request, beside the shared context. */
 export interface S3State {
@@ -234,16 +235,19 @@ export function s3Operate(ctx: RequestContext): Response | Promise<Response> {
     case "DeleteObjectTagging":
       return deleteObjectTaggingOp(ctx);
     case "PutObject":
+      refuseAcls(ctx);
       return putObjectOp(ctx);
     case "PostObject":
       return postObjectOp(ctx);
     case "CopyObject":
+      refuseAcls(ctx);
       return copyObjectOp(ctx);
     case "UploadPart":
       return uploadPartOp(ctx);
     case "UploadPartCopy":
       return uploadPartCopyOp(ctx);
     case "CreateMultipartUpload":
+      refuseAcls(ctx);
       return createMultipartUploadOp(ctx);
     case "CompleteMultipartUpload":
       return completeMultipartUploadOp(ctx);

@@ -42,7 +42,7 @@ import { hasDotSegment, MAX_KEY_BYTES } from "./route.ts";
 import { signingKeyFor } from "./signing-keys.ts";
 import { MAX_UPLOAD_BYTES } from "./upload-body.ts";
 import { sameSignature } from "./verify.ts";
-import { callOf, purgeKey, writeUpstream } from "./writes.ts";
+import { aclsNotSupported, callOf, OWNER_ONLY_ACLS, purgeKey, writeUpstream } from "./writes.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
 import { childText, parseXml, XmlError, type XmlElement } from "./xml-reader.ts";
 import { taggingHeader, tagsOf } from "./tagging.ts";
@@ -115,6 +115,8 @@ function objectHeaders(fields: ReadonlyMap<string, string>): Record<string, stri
     if (!HEADER_VALUE.test(value) || !/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(name)) fail(s3Error("InvalidArgument", `${name} is not a valid header value`, { ArgumentName: name }));
     out[name] = value;
   }
+  const acl = fields.get("acl");
+  if (acl !== undefined && !OWNER_ONLY_ACLS.has(acl.trim().toLowerCase())) fail(aclsNotSupported());
   const tagging = fields.get("tagging");
   if (tagging !== undefined) {
     let doc: XmlElement;

@@ -10,6 +10,7 @@
  */
 import { keepHeaders } from "../../http/headers.ts";
 import { isOwnedBytes } from "../../http/owned-response.ts";
+import { CHECKSUM_VALUE_HEADERS } from "../../s3/operations/common.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import { s3Error, S3_ERRORS, type S3Error, type S3ErrorCode } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
@@ -25,11 +26,7 @@ const PASSED = new Set([
   "x-amz-version-id",
   "x-amz-delete-marker",
   "x-amz-copy-source-version-id",
-  "x-amz-checksum-crc32",
-  "x-amz-checksum-crc32c",
-  "x-amz-checksum-crc64nvme",
-  "x-amz-checksum-sha1",
-  "x-amz-checksum-sha256",
+  ...CHECKSUM_VALUE_HEADERS,
   "x-amz-checksum-type",
   "x-amz-checksum-algorithm",
   "x-amz-server-side-encryption",

@@ -14,6 +14,29 @@ import type { S3RequestContext } from "./front.ts";
 import { bodyFailure, prepareUploadBody, type PreparedBody } from "./upload-body.ts";
 import { parseXml, XmlError, type XmlElement } from "./xml-reader.ts";
 
+/** Canned ACLs that change nothing on a bucket whose objects all belong to its owner. */
+export const OWNER_ONLY_ACLS: ReadonlySet<string> = new Set(["private", "bucket-owner-full-control"]);
+const GRANT_HEADERS = ["x-amz-grant-full-control", "x-amz-grant-read", "x-amz-grant-read-acp", "x-amz-grant-write-acp"] as const;
+
+export const aclsNotSupported = (): S3Error => s3Error("AccessControlListNotSupported", "The bucket does not allow ACLs");
+
+/**
+ * PutObject, CopyObject, CreateMultipartUpload: ACLs are not implemented, so an ACL that would
+ * grant anything (a canned ACL other than private / bucket-owner-full-control, any x-amz-grant-*)
+ * is refused as S3 refuses it on a bucket with ACLs disabled (its default since 2023), instead of
+ * being silently dropped. rclone's and others' default `x-amz-acl: private` passes.
+ */
+export function refuseAcls(ctx: RequestContext): void {
+  // Every x-amz-* header present was signed (verification refuses others): the signed names say
+  // whether there is anything to look at, without a header lookup on every upload.
+  const signed = (ctx as S3RequestContext).s3?.payload?.signedHeaders;
+  if (signed !== undefined && !signed.some((n) => n === "x-amz-acl" || n.startsWith("x-amz-grant-"))) return;
+  const h = ctx.req.headers;
+  const acl = h.get("x-amz-acl");
+  if (acl !== null && !OWNER_ONLY_ACLS.has(acl.trim().toLowerCase())) throw s3Fail(aclsNotSupported());
+  for (const name of GRANT_HEADERS) if (h.has(name)) throw s3Fail(aclsNotSupported());
+}
+
 /** Writes go to the primary: a replica set's secondaries are for reads (src/s3/replicas.ts). */
 export function writeUpstream(ctx: RequestContext): BucketUpstream {
   return ctx.bucket!.upstream.primary();
