@@ -211,8 +211,20 @@ export class Cache {
     if (r instanceof Promise) r.catch(noop);
   }
 
+  /**
+   * A purged key's fill in flight keeps serving the requests that joined it (they were concurrent
+   * with the write) and stores nothing (purgedSince), but no request may join it any more: one
+   * that arrives after the write was answered must see the new object (S3's read-after-write), so
+   * it starts a fill of its own.
+   */
+  private detachFlights(what: string, exact: boolean): void {
+    if (exact) this.inflight.delete(what);
+    else for (const k of [...this.inflight.keys()]) if (k.startsWith(what)) this.inflight.delete(k);
+  }
+
   async delete(key: string): Promise<boolean> {
     this.purges.key(key);
+    this.detachFlights(key, true);
     const results = await Promise.all(this.layers.map((l) => Promise.resolve(l.delete(key)).catch(() => false)));
     return results.some(Boolean);
   }
@@ -239,6 +251,7 @@ export class Cache {
 
   private async purgePrefix(prefix: string): Promise<number> {
     this.purges.prefix(prefix);
+    this.detachFlights(prefix, false);
     const counts = await Promise.all(this.layers.map((l) => Promise.resolve(l.purgePrefix(prefix)).catch(() => 0)));
     return counts[0] ?? 0;
   }
@@ -247,6 +260,7 @@ export class Cache {
   private applyRemote(from: CacheLayer, inv: RemoteInvalidation): void {
     if (inv.kind === "key") this.purges.key(inv.key);
     else this.purges.prefix(inv.prefix);
+    this.detachFlights(inv.kind === "key" ? inv.key : inv.prefix, inv.kind === "key");
     for (const l of this.layers) {
       if (l === from) continue;
       this.settle(inv.kind === "key" ? l.delete(inv.key) : l.purgePrefix(inv.prefix));

@@ -49,6 +49,30 @@ describe("coalescing", () => {
     expect(up.calls.length).toBe(1);
   });
 
+  test("read-after-write: a request that arrives after a purge of its key never joins the fill that began before it", async () => {
+    for (const purge of [() => cache.delete("b/k"), () => cache.purgeBucket("b"), () => cache.purgeAll()]) {
+      const before = serve(); // a fill of the old object begins
+      await tick();
+      const calls = up.calls.length;
+      const joined = serve(); // concurrent with the write: may get the old object
+      await tick();
+      await purge(); // the write is answered after this
+      const after = serve(); // sent after the write: must not get the old object
+      await tick();
+      expect(up.calls.length).toBe(calls + 1); // its own trip upstream
+      up.respond(ok(10, { etag: '"old"' }));
+      up.respond(ok(20, { etag: '"new"' }));
+      expect((await before).response.headers.get("etag")).toBe('"old"');
+      expect((await joined).response.headers.get("etag")).toBe('"old"');
+      const fresh = await after;
+      expect([fresh.response.headers.get("etag"), (await bytes(fresh.response)).byteLength]).toEqual(['"new"', 20]);
+      // only the fill that began after the purge was stored
+      expect((await serve()).response.headers.get("etag")).toBe('"new"');
+      expect(cache.inflight.size).toBe(0);
+      await cache.purgeAll();
+    }
+  });
+
   test("a thrown upstream error reaches every waiter, is not cached, and the next request retries", async () => {
     const boom = new Error("connect ECONNREFUSED");
     const all = Array.from({ length: 20 }, () => serve().then(() => "resolved", (e) => e));
