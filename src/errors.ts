@@ -25,6 +25,7 @@ export const CATALOGUE = {
   NoSuchKey: { status: 404, message: "The object does not exist" },
   NoSuchBucket: { status: 404, message: "The upstream bucket does not exist" },
   MethodNotAllowed: { status: 405, message: "Only GET, HEAD and OPTIONS are allowed" },
+  Conflict: { status: 409, message: "A conflicting request for this object is in progress; retry" },
   LengthRequired: { status: 411, message: "An upload needs a Content-Length" },
   PreconditionFailed: { status: 412, message: "A precondition did not hold" },
   EntityTooLarge: { status: 413, message: "The upload is larger than allowed" },

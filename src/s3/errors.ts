@@ -34,6 +34,7 @@ export function mapS3Error(status: number, s3Code: string | undefined, retryAfte
     if (status === 404) code = "NoSuchKey";
     else if (status === 403) code = "AccessDenied";
     else if (status === 503) code = "SlowDown";
+    else if (status === 409) code = "Conflict"; // ConditionalRequestConflict, OperationAborted: the client may retry
     else if (status >= 500) code = "BadGateway";
     else if (status === 400) code = "BadRequest";
     else code = "BadGateway";

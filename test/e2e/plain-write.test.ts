@@ -121,6 +121,18 @@ for (const engine of ["bun", "node"] as const) {
       expect(await s3.exists("rw", `${engine}/anon.txt`)).toBe(false);
     }, T);
 
+    test("an upstream 409 (a conflicting conditional write) is 409 Conflict naming S3's code, not a 502", async () => {
+      s3.faults.set(`/rw/${engine}/conflict.txt`, { kind: "error", status: 409, code: "ConditionalRequestConflict", message: "m", method: "PUT", times: 1 });
+      try {
+        const res = await fetch(env.url(`/rw/${engine}/conflict.txt`), { method: "PUT", body: "x", headers: { ...bearer(), "if-none-match": "*" } });
+        expect(res.status).toBe(409);
+        const body = (await res.json()) as { error: string; message: string };
+        expect([body.error, body.message]).toEqual(["Conflict", "The upstream refused the request (ConditionalRequestConflict)"]);
+      } finally {
+        s3.faults.clear();
+      }
+    }, T);
+
     test("a read-only bucket keeps answering 405 with Allow; a read-write one lists PUT and DELETE", async () => {
       for (const method of ["PUT", "DELETE"]) {
         const res = await fetch(env.url("/ro/x.txt"), { method, body: method === "PUT" ? "x" : undefined, headers: bearer() });

@@ -125,6 +125,23 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
     );
 
     test(
+      "upstream refusals keep S3's code: 409 ConditionalRequestConflict on PutObject, 403 InvalidObjectState (an archived object) on GetObject",
+      async () => {
+        env.s3.faults.set("/up/codes/conflict.txt", { kind: "error", status: 409, code: "ConditionalRequestConflict", message: "conflict", method: "PUT", times: 1 });
+        env.s3.faults.set("/up/codes/archived.txt", { kind: "error", status: 403, code: "InvalidObjectState", message: "The operation is not valid for the object's storage class", method: "GET" });
+        try {
+          const put = await answerOf(await signedFetch(env, { method: "PUT", path: "/up/codes/conflict.txt", body: bytesOf(10, 3), headers: { "if-none-match": "*" } }));
+          expect({ status: put.status, code: put.code }).toEqual({ status: 409, code: "ConditionalRequestConflict" });
+          const get = await answerOf(await signedFetch(env, { method: "GET", path: "/up/codes/archived.txt" }));
+          expect({ status: get.status, code: get.code }).toEqual({ status: 403, code: "InvalidObjectState" });
+        } finally {
+          env.s3.faults.clear();
+        }
+      },
+      T,
+    );
+
+    test(
       "ACLs: x-amz-acl private / bucket-owner-full-control pass; any other canned ACL or a grant is AccessControlListNotSupported on PutObject, CopyObject and CreateMultipartUpload, nothing reaching the upstream",
       async () => {
         for (const acl of ["private", "bucket-owner-full-control"]) {

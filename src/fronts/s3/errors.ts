@@ -11,6 +11,8 @@ export const S3_ERRORS = {
   AuthorizationHeaderMalformed: { status: 400, message: "The authorization header you provided is invalid." },
   AuthorizationQueryParametersError: { status: 400, message: "The authorization query parameters are invalid." },
   BucketAlreadyOwnedByYou: { status: 409, message: "Your previous request to create the named bucket succeeded and you already own it." },
+  ConditionalRequestConflict: { status: 409, message: "The conditional request cannot succeed due to a conflicting operation against this resource." },
+  InvalidStorageClass: { status: 400, message: "The storage class you specified is not valid." },
   BadDigest: { status: 400, message: "The Content-MD5 or checksum value that you specified did not match what the server received." },
   AccessControlListNotSupported: { status: 400, message: "The bucket does not allow ACLs" },
   EntityTooLarge: { status: 400, message: "Your proposed upload exceeds the maximum allowed size." },
@@ -129,6 +131,7 @@ const FROM_PROXY: Partial<Record<ErrorCode, S3ErrorCode>> = {
   NoSuchBucket: "NoSuchBucket",
   MethodNotAllowed: "MethodNotAllowed",
   PreconditionFailed: "PreconditionFailed",
+  Conflict: "OperationAborted",
   UriTooLong: "KeyTooLongError",
   RangeNotSatisfiable: "InvalidRange",
   TooManyRequests: "SlowDown",
@@ -146,11 +149,24 @@ const FROM_PROXY: Partial<Record<ErrorCode, S3ErrorCode>> = {
   GatewayTimeout: "ServiceUnavailable",
 };
 
+/** Upstream codes that mean it refused the proxy's own credentials: the client gets AccessDenied (an operator problem, not theirs). */
+export const CREDENTIAL_CODES: ReadonlySet<string> = new Set(["SignatureDoesNotMatch", "InvalidAccessKeyId", "ExpiredToken", "InvalidToken", "RequestTimeTooSkewed", "AuthorizationHeaderMalformed", "AuthorizationQueryParametersError", "TokenRefreshRequired"]);
+
 /**
  * A shared-phase ProxyError in S3's dialect. The message is S3's fixed one (the ProxyError's
  * detail is written for the plain front); headers such as Retry-After and Content-Range are kept.
+ * An upstream refusal (a GetObject's 403 InvalidObjectState for an archived object, say) keeps
+ * S3's own code and status when the catalogue knows it, as the write operations relay theirs.
  */
-export function fromProxyError(err: Pick<ProxyError, "code" | "headers">): S3Error {
+export function fromProxyError(err: Pick<ProxyError, "code" | "headers"> & { cause?: unknown }): S3Error {
+  const headers = err.headers && Object.keys(err.headers).length ? { ...err.headers } : undefined;
+  const upstream = err.cause as { s3Code?: unknown; s3Status?: unknown } | undefined;
+  const s3Code = typeof upstream?.s3Code === "string" ? upstream.s3Code : undefined;
+  if (s3Code !== undefined && Object.hasOwn(S3_ERRORS, s3Code) && !CREDENTIAL_CODES.has(s3Code)) {
+    const e = s3Error(s3Code as S3ErrorCode, undefined, undefined, headers);
+    if (typeof upstream!.s3Status === "number" && upstream!.s3Status >= 400 && upstream!.s3Status <= 599) e.status = upstream!.s3Status;
+    return e;
+  }
   const code = FROM_PROXY[err.code] ?? "InternalError";
-  return s3Error(code, undefined, undefined, err.headers && Object.keys(err.headers).length ? { ...err.headers } : undefined);
+  return s3Error(code, undefined, undefined, headers);
 }

@@ -12,7 +12,7 @@ import { keepHeaders } from "../../http/headers.ts";
 import { isOwnedBytes } from "../../http/owned-response.ts";
 import { CHECKSUM_VALUE_HEADERS } from "../../s3/operations/common.ts";
 import type { RequestContext } from "../../proxy/context.ts";
-import { s3Error, S3_ERRORS, type S3Error, type S3ErrorCode } from "./errors.ts";
+import { CREDENTIAL_CODES, s3Error, S3_ERRORS, type S3Error, type S3ErrorCode } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
 import { parseXml, XmlError, type XmlElement } from "./xml-reader.ts";
 
@@ -33,8 +33,6 @@ const PASSED = new Set([
   "x-amz-expiration",
 ]);
 
-/** Codes that mean the upstream refused the proxy's credentials. */
-const CREDENTIAL_CODES = new Set(["SignatureDoesNotMatch", "InvalidAccessKeyId", "ExpiredToken", "InvalidToken", "RequestTimeTooSkewed", "AuthorizationHeaderMalformed", "AuthorizationQueryParametersError", "TokenRefreshRequired"]);
 
 const isPassed = (name: string) => PASSED.has(name);
 
