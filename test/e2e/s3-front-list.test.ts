@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "
 import { ListObjectsCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import { issueSession } from "../../src/fronts/s3/sts.ts";
 import { smithySigned } from "../fronts/s3/helpers.ts";
-import { APP, startS3FrontEnv, STS_KEY, type S3FrontEnv } from "./s3-front-helpers.ts";
+import { APP, startS3FrontEnv, STS_KEY, UPSTREAM, type S3FrontEnv } from "./s3-front-helpers.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -60,7 +60,9 @@ describe("ListObjectsV2", () => {
     expect(r.status).toBe(200);
     expect(r.body).toContain("<CommonPrefixes><Prefix>b/</Prefix></CommonPrefixes>");
     expect(r.body).not.toContain("<Key>a.txt</Key>");
-    expect(r.body).toContain("<Owner>");
+    // the Owner is the requesting identity's (as ListBuckets says), never the upstream's principal
+    expect(r.body).toContain(`<Owner><ID>${new Bun.CryptoHasher("sha256").update("app1").digest("hex")}</ID><DisplayName>app1</DisplayName></Owner>`);
+    expect(r.body).not.toContain(UPSTREAM.accessKeyId);
     const calls = env.upstreamCalls();
     expect(calls.length).toBe(1);
     expect(calls[0]!.query).toEqual({ "list-type": "2", delimiter: "/", "start-after": "a.txt", "fetch-owner": "true", prefix: "" });

@@ -6,7 +6,7 @@
  * that the upstream answers 200 with an <Error> body is relayed as that error.
  */
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
-import { answerOf, bytesOf, READER, sha256, signedFetch, startUploadEnv, startUploadFixture, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
+import { answerOf, bytesOf, READER, sha256, signedFetch, startUploadEnv, startUploadFixture, UPSTREAM_WRITER, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
 import type { S3Fixture } from "../fixtures/s3.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
@@ -79,6 +79,13 @@ describe("a CRC32 multipart upload across two proxy instances", () => {
       const uploads = await (await signedFetch(b, { method: "GET", path: "/other", query: [["uploads", ""], ["prefix", "mp/"]] })).text();
       expect(text(uploads, "Bucket")).toBe("other");
       expect(uploads).toContain(`<UploadId>${uploadId}</UploadId>`);
+      // Initiator and Owner name the requesting identity, never the upstream's principal (the bucket's own key)
+      const owner = `<ID>${new Bun.CryptoHasher("sha256").update("writer").digest("hex")}</ID><DisplayName>writer</DisplayName>`;
+      for (const xml of [partsXml, uploads]) {
+        expect(xml).toContain(`<Initiator>${owner}</Initiator>`);
+        expect(xml).toContain(`<Owner>${owner}</Owner>`);
+        expect(xml).not.toContain(UPSTREAM_WRITER.accessKeyId);
+      }
 
       const done = await complete(a, path, uploadId, completeXml([{ n: 1, etag: r1.etag, crc: r1.crc! }, { n: 2, etag: r2.etag, crc: r2.crc! }]));
       const doneXml = await done.text();

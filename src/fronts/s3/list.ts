@@ -1,8 +1,9 @@
 /**
  * ListObjects V1 and V2, and ListObjectVersions, on the S3 front: the client's listing parameters (only those) go to the
  * upstream through src/s3/operations (signed with the bucket's credentials), and S3's answer comes
- * back as it is, with one change: `<Name>` says the proxy bucket's name, which is the bucket the
- * client asked for, not the upstream bucket behind it (that one is never revealed).
+ * back as it is, with two changes: `<Name>` says the proxy bucket's name, which is the bucket the
+ * client asked for, not the upstream bucket behind it (that one is never revealed), and every
+ * `<Owner>` is the requesting identity's (xml.ts maskOwners), never the upstream's principal.
  *
  * Parameters S3 validates itself (max-keys, encoding-type) are checked here first, with S3's codes,
  * so a bad one never costs an upstream request. An upstream 400 (a continuation token it does not
@@ -15,7 +16,7 @@ import type { RequestContext } from "../../proxy/context.ts";
 import { s3Error, S3_ERRORS, type S3ErrorCode } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
 import { xmlResponse } from "./operations.ts";
-import { escapeXml } from "./xml.ts";
+import { escapeXml, maskOwners } from "./xml.ts";
 
 /** A listing page is at most 1000 keys of at most 1 KiB each, plus markup: far below this. */
 const MAX_LISTING_BYTES = 16 * 1024 * 1024;
@@ -70,5 +71,5 @@ export async function listObjects(ctx: RequestContext, op: "ListObjects" | "List
   if (res.status !== 200) throw await errorFromResponse(res, "GET");
   const xml = await readListing(res);
   // The first <Name> is ListBucketResult's (ListVersionsResult's) own (keys and owners are escaped text or other elements).
-  return xmlResponse(ctx, xml.replace(NAME, "<Name>" + escapeXml(bucket.name) + "</Name>"));
+  return xmlResponse(ctx, maskOwners(xml.replace(NAME, "<Name>" + escapeXml(bucket.name) + "</Name>"), ctx.subject ?? "anonymous"));
 }

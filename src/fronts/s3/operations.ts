@@ -18,7 +18,7 @@ import { NO_PARAMETERS } from "./uri.ts";
 import { s3Fail } from "./fail.ts";
 import type { S3Identities, S3Principal } from "./identities.ts";
 import { visibleBuckets } from "./permissions.ts";
-import { renderListBuckets, renderLocationConstraint } from "./xml.ts";
+import { ownerOf, renderListBuckets, renderLocationConstraint } from "./xml.ts";
 
 /** The proxy has no bucket creation dates of its own: every bucket reports this fixed one. */
 export const BUCKET_CREATION_DATE = Date.UTC(2000, 0, 1);
@@ -62,7 +62,7 @@ export function listBuckets(ctx: RequestContext, api: S3Identities, principal: S
   if (after !== undefined) names = names.filter((n) => n > after);
   const page = names.slice(0, max);
   const more = names.length > page.length;
-  const owner = { id: Bun.CryptoHasher.hash("sha256", principal.identity, "hex"), displayName: principal.identity };
+  const owner = ownerOf(principal.identity);
   return xmlResponse(ctx, renderListBuckets(page.map((name) => ({ name, creationDate: BUCKET_CREATION_DATE, region: api.region })), {
     owner,
     prefix,

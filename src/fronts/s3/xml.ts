@@ -94,3 +94,22 @@ export function renderLocationConstraint(region: string): string {
   if (region === "" || region === "us-east-1") return XML_DECL + '<LocationConstraint xmlns="' + S3_XMLNS + '"/>';
   return XML_DECL + '<LocationConstraint xmlns="' + S3_XMLNS + '">' + escapeXml(region) + "</LocationConstraint>";
 }
+
+/** The owner the S3 front reports for an identity (ListBuckets, and every Owner / Initiator of a listing). */
+export function ownerOf(identity: string): { id: string; displayName: string } {
+  return { id: Bun.CryptoHasher.hash("sha256", identity, "hex") as string, displayName: identity };
+}
+
+const OWNER_ELEMENTS = /<(Owner|Initiator)>[\s\S]*?<\/\1>/g;
+
+/**
+ * A relayed listing's Owner and Initiator elements (ListObjects with fetch-owner, ListObjectVersions,
+ * ListParts, ListMultipartUploads) name the upstream's principal: its canonical id, or the bucket's
+ * own access key id. They are replaced by the requesting identity's, as ListBuckets reports it.
+ */
+export function maskOwners(xml: string, identity: string): string {
+  if (!xml.includes("<Owner>") && !xml.includes("<Initiator>")) return xml;
+  const o = ownerOf(identity);
+  const inner = el("ID", o.id) + el("DisplayName", o.displayName);
+  return xml.replace(OWNER_ELEMENTS, (_m, name: string) => `<${name}>${inner}</${name}>`);
+}
