@@ -20,6 +20,7 @@ import type { CorsConfig } from "../config/cors.ts";
 import { ProxyError } from "../errors.ts";
 import type { RequestContext } from "../proxy/context.ts";
 import { failed, runPhases, type Front, type Phase } from "../proxy/runner.ts";
+import type { Runtime } from "../runtime.ts";
 
 export type PreflightAnswer = { ok: true; headers: Record<string, string> } | { ok: false; reason: string };
 
@@ -78,10 +79,26 @@ export function withCorsHeaders(res: Response, cors: CorsConfig, origin: string)
   return out;
 }
 
-function apply(h: Headers, cors: CorsConfig, origin: string): void {
+/** Vary: Origin alone: the answer to a request without Origin, on a bucket with CORS. */
+function withVaryOrigin(res: Response): Response {
+  try {
+    addVaryOrigin(res.headers);
+    return res;
+  } catch {
+    const out = new Response(res.body, res);
+    addVaryOrigin(out.headers);
+    return out;
+  }
+}
+
+function addVaryOrigin(h: Headers): void {
   const vary = h.get("vary");
   if (vary === null) h.set("vary", "Origin");
   else if (!/(^|,)\s*origin\s*(,|$)/i.test(vary)) h.set("vary", `${vary}, Origin`);
+}
+
+function apply(h: Headers, cors: CorsConfig, origin: string): void {
+  addVaryOrigin(h);
   if (!originAllowed(cors, origin)) return;
   h.set("access-control-allow-origin", origin);
   if (cors.expose_headers.length > 0) h.set("access-control-expose-headers", cors.expose_headers.join(", "));
@@ -97,18 +114,25 @@ export function corsPhase(front: () => Front, bucketCors: (ctx: RequestContext) 
   let next = -1;
   const phase: Phase = (ctx) => {
     const origin = ctx.req.headers.get("origin");
-    if (origin === null) return undefined;
+    // A request without Origin on a bucket with CORS still gets Vary: Origin (the Fetch standard's
+    // "CORS protocol and HTTP caches"): otherwise a browser or CDN cache could answer a later
+    // CORS request with this answer, which lacks Access-Control-Allow-Origin.
+    if (origin === null && !anyCors(ctx.rt)) return undefined;
     const cors = bucketCors(ctx);
     if (cors === undefined) return undefined;
     const headers = ctx.req.headers;
+    if (origin === null) return runRest(ctx, withVaryOrigin);
     if (isPreflight(ctx.method, headers)) {
       const answer = preflight(cors, origin, headers.get("access-control-request-method")!, headers.get("access-control-request-headers"));
       if (!answer.ok) throw new ProxyError("Forbidden", { detail: `CORS preflight refused: ${answer.reason}` });
       return new Response(null, { status: 204, headers: answer.headers });
     }
+    return runRest(ctx, (res: Response) => withCorsHeaders(res, cors, origin));
+  };
+  /** Runs the front's phases after this one and decorates their answer, errors included. */
+  const runRest = (ctx: RequestContext, decorate: (res: Response) => Response): Response | Promise<Response> => {
     const f = front();
     if (next < 0) next = f.phases.indexOf(phase) + 1;
-    const decorate = (res: Response) => withCorsHeaders(res, cors, origin);
     let out: Response | Promise<Response>;
     try {
       out = runPhases(f.phases, ctx, next);
@@ -119,4 +143,16 @@ export function corsPhase(front: () => Front, bucketCors: (ctx: RequestContext) 
     return out.then(decorate, (thrown) => decorate(failed(f, ctx, thrown)));
   };
   return phase;
+}
+
+const corsBuckets = new WeakMap<Runtime, boolean>();
+
+/** Whether any bucket of this configuration has CORS (else a request without Origin skips the lookup). */
+function anyCors(rt: Runtime): boolean {
+  let any = corsBuckets.get(rt);
+  if (any === undefined) {
+    any = [...rt.buckets.values()].some((b) => b.cfg.cors !== undefined);
+    corsBuckets.set(rt, any);
+  }
+  return any;
 }

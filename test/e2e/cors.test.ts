@@ -87,13 +87,19 @@ describe("plain front", () => {
     expect(missing.headers.get("access-control-allow-origin")).toBe(APP);
   }, T);
 
-  test("another origin's actual request is served as usual but gets no CORS grant; no Origin, no CORS headers at all", async () => {
+  test("another origin's actual request is served as usual but gets no CORS grant; no Origin, no CORS headers but Vary: Origin (a cache must not reuse it for a CORS request)", async () => {
     const evil = await fetch(env.url("/web/page.txt"), { headers: { origin: EVIL, ...bearer() } });
     expect(evil.status).toBe(200);
     expect(corsHeadersOf(evil)).toEqual([]);
     expect(evil.headers.get("vary")).toContain("Origin");
     const none = await fetch(env.url("/web/page.txt"), { headers: bearer() });
+    expect([none.status, await none.text()]).toEqual([200, "hello"]);
     expect(corsHeadersOf(none)).toEqual([]);
+    expect(none.headers.get("vary")).toContain("Origin");
+    const error = await fetch(env.url("/web/missing.txt"), { headers: bearer() });
+    expect([error.status, error.headers.get("vary")]).toEqual([404, "Origin"]);
+    // a bucket without cors: no Vary added
+    expect((await fetch(env.url("/plain/page.txt"), { headers: bearer() })).headers.get("vary")).toBeNull();
   }, T);
 
   test("a bucket without cors answers as before: OPTIONS 204 with Allow and no CORS headers, GET without them", async () => {
