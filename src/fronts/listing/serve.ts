@@ -27,16 +27,29 @@ const MAX_LISTING_BYTES = 4 * 1024 * 1024;
 
 const HTML_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/** Whether the Accept header asks for text/html (with a non-zero q). */
+/**
+ * Whether the Accept header prefers HTML: text/html (or text/*) named with a non-zero q at least as
+ * high as JSON's (application/json, application/*, or * / * standing for it). A client that names
+ * no HTML type (curl's * / *, fetch's default) gets JSON.
+ */
 export function wantsHtml(accept: string | null): boolean {
   if (accept === null) return false;
+  let html = -1;
+  let htmlSpecific = -1; // 2: text/html, 1: text/*
+  let json = -1;
+  let jsonSpecific = -1; // 2: application/json, 1: application/*, 0: */*
   for (const part of accept.split(",")) {
-    const [type, ...params] = part.split(";").map((s) => s.trim().toLowerCase());
-    if (type !== "text/html") continue;
-    const q = params.find((p) => p.startsWith("q="));
-    return q === undefined || Number(q.slice(2)) > 0;
+    const [type = "", ...params] = part.split(";").map((s) => s.trim().toLowerCase());
+    const qp = params.find((p) => p.startsWith("q="));
+    const q = qp === undefined ? 1 : Number(qp.slice(2));
+    if (!Number.isFinite(q)) continue;
+    // the most specific range that matches a type decides its q (RFC 9110 §12.5.1)
+    const h = type === "text/html" ? 2 : type === "text/*" ? 1 : -1;
+    if (h > htmlSpecific) [html, htmlSpecific] = [q, h];
+    const j = type === "application/json" ? 2 : type === "application/*" ? 1 : type === "*/*" ? 0 : -1;
+    if (j > jsonSpecific) [json, jsonSpecific] = [q, j];
   }
-  return false;
+  return html > 0 && html >= json;
 }
 
 /** The client's continuation token ("" or absent: the first page). */

@@ -70,3 +70,24 @@ describe("render", () => {
     expect(encodePath("/a b/c#d")).toBe("/a%20b/c%23d");
   });
 });
+
+describe("content negotiation (wantsHtml)", () => {
+  test("HTML when text/html is named and preferred; JSON otherwise", async () => {
+    const { wantsHtml } = await import("../../../src/fronts/listing/serve.ts");
+    const cases: Array<[string | null, boolean]> = [
+      ["text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", true], // a browser
+      ["text/html", true],
+      ["text/*", true],
+      ["text/html, application/json", true], // a tie: HTML
+      ["application/json, text/html;q=0.1", false], // JSON preferred by q
+      ["text/html;q=0.5, */*", false], // */* stands for JSON at 1
+      ["text/html;q=0.5, */*;q=0.4", true],
+      ["text/html;q=0, application/json", false],
+      ["*/*", false], // curl
+      ["application/json", false],
+      [null, false],
+      ["text/html;q=abc", false],
+    ];
+    for (const [accept, html] of cases) expect([accept, wantsHtml(accept)]).toEqual([accept, html]);
+  });
+});
