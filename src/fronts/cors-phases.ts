@@ -20,7 +20,9 @@ function plainBucketCors(ctx: RequestContext): CorsConfig | undefined {
   } catch {
     return undefined; // the route phase answers the 400
   }
-  return ctx.rt.router.match(path)?.bucket.cfg.cors;
+  const bucket = ctx.rt.router.match(path)?.bucket;
+  if (bucket?.cfg.cors !== undefined) ctx.bucketName = bucket.name; // a preflight answered here is counted under its bucket
+  return bucket?.cfg.cors;
 }
 
 /** S3 front: path-style `/<bucket>/…`, or virtual-hosted `<bucket>.<s3_api.domain>`. */
@@ -31,7 +33,9 @@ function s3BucketCors(ctx: RequestContext): CorsConfig | undefined {
   if (decoded === undefined) return undefined;
   const { bucket } = address(decoded, bucketFromHost(ctx.req.headers.get("host"), api.domain));
   if (bucket === "" || !S3_FRONT_BUCKET_NAME.test(bucket)) return undefined;
-  return ctx.rt.buckets.get(bucket)?.cfg.cors;
+  const b = ctx.rt.buckets.get(bucket);
+  if (b?.cfg.cors !== undefined) ctx.bucketName = b.name;
+  return b?.cfg.cors;
 }
 
 export const plainCors = (front: () => Front): Phase => corsPhase(front, plainBucketCors);

@@ -82,7 +82,11 @@ function routeWrite(ctx: RequestContext): undefined {
 export function route(ctx: RequestContext): Response | undefined {
   ctx.path = normalizePath(ctx.rawPath);
   const method = ctx.method;
-  if (method === "OPTIONS") return new Response(null, { status: 204, headers: { allow: allowOf(ctx.rt.router.match(ctx.path)?.bucket) } });
+  if (method === "OPTIONS") {
+    const bucket = ctx.rt.router.match(ctx.path)?.bucket;
+    if (bucket !== undefined) ctx.bucketName = bucket.name;
+    return new Response(null, { status: 204, headers: { allow: allowOf(bucket) } });
+  }
   if (method === "PUT" || method === "DELETE" || method === "POST") return routeWrite(ctx);
   if (method !== "GET" && method !== "HEAD") throw methodNotAllowed(ctx);
   const found = ctx.rt.router.match(ctx.path);

@@ -55,6 +55,14 @@ describe("plain front", () => {
     expect(s3.requests.slice(from).filter((r) => !r.admin && r.method !== "HEAD")).toEqual([]);
   }, T);
 
+  test("preflights and OPTIONS are counted under their bucket, not _none", async () => {
+    const count = (bucket: string) => Number(new RegExp(`^yatagarasu_http_requests_total\\{bucket="${bucket}",method="OPTIONS",status="(204|403)"\\} (\\d+)$`, "m").exec(env.app.metrics.render())?.[2] ?? 0);
+    const [web, plain] = [count("web"), count("plain")];
+    await preflight(env.url("/web/page.txt"), APP, "GET");
+    await fetch(env.url("/plain/page.txt"), { method: "OPTIONS" });
+    expect([count("web"), count("plain")]).toEqual([web + 1, plain + 1]);
+  }, T);
+
   test("a preflight from another origin, or for a method or header not configured, is 403 without CORS headers", async () => {
     for (const [origin, method, headers] of [
       [EVIL, "GET", undefined],
