@@ -68,9 +68,40 @@ export function configBaseDir(configPath: string): string {
   return dirname(resolve(configPath));
 }
 
-function zodMessage(issue: z.core.$ZodIssue): string {
+/** The value at `path` in the parsed YAML (undefined when absent). */
+function valueAt(raw: unknown, path: readonly PropertyKey[]): unknown {
+  let v = raw;
+  for (const seg of path) {
+    if (v === null || typeof v !== "object") return undefined;
+    v = (v as Record<PropertyKey, unknown>)[seg];
+  }
+  return v;
+}
+
+/** What a value is, in YAML's words (never the value itself: it may be a secret). */
+function kindOf(v: unknown): string {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "a list";
+  if (typeof v === "object") return "a mapping";
+  if (typeof v === "string") return "a string";
+  if (typeof v === "number") return Number.isInteger(v) ? "an integer" : "a number with a fraction";
+  if (typeof v === "boolean") return "a boolean";
+  return typeof v;
+}
+
+function zodMessage(issue: z.core.$ZodIssue, raw: unknown): string {
   if (issue.code === "unrecognized_keys") return `unknown key${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `'${k}'`).join(", ")}`;
-  if (issue.code === "invalid_type" && issue.input === undefined) return "required";
+  if (issue.code === "invalid_type") {
+    const v = valueAt(raw, issue.path);
+    if (v === undefined) return "required";
+    const expected = issue.expected;
+    let hint = "";
+    if (typeof v === "string" && (expected === "number" || expected === "int") && /^\s*-?\d+(\.\d+)?\s*$/.test(v)) hint = " (write it without quotes)";
+    else if (typeof v === "string" && (expected === "number" || expected === "int")) hint = " (a plain number: seconds, bytes or a count, no unit)";
+    else if (typeof v === "string" && expected === "boolean") hint = " (write true or false, without quotes)";
+    const want = expected === "object" ? "a mapping" : expected === "array" ? "a list" : expected === "int" ? "an integer" : `a ${expected}`;
+    return `expected ${want}, got ${kindOf(v)}${hint}`;
+  }
   return issue.message;
 }
 
@@ -157,7 +188,7 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
         for (const k of i.keys) if (!hinted.has(formatPath([...path, k]))) found.push({ path: [...path, k], message: `unknown key '${k}'` });
         continue;
       }
-      found.push({ path, message: zodMessage(i) });
+      found.push({ path, message: zodMessage(i, raw) });
     }
   }
   if (found.length > 0 || !parsed.success) throw fail(found.map(toIssue));

@@ -87,6 +87,9 @@ export function resolveConfigPath(file: string, baseDir: string | undefined): st
   return isAbsolute(file) || !baseDir ? file : join(baseDir, file);
 }
 
+/** The shortest HMAC secret accepted for HS256/384/512. */
+export const MIN_HMAC_SECRET_BYTES = 32;
+
 function validateJwt(cfg: RawConfig, baseDir: string | undefined, issues: Issue[]): void {
   const jwt = cfg.jwt;
   const authBuckets = cfg.buckets.map((b, i) => ({ b, i })).filter(({ b }) => b.auth.enabled);
@@ -121,6 +124,13 @@ function validateJwt(cfg: RawConfig, baseDir: string | undefined, issues: Issue[
     }
   });
   if (jwt.secret && ![...algs].some(isHmac)) issues.push({ path: ["jwt", "secret"], message: "a secret is set but no HS* algorithm is configured" });
+  // RFC 7518 §3.2: an HMAC key at least as long as the hash (the original project asked for 32
+  // characters too). Also what catches a placeholder left unexpanded ("$JWT_SECRET").
+  const short = (secret: string) => Buffer.byteLength(secret) < MIN_HMAC_SECRET_BYTES;
+  if (jwt.secret && short(jwt.secret)) issues.push({ path: ["jwt", "secret"], message: `an HMAC secret must be at least ${MIN_HMAC_SECRET_BYTES} bytes (RFC 7518 §3.2); this one is ${Buffer.byteLength(jwt.secret)}` });
+  jwt.keys.forEach((k, i) => {
+    if (isHmac(k.algorithm) && k.secret && short(k.secret)) issues.push({ path: ["jwt", "keys", i, "secret"], message: `an HMAC secret must be at least ${MIN_HMAC_SECRET_BYTES} bytes (RFC 7518 §3.2); this one is ${Buffer.byteLength(k.secret)}` });
+  });
   jwt.token_sources.forEach((s, i) => {
     if ((s.type === "header" || s.type === "query") && !s.name) issues.push({ path: ["jwt", "token_sources", i, "name"], message: `token source ${s.type} needs a name` });
     if (s.type === "bearer" && s.name) issues.push({ path: ["jwt", "token_sources", i, "name"], message: "token source bearer always reads Authorization; remove name" });

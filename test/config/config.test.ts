@@ -27,6 +27,27 @@ describe("parseConfig", () => {
     expect(Object.isFrozen(c.buckets[0].s3)).toBe(true);
   });
 
+  test("a value of the wrong type says what was expected and what it got (never the value), not 'required'", () => {
+    const one = (yaml: string) => issues(yaml).map((i) => `${i.path}: ${i.message}`);
+    expect(one(`server: { port: "8080" }\n${B}`)).toEqual(["server.port: expected a number, got a string (write it without quotes)"]);
+    expect(one(`server: { request_timeout: 5s }\n${B}`)).toEqual(["server.request_timeout: expected a number, got a string (a plain number: seconds, bytes or a count, no unit)"]);
+    expect(one(`server: { port: 8080.5 }\n${B}`)).toEqual(["server.port: expected an integer, got a number with a fraction"]);
+    expect(one(`cache: { enabled: yes }\n${B}`)).toEqual(["cache.enabled: expected a boolean, got a string (write true or false, without quotes)"]);
+    expect(one(`metrics: true\n${B}`)).toEqual(["metrics: expected a mapping, got a boolean"]);
+    const secret = one(B.replace("endpoint:", "access_key: k, secret_key: [hunter2-secret], endpoint:"));
+    expect(secret).toEqual(["buckets[0].s3.secret_key: expected a string, got a list"]);
+    expect(one(`server: { port: 1 }\nbuckets:\n  - { name: b, path_prefix: /b, s3: { endpoint: "http://127.0.0.1:9" } }\n`)).toEqual(["buckets[0].s3.bucket: required (or list the bucket's replicas under s3.replicas)"]);
+  });
+
+  test("an HMAC secret shorter than 32 bytes is refused (RFC 7518; also catches a placeholder left unexpanded)", () => {
+    const jwt = (secret: string) => `jwt: { secret: "${secret}" }\n${B}`;
+    expect(issues(jwt("$JWT_SECRET")).map((i) => `${i.path}: ${i.message}`)).toEqual(["jwt.secret: an HMAC secret must be at least 32 bytes (RFC 7518 §3.2); this one is 11"]);
+    expect(issues(jwt("a")).map((i) => i.path)).toEqual(["jwt.secret"]);
+    expect(parseConfig(jwt("x".repeat(32)), { env: {} }).jwt?.secret).toBe("x".repeat(32));
+    const keys = `jwt: { keys: [{ id: k1, algorithm: HS256, secret: short-one }] }\n${B}`;
+    expect(issues(keys).map((i) => i.path)).toEqual(["jwt.keys[0].secret"]);
+  });
+
   test("${VAR} is substituted from the environment", () => {
     const c = parseConfig(B.replace("bkt", "\"${BKT}\""), { env: { BKT: "from-env" } });
     expect(c.buckets[0].s3.bucket).toBe("from-env");

@@ -77,10 +77,10 @@ describe("readConfigText", () => {
 describe("loadConfigOffThread", () => {
   test("gives the same frozen Config as loadConfig", async () => {
     const p = file("same.yaml", `server: { port: 9999 }\njwt: { secret: "\${YATA_OT_SECRET}" }\n${B}    auth: { enabled: true, claims: [{ claim: role, operator: in, value: [a, b] }] }\n`);
-    const env = { YATA_OT_SECRET: "s3cr3t" };
+    const env = { YATA_OT_SECRET: "s3cr3t-0123456789abcdef0123456789" };
     const [off, on] = await Promise.all([loadConfigOffThread(p, { env }), loadConfig(p, env)]);
     expect(off).toEqual(on);
-    expect(off.jwt?.secret).toBe("s3cr3t");
+    expect(off.jwt?.secret).toBe("s3cr3t-0123456789abcdef0123456789");
     expect(off.baseDir).toBe(dir);
     expect(Object.isFrozen(off)).toBe(true);
     expect(Object.isFrozen(off.buckets[0].auth.claims[0].value)).toBe(true);
@@ -143,7 +143,7 @@ describe("deepFreeze", () => {
   });
 
   test("loadConfigOffThread keeps a non-finite number (not representable in JSON) intact", async () => {
-    const p = file("inf.yaml", `jwt: { secret: s, claims: [{ claim: x, operator: equals, value: .inf }] }\n${B}`);
+    const p = file("inf.yaml", `jwt: { secret: s0123456789abcdef0123456789abcdef, claims: [{ claim: x, operator: equals, value: .inf }] }\n${B}`);
     const c = await loadConfigOffThread(p, { env: {} });
     expect(c.jwt?.claims[0].value).toBe(Infinity);
   });

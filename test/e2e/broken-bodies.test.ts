@@ -23,18 +23,31 @@ const SMALL = 3000;
  * reach the proxy with its head, before the response is built), connection kept; GET /b/small →
  * the same with 3000 bytes (the body is complete before the response is built).
  */
-let upstream: TCPSocketListener<{ buf: string }>;
+interface Conn {
+  buf: string;
+  /** Bytes a write did not take yet (Bun's socket.write may write part of a large buffer): sent on drain. */
+  pending?: Uint8Array;
+}
+let upstream: TCPSocketListener<Conn>;
 /** Connections of GET /b/hang, held open unanswered. */
-const hung: Socket<{ buf: string }>[] = [];
+const hung: Socket<Conn>[] = [];
+
+function send(s: Socket<Conn>, bytes: Uint8Array): void {
+  const n = s.write(bytes);
+  s.data.pending = n < bytes.byteLength ? bytes.subarray(Math.max(0, n)) : undefined;
+}
 beforeAll(() => {
-  upstream = Bun.listen<{ buf: string }>({
+  upstream = Bun.listen<Conn>({
     hostname: "127.0.0.1",
     port: 0,
     socket: {
       open(s) {
         s.data = { buf: "" };
       },
-      data(s: Socket<{ buf: string }>, d) {
+      drain(s) {
+        if (s.data.pending !== undefined) send(s, s.data.pending);
+      },
+      data(s: Socket<Conn>, d) {
         s.data.buf += d.toString("latin1");
         const end = s.data.buf.indexOf("\r\n\r\n");
         if (end < 0) return;
@@ -54,8 +67,7 @@ beforeAll(() => {
           const head = new TextEncoder().encode(`HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ${size}\r\n\r\n`);
           const all = new Uint8Array(head.byteLength + size).fill(121);
           all.set(head);
-          s.write(all);
-          s.flush();
+          send(s, all);
         } else if (path.endsWith("/cl")) {
           s.write(`HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ${DECLARED}\r\nConnection: keep-alive\r\n\r\n`);
           s.write(new Uint8Array(MiB).fill(120));

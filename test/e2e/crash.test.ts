@@ -15,7 +15,7 @@ import { startProxy } from "./harness.ts";
 setDefaultTimeout(30_000);
 
 const HOOK = join(import.meta.dir, "../fixtures/crash-hook.ts");
-const SECRET = "jwt-secret-never-logged-5b7f";
+const SECRET = "jwt-secret-never-logged-5b7f-0123456789";
 let s3: S3Fixture;
 
 const config = (shutdownTimeout: number) =>

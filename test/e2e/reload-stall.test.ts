@@ -15,7 +15,7 @@ const SMALL = `server: { address: 127.0.0.1, port: 0 }\n${BUCKET}`;
 
 /** A legal config of ~700 KB that costs the YAML parser real time: one claim rule with an 80,000-value `in` list. */
 function big(): string {
-  const parts = [`server: { address: 127.0.0.1, port: 0 }\njwt: { secret: s, claims: [{ claim: role, operator: in, value: [`];
+  const parts = [`server: { address: 127.0.0.1, port: 0 }\njwt: { secret: s0123456789abcdef0123456789abcdef, claims: [{ claim: role, operator: in, value: [`];
   for (let i = 0; i < 80_000; i++) parts.push(`role-${i},`);
   parts.push(`last] }] }\n`, BUCKET);
   return parts.join("");

@@ -14,7 +14,7 @@ const BUCKETS = `buckets:
     path_prefix: /space
     s3: { bucket: bkt2, endpoint: "http://127.0.0.1:9000" }
 `;
-const JWT = `jwt: { enabled: true, algorithm: HS256, secret: "jwt-secret-0123456789abcdef0123" }\n`;
+const JWT = `jwt: { enabled: true, algorithm: HS256, secret: "jwt-secret-0123456789abcdef012345" }\n`;
 const SECRET = "SECRET-VALUE-abcdefghijklmnop";
 const STS_KEY = "STS-SESSION-KEY-abcdefghijklmnopqrstuvwxyz";
 

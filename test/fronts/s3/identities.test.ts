@@ -13,7 +13,7 @@ setDefaultTimeout(30_000);
 const STS_KEY = "identities-test-session-key-0123456789";
 const EP = "http://127.0.0.1:9";
 const yaml = (stsKey = STS_KEY, secret = "app-secret-0123456789") => `
-jwt: { enabled: true, algorithm: HS256, secret: "jwt-secret-0123456789abcdef0123", claims: [{ claim: org, operator: equals, value: acme }] }
+jwt: { enabled: true, algorithm: HS256, secret: "jwt-secret-0123456789abcdef012345", claims: [{ claim: org, operator: equals, value: acme }] }
 buckets:
   - { name: pub, path_prefix: /pub, s3: { bucket: b1, endpoint: "${EP}" } }
   - { name: team, path_prefix: /team, s3: { bucket: b2, endpoint: "${EP}" }, auth: { enabled: true, claims: [{ claim: team, operator: equals, value: a }] } }
