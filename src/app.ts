@@ -57,10 +57,29 @@ function formBufferBytes(c: Config): number {
   return (c.s3_api?.form_upload_buffer_mib ?? DEFAULT_FORM_UPLOAD_BUFFER_MIB) * 1024 * 1024;
 }
 
-/** Settings a running process cannot change: a reload that changes them is refused. */
-function restartOnly(c: Config): string {
+/** Settings a running process cannot change, by name: a reload that changes one is refused. */
+function restartOnly(c: Config): Record<string, unknown> {
   const s = c.server;
-  return JSON.stringify([s.address, s.port, s.workers, s.engine, s.https, c.metrics.enabled, c.metrics.address, c.metrics.port, c.s3_api?.enabled ?? false, c.s3_api?.address, c.s3_api?.port, c.s3_api?.engine]);
+  return {
+    "server.address": s.address,
+    "server.port": s.port,
+    "server.workers": s.workers,
+    "server.engine": s.engine,
+    "server.https": s.https,
+    "metrics.enabled": c.metrics.enabled,
+    "metrics.address": c.metrics.address,
+    "metrics.port": c.metrics.port,
+    "s3_api.enabled": c.s3_api?.enabled ?? false,
+    "s3_api.address": c.s3_api?.address,
+    "s3_api.port": c.s3_api?.port,
+    "s3_api.engine": c.s3_api?.engine,
+  };
+}
+
+function restartOnlyChanges(next: Config, old: Config): string[] {
+  const a = restartOnly(next);
+  const b = restartOnly(old);
+  return Object.keys(a).filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]));
 }
 
 export class App implements Services {
@@ -155,8 +174,9 @@ export class App implements Services {
     if (cacheRestartKey(config.cache) !== cacheRestartKey(old.config.cache))
       return fail("the cache's disk and redis layers (cache.enabled with them, cache_layers, disk.path, disk.fsync, the redis connection) cannot change on reload: restart the process");
     if (JSON.stringify(config.audit) !== JSON.stringify(old.config.audit)) return fail("the audit section cannot change on reload: restart the process");
-    if (restartOnly(config) !== restartOnly(old.config))
-      return fail("server.address, server.port, server.workers, server.engine, server.https, the metrics listener and the S3 API listener (s3_api enabled/address/port/engine) cannot change on reload: restart the process");
+    const changed = restartOnlyChanges(config, old.config);
+    if (changed.length > 0)
+      return fail(`${changed.join(", ")} changed: the listeners (server.address, server.port, server.workers, server.engine, server.https, the metrics listener and the S3 API listener: s3_api enabled/address/port/engine) cannot change on reload: restart the process`);
     let next: Runtime;
     try {
       next = await buildRuntime(config, old.generation + 1, this.deps);
@@ -164,6 +184,7 @@ export class App implements Services {
       return fail(`cannot build the new runtime: ${(err as Error)?.message ?? String(err)}`);
     }
     this.runtime = next; // the swap: one reference
+    this.log.reconfigure?.({ level: config.logging.level, format: config.logging.format });
     this.tracer?.configure(config.tracing);
     this.concurrency.max = Math.max(1, Math.floor(config.server.max_concurrent_requests / (this.opts.share ?? 1)));
     this.formBuffers.max = formBufferBytes(config);

@@ -193,12 +193,14 @@ async function serve(config: Config, configPath: string): Promise<number> {
       }
       stopping = true;
       app.draining = true;
-      log.info("draining", { signal, timeout_s: config.server.shutdown_timeout });
+      // the current generation's timeout: a reload may have changed it
+      const timeoutS = app.runtime.config.server.shutdown_timeout;
+      log.info("draining", { signal, timeout_s: timeoutS });
       const childrenDone = children?.stop(signal === "SIGINT" ? "SIGINT" : "SIGTERM");
       const graceful = Promise.all([listener.stop(false), s3Listener?.stop(false)]);
       const timedOut = await Promise.race([
         graceful.then(() => false),
-        new Promise<boolean>((r) => setTimeout(() => r(true), config.server.shutdown_timeout * 1000).unref?.()),
+        new Promise<boolean>((r) => setTimeout(() => r(true), timeoutS * 1000).unref?.()),
       ]);
       if (timedOut) {
         log.warn("shutdown timeout reached: closing remaining connections");
@@ -222,7 +224,7 @@ async function serve(config: Config, configPath: string): Promise<number> {
           log.warn("drain after a crash did not finish: exiting now");
           log.flush();
           process.exit(EXIT_CRASH);
-        }, config.server.shutdown_timeout * 1000 + 5000).unref?.();
+        }, app.runtime.config.server.shutdown_timeout * 1000 + 5000).unref?.();
       }
       void shutdown(kind, EXIT_CRASH);
     };

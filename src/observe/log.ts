@@ -17,6 +17,8 @@ export type Fields = Record<string, unknown>;
 
 export interface Logger {
   readonly level: Level;
+  /** A reload's logging section: level and format apply from the next line on. */
+  reconfigure?(o: { level: Level; format: "json" | "text" }): void;
   enabled(level: Level): boolean;
   log(level: Level, msg: string, fields?: Fields): void;
   trace(msg: string, fields?: Fields): void;
@@ -89,7 +91,9 @@ function textValue(v: unknown): string {
 }
 
 export function createLogger(opts: { level: Level; format: "json" | "text"; fd?: number; base?: Fields }): Logger {
-  const min = RANK[opts.level];
+  let level = opts.level;
+  let min = RANK[level];
+  let fmt = opts.format;
   const fd = opts.fd ?? 1;
   const base = opts.base ?? {};
   let queue: string[] = [];
@@ -109,7 +113,7 @@ export function createLogger(opts: { level: Level; format: "json" | "text"; fd?:
 
   const format = (level: Level, msg: string, fields: Fields | undefined): string => {
     const rec: Fields = { ts: isoNow(), level, msg, ...base, ...(fields ? scrub(fields) : undefined) };
-    if (opts.format === "json") return `${JSON.stringify(rec)}\n`;
+    if (fmt === "json") return `${JSON.stringify(rec)}\n`;
     let line = `${rec.ts} ${level.toUpperCase()} ${msg}`;
     for (const k in rec) if (k !== "ts" && k !== "level" && k !== "msg" && rec[k] !== undefined) line += ` ${k}=${textValue(rec[k])}`;
     return `${line}\n`;
@@ -127,7 +131,8 @@ export function createLogger(opts: { level: Level; format: "json" | "text"; fd?:
   // The JSON access line: base fields serialized once. A base that shares a name with an access
   // field (never the case in practice) takes the generic path, which keeps the spread's ordering.
   const baseJson = Object.keys(base).length === 0 ? "" : JSON.stringify(base).slice(1, -1);
-  const fastAccess = opts.format === "json" && !ACCESS_KEYS.some((k) => k in base) && !Object.values(base).some((v) => v === undefined);
+  const plainBase = !ACCESS_KEYS.some((k) => k in base) && !Object.values(base).some((v) => v === undefined);
+  let fastAccess = fmt === "json" && plainBase;
   const access = (r: AccessRecord) => {
     if (RANK.info < min) return;
     if (!fastAccess) {
@@ -152,7 +157,15 @@ export function createLogger(opts: { level: Level; format: "json" | "text"; fd?:
   };
 
   return {
-    level: opts.level,
+    get level() {
+      return level;
+    },
+    reconfigure(o) {
+      level = o.level;
+      min = RANK[level];
+      fmt = o.format;
+      fastAccess = fmt === "json" && plainBase;
+    },
     access,
     enabled: (level) => RANK[level] >= min,
     log,

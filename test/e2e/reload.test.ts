@@ -94,7 +94,7 @@ describe("SIGHUP reload", () => {
   test("changing server.port on reload is refused with a message saying a restart is needed", async () => {
     writeConfigAtomically(config(["one", "two", "three"], "address: 127.0.0.1, port: 18099"));
     const line = await reload(FAILED);
-    expect(String(line.error)).toContain("server.port");
+    expect(String(line.error)).toStartWith("server.port changed: ");
     expect(String(line.error)).toContain("restart the process");
 
     const res = await fetch(px.url("/three/obj.txt"));
@@ -122,6 +122,23 @@ describe("SIGHUP reload", () => {
     } finally {
       s3.faults.delete("/data/slow.txt");
     }
+  });
+
+  test("logging.level follows a reload: access lines stop at warn and come back at info", async () => {
+    const successes = async () => sample(await scrape(), 'yatagarasu_config_reloads_total{result="success"}')!;
+    const before = await successes();
+    writeConfigAtomically(config(["one", "two"]).replace("buckets:", "logging: { level: warn }\nbuckets:"));
+    px.signal("SIGHUP");
+    for (let i = 0; i < 500 && (await successes()) === before; i++) await Bun.sleep(10); // "config reloaded" is info: watch the counter
+    expect(await successes()).toBe(before + 1);
+    const quiet = await fetch(px.url("/one/obj.txt"), { headers: { "x-request-id": "while-warn" } });
+    await quiet.arrayBuffer();
+    writeConfigAtomically(config(["one", "two"]));
+    await reload("config reloaded");
+    const loud = await fetch(px.url("/one/obj.txt"), { headers: { "x-request-id": "while-info" } });
+    await loud.arrayBuffer();
+    await px.waitForLog((l) => l.msg === "request" && l.request_id === "while-info");
+    expect(px.logs().filter((l) => l.request_id === "while-warn")).toEqual([]);
   });
 
   test("repeated reloads under continuous load (400 GETs, 8 at a time, SIGHUP every 30) drop no request", async () => {
