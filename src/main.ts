@@ -144,7 +144,13 @@ async function serve(config: Config, configPath: string): Promise<number> {
       const s3 = config.s3_api!;
       throw new Error((err as { code?: string }).code === "EADDRINUSE" ? `s3_api address ${s3.address}:${s3.port} is already in use` : `s3_api listener: ${(err as Error)?.message ?? String(err)}`);
     }
-    if (config.metrics.enabled && workerIndex() === undefined) metrics = listenMetrics(config, () => children?.renderMetrics() ?? app.metrics.render());
+    if (config.metrics.enabled && workerIndex() === undefined) {
+      try {
+        metrics = listenMetrics(config, () => children?.renderMetrics() ?? app.metrics.render());
+      } catch (err) {
+        throw new Error((err as { code?: string }).code === "EADDRINUSE" ? `metrics address ${config.metrics.address}:${config.metrics.port} is already in use` : `metrics listener: ${(err as Error)?.message ?? String(err)}`);
+      }
+    }
     // Children start once everything the primary listens on is up (they get the port it bound).
     if (primary) {
       const a = app;

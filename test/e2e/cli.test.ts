@@ -94,3 +94,20 @@ test("serving with a missing config file also exits 1", async () => {
   expect(r.code).toBe(1);
   expect(r.stderr).toContain("cannot read config: file not found");
 });
+
+test("a busy port: exit 3, and the message names the listener whose address is taken (main, or metrics)", async () => {
+  const busy = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("taken") });
+  try {
+    const cfg = (server: number, metrics: number) =>
+      `server: { address: 127.0.0.1, port: ${server} }\nmetrics: { enabled: true, address: 127.0.0.1, port: ${metrics} }\nbuckets:\n  - { name: b, path_prefix: /b, s3: { bucket: bkt, endpoint: "http://127.0.0.1:9" } }\n`;
+    for (const [which, yaml] of [["address 127.0.0.1", cfg(busy.port!, 0)], ["metrics address 127.0.0.1", cfg(0, busy.port!)]] as const) {
+      const path = join(dir, `busy-${which.length}.yaml`);
+      writeFileSync(path, yaml);
+      const r = await runCli(["--config", path]);
+      expect(r.code).toBe(3);
+      expect(r.stderr).toContain(`could not start: ${which}:${busy.port} is already in use`);
+    }
+  } finally {
+    busy.stop(true);
+  }
+});
