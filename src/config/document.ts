@@ -11,7 +11,7 @@
  * `#`, `: ` or a newline cannot change the YAML's structure, and a `${VAR}` inside a comment
  * is never required.
  */
-import { isMap, isPair, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument, type Document, type Node } from "yaml";
+import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument, type Document, type Node } from "yaml";
 import { formatPath, type PathSegment } from "./path.ts";
 
 export interface PathIssue {
@@ -129,6 +129,10 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
         if (at !== undefined) lines.set(fmt, at);
         stack.push({ node: n.items[i], fmt, seg: i, parent: f });
       }
+    } else if (isAlias(n)) {
+      // An alias to no anchor: `secret: *S3cret` (an unquoted value that starts with *). Never
+      // echo its name: it may well be the secret.
+      if (n.resolve(doc) === undefined) issues.push({ path: segments(f), message: "an alias (*name) that names no anchor: quote a value that starts with *", line: line(n) ?? lines.get(f.fmt) });
     } else if (isScalar(n) && typeof n.value === "string" && n.value.includes("${")) {
       substituteScalar(n, env, (name) => issues.push({ path: segments(f), message: `environment variable ${name} is not set`, line: lines.get(f.fmt) }));
     }

@@ -172,7 +172,10 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
     // maxAliasCount: the billion-laughs guard (aliases of aliases expanding exponentially).
     raw = y.doc.toJS({ maxAliasCount: 100 });
   } catch (err) {
-    throw fail([{ path: "", message: `invalid YAML: ${(err as Error)?.message ?? String(err)}` }]);
+    // The walk's own findings first (an unresolved alias, with its key and line and without its name).
+    if (found.length > 0) throw fail(found.map(toIssue));
+    const message = (err as Error)?.message ?? String(err);
+    throw fail([{ path: "", message: /unresolved alias/i.test(message) ? "invalid YAML: an alias that names no anchor" : `invalid YAML: ${message}` }]);
   }
   if (raw === null || raw === undefined) throw fail([{ path: "", message: "the config is empty" }]);
   if (typeof raw !== "object" || Array.isArray(raw)) throw fail([{ path: "", message: "the config must be a YAML mapping" }]);

@@ -39,6 +39,12 @@ describe("parseConfig", () => {
     expect(one(`server: { port: 1 }\nbuckets:\n  - { name: b, path_prefix: /b, s3: { endpoint: "http://127.0.0.1:9" } }\n`)).toEqual(["buckets[0].s3.bucket: required (or list the bucket's replicas under s3.replicas)"]);
   });
 
+  test("an unquoted secret that starts with * (a YAML alias to no anchor): its key and line, never its text", () => {
+    const found = issues(B.replace("endpoint:", "access_key: k, secret_key: *MyLiteralS3cret, endpoint:"));
+    expect(found.map((i) => `${i.line}: ${i.path}: ${i.message}`)).toEqual(["4: buckets[0].s3.secret_key: an alias (*name) that names no anchor: quote a value that starts with *"]);
+    expect(JSON.stringify(found)).not.toContain("MyLiteralS3cret");
+  });
+
   test("an HMAC secret shorter than 32 bytes is refused (RFC 7518; also catches a placeholder left unexpanded)", () => {
     const jwt = (secret: string) => `jwt: { secret: "${secret}" }\n${B}`;
     expect(issues(jwt("$JWT_SECRET")).map((i) => `${i.path}: ${i.message}`)).toEqual(["jwt.secret: an HMAC secret must be at least 32 bytes (RFC 7518 §3.2); this one is 11"]);
