@@ -29,6 +29,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, readdirSync, writ
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import pkg from "./package.json" with { type: "json" };
+import { SHIPPED_HEADER_LIMIT } from "./src/http/header-limit.ts";
 
 export const BINARY_NAME = "yatagarasu";
 export const ARCHES = ["x64", "arm64"] as const;
@@ -138,6 +139,9 @@ async function buildOne(arch: Arch, opts: { entry: string; outdir: string; bytec
     compile: {
       target,
       outfile,
+      // Bun.serve's own request-head limit (16 KiB by default) raised to the default
+      // server.security_limits.max_header_size (src/proxy/phases/guard.ts).
+      execArgv: [`--max-http-header-size=${SHIPPED_HEADER_LIMIT}`],
       // A server binary must not pick up .env or bunfig.toml from whatever directory it is started in.
       autoloadDotenv: false,
       autoloadBunfig: false,

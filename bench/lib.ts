@@ -5,6 +5,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { SHIPPED_HEADER_LIMIT } from "../src/http/header-limit.ts";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import autocannon from "autocannon";
@@ -207,7 +208,7 @@ export async function startProxy(fx: Fixture, name: string, yaml: string): Promi
   const path = join(fx.dir, `proxy-${name}.yaml`);
   const fixed = yaml.includes("$PORT") ? await freePort() : 0;
   writeFileSync(path, yaml.replace("$PORT", String(fixed)));
-  const proc = Bun.spawn([process.execPath, MAIN, "--config", path], { stdout: "pipe", stderr: "pipe", env: { ...process.env } });
+  const proc = Bun.spawn([process.execPath, `--max-http-header-size=${SHIPPED_HEADER_LIMIT}`, MAIN, "--config", path], { stdout: "pipe", stderr: "pipe", env: { ...process.env } });
   let out = "";
   let port = 0;
   const ready = new Promise<void>((resolve, reject) => {

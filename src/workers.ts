@@ -47,7 +47,9 @@ export function askPrimaryToReloadAll(): void {
 /** argv to start this same program again (compiled binary or `bun src/main.ts`). */
 function selfCommand(): string[] {
   const compiled = Bun.main.startsWith("/$bunfs/") || Bun.main.startsWith("B:/~BUN/");
-  return compiled ? [process.execPath] : [process.execPath, Bun.main];
+  // The compiled binary adds its built-in execArgv itself; from source, the primary's own flags
+  // (--max-http-header-size) go to the children too.
+  return compiled ? [process.execPath] : [process.execPath, ...process.execArgv, Bun.main];
 }
 
 export interface Children {

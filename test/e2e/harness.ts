@@ -17,6 +17,7 @@ import { parseConfig } from "../../src/config/load.ts";
 import { nullLogger } from "../../src/observe/log.ts";
 import { listenBun, listenNode, type Listener } from "../../src/server.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { SHIPPED_HEADER_LIMIT } from "../../src/http/header-limit.ts";
 
 const MAIN = join(import.meta.dir, "../../src/main.ts");
 
@@ -41,7 +42,8 @@ export interface ProxyProcess extends AsyncDisposable {
 }
 
 export function command(): string[] {
-  return process.env.YATAGARASU_BIN ? [process.env.YATAGARASU_BIN] : [process.execPath, MAIN];
+  // As `bun run start` runs it (the binary has the flag built in).
+  return process.env.YATAGARASU_BIN ? [process.env.YATAGARASU_BIN] : [process.execPath, `--max-http-header-size=${SHIPPED_HEADER_LIMIT}`, MAIN];
 }
 
 /** Runs the CLI to completion (for --check, --version, bad configs). */

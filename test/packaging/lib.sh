@@ -127,6 +127,18 @@ serve_check() {
     fail "$label: GET /health" "last status $status; server log: $(tail -c 800 "$logf" | tr '\n' ' ')"
   fi
 
+  if [ "$status" = "200" ]; then
+    # The binary raises Bun's own 16 KiB request-head limit to the default max_header_size (build.ts).
+    local big hs
+    big="$(head -c 30000 /dev/zero | tr '\0' a)"
+    hs="$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "x-big: $big" "http://127.0.0.1:$port/health" || true)"
+    if [ "$hs" = "200" ]; then
+      pass "$label: a 30 KB request head is served (built-in --max-http-header-size)"
+    else
+      fail "$label: a 30 KB request head is served" "status $hs"
+    fi
+  fi
+
   if grep -Eq "\"port\" *: *$port([^0-9]|$)" "$logf"; then
     pass "$label: startup log line names port $port"
   else

@@ -4,9 +4,9 @@
  */
 import { ProxyError } from "../../errors.ts";
 import type { RequestContext } from "../context.ts";
+import { listenerHeaderLimit } from "../../http/header-limit.ts";
 
-/** Bun.serve and node:http both answer 431 themselves when the request head exceeds 16 KiB. */
-const LISTENER_HEADER_LIMIT = 16 * 1024;
+const LISTENER_HEADER_LIMIT = listenerHeaderLimit();
 
 /** Splits a request target (origin-form "/p?q" or absolute "http://h/p?q") into raw path and query, without a URL object. */
 export function splitUrl(url: string): { path: string; query: string } {
@@ -33,7 +33,7 @@ export function guard(ctx: RequestContext): undefined {
   ctx.path = path; // logged as received until routing normalizes it
   ctx.query = query;
   if (path.length + query.length > limits.max_uri_length) throw new ProxyError("UriTooLong");
-  // Bun.serve answers 431 itself above 16 KiB, so under it only a lower limit needs counting;
+  // Bun.serve answers 431 itself above its own limit, so under it only a lower limit needs counting;
   // node:http's own limit follows the configured one (see listenNode), so there it always counts.
   if ((limits.max_header_size < LISTENER_HEADER_LIMIT || server.engine === "node") && headerBytes(ctx.req.headers) > limits.max_header_size) {
     throw new ProxyError("HeadersTooLarge");
