@@ -21,6 +21,10 @@ import { RequestBodyError } from "./http1/index.ts";
 import { isFramedBody } from "../http/framed-body.ts";
 import { fetchFramed, fetchWithBody, prepareSend, type SendRequest } from "./send.ts";
 import { canonicalQuery, encodeS3Path, S3Signer } from "./sigv4.ts";
+import { readCapped } from "../http/read-capped.ts";
+
+/** S3 error codes that mean the request's credentials themselves were refused. */
+const PROBE_CREDENTIAL_CODES: ReadonlySet<string> = new Set(["SignatureDoesNotMatch", "InvalidAccessKeyId", "ExpiredToken", "InvalidToken", "TokenRefreshRequired", "RequestTimeTooSkewed", "AuthorizationHeaderMalformed"]);
 
 export { RequestBodyError } from "./http1/index.ts";
 export type { SendRequest, UpstreamMethod } from "./send.ts";
@@ -385,17 +389,34 @@ export class BucketUpstream {
     return this;
   }
 
-  /** A cheap signed request for readiness: HEAD of the bucket root (any HTTP answer but 5xx means reachable). */
+  private probeRequest(method: "HEAD" | "GET", key: string, timeoutMs: number): Promise<Response> {
+    const { path, headers } = this.prepare(method, key);
+    return this.pool
+      ? this.pool.request(method, path, headers, { timeoutMs, connectTimeoutMs: this.connectTimeoutMs })
+      : this.fetchImpl(this.origin + path, { method, headers, signal: AbortSignal.timeout(timeoutMs), redirect: "manual" } as RequestInit);
+  }
+
+  /**
+   * A cheap signed request for readiness: HEAD of the bucket root (any HTTP answer but 5xx means
+   * reachable). A 403 there has no body to say why, so a GET of a key that does not exist asks
+   * again: an upstream that refuses the bucket's credentials themselves (a wrong secret, an
+   * unknown or expired key) makes every request fail, so the bucket is not ready; a read-only
+   * policy's AccessDenied is fine.
+   */
   async probe(timeoutMs: number): Promise<{ ok: boolean; reason?: string; note?: string }> {
-    const { path, headers } = this.prepare("HEAD", "");
     try {
-      const res = this.pool
-        ? await this.pool.request("HEAD", path, headers, { timeoutMs, connectTimeoutMs: this.connectTimeoutMs })
-        : await this.fetchImpl(this.origin + path, { method: "HEAD", headers, signal: AbortSignal.timeout(timeoutMs), redirect: "manual" } as RequestInit);
+      const res = await this.probeRequest("HEAD", "", timeoutMs);
+      await res.body?.cancel().catch(() => {});
       if (res.status >= 500) return { ok: false, reason: `upstream answered ${res.status}` };
-      // A read-only IAM policy (GetObject without ListBucket) answers a bucket HEAD with 403:
-      // the upstream is reachable, which is what readiness is about.
-      if (res.status === 403) return { ok: true, note: "the probe got 403 (fine for read-only credentials)" };
+      if (res.status === 403) {
+        const get = await this.probeRequest("GET", `.yatagarasu-readiness-probe-${crypto.randomUUID()}`, timeoutMs);
+        const body = await readCapped(get, 64 * 1024).catch(() => undefined);
+        const code = body === undefined ? undefined : /<Code>([A-Za-z]{1,64})<\/Code>/.exec(new TextDecoder().decode(body))?.[1];
+        if (code !== undefined && PROBE_CREDENTIAL_CODES.has(code)) return { ok: false, reason: `the upstream refuses the bucket's credentials (${code})` };
+        // A read-only IAM policy (GetObject without ListBucket) answers a bucket HEAD with 403:
+        // the upstream is reachable, which is what readiness is about.
+        return { ok: true, note: "the probe got 403 (fine for read-only credentials)" };
+      }
       return { ok: true };
     } catch (err) {
       const name = (err as Error)?.name;

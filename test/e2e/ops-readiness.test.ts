@@ -83,3 +83,29 @@ test("upstream down: /ready turns 503 naming the bucket and the reason while /he
   expect(res.status).toBe(200);
   expect(await res.text()).toBe("x");
 });
+
+test("credentials: a bucket whose key the upstream refuses (a wrong secret) is not ready, naming S3's code; a read-only key's 403 is fine", async () => {
+  const RO = { accessKeyId: "AKIDREADONLYPROBE1", secretAccessKey: "read-only-probe-secret-0123456789", buckets: ["priv"], list: false };
+  await using fx = await startS3Fixture({ buckets: [{ name: "priv" }], credentials: [RO] });
+  const p = await startProxy(
+    `server: { address: 127.0.0.1, port: 0 }\nbuckets:\n` +
+      bucketYaml({ name: "ro", prefix: "/ro", bucket: "priv", endpoint: fx.endpoint, key: RO.accessKeyId, secret: RO.secretAccessKey }) +
+      bucketYaml({ name: "bad", prefix: "/bad", bucket: "priv", endpoint: fx.endpoint, key: RO.accessKeyId, secret: "not-the-secret-0123456789abcdefgh" }),
+    { env: { YATAGARASU_PROBE_INTERVAL_MS: "100" } },
+  );
+  try {
+    const report = await waitFor(
+      async () => {
+        const res = await fetch(p.url("/ready"));
+        const body = (await res.json()) as Report;
+        const probed = body.buckets.bad?.reason !== "not probed yet" && body.buckets.ro?.reason !== "not probed yet";
+        return probed ? body : undefined;
+      },
+      { timeoutMs: 5000, intervalMs: 20, message: () => "/ready to name the refused credentials" },
+    );
+    expect(report.buckets.bad).toMatchObject({ ok: false, reason: "the upstream refuses the bucket's credentials (SignatureDoesNotMatch)" });
+    expect(report.buckets.ro.ok).toBe(true);
+  } finally {
+    await p.stop();
+  }
+});
