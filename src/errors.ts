@@ -75,7 +75,9 @@ export class ProxyError extends Error {
       ...this.headers,
     };
     const body = JSON.stringify({ error: this.code, message: this.message, request_id: requestId });
-    return new Response(method === "HEAD" ? null : body, { status: this.status, headers });
+    if (method === "HEAD") return new Response(null, { status: this.status, headers });
+    headers["content-length"] = String(Buffer.byteLength(body)); // also what the access log counts
+    return new Response(body, { status: this.status, headers });
   }
 }
 

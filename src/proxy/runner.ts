@@ -166,5 +166,8 @@ export function failed(front: Front, ctx: RequestContext, thrown: unknown): Resp
   ctx.errorCode = err.code;
   const cause = err.cause as { s3Code?: string } | undefined;
   if (cause?.s3Code) ctx.s3Code = cause.s3Code;
-  return front.renderError(err, ctx);
+  const res = front.renderError(err, ctx);
+  // The error document's length, for the access log and the bytes metric (HEAD has none).
+  if (ctx.method !== "HEAD") ctx.bytes = Number(res.headers.get("content-length") ?? 0);
+  return res;
 }

@@ -344,6 +344,11 @@ describe("request id and logs", () => {
     expect(line.duration_ms as number).toBeGreaterThan(0);
     expect(line.upstream_ms as number).toBeGreaterThan(0);
     expect(line.upstream_ms as number).toBeLessThanOrEqual(line.duration_ms as number);
+    // an error answer's bytes are its JSON document's
+    const missing = await get("/nowhere/x", { headers: { "x-request-id": "log-2" } });
+    const sent = (await missing.arrayBuffer()).byteLength;
+    expect(sent).toBeGreaterThan(0);
+    expect(await px.waitForLog((l) => l.msg === "request" && l.request_id === "log-2")).toMatchObject({ status: 404, bytes: sent });
   });
 
   test("query tokens, Authorization values and the S3 secret never appear in the proxy's output", async () => {
@@ -369,18 +374,19 @@ describe("health", () => {
     expect(await res.json()).toEqual({ status: "ok" });
   });
 
-  test("/ready → 200 once the upstream probes succeeded", async () => {
-    const res = await waitFor(
+  test("/ready once every bucket was probed: 503 naming only the bucket whose secret the upstream refuses", async () => {
+    type Ready = { ready: boolean; reasons: string[]; buckets: Record<string, { ok: boolean; reason?: string }> };
+    const body = await waitFor(
       async () => {
         const r = await get("/ready");
-        if (r.status === 200) return r;
-        await r.arrayBuffer();
+        const b = (await r.json()) as Ready;
+        return Object.values(b.buckets).every((x) => x.reason !== "not probed yet") ? { status: r.status, ...b } : undefined;
       },
-      { timeoutMs: 10_000, intervalMs: 50, message: "/ready to answer 200" },
+      { timeoutMs: 10_000, intervalMs: 50, message: "/ready to report every bucket probed" },
     );
-    const body = (await res.json()) as { ready: boolean; reasons: string[]; buckets: Record<string, unknown> };
-    expect(body.ready).toBe(true);
-    expect(body.reasons).toEqual([]);
     expect(Object.keys(body.buckets).sort()).toEqual(["a-to-other", "ghost", "other", "priv", "pub", "tok", "wrong"]);
+    expect([body.status, body.ready]).toEqual([503, false]);
+    expect(body.reasons).toEqual(["bucket wrong: the upstream refuses the bucket's credentials (SignatureDoesNotMatch)"]);
+    for (const [name, b] of Object.entries(body.buckets)) if (name !== "wrong") expect([name, b.ok]).toEqual([name, true]);
   });
 });

@@ -15,6 +15,8 @@ const SECRET = "metrics-e2e-secret-0123456789abcdef";
 let s3: S3Fixture;
 let px: ProxyProcess;
 let text: string;
+let errorBodyBytes = 0;
+let anonBodyBytes = 0;
 
 function sample(series: string): number | undefined {
   const line = text.split("\n").find((l) => l.startsWith(series + " "));
@@ -42,14 +44,14 @@ beforeAll(async () => {
     Array.from({ length: 50 }, async (_, i) => {
       const res = await fetch(px.url(`/pub/dir-zq${i}/secretive-object-name-${i}.bin`));
       expect(res.status).toBe(404);
-      await res.arrayBuffer();
+      errorBodyBytes += (await res.arrayBuffer()).byteLength;
     }),
   );
   const head = await fetch(px.url("/pub/hello.txt"), { method: "HEAD" });
   expect(head.status).toBe(200);
   const anon = await fetch(px.url("/priv/hello.txt"));
   expect(anon.status).toBe(401);
-  await anon.arrayBuffer();
+  anonBodyBytes = (await anon.arrayBuffer()).byteLength;
   const token = hmacToken({ alg: "HS256", typ: "JWT" }, { sub: "u1", exp: nowSec() + 300 }, SECRET);
   const authed = await fetch(px.url("/priv/hello.txt"), { headers: { authorization: `Bearer ${token}` } });
   expect(authed.status).toBe(200);
@@ -119,8 +121,10 @@ test("request counters, bytes and the duration histogram match the traffic sent"
   expect(sample('yatagarasu_http_request_duration_seconds_bucket{bucket="pub",le="+Inf"}')).toBe(56);
   expect(sample('yatagarasu_http_request_duration_seconds_sum{bucket="pub"}')).toBeGreaterThan(0);
   expect(sample("yatagarasu_http_requests_in_flight")).toBe(0);
-  expect(sample('yatagarasu_http_response_bytes_total{bucket="pub"}')).toBe(5 * 12);
-  expect(sample('yatagarasu_http_response_bytes_total{bucket="priv"}')).toBe(12);
+  // the objects' bytes and the 404s' error documents (what was sent)
+  expect(errorBodyBytes).toBeGreaterThan(50 * 50);
+  expect(sample('yatagarasu_http_response_bytes_total{bucket="pub"}')).toBe(5 * 12 + errorBodyBytes);
+  expect(sample('yatagarasu_http_response_bytes_total{bucket="priv"}')).toBe(12 + anonBodyBytes);
 });
 
 test("upstream, auth and build metrics", () => {

@@ -111,6 +111,7 @@ export function s3ErrorResponse(err: S3Error, opts: { requestId: string; resourc
     ...err.headers,
   };
   const body = opts.method === "HEAD" ? null : renderS3ErrorXml(err, { resource: opts.resource, requestId: opts.requestId });
+  if (body !== null) headers["content-length"] = String(Buffer.byteLength(body)); // also what the access log counts
   return new Response(body, { status: err.status, headers });
 }
 
