@@ -59,14 +59,14 @@ function shortKey(k: string): string {
  * always stay strings. A missing variable is left as written (so the schema does not report a
  * second, confusing error) and reported.
  */
-function substituteScalar(node: { value: unknown; type?: string }, env: Record<string, string | undefined>, missing: (name: string) => void): void {
+function substituteScalar(node: { value: unknown; type?: string }, env: Record<string, string | undefined>, missing: (name: string, empty: boolean) => void): void {
   const text = node.value as string;
   let failed = false;
   const replaced = text.replace(ENV_RE, (whole: string, name: string, def: string | undefined) => {
     const v = env[name];
     if (v !== undefined && v !== "") return v;
     if (def !== undefined) return def;
-    missing(name);
+    missing(name, v === "");
     failed = true;
     return whole;
   });
@@ -134,7 +134,7 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
       // echo its name: it may well be the secret.
       if (n.resolve(doc) === undefined) issues.push({ path: segments(f), message: "an alias (*name) that names no anchor: quote a value that starts with *", line: line(n) ?? lines.get(f.fmt) });
     } else if (isScalar(n) && typeof n.value === "string" && n.value.includes("${")) {
-      substituteScalar(n, env, (name) => issues.push({ path: segments(f), message: `environment variable ${name} is not set`, line: lines.get(f.fmt) }));
+      substituteScalar(n, env, (name, empty) => issues.push({ path: segments(f), message: `environment variable ${name} is ${empty ? "set but empty" : "not set"}`, line: lines.get(f.fmt) }));
     }
   }
   // The walk pops mappings' children in reverse; report in document order.

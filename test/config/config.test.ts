@@ -72,6 +72,7 @@ describe("parseConfig", () => {
 
   test("a missing variable is reported with its YAML path and line", () => {
     expect(issues(B.replace("bkt", "\"${NOPE_VAR}\""))).toEqual([{ path: "buckets[0].s3.bucket", message: "environment variable NOPE_VAR is not set", line: 4 }]);
+    expect(issues(B.replace("bkt", "\"${EMPTY_VAR}\""), { EMPTY_VAR: "" })).toEqual([{ path: "buckets[0].s3.bucket", message: "environment variable EMPTY_VAR is set but empty", line: 4 }]);
   });
 
   test("an unknown key names its full path", () => {
