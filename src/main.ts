@@ -41,11 +41,13 @@ interface Args {
 
 function parseArgs(argv: string[]): Args | { exit: number; out: string; err?: boolean } {
   const args: Args = { config: "config.yaml", check: false };
+  // --help and --version answer once the whole command line is known to be valid.
+  let info: { exit: number; out: string } | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (a === "--help" || a === "-h") return { exit: 0, out: HELP };
-    if (a === "--version" || a === "-V") return { exit: 0, out: `yatagarasu ${VERSION}\n` };
-    if (a === "--check") args.check = true;
+    if (a === "--help" || a === "-h") info ??= { exit: 0, out: HELP };
+    else if (a === "--version" || a === "-V") info ??= { exit: 0, out: `yatagarasu ${VERSION}\n` };
+    else if (a === "--check") args.check = true;
     else if (a === "--config" || a === "-c") {
       const v = argv[++i];
       if (!v) return { exit: 2, out: "error: --config needs a path\n", err: true };
@@ -56,14 +58,21 @@ function parseArgs(argv: string[]): Args | { exit: number; out: string; err?: bo
       args.healthcheck = next && !next.startsWith("-") ? argv[++i] : "http://127.0.0.1:8080/health";
     } else return { exit: 2, out: `error: unknown argument '${a}'\n\n${HELP}`, err: true };
   }
-  return args;
+  return info ?? args;
 }
 
+/** GET url: exit 0 on 200; otherwise 1, with the reason on stderr (what a container runtime shows). */
 async function healthcheck(url: string): Promise<number> {
   try {
     const res = await fetch(url, { signal: AbortSignal.timeout(3000) });
-    return res.status === 200 ? 0 : 1;
-  } catch {
+    await res.arrayBuffer().catch(() => undefined);
+    if (res.status === 200) return 0;
+    process.stderr.write(`healthcheck: ${url} answered ${res.status}\n`);
+    return 1;
+  } catch (err) {
+    const name = (err as Error)?.name;
+    const why = name === "TimeoutError" ? "no answer within 3 s" : ["ConnectionRefused", "ECONNREFUSED"].includes((err as { code?: string })?.code ?? "") ? "connection refused" : ((err as Error)?.message ?? String(err));
+    process.stderr.write(`healthcheck: ${url}: ${why}\n`);
     return 1;
   }
 }

@@ -36,11 +36,26 @@ test("--help prints usage and exits 0", async () => {
   expect(r.stdout).toContain("Exit codes:");
 });
 
-test("an unknown flag exits 2 and names the flag on stderr", async () => {
-  const r = await runCli(["--frobnicate"]);
-  expect(r.code).toBe(2);
-  expect(r.stdout).toBe("");
-  expect(r.stderr).toStartWith("error: unknown argument '--frobnicate'");
+test("an unknown flag exits 2 and names the flag on stderr, also beside --version or --help", async () => {
+  for (const args of [["--frobnicate"], ["--version", "--frobnicate"], ["--frobnicate", "--help"]]) {
+    const r = await runCli(args);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toStartWith("error: unknown argument '--frobnicate'");
+  }
+});
+
+test("--healthcheck: exit 0 on 200; otherwise 1 with the reason on stderr", async () => {
+  const s = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (req) => new Response("x", { status: new URL(req.url).pathname === "/health" ? 200 : 503 }) });
+  try {
+    expect(await runCli(["--healthcheck", `http://127.0.0.1:${s.port}/health`])).toEqual({ code: 0, stdout: "", stderr: "" });
+    const down = await runCli(["--healthcheck", `http://127.0.0.1:${s.port}/ready`]);
+    expect([down.code, down.stderr]).toEqual([1, `healthcheck: http://127.0.0.1:${s.port}/ready answered 503\n`]);
+  } finally {
+    s.stop(true);
+  }
+  const closed = await runCli(["--healthcheck", "http://127.0.0.1:1/health"]);
+  expect([closed.code, closed.stderr]).toEqual([1, "healthcheck: http://127.0.0.1:1/health: connection refused\n"]);
 });
 
 test("--check on a valid config exits 0 with a summary that never prints the secret", async () => {
