@@ -44,6 +44,10 @@ test("the curl lines: public object, folder index, 401 without a token, 200 with
   const hello = await fetch(`${base}/public/hello.txt`);
   expect(hello.status).toBe(200);
   expect(await hello.text()).toContain("Hello from Yatagarasu");
+  // the demo's proxy runs with the default max_header_size in force (Bun's own limit raised)
+  const bigHead = await fetch(`${base}/public/hello.txt`, { headers: { "x-big": "y".repeat(30 * 1024) } });
+  expect(bigHead.status).toBe(200);
+  await bigHead.arrayBuffer();
   const index = (await (await fetch(`${base}/public/`)).json()) as { entries: Array<{ name: string }> };
   expect(index.entries.map((e) => e.name)).toContain("hello.txt");
   expect((await fetch(`${base}/private/reports/q3.csv`)).status).toBe(401);
