@@ -33,7 +33,7 @@ import { normalizePath } from "../router.ts";
 import { plainCors } from "./cors-phases.ts";
 import { READ_ALLOW, serveDelete, servePut, uploadLength, WRITE_ALLOW, writeRefusal } from "./plain-write.ts";
 import { parsePresign, servePresign, type PresignContext } from "./presign.ts";
-import { MAX_KEY_BYTES } from "./s3/route.ts";
+import { keyTooLong } from "./s3/route.ts";
 
 function allowOf(bucket: BucketRuntime | undefined): string {
   return bucket?.cfg.access === "read-write" ? WRITE_ALLOW : READ_ALLOW;
@@ -47,7 +47,7 @@ function methodNotAllowed(ctx: RequestContext, detail?: string): ProxyError {
 
 /** S3 keys are at most 1024 bytes of UTF-8: a longer one is refused here, never sent (and retried) upstream. */
 function checkKeyLength(key: string): void {
-  if (key.length * 3 > MAX_KEY_BYTES && Buffer.byteLength(key) > MAX_KEY_BYTES) throw new ProxyError("KeyTooLong");
+  if (keyTooLong(key)) throw new ProxyError("KeyTooLong");
 }
 
 /** PUT, DELETE, and POST ?presign: the bucket, the key and the action, or why not (404/405/411/413/501). */

@@ -22,6 +22,12 @@ const BY_S3_CODE: Record<string, ErrorCode> = {
   PreconditionFailed: "PreconditionFailed",
 };
 
+/**
+ * S3 codes that mean the request's credentials themselves were refused (a wrong secret, an
+ * unknown or expired key, a skewed clock, a wrong region): the bucket's configuration, not the client.
+ */
+export const CREDENTIAL_CODES: ReadonlySet<string> = new Set(["SignatureDoesNotMatch", "InvalidAccessKeyId", "ExpiredToken", "InvalidToken", "RequestTimeTooSkewed", "AuthorizationHeaderMalformed", "AuthorizationQueryParametersError", "TokenRefreshRequired"]);
+
 export function parseS3ErrorCode(xml: string): string | undefined {
   const m = /<Code>([^<]{1,64})<\/Code>/.exec(xml);
   return m?.[1];

@@ -22,9 +22,7 @@ import { isFramedBody } from "../http/framed-body.ts";
 import { fetchFramed, fetchWithBody, prepareSend, type SendRequest } from "./send.ts";
 import { canonicalQuery, encodeS3Path, S3Signer } from "./sigv4.ts";
 import { readCapped } from "../http/read-capped.ts";
-
-/** S3 error codes that mean the request's credentials themselves were refused. */
-const PROBE_CREDENTIAL_CODES: ReadonlySet<string> = new Set(["SignatureDoesNotMatch", "InvalidAccessKeyId", "ExpiredToken", "InvalidToken", "TokenRefreshRequired", "RequestTimeTooSkewed", "AuthorizationHeaderMalformed"]);
+import { CREDENTIAL_CODES, parseS3ErrorCode } from "./errors.ts";
 
 export { RequestBodyError } from "./http1/index.ts";
 export type { SendRequest, UpstreamMethod } from "./send.ts";
@@ -411,8 +409,8 @@ export class BucketUpstream {
       if (res.status === 403) {
         const get = await this.probeRequest("GET", `.yatagarasu-readiness-probe-${crypto.randomUUID()}`, timeoutMs);
         const body = await readCapped(get, 64 * 1024).catch(() => undefined);
-        const code = body === undefined ? undefined : /<Code>([A-Za-z]{1,64})<\/Code>/.exec(new TextDecoder().decode(body))?.[1];
-        if (code !== undefined && PROBE_CREDENTIAL_CODES.has(code)) return { ok: false, reason: `the upstream refuses the bucket's credentials (${code})` };
+        const code = body === undefined ? undefined : parseS3ErrorCode(new TextDecoder().decode(body));
+        if (code !== undefined && CREDENTIAL_CODES.has(code)) return { ok: false, reason: `the upstream refuses the bucket's credentials (${code})` };
         // A read-only IAM policy (GetObject without ListBucket) answers a bucket HEAD with 403:
         // the upstream is reachable, which is what readiness is about.
         return { ok: true, note: "the probe got 403 (fine for read-only credentials)" };

@@ -5,6 +5,7 @@
  */
 import type { ErrorCode, ProxyError } from "../../errors.ts";
 import { XML_DECL, el } from "./xml.ts";
+import { CREDENTIAL_CODES } from "../../s3/errors.ts";
 
 export const S3_ERRORS = {
   AccessDenied: { status: 403, message: "Access Denied" },
@@ -151,7 +152,7 @@ const FROM_PROXY: Partial<Record<ErrorCode, S3ErrorCode>> = {
 };
 
 /** Upstream codes that mean it refused the proxy's own credentials: the client gets AccessDenied (an operator problem, not theirs). */
-export const CREDENTIAL_CODES: ReadonlySet<string> = new Set(["SignatureDoesNotMatch", "InvalidAccessKeyId", "ExpiredToken", "InvalidToken", "RequestTimeTooSkewed", "AuthorizationHeaderMalformed", "AuthorizationQueryParametersError", "TokenRefreshRequired"]);
+export { CREDENTIAL_CODES };
 
 /**
  * A shared-phase ProxyError in S3's dialect. The message is S3's fixed one (the ProxyError's

@@ -79,6 +79,11 @@ export const ACTION_OF: Readonly<Record<S3Operation, S3Action>> = {
 /** S3 limits keys to 1024 bytes of UTF-8. */
 export const MAX_KEY_BYTES = 1024;
 
+/** Whether `key` is over MAX_KEY_BYTES of UTF-8 (its byte length counted only when it could be). */
+export function keyTooLong(key: string): boolean {
+  return key.length * 3 > MAX_KEY_BYTES && Buffer.byteLength(key) > MAX_KEY_BYTES;
+}
+
 /**
  * Query parameters that name a sub-resource: a request carrying one is another operation than the
  * plain GET/HEAD of a bucket or an object (S3's SigV2 sub-resource list plus later additions).
