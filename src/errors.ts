@@ -75,9 +75,10 @@ export class ProxyError extends Error {
       ...this.headers,
     };
     const body = JSON.stringify({ error: this.code, message: this.message, request_id: requestId });
-    if (method === "HEAD") return new Response(null, { status: this.status, headers });
-    headers["content-length"] = String(Buffer.byteLength(body)); // also what the access log counts
-    return new Response(body, { status: this.status, headers });
+    // (also what the access log counts). A HEAD gets the length the GET's body would have (RFC
+    // 9110 §9.3.2, §8.6), not 0.
+    headers["content-length"] = String(Buffer.byteLength(body));
+    return new Response(method === "HEAD" ? null : body, { status: this.status, headers });
   }
 }
 

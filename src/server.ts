@@ -90,7 +90,9 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
     for (let i = 0; i < raw.length; i += 2) headers.append(raw[i], raw[i + 1]);
     let request: Request;
     try {
-      // Only origin-form targets ("/path?query"); the host part is irrelevant to routing.
+      // Origin-form targets ("/path?query"), and absolute-form ones, which a server must accept
+      // too (RFC 9112 §3.2.2) and which route on their path alike; the host part is irrelevant.
+      if (req.url !== undefined && !req.url.startsWith("/")) req.url = originFormOf(req.url);
       if (!req.url?.startsWith("/")) throw new Error("not origin-form");
       // A body only where the method may have one (the S3 front's STS form; uploads), streamed.
       const body = req.method === "GET" || req.method === "HEAD" ? undefined : (Readable.toWeb(req) as ReadableStream<Uint8Array>);
@@ -106,6 +108,10 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
     );
   });
   server.keepAliveTimeout = 60_000;
+  // CONNECT (a tunnel request) is not something a proxy for S3 does: answered, not left hanging.
+  server.on("connect", (_req: http.IncomingMessage, socket: import("node:net").Socket) => {
+    socket.end("HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD, OPTIONS, PUT, POST, DELETE\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+  });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen({ host: opts.as?.address ?? cfg.server.address, port: opts.as?.port ?? cfg.server.port, reusePort: opts.reusePort } as http.ServerOptions & { port: number }, () => resolve());
@@ -120,6 +126,14 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
         if (force) server.closeAllConnections();
       }),
   };
+}
+
+/** The path and query of an absolute-form target ("http://host/p?q" → "/p?q"); anything else unchanged (then refused). */
+export function originFormOf(target: string): string {
+  const m = /^https?:\/\/[^/?#]*([/?][^#]*)?$/i.exec(target);
+  if (m === null) return target;
+  const rest = m[1] ?? "/";
+  return rest.startsWith("?") ? `/${rest}` : rest;
 }
 
 /** The separate Prometheus listener. `render` may merge several worker processes. */

@@ -70,3 +70,13 @@ export function extractToken(sources: readonly TokenSource[], headers: Headers, 
   }
   return null;
 }
+
+/**
+ * The `name=value` pair, exactly as the client wrote it, of the query parameter a token came from
+ * (the first one named `name`), so that links the proxy generates for that client (a folder
+ * index's) can carry the same credential. Undefined when there is none.
+ */
+export function rawQueryPair(query: string, name: string): string | undefined {
+  for (const p of pairs(query)) if (p.name === name) return p.raw;
+  return undefined;
+}

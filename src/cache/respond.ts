@@ -93,9 +93,11 @@ function notModifiedFrom(obj: CachedObject, age: number, xCache: string): Respon
 }
 
 /**
- * Answers a request from `obj`: conditionals first (304 / 412), then If-Range and Range for GET
- * (206 / 416; HEAD ignores Range, as RFC 9110 §14.2 says), else the full 200 (HEAD: no body,
- * Content-Length of the object).
+ * Answers a request from `obj`: conditionals first (304 / 412), then If-Range and Range (206 /
+ * 416), else the full 200. A HEAD gets the GET's answer without its body, Range included: S3's
+ * HeadObject takes a Range (206 with the range's Content-Length and Content-Range, or 416), and an
+ * uncached bucket answers so (the upstream decides); RFC 9110 §9.3.2 asks a HEAD for the GET's
+ * header fields. (§14.2 would have a HEAD ignore Range; S3, which the proxy fronts, does not.)
  */
 export function respondFromObject(
   obj: CachedObject,
@@ -109,17 +111,15 @@ export function respondFromObject(
   if (cond === "not-modified") return notModifiedFrom(obj, age, status);
   if (cond === "precondition-failed") throw new ProxyError("PreconditionFailed");
   const isGet = method === "GET";
-  if (isGet) {
-    const range = reqHeaders.get("range");
-    if (range !== null) {
-      const r = parseRange(range, obj.size);
-      if (r.kind !== "none" && ifRangeAllows(reqHeaders.get("if-range"), { etag: obj.headers.etag, lastModified: obj.headers["last-modified"] })) {
-        if (r.kind === "unsatisfiable") {
-          throw new ProxyError("RangeNotSatisfiable", { headers: { "content-range": unsatisfiedRange(obj.size) } });
-        }
-        const h = rangeHeaders(obj, age, status, r.start, r.end);
-        return new Response(obj.body.slice(r.start, r.end + 1), { status: 206, headers: h });
+  const range = reqHeaders.get("range");
+  if (range !== null) {
+    const r = parseRange(range, obj.size);
+    if (r.kind !== "none" && ifRangeAllows(reqHeaders.get("if-range"), { etag: obj.headers.etag, lastModified: obj.headers["last-modified"] })) {
+      if (r.kind === "unsatisfiable") {
+        throw new ProxyError("RangeNotSatisfiable", { headers: { "content-range": unsatisfiedRange(obj.size) } });
       }
+      const h = rangeHeaders(obj, age, status, r.start, r.end);
+      return new Response(isGet ? obj.body.slice(r.start, r.end + 1) : null, { status: 206, headers: h });
     }
   }
   const headers = status === "HIT" ? hitHeaders(obj, age) : fullHeaders(obj, age, status);

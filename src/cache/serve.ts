@@ -103,8 +103,9 @@ async function serveSlow(args: ServeArgs, key: string, now: number, found: Maybe
     return { response: respondFromObject(obj, reqHeaders, method, now, "HIT"), cacheStatus: "HIT", upstreamCalls: 0, passthrough: false };
   }
 
-  // A Range S3 would honour (a single byte range) on a miss is not worth a full fill: pass it through.
-  const ranged = method === "GET" && parseRange(reqHeaders.get("range"), Number.MAX_SAFE_INTEGER).kind !== "none";
+  // A Range S3 would honour (a single byte range) on a miss is not worth a full fill: pass it
+  // through (a HEAD's too: S3's HeadObject answers a Range with 206, see respondFromObject).
+  const ranged = parseRange(reqHeaders.get("range"), Number.MAX_SAFE_INTEGER).kind !== "none";
   const flight = cache.inflight.get(key);
   if (obj === undefined && ranged && flight === undefined) return goUpstream(args, 0);
 

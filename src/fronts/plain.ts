@@ -19,6 +19,7 @@
  * error dialect); admission, authorization and serving are the shared phases in src/proxy/.
  */
 import type { Claims } from "../auth/rules.ts";
+import { privateCacheControl } from "../http/headers.ts";
 import { ClaimRuleRefusal, ProxyError, toProxyError } from "../errors.ts";
 import type { AuthResult } from "../observe/metrics.ts";
 import { isWriteAction, type RequestContext } from "../proxy/context.ts";
@@ -100,17 +101,39 @@ export function route(ctx: RequestContext): Response | undefined {
   }
   if (found.key === "") throw new ProxyError("NoSuchKey", { detail: "The path names a bucket but no object key" });
   checkKeyLength(found.key);
+  if (ctx.query !== "" && S3_READ_SELECTORS.test(ctx.query)) {
+    throw new ProxyError("BadRequest", { detail: "versionId and partNumber select what S3 returns and are not supported on the plain front (it serves the current object); use the S3 API front" });
+  }
   ctx.action = "s3:GetObject";
   return undefined;
 }
 
+/**
+ * Query parameters that, on S3, make a GET return something other than the current object. The
+ * plain front ignores its query string otherwise (a cache-buster stays harmless), but answering
+ * the current object to `?versionId=…` would let a client, or a CDN that treats versioned URLs as
+ * immutable, keep the wrong bytes under that URL.
+ */
+const S3_READ_SELECTORS = /[?&](?:versionId|partNumber)(?:[=&]|$)/;
+
 /** Phase: the answer, by action: an object, or a folder's index. */
 export function serve(ctx: RequestContext): Response | Promise<Response> {
   const method = ctx.method;
-  if (method === "GET" || method === "HEAD") return ctx.action === "s3:ListBucket" ? serveListing(ctx) : serveObject(ctx);
+  if (method === "GET" || method === "HEAD") {
+    if (ctx.action === "s3:ListBucket") return serveListing(ctx);
+    const res = serveObject(ctx);
+    if (!ctx.bucket!.authRequired) return res;
+    return res instanceof Response ? privately(res) : res.then(privately);
+  }
   if (method === "PUT") return servePut(ctx);
   if (method === "DELETE") return serveDelete(ctx);
   return servePresign(ctx);
+}
+
+/** An object answered to an authenticated client: never for a shared cache (see privateCacheControl). */
+function privately(res: Response): Response {
+  res.headers.set("cache-control", privateCacheControl(res.headers.get("cache-control")));
+  return res;
 }
 
 function authResultOf(err: ProxyError): AuthResult {

@@ -95,3 +95,24 @@ export function objectHeaders(h: Headers): Record<string, string> {
   });
   return out;
 }
+
+/** Directives a shared cache obeys that must not reach one for an authenticated answer (RFC 9111 §5.2.2). */
+const SHARED_CACHE_DIRECTIVE = /^(?:public|private|s-maxage|proxy-revalidate)(?:$|[\s=])/i;
+
+/**
+ * The Cache-Control of an answer that only an authenticated client may have: `private` (RFC 9111
+ * §5.2.2.7), the object's other directives kept (max-age, no-cache, …), the ones addressed to
+ * shared caches dropped. An object stored with `public` or `s-maxage` would otherwise let a CDN in
+ * front of the proxy serve it to anyone (§3.5 lets a shared cache store an answer to a request with
+ * Authorization when it says `public`), and an answer to a `?token=` request (no Authorization
+ * header) with no Cache-Control at all could be stored by heuristic freshness (§4.2.2).
+ */
+export function privateCacheControl(value: string | null): string {
+  if (value === null) return "private";
+  let out = "private";
+  for (const part of value.split(",")) {
+    const d = part.trim();
+    if (d !== "" && !SHARED_CACHE_DIRECTIVE.test(d)) out += `, ${d}`;
+  }
+  return out;
+}

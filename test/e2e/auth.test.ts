@@ -51,6 +51,7 @@ beforeAll(async () => {
   fga = OpenFgaServer.start({ tuples: [{ user: "user:alice", relation: "viewer", object: "folder:fga/" }, { user: "folder:fga/", relation: "parent", object: "file:fga/docs/a.txt" }] });
   s3 = await startS3Fixture({ buckets: [{ name: "data" }], credentials: [{ ...CREDS, buckets: ["data"] }] });
   await s3.put("data", "docs/a.txt", BODY, { contentType: "text/plain" });
+  await s3.put("data", "docs/shared.txt", BODY, { contentType: "text/plain", cacheControl: "public, max-age=3600, s-maxage=7200, no-transform" });
   const yaml = `server: { address: 127.0.0.1, port: 0 }
 jwt:
   enabled: true
@@ -140,6 +141,43 @@ describe("public and private buckets", () => {
     const res = await fetch(px.url("/priv/docs/a.txt"), { headers: bearer(await hs(good())) });
     expect(res.status).toBe(200);
     expect(await res.text()).toBe(BODY);
+  });
+});
+
+describe("answers only a token holder may have", () => {
+  test("carry Cache-Control: private (the object's shared-cache directives dropped), so no CDN in front keeps them; a public bucket's pass as stored", async () => {
+    const token = await hs(good());
+    const viaHeader = await fetch(px.url("/priv/docs/shared.txt"), { headers: bearer(token) });
+    expect(viaHeader.status).toBe(200);
+    expect(await viaHeader.text()).toBe(BODY);
+    expect(viaHeader.headers.get("cache-control")).toBe("private, max-age=3600, no-transform");
+    // a query token (no Authorization header: a shared cache could store the answer heuristically)
+    const viaQuery = await fetch(px.url(`/priv/docs/a.txt?access_token=${token}`));
+    expect(viaQuery.status).toBe(200);
+    expect(viaQuery.headers.get("cache-control")).toBe("private");
+    await viaQuery.body?.cancel();
+    const head = await fetch(px.url("/priv/docs/shared.txt"), { method: "HEAD", headers: bearer(token) });
+    expect(head.headers.get("cache-control")).toBe("private, max-age=3600, no-transform");
+    const etag = viaHeader.headers.get("etag")!;
+    const notModified = await fetch(px.url("/priv/docs/shared.txt"), { headers: { ...bearer(token), "if-none-match": etag } });
+    expect(notModified.status).toBe(304);
+    expect(notModified.headers.get("cache-control")).toBe("private, max-age=3600, no-transform");
+    const pub = await fetch(px.url("/pub/docs/shared.txt"));
+    expect(pub.headers.get("cache-control")).toBe("public, max-age=3600, s-maxage=7200, no-transform");
+    await pub.body?.cancel();
+  });
+
+  test("an error answer to a HEAD carries the Content-Length its GET's body has (not 0)", async () => {
+    for (const [path, headers] of [["/priv/docs/a.txt", {}], ["/pub/docs/none.txt", {}]] as const) {
+      const get = await fetch(px.url(path), { headers });
+      const body = await get.arrayBuffer();
+      const head = await fetch(px.url(path), { method: "HEAD", headers });
+      expect(head.status).toBe(get.status);
+      expect(get.status === 401 || get.status === 404).toBe(true);
+      expect(head.headers.get("content-length")).toBe(String(body.byteLength));
+      expect(body.byteLength).toBeGreaterThan(0);
+      expect((await head.arrayBuffer()).byteLength).toBe(0);
+    }
   });
 });
 

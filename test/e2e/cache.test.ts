@@ -32,9 +32,10 @@ const BIG = bytes(1_500_000, 7); // > max_item_size_mb: 1
 
 beforeAll(async () => {
   s3 = await startS3Fixture({ buckets: [{ name: "data" }], credentials: [{ ...CREDS, buckets: ["data"] }] });
-  for (const k of ["headfill.txt", "hit.txt", "coalesce.txt", "cond.txt", "range.txt", "rangemiss.txt", "head.txt", "nocache.txt", "private-bucket.txt"]) await s3.put("data", k, `body of ${k}\n`);
+  for (const k of ["headrange.txt", "headfill.txt", "hit.txt", "coalesce.txt", "cond.txt", "range.txt", "rangemiss.txt", "head.txt", "nocache.txt", "private-bucket.txt"]) await s3.put("data", k, `body of ${k}\n`);
   await s3.put("data", "range.bin", bytes(1000, 1));
   await s3.put("data", "big.bin", BIG);
+  await s3.put("data", "bigrange.bin", BIG);
   await s3.put("data", "nostore.txt", "no-store body", { cacheControl: "no-store" });
   await s3.put("data", "private.txt", "private body", { cacheControl: "private, max-age=600" });
   await s3.put("data", "short.txt", "short-lived body", { cacheControl: "max-age=1" });
@@ -143,6 +144,25 @@ describe("conditional and range requests", () => {
     expect(bad.headers.get("content-range")).toBe("bytes */1000");
     await bad.body?.cancel();
     expect(upstream("range.bin")).toHaveLength(before);
+  });
+
+  test("a HEAD with Range answers as on an uncached bucket (S3's HeadObject: 206 with the range's length, 416): miss, hit, and an object too large to cache", async () => {
+    const head = async (path: string, range: string) => {
+      const r = await fetch(px.url(path), { method: "HEAD", headers: { range } });
+      expect((await r.arrayBuffer()).byteLength).toBe(0);
+      return { status: r.status, length: r.headers.get("content-length"), range: r.headers.get("content-range") };
+    };
+    const want = { status: 206, length: "4", range: "bytes 2-5/22" };
+    expect(await head("/nc/headrange.txt", "bytes=2-5")).toEqual(want);
+    expect(await head("/c/headrange.txt", "bytes=2-5")).toEqual(want); // a miss
+    await (await fetch(px.url("/c/headrange.txt"))).arrayBuffer(); // filled
+    const hit = await fetch(px.url("/c/headrange.txt"), { method: "HEAD", headers: { range: "bytes=2-5" } });
+    expect(hit.headers.get("x-cache")).toBe("HIT");
+    expect(await head("/c/headrange.txt", "bytes=2-5")).toEqual(want);
+    expect(await head("/c/headrange.txt", "bytes=-3")).toEqual({ status: 206, length: "3", range: "bytes 19-21/22" });
+    expect(await head("/c/headrange.txt", "bytes=100-")).toEqual({ status: 416, length: expect.any(String), range: "bytes */22" });
+    expect(await head("/nc/headrange.txt", "bytes=100-")).toMatchObject({ status: 416, range: "bytes */22" });
+    expect(await head("/c/bigrange.bin", "bytes=0-9")).toEqual({ status: 206, length: "10", range: `bytes 0-9/${BIG.length}` });
   });
 
   test("a Range miss goes upstream (BYPASS) and does not fill the cache", async () => {

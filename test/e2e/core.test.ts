@@ -253,6 +253,23 @@ describe("errors", () => {
     expect(((await res.json()) as { error: string }).error).toBe("NoSuchBucket");
   });
 
+  test("?versionId= and ?partNumber= (which select other bytes on S3) → 400 naming them, nothing sent; other query parameters are ignored as before", async () => {
+    s3.resetLog();
+    for (const q of ["?versionId=3HL4kqtJlcpXroDTDmJ%2BrmSpXd3dIbrHY", "?partNumber=1", "?a=1&versionId", "?x=y&partNumber=2&z"]) {
+      const res = await get(`/priv/secret.txt${q}`);
+      expect({ q, status: res.status }).toEqual({ q, status: 400 });
+      const body = (await res.json()) as { error: string; message: string };
+      expect(body.error).toBe("BadRequest");
+      expect(body.message).toContain("versionId and partNumber");
+    }
+    expect(s3.requests.filter((r) => r.pathname === "/priv/secret.txt")).toHaveLength(0);
+    for (const q of ["?v=123", "?myversionId=1", "?partNumbers=2"]) {
+      const res = await get(`/priv/secret.txt${q}`);
+      expect({ q, status: res.status }).toEqual({ q, status: 200 });
+      await res.arrayBuffer();
+    }
+  });
+
   test("an unmapped path → 404 NotFound", async () => {
     const res = await get("/nowhere/x");
     expect(res.status).toBe(404);

@@ -57,9 +57,9 @@ beforeAll(async () => {
   const b = (name: string, prefix: string, extra: string, bucket = "data") =>
     bucketYaml({ name, prefix, bucket, endpoint: s3.endpoint, key: CREDS.accessKeyId, secret: CREDS.secretAccessKey, extra });
   px = await startInProcess(`server: { address: 127.0.0.1, port: 0 }
-jwt: { enabled: true, algorithm: HS256, secret: "${SECRET}" }
+jwt: { enabled: true, algorithm: HS256, secret: "${SECRET}", token_sources: [{ type: bearer }, { type: query, name: token }] }
 buckets:
-${b("files", "/files", "    listing: { enabled: true, max_keys: 3 }\n")}${b("nolist", "/nolist", "")}${b(
+${b("files", "/files", "    listing: { enabled: true, max_keys: 3 }\n")}${b("privpaged", "/pp", "    auth: { enabled: true }\n    listing: { enabled: true, max_keys: 3 }\n")}${b("nolist", "/nolist", "")}${b(
     "priv",
     "/priv",
     "    auth: { enabled: true }\n    listing: { enabled: true }\n",
@@ -79,6 +79,9 @@ afterAll(async () => {
 
 /** The proxy's ListObjects requests to the fixture. */
 const listings = () => s3.requests.filter((r) => !r.admin && r.method === "GET" && r.query["list-type"] === "2");
+
+/** An attribute value as a browser reads it (the escapes render.ts writes). */
+const unescapeHtml = (s: string) => s.replace(/&(amp|lt|gt|quot|#39);/g, (_m, e: string) => ({ amp: "&", lt: "<", gt: ">", quot: '"', "#39": "'" })[e]!);
 
 async function allPages(path: string): Promise<{ pages: Page[]; entries: Entry[] }> {
   const pages: Page[] = [];
@@ -166,6 +169,40 @@ describe("access and errors", () => {
     const ok = await fetch(px.url("/priv/docs/"), { headers: { authorization: `Bearer ${token}` } });
     expect(ok.status).toBe(200);
     expect(((await ok.json()) as Page).entries.map((e) => e.name)).toContain("readme.md");
+  });
+
+  test("a client that authenticated with ?token= gets links that carry it: every page, folder and object opens with the token alone", async () => {
+    const token = await sign({ sub: "alice", exp: nowSec() + 600 }, { alg: "HS256", key: SECRET });
+    const q = `token=${token}`;
+    // JSON: `next` followed to the end with no header at all
+    let next: string | null = `/pp/?${q}`;
+    const names: string[] = [];
+    for (let i = 0; next !== null && i < 10; i++) {
+      const res = await fetch(px.url(next));
+      expect(res.status).toBe(200);
+      const page = (await res.json()) as Page;
+      names.push(...page.entries.map((e) => e.name));
+      next = page.next;
+      if (next !== null) expect(next).toContain(q);
+    }
+    expect(names.sort()).toEqual(["a.txt", "b b.txt", "c+c.txt", "closed/", "docs/", "img/", "open/", "z~.txt", "zz/"].sort());
+    // HTML: breadcrumbs, folders, objects and the next page all carry it, and each opens
+    const html = await (await fetch(px.url(`/pp/docs/?${q}`), { headers: { accept: "text/html" } })).text();
+    const hrefs = [...html.matchAll(/href="([^"]+)"/g)].map((m) => unescapeHtml(m[1]!));
+    expect(hrefs.length).toBeGreaterThanOrEqual(5);
+    for (const href of hrefs) {
+      expect(href).toContain(q);
+      const res = await fetch(px.url(href));
+      expect({ href, status: res.status }).toEqual({ href, status: 200 });
+      await res.body?.cancel();
+    }
+    // a token from a header is never copied into links
+    const viaHeader = (await (await fetch(px.url("/pp/"), { headers: { authorization: `Bearer ${token}` } })).json()) as Page;
+    expect(viaHeader.next).not.toBeNull();
+    expect(viaHeader.next).not.toContain(token);
+    // nor on a bucket that needs no token
+    const open = (await (await fetch(px.url(`/files/?${q}`))).json()) as Page;
+    expect(open.next).not.toContain(token);
   });
 
   test("the authorizer decides on s3:ListBucket with the folder as key", async () => {

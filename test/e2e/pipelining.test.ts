@@ -56,3 +56,27 @@ test("bun engine: pipelined synchronous answers (fresh cache hits) are all answe
   const raw = await pipelined(proxies.bun.port, ["/hot/a.txt", "/hot/b.txt", "/hot/c.txt"]);
   expect(statuses(raw)).toEqual([200, 200, 200]);
 });
+
+/** One raw request on its own connection; the whole answer (the server closes, or the test's timeout ends it). */
+function raw(port: number, request: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(port, "127.0.0.1", () => sock.write(request));
+    let buf = "";
+    sock.on("data", (d) => (buf += d.toString("latin1")));
+    sock.on("error", reject);
+    sock.on("close", () => resolve(buf));
+  });
+}
+
+test("both engines: an absolute-form target routes on its path (RFC 9112 §3.2.2); CONNECT is answered 405, not left hanging", async () => {
+  for (const engine of ["bun", "node"]) {
+    const port = proxies[engine].port;
+    const abs = await raw(port, `GET http://proxy.example/pipe/a.txt HTTP/1.1\r\nHost: proxy.example\r\nConnection: close\r\n\r\n`);
+    expect({ engine, status: statuses(abs)[0] }).toEqual({ engine, status: 200 });
+    expect(abs).toContain("body of a.txt");
+    if (engine === "node") {
+      const connectAnswer = await raw(port, `CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n`);
+      expect(statuses(connectAnswer)[0]).toBe(405);
+    }
+  }
+});

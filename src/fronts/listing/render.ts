@@ -33,12 +33,24 @@ export interface RenderInput {
   /** The bucket's path prefix on the plain front ("/products", or "" for a bucket at "/"). */
   mount: string;
   bucket: string;
+  /**
+   * A raw `name=value` query pair every generated link carries: the token of a client that
+   * authenticated with a query parameter (jwt.token_sources type query), so that its next page,
+   * sub-folders and downloads are authorized as this page was.
+   */
+  carry?: string;
+}
+
+/** `path` (already encoded) with the carried query pair, if any. */
+function link(input: RenderInput, path: string, query = ""): string {
+  const q = input.carry === undefined ? query : query === "" ? input.carry : `${query}&${input.carry}`;
+  return q === "" ? path : `${path}?${q}`;
 }
 
 /** The link to the next page of the same folder. */
 function nextHref(input: RenderInput): string | undefined {
   const t = input.page.nextToken;
-  return t === undefined ? undefined : `${encodePath(`${input.mount}/${input.page.prefix}`)}?continuation-token=${encodeURIComponent(t)}`;
+  return t === undefined ? undefined : link(input, encodePath(`${input.mount}/${input.page.prefix}`), `continuation-token=${encodeURIComponent(t)}`);
 }
 
 export function renderJson(input: RenderInput): string {
@@ -53,14 +65,14 @@ export function renderJson(input: RenderInput): string {
 
 export function renderHtml(input: RenderInput): string {
   const { page, mount } = input;
-  const crumbs: string[] = [`<a href="${escapeHtml(encodePath(`${mount}/`))}">${escapeHtml(input.bucket)}</a>`];
+  const crumbs: string[] = [`<a href="${escapeHtml(link(input, encodePath(`${mount}/`)))}">${escapeHtml(input.bucket)}</a>`];
   let acc = "";
   for (const part of page.prefix.split("/").filter((p) => p !== "")) {
     acc += `${part}/`;
-    crumbs.push(`<a href="${escapeHtml(encodePath(`${mount}/${acc}`))}">${escapeHtml(part)}</a>`);
+    crumbs.push(`<a href="${escapeHtml(link(input, encodePath(`${mount}/${acc}`)))}">${escapeHtml(part)}</a>`);
   }
   const rows = page.entries.map((e) => {
-    const href = escapeHtml(encodePath(`${mount}/${e.key}`));
+    const href = escapeHtml(link(input, encodePath(`${mount}/${e.key}`)));
     const name = escapeHtml(e.name);
     const cls = e.folder ? "folder" : "object";
     const size = e.folder ? "—" : `<span title="${e.size} bytes">${escapeHtml(humanSize(e.size))}</span>`;

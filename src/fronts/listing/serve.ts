@@ -18,7 +18,8 @@ import type { RequestContext } from "../../proxy/context.ts";
 import { errorFromResponse } from "../../s3/errors.ts";
 import { listObjectsV2 } from "../../s3/operations/list-objects.ts";
 import { parseListing } from "./parse.ts";
-import { renderHtml, renderJson } from "./render.ts";
+import { type RenderInput, renderHtml, renderJson } from "./render.ts";
+import { rawQueryPair } from "../../auth/sources.ts";
 
 /** Longest continuation token taken from a client (S3's are ~100 characters). */
 const MAX_TOKEN_LENGTH = 1024;
@@ -77,6 +78,20 @@ async function readListing(res: Response): Promise<string> {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8");
 }
 
+/**
+ * The query pair that authenticated this request, when the bucket needs a token and it came from a
+ * query parameter: the index's links carry it (a browser following them sends no header). A
+ * token from a header is not copied into links.
+ */
+function carriedToken(ctx: RequestContext): string | undefined {
+  const auth = ctx.rt.auth;
+  if (!ctx.bucket!.authRequired || auth === undefined || ctx.query === "") return undefined;
+  const query = ctx.query;
+  const found = auth.extract(ctx.req.headers, () => new URL(`http://x/${query}`));
+  if (found === null || found.source.type !== "query") return undefined;
+  return rawQueryPair(query.slice(1), found.source.name ?? "");
+}
+
 export async function serveListing(ctx: RequestContext): Promise<Response> {
   const bucket = ctx.bucket!;
   const prefix = ctx.key;
@@ -95,7 +110,7 @@ export async function serveListing(ctx: RequestContext): Promise<Response> {
     throw new ProxyError("BadGateway", { detail: "The upstream sent a listing that cannot be read", cause: err });
   }
   const mount = bucket.cfg.path_prefix === "/" ? "" : bucket.cfg.path_prefix;
-  const input = { page, mount, bucket: bucket.name };
+  const input: RenderInput = { page, mount, bucket: bucket.name, carry: carriedToken(ctx) };
   const html = wantsHtml(ctx.req.headers.get("accept"));
   const body = new TextEncoder().encode(html ? renderHtml(input) : renderJson(input));
   const headers: Record<string, string> = {
