@@ -14,6 +14,7 @@
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { deriveSigningKey, S3Signer } from "../../src/s3/sigv4.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { smithyPresigned } from "../fronts/s3/helpers.ts";
 import { buildAwsChunkedBody } from "../../src/s3/aws-chunked.ts";
 import {
   answerOf,
@@ -161,6 +162,56 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
         }
         expect(env.s3.requests.filter((e) => !e.admin)).toEqual([]);
         expect(await env.s3.exists("up", "acl/refused.txt")).toBe(false);
+      },
+      T,
+    );
+
+    test(
+      "Object Lock, customer (SSE-C) and KMS keys are refused (400 InvalidRequest / 501 NotImplemented) on PutObject, CopyObject and CreateMultipartUpload, never dropped; SSE-S3 (AES256) passes",
+      async () => {
+        const ok = await signedFetch(env, { method: "PUT", path: "/up/sse/aes.txt", body: bytesOf(10, 4), headers: { "x-amz-server-side-encryption": "AES256" } });
+        expect(ok.status).toBe(200);
+        env.s3.resetLog();
+        const refusals: Array<[string, Record<string, string>, number, string, Array<[string, string]>?]> = [
+          ["PUT", { "x-amz-object-lock-mode": "GOVERNANCE", "x-amz-object-lock-retain-until-date": "2030-01-01T00:00:00Z" }, 400, "InvalidRequest"],
+          ["PUT", { "x-amz-object-lock-legal-hold": "ON" }, 400, "InvalidRequest"],
+          ["PUT", { "x-amz-server-side-encryption": "aws:kms", "x-amz-server-side-encryption-aws-kms-key-id": "arn:aws:kms:us-east-1:1:key/x" }, 501, "NotImplemented"],
+          ["PUT", { "x-amz-server-side-encryption-customer-algorithm": "AES256", "x-amz-server-side-encryption-customer-key": Buffer.alloc(32, 1).toString("base64") }, 501, "NotImplemented"],
+          ["PUT", { "x-amz-object-lock-mode": "COMPLIANCE", "x-amz-copy-source": "/up/sse/aes.txt" }, 400, "InvalidRequest"],
+          ["PUT", { "x-amz-copy-source-server-side-encryption-customer-algorithm": "AES256", "x-amz-copy-source": "/up/sse/aes.txt" }, 501, "NotImplemented"],
+          ["POST", { "x-amz-server-side-encryption": "aws:kms:dsse" }, 501, "NotImplemented", [["uploads", ""]]],
+        ];
+        for (const [method, headers, status, code, query] of refusals) {
+          const a = await answerOf(await signedFetch(env, { method, path: "/up/sse/refused.txt", headers, query, body: method === "PUT" && !headers["x-amz-copy-source"] ? bytesOf(10, 3) : undefined }));
+          expect({ headers, status: a.status, code: a.code }).toEqual({ headers, status, code });
+          expect(a.message).toContain("not supported through this proxy");
+        }
+        expect(env.s3.requests.filter((e) => !e.admin)).toEqual([]);
+        expect(await env.s3.exists("up", "sse/refused.txt")).toBe(false);
+      },
+      T,
+    );
+
+    test(
+      "a presigned PutObject whose signer hoisted x-amz-* headers into the query (the JS SDK's presigner does) stores that metadata and those tags; a hoisted public ACL is refused",
+      async () => {
+        const path = "/up/presigned/hoisted.txt";
+        const url = async (headers: Record<string, string>) => {
+          const v = await smithyPresigned({ method: "PUT", path, creds: WRITER, date: new Date(), expiresIn: 300, host: host(), headers });
+          expect(v.rawQuery).toContain("x-amz-meta-owner=alice"); // hoisted, as @aws-sdk/s3-request-presigner does
+          return `${env.endpoint}${v.rawPath}?${v.rawQuery}`;
+        };
+        const put = await fetch(await url({ "x-amz-meta-owner": "alice", "x-amz-tagging": "team=a&tier=1" }), { method: "PUT", body: "hoisted body" });
+        expect(put.status).toBe(200);
+        const head = await signedFetch(env, { method: "HEAD", path });
+        expect(head.headers.get("x-amz-meta-owner")).toBe("alice");
+        const tags = await (await signedFetch(env, { method: "GET", path, query: [["tagging", ""]] })).text();
+        expect(tags).toContain("<Key>team</Key><Value>a</Value>");
+        expect(tags).toContain("<Key>tier</Key><Value>1</Value>");
+        const before = env.s3.requests.length;
+        const acl = await answerOf(await fetch(await url({ "x-amz-meta-owner": "alice", "x-amz-acl": "public-read" }), { method: "PUT", body: "x" }));
+        expect({ status: acl.status, code: acl.code }).toEqual({ status: 400, code: "AccessControlListNotSupported" });
+        expect(env.s3.requests.slice(before).filter((e) => !e.admin)).toEqual([]);
       },
       T,
     );

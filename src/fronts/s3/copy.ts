@@ -19,7 +19,7 @@ import { errorOf, MAX_RESULT_BODY, readCapped, relayError, tryParse, xmlAnswer }
 import { hasDotSegment, MAX_KEY_BYTES } from "./route.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
 import { childText } from "./xml-reader.ts";
-import { callOf, partNumberOf, purgeKey, queryValue, writeUpstream } from "./writes.ts";
+import { callOf, partNumberOf, purgeKey, queryValue, requestHeaders, writeUpstream } from "./writes.ts";
 
 export interface CopySource {
   bucket: string;
@@ -86,7 +86,7 @@ async function readableSource(ctx: RequestContext): Promise<CopySource> {
 export async function copyObjectOp(ctx: RequestContext): Promise<Response> {
   const src = await readableSource(ctx);
   const upstream = writeUpstream(ctx);
-  const res = await copyObject(upstream, { key: ctx.key, sourceKey: src.key, sourceVersionId: src.versionId, headers: ctx.req.headers }, callOf(ctx));
+  const res = await copyObject(upstream, { key: ctx.key, sourceKey: src.key, sourceVersionId: src.versionId, headers: requestHeaders(ctx) }, callOf(ctx));
   const answer = await copyResult(ctx, res, "CopyObjectResult", upstream.bucket);
   await purgeKey(ctx, ctx.key);
   return answer;

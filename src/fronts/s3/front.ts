@@ -60,6 +60,12 @@ export interface S3State {
   readonly overrides: ReadonlyArray<readonly [string, string]>;
   /** How the request body is covered by the signature (uploads verify the body with it). */
   readonly payload?: PayloadInfo;
+  /**
+   * The request's headers as S3 reads them: the listener's, plus, for a presigned URL, the x-amz-*
+   * headers its signer hoisted into the query (hoistedHeaders). Writes build their upstream
+   * request from these.
+   */
+  readonly headers: Headers;
 }
 
 /** The context of an S3-front request: the shared one plus the S3 state, set by s3Parse. */
@@ -94,7 +100,7 @@ export function s3Parse(ctx: RequestContext): undefined {
   // STS first: its requests are unsigned (the web identity token is the credential).
   if (ctx.method === "POST" && a.bucket === "") {
     ctx.action = ACTION_OF.AssumeRoleWithWebIdentity;
-    (ctx as S3RequestContext).s3 = { api, op: "AssumeRoleWithWebIdentity", principal: undefined, query: [], overrides: [] };
+    (ctx as S3RequestContext).s3 = { api, op: "AssumeRoleWithWebIdentity", principal: undefined, query: [], overrides: [], headers: req.headers };
     return undefined;
   }
 
@@ -154,8 +160,32 @@ export function s3Parse(ctx: RequestContext): undefined {
     if (isS3Error(o)) return fail(o);
     overrides = o;
   }
-  (ctx as S3RequestContext).s3 = { api, op, principal, query: v.query, overrides, payload };
+  const headers = v.kind === "ok" && v.presigned ? withHoistedHeaders(req.headers, v.query) : req.headers;
+  (ctx as S3RequestContext).s3 = { api, op, principal, query: v.query, overrides, payload, headers };
   return undefined;
+}
+
+/** A presigned URL's own parameters (SigV4 query auth), never headers. */
+const QUERY_AUTH = new Set(["x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-expires", "x-amz-signedheaders", "x-amz-signature", "x-amz-security-token", "x-amz-content-sha256"]);
+
+/**
+ * The headers of a presigned request with the x-amz-* headers its signer moved into the query
+ * string (the AWS SDKs' presigners hoist x-amz-meta-*, x-amz-tagging, x-amz-acl, … there unless
+ * told not to). S3 reads them as the headers they stand for: a presigned PutObject stores that
+ * metadata and those tags, and an ACL there is refused as in a header. They were signed as part of
+ * the query. A header sent as well wins. Checksum values are not taken: S3 does not enforce a
+ * checksum hoisted into a presigned URL either.
+ */
+function withHoistedHeaders(headers: Headers, query: ReadonlyArray<readonly [string, string]>): Headers {
+  let out: Headers | undefined;
+  for (const [k, v] of query) {
+    if (k.length < 7 || (k.charCodeAt(0) | 0x20) !== 0x78 /* x */) continue;
+    const name = k.toLowerCase();
+    if (!name.startsWith("x-amz-") || QUERY_AUTH.has(name) || name.startsWith("x-amz-checksum-") || name === "x-amz-sdk-checksum-algorithm") continue;
+    if (headers.has(name)) continue;
+    (out ??= new Headers(headers)).append(name, v);
+  }
+  return out ?? headers;
 }
 
 /** The object reads that take S3's response-* overrides. */

@@ -25,7 +25,7 @@ import { s3Fail } from "./fail.ts";
 import { emptyAnswer, errorOf, MAX_RESULT_BODY, readCapped, relayError, relayedHeaders, tryParse, xmlAnswer } from "./relay.ts";
 import { el, maskOwners, S3_XMLNS, XML_DECL } from "./xml.ts";
 import { childText, childrenNamed, type XmlElement } from "./xml-reader.ts";
-import { callOf, malformed, partNumberOf, purgeKey, queryValue, readXmlBody, writeUpstream } from "./writes.ts";
+import { callOf, malformed, partNumberOf, purgeKey, queryValue, readXmlBody, requestHeaders, writeUpstream } from "./writes.ts";
 
 const MAX_PARTS = 10_000;
 const CHECKSUM_ELEMENTS = ["ChecksumCRC32", "ChecksumCRC32C", "ChecksumCRC64NVME", "ChecksumSHA1", "ChecksumSHA256"] as const;
@@ -53,7 +53,7 @@ async function resultDoc(res: Response, root: string, upstreamBucket: string): P
 
 export async function createMultipartUploadOp(ctx: RequestContext): Promise<Response> {
   const upstream = writeUpstream(ctx);
-  const res = await createMultipartUpload(upstream, { key: ctx.key, headers: ctx.req.headers }, callOf(ctx));
+  const res = await createMultipartUpload(upstream, { key: ctx.key, headers: requestHeaders(ctx) }, callOf(ctx));
   if (res.status !== 200) return relayError(res, upstream.bucket);
   const doc = await resultDoc(res, "InitiateMultipartUploadResult", upstream.bucket);
   const uploadId = childText(doc, "UploadId");

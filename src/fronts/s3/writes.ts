@@ -21,20 +21,65 @@ const GRANT_HEADERS = ["x-amz-grant-full-control", "x-amz-grant-read", "x-amz-gr
 export const aclsNotSupported = (): S3Error => s3Error("AccessControlListNotSupported", "The bucket does not allow ACLs");
 
 /**
- * PutObject, CopyObject, CreateMultipartUpload: ACLs are not implemented, so an ACL that would
+ * PutObject, CopyObject, CreateMultipartUpload: ACLs, Object Lock and customer or KMS keys are
+ * refused (refuseUnkeptSettings, below). ACLs are not implemented, so an ACL that would
  * grant anything (a canned ACL other than private / bucket-owner-full-control, any x-amz-grant-*)
  * is refused as S3 refuses it on a bucket with ACLs disabled (its default since 2023), instead of
  * being silently dropped. rclone's and others' default `x-amz-acl: private` passes.
  */
 export function refuseAcls(ctx: RequestContext): void {
+  const h = requestHeaders(ctx);
   // Every x-amz-* header present was signed (verification refuses others): the signed names say
-  // whether there is anything to look at, without a header lookup on every upload.
+  // whether there is anything to look at, without a header lookup on every upload (a presigned
+  // URL's hoisted headers are in the query, not among the signed names: looked at).
   const signed = (ctx as S3RequestContext).s3?.payload?.signedHeaders;
-  if (signed !== undefined && !signed.some((n) => n === "x-amz-acl" || n.startsWith("x-amz-grant-"))) return;
-  const h = ctx.req.headers;
+  if (signed !== undefined && h === ctx.req.headers && !signed.some(mayRefuse)) return;
   const acl = h.get("x-amz-acl");
   if (acl !== null && !OWNER_ONLY_ACLS.has(acl.trim().toLowerCase())) throw s3Fail(aclsNotSupported());
   for (const name of GRANT_HEADERS) if (h.has(name)) throw s3Fail(aclsNotSupported());
+  refuseUnkeptSettings(h);
+}
+
+/** A signed header name refuseAcls has to look at. */
+const mayRefuse = (n: string) => n === "x-amz-acl" || n.startsWith("x-amz-grant-") || n.startsWith("x-amz-object-lock-") || n.startsWith("x-amz-server-side-encryption") || n.startsWith("x-amz-copy-source-server-side-encryption");
+
+/**
+ * Settings a client makes a write with for safety or compliance, which this proxy does not carry
+ * to the upstream: refused, as S3 refuses what a bucket is not set up for, rather than answered
+ * 200 with the setting silently gone (an object written "under retention" that is not, "encrypted
+ * with my key" that is not).
+ * - Object Lock (x-amz-object-lock-mode, -retain-until-date, -legal-hold): 400 InvalidRequest, S3's
+ *   answer on a bucket without Object Lock.
+ * - Customer-provided keys (SSE-C, x-amz-server-side-encryption-customer-*, and a copy source's)
+ *   and KMS keys (x-amz-server-side-encryption: aws:kms or aws:kms:dsse): 501 NotImplemented.
+ *   `x-amz-server-side-encryption: AES256` (SSE-S3, S3's default for every object since 2023)
+ *   passes: it asks for nothing the upstream does not already do.
+ */
+function refuseUnkeptSettings(h: Headers): void {
+  for (const name of OBJECT_LOCK_HEADERS) {
+    if (h.has(name)) throw s3Fail(s3Error("InvalidRequest", `Object Lock settings (${name}) are not supported through this proxy: the object would be written without them.`));
+  }
+  const sse = h.get("x-amz-server-side-encryption");
+  if (sse !== null && sse.trim().toUpperCase() !== "AES256") {
+    throw s3Fail(s3Error("NotImplemented", `Server-side encryption ${JSON.stringify(sse.trim().slice(0, 32))} is not supported through this proxy; objects are stored with the bucket's default encryption (AES256).`));
+  }
+  for (const name of CUSTOMER_KEY_HEADERS) {
+    if (h.has(name)) throw s3Fail(s3Error("NotImplemented", `Customer-provided or KMS encryption keys (${name}) are not supported through this proxy; objects are stored with the bucket's default encryption.`));
+  }
+}
+const OBJECT_LOCK_HEADERS = ["x-amz-object-lock-mode", "x-amz-object-lock-retain-until-date", "x-amz-object-lock-legal-hold"];
+const CUSTOMER_KEY_HEADERS = [
+  "x-amz-server-side-encryption-customer-algorithm",
+  "x-amz-server-side-encryption-customer-key",
+  "x-amz-server-side-encryption-aws-kms-key-id",
+  "x-amz-server-side-encryption-context",
+  "x-amz-copy-source-server-side-encryption-customer-algorithm",
+  "x-amz-copy-source-server-side-encryption-customer-key",
+];
+
+/** The request's headers as S3 reads them (a presigned URL's hoisted x-amz-* headers included: see S3State.headers). */
+export function requestHeaders(ctx: RequestContext): Headers {
+  return (ctx as S3RequestContext).s3?.headers ?? ctx.req.headers;
 }
 
 /** Writes go to the primary: a replica set's secondaries are for reads (src/s3/replicas.ts). */
