@@ -174,7 +174,14 @@ export async function getObjectDirect(ctx: RequestContext, overrides: ReadonlyAr
   if (partNumber !== undefined) delete headers["if-range"];
   const upstream = ctx.bucket!.upstream.primary();
   const res = await getDirectUpstream(upstream, { method, key: ctx.key, partNumber, versionId, headers }, callOf(ctx));
-  if (res.status === 416 && partNumber !== undefined) return relayError(res, upstream.bucket);
+  if (res.status === 416 && partNumber !== undefined) {
+    // A HEAD's 416 has no body: it is the part's (S3's InvalidPartNumber), as the GET says.
+    if (method === "HEAD") {
+      await res.body?.cancel().catch(() => {});
+      throw s3Fail(s3Error("InvalidPartNumber"));
+    }
+    return relayError(res, upstream.bucket);
+  }
   if (versionId !== undefined && (res.status === 400 || res.status === 404 || res.status === 405)) {
     // S3's word on the version: NoSuchVersion, an invalid id, or a delete marker (405, with x-amz-delete-marker).
     const body = res.body === null ? undefined : await readCapped(res, MAX_ERROR_BODY).catch(() => undefined);

@@ -99,6 +99,8 @@ function errorCode(status: number, doc: XmlElement | undefined, upstreamBucket: 
   if (status === 409) return s3Error("OperationAborted");
   if (status === 411) return s3Error("MissingContentLength");
   if (status === 412) return s3Error("PreconditionFailed");
+  // (a HEAD's refusal has no body to name its code: 416 is a range or, with ?partNumber, a part)
+  if (status === 416) return s3Error("InvalidRange");
   if (status === 503) return s3Error("ServiceUnavailable");
   if (status >= 500 || status < 400) return s3Error("InternalError");
   return s3Error("InvalidRequest");
