@@ -81,7 +81,8 @@ for (const engine of ["bun", "node"] as const) {
       expect(await got.text()).toBe(body);
       expect(got.headers.get("content-type")).toBe("text/x-test; charset=utf-8");
       expect(got.headers.get("x-amz-meta-owner")).toBe("alice");
-      expect(got.headers.get("cache-control")).toBe("max-age=60");
+      // stored as sent; read back by a token holder as `private` (README: What clients see)
+      expect(got.headers.get("cache-control")).toBe("private, max-age=60");
       expect(got.headers.get("content-disposition")).toBe('attachment; filename="h.txt"');
       expect(got.headers.get("content-encoding")).toBe("identity");
       expect(got.headers.get("x-amz-meta-x-not-passed")).toBeNull();
