@@ -100,13 +100,27 @@ export function prepareSend(req: SendRequest): PreparedSend {
 const EMPTY_BODY = new Uint8Array(0);
 
 /**
+ * The slowest steady upload a framed body is given time for: fetch's `timeout` bounds the whole
+ * request, so it gets s3.timeout plus one second per FRAMED_FLOOR_BYTES_PER_SECOND of body.
+ */
+export const FRAMED_FLOOR_BYTES_PER_SECOND = 16 * 1024;
+
+/** The whole-request budget of a framed upload of `contentLength` bytes (see fetchFramed). */
+export function framedTimeoutMs(timeoutMs: number, contentLength: number): number {
+  return timeoutMs + Math.ceil((contentLength / FRAMED_FLOOR_BYTES_PER_SECOND) * 1000);
+}
+
+/**
  * One request whose body is a framed request body (src/http/framed-body.ts), handed to fetch as it
- * is: Bun pipes it without JavaScript per chunk. No chunk is seen here, so s3.timeout is fetch's
- * socket idle timer: no byte sent or received for that long (the upstream not reading, the client
- * not sending, no response head after the body) fails the request. S3 itself ends an upload idle
- * for ~20 s (RequestTimeout). Bun 1.4.5 checks that timer in 4 s ticks: it fires 4-8 s late.
- * Throws UpstreamTimeoutError for it; the client's abort reason when the client left (the body
- * failed with it, and fetch cut the upstream request short).
+ * is: Bun pipes it without JavaScript per chunk, so no chunk is seen here and no idle timer of our
+ * own can run. fetch's `timeout` is a budget for the WHOLE request, not an idle timer (Bun 1.4.5
+ * checks it in 4 s ticks: it fires 4-8 s late): given s3.timeout alone, an upload still flowing
+ * was cut after s3.timeout (503/504). It gets framedTimeoutMs: s3.timeout plus the time the body
+ * takes at 16 KiB/s, an upper bound for an upstream that takes the body and never answers. Stalls
+ * end sooner: a client that stops sending, or an upstream that stops reading (the client's sends
+ * then back up), leaves the listener's connection idle, which its idle timeout (60 s) closes, and
+ * that cuts the upstream request. Throws UpstreamTimeoutError for the budget; the client's abort
+ * reason when the client left (the body failed with it, and fetch cut the upstream request short).
  */
 export async function fetchFramed(
   fetchImpl: typeof fetch,
@@ -120,10 +134,10 @@ export async function fetchFramed(
 ): Promise<Response> {
   headers["content-length"] = String(contentLength);
   try {
-    return await fetchImpl(url, { method, headers, body, signal: clientSignal, decompress: false, redirect: "manual", duplex: "half", timeout: timeoutMs } as RequestInit);
+    return await fetchImpl(url, { method, headers, body, signal: clientSignal, decompress: false, redirect: "manual", duplex: "half", timeout: framedTimeoutMs(timeoutMs, contentLength) } as RequestInit);
   } catch (err) {
     if (clientSignal.aborted) throw clientSignal.reason;
-    if ((err as Error)?.name === "TimeoutError") throw new UpstreamTimeoutError("upstream took no bytes or sent no response head in time");
+    if ((err as Error)?.name === "TimeoutError") throw new UpstreamTimeoutError("the upload and the upstream's answer took longer than their budget");
     throw err;
   }
 }

@@ -13,6 +13,7 @@ import type { BucketConfig } from "../../../src/config/schema.ts";
 import { framedRequestBody, isFramedBody, markJsBody } from "../../../src/http/framed-body.ts";
 import { UpstreamPools } from "../../../src/s3/http1/index.ts";
 import { putObject } from "../../../src/s3/operations/index.ts";
+import { framedTimeoutMs } from "../../../src/s3/send.ts";
 import { BucketUpstream } from "../../../src/s3/upstream.ts";
 import { startS3Fixture, type S3Fixture } from "../../fixtures/s3.ts";
 import { waitFor } from "../../helpers/wait.ts";
@@ -91,7 +92,7 @@ function partialPut(port: number, key: string, length: number, send: number, clo
 const bodyState = (key: string) => fx.waitForRequest((e) => e.method === "PUT" && e.pathname === `/fr/${key}` && (e.body === "complete" || e.body === "aborted" || e.body === "rejected"), 15_000);
 
 describe("framed request bodies go upstream through fetch natively", () => {
-  test("a 20 MiB PUT: handed to fetch as the same stream with its exact length and s3.timeout as the idle timer; stored byte-exact", async () => {
+  test("a 20 MiB PUT: handed to fetch as the same stream with its exact length and a budget of s3.timeout plus the body at 16 KiB/s; stored byte-exact", async () => {
     using up = upstreamOf(fx.endpoint, 7);
     using fr = front(up.upstream);
     const body = patternBytes(20 * MiB + 3);
@@ -101,7 +102,8 @@ describe("framed request bodies go upstream through fetch natively", () => {
     expect(up.calls).toHaveLength(1);
     expect(up.calls[0]!.body).toBeInstanceOf(ReadableStream);
     expect(up.calls[0]!.headers["content-length"]).toBe(String(body.byteLength));
-    expect(up.calls[0]!.timeout).toBe(7000);
+    expect(up.calls[0]!.timeout).toBe(framedTimeoutMs(7000, body.byteLength));
+    expect(framedTimeoutMs(7000, body.byteLength)).toBe(7000 + Math.ceil(((20 * MiB + 3) / (16 * 1024)) * 1000));
     const seen = await bodyState("big.bin");
     expect(seen.body).toBe("complete");
     expect(seen.headers["transfer-encoding"]).toBeUndefined();
@@ -132,7 +134,28 @@ describe("framed request bodies go upstream through fetch natively", () => {
     });
   }
 
-  test("an upstream that stops reading mid-body, and one that never answers, time out (Bun checks the idle timer in 4 s ticks)", async () => {
+  test("an upload still flowing after s3.timeout (+ Bun's 4-8 s tick) is not cut: fetch's timeout bounds the whole request, so a framed body gets s3.timeout plus its time at 16 KiB/s", async () => {
+    using up = upstreamOf(fx.endpoint, 1);
+    using fr = front(up.upstream);
+    const chunk = patternBytes(128 * 1024);
+    const chunks = 20; // one every 500 ms: ~10 s, past s3.timeout (1 s) and Bun's late tick (<= 8 s)
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(c) {
+        if (sent === chunks) return c.close();
+        if (sent > 0) await Bun.sleep(500); // the client's pace (what is under test), not a wait for a condition
+        sent++;
+        c.enqueue(chunk);
+      },
+    });
+    const res = await fetch(fr.url("slow.bin"), { method: "PUT", body, headers: { "content-length": String(chunks * chunk.byteLength) }, duplex: "half" } as RequestInit);
+    expect(res.status).toBe(200);
+    expect(fr.outcomes).toEqual([{ key: "slow.bin", status: 200, framed: true }]);
+    expect((await bodyState("slow.bin")).body).toBe("complete");
+    expect((await fx.read("fr", "slow.bin"))!.byteLength).toBe(chunks * chunk.byteLength);
+  }, 40_000);
+
+  test("an upstream that stops reading mid-body, and one that never answers, time out (Bun checks the timer in 4 s ticks)", async () => {
     // Reads the head, then never reads again: the body backs up into the proxy, then the client.
     const stalled = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data(s) { s.pause(); }, error() {} } });
     using never = rawServer({ respond: () => "" });
@@ -142,13 +165,21 @@ describe("framed request bodies go upstream through fetch natively", () => {
         using fr = front(up.upstream);
         const started = performance.now();
         const res = await fetch(fr.url(`${name}.bin`), { method: "PUT", body: patternBytes(size) }).catch((e: Error) => e);
+        await waitFor(() => fr.outcomes.length === 1, { timeoutMs: 25_000 });
         const elapsed = performance.now() - started;
-        expect(fr.outcomes).toEqual([{ key: `${name}.bin`, error: "ProxyError", framed: true }]);
+        // silent: the budget (a ProxyError: 504 upstream timeout); stalled: the listener's idle
+        // timeout (Bun.serve's default 10 s here, 60 s in the proxy; uWS counts a body arriving at
+        // under 16 KB/s as idle) ends the request, which cuts
+        // the upstream one
+        const outcome = fr.outcomes[0]!;
+        expect({ key: outcome.key, framed: outcome.framed, failed: outcome.error !== undefined }).toEqual({ key: `${name}.bin`, framed: true, failed: true });
+        if (name === "silent") expect(outcome.error).toBe("ProxyError");
         if (res instanceof Response) expect(res.status).toBe(599);
-        expect(elapsed).toBeLessThan(15_000);
+        expect(elapsed).toBeLessThan(25_000);
       };
-      await Promise.all([one("stalled", stalled.port, 32 * MiB), one("silent", never.port, MiB)]);
-      expect(never.requests()[0]!.bodyBytes).toBe(MiB);
+      // the silent one's budget: 1 s + 16 KiB at 16 KiB/s (a stall is the listener's idle timeout's to end)
+      await Promise.all([one("stalled", stalled.port, 32 * MiB), one("silent", never.port, 16 * 1024)]);
+      expect(never.requests()[0]!.bodyBytes).toBe(16 * 1024);
     } finally {
       stalled.stop(true);
     }
