@@ -16,6 +16,8 @@ import { endRequestSpan } from "../observe/trace/request.ts";
 export function deliver(ctx: RequestContext, res: Response): Response {
   ctx.status = res.status;
   res.headers.set("x-request-id", ctx.id);
+  // S3 answers every request with x-amz-request-id: the SDKs report it (RequestId) with each call.
+  if (ctx.front === "s3") res.headers.set("x-amz-request-id", ctx.id);
   ctx.ttfbMs = performance.now() - ctx.start;
   if (!ctx.streaming) finish(ctx);
   return res;

@@ -40,11 +40,16 @@ describe("objects (cached bucket)", () => {
       const g = await c.send(new GetObjectCommand({ Bucket: "data", Key: "doc.txt" }));
       expect(await g.Body!.transformToString()).toBe("0123456789");
       expect([g.ContentType, g.ETag, g.Metadata]).toEqual(["text/plain", etag, { owner: "me" }]);
+      // the SDK reports S3's x-amz-request-id with every call: ours (the access log's request_id)
+      expect(g.$metadata.requestId).toMatch(/^[0-9a-f-]{36}$/);
       expect(env.upstreamCalls().length).toBe(1);
       env.mark();
       const h = await c.send(new HeadObjectCommand({ Bucket: "data", Key: "doc.txt" }));
       expect([h.ContentLength, h.ETag]).toEqual([10, etag]);
+      expect(h.$metadata.requestId).toMatch(/^[0-9a-f-]{36}$/);
+      expect(h.$metadata.requestId).not.toBe(g.$metadata.requestId);
       const again = await signedFetch(env, { path: "/data/doc.txt" });
+      expect(again.headers.get("x-amz-request-id")).toBe(again.headers.get("x-request-id"));
       expect([again.status, again.headers.get("x-cache"), await again.text()]).toEqual([200, "HIT", "0123456789"]);
       expect(env.upstreamCalls()).toEqual([]);
     } finally {
