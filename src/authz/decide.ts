@@ -2,10 +2,11 @@
  * What OPA and OpenFGA share: a decision cache, in-flight de-duplication, timeouts and fail modes.
  *
  * - A decision (allow or deny) is cached for the configured TTL (0 = no cache), keyed by
- *   (identity, bucket, key, method) plus whatever else the backend's input depends on (OPA: the
- *   client IP). identity = the `sub` claim when it is a string, else a SHA-256 of the canonical
- *   JSON of all claims, else "anonymous". So a change of a user's other claims (roles...) takes
- *   effect for a cached object after at most the TTL.
+ *   everything the backend is asked: (principal type, identity, bucket, key, method, action) plus
+ *   whatever else its input holds (OPA: the client IP). identity = a SHA-256 of the canonical JSON
+ *   of ALL the claims (OPA sees them all), or "anonymous". (Until 2026-12-02 it was the `sub` claim
+ *   alone: a token of the same `sub` with other roles, an S3 identity named like a token's user,
+ *   and a session of a down-scoped token shared cached decisions: an authorization bypass.)
  * - Bounded: at most 10 000 entries (least recently used evicted).
  * - Concurrent identical checks share one request.
  * - Timeouts, network errors, non-2xx answers and unreadable bodies are errors: never cached, logged
@@ -26,10 +27,17 @@ export interface AuthzInput {
   method: string;
   /** The S3 action ("s3:GetObject", "s3:PutObject", ...), the same on both fronts. */
   action?: string;
+  /**
+   * Who the claims describe: "jwt" (a token on the plain front), "s3_static" (an S3-front identity
+   * from s3_api.credentials), "s3_session" (an STS session from a web-identity token), "anonymous".
+   */
+  principal: PrincipalType;
   clientIp: string;
   /** The request's span (tracing on): the call gets a child span and sends traceparent. Not part of the decision or its cache key. */
   trace?: Span;
 }
+
+export type PrincipalType = "jwt" | "s3_static" | "s3_session" | "anonymous";
 
 export interface Authorizer {
   authorize(input: AuthzInput): Promise<boolean>;
@@ -52,10 +60,17 @@ function canonical(v: unknown): string {
     .join(",")}}`;
 }
 
+/** Claims objects are frozen and shared (the verified-token cache, an S3 identity's): hashed once each. */
+const IDENTITY_MEMO = new WeakMap<object, string>();
+
 export function identityOf(claims: Claims | undefined): string {
   if (claims === undefined) return "anonymous";
-  if (typeof claims.sub === "string") return `sub:${claims.sub}`;
-  return `claims:${new Bun.CryptoHasher("sha256").update(canonical(claims)).digest("base64url")}`;
+  let id = IDENTITY_MEMO.get(claims);
+  if (id === undefined) {
+    id = `claims:${new Bun.CryptoHasher("sha256").update(canonical(claims)).digest("base64url")}`;
+    if (Object.isFrozen(claims)) IDENTITY_MEMO.set(claims, id);
+  }
+  return id;
 }
 
 export interface BackendSpec {
@@ -87,7 +102,7 @@ export class DecidingAuthorizer implements Authorizer {
 
   async authorize(input: AuthzInput): Promise<boolean> {
     // The action is part of the key: on the S3 front GET of a bucket is ListBucket or GetBucketLocation.
-    const key = JSON.stringify([identityOf(input.claims), input.bucket, input.key, input.method, input.action ?? "", this.spec.extraKey?.(input) ?? ""]);
+    const key = JSON.stringify([input.principal, identityOf(input.claims), input.bucket, input.key, input.method, input.action ?? "", this.spec.extraKey?.(input) ?? ""]);
     const hit = this.cache?.get(key, this.now());
     if (hit !== undefined) return hit;
     const pending = this.inflight.get(key);

@@ -2,8 +2,11 @@
  * OPA (Open Policy Agent) per-bucket authorization through OPA's Data API:
  *
  *   POST {opa_url}/v1/data/{opa_policy_path}
- *   {"input": {"jwt_claims": {...} | null, "bucket": "<bucket name>", "key": "<object key>",
+ *   {"input": {"jwt_claims": {...} | null, "principal": "jwt", "bucket": "<bucket name>", "key": "<object key>",
  *              "path": "<request path>", "method": "GET", "action": "s3:GetObject", "client_ip": "<ip>"}}
+ *
+ * `principal` says who the claims describe: "jwt" (a token, plain front), "s3_static" (an S3
+ * identity of s3_api.credentials), "s3_session" (an STS session), "anonymous" (no claims).
  *
  * `action` is the S3 action on both fronts (the plain front's GET is s3:GetObject; the S3 front
  * also sends s3:ListBucket, s3:GetBucketLocation, ...). `jwt_claims` holds an S3 identity's
@@ -47,7 +50,7 @@ export function createOpaAuthorizer(cfg: AuthorizationConfig, fetchFn: typeof fe
       spanName: "POST /v1/data/{policy}",
       ask: async (input, signal, span) => {
         const body = {
-          input: { jwt_claims: input.claims ?? null, bucket: input.bucket, key: input.key, path: input.path, method: input.method, action: input.action ?? null, client_ip: input.clientIp },
+          input: { jwt_claims: input.claims ?? null, principal: input.principal, bucket: input.bucket, key: input.key, path: input.path, method: input.method, action: input.action ?? null, client_ip: input.clientIp },
         };
         const answer = await postJson(fetchFn, url, body, signal, undefined, span);
         if (answer === null || typeof answer !== "object" || Array.isArray(answer)) throw new BackendError("answer is not a JSON object");

@@ -174,6 +174,7 @@ export function authenticate(ctx: RequestContext): undefined | Promise<undefined
     refuseWrite(claims);
     metrics.auth("success");
     ctx.claims = claims;
+    ctx.principal = "jwt";
     return undefined;
   };
   let claims: Claims | Promise<Claims>;

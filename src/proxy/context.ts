@@ -4,6 +4,7 @@
  * status, the cache outcome, the bytes sent) it records here for the logging step.
  */
 import type { Claims } from "../auth/rules.ts";
+import type { PrincipalType } from "../authz/decide.ts";
 import type { Services } from "../app.ts";
 import type { BucketRuntime, Runtime } from "../runtime.ts";
 import type { UpstreamTiming } from "../s3/upstream.ts";
@@ -82,6 +83,8 @@ export interface RequestContext {
   claims: Claims | undefined;
   /** Who: the JWT `sub`, the S3 identity name, or undefined for anonymous. */
   subject: string | undefined;
+  /** Who `claims` describe, for the authorizers (set by the front that authenticated the request). */
+  principal: PrincipalType;
 
   /** Holds an admission (concurrency) slot to release. */
   entered: boolean;
@@ -152,6 +155,7 @@ export function createContext(svc: Services, front: string, req: Request, target
     action: "none",
     claims: undefined,
     subject: undefined,
+    principal: "anonymous",
     entered: false,
     uploading: false,
     timing: { upstreamMs: 0, attempts: 0, trace: span },

@@ -23,6 +23,7 @@ function setup(policies: Record<string, Policy>, cfg: Record<string, unknown> = 
 
 const input = (over: Partial<AuthzInput> = {}): AuthzInput => ({
   claims: { sub: "alice", role: "admin" },
+  principal: "jwt",
   bucket: "products",
   key: "shoes/red.jpg",
   path: "/products/shoes/red.jpg",
@@ -42,7 +43,7 @@ describe("protocol", () => {
     expect(dataPath(opa.requests[0])).toBe("yatagarasu/allow");
     expect(opa.requests[0].headers.get("content-type")).toBe("application/json");
     expect(opa.requests[0].body).toEqual({
-      input: { jwt_claims: { sub: "alice", role: "admin" }, bucket: "products", key: "shoes/red.jpg", path: "/products/shoes/red.jpg", method: "GET", action: "s3:GetObject", client_ip: "10.0.0.7" },
+      input: { jwt_claims: { sub: "alice", role: "admin" }, principal: "jwt", bucket: "products", key: "shoes/red.jpg", path: "/products/shoes/red.jpg", method: "GET", action: "s3:GetObject", client_ip: "10.0.0.7" },
     });
     expect(await authz.authorize(input({ claims: { sub: "bob", role: "viewer" } }))).toBe(false);
   });
@@ -85,16 +86,28 @@ describe("protocol", () => {
 });
 
 describe("decision cache", () => {
-  test("a repeated decision is served from the cache; key, user, method and client IP are part of the key", async () => {
+  test("a repeated decision is served from the cache; key, every claim, principal type, method and client IP are part of the key", async () => {
     const { opa, authz } = setup({ "yatagarasu/allow": isAdmin });
     expect(await authz.authorize(input())).toBe(true);
-    expect(await authz.authorize(input({ claims: { sub: "alice", role: "admin", iat: 5 } }))).toBe(true); // same sub
+    expect(await authz.authorize(input({ claims: { role: "admin", sub: "alice" } }))).toBe(true); // the same claims
     expect(opa.requests).toHaveLength(1);
     await authz.authorize(input({ key: "other.jpg" }));
     await authz.authorize(input({ claims: { sub: "carol", role: "admin" } }));
+    await authz.authorize(input({ claims: { sub: "alice", role: "admin", iat: 5 } }));
+    await authz.authorize(input({ principal: "s3_static" }));
     await authz.authorize(input({ method: "HEAD" }));
     await authz.authorize(input({ clientIp: "10.0.0.8" }));
-    expect(opa.requests).toHaveLength(5);
+    expect(opa.requests).toHaveLength(7);
+  });
+
+  test("a decision cached for one user is never another's with the same sub: other roles, an S3 identity or a session named alike are asked (and denied)", async () => {
+    const { opa, authz } = setup({ "yatagarasu/allow": isAdmin });
+    expect(await authz.authorize(input({ claims: Object.freeze({ sub: "app1", role: "admin" }) }))).toBe(true);
+    expect(await authz.authorize(input({ claims: Object.freeze({ sub: "app1", role: "reader" }) }))).toBe(false);
+    expect(await authz.authorize(input({ claims: Object.freeze({ sub: "app1", role: "reader" }), principal: "s3_static" }))).toBe(false);
+    expect(await authz.authorize(input({ claims: Object.freeze({ sub: "app1" }), principal: "s3_session" }))).toBe(false);
+    expect(opa.requests).toHaveLength(4);
+    expect(opa.requests.map((r) => (r.body as { input: { principal: string } }).input.principal)).toEqual(["jwt", "jwt", "s3_static", "s3_session"]);
   });
   test("denials are cached too; the entry expires after the TTL", async () => {
     const { opa, authz, clock } = setup({ "yatagarasu/allow": isAdmin }, { opa_cache_ttl_seconds: 30 });

@@ -40,6 +40,7 @@ function setup(cfg: Record<string, unknown> = {}, server: Parameters<typeof Open
 }
 const req = (sub: string | undefined, key: string, over: Partial<AuthzInput> = {}): AuthzInput => ({
   claims: sub === undefined ? { name: "nobody" } : { sub },
+  principal: "jwt",
   bucket: "catalog",
   key,
   path: `/catalog/${key}`,

@@ -248,7 +248,7 @@ describe("authorization backends", () => {
     expect(ok.status).toBe(200);
     expect(await ok.text()).toBe(BODY);
     const input = (opa.requests[n].body as { input: Record<string, unknown> }).input;
-    expect(input).toMatchObject({ bucket: "opa", key: "docs/a.txt", method: "GET" });
+    expect(input).toMatchObject({ bucket: "opa", key: "docs/a.txt", method: "GET", principal: "jwt" });
     expect((input.jwt_claims as Record<string, unknown>).sub).toBe("alice");
     s3.resetLog();
     const denied = await fetch(px.url("/opa/docs/a.txt"), { headers: bearer(await hs(good({ sub: "mallory" }))) });

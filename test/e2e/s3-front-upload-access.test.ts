@@ -193,7 +193,7 @@ describe("the bucket authorizer (OPA) decides with the S3 action and the key", (
       await refused(put("/opa/o/r.txt", "x", READER), 403, "AccessDenied");
       expect(await env.s3.exists("up", "o/r.txt")).toBe(false);
       const asked = opa.requests.map((r) => (r.body as { input: { action: string; key: string } }).input);
-      expect(asked).toEqual([expect.objectContaining({ action: "s3:PutObject", key: "o/r.txt" })]);
+      expect(asked).toEqual([expect.objectContaining({ action: "s3:PutObject", key: "o/r.txt", principal: "s3_static" })]);
       expect((await put("/opa/o/w.txt", "ok", WRITER)).status).toBe(200);
       expect(await (await signedFetch(env, { method: "GET", path: "/opa/o/w.txt", creds: READER })).text()).toBe("ok");
     },
@@ -213,6 +213,7 @@ describe("the bucket authorizer (OPA) decides with the S3 action and the key", (
       expect(await env.s3.exists("up", "gone/b.txt")).toBe(false);
       const asked = opa.requests.map((r) => (r.body as { input: { action: string; key: string } }).input).map((i) => `${i.action} ${i.key}`).sort();
       expect(asked).toEqual(["s3:DeleteObject gone/b.txt", "s3:DeleteObject keep/a.txt"]);
+      expect(opa.requests.every((r) => (r.body as { input: { principal: string } }).input.principal === "s3_static")).toBe(true);
     },
     T,
   );
@@ -299,7 +300,7 @@ describe("CopyObject", () => {
       await refused(copy("/opa/copy/leak.txt", "/opa/secret/s.txt"), 403, "AccessDenied");
       expect(await env.s3.exists("up", "copy/r.txt")).toBe(false);
       expect(await env.s3.exists("up", "copy/leak.txt")).toBe(false);
-      expect(opa.requests.map((r) => (r.body as { input: { action: string } }).input.action)).toEqual(["s3:PutObject", "s3:GetObject"]);
+      expect(opa.requests.map((r) => (r.body as { input: { action: string; principal: string } }).input).map((i) => `${i.principal} ${i.action}`)).toEqual(["s3_static s3:PutObject", "s3_static s3:GetObject"]);
     },
     T,
   );

@@ -76,7 +76,7 @@ async function readableSource(ctx: RequestContext): Promise<CopySource> {
   if (!mayAccess(ctx.rt, s.principal, bucket, action)) throw s3Fail(s3Error("AccessDenied"));
   if (bucket.authorizer !== undefined) {
     const allowed = await bucket.authorizer.authorize({
-      claims: ctx.claims, bucket: bucket.name, key: src.key, path: `/${bucket.name}/${src.key}`, method: "GET", action, clientIp: clientIp(ctx), trace: ctx.span,
+      claims: ctx.claims, principal: ctx.principal, bucket: bucket.name, key: src.key, path: `/${bucket.name}/${src.key}`, method: "GET", action, clientIp: clientIp(ctx), trace: ctx.span,
     });
     if (!allowed) throw s3Fail(s3Error("AccessDenied"));
   }

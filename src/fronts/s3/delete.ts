@@ -65,7 +65,7 @@ async function allowedEntries(ctx: RequestContext, entries: readonly DeleteEntry
       if (!out[i]) continue;
       const { key } = entries[i]!;
       out[i] = await authorizer
-        .authorize({ claims: ctx.claims, bucket: ctx.bucketName, key, path: `/${ctx.bucketName}/${key}`, method: "DELETE", action: actionOf(entries[i]!), clientIp: ip, trace: ctx.span })
+        .authorize({ claims: ctx.claims, principal: ctx.principal, bucket: ctx.bucketName, key, path: `/${ctx.bucketName}/${key}`, method: "DELETE", action: actionOf(entries[i]!), clientIp: ip, trace: ctx.span })
         .catch(() => false);
     }
   };

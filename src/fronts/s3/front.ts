@@ -123,6 +123,7 @@ export function s3Parse(ctx: RequestContext): undefined {
     metrics.auth("success");
     ctx.subject = principal.identity;
     ctx.claims = principal.claims;
+    ctx.principal = principal.kind === "session" ? "s3_session" : "s3_static";
     // The signed payload of a bodiless request must be the empty one.
     if (v.mode === "sha256" && v.payloadHash !== EMPTY_SHA256 && !bodied) {
       return fail(s3Error("XAmzContentSHA256Mismatch", undefined, { ClientComputedContentSHA256: v.payloadHash, S3ComputedContentSHA256: EMPTY_SHA256 }));

@@ -10,7 +10,7 @@ export function authorize(ctx: RequestContext): undefined | Promise<undefined> {
   const authorizer = ctx.bucket?.authorizer;
   if (authorizer === undefined) return undefined;
   return authorizer
-    .authorize({ claims: ctx.claims, bucket: ctx.bucketName, key: ctx.key, path: ctx.path, method: ctx.method, action: ctx.action, clientIp: clientIp(ctx), trace: ctx.span })
+    .authorize({ claims: ctx.claims, principal: ctx.principal, bucket: ctx.bucketName, key: ctx.key, path: ctx.path, method: ctx.method, action: ctx.action, clientIp: clientIp(ctx), trace: ctx.span })
     .then((allowed) => {
       if (!allowed) throw new ProxyError("Forbidden", { detail: "The authorization policy denied this request" });
       return undefined;

@@ -64,7 +64,7 @@ describe("OpenFGA", () => {
   test("a check is a client span under the request's, sent traceparent, and records no API token", async () => {
     const authz = createAuthorizer(AuthorizationSchema.parse({ type: "openfga", openfga_endpoint: fga.url, openfga_store_id: fga.storeId, openfga_api_token: "fga-api-token-secret-42", openfga_cache_ttl_seconds: 0 }));
     const { spans, root } = capture();
-    const input = { claims: { sub: "alice" }, bucket: "b", key: "k.txt", path: "/b/k.txt", method: "GET", action: "s3:GetObject", clientIp: "10.0.0.1", trace: root };
+    const input = { claims: { sub: "alice" }, principal: "jwt" as const, bucket: "b", key: "k.txt", path: "/b/k.txt", method: "GET", action: "s3:GetObject", clientIp: "10.0.0.1", trace: root };
     expect(await authz.authorize(input)).toBe(true);
     expect(await authz.authorize({ ...input, claims: { sub: "mallory" } })).toBe(false);
     expect(spans).toHaveLength(2);
@@ -82,7 +82,7 @@ describe("OpenFGA", () => {
     dead.stop(true);
     const authz = createAuthorizer(AuthorizationSchema.parse({ type: "openfga", openfga_endpoint: url, openfga_store_id: "s", openfga_fail_mode: "open", openfga_cache_ttl_seconds: 0 }));
     const { spans, root } = capture();
-    expect(await authz.authorize({ claims: { sub: "alice" }, bucket: "b", key: "k", path: "/b/k", method: "GET", clientIp: "1.2.3.4", trace: root })).toBe(true);
+    expect(await authz.authorize({ claims: { sub: "alice" }, principal: "jwt", bucket: "b", key: "k", path: "/b/k", method: "GET", clientIp: "1.2.3.4", trace: root })).toBe(true);
     expect(spans[0]).toMatchObject({ status: 2, attrs: { "yatagarasu.authz.decision": "fail_open" } });
     expect(spans[0].attrs["error.type"]).toBeString();
   });
