@@ -216,6 +216,19 @@ describe("requests S3 refuses before any permission check", () => {
     await refused(send("GET", "/data/%E0%A4%A", {}), 400, "InvalidURI");
   });
 
+  test("an empty key segment (a leading '/' or '//', signed as sent) → 400 InvalidArgument, nothing upstream: a store that normalizes paths would serve another key than the one authorized", async () => {
+    for (const path of ["/data//hello.txt", "/data/a//hello.txt"]) {
+      env.mark();
+      const r = await refused(signed({ path }), 400, "InvalidArgument", /empty path segment/);
+      expect(r.body).toContain("<ArgumentName>key</ArgumentName>");
+    }
+    // a trailing "/" (a folder marker's key) is a key like any other
+    env.mark();
+    const marker = await signed({ path: "/data/folder/" });
+    expect(marker.status).toBe(404);
+    expect(marker.code).toBe("NoSuchKey");
+  });
+
   test("a HEAD error has the status and no body", async () => {
     env.mark();
     const res = await fetch(env.endpoint + "/private/secret.txt", { method: "HEAD" });

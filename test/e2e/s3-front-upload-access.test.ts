@@ -298,6 +298,13 @@ describe("CopyObject", () => {
       await env.s3.put("up", "secret/s.txt", "secret");
       opa.requests.length = 0;
       await refused(copy("/opa/copy/leak.txt", "/opa/secret/s.txt"), 403, "AccessDenied");
+      // a copy source with an empty segment would be authorized as "/secret/s.txt" and read as
+      // "secret/s.txt" by a store that normalizes paths: refused before the source is authorized
+      // or read (the destination's s3:PutObject, asked first, is left out of the list below)
+      const before = opa.requests.length;
+      await refused(copy("/opa/copy/leak2.txt", "/opa//secret/s.txt"), 400, "InvalidArgument");
+      expect(await env.s3.exists("up", "copy/leak2.txt")).toBe(false);
+      opa.requests.splice(before);
       expect(await env.s3.exists("up", "copy/r.txt")).toBe(false);
       expect(await env.s3.exists("up", "copy/leak.txt")).toBe(false);
       expect(opa.requests.map((r) => (r.body as { input: { action: string; principal: string } }).input).map((i) => `${i.principal} ${i.action}`)).toEqual(["s3_static s3:PutObject", "s3_static s3:GetObject"]);

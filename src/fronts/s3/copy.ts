@@ -16,7 +16,7 @@ import { s3Fail } from "./fail.ts";
 import type { S3RequestContext } from "./front.ts";
 import { mayAccess } from "./permissions.ts";
 import { errorOf, MAX_RESULT_BODY, readCapped, relayError, tryParse, xmlAnswer } from "./relay.ts";
-import { hasDotSegment, MAX_KEY_BYTES } from "./route.ts";
+import { keyRefusal, MAX_KEY_BYTES } from "./route.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
 import { childText } from "./xml-reader.ts";
 import { callOf, partNumberOf, purgeKey, queryValue, requestHeaders, writeUpstream } from "./writes.ts";
@@ -67,7 +67,8 @@ async function readableSource(ctx: RequestContext): Promise<CopySource> {
     throw s3Fail(s3Error("NotImplemented", `CopyObject across proxy buckets is not supported: the source must be in bucket '${bucket.name}'. Download the object and upload it instead.`));
   }
   if (Buffer.byteLength(src.key) > MAX_KEY_BYTES) throw s3Fail(s3Error("KeyTooLongError"));
-  if (hasDotSegment(src.key)) throw s3Fail(s3Error("InvalidArgument", "Object keys with '.' or '..' path segments are not served by this proxy.", { ArgumentName: "x-amz-copy-source" }));
+  const refusal = keyRefusal(src.key);
+  if (refusal !== undefined) throw s3Fail(s3Error("InvalidArgument", refusal, { ArgumentName: "x-amz-copy-source" }));
 
   // The source is read: the identity needs read, and the authorizer's s3:GetObject (of a
   // version: s3:GetObjectVersion, as in S3) on it.

@@ -19,7 +19,7 @@ import { s3Fail } from "./fail.ts";
 import type { S3RequestContext } from "./front.ts";
 import { mayAccess } from "./permissions.ts";
 import { emptyAnswer, errorOf, MAX_RESULT_BODY, readCapped, relayError, tryParse, xmlAnswer } from "./relay.ts";
-import { hasDotSegment, MAX_KEY_BYTES } from "./route.ts";
+import { keyRefusal, MAX_KEY_BYTES } from "./route.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
 import { child, childText, childrenNamed } from "./xml-reader.ts";
 import { callOf, malformed, purgeKey, readXmlBody, writeUpstream } from "./writes.ts";
@@ -80,7 +80,8 @@ const entryId = (e: DeleteEntry) => (e.versionId === undefined ? e.key : `${e.ke
 function keyProblem(key: string): string | undefined {
   if (key === "") return "The key is empty.";
   if (Buffer.byteLength(key) > MAX_KEY_BYTES) return "Your key is too long";
-  if (hasDotSegment(key)) return "Object keys with '.' or '..' path segments are not served by this proxy.";
+  const refusal = keyRefusal(key);
+  if (refusal !== undefined) return refusal;
   return undefined;
 }
 

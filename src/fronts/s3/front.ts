@@ -40,7 +40,7 @@ import { putObjectOp, uploadPartOp } from "./put-object.ts";
 import { postObjectOp } from "./post-object.ts";
 import { deleteObjectTaggingOp, objectTagging, putObjectTaggingOp } from "./tagging.ts";
 import type { PayloadInfo } from "./upload-body.ts";
-import { ACTION_OF, address, bucketFromHost, hasDotSegment, keyTooLong, MAX_KEY_BYTES, operationOf, type S3Operation } from "./route.ts";
+import { ACTION_OF, address, bucketFromHost, keyRefusal, keyTooLong, MAX_KEY_BYTES, operationOf, type S3Operation } from "./route.ts";
 import { stsError, stsErrorResponse } from "./sts-api.ts";
 import { assumeRoleWithWebIdentity } from "./sts-endpoint.ts";
 import { decodeComponent, NO_PARAMETERS } from "./uri.ts";
@@ -151,7 +151,8 @@ export function s3Parse(ctx: RequestContext): undefined {
     if (a.key !== "") {
       // (a UTF-16 unit is at most 3 UTF-8 bytes: only a long key needs counting)
       if (keyTooLong(a.key)) return fail(s3Error("KeyTooLongError", undefined, { Size: String(Buffer.byteLength(a.key)), MaxSizeAllowed: String(MAX_KEY_BYTES) }));
-      if (hasDotSegment(a.key)) return fail(s3Error("InvalidArgument", "Object keys with '.' or '..' path segments are not served by this proxy.", { ArgumentName: "key" }));
+      const refusal = keyRefusal(a.key);
+      if (refusal !== undefined) return fail(s3Error("InvalidArgument", refusal, { ArgumentName: "key" }));
       ctx.key = a.key;
     }
   }

@@ -38,7 +38,7 @@ import { mayAccess } from "./permissions.ts";
 import { checkPostPolicy, type PostPolicy } from "./post-policy.ts";
 import { HEADER_VALUE } from "./operations.ts";
 import { errorOf, MAX_RESULT_BODY, readCapped, relayError, tryParse } from "./relay.ts";
-import { hasDotSegment, MAX_KEY_BYTES } from "./route.ts";
+import { keyRefusal, MAX_KEY_BYTES } from "./route.ts";
 import { signingKeyFor } from "./signing-keys.ts";
 import { MAX_UPLOAD_BYTES } from "./upload-body.ts";
 import { sameSignature } from "./verify.ts";
@@ -100,7 +100,8 @@ function objectKey(fields: ReadonlyMap<string, string>, filename: string | undef
   const key = raw.replaceAll("${filename}", base);
   if (key === "") fail(s3Error("InvalidArgument", "User key must have a length greater than 0.", { ArgumentName: "key" }));
   if (Buffer.byteLength(key) > MAX_KEY_BYTES) fail(s3Error("KeyTooLongError", undefined, { Size: String(Buffer.byteLength(key)), MaxSizeAllowed: String(MAX_KEY_BYTES) }));
-  if (hasDotSegment(key)) fail(s3Error("InvalidArgument", "Object keys with '.' or '..' path segments are not served by this proxy.", { ArgumentName: "key" }));
+  const refusal = keyRefusal(key);
+  if (refusal !== undefined) fail(s3Error("InvalidArgument", refusal, { ArgumentName: "key" }));
   return key;
 }
 

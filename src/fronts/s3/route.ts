@@ -123,6 +123,21 @@ export function address(decodedPath: string, hostBucket: string | undefined): Ad
   return slash < 0 ? { bucket: decodedPath.slice(from), key: "" } : { bucket: decodedPath.slice(from, slash), key: decodedPath.slice(slash + 1) };
 }
 
+/**
+ * Why the proxy does not serve `key`, or undefined. Refused, on every operation that names a key
+ * (the request's, a copy source's, a DeleteObjects entry's, a form's):
+ * - a "." or ".." segment, as on the plain front (see README);
+ * - an empty segment (a leading "/", or "//"): S3 itself keeps "/a" and "a" apart, but stores that
+ *   normalize paths (s3rver, some gateways) would write or read another key than the one the
+ *   grants and the authorizer were asked about (`PUT //ro/x` checked as "/ro/x", stored as
+ *   "ro/x"). A trailing "/" (a folder marker) is fine.
+ */
+export function keyRefusal(key: string): string | undefined {
+  if (hasDotSegment(key)) return "Object keys with '.' or '..' path segments are not served by this proxy.";
+  if (key.charCodeAt(0) === 47 || key.includes("//")) return "Object keys with an empty path segment (a leading '/' or '//') are not served by this proxy.";
+  return undefined;
+}
+
 /** True when the key has a "." or ".." segment: refused, as on the plain front (see README). */
 export function hasDotSegment(key: string): boolean {
   // Every "." that starts a segment (at 0 or after "/") and is followed by "/" or the end,
