@@ -209,8 +209,11 @@ describe("OPA with the S3 action, virtual-hosted style, ListBuckets owner", () =
   let env: S3FrontEnv;
   let opa: OpaServer;
   beforeAll(async () => {
-    // app1 may read objects but not list: the policy sees the action and the identity's claims
-    opa = OpaServer.start({ "s3/allow": (i) => i.jwt_claims?.sub === "app1" && i.jwt_claims?.team === "a" && i.action === "s3:GetObject" });
+    // app1 may read objects, and list only under open/: the policy sees the action, the identity's
+    // claims, and a listing's prefix as its key
+    opa = OpaServer.start({
+      "s3/allow": (i) => i.jwt_claims?.sub === "app1" && i.jwt_claims?.team === "a" && (i.action === "s3:GetObject" || (i.action === "s3:ListBucket" && String(i.key).startsWith("open/"))),
+    });
     env = await startS3FrontEnv({
       s3Extra: "  domain: s3.test\n",
       buckets: (ep) => `buckets:
@@ -238,7 +241,14 @@ describe("OPA with the S3 action, virtual-hosted style, ListBuckets owner", () =
     const list = await signedFetch(env, { path: "/data/", query: { "list-type": "2" } });
     expect([list.status, /<Code>(\w+)/.exec(await list.text())?.[1]]).toEqual([403, "AccessDenied"]);
     expect((opa.requests.at(-1)!.body as any).input).toMatchObject({ action: "s3:ListBucket", key: "" });
+    const other = await signedFetch(env, { path: "/data/", query: { "list-type": "2", prefix: "closed/" } });
+    expect(other.status).toBe(403);
+    expect((opa.requests.at(-1)!.body as any).input).toMatchObject({ action: "s3:ListBucket", key: "closed/" });
     expect(env.upstreamCalls()).toEqual([]);
+    const open = await signedFetch(env, { path: "/data/", query: { "list-type": "2", prefix: "open/" } });
+    expect(open.status).toBe(200);
+    expect((opa.requests.at(-1)!.body as any).input).toMatchObject({ action: "s3:ListBucket", key: "open/" });
+    await open.arrayBuffer();
   });
 
   test("virtual-hosted style: <bucket>.s3.test names the bucket, the path is the key", async () => {

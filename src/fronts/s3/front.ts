@@ -156,6 +156,14 @@ export function s3Parse(ctx: RequestContext): undefined {
       ctx.key = a.key;
     }
   }
+  if (LISTINGS.has(op)) {
+    // The authorizer is asked about the prefix a listing names, as the plain front asks about the
+    // folder it lists (a policy can then allow listing some prefixes only): the key of the
+    // listing's s3:ListBucket (s3:ListBucketVersions, s3:ListBucketMultipartUploads) is its prefix.
+    let prefix = "";
+    for (const [k, val] of v.query) if (k === "prefix") prefix = val;
+    ctx.key = prefix;
+  }
   let overrides: ReadonlyArray<readonly [string, string]> = NO_PARAMETERS;
   if (OBJECT_READS.has(op)) {
     const o = responseOverrides(v.query, principal !== undefined);
@@ -189,6 +197,9 @@ function withHoistedHeaders(headers: Headers, query: ReadonlyArray<readonly [str
   }
   return out ?? headers;
 }
+
+/** The bucket listings (their authorizer key is the prefix). */
+const LISTINGS: ReadonlySet<S3Operation> = new Set<S3Operation>(["ListObjects", "ListObjectsV2", "ListObjectVersions", "ListMultipartUploads"]);
 
 /** The object reads that take S3's response-* overrides. */
 const OBJECT_READS: ReadonlySet<S3Operation> = new Set<S3Operation>(["GetObject", "HeadObject", "GetObjectPart", "HeadObjectPart", "GetObjectVersion", "HeadObjectVersion"]);
