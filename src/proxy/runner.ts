@@ -17,6 +17,7 @@ import { ProxyError, toProxyError } from "../errors.ts";
 import type { Services } from "../app.ts";
 import { createContext, type RequestContext } from "./context.ts";
 import { deliver } from "./deliver.ts";
+import { abandonUpstream } from "../s3/upstream.ts";
 
 export type PhaseResult = Response | undefined | void;
 export type Phase = (ctx: RequestContext) => PhaseResult | Promise<PhaseResult>;
@@ -117,7 +118,10 @@ class Deadlines {
       }
       this.pending.delete(d);
       d.late = true;
-      d.reject(new ProxyError("GatewayTimeout", { detail: "The request took longer than the proxy allows (server.request_timeout)" }));
+      const err = new ProxyError("GatewayTimeout", { detail: "The request took longer than the proxy allows (server.request_timeout)" });
+      // What the phases still wait for upstream is cut, not left to run on its own.
+      abandonUpstream(d.ctx.timing, err);
+      d.reject(err);
     }
   }
 }

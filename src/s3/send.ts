@@ -156,11 +156,17 @@ export async function fetchWithBody(
   contentLength: number | undefined,
   clientSignal: AbortSignal,
   timeoutMs: number,
+  timing?: UpstreamTiming,
 ): Promise<Response> {
   // One controller for the timeouts and the client's abort (see BucketUpstream.once).
   const ctrl = new AbortController();
   if (clientSignal.aborted) ctrl.abort(clientSignal.reason);
   else clientSignal.addEventListener("abort", () => ctrl.abort(clientSignal.reason), { once: true });
+  // Given up by its deadline (abandonUpstream): cut.
+  if (timing !== undefined) {
+    if (timing.abandoned !== undefined) ctrl.abort(timing.abandoned);
+    else (timing.onAbandon ??= []).push(() => ctrl.abort(timing.abandoned));
+  }
   let timer: ReturnType<typeof setTimeout> | undefined;
   let stallCheck: ReturnType<typeof setInterval> | undefined;
   const armHeadTimer = () => {

@@ -35,6 +35,26 @@ export interface UpstreamTiming {
   replica?: string;
   /** The request's span (tracing on): each attempt gets a client span under it and sends traceparent. */
   trace?: Span;
+  /**
+   * Set (to the error answered) when the request was given up before its answer was ready
+   * (server.request_timeout): its exchanges still in flight are cut, and no new attempt starts.
+   * The own pool looks at it on its sweep; fetch attempts register in onAbandon.
+   */
+  abandoned?: unknown;
+  onAbandon?: Array<() => void>;
+}
+
+/**
+ * Gives up a request's upstream work: a request answered 504 by server.request_timeout must not
+ * leave its upstream exchange running (an upstream trickling a body would hold the connection,
+ * and a file descriptor, for as long as it likes, outside max_concurrent_requests).
+ */
+export function abandonUpstream(timing: UpstreamTiming, reason: unknown): void {
+  if (timing.abandoned !== undefined) return;
+  timing.abandoned = reason;
+  const listeners = timing.onAbandon;
+  timing.onAbandon = undefined;
+  if (listeners !== undefined) for (const f of listeners) f();
 }
 
 export interface UpstreamDeps {
@@ -213,7 +233,7 @@ export class BucketUpstream {
   }
 
   private attempts(method: "GET" | "HEAD", key: string, forward: Record<string, string>, signal: AbortSignal, timing: UpstreamTiming, max: number): Promise<Response> {
-    return this.retrying(method, key, timing, signal, max, (span) => this.once(method, key, forward, signal, span));
+    return this.retrying(method, key, timing, signal, max, (span) => this.once(method, key, forward, signal, timing, span));
   }
 
   /**
@@ -244,7 +264,7 @@ export class BucketUpstream {
         if (span !== undefined) endClient(span, { error: err });
         const elapsed = performance.now() - started;
         timing.upstreamMs += elapsed;
-        if (signal.aborted || passOn?.(err)) throw err;
+        if (signal.aborted || timing.abandoned !== undefined || passOn?.(err)) throw err;
         const fatal = this.failedAttempt(err, elapsed, last);
         if (fatal !== undefined) throw fatal;
         await this.backoff(attempt, signal);
@@ -334,12 +354,12 @@ export class BucketUpstream {
     const clientSignal = req.signal;
     // The pool's UpstreamTimeoutError is converted by retrying().
     if (body instanceof ReadableStream && isFramedBody(body, contentLength!)) return fetchFramed(this.fetchImpl, method, this.origin + target, headers, body, contentLength!, clientSignal, this.timeoutMs);
-    if (this.pool) return this.pool.request(method, target, headers, { timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, signal: clientSignal, body, contentLength });
-    return fetchWithBody(this.fetchImpl, method, this.origin + target, headers, body, contentLength, clientSignal, this.timeoutMs);
+    if (this.pool) return this.pool.request(method, target, headers, { timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, signal: clientSignal, abandon: req.timing, body, contentLength });
+    return fetchWithBody(this.fetchImpl, method, this.origin + target, headers, body, contentLength, clientSignal, this.timeoutMs, req.timing);
   }
 
   /** One attempt. Not async for the pool (its UpstreamTimeoutError is converted by retrying()): no promise of its own. */
-  private once(method: "GET" | "HEAD", key: string, forward: Record<string, string>, clientSignal: AbortSignal, span?: Span): Promise<Response> {
+  private once(method: "GET" | "HEAD", key: string, forward: Record<string, string>, clientSignal: AbortSignal, timing: UpstreamTiming, span?: Span): Promise<Response> {
     // The forwarded Range and validators are not x-amz-* headers: they need no signature. The
     // checksum mode is, so it is signed when present.
     const mode = forward["x-amz-checksum-mode"];
@@ -349,11 +369,11 @@ export class BucketUpstream {
     if (span !== undefined) span.inject(headers);
     // The pool enforces both timeouts and notices the client's abort itself (one sweep timer for
     // all requests), so nothing per request is allocated here.
-    if (this.pool) return this.pool.request(method, path, headers, { timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, signal: clientSignal });
-    return this.fetchOnce(method, path, headers, clientSignal);
+    if (this.pool) return this.pool.request(method, path, headers, { timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, signal: clientSignal, abandon: timing });
+    return this.fetchOnce(method, path, headers, clientSignal, timing);
   }
 
-  private async fetchOnce(method: "GET" | "HEAD", path: string, headers: Record<string, string>, clientSignal: AbortSignal): Promise<Response> {
+  private async fetchOnce(method: "GET" | "HEAD", path: string, headers: Record<string, string>, clientSignal: AbortSignal, timing: UpstreamTiming): Promise<Response> {
     const url = this.origin + path;
     // fetch has no connect-phase timeout (its `timeout` option is a socket idle timer that does
     // not run while connecting; checked on Bun 1.4.5), so on this path s3.connect_timeout is not
@@ -365,6 +385,9 @@ export class BucketUpstream {
     const timeout = new AbortController();
     if (clientSignal.aborted) timeout.abort(clientSignal.reason);
     else clientSignal.addEventListener("abort", () => timeout.abort(clientSignal.reason), { once: true });
+    // Given up by its deadline (abandonUpstream): the exchange, its body read included, is cut.
+    if (timing.abandoned !== undefined) timeout.abort(timing.abandoned);
+    else (timing.onAbandon ??= []).push(() => timeout.abort(timing.abandoned));
     const timer = setTimeout(() => timeout.abort(new TimeoutError("upstream timeout")), this.timeoutMs);
     try {
       return await this.fetchImpl(url, {

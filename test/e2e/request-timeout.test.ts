@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { startProxy, type ProxyProcess } from "./harness.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -41,4 +42,63 @@ test("requests within the deadline are unaffected, and the proxy keeps serving a
   const res = await fetch(px.url("/rt/ok.txt"));
   expect(res.status).toBe(200);
   expect(await res.text()).toBe("ok body");
+});
+
+/**
+ * An upstream that sends a response head, then trickles the body (a byte every 100 ms: never a
+ * stall). The client gets 504 at request_timeout, and the upstream exchange must be cut with it,
+ * not left reading for as long as the upstream likes (a connection and a file descriptor each,
+ * outside max_concurrent_requests). Both upstream clients: the own pool and fetch.
+ */
+test("after a request_timeout 504 the upstream exchange is cut (a trickling body), with either upstream client", async () => {
+  const closed: number[] = [];
+  const opened: number[] = [];
+  const trickles = new Set<ReturnType<typeof setInterval>>();
+  const upstream = Bun.listen<{ timer?: ReturnType<typeof setInterval> }>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      open(s) {
+        s.data = {};
+        opened.push(performance.now());
+      },
+      data(s) {
+        if (s.data.timer !== undefined) return;
+        s.write("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 1000\r\n\r\n");
+        const timer = setInterval(() => s.write("x"), 100); // the upstream's pace, what is under test
+        s.data.timer = timer;
+        trickles.add(timer);
+      },
+      close(s) {
+        if (s.data.timer !== undefined) {
+          clearInterval(s.data.timer);
+          trickles.delete(s.data.timer);
+        }
+        closed.push(performance.now());
+      },
+      error() {},
+    },
+  });
+  const proxies: ProxyProcess[] = [];
+  try {
+    for (const client of ["auto", "fetch"]) {
+      const p = await startProxy(
+        `server: { address: 127.0.0.1, port: 0, request_timeout: 0.6, upstream_client: ${client} }\nbuckets:\n  - name: t\n    path_prefix: /t\n    s3: { bucket: trickle, endpoint: "http://127.0.0.1:${upstream.port}", timeout: 30 }\n`,
+      );
+      proxies.push(p);
+      const before = closed.length;
+      const res = await fetch(p.url("/t/trickle.txt"));
+      expect({ client, status: res.status }).toEqual({ client, status: 504 });
+      await res.arrayBuffer();
+      const answeredAt = performance.now();
+      // cut within a sweep or two of the deadline, not after the 1000 bytes (100 s)
+      await waitFor(() => closed.length > before, { timeoutMs: 5_000, message: () => `${client}: the upstream connection is still open ${Math.round(performance.now() - answeredAt)} ms after the 504` });
+      expect(closed.at(-1)! - answeredAt).toBeLessThan(3_000);
+    }
+    expect(opened.length).toBeGreaterThanOrEqual(2);
+  } finally {
+    for (const p of proxies) await p.stop();
+    for (const t of trickles) clearInterval(t);
+    upstream.stop(true);
+  }
 });

@@ -58,6 +58,9 @@ export class Exchange implements BodyOwner, ChunkedSink {
   private body: BodySource | null = null;
   private decoder: ChunkedDecoder | null = null;
 
+  /** The request's abandonment mark (Http1RequestOptions.abandon), looked at on each sweep. */
+  abandon: { readonly abandoned?: unknown } | undefined = undefined;
+
   constructor(
     readonly pool: Http1Pool,
     readonly isHead: boolean,

@@ -26,6 +26,8 @@ export interface Http1RequestOptions {
   /** Optional: when it becomes aborted, the request is abandoned (socket destroyed) and the promise rejects
    *  with signal.reason (or the body stream errors with it). Checked before sending and on each sweep tick. */
   signal?: AbortSignal;
+  /** Optional: once its `abandoned` is set (the request's deadline passed), the request is abandoned as for `signal`, rejecting with that value. */
+  abandon?: { readonly abandoned?: unknown };
   /** A request body. Bytes go out with the head and may be replayed on a fresh socket; a stream is
    *  pumped with backpressure and sent once. The response-head timeout starts once a stream is all
    *  sent; while sending, a socket that takes no bytes for `timeoutMs` is a stall. */
@@ -99,6 +101,7 @@ export class Http1Pool {
   request(method: Http1Method, path: string, headers: Record<string, string>, opts: Http1RequestOptions): Promise<Response> {
     const signal = opts.signal;
     if (signal !== undefined && signal.aborted) return Promise.reject(signal.reason);
+    if (opts.abandon?.abandoned !== undefined) return Promise.reject(opts.abandon.abandoned);
     if (this.closedPool) return Promise.reject(new Error("upstream connection pool is closed"));
     const body = opts.body ?? null;
     let head: string | Uint8Array | Error;
@@ -124,6 +127,7 @@ export class Http1Pool {
       const req = new Exchange(this, method === "HEAD", head, timeoutMs, connectTimeoutMs, signal, started, resolve, reject);
       req.writer = writer;
       req.requestBody = bytesBody;
+      req.abandon = opts.abandon;
       this.inflight.add(req);
       if (this.sweepTimer === null) {
         this.sweepTimer = setInterval(this.boundSweep, this.sweepIntervalMs);
@@ -307,6 +311,8 @@ export class Http1Pool {
       const signal = req.signal;
       if (signal !== undefined && signal.aborted) {
         this.fail(req, signal.reason);
+      } else if (req.abandon !== undefined && req.abandon.abandoned !== undefined) {
+        this.fail(req, req.abandon.abandoned);
       } else if (req.phase === P_HEAD) {
         const conn = req.conn;
         // Still connecting: the socket appears on `open`. A connect timeout wins over the head
