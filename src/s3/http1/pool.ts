@@ -163,6 +163,14 @@ export class Http1Pool {
   // ---- connection management -------------------------------------------------------------
 
   private acquire(req: Exchange): void {
+    // A streamed body is read once: on a pooled socket the upstream had already closed (its idle
+    // timeout racing our reuse), the first chunks are gone by the time the close shows, so the
+    // request can be neither retried nor completed (a valid upload answered 503). It gets a fresh
+    // connection; the socket goes to the pool after it, as any other.
+    if (req.writer !== null) {
+      this.connect(req);
+      return;
+    }
     const idle = this.idle;
     while (idle.length > 0) {
       const conn = idle.pop()!;

@@ -49,3 +49,29 @@ describe("Http1Pool: streamed request bodies", () => {
     expect((await answered).status).toBe(200);
   });
 });
+
+describe("Http1Pool: a streamed body never goes on a pooled socket", () => {
+  test("an upstream that closed an idle keep-alive socket (racing its reuse) cannot fail a streamed upload: it gets a fresh connection", async () => {
+    // The origin answers the first request on a connection and keeps it alive; a second request on
+    // the same connection finds it gone (the origin closes on it, as a server whose idle timeout
+    // fired just as the request was sent).
+    const srv = rawServer((c, head) => {
+      if (c.requests.length === 1) {
+        const length = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? 0);
+        const answer = () => c.socket.write("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+        if (length === 0) answer();
+        else void waitFor(() => c.buf.length >= length).then(answer);
+      } else c.socket.end();
+    });
+    const p = pool(srv.port);
+    expect((await p.request("GET", "/warm", {}, { timeoutMs: 5000 })).status).toBe(200);
+    expect(p.idleCount).toBe(1);
+    const bytes = Uint8Array.from({ length: 300_000 }, (_, i) => i & 0xff);
+    const body = new Response(bytes).body!;
+    const res = await p.request("PUT", "/up", {}, { timeoutMs: 5000, body, contentLength: bytes.byteLength });
+    expect(res.status).toBe(200);
+    expect(srv.conns.length).toBe(2); // the upload opened its own
+    expect(srv.conns[1]!.requests[0]).toStartWith("PUT /up ");
+    expect(srv.conns[0]!.requests).toHaveLength(1); // the pooled socket was left alone
+  });
+});
