@@ -43,6 +43,7 @@ export const CATALOGUE = {
   Overloaded: { status: 503, message: "Too many concurrent requests" },
   KeysUnavailable: { status: 503, message: "Token verification keys are not loaded yet" },
   GatewayTimeout: { status: 504, message: "The upstream did not answer in time" },
+  RequestTimeout: { status: 408, message: "The request body did not arrive in time" },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof CATALOGUE;

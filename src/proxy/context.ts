@@ -90,6 +90,8 @@ export interface RequestContext {
   entered: boolean;
   /** True while a request body is streamed upstream: server.request_timeout waits for it (runner.ts). */
   uploading: boolean;
+  /** A request body is being read whole before anything goes upstream: a deadline passing now is the client's (408 / S3's RequestTimeout), not the upstream's. */
+  readingBody: boolean;
   timing: UpstreamTiming;
 
   // Outcome, recorded for the logging step.
@@ -158,6 +160,7 @@ export function createContext(svc: Services, front: string, req: Request, target
     principal: "anonymous",
     entered: false,
     uploading: false,
+    readingBody: false,
     timing: { upstreamMs: 0, attempts: 0, trace: span },
     status: 0,
     cache: undefined,

@@ -118,7 +118,10 @@ class Deadlines {
       }
       this.pending.delete(d);
       d.late = true;
-      const err = new ProxyError("GatewayTimeout", { detail: "The request took longer than the proxy allows (server.request_timeout)" });
+      // Still reading the client's body: the client is late, not the upstream (S3: RequestTimeout).
+      const err = d.ctx.readingBody
+        ? new ProxyError("RequestTimeout", { detail: "The request body did not arrive within server.request_timeout" })
+        : new ProxyError("GatewayTimeout", { detail: "The request took longer than the proxy allows (server.request_timeout)" });
       // What the phases still wait for upstream is cut, not left to run on its own.
       abandonUpstream(d.ctx.timing, err);
       d.reject(err);

@@ -149,6 +149,7 @@ const FROM_PROXY: Partial<Record<ErrorCode, S3ErrorCode>> = {
   Overloaded: "SlowDown",
   KeysUnavailable: "ServiceUnavailable",
   GatewayTimeout: "ServiceUnavailable",
+  RequestTimeout: "RequestTimeout",
 };
 
 /** Upstream codes that mean it refused the proxy's own credentials: the client gets AccessDenied (an operator problem, not theirs). */

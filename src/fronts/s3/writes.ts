@@ -82,6 +82,16 @@ export function requestHeaders(ctx: RequestContext): Headers {
   return (ctx as S3RequestContext).s3?.headers ?? ctx.req.headers;
 }
 
+/** Awaits `p`, a read of the whole request body, with ctx.readingBody set (see RequestContext). */
+export async function readingBody<T>(ctx: RequestContext, p: Promise<T>): Promise<T> {
+  ctx.readingBody = true;
+  try {
+    return await p;
+  } finally {
+    ctx.readingBody = false;
+  }
+}
+
 /** Writes go to the primary: a replica set's secondaries are for reads (src/s3/replicas.ts). */
 export function writeUpstream(ctx: RequestContext): BucketUpstream {
   return ctx.bucket!.upstream.primary();
@@ -139,7 +149,7 @@ export async function readXmlBody(ctx: RequestContext, root: string): Promise<Xm
   if (stream instanceof Uint8Array) bytes = stream;
   else {
     try {
-      bytes = new Uint8Array(await new Response(stream).arrayBuffer());
+      bytes = new Uint8Array(await readingBody(ctx, new Response(stream).arrayBuffer()));
     } catch {
       if (ctx.req.signal.aborted) throw ctx.req.signal.reason;
       throw s3Fail(await bodyFailure(body));
