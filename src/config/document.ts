@@ -118,7 +118,9 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
         }
         seen.set(name, keyLine);
         const fmt = child(f.fmt, name);
-        const at = line(pair.value) ?? keyLine;
+        // A block value (a mapping or a list) starts on a later line, after any comment: its key's
+        // line is where the reader looks. A scalar is reported where it is.
+        const at = isMap(pair.value) || isSeq(pair.value) ? (keyLine ?? line(pair.value)) : (line(pair.value) ?? keyLine);
         if (at !== undefined) lines.set(fmt, at);
         stack.push({ node: pair.value, fmt, seg: name, parent: f });
       }

@@ -183,22 +183,53 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
   findLegacy(raw, [], found);
   const hinted = new Set(found.map((f) => formatPath(f.path)));
   const parsed = ConfigSchema.safeParse(raw);
+  const baseDir = opts.baseDir ?? (opts.file ? configBaseDir(opts.file) : process.cwd());
+  // Every problem in one report, in file order (a typo must not hide the next problem).
+  const report = (issues: ConfigIssue[]) => fail(issues.sort((a, b) => (a.line ?? 0) - (b.line ?? 0)));
   if (!parsed.success) {
+    const unknown: PathSegment[][] = [];
+    let onlyUnknownKeys = true;
     for (const i of parsed.error.issues) {
       const path = i.path.filter((s): s is PathSegment => typeof s !== "symbol");
       if (i.code === "unrecognized_keys") {
-        // A legacy key already has its own, better message.
-        for (const k of i.keys) if (!hinted.has(formatPath([...path, k]))) found.push({ path: [...path, k], message: `unknown key '${k}'` });
+        for (const k of i.keys) {
+          unknown.push([...path, k]);
+          // A legacy key already has its own, better message.
+          if (!hinted.has(formatPath([...path, k]))) found.push({ path: [...path, k], message: `unknown key '${k}'` });
+        }
         continue;
       }
+      onlyUnknownKeys = false;
       found.push({ path, message: zodMessage(i, raw) });
     }
+    // Only unknown keys: the rest is checked as if they were not there, so their report also
+    // lists what the semantic checks would say next (a duplicate prefix, a short secret...).
+    if (onlyUnknownKeys) {
+      const without = withoutKeys(raw, unknown);
+      const again = ConfigSchema.safeParse(without);
+      if (again.success) {
+        // (not about a value already reported: an unset ${VAR} left as written is no short secret)
+        const reported = new Set(found.map((f) => formatPath(f.path)));
+        for (const i of validateConfig(again.data, { baseDir }).issues) if (!reported.has(formatPath(i.path))) found.push(i);
+      }
+    }
+    throw report(found.map(toIssue));
   }
-  if (found.length > 0 || !parsed.success) throw fail(found.map(toIssue));
-  const baseDir = opts.baseDir ?? (opts.file ? configBaseDir(opts.file) : process.cwd());
+  if (found.length > 0) throw report(found.map(toIssue));
   const semantic = validateConfig(parsed.data, { baseDir });
-  if (semantic.issues.length > 0) throw fail(semantic.issues.map(toIssue));
+  if (semantic.issues.length > 0) throw report(semantic.issues.map(toIssue));
   return semantic.config;
+}
+
+/** A deep copy of `raw` without the keys at `paths` (each the path of one key). */
+function withoutKeys(raw: object, paths: PathSegment[][]): unknown {
+  const copy = structuredClone(raw) as Record<string | number, unknown>;
+  for (const p of paths) {
+    let node: unknown = copy;
+    for (let k = 0; k < p.length - 1 && node !== null && typeof node === "object"; k++) node = (node as Record<string | number, unknown>)[p[k]!];
+    if (node !== null && typeof node === "object") delete (node as Record<string | number, unknown>)[p[p.length - 1]!];
+  }
+  return copy;
 }
 
 /** Parses and validates config text. Throws ConfigError with every issue found. */

@@ -133,14 +133,19 @@ describe("parseConfig", () => {
 
   test("a per-bucket auth.jwt (legacy) is rejected with a hint to use top-level jwt", () => {
     const got = issues(B + `    auth: { enabled: true, jwt: { secret: x } }\n`);
-    expect(got).toHaveLength(1);
     expect(got[0].path).toBe("buckets[0].auth.jwt");
     expect(got[0].message).toContain("put the JWT settings in the top-level `jwt:` section");
+    // and, in the same report, what the config without that key still lacks
+    expect(got.slice(1)).toEqual([{ path: "buckets[0].auth.enabled", message: "auth is enabled but there is no enabled top-level `jwt:` section", line: 5 }]);
   });
 
   test("claims_verification (legacy) is rejected with a hint to use claims", () => {
     const got = issues(`jwt: { secret: s, claims_verification: [] }\n${B}`);
-    expect(got).toEqual([{ path: "jwt.claims_verification", message: "`claims_verification` is spelled `claims` (top-level `jwt.claims`, or a bucket's `auth.claims`)", line: 1 }]);
+    expect(got).toEqual([
+      { path: "jwt.claims_verification", message: "`claims_verification` is spelled `claims` (top-level `jwt.claims`, or a bucket's `auth.claims`)", line: 1 },
+      // every problem in one report: the short secret is listed too, not found only after the rename
+      { path: "jwt.secret", message: "an HMAC secret must be at least 32 bytes (RFC 7518 §3.2); this one is 1", line: 1 },
+    ]);
   });
 
   test("several problems are all listed at once", () => {

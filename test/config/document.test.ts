@@ -53,6 +53,24 @@ describe("duplicate keys", () => {
   });
 });
 
+describe("where a problem is reported", () => {
+  test("a key whose value is a block (a mapping or a list, maybe after comments) is reported on the key's own line", () => {
+    const yaml = `${B}    auth:\n      enabled: true\n      jwt:\n        # copied from the original README\n\n        secret: "s-0123456789abcdef0123456789abcdef"\n`;
+    // line 1 buckets, 5 auth, 6 enabled, 7 jwt, 8 comment, 9 blank, 10 secret
+    expect(issues(yaml).find((i) => i.path === "buckets[0].auth.jwt")?.line).toBe(7);
+    const list = issues(`server:\n  adress: x\n${B}`);
+    expect(list.map((i) => [i.path, i.line])).toEqual([["server.adress", 2]]);
+  });
+
+  test("every problem in one report, in file order: an unknown key does not hide what the checks after it find", () => {
+    const got = issues(`server:\n  adress: 127.0.0.1\n${B}  - name: c\n    path_prefix: /b\n    s3: { bucket: bkt2, endpoint: "http://127.0.0.1:9000" }\n`);
+    expect(got.map((i) => [i.path, i.line])).toEqual([
+      ["server.adress", 2],
+      ["buckets[1].path_prefix", 8],
+    ]);
+  });
+});
+
 describe("size cap", () => {
   test(`text over ${MAX_CONFIG_BYTES} bytes is refused before parsing, naming the limit`, () => {
     const yaml = B + `# ${"x".repeat(MAX_CONFIG_BYTES)}\n`;

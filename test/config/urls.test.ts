@@ -74,10 +74,11 @@ describe("userinfo in URL-valued keys is refused", () => {
           `    authorization: { type: openfga, openfga_endpoint: "${url}", openfga_store_id: s }\n`,
       );
     const got = issues(yaml).filter((i) => i.message.startsWith("must not contain a user name or password"));
+    // (in file order)
     expect(got.map((i) => [i.path, i.message.split(": ").at(-1)])).toEqual([
+      ["jwt.jwks_url", "a JWKS is public key material and needs no credentials"],
       ["buckets[0].authorization.opa_url", "credentials in the URL are not supported"],
       ["buckets[1].authorization.openfga_endpoint", "put the OpenFGA token in openfga_api_token"],
-      ["jwt.jwks_url", "a JWKS is public key material and needs no credentials"],
     ]);
   });
 
