@@ -3,7 +3,7 @@
  * Returns every issue found (never stops at the first), each with its YAML path.
  */
 import { CONTROL_PATHS } from "../control/paths.ts";
-import { createPublicKey } from "node:crypto";
+import { createPrivateKey, createPublicKey, type KeyObject, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import { parseCidr } from "../http/cidr.ts";
@@ -79,6 +79,48 @@ function checkPem(file: string, baseDir: string | undefined, path: PathSegment[]
     createPublicKey(pem);
   } catch {
     issues.push({ path, message: `${file} is not a valid PEM public key (SPKI "PUBLIC KEY" or an X.509 certificate)` });
+  }
+}
+
+/**
+ * server.https: both files readable, the certificate a PEM X.509 certificate, the key a PEM private
+ * key (unencrypted: there is no passphrase setting), and the key the certificate's. Checked here
+ * so that --check and a reload say which file is wrong, instead of the listener failing at start
+ * with a bare OpenSSL code (PEM routines: NO_START_LINE, KEY_VALUES_MISMATCH).
+ */
+function checkTlsPair(https: { cert_path: string; key_path: string }, baseDir: string | undefined, issues: Issue[]): void {
+  const read = (k: "cert_path" | "key_path"): Buffer | undefined => {
+    try {
+      return readFileSync(resolveConfigPath(https[k], baseDir));
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      issues.push({ path: ["server", "https", k], message: `cannot read ${https[k]}: ${code === "ENOENT" ? "file not found" : (code ?? "unreadable")}` });
+      return undefined;
+    }
+  };
+  const certPem = read("cert_path");
+  const keyPem = read("key_path");
+  let cert: X509Certificate | undefined;
+  let key: KeyObject | undefined;
+  if (certPem !== undefined) {
+    try {
+      cert = new X509Certificate(certPem);
+    } catch {
+      const hint = certPem.includes("PRIVATE KEY-----") ? " (it holds a private key: are cert_path and key_path swapped?)" : "";
+      issues.push({ path: ["server", "https", "cert_path"], message: `${https.cert_path} is not a PEM certificate ("BEGIN CERTIFICATE")${hint}` });
+    }
+  }
+  if (keyPem !== undefined) {
+    try {
+      key = createPrivateKey(keyPem);
+    } catch {
+      const text = keyPem.toString("latin1");
+      const hint = text.includes("BEGIN CERTIFICATE") ? " (it holds a certificate: are cert_path and key_path swapped?)" : text.includes("ENCRYPTED") ? " (it is encrypted: give an unencrypted key)" : "";
+      issues.push({ path: ["server", "https", "key_path"], message: `${https.key_path} is not a PEM private key ("BEGIN PRIVATE KEY")${hint}` });
+    }
+  }
+  if (cert !== undefined && key !== undefined && !cert.checkPrivateKey(key)) {
+    issues.push({ path: ["server", "https", "key_path"], message: `${https.key_path} is not the private key of the certificate in ${https.cert_path}` });
   }
 }
 
@@ -158,16 +200,7 @@ export function validateConfig(cfg: RawConfig, opts: { baseDir?: string } = {}):
   });
   if (cfg.server.https?.enabled && cfg.server.engine === "node")
     issues.push({ path: ["server", "https"], message: "server.engine: node does not serve TLS; use engine: bun with https, or terminate TLS in front of the proxy" });
-  if (cfg.server.https?.enabled) {
-    for (const k of ["cert_path", "key_path"] as const) {
-      const f = resolveConfigPath(cfg.server.https[k], opts.baseDir);
-      try {
-        readFileSync(f);
-      } catch {
-        issues.push({ path: ["server", "https", k], message: `cannot read ${cfg.server.https[k]}` });
-      }
-    }
-  }
+  if (cfg.server.https?.enabled) checkTlsPair(cfg.server.https, opts.baseDir, issues);
   if (cfg.metrics.enabled && cfg.metrics.port !== 0 && cfg.metrics.port === (port ?? 8080) && cfg.metrics.address === host)
     issues.push({ path: ["metrics", "port"], message: "the metrics listener must not use the proxy's own address and port" });
 

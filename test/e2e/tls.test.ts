@@ -54,3 +54,32 @@ test("an unreadable certificate is a config error naming the key", async () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("--check refuses a pair the listener would refuse, naming the file: swapped paths, a key of another certificate", async () => {
+  const { runCli } = await import("./harness.ts");
+  const dir = mkdtempSync(join(tmpdir(), "yata-tls-pair-"));
+  try {
+    // (async: the S3 fixture runs in this process)
+    const other = Bun.spawn(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+      "-subj", "/CN=other", "-keyout", join(dir, "other-key.pem"), "-out", join(dir, "other-cert.pem")], { stdout: "ignore", stderr: "ignore" });
+    expect(await other.exited).toBe(0);
+    await Bun.write(join(dir, "cert.pem"), readFileSync(join(certDir, "cert.pem")));
+    await Bun.write(join(dir, "key.pem"), readFileSync(join(certDir, "key.pem")));
+    const check = async (cert: string, key: string) => {
+      await Bun.write(join(dir, "c.yaml"), `server: { https: { cert_path: ${cert}, key_path: ${key} } }\nbuckets:\n${bucketYaml({ name: "pub", prefix: "/pub", bucket: "pub", endpoint: s3.endpoint })}`);
+      return runCli(["--check", "--config", join(dir, "c.yaml")]);
+    };
+    const swapped = await check("key.pem", "cert.pem");
+    expect(swapped.code).toBe(1);
+    expect(swapped.stderr).toContain("server.https.cert_path: key.pem is not a PEM certificate");
+    expect(swapped.stderr).toContain("are cert_path and key_path swapped?");
+    expect(swapped.stderr).not.toContain("BEGIN EC PRIVATE KEY");
+    const mismatched = await check("cert.pem", "other-key.pem");
+    expect(mismatched.code).toBe(1);
+    expect(mismatched.stderr).toContain("server.https.key_path: other-key.pem is not the private key of the certificate in cert.pem");
+    const good = await check("cert.pem", "key.pem");
+    expect({ code: good.code, stderr: good.stderr }).toMatchObject({ code: 0 });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
