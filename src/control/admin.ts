@@ -19,7 +19,11 @@ function json(status: number, body: unknown): Response {
 
 export async function handleAdmin(app: App, rt: Runtime, req: Request, path: string): Promise<Response> {
   const jwt = rt.config.jwt;
-  if (!rt.auth || !jwt?.enabled || jwt.admin_claims.length === 0) throw new ProxyError("NotFound");
+  // Off: said so (an operator following the original README's `curl -X POST …/admin/reload`
+  // would otherwise read "No bucket is mapped to this path").
+  if (!rt.auth || !jwt?.enabled || jwt.admin_claims.length === 0) {
+    throw new ProxyError("NotFound", { detail: "The admin API is off: it needs jwt.enabled and jwt.admin_claims (a reload also follows SIGHUP)" });
+  }
   await rt.auth.authenticateAdmin(req.headers, new URL(req.url));
 
   const method = req.method;
