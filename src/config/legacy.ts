@@ -25,7 +25,12 @@ const LEGACY_HINTS: Array<{ match: (p: PathSegment[]) => boolean; message: strin
   },
   {
     match: (p) => p.length === 3 && p[0] === "buckets" && p[2] === "watermark",
-    message: "image watermarking is not supported",
+    message: "image watermarking is not supported: remove this section (objects are served as stored)",
+  },
+  {
+    // The original README's "Common Pitfalls": its token sources take `name`.
+    match: (p) => p.length === 4 && p[0] === "jwt" && p[1] === "token_sources" && (p[3] === "param_name" || p[3] === "header_name"),
+    message: "a token source's parameter or header is given as `name` (e.g. `{ type: query, name: token }`), as the original's README says under Common Pitfalls",
   },
 ];
 

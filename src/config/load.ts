@@ -208,9 +208,13 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
       const without = withoutKeys(raw, unknown);
       const again = ConfigSchema.safeParse(without);
       if (again.success) {
-        // (not about a value already reported: an unset ${VAR} left as written is no short secret)
+        // Not about a value already reported (an unset ${VAR} left as written is no short
+        // secret), nor inside a list entry holding an unknown key (`param_name` explains the
+        // missing `name` beside it).
         const reported = new Set(found.map((f) => formatPath(f.path)));
-        for (const i of validateConfig(again.data, { baseDir }).issues) if (!reported.has(formatPath(i.path))) found.push(i);
+        const holders = new Set(unknown.filter((p) => typeof p.at(-2) === "number").map((p) => formatPath(p.slice(0, -1))));
+        const covered = (path: PathSegment[]) => reported.has(formatPath(path)) || path.some((_, k) => holders.has(formatPath(path.slice(0, k))));
+        for (const i of validateConfig(again.data, { baseDir }).issues) if (!covered(i.path)) found.push(i);
       }
     }
     throw report(found.map(toIssue));

@@ -139,6 +139,12 @@ describe("parseConfig", () => {
     expect(got.slice(1)).toEqual([{ path: "buckets[0].auth.enabled", message: "auth is enabled but there is no enabled top-level `jwt:` section", line: 5 }]);
   });
 
+  test("the original README's token-source pitfall (param_name / header_name) says to write `name`, and nothing else about those entries", () => {
+    const got = issues(`jwt: { secret: "s-0123456789abcdef0123456789abcdef", token_sources: [{ type: query, param_name: token }, { type: header, header_name: X-Auth-Token }] }\n${B}`);
+    expect(got.map((i) => i.path)).toEqual(["jwt.token_sources[0].param_name", "jwt.token_sources[1].header_name"]);
+    for (const i of got) expect(i.message).toContain("is given as `name`");
+  });
+
   test("claims_verification (legacy) is rejected with a hint to use claims", () => {
     const got = issues(`jwt: { secret: s, claims_verification: [] }\n${B}`);
     expect(got).toEqual([
