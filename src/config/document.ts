@@ -26,6 +26,8 @@ export interface ParsedYaml {
   lineOf(path: readonly PathSegment[]): number | undefined;
   /** Duplicate keys and missing ${VAR}s, in document order. */
   issues: PathIssue[];
+  /** Formatted paths whose unquoted `${VAR}` took its value's YAML type (a number or boolean): the variable's name. */
+  typedVars: Map<string, string>;
 }
 
 const ENV_RE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
@@ -59,7 +61,7 @@ function shortKey(k: string): string {
  * always stay strings. A missing variable is left as written (so the schema does not report a
  * second, confusing error) and reported.
  */
-function substituteScalar(node: { value: unknown; type?: string }, env: Record<string, string | undefined>, missing: (name: string, empty: boolean) => void): void {
+function substituteScalar(node: { value: unknown; type?: string }, env: Record<string, string | undefined>, missing: (name: string, empty: boolean) => void, typed?: (name: string) => void): void {
   const text = node.value as string;
   let failed = false;
   const replaced = text.replace(ENV_RE, (whole: string, name: string, def: string | undefined) => {
@@ -71,8 +73,11 @@ function substituteScalar(node: { value: unknown; type?: string }, env: Record<s
     return whole;
   });
   if (!failed && node.type === "PLAIN" && WHOLE_RE.test(text)) {
-    const typed: unknown = parseYaml(replaced);
-    node.value = typeof typed === "number" || typeof typed === "boolean" ? typed : replaced;
+    const value: unknown = parseYaml(replaced);
+    if (typeof value === "number" || typeof value === "boolean") {
+      node.value = value;
+      typed?.(/^\$\{([A-Za-z_][A-Za-z0-9_]*)/.exec(text)![1]!);
+    } else node.value = replaced;
   } else node.value = replaced;
 }
 
@@ -99,6 +104,7 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
   };
   const lines = new Map<string, number>();
   const issues: PathIssue[] = [];
+  const typedVars = new Map<string, string>();
   const rootLine = line(doc.contents);
   // An explicit stack, not recursion: nesting depth is bounded only by the file size cap.
   const stack: Frame[] = [{ node: doc.contents, fmt: "", seg: undefined, parent: undefined }];
@@ -136,7 +142,12 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
       // echo its name: it may well be the secret.
       if (n.resolve(doc) === undefined) issues.push({ path: segments(f), message: "an alias (*name) that names no anchor: quote a value that starts with *", line: line(n) ?? lines.get(f.fmt) });
     } else if (isScalar(n) && typeof n.value === "string" && n.value.includes("${")) {
-      substituteScalar(n, env, (name, empty) => issues.push({ path: segments(f), message: `environment variable ${name} is ${empty ? "set but empty" : "not set"}`, line: lines.get(f.fmt) }));
+      substituteScalar(
+        n,
+        env,
+        (name, empty) => issues.push({ path: segments(f), message: `environment variable ${name} is ${empty ? "set but empty" : "not set"}`, line: lines.get(f.fmt) }),
+        (name) => typedVars.set(f.fmt, name),
+      );
     }
   }
   // The walk pops mappings' children in reverse; report in document order.
@@ -149,5 +160,5 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
     }
     return rootLine;
   };
-  return { doc, lineOf, issues };
+  return { doc, lineOf, issues, typedVars };
 }

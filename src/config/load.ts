@@ -200,6 +200,12 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
         continue;
       }
       onlyUnknownKeys = false;
+      // An unquoted ${VAR} whose value reads as a number or boolean: the variable, never its value.
+      const typedVar = i.code === "invalid_type" && i.expected === "string" ? y.typedVars.get(formatPath(path)) : undefined;
+      if (typedVar !== undefined) {
+        found.push({ path, message: `\${${typedVar}} was written without quotes and its value reads as a number or boolean: write "\${${typedVar}}" (quoted) to keep it a string` });
+        continue;
+      }
       found.push({ path, message: zodMessage(i, raw) });
     }
     // Only unknown keys: the rest is checked as if they were not there, so their report also
