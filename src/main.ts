@@ -13,7 +13,7 @@ import { summarize } from "./config/summary.ts";
 import { createLogger } from "./observe/log.ts";
 import { listenBun, listenMetrics, listenNode, type Listener } from "./server.ts";
 import { listenS3 } from "./server/s3-listener.ts";
-import { connectTimeoutNote, fetchConcurrencyWarning } from "./s3/upstream.ts";
+import { connectTimeoutNote, fetchConcurrencyWarning, poolSizeNote } from "./s3/upstream.ts";
 import { VERSION } from "./version.ts";
 import { askPrimaryToReloadAll, startChildren, workerCount, workerIndex, type Children } from "./workers.ts";
 
@@ -188,6 +188,8 @@ async function serve(config: Config, configPath: string): Promise<number> {
     if (warning) log.warn(warning);
     const note = connectTimeoutNote(config.buckets, config.server.upstream_client);
     if (note) log.info(note);
+    const pool = poolSizeNote(config.buckets);
+    if (pool) log.info(pool);
   }
   if (primary) log.info("primary started", { workers, port: listener.port, pid: process.pid, ...(metrics ? { metrics_port: metrics.port } : undefined) });
   // Workers report their port to the primary (tests and the primary's own log use it).
@@ -273,6 +275,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(summarize(config, parsed.config));
     const note = connectTimeoutNote(config.buckets, config.server.upstream_client);
     if (note) process.stdout.write(`note: ${note}\n`);
+    const pool = poolSizeNote(config.buckets);
+    if (pool) process.stdout.write(`note: ${pool}\n`);
     return 0;
   }
   return serve(config, parsed.config);

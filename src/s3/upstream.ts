@@ -106,6 +106,13 @@ export function connectTimeoutNote(buckets: readonly BucketConfig[], choice: "au
   return `s3.connect_timeout is not enforced for buckets that reach S3 through fetch (https endpoints, AWS, or upstream_client: fetch): Bun's fetch has no connect timeout, so s3.timeout bounds connecting instead: ${list}`;
 }
 
+/** The original's s3.connection_pool_size is accepted and has no effect here: said when a config sets it. */
+export function poolSizeNote(buckets: readonly BucketConfig[]): string | undefined {
+  const set = buckets.filter((b) => b.s3.connection_pool_size !== undefined).map((b) => b.name);
+  if (set.length === 0) return undefined;
+  return `s3.connection_pool_size is accepted for the original's configs and has no effect (${set.join(", ")}): upstream connections are opened as requests need them and kept alive for reuse (idle ones closed after 15 s); bound concurrency with server.max_concurrent_requests`;
+}
+
 const DEFAULT_RETRY: RetryConfig = { max_attempts: 3, initial_backoff_ms: 100, max_backoff_ms: 1000 };
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

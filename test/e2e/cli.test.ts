@@ -152,3 +152,12 @@ test("request heads: the default max_header_size (64 KiB) holds on the bun engin
     await strict.stop();
   }
 });
+
+test("--check notes that the original's s3.connection_pool_size has no effect here (only when a config sets it)", async () => {
+  const set = await runCli(["--check", "--config", file("pool.yaml", bucket(", connection_pool_size: 50"))]);
+  expect(set.code).toBe(0);
+  expect(set.stdout).toContain("note: s3.connection_pool_size is accepted for the original's configs and has no effect (b)");
+  const unset = await runCli(["--check", "--config", file("nopool.yaml", bucket())]);
+  expect(unset.code).toBe(0);
+  expect(unset.stdout).not.toContain("connection_pool_size");
+});
