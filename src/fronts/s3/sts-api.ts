@@ -87,6 +87,8 @@ export function parseAssumeRoleWithWebIdentity(
     if (value === null) return fail(stsError("MissingParameter", `The request must contain the parameter ${name}`));
   }
   if (roleArn!.length < 20 || roleArn!.length > 2048) return fail(lengthError("roleArn", 20, 2048));
+  // AWS parses it (arn:partition:service:region:account:resource) before anything else.
+  if (!/^arn:[a-z0-9-]+:[a-z0-9-]*:[a-z0-9-]*:\d*:.+$/.test(roleArn!)) return fail(stsError("ValidationError", "Request ARN is invalid"));
   if (roleSessionName!.length < 2 || roleSessionName!.length > 64) return fail(lengthError("roleSessionName", 2, 64));
   if (!/^[\w+=,.@-]*$/.test(roleSessionName!)) {
     return fail(stsError("ValidationError", "1 validation error detected: Value at 'roleSessionName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]*"));
@@ -98,6 +100,10 @@ export function parseAssumeRoleWithWebIdentity(
   const rawDuration = p.get("DurationSeconds");
   let durationSeconds = Math.min(DEFAULT_DURATION, opts.maxSessionSeconds);
   if (rawDuration !== null) {
+    // A negative number is out of range for AWS too (its range message); anything else is not a number.
+    if (/^-\d{1,19}$/.test(rawDuration)) {
+      return fail(stsError("ValidationError", `1 validation error detected: Value '${rawDuration}' at 'durationSeconds' failed to satisfy constraint: Member must have value greater than or equal to ${MIN_DURATION}`));
+    }
     if (!/^\d{1,20}$/.test(rawDuration)) return fail(stsError("ValidationError", "DurationSeconds must be an integer."));
     durationSeconds = Number(rawDuration);
     if (durationSeconds < MIN_DURATION || durationSeconds > MAX_DURATION) {

@@ -40,6 +40,13 @@ function tokenError(err: unknown): StsError {
 
 const firstString = (v: unknown): string | undefined => (typeof v === "string" ? v : Array.isArray(v) && typeof v[0] === "string" ? v[0] : undefined);
 
+/** The Audience STS answers: the token's audience that verification matched (jwt.audience), else its first. */
+export function matchedAudience(aud: unknown, configured: string | readonly string[] | undefined): string | undefined {
+  const token = typeof aud === "string" ? [aud] : Array.isArray(aud) ? aud.filter((a): a is string => typeof a === "string") : [];
+  const wanted = configured === undefined ? [] : typeof configured === "string" ? [configured] : configured;
+  return token.find((a) => wanted.includes(a)) ?? token[0];
+}
+
 export async function assumeRoleWithWebIdentity(ctx: RequestContext, api: S3Identities): Promise<Response> {
   const fail = (e: StsError): Response => {
     ctx.errorCode = e.code;
@@ -83,7 +90,7 @@ export async function assumeRoleWithWebIdentity(ctx: RequestContext, api: S3Iden
     subject: sub,
     roleArn: request.roleArn,
     roleSessionName: request.roleSessionName,
-    audience: firstString(claims.aud),
+    audience: matchedAudience(claims.aud, ctx.rt.config.jwt?.audience),
     provider: request.providerId ?? firstString(claims.iss),
     requestId: ctx.id,
   });

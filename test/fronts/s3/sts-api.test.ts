@@ -46,6 +46,8 @@ describe("parseAssumeRoleWithWebIdentity", () => {
     ["DurationSeconds above the configured maximum", { ...base, DurationSeconds: "3601" }, "ValidationError"],
     ["DurationSeconds not a number", { ...base, DurationSeconds: "1h" }, "ValidationError"],
     ["RoleArn too short", { ...base, RoleArn: "arn:x" }, "ValidationError"],
+    ["RoleArn not an ARN", { ...base, RoleArn: "notanarn-xxxxxxxxxxxxx" }, "ValidationError"],
+    ["DurationSeconds negative", { ...base, DurationSeconds: "-1" }, "ValidationError"],
     ["RoleSessionName with a space", { ...base, RoleSessionName: "a b" }, "ValidationError"],
     ["RoleSessionName too short", { ...base, RoleSessionName: "a" }, "ValidationError"],
     ["WebIdentityToken too short", { ...base, WebIdentityToken: "abc" }, "ValidationError"],
@@ -59,6 +61,12 @@ describe("parseAssumeRoleWithWebIdentity", () => {
       if (r.kind === "error") expect<unknown[]>([r.error.code, r.error.status]).toEqual([code, 400]);
     });
   }
+
+  test("AWS's messages: a RoleArn that is no ARN, a negative DurationSeconds (a range error, not 'not an integer')", () => {
+    expect(parse({ ...base, RoleArn: "notanarn-xxxxxxxxxxxxx" })).toMatchObject({ error: { code: "ValidationError", message: "Request ARN is invalid" } });
+    expect(parse({ ...base, DurationSeconds: "-1" })).toMatchObject({ error: { code: "ValidationError", message: expect.stringContaining("greater than or equal to 900") } });
+    expect(parse({ ...base, RoleArn: "arn:aws:iam::123456789012:role/reader" }).kind).toBe("ok");
+  });
 
   test("a huge DurationSeconds is out of range (AWS's constraint message), not 'not an integer'", () => {
     expect(parse({ ...base, DurationSeconds: "999999999999" })).toMatchObject({
@@ -203,4 +211,15 @@ describe.skipIf(!aws)("aws sts assume-role-with-web-identity --endpoint-url", ()
     expect(code).not.toBe(0);
     expect(err).toContain("InvalidIdentityToken");
   }, 30_000);
+});
+
+describe("Audience in the answer", () => {
+  test("is the token's audience that jwt.audience matched, else the token's first", async () => {
+    const { matchedAudience } = await import("../../../src/fronts/s3/sts-endpoint.ts");
+    expect(matchedAudience(["x", "yata"], "yata")).toBe("yata");
+    expect(matchedAudience(["x", "yata"], ["other", "yata"])).toBe("yata");
+    expect(matchedAudience(["x", "yata"], undefined)).toBe("x");
+    expect(matchedAudience("solo", "solo")).toBe("solo");
+    expect(matchedAudience(undefined, "yata")).toBeUndefined();
+  });
 });
