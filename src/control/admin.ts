@@ -14,7 +14,8 @@ import { ProxyError } from "../errors.ts";
 import type { Runtime } from "../runtime.ts";
 
 function json(status: number, body: unknown): Response {
-  return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", "cache-control": "no-store" } });
+  const text = JSON.stringify(body);
+  return new Response(text, { status, headers: { "content-type": "application/json", "cache-control": "no-store", "content-length": String(Buffer.byteLength(text)) } });
 }
 
 export async function handleAdmin(app: App, rt: Runtime, req: Request, path: string): Promise<Response> {

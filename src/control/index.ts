@@ -15,8 +15,12 @@ import { readinessOf } from "./ready.ts";
 
 export { isControlTarget } from "./paths.ts";
 
-function json(method: string, status: number, body: unknown): Response {
-  return new Response(method === "HEAD" ? null : JSON.stringify(body), { status, headers: { "content-type": "application/json", "cache-control": "no-store" } });
+/** A JSON answer with its Content-Length (a HEAD gets the GET's, no body); the access log counts its bytes. */
+function json(ctx: RequestContext, status: number, body: unknown): Response {
+  const text = JSON.stringify(body);
+  const length = Buffer.byteLength(text);
+  if (ctx.method !== "HEAD") ctx.bytes = length;
+  return new Response(ctx.method === "HEAD" ? null : text, { status, headers: { "content-type": "application/json", "cache-control": "no-store", "content-length": String(length) } });
 }
 
 function control(ctx: RequestContext): Response | Promise<Response> {
@@ -24,19 +28,23 @@ function control(ctx: RequestContext): Response | Promise<Response> {
   const app = ctx.svc as App;
   if (p === "/health") {
     ctx.bucketName = "_health";
-    return json(ctx.method, app.draining ? 503 : 200, { status: app.draining ? "draining" : "ok" });
+    return json(ctx, app.draining ? 503 : 200, { status: app.draining ? "draining" : "ok" });
   }
   if (p === "/ready") {
     ctx.bucketName = "_health";
     const r = readinessOf(ctx.rt, app.draining, app.cache);
-    return json(ctx.method, r.ready ? 200 : 503, r);
+    return json(ctx, r.ready ? 200 : 503, r);
   }
   if (p === "/metrics") {
     ctx.bucketName = "_metrics";
     throw new ProxyError("NotFound", { detail: "Metrics are served on the separate metrics listener (metrics.address:metrics.port)" });
   }
   ctx.bucketName = "_admin";
-  return handleAdmin(app, ctx.rt, ctx.req, p);
+  return handleAdmin(app, ctx.rt, ctx.req, p).then((res) => {
+    // (the admin API's answers are small JSON documents with their length)
+    if (ctx.method !== "HEAD") ctx.bytes = Number(res.headers.get("content-length") ?? 0);
+    return res;
+  });
 }
 
 export const controlFront: Front = {

@@ -231,3 +231,20 @@ describe("reload and the cache", () => {
     }
   });
 });
+
+describe("the control plane's answers in the access log", () => {
+  test("/ready, /health and an admin answer are logged with the bytes of their JSON body, not 0", async () => {
+    for (const [path, init, id] of [
+      ["/ready", {}, "bytes-ready"],
+      ["/health", {}, "bytes-health"],
+      ["/admin/cache/stats", { headers: auth(admin) }, "bytes-stats"],
+    ] as const) {
+      const headers = { ...("headers" in init ? init.headers : {}), "x-request-id": id };
+      const r = await fetch(px.url(path), { headers });
+      const body = await r.arrayBuffer();
+      expect(r.headers.get("content-length")).toBe(String(body.byteLength));
+      const line = await px.waitForLog((l) => l.msg === "request" && l.request_id === id);
+      expect({ path, bytes: line.bytes }).toEqual({ path, bytes: body.byteLength });
+    }
+  });
+});
