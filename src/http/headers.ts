@@ -23,7 +23,12 @@ import { CHECKSUM_ALGORITHMS, checksumHeaderName } from "../s3/checksum.ts";
  */
 export const FORWARDED_REQUEST_HEADERS = ["range", "if-range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "x-amz-checksum-mode"] as const;
 
-/** The object's own headers: stored with a cached copy and replayed with every answer. */
+/**
+ * The object's own headers: stored with a cached copy and replayed with every answer. Besides its
+ * representation metadata, the object's state as S3 reports it with every GetObject/HeadObject
+ * (the SDKs surface it: VersionId, StorageClass, Restore, TagCount, ServerSideEncryption, Object
+ * Lock...). Not the KMS key id (it names the upstream's account), nor S3's request ids.
+ */
 const OBJECT_HEADERS: ReadonlySet<string> = new Set([
   "etag",
   "last-modified",
@@ -33,6 +38,21 @@ const OBJECT_HEADERS: ReadonlySet<string> = new Set([
   "content-encoding",
   "content-language",
   "expires",
+  "x-amz-version-id",
+  "x-amz-storage-class",
+  "x-amz-restore",
+  "x-amz-tagging-count",
+  "x-amz-object-lock-mode",
+  "x-amz-object-lock-retain-until-date",
+  "x-amz-object-lock-legal-hold",
+  "x-amz-website-redirect-location",
+  "x-amz-replication-status",
+  "x-amz-expiration",
+  "x-amz-missing-meta",
+  "x-amz-server-side-encryption",
+  "x-amz-server-side-encryption-bucket-key-enabled",
+  "x-amz-server-side-encryption-customer-algorithm",
+  "x-amz-server-side-encryption-customer-key-md5",
 ]);
 
 /**

@@ -57,6 +57,24 @@ describe("objects (cached bucket)", () => {
     }
   });
 
+  test("the object's state S3 reports (StorageClass here) reaches the SDK on a miss and on a cache hit, GetObject and HeadObject", async () => {
+    await env.s3.put("data", "ia.txt", "infrequent", { storageClass: "STANDARD_IA" });
+    const c = client(env);
+    try {
+      env.mark();
+      const miss = await c.send(new GetObjectCommand({ Bucket: "data", Key: "ia.txt" }));
+      expect(await miss.Body!.transformToString()).toBe("infrequent");
+      expect(miss.StorageClass).toBe("STANDARD_IA");
+      const hit = await signedFetch(env, { path: "/data/ia.txt" });
+      expect([hit.headers.get("x-cache"), hit.headers.get("x-amz-storage-class"), await hit.text()]).toEqual(["HIT", "STANDARD_IA", "infrequent"]);
+      const head = await c.send(new HeadObjectCommand({ Bucket: "data", Key: "ia.txt" }));
+      expect(head.StorageClass).toBe("STANDARD_IA");
+      expect(env.upstreamCalls().length).toBe(1);
+    } finally {
+      c.destroy();
+    }
+  });
+
   test("authorization runs before the cache: an identity without read gets AccessDenied for a cached object", async () => {
     await signedFetch(env, { path: "/data/doc.txt" }); // cached
     env.mark();

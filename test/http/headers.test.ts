@@ -55,6 +55,8 @@ describe("passResponseHeaders", () => {
     expect(Object.keys(out).sort()).toEqual([
       "accept-ranges", "cache-control", "content-disposition", "content-encoding", "content-language", "content-length",
       "content-range", "content-type", "etag", "expires", "last-modified", "x-amz-meta-owner",
+      // the object's state, as S3 reports it with GetObject (the SDKs' ServerSideEncryption, VersionId)
+      "x-amz-server-side-encryption", "x-amz-version-id",
     ]);
   });
 });
@@ -80,7 +82,7 @@ describe("keepPassedResponseHeaders", () => {
     keepPassedResponseHeaders(inPlace);
     const copied = passResponseHeaders(new Headers(all), new Headers());
     expect([...inPlace].sort()).toEqual([...copied].sort());
-    expect([...inPlace.keys()].sort()).toEqual(["content-length", "content-range", "content-type", "etag", "x-amz-meta-owner"]);
+    expect([...inPlace.keys()].sort()).toEqual(["content-length", "content-range", "content-type", "etag", "x-amz-meta-owner", "x-amz-server-side-encryption", "x-amz-version-id"]);
   });
 });
 
