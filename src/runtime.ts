@@ -35,6 +35,8 @@ export interface BucketRuntime {
   /** The replicas by priority, for buckets with s3.replicas (undefined: one endpoint). */
   readonly replicas: readonly Replica[] | undefined;
   readonly authRequired: boolean;
+  /** Objects are answered sandboxed (user content: a read-write bucket with sandbox_user_content). */
+  readonly sandboxed: boolean;
   readonly extraRules: readonly ClaimRule[];
   readonly authorizer: Authorizer | undefined;
   readonly cachePolicy: CachePolicy | null;
@@ -106,6 +108,7 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
         upstream,
         replicas: upstream instanceof ReplicaSet ? upstream.replicas : undefined,
         authRequired: b.auth.enabled,
+        sandboxed: b.access === "read-write" && b.sandbox_user_content,
         extraRules: b.auth.claims,
         authorizer: b.authorization ? createAuthorizer(b.authorization, { log: authLog, fetch: deps.fetch }) : undefined,
         cachePolicy: bucketCachePolicy(config.cache, b),

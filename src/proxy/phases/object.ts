@@ -21,6 +21,25 @@ import { meteredBody } from "../deliver.ts";
 type ObjectMethod = "GET" | "HEAD";
 
 export function serveObject(ctx: RequestContext): Response | Promise<Response> {
+  if (!ctx.bucket!.sandboxed) return serveObjectAsStored(ctx);
+  const res = serveObjectAsStored(ctx);
+  return res instanceof Response ? sandboxed(res) : res.then(sandboxed);
+}
+
+/**
+ * User content (a read-write bucket's objects): an uploaded HTML, SVG or XML page rendered by a
+ * browser from the proxy's origin would run its script there, with that origin's cookies and the
+ * viewer's `?token=` in its URL. `sandbox` makes such a page a unique opaque origin without
+ * script; `nosniff` keeps a browser from guessing text/html for another type. Images, downloads
+ * and media are unaffected.
+ */
+function sandboxed(res: Response): Response {
+  res.headers.set("content-security-policy", "sandbox");
+  res.headers.set("x-content-type-options", "nosniff");
+  return res;
+}
+
+function serveObjectAsStored(ctx: RequestContext): Response | Promise<Response> {
   const bucket = ctx.bucket!;
   const method = ctx.method as ObjectMethod;
   if (bucket.cachePolicy) {
