@@ -124,7 +124,8 @@ export function corsPhase(front: () => Front, bucketCors: (ctx: RequestContext) 
     if (origin === null) return runRest(ctx, withVaryOrigin);
     if (isPreflight(ctx.method, headers)) {
       const answer = preflight(cors, origin, headers.get("access-control-request-method")!, headers.get("access-control-request-headers"));
-      if (!answer.ok) throw new ProxyError("Forbidden", { detail: `CORS preflight refused: ${answer.reason}` });
+      // (refused: no CORS header, but Vary: Origin, as on every answer of a bucket with CORS)
+      if (!answer.ok) return withVaryOrigin(failed(front(), ctx, new ProxyError("Forbidden", { detail: `CORS preflight refused: ${answer.reason}` })));
       return new Response(null, { status: 204, headers: answer.headers });
     }
     return runRest(ctx, (res: Response) => withCorsHeaders(res, cors, origin));

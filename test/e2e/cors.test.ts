@@ -72,6 +72,7 @@ describe("plain front", () => {
       const res = await preflight(env.url("/web/page.txt"), origin, method, headers);
       expect(res.status).toBe(403);
       expect(corsHeadersOf(res)).toEqual([]);
+      expect(res.headers.get("vary")).toContain("Origin"); // as every answer of a CORS bucket
       expect(((await res.json()) as { message: string }).message).toStartWith("CORS preflight refused: ");
     }
   }, T);
