@@ -201,6 +201,19 @@ describe("refusals store nothing", () => {
     await refused(fetch(`${env.endpoint}/up`, { method: "POST", body: form }), 403, "AccessDenied", "bad/anon.txt");
   });
 
+  test("a key (or any field) that is not valid UTF-8 is MalformedPOSTRequest, never rewritten to U+FFFD (which made two keys one)", async () => {
+    const p = policyFor("up", "po/");
+    // the form written by hand: FormData would encode the value as UTF-8 itself
+    const boundary = "----yataInvalidUtf8";
+    const parts: Buffer[] = [];
+    const field = (name: string, value: Buffer) => parts.push(Buffer.from(`--${boundary}\r\ncontent-disposition: form-data; name="${name}"\r\n\r\n`), value, Buffer.from("\r\n"));
+    for (const [k, v] of Object.entries(p.fields)) if (k !== "key") field(k, Buffer.from(v));
+    field("key", Buffer.concat([Buffer.from("po/"), Buffer.from([0xff]), Buffer.from("A")]));
+    parts.push(Buffer.from(`--${boundary}\r\ncontent-disposition: form-data; name="file"; filename="a.txt"\r\n\r\n`), Buffer.from("x"), Buffer.from(`\r\n--${boundary}--\r\n`));
+    const res = await fetch(p.url, { method: "POST", body: Buffer.concat(parts), headers: { "content-type": `multipart/form-data; boundary=${boundary}` } });
+    await refused(Promise.resolve(res), 400, "MalformedPOSTRequest", "po/\uFFFDA", /not valid UTF-8/);
+  });
+
   test("who may write: an identity without `write`, a read-only bucket, a key the authorizer denies: AccessDenied", async () => {
     await refused(postForm(policyFor("up", "bad/reader.txt", { creds: READER }), file), 403, "AccessDenied", "bad/reader.txt");
     await refused(postForm(policyFor("ro", "bad/ro.txt"), file), 403, "AccessDenied", "bad/ro.txt");

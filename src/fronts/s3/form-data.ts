@@ -155,7 +155,7 @@ export class FormReader {
       if (this.buf.length > MAX_PART_HEAD) throw new FormDataError("A part's head is too large");
       if (!(await this.more())) throw new FormDataError("The body ended inside a part's head");
     }
-    const head = end === -2 ? "" : new TextDecoder("utf-8", { fatal: false }).decode(this.buf.subarray(0, end));
+    const head = end === -2 ? "" : strictUtf8(this.buf.subarray(0, end), "A part's head is not valid UTF-8");
     this.buf = this.buf.subarray(end === -2 ? 2 : end + 4);
     this.state = "part";
     let part: FormPart | undefined;
@@ -215,11 +215,24 @@ export class FormReader {
       if (size > max) return undefined;
       chunks.push(c.slice());
     }
-    return Buffer.concat(chunks).toString("utf8");
+    // Strict: a lenient decode turns every invalid byte into U+FFFD, so two different keys
+    // (`\xffA`, `\xc3A`) would become one, and the policy would judge a key nobody sent.
+    return strictUtf8(Buffer.concat(chunks), "A form field's value is not valid UTF-8");
   }
 
   /** Stops reading the body (the rest is left unread). */
   cancel(): void {
     this.reader.cancel().catch(() => {});
+  }
+}
+
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+
+/** `bytes` as UTF-8 text; FormDataError(`message`) when they are not valid UTF-8. */
+function strictUtf8(bytes: Uint8Array, message: string): string {
+  try {
+    return UTF8.decode(bytes);
+  } catch {
+    throw new FormDataError(message);
   }
 }
