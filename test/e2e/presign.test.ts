@@ -63,7 +63,7 @@ describe("presigned GET", () => {
     expect(u.searchParams.get("X-Amz-Expires")).toBe("120");
     expect(u.searchParams.get("X-Amz-SignedHeaders")).toBe("host");
     expect(u.searchParams.get("X-Amz-Credential")).toMatch(/^ASIA[A-Z2-7]{16}\/\d{8}\/us-east-1\/s3\/aws4_request$/);
-    expect(u.searchParams.get("X-Amz-Security-Token")).toStartWith("YGS1.");
+    expect(u.searchParams.get("X-Amz-Security-Token")).toStartWith("YGS2.");
     const expiresAt = Date.parse(p.expires_at);
     expect(expiresAt).toBeGreaterThanOrEqual(Math.floor(before / 1000) * 1000 + 119_000);
     expect(expiresAt).toBeLessThanOrEqual(Date.now() + 120_000);

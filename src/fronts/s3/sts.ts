@@ -2,23 +2,30 @@
  * Stateless temporary credentials (the session behind AssumeRoleWithWebIdentity). Any replica
  * holding the same session key verifies them; rotating the key revokes every session.
  *
- *   sessionToken    = "YGS1." + base64url(payload JSON) + "." + base64url(HMAC(key, "token\n" + payload))
- *   accessKeyId     = "ASIA" + base32(HMAC(key, "akid\n" + payload))[0..16)      (20 chars, as AWS)
- *   secretAccessKey = base64(HMAC(key, "secret\n" + payload))[0..40)            (40 chars, as AWS)
+ *   sealed          = base64url(nonce(12) + AES-256-GCM(HMAC(key, "encrypt\n"), payload JSON) + gcm tag(16))
+ *   sessionToken    = "YGS2." + sealed + "." + base64url(HMAC(key, "token\n" + sealed))
+ *   accessKeyId     = "ASIA" + base32(HMAC(key, "akid\n" + sealed))[0..16)      (20 chars, as AWS)
+ *   secretAccessKey = base64(HMAC(key, "secret\n" + sealed))[0..40)            (40 chars, as AWS)
  *
- * The payload is { sub, iat, exp, jti, claims }. The verifier re-derives the secret from the
- * token, so nothing is stored. Labels keep the three HMACs independent (the token's tag, which is
- * public, reveals nothing about the secret).
+ * The payload is { sub, iat, exp, jti, claims }, encrypted: a session token travels in presigned
+ * URLs (browser history, proxies' and CDNs' logs, Referer), and the claims of the token it came
+ * from (an e-mail address, groups...) must not be readable there, as AWS's own session tokens are
+ * opaque. The verifier re-derives the secret from the token, so nothing is stored. Labels keep
+ * the HMACs and the encryption key independent (the token's tag, which is public, reveals nothing
+ * about the secret). Tokens of the earlier format ("YGS1.", the payload in clear) issued with the
+ * same key are still verified until they expire (max_session_seconds after an upgrade).
  *
  * Size: the token stays under 4 KiB because the claims' JSON is capped at MAX_CLAIMS_BYTES and the
  * subject at MAX_SUBJECT_BYTES. Claims are copied whole except the JWT's own timing claims (exp,
  * iat, nbf), which the session replaces; a token whose claims are larger is refused rather than
  * trimmed, because dropping a claim could change an authorization decision.
  */
-import { timingSafeEqual } from "node:crypto";
+import { createCipheriv, createDecipheriv, timingSafeEqual } from "node:crypto";
 import { s3Error, type S3Error } from "./errors.ts";
 
-export const TOKEN_PREFIX = "YGS1.";
+export const TOKEN_PREFIX = "YGS2.";
+/** The earlier format (payload in clear): verified, no longer issued. */
+const CLEAR_TOKEN_PREFIX = "YGS1.";
 export const MAX_CLAIMS_BYTES = 2560;
 export const MAX_SUBJECT_BYTES = 256;
 /** Anything longer was not issued here; it is refused before any decoding. */
@@ -78,6 +85,31 @@ function base32(bytes: Uint8Array, chars: number): string {
   return out;
 }
 
+/** The payload's AES-256-GCM key (its own label: independent of the tag and the derived secrets). */
+function encryptionKey(key: string | Uint8Array): Uint8Array {
+  return hmac(key, "encrypt", "");
+}
+
+function seal(key: string | Uint8Array, plaintext: string): string {
+  const nonce = crypto.getRandomValues(new Uint8Array(12));
+  const c = createCipheriv("aes-256-gcm", encryptionKey(key), nonce);
+  const body = Buffer.concat([c.update(plaintext, "utf8"), c.final()]);
+  return Buffer.concat([nonce, body, c.getAuthTag()]).toString("base64url");
+}
+
+/** The payload JSON of a sealed token part, or undefined when it does not open with this key. */
+function unseal(key: string | Uint8Array, sealed: string): string | undefined {
+  const bytes = Buffer.from(sealed, "base64url");
+  if (bytes.byteLength < 12 + 16 + 2) return undefined;
+  try {
+    const d = createDecipheriv("aes-256-gcm", encryptionKey(key), bytes.subarray(0, 12));
+    d.setAuthTag(bytes.subarray(bytes.byteLength - 16));
+    return Buffer.concat([d.update(bytes.subarray(12, bytes.byteLength - 16)), d.final()]).toString("utf8");
+  } catch {
+    return undefined;
+  }
+}
+
 function derive(key: string | Uint8Array, payload: string): { accessKeyId: string; secretAccessKey: string } {
   return {
     accessKeyId: "ASIA" + base32(hmac(key, "akid", payload), 16),
@@ -111,7 +143,7 @@ export function issueSession(input: {
   if (!(exp > iat)) return { kind: "error", message: "the session would already be expired" };
   const jti = Buffer.from(crypto.getRandomValues(new Uint8Array(12))).toString("base64url");
   const body = '{"sub":' + JSON.stringify(input.subject) + ',"iat":' + iat + ',"exp":' + exp + ',"jti":"' + jti + '","claims":' + claimsJson + "}";
-  const payload = Buffer.from(body, "utf8").toString("base64url");
+  const payload = seal(input.sessionKey, body);
   const tag = Buffer.from(hmac(input.sessionKey, "token", payload)).toString("base64url");
   return { kind: "ok", ...derive(input.sessionKey, payload), sessionToken: TOKEN_PREFIX + payload + "." + tag, expiration: exp * 1000 };
 }
@@ -130,7 +162,9 @@ export function verifySessionToken(
   now: number,
 ): SessionPrincipal | S3Error {
   checkKey(sessionKey);
-  if (sessionToken.length > MAX_TOKEN_CHARS || !sessionToken.startsWith(TOKEN_PREFIX)) return invalidToken();
+  if (sessionToken.length > MAX_TOKEN_CHARS) return invalidToken();
+  const sealed = sessionToken.startsWith(TOKEN_PREFIX);
+  if (!sealed && !sessionToken.startsWith(CLEAR_TOKEN_PREFIX)) return invalidToken();
   const rest = sessionToken.slice(TOKEN_PREFIX.length);
   const dot = rest.indexOf(".");
   if (dot <= 0) return invalidToken();
@@ -148,8 +182,10 @@ export function verifySessionToken(
     return s3Error("InvalidAccessKeyId", undefined, { AWSAccessKeyId: accessKeyId.slice(0, 128) });
   }
   let body: { sub?: unknown; iat?: unknown; exp?: unknown; jti?: unknown; claims?: unknown };
+  const json = sealed ? unseal(sessionKey, payload) : Buffer.from(payload, "base64url").toString("utf8");
+  if (json === undefined) return invalidToken();
   try {
-    body = JSON.parse(Buffer.from(payload, "base64url").toString("utf8"));
+    body = JSON.parse(json);
   } catch {
     return invalidToken(); // cannot happen for a token we signed; kept as a guard
   }

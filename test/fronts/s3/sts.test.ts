@@ -20,7 +20,7 @@ describe("issueSession", () => {
     const c = issue();
     expect(c.accessKeyId).toMatch(/^ASIA[A-Z2-7]{16}$/);
     expect(c.secretAccessKey).toMatch(/^[A-Za-z0-9+/]{40}$/);
-    expect(c.sessionToken).toStartWith("YGS1.");
+    expect(c.sessionToken).toStartWith("YGS2.");
     expect(c.expiration).toBe(NOW + 3600_000);
   });
 
@@ -44,6 +44,36 @@ describe("issueSession", () => {
     expect(r).toMatchObject({ kind: "error" });
     expect(issueSession({ sessionKey: KEY, subject: "é".repeat(129), claims: {}, expiresAt: NOW + 1000, now: NOW })).toMatchObject({ kind: "error" });
     expect(issueSession({ sessionKey: KEY, subject: "a", claims: {}, expiresAt: NOW, now: NOW })).toMatchObject({ kind: "error" });
+  });
+
+  test("the token is opaque: the claims, the subject and the session id are not readable in it (it travels in presigned URLs)", () => {
+    const c = issue({ subject: "alice@corp.example", claims: { email: "alice@corp.example", ssn: "123-45-6789", groups: ["payroll"] } });
+    const [, sealed] = c.sessionToken.split(".");
+    const decoded = Buffer.from(sealed!, "base64url").toString("latin1");
+    for (const secret of ["alice@corp.example", "123-45-6789", "payroll", "email", "claims"]) {
+      expect(decoded).not.toContain(secret);
+      expect(c.sessionToken).not.toContain(secret);
+    }
+    const p = verifySessionToken(KEY, c.accessKeyId, c.sessionToken, NOW + 1000);
+    expect(p).toMatchObject({ subject: "alice@corp.example", claims: { email: "alice@corp.example", ssn: "123-45-6789", groups: ["payroll"] } });
+  });
+
+  test("a token of the earlier clear format (YGS1) issued with the same key still verifies until it expires", () => {
+    // built as the previous version issued it: base64url(payload) + HMAC tag, keys derived from the payload
+    const hmac = (label: string, data: string) => new Bun.CryptoHasher("sha256", KEY).update(label + "\n" + data).digest();
+    const payload = Buffer.from(JSON.stringify({ sub: "old", iat: NOW / 1000, exp: NOW / 1000 + 600, jti: "j", claims: { team: "a" } })).toString("base64url");
+    const token = "YGS1." + payload + "." + Buffer.from(hmac("token", payload)).toString("base64url");
+    const b32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let acc = 0, bits = 0, akid = "ASIA";
+    for (const b of hmac("akid", payload)) {
+      acc = (acc << 8) | b;
+      bits += 8;
+      while (bits >= 5 && akid.length < 20) { akid += b32[(acc >>> (bits - 5)) & 31]; bits -= 5; }
+      acc &= (1 << bits) - 1;
+      if (akid.length >= 20) break;
+    }
+    expect(verifySessionToken(KEY, akid, token, NOW + 1000)).toMatchObject({ subject: "old", claims: { team: "a" } });
+    expect(verifySessionToken(KEY, akid, token, NOW + 700_000)).toMatchObject({ code: "ExpiredToken" });
   });
 
   test("a session key shorter than 32 bytes is a configuration error", () => {
@@ -86,13 +116,18 @@ describe("verifySessionToken", () => {
     expect(verifySessionToken("z".repeat(40), c.accessKeyId, c.sessionToken, NOW)).toMatchObject({ code: "InvalidToken", status: 400 });
   });
 
-  test("a token with its payload edited (longer expiry, other subject) → InvalidToken", () => {
+  test("a token with its payload edited (a flipped byte of the sealed payload, or a clear payload of one's own under either prefix) → InvalidToken", () => {
     const c = issue();
     const [prefix, payload, tag] = c.sessionToken.split(".");
-    const body = JSON.parse(Buffer.from(payload, "base64url").toString());
-    for (const edit of [{ exp: body.exp + 86400 }, { sub: "root" }, { claims: { team: "admin" } }]) {
-      const forged = Buffer.from(JSON.stringify({ ...body, ...edit })).toString("base64url");
-      expect(verifySessionToken(KEY, c.accessKeyId, `${prefix}.${forged}.${tag}`, NOW)).toMatchObject({ code: "InvalidToken" });
+    const bytes = Buffer.from(payload!, "base64url");
+    for (const at of [0, 12, bytes.byteLength - 1]) {
+      const flipped = Buffer.from(bytes);
+      flipped[at]! ^= 1;
+      expect(verifySessionToken(KEY, c.accessKeyId, `${prefix}.${flipped.toString("base64url")}.${tag}`, NOW)).toMatchObject({ code: "InvalidToken" });
+    }
+    for (const body of [{ sub: "root", iat: NOW / 1000, exp: NOW / 1000 + 86400, jti: "j", claims: { team: "admin" } }]) {
+      const forged = Buffer.from(JSON.stringify(body)).toString("base64url");
+      for (const p of ["YGS1", "YGS2"]) expect(verifySessionToken(KEY, c.accessKeyId, `${p}.${forged}.${tag}`, NOW)).toMatchObject({ code: "InvalidToken" });
     }
   });
 
@@ -107,7 +142,7 @@ describe("verifySessionToken", () => {
 
   test("garbage tokens → InvalidToken without throwing", () => {
     const c = issue();
-    for (const t of ["", "YGS1.", "YGS1..", "nope", c.sessionToken + "x", c.sessionToken.slice(0, -1), "YGS1.!!!." + "a".repeat(43), "YGS1.a." + "a".repeat(43), "YGS1." + "a".repeat(5000)]) {
+    for (const t of ["", "YGS1.", "YGS1..", "YGS2.", "YGS2..", "nope", c.sessionToken + "x", c.sessionToken.slice(0, -1), "YGS1.!!!." + "a".repeat(43), "YGS1.a." + "a".repeat(43), "YGS2.a." + "a".repeat(43), "YGS1." + "a".repeat(5000), c.sessionToken.replace("YGS2.", "YGS1.")]) {
       expect(verifySessionToken(KEY, c.accessKeyId, t, NOW)).toMatchObject({ code: "InvalidToken", status: 400 });
     }
   });
