@@ -523,6 +523,10 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
         const r = await rawRequest(env.port, lines("PUT /up/limits/nodecoded.bin HTTP/1.1", req.headers), [req.body]);
         expect(r.status).toBe(411);
         expect(r.body).toContain("<Code>MissingContentLength</Code>");
+        // an aws-chunked upload with neither Content-Length nor Transfer-Encoding has no body at all
+        const bare = chunkedRequest({ mode: "STREAMING-UNSIGNED-PAYLOAD-TRAILER", host: host(), path: "/up/limits/nobody.bin", payload: bytesOf(1000), chunkSize: 8192, trailer: ["x-amz-checksum-crc32", crc32(bytesOf(1000))], contentLength: false });
+        const none = await rawRequest(env.port, lines("PUT /up/limits/nobody.bin HTTP/1.1", bare.headers), []);
+        expect([none.status, /<Code>(\w+)/.exec(none.body)?.[1]]).toEqual([411, "MissingContentLength"]);
         expect(env.upstreamCalls()).toEqual([]);
       },
       T,

@@ -149,6 +149,8 @@ export function prepareUploadBody(req: Request, payload: PayloadInfo, maxBytes: 
   const decodedLength = lengthHeader(headers, "x-amz-decoded-content-length");
   if (decodedLength === undefined) return fail(s3Error("MissingContentLength", "You must provide the x-amz-decoded-content-length header with an aws-chunked body."));
   if (decodedLength > maxBytes) return tooLarge(decodedLength, maxBytes);
+  // Neither Content-Length nor Transfer-Encoding: HTTP says there is no body at all (S3: 411).
+  if (headers.get("content-length") === null && headers.get("transfer-encoding") === null) return fail(s3Error("MissingContentLength"));
   const source = req.body;
   if (source === null) return fail(s3Error("IncompleteBody"));
   const trailer = headers.get("x-amz-trailer");
