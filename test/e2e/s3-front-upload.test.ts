@@ -456,9 +456,13 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
     const payload = bytesOf(300_000, 11);
 
     test(
-      "STREAMING-UNSIGNED-PAYLOAD-TRAILER without Content-Length (Transfer-Encoding: chunked, small chunks, as the SDKs stream): stored byte-exact",
+      "STREAMING-UNSIGNED-PAYLOAD-TRAILER without Content-Length (Transfer-Encoding: chunked, as the SDKs stream): stored byte-exact; a chunk under 8 KiB but the last is S3's 403 InvalidChunkSizeError",
       async () => {
-        const req = chunkedRequest({ mode: "STREAMING-UNSIGNED-PAYLOAD-TRAILER", host: host(), path: "/up/chunked/unsigned.bin", payload, chunkSize: 1000, trailer: ["x-amz-checksum-crc32", crc32(payload)], contentLength: false });
+        const small = chunkedRequest({ mode: "STREAMING-UNSIGNED-PAYLOAD-TRAILER", host: host(), path: "/up/chunked/small.bin", payload, chunkSize: 1000, trailer: ["x-amz-checksum-crc32", crc32(payload)], contentLength: false });
+        const refused = await fetch(`${env.endpoint}/up/chunked/small.bin`, { method: "PUT", headers: small.headers, body: new Blob([small.body]).stream(), duplex: "half" } as RequestInit);
+        expect([refused.status, /<Code>(\w+)/.exec(await refused.text())?.[1]]).toEqual([403, "InvalidChunkSizeError"]);
+        expect(await env.s3.exists("up", "chunked/small.bin")).toBe(false);
+        const req = chunkedRequest({ mode: "STREAMING-UNSIGNED-PAYLOAD-TRAILER", host: host(), path: "/up/chunked/unsigned.bin", payload, chunkSize: 8192, trailer: ["x-amz-checksum-crc32", crc32(payload)], contentLength: false });
         const res = await fetch(`${env.endpoint}/up/chunked/unsigned.bin`, { method: "PUT", headers: req.headers, body: new Blob([req.body]).stream(), duplex: "half" } as RequestInit);
         expect(res.status).toBe(200);
         expect(sha256((await stored("chunked/unsigned.bin"))!)).toBe(sha256(payload));

@@ -25,7 +25,7 @@ export const S3_ERRORS = {
   InternalError: { status: 500, message: "We encountered an internal error. Please try again." },
   InvalidAccessKeyId: { status: 403, message: "The AWS Access Key Id you provided does not exist in our records." },
   InvalidArgument: { status: 400, message: "Invalid Argument" },
-  InvalidChunkSizeError: { status: 400, message: "Only the last chunk is allowed to have a size less than 8192 bytes" },
+  InvalidChunkSizeError: { status: 403, message: "Only the last chunk is allowed to have a size less than 8192 bytes" },
   InvalidBucketName: { status: 400, message: "The specified bucket is not valid." },
   InvalidDigest: { status: 400, message: "The Content-MD5 you specified is not valid." },
   InvalidObjectState: { status: 403, message: "The operation is not valid for the current state of the object." },

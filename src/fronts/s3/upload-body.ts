@@ -77,6 +77,8 @@ const STREAMING: Record<string, StreamingMode> = {
   "streaming-unsigned-trailer": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
 };
 const LENGTH = /^\d{1,16}$/;
+/** S3's smallest aws-chunked chunk but the last. */
+const MIN_CHUNK_BYTES = 8192;
 /** Placeholder body of a small upload not read yet (readSmallBody replaces the arguments). */
 const EMPTY = new Uint8Array(0);
 
@@ -156,7 +158,10 @@ export function prepareUploadBody(req: Request, payload: PayloadInfo, maxBytes: 
   const trailer = headers.get("x-amz-trailer");
   let decoded: ReturnType<typeof decodeAwsChunked>;
   try {
-    decoded = decodeAwsChunked(source, { mode: streaming, signing: payload.signing, decodedContentLength: decodedLength, trailer, expect: exp });
+    // S3 refuses a chunk under 8 KiB that is not the last, in every streaming mode (403
+    // InvalidChunkSizeError, as the SDKs' issue reports show): a client that passes here then
+    // passes there, and a body cannot be cut into per-byte HMACs.
+    decoded = decodeAwsChunked(source, { mode: streaming, signing: payload.signing, decodedContentLength: decodedLength, trailer, expect: exp, minChunkSize: MIN_CHUNK_BYTES });
   } catch (e) {
     if (isPayloadError(e)) return fail(payloadS3Error(e));
     throw e;

@@ -151,7 +151,7 @@ export class ChunkedDecoder implements Stage {
       throw new PayloadError("InvalidRequest", "chunk-too-large", `An aws-chunked chunk is larger than ${this.cfg.maxChunkSize} bytes.`);
     }
     if (size > 0 && this.lastSize >= 0 && this.lastSize < this.cfg.minChunkSize) {
-      throw new PayloadError("InvalidRequest", "chunk-too-small", `Only the last chunk is allowed to have a size less than ${this.cfg.minChunkSize} bytes`);
+      throw new PayloadError("InvalidChunkSizeError", "chunk-too-small", `Only the last chunk is allowed to have a size less than ${this.cfg.minChunkSize} bytes`);
     }
     if (this.decoded + size > this.cfg.decodedLength) {
       throw new PayloadError("InvalidRequest", "too-long", "The aws-chunked body holds more bytes than x-amz-decoded-content-length.");

@@ -17,6 +17,7 @@ export type PayloadErrorCode =
   | "XAmzContentSHA256Mismatch"
   | "InvalidDigest"
   | "IncompleteBody"
+  | "InvalidChunkSizeError"
   | "InvalidRequest";
 
 export type PayloadErrorReason =
@@ -40,6 +41,8 @@ const STATUS: Record<PayloadErrorCode, number> = {
   XAmzContentSHA256Mismatch: 400,
   InvalidDigest: 400,
   IncompleteBody: 400,
+  // S3's answer to a signed chunk under 8 KiB that is not the last (as the SDKs' reports show it)
+  InvalidChunkSizeError: 403,
   InvalidRequest: 400,
 };
 

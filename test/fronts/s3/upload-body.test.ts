@@ -21,7 +21,9 @@ const bytes = (n: number) => Uint8Array.from({ length: n }, (_, i) => (i * 7) & 
 /** A PUT as Bun.serve hands it over; `length: null` sends no Content-Length. */
 function request(body: Uint8Array, headers: Record<string, string>, length: number | null = body.byteLength): Request {
   const h = new Headers(headers);
+  // (without a length, a body on the wire is chunked: the listener gives the header as received)
   if (length !== null) h.set("content-length", String(length));
+  else h.set("transfer-encoding", "chunked");
   // A stream body, so no length is inferred from it.
   return new Request("http://proxy/b/k", { method: "PUT", headers: h, body: new Blob([body]).stream(), duplex: "half" } as RequestInit);
 }
@@ -95,7 +97,7 @@ describe("what goes upstream", () => {
 
   test("a trailer mode is re-framed as STREAMING-UNSIGNED-PAYLOAD-TRAILER with the same algorithm and an exact length, which decodes back to the payload", async () => {
     const payload = bytes(600_000);
-    const framed = buildAwsChunkedBody(payload, { chunkSize: 1000, trailers: [["x-amz-checksum-crc32", crc32(payload)]] }).body;
+    const framed = buildAwsChunkedBody(payload, { chunkSize: 8192, trailers: [["x-amz-checksum-crc32", crc32(payload)]] }).body;
     const p = prepareUploadBody(
       request(framed, { "content-encoding": "aws-chunked", "x-amz-decoded-content-length": String(payload.byteLength), "x-amz-trailer": "x-amz-checksum-crc32" }, null),
       TRAILER,
@@ -109,6 +111,17 @@ describe("what goes upstream", () => {
     const back = decodeAwsChunked(new Blob([out]).stream(), { mode: "STREAMING-UNSIGNED-PAYLOAD-TRAILER", decodedContentLength: payload.byteLength, trailer: "x-amz-checksum-crc32", minChunkSize: 8192 });
     expect(new Uint8Array(await new Response(back.stream).arrayBuffer())).toEqual(payload);
     await p.finished;
+  });
+
+  test("a chunk under 8 KiB that is not the last is S3's 403 InvalidChunkSizeError; the last may be small", async () => {
+    const payload = bytes(20_000);
+    const headers = { "content-encoding": "aws-chunked", "x-amz-decoded-content-length": String(payload.byteLength), "x-amz-trailer": "x-amz-checksum-crc32" };
+    const small = buildAwsChunkedBody(payload, { chunkSize: 1000, trailers: [["x-amz-checksum-crc32", crc32(payload)]] }).body;
+    const p = prepareUploadBody(request(small, headers, null), TRAILER, 100_000);
+    expect(await drain(p.args.body)).toBeInstanceOf(Error);
+    expect(await bodyFailure(p)).toMatchObject({ code: "InvalidChunkSizeError", status: 403 });
+    const ok = buildAwsChunkedBody(payload, { chunkSize: 8192, trailers: [["x-amz-checksum-crc32", crc32(payload)]] }).body; // 8192, 8192, 3616
+    expect(await drain(prepareUploadBody(request(ok, headers, null), TRAILER, 100_000).args.body)).not.toBeInstanceOf(Error);
   });
 
   test("a wrong trailer checksum fails the stream with BadDigest; a body that ends early with IncompleteBody", async () => {
@@ -126,7 +139,7 @@ describe("what goes upstream", () => {
 
   test("reframe: false (XML bodies the front reads itself): the decoded payload, Content-Length = the decoded length", async () => {
     const payload = new TextEncoder().encode("<Delete><Object><Key>k</Key></Object></Delete>");
-    const framed = buildAwsChunkedBody(payload, { chunkSize: 10, trailers: [["x-amz-checksum-crc32", crc32(payload)]] }).body;
+    const framed = buildAwsChunkedBody(payload, { chunkSize: 8192, trailers: [["x-amz-checksum-crc32", crc32(payload)]] }).body;
     const p = prepareUploadBody(
       request(framed, { "content-encoding": "aws-chunked", "x-amz-decoded-content-length": String(payload.byteLength), "x-amz-trailer": "x-amz-checksum-crc32" }, null),
       TRAILER,
