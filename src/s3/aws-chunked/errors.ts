@@ -18,6 +18,7 @@ export type PayloadErrorCode =
   | "InvalidDigest"
   | "IncompleteBody"
   | "InvalidChunkSizeError"
+  | "RequestTimeout"
   | "InvalidRequest";
 
 export type PayloadErrorReason =
@@ -33,6 +34,7 @@ export type PayloadErrorReason =
   | "framing" // malformed aws-chunked framing
   | "chunk-too-large"
   | "chunk-too-small"
+  | "idle" // the source stopped sending for SOURCE_IDLE_MS
   | "trailer"; // malformed, missing or undeclared trailer
 
 const STATUS: Record<PayloadErrorCode, number> = {
@@ -43,6 +45,8 @@ const STATUS: Record<PayloadErrorCode, number> = {
   IncompleteBody: 400,
   // S3's answer to a signed chunk under 8 KiB that is not the last (as the SDKs' reports show it)
   InvalidChunkSizeError: 403,
+  // the client stopped sending mid-body (pump.ts SOURCE_IDLE_MS)
+  RequestTimeout: 400,
   InvalidRequest: 400,
 };
 

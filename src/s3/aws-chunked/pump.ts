@@ -30,7 +30,16 @@ export interface Piped {
   finished: Promise<void>;
 }
 
-export function pipeStage(source: ReadableStream<Uint8Array>, stage: Stage, hold: HoldBack): Piped {
+/**
+ * The longest the source may keep a read waiting (a client that stopped sending mid-body): S3 ends
+ * such an upload with 400 RequestTimeout after about 20 s. Only a pending read counts: while the
+ * consumer (the upstream) is slow, nothing is read and nothing is timed.
+ */
+export const SOURCE_IDLE_MS = 20_000;
+
+const idleError = () => new PayloadError("RequestTimeout", "idle", "Your socket connection to the server was not read from or written to within the timeout period. Idle connections will be closed.");
+
+export function pipeStage(source: ReadableStream<Uint8Array>, stage: Stage, hold: HoldBack, idleMs = SOURCE_IDLE_MS): Piped {
   let resolve!: () => void;
   let reject!: (err: unknown) => void;
   const finished = new Promise<void>((res, rej) => {
@@ -93,12 +102,16 @@ export function pipeStage(source: ReadableStream<Uint8Array>, stage: Stage, hold
         if (over) return;
         for (;;) {
           let r: Awaited<ReturnType<typeof reader.read>>;
+          let timer: ReturnType<typeof setTimeout> | undefined;
           try {
-            r = await reader.read();
+            const read = reader.read();
+            r = await Promise.race([read, new Promise<never>((_, rej) => (timer = setTimeout(() => rej(idleError()), idleMs)))]);
           } catch (err) {
             const e = err instanceof PayloadError ? err : truncatedError(err);
             fail(e);
             throw e; // errors the output stream
+          } finally {
+            clearTimeout(timer);
           }
           try {
             if (r.done) {
