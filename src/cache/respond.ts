@@ -116,7 +116,8 @@ export function respondFromObject(
     const r = parseRange(range, obj.size);
     if (r.kind !== "none" && ifRangeAllows(reqHeaders.get("if-range"), { etag: obj.headers.etag, lastModified: obj.headers["last-modified"] })) {
       if (r.kind === "unsatisfiable") {
-        throw new ProxyError("RangeNotSatisfiable", { headers: { "content-range": unsatisfiedRange(obj.size) } });
+        // (X-Cache as on every answer from a cached object)
+        throw new ProxyError("RangeNotSatisfiable", { headers: { "content-range": unsatisfiedRange(obj.size), "x-cache": status } });
       }
       const h = rangeHeaders(obj, age, status, r.start, r.end);
       return new Response(isGet ? obj.body.slice(r.start, r.end + 1) : null, { status: 206, headers: h });

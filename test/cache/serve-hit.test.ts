@@ -117,7 +117,7 @@ describe("Range from a cached body", () => {
       const err = await serve({ range: spec }).catch((e) => e);
       expect(err).toBeInstanceOf(ProxyError);
       expect(err.status).toBe(416);
-      expect(err.headers).toEqual({ "content-range": "bytes */1000" });
+      expect(err.headers).toEqual({ "content-range": "bytes */1000", "x-cache": "HIT" });
     }
   });
 
