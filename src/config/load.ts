@@ -188,7 +188,8 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
   const report = (issues: ConfigIssue[]) => fail(issues.sort((a, b) => (a.line ?? 0) - (b.line ?? 0)));
   if (!parsed.success) {
     const unknown: PathSegment[][] = [];
-    let onlyUnknownKeys = true;
+    // The values the schema refused (a wrong type, a bad value): left out for the second pass.
+    const refused: PathSegment[][] = [];
     for (const i of parsed.error.issues) {
       const path = i.path.filter((s): s is PathSegment => typeof s !== "symbol");
       if (i.code === "unrecognized_keys") {
@@ -199,7 +200,7 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
         }
         continue;
       }
-      onlyUnknownKeys = false;
+      if (path.length > 0) refused.push(path);
       // An unquoted ${VAR} whose value reads as a number or boolean: the variable, never its value.
       const typedVar = i.code === "invalid_type" && i.expected === "string" ? y.typedVars.get(formatPath(path)) : undefined;
       if (typedVar !== undefined) {
@@ -208,17 +209,19 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
       }
       found.push({ path, message: zodMessage(i, raw) });
     }
-    // Only unknown keys: the rest is checked as if they were not there, so their report also
-    // lists what the semantic checks would say next (a duplicate prefix, a short secret...).
-    if (onlyUnknownKeys) {
-      const without = withoutKeys(raw, unknown);
+    // The rest is checked as if the unknown keys and the refused values were not there (a refused
+    // value with a default takes it), so the report also lists what the semantic checks would
+    // say next (a duplicate prefix, a short secret...). When leaving them out still fails (a
+    // required value was refused), those checks wait for the next run.
+    {
+      const without = withoutKeys(raw, [...unknown, ...refused]);
       const again = ConfigSchema.safeParse(without);
       if (again.success) {
         // Not about a value already reported (an unset ${VAR} left as written is no short
         // secret), nor inside a list entry holding an unknown key (`param_name` explains the
         // missing `name` beside it).
         const reported = new Set(found.map((f) => formatPath(f.path)));
-        const holders = new Set(unknown.filter((p) => typeof p.at(-2) === "number").map((p) => formatPath(p.slice(0, -1))));
+        const holders = new Set([...unknown, ...refused].filter((p) => typeof p.at(-2) === "number").map((p) => formatPath(p.slice(0, -1))));
         const covered = (path: PathSegment[]) => reported.has(formatPath(path)) || path.some((_, k) => holders.has(formatPath(path.slice(0, k))));
         for (const i of validateConfig(again.data, { baseDir }).issues) if (!covered(i.path)) found.push(i);
       }

@@ -62,6 +62,15 @@ describe("where a problem is reported", () => {
     expect(list.map((i) => [i.path, i.line])).toEqual([["server.adress", 2]]);
   });
 
+  test("every problem in one report: a value of the wrong type does not hide what the checks after it find either", () => {
+    const got = issues(`server: { port: abc }\njwt: { enabled: true, secret: "short" }\n${B}  - name: c\n    path_prefix: /b\n    s3: { bucket: bkt2, endpoint: "http://127.0.0.1:9000" }\n`);
+    expect(got.map((i) => [i.path, i.line])).toEqual([
+      ["server.port", 1],
+      ["jwt.secret", 2],
+      ["buckets[1].path_prefix", 8],
+    ]);
+  });
+
   test("every problem in one report, in file order: an unknown key does not hide what the checks after it find", () => {
     const got = issues(`server:\n  adress: 127.0.0.1\n${B}  - name: c\n    path_prefix: /b\n    s3: { bucket: bkt2, endpoint: "http://127.0.0.1:9000" }\n`);
     expect(got.map((i) => [i.path, i.line])).toEqual([
