@@ -13,7 +13,8 @@ import type { App } from "../app.ts";
 import { ProxyError } from "../errors.ts";
 import type { Runtime } from "../runtime.ts";
 
-function json(status: number, body: unknown): Response {
+/** A JSON answer with its Content-Length (the control plane's answers are small documents). */
+export function json(status: number, body: unknown): Response {
   const text = JSON.stringify(body);
   return new Response(text, { status, headers: { "content-type": "application/json", "cache-control": "no-store", "content-length": String(Buffer.byteLength(text)) } });
 }

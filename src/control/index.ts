@@ -11,40 +11,45 @@ import { guard } from "../proxy/phases/guard.ts";
 import type { Front } from "../proxy/runner.ts";
 import { normalizePath } from "../router.ts";
 import { handleAdmin } from "./admin.ts";
+import { json } from "./admin.ts";
+import { mapAnswer } from "../http/map-answer.ts";
 import { readinessOf } from "./ready.ts";
 
 export { isControlTarget } from "./paths.ts";
 
-/** A JSON answer with its Content-Length (a HEAD gets the GET's, no body); the access log counts its bytes. */
-function json(ctx: RequestContext, status: number, body: unknown): Response {
-  const text = JSON.stringify(body);
-  const length = Buffer.byteLength(text);
-  if (ctx.method !== "HEAD") ctx.bytes = length;
-  return new Response(ctx.method === "HEAD" ? null : text, { status, headers: { "content-type": "application/json", "cache-control": "no-store", "content-length": String(length) } });
+/** A HEAD gets the GET's headers (Content-Length included) without the body. */
+function answer(ctx: RequestContext, res: Response): Response {
+  return ctx.method === "HEAD" ? new Response(null, res) : res;
+}
+
+/** The access log counts the bytes of every control answer (all carry their Content-Length). */
+function counted(ctx: RequestContext, res: Response): Response {
+  if (ctx.method !== "HEAD") ctx.bytes = Number(res.headers.get("content-length") ?? 0);
+  return res;
 }
 
 function control(ctx: RequestContext): Response | Promise<Response> {
+  return mapAnswer(controlAnswer(ctx), (res) => counted(ctx, res));
+}
+
+function controlAnswer(ctx: RequestContext): Response | Promise<Response> {
   const p = (ctx.path = normalizePath(ctx.rawPath));
   const app = ctx.svc as App;
   if (p === "/health") {
     ctx.bucketName = "_health";
-    return json(ctx, app.draining ? 503 : 200, { status: app.draining ? "draining" : "ok" });
+    return answer(ctx, json(app.draining ? 503 : 200, { status: app.draining ? "draining" : "ok" }));
   }
   if (p === "/ready") {
     ctx.bucketName = "_health";
     const r = readinessOf(ctx.rt, app.draining, app.cache);
-    return json(ctx, r.ready ? 200 : 503, r);
+    return answer(ctx, json(r.ready ? 200 : 503, r));
   }
   if (p === "/metrics") {
     ctx.bucketName = "_metrics";
     throw new ProxyError("NotFound", { detail: "Metrics are served on the separate metrics listener (metrics.address:metrics.port)" });
   }
   ctx.bucketName = "_admin";
-  return handleAdmin(app, ctx.rt, ctx.req, p).then((res) => {
-    // (the admin API's answers are small JSON documents with their length)
-    if (ctx.method !== "HEAD") ctx.bytes = Number(res.headers.get("content-length") ?? 0);
-    return res;
-  });
+  return handleAdmin(app, ctx.rt, ctx.req, p);
 }
 
 export const controlFront: Front = {

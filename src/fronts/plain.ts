@@ -20,6 +20,7 @@
  */
 import type { Claims } from "../auth/rules.ts";
 import { privateCacheControl } from "../http/headers.ts";
+import { mapAnswer } from "../http/map-answer.ts";
 import { ClaimRuleRefusal, ProxyError, toProxyError } from "../errors.ts";
 import type { AuthResult } from "../observe/metrics.ts";
 import { isWriteAction, type RequestContext } from "../proxy/context.ts";
@@ -123,7 +124,7 @@ export function serve(ctx: RequestContext): Response | Promise<Response> {
     if (ctx.action === "s3:ListBucket") return serveListing(ctx);
     const res = serveObject(ctx);
     if (!ctx.bucket!.authRequired) return res;
-    return res instanceof Response ? privately(res) : res.then(privately);
+    return mapAnswer(res, privately);
   }
   if (method === "PUT") return servePut(ctx);
   if (method === "DELETE") return serveDelete(ctx);

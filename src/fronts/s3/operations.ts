@@ -8,6 +8,7 @@
  */
 import type { RequestContext } from "../../proxy/context.ts";
 import { forwardRequestHeaders } from "../../http/headers.ts";
+import { mapAnswer } from "../../http/map-answer.ts";
 import { respond, serveObject } from "../../proxy/phases/object.ts";
 import { getBucketVersioning, getObjectAttributes as getAttributesUpstream, getObjectDirect as getDirectUpstream } from "../../s3/operations/index.ts";
 import { errorOf, MAX_RESULT_BODY, readCapped, relayError, tryParse } from "./relay.ts";
@@ -203,7 +204,7 @@ export async function getObjectDirect(ctx: RequestContext, overrides: ReadonlyAr
 export function getObject(ctx: RequestContext, overrides: ReadonlyArray<readonly [string, string]>): Response | Promise<Response> {
   const out = serveObject(ctx);
   if (overrides.length === 0) return out;
-  return out instanceof Response ? applyOverrides(out, overrides) : out.then((r) => applyOverrides(r, overrides));
+  return mapAnswer(out, (r) => applyOverrides(r, overrides));
 }
 
 /** The attributes GetObjectAttributes may ask for (x-amz-object-attributes), as S3 names them. */

@@ -14,6 +14,7 @@ import { bufferUpstreamBody } from "../../http/body-policy.ts";
 import { ifRangeAllows } from "../../http/conditional.ts";
 import { forwardRequestHeaders, keepPassedResponseHeaders, passResponseHeaders } from "../../http/headers.ts";
 import { isOwnedBytes } from "../../http/owned-response.ts";
+import { mapAnswer } from "../../http/map-answer.ts";
 import { errorFromResponse } from "../../s3/errors.ts";
 import type { RequestContext } from "../context.ts";
 import { meteredBody } from "../deliver.ts";
@@ -22,8 +23,7 @@ type ObjectMethod = "GET" | "HEAD";
 
 export function serveObject(ctx: RequestContext): Response | Promise<Response> {
   if (!ctx.bucket!.sandboxed) return serveObjectAsStored(ctx);
-  const res = serveObjectAsStored(ctx);
-  return res instanceof Response ? sandboxed(res) : res.then(sandboxed);
+  return mapAnswer(serveObjectAsStored(ctx), sandboxed);
 }
 
 /**
