@@ -11,7 +11,7 @@
  * `#`, `: ` or a newline cannot change the YAML's structure, and a `${VAR}` inside a comment
  * is never required.
  */
-import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument, type Document, type Node } from "yaml";
+import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument, Parser, type Document, type Node } from "yaml";
 import { formatPath, type PathSegment } from "./path.ts";
 
 export interface PathIssue {
@@ -82,6 +82,36 @@ function substituteScalar(node: { value: unknown; type?: string }, env: Record<s
 }
 
 /**
+ * The last flow collection ("{", "[") or quoted scalar of the text that is never closed, from the
+ * yaml package's concrete syntax tree, or undefined. An explicit stack: nesting depth is bounded
+ * only by the file size cap.
+ */
+function unclosedAt(text: string): { offset: number; what: string } | undefined {
+  let found: { offset: number; what: string } | undefined;
+  const stack: unknown[] = [...new Parser().parse(text)];
+  while (stack.length > 0) {
+    const t = stack.pop();
+    if (t === null || typeof t !== "object") continue;
+    if (Array.isArray(t)) {
+      stack.push(...t);
+      continue;
+    }
+    const tok = t as { type?: string; offset?: number; source?: string; start?: { source?: string }; end?: Array<{ type?: string }> };
+    if (typeof tok.offset === "number" && (found === undefined || tok.offset > found.offset)) {
+      if (tok.type === "flow-collection" && !(tok.end ?? []).some((x) => x.type === "flow-map-end" || x.type === "flow-seq-end")) {
+        found = { offset: tok.offset, what: `'${tok.start?.source ?? "{"}'` };
+      } else if ((tok.type === "double-quoted-scalar" || tok.type === "single-quoted-scalar") && typeof tok.source === "string") {
+        const q = tok.source[0]!;
+        const body = tok.source.trimEnd();
+        if (body.length < 2 || !body.endsWith(q) || (q === '"' && /(^|[^\\])(\\\\)*\\"$/.test(body))) found = { offset: tok.offset, what: `quote (${q})` };
+      }
+    }
+    for (const v of Object.values(tok)) if (v !== null && typeof v === "object") stack.push(v);
+  }
+  return found;
+}
+
+/**
  * Parses YAML text. YAML syntax errors are returned as `syntax` (with lines); otherwise the
  * document comes back with ${VAR}s substituted and every duplicate key and missing variable listed.
  */
@@ -90,11 +120,19 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
   const doc = parseDocument(text, { lineCounter: counter, prettyErrors: true, uniqueKeys: false });
   if (doc.errors.length > 0) {
     // After the first few, YAML errors are mostly a cascade of the first: list 10 and count the rest.
-    const syntax: PathIssue[] = doc.errors.slice(0, 10).map((e) => ({
-      path: [],
-      message: `invalid YAML: ${e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "")}`,
-      line: e.linePos?.[0]?.line,
-    }));
+    const end = text.trimEnd().length;
+    const syntax: PathIssue[] = doc.errors.slice(0, 10).map((e) => {
+      const message = `invalid YAML: ${e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "")}`;
+      // An error found at the end of the file (a bracket or quote never closed) is reported where
+      // that bracket or quote was opened, not on a line past the last one.
+      const atEnd = e.pos[0] >= end;
+      const opened = atEnd || /end with an? [}\]]|Missing closing/.test(message) ? unclosedAt(text) : undefined;
+      if (opened !== undefined) {
+        const at = counter.linePos(opened.offset).line;
+        return { path: [], message: `${message} (the ${opened.what} opened on line ${at} is never closed)`, line: atEnd ? at : e.linePos?.[0]?.line };
+      }
+      return { path: [], message, line: e.linePos?.[0]?.line };
+    });
     if (doc.errors.length > 10) syntax.push({ path: [], message: `invalid YAML: ${doc.errors.length - 10} more errors not listed` });
     return { syntax };
   }

@@ -90,6 +90,29 @@ describe("parseConfig", () => {
     expect(got[0].line).toBe(4);
   });
 
+  // An unclosed bracket or quote is found at the end of the file: the report names the line where
+  // it was opened, never a line past the last one.
+  for (const [name, text, line, what] of [
+    ["a flow map never closed", "server:\n  port: 1\nbuckets:\n  - name: a\n    s3: { bucket: b, region: r\n", 5, "'{'"],
+    ["a flow sequence never closed", "server:\n  port: 1\nbuckets: [\n", 3, "'['"],
+    ['a double quote never closed', 'server:\n  address: "127.0.0.1\n  port: 1\n', 2, 'quote (")'],
+    ["a single quote never closed", "server:\n  address: 'it''s\n", 2, "quote (')"],
+    ['an escaped double quote is no closing one', 'a: "x\\"\n', 1, 'quote (")'],
+  ] as const) {
+    test(`malformed YAML: ${name} is reported on the line it was opened`, () => {
+      const got = issues(text);
+      expect(got[0].message).toStartWith("invalid YAML");
+      expect(got[0].message).toContain(`the ${what} opened on line ${line} is never closed`);
+      expect(got[0].line).toBe(line);
+    });
+  }
+
+  test("malformed YAML: an error inside the file keeps its line and names the bracket never closed", () => {
+    const got = issues("server: {\n  port: 8080,\n  address: x\n\nbuckets: []\n");
+    expect(got[0].line).toBe(5);
+    expect(got[0].message).toContain("the '{' opened on line 1 is never closed");
+  });
+
   test("a duplicate path_prefix is rejected", () => {
     const y = B + `  - name: c\n    path_prefix: /b/\n    s3: { bucket: bkt2 }\n`;
     expect(issues(y)).toEqual([{ path: "buckets[1].path_prefix", message: "duplicate path_prefix '/b' (also buckets[0])", line: 6 }]);
