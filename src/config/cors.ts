@@ -5,7 +5,7 @@
  *     allowed_origins: [https://app.example.com]      # exact origins, or "*" alone
  *     allowed_methods: [GET, HEAD, PUT, POST, DELETE]  # default [GET, HEAD]
  *     allowed_headers: [authorization, content-type]   # request headers a preflight may ask for; "*" = any
- *     expose_headers: [ETag]                           # response headers scripts may read (default [ETag])
+ *     expose_headers: [ETag]                           # response headers scripts may read (default: ETag and the checksums, DEFAULT_EXPOSE)
  *     max_age: 600                                     # seconds a browser may cache a preflight
  *
  * Values are normalized here (origins and header names lower-case), so the request path compares
@@ -31,18 +31,38 @@ const headerName = z
   .transform((s) => s.toLowerCase())
   .refine((s) => s === "*" || TOKEN.test(s), "must be a header name or \"*\"");
 
+const methods = z
+  .array(z.string().transform((s) => s.toUpperCase()).pipe(z.enum(CORS_METHODS, { error: () => `unknown method; use ${CORS_METHODS.join(", ")}` })))
+  .min(1, "list at least one method");
+
+/**
+ * What scripts may read by default: the ETag, and the checksums S3 returns for a part or an
+ * object. A browser multipart upload needs both: the 2025 AWS SDKs (lib-storage's Upload) create
+ * the upload with a CRC32 checksum and must send each part's checksum, read from the UploadPart
+ * answer, in CompleteMultipartUpload (S3 refuses the completion without them).
+ */
+export const DEFAULT_EXPOSE = ["etag", "x-amz-checksum-crc32", "x-amz-checksum-crc32c", "x-amz-checksum-crc64nvme", "x-amz-checksum-sha1", "x-amz-checksum-sha256", "x-amz-checksum-type", "x-amz-version-id"] as const;
+
 export const CorsSchema = z.strictObject({
   allowed_origins: z
     .array(origin)
     .min(1, "list at least one origin")
     .refine((a) => !a.includes("*") || a.length === 1, '"*" allows every origin: list it alone'),
-  allowed_methods: z
-    .array(z.string().transform((s) => s.toUpperCase()).pipe(z.enum(CORS_METHODS, { error: () => `unknown method; use ${CORS_METHODS.join(", ")}` })))
-    .min(1, "list at least one method")
-    .default(["GET", "HEAD"]),
+  allowed_methods: methods.default(["GET", "HEAD"]),
   allowed_headers: z.array(headerName).default([]),
-  expose_headers: z.array(headerName.refine((s) => s !== "*", "list the header names to expose")).default(["etag"]),
+  expose_headers: z.array(headerName.refine((s) => s !== "*", "list the header names to expose")).default([...DEFAULT_EXPOSE]),
   /** Chromium caps a preflight's cache at 2 hours, Firefox at 24. */
   max_age: z.number().int().min(0).max(86400).default(600),
 });
 export type CorsConfig = z.infer<typeof CorsSchema>;
+
+/**
+ * `s3_api.sts.cors`: which browser origins may call AssumeRoleWithWebIdentity (POST / on the S3
+ * listener), so that a page holding a JWT can get temporary credentials and run an AWS SDK in the
+ * browser (multipart uploads through the S3 front). The same keys as a bucket's cors; methods
+ * default to POST, the only one STS takes.
+ */
+export const StsCorsSchema = CorsSchema.extend({
+  allowed_methods: methods.default(["POST"]).refine((m) => m.includes("POST"), "AssumeRoleWithWebIdentity is a POST: list POST"),
+  expose_headers: CorsSchema.shape.expose_headers.default([]),
+});

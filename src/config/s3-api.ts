@@ -19,6 +19,7 @@
  */
 import { z } from "zod";
 import type { PathSegment } from "./path.ts";
+import { StsCorsSchema } from "./cors.ts";
 
 const nonEmpty = z.string().min(1, "must not be empty");
 
@@ -61,6 +62,8 @@ export const S3StsSchema = z.strictObject({
   session_key: z.string().optional(),
   /** STS allows 900..43200 seconds per session. */
   max_session_seconds: z.number().int().min(900).max(43200).default(3600),
+  /** Browser origins that may call AssumeRoleWithWebIdentity (config/cors.ts StsCorsSchema). */
+  cors: StsCorsSchema.optional(),
 });
 
 /** s3_api.form_upload_buffer_mib's default. */
@@ -135,6 +138,7 @@ export function validateS3Api(cfg: Whole, main: { host: string; port: number }, 
   });
 
   const sts = s.sts;
+  if (sts !== undefined && !sts.enabled && sts.cors !== undefined) issues.push({ path: at("sts", "cors"), message: "has no effect while sts is disabled (sts.enabled: false)" });
   if (sts?.enabled) {
     if (!sts.session_key) issues.push({ path: at("sts", "session_key"), message: `required when sts is enabled (at least ${MIN_SESSION_KEY_BYTES} bytes, the same on every replica)` });
     else if (Buffer.byteLength(sts.session_key) < MIN_SESSION_KEY_BYTES) issues.push({ path: at("sts", "session_key"), message: `must be at least ${MIN_SESSION_KEY_BYTES} bytes` });
@@ -147,7 +151,8 @@ export function summarizeS3Api(s: S3ApiConfig | undefined, https: boolean): stri
   if (!s || !s.enabled) return ["s3 api      off"];
   const style = s.domain ? `path + virtual-hosted (*.${s.domain})` : "path-style";
   const lines = [`s3 api      ${https ? "https" : "http"}://${s.address}:${s.port}  region=${s.region} ${style} max_skew=${s.max_clock_skew_seconds}s${s.engine ? ` engine=${s.engine}` : ""}`];
-  const sts = s.sts?.enabled ? `on (session_key ${s.sts.session_key ? "set" : "NOT set"}, max ${s.sts.max_session_seconds}s)` : "off";
+  const stsCors = s.sts?.cors ? `, cors ${s.sts.cors.allowed_origins.join(" ")}` : "";
+  const sts = s.sts?.enabled ? `on (session_key ${s.sts.session_key ? "set" : "NOT set"}, max ${s.sts.max_session_seconds}s${stsCors})` : "off";
   lines.push(`  sts: ${sts}; ${s.credentials.length} credential${s.credentials.length === 1 ? "" : "s"}`);
   for (const c of s.credentials) {
     const grants = Object.entries(c.buckets).map(([b, p]) => `${b}:${[...new Set(p)].join("+")}`).join(" ");

@@ -32,10 +32,18 @@ function s3BucketCors(ctx: RequestContext): CorsConfig | undefined {
   const decoded = decodeComponent(ctx.rawPath);
   if (decoded === undefined) return undefined;
   const { bucket } = address(decoded, bucketFromHost(ctx.req.headers.get("host"), api.domain));
-  if (bucket === "" || !S3_FRONT_BUCKET_NAME.test(bucket)) return undefined;
+  // The service itself: AssumeRoleWithWebIdentity (POST /) takes s3_api.sts.cors.
+  if (bucket === "") return ctx.method === "POST" || ctx.method === "OPTIONS" ? stsCors(ctx) : undefined;
+  if (!S3_FRONT_BUCKET_NAME.test(bucket)) return undefined;
   const b = ctx.rt.buckets.get(bucket);
   if (b?.cfg.cors !== undefined) ctx.bucketName = b.name;
   return b?.cfg.cors;
+}
+
+/** s3_api.sts.cors when STS is on. */
+export function stsCors(ctx: RequestContext): CorsConfig | undefined {
+  const sts = ctx.rt.config.s3_api?.sts;
+  return sts?.enabled ? sts.cors : undefined;
 }
 
 export const plainCors = (front: () => Front): Phase => corsPhase(front, plainBucketCors);

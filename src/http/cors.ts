@@ -148,11 +148,11 @@ export function corsPhase(front: () => Front, bucketCors: (ctx: RequestContext) 
 
 const corsBuckets = new WeakMap<Runtime, boolean>();
 
-/** Whether any bucket of this configuration has CORS (else a request without Origin skips the lookup). */
+/** Whether any bucket (or the STS endpoint) of this configuration has CORS (else a request without Origin skips the lookup). */
 function anyCors(rt: Runtime): boolean {
   let any = corsBuckets.get(rt);
   if (any === undefined) {
-    any = [...rt.buckets.values()].some((b) => b.cfg.cors !== undefined);
+    any = [...rt.buckets.values()].some((b) => b.cfg.cors !== undefined) || (rt.config.s3_api?.sts?.enabled === true && rt.config.s3_api.sts.cors !== undefined);
     corsBuckets.set(rt, any);
   }
   return any;

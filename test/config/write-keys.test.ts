@@ -27,13 +27,13 @@ function issues(y: string): Array<Pick<ConfigIssue, "path" | "message">> {
 }
 
 describe("buckets[].cors", () => {
-  test("defaults and normalization: origins and header names lower-case, methods upper-case, ETag exposed, max_age 600", () => {
+  test("defaults and normalization: origins and header names lower-case, methods upper-case, ETag and the checksums exposed, max_age 600", () => {
     const c = parseConfig(yaml("    cors: { allowed_origins: [HTTPS://App.Example.com:8443], allowed_methods: [get, put], allowed_headers: [Authorization] }\n"), { env: {} });
     expect(c.buckets[0]!.cors).toEqual({
       allowed_origins: ["https://app.example.com:8443"],
       allowed_methods: ["GET", "PUT"],
       allowed_headers: ["authorization"],
-      expose_headers: ["etag"],
+      expose_headers: ["etag", "x-amz-checksum-crc32", "x-amz-checksum-crc32c", "x-amz-checksum-crc64nvme", "x-amz-checksum-sha1", "x-amz-checksum-sha256", "x-amz-checksum-type", "x-amz-version-id"],
       max_age: 600,
     });
     expect(parseConfig(yaml(""), { env: {} }).buckets[0]!.cors).toBeUndefined();

@@ -48,6 +48,8 @@ export interface WriteEnvOptions {
   /** Start the S3 listener (with STS unless `sts: false`). */
   s3Api?: boolean;
   sts?: boolean;
+  /** Extra keys of the `sts:` flow map ("cors: { … }"). */
+  stsExtra?: string;
   /** Extra YAML under s3_api (indented by 2). */
   s3Extra?: string;
 }
@@ -69,7 +71,7 @@ export function writeYaml(endpoint: string, o: WriteEnvOptions, s3Port = 0): str
   enabled: true
   address: 127.0.0.1
   port: ${s3Port}
-${o.sts === false ? "" : `  sts: { enabled: true, session_key: "${STS_KEY}" }\n`}${o.s3Extra ?? ""}`
+${o.sts === false ? "" : `  sts: { enabled: true, session_key: "${STS_KEY}"${o.stsExtra ? `, ${o.stsExtra}` : ""} }\n`}${o.s3Extra ?? ""}`
     : "";
   return `server:
   address: 127.0.0.1

@@ -57,7 +57,7 @@ describe("withCorsHeaders", () => {
   test("an allowed origin gets Allow-Origin, Expose-Headers and Vary: Origin added to an existing Vary", () => {
     const res = withCorsHeaders(new Response("x", { headers: { vary: "Accept" } }), app, "https://app.example.com");
     expect(res.headers.get("access-control-allow-origin")).toBe("https://app.example.com");
-    expect(res.headers.get("access-control-expose-headers")).toBe("etag");
+    expect(res.headers.get("access-control-expose-headers")).toBe("etag, x-amz-checksum-crc32, x-amz-checksum-crc32c, x-amz-checksum-crc64nvme, x-amz-checksum-sha1, x-amz-checksum-sha256, x-amz-checksum-type, x-amz-version-id");
     expect(res.headers.get("vary")).toBe("Accept, Origin");
     expect(res.headers.get("access-control-allow-credentials")).toBeNull();
   });
