@@ -11,6 +11,8 @@
  *   when it reconnects; if it missed more than the stream holds, it drops its local layers whole.
  * - While Redis is unreachable, purges are applied locally and queued (bounded; past the bound,
  *   everything under the prefix is purged on return), then replayed and published when it is back.
+ *   A purge Redis refuses while reachable (a full Redis with noeviction refuses XADD) is still
+ *   PUBLISHed to the replicas connected now, logged, queued, and retried on a timer.
  * - A fill that started before a purge on another replica may send its SET just after that
  *   replica's UNLINK: writes of the last few seconds are deleted again when an invalidation that
  *   covers them arrives (this connection orders that DEL after the SET).
@@ -40,6 +42,9 @@ const PENDING_LIMIT = 1000;
 const RECENT_MS = 10_000;
 const RECENT_LIMIT = 10_000;
 const SCAN_COUNT = "1000";
+/** Retry backoff of purges Redis refused while connected. */
+const REPLAY_MIN_MS = 250;
+const REPLAY_MAX_MS = 10_000;
 
 const noop = () => {};
 
@@ -71,12 +76,18 @@ export class RedisLayer implements CacheLayer {
   private handler: ((inv: RemoteInvalidation) => void) | undefined;
   private maxItemBytes: number;
   private corrupt = 0;
+  private readonly log: LinkLogger | undefined;
+  /** Purges refused while the link is up: retried on this timer (refused). */
+  private refusing = false;
+  private replayTimer: ReturnType<typeof setTimeout> | undefined;
+  private replayDelayMs = REPLAY_MIN_MS;
 
   constructor(opts: RedisLayerOptions) {
     this.objPrefix = opts.keyPrefix + "obj:";
     this.channel = opts.keyPrefix + "invalidate";
     this.stream = opts.keyPrefix + "invalidations";
     this.maxItemBytes = opts.maxItemBytes;
+    this.log = opts.log;
     this.link = new RedisLink({
       url: opts.url,
       connectTimeoutMs: opts.connectTimeoutMs,
@@ -155,19 +166,50 @@ export class RedisLayer implements CacheLayer {
   }
 
   close(): void {
+    clearTimeout(this.replayTimer);
     this.link.close();
   }
 
-  /** Deletes from Redis and announces it; queued for later when Redis can't be reached. Returns keys deleted. */
+  /**
+   * Deletes from Redis and announces it; queued for later when Redis can't be reached or refuses
+   * (a full Redis with maxmemory-policy noeviction refuses XADD: "OOM command not allowed").
+   * Returns keys deleted.
+   */
   private async invalidate(inv: RemoteInvalidation): Promise<number> {
+    let n = 0;
     try {
-      const n = await this.removeFromRedis(inv);
+      n = await this.removeFromRedis(inv);
       await this.announce(inv);
       return n;
-    } catch {
+    } catch (err) {
       this.enqueue(inv);
-      return 0;
+      this.refused(err);
+      return n;
     }
+  }
+
+  /**
+   * A purge Redis did not take although the link is up (an error reply, not a lost connection:
+   * those are replayed when the link comes back, resync): logged once per streak, retried on a
+   * timer with backoff until Redis takes the queue.
+   */
+  private refused(err: unknown): void {
+    if (!this.link.up) return;
+    if (!this.refusing) {
+      this.refusing = true;
+      this.log?.warn("redis cache layer refused a purge: queued and retried until it is taken (other replicas may serve the purged object meanwhile)", {
+        reason: (err instanceof Error ? err.message : String(err)).slice(0, 200),
+      });
+    }
+    if (this.replayTimer !== undefined) return;
+    const delay = this.replayDelayMs;
+    this.replayDelayMs = Math.min(delay * 2, REPLAY_MAX_MS);
+    this.replayTimer = setTimeout(() => {
+      this.replayTimer = undefined;
+      // (down meanwhile: the reconnection's resync replays the queue)
+      if (this.link.up) this.replayPending().catch((e) => this.refused(e));
+    }, delay);
+    this.replayTimer.unref?.();
   }
 
   private async removeFromRedis(inv: RemoteInvalidation): Promise<number> {
@@ -185,7 +227,15 @@ export class RedisLayer implements CacheLayer {
 
   private async announce(inv: RemoteInvalidation): Promise<void> {
     const value = inv.kind === "key" ? inv.key : inv.prefix;
-    const id = String(await this.link.run("XADD", (c) => c.send("XADD", [this.stream, "MAXLEN", "~", String(STREAM_MAXLEN), "*", "o", this.origin, "k", inv.kind, "v", value])));
+    let id: string;
+    try {
+      id = String(await this.link.run("XADD", (c) => c.send("XADD", [this.stream, "MAXLEN", "~", String(STREAM_MAXLEN), "*", "o", this.origin, "k", inv.kind, "v", value])));
+    } catch (err) {
+      // The stream refused it (a full Redis refuses XADD, not PUBLISH): the replicas connected now
+      // still hear of it at once; the caller queues it for the stream, for those that are not.
+      await this.link.run("PUBLISH", (c) => c.publish(this.channel, JSON.stringify({ o: this.origin, k: inv.kind, v: value }))).catch(noop);
+      throw err;
+    }
     this.seen(id);
     await this.link.run("PUBLISH", (c) => c.publish(this.channel, JSON.stringify({ id, o: this.origin, k: inv.kind, v: value })));
   }
@@ -260,6 +310,11 @@ export class RedisLayer implements CacheLayer {
       }
       this.lastSeen = last;
     }
+    await this.replayPending();
+  }
+
+  /** Our own queued purges, deleted and announced in order; what Redis does not take stays queued. */
+  private async replayPending(): Promise<void> {
     const queued = this.pendingOverflow ? [{ kind: "prefix", prefix: "" } as RemoteInvalidation] : this.pending;
     this.pending = [];
     this.pendingOverflow = false;
@@ -268,9 +323,14 @@ export class RedisLayer implements CacheLayer {
         await this.removeFromRedis(queued[i]!);
         await this.announce(queued[i]!);
       } catch (err) {
-        for (const inv of queued.slice(i)) this.enqueue(inv); // Redis went away again: next time
+        for (const inv of queued.slice(i)) this.enqueue(inv); // Redis went away again, or refuses: next time
         throw err;
       }
+    }
+    if (this.refusing && this.pending.length === 0 && !this.pendingOverflow) {
+      this.refusing = false;
+      this.replayDelayMs = REPLAY_MIN_MS;
+      this.log?.info("redis cache layer took the queued purges");
     }
   }
 }

@@ -235,6 +235,40 @@ describe("failure is not an outage", () => {
     }
   });
 
+  test("a purge a full Redis refuses (maxmemory + noeviction) still reaches the connected replicas, is logged, and is written to the stream once Redis takes writes again", async () => {
+    await using own = await startRedis();
+    const admin = new RedisClient(own.url);
+    await admin.connect();
+    try {
+      const prefix = "full:";
+      const log = captureLog();
+      const aMemory = new MemoryLayer(1 << 20, 1 << 20);
+      const bMemory = new MemoryLayer(1 << 20, 1 << 20);
+      const a = new Cache([aMemory, await layer({ url: own.url, prefix, log })]);
+      const b = new Cache([bMemory, await layer({ url: own.url, prefix })]);
+      for (const c of [a, b]) c.put(fresh("b/1", 10));
+      await waitFor(() => admin.exists(prefix + "obj:b/1"));
+      // Fill Redis past a small maxmemory, then refuse writes.
+      for (let i = 0; i < 40; i++) await admin.set(`junk:${i}`, "x".repeat(64 * 1024));
+      await admin.send("CONFIG", ["SET", "maxmemory-policy", "noeviction"]);
+      await admin.send("CONFIG", ["SET", "maxmemory", "1mb"]);
+      await expect(admin.send("XADD", [prefix + "probe", "*", "a", "b"])).rejects.toThrow(/OOM/);
+
+      await a.purgeObject("b", "1");
+      expect(aMemory.peek("b/1")).toBeUndefined();
+      await waitFor(() => bMemory.peek("b/1") === undefined, { timeoutMs: 2000, message: "the refused purge to reach B anyway" });
+      expect(await admin.exists(prefix + "obj:b/1")).toBe(false); // (DEL is allowed when full)
+      expect(log.lines.some((l) => l.level === "warn" && /refused a purge/.test(l.msg) && /OOM/.test(String(l.fields?.reason)))).toBe(true);
+      expect(Number(await admin.send("XLEN", [prefix + "invalidations"]))).toBe(0);
+
+      await admin.send("CONFIG", ["SET", "maxmemory", "0"]);
+      await waitFor(async () => Number(await admin.send("XLEN", [prefix + "invalidations"])) === 1, { timeoutMs: 5000, message: "the queued purge to reach the stream" });
+      await waitFor(() => log.lines.some((l) => /took the queued purges/.test(l.msg)), { message: "the recovery to be logged" });
+    } finally {
+      admin.close();
+    }
+  });
+
   test("a replica cut off while others purge catches up from the invalidation stream when it reconnects", async () => {
     const prefix = "catchup:";
     const relay = await tcpRelay(redis.port);
