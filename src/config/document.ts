@@ -55,6 +55,17 @@ function shortKey(k: string): string {
   return k.length > 60 ? `${k.slice(0, 57)}...` : k;
 }
 
+/** What YAML could read as a number or a boolean (1.2 core schema, as the yaml package's default). */
+const SCALAR_RE = /^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|0x[0-9a-fA-F]+|0o[0-7]+|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)|true|True|TRUE|false|False|FALSE)$/;
+
+function parseYamlScalar(text: string): unknown {
+  try {
+    return parseYaml(text);
+  } catch {
+    return text;
+  }
+}
+
 /**
  * Replaces ${VAR} and ${VAR:-default} in one string scalar. An UNQUOTED scalar that is exactly
  * one placeholder takes the YAML type of its value (`port: ${PORT}` → a number); quoted scalars
@@ -73,7 +84,10 @@ function substituteScalar(node: { value: unknown; type?: string }, env: Record<s
     return whole;
   });
   if (!failed && node.type === "PLAIN" && WHOLE_RE.test(text)) {
-    const value: unknown = parseYaml(replaced);
+    // Only a number or a boolean is adopted; anything else stays the string it is. The value is
+    // never parsed as YAML text that could fail: a parse error would quote it, and it may be a
+    // secret (`secret_key: ${SK}` with SK = "[abc…").
+    const value: unknown = SCALAR_RE.test(replaced.trim()) ? parseYamlScalar(replaced) : replaced;
     if (typeof value === "number" || typeof value === "boolean") {
       node.value = value;
       typed?.(/^\$\{([A-Za-z_][A-Za-z0-9_]*)/.exec(text)![1]!);

@@ -78,6 +78,21 @@ describe("parseConfig", () => {
     expect(typed).toEqual([{ path: "jwt.secret", message: '${NUM_SECRET} was written without quotes and its value reads as a number or boolean: write "${NUM_SECRET}" (quoted) to keep it a string', line: 2 }]);
   });
 
+  test("an unquoted ${VAR} whose value is not valid YAML on its own stays that string: never parsed, never echoed in an error", () => {
+    const yaml = `server:\n  port: \${PORT}\nbuckets:\n  - name: b\n    path_prefix: /b\n    s3:\n      bucket: bkt\n      access_key: AKIAEXAMPLE\n      secret_key: \${SK}\n`;
+    for (const secret of ["[TopSecretabc", "{x", '"x', "%x", "@x", "*x", "!x", "&x", "|x", ">x", "a: b", "- x", "# x", "`x"]) {
+      let c;
+      try {
+        c = parseConfig(yaml, { env: { SK: secret, PORT: "8089" } });
+      } catch (e) {
+        expect(String((e as Error).message)).not.toContain(secret.slice(1));
+        throw e;
+      }
+      expect(c.buckets[0].s3.secret_key).toBe(secret);
+      expect(c.server.port).toBe(8089); // (a number still takes its type)
+    }
+  });
+
   test("an unknown key names its full path", () => {
     const got = issues(B.replace(' }', ", bogus: 1 }"));
     expect(got).toEqual([{ path: "buckets[0].s3.bogus", message: "unknown key 'bogus'", line: 4 }]);
