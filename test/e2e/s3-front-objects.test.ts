@@ -267,6 +267,17 @@ describe("OPA with the S3 action, virtual-hosted style, ListBuckets owner", () =
     expect(open.status).toBe(200);
     expect((opa.requests.at(-1)!.body as any).input).toMatchObject({ action: "s3:ListBucket", key: "open/" });
     await open.arrayBuffer();
+    // A repeated prefix is refused before anything is decided or listed: S3 lists the first one,
+    // and the authorizer must never be asked about another (`prefix=&prefix=open/` listed the
+    // whole bucket after an allow for open/).
+    env.mark();
+    for (const query of [{ "list-type": "2", prefix: ["", "open/"] }, { prefix: ["closed/", "open/"] }, { "list-type": ["2", "2"], prefix: "open/" }]) {
+      const twice = await signedFetch(env, { path: "/data/", query });
+      const text = await twice.text();
+      expect([twice.status, /<Code>(\w+)/.exec(text)?.[1]]).toEqual([400, "InvalidArgument"]);
+      expect(text).toMatch(/The (prefix|list-type) parameter may appear only once/);
+    }
+    expect(env.upstreamCalls()).toEqual([]);
   });
 
   test("virtual-hosted style: <bucket>.s3.test names the bucket, the path is the key", async () => {

@@ -160,6 +160,11 @@ export function s3Parse(ctx: RequestContext): undefined {
     // The authorizer is asked about the prefix a listing names, as the plain front asks about the
     // folder it lists (a policy can then allow listing some prefixes only): the key of the
     // listing's s3:ListBucket (s3:ListBucketVersions, s3:ListBucketMultipartUploads) is its prefix.
+    // A parameter given twice is refused: the authorizer must be asked about exactly the prefix
+    // the upstream lists (S3 reads the first `prefix=`; checking another one let
+    // `?prefix=&prefix=pub/` list the whole bucket under a policy that allows `pub/` only).
+    const repeated = repeatedParameter(v.query);
+    if (repeated !== undefined) return fail(s3Error("InvalidArgument", `The ${repeated.slice(0, 64)} parameter may appear only once in a listing.`, { ArgumentName: repeated.slice(0, 64) }));
     let prefix = "";
     for (const [k, val] of v.query) if (k === "prefix") prefix = val;
     ctx.key = prefix;
@@ -196,6 +201,15 @@ function withHoistedHeaders(headers: Headers, query: ReadonlyArray<readonly [str
     (out ??= new Headers(headers)).append(name, v);
   }
   return out ?? headers;
+}
+
+/** The first parameter name that appears more than once, or undefined. */
+function repeatedParameter(query: ReadonlyArray<readonly [string, string]>): string | undefined {
+  for (let i = 1; i < query.length; i++) {
+    const k = query[i]![0];
+    for (let j = 0; j < i; j++) if (query[j]![0] === k) return k;
+  }
+  return undefined;
 }
 
 /** The bucket listings (their authorizer key is the prefix). */
