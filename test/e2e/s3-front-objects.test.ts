@@ -271,7 +271,7 @@ describe("OPA with the S3 action, virtual-hosted style, ListBuckets owner", () =
     // and the authorizer must never be asked about another (`prefix=&prefix=open/` listed the
     // whole bucket after an allow for open/).
     env.mark();
-    for (const query of [{ "list-type": "2", prefix: ["", "open/"] }, { prefix: ["closed/", "open/"] }, { "list-type": ["2", "2"], prefix: "open/" }]) {
+    for (const query of [{ "list-type": "2", prefix: ["", "open/"] }, { prefix: ["closed/", "open/"] }, { "list-type": ["2", "2"], prefix: "open/" }] as Record<string, string | string[]>[]) {
       const twice = await signedFetch(env, { path: "/data/", query });
       const text = await twice.text();
       expect([twice.status, /<Code>(\w+)/.exec(text)?.[1]]).toEqual([400, "InvalidArgument"]);
