@@ -16,10 +16,11 @@ import { backoffDelay, CircuitBreaker, isRetryableStatus } from "../limits/index
 import type { Metrics } from "../observe/metrics.ts";
 import { endClient, startAttempt } from "../observe/trace/client.ts";
 import type { Span } from "../observe/trace/span.ts";
-import { type Http1Pool, UpstreamConnectTimeoutError, UpstreamPools, UpstreamTimeoutError } from "./http1/index.ts";
+import { type Http1Pool, UpstreamConnectTimeoutError, UpstreamPools, UpstreamProtocolError, UpstreamTimeoutError } from "./http1/index.ts";
+import { markOwnedBytes } from "../http/owned-response.ts";
 import { RequestBodyError } from "./http1/index.ts";
 import { isFramedBody } from "../http/framed-body.ts";
-import { fetchFramed, fetchWithBody, prepareSend, type SendRequest } from "./send.ts";
+import { fetchFramed, fetchWithBody, framedTimeoutMs, prepareSend, type SendRequest } from "./send.ts";
 import { canonicalQuery, encodeS3Path, S3Signer } from "./sigv4.ts";
 import { readCapped } from "../http/read-capped.ts";
 import { CREDENTIAL_CODES, parseS3ErrorCode } from "./errors.ts";
@@ -115,6 +116,15 @@ export function poolSizeNote(buckets: readonly BucketConfig[]): string | undefin
 
 const DEFAULT_RETRY: RetryConfig = { max_attempts: 3, initial_backoff_ms: 100, max_backoff_ms: 1000 };
 
+/** The own client's default (pool.ts) when no server.buffer_threshold_bytes is passed. */
+const DEFAULT_BUFFER_BODY_UP_TO = 1024 * 1024;
+
+/** A response's Content-Length, or -1 when it has none or it is not a plain decimal. */
+function contentLengthOf(res: Response): number {
+  const v = res.headers.get("content-length");
+  return v !== null && /^\d{1,15}$/.test(v) ? Number(v) : -1;
+}
+
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) return reject(signal.reason);
@@ -145,6 +155,8 @@ export class BucketUpstream {
   private readonly signer: S3Signer | undefined;
   private readonly retry: RetryConfig;
   private readonly timeoutMs: number;
+  /** GET bodies up to this size are read whole inside the attempt (the own client's bufferBodyUpTo, on fetch too). */
+  private readonly bufferBodyUpTo: number;
   private readonly fetchImpl: typeof fetch;
   /** The keep-alive HTTP/1.1 pool, for plain-http endpoints with client "auto" (public: a reload keeps the pools in use). */
   readonly pool: Http1Pool | undefined;
@@ -171,6 +183,7 @@ export class BucketUpstream {
       : undefined;
     this.retry = s3.retry ?? DEFAULT_RETRY;
     this.timeoutMs = s3.timeout * 1000;
+    this.bufferBodyUpTo = deps.bufferBodyUpTo ?? DEFAULT_BUFFER_BODY_UP_TO;
     this.connectTimeoutMs = s3.connect_timeout * 1000;
     this.breaker = s3.circuit_breaker ? new CircuitBreaker(s3.circuit_breaker) : undefined;
     this.fetchImpl = deps.fetch ?? fetch;
@@ -395,15 +408,35 @@ export class BucketUpstream {
     // Given up by its deadline (abandonUpstream): the exchange, its body read included, is cut.
     if (timing.abandoned !== undefined) timeout.abort(timing.abandoned);
     else (timing.onAbandon ??= []).push(() => timeout.abort(timing.abandoned));
-    const timer = setTimeout(() => timeout.abort(new TimeoutError("upstream timeout")), this.timeoutMs);
+    let timer = setTimeout(() => timeout.abort(new TimeoutError("upstream timeout")), this.timeoutMs);
     try {
-      return await this.fetchImpl(url, {
+      const res = await this.fetchImpl(url, {
         method,
         headers,
         signal: timeout.signal,
         decompress: false,
         redirect: "manual",
       } as RequestInit);
+      const length = method === "GET" && (res.status === 200 || res.status === 206) ? contentLengthOf(res) : -1;
+      if (length < 0 || length > this.bufferBodyUpTo) return res;
+      // A body the object phase would read whole anyway is read here, inside the attempt, as the
+      // own client does: a body the upstream cuts or stalls before any byte reaches the client is
+      // then this attempt's failure (retried, failed over to another replica, counted by the
+      // breaker) instead of a 502 after the attempt succeeded. Bounded like an upload's body:
+      // s3.timeout plus the body at 16 KiB/s.
+      clearTimeout(timer);
+      timer = setTimeout(() => timeout.abort(new UpstreamTimeoutError("the upstream stalled while sending the object")), framedTimeoutMs(this.timeoutMs, length));
+      let body: ArrayBuffer;
+      try {
+        body = await res.arrayBuffer();
+      } catch (err) {
+        if (timeout.signal.aborted) throw timeout.signal.reason;
+        throw new UpstreamProtocolError(`the upstream connection failed while sending the object (${err instanceof Error ? err.name : "error"})`);
+      }
+      if (body.byteLength !== length) throw new UpstreamProtocolError(`the upstream sent ${body.byteLength} of the ${length} bytes it announced`);
+      const whole = new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+      markOwnedBytes(whole);
+      return whole;
     } catch (err) {
       if (timeout.signal.aborted && !clientSignal.aborted) throw timeout.signal.reason;
       throw err;

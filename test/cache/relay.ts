@@ -5,12 +5,15 @@
  *   const relay = await tcpRelay(redis.port);   // connect to 127.0.0.1:relay.port instead
  *   relay.cut();      // every relayed connection is closed; new ones are closed on accept
  *   relay.restore();  // connections are relayed again
+ *   relay.truncateResponses(1000);   // each connection's answer is cut after 1000 bytes (head included); undefined: whole
  *   relay.close();
  */
 import type { Socket } from "bun";
 
 interface Side {
   peer: Socket<Side> | undefined;
+  /** Upstream side: bytes relayed to the client so far. */
+  relayed: number;
   /** Bytes not yet accepted by this socket (written on drain). */
   out: Uint8Array[];
   /** Bytes for the peer before it exists. */
@@ -40,13 +43,14 @@ function flush(s: Socket<Side>): void {
 
 export async function tcpRelay(targetPort: number) {
   let isCut = false;
+  let truncateAt: number | undefined;
   const open = new Set<Socket<Side>>();
   const server = Bun.listen<Side>({
     hostname: "127.0.0.1",
     port: 0,
     socket: {
       open(client) {
-        client.data = { peer: undefined, out: [], early: [] };
+        client.data = { peer: undefined, out: [], early: [], relayed: 0 };
         if (isCut) {
           client.end();
           return;
@@ -57,14 +61,26 @@ export async function tcpRelay(targetPort: number) {
           port: targetPort,
           socket: {
             open(up) {
-              up.data = { peer: client, out: [], early: [] };
+              up.data = { peer: client, out: [], early: [], relayed: 0 };
               client.data.peer = up;
               open.add(up);
               for (const d of client.data.early) send(up, d);
               client.data.early = [];
             },
             data(up, d) {
-              send(client, new Uint8Array(d));
+              const bytes = new Uint8Array(d);
+              if (truncateAt === undefined) {
+                send(client, bytes);
+                return;
+              }
+              const room = truncateAt - up.data.relayed;
+              up.data.relayed += bytes.byteLength;
+              if (room > 0) send(client, room >= bytes.byteLength ? bytes : bytes.subarray(0, room));
+              if (up.data.relayed >= truncateAt) {
+                // cut both ways, as a connection reset mid-body would
+                client.end();
+                up.end();
+              }
             },
             drain: flush,
             close(up) {
@@ -100,6 +116,9 @@ export async function tcpRelay(targetPort: number) {
     },
     restore() {
       isCut = false;
+    },
+    truncateResponses(bytes: number | undefined) {
+      truncateAt = bytes;
     },
     close() {
       isCut = true;

@@ -1,0 +1,84 @@
+/**
+ * A body the upstream cuts before any byte of it reached the client is that replica's failure, on
+ * the fetch client too (https endpoints, AWS, `upstream_client: fetch`): the object phase reads a
+ * body up to buffer_threshold_bytes whole, and that read now happens inside the attempt, as the own
+ * client's does, so the next replica answers, the metrics count the primary's failure and its
+ * breaker can open. Before, the attempt "succeeded" at the response head and the client got 502.
+ *
+ * The primary is reached through a TCP relay that cuts each answer after 1000 bytes, head
+ * included, as a connection reset mid-body would (the S3 fixture answers with Content-Length).
+ */
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { tcpRelay } from "../cache/relay.ts";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { startProxy, type ProxyProcess } from "./harness.ts";
+
+setDefaultTimeout(30_000);
+
+const KEY = { accessKeyId: "AKIABODYFAILOVER0001", secretAccessKey: "body/failover/secret/EXAMPLE/0000000000" };
+let primary: S3Fixture;
+let secondary: S3Fixture;
+let relay: Awaited<ReturnType<typeof tcpRelay>>;
+let px: ProxyProcess;
+
+async function metric(series: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${px.metricsPort}/metrics`)).text();
+  for (const line of text.split("\n")) if (line.startsWith(series + " ")) return Number(line.slice(series.length + 1));
+  return 0;
+}
+
+const body = (c: string) => c.repeat(64 * 1024);
+
+beforeAll(async () => {
+  primary = await startS3Fixture({ buckets: [{ name: "p-bucket" }], credentials: [{ ...KEY, buckets: ["p-bucket"] }] });
+  secondary = await startS3Fixture({ buckets: [{ name: "s-bucket" }], credentials: [{ ...KEY, buckets: ["s-bucket"] }] });
+  await primary.put("p-bucket", "cut.bin", body("P"));
+  await secondary.put("s-bucket", "cut.bin", body("S"));
+  relay = await tcpRelay(Number(new URL(primary.endpoint).port));
+  const replica = (name: string, bucket: string, endpoint: string, priority: number) =>
+    `        - { name: ${name}, bucket: ${bucket}, region: us-east-1, endpoint: "${endpoint}", access_key: "${KEY.accessKeyId}", secret_key: "${KEY.secretAccessKey}", priority: ${priority} }\n`;
+  px = await startProxy(
+    `server: { address: 127.0.0.1, port: 0, upstream_client: fetch }\n` +
+      `metrics: { enabled: true, address: 127.0.0.1, port: 0 }\n` +
+      `buckets:\n  - name: products\n    path_prefix: /products\n    s3:\n` +
+      `      retry: { max_attempts: 2, initial_backoff_ms: 5, max_backoff_ms: 10 }\n` +
+      `      circuit_breaker: { failure_threshold: 3, success_threshold: 1, timeout_seconds: 30, half_open_max_requests: 1 }\n` +
+      `      replicas:\n` +
+      replica("primary", "p-bucket", `http://127.0.0.1:${relay.port}`, 1) +
+      replica("secondary", "s-bucket", secondary.endpoint, 2),
+  );
+});
+
+afterAll(async () => {
+  await px?.stop();
+  relay?.close();
+  await primary?.stop();
+  await secondary?.stop();
+});
+
+describe("a body cut mid-way on the fetch client", () => {
+  test("whole: the primary answers", async () => {
+    const res = await fetch(px.url("/products/cut.bin"));
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe(body("P"));
+  });
+
+  test("cut after 1000 bytes: the secondary answers every time, the primary's failures are counted, and its breaker opens", async () => {
+    const failures = 'yatagarasu_s3_replica_requests_total{bucket="products",replica="primary",result="failure"}';
+    const before = await metric(failures);
+    relay.truncateResponses(1000);
+    try {
+      for (let i = 0; i < 4; i++) {
+        const res = await fetch(px.url("/products/cut.bin"));
+        expect(res.status).toBe(200);
+        expect(await res.text()).toBe(body("S"));
+      }
+      // three failures open the breaker: the fourth request went straight to the secondary
+      expect(await metric(failures)).toBe(before + 3);
+      expect(await metric(`yatagarasu_s3_replica_circuit_breaker_state{bucket="products",replica="primary"}`)).toBe(1);
+      expect(await metric(`yatagarasu_s3_replica_requests_total{bucket="products",replica="primary",result="skipped"}`)).toBeGreaterThan(0);
+    } finally {
+      relay.truncateResponses(undefined);
+    }
+  });
+});
