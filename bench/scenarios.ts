@@ -176,6 +176,9 @@ export function proxyYaml(workers: number, originPort: number, level: "warn" | "
   port: $PORT
   workers: ${workers}
   max_concurrent_requests: 100000
+  # wrk's 64 connections all come from 127.0.0.1 (the 1 KiB PutObject scenario)
+  max_concurrent_uploads: 100000
+  max_concurrent_uploads_per_ip: 100000
 logging:
   level: ${level}
 jwt:

@@ -8,7 +8,7 @@
 import { applyCacheConfig, cacheRestartKey, createCache, registerCacheMetrics, type Cache } from "./cache/index.ts";
 import { ConfigError, loadConfigOffThread, type Config } from "./config/load.ts";
 import { readinessOf } from "./control/ready.ts";
-import { ByteBudget, ConcurrencyLimiter } from "./limits/index.ts";
+import { ByteBudget, ConcurrencyLimiter, UploadLimiter } from "./limits/index.ts";
 import { DEFAULT_FORM_UPLOAD_BUFFER_MIB } from "./config/s3-api.ts";
 import { createAuditTrail, type AuditTrail } from "./observe/audit.ts";
 import { createLogger, type Logger } from "./observe/log.ts";
@@ -29,6 +29,8 @@ export interface Services {
   readonly cache: Cache;
   readonly log: Logger;
   readonly concurrency: ConcurrencyLimiter;
+  /** Requests whose body is being received (server.max_concurrent_uploads[_per_ip]). */
+  readonly uploads: UploadLimiter;
   /** Bytes browser form uploads may hold in their part buffers together (s3_api.form_upload_buffer_mib). */
   readonly formBuffers: ByteBudget;
   readonly draining: boolean;
@@ -53,6 +55,11 @@ export interface AppOptions {
 }
 
 /** The form uploads' buffer budget of this process. */
+/** The upload caps of one process (a worker's share, as max_concurrent_requests). */
+function uploadCaps(c: Config, share = 1): [number, number] {
+  return [Math.max(1, Math.floor(c.server.max_concurrent_uploads / share)), c.server.max_concurrent_uploads_per_ip];
+}
+
 function formBufferBytes(c: Config): number {
   return (c.s3_api?.form_upload_buffer_mib ?? DEFAULT_FORM_UPLOAD_BUFFER_MIB) * 1024 * 1024;
 }
@@ -88,6 +95,7 @@ export class App implements Services {
   readonly cache: Cache;
   readonly log: Logger;
   readonly concurrency: ConcurrencyLimiter;
+  readonly uploads: UploadLimiter;
   readonly formBuffers: ByteBudget;
   draining = false;
   audit: AuditTrail | undefined;
@@ -108,6 +116,7 @@ export class App implements Services {
     this.cache = cache;
     this.log = log;
     this.concurrency = new ConcurrencyLimiter(Math.max(1, Math.floor(runtime.config.server.max_concurrent_requests / (opts.share ?? 1))));
+    this.uploads = new UploadLimiter(...uploadCaps(runtime.config, opts.share));
     this.formBuffers = new ByteBudget(formBufferBytes(runtime.config));
   }
 
@@ -187,6 +196,7 @@ export class App implements Services {
     this.log.reconfigure?.({ level: config.logging.level, format: config.logging.format });
     this.tracer?.configure(config.tracing);
     this.concurrency.max = Math.max(1, Math.floor(config.server.max_concurrent_requests / (this.opts.share ?? 1)));
+    [this.uploads.max, this.uploads.maxPerIp] = uploadCaps(config, this.opts.share);
     this.formBuffers.max = formBufferBytes(config);
     applyCacheConfig(this.cache, config.cache);
     const kept = new Set(config.buckets.map((b) => b.name));

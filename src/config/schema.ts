@@ -217,6 +217,14 @@ export const ServerSchema = z.strictObject({
   engine: z.enum(["bun", "node"]).default("bun"),
   workers: z.union([z.number().int().min(1).max(64), z.literal("auto")]).default(1),
   max_concurrent_requests: posInt.default(1000),
+  /**
+   * Requests whose body is being received (uploads: PUT and POST with a body), in all and per
+   * client address; beyond either, 503 (S3 front: SlowDown) with Retry-After. An upload holds an
+   * upstream connection from its head on; the default leaves half of fetch's 256 request slots to
+   * reads and readiness probes.
+   */
+  max_concurrent_uploads: posInt.default(128),
+  max_concurrent_uploads_per_ip: posInt.default(64),
   /** How often each bucket's upstream is probed in the background for /ready. */
   readiness_probe_interval_seconds: z.number().min(0.1).max(3600).default(5),
   trusted_proxies: z.array(nonEmpty).default([]),

@@ -22,3 +22,42 @@ export class ConcurrencyLimiter {
     return this.n;
   }
 }
+
+/**
+ * Caps the requests whose body is being received (server.max_concurrent_uploads, in all and per
+ * client address). A streamed upload holds an upstream connection (and, on fetch, one of its
+ * process-wide request slots) from its head on, whether or not its body arrives: without a cap of
+ * its own, a few hundred stalled upload heads took every slot, and reads and readiness probes
+ * waited behind them.
+ */
+export class UploadLimiter {
+  private n = 0;
+  private readonly perIp = new Map<string, number>();
+
+  constructor(
+    public max: number,
+    public maxPerIp: number,
+  ) {}
+
+  /** "ok", or which cap refused; an "ok" must be paired with exactly one `leave(ip)`. */
+  tryEnter(ip: string): "ok" | "uploads" | "uploads_per_ip" {
+    if (this.n >= this.max) return "uploads";
+    const mine = this.perIp.get(ip) ?? 0;
+    if (mine >= this.maxPerIp) return "uploads_per_ip";
+    this.n++;
+    this.perIp.set(ip, mine + 1);
+    return "ok";
+  }
+
+  leave(ip: string): void {
+    if (this.n > 0) this.n--;
+    const mine = this.perIp.get(ip);
+    if (mine === undefined) return;
+    if (mine <= 1) this.perIp.delete(ip);
+    else this.perIp.set(ip, mine - 1);
+  }
+
+  get inFlight(): number {
+    return this.n;
+  }
+}

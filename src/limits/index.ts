@@ -15,7 +15,7 @@ export {
   type StateChangeListener,
 } from "./circuit-breaker.ts";
 export { backoffDelay, isRetryableStatus } from "./retry.ts";
-export { ConcurrencyLimiter } from "./concurrency.ts";
+export { ConcurrencyLimiter, UploadLimiter } from "./concurrency.ts";
 export { ByteBudget } from "./byte-budget.ts";
 export { buildLimiter, limiterRedisUrl, type Limiter, type LimiterSource } from "./limiter.ts";
 export { RedisRateLimiter, type RedisLimiterOptions } from "./redis-limiter.ts";

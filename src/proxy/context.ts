@@ -88,6 +88,8 @@ export interface RequestContext {
 
   /** Holds an admission (concurrency) slot to release. */
   entered: boolean;
+  /** Holds an upload slot (server.max_concurrent_uploads) for this client address, to release. */
+  uploadSlot: string | undefined;
   /** True while a request body is streamed upstream: server.request_timeout waits for it (runner.ts). */
   uploading: boolean;
   /** A request body is being read whole before anything goes upstream: a deadline passing now is the client's (408 / S3's RequestTimeout), not the upstream's. */
@@ -159,6 +161,7 @@ export function createContext(svc: Services, front: string, req: Request, target
     subject: undefined,
     principal: "anonymous",
     entered: false,
+    uploadSlot: undefined,
     uploading: false,
     readingBody: false,
     timing: { upstreamMs: 0, attempts: 0, trace: span },

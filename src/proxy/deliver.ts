@@ -29,6 +29,7 @@ export function finish(ctx: RequestContext): void {
   ctx.streaming = false;
   const svc = ctx.svc;
   if (ctx.entered) svc.concurrency.leave();
+  if (ctx.uploadSlot !== undefined) svc.uploads.leave(ctx.uploadSlot);
   svc.metrics.inFlight(-1);
   svc.metrics.observeRequest(ctx.bucketName, ctx.method, ctx.status, ctx.ttfbMs / 1000, ctx.bytes);
   if (ctx.bodyError !== undefined) svc.metrics.bodyFailed(ctx.bucketName, ctx.bodyError);

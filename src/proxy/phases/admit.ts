@@ -1,5 +1,6 @@
 /**
- * Phase: admit. Needs the bucket (set by the front's routing). Concurrency cap (503), rate limits
+ * Phase: admit. Needs the bucket (set by the front's routing). Concurrency cap (503), the uploads
+ * cap (requests with a body, in all and per client address: 503), rate limits
  * (429: global, per bucket, per client address), the bucket's IP allow/block lists (403).
  * The admission slot is released by the logging step, when the body is done.
  */
@@ -15,6 +16,18 @@ export function admit(ctx: RequestContext): undefined | Promise<undefined> {
     throw new ProxyError("Overloaded", { headers: { "retry-after": "1" } });
   }
   ctx.entered = true;
+  if (carriesBody(ctx)) {
+    const ip = clientIp(ctx);
+    const r = svc.uploads.tryEnter(ip);
+    if (r !== "ok") {
+      svc.metrics.rateLimited(r);
+      throw new ProxyError("Overloaded", {
+        detail: r === "uploads" ? "Too many uploads in progress: try again shortly" : "Too many uploads in progress from your address: try again shortly",
+        headers: { "retry-after": "1" },
+      });
+    }
+    ctx.uploadSlot = ip;
+  }
   const limiter = ctx.rt.limiter;
   if (limiter) {
     const r = limiter.check(clientIp(ctx), ctx.bucketName);
@@ -24,6 +37,15 @@ export function admit(ctx: RequestContext): undefined | Promise<undefined> {
     return afterRate(ctx, r);
   }
   return filterIp(ctx);
+}
+
+/** A request whose body is still to be received: a PUT or POST announcing one (a length above 0, or chunked). */
+function carriesBody(ctx: RequestContext): boolean {
+  const m = ctx.method;
+  if (m !== "PUT" && m !== "POST" && m !== "PATCH") return false;
+  const h = ctx.req.headers;
+  const len = h.get("content-length");
+  return (len !== null && len.trim() !== "0") || h.has("transfer-encoding");
 }
 
 function afterRate(ctx: RequestContext, r: RateCheck): undefined {
