@@ -97,6 +97,8 @@ export function route(ctx: RequestContext): Response | undefined {
   ctx.bucketName = found.bucket.name;
   ctx.key = found.key;
   if ((found.key === "" || found.key.endsWith("/")) && found.bucket.cfg.listing.enabled) {
+    // (a folder longer than a key can be holds nothing: refused here, never listed upstream)
+    checkKeyLength(found.key);
     ctx.action = "s3:ListBucket";
     return undefined;
   }

@@ -159,6 +159,14 @@ describe("JSON listings", () => {
 });
 
 describe("access and errors", () => {
+  test("a folder longer than S3's 1024-byte keys → 400 KeyTooLong, never listed upstream (it can hold nothing)", async () => {
+    s3.resetLog();
+    const res = await fetch(px.url(`/files/${"a/".repeat(600)}`));
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: string }).error).toBe("KeyTooLong");
+    expect(listings()).toHaveLength(0);
+  });
+
   test("a bucket that requires a JWT refuses an anonymous listing (401) before S3 is asked, and lists with a token", async () => {
     s3.resetLog();
     const anon = await fetch(px.url("/priv/"));

@@ -229,6 +229,13 @@ describe("requests S3 refuses before any permission check", () => {
     expect(marker.code).toBe("NoSuchKey");
   });
 
+  test("a NUL in a key or a listing prefix → 400 InvalidArgument, nothing upstream (as the plain front refuses it; a store keeping keys as file names fails with a 5xx that counts against the breaker)", async () => {
+    const r = await refused(signed({ path: "/data/a%00b.txt" }), 400, "InvalidArgument", /NUL character/);
+    expect(r.body).toContain("<ArgumentName>key</ArgumentName>");
+    await refused(signed({ method: "PUT", path: "/data/nul%00.txt", body: "x" }), 400, "InvalidArgument", /NUL character/);
+    await refused(signed({ path: "/data", query: { "list-type": "2", prefix: "a\u0000" } }), 400, "InvalidArgument", /NUL character/);
+  });
+
   test("a HEAD error has the status and no body", async () => {
     env.mark();
     const res = await fetch(env.endpoint + "/private/secret.txt", { method: "HEAD" });

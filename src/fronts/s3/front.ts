@@ -167,6 +167,7 @@ export function s3Parse(ctx: RequestContext): undefined {
     if (repeated !== undefined) return fail(s3Error("InvalidArgument", `The ${repeated.slice(0, 64)} parameter may appear only once in a listing.`, { ArgumentName: repeated.slice(0, 64) }));
     let prefix = "";
     for (const [k, val] of v.query) if (k === "prefix") prefix = val;
+    if (prefix.includes("\0")) return fail(s3Error("InvalidArgument", "A prefix with a NUL character is not served by this proxy.", { ArgumentName: "prefix" }));
     ctx.key = prefix;
   }
   let overrides: ReadonlyArray<readonly [string, string]> = NO_PARAMETERS;

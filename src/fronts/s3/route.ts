@@ -127,6 +127,8 @@ export function address(decodedPath: string, hostBucket: string | undefined): Ad
  * Why the proxy does not serve `key`, or undefined. Refused, on every operation that names a key
  * (the request's, a copy source's, a DeleteObjects entry's, a form's):
  * - a "." or ".." segment, as on the plain front (see README);
+ * - a NUL character, as on the plain front (stores that keep keys as file names fail on it, with a
+ *   5xx that would count against the bucket's circuit breaker);
  * - an empty segment (a leading "/", or "//"): S3 itself keeps "/a" and "a" apart, but stores that
  *   normalize paths (s3rver, some gateways) would write or read another key than the one the
  *   grants and the authorizer were asked about (`PUT //ro/x` checked as "/ro/x", stored as
@@ -134,6 +136,7 @@ export function address(decodedPath: string, hostBucket: string | undefined): Ad
  */
 export function keyRefusal(key: string): string | undefined {
   if (hasDotSegment(key)) return "Object keys with '.' or '..' path segments are not served by this proxy.";
+  if (key.includes("\0")) return "Object keys with a NUL character are not served by this proxy.";
   if (key.charCodeAt(0) === 47 || key.includes("//")) return "Object keys with an empty path segment (a leading '/' or '//') are not served by this proxy.";
   return undefined;
 }
