@@ -31,3 +31,10 @@ test("a PutObject body that stops half-way (client still connected) → 400 Requ
   expect(env.upstreamCalls()).toEqual([]);
   expect(await env.s3.exists("up", "stalled.bin")).toBe(false);
 });
+
+test("an STS form body that stops half-way → STS's 400 RequestTimeout (not a retryable 503)", async () => {
+  const reply = await rawRequest(env.port, lines("POST / HTTP/1.1", { host: `127.0.0.1:${env.port}`, "content-type": "application/x-www-form-urlencoded", "content-length": "2000" }), [new TextEncoder().encode("Action=AssumeRoleWithWebIdentity&")], { timeoutMs: 15_000 });
+  expect(reply.status).toBe(400);
+  expect(reply.body).toContain("<ErrorResponse");
+  expect(reply.body).toContain("<Code>RequestTimeout</Code>");
+});

@@ -325,7 +325,7 @@ export function s3Operate(ctx: RequestContext): Response | Promise<Response> {
 
 /** A shared phase's error (rate limit, overload) on the STS endpoint, in STS's dialect. */
 function stsFailure(e: S3Error, ctx: RequestContext): Response {
-  const code = e.status === 403 ? "AccessDenied" : e.status >= 500 ? "ServiceUnavailable" : "InvalidParameterValue";
+  const code = e.code === "RequestTimeout" ? "RequestTimeout" : e.status === 403 ? "AccessDenied" : e.status >= 500 ? "ServiceUnavailable" : "InvalidParameterValue";
   const res = stsErrorResponse(stsError(code, e.message), ctx.id);
   for (const [k, v] of Object.entries(e.headers ?? {})) res.headers.set(k, v);
   return res;

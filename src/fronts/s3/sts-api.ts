@@ -25,6 +25,8 @@ export const STS_ERRORS = {
   InvalidParameterValue: { status: 400, type: "Sender" },
   MissingAction: { status: 400, type: "Sender" },
   MissingParameter: { status: 400, type: "Sender" },
+  /** (S3's code: a request body that stopped arriving; the client's fault, not retried as a 503 would be) */
+  RequestTimeout: { status: 400, type: "Sender" },
   ServiceUnavailable: { status: 503, type: "Receiver" },
   ValidationError: { status: 400, type: "Sender" },
 } as const satisfies Record<string, { status: number; type: "Sender" | "Receiver" }>;

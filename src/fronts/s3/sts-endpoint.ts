@@ -17,6 +17,7 @@ import { readCapped } from "../../http/read-capped.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import type { S3Identities } from "./identities.ts";
 import { issueSession } from "./sts.ts";
+import { readingBody } from "./writes.ts";
 import { MAX_STS_BODY_BYTES, parseAssumeRoleWithWebIdentity, stsError, stsErrorResponse, stsResponse, type StsError } from "./sts-api.ts";
 
 /** A request body of at most `max` bytes as text; undefined when it is longer. */
@@ -58,7 +59,8 @@ export async function assumeRoleWithWebIdentity(ctx: RequestContext, api: S3Iden
   if (!/^application\/x-www-form-urlencoded\s*(;|$)/i.test(type)) {
     return fail(stsError("ValidationError", "The request body must be application/x-www-form-urlencoded (POST, AWS Query protocol)."));
   }
-  const body = await readCappedText(ctx.req, MAX_STS_BODY_BYTES);
+  // (read with ctx.readingBody: a body that stops arriving is the client's RequestTimeout)
+  const body = await readingBody(ctx, readCappedText(ctx.req, MAX_STS_BODY_BYTES));
   if (body === undefined) return fail(stsError("ValidationError", "The request body is too large."));
   const parsed = parseAssumeRoleWithWebIdentity(body, { maxSessionSeconds: api.sts.maxSessionSeconds });
   if (parsed.kind === "error") return fail(parsed.error);
