@@ -92,6 +92,10 @@ export class DecidingAuthorizer implements Authorizer {
   private readonly cache: TtlLru<boolean> | undefined;
   private readonly inflight = new Map<string, Promise<boolean>>();
 
+  /** Failing since the last answer (logged once, see decide). */
+  private down = false;
+  private failedWhileDown = 0;
+
   constructor(
     private readonly spec: BackendSpec,
     private readonly now: () => number,
@@ -121,6 +125,11 @@ export class DecidingAuthorizer implements Authorizer {
     try {
       const allowed = await this.spec.ask(input, AbortSignal.timeout(this.spec.timeoutMs), span);
       this.cache?.set(key, allowed, this.now() + this.spec.ttlSeconds * 1000);
+      if (this.down) {
+        this.log("info", `${this.spec.name} available again`, { failed_requests: this.failedWhileDown });
+        this.down = false;
+        this.failedWhileDown = 0;
+      }
       if (span !== undefined) {
         span.set("yatagarasu.authz.decision", allowed ? "allow" : "deny");
         span.end();
@@ -134,11 +143,18 @@ export class DecidingAuthorizer implements Authorizer {
       const name = (err as Error)?.name;
       const error = name === "TimeoutError" || name === "AbortError" ? `timed out after ${this.spec.timeoutMs} ms` : ((err as Error)?.message ?? String(err));
       const open = this.spec.failMode === "open";
-      this.log("warn", `${this.spec.name} unavailable; failing ${open ? "open (request allowed)" : "closed (request denied)"}`, {
-        bucket: input.bucket,
-        key: input.key,
-        error,
-      });
+      // Once per outage, not once per request (that doubled the log volume while it lasted): the
+      // first failure is logged, the others are counted and reported when it answers again.
+      if (this.down) this.failedWhileDown++;
+      else {
+        this.down = true;
+        this.failedWhileDown = 1;
+        this.log("warn", `${this.spec.name} unavailable; failing ${open ? "open (requests allowed)" : "closed (requests denied)"} until it answers again`, {
+          bucket: input.bucket,
+          key: input.key,
+          error,
+        });
+      }
       return open;
     }
   }

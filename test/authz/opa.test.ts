@@ -177,6 +177,18 @@ describe("failures follow opa_fail_mode (logged at warn, never cached)", () => {
       expect(await authz.authorize(input())).toBe(!expected); // the failure was not cached
     });
   }
+  test("an outage is logged once, not once per request; its end is logged with the number of requests it failed", async () => {
+    const { opa, authz, logs } = setup({ "yatagarasu/allow": () => true }, { opa_fail_mode: "closed", opa_cache_ttl_seconds: 0 });
+    opa.down();
+    for (let i = 0; i < 5; i++) expect(await authz.authorize(input())).toBe(false);
+    expect(logs.lines.filter((l) => l.level === "warn")).toHaveLength(1);
+    opa.restore();
+    expect(await authz.authorize(input())).toBe(true);
+    expect(logs.lines.at(-1)).toMatchObject({ level: "info", msg: "opa available again", fields: { failed_requests: 5 } });
+    opa.down();
+    expect(await authz.authorize(input())).toBe(false);
+    expect(logs.lines.filter((l) => l.level === "warn")).toHaveLength(2); // a new outage is logged again
+  });
   test("a 2xx answer that is not JSON is a failure", async () => {
     const logs = logCapture();
     const bad = createAuthorizer(AuthorizationSchema.parse({ type: "opa", opa_url: "http://127.0.0.1:1", opa_policy_path: "p" }), {
