@@ -55,6 +55,12 @@ export interface AppOptions {
 }
 
 /** The form uploads' buffer budget of this process. */
+/** What a bucket reads from: its objects, cached under its name, are this store's. */
+function upstreamIdentity(b: Config["buckets"][number]): string {
+  const s3 = b.s3;
+  return JSON.stringify([s3.bucket, s3.endpoint ?? "", s3.region, (s3.replicas ?? []).map((r) => [r.bucket, r.endpoint ?? "", r.region])]);
+}
+
 /** The upload caps of one process (a worker's share, as max_concurrent_requests). */
 function uploadCaps(c: Config, share = 1): [number, number] {
   return [Math.max(1, Math.floor(c.server.max_concurrent_uploads / share)), c.server.max_concurrent_uploads_per_ip];
@@ -201,6 +207,17 @@ export class App implements Services {
     applyCacheConfig(this.cache, config.cache);
     const kept = new Set(config.buckets.map((b) => b.name));
     for (const b of old.config.buckets) if (!kept.has(b.name)) await this.cache.removeBucket(b.name);
+    // A kept bucket that now reads another store (another S3 bucket, endpoint, region or replica
+    // set): its cached objects are the old store's, so they go (the cache is keyed by the proxy
+    // bucket's name). Every cache layer, Redis included: the other replicas drop them too.
+    const before = new Map(old.config.buckets.map((b) => [b.name, upstreamIdentity(b)]));
+    for (const b of config.buckets) {
+      const was = before.get(b.name);
+      if (was !== undefined && was !== upstreamIdentity(b)) {
+        await this.cache.purgeBucket(b.name);
+        this.log.info("cache purged: the bucket reads another store since this reload", { bucket: b.name });
+      }
+    }
     this.metrics.resetBucketSet([...kept]);
     this.metrics.setGeneration(next.generation);
     this.metrics.configReload("success");

@@ -1,0 +1,53 @@
+/**
+ * A reload that points a cached bucket at another store (another S3 bucket, endpoint or replica
+ * set) drops the bucket's cached objects: they are the old store's, and the cache is keyed by the
+ * proxy bucket's name. Before, the old bucket's objects were served as HITs until their TTL.
+ * A reload that changes nothing about the store keeps them.
+ */
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { bucketYaml, startInProcess, type InProcessProxy } from "./harness.ts";
+
+setDefaultTimeout(30_000);
+
+let s3: S3Fixture;
+let px: InProcessProxy;
+const dir = mkdtempSync(join(tmpdir(), "yata-reload-cache-"));
+const configPath = join(dir, "config.yaml");
+const yaml = (upstream: string, level = "warn") =>
+  `server: { address: 127.0.0.1, port: 0, readiness_probe_interval_seconds: 3600 }\nlogging: { level: ${level} }\ncache: { enabled: true, memory: { max_item_size_mb: 1 } }\nbuckets:\n${bucketYaml({ name: "pub", prefix: "/pub", bucket: upstream, endpoint: s3.endpoint, extra: "    cache: { enabled: true }\n" })}`;
+
+beforeAll(async () => {
+  s3 = await startS3Fixture({ buckets: [{ name: "first-bucket", public: true }, { name: "second-bucket", public: true }], credentials: [] });
+  await s3.put("first-bucket", "hello.txt", "from the first bucket");
+  await s3.put("second-bucket", "hello.txt", "from the second bucket");
+  writeFileSync(configPath, yaml("first-bucket"));
+  px = await startInProcess(yaml("first-bucket"), { configPath, probeIntervalMs: 3_600_000 });
+});
+afterAll(async () => {
+  await px?.stop();
+  await s3?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const get = async () => {
+  const res = await fetch(px.url("/pub/hello.txt"));
+  return { body: await res.text(), cache: res.headers.get("x-cache") };
+};
+
+test("a reload that changes nothing about the store keeps the cached objects; one that repoints the bucket drops them", async () => {
+  expect(await get()).toEqual({ body: "from the first bucket", cache: "MISS" });
+  expect(await get()).toEqual({ body: "from the first bucket", cache: "HIT" });
+
+  writeFileSync(configPath, yaml("first-bucket", "error")); // the same store
+  expect((await px.app.reload()).ok).toBe(true);
+  expect(await get()).toEqual({ body: "from the first bucket", cache: "HIT" });
+
+  writeFileSync(configPath, yaml("second-bucket")); // another S3 bucket behind the same name
+  expect((await px.app.reload()).ok).toBe(true);
+  expect(await get()).toEqual({ body: "from the second bucket", cache: "MISS" });
+  expect(await get()).toEqual({ body: "from the second bucket", cache: "HIT" });
+});
