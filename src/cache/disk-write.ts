@@ -6,7 +6,8 @@
  * a tmp/ file, which the next start removes; it is never under objects/, so never served.
  */
 import type { FileHandle } from "node:fs/promises";
-import { open, unlink } from "node:fs/promises";
+import { mkdir, open, unlink } from "node:fs/promises";
+import { dirname } from "node:path";
 import { encodeHead } from "./disk-format.ts";
 import type { LayerWriter, ObjectMeta } from "./types.ts";
 
@@ -39,7 +40,7 @@ export class DiskWrite implements LayerWriter {
   ) {
     const head = encodeHead(meta);
     this.headBytes = head.byteLength;
-    this.fh = open(tmp, "wx").then(async (fh) => {
+    this.fh = openCreating(tmp).then(async (fh) => {
       try {
         await writeAll(fh, head);
         return fh;
@@ -117,5 +118,19 @@ async function writeAll(fh: FileHandle, buf: Uint8Array): Promise<void> {
     const { bytesWritten } = await fh.write(buf, off, buf.byteLength - off);
     if (bytesWritten <= 0) throw new Error("short write");
     off += bytesWritten;
+  }
+}
+
+/**
+ * Opens a new temporary file; its folder is recreated if it was removed behind the layer's back
+ * (an operator's `rm -rf` of the cache folder: fills would otherwise fail until a restart).
+ */
+async function openCreating(tmp: string): Promise<FileHandle> {
+  try {
+    return await open(tmp, "wx");
+  } catch (err) {
+    if ((err as { code?: string }).code !== "ENOENT") throw err;
+    await mkdir(dirname(tmp), { recursive: true });
+    return open(tmp, "wx");
   }
 }

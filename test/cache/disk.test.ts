@@ -59,6 +59,18 @@ describe("store and find", () => {
     expect(d.stats().bytes).toBe(statSync(files(d.dir)[0]!).size);
   });
 
+  test("the cache folder removed while running (rm -rf): the next fills recreate it and are served from it", async () => {
+    const dir = freshDir();
+    const d = await open(dir);
+    await d.put(obj("b/one", 1000));
+    rmSync(dir, { recursive: true, force: true });
+    await d.put(obj("b/two", 2000));
+    const got = await d.get("b/two");
+    expect(await bodyOf(got)).toEqual(bytesOf(2000));
+    expect(existsSync(join(dir, "tmp"))).toBe(true);
+    expect(d.errors()).toBe(0);
+  });
+
   test("a zero-byte object is an object", async () => {
     const d = await open(freshDir());
     await d.put(obj("b/empty", 0));
