@@ -16,6 +16,16 @@ export function encodePath(path: string): string {
   return path.split("/").map(encodeURIComponent).join("/");
 }
 
+/**
+ * Whether the plain front serves a key: it refuses paths with control characters (router.ts), which
+ * S3 keys may hold (stored through the S3 front). Such entries are listed without a link (HTML)
+ * or with `"served": false` (JSON), never with a link that can only fail.
+ */
+const CONTROL = /[\x00-\x1f\x7f]/;
+function servable(key: string): boolean {
+  return !CONTROL.test(key);
+}
+
 export function humanSize(bytes: number): string {
   if (bytes < 1024) return `${bytes} B`;
   const units = ["KiB", "MiB", "GiB", "TiB", "PiB"];
@@ -58,7 +68,11 @@ export function renderJson(input: RenderInput): string {
   return JSON.stringify({
     bucket: input.bucket,
     prefix: page.prefix,
-    entries: page.entries.map((e) => (e.folder ? { name: e.name, type: "folder" } : { name: e.name, type: "object", size: e.size, last_modified: e.lastModified })),
+    entries: page.entries.map((e) => {
+      const entry: Record<string, unknown> = e.folder ? { name: e.name, type: "folder" } : { name: e.name, type: "object", size: e.size, last_modified: e.lastModified };
+      if (!servable(e.key)) entry.served = false; // (control characters: see servable)
+      return entry;
+    }),
     next: nextHref(input) ?? null,
   });
 }
@@ -77,7 +91,8 @@ export function renderHtml(input: RenderInput): string {
     const cls = e.folder ? "folder" : "object";
     const size = e.folder ? "—" : `<span title="${e.size} bytes">${escapeHtml(humanSize(e.size))}</span>`;
     const date = e.lastModified ? `<time datetime="${escapeHtml(e.lastModified)}">${escapeHtml(e.lastModified.replace("T", " ").replace(/\.\d+Z$|Z$/, " UTC"))}</time>` : "";
-    return `<tr class="${cls}"><td><a href="${href}"${e.folder ? "" : " download"}>${name}</a></td><td>${size}</td><td>${date}</td></tr>`;
+    const cell = servable(e.key) ? `<a href="${href}"${e.folder ? "" : " download"}>${name}</a>` : `<span class="unserved" title="not served on this front: the name has control characters (the S3 API serves it)">${name}</span>`;
+    return `<tr class="${cls}"><td>${cell}</td><td>${size}</td><td>${date}</td></tr>`;
   });
   const next = nextHref(input);
   const title = escapeHtml(`${input.bucket}/${page.prefix}`);

@@ -61,6 +61,16 @@ describe("render", () => {
     expect(j.entries[1]).toEqual({ name: 'x"y#?.txt', type: "object", size: 5242880, last_modified: "2026-01-02T03:04:05.000Z" });
     expect(j.next).toBe("/pub/a%20b/?continuation-token=t%26%3C1%3E");
   });
+  test("a key with control characters (the plain front refuses such paths) is listed without a link, and marked served: false in JSON", () => {
+    const ctl = { prefix: "", entries: [{ key: "a\tb.txt", name: "a\tb.txt", folder: false, size: 1, lastModified: "" }, { key: "k\nx/", name: "k\nx/", folder: true, size: 0, lastModified: "" }, { key: "ok.txt", name: "ok.txt", folder: false, size: 1, lastModified: "" }], nextToken: undefined };
+    const html = renderHtml({ page: ctl, mount: "/pub", bucket: "pub" });
+    expect(html).not.toContain("a%09b.txt");
+    expect(html).not.toContain("k%0Ax");
+    expect(html).toContain('<span class="unserved"');
+    expect(html).toContain('href="/pub/ok.txt"');
+    const j = JSON.parse(renderJson({ page: ctl, mount: "/pub", bucket: "pub" }));
+    expect(j.entries.map((e: { served?: boolean }) => e.served)).toEqual([false, false, undefined]);
+  });
   test("helpers", () => {
     expect(humanSize(0)).toBe("0 B");
     expect(humanSize(1023)).toBe("1023 B");
