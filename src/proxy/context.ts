@@ -186,8 +186,18 @@ export function createContext(svc: Services, front: string, req: Request, target
   };
 }
 
+let warnedForwardedFor = false;
+
 /** The client's address for this request (trusted-proxy aware), resolved once and only when asked. */
 export function clientIp(ctx: RequestContext): string {
-  if (ctx.clientIp === undefined) ctx.clientIp = clientIpOf(ctx.rt.trustedProxies, ctx.peer ?? ctx.peerOf(ctx.req), ctx.req.headers);
+  if (ctx.clientIp === undefined) {
+    const peer = ctx.peer ?? ctx.peerOf(ctx.req);
+    ctx.clientIp = clientIpOf(ctx.rt.trustedProxies, peer, ctx.req.headers, () => {
+      // Once per process, and never the header's value (it is the client's, of any size and content).
+      if (warnedForwardedFor) return;
+      warnedForwardedFor = true;
+      ctx.svc.log.warn("X-Forwarded-For from a trusted proxy holds an entry that is not an IP address; the trusted hop that passed it on is taken as the client (logged once)", { request_id: ctx.id, peer });
+    });
+  }
   return ctx.clientIp;
 }

@@ -1,0 +1,55 @@
+import { describe, expect, test } from "bun:test";
+import { parseCidr, type Cidr } from "../../src/http/cidr.ts";
+import { clientIpOf, forwardedAddress } from "../../src/http/client-ip.ts";
+
+const trusted: Cidr[] = [parseCidr("127.0.0.0/8")!, parseCidr("10.0.0.0/8")!];
+const xff = (v: string) => new Headers({ "x-forwarded-for": v });
+
+function resolve(peer: string, value: string): { ip: string; invalid: number } {
+  let invalid = 0;
+  const ip = clientIpOf(trusted, peer, xff(value), () => invalid++);
+  return { ip, invalid };
+}
+
+describe("forwardedAddress", () => {
+  test("an IP address is itself; ip:port and [v6]:port are read as their IP", () => {
+    expect(forwardedAddress("1.2.3.4")).toBe("1.2.3.4");
+    expect(forwardedAddress("2001:db8::1")).toBe("2001:db8::1");
+    expect(forwardedAddress("1.2.3.4:5555")).toBe("1.2.3.4");
+    expect(forwardedAddress("[2001:db8::1]:443")).toBe("2001:db8::1");
+    expect(forwardedAddress("[2001:db8::1]")).toBe("2001:db8::1");
+    expect(forwardedAddress("::ffff:1.2.3.4")).toBe("::ffff:1.2.3.4");
+  });
+
+  test("anything else is not an address", () => {
+    for (const bad of ["not-an-ip", "<script>", "1.2.3.4\r\nX: y", "9".repeat(5000), "garbage", "unknown", "1.2.3.4:", "1.2.3.4:port", "1.2.3.4:123456", "[1.2.3.4]:80", "[::1", "[::1]x", "[::1]:", "fe80::1%eth0", "[fe80::1%<b>]:1", "1.2.3.256", "1.2.3", ""]) {
+      expect(forwardedAddress(bad)).toBeNull();
+    }
+  });
+});
+
+describe("clientIpOf", () => {
+  test("an untrusted peer is the client whatever the header says", () => {
+    let invalid = 0;
+    expect(clientIpOf(trusted, "203.0.113.9", xff("garbage"), () => invalid++)).toBe("203.0.113.9");
+    expect(clientIpOf([], "127.0.0.1", xff("1.2.3.4"))).toBe("127.0.0.1");
+    expect(invalid).toBe(0);
+  });
+
+  test("behind a trusted peer: the right-most hop that is not trusted, normalized", () => {
+    expect(resolve("127.0.0.1", "1.2.3.4")).toEqual({ ip: "1.2.3.4", invalid: 0 });
+    expect(resolve("127.0.0.1", "9.9.9.9, 1.2.3.4:5555")).toEqual({ ip: "1.2.3.4", invalid: 0 });
+    expect(resolve("127.0.0.1", "9.9.9.9, [2001:db8::7]:8443, 10.1.1.1")).toEqual({ ip: "2001:db8::7", invalid: 0 });
+    expect(resolve("127.0.0.1", "10.2.2.2, 10.1.1.1")).toEqual({ ip: "10.2.2.2", invalid: 0 });
+    expect(resolve("127.0.0.1", " , ")).toEqual({ ip: "127.0.0.1", invalid: 0 });
+  });
+
+  test("an entry that is not an IP address is never the client: the trusted hop that passed it on is", () => {
+    for (const bad of ["not-an-ip", "<script>", "1.2.3.4\tX: y", "9".repeat(5000), "garbage", "unknown"]) {
+      expect(resolve("127.0.0.1", bad)).toEqual({ ip: "127.0.0.1", invalid: 1 });
+      expect(resolve("127.0.0.1", `${bad}, 10.1.1.1`)).toEqual({ ip: "10.1.1.1", invalid: 1 });
+    }
+    // Left of an untrusted address the hops are the client's own claims: not read at all.
+    expect(resolve("127.0.0.1", "garbage, 1.2.3.4")).toEqual({ ip: "1.2.3.4", invalid: 0 });
+  });
+});
