@@ -3,7 +3,7 @@
  * The command line. Exit codes (documented in the README):
  *   0  served and shut down cleanly / --check passed / --healthcheck got 200
  *   1  the config is invalid (every problem is listed) / --healthcheck failed
- *   2  bad command-line usage
+ *   2  bad command-line usage (unknown or repeated option, two modes, --config beside a mode other than --check)
  *   3  could not start (address in use, TLS files unreadable, ...)
  *  70  crashed: an uncaught exception or unhandled rejection (logged as fatal, drained, exited)
  */
@@ -43,8 +43,20 @@ function parseArgs(argv: string[]): Args | { exit: number; out: string; err?: bo
   const args: Args = { config: "config.yaml", check: false };
   // --help and --version answer once the whole command line is known to be valid.
   let info: { exit: number; out: string } | undefined;
+  // One mode at most (serving when none), and each option once: a second one was silently
+  // ignored (--healthcheck --check ran the healthcheck) or silently won (--config a --config b).
+  let mode: string | undefined;
+  let configFlag: string | undefined;
+  const usage = (msg: string) => ({ exit: 2, out: `error: ${msg}\n`, err: true });
   for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
+    const a = argv[i]!;
+    const isConfig = a === "--config" || a === "-c" || a.startsWith("--config=");
+    const flag = isConfig ? "--config" : a === "-h" ? "--help" : a === "-V" ? "--version" : a;
+    if (["--help", "--version", "--check", "--healthcheck"].includes(flag)) {
+      if (mode !== undefined) return usage(mode === flag ? `${flag} given twice` : `${mode} and ${flag} cannot be combined`);
+      mode = flag;
+    }
+    if (isConfig && configFlag !== undefined) return usage("--config given twice");
     if (a === "--help" || a === "-h") info ??= { exit: 0, out: HELP };
     else if (a === "--version" || a === "-V") info ??= { exit: 0, out: `yatagarasu ${VERSION}\n` };
     else if (a === "--check") args.check = true;
@@ -52,12 +64,16 @@ function parseArgs(argv: string[]): Args | { exit: number; out: string; err?: bo
       const v = argv[++i];
       if (!v) return { exit: 2, out: "error: --config needs a path\n", err: true };
       args.config = v;
-    } else if (a.startsWith("--config=")) args.config = a.slice(9);
-    else if (a === "--healthcheck") {
+      configFlag = a;
+    } else if (a.startsWith("--config=")) {
+      args.config = a.slice(9);
+      configFlag = a;
+    } else if (a === "--healthcheck") {
       const next = argv[i + 1];
       args.healthcheck = next && !next.startsWith("-") ? argv[++i] : "http://127.0.0.1:8080/health";
     } else return { exit: 2, out: `error: unknown argument '${a}'\n\n${HELP}`, err: true };
   }
+  if (configFlag !== undefined && mode !== undefined && mode !== "--check") return usage(`${mode} and --config cannot be combined`);
   return info ?? args;
 }
 

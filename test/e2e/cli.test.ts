@@ -45,6 +45,21 @@ test("an unknown flag exits 2 and names the flag on stderr, also beside --versio
   }
 });
 
+test("conflicting options exit 2 with what conflicts on stderr, running nothing", async () => {
+  const cases: Array<[string[], string]> = [
+    [["--healthcheck", "--check"], "error: --healthcheck and --check cannot be combined\n"],
+    [["--check", "--healthcheck", "http://127.0.0.1:1/health"], "error: --check and --healthcheck cannot be combined\n"],
+    [["--version", "--check"], "error: --version and --check cannot be combined\n"],
+    [["-V", "--help"], "error: --version and --help cannot be combined\n"],
+    [["--check", "--check"], "error: --check given twice\n"],
+    [["--config", "a.yaml", "--config", "b.yaml"], "error: --config given twice\n"],
+    [["--check", "-c", "a.yaml", "--config=b.yaml"], "error: --config given twice\n"],
+    [["--healthcheck", "--config", "a.yaml"], "error: --healthcheck and --config cannot be combined\n"],
+    [["--config", "a.yaml", "--version"], "error: --version and --config cannot be combined\n"],
+  ];
+  for (const [args, stderr] of cases) expect({ args, ...(await runCli(args)) }).toEqual({ args, code: 2, stdout: "", stderr });
+});
+
 test("--healthcheck: exit 0 on 200; otherwise 1 with the reason on stderr", async () => {
   const s = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (req) => new Response("x", { status: new URL(req.url).pathname === "/health" ? 200 : 503 }) });
   try {
