@@ -4,12 +4,14 @@
  *   0  served and shut down cleanly / --check passed / --healthcheck got 200
  *   1  the config is invalid (every problem is listed) / --healthcheck failed
  *   2  bad command-line usage (unknown or repeated option, two modes, --config beside a mode other than --check)
- *   3  could not start (address in use, TLS files unreadable, ...)
+ *   3  could not start (a listener cannot bind: its address in use, not resolving or not this machine's; TLS files unreadable, ...)
  *  70  crashed: an uncaught exception or unhandled rejection (logged as fatal, drained, exited)
  */
+import { lookup } from "node:dns/promises";
 import { App } from "./app.ts";
 import { ConfigError, loadConfig, loadConfigOffThread, type Config } from "./config/load.ts";
 import { summarize } from "./config/summary.ts";
+import { parseIp } from "./http/cidr.ts";
 import { createLogger } from "./observe/log.ts";
 import { listenBun, listenMetrics, listenNode, type Listener } from "./server.ts";
 import { listenS3 } from "./server/s3-listener.ts";
@@ -111,6 +113,30 @@ async function load(path: string, offThread: boolean): Promise<Config | number> 
   }
 }
 
+/**
+ * A listener that could not bind, in plain words: which listener (main, metrics, s3_api), its
+ * address:port, and why. Bun and node:http say only "EADDRNOTAVAIL: address not available, listen",
+ * or EINVAL / EINPROGRESS for a host name that does not resolve. Errors that are not the bind's
+ * (TLS material the runtime refuses) keep their own message, after `other`.
+ */
+async function listenFailure(listener: "main" | "metrics" | "s3_api", address: string, port: number, err: unknown, other = ""): Promise<Error> {
+  const e = err as { code?: string; syscall?: string; message?: string } | undefined;
+  const at = `${listener} address ${address.includes(":") && !address.startsWith("[") ? `[${address}]` : address}:${port}`;
+  if (e?.code === "EADDRINUSE") return new Error(`${at} is already in use`);
+  if (e?.code === "EADDRNOTAVAIL") return new Error(`${at} is not an address of this machine`);
+  if (e?.syscall === "listen") {
+    if (parseIp(address) === null && !(await resolves(address))) return new Error(`${at}: ${address} does not resolve`);
+    return new Error(`${at}: ${e.message ?? String(err)}`);
+  }
+  return new Error(`${other}${e?.message ?? String(err)}`);
+}
+
+/** Whether a host name resolves to an address (given 3 s). */
+async function resolves(host: string): Promise<boolean> {
+  const timeout = new Promise<boolean>((resolve) => setTimeout(resolve, 3000, true).unref());
+  return Promise.race([lookup(host).then(() => true, () => false), timeout]);
+}
+
 async function serve(config: Config, configPath: string): Promise<number> {
   const forcedPort = process.env.YATAGARASU_PORT;
   // A worker listens on the port the primary chose, but the App keeps the file's config: reload
@@ -162,18 +188,22 @@ async function serve(config: Config, configPath: string): Promise<number> {
     // primary, the primary SIGHUPs its children.
     const onReloadedByApi = workerIndex() !== undefined ? askPrimaryToReloadAll : () => children?.signal("SIGHUP");
     app = await App.create(config, { configPath, log, share: workers, probeIntervalMs, onReloadedByApi });
-    listener = config.server.engine === "node" ? await listenNode(app, listenConfig, { reusePort: workers > 1 }) : listenBun(app, listenConfig, { reusePort: workers > 1, baseDir: config.baseDir });
+    try {
+      listener = config.server.engine === "node" ? await listenNode(app, listenConfig, { reusePort: workers > 1 }) : listenBun(app, listenConfig, { reusePort: workers > 1, baseDir: config.baseDir });
+    } catch (err) {
+      throw await listenFailure("main", config.server.address, listenConfig.server.port, err);
+    }
     try {
       s3Listener = await listenS3(app, config, { reusePort: workers > 1, baseDir: config.baseDir });
     } catch (err) {
       const s3 = config.s3_api!;
-      throw new Error((err as { code?: string }).code === "EADDRINUSE" ? `s3_api address ${s3.address}:${s3.port} is already in use` : `s3_api listener: ${(err as Error)?.message ?? String(err)}`);
+      throw await listenFailure("s3_api", s3.address, s3.port, err, "s3_api listener: ");
     }
     if (config.metrics.enabled && workerIndex() === undefined) {
       try {
         metrics = listenMetrics(config, () => children?.renderMetrics() ?? app.metrics.render());
       } catch (err) {
-        throw new Error((err as { code?: string }).code === "EADDRINUSE" ? `metrics address ${config.metrics.address}:${config.metrics.port} is already in use` : `metrics listener: ${(err as Error)?.message ?? String(err)}`);
+        throw await listenFailure("metrics", config.metrics.address, config.metrics.port, err, "metrics listener: ");
       }
     }
     // Children start once everything the primary listens on is up (they get the port it bound).
@@ -182,8 +212,7 @@ async function serve(config: Config, configPath: string): Promise<number> {
       children = startChildren({ configPath, n: workers, port: listener.port, log, own: () => a.metrics.snapshot(), reloadSelf: () => void a.reload() });
     }
   } catch (err) {
-    const code = (err as { code?: string }).code;
-    const why = code === "EADDRINUSE" ? `address ${config.server.address}:${listenConfig.server.port} is already in use` : ((err as Error)?.message ?? String(err));
+    const why = (err as Error)?.message ?? String(err);
     log.error("could not start", { error: why });
     log.flush();
     process.stderr.write(`could not start: ${why}\n`);

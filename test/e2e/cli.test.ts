@@ -130,7 +130,7 @@ test("a busy port: exit 3, and the message names the listener whose address is t
   try {
     const cfg = (server: number, metrics: number) =>
       `server: { address: 127.0.0.1, port: ${server} }\nmetrics: { enabled: true, address: 127.0.0.1, port: ${metrics} }\nbuckets:\n  - { name: b, path_prefix: /b, s3: { bucket: bkt, endpoint: "http://127.0.0.1:9" } }\n`;
-    for (const [which, yaml] of [["address 127.0.0.1", cfg(busy.port!, 0)], ["metrics address 127.0.0.1", cfg(0, busy.port!)]] as const) {
+    for (const [which, yaml] of [["main address 127.0.0.1", cfg(busy.port!, 0)], ["metrics address 127.0.0.1", cfg(0, busy.port!)]] as const) {
       const path = join(dir, `busy-${which.length}.yaml`);
       writeFileSync(path, yaml);
       const r = await runCli(["--config", path]);
@@ -139,6 +139,27 @@ test("a busy port: exit 3, and the message names the listener whose address is t
     }
   } finally {
     busy.stop(true);
+  }
+});
+
+test("an address that does not resolve, or is not this machine's: exit 3, naming the listener, its address:port and the cause in plain words", async () => {
+  const listeners = {
+    main: (a: string) => `server: { address: "${a}", port: 8089 }\n`,
+    metrics: (a: string) => `server: { address: 127.0.0.1, port: 0 }\nmetrics: { enabled: true, address: "${a}", port: 9099 }\n`,
+    s3_api: (a: string) => `server: { address: 127.0.0.1, port: 0 }\ns3_api: { address: "${a}", port: 9098 }\n`,
+  };
+  const ports = { main: 8089, metrics: 9099, s3_api: 9098 };
+  const causes = [
+    ["nonexistent.invalid", "nonexistent.invalid:PORT: nonexistent.invalid does not resolve"],
+    ["10.255.255.1", "10.255.255.1:PORT is not an address of this machine"],
+  ] as const;
+  for (const [name, head] of Object.entries(listeners) as Array<[keyof typeof listeners, (a: string) => string]>) {
+    for (const [address, cause] of causes) {
+      const path = join(dir, `bind-${name}-${address}.yaml`);
+      writeFileSync(path, `${head(address)}buckets:\n  - { name: b, path_prefix: /b, s3: { bucket: bkt, endpoint: "http://127.0.0.1:9" } }\n`);
+      const r = await runCli(["--config", path]);
+      expect({ name, address, code: r.code, stderr: r.stderr }).toEqual({ name, address, code: 3, stderr: `could not start: ${name} address ${cause.replace("PORT", String(ports[name]))}\n` });
+    }
   }
 });
 
