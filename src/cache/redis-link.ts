@@ -16,6 +16,7 @@
  * not wait in a queue while a request waits for it.
  */
 import { RedisClient } from "bun";
+import { redisAuthFailure } from "../util/redis-auth.ts";
 
 export type LinkState = "connecting" | "syncing" | "up" | "down" | "closed";
 
@@ -153,7 +154,10 @@ export class RedisLink {
         cmd.close();
         sub.close();
       }
-      if (current()) this.down(`connect: ${describe(err)}`);
+      if (!current()) return;
+      // Redis refusing the URL's credentials reads as ERR_REDIS_CONNECTION_CLOSED: ask it why.
+      const auth = (err as { code?: string }).code === "ERR_REDIS_CONNECTION_CLOSED" ? await redisAuthFailure(this.opts.url, this.opts.connectTimeoutMs) : undefined;
+      if (current()) this.down(`connect: ${auth ?? describe(err)}`);
     }
   }
 

@@ -14,6 +14,7 @@
  * are used together in one script, which Redis Cluster would refuse across slots).
  */
 import { RedisClient } from "bun";
+import { redisAuthFailure } from "../util/redis-auth.ts";
 import type { RateConfig } from "../config/schema.ts";
 import type { Logger } from "../observe/log.ts";
 import { RateLimiter, type RateCheck, type RateLimitSource, type RateScope } from "./rate-limiter.ts";
@@ -46,6 +47,7 @@ export class RedisRateLimiter {
   /** The fallback while Redis is unavailable (this process's share of the limits). */
   readonly local: RateLimiter;
   private readonly client: RedisClient;
+  private readonly url: string;
   private readonly prefix: string;
   private readonly timeoutMs: number;
   private readonly retryMs: number;
@@ -76,8 +78,12 @@ export class RedisRateLimiter {
     for (const b of cfg.buckets) if (b.s3.rate_limit) this.buckets.set(b.name, { ...limitOf(b.s3.rate_limit), key: `${this.prefix}b:${b.name}` });
     // No offline queue: a command while disconnected fails at once (and is decided locally)
     // instead of waiting. Reconnection is ours (recheck), not the client's.
+    this.url = opts.url;
     this.client = new RedisClient(opts.url, { enableOfflineQueue: false, autoReconnect: false, connectionTimeout: Math.max(250, this.timeoutMs * 4) });
-    this.client.onclose = () => this.lost("connection closed");
+    // Closed while connecting is recheck()'s to report (with its cause); only a lost link is this.
+    this.client.onclose = () => {
+      if (this.up) this.lost("connection closed");
+    };
     if (opts.connect !== false) {
       this.timer = setInterval(() => void this.recheck(), this.retryMs);
       this.timer.unref?.();
@@ -167,7 +173,9 @@ export class RedisRateLimiter {
       this.up = true;
       this.report(true);
     } catch (err) {
-      this.report(false, err instanceof Error ? err.message : String(err));
+      // Redis refusing the URL's credentials reads as a closed connection: ask it why (when it is to be logged).
+      const auth = this.reported !== false && (err as { code?: string }).code === "ERR_REDIS_CONNECTION_CLOSED" ? await redisAuthFailure(this.url, Math.max(250, this.timeoutMs * 4)) : undefined;
+      if (!this.closed) this.report(false, auth ?? (err instanceof Error ? err.message : String(err)));
     } finally {
       this.checking = false;
     }

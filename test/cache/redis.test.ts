@@ -185,6 +185,27 @@ describe("failure is not an outage", () => {
     check.close();
   });
 
+  test("credentials Redis refuses: the layer is down as an authentication failure (a missing password as required), logged once, never with the password; the right one connects", async () => {
+    await using own = await startRedis({ password: "Right-pw-4711" });
+    const withAuth = (userinfo: string) => own.url.replace("redis://", `redis://${userinfo}@`);
+    const cases = [
+      [withAuth("default:Wrong-pw-0815"), "connect: authentication failed (wrong user name or password in the Redis URL)"],
+      [withAuth("bob:Right-pw-4711"), "connect: authentication failed (wrong user name or password in the Redis URL)"],
+      [own.url, "connect: authentication required (the Redis URL gives no password)"],
+    ] as const;
+    for (const [url, reason] of cases) {
+      const log = captureLog();
+      const l = new RedisLayer({ url, keyPrefix: "auth:", maxItemBytes: 1 << 20, connectTimeoutMs: 300, operationTimeoutMs: 300, log, minBackoffMs: 20, maxBackoffMs: 200 });
+      layers.push(l);
+      await waitFor(() => l.health().state === "down", { message: "the layer to give up" });
+      expect(l.health()).toMatchObject({ up: false, reason });
+      expect(log.lines.filter((x) => x.level === "warn").map((x) => x.fields?.reason)).toEqual([reason]);
+      expect(JSON.stringify(log.lines)).not.toContain("pw-");
+      l.close();
+    }
+    await layer({ url: withAuth("default:Right-pw-4711"), prefix: "auth:" });
+  });
+
   test("Redis frozen (SIGSTOP): a lookup gives up after operation_timeout_ms, later ones skip the layer at once; thawed: it resumes", async () => {
     await using own = await startRedis();
     const rl = await layer({ url: own.url, prefix: "frozen:", timeoutMs: 200 });

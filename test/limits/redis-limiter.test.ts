@@ -165,6 +165,21 @@ describe("Redis unavailable", () => {
     for (const log of s.logs) expect(log.lines.filter((x) => x.level === "info").length).toBe(2);
   }, 20_000);
 
+  test("a wrong password: decided locally, one warning that says authentication failed, never with the password", async () => {
+    await using own = await startRedis({ password: "Right-pw-4711" });
+    const log = recordingLogger();
+    const url = own.url.replace("redis://", "redis://default:Wrong-pw-0815@");
+    const l = new RedisRateLimiter(source({ enabled: true, global: { requests_per_second: 5, burst: 2 } }), { url, timeoutMs: 100, share: 1, log, retryMs: 50 });
+    try {
+      await waitFor(() => log.lines.some((x) => x.level === "warn"), { message: "the warning" });
+      expect(l.shared).toBe(false);
+      expect(log.lines.filter((x) => x.level === "warn").map((x) => x.fields?.error)).toEqual(["authentication failed (wrong user name or password in the Redis URL)"]);
+      expect(JSON.stringify(log.lines)).not.toContain("pw-");
+    } finally {
+      l.close();
+    }
+  });
+
   test("never reachable: every check is local and synchronous from the start, one warning", async () => {
     const log = recordingLogger();
     const l = new RedisRateLimiter(source({ enabled: true, global: { requests_per_second: 5, burst: 2 } }), { url: "redis://127.0.0.1:1", timeoutMs: 50, share: 1, log, retryMs: 50 });

@@ -1,0 +1,69 @@
+/**
+ * Why Redis closed the connection at once. Bun's RedisClient authenticates in its HELLO and, when
+ * Redis refuses the credentials, reports only ERR_REDIS_CONNECTION_CLOSED, which reads like a
+ * network fault. On that error one plain connection asks Redis the same question (AUTH, or PING
+ * when the URL gives no password) and reads its first reply line, so a wrong password is reported
+ * as such. The URL's user name and password never appear in what is returned.
+ */
+
+/** "authentication failed (...)" / "authentication required (...)", or undefined when Redis did not refuse the credentials (or could not be asked within timeoutMs). */
+export async function redisAuthFailure(url: string, timeoutMs: number): Promise<string | undefined> {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return undefined;
+  }
+  const password = decodeURIComponent(u.password);
+  const user = decodeURIComponent(u.username) || "default";
+  const arg = (s: string) => `$${Buffer.byteLength(s)}\r\n${s}\r\n`;
+  const ask = password !== "" ? `*3\r\n${arg("AUTH")}${arg(user)}${arg(password)}` : `*1\r\n${arg("PING")}`;
+  const host = u.hostname.startsWith("[") ? u.hostname.slice(1, -1) : u.hostname;
+  const line = await firstLine(host, Number(u.port || 6379), u.protocol === "rediss:", ask, timeoutMs);
+  if (line === undefined) return undefined;
+  if (line.startsWith("-WRONGPASS") || /^-ERR invalid (password|username-password pair)/i.test(line)) return "authentication failed (wrong user name or password in the Redis URL)";
+  if (line.startsWith("-NOAUTH")) return "authentication required (the Redis URL gives no password)";
+  return undefined;
+}
+
+function firstLine(hostname: string, port: number, tls: boolean, payload: string, timeoutMs: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    let got = "";
+    let socket: { end(): void } | undefined;
+    let settled = false;
+    const finish = (v: string | undefined) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket?.end();
+      resolve(v);
+    };
+    const timer = setTimeout(() => finish(undefined), timeoutMs);
+    Bun.connect({
+      hostname,
+      port,
+      tls,
+      socket: {
+        open(s) {
+          socket = s;
+          s.write(payload);
+        },
+        data(_s, d) {
+          got += d.toString("latin1");
+          const nl = got.indexOf("\r\n");
+          if (nl >= 0) finish(got.slice(0, nl));
+          else if (got.length > 4096) finish(undefined);
+        },
+        close: () => finish(undefined),
+        error: () => finish(undefined),
+        connectError: () => finish(undefined),
+      },
+    }).then(
+      (s) => {
+        socket = s;
+        if (settled) s.end();
+      },
+      () => finish(undefined),
+    );
+  });
+}
