@@ -91,7 +91,8 @@ export const S3ApiSchema = z.strictObject({
   public_url: z.url({ error: "must be an http(s) URL" }).refine((u) => /^https?:\/\/[^/?#@]+\/?$/i.test(u), "must be an origin only: scheme, host and optional port (no path, query or credentials)").optional(),
   /**
    * What browser form uploads (PostObject) may hold in their part buffers together, per process
-   * (each holds 256 KiB to 10 MiB); an upload that would need more is answered 503 SlowDown.
+   * (each holds 256 KiB to 10 MiB), with the signed aws-chunked chunks above 1 MiB held for their
+   * signature check (up to 16 MiB each); an upload that would need more is answered 503 SlowDown.
    */
   form_upload_buffer_mib: z.number().int().min(1).max(65536).default(DEFAULT_FORM_UPLOAD_BUFFER_MIB),
   /** The longest lifetime of a presigned URL (SigV4 allows 7 days); also the default. Default 900. */

@@ -19,6 +19,7 @@ import { PayloadVerifier, type PayloadExpectations } from "./checksum/verify.ts"
 import { ChunkedDecoder, type ChunkSigningContext } from "./aws-chunked/decoder.ts";
 import { PayloadError } from "./aws-chunked/errors.ts";
 import { pipeStage, type Piped } from "./aws-chunked/pump.ts";
+import type { ByteBudget } from "../limits/byte-budget.ts";
 
 export { PayloadError, isPayloadError, type PayloadErrorCode, type PayloadErrorReason } from "./aws-chunked/errors.ts";
 export type { ChunkSigningContext } from "./aws-chunked/decoder.ts";
@@ -61,6 +62,8 @@ export interface DecodeOptions {
   expect?: PayloadExpectations;
   /** Default 16 MiB. */
   maxChunkSize?: number;
+  /** The process-wide budget of held (signed) chunks; beyond it, 503 SlowDown. */
+  budget?: ByteBudget;
   /** S3's 8 KiB minimum for every chunk but the last; default 0 = not enforced (the SDKs' unsigned
    *  trailer mode frames whatever the body stream yields). */
   minChunkSize?: number;
@@ -103,6 +106,7 @@ export function decodeAwsChunked(source: ReadableStream<Uint8Array>, opts: Decod
     verifier,
     maxChunkSize: opts.maxChunkSize ?? DEFAULT_MAX_CHUNK_SIZE,
     minChunkSize: opts.minChunkSize ?? 0,
+    budget: opts.budget,
   });
   const piped = pipeStage(source, decoder, { total });
   return {

@@ -13,6 +13,7 @@ import {
   type DecodeOptions,
 } from "../../src/s3/aws-chunked.ts";
 import { checksumBase64 } from "../../src/s3/checksum.ts";
+import { ByteBudget } from "../../src/limits/byte-budget.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -337,5 +338,42 @@ describe("backpressure and memory", () => {
     await reader.cancel(new Error("upstream gone"));
     expect(src.cancelled()).toBeDefined();
     await expect(finished).rejects.toThrow("upstream gone");
+  });
+});
+
+describe("held chunks count against a process-wide budget (a signed chunk is held whole until its signature is checked)", () => {
+  const BIG = new Uint8Array(3 * 1024 * 1024).fill(0x63); // one 3 MiB chunk
+  const big = buildAwsChunkedBody(BIG, { signing: CTX, chunkSize: BIG.length }).body;
+  const bigOpts = { mode: "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", signing: CTX, decodedContentLength: BIG.length } as const;
+
+  test("a chunk above 1 MiB that does not fit the budget → 503 SlowDown, nothing released; a fitting one passes and gives its bytes back", async () => {
+    const budget = new ByteBudget(4 * 1024 * 1024);
+    expect(budget.tryReserve(2 * 1024 * 1024)).toBe(true); // another upload holds 2 MiB
+    const refused = await run(big, { ...bigOpts, budget });
+    expect(refused.error?.code).toBe("SlowDown");
+    expect(refused.error?.status).toBe(503);
+    expect(refused.data.length).toBe(0);
+    expect(budget.reserved).toBe(2 * 1024 * 1024);
+    budget.release(2 * 1024 * 1024);
+    const ok = await run(big, { ...bigOpts, budget });
+    expect(ok.error).toBeUndefined();
+    expect(ok.data).toEqual(BIG);
+    expect(budget.reserved).toBe(0);
+  });
+
+  test("a held chunk's reservation is given back when the body fails (forged signature, truncation)", async () => {
+    const budget = new ByteBudget(64 * 1024 * 1024);
+    const sig = /chunk-signature=([0-9a-f]{64})/.exec(str(big))![1]!;
+    expect((await run(replaceOnce(big, sig, flipHex(sig)), { ...bigOpts, budget })).error?.code).toBe("SignatureDoesNotMatch");
+    expect(budget.reserved).toBe(0);
+    expect((await run(big.slice(0, 2 * 1024 * 1024), { ...bigOpts, budget })).error?.code).toBe("IncompleteBody");
+    expect(budget.reserved).toBe(0);
+  });
+
+  test("the SDKs' 64 KiB chunks are not counted: they pass with the budget used up", async () => {
+    const budget = new ByteBudget(0);
+    const r = await run(BODY, { ...SIGNED, budget });
+    expect(r.error).toBeUndefined();
+    expect(r.data).toEqual(PAYLOAD);
   });
 });

@@ -26,6 +26,7 @@
  * unless the body is aws-chunked with x-amz-decoded-content-length (411 MissingContentLength), and
  * the payload may not exceed `maxBytes` (EntityTooLarge).
  */
+import type { ByteBudget } from "../../limits/byte-budget.ts";
 import { decodeAwsChunked, encodeAwsChunkedUnsignedTrailer, isPayloadError, type ChunkSigningContext, type PayloadError, type StreamingMode } from "../../s3/aws-chunked.ts";
 import { framedRequestBody } from "../../http/framed-body.ts";
 import { algorithmFromHeaderName } from "../../s3/checksum.ts";
@@ -112,7 +113,7 @@ function isAwsChunkedEncoding(value: string | null): boolean {
  * The verified upstream body of an upload. Throws (synchronously, as a ProxyError carrying S3's
  * error) for a missing or impossible length, a body over `maxBytes`, or malformed checksum headers.
  */
-export function prepareUploadBody(req: Request, payload: PayloadInfo, maxBytes: number, opts: { reframe?: boolean; small?: boolean } = {}): PreparedBody {
+export function prepareUploadBody(req: Request, payload: PayloadInfo, maxBytes: number, opts: { reframe?: boolean; small?: boolean; budget?: ByteBudget } = {}): PreparedBody {
   const headers = req.headers;
   let exp: PayloadExpectations;
   try {
@@ -161,7 +162,7 @@ export function prepareUploadBody(req: Request, payload: PayloadInfo, maxBytes: 
     // S3 refuses a chunk under 8 KiB that is not the last, in every streaming mode (403
     // InvalidChunkSizeError, as the SDKs' issue reports show): a client that passes here then
     // passes there, and a body cannot be cut into per-byte HMACs.
-    decoded = decodeAwsChunked(source, { mode: streaming, signing: payload.signing, decodedContentLength: decodedLength, trailer, expect: exp, minChunkSize: MIN_CHUNK_BYTES });
+    decoded = decodeAwsChunked(source, { mode: streaming, signing: payload.signing, decodedContentLength: decodedLength, trailer, expect: exp, minChunkSize: MIN_CHUNK_BYTES, budget: opts.budget });
   } catch (e) {
     if (isPayloadError(e)) return fail(payloadS3Error(e));
     throw e;

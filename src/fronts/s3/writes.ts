@@ -138,7 +138,7 @@ export async function readXmlBody(ctx: RequestContext, root: string): Promise<Xm
   const payload = (ctx as S3RequestContext).s3!.payload!;
   let body: PreparedBody;
   try {
-    body = prepareUploadBody(ctx.req, payload, MAX_XML_BODY, { reframe: false });
+    body = prepareUploadBody(ctx.req, payload, MAX_XML_BODY, { reframe: false, budget: ctx.svc.formBuffers });
   } catch (err) {
     const e = err instanceof ProxyError ? s3ErrorOf(err) : undefined;
     if (e?.code === "EntityTooLarge") throw s3Fail(s3Error("MaxMessageLengthExceeded"));

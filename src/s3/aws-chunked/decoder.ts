@@ -17,6 +17,7 @@ import { algorithmFromHeaderName, isValidChecksumValue } from "../checksum.ts";
 import { PayloadVerifier } from "../checksum/verify.ts";
 import { PayloadError, SIGNATURE_MISMATCH_MESSAGE, framingError } from "./errors.ts";
 import type { Stage } from "./pump.ts";
+import type { ByteBudget } from "../../limits/byte-budget.ts";
 
 export interface ChunkSigningContext {
   /** deriveSigningKey(secret, yyyymmdd, region, "s3") of the request's credential. */
@@ -38,10 +39,17 @@ export interface DecoderConfig {
   verifier: PayloadVerifier;
   maxChunkSize: number;
   minChunkSize: number;
+  /**
+   * What held chunks may use together in this process: a signed chunk is held whole until its
+   * signature is checked, up to maxChunkSize (16 MiB) per upload. Beyond it, 503 SlowDown.
+   */
+  budget?: ByteBudget;
 }
 
 const enum State { SizeLine, Data, DataCR, DataLF, Trailer, Done }
 
+/** Held chunks up to this size are not counted against DecoderConfig.budget. */
+export const UNCOUNTED_CHUNK_BYTES = 1024 * 1024;
 const MAX_LINE = 1024; // a signed size line is < 100 bytes, a checksum trailer < 80
 const MAX_TRAILER_LINES = 8;
 const CR = 13;
@@ -64,6 +72,8 @@ export class ChunkedDecoder implements Stage {
   private decoded = 0;
   private lastSize = -1;
   private pieces: Uint8Array[] = [];
+  /** Bytes of cfg.budget reserved for the chunk being held. */
+  private reserved = 0;
   private chunkHash: Bun.CryptoHasher | undefined;
   private claimed = "";
   private prevSig: string;
@@ -121,11 +131,20 @@ export class ChunkedDecoder implements Stage {
           // The chunk is verified and complete: commit it.
           for (const p of this.pieces) out.push(p);
           this.pieces = [];
+          this.dispose();
           this.state = State.SizeLine;
           break;
         case State.Done:
           throw framingError("Data follows the final aws-chunked chunk.");
       }
+    }
+  }
+
+  /** Releases the held chunk's reservation (budget), once. */
+  dispose(): void {
+    if (this.reserved > 0) {
+      this.cfg.budget?.release(this.reserved);
+      this.reserved = 0;
     }
   }
 
@@ -161,7 +180,16 @@ export class ChunkedDecoder implements Stage {
     if (this.cfg.signing) this.claimed = m[2];
     if (size > 0) {
       this.remaining = size;
-      if (this.cfg.signing) this.chunkHash = new Bun.CryptoHasher("sha256");
+      if (this.cfg.signing) {
+        const budget = this.cfg.budget;
+        // (chunks up to 1 MiB, the SDKs' 64 KiB ones among them, are not counted: the uploads cap
+        // bounds them; larger ones could hold 16 MiB each)
+        if (budget !== undefined && size > UNCOUNTED_CHUNK_BYTES) {
+          if (!budget.tryReserve(size)) throw new PayloadError("SlowDown", "busy", "Please reduce your request rate.");
+          this.reserved = size;
+        }
+        this.chunkHash = new Bun.CryptoHasher("sha256");
+      }
       this.state = State.Data;
       return;
     }

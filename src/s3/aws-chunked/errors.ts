@@ -19,6 +19,7 @@ export type PayloadErrorCode =
   | "IncompleteBody"
   | "InvalidChunkSizeError"
   | "RequestTimeout"
+  | "SlowDown"
   | "InvalidRequest";
 
 export type PayloadErrorReason =
@@ -35,6 +36,7 @@ export type PayloadErrorReason =
   | "chunk-too-large"
   | "chunk-too-small"
   | "idle" // the source stopped sending for SOURCE_IDLE_MS
+  | "busy" // the process-wide budget for held chunks is used up
   | "trailer"; // malformed, missing or undeclared trailer
 
 const STATUS: Record<PayloadErrorCode, number> = {
@@ -47,6 +49,8 @@ const STATUS: Record<PayloadErrorCode, number> = {
   InvalidChunkSizeError: 403,
   // the client stopped sending mid-body (pump.ts SOURCE_IDLE_MS)
   RequestTimeout: 400,
+  // (the held-chunk budget is used up: the client should retry, as S3 asks with SlowDown)
+  SlowDown: 503,
   InvalidRequest: 400,
 };
 

@@ -20,6 +20,8 @@ export interface Stage {
   feed(piece: Uint8Array, out: Uint8Array[]): void;
   /** The source ended: validate and push what remains. Throws PayloadError. */
   end(out: Uint8Array[]): void;
+  /** The pipe is over (ended, failed or cancelled): let go of what the stage still reserves. */
+  dispose?(): void;
 }
 
 export type HoldBack = "none" | "last-piece" | { total: number };
@@ -57,6 +59,7 @@ export function pipeStage(source: ReadableStream<Uint8Array>, stage: Stage, hold
   let deferred: unknown;
 
   const fail = (err: unknown): void => {
+    stage.dispose?.();
     over = true;
     out.length = 0;
     held = undefined;
@@ -116,6 +119,7 @@ export function pipeStage(source: ReadableStream<Uint8Array>, stage: Stage, hold
           try {
             if (r.done) {
               stage.end(out);
+              stage.dispose?.();
               if (held) controller.enqueue(held);
               held = undefined;
               for (const p of out) if (p.length > 0) controller.enqueue(p);
