@@ -173,6 +173,8 @@ export class App implements Services {
 
   private async doReload(): Promise<{ ok: boolean; error?: string; generation: number }> {
     const old = this.runtime;
+    // The audit file is opened again if it was moved or deleted (logrotate's mv + SIGHUP), whatever the config's fate.
+    void this.audit?.reopen();
     const fail = (error: string) => {
       this.metrics.configReload("failure");
       this.log.error("config reload failed; the previous config keeps serving", { error, generation: old.generation });

@@ -13,8 +13,15 @@
  * - Failures (read-only folder, full disk, a folder gone) are counted per attempt and logged once
  *   per state change (failing / writing again); the lines stay queued and are retried at the next
  *   flush. A write that stopped half-way keeps its unwritten bytes, so no line is doubled or cut.
+ * - The file moved or deleted under the process (logrotate's `mv`, `rm -rf` of the folder): before
+ *   writing, at most about once a second (every timer flush) and at `reopen()` (a reload), the
+ *   path's device and inode are compared with the open file's. When the path names another file or
+ *   none, that is logged and counted once, and the path is opened again (its folder recreated when
+ *   it was there before), so no line goes to an unlinked file; if it cannot be, the failure path
+ *   above takes over.
  */
-import { open, rename, type FileHandle } from "node:fs/promises";
+import { mkdir, open, rename, stat, type FileHandle } from "node:fs/promises";
+import { dirname } from "node:path";
 import type { Logger } from "./log.ts";
 
 export interface AuditFileOptions {
@@ -46,11 +53,23 @@ export class AuditFile {
   private readonly timer: ReturnType<typeof setInterval>;
   private readonly queueBytes: number;
   private readonly flushBytes: number;
+  /** Device and inode of the open file: the path must still name it (see checkPath). */
+  private dev = 0;
+  private ino = 0;
+  /** When the path was last compared with the open file (performance.now()). */
+  private checkedAt = 0;
+  /** Compare at the next drain whatever the time (set by the timer and by reopen()). */
+  private recheck = false;
+  /** The file was open once: its folder existed, so a folder removed since is recreated. */
+  private opened = false;
 
   constructor(private readonly o: AuditFileOptions) {
     this.queueBytes = o.queueBytes ?? 8 * 1024 * 1024;
     this.flushBytes = o.flushBytes ?? 256 * 1024;
-    this.timer = setInterval(() => void this.flush(), o.flushIntervalMs ?? 1000);
+    this.timer = setInterval(() => {
+      this.recheck = true;
+      void this.flush();
+    }, o.flushIntervalMs ?? 1000);
     this.timer.unref?.();
   }
 
@@ -86,6 +105,19 @@ export class AuditFile {
     return this.flushing;
   }
 
+  /**
+   * Checks now that the path still names the open file, reopening it (and recreating its folder)
+   * if it does not, then writes what is queued. A reload (SIGHUP) calls it: after a logrotate-style
+   * `mv` or a removed folder, the file is back at its path even before the next event.
+   */
+  async reopen(): Promise<void> {
+    if (this.closed) return;
+    this.recheck = true;
+    while (this.flushing !== undefined) await this.flushing;
+    this.flushing = this.drain().finally(() => (this.flushing = undefined));
+    return this.flushing;
+  }
+
   /** Stops the timer, writes what is queued (one attempt) and closes the file. */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -106,6 +138,7 @@ export class AuditFile {
 
   private async drain(): Promise<void> {
     try {
+      if (this.recheck || (this.fh !== undefined && performance.now() - this.checkedAt >= CHECK_INTERVAL_MS)) await this.checkPath();
       while (this.rest !== undefined || this.queue.length > 0) {
         const fh = await this.openFile();
         if (this.rest !== undefined) {
@@ -153,16 +186,60 @@ export class AuditFile {
     }
   }
 
+  /**
+   * Whether the path still names the open file; if not (moved, deleted, replaced), logs and counts
+   * it once and opens the path again. A path that cannot be looked at (EACCES…) keeps the file.
+   */
+  private async checkPath(): Promise<void> {
+    const asked = this.recheck;
+    this.recheck = false;
+    this.checkedAt = performance.now();
+    const fh = this.fh;
+    if (fh === undefined) {
+      // reopen() while not open: a file that was written before is recreated now.
+      if (asked && this.opened) await this.openFile();
+      return;
+    }
+    let gone: string | undefined;
+    try {
+      const st = await stat(this.o.path);
+      if (st.dev !== this.dev || st.ino !== this.ino) gone = "replaced";
+    } catch (err) {
+      const code = (err as { code?: string })?.code;
+      if (code === "ENOENT" || code === "ENOTDIR") gone = "missing";
+    }
+    if (gone === undefined) return;
+    this.o.onError?.();
+    this.o.log.warn("audit trail file was moved or deleted: opening its path again", { path: this.o.path, found: gone });
+    this.fh = undefined;
+    await fh.close().catch(() => {});
+    await this.openFile();
+  }
+
   private async openFile(): Promise<FileHandle> {
     if (this.fh !== undefined) return this.fh;
-    const fh = await open(this.o.path, "a", 0o640);
+    let fh: FileHandle;
     try {
-      this.size = (await fh.stat()).size;
+      fh = await open(this.o.path, "a", 0o640);
+    } catch (err) {
+      // A folder removed after the file was written in it is recreated (once per attempt).
+      if ((err as { code?: string })?.code !== "ENOENT" || !this.opened) throw err;
+      await mkdir(dirname(this.o.path), { recursive: true, mode: 0o750 });
+      this.o.log.info("audit trail folder recreated", { path: this.o.path });
+      fh = await open(this.o.path, "a", 0o640);
+    }
+    try {
+      const st = await fh.stat();
+      this.size = st.size;
+      this.dev = st.dev;
+      this.ino = st.ino;
     } catch (err) {
       await fh.close().catch(() => {});
       throw err;
     }
     this.fh = fh;
+    this.opened = true;
+    this.checkedAt = performance.now();
     return fh;
   }
 
@@ -196,6 +273,9 @@ export class AuditFile {
     this.size = 0;
   }
 }
+
+/** How often, at most, the path is compared with the open file outside the timer's flushes. */
+const CHECK_INTERVAL_MS = 1000;
 
 /** Lines (newlines) in an unwritten tail: what is lost if it is never written. */
 function linesIn(b: Buffer): number {

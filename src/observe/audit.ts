@@ -109,6 +109,11 @@ export class AuditTrail {
     return this.file.flush();
   }
 
+  /** A reload (SIGHUP): the file is opened again if it was moved or deleted (see AuditFile.reopen). */
+  reopen(): Promise<void> {
+    return this.file.reopen();
+  }
+
   close(): Promise<void> {
     return this.file.close();
   }

@@ -2,10 +2,12 @@
  * The audit trail when the disk says no, and at shutdown:
  * - a read-only folder: requests are served as usual (and promptly), failures are counted per
  *   attempt and logged once; once the folder is writable again the queued lines are written;
+ * - the folder removed (rm -rf) or the file moved away (logrotate's mv): noticed within about a
+ *   second and on SIGHUP, logged and counted, the file recreated at its path; no event is lost;
  * - the real process: the timer flushes within about a second, and SIGTERM writes what is queued.
  */
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { S3Fixture } from "../fixtures/s3.ts";
 import { startProxy } from "../e2e/harness.ts";
@@ -55,6 +57,53 @@ test("a read-only folder: serving continues, each failed attempt is counted, log
     removeDir(dir);
   }
 });
+
+test("the folder removed under the process (rm -rf): noticed within ~1 s, counted and logged once, recreated; no event lost", async () => {
+  const dir = tempDir();
+  try {
+    const path = join(dir, "aud", "audit.log");
+    mkdirSync(join(dir, "aud"));
+    await using env = await startAuditEnv(s3, `  enabled: true\n  path: ${path}\n  max_size_mb: 1\n  max_files: 2\n`);
+    await (await fetch(env.url("/open/doc.txt"), { headers: { "x-request-id": "before" } })).text();
+    expect((await env.lines()).map((l) => l.request_id)).toEqual(["before"]);
+    rmSync(join(dir, "aud"), { recursive: true });
+    const ids = Array.from({ length: 30 }, (_, i) => `gone${i}`);
+    for (const id of ids) expect((await fetch(env.url("/open/doc.txt"), { headers: { "x-request-id": id } })).status).toBe(200);
+    // the timer's next flush notices the path names no file, recreates it and writes there
+    await waitFor(() => existsSync(path) && parseLines(readFileSync(path, "utf8")).length === 30, { timeoutMs: 5000, message: "the recreated audit file" });
+    expect(parseLines(readFileSync(path, "utf8")).map((l) => l.request_id)).toEqual(ids);
+    expect(env.metric("yatagarasu_audit_write_errors_total")).toBe(1);
+    expect(env.metric("yatagarasu_audit_dropped_total")).toBe(0);
+    expect(env.log.lines.filter((l) => l.msg.startsWith("audit trail file was moved or deleted")).length).toBe(1);
+  } finally {
+    removeDir(dir);
+  }
+});
+
+test("the real process: a file moved away (logrotate's mv) is back at its path after SIGHUP; later events go there", async () => {
+  const dir = tempDir();
+  try {
+    const path = join(dir, "audit.log");
+    const px = await startProxy(
+      `server: { address: 127.0.0.1, port: 0 }\naudit: { enabled: true, path: "${path}" }\nbuckets:\n` +
+        `  - name: open\n    path_prefix: /open\n    s3: { bucket: data, endpoint: "${s3.endpoint}", access_key: "AKIDUPSTREAMREAD", secret_key: "upstream-secret-key-0123456789" }\n`,
+    );
+    try {
+      await (await fetch(px.url("/open/doc.txt"), { headers: { "x-request-id": "first" } })).text();
+      await waitFor(() => existsSync(path) && readFileSync(path, "utf8").includes('"first"'), { timeoutMs: 3000 });
+      renameSync(path, `${path}.1`);
+      px.signal("SIGHUP");
+      await waitFor(() => existsSync(path), { timeoutMs: 5000, message: "the audit file reopened at its path" });
+      await (await fetch(px.url("/open/doc.txt"), { headers: { "x-request-id": "second" } })).text();
+    } finally {
+      expect(await px.stop()).toBe(0);
+    }
+    expect(parseLines(readFileSync(`${path}.1`, "utf8")).map((l) => l.request_id)).toEqual(["first"]);
+    expect(parseLines(readFileSync(path, "utf8")).map((l) => l.request_id)).toEqual(["second"]);
+  } finally {
+    removeDir(dir);
+  }
+}, 20_000);
 
 test("the real process: lines reach the file within ~1 s, and SIGTERM flushes what is still queued", async () => {
   const dir = tempDir();

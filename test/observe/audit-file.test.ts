@@ -4,12 +4,12 @@
  * write) counted per attempt and logged once, recovery, and the flush at close.
  */
 import { afterEach, expect, test, setDefaultTimeout } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AuditFile } from "../../src/observe/audit-file.ts";
 import { waitFor } from "../helpers/wait.ts";
-import { recordingLog } from "./audit-helpers.ts";
+import { makeReadOnly, recordingLog } from "./audit-helpers.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -128,4 +128,84 @@ test("recovery: a folder that appears later gets the queued lines, and 'writing 
   expect(readFileSync(path, "utf8")).toBe(line(0) + line(1));
   expect(log.lines.filter((l) => l.msg === "audit trail writing again").length).toBe(1);
   expect(errors).toBe(1);
+});
+
+test("the folder removed (rm -rf): noticed at the next timer flush, logged and counted once, folder and file recreated, no line lost to the deleted file", async () => {
+  const log = recordingLog();
+  let errors = 0;
+  const dir = join(tempDir(), "aud");
+  mkdirSync(dir);
+  const path = join(dir, "audit.log");
+  const f = make({ path, maxBytes: 1 << 20, maxFiles: 2, log, onError: () => errors++, flushIntervalMs: 20 });
+  f.append(line(0));
+  await waitFor(() => existsSync(path) && readFileSync(path, "utf8") === line(0), { timeoutMs: 2000 });
+  await f.flush(); // the timer's flush has ended (one still running would take the next lines to the open file, as before the removal)
+  rmSync(dir, { recursive: true });
+  for (let i = 1; i <= 3; i++) f.append(line(i));
+  await waitFor(() => existsSync(path) && readFileSync(path, "utf8") === line(1) + line(2) + line(3), { timeoutMs: 3000, message: "the recreated file" });
+  expect(errors).toBe(1);
+  const noticed = log.lines.filter((l) => l.msg.startsWith("audit trail file was moved or deleted"));
+  expect(noticed.length).toBe(1);
+  expect(noticed[0].fields).toMatchObject({ path, found: "missing" });
+  f.append(line(4));
+  await f.flush();
+  expect(readFileSync(path, "utf8")).toBe(line(1) + line(2) + line(3) + line(4));
+  expect(errors).toBe(1);
+});
+
+test("moved away (logrotate's mv) then reopen() (a reload): the next lines go to a new file at the path, the moved one keeps the old", async () => {
+  const log = recordingLog();
+  let errors = 0;
+  const path = join(tempDir(), "audit.log");
+  const f = make({ path, maxBytes: 1 << 20, maxFiles: 2, log, onError: () => errors++, flushIntervalMs: 60_000 });
+  f.append(line(0));
+  await f.flush();
+  renameSync(path, `${path}.old`);
+  await f.reopen(); // nothing queued: the file is back at its path at once
+  expect(existsSync(path)).toBe(true);
+  f.append(line(1));
+  await f.flush();
+  expect(readFileSync(`${path}.old`, "utf8")).toBe(line(0));
+  expect(readFileSync(path, "utf8")).toBe(line(1));
+  expect(errors).toBe(1);
+  // another file put at the path (logrotate's `create`) is noticed too
+  renameSync(path, `${path}.old2`);
+  writeFileSync(path, "");
+  f.append(line(2));
+  await f.reopen();
+  expect(readFileSync(path, "utf8")).toBe(line(2));
+  expect(readFileSync(`${path}.old2`, "utf8")).toBe(line(1));
+  expect(log.lines.filter((l) => l.msg.startsWith("audit trail file was moved or deleted")).map((l) => l.fields?.found)).toEqual(["missing", "replaced"]);
+});
+
+test("a removed folder that cannot be recreated: the README's 'folder gone' (logged once, counted per attempt, lines kept) until it can", async () => {
+  const log = recordingLog();
+  let errors = 0;
+  let dropped = 0;
+  const parent = tempDir();
+  const dir = join(parent, "aud");
+  mkdirSync(dir);
+  const path = join(dir, "audit.log");
+  const f = make({ path, maxBytes: 1 << 20, maxFiles: 2, log, onError: () => errors++, onDrop: (n) => (dropped += n), flushIntervalMs: 60_000 });
+  f.append(line(0));
+  await f.flush();
+  rmSync(dir, { recursive: true });
+  const undo = await makeReadOnly(parent);
+  try {
+    f.append(line(1));
+    await f.reopen(); // noticed (1) and the reopening fails (2)
+    f.append(line(2));
+    await f.reopen(); // fails again (3)
+    expect(errors).toBe(3);
+    expect(existsSync(dir)).toBe(false);
+    expect(log.lines.filter((l) => l.msg.startsWith("audit trail file was moved or deleted")).length).toBe(1);
+    expect(log.lines.filter((l) => l.msg.startsWith("audit trail cannot be written")).length).toBe(1);
+    expect(f.pending).toBe(60);
+  } finally {
+    await undo();
+  }
+  await f.reopen();
+  expect(readFileSync(path, "utf8")).toBe(line(1) + line(2));
+  expect(log.lines.filter((l) => l.msg === "audit trail writing again").length).toBe(1);
+  expect(dropped).toBe(0);
 });
