@@ -22,6 +22,7 @@ import type { Claims } from "../auth/rules.ts";
 import { privateCacheControl } from "../http/headers.ts";
 import { mapAnswer } from "../http/map-answer.ts";
 import { ClaimRuleRefusal, ProxyError, toProxyError } from "../errors.ts";
+import { jwtSubject } from "../observe/audit.ts";
 import type { AuthResult } from "../observe/metrics.ts";
 import { isWriteAction, type RequestContext } from "../proxy/context.ts";
 import type { BucketRuntime } from "../runtime.ts";
@@ -167,17 +168,21 @@ export function authenticate(ctx: RequestContext): undefined | Promise<undefined
     const e = toProxyError(err);
     metrics.auth(authResultOf(e));
     // A valid token that a claim rule refused: the log and audit line name its subject.
-    if (e instanceof ClaimRuleRefusal && typeof e.claims.sub === "string") ctx.subject = e.claims.sub;
+    if (e instanceof ClaimRuleRefusal) {
+      ctx.subject = jwtSubject(e.claims);
+      ctx.principal = "jwt";
+    }
     throw e;
   };
   const auth = ctx.rt.auth;
   if (!auth) return refuse(new ProxyError("InternalError"));
   const accept = (claims: Claims): undefined => {
-    if (typeof claims.sub === "string") ctx.subject = claims.sub; // named even when write_claims refuses
+    // named even when write_claims refuses (the audit line says who was refused)
+    ctx.subject = jwtSubject(claims);
+    ctx.principal = "jwt";
     refuseWrite(claims);
     metrics.auth("success");
     ctx.claims = claims;
-    ctx.principal = "jwt";
     return undefined;
   };
   let claims: Claims | Promise<Claims>;

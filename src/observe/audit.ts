@@ -4,14 +4,18 @@
  * control plane (/health, /ready, /admin). Written from the logging step (deliver.ts `finish`),
  * so the line carries the real outcome: status, bytes actually sent, total duration.
  *
- *   {"time":"2025-01-01T00:00:00.000Z","request_id":"…","trace_id":"…","identity":"alice",
- *    "client_ip":"10.0.0.7","front":"plain","action":"s3:GetObject","method":"GET",
+ *   {"time":"2025-01-01T00:00:00.000Z","request_id":"…","trace_id":"…","principal":"jwt",
+ *    "identity":"alice","client_ip":"10.0.0.7","front":"plain","action":"s3:GetObject","method":"GET",
  *    "bucket":"products","key":"a/b.jpg","result":"allowed","status":200,"bytes":1024,
  *    "duration_ms":3.2}
  *
  * result: "allowed" (any status below 400), "denied" (401/403; `reason` is the error code:
  * Unauthorized, InvalidToken, Forbidden, AccessDenied, SignatureDoesNotMatch, …) or "failed"
  * (any other error status, or a body that broke off; `reason` is the error code).
+ *
+ * principal: who authenticated the request: jwt, s3_static, s3_session or anonymous (ctx.principal).
+ * identity: the JWT `sub` (a sub that is not a string: its JSON text, or "(no sub)" when missing;
+ * see jwtSubject), the S3 identity's configured name, or "anonymous" for an anonymous principal.
  *
  * No secrets by construction: the identity is the JWT `sub` or the S3 identity's configured name
  * (never an access key id, token or signature), and nothing from the query string is written.
@@ -58,6 +62,23 @@ function traceIdOf(ctx: RequestContext): string | undefined {
   return typeof t === "string" && t !== "" ? t : undefined;
 }
 
+/** Longest identity written for a JWT `sub` that is not a string (an object, an array). */
+const MAX_SUB_TEXT = 256;
+
+/**
+ * The name a verified JWT gives its bearer, for the audit trail and the logs: its `sub` when that
+ * is a string; otherwise its JSON text (a numeric sub 12345 is "12345"; an object, cut to 256
+ * characters), or "(no sub)" when it has none. Never undefined: an authenticated request is never
+ * written as anonymous.
+ */
+export function jwtSubject(claims: Readonly<Record<string, unknown>>): string {
+  const sub = claims.sub;
+  if (typeof sub === "string") return sub;
+  if (sub === undefined || sub === null) return "(no sub)";
+  const text = JSON.stringify(sub) ?? String(sub);
+  return text.length > MAX_SUB_TEXT ? text.slice(0, MAX_SUB_TEXT) : text;
+}
+
 export function resultOf(ctx: RequestContext): { result: AuditResult; reason?: string } {
   const st = ctx.status;
   if (st === 401 || st === 403) return { result: "denied", reason: ctx.errorCode ?? ctx.s3Code ?? (st === 401 ? "Unauthorized" : "Forbidden") };
@@ -88,6 +109,7 @@ export class AuditTrail {
       time: new Date().toISOString(),
       request_id: ctx.id,
       trace_id: traceIdOf(ctx),
+      principal: ctx.principal,
       identity: ctx.subject ?? "anonymous",
       client_ip: clientIp(ctx),
       front: ctx.front,

@@ -12,7 +12,7 @@ import { listenBun, type Listener } from "../../src/server.ts";
 import { listenS3 } from "../../src/server/s3-listener.ts";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { smithySigned } from "../fronts/s3/helpers.ts";
-import { frontYaml, UPSTREAM } from "../e2e/s3-front-helpers.ts";
+import { frontYaml, UPSTREAM, type EnvOptions } from "../e2e/s3-front-helpers.ts";
 import type { Logger } from "../../src/observe/log.ts";
 
 /** A Logger that keeps every line (to check what was logged, and how often). */
@@ -46,8 +46,9 @@ export interface AuditEnv extends AsyncDisposable {
   stop(): Promise<void>;
 }
 
-export async function startAuditEnv(s3: S3Fixture, audit: string): Promise<AuditEnv> {
-  const config = parseConfig(frontYaml(s3.endpoint, { extra: `audit:\n${audit}` }));
+/** `o`: the S3-front test config's options (other buckets, more top-level YAML after the audit section). */
+export async function startAuditEnv(s3: S3Fixture, audit: string, o: EnvOptions = {}): Promise<AuditEnv> {
+  const config = parseConfig(frontYaml(s3.endpoint, { ...o, extra: `audit:\n${audit}${o.extra ?? ""}` }));
   const log = recordingLog();
   const app = await App.create(config, { log, probeIntervalMs: 600_000 });
   const main: Listener = listenBun(app, config);

@@ -107,6 +107,78 @@ describe("lines for reads, listings and denials on both fronts", () => {
   });
 });
 
+describe("who: the principal type, and an identity for every authenticated request", () => {
+  let env: AuditEnv;
+  let dir: string;
+  const byId = new Map<string, AuditLine>();
+  const exp = () => Math.floor(Date.now() / 1000) + 600;
+  const buckets = (ep: string) => {
+    const up = `access_key: "${UPSTREAM.accessKeyId}", secret_key: "${UPSTREAM.secretAccessKey}"`;
+    return `buckets:
+  - { name: data, path_prefix: /data, s3: { bucket: data, endpoint: "${ep}", ${up} } }
+  - { name: private, path_prefix: /private, s3: { bucket: private, endpoint: "${ep}", ${up} }, auth: { enabled: true } }
+  - { name: jwtonly, path_prefix: /jwtonly, s3: { bucket: private, endpoint: "${ep}", ${up} }, auth: { enabled: true, claims: [{ claim: team, operator: equals, value: a }] } }
+  - name: rw
+    path_prefix: /rw
+    access: read-write
+    s3: { bucket: private, endpoint: "${ep}", ${up} }
+    auth: { enabled: true, write_claims: [{ claim: team, operator: equals, value: a }] }
+`;
+  };
+
+  beforeAll(async () => {
+    dir = tempDir();
+    env = await startAuditEnv(s3, `  enabled: true\n  path: ${join(dir, "audit.log")}\n`, { buckets });
+    const send = async (method: string, path: string, id: string, claims?: Record<string, unknown>) => {
+      const headers: Record<string, string> = { "x-request-id": id };
+      if (claims) headers.authorization = `Bearer ${hs256({ exp: exp(), ...claims })}`;
+      const r = await fetch(env.url(path), { method, headers, body: method === "PUT" ? "x" : undefined });
+      await r.text();
+      return r.status;
+    };
+    expect(await send("GET", "/data/doc.txt", "anon")).toBe(200);
+    expect(await send("GET", "/private/p.txt", "numeric", { sub: 12345 })).toBe(200);
+    expect(await send("GET", "/private/p.txt", "object", { sub: { tenant: "t1", user: 7 } })).toBe(200);
+    expect(await send("GET", "/private/p.txt", "nosub", {})).toBe(200);
+    expect(await send("GET", "/private/p.txt", "literal", { sub: "anonymous" })).toBe(200);
+    expect(await send("GET", "/jwtonly/p.txt", "numeric-claim-refused", { sub: 12345, team: "b" })).toBe(403);
+    expect(await send("PUT", "/rw/x.txt", "literal-put-refused", { sub: "anonymous", team: "b" })).toBe(403);
+    expect(await send("PUT", "/rw/x.txt", "nosub-put-refused", { team: "b" })).toBe(403);
+    expect((await s3Fetch(env, "/data/doc.txt", APP)).status).toBe(200);
+    const sts = await fetch(`http://127.0.0.1:${env.s3Port}/`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", "x-request-id": "sts-numeric" },
+      body: new URLSearchParams({ Action: "AssumeRoleWithWebIdentity", Version: "2011-06-15", RoleArn: "arn:aws:iam::123456789012:role/r", RoleSessionName: "s1", WebIdentityToken: hs256({ sub: 12345, exp: exp() }) }),
+    });
+    expect(sts.status).toBe(400);
+    await sts.text();
+    for (const l of await env.lines()) byId.set(String(l.request_id), l);
+  });
+  afterAll(async () => {
+    await env?.stop();
+    removeDir(dir);
+  });
+
+  test("anonymous and S3 identities: principal anonymous / s3_static", () => {
+    expect(byId.get("anon")).toMatchObject({ principal: "anonymous", identity: "anonymous", result: "allowed" });
+    expect([...byId.values()].find((l) => l.front === "s3" && l.action === "s3:GetObject")).toMatchObject({ principal: "s3_static", identity: "app1" });
+  });
+
+  test("a JWT whose sub is not a string: its JSON text, or (no sub); never anonymous", () => {
+    expect(byId.get("numeric")).toMatchObject({ principal: "jwt", identity: "12345", result: "allowed", bucket: "private" });
+    expect(byId.get("object")).toMatchObject({ principal: "jwt", identity: '{"tenant":"t1","user":7}' });
+    expect(byId.get("nosub")).toMatchObject({ principal: "jwt", identity: "(no sub)" });
+    expect(byId.get("sts-numeric")).toMatchObject({ principal: "jwt", identity: "12345", action: "sts:AssumeRoleWithWebIdentity", result: "failed", reason: "InvalidIdentityToken" });
+  });
+
+  test("a sub that is literally 'anonymous' is told apart by the principal; refusals name who was refused", () => {
+    expect(byId.get("literal")).toMatchObject({ principal: "jwt", identity: "anonymous", result: "allowed" });
+    expect(byId.get("numeric-claim-refused")).toMatchObject({ principal: "jwt", identity: "12345", result: "denied", reason: "Forbidden" });
+    expect(byId.get("literal-put-refused")).toMatchObject({ principal: "jwt", identity: "anonymous", action: "s3:PutObject", bucket: "rw", key: "x.txt", result: "denied", status: 403 });
+    expect(byId.get("nosub-put-refused")).toMatchObject({ principal: "jwt", identity: "(no sub)", action: "s3:PutObject", result: "denied" });
+  });
+});
+
 test("rotation under traffic: audit.log → .1 → .2, never more than max_files, whole lines, newest last", async () => {
   const dir = tempDir();
   try {

@@ -295,6 +295,7 @@ export async function postObjectOp(ctx: RequestContext): Promise<Response> {
     }
     ctx.subject = principal.identity;
     ctx.claims = principal.claims;
+    ctx.principal = principal.kind === "session" ? "s3_session" : "s3_static";
     ctx.svc.metrics.auth("success");
     // The bucket a condition names is the one posted to (a `bucket` field cannot change it).
     const forPolicy = new Map(fields);

@@ -14,6 +14,7 @@
 import { describeRule, firstFailedRule, type Claims } from "../../auth/rules.ts";
 import { ProxyError } from "../../errors.ts";
 import { readCapped } from "../../http/read-capped.ts";
+import { jwtSubject } from "../../observe/audit.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import type { S3Identities } from "./identities.ts";
 import { issueSession } from "./sts.ts";
@@ -73,6 +74,9 @@ export async function assumeRoleWithWebIdentity(ctx: RequestContext, api: S3Iden
   } catch (err) {
     return fail(tokenError(err));
   }
+  // A verified token: the audit line names its bearer, even when it is refused below.
+  ctx.principal = "jwt";
+  ctx.subject = jwtSubject(claims);
   const sub = claims.sub;
   if (typeof sub !== "string" || sub === "") return fail(stsError("InvalidIdentityToken", "The web identity token has no sub claim."));
   const failed = firstFailedRule(ctx.rt.config.jwt?.claims ?? [], claims);
