@@ -10,6 +10,7 @@ import { ConfigError, parseConfig } from "../../src/config/load.ts";
 import { auditPath } from "../../src/observe/audit.ts";
 import type { S3Fixture } from "../fixtures/s3.ts";
 import { APP, hs256, JWT_SECRET, LISTER, STS_KEY, UPSTREAM } from "../e2e/s3-front-helpers.ts";
+import { smithySigned } from "../fronts/s3/helpers.ts";
 import { parseLines, removeDir, s3Fetch, startAuditEnv, startFixture, tempDir, type AuditEnv, type AuditLine } from "./audit-helpers.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
@@ -176,6 +177,54 @@ describe("who: the principal type, and an identity for every authenticated reque
     expect(byId.get("numeric-claim-refused")).toMatchObject({ principal: "jwt", identity: "12345", result: "denied", reason: "Forbidden" });
     expect(byId.get("literal-put-refused")).toMatchObject({ principal: "jwt", identity: "anonymous", action: "s3:PutObject", bucket: "rw", key: "x.txt", result: "denied", status: 403 });
     expect(byId.get("nosub-put-refused")).toMatchObject({ principal: "jwt", identity: "(no sub)", action: "s3:PutObject", result: "denied" });
+  });
+});
+
+describe("S3 front: refusals before the signature is verified name what they addressed", () => {
+  let env: AuditEnv;
+  let dir: string;
+  const byId = new Map<string, AuditLine>();
+
+  beforeAll(async () => {
+    dir = tempDir();
+    env = await startAuditEnv(s3, `  enabled: true\n  path: ${join(dir, "audit.log")}\n`);
+    const signed = async (id: string, path: string, creds: { accessKeyId: string; secretAccessKey: string }, query?: Record<string, string>) => {
+      const host = `127.0.0.1:${env.s3Port}`;
+      const v = await smithySigned({ creds, date: new Date(), path, query, host });
+      const headers = new Headers(v.headers);
+      headers.delete("host");
+      headers.set("x-request-id", id);
+      const r = await fetch(`http://${host}${v.rawPath}${v.rawQuery ? `?${v.rawQuery}` : ""}`, { method: v.method, headers });
+      await r.text();
+      return r.status;
+    };
+    const WRONG = { accessKeyId: APP.accessKeyId, secretAccessKey: "not-the-app-secret-0123456789" };
+    expect(await signed("bad-sig", "/data/dir/doc.txt", WRONG)).toBe(403);
+    expect(await signed("unknown-key", "/private/p.txt", { accessKeyId: "AKIDNOSUCHKEY0001", secretAccessKey: "whatever-secret-0123456789" })).toBe(403);
+    expect(await signed("bad-sig-list", "/data", WRONG, { "list-type": "2", prefix: "dir/" })).toBe(403);
+    expect(await signed("not-configured", "/nosuch/k.txt", WRONG)).toBe(403);
+    const malformed = await fetch(`http://127.0.0.1:${env.s3Port}/data/doc.txt`, { headers: { "x-request-id": "malformed", authorization: "AWS4-HMAC-SHA256 garbage" } });
+    expect(malformed.status).toBeGreaterThanOrEqual(400);
+    await malformed.text();
+    for (const l of await env.lines()) byId.set(String(l.request_id), l);
+  });
+  afterAll(async () => {
+    await env?.stop();
+    removeDir(dir);
+  });
+
+  test("SignatureDoesNotMatch, InvalidAccessKeyId, a malformed Authorization: bucket, key and operation", () => {
+    expect(byId.get("bad-sig")).toMatchObject({ principal: "anonymous", identity: "anonymous", front: "s3", action: "s3:GetObject", bucket: "data", key: "dir/doc.txt", result: "denied", reason: "SignatureDoesNotMatch", status: 403 });
+    expect(byId.get("unknown-key")).toMatchObject({ action: "s3:GetObject", bucket: "private", key: "p.txt", result: "denied", reason: "InvalidAccessKeyId" });
+    expect(byId.get("bad-sig-list")).toMatchObject({ action: "s3:ListBucket", bucket: "data", result: "denied", reason: "SignatureDoesNotMatch" });
+    expect(byId.get("malformed")).toMatchObject({ action: "s3:GetObject", bucket: "data", key: "doc.txt", result: expect.stringMatching(/denied|failed/) });
+  });
+
+  test("a bucket this proxy does not serve is not named (labels are configured buckets only)", () => {
+    const l = byId.get("not-configured")!;
+    expect(l).toMatchObject({ action: "s3:GetObject", reason: "SignatureDoesNotMatch" });
+    expect(l.bucket).toBeUndefined();
+    expect(l.key).toBeUndefined();
   });
 });
 

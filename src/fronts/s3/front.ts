@@ -43,7 +43,7 @@ import type { PayloadInfo } from "./upload-body.ts";
 import { ACTION_OF, address, bucketFromHost, keyRefusal, keyTooLong, MAX_KEY_BYTES, operationOf, type S3Operation } from "./route.ts";
 import { stsError, stsErrorResponse } from "./sts-api.ts";
 import { assumeRoleWithWebIdentity } from "./sts-endpoint.ts";
-import { decodeComponent, NO_PARAMETERS } from "./uri.ts";
+import { decodeComponent, NO_PARAMETERS, parseRawQuery } from "./uri.ts";
 import { isS3Error } from "./auth-params.ts";
 import { UNSIGNED_PAYLOAD, verifySigV4 } from "./verify.ts";
 import { refuseAcls } from "./writes.ts";
@@ -113,6 +113,7 @@ export function s3Parse(ctx: RequestContext): undefined {
   });
   if (v.kind === "error") {
     metrics.auth("invalid");
+    addressedBy(ctx, a);
     return fail({ code: v.code, status: v.status, message: v.message, details: v.details, headers: v.headers });
   }
   let principal: S3Principal | undefined;
@@ -179,6 +180,26 @@ export function s3Parse(ctx: RequestContext): undefined {
   const headers = v.kind === "ok" && v.presigned ? withHoistedHeaders(req.headers, v.query) : req.headers;
   (ctx as S3RequestContext).s3 = { api, op, principal, query: v.query, overrides, payload, headers };
   return undefined;
+}
+
+/**
+ * A request refused before its signature was verified (SignatureDoesNotMatch, InvalidAccessKeyId,
+ * a malformed Authorization): the configured bucket, the key and the operation its path and query
+ * name, as labels for the access log and the audit trail (the plain front records them for its
+ * 401/403 too). Nothing is served, authorized or asked upstream on them.
+ */
+function addressedBy(ctx: RequestContext, a: { bucket: string; key: string }): void {
+  const query = parseRawQuery(ctx.query);
+  if (query !== undefined) {
+    const op = operationOf(ctx.method, a, query, ctx.method === "PUT" && ctx.req.headers.has("x-amz-copy-source"));
+    if (typeof op === "string") ctx.action = ACTION_OF[op];
+  }
+  if (a.bucket === "" || !S3_FRONT_BUCKET_NAME.test(a.bucket)) return;
+  const bucket = ctx.rt.buckets.get(a.bucket);
+  if (bucket === undefined) return;
+  ctx.bucket = bucket;
+  ctx.bucketName = bucket.name;
+  if (a.key !== "" && !keyTooLong(a.key)) ctx.key = a.key;
 }
 
 /** A presigned URL's own parameters (SigV4 query auth), never headers. */
