@@ -13,6 +13,9 @@
  * Unauthorized, InvalidToken, Forbidden, AccessDenied, SignatureDoesNotMatch, …) or "failed"
  * (any other error status, or a body that broke off; `reason` is the error code).
  *
+ * action: the S3 action; "presign" for a plain-front `POST …?presign`, which only issues a URL
+ * (presigned_action: the action the URL is for, s3:PutObject or s3:GetObject).
+ *
  * principal: who authenticated the request: jwt, s3_static, s3_session or anonymous (ctx.principal).
  * identity: the JWT `sub` (a sub that is not a string: its JSON text, or "(no sub)" when missing;
  * see jwtSubject), the S3 identity's configured name, or "anonymous" for an anonymous principal.
@@ -113,7 +116,9 @@ export class AuditTrail {
       identity: ctx.subject ?? "anonymous",
       client_ip: clientIp(ctx),
       front: ctx.front,
-      action: ctx.action,
+      // Issuing a presigned URL is not the action it presigns: "presign", and which one.
+      action: ctx.presign !== undefined ? "presign" : ctx.action,
+      presigned_action: ctx.presign !== undefined ? ctx.action : undefined,
       method: ctx.method,
       bucket: ctx.bucket?.name,
       key: ctx.key === "" ? undefined : ctx.key,

@@ -108,24 +108,26 @@ describe("lines for reads, listings and denials on both fronts", () => {
   });
 });
 
-describe("who: the principal type, and an identity for every authenticated request", () => {
-  let env: AuditEnv;
-  let dir: string;
-  const byId = new Map<string, AuditLine>();
-  const exp = () => Math.floor(Date.now() / 1000) + 600;
-  const buckets = (ep: string) => {
-    const up = `access_key: "${UPSTREAM.accessKeyId}", secret_key: "${UPSTREAM.secretAccessKey}"`;
-    return `buckets:
+const exp = () => Math.floor(Date.now() / 1000) + 600;
+/** The S3-front test buckets plus rw: read-write, writes for team a only. */
+const buckets = (ep: string) => {
+  const up = `access_key: "${UPSTREAM.accessKeyId}", secret_key: "${UPSTREAM.secretAccessKey}"`;
+  return `buckets:
   - { name: data, path_prefix: /data, s3: { bucket: data, endpoint: "${ep}", ${up} } }
   - { name: private, path_prefix: /private, s3: { bucket: private, endpoint: "${ep}", ${up} }, auth: { enabled: true } }
   - { name: jwtonly, path_prefix: /jwtonly, s3: { bucket: private, endpoint: "${ep}", ${up} }, auth: { enabled: true, claims: [{ claim: team, operator: equals, value: a }] } }
-  - name: rw
+  - name: writable
     path_prefix: /rw
     access: read-write
     s3: { bucket: private, endpoint: "${ep}", ${up} }
     auth: { enabled: true, write_claims: [{ claim: team, operator: equals, value: a }] }
 `;
-  };
+};
+
+describe("who: the principal type, and an identity for every authenticated request", () => {
+  let env: AuditEnv;
+  let dir: string;
+  const byId = new Map<string, AuditLine>();
 
   beforeAll(async () => {
     dir = tempDir();
@@ -175,7 +177,7 @@ describe("who: the principal type, and an identity for every authenticated reque
   test("a sub that is literally 'anonymous' is told apart by the principal; refusals name who was refused", () => {
     expect(byId.get("literal")).toMatchObject({ principal: "jwt", identity: "anonymous", result: "allowed" });
     expect(byId.get("numeric-claim-refused")).toMatchObject({ principal: "jwt", identity: "12345", result: "denied", reason: "Forbidden" });
-    expect(byId.get("literal-put-refused")).toMatchObject({ principal: "jwt", identity: "anonymous", action: "s3:PutObject", bucket: "rw", key: "x.txt", result: "denied", status: 403 });
+    expect(byId.get("literal-put-refused")).toMatchObject({ principal: "jwt", identity: "anonymous", action: "s3:PutObject", bucket: "writable", key: "x.txt", result: "denied", status: 403 });
     expect(byId.get("nosub-put-refused")).toMatchObject({ principal: "jwt", identity: "(no sub)", action: "s3:PutObject", result: "denied" });
   });
 });
@@ -226,6 +228,31 @@ describe("S3 front: refusals before the signature is verified name what they add
     expect(l.bucket).toBeUndefined();
     expect(l.key).toBeUndefined();
   });
+});
+
+test("issuing a presigned URL is audited as a presign for the action, not as that action", async () => {
+  const dir = tempDir();
+  try {
+    // (the URL's origin is not used here: any public_url will do, the S3 listener's port is chosen at start)
+    await using env = await startAuditEnv(s3, `  enabled: true\n  path: ${join(dir, "audit.log")}\n`, { buckets, s3Extra: "  public_url: http://s3.example.test\n" });
+    const presign = async (id: string, query: string, team: string) => {
+      const r = await fetch(env.url(`/rw/uploads/photo.txt?presign&${query}`), { method: "POST", headers: { "x-request-id": id, authorization: `Bearer ${hs256({ sub: "alice", team, exp: exp() })}` } });
+      await r.text();
+      return r.status;
+    };
+    expect(await presign("put", "method=PUT", "a")).toBe(200);
+    expect(await presign("post", "method=POST", "a")).toBe(200);
+    expect(await presign("get", "method=GET", "a")).toBe(200);
+    expect(await presign("refused", "method=PUT", "b")).toBe(403);
+    const byId = new Map((await env.lines()).map((l) => [String(l.request_id), l]));
+    expect(byId.get("put")).toMatchObject({ action: "presign", presigned_action: "s3:PutObject", method: "POST", bucket: "writable", key: "uploads/photo.txt", identity: "alice", result: "allowed", status: 200 });
+    expect(byId.get("post")).toMatchObject({ action: "presign", presigned_action: "s3:PutObject", result: "allowed" });
+    expect(byId.get("get")).toMatchObject({ action: "presign", presigned_action: "s3:GetObject", result: "allowed" });
+    expect(byId.get("refused")).toMatchObject({ action: "presign", presigned_action: "s3:PutObject", result: "denied", status: 403 });
+    expect([...byId.values()].some((l) => l.action === "s3:PutObject")).toBe(false);
+  } finally {
+    removeDir(dir);
+  }
 });
 
 test("rotation under traffic: audit.log → .1 → .2, never more than max_files, whole lines, newest last", async () => {
