@@ -255,6 +255,37 @@ test("issuing a presigned URL is audited as a presign for the action, not as tha
   }
 });
 
+test("an STS answer (credentials or error) is counted in bytes like every other answer: audit line and bytes metric", async () => {
+  const dir = tempDir();
+  try {
+    await using env = await startAuditEnv(s3, `  enabled: true\n  path: ${join(dir, "audit.log")}\n`);
+    const bytesMetric = () => {
+      let sum = 0;
+      for (const line of env.app.metrics.render().split("\n")) if (line.startsWith("yatagarasu_http_response_bytes_total{")) sum += Number(line.slice(line.lastIndexOf(" ") + 1));
+      return sum;
+    };
+    const assume = async (id: string, token: string) => {
+      const r = await fetch(`http://127.0.0.1:${env.s3Port}/`, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded", "x-request-id": id },
+        body: new URLSearchParams({ Action: "AssumeRoleWithWebIdentity", Version: "2011-06-15", RoleArn: "arn:aws:iam::123456789012:role/r", RoleSessionName: "s1", WebIdentityToken: token }),
+      });
+      return [r.status, new TextEncoder().encode(await r.text()).length] as const;
+    };
+    const before = bytesMetric();
+    const [okStatus, okBytes] = await assume("sts-ok", hs256({ sub: "carol", exp: exp() }));
+    const [badStatus, badBytes] = await assume("sts-bad", "not-a-token");
+    expect([okStatus, badStatus]).toEqual([200, 400]);
+    expect(okBytes).toBeGreaterThan(500);
+    const byId = new Map((await env.lines()).map((l) => [String(l.request_id), l]));
+    expect(byId.get("sts-ok")).toMatchObject({ action: "sts:AssumeRoleWithWebIdentity", result: "allowed", status: 200, bytes: okBytes });
+    expect(byId.get("sts-bad")).toMatchObject({ action: "sts:AssumeRoleWithWebIdentity", result: "failed", status: 400, bytes: badBytes });
+    expect(bytesMetric() - before).toBe(okBytes + badBytes);
+  } finally {
+    removeDir(dir);
+  }
+});
+
 test("rotation under traffic: audit.log → .1 → .2, never more than max_files, whole lines, newest last", async () => {
   const dir = tempDir();
   try {

@@ -170,16 +170,19 @@ export function renderStsError(err: StsError, requestId: string): string {
     el("Code", err.code) + el("Message", err.message) + "</Error>" + el("RequestId", requestId) + "</ErrorResponse>";
 }
 
-const headersFor = (requestId: string) => ({
+const headersFor = (requestId: string, body: string) => ({
   "content-type": "text/xml",
+  "content-length": String(Buffer.byteLength(body)), // also what the access log, audit and bytes metric count
   "cache-control": "no-store",
   "x-amzn-requestid": requestId.replace(/[^\x21-\x7e]/g, ""),
 });
 
 export function stsResponse(a: AssumeRoleWithWebIdentityAnswer): Response {
-  return new Response(renderAssumeRoleWithWebIdentity(a), { status: 200, headers: headersFor(a.requestId) });
+  const body = renderAssumeRoleWithWebIdentity(a);
+  return new Response(body, { status: 200, headers: headersFor(a.requestId, body) });
 }
 
 export function stsErrorResponse(err: StsError, requestId: string): Response {
-  return new Response(renderStsError(err, requestId), { status: err.status, headers: headersFor(requestId) });
+  const body = renderStsError(err, requestId);
+  return new Response(body, { status: err.status, headers: headersFor(requestId, body) });
 }

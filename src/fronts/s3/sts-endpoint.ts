@@ -50,9 +50,14 @@ export function matchedAudience(aud: unknown, configured: string | readonly stri
 }
 
 export async function assumeRoleWithWebIdentity(ctx: RequestContext, api: S3Identities): Promise<Response> {
+  // The answer's length, for the access log, the audit line and the bytes metric (as every answer).
+  const counted = (res: Response): Response => {
+    ctx.bytes = Number(res.headers.get("content-length") ?? 0);
+    return res;
+  };
   const fail = (e: StsError): Response => {
     ctx.errorCode = e.code;
-    return stsErrorResponse(e, ctx.id);
+    return counted(stsErrorResponse(e, ctx.id));
   };
   const auth = ctx.rt.auth;
   if (api.sts === undefined || auth === undefined) return fail(stsError("InvalidAction", "AssumeRoleWithWebIdentity is not enabled on this endpoint (s3_api.sts)."));
@@ -91,7 +96,7 @@ export async function assumeRoleWithWebIdentity(ctx: RequestContext, api: S3Iden
   }
   ctx.subject = sub;
   ctx.claims = claims;
-  return stsResponse({
+  return counted(stsResponse({
     credentials: { accessKeyId: issued.accessKeyId, secretAccessKey: issued.secretAccessKey, sessionToken: issued.sessionToken, expiration: issued.expiration },
     subject: sub,
     roleArn: request.roleArn,
@@ -99,5 +104,5 @@ export async function assumeRoleWithWebIdentity(ctx: RequestContext, api: S3Iden
     audience: matchedAudience(claims.aud, ctx.rt.config.jwt?.audience),
     provider: request.providerId ?? firstString(claims.iss),
     requestId: ctx.id,
-  });
+  }));
 }
