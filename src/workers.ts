@@ -12,7 +12,9 @@
  *   primary reloads itself and SIGHUPs the other children), so every process runs the same config
  *   generation.
  * - Metrics: the primary serves the metrics listener and merges its own snapshot with the
- *   children's (over IPC).
+ *   children's (over IPC). Counters and histograms never go backwards while the primary lives:
+ *   the last values a dead child reported are kept and added to the others' (gauges are not:
+ *   they show the live processes only).
  * - Per process (not shared): memory cache, request coalescing, rate-limit buckets (each process
  *   enforces 1/N of every configured rate, so the total stays correct), concurrency cap (each
  *   process allows max_concurrent_requests / N).
@@ -22,7 +24,7 @@ import type { Subprocess } from "bun";
 import type { Config } from "./config/load.ts";
 import { renderMerged } from "./observe/metrics.ts";
 import type { Logger } from "./observe/log.ts";
-import type { Snapshot } from "./observe/registry.ts";
+import { mergeSnapshots, type Snapshot } from "./observe/registry.ts";
 
 /** 1..N-1 in a child process; 0 in the primary of a multi-process group; undefined for a single process. */
 export function workerIndex(): number | undefined {
@@ -53,7 +55,7 @@ function selfCommand(): string[] {
 }
 
 export interface Children {
-  /** Merges the primary's own snapshot with every live child's. */
+  /** Merges the primary's own snapshot with every live child's (and what dead children had counted). */
   renderMetrics(): Promise<string>;
   /** Forwards a signal to every live child (SIGHUP: reload). */
   signal(sig: NodeJS.Signals): void;
@@ -69,6 +71,8 @@ export function startChildren(opts: { configPath: string; n: number; port: numbe
   const { configPath, n, port, log } = opts;
   const children: Array<Subprocess | undefined> = [];
   const pendingMetrics = new Map<number, (s: Snapshot) => void>();
+  /** The counters and histograms of children that died, as they last reported them. */
+  let retired: Snapshot = [];
   let stopping = false;
   const lastStart: number[] = [];
   let resolveDone!: () => void;
@@ -79,19 +83,30 @@ export function startChildren(opts: { configPath: string; n: number; port: numbe
 
   const spawn = (i: number) => {
     lastStart[i] = Date.now();
+    /** The latest snapshot this child sent: what it had counted when it was last heard from. */
+    let last: Snapshot | undefined;
+    let exited = false;
     const child = Bun.spawn([...selfCommand(), "--config", configPath], {
       env: { ...process.env, YATAGARASU_WORKER: String(i), YATAGARASU_PORT: String(port), YATAGARASU_WORKERS: String(n) },
       stdio: ["ignore", "inherit", "inherit"],
       ipc(message) {
         const m = message as { type?: string; snapshot?: Snapshot } | null;
-        if (m?.type === "metrics" && m.snapshot) pendingMetrics.get(i)?.(m.snapshot);
+        // A late answer from a child that has exited is not its replacement's (and is retired already).
+        if (m?.type === "metrics" && m.snapshot && !exited) {
+          last = m.snapshot;
+          pendingMetrics.get(i)?.(m.snapshot);
+        }
         if (m?.type === "reload-all") {
           opts.reloadSelf();
           for (const [j, c] of children.entries()) if (j !== i) c?.kill("SIGHUP");
         }
       },
       onExit(_p, code, signal) {
+        exited = true;
         children[i] = undefined;
+        // Its counters stay in the merged output: a scrape must never see a counter go down.
+        if (last) retired = mergeSnapshots([retired, last.filter((f) => f.type !== "gauge")]);
+        last = undefined;
         if (stopping) return checkDone();
         log.error("worker exited unexpectedly; restarting", { child: i, code, signal });
         const wait = Math.max(0, 1000 - (Date.now() - lastStart[i]));
@@ -124,7 +139,7 @@ export function startChildren(opts: { configPath: string; n: number; port: numbe
             }),
         ),
       );
-      return renderMerged([opts.own(), ...snaps.filter((s): s is Snapshot => s !== undefined)]);
+      return renderMerged([opts.own(), ...snaps.filter((s): s is Snapshot => s !== undefined), retired]);
     },
     signal(sig) {
       for (const c of children) c?.kill(sig);

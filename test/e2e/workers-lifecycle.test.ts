@@ -1,0 +1,98 @@
+/**
+ * server.workers: 2, what happens to a process of the group: a child killed and restarted (the
+ * merged counters never go backwards).
+ */
+import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { startProxy, type ProxyProcess } from "./harness.ts";
+import { waitFor } from "../helpers/wait.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
+
+let s3: S3Fixture;
+
+const config = () =>
+  `server: { address: 127.0.0.1, port: 0, workers: 2, shutdown_timeout: 30 }\nmetrics: { enabled: true, address: 127.0.0.1, port: 0 }\n` +
+  `buckets:\n  - name: one\n    path_prefix: /one\n    s3: { bucket: data, endpoint: "${s3.endpoint}" }\n`;
+
+beforeAll(async () => {
+  s3 = await startS3Fixture({ buckets: [{ name: "data", public: true }], credentials: [] });
+  await s3.put("data", "obj.txt", "shared body", { contentType: "text/plain" });
+});
+afterAll(async () => {
+  await s3?.stop();
+});
+
+async function startGroup(): Promise<{ px: ProxyProcess; pids: number[] }> {
+  const px = await startProxy(config());
+  const listening = await Promise.all([0, 1].map((w) => px.waitForLog((l) => l.msg === "listening" && l.worker === w)));
+  return { px, pids: listening.map((l) => Number(l.pid)) };
+}
+
+/** Counter and histogram samples of a scrape, by series (gauges left out). */
+function cumulative(text: string): Map<string, number> {
+  const types = new Map<string, string>();
+  for (const m of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) types.set(m[1], m[2]);
+  const out = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    const series = line.slice(0, line.lastIndexOf(" "));
+    const name = series.replace(/\{.*$/, "");
+    const family = types.has(name) ? name : name.replace(/_(bucket|sum|count)$/, "");
+    if (types.get(family) === "counter" || types.get(family) === "histogram") out.set(series, Number(line.slice(line.lastIndexOf(" ") + 1)));
+  }
+  return out;
+}
+
+test("a child killed with SIGKILL is restarted and the merged counters and histograms do not go backwards", async () => {
+  const group = await startGroup();
+  await using px = group.px;
+  const scrape = async () => (await fetch(`http://127.0.0.1:${px.metricsPort}/metrics`)).text();
+  const requests = (text: string) => Number(/^yatagarasu_http_requests_total\{bucket="one",method="GET",status="200"\} (\S+)$/m.exec(text)?.[1] ?? 0);
+  const servedBy = (w: number) => px.logs().filter((l) => l.msg === "request" && l.path === "/one/obj.txt" && l.worker === w).length;
+  let served = 0;
+  const get = async () => {
+    const res = await fetch(px.url("/one/obj.txt"), { headers: { connection: "close" } });
+    expect(await res.text()).toBe("shared body");
+    served++;
+  };
+  // Until the child has served some (its access lines tell).
+  await waitFor(
+    async () => {
+      await Promise.all(Array.from({ length: 4 }, get));
+      await px.waitForLog(() => servedBy(0) + servedBy(1) === served);
+      return servedBy(1) > 0;
+    },
+    { timeoutMs: 10_000, intervalMs: 0, message: "the child to serve some requests" },
+  );
+  const before = await scrape();
+  expect(requests(before)).toBe(served);
+
+  expect(group.pids[1]).not.toBe(px.proc.pid!);
+  process.kill(group.pids[1], "SIGKILL");
+  const restarted = await px.waitForLog((l) => l.msg === "listening" && l.worker === 1 && Number(l.pid) !== group.pids[1]);
+  const after = await scrape();
+  const [b, a] = [cumulative(before), cumulative(after)];
+  const wentDown = [...b].filter(([series, v]) => !((a.get(series) ?? -1) >= v));
+  expect(wentDown).toEqual([]);
+  expect(requests(after)).toBe(served);
+  // Gauges are the live processes' only.
+  expect(after).toContain("yatagarasu_http_requests_in_flight 0\n");
+  expect(after).toContain('yatagarasu_build_info{version="0.1.0"} 1\n');
+
+  // The replacement's own counts add to what its predecessor had counted.
+  await waitFor(
+    async () => {
+      await Promise.all(Array.from({ length: 4 }, get));
+      await px.waitForLog(() => servedBy(0) + servedBy(1) === served);
+      return px
+        .logs()
+        .slice(px.logs().indexOf(restarted))
+        .some((l) => l.msg === "request" && l.worker === 1);
+    },
+    { timeoutMs: 10_000, intervalMs: 0, message: "the restarted child to serve some requests" },
+  );
+  expect(requests(await scrape())).toBe(served);
+  expect(await px.stop()).toBe(0);
+});
