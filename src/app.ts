@@ -47,11 +47,11 @@ export interface AppOptions {
   fetch?: typeof fetch;
   probeIntervalMs?: number;
   /**
-   * Called after a reload asked for through the admin API succeeded, so that the other processes
-   * of a multi-process group reload too (main.ts wires it to the worker supervisor; the control
-   * plane itself knows nothing of processes).
+   * A reload asked for through the admin API, for the whole multi-process group (main.ts wires
+   * it to the worker supervisor; the control plane itself knows nothing of processes). Undefined,
+   * or a call that answers undefined: this process only.
    */
-  onReloadedByApi?: () => void;
+  reloadAll?: () => Promise<{ ok: boolean; error?: string; generation: number }> | undefined;
 }
 
 /** The form uploads' buffer budget of this process. */
@@ -158,20 +158,22 @@ export class App implements Services {
     return app;
   }
 
-  /** A reload asked for through the admin API: this process, then (if it worked) every other process of the group. */
-  async reloadEverywhere(): Promise<{ ok: boolean; error?: string; generation: number }> {
-    const r = await this.reload();
-    if (r.ok) this.opts.onReloadedByApi?.();
-    return r;
+  /** A reload asked for through the admin API: every process of the group (the primary's first), or this one alone. */
+  reloadEverywhere(): Promise<{ ok: boolean; error?: string; generation: number }> {
+    return this.opts.reloadAll?.() ?? this.reload();
   }
 
-  /** Reloads the config file. Concurrent calls share one reload. */
-  reload(): Promise<{ ok: boolean; error?: string; generation: number }> {
-    this.reloading ??= this.doReload().finally(() => (this.reloading = undefined));
+  /**
+   * Reloads the config file. Concurrent calls share one reload. `generation`: the generation to
+   * reach (a worker follows its primary's; main.ts calls it one reload at a time); by default the
+   * next one.
+   */
+  reload(generation?: number): Promise<{ ok: boolean; error?: string; generation: number }> {
+    this.reloading ??= this.doReload(generation).finally(() => (this.reloading = undefined));
     return this.reloading;
   }
 
-  private async doReload(): Promise<{ ok: boolean; error?: string; generation: number }> {
+  private async doReload(generation?: number): Promise<{ ok: boolean; error?: string; generation: number }> {
     const old = this.runtime;
     // The audit file is opened again if it was moved or deleted (logrotate's mv + SIGHUP), whatever the config's fate.
     void this.audit?.reopen();
@@ -196,7 +198,7 @@ export class App implements Services {
       return fail(`${changed.join(", ")} changed: the listeners (server.address, server.port, server.workers, server.engine, server.https, the metrics listener and the S3 API listener: s3_api enabled/address/port/engine) cannot change on reload: restart the process`);
     let next: Runtime;
     try {
-      next = await buildRuntime(config, old.generation + 1, this.deps);
+      next = await buildRuntime(config, generation ?? old.generation + 1, this.deps);
     } catch (err) {
       return fail(`cannot build the new runtime: ${(err as Error)?.message ?? String(err)}`);
     }

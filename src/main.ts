@@ -17,7 +17,7 @@ import { listenBun, listenMetrics, listenNode, type Listener } from "./server.ts
 import { listenS3 } from "./server/s3-listener.ts";
 import { connectTimeoutNote, fetchConcurrencyWarning, poolSizeNote } from "./s3/upstream.ts";
 import { VERSION } from "./version.ts";
-import { askPrimaryToReloadAll, startChildren, workerCount, workerIndex, type Children } from "./workers.ts";
+import { askPrimaryToReloadAll, reloadAnswered, startChildren, workerCount, workerIndex, type Children, type ReloadResult } from "./workers.ts";
 
 const HELP = `yatagarasu ${VERSION} — a high-performance S3 proxy
 
@@ -27,7 +27,8 @@ Usage:
   yatagarasu --healthcheck [URL]      GET URL (default http://127.0.0.1:8080/health), exit 0 on 200
   yatagarasu --version | --help
 
-Signals: SIGTERM/SIGINT drain and exit 0 (a second one exits at once); SIGHUP reloads the config.
+Signals: SIGTERM/SIGINT drain and exit 0 (a second one exits at once);
+  SIGHUP reloads the config (of every worker).
 Exit codes: 0 ok, 1 invalid config, 2 usage error, 3 could not start,
   70 crashed (uncaught exception or unhandled rejection: logged as fatal, drained, exited).
 `;
@@ -180,14 +181,19 @@ async function serve(config: Config, configPath: string): Promise<number> {
   let metrics: Listener | undefined;
   let s3Listener: Listener | undefined;
   let children: Children | undefined;
+  /** In a child: the primary's reload instructions, followed one after the other (the last outcome). */
+  let following: Promise<ReloadResult> = Promise.resolve({ ok: true, generation: 1 });
+  const follow = (generation: number) =>
+    (following = following.then(() => (app.runtime.generation >= generation ? { ok: true, generation: app.runtime.generation } : app.reload(generation))));
+  /** A reload of the whole group: the primary's own (then its children's); a child asks the primary. Undefined: this process alone. */
+  const reloadAll = (): Promise<ReloadResult> | undefined => (workerIndex() !== undefined ? askPrimaryToReloadAll(() => following) : children?.reloadAll());
   try {
     // server.readiness_probe_interval_seconds sets the probe period; YATAGARASU_PROBE_INTERVAL_MS overrides it (tests).
     const probeEnv = Number(process.env.YATAGARASU_PROBE_INTERVAL_MS);
     const probeIntervalMs = Number.isInteger(probeEnv) && probeEnv > 0 ? probeEnv : undefined;
-    // A reload through the admin API reaches every process of the group: a child asks the
-    // primary, the primary SIGHUPs its children.
-    const onReloadedByApi = workerIndex() !== undefined ? askPrimaryToReloadAll : () => children?.signal("SIGHUP");
-    app = await App.create(config, { configPath, log, share: workers, probeIntervalMs, onReloadedByApi });
+    // A reload (admin API or SIGHUP) reaches every process of the group: a child asks the
+    // primary, the primary reloads and then tells its children the generation to reach.
+    app = await App.create(config, { configPath, log, share: workers, probeIntervalMs, reloadAll: () => reloadAll() });
     try {
       listener = config.server.engine === "node" ? await listenNode(app, listenConfig, { reusePort: workers > 1 }) : listenBun(app, listenConfig, { reusePort: workers > 1, baseDir: config.baseDir });
     } catch (err) {
@@ -209,7 +215,7 @@ async function serve(config: Config, configPath: string): Promise<number> {
     // Children start once everything the primary listens on is up (they get the port it bound).
     if (primary) {
       const a = app;
-      children = startChildren({ configPath, n: workers, port: listener.port, log, own: () => a.metrics.snapshot(), reloadSelf: () => void a.reload() });
+      children = startChildren({ configPath, n: workers, port: listener.port, log, own: () => a.metrics.snapshot(), reloadSelf: () => a.reload() });
     }
   } catch (err) {
     const why = (err as Error)?.message ?? String(err);
@@ -292,15 +298,14 @@ async function serve(config: Config, configPath: string): Promise<number> {
     };
     process.on("SIGTERM", () => void shutdown("SIGTERM"));
     process.on("SIGINT", () => void shutdown("SIGINT"));
-    process.on("SIGHUP", () => {
-      void app.reload();
-      children?.signal("SIGHUP");
-    });
+    // Every process of a group reloads to the same generation: SIGHUP to a child asks the primary.
+    process.on("SIGHUP", () => void (reloadAll() ?? app.reload()));
     // A child whose primary is gone (killed with SIGKILL, crashed) drains and exits instead of lingering on the port.
     if (workerIndex() !== undefined) process.on("disconnect", () => void shutdown("primary gone"));
     process.on("message", (m: unknown) => {
-      const msg = m as { type?: string } | null;
-      if (msg?.type === "reload") void app.reload();
+      const msg = m as { type?: string; generation?: number; id?: number; result?: ReloadResult } | null;
+      if (msg?.type === "reload" && typeof msg.generation === "number") void follow(msg.generation);
+      if (msg?.type === "reload-result") reloadAnswered(msg);
       if (msg?.type === "shutdown") void shutdown("primary");
       if (msg?.type === "metrics") process.send?.({ type: "metrics", snapshot: app.metrics.snapshot() });
     });

@@ -6,11 +6,12 @@
  * - Port: the primary listens first (with `port: 0` the kernel picks one) and passes the port to
  *   its children (YATAGARASU_PORT).
  * - Signals: SIGTERM/SIGINT to the primary are forwarded to every child while the primary drains
- *   itself; it exits once it has drained and every child has exited. SIGHUP reloads the primary
- *   and is forwarded to every child.
- * - Reload: SIGHUP, or POST /admin/reload on any process (a child asks the primary over IPC; the
- *   primary reloads itself and SIGHUPs the other children), so every process runs the same config
- *   generation.
+ *   itself; it exits once it has drained and every child has exited.
+ * - Reload: SIGHUP to any process, or POST /admin/reload on any process. Every reload is the
+ *   primary's: a child asks it over IPC; the primary reloads itself and, if that worked, tells
+ *   every child the generation it reached; a child reloads to exactly that generation (one after
+ *   the other, skipping one it has reached), so a burst of reloads ends with every process on the
+ *   primary's generation.
  * - Metrics: the primary serves the metrics listener and merges its own snapshot with the
  *   children's (over IPC). Counters and histograms never go backwards while the primary lives:
  *   the last values a dead child reported are kept and added to the others' (gauges are not:
@@ -37,13 +38,37 @@ export function workerCount(cfg: Config): number {
   return w === "auto" ? Math.max(1, navigator.hardwareConcurrency || 1) : w;
 }
 
+export interface ReloadResult {
+  ok: boolean;
+  error?: string;
+  generation: number;
+}
+
+let reloadAsks = 0;
+const pendingReloads = new Map<number, (r: ReloadResult) => void>();
+
 /**
- * After a reload asked for through the admin API: in a child, asks the primary to reload everyone
- * else (the primary reloads itself and SIGHUPs the other children); in the primary, SIGHUPs every
- * child (see Children.signal); in a single process, nothing.
+ * In a child: asks the primary to reload every process (SIGHUP or the admin API on this child)
+ * and resolves with the primary's answer once it has arrived (the primary sends its "reload"
+ * instruction before the answer, so `followed` — what this child did with it — is already
+ * queued). In a single process or the primary: undefined (nobody to ask).
  */
-export function askPrimaryToReloadAll(): void {
-  process.send?.({ type: "reload-all" });
+export function askPrimaryToReloadAll(followed: () => Promise<ReloadResult>): Promise<ReloadResult> | undefined {
+  if (!process.send || !process.connected) return undefined;
+  const id = ++reloadAsks;
+  return new Promise<ReloadResult>((resolve) => {
+    pendingReloads.set(id, (r) => {
+      pendingReloads.delete(id);
+      // The primary failed: nothing to follow. It worked: this child's own outcome of following it.
+      resolve(r.ok ? followed() : r);
+    });
+    process.send!({ type: "reload-all", id });
+  });
+}
+
+/** In a child: the primary's answer to askPrimaryToReloadAll. */
+export function reloadAnswered(m: { id?: number; result?: ReloadResult }): void {
+  if (m.id !== undefined && m.result) pendingReloads.get(m.id)?.(m.result);
 }
 
 /** argv to start this same program again (compiled binary or `bun src/main.ts`). */
@@ -57,17 +82,28 @@ function selfCommand(): string[] {
 export interface Children {
   /** Merges the primary's own snapshot with every live child's (and what dead children had counted). */
   renderMetrics(): Promise<string>;
-  /** Forwards a signal to every live child (SIGHUP: reload). */
+  /** Reloads the primary, then (if that worked) every child to the generation it reached. */
+  reloadAll(): Promise<ReloadResult>;
+  /** Forwards a signal to every live child. */
   signal(sig: NodeJS.Signals): void;
   /** Stops restarting children, forwards `sig` and resolves once every child has exited. */
   stop(sig: NodeJS.Signals): Promise<void>;
 }
 
+/** Sends an IPC message to a child (nothing when the channel is gone: it is exiting). */
+function tell(c: Subprocess, message: object): void {
+  try {
+    c.send(message);
+  } catch {
+    // exiting
+  }
+}
+
 /**
  * Spawns workers 1..n-1 on `port`. `own` returns the primary's metrics snapshot; `reloadSelf`
- * reloads the primary (when a child's admin API asked for a reload of all).
+ * reloads the primary.
  */
-export function startChildren(opts: { configPath: string; n: number; port: number; log: Logger; own: () => Snapshot; reloadSelf: () => void }): Children {
+export function startChildren(opts: { configPath: string; n: number; port: number; log: Logger; own: () => Snapshot; reloadSelf: () => Promise<ReloadResult> }): Children {
   const { configPath, n, port, log } = opts;
   const children: Array<Subprocess | undefined> = [];
   const pendingMetrics = new Map<number, (s: Snapshot) => void>();
@@ -81,6 +117,12 @@ export function startChildren(opts: { configPath: string; n: number; port: numbe
     if (stopping && children.every((c) => c === undefined)) resolveDone();
   };
 
+  const reloadAll = async (): Promise<ReloadResult> => {
+    const r = await opts.reloadSelf();
+    if (r.ok) for (const c of children) if (c) tell(c, { type: "reload", generation: r.generation });
+    return r;
+  };
+
   const spawn = (i: number) => {
     lastStart[i] = Date.now();
     /** The latest snapshot this child sent: what it had counted when it was last heard from. */
@@ -90,15 +132,16 @@ export function startChildren(opts: { configPath: string; n: number; port: numbe
       env: { ...process.env, YATAGARASU_WORKER: String(i), YATAGARASU_PORT: String(port), YATAGARASU_WORKERS: String(n) },
       stdio: ["ignore", "inherit", "inherit"],
       ipc(message) {
-        const m = message as { type?: string; snapshot?: Snapshot } | null;
+        const m = message as { type?: string; snapshot?: Snapshot; id?: number } | null;
         // A late answer from a child that has exited is not its replacement's (and is retired already).
         if (m?.type === "metrics" && m.snapshot && !exited) {
           last = m.snapshot;
           pendingMetrics.get(i)?.(m.snapshot);
         }
         if (m?.type === "reload-all") {
-          opts.reloadSelf();
-          for (const [j, c] of children.entries()) if (j !== i) c?.kill("SIGHUP");
+          void reloadAll().then((result) => {
+            if (children[i] === child) tell(child, { type: "reload-result", id: m.id, result });
+          });
         }
       },
       onExit(_p, code, signal) {
@@ -141,6 +184,7 @@ export function startChildren(opts: { configPath: string; n: number; port: numbe
       );
       return renderMerged([opts.own(), ...snaps.filter((s): s is Snapshot => s !== undefined), retired]);
     },
+    reloadAll,
     signal(sig) {
       for (const c of children) c?.kill(sig);
     },

@@ -1,7 +1,7 @@
 /**
  * server.workers: 2 end to end: exactly two processes, the primary (worker 0, which serves too)
  * and one child (worker 1), sharing one port (SO_REUSEPORT); both serve requests, SIGHUP and
- * POST /admin/reload (on either process) reload both, the primary's metrics listener merges both,
+ * POST /admin/reload (on either process) reload both to the same generation, the primary's metrics listener merges both,
  * and SIGTERM stops everything with exit code 0.
  */
 import { readdirSync, readFileSync } from "node:fs";
@@ -141,6 +141,33 @@ test("POST /admin/reload on either process reloads both", async () => {
     for (const l of reloaded) expect(l).toMatchObject({ buckets: names.length });
   }
   expect([...servedBy].sort()).toEqual([0, 1]);
+});
+
+/** The generations a worker has logged "config reloaded" for, in order. */
+const generations = (w: number) => px.logs().filter((l) => l.msg === "config reloaded" && l.worker === w).map((l) => Number(l.generation));
+const latest = (w: number) => Math.max(1, ...generations(w));
+
+test("SIGHUP to the child (not the primary) reloads every worker, to the same generation", async () => {
+  const from = latest(0);
+  expect(latest(1)).toBe(from);
+  const names = ["one", "two", "hup"];
+  px.writeConfig(config(names));
+  process.kill(workerPids[1], "SIGHUP");
+  const lines = await Promise.all([0, 1].map((w) => px.waitForLog((l) => l.msg === "config reloaded" && l.worker === w && Number(l.generation) > from)));
+  for (const l of lines) expect(l).toMatchObject({ generation: from + 1, buckets: names.length });
+  const text = await (await fetch(`http://127.0.0.1:${px.metricsPort}/metrics`)).text();
+  expect(text).toContain(`yatagarasu_config_generation ${from + 1}\n`);
+});
+
+test("a burst of SIGHUPs to both processes ends with both on the primary's generation", async () => {
+  const from = latest(0);
+  const seen = generations(1).length;
+  // As `pkill -HUP` does, several times in a row: each process gets every signal.
+  for (let i = 0; i < 5; i++) for (const pid of workerPids) process.kill(pid, "SIGHUP");
+  await waitFor(() => latest(0) > from && latest(1) === latest(0), { timeoutMs: 15_000, message: () => `the same generation (primary ${generations(0)}, child ${generations(1)})` });
+  // The child only ever reaches generations the primary reached: it follows the primary's.
+  const primary = new Set(generations(0));
+  expect(generations(1).slice(seen).filter((g) => !primary.has(g))).toEqual([]);
 });
 
 test("SIGTERM stops the primary and its child; exit code 0", async () => {
