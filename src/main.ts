@@ -27,7 +27,7 @@ Usage:
   yatagarasu --healthcheck [URL]      GET URL (default http://127.0.0.1:8080/health), exit 0 on 200
   yatagarasu --version | --help
 
-Signals: SIGTERM/SIGINT drain and exit 0 (a second one exits at once);
+Signals: SIGTERM/SIGINT drain and exit 0 (a second one cuts the drain short, a third exits at once);
   SIGHUP reloads the config (of every worker).
 Exit codes: 0 ok, 1 invalid config, 2 usage error, 3 could not start,
   70 crashed (uncaught exception or unhandled rejection: logged as fatal, drained, exited).
@@ -249,13 +249,32 @@ async function serve(config: Config, configPath: string): Promise<number> {
   return new Promise<number>((resolve) => {
     let stopping = false;
     let exitCode = 0;
-    /** Drains and resolves with the exit code: 0 for a signal, EXIT_CRASH once anything was fatal. */
-    const shutdown = async (signal: string, code = 0) => {
+    /** SIGTERM/SIGINT received so far. */
+    let signals = 0;
+    let cutDrain!: () => void;
+    const drainCut = new Promise<"cut">((r) => (cutDrain = () => r("cut")));
+    /**
+     * Drains and resolves with the exit code: 0 for a signal, EXIT_CRASH once anything was fatal.
+     * `how`: a signal to this process; the primary (or its loss) asking a child to drain; or the
+     * primary cutting the drain short. A child that is asked and also gets the signal itself (a
+     * signal to the process group) counts one signal, in either order.
+     */
+    const shutdown = async (signal: string, code = 0, how: "signal" | "asked" | "cut" = "signal") => {
       if (code !== 0) exitCode = code;
+      else if (how === "signal") signals++;
+      if (how === "cut") cutDrain();
       if (stopping) {
-        if (code !== 0) return; // a crash during a drain: the drain goes on, the exit code says it crashed
-        children?.signal(signal === "SIGINT" ? "SIGINT" : "SIGTERM");
-        log.warn("second signal: exiting now", { signal });
+        // A crash during a drain: the drain goes on, the exit code says it crashed.
+        if (code !== 0 || how !== "signal" || signals < 2) return;
+        children?.cut();
+        // A second signal cuts the drain short as the shutdown timeout does (the cut transfers are
+        // logged as the timeout's are, the audit trail is written); a third exits at once.
+        if (signals === 2) {
+          log.warn("second signal: cutting the drain short", { signal });
+          cutDrain();
+          return;
+        }
+        log.warn("third signal: exiting now", { signal });
         log.flush();
         process.exit(exitCode);
       }
@@ -266,12 +285,13 @@ async function serve(config: Config, configPath: string): Promise<number> {
       log.info("draining", { signal, timeout_s: timeoutS });
       const childrenDone = children?.stop(signal === "SIGINT" ? "SIGINT" : "SIGTERM");
       const graceful = Promise.all([listener.stop(false), s3Listener?.stop(false)]);
-      const timedOut = await Promise.race([
-        graceful.then(() => false),
-        new Promise<boolean>((r) => setTimeout(() => r(true), timeoutS * 1000).unref?.()),
+      const drained = await Promise.race([
+        graceful.then(() => "drained" as const),
+        new Promise<"timeout">((r) => setTimeout(() => r("timeout"), timeoutS * 1000).unref?.()),
+        drainCut,
       ]);
-      if (timedOut) {
-        log.warn("shutdown timeout reached: closing remaining connections");
+      if (drained !== "drained") {
+        if (drained === "timeout") log.warn("shutdown timeout reached: closing remaining connections");
         await Promise.all([listener.stop(true), s3Listener?.stop(true)]);
       }
       await childrenDone;
@@ -301,12 +321,12 @@ async function serve(config: Config, configPath: string): Promise<number> {
     // Every process of a group reloads to the same generation: SIGHUP to a child asks the primary.
     process.on("SIGHUP", () => void (reloadAll() ?? app.reload()));
     // A child whose primary is gone (killed with SIGKILL, crashed) drains and exits instead of lingering on the port.
-    if (workerIndex() !== undefined) process.on("disconnect", () => void shutdown("primary gone"));
+    if (workerIndex() !== undefined) process.on("disconnect", () => void shutdown("primary gone", 0, "asked"));
     process.on("message", (m: unknown) => {
-      const msg = m as { type?: string; generation?: number; id?: number; result?: ReloadResult } | null;
+      const msg = m as { type?: string; generation?: number; signal?: string; cut?: boolean; id?: number; result?: ReloadResult } | null;
       if (msg?.type === "reload" && typeof msg.generation === "number") void follow(msg.generation);
       if (msg?.type === "reload-result") reloadAnswered(msg);
-      if (msg?.type === "shutdown") void shutdown("primary");
+      if (msg?.type === "shutdown") void shutdown(msg.signal ?? "primary", 0, msg.cut ? "cut" : "asked");
       if (msg?.type === "metrics") process.send?.({ type: "metrics", snapshot: app.metrics.snapshot() });
     });
   });

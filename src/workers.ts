@@ -5,8 +5,10 @@
  *
  * - Port: the primary listens first (with `port: 0` the kernel picks one) and passes the port to
  *   its children (YATAGARASU_PORT).
- * - Signals: SIGTERM/SIGINT to the primary are forwarded to every child while the primary drains
- *   itself; it exits once it has drained and every child has exited.
+ * - Signals: SIGTERM/SIGINT to the primary are passed on to every child (over IPC, so a child
+ *   that got the same signal from its process group does not count it twice) while the primary
+ *   drains itself; it exits once it has drained and every child has exited. A second signal to
+ *   the primary cuts every drain short.
  * - Reload: SIGHUP to any process, or POST /admin/reload on any process. Every reload is the
  *   primary's: a child asks it over IPC; the primary reloads itself and, if that worked, tells
  *   every child the generation it reached; a child reloads to exactly that generation (one after
@@ -84,18 +86,18 @@ export interface Children {
   renderMetrics(): Promise<string>;
   /** Reloads the primary, then (if that worked) every child to the generation it reached. */
   reloadAll(): Promise<ReloadResult>;
-  /** Forwards a signal to every live child. */
-  signal(sig: NodeJS.Signals): void;
-  /** Stops restarting children, forwards `sig` and resolves once every child has exited. */
+  /** Cuts every child's drain short (a second signal to the primary). */
+  cut(): void;
+  /** Stops restarting children, tells them to drain (`sig` for the log) and resolves once every child has exited. */
   stop(sig: NodeJS.Signals): Promise<void>;
 }
 
-/** Sends an IPC message to a child (nothing when the channel is gone: it is exiting). */
-function tell(c: Subprocess, message: object): void {
+/** Sends an IPC message to a child; when the channel is gone, `fallback` (a signal) or nothing (it is exiting). */
+function tell(c: Subprocess, message: object, fallback?: NodeJS.Signals): void {
   try {
     c.send(message);
   } catch {
-    // exiting
+    if (fallback) c.kill(fallback);
   }
 }
 
@@ -185,12 +187,12 @@ export function startChildren(opts: { configPath: string; n: number; port: numbe
       return renderMerged([opts.own(), ...snaps.filter((s): s is Snapshot => s !== undefined), retired]);
     },
     reloadAll,
-    signal(sig) {
-      for (const c of children) c?.kill(sig);
+    cut() {
+      for (const c of children) if (c) tell(c, { type: "shutdown", cut: true }, "SIGTERM");
     },
     stop(sig) {
       stopping = true;
-      for (const c of children) c?.kill(sig);
+      for (const c of children) if (c) tell(c, { type: "shutdown", signal: sig }, sig);
       checkDone();
       return done;
     },

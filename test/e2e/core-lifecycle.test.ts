@@ -1,6 +1,8 @@
 /** Process lifecycle of the real server: graceful drain on SIGTERM/SIGINT. */
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
+import { readFileSync } from "node:fs";
 import { connect } from "node:net";
+import { join } from "node:path";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { bucketYaml, startProxy } from "./harness.ts";
 
@@ -9,11 +11,13 @@ setDefaultTimeout(30_000);
 
 let s3: S3Fixture;
 let config: string;
+const BIG = 200_000;
 
 beforeAll(async () => {
   s3 = await startS3Fixture({ buckets: [{ name: "life", public: true }], credentials: [] });
   await s3.put("life", "slow.txt", "finished after the signal");
   await s3.put("life", "a.txt", "a");
+  await s3.put("life", "big.bin", "x".repeat(BIG));
   config = `server: { address: 127.0.0.1, port: 0, shutdown_timeout: 10 }\nbuckets:\n${bucketYaml({ name: "life", prefix: "/life", bucket: "life", endpoint: s3.endpoint })}`;
 });
 afterAll(async () => {
@@ -53,4 +57,32 @@ test("SIGINT drains and exits 0", async () => {
   px.signal("SIGINT");
   expect(await px.exited).toBe(0);
   expect(px.logs().find((l) => l.msg === "draining")?.signal).toBe("SIGINT");
+});
+
+test("a second SIGTERM during the drain cuts it short: the cut transfer still gets its access line and audit line (ClientClosedRequest), then exit 0", async () => {
+  await using px = await startProxy(`${config}audit: { enabled: true, path: audit.log }\n`);
+  s3.faults.set("/life/big.bin", { kind: "slowBody", bytesPerTick: 1000, ms: 50 });
+  try {
+    const res = await fetch(px.url("/life/big.bin"));
+    expect(res.status).toBe(200);
+    const body = res.arrayBuffer().then(
+      () => "complete",
+      () => "cut",
+    );
+    px.signal("SIGTERM");
+    await px.waitForLog((l) => l.msg === "draining");
+    px.signal("SIGTERM");
+    expect(await px.exited).toBe(0);
+    expect(await body).toBe("cut");
+    const access = px.logs().find((l) => l.msg === "request" && l.path === "/life/big.bin");
+    expect(access).toMatchObject({ status: 200, error: "ClientClosedRequest" });
+    const msgs = px.logs().map((l) => l.msg);
+    expect(msgs).toContain("second signal: cutting the drain short");
+    expect(Number(access!.bytes)).toBeLessThan(BIG);
+    expect(msgs.indexOf("request")).toBeLessThan(msgs.indexOf("stopped"));
+    const audit = readFileSync(join(px.dir, "audit.log"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    expect(audit.find((a) => a.key === "big.bin")).toMatchObject({ status: 200, result: "failed", reason: "ClientClosedRequest", bytes: access!.bytes });
+  } finally {
+    s3.faults.delete("/life/big.bin");
+  }
 });

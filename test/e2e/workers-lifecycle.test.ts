@@ -1,6 +1,8 @@
 /**
  * server.workers: 2, what happens to a process of the group: a child killed and restarted (the
- * merged counters never go backwards).
+ * merged counters never go backwards), and the group's shutdown when a signal reaches the whole
+ * process group (each process counts it once; a second one cuts every drain, and the cut transfers
+ * are still logged).
  */
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
@@ -10,6 +12,7 @@ import { waitFor } from "../helpers/wait.ts";
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
 
+const BIG = 200_000;
 let s3: S3Fixture;
 
 const config = () =>
@@ -19,6 +22,7 @@ const config = () =>
 beforeAll(async () => {
   s3 = await startS3Fixture({ buckets: [{ name: "data", public: true }], credentials: [] });
   await s3.put("data", "obj.txt", "shared body", { contentType: "text/plain" });
+  await s3.put("data", "big.bin", "x".repeat(BIG));
 });
 afterAll(async () => {
   await s3?.stop();
@@ -95,4 +99,48 @@ test("a child killed with SIGKILL is restarted and the merged counters and histo
   );
   expect(requests(await scrape())).toBe(served);
   expect(await px.stop()).toBe(0);
+});
+
+test("SIGTERM to the whole process group drains each worker once; a second one cuts every drain and the cut transfers are still logged", async () => {
+  const { pids, ...group } = await startGroup();
+  await using px = group.px;
+  s3.faults.set("/data/big.bin", { kind: "slowBody", bytesPerTick: 1000, ms: 50 });
+  try {
+    // Several transfers on separate connections: the kernel spreads them over both workers.
+    const bodies = await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        const res = await fetch(px.url("/one/big.bin"), { headers: { connection: "close" } });
+        expect(res.status).toBe(200);
+        // Wrapped: an async function returning the body's promise would wait for the whole body.
+        return {
+          body: res.arrayBuffer().then(
+            () => "complete",
+            () => "cut",
+          ),
+        };
+      }),
+    );
+    // What `kill -TERM -<pgid>` or a supervisor's control-group stop does: every process gets it.
+    for (const pid of pids) process.kill(pid, "SIGTERM");
+    await Promise.all([0, 1].map((w) => px.waitForLog((l) => l.msg === "draining" && l.worker === w)));
+    // Still draining: the one signal each got (twice, for the child: its own and the primary's word) cut nothing.
+    expect(px.logs().filter((l) => l.msg === "request" && l.path === "/one/big.bin")).toEqual([]);
+    expect(px.logs().some((l) => String(l.msg).startsWith("second signal"))).toBe(false);
+    px.signal("SIGTERM");
+    expect(await px.exited).toBe(0);
+    expect(await Promise.all(bodies.map((b) => b.body))).toEqual(["cut", "cut", "cut", "cut"]);
+    expect(px.logs().filter((l) => String(l.msg).startsWith("second signal")).map((l) => l.worker)).toEqual([0]);
+    const lines = px.logs().filter((l) => l.msg === "request" && l.path === "/one/big.bin");
+    expect(lines.length).toBe(4);
+    for (const l of lines) expect(l).toMatchObject({ status: 200, error: "ClientClosedRequest" });
+    expect(
+      px
+        .logs()
+        .filter((l) => l.msg === "stopped")
+        .map((l) => l.worker)
+        .sort(),
+    ).toEqual([0, 1]);
+  } finally {
+    s3.faults.delete("/data/big.bin");
+  }
 });
