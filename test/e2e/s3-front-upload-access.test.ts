@@ -134,7 +134,7 @@ describe("bucket access and grants", () => {
   );
 
   test(
-    "DeleteObjects: no integrity header → InvalidRequest; not XML, no keys or 1001 keys → MalformedXML; nothing upstream",
+    "DeleteObjects: no integrity header → InvalidRequest; not XML, no keys, 1001 keys or an entry with two keys → MalformedXML; nothing upstream",
     async () => {
       const xml = deleteXml(["del/x"]);
       await refused(signedFetch(env, { method: "POST", path: "/up", query: [["delete", ""]], body: xml }), 400, "InvalidRequest");
@@ -142,6 +142,9 @@ describe("bucket access and grants", () => {
       await refused(deleteObjects("up", "<Delete></Delete>"), 400, "MalformedXML");
       await refused(deleteObjects("up", deleteXml(Array.from({ length: 1001 }, (_, i) => `k${i}`))), 400, "MalformedXML");
       await refused(deleteObjects("up", '<!DOCTYPE d [<!ENTITY x "y">]><Delete><Object><Key>&x;</Key></Object></Delete>'), 400, "MalformedXML");
+      // one entry naming two keys (the second was silently dropped) or two versions
+      await refused(deleteObjects("up", "<Delete><Object><Key>del/a</Key><Key>del/b</Key></Object></Delete>"), 400, "MalformedXML");
+      await refused(deleteObjects("up", "<Delete><Object><Key>del/a</Key><VersionId>1</VersionId><VersionId>2</VersionId></Object></Delete>"), 400, "MalformedXML");
     },
     T,
   );

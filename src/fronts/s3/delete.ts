@@ -95,7 +95,8 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
   const quiet = childText(doc, "Quiet")?.trim().toLowerCase() === "true";
   const outcomes: Outcome[] = objects.map((o) => {
     const key = child(o, "Key")?.text;
-    if (key === undefined) throw s3Fail(malformed());
+    // (an entry names one key, at most one version: a second <Key> would be silently dropped)
+    if (key === undefined || childrenNamed(o, "Key").length > 1 || childrenNamed(o, "VersionId").length > 1) throw s3Fail(malformed());
     const versionId = child(o, "VersionId")?.text;
     const entry: Outcome = versionId === undefined ? { key } : { key, versionId };
     const problem = keyProblem(key) ?? (versionId === undefined ? undefined : versionIdProblem(versionId));
