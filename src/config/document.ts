@@ -55,6 +55,9 @@ function shortKey(k: string): string {
   return k.length > 60 ? `${k.slice(0, 57)}...` : k;
 }
 
+/** A line with a flow collection opened before an unquoted ${ (inside it). */
+const FLOW_PLACEHOLDER = /[{[][^}\]"']*(?<!["'])\$\{/;
+
 /** What YAML could read as a number or a boolean (1.2 core schema, as the yaml package's default). */
 const SCALAR_RE = /^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|0x[0-9a-fA-F]+|0o[0-7]+|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)|true|True|TRUE|false|False|FALSE)$/;
 
@@ -148,6 +151,15 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
       return { path: [], message, line: e.linePos?.[0]?.line };
     });
     if (doc.errors.length > 10) syntax.push({ path: [], message: `invalid YAML: ${doc.errors.length - 10} more errors not listed` });
+    // An unquoted ${VAR} inside { } or [ ]: its "{" is flow syntax, and every error after the first
+    // is that one's cascade. Say so, once, with the two ways out.
+    const first = syntax[0]?.line;
+    const lineText = first === undefined ? "" : (text.split("\n")[first - 1] ?? "");
+    if (FLOW_PLACEHOLDER.test(lineText)) {
+      return {
+        syntax: [{ path: [], line: first, message: `${syntax[0]!.message} (an unquoted \${VAR} inside { } or [ ] is read as YAML syntax: write that mapping in block style, one key per line, to keep the placeholder unquoted and typed, or quote it, "\${VAR}", for a string value)` }],
+      };
+    }
     return { syntax };
   }
   const line = (n: unknown) => {

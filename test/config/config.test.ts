@@ -93,6 +93,13 @@ describe("parseConfig", () => {
     }
   });
 
+  test("an unquoted ${VAR} inside a flow mapping: one problem, on its line, saying why and the two ways out (not a cascade of eleven)", () => {
+    const got = issues(`server:\n  rate_limit:\n    per_ip: { requests_per_second: \${PERIP:-10}, burst: 20 }\n${B}`);
+    expect(got).toHaveLength(1);
+    expect(got[0]!.line).toBe(3);
+    expect(got[0]!.message).toContain("an unquoted ${VAR} inside { } or [ ] is read as YAML syntax: write that mapping in block style");
+  });
+
   test("an unknown key names its full path", () => {
     const got = issues(B.replace(' }', ", bogus: 1 }"));
     expect(got).toEqual([{ path: "buckets[0].s3.bogus", message: "unknown key 'bogus'", line: 4 }]);
