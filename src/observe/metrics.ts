@@ -7,8 +7,9 @@
  * `method` is GET/HEAD/OPTIONS/PUT/POST/DELETE/OTHER; `status` a number in 100..599 (anything else is "0").
  * Bucket names beginning with "_" would share a series with the fixed values.
  *
- * Reload: `resetBucketSet(names)` drops every series of buckets no longer configured (their
- * counters restart from zero if the bucket comes back, which Prometheus treats as a counter reset).
+ * Reload: `resetBucketSet(names)` keeps the counters and histograms of buckets no longer configured
+ * (they never go back to zero, and requests in flight on the old config are counted under their
+ * bucket), drops their breaker gauge, and adds zero-valued series for new buckets.
  *
  * Workers: each process exposes `snapshot()` (JSON-able); `renderMerged(snapshots)` sums counters,
  * histograms and most gauges, and takes the max for generation, build_info and breaker state.
@@ -94,7 +95,10 @@ export class Metrics {
   private readonly bucketFamilies = [this.requests, this.duration, this.bytes, this.bodyErrors, this.s3, this.s3Duration, this.s3Retries, this.breaker, this.cacheHits, this.cacheMisses];
   private readonly series = new Map<string, BucketSeries>();
   private none!: BucketSeries;
+  /** Bucket names configured at some point in this process's life (their series are kept). */
   private known = new Set<string>();
+  /** Bucket names of the current config. */
+  private configured = new Set<string>();
   private cacheCollector: (() => CacheStats) | undefined;
 
   constructor(opts: MetricsOptions) {
@@ -165,7 +169,7 @@ export class Metrics {
 
   /** 0 closed, 1 open, 2 half-open. Ignored for names that are not configured buckets. */
   setBreakerState(bucket: string, code: 0 | 1 | 2): void {
-    if (this.known.has(bucket) && !(FIXED_BUCKET_LABELS as readonly string[]).includes(bucket)) this.breaker.labels(bucket).set(code);
+    if (this.configured.has(bucket) && !(FIXED_BUCKET_LABELS as readonly string[]).includes(bucket)) this.breaker.labels(bucket).set(code);
   }
 
   configReload(result: ReloadResult): void {
@@ -182,14 +186,19 @@ export class Metrics {
   }
 
   /**
-   * Sets the configured bucket names. Series of buckets not in `names` are dropped (all
-   * bucket-labelled families); new buckets get zero-valued series so dashboards see them at once.
+   * Sets the configured bucket names. Counters and histograms of buckets not in `names` are kept
+   * (see the module comment), their breaker gauge dropped; new buckets get zero-valued series so
+   * dashboards see them at once.
    */
   resetBucketSet(names: readonly string[]): void {
     const all = [...FIXED_BUCKET_LABELS, ...names];
-    this.known = new Set(all);
-    for (const f of this.bucketFamilies) f.retain("bucket", (b) => this.known.has(b));
-    for (const name of this.series.keys()) if (!this.known.has(name)) this.series.delete(name);
+    this.configured = new Set(all);
+    // A removed bucket keeps its counters and histograms (a counter that went back to zero when
+    // the bucket returns reads as a reset to Prometheus, and requests still in flight on the old
+    // config finish under its name, not under _none); its gauge (breaker state) goes. The names
+    // kept are those configured during this process's life.
+    for (const name of all) this.known.add(name);
+    this.breaker.retain("bucket", (b) => this.configured.has(b));
     for (const name of all) {
       if (this.series.has(name)) continue;
       const configured = !(FIXED_BUCKET_LABELS as readonly string[]).includes(name);

@@ -341,7 +341,7 @@ describe("Metrics", () => {
     expect([...off.type.keys()].some((n) => n.startsWith("process_"))).toBe(false);
   });
 
-  test("resetBucketSet drops removed buckets and adds new ones", () => {
+  test("resetBucketSet keeps a removed bucket's counters (an in-flight request still counts under it; back again, it continues), drops its breaker gauge, adds new buckets", () => {
     const m = make(["photos", "docs"]);
     m.observeRequest("docs", "GET", 200, 0.01, 5);
     m.observeS3("docs", 200, 0.01);
@@ -349,15 +349,17 @@ describe("Metrics", () => {
     m.observeRequest("photos", "GET", 200, 0.01, 5);
     m.resetBucketSet(["photos", "videos"]);
     m.observeRequest("docs", "GET", 200, 0.01, 5); // in-flight request of the old config
-    const text = m.render();
-    expect(text).not.toContain('bucket="docs"');
-    const p = parse(text);
+    m.setBreakerState("docs", 1); // (its old upstream's breaker: not re-created)
+    const p = parse(m.render());
+    expect(find(p, "yatagarasu_http_requests_total", { bucket: "docs", method: "GET", status: "200" })).toBe(2);
+    expect(find(p, "yatagarasu_http_requests_total", { bucket: "_none", method: "GET", status: "200" })).toBeUndefined();
+    expect(find(p, "yatagarasu_http_response_bytes_total", { bucket: "docs" })).toBe(10);
+    expect(find(p, "yatagarasu_circuit_breaker_state", { bucket: "docs" })).toBeUndefined();
     expect(find(p, "yatagarasu_http_requests_total", { bucket: "photos", method: "GET", status: "200" })).toBe(1);
-    expect(find(p, "yatagarasu_http_requests_total", { bucket: "_none", method: "GET", status: "200" })).toBe(1);
     expect(find(p, "yatagarasu_s3_retries_total", { bucket: "videos" })).toBe(0);
     m.resetBucketSet(["photos", "docs"]);
     m.observeRequest("docs", "GET", 200, 0.01, 5);
-    expect(find(parse(m.render()), "yatagarasu_http_requests_total", { bucket: "docs", method: "GET", status: "200" })).toBe(1);
+    expect(find(parse(m.render()), "yatagarasu_http_requests_total", { bucket: "docs", method: "GET", status: "200" })).toBe(3); // never back to zero
   });
 
   test("snapshot is JSON-able and renders exactly like render()", () => {
