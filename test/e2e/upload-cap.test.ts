@@ -67,15 +67,18 @@ describe("server.max_concurrent_uploads", () => {
     expect(await s3.read("rw", "legit.txt")).toEqual(new TextEncoder().encode("abc"));
   });
 
-  test("per client address: one address at its cap is refused, reads still served", async () => {
+  test("per client address: one address at its cap is refused, reads still served (counted once the uploads in flight reach the per-address cap: at most twice it)", async () => {
     const a = await stallUpload(perIp.port, "stall-c");
     await waitFor(() => perIp.app.uploads.inFlight === 1, { message: "the stalled upload admitted" });
+    const b = await stallUpload(perIp.port, "stall-d");
+    await waitFor(() => perIp.app.uploads.inFlight === 2, { message: "the second stalled upload admitted (counted for its address)" });
     const refused = await put(perIp, "legit2.txt");
     expect(refused.status).toBe(503);
     expect(await refused.text()).toContain("from your address");
     expect((await fetch(perIp.url("/open/hello.txt"))).status).toBe(200);
     a.end();
-    await waitFor(() => perIp.app.uploads.inFlight === 0, { message: "the slot released" });
+    b.end();
+    await waitFor(() => perIp.app.uploads.inFlight === 0, { message: "the slots released" });
     expect((await put(perIp, "legit2.txt")).status).toBe(200);
   });
 

@@ -17,16 +17,15 @@ export function admit(ctx: RequestContext): undefined | Promise<undefined> {
   }
   ctx.entered = true;
   if (carriesBody(ctx)) {
-    const ip = clientIp(ctx);
-    const r = svc.uploads.tryEnter(ip);
-    if (r !== "ok") {
+    const r = svc.uploads.tryEnter(() => clientIp(ctx));
+    if (r === "uploads" || r === "uploads_per_ip") {
       svc.metrics.rateLimited(r);
       throw new ProxyError("Overloaded", {
         detail: r === "uploads" ? "Too many uploads in progress: try again shortly" : "Too many uploads in progress from your address: try again shortly",
         headers: { "retry-after": "1" },
       });
     }
-    ctx.uploadSlot = ip;
+    ctx.uploadSlot = r === "ok" ? "" : r.ip;
   }
   const limiter = ctx.rt.limiter;
   if (limiter) {
