@@ -11,7 +11,7 @@
  * `#`, `: ` or a newline cannot change the YAML's structure, and a `${VAR}` inside a comment
  * is never required.
  */
-import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument, Parser, type Document, type Node } from "yaml";
+import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument, Parser, type Document, type Node, type YAMLError } from "yaml";
 import { formatPath, type PathSegment } from "./path.ts";
 
 export interface PathIssue {
@@ -129,39 +129,47 @@ function unclosedAt(text: string): { offset: number; what: string } | undefined 
 }
 
 /**
+ * YAML syntax errors as issues with lines. After the first few they are mostly a cascade of the
+ * first: 10 are listed and the rest counted.
+ */
+function syntaxIssues(text: string, errors: readonly YAMLError[], counter: LineCounter): PathIssue[] {
+  const lineOf = (n: number | undefined) => (n === undefined ? "" : text.slice(counter.lineStarts[n - 1] ?? text.length, counter.lineStarts[n] ?? text.length));
+  const firstMessage = (e: YAMLError) => `invalid YAML: ${e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "")}`;
+  // An unquoted ${VAR} inside { } or [ ]: its "{" is flow syntax, and every error after the first
+  // is that one's cascade. Say so, once, with the two ways out.
+  const first = errors[0]!;
+  const firstLine = first.linePos?.[0]?.line;
+  if (FLOW_PLACEHOLDER.test(lineOf(firstLine))) {
+    return [{ path: [], line: firstLine, message: `${firstMessage(first)} (an unquoted \${VAR} inside { } or [ ] is read as YAML syntax: write that mapping in block style, one key per line, to keep the placeholder unquoted and typed, or quote it, "\${VAR}", for a string value)` }];
+  }
+  const end = text.trimEnd().length;
+  let unclosed: { offset: number; what: string } | undefined | null = null; // (null: not looked for yet)
+  const syntax: PathIssue[] = errors.slice(0, 10).map((e) => {
+    const message = firstMessage(e);
+    // An error found at the end of the file (a bracket or quote never closed) is reported where
+    // that bracket or quote was opened, not on a line past the last one.
+    const atEnd = e.pos[0] >= end;
+    if (atEnd || /end with an? [}\]]|Missing closing/.test(message)) {
+      if (unclosed === null) unclosed = unclosedAt(text);
+      if (unclosed !== undefined) {
+        const at = counter.linePos(unclosed.offset).line;
+        return { path: [], message: `${message} (the ${unclosed.what} opened on line ${at} is never closed)`, line: atEnd ? at : e.linePos?.[0]?.line };
+      }
+    }
+    return { path: [], message, line: e.linePos?.[0]?.line };
+  });
+  if (errors.length > 10) syntax.push({ path: [], message: `invalid YAML: ${errors.length - 10} more errors not listed` });
+  return syntax;
+}
+
+/**
  * Parses YAML text. YAML syntax errors are returned as `syntax` (with lines); otherwise the
  * document comes back with ${VAR}s substituted and every duplicate key and missing variable listed.
  */
 export function parseYamlConfig(text: string, env: Record<string, string | undefined>): ParsedYaml | { syntax: PathIssue[] } {
   const counter = new LineCounter();
   const doc = parseDocument(text, { lineCounter: counter, prettyErrors: true, uniqueKeys: false });
-  if (doc.errors.length > 0) {
-    // After the first few, YAML errors are mostly a cascade of the first: list 10 and count the rest.
-    const end = text.trimEnd().length;
-    const syntax: PathIssue[] = doc.errors.slice(0, 10).map((e) => {
-      const message = `invalid YAML: ${e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "")}`;
-      // An error found at the end of the file (a bracket or quote never closed) is reported where
-      // that bracket or quote was opened, not on a line past the last one.
-      const atEnd = e.pos[0] >= end;
-      const opened = atEnd || /end with an? [}\]]|Missing closing/.test(message) ? unclosedAt(text) : undefined;
-      if (opened !== undefined) {
-        const at = counter.linePos(opened.offset).line;
-        return { path: [], message: `${message} (the ${opened.what} opened on line ${at} is never closed)`, line: atEnd ? at : e.linePos?.[0]?.line };
-      }
-      return { path: [], message, line: e.linePos?.[0]?.line };
-    });
-    if (doc.errors.length > 10) syntax.push({ path: [], message: `invalid YAML: ${doc.errors.length - 10} more errors not listed` });
-    // An unquoted ${VAR} inside { } or [ ]: its "{" is flow syntax, and every error after the first
-    // is that one's cascade. Say so, once, with the two ways out.
-    const first = syntax[0]?.line;
-    const lineText = first === undefined ? "" : (text.split("\n")[first - 1] ?? "");
-    if (FLOW_PLACEHOLDER.test(lineText)) {
-      return {
-        syntax: [{ path: [], line: first, message: `${syntax[0]!.message} (an unquoted \${VAR} inside { } or [ ] is read as YAML syntax: write that mapping in block style, one key per line, to keep the placeholder unquoted and typed, or quote it, "\${VAR}", for a string value)` }],
-      };
-    }
-    return { syntax };
-  }
+  if (doc.errors.length > 0) return { syntax: syntaxIssues(text, doc.errors, counter) };
   const line = (n: unknown) => {
     const r = (n as Node | null | undefined)?.range;
     return r ? counter.linePos(r[0]).line : undefined;

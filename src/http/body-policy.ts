@@ -16,3 +16,9 @@ export const SMALL_GENERATED_BODY_BYTES = 64 * 1024;
 export function bufferUpstreamBody(length: number, threshold: number): boolean {
   return length >= 0 && length <= threshold;
 }
+
+/** A request announcing a body: a Content-Length other than 0, or Transfer-Encoding. */
+export function announcesBody(h: Headers): boolean {
+  const len = h.get("content-length");
+  return (len !== null && len.trim() !== "0") || h.has("transfer-encoding");
+}

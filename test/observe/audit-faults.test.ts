@@ -80,14 +80,16 @@ test("the folder removed under the process (rm -rf): noticed within ~1 s, counte
   }
 });
 
+/** The real process with its audit trail at `path`, one bucket /open on the fixture. */
+const auditedProxyYaml = (path: string) =>
+  `server: { address: 127.0.0.1, port: 0 }\naudit: { enabled: true, path: "${path}" }\nbuckets:\n` +
+  `  - name: open\n    path_prefix: /open\n    s3: { bucket: data, endpoint: "${s3.endpoint}", access_key: "AKIDUPSTREAMREAD", secret_key: "upstream-secret-key-0123456789" }\n`;
+
 test("the real process: a file moved away (logrotate's mv) is back at its path after SIGHUP; later events go there", async () => {
   const dir = tempDir();
   try {
     const path = join(dir, "audit.log");
-    const px = await startProxy(
-      `server: { address: 127.0.0.1, port: 0 }\naudit: { enabled: true, path: "${path}" }\nbuckets:\n` +
-        `  - name: open\n    path_prefix: /open\n    s3: { bucket: data, endpoint: "${s3.endpoint}", access_key: "AKIDUPSTREAMREAD", secret_key: "upstream-secret-key-0123456789" }\n`,
-    );
+    const px = await startProxy(auditedProxyYaml(path));
     try {
       await (await fetch(px.url("/open/doc.txt"), { headers: { "x-request-id": "first" } })).text();
       await waitFor(() => existsSync(path) && readFileSync(path, "utf8").includes('"first"'), { timeoutMs: 3000 });
@@ -109,10 +111,7 @@ test("the real process: lines reach the file within ~1 s, and SIGTERM flushes wh
   const dir = tempDir();
   try {
     const path = join(dir, "audit.log");
-    const px = await startProxy(
-      `server: { address: 127.0.0.1, port: 0 }\naudit: { enabled: true, path: "${path}" }\nbuckets:\n` +
-        `  - name: open\n    path_prefix: /open\n    s3: { bucket: data, endpoint: "${s3.endpoint}", access_key: "AKIDUPSTREAMREAD", secret_key: "upstream-secret-key-0123456789" }\n`,
-    );
+    const px = await startProxy(auditedProxyYaml(path));
     try {
       await (await fetch(px.url("/open/doc.txt"), { headers: { "x-request-id": "first" } })).text();
       const t0 = performance.now();

@@ -13,6 +13,7 @@
  * statuses (RequestId = the request id); the STS endpoint answers in STS's dialect.
  */
 import { ProxyError } from "../../errors.ts";
+import { announcesBody } from "../../http/body-policy.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import { admit } from "../../proxy/phases/admit.ts";
 import { authorize } from "../../proxy/phases/authorize.ts";
@@ -75,16 +76,10 @@ const fail = (e: S3Error): never => {
   throw s3Fail(e);
 };
 
-/** A request carrying a body (S3 refuses content on GET and HEAD). */
-function hasBody(h: Headers): boolean {
-  const len = h.get("content-length");
-  return (len !== null && len.trim() !== "0") || h.get("transfer-encoding") !== null;
-}
-
-/** The same, for a verified request: when every header present is signed, no lookup is needed unless a body header is among them. */
+/** Whether a verified request carries a body (S3 refuses content on GET and HEAD): when every header present is signed, no lookup is needed unless a body header is among them. */
 function verifiedHasBody(v: { allSigned: boolean; signedHeaders: readonly string[] }, h: Headers): boolean {
   if (v.allSigned && !v.signedHeaders.includes("content-length") && !v.signedHeaders.includes("transfer-encoding")) return false;
-  return hasBody(h);
+  return announcesBody(h);
 }
 
 /** Phase: address, SigV4 identity, operation, bucket and key. Synchronous. */
@@ -118,7 +113,7 @@ export function s3Parse(ctx: RequestContext): undefined {
   }
   let principal: S3Principal | undefined;
   let payload: PayloadInfo = ANONYMOUS_PAYLOAD;
-  const bodied = v.kind === "ok" ? verifiedHasBody(v, req.headers) : hasBody(req.headers);
+  const bodied = v.kind === "ok" ? verifiedHasBody(v, req.headers) : announcesBody(req.headers);
   if (v.kind === "ok") {
     principal = v.principal;
     metrics.auth("success");

@@ -5,6 +5,7 @@
  * The admission slot is released by the logging step, when the body is done.
  */
 import { ProxyError } from "../../errors.ts";
+import { announcesBody } from "../../http/body-policy.ts";
 import { anyContains } from "../../http/cidr.ts";
 import type { RateCheck } from "../../limits/index.ts";
 import { clientIp, type RequestContext } from "../context.ts";
@@ -41,10 +42,7 @@ export function admit(ctx: RequestContext): undefined | Promise<undefined> {
 /** A request whose body is still to be received: a PUT or POST announcing one (a length above 0, or chunked). */
 function carriesBody(ctx: RequestContext): boolean {
   const m = ctx.method;
-  if (m !== "PUT" && m !== "POST" && m !== "PATCH") return false;
-  const h = ctx.req.headers;
-  const len = h.get("content-length");
-  return (len !== null && len.trim() !== "0") || h.has("transfer-encoding");
+  return (m === "PUT" || m === "POST" || m === "PATCH") && announcesBody(ctx.req.headers);
 }
 
 function afterRate(ctx: RequestContext, r: RateCheck): undefined {
