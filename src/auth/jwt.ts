@@ -7,7 +7,8 @@
  *   `{claim: exp, operator: exists}` to require it. With exp, the token is refused once
  *   now - leeway >= exp. A non-numeric exp is refused.
  * - nbf: optional; refused while now + leeway < nbf.
- * - iat: optional; only its type (number) is checked.
+ * - iat: optional; a number, and refused while now + leeway < iat (a token issued in the future:
+ *   a forged or mis-clocked issuer; PyJWT refuses it alike).
  * - iss: must equal jwt.issuer when that is set. aud (string or array) must share at least one
  *   value with jwt.audience when that is set.
  */
@@ -151,7 +152,10 @@ export function checkRegisteredClaims(c: Claims, policy: ClaimPolicy, nowMs: num
     if (!isNum(c.nbf)) throw new TokenError("nbf claim is not a number");
     if (now + policy.leewaySec < c.nbf) throw new TokenError("token not valid yet (nbf)");
   }
-  if (c.iat !== undefined && !isNum(c.iat)) throw new TokenError("iat claim is not a number");
+  if (c.iat !== undefined) {
+    if (!isNum(c.iat)) throw new TokenError("iat claim is not a number");
+    if (now + policy.leewaySec < c.iat) throw new TokenError("token issued in the future (iat)");
+  }
   if (policy.issuer !== undefined && c.iss !== policy.issuer) throw new TokenError("iss does not match the configured issuer");
   if (policy.audience !== undefined) {
     const aud = c.aud;

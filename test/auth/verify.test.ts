@@ -88,6 +88,13 @@ describe("rejections (InvalidToken; the token never appears in the error)", () =
     await bad(hmacToken({ alg: "HS256" }, good({ exp: "tomorrow" }), SECRET), /exp claim is not a number/);
     await bad(hmacToken({ alg: "HS256" }, good({ nbf: "now" }), SECRET), /nbf claim is not a number/);
   });
+  test("iat in the future beyond the leeway is refused; within it, or in the past, accepted", async () => {
+    const now = nowSec();
+    await bad(hmacToken({ alg: "HS256" }, good({ iat: now + 3600 }), SECRET), /issued in the future/);
+    expect(await hs.verify(hmacToken({ alg: "HS256" }, good({ iat: now + 20 }), SECRET))).toBeTruthy(); // within leeway
+    expect(await hs.verify(hmacToken({ alg: "HS256" }, good({ iat: now - 3600 }), SECRET))).toBeTruthy();
+    await bad(hmacToken({ alg: "HS256" }, good({ iat: "now" }), SECRET), /iat claim is not a number/);
+  });
   test("no exp is accepted (documented policy)", async () => {
     const { exp: _, ...noExp } = good();
     expect(await hs.verify(hmacToken({ alg: "HS256" }, noExp, SECRET))).toMatchObject({ sub: "alice" });
