@@ -23,6 +23,12 @@ export type S3Action =
   | "s3:CreateBucket"
   | "s3:GetBucketLocation"
   | "s3:GetBucketVersioning"
+  | "s3:GetBucketAcl"
+  | "s3:PutBucketAcl"
+  | "s3:GetObjectAcl"
+  | "s3:GetObjectVersionAcl"
+  | "s3:PutObjectAcl"
+  | "s3:PutObjectVersionAcl"
   | "s3:GetObjectTagging"
   | "s3:PutObjectTagging"
   | "s3:DeleteObjectTagging"
@@ -48,6 +54,9 @@ export const WRITE_ACTIONS: ReadonlySet<S3Action> = new Set<S3Action>([
   "s3:AbortMultipartUpload",
   "s3:ListMultipartUploadParts",
   "s3:ListBucketMultipartUploads",
+  "s3:PutBucketAcl",
+  "s3:PutObjectAcl",
+  "s3:PutObjectVersionAcl",
 ]);
 
 export function isWriteAction(action: S3Action): boolean {

@@ -195,7 +195,8 @@ describe("requests S3 refuses before any permission check", () => {
   test("writes to a read-only bucket → 403 AccessDenied; other sub-resources → 501 NotImplemented", async () => {
     await refused(signed({ method: "PUT", path: "/data/new.txt", body: "x" }), 403, "AccessDenied");
     await refused(signed({ method: "DELETE", path: "/data/hello.txt" }), 403, "AccessDenied");
-    await refused(signed({ path: "/data/hello.txt", query: { acl: "" } }), 501, "NotImplemented");
+    await refused(signed({ method: "PUT", path: "/data/hello.txt", query: { acl: "" }, headers: { "x-amz-acl": "private" } }), 403, "AccessDenied");
+    await refused(signed({ path: "/data/hello.txt", query: { cors: "" } }), 501, "NotImplemented");
     await refused(signed({ path: "/data/", query: { policy: "" } }), 501, "NotImplemented");
   });
 

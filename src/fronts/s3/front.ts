@@ -27,6 +27,7 @@ import { s3ErrorOf, s3Fail } from "./fail.ts";
 import type { S3Identities, S3Principal } from "./identities.ts";
 import { listObjects } from "./list.ts";
 import { copyObjectOp, uploadPartCopyOp } from "./copy.ts";
+import { getBucketAclOp, getObjectAclOp, putAclOp } from "./acl.ts";
 import { deleteObjectOp, deleteObjectsOp } from "./delete.ts";
 import {
   abortMultipartUploadOp,
@@ -136,6 +137,7 @@ export function s3Parse(ctx: RequestContext): undefined {
   if ((ctx.method === "GET" || ctx.method === "HEAD") && bodied) return fail(s3Error("UnexpectedContent"));
   ctx.action = ACTION_OF[op];
   if (op === "GetObjectAttributes" && v.query.some(([k]) => k === "versionId")) ctx.action = "s3:GetObjectVersionAttributes";
+  else if ((op === "GetObjectAcl" || op === "PutObjectAcl") && v.query.some(([k]) => k === "versionId")) ctx.action = op === "GetObjectAcl" ? "s3:GetObjectVersionAcl" : "s3:PutObjectVersionAcl";
 
   if (a.bucket !== "") {
     const bucket = S3_FRONT_BUCKET_NAME.test(a.bucket) ? ctx.rt.buckets.get(a.bucket) : undefined;
@@ -284,6 +286,13 @@ export function s3Operate(ctx: RequestContext): Response | Promise<Response> {
       return bucketLocation(ctx, s.api);
     case "GetBucketVersioning":
       return bucketVersioning(ctx);
+    case "GetBucketAcl":
+      return getBucketAclOp(ctx);
+    case "GetObjectAcl":
+      return getObjectAclOp(ctx);
+    case "PutBucketAcl":
+    case "PutObjectAcl":
+      return putAclOp(ctx);
     case "CreateBucket":
       // A configured bucket exists and the principal may use it: S3's answer for a bucket one
       // already owns (clients such as rclone create the bucket before an upload and accept this).

@@ -10,7 +10,8 @@
  *   the multipart calls (UploadPartCopy too) and setting or removing an object's tags, `delete`
  *   DeleteObject(s), of a key or of a version;
  *   AbortMultipartUpload, ListParts and ListMultipartUploads need `write` or `delete`.
- *   GetBucketLocation and CreateBucket (answered BucketAlreadyOwnedByYou) need any grant (both
+ *   GetObjectAcl needs `read`, PutObjectAcl and PutBucketAcl `write` (acl.ts: ACLs are read, not changed);
+ *   GetBucketLocation, GetBucketAcl and CreateBucket (answered BucketAlreadyOwnedByYou) need any grant (all
  *   answer from config, revealing no more than the grant itself), and so does GetBucketVersioning
  *   (the bucket's versioning state, which a writer needs as much as a reader); HeadBucket is
  *   s3:ListBucket, as in S3, so it needs `list`. A bucket it was not granted is AccessDenied.
@@ -44,6 +45,8 @@ export function permissionsFor(action: S3Action): readonly S3Permission[] | unde
     case "s3:GetObjectAttributes":
     case "s3:GetObjectVersionAttributes":
     case "s3:GetObjectTagging":
+    case "s3:GetObjectAcl":
+    case "s3:GetObjectVersionAcl":
       return READ;
     case "s3:ListBucket":
     case "s3:ListBucketVersions":
@@ -51,6 +54,9 @@ export function permissionsFor(action: S3Action): readonly S3Permission[] | unde
     case "s3:PutObject":
     case "s3:PutObjectTagging":
     case "s3:DeleteObjectTagging":
+    case "s3:PutBucketAcl":
+    case "s3:PutObjectAcl":
+    case "s3:PutObjectVersionAcl":
       return WRITE;
     case "s3:DeleteObject":
     case "s3:DeleteObjectVersion":

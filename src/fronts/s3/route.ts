@@ -12,6 +12,10 @@ export type S3Operation =
   | "CreateBucket"
   | "GetBucketLocation"
   | "GetBucketVersioning"
+  | "GetBucketAcl"
+  | "PutBucketAcl"
+  | "GetObjectAcl"
+  | "PutObjectAcl"
   | "ListObjects"
   | "ListObjectsV2"
   | "ListObjectVersions"
@@ -46,6 +50,10 @@ export const ACTION_OF: Readonly<Record<S3Operation, S3Action>> = {
   CreateBucket: "s3:CreateBucket",
   GetBucketLocation: "s3:GetBucketLocation",
   GetBucketVersioning: "s3:GetBucketVersioning",
+  GetBucketAcl: "s3:GetBucketAcl",
+  PutBucketAcl: "s3:PutBucketAcl",
+  GetObjectAcl: "s3:GetObjectAcl",
+  PutObjectAcl: "s3:PutObjectAcl",
   ListObjects: "s3:ListBucket",
   ListObjectsV2: "s3:ListBucket",
   ListObjectVersions: "s3:ListBucketVersions",
@@ -182,6 +190,7 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
   if (a.key === "") {
     if (uploadId || partNumber || versionId) return notImplemented(`${method} on a bucket with ?${uploadId ? "uploadId" : partNumber ? "partNumber" : "versionId"}`);
     if (method === "HEAD" && sub === undefined) return "HeadBucket";
+    if (sub === "acl" && subs === 1 && (method === "GET" || method === "PUT")) return method === "GET" ? "GetBucketAcl" : "PutBucketAcl";
     if (method === "POST" && sub === "delete") return "DeleteObjects";
     // A browser form upload (S3's POST Object): authenticated by its signed policy, not the request.
     if (method === "POST" && sub === undefined) return "PostObject";
@@ -198,6 +207,7 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
   }
   // An object's metadata (ETag, size, storage class, parts), of the current object or a version.
   if (sub === "attributes" && subs === 1 && !uploadId && !partNumber && method === "GET") return "GetObjectAttributes";
+  if (sub === "acl" && subs === 1 && !uploadId && !partNumber && (method === "GET" || method === "PUT")) return method === "GET" ? "GetObjectAcl" : "PutObjectAcl";
   if (sub === "tagging" && subs === 1 && !uploadId && !partNumber && !versionId) {
     if (method === "GET") return "GetObjectTagging";
     if (method === "PUT") return "PutObjectTagging";

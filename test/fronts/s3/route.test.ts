@@ -94,16 +94,15 @@ describe("operationOf", () => {
   test("anything else is 501 NotImplemented; a bad list-type is InvalidArgument", () => {
     for (const [m, p, s] of [
       ["POST", "/b/k", ""],
-      ["GET", "/b/k", "acl"],
-      ["PUT", "/b/k", "acl"],
       ["HEAD", "/b/k", "uploadId=1"],
       ["PUT", "/b/k", "versionId=3"],
       ["POST", "/b/k", "uploadId=1&versionId=3"],
       ["DELETE", "/b/k", "uploadId=1&versionId=3"],
       ["GET", "/b", "versionId=3"],
       ["PUT", "/b", "versions"],
-      ["GET", "/b/k", "acl&versionId=3"],
-      ["PUT", "/b", "acl"],
+      ["DELETE", "/b/k", "acl"],
+      ["GET", "/b/k", "acl&tagging"],
+      ["GET", "/b/k", "acl&uploadId=1"],
       ["DELETE", "/b", ""],
       ["POST", "/b", "acl"],
       ["DELETE", "/", ""],
@@ -113,6 +112,13 @@ describe("operationOf", () => {
     ]) expect(`${m} ${p}?${s} → ${op(m, p, s)}`).toBe(`${m} ${p}?${s} → 501 NotImplemented`);
     expect(operationOf("PUT", address("/b/k", undefined), [["partNumber", "1"], ["uploadId", "u"]], true)).toBe("UploadPartCopy");
     expect(op("GET", "/b/k", "tagging")).toBe("GetObjectTagging");
+    // ACLs (acl.ts): read, and set only to what they already are
+    expect(op("GET", "/b/k", "acl")).toBe("GetObjectAcl");
+    expect(op("GET", "/b/k", "acl&versionId=3")).toBe("GetObjectAcl");
+    expect(op("PUT", "/b/k", "acl")).toBe("PutObjectAcl");
+    expect(op("GET", "/b", "acl")).toBe("GetBucketAcl");
+    expect(op("PUT", "/b", "acl")).toBe("PutBucketAcl");
+    expect([ACTION_OF.GetObjectAcl, ACTION_OF.PutObjectAcl, ACTION_OF.GetBucketAcl, ACTION_OF.PutBucketAcl]).toEqual(["s3:GetObjectAcl", "s3:PutObjectAcl", "s3:GetBucketAcl", "s3:PutBucketAcl"]);
     expect(op("GET", "/b/k", "partNumber=2")).toBe("GetObjectPart");
     expect(op("HEAD", "/b/k", "partNumber=2&response-content-type=a")).toBe("HeadObjectPart");
     // a tag set of one version, or tagging with another sub-resource, is not served as the current object's

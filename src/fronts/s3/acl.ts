@@ -1,0 +1,81 @@
+/**
+ * Object and bucket ACLs on the S3 front, answered as S3 answers them on a bucket with ACLs
+ * disabled (Object Ownership "bucket owner enforced", S3's default for every new bucket since
+ * April 2023): who may do what is decided by this proxy's grants, claim rules and authorizers,
+ * never by an ACL, so an ACL can be read but not changed.
+ *
+ * - GetBucketAcl (any grant on the bucket, like GetBucketLocation) and GetObjectAcl (`read`; the
+ *   object, or the version asked for, must exist: asked upstream with a HEAD): the owner with
+ *   FULL_CONTROL. The owner is the requesting identity, as ListBuckets reports it.
+ * - PutBucketAcl and PutObjectAcl (`write`, refused on read-only buckets): what S3 accepts on such a
+ *   bucket, an ACL that grants nothing beyond the owner (`x-amz-acl: private` or
+ *   `bucket-owner-full-control`, no x-amz-grant-* header, no ACL document), is answered 200 and
+ *   changes nothing; any other ACL is 400 AccessControlListNotSupported, as S3 answers it.
+ *
+ * Clients read ACLs as a matter of course (s3cmd info, aws s3api get-object-acl, desktop S3
+ * browsers); before this they got 501 NotImplemented.
+ */
+import type { RequestContext } from "../../proxy/context.ts";
+import { getObjectDirect as headUpstream } from "../../s3/operations/index.ts";
+import { s3Error } from "./errors.ts";
+import { s3Fail } from "./fail.ts";
+import type { S3RequestContext } from "./front.ts";
+import { versionIdOf, xmlResponse } from "./operations.ts";
+import { errorOf } from "./relay.ts";
+import { aclsNotSupported, callOf, GRANT_HEADERS, OWNER_ONLY_ACLS, requestHeaders } from "./writes.ts";
+import { escapeXml, ownerOf, S3_XMLNS, XML_DECL } from "./xml.ts";
+
+const XSI = "http://www.w3.org/2001/XMLSchema-instance";
+
+/** The AccessControlPolicy document of an owner-only ACL. */
+export function renderOwnerOnlyAcl(identity: string): string {
+  const owner = ownerOf(identity);
+  const who = "<ID>" + escapeXml(owner.id) + "</ID><DisplayName>" + escapeXml(owner.displayName) + "</DisplayName>";
+  return (
+    XML_DECL +
+    '<AccessControlPolicy xmlns="' + S3_XMLNS + '"><Owner>' + who + "</Owner><AccessControlList><Grant>" +
+    '<Grantee xmlns:xsi="' + XSI + '" xsi:type="CanonicalUser">' + who + "</Grantee>" +
+    "<Permission>FULL_CONTROL</Permission></Grant></AccessControlList></AccessControlPolicy>"
+  );
+}
+
+function identityOf(ctx: RequestContext): string {
+  // (anonymous requests never get here: ACL actions need a principal, see permissions.ts)
+  return (ctx as S3RequestContext).s3!.principal!.identity;
+}
+
+/** HEAD of the object (or the version asked for) upstream: S3's error when it does not exist. */
+async function requireObject(ctx: RequestContext): Promise<void> {
+  const versionId = versionIdOf(ctx);
+  const upstream = ctx.bucket!.upstream.primary();
+  const res = await headUpstream(upstream, { method: "HEAD", key: ctx.key, versionId, headers: {} }, callOf(ctx));
+  await res.body?.cancel().catch(() => {});
+  if (res.status === 200) return;
+  const e = errorOf(res.status, undefined, upstream.bucket, res.headers.get("retry-after"));
+  if (versionId !== undefined && res.status === 404) throw s3Fail(s3Error("NoSuchVersion"));
+  throw s3Fail(e);
+}
+
+export function getBucketAclOp(ctx: RequestContext): Response {
+  return xmlResponse(ctx, renderOwnerOnlyAcl(identityOf(ctx)));
+}
+
+export async function getObjectAclOp(ctx: RequestContext): Promise<Response> {
+  await requireObject(ctx);
+  return xmlResponse(ctx, renderOwnerOnlyAcl(identityOf(ctx)));
+}
+
+/** PutBucketAcl / PutObjectAcl: an owner-only ACL is a no-op (200); any other is refused. */
+export async function putAclOp(ctx: RequestContext): Promise<Response> {
+  const h = requestHeaders(ctx);
+  // An ACL document in the body would name grantees: S3 takes only the owner's full control,
+  // which the canned ACL says in one header; a document is refused unread.
+  const length = h.get("content-length");
+  const body = (length !== null && length.trim() !== "0") || h.has("transfer-encoding");
+  const acl = h.get("x-amz-acl");
+  const grants = GRANT_HEADERS.some((n) => h.has(n));
+  if (body || grants || (acl !== null && !OWNER_ONLY_ACLS.has(acl.trim().toLowerCase()))) throw s3Fail(aclsNotSupported());
+  if (acl === null) throw s3Fail(s3Error("MissingSecurityHeader", "Your request was missing a required header: x-amz-acl (or an ACL document)."));
+  if (ctx.key !== "") await requireObject(ctx);
+  return new Response(null, { status: 200 });
+}

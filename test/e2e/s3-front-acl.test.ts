@@ -1,0 +1,77 @@
+/**
+ * ACLs on the S3 front (src/fronts/s3/acl.ts), as S3 answers them on a bucket with ACLs disabled:
+ * read with real clients (aws-cli get-object-acl / get-bucket-acl, s3cmd info), set only to what
+ * they already are (an owner-only canned ACL: 200, nothing changes), anything else refused
+ * AccessControlListNotSupported; grants and read-only buckets apply as to any read or write.
+ */
+import { afterAll, beforeAll, expect, setDefaultTimeout } from "bun:test";
+import { awsCli } from "../clients/aws.ts";
+import { clientTest } from "../clients/run.ts";
+import { s3cmdClient } from "../clients/s3cmd.ts";
+import { ownerOf } from "../../src/fronts/s3/xml.ts";
+import { READER, startUploadEnv, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
+
+setDefaultTimeout(60_000);
+
+let env: UploadEnv;
+beforeAll(async () => {
+  env = await startUploadEnv();
+  await env.s3.put("up", "docs/a.txt", "hello acl");
+});
+afterAll(() => env.stop());
+
+const writer = ownerOf("writer");
+
+clientTest("aws")("aws-cli: get-object-acl and get-bucket-acl read the owner's FULL_CONTROL; a missing key is NoSuchKey; a grant is still needed", async () => {
+  using aws = awsCli({ endpoint: env.endpoint, credentials: WRITER });
+  const obj = await aws.s3api("get-object-acl", "--bucket", "up", "--key", "docs/a.txt");
+  expect(obj.stderr).toBe("");
+  expect(JSON.parse(obj.stdout)).toEqual({
+    Owner: { DisplayName: "writer", ID: writer.id },
+    Grants: [{ Grantee: { DisplayName: "writer", ID: writer.id, Type: "CanonicalUser" }, Permission: "FULL_CONTROL" }],
+  });
+  const bucket = await aws.s3api("get-bucket-acl", "--bucket", "up");
+  expect(JSON.parse(bucket.stdout).Grants[0].Permission).toBe("FULL_CONTROL");
+
+  env.mark();
+  const missing = await aws.s3api("get-object-acl", "--bucket", "up", "--key", "docs/nope.txt");
+  expect(missing.code).not.toBe(0);
+  expect(missing.stderr).toContain("NoSuchKey");
+  // the existence check went upstream, re-signed with the bucket's own key
+  expect(env.upstreamCalls().map((c) => c.method)).toEqual(["HEAD"]);
+
+  // READER has no grant on `other`: AccessDenied, nothing upstream
+  using reader = awsCli({ endpoint: env.endpoint, credentials: READER });
+  env.mark();
+  const denied = await reader.s3api("get-object-acl", "--bucket", "other", "--key", "docs/a.txt");
+  expect(denied.stderr).toContain("AccessDenied");
+  expect(env.upstreamCalls()).toEqual([]);
+});
+
+clientTest("aws")("aws-cli: put-object-acl / put-bucket-acl take an owner-only ACL (a no-op) and refuse any other; a read-only bucket or a reader is AccessDenied", async () => {
+  using aws = awsCli({ endpoint: env.endpoint, credentials: WRITER });
+  expect((await aws.s3api("put-object-acl", "--bucket", "up", "--key", "docs/a.txt", "--acl", "private")).stderr).toBe("");
+  expect((await aws.s3api("put-object-acl", "--bucket", "up", "--key", "docs/a.txt", "--acl", "bucket-owner-full-control")).stderr).toBe("");
+  expect((await aws.s3api("put-bucket-acl", "--bucket", "up", "--acl", "private")).stderr).toBe("");
+  const pub = await aws.s3api("put-object-acl", "--bucket", "up", "--key", "docs/a.txt", "--acl", "public-read");
+  expect(pub.stderr).toContain("AccessControlListNotSupported");
+  const grant = await aws.s3api("put-object-acl", "--bucket", "up", "--key", "docs/a.txt", "--grant-read", "uri=http://acs.amazonaws.com/groups/global/AllUsers");
+  expect(grant.stderr).toContain("AccessControlListNotSupported");
+  const doc = await aws.s3api("put-bucket-acl", "--bucket", "up", "--access-control-policy", JSON.stringify({ Owner: { ID: writer.id }, Grants: [{ Grantee: { Type: "Group", URI: "http://acs.amazonaws.com/groups/global/AllUsers" }, Permission: "READ" }] }));
+  expect(doc.stderr).toContain("AccessControlListNotSupported");
+  const missing = await aws.s3api("put-object-acl", "--bucket", "up", "--key", "docs/nope.txt", "--acl", "private");
+  expect(missing.stderr).toContain("NoSuchKey");
+  // an ACL change is a write: a read-only bucket refuses it whatever the grants, and so does an identity without `write`
+  expect((await aws.s3api("put-bucket-acl", "--bucket", "ro", "--acl", "private")).stderr).toContain("AccessDenied");
+  using reader = awsCli({ endpoint: env.endpoint, credentials: READER });
+  expect((await reader.s3api("put-object-acl", "--bucket", "up", "--key", "docs/a.txt", "--acl", "private")).stderr).toContain("AccessDenied");
+  // the object is untouched
+  expect(new TextDecoder().decode((await aws.s3("cp", "s3://up/docs/a.txt", "-")).bytes)).toBe("hello acl");
+});
+
+clientTest("s3cmd")("s3cmd info reads the object's ACL (it printed an error for the 501 before)", async () => {
+  using s3cmd = s3cmdClient({ endpoint: env.endpoint, credentials: WRITER });
+  const info = await s3cmd.run("info", "s3://up/docs/a.txt");
+  expect(info.code).toBe(0);
+  expect(info.stdout).toMatch(/ACL:\s+writer: FULL_CONTROL/);
+});
