@@ -40,6 +40,12 @@ export interface BucketRuntime {
   readonly extraRules: readonly ClaimRule[];
   readonly authorizer: Authorizer | undefined;
   readonly cachePolicy: CachePolicy | null;
+  /**
+   * The caching buckets (this one included, if it caches) that read a store this bucket's writes
+   * land in: a write or delete of a key purges it from each of them (two prefixes on one S3
+   * bucket, say an anonymous cached mirror beside a read-write one, must not serve the old object).
+   */
+  readonly cacheMates: readonly string[];
   readonly allow: readonly Cidr[];
   readonly block: readonly Cidr[];
 }
@@ -79,6 +85,20 @@ export interface RuntimeDeps {
 
 const cidrs = (list: readonly string[]): Cidr[] => list.map((c) => parseCidr(c)).filter((c): c is Cidr => c !== null);
 
+/** The stores a bucket reads: its primary's and its replicas' (endpoint, S3 bucket). */
+function storesOf(b: Config["buckets"][number]): string[] {
+  const s3 = b.s3;
+  const out = [JSON.stringify([s3.endpoint ?? "", s3.bucket])];
+  for (const r of s3.replicas ?? []) out.push(JSON.stringify([r.endpoint ?? "", r.bucket]));
+  return out;
+}
+
+/** BucketRuntime.cacheMates: the caching buckets that read any store `b` reads (a write reaches its replicas by replication). */
+function cacheMatesOf(config: Config, b: Config["buckets"][number]): string[] {
+  const mine = new Set(storesOf(b));
+  return config.buckets.filter((c) => bucketCachePolicy(config.cache, c) !== null && storesOf(c).some((s) => mine.has(s))).map((c) => c.name);
+}
+
 export async function buildRuntime(config: Config, generation: number, deps: RuntimeDeps): Promise<Runtime> {
   const authLog = (level: "info" | "warn" | "error", msg: string, fields?: object) => deps.log.log(level, msg, fields as Record<string, unknown>);
   const jwt = config.jwt?.enabled ? config.jwt : undefined;
@@ -112,6 +132,7 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
         extraRules: b.auth.claims,
         authorizer: b.authorization ? createAuthorizer(b.authorization, { log: authLog, fetch: deps.fetch }) : undefined,
         cachePolicy: bucketCachePolicy(config.cache, b),
+        cacheMates: cacheMatesOf(config, b),
         allow: cidrs(b.ip_filter.allowlist),
         block: cidrs(b.ip_filter.blocklist),
       });

@@ -35,6 +35,7 @@ import { ProxyError } from "../errors.ts";
 import type { RequestContext, S3Action } from "../proxy/context.ts";
 import type { BucketRuntime } from "../runtime.ts";
 import { errorFromResponse } from "../s3/errors.ts";
+import { purgeWritten } from "./purge.ts";
 import { deleteObject, putObject } from "../s3/operations/index.ts";
 import { RequestBodyError } from "../s3/upstream.ts";
 
@@ -93,7 +94,7 @@ async function writeError(res: Response, method: string): Promise<ProxyError> {
 }
 
 async function purge(ctx: RequestContext): Promise<void> {
-  await ctx.svc.cache.purgeObject(ctx.bucket!.name, ctx.key);
+  await purgeWritten(ctx, ctx.key);
 }
 
 export async function servePut(ctx: RequestContext): Promise<Response> {

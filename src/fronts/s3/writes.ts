@@ -13,6 +13,7 @@ import { s3ErrorOf, s3Fail } from "./fail.ts";
 import type { S3RequestContext } from "./front.ts";
 import { bodyFailure, prepareUploadBody, type PreparedBody } from "./upload-body.ts";
 import { parseXml, XmlError, type XmlElement } from "./xml-reader.ts";
+import { purgeWritten } from "../purge.ts";
 
 /** Canned ACLs that change nothing on a bucket whose objects all belong to its owner. */
 export const OWNER_ONLY_ACLS: ReadonlySet<string> = new Set(["private", "bucket-owner-full-control"]);
@@ -119,12 +120,9 @@ export async function sendBody(ctx: RequestContext, body: PreparedBody, send: (c
   }
 }
 
-/** A successful write changed `key`: every cache layer drops it (Redis publishes it to every replica). */
+/** A successful write changed `key`: every caching bucket on its store drops it, in every layer (Redis publishes it to every replica): see ../purge.ts. */
 export function purgeKey(ctx: RequestContext, key: string): Promise<unknown> | undefined {
-  const bucket = ctx.bucket!;
-  // A bucket that does not cache has nothing to purge: no promise (and no tick) per write.
-  if (bucket.cachePolicy === null) return undefined;
-  return ctx.svc.cache.purgeObject(bucket.name, key).catch(() => 0);
+  return purgeWritten(ctx, key);
 }
 
 /** S3 XML request bodies (CompleteMultipartUpload, DeleteObjects) are read whole up to this size. */

@@ -1,0 +1,89 @@
+/**
+ * One S3 bucket exposed by several proxy buckets (an anonymous cached mirror beside a read-write
+ * one): a write or delete through any of them purges the key from every caching bucket that reads
+ * the same store (src/fronts/purge.ts), on both fronts, even when the writing bucket does not
+ * cache. A caching bucket on another store keeps its entry.
+ */
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { S3Signer } from "../../src/s3/sigv4.ts";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { bearer, bucket, startWriteEnv, WRITER, type WriteEnv } from "./plain-write-env.ts";
+
+setDefaultTimeout(30_000);
+
+const CLIENT = { accessKeyId: "AKIDCACHEMATES01", secretAccessKey: "cache-mates-client-secret-0123456789" };
+let s3: S3Fixture;
+let env: WriteEnv;
+beforeAll(async () => {
+  s3 = await startS3Fixture({ buckets: [{ name: "rw" }, { name: "ro" }], credentials: [WRITER] });
+  const buckets = (ep: string) =>
+    // writes here; does not cache
+    bucket("rw", "/rw", "rw", ep, "    access: read-write\n    auth: { enabled: true }\n") +
+    // the same store, cached, anonymous
+    bucket("mirror", "/mirror", "rw", ep, "    cache: { enabled: true, ttl_seconds: 600 }\n") +
+    // the same store, cached and writable
+    bucket("crw", "/crw", "rw", ep, "    access: read-write\n    auth: { enabled: true }\n    cache: { enabled: true, ttl_seconds: 600 }\n") +
+    // another store, cached
+    bucket("elsewhere", "/elsewhere", "ro", ep, "    cache: { enabled: true, ttl_seconds: 600 }\n");
+  env = await startWriteEnv({
+    buckets,
+    extra: "cache: { enabled: true }\n",
+    s3Api: true,
+    sts: false,
+    s3Extra: `  credentials:\n    - { access_key_id: "${CLIENT.accessKeyId}", secret_access_key: "${CLIENT.secretAccessKey}", identity: client, buckets: { rw: [read, write, delete], crw: [read, write, delete] } }\n`,
+  }, s3);
+});
+afterAll(async () => {
+  await env?.stop();
+  await s3?.stop();
+});
+
+const get = async (path: string) => {
+  const res = await fetch(env.url(path));
+  return { status: res.status, cache: res.headers.get("x-cache"), body: await res.text() };
+};
+
+/** A cached copy in `mirror` (and `crw`, read with a token): MISS then HIT. */
+async function warm(key: string, body: string) {
+  expect(await get(`/mirror/${key}`)).toEqual({ status: 200, cache: "MISS", body });
+  expect(await get(`/mirror/${key}`)).toEqual({ status: 200, cache: "HIT", body });
+  expect((await fetch(env.url(`/crw/${key}`), { headers: bearer() })).headers.get("x-cache")).toBe("MISS");
+  expect((await fetch(env.url(`/crw/${key}`), { headers: bearer() })).headers.get("x-cache")).toBe("HIT");
+}
+
+test("plain front: a PUT and a DELETE through a bucket that does not cache purge the key from the cached mirrors of its store", async () => {
+  const key = "plain/shared.txt";
+  await s3.put("rw", key, "v1");
+  await s3.put("ro", key, "elsewhere");
+  await warm(key, "v1");
+  expect(await get(`/elsewhere/${key}`)).toMatchObject({ cache: "MISS" });
+
+  expect((await fetch(env.url(`/rw/${key}`), { method: "PUT", body: "v2", headers: bearer() })).status).toBe(200);
+  expect(await get(`/mirror/${key}`)).toEqual({ status: 200, cache: "MISS", body: "v2" });
+  expect(await (await fetch(env.url(`/crw/${key}`), { headers: bearer() })).text()).toBe("v2");
+
+  expect((await fetch(env.url(`/rw/${key}`), { method: "DELETE", headers: bearer() })).status).toBe(204);
+  expect((await get(`/mirror/${key}`)).status).toBe(404);
+  // another store's cached copy of the same key name is not touched
+  expect(await get(`/elsewhere/${key}`)).toEqual({ status: 200, cache: "HIT", body: "elsewhere" });
+});
+
+test("S3 front: PutObject and DeleteObject through one bucket purge the mirrors; a write through a cached bucket purges the others too", async () => {
+  const key = "s3/shared.txt";
+  await s3.put("rw", key, "v1");
+  await warm(key, "v1");
+  const host = `127.0.0.1:${env.s3Port}`;
+  const signer = new S3Signer(CLIENT, "us-east-1");
+  const put = (bucketName: string, body: string) =>
+    fetch(`${env.s3Endpoint}/${bucketName}/${key}`, { method: "PUT", body, headers: signer.sign({ method: "PUT", host, path: `/${bucketName}/${key}`, payloadHash: "UNSIGNED-PAYLOAD" }) });
+  expect((await put("rw", "v2")).status).toBe(200);
+  expect(await get(`/mirror/${key}`)).toEqual({ status: 200, cache: "MISS", body: "v2" });
+  expect(await get(`/mirror/${key}`)).toMatchObject({ cache: "HIT" });
+  // through the cached read-write bucket: its own entry and the mirror's go
+  expect((await put("crw", "v3")).status).toBe(200);
+  expect(await get(`/mirror/${key}`)).toEqual({ status: 200, cache: "MISS", body: "v3" });
+  const del = await fetch(`${env.s3Endpoint}/rw/${key}`, { method: "DELETE", headers: signer.sign({ method: "DELETE", host, path: `/rw/${key}` }) });
+  expect(del.status).toBe(204);
+  expect((await get(`/mirror/${key}`)).status).toBe(404);
+  expect((await fetch(env.url(`/crw/${key}`), { headers: bearer() })).status).toBe(404);
+});
