@@ -7,7 +7,7 @@
  * bucket's versioning state (tags: tagging.ts).
  */
 import type { RequestContext } from "../../proxy/context.ts";
-import { forwardRequestHeaders } from "../../http/headers.ts";
+import { forwardRequestHeaders, privateCacheControl } from "../../http/headers.ts";
 import { mapAnswer } from "../../http/map-answer.ts";
 import { respond, serveObject } from "../../proxy/phases/object.ts";
 import { getBucketVersioning, getObjectAttributes as getAttributesUpstream, getObjectDirect as getDirectUpstream } from "../../s3/operations/index.ts";
@@ -197,14 +197,28 @@ export async function getObjectDirect(ctx: RequestContext, overrides: ReadonlyAr
   }
   const out = await respond(ctx, res, method);
   if (out.status < 400) for (const [k, v] of extra) out.headers.set(k, v);
-  return applyOverrides(out, overrides);
+  return applyOverrides(ctx.bucket!.authRequired ? privately(out) : out, overrides);
 }
 
-/** GetObject / HeadObject: the shared object phase, then the overrides on the client's copy only (never the cache's). */
+/**
+ * GetObject / HeadObject: the shared object phase, then the overrides on the client's copy only
+ * (never the cache's). On a bucket anonymous requests may not read, the stored Cache-Control is
+ * made private first, as the plain front does for its authenticated answers: a shared cache
+ * between a client and this front would otherwise keep an object stored `public` under its URL,
+ * without the signature, and serve it to anyone (RFC 9111 §3.5 lets `public` override the
+ * Authorization rule). A response-cache-control the signed request itself asks for is its own.
+ */
 export function getObject(ctx: RequestContext, overrides: ReadonlyArray<readonly [string, string]>): Response | Promise<Response> {
   const out = serveObject(ctx);
-  if (overrides.length === 0) return out;
-  return mapAnswer(out, (r) => applyOverrides(r, overrides));
+  const restricted = ctx.bucket!.authRequired;
+  if (overrides.length === 0 && !restricted) return out;
+  return mapAnswer(out, (r) => applyOverrides(restricted ? privately(r) : r, overrides));
+}
+
+/** The object's Cache-Control, for the requesting client alone (see getObject). */
+function privately(res: Response): Response {
+  if (res.status < 400) res.headers.set("cache-control", privateCacheControl(res.headers.get("cache-control")));
+  return res;
 }
 
 /** The attributes GetObjectAttributes may ask for (x-amz-object-attributes), as S3 names them. */
