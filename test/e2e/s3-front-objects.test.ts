@@ -119,6 +119,14 @@ describe("objects (cached bucket)", () => {
   test("response-* overrides: applied to this answer only (signed and presigned), never to the cached copy", async () => {
     const over = await signedFetch(env, { path: "/data/doc.txt", query: { "response-content-type": "application/x-over", "response-content-disposition": 'attachment; filename="x.txt"', "response-cache-control": "no-cache" } });
     expect([over.status, over.headers.get("content-type"), over.headers.get("content-disposition"), over.headers.get("cache-control")]).toEqual([200, "application/x-over", 'attachment; filename="x.txt"', "no-cache"]);
+    // Latin-1 goes out as its bytes; beyond it S3's own refusal (RFC 5987's filename*= is the way); RFC 5987 passes as written
+    const latin1 = await signedFetch(env, { path: "/data/doc.txt", query: { "response-content-disposition": 'attachment; filename="caf\u00e9.txt"' } });
+    expect([latin1.status, Buffer.from(await latin1.arrayBuffer()).length, latin1.headers.get("content-disposition")]).toEqual([200, 10, 'attachment; filename="caf\u00e9.txt"']);
+    const wide = await signedFetch(env, { path: "/data/doc.txt", query: { "response-content-disposition": 'attachment; filename="\u00e9\u4e2d.txt"' } });
+    const wideBody = await wide.text();
+    expect([wide.status, /<Message>([^<]*)</.exec(wideBody)?.[1], /<ArgumentName>([^<]*)</.exec(wideBody)?.[1]]).toEqual([400, "Header value cannot be represented using ISO-8859-1.", "response-content-disposition"]);
+    const rfc5987 = await signedFetch(env, { path: "/data/doc.txt", query: { "response-content-disposition": "attachment; filename*=UTF-8''%E4%B8%AD.txt" } });
+    expect(rfc5987.headers.get("content-disposition")).toBe("attachment; filename*=UTF-8''%E4%B8%AD.txt");
     const v = await smithyPresigned({ creds: APP, date: new Date(), host: `127.0.0.1:${env.port}`, path: "/data/doc.txt", query: { "response-content-language": "fr" }, expiresIn: 60 });
     const pre = await fetch(`${env.endpoint}${v.rawPath}?${v.rawQuery}`);
     expect([pre.status, pre.headers.get("content-language")]).toEqual([200, "fr"]);

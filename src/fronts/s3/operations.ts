@@ -119,7 +119,11 @@ export function responseOverrides(query: ReadonlyArray<readonly [string, string]
     const header = OVERRIDES[k];
     if (header === undefined) continue;
     if (!signed) return s3Error("InvalidRequest", "Request specific response headers cannot be used for anonymous GET requests.");
-    if (!HEADER_VALUE.test(v)) return s3Error("InvalidArgument", `${k} is not a valid header value`, { ArgumentName: k });
+    // S3's own refusal (a character beyond Latin-1, as in a UTF-8 file name; RFC 5987's filename*=UTF-8''… is the way), or a control character
+    if (!HEADER_VALUE.test(v)) {
+      const message = /[^\x00-\xff]/.test(v) ? "Header value cannot be represented using ISO-8859-1." : `${k} is not a valid header value`;
+      return s3Error("InvalidArgument", message, { ArgumentName: k, ArgumentValue: v.slice(0, 256) });
+    }
     (out ??= []).push([header, v]);
   }
   return out ?? NO_PARAMETERS;
