@@ -317,7 +317,12 @@ export class BucketUpstream {
     }
     const connectTimeout = err instanceof UpstreamConnectTimeoutError;
     this.metrics?.observeS3(this.name, connectTimeout ? "timeout" : "error", elapsedMs / 1000);
-    return last ? new ProxyError(connectTimeout ? "GatewayTimeout" : "UpstreamUnreachable", { cause: err }) : undefined;
+    if (!last) return undefined;
+    // An answer the own client could not read (a malformed head, conflicting lengths, a bad
+    // chunk): the upstream was reached, it answered wrongly. The message is the client's own fixed
+    // text, never the upstream's bytes.
+    if (err instanceof UpstreamProtocolError && !err.closed) return new ProxyError("BadGateway", { detail: `The upstream sent a response the proxy cannot read (${err.message})`, cause: err });
+    return new ProxyError(connectTimeout ? "GatewayTimeout" : "UpstreamUnreachable", { cause: err });
   }
 
   private async backoff(attempt: number, signal: AbortSignal): Promise<void> {

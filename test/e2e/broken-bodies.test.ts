@@ -58,6 +58,11 @@ beforeAll(() => {
           s.write("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
           return;
         }
+        if (path.endsWith("/malformed")) {
+          // two different lengths: no reading of this answer can be trusted
+          s.write("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nhello");
+          return;
+        }
         if (path.endsWith("/hang")) {
           hung.push(s); // never answered: the client leaves first
           return;
@@ -151,6 +156,15 @@ for (const engine of ["bun", "node"] as const) {
         expect(line.status).toBe(499);
         expect(line.client_ip).toBe("127.0.0.1");
       });
+
+      if (client === "auto") {
+        test("an answer the proxy cannot read (two Content-Lengths) → 502 BadGateway naming it, not 'could not be reached'", async () => {
+          const res = await fetch(px.url("/b/malformed"));
+          const body = (await res.json()) as { error: string; message: string };
+          expect([res.status, body.error]).toEqual([502, "BadGateway"]);
+          expect(body.message).toBe("The upstream sent a response the proxy cannot read (conflicting upstream Content-Length values)");
+        });
+      }
 
       test("chunked, one chunk, then closed: never a clean-looking response", async () => {
         const r = await curl(px.url("/b/chunked"));

@@ -152,6 +152,8 @@ const FROM_PROXY: Partial<Record<ErrorCode, S3ErrorCode>> = {
   RequestTimeout: "RequestTimeout",
 };
 
+const UPSTREAM_FAILURES: ReadonlySet<string> = new Set(["BadGateway", "UpstreamUnreachable", "CircuitOpen", "GatewayTimeout"]);
+
 /** Upstream codes that mean it refused the proxy's own credentials: the client gets AccessDenied (an operator problem, not theirs). */
 export { CREDENTIAL_CODES };
 
@@ -161,7 +163,7 @@ export { CREDENTIAL_CODES };
  * An upstream refusal (a GetObject's 403 InvalidObjectState for an archived object, say) keeps
  * S3's own code and status when the catalogue knows it, as the write operations relay theirs.
  */
-export function fromProxyError(err: Pick<ProxyError, "code" | "headers"> & { cause?: unknown }): S3Error {
+export function fromProxyError(err: Pick<ProxyError, "code" | "headers"> & { cause?: unknown; message?: string }): S3Error {
   const headers = err.headers && Object.keys(err.headers).length ? { ...err.headers } : undefined;
   const upstream = err.cause as { s3Code?: unknown; s3Status?: unknown } | undefined;
   const s3Code = typeof upstream?.s3Code === "string" ? upstream.s3Code : undefined;
@@ -171,5 +173,8 @@ export function fromProxyError(err: Pick<ProxyError, "code" | "headers"> & { cau
     return e;
   }
   const code = FROM_PROXY[err.code] ?? "InternalError";
-  return s3Error(code, undefined, undefined, headers);
+  // The upstream's failures keep the proxy's own words (our fixed texts: "The upstream could not
+  // be reached", "... stalled while sending the object"), not S3's "Please reduce your request
+  // rate", which would send an operator looking at the client's request rate.
+  return s3Error(code, UPSTREAM_FAILURES.has(err.code) && err.message ? err.message : undefined, undefined, headers);
 }

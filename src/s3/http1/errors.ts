@@ -23,9 +23,12 @@ export class UpstreamConnectTimeoutError extends Error {
   }
 }
 
-/** Malformed response from upstream (or the upstream closed the connection mid-response). */
+/** Malformed response from upstream, or (`closed`) the upstream closed the connection mid-response. */
 export class UpstreamProtocolError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    readonly closed = false,
+  ) {
     super(message);
     this.name = "UpstreamProtocolError";
   }

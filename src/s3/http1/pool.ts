@@ -424,7 +424,7 @@ export class Http1Pool {
         this.connect(req);
         return;
       }
-      this.fail(req, new UpstreamProtocolError("upstream closed the connection before sending a complete response head"));
+      this.fail(req, new UpstreamProtocolError("upstream closed the connection before sending a complete response head", true));
       return;
     }
     // P_BODY: a clean close ends a close-delimited body; anything else cut the body short.
@@ -435,7 +435,7 @@ export class Http1Pool {
       req.endOfStream();
       return;
     }
-    this.fail(req, new UpstreamProtocolError("upstream closed the connection mid-body"));
+    this.fail(req, new UpstreamProtocolError("upstream closed the connection mid-body", true));
   }
 
   onData(conn: Conn, data: Buffer): void {

@@ -102,6 +102,11 @@ describe("S3 errors", () => {
     expect(fromProxyError(new ProxyError("RangeNotSatisfiable", { headers: { "content-range": "bytes */10" } }))).toMatchObject({ code: "InvalidRange", status: 416 });
     expect(fromProxyError(new ProxyError("BadGateway"))).toMatchObject({ code: "InternalError", status: 500 });
     expect(fromProxyError(new ProxyError("CircuitOpen"))).toMatchObject({ code: "ServiceUnavailable", status: 503 });
+    // the upstream's failures say what failed, not S3's "Please reduce your request rate"
+    expect(fromProxyError(new ProxyError("UpstreamUnreachable"))).toMatchObject({ code: "ServiceUnavailable", status: 503, message: "The upstream could not be reached" });
+    expect(fromProxyError(new ProxyError("GatewayTimeout", { detail: "The upstream stalled while sending the object" }))).toMatchObject({ code: "ServiceUnavailable", message: "The upstream stalled while sending the object" });
+    expect(fromProxyError(new ProxyError("BadGateway"))).toMatchObject({ message: "The upstream failed" });
+    expect(fromProxyError(new ProxyError("Overloaded"))).toMatchObject({ code: "SlowDown", message: "Please reduce your request rate." });
     expect(fromProxyError({ code: "NotInTheMap" as never, headers: undefined })).toMatchObject({ code: "InternalError", status: 500 });
   });
 });
