@@ -16,6 +16,7 @@ import { createLogger } from "./observe/log.ts";
 import { listenBun, listenMetrics, listenNode, type Listener } from "./server.ts";
 import { listenS3 } from "./server/s3-listener.ts";
 import { connectTimeoutNote, fetchConcurrencyWarning, poolSizeNote } from "./s3/upstream.ts";
+import { cacheOffNote } from "./cache/config.ts";
 import { VERSION } from "./version.ts";
 import { askPrimaryToReloadAll, reloadAnswered, startChildren, workerCount, workerIndex, type Children, type ReloadResult } from "./workers.ts";
 
@@ -241,6 +242,8 @@ async function serve(config: Config, configPath: string): Promise<number> {
     if (note) log.info(note);
     const pool = poolSizeNote(config.buckets);
     if (pool) log.info(pool);
+    const cacheOff = cacheOffNote(config);
+    if (cacheOff) log.warn(cacheOff);
   }
   if (primary) log.info("primary started", { workers, port: listener.port, pid: process.pid, ...(metrics ? { metrics_port: metrics.port } : undefined) });
   // Workers report their port to the primary (tests and the primary's own log use it).
@@ -347,6 +350,8 @@ async function main(argv: string[]): Promise<number> {
     if (note) process.stdout.write(`note: ${note}\n`);
     const pool = poolSizeNote(config.buckets);
     if (pool) process.stdout.write(`note: ${pool}\n`);
+    const cacheOff = cacheOffNote(config);
+    if (cacheOff) process.stdout.write(`note: ${cacheOff}\n`);
     return 0;
   }
   return serve(config, parsed.config);

@@ -112,3 +112,11 @@ export function bucketCachePolicy(cfg: CacheConfig, bucket: Pick<BucketConfig, "
   }
   return policy;
 }
+
+/** Buckets that enable their cache under a top-level `cache.enabled: false` (the switch wins): said at start and by --check. */
+export function cacheOffNote(config: { cache: { enabled?: boolean }; buckets: readonly Pick<BucketConfig, "name" | "cache">[] }): string | undefined {
+  if (config.cache.enabled !== false) return undefined;
+  const off = config.buckets.filter((b) => b.cache?.enabled === true).map((b) => b.name);
+  if (off.length === 0) return undefined;
+  return `cache.enabled is false, so these buckets are not cached although their own cache.enabled is true: ${off.join(", ")} (remove the top-level cache.enabled: false, or set it true, to cache them)`;
+}

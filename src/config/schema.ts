@@ -311,7 +311,8 @@ export const RedisCacheSchema = z.strictObject({
 
 export const CacheSchema = z
   .strictObject({
-    enabled: z.boolean().default(false),
+    /** Not written: on when a bucket enables its cache (as the original's bucket override did); see validateConfig. */
+    enabled: z.boolean().optional(),
     cache_layers: z
       .array(z.enum(CACHE_LAYERS, { error: () => `unknown cache layer; use ${CACHE_LAYERS.join(", ")}` }))
       .min(1, "list at least one layer")

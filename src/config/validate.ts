@@ -204,6 +204,12 @@ export function validateConfig(cfg: RawConfig, opts: { baseDir?: string } = {}):
   if (cfg.metrics.enabled && cfg.metrics.port !== 0 && cfg.metrics.port === (port ?? 8080) && cfg.metrics.address === host)
     issues.push({ path: ["metrics", "port"], message: "the metrics listener must not use the proxy's own address and port" });
 
+  // A bucket's `cache.enabled: true` is in force unless the top-level cache is switched off in
+  // writing (the original let the bucket's setting win; an unwritten top-level `enabled` used to
+  // leave such a bucket uncached without a word). An explicit `cache.enabled: false` stays the
+  // switch for every bucket: --check and the start-up log say which buckets it turns off.
+  cfg.cache.enabled ??= cfg.buckets.some((b) => b.cache?.enabled === true);
+
   const names = new Map<string, number>();
   const prefixes = new Map<string, number>();
   cfg.buckets.forEach((b, i) => {

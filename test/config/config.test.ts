@@ -1,5 +1,6 @@
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { ConfigError, loadConfig, parseConfig, type ConfigIssue } from "../../src/config/load.ts";
+import { bucketCachePolicy, cacheOffNote } from "../../src/cache/config.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -25,6 +26,20 @@ describe("parseConfig", () => {
     expect(c.buckets[0].path_prefix).toBe("/b");
     expect(c.buckets[0].s3.region).toBe("us-east-1");
     expect(Object.isFrozen(c.buckets[0].s3)).toBe(true);
+  });
+
+  test("a bucket's cache.enabled is in force without a top-level cache section (the original's bucket override); an explicit top-level false switches it off, and says so", () => {
+    const cachedBucket = `${B}    cache: { enabled: true, ttl_seconds: 60 }\n`;
+    const implicit = parseConfig(cachedBucket, { env: {} });
+    expect(implicit.cache.enabled).toBe(true);
+    expect(bucketCachePolicy(implicit.cache, implicit.buckets[0]!)).toMatchObject({ ttlSeconds: 60 });
+    expect(cacheOffNote(implicit)).toBeUndefined();
+    // no bucket asks: the cache stays off
+    expect(parseConfig(B, { env: {} }).cache.enabled).toBe(false);
+    const off = parseConfig(`cache: { enabled: false }\n${cachedBucket}`, { env: {} });
+    expect(off.cache.enabled).toBe(false);
+    expect(bucketCachePolicy(off.cache, off.buckets[0]!)).toBeNull();
+    expect(cacheOffNote(off)).toContain("not cached although their own cache.enabled is true: b");
   });
 
   test("a value of the wrong type says what was expected and what it got (never the value), not 'required'", () => {
