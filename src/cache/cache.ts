@@ -7,6 +7,7 @@
 import type { CachedObject, CacheLayer, LayerHealth, LayerStats, LayerWriter, MaybePromise, ObjectMeta, RemoteInvalidation } from "./types.ts";
 import { isFileBody } from "./types.ts";
 import type { FlightOutcome } from "./flight.ts";
+import type { FillTap } from "./fill-tap.ts";
 import { MemoryLayer } from "./memory.ts";
 import { PurgeLog } from "./purge-log.ts";
 import { tracedLayerGet } from "../observe/trace/client.ts";
@@ -54,6 +55,11 @@ export class Cache {
   readonly layers: readonly CacheLayer[];
   /** In-flight upstream fills/revalidations by cache key (request coalescing). */
   readonly inflight = new Map<string, Promise<FlightOutcome>>();
+  /**
+   * Streaming fills (objects too big to buffer, written to disk as they stream) in progress, by
+   * cache key: a miss for the key follows the fill from its file instead of going upstream.
+   */
+  readonly fills = new Map<string, FillTap>();
   private readonly first: CacheLayer;
   /** The first layer answers synchronously (memory): the hot path may ask it without a promise. */
   private readonly syncFirst: boolean;
@@ -204,6 +210,7 @@ export class Cache {
         return done.some(Boolean);
       },
       abort,
+      file: writers.find((w) => w.file !== undefined)?.file,
     };
   }
 
@@ -215,11 +222,13 @@ export class Cache {
    * A purged key's fill in flight keeps serving the requests that joined it (they were concurrent
    * with the write) and stores nothing (purgedSince), but no request may join it any more: one
    * that arrives after the write was answered must see the new object (S3's read-after-write), so
-   * it starts a fill of its own.
+   * it starts a fill of its own. The same holds for a streaming fill its followers read.
    */
   private detachFlights(what: string, exact: boolean): void {
-    if (exact) this.inflight.delete(what);
-    else for (const k of [...this.inflight.keys()]) if (k.startsWith(what)) this.inflight.delete(k);
+    for (const table of [this.inflight, this.fills] as Map<string, unknown>[]) {
+      if (exact) table.delete(what);
+      else for (const k of [...table.keys()]) if (k.startsWith(what)) table.delete(k);
+    }
   }
 
   async delete(key: string): Promise<boolean> {

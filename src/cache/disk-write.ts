@@ -9,6 +9,7 @@ import type { FileHandle } from "node:fs/promises";
 import { mkdir, open, unlink } from "node:fs/promises";
 import { dirname } from "node:path";
 import { encodeHead } from "./disk-format.ts";
+import type { FillFile } from "./fill-tap.ts";
 import type { LayerWriter, ObjectMeta } from "./types.ts";
 
 /** What a write needs from its layer. */
@@ -28,6 +29,8 @@ export class DiskWrite implements LayerWriter {
   private written = 0;
   private finished = false;
   private gone: Promise<void> | undefined;
+  /** LayerWriter: the temporary file, which requests following the fill read (fill-tap.ts). */
+  readonly file: FillFile;
 
   constructor(
     private readonly target: WriteTarget,
@@ -50,6 +53,7 @@ export class DiskWrite implements LayerWriter {
       }
     });
     this.fh.catch(() => {}); // observed by write/commit; never an unhandled rejection
+    this.file = { path: tmp, bodyOffset: this.headBytes, opened: this.fh };
   }
 
   async write(chunk: Uint8Array): Promise<void> {

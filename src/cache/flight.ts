@@ -1,11 +1,13 @@
 /**
  * One upstream trip on behalf of every request waiting for the same key: a fill (no stored entry)
  * or a revalidation (stale entry, sent with its validators). Its `shared` result is what all the
- * coalesced requests get; `stream` is for the leader only (a body too big to share).
+ * coalesced requests get; `stream` is for the leader only (a body too big to share): when it is
+ * written to disk as it streams, the others follow it from the file (`fill`, fill-tap.ts).
  */
 import { ProxyError } from "../errors.ts";
 import { freshnessSeconds, makeObject, mergeHeaders, pickHeaders } from "./freshness.ts";
 import type { Cache } from "./cache.ts";
+import { FillTap } from "./fill-tap.ts";
 import { teeToWriter, watchStalls } from "./stream-fill.ts";
 import type { CachedObject, LayerWriter } from "./types.ts";
 
@@ -51,7 +53,9 @@ export type Shared =
   /** Upstream answered something other than 200/304 (404, 403, 5xx...): replayed to every waiter, never stored. */
   | { kind: "replay"; status: number; headers: [string, string][]; body: Blob }
   /** Body too big to buffer: each request goes upstream on its own (the leader may use `stream`). */
-  | { kind: "bypass" };
+  | { kind: "bypass" }
+  /** Body too big to buffer, written to disk as it streams to the leader: the others follow it from the file. */
+  | { kind: "fill"; tap: FillTap };
 
 export interface FlightOutcome {
   shared: Shared;
@@ -120,7 +124,15 @@ export async function runFlight(
       // A body streamed to one client (and maybe to disk) is paced by that client: the deadline
       // no longer applies, a stalled read does.
       clearTimeout(timer);
-      const body = out.writer ? teeToWriter(stream.body, out.writer, out.size ?? -1, policy.stallTimeoutMs, stalled) : watchStalls(stream.body, policy.stallTimeoutMs, stalled);
+      const tap = out.shared.kind === "fill" ? out.shared.tap : undefined;
+      const body = out.writer ? teeToWriter(stream.body, out.writer, out.size ?? -1, policy.stallTimeoutMs, stalled, tap) : watchStalls(stream.body, policy.stallTimeoutMs, stalled);
+      if (tap !== undefined && tap.joinable && !cache.purgedSince(epoch, key)) {
+        // From now on a miss for the key follows this fill (until it is over or the key is purged).
+        cache.fills.set(key, tap);
+        tap.onEnd = () => {
+          if (cache.fills.get(key) === tap) cache.fills.delete(key);
+        };
+      }
       return { shared: out.shared, stream: new Response(body, { status: stream.status, headers: stream.headers }), filling: out.writer !== undefined };
     }
     return { shared: out.shared, stream };
@@ -178,8 +190,12 @@ async function fetchAndShare(
       if (ttl !== null && size <= policy.maxItemBytes && res.body !== null) {
         const headers = pickHeaders(res.headers);
         headers["content-length"] = String(size);
-        const writer = cache.openWriter({ key, headers, storedAt: now, expiresAt: now + ttl * 1000, size }, epoch);
-        if (writer !== undefined) return { shared: { kind: "bypass" }, stream: res, live: true, writer, size };
+        const meta = { key, headers, storedAt: now, expiresAt: now + ttl * 1000, size };
+        const writer = cache.openWriter(meta, epoch);
+        if (writer !== undefined) {
+          const shared: Shared = writer.file !== undefined ? { kind: "fill", tap: new FillTap(meta, epoch, writer.file) } : { kind: "bypass" };
+          return { shared, stream: res, live: true, writer, size };
+        }
       }
       return { shared: { kind: "bypass" }, stream: res, live: true };
     }

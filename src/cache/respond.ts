@@ -5,7 +5,7 @@
 import { ProxyError } from "../errors.ts";
 import { evaluateConditions, ifRangeAllows } from "../http/conditional.ts";
 import { contentRange, parseRange, unsatisfiedRange } from "../http/range.ts";
-import { isFileBody, type CachedObject } from "./types.ts";
+import { isFileBody, type CachedObject, type ObjectMeta } from "./types.ts";
 
 export type ObjectStatus = "HIT" | "MISS" | "REVALIDATED";
 
@@ -13,7 +13,7 @@ export type ObjectStatus = "HIT" | "MISS" | "REVALIDATED";
 const NOT_MODIFIED_HEADERS = ["etag", "last-modified", "cache-control", "expires"];
 
 /** Age in whole seconds since the object was stored or revalidated. */
-export function ageOf(obj: CachedObject, now: number): number {
+export function ageOf(obj: { storedAt: number }, now: number): number {
   const age = Math.floor((now - obj.storedAt) / 1000);
   return age > 0 ? age : 0;
 }
@@ -125,4 +125,40 @@ export function respondFromObject(
   }
   const headers = status === "HIT" ? hitHeaders(obj, age) : fullHeaders(obj, age, status);
   return new Response(isGet ? obj.body : null, { status: 200, headers });
+}
+
+/**
+ * Answers a request from a streaming fill in progress (a MISS that follows it, serve.ts): the same
+ * rules as respondFromObject, from the fill's stored headers, with `body(start, end)` giving the
+ * bytes [start, end) as they reach the file. It is called only when a body is sent (a GET's 200 or
+ * 206), so a HEAD or a 304 reads nothing.
+ */
+export function respondFromFill(
+  meta: ObjectMeta,
+  body: (start: number, end: number) => ReadableStream<Uint8Array>,
+  reqHeaders: Headers,
+  method: string,
+  now: number,
+): Response {
+  const age = ageOf(meta, now);
+  const v = { etag: meta.headers.etag, lastModified: meta.headers["last-modified"] };
+  const cond = evaluateConditions(reqHeaders, v, method);
+  if (cond === "not-modified") return notModified(meta.headers, age, "MISS");
+  if (cond === "precondition-failed") throw new ProxyError("PreconditionFailed");
+  const isGet = method === "GET";
+  const h = new Headers(meta.headers);
+  h.set("accept-ranges", "bytes");
+  h.set("age", String(age));
+  h.set("x-cache", "MISS");
+  const range = reqHeaders.get("range");
+  if (range !== null) {
+    const r = parseRange(range, meta.size);
+    if (r.kind !== "none" && ifRangeAllows(reqHeaders.get("if-range"), v)) {
+      if (r.kind === "unsatisfiable") throw new ProxyError("RangeNotSatisfiable", { headers: { "content-range": unsatisfiedRange(meta.size), "x-cache": "MISS" } });
+      h.set("content-range", contentRange(r.start, r.end, meta.size));
+      h.set("content-length", String(r.end - r.start + 1));
+      return new Response(isGet ? body(r.start, r.end + 1) : null, { status: 206, headers: h });
+    }
+  }
+  return new Response(isGet ? body(0, meta.size) : null, { status: 200, headers: h });
 }

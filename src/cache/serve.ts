@@ -9,7 +9,14 @@
  *                              (no-store/private: served, not stored, still MISS)
  * no entry, Range            → joins a fill already in flight, else BYPASS: the range goes upstream, nothing stored
  * object > buffer limit      → MISS when a streaming layer (disk) takes it: the leader's body is written to
- *                              disk as it streams; else BYPASS. Either way the others go upstream themselves
+ *                              disk as it streams; else BYPASS (and the others go upstream themselves)
+ * streaming fill in progress → MISS, coalesced (GET, HEAD, Range, conditionals): a miss for the key follows
+ *                              the fill (fill-tap.ts), its body read from the file being written, at its own
+ *                              pace, headers from the fill's stored metadata; a fill that fails cuts every
+ *                              follower's body. Once a request follows, the upstream is read into the file at
+ *                              the disk's pace. Per process; a purge of the key detaches the fill (later
+ *                              requests go upstream); a fill that failed, or whose file cannot be opened,
+ *                              is not followed (normal path)
  * upstream error / non-200   → replayed to every waiter (passthrough), never stored; a thrown error reaches every waiter
  */
 import { evaluateConditions } from "../http/conditional.ts";
@@ -18,7 +25,8 @@ import { parseRange } from "../http/range.ts";
 import { ProxyError } from "../errors.ts";
 import type { Cache } from "./cache.ts";
 import { runFlight, type CachePolicy, type FlightOutcome, type Shared, type UpstreamFetch } from "./flight.ts";
-import { notModified, respondFromObject } from "./respond.ts";
+import { followerBody, type FillCursor, type FillTap } from "./fill-tap.ts";
+import { notModified, respondFromFill, respondFromObject } from "./respond.ts";
 import type { CachedObject, MaybePromise } from "./types.ts";
 import type { Span } from "../observe/trace/span.ts";
 
@@ -52,6 +60,11 @@ export interface ServeResult {
    * header filtering). False: built from the cache (stored header subset + Age + X-Cache).
    */
   passthrough: boolean;
+  /**
+   * True when `response` (not passthrough) has a body read from a streaming fill in progress: a
+   * stream that may fail mid-body (the fill failed), to be delivered as a streamed body.
+   */
+  following?: boolean;
 }
 
 
@@ -103,6 +116,19 @@ async function serveSlow(args: ServeArgs, key: string, now: number, found: Maybe
     return { response: respondFromObject(obj, reqHeaders, method, now, "HIT"), cacheStatus: "HIT", upstreamCalls: 0, passthrough: false };
   }
 
+  // A streaming fill of the key in progress: follow it from its file (a Range too) instead of
+  // going upstream. A purge detaches it (Cache.detachFlights), so no request joins it afterwards.
+  const fill = cache.fills.get(key);
+  if (fill !== undefined) {
+    const followed = await followFill(args, fill, 0, now, true);
+    if (followed !== undefined) return followed;
+    if (fill.state === "complete") {
+      // Its file was being renamed into place: once committed, the object is a hit.
+      await fill.ended;
+      return serveSlow(args, key, now, cache.get(key, args.trace));
+    }
+  }
+
   // A Range S3 would honour (a single byte range) on a miss is not worth a full fill: pass it
   // through (a HEAD's too: S3's HeadObject answers a Range with 206, see respondFromObject).
   const ranged = parseRange(reqHeaders.get("range"), Number.MAX_SAFE_INTEGER).kind !== "none";
@@ -145,8 +171,14 @@ async function finish(args: ServeArgs, outcome: FlightOutcome, calls: number, ra
     const response = new Response(body, { status: shared.status, headers: shared.headers });
     return { response, cacheStatus: "MISS", upstreamCalls: calls, passthrough: true };
   }
-  // bypass: only a non-ranged leader can use the stream it holds; everyone else asks upstream itself.
   const stream = outcome.stream;
+  if (shared.kind === "fill" && (stream === undefined || ranged)) {
+    // A waiter (or a ranged leader, whose stream drains into the file) follows the fill.
+    void stream?.body?.cancel();
+    const followed = await followFill(args, shared.tap, calls, now, false); // a waiter was counted as coalesced when it joined
+    if (followed !== undefined) return followed;
+  }
+  // bypass: only a non-ranged leader can use the stream it holds; everyone else asks upstream itself.
   if (stream === undefined || ranged) {
     void stream?.body?.cancel();
     return goUpstream(args, calls);
@@ -166,6 +198,37 @@ async function finish(args: ServeArgs, outcome: FlightOutcome, calls: number, ra
   }
   const response = args.method === "HEAD" ? new Response(null, { status: stream.status, headers: stream.headers }) : stream;
   return { response, cacheStatus: status, upstreamCalls: calls, passthrough: true };
+}
+
+/**
+ * A miss answered from a streaming fill in progress: headers from the fill's stored metadata, the
+ * body read from its file as it is written (fill-tap.ts). MISS, counted as a miss, and as
+ * coalesced with `joined` (a request that found the fill; not one that waited on the flight,
+ * already counted). Undefined when the fill cannot be followed any more (it
+ * failed, was purged, or its file cannot be read): the caller takes the normal path.
+ */
+async function followFill(args: ServeArgs, tap: FillTap, calls: number, now: number, joined: boolean): Promise<ServeResult | undefined> {
+  const { cache, method } = args;
+  const key = tap.meta.key;
+  if (!tap.joinable || cache.purgedSince(tap.since, key)) return undefined;
+  let cursor: FillCursor | undefined;
+  if (method === "GET") {
+    cursor = await tap.follow();
+    if (cursor === undefined) return undefined;
+  }
+  const counters = cache.counter(args.bucket);
+  counters.misses++;
+  if (joined) counters.coalesced++;
+  let following = false;
+  try {
+    const response = respondFromFill(tap.meta, (start, end) => {
+      following = true;
+      return followerBody(cursor!, start, end);
+    }, args.reqHeaders, method, now);
+    return { response, cacheStatus: "MISS", upstreamCalls: calls, passthrough: false, following };
+  } finally {
+    if (!following) cursor?.close();
+  }
 }
 
 /** Sends the request upstream with the client's range/conditional headers; nothing is stored. */

@@ -12,8 +12,11 @@
  * - The client going away does not waste the transfer: the rest is read into the file at the
  *   disk's pace and committed, so the next request is a hit. A fill is committed only when the
  *   body ended cleanly with exactly the declared length.
+ * - Other requests for the object may follow the fill from its file (fill-tap.ts): then the rest
+ *   is read into the file at the disk's pace too, and the client reads on from the file.
  */
 import { ProxyError } from "../errors.ts";
+import type { FillCursor, FillTap } from "./fill-tap.ts";
 import type { LayerWriter } from "./types.ts";
 
 /** How far the file may fall behind the client before the client waits for it. */
@@ -79,8 +82,12 @@ export function watchStalls(body: ReadableStream<Uint8Array>, stallMs: number | 
 /**
  * The upstream body for one client, written to `writer` as it goes (see the module comment).
  * `declared`: the Content-Length the object was announced with; anything else is not committed.
+ * `tap`: what requests following the fill read (fill-tap.ts): told of every chunk in the file, of
+ * the end and of a failure. Once one follows, the upstream is read into the file at the disk's pace
+ * (as when the client goes away) and this client's body comes from the file too, from where it
+ * was: neither a slow client nor a slow follower paces the others.
  */
-export function teeToWriter(body: ReadableStream<Uint8Array>, writer: LayerWriter, declared: number, stallMs: number | undefined, onStall: () => void): ReadableStream<Uint8Array> {
+export function teeToWriter(body: ReadableStream<Uint8Array>, writer: LayerWriter, declared: number, stallMs: number | undefined, onStall: () => void, tap?: FillTap): ReadableStream<Uint8Array> {
   const reader = body.getReader() as unknown as Reader;
   const read = stallGuard(reader, stallMs, onStall);
   let total = 0;
@@ -88,34 +95,60 @@ export function teeToWriter(body: ReadableStream<Uint8Array>, writer: LayerWrite
   let chain: Promise<void> = Promise.resolve();
   let writing = true;
   let settled = false;
+  /** The upstream body ended (read done). */
+  let upstreamDone = false;
+  /** The upstream is read into the file regardless of the client (drain). */
+  let draining = false;
+  /** A read of this client's pull is in progress. */
+  let pulling = false;
+  /** A request follows: the client is to read from the file (cursor opened, not yet switched). */
+  let wantFile = false;
+  let next: FillCursor | undefined;
+  /** The client's body now comes from the file. */
+  let fromFile: FillCursor | undefined;
+  let cancelled = false;
 
-  const abandon = () => {
+  const abandon = (err?: unknown) => {
     if (settled) return;
     settled = true;
     writing = false;
     writer.abort();
+    tap?.fail(err ?? new ProxyError("BadGateway", { detail: "The cache fill failed" }));
   };
   const toFile = (chunk: Uint8Array) => {
     total += chunk.byteLength;
     if (!writing) return;
-    if (total > declared) return abandon();
+    if (total > declared) return abandon(new ProxyError("BadGateway", { detail: "The upstream sent more than it announced" }));
     pending += chunk.byteLength;
     chain = chain.then(
       () => (writing ? writer.write(chunk) : undefined),
     ).then(
-      () => void (pending -= chunk.byteLength),
-      () => abandon(), // the file failed (disk full...): the client's body goes on without it
+      () => {
+        pending -= chunk.byteLength;
+        if (writing) tap?.advance(chunk.byteLength);
+      },
+      (err) => abandon(err), // the file failed (disk full...): the client's body goes on without it
     );
   };
   const ended = async () => {
+    upstreamDone = true;
     await chain;
     if (settled || !writing) return;
     settled = true;
-    if (total !== declared) writer.abort();
-    else await writer.commit().catch(() => false);
+    if (total !== declared) {
+      writer.abort();
+      tap?.fail(new ProxyError("BadGateway", { detail: "The upstream sent a body of another length than it announced" }));
+      return;
+    }
+    tap?.complete();
+    await writer.commit().catch(() => false);
+    tap?.end();
   };
-  /** The client went away: read the rest into the file, at the disk's pace. */
+  /** The client went away, or requests follow: read the rest into the file, at the disk's pace. */
   const drain = async () => {
+    if (draining) return;
+    draining = true;
+    let failure: unknown;
     try {
       for (;;) {
         if (pending > MAX_PENDING_WRITE_BYTES) await chain;
@@ -124,33 +157,69 @@ export function teeToWriter(body: ReadableStream<Uint8Array>, writer: LayerWrite
         if (r.done) return await ended();
         toFile(r.value);
       }
-    } catch {
-      // upstream failed or stalled: nothing to commit
+    } catch (err) {
+      failure = err; // upstream failed or stalled: nothing to commit
     }
-    abandon();
+    abandon(failure);
     reader.cancel().catch(() => {});
   };
+  /** This client's body continues from the file, at its position; the upstream is drained into the file. */
+  const switchToFile = () => {
+    const c = next;
+    next = undefined;
+    if (c === undefined) return;
+    if (draining || settled || upstreamDone || cancelled) return c.close();
+    c.pos = total; // every byte read so far was handed to the client
+    fromFile = c;
+    void drain();
+  };
+  const follow = () => {
+    if (wantFile || draining || settled || upstreamDone || tap === undefined) return;
+    wantFile = true;
+    void tap.acquire().then((c) => {
+      if (c === undefined) return; // the client stays on the upstream
+      next = c;
+      if (!pulling) switchToFile();
+    });
+  };
+  if (tap !== undefined) tap.onFollow = follow;
 
   return new ReadableStream<Uint8Array>(
     {
       async pull(c) {
-        if (pending > MAX_PENDING_WRITE_BYTES) await chain;
-        let r: ReadResult;
-        try {
-          r = await read();
-        } catch (err) {
-          abandon();
-          throw err;
-        }
-        if (r.done) {
-          c.close();
-          void ended();
+        if (fromFile !== undefined) {
+          const chunk = await fromFile.next();
+          if (chunk !== undefined) c.enqueue(chunk);
+          else if (!cancelled) c.close();
           return;
         }
-        toFile(r.value);
-        c.enqueue(r.value);
+        pulling = true;
+        try {
+          if (pending > MAX_PENDING_WRITE_BYTES) await chain;
+          let r: ReadResult;
+          try {
+            r = await read();
+          } catch (err) {
+            abandon(err);
+            throw err;
+          }
+          if (r.done) {
+            c.close();
+            void ended();
+            return;
+          }
+          toFile(r.value);
+          c.enqueue(r.value);
+        } finally {
+          pulling = false;
+          if (next !== undefined) switchToFile();
+        }
       },
       cancel() {
+        cancelled = true;
+        if (fromFile !== undefined) return fromFile.close(); // the drain goes on
+        next?.close();
+        next = undefined;
         if (writing && !settled) void drain();
         else reader.cancel().catch(() => {});
       },

@@ -6,6 +6,8 @@
  * the request path.
  */
 
+import type { FillFile } from "./fill-tap.ts";
+
 /**
  * The stored body is a Blob, not a Uint8Array, on purpose (measured on Bun 1.4.5):
  * `new Response(uint8array)` copies the bytes (≈0.9 ms for 10 MiB, ≈300 ns for 1 KiB) while
@@ -80,6 +82,8 @@ export interface LayerWriter {
   /** Resolves true when the object was stored. */
   commit(): Promise<boolean>;
   abort(): void;
+  /** The file the body goes to, when the layer writes one (disk): requests may follow the fill from it (fill-tap.ts). */
+  readonly file?: FillFile | undefined;
 }
 
 /** An invalidation another process published (Redis layer) that local layers must apply. */

@@ -1,6 +1,7 @@
 /**
  * Memory + disk under the serving flow: streaming fills of objects too big to buffer, disk hits
- * (Content-Length, Range, X-Cache-Layer), promotion, and the failure paths of a streaming fill.
+ * (Content-Length, Range, X-Cache-Layer), promotion, the failure paths of a streaming fill, and
+ * the misses that follow a streaming fill in progress instead of going upstream.
  */
 import { afterAll, beforeEach, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
@@ -207,5 +208,229 @@ describe("small objects", () => {
     expect(third.cacheStatus).toBe("HIT");
     expect(third.response.headers.get("etag")).toBe('"v2"');
     expect(up.calls).toHaveLength(2);
+  });
+});
+
+/**
+ * An upstream body the test lets out by hand: `allow(n)` lets n more bytes go, `cut()` ends it with
+ * an error where it is. No timers: the test waits for the conditions it needs.
+ */
+function gatedBody(size: number, chunk = 64 * 1024) {
+  const all = bytesOf(size);
+  let off = 0;
+  let allowed = 0;
+  let isCut = false;
+  let wake: (() => void) | undefined;
+  const stream = new ReadableStream<Uint8Array>({
+    async pull(c) {
+      while (off >= allowed && off < size && !isCut) await new Promise<void>((r) => (wake = r));
+      if (isCut) return c.error(new Error("upstream reset"));
+      if (off >= size) return c.close();
+      const end = Math.min(off + chunk, allowed, size);
+      c.enqueue(all.slice(off, end));
+      off = end;
+    },
+  });
+  return {
+    stream,
+    allow(n: number) {
+      allowed = Math.min(size, allowed + n);
+      wake?.();
+    },
+    cut() {
+      isCut = true;
+      wake?.();
+    },
+    get sent() {
+      return off;
+    },
+  };
+}
+
+const sha = (b: ArrayBuffer | Uint8Array) => new Bun.CryptoHasher("sha256").update(b).digest("hex");
+const fdCount = () => readdirSync("/proc/self/fd").length;
+
+describe("following a streaming fill", () => {
+  // No stall guard: a gated body waits as long as the test needs.
+  const followPolicy = { ttlSeconds: 600, defaultTtlSeconds: 3600, maxItemBytes: 8 << 20, bufferBytes: MEM_ITEM };
+  const get = (upstream: ServeArgs["upstream"], h: Record<string, string> = {}, method: "GET" | "HEAD" = "GET") =>
+    serveWithCache({ cache, bucket: "b", key: "big.zip", method, reqHeaders: new Headers(h), policy: followPolicy, upstream });
+  const fillOf = () => cache.fills.get("b/big.zip");
+
+  test("N concurrent misses of an object over the memory limit: one upstream GET, every body byte-exact (MISS, counted as coalesced)", async () => {
+    const gate = gatedBody(BIG);
+    const up = controlledUpstream();
+    // 8 arrive before the upstream answers (they join the flight), 8 more while the body streams.
+    const early = Array.from({ length: 8 }, () => get(up.fn));
+    await waitFor(() => up.waiting === 1);
+    up.respond(new Response(gate.stream, { headers: headers(BIG) }));
+    const first = await Promise.all(early);
+    gate.allow(300 * 1024);
+    await waitFor(() => (fillOf()?.written ?? 0) >= 256 * 1024, { message: "part of the body in the file" });
+    const late = await Promise.all(Array.from({ length: 8 }, () => get(up.fn)));
+    gate.allow(BIG);
+    const all = [...first, ...late];
+    const bodies = await Promise.all(all.map((r) => r.response.arrayBuffer()));
+    const want = sha(bytesOf(BIG));
+    for (const b of bodies) expect(sha(b)).toBe(want);
+    expect(up.calls).toHaveLength(1);
+    expect(all.filter((r) => r.upstreamCalls === 1)).toHaveLength(1);
+    for (const r of all) {
+      expect(r.cacheStatus).toBe("MISS");
+      // (the leader's is upstream's answer: the pipeline sets its X-Cache)
+      if (!r.passthrough) expect(r.response.headers.get("x-cache")).toBe("MISS");
+    }
+    const follower = late[0]!.response.headers;
+    expect(follower.get("content-length")).toBe(String(BIG));
+    expect(follower.get("etag")).toBe('"big"');
+    expect(follower.get("content-type")).toBe("application/zip");
+    expect(cache.stats().total).toMatchObject({ misses: 16, coalesced: 15 });
+    await committed();
+    expect(fillOf()).toBeUndefined();
+    expect((await get(up.fn)).cacheStatus).toBe("HIT");
+  });
+
+  test("a follower that arrives mid-fill gets the whole object, waiting for the bytes not yet written; HEAD, 304 and Range from the fill's metadata", async () => {
+    const gate = gatedBody(BIG);
+    const up = instantUpstream(() => new Response(gate.stream, { headers: headers(BIG, { "last-modified": "Tue, 01 Dec 2026 10:00:00 GMT" }) }));
+    const leader = await get(up.fn);
+    gate.allow(100 * 1024);
+    const reader = leader.response.body!.getReader();
+    await reader.read();
+    const follower = await get(up.fn);
+    expect(follower).toMatchObject({ cacheStatus: "MISS", upstreamCalls: 0, passthrough: false, following: true });
+    const head = await get(up.fn, {}, "HEAD");
+    expect(head.response.body).toBeNull();
+    expect(head.response.headers.get("content-length")).toBe(String(BIG));
+    const notModified = await get(up.fn, { "if-none-match": '"big"' });
+    expect(notModified.response.status).toBe(304);
+    expect(notModified.response.headers.get("x-cache")).toBe("MISS");
+    const ims = await get(up.fn, { "if-modified-since": "Tue, 01 Dec 2026 10:00:00 GMT" });
+    expect(ims.response.status).toBe(304);
+    const range = await get(up.fn, { range: "bytes=500000-500099" });
+    expect(range.response.status).toBe(206);
+    expect(range.response.headers.get("content-range")).toBe(`bytes 500000-500099/${BIG}`);
+    const rangeBody = range.response.arrayBuffer();
+    const body = follower.response.arrayBuffer();
+    gate.allow(BIG);
+    expect(new Uint8Array(await body)).toEqual(bytesOf(BIG));
+    expect(new Uint8Array(await rangeBody)).toEqual(bytesOf(BIG).subarray(500000, 500100));
+    const rest = await new Response(new ReadableStream({ pull: async (c) => { const r = await reader.read(); if (r.done) c.close(); else c.enqueue(r.value); } })).arrayBuffer();
+    expect(rest.byteLength).toBe(BIG - 64 * 1024);
+    expect(up.calls).toHaveLength(1);
+    await committed();
+  });
+
+  test("a fill that fails mid-body cuts every follower's body; a request after the failure goes upstream", async () => {
+    const gate = gatedBody(BIG);
+    let n = 0;
+    const up = instantUpstream(() => (++n === 1 ? new Response(gate.stream, { headers: headers(BIG) }) : new Response(body(BIG), { headers: headers(BIG) })));
+    const leader = await get(up.fn);
+    gate.allow(200 * 1024);
+    const leaderBody = leader.response.arrayBuffer().then(() => "whole", () => "cut");
+    await waitFor(() => (fillOf()?.written ?? 0) >= 128 * 1024, { message: "part of the body in the file" });
+    const followers = await Promise.all([get(up.fn), get(up.fn), get(up.fn, { range: "bytes=0-" })]);
+    const bodies = followers.map((f) => f.response.arrayBuffer().then(() => "whole", () => "cut"));
+    gate.cut();
+    expect(await leaderBody).toBe("cut");
+    expect(await Promise.all(bodies)).toEqual(["cut", "cut", "cut"]);
+    expect(up.calls).toHaveLength(1);
+    await waitFor(() => tmpFiles().length === 0, { message: "the temporary file to be deleted" });
+    expect(fillOf()).toBeUndefined();
+    const after = await get(up.fn);
+    expect(after.upstreamCalls).toBe(1);
+    expect(new Uint8Array(await after.response.arrayBuffer())).toEqual(bytesOf(BIG));
+  });
+
+  test("a slow follower does not hold the leader back; a leader that does not read does not hold the followers back", async () => {
+    const up = instantUpstream(() => new Response(body(BIG), { headers: headers(BIG) }));
+    const leader = await get(up.fn);
+    // The leader has not read a byte: the follower still gets the whole body.
+    const fast = await get(up.fn);
+    expect(new Uint8Array(await fast.response.arrayBuffer())).toEqual(bytesOf(BIG));
+    // A follower that reads one chunk and stops.
+    const slow = await get(up.fn);
+    const slowReader = slow.response.body!.getReader();
+    const firstChunk = await slowReader.read();
+    expect(firstChunk.done).toBe(false);
+    // The leader reads its whole body while the slow follower is still at its first chunk.
+    expect(new Uint8Array(await leader.response.arrayBuffer())).toEqual(bytesOf(BIG));
+    const parts: Uint8Array[] = [firstChunk.value!];
+    for (let r = await slowReader.read(); !r.done; r = await slowReader.read()) parts.push(r.value);
+    expect(new Uint8Array(await new Blob(parts).arrayBuffer())).toEqual(bytesOf(BIG));
+    expect(up.calls).toHaveLength(1);
+  });
+
+  test("followers that go away release the fill's read handle: no file descriptor is left open", async () => {
+    const before = fdCount();
+    const gate = gatedBody(BIG);
+    const up = instantUpstream(() => new Response(gate.stream, { headers: headers(BIG) }));
+    const leader = await get(up.fn);
+    const leaderReader = leader.response.body!.getReader();
+    gate.allow(256 * 1024);
+    await leaderReader.read();
+    const tap = fillOf()!;
+    const gone = await Promise.all(Array.from({ length: 5 }, () => get(up.fn)));
+    for (const f of gone) {
+      const r = f.response.body!.getReader();
+      await r.read();
+      await r.cancel();
+    }
+    await waitFor(() => tap.readers === 1, { message: "only the leader reading the file" }); // the leader reads from the file now
+    const stays = await get(up.fn);
+    const whole = stays.response.arrayBuffer();
+    gate.allow(BIG);
+    expect(new Uint8Array(await whole)).toEqual(bytesOf(BIG));
+    let leaderBytes = 64 * 1024;
+    for (let r = await leaderReader.read(); !r.done; r = await leaderReader.read()) leaderBytes += r.value.byteLength;
+    expect(leaderBytes).toBe(BIG);
+    await committed();
+    expect(tap.readers).toBe(0);
+    await waitFor(() => fdCount() <= before, { message: () => `the file descriptors to be closed (${fdCount()} open, ${before} before)` });
+    expect(up.calls).toHaveLength(1);
+  });
+
+  test("a purge during the fill: the followers that joined before it keep their body; a request after it goes upstream for the new object", async () => {
+    const gate = gatedBody(BIG);
+    let n = 0;
+    const up = instantUpstream(() => (++n === 1 ? new Response(gate.stream, { headers: headers(BIG) }) : new Response(body(BIG), { headers: headers(BIG, { etag: '"v2"' }) })));
+    const leader = await get(up.fn);
+    gate.allow(128 * 1024);
+    const before = await get(up.fn);
+    expect(before.upstreamCalls).toBe(0);
+    await cache.delete("b/big.zip");
+    const after = await get(up.fn);
+    expect(after.upstreamCalls).toBe(1);
+    expect(after.response.headers.get("etag")).toBe('"v2"');
+    const bodies = Promise.all([leader, before, after].map((r) => r.response.arrayBuffer()));
+    gate.allow(BIG);
+    for (const b of await bodies) expect(new Uint8Array(b)).toEqual(bytesOf(BIG));
+    expect(up.calls).toHaveLength(2);
+  });
+
+  test("a waiter that joined the flight before a purge does not follow the fill the purge detached; a fill begun after the purge is followed", async () => {
+    const up = controlledUpstream();
+    const leaderP = get(up.fn);
+    const waiterP = get(up.fn);
+    await waitFor(() => up.waiting === 1);
+    expect(cache.inflight.has("b/big.zip")).toBe(true);
+    await cache.delete("b/big.zip");
+    up.respond(new Response(body(BIG), { headers: headers(BIG) }));
+    const leader = await leaderP;
+    await waitFor(() => up.waiting === 1, { message: "the waiter to go upstream itself" });
+    up.respond(new Response(body(BIG), { headers: headers(BIG, { etag: '"v2"' }) }));
+    const waiter = await waiterP;
+    expect(waiter.response.headers.get("etag")).toBe('"v2"');
+    expect(waiter.upstreamCalls).toBe(1);
+    // A fill that began after the purge is followed.
+    const nextP = get(up.fn);
+    await waitFor(() => up.waiting === 1);
+    up.respond(new Response(body(BIG), { headers: headers(BIG, { etag: '"v2"' }) }));
+    const next = await nextP;
+    const follower = await get(up.fn);
+    expect(follower).toMatchObject({ upstreamCalls: 0, following: true });
+    expect(follower.response.headers.get("etag")).toBe('"v2"');
+    for (const r of [leader, waiter, next, follower]) expect(new Uint8Array(await r.response.arrayBuffer())).toEqual(bytesOf(BIG));
+    expect(up.calls).toHaveLength(3);
   });
 });

@@ -113,6 +113,11 @@ async function serveCached(ctx: RequestContext, method: ObjectMethod): Promise<R
     trace: ctx.span?.recording === true ? ctx.span : undefined,
   });
   ctx.cache = result.cacheStatus;
+  if (result.following === true && result.response.body !== null) {
+    // Read from a streaming fill in progress: metered like a streamed body, cut if the fill fails.
+    const res = result.response;
+    return new Response(meteredBody(ctx, res.body!, Number(res.headers.get("content-length") ?? -1)), { status: res.status, headers: res.headers });
+  }
   if (!result.passthrough) {
     ctx.bytes = bodyBytes(result.response, method);
     return result.response;

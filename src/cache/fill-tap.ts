@@ -1,0 +1,226 @@
+/**
+ * A streaming fill (an object too big to buffer, written to the disk layer while it streams) that
+ * other requests for the same key follow instead of going upstream themselves: each follower reads
+ * the body from the file being written, at its own pace, waiting for more as the fill goes on.
+ *
+ * - Memory stays flat: a follower holds one chunk at a time, read from the file (pread); nothing
+ *   of the object is kept in memory for it.
+ * - A follower never paces the fill: it reads what is already in the file and waits for the rest.
+ *   Once a request follows, the fill reads upstream at the disk's pace, not at its first client's
+ *   (see teeToWriter), so a slow first client does not slow the followers either.
+ * - A fill that fails (upstream cut or stalled, a length other than announced, a disk error) ends
+ *   every follower's body with that error: a cut body, never a short one that looks complete. A
+ *   whole body ends only once the upstream body ended at exactly the announced length.
+ * - The followers of one fill share one read handle, opened by the first and closed when the last
+ *   one ends or goes away; a fill that is over (committed or failed) can no longer be joined.
+ * - Per process: the fills other workers run are not seen here.
+ */
+import { open, type FileHandle } from "node:fs/promises";
+import type { ObjectMeta } from "./types.ts";
+
+/** Largest read a follower makes at once. */
+export const FOLLOW_CHUNK_BYTES = 256 * 1024;
+
+/** Where a streaming writer puts the body (a file-backed layer's temporary file). */
+export interface FillFile {
+  path: string;
+  /** Where the body starts in the file. */
+  bodyOffset: number;
+  /** Settles once the file exists (rejects when it could not be created). */
+  opened: Promise<unknown>;
+}
+
+export class FillTap {
+  /** Body bytes in the file (writes completed), readable through any handle. */
+  written = 0;
+  /** complete: the upstream body ended at exactly meta.size bytes, all of them in the file. */
+  state: "filling" | "complete" | "failed" = "filling";
+  error: unknown;
+  /** Called once per request that starts following (the leader then reads upstream at the disk's pace). */
+  onFollow: (() => void) | undefined;
+  /** Called once when the fill is over (committed or not): it can no longer be joined. */
+  onEnd: (() => void) | undefined;
+  private over = false;
+  private markOver!: () => void;
+  /** Resolves when the fill is over (committed or not). */
+  readonly ended = new Promise<void>((resolve) => (this.markOver = resolve));
+  private wakers: (() => void)[] = [];
+  private handle: Promise<FileHandle> | undefined;
+  private refs = 0;
+
+  constructor(
+    readonly meta: ObjectMeta,
+    /** The cache's purge-log point when the fill began. */
+    readonly since: number,
+    private readonly file: FillFile,
+  ) {}
+
+  /** Whether a request may still start following. */
+  get joinable(): boolean {
+    return !this.over && this.state !== "failed";
+  }
+
+  /** Read handles open (tests). */
+  get readers(): number {
+    return this.refs;
+  }
+
+  advance(bytes: number): void {
+    this.written += bytes;
+    this.wake();
+  }
+
+  complete(): void {
+    if (this.state !== "filling") return;
+    this.state = "complete";
+    this.wake();
+  }
+
+  fail(err: unknown): void {
+    if (this.state !== "filling") return;
+    this.state = "failed";
+    this.error = err ?? new Error("The cache fill failed");
+    this.end();
+    this.wake();
+  }
+
+  /** The fill is over (after its commit, or its failure). */
+  end(): void {
+    if (this.over) return;
+    this.over = true;
+    this.onEnd?.();
+    this.markOver();
+  }
+
+  /** A cursor over the body for a request that follows the fill; undefined when it cannot (gone, failed). */
+  async follow(): Promise<FillCursor | undefined> {
+    const c = await this.acquire();
+    if (c !== undefined) this.onFollow?.();
+    return c;
+  }
+
+  /** A cursor over the body (its read handle opened); undefined when the file cannot be read. */
+  async acquire(): Promise<FillCursor | undefined> {
+    if (!this.joinable) return undefined;
+    this.refs++;
+    const handle = (this.handle ??= this.openFile());
+    let fh: FileHandle;
+    try {
+      fh = await handle;
+    } catch {
+      if (this.handle === handle) this.handle = undefined;
+      this.release();
+      return undefined;
+    }
+    if (this.state === "failed") {
+      this.release();
+      return undefined;
+    }
+    return new FillCursor(this, fh, this.file.bodyOffset);
+  }
+
+  /** Resolves at the next change (bytes written, completion, failure). */
+  changed(): Promise<void> {
+    return new Promise((resolve) => this.wakers.push(resolve));
+  }
+
+  /** A cursor is done with the handle: the last one closes it. */
+  release(): void {
+    this.refs--;
+    if (this.refs > 0 || this.handle === undefined) return;
+    const h = this.handle;
+    this.handle = undefined;
+    h.then((fh) => fh.close()).catch(() => {});
+  }
+
+  private async openFile(): Promise<FileHandle> {
+    await this.file.opened;
+    return open(this.file.path, "r");
+  }
+
+  private wake(): void {
+    const w = this.wakers;
+    this.wakers = [];
+    for (const f of w) f();
+  }
+}
+
+/** One reader's position in a fill's body: [pos, end). */
+export class FillCursor {
+  pos = 0;
+  end: number;
+  private closed = false;
+
+  constructor(
+    private readonly tap: FillTap,
+    private readonly fh: FileHandle,
+    private readonly bodyOffset: number,
+  ) {
+    this.end = tap.meta.size;
+  }
+
+  /**
+   * The next chunk, once it is in the file; undefined at the end (a whole body: once the fill is
+   * complete). Throws the fill's error when it failed. Releases the handle at the end or failure.
+   */
+  async next(): Promise<Uint8Array | undefined> {
+    const tap = this.tap;
+    for (;;) {
+      if (this.closed) return undefined;
+      if (this.pos >= this.end && (this.end < tap.meta.size || tap.state === "complete")) {
+        this.close();
+        return undefined;
+      }
+      if (tap.state === "failed") {
+        this.close();
+        throw tap.error;
+      }
+      const available = Math.min(tap.written, this.end) - this.pos;
+      if (available > 0) {
+        const buf = new Uint8Array(Math.min(available, FOLLOW_CHUNK_BYTES));
+        let n: number;
+        try {
+          ({ bytesRead: n } = await this.fh.read(buf, 0, buf.byteLength, this.bodyOffset + this.pos));
+        } catch (err) {
+          this.close();
+          throw err;
+        }
+        if (this.closed) return undefined;
+        if (n <= 0) {
+          this.close();
+          throw new Error("The cache file being filled ended early");
+        }
+        this.pos += n;
+        return n === buf.byteLength ? buf : buf.subarray(0, n);
+      }
+      await tap.changed();
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.tap.release();
+  }
+}
+
+/** A follower's body: [start, end) of the fill, pulled at the client's pace; cancelling releases the handle. */
+export function followerBody(cursor: FillCursor, start: number, end: number): ReadableStream<Uint8Array> {
+  cursor.pos = start;
+  cursor.end = end;
+  let cancelled = false;
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(c) {
+        const chunk = await cursor.next();
+        if (chunk !== undefined) c.enqueue(chunk);
+        else if (!cancelled) c.close();
+      },
+      cancel() {
+        cancelled = true;
+        cursor.close();
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
