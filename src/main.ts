@@ -18,7 +18,8 @@ import { listenS3 } from "./server/s3-listener.ts";
 import { connectTimeoutNote, fetchConcurrencyWarning, poolSizeNote } from "./s3/upstream.ts";
 import { cacheOffNote } from "./cache/config.ts";
 import { VERSION } from "./version.ts";
-import { askPrimaryToReloadAll, reloadAnswered, startChildren, workerCount, workerIndex, type Children, type ReloadResult } from "./workers.ts";
+import { askPrimaryToPurge, askPrimaryToReloadAll, purgeDone, reloadAnswered, startChildren, workerCount, workerIndex, type Children, type ReloadResult } from "./workers.ts";
+import type { RemoteInvalidation } from "./cache/types.ts";
 
 const HELP = `yatagarasu ${VERSION} — a high-performance S3 proxy
 
@@ -216,7 +217,13 @@ async function serve(config: Config, configPath: string): Promise<number> {
     // Children start once everything the primary listens on is up (they get the port it bound).
     if (primary) {
       const a = app;
-      children = startChildren({ configPath, n: workers, port: listener.port, log, own: () => a.metrics.snapshot(), reloadSelf: () => a.reload() });
+      const group = startChildren({ configPath, n: workers, port: listener.port, log, own: () => a.metrics.snapshot(), reloadSelf: () => a.reload(), applyPurge: (inv) => a.cache.applyPeer(inv) });
+      children = group;
+      // Every purge here reaches the children's caches before it settles.
+      a.cache.setPeers({ publish: (inv) => group.broadcastPurge(inv) });
+    } else if ((workerIndex() ?? 0) > 0) {
+      // A child's purges go through the primary to every other process of the group.
+      app.cache.setPeers({ publish: (inv) => askPrimaryToPurge(inv) ?? Promise.resolve() });
     }
   } catch (err) {
     const why = (err as Error)?.message ?? String(err);
@@ -331,6 +338,13 @@ async function serve(config: Config, configPath: string): Promise<number> {
       if (msg?.type === "reload-result") reloadAnswered(msg);
       if (msg?.type === "shutdown") void shutdown(msg.signal ?? "primary", 0, msg.cut ? "cut" : "asked");
       if (msg?.type === "metrics") process.send?.({ type: "metrics", snapshot: app.metrics.snapshot() });
+      // Another process's purge (through the primary): applied here, then confirmed.
+      if (msg?.type === "purge" && msg.id !== undefined) {
+        const id = msg.id;
+        const inv = (msg as { inv?: RemoteInvalidation }).inv;
+        void (inv === undefined ? Promise.resolve() : app.cache.applyPeer(inv)).then(() => process.send?.({ type: "purge-ack", id }));
+      }
+      if (msg?.type === "purge-done") purgeDone(msg);
     });
   });
 }

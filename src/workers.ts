@@ -18,6 +18,10 @@
  *   children's (over IPC). Counters and histograms never go backwards while the primary lives:
  *   the last values a dead child reported are kept and added to the others' (gauges are not:
  *   they show the live processes only).
+ * - Cache purges: a purge in any process (a write, a delete, the admin API) goes to every other
+ *   process over IPC (a child's through the primary), and the purging process waits until each has
+ *   dropped the key from its own layers (memory, its disk folder), at most PURGE_WAIT_MS: a write's
+ *   answer comes after no worker can serve the old object.
  * - Per process (not shared): memory cache, request coalescing, rate-limit buckets (each process
  *   enforces 1/N of every configured rate, so the total stays correct), concurrency cap (each
  *   process allows max_concurrent_requests / N).
@@ -28,6 +32,50 @@ import type { Config } from "./config/load.ts";
 import { renderMerged } from "./observe/metrics.ts";
 import type { Logger } from "./observe/log.ts";
 import { mergeSnapshots, type Snapshot } from "./observe/registry.ts";
+import type { RemoteInvalidation } from "./cache/types.ts";
+
+/** How long a purge waits for the other processes to confirm it (a wedged worker must not hold every write). */
+export const PURGE_WAIT_MS = 2000;
+
+let purgeAsks = 0;
+const pendingPurges = new Map<number, () => void>();
+
+/** Resolves when `done` is called or after `ms`, whichever comes first. */
+function settleWithin(ms: number, register: (done: () => void) => void): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    register(() => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}
+
+/**
+ * In a child: a purge made here, sent to the primary, which applies it and passes it to the other
+ * children; resolves once they all have (or after PURGE_WAIT_MS). Undefined outside a child.
+ */
+export function askPrimaryToPurge(inv: RemoteInvalidation): Promise<void> | undefined {
+  if (!process.send || !process.connected) return undefined;
+  const id = ++purgeAsks;
+  return settleWithin(PURGE_WAIT_MS, (done) => {
+    pendingPurges.set(id, () => {
+      pendingPurges.delete(id);
+      done();
+    });
+    try {
+      process.send!({ type: "purge", id, inv });
+    } catch {
+      pendingPurges.delete(id);
+      done();
+    }
+  }).finally(() => pendingPurges.delete(id));
+}
+
+/** In a child: the primary's word that a purge this child asked for reached every process. */
+export function purgeDone(m: { id?: number }): void {
+  if (m.id !== undefined) pendingPurges.get(m.id)?.();
+}
 
 /** 1..N-1 in a child process; 0 in the primary of a multi-process group; undefined for a single process. */
 export function workerIndex(): number | undefined {
@@ -88,6 +136,8 @@ export interface Children {
   reloadAll(): Promise<ReloadResult>;
   /** Cuts every child's drain short (a second signal to the primary). */
   cut(): void;
+  /** A purge made by the primary (or passed on for child `from`): every other child applies it; resolves when all have, or after PURGE_WAIT_MS. */
+  broadcastPurge(inv: RemoteInvalidation, from?: number): Promise<void>;
   /** Stops restarting children, tells them to drain (`sig` for the log) and resolves once every child has exited. */
   stop(sig: NodeJS.Signals): Promise<void>;
 }
@@ -105,10 +155,45 @@ function tell(c: Subprocess, message: object, fallback?: NodeJS.Signals): void {
  * Spawns workers 1..n-1 on `port`. `own` returns the primary's metrics snapshot; `reloadSelf`
  * reloads the primary.
  */
-export function startChildren(opts: { configPath: string; n: number; port: number; log: Logger; own: () => Snapshot; reloadSelf: () => Promise<ReloadResult> }): Children {
+export function startChildren(opts: {
+  configPath: string;
+  n: number;
+  port: number;
+  log: Logger;
+  own: () => Snapshot;
+  reloadSelf: () => Promise<ReloadResult>;
+  /** Applies a child's purge in the primary's own cache. */
+  applyPurge: (inv: RemoteInvalidation) => Promise<void>;
+}): Children {
   const { configPath, n, port, log } = opts;
   const children: Array<Subprocess | undefined> = [];
   const pendingMetrics = new Map<number, (s: Snapshot) => void>();
+  /** Purges sent to children, by id: the children still to confirm each. */
+  const purgeAcks = new Map<number, { waiting: Set<number>; done: () => void }>();
+  let purgeIds = 0;
+  const broadcastPurge = (inv: RemoteInvalidation, from?: number): Promise<void> => {
+    const id = ++purgeIds;
+    const waiting = new Set<number>();
+    return settleWithin(PURGE_WAIT_MS, (done) => {
+      purgeAcks.set(id, { waiting, done });
+      children.forEach((c, i) => {
+        if (c === undefined || i === from) return;
+        waiting.add(i);
+        try {
+          c.send({ type: "purge", id, inv });
+        } catch {
+          waiting.delete(i);
+        }
+      });
+      if (waiting.size === 0) done();
+    }).finally(() => purgeAcks.delete(id));
+  };
+  const purgeAcked = (id: number, child: number) => {
+    const p = purgeAcks.get(id);
+    if (p === undefined) return;
+    p.waiting.delete(child);
+    if (p.waiting.size === 0) p.done();
+  };
   /** The counters and histograms of children that died, as they last reported them. */
   let retired: Snapshot = [];
   let stopping = false;
@@ -140,6 +225,15 @@ export function startChildren(opts: { configPath: string; n: number; port: numbe
           last = m.snapshot;
           pendingMetrics.get(i)?.(m.snapshot);
         }
+        if (m?.type === "purge-ack" && m.id !== undefined) purgeAcked(m.id, i);
+        if (m?.type === "purge" && m.id !== undefined) {
+          const inv = (m as { inv?: RemoteInvalidation }).inv;
+          const answer = () => {
+            if (children[i] === child) tell(child, { type: "purge-done", id: m.id });
+          };
+          if (inv === undefined) answer();
+          else void Promise.all([opts.applyPurge(inv).catch(() => undefined), broadcastPurge(inv, i)]).then(answer);
+        }
         if (m?.type === "reload-all") {
           void reloadAll().then((result) => {
             if (children[i] === child) tell(child, { type: "reload-result", id: m.id, result });
@@ -149,6 +243,8 @@ export function startChildren(opts: { configPath: string; n: number; port: numbe
       onExit(_p, code, signal) {
         exited = true;
         children[i] = undefined;
+        // (a purge waiting for this child: its cache is gone with it)
+        for (const id of [...purgeAcks.keys()]) purgeAcked(id, i);
         // Its counters stay in the merged output: a scrape must never see a counter go down.
         if (last) retired = mergeSnapshots([retired, last.filter((f) => f.type !== "gauge")]);
         last = undefined;
@@ -187,6 +283,7 @@ export function startChildren(opts: { configPath: string; n: number; port: numbe
       return renderMerged([opts.own(), ...snaps.filter((s): s is Snapshot => s !== undefined), retired]);
     },
     reloadAll,
+    broadcastPurge,
     cut() {
       for (const c of children) if (c) tell(c, { type: "shutdown", cut: true }, "SIGTERM");
     },

@@ -48,6 +48,15 @@ export interface CacheStats {
   layers: Record<string, LayerView>;
 }
 
+/**
+ * The other processes of this host's group (server.workers), which share no layer but Redis: each
+ * local purge is sent to them, and settles once they have applied it (or a deadline passed), so a
+ * write's answer comes after every worker dropped the key.
+ */
+export interface PeerBus {
+  publish(inv: RemoteInvalidation): Promise<void>;
+}
+
 const newCounters = (): BucketCounters => ({ hits: 0, misses: 0, coalesced: 0, revalidated: 0, bypassed: 0 });
 const noop = () => {};
 
@@ -70,6 +79,7 @@ export class Cache {
   private readonly promoting = new Set<string>();
   /** Every purge, local or remote: a fill or copy of a key purged after it began does not store its result. */
   private readonly purges = new PurgeLog();
+  private peers: PeerBus | undefined;
 
   constructor(layers: CacheLayer[]) {
     if (layers.length === 0) throw new Error("a cache needs at least one layer");
@@ -234,8 +244,26 @@ export class Cache {
   async delete(key: string): Promise<boolean> {
     this.purges.key(key);
     this.detachFlights(key, true);
-    const results = await Promise.all(this.layers.map((l) => Promise.resolve(l.delete(key)).catch(() => false)));
+    const [results] = await Promise.all([Promise.all(this.layers.map((l) => Promise.resolve(l.delete(key)).catch(() => false))), this.peers?.publish({ kind: "key", key })]);
     return results.some(Boolean);
+  }
+
+  /** server.workers: the group's other processes, told of every local purge (see PeerBus). */
+  setPeers(bus: PeerBus | undefined): void {
+    this.peers = bus;
+  }
+
+  /**
+   * A purge another process of this host's group made: dropped here from every layer that is this
+   * process's own (memory, its disk folder). A shared layer (Redis) was purged by the process that
+   * made it, and publishes it to the other hosts itself.
+   */
+  async applyPeer(inv: RemoteInvalidation): Promise<void> {
+    if (inv.kind === "key") this.purges.key(inv.key);
+    else this.purges.prefix(inv.prefix);
+    this.detachFlights(inv.kind === "key" ? inv.key : inv.prefix, inv.kind === "key");
+    const own = this.layers.filter((l) => l.onRemoteInvalidation === undefined);
+    await Promise.all(own.map((l) => Promise.resolve(inv.kind === "key" ? l.delete(inv.key) : l.purgePrefix(inv.prefix)).catch(() => undefined)));
   }
 
   /** Removes everything; returns the number of entries removed from the first layer. */
@@ -261,7 +289,7 @@ export class Cache {
   private async purgePrefix(prefix: string): Promise<number> {
     this.purges.prefix(prefix);
     this.detachFlights(prefix, false);
-    const counts = await Promise.all(this.layers.map((l) => Promise.resolve(l.purgePrefix(prefix)).catch(() => 0)));
+    const [counts] = await Promise.all([Promise.all(this.layers.map((l) => Promise.resolve(l.purgePrefix(prefix)).catch(() => 0))), this.peers?.publish({ kind: "prefix", prefix })]);
     return counts[0] ?? 0;
   }
 

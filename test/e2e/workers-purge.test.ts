@@ -1,0 +1,78 @@
+/**
+ * server.workers: 2 with a memory cache: a write, a delete or an admin purge in either process
+ * clears the key in both before it is answered (src/workers.ts, "Cache purges"), so no worker
+ * serves the old or the deleted object afterwards. Which worker served a request is read from its
+ * access line (`worker`); requests go on new connections, which the kernel spreads across both.
+ */
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { nowSec, sign } from "../fixtures/jwt.ts";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { waitFor } from "../helpers/wait.ts";
+import { startProxy, type ProxyProcess } from "./harness.ts";
+
+setDefaultTimeout(60_000);
+
+const SECRET = "e2e-workers-purge-hs256-secret-0123456789";
+const UP = { accessKeyId: "AKIDWORKERSPURGE", secretAccessKey: "workers-purge-upstream-secret-0123456789" };
+let s3: S3Fixture;
+let px: ProxyProcess;
+
+beforeAll(async () => {
+  s3 = await startS3Fixture({ buckets: [{ name: "data" }], credentials: [{ ...UP, buckets: ["data"], write: true }] });
+  px = await startProxy(
+    `server: { address: 127.0.0.1, port: 0, workers: 2 }\n` +
+      `jwt: { enabled: true, algorithm: HS256, secret: "${SECRET}", admin_claims: [{ claim: role, operator: equals, value: admin }] }\n` +
+      `cache: { enabled: true }\n` +
+      `buckets:\n  - name: rw\n    path_prefix: /rw\n    access: read-write\n    auth: { anonymous_writes: true }\n    cache: { enabled: true, ttl_seconds: 600 }\n` +
+      `    s3: { bucket: data, endpoint: "${s3.endpoint}", access_key: "${UP.accessKeyId}", secret_key: "${UP.secretAccessKey}" }\n`,
+  );
+  await Promise.all([0, 1].map((w) => px.waitForLog((l) => l.msg === "listening" && l.worker === w)));
+});
+afterAll(async () => {
+  await px?.stop();
+  await s3?.stop();
+});
+
+const close = { connection: "close" };
+const lines = (path: string) => px.logs().filter((l) => l.msg === "request" && l.path === path && l.method === "GET");
+
+/**
+ * GETs `path` on new connections until both workers have answered one since this call began (and,
+ * with `hit`, answered it from their cache); every answer must be `expected` ("404" for none).
+ */
+async function readFromBoth(path: string, expected: string, hit = false): Promise<void> {
+  const from = lines(path).length;
+  const bodies: string[] = [];
+  await waitFor(
+    async () => {
+      const res = await fetch(px.url(path), { headers: close });
+      bodies.push(res.status === 404 ? "404" : await res.text());
+      await px.waitForLog(() => lines(path).length >= from + bodies.length);
+      const since = lines(path).slice(from).filter((l) => !hit || l.cache === "HIT");
+      return new Set(since.map((l) => l.worker)).size === 2;
+    },
+    { timeoutMs: 30_000, intervalMs: 0, message: () => `both workers to answer ${path} (${bodies.length} requests)` },
+  );
+  expect(new Set(bodies)).toEqual(new Set([expected]));
+}
+
+test("a PUT and a DELETE through one worker: no worker serves the old or the deleted object", async () => {
+  await s3.put("data", "k.txt", "v1");
+  await readFromBoth("/rw/k.txt", "v1", true); // both workers hold v1
+  expect((await fetch(px.url("/rw/k.txt"), { method: "PUT", body: "v2", headers: close })).status).toBe(200);
+  await readFromBoth("/rw/k.txt", "v2");
+  await readFromBoth("/rw/k.txt", "v2", true);
+  expect((await fetch(px.url("/rw/k.txt"), { method: "DELETE", headers: close })).status).toBe(204);
+  await readFromBoth("/rw/k.txt", "404");
+});
+
+test("an admin purge (on whichever worker takes it) clears both", async () => {
+  const admin = await sign({ sub: "ops", role: "admin", exp: nowSec() + 600 }, { alg: "HS256", key: SECRET });
+  for (const version of ["v3", "v4", "v5"]) {
+    await readFromBoth("/rw/p.txt", version === "v3" ? "404" : version === "v4" ? "v3" : "v4", version !== "v3");
+    await s3.put("data", "p.txt", version); // behind the proxy's back: only a purge makes it seen
+    const res = await fetch(px.url("/admin/cache/purge/rw/p.txt"), { method: "POST", headers: { authorization: `Bearer ${admin}`, ...close } });
+    expect(res.status).toBe(200);
+    await readFromBoth("/rw/p.txt", version);
+  }
+});
