@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "
 import { GetBucketVersioningCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListBucketsCommand, PutBucketVersioningCommand, S3Client } from "@aws-sdk/client-s3";
 import { OpaServer } from "../fixtures/opa.ts";
 import { smithyPresigned, smithySigned, type SmithyRequest } from "../fronts/s3/helpers.ts";
-import { APP, hs256, LISTER, startS3FrontEnv, type S3FrontEnv } from "./s3-front-helpers.ts";
+import { APP, hs256, LISTER, startS3FrontEnv, UPSTREAM, type S3FrontEnv } from "./s3-front-helpers.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -246,6 +246,29 @@ describe("stored checksums (x-amz-checksum-mode: ENABLED, sent by the 2025 SDKs 
     } finally {
       c.destroy();
     }
+  });
+});
+
+describe("stored checksums on a cached bucket, for an object the cache does not take (BYPASS)", () => {
+  let env: S3FrontEnv;
+  const BIG = new Uint8Array(1536 * 1024).map((_, i) => (i * 7) & 255);
+  const crc32 = (b: Uint8Array) => Buffer.from(new Uint32Array([Bun.hash.crc32(b)]).buffer).reverse().toString("base64");
+  beforeAll(async () => {
+    env = await startS3FrontEnv({
+      cache: true,
+      buckets: (ep) => `buckets:\n  - name: data\n    path_prefix: /data\n    s3: { bucket: data, endpoint: "${ep}", access_key: "${UPSTREAM.accessKeyId}", secret_key: "${UPSTREAM.secretAccessKey}" }\n    cache: { enabled: true, max_item_size_mb: 1 }\n  - name: private\n    path_prefix: /private\n    s3: { bucket: private, endpoint: "${ep}" }\n`,
+    });
+    await env.s3.put("data", "big.bin", BIG, { checksumAlgorithm: "CRC32" });
+  });
+  afterAll(() => env?.stop());
+
+  test("the answer streamed from the upstream carries the checksum the client asked for, and none when not asked", async () => {
+    const r = await signedFetch(env, { path: "/data/big.bin", headers: { "x-amz-checksum-mode": "ENABLED" } });
+    expect([r.status, r.headers.get("x-cache"), r.headers.get("x-amz-checksum-crc32")]).toEqual([200, "BYPASS", crc32(BIG)]);
+    expect(new Uint8Array(await r.arrayBuffer())).toEqual(BIG);
+    const plain = await signedFetch(env, { path: "/data/big.bin" });
+    expect([plain.headers.get("x-cache"), plain.headers.get("x-amz-checksum-crc32")]).toEqual(["BYPASS", null]);
+    await plain.arrayBuffer();
   });
 });
 

@@ -108,7 +108,10 @@ async function serveCached(ctx: RequestContext, method: ObjectMethod): Promise<R
     // Always GET: a HEAD miss still fills the cache (serveWithCache answers the HEAD itself).
     // `signal`: a fill's own (its deadline: it does not die with the client that started it),
     // or the client's for a request that bypasses the cache.
-    upstream: (extra, signal) => getObject(ctx, "GET", extra, signal),
+    // The client's x-amz-checksum-mode goes with the fill: an answer that streams from the upstream
+    // to it (an object too large to buffer, a disk fill's first client) carries the checksums it
+    // asked for; a copy built from the cache never does (headers.ts, FRAMING_HEADERS).
+    upstream: (extra, signal) => getObject(ctx, "GET", withChecksumMode(extra, ctx.req.headers), signal),
     signal: ctx.req.signal,
     trace: ctx.span?.recording === true ? ctx.span : undefined,
   });
@@ -125,6 +128,11 @@ async function serveCached(ctx: RequestContext, method: ObjectMethod): Promise<R
   const res = await respond(ctx, result.response, method);
   res.headers.set("x-cache", result.cacheStatus);
   return res;
+}
+
+function withChecksumMode(extra: Record<string, string>, req: Headers): Record<string, string> {
+  const mode = req.get("x-amz-checksum-mode");
+  return mode === null ? extra : { ...extra, "x-amz-checksum-mode": mode };
 }
 
 /** Body bytes a response built from the cache sends (its Content-Length; none for HEAD). */
