@@ -6,7 +6,10 @@
  */
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { GetObjectCommand, ListBucketsCommand, S3Client } from "@aws-sdk/client-s3";
-import { fromWebToken } from "@aws-sdk/credential-provider-web-identity";
+import { fromTokenFile, fromWebToken } from "@aws-sdk/credential-provider-web-identity";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { awsCli } from "../clients/aws.ts";
 import { clientTest } from "../clients/run.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -81,6 +84,24 @@ describe("JS SDK web-identity provider", () => {
     } finally {
       teamA.destroy();
       teamB.destroy();
+    }
+  });
+});
+
+describe("JS SDK token-file provider", () => {
+  test("fromTokenFile with a token file that ends in a newline (as `echo` writes it) gets credentials", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "sts-token-"));
+    try {
+      const file = join(dir, "token");
+      writeFileSync(file, `${hs256({ sub: "alice", team: "a", exp: now() + 600 })}\n`);
+      const c = s3With(fromTokenFile({ roleArn: ROLE, webIdentityTokenFile: file, roleSessionName: "file", clientConfig: { endpoint: env.endpoint, region: "us-east-1", maxAttempts: 1 } }));
+      try {
+        expect(await (await c.send(new GetObjectCommand({ Bucket: "jwtonly", Key: "secret.txt" }))).Body!.transformToString()).toBe("team a only");
+      } finally {
+        c.destroy();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -120,7 +120,9 @@ export function parseAssumeRoleWithWebIdentity(
   const request: AssumeRoleWithWebIdentityRequest = {
     roleArn: roleArn!,
     roleSessionName: roleSessionName!,
-    webIdentityToken: webIdentityToken!,
+    // A token file written with a trailing newline (echo, a secret mounted from a text field) is
+    // sent as it is by the SDKs' web-identity providers; a JWT never contains whitespace.
+    webIdentityToken: webIdentityToken!.trim(),
     durationSeconds,
   };
   if (providerId !== null) request.providerId = providerId;
