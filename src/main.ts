@@ -251,6 +251,7 @@ async function serve(config: Config, configPath: string): Promise<number> {
     if (pool) log.info(pool);
     const cacheOff = cacheOffNote(config);
     if (cacheOff) log.warn(cacheOff);
+    for (const n of config.notes ?? []) log.info(n);
   }
   if (primary) log.info("primary started", { workers, port: listener.port, pid: process.pid, ...(metrics ? { metrics_port: metrics.port } : undefined) });
   // Workers report their port to the primary (tests and the primary's own log use it).
@@ -366,6 +367,7 @@ async function main(argv: string[]): Promise<number> {
     if (pool) process.stdout.write(`note: ${pool}\n`);
     const cacheOff = cacheOffNote(config);
     if (cacheOff) process.stdout.write(`note: ${cacheOff}\n`);
+    for (const n of config.notes ?? []) process.stdout.write(`note: ${n}\n`);
     return 0;
   }
   return serve(config, parsed.config);

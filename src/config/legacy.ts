@@ -24,6 +24,10 @@ const LEGACY_HINTS: Array<{ match: (p: PathSegment[]) => boolean; message: strin
     message: "per-bucket `max_size` is not supported: set `max_item_size_mb` here, and the total in `cache.memory.max_cache_size_mb`",
   },
   {
+    match: (p) => p.length === 2 && p[0] === "cache" && p[1] === "warming",
+    message: "cache pre-warming is not supported: remove this section (objects are cached by the requests that read them)",
+  },
+  {
     match: (p) => p.length === 3 && p[0] === "buckets" && p[2] === "watermark",
     message: "image watermarking is not supported: remove this section (objects are served as stored)",
   },
@@ -45,4 +49,90 @@ export function findLegacy(value: unknown, path: PathSegment[], out: Array<{ pat
       else findLegacy(v, p, out);
     }
   }
+}
+
+/**
+ * The original's own cache keys (its src/cache/config.rs: `disk: { enabled, cache_dir,
+ * max_disk_cache_size_mb, sendfile }`, `redis: { enabled, redis_url, redis_password, redis_db,
+ * redis_key_prefix, redis_ttl_seconds }`), rewritten in place into ours before validation, so a
+ * config written for the original loads:
+ *
+ * - `cache_dir` → `path` (the original's default `/var/cache/yatagarasu` when a section in its
+ *   form names none), `max_disk_cache_size_mb` → `max_disk_size_mb`, `sendfile` dropped (disk hits
+ *   are always sent with sendfile);
+ * - `redis_url` → `url`, with `redis_password` and `redis_db` written into it (`redis://:pw@host/db`,
+ *   unless the URL already has them), `redis_key_prefix` → `key_prefix`;
+ * - `enabled: false` on a layer `cache_layers` does not list: the section is dropped (the original
+ *   ignored it); `enabled: true` is dropped (ours: the layer is on when `cache_layers` lists it);
+ * - `redis_ttl_seconds` is dropped with a note: every layer here keeps an object for its freshness
+ *   (the bucket's `ttl_seconds`, else `cache.memory.default_ttl_seconds`).
+ *
+ * Returns the notes (said by --check and at start) and the problems (a key given in both forms;
+ * `enabled: false` on a layer `cache_layers` lists).
+ */
+export function adoptOriginalCacheKeys(raw: unknown): { notes: string[]; issues: Array<{ path: PathSegment[]; message: string }> } {
+  const notes: string[] = [];
+  const issues: Array<{ path: PathSegment[]; message: string }> = [];
+  const cache = (raw as Record<string, unknown> | null)?.cache;
+  if (cache === null || typeof cache !== "object" || Array.isArray(cache)) return { notes, issues };
+  const c = cache as Record<string, unknown>;
+  const listed = Array.isArray(c.cache_layers) ? (c.cache_layers as unknown[]) : undefined;
+  const rename = (o: Record<string, unknown>, section: string, from: string, to: string) => {
+    if (!(from in o)) return;
+    if (to in o) issues.push({ path: ["cache", section, from], message: `\`${from}\` (the original's name) and \`${to}\` are both given: keep \`${to}\`` });
+    else o[to] = o[from];
+    delete o[from];
+  };
+  const adoptEnabled = (o: Record<string, unknown>, section: "disk" | "redis"): boolean => {
+    if (!("enabled" in o)) return true;
+    const enabled = o.enabled;
+    if (enabled === false) {
+      if (listed?.includes(section)) {
+        issues.push({ path: ["cache", section, "enabled"], message: `cache_layers lists ${section} but this says it is off: remove ${section} from cache_layers, or this line` });
+        return true;
+      }
+      delete c[section]; // off, as the original read it
+      return false;
+    }
+    if (enabled === true) delete o.enabled;
+    return true;
+  };
+  const disk = c.disk;
+  if (disk !== null && typeof disk === "object" && !Array.isArray(disk)) {
+    const d = disk as Record<string, unknown>;
+    const original = "enabled" in d || "cache_dir" in d || "max_disk_cache_size_mb" in d || "sendfile" in d;
+    if (adoptEnabled(d, "disk")) {
+      rename(d, "disk", "cache_dir", "path");
+      rename(d, "disk", "max_disk_cache_size_mb", "max_disk_size_mb");
+      delete d.sendfile;
+      if (original && !("path" in d)) d.path = "/var/cache/yatagarasu";
+    }
+  }
+  const redis = c.redis;
+  if (redis !== null && typeof redis === "object" && !Array.isArray(redis)) {
+    const r = redis as Record<string, unknown>;
+    if (adoptEnabled(r, "redis")) {
+      rename(r, "redis", "redis_url", "url");
+      rename(r, "redis", "redis_key_prefix", "key_prefix");
+      const password = r.redis_password;
+      const db = r.redis_db;
+      delete r.redis_password;
+      delete r.redis_db;
+      if (typeof r.url === "string" && (password !== undefined || db !== undefined)) {
+        try {
+          const u = new URL(r.url);
+          if (password !== undefined && password !== null && password !== "" && u.password === "") u.password = encodeURIComponent(String(password));
+          if (db !== undefined && db !== null && (u.pathname === "" || u.pathname === "/")) u.pathname = `/${String(db)}`;
+          r.url = u.toString();
+        } catch {
+          // a URL that does not parse: refused by the schema with its own message (never echoed)
+        }
+      }
+      if ("redis_ttl_seconds" in r) {
+        delete r.redis_ttl_seconds;
+        notes.push("cache.redis.redis_ttl_seconds (the original's) has no effect here: every cache layer keeps an object for its freshness, the bucket's cache.ttl_seconds or else cache.memory.default_ttl_seconds");
+      }
+    }
+  }
+  return { notes, issues };
 }

@@ -11,7 +11,7 @@ import { open, type FileHandle } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import type { z } from "zod";
 import { parseYamlConfig } from "./document.ts";
-import { findLegacy } from "./legacy.ts";
+import { adoptOriginalCacheKeys, findLegacy } from "./legacy.ts";
 import { formatPath, type PathSegment } from "./path.ts";
 import { ConfigSchema, type RawConfig } from "./schema.ts";
 import { validateConfig } from "./validate.ts";
@@ -54,6 +54,8 @@ export function formatIssues(issues: ConfigIssue[], file?: string): string {
 export type Config = Omit<RawConfig, "server"> & {
   server: Omit<RawConfig["server"], "port"> & { port: number };
   readonly baseDir: string;
+  /** What loading the config has to say that is no problem (the original's keys that have no effect here): --check and the start-up log. */
+  notes?: readonly string[];
 };
 
 /**
@@ -180,6 +182,8 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
   if (raw === null || raw === undefined) throw fail([{ path: "", message: "the config is empty" }]);
   if (typeof raw !== "object" || Array.isArray(raw)) throw fail([{ path: "", message: "the config must be a YAML mapping" }]);
 
+  const adopted = adoptOriginalCacheKeys(raw);
+  found.push(...adopted.issues);
   findLegacy(raw, [], found);
   const hinted = new Set(found.map((f) => formatPath(f.path)));
   const parsed = ConfigSchema.safeParse(raw);
@@ -231,6 +235,7 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
   if (found.length > 0) throw report(found.map(toIssue));
   const semantic = validateConfig(parsed.data, { baseDir });
   if (semantic.issues.length > 0) throw report(semantic.issues.map(toIssue));
+  if (adopted.notes.length > 0) semantic.config.notes = adopted.notes;
   return semantic.config;
 }
 

@@ -42,6 +42,29 @@ describe("parseConfig", () => {
     expect(cacheOffNote(off)).toContain("not cached although their own cache.enabled is true: b");
   });
 
+  test("the original's cache keys (its src/cache/config.rs) load as ours: disk cache_dir / max_disk_cache_size_mb / sendfile, redis redis_url / redis_password / redis_db / redis_key_prefix, enabled", () => {
+    const c = parseConfig(
+      `cache:\n  enabled: true\n  cache_layers: [memory, disk, redis]\n` +
+        `  disk: { enabled: true, cache_dir: /tmp/yata-disk, max_disk_cache_size_mb: 2048, sendfile: { enabled: true } }\n` +
+        `  redis: { enabled: true, redis_url: "redis://127.0.0.1:6379", redis_password: "p@ss/word", redis_db: 2, redis_key_prefix: "yata:", redis_ttl_seconds: 300 }\n${B}`,
+      { env: {} },
+    );
+    expect(c.cache.disk).toMatchObject({ path: "/tmp/yata-disk", max_disk_size_mb: 2048 });
+    expect(c.cache.redis).toMatchObject({ key_prefix: "yata:" });
+    const url = new URL(c.cache.redis!.url);
+    expect([decodeURIComponent(url.password), url.pathname, url.host]).toEqual(["p@ss/word", "/2", "127.0.0.1:6379"]);
+    expect(c.notes).toEqual([expect.stringContaining("redis_ttl_seconds (the original's) has no effect here")]);
+    // a layer the original had switched off, and cache_layers does not list: ignored, as there
+    const off = parseConfig(`cache:\n  enabled: true\n  disk: { enabled: false, cache_dir: /x }\n  redis: { enabled: false, redis_url: "redis://h:1" }\n${B}`, { env: {} });
+    expect([off.cache.disk, off.cache.redis, off.cache.cache_layers]).toEqual([undefined, undefined, ["memory"]]);
+    // contradictions and what is not supported are named
+    expect(issues(`cache:\n  enabled: true\n  cache_layers: [memory, disk]\n  disk: { enabled: false, cache_dir: /x, path: /y }\n${B}`).map((i) => `${i.path}: ${i.message}`)).toEqual([
+      "cache.disk.enabled: cache_layers lists disk but this says it is off: remove disk from cache_layers, or this line",
+      "cache.disk.cache_dir: `cache_dir` (the original's name) and `path` are both given: keep `path`",
+    ]);
+    expect(issues(`cache:\n  warming: { enabled: true }\n${B}`).map((i) => i.path)).toEqual(["cache.warming"]);
+  });
+
   test("a value of the wrong type says what was expected and what it got (never the value), not 'required'", () => {
     const one = (yaml: string) => issues(yaml).map((i) => `${i.path}: ${i.message}`);
     expect(one(`server: { port: "8080" }\n${B}`)).toEqual(["server.port: expected a number, got a string (write it without quotes)"]);
