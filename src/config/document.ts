@@ -32,6 +32,8 @@ export interface ParsedYaml {
 
 const ENV_RE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
 const WHOLE_RE = /^\$\{[^}]+\}$/;
+/** ${NAME followed by anything but "}" or ":-": a shell expansion form that is not substituted. */
+const UNSUPPORTED_RE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?![A-Za-z0-9_}]|:-)(:?[^}A-Za-z0-9_]?)/g;
 
 /** A node on the walk: its formatted path, and a link to its parent to rebuild the segments only when an issue needs them. */
 interface Frame {
@@ -214,6 +216,11 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
       // echo its name: it may well be the secret.
       if (n.resolve(doc) === undefined) issues.push({ path: segments(f), message: "an alias (*name) that names no anchor: quote a value that starts with *", line: line(n) ?? lines.get(f.fmt) });
     } else if (isScalar(n) && typeof n.value === "string" && n.value.includes("${")) {
+      // A shell form this loader does not expand (${VAR:?msg}, ${VAR:=x}, ${VAR+x}, ...) would stay
+      // in the value as written: said, with the variable's name and the operator only.
+      for (const m of n.value.matchAll(UNSUPPORTED_RE)) {
+        issues.push({ path: segments(f), message: `\${${m[1]}${m[2]}…} is not supported: only \${VAR} and \${VAR:-default} are substituted`, line: lines.get(f.fmt) });
+      }
       substituteScalar(
         n,
         env,

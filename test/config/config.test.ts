@@ -108,6 +108,16 @@ describe("parseConfig", () => {
     expect(parseConfig(y, { env: { SK: "a: b # c\nd" } }).buckets[0].s3.secret_key).toBe("a: b # c\nd");
   });
 
+  test("a shell form that is not substituted (${VAR:?msg}, ${VAR:=x}) is a problem naming the variable and the operator, not a literal value", () => {
+    const yaml = `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, region: "\${REG:?region required}", access_key: AK, secret_key: "\${SK:=hunter2}" }\n`;
+    const found = issues(yaml, { REG: "us-east-1", SK: "x" }).map((i) => `${i.line}: ${i.path}: ${i.message}`);
+    expect(found.sort()).toEqual([
+      "4: buckets[0].s3.region: ${REG:?…} is not supported: only ${VAR} and ${VAR:-default} are substituted",
+      "4: buckets[0].s3.secret_key: ${SK:=…} is not supported: only ${VAR} and ${VAR:-default} are substituted",
+    ]);
+    expect(found.join("\n")).not.toContain("hunter2");
+  });
+
   test("a missing variable is reported with its YAML path and line", () => {
     expect(issues(B.replace("bkt", "\"${NOPE_VAR}\""))).toEqual([{ path: "buckets[0].s3.bucket", message: "environment variable NOPE_VAR is not set", line: 4 }]);
     expect(issues(B.replace("bkt", "\"${EMPTY_VAR}\""), { EMPTY_VAR: "" })).toEqual([{ path: "buckets[0].s3.bucket", message: "environment variable EMPTY_VAR is set but empty", line: 4 }]);
