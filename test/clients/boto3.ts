@@ -41,8 +41,11 @@ export type Boto3Op =
   | { op: "put_object"; Bucket: string; Key: string; BodyBase64?: string; BodyText?: string; Params?: Record<string, unknown> }
   | { op: "delete_objects"; Bucket: string; Keys: string[]; Quiet?: boolean }
   | { op: "get_object"; Bucket: string; Key: string; Params?: Record<string, unknown> }
-  /** Any client method, e.g. { op: "call", method: "head_object", params: { Bucket, Key } } or service "sts". */
-  | { op: "call"; method: string; params?: Record<string, unknown>; service?: "s3" | "sts" };
+  /**
+   * Any client method, e.g. { op: "call", method: "head_object", params: { Bucket, Key } } or service "sts".
+   * `headers` are added to the request before it is signed (parameters Debian's boto3 1.26 does not know, such as If-None-Match).
+   */
+  | { op: "call"; method: string; params?: Record<string, unknown>; service?: "s3" | "sts"; headers?: Record<string, string> };
 
 export interface Boto3Error {
   /** S3's error code ("NoSuchKey", "AccessDenied"), or a Python exception name. */

@@ -117,7 +117,19 @@ def run_op(clients, cfg, o):
     c = clients[service]
     kind = o["op"]
     if kind == "call":
-        return getattr(c, o["method"])(**o.get("params", {}))
+        headers = o.get("headers")
+        if not headers:
+            return getattr(c, o["method"])(**o.get("params", {}))
+        # request headers this botocore's model may predate (S3's If-None-Match on a
+        # CompleteMultipartUpload, say), added before the request is signed
+        def add_headers(request, **kwargs):
+            for name, value in headers.items():
+                request.headers[name] = value
+        c.meta.events.register("before-sign.%s" % service, add_headers)
+        try:
+            return getattr(c, o["method"])(**o.get("params", {}))
+        finally:
+            c.meta.events.unregister("before-sign.%s" % service, add_headers)
     return {
         "list": op_list,
         "download_file": op_download_file,
