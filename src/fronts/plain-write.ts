@@ -82,11 +82,14 @@ export function uploadLength(ctx: RequestContext): number {
   return n;
 }
 
-/** An S3 refusal of a write as the client's error: S3's code named for a 400 or a 409 (a conflicting conditional write), EntityTooLarge kept. */
+/** An S3 refusal of a write as the client's error: S3's code named for a 400 or a 409 (a conflicting conditional write), EntityTooLarge and NotImplemented kept. */
 async function writeError(res: Response, method: string): Promise<ProxyError> {
   const e = await errorFromResponse(res, method);
   const s3Code = (e.cause as { s3Code?: string } | undefined)?.s3Code;
   if (s3Code === "EntityTooLarge") return new ProxyError("EntityTooLarge", { cause: e.cause });
+  // S3 refuses a header it does not implement (If-None-Match with an ETag instead of "*"): the
+  // client's request, not a failing upstream (which a 502 would say).
+  if (s3Code === "NotImplemented" && res.status === 501) return new ProxyError("NotImplemented", { detail: "The upstream does not implement a header of this request (NotImplemented)", cause: e.cause });
   if ((e.code === "BadRequest" || e.code === "Conflict") && s3Code !== undefined && /^[A-Za-z]{1,64}$/.test(s3Code)) {
     return new ProxyError(e.code, { detail: `The upstream refused the request (${s3Code})`, cause: e.cause });
   }

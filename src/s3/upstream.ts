@@ -234,7 +234,7 @@ export class BucketUpstream {
   /**
    * `run` (reads or send()'s attempts) through the circuit breaker: refused with CircuitOpen while
    * it is open, and counted as a success or a failure of the upstream. The client's abort, a failed
-   * request body, and answers below 500 (SlowDown aside) are not upstream failures.
+   * request body, answers below 500 (SlowDown aside) and 501 NotImplemented are not upstream failures.
    */
   private async guarded(breaker: CircuitBreaker, signal: AbortSignal, run: () => Promise<Response>): Promise<Response> {
     const admission = breaker.tryAcquire();
@@ -242,7 +242,10 @@ export class BucketUpstream {
     let success = false;
     try {
       const res = await run();
-      success = res.status < 500;
+      // 501 NotImplemented refuses the request (S3's answer to a header it does not implement,
+      // such as If-None-Match with an ETag): a healthy upstream's answer, which a client could
+      // otherwise repeat to open the breaker for everyone.
+      success = res.status < 500 || res.status === 501;
       return res;
     } catch (err) {
       success = signal.aborted || err instanceof RequestBodyError || (err instanceof ProxyError && err.status < 500 && err.code !== "SlowDown");

@@ -5,7 +5,8 @@
  * "/" kept), so a client can never name another upstream bucket.
  *
  * Passed through: x-amz-metadata-directive (COPY | REPLACE), the x-amz-copy-source-if-* conditions,
- * the object headers and x-amz-meta-* (S3 uses them with REPLACE), x-amz-checksum-algorithm,
+ * the destination's conditional-write headers If-Match / If-None-Match (a copy that must not
+ * overwrite, or only overwrite a known version), the object headers and x-amz-meta-* (S3 uses them with REPLACE), x-amz-checksum-algorithm,
  * x-amz-tagging-directive and x-amz-tagging (the copy's tags: the source's by default).
  * S3 may answer 200 with an <Error> body (a failure after the head went out): the caller reads the
  * body before it calls it a success.
@@ -22,6 +23,8 @@ const COPY_HEADERS = {
     "x-amz-copy-source-if-none-match",
     "x-amz-copy-source-if-modified-since",
     "x-amz-copy-source-if-unmodified-since",
+    "if-match",
+    "if-none-match",
     "x-amz-checksum-algorithm",
     "x-amz-tagging-directive",
     "x-amz-tagging",
