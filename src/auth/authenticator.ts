@@ -199,10 +199,15 @@ export class Authenticator {
     return { claims: this.admit(claims, extraRules), source };
   }
 
-  /** A valid token whose claims satisfy jwt.admin_claims. With no admin_claims configured, nobody is admin. */
+  /**
+   * A valid token whose claims satisfy jwt.claims (every token the proxy accepts must: a tenant
+   * rule, an iat cut-off after a revocation) and then jwt.admin_claims. With no admin_claims
+   * configured, nobody is admin.
+   */
   async authenticateAdmin(headers: Headers, url: URL): Promise<Claims> {
     const { claims } = await this.verified(headers, url);
     if (this.cfg.admin_claims.length === 0) throw new ProxyError("Forbidden", { detail: "no jwt.admin_claims are configured, so no token grants admin access" });
+    this.enforce(this.cfg.claims, claims);
     this.enforce(this.cfg.admin_claims, claims);
     return claims;
   }

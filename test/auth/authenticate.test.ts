@@ -71,9 +71,12 @@ describe("authenticate", () => {
 });
 
 describe("authenticateAdmin", () => {
-  test("admin_claims must hold (jwt.claims are not required)", async () => {
+  test("admin_claims must hold, and jwt.claims too (the global rules gate every token: a tenant, an iat cut-off)", async () => {
     const a = await make();
-    expect(await a.authenticateAdmin(bearer(token({ org: { admin: true } })), url())).toMatchObject({ sub: "alice" });
+    expect(await a.authenticateAdmin(bearer(token({ role: "admin", org: { admin: true } })), url())).toMatchObject({ sub: "alice" });
+    // an admin by admin_claims whose token the global rules refuse everywhere else is refused here too
+    await expectProxyError(a.authenticateAdmin(bearer(token({ role: "viewer", org: { admin: true } })), url()), "Forbidden", "claim 'role' must be in [admin, editor]");
+    await expectProxyError(a.authenticateAdmin(bearer(token({ org: { admin: true } })), url()), "Forbidden", /claim 'role'/);
     await expectProxyError(a.authenticateAdmin(bearer(token({ role: "admin", org: { admin: "true" } })), url()), "Forbidden", "claim 'org.admin' must equal true");
     await expectProxyError(a.authenticateAdmin(new Headers(), url()), "Unauthorized", undefined);
     const bad = hmacToken({ alg: "HS256" }, { org: { admin: true } }, "nope");
