@@ -45,7 +45,9 @@ export function createOpaAuthorizer(cfg: AuthorizationConfig, fetchFn: typeof fe
       ttlSeconds: cfg.opa_cache_ttl_seconds,
       failMode: cfg.opa_fail_mode,
       timeoutMs: cfg.opa_timeout_ms,
-      extraKey: (input) => input.clientIp,
+      // Everything OPA is sent is in the decision's cache key: the client address and the path
+      // too (the S3 front's path differs with the addressing style for the same bucket and key).
+      extraKey: (input) => `${input.clientIp}\n${input.path}`,
       url,
       spanName: "POST /v1/data/{policy}",
       ask: async (input, signal, span) => {

@@ -86,7 +86,7 @@ describe("protocol", () => {
 });
 
 describe("decision cache", () => {
-  test("a repeated decision is served from the cache; key, every claim, principal type, method and client IP are part of the key", async () => {
+  test("a repeated decision is served from the cache; key, every claim, principal type, method, client IP and path are part of the key", async () => {
     const { opa, authz } = setup({ "yatagarasu/allow": isAdmin });
     expect(await authz.authorize(input())).toBe(true);
     expect(await authz.authorize(input({ claims: { role: "admin", sub: "alice" } }))).toBe(true); // the same claims
@@ -98,6 +98,9 @@ describe("decision cache", () => {
     await authz.authorize(input({ method: "HEAD" }));
     await authz.authorize(input({ clientIp: "10.0.0.8" }));
     expect(opa.requests).toHaveLength(7);
+    // the S3 front sends another path for the same bucket and key in virtual-hosted style: a policy on input.path must be asked
+    await authz.authorize(input({ path: "/cat.jpg" }));
+    expect(opa.requests).toHaveLength(8);
   });
 
   test("a decision cached for one user is never another's with the same sub: other roles, an S3 identity or a session named alike are asked (and denied)", async () => {
