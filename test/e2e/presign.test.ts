@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { presignUrl } from "../../src/fronts/presign.ts";
+import { S3Signer } from "../../src/s3/sigv4.ts";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { bearer, bucket, startWriteEnv, STS_KEY, token, WRITER, type WriteEnv } from "./plain-write-env.ts";
 
@@ -15,6 +16,7 @@ const T = 20_000;
 
 let s3: S3Fixture;
 let env: WriteEnv;
+const CUTOFF = Math.floor(Date.now() / 1000) - 3600;
 
 const buckets = (ep: string) =>
   bucket("rw", "/rw", "rw", ep, "    access: read-write\n    auth: { enabled: true }\n") +
@@ -22,6 +24,8 @@ const buckets = (ep: string) =>
   bucket("ruled", "/ruled", "rw", ep, "    access: read-write\n    auth: { enabled: true, write_claims: [{ claim: role, operator: equals, value: editor }] }\n") +
   bucket("team", "/team", "rw", ep, "    auth: { enabled: true, claims: [{ claim: team, operator: equals, value: a }] }\n") +
   bucket("under_score", "/under", "rw", ep, "") +
+  // a revocation cut-off: tokens issued before it are refused
+  bucket("recent", "/recent", "rw", ep, `    auth: { enabled: true, claims: [{ claim: iat, operator: gte, value: ${CUTOFF} }] }\n`) +
   bucket("bad!name", "/badname", "rw", ep, "    auth: { enabled: true }\n");
 
 interface Presigned {
@@ -43,6 +47,31 @@ beforeAll(async () => {
 afterAll(async () => {
   await env?.stop();
   await s3?.stop();
+});
+
+describe("claim rules on the token's timing claims (iat, exp)", () => {
+  test("a URL minted for a token that passes an iat rule works; one issued before the cut-off gets no URL; an STS session carries iat too", async () => {
+    await s3.put("rw", "fresh.txt", "fresh");
+    const res = await presign("/recent/fresh.txt", "method=GET&expires=60");
+    expect(res.status).toBe(200);
+    const p = (await res.json()) as Presigned;
+    const got = await fetch(p.url);
+    expect([got.status, await got.text()]).toEqual([200, "fresh"]);
+    const old = await presign("/recent/fresh.txt", "method=GET&expires=60", { authorization: `Bearer ${token({ iat: CUTOFF - 10 })}` });
+    expect(old.status).toBe(403);
+    // STS: the session re-checks the bucket's rules on every request, against the token's claims
+    const form = new URLSearchParams({ Action: "AssumeRoleWithWebIdentity", Version: "2011-06-15", RoleArn: "arn:aws:iam::123456789012:role/r", RoleSessionName: "s1", WebIdentityToken: token() });
+    const sts = await (await fetch(`${env.s3Endpoint}/`, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: form.toString() })).text();
+    const creds = {
+      accessKeyId: /<AccessKeyId>([^<]+)</.exec(sts)![1]!,
+      secretAccessKey: /<SecretAccessKey>([^<]+)</.exec(sts)![1]!,
+      sessionToken: /<SessionToken>([^<]+)</.exec(sts)![1]!,
+    };
+    const host = `127.0.0.1:${env.s3Port}`;
+    const headers = new S3Signer(creds, "us-east-1").sign({ method: "GET", host, path: "/recent/fresh.txt" });
+    const viaSession = await fetch(`${env.s3Endpoint}/recent/fresh.txt`, { headers });
+    expect([viaSession.status, await viaSession.text()]).toEqual([200, "fresh"]);
+  });
 });
 
 describe("presigned GET", () => {

@@ -31,7 +31,6 @@ export const MAX_SUBJECT_BYTES = 256;
 /** Anything longer was not issued here; it is refused before any decoding. */
 const MAX_TOKEN_CHARS = 4096;
 const MIN_KEY_BYTES = 32;
-const DROPPED_CLAIMS = new Set(["exp", "iat", "nbf"]);
 const BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 const utf8 = new TextEncoder();
 
@@ -132,8 +131,11 @@ export function issueSession(input: {
   if (utf8.encode(input.subject).byteLength > MAX_SUBJECT_BYTES) {
     return { kind: "error", message: `the token's subject is longer than ${MAX_SUBJECT_BYTES} bytes` };
   }
-  // fromEntries defines own properties, so a claim named "__proto__" stays a claim
-  const claims = Object.fromEntries(Object.entries(input.claims).filter(([name]) => !DROPPED_CLAIMS.has(name)));
+  // Every claim of the token, its exp, iat and nbf included: the session's own lifetime is kept
+  // apart (iat/exp of the session body), and claim rules and authorizers see the token as it was
+  // (a rule on iat, a revocation cut-off written after the session was issued, holds for it on
+  // every request). fromEntries defines own properties, so a claim named "__proto__" stays a claim.
+  const claims = Object.fromEntries(Object.entries(input.claims));
   const claimsJson = JSON.stringify(claims);
   if (utf8.encode(claimsJson).byteLength > MAX_CLAIMS_BYTES) {
     return { kind: "error", message: `the token's claims are larger than ${MAX_CLAIMS_BYTES} bytes, too large for a session` };
