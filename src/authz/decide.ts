@@ -16,6 +16,7 @@ import { TtlLru } from "../util/lru.ts";
 import type { Claims } from "../auth/rules.ts";
 import { endClient, startHttpCall } from "../observe/trace/client.ts";
 import type { Span } from "../observe/trace/span.ts";
+import { readCapped } from "../http/read-capped.ts";
 
 export type Logger = (level: "info" | "warn" | "error", msg: string, fields?: object) => void;
 
@@ -161,12 +162,18 @@ export class DecidingAuthorizer implements Authorizer {
 }
 
 /** POSTs JSON and returns the parsed 2xx body; anything else is a BackendError. */
+/** The most of an authorizer's answer that is read (OPA's result, OpenFGA's {"allowed": …}). */
+export const MAX_ANSWER_BYTES = 1024 * 1024;
+
 export async function postJson(fetchFn: typeof fetch, url: string, body: unknown, signal: AbortSignal, headers: Record<string, string> = {}, span?: Span): Promise<unknown> {
   const sent: Record<string, string> = { "content-type": "application/json", accept: "application/json", ...headers };
   span?.inject(sent); // traceparent (tracing on)
   const res = await fetchFn(url, { method: "POST", headers: sent, body: JSON.stringify(body), signal });
   span?.set("http.response.status_code", res.status);
-  const text = await res.text();
+  // A decision is a few bytes: a broken or hostile backend's endless answer is cut, not held.
+  const bytes = await readCapped(res, MAX_ANSWER_BYTES);
+  if (bytes === undefined) throw new BackendError(`answer larger than ${MAX_ANSWER_BYTES} bytes`);
+  const text = new TextDecoder().decode(bytes);
   if (!res.ok) {
     let code = "";
     try {

@@ -201,4 +201,21 @@ describe("failures follow opa_fail_mode (logged at warn, never cached)", () => {
     expect(await bad.authorize(input())).toBe(false);
     expect(logs.lines.at(-1)?.fields).toMatchObject({ error: "answer is not JSON" });
   });
+  test("an endless answer (no Content-Length) is cut at 1 MiB and is a failure, not read whole", async () => {
+    const logs = logCapture();
+    let sent = 0;
+    const endless = new ReadableStream<Uint8Array>({
+      pull(c) {
+        sent += 65536;
+        c.enqueue(new Uint8Array(65536).fill(32));
+      },
+    });
+    const bad = createAuthorizer(AuthorizationSchema.parse({ type: "opa", opa_url: "http://127.0.0.1:1", opa_policy_path: "p" }), {
+      fetch: (async () => new Response(endless, { status: 200 })) as unknown as typeof fetch,
+      log: logs.log,
+    });
+    expect(await bad.authorize(input())).toBe(false);
+    expect(logs.lines.at(-1)?.fields).toMatchObject({ error: "answer larger than 1048576 bytes" });
+    expect(sent).toBeLessThan(2 * 1024 * 1024);
+  });
 });
