@@ -217,6 +217,21 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
     );
 
     test(
+      "a presigned CopyObject (the presigner hoists x-amz-copy-source into the query) copies; it is never read as a PutObject that empties the destination",
+      async () => {
+        await env.s3.put("up", "presigned/copy-src.txt", "the source");
+        await env.s3.put("up", "presigned/copy-dst.txt", "the old destination");
+        const v = await smithyPresigned({ method: "PUT", path: "/up/presigned/copy-dst.txt", creds: WRITER, date: new Date(), expiresIn: 300, host: host(), headers: { "x-amz-copy-source": "/up/presigned/copy-src.txt" } });
+        expect(v.rawQuery.toLowerCase()).toContain("x-amz-copy-source=");
+        const res = await fetch(`${env.endpoint}${v.rawPath}?${v.rawQuery}`, { method: "PUT" });
+        const body = await res.text();
+        expect([res.status, body.includes("<CopyObjectResult")]).toEqual([200, true]);
+        expect(new TextDecoder().decode((await env.s3.read("up", "presigned/copy-dst.txt"))!)).toBe("the source");
+      },
+      T,
+    );
+
+    test(
       "a small PutObject and a DeleteObject answer with no body, our request id and the ETag, never the upstream's own headers",
       async () => {
         const body = bytesOf(1024, 7);

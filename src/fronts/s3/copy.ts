@@ -59,7 +59,7 @@ export function parseCopySource(raw: string): CopySource | S3Error {
  * proxy bucket and readable by its principal (grants and the authorizer's s3:GetObject on it).
  */
 async function readableSource(ctx: RequestContext): Promise<CopySource> {
-  const src = parseCopySource(ctx.req.headers.get("x-amz-copy-source") ?? "");
+  const src = parseCopySource(requestHeaders(ctx).get("x-amz-copy-source") ?? "");
   if ("code" in src) throw s3Fail(src);
   const bucket = ctx.bucket!;
   if (src.bucket !== bucket.name) {
@@ -106,7 +106,7 @@ export async function uploadPartCopyOp(ctx: RequestContext): Promise<Response> {
   if (typeof partNumber !== "number") throw s3Fail(partNumber);
   const uploadId = queryValue(ctx, "uploadId") ?? "";
   if (uploadId === "") throw s3Fail(s3Error("NoSuchUpload"));
-  const range = ctx.req.headers.get("x-amz-copy-source-range");
+  const range = requestHeaders(ctx).get("x-amz-copy-source-range");
   if (range !== null) {
     const m = COPY_RANGE.exec(range.trim());
     if (m === null || Number(m[1]) > Number(m[2])) {
@@ -115,7 +115,7 @@ export async function uploadPartCopyOp(ctx: RequestContext): Promise<Response> {
   }
   const src = await readableSource(ctx);
   const upstream = writeUpstream(ctx);
-  const res = await uploadPartCopy(upstream, { key: ctx.key, uploadId, partNumber, sourceKey: src.key, sourceVersionId: src.versionId, headers: ctx.req.headers }, callOf(ctx));
+  const res = await uploadPartCopy(upstream, { key: ctx.key, uploadId, partNumber, sourceKey: src.key, sourceVersionId: src.versionId, headers: requestHeaders(ctx) }, callOf(ctx));
   return copyResult(ctx, res, "CopyPartResult", upstream.bucket);
 }
 

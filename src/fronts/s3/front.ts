@@ -132,7 +132,11 @@ export function s3Parse(ctx: RequestContext): undefined {
     }
   }
 
-  const op = operationOf(ctx.method, a, v.query, ctx.method === "PUT" && req.headers.has("x-amz-copy-source"));
+  // A presigned URL's x-amz-* headers hoisted into its query count as the headers they stand for
+  // (a presigned CopyObject carries X-Amz-Copy-Source there: read as a PutObject it would replace
+  // the destination with an empty body).
+  const headers = v.kind === "ok" && v.presigned ? withHoistedHeaders(req.headers, v.query) : req.headers;
+  const op = operationOf(ctx.method, a, v.query, ctx.method === "PUT" && headers.has("x-amz-copy-source"));
   if (typeof op !== "string") return fail(op);
   if ((ctx.method === "GET" || ctx.method === "HEAD") && bodied) return fail(s3Error("UnexpectedContent"));
   ctx.action = ACTION_OF[op];
@@ -174,7 +178,6 @@ export function s3Parse(ctx: RequestContext): undefined {
     if (isS3Error(o)) return fail(o);
     overrides = o;
   }
-  const headers = v.kind === "ok" && v.presigned ? withHoistedHeaders(req.headers, v.query) : req.headers;
   (ctx as S3RequestContext).s3 = { api, op, principal, query: v.query, overrides, payload, headers };
   return undefined;
 }

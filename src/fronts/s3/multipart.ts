@@ -86,7 +86,7 @@ export async function completeMultipartUploadOp(ctx: RequestContext): Promise<Re
   const parts = partsOf(await readXmlBody(ctx, "CompleteMultipartUpload"));
   const upstream = writeUpstream(ctx);
   const key = ctx.key;
-  const res = await completeMultipartUpload(upstream, { key, uploadId, parts, headers: ctx.req.headers }, callOf(ctx));
+  const res = await completeMultipartUpload(upstream, { key, uploadId, parts, headers: requestHeaders(ctx) }, callOf(ctx));
   if (res.status !== 200) return relayError(res, upstream.bucket);
   const doc = await resultDoc(res, "CompleteMultipartUploadResult", upstream.bucket);
   await purgeKey(ctx, key);
