@@ -5,7 +5,7 @@
  * reload(): read → validate fully → build a new Runtime → swap. Anything failing on the way
  * changes nothing: the old runtime keeps serving, the error is logged and counted.
  */
-import { applyCacheConfig, cacheRestartKey, createCache, registerCacheMetrics, type Cache } from "./cache/index.ts";
+import { applyCacheConfig, bucketCachePolicy, cacheRestartKey, createCache, registerCacheMetrics, type Cache } from "./cache/index.ts";
 import { ConfigError, loadConfigOffThread, type Config } from "./config/load.ts";
 import { readinessOf } from "./control/ready.ts";
 import { ByteBudget, ConcurrencyLimiter, UploadLimiter } from "./limits/index.ts";
@@ -215,11 +215,17 @@ export class App implements Services {
     // set): its cached objects are the old store's, so they go (the cache is keyed by the proxy
     // bucket's name). Every cache layer, Redis included: the other replicas drop them too.
     const before = new Map(old.config.buckets.map((b) => [b.name, upstreamIdentity(b)]));
+    const cachedBefore = new Map(old.config.buckets.map((b) => [b.name, bucketCachePolicy(old.config.cache, b) !== null]));
     for (const b of config.buckets) {
       const was = before.get(b.name);
       if (was !== undefined && was !== upstreamIdentity(b)) {
         await this.cache.purgeBucket(b.name);
         this.log.info("cache purged: the bucket reads another store since this reload", { bucket: b.name });
+      } else if (cachedBefore.get(b.name) === true && bucketCachePolicy(config.cache, b) === null) {
+        // Its cache is off from now on: its entries (here, and in Redis for the other replicas)
+        // would come back, stale, if it were switched on again.
+        await this.cache.purgeBucket(b.name);
+        this.log.info("cache purged: the bucket no longer caches since this reload", { bucket: b.name });
       }
     }
     this.metrics.resetBucketSet([...kept]);

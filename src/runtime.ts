@@ -93,10 +93,15 @@ function storesOf(b: Config["buckets"][number]): string[] {
   return out;
 }
 
-/** BucketRuntime.cacheMates: the caching buckets that read any store `b` reads (a write reaches its replicas by replication). */
+/**
+ * BucketRuntime.cacheMates: the buckets that read any store `b` reads (a write reaches its
+ * replicas by replication), whenever the cache is on: a bucket whose own cache is off here may
+ * cache on another replica (a rolling reload, Redis shared), and its entries must go too.
+ */
 function cacheMatesOf(config: Config, b: Config["buckets"][number]): string[] {
+  if (!config.cache.enabled) return [];
   const mine = new Set(storesOf(b));
-  return config.buckets.filter((c) => bucketCachePolicy(config.cache, c) !== null && storesOf(c).some((s) => mine.has(s))).map((c) => c.name);
+  return config.buckets.filter((c) => storesOf(c).some((s) => mine.has(s))).map((c) => c.name);
 }
 
 export async function buildRuntime(config: Config, generation: number, deps: RuntimeDeps): Promise<Runtime> {

@@ -17,8 +17,8 @@ let s3: S3Fixture;
 let px: InProcessProxy;
 const dir = mkdtempSync(join(tmpdir(), "yata-reload-cache-"));
 const configPath = join(dir, "config.yaml");
-const yaml = (upstream: string, level = "warn") =>
-  `server: { address: 127.0.0.1, port: 0, readiness_probe_interval_seconds: 3600 }\nlogging: { level: ${level} }\ncache: { enabled: true, memory: { max_item_size_mb: 1 } }\nbuckets:\n${bucketYaml({ name: "pub", prefix: "/pub", bucket: upstream, endpoint: s3.endpoint, extra: "    cache: { enabled: true }\n" })}`;
+const yaml = (upstream: string, level = "warn", cached = true) =>
+  `server: { address: 127.0.0.1, port: 0, readiness_probe_interval_seconds: 3600 }\nlogging: { level: ${level} }\ncache: { enabled: true, memory: { max_item_size_mb: 1 } }\nbuckets:\n${bucketYaml({ name: "pub", prefix: "/pub", bucket: upstream, endpoint: s3.endpoint, extra: `    cache: { enabled: ${cached} }\n` })}`;
 
 beforeAll(async () => {
   s3 = await startS3Fixture({ buckets: [{ name: "first-bucket", public: true }, { name: "second-bucket", public: true }], credentials: [] });
@@ -50,4 +50,17 @@ test("a reload that changes nothing about the store keeps the cached objects; on
   expect((await px.app.reload()).ok).toBe(true);
   expect(await get()).toEqual({ body: "from the second bucket", cache: "MISS" });
   expect(await get()).toEqual({ body: "from the second bucket", cache: "HIT" });
+});
+
+test("a reload that switches a bucket's cache off drops its entries: switched on again later, it never serves what was cached before", async () => {
+  writeFileSync(configPath, yaml("second-bucket"));
+  expect((await px.app.reload()).ok).toBe(true);
+  await get();
+  expect((await get()).cache).toBe("HIT");
+  writeFileSync(configPath, yaml("second-bucket", "warn", false));
+  expect((await px.app.reload()).ok).toBe(true);
+  await s3.put("second-bucket", "hello.txt", "changed while the cache was off");
+  writeFileSync(configPath, yaml("second-bucket"));
+  expect((await px.app.reload()).ok).toBe(true);
+  expect(await get()).toEqual({ body: "changed while the cache was off", cache: "MISS" });
 });
