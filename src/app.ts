@@ -239,14 +239,15 @@ export class App implements Services {
     return { ok: true, generation: next.generation };
   }
 
-  /** Resolves once the audit trail is written and closed. */
+  /** Resolves once the audit trail is written and closed, and the cache layers closed. */
   close(): Promise<void> {
     // main.ts awaits tracer.shutdown() first (a bounded flush); here it only stops what is left.
     void this.tracer?.shutdown();
     this.runtime.close();
     this.deps.pools?.close();
-    void this.cache.close();
+    // Awaited: the disk layer writes its purge-stream position last (see StreamCheckpoint).
+    const cacheClosed = this.cache.close().catch(() => {});
     this.log.flush();
-    return this.audit?.close() ?? Promise.resolve();
+    return Promise.all([cacheClosed, this.audit?.close()]).then(() => {});
   }
 }

@@ -4,11 +4,13 @@
  * in-flight table used for request coalescing, and the counters behind GET /admin/cache/stats and
  * the yatagarasu_cache_* metrics.
  */
-import type { CachedObject, CacheLayer, LayerHealth, LayerStats, LayerWriter, MaybePromise, ObjectMeta, RemoteInvalidation } from "./types.ts";
+import type { CachedObject, CacheLayer, FillToken, LayerHealth, LayerStats, LayerWriter, MaybePromise, ObjectMeta, RemoteInvalidation } from "./types.ts";
 import { isFileBody } from "./types.ts";
 import type { FlightOutcome } from "./flight.ts";
 import type { FillTap } from "./fill-tap.ts";
 import { MemoryLayer } from "./memory.ts";
+import { DiskLayer } from "./disk.ts";
+import { RedisLayer } from "./redis.ts";
 import { PurgeLog } from "./purge-log.ts";
 import { tracedLayerGet } from "../observe/trace/client.ts";
 import type { Span } from "../observe/trace/span.ts";
@@ -80,6 +82,10 @@ export class Cache {
   /** Every purge, local or remote: a fill or copy of a key purged after it began does not store its result. */
   private readonly purges = new PurgeLog();
   private peers: PeerBus | undefined;
+  /** The shared layer that keeps purge generations (Redis): a fill stores only if none changed since it began. */
+  private readonly guard: CacheLayer | undefined;
+  /** Fills' stores waiting for the shared layer's verdict (putGuarded). */
+  private readonly storing = new Set<Promise<void>>();
 
   constructor(layers: CacheLayer[]) {
     if (layers.length === 0) throw new Error("a cache needs at least one layer");
@@ -87,6 +93,23 @@ export class Cache {
     this.first = layers[0]!;
     this.syncFirst = this.first instanceof MemoryLayer;
     for (const l of layers) l.onRemoteInvalidation?.((inv) => this.applyRemote(l, inv));
+    this.guard = layers.find((l) => l.fillToken !== undefined && l.putIf !== undefined);
+    // A disk that survived a restart missed the purges made meanwhile: its restored entries are
+    // held until the Redis layer has replayed them from the purge stream (or dropped them).
+    const disk = layers.find((l) => l instanceof DiskLayer) as DiskLayer | undefined;
+    const redis = layers.find((l) => l instanceof RedisLayer) as RedisLayer | undefined;
+    if (disk !== undefined && redis !== undefined) {
+      disk.hold();
+      redis.setCheckpoint(disk);
+    }
+  }
+
+  /**
+   * Read by a fill before it asks upstream: the purge generations of its key in the shared layer
+   * (undefined without one, or while it is down). Pass it to put/openWriter.
+   */
+  fillToken(key: string): MaybePromise<FillToken | undefined> {
+    return this.guard?.fillToken?.(key);
   }
 
   /** The current point in the purge log (see purgedSince). */
@@ -154,10 +177,39 @@ export class Cache {
    * dropped (a layer logs its own). A local layer that won't keep it drops its older version, or
    * that older version, found first, would be served (or revalidated) forever.
    */
-  put(obj: CachedObject): void {
+  put(obj: CachedObject, fill?: { since: number; token: FillToken | undefined }): void {
     const targets = this.layers.filter((l) => l.accepts?.(obj.size) ?? true);
+    const guard = this.guard;
+    if (guard === undefined || fill === undefined) {
+      this.dropOlder(obj.key, targets);
+      void this.putInto(targets, obj);
+      return;
+    }
+    const p = this.putGuarded(obj, targets, guard, fill).catch(noop);
+    this.storing.add(p);
+    void p.then(() => this.storing.delete(p));
+  }
+
+  /** Resolves once the fills' stores begun so far are done or refused (shutdown, tests). */
+  async idle(): Promise<void> {
+    while (this.storing.size > 0) await Promise.all([...this.storing]);
+  }
+
+  /**
+   * A fill's result: stored in the shared layer only if no purge of its key reached it since the
+   * fill began (atomically, putIf), and in the local layers only after that check passed and no
+   * purge arrived here either; a purge made anywhere before the store leaves the fill stored
+   * nowhere. A fill that began while the shared layer was down (no token) is stored locally only.
+   */
+  private async putGuarded(obj: CachedObject, targets: readonly CacheLayer[], guard: CacheLayer, fill: { since: number; token: FillToken | undefined }): Promise<void> {
+    let verdict: boolean | undefined;
+    if (fill.token !== undefined) verdict = await guard.putIf!(obj, fill.token, targets.includes(guard)).catch(() => undefined);
+    if (verdict === false || this.purges.purgedSince(fill.since, obj.key)) return;
     this.dropOlder(obj.key, targets);
-    void this.putInto(targets, obj);
+    await this.putInto(
+      targets.filter((l) => l !== guard),
+      obj,
+    );
   }
 
   /** Removes `key` from the local layers not in `kept` (a shared layer's entry expires by itself). */
@@ -194,7 +246,7 @@ export class Cache {
    * when no layer takes objects of that size as a stream. Nothing is stored if a purge happens
    * before the commit.
    */
-  openWriter(meta: ObjectMeta, since: number = this.purges.now): LayerWriter | undefined {
+  openWriter(meta: ObjectMeta, since: number = this.purges.now, token?: FillToken): LayerWriter | undefined {
     const writers: LayerWriter[] = [];
     const kept: CacheLayer[] = [];
     for (const l of this.layers) {
@@ -212,6 +264,12 @@ export class Cache {
       write: (chunk) => (writers.length === 1 ? writers[0]!.write(chunk) : Promise.all(writers.map((w) => w.write(chunk))).then(noop)),
       commit: async () => {
         if (this.purges.purgedSince(since, meta.key)) {
+          abort();
+          return false;
+        }
+        // Purged through another process since the fill began (the shared layer's generations)?
+        const verdict = token !== undefined ? await this.guard?.putIf?.(meta, token, false).catch(() => undefined) : undefined;
+        if (verdict === false || this.purges.purgedSince(since, meta.key)) {
           abort();
           return false;
         }
@@ -293,15 +351,17 @@ export class Cache {
     return counts[0] ?? 0;
   }
 
-  /** Another process purged (published through a shared layer): drop it from every other layer here. */
-  private applyRemote(from: CacheLayer, inv: RemoteInvalidation): void {
+  /** Another process purged (published through a shared layer): drop it from every other layer here; resolves once they did. */
+  private applyRemote(from: CacheLayer, inv: RemoteInvalidation): Promise<unknown> {
     if (inv.kind === "key") this.purges.key(inv.key);
     else this.purges.prefix(inv.prefix);
     this.detachFlights(inv.kind === "key" ? inv.key : inv.prefix, inv.kind === "key");
+    const done: Promise<unknown>[] = [];
     for (const l of this.layers) {
       if (l === from) continue;
-      this.settle(inv.kind === "key" ? l.delete(inv.key) : l.purgePrefix(inv.prefix));
+      done.push(Promise.resolve(inv.kind === "key" ? l.delete(inv.key) : l.purgePrefix(inv.prefix)).catch(noop));
     }
+    return Promise.all(done);
   }
 
   /** New memory capacity / item limit (bytes) after a reload; other layers are resized by name (applyCacheConfig). */

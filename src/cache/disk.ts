@@ -12,15 +12,20 @@
  *   reader.
  * - A write of a key purged after it began drops its result (PurgeLog), as a fill into memory does.
  */
-import { mkdirSync, accessSync, constants } from "node:fs";
-import { open, rename, stat, unlink, mkdir } from "node:fs/promises";
+import { mkdirSync, accessSync, constants, readFileSync } from "node:fs";
+import { open, rename, stat, unlink, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { LruMap } from "../util/lru.ts";
 import { HEAD_BYTES, keyHash, newVersion, objectPath, tempName, timesBytes } from "./disk-format.ts";
 import { scanDir, type ScannedFile } from "./disk-scan.ts";
 import { DiskWrite, type WriteTarget } from "./disk-write.ts";
 import { PurgeLog } from "./purge-log.ts";
-import { bucketOf, isFileBody, type BucketLayerStats, type CachedObject, type CacheLayer, type LayerStats, type LayerWriter, type ObjectMeta } from "./types.ts";
+import { bucketOf, isFileBody, type BucketLayerStats, type CachedObject, type CacheLayer, type LayerStats, type LayerWriter, type ObjectMeta, type StreamCheckpoint } from "./types.ts";
+
+/** The Redis purge-stream position this folder's entries are up to date with (see StreamCheckpoint). */
+export const POSITION_FILE = "redis-position.json";
+/** The position is written at most this often (and at close). */
+const POSITION_EVERY_MS = 1000;
 
 /** Room kept for an object's head when deciding whether it fits. */
 const HEAD_ALLOWANCE = HEAD_BYTES + 4096;
@@ -51,9 +56,11 @@ interface Entry {
   expiresAt: number;
   readonly headers: Record<string, string>;
   readonly bucket: BucketLayerStats;
+  /** Found by the index rebuild (stored by an earlier process): held while the layer holds them. */
+  restored: boolean;
 }
 
-export class DiskLayer implements CacheLayer, WriteTarget {
+export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   readonly name = "disk";
   readonly storesFiles = true;
   readonly dir: string;
@@ -72,6 +79,14 @@ export class DiskLayer implements CacheLayer, WriteTarget {
   private maxItemBytes: number;
   private readonly fsync: boolean;
   private readonly log: DiskLogger | undefined;
+  /** Restored entries are misses until release() (a Redis layer catches up on purges first). */
+  private holding = false;
+  private restored = 0;
+  /** Files being unlinked: a position is written only once the purges before it are on disk. */
+  private readonly unlinking = new Set<Promise<void>>();
+  private position: { stream: string; id: string } | undefined;
+  private positionTimer: ReturnType<typeof setTimeout> | undefined;
+  private positionWrite: Promise<void> = Promise.resolve();
 
   /** Creates the folders (throws, with the path, when it cannot) and starts rebuilding the index. */
   constructor(opts: DiskLayerOptions) {
@@ -97,7 +112,8 @@ export class DiskLayer implements CacheLayer, WriteTarget {
       this.failed(err, "scan");
       return { files: [] as ScannedFile[], dropped: 0, tempsRemoved: 0 };
     });
-    for (const f of r.files) this.insert(f.key, f);
+    for (const f of r.files) this.insert(f.key, f, true);
+    this.restored = r.files.length;
     await this.evictDown().catch(() => {}); // `ready` never rejects: lookups wait on it
     this.log?.info("disk cache index rebuilt", { dir: this.dir, objects: this.lru.size, bytes: this.bytes, dropped: r.dropped, temporary_removed: r.tempsRemoved, ms: Math.round(performance.now() - started) });
   }
@@ -109,14 +125,14 @@ export class DiskLayer implements CacheLayer, WriteTarget {
   async get(key: string): Promise<CachedObject | undefined> {
     await this.ready;
     const e = this.lru.get(key);
-    if (e === undefined) return undefined;
+    if (e === undefined || (e.restored && this.holding)) return undefined;
     let size: number;
     try {
       size = (await stat(e.file)).size;
     } catch {
       size = -1;
     }
-    if (this.lru.peek(key) !== e) return undefined; // replaced or purged meanwhile
+    if (this.lru.peek(key) !== e || (e.restored && this.holding)) return undefined; // replaced or purged meanwhile; or held
     if (size !== e.fileSize) {
       await this.remove(e, true);
       return undefined;
@@ -137,7 +153,7 @@ export class DiskLayer implements CacheLayer, WriteTarget {
     }
     await this.ready;
     const e = this.lru.peek(obj.key);
-    if (e !== undefined && this.sameBody(e, obj)) {
+    if (e !== undefined && !(e.restored && this.holding) && this.sameBody(e, obj)) {
       if (sameHeaders(e.headers, obj.headers)) return this.refreshTimes(e, obj.storedAt, obj.expiresAt);
       obj = { ...obj, body: Bun.file(e.file).slice(e.bodyOffset, e.bodyOffset + e.size) }; // copy from our own file
     }
@@ -244,9 +260,74 @@ export class DiskLayer implements CacheLayer, WriteTarget {
     return [...this.lru.newestFirst()].map((e) => e.key);
   }
 
-  /** Abandons writes in progress (their temporary files are deleted); the index needs no saving. */
+  /** Abandons writes in progress (their temporary files are deleted) and writes the stream position; the index needs no saving. */
   async close(): Promise<void> {
     for (const w of [...this.writes]) w.abort();
+    if (this.positionTimer !== undefined) {
+      clearTimeout(this.positionTimer);
+      this.positionTimer = undefined;
+      await this.writePosition();
+    }
+    await this.positionWrite;
+  }
+
+  /** Restored entries are misses until release() (called once, before any lookup: Cache wires it with a Redis layer). */
+  hold(): void {
+    this.holding = true;
+  }
+
+  async restoredCount(): Promise<number> {
+    await this.ready;
+    return this.holding ? this.restored : 0;
+  }
+
+  loadPosition(stream: string): string | undefined {
+    try {
+      const p = JSON.parse(readFileSync(join(this.dir, POSITION_FILE), "utf8")) as { stream?: unknown; id?: unknown };
+      return p.stream === stream && typeof p.id === "string" && /^\d+-\d+$/.test(p.id) ? p.id : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  savePosition(stream: string, id: string): void {
+    this.position = { stream, id };
+    if (this.positionTimer !== undefined) return;
+    this.positionTimer = setTimeout(() => {
+      this.positionTimer = undefined;
+      void this.writePosition();
+    }, POSITION_EVERY_MS);
+    this.positionTimer.unref?.();
+  }
+
+  async dropRestored(): Promise<unknown> {
+    await this.ready;
+    const gone: Promise<void>[] = [];
+    for (const e of [...this.lru.newestFirst()]) if (e.restored) gone.push(this.remove(e, true));
+    this.log?.info("disk cache: entries stored before the restart dropped (the purges made meanwhile cannot be known)", { dir: this.dir, objects: gone.length });
+    return Promise.all(gone);
+  }
+
+  release(): void {
+    this.holding = false;
+  }
+
+  /** The position, once every file unlink started before it is done (atomic: temporary file + rename). */
+  private writePosition(): Promise<void> {
+    const pos = this.position;
+    if (pos === undefined) return this.positionWrite;
+    const pending = [...this.unlinking];
+    this.positionWrite = this.positionWrite.then(async () => {
+      await Promise.all(pending);
+      const file = join(this.dir, POSITION_FILE);
+      try {
+        await writeFile(file + ".tmp", JSON.stringify(pos));
+        await rename(file + ".tmp", file);
+      } catch (err) {
+        this.failed(err, "position");
+      }
+    });
+    return this.positionWrite;
   }
 
   private sameBody(e: Entry, obj: CachedObject): boolean {
@@ -276,11 +357,11 @@ export class DiskLayer implements CacheLayer, WriteTarget {
     }
   }
 
-  private insert(key: string, f: Omit<Entry, "key" | "bucket">): void {
+  private insert(key: string, f: Omit<Entry, "key" | "bucket" | "restored">, restored = false): void {
     const name = bucketOf(key);
     let b = this.perBucket.get(name);
     if (b === undefined) this.perBucket.set(name, (b = { items: 0, bytes: 0, evictions: 0 }));
-    const e: Entry = { key, file: f.file, fileSize: f.fileSize, bodyOffset: f.bodyOffset, size: f.size, storedAt: f.storedAt, expiresAt: f.expiresAt, headers: f.headers, bucket: b };
+    const e: Entry = { key, file: f.file, fileSize: f.fileSize, bodyOffset: f.bodyOffset, size: f.size, storedAt: f.storedAt, expiresAt: f.expiresAt, headers: f.headers, bucket: b, restored };
     this.lru.insert(key, e);
     this.bytes += e.fileSize;
     b.items++;
@@ -308,7 +389,11 @@ export class DiskLayer implements CacheLayer, WriteTarget {
       e.bucket.items--;
       e.bucket.bytes -= e.fileSize;
     }
-    return unlinkFile ? unlink(e.file).catch(() => {}) : Promise.resolve();
+    if (!unlinkFile) return Promise.resolve();
+    const p: Promise<void> = unlink(e.file).catch(() => {});
+    this.unlinking.add(p);
+    void p.then(() => this.unlinking.delete(p));
+    return p;
   }
 }
 

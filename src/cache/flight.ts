@@ -9,7 +9,7 @@ import { freshnessSeconds, makeObject, mergeHeaders, pickHeaders } from "./fresh
 import type { Cache } from "./cache.ts";
 import { FillTap } from "./fill-tap.ts";
 import { teeToWriter, watchStalls } from "./stream-fill.ts";
-import type { CachedObject, LayerWriter } from "./types.ts";
+import type { CachedObject, FillToken, LayerWriter } from "./types.ts";
 
 /**
  * Performs the signed GET of the object to S3 with exactly `extraHeaders` as its conditional/range
@@ -113,12 +113,15 @@ export async function runFlight(
   now: number,
 ): Promise<FlightOutcome> {
   const epoch = cache.epoch;
+  // The purge generations before upstream is asked: what it answers is stored only if they hold.
+  const t = cache.fillToken(key);
+  const token = t instanceof Promise ? await t : t;
   // The fill's own deadline: it does not die with the client that started it.
   const controller = new AbortController();
   const stalled = () => controller.abort(new ProxyError("GatewayTimeout", { detail: "The upstream stalled while sending the object" }));
   const timer = policy.fillTimeoutMs !== undefined ? setTimeout(stalled, policy.fillTimeoutMs) : undefined;
   try {
-    const out = await fetchAndShare(cache, key, stale, policy, upstream, now, epoch, controller.signal);
+    const out = await fetchAndShare(cache, key, stale, policy, upstream, now, { since: epoch, token }, controller.signal);
     const stream = out.stream;
     if (out.live === true && stream?.body) {
       // A body streamed to one client (and maybe to disk) is paced by that client: the deadline
@@ -156,9 +159,10 @@ async function fetchAndShare(
   policy: CachePolicy,
   upstream: UpstreamFetch,
   now: number,
-  epoch: number,
+  fill: { since: number; token: FillToken | undefined },
   signal: AbortSignal,
 ): Promise<Fetched> {
+  const epoch = fill.since;
   const res = await upstream(stale !== undefined ? validatorsOf(stale) : {}, signal);
   const bufferBytes = Math.min(policy.bufferBytes ?? policy.maxItemBytes, policy.maxItemBytes);
 
@@ -168,7 +172,7 @@ async function fetchAndShare(
     const ttl = freshnessSeconds(headers["cache-control"] ?? null, policy.ttlSeconds, policy.defaultTtlSeconds);
     const obj = makeObject(key, stale.body, headers, now, ttl);
     if (ttl === null) void cache.delete(key);
-    else if (!cache.purgedSince(epoch, key)) cache.put(obj);
+    else if (!cache.purgedSince(epoch, key)) cache.put(obj, fill);
     return { shared: { kind: "object", obj, status: "REVALIDATED" } };
   }
 
@@ -191,7 +195,7 @@ async function fetchAndShare(
         const headers = pickHeaders(res.headers);
         headers["content-length"] = String(size);
         const meta = { key, headers, storedAt: now, expiresAt: now + ttl * 1000, size };
-        const writer = cache.openWriter(meta, epoch);
+        const writer = cache.openWriter(meta, epoch, fill.token);
         if (writer !== undefined) {
           const shared: Shared = writer.file !== undefined ? { kind: "fill", tap: new FillTap(meta, epoch, writer.file) } : { kind: "bypass" };
           return { shared, stream: res, live: true, writer, size };
@@ -215,6 +219,6 @@ async function fetchAndShare(
     body = read;
   }
   const obj = makeObject(key, body, pickHeaders(res.headers), now, ttl);
-  if (ttl !== null && body.size <= bufferBytes && !cache.purgedSince(epoch, key)) cache.put(obj);
+  if (ttl !== null && body.size <= bufferBytes && !cache.purgedSince(epoch, key)) cache.put(obj, fill);
   return { shared: { kind: "object", obj, status: "MISS" } };
 }

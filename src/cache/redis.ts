@@ -13,15 +13,23 @@
  *   everything under the prefix is purged on return), then replayed and published when it is back.
  *   A purge Redis refuses while reachable (a full Redis with noeviction refuses XADD) is still
  *   PUBLISHed to the replicas connected now, logged, queued, and retried on a timer.
- * - A fill that started before a purge on another replica may send its SET just after that
- *   replica's UNLINK: writes of the last few seconds are deleted again when an invalidation that
- *   covers them arrives (this connection orders that DEL after the SET).
+ * - Purge generations: a key's purge sets <prefix>gen:k:<key> to a new value in the same script
+ *   as its DEL (a bucket's purge gen:b:<bucket>, any other prefix gen:all, before its UNLINKs). A
+ *   fill reads the three before it asks upstream (fillToken) and stores (putIf) only if they are
+ *   unchanged, atomically with the SET; the Cache puts it into the local layers only after that.
+ *   So a fill that began before a write stores nothing once the write's purge reached Redis.
+ *   Writes of the last few seconds are also deleted again when an invalidation covering them
+ *   arrives (a fill that began while Redis was down stores into no shared layer).
+ * - At the first connection the stream is replayed from the disk layer's saved position (its
+ *   entries survived a restart and are held until then; dropped when the position is missing or
+ *   was trimmed away) or from START_SKEW_MS before this process started; the position advances
+ *   with every purge seen (StreamCheckpoint, written by the disk layer).
  * - Failure is not an outage: reads and writes are skipped while the link is down (redis-link.ts).
  */
 import { PurgeLog } from "./purge-log.ts";
 import { decodeEntry, encodeEntry, matchPrefix } from "./redis-format.ts";
 import { RedisLink, type LinkLogger } from "./redis-link.ts";
-import type { CachedObject, CacheLayer, LayerHealth, LayerStats, RemoteInvalidation } from "./types.ts";
+import { bucketOf, type CachedObject, type CacheLayer, type FillToken, type LayerHealth, type LayerStats, type ObjectMeta, type RemoteInvalidation, type StreamCheckpoint } from "./types.ts";
 
 export interface RedisLayerOptions {
   url: string;
@@ -45,6 +53,29 @@ const SCAN_COUNT = "1000";
 /** Retry backoff of purges Redis refused while connected. */
 const REPLAY_MIN_MS = 250;
 const REPLAY_MAX_MS = 10_000;
+
+/**
+ * How long a purge generation lives: a fill that began before the purge and stores after this
+ * would not see it (buffered fills have a deadline far below; see fillTimeoutMs).
+ */
+export const GEN_TTL_MS = 3_600_000;
+/** At the first connection, purges published this long before the process started are applied too (clock skew between hosts). */
+export const START_SKEW_MS = 60_000;
+
+/**
+ * Stores (or, with an empty value, only checks) when the three generations (everything, bucket,
+ * key) are those the fill read when it began. KEYS: gen all, gen bucket, gen key, object;
+ * ARGV: the three generations read ("" = none), value, PX.
+ */
+const STORE_IF = `for i = 1, 3 do
+  local g = redis.call('GET', KEYS[i])
+  if (g or '') ~= ARGV[i] then return 0 end
+end
+if ARGV[4] ~= '' then redis.call('SET', KEYS[4], ARGV[4], 'PX', ARGV[5]) end
+return 1`;
+/** A key's purge: a new generation and the DEL in one step (a fill's conditional store lands before both or sees the new generation). */
+const PURGE_KEY = `redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return redis.call('DEL', KEYS[2])`;
 
 const noop = () => {};
 
@@ -73,7 +104,7 @@ export class RedisLayer implements CacheLayer {
   private pendingOverflow = false;
   /** The last invalidation-stream id seen (published or received). */
   private lastSeen: string | undefined;
-  private handler: ((inv: RemoteInvalidation) => void) | undefined;
+  private handler: ((inv: RemoteInvalidation) => void | Promise<unknown>) | undefined;
   private maxItemBytes: number;
   private corrupt = 0;
   private readonly log: LinkLogger | undefined;
@@ -81,11 +112,18 @@ export class RedisLayer implements CacheLayer {
   private refusing = false;
   private replayTimer: ReturnType<typeof setTimeout> | undefined;
   private replayDelayMs = REPLAY_MIN_MS;
+  private readonly genPrefix: string;
+  private readonly startedAt = Date.now();
+  /** The first catch-up (checkpoint or start of the process) is done. */
+  private synced = false;
+  /** A layer whose entries outlive the process (disk): caught up at the first connection. */
+  private checkpoint: StreamCheckpoint | undefined;
 
   constructor(opts: RedisLayerOptions) {
     this.objPrefix = opts.keyPrefix + "obj:";
     this.channel = opts.keyPrefix + "invalidate";
     this.stream = opts.keyPrefix + "invalidations";
+    this.genPrefix = opts.keyPrefix + "gen:";
     this.maxItemBytes = opts.maxItemBytes;
     this.log = opts.log;
     this.link = new RedisLink({
@@ -101,8 +139,45 @@ export class RedisLayer implements CacheLayer {
     });
   }
 
-  onRemoteInvalidation(handler: (inv: RemoteInvalidation) => void): void {
+  onRemoteInvalidation(handler: (inv: RemoteInvalidation) => void | Promise<unknown>): void {
     this.handler = handler;
+  }
+
+  /** The disk layer to bring up to date at the first connection (set before it connects: Cache's constructor). */
+  setCheckpoint(cp: StreamCheckpoint): void {
+    this.checkpoint = cp;
+  }
+
+  /** Generation keys: everything, the key's bucket, the key. */
+  private genKeys(key: string): string[] {
+    return [this.genPrefix + "all", this.genPrefix + "b:" + bucketOf(key), this.genPrefix + "k:" + key];
+  }
+
+  fillToken(key: string): Promise<FillToken | undefined> | undefined {
+    if (!this.link.up) return undefined;
+    return this.link.run("MGET", (c) => c.send("MGET", this.genKeys(key)) as Promise<(string | null)[]>).then(
+      (v) => v.map((g) => g ?? ""),
+      () => undefined,
+    );
+  }
+
+  async putIf(obj: ObjectMeta & { body?: Blob }, token: FillToken, store: boolean): Promise<boolean | undefined> {
+    if (!this.link.up) return undefined;
+    let value: Uint8Array | string = "";
+    let ttl = 0;
+    if (store && obj.body !== undefined && this.accepts(obj.size)) {
+      ttl = Math.floor(obj.expiresAt - Date.now());
+      if (ttl >= 1) value = encodeEntry(obj as CachedObject, new Uint8Array(await obj.body.arrayBuffer()));
+      ttl = Math.floor(obj.expiresAt - Date.now());
+      if (ttl < 1) value = "";
+    }
+    if (value !== "") this.remember(obj.key);
+    try {
+      const r = await this.link.run("EVAL", (c) => c.send("EVAL", [STORE_IF, "4", ...this.genKeys(obj.key), this.objPrefix + obj.key, ...token, value as string, String(ttl)]));
+      return Number(r) === 1;
+    } catch {
+      return undefined;
+    }
   }
 
   accepts(size: number): boolean {
@@ -213,7 +288,22 @@ export class RedisLayer implements CacheLayer {
   }
 
   private async removeFromRedis(inv: RemoteInvalidation): Promise<number> {
-    if (inv.kind === "key") return this.link.run("DEL", (c) => c.del(this.objPrefix + inv.key));
+    const gen = crypto.randomUUID();
+    if (inv.kind === "key") {
+      const [genKey] = this.genKeys(inv.key).slice(2);
+      try {
+        return Number(await this.link.run("PURGE", (c) => c.send("EVAL", [PURGE_KEY, "2", genKey!, this.objPrefix + inv.key, gen, String(GEN_TTL_MS)])));
+      } catch (err) {
+        // A full Redis (noeviction) refuses the generation's SET, not the DEL (nor can a fill SET then).
+        if ((err as { code?: string }).code !== "ERR_REDIS_SERVER_ERROR") throw err;
+        return this.link.run("DEL", (c) => c.del(this.objPrefix + inv.key));
+      }
+    }
+    // A bucket's generation, or everything's for any other prefix, is bumped before its keys go.
+    const genKey = inv.prefix.indexOf("/") === inv.prefix.length - 1 && inv.prefix.length > 1 ? this.genPrefix + "b:" + inv.prefix.slice(0, -1) : this.genPrefix + "all";
+    await this.link.run("SET", (c) => c.set(genKey, gen, "PX", GEN_TTL_MS)).catch((err) => {
+      if ((err as { code?: string }).code !== "ERR_REDIS_SERVER_ERROR") throw err;
+    });
     const pattern = matchPrefix(this.objPrefix + inv.prefix);
     let cursor = "0";
     let n = 0;
@@ -252,6 +342,7 @@ export class RedisLayer implements CacheLayer {
 
   private seen(id: string): void {
     if (this.lastSeen === undefined || idAfter(id, this.lastSeen)) this.lastSeen = id;
+    if (this.synced) this.checkpoint?.savePosition(this.stream, this.lastSeen);
   }
 
   private onMessage(message: string): void {
@@ -267,13 +358,14 @@ export class RedisLayer implements CacheLayer {
     this.applyRemote(m.k === "key" ? { kind: "key", key: m.v } : { kind: "prefix", prefix: m.v });
   }
 
-  private applyRemote(inv: RemoteInvalidation): void {
+  /** Resolves once the local layers applied it. */
+  private applyRemote(inv: RemoteInvalidation): Promise<unknown> {
     if (inv.kind === "key") this.purges.key(inv.key);
     else this.purges.prefix(inv.prefix);
     const again: string[] = [];
     for (const key of this.recent.keys()) if (matches(inv, key)) again.push(this.objPrefix + key);
     if (again.length > 0) this.link.run("UNLINK", (c) => c.send("UNLINK", again)).catch(noop);
-    this.handler?.(inv);
+    return Promise.resolve(this.handler?.(inv)).catch(noop);
   }
 
   private remember(key: string): void {
@@ -287,30 +379,69 @@ export class RedisLayer implements CacheLayer {
     }
   }
 
-  /** On (re)connection: catch up on invalidations missed while away, then replay our own queued purges. */
+  /**
+   * On (re)connection: catch up on invalidations missed while away, then replay our own queued
+   * purges. The first time, "away" is since the disk layer's saved position (its entries survived
+   * the restart; they are held until this is done) or, without one, since this process started.
+   */
   private async resync(): Promise<void> {
-    const tail = (await this.link.run("XREVRANGE", (c) => c.send("XREVRANGE", [this.stream, "+", "-", "COUNT", "1"]))) as [string, string[]][];
-    const last = tail[0]?.[0];
-    if (this.lastSeen === undefined) {
-      // First connection: what is in the stream predates this process's cache; follow from here.
-      this.lastSeen = last ?? "0-0";
-    } else if (last !== undefined && idAfter(last, this.lastSeen)) {
-      const missed = (await this.link.run("XRANGE", (c) => c.send("XRANGE", [this.stream, "(" + this.lastSeen, "+", "COUNT", String(STREAM_MAXLEN)]))) as [string, string[]][];
-      const head = (await this.link.run("XRANGE", (c) => c.send("XRANGE", [this.stream, "-", "+", "COUNT", "1"]))) as [string, string[]][];
-      const trimmed = head[0] !== undefined && idAfter(head[0][0], this.lastSeen) && missed.length >= STREAM_MAXLEN * 0.9;
-      if (trimmed || missed.length >= STREAM_MAXLEN) this.handler?.({ kind: "prefix", prefix: "" }); // too much missed: drop everything local
-      else {
-        for (const [, fields] of missed) {
-          const f: Record<string, string> = {};
-          for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i]!] = fields[i + 1]!;
-          if (f.o === this.origin || f.v === undefined) continue;
-          if (f.k === "key") this.applyRemote({ kind: "key", key: f.v });
-          else if (f.k === "prefix") this.applyRemote({ kind: "prefix", prefix: f.v });
-        }
-      }
-      this.lastSeen = last;
-    }
+    if (!this.synced) await this.firstSync();
+    else await this.catchUp(this.lastSeen ?? "0-0", false);
     await this.replayPending();
+  }
+
+  private async firstSync(): Promise<void> {
+    let from = `${Math.max(0, this.startedAt - START_SKEW_MS)}-0`;
+    let saved = false;
+    const cp = this.checkpoint;
+    if (cp !== undefined && (await cp.restoredCount()) > 0) {
+      const p = cp.loadPosition(this.stream);
+      if (p === undefined) await cp.dropRestored();
+      else {
+        saved = true;
+        if (idAfter(from, p)) from = p;
+      }
+    }
+    await this.catchUp(from, saved);
+    this.synced = true;
+    cp?.release();
+    if (this.lastSeen !== undefined) cp?.savePosition(this.stream, this.lastSeen);
+  }
+
+  /**
+   * Applies the stream's entries after `from` (and waits until the local layers did); drops
+   * everything local when entries after `from` may have been trimmed away, or when the stream is
+   * gone although `from` came from it (`saved`: Redis lost its data).
+   */
+  private async catchUp(from: string, saved: boolean): Promise<void> {
+    let info: Record<string, unknown> | undefined;
+    try {
+      info = (await this.link.run("XINFO", (c) => c.send("XINFO", ["STREAM", this.stream]))) as Record<string, unknown>;
+    } catch (err) {
+      if ((err as { code?: string }).code !== "ERR_REDIS_SERVER_ERROR") throw err; // no such key: no purge yet (or Redis lost it)
+    }
+    if (info === undefined) {
+      if (saved && from !== "0-0") await this.applyRemote({ kind: "prefix", prefix: "" });
+      if (this.lastSeen === undefined || idAfter(from, this.lastSeen)) this.lastSeen = from;
+      return;
+    }
+    const first = (info["first-entry"] as [string, string[]] | null | undefined)?.[0];
+    const trimmed = Number(info["entries-added"] ?? 0) > Number(info.length ?? 0) && first !== undefined && idAfter(first, from);
+    const missed = trimmed ? [] : ((await this.link.run("XRANGE", (c) => c.send("XRANGE", [this.stream, "(" + from, "+", "COUNT", String(STREAM_MAXLEN)]))) as [string, string[]][]);
+    const applied: Promise<unknown>[] = [];
+    if (trimmed || missed.length >= STREAM_MAXLEN) applied.push(this.applyRemote({ kind: "prefix", prefix: "" })); // too much missed: drop everything local
+    else {
+      for (const [, fields] of missed) {
+        const f: Record<string, string> = {};
+        for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i]!] = fields[i + 1]!;
+        if (f.o === this.origin || f.v === undefined) continue;
+        if (f.k === "key") applied.push(this.applyRemote({ kind: "key", key: f.v }));
+        else if (f.k === "prefix") applied.push(this.applyRemote({ kind: "prefix", prefix: f.v }));
+      }
+    }
+    await Promise.all(applied);
+    const ids = [from, String(info["last-generated-id"] ?? from), missed.at(-1)?.[0] ?? from];
+    for (const id of ids) if (this.lastSeen === undefined || idAfter(id, this.lastSeen)) this.lastSeen = id;
   }
 
   /** Our own queued purges, deleted and announced in order; what Redis does not take stays queued. */

@@ -115,12 +115,45 @@ export interface CacheLayer {
   /** A streaming writer for an object too big to buffer, or undefined when the layer won't take it. */
   openWriter?(meta: ObjectMeta): LayerWriter | undefined;
   /** Shared layers (Redis): where invalidations published by other processes are delivered. */
-  onRemoteInvalidation?(handler: (inv: RemoteInvalidation) => void): void;
+  onRemoteInvalidation?(handler: (inv: RemoteInvalidation) => void | Promise<unknown>): void;
   health?(): LayerHealth;
   /** Errors met so far (counted in yatagarasu_cache_layer_errors_total). */
   errors?(): number;
   /** Releases files, connections and timers (shutdown). */
   close?(): MaybePromise<void>;
+  /**
+   * A shared layer that keeps per-key purge generations (Redis): read when a fill begins, before
+   * the upstream request; undefined when it cannot be read (the layer is down).
+   */
+  fillToken?(key: string): MaybePromise<FillToken | undefined>;
+  /**
+   * Stores `obj` (with `store`; else only checks) only if no purge of its key, bucket or of
+   * everything reached the layer since `token` was read, in one atomic step. True: unchanged
+   * (stored when asked); false: purged meanwhile (store the fill nowhere); undefined: unknown
+   * (the layer failed or is down).
+   */
+  putIf?(obj: ObjectMeta & { body?: Blob }, token: FillToken, store: boolean): Promise<boolean | undefined>;
+}
+
+/** What a fill read of the purge generations when it began (opaque outside the layer). */
+export type FillToken = readonly string[];
+
+/**
+ * A layer whose entries outlive the process (disk), brought up to date by the Redis layer at
+ * start: its restored entries are not served until the purges it missed are applied (release) or,
+ * when those cannot be known, the entries are dropped.
+ */
+export interface StreamCheckpoint {
+  /** Entries restored from an earlier process and still held (waits for the index). */
+  restoredCount(): Promise<number>;
+  /** The purge-stream position the restored entries are up to date with, if known. */
+  loadPosition(stream: string): string | undefined;
+  /** Records that every purge up to `id` is applied (written to disk later, throttled). */
+  savePosition(stream: string, id: string): void;
+  /** Drops the restored entries (purges were missed that can no longer be known). */
+  dropRestored(): Promise<unknown>;
+  /** The catch-up is done: restored entries may be served. */
+  release(): void;
 }
 
 /** True for a Blob backed by a file (Bun.file or a slice of one): it must not be held by a memory layer. */

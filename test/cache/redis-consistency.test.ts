@@ -1,0 +1,210 @@
+/**
+ * Replicas with memory + disk + a shared Redis layer against one "S3" (a map the upstream reads):
+ *
+ * - a replica restarted on its disk folder does not serve what was overwritten or deleted while it
+ *   was down: its restored entries are held until it replayed the purge stream from the position
+ *   its disk saved (or dropped when that position is missing or trimmed away, or while Redis is
+ *   unreachable at start);
+ * - a fill that began before a write and ends after the write's purge stores its (old) object
+ *   nowhere: not in Redis, not in its own memory or disk (the purge generations in Redis).
+ */
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
+import { RedisClient } from "bun";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Cache } from "../../src/cache/cache.ts";
+import { DiskLayer } from "../../src/cache/disk.ts";
+import { MemoryLayer } from "../../src/cache/memory.ts";
+import { RedisLayer } from "../../src/cache/redis.ts";
+import { serveWithCache } from "../../src/cache/serve.ts";
+import { startRedis, type RedisServer } from "../fixtures/services.ts";
+import { waitFor } from "../helpers/wait.ts";
+import { tcpRelay } from "./relay.ts";
+
+setDefaultTimeout(30_000);
+
+let redis: RedisServer;
+let raw: RedisClient;
+let root: string;
+const open: Cache[] = [];
+
+beforeAll(async () => {
+  redis = await startRedis();
+  raw = new RedisClient(redis.url);
+  await raw.connect();
+  root = mkdtempSync(join(tmpdir(), "yata-redis-consistency-"));
+});
+afterAll(async () => {
+  await Promise.all(open.map((c) => c.close()));
+  raw?.close();
+  await redis?.stop();
+  rmSync(root, { recursive: true, force: true });
+});
+
+/** The object store behind every replica: key → body (absent: 404). */
+function s3() {
+  const objects = new Map<string, string>();
+  const calls: string[] = [];
+  /** Calls held by the test: each resolves with what the store held when it was made. */
+  const held: { key: string; body: string | undefined; release: () => void }[] = [];
+  let holding = false;
+  const answer = (body: string | undefined) =>
+    body === undefined ? new Response("<Error><Code>NoSuchKey</Code></Error>", { status: 404 }) : new Response(body, { headers: { etag: `"${Bun.hash(body).toString(16)}"`, "content-length": String(body.length) } });
+  const upstream = (key: string) => () => {
+    calls.push(key);
+    const body = objects.get(key);
+    if (!holding) return Promise.resolve(answer(body));
+    return new Promise<Response>((resolve) => held.push({ key, body, release: () => resolve(answer(body)) }));
+  };
+  return { objects, calls, held, upstream, hold: (on: boolean) => (holding = on) };
+}
+
+function replica(opts: { prefix: string; dir?: string; url?: string; disk?: boolean }): { cache: Cache; redis: RedisLayer; disk?: DiskLayer } {
+  const r = new RedisLayer({ url: opts.url ?? redis.url, keyPrefix: opts.prefix, maxItemBytes: 1 << 20, connectTimeoutMs: 300, operationTimeoutMs: 300, minBackoffMs: 20, maxBackoffMs: 100 });
+  const layers = [];
+  layers.push(new MemoryLayer(1 << 20, 1 << 20));
+  const disk = opts.dir !== undefined ? new DiskLayer({ dir: opts.dir, maxBytes: 1 << 24, maxItemBytes: 1 << 20 }) : undefined;
+  if (disk) layers.push(disk);
+  layers.push(r);
+  const cache = new Cache(layers);
+  open.push(cache);
+  return { cache, redis: r, disk };
+}
+
+async function read(cache: Cache, store: ReturnType<typeof s3>, key: string) {
+  const res = await serveWithCache({ cache, bucket: "b", key, method: "GET", reqHeaders: new Headers(), policy: { defaultTtlSeconds: 600, maxItemBytes: 1 << 20 }, upstream: store.upstream("b/" + key) });
+  return { status: res.response.status, x: res.cacheStatus, layer: res.response.headers.get("x-cache-layer"), body: await res.response.text() };
+}
+
+const up = (r: RedisLayer) => waitFor(() => r.health().up, { message: "the redis layer to come up" });
+
+/** A: fills k1, k2, k3 into its disk; stops. Returns its folder. */
+async function firstLife(prefix: string, store: ReturnType<typeof s3>): Promise<string> {
+  const dir = mkdtempSync(join(root, "a-"));
+  const a = replica({ prefix, dir });
+  await up(a.redis);
+  for (const k of ["k1", "k2", "k3"]) {
+    store.objects.set("b/" + k, `old ${k}`);
+    expect(await read(a.cache, store, k)).toMatchObject({ x: "MISS", body: `old ${k}` });
+  }
+  await waitFor(() => a.disk!.keys().length === 3, { message: "the fills to reach A's disk" });
+  await a.cache.idle?.();
+  await a.cache.close();
+  return dir;
+}
+
+describe("a replica restarted on its disk folder", () => {
+  test("replays the purges made while it was down: the overwritten and deleted objects are not served, the others are (from disk)", async () => {
+    const prefix = "restart1:";
+    const store = s3();
+    const dir = await firstLife(prefix, store);
+    const b = replica({ prefix, dir: mkdtempSync(join(root, "b-")) });
+    await up(b.redis);
+    store.objects.set("b/k1", "new k1");
+    await b.cache.delete("b/k1"); // what a PutObject through B does once S3 answered
+    store.objects.delete("b/k2");
+    await b.cache.delete("b/k2");
+
+    const a2 = replica({ prefix, dir });
+    // Before its Redis layer caught up: the restored entries are held (misses), never served.
+    expect(await read(a2.cache, store, "k2")).toMatchObject({ status: 404 });
+    await up(a2.redis);
+    expect(await read(a2.cache, store, "k1")).toMatchObject({ x: "MISS", body: "new k1" });
+    expect(await read(a2.cache, store, "k2")).toMatchObject({ status: 404 });
+    expect(await read(a2.cache, store, "k3")).toMatchObject({ x: "HIT", layer: "disk", body: "old k3" });
+  });
+
+  test("the stream was trimmed past its saved position: its restored entries are dropped", async () => {
+    const prefix = "restart2:";
+    const store = s3();
+    const dir = await firstLife(prefix, store);
+    const b = replica({ prefix, dir: mkdtempSync(join(root, "b-")) });
+    await up(b.redis);
+    store.objects.set("b/k1", "new k1");
+    await b.cache.delete("b/k1");
+    await raw.send("XTRIM", [prefix + "invalidations", "MAXLEN", "0"]); // as MAXLEN does under many purges
+    await b.cache.delete("b/other");
+
+    const a2 = replica({ prefix, dir });
+    await up(a2.redis);
+    expect(a2.disk!.keys()).toEqual([]); // k3's copy too: what was purged cannot be known
+    expect(await read(a2.cache, store, "k1")).toMatchObject({ x: "MISS", body: "new k1" });
+    expect(await read(a2.cache, store, "k3")).toMatchObject({ body: "old k3", layer: "redis" }); // Redis's copy, purged by no one
+  });
+
+  test("Redis unreachable at its start: restored entries are not served until it caught up; then the ones not purged are", async () => {
+    const prefix = "restart3:";
+    const store = s3();
+    const dir = await firstLife(prefix, store);
+    const b = replica({ prefix, dir: mkdtempSync(join(root, "b-")) });
+    await up(b.redis);
+    const relay = await tcpRelay(redis.port);
+    try {
+      relay.cut();
+      store.objects.set("b/k1", "new k1");
+      await b.cache.delete("b/k1");
+      store.objects.delete("b/k2");
+      await b.cache.delete("b/k2");
+
+      const a2 = replica({ prefix, dir, url: `redis://127.0.0.1:${relay.port}` });
+      await waitFor(() => a2.redis.health().state === "down", { message: "A's Redis layer to be down" });
+      expect(await read(a2.cache, store, "k1")).toMatchObject({ x: "MISS", body: "new k1" });
+      expect(await read(a2.cache, store, "k2")).toMatchObject({ status: 404 });
+      const callsK3 = store.calls.filter((c) => c === "b/k3").length;
+      expect(await read(a2.cache, store, "k3")).toMatchObject({ x: "MISS", body: "old k3" }); // held: asked upstream
+      expect(store.calls.filter((c) => c === "b/k3").length).toBe(callsK3 + 1);
+      relay.restore();
+      await up(a2.redis);
+      expect(await read(a2.cache, store, "k1")).toMatchObject({ body: "new k1" });
+      expect(await read(a2.cache, store, "k2")).toMatchObject({ status: 404 });
+    } finally {
+      relay.close();
+    }
+  });
+
+  test("without a saved position (first start with a Redis layer, or another key_prefix) its restored entries are dropped", async () => {
+    const prefix = "restart4:";
+    const store = s3();
+    const dir = await firstLife(prefix, store);
+    const a2 = replica({ prefix: "restart4-other:", dir });
+    await up(a2.redis);
+    expect(a2.disk!.keys()).toEqual([]);
+    expect(await read(a2.cache, store, "k3")).toMatchObject({ x: "MISS", body: "old k3" });
+  });
+});
+
+describe("a fill racing a write", () => {
+  async function race(opts: { withPeers: boolean }) {
+    const prefix = opts.withPeers ? "race-w:" : "race:";
+    const store = s3();
+    store.objects.set("b/x", "old x");
+    const a = replica({ prefix, dir: mkdtempSync(join(root, "ra-")) });
+    const b = replica({ prefix });
+    const c = replica({ prefix });
+    await Promise.all([up(a.redis), up(b.redis), up(c.redis)]);
+    if (opts.withPeers) b.cache.setPeers({ publish: (inv) => a.cache.applyPeer(inv) }); // server.workers: 2, B and A one proxy
+    store.hold(true);
+    const filling = read(a.cache, store, "x");
+    await waitFor(() => store.held.length === 1, { message: "A's fill to reach S3" });
+    store.hold(false);
+    // The write through B, answered: S3 has the new object, B purged (Redis DEL, stream, publish).
+    store.objects.set("b/x", "new x");
+    await b.cache.delete("b/x");
+    // A's fill read the old object before the write; it ends now.
+    store.held.shift()!.release();
+    expect(await filling).toMatchObject({ body: "old x" });
+    await a.cache.idle?.();
+    expect(await read(a.cache, store, "x")).toMatchObject({ body: "new x" });
+    expect(await read(c.cache, store, "x")).toMatchObject({ body: "new x" });
+    await c.cache.idle?.();
+    // A fill with no write meanwhile is stored as before: Redis HIT for a fresh replica.
+    const d = replica({ prefix });
+    await up(d.redis);
+    await waitFor(() => raw.exists(prefix + "obj:b/x"), { message: "C's fill to reach Redis" });
+    expect(await read(d.cache, store, "x")).toMatchObject({ x: "HIT", layer: "redis", body: "new x" });
+  }
+
+  test("between replicas: once the write is answered, the filling replica and a third one read the new object", () => race({ withPeers: false }));
+  test("between the workers of one proxy (purges over IPC too)", () => race({ withPeers: true }));
+});
