@@ -398,8 +398,10 @@ export class RedisLayer implements CacheLayer {
       const p = cp.loadPosition(this.stream);
       if (p === undefined) await cp.dropRestored();
       else {
+        // Exactly from there: it precedes this process, so it covers what memory filled before this
+        // connection too; replaying from earlier would drop entries filled after those purges.
         saved = true;
-        if (idAfter(from, p)) from = p;
+        from = p;
       }
     }
     await this.catchUp(from, saved);
@@ -422,7 +424,10 @@ export class RedisLayer implements CacheLayer {
     }
     if (info === undefined) {
       if (saved && from !== "0-0") await this.applyRemote({ kind: "prefix", prefix: "" });
-      if (this.lastSeen === undefined || idAfter(from, this.lastSeen)) this.lastSeen = from;
+      // No stream: none yet, or Redis lost its data (what it held is lost to every replica). The
+      // position restarts at 0-0, so a saved 0-0 means "nothing to replay".
+      this.lastSeen = "0-0";
+      if (this.synced) this.checkpoint?.savePosition(this.stream, this.lastSeen);
       return;
     }
     const first = (info["first-entry"] as [string, string[]] | null | undefined)?.[0];
@@ -442,6 +447,7 @@ export class RedisLayer implements CacheLayer {
     await Promise.all(applied);
     const ids = [from, String(info["last-generated-id"] ?? from), missed.at(-1)?.[0] ?? from];
     for (const id of ids) if (this.lastSeen === undefined || idAfter(id, this.lastSeen)) this.lastSeen = id;
+    if (this.synced) this.checkpoint?.savePosition(this.stream, this.lastSeen!);
   }
 
   /** Our own queued purges, deleted and announced in order; what Redis does not take stays queued. */

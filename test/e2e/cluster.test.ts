@@ -243,6 +243,8 @@ describe("three replicas behind haproxy, one Redis", () => {
     // counts is that nothing after the restart reaches S3.
     const fetchedBefore = upstreamGets(key);
     await node.restart();
+    // Its disk entries are served once its Redis layer replayed the purges made while it was down.
+    await waitFor(async () => (await node.ready()).body.cache_layers?.redis?.up === true, { message: "the restarted replica's Redis layer to catch up" });
     const res = await fetch(node.url(`/c/${key}`));
     expect(res.status).toBe(200);
     expect(res.headers.get("x-cache")).toBe("HIT");
