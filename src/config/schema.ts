@@ -288,14 +288,17 @@ function isRedisUrl(v: string): boolean {
   }
 }
 
-export const DiskCacheSchema = z.strictObject({
-  /** Directory of the disk layer (created when missing); relative to the config file's folder. */
-  path: nonEmpty,
-  max_disk_size_mb: z.number().positive().default(10240),
-  max_item_size_mb: z.number().positive().default(1024),
-  /** fsync each object before it becomes visible (survives power loss; a flush per fill). */
-  fsync: z.boolean().default(false),
-});
+export const DiskCacheSchema = z
+  .strictObject({
+    /** Directory of the disk layer (created when missing); relative to the config file's folder. */
+    path: nonEmpty,
+    max_disk_size_mb: z.number().positive().default(10240),
+    /** Default 1024, or max_disk_size_mb when that is smaller (a 500 MiB disk layer needs no second setting). */
+    max_item_size_mb: z.number().positive().optional(),
+    /** fsync each object before it becomes visible (survives power loss; a flush per fill). */
+    fsync: z.boolean().default(false),
+  })
+  .transform((d) => ({ ...d, max_item_size_mb: d.max_item_size_mb ?? Math.min(1024, d.max_disk_size_mb) }));
 
 export const RedisCacheSchema = z.strictObject({
   url: z.string().refine(isRedisUrl, "must be a redis:// or rediss:// URL with a host"),

@@ -42,6 +42,15 @@ describe("parseConfig", () => {
     expect(cacheOffNote(off)).toContain("not cached although their own cache.enabled is true: b");
   });
 
+  test("a small disk layer needs no max_item_size_mb: its default (1024) shrinks to max_disk_size_mb; written larger, it is a problem", () => {
+    const small = parseConfig(`cache:\n  cache_layers: [memory, disk]\n  disk: { path: /tmp/yata-d, max_disk_size_mb: 500 }\n${B}`, { env: {} });
+    expect(small.cache.disk).toMatchObject({ max_disk_size_mb: 500, max_item_size_mb: 500 });
+    expect(parseConfig(`cache:\n  cache_layers: [memory, disk]\n  disk: { path: /tmp/yata-d }\n${B}`, { env: {} }).cache.disk).toMatchObject({ max_item_size_mb: 1024 });
+    expect(issues(`cache:\n  cache_layers: [memory, disk]\n  disk: { path: /tmp/yata-d, max_disk_size_mb: 500, max_item_size_mb: 600 }\n${B}`).map((i) => i.path)).toEqual(["cache.disk.max_item_size_mb"]);
+    // the original's form with a small disk
+    expect(parseConfig(`cache:\n  cache_layers: [memory, disk]\n  disk: { enabled: true, cache_dir: /tmp/yata-d, max_disk_cache_size_mb: 10 }\n${B}`, { env: {} }).cache.disk).toMatchObject({ max_disk_size_mb: 10, max_item_size_mb: 10 });
+  });
+
   test("the original's cache keys (its src/cache/config.rs) load as ours: disk cache_dir / max_disk_cache_size_mb / sendfile, redis redis_url / redis_password / redis_db / redis_key_prefix, enabled", () => {
     const c = parseConfig(
       `cache:\n  enabled: true\n  cache_layers: [memory, disk, redis]\n` +
