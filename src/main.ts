@@ -83,9 +83,16 @@ function parseArgs(argv: string[]): Args | { exit: number; out: string; err?: bo
 }
 
 /** GET url: exit 0 on 200; otherwise 1, with the reason on stderr (what a container runtime shows). */
+/** Loopback: a container's own listener, whose certificate (often self-signed, issued for its public name) says nothing about this check. */
+const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "[::1]", "::1"]);
+
 async function healthcheck(url: string): Promise<number> {
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(3000) });
+    // An https:// check of this process's own listener on the loopback does not verify its
+    // certificate (self-signed, or issued for a name other than 127.0.0.1); anywhere else it does.
+    const u = new URL(url);
+    const own = u.protocol === "https:" && LOOPBACK_HOSTS.has(u.hostname);
+    const res = await fetch(url, { signal: AbortSignal.timeout(3000), ...(own ? { tls: { rejectUnauthorized: false } } : {}) });
     await res.arrayBuffer().catch(() => undefined);
     if (res.status === 200) return 0;
     process.stderr.write(`healthcheck: ${url} answered ${res.status}\n`);

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
-import { bucketYaml, startProxy, type ProxyProcess } from "./harness.ts";
+import { bucketYaml, runCli, startProxy, type ProxyProcess } from "./harness.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -35,6 +35,10 @@ test("serves objects over HTTPS with the configured certificate (paths relative 
   const res = await fetch(`https://127.0.0.1:${px.port}/pub/hello.txt`, { tls: { ca } } as RequestInit);
   expect(res.status).toBe(200);
   expect(await res.text()).toBe("hello over tls\n");
+});
+
+test("--healthcheck https:// on the loopback checks this TLS listener (a self-signed certificate is not verified there)", async () => {
+  expect(await runCli(["--healthcheck", `https://127.0.0.1:${px.port}/health`])).toEqual({ code: 0, stdout: "", stderr: "" });
 });
 
 test("plain HTTP on the TLS port gets no object", async () => {
