@@ -28,6 +28,7 @@ import { boto3Client } from "../clients/boto3.ts";
 import { clientTest, tempDir, type TempDir } from "../clients/run.ts";
 import { bearer, bucket, startWriteEnv, WRITER as PLAIN_UPSTREAM, type WriteEnv } from "./plain-write-env.ts";
 import { answerOf, signedFetch, startUploadEnv, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
+import { sdkErrorOf } from "../helpers/sdk-error.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -36,15 +37,6 @@ const T = 120_000; // real clients start Python programs on a loaded 2-core mach
 const OTHER_ETAG = '"0123456789abcdef0123456789abcdef"';
 const text = (b: Uint8Array | undefined) => (b === undefined ? "missing" : new TextDecoder().decode(b));
 
-async function errorOf(p: Promise<unknown>): Promise<{ code: string; status: number }> {
-  try {
-    await p;
-  } catch (e) {
-    const err = e as { name: string; $metadata?: { httpStatusCode?: number } };
-    return { code: err.name, status: err.$metadata?.httpStatusCode ?? 0 };
-  }
-  return { code: "no error", status: 0 };
-}
 
 describe("S3 front", () => {
   let env: UploadEnv;
@@ -132,8 +124,8 @@ describe("S3 front", () => {
   test("JS SDK: PutObject IfNoneMatch / IfMatch on a cached object: refusals keep serving the old bytes, the accepted write the new ones", async () => {
     const first = await sdk.send(new PutObjectCommand({ Bucket: "up", Key: "sdk/cas.txt", Body: "v1", IfNoneMatch: "*" }));
     expect(await viaProxy("sdk/cas.txt")).toBe("v1");
-    expect(await errorOf(sdk.send(new PutObjectCommand({ Bucket: "up", Key: "sdk/cas.txt", Body: "v2", IfNoneMatch: "*" })))).toEqual({ code: "PreconditionFailed", status: 412 });
-    expect(await errorOf(sdk.send(new PutObjectCommand({ Bucket: "up", Key: "sdk/cas.txt", Body: "v2", IfMatch: OTHER_ETAG })))).toEqual({ code: "PreconditionFailed", status: 412 });
+    expect(await sdkErrorOf(sdk.send(new PutObjectCommand({ Bucket: "up", Key: "sdk/cas.txt", Body: "v2", IfNoneMatch: "*" })))).toEqual({ code: "PreconditionFailed", status: 412 });
+    expect(await sdkErrorOf(sdk.send(new PutObjectCommand({ Bucket: "up", Key: "sdk/cas.txt", Body: "v2", IfMatch: OTHER_ETAG })))).toEqual({ code: "PreconditionFailed", status: 412 });
     expect(await viaProxy("sdk/cas.txt")).toBe("v1");
     await sdk.send(new PutObjectCommand({ Bucket: "up", Key: "sdk/cas.txt", Body: "v2", IfMatch: first.ETag }));
     expect(await viaProxy("sdk/cas.txt")).toBe("v2");
@@ -171,8 +163,8 @@ describe("S3 front", () => {
     const u = await openUpload("mp/sdk.txt", "from parts");
     const complete = (extra: { IfNoneMatch?: string; IfMatch?: string }) =>
       sdk.send(new CompleteMultipartUploadCommand({ Bucket: "up", Key: "mp/sdk.txt", UploadId: u.id, MultipartUpload: { Parts: u.parts }, ...extra }));
-    expect(await errorOf(complete({ IfNoneMatch: "*" }))).toEqual({ code: "PreconditionFailed", status: 412 });
-    expect(await errorOf(complete({ IfMatch: OTHER_ETAG }))).toEqual({ code: "PreconditionFailed", status: 412 });
+    expect(await sdkErrorOf(complete({ IfNoneMatch: "*" }))).toEqual({ code: "PreconditionFailed", status: 412 });
+    expect(await sdkErrorOf(complete({ IfMatch: OTHER_ETAG }))).toEqual({ code: "PreconditionFailed", status: 412 });
     expect(await viaProxy("mp/sdk.txt")).toBe("single");
     await complete({ IfMatch: ETag! });
     expect(await viaProxy("mp/sdk.txt")).toBe("from parts");
@@ -182,7 +174,7 @@ describe("S3 front", () => {
     const { ETag } = await sdk.send(new PutObjectCommand({ Bucket: "up", Key: "copy/src.txt", Body: "source" }));
     await sdk.send(new PutObjectCommand({ Bucket: "up", Key: "copy/dst.txt", Body: "destination" }));
     expect(await viaProxy("copy/dst.txt")).toBe("destination");
-    const copy = (extra: Record<string, unknown>) => errorOf(sdk.send(new CopyObjectCommand({ Bucket: "up", Key: "copy/dst.txt", CopySource: "up/copy/src.txt", ...extra })));
+    const copy = (extra: Record<string, unknown>) => sdkErrorOf(sdk.send(new CopyObjectCommand({ Bucket: "up", Key: "copy/dst.txt", CopySource: "up/copy/src.txt", ...extra })));
     expect(await copy({ CopySourceIfMatch: OTHER_ETAG })).toEqual({ code: "PreconditionFailed", status: 412 });
     expect(await copy({ CopySourceIfNoneMatch: ETag })).toEqual({ code: "PreconditionFailed", status: 412 });
     expect(await copy({ CopySourceIfUnmodifiedSince: new Date(Date.now() - 3_600_000) })).toEqual({ code: "PreconditionFailed", status: 412 });
@@ -196,7 +188,7 @@ describe("S3 front", () => {
     await sdk.send(new PutObjectCommand({ Bucket: "up", Key: "copy/src2.txt", Body: "source 2" }));
     const { ETag } = await sdk.send(new PutObjectCommand({ Bucket: "up", Key: "copy/dst2.txt", Body: "destination 2" }));
     expect(await viaProxy("copy/dst2.txt")).toBe("destination 2");
-    const copy = (extra: Record<string, unknown>) => errorOf(sdk.send(new CopyObjectCommand({ Bucket: "up", Key: "copy/dst2.txt", CopySource: "up/copy/src2.txt", ...extra })));
+    const copy = (extra: Record<string, unknown>) => sdkErrorOf(sdk.send(new CopyObjectCommand({ Bucket: "up", Key: "copy/dst2.txt", CopySource: "up/copy/src2.txt", ...extra })));
     expect(await copy({ IfNoneMatch: "*" })).toEqual({ code: "PreconditionFailed", status: 412 });
     expect(await copy({ IfMatch: OTHER_ETAG })).toEqual({ code: "PreconditionFailed", status: 412 });
     expect(text(await env.s3.read("up", "copy/dst2.txt"))).toBe("destination 2");
