@@ -95,13 +95,16 @@ function storesOf(b: Config["buckets"][number]): string[] {
 
 /**
  * BucketRuntime.cacheMates: the buckets that read any store `b` reads (a write reaches its
- * replicas by replication), whenever the cache is on: a bucket whose own cache is off here may
- * cache on another replica (a rolling reload, Redis shared), and its entries must go too.
+ * replicas by replication) and may hold cached entries: those that cache here, and, with a
+ * shared (Redis) layer, also those whose cache is off here, since another replica may cache them
+ * (a rolling reload). Without a shared layer a bucket that does not cache holds nothing (a reload
+ * that switches its cache off drops its entries), so its writes cost no purge.
  */
 function cacheMatesOf(config: Config, b: Config["buckets"][number]): string[] {
   if (!config.cache.enabled) return [];
+  const shared = config.cache.cache_layers.includes("redis");
   const mine = new Set(storesOf(b));
-  return config.buckets.filter((c) => storesOf(c).some((s) => mine.has(s))).map((c) => c.name);
+  return config.buckets.filter((c) => (shared || bucketCachePolicy(config.cache, c) !== null) && storesOf(c).some((s) => mine.has(s))).map((c) => c.name);
 }
 
 export async function buildRuntime(config: Config, generation: number, deps: RuntimeDeps): Promise<Runtime> {
