@@ -17,6 +17,7 @@ import { listenBun, listenMetrics, listenNode, type Listener } from "./server.ts
 import { listenS3 } from "./server/s3-listener.ts";
 import { connectTimeoutNote, fetchConcurrencyWarning, poolSizeNote } from "./s3/upstream.ts";
 import { cacheOffNote } from "./cache/config.ts";
+import { loadStaticKeys } from "./auth/keys.ts";
 import { VERSION } from "./version.ts";
 import { askPrimaryToPurge, askPrimaryToReloadAll, purgeDone, reloadAnswered, startChildren, workerCount, workerIndex, type Children, type ReloadResult } from "./workers.ts";
 import type { RemoteInvalidation } from "./cache/types.ts";
@@ -375,6 +376,12 @@ async function main(argv: string[]): Promise<number> {
     const cacheOff = cacheOffNote(config);
     if (cacheOff) process.stdout.write(`note: ${cacheOff}\n`);
     for (const n of config.notes ?? []) process.stdout.write(`note: ${n}\n`);
+    // What the start-up log warns about the JWT keys, said here too (a key the config names but no
+    // accepted algorithm can use is a key that silently does nothing).
+    if (config.jwt?.enabled) {
+      const keys = await loadStaticKeys(config.jwt, config.baseDir).catch(() => undefined);
+      for (const f of keys?.unusedFiles ?? []) process.stdout.write(`note: the JWT key file ${f} fits none of the accepted algorithms (jwt.algorithm / jwt.algorithms), so it is not used\n`);
+    }
     return 0;
   }
   return serve(config, parsed.config);

@@ -84,6 +84,18 @@ test("--check on a valid config exits 0 with a summary that never prints the sec
   expect(r.stdout + r.stderr).not.toContain(SECRET);
 });
 
+test("--check says when a JWT key file fits none of the accepted algorithms (an ES256 key beside algorithm: HS256), and not once jwt.algorithms accepts it", async () => {
+  const gen = Bun.spawnSync(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout"], { stdout: "pipe" });
+  const pub = Bun.spawnSync(["openssl", "ec", "-pubout"], { stdin: gen.stdout, stdout: "pipe", stderr: "pipe" });
+  file("ec.pem", pub.stdout.toString());
+  const jwt = (extra: string) => `jwt: { enabled: true, algorithm: HS256, secret: "${"s".repeat(40)}", ecdsa_public_key_path: ec.pem${extra} }\n${bucket()}`;
+  const unused = await runCli(["--check", "--config", file("jwt-unused.yaml", jwt(""))]);
+  expect(unused.code).toBe(0);
+  expect(unused.stdout).toContain("note: the JWT key file ec.pem fits none of the accepted algorithms (jwt.algorithm / jwt.algorithms), so it is not used\n");
+  const used = await runCli(["--check", "--config", file("jwt-used.yaml", jwt(", algorithms: [HS256, ES256]"))]);
+  expect([used.code, used.stdout.includes("fits none")]).toEqual([0, false]);
+});
+
 test("--check resolves ${VAR} from the environment", async () => {
   const p = file("env.yaml", bucket().replace("bkt", '"${YATA_TEST_BKT}"'));
   const r = await runCli(["--check", "--config", p], { env: { YATA_TEST_BKT: "from-env-bkt" } });
