@@ -100,11 +100,24 @@ function storesOf(b: Config["buckets"][number]): string[] {
  * (a rolling reload). Without a shared layer a bucket that does not cache holds nothing (a reload
  * that switches its cache off drops its entries), so its writes cost no purge.
  */
-function cacheMatesOf(config: Config, b: Config["buckets"][number]): string[] {
-  if (!config.cache.enabled) return [];
+function cacheMatesOf(config: Config): (b: Config["buckets"][number]) => string[] {
+  if (!config.cache.enabled) return () => [];
   const shared = config.cache.cache_layers.includes("redis");
-  const mine = new Set(storesOf(b));
-  return config.buckets.filter((c) => (shared || bucketCachePolicy(config.cache, c) !== null) && storesOf(c).some((s) => mine.has(s))).map((c) => c.name);
+  // store → the buckets that may hold its entries, built once (a config may name thousands of buckets)
+  const byStore = new Map<string, string[]>();
+  for (const c of config.buckets) {
+    if (!shared && bucketCachePolicy(config.cache, c) === null) continue;
+    for (const s of storesOf(c)) {
+      const names = byStore.get(s);
+      if (names === undefined) byStore.set(s, [c.name]);
+      else names.push(c.name);
+    }
+  }
+  return (b) => {
+    const mates = new Set<string>();
+    for (const s of storesOf(b)) for (const n of byStore.get(s) ?? []) mates.add(n);
+    return [...mates];
+  };
 }
 
 export async function buildRuntime(config: Config, generation: number, deps: RuntimeDeps): Promise<Runtime> {
@@ -113,6 +126,7 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
   const auth = jwt ? await Authenticator.create(jwt, { baseDir: deps.baseDir, log: authLog, fetch: deps.fetch, tracer: deps.tracer }) : undefined;
 
   const buckets = new Map<string, BucketRuntime>();
+  const matesOf = cacheMatesOf(config);
   const replicaSets = new Map<string, readonly string[]>();
   for (const b of config.buckets) if (b.s3.replicas) replicaSets.set(b.name, b.s3.replicas.map((r) => r.name));
   const series = deps.metrics?.replicas.configure(replicaSets);
@@ -140,7 +154,7 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
         extraRules: b.auth.claims,
         authorizer: b.authorization ? createAuthorizer(b.authorization, { log: authLog, fetch: deps.fetch }) : undefined,
         cachePolicy: bucketCachePolicy(config.cache, b),
-        cacheMates: cacheMatesOf(config, b),
+        cacheMates: matesOf(b),
         allow: cidrs(b.ip_filter.allowlist),
         block: cidrs(b.ip_filter.blocklist),
       });

@@ -19,7 +19,7 @@
  * error dialect); admission, authorization and serving are the shared phases in src/proxy/.
  */
 import type { Claims } from "../auth/rules.ts";
-import { privateCacheControl } from "../http/headers.ts";
+import { answeredPrivately } from "../http/headers.ts";
 import { mapAnswer } from "../http/map-answer.ts";
 import { ClaimRuleRefusal, ProxyError, toProxyError } from "../errors.ts";
 import { jwtSubject } from "../observe/audit.ts";
@@ -127,18 +127,13 @@ export function serve(ctx: RequestContext): Response | Promise<Response> {
     if (ctx.action === "s3:ListBucket") return serveListing(ctx);
     const res = serveObject(ctx);
     if (!ctx.bucket!.authRequired) return res;
-    return mapAnswer(res, privately);
+    return mapAnswer(res, answeredPrivately);
   }
   if (method === "PUT") return servePut(ctx);
   if (method === "DELETE") return serveDelete(ctx);
   return servePresign(ctx);
 }
 
-/** An object answered to an authenticated client: never for a shared cache (see privateCacheControl). */
-function privately(res: Response): Response {
-  res.headers.set("cache-control", privateCacheControl(res.headers.get("cache-control")));
-  return res;
-}
 
 function authResultOf(err: ProxyError): AuthResult {
   if (err.code === "Unauthorized") return "missing";

@@ -127,6 +127,12 @@ const SHARED_CACHE_DIRECTIVE = /^(?:public|private|s-maxage|proxy-revalidate)(?:
  * Authorization when it says `public`), and an answer to a `?token=` request (no Authorization
  * header) with no Cache-Control at all could be stored by heuristic freshness (§4.2.2).
  */
+/** An answer to an authenticated client, made private in place (see privateCacheControl); errors are left alone. */
+export function answeredPrivately(res: Response): Response {
+  if (res.status < 400) res.headers.set("cache-control", privateCacheControl(res.headers.get("cache-control")));
+  return res;
+}
+
 export function privateCacheControl(value: string | null): string {
   if (value === null) return "private";
   let out = "private";

@@ -19,7 +19,8 @@ import { errorOf, MAX_RESULT_BODY, readCapped, relayError, tryParse, xmlAnswer }
 import { keyRefusal, MAX_KEY_BYTES } from "./route.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
 import { childText } from "./xml-reader.ts";
-import { callOf, partNumberOf, purgeKey, queryValue, requestHeaders, writeUpstream } from "./writes.ts";
+import { callOf, partNumberOf, queryValue, requestHeaders, writeUpstream } from "./writes.ts";
+import { purgeWritten } from "../purge.ts";
 
 export interface CopySource {
   bucket: string;
@@ -89,7 +90,7 @@ export async function copyObjectOp(ctx: RequestContext): Promise<Response> {
   const upstream = writeUpstream(ctx);
   const res = await copyObject(upstream, { key: ctx.key, sourceKey: src.key, sourceVersionId: src.versionId, headers: requestHeaders(ctx) }, callOf(ctx));
   const answer = await copyResult(ctx, res, "CopyObjectResult", upstream.bucket);
-  await purgeKey(ctx, ctx.key);
+  await purgeWritten(ctx, ctx.key);
   return answer;
 }
 

@@ -22,7 +22,8 @@ import { emptyAnswer, errorOf, MAX_RESULT_BODY, readCapped, relayError, tryParse
 import { keyRefusal, MAX_KEY_BYTES } from "./route.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
 import { child, childText, childrenNamed } from "./xml-reader.ts";
-import { callOf, malformed, purgeKey, readXmlBody, writeUpstream } from "./writes.ts";
+import { callOf, malformed, readXmlBody, writeUpstream } from "./writes.ts";
+import { purgeWritten } from "../purge.ts";
 import { versionIdOf, versionIdProblem } from "./operations.ts";
 
 const MAX_DELETE_KEYS = 1000;
@@ -36,7 +37,7 @@ export async function deleteObjectOp(ctx: RequestContext): Promise<Response> {
   const upstream = writeUpstream(ctx);
   const res = await deleteObject(upstream, { key: ctx.key, versionId }, callOf(ctx));
   if (res.status !== 204 && res.status !== 200) return relayError(res, upstream.bucket);
-  const purged = purgeKey(ctx, ctx.key);
+  const purged = purgeWritten(ctx, ctx.key);
   if (purged !== undefined) await purged;
   return emptyAnswer(ctx, res, 204);
 }
@@ -152,7 +153,7 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
       o.code = r.code;
       o.message = r.message;
     }
-    await Promise.all([...new Set(send.map((o) => o.key))].map((k) => purgeKey(ctx, k)));
+    await Promise.all([...new Set(send.map((o) => o.key))].map((k) => purgeWritten(ctx, k)));
   }
 
   let xml = XML_DECL + `<DeleteResult xmlns="${S3_XMLNS}">`;

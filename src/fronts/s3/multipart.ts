@@ -25,7 +25,8 @@ import { s3Fail } from "./fail.ts";
 import { emptyAnswer, errorOf, MAX_RESULT_BODY, readCapped, relayError, relayedHeaders, tryParse, xmlAnswer } from "./relay.ts";
 import { el, maskOwners, S3_XMLNS, XML_DECL } from "./xml.ts";
 import { childText, childrenNamed, type XmlElement } from "./xml-reader.ts";
-import { callOf, malformed, partNumberOf, purgeKey, queryValue, readXmlBody, requestHeaders, writeUpstream } from "./writes.ts";
+import { callOf, malformed, partNumberOf, queryValue, readXmlBody, requestHeaders, writeUpstream } from "./writes.ts";
+import { purgeWritten } from "../purge.ts";
 
 const MAX_PARTS = 10_000;
 const CHECKSUM_ELEMENTS = ["ChecksumCRC32", "ChecksumCRC32C", "ChecksumCRC64NVME", "ChecksumSHA1", "ChecksumSHA256"] as const;
@@ -89,7 +90,7 @@ export async function completeMultipartUploadOp(ctx: RequestContext): Promise<Re
   const res = await completeMultipartUpload(upstream, { key, uploadId, parts, headers: requestHeaders(ctx) }, callOf(ctx));
   if (res.status !== 200) return relayError(res, upstream.bucket);
   const doc = await resultDoc(res, "CompleteMultipartUploadResult", upstream.bucket);
-  await purgeKey(ctx, key);
+  await purgeWritten(ctx, key);
   const bucket = ctx.bucket!.name;
   const scheme = ctx.rt.config.server.https?.enabled ? "https" : "http";
   const host = ctx.req.headers.get("host") ?? "localhost";

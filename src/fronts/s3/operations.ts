@@ -7,7 +7,7 @@
  * bucket's versioning state (tags: tagging.ts).
  */
 import type { RequestContext } from "../../proxy/context.ts";
-import { forwardRequestHeaders, privateCacheControl } from "../../http/headers.ts";
+import { answeredPrivately, forwardRequestHeaders } from "../../http/headers.ts";
 import { mapAnswer } from "../../http/map-answer.ts";
 import { respond, serveObject } from "../../proxy/phases/object.ts";
 import { getBucketVersioning, getObjectAttributes as getAttributesUpstream, getObjectDirect as getDirectUpstream } from "../../s3/operations/index.ts";
@@ -201,7 +201,7 @@ export async function getObjectDirect(ctx: RequestContext, overrides: ReadonlyAr
   }
   const out = await respond(ctx, res, method);
   if (out.status < 400) for (const [k, v] of extra) out.headers.set(k, v);
-  return applyOverrides(ctx.bucket!.authRequired ? privately(out) : out, overrides);
+  return applyOverrides(ctx.bucket!.authRequired ? answeredPrivately(out) : out, overrides);
 }
 
 /**
@@ -216,14 +216,9 @@ export function getObject(ctx: RequestContext, overrides: ReadonlyArray<readonly
   const out = serveObject(ctx);
   const restricted = ctx.bucket!.authRequired;
   if (overrides.length === 0 && !restricted) return out;
-  return mapAnswer(out, (r) => applyOverrides(restricted ? privately(r) : r, overrides));
+  return mapAnswer(out, (r) => applyOverrides(restricted ? answeredPrivately(r) : r, overrides));
 }
 
-/** The object's Cache-Control, for the requesting client alone (see getObject). */
-function privately(res: Response): Response {
-  if (res.status < 400) res.headers.set("cache-control", privateCacheControl(res.headers.get("cache-control")));
-  return res;
-}
 
 /** The attributes GetObjectAttributes may ask for (x-amz-object-attributes), as S3 names them. */
 const OBJECT_ATTRIBUTES = new Set(["ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize"]);

@@ -42,7 +42,8 @@ import { keyRefusal, MAX_KEY_BYTES } from "./route.ts";
 import { signingKeyFor } from "./signing-keys.ts";
 import { MAX_UPLOAD_BYTES } from "./upload-body.ts";
 import { sameSignature } from "./verify.ts";
-import { aclsNotSupported, callOf, OWNER_ONLY_ACLS, purgeKey, writeUpstream } from "./writes.ts";
+import { aclsNotSupported, callOf, OWNER_ONLY_ACLS, writeUpstream } from "./writes.ts";
+import { purgeWritten } from "../purge.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
 import { childText, parseXml, XmlError, type XmlElement } from "./xml-reader.ts";
 import { taggingHeader, tagsOf } from "./tagging.ts";
@@ -311,7 +312,7 @@ export async function postObjectOp(ctx: RequestContext): Promise<Response> {
     }
     await authorize(ctx);
     const etag = await uploadFile(ctx, form, key, objectHeaders(fields), policy);
-    await purgeKey(ctx, key);
+    await purgeWritten(ctx, key);
     return answer(ctx, fields, key, etag);
   } catch (err) {
     // the form itself was broken (read before the file or in it: either way nothing is stored)

@@ -22,7 +22,8 @@ import { s3Fail } from "./fail.ts";
 import type { S3RequestContext } from "./front.ts";
 import { emptyAnswer, relayError } from "./relay.ts";
 import { MAX_UPLOAD_BYTES, prepareUploadBody, readSmallBody } from "./upload-body.ts";
-import { partNumberOf, purgeKey, queryValue, readingBody, requestHeaders, sendBody, writeUpstream } from "./writes.ts";
+import { partNumberOf, queryValue, readingBody, requestHeaders, sendBody, writeUpstream } from "./writes.ts";
+import { purgeWritten } from "../purge.ts";
 
 export async function putObjectOp(ctx: RequestContext): Promise<Response> {
   const upstream = writeUpstream(ctx);
@@ -30,7 +31,7 @@ export async function putObjectOp(ctx: RequestContext): Promise<Response> {
   const key = ctx.key;
   const res = await sendBody(ctx, body, (call) => putObject(upstream, { key, headers: requestHeaders(ctx), ...body.args }, call));
   if (!res.ok) return relayError(res, upstream.bucket);
-  const purged = purgeKey(ctx, key);
+  const purged = purgeWritten(ctx, key);
   if (purged !== undefined) await purged;
   return emptyAnswer(ctx, res, 200);
 }

@@ -14,7 +14,8 @@ import { s3Error } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
 import { relayDocument } from "./operations.ts";
 import { emptyAnswer, relayError } from "./relay.ts";
-import { callOf, malformed, purgeKey, readXmlBody, writeUpstream } from "./writes.ts";
+import { callOf, malformed, readXmlBody, writeUpstream } from "./writes.ts";
+import { purgeWritten } from "../purge.ts";
 import { child, childrenNamed, childText, type XmlElement } from "./xml-reader.ts";
 
 const MAX_TAGS = 10;
@@ -67,7 +68,7 @@ export async function putObjectTaggingOp(ctx: RequestContext): Promise<Response>
     throw err;
   }
   if (!res.ok) return relayError(res, upstream.bucket);
-  await purgeKey(ctx, ctx.key);
+  await purgeWritten(ctx, ctx.key);
   return emptyAnswer(ctx, res, 200);
 }
 
@@ -75,6 +76,6 @@ export async function deleteObjectTaggingOp(ctx: RequestContext): Promise<Respon
   const upstream = writeUpstream(ctx);
   const res = await deleteObjectTagging(upstream, ctx.key, callOf(ctx));
   if (!res.ok) return relayError(res, upstream.bucket);
-  await purgeKey(ctx, ctx.key);
+  await purgeWritten(ctx, ctx.key);
   return emptyAnswer(ctx, res, 204);
 }

@@ -13,7 +13,6 @@ import { s3ErrorOf, s3Fail } from "./fail.ts";
 import type { S3RequestContext } from "./front.ts";
 import { bodyFailure, prepareUploadBody, type PreparedBody } from "./upload-body.ts";
 import { parseXml, XmlError, type XmlElement } from "./xml-reader.ts";
-import { purgeWritten } from "../purge.ts";
 
 /** Canned ACLs that change nothing on a bucket whose objects all belong to its owner. */
 export const OWNER_ONLY_ACLS: ReadonlySet<string> = new Set(["private", "bucket-owner-full-control"]);
@@ -120,10 +119,6 @@ export async function sendBody(ctx: RequestContext, body: PreparedBody, send: (c
   }
 }
 
-/** A successful write changed `key`: every caching bucket on its store drops it, in every layer (Redis publishes it to every replica): see ../purge.ts. */
-export function purgeKey(ctx: RequestContext, key: string): Promise<unknown> | undefined {
-  return purgeWritten(ctx, key);
-}
 
 /** S3 XML request bodies (CompleteMultipartUpload, DeleteObjects) are read whole up to this size. */
 export const MAX_XML_BODY = 4 * 1024 * 1024;
