@@ -105,9 +105,12 @@ describe("S3 front", () => {
     expect(refused.headers.get("content-type")).toBe("application/xml");
     expect(refused.body).toContain(`<RequestId>${refused.headers.get("x-amz-request-id")}</RequestId>`);
     expect(refused.body).not.toContain(env.s3.endpoint);
+    // S3 names the condition that failed (the upstream's <Condition> is kept)
+    expect(refused.body).toContain("<Condition>If-None-Match</Condition>");
 
     const wrong = await answerOf(await put("raw/exists.txt", { "if-match": OTHER_ETAG }));
     expect({ status: wrong.status, code: wrong.code }).toEqual({ status: 412, code: "PreconditionFailed" });
+    expect(wrong.body).toContain("<Condition>If-Match</Condition>");
     const unsupported = await answerOf(await put("raw/exists.txt", { "if-none-match": OTHER_ETAG }));
     expect({ status: unsupported.status, code: unsupported.code }).toEqual({ status: 501, code: "NotImplemented" });
     expect(text(await env.s3.read("up", "raw/exists.txt"))).toBe("old");

@@ -109,7 +109,14 @@ describe("objects (cached bucket)", () => {
     const notModified = await signedFetch(env, { path: "/data/doc.txt", headers: { "if-none-match": etag } });
     expect(notModified.status).toBe(304);
     const failed = await signedFetch(env, { path: "/data/doc.txt", headers: { "if-match": '"nope"' } });
-    expect([failed.status, /<Code>(\w+)/.exec(await failed.text())?.[1]]).toEqual([412, "PreconditionFailed"]);
+    const failedBody = await failed.text();
+    expect([failed.status, /<Code>(\w+)/.exec(failedBody)?.[1], /<Condition>([\w-]+)/.exec(failedBody)?.[1]]).toEqual([412, "PreconditionFailed", "If-Match"]);
+    // (S3 names the failed condition; If-Match decides when both are sent)
+    const old = "Thu, 01 Jan 1970 00:00:00 GMT";
+    const unmodified = await signedFetch(env, { path: "/data/doc.txt", headers: { "if-unmodified-since": old } });
+    expect([unmodified.status, /<Condition>([\w-]+)/.exec(await unmodified.text())?.[1]]).toEqual([412, "If-Unmodified-Since"]);
+    const both = await signedFetch(env, { path: "/data/doc.txt", headers: { "if-unmodified-since": old, "if-match": '"nope"' } });
+    expect([both.status, /<Condition>([\w-]+)/.exec(await both.text())?.[1]]).toEqual([412, "If-Match"]);
     const bad = await signedFetch(env, { path: "/data/doc.txt", headers: { range: "bytes=50-60" } });
     expect([bad.status, /<Code>(\w+)/.exec(await bad.text())?.[1], bad.headers.get("content-range")]).toEqual([416, "InvalidRange", "bytes */10"]);
     const stale = await signedFetch(env, { path: "/data/doc.txt", headers: { range: "bytes=0-1", "if-range": '"stale"' } });

@@ -365,6 +365,11 @@ export const s3Front: Front = {
   renderError(err, ctx) {
     const e = s3ErrorOf(err) ?? fromProxyError(err);
     ctx.errorCode = e.code;
+    // S3 names the condition that failed; on a read it is If-Match, else If-Unmodified-Since (the
+    // only two that answer 412 on GetObject/HeadObject, If-Match deciding when both are sent).
+    if (e.code === "PreconditionFailed" && e.details?.Condition === undefined && (ctx.method === "GET" || ctx.method === "HEAD")) {
+      e.details = { ...e.details, Condition: ctx.req.headers.has("if-match") ? "If-Match" : "If-Unmodified-Since" };
+    }
     if ((ctx as S3RequestContext).s3?.op === "AssumeRoleWithWebIdentity") return stsFailure(e, ctx);
     return s3ErrorResponse(e, { requestId: ctx.id, resource: ctx.path || undefined, method: ctx.method });
   },

@@ -92,6 +92,9 @@ function errorCode(status: number, doc: XmlElement | undefined, upstreamBucket: 
     // keep them unless they could name the upstream bucket.
     if (message !== undefined && message.length <= 1024 && (upstreamBucket === "" || !message.includes(upstreamBucket))) e.message = message;
     if (status >= 400 && status !== e.status) e.status = status;
+    // (which precondition failed: If-Match, If-None-Match, x-amz-copy-source-if-…)
+    const condition = known === "PreconditionFailed" ? doc!.children.find((c) => c.name === "Condition")?.text.trim() : undefined;
+    if (condition !== undefined && /^[A-Za-z-]{1,64}$/.test(condition)) e.details = { ...e.details, Condition: condition };
     return e;
   }
   if (status === 404) return s3Error("NoSuchKey");
