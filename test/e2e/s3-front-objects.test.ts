@@ -151,6 +151,38 @@ describe("objects (cached bucket)", () => {
     }
   });
 
+  test("a missing key is 404 NoSuchKey (with <Key>, HostId, x-amz-id-2) only to a caller who may list the bucket; 403 AccessDenied to a reader without list and to an anonymous caller, as S3 answers without s3:ListBucket", async () => {
+    const lister = await signedFetch(env, { path: "/data/nope%20key.txt" }); // APP: data [read, list]
+    const body = await lister.text();
+    expect([lister.status, /<Code>(\w+)/.exec(body)?.[1], /<Key>([^<]*)/.exec(body)?.[1]]).toEqual([404, "NoSuchKey", "nope key.txt"]);
+    const hostId = lister.headers.get("x-amz-id-2");
+    expect(hostId).toMatch(/^[A-Za-z0-9+/=]{16,}$/);
+    expect(body).toContain(`<HostId>${hostId}</HostId>`);
+    for (const method of ["GET", "HEAD"]) {
+      const reader = await signedFetch(env, { method, path: "/private/nope.txt" }); // APP: private [read]
+      expect([method, reader.status]).toEqual([method, 403]);
+      if (method === "GET") expect(await reader.text()).toContain("<Code>AccessDenied</Code>");
+      const anonymous = await fetch(`http://127.0.0.1:${env.port}/data/nope.txt`, { method });
+      expect([method, anonymous.status]).toEqual([method, 403]);
+      if (method === "GET") expect(await anonymous.text()).toContain("<Code>AccessDenied</Code>");
+    }
+    // an object that exists is still served to both
+    expect((await signedFetch(env, { path: "/private/p.txt" })).status).toBe(200);
+    expect((await fetch(`http://127.0.0.1:${env.port}/data/doc.txt`)).status).toBe(200);
+    const c = client(env);
+    try {
+      await expect(c.send(new GetObjectCommand({ Bucket: "private", Key: "nope.txt" }))).rejects.toMatchObject({ name: "AccessDenied", $metadata: { httpStatusCode: 403 } });
+    } finally {
+      c.destroy();
+    }
+  });
+
+  test("416 InvalidRange names the range asked for and the object's size, as S3 does", async () => {
+    const r = await signedFetch(env, { path: "/data/doc.txt", headers: { range: "bytes=50-60" } });
+    const body = await r.text();
+    expect([r.status, /<RangeRequested>([^<]*)/.exec(body)?.[1], /<ActualObjectSize>(\d+)/.exec(body)?.[1]]).toEqual([416, "bytes=50-60", "10"]);
+  });
+
   test("HeadBucket and GetBucketLocation answer from config, without the upstream", async () => {
     env.mark();
     const c = client(env);

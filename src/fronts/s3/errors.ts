@@ -111,9 +111,18 @@ export function s3ErrorResponse(err: S3Error, opts: { requestId: string; resourc
     "x-amz-request-id": escapeHeader(opts.requestId),
     ...err.headers,
   };
-  const body = opts.method === "HEAD" ? null : renderS3ErrorXml(err, { resource: opts.resource, requestId: opts.requestId });
+  // (S3's extended request id: SDKs report it as the error's HostId)
+  const hostId = hostIdOf(opts.requestId);
+  headers["x-amz-id-2"] = hostId;
+  const body = opts.method === "HEAD" ? null : renderS3ErrorXml(err, { resource: opts.resource, requestId: opts.requestId, hostId });
   if (body !== null) headers["content-length"] = String(Buffer.byteLength(body)); // also what the access log counts
   return new Response(body, { status: err.status, headers });
+}
+
+/** An opaque id for the host that answered (S3's x-amz-id-2 / HostId): a random tag of this process and the request, base64. */
+const PROCESS_TAG = crypto.randomUUID().slice(0, 13);
+function hostIdOf(requestId: string): string {
+  return Buffer.from(`${PROCESS_TAG}/${requestId}`).toString("base64");
 }
 
 function escapeHeader(v: string): string {

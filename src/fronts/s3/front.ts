@@ -237,6 +237,12 @@ function repeatedParameter(query: ReadonlyArray<readonly [string, string]>): str
 /** The bucket listings (their authorizer key is the prefix). */
 const LISTINGS: ReadonlySet<S3Operation> = new Set<S3Operation>(["ListObjects", "ListObjectsV2", "ListObjectVersions", "ListMultipartUploads"]);
 
+/** The reads of one key: a missing key is NoSuchKey to a caller who may list the bucket, AccessDenied to others. */
+const KEY_READS: ReadonlySet<S3Operation> = new Set<S3Operation>([
+  "GetObject", "HeadObject", "GetObjectPart", "HeadObjectPart", "GetObjectVersion", "HeadObjectVersion",
+  "GetObjectTagging", "GetObjectAttributes", "GetObjectAcl",
+]);
+
 /** The object reads that take S3's response-* overrides. */
 const OBJECT_READS: ReadonlySet<S3Operation> = new Set<S3Operation>(["GetObject", "HeadObject", "GetObjectPart", "HeadObjectPart", "GetObjectVersion", "HeadObjectVersion"]);
 
@@ -363,7 +369,20 @@ export const s3Front: Front = {
   name: "s3",
   phases: [guard, s3Cors(() => s3Front), s3Parse, admit, s3Permit, s3Authorize, s3Operate],
   renderError(err, ctx) {
-    const e = s3ErrorOf(err) ?? fromProxyError(err);
+    let e = s3ErrorOf(err) ?? fromProxyError(err);
+    const s = (ctx as S3RequestContext).s3;
+    // S3 answers a missing key with 404 only to a caller who may list the bucket (s3:ListBucket),
+    // and 403 AccessDenied to anyone else, so that a reader cannot learn which keys exist.
+    if (e.code === "NoSuchKey" && s !== undefined && ctx.bucket !== undefined && KEY_READS.has(s.op)) {
+      if (!mayAccess(ctx.rt, s.principal, ctx.bucket, "s3:ListBucket")) e = s3Error("AccessDenied");
+      else if (ctx.key !== "" && e.details?.Key === undefined) e.details = { ...e.details, Key: ctx.key };
+    }
+    // (S3's InvalidRange names the range asked for and the object's size)
+    if (e.code === "InvalidRange" && e.details === undefined) {
+      const size = /^bytes \*\/(\d+)$/.exec(e.headers?.["content-range"] ?? "")?.[1];
+      const range = ctx.req.headers.get("range");
+      if (size !== undefined && range !== null) e.details = { RangeRequested: range.slice(0, 256), ActualObjectSize: size };
+    }
     ctx.errorCode = e.code;
     // S3 names the condition that failed; on a read it is If-Match, else If-Unmodified-Since (the
     // only two that answer 412 on GetObject/HeadObject, If-Match deciding when both are sent).
