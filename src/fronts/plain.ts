@@ -72,6 +72,13 @@ function routeWrite(ctx: RequestContext): undefined {
   }
   if (found.bucket.cfg.access !== "read-write") throw methodNotAllowed(ctx, "This bucket is read-only");
   if (found.key === "") throw new ProxyError("BadRequest", { detail: "The path names a bucket but no object key" });
+  const op = ctx.query === "" ? undefined : s3SubresourceOf(ctx.query);
+  if (op !== undefined) {
+    // On S3, `DELETE ?versionId=` removes one old version, `DELETE ?uploadId=` aborts an upload,
+    // `PUT ?tagging` sets tags: none touches the current object. The plain front writes and
+    // deletes the current object only, so such a request is refused, never read as a plain write.
+    throw new ProxyError("BadRequest", { detail: `?${op} names an S3 operation, which the plain front does not perform (it ${method === "PUT" ? "writes" : "deletes"} the current object only); use the S3 API front` });
+  }
   if (method === "PUT") {
     uploadLength(ctx);
     ctx.action = "s3:PutObject";
@@ -119,6 +126,30 @@ export function route(ctx: RequestContext): Response | undefined {
  * immutable, keep the wrong bytes under that URL.
  */
 const S3_READ_SELECTORS = /[?&](?:versionId|partNumber)(?:[=&]|$)/;
+
+/** S3's sub-resources and operation selectors: a query naming one asks S3 for another operation than a plain write. */
+const S3_SUBRESOURCES: ReadonlySet<string> = new Set([
+  "accelerate", "acl", "analytics", "attributes", "cors", "delete", "encryption", "intelligent-tiering", "inventory",
+  "legal-hold", "lifecycle", "location", "logging", "metadataTable", "metrics", "notification", "object-lock",
+  "ownershipControls", "partNumber", "policy", "policyStatus", "publicAccessBlock", "renameObject", "replication",
+  "requestPayment", "restore", "retention", "select", "select-type", "tagging", "torrent", "uploadId", "uploads",
+  "versionId", "versioning", "versions", "website",
+]);
+
+/** The first S3 sub-resource a raw query names (as sent or percent-encoded), or undefined. */
+function s3SubresourceOf(rawQuery: string): string | undefined {
+  for (const part of rawQuery.replace(/^\?/, "").split("&")) {
+    const eq = part.indexOf("=");
+    let name = eq < 0 ? part : part.slice(0, eq);
+    try {
+      name = decodeURIComponent(name.replaceAll("+", " "));
+    } catch {
+      continue;
+    }
+    if (S3_SUBRESOURCES.has(name)) return name;
+  }
+  return undefined;
+}
 
 /** Phase: the answer, by action: an object, or a folder's index. */
 export function serve(ctx: RequestContext): Response | Promise<Response> {

@@ -132,6 +132,33 @@ for (const engine of ["bun", "node"] as const) {
       expect((await fetch(env.url(`/rw/${engine}/never-was`), { method: "DELETE", headers: bearer() })).status).toBe(204);
     }, T);
 
+    test("PUT and DELETE naming an S3 operation in the query (?versionId, ?uploadId, ?tagging, ?partNumber&uploadId, ?acl, ?uploads, encoded or not) are 400 and the current object is untouched (read as plain writes they deleted or replaced it)", async () => {
+      const key = `${engine}/subres.txt`;
+      await s3.put("rw", key, "keep me");
+      const from = s3.requests.length;
+      const cases: Array<[string, string, string?]> = [
+        ["DELETE", "?versionId=3HL4kqtJlcpXroDTDmJ"],
+        ["DELETE", "?uploadId=abc"],
+        ["DELETE", "?tagging"],
+        ["PUT", "?tagging", "<Tagging><TagSet/></Tagging>"],
+        ["PUT", "?partNumber=2&uploadId=abc", "part"],
+        ["PUT", "?acl", ""],
+        ["PUT", "?x=1&%75ploads", "x"],
+        ["PUT", "?versionId=", "x"],
+      ];
+      for (const [method, query, body] of cases) {
+        const res = await fetch(env.url(`/rw/${key}${query}`), { method, body, headers: bearer() });
+        const j = (await res.json()) as { error: string; message: string };
+        expect([method, query, res.status, j.error]).toEqual([method, query, 400, "BadRequest"]);
+        expect(j.message).toContain("S3 API front");
+      }
+      expect(s3.requests.slice(from).filter((r) => !r.admin)).toEqual([]);
+      expect(new TextDecoder().decode(await s3.read("rw", key))).toBe("keep me");
+      // a query that names no S3 operation (a cache-buster) is still a plain write
+      expect((await fetch(env.url(`/rw/${key}?v=2`), { method: "PUT", body: "new", headers: bearer() })).status).toBe(200);
+      expect(new TextDecoder().decode(await s3.read("rw", key))).toBe("new");
+    }, T);
+
     test("without a token: 401 and nothing reaches S3", async () => {
       const from = s3.requests.length;
       const put = await fetch(env.url(`/rw/${engine}/anon.txt`), { method: "PUT", body: "x" });
