@@ -346,15 +346,15 @@ describe("held chunks count against a process-wide budget (a signed chunk is hel
   const big = buildAwsChunkedBody(BIG, { signing: CTX, chunkSize: BIG.length }).body;
   const bigOpts = { mode: "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", signing: CTX, decodedContentLength: BIG.length } as const;
 
-  test("a chunk above 1 MiB that does not fit the budget → 503 SlowDown, nothing released; a fitting one passes and gives its bytes back", async () => {
+  test("a chunk above 1 MiB whose bytes beyond the first MiB do not fit the budget → 503 SlowDown, nothing released; a fitting one passes and gives its bytes back", async () => {
     const budget = new ByteBudget(4 * 1024 * 1024);
-    expect(budget.tryReserve(2 * 1024 * 1024)).toBe(true); // another upload holds 2 MiB
+    expect(budget.tryReserve(3 * 1024 * 1024)).toBe(true); // another upload holds 3 MiB: 1 MiB left, the chunk needs 2
     const refused = await run(big, { ...bigOpts, budget });
     expect(refused.error?.code).toBe("SlowDown");
     expect(refused.error?.status).toBe(503);
     expect(refused.data.length).toBe(0);
-    expect(budget.reserved).toBe(2 * 1024 * 1024);
-    budget.release(2 * 1024 * 1024);
+    expect(budget.reserved).toBe(3 * 1024 * 1024);
+    budget.release(3 * 1024 * 1024);
     const ok = await run(big, { ...bigOpts, budget });
     expect(ok.error).toBeUndefined();
     expect(ok.data).toEqual(BIG);
@@ -367,6 +367,52 @@ describe("held chunks count against a process-wide budget (a signed chunk is hel
     expect((await run(replaceOnce(big, sig, flipHex(sig)), { ...bigOpts, budget })).error?.code).toBe("SignatureDoesNotMatch");
     expect(budget.reserved).toBe(0);
     expect((await run(big.slice(0, 2 * 1024 * 1024), { ...bigOpts, budget })).error?.code).toBe("IncompleteBody");
+    expect(budget.reserved).toBe(0);
+  });
+
+  test("a chunk is counted as its bytes arrive, not as its size line announces it: stalled uploads announcing 16 MiB chunks hold nothing of the budget (16 of them took all 256 MiB and refused everyone's uploads)", async () => {
+    const budget = new ByteBudget(2 * 1024 * 1024);
+    const header = latin1(`${(16 * 1024 * 1024).toString(16)};chunk-signature=${"0".repeat(64)}\r\n`);
+    const stalled = (body: Uint8Array) => {
+      let sent = false;
+      let pulled = 0;
+      const stream = new ReadableStream<Uint8Array>({
+        pull(c) {
+          if (sent) return new Promise<void>(() => {}); // the client stops sending
+          sent = true;
+          pulled = body.length;
+          c.enqueue(body);
+        },
+      }, { highWaterMark: 0 });
+      return { stream, pulled: () => pulled };
+    };
+    const opts = { mode: "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", signing: CTX, decodedContentLength: 16 * 1024 * 1024 } as const;
+    const readers: Array<{ cancel(reason?: unknown): Promise<void> }> = [];
+    const finishes: Promise<void>[] = [];
+    const failed: string[] = [];
+    const sources = Array.from({ length: 16 }, () => stalled(cat(header, new Uint8Array(1).fill(0x61))));
+    for (const src of sources) {
+      const { stream, finished } = decodeAwsChunked(src.stream, { ...opts, budget });
+      finishes.push(finished.catch((e: PayloadError) => void failed.push(e.code)));
+      const reader = stream.getReader();
+      void reader.read().catch(() => {});
+      readers.push(reader);
+    }
+    while (sources.some((x) => x.pulled() === 0)) await Bun.sleep(1); // (until every header has been read)
+    await Bun.sleep(0);
+    expect(budget.reserved).toBe(0);
+    // one that sends 1.5 MiB of a 3 MiB chunk holds its bytes beyond the first MiB
+    const half = stalled(cat(latin1(`${(3 * 1024 * 1024).toString(16)};chunk-signature=${"0".repeat(64)}\r\n`), new Uint8Array(1536 * 1024)));
+    const { stream, finished } = decodeAwsChunked(half.stream, { ...opts, decodedContentLength: 3 * 1024 * 1024, budget });
+    finishes.push(finished.catch(() => {}));
+    const reader = stream.getReader();
+    void reader.read().catch(() => {});
+    readers.push(reader);
+    for (let i = 0; budget.reserved === 0 && failed.length === 0 && i < 5000; i++) await Bun.sleep(1);
+    expect(failed).toEqual([]);
+    expect(budget.reserved).toBe(512 * 1024);
+    for (const r of readers) await r.cancel("test done").catch(() => {});
+    await Promise.all(finishes);
     expect(budget.reserved).toBe(0);
   });
 

@@ -74,6 +74,8 @@ export class ChunkedDecoder implements Stage {
   private pieces: Uint8Array[] = [];
   /** Bytes of cfg.budget reserved for the chunk being held. */
   private reserved = 0;
+  /** Bytes of the signed chunk being held that have arrived. */
+  private held = 0;
   private chunkHash: Bun.CryptoHasher | undefined;
   private claimed = "";
   private prevSig: string;
@@ -113,6 +115,8 @@ export class ChunkedDecoder implements Stage {
           if (this.chunkHash) {
             this.chunkHash.update(part);
             this.pieces.push(part);
+            this.held += take;
+            if (this.held > UNCOUNTED_CHUNK_BYTES) this.reserveHeld();
           } else {
             out.push(part);
           }
@@ -138,6 +142,22 @@ export class ChunkedDecoder implements Stage {
           throw framingError("Data follows the final aws-chunked chunk.");
       }
     }
+  }
+
+  /**
+   * Counts the held chunk's bytes beyond its first UNCOUNTED_CHUNK_BYTES against cfg.budget as they
+   * arrive (chunks up to 1 MiB, the SDKs' 64 KiB ones among them, are bounded by the uploads cap;
+   * larger ones can hold up to 16 MiB each). Reserved as bytes arrive, not as a size line
+   * announces them: a header announcing 16 MiB followed by nothing holds nothing, so stalled
+   * uploads cannot take the budget from everyone else without sending the bytes.
+   */
+  private reserveHeld(): void {
+    const budget = this.cfg.budget;
+    if (budget === undefined) return;
+    const need = this.held - UNCOUNTED_CHUNK_BYTES - this.reserved;
+    if (need <= 0) return;
+    if (!budget.tryReserve(need)) throw new PayloadError("SlowDown", "busy", "Please reduce your request rate.");
+    this.reserved += need;
   }
 
   /** Releases the held chunk's reservation (budget), once. */
@@ -181,13 +201,7 @@ export class ChunkedDecoder implements Stage {
     if (size > 0) {
       this.remaining = size;
       if (this.cfg.signing) {
-        const budget = this.cfg.budget;
-        // (chunks up to 1 MiB, the SDKs' 64 KiB ones among them, are not counted: the uploads cap
-        // bounds them; larger ones could hold 16 MiB each)
-        if (budget !== undefined && size > UNCOUNTED_CHUNK_BYTES) {
-          if (!budget.tryReserve(size)) throw new PayloadError("SlowDown", "busy", "Please reduce your request rate.");
-          this.reserved = size;
-        }
+        this.held = 0;
         this.chunkHash = new Bun.CryptoHasher("sha256");
       }
       this.state = State.Data;
