@@ -159,6 +159,28 @@ for (const engine of ["bun", "node"] as const) {
       expect(new TextDecoder().decode(await s3.read("rw", key))).toBe("new");
     }, T);
 
+    test("PUT with a setting the upstream would not get (an append, a granting ACL, Object Lock, a customer key) is refused, never dropped: the object is untouched", async () => {
+      const key = `${engine}/unkept.txt`;
+      await s3.put("rw", key, "hello world");
+      const from = s3.requests.length;
+      const cases: Array<[Record<string, string>, number]> = [
+        [{ "x-amz-write-offset-bytes": "11" }, 501],
+        [{ "x-amz-acl": "public-read" }, 400],
+        [{ "x-amz-object-lock-legal-hold": "ON" }, 400],
+        [{ "x-amz-server-side-encryption-customer-algorithm": "AES256" }, 501],
+      ];
+      for (const [headers, status] of cases) {
+        const res = await fetch(env.url(`/rw/${key}`), { method: "PUT", body: "abc", headers: { ...bearer(), ...headers } });
+        const j = (await res.json()) as { message: string };
+        expect([headers, res.status]).toEqual([headers, status]);
+        expect(j.message).toMatch(/not supported through this proxy|does not allow ACLs/);
+      }
+      expect(s3.requests.slice(from).filter((r) => !r.admin)).toEqual([]);
+      expect(new TextDecoder().decode(await s3.read("rw", key))).toBe("hello world");
+      // the owner-only ACLs clients send by default still pass
+      expect((await fetch(env.url(`/rw/${key}`), { method: "PUT", body: "abc", headers: { ...bearer(), "x-amz-acl": "private" } })).status).toBe(200);
+    }, T);
+
     test("without a token: 401 and nothing reaches S3", async () => {
       const from = s3.requests.length;
       const put = await fetch(env.url(`/rw/${engine}/anon.txt`), { method: "PUT", body: "x" });

@@ -167,7 +167,7 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
     );
 
     test(
-      "Object Lock, customer (SSE-C) and KMS keys are refused (400 InvalidRequest / 501 NotImplemented) on PutObject, CopyObject and CreateMultipartUpload, never dropped; SSE-S3 (AES256) passes",
+      "Object Lock, customer (SSE-C) and KMS keys and appends (x-amz-write-offset-bytes) are refused (400 InvalidRequest / 501 NotImplemented) on PutObject, CopyObject and CreateMultipartUpload, never dropped; SSE-S3 (AES256) passes",
       async () => {
         const ok = await signedFetch(env, { method: "PUT", path: "/up/sse/aes.txt", body: bytesOf(10, 4), headers: { "x-amz-server-side-encryption": "AES256" } });
         expect(ok.status).toBe(200);
@@ -180,6 +180,8 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
           ["PUT", { "x-amz-object-lock-mode": "COMPLIANCE", "x-amz-copy-source": "/up/sse/aes.txt" }, 400, "InvalidRequest"],
           ["PUT", { "x-amz-copy-source-server-side-encryption-customer-algorithm": "AES256", "x-amz-copy-source": "/up/sse/aes.txt" }, 501, "NotImplemented"],
           ["POST", { "x-amz-server-side-encryption": "aws:kms:dsse" }, 501, "NotImplemented", [["uploads", ""]]],
+          // an append sent as a plain PutObject replaced the object with the appended bytes
+          ["PUT", { "x-amz-write-offset-bytes": "10" }, 501, "NotImplemented"],
         ];
         for (const [method, headers, status, code, query] of refusals) {
           const a = await answerOf(await signedFetch(env, { method, path: "/up/sse/refused.txt", headers, query, body: method === "PUT" && !headers["x-amz-copy-source"] ? bytesOf(10, 3) : undefined }));

@@ -22,7 +22,7 @@ export const aclsNotSupported = (): S3Error => s3Error("AccessControlListNotSupp
 
 /**
  * PutObject, CopyObject, CreateMultipartUpload: ACLs, Object Lock and customer or KMS keys are
- * refused (refuseUnkeptSettings, below). ACLs are not implemented, so an ACL that would
+ * refused (unkeptSetting, below), and so is an append (x-amz-write-offset-bytes). ACLs are not implemented, so an ACL that would
  * grant anything (a canned ACL other than private / bucket-owner-full-control, any x-amz-grant-*)
  * is refused as S3 refuses it on a bucket with ACLs disabled (its default since 2023), instead of
  * being silently dropped. rclone's and others' default `x-amz-acl: private` passes.
@@ -34,14 +34,29 @@ export function refuseAcls(ctx: RequestContext): void {
   // URL's hoisted headers are in the query, not among the signed names: looked at).
   const signed = (ctx as S3RequestContext).s3?.payload?.signedHeaders;
   if (signed !== undefined && h === ctx.req.headers && !signed.some(mayRefuse)) return;
-  const acl = h.get("x-amz-acl");
-  if (acl !== null && !OWNER_ONLY_ACLS.has(acl.trim().toLowerCase())) throw s3Fail(aclsNotSupported());
-  for (const name of GRANT_HEADERS) if (h.has(name)) throw s3Fail(aclsNotSupported());
-  refuseUnkeptSettings(h);
+  const refused = unkeptSettingOf(h);
+  if (refused !== undefined) throw s3Fail(refused);
 }
 
 /** A signed header name refuseAcls has to look at. */
-const mayRefuse = (n: string) => n === "x-amz-acl" || n.startsWith("x-amz-grant-") || n.startsWith("x-amz-object-lock-") || n.startsWith("x-amz-server-side-encryption") || n.startsWith("x-amz-copy-source-server-side-encryption");
+const mayRefuse = (n: string) => n === "x-amz-acl" || n.startsWith("x-amz-grant-") || n.startsWith("x-amz-object-lock-") || n.startsWith("x-amz-server-side-encryption") || n.startsWith("x-amz-copy-source-server-side-encryption") || n === WRITE_OFFSET;
+
+/** S3's append (x-amz-write-offset-bytes: write at this offset of the existing object). */
+const WRITE_OFFSET = "x-amz-write-offset-bytes";
+
+/**
+ * The first setting of a write that the proxy would not carry to the upstream (refuseAcls,
+ * unkeptSetting), as S3's error; undefined when there is none. The plain front refuses
+ * the same headers on its PUT.
+ */
+export function unkeptSettingOf(h: Headers): S3Error | undefined {
+  const acl = h.get("x-amz-acl");
+  if (acl !== null && !OWNER_ONLY_ACLS.has(acl.trim().toLowerCase())) return aclsNotSupported();
+  for (const name of GRANT_HEADERS) if (h.has(name)) return aclsNotSupported();
+  // An append sent as a plain PutObject would replace the object with the appended bytes.
+  if (h.has(WRITE_OFFSET)) return s3Error("NotImplemented", "Appending to an object (x-amz-write-offset-bytes) is not supported through this proxy: the request would replace the object.", { Header: WRITE_OFFSET });
+  return unkeptSetting(h);
+}
 
 /**
  * Settings a client makes a write with for safety or compliance, which this proxy does not carry
@@ -55,17 +70,18 @@ const mayRefuse = (n: string) => n === "x-amz-acl" || n.startsWith("x-amz-grant-
  *   `x-amz-server-side-encryption: AES256` (SSE-S3, S3's default for every object since 2023)
  *   passes: it asks for nothing the upstream does not already do.
  */
-function refuseUnkeptSettings(h: Headers): void {
+function unkeptSetting(h: Headers): S3Error | undefined {
   for (const name of OBJECT_LOCK_HEADERS) {
-    if (h.has(name)) throw s3Fail(s3Error("InvalidRequest", `Object Lock settings (${name}) are not supported through this proxy: the object would be written without them.`));
+    if (h.has(name)) return s3Error("InvalidRequest", `Object Lock settings (${name}) are not supported through this proxy: the object would be written without them.`);
   }
   const sse = h.get("x-amz-server-side-encryption");
   if (sse !== null && sse.trim().toUpperCase() !== "AES256") {
-    throw s3Fail(s3Error("NotImplemented", `Server-side encryption ${JSON.stringify(sse.trim().slice(0, 32))} is not supported through this proxy; objects are stored with the bucket's default encryption (AES256).`));
+    return s3Error("NotImplemented", `Server-side encryption ${JSON.stringify(sse.trim().slice(0, 32))} is not supported through this proxy; objects are stored with the bucket's default encryption (AES256).`);
   }
   for (const name of CUSTOMER_KEY_HEADERS) {
-    if (h.has(name)) throw s3Fail(s3Error("NotImplemented", `Customer-provided or KMS encryption keys (${name}) are not supported through this proxy; objects are stored with the bucket's default encryption.`));
+    if (h.has(name)) return s3Error("NotImplemented", `Customer-provided or KMS encryption keys (${name}) are not supported through this proxy; objects are stored with the bucket's default encryption.`);
   }
+  return undefined;
 }
 const OBJECT_LOCK_HEADERS = ["x-amz-object-lock-mode", "x-amz-object-lock-retain-until-date", "x-amz-object-lock-legal-hold"];
 const CUSTOMER_KEY_HEADERS = [
