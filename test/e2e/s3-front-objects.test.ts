@@ -139,6 +139,9 @@ describe("objects (cached bucket)", () => {
     expect([pre.status, pre.headers.get("content-language")]).toEqual([200, "fr"]);
     const plain = await signedFetch(env, { path: "/data/doc.txt" });
     expect([plain.headers.get("content-type"), plain.headers.get("content-disposition"), plain.headers.get("content-language")]).toEqual(["text/plain", null, null]);
+    // an empty override sets nothing: one Content-Type, the stored one (two were sent, boto3 read ", text/plain;charset=utf-8")
+    const empty = await signedFetch(env, { path: "/data/doc.txt", query: { "response-content-type": "", "response-content-language": "" } });
+    expect([empty.status, empty.headers.get("content-type"), empty.headers.get("content-language")]).toEqual([200, "text/plain", null]);
   });
 
   test("a missing key → 404 NoSuchKey in S3 XML (HEAD: status only)", async () => {
@@ -175,6 +178,24 @@ describe("objects (cached bucket)", () => {
     } finally {
       c.destroy();
     }
+  });
+
+  test("GetObject/HeadObject with a customer key (SSE-C) → 501 NotImplemented, never read with the key dropped (the cached or plain object was answered 200)", async () => {
+    const key = Buffer.alloc(32, 7);
+    const sse = {
+      "x-amz-server-side-encryption-customer-algorithm": "AES256",
+      "x-amz-server-side-encryption-customer-key": key.toString("base64"),
+      "x-amz-server-side-encryption-customer-key-md5": new Bun.CryptoHasher("md5").update(key).digest("base64"),
+    };
+    env.mark();
+    for (const method of ["GET", "HEAD"]) {
+      const r = await signedFetch(env, { method, path: "/data/doc.txt", headers: sse });
+      expect([method, r.status]).toEqual([method, 501]);
+      if (method === "GET") expect(await r.text()).toContain("<Code>NotImplemented</Code>");
+    }
+    const anonymous = await fetch(`http://127.0.0.1:${env.port}/data/doc.txt`, { headers: sse });
+    expect(anonymous.status).toBe(501);
+    expect(env.upstreamCalls()).toEqual([]);
   });
 
   test("416 InvalidRange names the range asked for and the object's size, as S3 does", async () => {

@@ -177,6 +177,12 @@ export function s3Parse(ctx: RequestContext): undefined {
     const o = responseOverrides(v.query, principal !== undefined);
     if (isS3Error(o)) return fail(o);
     overrides = o;
+    // A customer key (SSE-C) is not sent upstream (and a cached copy would be served without it):
+    // refused, as on writes, rather than dropped. (Every x-amz-* header present is signed: the
+    // signed names tell, with no header lookup on an ordinary GetObject.)
+    if (v.kind === "ok" ? v.signedHeaders.some(isCustomerKeyHeader) : headers.has(SSE_C_ALGORITHM) || headers.has("x-amz-server-side-encryption-customer-key")) {
+      return fail(s3Error("NotImplemented", "Customer-provided encryption keys (x-amz-server-side-encryption-customer-*) are not supported through this proxy.", { Header: SSE_C_ALGORITHM }));
+    }
   }
   (ctx as S3RequestContext).s3 = { api, op, principal, query: v.query, overrides, payload, headers };
   return undefined;
@@ -242,6 +248,9 @@ const KEY_READS: ReadonlySet<S3Operation> = new Set<S3Operation>([
   "GetObject", "HeadObject", "GetObjectPart", "HeadObjectPart", "GetObjectVersion", "HeadObjectVersion",
   "GetObjectTagging", "GetObjectAttributes", "GetObjectAcl",
 ]);
+
+const SSE_C_ALGORITHM = "x-amz-server-side-encryption-customer-algorithm";
+const isCustomerKeyHeader = (name: string) => name.startsWith("x-amz-server-side-encryption-customer-");
 
 /** The object reads that take S3's response-* overrides. */
 const OBJECT_READS: ReadonlySet<S3Operation> = new Set<S3Operation>(["GetObject", "HeadObject", "GetObjectPart", "HeadObjectPart", "GetObjectVersion", "HeadObjectVersion"]);

@@ -119,6 +119,9 @@ export function responseOverrides(query: ReadonlyArray<readonly [string, string]
     const header = OVERRIDES[k];
     if (header === undefined) continue;
     if (!signed) return s3Error("InvalidRequest", "Request specific response headers cannot be used for anonymous GET requests.");
+    // (an empty override sets nothing: the stored value stays, and the answer keeps one
+    // Content-Type; set empty, the listener added its own default beside it)
+    if (v === "") continue;
     // S3's own refusal (a character beyond Latin-1, as in a UTF-8 file name; RFC 5987's filename*=UTF-8''… is the way), or a control character
     if (!HEADER_VALUE.test(v)) {
       const message = /[^\x00-\xff]/.test(v) ? "Header value cannot be represented using ISO-8859-1." : `${k} is not a valid header value`;
