@@ -15,6 +15,7 @@
  * (x-amz-request-id, x-amz-id-2, server, x-amz-server-side-encryption...) are not leaked.
  */
 import { CHECKSUM_ALGORITHMS, checksumHeaderName } from "../s3/checksum.ts";
+import { upstreamRange } from "./range.ts";
 
 /**
  * Client request headers that go upstream (lower-case). x-amz-checksum-mode: ENABLED asks S3 for
@@ -73,7 +74,13 @@ export function forwardRequestHeaders(h: Headers): Record<string, string> {
   const out: Record<string, string> = {};
   for (const name of FORWARDED_REQUEST_HEADERS) {
     const v = h.get(name);
-    if (v !== null) out[name] = v;
+    if (v === null) continue;
+    if (name !== "range") out[name] = v;
+    else {
+      // (the range the cache would serve, or none: the same answer cached or not)
+      const range = upstreamRange(v);
+      if (range !== undefined) out.range = range;
+    }
   }
   return out;
 }

@@ -28,12 +28,42 @@ const UNIT = [98, 121, 116, 101, 115];
  */
 export function parseRange(header: string | null, size: number): RangeResult {
   if (header === null) return NONE;
+  const spec = scanRange(header);
+  if (spec === undefined) return NONE;
+  const { first, last } = spec;
+  if (first < 0) {
+    if (last === 0 || size <= 0) return UNSATISFIABLE;
+    return { kind: "ok", start: Math.max(0, size - last), end: size - 1 };
+  }
+  if (first >= size) return UNSATISFIABLE;
+  return { kind: "ok", start: first, end: last < 0 || last >= size ? size - 1 : last };
+}
+
+/**
+ * The Range header to send upstream: the one range parseRange reads, written as S3 reads it
+ * (`bytes=first-last`, `bytes=first-`, `bytes=-suffix`), or undefined when parseRange ignores the
+ * header (none is sent: the whole object). So an answer does not depend on whether the object was
+ * cached: `bytes=1-2,` (an empty list element) and `bytes = 1-2` were read one way by the cache
+ * and the other way by the upstream.
+ */
+export function upstreamRange(header: string): string | undefined {
+  const spec = scanRange(header);
+  if (spec === undefined) return undefined;
+  const { first, last } = spec;
+  // (positions beyond 2^53 are not exact numbers here: sent as written, S3 answers them 416)
+  if (first > Number.MAX_SAFE_INTEGER || last > Number.MAX_SAFE_INTEGER) return header.trim();
+  if (first < 0) return `bytes=-${last}`;
+  return last < 0 ? `bytes=${first}-` : `bytes=${first}-${last}`;
+}
+
+/** The single range-spec of a Range header (first or last -1 when absent), or undefined when the header is to be ignored. */
+function scanRange(header: string): { first: number; last: number } | undefined {
   const n = header.length;
   let i = 0;
   while (i < n && (header.charCodeAt(i) === 32 || header.charCodeAt(i) === 9)) i++;
-  if (n - i < 6) return NONE;
-  for (let u = 0; u < 5; u++) if ((header.charCodeAt(i + u) | 32) !== UNIT[u]) return NONE;
-  if (header.charCodeAt(i + 5) !== 61) return NONE; // "="
+  if (n - i < 6) return undefined;
+  for (let u = 0; u < 5; u++) if ((header.charCodeAt(i + u) | 32) !== UNIT[u]) return undefined;
+  if (header.charCodeAt(i + 5) !== 61) return undefined; // "="
   i += 6;
   let first = -1;
   let last = -1;
@@ -44,22 +74,17 @@ export function parseRange(header: string | null, size: number): RangeResult {
       i++;
       continue;
     }
-    if (specs === 1) return NONE; // a second range: ignored, like S3
+    if (specs === 1) return undefined; // a second range: ignored, like S3
     specs = 1;
     for (; c >= 48 && c <= 57; c = header.charCodeAt(++i)) first = (first < 0 ? 0 : first * 10) + (c - 48);
-    if (c !== 45) return NONE; // "-"
+    if (c !== 45) return undefined; // "-"
     for (c = header.charCodeAt(++i); c >= 48 && c <= 57; c = header.charCodeAt(++i)) last = (last < 0 ? 0 : last * 10) + (c - 48);
-    if (i < n && c !== 32 && c !== 9 && c !== 44) return NONE;
+    if (i < n && c !== 32 && c !== 9 && c !== 44) return undefined;
   }
-  if (specs === 0) return NONE;
-  if (first < 0) {
-    if (last < 0) return NONE; // "-"
-    if (last === 0 || size <= 0) return UNSATISFIABLE;
-    return { kind: "ok", start: Math.max(0, size - last), end: size - 1 };
-  }
-  if (last >= 0 && last < first) return NONE; // invalid range-spec: the whole header is ignored
-  if (first >= size) return UNSATISFIABLE;
-  return { kind: "ok", start: first, end: last < 0 || last >= size ? size - 1 : last };
+  if (specs === 0) return undefined;
+  if (first < 0 && last < 0) return undefined; // "-"
+  if (first >= 0 && last >= 0 && last < first) return undefined; // invalid range-spec: the whole header is ignored
+  return { first, last };
 }
 
 /** `Content-Range` value of a 206: `bytes start-end/size`. */

@@ -198,6 +198,24 @@ describe("objects (cached bucket)", () => {
     expect(env.upstreamCalls()).toEqual([]);
   });
 
+  test("an edge-case Range header gets the same answer before and after the object is cached (the upstream is sent the range the cache reads, or none)", async () => {
+    const cases: Array<[string, number, string]> = [
+      ["bytes=1-2,", 206, "12"],
+      ["bytes=,1-2", 206, "12"],
+      ["bytes = 1-2", 200, "0123456789"],
+      ["bytes=1 - 2", 200, "0123456789"],
+    ];
+    for (const [i, [range, status, body]] of cases.entries()) {
+      const key = `ranges/r${i}.txt`;
+      await env.s3.put("data", key, "0123456789");
+      const before = await fetch(`${env.endpoint}/data/${key}`, { headers: { range } });
+      expect([range, before.status, await before.text(), before.headers.get("x-cache")]).toEqual([range, status, body, status === 206 ? "BYPASS" : "MISS"]);
+      if (status === 206) expect((await fetch(`${env.endpoint}/data/${key}`)).status).toBe(200); // fills the cache
+      const after = await fetch(`${env.endpoint}/data/${key}`, { headers: { range } });
+      expect([range, after.status, await after.text(), after.headers.get("x-cache")]).toEqual([range, status, body, "HIT"]);
+    }
+  });
+
   test("416 InvalidRange names the range asked for and the object's size, as S3 does", async () => {
     const r = await signedFetch(env, { path: "/data/doc.txt", headers: { range: "bytes=50-60" } });
     const body = await r.text();

@@ -1,5 +1,5 @@
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
-import { contentRange, parseRange, unsatisfiedRange, type RangeResult } from "../../src/http/range.ts";
+import { contentRange, parseRange, unsatisfiedRange, upstreamRange, type RangeResult } from "../../src/http/range.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -111,5 +111,24 @@ describe("Content-Range values", () => {
   test("416", () => {
     expect(unsatisfiedRange(1000)).toBe("bytes */1000");
     expect(unsatisfiedRange(0)).toBe("bytes */0");
+  });
+});
+
+describe("upstreamRange: the Range sent upstream is the one parseRange reads (the answer does not depend on the cache)", () => {
+  test("one range, written as S3 reads it", () => {
+    expect(upstreamRange("bytes=1-2")).toBe("bytes=1-2");
+    expect(upstreamRange("bytes=1-2,")).toBe("bytes=1-2"); // an empty list element (RFC 9110 §5.6.1)
+    expect(upstreamRange("bytes=,1-2")).toBe("bytes=1-2");
+    expect(upstreamRange("bytes=1-2, ")).toBe("bytes=1-2");
+    expect(upstreamRange(" BYTES=5-")).toBe("bytes=5-");
+    expect(upstreamRange("bytes=-7")).toBe("bytes=-7");
+    expect(upstreamRange("bytes=-0")).toBe("bytes=-0"); // unsatisfiable: S3's 416
+    expect(upstreamRange("bytes=99999999999999999999-")).toBe("bytes=99999999999999999999-");
+  });
+  test("what parseRange ignores is not sent (the whole object)", () => {
+    for (const h of ["bytes = 1-2", "bytes=1 - 2", "bytes=1-2,3-4", "bytes=2-1", "bytes=-", "items=1-2", "bytes=", "bytes=a-b"]) {
+      expect([h, upstreamRange(h)]).toEqual([h, undefined]);
+      expect([h, parseRange(h, 100).kind]).toEqual([h, "none"]);
+    }
   });
 });
