@@ -73,9 +73,8 @@ export function parsePresign(ctx: RequestContext): PresignParams {
   const e = q.get("expires");
   let expires = max;
   if (e !== null) {
-    if (!/^\d{1,7}$/.test(e) || Number(e) < 1) throw bad("expires must be a whole number of seconds, at least 1");
+    if (!/^\d{1,16}$/.test(e) || Number(e) < 1 || Number(e) > max) throw bad(`expires must be a whole number of seconds from 1 to ${max}`);
     expires = Number(e);
-    if (expires > max) throw bad(`expires must be at most ${max} seconds`);
   }
   const contentType = q.get("content_type") ?? undefined;
   if (contentType !== undefined) {

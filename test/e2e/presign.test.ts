@@ -119,7 +119,10 @@ describe("presigned GET", () => {
     expect(new URL(p.url).searchParams.get("X-Amz-Expires")).toBe("600");
     const tooLong = await presign("/rw/exp.txt", "method=GET&expires=601");
     expect(tooLong.status).toBe(400);
-    expect(((await tooLong.json()) as { message: string }).message).toBe("expires must be at most 600 seconds");
+    expect(((await tooLong.json()) as { message: string }).message).toBe("expires must be a whole number of seconds from 1 to 600");
+    // (a number too long for the old pattern was told "at least 1")
+    const huge = await presign("/rw/exp.txt", "method=GET&expires=99999999");
+    expect([huge.status, ((await huge.json()) as { message: string }).message]).toEqual([400, "expires must be a whole number of seconds from 1 to 600"]);
     const soon = Math.floor(Date.now() / 1000) + 30;
     const capped = (await (await presign("/rw/exp.txt", "method=GET&expires=600", bearer({ exp: soon }))).json()) as Presigned;
     expect(Date.parse(capped.expires_at)).toBeLessThanOrEqual(soon * 1000);
@@ -247,8 +250,8 @@ describe("presign requests that are refused", () => {
     const msg = async (r: Response) => ((await r.json()) as { message: string }).message;
     expect(await msg(await presign("/rw/a.txt", ""))).toBe("method must be PUT, POST or GET");
     expect(await msg(await presign("/rw/a.txt", "method=DELETE"))).toBe("method must be PUT, POST or GET");
-    expect(await msg(await presign("/rw/a.txt", "method=GET&expires=0"))).toBe("expires must be a whole number of seconds, at least 1");
-    expect(await msg(await presign("/rw/a.txt", "method=GET&expires=1.5"))).toBe("expires must be a whole number of seconds, at least 1");
+    expect(await msg(await presign("/rw/a.txt", "method=GET&expires=0"))).toBe("expires must be a whole number of seconds from 1 to 600");
+    expect(await msg(await presign("/rw/a.txt", "method=GET&expires=1.5"))).toBe("expires must be a whole number of seconds from 1 to 600");
     expect(await msg(await presign("/rw/a.txt", "method=GET&content_type=text/plain"))).toBe("content_type applies to PUT and POST only");
     expect(await msg(await presign("/rw/a.txt", "method=PUT&max_size=10"))).toBe("max_size applies to POST only");
     expect(await msg(await presign("/rw/a.txt", "method=POST&max_size=-1"))).toBe("max_size must be a whole number of bytes, at most 5368709120");

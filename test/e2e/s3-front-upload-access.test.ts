@@ -134,7 +134,7 @@ describe("bucket access and grants", () => {
   );
 
   test(
-    "DeleteObjects: no integrity header → InvalidRequest; not XML, no keys, 1001 keys or an entry with two keys → MalformedXML; nothing upstream",
+    "DeleteObjects: no integrity header → InvalidRequest; not XML, no keys, 1001 keys, an entry with two keys or a Quiet that is not a boolean → MalformedXML; nothing upstream",
     async () => {
       const xml = deleteXml(["del/x"]);
       await refused(signedFetch(env, { method: "POST", path: "/up", query: [["delete", ""]], body: xml }), 400, "InvalidRequest");
@@ -145,6 +145,8 @@ describe("bucket access and grants", () => {
       // one entry naming two keys (the second was silently dropped) or two versions
       await refused(deleteObjects("up", "<Delete><Object><Key>del/a</Key><Key>del/b</Key></Object></Delete>"), 400, "MalformedXML");
       await refused(deleteObjects("up", "<Delete><Object><Key>del/a</Key><VersionId>1</VersionId><VersionId>2</VersionId></Object></Delete>"), 400, "MalformedXML");
+      // Quiet is a boolean in S3's schema
+      await refused(deleteObjects("up", "<Delete><Quiet>maybe</Quiet><Object><Key>del/a</Key></Object></Delete>"), 400, "MalformedXML");
     },
     T,
   );
@@ -281,7 +283,7 @@ describe("CopyObject", () => {
   );
 
   test(
-    "across proxy buckets: 501 NotImplemented saying so; an unknown source bucket: NoSuchBucket; nothing upstream",
+    "across proxy buckets: 501 NotImplemented saying so; an unknown source bucket: NoSuchBucket; an unknown metadata or tagging directive: InvalidArgument; nothing upstream",
     async () => {
       env.mark();
       const a = await answerOf(await copy("/up/copy/x.txt", "other/copy/src%20with%20space.txt"));
@@ -289,6 +291,9 @@ describe("CopyObject", () => {
       expect(a.message).toContain("across proxy buckets");
       await refused(copy("/up/copy/x.txt", "/nosuch/k"), 404, "NoSuchBucket");
       await refused(copy("/up/copy/x.txt", "/up"), 400, "InvalidArgument");
+      // a directive S3 does not know (S3: InvalidArgument; an upstream could read it otherwise)
+      await refused(copy("/up/copy/x.txt", "/up/copy/src%20with%20space.txt", WRITER, { "x-amz-metadata-directive": "BOGUS" }), 400, "InvalidArgument");
+      await refused(copy("/up/copy/x.txt", "/up/copy/src%20with%20space.txt", WRITER, { "x-amz-tagging-directive": "replace" }), 400, "InvalidArgument");
       expect(env.upstreamCalls()).toEqual([]);
     },
     T,

@@ -86,6 +86,14 @@ async function readableSource(ctx: RequestContext): Promise<CopySource> {
 }
 
 export async function copyObjectOp(ctx: RequestContext): Promise<Response> {
+  const headers = requestHeaders(ctx);
+  for (const name of DIRECTIVES) {
+    const v = headers.get(name);
+    // (S3's values, case-sensitive; another would reach an upstream that may read it otherwise)
+    if (v !== null && v !== "COPY" && v !== "REPLACE") {
+      throw s3Fail(s3Error("InvalidArgument", `Unknown ${name === DIRECTIVES[0] ? "metadata" : "tagging"} directive.`, { ArgumentName: name, ArgumentValue: v.slice(0, 64) }));
+    }
+  }
   const src = await readableSource(ctx);
   const upstream = writeUpstream(ctx);
   const res = await copyObject(upstream, { key: ctx.key, sourceKey: src.key, sourceVersionId: src.versionId, headers: requestHeaders(ctx) }, callOf(ctx));
@@ -93,6 +101,8 @@ export async function copyObjectOp(ctx: RequestContext): Promise<Response> {
   await purgeWritten(ctx, ctx.key);
   return answer;
 }
+
+const DIRECTIVES = ["x-amz-metadata-directive", "x-amz-tagging-directive"] as const;
 
 /** S3's form of x-amz-copy-source-range: both offsets, first <= last (checked against the source's size upstream). */
 const COPY_RANGE = /^bytes=(\d{1,15})-(\d{1,15})$/;

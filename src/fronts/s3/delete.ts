@@ -93,7 +93,10 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
   const doc = await readXmlBody(ctx, "Delete");
   const objects = childrenNamed(doc, "Object");
   if (objects.length === 0 || objects.length > MAX_DELETE_KEYS) throw s3Fail(malformed());
-  const quiet = childText(doc, "Quiet")?.trim().toLowerCase() === "true";
+  // (S3's schema: a boolean; anything else is MalformedXML)
+  const quietText = childText(doc, "Quiet")?.trim().toLowerCase();
+  if (quietText !== undefined && quietText !== "true" && quietText !== "false") throw s3Fail(malformed());
+  const quiet = quietText === "true";
   const outcomes: Outcome[] = objects.map((o) => {
     const key = child(o, "Key")?.text;
     // (an entry names one key, at most one version: a second <Key> would be silently dropped)
