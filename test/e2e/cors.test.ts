@@ -150,9 +150,12 @@ describe("S3 front", () => {
     expect(corsHeadersOf(evil)).toEqual([]);
   }, T);
 
-  test("a bucket without cors: the S3 listener's OPTIONS stays S3's NotImplemented, without CORS headers", async () => {
+  test("a bucket without cors: the S3 listener's OPTIONS is S3's 403 AccessForbidden (CORS is not enabled for this bucket), without CORS headers", async () => {
     const res = await preflight(s3Url("/plain/page.txt"), APP, "GET");
-    expect(res.status).toBe(501);
+    expect(res.status).toBe(403);
+    const body = await res.text();
+    expect(/<Code>(\w+)/.exec(body)?.[1]).toBe("AccessForbidden");
+    expect(body).toContain("CORS is not enabled for this bucket");
     expect(corsHeadersOf(res)).toEqual([]);
   }, T);
 });

@@ -9,6 +9,7 @@ import { CREDENTIAL_CODES } from "../../s3/errors.ts";
 
 export const S3_ERRORS = {
   AccessDenied: { status: 403, message: "Access Denied" },
+  AccessForbidden: { status: 403, message: "CORSResponse: This CORS request is not allowed." },
   AuthorizationHeaderMalformed: { status: 400, message: "The authorization header you provided is invalid." },
   AuthorizationQueryParametersError: { status: 400, message: "The authorization query parameters are invalid." },
   BucketAlreadyOwnedByYou: { status: 409, message: "Your previous request to create the named bucket succeeded and you already own it." },

@@ -100,6 +100,8 @@ export function s3Parse(ctx: RequestContext): undefined {
     return undefined;
   }
 
+  // A preflight for a bucket without `cors` (one with it was answered by the CORS phase): S3's 403.
+  if (ctx.method === "OPTIONS" && a.bucket !== "") return fail(s3Error("AccessForbidden", "CORSResponse: CORS is not enabled for this bucket."));
   const metrics = ctx.svc.metrics;
   const v = verifySigV4({ method: ctx.method, rawPath: ctx.rawPath, rawQuery: ctx.query, headers: req.headers }, api.lookup, {
     region: api.region,
