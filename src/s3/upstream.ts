@@ -273,6 +273,8 @@ export class BucketUpstream {
     max: number,
     attemptOnce: (span: Span | undefined) => Promise<Response>,
     passOn?: (err: unknown) => boolean,
+    /** When given, an attempt that failed without an answer is retried only if this says so (else it is the last). */
+    retryable?: (err: unknown) => boolean,
   ): Promise<Response> {
     for (let attempt = 1; ; attempt++) {
       timing.attempts = attempt;
@@ -288,7 +290,7 @@ export class BucketUpstream {
         const elapsed = performance.now() - started;
         timing.upstreamMs += elapsed;
         if (signal.aborted || timing.abandoned !== undefined || passOn?.(err)) throw err;
-        const fatal = this.failedAttempt(err, elapsed, last);
+        const fatal = this.failedAttempt(err, elapsed, last || (retryable !== undefined && !retryable(err)));
         if (fatal !== undefined) throw fatal;
         await this.backoff(attempt, signal);
         continue;
@@ -354,12 +356,17 @@ export class BucketUpstream {
   async send(req: SendRequest): Promise<Response> {
     const { body, streamed, payloadHash, headers } = prepareSend(req);
     const max = streamed ? 1 : (req.maxAttempts ?? this.retry.max_attempts);
-    const run = () => this.retrying(req.method, req.key, req.timing, req.signal, max, (span) => this.sendOnce(req, headers, body, payloadHash, span), (err) => err instanceof RequestBodyError);
+    // A request that is not idempotent (see resendable) is sent again only when it surely never
+    // reached the upstream; an answer lost after it was sent is the client's to handle (a 502/503),
+    // since the upstream may have applied it: re-sent, a conditional create that won would be
+    // answered 412, a completed upload NoSuchUpload.
+    const resendable = isResendable(req.method, req.query, headers);
+    const run = () => this.retrying(req.method, req.key, req.timing, req.signal, max, (span) => this.sendOnce(req, headers, body, payloadHash, resendable, span), isBodyError, resendable ? undefined : surelyNotSent);
     return this.breaker === undefined ? run() : this.guarded(this.breaker, req.signal, run);
   }
 
   /** One attempt. Not async: the pool's promise is returned as it is (retrying() awaits it and catches a synchronous throw). */
-  private sendOnce(req: SendRequest, extra: Record<string, string>, body: Uint8Array | ReadableStream<Uint8Array> | null, payloadHash: string | undefined, span?: Span): Promise<Response> {
+  private sendOnce(req: SendRequest, extra: Record<string, string>, body: Uint8Array | ReadableStream<Uint8Array> | null, payloadHash: string | undefined, resendable: boolean, span?: Span): Promise<Response> {
     const method = req.method;
     const rawPath = req.key === "" ? this.bucketPath || "/" : `${this.bucketPath}/${req.key}`;
     const query = req.query && req.query.length > 0 ? (req.query as Array<[string, string]>) : undefined;
@@ -382,7 +389,7 @@ export class BucketUpstream {
     const clientSignal = req.signal;
     // The pool's UpstreamTimeoutError is converted by retrying().
     if (body instanceof ReadableStream && isFramedBody(body, contentLength!)) return fetchFramed(this.fetchImpl, method, this.origin + target, headers, body, contentLength!, clientSignal, this.timeoutMs);
-    if (this.pool) return this.pool.request(method, target, headers, { timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, signal: clientSignal, abandon: req.timing, body, contentLength });
+    if (this.pool) return this.pool.request(method, target, headers, { timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, signal: clientSignal, abandon: req.timing, body, contentLength, noResend: !resendable });
     return fetchWithBody(this.fetchImpl, method, this.origin + target, headers, body, contentLength, clientSignal, this.timeoutMs, req.timing);
   }
 
@@ -493,4 +500,31 @@ export class BucketUpstream {
       return { ok: false, reason: name === "TimeoutError" || err instanceof UpstreamTimeoutError ? "upstream did not answer in time" : "upstream unreachable" };
     }
   }
+}
+
+const isBodyError = (err: unknown) => err instanceof RequestBodyError;
+
+/**
+ * Whether a request may be sent again after an attempt whose outcome is unknown (the connection
+ * closed after the request went out, with no answer). GET, HEAD, PUT and DELETE are idempotent
+ * (RFC 9110 §9.2.2): sending one twice leaves what sending it once does. Not so a POST (a
+ * CompleteMultipartUpload that succeeded is NoSuchUpload the second time, CreateMultipartUpload
+ * opens another upload), except DeleteObjects (deleting keys twice deletes them), nor a write
+ * conditional on the object's state (If-Match / If-None-Match: the first one changed that state).
+ */
+export function isResendable(method: string, query: ReadonlyArray<readonly [string, string]> | undefined, headers: Record<string, string>): boolean {
+  if (headers["if-match"] !== undefined || headers["if-none-match"] !== undefined) return method === "GET" || method === "HEAD";
+  if (method !== "POST") return true;
+  return query !== undefined && query.length === 1 && query[0]![0] === "delete";
+}
+
+/** Errors of an attempt that never reached the upstream: no connection was made. */
+const NOT_CONNECTED = /\((?:ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|ConnectionRefused|FailedToOpenSocket)\)/;
+const NOT_CONNECTED_CODES = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "ConnectionRefused", "FailedToOpenSocket"]);
+export function surelyNotSent(err: unknown): boolean {
+  if (err instanceof UpstreamConnectTimeoutError) return true;
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === "string" && NOT_CONNECTED_CODES.has(code)) return true;
+  return NOT_CONNECTED.test(err.message);
 }

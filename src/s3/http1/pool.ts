@@ -34,6 +34,12 @@ export interface Http1RequestOptions {
   body?: RequestBody | null;
   /** Exact body length, sent as Content-Length. Required with a stream; with bytes it must match. */
   contentLength?: number;
+  /**
+   * A request that is not idempotent: sent on a fresh connection (never a pooled one, which the
+   * upstream may close as the request goes out), and never resent once written (the upstream may
+   * have applied it before closing).
+   */
+  noResend?: boolean;
 }
 
 export interface Http1PoolOptions {
@@ -128,6 +134,7 @@ export class Http1Pool {
       req.writer = writer;
       req.requestBody = bytesBody;
       req.abandon = opts.abandon;
+      if (opts.noResend === true) req.retried = true; // (as if already resent once: the stale-socket resend is skipped)
       this.inflight.add(req);
       if (this.sweepTimer === null) {
         this.sweepTimer = setInterval(this.boundSweep, this.sweepIntervalMs);
@@ -167,7 +174,9 @@ export class Http1Pool {
     // timeout racing our reuse), the first chunks are gone by the time the close shows, so the
     // request can be neither retried nor completed (a valid upload answered 503). It gets a fresh
     // connection; the socket goes to the pool after it, as any other.
-    if (req.writer !== null) {
+    // A request that may not be resent (noResend, marked `retried` from the start) gets a fresh
+    // connection too: a pooled socket closing under it would leave its outcome unknown.
+    if (req.writer !== null || req.retried) {
       this.connect(req);
       return;
     }

@@ -136,12 +136,18 @@ export interface RawConn {
 
 /**
  * A raw HTTP/1.1 server that records every request (head, body bytes) on every connection and
- * answers `respond(request)` once its Content-Length body bytes arrived (never, if they do not).
+ * answers `respond(request)` once its Content-Length body bytes arrived (never, if they do not);
+ * `null` from respond cuts the connection instead (the request received whole, no answer).
  */
-export function rawServer(o: { keepBody?: boolean; respond?: (r: RawRequest) => string } = {}): { port: number; conns: RawConn[]; requests(): RawRequest[]; [Symbol.dispose](): void } {
+export function rawServer(o: { keepBody?: boolean; respond?: (r: RawRequest) => string | null } = {}): { port: number; conns: RawConn[]; requests(): RawRequest[]; [Symbol.dispose](): void } {
   const conns: RawConn[] = [];
   const respond = o.respond ?? (() => "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
   const expected = (r: RawRequest) => Number(/\r\ncontent-length: *(\d+)/i.exec(r.head)?.[1] ?? 0);
+  const answer = (s: Socket<RawConn>, r: RawRequest) => {
+    const text = respond(r);
+    if (text === null) s.terminate();
+    else s.write(text);
+  };
   const listener: TCPSocketListener<RawConn> = Bun.listen<RawConn>({
     hostname: "127.0.0.1",
     port: 0,
@@ -166,14 +172,14 @@ export function rawServer(o: { keepBody?: boolean; respond?: (r: RawRequest) => 
             r = { head: all.subarray(0, i).toString("latin1"), bodyBytes: 0, body: [] };
             c.requests.push(r);
             rest = all.subarray(i + 4);
-            if (expected(r) === 0) s.write(respond(r));
+            if (expected(r) === 0) answer(s, r);
             continue;
           }
           const take = rest.subarray(0, Math.min(rest.length, expected(r) - r.bodyBytes));
           r.bodyBytes += take.length;
           if (o.keepBody) r.body.push(Buffer.from(take));
           rest = rest.subarray(take.length);
-          if (r.bodyBytes === expected(r)) s.write(respond(r));
+          if (r.bodyBytes === expected(r)) answer(s, r);
         }
       },
       close(s) {

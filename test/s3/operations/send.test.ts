@@ -24,6 +24,44 @@ async function rejection(p: Promise<unknown>): Promise<unknown> {
   throw new Error("expected a rejection");
 }
 
+describe.each(CLIENTS)("send() on the %s client: an answer lost after the request went out", (client) => {
+  // The server takes each request whole (as if it applied it), then cuts the connection unanswered.
+  const cut = () => rawServer({ respond: () => null });
+  const lost = async (req: Parameters<ReturnType<typeof up>["upstream"]["send"]>[0]) => {
+    using srv = cut();
+    using u = up(client, srv.port);
+    const err = await rejection(u.upstream.send(req));
+    expect(err).toBeInstanceOf(ProxyError);
+    expect((err as ProxyError).status).toBeGreaterThanOrEqual(500);
+    return srv.requests().length;
+  };
+  const body = new TextEncoder().encode("<CompleteMultipartUpload/>");
+
+  test("not idempotent (a POST other than DeleteObjects, a conditional write): sent once, never again (re-sent, a conditional create that won was answered 412, a completed upload NoSuchUpload)", async () => {
+    expect(await lost({ method: "POST", key: "k", query: [["uploadId", "U1"]], body, ...ctx() })).toBe(1);
+    expect(await lost({ method: "POST", key: "k", query: [["uploads", ""]], ...ctx() })).toBe(1);
+    expect(await lost({ method: "PUT", key: "k", headers: { "if-none-match": "*" }, body: new Uint8Array(5000), ...ctx() })).toBe(1);
+    expect(await lost({ method: "PUT", key: "k", headers: { "if-match": '"abc"' }, body: new Uint8Array(10), ...ctx() })).toBe(1);
+    expect(await lost({ method: "PUT", key: "k", headers: { "x-amz-copy-source": "/b/src", "if-none-match": "*" }, ...ctx() })).toBe(1);
+  });
+
+  test("idempotent (PUT, DELETE, DeleteObjects): retried as configured (3 attempts)", async () => {
+    expect(await lost({ method: "PUT", key: "k", body: new Uint8Array(5000), ...ctx() })).toBeGreaterThanOrEqual(3);
+    expect(await lost({ method: "DELETE", key: "k", ...ctx() })).toBeGreaterThanOrEqual(3);
+    expect(await lost({ method: "POST", key: "", query: [["delete", ""]], body, ...ctx() })).toBeGreaterThanOrEqual(3);
+  });
+
+  test("a POST that never reached the upstream (connection refused) is retried: nothing was sent", async () => {
+    const srv = rawServer();
+    const port = srv.port;
+    srv[Symbol.dispose]();
+    using u = up(client, port);
+    const c = ctx();
+    await rejection(u.upstream.send({ method: "POST", key: "k", query: [["uploadId", "U1"]], body, ...c }));
+    expect(c.timing.attempts).toBe(3);
+  });
+});
+
 describe.each(CLIENTS)("send() on the %s client", (client) => {
   test("a streamed body goes out with its exact Content-Length (never chunked), byte for byte", async () => {
     using srv = rawServer({ keepBody: true });
