@@ -234,7 +234,7 @@ export class BucketUpstream {
   /**
    * `run` (reads or send()'s attempts) through the circuit breaker: refused with CircuitOpen while
    * it is open, and counted as a success or a failure of the upstream. The client's abort, a failed
-   * request body, answers below 500 (SlowDown aside) and 501 NotImplemented are not upstream failures.
+   * request body, answers below 500, 501 NotImplemented and 503 SlowDown are not upstream failures.
    */
   private async guarded(breaker: CircuitBreaker, signal: AbortSignal, run: () => Promise<Response>): Promise<Response> {
     const admission = breaker.tryAcquire();
@@ -242,13 +242,15 @@ export class BucketUpstream {
     let success = false;
     try {
       const res = await run();
-      // 501 NotImplemented refuses the request (S3's answer to a header it does not implement,
-      // such as If-None-Match with an ETag): a healthy upstream's answer, which a client could
-      // otherwise repeat to open the breaker for everyone.
-      success = res.status < 500 || res.status === 501;
+      // 503 is S3's SlowDown: a throttle on one prefix by a store that is up, which its clients
+      // back off from; counted, three GETs under one throttled prefix opened the breaker for every
+      // key of the bucket (and, with readiness, the whole proxy). Still retried with backoff.
+      // 501 NotImplemented refuses a header the store does not implement: a healthy answer too.
+      const status = res.status;
+      success = status < 500 || status === 501 || status === 503;
       return res;
     } catch (err) {
-      success = signal.aborted || err instanceof RequestBodyError || (err instanceof ProxyError && err.status < 500 && err.code !== "SlowDown");
+      success = signal.aborted || err instanceof RequestBodyError || (err instanceof ProxyError && err.status < 500);
       throw err;
     } finally {
       admission.release(success);

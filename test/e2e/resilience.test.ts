@@ -35,7 +35,7 @@ const bucket = (name: string, extra: string) =>
 
 beforeAll(async () => {
   s3 = await startS3Fixture({ buckets: [{ name: "data", public: true, publicList: true }], credentials: [] });
-  for (const k of ["slow.txt", "perm.txt", "late.txt", "flaky.txt", "missing-ok.txt"]) await s3.put("data", k, `body of ${k}`, { contentType: "text/plain" });
+  for (const k of ["slow.txt", "perm.txt", "late.txt", "flaky.txt", "missing-ok.txt", "steady.txt"]) await s3.put("data", k, `body of ${k}`, { contentType: "text/plain" });
   const yaml =
     `server: { address: 127.0.0.1, port: 0 }\n` +
     `metrics: { enabled: true, address: 127.0.0.1, port: 0 }\n` +
@@ -106,6 +106,23 @@ describe("upstream timeout", () => {
 });
 
 describe("circuit breaker", () => {
+  test("S3's 503 SlowDown (a throttled prefix of a store that is up) does not open it: the other keys keep being served and /ready stays 200", async () => {
+    s3.faults.set("/data/throttled.txt", { kind: "slowdown" });
+    try {
+      for (let i = 0; i < 5; i++) {
+        const res = await fetch(px.url("/brk/throttled.txt"));
+        expect(res.status).toBe(503);
+        await res.arrayBuffer();
+      }
+      expect(sample(await scrape(), 'yatagarasu_circuit_breaker_state{bucket="brk"}')).toBe(0);
+      const other = await fetch(px.url("/brk/steady.txt"));
+      expect([other.status, await other.text()]).toEqual([200, "body of steady.txt"]);
+      expect((await fetch(px.url("/ready"))).status).toBe(200);
+    } finally {
+      s3.faults.delete("/data/throttled.txt");
+    }
+  });
+
   test("3 failures open it: the 4th request is refused at once without reaching S3; it half-opens after 1 s and a good probe closes it", async () => {
     s3.faults.set("/data/flaky.txt", { kind: "error500" });
     for (let i = 0; i < 3; i++) {
