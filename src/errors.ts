@@ -96,6 +96,9 @@ export class ClaimRuleRefusal extends ProxyError {
   }
 }
 
+/** Error codes of a connection that was cut (Bun's fetch: "ECONNRESET: The socket connection was closed unexpectedly"). */
+const CUT_CODES: ReadonlySet<string> = new Set(["ECONNRESET", "EPIPE", "ECONNABORTED"]);
+
 /** Converts anything thrown into a ProxyError; unknown errors become a bare 500 (logged by the caller). */
 export function toProxyError(err: unknown): ProxyError {
   if (err instanceof ProxyError) return err;
@@ -104,5 +107,9 @@ export function toProxyError(err: unknown): ProxyError {
   const name = (err as Error | undefined)?.name;
   if (name === "UpstreamTimeoutError") return new ProxyError("GatewayTimeout", { detail: "The upstream stalled while sending the object", cause: err });
   if (name === "UpstreamProtocolError") return new ProxyError("BadGateway", { detail: "The upstream connection failed while sending the object", cause: err });
+  // fetch's own (https endpoints, upstream_client: fetch): a connection cut while a body was read
+  // (a cache fill reading it whole) is the upstream's failure, not the proxy's.
+  const code = (err as { code?: unknown } | undefined)?.code;
+  if (typeof code === "string" && CUT_CODES.has(code)) return new ProxyError("BadGateway", { detail: "The upstream connection failed while sending the object", cause: err });
   return new ProxyError("InternalError", { cause: err });
 }

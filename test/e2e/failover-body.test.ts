@@ -82,3 +82,33 @@ describe("a body cut mid-way on the fetch client", () => {
     }
   });
 });
+
+describe("a cache fill cut mid-body on the fetch client (an object above buffer_threshold_bytes, within the cache's item size)", () => {
+  let cached: ProxyProcess;
+  beforeAll(async () => {
+    await primary.put("p-bucket", "fill.bin", body("F").repeat(4)); // 256 KiB
+    cached = await startProxy(
+      `server: { address: 127.0.0.1, port: 0, upstream_client: fetch, buffer_threshold_bytes: 65536 }\n` +
+        `cache: { enabled: true, memory: { max_item_size_mb: 1, max_cache_size_mb: 8 } }\n` +
+        `buckets:\n  - name: cached\n    path_prefix: /cached\n    cache: { enabled: true }\n` +
+        `    s3: { bucket: p-bucket, region: us-east-1, endpoint: "http://127.0.0.1:${relay.port}", access_key: "${KEY.accessKeyId}", secret_key: "${KEY.secretAccessKey}", retry: { max_attempts: 1, initial_backoff_ms: 0, max_backoff_ms: 0 } }\n`,
+    );
+  });
+  afterAll(async () => {
+    await cached?.stop();
+  });
+
+  test("502 BadGateway naming the cut (it was 500 'Internal error', logged as an unexpected error), nothing cached; whole again once the upstream is", async () => {
+    relay.truncateResponses(100_000);
+    try {
+      const res = await fetch(cached.url("/cached/fill.bin"));
+      expect(res.status).toBe(502);
+      expect(await res.json()).toMatchObject({ error: "BadGateway" });
+    } finally {
+      relay.truncateResponses(undefined);
+    }
+    const whole = await fetch(cached.url("/cached/fill.bin"));
+    expect([whole.status, whole.headers.get("x-cache"), (await whole.text()).length]).toEqual([200, "MISS", 256 * 1024]);
+    expect(cached.output()).not.toContain("unexpected error");
+  });
+});
