@@ -476,7 +476,7 @@ export class BucketUpstream {
 
   /**
    * A cheap signed request for readiness: HEAD of the bucket root (any HTTP answer but 5xx means
-   * reachable). A 403 there has no body to say why, so a GET of a key that does not exist asks
+   * reachable; a 404 is asked again: a bucket that does not exist is not ready). A 403 there has no body to say why, so a GET of a key that does not exist asks
    * again: an upstream that refuses the bucket's credentials themselves (a wrong secret, an
    * unknown or expired key) makes every request fail, so the bucket is not ready; a read-only
    * policy's AccessDenied is fine.
@@ -486,6 +486,16 @@ export class BucketUpstream {
       const res = await this.probeRequest("HEAD", "", timeoutMs);
       await res.body?.cancel().catch(() => {});
       if (res.status >= 500) return { ok: false, reason: `upstream answered ${res.status}` };
+      if (res.status === 404) {
+        // HeadBucket's 404 has no body: a GET of a key that does not exist says whether the bucket
+        // is missing (NoSuchBucket: a misnamed or deleted bucket fails every read) or the store
+        // answers HEAD of a bucket so (NoSuchKey: fine).
+        const get = await this.probeRequest("GET", `.yatagarasu-readiness-probe-${crypto.randomUUID()}`, timeoutMs);
+        const body = await readCapped(get, 64 * 1024).catch(() => undefined);
+        const code = body === undefined ? undefined : parseS3ErrorCode(new TextDecoder().decode(body));
+        if (code === "NoSuchBucket") return { ok: false, reason: "the upstream bucket does not exist (NoSuchBucket)" };
+        return { ok: true };
+      }
       if (res.status === 403) {
         const get = await this.probeRequest("GET", `.yatagarasu-readiness-probe-${crypto.randomUUID()}`, timeoutMs);
         const body = await readCapped(get, 64 * 1024).catch(() => undefined);

@@ -391,7 +391,7 @@ describe("health", () => {
     expect(await res.json()).toEqual({ status: "ok" });
   });
 
-  test("/ready once every bucket was probed: 503 naming only the bucket whose secret the upstream refuses", async () => {
+  test("/ready once every bucket was probed: 503 naming only the bucket whose secret the upstream refuses and the one whose upstream bucket does not exist", async () => {
     type Ready = { ready: boolean; reasons: string[]; buckets: Record<string, { ok: boolean; reason?: string }> };
     const body = await waitFor(
       async () => {
@@ -403,7 +403,7 @@ describe("health", () => {
     );
     expect(Object.keys(body.buckets).sort()).toEqual(["a-to-other", "ghost", "other", "priv", "pub", "tok", "wrong"]);
     expect([body.status, body.ready]).toEqual([503, false]);
-    expect(body.reasons).toEqual(["bucket wrong: the upstream refuses the bucket's credentials (SignatureDoesNotMatch)"]);
-    for (const [name, b] of Object.entries(body.buckets)) if (name !== "wrong") expect([name, b.ok]).toEqual([name, true]);
+    expect(body.reasons.sort()).toEqual(["bucket ghost: the upstream bucket does not exist (NoSuchBucket)", "bucket wrong: the upstream refuses the bucket's credentials (SignatureDoesNotMatch)"]);
+    for (const [name, b] of Object.entries(body.buckets)) if (name !== "wrong" && name !== "ghost") expect([name, b.ok]).toEqual([name, true]);
   });
 });

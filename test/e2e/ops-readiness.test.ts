@@ -109,3 +109,30 @@ test("credentials: a bucket whose key the upstream refuses (a wrong secret) is n
     await p.stop();
   }
 });
+
+test("a bucket the upstream does not have (misnamed or deleted) is not ready, naming NoSuchBucket; its neighbour on the same store is", async () => {
+  const KEY = { accessKeyId: "AKIDNOSUCHBUCKETPRB", secretAccessKey: "no-such-bucket-probe-secret-012345", buckets: ["real", "gone"] };
+  await using fx = await startS3Fixture({ buckets: [{ name: "real" }], credentials: [KEY] });
+  const p = await startProxy(
+    `server: { address: 127.0.0.1, port: 0 }\nbuckets:\n` +
+      bucketYaml({ name: "real", prefix: "/real", bucket: "real", endpoint: fx.endpoint, key: KEY.accessKeyId, secret: KEY.secretAccessKey }) +
+      bucketYaml({ name: "gone", prefix: "/gone", bucket: "gone", endpoint: fx.endpoint, key: KEY.accessKeyId, secret: KEY.secretAccessKey }),
+    { env: { YATAGARASU_PROBE_INTERVAL_MS: "100" } },
+  );
+  try {
+    const report = await waitFor(
+      async () => {
+        const res = await fetch(p.url("/ready"));
+        const body = (await res.json()) as Report;
+        const probed = body.buckets.gone?.reason !== "not probed yet" && body.buckets.real?.reason !== "not probed yet";
+        return probed ? { status: res.status, body } : undefined;
+      },
+      { timeoutMs: 5000, intervalMs: 20, message: () => "/ready to probe both buckets" },
+    );
+    expect(report.status).toBe(503);
+    expect(report.body.buckets.gone).toMatchObject({ ok: false, reason: "the upstream bucket does not exist (NoSuchBucket)" });
+    expect(report.body.buckets.real.ok).toBe(true);
+  } finally {
+    await p.stop();
+  }
+});
