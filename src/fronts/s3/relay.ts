@@ -71,6 +71,21 @@ export function xmlAnswer(ctx: RequestContext, res: Response | undefined, xml: s
 import { readCapped } from "../../http/read-capped.ts";
 export { readCapped };
 
+/** What an upstream's error message must not carry to a client: a URL, an ARN, an IP address, host:port, a hostname, an AWS access key id. */
+const NAMES_INTERNALS = /:\/\/|\barn:|\b\d{1,3}(?:\.\d{1,3}){3}\b|\b[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+:\d{1,5}\b|\b(?:[a-z0-9-]+\.)+(?:com|net|org|io|internal|local|corp|example|amazonaws\.com)\b|\b(?:AKIA|ASIA|AROA|AIDA)[A-Z0-9]{8,}/;
+
+/** Whether `message` names the bucket as a word of its own (a bucket "up" is not named by "upload"). */
+function namesBucket(message: string, bucket: string): boolean {
+  if (bucket === "") return false;
+  for (let i = message.indexOf(bucket); i >= 0; i = message.indexOf(bucket, i + 1)) {
+    const before = i === 0 ? "" : message[i - 1]!;
+    const after = message[i + bucket.length] ?? "";
+    if (!BUCKET_CHAR.test(before) && !BUCKET_CHAR.test(after)) return true;
+  }
+  return false;
+}
+const BUCKET_CHAR = /^[A-Za-z0-9.-]$/;
+
 /**
  * The S3 error an <Error> document (or its absence) stands for, given the answer's status. A 503
  * (SlowDown, ServiceUnavailable: SDKs retry them) carries Retry-After, the upstream's or 1.
@@ -89,8 +104,9 @@ function errorCode(status: number, doc: XmlElement | undefined, upstreamBucket: 
     const known = code as S3ErrorCode;
     const e = s3Error(known);
     // S3's messages say what was wrong ("Part number must be an integer between 1 and 10000");
-    // keep them unless they could name the upstream bucket.
-    if (message !== undefined && message.length <= 1024 && (upstreamBucket === "" || !message.includes(upstreamBucket))) e.message = message;
+    // kept when they name nothing of the upstream: not its bucket, nor what looks like a host,
+    // an address, a URL, an ARN or an access key (a store's message may carry its internals).
+    if (message !== undefined && message.length <= 1024 && !namesBucket(message, upstreamBucket) && !NAMES_INTERNALS.test(message)) e.message = message;
     if (status >= 400 && status !== e.status) e.status = status;
     // (which precondition failed: If-Match, If-None-Match, x-amz-copy-source-if-…)
     const condition = known === "PreconditionFailed" ? doc!.children.find((c) => c.name === "Condition")?.text.trim() : undefined;

@@ -205,3 +205,29 @@ describe("parseXml", () => {
     expect(doc.attrs["__proto__"]).toBe("x");
   });
 });
+
+describe("an upstream's error relayed to the S3 front (relay.ts errorOf)", () => {
+  const doc = (code: string, message: string, extra = "") => parseXml(`<Error><Code>${code}</Code><Message>${message}</Message>${extra}</Error>`);
+  test("S3's own words are kept; a message naming the upstream's internals (host:port, URL, IP, ARN, access key, its bucket) gets the catalogue's", async () => {
+    const { errorOf } = await import("../../../src/fronts/s3/relay.ts");
+    expect(errorOf(400, doc("InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive"), "up").message).toBe("Part number must be an integer between 1 and 10000, inclusive");
+    expect(errorOf(400, doc("EntityTooSmall", "Your proposed upload is smaller than the minimum allowed size"), "up").message).toBe("Your proposed upload is smaller than the minimum allowed size"); // (bucket "up" is not named by "upload")
+    for (const leak of [
+      "bad header at s3-internal.corp.example:9000 signed by AKIAHOSTILET secret hostile-secret-T",
+      "see http://minio-0.minio.svc:9000/health",
+      "node 10.1.2.3 lost quorum",
+      "key arn:aws:kms:us-east-1:111122223333:key/abcd is disabled",
+      "signed by AKIAIOSFODNN7EXAMPLE",
+      "bucket upstream-secret-bucket is locked",
+      "backend storage-7.internal refused",
+    ]) {
+      const e = errorOf(400, doc("InvalidArgument", leak), "upstream-secret-bucket");
+      expect([leak, e.code, e.message]).toEqual([leak, "InvalidArgument", S3_ERRORS.InvalidArgument.message]);
+    }
+  });
+  test("a PreconditionFailed keeps the upstream's <Condition> (a plain name), never other text", async () => {
+    const { errorOf } = await import("../../../src/fronts/s3/relay.ts");
+    expect(errorOf(412, doc("PreconditionFailed", "At least one of the pre-conditions you specified did not hold", "<Condition>If-None-Match</Condition>"), "up").details).toEqual({ Condition: "If-None-Match" });
+    expect(errorOf(412, doc("PreconditionFailed", "x", "<Condition>If-Match at 10.0.0.1</Condition>"), "up").details).toBeUndefined();
+  });
+});
