@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { S3Signer } from "../../src/s3/sigv4.ts";
+import { CompleteMultipartUploadCommand, CopyObjectCommand, CreateMultipartUploadCommand, S3Client, UploadPartCommand } from "@aws-sdk/client-s3";
 import { lines, rawRequest, startUploadEnv, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
 
 setDefaultTimeout(30_000);
@@ -37,4 +38,25 @@ test("an STS form body that stops half-way → STS's 400 RequestTimeout (not a r
   expect(reply.status).toBe(400);
   expect(reply.body).toContain("<ErrorResponse");
   expect(reply.body).toContain("<Code>RequestTimeout</Code>");
+});
+
+test("a CompleteMultipartUpload (and a CopyObject) that S3 answers slowly (200 at once, then its result a few bytes at a time, as S3 keeps a long Complete alive) is not cut at request_timeout: the client gets S3's result", async () => {
+  const sdk = new S3Client({ endpoint: env.endpoint, region: "us-east-1", forcePathStyle: true, credentials: WRITER, maxAttempts: 1 });
+  try {
+    const { UploadId } = await sdk.send(new CreateMultipartUploadCommand({ Bucket: "up", Key: "slow/complete.bin" }));
+    const part = await sdk.send(new UploadPartCommand({ Bucket: "up", Key: "slow/complete.bin", UploadId, PartNumber: 1, Body: new Uint8Array(1000).fill(7) }));
+    // the result (~300 bytes) trickles over ~3 s: three times request_timeout
+    env.s3.faults.set("/up/slow/complete.bin", { kind: "slowBody", bytesPerTick: 10, ms: 100, method: "POST", times: 1 });
+    const started = performance.now();
+    const done = await sdk.send(new CompleteMultipartUploadCommand({ Bucket: "up", Key: "slow/complete.bin", UploadId, MultipartUpload: { Parts: [{ PartNumber: 1, ETag: part.ETag }] } }));
+    expect(performance.now() - started).toBeGreaterThan(1500);
+    expect(done.ETag).toBeTruthy();
+    expect((await env.s3.read("up", "slow/complete.bin")).length).toBe(1000);
+
+    env.s3.faults.set("/up/slow/copy.bin", { kind: "slowBody", bytesPerTick: 10, ms: 100, method: "PUT", times: 1 });
+    const copied = await sdk.send(new CopyObjectCommand({ Bucket: "up", Key: "slow/copy.bin", CopySource: "up/slow/complete.bin" }));
+    expect(copied.CopyObjectResult?.ETag).toBeTruthy();
+  } finally {
+    sdk.destroy();
+  }
 });

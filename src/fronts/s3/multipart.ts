@@ -25,7 +25,7 @@ import { s3Fail } from "./fail.ts";
 import { emptyAnswer, errorOf, MAX_RESULT_BODY, readCapped, relayError, relayedHeaders, tryParse, xmlAnswer } from "./relay.ts";
 import { el, maskOwners, S3_XMLNS, XML_DECL } from "./xml.ts";
 import { childText, childrenNamed, type XmlElement } from "./xml-reader.ts";
-import { callOf, malformed, partNumberOf, queryValue, readXmlBody, requestHeaders, writeUpstream } from "./writes.ts";
+import { callOf, malformed, partNumberOf, queryValue, readingResult, readXmlBody, requestHeaders, writeUpstream } from "./writes.ts";
 import { purgeWritten } from "../purge.ts";
 
 const MAX_PARTS = 10_000;
@@ -89,7 +89,7 @@ export async function completeMultipartUploadOp(ctx: RequestContext): Promise<Re
   const key = ctx.key;
   const res = await completeMultipartUpload(upstream, { key, uploadId, parts, headers: requestHeaders(ctx) }, callOf(ctx));
   if (res.status !== 200) return relayError(res, upstream.bucket);
-  const doc = await resultDoc(res, "CompleteMultipartUploadResult", upstream.bucket);
+  const doc = await readingResult(ctx, () => resultDoc(res, "CompleteMultipartUploadResult", upstream.bucket));
   await purgeWritten(ctx, key);
   const bucket = ctx.bucket!.name;
   const scheme = ctx.rt.config.server.https?.enabled ? "https" : "http";

@@ -98,6 +98,23 @@ export function requestHeaders(ctx: RequestContext): Headers {
   return (ctx as S3RequestContext).s3?.headers ?? ctx.req.headers;
 }
 
+/**
+ * Awaits `p`, the read of an upstream's 200 answer to a long-running operation (CompleteMultipartUpload,
+ * CopyObject, UploadPartCopy: S3 sends its head at once, then whitespace while it works, "several
+ * minutes" for a large Complete), with the request's deadline put off as for an upload body
+ * (ctx.uploading): s3.timeout's stall check on the body bounds it instead. Cut at
+ * server.request_timeout, the client got a 503 while S3 finished the object.
+ */
+export async function readingResult<T>(ctx: RequestContext, p: () => Promise<T>): Promise<T> {
+  const was = ctx.uploading;
+  ctx.uploading = true;
+  try {
+    return await p();
+  } finally {
+    ctx.uploading = was;
+  }
+}
+
 /** Awaits `p`, a read of the whole request body, with ctx.readingBody set (see RequestContext). */
 export async function readingBody<T>(ctx: RequestContext, p: Promise<T>): Promise<T> {
   ctx.readingBody = true;
