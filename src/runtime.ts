@@ -141,6 +141,7 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
           client: deps.fetch ? "fetch" : config.server.upstream_client,
           bufferBodyUpTo: config.server.buffer_threshold_bytes,
           pools: deps.pools,
+          log: (level, msg, fields) => deps.log.log(level, msg, fields),
         },
         series?.get(b.name),
       );

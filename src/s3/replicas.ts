@@ -27,7 +27,7 @@ import { ProxyError } from "../errors.ts";
 import { BREAKER_STATE_CODE, type BreakerState } from "../limits/index.ts";
 import type { Metrics } from "../observe/metrics.ts";
 import type { ReplicaSeries } from "../observe/replica-metrics.ts";
-import { BucketUpstream, type UpstreamDeps, type UpstreamTiming } from "./upstream.ts";
+import { BucketUpstream, logBreaker, type UpstreamDeps, type UpstreamTiming } from "./upstream.ts";
 
 type ObjectMethod = "GET" | "HEAD";
 
@@ -98,15 +98,17 @@ export class ReplicaSet implements ObjectUpstream {
     /** Sorted by priority: replicas[0] is the primary. */
     readonly replicas: readonly Replica[],
     private readonly metrics?: Metrics,
+    log?: UpstreamDeps["log"],
   ) {
     if (replicas.length === 0) throw new RangeError("a replica set needs at least one replica");
     for (const r of replicas) {
       const breaker = r.upstream.breaker;
       if (breaker === undefined) continue;
       r.series?.breaker.set(0);
-      breaker.onStateChange = (to) => {
+      breaker.onStateChange = (to, from) => {
         r.series?.breaker.set(BREAKER_STATE_CODE[to]);
         this.metrics?.setBreakerState(this.bucket, BREAKER_STATE_CODE[this.bestBreakerState()]);
+        logBreaker(log, { bucket: this.bucket, replica: r.name }, to, from);
       };
     }
   }
@@ -184,7 +186,7 @@ export function buildUpstream(cfg: BucketConfig, deps: UpstreamDeps, series?: Re
   const list = cfg.s3.replicas;
   if (list === undefined) return new BucketUpstream(cfg, deps);
   const replicas = list.map((r) => new Replica(r.name, r.priority, new BucketUpstream(replicaConfig(cfg, r), deps), series?.get(r.name)));
-  return new ReplicaSet(cfg.name, replicas, deps.metrics);
+  return new ReplicaSet(cfg.name, replicas, deps.metrics, deps.log);
 }
 
 /** One replica as a single-endpoint bucket config (the bucket's name, so S3 metrics stay per bucket). */

@@ -68,6 +68,13 @@ export interface UpstreamDeps {
   bufferBodyUpTo?: number;
   /** Where the native client's connection pools come from (the App's; a process-wide default until it passes one). */
   pools?: UpstreamPools;
+  /** The operator's log: a breaker's transitions are written there (warn when it opens). */
+  log?: (level: "info" | "warn", msg: string, fields: Record<string, unknown>) => void;
+}
+
+/** Logs a breaker's transition (an open breaker refuses the bucket's or replica's requests: warn). */
+export function logBreaker(log: UpstreamDeps["log"], fields: Record<string, unknown>, to: string, from: string): void {
+  log?.(to === "open" ? "warn" : "info", `circuit breaker ${to.replace("_", "-")}`, { ...fields, from, to });
 }
 
 /** Bun's fetch runs at most this many requests at once per process unless BUN_CONFIG_MAX_HTTP_REQUESTS is set at start-up. */
@@ -200,10 +207,14 @@ export class BucketUpstream {
         : undefined;
     this.metrics = deps.metrics;
     this.random = deps.random ?? Math.random;
-    if (this.breaker && this.metrics) {
+    if (this.breaker && (this.metrics || deps.log)) {
       const m = this.metrics;
       const name = this.name;
-      this.breaker.onStateChange = (to) => m.setBreakerState(name, to === "closed" ? 0 : to === "open" ? 1 : 2);
+      const log = deps.log;
+      this.breaker.onStateChange = (to, from) => {
+        m?.setBreakerState(name, to === "closed" ? 0 : to === "open" ? 1 : 2);
+        logBreaker(log, { bucket: name }, to, from);
+      };
     }
   }
 

@@ -141,6 +141,8 @@ describe("circuit breaker", () => {
     expect(fixtureHitsOf("/data/flaky.txt")).toBe(3);
 
     expect(sample(await scrape(), 'yatagarasu_circuit_breaker_state{bucket="brk"}')).toBe(1);
+    // the operator's log says so (it was in metrics and /ready only)
+    expect(px.logs().filter((l) => l.bucket === "brk" && typeof l.msg === "string" && l.msg.startsWith("circuit breaker")).map((l) => [l.level, l.msg, l.from, l.to])).toEqual([["warn", "circuit breaker open", "closed", "open"]]);
     const ready = await fetch(px.url("/ready"));
     expect(ready.status).toBe(503);
     const report = (await ready.json()) as { ready: boolean; reasons: string[]; buckets: Record<string, { ok: boolean; circuit?: string }> };
@@ -167,6 +169,7 @@ describe("circuit breaker", () => {
     expect(await probe.text()).toBe("body of flaky.txt");
     expect(fixtureHitsOf("/data/flaky.txt")).toBe(4);
     expect(sample(await scrape(), 'yatagarasu_circuit_breaker_state{bucket="brk"}')).toBe(0);
+    expect(px.logs().filter((l) => l.bucket === "brk" && typeof l.msg === "string" && l.msg.startsWith("circuit breaker")).map((l) => l.msg)).toEqual(["circuit breaker open", "circuit breaker half-open", "circuit breaker closed"]);
     const after = (await (await fetch(px.url("/ready"))).json()) as { buckets: Record<string, { circuit?: string }> };
     expect(after.buckets.brk.circuit).toBe("closed");
   });
