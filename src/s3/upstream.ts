@@ -340,6 +340,8 @@ export class BucketUpstream {
     // chunk): the upstream was reached, it answered wrongly. The message is the client's own fixed
     // text, never the upstream's bytes.
     if (err instanceof UpstreamProtocolError && !err.closed) return new ProxyError("BadGateway", { detail: `The upstream sent a response the proxy cannot read (${err.message})`, cause: err });
+    // (it answered, then the connection was cut: not "could not be reached")
+    if (err instanceof UpstreamProtocolError && err.midBody) return new ProxyError("BadGateway", { detail: "The upstream connection failed while sending the object", cause: err });
     return new ProxyError(connectTimeout ? "GatewayTimeout" : "UpstreamUnreachable", { cause: err });
   }
 

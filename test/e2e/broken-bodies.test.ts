@@ -63,6 +63,13 @@ beforeAll(() => {
           s.write("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nhello");
           return;
         }
+        if (path.endsWith("/shortcut")) {
+          // a body small enough to be read whole (800 of buffer_threshold_bytes 1024), cut after 300
+          s.write("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 800\r\n\r\n" + "z".repeat(300));
+          s.flush();
+          s.end();
+          return;
+        }
         if (path.endsWith("/hang")) {
           hung.push(s); // never answered: the client leaves first
           return;
@@ -155,6 +162,13 @@ for (const engine of ["bun", "node"] as const) {
         const line = await px.waitForLog((l) => l.msg === "request" && l.path === "/b/hang");
         expect(line.status).toBe(499);
         expect(line.client_ip).toBe("127.0.0.1");
+      });
+
+      test("a body read whole that the upstream cuts → 502 BadGateway saying the connection failed while sending, not 'could not be reached' (it answered)", async () => {
+        const res = await fetch(px.url("/b/shortcut"));
+        const body = (await res.json()) as { error: string; message: string };
+        expect([res.status, body.error]).toEqual([502, "BadGateway"]);
+        expect(body.message).toContain("failed while sending the object");
       });
 
       if (client === "auto") {

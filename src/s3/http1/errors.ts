@@ -28,6 +28,8 @@ export class UpstreamProtocolError extends Error {
   constructor(
     message: string,
     readonly closed = false,
+    /** The connection was cut after the response head, while its body was read. */
+    readonly midBody = false,
   ) {
     super(message);
     this.name = "UpstreamProtocolError";

@@ -444,7 +444,7 @@ export class Http1Pool {
       req.endOfStream();
       return;
     }
-    this.fail(req, new UpstreamProtocolError("upstream closed the connection mid-body", true));
+    this.fail(req, new UpstreamProtocolError("upstream closed the connection mid-body", true, true));
   }
 
   onData(conn: Conn, data: Buffer): void {
