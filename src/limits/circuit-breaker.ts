@@ -25,6 +25,8 @@ export class CircuitBreaker {
   /** Incremented on every transition; releases from an older period are ignored. */
   private period = 0;
   private failures = 0;
+  /** Consecutive streamed bodies that failed upstream after a good head (recordBody). */
+  private bodyFailures = 0;
   private successes = 0;
   private probes = 0;
   private openedAt = 0;
@@ -79,6 +81,26 @@ export class CircuitBreaker {
     };
   }
 
+  /**
+   * How a streamed body ended, after its request was released as a success at the response head:
+   * whole, or failed on the upstream's side (cut, stalled). Body failures are counted apart
+   * (consecutive, reset by a whole body), since every one of them follows a head that succeeded:
+   * an upstream that answers heads and then cuts every body opens the breaker after
+   * failure_threshold of them; in half-open, one opens it again.
+   */
+  recordBody(whole: boolean): void {
+    if (whole) {
+      this.bodyFailures = 0;
+      return;
+    }
+    this.advance();
+    if (this.current === "closed") {
+      if (++this.bodyFailures >= this.cfg.failure_threshold) this.transition("open");
+    } else if (this.current === "half_open") {
+      this.transition("open");
+    }
+  }
+
   private record(success: boolean): void {
     if (this.current === "closed") {
       if (success) this.failures = 0;
@@ -99,6 +121,7 @@ export class CircuitBreaker {
     this.current = to;
     this.period++;
     this.failures = 0;
+    this.bodyFailures = 0;
     this.successes = 0;
     this.probes = 0;
     if (to === "open") this.openedAt = this.now();

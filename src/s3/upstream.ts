@@ -159,6 +159,8 @@ export class BucketUpstream {
   private readonly host: string;
   /** "/bucket" for path-style, "" for virtual-host style. */
   private readonly bucketPath: string;
+  /** Tells the breaker how a read's streamed body ended (none without a breaker). */
+  private readonly bodyEnded: ((whole: boolean) => void) | undefined;
   private readonly signer: S3Signer | undefined;
   private readonly retry: RetryConfig;
   private readonly timeoutMs: number;
@@ -207,6 +209,11 @@ export class BucketUpstream {
         : undefined;
     this.metrics = deps.metrics;
     this.random = deps.random ?? Math.random;
+    // A streamed answer whose body the upstream then cut or stalled counts against the breaker
+    // (own client): a replica that sends heads and then fails every large body is skipped after
+    // failure_threshold of them, as one that fails before the head is.
+    const breaker = this.breaker;
+    if (breaker !== undefined) this.bodyEnded = (whole) => breaker.recordBody(whole);
     if (this.breaker && (this.metrics || deps.log)) {
       const m = this.metrics;
       const name = this.name;
@@ -419,7 +426,7 @@ export class BucketUpstream {
     if (span !== undefined) span.inject(headers);
     // The pool enforces both timeouts and notices the client's abort itself (one sweep timer for
     // all requests), so nothing per request is allocated here.
-    if (this.pool) return this.pool.request(method, path, headers, { timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, signal: clientSignal, abandon: timing });
+    if (this.pool) return this.pool.request(method, path, headers, { timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, signal: clientSignal, abandon: timing, onBodyEnd: this.bodyEnded });
     return this.fetchOnce(method, path, headers, clientSignal, timing);
   }
 

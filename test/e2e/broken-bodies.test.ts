@@ -193,3 +193,26 @@ for (const engine of ["bun", "node"] as const) {
     });
   }
 }
+
+describe("a body cut after the answer was handed over counts against the breaker (own client)", () => {
+  let px: ProxyProcess;
+  beforeAll(async () => {
+    px = await startProxy(
+      `server: { address: 127.0.0.1, port: 0, buffer_threshold_bytes: 1024 }\n` +
+        `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:${upstream.port}", retry: { max_attempts: 1 }, circuit_breaker: { failure_threshold: 2, success_threshold: 1, timeout_seconds: 30 } }\n`,
+    );
+  });
+  afterAll(async () => {
+    await px?.stop();
+  });
+
+  test("two streamed bodies cut mid-way open it (they counted as successes: the breaker and failover never learned); the next request is refused at once", async () => {
+    for (let i = 0; i < 2; i++) {
+      const r = await curl(px.url("/b/cl"));
+      expect(r.code).not.toBe(0); // cut, never clean
+    }
+    const refused = await fetch(px.url("/b/whole"));
+    expect(refused.status).toBe(503);
+    expect(((await refused.json()) as { error: string }).error).toBe("CircuitOpen");
+  });
+});

@@ -156,3 +156,34 @@ describe("CircuitBreaker", () => {
     expect(br.state).toBe("half_open");
   });
 });
+
+describe("CircuitBreaker.recordBody: streamed bodies that fail after a good head", () => {
+  test("failure_threshold consecutive body failures open it although every head succeeded; a whole body resets the streak", () => {
+    const { br, changes } = setup();
+    for (let i = 0; i < 2; i++) {
+      run(br, true); // the head
+      br.recordBody(false); // then the body is cut
+    }
+    run(br, true);
+    br.recordBody(true); // a whole body: the streak starts again
+    for (let i = 0; i < 2; i++) {
+      run(br, true);
+      br.recordBody(false);
+    }
+    expect(br.state).toBe("closed");
+    run(br, true);
+    br.recordBody(false);
+    expect(br.state).toBe("open");
+    expect(changes).toEqual([["open", "closed"]]);
+  });
+
+  test("half-open: one body failure opens it again", () => {
+    const { br, c } = setup();
+    trip(br);
+    c.t += 10_000;
+    expect(br.state).toBe("half_open");
+    run(br, true);
+    br.recordBody(false);
+    expect(br.state).toBe("open");
+  });
+});

@@ -11,7 +11,7 @@
 import { BodySource, type BodyOwner } from "./body.ts";
 import { ChunkedDecoder, type ChunkedSink } from "./chunked.ts";
 import type { Conn } from "./conn.ts";
-import { UpstreamProtocolError } from "./errors.ts";
+import { UpstreamProtocolError, UpstreamTimeoutError } from "./errors.ts";
 import { parseResponseHead, type ResponseHead } from "./head.ts";
 import type { Http1Pool } from "./pool.ts";
 import type { StreamBodyWriter } from "./request-body.ts";
@@ -60,6 +60,10 @@ export class Exchange implements BodyOwner, ChunkedSink {
 
   /** The request's abandonment mark (Http1RequestOptions.abandon), looked at on each sweep. */
   abandon: { readonly abandoned?: unknown } | undefined = undefined;
+  /** Called when the streamed body of an answer already handed over ends: whole (true) or failed on the upstream's side (false). */
+  onBodyEnd: ((ok: boolean) => void) | undefined = undefined;
+  /** The body is streamed to the caller (not read whole before the answer was handed over). */
+  streamed = false;
 
   constructor(
     readonly pool: Http1Pool,
@@ -95,6 +99,9 @@ export class Exchange implements BodyOwner, ChunkedSink {
       this.reject(err);
       return;
     }
+    // The answer was handed over and its body then failed on the upstream's side (cut, stalled,
+    // malformed): the caller counts it (the breaker), since the attempt itself looked fine.
+    if (this.onBodyEnd !== undefined && (err instanceof UpstreamTimeoutError || err instanceof UpstreamProtocolError)) this.onBodyEnd(false);
     const body = this.body;
     this.body = null;
     body?.error(err);
@@ -212,6 +219,7 @@ export class Exchange implements BodyOwner, ChunkedSink {
     // Streamed body.
     const source = new BodySource(this);
     this.body = source;
+    this.streamed = true;
     this.settle(source.stream());
     if (this.phase === P_DONE) return;
     if (framing === "chunked") this.decoder = new ChunkedDecoder();

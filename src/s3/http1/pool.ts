@@ -40,6 +40,8 @@ export interface Http1RequestOptions {
    * have applied it before closing).
    */
   noResend?: boolean;
+  /** Called when a streamed body, once handed over, ends: whole (true), or failed on the upstream's side (false: cut, stalled, malformed). */
+  onBodyEnd?: (ok: boolean) => void;
 }
 
 export interface Http1PoolOptions {
@@ -134,6 +136,7 @@ export class Http1Pool {
       req.writer = writer;
       req.requestBody = bytesBody;
       req.abandon = opts.abandon;
+      req.onBodyEnd = opts.onBodyEnd;
       if (opts.noResend === true) req.retried = true; // (as if already resent once: the stale-socket resend is skipped)
       this.inflight.add(req);
       if (this.sweepTimer === null) {
@@ -379,6 +382,7 @@ export class Http1Pool {
   /** The body is complete: pool or close the socket. */
   finish(req: Exchange, leftover: boolean): void {
     req.phase = P_DONE;
+    if (req.streamed && req.onBodyEnd !== undefined) req.onBodyEnd(true);
     this.inflight.delete(req);
     const conn = req.conn!;
     req.conn = null;
