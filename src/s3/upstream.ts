@@ -494,6 +494,13 @@ export class BucketUpstream {
       : this.fetchImpl(this.origin + path, { method, headers, signal: AbortSignal.timeout(timeoutMs), redirect: "manual" } as RequestInit);
   }
 
+  /** The S3 error code of a GET of a key that does not exist (what a bodiless HEAD answer could not say). */
+  private async probeMissingKey(timeoutMs: number): Promise<string | undefined> {
+    const get = await this.probeRequest("GET", `.yatagarasu-readiness-probe-${crypto.randomUUID()}`, timeoutMs);
+    const body = await readCapped(get, 64 * 1024).catch(() => undefined);
+    return body === undefined ? undefined : parseS3ErrorCode(new TextDecoder().decode(body));
+  }
+
   /**
    * A cheap signed request for readiness: HEAD of the bucket root (any HTTP answer but 5xx means
    * reachable; a 404 is asked again: a bucket that does not exist is not ready). A 403 there has no body to say why, so a GET of a key that does not exist asks
@@ -510,16 +517,12 @@ export class BucketUpstream {
         // HeadBucket's 404 has no body: a GET of a key that does not exist says whether the bucket
         // is missing (NoSuchBucket: a misnamed or deleted bucket fails every read) or the store
         // answers HEAD of a bucket so (NoSuchKey: fine).
-        const get = await this.probeRequest("GET", `.yatagarasu-readiness-probe-${crypto.randomUUID()}`, timeoutMs);
-        const body = await readCapped(get, 64 * 1024).catch(() => undefined);
-        const code = body === undefined ? undefined : parseS3ErrorCode(new TextDecoder().decode(body));
+        const code = await this.probeMissingKey(timeoutMs);
         if (code === "NoSuchBucket") return { ok: false, reason: "the upstream bucket does not exist (NoSuchBucket)" };
         return { ok: true };
       }
       if (res.status === 403) {
-        const get = await this.probeRequest("GET", `.yatagarasu-readiness-probe-${crypto.randomUUID()}`, timeoutMs);
-        const body = await readCapped(get, 64 * 1024).catch(() => undefined);
-        const code = body === undefined ? undefined : parseS3ErrorCode(new TextDecoder().decode(body));
+        const code = await this.probeMissingKey(timeoutMs);
         if (code !== undefined && CREDENTIAL_CODES.has(code)) return { ok: false, reason: `the upstream refuses the bucket's credentials (${code})` };
         // A read-only IAM policy (GetObject without ListBucket) answers a bucket HEAD with 403:
         // the upstream is reachable, which is what readiness is about.

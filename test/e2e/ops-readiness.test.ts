@@ -84,6 +84,18 @@ test("upstream down: /ready turns 503 naming the bucket and the reason while /he
   expect(await res.text()).toBe("x");
 });
 
+/** /ready once every named bucket has been probed. */
+function probedReady(p: ProxyProcess, names: string[]): Promise<{ status: number; body: Report }> {
+  return waitFor(
+    async () => {
+      const res = await fetch(p.url("/ready"));
+      const body = (await res.json()) as Report;
+      return names.every((n) => body.buckets[n] !== undefined && body.buckets[n].reason !== "not probed yet") ? { status: res.status, body } : undefined;
+    },
+    { timeoutMs: 5000, intervalMs: 20, message: () => `/ready to probe ${names.join(", ")}` },
+  );
+}
+
 test("credentials: a bucket whose key the upstream refuses (a wrong secret) is not ready, naming S3's code; a read-only key's 403 is fine", async () => {
   const RO = { accessKeyId: "AKIDREADONLYPROBE1", secretAccessKey: "read-only-probe-secret-0123456789", buckets: ["priv"], list: false };
   await using fx = await startS3Fixture({ buckets: [{ name: "priv" }], credentials: [RO] });
@@ -94,15 +106,7 @@ test("credentials: a bucket whose key the upstream refuses (a wrong secret) is n
     { env: { YATAGARASU_PROBE_INTERVAL_MS: "100" } },
   );
   try {
-    const report = await waitFor(
-      async () => {
-        const res = await fetch(p.url("/ready"));
-        const body = (await res.json()) as Report;
-        const probed = body.buckets.bad?.reason !== "not probed yet" && body.buckets.ro?.reason !== "not probed yet";
-        return probed ? body : undefined;
-      },
-      { timeoutMs: 5000, intervalMs: 20, message: () => "/ready to name the refused credentials" },
-    );
+    const report = (await probedReady(p, ["bad", "ro"])).body;
     expect(report.buckets.bad).toMatchObject({ ok: false, reason: "the upstream refuses the bucket's credentials (SignatureDoesNotMatch)" });
     expect(report.buckets.ro.ok).toBe(true);
   } finally {
@@ -120,15 +124,7 @@ test("a bucket the upstream does not have (misnamed or deleted) is not ready, na
     { env: { YATAGARASU_PROBE_INTERVAL_MS: "100" } },
   );
   try {
-    const report = await waitFor(
-      async () => {
-        const res = await fetch(p.url("/ready"));
-        const body = (await res.json()) as Report;
-        const probed = body.buckets.gone?.reason !== "not probed yet" && body.buckets.real?.reason !== "not probed yet";
-        return probed ? { status: res.status, body } : undefined;
-      },
-      { timeoutMs: 5000, intervalMs: 20, message: () => "/ready to probe both buckets" },
-    );
+    const report = await probedReady(p, ["gone", "real"]);
     expect(report.status).toBe(503);
     expect(report.body.buckets.gone).toMatchObject({ ok: false, reason: "the upstream bucket does not exist (NoSuchBucket)" });
     expect(report.body.buckets.real.ok).toBe(true);
