@@ -2,7 +2,8 @@
  * Structured logs: JSON lines (or `key=value` text) on stdout.
  *
  * Lines are queued and written once per event-loop turn, so a busy proxy makes one write(2)
- * per turn instead of one per request. `flush()` writes synchronously (used at exit).
+ * per turn instead of one per request, without ever blocking (see createLogger). `flush()` hands
+ * what is queued to the writer at once (used at exit).
  *
  * Secrets never get here by construction: callers pass only paths (never query strings), ids and
  * numbers; `scrub()` is a last line of defence that redacts fields whose NAME looks secret.
@@ -90,6 +91,9 @@ function textValue(v: unknown): string {
   return /[\s"=]/.test(s) ? JSON.stringify(s) : s;
 }
 
+/** What log lines may wait in memory while the log reader does not take them (beyond: dropped, counted). */
+const MAX_QUEUED_BYTES = 8 * 1024 * 1024;
+
 export function createLogger(opts: { level: Level; format: "json" | "text"; fd?: number; base?: Fields }): Logger {
   let level = opts.level;
   let min = RANK[level];
@@ -97,17 +101,90 @@ export function createLogger(opts: { level: Level; format: "json" | "text"; fd?:
   const fd = opts.fd ?? 1;
   const base = opts.base ?? {};
   let queue: string[] = [];
+  let queued = 0;
   let scheduled = false;
+  // stdout (and stderr) are written through Bun's FileSink, which never blocks the event loop: a
+  // log reader that stops reading (a stalled shipper, a full pipe) must not stop the proxy (with a
+  // blocking write(2) it froze every request and /health). While a write is pending, lines wait
+  // here, at most MAX_QUEUED_BYTES; beyond, they are dropped and counted, and the count is logged
+  // once the reader takes data again.
+  const sink = fd === 1 ? Bun.stdout.writer() : fd === 2 ? Bun.stderr.writer() : undefined;
+  let pending = false;
+  let dropped = 0;
 
+  const schedule = () => {
+    if (!scheduled) {
+      scheduled = true;
+      setImmediate(turn);
+    }
+  };
+
+  /** The once-per-turn write. */
+  const turn = () => {
+    scheduled = false;
+    if (pending || queue.length === 0) return;
+    const out = queue.join("");
+    queue = [];
+    queued = 0;
+    if (sink === undefined) {
+      writeOut(out);
+      return;
+    }
+    try {
+      sink.write(out);
+      const flushed = sink.flush();
+      if (flushed instanceof Promise) {
+        pending = true;
+        flushed.then(resume, resume);
+      }
+    } catch {
+      // stdout closed (EPIPE): nothing sensible to do; never crash the proxy over a log line.
+    }
+  };
+
+  const resume = () => {
+    pending = false;
+    if (dropped > 0) {
+      queue.unshift(format("warn", "log lines dropped", { count: dropped, reason: "the log reader did not keep up" }));
+      dropped = 0;
+    }
+    if (queue.length > 0) schedule();
+  };
+
+  const writeOut = (out: string) => {
+    try {
+      writeSync(fd, out);
+    } catch {
+      // stdout closed (EPIPE): nothing sensible to do; never crash the proxy over a log line.
+    }
+  };
+
+  const enqueue = (line: string) => {
+    if (queued + line.length > MAX_QUEUED_BYTES) {
+      dropped++;
+      return;
+    }
+    queue.push(line);
+    queued += line.length;
+    schedule();
+  };
+
+  /** Writes what is queued now, synchronously (at exit), unless the reader is known to be stalled. */
   const flush = () => {
     scheduled = false;
     if (queue.length === 0) return;
     const out = queue.join("");
     queue = [];
-    try {
-      writeSync(fd, out);
-    } catch {
-      // stdout closed (EPIPE): nothing sensible to do; never crash the proxy over a log line.
+    queued = 0;
+    if (pending) return; // (a blocking write to a stalled reader would hold the exit)
+    if (sink === undefined) writeOut(out);
+    else {
+      try {
+        sink.write(out);
+        sink.flush();
+      } catch {
+        // as above
+      }
     }
   };
 
@@ -121,11 +198,7 @@ export function createLogger(opts: { level: Level; format: "json" | "text"; fd?:
 
   const log = (level: Level, msg: string, fields?: Fields) => {
     if (RANK[level] < min) return;
-    queue.push(format(level, msg, fields));
-    if (!scheduled) {
-      scheduled = true;
-      setImmediate(flush);
-    }
+    enqueue(format(level, msg, fields));
   };
 
   // The JSON access line: base fields serialized once. A base that shares a name with an access
@@ -149,11 +222,7 @@ export function createLogger(opts: { level: Level; format: "json" | "text"; fd?:
     if (r.attempts !== undefined) line += `,"attempts":${jnum(r.attempts)}`;
     if (r.replica !== undefined) line += `,"replica":${jstr(r.replica)}`;
     if (r.trace_id !== undefined) line += `,"trace_id":"${r.trace_id}","span_id":"${r.span_id}"`;
-    queue.push(`${line}}\n`);
-    if (!scheduled) {
-      scheduled = true;
-      setImmediate(flush);
-    }
+    enqueue(`${line}}\n`);
   };
 
   return {
