@@ -30,8 +30,8 @@ Usage:
   yatagarasu --healthcheck [URL]      GET URL (default http://127.0.0.1:8080/health), exit 0 on 200
   yatagarasu --version | --help
 
-Signals: SIGTERM/SIGINT drain and exit 0 (a second one cuts the drain short, a third exits at once);
-  SIGHUP reloads the config (of every worker).
+Signals: SIGTERM/SIGINT/SIGQUIT drain and exit 0 (a second one cuts the drain short, a third exits at once);
+  SIGHUP reloads the config (of every worker); SIGUSR1/SIGUSR2 are ignored.
 Exit codes: 0 ok, 1 invalid config, 2 usage error, 3 could not start,
   70 crashed (uncaught exception or unhandled rejection: logged as fatal, drained, exited).
 `;
@@ -185,6 +185,16 @@ async function serve(config: Config, configPath: string): Promise<number> {
   };
   process.on("uncaughtException", (err) => onFatal("uncaught exception", err));
   process.on("unhandledRejection", (reason) => onFatal("unhandled rejection", reason));
+  // Signals that would kill the process by default, before their handlers are installed (the
+  // config loads, the listeners start): a SIGHUP then is kept and applied once serving (a reload
+  // sent right after start killed the process with 129), SIGUSR1/SIGUSR2 are ignored (a copied
+  // logrotate `kill -USR1` killed it; the logs go to stdout, there is nothing to reopen).
+  let earlyReload = false;
+  const onEarlyHup = () => {
+    earlyReload = true;
+  };
+  process.on("SIGHUP", onEarlyHup);
+  for (const sig of ["SIGUSR1", "SIGUSR2"] as const) process.on(sig, () => log.info("signal ignored", { signal: sig }));
 
   let app: App;
   let listener: Listener;
@@ -337,8 +347,12 @@ async function serve(config: Config, configPath: string): Promise<number> {
     };
     process.on("SIGTERM", () => void shutdown("SIGTERM"));
     process.on("SIGINT", () => void shutdown("SIGINT"));
+    // (nginx's graceful stop: drained like SIGTERM, not a core dump)
+    process.on("SIGQUIT", () => void shutdown("SIGQUIT"));
     // Every process of a group reloads to the same generation: SIGHUP to a child asks the primary.
+    process.off("SIGHUP", onEarlyHup);
     process.on("SIGHUP", () => void (reloadAll() ?? app.reload()));
+    if (earlyReload) void (reloadAll() ?? app.reload());
     // A child whose primary is gone (killed with SIGKILL, crashed) drains and exits instead of lingering on the port.
     if (workerIndex() !== undefined) process.on("disconnect", () => void shutdown("primary gone", 0, "asked"));
     process.on("message", (m: unknown) => {

@@ -59,6 +59,17 @@ test("SIGINT drains and exits 0", async () => {
   expect(px.logs().find((l) => l.msg === "draining")?.signal).toBe("SIGINT");
 });
 
+test("SIGUSR1 and SIGUSR2 are ignored (a copied logrotate `kill -USR1` killed the process); SIGQUIT drains and exits 0 like SIGTERM", async () => {
+  await using px = await startProxy(config);
+  px.signal("SIGUSR1");
+  px.signal("SIGUSR2");
+  await px.waitForLog((l) => l.msg === "signal ignored" && l.signal === "SIGUSR2");
+  expect(await (await fetch(px.url("/life/a.txt"))).text()).toBe("a");
+  px.signal("SIGQUIT");
+  expect(await px.exited).toBe(0);
+  expect(px.logs().find((l) => l.msg === "draining")?.signal).toBe("SIGQUIT");
+});
+
 test("a second SIGTERM during the drain cuts it short: the cut transfer still gets its access line and audit line (ClientClosedRequest), then exit 0", async () => {
   await using px = await startProxy(`${config}audit: { enabled: true, path: audit.log }\n`);
   s3.faults.set("/life/big.bin", { kind: "slowBody", bytesPerTick: 1000, ms: 50 });
