@@ -34,7 +34,8 @@ RUN --mount=type=cache,target=/root/.bun/install/cache \
       arm64|aarch64) arch=arm64 ;; \
       *) echo "unsupported TARGETARCH ${TARGETARCH}" >&2; exit 1 ;; \
     esac \
- && install -D -m 0755 "dist/yatagarasu-linux-${arch}" /out/yatagarasu
+ && install -D -m 0755 "dist/yatagarasu-linux-${arch}" /out/yatagarasu \
+ && install -d -m 0750 -o 65532 -g 65532 /out/state/cache /out/state/log
 
 # ---- runtime ----------------------------------------------------------------------------------
 # base (not static): the executable links glibc. base also has ca-certificates, tzdata and the
@@ -46,6 +47,11 @@ LABEL org.opencontainers.image.title="yatagarasu" \
       org.opencontainers.image.licenses="MIT"
 
 COPY --from=build /out/yatagarasu /usr/local/bin/yatagarasu
+# The default disk-cache folder (cache.disk.path, and the original project's default cache_dir) and
+# the audit-log folder of the README's examples, owned by nonroot: distroless has no shell to
+# create them, and /var/cache is root's. Mount a volume there to keep the disk cache across restarts.
+COPY --from=build --chown=65532:65532 /out/state/cache /var/cache/yatagarasu
+COPY --from=build --chown=65532:65532 /out/state/log /var/log/yatagarasu
 
 # Bun's fetch (used for https endpoints) runs at most 256 requests at once per process unless this
 # is set before start-up; match it to server.max_concurrent_requests (default 1000).

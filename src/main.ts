@@ -16,7 +16,8 @@ import { createLogger } from "./observe/log.ts";
 import { listenBun, listenMetrics, listenNode, type Listener } from "./server.ts";
 import { listenS3 } from "./server/s3-listener.ts";
 import { connectTimeoutNote, fetchConcurrencyWarning, poolSizeNote } from "./s3/upstream.ts";
-import { cacheOffNote } from "./cache/config.ts";
+import { cacheOffNote, diskDir } from "./cache/config.ts";
+import { diskDirProblem } from "./cache/disk.ts";
 import { loadStaticKeys } from "./auth/keys.ts";
 import { VERSION } from "./version.ts";
 import { askPrimaryToPurge, askPrimaryToReloadAll, purgeDone, reloadAnswered, startChildren, workerCount, workerIndex, type Children, type ReloadResult } from "./workers.ts";
@@ -389,6 +390,12 @@ async function main(argv: string[]): Promise<number> {
     if (pool) process.stdout.write(`note: ${pool}\n`);
     const cacheOff = cacheOffNote(config);
     if (cacheOff) process.stdout.write(`note: ${cacheOff}\n`);
+    // The disk layer's folder, as the proxy would use it when started by this user.
+    if (config.cache.enabled && config.cache.cache_layers.includes("disk") && config.cache.disk) {
+      const dir = diskDir(config.cache.disk, { baseDir: config.baseDir });
+      const problem = diskDirProblem(dir);
+      if (problem) process.stdout.write(`note: cache.disk.path ${dir}: started as this user, the proxy could not use it: ${problem}\n`);
+    }
     for (const n of config.notes ?? []) process.stdout.write(`note: ${n}\n`);
     // What the start-up log warns about the JWT keys, said here too (a key the config names but no
     // accepted algorithm can use is a key that silently does nothing).

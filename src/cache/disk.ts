@@ -14,7 +14,7 @@
  */
 import { mkdirSync, accessSync, constants, readFileSync } from "node:fs";
 import { open, rename, stat, unlink, mkdir, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { LruMap } from "../util/lru.ts";
 import { HEAD_BYTES, keyHash, newVersion, objectPath, tempName, timesBytes } from "./disk-format.ts";
 import { scanDir, type ScannedFile } from "./disk-scan.ts";
@@ -60,6 +60,38 @@ interface Entry {
   restored: boolean;
 }
 
+/** An fs error in words an operator acts on (EACCES names the user the process runs as). */
+export function describeFsError(err: unknown): string {
+  const code = (err as { code?: string }).code;
+  if (code === "EACCES" || code === "EPERM") {
+    const uid = typeof process.getuid === "function" ? process.getuid() : undefined;
+    return `permission denied (${code}): create the folder and give it to the user this process runs as${uid === undefined ? "" : ` (uid ${uid})`}, or set a folder that user may write`;
+  }
+  if (code === "EROFS") return "the file system is read-only (EROFS)";
+  if (code === "ENOTDIR") return "a part of the path is a file, not a folder (ENOTDIR)";
+  return code ?? String(err);
+}
+
+/**
+ * Why this process could not use `dir` as the disk layer's folder (undefined: it can): the folder
+ * must be writable, or, when it does not exist yet, the nearest existing folder above it.
+ */
+export function diskDirProblem(dir: string): string | undefined {
+  let at = dir;
+  for (;;) {
+    try {
+      accessSync(at, constants.W_OK | constants.R_OK | constants.X_OK);
+      return undefined;
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code !== "ENOENT") return describeFsError(err);
+      const up = dirname(at);
+      if (up === at) return describeFsError(err);
+      at = up;
+    }
+  }
+}
+
 export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   readonly name = "disk";
   readonly storesFiles = true;
@@ -101,7 +133,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       mkdirSync(join(this.dir, "tmp"), { recursive: true });
       accessSync(this.dir, constants.W_OK | constants.R_OK);
     } catch (err) {
-      throw new Error(`cache.disk.path: cannot use ${this.dir}: ${(err as { code?: string }).code ?? String(err)}`);
+      throw new Error(`cache.disk.path: cannot use ${this.dir}: ${describeFsError(err)}`);
     }
     this.ready = this.rebuild();
   }

@@ -96,6 +96,16 @@ test("--check says when a JWT key file fits none of the accepted algorithms (an 
   expect([used.code, used.stdout.includes("fits none")]).toEqual([0, false]);
 });
 
+test("--check says when the disk layer's folder cannot be used by this user (start-up failed with a bare EACCES / ENOTDIR), and start-up says why in words", async () => {
+  file("not-a-folder", "a file");
+  const cfg = (path: string) => `cache: { enabled: true, cache_layers: [memory, disk], disk: { path: "${path}", max_disk_size_mb: 10 } }\n${bucket()}`;
+  const bad = await runCli(["--check", "--config", file("disk-bad.yaml", cfg("not-a-folder/cache"))]);
+  expect(bad.code).toBe(0);
+  expect(bad.stdout).toMatch(/note: cache\.disk\.path \S+not-a-folder\/cache: started as this user, the proxy could not use it: a part of the path is a file, not a folder \(ENOTDIR\)\n/);
+  const ok = await runCli(["--check", "--config", file("disk-ok.yaml", cfg("cache-dir/new"))]);
+  expect([ok.code, ok.stdout.includes("could not use it")]).toEqual([0, false]);
+});
+
 test("--check resolves ${VAR} from the environment", async () => {
   const p = file("env.yaml", bucket().replace("bkt", '"${YATA_TEST_BKT}"'));
   const r = await runCli(["--check", "--config", p], { env: { YATA_TEST_BKT: "from-env-bkt" } });

@@ -103,9 +103,15 @@ describe("Dockerfile stages", () => {
     }
   });
 
-  test("runtime copies the build stage's binary to /usr/local/bin/yatagarasu", () => {
+  test("runtime copies the build stage's binary to /usr/local/bin/yatagarasu, and the disk-cache and audit folders owned by nonroot (65532)", () => {
     const copies = only(runtime, "COPY").map((c) => flagsAndWords(c.args));
-    expect(copies).toEqual([{ flags: { from: "build" }, words: ["/out/yatagarasu", INSTALLED] }]);
+    expect(copies).toEqual([
+      { flags: { from: "build" }, words: ["/out/yatagarasu", INSTALLED] },
+      { flags: { from: "build", chown: "65532:65532" }, words: ["/out/state/cache", "/var/cache/yatagarasu"] },
+      { flags: { from: "build", chown: "65532:65532" }, words: ["/out/state/log", "/var/log/yatagarasu"] },
+    ]);
+    const runs = only(build, "RUN").map((r) => r.args).join("\n");
+    expect(runs).toMatch(/install -d -m 0750 -o 65532 -g 65532 \/out\/state\/cache \/out\/state\/log/);
     expect(INSTALLED.endsWith(`/${BINARY_NAME}`)).toBe(true);
   });
 
