@@ -60,6 +60,14 @@ interface Entry {
   restored: boolean;
 }
 
+/**
+ * What a file of `size` bytes takes on disk, as the layer's budget counts it: whole 4 KiB blocks
+ * (the common file-system block). Counted by bytes alone, 30,000 one-byte objects were counted as
+ * ~6.5 MB (218 bytes each) and took 152 MiB (and as many inodes).
+ */
+const BLOCK = 4096;
+export const onDisk = (size: number): number => Math.ceil(size / BLOCK) * BLOCK || BLOCK;
+
 /** An fs error in words an operator acts on (EACCES names the user the process runs as). */
 export function describeFsError(err: unknown): string {
   const code = (err as { code?: string }).code;
@@ -395,9 +403,10 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     if (b === undefined) this.perBucket.set(name, (b = { items: 0, bytes: 0, evictions: 0 }));
     const e: Entry = { key, file: f.file, fileSize: f.fileSize, bodyOffset: f.bodyOffset, size: f.size, storedAt: f.storedAt, expiresAt: f.expiresAt, headers: f.headers, bucket: b, restored };
     this.lru.insert(key, e);
-    this.bytes += e.fileSize;
+    const charged = onDisk(e.fileSize);
+    this.bytes += charged;
     b.items++;
-    b.bytes += e.fileSize;
+    b.bytes += charged;
   }
 
   /** Evicts least-recently-used entries until the files fit; resolves once their files are deleted. */
@@ -417,9 +426,10 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   private remove(e: Entry, unlinkFile: boolean): Promise<void> {
     if (this.lru.peek(e.key) === e) {
       this.lru.delete(e.key);
-      this.bytes -= e.fileSize;
+      const charged = onDisk(e.fileSize);
+      this.bytes -= charged;
       e.bucket.items--;
-      e.bucket.bytes -= e.fileSize;
+      e.bucket.bytes -= charged;
     }
     if (!unlinkFile) return Promise.resolve();
     const p: Promise<void> = unlink(e.file).catch(() => {});

@@ -6,7 +6,7 @@ import { afterAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DiskLayer } from "../../src/cache/disk.ts";
+import { DiskLayer, onDisk } from "../../src/cache/disk.ts";
 import { HEAD_BYTES } from "../../src/cache/disk-format.ts";
 import { isFileBody, type CachedObject } from "../../src/cache/types.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -56,7 +56,7 @@ describe("store and find", () => {
     expect(await bodyOf(got)).toEqual(bytesOf(100_000));
     expect(await d.get("b/other")).toBeUndefined();
     expect(d.stats()).toMatchObject({ items: 1, buckets: { b: { items: 1 } } });
-    expect(d.stats().bytes).toBe(statSync(files(d.dir)[0]!).size);
+    expect(d.stats().bytes).toBe(onDisk(statSync(files(d.dir)[0]!).size)); // (whole 4 KiB blocks)
   });
 
   test("the cache folder removed while running (rm -rf): the next fills recreate it and are served from it", async () => {
@@ -101,7 +101,7 @@ describe("store and find", () => {
 
 describe("LRU by bytes", () => {
   test("the least recently used files go first; the total stays under the budget", async () => {
-    const one = HEAD_BYTES + 200 + 10_000; // about one object's file
+    const one = onDisk(HEAD_BYTES + 200 + 10_000); // about one object's file, in whole blocks
     const d = await open(freshDir(), 3 * one + 100, 20_000);
     for (const k of ["1", "2", "3"]) await d.put(obj(`b/${k}`, 10_000));
     expect(d.stats().items).toBe(3);
@@ -111,7 +111,7 @@ describe("LRU by bytes", () => {
     expect(d.stats()).toMatchObject({ items: 3, evictions: 1 });
     expect(d.stats().bytes).toBeLessThanOrEqual(3 * one + 100);
     expect(files(d.dir)).toHaveLength(3); // the evicted file is gone from disk too
-    const sizes = files(d.dir).reduce((a, f) => a + statSync(f).size, 0);
+    const sizes = files(d.dir).reduce((a, f) => a + onDisk(statSync(f).size), 0);
     expect(sizes).toBe(d.stats().bytes);
   });
 
@@ -362,5 +362,13 @@ describe("purge", () => {
 test("an unusable folder is a clear error naming the key and the path", () => {
   const file = join(root, "a-file");
   writeFileSync(file, "x");
-  expect(() => new DiskLayer({ dir: join(file, "sub"), maxBytes: 1 << 20, maxItemBytes: 1 << 10 })).toThrow(`cache.disk.path: cannot use ${join(file, "sub")}: ENOTDIR`);
+  expect(() => new DiskLayer({ dir: join(file, "sub"), maxBytes: 1 << 20, maxItemBytes: 1 << 10 })).toThrow(`cache.disk.path: cannot use ${join(file, "sub")}: a part of the path is a file, not a folder (ENOTDIR)`);
+});
+
+test("the budget counts whole 4 KiB blocks: 200 one-byte objects in a 400 KiB layer keep about 100 (counted by bytes, all 200 stayed, taking 800 KiB)", async () => {
+  const d = await open(freshDir(), 400 * 1024, 20_000);
+  for (let i = 0; i < 200; i++) await d.put(obj(`b/tiny-${i}`, 1));
+  expect(d.stats().items).toBeLessThanOrEqual(100);
+  expect(d.stats().bytes).toBeLessThanOrEqual(400 * 1024);
+  expect(files(d.dir).reduce((a, f) => a + onDisk(statSync(f).size), 0)).toBeLessThanOrEqual(400 * 1024);
 });
