@@ -2,8 +2,9 @@
  * The App: what outlives a config reload (cache, metrics, logger, concurrency counter) and the
  * one mutable reference to the current Runtime.
  *
- * reload(): read → validate fully → build a new Runtime → swap. Anything failing on the way
- * changes nothing: the old runtime keeps serving, the error is logged and counted.
+ * reload(): read → validate fully → build a new Runtime (whose JWKS keys must be loaded first:
+ * see buildRuntime) → swap. Anything failing on the way changes nothing: the old runtime keeps
+ * serving, the error is logged and counted.
  */
 import { applyCacheConfig, bucketCachePolicy, cacheRestartKey, createCache, registerCacheMetrics, type Cache } from "./cache/index.ts";
 import { ConfigError, loadConfigOffThread, type Config } from "./config/load.ts";
@@ -198,7 +199,7 @@ export class App implements Services {
       return fail(`${changed.join(", ")} changed: the listeners (server.address, server.port, server.workers, server.engine, server.https, the metrics listener and the S3 API listener: s3_api enabled/address/port/engine) cannot change on reload: restart the process`);
     let next: Runtime;
     try {
-      next = await buildRuntime(config, generation ?? old.generation + 1, this.deps);
+      next = await buildRuntime(config, generation ?? old.generation + 1, this.deps, old);
     } catch (err) {
       return fail(`cannot build the new runtime: ${(err as Error)?.message ?? String(err)}`);
     }

@@ -8,6 +8,7 @@
  * concurrency counter) lives in the App, not here.
  */
 import { Authenticator } from "./auth/index.ts";
+import { FETCH_TIMEOUT_MS } from "./auth/jwks.ts";
 import { createAuthorizer, type Authorizer } from "./authz/index.ts";
 import { bucketCachePolicy, type CachePolicy } from "./cache/index.ts";
 import type { Config } from "./config/load.ts";
@@ -120,10 +121,46 @@ function cacheMatesOf(config: Config): (b: Config["buckets"][number]) => string[
   };
 }
 
-export async function buildRuntime(config: Config, generation: number, deps: RuntimeDeps): Promise<Runtime> {
+/** How long a reload waits for a new jwks_url's first fetch (the fetch itself gives up after FETCH_TIMEOUT_MS). */
+export const RELOAD_JWKS_WAIT_MS = FETCH_TIMEOUT_MS + 1_000;
+
+/**
+ * A reload must not leave the proxy unable to verify tokens it verified before (defect: a reload
+ * to an unreachable jwks_url was accepted, then every JWT request, /ready and the admin API
+ * itself answered 503 until a SIGHUP). So the new generation's JWKS keys must be there before it
+ * is swapped in: taken over from the previous generation (jwks_url unchanged), or fetched within
+ * RELOAD_JWKS_WAIT_MS (a new or changed jwks_url). Otherwise the reload is refused whole, as an
+ * invalid config is. Not when the previous generation had no JWKS keys loaded either (down since
+ * start-up): there is nothing to lose then, and refusing would block every other change.
+ * Start-up (no previous generation) never waits for the JWKS.
+ */
+async function checkJwksForReload(auth: Authenticator, previous: Runtime, log: Logger): Promise<void> {
+  const keys = await auth.keysSettled(RELOAD_JWKS_WAIT_MS);
+  if (keys.ok) return;
+  if (previous.auth?.readiness().ok === false) {
+    log.warn("JWKS keys of the new config not loaded; the reload goes ahead, the previous config had none loaded either", { reason: keys.reason });
+    return;
+  }
+  throw new Error(`jwt.jwks_url: ${keys.reason}; the reload is refused so that tokens keep verifying with the previous config's keys`);
+}
+
+/**
+ * Builds one generation. `previous`: the generation a reload replaces (its JWKS keys are taken
+ * over for an unchanged jwks_url, and a new one must load first: see checkJwksForReload).
+ */
+export async function buildRuntime(config: Config, generation: number, deps: RuntimeDeps, previous?: Runtime): Promise<Runtime> {
   const authLog = (level: "info" | "warn" | "error", msg: string, fields?: object) => deps.log.log(level, msg, fields as Record<string, unknown>);
   const jwt = config.jwt?.enabled ? config.jwt : undefined;
-  const auth = jwt ? await Authenticator.create(jwt, { baseDir: deps.baseDir, log: authLog, fetch: deps.fetch, tracer: deps.tracer }) : undefined;
+  const auth = jwt ? await Authenticator.create(jwt, { baseDir: deps.baseDir, log: authLog, fetch: deps.fetch, tracer: deps.tracer, previous: previous?.auth }) : undefined;
+  if (auth !== undefined && previous !== undefined) {
+    // Before anything else is built: a refused generation leaves no trace (metrics series, probes).
+    try {
+      await checkJwksForReload(auth, previous, deps.log);
+    } catch (err) {
+      auth.close();
+      throw err;
+    }
+  }
 
   const buckets = new Map<string, BucketRuntime>();
   const matesOf = cacheMatesOf(config);

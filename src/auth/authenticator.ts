@@ -17,7 +17,7 @@
 import { compactVerify } from "jose";
 import type { ClaimRule, JwtConfig, TokenSource } from "../config/schema.ts";
 import { ClaimRuleRefusal, ProxyError } from "../errors.ts";
-import { JwksClient, type Logger } from "./jwks.ts";
+import { JwksClient, type JwksSeed, type Logger } from "./jwks.ts";
 import type { Tracer } from "../observe/trace/tracer.ts";
 import { assertBase64url, checkRegisteredClaims, claimPolicy, decodePayload, HmacKey, parseToken, TokenError, type ClaimPolicy, type ParsedToken } from "./jwt.ts";
 import { allowedAlgorithms, isHmacAlg, loadStaticKeys, type AsymKey, type StaticKeys, type VerifyKey } from "./keys.ts";
@@ -41,6 +41,11 @@ export interface AuthenticatorOptions {
    * against ~2 µs for HS256 and 50-150 µs for RS256/ES256/EdDSA.
    */
   verifyCacheSize?: number;
+  /**
+   * The previous generation's authenticator (a reload): with the same jwks_url, its loaded JWKS
+   * keys are taken over, so the new generation verifies at once whether or not the JWKS answers.
+   */
+  previous?: Authenticator;
 }
 
 const REALM = 'Bearer realm="yatagarasu"';
@@ -100,6 +105,7 @@ export class Authenticator {
         log: a.log,
         onChange: () => a.cache?.clear(),
         tracer: opts.tracer,
+        seed: opts.previous?.jwksSeed(),
       });
       a.jwks.start();
     }
@@ -214,6 +220,19 @@ export class Authenticator {
 
   readiness(): { ok: boolean; reason?: string } {
     return this.jwks?.readiness() ?? { ok: true };
+  }
+
+  /**
+   * For a reload, before this generation is swapped in: ok once the JWKS keys are loaded (taken
+   * over, or fetched within `ms`), or when no jwks_url is configured; else why not. Never rejects.
+   */
+  keysSettled(ms: number): Promise<{ ok: boolean; reason?: string }> {
+    return this.jwks?.settle(ms) ?? Promise.resolve({ ok: true });
+  }
+
+  /** The loaded JWKS key set, for the next generation (see AuthenticatorOptions.previous). */
+  private jwksSeed(): JwksSeed | undefined {
+    return this.jwks?.seed();
   }
 
   /** Fetches the JWKS now, or joins the fetch in flight; resolves once its result is applied. Never rejects. */

@@ -10,6 +10,10 @@
  * - A failed fetch (network, timeout, non-2xx, bad JSON, no usable key) keeps the last good keys.
  * - A key removed from the set never verifies once the new set is loaded: onChange drops cached
  *   verifications, and a verification that was in flight re-checks holds() before it counts.
+ * - A reload's new client takes over the keys of the previous generation's client for the same URL
+ *   (`seed`): it fetches at once as usual, but an unchanged jwks_url never depends on the JWKS
+ *   answering during the reload. A new or changed URL has no keys until its first fetch, which a
+ *   reload awaits (settle()) and refuses to swap in without (see buildRuntime).
  * - Keys are RSA, EC (P-256, P-384) and OKP (Ed25519) public keys, each bound to one configured
  *   algorithm (its `alg` member if it has one, else every configured algorithm of its type).
  *   Symmetric ("oct") JWKS keys are not supported; HMAC secrets come from the config only.
@@ -23,7 +27,8 @@ import type { Tracer } from "../observe/trace/tracer.ts";
 export type Logger = (level: "info" | "warn" | "error", msg: string, fields?: object) => void;
 
 export const REFETCH_MIN_INTERVAL_MS = 10_000;
-const FETCH_TIMEOUT_MS = 5_000;
+/** A fetch (connection, answer and body) gives up after this long. */
+export const FETCH_TIMEOUT_MS = 5_000;
 const MAX_KEYS = 100;
 const MAX_BYTES = 1 << 20;
 
@@ -41,6 +46,15 @@ export interface JwksOptions {
    * for it, and most are timer-driven, so none of them is its parent).
    */
   tracer?: Tracer;
+  /** The keys of the previous generation's client (a reload); used only when its URL is this one. */
+  seed?: JwksSeed;
+}
+
+/** A loaded key set, handed from one generation's client to the next (JwksClient.seed()). */
+export interface JwksSeed {
+  readonly url: string;
+  readonly keys: readonly AsymKey[];
+  readonly fingerprint: string;
 }
 
 /** The URL without credentials or query, for logs and readiness messages. */
@@ -65,10 +79,43 @@ export class JwksClient {
   /** Number of fetches started (observable for tests and metrics). */
   fetchCount = 0;
 
-  constructor(private readonly o: JwksOptions) {}
+  constructor(private readonly o: JwksOptions) {
+    const seed = o.seed;
+    if (seed !== undefined && seed.url === o.url) {
+      // Only keys of algorithms still accepted (a reload may change jwt.algorithms); the first
+      // fetch adds the ones a newly accepted algorithm binds.
+      const keys = seed.keys.filter((k) => o.allowed.has(k.alg));
+      if (keys.length > 0) {
+        this.keys = keys;
+        this.fingerprint = keys.length === seed.keys.length ? seed.fingerprint : "";
+        this.loadedOnce = true;
+      }
+    }
+  }
 
   get loaded(): boolean {
     return this.loadedOnce;
+  }
+
+  /** The current key set, for the next generation's client (undefined until one has loaded). */
+  seed(): JwksSeed | undefined {
+    return this.loadedOnce ? { url: this.o.url, keys: this.keys, fingerprint: this.fingerprint } : undefined;
+  }
+
+  /**
+   * Waits (at most `ms`) for the fetch in flight, if keys are not loaded yet; then the readiness.
+   * Starts no fetch of its own. For a reload, which must not swap in a client without keys.
+   */
+  async settle(ms: number): Promise<{ ok: boolean; reason?: string }> {
+    if (!this.loadedOnce && this.inflight !== undefined) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+      await Promise.race([this.inflight, late]);
+      clearTimeout(timer);
+    }
+    if (this.loadedOnce) return { ok: true };
+    if (this.inflight !== undefined) return { ok: false, reason: `JWKS keys from ${safeUrl(this.o.url)} not loaded: no answer within ${Math.ceil(ms / 1000)} s` };
+    return this.readiness();
   }
 
   start(): void {

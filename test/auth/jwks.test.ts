@@ -248,3 +248,66 @@ describe("JWKS never loaded", () => {
     await expectProxyError(auth.verify(t), "KeysUnavailable", undefined, t);
   });
 });
+
+describe("a reload's authenticator (AuthenticatorOptions.previous, keysSettled)", () => {
+  const make = async (url: string, previous?: Authenticator, cfg: Record<string, unknown> = {}) => {
+    const auth = await Authenticator.create(jwtConfig({ algorithm: "RS256", jwks_url: url, ...cfg }), { previous });
+    cleanup.push(() => auth.close());
+    return auth;
+  };
+
+  test("the same jwks_url: the previous keys verify at once, even with the JWKS down; the fetch still happens", async () => {
+    const { server, auth: old } = await setup([rs1.jwk]);
+    await loaded(old);
+    server.down();
+    const next = await make(server.url, old, { algorithms: ["ES256", "EdDSA"] });
+    expect(next.readiness()).toEqual({ ok: true });
+    expect(await next.keysSettled(50)).toEqual({ ok: true });
+    expect(await next.verify(await signWith(rs1, claims()))).toMatchObject({ sub: "alice" });
+    await next.refreshKeys(); // joins the fetch create() started: it fails, the taken-over keys stay
+    expect(await next.verify(await signWith(rs1, claims(), null))).toMatchObject({ sub: "alice" });
+  });
+
+  test("keys of an algorithm the new config no longer accepts are not taken over (none left: not loaded)", async () => {
+    const { server, auth: old } = await setup([rs1.jwk, es1.jwk]);
+    await loaded(old);
+    server.down();
+    const es = await make(server.url, old, { algorithm: "ES256" });
+    expect(es.readiness()).toEqual({ ok: true });
+    expect(await es.verify(await signWith(es1, claims()))).toMatchObject({ sub: "alice" });
+    const ed = await make(server.url, old, { algorithm: "EdDSA" });
+    const r = await ed.keysSettled(6_000);
+    expect(r.ok).toBe(false);
+    expect(ed.readiness().ok).toBe(false);
+  });
+
+  test("another jwks_url takes nothing over: keysSettled waits for its first fetch and says why it failed", async () => {
+    const { auth: old } = await setup([rs1.jwk]);
+    await loaded(old);
+    const dead = JwksServer.start([rs2.jwk]);
+    dead.down();
+    cleanup.push(() => dead.close());
+    const next = await make(dead.url, old);
+    const r = await next.keysSettled(6_000);
+    expect(r.ok).toBe(false);
+    expect(r.reason).toContain(dead.url);
+    expect(r.reason).not.toContain("first fetch in progress");
+
+    const other = JwksServer.start([rs2.jwk]);
+    cleanup.push(() => other.close());
+    const working = await make(other.url, old);
+    expect(await working.keysSettled(6_000)).toEqual({ ok: true });
+    expect(await working.verify(await signWith(rs2, claims()))).toMatchObject({ sub: "alice" });
+    const t = await signWith(rs1, claims());
+    await expectProxyError(working.verify(t), "InvalidToken", undefined, t);
+  });
+
+  test("keysSettled gives up after its time while the fetch hangs", async () => {
+    const hanging = JwksServer.start([rs1.jwk]);
+    hanging.hang();
+    cleanup.push(() => hanging.close());
+    const auth = await make(hanging.url);
+    const r = await auth.keysSettled(100);
+    expect(r).toEqual({ ok: false, reason: `JWKS keys from ${hanging.url} not loaded: no answer within 1 s` });
+  });
+});
