@@ -148,6 +148,11 @@ async function checkJwksForReload(auth: Authenticator, previous: Runtime, log: L
  * Builds one generation. `previous`: the generation a reload replaces (its JWKS keys are taken
  * over for an unchanged jwks_url, and a new one must load first: see checkJwksForReload).
  */
+/** What a bucket's (or replica's) probe depends on: its s3 section (a reload that changes none of it keeps the last probe result). */
+function probeKey(cfg: BucketConfig, replica?: string): string {
+  return JSON.stringify([replica ?? "", cfg.s3]);
+}
+
 export async function buildRuntime(config: Config, generation: number, deps: RuntimeDeps, previous?: Runtime): Promise<Runtime> {
   const authLog = (level: "info" | "warn" | "error", msg: string, fields?: object) => deps.log.log(level, msg, fields as Record<string, unknown>);
   const jwt = config.jwt?.enabled ? config.jwt : undefined;
@@ -204,13 +209,13 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
   const limiter = buildLimiter(config, { share: deps.share ?? 1, log: deps.log, connect: deps.start !== false });
   const targets: ProbeTarget[] = [];
   for (const b of buckets.values()) {
-    if (b.replicas) for (const r of b.replicas) targets.push({ id: probeId(b.name, r.name), probe: (ms) => r.probe(ms) });
+    if (b.replicas) for (const r of b.replicas) targets.push({ id: probeId(b.name, r.name), key: probeKey(b.cfg, r.name), probe: (ms) => r.probe(ms) });
     else {
       const u = b.upstream.primary();
-      targets.push({ id: b.name, probe: (ms) => u.probe(ms) });
+      targets.push({ id: b.name, key: probeKey(b.cfg), probe: (ms) => u.probe(ms) });
     }
   }
-  const prober = new Prober(targets, deps.probeIntervalMs ?? config.server.readiness_probe_interval_seconds * 1000);
+  const prober = new Prober(targets, deps.probeIntervalMs ?? config.server.readiness_probe_interval_seconds * 1000, undefined, previous?.prober);
   if (deps.start !== false) prober.start();
   for (const b of config.buckets) if (b.s3.circuit_breaker) deps.metrics?.setBreakerState(b.name, 0);
 

@@ -7,6 +7,8 @@
 /** Something to probe: a bucket's upstream (id: the bucket name) or one replica (id: probeId(bucket, replica)). */
 export interface ProbeTarget {
   readonly id: string;
+  /** What the probe asks (endpoint, bucket, credentials...): a reload keeps the last result of a target whose key is unchanged. */
+  readonly key?: string;
   probe(timeoutMs: number): Promise<{ ok: boolean; reason?: string; note?: string }>;
 }
 
@@ -31,8 +33,19 @@ export class Prober {
     private readonly targets: readonly ProbeTarget[],
     private readonly intervalMs = 5000,
     private readonly timeoutMs = 2000,
+    /** The generation a reload replaces: its last results carry over for targets it probed the same way (else every reload answered /ready 503 "not probed yet" until the new generation's first round). */
+    previous?: Prober,
   ) {
-    for (const t of targets) this.states.set(t.id, { ok: false, reason: "not probed yet" });
+    for (const t of targets) {
+      const was = previous !== undefined && t.key !== undefined ? previous.carried(t.id, t.key) : undefined;
+      this.states.set(t.id, was ?? { ok: false, reason: "not probed yet" });
+    }
+  }
+
+  /** The last result for `id` when it was probed with `key`. */
+  private carried(id: string, key: string): BucketProbeState | undefined {
+    const t = this.targets.find((x) => x.id === id);
+    return t !== undefined && t.key === key ? this.states.get(id) : undefined;
   }
 
   start(): void {

@@ -176,3 +176,23 @@ describe("SIGHUP reload", () => {
     await after.arrayBuffer();
   });
 });
+
+describe("readiness across a reload", () => {
+  test("a reload that leaves a bucket's upstream as it was keeps its last probe result: /ready stays 200 (it answered 503 'not probed yet' until the new generation's first probe)", async () => {
+    writeConfigAtomically(config(["one", "two"]));
+    await reload("config reloaded");
+    for (let i = 0; i < 200 && (await fetch(px.url("/ready"))).status !== 200; i++) await Bun.sleep(25); // (until both buckets were probed)
+    expect((await fetch(px.url("/ready"))).status).toBe(200);
+    // the new generation's first probes answer only after 1.5 s
+    for (const path of ["/data", "/data/"]) s3.faults.set(path, { kind: "delay", ms: 1500, method: "HEAD", times: 1 });
+    try {
+      writeConfigAtomically(`${config(["one", "two"])}\n# a change that leaves every upstream as it was\n`);
+      await reload("config reloaded");
+      const ready = await fetch(px.url("/ready"));
+      const body = (await ready.json()) as { ready: boolean; reasons: string[] };
+      expect([ready.status, JSON.stringify(body)]).toEqual([200, expect.stringContaining(`"reasons":[]`)]);
+    } finally {
+      for (const path of ["/data", "/data/"]) s3.faults.delete(path);
+    }
+  });
+});
