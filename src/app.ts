@@ -7,7 +7,7 @@
  * serving, the error is logged and counted.
  */
 import { applyCacheConfig, bucketCachePolicy, cacheRestartKey, createCache, registerCacheMetrics, type Cache } from "./cache/index.ts";
-import { ConfigError, loadConfigOffThread, type Config } from "./config/load.ts";
+import { ConfigError, loadConfigSourceOffThread, type Config } from "./config/load.ts";
 import { readinessOf } from "./control/ready.ts";
 import { ByteBudget, ConcurrencyLimiter, UploadLimiter } from "./limits/index.ts";
 import { DEFAULT_FORM_UPLOAD_BUFFER_MIB } from "./config/s3-api.ts";
@@ -18,7 +18,7 @@ import { Tracer } from "./observe/trace/tracer.ts";
 import { buildRuntime, type Runtime, type RuntimeDeps } from "./runtime.ts";
 import { UpstreamPools } from "./s3/http1/index.ts";
 import { VERSION } from "./version.ts";
-import { workerIndex } from "./workers.ts";
+import { workerIndex, type ConfigText, type SentConfig } from "./workers.ts";
 
 /**
  * What a request's phases may use besides their RequestContext: the current generation and the
@@ -42,7 +42,12 @@ export interface Services {
 }
 
 export interface AppOptions {
+  /** The config file a reload reads. A worker process has none: it runs only what its primary sends. */
   configPath?: string;
+  /** The exact text `config` was validated from (a primary hands it to its worker processes). */
+  configText?: string;
+  /** The first generation's number (a worker process joins its primary's current one); default 1. */
+  generation?: number;
   log?: Logger;
   share?: number;
   fetch?: typeof fetch;
@@ -109,6 +114,8 @@ export class App implements Services {
   /** Outlives reloads: a reload reconfigures it (doReload). */
   tracer: Tracer | undefined;
   private reloading: Promise<{ ok: boolean; error?: string; generation: number }> | undefined;
+  /** The text the current generation was validated from. */
+  private configText: string | undefined;
 
   private constructor(
     runtime: Runtime,
@@ -148,9 +155,11 @@ export class App implements Services {
     // endpoint are reused); a reload retires the ones the new generation no longer uses.
     const pools = new UpstreamPools();
     const deps: RuntimeDeps = { metrics, log, baseDir: config.baseDir, share: opts.share, fetch: opts.fetch, probeIntervalMs: opts.probeIntervalMs, tracer, pools };
-    const runtime = await buildRuntime(config, 1, deps);
-    metrics.setGeneration(1);
+    const generation = opts.generation ?? 1;
+    const runtime = await buildRuntime(config, generation, deps);
+    metrics.setGeneration(generation);
     const app = new App(runtime, metrics, cache, log, opts, deps);
+    app.configText = opts.configText;
     app.tracer = tracer;
     app.audit = createAuditTrail(config.audit, { baseDir: config.baseDir, log, registry: metrics.registry, share: opts.share, worker: workerIndex() });
     // /ready's verdict at scrape time, for alerts (min over workers: one unready process shows).
@@ -165,16 +174,25 @@ export class App implements Services {
   }
 
   /**
-   * Reloads the config file. Concurrent calls share one reload. `generation`: the generation to
-   * reach (a worker follows its primary's; main.ts calls it one reload at a time); by default the
-   * next one.
+   * What this process runs, as a primary hands it to its worker processes: the exact text the
+   * current generation was validated from, and the generation. Undefined without a config file.
    */
-  reload(generation?: number): Promise<{ ok: boolean; error?: string; generation: number }> {
-    this.reloading ??= this.doReload(generation).finally(() => (this.reloading = undefined));
+  currentConfig(): SentConfig | undefined {
+    if (this.configText === undefined || !this.opts.configPath) return undefined;
+    return { text: this.configText, file: this.opts.configPath, baseDir: this.runtime.config.baseDir, generation: this.runtime.generation };
+  }
+
+  /**
+   * Reloads the config file, or (`sent`, in a worker process) the text the primary sent.
+   * Concurrent calls share one reload. `generation`: the generation to reach (a worker follows its
+   * primary's; main.ts calls it one reload at a time); by default the next one.
+   */
+  reload(generation?: number, sent?: ConfigText): Promise<{ ok: boolean; error?: string; generation: number }> {
+    this.reloading ??= this.doReload(generation, sent).finally(() => (this.reloading = undefined));
     return this.reloading;
   }
 
-  private async doReload(generation?: number): Promise<{ ok: boolean; error?: string; generation: number }> {
+  private async doReload(generation?: number, sent?: ConfigText): Promise<{ ok: boolean; error?: string; generation: number }> {
     const old = this.runtime;
     // The audit file is opened again if it was moved or deleted (logrotate's mv + SIGHUP), whatever the config's fate.
     void this.audit?.reopen();
@@ -183,11 +201,13 @@ export class App implements Services {
       this.log.error("config reload failed; the previous config keeps serving", { error, generation: old.generation });
       return { ok: false, error, generation: old.generation };
     };
-    if (!this.opts.configPath) return fail("no config file to reload");
+    // A worker process never reads the file: it runs only what its primary read and validated.
+    if (!sent && !this.opts.configPath) return fail(workerIndex() !== undefined ? "a worker process runs only the config its primary sends" : "no config file to reload");
     let config: Config;
+    let text: string;
     try {
       // Read, parse and validate on a worker thread: serving never waits for the parse.
-      config = await loadConfigOffThread(this.opts.configPath);
+      ({ config, text } = sent ? await loadConfigSourceOffThread(sent.file, { text: sent.text, baseDir: sent.baseDir }) : await loadConfigSourceOffThread(this.opts.configPath!));
     } catch (err) {
       return fail(err instanceof ConfigError ? err.message : "cannot load config");
     }
@@ -204,6 +224,7 @@ export class App implements Services {
       return fail(`cannot build the new runtime: ${(err as Error)?.message ?? String(err)}`);
     }
     this.runtime = next; // the swap: one reference
+    this.configText = text;
     this.log.reconfigure?.({ level: config.logging.level, format: config.logging.format });
     this.tracer?.configure(config.tracing);
     this.concurrency.max = Math.max(1, Math.floor(config.server.max_concurrent_requests / (this.opts.share ?? 1)));

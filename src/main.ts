@@ -9,7 +9,7 @@
  */
 import { lookup } from "node:dns/promises";
 import { App } from "./app.ts";
-import { ConfigError, loadConfig, loadConfigOffThread, type Config } from "./config/load.ts";
+import { ConfigError, loadConfigSource, loadConfigSourceOffThread, parseConfig, type Config } from "./config/load.ts";
 import { summarize } from "./config/summary.ts";
 import { parseIp } from "./http/cidr.ts";
 import { createLogger } from "./observe/log.ts";
@@ -20,7 +20,21 @@ import { cacheOffNote, diskDir } from "./cache/config.ts";
 import { diskDirProblem } from "./cache/disk.ts";
 import { loadStaticKeys } from "./auth/keys.ts";
 import { VERSION } from "./version.ts";
-import { askPrimaryToPurge, askPrimaryToReloadAll, purgeDone, reloadAnswered, startChildren, workerCount, workerIndex, type Children, type ReloadResult } from "./workers.ts";
+import {
+  askPrimaryToPurge,
+  askPrimaryToReloadAll,
+  configFromPrimary,
+  latestSentConfig,
+  onSentConfig,
+  purgeDone,
+  reloadAnswered,
+  startChildren,
+  workerCount,
+  workerIndex,
+  type Children,
+  type ReloadResult,
+  type SentConfig,
+} from "./workers.ts";
 import type { RemoteInvalidation } from "./cache/types.ts";
 
 const HELP = `yatagarasu ${VERSION} — a high-performance S3 proxy
@@ -112,9 +126,9 @@ async function healthcheck(url: string): Promise<number> {
  * reload uses, so it validates by the very code path a SIGHUP takes (and proves, in the compiled
  * executable, that the worker entry is there).
  */
-async function load(path: string, offThread: boolean): Promise<Config | number> {
+async function load(path: string, offThread: boolean): Promise<{ config: Config; text: string } | number> {
   try {
-    return await (offThread ? loadConfigOffThread(path) : loadConfig(path));
+    return await (offThread ? loadConfigSourceOffThread(path) : loadConfigSource(path));
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`invalid config (${err.issues.length} problem${err.issues.length === 1 ? "" : "s"}):\n${err.message}\n`);
@@ -149,7 +163,40 @@ async function resolves(host: string): Promise<boolean> {
   return Promise.race([lookup(host).then(() => true, () => false), timeout]);
 }
 
-async function serve(config: Config, configPath: string): Promise<number> {
+/**
+ * A worker process (server.workers > 1, started by its primary): serves the config text the
+ * primary validated and sent over IPC, never the file (which may have changed since the primary
+ * read it, or be invalid now). What the primary sent cannot fail here but for a file the config
+ * names (a PEM file) changing in between: then it waits for the primary's next config instead of
+ * exiting (a restarted child would fail the same way, over and over).
+ */
+async function serveWorker(): Promise<number> {
+  for (let after = 0; ; ) {
+    let sent: SentConfig;
+    try {
+      sent = await configFromPrimary(after);
+    } catch (err) {
+      process.stderr.write(`could not start: ${(err as Error)?.message ?? err}\n`);
+      return 3;
+    }
+    let config: Config;
+    try {
+      config = parseConfig(sent.text, { file: sent.file, baseDir: sent.baseDir });
+    } catch (err) {
+      process.stderr.write(`worker ${workerIndex()}: cannot apply the primary's config (generation ${sent.generation}); waiting for its next one:\n${(err as Error)?.message ?? err}\n`);
+      after = sent.generation;
+      continue;
+    }
+    return serve(config, { text: sent.text, generation: sent.generation });
+  }
+}
+
+/**
+ * Serves `config`, validated from `source.text`: read from `source.path` (a single process or a
+ * primary, which reloads that file), or sent by the primary (a worker process: no path).
+ */
+async function serve(config: Config, source: { path?: string; text: string; generation?: number }): Promise<number> {
+  const configPath = source.path;
   const forcedPort = process.env.YATAGARASU_PORT;
   // A worker listens on the port the primary chose, but the App keeps the file's config: reload
   // compares restart-only settings against the file, and `port: 0` must not read as a port change.
@@ -202,10 +249,13 @@ async function serve(config: Config, configPath: string): Promise<number> {
   let metrics: Listener | undefined;
   let s3Listener: Listener | undefined;
   let children: Children | undefined;
-  /** In a child: the primary's reload instructions, followed one after the other (the last outcome). */
-  let following: Promise<ReloadResult> = Promise.resolve({ ok: true, generation: 1 });
-  const follow = (generation: number) =>
-    (following = following.then(() => (app.runtime.generation >= generation ? { ok: true, generation: app.runtime.generation } : app.reload(generation))));
+  /** In a child: the configs the primary sent, followed one after the other (the newest sent each time; the last outcome). */
+  let following: Promise<ReloadResult> = Promise.resolve({ ok: true, generation: source.generation ?? 1 });
+  const follow = () =>
+    (following = following.then(() => {
+      const sent = latestSentConfig();
+      return sent === undefined || app.runtime.generation >= sent.generation ? { ok: true, generation: app.runtime.generation } : app.reload(sent.generation, sent);
+    }));
   /** A reload of the whole group: the primary's own (then its children's); a child asks the primary. Undefined: this process alone. */
   const reloadAll = (): Promise<ReloadResult> | undefined => (workerIndex() !== undefined ? askPrimaryToReloadAll(() => following) : children?.reloadAll());
   try {
@@ -213,8 +263,8 @@ async function serve(config: Config, configPath: string): Promise<number> {
     const probeEnv = Number(process.env.YATAGARASU_PROBE_INTERVAL_MS);
     const probeIntervalMs = Number.isInteger(probeEnv) && probeEnv > 0 ? probeEnv : undefined;
     // A reload (admin API or SIGHUP) reaches every process of the group: a child asks the
-    // primary, the primary reloads and then tells its children the generation to reach.
-    app = await App.create(config, { configPath, log, share: workers, probeIntervalMs, reloadAll: () => reloadAll() });
+    // primary, the primary reloads and then sends its children the config it now runs.
+    app = await App.create(config, { configPath, configText: source.text, generation: source.generation, log, share: workers, probeIntervalMs, reloadAll: () => reloadAll() });
     try {
       listener = config.server.engine === "node" ? await listenNode(app, listenConfig, { reusePort: workers > 1 }) : listenBun(app, listenConfig, { reusePort: workers > 1, baseDir: config.baseDir });
     } catch (err) {
@@ -236,7 +286,15 @@ async function serve(config: Config, configPath: string): Promise<number> {
     // Children start once everything the primary listens on is up (they get the port it bound).
     if (primary) {
       const a = app;
-      const group = startChildren({ configPath, n: workers, port: listener.port, log, own: () => a.metrics.snapshot(), reloadSelf: () => a.reload(), applyPurge: (inv) => a.cache.applyPeer(inv) });
+      const group = startChildren({
+        n: workers,
+        port: listener.port,
+        log,
+        own: () => a.metrics.snapshot(),
+        reloadSelf: () => a.reload(),
+        current: () => a.currentConfig(),
+        applyPurge: (inv) => a.cache.applyPeer(inv),
+      });
       children = group;
       // Every purge here reaches the children's caches before it settles.
       a.cache.setPeers({ publish: (inv) => group.broadcastPurge(inv) });
@@ -259,6 +317,7 @@ async function serve(config: Config, configPath: string): Promise<number> {
     ...(metrics ? { metrics_port: metrics.port } : undefined),
     ...(s3Listener ? { s3_port: s3Listener.port } : undefined),
     buckets: config.buckets.length,
+    generation: app.runtime.generation,
     pid: process.pid,
   });
   if (workerIndex() === undefined) {
@@ -356,9 +415,13 @@ async function serve(config: Config, configPath: string): Promise<number> {
     if (earlyReload) void (reloadAll() ?? app.reload());
     // A child whose primary is gone (killed with SIGKILL, crashed) drains and exits instead of lingering on the port.
     if (workerIndex() !== undefined) process.on("disconnect", () => void shutdown("primary gone", 0, "asked"));
+    // A child follows every config the primary sends (with each reload), and any sent while it was starting.
+    if (workerIndex() !== undefined) {
+      onSentConfig(() => void follow());
+      void follow();
+    }
     process.on("message", (m: unknown) => {
       const msg = m as { type?: string; generation?: number; signal?: string; cut?: boolean; id?: number; result?: ReloadResult } | null;
-      if (msg?.type === "reload" && typeof msg.generation === "number") void follow(msg.generation);
       if (msg?.type === "reload-result") reloadAnswered(msg);
       if (msg?.type === "shutdown") void shutdown(msg.signal ?? "primary", 0, msg.cut ? "cut" : "asked");
       if (msg?.type === "metrics") process.send?.({ type: "metrics", snapshot: app.metrics.snapshot() });
@@ -380,8 +443,11 @@ async function main(argv: string[]): Promise<number> {
     return parsed.exit;
   }
   if (parsed.healthcheck) return healthcheck(parsed.healthcheck);
-  const config = await load(parsed.config, parsed.check);
-  if (typeof config === "number") return config;
+  // A worker process of a group never reads the config file: its primary sends what it validated.
+  if (!parsed.check && workerIndex() !== undefined) return serveWorker();
+  const loaded = await load(parsed.config, parsed.check);
+  if (typeof loaded === "number") return loaded;
+  const { config } = loaded;
   if (parsed.check) {
     process.stdout.write(summarize(config, parsed.config));
     const note = connectTimeoutNote(config.buckets, config.server.upstream_client);
@@ -405,7 +471,7 @@ async function main(argv: string[]): Promise<number> {
     }
     return 0;
   }
-  return serve(config, parsed.config);
+  return serve(config, { path: parsed.config, text: loaded.text });
 }
 
 process.exit(await main(process.argv.slice(2)));

@@ -9,11 +9,19 @@
  *   that got the same signal from its process group does not count it twice) while the primary
  *   drains itself; it exits once it has drained and every child has exited. A second signal to
  *   the primary cuts every drain short.
+ * - Config: the primary is the only process that reads the config file. A child gets the exact
+ *   text the primary validated (with the file's name and folder, for messages and relative paths;
+ *   ${VAR}s resolve in the environment it inherited) over IPC, never on its command line: it asks
+ *   for the primary's current one when it starts (a child restarted after a crash joins the
+ *   primary's current generation, whatever the file holds now), and gets the new one with every
+ *   reload. A child that cannot apply what it was sent (the primary validated it, so only a file
+ *   the config names changing in between could do that) logs it and keeps its config; at start-up
+ *   it waits for the next one.
  * - Reload: SIGHUP to any process, or POST /admin/reload on any process. Every reload is the
- *   primary's: a child asks it over IPC; the primary reloads itself and, if that worked, tells
- *   every child the generation it reached; a child reloads to exactly that generation (one after
- *   the other, skipping one it has reached), so a burst of reloads ends with every process on the
- *   primary's generation.
+ *   primary's: a child asks it over IPC; the primary reloads itself and, if that worked, sends
+ *   every child the text it now runs and its generation; a child reloads to exactly that (the
+ *   latest it was sent, one reload after the other, skipping a generation it has reached), so a
+ *   burst of reloads ends with every process on the primary's generation and config.
  * - Metrics: the primary serves the metrics listener and merges its own snapshot with the
  *   children's (over IPC). Counters and histograms never go backwards while the primary lives:
  *   the last values a dead child reported are kept and added to the others' (gauges are not:
@@ -88,6 +96,80 @@ export function workerCount(cfg: Config): number {
   return w === "auto" ? Math.max(1, navigator.hardwareConcurrency || 1) : w;
 }
 
+/** The config text a worker process runs: the exact text its primary validated, and how it resolves. */
+export interface ConfigText {
+  text: string;
+  /** The primary's config file: only the name errors carry (a worker never reads it). */
+  file: string;
+  /** The folder relative paths in the config resolve against (the config file's). */
+  baseDir: string;
+}
+
+/** What the primary sends a child: the config text it runs, and that generation. */
+export interface SentConfig extends ConfigText {
+  generation: number;
+}
+
+/** How long a starting child waits for the primary's config before it gives up (exit, restarted). */
+const CONFIG_WAIT_MS = 30_000;
+
+/** In a child: the newest config the primary sent, and who waits for a newer one. */
+let sentLatest: SentConfig | undefined;
+const sentWatchers = new Set<() => void>();
+let askedForConfig = false;
+
+/** In a child: a config from the primary (its answer at start-up, or with a reload); the newest generation wins. */
+function receiveConfig(m: unknown): void {
+  const msg = m as (Partial<SentConfig> & { type?: string }) | null;
+  if (msg?.type !== "config" && msg?.type !== "reload") return;
+  const { text, file, baseDir, generation } = msg;
+  if (typeof text !== "string" || typeof file !== "string" || typeof baseDir !== "string" || typeof generation !== "number") return;
+  if (sentLatest && generation <= sentLatest.generation) return;
+  sentLatest = { text, file, baseDir, generation };
+  for (const w of [...sentWatchers]) w();
+}
+
+/**
+ * In a child: the primary's config, with a generation above `after` (the first time, it asks the
+ * primary for its current one). Rejects when there is no primary, it is gone, or (`after` 0: its
+ * answer to that request) it sent nothing within CONFIG_WAIT_MS. A later one comes with the
+ * primary's next successful reload, however long that takes.
+ */
+export function configFromPrimary(after = 0): Promise<SentConfig> {
+  if (!process.send || !process.connected) return Promise.reject(new Error("no primary to get the config from (YATAGARASU_WORKER is set only in a worker process its primary started)"));
+  if (!askedForConfig) {
+    askedForConfig = true;
+    process.on("message", receiveConfig);
+    process.send({ type: "config-request" });
+  }
+  return new Promise<SentConfig>((resolve, reject) => {
+    const check = () => {
+      if (sentLatest && sentLatest.generation > after) settle(() => resolve(sentLatest!));
+    };
+    const gone = () => settle(() => reject(new Error("the primary is gone")));
+    const t = after === 0 ? setTimeout(() => settle(() => reject(new Error(`no config from the primary within ${CONFIG_WAIT_MS / 1000} s`))), CONFIG_WAIT_MS) : undefined;
+    const settle = (f: () => void) => {
+      clearTimeout(t);
+      sentWatchers.delete(check);
+      process.off("disconnect", gone);
+      f();
+    };
+    sentWatchers.add(check);
+    process.on("disconnect", gone);
+    check();
+  });
+}
+
+/** In a child: the newest config the primary sent (undefined outside a child). */
+export function latestSentConfig(): SentConfig | undefined {
+  return sentLatest;
+}
+
+/** In a child: `f` runs whenever the primary sends a newer config. */
+export function onSentConfig(f: () => void): void {
+  sentWatchers.add(f);
+}
+
 export interface ReloadResult {
   ok: boolean;
   error?: string;
@@ -100,8 +182,8 @@ const pendingReloads = new Map<number, (r: ReloadResult) => void>();
 /**
  * In a child: asks the primary to reload every process (SIGHUP or the admin API on this child)
  * and resolves with the primary's answer once it has arrived (the primary sends its "reload"
- * instruction before the answer, so `followed` — what this child did with it — is already
- * queued). In a single process or the primary: undefined (nobody to ask).
+ * message, with the new config, before the answer, so `followed` — what this child did with it —
+ * is already queued). In a single process or the primary: undefined (nobody to ask).
  */
 export function askPrimaryToReloadAll(followed: () => Promise<ReloadResult>): Promise<ReloadResult> | undefined {
   if (!process.send || !process.connected) return undefined;
@@ -153,19 +235,19 @@ function tell(c: Subprocess, message: object, fallback?: NodeJS.Signals): void {
 
 /**
  * Spawns workers 1..n-1 on `port`. `own` returns the primary's metrics snapshot; `reloadSelf`
- * reloads the primary.
+ * reloads the primary; `current` is the config the primary runs (what every child is sent).
  */
 export function startChildren(opts: {
-  configPath: string;
   n: number;
   port: number;
   log: Logger;
   own: () => Snapshot;
   reloadSelf: () => Promise<ReloadResult>;
+  current: () => SentConfig | undefined;
   /** Applies a child's purge in the primary's own cache. */
   applyPurge: (inv: RemoteInvalidation) => Promise<void>;
 }): Children {
-  const { configPath, n, port, log } = opts;
+  const { n, port, log } = opts;
   const children: Array<Subprocess | undefined> = [];
   const pendingMetrics = new Map<number, (s: Snapshot) => void>();
   /** Purges sent to children, by id: the children still to confirm each. */
@@ -206,7 +288,9 @@ export function startChildren(opts: {
 
   const reloadAll = async (): Promise<ReloadResult> => {
     const r = await opts.reloadSelf();
-    if (r.ok) for (const c of children) if (c) tell(c, { type: "reload", generation: r.generation });
+    // What the primary runs now (the text it validated), never the file as a child would find it.
+    const current = r.ok ? opts.current() : undefined;
+    if (current) for (const c of children) if (c) tell(c, { type: "reload", ...current });
     return r;
   };
 
@@ -215,7 +299,8 @@ export function startChildren(opts: {
     /** The latest snapshot this child sent: what it had counted when it was last heard from. */
     let last: Snapshot | undefined;
     let exited = false;
-    const child = Bun.spawn([...selfCommand(), "--config", configPath], {
+    // No --config: a child never reads the file; it asks for the primary's config over IPC ("config-request").
+    const child = Bun.spawn(selfCommand(), {
       env: { ...process.env, YATAGARASU_WORKER: String(i), YATAGARASU_PORT: String(port), YATAGARASU_WORKERS: String(n) },
       stdio: ["ignore", "inherit", "inherit"],
       ipc(message) {
@@ -224,6 +309,10 @@ export function startChildren(opts: {
         if (m?.type === "metrics" && m.snapshot && !exited) {
           last = m.snapshot;
           pendingMetrics.get(i)?.(m.snapshot);
+        }
+        if (m?.type === "config-request") {
+          const current = opts.current();
+          if (current && children[i] === child) tell(child, { type: "config", ...current });
         }
         if (m?.type === "purge-ack" && m.id !== undefined) purgeAcked(m.id, i);
         if (m?.type === "purge" && m.id !== undefined) {

@@ -1,7 +1,7 @@
 /**
  * Worker-thread entry of loadConfigOffThread (offthread.ts): reads, parses and validates one
- * config file and posts back the plain result. Only the ConfigError's issues or an error message
- * cross back, never a stack.
+ * config file (or the text it is given) and posts back the plain result and the text. Only the
+ * ConfigError's issues or an error message cross back, never a stack.
  */
 import { ConfigError, parseConfigUnfrozen, readConfigText } from "./load.ts";
 import type { LoadReply, LoadRequest } from "./offthread.ts";
@@ -12,7 +12,7 @@ self.onmessage = async (e: MessageEvent<LoadRequest>) => {
   const { path, env, baseDir } = e.data;
   let reply: LoadReply;
   try {
-    const text = await readConfigText(path);
+    const text = e.data.text ?? (await readConfigText(path));
     const config = parseConfigUnfrozen(text, { file: path, env, baseDir });
     // As JSON text when it round-trips: JSON.parse on the serving thread is 3-5x cheaper than
     // structured-clone deserialization of the same object (an 80,000-value list: ~25 vs ~110 ms).
@@ -22,7 +22,7 @@ self.onmessage = async (e: MessageEvent<LoadRequest>) => {
       if (typeof v === "number" && !Number.isFinite(v)) exact = false;
       return v;
     });
-    reply = exact ? { ok: true, json } : { ok: true, config };
+    reply = exact ? { ok: true, json, text } : { ok: true, config, text };
   } catch (err) {
     reply = err instanceof ConfigError ? { ok: false, issues: err.issues, file: err.file } : { ok: false, error: `cannot load config: ${(err as Error)?.message ?? String(err)}` };
   }

@@ -17,7 +17,7 @@ import { ConfigSchema, type RawConfig } from "./schema.ts";
 import { validateConfig } from "./validate.ts";
 
 export { formatPath, type PathSegment } from "./path.ts";
-export { loadConfigOffThread } from "./offthread.ts";
+export { loadConfigOffThread, loadConfigSourceOffThread } from "./offthread.ts";
 
 export interface ConfigIssue {
   /** YAML path in the form `buckets[1].s3.region` ("" for the document root). */
@@ -288,5 +288,14 @@ export async function readConfigText(path: string): Promise<string> {
 
 /** Reads a config file and validates it, on the calling thread (start-up, --check). */
 export async function loadConfig(path: string, env?: Record<string, string | undefined>): Promise<Config> {
-  return parseConfig(await readConfigText(path), { file: path, env, baseDir: configBaseDir(path) });
+  return (await loadConfigSource(path, env)).config;
+}
+
+/**
+ * loadConfig, with the exact text it validated: with server.workers > 1 the primary hands that
+ * text to its children (they never read the file themselves).
+ */
+export async function loadConfigSource(path: string, env?: Record<string, string | undefined>): Promise<{ config: Config; text: string }> {
+  const text = await readConfigText(path);
+  return { config: parseConfig(text, { file: path, env, baseDir: configBaseDir(path) }), text };
 }

@@ -1,6 +1,8 @@
 /**
  * loadConfigOffThread: the whole read → parse → validate of a config file on a worker thread, so
  * a reload never blocks the serving event loop for the parse (a 1 MiB YAML takes hundreds of ms).
+ * A worker process (server.workers > 1) validates the text its primary sent the same way, without
+ * reading the file.
  * The worker posts back the validated config as JSON text (or the ConfigError's issues); this
  * thread only parses that and deep-freezes it, in slices of about 1 ms. One short-lived worker
  * per load: reloads are rare, and nothing stays resident.
@@ -16,12 +18,20 @@
 import { ConfigError, configBaseDir, deepFreezeSliced, type Config, type ConfigIssue } from "./load.ts";
 
 export interface LoadRequest {
+  /** The file to read; with `text`, only the name its errors carry. */
   path: string;
+  /** The config text to validate instead of reading `path` (a worker process: the text its primary validated). */
+  text?: string;
   env: Record<string, string | undefined>;
   baseDir: string;
 }
 
-export type LoadReply = { ok: true; json: string } | { ok: true; config: Config } | { ok: false; issues: ConfigIssue[]; file?: string } | { ok: false; error: string };
+/** `text`: what was validated (the file's content as read, or the request's text). */
+export type LoadReply =
+  | { ok: true; json: string; text: string }
+  | { ok: true; config: Config; text: string }
+  | { ok: false; issues: ConfigIssue[]; file?: string }
+  | { ok: false; error: string };
 
 /** Where the worker entry is: beside this file when running from source, in the executable's embedded file system when compiled. */
 export function loadWorkerSpecifier(moduleUrl: string = import.meta.url): string {
@@ -31,12 +41,26 @@ export function loadWorkerSpecifier(moduleUrl: string = import.meta.url): string
 /** A load that hangs (a file on a dead network mount) fails instead of blocking every later reload. */
 const DEFAULT_TIMEOUT_MS = 30_000;
 
+export interface OffThreadOptions {
+  env?: Record<string, string | undefined>;
+  timeoutMs?: number;
+  /** Validate this text instead of reading `path` (which then only names the file in errors). */
+  text?: string;
+  /** Defaults to configBaseDir(path). */
+  baseDir?: string;
+}
+
 /**
  * Reads and validates a config file on a worker thread. Resolves with a frozen Config; rejects
  * with ConfigError (invalid, unreadable, too large, timed out) or Error (the worker failed).
  */
-export function loadConfigOffThread(path: string, opts: { env?: Record<string, string | undefined>; timeoutMs?: number } = {}): Promise<Config> {
-  return new Promise<Config>((resolve, reject) => {
+export async function loadConfigOffThread(path: string, opts: OffThreadOptions = {}): Promise<Config> {
+  return (await loadConfigSourceOffThread(path, opts)).config;
+}
+
+/** loadConfigOffThread, with the exact text it validated (what a primary hands its worker processes). */
+export function loadConfigSourceOffThread(path: string, opts: OffThreadOptions = {}): Promise<{ config: Config; text: string }> {
+  return new Promise<{ config: Config; text: string }>((resolve, reject) => {
     let worker: Worker;
     try {
       worker = new Worker(loadWorkerSpecifier());
@@ -60,13 +84,13 @@ export function loadConfigOffThread(path: string, opts: { env?: Record<string, s
     worker.onmessage = (e: MessageEvent<LoadReply>) => {
       const r = e.data;
       settle(() => {
-        if (r.ok) resolve(deepFreezeSliced("json" in r ? (JSON.parse(r.json) as Config) : r.config));
+        if (r.ok) resolve(deepFreezeSliced("json" in r ? (JSON.parse(r.json) as Config) : r.config).then((config) => ({ config, text: r.text })));
         else if ("issues" in r) reject(new ConfigError(r.issues, r.file));
         else reject(new Error(r.error));
       });
     };
     worker.onerror = (e: ErrorEvent) => settle(() => reject(new Error(`the config loader thread failed: ${e.message}`)));
-    const request: LoadRequest = { path, env: { ...(opts.env ?? process.env) }, baseDir: configBaseDir(path) };
+    const request: LoadRequest = { path, text: opts.text, env: { ...(opts.env ?? process.env) }, baseDir: opts.baseDir ?? configBaseDir(path) };
     worker.postMessage(request);
   });
 }

@@ -7,7 +7,7 @@ import { generateKeyPairSync } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
-import { ConfigError, configBaseDir, deepFreeze, deepFreezeSliced, loadConfig, loadConfigOffThread, MAX_CONFIG_BYTES, MAX_FROZEN_ARRAY, parseConfig, readConfigText } from "../../src/config/load.ts";
+import { ConfigError, configBaseDir, deepFreeze, deepFreezeSliced, loadConfig, loadConfigOffThread, loadConfigSourceOffThread, MAX_CONFIG_BYTES, MAX_FROZEN_ARRAY, parseConfig, readConfigText } from "../../src/config/load.ts";
 import { loadWorkerSpecifier } from "../../src/config/offthread.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
@@ -93,6 +93,23 @@ describe("loadConfigOffThread", () => {
     expect(off).toBeInstanceOf(ConfigError);
     expect(off.issues).toEqual(on.issues);
     expect(off.message).toBe(`${p}:1: server.bogus: unknown key 'bogus'`);
+  });
+
+  test("hands back the exact text it validated; given a text (a worker process: its primary's), never reads the file", async () => {
+    const text = `server: { port: 9998 }\n${B}`;
+    const p = file("source.yaml", text);
+    const read = await loadConfigSourceOffThread(p, { env: {} });
+    expect(read.text).toBe(text);
+    expect(read.config).toEqual(await loadConfig(p, {}));
+    // The file now says something else (invalid even): the text given is what counts, resolved in the folder given.
+    writeFileSync(p, "buckets: nope\n");
+    const sent = await loadConfigSourceOffThread(p, { env: {}, text, baseDir: "/srv/conf" });
+    expect(sent.text).toBe(text);
+    expect(sent.config.server.port).toBe(9998);
+    expect(sent.config.baseDir).toBe("/srv/conf");
+    const bad = await loadConfigSourceOffThread(join(dir, "absent.yaml"), { env: {}, text: "buckets: nope\n", baseDir: dir }).catch((e) => e);
+    expect(bad).toBeInstanceOf(ConfigError);
+    expect(bad.message).toStartWith(`${join(dir, "absent.yaml")}:1: buckets: `);
   });
 
   test("a missing file rejects with 'file not found'", async () => {
