@@ -109,6 +109,8 @@ function hostArch(): Arch | undefined {
 
 interface Built {
   arch: Arch;
+  /** The commit embedded (what --version names). */
+  commit: string;
   path: string;
   bytes: number;
   ms: number;
@@ -168,14 +170,14 @@ async function buildOne(arch: Arch, opts: { entry: string; outdir: string; bytec
   if (machine !== ELF_MACHINE[arch]) {
     throw new Error(`${target}: ${outfile} is not an ELF executable for ${arch} (e_machine=${machine ?? "not ELF"})`);
   }
-  return { arch, path: outfile, bytes: statSync(outfile).size, ms };
+  return { arch, commit: opts.commit, path: outfile, bytes: statSync(outfile).size, ms };
 }
 
 /** Runs the binary built for this machine with --version and checks its answer. */
 function smoke(b: Built): void {
   const r = Bun.spawnSync([b.path, "--version"], { stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1" } });
   const out = r.stdout.toString().trim();
-  const want = `${BINARY_NAME} ${pkg.version}`;
+  const want = `${BINARY_NAME} ${pkg.version} (commit ${b.commit}, linux-${b.arch})`;
   if (r.exitCode !== 0 || out !== want) {
     throw new Error(
       `${b.path} --version: expected exit 0 and '${want}', got exit ${r.exitCode} and '${out}'${r.stderr.length ? `\nstderr: ${r.stderr.toString().trim()}` : ""}`,

@@ -19,7 +19,7 @@ import { connectTimeoutNote, fetchConcurrencyWarning, poolSizeNote } from "./s3/
 import { cacheOffNote, diskDir } from "./cache/config.ts";
 import { diskDirProblem } from "./cache/disk.ts";
 import { loadStaticKeys } from "./auth/keys.ts";
-import { VERSION } from "./version.ts";
+import { COMMIT, VERSION, VERSION_LINE } from "./version.ts";
 import {
   askPrimaryToPurge,
   askPrimaryToReloadAll,
@@ -79,7 +79,7 @@ function parseArgs(argv: string[]): Args | { exit: number; out: string; err?: bo
     }
     if (isConfig && configFlag !== undefined) return usage("--config given twice");
     if (a === "--help" || a === "-h") info ??= { exit: 0, out: HELP };
-    else if (a === "--version" || a === "-V") info ??= { exit: 0, out: `yatagarasu ${VERSION}\n` };
+    else if (a === "--version" || a === "-V") info ??= { exit: 0, out: `${VERSION_LINE}\n` };
     else if (a === "--check") args.check = true;
     else if (a === "--config" || a === "-c") {
       const v = argv[++i];
@@ -311,6 +311,7 @@ async function serve(config: Config, source: { path?: string; text: string; gene
   }
   log.info("listening", {
     version: VERSION,
+    commit: COMMIT,
     address: config.server.address,
     port: listener.port,
     engine: config.server.engine,

@@ -22,9 +22,11 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-test("--version prints 'yatagarasu <package.json version>' and exits 0", async () => {
+test("--version prints 'yatagarasu <package.json version> (commit <c>, <target>)' and exits 0 (a running build can be told from another)", async () => {
   const r = await runCli(["--version"]);
-  expect(r).toEqual({ code: 0, stdout: `yatagarasu ${pkg.version}\n`, stderr: "" });
+  expect([r.code, r.stderr]).toEqual([0, ""]);
+  // from source: "commit source"; the executable (YATAGARASU_BIN): the commit build.ts embedded
+  expect(r.stdout).toMatch(new RegExp(`^yatagarasu ${pkg.version.replaceAll(".", "\\.")} \\(commit (source|[0-9a-f]{7,40}|unknown), linux-(x64|arm64)\\)\n$`));
   expect(pkg.version).toBe("0.1.0");
 });
 

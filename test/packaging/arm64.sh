@@ -58,7 +58,7 @@ fi
 
 VERSION="$(package_version)"
 expect_exit "arm64: --version exits 0" 0 "${RUN[@]}" --version
-expect_output "arm64: --version prints 'yatagarasu $VERSION'" "yatagarasu $VERSION"
+expect_prefix "arm64: --version prints 'yatagarasu $VERSION (commit ...'" "yatagarasu $VERSION (commit "
 expect_exit "arm64: --help exits 0" 0 "${RUN[@]}" --help
 
 PORT="$(free_port)"

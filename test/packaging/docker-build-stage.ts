@@ -151,7 +151,8 @@ async function main(): Promise<number> {
       if (native) {
         const r = Bun.spawnSync([bin, "--version"], { stdout: "pipe", stderr: "pipe", env: { PATH: "/usr/bin:/bin" } });
         const outText = r.stdout.toString().trim();
-        if (r.exitCode === 0 && outText === `yatagarasu ${pkg.version}`) pass(`docker: ${artifact} for ${arch} --version`);
+        // "yatagarasu <version> (commit <c>, linux-<arch>)": the build stage passes YATAGARASU_COMMIT (unknown by default)
+        if (r.exitCode === 0 && outText === `yatagarasu ${pkg.version} (commit unknown, linux-${arch === "amd64" ? "x64" : "arm64"})`) pass(`docker: ${artifact} for ${arch} --version`);
         else fail(`docker: ${artifact} for ${arch} --version`, `exit ${r.exitCode}, '${outText}' ${r.stderr.toString().trim()}`);
       }
     }

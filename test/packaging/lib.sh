@@ -98,6 +98,16 @@ expect_output() {
   if [ "$got" = "$2" ]; then pass "$1"; else fail "$1" "got '$(printf '%s' "$got" | head -c 300)', expected '$2'"; fi
 }
 
+# expect_prefix NAME PREFIX: the last command's output (trailing space trimmed) starts with PREFIX.
+expect_prefix() {
+  local got
+  got="$(printf '%s' "$LAST_OUT" | sed -e 's/[[:space:]]*$//')"
+  case "$got" in
+    "$2"*) pass "$1" ;;
+    *) fail "$1" "got '$(printf '%s' "$got" | head -c 300)', expected it to start with '$2'" ;;
+  esac
+}
+
 # http_status URL: prints the HTTP status (000 when nothing answered).
 http_status() {
   curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1" || true

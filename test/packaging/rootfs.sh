@@ -102,7 +102,7 @@ RUN=(env -i PATH=/usr/local/bin HOME=/home/nonroot "$(command -v chroot)" --user
 
 VERSION="$(package_version)"
 expect_exit "rootfs: --version exits 0" 0 "${RUN[@]}" --version
-expect_output "rootfs: --version prints 'yatagarasu $VERSION'" "yatagarasu $VERSION"
+expect_prefix "rootfs: --version prints 'yatagarasu $VERSION (commit ...'" "yatagarasu $VERSION (commit "
 expect_exit "rootfs: --help exits 0" 0 "${RUN[@]}" --help
 expect_exit "rootfs: --check accepts the config" 0 "${RUN[@]}" --check --config /etc/yatagarasu/config.yaml
 expect_exit "rootfs: --check rejects malformed YAML with exit 1" 1 "${RUN[@]}" --check --config /etc/yatagarasu/invalid-yaml.yaml
