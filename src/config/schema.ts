@@ -224,7 +224,7 @@ export const ServerSchema = z.strictObject({
    * reads and readiness probes.
    */
   max_concurrent_uploads: posInt.default(128),
-  max_concurrent_uploads_per_ip: posInt.default(64),
+  max_concurrent_uploads_per_ip: posInt.default(32),
   /** How often each bucket's upstream is probed in the background for /ready. */
   readiness_probe_interval_seconds: z.number().min(0.1).max(3600).default(5),
   trusted_proxies: z.array(nonEmpty).default([]),

@@ -1,0 +1,26 @@
+import { describe, expect, test } from "bun:test";
+import { parseConfig } from "../../src/config/load.ts";
+import { UploadLimiter } from "../../src/limits/concurrency.ts";
+
+describe("UploadLimiter (server.max_concurrent_uploads, _per_ip)", () => {
+  test("with the default caps one address can hold at most half the upload slots (64 of 128): another address still gets in (with 64 per address it took all 128)", () => {
+    const cfg = parseConfig(`server: { address: 127.0.0.1, port: 0 }\nbuckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9" }\n`);
+    const lim = new UploadLimiter(cfg.server.max_concurrent_uploads, cfg.server.max_concurrent_uploads_per_ip);
+    let held = 0;
+    for (let i = 0; i < 200; i++) if (lim.tryEnter(() => "10.0.0.1") !== "uploads_per_ip") held++;
+    expect(held).toBe(64);
+    expect(lim.tryEnter(() => "10.0.0.2")).toEqual({ ip: "10.0.0.2" });
+  });
+
+  test("an address at its cap is refused while others are admitted; leaving frees its slot", () => {
+    const lim = new UploadLimiter(10, 2);
+    expect(lim.tryEnter(() => "a")).toBe("ok"); // below the per-address cap in all: not counted per address
+    expect(lim.tryEnter(() => "a")).toBe("ok");
+    expect(lim.tryEnter(() => "a")).toEqual({ ip: "a" });
+    expect(lim.tryEnter(() => "a")).toEqual({ ip: "a" });
+    expect(lim.tryEnter(() => "a")).toBe("uploads_per_ip");
+    expect(lim.tryEnter(() => "b")).toEqual({ ip: "b" });
+    lim.leave("a");
+    expect(lim.tryEnter(() => "a")).toEqual({ ip: "a" });
+  });
+});
