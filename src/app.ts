@@ -68,6 +68,13 @@ function upstreamIdentity(b: Config["buckets"][number]): string {
 }
 
 /** The upload caps of one process (a worker's share, as max_concurrent_requests). */
+/** This process's share of max_concurrent_requests, and of what one address may hold (default: a quarter of the cap). */
+function requestCaps(c: Config, share = 1): [number, number] {
+  const max = Math.max(1, Math.floor(c.server.max_concurrent_requests / share));
+  const perIp = c.server.max_concurrent_requests_per_ip ?? Math.ceil(c.server.max_concurrent_requests / 4);
+  return [max, Math.max(1, Math.floor(perIp / share))];
+}
+
 function uploadCaps(c: Config, share = 1): [number, number] {
   return [Math.max(1, Math.floor(c.server.max_concurrent_uploads / share)), c.server.max_concurrent_uploads_per_ip];
 }
@@ -129,7 +136,7 @@ export class App implements Services {
     this.metrics = metrics;
     this.cache = cache;
     this.log = log;
-    this.concurrency = new ConcurrencyLimiter(Math.max(1, Math.floor(runtime.config.server.max_concurrent_requests / (opts.share ?? 1))));
+    this.concurrency = new ConcurrencyLimiter(...requestCaps(runtime.config, opts.share));
     this.uploads = new UploadLimiter(...uploadCaps(runtime.config, opts.share));
     this.formBuffers = new ByteBudget(formBufferBytes(runtime.config));
   }
@@ -227,7 +234,7 @@ export class App implements Services {
     this.configText = text;
     this.log.reconfigure?.({ level: config.logging.level, format: config.logging.format });
     this.tracer?.configure(config.tracing);
-    this.concurrency.max = Math.max(1, Math.floor(config.server.max_concurrent_requests / (this.opts.share ?? 1)));
+    [this.concurrency.max, this.concurrency.maxPerIp] = requestCaps(config, this.opts.share);
     [this.uploads.max, this.uploads.maxPerIp] = uploadCaps(config, this.opts.share);
     this.formBuffers.max = formBufferBytes(config);
     applyCacheConfig(this.cache, config.cache);

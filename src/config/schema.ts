@@ -218,6 +218,11 @@ export const ServerSchema = z.strictObject({
   workers: z.union([z.number().int().min(1).max(64), z.literal("auto")]).default(1),
   max_concurrent_requests: posInt.default(1000),
   /**
+   * What one client address may hold of max_concurrent_requests once half of it is in use
+   * (default: a quarter of it). Behind a load balancer, set trusted_proxies.
+   */
+  max_concurrent_requests_per_ip: posInt.optional(),
+  /**
    * Requests whose body is being received (uploads: PUT and POST with a body), in all and per
    * client address; beyond either, 503 (S3 front: SlowDown) with Retry-After. An upload holds an
    * upstream connection from its head on; the default leaves half of fetch's 256 request slots to

@@ -1,21 +1,49 @@
-/** Caps the number of requests in flight (server.max_concurrent_requests). */
+/**
+ * Caps the requests in flight (server.max_concurrent_requests) and, once half of them are taken,
+ * what one client address may hold (server.max_concurrent_requests_per_ip, a quarter by default).
+ * A slot is held until the answer's body is sent: without the second cap, clients that never read
+ * their answers (100 sockets, each a GET of a large object) held every slot for a minute, and
+ * everyone else got 503. The address is asked for only from half the cap on (below it nobody is
+ * short of a slot; finding a request's address costs microseconds): requests admitted below that
+ * are not counted per address, so one address holds at most half the cap plus its own cap.
+ */
 export class ConcurrencyLimiter {
   private n = 0;
+  private readonly perIp = new Map<string, number>();
 
-  /** `max` may be changed at runtime (config reload); requests already in flight are kept. */
-  constructor(public max: number) {
+  /** `max` and `maxPerIp` may be changed at runtime (config reload); requests already in flight are kept. */
+  constructor(
+    public max: number,
+    public maxPerIp = Infinity,
+  ) {
     if (!(max >= 1)) throw new RangeError("max must be >= 1");
   }
 
-  /** Enters if below the cap; a `true` answer must be paired with exactly one `leave()`. */
-  tryEnter(): boolean {
-    if (this.n >= this.max) return false;
+  /**
+   * "ok" (not counted per address), { ip } (counted: leave(ip) later), or which cap refused. Every
+   * admission must be paired with exactly one `leave()`, given the ip it returned ("" for "ok").
+   */
+  tryEnter(ipOf?: () => string): "ok" | "concurrency" | "concurrency_per_ip" | { ip: string } {
+    if (this.n >= this.max) return "concurrency";
+    if (ipOf === undefined || this.n < this.max / 2 || this.maxPerIp >= this.max) {
+      this.n++;
+      return "ok";
+    }
+    const ip = ipOf();
+    const mine = this.perIp.get(ip) ?? 0;
+    if (mine >= this.maxPerIp) return "concurrency_per_ip";
     this.n++;
-    return true;
+    this.perIp.set(ip, mine + 1);
+    return { ip };
   }
 
-  leave(): void {
+  leave(ip = ""): void {
     if (this.n > 0) this.n--;
+    if (ip === "") return;
+    const mine = this.perIp.get(ip);
+    if (mine === undefined) return;
+    if (mine <= 1) this.perIp.delete(ip);
+    else this.perIp.set(ip, mine - 1);
   }
 
   get inFlight(): number {

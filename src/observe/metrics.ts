@@ -21,7 +21,7 @@ import { mergeSnapshots, Registry, renderSnapshot, type CounterChild, type Histo
 export const FIXED_BUCKET_LABELS = ["_none", "_health", "_admin", "_metrics"] as const;
 export const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 export const AUTH_RESULTS = ["success", "missing", "invalid", "forbidden", "error"] as const;
-export const RATE_LIMIT_SCOPES = ["global", "per_ip", "bucket", "concurrency", "uploads", "uploads_per_ip"] as const;
+export const RATE_LIMIT_SCOPES = ["global", "per_ip", "bucket", "concurrency", "concurrency_per_ip", "uploads", "uploads_per_ip"] as const;
 export type AuthResult = (typeof AUTH_RESULTS)[number];
 export type RateLimitScope = (typeof RATE_LIMIT_SCOPES)[number];
 /** An S3 HTTP status, or why there was none. */

@@ -96,7 +96,8 @@ export interface RequestContext {
   principal: PrincipalType;
 
   /** Holds an admission (concurrency) slot to release. */
-  entered: boolean;
+  /** Admitted by the concurrency cap: "" (not counted per address) or the address counted; undefined: not admitted. */
+  entered: string | undefined;
   /** Holds an upload slot (server.max_concurrent_uploads) for this client address, to release. */
   uploadSlot: string | undefined;
   /** True while a request body is streamed upstream: server.request_timeout waits for it (runner.ts). */
@@ -169,7 +170,7 @@ export function createContext(svc: Services, front: string, req: Request, target
     claims: undefined,
     subject: undefined,
     principal: "anonymous",
-    entered: false,
+    entered: undefined,
     uploadSlot: undefined,
     uploading: false,
     readingBody: false,

@@ -28,7 +28,7 @@ export function finish(ctx: RequestContext): void {
   ctx.finished = true;
   ctx.streaming = false;
   const svc = ctx.svc;
-  if (ctx.entered) svc.concurrency.leave();
+  if (ctx.entered !== undefined) svc.concurrency.leave(ctx.entered);
   if (ctx.uploadSlot !== undefined) svc.uploads.leave(ctx.uploadSlot);
   svc.metrics.inFlight(-1);
   svc.metrics.observeRequest(ctx.bucketName, ctx.method, ctx.status, ctx.ttfbMs / 1000, ctx.bytes);

@@ -50,13 +50,13 @@ describe("isRetryableStatus", () => {
 describe("ConcurrencyLimiter", () => {
   test("admits up to max, then refuses until someone leaves", () => {
     const l = new ConcurrencyLimiter(2);
-    expect(l.tryEnter()).toBe(true);
-    expect(l.tryEnter()).toBe(true);
-    expect(l.tryEnter()).toBe(false);
+    expect(l.tryEnter()).toBe("ok");
+    expect(l.tryEnter()).toBe("ok");
+    expect(l.tryEnter()).toBe("concurrency");
     expect(l.inFlight).toBe(2);
     l.leave();
     expect(l.inFlight).toBe(1);
-    expect(l.tryEnter()).toBe(true);
+    expect(l.tryEnter()).toBe("ok");
   });
 
   test("leave never goes below zero; max can change at runtime", () => {
@@ -64,14 +64,34 @@ describe("ConcurrencyLimiter", () => {
     l.leave();
     l.leave();
     expect(l.inFlight).toBe(0);
-    expect(l.tryEnter()).toBe(true);
+    expect(l.tryEnter()).toBe("ok");
     l.max = 3;
-    expect(l.tryEnter()).toBe(true);
-    expect(l.tryEnter()).toBe(true);
-    expect(l.tryEnter()).toBe(false);
+    expect(l.tryEnter()).toBe("ok");
+    expect(l.tryEnter()).toBe("ok");
+    expect(l.tryEnter()).toBe("concurrency");
     l.max = 1; // lowering keeps the 3 in flight, admits nobody new until below 1
     l.leave();
-    expect(l.tryEnter()).toBe(false);
+    expect(l.tryEnter()).toBe("concurrency");
     expect(() => new ConcurrencyLimiter(0)).toThrow(RangeError);
+  });
+});
+
+describe("ConcurrencyLimiter per client address (from half the cap on)", () => {
+  test("below half the cap no address is asked; from it on one address holds at most its cap, others still get in", () => {
+    const l = new ConcurrencyLimiter(100, 25);
+    let asked = 0;
+    const from = (ip: string) => () => (asked++, ip);
+    const got: Array<string> = [];
+    for (let i = 0; i < 200; i++) {
+      const r = l.tryEnter(from("6.6.6.6"));
+      got.push(typeof r === "string" ? r : "counted");
+    }
+    expect(got.filter((r) => r === "ok").length).toBe(50); // uncounted, below half
+    expect(got.filter((r) => r === "counted").length).toBe(25);
+    expect(got.filter((r) => r === "concurrency_per_ip").length).toBe(125);
+    expect(asked).toBe(150);
+    expect(l.tryEnter(() => "7.7.7.7")).toEqual({ ip: "7.7.7.7" }); // another client is served
+    l.leave("6.6.6.6");
+    expect(l.tryEnter(() => "6.6.6.6")).toEqual({ ip: "6.6.6.6" });
   });
 });

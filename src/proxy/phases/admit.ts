@@ -12,11 +12,12 @@ import { clientIp, type RequestContext } from "../context.ts";
 
 export function admit(ctx: RequestContext): undefined | Promise<undefined> {
   const svc = ctx.svc;
-  if (!svc.concurrency.tryEnter()) {
-    svc.metrics.rateLimited("concurrency");
-    throw new ProxyError("Overloaded", { headers: { "retry-after": "1" } });
+  const slot = svc.concurrency.tryEnter(() => clientIp(ctx));
+  if (slot === "concurrency" || slot === "concurrency_per_ip") {
+    svc.metrics.rateLimited(slot);
+    throw new ProxyError("Overloaded", slot === "concurrency" ? { headers: { "retry-after": "1" } } : { detail: "Too many requests in progress from your address: try again shortly", headers: { "retry-after": "1" } });
   }
-  ctx.entered = true;
+  ctx.entered = slot === "ok" ? "" : slot.ip;
   if (carriesBody(ctx)) {
     const r = svc.uploads.tryEnter(() => clientIp(ctx));
     if (r === "uploads" || r === "uploads_per_ip") {
