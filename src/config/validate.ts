@@ -58,6 +58,9 @@ function checkRules(rules: readonly ClaimRule[], path: PathSegment[], issues: Is
 }
 
 /** The rules every URL-valued key follows: http(s) only, no credentials in the URL. */
+/** A bucket's name: what S3 allows in a bucket name, plus upper case and '_' (names only label buckets here). */
+const BUCKET_NAME_CHARS = /^[A-Za-z0-9._-]+$/;
+
 function checkUrl(url: string | undefined, path: PathSegment[], instead: string, issues: Issue[]): void {
   if (url === undefined) return;
   if (!/^https?:\/\//i.test(url)) issues.push({ path, message: "must be an http:// or https:// URL" });
@@ -216,6 +219,15 @@ export function validateConfig(cfg: RawConfig, opts: { baseDir?: string } = {}):
     const at = (...p: PathSegment[]) => ["buckets", i, ...p];
     if (names.has(b.name)) issues.push({ path: at("name"), message: `duplicate bucket name '${b.name}' (also buckets[${names.get(b.name)}])` });
     names.set(b.name, i);
+    // A name is a metric label, an access-log field and a path segment (/admin/cache/purge/<name>,
+    // the S3 front's /<name>/): a "/" made the purge path ambiguous, and "_health" is a label the
+    // proxy's own endpoints use.
+    if (b.name.startsWith("_")) issues.push({ path: at("name"), message: "must not start with '_' (reserved for the proxy's own endpoints in metrics and logs)" });
+    else if (!BUCKET_NAME_CHARS.test(b.name)) issues.push({ path: at("name"), message: "use letters, digits, '.', '-' and '_' only (it is a path segment and a metric label)" });
+    const region = b.s3.region;
+    if (region !== undefined && !/^[a-z0-9-]+$/.test(region)) issues.push({ path: at("s3", "region"), message: `'${region.slice(0, 40)}' is not a region name (lowercase letters, digits and '-', as us-east-1)` });
+    const endpoint = b.s3.endpoint;
+    if (endpoint !== undefined && /[?#]/.test(endpoint)) issues.push({ path: at("s3", "endpoint"), message: "must not have a query or a fragment: they would be dropped (give the scheme, host, port and, for a path-based store, its path)" });
 
     const prefix = normalizePrefix(b.path_prefix);
     if (prefixes.has(prefix)) issues.push({ path: at("path_prefix"), message: `duplicate path_prefix '${prefix}' (also buckets[${prefixes.get(prefix)}])` });

@@ -294,3 +294,14 @@ describe("listener rules", () => {
     }
   });
 });
+
+describe("bucket names, regions and endpoints that would misbehave are refused with where and why", () => {
+  const bucketYaml = (name: string, s3: string) => `buckets:\n  - name: ${JSON.stringify(name)}\n    path_prefix: /b\n    s3: { bucket: bkt, ${s3} }\n`;
+  test("a name with '/' (the admin purge path) or starting with '_' (the proxy's own metric labels); a region with a space; an endpoint with a query or fragment", () => {
+    expect(issues(bucketYaml("a/b", `endpoint: "http://127.0.0.1:9000"`)).map((i) => i.path)).toEqual(["buckets[0].name"]);
+    expect(issues(bucketYaml("_health", `endpoint: "http://127.0.0.1:9000"`))[0]?.message).toContain("must not start with '_'");
+    expect(issues(bucketYaml("b", `region: "us east", endpoint: "http://127.0.0.1:9000"`)).map((i) => i.path)).toEqual(["buckets[0].s3.region"]);
+    expect(issues(bucketYaml("b", `endpoint: "http://127.0.0.1:9000/some/path?x=1#frag"`))[0]).toMatchObject({ path: "buckets[0].s3.endpoint" });
+    expect(parseConfig(bucketYaml("My_Bucket.v2-x", `region: eu-west-3, endpoint: "http://127.0.0.1:9000/minio"`)).buckets[0]!.name).toBe("My_Bucket.v2-x");
+  });
+});
