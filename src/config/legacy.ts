@@ -24,6 +24,15 @@ const LEGACY_HINTS: Array<{ match: (p: PathSegment[]) => boolean; message: strin
     message: "per-bucket `max_size` is not supported: set `max_item_size_mb` here, and the total in `cache.memory.max_cache_size_mb`",
   },
   {
+    // The original's kustomize production overlay: `cache.memory: { max_capacity: <bytes>, ttl_seconds }`.
+    match: (p) => p.length === 3 && p[0] === "cache" && p[1] === "memory" && p[2] === "max_capacity",
+    message: "write the memory cache's size as `max_cache_size_mb` (in MiB: 536870912 bytes is 512)",
+  },
+  {
+    match: (p) => p.length === 3 && p[0] === "cache" && p[1] === "memory" && p[2] === "ttl_seconds",
+    message: "write the memory cache's freshness as `default_ttl_seconds` (a bucket's own is its `cache.ttl_seconds`)",
+  },
+  {
     match: (p) => p.length === 2 && p[0] === "cache" && p[1] === "warming",
     message: "cache pre-warming is not supported: remove this section (objects are cached by the requests that read them)",
   },
@@ -63,7 +72,9 @@ export function findLegacy(value: unknown, path: PathSegment[], out: Array<{ pat
  * - `redis_url` → `url`, with `redis_password` and `redis_db` written into it (`redis://:pw@host/db`,
  *   unless the URL already has them), `redis_key_prefix` → `key_prefix`;
  * - `enabled: false` on a layer `cache_layers` does not list: the section is dropped (the original
- *   ignored it); `enabled: true` is dropped (ours: the layer is on when `cache_layers` lists it);
+ *   ignored it); `enabled: true` is dropped (ours: the layer is on when `cache_layers` lists it),
+ *   and when `cache_layers` is not given at all, the layers so turned on are listed after memory
+ *   (the original's full-stack example: `redis: { enabled: true, redis_url }`, no cache_layers);
  * - `redis_ttl_seconds` is dropped with a note: every layer here keeps an object for its freshness
  *   (the bucket's `ttl_seconds`, else `cache.memory.default_ttl_seconds`).
  *
@@ -94,9 +105,14 @@ export function adoptOriginalCacheKeys(raw: unknown): { notes: string[]; issues:
       delete c[section]; // off, as the original read it
       return false;
     }
-    if (enabled === true) delete o.enabled;
+    if (enabled === true) {
+      delete o.enabled;
+      // The original's form with no cache_layers: its `enabled: true` is what turns the layer on.
+      if (listed === undefined) turnedOn.push(section);
+    }
     return true;
   };
+  const turnedOn: Array<"disk" | "redis"> = [];
   const disk = c.disk;
   if (disk !== null && typeof disk === "object" && !Array.isArray(disk)) {
     const d = disk as Record<string, unknown>;
@@ -133,6 +149,11 @@ export function adoptOriginalCacheKeys(raw: unknown): { notes: string[]; issues:
         notes.push("cache.redis.redis_ttl_seconds (the original's) has no effect here: every cache layer keeps an object for its freshness, the bucket's cache.ttl_seconds or else cache.memory.default_ttl_seconds");
       }
     }
+  }
+  if (turnedOn.length > 0 && !("cache_layers" in c)) {
+    const layers = ["memory", ...(["disk", "redis"] as const).filter((l) => turnedOn.includes(l) && l in c)];
+    c.cache_layers = layers;
+    notes.push(`cache.cache_layers is not given: the layers the original's \`enabled: true\` turns on are used (${layers.join(", ")}); write cache_layers: [${layers.join(", ")}] to say so`);
   }
   return { notes, issues };
 }

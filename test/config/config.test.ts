@@ -72,6 +72,15 @@ describe("parseConfig", () => {
       "cache.disk.cache_dir: `cache_dir` (the original's name) and `path` are both given: keep `path`",
     ]);
     expect(issues(`cache:\n  warming: { enabled: true }\n${B}`).map((i) => i.path)).toEqual(["cache.warming"]);
+    // the original's full-stack example: redis turned on by its `enabled: true`, no cache_layers (refused before: "cache_layers does not list redis")
+    const full = parseConfig(`cache:\n  enabled: true\n  memory: { max_cache_size_mb: 100, default_ttl_seconds: 300 }\n  redis: { enabled: true, redis_url: "redis://redis:6379", redis_ttl_seconds: 3600 }\n${B}`, { env: {} });
+    expect([full.cache.cache_layers, full.cache.redis?.url]).toEqual([["memory", "redis"], "redis://redis:6379"]);
+    // the original's kustomize production overlay: each key named with what to write instead
+    expect(issues(`cache:\n  enabled: true\n  memory: { max_capacity: 536870912, ttl_seconds: 600 }\n${B}`).map((i) => `${i.path}: ${i.message}`)).toEqual([
+      "cache.memory.max_capacity: write the memory cache's size as `max_cache_size_mb` (in MiB: 536870912 bytes is 512)",
+      "cache.memory.ttl_seconds: write the memory cache's freshness as `default_ttl_seconds` (a bucket's own is its `cache.ttl_seconds`)",
+    ]);
+    expect(full.notes).toContainEqual(expect.stringContaining("cache.cache_layers is not given: the layers the original's `enabled: true` turns on are used (memory, redis)"));
   });
 
   test("a value of the wrong type says what was expected and what it got (never the value), not 'required'", () => {
