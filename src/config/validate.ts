@@ -58,8 +58,8 @@ function checkRules(rules: readonly ClaimRule[], path: PathSegment[], issues: Is
 }
 
 /** The rules every URL-valued key follows: http(s) only, no credentials in the URL. */
-/** A bucket's name: what S3 allows in a bucket name, plus upper case and '_' (names only label buckets here). */
-const BUCKET_NAME_CHARS = /^[A-Za-z0-9._-]+$/;
+/** What a bucket's name must not hold: it is a path segment (/admin/cache/purge/<name>, the S3 front's /<name>/) and a metric label. */
+const BUCKET_NAME_BAD = /[/\x00-\x1f\x7f]/;
 
 function checkUrl(url: string | undefined, path: PathSegment[], instead: string, issues: Issue[]): void {
   if (url === undefined) return;
@@ -223,7 +223,7 @@ export function validateConfig(cfg: RawConfig, opts: { baseDir?: string } = {}):
     // the S3 front's /<name>/): a "/" made the purge path ambiguous, and "_health" is a label the
     // proxy's own endpoints use.
     if (b.name.startsWith("_")) issues.push({ path: at("name"), message: "must not start with '_' (reserved for the proxy's own endpoints in metrics and logs)" });
-    else if (!BUCKET_NAME_CHARS.test(b.name)) issues.push({ path: at("name"), message: "use letters, digits, '.', '-' and '_' only (it is a path segment and a metric label)" });
+    else if (BUCKET_NAME_BAD.test(b.name)) issues.push({ path: at("name"), message: "must not contain '/' or control characters (it is a path segment of the admin API and a metric label)" });
     const region = b.s3.region;
     if (region !== undefined && !/^[a-z0-9-]+$/.test(region)) issues.push({ path: at("s3", "region"), message: `'${region.slice(0, 40)}' is not a region name (lowercase letters, digits and '-', as us-east-1)` });
     const endpoint = b.s3.endpoint;
