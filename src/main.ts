@@ -372,6 +372,13 @@ async function serve(config: Config, source: { path?: string; text: string; gene
       app.draining = true;
       // the current generation's timeout: a reload may have changed it
       const timeoutS = app.runtime.config.server.shutdown_timeout;
+      // server.shutdown_delay: /ready says 503 while requests are still served, so that a load
+      // balancer stops sending before the listeners close (a second signal ends it early).
+      const delayS = how === "signal" ? app.runtime.config.server.shutdown_delay : 0;
+      if (delayS > 0) {
+        log.info("not ready: waiting before closing the listeners", { signal, delay_s: delayS });
+        await Promise.race([new Promise<void>((r) => setTimeout(r, delayS * 1000).unref?.()), drainCut]);
+      }
       log.info("draining", { signal, timeout_s: timeoutS });
       const childrenDone = children?.stop(signal === "SIGINT" ? "SIGINT" : "SIGTERM");
       const graceful = Promise.all([listener.stop(false), s3Listener?.stop(false)]);

@@ -206,6 +206,12 @@ export const ServerSchema = z.strictObject({
   address: nonEmpty.default("0.0.0.0"),
   port: z.number().int().min(0).max(65535).optional(),
   shutdown_timeout: z.number().nonnegative().default(30),
+  /**
+   * Seconds between the stop signal and closing the listeners, while /ready answers 503 and
+   * requests are still served: the time a load balancer (or Kubernetes' endpoint removal) needs
+   * to stop sending new ones. 0 (default): the listeners close at once.
+   */
+  shutdown_delay: z.number().nonnegative().max(3600).default(0),
   /** Seconds a whole request may take before headers are sent (original: request_timeout). */
   request_timeout: seconds.default(30),
   /**

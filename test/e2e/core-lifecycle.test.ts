@@ -59,6 +59,21 @@ test("SIGINT drains and exits 0", async () => {
   expect(px.logs().find((l) => l.msg === "draining")?.signal).toBe("SIGINT");
 });
 
+test("server.shutdown_delay: after SIGTERM /ready answers 503 while requests are still served, then the drain closes the listeners and the process exits 0", async () => {
+  await using px = await startProxy(config.replace("shutdown_timeout: 10", "shutdown_timeout: 10, shutdown_delay: 2"));
+  for (let i = 0; i < 200 && (await fetch(px.url("/ready"))).status !== 200; i++) await Bun.sleep(25); // (until the bucket was probed)
+  expect((await fetch(px.url("/ready"))).status).toBe(200);
+  px.signal("SIGTERM");
+  await px.waitForLog((l) => l.msg === "not ready: waiting before closing the listeners");
+  const ready = await fetch(px.url("/ready"));
+  expect(ready.status).toBe(503);
+  expect(((await ready.json()) as { reasons: string[] }).reasons).toContain("shutting down");
+  expect(await (await fetch(px.url("/life/a.txt"))).text()).toBe("a"); // still served
+  expect(await px.exited).toBe(0);
+  const msgs = px.logs().map((l) => l.msg);
+  expect(msgs.indexOf("draining")).toBeGreaterThan(msgs.indexOf("not ready: waiting before closing the listeners"));
+});
+
 test("SIGUSR1 and SIGUSR2 are ignored (a copied logrotate `kill -USR1` killed the process); SIGQUIT drains and exits 0 like SIGTERM", async () => {
   await using px = await startProxy(config);
   px.signal("SIGUSR1");
