@@ -111,6 +111,8 @@ export interface RequestContext {
   cache: string | undefined;
   errorCode: string | undefined;
   s3Code: string | undefined;
+  /** The upstream's x-amz-request-id when it refused the request (the access log's s3_request_id). */
+  s3RequestId: string | undefined;
   /** Body bytes handed to the listener (counted as they go for streamed bodies). */
   bytes: number;
   /** The body length announced to the client, when one was (a streamed body must reach it). */
@@ -179,6 +181,7 @@ export function createContext(svc: Services, front: string, req: Request, target
     cache: undefined,
     errorCode: undefined,
     s3Code: undefined,
+    s3RequestId: undefined,
     bytes: 0,
     declaredBytes: -1,
     streaming: false,

@@ -56,6 +56,7 @@ export function finish(ctx: RequestContext): void {
       cache: ctx.cache,
       error: ctx.bodyError ?? ctx.errorCode,
       s3_error: ctx.s3Code,
+      s3_request_id: ctx.s3RequestId,
       attempts: ctx.timing.attempts > 1 ? ctx.timing.attempts : undefined,
       replica: ctx.timing.replica,
       trace_id: ctx.traceId,

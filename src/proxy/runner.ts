@@ -171,8 +171,9 @@ export function failed(front: Front, ctx: RequestContext, thrown: unknown): Resp
   }
   if (err.code === "InternalError") ctx.svc.log.error("unexpected error", { request_id: ctx.id, error: String((thrown as Error)?.stack ?? thrown) });
   ctx.errorCode = err.code;
-  const cause = err.cause as { s3Code?: string } | undefined;
+  const cause = err.cause as { s3Code?: string; s3RequestId?: string } | undefined;
   if (cause?.s3Code) ctx.s3Code = cause.s3Code;
+  if (cause?.s3RequestId) ctx.s3RequestId = cause.s3RequestId;
   const res = front.renderError(err, ctx);
   // The error document's length, for the access log and the bytes metric (HEAD has none).
   if (ctx.method !== "HEAD") ctx.bytes = Number(res.headers.get("content-length") ?? 0);

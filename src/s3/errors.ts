@@ -34,7 +34,13 @@ export function parseS3ErrorCode(xml: string): string | undefined {
 }
 
 /** The ProxyError for an S3 status and (optional) S3 error code. */
-export function mapS3Error(status: number, s3Code: string | undefined, retryAfter?: string | null): ProxyError {
+/** An upstream's x-amz-request-id, when it is one (S3's are 16 upper-case hex characters; others' vary): kept for the access log. */
+export function s3RequestIdOf(headers: Headers): string | undefined {
+  const v = headers.get("x-amz-request-id");
+  return v !== null && /^[A-Za-z0-9+/=_.-]{1,128}$/.test(v) ? v : undefined;
+}
+
+export function mapS3Error(status: number, s3Code: string | undefined, retryAfter?: string | null, s3RequestId?: string): ProxyError {
   let code: ErrorCode | undefined = s3Code ? BY_S3_CODE[s3Code] : undefined;
   if (!code) {
     if (status === 404) code = "NoSuchKey";
@@ -47,7 +53,7 @@ export function mapS3Error(status: number, s3Code: string | undefined, retryAfte
   }
   const headers: Record<string, string> = {};
   if (code === "SlowDown") headers["retry-after"] = retryAfter && /^\d{1,5}$/.test(retryAfter) ? retryAfter : "1";
-  return new ProxyError(code, { headers, cause: { s3Status: status, s3Code } });
+  return new ProxyError(code, { headers, cause: { s3Status: status, s3Code, s3RequestId } });
 }
 
 /** Reads (at most 64 KiB of) an S3 error body and maps it. Never throws. */
@@ -70,5 +76,5 @@ export async function errorFromResponse(res: Response, method: string): Promise<
       // An unreadable error body still maps by status.
     }
   }
-  return mapS3Error(res.status, s3Code, res.headers.get("retry-after"));
+  return mapS3Error(res.status, s3Code, res.headers.get("retry-after"), s3RequestIdOf(res.headers));
 }

@@ -69,9 +69,10 @@ test("S3 slower than s3.timeout (0.5 s) → 504 GatewayTimeout", async () => {
   expect(took).toBeLessThan(2500);
 });
 
-test("the access log names the upstream error code of a failed request", async () => {
+test("the access log names the upstream error code of a failed request, and the upstream's request id (what AWS support and CloudTrail know it by)", async () => {
   const line = await px.waitForLog((l) => l.msg === "request" && l.request_id === "f-faultse500txt");
   expect(line).toMatchObject({ status: 502, error: "BadGateway", s3_error: "InternalError", bucket: "faults" });
+  expect(String(line.s3_request_id)).toMatch(/^[0-9A-F]{16}$/); // (the fixture's x-amz-request-id, as S3's)
 });
 
 test("S3 down (not listening) → 502 UpstreamUnreachable, and it serves again once S3 is back", async () => {

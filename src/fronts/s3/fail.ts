@@ -18,8 +18,9 @@ function proxyCodeOf(status: number): ErrorCode {
   return "BadRequest";
 }
 
-export function s3Fail(e: S3Error): ProxyError {
-  return new ProxyError(proxyCodeOf(e.status), { headers: e.headers, cause: { s3: e, s3Code: e.code } });
+/** `s3RequestId`: the upstream's x-amz-request-id when the error is its refusal (the access log names it). */
+export function s3Fail(e: S3Error, s3RequestId?: string): ProxyError {
+  return new ProxyError(proxyCodeOf(e.status), { headers: e.headers, cause: { s3: e, s3Code: e.code, s3RequestId } });
 }
 
 /** The S3Error a ProxyError was made from by s3Fail, if any. */

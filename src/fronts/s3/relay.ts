@@ -14,6 +14,7 @@ import { CHECKSUM_VALUE_HEADERS } from "../../s3/operations/common.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import { CREDENTIAL_CODES, s3Error, S3_ERRORS, type S3Error, type S3ErrorCode } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
+import { s3RequestIdOf } from "../../s3/errors.ts";
 import { parseXml, XmlError, type XmlElement } from "./xml-reader.ts";
 
 const MAX_ERROR_BODY = 64 * 1024;
@@ -139,5 +140,5 @@ export function tryParse(bytes: Uint8Array | undefined): XmlElement | undefined 
 /** Throws the client's version of an upstream error answer (the body is read, at most 64 KiB). */
 export async function relayError(res: Response, upstreamBucket: string): Promise<never> {
   const body = res.body === null ? undefined : await readCapped(res, MAX_ERROR_BODY).catch(() => undefined);
-  throw s3Fail(errorOf(res.status, tryParse(body), upstreamBucket, res.headers.get("retry-after")));
+  throw s3Fail(errorOf(res.status, tryParse(body), upstreamBucket, res.headers.get("retry-after")), s3RequestIdOf(res.headers));
 }

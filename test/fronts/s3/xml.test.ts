@@ -231,3 +231,14 @@ describe("an upstream's error relayed to the S3 front (relay.ts errorOf)", () =>
     expect(errorOf(412, doc("PreconditionFailed", "x", "<Condition>If-Match at 10.0.0.1</Condition>"), "up").details).toBeUndefined();
   });
 });
+
+describe("an upstream refusal keeps the upstream's request id for the access log", () => {
+  test("relayError: the ProxyError's cause names x-amz-request-id (a malformed one is dropped)", async () => {
+    const { relayError } = await import("../../../src/fronts/s3/relay.ts");
+    const refusal = (id: string) =>
+      new Response("<Error><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you specified did not hold</Message></Error>", { status: 412, headers: { "x-amz-request-id": id } });
+    const caught = async (res: Response) => relayError(res, "up").then(() => undefined, (e: unknown) => e as ProxyError);
+    expect(((await caught(refusal("4442587FB7D0A2F9")))!.cause as { s3RequestId?: string }).s3RequestId).toBe("4442587FB7D0A2F9");
+    expect(((await caught(refusal("bad id\twith spaces")))!.cause as { s3RequestId?: string }).s3RequestId).toBeUndefined();
+  });
+});
