@@ -390,6 +390,11 @@ async function serve(config: Config, source: { path?: string; text: string; gene
       if (drained !== "drained") {
         if (drained === "timeout") log.warn("shutdown timeout reached: closing remaining connections");
         await Promise.all([listener.stop(true), s3Listener?.stop(true)]);
+        // The cut requests finish on their own (their upstream exchanges abort, then they are
+        // logged and release their slots): wait for that, briefly, so that each still gets its
+        // access line (ClientClosedRequest) before the exit (a cut upload had none).
+        for (let i = 0; i < 100 && app.concurrency.inFlight > 0; i++) await Bun.sleep(10);
+        await new Promise((r) => setImmediate(r));
       }
       await childrenDone;
       await metrics?.stop(true);

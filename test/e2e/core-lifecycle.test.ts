@@ -74,6 +74,24 @@ test("server.shutdown_delay: after SIGTERM /ready answers 503 while requests are
   expect(msgs.indexOf("draining")).toBeGreaterThan(msgs.indexOf("not ready: waiting before closing the listeners"));
 });
 
+test("an upload still arriving when shutdown_timeout cuts the drain gets its access line (ClientClosedRequest) before the exit (it had none unless the audit trail was on)", async () => {
+  const W = { accessKeyId: "AKIDLIFECYCLEWRITER", secretAccessKey: "lifecycle-writer-secret-0123456789" };
+  await using up = await startS3Fixture({ buckets: [{ name: "life" }], credentials: [{ ...W, buckets: ["life"], write: true }] });
+  const rw = `server: { address: 127.0.0.1, port: 0, shutdown_timeout: 1 }\nbuckets:\n${bucketYaml({ name: "life", prefix: "/life", bucket: "life", endpoint: up.endpoint, key: W.accessKeyId, secret: W.secretAccessKey, extra: "    access: read-write\n    auth: { anonymous_writes: true }\n" })}`;
+  await using px = await startProxy(rw);
+  const s = connect(px.port, "127.0.0.1");
+  await new Promise((r) => s.once("connect", r));
+  s.on("error", () => {});
+  s.write("PUT /life/cut-upload.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" + "u".repeat(10_000));
+  await up.waitForRequest((e) => e.method === "PUT" && e.pathname === "/life/cut-upload.bin"); // (the upload is in flight upstream)
+  px.signal("SIGTERM");
+  expect(await px.exited).toBe(0);
+  s.destroy();
+  const line = px.logs().find((l) => l.msg === "request" && l.path === "/life/cut-upload.bin");
+  expect(line).toMatchObject({ method: "PUT", status: 499 });
+  expect(await up.exists("life", "cut-upload.bin")).toBe(false);
+});
+
 test("SIGUSR1 and SIGUSR2 are ignored (a copied logrotate `kill -USR1` killed the process); SIGQUIT drains and exits 0 like SIGTERM", async () => {
   await using px = await startProxy(config);
   px.signal("SIGUSR1");
