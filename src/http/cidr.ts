@@ -92,3 +92,16 @@ export function anyContains(list: readonly Cidr[], ipText: string): boolean {
   for (const c of list) if (cidrContains(c, ip)) return true;
   return false;
 }
+
+/**
+ * The key per-address limits count a client by: its IPv4 address, or the /64 of an IPv6 one (a
+ * client is given a whole /64 and picks any address in it: keyed on the full address, one host
+ * could evade every per-address cap and fill the tables).
+ */
+export function limitKey(ip: string): string {
+  if (!ip.includes(":")) return ip;
+  const v = parseIp(ip);
+  if (v === null) return ip;
+  if (v >> 32n === V4_MAPPED >> 32n) return ip; // an IPv4-mapped address: the IPv4 client
+  return `${(v >> 64n).toString(16)}::/64`;
+}

@@ -6,20 +6,20 @@
  */
 import { ProxyError } from "../../errors.ts";
 import { announcesBody } from "../../http/body-policy.ts";
-import { anyContains } from "../../http/cidr.ts";
+import { anyContains, limitKey } from "../../http/cidr.ts";
 import type { RateCheck } from "../../limits/index.ts";
 import { clientIp, type RequestContext } from "../context.ts";
 
 export function admit(ctx: RequestContext): undefined | Promise<undefined> {
   const svc = ctx.svc;
-  const slot = svc.concurrency.tryEnter(() => clientIp(ctx));
+  const slot = svc.concurrency.tryEnter(() => limitKey(clientIp(ctx)));
   if (slot === "concurrency" || slot === "concurrency_per_ip") {
     svc.metrics.rateLimited(slot);
     throw new ProxyError("Overloaded", slot === "concurrency" ? { headers: { "retry-after": "1" } } : { detail: "Too many requests in progress from your address: try again shortly", headers: { "retry-after": "1" } });
   }
   ctx.entered = slot === "ok" ? "" : slot.ip;
   if (carriesBody(ctx)) {
-    const r = svc.uploads.tryEnter(() => clientIp(ctx));
+    const r = svc.uploads.tryEnter(() => limitKey(clientIp(ctx)));
     if (r === "uploads" || r === "uploads_per_ip") {
       svc.metrics.rateLimited(r);
       throw new ProxyError("Overloaded", {
@@ -31,7 +31,7 @@ export function admit(ctx: RequestContext): undefined | Promise<undefined> {
   }
   const limiter = ctx.rt.limiter;
   if (limiter) {
-    const r = limiter.check(clientIp(ctx), ctx.bucketName);
+    const r = limiter.check(limitKey(clientIp(ctx)), ctx.bucketName);
     // Only the Redis-shared limiter answers with a promise (and only while Redis is reachable):
     // the memory backend keeps this phase synchronous.
     if (r instanceof Promise) return r.then((rc) => afterRate(ctx, rc));
