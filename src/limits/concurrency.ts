@@ -23,18 +23,22 @@ export class ConcurrencyLimiter {
    * "ok" (not counted per address), { ip } (counted: leave(ip) later), or which cap refused. Every
    * admission must be paired with exactly one `leave()`, given the ip it returned ("" for "ok").
    */
-  tryEnter(ipOf?: () => string): "ok" | "concurrency" | "concurrency_per_ip" | { ip: string } {
+  tryEnter(ip?: string): "ok" | "concurrency" | "concurrency_per_ip" | { ip: string } {
     if (this.n >= this.max) return "concurrency";
-    if (ipOf === undefined || this.n < this.max / 2 || this.maxPerIp >= this.max) {
+    if (ip === undefined || !this.countsAddresses) {
       this.n++;
       return "ok";
     }
-    const ip = ipOf();
     const mine = this.perIp.get(ip) ?? 0;
     if (mine >= this.maxPerIp) return "concurrency_per_ip";
     this.n++;
     this.perIp.set(ip, mine + 1);
     return { ip };
+  }
+
+  /** Whether the next request is counted per address (give tryEnter its address): from half the cap on. */
+  get countsAddresses(): boolean {
+    return this.n >= this.max / 2 && this.maxPerIp < this.max;
   }
 
   leave(ip = ""): void {

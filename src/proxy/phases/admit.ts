@@ -12,7 +12,8 @@ import { clientIp, type RequestContext } from "../context.ts";
 
 export function admit(ctx: RequestContext): undefined | Promise<undefined> {
   const svc = ctx.svc;
-  const slot = svc.concurrency.tryEnter(() => limitKey(clientIp(ctx)));
+  // (the address only from half the cap on: below it nobody is counted, and nothing is allocated)
+  const slot = svc.concurrency.countsAddresses ? svc.concurrency.tryEnter(limitKey(clientIp(ctx))) : svc.concurrency.tryEnter();
   if (slot === "concurrency" || slot === "concurrency_per_ip") {
     svc.metrics.rateLimited(slot);
     throw new ProxyError("Overloaded", slot === "concurrency" ? { headers: { "retry-after": "1" } } : { detail: "Too many requests in progress from your address: try again shortly", headers: { "retry-after": "1" } });
