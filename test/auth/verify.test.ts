@@ -199,6 +199,14 @@ describe("verified-token cache (asymmetric)", () => {
     now = exp * 1000 + 1;
     await expectProxyError(a.verify(t), "InvalidToken", /expired/, t);
   });
+  test("a token over 4 KB is verified each time, never kept (10,000 large tokens held ~290 MB of claims)", async () => {
+    const a = await make({ algorithm: "ES256", public_key_path: keys.ES256!.pemPath });
+    const big = await signWith(keys.ES256!, { ...fresh(), groups: Array.from({ length: 300 }, (_, i) => `group-${i}`) }, null);
+    expect(big.length).toBeGreaterThan(4096);
+    expect(await a.verify(big)).not.toBe(await a.verify(big));
+    const small = await signWith(keys.ES256!, fresh(), null);
+    expect(await a.verify(small)).toBe(await a.verify(small));
+  });
   test("disabled with verifyCacheSize 0", async () => {
     const a = await make({ algorithm: "ES256", public_key_path: keys.ES256!.pemPath }, { verifyCacheSize: 0 });
     const t = await signWith(keys.ES256!, fresh(), null);
