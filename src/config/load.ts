@@ -235,8 +235,26 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
   if (found.length > 0) throw report(found.map(toIssue));
   const semantic = validateConfig(parsed.data, { baseDir });
   if (semantic.issues.length > 0) throw report(semantic.issues.map(toIssue));
-  if (adopted.notes.length > 0) semantic.config.notes = adopted.notes;
+  const notes = [...adopted.notes, ...unexpandedTemplates(semantic.config)];
+  if (notes.length > 0) semantic.config.notes = notes;
   return semantic.config;
+}
+
+/** Secret-bearing keys of a bucket's s3 section (a value there that looks like an unexpanded template is named, never shown). */
+const CREDENTIAL_KEYS = ["access_key", "secret_key", "session_token"] as const;
+/** `$VAR` without braces (only `${VAR}` is substituted here), or a Helm/Go template left in. */
+const TEMPLATE = /^\$[A-Za-z_][A-Za-z0-9_]*$|\{\{.*\}\}/;
+
+/** Notes for credentials that look like templates nobody expanded: they are sent to S3 as they are. */
+function unexpandedTemplates(cfg: Config): string[] {
+  const notes: string[] = [];
+  cfg.buckets.forEach((b, i) => {
+    for (const k of CREDENTIAL_KEYS) {
+      const v = b.s3[k];
+      if (typeof v === "string" && TEMPLATE.test(v)) notes.push(`buckets[${i}].s3.${k} looks like a template that was not expanded ($VAR or {{ }}): only \${VAR} is substituted here, so it is sent to S3 as written`);
+    }
+  });
+  return notes;
 }
 
 /** A deep copy of `raw` without the keys at `paths` (each the path of one key). */

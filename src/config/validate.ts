@@ -6,7 +6,7 @@ import { CONTROL_PATHS } from "../control/paths.ts";
 import { createPrivateKey, createPublicKey, type KeyObject, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
-import { parseCidr } from "../http/cidr.ts";
+import { parseCidr, parseIp } from "../http/cidr.ts";
 import type { Config } from "./load.ts";
 import type { PathSegment } from "./path.ts";
 import type { Algorithm, ClaimRule, RawConfig } from "./schema.ts";
@@ -198,6 +198,8 @@ export function validateConfig(cfg: RawConfig, opts: { baseDir?: string } = {}):
     port = Number(m[2]);
     if (port > 65535) issues.push({ path: ["server", "address"], message: "port must be at most 65535" });
   }
+  // Four numbers are an IPv4 address, never a host name: one out of range would pass and fail at start.
+  if (/^\d+\.\d+\.\d+\.\d+$/.test(host) && parseIp(host) === null) issues.push({ path: ["server", "address"], message: `'${host}' is not an IPv4 address (each part 0-255)` });
   cfg.server.trusted_proxies.forEach((c, i) => {
     if (!parseCidr(c)) issues.push({ path: ["server", "trusted_proxies", i], message: `'${c}' is not an IP address or CIDR range` });
   });

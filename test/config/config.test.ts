@@ -311,6 +311,13 @@ describe("bucket names, regions and endpoints that would misbehave are refused w
     expect(issues(bucketYaml("_health", `endpoint: "http://127.0.0.1:9000"`))[0]?.message).toContain("must not start with '_'");
     expect(issues(bucketYaml("b", `region: "us east", endpoint: "http://127.0.0.1:9000"`)).map((i) => i.path)).toEqual(["buckets[0].s3.region"]);
     expect(issues(bucketYaml("b", `endpoint: "http://127.0.0.1:9000/some/path?x=1#frag"`))[0]).toMatchObject({ path: "buckets[0].s3.endpoint" });
+    // credentials that look like templates nobody expanded are named (never shown) in a note
+    const tmpl = parseConfig(bucketYaml("b", `endpoint: "http://127.0.0.1:9000", access_key: "$AWS_KEY", secret_key: "{{ .Values.secret }}"`), { env: {} });
+    expect(tmpl.notes).toEqual([
+      "buckets[0].s3.access_key looks like a template that was not expanded ($VAR or {{ }}): only ${VAR} is substituted here, so it is sent to S3 as written",
+      "buckets[0].s3.secret_key looks like a template that was not expanded ($VAR or {{ }}): only ${VAR} is substituted here, so it is sent to S3 as written",
+    ]);
+    expect(issues(`server: { address: "999.1.1.1" }\n${B}`).map((i) => `${i.path}: ${i.message}`)).toEqual(["server.address: '999.1.1.1' is not an IPv4 address (each part 0-255)"]);
     expect(parseConfig(bucketYaml("My_Bucket.v2-x", `region: eu-west-3, endpoint: "http://127.0.0.1:9000/minio"`)).buckets[0]!.name).toBe("My_Bucket.v2-x");
   });
 });
