@@ -95,6 +95,7 @@ function parseArgs(argv: string[]): Args | { exit: number; out: string; err?: bo
     } else return { exit: 2, out: `error: unknown argument '${a}'\n\n${HELP}`, err: true };
   }
   if (configFlag !== undefined && mode !== undefined && mode !== "--check") return usage(`${mode} and --config cannot be combined`);
+  if (info === undefined && args.healthcheck !== undefined && !/^https?:\/\/[^/\s]+/i.test(args.healthcheck)) return usage(`--healthcheck takes an http:// or https:// URL, not '${args.healthcheck.slice(0, 100)}'`);
   return info ?? args;
 }
 

@@ -58,6 +58,7 @@ test("conflicting options exit 2 with what conflicts on stderr, running nothing"
     [["--check", "-c", "a.yaml", "--config=b.yaml"], "error: --config given twice\n"],
     [["--healthcheck", "--config", "a.yaml"], "error: --healthcheck and --config cannot be combined\n"],
     [["--config", "a.yaml", "--version"], "error: --version and --config cannot be combined\n"],
+    [["--healthcheck", "not-a-url"], "error: --healthcheck takes an http:// or https:// URL, not 'not-a-url'\n"],
   ];
   for (const [args, stderr] of cases) expect({ args, ...(await runCli(args)) }).toEqual({ args, code: 2, stdout: "", stderr });
 });
