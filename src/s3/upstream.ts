@@ -468,7 +468,7 @@ export class BucketUpstream {
         body = await res.arrayBuffer();
       } catch (err) {
         if (timeout.signal.aborted) throw timeout.signal.reason;
-        throw new UpstreamProtocolError(`the upstream connection failed while sending the object (${err instanceof Error ? err.name : "error"})`);
+        throw new UpstreamProtocolError("the upstream connection failed while sending the object", true, true);
       }
       if (body.byteLength !== length) throw new UpstreamProtocolError(`the upstream sent ${body.byteLength} of the ${length} bytes it announced`);
       const whole = new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
