@@ -1,3 +1,25 @@
+/** How many slots each client address holds (only the addresses counted: see the limiters below). */
+class PerAddress {
+  private readonly held = new Map<string, number>();
+
+  count(ip: string): number {
+    return this.held.get(ip) ?? 0;
+  }
+
+  add(ip: string): void {
+    this.held.set(ip, this.count(ip) + 1);
+  }
+
+  /** One slot of `ip` given back ("" : an admission that was not counted per address). */
+  remove(ip: string): void {
+    if (ip === "") return;
+    const mine = this.held.get(ip);
+    if (mine === undefined) return;
+    if (mine <= 1) this.held.delete(ip);
+    else this.held.set(ip, mine - 1);
+  }
+}
+
 /**
  * Caps the requests in flight (server.max_concurrent_requests) and, once half of them are taken,
  * what one client address may hold (server.max_concurrent_requests_per_ip, a quarter by default).
@@ -9,7 +31,7 @@
  */
 export class ConcurrencyLimiter {
   private n = 0;
-  private readonly perIp = new Map<string, number>();
+  private readonly perIp = new PerAddress();
 
   /** `max` and `maxPerIp` may be changed at runtime (config reload); requests already in flight are kept. */
   constructor(
@@ -29,10 +51,9 @@ export class ConcurrencyLimiter {
       this.n++;
       return "ok";
     }
-    const mine = this.perIp.get(ip) ?? 0;
-    if (mine >= this.maxPerIp) return "concurrency_per_ip";
+    if (this.perIp.count(ip) >= this.maxPerIp) return "concurrency_per_ip";
     this.n++;
-    this.perIp.set(ip, mine + 1);
+    this.perIp.add(ip);
     return { ip };
   }
 
@@ -43,11 +64,7 @@ export class ConcurrencyLimiter {
 
   leave(ip = ""): void {
     if (this.n > 0) this.n--;
-    if (ip === "") return;
-    const mine = this.perIp.get(ip);
-    if (mine === undefined) return;
-    if (mine <= 1) this.perIp.delete(ip);
-    else this.perIp.set(ip, mine - 1);
+    this.perIp.remove(ip);
   }
 
   get inFlight(): number {
@@ -64,7 +81,7 @@ export class ConcurrencyLimiter {
  */
 export class UploadLimiter {
   private n = 0;
-  private readonly perIp = new Map<string, number>();
+  private readonly perIp = new PerAddress();
 
   constructor(
     public max: number,
@@ -86,20 +103,15 @@ export class UploadLimiter {
       return "ok";
     }
     const ip = ipOf();
-    const mine = this.perIp.get(ip) ?? 0;
-    if (mine >= this.maxPerIp) return "uploads_per_ip";
+    if (this.perIp.count(ip) >= this.maxPerIp) return "uploads_per_ip";
     this.n++;
-    this.perIp.set(ip, mine + 1);
+    this.perIp.add(ip);
     return { ip };
   }
 
   leave(ip: string): void {
     if (this.n > 0) this.n--;
-    if (ip === "") return;
-    const mine = this.perIp.get(ip);
-    if (mine === undefined) return;
-    if (mine <= 1) this.perIp.delete(ip);
-    else this.perIp.set(ip, mine - 1);
+    this.perIp.remove(ip);
   }
 
   get inFlight(): number {

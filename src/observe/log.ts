@@ -121,15 +121,22 @@ export function createLogger(opts: { level: Level; format: "json" | "text"; fd?:
     }
   };
 
-  /** The once-per-turn write. */
-  const turn = () => {
-    scheduled = false;
-    if (pending || queue.length === 0) return;
+  /** What is queued, as one string (the queue emptied). */
+  const take = (): string => {
     const out = queue.join("");
     queue = [];
     queued = 0;
+    return out;
+  };
+
+  /** Hands `out` to the writer; while the reader has not taken it, further lines wait (resume). */
+  const put = (out: string) => {
     if (sink === undefined) {
-      writeOut(out);
+      try {
+        writeSync(fd, out);
+      } catch {
+        // stdout closed (EPIPE): nothing sensible to do; never crash the proxy over a log line.
+      }
       return;
     }
     try {
@@ -140,8 +147,14 @@ export function createLogger(opts: { level: Level; format: "json" | "text"; fd?:
         flushed.then(resume, resume);
       }
     } catch {
-      // stdout closed (EPIPE): nothing sensible to do; never crash the proxy over a log line.
+      // as above
     }
+  };
+
+  /** The once-per-turn write. */
+  const turn = () => {
+    scheduled = false;
+    if (!pending && queue.length > 0) put(take());
   };
 
   const resume = () => {
@@ -151,14 +164,6 @@ export function createLogger(opts: { level: Level; format: "json" | "text"; fd?:
       dropped = 0;
     }
     if (queue.length > 0) schedule();
-  };
-
-  const writeOut = (out: string) => {
-    try {
-      writeSync(fd, out);
-    } catch {
-      // stdout closed (EPIPE): nothing sensible to do; never crash the proxy over a log line.
-    }
   };
 
   const enqueue = (line: string) => {
@@ -171,23 +176,12 @@ export function createLogger(opts: { level: Level; format: "json" | "text"; fd?:
     schedule();
   };
 
-  /** Writes what is queued now, synchronously (at exit), unless the reader is known to be stalled. */
+  /** Hands what is queued to the writer now (at exit), unless the reader is known to be stalled (a blocking write would hold the exit). */
   const flush = () => {
     scheduled = false;
     if (queue.length === 0) return;
-    const out = queue.join("");
-    queue = [];
-    queued = 0;
-    if (pending) return; // (a blocking write to a stalled reader would hold the exit)
-    if (sink === undefined) writeOut(out);
-    else {
-      try {
-        sink.write(out);
-        sink.flush();
-      } catch {
-        // as above
-      }
-    }
+    const out = take();
+    if (!pending) put(out);
   };
 
   const format = (level: Level, msg: string, fields: Fields | undefined): string => {
