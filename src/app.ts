@@ -121,6 +121,8 @@ export class App implements Services {
   /** Outlives reloads: a reload reconfigures it (doReload). */
   tracer: Tracer | undefined;
   private reloading: Promise<{ ok: boolean; error?: string; generation: number }> | undefined;
+  /** The one reload queued behind the running one (every call made while it runs shares it). */
+  private queuedReload: Promise<{ ok: boolean; error?: string; generation: number }> | undefined;
   /** The text the current generation was validated from. */
   private configText: string | undefined;
 
@@ -191,12 +193,23 @@ export class App implements Services {
 
   /**
    * Reloads the config file, or (`sent`, in a worker process) the text the primary sent.
-   * Concurrent calls share one reload. `generation`: the generation to reach (a worker follows its
-   * primary's; main.ts calls it one reload at a time); by default the next one.
+   * A call made while a reload runs gets one more reload after it: the running one may have read
+   * the file before the edit this call was made for (a second SIGHUP right after an edit was
+   * otherwise answered with the first one's outcome, and the edit not applied). Every call made
+   * while one runs shares that one follow-up. `generation`: the generation to reach (a worker
+   * follows its primary's; main.ts calls it one reload at a time); by default the next one.
    */
   reload(generation?: number, sent?: ConfigText): Promise<{ ok: boolean; error?: string; generation: number }> {
-    this.reloading ??= this.doReload(generation, sent).finally(() => (this.reloading = undefined));
-    return this.reloading;
+    if (this.reloading === undefined) {
+      this.reloading = this.doReload(generation, sent).finally(() => (this.reloading = undefined));
+      return this.reloading;
+    }
+    const next = () => {
+      this.queuedReload = undefined;
+      return this.reload(generation, sent);
+    };
+    this.queuedReload ??= this.reloading.then(next, next);
+    return this.queuedReload;
   }
 
   private async doReload(generation?: number, sent?: ConfigText): Promise<{ ok: boolean; error?: string; generation: number }> {
