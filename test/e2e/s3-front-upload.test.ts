@@ -572,10 +572,10 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
     );
 
     test(
-      "UploadPart number 10001 (and 0): 400 InvalidArgument, the upstream never asked",
+      "UploadPart number 10001 (and 0, ' 1', '+1', '1.0'): 400 InvalidArgument, the upstream never asked",
       async () => {
         env.mark();
-        for (const n of ["10001", "0"]) {
+        for (const n of ["10001", "0", " 1", "+1", "1.0", "1 "]) {
           const a = await answerOf(await signedFetch(env, { method: "PUT", path: "/up/limits/part.bin", query: [["partNumber", n], ["uploadId", "some-upload"]], body: bytesOf(100) }));
           expect({ status: a.status, code: a.code, message: a.message }).toEqual({ status: 400, code: "InvalidArgument", message: "Part number must be an integer between 1 and 10000, inclusive" });
         }

@@ -69,7 +69,7 @@ export function partsOf(doc: XmlElement): CompletedPart[] {
   if (parts.length === 0) throw s3Fail(malformed());
   if (parts.length > MAX_PARTS) throw s3Fail(s3Error("InvalidArgument", `A multipart upload has at most ${MAX_PARTS} parts.`, { ArgumentName: "Part" }));
   return parts.map((p) => {
-    const n = partNumberOf(childText(p, "PartNumber"));
+    const n = partNumberOf(childText(p, "PartNumber")?.trim());
     if (typeof n !== "number") throw s3Fail(n);
     const etag = childText(p, "ETag")?.trim();
     if (etag === undefined || etag === "") throw s3Fail(malformed());

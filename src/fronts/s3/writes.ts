@@ -200,7 +200,8 @@ export function malformed(): S3Error {
 
 /** S3's part numbers: an integer 1..10000. */
 export function partNumberOf(text: string | undefined): number | S3Error {
-  const v = text?.trim() ?? "";
+  // Digits only: a query value " 1" or "+1" is not a part number (an XML body's is trimmed by its caller).
+  const v = text ?? "";
   const n = /^\d{1,5}$/.test(v) ? Number(v) : NaN;
   if (n >= 1 && n <= 10_000) return n;
   return s3Error("InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive", { ArgumentName: "partNumber", ArgumentValue: v.slice(0, 32) });
