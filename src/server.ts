@@ -16,7 +16,7 @@ import type { App } from "./app.ts";
 import type { Config } from "./config/load.ts";
 import { createMainHandler } from "./fronts/index.ts";
 import type { Handler } from "./proxy/runner.ts";
-import { markJsBody } from "./http/framed-body.ts";
+import { BUN_LISTENER_IDLE_SECONDS, markJsBody } from "./http/framed-body.ts";
 import { rawSegmentPatterns, rawTargetFor } from "./http/raw-target.ts";
 import { resolveConfigPath } from "./config/validate.ts";
 import { writeNodeResponse } from "./server/node-response.ts";
@@ -60,7 +60,7 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
     reusePort: opts.reusePort ?? false,
     tls: tlsOf(cfg, opts.baseDir),
     maxRequestBodySize: LISTENER_MAX_BODY,
-    idleTimeout: 60,
+    idleTimeout: BUN_LISTENER_IDLE_SECONDS,
     // Parametrised routes expose the raw target's segments (see src/http/raw-target.ts): a
     // literal `\` or a dot segment is routed as the client sent it, never as Bun rewrote it.
     routes: Object.fromEntries(rawSegmentPatterns().map((p) => [p, (req: Bun.BunRequest) => handle(req, undefined, rawTargetFor(req.url, req.params as Record<string, string>))])),

@@ -31,6 +31,29 @@ export function markJsBody(req: Request): void {
   (req as Request & Marks)[JS_BODY] = true;
 }
 
+/** Bun.serve's idle timeout (seconds), set by listenBun. */
+export const BUN_LISTENER_IDLE_SECONDS = 60;
+
+/**
+ * Bun.serve (uWebSockets underneath) counts a connection whose request body arrives slower than
+ * 16 KiB/s as idle: unless 16 KiB x idleTimeout bytes arrive within one idle period, it closes
+ * the connection when the period ends, with no answer, however steadily the bytes come (measured
+ * on Bun 1.4.5: idleTimeout 10, a body at 10 KB/s cut after 12 s, at 15 KB/s kept; 1 byte/s cut
+ * after 60 s with the proxy's 60). node:http under Bun has no such rule (10 B/s for 80 s kept).
+ */
+export interface SlowBodyRule {
+  /** Bytes that restart the listener's count (16 KiB x idleTimeout). */
+  readonly bytes: number;
+  /** Time spent waiting for the client after which the proxy answers first (the period minus a margin). */
+  readonly waitMs: number;
+}
+const BUN_SLOW_BODY: SlowBodyRule = { bytes: 16 * 1024 * BUN_LISTENER_IDLE_SECONDS, waitMs: (BUN_LISTENER_IDLE_SECONDS - 5) * 1000 };
+
+/** The listener's rule for slow bodies: Bun.serve's for its own requests, none for the node engine's. */
+export function slowBodyRuleOf(req: Request): SlowBodyRule | undefined {
+  return (req as Request & Marks)[JS_BODY] === true ? undefined : BUN_SLOW_BODY;
+}
+
 /**
  * `req.body`, marked as framed by `length` when the listener frames it (Content-Length, no
  * Transfer-Encoding, a Bun.serve body). Null for a request without a body.

@@ -18,7 +18,7 @@ import { algorithmFromHeaderName } from "./checksum.ts";
 import { PayloadVerifier, type PayloadExpectations } from "./checksum/verify.ts";
 import { ChunkedDecoder, type ChunkSigningContext } from "./aws-chunked/decoder.ts";
 import { PayloadError } from "./aws-chunked/errors.ts";
-import { pipeStage, type Piped } from "./aws-chunked/pump.ts";
+import { pipeStage, SOURCE_IDLE_MS, type Piped, type SlowSource } from "./aws-chunked/pump.ts";
 import type { ByteBudget } from "../limits/byte-budget.ts";
 
 export { PayloadError, isPayloadError, type PayloadErrorCode, type PayloadErrorReason } from "./aws-chunked/errors.ts";
@@ -67,6 +67,8 @@ export interface DecodeOptions {
   /** S3's 8 KiB minimum for every chunk but the last; default 0 = not enforced (the SDKs' unsigned
    *  trailer mode frames whatever the body stream yields). */
   minChunkSize?: number;
+  /** The listener's rule for a body that arrives too slowly (pipeStage). */
+  slow?: SlowSource;
 }
 
 export interface DecodedBody extends Piped {
@@ -108,7 +110,7 @@ export function decodeAwsChunked(source: ReadableStream<Uint8Array>, opts: Decod
     minChunkSize: opts.minChunkSize ?? 0,
     budget: opts.budget,
   });
-  const piped = pipeStage(source, decoder, { total });
+  const piped = pipeStage(source, decoder, { total }, SOURCE_IDLE_MS, opts.slow);
   return {
     ...piped,
     trailerChecksum: () => (trailerAlgorithm ? verifier.computed(trailerAlgorithm) : undefined),

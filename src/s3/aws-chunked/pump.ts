@@ -41,7 +41,20 @@ export const SOURCE_IDLE_MS = 20_000;
 
 const idleError = () => new PayloadError("RequestTimeout", "idle", "Your socket connection to the server was not read from or written to within the timeout period. Idle connections will be closed.");
 
-export function pipeStage(source: ReadableStream<Uint8Array>, stage: Stage, hold: HoldBack, idleMs = SOURCE_IDLE_MS): Piped {
+/**
+ * A listener that closes a connection whose body arrives too slowly (Bun.serve: see
+ * src/http/framed-body.ts, SlowBodyRule). With `slow`, a client that kept the pipe waiting for
+ * `waitMs` while fewer than `bytes` arrived is answered 400 RequestTimeout shortly before the
+ * listener would close the connection with no answer at all. Only time spent waiting for the
+ * client counts (a slow upstream is not the client's fault), so the proxy never answers first
+ * where the listener would not have cut.
+ */
+export interface SlowSource {
+  readonly bytes: number;
+  readonly waitMs: number;
+}
+
+export function pipeStage(source: ReadableStream<Uint8Array>, stage: Stage, hold: HoldBack, idleMs = SOURCE_IDLE_MS, slow?: SlowSource): Piped {
   let resolve!: () => void;
   let reject!: (err: unknown) => void;
   const finished = new Promise<void>((res, rej) => {
@@ -57,6 +70,9 @@ export function pipeStage(source: ReadableStream<Uint8Array>, stage: Stage, hold
   let held: Uint8Array | undefined;
   let over = false;
   let deferred: unknown;
+  // (slow) the listener's count: bytes since it last restarted, and the time spent waiting for them
+  let windowBytes = 0;
+  let waited = 0;
 
   const fail = (err: unknown): void => {
     stage.dispose?.();
@@ -106,15 +122,22 @@ export function pipeStage(source: ReadableStream<Uint8Array>, stage: Stage, hold
         for (;;) {
           let r: Awaited<ReturnType<typeof reader.read>>;
           let timer: ReturnType<typeof setTimeout> | undefined;
+          const began = slow ? performance.now() : 0;
           try {
             const read = reader.read();
-            r = await Promise.race([read, new Promise<never>((_, rej) => (timer = setTimeout(() => rej(idleError()), idleMs)))]);
+            const ms = slow ? Math.min(idleMs, Math.max(0, slow.waitMs - waited)) : idleMs;
+            r = await Promise.race([read, new Promise<never>((_, rej) => (timer = setTimeout(() => rej(idleError()), ms)))]);
           } catch (err) {
             const e = err instanceof PayloadError ? err : truncatedError(err);
             fail(e);
             throw e; // errors the output stream
           } finally {
             clearTimeout(timer);
+          }
+          if (slow && !r.done) {
+            waited += performance.now() - began;
+            windowBytes += r.value.length;
+            if (windowBytes >= slow.bytes) windowBytes = waited = 0;
           }
           try {
             if (r.done) {

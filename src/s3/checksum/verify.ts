@@ -12,7 +12,7 @@ import {
   type ChecksumAlgorithm,
 } from "../checksum.ts";
 import { PayloadError } from "../aws-chunked/errors.ts";
-import { pipeStage, type Piped } from "../aws-chunked/pump.ts";
+import { pipeStage, SOURCE_IDLE_MS, type Piped, type SlowSource } from "../aws-chunked/pump.ts";
 
 export interface ExpectedChecksum {
   algorithm: ChecksumAlgorithm;
@@ -162,7 +162,7 @@ export class PayloadVerifier {
  * expectations. The piece that completes the body is held until the checks passed, so an upstream
  * PUT fed from this stream never receives a complete body that failed verification.
  */
-export function verifyPayloadStream(source: ReadableStream<Uint8Array>, exp: PayloadExpectations): Piped {
+export function verifyPayloadStream(source: ReadableStream<Uint8Array>, exp: PayloadExpectations, slow?: SlowSource): Piped {
   const verifier = new PayloadVerifier(exp);
   return pipeStage(
     source,
@@ -176,5 +176,7 @@ export function verifyPayloadStream(source: ReadableStream<Uint8Array>, exp: Pay
       },
     },
     exp.length !== undefined ? { total: exp.length } : "last-piece",
+    SOURCE_IDLE_MS,
+    slow,
   );
 }
