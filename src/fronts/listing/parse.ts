@@ -27,7 +27,7 @@ export interface ListingPage {
 const MAX_LISTING_BYTES = 4 * 1024 * 1024;
 
 export function parseListing(xml: string, prefix: string): ListingPage {
-  const root = parseXml(xml, { maxBytes: MAX_LISTING_BYTES, maxElements: 20_000 });
+  const root = parseXml(xml, { maxBytes: MAX_LISTING_BYTES, maxElements: 20_000, lenient: true });
   if (root.name !== "ListBucketResult") throw new Error(`unexpected listing root ${root.name}`);
   const urlEncoded = childText(root, "EncodingType") === "url";
   const decode = (s: string) => (urlEncoded ? decodeURIComponent(s.replace(/\+/g, " ")) : s);

@@ -130,7 +130,7 @@ function errorCode(status: number, doc: XmlElement | undefined, upstreamBucket: 
 export function tryParse(bytes: Uint8Array | undefined): XmlElement | undefined {
   if (bytes === undefined || bytes.byteLength === 0) return undefined;
   try {
-    return parseXml(bytes, { maxBytes: MAX_RESULT_BODY, maxElements: 200_000 });
+    return parseXml(bytes, { maxBytes: MAX_RESULT_BODY, maxElements: 200_000, lenient: true });
   } catch (e) {
     if (e instanceof XmlError) return undefined;
     throw e;

@@ -23,6 +23,13 @@ export interface XmlLimits {
   maxDepth?: number;
   /** Maximum number of elements (default 100,000). */
   maxElements?: number;
+  /**
+   * An upstream's answer, not a client's request: characters XML 1.0 does not allow (raw, or as
+   * character references) are kept. S3 keys may hold any UTF-8 character, U+0001 included, and
+   * stores write them into their listings and results as they are (s3rver raw, others as
+   * `&#x1;`); refusing the document lost the answer of a write the upstream had made.
+   */
+  lenient?: boolean;
 }
 
 export class XmlError extends Error {
@@ -49,7 +56,7 @@ function isXmlChar(cp: number): boolean {
 }
 
 /** Decodes the predefined entities and numeric character references; anything else is an error. */
-function decodeEntities(s: string): string {
+function decodeEntities(s: string, lenient = false): string {
   if (s.indexOf("&") < 0) return s;
   return s.replace(/&([^;&]{0,12});?/g, (whole, body: string) => {
     if (!whole.endsWith(";")) throw new XmlError("unterminated entity reference");
@@ -58,7 +65,7 @@ function decodeEntities(s: string): string {
     const m = /^#(?:x([0-9a-fA-F]{1,6})|([0-9]{1,7}))$/.exec(body);
     if (m === null) throw new XmlError("entity references other than &amp; &lt; &gt; &quot; &apos; are not allowed");
     const cp = m[1] !== undefined ? parseInt(m[1], 16) : parseInt(m[2], 10);
-    if (!isXmlChar(cp)) throw new XmlError("character reference to a character XML does not allow");
+    if (!isXmlChar(cp) && !(lenient && cp <= 0x10ffff)) throw new XmlError("character reference to a character XML does not allow");
     return String.fromCodePoint(cp);
   });
 }
@@ -87,7 +94,8 @@ export function parseXml(input: string | Uint8Array, limits: XmlLimits = {}): Xm
     }
   }
   if (src.charCodeAt(0) === 0xfeff) src = src.slice(1);
-  if (BAD_CHAR.test(src)) throw new XmlError("XML body contains a character XML does not allow");
+  const lenient = limits.lenient === true;
+  if (!lenient && BAD_CHAR.test(src)) throw new XmlError("XML body contains a character XML does not allow");
 
   let pos = 0;
   let elements = 0;
@@ -126,7 +134,7 @@ export function parseXml(input: string | Uint8Array, limits: XmlLimits = {}): Xm
         if (/[^ \t\r\n]/.test(raw)) fail("text outside the root element");
       } else {
         if (raw.includes("]]>")) fail("']]>' in text");
-        stack[stack.length - 1].text += decodeEntities(raw);
+        stack[stack.length - 1].text += decodeEntities(raw, lenient);
       }
       pos = textEnd;
       continue;
@@ -176,7 +184,7 @@ export function parseXml(input: string | Uint8Array, limits: XmlLimits = {}): Xm
         if (m === null) fail("expected a quoted attribute value");
         pos = ATTR_VALUE.lastIndex;
         if (Object.hasOwn(node.attrs, attr)) fail(`duplicate attribute ${attr}`);
-        node.attrs[attr] = decodeEntities(m![1] ?? m![2]);
+        node.attrs[attr] = decodeEntities(m![1] ?? m![2], lenient);
       }
       const selfClosing = src[pos] === "/";
       pos += selfClosing ? 2 : 1;

@@ -112,6 +112,16 @@ describe("S3 errors", () => {
 });
 
 describe("parseXml", () => {
+  test("a client's document with a character XML 1.0 does not allow is refused; an upstream's answer (lenient) keeps it, raw or referenced", () => {
+    const raw = "<ListBucketResult><Contents><Key>a\u0001b</Key></Contents><Contents><Key>c&#x1;d&#2;</Key></Contents></ListBucketResult>";
+    expect(() => parseXml(raw)).toThrow(XmlError);
+    expect(() => parseXml("<R><Key>c&#x1;d</Key></R>")).toThrow(XmlError);
+    const doc = parseXml(raw, { lenient: true });
+    expect(childrenNamed(doc, "Contents").map((c) => childText(c, "Key"))).toEqual(["a\u0001b", "c\u0001d\u0002"]);
+    // still XML: a reference past Unicode, an unknown entity or a DOCTYPE are refused
+    for (const bad of ["<R>&#x110000;</R>", "<R>&nbsp;</R>", "<!DOCTYPE R><R/>"]) expect(() => parseXml(bad, { lenient: true })).toThrow(XmlError);
+  });
+
   test("CompleteMultipartUpload as the SDK sends it", () => {
     const doc = parseXml(
       '<?xml version="1.0" encoding="UTF-8"?>\n<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">' +
