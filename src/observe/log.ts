@@ -88,9 +88,17 @@ function scrub(fields: Fields): Fields {
   return fields;
 }
 
+// What a text line must not carry raw: JSON.stringify escapes C0 controls (ESC included), quotes,
+// backslashes and lone surrogates; DEL, C1 controls (U+009B is a terminal's CSI) and the bidi
+// and line-separator characters are escaped here too, so a client's path, key or token claim can
+// neither forge a line nor drive the terminal of whoever reads the log.
+const TEXT_QUOTE = /[\s"=\\\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]/u; // (u: lone surrogates only)
+const TEXT_EXTRA = /[\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
 function textValue(v: unknown): string {
   const s = typeof v === "string" ? v : JSON.stringify(v);
-  return /[\s"=]/.test(s) ? JSON.stringify(s) : s;
+  if (!TEXT_QUOTE.test(s)) return s;
+  return JSON.stringify(s).replace(TEXT_EXTRA, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
 
 /** What log lines may wait in memory while the log reader does not take them (beyond: dropped, counted). */
