@@ -223,8 +223,8 @@ export class Authenticator {
     return claims;
   }
 
-  readiness(): { ok: boolean; reason?: string } {
-    return this.jwks?.readiness() ?? { ok: true };
+  readiness(exposed = false): { ok: boolean; reason?: string } {
+    return this.jwks?.readiness(exposed) ?? { ok: true };
   }
 
   /**

@@ -168,9 +168,16 @@ export class JwksClient {
     return this.keys.includes(key);
   }
 
-  readiness(): { ok: boolean; reason?: string } {
+  /**
+   * Whether keys are loaded, and why not. `exposed`: for /ready, which anyone who reaches the
+   * listener may read: the reason names no URL and no host (the identity provider's address is
+   * internal; the log line of the failed fetch names it for the operator), only the kind of
+   * failure.
+   */
+  readiness(exposed = false): { ok: boolean; reason?: string } {
     if (this.loadedOnce) return { ok: true };
     const why = this.lastError ?? (this.inflight ? "first fetch in progress" : "not fetched yet");
+    if (exposed) return { ok: false, reason: `JWKS keys not loaded: ${failureKind(why)} (the log names the URL)` };
     return { ok: false, reason: `JWKS keys from ${safeUrl(this.o.url)} not loaded: ${why}` };
   }
 
@@ -257,4 +264,15 @@ export class JwksClient {
       });
     }
   }
+}
+
+/** The kind of a JWKS fetch failure, with no host, address or URL in it (see readiness). */
+function failureKind(why: string): string {
+  if (/^(HTTP \d{3}|timed out|first fetch in progress|not fetched yet|response larger than 1 MiB|response is not JSON|response has no `keys` array|no usable key for the configured algorithms)$/.test(why)) return why;
+  if (/ENOTFOUND|EAI_AGAIN|getaddrinfo|DNS/i.test(why)) return "the host does not resolve";
+  if (/ECONNREFUSED|refused/i.test(why)) return "connection refused";
+  if (/ECONNRESET|socket|closed|hang up/i.test(why)) return "connection closed";
+  if (/CERT|certificate|TLS|SSL|EPROTO/i.test(why)) return "TLS handshake failed";
+  if (/ETIMEDOUT|timed? ?out/i.test(why)) return "timed out";
+  return "fetch failed";
 }

@@ -70,7 +70,7 @@ export function readinessOf(rt: Runtime, draining: boolean, cache?: Cache): Read
   }
   let jwks: ReadinessReport["jwks"];
   if (rt.auth) {
-    jwks = rt.auth.readiness();
+    jwks = rt.auth.readiness(true); // (a reason fit for anyone who can reach /ready)
     if (!jwks.ok) reasons.push(`jwt: ${jwks.reason ?? "keys not loaded"}`);
   }
   let rateLimit: ReadinessReport["rate_limit"];

@@ -311,3 +311,26 @@ describe("a reload's authenticator (AuthenticatorOptions.previous, keysSettled)"
     expect(r).toEqual({ ok: false, reason: `JWKS keys from ${hanging.url} not loaded: no answer within 1 s` });
   });
 });
+
+describe("the readiness reason /ready shows (anyone may read it)", () => {
+  test("names the kind of failure, never the URL, host or address", async () => {
+    const { JwksClient } = await import("../../src/auth/jwks.ts");
+    const reasons: string[] = [];
+    for (const message of ["getaddrinfo ENOTFOUND idp-internal.corp.example", "connect ECONNREFUSED 10.1.2.3:8443", "self signed certificate in certificate chain (DEPTH_ZERO_SELF_SIGNED_CERT) idp.corp", "HTTP 500", "something odd at 10.9.9.9"]) {
+      const c = new JwksClient({ url: "https://idp-internal.corp.example:8443/realms/prod/certs?x=1", allowed: new Set(["RS256"] as const), intervalMs: 60_000, now: () => Date.now(), log: () => {}, fetch: (async () => { throw new Error(message); }) as unknown as typeof fetch });
+      await c.refresh();
+      const exposed = c.readiness(true).reason!;
+      reasons.push(exposed);
+      expect(exposed).not.toMatch(/idp|corp|10\.|8443|realms/);
+      expect(c.readiness().reason).toContain("idp-internal.corp.example"); // the operator's (logs, reload errors)
+      c.close();
+    }
+    expect(reasons).toEqual([
+      "JWKS keys not loaded: the host does not resolve (the log names the URL)",
+      "JWKS keys not loaded: connection refused (the log names the URL)",
+      "JWKS keys not loaded: TLS handshake failed (the log names the URL)",
+      "JWKS keys not loaded: HTTP 500 (the log names the URL)",
+      "JWKS keys not loaded: fetch failed (the log names the URL)",
+    ]);
+  });
+});

@@ -305,6 +305,9 @@ ${bucket("priv", "/priv", "    auth: { enabled: true }\n")}`);
       const report = await json(ready);
       expect(report.ready).toBe(false);
       expect(report.reasons.some((r: string) => r.startsWith("jwt:"))).toBe(true);
+      // anyone may read /ready: the reason says what failed, never where (the log names the URL)
+      expect(report.jwks).toEqual({ ok: false, reason: "JWKS keys not loaded: HTTP 503 (the log names the URL)" });
+      expect(JSON.stringify(report)).not.toContain(String(new URL(down.url).port));
 
       down.failWith(null);
       await p.waitForLog((l) => l.msg === "JWKS keys loaded", 10_000); // the retry after the failed first fetch
