@@ -14,6 +14,10 @@ import { clientIp, type RequestContext } from "./context.ts";
 import { endRequestSpan } from "../observe/trace/request.ts";
 
 export function deliver(ctx: RequestContext, res: Response): Response {
+  // The client left before the answer was ready (a cache fill it waited on, which goes on for
+  // the others, finished after it left): nothing will be sent, so it is logged and audited as
+  // the 499 ClientClosedRequest it is, never as a 200 with the bytes it did not get.
+  if (ctx.req.signal.aborted) return gone(ctx, res);
   ctx.status = res.status;
   res.headers.set("x-request-id", ctx.id);
   // S3 answers every request with x-amz-request-id: the SDKs report it (RequestId) with each call.
@@ -21,6 +25,18 @@ export function deliver(ctx: RequestContext, res: Response): Response {
   ctx.ttfbMs = performance.now() - ctx.start;
   if (!ctx.streaming) finish(ctx);
   return res;
+}
+
+function gone(ctx: RequestContext, res: Response): Response {
+  ctx.status = 499;
+  ctx.errorCode = "ClientClosedRequest";
+  ctx.bodyError = undefined;
+  ctx.streaming = false;
+  ctx.bytes = 0;
+  ctx.ttfbMs = performance.now() - ctx.start;
+  finish(ctx);
+  res.body?.cancel().catch(() => {});
+  return new Response(null, { status: 499 });
 }
 
 export function finish(ctx: RequestContext): void {

@@ -57,6 +57,24 @@ afterAll(async () => {
 });
 
 describe("hits and misses", () => {
+  test("a client that leaves while its miss is being filled is logged 499 ClientClosedRequest with 0 bytes (it was logged 200 with the object's bytes); the fill goes on and the next GET is a HIT", async () => {
+    await s3.put("data", "leaver.txt", "body of leaver.txt\n");
+    s3.faults.set("/data/leaver.txt", { kind: "delay", ms: 1500, times: 1, method: "GET" });
+    try {
+      const ac = new AbortController();
+      const res = fetch(px.url("/c/leaver.txt"), { signal: ac.signal, headers: { "x-request-id": "the-leaver" } }).catch(() => "aborted");
+      await s3.waitForRequest((r) => r.method === "GET" && r.pathname === "/data/leaver.txt");
+      ac.abort();
+      expect(await res).toBe("aborted");
+      const line = await px.waitForLog((l) => l.msg === "request" && l.request_id === "the-leaver");
+      expect({ status: line.status, bytes: line.bytes, error: line.error }).toEqual({ status: 499, bytes: 0, error: "ClientClosedRequest" });
+    } finally {
+      s3.faults.delete("/data/leaver.txt");
+    }
+    const next = await fetch(px.url("/c/leaver.txt"));
+    expect([next.headers.get("x-cache"), await next.text()]).toEqual(["HIT", "body of leaver.txt\n"]);
+  });
+
   test("the first GET is a MISS, the second a HIT with Age and no upstream request", async () => {
     const first = await fetch(px.url("/c/hit.txt"));
     expect(first.status).toBe(200);
