@@ -55,6 +55,8 @@ export interface AccessRecord {
   s3_error?: string;
   /** The upstream's x-amz-request-id of a refusal (what AWS support and CloudTrail know the request by). */
   s3_request_id?: string;
+  /** Why no answer came from the upstream: the failure's code (ECONNREFUSED, DEPTH_ZERO_SELF_SIGNED_CERT, EPROTO, ...), never its message. */
+  upstream_error?: string;
   attempts?: number;
   /** The replica that answered (buckets with s3.replicas). */
   replica?: string;
@@ -62,7 +64,7 @@ export interface AccessRecord {
   trace_id?: string;
   span_id?: string;
 }
-const ACCESS_KEYS = ["request_id", "method", "path", "bucket", "status", "bytes", "duration_ms", "ttfb_ms", "upstream_ms", "client_ip", "front", "subject", "cache", "error", "s3_error", "s3_request_id", "attempts", "replica", "trace_id", "span_id"];
+const ACCESS_KEYS = ["request_id", "method", "path", "bucket", "status", "bytes", "duration_ms", "ttfb_ms", "upstream_ms", "client_ip", "front", "subject", "cache", "error", "s3_error", "s3_request_id", "upstream_error", "attempts", "replica", "trace_id", "span_id"];
 
 // Characters JSON.stringify escapes: quote, backslash, C0 controls, lone surrogates.
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
@@ -224,6 +226,7 @@ export function createLogger(opts: { level: Level; format: "json" | "text"; fd?:
     if (r.error !== undefined) line += `,"error":${jstr(r.error)}`;
     if (r.s3_error !== undefined) line += `,"s3_error":${jstr(r.s3_error)}`;
     if (r.s3_request_id !== undefined) line += `,"s3_request_id":${jstr(r.s3_request_id)}`;
+    if (r.upstream_error !== undefined) line += `,"upstream_error":${jstr(r.upstream_error)}`;
     if (r.attempts !== undefined) line += `,"attempts":${jnum(r.attempts)}`;
     if (r.replica !== undefined) line += `,"replica":${jstr(r.replica)}`;
     if (r.trace_id !== undefined) line += `,"trace_id":"${r.trace_id}","span_id":"${r.span_id}"`;

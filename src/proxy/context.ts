@@ -113,6 +113,8 @@ export interface RequestContext {
   s3Code: string | undefined;
   /** The upstream's x-amz-request-id when it refused the request (the access log's s3_request_id). */
   s3RequestId: string | undefined;
+  /** The code of the failure that left the request without an upstream answer (the access log's upstream_error). */
+  upstreamError: string | undefined;
   /** Body bytes handed to the listener (counted as they go for streamed bodies). */
   bytes: number;
   /** The body length announced to the client, when one was (a streamed body must reach it). */
@@ -182,6 +184,7 @@ export function createContext(svc: Services, front: string, req: Request, target
     errorCode: undefined,
     s3Code: undefined,
     s3RequestId: undefined,
+    upstreamError: undefined,
     bytes: 0,
     declaredBytes: -1,
     streaming: false,

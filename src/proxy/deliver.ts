@@ -73,6 +73,7 @@ export function finish(ctx: RequestContext): void {
       error: ctx.bodyError ?? ctx.errorCode,
       s3_error: ctx.s3Code,
       s3_request_id: ctx.s3RequestId,
+      upstream_error: ctx.upstreamError,
       attempts: ctx.timing.attempts > 1 ? ctx.timing.attempts : undefined,
       replica: ctx.timing.replica,
       trace_id: ctx.traceId,

@@ -18,6 +18,7 @@ import type { Services } from "../app.ts";
 import { createContext, type RequestContext } from "./context.ts";
 import { deliver } from "./deliver.ts";
 import { abandonUpstream } from "../s3/upstream.ts";
+import { errorType } from "../observe/trace/client.ts";
 
 export type PhaseResult = Response | undefined | void;
 export type Phase = (ctx: RequestContext) => PhaseResult | Promise<PhaseResult>;
@@ -174,6 +175,8 @@ export function failed(front: Front, ctx: RequestContext, thrown: unknown): Resp
   const cause = err.cause as { s3Code?: string; s3RequestId?: string } | undefined;
   if (cause?.s3Code) ctx.s3Code = cause.s3Code;
   if (cause?.s3RequestId) ctx.s3RequestId = cause.s3RequestId;
+  // No answer from the upstream: what failed (refused, a certificate, a reset...), for the operator.
+  if (cause !== undefined && (err.code === "UpstreamUnreachable" || err.code === "BadGateway" || err.code === "GatewayTimeout")) ctx.upstreamError = errorType(cause);
   const res = front.renderError(err, ctx);
   // The error document's length, for the access log and the bytes metric (HEAD has none).
   if (ctx.method !== "HEAD") ctx.bytes = Number(res.headers.get("content-length") ?? 0);

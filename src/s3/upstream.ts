@@ -14,7 +14,7 @@ import type { BucketConfig, RetryConfig } from "../config/schema.ts";
 import { ProxyError } from "../errors.ts";
 import { backoffDelay, CircuitBreaker, isRetryableStatus } from "../limits/index.ts";
 import type { Metrics } from "../observe/metrics.ts";
-import { endClient, startAttempt } from "../observe/trace/client.ts";
+import { endClient, errorType, startAttempt } from "../observe/trace/client.ts";
 import type { Span } from "../observe/trace/span.ts";
 import { type Http1Pool, UpstreamConnectTimeoutError, UpstreamPools, UpstreamProtocolError, UpstreamTimeoutError } from "./http1/index.ts";
 import { markOwnedBytes } from "../http/owned-response.ts";
@@ -532,7 +532,8 @@ export class BucketUpstream {
     } catch (err) {
       const name = (err as Error)?.name;
       if (err instanceof UpstreamConnectTimeoutError) return { ok: false, reason: "upstream did not accept the connection in time" };
-      return { ok: false, reason: name === "TimeoutError" || err instanceof UpstreamTimeoutError ? "upstream did not answer in time" : "upstream unreachable" };
+      // (the failure's code, never its message: /ready is public and messages name hosts)
+      return { ok: false, reason: name === "TimeoutError" || err instanceof UpstreamTimeoutError ? "upstream did not answer in time" : `upstream unreachable (${errorType(err)})` };
     }
   }
 }

@@ -68,11 +68,15 @@ test("upstream down: /ready turns 503 naming the bucket and the reason while /he
   try {
     const down = await readyBecomes(503);
     expect(down.ready).toBe(false);
-    expect(down.buckets.pub).toMatchObject({ ok: false, reason: "upstream unreachable" });
-    expect(down.reasons).toEqual(["bucket pub: upstream unreachable"]);
-    const res = await fetch(px.url("/pub/x.txt"));
+    // the reason names what failed (the code), never where (no host or port)
+    expect(down.buckets.pub).toMatchObject({ ok: false, reason: "upstream unreachable (ECONNREFUSED)" });
+    expect(down.reasons).toEqual(["bucket pub: upstream unreachable (ECONNREFUSED)"]);
+    const res = await fetch(px.url("/pub/x.txt"), { headers: { "x-request-id": "while-down" } });
     expect(res.status).toBe(502);
     await res.arrayBuffer();
+    // and the access line says why there was no answer
+    const line = await px.waitForLog((l) => l.msg === "request" && l.request_id === "while-down");
+    expect({ error: line.error, upstream_error: line.upstream_error }).toEqual({ error: "UpstreamUnreachable", upstream_error: "ECONNREFUSED" });
   } finally {
     await s3.resume();
   }

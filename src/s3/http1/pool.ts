@@ -411,7 +411,8 @@ export class Http1Pool {
     if (req === null || req.conn !== conn) return;
     const code = (err as { code?: unknown }).code;
     const detail = typeof code === "string" ? code : "connection failed";
-    this.fail(req, new Error(`upstream ${this.host}:${this.port} is unreachable (${detail})`));
+    // (the code kept on the error: the access log's upstream_error and /ready name it, never the message)
+    this.fail(req, Object.assign(new Error(`upstream ${this.host}:${this.port} is unreachable (${detail})`), typeof code === "string" ? { code } : undefined));
   }
 
   onClose(conn: Conn, err: Error | undefined): void {
