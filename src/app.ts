@@ -147,7 +147,7 @@ export class App implements Services {
     const log = opts.log ?? createLogger({ level: config.logging.level, format: config.logging.format });
     const metrics = new Metrics({ version: VERSION, buckets: config.buckets.map((b) => b.name) });
     // Throws (could not start) when a disk layer's folder cannot be used.
-    const cache = createCache(config.cache, { baseDir: config.baseDir, log, share: opts.share, worker: workerIndex() });
+    const cache = createCache(config.cache, { baseDir: config.baseDir, log, share: opts.share, worker: workerIndex(), instance: String(config.server.port) });
     registerCacheMetrics(metrics.registry, cache);
     metrics.setCacheCollector(() => {
       const st = cache.stats();

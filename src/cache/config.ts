@@ -30,6 +30,8 @@ export interface CacheDeps {
   share?: number | undefined;
   /** This process's index in the group (0 = the primary). */
   worker?: number | undefined;
+  /** This process among those on one host that may share a disk folder: its listener's port (the disk layer's position file). */
+  instance?: string | undefined;
   /** Tests: shorter Redis reconnect backoff. */
   redisBackoffMs?: { min: number; max: number } | undefined;
 }
@@ -49,7 +51,7 @@ export function buildLayers(cfg: CacheConfig, deps: CacheDeps): CacheLayer[] {
       if (name === "memory") layers.push(new MemoryLayer(mb(cfg.memory.max_cache_size_mb), mb(cfg.memory.max_item_size_mb)));
       else if (name === "disk" && cfg.disk) {
         const d = cfg.disk;
-        layers.push(new DiskLayer({ dir: diskDir(d, deps), maxBytes: Math.floor(mb(d.max_disk_size_mb) / share), maxItemBytes: mb(d.max_item_size_mb), fsync: d.fsync, log: deps.log, share }));
+        layers.push(new DiskLayer({ dir: diskDir(d, deps), maxBytes: Math.floor(mb(d.max_disk_size_mb) / share), maxItemBytes: mb(d.max_item_size_mb), fsync: d.fsync, log: deps.log, share, instance: deps.instance }));
       } else if (name === "redis" && cfg.redis) {
         const r = cfg.redis;
         layers.push(

@@ -22,8 +22,15 @@ import { DiskWrite, type WriteTarget } from "./disk-write.ts";
 import { PurgeLog } from "./purge-log.ts";
 import { bucketOf, isFileBody, type BucketLayerStats, type CachedObject, type CacheLayer, type LayerStats, type LayerWriter, type ObjectMeta, type StreamCheckpoint } from "./types.ts";
 
-/** The Redis purge-stream position this folder's entries are up to date with (see StreamCheckpoint). */
+/**
+ * The Redis purge-stream position this process's entries in the folder are up to date with (see
+ * StreamCheckpoint). One file per process that may share the folder (`positionName`, from the
+ * listener's port): with one file for the folder, a process restarted on a folder another
+ * process kept using read that process's later position and skipped the purges it had missed
+ * itself, serving its own stale files (a black-box pass: 3 of 3).
+ */
 export const POSITION_FILE = "redis-position.json";
+export const positionFileOf = (instance: string | undefined): string => (instance === undefined ? POSITION_FILE : `redis-position-${instance}.json`);
 /** The position is written at most this often (and at close). */
 const POSITION_EVERY_MS = 1000;
 
@@ -44,6 +51,8 @@ export interface DiskLayerOptions {
   log?: DiskLogger | undefined;
   /** Processes sharing the configured budget (maxBytes is already this process's part). */
   share?: number;
+  /** This process among those that may share the folder (its position file: positionFileOf). */
+  instance?: string;
 }
 
 interface Entry {
@@ -129,6 +138,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   private positionWrite: Promise<void> = Promise.resolve();
 
   /** Creates the folders (throws, with the path, when it cannot) and starts rebuilding the index. */
+  private readonly positionFile: string;
+
   constructor(opts: DiskLayerOptions) {
     this.dir = opts.dir;
     this.share = Math.max(1, opts.share ?? 1);
@@ -136,6 +147,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     this.maxItemBytes = opts.maxItemBytes;
     this.fsync = opts.fsync ?? false;
     this.log = opts.log;
+    this.positionFile = positionFileOf(opts.instance);
     try {
       mkdirSync(join(this.dir, "objects"), { recursive: true });
       mkdirSync(join(this.dir, "tmp"), { recursive: true });
@@ -323,7 +335,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
 
   loadPosition(stream: string): string | undefined {
     try {
-      const p = JSON.parse(readFileSync(join(this.dir, POSITION_FILE), "utf8")) as { stream?: unknown; id?: unknown };
+      const p = JSON.parse(readFileSync(join(this.dir, this.positionFile), "utf8")) as { stream?: unknown; id?: unknown };
       return p.stream === stream && typeof p.id === "string" && /^\d+-\d+$/.test(p.id) ? p.id : undefined;
     } catch {
       return undefined;
@@ -359,7 +371,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     const pending = [...this.unlinking];
     this.positionWrite = this.positionWrite.then(async () => {
       await Promise.all(pending);
-      const file = join(this.dir, POSITION_FILE);
+      const file = join(this.dir, this.positionFile);
       try {
         await writeFile(file + ".tmp", JSON.stringify(pos));
         await rename(file + ".tmp", file);

@@ -60,11 +60,11 @@ function s3() {
   return { objects, calls, held, upstream, hold: (on: boolean) => (holding = on) };
 }
 
-function replica(opts: { prefix: string; dir?: string; url?: string; disk?: boolean }): { cache: Cache; redis: RedisLayer; disk?: DiskLayer } {
+function replica(opts: { prefix: string; dir?: string; url?: string; disk?: boolean; instance?: string }): { cache: Cache; redis: RedisLayer; disk?: DiskLayer } {
   const r = new RedisLayer({ url: opts.url ?? redis.url, keyPrefix: opts.prefix, maxItemBytes: 1 << 20, connectTimeoutMs: 300, operationTimeoutMs: 300, minBackoffMs: 20, maxBackoffMs: 100 });
   const layers = [];
   layers.push(new MemoryLayer(1 << 20, 1 << 20));
-  const disk = opts.dir !== undefined ? new DiskLayer({ dir: opts.dir, maxBytes: 1 << 24, maxItemBytes: 1 << 20 }) : undefined;
+  const disk = opts.dir !== undefined ? new DiskLayer({ dir: opts.dir, maxBytes: 1 << 24, maxItemBytes: 1 << 20, instance: opts.instance }) : undefined;
   if (disk) layers.push(disk);
   layers.push(r);
   const cache = new Cache(layers);
@@ -113,6 +113,31 @@ describe("a replica restarted on its disk folder", () => {
     expect(await read(a2.cache, store, "k1")).toMatchObject({ x: "MISS", body: "new k1" });
     expect(await read(a2.cache, store, "k2")).toMatchObject({ status: 404 });
     expect(await read(a2.cache, store, "k3")).toMatchObject({ x: "HIT", layer: "disk", body: "old k3" });
+  });
+
+  test("two processes sharing one disk folder: the one restarted replays from its own position, not the later one the other saved (it served its stale file until TTL)", async () => {
+    const prefix = "restart-shared:";
+    const store = s3();
+    const dir = mkdtempSync(join(root, "shared-"));
+    const a = replica({ prefix, dir, instance: "8081" });
+    const c = replica({ prefix, dir, instance: "8082" });
+    await Promise.all([up(a.redis), up(c.redis)]);
+    store.objects.set("b/k", "one");
+    expect(await read(a.cache, store, "k")).toMatchObject({ x: "MISS", body: "one" });
+    await waitFor(() => a.disk!.keys().length === 1, { message: "the fill to reach the shared disk" });
+    await a.cache.idle?.();
+    await a.cache.close(); // A stops (its position saved)
+    // While A is down: k is overwritten through another replica; C (same folder) applies the purge and saves a later position.
+    const b = replica({ prefix, dir: mkdtempSync(join(root, "b-")) });
+    await up(b.redis);
+    store.objects.set("b/k", "two");
+    await b.cache.delete("b/k");
+    await c.cache.delete("b/unrelated"); // (C's position moves past k's purge)
+    await c.cache.idle?.();
+    await c.cache.close();
+    const a2 = replica({ prefix, dir, instance: "8081" });
+    await up(a2.redis);
+    expect(await read(a2.cache, store, "k")).toMatchObject({ x: "MISS", body: "two" });
   });
 
   test("the stream was trimmed past its saved position: its restored entries are dropped", async () => {
