@@ -12,6 +12,7 @@
 import type { App } from "../app.ts";
 import { ProxyError } from "../errors.ts";
 import type { Runtime } from "../runtime.ts";
+import { jwtSubject } from "../observe/audit.ts";
 
 /** A JSON answer with its Content-Length (the control plane's answers are small documents). */
 export function json(status: number, body: unknown): Response {
@@ -19,14 +20,16 @@ export function json(status: number, body: unknown): Response {
   return new Response(text, { status, headers: { "content-type": "application/json", "cache-control": "no-store", "content-length": String(Buffer.byteLength(text)) } });
 }
 
-export async function handleAdmin(app: App, rt: Runtime, req: Request, path: string): Promise<Response> {
+/** `who`: told the admin's identity once the token is accepted (the access line's subject: who reloaded or purged). */
+export async function handleAdmin(app: App, rt: Runtime, req: Request, path: string, who?: (subject: string) => void): Promise<Response> {
   const jwt = rt.config.jwt;
   // Off: said so (an operator following the original README's `curl -X POST …/admin/reload`
   // would otherwise read "No bucket is mapped to this path").
   if (!rt.auth || !jwt?.enabled || jwt.admin_claims.length === 0) {
     throw new ProxyError("NotFound", { detail: "The admin API is off: it needs jwt.enabled and jwt.admin_claims (a reload also follows SIGHUP)" });
   }
-  await rt.auth.authenticateAdmin(req.headers, new URL(req.url));
+  const claims = await rt.auth.authenticateAdmin(req.headers, new URL(req.url));
+  who?.(jwtSubject(claims));
 
   const method = req.method;
   const post = () => {

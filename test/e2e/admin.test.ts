@@ -92,13 +92,15 @@ describe("who may call the admin API", () => {
 });
 
 describe("cache purge", () => {
-  test("purging one object makes only that object a MISS", async () => {
+  test("purging one object makes only that object a MISS; the access line names who purged (the token's sub)", async () => {
     await get("/c/a.txt");
     await get("/c/b.txt");
     expect((await get("/c/a.txt")).x).toBe("HIT");
-    const r = await post("/admin/cache/purge/c/a.txt", admin);
+    const r = await fetch(px.url("/admin/cache/purge/c/a.txt"), { method: "POST", headers: { ...auth(admin), "x-request-id": "who-purged" } });
     expect(r.status).toBe(200);
     expect(await json(r)).toEqual({ purged: 1 });
+    const line = await px.waitForLog((l) => l.msg === "request" && l.request_id === "who-purged");
+    expect(line.subject).toBe("ops");
     expect(await get("/c/a.txt")).toEqual({ status: 200, x: "MISS", body: "body of a.txt\n" });
     expect((await get("/c/b.txt")).x).toBe("HIT");
   });
