@@ -17,13 +17,15 @@ export function encodePath(path: string): string {
 }
 
 /**
- * Whether the plain front serves a key: it refuses paths with control characters (router.ts), which
- * S3 keys may hold (stored through the S3 front). Such entries are listed without a link (HTML)
- * or with `"served": false` (JSON), never with a link that can only fail.
+ * Whether the plain front serves a key: it refuses paths with control characters and with `.` or
+ * `..` segments (router.ts, raw-target.ts), which S3 keys may hold (stored through the S3 front).
+ * Such entries are listed without a link (HTML) or with `"served": false` (JSON), never with a
+ * link that can only fail (a browser resolves `/files/..` to `/`, another page altogether).
  */
 const CONTROL = /[\x00-\x1f\x7f]/;
+const DOT_SEGMENT = /(?:^|\/)\.\.?(?:\/|$)/;
 function servable(key: string): boolean {
-  return !CONTROL.test(key);
+  return !CONTROL.test(key) && !DOT_SEGMENT.test(key);
 }
 
 export function humanSize(bytes: number): string {
@@ -70,7 +72,7 @@ export function renderJson(input: RenderInput): string {
     prefix: page.prefix,
     entries: page.entries.map((e) => {
       const entry: Record<string, unknown> = e.folder ? { name: e.name, type: "folder" } : { name: e.name, type: "object", size: e.size, last_modified: e.lastModified };
-      if (!servable(e.key)) entry.served = false; // (control characters: see servable)
+      if (!servable(e.key)) entry.served = false; // (control characters, dot segments: see servable)
       return entry;
     }),
     next: nextHref(input) ?? null,
@@ -91,7 +93,7 @@ export function renderHtml(input: RenderInput): string {
     const cls = e.folder ? "folder" : "object";
     const size = e.folder ? "—" : `<span title="${e.size} bytes">${escapeHtml(humanSize(e.size))}</span>`;
     const date = e.lastModified ? `<time datetime="${escapeHtml(e.lastModified)}">${escapeHtml(e.lastModified.replace("T", " ").replace(/\.\d+Z$|Z$/, " UTC"))}</time>` : "";
-    const cell = servable(e.key) ? `<a href="${href}"${e.folder ? "" : " download"}>${name}</a>` : `<span class="unserved" title="not served on this front: the name has control characters (the S3 API serves it)">${name}</span>`;
+    const cell = servable(e.key) ? `<a href="${href}"${e.folder ? "" : " download"}>${name}</a>` : `<span class="unserved" title="not served on this front: the name has control characters or a . or .. segment (the S3 API serves it)">${name}</span>`;
     return `<tr class="${cls}"><td>${cell}</td><td>${size}</td><td>${date}</td></tr>`;
   });
   const next = nextHref(input);

@@ -71,6 +71,18 @@ describe("render", () => {
     const j = JSON.parse(renderJson({ page: ctl, mount: "/pub", bucket: "pub" }));
     expect(j.entries.map((e: { served?: boolean }) => e.served)).toEqual([false, false, undefined]);
   });
+  test("keys with a . or .. segment (the plain front refuses such paths; a browser would resolve the link to another page) are listed without a link, served: false; '...' and 'a..b' are ordinary names", () => {
+    const e = (key: string, folder = false) => ({ key, name: key, folder, size: 1, lastModified: "" });
+    const dots = { prefix: "", entries: [e(".."), e("."), e("../", true), e("./x.txt"), e("...", false), e("a..b.txt")], nextToken: undefined };
+    const html = renderHtml({ page: dots, mount: "/files", bucket: "files" });
+    expect(html).not.toContain('href="/files/.."');
+    expect(html).not.toContain('href="/files/."');
+    expect(html).not.toContain('href="/files/../"');
+    expect(html).toContain('href="/files/..."');
+    expect(html).toContain('href="/files/a..b.txt"');
+    const j = JSON.parse(renderJson({ page: dots, mount: "/files", bucket: "files" }));
+    expect(j.entries.map((x: { served?: boolean }) => x.served)).toEqual([false, false, false, false, undefined, undefined]);
+  });
   test("helpers", () => {
     expect(humanSize(0)).toBe("0 B");
     expect(humanSize(1023)).toBe("1023 B");
