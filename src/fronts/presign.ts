@@ -31,6 +31,7 @@ import { S3_FRONT_BUCKET_NAME } from "../config/s3-api.ts";
 import { ProxyError } from "../errors.ts";
 import type { RequestContext } from "../proxy/context.ts";
 import { ALGORITHM, amzDate, canonicalHeaderValue, canonicalQuery, canonicalRequest, credentialScope, deriveSigningKey, signature, stringToSign, UNSIGNED_PAYLOAD, uriEncode } from "../s3/sigv4.ts";
+import { bucketFromHost } from "./s3/route.ts";
 import { issueSession } from "./s3/sts.ts";
 
 export interface PresignParams {
@@ -117,6 +118,8 @@ export interface PresignBase {
   /** ms since the epoch; the X-Amz-Date (whole seconds). */
   now: number;
   contentType?: string;
+  /** The origin names the bucket (`<bucket>.<s3_api.domain>`): the URL's path is the key alone. */
+  virtualHosted?: boolean;
 }
 
 export interface PresignInput extends PresignBase {
@@ -130,7 +133,7 @@ export function presignUrl(i: PresignInput): string {
   const date = amzDate(new Date(i.now));
   const scope = credentialScope(date.slice(0, 8), i.region, "s3");
   // "" bucket: virtual-hosted style (the origin names the bucket), as in AWS's example
-  const path = (i.bucket === "" ? "" : "/" + uriEncode(i.bucket, true)) + "/" + uriEncode(i.key, false);
+  const path = (i.bucket === "" || i.virtualHosted === true ? "" : "/" + uriEncode(i.bucket, true)) + "/" + uriEncode(i.key, false);
   let block = "";
   let signed = "host";
   if (i.contentType !== undefined) {
@@ -174,7 +177,7 @@ export function presignPost(i: PresignPostInput): { url: string; fields: Record<
   fields.policy = policy;
   const key = deriveSigningKey(i.secretAccessKey, date.slice(0, 8), i.region, "s3");
   fields["x-amz-signature"] = new Bun.CryptoHasher("sha256", key).update(policy).digest("hex");
-  return { url: `${i.origin}/${uriEncode(i.bucket, true)}`, fields };
+  return { url: i.virtualHosted === true ? `${i.origin}/` : `${i.origin}/${uriEncode(i.bucket, true)}`, fields };
 }
 
 /** Phase part: the URL for an authenticated, authorized presign request. */
@@ -199,8 +202,15 @@ export function servePresign(ctx: RequestContext): Response {
     ctx.bytes = Buffer.byteLength(body);
     return new Response(body, { status: 200, headers: { "content-type": "application/json", "cache-control": "no-store" } });
   };
+  const origin = publicOrigin(ctx);
+  // A host the S3 API reads as virtual-hosted (`<bucket>.<s3_api.domain>`, e.g. the plain front
+  // reached at such a name): a path-style URL there would name key `<bucket>/<key>` of that bucket
+  // (a presigned PUT stored the upload under another key). Its own bucket: virtual-hosted; another: refused.
+  const hostBucket = bucketFromHost(new URL(origin).host, api.domain);
+  if (hostBucket !== undefined && hostBucket !== ctx.bucketName) throw bad(`The S3 API reads the host ${new URL(origin).hostname} as bucket ${hostBucket}: reach this front at another name, or set s3_api.public_url`);
   const base: PresignBase = {
-    origin: publicOrigin(ctx),
+    origin,
+    virtualHosted: hostBucket !== undefined,
     bucket: ctx.bucketName,
     key: ctx.key,
     region: api.region,

@@ -277,6 +277,22 @@ describe("configuration", () => {
     expect((await fetch(noSts.url("/rw/a.txt?presign&method=GET"), { method: "POST", headers: bearer() })).status).toBe(501);
   }, T);
 
+  test("the plain front reached at a name the S3 API reads as virtual-hosted (<bucket>.<s3_api.domain>): a virtual-hosted URL for that bucket (a path-style one named another key: a PUT stored its upload under <bucket>/<key>); another bucket's name is refused", async () => {
+    await using vh = await startWriteEnv({ buckets, s3Api: true, s3Extra: "  domain: s3.local.test\n" }, s3);
+    const port = new URL(vh.s3Endpoint!).port;
+    const ask = (path: string, host: string) => fetch(vh.url(`${path}?presign&method=PUT`), { method: "POST", headers: { ...bearer(), host } });
+    const p = (await (await ask("/rw/vh/up.txt", "rw.s3.local.test")).json()) as Presigned;
+    expect(p.url).toStartWith(`http://rw.s3.local.test:${port}/vh/up.txt?`);
+    // used as a browser at that name would (the name resolved here by hand)
+    const u = new URL(p.url);
+    const put = await fetch(`http://127.0.0.1:${port}${u.pathname}${u.search}`, { method: "PUT", body: "uploaded", headers: { host: u.host } });
+    expect(put.status).toBe(200);
+    expect(new TextDecoder().decode(await s3.read("rw", "vh/up.txt"))).toBe("uploaded");
+    const other = await ask("/rw/vh/up.txt", "ro.s3.local.test");
+    expect(other.status).toBe(400);
+    expect(((await other.json()) as { message: string }).message).toContain("reads the host ro.s3.local.test as bucket ro");
+  }, T);
+
   test("s3_api.public_url names the URL's origin (what browsers reach, e.g. behind a load balancer)", async () => {
     await using pub = await startWriteEnv({ buckets, s3Api: true, s3Extra: '  public_url: "https://s3.example.com"\n' }, s3);
     const p = (await (await fetch(pub.url("/rw/a.txt?presign&method=GET"), { method: "POST", headers: bearer() })).json()) as Presigned;
