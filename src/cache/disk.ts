@@ -24,7 +24,7 @@ import { bucketOf, isFileBody, type BucketLayerStats, type CachedObject, type Ca
 
 /**
  * The Redis purge-stream position this process's entries in the folder are up to date with (see
- * StreamCheckpoint). One file per process that may share the folder (`positionName`, from the
+ * StreamCheckpoint). One file per process that may share the folder (option `instance`, the
  * listener's port): with one file for the folder, a process restarted on a folder another
  * process kept using read that process's later position and skipped the purges it had missed
  * itself, serving its own stale files (a black-box pass: 3 of 3).
