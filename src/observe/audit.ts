@@ -9,6 +9,11 @@
  *    "bucket":"products","key":"a/b.jpg","result":"allowed","status":200,"bytes":1024,
  *    "duration_ms":3.2}
  *
+ * On the S3 front, `operation` names the S3 operation (PutObject, UploadPart, CopyObject,
+ * CompleteMultipartUpload, ...: several share one action); `copy_source` is a copy's source as
+ * the client named it ("bucket/key"); `bytes_in` the request body bytes taken from the client and
+ * passed on (uploads, XML bodies), as the access log has them. `bytes` is the response body.
+ *
  * result: "allowed" (any status below 400), "denied" (401/403; `reason` is the error code:
  * Unauthorized, InvalidToken, Forbidden, AccessDenied, SignatureDoesNotMatch, …) or "failed"
  * (any other error status, or a body that broke off; `reason` is the error code).
@@ -119,13 +124,18 @@ export class AuditTrail {
       // Issuing a presigned URL is not the action it presigns: "presign", and which one.
       action: ctx.presign !== undefined ? "presign" : ctx.action,
       presigned_action: ctx.presign !== undefined ? ctx.action : undefined,
+      // The S3 front's operation: the action alone does not tell an UploadPart, a
+      // CompleteMultipartUpload or a CopyObject from a PutObject (all s3:PutObject).
+      operation: ctx.operation,
       method: ctx.method,
       bucket: ctx.bucket?.name,
       key: ctx.key === "" ? undefined : ctx.key,
+      copy_source: ctx.copySource,
       result,
       reason,
       status: ctx.status,
       bytes: ctx.bytes,
+      bytes_in: ctx.bytesIn,
       duration_ms: Math.round((performance.now() - ctx.start) * 1000) / 1000,
     };
     this.file.append(JSON.stringify(rec) + "\n");

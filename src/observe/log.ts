@@ -48,6 +48,12 @@ export interface AccessRecord {
   client_ip: string;
   /** "s3" or "control" (omitted for the plain front). */
   front?: string;
+  /** The S3 front's operation (GetObject, PutObject, UploadPart, CompleteMultipartUpload, CopyObject...). */
+  operation?: string;
+  /** CopyObject / UploadPartCopy: the source as the client named it ("bucket/key", decoded). */
+  copy_source?: string;
+  /** Request body bytes taken from the client and passed on (the payload, aws-chunked framing not counted); omitted for a request without a body. */
+  bytes_in?: number;
   /** The authenticated identity (JWT sub, S3 identity), when there is one. */
   subject?: string;
   cache?: string;
@@ -64,7 +70,7 @@ export interface AccessRecord {
   trace_id?: string;
   span_id?: string;
 }
-const ACCESS_KEYS = ["request_id", "method", "path", "bucket", "status", "bytes", "duration_ms", "ttfb_ms", "upstream_ms", "client_ip", "front", "subject", "cache", "error", "s3_error", "s3_request_id", "upstream_error", "attempts", "replica", "trace_id", "span_id"];
+const ACCESS_KEYS = ["request_id", "method", "path", "bucket", "status", "bytes", "duration_ms", "ttfb_ms", "upstream_ms", "client_ip", "front", "operation", "copy_source", "bytes_in", "subject", "cache", "error", "s3_error", "s3_request_id", "upstream_error", "attempts", "replica", "trace_id", "span_id"];
 
 // Characters JSON.stringify escapes: quote, backslash, C0 controls, lone surrogates.
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
@@ -221,6 +227,9 @@ export function createLogger(opts: { level: Level; format: "json" | "text"; fd?:
     }
     let line = `{"ts":"${isoNow()}","level":"info","msg":"request"${baseJson === "" ? "" : `,${baseJson}`},"request_id":${jstr(r.request_id)},"method":${jstr(r.method)},"path":${jstr(r.path)},"bucket":${jstr(r.bucket)},"status":${jnum(r.status)},"bytes":${jnum(r.bytes)},"duration_ms":${jnum(r.duration_ms)},"ttfb_ms":${jnum(r.ttfb_ms)},"upstream_ms":${jnum(r.upstream_ms)},"client_ip":${jstr(r.client_ip)}`;
     if (r.front !== undefined) line += `,"front":${jstr(r.front)}`;
+    if (r.operation !== undefined) line += `,"operation":${jstr(r.operation)}`;
+    if (r.copy_source !== undefined) line += `,"copy_source":${jstr(r.copy_source)}`;
+    if (r.bytes_in !== undefined) line += `,"bytes_in":${jnum(r.bytes_in)}`;
     if (r.subject !== undefined) line += `,"subject":${jstr(r.subject)}`;
     if (r.cache !== undefined) line += `,"cache":${jstr(r.cache)}`;
     if (r.error !== undefined) line += `,"error":${jstr(r.error)}`;

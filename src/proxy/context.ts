@@ -74,6 +74,10 @@ export interface RequestContext {
   readonly svc: Services;
   /** Which front parsed the request ("plain", "s3", "control"). */
   readonly front: string;
+  /** The S3 front's operation (GetObject, PutObject, UploadPart, CopyObject, ...): the access log's and the audit trail's `operation`. */
+  operation: string | undefined;
+  /** CopyObject / UploadPartCopy: the source the client named in x-amz-copy-source ("bucket/key", decoded). */
+  copySource: string | undefined;
   /** The request target as the listener saw it ("/path?query" or an absolute URL). */
   readonly target: string;
   /** Raw (still percent-encoded) path and query ("" or "?a=b"). Set by the guard. */
@@ -119,6 +123,13 @@ export interface RequestContext {
   bytes: number;
   /** The body length announced to the client, when one was (a streamed body must reach it). */
   declaredBytes: number;
+  /**
+   * Request body bytes taken from the client and passed on (the access log's bytes_in): the
+   * payload (aws-chunked framing not counted), as far as it really arrived. Undefined for a
+   * request without a body, or one whose body was not read (refused first, or cut where it
+   * cannot be counted: see src/fronts/s3/writes.ts bodyBytesIn).
+   */
+  bytesIn: number | undefined;
   /** True while a streamed body is still being sent: the logging step waits for its end. */
   streaming: boolean;
   /** Milliseconds from arrival to the response head (and, for streams, to the first body byte). */
@@ -163,6 +174,8 @@ export function createContext(svc: Services, front: string, req: Request, target
     rt: svc.runtime,
     svc,
     front,
+    operation: undefined,
+    copySource: undefined,
     target,
     rawPath: "",
     query: "",
@@ -187,6 +200,7 @@ export function createContext(svc: Services, front: string, req: Request, target
     upstreamError: undefined,
     bytes: 0,
     declaredBytes: -1,
+    bytesIn: undefined,
     streaming: false,
     ttfbMs: 0,
     bodyError: undefined,

@@ -14,7 +14,7 @@
  */
 import { App } from "../../src/app.ts";
 import { parseConfig } from "../../src/config/load.ts";
-import { nullLogger } from "../../src/observe/log.ts";
+import { nullLogger, type Logger } from "../../src/observe/log.ts";
 import { listenBun, listenNode, type Listener } from "../../src/server.ts";
 import { listenS3 } from "../../src/server/s3-listener.ts";
 import { startS3Fixture, type RequestLogEntry, type S3Fixture } from "../fixtures/s3.ts";
@@ -116,12 +116,13 @@ export async function startS3FrontEnv(o: EnvOptions = {}, fixture?: S3Fixture): 
 
 /**
  * The App with its main listener and S3 listener on `yaml`, in front of `s3`; stop() closes them,
- * and the fixture too when `ownsFixture`. Shared by the read and upload e2e helpers.
+ * and the fixture too when `ownsFixture`. Shared by the read and upload e2e helpers. `log`: the
+ * App's logger (default: none).
  */
-export async function startFrontsOn(yaml: string, s3: S3Fixture, ownsFixture: boolean): Promise<S3FrontEnv> {
+export async function startFrontsOn(yaml: string, s3: S3Fixture, ownsFixture: boolean, log: Logger = nullLogger): Promise<S3FrontEnv> {
   const config = parseConfig(yaml);
   // readiness probes once at start, then rarely: they are not what these tests look at
-  const app = await App.create(config, { log: nullLogger, probeIntervalMs: 600_000 });
+  const app = await App.create(config, { log, probeIntervalMs: 600_000 });
   const main: Listener = config.server.engine === "node" ? await listenNode(app, config) : listenBun(app, config);
   const front = (await listenS3(app, config))!;
   let from = s3.requests.length;

@@ -84,10 +84,13 @@ describe("lines for reads, listings and denials on both fronts", () => {
   test("S3 front: GetObject as an S3 identity, a refused identity, a bad signature, a listing", () => {
     const s3Lines = all.filter((l) => l.front === "s3");
     expect(s3Lines.length).toBe(4);
-    expect(s3Lines).toContainEqual(expect.objectContaining({ identity: "app1", action: "s3:GetObject", bucket: "data", key: "doc.txt", result: "allowed", status: 200, bytes: 10 }));
+    expect(s3Lines).toContainEqual(expect.objectContaining({ identity: "app1", action: "s3:GetObject", operation: "GetObject", bucket: "data", key: "doc.txt", result: "allowed", status: 200, bytes: 10 }));
     expect(s3Lines).toContainEqual(expect.objectContaining({ identity: "lister", action: "s3:GetObject", bucket: "data", key: "doc.txt", result: "denied", reason: "AccessDenied", status: 403 }));
     expect(s3Lines).toContainEqual(expect.objectContaining({ identity: "anonymous", result: "denied", reason: "SignatureDoesNotMatch", status: 403 }));
-    expect(s3Lines).toContainEqual(expect.objectContaining({ identity: "app1", action: "s3:ListBucket", bucket: "data", result: "allowed", status: 200 }));
+    expect(s3Lines).toContainEqual(expect.objectContaining({ identity: "app1", action: "s3:ListBucket", operation: "ListObjectsV2", bucket: "data", result: "allowed", status: 200 }));
+    // no request body: no bytes_in; the plain front names no S3 operation
+    expect(all.some((l) => "bytes_in" in l)).toBe(false);
+    expect(all.filter((l) => l.front === "plain").some((l) => "operation" in l)).toBe(false);
   });
 
   test("exactly one line per front request; events counted by result", () => {

@@ -55,6 +55,21 @@ export function parseCopySource(raw: string): CopySource | S3Error {
   return out;
 }
 
+/** Longest x-amz-copy-source value logged as it is (one that does not parse). */
+const MAX_LOGGED_SOURCE = 2048;
+
+/**
+ * x-amz-copy-source as the access log and the audit trail record it: "bucket/key" decoded (as the
+ * path is logged), with "?versionId=" when one was named; a value that does not parse is logged as
+ * it came (cut at 2 KiB). Undefined without the header.
+ */
+export function copySourceLabel(raw: string | null): string | undefined {
+  if (raw === null) return undefined;
+  const src = parseCopySource(raw);
+  if ("code" in src) return raw.slice(0, MAX_LOGGED_SOURCE);
+  return src.versionId === undefined ? `${src.bucket}/${src.key}` : `${src.bucket}/${src.key}?versionId=${src.versionId}`;
+}
+
 /**
  * The copy source of a CopyObject or UploadPartCopy, once it is known to be in the request's own
  * proxy bucket and readable by its principal (grants and the authorizer's s3:GetObject on it).

@@ -26,7 +26,7 @@ import { fromProxyError, s3Error, s3ErrorResponse, type S3Error } from "./errors
 import { s3ErrorOf, s3Fail } from "./fail.ts";
 import type { S3Identities, S3Principal } from "./identities.ts";
 import { listObjects } from "./list.ts";
-import { copyObjectOp, uploadPartCopyOp } from "./copy.ts";
+import { copyObjectOp, copySourceLabel, uploadPartCopyOp } from "./copy.ts";
 import { getBucketAclOp, getObjectAclOp, putAclOp } from "./acl.ts";
 import { deleteObjectOp, deleteObjectsOp } from "./delete.ts";
 import {
@@ -96,6 +96,7 @@ export function s3Parse(ctx: RequestContext): undefined {
   // STS first: its requests are unsigned (the web identity token is the credential).
   if (ctx.method === "POST" && a.bucket === "") {
     ctx.action = ACTION_OF.AssumeRoleWithWebIdentity;
+    ctx.operation = "AssumeRoleWithWebIdentity";
     (ctx as S3RequestContext).s3 = { api, op: "AssumeRoleWithWebIdentity", principal: undefined, query: [], overrides: [], headers: req.headers };
     return undefined;
   }
@@ -140,6 +141,8 @@ export function s3Parse(ctx: RequestContext): undefined {
   const headers = v.kind === "ok" && v.presigned ? withHoistedHeaders(req.headers, v.query) : req.headers;
   const op = operationOf(ctx.method, a, v.query, ctx.method === "PUT" && headers.has("x-amz-copy-source"));
   if (typeof op !== "string") return fail(op);
+  ctx.operation = op;
+  if (op === "CopyObject" || op === "UploadPartCopy") ctx.copySource = copySourceLabel(headers.get("x-amz-copy-source"));
   if ((ctx.method === "GET" || ctx.method === "HEAD") && bodied) return fail(s3Error("UnexpectedContent"));
   ctx.action = ACTION_OF[op];
   if (op === "GetObjectAttributes" && v.query.some(([k]) => k === "versionId")) ctx.action = "s3:GetObjectVersionAttributes";
@@ -192,15 +195,19 @@ export function s3Parse(ctx: RequestContext): undefined {
 
 /**
  * A request refused before its signature was verified (SignatureDoesNotMatch, InvalidAccessKeyId,
- * a malformed Authorization): the configured bucket, the key and the operation its path and query
- * name, as labels for the access log and the audit trail (the plain front records them for its
- * 401/403 too). Nothing is served, authorized or asked upstream on them.
+ * a malformed Authorization): the configured bucket, the key and the operation (and a copy's
+ * source) its path and query name, as labels for the access log and the audit trail (the plain
+ * front records them for its 401/403 too). Nothing is served, authorized or asked upstream on them.
  */
 function addressedBy(ctx: RequestContext, a: { bucket: string; key: string }): void {
   const query = parseRawQuery(ctx.query);
   if (query !== undefined) {
     const op = operationOf(ctx.method, a, query, ctx.method === "PUT" && ctx.req.headers.has("x-amz-copy-source"));
-    if (typeof op === "string") ctx.action = ACTION_OF[op];
+    if (typeof op === "string") {
+      ctx.action = ACTION_OF[op];
+      ctx.operation = op;
+      if (op === "CopyObject" || op === "UploadPartCopy") ctx.copySource = copySourceLabel(ctx.req.headers.get("x-amz-copy-source"));
+    }
   }
   if (a.bucket === "" || !S3_FRONT_BUCKET_NAME.test(a.bucket)) return;
   const bucket = ctx.rt.buckets.get(a.bucket);

@@ -228,6 +228,8 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
     return childText(doc, "ETag") ?? "";
   } finally {
     ctx.uploading = false;
+    // The access log's bytes_in: the file's bytes that came (the form's other fields not counted).
+    ctx.bytesIn = total;
     budget.release(reserved);
     if (uploadId !== undefined) {
       const id = uploadId;

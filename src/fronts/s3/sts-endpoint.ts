@@ -21,10 +21,12 @@ import { issueSession } from "./sts.ts";
 import { readingBody } from "./writes.ts";
 import { MAX_STS_BODY_BYTES, parseAssumeRoleWithWebIdentity, stsError, stsErrorResponse, stsResponse, type StsError } from "./sts-api.ts";
 
-/** A request body of at most `max` bytes as text; undefined when it is longer. */
-async function readCappedText(req: Request, max: number): Promise<string | undefined> {
-  const bytes = await readCapped(req, max);
-  return bytes === undefined ? undefined : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8");
+/** A request body of at most `max` bytes as text (its size: the access log's bytes_in); undefined when it is longer. */
+async function readCappedText(ctx: RequestContext, max: number): Promise<string | undefined> {
+  const bytes = await readCapped(ctx.req, max);
+  if (bytes === undefined) return undefined;
+  ctx.bytesIn = bytes.byteLength;
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8");
 }
 
 /** How a JWT verification failure reads in STS's dialect. */
@@ -66,7 +68,7 @@ export async function assumeRoleWithWebIdentity(ctx: RequestContext, api: S3Iden
     return fail(stsError("ValidationError", "The request body must be application/x-www-form-urlencoded (POST, AWS Query protocol)."));
   }
   // (read with ctx.readingBody: a body that stops arriving is the client's RequestTimeout)
-  const body = await readingBody(ctx, readCappedText(ctx.req, MAX_STS_BODY_BYTES));
+  const body = await readingBody(ctx, readCappedText(ctx, MAX_STS_BODY_BYTES));
   if (body === undefined) return fail(stsError("ValidationError", "The request body is too large."));
   const parsed = parseAssumeRoleWithWebIdentity(body, { maxSessionSeconds: api.sts.maxSessionSeconds });
   if (parsed.kind === "error") return fail(parsed.error);

@@ -70,6 +70,12 @@ export interface PreparedBody {
   finished: Promise<void> | undefined;
   /** A small plain body left unread for readSmallBody, with what it must satisfy. */
   readWhole?: PayloadExpectations;
+  /**
+   * The payload bytes that came through so far, for a body verified or decoded on its way
+   * (pipeStage's count, aws-chunked framing not counted). Undefined for bytes read whole (their
+   * length is args.body's) and for a stream passed on untouched (see writes.ts bodyBytesIn).
+   */
+  arrived?: () => number;
 }
 
 const STREAMING: Record<string, StreamingMode> = {
@@ -145,7 +151,7 @@ export function prepareUploadBody(req: Request, payload: PayloadInfo, maxBytes: 
     if (source === null) return { args: { body: new Uint8Array(0), payloadHash }, length: 0, finished: undefined };
     if (!needsCheck) return { args: { body: source, contentLength: length, payloadHash }, length, finished: undefined };
     const checked = verifyPayloadStream(source, exp, slowBodyRuleOf(req));
-    return { args: { body: checked.stream, contentLength: length, payloadHash }, length, finished: checked.finished };
+    return { args: { body: checked.stream, contentLength: length, payloadHash }, length, finished: checked.finished, arrived: checked.passed };
   }
 
   // aws-chunked: the payload's length is x-amz-decoded-content-length; the framed length may be unknown.
@@ -169,7 +175,7 @@ export function prepareUploadBody(req: Request, payload: PayloadInfo, maxBytes: 
   }
   const algorithm = trailer === null ? undefined : algorithmFromHeaderName(trailer.trim().toLowerCase());
   if (algorithm === undefined || opts.reframe === false) {
-    return { args: { body: decoded.stream, contentLength: decodedLength, payloadHash: UNSIGNED_PAYLOAD }, length: decodedLength, finished: decoded.finished };
+    return { args: { body: decoded.stream, contentLength: decodedLength, payloadHash: UNSIGNED_PAYLOAD }, length: decodedLength, finished: decoded.finished, arrived: decoded.passed };
   }
   const framed = encodeAwsChunkedUnsignedTrailer(decoded.stream, algorithm, { decodedLength, chunkSize: REFRAME_CHUNK_BYTES });
   // The decoder's failure is the one to report (the encoder only sees its source erroring).
@@ -179,6 +185,8 @@ export function prepareUploadBody(req: Request, payload: PayloadInfo, maxBytes: 
     args: { body: framed.stream, contentLength: framed.encodedLength, awsChunked: { decodedLength, trailer: trailer!.trim().toLowerCase() } },
     length: decodedLength,
     finished,
+    // the payload as decoded, not the framing it is sent on with
+    arrived: decoded.passed,
   };
 }
 

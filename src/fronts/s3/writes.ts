@@ -142,14 +142,37 @@ export function callOf(ctx: RequestContext): OperationContext {
  */
 export async function sendBody(ctx: RequestContext, body: PreparedBody, send: (call: OperationContext) => Promise<Response>): Promise<Response> {
   ctx.uploading = true;
+  let ok = false;
   try {
-    return await send(callOf(ctx));
+    const res = await send(callOf(ctx));
+    ok = res.ok;
+    return res;
   } catch (err) {
     if (err instanceof RequestBodyError && !ctx.req.signal.aborted) throw s3Fail(await bodyFailure(body));
     throw err;
   } finally {
     ctx.uploading = false;
+    ctx.bytesIn = bodyBytesIn(body, ok);
   }
+}
+
+/**
+ * The access log's bytes_in for an upload body once its upstream request is over: what really
+ * arrived, never merely what was declared (a cut upload must not be logged with its length).
+ * - bytes read whole (a small body): their length;
+ * - a body verified or decoded on its way (pipeStage): the payload it let through;
+ * - a body passed on untouched (nothing to check on the way): on Bun the framed pass-through
+ *   (src/http/framed-body.ts), where fetch takes the listener's body natively, with no JavaScript
+ *   per chunk, so nothing here can count it (wrapping it to count would bring back the per-chunk
+ *   JavaScript the pass-through exists to avoid). An upstream 2xx to a request of that exact
+ *   Content-Length means the whole body came and was sent: its length is logged then, and
+ *   nothing otherwise (a cut body is never logged with the length it declared).
+ */
+export function bodyBytesIn(body: PreparedBody, upstreamOk: boolean): number | undefined {
+  const b = body.args.body;
+  if (b instanceof Uint8Array) return b.byteLength;
+  if (body.arrived !== undefined) return body.arrived();
+  return upstreamOk ? body.length : undefined;
 }
 
 
@@ -172,14 +195,19 @@ export async function readXmlBody(ctx: RequestContext, root: string): Promise<Xm
   }
   const stream = body.args.body;
   let bytes: Uint8Array;
-  if (stream instanceof Uint8Array) bytes = stream;
-  else {
+  if (stream instanceof Uint8Array) {
+    bytes = stream;
+    ctx.bytesIn = bytes.byteLength;
+  } else {
     try {
       bytes = new Uint8Array(await readingBody(ctx, new Response(stream).arrayBuffer()));
     } catch {
+      // (the access log's bytes_in: what came before the failure, when it was counted)
+      ctx.bytesIn = body.arrived?.();
       if (ctx.req.signal.aborted) throw ctx.req.signal.reason;
       throw s3Fail(await bodyFailure(body));
     }
+    ctx.bytesIn = bytes.byteLength;
     // A plain body without checks passes unverified: its length is still S3's to keep.
     if (bytes.byteLength !== body.length) throw s3Fail(s3Error("IncompleteBody"));
   }

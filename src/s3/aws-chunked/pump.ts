@@ -30,6 +30,11 @@ export interface Piped {
   stream: ReadableStream<Uint8Array>;
   /** Resolves when the whole body passed; rejects with the PayloadError (or the cancel reason). */
   finished: Promise<void>;
+  /**
+   * Bytes the stage let through so far (a piece held back included): for a decoder, the payload
+   * that arrived, framing not counted; a body cut half-way counts what came before the cut.
+   */
+  passed(): number;
 }
 
 /**
@@ -67,6 +72,7 @@ export function pipeStage(source: ReadableStream<Uint8Array>, stage: Stage, hold
   const out: Uint8Array[] = [];
   const total = typeof hold === "object" ? hold.total : -1;
   let released = 0;
+  let passed = 0;
   let held: Uint8Array | undefined;
   let over = false;
   let deferred: unknown;
@@ -87,6 +93,7 @@ export function pipeStage(source: ReadableStream<Uint8Array>, stage: Stage, hold
   const release = (controller: ReadableStreamDefaultController<Uint8Array>): boolean => {
     let sent = false;
     const n = out.length;
+    for (let i = 0; i < n; i++) passed += out[i].length;
     if (hold === "last-piece") {
       if (n === 0) return false;
       if (held) {
@@ -145,7 +152,11 @@ export function pipeStage(source: ReadableStream<Uint8Array>, stage: Stage, hold
               stage.dispose?.();
               if (held) controller.enqueue(held);
               held = undefined;
-              for (const p of out) if (p.length > 0) controller.enqueue(p);
+              for (const p of out) {
+                if (p.length === 0) continue;
+                passed += p.length;
+                controller.enqueue(p);
+              }
               out.length = 0;
               over = true;
               controller.close();
@@ -173,5 +184,5 @@ export function pipeStage(source: ReadableStream<Uint8Array>, stage: Stage, hold
     },
     { highWaterMark: 0 },
   );
-  return { stream, finished };
+  return { stream, finished, passed: () => passed };
 }

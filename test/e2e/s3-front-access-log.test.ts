@@ -1,0 +1,196 @@
+/**
+ * What the access log and the audit trail record of a request body, end to end (the S3 fixture
+ * upstream, the App's listeners in the test process, the JSON log written to a file as in
+ * production). S3's own server access log names every request's Operation and its Object Size;
+ * this log had `bytes` (the response body) only: a 1 MiB PutObject or an UploadPart was logged
+ * with bytes=0, CreateMultipartUpload and CompleteMultipartUpload as a bare "POST path", and a
+ * CopyObject as s3:PutObject on the destination with its source nowhere.
+ *
+ * - operation: the S3 front's operation name (PutObject, UploadPart, CopyObject, GetObject...);
+ * - bytes_in: the request body's payload taken from the client and passed on, as it really came
+ *   (a cut upload is never logged with its declared length), in each body path: read whole
+ *   (small), verified on the way (a payload hash), decoded (aws-chunked: framing not counted) and
+ *   handed to fetch natively (the framed pass-through: logged when the upstream answered 2xx);
+ * - copy_source: a copy's source as the client named it;
+ * - the audit trail records the same three.
+ */
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createLogger } from "../../src/observe/log.ts";
+import { S3Signer } from "../../src/s3/sigv4.ts";
+import { waitFor } from "../helpers/wait.ts";
+import { startFrontsOn } from "./s3-front-helpers.ts";
+import { bytesOf, chunkedRequest, hs256, lines, rawRequest, sha256, signedFetch, startUploadFixture, uploadYaml, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
+
+const MiB = 1024 * 1024;
+type Line = Record<string, unknown>;
+
+describe.each(["bun", "node"] as const)("on the %s engine", (engine) => {
+  let env: UploadEnv;
+  let dir: string;
+  let logFd: number;
+  let log: ReturnType<typeof createLogger>;
+  const logPath = () => join(dir, "access.log");
+  const auditPath = () => join(dir, "audit.log");
+  const host = () => `127.0.0.1:${env.port}`;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "yata-access-log-"));
+    logFd = openSync(logPath(), "w");
+    log = createLogger({ level: "info", format: "json", fd: logFd });
+    const s3 = await startUploadFixture();
+    const yaml = `${uploadYaml(s3.endpoint, { engine })}audit:\n  enabled: true\n  path: ${auditPath()}\n`;
+    env = await startFrontsOn(yaml, s3, true, log);
+  });
+  afterAll(async () => {
+    await env?.stop();
+    closeSync(logFd);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const parse = (text: string): Line[] => text.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as Line);
+
+  /** The access line of request `id`, once written (the line is written when the request's body is over). */
+  async function accessLine(id: string): Promise<Line> {
+    return waitFor(
+      () => {
+        log.flush();
+        return parse(readFileSync(logPath(), "utf8")).find((l) => l.msg === "request" && l.request_id === id);
+      },
+      { timeoutMs: 10_000, message: `the access line of ${id}` },
+    );
+  }
+
+  async function auditLine(id: string): Promise<Line> {
+    return waitFor(
+      async () => {
+        await env.app.audit!.flush();
+        return parse(readFileSync(auditPath(), "utf8")).find((l) => l.request_id === id);
+      },
+      { timeoutMs: 10_000, message: `the audit line of ${id}` },
+    );
+  }
+
+  const put = (id: string, path: string, body: Uint8Array, o: { payloadHash?: string; query?: Array<[string, string]> } = {}) =>
+    signedFetch(env, { method: "PUT", path, body, headers: { "x-request-id": id }, payloadHash: o.payloadHash, query: o.query });
+
+  test("a 1 MiB PutObject (the body handed to fetch natively): operation PutObject, bytes_in 1048576, bytes 0; the audit line too", async () => {
+    const r = await put(`put-1m-${engine}`, "/up/log/one.bin", bytesOf(MiB, 1));
+    expect(r.status).toBe(200);
+    await r.arrayBuffer();
+    const l = await accessLine(`put-1m-${engine}`);
+    expect(l).toMatchObject({ method: "PUT", path: "/up/log/one.bin", status: 200, bytes: 0, front: "s3", operation: "PutObject", bytes_in: MiB });
+    expect(l.copy_source).toBeUndefined();
+    expect(await auditLine(`put-1m-${engine}`)).toMatchObject({ action: "s3:PutObject", operation: "PutObject", key: "log/one.bin", status: 200, bytes: 0, bytes_in: MiB });
+  });
+
+  test("PutObject verified on its way (a signed payload hash) and read whole (a small body): bytes_in is the payload", async () => {
+    const big = bytesOf(MiB + 3, 2);
+    const r1 = await put(`put-sha-${engine}`, "/up/log/sha.bin", big, { payloadHash: sha256(big) });
+    expect(r1.status).toBe(200);
+    const small = bytesOf(2000, 3);
+    const r2 = await put(`put-small-${engine}`, "/up/log/small.bin", small);
+    expect(r2.status).toBe(200);
+    expect(await accessLine(`put-sha-${engine}`)).toMatchObject({ operation: "PutObject", status: 200, bytes_in: MiB + 3 });
+    expect(await accessLine(`put-small-${engine}`)).toMatchObject({ operation: "PutObject", status: 200, bytes_in: 2000 });
+  });
+
+  test("an aws-chunked PutObject: bytes_in is the decoded payload, not the framed body", async () => {
+    const payload = bytesOf(200_000, 4);
+    const req = chunkedRequest({ mode: "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", host: host(), path: "/up/log/chunked.bin", payload, chunkSize: 65_536 });
+    expect(req.body.byteLength).toBeGreaterThan(payload.byteLength);
+    const r = await rawRequest(env.port, lines("PUT /up/log/chunked.bin HTTP/1.1", { ...req.headers, "x-request-id": `put-chunked-${engine}` }), [req.body]);
+    expect(r.status).toBe(200);
+    expect(await accessLine(`put-chunked-${engine}`)).toMatchObject({ operation: "PutObject", status: 200, bytes_in: 200_000 });
+  });
+
+  test("a multipart upload: CreateMultipartUpload and CompleteMultipartUpload by name, UploadPart with its part size", async () => {
+    const path = "/up/log/mp.bin";
+    const created = await signedFetch(env, { method: "POST", path, query: [["uploads", ""]], headers: { "x-request-id": `mp-create-${engine}` } });
+    expect(created.status).toBe(200);
+    const uploadId = /<UploadId>([^<]+)<\/UploadId>/.exec(await created.text())![1]!;
+    const part = bytesOf(300_000, 5);
+    const p = await put(`mp-part-${engine}`, path, part, { query: [["partNumber", "1"], ["uploadId", uploadId]] });
+    expect(p.status).toBe(200);
+    const xml = `<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>${p.headers.get("etag")}</ETag></Part></CompleteMultipartUpload>`;
+    const done = await signedFetch(env, { method: "POST", path, query: [["uploadId", uploadId]], body: xml, headers: { "x-request-id": `mp-complete-${engine}` } });
+    expect(done.status).toBe(200);
+    await done.text();
+
+    const create = await accessLine(`mp-create-${engine}`);
+    expect(create).toMatchObject({ method: "POST", status: 200, operation: "CreateMultipartUpload" });
+    expect(create.bytes_in).toBeUndefined();
+    expect(await accessLine(`mp-part-${engine}`)).toMatchObject({ method: "PUT", status: 200, bytes: 0, operation: "UploadPart", bytes_in: 300_000 });
+    expect(await accessLine(`mp-complete-${engine}`)).toMatchObject({ method: "POST", status: 200, operation: "CompleteMultipartUpload", bytes_in: Buffer.byteLength(xml) });
+    expect(await auditLine(`mp-part-${engine}`)).toMatchObject({ action: "s3:PutObject", operation: "UploadPart", bytes_in: 300_000 });
+  });
+
+  test("a CopyObject names its source (copy_source); a GetObject logs its operation and no bytes_in", async () => {
+    expect((await put(`copy-src-${engine}`, "/up/log/src.bin", bytesOf(5000, 6))).status).toBe(200);
+    const c = await signedFetch(env, { method: "PUT", path: "/up/log/dst.bin", headers: { "x-request-id": `copy-${engine}`, "x-amz-copy-source": "/up/log/src.bin" } });
+    expect(c.status).toBe(200);
+    await c.text();
+    const copy = await accessLine(`copy-${engine}`);
+    expect(copy).toMatchObject({ path: "/up/log/dst.bin", status: 200, operation: "CopyObject", copy_source: "up/log/src.bin" });
+    expect(copy.bytes_in).toBeUndefined();
+    expect(await auditLine(`copy-${engine}`)).toMatchObject({ action: "s3:PutObject", operation: "CopyObject", key: "log/dst.bin", copy_source: "up/log/src.bin" });
+
+    const g = await signedFetch(env, { method: "GET", path: "/up/log/src.bin", headers: { "x-request-id": `get-${engine}` } });
+    expect(g.status).toBe(200);
+    expect((await g.arrayBuffer()).byteLength).toBe(5000);
+    const get = await accessLine(`get-${engine}`);
+    expect(get).toMatchObject({ method: "GET", status: 200, bytes: 5000, operation: "GetObject" });
+    expect("bytes_in" in get).toBe(false);
+    expect("copy_source" in get).toBe(false);
+  });
+
+  test("a plain-front PUT logs its bytes_in (and no operation: that is the S3 front's)", async () => {
+    const token = hs256({ sub: "w", team: "a", role: "writer", exp: Math.floor(Date.now() / 1000) + 600 });
+    const body = bytesOf(100_000, 7);
+    const r = await fetch(env.mainUrl("/teamw/log/plain.bin"), { method: "PUT", body, headers: { authorization: `Bearer ${token}`, "x-request-id": `plain-put-${engine}` } });
+    expect(r.status).toBe(200);
+    await r.text();
+    const l = await accessLine(`plain-put-${engine}`);
+    expect(l).toMatchObject({ method: "PUT", status: 200, bytes_in: 100_000 });
+    expect(l.operation).toBeUndefined();
+  });
+
+  /**
+   * A PUT declaring 1,000,000 bytes whose client sends 300,000, waits until the proxy is sending
+   * them upstream, then goes away.
+   */
+  async function cutPut(id: string, key: string, payloadHash: string): Promise<void> {
+    const signed = new S3Signer(WRITER, "us-east-1").signRequest({ method: "PUT", host: host(), path: `/up/${key}`, payloadHash });
+    const head = lines(`PUT /up/${key} HTTP/1.1`, { host: host(), "content-length": "1000000", "x-request-id": id, ...signed.headers });
+    const sock = connect(env.port, "127.0.0.1");
+    sock.on("error", () => {});
+    await new Promise<void>((resolve) => sock.on("connect", resolve));
+    sock.write(head.join("\r\n") + "\r\n\r\n");
+    sock.write(bytesOf(300_000, 8));
+    // the upstream PUT has begun: the proxy is passing the body on
+    await waitFor(() => env.s3.requests.some((e) => !e.admin && e.method === "PUT" && e.pathname === `/up/${key}`), { timeoutMs: 10_000, message: "the upstream PUT" });
+    sock.destroy();
+  }
+
+  test("an upload the client cuts half-way is never logged with its declared length", async () => {
+    // verified on its way (a payload hash that the cut body never reaches): what came is counted
+    await cutPut(`cut-sha-${engine}`, "log/cut-sha.bin", "a".repeat(64));
+    const counted = await accessLine(`cut-sha-${engine}`);
+    expect(counted.operation).toBe("PutObject");
+    expect(counted.bytes_in).toBeGreaterThan(0);
+    expect(counted.bytes_in).toBeLessThanOrEqual(300_000);
+    // passed on untouched (UNSIGNED-PAYLOAD, no checksum; on Bun handed to fetch natively): what
+    // came of it is not counted, and with no upstream 2xx its declared length is not logged either
+    await cutPut(`cut-framed-${engine}`, "log/cut-framed.bin", "UNSIGNED-PAYLOAD");
+    const framed = await accessLine(`cut-framed-${engine}`);
+    expect(framed.operation).toBe("PutObject");
+    expect(framed.bytes_in).toBeUndefined();
+    expect(await env.s3.exists("up", "log/cut-framed.bin")).toBe(false);
+  });
+});

@@ -1,0 +1,52 @@
+/**
+ * The access line's request-body fields (operation, copy_source, bytes_in): written by the fast
+ * JSON path as the generic path writes them (same names, same order), escaped where a client
+ * controls the value (a copy source is a key), omitted when undefined, and in the text format.
+ */
+import { afterAll, expect, test } from "bun:test";
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createLogger, type AccessRecord, type Fields } from "../../src/observe/log.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "yata-accessline-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function linesOf(o: { format: "json" | "text"; base?: Fields }, records: AccessRecord[]): string[] {
+  const file = join(dir, `${Math.random()}.log`);
+  const fd = openSync(file, "w");
+  const log = createLogger({ level: "info", format: o.format, fd, base: o.base });
+  for (const r of records) log.access(r);
+  log.flush();
+  closeSync(fd);
+  return readFileSync(file, "utf8").split("\n").filter((l) => l !== "");
+}
+
+const base: AccessRecord = { request_id: "r1", method: "PUT", path: "/b/k", bucket: "b", status: 200, bytes: 0, duration_ms: 1.5, ttfb_ms: 1, upstream_ms: 0.5, client_ip: "10.0.0.1" };
+const upload: AccessRecord = { ...base, front: "s3", operation: "CopyObject", copy_source: 'b/a "quoted"\nkey', bytes_in: 1048576, subject: "writer" };
+
+test("JSON: operation, copy_source and bytes_in after front, escaped; omitted when undefined", () => {
+  const [withBody, get] = linesOf({ format: "json" }, [upload, { ...base, method: "GET", front: "s3", operation: "GetObject", bytes: 10 }]);
+  const l = JSON.parse(withBody!) as Record<string, unknown>;
+  expect(l).toMatchObject({ front: "s3", operation: "CopyObject", copy_source: 'b/a "quoted"\nkey', bytes_in: 1048576, subject: "writer" });
+  expect(Object.keys(l).slice(Object.keys(l).indexOf("front"), Object.keys(l).indexOf("front") + 5)).toEqual(["front", "operation", "copy_source", "bytes_in", "subject"]);
+  expect(get).not.toContain("bytes_in");
+  expect(get).not.toContain("copy_source");
+  expect(JSON.parse(get!)).toMatchObject({ operation: "GetObject", bytes: 10 });
+});
+
+test("JSON: the fast path writes what the generic path writes (same keys, same order)", () => {
+  // a base field that is undefined sends every access line through the generic path
+  const [fast] = linesOf({ format: "json", base: { pid: 7 } }, [upload]);
+  const [generic] = linesOf({ format: "json", base: { pid: 7, gone: undefined } }, [upload]);
+  const strip = (s: string) => s.replace(/"ts":"[^"]*"/, "");
+  expect(strip(fast!)).toBe(strip(generic!));
+});
+
+test("text: the new fields as key=value, the copy source quoted", () => {
+  const [line] = linesOf({ format: "text" }, [upload]);
+  expect(line).toContain(" operation=CopyObject ");
+  expect(line).toContain(" bytes_in=1048576 ");
+  expect(line).toContain(' copy_source="b/a \\"quoted\\"\\nkey" ');
+  expect(line!.split("\n").length).toBe(1);
+});
