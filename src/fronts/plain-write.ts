@@ -36,7 +36,7 @@ import type { RequestContext, S3Action } from "../proxy/context.ts";
 import type { BucketRuntime } from "../runtime.ts";
 import { errorFromResponse } from "../s3/errors.ts";
 import { purgeWritten } from "./purge.ts";
-import { unkeptSettingOf } from "./s3/writes.ts";
+import { objectSettingsProblem, unkeptSettingOf } from "./s3/writes.ts";
 import { deleteObject, putObject } from "../s3/operations/index.ts";
 import { RequestBodyError } from "../s3/upstream.ts";
 
@@ -103,9 +103,10 @@ async function purge(ctx: RequestContext): Promise<void> {
 
 export async function servePut(ctx: RequestContext): Promise<Response> {
   const req = ctx.req;
-  // What the S3 front refuses (an ACL that grants, Object Lock, customer or KMS keys, an append) is
-  // refused here too: the object would be written without it (an append would replace it).
-  const unkept = unkeptSettingOf(req.headers);
+  // What the S3 front refuses (an ACL that grants, Object Lock, customer or KMS keys, an append;
+  // metadata over 2 KiB, tags S3 refuses) is refused here too: the object would be written
+  // without it (an append would replace it), or stored where S3 itself would refuse it.
+  const unkept = unkeptSettingOf(req.headers) ?? objectSettingsProblem(req.headers, false);
   if (unkept !== undefined) throw new ProxyError(unkept.status === 501 ? "NotImplemented" : "BadRequest", { detail: unkept.message });
   const length = uploadLength(ctx);
   const source = length === 0 ? null : framedRequestBody(req, length);

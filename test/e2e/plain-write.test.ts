@@ -168,12 +168,15 @@ for (const engine of ["bun", "node"] as const) {
         [{ "x-amz-acl": "public-read" }, 400],
         [{ "x-amz-object-lock-legal-hold": "ON" }, 400],
         [{ "x-amz-server-side-encryption-customer-algorithm": "AES256" }, 501],
+        // S3 would refuse these: over 2 KiB of metadata, eleven tags
+        [{ "x-amz-meta-big": "x".repeat(2100) }, 400],
+        [{ "x-amz-tagging": Array.from({ length: 11 }, (_, i) => `k${i}=v`).join("&") }, 400],
       ];
       for (const [headers, status] of cases) {
         const res = await fetch(env.url(`/rw/${key}`), { method: "PUT", body: "abc", headers: { ...bearer(), ...headers } });
         const j = (await res.json()) as { message: string };
         expect([headers, res.status]).toEqual([headers, status]);
-        expect(j.message).toMatch(/not supported through this proxy|does not allow ACLs/);
+        expect(j.message).toMatch(/not supported through this proxy|does not allow ACLs|metadata headers exceed|cannot be greater than 10/);
       }
       expect(s3.requests.slice(from).filter((r) => !r.admin)).toEqual([]);
       expect(new TextDecoder().decode(await s3.read("rw", key))).toBe("hello world");

@@ -195,6 +195,36 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
     );
 
     test(
+      "metadata over S3's 2 KiB (MetadataTooLarge) and tags S3 refuses in x-amz-tagging (InvalidTag) are refused on PutObject, CreateMultipartUpload and a REPLACE copy, never stored (the fixture, like MinIO, would store them); 2 KiB exactly passes; a COPY copy ignores them as S3 does",
+      async () => {
+        env.s3.resetLog();
+        const big = { "x-amz-meta-a": "x".repeat(2000), "x-amz-meta-bb": "y".repeat(47) }; // 1 + 2000 + 2 + 47 = 2050 bytes
+        const eleven = Array.from({ length: 11 }, (_, i) => `k${i}=v`).join("&");
+        const refusals: Array<[string, Record<string, string>, string, Array<[string, string]>?]> = [
+          ["PUT", big, "MetadataTooLarge"],
+          ["POST", big, "MetadataTooLarge", [["uploads", ""]]],
+          ["PUT", { ...big, "x-amz-copy-source": "/up/sse/aes.txt", "x-amz-metadata-directive": "REPLACE" }, "MetadataTooLarge"],
+          ["PUT", { "x-amz-tagging": eleven }, "InvalidTag"],
+          ["PUT", { "x-amz-tagging": "a=1&a=2" }, "InvalidTag"],
+          ["PUT", { "x-amz-tagging": `k=${"v".repeat(257)}` }, "InvalidTag"],
+          ["POST", { "x-amz-tagging": `${"k".repeat(129)}=v` }, "InvalidTag", [["uploads", ""]]],
+          ["PUT", { "x-amz-tagging": "a=%E9" }, "InvalidArgument"],
+        ];
+        for (const [method, headers, code, query] of refusals) {
+          const a = await answerOf(await signedFetch(env, { method, path: "/up/meta/refused.txt", headers, query, body: method === "PUT" && !headers["x-amz-copy-source"] ? bytesOf(10, 3) : undefined }));
+          expect({ headers: Object.keys(headers), status: a.status, code: a.code }).toEqual({ headers: Object.keys(headers), status: 400, code });
+        }
+        expect(env.s3.requests.filter((e) => !e.admin)).toEqual([]);
+        const exact = { "x-amz-meta-a": "x".repeat(2000), "x-amz-meta-bb": "y".repeat(45) }; // 2048
+        expect((await signedFetch(env, { method: "PUT", path: "/up/meta/exact.txt", headers: { ...exact, "x-amz-tagging": Array.from({ length: 10 }, (_, i) => `k${i}=v`).join("&") }, body: "ok" })).status).toBe(200);
+        const copy = await signedFetch(env, { method: "PUT", path: "/up/meta/copied.txt", headers: { ...big, "x-amz-tagging": eleven, "x-amz-copy-source": "/up/meta/exact.txt" } });
+        expect(copy.status).toBe(200);
+        await copy.arrayBuffer();
+      },
+      T,
+    );
+
+    test(
       "a presigned PutObject whose signer hoisted x-amz-* headers into the query (the JS SDK's presigner does) stores that metadata and those tags; a hoisted public ACL is refused",
       async () => {
         const path = "/up/presigned/hoisted.txt";

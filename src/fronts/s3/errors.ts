@@ -40,6 +40,7 @@ export const S3_ERRORS = {
   InvalidToken: { status: 400, message: "The provided token is malformed or otherwise invalid." },
   InvalidURI: { status: 400, message: "Couldn't parse the specified URI." },
   KeyTooLongError: { status: 400, message: "Your key is too long" },
+  MetadataTooLarge: { status: 400, message: "Your metadata headers exceed the maximum allowed metadata size." },
   MalformedTrailerError: { status: 400, message: "The request contained trailing data that was not well-formed or did not conform to our published schema." },
   MalformedPOSTRequest: { status: 400, message: "The body of your POST request is not well-formed multipart/form-data." },
   MalformedXML: { status: 400, message: "The XML you provided was not well-formed or did not validate against our published schema" },

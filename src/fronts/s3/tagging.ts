@@ -10,7 +10,7 @@
  */
 import type { RequestContext } from "../../proxy/context.ts";
 import { deleteObjectTagging, getObjectTagging, putObjectTagging } from "../../s3/operations/index.ts";
-import { s3Error } from "./errors.ts";
+import { s3Error, type S3Error } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
 import { relayDocument } from "./operations.ts";
 import { emptyAnswer, relayError } from "./relay.ts";
@@ -39,16 +39,23 @@ export function tagsOf(doc: XmlElement): Array<[string, string]> {
     if (key === undefined || value === undefined) throw s3Fail(malformed());
     tags.push([key, value]);
   }
-  if (tags.length > MAX_TAGS) throw s3Fail(s3Error("InvalidTag", "Object tags cannot be greater than 10"));
+  const problem = tagProblem(tags);
+  if (problem !== undefined) throw s3Fail(problem);
+  return tags;
+}
+
+/** What S3 refuses in a tag set (a PutObjectTagging document or an x-amz-tagging header), or undefined. */
+export function tagProblem(tags: ReadonlyArray<readonly [string, string]>): S3Error | undefined {
+  if (tags.length > MAX_TAGS) return s3Error("InvalidTag", "Object tags cannot be greater than 10");
   const seen = new Set<string>();
   for (const [key, value] of tags) {
     const keyChars = [...key].length;
-    if (keyChars === 0 || keyChars > MAX_KEY_CHARS) throw s3Fail(s3Error("InvalidTag", `The TagKey you have provided is invalid: it must be 1 to ${MAX_KEY_CHARS} characters`));
-    if ([...value].length > MAX_VALUE_CHARS) throw s3Fail(s3Error("InvalidTag", `The TagValue you have provided is too long, max ${MAX_VALUE_CHARS}`));
-    if (seen.has(key)) throw s3Fail(s3Error("InvalidTag", "Cannot provide multiple Tags with the same key"));
+    if (keyChars === 0 || keyChars > MAX_KEY_CHARS) return s3Error("InvalidTag", `The TagKey you have provided is invalid: it must be 1 to ${MAX_KEY_CHARS} characters`);
+    if ([...value].length > MAX_VALUE_CHARS) return s3Error("InvalidTag", `The TagValue you have provided is too long, max ${MAX_VALUE_CHARS}`);
+    if (seen.has(key)) return s3Error("InvalidTag", "Cannot provide multiple Tags with the same key");
     seen.add(key);
   }
-  return tags;
+  return undefined;
 }
 
 /** Tags as the x-amz-tagging header carries them ("k1=v1&k2=v2", URL-encoded). */

@@ -13,6 +13,7 @@ import { s3ErrorOf, s3Fail } from "./fail.ts";
 import type { S3RequestContext } from "./front.ts";
 import { bodyFailure, prepareUploadBody, type PreparedBody } from "./upload-body.ts";
 import { parseXml, XmlError, type XmlElement } from "./xml-reader.ts";
+import { tagProblem } from "./tagging.ts";
 
 /** Canned ACLs that change nothing on a bucket whose objects all belong to its owner. */
 export const OWNER_ONLY_ACLS: ReadonlySet<string> = new Set(["private", "bucket-owner-full-control"]);
@@ -34,12 +35,46 @@ export function refuseAcls(ctx: RequestContext): void {
   // URL's hoisted headers are in the query, not among the signed names: looked at).
   const signed = (ctx as S3RequestContext).s3?.payload?.signedHeaders;
   if (signed !== undefined && h === ctx.req.headers && !signed.some(mayRefuse)) return;
-  const refused = unkeptSettingOf(h);
+  const refused = unkeptSettingOf(h) ?? objectSettingsProblem(h, ctx.operation === "CopyObject");
   if (refused !== undefined) throw s3Fail(refused);
 }
 
+/** S3's limit on an object's user metadata: the UTF-8 bytes of every name (after x-amz-meta-) and value. */
+export const MAX_USER_METADATA_BYTES = 2048;
+
+/**
+ * The user metadata and the x-amz-tagging header of a write, checked as S3 checks them (at most
+ * 2 KiB of metadata: MetadataTooLarge; tags: at most 10, keys of 1-128 and values of at most 256
+ * characters, no key twice: InvalidTag). An upstream that does not check (MinIO with its larger
+ * limits, s3rver) would otherwise store what S3 refuses. A copy that keeps the source's metadata
+ * or tags (directive COPY, the default) ignores those headers, as S3 does.
+ */
+export function objectSettingsProblem(h: Headers, copy: boolean): S3Error | undefined {
+  const replaceMeta = !copy || (h.get("x-amz-metadata-directive") ?? "").trim() === "REPLACE";
+  if (replaceMeta) {
+    let bytes = 0;
+    for (const [name, value] of h) if (name.startsWith("x-amz-meta-")) bytes += Buffer.byteLength(name.slice(11)) + Buffer.byteLength(value);
+    if (bytes > MAX_USER_METADATA_BYTES) return s3Error("MetadataTooLarge", undefined, { MaxSizeAllowed: String(MAX_USER_METADATA_BYTES) });
+  }
+  const tagging = h.get("x-amz-tagging");
+  if (tagging !== null && (!copy || (h.get("x-amz-tagging-directive") ?? "").trim() === "REPLACE")) {
+    let tags: Array<[string, string]>;
+    try {
+      tags = tagging === "" ? [] : tagging.split("&").map((pair) => {
+        const eq = pair.indexOf("=");
+        const dec = (x: string) => decodeURIComponent(x.replace(/\+/g, " "));
+        return eq < 0 ? [dec(pair), ""] : [dec(pair.slice(0, eq)), dec(pair.slice(eq + 1))];
+      });
+    } catch {
+      return s3Error("InvalidArgument", "The header 'x-amz-tagging' shall be encoded as UTF-8 then URLEncoded URL query parameters without tag name duplicates.", { ArgumentName: "x-amz-tagging" });
+    }
+    return tagProblem(tags);
+  }
+  return undefined;
+}
+
 /** A signed header name refuseAcls has to look at. */
-const mayRefuse = (n: string) => n === "x-amz-acl" || n.startsWith("x-amz-grant-") || n.startsWith("x-amz-object-lock-") || n.startsWith("x-amz-server-side-encryption") || n.startsWith("x-amz-copy-source-server-side-encryption") || n === WRITE_OFFSET;
+const mayRefuse = (n: string) => n === "x-amz-acl" || n.startsWith("x-amz-meta-") || n === "x-amz-tagging" || n.startsWith("x-amz-grant-") || n.startsWith("x-amz-object-lock-") || n.startsWith("x-amz-server-side-encryption") || n.startsWith("x-amz-copy-source-server-side-encryption") || n === WRITE_OFFSET;
 
 /** S3's append (x-amz-write-offset-bytes: write at this offset of the existing object). */
 const WRITE_OFFSET = "x-amz-write-offset-bytes";
