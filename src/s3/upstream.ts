@@ -349,6 +349,9 @@ export class BucketUpstream {
     if (err instanceof UpstreamProtocolError && !err.closed) return new ProxyError("BadGateway", { detail: `The upstream sent a response the proxy cannot read (${err.message})`, cause: err });
     // (it answered, then the connection was cut: not "could not be reached")
     if (err instanceof UpstreamProtocolError && err.midBody) return new ProxyError("BadGateway", { detail: "The upstream connection failed while sending the object", cause: err });
+    // The request went out and the connection closed (reset, cut) with no answer: the upstream
+    // was reached; it may even have acted on it (a write that is not resent: isResendable).
+    if (!connectTimeout && !surelyNotSent(err)) return new ProxyError("BadGateway", { detail: "The upstream connection closed before it answered", cause: err });
     return new ProxyError(connectTimeout ? "GatewayTimeout" : "UpstreamUnreachable", { cause: err });
   }
 

@@ -51,11 +51,12 @@ test("S3 500 InternalError → 502 BadGateway", async () => {
   expectCleanBody(r.body, "BadGateway");
 });
 
-test("a connection reset by S3 → 502 UpstreamUnreachable", async () => {
+test("a connection reset by S3 after the request went out → 502 BadGateway 'closed before it answered' (the upstream was reached: not 'could not be reached')", async () => {
   s3.faults.set("/faults/reset.txt", { kind: "reset" });
   const r = await errorOf("/faults/reset.txt");
   expect(r.status).toBe(502);
-  expectCleanBody(r.body, "UpstreamUnreachable");
+  expectCleanBody(r.body, "BadGateway");
+  expect(r.body).toContain("The upstream connection closed before it answered");
 });
 
 test("S3 slower than s3.timeout (0.5 s) → 504 GatewayTimeout", async () => {
