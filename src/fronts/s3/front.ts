@@ -91,7 +91,8 @@ export function s3Parse(ctx: RequestContext): undefined {
   if (decoded === undefined) return fail(s3Error("InvalidURI"));
   ctx.path = decoded;
   const req = ctx.req;
-  const a = address(decoded, api.domain === undefined ? undefined : bucketFromHost(req.headers.get("host"), api.domain));
+  const hostBucket = api.domain === undefined ? undefined : bucketFromHost(req.headers.get("host"), api.domain);
+  let a = address(decoded, hostBucket);
 
   // STS first: its requests are unsigned (the web identity token is the credential).
   if (ctx.method === "POST" && a.bucket === "") {
@@ -114,6 +115,13 @@ export function s3Parse(ctx: RequestContext): undefined {
     metrics.auth("invalid");
     addressedBy(ctx, a);
     return fail({ code: v.code, status: v.status, message: v.message, details: v.details, headers: v.headers });
+  }
+  // Signed with every raw "+" read as a space (S3's reading): the key is read so too.
+  if (v.kind === "ok" && v.plusAsSpace === true) {
+    const spaced = decodeComponent(ctx.rawPath.replaceAll("+", "%20"));
+    if (spaced === undefined) return fail(s3Error("InvalidURI"));
+    ctx.path = spaced;
+    a = address(spaced, hostBucket);
   }
   let principal: S3Principal | undefined;
   let payload: PayloadInfo = ANONYMOUS_PAYLOAD;

@@ -3,9 +3,9 @@
  * way for routing (bucket, key, list parameters) and for the SigV4 canonical request, so what is
  * verified is what is served.
  *
- * "+" is a literal plus in both the path and the query. Every SigV4 client (AWS SDKs and CLIs,
- * boto3, rclone, s3cmd) percent-encodes "+" and spaces, so they never depend on the difference;
- * a raw "+" meaning a space is a form-encoding rule, not a URI one.
+ * "+" is a literal plus in both the path and the query here. S3 also accepts a signature over
+ * the reading where a raw "+" is a space (clients that serialize with URLSearchParams send spaces
+ * so): verify.ts tries that reading second, and the S3 front then reads the key and query so.
  */
 import { uriEncode } from "../../s3/sigv4.ts";
 

@@ -89,6 +89,12 @@ export interface Verified<P> {
   expiresAt?: number;
   /** The decoded query, in order (what was verified). */
   query: ReadonlyArray<readonly [string, string]>;
+  /**
+   * The signature matched only with every raw "+" of the path and query read as a space (S3's
+   * reading: it signs such a path with %20; a client that sends spaces as "+", as URLSearchParams
+   * and @aws-lite do, is accepted by S3): the request's key and query are then read that way too.
+   */
+  plusAsSpace?: true;
 }
 
 export type VerifyResult<P> =
@@ -205,17 +211,31 @@ function verify<P extends { secretAccessKey: string }>(
   const stsBytes = writeStringToSign(params.amzDate, scope, creqBytes);
   key.keyed.copy().update(stsBytes).digest(mac);
 
+  let verifiedQuery = query;
+  let plusAsSpace = false;
   if (!macMatches(params.signature)) {
-    const creq = scratch.creq.latin1Slice(0, creqBytes);
-    return fail(s3Error("SignatureDoesNotMatch", undefined, {
-      AWSAccessKeyId: akid,
-      StringToSign: scratch.sts.latin1Slice(0, stsBytes.byteLength),
-      SignatureProvided: params.signature.slice(0, 128),
-      // S3 returns the canonical request to help debug a client; the session token in it is
-      // redacted so that an error body or a log line never carries a credential.
-      CanonicalRequest: sessionToken ? redact(creq, sessionToken) : creq,
-    }));
+    // S3 reads a raw "+" as a space, and accepts a signature over either reading (a literal "+"
+    // signed as %2B, which curl and some SDKs send, or a space signed as %20). Tried second,
+    // only when there is a "+": the key and query follow the reading that was signed.
+    const alt = plusAsSpaceVariant(input);
+    const altQuery = alt === undefined ? undefined : parseRawQuery(alt.rawQuery);
+    if (alt !== undefined && altQuery !== undefined) {
+      const literal = scratch.creq.latin1Slice(0, creqBytes);
+      const literalSts = scratch.sts.latin1Slice(0, stsBytes.byteLength);
+      const altBytes = writeCanonicalRequest(alt, altQuery, names, params.signedLine ?? signedHeadersLine(names), payload.hash, params.presigned);
+      if (altBytes >= 0) {
+        key.keyed.copy().update(writeStringToSign(params.amzDate, scope, altBytes)).digest(mac);
+        if (macMatches(params.signature)) {
+          verifiedQuery = altQuery;
+          plusAsSpace = true;
+        }
+      }
+      if (!plusAsSpace) return fail(signatureMismatch(akid, literalSts, params.signature, literal, sessionToken));
+    } else {
+      return fail(signatureMismatch(akid, scratch.sts.latin1Slice(0, stsBytes.byteLength), params.signature, scratch.creq.latin1Slice(0, creqBytes), sessionToken));
+    }
   }
+
 
   const ok: Verified<P> = {
     kind: "ok",
@@ -231,11 +251,30 @@ function verify<P extends { secretAccessKey: string }>(
     presigned: params.presigned,
     signedHeaders: names,
     allSigned: (input.headers as Headers & { count: number }).count === accounted,
-    query,
+    query: verifiedQuery,
   };
+  if (plusAsSpace) ok.plusAsSpace = true;
   if (sessionToken !== undefined) ok.sessionToken = sessionToken;
   if (expiresAt !== undefined) ok.expiresAt = expiresAt;
   return ok;
+}
+
+/** S3's SignatureDoesNotMatch, with what it shows to help debug a client. */
+function signatureMismatch(akid: string, stringToSign: string, provided: string, creq: string, sessionToken: string | undefined): S3Error {
+  return s3Error("SignatureDoesNotMatch", undefined, {
+    AWSAccessKeyId: akid,
+    StringToSign: stringToSign,
+    SignatureProvided: provided.slice(0, 128),
+    // S3 returns the canonical request to help debug a client; the session token in it is
+    // redacted so that an error body or a log line never carries a credential.
+    CanonicalRequest: sessionToken ? redact(creq, sessionToken) : creq,
+  });
+}
+
+/** The request target with every raw "+" read as a space (%20), or undefined when it has none. */
+export function plusAsSpaceVariant<T extends { rawPath: string; rawQuery: string }>(input: T): T | undefined {
+  if (input.rawPath.indexOf("+") < 0 && input.rawQuery.indexOf("+") < 0) return undefined;
+  return { ...input, rawPath: input.rawPath.replaceAll("+", "%20"), rawQuery: input.rawQuery.replaceAll("+", "%20") };
 }
 
 /**
