@@ -232,8 +232,14 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
     }
     throw report(found.map(toIssue));
   }
-  if (found.length > 0) throw report(found.map(toIssue));
   const semantic = validateConfig(parsed.data, { baseDir });
+  if (found.length > 0) {
+    // (a duplicate key, an unset ${VAR}, a legacy key's hint: the rules across fields are still
+    // checked, so one run lists them too, except where they are about a value already reported)
+    const reported = new Set(found.map((f) => formatPath(f.path)));
+    for (const i of semantic.issues) if (!reported.has(formatPath(i.path))) found.push(i);
+    throw report(found.map(toIssue));
+  }
   if (semantic.issues.length > 0) throw report(semantic.issues.map(toIssue));
   const notes = [...adopted.notes, ...unexpandedTemplates(semantic.config)];
   if (notes.length > 0) semantic.config.notes = notes;

@@ -35,7 +35,7 @@ describe("duplicate keys", () => {
   });
 
   test("in flow mappings and in mappings inside sequences too; the same key in two mappings is fine", () => {
-    const yaml = `buckets:\n  - { name: a, path_prefix: /a, name: b, s3: { bucket: x } }\n  - name: c\n    path_prefix: /c\n    s3: { bucket: y, bucket: z }\n`;
+    const yaml = `buckets:\n  - { name: a, path_prefix: /a, name: b, s3: { bucket: bkt } }\n  - name: c\n    path_prefix: /c\n    s3: { bucket: yyy, bucket: zzz }\n`;
     expect(issues(yaml).map((i) => `${i.line}: ${i.path}: ${i.message}`)).toEqual([
       "2: buckets[0].name: duplicate key 'name' (first defined at line 2)",
       "5: buckets[1].s3.bucket: duplicate key 'bucket' (first defined at line 5)",
@@ -44,6 +44,11 @@ describe("duplicate keys", () => {
 
   test("a key written as a number and as a string is one key once parsed, so it is a duplicate", () => {
     expect(issues(`${B}1: a\n"1": b\n`)).toContainEqual({ path: "1", message: "duplicate key '1' (first defined at line 5)", line: 6 });
+  });
+
+  test("a duplicate key does not hide the rules across fields: one run lists both (a reserved prefix, credentials in an endpoint)", () => {
+    const yaml = `server: { port: 8080, port: 8081 }\nbuckets:\n  - name: a\n    path_prefix: /health\n    s3: { bucket: bkt, endpoint: "http://user:password@127.0.0.1:9" }\n`;
+    expect(issues(yaml).map((i) => i.path)).toEqual(["server.port", "buckets[0].path_prefix", "buckets[0].s3.endpoint"]);
   });
 
   test("a very long duplicate key is shortened in the message", () => {
