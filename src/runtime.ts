@@ -216,6 +216,10 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
     }
   }
   const prober = new Prober(targets, deps.probeIntervalMs ?? config.server.readiness_probe_interval_seconds * 1000, undefined, previous?.prober);
+  // Let go of the previous generation: this async function's scope outlives it in the closures
+  // below (close()), and holding `previous` there kept every generation since start reachable (a
+  // black-box soak: ~0.5 MB per reload with 200 buckets, never freed).
+  previous = undefined;
   if (deps.start !== false) prober.start();
   for (const b of config.buckets) if (b.s3.circuit_breaker) deps.metrics?.setBreakerState(b.name, 0);
 

@@ -96,6 +96,12 @@ export class Authenticator {
 
   static async create(cfg: JwtConfig, opts: AuthenticatorOptions = {}): Promise<Authenticator> {
     const keys = await loadStaticKeys(cfg, opts.baseDir);
+    // (built outside this async scope: its closures must not keep opts.previous, the previous
+    // generation's authenticator, reachable; each reload's would chain to all the earlier ones)
+    return Authenticator.assemble(cfg, keys, { ...opts, previous: undefined }, opts.previous?.jwksSeed());
+  }
+
+  private static assemble(cfg: JwtConfig, keys: StaticKeys, opts: AuthenticatorOptions, seed: JwksSeed | undefined): Authenticator {
     const a = new Authenticator(cfg, keys, opts);
     for (const f of keys.unusedFiles) a.log("warn", "public key file fits none of the configured algorithms; it is not used", { file: f });
     if (cfg.jwks_url) {
@@ -108,7 +114,7 @@ export class Authenticator {
         log: a.log,
         onChange: () => a.cache?.clear(),
         tracer: opts.tracer,
-        seed: opts.previous?.jwksSeed(),
+        seed,
       });
       a.jwks.start();
     }
