@@ -122,13 +122,20 @@ describe("pipeline", () => {
     expect(body).not.toContain("SECRETRID");
   });
 
-  test("an upstream fetch that throws becomes 502 UpstreamUnreachable", async () => {
+  test("an upstream fetch that throws becomes 502 UpstreamUnreachable when nothing was sent (refused), BadGateway when the connection closed after the request went out", async () => {
+    // (as Bun's fetch throws them: the code on the error)
     answer = () => {
-      throw new TypeError("connect ECONNREFUSED");
+      throw Object.assign(new TypeError("ECONNREFUSED: Unable to connect. Is the computer able to access the url?"), { code: "ECONNREFUSED" });
     };
     const res = await req("/b/x");
     expect(res.status).toBe(502);
     expect(((await res.json()) as { error: string }).error).toBe("UpstreamUnreachable");
+    answer = () => {
+      throw Object.assign(new TypeError("The socket connection was closed unexpectedly."), { code: "ECONNRESET" });
+    };
+    const reset = await req("/b/x");
+    expect(reset.status).toBe(502);
+    expect(((await reset.json()) as { error: string; message: string })).toMatchObject({ error: "BadGateway", message: "The upstream connection closed before it answered" });
   });
 
   test("/health answers 200 {status: ok} without touching S3", async () => {
