@@ -18,6 +18,8 @@
  * The node engine builds request bodies in JavaScript from node:http (listenNode marks them): they
  * are never framed.
  */
+import type { SlowSource } from "../s3/aws-chunked/pump.ts";
+
 const FRAMED_LENGTH: unique symbol = Symbol("yatagarasu.framedLength");
 const JS_BODY: unique symbol = Symbol("yatagarasu.jsBody");
 
@@ -40,17 +42,14 @@ export const BUN_LISTENER_IDLE_SECONDS = 60;
  * the connection when the period ends, with no answer, however steadily the bytes come (measured
  * on Bun 1.4.5: idleTimeout 10, a body at 10 KB/s cut after 12 s, at 15 KB/s kept; 1 byte/s cut
  * after 60 s with the proxy's 60). node:http under Bun has no such rule (10 B/s for 80 s kept).
+ * As a SlowSource (the body pump's rule): `bytes` restart the listener's count (16 KiB x
+ * idleTimeout); after `waitMs` spent waiting for the client (the period minus a margin) the proxy
+ * answers first.
  */
-export interface SlowBodyRule {
-  /** Bytes that restart the listener's count (16 KiB x idleTimeout). */
-  readonly bytes: number;
-  /** Time spent waiting for the client after which the proxy answers first (the period minus a margin). */
-  readonly waitMs: number;
-}
-const BUN_SLOW_BODY: SlowBodyRule = { bytes: 16 * 1024 * BUN_LISTENER_IDLE_SECONDS, waitMs: (BUN_LISTENER_IDLE_SECONDS - 5) * 1000 };
+const BUN_SLOW_BODY: SlowSource = { bytes: 16 * 1024 * BUN_LISTENER_IDLE_SECONDS, waitMs: (BUN_LISTENER_IDLE_SECONDS - 5) * 1000 };
 
 /** The listener's rule for slow bodies: Bun.serve's for its own requests, none for the node engine's. */
-export function slowBodyRuleOf(req: Request): SlowBodyRule | undefined {
+export function slowBodyRuleOf(req: Request): SlowSource | undefined {
   return (req as Request & Marks)[JS_BODY] === true ? undefined : BUN_SLOW_BODY;
 }
 

@@ -216,26 +216,18 @@ function verify<P extends { secretAccessKey: string }>(
   if (!macMatches(params.signature)) {
     // S3 reads a raw "+" as a space, and accepts a signature over either reading (a literal "+"
     // signed as %2B, which curl and some SDKs send, or a space signed as %20). Tried second,
-    // only when there is a "+": the key and query follow the reading that was signed.
+    // only when there is a "+": the key and query follow the reading that was signed. The error
+    // shows the literal reading's canonical request.
+    const literal = scratch.creq.latin1Slice(0, creqBytes);
+    const literalSts = scratch.sts.latin1Slice(0, stsBytes.byteLength);
     const alt = plusAsSpaceVariant(input);
     const altQuery = alt === undefined ? undefined : parseRawQuery(alt.rawQuery);
-    if (alt !== undefined && altQuery !== undefined) {
-      const literal = scratch.creq.latin1Slice(0, creqBytes);
-      const literalSts = scratch.sts.latin1Slice(0, stsBytes.byteLength);
-      const altBytes = writeCanonicalRequest(alt, altQuery, names, params.signedLine ?? signedHeadersLine(names), payload.hash, params.presigned);
-      if (altBytes >= 0) {
-        key.keyed.copy().update(writeStringToSign(params.amzDate, scope, altBytes)).digest(mac);
-        if (macMatches(params.signature)) {
-          verifiedQuery = altQuery;
-          plusAsSpace = true;
-        }
-      }
-      if (!plusAsSpace) return fail(signatureMismatch(akid, literalSts, params.signature, literal, sessionToken));
-    } else {
-      return fail(signatureMismatch(akid, scratch.sts.latin1Slice(0, stsBytes.byteLength), params.signature, scratch.creq.latin1Slice(0, creqBytes), sessionToken));
-    }
+    const altBytes = alt === undefined || altQuery === undefined ? -1 : writeCanonicalRequest(alt, altQuery, names, params.signedLine ?? signedHeadersLine(names), payload.hash, params.presigned);
+    if (altBytes >= 0) key.keyed.copy().update(writeStringToSign(params.amzDate, scope, altBytes)).digest(mac);
+    if (altBytes < 0 || !macMatches(params.signature)) return fail(signatureMismatch(akid, literalSts, params.signature, literal, sessionToken));
+    verifiedQuery = altQuery!;
+    plusAsSpace = true;
   }
-
 
   const ok: Verified<P> = {
     kind: "ok",

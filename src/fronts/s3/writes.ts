@@ -14,6 +14,7 @@ import type { S3RequestContext } from "./front.ts";
 import { bodyFailure, prepareUploadBody, type PreparedBody } from "./upload-body.ts";
 import { parseXml, XmlError, type XmlElement } from "./xml-reader.ts";
 import { tagProblem } from "./tagging.ts";
+import { parseRawQuery } from "./uri.ts";
 
 /** Canned ACLs that change nothing on a bucket whose objects all belong to its owner. */
 export const OWNER_ONLY_ACLS: ReadonlySet<string> = new Set(["private", "bucket-owner-full-control"]);
@@ -58,16 +59,9 @@ export function objectSettingsProblem(h: Headers, copy: boolean): S3Error | unde
   }
   const tagging = h.get("x-amz-tagging");
   if (tagging !== null && (!copy || (h.get("x-amz-tagging-directive") ?? "").trim() === "REPLACE")) {
-    let tags: Array<[string, string]>;
-    try {
-      tags = tagging === "" ? [] : tagging.split("&").map((pair) => {
-        const eq = pair.indexOf("=");
-        const dec = (x: string) => decodeURIComponent(x.replace(/\+/g, " "));
-        return eq < 0 ? [dec(pair), ""] : [dec(pair.slice(0, eq)), dec(pair.slice(eq + 1))];
-      });
-    } catch {
-      return s3Error("InvalidArgument", "The header 'x-amz-tagging' shall be encoded as UTF-8 then URLEncoded URL query parameters without tag name duplicates.", { ArgumentName: "x-amz-tagging" });
-    }
+    // (URL query parameters: read as the S3 front reads a query)
+    const tags = parseRawQuery(tagging);
+    if (tags === undefined) return s3Error("InvalidArgument", "The header 'x-amz-tagging' shall be encoded as UTF-8 then URLEncoded URL query parameters without tag name duplicates.", { ArgumentName: "x-amz-tagging" });
     return tagProblem(tags);
   }
   return undefined;
