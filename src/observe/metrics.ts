@@ -66,7 +66,16 @@ interface BucketSeries {
   s3: Map<S3Outcome, CounterChild>;
   s3Duration: HistogramChild | undefined;
   s3Retries: CounterChild | undefined;
+  /** Key: operation + " " + status. */
+  writes: Map<string, CounterChild>;
+  /** Key: operation + " " + code. */
+  writeErrors: Map<string, CounterChild>;
+  requestBytes: CounterChild | undefined;
 }
+
+/** Distinct error-code label values kept before the rest are counted as "other" (codes come from the proxy's catalogues, and from an upstream's refusals). */
+const MAX_ERROR_CODES = 100;
+const CODE_LABEL = /^[A-Za-z][A-Za-z0-9]{0,63}$/;
 
 export class Metrics {
   readonly registry = new Registry();
@@ -86,13 +95,25 @@ export class Metrics {
   readonly replicas = new ReplicaMetrics(this.r);
   private readonly reloads = this.r.counter("yatagarasu_config_reloads_total", "Configuration reloads by result.", ["result"]);
   private readonly generation = this.r.gauge("yatagarasu_config_generation", "Generation number of the active configuration.", [], "max").labels();
+  private readonly writes = this.r.counter(
+    "yatagarasu_write_requests_total",
+    "Uploads, copies, deletes and multipart calls answered (S3 front, and PUT/DELETE on the plain front), by bucket, S3 operation and status.",
+    ["bucket", "operation", "status"],
+  );
+  private readonly writeErrors = this.r.counter(
+    "yatagarasu_write_errors_total",
+    "Uploads, copies, deletes and multipart calls refused or failed (status >= 400, or a body that did not complete), by bucket, S3 operation and error code (the S3 code on the S3 front, the JSON error on the plain front).",
+    ["bucket", "operation", "code"],
+  );
+  private readonly requestBytes = this.r.counter("yatagarasu_http_request_bytes_total", "Request body bytes received from clients and passed on (upload payloads; aws-chunked framing not counted).", ["bucket"]);
+  private readonly errorCodes = new Set<string>();
   private readonly cacheHits = this.r.counter("yatagarasu_cache_hits_total", "Cache lookups that found the object.", ["bucket"]);
   private readonly cacheMisses = this.r.counter("yatagarasu_cache_misses_total", "Cache lookups that did not find the object.", ["bucket"]);
   private readonly cacheEvictions = this.r.counter("yatagarasu_cache_evictions_total", "Objects evicted from the cache.").labels();
   private readonly cacheBytes = this.r.gauge("yatagarasu_cache_bytes", "Bytes currently held by the cache.").labels();
   private readonly cacheItems = this.r.gauge("yatagarasu_cache_items", "Objects currently held by the cache.").labels();
   private readonly cacheCoalesced = this.r.counter("yatagarasu_cache_coalesced_total", "Requests served by joining an upstream fetch already in progress.").labels();
-  private readonly bucketFamilies = [this.requests, this.duration, this.bytes, this.bodyErrors, this.s3, this.s3Duration, this.s3Retries, this.breaker, this.cacheHits, this.cacheMisses];
+  private readonly bucketFamilies = [this.requests, this.duration, this.bytes, this.bodyErrors, this.writes, this.writeErrors, this.requestBytes, this.s3, this.s3Duration, this.s3Retries, this.breaker, this.cacheHits, this.cacheMisses];
   private readonly series = new Map<string, BucketSeries>();
   private none!: BucketSeries;
   /** Bucket names configured at some point in this process's life (their series are kept). */
@@ -134,6 +155,47 @@ export class Metrics {
   bodyFailed(bucket: string, reason: string): void {
     const s = this.series.get(bucket) ?? this.none;
     this.bodyErrors.labels(s.name, BODY_ERROR_REASONS.has(reason) ? reason : "other").value++;
+  }
+
+  /**
+   * One answered write (an upload, copy, delete or multipart call). `operation` is one of the S3
+   * front's operation names (a bounded set); `code` the error it was refused or failed with (its
+   * label is kept as is for the first MAX_ERROR_CODES distinct codes, "other" after).
+   */
+  observeWrite(bucket: string, operation: string, status: number, code: string | undefined): void {
+    const s = this.series.get(bucket) ?? this.none;
+    const st = status >= 100 && status <= 599 ? status | 0 : 0;
+    const key = `${operation} ${st}`;
+    let c = s.writes.get(key);
+    if (c === undefined) {
+      c = this.writes.labels(s.name, operation, String(st));
+      s.writes.set(key, c);
+    }
+    c.value++;
+    if (st < 400 && code === undefined) return;
+    const label = this.codeLabel(code);
+    const ekey = `${operation} ${label}`;
+    let e = s.writeErrors.get(ekey);
+    if (e === undefined) {
+      e = this.writeErrors.labels(s.name, operation, label);
+      s.writeErrors.set(ekey, e);
+    }
+    e.value++;
+  }
+
+  /** Request body bytes taken from a client and passed on. */
+  receivedBytes(bucket: string, n: number): void {
+    if (!(n > 0)) return;
+    const s = this.series.get(bucket) ?? this.none;
+    (s.requestBytes ??= this.requestBytes.labels(s.name)).value += n;
+  }
+
+  private codeLabel(code: string | undefined): string {
+    if (code === undefined || !CODE_LABEL.test(code)) return code === undefined ? "unknown" : "other";
+    if (this.errorCodes.has(code)) return code;
+    if (this.errorCodes.size >= MAX_ERROR_CODES) return "other";
+    this.errorCodes.add(code);
+    return code;
   }
 
   inFlight(delta: number): void {
@@ -210,6 +272,9 @@ export class Metrics {
         s3: new Map(),
         s3Duration: configured ? this.s3Duration.labels(name) : undefined,
         s3Retries: configured ? this.s3Retries.labels(name) : undefined,
+        writes: new Map(),
+        writeErrors: new Map(),
+        requestBytes: configured ? this.requestBytes.labels(name) : undefined,
       });
     }
     this.none = this.series.get("_none")!;

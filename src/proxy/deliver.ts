@@ -10,7 +10,7 @@
  */
 import { toProxyError } from "../errors.ts";
 import { OBSERVE_BODY, type ObservableBody } from "../http/observed-body.ts";
-import { clientIp, type RequestContext } from "./context.ts";
+import { clientIp, isWriteAction, type RequestContext } from "./context.ts";
 import { endRequestSpan } from "../observe/trace/request.ts";
 
 export function deliver(ctx: RequestContext, res: Response): Response {
@@ -49,6 +49,9 @@ export function finish(ctx: RequestContext): void {
   svc.metrics.inFlight(-1);
   svc.metrics.observeRequest(ctx.bucketName, ctx.method, ctx.status, ctx.ttfbMs / 1000, ctx.bytes);
   if (ctx.bodyError !== undefined) svc.metrics.bodyFailed(ctx.bucketName, ctx.bodyError);
+  const write = writeOperationOf(ctx);
+  if (write !== undefined) svc.metrics.observeWrite(ctx.bucketName, write, ctx.status, ctx.status >= 400 || ctx.bodyError !== undefined ? (ctx.errorCode ?? ctx.s3Code ?? ctx.bodyError) : undefined);
+  if (ctx.bytesIn !== undefined) svc.metrics.receivedBytes(ctx.bucketName, ctx.bytesIn);
   svc.audit?.record(ctx);
   const log = svc.log;
   if (ctx.bodyError !== undefined && ctx.bodyError !== "ClientClosedRequest") {
@@ -85,6 +88,18 @@ export function finish(ctx: RequestContext): void {
   }
   // Tracing: the request's server span ends with its body (src/observe/trace/request.ts).
   if (ctx.span !== undefined) endRequestSpan(ctx, ctx.span);
+}
+
+/**
+ * The write a request is, as the metrics name it: the S3 front's operation when its action writes
+ * (PutObject, UploadPart, CompleteMultipartUpload, CopyObject, DeleteObjects, PostObject, ...,
+ * named even when the request was refused before its signature verified), and the plain front's
+ * PUT and DELETE (refused or not). Undefined for reads, listings and the presign endpoint.
+ */
+function writeOperationOf(ctx: RequestContext): string | undefined {
+  if (ctx.front === "s3") return ctx.operation !== undefined && isWriteAction(ctx.action) ? ctx.operation : undefined;
+  if (ctx.front !== "plain") return undefined;
+  return ctx.method === "PUT" ? "PutObject" : ctx.method === "DELETE" ? "DeleteObject" : undefined;
 }
 
 /** The error code a failed body read is logged under. */

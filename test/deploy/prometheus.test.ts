@@ -15,6 +15,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
+import { S3Signer } from "../../src/s3/sigv4.ts";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { startRedis, type RedisServer } from "../fixtures/services.ts";
 import { startProxy, type ProxyProcess } from "../e2e/harness.ts";
@@ -29,6 +30,7 @@ const ROOT = join(import.meta.dir, "../..");
 const RULES = join(ROOT, "deploy/prometheus/alerts.yml");
 const CREDS = { accessKeyId: "AKIDPROMETHEUS01", secretAccessKey: "prometheus-test-secret-0123456789" };
 const JWT_SECRET = "prometheus-test-jwt-secret-0123456789";
+const CLIENT = { accessKeyId: "AKIDPROMCLIENT01", secretAccessKey: "prometheus-client-secret-0123456789" };
 
 const alertExprs = (): Array<{ name: string; expr: string }> =>
   (parseYaml(readFileSync(RULES, "utf8")) as { groups: Array<{ rules: Array<{ alert: string; expr: string }> }> }).groups.flatMap((g) => g.rules.map((r) => ({ name: r.alert, expr: r.expr })));
@@ -80,6 +82,12 @@ buckets:
   - { name: brk, path_prefix: /brk, s3: ${s3Of(", circuit_breaker: { failure_threshold: 2, success_threshold: 1, timeout_seconds: 60, half_open_max_requests: 1 }")} }
   - { name: rep, path_prefix: /rep, s3: { retry: { max_attempts: 1 }, replicas: [${replica("east")}, ${replica("west")}] } }
   - { name: cut, path_prefix: /cut, s3: { bucket: any, endpoint: "http://127.0.0.1:${cutter.port}" } }
+  - { name: wr, path_prefix: /wr, access: read-write, s3: ${s3Of()} }
+s3_api:
+  address: 127.0.0.1
+  port: 0
+  credentials:
+    - { access_key_id: "${CLIENT.accessKeyId}", secret_access_key: "${CLIENT.secretAccessKey}", identity: prom, buckets: { wr: [read, write] } }
 `;
   px = await startProxy(config, { env: { YATAGARASU_PROBE_INTERVAL_MS: "200" } });
   expect(px.metricsPort).toBeGreaterThan(0);
@@ -102,6 +110,12 @@ buckets:
   expect(await get("/rep/a.txt")).toBe(200);
   expect(await get("/cut/big.bin")).toBe(200);
   expect(await get("/health")).toBe(200);
+  // An upload whose body is not the one signed (a write refused for damage: the upload panels and alert).
+  const s3Port = Number(px.logs().find((l) => l.msg === "listening")?.s3_port);
+  const body = new TextEncoder().encode("not what was signed");
+  const signed = new S3Signer(CLIENT, "us-east-1").signRequest({ method: "PUT", host: `127.0.0.1:${s3Port}`, path: "/wr/damaged.bin", payloadHash: "0".repeat(64) });
+  const put = await fetch(`http://127.0.0.1:${s3Port}/wr/damaged.bin`, { method: "PUT", headers: signed.headers, body });
+  expect([put.status, await put.text()]).toEqual([400, expect.stringContaining("XAmzContentSHA256Mismatch")]);
   // rate() needs two samples of a series: wait for a scrape after the traffic and three in the
   // window (Prometheus applies its targets about 5 s after start), then for every rule to have run.
   const t = Date.now() / 1000;

@@ -117,6 +117,9 @@ const EXPECTED: [string, string][] = [
   ["yatagarasu_cache_bytes", "gauge"],
   ["yatagarasu_cache_items", "gauge"],
   ["yatagarasu_cache_coalesced_total", "counter"],
+  ["yatagarasu_write_requests_total", "counter"],
+  ["yatagarasu_write_errors_total", "counter"],
+  ["yatagarasu_http_request_bytes_total", "counter"],
   ["process_resident_memory_bytes", "gauge"],
   ["process_cpu_seconds_total", "counter"],
   ["process_start_time_seconds", "gauge"],
@@ -254,6 +257,32 @@ describe("Metrics", () => {
     expect(find(p, "yatagarasu_http_requests_total", { bucket: "_none", method: "OTHER", status: "200" })).toBe(500);
     expect(find(p, "yatagarasu_http_requests_total", { bucket: "photos", method: "GET", status: "0" })).toBe(2);
     expect(m.render()).not.toContain("secret");
+  });
+
+  test("writes: by operation and status; errors by code, whose label set stays bounded; body bytes taken in", () => {
+    const m = make();
+    m.observeWrite("photos", "PutObject", 200, undefined);
+    m.observeWrite("photos", "PutObject", 400, "BadDigest");
+    m.observeWrite("photos", "UploadPart", 200, "ClientClosedRequest"); // a 2xx whose body failed
+    m.observeWrite("nope", "DeleteObject", 404, "NotFound");
+    m.observeWrite("photos", "CopyObject", 403, "evil\"} 1\nx{");
+    for (let i = 0; i < 300; i++) m.observeWrite("photos", "PutObject", 500, `Code${i}`);
+    m.receivedBytes("photos", 1000);
+    m.receivedBytes("photos", 24);
+    m.receivedBytes("photos", NaN);
+    m.receivedBytes("elsewhere", 5);
+    const p = parse(m.render());
+    const w = (bucket: string, operation: string, status: string) => find(p, "yatagarasu_write_requests_total", { bucket, operation, status });
+    const e = (bucket: string, operation: string, code: string) => find(p, "yatagarasu_write_errors_total", { bucket, operation, code });
+    expect([w("photos", "PutObject", "200"), w("photos", "PutObject", "400"), w("photos", "UploadPart", "200"), w("_none", "DeleteObject", "404")]).toEqual([1, 1, 1, 1]);
+    expect([e("photos", "PutObject", "BadDigest"), e("photos", "UploadPart", "ClientClosedRequest"), e("_none", "DeleteObject", "NotFound"), e("photos", "CopyObject", "other")]).toEqual([1, 1, 1, 1]);
+    expect(e("photos", "PutObject", "200")).toBeUndefined();
+    // 100 distinct codes are kept (3 above, then 97 of the loop); the rest count as "other"
+    const codes = new Set(p.samples.filter((s) => s.name === "yatagarasu_write_errors_total").map((s) => s.labels.code));
+    expect(codes.size).toBe(101);
+    expect(e("photos", "PutObject", "other")).toBe(300 - 97);
+    expect(find(p, "yatagarasu_http_request_bytes_total", { bucket: "photos" })).toBe(1024);
+    expect(find(p, "yatagarasu_http_request_bytes_total", { bucket: "_none" })).toBe(5);
   });
 
   test("in-flight gauge, S3 outcomes, retries", () => {
