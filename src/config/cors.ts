@@ -2,9 +2,9 @@
  * `buckets[].cors`: which browser origins may call a bucket, on both fronts (src/http/cors.ts).
  *
  *   cors:
- *     allowed_origins: [https://app.example.com]      # exact origins, or "*" alone
+ *     allowed_origins: [https://app.example.com]      # origins, patterns with one "*" (https://*.example.com), or "*" alone
  *     allowed_methods: [GET, HEAD, PUT, POST, DELETE]  # default [GET, HEAD]
- *     allowed_headers: [authorization, content-type]   # request headers a preflight may ask for; "*" = any
+ *     allowed_headers: [authorization, content-type]   # request headers a preflight may ask for (one "*" in a name: x-amz-*); "*" = any
  *     expose_headers: [ETag]                           # response headers scripts may read (default: ETag and the checksums, DEFAULT_EXPOSE)
  *     max_age: 600                                     # seconds a browser may cache a preflight
  *
@@ -21,15 +21,34 @@ const ORIGIN = /^https?:\/\/(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:\d{1,5})?$/;
 /** An HTTP header name (RFC 9110 token). */
 const TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
 
+/** At most one "*" in a pattern, as S3's AllowedOrigin and AllowedHeader take it. */
+const oneWildcard = (s: string) => s.indexOf("*") === s.lastIndexOf("*");
+
+/**
+ * An origin, "*" alone, or an origin pattern with one "*" (S3's AllowedOrigin:
+ * "https://*.example.com", "http://localhost:*"): the pattern must read as an origin with the
+ * "*" standing for a host label or a port, so it cannot span the scheme or a path.
+ */
 const origin = z
   .string()
   .transform((s) => s.toLowerCase())
-  .refine((s) => s === "*" || ORIGIN.test(s), 'must be an origin such as "https://app.example.com" (scheme, host and optional port; no path) or "*"');
+  .refine(
+    (s) => s === "*" || ORIGIN.test(s) || (oneWildcard(s) && (ORIGIN.test(s.replace("*", "a")) || ORIGIN.test(s.replace("*", "1")))),
+    'must be an origin such as "https://app.example.com" (scheme, host and optional port; no path), a pattern with one "*" such as "https://*.example.com", or "*"',
+  );
 
+/** A header name, "*" alone, or a name pattern with one "*" (S3's AllowedHeader: "x-amz-*"). */
 const headerName = z
   .string()
   .transform((s) => s.toLowerCase())
-  .refine((s) => s === "*" || TOKEN.test(s), "must be a header name or \"*\"");
+  .refine((s) => s === "*" || (TOKEN.test(s) && oneWildcard(s)), 'must be a header name, a name with one "*" such as "x-amz-*", or "*"');
+
+/** Whether `value` (lower-case) matches `pattern`: equal, or around the pattern's one "*" (which stands for one or more characters). */
+export function matchesPattern(pattern: string, value: string): boolean {
+  const star = pattern.indexOf("*");
+  if (star < 0) return pattern === value;
+  return value.length > pattern.length - 1 && value.startsWith(pattern.slice(0, star)) && value.endsWith(pattern.slice(star + 1));
+}
 
 const methods = z
   .array(z.string().transform((s) => s.toUpperCase()).pipe(z.enum(CORS_METHODS, { error: () => `unknown method; use ${CORS_METHODS.join(", ")}` })))
@@ -50,7 +69,7 @@ export const CorsSchema = z.strictObject({
     .refine((a) => !a.includes("*") || a.length === 1, '"*" allows every origin: list it alone'),
   allowed_methods: methods.default(["GET", "HEAD"]),
   allowed_headers: z.array(headerName).default([]),
-  expose_headers: z.array(headerName.refine((s) => s !== "*", "list the header names to expose")).default([...DEFAULT_EXPOSE]),
+  expose_headers: z.array(headerName.refine((s) => !s.includes("*"), "list the header names to expose (no \"*\")")).default([...DEFAULT_EXPOSE]),
   /** Chromium caps a preflight's cache at 2 hours, Firefox at 24. */
   max_age: z.number().int().min(0).max(86400).default(600),
 });

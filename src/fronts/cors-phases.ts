@@ -1,7 +1,7 @@
 /**
  * The CORS phase of each front (src/http/cors.ts does the work): how each finds the addressed
- * bucket before its own routing has run. A path that does not route (or that the front will refuse
- * as malformed) has no CORS config: the front's own phases answer it as usual.
+ * bucket before its own routing has run. A path that does not route has no CORS config: the front's
+ * own phases answer it as usual (one the plain front will refuse as malformed is matched as sent).
  */
 import { S3_FRONT_BUCKET_NAME } from "../config/s3-api.ts";
 import type { CorsConfig } from "../config/cors.ts";
@@ -9,6 +9,8 @@ import { corsPhase } from "../http/cors.ts";
 import type { RequestContext } from "../proxy/context.ts";
 import type { Front, Phase } from "../proxy/runner.ts";
 import { normalizePath } from "../router.ts";
+import { s3Error } from "./s3/errors.ts";
+import { s3Fail } from "./s3/fail.ts";
 import { address, bucketFromHost } from "./s3/route.ts";
 import { decodeComponent } from "./s3/uri.ts";
 
@@ -18,7 +20,9 @@ function plainBucketCors(ctx: RequestContext): CorsConfig | undefined {
   try {
     path = normalizePath(ctx.rawPath);
   } catch {
-    return undefined; // the route phase answers the 400
+    // The route phase answers the 400 (a dot segment, a control character...): the bucket is
+    // found on the path as sent, so that the 400 carries its CORS headers and a page can read it.
+    path = ctx.rawPath;
   }
   const bucket = ctx.rt.router.match(path)?.bucket;
   if (bucket?.cfg.cors !== undefined) ctx.bucketName = bucket.name; // a preflight answered here is counted under its bucket
@@ -47,4 +51,7 @@ export function stsCors(ctx: RequestContext): CorsConfig | undefined {
 }
 
 export const plainCors = (front: () => Front): Phase => corsPhase(front, plainBucketCors);
-export const s3Cors = (front: () => Front): Phase => corsPhase(front, s3BucketCors);
+/** S3's answer to a preflight its CORS rules refuse (403 AccessForbidden, with S3's message). */
+const s3Refusal = () => s3Fail(s3Error("AccessForbidden", "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec."));
+
+export const s3Cors = (front: () => Front): Phase => corsPhase(front, s3BucketCors, s3Refusal);

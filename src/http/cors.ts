@@ -5,7 +5,7 @@
  *   admission and authentication: 204 with the Access-Control-Allow-* headers when the origin, the
  *   method and every requested header are allowed, else 403 without any CORS header (the browser
  *   then refuses the real request).
- * - Any other request with an allowed Origin runs its front's remaining phases and gets
+ * - Any other request with an allowed Origin and method runs its front's remaining phases and gets
  *   Access-Control-Allow-Origin (the origin itself, with Vary: Origin) and
  *   Access-Control-Expose-Headers on whatever it is answered, errors included, so a script can
  *   read a 401 or 403 as well as an ETag.
@@ -16,7 +16,7 @@
  * Access-Control-Allow-Credentials is never sent: tokens travel in the Authorization header, which
  * needs no cookie mode.
  */
-import type { CorsConfig } from "../config/cors.ts";
+import { matchesPattern, type CorsConfig } from "../config/cors.ts";
 import { ProxyError } from "../errors.ts";
 import type { RequestContext } from "../proxy/context.ts";
 import { failed, runPhases, type Front, type Phase } from "../proxy/runner.ts";
@@ -26,7 +26,16 @@ export type PreflightAnswer = { ok: true; headers: Record<string, string> } | { 
 
 export function originAllowed(cors: CorsConfig, origin: string): boolean {
   const list = cors.allowed_origins;
-  return list[0] === "*" || list.includes(origin.toLowerCase());
+  if (list[0] === "*") return true;
+  const o = origin.toLowerCase();
+  for (const allowed of list) if (matchesPattern(allowed, o)) return true;
+  return false;
+}
+
+/** Whether a request header a preflight asks for is allowed (exact names, or patterns with one "*"). */
+function headerAllowed(cors: CorsConfig, name: string): boolean {
+  for (const allowed of cors.allowed_headers) if (matchesPattern(allowed, name)) return true;
+  return false;
 }
 
 /** Request header names of an Access-Control-Request-Headers value, lower-case, empty ones dropped. */
@@ -47,7 +56,7 @@ export function preflight(cors: CorsConfig, origin: string, method: string, requ
   if (!(cors.allowed_methods as string[]).includes(m)) return { ok: false, reason: `the method ${m.slice(0, 16)} is not allowed` };
   const asked = requestedHeaders(requestHeaders);
   if (cors.allowed_headers[0] !== "*") {
-    for (const h of asked) if (!cors.allowed_headers.includes(h)) return { ok: false, reason: `the header ${h.slice(0, 64)} is not allowed` };
+    for (const h of asked) if (!headerAllowed(cors, h)) return { ok: false, reason: `the header ${h.slice(0, 64)} is not allowed` };
   }
   const headers: Record<string, string> = {
     "access-control-allow-origin": origin,
@@ -68,13 +77,13 @@ export function isPreflight(method: string, headers: Headers): boolean {
  * Adds the actual-response headers for an allowed origin (and Vary: Origin for any origin). A
  * Response whose headers cannot be changed (one straight from fetch) is copied first.
  */
-export function withCorsHeaders(res: Response, cors: CorsConfig, origin: string): Response {
+export function withCorsHeaders(res: Response, cors: CorsConfig, origin: string, method: string): Response {
   let out = res;
   try {
-    apply(out.headers, cors, origin);
+    apply(out.headers, cors, origin, method);
   } catch {
     out = new Response(res.body, res);
-    apply(out.headers, cors, origin);
+    apply(out.headers, cors, origin, method);
   }
   return out;
 }
@@ -97,9 +106,10 @@ function addVaryOrigin(h: Headers): void {
   else if (!/(^|,)\s*origin\s*(,|$)/i.test(vary)) h.set("vary", `${vary}, Origin`);
 }
 
-function apply(h: Headers, cors: CorsConfig, origin: string): void {
+/** The grant goes to an allowed origin using an allowed method (S3 matches a rule's AllowedMethod on actual requests too). */
+function apply(h: Headers, cors: CorsConfig, origin: string, method: string): void {
   addVaryOrigin(h);
-  if (!originAllowed(cors, origin)) return;
+  if (!originAllowed(cors, origin) || !(cors.allowed_methods as readonly string[]).includes(method)) return;
   h.set("access-control-allow-origin", origin);
   if (cors.expose_headers.length > 0) h.set("access-control-expose-headers", cors.expose_headers.join(", "));
 }
@@ -110,7 +120,12 @@ function apply(h: Headers, cors: CorsConfig, origin: string): void {
  * CORS headers too). `front()` is the front this phase belongs to: for a CORS request the phase
  * runs the phases after itself and decorates their answer, errors rendered by that front.
  */
-export function corsPhase(front: () => Front, bucketCors: (ctx: RequestContext) => CorsConfig | undefined): Phase {
+export function corsPhase(
+  front: () => Front,
+  bucketCors: (ctx: RequestContext) => CorsConfig | undefined,
+  /** What a refused preflight throws (its front renders it); default a 403 Forbidden. */
+  refusal: (reason: string) => unknown = (reason) => new ProxyError("Forbidden", { detail: `CORS preflight refused: ${reason}` }),
+): Phase {
   let next = -1;
   const phase: Phase = (ctx) => {
     const origin = ctx.req.headers.get("origin");
@@ -125,10 +140,10 @@ export function corsPhase(front: () => Front, bucketCors: (ctx: RequestContext) 
     if (isPreflight(ctx.method, headers)) {
       const answer = preflight(cors, origin, headers.get("access-control-request-method")!, headers.get("access-control-request-headers"));
       // (refused: no CORS header, but Vary: Origin, as on every answer of a bucket with CORS)
-      if (!answer.ok) return withVaryOrigin(failed(front(), ctx, new ProxyError("Forbidden", { detail: `CORS preflight refused: ${answer.reason}` })));
+      if (!answer.ok) return withVaryOrigin(failed(front(), ctx, refusal(answer.reason)));
       return new Response(null, { status: 204, headers: answer.headers });
     }
-    return runRest(ctx, (res: Response) => withCorsHeaders(res, cors, origin));
+    return runRest(ctx, (res: Response) => withCorsHeaders(res, cors, origin, ctx.method));
   };
   /** Runs the front's phases after this one and decorates their answer, errors included. */
   const runRest = (ctx: RequestContext, decorate: (res: Response) => Response): Response | Promise<Response> => {

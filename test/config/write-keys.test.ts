@@ -41,7 +41,7 @@ describe("buckets[].cors", () => {
 
   test("bad values name their path", () => {
     expect(issues(yaml("    cors: { allowed_origins: [https://app.example.com/path] }\n"))).toEqual([
-      { path: "buckets[0].cors.allowed_origins[0]", message: 'must be an origin such as "https://app.example.com" (scheme, host and optional port; no path) or "*"' },
+      { path: "buckets[0].cors.allowed_origins[0]", message: 'must be an origin such as "https://app.example.com" (scheme, host and optional port; no path), a pattern with one "*" such as "https://*.example.com", or "*"' },
     ]);
     expect(issues(yaml('    cors: { allowed_origins: ["*", https://a.example] }\n'))).toEqual([
       { path: "buckets[0].cors.allowed_origins", message: '"*" allows every origin: list it alone' },

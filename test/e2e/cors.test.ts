@@ -20,7 +20,9 @@ let env: WriteEnv;
 
 const CORS = `    cors: { allowed_origins: ["${APP}"], allowed_methods: [GET, PUT, POST, DELETE], allowed_headers: [authorization, content-type], expose_headers: [ETag, x-request-id], max_age: 120 }\n`;
 const buckets = (ep: string) =>
-  bucket("web", "/web", "rw", ep, `    access: read-write\n    auth: { enabled: true }\n${CORS}`) + bucket("plain", "/plain", "rw", ep, "    auth: { enabled: true }\n");
+  bucket("web", "/web", "rw", ep, `    access: read-write\n    auth: { enabled: true }\n${CORS}`) +
+  bucket("plain", "/plain", "rw", ep, "    auth: { enabled: true }\n") +
+  bucket("ro-cors", "/ro-cors", "rw", ep, `    cors: { allowed_origins: ["${APP}", "http://*.example.test:3000"], allowed_headers: ["x-amz-*", "amz-sdk-*"] }\n`);
 
 const preflight = (url: string, origin: string, method: string, headers?: string) =>
   fetch(url, {
@@ -111,6 +113,29 @@ describe("plain front", () => {
     expect((await fetch(env.url("/plain/page.txt"), { headers: bearer() })).headers.get("vary")).toBeNull();
   }, T);
 
+  test("a path the front refuses as malformed (a dot segment, a control character) is a 400 the page can read: it carries the bucket's CORS grant", async () => {
+    for (const path of ["/web/a%2F..%2Fb", "/web/a%01b"]) {
+      const res = await fetch(env.url(path), { headers: { origin: APP, ...bearer() } });
+      expect([path, res.status, res.headers.get("access-control-allow-origin"), res.headers.get("vary")]).toEqual([path, 400, APP, "Origin"]);
+    }
+  }, T);
+
+  test("an actual request whose method the rules do not allow gets no grant (S3 matches AllowedMethod), only Vary: Origin", async () => {
+    // GET-only origin rules: a simple cross-origin POST (no preflight) to the bucket is refused, unreadable
+    const res = await fetch(env.url("/ro-cors/page.txt"), { method: "POST", body: "x", headers: { origin: APP, "content-type": "text/plain" } });
+    expect([res.status, res.headers.get("access-control-allow-origin"), res.headers.get("vary")]).toEqual([405, null, "Origin"]);
+    const get = await fetch(env.url("/ro-cors/page.txt"), { headers: { origin: APP } });
+    expect([get.status, get.headers.get("access-control-allow-origin")]).toEqual([200, APP]);
+  }, T);
+
+  test('allowed_headers and allowed_origins take one "*", as S3 does ("x-amz-*", "http://*.example.test:3000")', async () => {
+    const ok = await preflight(env.url("/ro-cors/page.txt"), "http://other.example.test:3000", "GET", "x-amz-date, x-amz-content-sha256, amz-sdk-request");
+    expect([ok.status, ok.headers.get("access-control-allow-origin")]).toEqual([204, "http://other.example.test:3000"]);
+    const no = await preflight(env.url("/ro-cors/page.txt"), "http://other.example.test:3000", "GET", "x-amz-date, authorization");
+    expect(no.status).toBe(403);
+    expect((await preflight(env.url("/ro-cors/page.txt"), "http://example.test:3000", "GET")).status).toBe(403);
+  }, T);
+
   test("a bucket without cors answers as before: OPTIONS 204 with Allow and no CORS headers, GET without them", async () => {
     const res = await preflight(env.url("/plain/page.txt"), APP, "GET");
     expect(res.status).toBe(204);
@@ -132,7 +157,10 @@ describe("S3 front", () => {
     const evil = await preflight(s3Url("/web/up/file.bin"), EVIL, "PUT");
     expect(evil.status).toBe(403);
     expect(corsHeadersOf(evil)).toEqual([]);
-    expect(await evil.text()).toContain("<Code>AccessDenied</Code>");
+    // S3's code and message for a preflight its rules refuse
+    const refusal = await evil.text();
+    expect(refusal).toContain("<Code>AccessForbidden</Code>");
+    expect(refusal).toContain("CORSResponse: This CORS request is not allowed.");
   }, T);
 
   test("S3 answers (a presigned GET, and an S3 error) carry the CORS grant for the configured origin", async () => {
@@ -148,6 +176,15 @@ describe("S3 front", () => {
     const evil = await fetch(p.url, { headers: { origin: EVIL } });
     expect(evil.status).toBe(200);
     expect(corsHeadersOf(evil)).toEqual([]);
+  }, T);
+
+  test("an OPTIONS to a bucket with cors that lacks Origin or Access-Control-Request-Method is S3's 400 naming the header (not 'CORS is not enabled')", async () => {
+    for (const [headers, missing] of [[{ origin: APP }, "Access-Control-Request-Method"], [{ "access-control-request-method": "GET" }, "Origin"]] as const) {
+      const res = await fetch(s3Url("/web/page.txt"), { method: "OPTIONS", headers });
+      const body = await res.text();
+      expect([missing, res.status, /<Code>(\w+)/.exec(body)?.[1]]).toEqual([missing, 400, "BadRequest"]);
+      expect(body).toContain(`Insufficient information. ${missing} request header needed.`);
+    }
   }, T);
 
   test("a bucket without cors: the S3 listener's OPTIONS is S3's 403 AccessForbidden (CORS is not enabled for this bucket), without CORS headers", async () => {

@@ -214,6 +214,21 @@ describe("refusals store nothing", () => {
     await refused(Promise.resolve(res), 400, "MalformedPOSTRequest", "po/\uFFFDA", /not valid UTF-8/);
   });
 
+  test("${filename} takes the text after the last slash or backslash of the file's name, as S3 documents (a browser sends a backslash as it is)", async () => {
+    // AWS's example: C:\Program Files\directory1\file.txt -> file.txt. The form written by hand, as
+    // Chromium writes it (a backslash unescaped; only " and newlines are percent-encoded).
+    for (const [filename, key] of [["C:\\Program Files\\directory1\\file.txt", "bs/file.txt"], ["back\\slash.txt", "bs/slash.txt"], ["dir/sub\\x%22y.txt", "bs/x%22y.txt"]] as const) {
+      const p = policyFor("up", "bs/${filename}");
+      const boundary = "----yataBackslash";
+      const parts: Buffer[] = [];
+      for (const [k, v] of Object.entries(p.fields)) parts.push(Buffer.from(`--${boundary}\r\ncontent-disposition: form-data; name="${k}"\r\n\r\n${v}\r\n`));
+      parts.push(Buffer.from(`--${boundary}\r\ncontent-disposition: form-data; name="file"; filename="${filename}"\r\n\r\n`), Buffer.from("bs"), Buffer.from(`\r\n--${boundary}--\r\n`));
+      const res = await fetch(p.url, { method: "POST", body: Buffer.concat(parts), headers: { "content-type": `multipart/form-data; boundary=${boundary}` } });
+      expect([filename, res.status]).toEqual([filename, 204]);
+      expect([filename, await env.s3.exists("up", key)]).toEqual([filename, true]);
+    }
+  });
+
   test("who may write: an identity without `write`, a read-only bucket, a key the authorizer denies: AccessDenied", async () => {
     await refused(postForm(policyFor("up", "bad/reader.txt", { creds: READER }), file), 403, "AccessDenied", "bad/reader.txt");
     await refused(postForm(policyFor("ro", "bad/ro.txt"), file), 403, "AccessDenied", "bad/ro.txt");

@@ -40,6 +40,30 @@ describe("preflight", () => {
     expect(originAllowed(any, "https://whatever.example")).toBe(true);
   });
 
+  test('patterns with one "*", as S3 takes them: origins (a host label or a port) and header names (x-amz-*)', () => {
+    const c = cfg({ allowed_origins: ["https://*.example.com", "http://localhost:*"], allowed_methods: ["GET", "PUT"], allowed_headers: ["x-amz-*", "content-type", "amz-sdk-*"] });
+    expect(originAllowed(c, "https://app.example.com")).toBe(true);
+    expect(originAllowed(c, "https://a.b.example.com")).toBe(true);
+    expect(originAllowed(c, "http://localhost:5173")).toBe(true);
+    expect(originAllowed(c, "https://example.com")).toBe(false);
+    expect(originAllowed(c, "https://evil-example.com")).toBe(false);
+    expect(originAllowed(c, "http://app.example.com")).toBe(false);
+    expect(originAllowed(c, "http://localhost")).toBe(false);
+    const r = preflight(c, "https://app.example.com", "PUT", "x-amz-date, x-amz-content-sha256, amz-sdk-request, content-type");
+    expect(r.ok).toBe(true);
+    expect(preflight(c, "https://app.example.com", "PUT", "x-amz-date, authorization")).toEqual({ ok: false, reason: "the header authorization is not allowed" });
+    expect(preflight(c, "https://app.example.com", "PUT", "x-amz-")).toEqual({ ok: false, reason: "the header x-amz- is not allowed" });
+  });
+
+  test("a pattern with two \"*\", or one that is not an origin around its \"*\", is refused at load", () => {
+    for (const bad of ["https://*.*.example.com", "*.example.com", "https://example.com/*", "https://*"]) {
+      const r = CorsSchema.safeParse({ allowed_origins: [bad] });
+      expect([bad, r.success]).toEqual([bad, bad === "https://*"]);
+    }
+    expect(CorsSchema.safeParse({ allowed_origins: ["*"], allowed_headers: ["x-*-*"] }).success).toBe(false);
+    expect(CorsSchema.safeParse({ allowed_origins: ["*"], expose_headers: ["x-amz-*"] }).success).toBe(false);
+  });
+
   test("origins compare case-insensitively in scheme and host (browsers send them lower-case anyway)", () => {
     expect(originAllowed(app, "HTTPS://APP.EXAMPLE.COM")).toBe(true);
   });
@@ -55,7 +79,7 @@ describe("preflight", () => {
 
 describe("withCorsHeaders", () => {
   test("an allowed origin gets Allow-Origin, Expose-Headers and Vary: Origin added to an existing Vary", () => {
-    const res = withCorsHeaders(new Response("x", { headers: { vary: "Accept" } }), app, "https://app.example.com");
+    const res = withCorsHeaders(new Response("x", { headers: { vary: "Accept" } }), app, "https://app.example.com", "GET");
     expect(res.headers.get("access-control-allow-origin")).toBe("https://app.example.com");
     expect(res.headers.get("access-control-expose-headers")).toBe("etag, x-amz-checksum-crc32, x-amz-checksum-crc32c, x-amz-checksum-crc64nvme, x-amz-checksum-sha1, x-amz-checksum-sha256, x-amz-checksum-type, x-amz-version-id");
     expect(res.headers.get("vary")).toBe("Accept, Origin");
@@ -63,19 +87,27 @@ describe("withCorsHeaders", () => {
   });
 
   test("another origin gets only Vary: Origin (no CORS grant)", () => {
-    const res = withCorsHeaders(new Response("x"), app, "https://evil.example.com");
+    const res = withCorsHeaders(new Response("x"), app, "https://evil.example.com", "GET");
     expect(res.headers.get("access-control-allow-origin")).toBeNull();
     expect(res.headers.get("vary")).toBe("Origin");
   });
 
+  test("a method the rules do not allow gets no grant on an actual request either (as S3 matches AllowedMethod), only Vary: Origin", () => {
+    for (const m of ["POST", "DELETE", "OPTIONS"]) {
+      const res = withCorsHeaders(new Response("x", { status: 405 }), app, "https://app.example.com", m);
+      expect([m, res.headers.get("access-control-allow-origin"), res.headers.get("vary")]).toEqual([m, null, "Origin"]);
+    }
+    expect(withCorsHeaders(new Response("x"), app, "https://app.example.com", "PUT").headers.get("access-control-allow-origin")).toBe("https://app.example.com");
+  });
+
   test("a Vary that already names Origin is kept as it is", () => {
-    const res = withCorsHeaders(new Response("x", { headers: { vary: "origin, Accept" } }), app, "https://app.example.com");
+    const res = withCorsHeaders(new Response("x", { headers: { vary: "origin, Accept" } }), app, "https://app.example.com", "GET");
     expect(res.headers.get("vary")).toBe("origin, Accept");
   });
 
   test("a Response with immutable headers is copied, body and status kept", async () => {
     const upstream = await fetch("data:text/plain,hello");
-    const res = withCorsHeaders(upstream, app, "https://app.example.com");
+    const res = withCorsHeaders(upstream, app, "https://app.example.com", "GET");
     expect(res.headers.get("access-control-allow-origin")).toBe("https://app.example.com");
     expect(await res.text()).toBe("hello");
   });

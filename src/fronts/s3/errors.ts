@@ -15,6 +15,7 @@ export const S3_ERRORS = {
   BucketAlreadyOwnedByYou: { status: 409, message: "Your previous request to create the named bucket succeeded and you already own it." },
   ConditionalRequestConflict: { status: 409, message: "The conditional request cannot succeed due to a conflicting operation against this resource." },
   InvalidStorageClass: { status: 400, message: "The storage class you specified is not valid." },
+  BadRequest: { status: 400, message: "Bad Request" },
   BadDigest: { status: 400, message: "The Content-MD5 or checksum value that you specified did not match what the server received." },
   AccessControlListNotSupported: { status: 400, message: "The bucket does not allow ACLs" },
   EntityTooLarge: { status: 400, message: "Your proposed upload exceeds the maximum allowed size." },

@@ -65,13 +65,47 @@ function heldBack(buf: Uint8Array, d: Uint8Array): number {
   return 0;
 }
 
-/** The parameters of a Content-Disposition: form-data line (quoted strings unescaped). */
+/**
+ * The parameters of a Content-Disposition: form-data line. Browsers (the HTML form-data encoding,
+ * RFC 7578 §4.2) escape nothing with a backslash: they send `"` as %22, a newline as %0A and a
+ * backslash as itself, so `filename="C:\dir\file.txt"` is that Windows path, whose last segment
+ * S3's `${filename}` takes (S3: "only the text following the last slash (/) or backslash (\) is
+ * used"). Other writers (Go's mime/multipart, older curl) escape `"` and `\` with a backslash. So
+ * a quoted value ends at the first quote followed by `;` or the end of the line, and is unescaped
+ * only when it holds an escaped quote (which a browser never sends); a doubled backslash left
+ * as it is changes no `${filename}`, which keeps the text after the last one.
+ */
 function dispositionParams(value: string): Map<string, string> | undefined {
   const m = /^\s*form-data\s*(;.*)?$/i.exec(value);
   if (m === null) return undefined;
   const out = new Map<string, string>();
-  const re = /;\s*([A-Za-z0-9_*-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]*))/g;
-  for (const p of (m[1] ?? "").matchAll(re)) out.set(p[1]!.toLowerCase(), p[2] !== undefined ? p[2].replace(/\\(.)/g, "$1") : p[3]!);
+  const rest = m[1] ?? "";
+  const param = /;\s*([A-Za-z0-9_*-]+)\s*=\s*/y;
+  const token = /[^;\s]*/y;
+  const closing = /"\s*(?:;|$)/g;
+  let at = 0;
+  for (;;) {
+    param.lastIndex = at;
+    const p = param.exec(rest);
+    if (p === null) break;
+    at = param.lastIndex;
+    let v: string;
+    if (rest[at] === '"') {
+      closing.lastIndex = at + 1;
+      const c = closing.exec(rest);
+      const end = c === null ? rest.length : c.index;
+      const raw = rest.slice(at + 1, end);
+      v = raw.includes('\\"') ? raw.replace(/\\(.)/g, "$1") : raw;
+      at = c === null ? rest.length : end + 1;
+    } else {
+      token.lastIndex = at;
+      v = token.exec(rest)![0];
+      at = token.lastIndex;
+    }
+    out.set(p[1]!.toLowerCase(), v);
+    // (anything between a value and the next ";" is skipped)
+    while (at < rest.length && rest[at] !== ";") at++;
+  }
   return out;
 }
 

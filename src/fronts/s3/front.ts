@@ -102,8 +102,14 @@ export function s3Parse(ctx: RequestContext): undefined {
     return undefined;
   }
 
-  // A preflight for a bucket without `cors` (one with it was answered by the CORS phase): S3's 403.
-  if (ctx.method === "OPTIONS" && a.bucket !== "") return fail(s3Error("AccessForbidden", "CORSResponse: CORS is not enabled for this bucket."));
+  // An OPTIONS the CORS phase did not answer: for a bucket without `cors`, S3's 403; for one with
+  // it, a preflight lacking Origin or Access-Control-Request-Method (browsers send both), S3's 400.
+  if (ctx.method === "OPTIONS" && a.bucket !== "") {
+    const b = S3_FRONT_BUCKET_NAME.test(a.bucket) ? ctx.rt.buckets.get(a.bucket) : undefined;
+    if (b?.cfg.cors === undefined) return fail(s3Error("AccessForbidden", "CORSResponse: CORS is not enabled for this bucket."));
+    const missing = req.headers.has("origin") ? "Access-Control-Request-Method" : "Origin";
+    return fail(s3Error("BadRequest", `Insufficient information. ${missing} request header needed.`));
+  }
   const metrics = ctx.svc.metrics;
   const v = verifySigV4({ method: ctx.method, rawPath: ctx.rawPath, rawQuery: ctx.query, headers: req.headers }, api.lookup, {
     region: api.region,

@@ -74,6 +74,20 @@ describe("FormReader", () => {
     }
   });
 
+  test("a quoted name is taken as browsers write it (a backslash as itself), or unescaped when it holds an escaped quote (Go, older curl)", async () => {
+    const one = async (disposition: string) => {
+      const raw = enc.encode(`--${BOUNDARY}\r\nContent-Disposition: ${disposition}\r\n\r\nx\r\n--${BOUNDARY}--\r\n`);
+      const [p] = await readAll(streamOf(raw, raw.length));
+      return [p!.name, p!.filename];
+    };
+    expect(await one('form-data; name="file"; filename="C:\\Program Files\\file.txt"')).toEqual(["file", "C:\\Program Files\\file.txt"]);
+    expect(await one('form-data; name="file"; filename="trail\\"')).toEqual(["file", "trail\\"]);
+    expect(await one('form-data; name="file"; filename="a%22b; c.txt"')).toEqual(["file", "a%22b; c.txt"]);
+    expect(await one('form-data; name="file"; filename="a \\"q\\" \\\\x.txt"')).toEqual(["file", 'a "q" \\x.txt']);
+    expect(await one('form-data; filename=plain.txt ; name="file"')).toEqual(["file", "plain.txt"]);
+    expect(await one("form-data; name=\"file\"; filename*=UTF-8''%E2%9C%93.txt")).toEqual(["file", undefined]);
+  });
+
   test("text() bounds a field; nextPart() skips an unread part", async () => {
     const r = new FormReader(streamOf(bytes, 5), BOUNDARY);
     expect((await r.nextPart())?.name).toBe("key");
