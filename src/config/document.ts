@@ -170,7 +170,8 @@ function syntaxIssues(text: string, errors: readonly YAMLError[], counter: LineC
  */
 export function parseYamlConfig(text: string, env: Record<string, string | undefined>): ParsedYaml | { syntax: PathIssue[] } {
   const counter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: counter, prettyErrors: true, uniqueKeys: false });
+  // merge: YAML 1.1 merge keys (`<<: *defaults`), which many configs with many buckets use.
+  const doc = parseDocument(text, { lineCounter: counter, prettyErrors: true, uniqueKeys: false, merge: true });
   if (doc.errors.length > 0) return { syntax: syntaxIssues(text, doc.errors, counter) };
   const line = (n: unknown) => {
     const r = (n as Node | null | undefined)?.range;

@@ -182,6 +182,8 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
   if (raw === null || raw === undefined) throw fail([{ path: "", message: "the config is empty" }]);
   if (typeof raw !== "object" || Array.isArray(raw)) throw fail([{ path: "", message: "the config must be a YAML mapping" }]);
 
+  // Top-level `x-*` keys hold YAML anchors for merge keys (`<<: *s3defaults`), as in Compose files: not config.
+  for (const k of Object.keys(raw)) if (k.startsWith("x-")) delete (raw as Record<string, unknown>)[k];
   const adopted = adoptOriginalCacheKeys(raw);
   found.push(...adopted.issues);
   findLegacy(raw, [], found);
@@ -205,6 +207,8 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
         continue;
       }
       if (path.length > 0) refused.push(path);
+      // An unset ${VAR} left as written: "not set" says it all (not also "expected a number").
+      if (hinted.has(formatPath(path))) continue;
       // An unquoted ${VAR} whose value reads as a number or boolean: the variable, never its value.
       const typedVar = i.code === "invalid_type" && i.expected === "string" ? y.typedVars.get(formatPath(path)) : undefined;
       if (typedVar !== undefined) {

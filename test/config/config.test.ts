@@ -144,6 +144,22 @@ describe("parseConfig", () => {
     expect(typed).toEqual([{ path: "jwt.secret", message: '${NUM_SECRET} was written without quotes and its value reads as a number or boolean: write "${NUM_SECRET}" (quoted) to keep it a string', line: 2 }]);
   });
 
+  test("YAML merge keys (<<: *anchor) work, with anchors kept under top-level x-* keys (as in Compose files)", () => {
+    const yaml = `x-defaults: &s3defaults\n  endpoint: "http://127.0.0.1:9000"\n  region: us-east-1\n  access_key: "\${AK}"\n  secret_key: "\${SK}"\nbuckets:\n  - name: a\n    path_prefix: /a\n    s3: { <<: *s3defaults, bucket: one }\n  - name: b\n    path_prefix: /b\n    s3:\n      <<: *s3defaults\n      bucket: two\n      region: eu-west-1\n`;
+    const c = parseConfig(yaml, { env: { AK: "AKIAMERGE0001", SK: "merge-secret-0123456789" } });
+    expect(c.buckets.map((b) => [b.name, b.s3.bucket, b.s3.region, b.s3.access_key, b.s3.endpoint])).toEqual([
+      ["a", "one", "us-east-1", "AKIAMERGE0001", "http://127.0.0.1:9000"],
+      ["b", "two", "eu-west-1", "AKIAMERGE0001", "http://127.0.0.1:9000"],
+    ]);
+    // an unset variable in the anchored block is still reported
+    expect(issues(yaml, { SK: "merge-secret-0123456789" }).map((i) => i.message)).toContain("environment variable AK is not set");
+  });
+
+  test("an unset variable in a number field is reported once (not also as a string where a number is expected)", () => {
+    const found = issues(`server:\n  port: \${NOPE_PORT}\n${B}`);
+    expect(found).toEqual([{ path: "server.port", message: "environment variable NOPE_PORT is not set", line: 2 }]);
+  });
+
   test("an unquoted ${VAR} whose value is not valid YAML on its own stays that string: never parsed, never echoed in an error", () => {
     const yaml = `server:\n  port: \${PORT}\nbuckets:\n  - name: b\n    path_prefix: /b\n    s3:\n      bucket: bkt\n      access_key: AKIAEXAMPLE\n      secret_key: \${SK}\n`;
     for (const secret of ["[TopSecretabc", "{x", '"x', "%x", "@x", "*x", "!x", "&x", "|x", ">x", "a: b", "- x", "# x", "`x"]) {
