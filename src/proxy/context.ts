@@ -219,9 +219,18 @@ export function createContext(svc: Services, front: string, req: Request, target
 let warnedForwardedFor = false;
 
 /** The client's address for this request (trusted-proxy aware), resolved once and only when asked. */
+/**
+ * An IPv4 client of a dual-stack listener (`address: "::"`) arrives as an IPv4-mapped IPv6
+ * address ("::ffff:10.0.0.7"): it is that IPv4 address, and is logged, audited and limited as one
+ * (the CIDR rules matched it either way).
+ */
+function unmapped(peer: string): string {
+  return peer.length > 7 && peer.charCodeAt(0) === 0x3a && /^::ffff:\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/i.test(peer) ? peer.slice(7) : peer;
+}
+
 export function clientIp(ctx: RequestContext): string {
   if (ctx.clientIp === undefined) {
-    const peer = ctx.peer ?? ctx.peerOf(ctx.req);
+    const peer = unmapped(ctx.peer ?? ctx.peerOf(ctx.req));
     ctx.clientIp = clientIpOf(ctx.rt.trustedProxies, peer, ctx.req.headers, () => {
       // Once per process, and never the header's value (it is the client's, of any size and content).
       if (warnedForwardedFor) return;

@@ -68,3 +68,10 @@ describe("X-Forwarded-For behind a trusted proxy", () => {
     for (const bad of BAD) expect(out.includes(bad)).toBe(false);
   });
 });
+
+test('on a dual-stack listener (address "::") an IPv4 client is logged as its IPv4 address, not "::ffff:127.0.0.1"', async () => {
+  await using dual = await startProxy(`server: { address: "::", port: 0 }\nbuckets:\n  - name: pub\n    path_prefix: /pub\n    s3: { bucket: data, endpoint: "${s3.endpoint}" }\n`);
+  const res = await fetch(`http://127.0.0.1:${dual.port}/pub/a.txt`, { headers: { "x-request-id": "dual-v4" } });
+  expect([res.status, await res.text()]).toEqual([200, "aaa"]);
+  expect((await dual.waitForLog((l) => l.msg === "request" && l.request_id === "dual-v4")).client_ip).toBe("127.0.0.1");
+});
