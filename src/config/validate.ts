@@ -75,7 +75,7 @@ function checkPem(file: string, baseDir: string | undefined, path: PathSegment[]
     pem = readFileSync(full, "utf8");
   } catch (err) {
     const code = (err as { code?: string }).code;
-    issues.push({ path, message: `cannot read PEM file ${file}: ${code === "ENOENT" ? "file not found" : code ?? "unreadable"}` });
+    issues.push({ path, message: `cannot read PEM file ${file}${full !== file ? ` (${full})` : ""}: ${code === "ENOENT" ? "file not found" : code ?? "unreadable"}` });
     return;
   }
   try {
@@ -97,7 +97,8 @@ function checkTlsPair(https: { cert_path: string; key_path: string }, baseDir: s
       return readFileSync(resolveConfigPath(https[k], baseDir));
     } catch (err) {
       const code = (err as { code?: string }).code;
-      issues.push({ path: ["server", "https", k], message: `cannot read ${https[k]}: ${code === "ENOENT" ? "file not found" : (code ?? "unreadable")}` });
+      const full = resolveConfigPath(https[k], baseDir);
+      issues.push({ path: ["server", "https", k], message: `cannot read ${https[k]}${full !== https[k] ? ` (${full})` : ""}: ${code === "ENOENT" ? "file not found" : (code ?? "unreadable")}` });
       return undefined;
     }
   };

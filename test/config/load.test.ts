@@ -50,6 +50,10 @@ describe("configBaseDir", () => {
     const c = await loadConfig(relative(process.cwd(), p));
     expect(c.baseDir).toBe(dir);
     expect(c.jwt?.ecdsa_public_key_path).toBe("keys/jwt.pem");
+    // a missing one names where it was looked for (through a symlinked config, that folder may surprise)
+    const missing = file("pem-missing.yaml", `jwt: { algorithm: ES256, ecdsa_public_key_path: keys/none.pem }\n${B}`);
+    const err = await loadConfig(missing).catch((e) => e);
+    expect(err.message).toContain(`cannot read PEM file keys/none.pem (${join(dir, "keys", "none.pem")}): file not found`);
   });
 });
 
