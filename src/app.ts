@@ -6,7 +6,7 @@
  * see buildRuntime) → swap. Anything failing on the way changes nothing: the old runtime keeps
  * serving, the error is logged and counted.
  */
-import { applyCacheConfig, bucketCachePolicy, cacheRestartKey, createCache, registerCacheMetrics, type Cache } from "./cache/index.ts";
+import { applyCacheConfig, bucketCachePolicy, cacheRestartKey, cacheStores, createCache, registerCacheMetrics, upstreamIdentity, type Cache } from "./cache/index.ts";
 import { ConfigError, loadConfigSourceOffThread, type Config } from "./config/load.ts";
 import { readinessOf } from "./control/ready.ts";
 import { ByteBudget, ConcurrencyLimiter, UploadLimiter } from "./limits/index.ts";
@@ -61,12 +61,6 @@ export interface AppOptions {
 }
 
 /** The form uploads' buffer budget of this process. */
-/** What a bucket reads from: its objects, cached under its name, are this store's. */
-function upstreamIdentity(b: Config["buckets"][number]): string {
-  const s3 = b.s3;
-  return JSON.stringify([s3.bucket, s3.endpoint ?? "", s3.region, (s3.replicas ?? []).map((r) => [r.bucket, r.endpoint ?? "", r.region])]);
-}
-
 /** The upload caps of one process (a worker's share, as max_concurrent_requests). */
 /** This process's share of max_concurrent_requests, and of what one address may hold (default: a quarter of the cap). */
 function requestCaps(c: Config, share = 1): [number, number] {
@@ -146,8 +140,11 @@ export class App implements Services {
   static async create(config: Config, opts: AppOptions = {}): Promise<App> {
     const log = opts.log ?? createLogger({ level: config.logging.level, format: config.logging.format });
     const metrics = new Metrics({ version: VERSION, buckets: config.buckets.map((b) => b.name) });
-    // Throws (could not start) when a disk layer's folder cannot be used.
-    const cache = createCache(config.cache, { baseDir: config.baseDir, log, share: opts.share, worker: workerIndex(), instance: String(config.server.port) });
+    // Throws (could not start) when a disk layer's folder cannot be used. `stores`: the disk layer
+    // drops at start what a reload would have purged (files of buckets that do not cache, or
+    // stamped with another store than their bucket reads now); the Redis layer serves only
+    // entries stamped with the bucket's store.
+    const cache = createCache(config.cache, { baseDir: config.baseDir, log, share: opts.share, worker: workerIndex(), instance: String(config.server.port), stores: cacheStores(config) });
     registerCacheMetrics(metrics.registry, cache);
     metrics.setCacheCollector(() => {
       const st = cache.stats();
@@ -251,6 +248,8 @@ export class App implements Services {
     [this.uploads.max, this.uploads.maxPerIp] = uploadCaps(config, this.opts.share);
     this.formBuffers.max = formBufferBytes(config);
     applyCacheConfig(this.cache, config.cache);
+    // In the same turn as the swap: every fill of the new generation stamps its bucket's new store.
+    this.cache.setStores(cacheStores(config));
     const kept = new Set(config.buckets.map((b) => b.name));
     for (const b of old.config.buckets) if (!kept.has(b.name)) await this.cache.removeBucket(b.name);
     // A kept bucket that now reads another store (another S3 bucket, endpoint, region or replica

@@ -364,6 +364,11 @@ export class Cache {
     return Promise.all(done);
   }
 
+  /** After a reload: the caching buckets and their stores' stamps (cacheStores), for the layers that record them (disk, Redis). */
+  setStores(stores: ReadonlyMap<string, string>): void {
+    for (const l of this.layers) l.setStores?.(stores);
+  }
+
   /** New memory capacity / item limit (bytes) after a reload; other layers are resized by name (applyCacheConfig). */
   resize(maxBytes: number, maxItemBytes?: number): void {
     this.layer("memory")?.resize?.(maxBytes, maxItemBytes);

@@ -32,6 +32,13 @@ export interface CacheDeps {
   worker?: number | undefined;
   /** This process among those on one host that may share a disk folder: its listener's port (the disk layer's position file). */
   instance?: string | undefined;
+  /**
+   * The buckets that cache, each with the stamp of the store it reads (cacheStores). The disk
+   * layer drops at start the files of any other bucket, or stamped with another store; the disk
+   * and Redis layers stamp what they store with it and the Redis layer serves only entries stamped
+   * with it. Undefined (tests of a layer alone): nothing is stamped or dropped.
+   */
+  stores?: ReadonlyMap<string, string> | undefined;
   /** Tests: shorter Redis reconnect backoff. */
   redisBackoffMs?: { min: number; max: number } | undefined;
 }
@@ -51,7 +58,7 @@ export function buildLayers(cfg: CacheConfig, deps: CacheDeps): CacheLayer[] {
       if (name === "memory") layers.push(new MemoryLayer(mb(cfg.memory.max_cache_size_mb), mb(cfg.memory.max_item_size_mb)));
       else if (name === "disk" && cfg.disk) {
         const d = cfg.disk;
-        layers.push(new DiskLayer({ dir: diskDir(d, deps), maxBytes: Math.floor(mb(d.max_disk_size_mb) / share), maxItemBytes: mb(d.max_item_size_mb), fsync: d.fsync, log: deps.log, share, instance: deps.instance }));
+        layers.push(new DiskLayer({ dir: diskDir(d, deps), maxBytes: Math.floor(mb(d.max_disk_size_mb) / share), maxItemBytes: mb(d.max_item_size_mb), fsync: d.fsync, log: deps.log, share, instance: deps.instance, stores: deps.stores }));
       } else if (name === "redis" && cfg.redis) {
         const r = cfg.redis;
         layers.push(
@@ -64,6 +71,7 @@ export function buildLayers(cfg: CacheConfig, deps: CacheDeps): CacheLayer[] {
             log: deps.log,
             minBackoffMs: deps.redisBackoffMs?.min,
             maxBackoffMs: deps.redisBackoffMs?.max,
+            stores: deps.stores,
           }),
         );
       }
@@ -74,6 +82,28 @@ export function buildLayers(cfg: CacheConfig, deps: CacheDeps): CacheLayer[] {
   }
   if (layers.length === 0) layers.push(new MemoryLayer(mb(cfg.memory.max_cache_size_mb), mb(cfg.memory.max_item_size_mb)));
   return layers;
+}
+
+/**
+ * What a bucket reads from: its objects, cached under its name, are this store's. A reload that
+ * changes it drops the bucket's cached objects (app.ts); across a restart the disk and Redis
+ * layers compare it with the stamp stored with each object (storeStamp).
+ */
+export function upstreamIdentity(b: Pick<BucketConfig, "s3">): string {
+  const s3 = b.s3;
+  return JSON.stringify([s3.bucket, s3.endpoint ?? "", s3.region, (s3.replicas ?? []).map((r) => [r.bucket, r.endpoint ?? "", r.region])]);
+}
+
+/** The short form of upstreamIdentity stored with each cached object (64 bits of its SHA-256, hex). */
+export function storeStamp(b: Pick<BucketConfig, "s3">): string {
+  return new Bun.CryptoHasher("sha256").update(upstreamIdentity(b)).digest("hex").slice(0, 16);
+}
+
+/** The buckets that use the cache under `config`, each with its store's stamp (CacheDeps.stores). */
+export function cacheStores(config: { cache: CacheConfig; buckets: readonly BucketConfig[] }): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const b of config.buckets) if (bucketCachePolicy(config.cache, b) !== null) out.set(b.name, storeStamp(b));
+  return out;
 }
 
 /** What a reload cannot change: which persistent or shared layers exist and where they are. */

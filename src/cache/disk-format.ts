@@ -7,7 +7,7 @@
  *   12  f64 expiresAt   epoch ms  ┘ (16 bytes inside one sector)
  *   20  f64 size        body bytes
  *   28  u32 metaLen     bytes of the JSON that follows
- *   32  JSON {"key", "headers"}
+ *   32  JSON {"key", "headers", "store"}
  *   32 + metaLen        the body, exactly `size` bytes: served with Bun.file(path).slice(...)
  *
  * A file whose length is not 32 + metaLen + size (truncated, or grown by someone else) is not an
@@ -15,6 +15,13 @@
  * key's SHA-256 and h2 its first two (256 folders); each write gets a new version, so a file that
  * a response is being sent from is never replaced under it. Temporary files:
  * tmp/<pid>.<random>.part (the pid says whether the writer is still alive).
+ *
+ * `store` records the upstream the object was read from (storeStamp of its bucket's store, see
+ * cache/config.ts), inside the file it describes: it is written with the object and made visible
+ * by the same rename, so it can never be torn from it or disagree with it. At start a file whose
+ * stamp is not its bucket's current one (the bucket reads another store now, or does not cache)
+ * is dropped. Files written before the stamp existed have none (and are dropped: their store
+ * cannot be known); an older version reading a stamped file ignores the field.
  */
 import type { ObjectMeta } from "./types.ts";
 
@@ -31,6 +38,8 @@ export interface DiskHead {
   size: number;
   /** Where the body starts. */
   bodyOffset: number;
+  /** The store the object was read from (its bucket's storeStamp when written); undefined in files written before it was recorded. */
+  store?: string | undefined;
 }
 
 export function keyHash(key: string): string {
@@ -74,9 +83,9 @@ export function timesBytes(storedAt: number, expiresAt: number): Uint8Array {
   return b;
 }
 
-/** The head of a file for `meta` (everything before the body). */
-export function encodeHead(meta: ObjectMeta): Uint8Array {
-  const json = new TextEncoder().encode(JSON.stringify({ key: meta.key, headers: meta.headers }));
+/** The head of a file for `meta` (everything before the body); `store`: the stamp of the store it was read from. */
+export function encodeHead(meta: ObjectMeta, store?: string): Uint8Array {
+  const json = new TextEncoder().encode(JSON.stringify(store === undefined ? { key: meta.key, headers: meta.headers } : { key: meta.key, headers: meta.headers, store }));
   const out = new Uint8Array(HEAD_BYTES + json.byteLength);
   const v = new DataView(out.buffer);
   v.setUint32(0, MAGIC, true);
@@ -117,7 +126,7 @@ export function decodeHead(head: Uint8Array, fileSize: number): DiskHead | strin
   } catch {
     return "corrupt metadata";
   }
-  const p = parsed as { key?: unknown; headers?: unknown };
+  const p = parsed as { key?: unknown; headers?: unknown; store?: unknown };
   if (typeof p.key !== "string" || typeof p.headers !== "object" || p.headers === null) return "corrupt metadata";
   const headers: Record<string, string> = {};
   for (const [k, val] of Object.entries(p.headers as Record<string, unknown>)) {
@@ -125,5 +134,5 @@ export function decodeHead(head: Uint8Array, fileSize: number): DiskHead | strin
     headers[k] = val;
   }
   if (headers["content-length"] !== String(size)) return "metadata does not match the body size";
-  return { key: p.key, headers, storedAt, expiresAt, size, bodyOffset };
+  return { key: p.key, headers, storedAt, expiresAt, size, bodyOffset, store: typeof p.store === "string" ? p.store : undefined };
 }

@@ -40,8 +40,10 @@ export class DiskWrite implements LayerWriter {
     /** The layer's purge-log point when the write began. */
     readonly since: number,
     private readonly fsync: boolean,
+    /** The stamp of the store the object is read from (disk-format.ts), recorded in its head. */
+    store?: string,
   ) {
-    const head = encodeHead(meta);
+    const head = encodeHead(meta, store);
     this.headBytes = head.byteLength;
     this.fh = openCreating(tmp).then(async (fh) => {
       try {

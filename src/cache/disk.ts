@@ -11,6 +11,12 @@
  *   its open file, and a new version always has a new name, so nothing is overwritten under a
  *   reader.
  * - A write of a key purged after it began drops its result (PurgeLog), as a fill into memory does.
+ * - Each file records the store its object was read from (its bucket's stamp, `stores`). At start
+ *   a file of a bucket that does not cache now, or stamped with another store than its bucket
+ *   reads now, is deleted, never indexed: a restart drops what a reload would have purged (a
+ *   bucket pointed at another store, a cache switched off, a bucket removed). A file with no stamp
+ *   (written by an earlier version) is dropped too: its store cannot be known. The check is
+ *   made once, at start; a hit costs nothing more.
  */
 import { mkdirSync, accessSync, constants, readFileSync } from "node:fs";
 import { open, rename, stat, unlink, mkdir, writeFile } from "node:fs/promises";
@@ -53,6 +59,11 @@ export interface DiskLayerOptions {
   share?: number;
   /** This process among those that may share the folder (its position file: positionFileOf). */
   instance?: string;
+  /**
+   * The buckets that cache, with their store's stamp (CacheDeps.stores): written into each file,
+   * and at start files of other buckets or with another stamp are dropped. Undefined: no stamp, no check.
+   */
+  stores?: ReadonlyMap<string, string> | undefined;
 }
 
 interface Entry {
@@ -136,6 +147,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   private position: { stream: string; id: string } | undefined;
   private positionTimer: ReturnType<typeof setTimeout> | undefined;
   private positionWrite: Promise<void> = Promise.resolve();
+  /** The caching buckets and their store stamps (DiskLayerOptions.stores; a reload sets them: setStores). */
+  private stores: ReadonlyMap<string, string> | undefined;
 
   /** Creates the folders (throws, with the path, when it cannot) and starts rebuilding the index. */
   private readonly positionFile: string;
@@ -148,6 +161,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     this.fsync = opts.fsync ?? false;
     this.log = opts.log;
     this.positionFile = positionFileOf(opts.instance);
+    this.stores = opts.stores;
     try {
       mkdirSync(join(this.dir, "objects"), { recursive: true });
       mkdirSync(join(this.dir, "tmp"), { recursive: true });
@@ -164,10 +178,55 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       this.failed(err, "scan");
       return { files: [] as ScannedFile[], dropped: 0, tempsRemoved: 0 };
     });
-    for (const f of r.files) this.insert(f.key, f, true);
-    this.restored = r.files.length;
+    const { kept, notCached, otherStore, unrecorded } = await this.dropForeign(r.files);
+    for (const f of kept) this.insert(f.key, f, true);
+    this.restored = kept.length;
     await this.evictDown().catch(() => {}); // `ready` never rejects: lookups wait on it
-    this.log?.info("disk cache index rebuilt", { dir: this.dir, objects: this.lru.size, bytes: this.bytes, dropped: r.dropped, temporary_removed: r.tempsRemoved, ms: Math.round(performance.now() - started) });
+    this.log?.info("disk cache index rebuilt", {
+      dir: this.dir,
+      objects: this.lru.size,
+      bytes: this.bytes,
+      dropped: r.dropped,
+      ...(this.stores === undefined ? undefined : { dropped_not_cached: notCached, dropped_other_store: otherStore, dropped_unrecorded: unrecorded }),
+      temporary_removed: r.tempsRemoved,
+      ms: Math.round(performance.now() - started),
+    });
+  }
+
+  /**
+   * The files found at start that this configuration may serve: those of a caching bucket,
+   * stamped with the store it reads now. The others are deleted (what a reload would have purged:
+   * see the module comment); the folder may be shared, and another process then misses them.
+   */
+  private async dropForeign(files: ScannedFile[]): Promise<{ kept: ScannedFile[]; notCached: number; otherStore: number; unrecorded: number }> {
+    const stores = this.stores;
+    if (stores === undefined) return { kept: files, notCached: 0, otherStore: 0, unrecorded: 0 };
+    const kept: ScannedFile[] = [];
+    const gone: ScannedFile[] = [];
+    let notCached = 0;
+    let otherStore = 0;
+    let unrecorded = 0;
+    for (const f of files) {
+      const stamp = stores.get(bucketOf(f.key));
+      if (stamp !== undefined && f.store === stamp) {
+        kept.push(f);
+        continue;
+      }
+      if (stamp === undefined) notCached++;
+      else if (f.store === undefined) unrecorded++;
+      else otherStore++;
+      gone.push(f);
+    }
+    for (let i = 0; i < gone.length; i += 64) await Promise.all(gone.slice(i, i + 64).map((f) => unlink(f.file).catch(() => {})));
+    return { kept, notCached, otherStore, unrecorded };
+  }
+
+  /**
+   * After a reload: the caching buckets and their stores, stamped into the files written from now
+   * on (the reload purges what the old ones cached; App.doReload).
+   */
+  setStores(stores: ReadonlyMap<string, string>): void {
+    this.stores = stores;
   }
 
   accepts(size: number): boolean {
@@ -224,7 +283,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
 
   private begin(meta: ObjectMeta): DiskWrite {
     const { key, headers, storedAt, expiresAt, size } = meta;
-    const w = new DiskWrite(this, { key, headers, storedAt, expiresAt, size }, join(this.dir, tempName()), this.purges.now, this.fsync);
+    const w = new DiskWrite(this, { key, headers, storedAt, expiresAt, size }, join(this.dir, tempName()), this.purges.now, this.fsync, this.stores?.get(bucketOf(key)));
     this.writes.add(w);
     return w;
   }

@@ -1,14 +1,16 @@
 /**
  * The response cache: public API and construction from the config.
  *
- *   const cache = createCache(config.cache, { baseDir, log, share, worker });  // once (kept across reloads)
+ *   const cache = createCache(config.cache, { baseDir, log, share, worker, stores: cacheStores(config) });  // once (kept across reloads)
  *   registerCacheMetrics(metrics.registry, cache);
  *   const policy = bucketCachePolicy(config.cache, bucket); // null → don't use the cache for this bucket
  *   const { response, cacheStatus, passthrough } = await serveWithCache({ cache, bucket: bucket.name, key, method, reqHeaders, policy, upstream });
  *   await cache.close();                                    // shutdown: Redis connections, unfinished disk writes
  *
- * On reload: refuse it when cacheRestartKey changed; else applyCacheConfig(cache, newConfig.cache)
- * and cache.removeBucket(name) for removed buckets.
+ * On reload: refuse it when cacheRestartKey changed; else applyCacheConfig(cache, newConfig.cache),
+ * cache.setStores(cacheStores(newConfig)), and cache.removeBucket(name) for removed buckets (a
+ * bucket that reads another store, or stops caching: cache.purgeBucket(name)). At start the disk
+ * layer drops by itself what those purges would have dropped (the stores recorded in its files).
  */
 import type { CacheConfig } from "../config/schema.ts";
 import { Cache } from "./cache.ts";
@@ -22,7 +24,7 @@ export { RedisLayer } from "./redis.ts";
 export { freshnessSeconds, pickHeaders } from "./freshness.ts";
 export { type CachePolicy, type UpstreamFetch } from "./flight.ts";
 export { serveHit, serveWithCache, type CacheStatus, type ServeArgs, type ServeResult } from "./serve.ts";
-export { bucketCachePolicy, cacheRestartKey, diskDir, type CacheDeps } from "./config.ts";
+export { bucketCachePolicy, cacheRestartKey, cacheStores, diskDir, storeStamp, upstreamIdentity, type CacheDeps } from "./config.ts";
 export { registerCacheMetrics } from "./metrics.ts";
 export type { CachedObject, CacheLayer, LayerStats, LayerHealth, BucketLayerStats, MaybePromise } from "./types.ts";
 

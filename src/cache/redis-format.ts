@@ -4,19 +4,27 @@
  *
  *    0  "YTR1"         magic and format version
  *    4  u32 metaLen
- *    8  JSON {"key", "headers", "storedAt", "expiresAt"}
+ *    8  JSON {"key", "headers", "storedAt", "expiresAt", "store"}
  *    8 + metaLen       the body (content-length = its size, checked on read)
  *
  * Keys: <key_prefix>obj:<bucket>/<object key>. The key is repeated inside, and checked, so a
- * value can never be served for another key.
+ * value can never be served for another key. `store` is the stamp of the store the object was
+ * read from (its bucket's storeStamp, cache/config.ts): a replica serves an entry only when it
+ * is its own bucket's stamp, so an entry filled for another store (the bucket was pointed
+ * elsewhere, on every replica across a restart, or on some during a rolling change) is a miss,
+ * never the other store's object. An entry without one (an earlier version's) is a miss too.
  */
 import type { CachedObject } from "./types.ts";
 
 const MAGIC = 0x31525459; // "YTR1" read as little-endian u32
 const FIXED = 8;
 
-export function encodeEntry(obj: CachedObject, body: Uint8Array): Uint8Array {
-  const json = new TextEncoder().encode(JSON.stringify({ key: obj.key, headers: obj.headers, storedAt: obj.storedAt, expiresAt: obj.expiresAt }));
+/** decodeEntry's answer for an entry of another store than the one asked for (not corrupt: a miss). */
+export const OTHER_STORE = "another store";
+
+export function encodeEntry(obj: CachedObject, body: Uint8Array, store?: string): Uint8Array {
+  const meta = { key: obj.key, headers: obj.headers, storedAt: obj.storedAt, expiresAt: obj.expiresAt };
+  const json = new TextEncoder().encode(JSON.stringify(store === undefined ? meta : { ...meta, store }));
   const out = new Uint8Array(FIXED + json.byteLength + body.byteLength);
   const v = new DataView(out.buffer);
   v.setUint32(0, MAGIC, true);
@@ -26,20 +34,24 @@ export function encodeEntry(obj: CachedObject, body: Uint8Array): Uint8Array {
   return out;
 }
 
-/** The object in `value`, or why it is not one (a corrupt or foreign value is a miss). */
-export function decodeEntry(value: Uint8Array, key: string): CachedObject | string {
+/**
+ * The object in `value`, or why it is not one (a corrupt or foreign value is a miss). `store`:
+ * the stamp the entry must carry (OTHER_STORE when it does not; null: none will do); undefined: not checked.
+ */
+export function decodeEntry(value: Uint8Array, key: string, store?: string | null): CachedObject | string {
   if (value.byteLength < FIXED) return "too short";
   const v = new DataView(value.buffer, value.byteOffset, value.byteLength);
   if (v.getUint32(0, true) !== MAGIC) return "not a cache entry";
   const n = v.getUint32(4, true);
   if (FIXED + n > value.byteLength) return "truncated";
-  let meta: { key?: unknown; headers?: unknown; storedAt?: unknown; expiresAt?: unknown };
+  let meta: { key?: unknown; headers?: unknown; storedAt?: unknown; expiresAt?: unknown; store?: unknown };
   try {
     meta = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(value.subarray(FIXED, FIXED + n)));
   } catch {
     return "corrupt metadata";
   }
   if (meta.key !== key) return "another key";
+  if (store !== undefined && meta.store !== store) return OTHER_STORE;
   if (typeof meta.storedAt !== "number" || typeof meta.expiresAt !== "number" || typeof meta.headers !== "object" || meta.headers === null) return "corrupt metadata";
   const headers: Record<string, string> = {};
   for (const [k, val] of Object.entries(meta.headers as Record<string, unknown>)) {

@@ -24,10 +24,14 @@
  *   entries survived a restart and are held until then; dropped when the position is missing or
  *   was trimmed away) or from START_SKEW_MS before this process started; the position advances
  *   with every purge seen (StreamCheckpoint, written by the disk layer).
+ * - Each entry records the store it was read from (its bucket's stamp, `stores`); an entry of
+ *   another store (the bucket was repointed on every replica across a restart, or replicas of a
+ *   rolling change disagree) or with none (an earlier version's) is a miss, not an error: left
+ *   for the replicas it is right for, or its TTL, and replaced by the next fill here.
  * - Failure is not an outage: reads and writes are skipped while the link is down (redis-link.ts).
  */
 import { PurgeLog } from "./purge-log.ts";
-import { decodeEntry, encodeEntry, matchPrefix } from "./redis-format.ts";
+import { decodeEntry, encodeEntry, matchPrefix, OTHER_STORE } from "./redis-format.ts";
 import { RedisLink, type LinkLogger } from "./redis-link.ts";
 import { bucketOf, type CachedObject, type CacheLayer, type FillToken, type LayerHealth, type LayerStats, type ObjectMeta, type RemoteInvalidation, type StreamCheckpoint } from "./types.ts";
 
@@ -41,6 +45,12 @@ export interface RedisLayerOptions {
   /** Reconnect backoff bounds (tests shorten them). */
   minBackoffMs?: number;
   maxBackoffMs?: number;
+  /**
+   * The buckets that cache here, with their store's stamp (CacheDeps.stores): stamped into each
+   * entry stored, and an entry is served only with its bucket's stamp (redis-format.ts).
+   * Undefined: nothing stamped or checked.
+   */
+  stores?: ReadonlyMap<string, string> | undefined;
 }
 
 /** Entries kept in the invalidation stream (approximately: MAXLEN ~). */
@@ -118,8 +128,11 @@ export class RedisLayer implements CacheLayer {
   private synced = false;
   /** A layer whose entries outlive the process (disk): caught up at the first connection. */
   private checkpoint: StreamCheckpoint | undefined;
+  /** RedisLayerOptions.stores; a reload sets them (setStores). */
+  private stores: ReadonlyMap<string, string> | undefined;
 
   constructor(opts: RedisLayerOptions) {
+    this.stores = opts.stores;
     this.objPrefix = opts.keyPrefix + "obj:";
     this.channel = opts.keyPrefix + "invalidate";
     this.stream = opts.keyPrefix + "invalidations";
@@ -141,6 +154,16 @@ export class RedisLayer implements CacheLayer {
 
   onRemoteInvalidation(handler: (inv: RemoteInvalidation) => void | Promise<unknown>): void {
     this.handler = handler;
+  }
+
+  /** After a reload: the caching buckets and their stores (what is stamped and served from now on). */
+  setStores(stores: ReadonlyMap<string, string>): void {
+    this.stores = stores;
+  }
+
+  /** The stamp `key`'s entry must carry here (undefined: not checked; null: the bucket does not cache here). */
+  private storeOf(key: string): string | null | undefined {
+    return this.stores === undefined ? undefined : (this.stores.get(bucketOf(key)) ?? null);
   }
 
   /** The disk layer to bring up to date at the first connection (set before it connects: Cache's constructor). */
@@ -167,7 +190,7 @@ export class RedisLayer implements CacheLayer {
     let ttl = 0;
     if (store && obj.body !== undefined && this.accepts(obj.size)) {
       ttl = Math.floor(obj.expiresAt - Date.now());
-      if (ttl >= 1) value = encodeEntry(obj as CachedObject, new Uint8Array(await obj.body.arrayBuffer()));
+      if (ttl >= 1) value = encodeEntry(obj as CachedObject, new Uint8Array(await obj.body.arrayBuffer()), this.storeOf(obj.key) ?? undefined);
       ttl = Math.floor(obj.expiresAt - Date.now());
       if (ttl < 1) value = "";
     }
@@ -191,8 +214,9 @@ export class RedisLayer implements CacheLayer {
     return this.link.run("GET", (c) => c.getBuffer(k)).then(
       (value) => {
         if (value === null) return undefined;
-        const obj = decodeEntry(value, key);
+        const obj = decodeEntry(value, key, this.storeOf(key));
         if (typeof obj !== "string") return obj;
+        if (obj === OTHER_STORE) return undefined; // another store's (or an earlier version's): a miss, that a fill replaces
         this.corrupt++;
         this.link.run("DEL", (c) => c.del(k)).catch(noop);
         return undefined;
@@ -209,7 +233,7 @@ export class RedisLayer implements CacheLayer {
     // Expired (nothing to share), or purged while the body was read.
     if (ttl < 1 || this.purges.purgedSince(since, obj.key)) return;
     this.remember(obj.key);
-    const value = encodeEntry(obj, body);
+    const value = encodeEntry(obj, body, this.storeOf(obj.key) ?? undefined);
     await this.link.run("SET", (c) => c.set(this.objPrefix + obj.key, value, "PX", ttl)).catch(noop);
   }
 

@@ -122,6 +122,11 @@ export interface CacheLayer {
   /** Releases files, connections and timers (shutdown). */
   close?(): MaybePromise<void>;
   /**
+   * Layers that outlive the process (disk, Redis): the buckets that cache and the stamps of the
+   * stores they read (cacheStores), after a reload; what they store from now on is stamped with them.
+   */
+  setStores?(stores: ReadonlyMap<string, string>): void;
+  /**
    * A shared layer that keeps per-key purge generations (Redis): read when a fill begins, before
    * the upstream request; undefined when it cannot be read (the layer is down).
    */

@@ -181,6 +181,84 @@ describe("restart", () => {
   });
 });
 
+describe("restart: the store each file was read from", () => {
+  const A = new Map([
+    ["b", "store-b-1"],
+    ["c", "store-c-1"],
+  ]);
+  async function openWith(dir: string, stores: ReadonlyMap<string, string>, log?: { info: (m: string, f?: Record<string, unknown>) => void; warn: () => void }): Promise<DiskLayer> {
+    const d = new DiskLayer({ dir, maxBytes: 64 << 20, maxItemBytes: 16 << 20, stores, log });
+    await d.ready;
+    return d;
+  }
+  const rebuilt = () => {
+    const lines: Record<string, unknown>[] = [];
+    return { lines, info: (m: string, f?: Record<string, unknown>) => void (m === "disk cache index rebuilt" && lines.push(f!)), warn: () => {} };
+  };
+
+  test("files of a bucket now reading another store, or no longer caching (or gone), are deleted at start; the others are kept", async () => {
+    const dir = freshDir();
+    const d1 = await openWith(dir, A);
+    await d1.put(obj("b/k", 100));
+    await d1.put(obj("c/k", 100));
+    await d1.put(obj("c/j", 100));
+    await d1.close();
+    const same = await openWith(dir, A); // the same stores: all kept
+    expect(same.keys().sort()).toEqual(["b/k", "c/j", "c/k"]);
+    await same.close();
+    const log = rebuilt();
+    // b reads another store; c does not cache (or is not configured) any more.
+    const d2 = await openWith(dir, new Map([["b", "store-b-2"]]), log);
+    expect(d2.keys()).toEqual([]);
+    expect(await d2.get("b/k")).toBeUndefined();
+    expect(files(dir)).toHaveLength(0);
+    expect(log.lines[0]).toMatchObject({ objects: 0, dropped_other_store: 1, dropped_not_cached: 2, dropped_unrecorded: 0 });
+    // Switched back: nothing comes back.
+    const d3 = await openWith(dir, A);
+    expect(d3.keys()).toEqual([]);
+  });
+
+  test("a file written by an earlier version (no store recorded) is dropped at start: its store cannot be known", async () => {
+    const dir = freshDir();
+    const legacy = await open(dir); // no stores: writes no stamp, as a version before them did
+    await legacy.put(obj("b/old", 100));
+    await legacy.close();
+    expect(readFileSync(files(dir)[0]!).toString("latin1")).not.toContain('"store"');
+    const log = rebuilt();
+    const d = await openWith(dir, A, log);
+    expect(d.keys()).toEqual([]);
+    expect(files(dir)).toHaveLength(0);
+    expect(log.lines[0]).toMatchObject({ dropped_unrecorded: 1 });
+  });
+
+  test("the stamp is inside the object's own file (written before the one rename that makes it visible): a stamped file cut short is never served", async () => {
+    const dir = freshDir();
+    const d1 = await openWith(dir, A);
+    await d1.put(obj("b/k", 5000));
+    const f = files(dir)[0]!;
+    expect(readFileSync(f).subarray(0, 400).toString("latin1")).toContain('"store":"store-b-1"');
+    // A crash mid-write leaves only a temporary file; a file cut behind our back is not an object.
+    truncateSync(f, 40);
+    const d2 = await openWith(dir, A);
+    expect(d2.keys()).toEqual([]);
+    expect(files(dir)).toHaveLength(0);
+  });
+
+  test("after a reload (setStores) new files carry the new store, and survive a restart on it", async () => {
+    const dir = freshDir();
+    const d1 = await openWith(dir, A);
+    d1.setStores(new Map([["b", "store-b-2"]]));
+    await d1.put(obj("b/new", 100));
+    const w = d1.openWriter({ key: "b/streamed", headers: { ...headersOf(), "content-length": "10" }, storedAt: NOW, expiresAt: NOW + 60_000, size: 10 })!;
+    await w.write(bytesOf(10));
+    expect(await w.commit()).toBe(true);
+    await d1.close();
+    const d2 = await openWith(dir, new Map([["b", "store-b-2"]]));
+    expect(d2.keys().sort()).toEqual(["b/new", "b/streamed"]);
+    expect(await bodyOf(await d2.get("b/streamed"))).toEqual(bytesOf(10));
+  });
+});
+
 describe("never wrong bytes", () => {
   test("a file deleted behind the layer's back is a miss and leaves the index", async () => {
     const d = await open(freshDir());

@@ -42,7 +42,7 @@ function captureLog() {
 }
 
 let prefixes = 0;
-async function layer(opts: { url?: string; prefix?: string; maxItemBytes?: number; log?: ReturnType<typeof captureLog>; timeoutMs?: number } = {}): Promise<RedisLayer> {
+async function layer(opts: { url?: string; prefix?: string; maxItemBytes?: number; log?: ReturnType<typeof captureLog>; timeoutMs?: number; stores?: ReadonlyMap<string, string> } = {}): Promise<RedisLayer> {
   const l = new RedisLayer({
     url: opts.url ?? redis.url,
     keyPrefix: opts.prefix ?? `t${++prefixes}:`,
@@ -52,6 +52,7 @@ async function layer(opts: { url?: string; prefix?: string; maxItemBytes?: numbe
     log: opts.log,
     minBackoffMs: 20,
     maxBackoffMs: 200,
+    stores: opts.stores,
   });
   layers.push(l);
   await waitFor(() => l.health().up, { message: "the redis layer to come up" });
@@ -93,6 +94,35 @@ describe("storage", () => {
     expect(await l.get("b/other")).toBeUndefined();
     await waitFor(async () => !(await raw.exists("bad:obj:b/junk")) && !(await raw.exists("bad:obj:b/other")));
     expect(l.errors()).toBeGreaterThanOrEqual(2);
+  });
+});
+
+describe("the store each entry was read from", () => {
+  test("an entry is served only to a replica whose bucket reads the store it was filled from: another store's (after a restart that repointed the bucket) or an earlier version's is a miss, not an error, and a fill replaces it", async () => {
+    const old = await layer({ prefix: "store:", stores: new Map([["b", "store-1"]]) });
+    await old.put(fresh("b/k", 100));
+    expect(await old.get("b/k")).toMatchObject({ size: 100, source: "redis" });
+    old.close();
+    // Every replica restarted with `b` pointed at another store.
+    const now = await layer({ prefix: "store:", stores: new Map([["b", "store-2"]]) });
+    const errors = now.errors(); // (its start-up's XINFO of a stream not written yet counts one)
+    expect(await now.get("b/k")).toBeUndefined();
+    expect(now.errors()).toBe(errors);
+    expect(await raw.exists("store:obj:b/k")).toBe(true); // left for a replica still on store-1 (a rolling change), or its TTL
+    await now.put(fresh("b/k", 200));
+    expect(await now.get("b/k")).toMatchObject({ size: 200 });
+    // A bucket that does not cache here is never served; an entry with no stamp (an earlier version's) is a miss.
+    expect(await now.get("c/k")).toBeUndefined();
+    const legacy = await layer({ prefix: "store:" });
+    await legacy.put(fresh("b/legacy", 10));
+    expect(await legacy.get("b/legacy")).toMatchObject({ size: 10 });
+    expect(await now.get("b/legacy")).toBeUndefined();
+    // A reload (setStores): what is stored from now on carries the new stamp.
+    now.setStores(new Map([["b", "store-3"]]));
+    expect(await now.get("b/k")).toBeUndefined();
+    await now.put(fresh("b/k", 300));
+    expect(await now.get("b/k")).toMatchObject({ size: 300 });
+    expect(now.errors()).toBe(errors);
   });
 });
 
