@@ -75,6 +75,16 @@ export function validatorsOf(obj: CachedObject): Record<string, string> {
   return lm !== undefined ? { "if-modified-since": lm } : {};
 }
 
+/** Whether a 304 names a Last-Modified other than the stored one (an object rewritten since, with the same ETag). */
+function rewrittenInPlace(stale: CachedObject, fresh: Headers): boolean {
+  const now = fresh.get("last-modified");
+  const then = stale.headers["last-modified"];
+  if (now === null || then === undefined || now === then) return false;
+  const a = Date.parse(now);
+  const b = Date.parse(then);
+  return Number.isNaN(a) || Number.isNaN(b) ? true : a !== b;
+}
+
 /** Reads at most `limit` bytes; past that, hands back a stream that replays what was read, then the rest. */
 async function readUpTo(body: ReadableStream<Uint8Array>, limit: number): Promise<Blob | ReadableStream<Uint8Array>> {
   const reader = body.getReader();
@@ -163,8 +173,17 @@ async function fetchAndShare(
   signal: AbortSignal,
 ): Promise<Fetched> {
   const epoch = fill.since;
-  const res = await upstream(stale !== undefined ? validatorsOf(stale) : {}, signal);
+  let res = await upstream(stale !== undefined ? validatorsOf(stale) : {}, signal);
   const bufferBytes = Math.min(policy.bufferBytes ?? policy.maxItemBytes, policy.maxItemBytes);
+
+  if (res.status === 304 && stale !== undefined && rewrittenInPlace(stale, res.headers)) {
+    // The same ETag, a later Last-Modified: the object was rewritten with the same bytes (S3's
+    // CopyObject onto itself with new metadata keeps a single-part object's ETag). A 304 carries
+    // none of what changed (Content-Type, Content-Disposition, x-amz-meta-*): it is asked again,
+    // whole, and stored as a fill.
+    void res.body?.cancel();
+    res = await upstream({}, signal);
+  }
 
   if (res.status === 304 && stale !== undefined) {
     void res.body?.cancel();

@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { waitFor } from "../helpers/wait.ts";
 import { bucketYaml, startProxy, type ProxyProcess } from "./harness.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
@@ -62,4 +63,22 @@ test("a revalidation answered 403 is relayed as an error and the stale bytes are
   } finally {
     s3.faults.delete("/reval/denied.txt");
   }
+});
+
+test("an object rewritten in place with the same bytes and new metadata (same ETag, later Last-Modified): the revalidation's 304 is not trusted for what it does not carry, the new headers are served", async () => {
+  await s3.put("reval", "meta.txt", "same bytes", { cacheControl: "max-age=0", contentType: "text/plain", metadata: { v: "old" } });
+  const first = await fetch(px.url("/c/meta.txt"));
+  expect([first.headers.get("x-cache"), first.headers.get("content-type"), first.headers.get("x-amz-meta-v")]).toEqual(["MISS", "text/plain", "old"]);
+  await first.text();
+  const firstModified = first.headers.get("last-modified")!;
+  // Last-Modified has one-second resolution: the rewrite must land in a later second.
+  await waitFor(() => new Date().toUTCString() !== firstModified && Date.now() - Date.parse(firstModified) >= 1000);
+  const { etag } = await s3.put("reval", "meta.txt", "same bytes", { cacheControl: "max-age=0", contentType: "text/html", metadata: { v: "new" } });
+  expect(`"${first.headers.get("etag")?.replaceAll('"', "")}"`).toBe(`"${etag.replaceAll('"', "")}"`);
+  const again = await fetch(px.url("/c/meta.txt"));
+  expect([again.status, again.headers.get("content-type"), again.headers.get("x-amz-meta-v"), await again.text()]).toEqual([200, "text/html", "new", "same bytes"]);
+  expect(again.headers.get("last-modified")).not.toBe(firstModified);
+  // and it is what is stored now: the next revalidation (a plain 304) keeps it
+  const third = await fetch(px.url("/c/meta.txt"));
+  expect([third.headers.get("x-cache"), third.headers.get("content-type"), third.headers.get("x-amz-meta-v")]).toEqual(["REVALIDATED", "text/html", "new"]);
 });

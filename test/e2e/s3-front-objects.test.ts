@@ -142,6 +142,14 @@ describe("objects (cached bucket)", () => {
     // an empty override sets nothing: one Content-Type, the stored one (two were sent, boto3 read ", text/plain;charset=utf-8")
     const empty = await signedFetch(env, { path: "/data/doc.txt", query: { "response-content-type": "", "response-content-language": "" } });
     expect([empty.status, empty.headers.get("content-type"), empty.headers.get("content-language")]).toEqual([200, "text/plain", null]);
+    // a 304 carries the Cache-Control and Expires its 200 would (RFC 9110 §15.4.5), the other overrides not
+    const etag = over.headers.get("etag")!;
+    const q = { "response-cache-control": "no-cache", "response-expires": "Thu, 01 Dec 1994 16:00:00 GMT", "response-content-type": "application/x-over" };
+    const ok = await signedFetch(env, { path: "/data/doc.txt", query: q });
+    const notModified = await signedFetch(env, { path: "/data/doc.txt", query: q, headers: { "if-none-match": etag } });
+    expect([ok.status, ok.headers.get("cache-control"), ok.headers.get("expires")]).toEqual([200, "no-cache", "Thu, 01 Dec 1994 16:00:00 GMT"]);
+    expect([notModified.status, notModified.headers.get("cache-control"), notModified.headers.get("expires")]).toEqual([304, "no-cache", "Thu, 01 Dec 1994 16:00:00 GMT"]);
+    expect(notModified.headers.get("content-type")).not.toBe("application/x-over");
   });
 
   test("a missing key → 404 NoSuchKey in S3 XML (HEAD: status only)", async () => {

@@ -132,8 +132,14 @@ export function responseOverrides(query: ReadonlyArray<readonly [string, string]
   return out ?? NO_PARAMETERS;
 }
 
+/**
+ * The response-* overrides on an answer with the object: all of them on a 200 or 206; on a 304
+ * the two it carries as the 200 would (RFC 9110 §15.4.5: Cache-Control and Expires), so a client
+ * cache that revalidates keeps the lifetime it was asked for.
+ */
 function applyOverrides(res: Response, overrides: ReadonlyArray<readonly [string, string]>): Response {
   if (res.status === 200 || res.status === 206) for (const [h, v] of overrides) res.headers.set(h, v);
+  else if (res.status === 304) for (const [h, v] of overrides) if (h === "cache-control" || h === "expires") res.headers.set(h, v);
   return res;
 }
 
