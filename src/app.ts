@@ -18,7 +18,7 @@ import { Tracer } from "./observe/trace/tracer.ts";
 import { buildRuntime, type Runtime, type RuntimeDeps } from "./runtime.ts";
 import { UpstreamPools } from "./s3/http1/index.ts";
 import { VERSION } from "./version.ts";
-import { workerIndex, type ConfigText, type SentConfig } from "./workers.ts";
+import { workerIndex, type ConfigText, type ReloadResult, type SentConfig } from "./workers.ts";
 
 /**
  * What a request's phases may use besides their RequestContext: the current generation and the
@@ -54,10 +54,11 @@ export interface AppOptions {
   probeIntervalMs?: number;
   /**
    * A reload asked for through the admin API, for the whole multi-process group (main.ts wires
-   * it to the worker supervisor; the control plane itself knows nothing of processes). Undefined,
-   * or a call that answers undefined: this process only.
+   * it to the worker supervisor; the control plane itself knows nothing of processes): it settles
+   * once every worker has applied it (or failed, or not answered in time) and says which did.
+   * Undefined, or a call that answers undefined: this process only.
    */
-  reloadAll?: () => Promise<{ ok: boolean; error?: string; generation: number }> | undefined;
+  reloadAll?: () => Promise<ReloadResult> | undefined;
 }
 
 /** The form uploads' buffer budget of this process. */
@@ -175,7 +176,7 @@ export class App implements Services {
   }
 
   /** A reload asked for through the admin API: every process of the group (the primary's first), or this one alone. */
-  reloadEverywhere(): Promise<{ ok: boolean; error?: string; generation: number }> {
+  reloadEverywhere(): Promise<ReloadResult> {
     return this.opts.reloadAll?.() ?? this.reload();
   }
 

@@ -28,6 +28,7 @@ import {
   onSentConfig,
   purgeDone,
   reloadAnswered,
+  reportGeneration,
   startChildren,
   workerCount,
   workerIndex,
@@ -184,7 +185,10 @@ async function serveWorker(): Promise<number> {
     try {
       config = parseConfig(sent.text, { file: sent.file, baseDir: sent.baseDir });
     } catch (err) {
-      process.stderr.write(`worker ${workerIndex()}: cannot apply the primary's config (generation ${sent.generation}); waiting for its next one:\n${(err as Error)?.message ?? err}\n`);
+      const why = (err as Error)?.message ?? String(err);
+      process.stderr.write(`worker ${workerIndex()}: cannot apply the primary's config (generation ${sent.generation}); waiting for its next one:\n${why}\n`);
+      // (a reload of the group waits for this: the answer says this worker failed)
+      reportGeneration(undefined, { generation: sent.generation, error: why });
       after = sent.generation;
       continue;
     }
@@ -250,19 +254,27 @@ async function serve(config: Config, source: { path?: string; text: string; gene
   let metrics: Listener | undefined;
   let s3Listener: Listener | undefined;
   let children: Children | undefined;
-  /** In a child: the configs the primary sent, followed one after the other (the newest sent each time; the last outcome). */
-  let following: Promise<ReloadResult> = Promise.resolve({ ok: true, generation: source.generation ?? 1 });
+  /**
+   * In a child: the configs the primary sent, followed one after the other (the newest sent each
+   * time), each outcome reported to the primary (a reload of the group waits for it).
+   */
+  let following: Promise<void> = Promise.resolve();
   const follow = () =>
-    (following = following.then(() => {
+    (following = following.then(async () => {
       const sent = latestSentConfig();
-      return sent === undefined || app.runtime.generation >= sent.generation ? { ok: true, generation: app.runtime.generation } : app.reload(sent.generation, sent);
+      if (sent === undefined || app.runtime.generation >= sent.generation) return reportGeneration(app.runtime.generation);
+      const r = await app.reload(sent.generation, sent);
+      reportGeneration(app.runtime.generation, r.ok ? undefined : { generation: sent.generation, error: r.error ?? "reload failed" });
     }));
   /** A reload of the whole group: the primary's own (then its children's); a child asks the primary. Undefined: this process alone. */
-  const reloadAll = (): Promise<ReloadResult> | undefined => (workerIndex() !== undefined ? askPrimaryToReloadAll(() => following) : children?.reloadAll());
+  const reloadAll = (): Promise<ReloadResult> | undefined => (workerIndex() !== undefined ? askPrimaryToReloadAll(() => app.runtime.generation) : children?.reloadAll());
   try {
     // server.readiness_probe_interval_seconds sets the probe period; YATAGARASU_PROBE_INTERVAL_MS overrides it (tests).
     const probeEnv = Number(process.env.YATAGARASU_PROBE_INTERVAL_MS);
     const probeIntervalMs = Number.isInteger(probeEnv) && probeEnv > 0 ? probeEnv : undefined;
+    // YATAGARASU_RELOAD_WAIT_MS overrides how long a reload of the group waits for the children (tests).
+    const waitEnv = Number(process.env.YATAGARASU_RELOAD_WAIT_MS);
+    const reloadWaitMs = Number.isInteger(waitEnv) && waitEnv > 0 ? waitEnv : undefined;
     // A reload (admin API or SIGHUP) reaches every process of the group: a child asks the
     // primary, the primary reloads and then sends its children the config it now runs.
     app = await App.create(config, { configPath, configText: source.text, generation: source.generation, log, share: workers, probeIntervalMs, reloadAll: () => reloadAll() });
@@ -295,6 +307,7 @@ async function serve(config: Config, source: { path?: string; text: string; gene
         reloadSelf: () => a.reload(),
         current: () => a.currentConfig(),
         applyPurge: (inv) => a.cache.applyPeer(inv),
+        reloadWaitMs,
       });
       children = group;
       // Every purge here reaches the children's caches before it settles.

@@ -21,7 +21,13 @@
  *   primary's: a child asks it over IPC; the primary reloads itself and, if that worked, sends
  *   every child the text it now runs and its generation; a child reloads to exactly that (the
  *   latest it was sent, one reload after the other, skipping a generation it has reached), so a
- *   burst of reloads ends with every process on the primary's generation and config.
+ *   burst of reloads ends with every process on the primary's generation and config. A child
+ *   reports every outcome to the primary ("generation": what it runs, or the generation it could
+ *   not apply), and the reload settles only once every child slot runs the new generation (or a
+ *   later one), failed to apply it, or RELOAD_WAIT_MS passed: its answer (the admin API's, the
+ *   primary's log line) says which worker is where, so a 200 means no worker serves the old config.
+ *   A slot whose child is gone is waited for too (its replacement starts on the primary's current
+ *   config, so it reports the new generation), unless the group is stopping.
  * - Metrics: the primary serves the metrics listener and merges its own snapshot with the
  *   children's (over IPC). Counters and histograms never go backwards while the primary lives:
  *   the last values a dead child reported are kept and added to the others' (gauges are not:
@@ -170,37 +176,88 @@ export function onSentConfig(f: () => void): void {
   sentWatchers.add(f);
 }
 
+/** Where one worker of a group stands after a reload of the group. */
+export interface WorkerReload {
+  worker: number;
+  /**
+   * reloaded: runs the reload's generation (or a later one); failed: could not apply it (`error`),
+   * keeps serving `generation`; no answer: had not reported either within RELOAD_WAIT_MS (busy,
+   * wedged, or restarting and not serving yet); stopped: exited while the group stops.
+   */
+  status: "reloaded" | "failed" | "no answer" | "stopped";
+  /** The generation it serves, as it last reported (absent: it has not reported one yet). */
+  generation?: number;
+  error?: string;
+}
+
 export interface ReloadResult {
   ok: boolean;
   error?: string;
   generation: number;
+  /**
+   * A reload of a multi-process group: where every worker stands (worker 0 first). Present once
+   * the primary reloaded; then `ok` is false when a worker failed or did not answer in time
+   * (`partial`), and `error` names them.
+   */
+  workers?: WorkerReload[];
+  /** The primary reloaded (`generation`), but not every other worker did. */
+  partial?: boolean;
 }
+
+/**
+ * How long a reload of the group waits for every child to report that it applied the new
+ * generation (or failed to). A child's reload may have to load a changed jwks_url (up to 5 s) and
+ * a replacement child must start (up to 1 s before it is spawned): this is beyond both.
+ */
+export const RELOAD_WAIT_MS = 10_000;
 
 let reloadAsks = 0;
 const pendingReloads = new Map<number, (r: ReloadResult) => void>();
 
 /**
  * In a child: asks the primary to reload every process (SIGHUP or the admin API on this child)
- * and resolves with the primary's answer once it has arrived (the primary sends its "reload"
- * message, with the new config, before the answer, so `followed` — what this child did with it —
- * is already queued). In a single process or the primary: undefined (nobody to ask).
+ * and resolves with the primary's answer once it has arrived: the primary answers once every
+ * child (this one included) has reported its outcome, so the answer says where this child stands
+ * too. In a single process or the primary: undefined (nobody to ask).
  */
-export function askPrimaryToReloadAll(followed: () => Promise<ReloadResult>): Promise<ReloadResult> | undefined {
+export function askPrimaryToReloadAll(ownGeneration: () => number): Promise<ReloadResult> | undefined {
   if (!process.send || !process.connected) return undefined;
   const id = ++reloadAsks;
   return new Promise<ReloadResult>((resolve) => {
-    pendingReloads.set(id, (r) => {
+    // (it may have reloaded before it went: what the others run is unknown, not "unchanged")
+    const gone = () => answer({ ok: false, partial: true, error: "worker 0 is gone (the group is stopping): the outcome of the reload is unknown", generation: ownGeneration() });
+    const answer = (r: ReloadResult) => {
       pendingReloads.delete(id);
-      // The primary failed: nothing to follow. It worked: this child's own outcome of following it.
-      resolve(r.ok ? followed() : r);
-    });
-    process.send!({ type: "reload-all", id });
+      process.off("disconnect", gone);
+      resolve(r);
+    };
+    pendingReloads.set(id, answer);
+    process.on("disconnect", gone);
+    try {
+      process.send!({ type: "reload-all", id });
+    } catch {
+      gone();
+    }
   });
 }
 
 /** In a child: the primary's answer to askPrimaryToReloadAll. */
 export function reloadAnswered(m: { id?: number; result?: ReloadResult }): void {
   if (m.id !== undefined && m.result) pendingReloads.get(m.id)?.(m.result);
+}
+
+/**
+ * In a child: tells the primary where this process stands: the generation it serves (undefined:
+ * not serving yet) and, when it could not apply one the primary sent, that generation and why.
+ * A reload of the group waits for these.
+ */
+export function reportGeneration(running: number | undefined, failed?: { generation: number; error: string }): void {
+  if (!process.send || !process.connected) return;
+  try {
+    process.send({ type: "generation", running, ...(failed ? { failed: { generation: failed.generation, error: failed.error.slice(0, 2000) } } : undefined) });
+  } catch {
+    // the primary is gone: nobody waits
+  }
 }
 
 /** argv to start this same program again (compiled binary or `bun src/main.ts`). */
@@ -214,7 +271,11 @@ function selfCommand(): string[] {
 export interface Children {
   /** Merges the primary's own snapshot with every live child's (and what dead children had counted). */
   renderMetrics(): Promise<string>;
-  /** Reloads the primary, then (if that worked) every child to the generation it reached. */
+  /**
+   * Reloads the primary, then (if that worked) every child to the generation it reached; resolves
+   * once every child slot reports that generation (or a later one) or a failure to apply it, or
+   * after the reload wait (RELOAD_WAIT_MS): `workers` says where each stands.
+   */
   reloadAll(): Promise<ReloadResult>;
   /** Cuts every child's drain short (a second signal to the primary). */
   cut(): void;
@@ -246,9 +307,19 @@ export function startChildren(opts: {
   current: () => SentConfig | undefined;
   /** Applies a child's purge in the primary's own cache. */
   applyPurge: (inv: RemoteInvalidation) => Promise<void>;
+  /** How long a reload waits for the children (default RELOAD_WAIT_MS). */
+  reloadWaitMs?: number;
 }): Children {
   const { n, port, log } = opts;
+  const reloadWaitMs = opts.reloadWaitMs ?? RELOAD_WAIT_MS;
   const children: Array<Subprocess | undefined> = [];
+  /** What each live child last reported (reportGeneration): reset with every spawn. */
+  const reported: Array<{ running?: number; failed?: { generation: number; error: string } } | undefined> = [];
+  /** Reloads waiting for the children's reports: each re-checks on every report, exit and spawn. */
+  const reloadWaiters = new Set<() => void>();
+  const reportsChanged = () => {
+    for (const w of [...reloadWaiters]) w();
+  };
   const pendingMetrics = new Map<number, (s: Snapshot) => void>();
   /** Purges sent to children, by id: the children still to confirm each. */
   const purgeAcks = new Map<number, { waiting: Set<number>; done: () => void }>();
@@ -286,12 +357,56 @@ export function startChildren(opts: {
     if (stopping && children.every((c) => c === undefined)) resolveDone();
   };
 
+  /**
+   * Where every child slot stands with respect to `target`; `final`: the wait is over (a slot
+   * still short of it did not answer). Undefined while one may still get there.
+   */
+  const standing = (target: number, final: boolean): WorkerReload[] | undefined => {
+    const out: WorkerReload[] = [];
+    for (let i = 1; i < n; i++) {
+      const r = children[i] ? reported[i] : undefined;
+      const generation = r?.running;
+      if (generation !== undefined && generation >= target) out.push({ worker: i, status: "reloaded", generation });
+      else if (r?.failed && r.failed.generation >= target) out.push({ worker: i, status: "failed", ...(generation !== undefined ? { generation } : undefined), error: r.failed.error });
+      // (no child in the slot: restarting, or gone for good when the group stops)
+      else if (!children[i] && stopping) out.push({ worker: i, status: "stopped" });
+      else if (final) out.push({ worker: i, status: "no answer", ...(generation !== undefined ? { generation } : undefined) });
+      else return undefined;
+    }
+    return out;
+  };
+  /** Resolves with every child slot's standing once none may still reach `target`, or after the reload wait. */
+  const waitForChildren = (target: number): Promise<WorkerReload[]> =>
+    new Promise((resolve) => {
+      const settle = (final: boolean) => {
+        const out = standing(target, final);
+        if (out === undefined) return;
+        clearTimeout(t);
+        reloadWaiters.delete(check);
+        resolve(out);
+      };
+      const check = () => settle(false);
+      const t = setTimeout(() => settle(true), reloadWaitMs);
+      reloadWaiters.add(check);
+      check();
+    });
+
   const reloadAll = async (): Promise<ReloadResult> => {
     const r = await opts.reloadSelf();
+    if (!r.ok) return r;
     // What the primary runs now (the text it validated), never the file as a child would find it.
-    const current = r.ok ? opts.current() : undefined;
+    const current = opts.current();
     if (current) for (const c of children) if (c) tell(c, { type: "reload", ...current });
-    return r;
+    const others = await waitForChildren(r.generation);
+    const workers: WorkerReload[] = [{ worker: 0, status: "reloaded", generation: r.generation }, ...others];
+    const short = others.filter((w) => w.status === "failed" || w.status === "no answer");
+    if (short.length === 0) {
+      log.info("every worker reloaded", { generation: r.generation, workers: n });
+      return { ...r, workers };
+    }
+    const error = short.map((w) => `worker ${w.worker}: ${w.status === "failed" ? `failed (${w.error})` : `no answer within ${reloadWaitMs / 1000} s`}`).join("; ");
+    log.error("reload incomplete: not every worker runs the new generation", { generation: r.generation, not_reloaded: short });
+    return { ok: false, partial: true, generation: r.generation, error, workers };
   };
 
   const spawn = (i: number) => {
@@ -314,6 +429,12 @@ export function startChildren(opts: {
           const current = opts.current();
           if (current && children[i] === child) tell(child, { type: "config", ...current });
         }
+        if (m?.type === "generation" && children[i] === child) {
+          const g = m as { running?: unknown; failed?: { generation?: unknown; error?: unknown } };
+          const failed = g.failed && typeof g.failed.generation === "number" ? { generation: g.failed.generation, error: String(g.failed.error ?? "") } : undefined;
+          reported[i] = { running: typeof g.running === "number" ? g.running : reported[i]?.running, failed: failed ?? reported[i]?.failed };
+          reportsChanged();
+        }
         if (m?.type === "purge-ack" && m.id !== undefined) purgeAcked(m.id, i);
         if (m?.type === "purge" && m.id !== undefined) {
           const inv = (m as { inv?: RemoteInvalidation }).inv;
@@ -332,6 +453,9 @@ export function startChildren(opts: {
       onExit(_p, code, signal) {
         exited = true;
         children[i] = undefined;
+        reported[i] = undefined;
+        // (a reload waiting for this slot waits for its replacement, or stops waiting when the group stops)
+        reportsChanged();
         // (a purge waiting for this child: its cache is gone with it)
         for (const id of [...purgeAcks.keys()]) purgeAcked(id, i);
         // Its counters stay in the merged output: a scrape must never see a counter go down.
@@ -344,6 +468,7 @@ export function startChildren(opts: {
       },
     });
     children[i] = child;
+    reported[i] = {};
   };
   for (let i = 1; i < n; i++) spawn(i);
 
@@ -379,6 +504,8 @@ export function startChildren(opts: {
     stop(sig) {
       stopping = true;
       for (const c of children) if (c) tell(c, { type: "shutdown", signal: sig }, sig);
+      // (a reload waiting for a slot with no child stops waiting for it: no replacement comes)
+      reportsChanged();
       checkDone();
       return done;
     },

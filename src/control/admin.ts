@@ -3,7 +3,8 @@
  * configured (otherwise every /admin path is a 404), and every call needs a token that satisfies
  * them (401 without a valid token, 403 when the claims do not hold).
  *
- *   POST /admin/reload
+ *   POST /admin/reload                      200 reloaded (every worker), 400 failed (nothing changed),
+ *                                           500 partial (worker 0 reloaded, another worker did not)
  *   POST /admin/cache/purge                 everything
  *   POST /admin/cache/purge/{bucket}        one bucket
  *   POST /admin/cache/purge/{bucket}/{key…} one object
@@ -38,9 +39,16 @@ export async function handleAdmin(app: App, rt: Runtime, req: Request, path: str
   if (path === "/admin/reload") {
     post();
     // With server.workers > 1, every other process reloads too (App.reloadEverywhere asks the
-    // process group through the hook main.ts installed; the control plane knows no supervisor).
+    // process group through the hook main.ts installed; the control plane knows no supervisor),
+    // and the answer comes once each has applied it, failed to, or not answered in time:
+    // `workers` says which. 200: every worker serves `generation`. 400: the config was refused,
+    // nobody changed. 500 "partial": worker 0 (and maybe others) serve `generation`, the workers
+    // whose status is not "reloaded" do not (a script must not take the change as applied).
     const r = await app.reloadEverywhere();
-    return json(r.ok ? 200 : 400, r.ok ? { status: "reloaded", generation: r.generation } : { status: "failed", error: r.error, generation: r.generation });
+    const workers = r.workers ? { workers: r.workers } : undefined;
+    if (r.ok) return json(200, { status: "reloaded", generation: r.generation, ...workers });
+    if (r.partial) return json(500, { status: "partial", error: r.error, generation: r.generation, ...workers });
+    return json(400, { status: "failed", error: r.error, generation: r.generation });
   }
   if (path === "/admin/cache/stats") {
     if (method !== "GET") throw new ProxyError("MethodNotAllowed", { detail: "Use GET", headers: { allow: "GET" } });

@@ -129,7 +129,15 @@ test("POST /admin/reload on either process reloads both", async () => {
     names = [...names, `b${generation}`];
     px.writeConfig(config(names));
     const res = await fetch(px.url("/admin/reload"), { method: "POST", headers: { authorization: `Bearer ${admin}`, connection: "close" } });
-    expect(await res.json()).toEqual({ status: "reloaded", generation });
+    // Answered once both run it, and says so.
+    expect(await res.json()).toEqual({
+      status: "reloaded",
+      generation,
+      workers: [
+        { worker: 0, status: "reloaded", generation },
+        { worker: 1, status: "reloaded", generation },
+      ],
+    });
     // Which process served it: the access line of this call (calls are sequential, so it is the latest one).
     const adminLines = () => px.logs().filter((l) => l.msg === "request" && l.path === "/admin/reload");
     await px.waitForLog(() => adminLines().length === generation - 2);
