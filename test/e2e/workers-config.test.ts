@@ -157,6 +157,7 @@ test("a reload whose file changes right after the primary read it: every process
   const later = config(["one", "two"]);
   let readers = 0;
   let feeding = true;
+  const mark = px.logs().length;
   const feeder = (async () => {
     while (feeding) {
       let fd: number;
@@ -167,16 +168,19 @@ test("a reload whose file changes right after the primary read it: every process
         await Bun.sleep(2); // polling for a reader of the pipe
         continue;
       }
+      const firstReader = readers++ === 0;
       try {
-        writeSync(fd, readers++ === 0 ? first : later);
+        writeSync(fd, firstReader ? first : later);
       } finally {
         closeSync(fd);
       }
-      await Bun.sleep(20); // lets that reader see end-of-file before the next open
+      // The next open must not reach the same reader (it would read both texts as one file): after
+      // the first, wait until the primary has read it to the end and acted on it.
+      if (firstReader) await px.waitForLog((l) => l.worker === 0 && (l.msg === "config reloaded" || String(l.msg).startsWith("config reload failed")));
+      else await Bun.sleep(20); // lets a later reader see end-of-file before the next open
     }
   })();
   try {
-    const mark = px.logs().length;
     px.signal("SIGHUP");
     const primary = await px.waitForLog((l) => l.msg === "config reloaded" && l.worker === 0);
     expect(primary).toMatchObject({ generation: 2, buckets: 3 });
