@@ -238,15 +238,9 @@ async function serve(config: Config, source: { path?: string; text: string; gene
   };
   process.on("uncaughtException", (err) => onFatal("uncaught exception", err));
   process.on("unhandledRejection", (reason) => onFatal("unhandled rejection", reason));
-  // Signals that would kill the process by default, before their handlers are installed (the
-  // config loads, the listeners start): a SIGHUP then is kept and applied once serving (a reload
-  // sent right after start killed the process with 129), SIGUSR1/SIGUSR2 are ignored (a copied
-  // logrotate `kill -USR1` killed it; the logs go to stdout, there is nothing to reopen).
-  let earlyReload = false;
-  const onEarlyHup = () => {
-    earlyReload = true;
-  };
-  process.on("SIGHUP", onEarlyHup);
+  // SIGUSR1/SIGUSR2 are ignored (a copied logrotate `kill -USR1` killed it; the logs go to
+  // stdout, there is nothing to reopen). SIGHUP/SIGTERM/SIGINT/SIGQUIT before the listeners are
+  // up: caught since main() began (see `early`).
   for (const sig of ["SIGUSR1", "SIGUSR2"] as const) process.on(sig, () => log.info("signal ignored", { signal: sig }));
 
   let app: App;
@@ -437,9 +431,10 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     // (nginx's graceful stop: drained like SIGTERM, not a core dump)
     process.on("SIGQUIT", () => void shutdown("SIGQUIT"));
     // Every process of a group reloads to the same generation: SIGHUP to a child asks the primary.
-    process.off("SIGHUP", onEarlyHup);
+    early.release();
     process.on("SIGHUP", () => void (reloadAll() ?? app.reload()));
-    if (earlyReload) void (reloadAll() ?? app.reload());
+    if (early.stop !== undefined) void shutdown(early.stop);
+    else if (early.hup) void (reloadAll() ?? app.reload());
     // A child whose primary is gone (killed with SIGKILL, crashed) drains and exits instead of lingering on the port.
     if (workerIndex() !== undefined) process.on("disconnect", () => void shutdown("primary gone", 0, "asked"));
     // A child follows every config the primary sends (with each reload), and any sent while it was starting.
@@ -463,6 +458,34 @@ async function serve(config: Config, source: { path?: string; text: string; gene
   });
 }
 
+/**
+ * Signals that arrive while the process starts, before serve() installs its handlers (the config
+ * read and validated, a second or more for a large one; the listeners starting): by default they
+ * kill it (SIGHUP 129, SIGTERM 143, with no log line). Caught from main()'s first step instead: a
+ * SIGHUP is applied once serving (README: "one received while the process starts is applied once
+ * it serves"); a SIGTERM/SIGINT/SIGQUIT stops it: at once (exit 0) if nothing is served yet, else
+ * as a drain once the handlers are in place.
+ */
+const early = {
+  hup: false,
+  stop: undefined as NodeJS.Signals | undefined,
+  handlers: [] as Array<[NodeJS.Signals, () => void]>,
+  catch(): void {
+    for (const sig of ["SIGHUP", "SIGTERM", "SIGINT", "SIGQUIT"] as const) {
+      const h = () => {
+        if (sig === "SIGHUP") early.hup = true;
+        else early.stop ??= sig;
+      };
+      process.on(sig, h);
+      early.handlers.push([sig, h]);
+    }
+  },
+  release(): void {
+    for (const [sig, h] of early.handlers) process.off(sig, h);
+    early.handlers = [];
+  },
+};
+
 async function main(argv: string[]): Promise<number> {
   const parsed = parseArgs(argv);
   if ("exit" in parsed) {
@@ -470,11 +493,19 @@ async function main(argv: string[]): Promise<number> {
     return parsed.exit;
   }
   if (parsed.healthcheck) return healthcheck(parsed.healthcheck);
+  if (!parsed.check) early.catch();
   // A worker process of a group never reads the config file: its primary sends what it validated.
   if (!parsed.check && workerIndex() !== undefined) return serveWorker();
   const loaded = await load(parsed.config, parsed.check);
   if (typeof loaded === "number") return loaded;
   const { config } = loaded;
+  if (!parsed.check && early.stop !== undefined) {
+    // asked to stop while the config loaded: nothing was served, nothing to drain
+    const log = createLogger({ level: config.logging.level, format: config.logging.format });
+    log.info("stopped before serving", { signal: early.stop });
+    log.flush();
+    return 0;
+  }
   if (parsed.check) {
     process.stdout.write(summarize(config, parsed.config));
     const note = connectTimeoutNote(config.buckets, config.server.upstream_client);
