@@ -272,7 +272,11 @@ export class App implements Services {
     }
     this.metrics.resetBucketSet([...kept]);
     this.metrics.setGeneration(next.generation);
-    this.metrics.configReload("success");
+    // Counted once per reload of a group: by the process that read the file (a single process, or
+    // a group's primary), not again by each worker that follows it (the merged /metrics summed
+    // them: 3 successes for one reload with 3 workers, against 1 failure for a refused one). A
+    // worker that fails to apply its primary's config does count its failure.
+    if (sent === undefined) this.metrics.configReload("success");
     old.close();
     // Pools of endpoints the new generation no longer uses: idle sockets close now, requests
     // still in flight on the old generation finish on theirs.

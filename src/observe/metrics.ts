@@ -93,7 +93,7 @@ export class Metrics {
   private readonly breaker = this.r.gauge("yatagarasu_circuit_breaker_state", "Circuit breaker state per bucket: 0 closed, 1 open, 2 half-open.", ["bucket"], "max");
   /** Per-replica series of buckets with s3.replicas (replica-metrics.ts). */
   readonly replicas = new ReplicaMetrics(this.r);
-  private readonly reloads = this.r.counter("yatagarasu_config_reloads_total", "Configuration reloads by result.", ["result"]);
+  private readonly reloads = this.r.counter("yatagarasu_config_reloads_total", "Configuration reloads by result (with several workers: once per reload of the group, plus each worker that failed to apply it).", ["result"]);
   private readonly generation = this.r.gauge("yatagarasu_config_generation", "Generation number of the active configuration.", [], "max").labels();
   private readonly writes = this.r.counter(
     "yatagarasu_write_requests_total",

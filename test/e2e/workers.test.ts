@@ -118,6 +118,9 @@ test("SIGHUP to the primary reloads every worker", async () => {
   const text = await (await fetch(`http://127.0.0.1:${px.metricsPort}/metrics`)).text();
   expect(text).toContain("yatagarasu_config_generation 2\n");
   expect(text).toContain('yatagarasu_http_requests_total{bucket="two",method="GET",status="200"} 6\n');
+  // one reload of the group is counted once, not once per worker (a refused one is counted once too)
+  expect(text).toContain('yatagarasu_config_reloads_total{result="success"} 1\n');
+  expect(text).toContain('yatagarasu_config_reloads_total{result="failure"} 0\n');
 });
 
 test("POST /admin/reload on either process reloads both", async () => {
