@@ -159,6 +159,19 @@ async function listenFailure(listener: "main" | "metrics" | "s3_api", address: s
   return new Error(`${other}${e?.message ?? String(err)}`);
 }
 
+/**
+ * A group's primary listens with SO_REUSEPORT so that its workers can share the port, which lets
+ * any other process of the same user that also sets it (another instance with server.workers > 1,
+ * started on the same port by mistake) join the port silently and take a share of its
+ * connections. So the primary first binds the port alone, without it: taken by anyone, that is
+ * EADDRINUSE (exit 3, "already in use"), as for a single process. Port 0 is a fresh port.
+ */
+function probeExclusive(address: string, port: number): void {
+  if (port === 0) return;
+  const probe = Bun.listen({ hostname: address, port, socket: { data() {} } });
+  probe.stop(true);
+}
+
 /** Whether a host name resolves to an address (given 3 s). */
 async function resolves(host: string): Promise<boolean> {
   const timeout = new Promise<boolean>((resolve) => setTimeout(resolve, 3000, true).unref());
@@ -273,11 +286,13 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     // primary, the primary reloads and then sends its children the config it now runs.
     app = await App.create(config, { configPath, configText: source.text, generation: source.generation, log, share: workers, probeIntervalMs, reloadAll: () => reloadAll() });
     try {
+      if (primary) probeExclusive(config.server.address, listenConfig.server.port);
       listener = config.server.engine === "node" ? await listenNode(app, listenConfig, { reusePort: workers > 1 }) : listenBun(app, listenConfig, { reusePort: workers > 1, baseDir: config.baseDir });
     } catch (err) {
       throw await listenFailure("main", config.server.address, listenConfig.server.port, err);
     }
     try {
+      if (primary && config.s3_api?.enabled) probeExclusive(config.s3_api.address, config.s3_api.port);
       s3Listener = await listenS3(app, config, { reusePort: workers > 1, baseDir: config.baseDir });
     } catch (err) {
       const s3 = config.s3_api!;

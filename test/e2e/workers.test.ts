@@ -4,11 +4,13 @@
  * POST /admin/reload (on either process) reload both to the same generation, the primary's metrics listener merges both,
  * and SIGTERM stops everything with exit code 0.
  */
-import { readdirSync, readFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { nowSec, sign } from "../fixtures/jwt.ts";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
-import { startProxy, type ProxyProcess } from "./harness.ts";
+import { runCli, startProxy, type ProxyProcess } from "./harness.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
@@ -179,6 +181,22 @@ test("a burst of SIGHUPs to both processes ends with both on the primary's gener
   // The child only ever reaches generations the primary reached: it follows the primary's.
   const primary = new Set(generations(0));
   expect(generations(1).slice(seen).filter((g) => !primary.has(g))).toEqual([]);
+});
+
+test("another instance with workers started on the same port is refused (exit 3, already in use), not let in to share the connections", async () => {
+  const port = px.port;
+  const dir = mkdtempSync(join(tmpdir(), "yata-second-"));
+  try {
+    const file = join(dir, "second.yaml");
+    writeFileSync(file, config(["other"]).replace("port: 0, workers: 2", `port: ${port}, workers: 2`).replace(/metrics: \{[^}]*\}\n/, ""));
+    const second = await runCli(["--config", file]);
+    expect(second.code).toBe(3);
+    expect(second.stderr + second.stdout).toContain(`main address 127.0.0.1:${port} is already in use`);
+    // the first instance still answers every request on its port
+    for (let i = 0; i < 6; i++) await getOk("/one/obj.txt");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test("SIGTERM stops the primary and its child; exit code 0", async () => {
