@@ -19,6 +19,7 @@ import { buildRuntime, type Runtime, type RuntimeDeps } from "./runtime.ts";
 import { UpstreamPools } from "./s3/http1/index.ts";
 import { VERSION } from "./version.ts";
 import { workerIndex, type ConfigText, type ReloadResult, type SentConfig } from "./workers.ts";
+import { readTls, type TlsMaterial } from "./server.ts";
 
 /**
  * What a request's phases may use besides their RequestContext: the current generation and the
@@ -59,6 +60,8 @@ export interface AppOptions {
    * Undefined, or a call that answers undefined: this process only.
    */
   reloadAll?: () => Promise<ReloadResult> | undefined;
+  /** server.https's certificate and key the listeners serve (read at start; sent to the workers). */
+  tls?: TlsMaterial;
 }
 
 /** The form uploads' buffer budget of this process. */
@@ -186,7 +189,9 @@ export class App implements Services {
    */
   currentConfig(): SentConfig | undefined {
     if (this.configText === undefined || !this.opts.configPath) return undefined;
-    return { text: this.configText, file: this.opts.configPath, baseDir: this.runtime.config.baseDir, generation: this.runtime.generation };
+    const sent: SentConfig = { text: this.configText, file: this.opts.configPath, baseDir: this.runtime.config.baseDir, generation: this.runtime.generation };
+    if (this.opts.tls !== undefined) sent.tls = this.opts.tls;
+    return sent;
   }
 
   /**
@@ -282,7 +287,27 @@ export class App implements Services {
     // still in flight on the old generation finish on theirs.
     this.deps.pools?.retainOnly(next.pools);
     this.log.info("config reloaded", { generation: next.generation, buckets: config.buckets.length });
+    if (sent === undefined) this.warnIfTlsRenewed(config);
     return { ok: true, generation: next.generation };
+  }
+
+  /**
+   * A certificate or key renewed in place (certbot, cert-manager) is not served until a restart:
+   * Bun.serve cannot change a listener's certificate (oven-sh/bun#43815). The reload that would
+   * have been expected to pick it up says so, each time, instead of reporting success alone.
+   */
+  private warnIfTlsRenewed(config: Config): void {
+    const served = this.opts.tls;
+    if (served === undefined || !config.server.https?.enabled) return;
+    let onDisk: TlsMaterial | undefined;
+    try {
+      onDisk = readTls(config, config.baseDir);
+    } catch {
+      return; // (validated readable just before; gone since: nothing to compare)
+    }
+    if (onDisk !== undefined && (onDisk.cert !== served.cert || onDisk.key !== served.key)) {
+      this.log.warn("server.https: the certificate or key files changed since the process started; the listeners keep serving the certificate loaded at start: restart the process (a rolling restart) to serve the new one", { cert_path: config.server.https.cert_path });
+    }
   }
 
   /** Resolves once the audit trail is written and closed, and the cache layers closed. */

@@ -13,7 +13,7 @@ import { ConfigError, loadConfigSource, loadConfigSourceOffThread, parseConfig, 
 import { summarize } from "./config/summary.ts";
 import { parseIp } from "./http/cidr.ts";
 import { createLogger } from "./observe/log.ts";
-import { listenBun, listenMetrics, listenNode, type Listener } from "./server.ts";
+import { listenBun, listenMetrics, listenNode, readTls, type Listener, type TlsMaterial } from "./server.ts";
 import { listenS3 } from "./server/s3-listener.ts";
 import { connectTimeoutNote, fetchConcurrencyWarning, poolSizeNote } from "./s3/upstream.ts";
 import { cacheOffNote, diskDir } from "./cache/config.ts";
@@ -205,7 +205,7 @@ async function serveWorker(): Promise<number> {
       after = sent.generation;
       continue;
     }
-    return serve(config, { text: sent.text, generation: sent.generation });
+    return serve(config, { text: sent.text, generation: sent.generation, tls: sent.tls });
   }
 }
 
@@ -213,7 +213,7 @@ async function serveWorker(): Promise<number> {
  * Serves `config`, validated from `source.text`: read from `source.path` (a single process or a
  * primary, which reloads that file), or sent by the primary (a worker process: no path).
  */
-async function serve(config: Config, source: { path?: string; text: string; generation?: number }): Promise<number> {
+async function serve(config: Config, source: { path?: string; text: string; generation?: number; tls?: TlsMaterial }): Promise<number> {
   const configPath = source.path;
   const forcedPort = process.env.YATAGARASU_PORT;
   // A worker listens on the port the primary chose, but the App keeps the file's config: reload
@@ -284,16 +284,18 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     const reloadWaitMs = Number.isInteger(waitEnv) && waitEnv > 0 ? waitEnv : undefined;
     // A reload (admin API or SIGHUP) reaches every process of the group: a child asks the
     // primary, the primary reloads and then sends its children the config it now runs.
-    app = await App.create(config, { configPath, configText: source.text, generation: source.generation, log, share: workers, probeIntervalMs, reloadAll: () => reloadAll() });
+    // The certificate every listener serves: the primary's (sent with its config), else read now.
+    const tls = source.tls ?? readTls(config, config.baseDir);
+    app = await App.create(config, { configPath, configText: source.text, generation: source.generation, log, share: workers, probeIntervalMs, reloadAll: () => reloadAll(), tls });
     try {
       if (primary) probeExclusive(config.server.address, listenConfig.server.port);
-      listener = config.server.engine === "node" ? await listenNode(app, listenConfig, { reusePort: workers > 1 }) : listenBun(app, listenConfig, { reusePort: workers > 1, baseDir: config.baseDir });
+      listener = config.server.engine === "node" ? await listenNode(app, listenConfig, { reusePort: workers > 1 }) : listenBun(app, listenConfig, { reusePort: workers > 1, baseDir: config.baseDir, tls });
     } catch (err) {
       throw await listenFailure("main", config.server.address, listenConfig.server.port, err);
     }
     try {
       if (primary && config.s3_api?.enabled) probeExclusive(config.s3_api.address, config.s3_api.port);
-      s3Listener = await listenS3(app, config, { reusePort: workers > 1, baseDir: config.baseDir });
+      s3Listener = await listenS3(app, config, { reusePort: workers > 1, baseDir: config.baseDir, tls });
     } catch (err) {
       const s3 = config.s3_api!;
       throw await listenFailure("s3_api", s3.address, s3.port, err, "s3_api listener: ");

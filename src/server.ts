@@ -10,6 +10,7 @@
  *
  * Plus the metrics listener (separate address/port) and graceful drain.
  */
+import { readFileSync } from "node:fs";
 import http from "node:http";
 import { Readable } from "node:stream";
 import type { App } from "./app.ts";
@@ -36,10 +37,21 @@ export interface Listener {
   stop(force: boolean): Promise<void>;
 }
 
-function tlsOf(cfg: Config, baseDir: string | undefined) {
+/** server.https's certificate and key (PEM text). */
+export interface TlsMaterial {
+  cert: string;
+  key: string;
+}
+
+/**
+ * server.https's certificate and key, read once at start: every listener of the process serves
+ * that pair (and a group's primary sends it to its workers). Bun.serve cannot change a listener's
+ * certificate (oven-sh/bun#43815): a renewed one is served after a restart.
+ */
+export function readTls(cfg: Config, baseDir: string | undefined): TlsMaterial | undefined {
   const https = cfg.server.https;
   if (!https?.enabled) return undefined;
-  return { cert: Bun.file(resolveConfigPath(https.cert_path, baseDir)), key: Bun.file(resolveConfigPath(https.key_path, baseDir)) };
+  return { cert: readFileSync(resolveConfigPath(https.cert_path, baseDir), "utf8"), key: readFileSync(resolveConfigPath(https.key_path, baseDir), "utf8") };
 }
 
 /**
@@ -52,13 +64,13 @@ export interface ListenAs {
   handler: (app: App, peerOf?: (req: Request) => string) => Handler;
 }
 
-export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; baseDir?: string; as?: ListenAs } = {}): Listener {
+export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; baseDir?: string; as?: ListenAs; tls?: TlsMaterial } = {}): Listener {
   const handle = (opts.as?.handler ?? createMainHandler)(app, (req) => server.requestIP(req)?.address ?? "");
   const server: Bun.Server<undefined> = Bun.serve({
     hostname: opts.as?.address ?? cfg.server.address,
     port: opts.as?.port ?? cfg.server.port,
     reusePort: opts.reusePort ?? false,
-    tls: tlsOf(cfg, opts.baseDir),
+    tls: cfg.server.https?.enabled ? (opts.tls ?? readTls(cfg, opts.baseDir)) : undefined,
     maxRequestBodySize: LISTENER_MAX_BODY,
     idleTimeout: BUN_LISTENER_IDLE_SECONDS,
     // Parametrised routes expose the raw target's segments (see src/http/raw-target.ts): a

@@ -41,6 +41,7 @@
  *   process allows max_concurrent_requests / N).
  * - A child that dies unexpectedly is restarted (at most once per second per slot).
  */
+import type { TlsMaterial } from "./server.ts";
 import type { Subprocess } from "bun";
 import type { Config } from "./config/load.ts";
 import { renderMerged } from "./observe/metrics.ts";
@@ -114,6 +115,12 @@ export interface ConfigText {
 /** What the primary sends a child: the config text it runs, and that generation. */
 export interface SentConfig extends ConfigText {
   generation: number;
+  /**
+   * server.https's certificate and key as the primary read them at its start: every worker serves
+   * that pair, a child restarted after a crash included (reading the files itself, it served a
+   * certificate renewed on disk since, beside its siblings' old one).
+   */
+  tls?: TlsMaterial;
 }
 
 /** How long a starting child waits for the primary's config before it gives up (exit, restarted). */
@@ -128,10 +135,11 @@ let askedForConfig = false;
 function receiveConfig(m: unknown): void {
   const msg = m as (Partial<SentConfig> & { type?: string }) | null;
   if (msg?.type !== "config" && msg?.type !== "reload") return;
-  const { text, file, baseDir, generation } = msg;
+  const { text, file, baseDir, generation, tls } = msg;
   if (typeof text !== "string" || typeof file !== "string" || typeof baseDir !== "string" || typeof generation !== "number") return;
   if (sentLatest && generation <= sentLatest.generation) return;
   sentLatest = { text, file, baseDir, generation };
+  if (tls !== undefined && typeof tls.cert === "string" && typeof tls.key === "string") sentLatest.tls = { cert: tls.cert, key: tls.key };
   for (const w of [...sentWatchers]) w();
 }
 

@@ -10,9 +10,9 @@ import type { App } from "../app.ts";
 import type { Config } from "../config/load.ts";
 import { s3Front } from "../fronts/s3/front.ts";
 import { createHandler } from "../proxy/runner.ts";
-import { listenBun, listenNode, type Listener } from "../server.ts";
+import { listenBun, listenNode, type Listener, type TlsMaterial } from "../server.ts";
 
-export async function listenS3(app: App, cfg: Config, opts: { reusePort?: boolean; baseDir?: string } = {}): Promise<Listener | undefined> {
+export async function listenS3(app: App, cfg: Config, opts: { reusePort?: boolean; baseDir?: string; tls?: TlsMaterial } = {}): Promise<Listener | undefined> {
   const s3 = cfg.s3_api;
   if (!s3?.enabled) return undefined;
   const as = { address: s3.address, port: s3.port, handler: (a: App, peerOf?: (req: Request) => string) => createHandler(a, s3Front, peerOf) };

@@ -1,6 +1,6 @@
 /** server.https: the real process serves TLS with a certificate generated for this test. */
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
@@ -83,6 +83,40 @@ test("--check refuses a pair the listener would refuse, naming the file: swapped
     expect(mismatched.stderr).toContain("server.https.key_path: other-key.pem is not the private key of the certificate in cert.pem");
     const good = await check("cert.pem", "key.pem");
     expect({ code: good.code, stderr: good.stderr }).toMatchObject({ code: 0 });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a certificate renewed in place: a reload warns that a restart is needed to serve it, and a worker restarted after a crash serves its siblings' certificate, not the new file", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "yata-tls-renew-"));
+  const make = (cn: string, name: string) => {
+    const gen = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+      "-subj", `/CN=${cn}`, "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", join(dir, `${name}.key`), "-out", join(dir, `${name}.pem`)], { stderr: "pipe" });
+    expect(gen.exitCode).toBe(0);
+    return { cert: readFileSync(join(dir, `${name}.pem`), "utf8"), key: readFileSync(join(dir, `${name}.key`), "utf8") };
+  };
+  try {
+    const first = make("first", "first");
+    const renewed = make("renewed", "renewed");
+    await using w = await startProxy(`server: { address: 127.0.0.1, port: 0, workers: 2, https: { cert_path: cert.pem, key_path: key.pem } }\nbuckets:\n${bucketYaml({ name: "pub", prefix: "/pub", bucket: "pub", endpoint: s3.endpoint })}`, {
+      files: { "cert.pem": first.cert, "key.pem": first.key },
+    });
+    const child = await w.waitForLog((l) => l.msg === "listening" && l.worker === 1);
+    // renewed in place (certbot's way), then a reload
+    writeFileSync(join(w.dir, "cert.pem"), renewed.cert);
+    writeFileSync(join(w.dir, "key.pem"), renewed.key);
+    w.signal("SIGHUP");
+    const warned = await w.waitForLog((l) => l.level === "warn" && String(l.msg).includes("certificate or key files changed"));
+    expect(warned.worker).toBe(0);
+    // the child crashes and is restarted
+    process.kill(Number(child.pid), "SIGKILL");
+    await w.waitForLog((l) => l.msg === "listening" && l.worker === 1 && l.pid !== child.pid);
+    // every handshake, on either process, presents the certificate the group started with
+    for (let i = 0; i < 16; i++) {
+      const res = await fetch(`https://127.0.0.1:${w.port}/health`, { tls: { ca: first.cert }, headers: { connection: "close" } } as RequestInit).then((r) => r.status, (e) => String(e?.code ?? e));
+      expect(res).toBe(200);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
