@@ -374,6 +374,10 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   /** Abandons writes in progress (their temporary files are deleted) and writes the stream position; the index needs no saving. */
   async close(): Promise<void> {
     for (const w of [...this.writes]) w.abort();
+    // The start's rebuild finishes first: the files it drops (of buckets that do not cache here, or
+    // of another store) must be gone even when the process stops right after starting, or the
+    // next start on this folder, configured otherwise, would serve them.
+    await this.ready;
     if (this.positionTimer !== undefined) {
       clearTimeout(this.positionTimer);
       this.positionTimer = undefined;

@@ -140,7 +140,16 @@ buckets:
 ${bucketYaml({ name: "other", prefix: "/other", bucket: upstream, endpoint: s3.endpoint, key: CREDS.accessKeyId, secret: CREDS.secretAccessKey, extra: "    cache: { enabled: true }\n" })}`;
   const raw = new RedisClient(redis.url);
   try {
-    const ready = () => waitFor(async () => (await fetch(px!.url("/ready"))).status === 200, { message: "the proxy to be ready (Redis up)" });
+    // Ready, with the Redis layer connected (until then a lookup skips it: a miss, not a Redis HIT).
+    const ready = () =>
+      waitFor(
+        async () => {
+          const r = await fetch(px!.url("/ready"));
+          const body = (await r.json()) as { cache_layers?: Record<string, { up: boolean }> };
+          return r.status === 200 && body.cache_layers?.redis?.up === true;
+        },
+        { message: "the proxy to be ready (Redis up)" },
+      );
     await restart(yaml("up-b"));
     await ready();
     expect(await get("/other/hello.txt")).toEqual({ body: "hello from up-b", cache: "MISS", layer: null });
