@@ -8,6 +8,8 @@
  *   injected clock drives it too).
  * - An unknown kid triggers a refetch, at most one per 10 s; concurrent callers share one fetch.
  * - A failed fetch (network, timeout, non-2xx, bad JSON, no usable key) keeps the last good keys.
+ *   A redirect is a failed fetch (never followed; the error names its target): keys are taken
+ *   from the configured URL only, never from another origin (or plain http) it points to.
  * - A key removed from the set never verifies once the new set is loaded: onChange drops cached
  *   verifications, and a verification that was in flight re-checks holds() before it counts.
  * - A reload's new client takes over the keys of the previous generation's client for the same URL
@@ -204,8 +206,14 @@ export class JwksClient {
         describeHttpCall(span, "GET", this.o.url);
         span.inject(headers);
       }
-      const res = await this.o.fetch(this.o.url, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS), headers });
+      // A redirect is not followed: the keys that verify every token would come from wherever
+      // the Location points (another origin, or http after https), not from the configured URL.
+      const res = await this.o.fetch(this.o.url, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS), headers, redirect: "manual" });
       status = res.status;
+      if (status >= 300 && status < 400) {
+        await res.body?.cancel().catch(() => {});
+        throw new Error(`HTTP ${status} redirect${redirectTarget(res.headers.get("location"), this.o.url)} not followed: set jwks_url to the final URL`);
+      }
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       if (Number(res.headers.get("content-length") ?? 0) > MAX_BYTES) throw new Error("response larger than 1 MiB");
       const text = await res.text();
@@ -266,8 +274,20 @@ export class JwksClient {
   }
 }
 
+/** " to <url>" (no credentials or query) for a redirect's Location, or "" when it has none. */
+function redirectTarget(location: string | null, base: string): string {
+  if (location === null) return "";
+  try {
+    return ` to ${safeUrl(new URL(location, base).href)}`;
+  } catch {
+    return "";
+  }
+}
+
 /** The kind of a JWKS fetch failure, with no host, address or URL in it (see readiness). */
 function failureKind(why: string): string {
+  const redirect = /^HTTP (3\d\d) redirect/.exec(why);
+  if (redirect !== null) return `HTTP ${redirect[1]} redirect not followed`;
   if (/^(HTTP \d{3}|timed out|first fetch in progress|not fetched yet|response larger than 1 MiB|response is not JSON|response has no `keys` array|no usable key for the configured algorithms)$/.test(why)) return why;
   if (/ENOTFOUND|EAI_AGAIN|getaddrinfo|DNS/i.test(why)) return "the host does not resolve";
   if (/ECONNREFUSED|refused/i.test(why)) return "connection refused";

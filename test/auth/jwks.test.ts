@@ -236,6 +236,22 @@ describe("JWKS never loaded", () => {
     expect(await auth.verify(t)).toMatchObject({ sub: "alice" });
     expect(auth.readiness()).toEqual({ ok: true });
   });
+  test("a redirect is not followed (the keys would come from wherever it points): not loaded, the error names the target", async () => {
+    const elsewhere = JwksServer.start([rs1.jwk]); // would verify the token
+    const server = JwksServer.start([]);
+    server.redirectTo(302, `${elsewhere.url}?sig=secret`);
+    const logs = logCapture();
+    const auth = await Authenticator.create(jwtConfig({ algorithm: "RS256", jwks_url: server.url }), { log: logs.log });
+    cleanup.push(() => auth.close(), () => server.close(), () => elsewhere.close());
+    await auth.refreshKeys(); // joins the first fetch
+    expect(server.fetchCount).toBe(1);
+    expect(elsewhere.fetchCount).toBe(0);
+    expect(auth.readiness().ok).toBe(false);
+    expect(auth.readiness(true).reason).toBe("JWKS keys not loaded: HTTP 302 redirect not followed (the log names the URL)");
+    expect(logs.lines.at(-1)).toMatchObject({ level: "error", fields: { error: `HTTP 302 redirect to ${elsewhere.url} not followed: set jwks_url to the final URL` } });
+    const t = await signWith(rs1, claims());
+    await expectProxyError(auth.verify(t), "KeysUnavailable", undefined, t);
+  });
   test("unreachable JWKS host", async () => {
     const dead = JwksServer.start();
     dead.down(); // connections refused

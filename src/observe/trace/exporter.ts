@@ -108,9 +108,12 @@ export class OtlpExporter {
         headers: this.headers,
         body: encodeSpans(batch, this.o.resource),
         signal: AbortSignal.timeout(this.o.timeoutMs),
+        // Not followed: the spans (paths, keys, client addresses) and the configured headers (a
+        // collector token) would go wherever the Location points. A 3xx is a failed export.
+        redirect: "manual",
       });
       await res.arrayBuffer().catch(() => {}); // frees the connection for keep-alive
-      if (!res.ok) error = `HTTP ${res.status}`;
+      if (!res.ok) error = res.status >= 300 && res.status < 400 ? `HTTP ${res.status} redirect not followed` : `HTTP ${res.status}`;
     } catch (err) {
       const name = (err as Error)?.name;
       error = name === "TimeoutError" ? `no answer within ${this.o.timeoutMs} ms` : "collector unreachable";

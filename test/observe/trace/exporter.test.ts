@@ -147,6 +147,24 @@ describe("exporter", () => {
     await e.shutdown(1000);
   });
 
+  test("a redirect is not followed (the spans and the collector token would go where it points): counted as failed", async () => {
+    for (const status of [302, 307, 308]) {
+      const redirector = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response(null, { status, headers: { location: `${receiver.url}/v1/traces` } }) });
+      try {
+        const posts = receiver.posts.length;
+        const { e, c, logs } = exporter({ url: `http://127.0.0.1:${redirector.port}/v1/traces`, headers: { authorization: "Bearer collector-secret-123" } });
+        e.add(ended());
+        await e.flush(3000);
+        expect(c.droppedExportFailed.value).toBe(1);
+        expect(logs[0].fields.error).toBe(`HTTP ${status} redirect not followed`);
+        expect(receiver.posts.length).toBe(posts);
+        await e.shutdown(1000);
+      } finally {
+        redirector.stop(true);
+      }
+    }
+  });
+
   test("a collector that is down: counted as failed, nothing thrown", async () => {
     const dead = Bun.serve({ port: 0, fetch: () => new Response() });
     const port = dead.port;
