@@ -42,6 +42,7 @@ export const CATALOGUE = {
   CircuitOpen: { status: 503, message: "The upstream is failing; requests are paused" },
   Overloaded: { status: 503, message: "Too many concurrent requests" },
   KeysUnavailable: { status: 503, message: "Token verification keys are not loaded yet" },
+  AuthorizerUnavailable: { status: 503, message: "The authorization service could not decide this request; retry later" },
   GatewayTimeout: { status: 504, message: "The upstream did not answer in time" },
   RequestTimeout: { status: 408, message: "The request body did not arrive in time" },
 } as const satisfies Record<string, ErrorSpec>;
@@ -93,6 +94,17 @@ export class ClaimRuleRefusal extends ProxyError {
     readonly claims: Readonly<Record<string, unknown>>,
   ) {
     super("Forbidden", { detail });
+  }
+}
+
+/**
+ * A 503 from a bucket's authorizer (OPA, OpenFGA) that could not decide: an outage with
+ * `*_fail_mode: closed`, or a configuration error (a 4xx, a redirect, an answer that is not a
+ * decision) in either mode (src/authz/decide.ts). Not a denial: clients (SDKs) retry a 503, never a 403.
+ */
+export class AuthorizerUnavailable extends ProxyError {
+  constructor() {
+    super("AuthorizerUnavailable", { headers: { "retry-after": "1" } });
   }
 }
 

@@ -168,6 +168,8 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
   }
 
   const buckets = new Map<string, BucketRuntime>();
+  const metrics = deps.metrics;
+  const authzCount = metrics === undefined ? undefined : (a: "opa" | "openfga", r: "allow" | "deny" | "error") => metrics.authzDecision(a, r);
   const matesOf = cacheMatesOf(config);
   const replicaSets = new Map<string, readonly string[]>();
   for (const b of config.buckets) if (b.s3.replicas) replicaSets.set(b.name, b.s3.replicas.map((r) => r.name));
@@ -195,7 +197,7 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
         authRequired: b.auth.enabled,
         sandboxed: b.access === "read-write" && b.sandbox_user_content,
         extraRules: b.auth.claims,
-        authorizer: b.authorization ? createAuthorizer(b.authorization, { log: authLog, fetch: deps.fetch }) : undefined,
+        authorizer: b.authorization ? createAuthorizer(b.authorization, { log: authLog, fetch: deps.fetch, onDecision: authzCount }) : undefined,
         cachePolicy: bucketCachePolicy(config.cache, b),
         cacheMates: matesOf(b),
         allow: cidrs(b.ip_filter.allowlist),

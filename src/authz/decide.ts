@@ -9,14 +9,25 @@
  *   and a session of a down-scoped token shared cached decisions: an authorization bypass.)
  * - Bounded: at most 10 000 entries (least recently used evicted).
  * - Concurrent identical checks share one request.
- * - Timeouts, network errors, non-2xx answers and unreadable bodies are errors: never cached, logged
- *   at warn, and answered by the fail mode (closed → deny, open → allow).
+ * - No answer is a decision unless it is a 2xx with a readable decision. Failures are never cached
+ *   and come in two kinds:
+ *   - an outage: a timeout, a network error, a 5xx, a 429 (overloaded) or 408. The fail mode
+ *     answers: closed → AuthorizerUnavailable (503 with Retry-After: SDKs retry it, never a 403),
+ *     open → allowed. Logged at warn once per outage.
+ *   - a configuration error: a redirect (never followed: a 3xx would turn the check into a GET
+ *     without input, or POST the claims, key and client address to another origin, whose answer
+ *     would then decide), any other 4xx (400 a model without the relation asked, 401 a wrong API
+ *     token, 404 an unknown store), an answer that is not JSON or too large. Refused
+ *     (AuthorizerUnavailable) in BOTH modes: fail_mode open covers an authorizer that is down,
+ *     not one that is misconfigured. Logged at error once until it answers again.
+ * - Every call is counted (onDecision: allow, deny, error), cache hits included.
  */
 import { TtlLru } from "../util/lru.ts";
 import type { Claims } from "../auth/rules.ts";
 import { endClient, startHttpCall } from "../observe/trace/client.ts";
 import type { Span } from "../observe/trace/span.ts";
 import { readCapped } from "../http/read-capped.ts";
+import { AuthorizerUnavailable } from "../errors.ts";
 
 export type Logger = (level: "info" | "warn" | "error", msg: string, fields?: object) => void;
 
@@ -41,14 +52,36 @@ export interface AuthzInput {
 export type PrincipalType = "jwt" | "s3_static" | "s3_session" | "anonymous";
 
 export interface Authorizer {
+  /**
+   * true: allowed, false: denied by the policy. Throws AuthorizerUnavailable (503) when there is no
+   * decision and the fail mode does not allow (see above).
+   */
   authorize(input: AuthzInput): Promise<boolean>;
   close?(): void;
 }
 
 export const DECISION_CACHE_MAX = 10_000;
 
-/** Raised by a backend when it could not get a decision (the fail mode applies). */
-export class BackendError extends Error {}
+/** What a call counts as (yatagarasu_authz_decisions_total's `result`). */
+export type DecisionResult = "allow" | "deny" | "error";
+
+/**
+ * Raised by a backend when it could not get a decision. `outage`: the fail mode applies (a 5xx, a
+ * 429 or 408); otherwise a configuration error, refused in both modes. `detail`: the backend's
+ * own explanation (OpenFGA's "relation 'file#editor' not found"), for the error log.
+ */
+export class BackendError extends Error {
+  constructor(
+    message: string,
+    readonly outage = false,
+    readonly detail?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** What one check came to: a decision, or no decision (an outage, or a configuration error). */
+type Outcome = "allow" | "deny" | "outage" | "broken";
 
 function canonical(v: unknown): string {
   if (v === null || typeof v !== "object") return JSON.stringify(v) ?? "null";
@@ -87,14 +120,16 @@ export interface BackendSpec {
   url?: string;
   /** The span name (OpenTelemetry: method and URL template). */
   spanName?: string;
+  /** Each authorize() call's result (metrics). */
+  onDecision?: (result: DecisionResult) => void;
 }
 
 export class DecidingAuthorizer implements Authorizer {
   private readonly cache: TtlLru<boolean> | undefined;
-  private readonly inflight = new Map<string, Promise<boolean>>();
+  private readonly inflight = new Map<string, Promise<Outcome>>();
 
-  /** Failing since the last answer (logged once, see decide). */
-  private down = false;
+  /** Failing since the last answer, and how (logged once, see decide). */
+  private down: "outage" | "broken" | undefined;
   private failedWhileDown = 0;
 
   constructor(
@@ -106,10 +141,22 @@ export class DecidingAuthorizer implements Authorizer {
   }
 
   async authorize(input: AuthzInput): Promise<boolean> {
+    const outcome = await this.outcome(input);
+    const count = this.spec.onDecision;
+    if (outcome === "allow" || outcome === "deny") {
+      count?.(outcome);
+      return outcome === "allow";
+    }
+    count?.("error");
+    if (outcome === "outage" && this.spec.failMode === "open") return true;
+    throw new AuthorizerUnavailable();
+  }
+
+  private outcome(input: AuthzInput): Promise<Outcome> | Outcome {
     // The action is part of the key: on the S3 front GET of a bucket is ListBucket or GetBucketLocation.
     const key = JSON.stringify([input.principal, identityOf(input.claims), input.bucket, input.key, input.method, input.action ?? "", this.spec.extraKey?.(input) ?? ""]);
     const hit = this.cache?.get(key, this.now());
-    if (hit !== undefined) return hit;
+    if (hit !== undefined) return hit ? "allow" : "deny";
     const pending = this.inflight.get(key);
     if (pending) return pending;
     const p = this.decide(input, key).finally(() => this.inflight.delete(key));
@@ -121,65 +168,96 @@ export class DecidingAuthorizer implements Authorizer {
     this.cache?.clear();
   }
 
-  private async decide(input: AuthzInput, key: string): Promise<boolean> {
+  private async decide(input: AuthzInput, key: string): Promise<Outcome> {
     const span = input.trace === undefined ? undefined : startHttpCall(input.trace, this.spec.spanName ?? `POST ${this.spec.name}`, "POST", this.spec.url ?? "");
     try {
       const allowed = await this.spec.ask(input, AbortSignal.timeout(this.spec.timeoutMs), span);
       this.cache?.set(key, allowed, this.now() + this.spec.ttlSeconds * 1000);
-      if (this.down) {
+      if (this.down !== undefined) {
         this.log("info", `${this.spec.name} available again`, { failed_requests: this.failedWhileDown });
-        this.down = false;
+        this.down = undefined;
         this.failedWhileDown = 0;
       }
       if (span !== undefined) {
         span.set("yatagarasu.authz.decision", allowed ? "allow" : "deny");
         span.end();
       }
-      return allowed;
+      return allowed ? "allow" : "deny";
     } catch (err) {
+      // Thrown by the transport (refused, reset, DNS, TLS, the timeout) or a BackendError.
+      const outage = !(err instanceof BackendError) || err.outage;
+      const open = outage && this.spec.failMode === "open";
       if (span !== undefined) {
-        span.set("yatagarasu.authz.decision", this.spec.failMode === "open" ? "fail_open" : "fail_closed");
+        span.set("yatagarasu.authz.decision", open ? "fail_open" : "fail_closed");
         endClient(span, { error: err });
       }
       const name = (err as Error)?.name;
       const error = name === "TimeoutError" || name === "AbortError" ? `timed out after ${this.spec.timeoutMs} ms` : ((err as Error)?.message ?? String(err));
-      const open = this.spec.failMode === "open";
+      const kind = outage ? "outage" : "broken";
       // Once per outage, not once per request (that doubled the log volume while it lasted): the
       // first failure is logged, the others are counted and reported when it answers again.
-      if (this.down) this.failedWhileDown++;
+      if (this.down === kind) this.failedWhileDown++;
       else {
-        this.down = true;
-        this.failedWhileDown = 1;
-        this.log("warn", `${this.spec.name} unavailable; failing ${open ? "open (requests allowed)" : "closed (requests denied)"} until it answers again`, {
-          bucket: input.bucket,
-          key: input.key,
-          error,
-        });
+        if (this.down === undefined) this.failedWhileDown = 0;
+        this.failedWhileDown++;
+        this.down = kind;
+        if (outage) {
+          this.log("warn", `${this.spec.name} unavailable; failing ${open ? "open (requests allowed)" : "closed (requests refused with 503)"} until it answers again`, {
+            bucket: input.bucket,
+            key: input.key,
+            error,
+          });
+        } else {
+          // A configuration error (or a hostile redirect) never fails open: an operator must act.
+          this.log("error", `${this.spec.name} refused the check: a configuration error (URL, store or policy, API token, model); requests are refused with 503 until it answers`, {
+            bucket: input.bucket,
+            key: input.key,
+            error,
+            detail: (err as BackendError).detail,
+          });
+        }
       }
-      return open;
+      return kind;
     }
   }
 }
 
-/** POSTs JSON and returns the parsed 2xx body; anything else is a BackendError. */
 /** The most of an authorizer's answer that is read (OPA's result, OpenFGA's {"allowed": …}). */
 export const MAX_ANSWER_BYTES = 1024 * 1024;
 
+/** Statuses that mean the backend is down or overloaded (the fail mode applies); any other non-2xx is a configuration error. */
+const isOutageStatus = (status: number) => status >= 500 || status === 429 || status === 408;
+
+/** Control characters and the like out of a backend's message before it is logged. */
+const printable = (s: string) => s.replace(/[^\x20-\x7e]/g, "?").slice(0, 200);
+
+/**
+ * POSTs JSON and returns the parsed 2xx body; anything else is a BackendError. A redirect is
+ * never followed (redirect: "manual"): the check would go, with the claims, key and client
+ * address, wherever the Location points, and its answer would decide.
+ */
 export async function postJson(fetchFn: typeof fetch, url: string, body: unknown, signal: AbortSignal, headers: Record<string, string> = {}, span?: Span): Promise<unknown> {
   const sent: Record<string, string> = { "content-type": "application/json", accept: "application/json", ...headers };
   span?.inject(sent); // traceparent (tracing on)
-  const res = await fetchFn(url, { method: "POST", headers: sent, body: JSON.stringify(body), signal });
+  const res = await fetchFn(url, { method: "POST", headers: sent, body: JSON.stringify(body), signal, redirect: "manual" });
   span?.set("http.response.status_code", res.status);
+  if (res.status >= 300 && res.status < 400) {
+    await res.body?.cancel().catch(() => {});
+    throw new BackendError(`HTTP ${res.status} (a redirect: not followed; point the URL at the service itself)`);
+  }
   // A decision is a few bytes: a broken or hostile backend's endless answer is cut, not held.
   const bytes = await readCapped(res, MAX_ANSWER_BYTES);
-  if (bytes === undefined) throw new BackendError(`answer larger than ${MAX_ANSWER_BYTES} bytes`);
+  if (bytes === undefined) throw new BackendError(`answer larger than ${MAX_ANSWER_BYTES} bytes`, isOutageStatus(res.status));
   const text = new TextDecoder().decode(bytes);
   if (!res.ok) {
     let code = "";
+    let message = "";
     try {
-      code = String((JSON.parse(text) as { code?: unknown }).code ?? "");
+      const doc = JSON.parse(text) as { code?: unknown; message?: unknown };
+      code = String(doc.code ?? "");
+      if (typeof doc.message === "string") message = printable(doc.message);
     } catch {}
-    throw new BackendError(`HTTP ${res.status}${code ? ` (${code.slice(0, 60)})` : ""}`);
+    throw new BackendError(`HTTP ${res.status}${code ? ` (${printable(code).slice(0, 60)})` : ""}`, isOutageStatus(res.status), message || undefined);
   }
   try {
     return JSON.parse(text);

@@ -23,7 +23,7 @@
  * The client IP is part of the input, so it is part of the decision-cache key too.
  */
 import type { AuthorizationConfig } from "../config/schema.ts";
-import { BackendError, DecidingAuthorizer, postJson, type Authorizer, type Logger } from "./decide.ts";
+import { BackendError, DecidingAuthorizer, postJson, type Authorizer, type DecisionResult, type Logger } from "./decide.ts";
 
 /** "data.a.b" / "a.b" / "/a/b/" → "a/b". */
 export function opaDataPath(policyPath: string): string {
@@ -35,13 +35,14 @@ export function opaDataPath(policyPath: string): string {
     .join("/");
 }
 
-export function createOpaAuthorizer(cfg: AuthorizationConfig, fetchFn: typeof fetch, now: () => number, log: Logger): Authorizer {
+export function createOpaAuthorizer(cfg: AuthorizationConfig, fetchFn: typeof fetch, now: () => number, log: Logger, onDecision?: (result: DecisionResult) => void): Authorizer {
   if (!cfg.opa_url || !cfg.opa_policy_path) throw new Error("authorization type opa needs opa_url and opa_policy_path");
   const url = `${cfg.opa_url.replace(/\/+$/, "")}/v1/data/${opaDataPath(cfg.opa_policy_path)}`;
   let warnedUndefined = false;
   return new DecidingAuthorizer(
     {
       name: "opa",
+      onDecision,
       ttlSeconds: cfg.opa_cache_ttl_seconds,
       failMode: cfg.opa_fail_mode,
       timeoutMs: cfg.opa_timeout_ms,

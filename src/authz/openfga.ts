@@ -66,7 +66,7 @@
  */
 import type { AuthorizationConfig } from "../config/schema.ts";
 import { claimAt } from "../auth/rules.ts";
-import { BackendError, DecidingAuthorizer, postJson, type Authorizer, type Logger } from "./decide.ts";
+import { BackendError, DecidingAuthorizer, postJson, type Authorizer, type DecisionResult, type Logger } from "./decide.ts";
 import { WRITE_ACTIONS, type S3Action } from "../proxy/context.ts";
 
 const ID = /^[^\s:#]+$/;
@@ -81,7 +81,7 @@ function userId(claims: Record<string, unknown> | undefined, claim: string): str
   return undefined;
 }
 
-export function createOpenFgaAuthorizer(cfg: AuthorizationConfig, fetchFn: typeof fetch, now: () => number, log: Logger): Authorizer {
+export function createOpenFgaAuthorizer(cfg: AuthorizationConfig, fetchFn: typeof fetch, now: () => number, log: Logger, onDecision?: (result: DecisionResult) => void): Authorizer {
   if (!cfg.openfga_endpoint || !cfg.openfga_store_id) throw new Error("authorization type openfga needs openfga_endpoint and openfga_store_id");
   const url = `${cfg.openfga_endpoint.replace(/\/+$/, "")}/stores/${encodeURIComponent(cfg.openfga_store_id)}/check`;
   const headers: Record<string, string> = cfg.openfga_api_token ? { authorization: `Bearer ${cfg.openfga_api_token}` } : {};
@@ -92,6 +92,7 @@ export function createOpenFgaAuthorizer(cfg: AuthorizationConfig, fetchFn: typeo
   return new DecidingAuthorizer(
     {
       name: "openfga",
+      onDecision,
       ttlSeconds: cfg.openfga_cache_ttl_seconds,
       failMode: cfg.openfga_fail_mode,
       timeoutMs: cfg.openfga_timeout_ms,

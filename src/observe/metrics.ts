@@ -21,8 +21,11 @@ import { mergeSnapshots, Registry, renderSnapshot, type CounterChild, type Histo
 export const FIXED_BUCKET_LABELS = ["_none", "_health", "_admin", "_metrics"] as const;
 export const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 export const AUTH_RESULTS = ["success", "missing", "invalid", "forbidden", "error"] as const;
+export const AUTHORIZERS = ["opa", "openfga"] as const;
+export const AUTHZ_RESULTS = ["allow", "deny", "error"] as const;
 export const RATE_LIMIT_SCOPES = ["global", "per_ip", "bucket", "concurrency", "concurrency_per_ip", "uploads", "uploads_per_ip"] as const;
 export type AuthResult = (typeof AUTH_RESULTS)[number];
+export type AuthzResult = (typeof AUTHZ_RESULTS)[number];
 export type RateLimitScope = (typeof RATE_LIMIT_SCOPES)[number];
 /** An S3 HTTP status, or why there was none. */
 export type S3Outcome = number | "error" | "timeout";
@@ -89,6 +92,7 @@ export class Metrics {
   private readonly s3Duration = this.r.histogram("yatagarasu_s3_request_duration_seconds", "Upstream S3 request time until response headers, in seconds.", ["bucket"], DURATION_BUCKETS);
   private readonly s3Retries = this.r.counter("yatagarasu_s3_retries_total", "Upstream S3 requests retried.", ["bucket"]);
   private readonly authC = new Map<string, CounterChild>();
+  private readonly authzC = new Map<string, Map<string, CounterChild>>();
   private readonly rateC = new Map<string, CounterChild>();
   private readonly breaker = this.r.gauge("yatagarasu_circuit_breaker_state", "Circuit breaker state per bucket: 0 closed, 1 open, 2 half-open.", ["bucket"], "max");
   /** Per-replica series of buckets with s3.replicas (replica-metrics.ts). */
@@ -125,6 +129,12 @@ export class Metrics {
   constructor(opts: MetricsOptions) {
     const auth = this.r.counter("yatagarasu_auth_total", "Authentication outcomes.", ["result"]);
     for (const a of AUTH_RESULTS) this.authC.set(a, auth.labels(a));
+    const authz = this.r.counter(
+      "yatagarasu_authz_decisions_total",
+      "Bucket authorizer (OPA, OpenFGA) results per request, cached decisions included: allow, deny, or error (no decision: an outage, refused with 503 or allowed by fail_mode open, or a configuration error, refused with 503).",
+      ["authorizer", "result"],
+    );
+    for (const a of AUTHORIZERS) this.authzC.set(a, new Map(AUTHZ_RESULTS.map((r) => [r, authz.labels(a, r)])));
     const rate = this.r.counter("yatagarasu_rate_limited_total", "Requests refused by a rate or concurrency limit, by scope.", ["scope"]);
     for (const s of RATE_LIMIT_SCOPES) this.rateC.set(s, rate.labels(s));
     this.reloads.labels("success");
@@ -221,6 +231,12 @@ export class Metrics {
 
   auth(result: AuthResult): void {
     const c = this.authC.get(result);
+    if (c !== undefined) c.value++;
+  }
+
+  /** One bucket authorizer result (see yatagarasu_authz_decisions_total). */
+  authzDecision(authorizer: (typeof AUTHORIZERS)[number], result: AuthzResult): void {
+    const c = this.authzC.get(authorizer)?.get(result);
     if (c !== undefined) c.value++;
   }
 

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { AuthorizationSchema } from "../../src/config/schema.ts";
 import { createAuthorizer, type AuthzInput } from "../../src/authz/index.ts";
+import { AuthorizerUnavailable } from "../../src/errors.ts";
 import { opaDataPath } from "../../src/authz/opa.ts";
 import { logCapture } from "../fixtures/jwt.ts";
 import { dataPath, OpaServer, type Policy } from "../fixtures/opa.ts";
@@ -150,57 +151,122 @@ describe("decision cache", () => {
   });
 });
 
-describe("failures follow opa_fail_mode (logged at warn, never cached)", () => {
+/** What a check came to: true (allowed), false (denied) or "503" (AuthorizerUnavailable: no decision). */
+async function outcome(p: Promise<boolean>): Promise<boolean | "503"> {
+  try {
+    return await p;
+  } catch (e) {
+    if (e instanceof AuthorizerUnavailable && e.status === 503 && e.headers?.["retry-after"] === "1") return "503";
+    throw e;
+  }
+}
+
+/** A fetch answering every call with `res()` (and recording the calls). */
+function fakeFetch(res: () => Response) {
+  const calls: Array<{ url: string; init: RequestInit | undefined }> = [];
+  const f = (async (url: string, init?: RequestInit) => {
+    calls.push({ url: String(url), init });
+    return res();
+  }) as unknown as typeof fetch;
+  return { f, calls };
+}
+
+describe("an outage (timeout, unreachable, 5xx, 429) follows opa_fail_mode: closed → 503, open → allowed (logged at warn, never cached)", () => {
   for (const mode of ["closed", "open"] as const) {
-    const expected = mode === "open";
+    const failed = mode === "open" ? true : "503";
     test(`timeout → ${mode}`, async () => {
-      const { opa, authz, logs } = setup({ "yatagarasu/allow": () => !expected }, { opa_timeout_ms: 40, opa_fail_mode: mode });
+      const { opa, authz, logs } = setup({ "yatagarasu/allow": () => mode !== "open" }, { opa_timeout_ms: 40, opa_fail_mode: mode });
       opa.hang(); // never answers: the 40 ms timeout is what ends the request
-      expect(await authz.authorize(input())).toBe(expected);
+      expect(await outcome(authz.authorize(input()))).toBe(failed);
       expect(logs.lines).toContainEqual({ level: "warn", msg: expect.stringContaining(`opa unavailable; failing ${mode}`), fields: expect.objectContaining({ error: "timed out after 40 ms" }) });
       opa.restore();
-      expect(await authz.authorize(input())).toBe(!expected); // the failure was not cached
+      expect(await authz.authorize(input())).toBe(mode !== "open"); // the failure was not cached
       expect(opa.requests).toHaveLength(2);
     });
-    test(`HTTP 500 → ${mode}`, async () => {
-      const { opa, authz, logs } = setup({ "yatagarasu/allow": () => true }, { opa_fail_mode: mode });
-      opa.failWith({ status: 500, body: { code: "internal_error", message: "boom" } });
-      expect(await authz.authorize(input())).toBe(expected);
-      expect(logs.lines.at(-1)).toMatchObject({ level: "warn", fields: { error: "HTTP 500 (internal_error)" } });
-      opa.restore();
-      expect(await authz.authorize(input())).toBe(true);
-    });
+    for (const status of [500, 503, 429]) {
+      test(`HTTP ${status} → ${mode}`, async () => {
+        const { opa, authz, logs } = setup({ "yatagarasu/allow": () => true }, { opa_fail_mode: mode });
+        opa.failWith({ status, body: { code: "internal_error", message: "boom" } });
+        expect(await outcome(authz.authorize(input()))).toBe(failed);
+        expect(logs.lines.at(-1)).toMatchObject({ level: "warn", fields: { error: `HTTP ${status} (internal_error)` } });
+        opa.restore();
+        expect(await authz.authorize(input())).toBe(true);
+      });
+    }
     test(`unreachable OPA → ${mode}, and it recovers when OPA is back`, async () => {
-      const { opa, authz, logs } = setup({ "yatagarasu/allow": () => !expected }, { opa_fail_mode: mode });
+      const { opa, authz, logs } = setup({ "yatagarasu/allow": () => mode !== "open" }, { opa_fail_mode: mode });
       opa.down(); // connections refused
-      expect(await authz.authorize(input())).toBe(expected);
+      expect(await outcome(authz.authorize(input()))).toBe(failed);
       expect(logs.lines).toEqual([{ level: "warn", msg: expect.stringContaining(`opa unavailable; failing ${mode}`), fields: expect.objectContaining({ error: expect.any(String) }) }]);
       expect(opa.requests).toHaveLength(0);
       opa.restore();
-      expect(await authz.authorize(input())).toBe(!expected); // the failure was not cached
+      expect(await authz.authorize(input())).toBe(mode !== "open"); // the failure was not cached
     });
   }
   test("an outage is logged once, not once per request; its end is logged with the number of requests it failed", async () => {
     const { opa, authz, logs } = setup({ "yatagarasu/allow": () => true }, { opa_fail_mode: "closed", opa_cache_ttl_seconds: 0 });
     opa.down();
-    for (let i = 0; i < 5; i++) expect(await authz.authorize(input())).toBe(false);
+    for (let i = 0; i < 5; i++) expect(await outcome(authz.authorize(input()))).toBe("503");
     expect(logs.lines.filter((l) => l.level === "warn")).toHaveLength(1);
     opa.restore();
     expect(await authz.authorize(input())).toBe(true);
     expect(logs.lines.at(-1)).toMatchObject({ level: "info", msg: "opa available again", fields: { failed_requests: 5 } });
     opa.down();
-    expect(await authz.authorize(input())).toBe(false);
+    expect(await outcome(authz.authorize(input()))).toBe("503");
     expect(logs.lines.filter((l) => l.level === "warn")).toHaveLength(2); // a new outage is logged again
   });
-  test("a 2xx answer that is not JSON is a failure", async () => {
-    const logs = logCapture();
-    const bad = createAuthorizer(AuthorizationSchema.parse({ type: "opa", opa_url: "http://127.0.0.1:1", opa_policy_path: "p" }), {
-      fetch: (async () => new Response("<html>", { status: 200 })) as unknown as typeof fetch,
-      log: logs.log,
-    });
-    expect(await bad.authorize(input())).toBe(false);
-    expect(logs.lines.at(-1)?.fields).toMatchObject({ error: "answer is not JSON" });
+});
+
+describe("a configuration error (4xx, redirect, an answer that is no decision) is refused in both modes: 503, logged at error, never allowed", () => {
+  for (const mode of ["closed", "open"] as const) {
+    for (const status of [400, 401, 403, 404]) {
+      test(`HTTP ${status} → 503 with opa_fail_mode ${mode}`, async () => {
+        const { opa, authz, logs } = setup({ "yatagarasu/allow": () => true }, { opa_fail_mode: mode, opa_cache_ttl_seconds: 0 });
+        opa.failWith({ status, body: { code: "invalid_parameter", message: "bad\u0007 thing" } });
+        expect(await outcome(authz.authorize(input()))).toBe("503");
+        expect(await outcome(authz.authorize(input()))).toBe("503");
+        // once (not once per request), at error, with OPA's code and message (control characters replaced)
+        expect(logs.lines).toEqual([
+          { level: "error", msg: expect.stringContaining("opa refused the check: a configuration error"), fields: { bucket: "products", key: "shoes/red.jpg", error: `HTTP ${status} (invalid_parameter)`, detail: "bad? thing" } },
+        ]);
+        opa.restore();
+        expect(await authz.authorize(input())).toBe(true);
+        expect(logs.lines.at(-1)).toMatchObject({ level: "info", msg: "opa available again", fields: { failed_requests: 2 } });
+      });
+    }
+    for (const status of [301, 302, 303, 307, 308]) {
+      test(`a ${status} redirect is not followed: 503 with opa_fail_mode ${mode}, and the Location never asked`, async () => {
+        // The Location answers {"result": true}: followed, it would allow everything.
+        const elsewhere = OpaServer.start({ "yatagarasu/allow": () => true });
+        cleanup.push(() => elsewhere.close());
+        const { opa, authz, logs } = setup({ "yatagarasu/allow": () => false }, { opa_fail_mode: mode });
+        opa.redirectTo(status, `${elsewhere.url}/v1/data/yatagarasu/allow`);
+        expect(await outcome(authz.authorize(input()))).toBe("503");
+        expect(opa.requests).toHaveLength(1);
+        expect(elsewhere.requests).toHaveLength(0);
+        expect(logs.lines).toEqual([{ level: "error", msg: expect.stringContaining("opa refused the check"), fields: expect.objectContaining({ error: `HTTP ${status} (a redirect: not followed; point the URL at the service itself)` }) }]);
+      });
+    }
+  }
+  test("redirect: manual is what is asked of fetch", async () => {
+    const { f, calls } = fakeFetch(() => Response.json({ result: true }));
+    const a = createAuthorizer(AuthorizationSchema.parse({ type: "opa", opa_url: "http://127.0.0.1:1", opa_policy_path: "p" }), { fetch: f });
+    expect(await a.authorize(input())).toBe(true);
+    expect(calls[0]!.init?.redirect).toBe("manual");
   });
+  for (const mode of ["closed", "open"] as const) {
+    test(`a 2xx answer that is not JSON, or not an object, is refused (503) with opa_fail_mode ${mode}`, async () => {
+      for (const body of ["<html>", "[true]"]) {
+        const logs = logCapture();
+        const bad = createAuthorizer(AuthorizationSchema.parse({ type: "opa", opa_url: "http://127.0.0.1:1", opa_policy_path: "p", opa_fail_mode: mode }), {
+          fetch: fakeFetch(() => new Response(body, { status: 200 })).f,
+          log: logs.log,
+        });
+        expect(await outcome(bad.authorize(input()))).toBe("503");
+        expect(logs.lines.at(-1)).toMatchObject({ level: "error", fields: { error: body === "<html>" ? "answer is not JSON" : "answer is not a JSON object" } });
+      }
+    });
+  }
   test("an endless answer (no Content-Length) is cut at 1 MiB and is a failure, not read whole", async () => {
     const logs = logCapture();
     let sent = 0;
@@ -214,8 +280,25 @@ describe("failures follow opa_fail_mode (logged at warn, never cached)", () => {
       fetch: (async () => new Response(endless, { status: 200 })) as unknown as typeof fetch,
       log: logs.log,
     });
-    expect(await bad.authorize(input())).toBe(false);
+    expect(await outcome(bad.authorize(input()))).toBe("503");
     expect(logs.lines.at(-1)?.fields).toMatchObject({ error: "answer larger than 1048576 bytes" });
     expect(sent).toBeLessThan(2 * 1024 * 1024);
+  });
+});
+
+describe("onDecision: every call is counted, cache hits included", () => {
+  test("allow, deny, error (an outage in open mode too)", async () => {
+    const counted: string[] = [];
+    const opa = OpaServer.start({ "yatagarasu/allow": isAdmin });
+    const authz = createAuthorizer(AuthorizationSchema.parse({ type: "opa", opa_url: opa.url, opa_policy_path: "yatagarasu/allow", opa_fail_mode: "open" }), {
+      onDecision: (a, r) => void counted.push(`${a} ${r}`),
+    });
+    cleanup.push(() => authz.close?.(), () => opa.close());
+    await authz.authorize(input());
+    await authz.authorize(input()); // cached
+    await authz.authorize(input({ claims: { sub: "bob" } }));
+    opa.down();
+    expect(await authz.authorize(input({ claims: { sub: "carol" } }))).toBe(true); // open
+    expect(counted).toEqual(["opa allow", "opa allow", "opa deny", "opa error"]);
   });
 });

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { AuthorizationSchema } from "../../src/config/schema.ts";
 import { createAuthorizer, type AuthzInput } from "../../src/authz/index.ts";
+import { AuthorizerUnavailable } from "../../src/errors.ts";
 import { logCapture } from "../fixtures/jwt.ts";
 import { OpenFgaServer, type Tuple } from "../fixtures/openfga.ts";
 
@@ -37,6 +38,15 @@ function setup(cfg: Record<string, unknown> = {}, server: Parameters<typeof Open
   const authz = createAuthorizer(AuthorizationSchema.parse({ type: "openfga", openfga_endpoint: fga.url, openfga_store_id: STORE, ...cfg }), { now: () => clock.now, log: logs.log });
   cleanup.push(() => authz.close?.(), () => fga.close());
   return { fga, clock, logs, authz };
+}
+/** What a check came to: true (allowed), false (denied) or "503" (AuthorizerUnavailable: no decision). */
+async function outcome(p: Promise<boolean>): Promise<boolean | "503"> {
+  try {
+    return await p;
+  } catch (e) {
+    if (e instanceof AuthorizerUnavailable) return "503";
+    throw e;
+  }
 }
 const req = (sub: string | undefined, key: string, over: Partial<AuthzInput> = {}): AuthzInput => ({
   claims: sub === undefined ? { name: "nobody" } : { sub },
@@ -138,22 +148,42 @@ describe("cache and failures", () => {
     expect(noCache.fga.requests).toHaveLength(2);
   });
   for (const mode of ["closed", "open"] as const) {
-    const expected = mode === "open";
-    test(`timeout → ${mode}, not cached`, async () => {
+    test(`timeout (an outage) → ${mode === "open" ? "allowed" : "503"} with fail mode ${mode}, not cached`, async () => {
       const { authz, fga, logs } = setup({ openfga_timeout_ms: 40, openfga_fail_mode: mode });
       fga.hang(); // never answers: the 40 ms timeout is what ends the request
-      expect(await authz.authorize(req("dave", "products/shoes/red.jpg"))).toBe(expected);
+      expect(await outcome(authz.authorize(req("dave", "products/shoes/red.jpg")))).toBe(mode === "open" ? true : "503");
       expect(logs.lines.at(-1)).toMatchObject({ level: "warn", msg: expect.stringContaining(`failing ${mode}`), fields: { error: "timed out after 40 ms" } });
       fga.restore();
       expect(await authz.authorize(req("dave", "products/shoes/red.jpg"))).toBe(false);
     });
-    test(`401 (token not configured) and 404 (unknown store) → ${mode}`, async () => {
+    test(`401 (token not configured) and 404 (unknown store) are configuration errors → 503 with fail mode ${mode}, logged at error`, async () => {
       const { authz, logs } = setup({ openfga_fail_mode: mode }, { apiToken: "needed" });
-      expect(await authz.authorize(req("alice", "readme.txt"))).toBe(expected);
-      expect(logs.lines.at(-1)).toMatchObject({ level: "warn", fields: { error: "HTTP 401 (unauthenticated)" } });
+      expect(await outcome(authz.authorize(req("alice", "readme.txt")))).toBe("503");
+      expect(logs.lines.at(-1)).toMatchObject({ level: "error", fields: { error: "HTTP 401 (unauthenticated)" } });
       const other = setup({ openfga_fail_mode: mode, openfga_store_id: "01JOTHERSTORE" });
-      expect(await other.authz.authorize(req("alice", "readme.txt"))).toBe(expected);
-      expect(other.logs.lines.at(-1)).toMatchObject({ level: "warn", fields: { error: "HTTP 404 (store_id_not_found)" } });
+      expect(await outcome(other.authz.authorize(req("alice", "readme.txt")))).toBe("503");
+      expect(other.logs.lines.at(-1)).toMatchObject({ level: "error", fields: { error: "HTTP 404 (store_id_not_found)" } });
+      // the API token is never logged
+      expect(JSON.stringify([logs.lines, other.logs.lines])).not.toContain("needed");
+    });
+    test(`a model without the write relation (400 validation_error) → writes 503 with fail mode ${mode}, reads still decided`, async () => {
+      const { authz, logs } = setup({ openfga_fail_mode: mode, openfga_write_relation: "writer" });
+      expect(await outcome(authz.authorize(req("mallory", "products/shoes/red.jpg", { method: "PUT", action: "s3:PutObject" })))).toBe("503");
+      expect(logs.lines).toEqual([
+        { level: "error", msg: expect.stringContaining("openfga refused the check: a configuration error"), fields: expect.objectContaining({ error: "HTTP 400 (validation_error)", detail: "relation 'file#writer' not found" }) },
+      ]);
+      expect(await authz.authorize(req("alice", "readme.txt"))).toBe(true);
+      expect(await authz.authorize(req("mallory", "readme.txt"))).toBe(false);
+    });
+    test(`a 307 redirect is not followed (fail mode ${mode}): the input never reaches the Location, whose answer would allow`, async () => {
+      const elsewhere = OpenFgaServer.start({ storeId: STORE, tuples: [{ user: "user:*", relation: "viewer", object: "folder:catalog/" }, parent("file:catalog/readme.txt", "catalog/")] });
+      cleanup.push(() => elsewhere.close());
+      const { authz, fga, logs } = setup({ openfga_fail_mode: mode });
+      fga.redirectTo(307, `${elsewhere.url}/stores/${STORE}/check`);
+      expect(await outcome(authz.authorize(req("mallory", "readme.txt")))).toBe("503");
+      expect(fga.requests).toHaveLength(1);
+      expect(elsewhere.requests).toHaveLength(0);
+      expect(logs.lines.at(-1)).toMatchObject({ level: "error", fields: { error: expect.stringContaining("HTTP 307 (a redirect: not followed") } });
     });
   }
   test("an answer without allowed: true denies", async () => {

@@ -72,6 +72,7 @@ test("dashboard covers requests, errors and latency by bucket, cache layers, ups
     /yatagarasu_s3_failovers_total/,
     /yatagarasu_circuit_breaker_state/,
     /yatagarasu_auth_total\{[^}]*result!="success"/,
+    /sum by \(authorizer, result\) \(rate\(yatagarasu_authz_decisions_total/,
     /yatagarasu_cache_layer_up\{[^}]*layer="redis"/,
   ])
     expect(needed.test(text) ? "" : String(needed)).toBe("");
@@ -89,4 +90,5 @@ test("alerts: each has a severity and a summary; the required conditions are all
   expect(exprOf("YatagarasuNotReady")).toContain("yatagarasu_ready");
   expect(exprOf("YatagarasuRedisDegraded")).toContain('yatagarasu_cache_layer_up{layer="redis"}');
   expect(exprOf("YatagarasuAuditWriteFailing")).toContain("yatagarasu_audit_write_errors_total");
+  expect(exprOf("YatagarasuAuthorizerFailing")).toContain('yatagarasu_authz_decisions_total{result="error"}');
 });

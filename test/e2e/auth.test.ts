@@ -74,6 +74,10 @@ ${bucket("pub", "/pub")}${bucket("priv", "/priv", "    auth: { enabled: true, cl
     "opa",
     "/opa",
     `    auth: { enabled: true }\n    authorization: { type: opa, opa_url: "${opa.url}", opa_policy_path: yatagarasu/allow, opa_cache_ttl_seconds: 0, opa_timeout_ms: 2000 }\n`,
+  )}${bucket(
+    "opaopen",
+    "/opaopen",
+    `    auth: { enabled: true }\n    authorization: { type: opa, opa_url: "${opa.url}", opa_policy_path: yatagarasu/allow, opa_cache_ttl_seconds: 0, opa_timeout_ms: 2000, opa_fail_mode: open }\n`,
   )}${bucket("fga", "/fga", `    auth: { enabled: true }\n    authorization: { type: openfga, openfga_endpoint: "${fga.url}", openfga_store_id: "${fga.storeId}", openfga_cache_ttl_seconds: 0, openfga_timeout_ms: 2000 }\n`)}`;
   // es.pem is relative: it resolves against the config file's folder, not the working directory.
   px = await startProxy(yaml, { files: { "es.pem": esKey.pem } });
@@ -257,16 +261,50 @@ describe("authorization backends", () => {
     expect(proxied()).toHaveLength(0);
   });
 
-  test("OPA down with fail mode closed answers 403 and S3 sees nothing", async () => {
+  test("OPA failing with fail mode closed answers 503 AuthorizerUnavailable with Retry-After (not 403: clients retry it), and S3 sees nothing", async () => {
     opa.failWith({ status: 500 });
     try {
       s3.resetLog();
       const res = await fetch(px.url("/opa/docs/a.txt"), { headers: bearer(await hs(good({ sub: "alice", jti: "opa-down" }))) });
-      expect(res.status).toBe(403);
-      await res.body?.cancel();
+      expect([res.status, res.headers.get("retry-after"), (await json(res)).error]).toEqual([503, "1", "AuthorizerUnavailable"]);
       expect(proxied()).toHaveLength(0);
+      await px.waitForLog((l) => l.level === "warn" && String(l.msg).startsWith("opa unavailable; failing closed"));
     } finally {
       opa.failWith(null);
+    }
+  });
+
+  test("fail mode open allows through an outage (5xx) but not through a configuration error (4xx): that is 503, logged at error", async () => {
+    const token = await hs(good({ sub: "mallory", jti: "opa-open" })); // denied by the policy
+    try {
+      opa.failWith({ status: 500 });
+      const outage = await fetch(px.url("/opaopen/docs/a.txt"), { headers: bearer(token) });
+      expect([outage.status, await outage.text()]).toEqual([200, BODY]);
+      for (const status of [400, 401, 404]) {
+        opa.failWith({ status, body: { code: "unauthorized", message: "the API token is wrong" } });
+        s3.resetLog();
+        const res = await fetch(px.url("/opaopen/docs/a.txt"), { headers: bearer(token) });
+        expect([res.status, (await json(res)).error]).toEqual([503, "AuthorizerUnavailable"]);
+        expect(proxied()).toHaveLength(0);
+      }
+      await px.waitForLog((l) => l.level === "error" && String(l.msg).startsWith("opa refused the check: a configuration error") && l.error === "HTTP 400 (unauthorized)");
+    } finally {
+      opa.failWith(null);
+    }
+  });
+
+  test("a redirect from OPA is not followed (its Location, answering allow, is never asked): 503", async () => {
+    const elsewhere = OpaServer.start({ "yatagarasu/allow": () => true });
+    try {
+      for (const status of [302, 307]) {
+        opa.redirectTo(status, `${elsewhere.url}/v1/data/yatagarasu/allow`);
+        const res = await fetch(px.url("/opa/docs/a.txt"), { headers: bearer(await hs(good({ sub: "mallory", jti: `redirect-${status}` }))) });
+        expect([res.status, (await json(res)).error]).toEqual([503, "AuthorizerUnavailable"]);
+      }
+      expect(elsewhere.requests).toHaveLength(0);
+    } finally {
+      opa.restore();
+      elsewhere.close();
     }
   });
 

@@ -6,6 +6,9 @@
  */
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { GetBucketVersioningCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListBucketsCommand, PutBucketVersioningCommand, S3Client } from "@aws-sdk/client-s3";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { OpaServer } from "../fixtures/opa.ts";
 import { smithyPresigned, smithySigned, type SmithyRequest } from "../fronts/s3/helpers.ts";
 import { APP, hs256, LISTER, startS3FrontEnv, UPSTREAM, type S3FrontEnv } from "./s3-front-helpers.ts";
@@ -367,8 +370,10 @@ describe("OPA with the S3 action, virtual-hosted style, ListBuckets owner", () =
     opa = OpaServer.start({
       "s3/allow": (i) => i.jwt_claims?.sub === "app1" && i.jwt_claims?.team === "a" && (i.action === "s3:GetObject" || (i.action === "s3:ListBucket" && String(i.key).startsWith("open/"))),
     });
+    auditDir = mkdtempSync(join(tmpdir(), "yata-s3-authz-"));
     env = await startS3FrontEnv({
       s3Extra: "  domain: s3.test\n",
+      extra: `audit: { enabled: true, path: "${join(auditDir, "audit.log")}" }\n`,
       buckets: (ep) => `buckets:
   - name: data
     path_prefix: /data
@@ -384,6 +389,62 @@ describe("OPA with the S3 action, virtual-hosted style, ListBuckets owner", () =
   afterAll(async () => {
     await env.stop();
     opa.close();
+    rmSync(auditDir, { recursive: true, force: true });
+  });
+  let auditDir = "";
+
+  test("OPA's input.path is /<bucket>/<key> for both addressing styles: a policy on it cannot be dodged with virtual-hosted addressing", async () => {
+    const n = opa.requests.length;
+    const vhost = `data.s3.test:${env.port}`;
+    const requests: Array<{ path: string; host?: string; query?: Record<string, string> }> = [
+      { path: "/data/a.txt" },
+      { path: "/a.txt", host: vhost },
+      { path: "/data/", query: { "list-type": "2", prefix: "open/" } },
+      { path: "/", host: vhost, query: { "list-type": "2", prefix: "open/" } },
+      { path: "/data", query: { location: "" } },
+      { path: "/", host: vhost, query: { location: "" } },
+    ];
+    for (const r of requests) await (await signedFetch(env, r)).arrayBuffer();
+    expect(opa.requests.slice(n).map((r) => [(r.body as any).input.action, (r.body as any).input.path])).toEqual([
+      ["s3:GetObject", "/data/a.txt"],
+      ["s3:GetObject", "/data/a.txt"],
+      ["s3:ListBucket", "/data/open/"],
+      ["s3:ListBucket", "/data/open/"],
+      ["s3:GetBucketLocation", "/data/"],
+      ["s3:GetBucketLocation", "/data/"],
+    ]);
+  });
+
+  test("OPA failing (fail mode closed): S3's 503 ServiceUnavailable with Retry-After (SDKs retry it), not AccessDenied; audited and counted as an authorizer error", async () => {
+    const count = (result: string) => Number(new RegExp(`^yatagarasu_authz_decisions_total\\{authorizer="opa",result="${result}"\\} (\\d+)$`, "m").exec(env.app.metrics.render())?.[1]);
+    const [allow, deny, error] = [count("allow"), count("deny"), count("error")];
+    opa.failWith({ status: 500 });
+    try {
+      env.mark();
+      for (const host of [undefined, `data.s3.test:${env.port}`]) {
+        const r = await signedFetch(env, { path: host === undefined ? "/data/a.txt" : "/a.txt", host });
+        const text = await r.text();
+        expect([r.status, /<Code>(\w+)/.exec(text)?.[1], r.headers.get("retry-after")]).toEqual([503, "ServiceUnavailable", "1"]);
+        expect(text).toContain("<Message>The authorization service could not decide this request; retry later</Message>");
+      }
+      expect(env.upstreamCalls()).toEqual([]);
+    } finally {
+      opa.failWith(null);
+    }
+    const denied = await signedFetch(env, { path: "/data/", query: { "list-type": "2", prefix: "closed/" } });
+    expect([denied.status, /<Code>(\w+)/.exec(await denied.text())?.[1]]).toEqual([403, "AccessDenied"]);
+    const ok = await signedFetch(env, { path: "/data/a.txt" });
+    expect(ok.status).toBe(200);
+    await ok.arrayBuffer();
+    expect([count("allow") - allow, count("deny") - deny, count("error") - error]).toEqual([1, 1, 2]);
+    await env.app.audit!.flush();
+    const lines = readFileSync(join(auditDir, "audit.log"), "utf8").trim().split("\n").map((l) => JSON.parse(l)).slice(-4);
+    expect(lines.map((l) => [l.result, l.reason, l.status])).toEqual([
+      ["failed", "AuthorizerUnavailable", 503],
+      ["failed", "AuthorizerUnavailable", 503],
+      ["denied", "AccessDenied", 403],
+      ["allowed", undefined, 200],
+    ]);
   });
 
   test("GetObject allowed; ListObjectsV2 denied by the policy before the upstream; the input carries the action and claims", async () => {

@@ -222,6 +222,24 @@ describe("the bucket authorizer (OPA) decides with the S3 action and the key", (
     },
     T,
   );
+
+  test(
+    "OPA failing: DeleteObjects fails whole with 503 ServiceUnavailable (SDKs retry it; a per-key AccessDenied would not be), nothing deleted",
+    async () => {
+      await env.s3.put("up", "gone/c.txt", "c");
+      opa.failWith({ status: 500 });
+      try {
+        env.mark();
+        const a = await answerOf(await deleteObjects("opa", deleteXml(["gone/c.txt", "gone/d.txt"])));
+        expect([a.status, a.code, a.headers.get("retry-after")]).toEqual([503, "ServiceUnavailable", "1"]);
+        expect(env.upstreamCalls()).toEqual([]);
+      } finally {
+        opa.failWith(null);
+      }
+      expect(await env.s3.exists("up", "gone/c.txt")).toBe(true);
+    },
+    T,
+  );
 });
 
 describe("the bucket authorizer (OpenFGA) checks openfga_write_relation (editor) for writes, viewer for reads", () => {

@@ -103,6 +103,7 @@ const EXPECTED: [string, string][] = [
   ["yatagarasu_s3_retries_total", "counter"],
   ["yatagarasu_http_response_body_errors_total", "counter"],
   ["yatagarasu_auth_total", "counter"],
+  ["yatagarasu_authz_decisions_total", "counter"],
   ["yatagarasu_rate_limited_total", "counter"],
   ["yatagarasu_circuit_breaker_state", "gauge"],
   ["yatagarasu_s3_replica_requests_total", "counter"],
@@ -145,11 +146,24 @@ describe("exposition format", () => {
     const p = parse(make().render());
     for (const r of ["success", "missing", "invalid", "forbidden", "error"]) expect(find(p, "yatagarasu_auth_total", { result: r })).toBe(0);
     for (const s of ["global", "per_ip", "bucket", "concurrency"]) expect(find(p, "yatagarasu_rate_limited_total", { scope: s })).toBe(0);
+    for (const authorizer of ["opa", "openfga"]) for (const result of ["allow", "deny", "error"]) expect(find(p, "yatagarasu_authz_decisions_total", { authorizer, result })).toBe(0);
     expect(find(p, "yatagarasu_config_reloads_total", { result: "failure" })).toBe(0);
     expect(find(p, "yatagarasu_s3_retries_total", { bucket: "photos" })).toBe(0);
     expect(find(p, "yatagarasu_http_request_duration_seconds_count", { bucket: "_health" })).toBe(0);
     expect(find(p, "yatagarasu_build_info", { version: "1.2.3" })).toBe(1);
     expect(find(p, "yatagarasu_http_requests_in_flight")).toBe(0);
+  });
+
+  test("authorizer results: bounded labels (the two authorizers, three results)", () => {
+    const m = make();
+    m.authzDecision("opa", "allow");
+    m.authzDecision("opa", "allow");
+    m.authzDecision("openfga", "error");
+    m.authzDecision("nope" as "opa", "allow"); // not a label value: not counted
+    const p = parse(m.render());
+    expect(find(p, "yatagarasu_authz_decisions_total", { authorizer: "opa", result: "allow" })).toBe(2);
+    expect(find(p, "yatagarasu_authz_decisions_total", { authorizer: "openfga", result: "error" })).toBe(1);
+    expect(m.render().match(/^yatagarasu_authz_decisions_total\{/gm)).toHaveLength(6);
   });
 
   test("histograms are cumulative, include +Inf, and le is inclusive", () => {

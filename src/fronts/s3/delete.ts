@@ -60,14 +60,19 @@ async function allowedEntries(ctx: RequestContext, entries: readonly DeleteEntry
   if (authorizer === undefined) return out;
   const ip = clientIp(ctx);
   let next = 0;
+  // An authorizer that cannot decide (AuthorizerUnavailable, a 503) fails the whole request, which
+  // SDKs retry; a per-key AccessDenied would read as a policy denial and never be retried.
   const worker = async () => {
     while (next < entries.length) {
       const i = next++;
       if (!out[i]) continue;
       const { key } = entries[i]!;
-      out[i] = await authorizer
-        .authorize({ claims: ctx.claims, principal: ctx.principal, bucket: ctx.bucketName, key, path: `/${ctx.bucketName}/${key}`, method: "DELETE", action: actionOf(entries[i]!), clientIp: ip, trace: ctx.span })
-        .catch(() => false);
+      try {
+        out[i] = await authorizer.authorize({ claims: ctx.claims, principal: ctx.principal, bucket: ctx.bucketName, key, path: `/${ctx.bucketName}/${key}`, method: "DELETE", action: actionOf(entries[i]!), clientIp: ip, trace: ctx.span });
+      } catch (err) {
+        next = entries.length; // the other workers stop asking
+        throw err;
+      }
     }
   };
   await Promise.all(Array.from({ length: Math.min(AUTHZ_CONCURRENCY, entries.length) }, worker));

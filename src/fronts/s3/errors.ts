@@ -160,11 +160,13 @@ const FROM_PROXY: Partial<Record<ErrorCode, S3ErrorCode>> = {
   CircuitOpen: "ServiceUnavailable",
   Overloaded: "SlowDown",
   KeysUnavailable: "ServiceUnavailable",
+  AuthorizerUnavailable: "ServiceUnavailable",
   GatewayTimeout: "ServiceUnavailable",
   RequestTimeout: "RequestTimeout",
 };
 
-const UPSTREAM_FAILURES: ReadonlySet<string> = new Set(["BadGateway", "UpstreamUnreachable", "CircuitOpen", "GatewayTimeout"]);
+/** The failures that keep the proxy's own words (see fromProxyError). */
+const OWN_WORDS: ReadonlySet<string> = new Set(["BadGateway", "UpstreamUnreachable", "CircuitOpen", "GatewayTimeout", "AuthorizerUnavailable"]);
 
 /** Upstream codes that mean it refused the proxy's own credentials: the client gets AccessDenied (an operator problem, not theirs). */
 export { CREDENTIAL_CODES };
@@ -185,8 +187,9 @@ export function fromProxyError(err: Pick<ProxyError, "code" | "headers"> & { cau
     return e;
   }
   const code = FROM_PROXY[err.code] ?? "InternalError";
-  // The upstream's failures keep the proxy's own words (our fixed texts: "The upstream could not
-  // be reached", "... stalled while sending the object"), not S3's "Please reduce your request
-  // rate", which would send an operator looking at the client's request rate.
-  return s3Error(code, UPSTREAM_FAILURES.has(err.code) && err.message ? err.message : undefined, undefined, headers);
+  // The upstream's and the authorizer's failures keep the proxy's own words (our fixed texts: "The
+  // upstream could not be reached", "... stalled while sending the object", "The authorization
+  // service could not decide..."), not S3's "Please reduce your request rate", which would send an
+  // operator looking at the client's request rate.
+  return s3Error(code, OWN_WORDS.has(err.code) && err.message ? err.message : undefined, undefined, headers);
 }

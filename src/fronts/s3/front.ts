@@ -415,7 +415,9 @@ export const s3Front: Front = {
       const range = ctx.req.headers.get("range");
       if (size !== undefined && range !== null) e.details = { RangeRequested: range.slice(0, 256), ActualObjectSize: size };
     }
-    ctx.errorCode = e.code;
+    // (the access log, audit trail and write metrics name an authorizer's failure as such; the
+    // client sees S3's ServiceUnavailable, which SDKs retry)
+    ctx.errorCode = err.code === "AuthorizerUnavailable" ? err.code : e.code;
     // S3 names the condition that failed; on a read it is If-Match, else If-Unmodified-Since (the
     // only two that answer 412 on GetObject/HeadObject, If-Match deciding when both are sent).
     if (e.code === "PreconditionFailed" && e.details?.Condition === undefined && (ctx.method === "GET" || ctx.method === "HEAD")) {

@@ -2,15 +2,28 @@
  * Phase: authorize. The bucket's authorizer (OPA / OpenFGA), asked with the identity's claims and
  * the S3 action, on both fronts. Claim rules and per-identity grants are checked by the fronts
  * when they authenticate; this phase is the policy engines' turn. Always asynchronous.
+ *
+ * A denial is 403 Forbidden (S3 front: AccessDenied); an authorizer that could not decide throws
+ * AuthorizerUnavailable (503 with Retry-After; S3 front: ServiceUnavailable), see src/authz/decide.ts.
  */
 import { ProxyError } from "../../errors.ts";
 import { clientIp, type RequestContext } from "../context.ts";
+
+/**
+ * OPA's `input.path`. Plain front: the request path (`/<path_prefix>/<key>`). S3 front: always
+ * `/<bucket>/<key>` (a listing's key is its prefix; a bucket-level call's `/<bucket>/`), whatever
+ * the addressing: a virtual-hosted request (Host: <bucket>.<domain>) has the path `/<key>`, and
+ * a policy on the path it sent could be dodged by addressing the bucket the other way.
+ */
+export function authzPath(ctx: RequestContext): string {
+  return ctx.front === "s3" ? `/${ctx.bucketName}/${ctx.key}` : ctx.path;
+}
 
 export function authorize(ctx: RequestContext): undefined | Promise<undefined> {
   const authorizer = ctx.bucket?.authorizer;
   if (authorizer === undefined) return undefined;
   return authorizer
-    .authorize({ claims: ctx.claims, principal: ctx.principal, bucket: ctx.bucketName, key: ctx.key, path: ctx.path, method: ctx.method, action: ctx.action, clientIp: clientIp(ctx), trace: ctx.span })
+    .authorize({ claims: ctx.claims, principal: ctx.principal, bucket: ctx.bucketName, key: ctx.key, path: authzPath(ctx), method: ctx.method, action: ctx.action, clientIp: clientIp(ctx), trace: ctx.span })
     .then((allowed) => {
       if (!allowed) throw new ProxyError("Forbidden", { detail: "The authorization policy denied this request" });
       return undefined;
