@@ -1,0 +1,530 @@
+#!/usr/bin/env bun
+/**
+ * The command line. Exit codes (documented in the README):
+ *   0  served and shut down cleanly / --check passed / --healthcheck got 200
+ *   1  the config is invalid (every problem is listed) / --healthcheck failed
+ *   2  bad command-line usage (unknown or repeated option, two modes, --config beside a mode other than --check)
+ *   3  could not start (a listener cannot bind: its address in use, not resolving or not this machine's; TLS files unreadable, ...)
+ *  70  crashed: an uncaught exception or unhandled rejection (logged as fatal, drained, exited)
+ */
+// First: it catches the signals that would otherwise kill the process while the rest loads.
+import { early } from "./early-signals.ts";
+import { lookup } from "node:dns/promises";
+import { App } from "./app.ts";
+import { ConfigError, loadConfigSource, loadConfigSourceOffThread, parseConfig, type Config } from "./config/load.ts";
+import { summarize } from "./config/summary.ts";
+import { parseIp } from "./http/cidr.ts";
+import { createLogger } from "./observe/log.ts";
+import { listenBun, listenMetrics, listenNode, readTls, type Listener, type TlsMaterial } from "./server.ts";
+import { listenS3 } from "./server/s3-listener.ts";
+import { connectTimeoutNote, fetchConcurrencyWarning, poolSizeNote } from "./s3/upstream.ts";
+import { cacheOffNote, diskDir } from "./cache/config.ts";
+import { diskDirProblem } from "./cache/disk.ts";
+import { loadStaticKeys } from "./auth/keys.ts";
+import { COMMIT, VERSION, VERSION_LINE } from "./version.ts";
+import {
+  askPrimaryToPurge,
+  askPrimaryToReloadAll,
+  configFromPrimary,
+  latestSentConfig,
+  onSentConfig,
+  purgeDone,
+  reloadAnswered,
+  reportGeneration,
+  startChildren,
+  workerCount,
+  workerIndex,
+  type Children,
+  type ReloadResult,
+  type SentConfig,
+} from "./workers.ts";
+import type { RemoteInvalidation } from "./cache/types.ts";
+
+const HELP = `yatagarasu ${VERSION} — a high-performance S3 proxy
+
+Usage:
+  yatagarasu [--config PATH]          serve (PATH defaults to ./config.yaml)
+  yatagarasu --check [--config PATH]  validate the config, print a summary, exit 0 or 1
+  yatagarasu --healthcheck [URL]      GET URL (default http://127.0.0.1:8080/health), exit 0 on 200
+  yatagarasu --version | --help
+
+Signals: SIGTERM/SIGINT/SIGQUIT drain and exit 0 (a second one cuts the drain short, a third exits at once);
+  SIGHUP reloads the config (of every worker); SIGUSR1/SIGUSR2 are ignored.
+Exit codes: 0 ok, 1 invalid config, 2 usage error, 3 could not start,
+  70 crashed (uncaught exception or unhandled rejection: logged as fatal, drained, exited).
+`;
+
+/** sysexits' EX_SOFTWARE: an internal error, distinct from every other exit, for supervisors and alerts. */
+const EXIT_CRASH = 70;
+
+interface Args {
+  config: string;
+  check: boolean;
+  healthcheck?: string;
+}
+
+function parseArgs(argv: string[]): Args | { exit: number; out: string; err?: boolean } {
+  const args: Args = { config: "config.yaml", check: false };
+  // --help and --version answer once the whole command line is known to be valid.
+  let info: { exit: number; out: string } | undefined;
+  // One mode at most (serving when none), and each option once: a second one was silently
+  // ignored (--healthcheck --check ran the healthcheck) or silently won (--config a --config b).
+  let mode: string | undefined;
+  let configFlag: string | undefined;
+  const usage = (msg: string) => ({ exit: 2, out: `error: ${msg}\n`, err: true });
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const isConfig = a === "--config" || a === "-c" || a.startsWith("--config=");
+    const flag = isConfig ? "--config" : a === "-h" ? "--help" : a === "-V" ? "--version" : a;
+    if (["--help", "--version", "--check", "--healthcheck"].includes(flag)) {
+      if (mode !== undefined) return usage(mode === flag ? `${flag} given twice` : `${mode} and ${flag} cannot be combined`);
+      mode = flag;
+    }
+    if (isConfig && configFlag !== undefined) return usage("--config given twice");
+    if (a === "--help" || a === "-h") info ??= { exit: 0, out: HELP };
+    else if (a === "--version" || a === "-V") info ??= { exit: 0, out: `${VERSION_LINE}\n` };
+    else if (a === "--check") args.check = true;
+    else if (a === "--config" || a === "-c") {
+      const v = argv[++i];
+      if (!v) return { exit: 2, out: "error: --config needs a path\n", err: true };
+      args.config = v;
+      configFlag = a;
+    } else if (a.startsWith("--config=")) {
+      args.config = a.slice(9);
+      configFlag = a;
+    } else if (a === "--healthcheck") {
+      const next = argv[i + 1];
+      args.healthcheck = next && !next.startsWith("-") ? argv[++i] : "http://127.0.0.1:8080/health";
+    } else return { exit: 2, out: `error: unknown argument '${a}'\n\n${HELP}`, err: true };
+  }
+  if (configFlag !== undefined && mode !== undefined && mode !== "--check") return usage(`${mode} and --config cannot be combined`);
+  if (info === undefined && args.healthcheck !== undefined && !/^https?:\/\/[^/\s]+/i.test(args.healthcheck)) return usage(`--healthcheck takes an http:// or https:// URL, not '${args.healthcheck.slice(0, 100)}'`);
+  return info ?? args;
+}
+
+/** GET url: exit 0 on 200; otherwise 1, with the reason on stderr (what a container runtime shows). */
+/** Loopback: a container's own listener, whose certificate (often self-signed, issued for its public name) says nothing about this check. */
+const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "[::1]", "::1"]);
+
+async function healthcheck(url: string): Promise<number> {
+  try {
+    // An https:// check of this process's own listener on the loopback does not verify its
+    // certificate (self-signed, or issued for a name other than 127.0.0.1); anywhere else it does.
+    const u = new URL(url);
+    const own = u.protocol === "https:" && LOOPBACK_HOSTS.has(u.hostname);
+    const res = await fetch(url, { signal: AbortSignal.timeout(3000), ...(own ? { tls: { rejectUnauthorized: false } } : {}) });
+    await res.arrayBuffer().catch(() => undefined);
+    if (res.status === 200) return 0;
+    process.stderr.write(`healthcheck: ${url} answered ${res.status}\n`);
+    return 1;
+  } catch (err) {
+    const name = (err as Error)?.name;
+    const why = name === "TimeoutError" ? "no answer within 3 s" : ["ConnectionRefused", "ECONNREFUSED"].includes((err as { code?: string })?.code ?? "") ? "connection refused" : ((err as Error)?.message ?? String(err));
+    process.stderr.write(`healthcheck: ${url}: ${why}\n`);
+    return 1;
+  }
+}
+
+/**
+ * Start-up loads on this thread (nothing is served yet). --check loads on the worker thread a
+ * reload uses, so it validates by the very code path a SIGHUP takes (and proves, in the compiled
+ * executable, that the worker entry is there).
+ */
+async function load(path: string, offThread: boolean): Promise<{ config: Config; text: string } | number> {
+  try {
+    return await (offThread ? loadConfigSourceOffThread(path) : loadConfigSource(path));
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`invalid config (${err.issues.length} problem${err.issues.length === 1 ? "" : "s"}):\n${err.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`cannot load config: ${(err as Error)?.message ?? err}\n`);
+    return 1;
+  }
+}
+
+/**
+ * A listener that could not bind, in plain words: which listener (main, metrics, s3_api), its
+ * address:port, and why. Bun and node:http say only "EADDRNOTAVAIL: address not available, listen",
+ * or EINVAL / EINPROGRESS for a host name that does not resolve. Errors that are not the bind's
+ * (TLS material the runtime refuses) keep their own message, after `other`.
+ */
+async function listenFailure(listener: "main" | "metrics" | "s3_api", address: string, port: number, err: unknown, other = ""): Promise<Error> {
+  const e = err as { code?: string; syscall?: string; message?: string } | undefined;
+  const at = `${listener} address ${address.includes(":") && !address.startsWith("[") ? `[${address}]` : address}:${port}`;
+  if (e?.code === "EADDRINUSE") return new Error(`${at} is already in use`);
+  if (e?.code === "EADDRNOTAVAIL") return new Error(`${at} is not an address of this machine`);
+  if (e?.syscall === "listen") {
+    if (parseIp(address) === null && !(await resolves(address))) return new Error(`${at}: ${address} does not resolve`);
+    return new Error(`${at}: ${e.message ?? String(err)}`);
+  }
+  return new Error(`${other}${e?.message ?? String(err)}`);
+}
+
+/**
+ * A group's primary listens with SO_REUSEPORT so that its workers can share the port, which lets
+ * any other process of the same user that also sets it (another instance with server.workers > 1,
+ * started on the same port by mistake) join the port silently and take a share of its
+ * connections. So the primary first binds the port alone, without it: taken by anyone, that is
+ * EADDRINUSE (exit 3, "already in use"), as for a single process. Port 0 is a fresh port.
+ */
+function probeExclusive(address: string, port: number): void {
+  if (port === 0) return;
+  const probe = Bun.listen({ hostname: address, port, socket: { data() {} } });
+  probe.stop(true);
+}
+
+/** Whether a host name resolves to an address (given 3 s). */
+async function resolves(host: string): Promise<boolean> {
+  const timeout = new Promise<boolean>((resolve) => setTimeout(resolve, 3000, true).unref());
+  return Promise.race([lookup(host).then(() => true, () => false), timeout]);
+}
+
+/**
+ * A worker process (server.workers > 1, started by its primary): serves the config text the
+ * primary validated and sent over IPC, never the file (which may have changed since the primary
+ * read it, or be invalid now). What the primary sent cannot fail here but for a file the config
+ * names (a PEM file) changing in between: then it waits for the primary's next config instead of
+ * exiting (a restarted child would fail the same way, over and over).
+ */
+async function serveWorker(): Promise<number> {
+  for (let after = 0; ; ) {
+    let sent: SentConfig;
+    try {
+      sent = await configFromPrimary(after);
+    } catch (err) {
+      process.stderr.write(`could not start: ${(err as Error)?.message ?? err}\n`);
+      return 3;
+    }
+    let config: Config;
+    try {
+      config = parseConfig(sent.text, { file: sent.file, baseDir: sent.baseDir });
+    } catch (err) {
+      const why = (err as Error)?.message ?? String(err);
+      process.stderr.write(`worker ${workerIndex()}: cannot apply the primary's config (generation ${sent.generation}); waiting for its next one:\n${why}\n`);
+      // (a reload of the group waits for this: the answer says this worker failed)
+      reportGeneration(undefined, { generation: sent.generation, error: why });
+      after = sent.generation;
+      continue;
+    }
+    return serve(config, { text: sent.text, generation: sent.generation, tls: sent.tls });
+  }
+}
+
+/**
+ * Serves `config`, validated from `source.text`: read from `source.path` (a single process or a
+ * primary, which reloads that file), or sent by the primary (a worker process: no path).
+ */
+async function serve(config: Config, source: { path?: string; text: string; generation?: number; tls?: TlsMaterial }): Promise<number> {
+  const configPath = source.path;
+  const forcedPort = process.env.YATAGARASU_PORT;
+  // A worker listens on the port the primary chose, but the App keeps the file's config: reload
+  // compares restart-only settings against the file, and `port: 0` must not read as a port change.
+  const listenConfig = workerIndex() !== undefined && forcedPort ? { ...config, server: { ...config.server, port: Number(forcedPort) } } : config;
+  const workers = workerCount(config);
+  // With server.workers > 1 this process is the primary (worker 0): it serves too, and spawns workers 1..N-1.
+  const primary = workers > 1 && workerIndex() === undefined;
+  const worker = primary ? 0 : workerIndex();
+  const log = createLogger({ level: config.logging.level, format: config.logging.format, base: worker !== undefined ? { worker } : undefined });
+
+  /*
+   * Crash policy. An uncaught exception means some code stopped half-way with nothing to handle
+   * it: whatever state it was changing may be inconsistent, so this process must not go on
+   * serving for days. It is logged as fatal (message and stack; never config values), the
+   * listener stops accepting, in-flight requests get at most server.shutdown_timeout to finish,
+   * and the process exits EXIT_CRASH (70) so the supervisor restarts it and alerts can tell a
+   * crash from a clean stop (0) or a bad config (1).
+   *
+   * An unhandled rejection gets the same policy, as Node's default (--unhandled-rejections=throw)
+   * and Bun's: it is an exception thrown in an async function that nobody awaited, so the same
+   * half-done state is possible, and "log and go on" would hide the bug for good. Draining first
+   * means no in-flight request is cut off by it.
+   *
+   * Before the listener is up there is nothing to drain: log and exit at once.
+   */
+  const logFatal = (kind: string, err: unknown) => {
+    const e = err instanceof Error ? err : undefined;
+    log.error(kind, { fatal: true, error: e ? e.message : String(err), ...(e?.stack ? { stack: e.stack.slice(0, 8192) } : undefined), exit_code: EXIT_CRASH });
+  };
+  let onFatal = (kind: string, err: unknown): void => {
+    logFatal(kind, err);
+    log.flush();
+    process.exit(EXIT_CRASH);
+  };
+  process.on("uncaughtException", (err) => onFatal("uncaught exception", err));
+  process.on("unhandledRejection", (reason) => onFatal("unhandled rejection", reason));
+  // SIGUSR1/SIGUSR2 are ignored (a copied logrotate `kill -USR1` killed it; the logs go to
+  // stdout, there is nothing to reopen). SIGHUP/SIGTERM/SIGINT/SIGQUIT before the listeners are
+  // up: caught since main() began (see `early`).
+  for (const sig of ["SIGUSR1", "SIGUSR2"] as const) process.on(sig, () => log.info("signal ignored", { signal: sig }));
+
+  let app: App;
+  let listener: Listener;
+  let metrics: Listener | undefined;
+  let s3Listener: Listener | undefined;
+  let children: Children | undefined;
+  /**
+   * In a child: the configs the primary sent, followed one after the other (the newest sent each
+   * time), each outcome reported to the primary (a reload of the group waits for it).
+   */
+  let following: Promise<void> = Promise.resolve();
+  const follow = () =>
+    (following = following.then(async () => {
+      const sent = latestSentConfig();
+      if (sent === undefined || app.runtime.generation >= sent.generation) return reportGeneration(app.runtime.generation);
+      const r = await app.reload(sent.generation, sent);
+      reportGeneration(app.runtime.generation, r.ok ? undefined : { generation: sent.generation, error: r.error ?? "reload failed" });
+    }));
+  /** A reload of the whole group: the primary's own (then its children's); a child asks the primary. Undefined: this process alone. */
+  const reloadAll = (): Promise<ReloadResult> | undefined => (workerIndex() !== undefined ? askPrimaryToReloadAll(() => app.runtime.generation) : children?.reloadAll());
+  try {
+    // server.readiness_probe_interval_seconds sets the probe period; YATAGARASU_PROBE_INTERVAL_MS overrides it (tests).
+    const probeEnv = Number(process.env.YATAGARASU_PROBE_INTERVAL_MS);
+    const probeIntervalMs = Number.isInteger(probeEnv) && probeEnv > 0 ? probeEnv : undefined;
+    // YATAGARASU_RELOAD_WAIT_MS overrides how long a reload of the group waits for the children (tests).
+    const waitEnv = Number(process.env.YATAGARASU_RELOAD_WAIT_MS);
+    const reloadWaitMs = Number.isInteger(waitEnv) && waitEnv > 0 ? waitEnv : undefined;
+    // A reload (admin API or SIGHUP) reaches every process of the group: a child asks the
+    // primary, the primary reloads and then sends its children the config it now runs.
+    // The certificate every listener serves: the primary's (sent with its config), else read now.
+    const tls = source.tls ?? readTls(config, config.baseDir);
+    app = await App.create(config, { configPath, configText: source.text, generation: source.generation, log, share: workers, probeIntervalMs, reloadAll: () => reloadAll(), tls });
+    try {
+      if (primary) probeExclusive(config.server.address, listenConfig.server.port);
+      listener = config.server.engine === "node" ? await listenNode(app, listenConfig, { reusePort: workers > 1 }) : listenBun(app, listenConfig, { reusePort: workers > 1, baseDir: config.baseDir, tls });
+    } catch (err) {
+      throw await listenFailure("main", config.server.address, listenConfig.server.port, err);
+    }
+    try {
+      if (primary && config.s3_api?.enabled) probeExclusive(config.s3_api.address, config.s3_api.port);
+      s3Listener = await listenS3(app, config, { reusePort: workers > 1, baseDir: config.baseDir, tls });
+    } catch (err) {
+      const s3 = config.s3_api!;
+      throw await listenFailure("s3_api", s3.address, s3.port, err, "s3_api listener: ");
+    }
+    if (config.metrics.enabled && workerIndex() === undefined) {
+      try {
+        metrics = listenMetrics(config, () => children?.renderMetrics() ?? app.metrics.render());
+      } catch (err) {
+        throw await listenFailure("metrics", config.metrics.address, config.metrics.port, err, "metrics listener: ");
+      }
+    }
+    // Children start once everything the primary listens on is up (they get the port it bound).
+    if (primary) {
+      const a = app;
+      const group = startChildren({
+        n: workers,
+        port: listener.port,
+        log,
+        own: () => a.metrics.snapshot(),
+        reloadSelf: () => a.reload(),
+        current: () => a.currentConfig(),
+        applyPurge: (inv) => a.cache.applyPeer(inv),
+        reloadWaitMs,
+      });
+      children = group;
+      // Every purge here reaches the children's caches before it settles.
+      a.cache.setPeers({ publish: (inv) => group.broadcastPurge(inv) });
+    } else if ((workerIndex() ?? 0) > 0) {
+      // A child's purges go through the primary to every other process of the group.
+      app.cache.setPeers({ publish: (inv) => askPrimaryToPurge(inv) ?? Promise.resolve() });
+    }
+  } catch (err) {
+    const why = (err as Error)?.message ?? String(err);
+    log.error("could not start", { error: why });
+    log.flush();
+    process.stderr.write(`could not start: ${why}\n`);
+    return 3;
+  }
+  log.info("listening", {
+    version: VERSION,
+    commit: COMMIT,
+    address: config.server.address,
+    port: listener.port,
+    engine: config.server.engine,
+    ...(metrics ? { metrics_port: metrics.port } : undefined),
+    ...(s3Listener ? { s3_port: s3Listener.port } : undefined),
+    buckets: config.buckets.length,
+    generation: app.runtime.generation,
+    pid: process.pid,
+  });
+  if (workerIndex() === undefined) {
+    const warning = fetchConcurrencyWarning(config.buckets, config.server.upstream_client, config.server.max_concurrent_requests, process.env);
+    if (warning) log.warn(warning);
+    const note = connectTimeoutNote(config.buckets, config.server.upstream_client);
+    if (note) log.info(note);
+    const pool = poolSizeNote(config.buckets);
+    if (pool) log.info(pool);
+    const cacheOff = cacheOffNote(config);
+    if (cacheOff) log.warn(cacheOff);
+    for (const n of config.notes ?? []) log.info(n);
+  }
+  if (primary) log.info("primary started", { workers, port: listener.port, pid: process.pid, ...(metrics ? { metrics_port: metrics.port } : undefined) });
+  // Workers report their port to the primary (tests and the primary's own log use it).
+  if (workerIndex() !== undefined) process.send?.({ type: "listening", port: listener.port });
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    let exitCode = 0;
+    /** SIGTERM/SIGINT received so far. */
+    let signals = 0;
+    let cutDrain!: () => void;
+    const drainCut = new Promise<"cut">((r) => (cutDrain = () => r("cut")));
+    /**
+     * Drains and resolves with the exit code: 0 for a signal, EXIT_CRASH once anything was fatal.
+     * `how`: a signal to this process; the primary (or its loss) asking a child to drain; or the
+     * primary cutting the drain short. A child that is asked and also gets the signal itself (a
+     * signal to the process group) counts one signal, in either order.
+     */
+    const shutdown = async (signal: string, code = 0, how: "signal" | "asked" | "cut" = "signal") => {
+      if (code !== 0) exitCode = code;
+      else if (how === "signal") signals++;
+      if (how === "cut") cutDrain();
+      if (stopping) {
+        // A crash during a drain: the drain goes on, the exit code says it crashed.
+        if (code !== 0 || how !== "signal" || signals < 2) return;
+        children?.cut();
+        // A second signal cuts the drain short as the shutdown timeout does (the cut transfers are
+        // logged as the timeout's are, the audit trail is written); a third exits at once.
+        if (signals === 2) {
+          log.warn("second signal: cutting the drain short", { signal });
+          cutDrain();
+          return;
+        }
+        log.warn("third signal: exiting now", { signal });
+        log.flush();
+        process.exit(exitCode);
+      }
+      stopping = true;
+      app.draining = true;
+      // the current generation's timeout: a reload may have changed it
+      const timeoutS = app.runtime.config.server.shutdown_timeout;
+      // server.shutdown_delay: /ready says 503 while requests are still served, so that a load
+      // balancer stops sending before the listeners close (a second signal ends it early).
+      const delayS = how === "signal" ? app.runtime.config.server.shutdown_delay : 0;
+      if (delayS > 0) {
+        log.info("not ready: waiting before closing the listeners", { signal, delay_s: delayS });
+        await Promise.race([new Promise<void>((r) => setTimeout(r, delayS * 1000).unref?.()), drainCut]);
+      }
+      log.info("draining", { signal, timeout_s: timeoutS });
+      const childrenDone = children?.stop(signal === "SIGINT" ? "SIGINT" : "SIGTERM");
+      const graceful = Promise.all([listener.stop(false), s3Listener?.stop(false)]);
+      const drained = await Promise.race([
+        graceful.then(() => "drained" as const),
+        new Promise<"timeout">((r) => setTimeout(() => r("timeout"), timeoutS * 1000).unref?.()),
+        drainCut,
+      ]);
+      if (drained !== "drained") {
+        if (drained === "timeout") log.warn("shutdown timeout reached: closing remaining connections");
+        await Promise.all([listener.stop(true), s3Listener?.stop(true)]);
+        // The cut requests finish on their own (their upstream exchanges abort, then they are
+        // logged and release their slots): wait for that, briefly, so that each still gets its
+        // access line (ClientClosedRequest) before the exit (a cut upload had none).
+        for (let i = 0; i < 100 && app.concurrency.inFlight > 0; i++) await Bun.sleep(10);
+        await new Promise((r) => setImmediate(r));
+      }
+      await childrenDone;
+      await metrics?.stop(true);
+      // Tracing: the spans of the drained requests go out before exit (bounded wait).
+      await app.tracer?.shutdown();
+      await app.close();
+      log.info("stopped");
+      if (primary) log.info("primary stopped");
+      log.flush();
+      resolve(exitCode);
+    };
+    onFatal = (kind, err) => {
+      logFatal(kind, err);
+      if (!stopping) {
+        // The drain itself runs on code that just failed once: if it cannot finish, exit anyway.
+        setTimeout(() => {
+          log.warn("drain after a crash did not finish: exiting now");
+          log.flush();
+          process.exit(EXIT_CRASH);
+        }, app.runtime.config.server.shutdown_timeout * 1000 + 5000).unref?.();
+      }
+      void shutdown(kind, EXIT_CRASH);
+    };
+    process.on("SIGTERM", () => void shutdown("SIGTERM"));
+    process.on("SIGINT", () => void shutdown("SIGINT"));
+    // (nginx's graceful stop: drained like SIGTERM, not a core dump)
+    process.on("SIGQUIT", () => void shutdown("SIGQUIT"));
+    // Every process of a group reloads to the same generation: SIGHUP to a child asks the primary.
+    early.release();
+    process.on("SIGHUP", () => void (reloadAll() ?? app.reload()));
+    if (early.stop !== undefined) void shutdown(early.stop);
+    else if (early.hup) void (reloadAll() ?? app.reload());
+    // A child whose primary is gone (killed with SIGKILL, crashed) drains and exits instead of lingering on the port.
+    if (workerIndex() !== undefined) process.on("disconnect", () => void shutdown("primary gone", 0, "asked"));
+    // A child follows every config the primary sends (with each reload), and any sent while it was starting.
+    if (workerIndex() !== undefined) {
+      onSentConfig(() => void follow());
+      void follow();
+    }
+    process.on("message", (m: unknown) => {
+      const msg = m as { type?: string; generation?: number; signal?: string; cut?: boolean; id?: number; result?: ReloadResult } | null;
+      if (msg?.type === "reload-result") reloadAnswered(msg);
+      if (msg?.type === "shutdown") void shutdown(msg.signal ?? "primary", 0, msg.cut ? "cut" : "asked");
+      if (msg?.type === "metrics") process.send?.({ type: "metrics", snapshot: app.metrics.snapshot() });
+      // Another process's purge (through the primary): applied here, then confirmed.
+      if (msg?.type === "purge" && msg.id !== undefined) {
+        const id = msg.id;
+        const inv = (msg as { inv?: RemoteInvalidation }).inv;
+        void (inv === undefined ? Promise.resolve() : app.cache.applyPeer(inv)).then(() => process.send?.({ type: "purge-ack", id }));
+      }
+      if (msg?.type === "purge-done") purgeDone(msg);
+    });
+  });
+}
+
+async function main(argv: string[]): Promise<number> {
+  const parsed = parseArgs(argv);
+  if ("exit" in parsed) {
+    (parsed.err ? process.stderr : process.stdout).write(parsed.out);
+    return parsed.exit;
+  }
+  if (parsed.check || parsed.healthcheck) {
+    // (not serving: a stop signal has its usual effect)
+    early.release();
+    if (early.stop !== undefined) return 128 + (early.stop === "SIGINT" ? 2 : early.stop === "SIGQUIT" ? 3 : 15);
+  }
+  if (parsed.healthcheck) return healthcheck(parsed.healthcheck);
+  // A worker process of a group never reads the config file: its primary sends what it validated.
+  if (!parsed.check && workerIndex() !== undefined) return serveWorker();
+  const loaded = await load(parsed.config, parsed.check);
+  if (typeof loaded === "number") return loaded;
+  const { config } = loaded;
+  if (!parsed.check && early.stop !== undefined) {
+    // asked to stop while the config loaded: nothing was served, nothing to drain
+    const log = createLogger({ level: config.logging.level, format: config.logging.format });
+    log.info("stopped before serving", { signal: early.stop });
+    log.flush();
+    return 0;
+  }
+  if (parsed.check) {
+    process.stdout.write(summarize(config, parsed.config));
+    const note = connectTimeoutNote(config.buckets, config.server.upstream_client);
+    if (note) process.stdout.write(`note: ${note}\n`);
+    const pool = poolSizeNote(config.buckets);
+    if (pool) process.stdout.write(`note: ${pool}\n`);
+    const cacheOff = cacheOffNote(config);
+    if (cacheOff) process.stdout.write(`note: ${cacheOff}\n`);
+    // The disk layer's folder, as the proxy would use it when started by this user.
+    if (config.cache.enabled && config.cache.cache_layers.includes("disk") && config.cache.disk) {
+      const dir = diskDir(config.cache.disk, { baseDir: config.baseDir });
+      const problem = diskDirProblem(dir);
+      if (problem) process.stdout.write(`note: cache.disk.path ${dir}: started as this user, the proxy could not use it: ${problem}\n`);
+    }
+    for (const n of config.notes ?? []) process.stdout.write(`note: ${n}\n`);
+    // What the start-up log warns about the JWT keys, said here too (a key the config names but no
+    // accepted algorithm can use is a key that silently does nothing).
+    if (config.jwt?.enabled) {
+      const keys = await loadStaticKeys(config.jwt, config.baseDir).catch(() => undefined);
+      for (const f of keys?.unusedFiles ?? []) process.stdout.write(`note: the JWT key file ${f} fits none of the accepted algorithms (jwt.algorithm / jwt.algorithms), so it is not used\n`);
+    }
+    return 0;
+  }
+  return serve(config, { path: parsed.config, text: loaded.text });
+}
+
+process.exit(await main(process.argv.slice(2)));
