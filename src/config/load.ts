@@ -10,7 +10,7 @@
 import { open, type FileHandle } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import type { z } from "zod";
-import { parseYamlConfig } from "./document.ts";
+import { MAX_EXPANDED_NODES, parseYamlConfig, withinExpansionLimit } from "./document.ts";
 import { adoptOriginalCacheKeys, findLegacy } from "./legacy.ts";
 import { formatPath, type PathSegment } from "./path.ts";
 import { ConfigSchema, type RawConfig } from "./schema.ts";
@@ -158,6 +158,13 @@ export interface ParseOptions {
   baseDir?: string;
 }
 
+/** Whether a value is a placeholder of a variable reported unset (left as written). */
+function namesMissingVar(v: unknown, missing: ReadonlySet<string>): boolean {
+  if (typeof v !== "string" || missing.size === 0) return false;
+  for (const m of v.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)/g)) if (missing.has(m[1]!)) return true;
+  return false;
+}
+
 /**
  * Parses and validates config text into a plain (not yet frozen) Config. Throws ConfigError with
  * every issue found. The worker thread posts this result back as it is.
@@ -170,9 +177,10 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
   const found: Array<{ path: PathSegment[]; message: string }> = [...y.issues];
   const toIssue = (f: { path: PathSegment[]; message: string; line?: number }): ConfigIssue => ({ path: formatPath(f.path), message: f.message, line: f.line ?? y.lineOf(f.path) });
   let raw: unknown;
+  // The billion-laughs guard counts the expansion itself (withinExpansionLimit), not references.
+  if (!withinExpansionLimit(y)) throw fail([...found.map(toIssue), { path: "", message: `invalid YAML: its aliases expand to more than ${MAX_EXPANDED_NODES} nodes (aliases of aliases, or an alias inside what it names)` }]);
   try {
-    // maxAliasCount: the billion-laughs guard (aliases of aliases expanding exponentially).
-    raw = y.doc.toJS({ maxAliasCount: 100 });
+    raw = y.doc.toJS({ maxAliasCount: -1 });
   } catch (err) {
     // The walk's own findings first (an unresolved alias, with its key and line and without its name).
     if (found.length > 0) throw fail(found.map(toIssue));
@@ -188,6 +196,7 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
   found.push(...adopted.issues);
   findLegacy(raw, [], found);
   const hinted = new Set(found.map((f) => formatPath(f.path)));
+  const missingVars = new Set(y.issues.map((i) => /^environment variable ([A-Za-z_][A-Za-z0-9_]*) is/.exec(i.message)?.[1]).filter((n): n is string => n !== undefined));
   const parsed = ConfigSchema.safeParse(raw);
   const baseDir = opts.baseDir ?? (opts.file ? configBaseDir(opts.file) : process.cwd());
   // Every problem in one report, in file order (a typo must not hide the next problem).
@@ -207,8 +216,9 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
         continue;
       }
       if (path.length > 0) refused.push(path);
-      // An unset ${VAR} left as written: "not set" says it all (not also "expected a number").
-      if (hinted.has(formatPath(path))) continue;
+      // An unset ${VAR} left as written: "not set" says it all (not also "expected a number"), at
+      // its own line and wherever a merge key (<<: *anchor) copied it.
+      if (hinted.has(formatPath(path)) || namesMissingVar(valueAt(raw, path), missingVars)) continue;
       // An unquoted ${VAR} whose value reads as a number or boolean: the variable, never its value.
       const typedVar = i.code === "invalid_type" && i.expected === "string" ? y.typedVars.get(formatPath(path)) : undefined;
       if (typedVar !== undefined) {

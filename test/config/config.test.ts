@@ -153,6 +153,11 @@ describe("parseConfig", () => {
     ]);
     // an unset variable in the anchored block is still reported
     expect(issues(yaml, { SK: "merge-secret-0123456789" }).map((i) => i.message)).toContain("environment variable AK is not set");
+    // once, at the anchor: not again as a wrong type wherever it was merged
+    const typed = `x-d: &d\n  endpoint: "http://127.0.0.1:9000"\n  timeout: \${NOPE_T}\nbuckets:\n  - name: a\n    path_prefix: /a\n    s3: { <<: *d, bucket: one }\n  - name: b\n    path_prefix: /b\n    s3: { <<: *d, bucket: two }\n`;
+    expect(issues(typed).map((i) => `${i.line}: ${i.path}: ${i.message}`)).toEqual(["3: x-d.timeout: environment variable NOPE_T is not set"]);
+    // two merge keys in one mapping: named as written
+    expect(issues(`x-d: &d { region: us-east-1 }\nbuckets:\n  - name: a\n    path_prefix: /a\n    s3: { <<: *d, <<: *d, bucket: one, endpoint: "http://127.0.0.1:9000" }\n`).map((i) => i.message)).toEqual(["duplicate key '<<' (first defined at line 5)"]);
   });
 
   test("an unset variable in a number field is reported once (not also as a string where a number is expected)", () => {

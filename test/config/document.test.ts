@@ -116,7 +116,15 @@ describe("hostile shapes", () => {
     let yaml = `${B}a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n`;
     for (let i = 1; i < 9; i++) yaml += `a${i}: &a${i} [${Array(10).fill(`*a${i - 1}`).join(", ")}]\n`;
     const err = error(yaml);
-    expect(err.issues[0].message).toStartWith("invalid YAML");
+    expect(err.issues[0].message).toStartWith("invalid YAML: its aliases expand to more than");
+  });
+
+  test("an alias inside what it names is refused; one shared anchor merged into 300 buckets is not an attack", () => {
+    expect(error(`${B}loop: &l [1, *l]\n`).issues[0].message).toStartWith("invalid YAML: its aliases expand to more than");
+    const buckets = Array.from({ length: 300 }, (_, i) => `  - name: b${i}\n    path_prefix: /b${i}\n    s3: { <<: *s3d, bucket: bucket-${i} }\n    cache: *cache\n`).join("");
+    const c = parseConfig(`x-s3: &s3d { endpoint: "http://127.0.0.1:9000", region: us-east-1 }\nx-cache: &cache { enabled: true, ttl_seconds: 60 }\nbuckets:\n${buckets}`, { env: {} });
+    expect(c.buckets).toHaveLength(300);
+    expect([c.buckets[299]!.s3.bucket, c.buckets[299]!.s3.region]).toEqual(["bucket-299", "us-east-1"]);
   });
 });
 
