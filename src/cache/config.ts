@@ -11,6 +11,7 @@
  * (cacheRestartKey). With server.workers > 1 each process gets its own disk folder
  * (<path>/worker-<i>) and 1/N of max_disk_size_mb, as each has its own memory layer.
  */
+import { readdirSync, rmSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import type { BucketConfig, CacheConfig } from "../config/schema.ts";
 import type { CachePolicy } from "./flight.ts";
@@ -44,6 +45,35 @@ export interface CacheDeps {
 }
 
 /** The disk layer's folder for this process. */
+/**
+ * The folders of the disk layout this process does not use, deleted at start: a single process
+ * uses `<path>` itself, a group `<path>/worker-<i>` for i < N. The others hold what an earlier
+ * start with another `server.workers` cached, unchecked and never purged by the writes made since
+ * (workers 1 -> 2 -> 1 served, from disk, an object replaced while the folder was not in use).
+ * A group's worker 0 deletes `<path>`'s own entries and the folders of workers >= N; the others
+ * touch nothing.
+ */
+export function retireOtherLayouts(cfg: NonNullable<CacheConfig["disk"]>, deps: CacheDeps): string[] {
+  const base = isAbsolute(cfg.path) ? cfg.path : resolve(deps.baseDir ?? process.cwd(), cfg.path);
+  const share = deps.share ?? 1;
+  if (share > 1 && (deps.worker ?? 0) !== 0) return [];
+  let names: string[];
+  try {
+    names = readdirSync(base);
+  } catch {
+    return []; // (not there yet: nothing to retire)
+  }
+  const gone: string[] = [];
+  for (const name of names) {
+    const w = /^worker-(\d+)$/.exec(name);
+    const retire = share > 1 ? (w !== null ? Number(w[1]) >= share : name === "objects" || name === "tmp") : w !== null;
+    if (!retire) continue;
+    rmSync(join(base, name), { recursive: true, force: true });
+    gone.push(name);
+  }
+  return gone.sort();
+}
+
 export function diskDir(cfg: NonNullable<CacheConfig["disk"]>, deps: CacheDeps): string {
   const base = isAbsolute(cfg.path) ? cfg.path : resolve(deps.baseDir ?? process.cwd(), cfg.path);
   return (deps.share ?? 1) > 1 ? join(base, `worker-${deps.worker ?? 0}`) : base;
@@ -58,6 +88,8 @@ export function buildLayers(cfg: CacheConfig, deps: CacheDeps): CacheLayer[] {
       if (name === "memory") layers.push(new MemoryLayer(mb(cfg.memory.max_cache_size_mb), mb(cfg.memory.max_item_size_mb)));
       else if (name === "disk" && cfg.disk) {
         const d = cfg.disk;
+        const retired = retireOtherLayouts(d, deps);
+        if (retired.length > 0) deps.log?.info("disk cache: folders of another server.workers layout deleted", { path: d.path, folders: retired });
         layers.push(new DiskLayer({ dir: diskDir(d, deps), maxBytes: Math.floor(mb(d.max_disk_size_mb) / share), maxItemBytes: mb(d.max_item_size_mb), fsync: d.fsync, log: deps.log, share, instance: deps.instance, stores: deps.stores }));
       } else if (name === "redis" && cfg.redis) {
         const r = cfg.redis;

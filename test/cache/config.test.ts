@@ -4,7 +4,11 @@
  * worker's disk folder is.
  */
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { bucketCachePolicy, cacheRestartKey, diskDir } from "../../src/cache/index.ts";
+import { retireOtherLayouts } from "../../src/cache/config.ts";
 import { redisTarget } from "../../src/cache/redis-link.ts";
 import { ConfigError, parseConfig } from "../../src/config/load.ts";
 import { CacheSchema } from "../../src/config/schema.ts";
@@ -117,5 +121,33 @@ describe("restart and folders", () => {
     expect(diskDir(disk, { baseDir: "/etc/yata" })).toBe("/etc/yata/cache");
     expect(diskDir({ ...disk, path: "/var/c" }, { baseDir: "/etc/yata", share: 4, worker: 2 })).toBe("/var/c/worker-2");
     expect(diskDir({ ...disk, path: "/var/c" }, { share: 4, worker: undefined })).toBe("/var/c/worker-0");
+  });
+});
+
+describe("retireOtherLayouts: the disk folders another server.workers left", () => {
+  const layout = () => {
+    const base = mkdtempSync(join(tmpdir(), "yata-layout-"));
+    for (const d of ["objects/ab", "tmp", "worker-0/objects", "worker-1/objects", "worker-2/objects", "elsewhere"]) mkdirSync(join(base, d), { recursive: true });
+    writeFileSync(join(base, "objects/ab/f"), "x");
+    writeFileSync(join(base, "redis-position-8080.json"), "{}");
+    return base;
+  };
+  test("a single process deletes the workers' folders; a group's worker 0 deletes the single layout's and those of workers >= N; another worker deletes nothing", () => {
+    for (const [deps, left] of [
+      [{ share: 1 }, ["elsewhere", "objects", "redis-position-8080.json", "tmp"]],
+      [{ share: 2, worker: 0 }, ["elsewhere", "redis-position-8080.json", "worker-0", "worker-1"]],
+      [{ share: 3, worker: 0 }, ["elsewhere", "redis-position-8080.json", "worker-0", "worker-1", "worker-2"]],
+      [{ share: 2, worker: 1 }, ["elsewhere", "objects", "redis-position-8080.json", "tmp", "worker-0", "worker-1", "worker-2"]],
+    ] as const) {
+      const base = layout();
+      try {
+        retireOtherLayouts({ path: base } as never, deps);
+        expect([deps, readdirSync(base).sort()]).toEqual([deps, [...left]]);
+      } finally {
+        rmSync(base, { recursive: true, force: true });
+      }
+    }
+    // a folder not there yet: nothing to do
+    expect(retireOtherLayouts({ path: join(tmpdir(), "yata-layout-absent-zz") } as never, { share: 1 })).toEqual([]);
   });
 });

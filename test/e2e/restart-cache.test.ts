@@ -171,3 +171,21 @@ ${bucketYaml({ name: "other", prefix: "/other", bucket: upstream, endpoint: s3.e
     raw.close();
   }
 });
+
+test("server.workers changed and back (1 -> 2 -> 1): the folders of the layout not in use are deleted at start, so an object replaced meanwhile is never served from them", async () => {
+  const yaml = (workers: number) => config({ upstream: "up-a", rwCached: true, folder: "w" }).replace("port: 0 }", `port: 0, workers: ${workers} }`);
+  await restart(yaml(1));
+  expect((await fetch(px!.url("/rw/w.txt"), { method: "PUT", body: "old" })).status).toBe(200);
+  expect(await get("/rw/w.txt")).toEqual({ body: "old", cache: "MISS", layer: null });
+  await waitFor(() => objectFiles("w").length === 1, { message: "the disk fill" });
+
+  await restart(yaml(2));
+  // both workers up (the write below may land on either)
+  await waitFor(() => px!.logs().filter((l) => l.msg === "listening").length === 2, { message: "both workers listening" });
+  expect((await fetch(px!.url("/rw/w.txt"), { method: "PUT", body: "new" })).status).toBe(200);
+  expect(px!.logs().find((l) => l.msg === "disk cache: folders of another server.workers layout deleted")).toMatchObject({ folders: ["objects", "tmp"] });
+
+  await restart(yaml(1));
+  expect(await get("/rw/w.txt")).toEqual({ body: "new", cache: "MISS", layer: null });
+  expect(px!.logs().find((l) => l.msg === "disk cache: folders of another server.workers layout deleted")).toMatchObject({ folders: ["worker-0", "worker-1"] });
+});
