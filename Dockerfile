@@ -4,7 +4,8 @@
 #
 #   docker build -t yatagarasu .                                   (the builder's own architecture)
 #   docker buildx build --platform linux/amd64,linux/arm64 -t yatagarasu .
-#   docker run -p 8080:8080 -v "$PWD/config.yaml:/etc/yatagarasu/config.yaml:ro" yatagarasu
+#   docker run -p 8080:8080 -v "$PWD/my-config.yaml:/etc/yatagarasu/config.yaml:ro" yatagarasu
+#   (your own config, with server.address "0.0.0.0": the demo's config.yaml binds 127.0.0.1)
 #
 # The build stage always runs on the build machine's own platform and cross-compiles for the
 # target (Bun fetches the target's runtime from the npm registry), so a multi-arch build needs no
@@ -60,8 +61,9 @@ ENV BUN_CONFIG_MAX_HTTP_REQUESTS=1024
 USER nonroot:nonroot
 WORKDIR /home/nonroot
 
-# 8080: proxy (server.port), 9090: Prometheus metrics (metrics.port, when enabled).
-EXPOSE 8080 9090
+# 8080: plain front (server.port), 8081: S3 front (s3_api.port as the demo sets it), 9090:
+# Prometheus metrics (metrics.port, when enabled). Bind them to 0.0.0.0 in the mounted config.
+EXPOSE 8080 8081 9090
 
 # No shell or curl in distroless: the executable checks itself (GET, exit 0 on 200, 1 otherwise).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \

@@ -13,6 +13,7 @@ import { lookup } from "node:dns/promises";
 import { App } from "./app.ts";
 import { ConfigError, loadConfigSource, loadConfigSourceOffThread, parseConfig, type Config } from "./config/load.ts";
 import { summarize } from "./config/summary.ts";
+import { auditPathNote, demoSecretsNote } from "./config/notes.ts";
 import { parseIp } from "./http/cidr.ts";
 import { createLogger } from "./observe/log.ts";
 import { listenBun, listenMetrics, listenNode, readTls, type Listener, type TlsMaterial } from "./server.ts";
@@ -357,6 +358,10 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     if (pool) log.info(pool);
     const cacheOff = cacheOffNote(config);
     if (cacheOff) log.warn(cacheOff);
+    const demo = demoSecretsNote(config);
+    if (demo) log.warn(demo);
+    const audit = auditPathNote(config);
+    if (audit) log.warn(audit);
     for (const n of config.notes ?? []) log.info(n);
   }
   if (primary) log.info("primary started", { workers, port: listener.port, pid: process.pid, ...(metrics ? { metrics_port: metrics.port } : undefined) });
@@ -509,6 +514,10 @@ async function main(argv: string[]): Promise<number> {
     if (pool) process.stdout.write(`note: ${pool}\n`);
     const cacheOff = cacheOffNote(config);
     if (cacheOff) process.stdout.write(`note: ${cacheOff}\n`);
+    const demo = demoSecretsNote(config);
+    if (demo) process.stdout.write(`note: ${demo}\n`);
+    const audit = auditPathNote(config);
+    if (audit) process.stdout.write(`note: ${audit}\n`);
     // The disk layer's folder, as the proxy would use it when started by this user.
     if (config.cache.enabled && config.cache.cache_layers.includes("disk") && config.cache.disk) {
       const dir = diskDir(config.cache.disk, { baseDir: config.baseDir });

@@ -120,9 +120,9 @@ describe("Dockerfile stages", () => {
     expect(envs).toContain("BUN_CONFIG_MAX_HTTP_REQUESTS=1024");
   });
 
-  test("runs as nonroot, exposes 8080 and 9090", () => {
+  test("runs as nonroot, exposes 8080, 8081 and 9090", () => {
     expect(only(runtime, "USER").map((i) => i.args)).toEqual(["nonroot:nonroot"]);
-    expect(only(runtime, "EXPOSE").flatMap((i) => i.args.split(/\s+/))).toEqual(["8080", "9090"]);
+    expect(only(runtime, "EXPOSE").flatMap((i) => i.args.split(/\s+/))).toEqual(["8080", "8081", "9090"]);
   });
 
   test("entrypoint is the binary (exec form), default command names the config", () => {

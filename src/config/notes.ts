@@ -1,0 +1,47 @@
+/**
+ * What start-up and --check say about a valid config that is probably not what its operator
+ * wants: secrets copied from the demo's config.yaml (published in this repository: anyone can mint
+ * tokens or sign as that identity), and an audit file the process cannot write.
+ */
+import { accessSync, constants, existsSync, statSync } from "node:fs";
+import { dirname } from "node:path";
+import type { Config } from "./load.ts";
+import { resolveConfigPath } from "./validate.ts";
+
+/** The demo's published secrets (config.yaml's defaults), and any value still saying "change-me". */
+const DEMO_SECRETS = new Set(["demo-jwt-secret-change-me-0123456789abcdef", "demo-sts-session-key-change-me-0123456789", "demo-client-secret-0123456789"]);
+const isDemo = (v: string | undefined) => v !== undefined && (DEMO_SECRETS.has(v) || /change-?me/i.test(v));
+
+/** The keys whose value is a published demo secret (never the values), or undefined. */
+export function demoSecretsNote(config: Config): string | undefined {
+  const found: string[] = [];
+  if (config.jwt?.enabled && isDemo(config.jwt.secret)) found.push("jwt.secret");
+  const api = config.s3_api;
+  if (api?.enabled) {
+    if (api.sts?.enabled && isDemo(api.sts.session_key)) found.push("s3_api.sts.session_key");
+    for (const [i, c] of (api.credentials ?? []).entries()) if (isDemo(c.secret_access_key)) found.push(`s3_api.credentials[${i}].secret_access_key`);
+  }
+  if (found.length === 0) return undefined;
+  const one = found.length === 1;
+  return `${found.join(", ")} ${one ? "is the demo's published value (or says" : "are the demo's published values (or say"} "change-me"): anyone can mint tokens or sign requests with ${one ? "it" : "them"}; set your own secrets before serving anything real`;
+}
+
+/** Why the audit file cannot be written by this user (the nearest existing folder not writable), or undefined. */
+export function auditPathNote(config: Config): string | undefined {
+  const a = config.audit;
+  if (!a?.enabled || a.path === undefined) return undefined;
+  const file = resolveConfigPath(a.path, config.baseDir);
+  try {
+    if (existsSync(file)) accessSync(file, constants.W_OK);
+    else {
+      let dir = dirname(file);
+      while (!existsSync(dir) && dirname(dir) !== dir) dir = dirname(dir);
+      if (!statSync(dir).isDirectory()) return `audit.path ${file}: ${dir} is not a folder: audit events would be queued, then dropped`;
+      accessSync(dir, constants.W_OK);
+    }
+    return undefined;
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    return `audit.path ${file}: started as this user, the proxy could not write it (${code === "EACCES" ? "permission denied" : (code ?? "unwritable")}): audit events would be queued, then dropped`;
+  }
+}

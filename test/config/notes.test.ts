@@ -1,0 +1,35 @@
+/** What start-up and --check warn about in a valid config: the demo's published secrets, an audit file this user cannot write. */
+import { expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseConfig } from "../../src/config/load.ts";
+import { auditPathNote, demoSecretsNote } from "../../src/config/notes.ts";
+
+const B = `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\n`;
+
+test("the demo's published secrets (or a 'change-me' one) are named by key, never by value; real ones are not", () => {
+  const demo = parseConfig(readFileSync(join(import.meta.dir, "../../config.yaml"), "utf8"), { env: {} });
+  const note = demoSecretsNote(demo)!;
+  expect(note).toStartWith("jwt.secret, s3_api.sts.session_key, s3_api.credentials[0].secret_access_key are the demo's published values");
+  expect(note).not.toContain("0123456789");
+  const one = parseConfig(`jwt: { enabled: true, algorithm: HS256, secret: "my-secret-change-me-please-0123456789" }\n${B}`, { env: {} });
+  expect(demoSecretsNote(one)).toStartWith("jwt.secret is the demo's published value (or says");
+  const real = parseConfig(`jwt: { enabled: true, algorithm: HS256, secret: "k2J8s9dPq0xVb3nT6yWz1rLm4cF7hG5a" }\n${B}`, { env: {} });
+  expect(demoSecretsNote(real)).toBeUndefined();
+});
+
+test("an audit file under a folder this user cannot write is named; one it can create is not", () => {
+  const dir = mkdtempSync(join(tmpdir(), "yata-notes-"));
+  try {
+    const ok = parseConfig(`audit: { enabled: true, path: "${join(dir, "sub/deeper/audit.log")}" }\n${B}`, { env: {} });
+    expect(auditPathNote(ok)).toBeUndefined();
+    // (a folder that is a file: what even root cannot create under)
+    const bad = parseConfig(`audit: { enabled: true, path: "${join(dir, "file/audit.log")}" }\n${B}`, { env: {} });
+    writeFileSync(join(dir, "file"), "x");
+    expect(auditPathNote(bad)).toBe(`audit.path ${join(dir, "file/audit.log")}: ${join(dir, "file")} is not a folder: audit events would be queued, then dropped`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
