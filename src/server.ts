@@ -75,9 +75,9 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
     idleTimeout: BUN_LISTENER_IDLE_SECONDS,
     // Parametrised routes expose the raw target's segments (see src/http/raw-target.ts): a
     // literal `\` or a dot segment is routed as the client sent it, never as Bun rewrote it.
-    routes: Object.fromEntries(rawSegmentPatterns().map((p) => [p, (req: Bun.BunRequest) => handle(req, undefined, rawTargetFor(req.url, req.params as Record<string, string>))])),
+    routes: Object.fromEntries(rawSegmentPatterns().map((p) => [p, (req: Bun.BunRequest) => expectGuard(req, handle(req, undefined, rawTargetFor(req.url, req.params as Record<string, string>)))])),
     fetch(req) {
-      return handle(req);
+      return expectGuard(req, handle(req));
     },
     error(err) {
       app.log.error("listener error", { error: String(err?.message ?? err) });
@@ -88,6 +88,34 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
     port: server.port ?? opts.as?.port ?? cfg.server.port,
     stop: (force) => server.stop(force) ?? Promise.resolve(),
   };
+}
+
+/**
+ * Bun.serve 1.4.5 answers `100 Continue` itself only to `Expect: 100-continue` spelled in lower
+ * case; the token is case-insensitive, and aws-sdk-go (rclone) sends `100-Continue`. Such a
+ * client waits for the 100 (or a final answer) before sending its body. Answered early (a 401,
+ * a 403, a 413...), it correctly never sends it, and reuses the connection, where the listener
+ * still expects Content-Length bytes of body: the next request was taken as that body, and bytes
+ * inside ITS body as a request (a hidden `GET` of another object was served). Such an answer,
+ * given without the body read, or an error, now closes the connection.
+ */
+function expectGuard(req: Request, res: Response | Promise<Response>): Response | Promise<Response> {
+  const m = req.method;
+  if (m === "GET" || m === "HEAD") return res;
+  const expect = req.headers.get("expect");
+  if (expect === null || expect === "100-continue" || expect.trim().toLowerCase() !== "100-continue") return res;
+  const close = (r: Response): Response => {
+    if (r.status < 300 && req.bodyUsed) return r;
+    try {
+      r.headers.set("connection", "close");
+      return r;
+    } catch {
+      const copy = new Response(r.body, r); // (immutable headers: a Response straight from fetch)
+      copy.headers.set("connection", "close");
+      return copy;
+    }
+  };
+  return res instanceof Promise ? res.then(close) : close(res);
 }
 
 export async function listenNode(app: App, cfg: Config, opts: { reusePort?: boolean; as?: ListenAs } = {}): Promise<Listener> {

@@ -1,0 +1,79 @@
+/**
+ * `Expect: 100-Continue` spelled with a capital C (aws-sdk-go, so rclone, sends it so; the token is
+ * case-insensitive). Bun.serve 1.4.5 sends `100 Continue` only for the lower-case spelling, so such
+ * a client, answered early (401 here), correctly never sends its body and reuses the connection,
+ * where the listener still waited for Content-Length bytes: the next request was read as that
+ * body, and a request hidden inside ITS body was served (an object the client never asked for
+ * in the open). The early answer now closes the connection.
+ */
+import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
+import { connect } from "node:net";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { bucketYaml, startProxy, type ProxyProcess } from "./harness.ts";
+
+setDefaultTimeout(30_000);
+
+let s3: S3Fixture;
+let px: ProxyProcess;
+beforeAll(async () => {
+  s3 = await startS3Fixture({ buckets: [{ name: "data", public: true }], credentials: [] });
+  await s3.put("data", "secret.txt", "TOP-SECRET-CONTENT");
+  px = await startProxy(
+    `server: { address: 127.0.0.1, port: 0 }\njwt: { enabled: true, algorithm: HS256, secret: "expect-continue-secret-0123456789abcdef" }\nbuckets:\n` +
+      bucketYaml({ name: "priv", prefix: "/priv", bucket: "data", endpoint: s3.endpoint, extra: "    access: read-write\n    auth: { enabled: true }\n" }) +
+      bucketYaml({ name: "pub", prefix: "/pub", bucket: "data", endpoint: s3.endpoint }),
+  );
+});
+afterAll(async () => {
+  await px?.stop();
+  await s3?.stop();
+});
+
+/** Sends `first`, waits for its answer, then sends `then` on the same connection; everything the server sent, until it closes or goes quiet. */
+function exchange(first: string, then: string): Promise<{ first: string; rest: string; closed: boolean }> {
+  return new Promise((resolve) => {
+    const sock = connect(px.port, "127.0.0.1");
+    let buf = "";
+    let firstAnswer: string | undefined;
+    let quiet: ReturnType<typeof setTimeout> | undefined;
+    const done = (closed: boolean) => {
+      clearTimeout(quiet);
+      sock.destroy();
+      resolve({ first: firstAnswer ?? buf, rest: firstAnswer === undefined ? "" : buf.slice(firstAnswer.length), closed });
+    };
+    sock.on("data", (d) => {
+      buf += d.toString("latin1");
+      if (firstAnswer === undefined && /\r\n\r\n/.test(buf)) {
+        const head = buf.slice(0, buf.indexOf("\r\n\r\n") + 4);
+        const len = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? 0);
+        if (buf.length >= head.length + len) {
+          firstAnswer = buf.slice(0, head.length + len);
+          sock.write(then, () => {});
+        }
+      }
+      clearTimeout(quiet);
+      quiet = setTimeout(() => done(false), 1500);
+    });
+    sock.on("close", () => done(true));
+    sock.on("error", () => {});
+    sock.write(first);
+  });
+}
+
+test("an early answer to `Expect: 100-Continue` (capital C) closes the connection: the next request is never read as its body, and nothing hidden in that one's body is served", async () => {
+  const hidden = "GET /pub/secret.txt HTTP/1.1\r\nHost: x\r\n\r\n";
+  const second = `PUT /pub/harmless HTTP/1.1\r\nHost: x\r\nContent-Length: ${hidden.length}\r\n\r\n${hidden}`;
+  const first = `PUT /priv/x HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\nContent-Length: ${second.length - hidden.length}\r\n\r\n`;
+  const r = await exchange(first, second);
+  expect(r.first).toStartWith("HTTP/1.1 401");
+  expect(r.first.toLowerCase()).toContain("connection: close");
+  expect(r.rest).not.toContain("TOP-SECRET-CONTENT");
+  expect(r.closed).toBe(true);
+  expect(s3.requests.some((q) => !q.admin && q.pathname === "/data/secret.txt")).toBe(false);
+});
+
+test("with the lower-case spelling (Bun answers 100 itself) the connection stays open for the next request", async () => {
+  const first = `PUT /priv/x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n`;
+  const r = await exchange(first, "abc");
+  expect(r.first).toStartWith("HTTP/1.1 100");
+});
