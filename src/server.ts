@@ -143,7 +143,20 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
       return;
     }
     Promise.resolve(handle(request, req.socket.remoteAddress ?? "", req.url)).then(
-      (response) => writeNodeResponse(res, response, req.method === "HEAD"),
+      (response) => {
+        // Answered before the body was all read (a refusal: 401, 403, 413, a bad signature...):
+        // the rest is read and dropped, as Bun.serve does, so a client that sends its whole body
+        // before reading the answer (aws-cli, boto3, most HTTP libraries) gets it at once. Left
+        // unread, the body filled the socket buffers and the client stalled for the idle timeout
+        // (60 s), then saw the connection reset. (The web stream made of it is abandoned.)
+        if (!req.complete) {
+          req.removeAllListeners("data");
+          req.removeAllListeners("readable");
+          req.on("error", () => {});
+          req.resume();
+        }
+        return writeNodeResponse(res, response, req.method === "HEAD");
+      },
       () => res.destroy(),
     );
   });

@@ -77,3 +77,29 @@ test("with the lower-case spelling (Bun answers 100 itself) the connection stays
   const r = await exchange(first, "abc");
   expect(r.first).toStartWith("HTTP/1.1 100");
 });
+
+test("node engine: a refused upload whose client sends the whole body before reading (as aws-cli and boto3 do) gets its answer, and the connection serves the next request (the body was left unread: the client stalled until the idle timeout, then saw a reset)", async () => {
+  await using node = await startProxy(
+    `server: { address: 127.0.0.1, port: 0, engine: node, security_limits: { max_body_size: 1048576 } }\nbuckets:\n` +
+      bucketYaml({ name: "anon", prefix: "/anon", bucket: "data", endpoint: s3.endpoint, extra: "    access: read-write\n    auth: { anonymous_writes: true }\n" }) +
+      bucketYaml({ name: "pub", prefix: "/pub", bucket: "data", endpoint: s3.endpoint }),
+  );
+  const size = 20 * 1024 * 1024;
+  const answers = await new Promise<string>((resolve, reject) => {
+    const sock = connect(node.port, "127.0.0.1");
+    let buf = "";
+    sock.on("error", reject);
+    sock.on("data", (d) => {
+      buf += d.toString("latin1");
+      if (/HTTP\/1\.1 200[\s\S]*TOP-SECRET-CONTENT/.test(buf)) {
+        sock.destroy();
+        resolve(buf);
+      }
+    });
+    sock.write(`PUT /anon/big.bin HTTP/1.1\r\nHost: x\r\nContent-Length: ${size}\r\n\r\n`);
+    // the whole body first (written in full only if the server reads it), then the next request
+    sock.write(Buffer.alloc(size, 0x47), () => sock.write("GET /pub/secret.txt HTTP/1.1\r\nHost: x\r\n\r\n"));
+  });
+  expect(answers).toStartWith("HTTP/1.1 413");
+  expect(answers).toContain("TOP-SECRET-CONTENT");
+});
