@@ -45,6 +45,11 @@ export interface CacheDeps {
 }
 
 /** The disk layer's folder for this process. */
+/** cache.disk.path, resolved against the config file's folder. */
+function diskBase(cfg: NonNullable<CacheConfig["disk"]>, deps: CacheDeps): string {
+  return isAbsolute(cfg.path) ? cfg.path : resolve(deps.baseDir ?? process.cwd(), cfg.path);
+}
+
 /**
  * The folders of the disk layout this process does not use, deleted at start: a single process
  * uses `<path>` itself, a group `<path>/worker-<i>` for i < N. The others hold what an earlier
@@ -54,7 +59,7 @@ export interface CacheDeps {
  * touch nothing.
  */
 export function retireOtherLayouts(cfg: NonNullable<CacheConfig["disk"]>, deps: CacheDeps): string[] {
-  const base = isAbsolute(cfg.path) ? cfg.path : resolve(deps.baseDir ?? process.cwd(), cfg.path);
+  const base = diskBase(cfg, deps);
   const share = deps.share ?? 1;
   if (share > 1 && (deps.worker ?? 0) !== 0) return [];
   let names: string[];
@@ -75,7 +80,7 @@ export function retireOtherLayouts(cfg: NonNullable<CacheConfig["disk"]>, deps: 
 }
 
 export function diskDir(cfg: NonNullable<CacheConfig["disk"]>, deps: CacheDeps): string {
-  const base = isAbsolute(cfg.path) ? cfg.path : resolve(deps.baseDir ?? process.cwd(), cfg.path);
+  const base = diskBase(cfg, deps);
   return (deps.share ?? 1) > 1 ? join(base, `worker-${deps.worker ?? 0}`) : base;
 }
 

@@ -3,7 +3,6 @@
  * bucket before its own routing has run. A path that does not route has no CORS config: the front's
  * own phases answer it as usual (one the plain front will refuse as malformed is matched as sent).
  */
-import { S3_FRONT_BUCKET_NAME } from "../config/s3-api.ts";
 import type { CorsConfig } from "../config/cors.ts";
 import { corsPhase } from "../http/cors.ts";
 import type { RequestContext } from "../proxy/context.ts";
@@ -11,7 +10,7 @@ import type { Front, Phase } from "../proxy/runner.ts";
 import { normalizePath } from "../router.ts";
 import { s3Error } from "./s3/errors.ts";
 import { s3Fail } from "./s3/fail.ts";
-import { address, bucketFromHost } from "./s3/route.ts";
+import { address, bucketFromHost, configuredBucket } from "./s3/route.ts";
 import { decodeComponent } from "./s3/uri.ts";
 
 /** Plain front: the path prefix names the bucket. */
@@ -38,8 +37,7 @@ function s3BucketCors(ctx: RequestContext): CorsConfig | undefined {
   const { bucket } = address(decoded, bucketFromHost(ctx.req.headers.get("host"), api.domain));
   // The service itself: AssumeRoleWithWebIdentity (POST /) takes s3_api.sts.cors.
   if (bucket === "") return ctx.method === "POST" || ctx.method === "OPTIONS" ? stsCors(ctx) : undefined;
-  if (!S3_FRONT_BUCKET_NAME.test(bucket)) return undefined;
-  const b = ctx.rt.buckets.get(bucket);
+  const b = configuredBucket(ctx.rt, bucket);
   if (b?.cfg.cors !== undefined) ctx.bucketName = b.name;
   return b?.cfg.cors;
 }

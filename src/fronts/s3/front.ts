@@ -21,7 +21,6 @@ import { guard } from "../../proxy/phases/guard.ts";
 import type { Front } from "../../proxy/runner.ts";
 import { s3Cors } from "../cors-phases.ts";
 import { EMPTY_SHA256 } from "../../s3/sigv4.ts";
-import { S3_FRONT_BUCKET_NAME } from "../../config/s3-api.ts";
 import { fromProxyError, s3Error, s3ErrorResponse, type S3Error } from "./errors.ts";
 import { s3ErrorOf, s3Fail } from "./fail.ts";
 import type { S3Identities, S3Principal } from "./identities.ts";
@@ -42,7 +41,7 @@ import { putObjectOp, uploadPartOp } from "./put-object.ts";
 import { postObjectOp } from "./post-object.ts";
 import { deleteObjectTaggingOp, objectTagging, putObjectTaggingOp } from "./tagging.ts";
 import type { PayloadInfo } from "./upload-body.ts";
-import { ACTION_OF, address, bucketFromHost, keyRefusal, keyTooLong, MAX_KEY_BYTES, operationOf, type S3Operation } from "./route.ts";
+import { ACTION_OF, address, bucketFromHost, configuredBucket, keyRefusal, keyTooLong, MAX_KEY_BYTES, operationOf, type S3Operation } from "./route.ts";
 import { stsError, stsErrorResponse } from "./sts-api.ts";
 import { assumeRoleWithWebIdentity } from "./sts-endpoint.ts";
 import { decodeComponent, NO_PARAMETERS, parseRawQuery } from "./uri.ts";
@@ -105,7 +104,7 @@ export function s3Parse(ctx: RequestContext): undefined {
   // An OPTIONS the CORS phase did not answer: for a bucket without `cors`, S3's 403; for one with
   // it, a preflight lacking Origin or Access-Control-Request-Method (browsers send both), S3's 400.
   if (ctx.method === "OPTIONS" && a.bucket !== "") {
-    const b = S3_FRONT_BUCKET_NAME.test(a.bucket) ? ctx.rt.buckets.get(a.bucket) : undefined;
+    const b = configuredBucket(ctx.rt, a.bucket);
     if (b?.cfg.cors === undefined) return fail(s3Error("AccessForbidden", "CORSResponse: CORS is not enabled for this bucket."));
     const missing = req.headers.has("origin") ? "Access-Control-Request-Method" : "Origin";
     return fail(s3Error("BadRequest", `Insufficient information. ${missing} request header needed.`));
@@ -163,7 +162,7 @@ export function s3Parse(ctx: RequestContext): undefined {
   else if ((op === "GetObjectAcl" || op === "PutObjectAcl") && v.query.some(([k]) => k === "versionId")) ctx.action = op === "GetObjectAcl" ? "s3:GetObjectVersionAcl" : "s3:PutObjectVersionAcl";
 
   if (a.bucket !== "") {
-    const bucket = S3_FRONT_BUCKET_NAME.test(a.bucket) ? ctx.rt.buckets.get(a.bucket) : undefined;
+    const bucket = configuredBucket(ctx.rt, a.bucket);
     // The proxy serves the buckets its config names; it creates none.
     if (bucket === undefined && op === "CreateBucket") return fail(s3Error("AccessDenied", "This proxy does not create buckets: the buckets it serves are those its configuration names."));
     if (bucket === undefined) return fail(s3Error("NoSuchBucket", undefined, { BucketName: a.bucket.slice(0, 255) }));
@@ -223,8 +222,7 @@ function addressedBy(ctx: RequestContext, a: { bucket: string; key: string }): v
       if (op === "CopyObject" || op === "UploadPartCopy") ctx.copySource = copySourceLabel(ctx.req.headers.get("x-amz-copy-source"));
     }
   }
-  if (a.bucket === "" || !S3_FRONT_BUCKET_NAME.test(a.bucket)) return;
-  const bucket = ctx.rt.buckets.get(a.bucket);
+  const bucket = configuredBucket(ctx.rt, a.bucket);
   if (bucket === undefined) return;
   ctx.bucket = bucket;
   ctx.bucketName = bucket.name;

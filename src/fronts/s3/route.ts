@@ -5,6 +5,8 @@
  */
 import type { S3Action } from "../../proxy/context.ts";
 import { s3Error, type S3Error } from "./errors.ts";
+import type { BucketRuntime, Runtime } from "../../runtime.ts";
+import { S3_FRONT_BUCKET_NAME } from "../../config/s3-api.ts";
 
 export type S3Operation =
   | "ListBuckets"
@@ -103,6 +105,11 @@ const SUBRESOURCES = new Set([
   "requestPayment", "restore", "retention", "select", "select-type", "session", "tagging", "torrent", "uploadId",
   "uploads", "versioning", "versions", "website",
 ]);
+
+/** The configured bucket an S3 request names (a name the S3 front can address), or undefined. */
+export function configuredBucket(rt: Runtime, name: string): BucketRuntime | undefined {
+  return name !== "" && S3_FRONT_BUCKET_NAME.test(name) ? rt.buckets.get(name) : undefined;
+}
 
 export interface Addressed {
   /** "" for the service (ListBuckets, STS). */
