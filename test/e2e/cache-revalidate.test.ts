@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { HeadObjectCommand } from "@aws-sdk/client-s3";
 import { waitFor } from "../helpers/wait.ts";
 import { bucketYaml, startProxy, type ProxyProcess } from "./harness.ts";
 
@@ -73,7 +74,16 @@ test("an object rewritten in place with the same bytes and new metadata (same ET
   const firstModified = first.headers.get("last-modified")!;
   // Last-Modified has one-second resolution: the rewrite must land in a later second.
   await waitFor(() => new Date().toUTCString() !== firstModified && Date.now() - Date.parse(firstModified) >= 1000);
-  const { etag } = await s3.put("reval", "meta.txt", "same bytes", { cacheControl: "max-age=0", contentType: "text/html", metadata: { v: "new" } });
+  // The rewrite, until the store reports its later Last-Modified (the premise of this test).
+  let etag = "";
+  await waitFor(
+    async () => {
+      ({ etag } = await s3.put("reval", "meta.txt", "same bytes", { cacheControl: "max-age=0", contentType: "text/html", metadata: { v: "new" } }));
+      const head = await s3.client().send(new HeadObjectCommand({ Bucket: "reval", Key: "meta.txt" }));
+      return (head.LastModified?.getTime() ?? 0) > Date.parse(firstModified);
+    },
+    { timeoutMs: 10_000, intervalMs: 200, message: "the store to report a later Last-Modified" },
+  );
   expect(`"${first.headers.get("etag")?.replaceAll('"', "")}"`).toBe(`"${etag.replaceAll('"', "")}"`);
   const again = await fetch(px.url("/c/meta.txt"));
   expect([again.status, again.headers.get("content-type"), again.headers.get("x-amz-meta-v"), await again.text()]).toEqual([200, "text/html", "new", "same bytes"]);
