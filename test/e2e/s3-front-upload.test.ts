@@ -561,6 +561,67 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
     );
   });
 
+  describe("an empty payload (x-amz-decoded-content-length: 0) is checked whole before anything goes upstream", () => {
+    // With no byte to hold back, Content-Length: 0 made the request head alone a complete PUT: the
+    // client got an error and the old object was replaced by an empty one.
+    const before = new TextEncoder().encode("precious data");
+    let sentinels = 0;
+    const unchanged = async (key: string) => {
+      // A PUT the proxy sent before answering reached the fixture before one sent after the answer
+      // completes; once that one is stored, every PUT of `key` has arrived: wait for them to settle.
+      const sentinel = `/up/zero/sentinel-${++sentinels}`;
+      expect((await signedFetch(env, { method: "PUT", path: sentinel, body: bytesOf(10) })).status).toBe(200);
+      const puts = () => env.s3.requests.filter((e) => !e.admin && e.method === "PUT" && e.pathname === `/up/${key}`);
+      await waitFor(() => env.s3.requests.some((e) => e.pathname === sentinel && e.body === "complete") && puts().every((e) => e.body === "complete" || e.body === "aborted" || e.body === "rejected"), {
+        timeoutMs: 10_000,
+        message: () => `upstream ${JSON.stringify(puts().map((e) => e.body))}`,
+      });
+      expect(puts().map((e) => e.body)).toEqual([]);
+      expect(new TextDecoder().decode(await env.s3.read("up", key))).toBe("precious data");
+    };
+    test(
+      "a forged final-chunk signature: 403, the object unchanged",
+      async () => {
+        await env.s3.put("up", "zero/forged.bin", before);
+        env.mark();
+        const req = chunkedRequest({ mode: "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", host: host(), path: "/up/zero/forged.bin", payload: new Uint8Array(0), chunkSize: 65536 });
+        const sig = req.chunkSignatures.at(-1)!;
+        const text = Buffer.from(req.body).toString("latin1").replace(sig, sig.slice(0, 63) + (sig[63] === "0" ? "1" : "0"));
+        const r = await rawRequest(env.port, lines("PUT /up/zero/forged.bin HTTP/1.1", req.headers), [Buffer.from(text, "latin1")]);
+        expect(r.status).toBe(403);
+        expect(r.body).toContain("<Code>SignatureDoesNotMatch</Code>");
+        await unchanged("zero/forged.bin");
+      },
+      T,
+    );
+    test.each(["STREAMING-AWS4-HMAC-SHA256-PAYLOAD", "STREAMING-UNSIGNED-PAYLOAD-TRAILER"] as const)(
+      "%s declaring 0 bytes and sending 20,000: 400, the object unchanged",
+      async (mode) => {
+        const key = `zero/longer-${mode.length}.bin`;
+        await env.s3.put("up", key, before);
+        env.mark();
+        const req = chunkedRequest({ mode, host: host(), path: `/up/${key}`, payload: new Uint8Array(20000).fill(65), chunkSize: 65536, decodedLength: 0 });
+        const r = await rawRequest(env.port, lines(`PUT /up/${key} HTTP/1.1`, req.headers), [req.body]);
+        expect(r.status).toBeGreaterThanOrEqual(400);
+        expect(r.status).toBeLessThan(500);
+        await unchanged(key);
+      },
+      T,
+    );
+    test(
+      "a good empty aws-chunked upload stores an empty object",
+      async () => {
+        await env.s3.put("up", "zero/good.bin", before);
+        const req = chunkedRequest({ mode: "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", host: host(), path: "/up/zero/good.bin", payload: new Uint8Array(0), chunkSize: 65536 });
+        const r = await rawRequest(env.port, lines("PUT /up/zero/good.bin HTTP/1.1", req.headers), [req.body]);
+        expect(r.status).toBe(200);
+        expect(await env.s3.exists("up", "zero/good.bin")).toBe(true);
+        expect((await env.s3.read("up", "zero/good.bin")).byteLength).toBe(0);
+      },
+      T,
+    );
+  });
+
   describe("limits, answered from the headers before the upstream is asked", () => {
     test(
       "no Content-Length on a plain body, or no x-amz-decoded-content-length on an aws-chunked one: 411 MissingContentLength",

@@ -197,7 +197,7 @@ export function prepareUploadBody(req: Request, payload: PayloadInfo, maxBytes: 
  */
 export async function readSmallBody(req: Request, prepared: PreparedBody): Promise<PreparedBody> {
   const exp = prepared.readWhole;
-  if (exp === undefined) return prepared;
+  if (exp === undefined) return prepared.args.contentLength === 0 ? readEmptyStream(req, prepared) : prepared;
   let bytes: Uint8Array;
   try {
     bytes = await req.bytes();
@@ -217,6 +217,36 @@ export async function readSmallBody(req: Request, prepared: PreparedBody): Promi
     throw e;
   }
   return { args: { body: bytes, payloadHash: prepared.args.payloadHash }, length: bytes.byteLength, finished: undefined };
+}
+
+/**
+ * A verified stream whose payload is empty (aws-chunked with x-amz-decoded-content-length: 0) read
+ * to its end before anything goes upstream. The guard that keeps a failed body from being stored
+ * holds back the body's last byte until every check passed; an empty payload has no byte to hold,
+ * and `Content-Length: 0` makes the request head alone a complete PUT: a bad final-chunk signature,
+ * a body longer than declared or a bad trailer was answered as an error while S3 stored an empty
+ * object over the old one. So the framing (final chunk, trailer, signatures) is checked first and
+ * the upstream gets an empty body only once it passed.
+ */
+async function readEmptyStream(req: Request, prepared: PreparedBody): Promise<PreparedBody> {
+  const body = prepared.args.body;
+  if (!(body instanceof ReadableStream) || prepared.finished === undefined) return prepared;
+  const reader = body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      // Cannot happen (the decoder refuses bytes past the declared length); refuse rather than drop them.
+      if (value !== undefined && value.byteLength > 0) return fail(s3Error("InvalidRequest", "The body carries more bytes than x-amz-decoded-content-length."));
+    }
+    await prepared.finished;
+  } catch (err) {
+    if (req.signal.aborted) throw err;
+    return fail(await bodyFailure(prepared));
+  } finally {
+    reader.releaseLock();
+  }
+  return { args: { ...prepared.args, body: EMPTY, contentLength: 0 }, length: 0, finished: undefined, arrived: () => 0 };
 }
 
 /**
