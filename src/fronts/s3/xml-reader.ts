@@ -94,6 +94,9 @@ export function parseXml(input: string | Uint8Array, limits: XmlLimits = {}): Xm
     }
   }
   if (src.charCodeAt(0) === 0xfeff) src = src.slice(1);
+  // XML 1.0 §2.11: a literal CRLF or lone CR is read as LF (S3 applies it to keys in request bodies:
+  // a DeleteObjects naming "a\r\nb" deletes "a\nb"); `&#13;` still means CR.
+  if (src.includes("\r")) src = src.replace(/\r\n?/g, "\n");
   const lenient = limits.lenient === true;
   if (!lenient && BAD_CHAR.test(src)) throw new XmlError("XML body contains a character XML does not allow");
 

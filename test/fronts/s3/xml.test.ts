@@ -147,6 +147,11 @@ describe("parseXml", () => {
     expect(childrenNamed(doc, "Object").map((o) => childText(o, "Key"))).toEqual([" ", "  lead and trail  ", "a&b\nc😀", "<raw & text>", "0", ""]);
   });
 
+  test("line ends are normalised as XML 1.0 §2.11 says: CRLF and a lone CR read as LF; &#13; stays CR", () => {
+    const doc = parseXml("<Delete>\r\n<Object><Key>a\r\nb\rc&#13;d</Key></Object><Object><Key><![CDATA[e\r\nf]]></Key></Object></Delete>");
+    expect(childrenNamed(doc, "Object").map((o) => childText(o, "Key"))).toEqual(["a\nb\nc\rd", "e\nf"]);
+  });
+
   test("prefixed names are reduced to local names; comments and a BOM are ignored", () => {
     const doc = parseXml("\ufeff<!-- c --><s3:Delete xmlns:s3='urn:x'><s3:Object><s3:Key>k</s3:Key></s3:Object><!-- c2 --></s3:Delete>\n");
     expect(childText(child(doc, "Object")!, "Key")).toBe("k");
