@@ -207,6 +207,18 @@ describe("requests S3 refuses before any permission check", () => {
     await refused(send("PUT", "/data", {}), 403, "AccessDenied");
   });
 
+  test("an empty bucket segment before a key (//bucket/key, signed as sent) → 400 InvalidURI, not the service's ListBuckets", async () => {
+    env.mark();
+    for (const [method, path] of [["GET", "//data/hello.txt"], ["PUT", "//data/x"], ["POST", "//data"]] as const) {
+      const v = await smithySigned({ creds: APP, date: new Date(), method, path, host: `127.0.0.1:${env.port}` });
+      const raw = await rawExchange([`${method} ${path} HTTP/1.1`, ...[...v.headers].map(([k, val]) => `${k}: ${val}`), "content-length: 0"].join("\r\n"));
+      expect(raw).toStartWith("HTTP/1.1 400");
+      expect(raw).toContain("<Code>InvalidURI</Code>");
+      expect(raw).not.toContain("ListAllMyBucketsResult");
+    }
+    expect(env.upstreamCalls()).toEqual([]);
+  });
+
   test("dot segments in a key (signed as sent) → 400 InvalidArgument; a malformed escape → 400 InvalidURI", async () => {
     env.mark();
     const v = await smithySigned({ creds: APP, date: new Date(), path: "/data/a/../hello.txt", host: `127.0.0.1:${env.port}` });

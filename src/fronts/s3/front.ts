@@ -92,6 +92,9 @@ export function s3Parse(ctx: RequestContext): undefined {
   const req = ctx.req;
   const hostBucket = api.domain === undefined ? undefined : bucketFromHost(req.headers.get("host"), api.domain);
   let a = address(decoded, hostBucket);
+  // "//bucket/key": an empty bucket segment before a key is no S3 address (it was served as the
+  // service: a GetObject of "//b/k" answered 200 with the ListBuckets XML).
+  if (a.bucket === "" && a.key !== "") return fail(s3Error("InvalidURI"));
 
   // STS first: its requests are unsigned (the web identity token is the credential).
   if (ctx.method === "POST" && a.bucket === "") {
