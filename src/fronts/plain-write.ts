@@ -127,7 +127,8 @@ export async function servePut(ctx: RequestContext): Promise<Response> {
   // to a request of exactly this Content-Length means all of it came and was sent. Otherwise
   // nothing is logged, never the declared length of a body that may have been cut.
   if (res.ok) ctx.bytesIn = length;
-  if (res.status !== 200) throw await writeError(res, "PUT");
+  // Any 2xx stored the object (S3 answers 200; some S3-compatible gateways 201 Created).
+  if (!res.ok) throw await writeError(res, "PUT");
   await res.arrayBuffer().catch(() => {}); // S3's empty body: frees the connection
   await purge(ctx);
   const etag = res.headers.get("etag");
