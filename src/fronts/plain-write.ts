@@ -25,7 +25,10 @@
  *   If-Match / If-None-Match: src/s3/operations/put-object.ts); S3's refusals come back as errors
  *   naming S3's code (BadDigest, …).
  * - 200 with the ETag S3 gave (header and JSON body). DELETE: 204, also for a key that did not
- *   exist (S3's answer).
+ *   exist (S3's answer). A DELETE with If-Match (an ETag, or `*`) is S3's conditional delete: 412
+ *   when the object's ETag differs (it stays), 404 when there is no object; If-None-Match,
+ *   If-Unmodified-Since and S3's x-amz-if-match-last-modified-time / -size are refused (501), not
+ *   dropped.
  * A successful write purges the key from every cache layer (memory, disk, Redis and, through
  * Redis, every other replica's layers) before it is answered.
  */
@@ -36,7 +39,7 @@ import type { RequestContext, S3Action } from "../proxy/context.ts";
 import type { BucketRuntime } from "../runtime.ts";
 import { errorFromResponse } from "../s3/errors.ts";
 import { purgeWritten } from "./purge.ts";
-import { objectSettingsProblem, unkeptSettingOf } from "./s3/writes.ts";
+import { objectSettingsProblem, unkeptDeleteCondition, unkeptSettingOf } from "./s3/writes.ts";
 import { deleteObject, putObject } from "../s3/operations/index.ts";
 import { RequestBodyError } from "../s3/upstream.ts";
 
@@ -140,7 +143,14 @@ export async function servePut(ctx: RequestContext): Promise<Response> {
 }
 
 export async function serveDelete(ctx: RequestContext): Promise<Response> {
-  const res = await deleteObject(ctx.bucket!.upstream.primary(), { key: ctx.key }, { signal: ctx.req.signal, timing: ctx.timing });
+  // A conditional delete: If-Match (an ETag, or *) goes to S3, which deletes only when it holds
+  // (412 otherwise, 404 when there is no object). The conditions S3 would not be given
+  // (If-None-Match, If-Unmodified-Since, S3's directory-bucket x-amz-if-match-*) are refused,
+  // never dropped: the delete would happen without them.
+  const unkept = unkeptDeleteCondition(ctx.req.headers);
+  if (unkept !== undefined) throw new ProxyError("NotImplemented", { detail: unkept.message });
+  const ifMatch = ctx.req.headers.get("if-match") ?? undefined;
+  const res = await deleteObject(ctx.bucket!.upstream.primary(), { key: ctx.key, ...(ifMatch === undefined ? {} : { ifMatch }) }, { signal: ctx.req.signal, timing: ctx.timing });
   if (res.status !== 204 && res.status !== 200) throw await writeError(res, "DELETE");
   await res.arrayBuffer().catch(() => {});
   await purge(ctx);

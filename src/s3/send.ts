@@ -42,6 +42,11 @@ interface SendCommon {
   timing: UpstreamTiming;
   /** Caps the attempts below s3.retry.max_attempts (a streamed body always gets exactly one). */
   maxAttempts?: number;
+  /**
+   * The request is conditional on an object's state through its body (a DeleteObjects with
+   * <ETag>s), as If-Match / If-None-Match make one through headers: not resent (isResendable).
+   */
+  conditional?: boolean;
 }
 
 /**

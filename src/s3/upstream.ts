@@ -385,7 +385,7 @@ export class BucketUpstream {
     // reached the upstream; an answer lost after it was sent is the client's to handle (a 502/503),
     // since the upstream may have applied it: re-sent, a conditional create that won would be
     // answered 412, a completed upload NoSuchUpload.
-    const resendable = isResendable(req.method, req.query, headers);
+    const resendable = isResendable(req.method, req.query, headers, req.conditional === true);
     const run = () => this.retrying(req.method, req.key, req.timing, req.signal, max, (span) => this.sendOnce(req, headers, body, payloadHash, resendable, span), isBodyError, resendable ? undefined : surelyNotSent);
     return this.breaker === undefined ? run() : this.guarded(this.breaker, req.signal, run);
   }
@@ -549,10 +549,12 @@ const isBodyError = (err: unknown) => err instanceof RequestBodyError;
  * (RFC 9110 §9.2.2): sending one twice leaves what sending it once does. Not so a POST (a
  * CompleteMultipartUpload that succeeded is NoSuchUpload the second time, CreateMultipartUpload
  * opens another upload), except DeleteObjects (deleting keys twice deletes them), nor a write
- * conditional on the object's state (If-Match / If-None-Match: the first one changed that state).
+ * conditional on the object's state (If-Match / If-None-Match, or a DeleteObjects with <ETag>s,
+ * `conditional`: the first one changed that state).
  */
-export function isResendable(method: string, query: ReadonlyArray<readonly [string, string]> | undefined, headers: Record<string, string>): boolean {
+export function isResendable(method: string, query: ReadonlyArray<readonly [string, string]> | undefined, headers: Record<string, string>, conditional = false): boolean {
   if (headers["if-match"] !== undefined || headers["if-none-match"] !== undefined) return method === "GET" || method === "HEAD";
+  if (conditional) return false;
   if (method !== "POST") return true;
   return query !== undefined && query.length === 1 && query[0]![0] === "delete";
 }

@@ -2,7 +2,7 @@ import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { parseConfig } from "../../src/config/load.ts";
 import { ProxyError } from "../../src/errors.ts";
 import { UpstreamPools } from "../../src/s3/http1/index.ts";
-import { BucketUpstream, connectTimeoutNote, fetchConcurrencyWarning, upstreamClientFor } from "../../src/s3/upstream.ts";
+import { BucketUpstream, connectTimeoutNote, fetchConcurrencyWarning, isResendable, upstreamClientFor } from "../../src/s3/upstream.ts";
 import { blackHole, blackHoleSupported } from "../helpers/blackhole.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
@@ -48,6 +48,17 @@ describe("upstream client choice", () => {
     expect(connectTimeoutNote(c.buckets.slice(0, 1), "auto")).toBeUndefined();
     // connect_timeout >= timeout: the timeout bounds connecting anyway, nothing is lost.
     expect(connectTimeoutNote(config("", ", timeout: 3, connect_timeout: 3").buckets, "fetch")).toBeUndefined();
+  });
+});
+
+describe("resending after an unknown outcome", () => {
+  test("idempotent requests are; a conditional one is not (If-Match / If-None-Match, a DeleteObjects with <ETag>s)", () => {
+    expect(isResendable("DELETE", undefined, {})).toBe(true);
+    expect(isResendable("DELETE", undefined, { "if-match": '"e"' })).toBe(false);
+    expect(isResendable("GET", undefined, { "if-match": '"e"' })).toBe(true);
+    expect(isResendable("POST", [["delete", ""]], {})).toBe(true);
+    expect(isResendable("POST", [["delete", ""]], {}, true)).toBe(false);
+    expect(isResendable("POST", [["uploads", ""]], {})).toBe(false);
   });
 });
 

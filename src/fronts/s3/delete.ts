@@ -10,7 +10,17 @@
  * request order; Quiet lists only the errors. S3 requires an integrity header on this body:
  * Content-MD5 or an x-amz-checksum-* value (checked on the body).
  *
- * Every key the upstream reports deleted is invalidated in every cache layer.
+ * Conditional deletes (S3's, on general purpose buckets): DeleteObject's If-Match (an ETag, or `*`)
+ * goes upstream with the request, and each <Object>'s <ETag> into the DeleteObjects XML the proxy
+ * builds; S3's refusals come back as S3 answers them (412 PreconditionFailed, 404 NoSuchKey when
+ * there is no object; per key in DeleteObjects). The conditions the proxy does not carry are
+ * refused, never dropped (a conditional delete must not become an unconditional one):
+ * x-amz-if-match-last-modified-time / x-amz-if-match-size, If-None-Match, If-Unmodified-Since
+ * (unkeptDeleteCondition), and a DeleteObjects <Object>'s <LastModifiedTime> / <Size> (directory
+ * buckets only in S3): 501 NotImplemented, nothing deleted.
+ *
+ * Every key the upstream may have deleted is invalidated in every cache layer (not one whose
+ * condition S3 refused: nothing changed).
  */
 import { clientIp, type RequestContext } from "../../proxy/context.ts";
 import { deleteObject, deleteObjects, type DeleteEntry } from "../../s3/operations/index.ts";
@@ -22,20 +32,26 @@ import { emptyAnswer, errorOf, MAX_RESULT_BODY, readCapped, relayError, tryParse
 import { keyRefusal, MAX_KEY_BYTES } from "./route.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
 import { child, childText, childrenNamed } from "./xml-reader.ts";
-import { callOf, malformed, readXmlBody, writeUpstream } from "./writes.ts";
+import { callOf, malformed, readXmlBody, requestHeaders, unkeptDeleteCondition, writeUpstream } from "./writes.ts";
 import { purgeWritten } from "../purge.ts";
 import { versionIdOf, versionIdProblem } from "./operations.ts";
 
 const MAX_DELETE_KEYS = 1000;
 /** Authorizer calls in flight at once for one DeleteObjects (decisions are cached per key). */
 const AUTHZ_CONCURRENCY = 16;
+/** A DeleteObjects <Object>'s conditions for S3's directory buckets only: refused. */
+const DIRECTORY_BUCKET_CONDITIONS = ["LastModifiedTime", "Size"];
 const CHECKSUM_HEADERS = ["content-md5", "x-amz-checksum-crc32", "x-amz-checksum-crc32c", "x-amz-checksum-crc64nvme", "x-amz-checksum-sha1", "x-amz-checksum-sha256"];
 
 /** DeleteObject, of the key or (?versionId) of one version; either way the cached copy goes. */
 export async function deleteObjectOp(ctx: RequestContext): Promise<Response> {
   const versionId = versionIdOf(ctx);
+  const headers = requestHeaders(ctx);
+  const unkept = unkeptDeleteCondition(headers);
+  if (unkept !== undefined) throw s3Fail(unkept);
+  const ifMatch = headers.get("if-match") ?? undefined;
   const upstream = writeUpstream(ctx);
-  const res = await deleteObject(upstream, { key: ctx.key, versionId }, callOf(ctx));
+  const res = await deleteObject(upstream, { key: ctx.key, versionId, ...(ifMatch === undefined ? {} : { ifMatch }) }, callOf(ctx));
   if (res.status !== 204 && res.status !== 200) return relayError(res, upstream.bucket);
   const purged = purgeWritten(ctx, ctx.key);
   if (purged !== undefined) await purged;
@@ -104,10 +120,16 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
   const quiet = quietText === "true";
   const outcomes: Outcome[] = objects.map((o) => {
     const key = child(o, "Key")?.text;
-    // (an entry names one key, at most one version: a second <Key> would be silently dropped)
-    if (key === undefined || childrenNamed(o, "Key").length > 1 || childrenNamed(o, "VersionId").length > 1) throw s3Fail(malformed());
+    // (an entry names one key, at most one version and one ETag: a second would be silently dropped)
+    if (key === undefined || childrenNamed(o, "Key").length > 1 || childrenNamed(o, "VersionId").length > 1 || childrenNamed(o, "ETag").length > 1) throw s3Fail(malformed());
+    // (S3's conditions for directory buckets: refused rather than dropped, see above)
+    for (const name of DIRECTORY_BUCKET_CONDITIONS) {
+      if (child(o, name) !== undefined) throw s3Fail(s3Error("NotImplemented", `A delete conditional on <${name}> is not supported through this proxy (only <ETag> is): the object would be deleted without the condition.`));
+    }
     const versionId = child(o, "VersionId")?.text;
+    const etag = child(o, "ETag")?.text;
     const entry: Outcome = versionId === undefined ? { key } : { key, versionId };
+    if (etag !== undefined) entry.etag = etag;
     const problem = keyProblem(key) ?? (versionId === undefined ? undefined : versionIdProblem(versionId));
     if (problem !== undefined) {
       entry.code = "InvalidArgument";
@@ -131,7 +153,13 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
     const upstream = writeUpstream(ctx);
     // Unique entries upstream; every occurrence in the request gets the entry's result.
     const unique = new Map<string, DeleteEntry>();
-    for (const o of send) unique.set(entryId(o), o.versionId === undefined ? { key: o.key } : { key: o.key, versionId: o.versionId });
+    // (the same entry named twice with different <ETag>s: each condition goes upstream; both
+    // occurrences get the entry's one result, as for any repeated entry)
+    for (const o of send) {
+      const e: DeleteEntry = o.versionId === undefined ? { key: o.key } : { key: o.key, versionId: o.versionId };
+      if (o.etag !== undefined) e.etag = o.etag;
+      unique.set(o.etag === undefined ? entryId(o) : `${entryId(o)}\u0000\u0000${o.etag}`, e);
+    }
     res = await deleteObjects(upstream, { keys: [...unique.values()] }, callOf(ctx));
     if (res.status !== 200) return relayError(res, upstream.bucket);
     const result = tryParse(await readCapped(res, MAX_RESULT_BODY));
@@ -161,7 +189,9 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
       o.code = r.code;
       o.message = r.message;
     }
-    await Promise.all([...new Set(send.map((o) => o.key))].map((k) => purgeWritten(ctx, k)));
+    // (a key whose every entry S3 refused on its condition was left as it was: nothing to invalidate)
+    const changed = new Set(send.filter((o) => o.code !== "PreconditionFailed").map((o) => o.key));
+    await Promise.all([...changed].map((k) => purgeWritten(ctx, k)));
   }
 
   let xml = XML_DECL + `<DeleteResult xmlns="${S3_XMLNS}">`;

@@ -122,6 +122,25 @@ const CUSTOMER_KEY_HEADERS = [
   "x-amz-copy-source-server-side-encryption-customer-key",
 ];
 
+/**
+ * DeleteObject's conditions that the proxy does not carry to the upstream, as S3's error; undefined
+ * when there is none. If-Match (S3's conditional delete: an ETag or `*`) is carried. Refused, so
+ * that a delete the client made conditional is never done unconditionally:
+ * - x-amz-if-match-last-modified-time, x-amz-if-match-size: S3's conditions for directory buckets
+ *   only (the proxy's buckets are general purpose): 501 NotImplemented, naming the header;
+ * - If-None-Match, If-Unmodified-Since: HTTP preconditions S3 does not document for DeleteObject
+ *   (RFC 9110 applies them to any method): 501 NotImplemented too, rather than dropped.
+ * If-Modified-Since is not looked at: RFC 9110 has a recipient ignore it on a method other than GET
+ * and HEAD. The plain front refuses the same on its DELETE.
+ */
+export function unkeptDeleteCondition(h: Headers): S3Error | undefined {
+  for (const name of UNKEPT_DELETE_CONDITIONS) {
+    if (h.has(name)) return s3Error("NotImplemented", `A delete conditional on ${name} is not supported through this proxy (only If-Match is): the object would be deleted without the condition.`, { Header: name });
+  }
+  return undefined;
+}
+const UNKEPT_DELETE_CONDITIONS = ["x-amz-if-match-last-modified-time", "x-amz-if-match-size", "if-none-match", "if-unmodified-since"];
+
 /** The request's headers as S3 reads them (a presigned URL's hoisted x-amz-* headers included: see S3State.headers). */
 export function requestHeaders(ctx: RequestContext): Headers {
   return (ctx as S3RequestContext).s3?.headers ?? ctx.req.headers;

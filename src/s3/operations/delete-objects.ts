@@ -1,21 +1,32 @@
 /**
  * DeleteObject and DeleteObjects. S3 refuses a DeleteObjects body without an integrity header, so
  * its Content-MD5 is computed here (every S3 implementation takes it; x-amz-checksum-* is newer).
- * The XML is built from the keys, never relayed from the client: keys are escaped here, so no
- * key can inject elements.
+ * The XML is built from the keys, never relayed from the client: keys (and versions, ETags) are
+ * escaped here, so none can inject elements.
  */
 import type { BucketUpstream } from "../upstream.ts";
 import { type OperationContext, S3_XMLNS, xmlText } from "./common.ts";
 
-/** DELETE /bucket/key: 204, also for a key that did not exist (S3's answer). */
-export function deleteObject(upstream: BucketUpstream, args: { key: string; versionId?: string }, ctx: OperationContext): Promise<Response> {
-  return upstream.send({ method: "DELETE", key: args.key, query: args.versionId === undefined ? undefined : [["versionId", args.versionId]], ...ctx });
+/**
+ * DELETE /bucket/key: 204, also for a key that did not exist (S3's answer). With `ifMatch` (S3's
+ * conditional delete: an ETag, or `*` for any object) S3 deletes only when the current object
+ * matches: 412 PreconditionFailed when its ETag differs, 404 NoSuchKey when there is none.
+ */
+export function deleteObject(upstream: BucketUpstream, args: { key: string; versionId?: string; ifMatch?: string }, ctx: OperationContext): Promise<Response> {
+  return upstream.send({
+    method: "DELETE",
+    key: args.key,
+    query: args.versionId === undefined ? undefined : [["versionId", args.versionId]],
+    ...(args.ifMatch === undefined ? {} : { headers: { "if-match": args.ifMatch } }),
+    ...ctx,
+  });
 }
 
-/** One object of a DeleteObjects: a key, or one version of it. */
+/** One object of a DeleteObjects: a key, or one version of it; `etag` makes it conditional (S3's <ETag>: the ETag, or `*`). */
 export interface DeleteEntry {
   key: string;
   versionId?: string;
+  etag?: string;
 }
 
 export interface DeleteObjectsArgs {
@@ -33,6 +44,7 @@ export function deleteObjectsXml(keys: ReadonlyArray<string | DeleteEntry>, quie
     const e = typeof k === "string" ? { key: k } : k;
     xml += `<Object><Key>${xmlText(e.key, "a key")}</Key>`;
     if (e.versionId !== undefined) xml += `<VersionId>${xmlText(e.versionId, "a version id")}</VersionId>`;
+    if (e.etag !== undefined) xml += `<ETag>${xmlText(e.etag, "an ETag")}</ETag>`;
     xml += "</Object>";
   }
   return `${xml}</Delete>`;
@@ -48,5 +60,8 @@ export async function deleteObjects(upstream: BucketUpstream, args: DeleteObject
     "content-type": "application/xml",
     "content-md5": new Bun.CryptoHasher("md5").update(body).digest("base64"),
   };
-  return upstream.send({ method: "POST", key: "", query: [["delete", ""]], headers, body, ...ctx });
+  // (a conditional entry's outcome depends on the object's state: not sent again after an attempt
+  // whose outcome is unknown, as for any conditional write; see isResendable)
+  const conditional = args.keys.some((k) => typeof k !== "string" && k.etag !== undefined);
+  return upstream.send({ method: "POST", key: "", query: [["delete", ""]], headers, body, ...(conditional ? { conditional } : {}), ...ctx });
 }

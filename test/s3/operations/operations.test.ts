@@ -11,6 +11,7 @@ import {
   createMultipartUpload,
   deleteObject,
   deleteObjects,
+  deleteObjectsXml,
   headBucket,
   listMultipartUploads,
   listObjectsV1,
@@ -217,6 +218,25 @@ describe.each(CLIENTS)("operations on the %s client", (client) => {
     for (const key of keys) expect(await fx.exists("ops", key)).toBe(false);
     expect(lastRequest("POST", "/ops").headers["content-md5"]).toBeDefined();
     await expect(deleteObjects(up, { keys: ["bad\u0001key"] }, ctx())).rejects.toThrow(TypeError);
+  });
+
+  test("conditional deletes: deleteObject's ifMatch as If-Match, deleteObjects' etag as each <Object>'s <ETag> (escaped)", async () => {
+    const [a, b, c] = ["cond/a", "cond/b", "cond/c"].map(k);
+    const etags: Record<string, string> = {};
+    for (const key of [a!, b!, c!]) etags[key] = (await putObject(up, { key, body: enc(key) }, ctx())).headers.get("etag")!;
+    const refused = await deleteObject(up, { key: a!, ifMatch: '"0123456789abcdef0123456789abcdef"' }, ctx());
+    expect(refused.status).toBe(412);
+    expect(lastRequest("DELETE", `/ops/${client}/cond/a`).headers["if-match"]).toBe('"0123456789abcdef0123456789abcdef"');
+    expect(await fx.exists("ops", a!)).toBe(true);
+    expect((await deleteObject(up, { key: a!, ifMatch: etags[a!] }, ctx())).status).toBe(204);
+    expect(await fx.exists("ops", a!)).toBe(false);
+    expect(deleteObjectsXml([{ key: "k", etag: '"x&y<z>"' }])).toContain("<Object><Key>k</Key><ETag>&quot;x&amp;y&lt;z&gt;&quot;</ETag></Object>");
+    const res = await deleteObjects(up, { keys: [{ key: b!, etag: '"x&y<z>"' }, { key: c!, etag: etags[c!] }] }, ctx());
+    const xml = await res.text();
+    expect(xml).toContain(`<Error><Key>${b}</Key><Code>PreconditionFailed</Code>`);
+    expect(xml).toContain(`<Deleted><Key>${c}</Key></Deleted>`);
+    expect(await fx.exists("ops", b!)).toBe(true);
+    expect(await fx.exists("ops", c!)).toBe(false);
   });
 
   test("copyObject within the bucket: source key encoded, metadata directive passed", async () => {
