@@ -65,14 +65,24 @@ export function hashOfName(name: string): string | undefined {
   return NAME.exec(name)?.[1];
 }
 
+/**
+ * This process's start, in every temporary file name it writes beside its pid: a later process
+ * that got the same pid (PID 1 in a container, on every start) tells the files a crashed earlier
+ * run left from its own writes in progress (disk-scan.ts).
+ */
+export const START_ID: string = crypto.randomUUID().replace(/-/g, "").slice(0, 12);
+
 export function tempName(): string {
-  return `tmp/${process.pid}.${crypto.randomUUID()}.part`;
+  return `tmp/${process.pid}.${START_ID}.${crypto.randomUUID()}.part`;
 }
 
-/** The writer's pid of a temporary file name, or undefined. */
-export function pidOfTemp(name: string): number | undefined {
-  const m = /^(\d+)\.[0-9a-f-]+\.part$/.exec(name);
-  return m ? Number(m[1]) : undefined;
+/**
+ * Who wrote a temporary file: its pid and, in a name written since 2026-12 (session 18), the
+ * writer's START_ID (an older name has none). Undefined for a name that is not a temporary file's.
+ */
+export function ownerOfTemp(name: string): { pid: number; start: string | undefined } | undefined {
+  const m = /^(\d+)\.(?:([0-9a-f]{12})\.)?[0-9a-f-]+\.part$/.exec(name);
+  return m ? { pid: Number(m[1]), start: m[2] } : undefined;
 }
 
 export function timesBytes(storedAt: number, expiresAt: number): Uint8Array {

@@ -7,7 +7,7 @@
  */
 import { open, readdir, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { decodeHead, hashOfName, HEAD_BYTES, keyHash, metaLength, pidOfTemp, type DiskHead } from "./disk-format.ts";
+import { decodeHead, hashOfName, HEAD_BYTES, keyHash, metaLength, ownerOfTemp, START_ID, type DiskHead } from "./disk-format.ts";
 
 export interface ScannedFile extends DiskHead {
   /** Absolute path. */
@@ -26,8 +26,16 @@ export interface ScanResult {
 
 const CONCURRENCY = 32;
 
-function alive(pid: number): boolean {
-  if (pid === process.pid) return true;
+/**
+ * Whether the writer of a temporary file may still be writing it. One with this process's pid is
+ * this process's own only when it carries this start's id: written by an earlier process that had
+ * the same pid (a container's PID 1 restarted after a crash), it is left over. The folder's other
+ * processes are asked by pid: processes sharing a folder must see each other's pids (one PID
+ * namespace; server.workers give each worker its own folder anyway).
+ */
+function alive(owner: { pid: number; start: string | undefined }): boolean {
+  const { pid } = owner;
+  if (pid === process.pid) return owner.start === START_ID;
   try {
     process.kill(pid, 0);
     return true;
@@ -77,8 +85,8 @@ export async function readObjectFile(file: string, hash: string): Promise<Scanne
 export async function scanDir(dir: string): Promise<ScanResult> {
   let tempsRemoved = 0;
   for (const name of await list(join(dir, "tmp"))) {
-    const pid = pidOfTemp(name);
-    if (pid !== undefined && alive(pid)) continue;
+    const owner = ownerOfTemp(name);
+    if (owner !== undefined && alive(owner)) continue;
     await unlink(join(dir, "tmp", name)).catch(() => {});
     tempsRemoved++;
   }

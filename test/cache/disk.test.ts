@@ -384,6 +384,28 @@ await new Promise(() => {});
     await w.write(bytesOf(6));
     expect(await w.commit()).toBe(true);
   });
+
+  test("temporary files left by an earlier process with this process's pid (PID 1 in a container, every start) are removed at start; this start's own are not", async () => {
+    const dir = freshDir();
+    mkdirSync(join(dir, "tmp"), { recursive: true });
+    // A crashed earlier run that had this pid: a name written by this version (another start id), and one by an older version (pid only).
+    const earlier = join(dir, "tmp", `${process.pid}.0123456789ab.${crypto.randomUUID()}.part`);
+    const older = join(dir, "tmp", `${process.pid}.${crypto.randomUUID()}.part`);
+    writeFileSync(earlier, new Uint8Array(300_000));
+    writeFileSync(older, new Uint8Array(1000));
+    const d = await open(dir);
+    // This start's own write in progress when the folder is scanned again (another layer opened on it).
+    const w = d.openWriter({ key: "b/a", headers: { "content-length": "10" }, storedAt: NOW, expiresAt: NOW + 60_000, size: 10 })!;
+    await w.write(bytesOf(4));
+    expect(existsSync(earlier)).toBe(false);
+    expect(existsSync(older)).toBe(false);
+    expect(readdirSync(join(dir, "tmp"))).toHaveLength(1);
+    await open(dir);
+    expect(readdirSync(join(dir, "tmp"))).toHaveLength(1);
+    await w.write(bytesOf(6));
+    expect(await w.commit()).toBe(true);
+    expect((await d.get("b/a"))?.size).toBe(10);
+  });
 });
 
 describe("revalidation", () => {
