@@ -9,7 +9,7 @@ import { freshnessSeconds, makeObject, mergeHeaders, pickHeaders } from "./fresh
 import type { Cache } from "./cache.ts";
 import { FillTap } from "./fill-tap.ts";
 import { teeToWriter, watchStalls } from "./stream-fill.ts";
-import type { CachedObject, FillToken, LayerWriter } from "./types.ts";
+import { isFileBody, type CachedObject, type FillToken, type LayerWriter } from "./types.ts";
 
 /**
  * Performs the signed GET of the object to S3 with exactly `extraHeaders` as its conditional/range
@@ -83,6 +83,15 @@ function rewrittenInPlace(stale: CachedObject, fresh: Headers): boolean {
   const a = Date.parse(now);
   const b = Date.parse(then);
   return Number.isNaN(a) || Number.isNaN(b) ? true : a !== b;
+}
+
+/**
+ * Whether a stale entry's body can still be read: a file-backed one (disk layer) is a lazy slice of
+ * its file, which the layer unlinks at once when it evicts, replaces or purges the entry.
+ */
+async function bodyKept(stale: CachedObject): Promise<boolean> {
+  if (!isFileBody(stale.body)) return true;
+  return Bun.file((stale.body as Blob & { name: string }).name).exists().catch(() => false);
 }
 
 /** Reads at most `limit` bytes; past that, hands back a stream that replays what was read, then the rest. */
@@ -176,11 +185,14 @@ async function fetchAndShare(
   let res = await upstream(stale !== undefined ? validatorsOf(stale) : {}, signal);
   const bufferBytes = Math.min(policy.bufferBytes ?? policy.maxItemBytes, policy.maxItemBytes);
 
-  if (res.status === 304 && stale !== undefined && rewrittenInPlace(stale, res.headers)) {
+  if (res.status === 304 && stale !== undefined && (rewrittenInPlace(stale, res.headers) || !(await bodyKept(stale)))) {
     // The same ETag, a later Last-Modified: the object was rewritten with the same bytes (S3's
     // CopyObject onto itself with new metadata keeps a single-part object's ETag). A 304 carries
     // none of what changed (Content-Type, Content-Disposition, x-amz-meta-*): it is asked again,
     // whole, and stored as a fill.
+    // Or the stale copy's file (disk layer) was evicted or purged while upstream was asked: the
+    // 304 confirms bytes this process no longer has, so they are asked for again, whole
+    // (RFC 9111 §4.3.4: a cache without the stored response makes a request without validators).
     void res.body?.cancel();
     res = await upstream({}, signal);
   }

@@ -179,6 +179,50 @@ describe("streaming fill", () => {
   });
 });
 
+describe("revalidation of a disk entry", () => {
+  test("its file evicted while the conditional GET is in flight: the 304 is not answered from the gone file, the object is fetched again whole", async () => {
+    const up = controlledUpstream();
+    const first = serve(up.fn);
+    await waitFor(() => up.waiting === 1);
+    up.respond(new Response(body(BIG), { headers: headers(BIG, { "cache-control": "max-age=0" }) }));
+    expect(new Uint8Array(await (await first).response.arrayBuffer())).toEqual(bytesOf(BIG));
+    await committed();
+
+    const second = serve(up.fn); // stale at once: revalidated
+    await waitFor(() => up.waiting === 1, { message: "the conditional GET" });
+    expect(up.calls[1]).toEqual({ "if-none-match": '"big"' });
+    await disk.delete("b/big.zip"); // the layer drops the file (an eviction, another fill's room): no purge the cache knows of
+    up.respond(new Response(null, { status: 304, headers: { etag: '"big"', "cache-control": "max-age=60" } }));
+    await waitFor(() => up.waiting === 1, { message: "the object asked for again, whole" });
+    expect(up.calls[2]).toEqual({});
+    up.respond(new Response(body(BIG), { headers: headers(BIG, { "cache-control": "max-age=60" }) }));
+    const r = await second;
+    expect(r.response.status).toBe(200);
+    expect(new Uint8Array(await r.response.arrayBuffer())).toEqual(bytesOf(BIG));
+    await committed();
+    const hit = await serve(up.fn);
+    expect(hit.cacheStatus).toBe("HIT");
+    expect(new Uint8Array(await hit.response.arrayBuffer())).toEqual(bytesOf(BIG));
+    expect(up.calls).toHaveLength(3);
+  });
+
+  test("its file still there when the 304 comes: answered from it, REVALIDATED, nothing fetched again", async () => {
+    const up = controlledUpstream();
+    const first = serve(up.fn);
+    await waitFor(() => up.waiting === 1);
+    up.respond(new Response(body(BIG), { headers: headers(BIG, { "cache-control": "max-age=0" }) }));
+    await (await first).response.arrayBuffer();
+    await committed();
+    const second = serve(up.fn);
+    await waitFor(() => up.waiting === 1);
+    up.respond(new Response(null, { status: 304, headers: { etag: '"big"', "cache-control": "max-age=60" } }));
+    const r = await second;
+    expect(r.cacheStatus).toBe("REVALIDATED");
+    expect(new Uint8Array(await r.response.arrayBuffer())).toEqual(bytesOf(BIG));
+    expect(up.calls).toHaveLength(2);
+  });
+});
+
 describe("small objects", () => {
   test("a fill is stored in memory and on disk; a disk hit after a memory purge is promoted back to memory", async () => {
     const up = instantUpstream(() => new Response(bytesOf(1000), { headers: headers(1000) }));
