@@ -256,8 +256,13 @@ export class App implements Services {
     applyCacheConfig(this.cache, config.cache);
     // In the same turn as the swap: every fill of the new generation stamps its bucket's new store.
     this.cache.setStores(cacheStores(config));
+    // Every purge below is marked in the purge log and detaches the buckets' flights in this same
+    // turn too (each call's synchronous start), then awaited: no request of the new generation
+    // joins a flight of the old one, and a request admitted before the swap (RequestContext.cacheSince)
+    // stores nothing it reads from the old store, however late it reaches the cache.
+    const purging: Promise<unknown>[] = [];
     const kept = new Set(config.buckets.map((b) => b.name));
-    for (const b of old.config.buckets) if (!kept.has(b.name)) await this.cache.removeBucket(b.name);
+    for (const b of old.config.buckets) if (!kept.has(b.name)) purging.push(this.cache.removeBucket(b.name));
     // A kept bucket that now reads another store (another S3 bucket, endpoint, region or replica
     // set): its cached objects are the old store's, so they go (the cache is keyed by the proxy
     // bucket's name). Every cache layer, Redis included: the other replicas drop them too.
@@ -266,15 +271,14 @@ export class App implements Services {
     for (const b of config.buckets) {
       const was = before.get(b.name);
       if (was !== undefined && was !== upstreamIdentity(b)) {
-        await this.cache.purgeBucket(b.name);
-        this.log.info("cache purged: the bucket reads another store since this reload", { bucket: b.name });
+        purging.push(this.cache.purgeBucket(b.name).then(() => this.log.info("cache purged: the bucket reads another store since this reload", { bucket: b.name })));
       } else if (cachedBefore.get(b.name) === true && bucketCachePolicy(config.cache, b) === null) {
         // Its cache is off from now on: its entries (here, and in Redis for the other replicas)
         // would come back, stale, if it were switched on again.
-        await this.cache.purgeBucket(b.name);
-        this.log.info("cache purged: the bucket no longer caches since this reload", { bucket: b.name });
+        purging.push(this.cache.purgeBucket(b.name).then(() => this.log.info("cache purged: the bucket no longer caches since this reload", { bucket: b.name })));
       }
     }
+    await Promise.all(purging);
     this.metrics.resetBucketSet([...kept]);
     this.metrics.setGeneration(next.generation);
     // Counted once per reload of a group: by the process that read the file (a single process, or

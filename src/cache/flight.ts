@@ -122,7 +122,11 @@ async function readUpTo(body: ReadableStream<Uint8Array>, limit: number): Promis
   });
 }
 
-/** Runs the upstream trip; stores what may be stored (unless a purge happened meanwhile). */
+/**
+ * Runs the upstream trip; stores what may be stored (unless a purge happened meanwhile).
+ * `since`: the purge-log point of the request that starts it, taken when it was admitted (see
+ * ServeArgs.since); a purge of the key after that point leaves the result unstored. Default: now.
+ */
 export async function runFlight(
   cache: Cache,
   key: string,
@@ -130,8 +134,9 @@ export async function runFlight(
   policy: CachePolicy,
   upstream: UpstreamFetch,
   now: number,
+  since?: number,
 ): Promise<FlightOutcome> {
-  const epoch = cache.epoch;
+  const epoch = since ?? cache.epoch;
   // The purge generations before upstream is asked: what it answers is stored only if they hold.
   const t = cache.fillToken(key);
   const token = t instanceof Promise ? await t : t;
@@ -221,8 +226,9 @@ async function fetchAndShare(
   if (declared !== null) {
     const size = Number(declared);
     if (size > bufferBytes) {
-      // Too big to buffer: a streaming layer (disk) may take it while it streams to this client.
-      if (ttl !== null && size <= policy.maxItemBytes && res.body !== null) {
+      // Too big to buffer: a streaming layer (disk) may take it while it streams to this client
+      // (not when its key was purged since the request began: it would not be kept).
+      if (ttl !== null && size <= policy.maxItemBytes && res.body !== null && !cache.purgedSince(epoch, key)) {
         const headers = pickHeaders(res.headers);
         headers["content-length"] = String(size);
         const meta = { key, headers, storedAt: now, expiresAt: now + ttl * 1000, size };

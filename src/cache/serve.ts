@@ -44,6 +44,14 @@ export interface ServeArgs {
   upstream: UpstreamFetch;
   /** The client's signal: what a request that goes upstream on its own (bypass) is aborted with. */
   signal?: AbortSignal;
+  /**
+   * The cache's purge-log point (Cache.epoch) when the request was admitted, with the config it
+   * reads through (`upstream`); default: when this call is made. A request admitted before a purge
+   * of its key (a write, a reload that pointed its bucket at another store) but reaching the cache
+   * after it may be answered from what it reads (it began before), but that is neither stored nor
+   * shared: its flight is not joinable, and a later request starts its own.
+   */
+  since?: number;
   /** The request's recording span (tracing): each cache-layer lookup gets a span under it. */
   trace?: Span;
   now?: () => number;
@@ -96,8 +104,9 @@ export function serveHit(cache: Cache, bucket: string, key: string, method: "GET
 export function serveWithCache(args: ServeArgs): Promise<ServeResult> {
   const now = args.now !== undefined ? args.now() : Date.now();
   const key = args.bucket + "/" + args.key;
+  const since = args.since ?? args.cache.epoch;
   const found = args.cache.get(key, args.trace);
-  if (!isFresh(found, now)) return serveSlow(args, key, now, found);
+  if (!isFresh(found, now)) return serveSlow(args, key, now, found, since);
   try {
     return Promise.resolve({ response: hit(args.cache, args.bucket, found, args.reqHeaders, args.method, now), cacheStatus: "HIT", upstreamCalls: 0, passthrough: false });
   } catch (err) {
@@ -105,7 +114,7 @@ export function serveWithCache(args: ServeArgs): Promise<ServeResult> {
   }
 }
 
-async function serveSlow(args: ServeArgs, key: string, now: number, found: MaybePromise<CachedObject | undefined>): Promise<ServeResult> {
+async function serveSlow(args: ServeArgs, key: string, now: number, found: MaybePromise<CachedObject | undefined>, since: number): Promise<ServeResult> {
   const { cache, method, reqHeaders } = args;
   const counters = cache.counter(args.bucket);
   const obj = isPromise(found) ? await found : found;
@@ -125,7 +134,7 @@ async function serveSlow(args: ServeArgs, key: string, now: number, found: Maybe
     if (fill.state === "complete") {
       // Its file was being renamed into place: once committed, the object is a hit.
       await fill.ended;
-      return serveSlow(args, key, now, cache.get(key, args.trace));
+      return serveSlow(args, key, now, cache.get(key, args.trace), since);
     }
   }
 
@@ -142,10 +151,14 @@ async function serveSlow(args: ServeArgs, key: string, now: number, found: Maybe
       counters.coalesced++;
       outcome = { shared: (await flight).shared };
     } else {
-      const p: Promise<FlightOutcome> = runFlight(cache, key, obj, args.policy, args.upstream, now).finally(() => {
+      const p: Promise<FlightOutcome> = runFlight(cache, key, obj, args.policy, args.upstream, now, since).finally(() => {
         if (cache.inflight.get(key) === p) cache.inflight.delete(key);
       });
-      cache.inflight.set(key, p);
+      // Joinable only if its key was not purged since this request was admitted: a request held
+      // (by its authorizer, say) across a write or a reload that repointed its bucket reads what
+      // the purge dropped, and no request admitted after the purge may get it. (A purge later on
+      // detaches the flight: Cache.detachFlights.)
+      if (!cache.purgedSince(since, key)) cache.inflight.set(key, p);
       calls = 1;
       outcome = await p;
     }

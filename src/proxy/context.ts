@@ -71,6 +71,12 @@ export interface RequestContext {
   readonly method: string;
   /** The config generation this request started with (a reload mid-request does not affect it). */
   readonly rt: Runtime;
+  /**
+   * The cache's purge-log point when the request arrived (Cache.epoch), read with `rt`: what it
+   * reads from upstream is neither stored nor shared with later requests if its key was purged
+   * since (a write, a reload that pointed its bucket at another store).
+   */
+  readonly cacheSince: number;
   readonly svc: Services;
   /** Which front parsed the request ("plain", "s3", "control"). */
   readonly front: string;
@@ -172,6 +178,7 @@ export function createContext(svc: Services, front: string, req: Request, target
     req,
     method: req.method,
     rt: svc.runtime,
+    cacheSince: svc.cache.epoch,
     svc,
     front,
     operation: undefined,

@@ -2,13 +2,18 @@
  * A reload that points a cached bucket at another store (another S3 bucket, endpoint or replica
  * set) drops the bucket's cached objects: they are the old store's, and the cache is keyed by the
  * proxy bucket's name. Before, the old bucket's objects were served as HITs until their TTL.
- * A reload that changes nothing about the store keeps them.
+ * A reload that changes nothing about the store keeps them. A request admitted before such a
+ * reload that reaches the cache after it (held by its authorizer) may be answered from the old
+ * store, but what it read is neither stored (memory, disk) nor served to a later request.
  */
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { DiskLayer } from "../../src/cache/disk.ts";
+import { OpaServer } from "../fixtures/opa.ts";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { waitFor } from "../helpers/wait.ts";
 import { bucketYaml, startInProcess, type InProcessProxy } from "./harness.ts";
 
 setDefaultTimeout(30_000);
@@ -63,4 +68,47 @@ test("a reload that switches a bucket's cache off drops its entries: switched on
   writeFileSync(configPath, yaml("second-bucket"));
   expect((await px.app.reload()).ok).toBe(true);
   expect(await get()).toEqual({ body: "changed while the cache was off", cache: "MISS" });
+});
+
+test("a request held by its authorizer across a reload that repoints its bucket is answered from the old store, but that object is never served afterwards, nor kept on disk across a restart", async () => {
+  using opa = OpaServer.start({ "yatagarasu/allow": () => true });
+  const diskDir = join(dir, "held-disk");
+  const heldPath = join(dir, "held.yaml");
+  const held = (upstream: string) =>
+    `server: { address: 127.0.0.1, port: 0, readiness_probe_interval_seconds: 3600 }\nlogging: { level: warn }\ncache: { enabled: true, cache_layers: [memory, disk], disk: { path: "${diskDir}", max_disk_size_mb: 50, max_item_size_mb: 10 } }\nbuckets:\n${bucketYaml({
+      name: "held",
+      prefix: "/held",
+      bucket: upstream,
+      endpoint: s3.endpoint,
+      extra: `    cache: { enabled: true, ttl_seconds: 600 }\n    authorization: { type: opa, opa_url: "${opa.url}", opa_policy_path: yatagarasu/allow, opa_cache_ttl_seconds: 0, opa_timeout_ms: 10000 }\n`,
+    })}`;
+  await s3.put("first-bucket", "held.txt", "held: first bucket");
+  await s3.put("second-bucket", "held.txt", "held: second bucket");
+  writeFileSync(heldPath, held("first-bucket"));
+  let p = await startInProcess(held("first-bucket"), { configPath: heldPath, probeIntervalMs: 3_600_000 });
+  const getHeld = async () => {
+    const res = await fetch(p.url("/held/held.txt"));
+    return { body: await res.text(), cache: res.headers.get("x-cache"), layer: res.headers.get("x-cache-layer") };
+  };
+  try {
+    opa.hang();
+    const asked = opa.requests.length;
+    const early = fetch(p.url("/held/held.txt")); // admitted on the old config, then held by OPA
+    await waitFor(() => opa.requests.length > asked, { message: "the request held by its authorizer" });
+    writeFileSync(heldPath, held("second-bucket"));
+    expect((await p.app.reload()).ok).toBe(true);
+    opa.restore();
+    const first = await early;
+    expect({ status: first.status, body: await first.text() }).toEqual({ status: 200, body: "held: first bucket" }); // it began before the reload
+
+    expect(await getHeld()).toEqual({ body: "held: second bucket", cache: "MISS", layer: null });
+    expect(await getHeld()).toEqual({ body: "held: second bucket", cache: "HIT", layer: "memory" });
+    const disk = p.app.cache.layer("disk") as DiskLayer;
+    await waitFor(() => disk.keys().includes("held/held.txt"), { message: "the new object on disk" });
+    await p.stop();
+    p = await startInProcess(held("second-bucket"), { configPath: heldPath, probeIntervalMs: 3_600_000 });
+    expect(await getHeld()).toEqual({ body: "held: second bucket", cache: "HIT", layer: "disk" });
+  } finally {
+    await p.stop();
+  }
 });

@@ -113,6 +113,7 @@ async function serveCached(ctx: RequestContext, method: ObjectMethod): Promise<R
     // asked for; a copy built from the cache never does (headers.ts, FRAMING_HEADERS).
     upstream: (extra, signal) => getObject(ctx, "GET", withChecksumMode(extra, ctx.req.headers), signal),
     signal: ctx.req.signal,
+    since: ctx.cacheSince,
     trace: ctx.span?.recording === true ? ctx.span : undefined,
   });
   ctx.cache = result.cacheStatus;
