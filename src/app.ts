@@ -6,7 +6,7 @@
  * see buildRuntime) → swap. Anything failing on the way changes nothing: the old runtime keeps
  * serving, the error is logged and counted.
  */
-import { applyCacheConfig, bucketCachePolicy, cacheRestartKey, cacheStores, createCache, registerCacheMetrics, upstreamIdentity, type Cache } from "./cache/index.ts";
+import { applyCacheConfig, bucketCachePolicy, cacheRestartKey, cacheStores, createCache, registerCacheMetrics, retireOtherDiskLayouts, upstreamIdentity, type Cache } from "./cache/index.ts";
 import { ConfigError, loadConfigSourceOffThread, type Config } from "./config/load.ts";
 import { readinessOf } from "./control/ready.ts";
 import { ByteBudget, ConcurrencyLimiter, UploadLimiter } from "./limits/index.ts";
@@ -139,6 +139,15 @@ export class App implements Services {
     this.concurrency = new ConcurrencyLimiter(...requestCaps(runtime.config, opts.share));
     this.uploads = new UploadLimiter(...uploadCaps(runtime.config, opts.share));
     this.formBuffers = new ByteBudget(formBufferBytes(runtime.config));
+  }
+
+  /**
+   * Deletes the disk cache folders another `server.workers` layout left, once this process's
+   * listeners are bound (cli.ts): an instance that cannot start must change nothing.
+   */
+  retireOtherDiskLayouts(): void {
+    const c = this.runtime.config;
+    retireOtherDiskLayouts(c.cache, { baseDir: c.baseDir, log: this.log, share: this.opts.share, worker: workerIndex() });
   }
 
   static async create(config: Config, opts: AppOptions = {}): Promise<App> {

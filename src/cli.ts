@@ -310,6 +310,8 @@ async function serve(config: Config, source: { path?: string; text: string; gene
         throw await listenFailure("metrics", config.metrics.address, config.metrics.port, err, "metrics listener: ");
       }
     }
+    // Only now that this process holds its ports (a second instance would have failed above).
+    app.retireOtherDiskLayouts();
     // Children start once everything the primary listens on is up (they get the port it bound).
     if (primary) {
       const a = app;

@@ -79,6 +79,17 @@ export function retireOtherLayouts(cfg: NonNullable<CacheConfig["disk"]>, deps: 
   return gone.sort();
 }
 
+/**
+ * retireOtherLayouts for a configuration's disk layer, logged; called once this process's
+ * listeners are bound (cli.ts), so that a second instance that cannot start (its port in use)
+ * changes nothing: it deleted the running instance's whole disk cache.
+ */
+export function retireOtherDiskLayouts(cfg: CacheConfig, deps: CacheDeps): void {
+  if (!cfg.enabled || cfg.disk === undefined || !cfg.cache_layers.includes("disk")) return;
+  const retired = retireOtherLayouts(cfg.disk, deps);
+  if (retired.length > 0) deps.log?.info("disk cache: folders of another server.workers layout deleted", { path: cfg.disk.path, folders: retired });
+}
+
 export function diskDir(cfg: NonNullable<CacheConfig["disk"]>, deps: CacheDeps): string {
   const base = diskBase(cfg, deps);
   return (deps.share ?? 1) > 1 ? join(base, `worker-${deps.worker ?? 0}`) : base;
@@ -93,8 +104,6 @@ export function buildLayers(cfg: CacheConfig, deps: CacheDeps): CacheLayer[] {
       if (name === "memory") layers.push(new MemoryLayer(mb(cfg.memory.max_cache_size_mb), mb(cfg.memory.max_item_size_mb)));
       else if (name === "disk" && cfg.disk) {
         const d = cfg.disk;
-        const retired = retireOtherLayouts(d, deps);
-        if (retired.length > 0) deps.log?.info("disk cache: folders of another server.workers layout deleted", { path: d.path, folders: retired });
         layers.push(new DiskLayer({ dir: diskDir(d, deps), maxBytes: Math.floor(mb(d.max_disk_size_mb) / share), maxItemBytes: mb(d.max_item_size_mb), fsync: d.fsync, log: deps.log, share, instance: deps.instance, stores: deps.stores }));
       } else if (name === "redis" && cfg.redis) {
         const r = cfg.redis;

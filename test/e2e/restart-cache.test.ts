@@ -17,7 +17,7 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
-import { bucketYaml, startProxy, type ProxyProcess } from "./harness.ts";
+import { bucketYaml, command, startProxy, type ProxyProcess } from "./harness.ts";
 import { startRedis, type RedisServer } from "../fixtures/services.ts";
 import { waitFor } from "../helpers/wait.ts";
 
@@ -188,4 +188,17 @@ test("server.workers changed and back (1 -> 2 -> 1): the folders of the layout n
   await restart(yaml(1));
   expect(await get("/rw/w.txt")).toEqual({ body: "new", cache: "MISS", layer: null });
   expect(px!.logs().find((l) => l.msg === "disk cache: folders of another server.workers layout deleted")).toMatchObject({ folders: ["worker-0", "worker-1"] });
+});
+
+test("a second instance with another server.workers on a port in use exits 3 and deletes nothing: the running instance keeps its disk cache", async () => {
+  await restart(config({ upstream: "up-a", rwCached: true, folder: "second" }));
+  expect(await get("/other/hello.txt")).toMatchObject({ body: "hello from up-a", cache: "MISS" });
+  await waitFor(() => objectFiles("second").length === 1, { message: "the disk fill" });
+  const file = join(dir, "second-instance.yaml");
+  await Bun.write(file, config({ upstream: "up-a", rwCached: true, folder: "second" }).replace("port: 0 }", `port: ${px!.port}, workers: 2 }`));
+  const other = Bun.spawn([...command(), "--config", file], { stdout: "pipe", stderr: "pipe" });
+  expect(await other.exited).toBe(3);
+  expect(await new Response(other.stdout).text()).not.toContain("layout deleted");
+  expect(objectFiles("second").length).toBe(1);
+  expect(await get("/other/hello.txt")).toEqual({ body: "hello from up-a", cache: "HIT", layer: "memory" });
 });
