@@ -109,7 +109,7 @@ export function respondFromObject(
   const age = ageOf(obj, now);
   const cond = evaluateConditions(reqHeaders, { etag: obj.headers.etag, lastModified: obj.headers["last-modified"] }, method);
   if (cond === "not-modified") return notModifiedFrom(obj, age, status);
-  if (cond === "precondition-failed") throw new ProxyError("PreconditionFailed");
+  if (cond === "precondition-failed") throw new ProxyError("PreconditionFailed", { headers: { "x-cache": status } });
   const isGet = method === "GET";
   const range = reqHeaders.get("range");
   if (range !== null) {
@@ -120,11 +120,24 @@ export function respondFromObject(
         throw new ProxyError("RangeNotSatisfiable", { headers: { "content-range": unsatisfiedRange(obj.size), "x-cache": status } });
       }
       const h = rangeHeaders(obj, age, status, r.start, r.end);
-      return new Response(isGet ? obj.body.slice(r.start, r.end + 1) : null, { status: 206, headers: h });
+      return isGet ? new Response(obj.body.slice(r.start, r.end + 1), { status: 206, headers: h }) : new Response(null, { status: 206, headers: headHeaders(obj, h) });
     }
   }
   const headers = status === "HIT" ? hitHeaders(obj, age) : fullHeaders(obj, age, status);
-  return new Response(isGet ? obj.body : null, { status: 200, headers });
+  return isGet ? new Response(obj.body, { status: 200, headers }) : new Response(null, { status: 200, headers: headHeaders(obj, headers) });
+}
+
+/**
+ * A HEAD's headers: the GET's without the `Content-Disposition: inline` a file body gets (see
+ * fullHeaders), which is no part of the object: a HEAD sends no file, and aws-cli/boto3 copy an
+ * object in parts by sending what HeadObject reported to CreateMultipartUpload (the copy of a
+ * disk hit was stored with a disposition its source never had).
+ */
+function headHeaders(obj: CachedObject, h: Headers): Headers {
+  if (obj.headers["content-disposition"] !== undefined || !h.has("content-disposition")) return h;
+  const out = new Headers(h);
+  out.delete("content-disposition");
+  return out;
 }
 
 /**
@@ -144,7 +157,7 @@ export function respondFromFill(
   const v = { etag: meta.headers.etag, lastModified: meta.headers["last-modified"] };
   const cond = evaluateConditions(reqHeaders, v, method);
   if (cond === "not-modified") return notModified(meta.headers, age, "MISS");
-  if (cond === "precondition-failed") throw new ProxyError("PreconditionFailed");
+  if (cond === "precondition-failed") throw new ProxyError("PreconditionFailed", { headers: { "x-cache": "MISS" } });
   const isGet = method === "GET";
   const h = new Headers(meta.headers);
   h.set("accept-ranges", "bytes");

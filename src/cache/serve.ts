@@ -203,7 +203,7 @@ async function finish(args: ServeArgs, outcome: FlightOutcome, calls: number, ra
   const v = { etag: stream.headers.get("etag") ?? undefined, lastModified: stream.headers.get("last-modified") ?? undefined };
   const cond = stream.status === 200 ? evaluateConditions(args.reqHeaders, v, args.method) : "proceed";
   if (cond !== "proceed" || args.method === "HEAD") void stream.body?.cancel();
-  if (cond === "precondition-failed") throw new ProxyError("PreconditionFailed");
+  if (cond === "precondition-failed") throw new ProxyError("PreconditionFailed", { headers: { "x-cache": status } });
   if (cond === "not-modified") {
     const h: Record<string, string> = {};
     stream.headers.forEach((value, name) => (h[name.toLowerCase()] = value));

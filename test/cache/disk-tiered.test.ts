@@ -94,6 +94,35 @@ describe("streaming fill", () => {
     expect(new Uint8Array(await r.arrayBuffer())).toEqual(bytesOf(BIG));
   });
 
+  test("a HEAD of a disk hit carries no Content-Disposition the object lacks (a HEAD sends no file; aws-cli copies HeadObject's headers to a multipart copy)", async () => {
+    const up = instantUpstream(() => new Response(body(BIG), { headers: headers(BIG) }));
+    await (await serve(up.fn)).response.arrayBuffer();
+    await committed();
+    const head = await serve(up.fn, {}, "HEAD");
+    expect([head.cacheStatus, head.response.headers.get("x-cache-layer"), head.response.headers.get("content-disposition")]).toEqual(["HIT", "disk", null]);
+    expect(head.response.headers.get("content-length")).toBe(String(BIG));
+    const ranged = await serve(up.fn, { range: "bytes=0-9" }, "HEAD");
+    expect([ranged.response.status, ranged.response.headers.get("content-disposition")]).toEqual([206, null]);
+    // the GET of the same hit still gets `inline` (Bun.serve would invent a file name)
+    const get = await serve(up.fn);
+    expect(get.response.headers.get("content-disposition")).toBe("inline");
+    await get.response.arrayBuffer();
+    const again = await serve(up.fn, {}, "HEAD");
+    expect(again.response.headers.get("content-disposition")).toBeNull();
+  });
+
+  test("a 412 answered from the cache says so (X-Cache), as its 304 and 416 do", async () => {
+    const up = instantUpstream(() => new Response(body(BIG), { headers: headers(BIG) }));
+    await (await serve(up.fn)).response.arrayBuffer();
+    await committed();
+    const refused = await serve(up.fn, { "if-match": '"other"' }).then(
+      () => undefined,
+      (e: unknown) => e as { status: number; headers?: Record<string, string> },
+    );
+    expect(refused?.status).toBe(412);
+    expect(refused?.headers).toMatchObject({ "x-cache": "HIT" });
+  });
+
   test("Range on a disk hit: 206 of the file's bytes with an exact Content-Length", async () => {
     const up = instantUpstream(() => new Response(body(BIG), { headers: headers(BIG) }));
     await (await serve(up.fn)).response.arrayBuffer();

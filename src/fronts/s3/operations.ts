@@ -210,7 +210,7 @@ export async function getObjectDirect(ctx: RequestContext, overrides: ReadonlyAr
   }
   const out = await respond(ctx, res, method);
   if (out.status < 400) for (const [k, v] of extra) out.headers.set(k, v);
-  return applyOverrides(ctx.bucket!.authRequired ? answeredPrivately(out) : out, overrides);
+  return applyOverrides(ctx.bucket!.authRequired && ctx.method !== "HEAD" ? answeredPrivately(out) : out, overrides);
 }
 
 /**
@@ -223,7 +223,10 @@ export async function getObjectDirect(ctx: RequestContext, overrides: ReadonlyAr
  */
 export function getObject(ctx: RequestContext, overrides: ReadonlyArray<readonly [string, string]>): Response | Promise<Response> {
   const out = serveObject(ctx);
-  const restricted = ctx.bucket!.authRequired;
+  // HeadObject reports the stored Cache-Control as S3 does: it has no body a shared cache could
+  // keep, and aws-cli/boto3 copy an object in parts by sending what HeadObject reported to
+  // CreateMultipartUpload (a made-up `private` was stored on every such copy).
+  const restricted = ctx.bucket!.authRequired && ctx.method !== "HEAD";
   if (overrides.length === 0 && !restricted) return out;
   return mapAnswer(out, (r) => applyOverrides(restricted ? answeredPrivately(r) : r, overrides));
 }
