@@ -59,6 +59,13 @@ clientTest("aws")("aws-cli: put-object-acl / put-bucket-acl take an owner-only A
   expect(grant.stderr).toContain("AccessControlListNotSupported");
   const doc = await aws.s3api("put-bucket-acl", "--bucket", "up", "--access-control-policy", JSON.stringify({ Owner: { ID: writer.id }, Grants: [{ Grantee: { Type: "Group", URI: "http://acs.amazonaws.com/groups/global/AllUsers" }, Permission: "READ" }] }));
   expect(doc.stderr).toContain("AccessControlListNotSupported");
+  // the owner's full control as a document (what GetObjectAcl gave) is taken like the canned ACL; another owner or a second grantee is not
+  const ownerOnly = { Owner: { ID: writer.id }, Grants: [{ Grantee: { Type: "CanonicalUser", ID: writer.id }, Permission: "FULL_CONTROL" }] };
+  expect((await aws.s3api("put-object-acl", "--bucket", "up", "--key", "docs/a.txt", "--access-control-policy", JSON.stringify(ownerOnly))).stderr).toBe("");
+  const otherOwner = { ...ownerOnly, Grants: [{ Grantee: { Type: "CanonicalUser", ID: ownerOf("someone").id }, Permission: "FULL_CONTROL" }] };
+  expect((await aws.s3api("put-object-acl", "--bucket", "up", "--key", "docs/a.txt", "--access-control-policy", JSON.stringify(otherOwner))).stderr).toContain("AccessControlListNotSupported");
+  const readToo = { ...ownerOnly, Grants: [...ownerOnly.Grants, { Grantee: { Type: "CanonicalUser", ID: writer.id }, Permission: "READ" }] };
+  expect((await aws.s3api("put-object-acl", "--bucket", "up", "--key", "docs/a.txt", "--access-control-policy", JSON.stringify(readToo))).stderr).toContain("AccessControlListNotSupported");
   const missing = await aws.s3api("put-object-acl", "--bucket", "up", "--key", "docs/nope.txt", "--acl", "private");
   expect(missing.stderr).toContain("NoSuchKey");
   // an ACL change is a write: a read-only bucket refuses it whatever the grants, and so does an identity without `write`
@@ -74,4 +81,14 @@ clientTest("s3cmd")("s3cmd info reads the object's ACL (it printed an error for 
   const info = await s3cmd.run("info", "s3://up/docs/a.txt");
   expect(info.code).toBe(0);
   expect(info.stdout).toMatch(/ACL:\s+writer: FULL_CONTROL/);
+});
+
+clientTest("s3cmd")("s3cmd cp and mv within a bucket: the copy's ACL (the owner's full control, written back as a document) is taken, so both succeed", async () => {
+  using s3cmd = s3cmdClient({ endpoint: env.endpoint, credentials: WRITER });
+  const cp = await s3cmd.run("cp", "s3://up/docs/a.txt", "s3://up/docs/copied.txt");
+  expect([cp.code, cp.stderr]).toEqual([0, ""]);
+  const mv = await s3cmd.run("mv", "s3://up/docs/copied.txt", "s3://up/docs/moved.txt");
+  expect([mv.code, mv.stderr]).toEqual([0, ""]);
+  expect(await env.s3.exists("up", "docs/copied.txt")).toBe(false);
+  expect(new TextDecoder().decode(await env.s3.read("up", "docs/moved.txt"))).toBe("hello acl");
 });

@@ -9,8 +9,9 @@
  *   FULL_CONTROL. The owner is the requesting identity, as ListBuckets reports it.
  * - PutBucketAcl and PutObjectAcl (`write`, refused on read-only buckets): what S3 accepts on such a
  *   bucket, an ACL that grants nothing beyond the owner (`x-amz-acl: private` or
- *   `bucket-owner-full-control`, no x-amz-grant-* header, no ACL document), is answered 200 and
- *   changes nothing; any other ACL is 400 AccessControlListNotSupported, as S3 answers it.
+ *   `bucket-owner-full-control`, no x-amz-grant-* header; or an ACL document granting only the
+ *   owner FULL_CONTROL), is answered 200 and changes nothing; any other ACL is 400
+ *   AccessControlListNotSupported, as S3 answers it.
  *
  * Clients read ACLs as a matter of course (s3cmd info, aws s3api get-object-acl, desktop S3
  * browsers); before this they got 501 NotImplemented.
@@ -22,7 +23,8 @@ import { s3Fail } from "./fail.ts";
 import type { S3RequestContext } from "./front.ts";
 import { versionIdOf, xmlResponse } from "./operations.ts";
 import { errorOf } from "./relay.ts";
-import { aclsNotSupported, callOf, GRANT_HEADERS, OWNER_ONLY_ACLS, requestHeaders } from "./writes.ts";
+import { aclsNotSupported, callOf, GRANT_HEADERS, OWNER_ONLY_ACLS, readXmlBody, requestHeaders } from "./writes.ts";
+import { child, childrenNamed, childText, type XmlElement } from "./xml-reader.ts";
 import { escapeXml, ownerOf, S3_XMLNS, XML_DECL } from "./xml.ts";
 
 const XSI = "http://www.w3.org/2001/XMLSchema-instance";
@@ -68,14 +70,37 @@ export async function getObjectAclOp(ctx: RequestContext): Promise<Response> {
 /** PutBucketAcl / PutObjectAcl: an owner-only ACL is a no-op (200); any other is refused. */
 export async function putAclOp(ctx: RequestContext): Promise<Response> {
   const h = requestHeaders(ctx);
-  // An ACL document in the body would name grantees: S3 takes only the owner's full control,
-  // which the canned ACL says in one header; a document is refused unread.
   const length = h.get("content-length");
   const body = (length !== null && length.trim() !== "0") || h.has("transfer-encoding");
   const acl = h.get("x-amz-acl");
   const grants = GRANT_HEADERS.some((n) => h.has(n));
-  if (body || grants || (acl !== null && !OWNER_ONLY_ACLS.has(acl.trim().toLowerCase()))) throw s3Fail(aclsNotSupported());
-  if (acl === null) throw s3Fail(s3Error("MissingSecurityHeader", "Your request was missing a required header: x-amz-acl (or an ACL document)."));
+  if (grants || (acl !== null && (body || !OWNER_ONLY_ACLS.has(acl.trim().toLowerCase())))) throw s3Fail(aclsNotSupported());
+  if (body) {
+    // An ACL document: S3 takes the owner's full control "expressed in the XML format" as it takes
+    // the canned ACL (s3cmd cp/mv write back the document GetObjectAcl gave them); anything else
+    // names other grantees.
+    const doc = await readXmlBody(ctx, "AccessControlPolicy");
+    if (!ownerOnlyDocument(doc, ownerOf(identityOf(ctx)).id)) throw s3Fail(aclsNotSupported());
+  } else if (acl === null) {
+    throw s3Fail(s3Error("MissingSecurityHeader", "Your request was missing a required header: x-amz-acl (or an ACL document)."));
+  }
   if (ctx.key !== "") await requireObject(ctx);
   return new Response(null, { status: 200 });
+}
+
+/**
+ * True for an AccessControlPolicy whose every grant is FULL_CONTROL to the owner this front
+ * reports (GetObjectAcl's document, as clients send it back), and whose Owner, when named, is it.
+ */
+function ownerOnlyDocument(doc: XmlElement, ownerId: string): boolean {
+  const owner = child(doc, "Owner");
+  if (owner !== undefined && childText(owner, "ID")?.trim() !== ownerId) return false;
+  const list = child(doc, "AccessControlList");
+  const granted = list === undefined ? [] : childrenNamed(list, "Grant");
+  if (granted.length === 0) return false;
+  return granted.every((g) => {
+    const who = child(g, "Grantee");
+    if (who === undefined || child(who, "URI") !== undefined || child(who, "EmailAddress") !== undefined) return false;
+    return childText(who, "ID")?.trim() === ownerId && childText(g, "Permission")?.trim() === "FULL_CONTROL";
+  });
 }
