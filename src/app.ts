@@ -74,7 +74,9 @@ function requestCaps(c: Config, share = 1): [number, number] {
 }
 
 function uploadCaps(c: Config, share = 1): [number, number] {
-  return [Math.max(1, Math.floor(c.server.max_concurrent_uploads / share)), c.server.max_concurrent_uploads_per_ip];
+  // Both per process, as requestCaps: a per-address cap left whole let one address take every
+  // upload slot of a worker (it is counted only once that many are in flight).
+  return [Math.max(1, Math.floor(c.server.max_concurrent_uploads / share)), Math.max(1, Math.floor(c.server.max_concurrent_uploads_per_ip / share))];
 }
 
 function formBufferBytes(c: Config): number {

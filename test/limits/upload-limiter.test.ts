@@ -1,6 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import { parseConfig } from "../../src/config/load.ts";
 import { UploadLimiter } from "../../src/limits/concurrency.ts";
+import { App } from "../../src/app.ts";
+import { nullLogger } from "../../src/observe/log.ts";
 
 describe("UploadLimiter (server.max_concurrent_uploads, _per_ip)", () => {
   test("with the default caps one address can hold at most half the upload slots (64 of 128): another address still gets in (with 64 per address it took all 128)", () => {
@@ -22,5 +24,20 @@ describe("UploadLimiter (server.max_concurrent_uploads, _per_ip)", () => {
     expect(lim.tryEnter(() => "b")).toEqual({ ip: "b" });
     lim.leave("a");
     expect(lim.tryEnter(() => "a")).toEqual({ ip: "a" });
+  });
+
+  test("with server.workers, each process gets 1/N of both caps: one address still holds at most half of a worker's slots (the per-address cap was left whole: it took them all)", async () => {
+    const cfg = parseConfig(`server: { address: 127.0.0.1, port: 0, workers: 4 }\nbuckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9" }\n`);
+    for (const share of [1, 2, 4]) {
+      const app = await App.create(cfg, { log: nullLogger, share, probeIntervalMs: 3_600_000 });
+      try {
+        let held = 0;
+        for (let i = 0; i < 200; i++) if (app.uploads.tryEnter(() => "203.0.113.9") !== "uploads_per_ip") held++;
+        expect([share, held]).toEqual([share, 128 / share / 2]);
+        expect(app.uploads.tryEnter(() => "203.0.113.10")).toEqual({ ip: "203.0.113.10" });
+      } finally {
+        await app.close();
+      }
+    }
   });
 });
