@@ -5,7 +5,8 @@
  * range (RFC 9110 §13.1 preconditions, §14.2 Range). If-Range is forwarded to the proxy's own
  * object phase, which makes its semantics hold whatever the upstream does with it (S3 does not
  * document If-Range). Never the client's Authorization, cookies, or hop-by-hop headers (RFC 9110
- * §7.6.1: Connection, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade, Proxy-*).
+ * §7.6.1: Connection, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade, Proxy-*, and whatever
+ * field a Connection header names, either way).
  *
  * Toward the client we pass an allowlist: the object's own headers (representation metadata,
  * RFC 9110 §8: Content-Type, -Encoding, -Language, -Disposition; validators §8.8: ETag,
@@ -69,10 +70,31 @@ export function isObjectHeader(name: string): boolean {
   return OBJECT_HEADERS.has(name) || name.startsWith("x-amz-meta-");
 }
 
+/**
+ * The fields a message's Connection header names, lower-case, other than the `close` and
+ * `keep-alive` options: hop-by-hop, which a proxy MUST NOT forward (RFC 9110 §7.6.1), whatever
+ * they are called (`Connection: range` makes Range hop-by-hop). Undefined for none (the usual
+ * `keep-alive` / `close`: one compare).
+ */
+export function connectionListed(h: Headers): string[] | undefined {
+  const v = h.get("connection");
+  if (v === null) return undefined;
+  const l = v.toLowerCase();
+  if (l === "keep-alive" || l === "close") return undefined;
+  let out: string[] | undefined;
+  for (const part of l.split(",")) {
+    const t = part.trim();
+    if (t !== "" && t !== "keep-alive" && t !== "close") (out ??= []).push(t);
+  }
+  return out;
+}
+
 /** The client headers to forward upstream (lowercase names). */
 export function forwardRequestHeaders(h: Headers): Record<string, string> {
   const out: Record<string, string> = {};
+  const hop = connectionListed(h);
   for (const name of FORWARDED_REQUEST_HEADERS) {
+    if (hop !== undefined && hop.includes(name)) continue;
     const v = h.get(name);
     if (v === null) continue;
     if (name !== "range") out[name] = v;
@@ -90,8 +112,9 @@ const isPassedResponseHeader = (k: string) => isObjectHeader(k) || FRAMING_HEADE
 
 /** Copies the allowed upstream response headers into `out`. (forEach, not for-of: no [name, value] array per header.) */
 export function passResponseHeaders(upstream: Headers, out: Headers): Headers {
+  const hop = connectionListed(upstream);
   upstream.forEach((v, k) => {
-    if (isPassedResponseHeader(k)) out.set(k, v);
+    if (isPassedResponseHeader(k) && (hop === undefined || !hop.includes(k))) out.set(k, v);
   });
   return out;
 }
@@ -110,15 +133,17 @@ export function keepHeaders(h: Headers, keep: (name: string) => boolean): void {
 
 /** Leaves in place exactly what passResponseHeaders copies. */
 export function keepPassedResponseHeaders(h: Headers): void {
-  keepHeaders(h, isPassedResponseHeader);
+  const hop = connectionListed(h);
+  keepHeaders(h, hop === undefined ? isPassedResponseHeader : (k) => isPassedResponseHeader(k) && !hop.includes(k));
 }
 
 /** The object's own headers of an upstream response (lower-case names), as the cache stores them. */
 export function objectHeaders(h: Headers): Record<string, string> {
   const out: Record<string, string> = {};
+  const hop = connectionListed(h);
   h.forEach((value, name) => {
     const n = name.toLowerCase();
-    if (isObjectHeader(n)) out[n] = value;
+    if (isObjectHeader(n) && (hop === undefined || !hop.includes(n))) out[n] = value;
   });
   return out;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
-import { forwardRequestHeaders, keepPassedResponseHeaders, passResponseHeaders } from "../../src/http/headers.ts";
+import { forwardRequestHeaders, keepPassedResponseHeaders, objectHeaders, passResponseHeaders } from "../../src/http/headers.ts";
 import { mapS3Error, errorFromResponse, parseS3ErrorCode } from "../../src/s3/errors.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
@@ -83,6 +83,23 @@ describe("keepPassedResponseHeaders", () => {
     const copied = passResponseHeaders(new Headers(all), new Headers());
     expect([...inPlace].sort()).toEqual([...copied].sort());
     expect([...inPlace.keys()].sort()).toEqual(["content-length", "content-range", "content-type", "etag", "x-amz-meta-owner", "x-amz-server-side-encryption", "x-amz-version-id"]);
+  });
+});
+
+describe("fields a Connection header names are hop-by-hop (RFC 9110 §7.6.1), either way", () => {
+  test("a client's Connection: range, if-none-match keeps both from the upstream; keep-alive/close alone change nothing", () => {
+    const h = new Headers({ connection: "keep-alive, Range, if-none-match", range: "bytes=0-0", "if-none-match": '"a"', "if-match": '"b"' });
+    expect(forwardRequestHeaders(h)).toEqual({ "if-match": '"b"' });
+    expect(forwardRequestHeaders(new Headers({ connection: "close", range: "bytes=0-0" }))).toEqual({ range: "bytes=0-0" });
+  });
+  test("an upstream's Connection: x-amz-meta-hop, etag keeps both from the client and from the cache", () => {
+    const up = () => new Headers({ connection: "x-amz-meta-hop, ETag", "x-amz-meta-hop": "secret", etag: '"e"', "content-type": "text/plain", "content-length": "3" });
+    const passed = passResponseHeaders(up(), new Headers());
+    expect([passed.has("x-amz-meta-hop"), passed.has("etag"), passed.get("content-type")]).toEqual([false, false, "text/plain"]);
+    const kept = up();
+    keepPassedResponseHeaders(kept);
+    expect([kept.has("x-amz-meta-hop"), kept.has("etag"), kept.has("connection"), kept.get("content-type")]).toEqual([false, false, false, "text/plain"]);
+    expect(objectHeaders(up())).toEqual({ "content-type": "text/plain" });
   });
 });
 
