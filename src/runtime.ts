@@ -36,6 +36,11 @@ export interface BucketRuntime {
   /** The replicas by priority, for buckets with s3.replicas (undefined: one endpoint). */
   readonly replicas: readonly Replica[] | undefined;
   readonly authRequired: boolean;
+  /**
+   * Not everyone may read: auth, an authorizer or an IP filter. Its answers go out `private`
+   * (answeredPrivately): a shared cache in front must not hand them to whoever asks next.
+   */
+  readonly restricted: boolean;
   /** Objects are answered sandboxed (user content: a read-write bucket with sandbox_user_content). */
   readonly sandboxed: boolean;
   readonly extraRules: readonly ClaimRule[];
@@ -195,6 +200,7 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
         upstream,
         replicas: upstream instanceof ReplicaSet ? upstream.replicas : undefined,
         authRequired: b.auth.enabled,
+        restricted: b.auth.enabled || b.authorization !== undefined || b.ip_filter.allowlist.length > 0 || b.ip_filter.blocklist.length > 0,
         sandboxed: b.access === "read-write" && b.sandbox_user_content,
         extraRules: b.auth.claims,
         authorizer: b.authorization ? createAuthorizer(b.authorization, { log: authLog, fetch: deps.fetch, onDecision: authzCount }) : undefined,

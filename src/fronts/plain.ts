@@ -157,7 +157,7 @@ export function serve(ctx: RequestContext): Response | Promise<Response> {
   if (method === "GET" || method === "HEAD") {
     if (ctx.action === "s3:ListBucket") return serveListing(ctx);
     const res = serveObject(ctx);
-    if (!ctx.bucket!.authRequired) return res;
+    if (!ctx.bucket!.restricted) return res;
     return mapAnswer(res, answeredPrivately);
   }
   if (method === "PUT") return servePut(ctx);

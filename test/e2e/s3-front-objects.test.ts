@@ -78,6 +78,9 @@ describe("objects (cached bucket)", () => {
     expect(asked.headers.get("cache-control")).toBe("no-store");
     const open = await signedFetch(env, { path: "/data/pub.txt" });
     expect(open.headers.get("cache-control")).toBe("public, max-age=3600");
+    // a version is never an anonymous read, on any bucket
+    const version = await signedFetch(env, { path: "/data/pub.txt", query: { versionId: "null" } });
+    expect([version.status, version.headers.get("cache-control")]).toEqual([200, "private, max-age=3600"]);
   });
 
   test("the object's state S3 reports (StorageClass here) reaches the SDK on a miss and on a cache hit, GetObject and HeadObject", async () => {

@@ -210,7 +210,8 @@ export async function getObjectDirect(ctx: RequestContext, overrides: ReadonlyAr
   }
   const out = await respond(ctx, res, method);
   if (out.status < 400) for (const [k, v] of extra) out.headers.set(k, v);
-  return applyOverrides(ctx.bucket!.authRequired && ctx.method !== "HEAD" ? answeredPrivately(out) : out, overrides);
+  // (a version is never an anonymous read: answered privately on any bucket, see getObject)
+  return applyOverrides((ctx.bucket!.restricted || versionId !== undefined) && method !== "HEAD" ? answeredPrivately(out) : out, overrides);
 }
 
 /**
@@ -226,7 +227,7 @@ export function getObject(ctx: RequestContext, overrides: ReadonlyArray<readonly
   // HeadObject reports the stored Cache-Control as S3 does: it has no body a shared cache could
   // keep, and aws-cli/boto3 copy an object in parts by sending what HeadObject reported to
   // CreateMultipartUpload (a made-up `private` was stored on every such copy).
-  const restricted = ctx.bucket!.authRequired && ctx.method !== "HEAD";
+  const restricted = ctx.bucket!.restricted && ctx.method !== "HEAD";
   if (overrides.length === 0 && !restricted) return out;
   return mapAnswer(out, (r) => applyOverrides(restricted ? answeredPrivately(r) : r, overrides));
 }
