@@ -101,10 +101,32 @@ function zodMessage(issue: z.core.$ZodIssue, raw: unknown): string {
     if (typeof v === "string" && (expected === "number" || expected === "int") && /^\s*-?\d+(\.\d+)?\s*$/.test(v)) hint = " (write it without quotes)";
     else if (typeof v === "string" && (expected === "number" || expected === "int")) hint = " (a plain number: seconds, bytes or a count, no unit)";
     else if (typeof v === "string" && expected === "boolean") hint = " (write true or false, without quotes)";
-    const want = expected === "object" ? "a mapping" : expected === "array" ? "a list" : expected === "int" ? "an integer" : `a ${expected}`;
-    return `expected ${want}, got ${kindOf(v)}${hint}`;
+    return `expected ${wanted(expected)}, got ${kindOf(v)}${hint}`;
+  }
+  if (issue.code === "invalid_union") {
+    // A key that takes two forms (`workers: auto | 1..64`, `audience: a string or a list`): zod
+    // says only "Invalid input"; name the forms. A branch the value had the type of (a number out
+    // of range) says best what is wrong.
+    const v = valueAt(raw, issue.path);
+    if (v === undefined) return "required";
+    const wants: string[] = [];
+    for (const branch of issue.errors) {
+      for (const sub of branch) {
+        if (sub.path.length > 0) continue;
+        if (sub.code === "invalid_type") wants.push(wanted(sub.expected));
+        else if (sub.code === "invalid_value") wants.push(...sub.values.map((x) => JSON.stringify(x)));
+        else return sub.message;
+      }
+    }
+    if (wants.length === 0) return issue.message;
+    const hint = typeof v === "string" && /^\s*-?\d+(\.\d+)?\s*$/.test(v) && wants.some((w) => w === "a number" || w === "an integer") ? " (write it without quotes)" : "";
+    return `expected ${[...new Set(wants)].join(" or ")}, got ${kindOf(v)}${hint}`;
   }
   return issue.message;
+}
+
+function wanted(expected: string): string {
+  return expected === "object" ? "a mapping" : expected === "array" ? "a list" : expected === "int" ? "an integer" : `a ${expected}`;
 }
 
 /**
@@ -220,7 +242,10 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
       // its own line and wherever a merge key (<<: *anchor) copied it.
       if (hinted.has(formatPath(path)) || namesMissingVar(valueAt(raw, path), missingVars)) continue;
       // An unquoted ${VAR} whose value reads as a number or boolean: the variable, never its value.
-      const typedVar = i.code === "invalid_type" && i.expected === "string" ? y.typedVars.get(formatPath(path)) : undefined;
+      const typedVar =
+        (i.code === "invalid_type" && i.expected === "string") || (i.code === "invalid_union" && i.errors.some((b) => b.some((e) => e.path.length === 0 && e.code === "invalid_type" && e.expected === "string")))
+          ? y.typedVars.get(formatPath(path))
+          : undefined;
       if (typedVar !== undefined) {
         found.push({ path, message: `\${${typedVar}} was written without quotes and its value reads as a number or boolean: write "\${${typedVar}}" (quoted) to keep it a string` });
         continue;

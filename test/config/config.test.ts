@@ -90,6 +90,11 @@ describe("parseConfig", () => {
     expect(one(`server: { port: 8080.5 }\n${B}`)).toEqual(["server.port: expected an integer, got a number with a fraction"]);
     expect(one(`cache: { enabled: yes }\n${B}`)).toEqual(["cache.enabled: expected a boolean, got a string (write true or false, without quotes)"]);
     expect(one(`metrics: true\n${B}`)).toEqual(["metrics: expected a mapping, got a boolean"]);
+    // a key that takes two forms names both (zod said only "Invalid input")
+    expect(one(`server: { workers: "four" }\n${B}`)).toEqual(['server.workers: expected a number or "auto", got a string']);
+    expect(one(`server: { workers: "2" }\n${B}`)).toEqual(['server.workers: expected a number or "auto", got a string (write it without quotes)']);
+    expect(one(`server: { workers: 100 }\n${B}`)).toEqual(["server.workers: Too big: expected number to be <=64"]);
+    expect(one(`jwt: { audience: 12345 }\n${B}`)).toContain("jwt.audience: expected a string or a list, got an integer");
     const secret = one(B.replace("endpoint:", "access_key: k, secret_key: [hunter2-secret], endpoint:"));
     expect(secret).toEqual(["buckets[0].s3.secret_key: expected a string, got a list"]);
     expect(one(`server: { port: 1 }\nbuckets:\n  - { name: b, path_prefix: /b, s3: { endpoint: "http://127.0.0.1:9" } }\n`)).toEqual(["buckets[0].s3.bucket: required (or list the bucket's replicas under s3.replicas)"]);
@@ -142,6 +147,8 @@ describe("parseConfig", () => {
     // unquoted, a value that reads as a number takes that type: named, with the fix, never echoed
     const typed = issues(`jwt:\n  secret: \${NUM_SECRET}\n${B}`, { NUM_SECRET: "123456789012345678901234567890123456" });
     expect(typed).toEqual([{ path: "jwt.secret", message: '${NUM_SECRET} was written without quotes and its value reads as a number or boolean: write "${NUM_SECRET}" (quoted) to keep it a string', line: 2 }]);
+    const either = issues(`jwt:\n  audience: \${AUD}\n${B}`, { AUD: "12345" });
+    expect(either).toContainEqual({ path: "jwt.audience", message: '${AUD} was written without quotes and its value reads as a number or boolean: write "${AUD}" (quoted) to keep it a string', line: 2 });
   });
 
   test("YAML merge keys (<<: *anchor) work, with anchors kept under top-level x-* keys (as in Compose files)", () => {
