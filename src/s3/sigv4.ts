@@ -143,12 +143,18 @@ export function canonicalQuery(params: ReadonlyArray<readonly [string, string]>)
 
 // ---------------------------------------------------------------- canonical request
 
-const WS = /\s/;
-const WS_RUN = /\s+/g;
+// ASCII whitespace only. Header values arrive one character per byte (Latin-1): JavaScript's \s
+// (and String.trim) also match U+00A0, i.e. the byte 0xA0, a UTF-8 continuation byte (à is c3 a0,
+// 你 e4 bd a0, Р d0 a0): such a value was hashed with that byte turned into a space or trimmed, so a
+// Go client's (rclone's) valid signature over raw UTF-8 metadata failed, and the proxy's own
+// signature toward the bucket covered other bytes than it sent.
+const WS = /[\t\n\v\f\r ]/;
+const WS_RUN = /[\t\n\v\f\r ]+/g;
+const WS_EDGES = /^[\t\n\v\f\r ]+|[\t\n\v\f\r ]+$/g;
 
 /** Trim and collapse internal whitespace runs to one space. */
 export function canonicalHeaderValue(value: string): string {
-  return WS.test(value) ? value.trim().replace(WS_RUN, " ") : value;
+  return WS.test(value) ? value.replace(WS_EDGES, "").replace(WS_RUN, " ") : value;
 }
 
 /**

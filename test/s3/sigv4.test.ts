@@ -119,6 +119,13 @@ describe("canonicalHeaders", () => {
     expect(c.canonical).toBe("host:x\nmy-header:a b c\nx-amz-date:2\n");
     expect(c.signed).toBe("host;my-header;x-amz-date");
   });
+  test("only ASCII whitespace is trimmed or collapsed: a value's bytes as Latin-1 (0xA0 is a UTF-8 continuation byte, not a space) are hashed as sent", () => {
+    const wire = (s: string) => Buffer.from(s, "utf8").toString("latin1"); // how a header value reaches the handler
+    for (const v of ["x你y", "voilà", "àb", "Рим"]) {
+      expect(canonicalHeaders({ "x-amz-meta-t": wire(v) }).canonical).toBe(`x-amz-meta-t:${wire(v)}\n`);
+    }
+    expect(canonicalHeaders({ "x-amz-meta-t": wire(" x 你  y ") }).canonical).toBe(`x-amz-meta-t:${wire("x 你 y")}\n`);
+  });
 });
 
 // ------------------------------------------------------------------ AWS S3 documentation vectors
