@@ -101,7 +101,8 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
  */
 function expectGuard(req: Request, res: Response | Promise<Response>): Response | Promise<Response> {
   const m = req.method;
-  if (m === "GET" || m === "HEAD") return res;
+  if (m === "GET") return res;
+  if (m === "HEAD") return res instanceof Promise ? res.then(headWithoutLength) : headWithoutLength(res);
   const expect = req.headers.get("expect");
   if (expect === null || expect === "100-continue" || expect.trim().toLowerCase() !== "100-continue") return res;
   const close = (r: Response): Response => {
@@ -116,6 +117,27 @@ function expectGuard(req: Request, res: Response | Promise<Response>): Response 
     }
   };
   return res instanceof Promise ? res.then(close) : close(res);
+}
+
+/**
+ * Bun.serve 1.4.5 gives a HEAD answer without a body and without Content-Length a
+ * `content-length: 0` of its own: a HEAD of an object whose upstream answered without a length
+ * (chunked, HTTP/1.0 until close) told clients the object is empty (aws-cli reported
+ * ContentLength 0, rclone failed "sizes differ"). RFC 9110 §8.6: a HEAD answer carries no
+ * Content-Length unless it is the GET's. `Transfer-Encoding: chunked` is what the GET would use
+ * (RFC 9112 §6.1 lets a HEAD answer say so), and keeps Bun from adding the 0. The node engine
+ * adds nothing.
+ */
+function headWithoutLength(r: Response): Response {
+  if (r.body !== null || r.status < 200 || r.status >= 300 || r.status === 204 || r.headers.has("content-length")) return r;
+  try {
+    r.headers.set("transfer-encoding", "chunked");
+    return r;
+  } catch {
+    const copy = new Response(null, r); // (immutable headers: a Response straight from fetch)
+    copy.headers.set("transfer-encoding", "chunked");
+    return copy;
+  }
 }
 
 export async function listenNode(app: App, cfg: Config, opts: { reusePort?: boolean; as?: ListenAs } = {}): Promise<Listener> {

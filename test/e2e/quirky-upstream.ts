@@ -1,0 +1,165 @@
+/**
+ * A fake S3 upstream on a raw socket that answers in legal but unusual ways real S3 does not (a
+ * HEAD without Content-Length, a gzip-encoded listing, a 304 naming another ETag, a head with
+ * bare LF line ends, a 10,000-key page, namespace-prefixed XML...). Path-style requests for any
+ * bucket; the behaviour is chosen by the object key or the listing's prefix. Every request is
+ * logged (method, target, the conditional and encoding headers).
+ *
+ *   const up = await startQuirkyUpstream();
+ *   up.endpoint          // "http://127.0.0.1:PORT"
+ *   up.log               // requests so far
+ *   await up.stop();
+ */
+import net from "node:net";
+import { gzipSync } from "node:zlib";
+
+export const BODY = "abcdefghijklmnopqrstuvwxyz"; // 26 bytes
+const LM = "Wed, 01 Jan 2025 00:00:00 GMT";
+const NS = ' xmlns="http://s3.amazonaws.com/doc/2006-03-01/"';
+
+export interface QuirkyRequest {
+  method: string;
+  target: string;
+  headers: Record<string, string>;
+}
+
+export interface QuirkyUpstream {
+  endpoint: string;
+  log: QuirkyRequest[];
+  stop(): Promise<void>;
+}
+
+type Out = Buffer | "custom";
+
+function head(status: string, headers: Array<[string, string]>, proto = "HTTP/1.1"): string {
+  return `${proto} ${status}\r\n${headers.map(([k, v]) => `${k}: ${v}\r\n`).join("")}\r\n`;
+}
+
+/** A complete answer with a Content-Length (no body bytes for a HEAD). */
+function whole(method: string, status: string, headers: Array<[string, string]>, body: string | Buffer): Buffer {
+  const b = Buffer.from(body);
+  return Buffer.concat([Buffer.from(head(status, [...headers, ["Content-Length", String(b.length)]])), method === "HEAD" ? Buffer.alloc(0) : b]);
+}
+
+function chunked(data: string | Buffer): Buffer {
+  const b = Buffer.from(data);
+  return Buffer.concat([Buffer.from(b.length.toString(16) + "\r\n"), b, Buffer.from("\r\n0\r\n\r\n")]);
+}
+
+const entry = (k: string) =>
+  `<Contents><Key>${k}</Key><LastModified>2025-01-01T00:00:00.000Z</LastModified><ETag>&quot;e1&quot;</ETag><Size>26</Size><StorageClass>STANDARD</StorageClass></Contents>`;
+
+function listingXml(q: URLSearchParams): string {
+  const prefix = q.get("prefix") ?? "";
+  const v2 = q.get("list-type") === "2";
+  const top = `<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult${NS}><Name>fakebucket</Name><Prefix>${prefix}</Prefix>`;
+  if (prefix === "big/") {
+    // an upstream that ignores max-keys: one page of 10,000 keys
+    const parts = [top, "<MaxKeys>10000</MaxKeys><IsTruncated>false</IsTruncated>"];
+    for (let i = 0; i < 10_000; i++) parts.push(entry(`big/${String(i).padStart(5, "0")}.txt`));
+    parts.push(v2 ? "<KeyCount>10000</KeyCount>" : "", "</ListBucketResult>");
+    return parts.join("");
+  }
+  if (prefix === "nsprefix/") {
+    return `<?xml version="1.0" encoding="UTF-8"?><s3:ListBucketResult xmlns:s3="http://s3.amazonaws.com/doc/2006-03-01/"><s3:Name>fakebucket</s3:Name><s3:Prefix>nsprefix/</s3:Prefix><s3:MaxKeys>1000</s3:MaxKeys><s3:IsTruncated>false</s3:IsTruncated><s3:Contents><s3:Key>nsprefix/a.txt</s3:Key><s3:LastModified>2025-01-01T00:00:00.000Z</s3:LastModified><s3:ETag>"e1"</s3:ETag><s3:Size>26</s3:Size><s3:Owner><s3:ID>upstream-secret-owner-id</s3:ID><s3:DisplayName>upstream-admin</s3:DisplayName></s3:Owner></s3:Contents>${v2 ? "<s3:KeyCount>1</s3:KeyCount>" : ""}</s3:ListBucketResult>`;
+  }
+  return `${top}<MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>${entry(`${prefix}a.txt`)}${v2 ? "<KeyCount>1</KeyCount>" : ""}</ListBucketResult>`;
+}
+
+function listing(method: string, q: URLSearchParams, h: Record<string, string>): Buffer {
+  const prefix = q.get("prefix") ?? "";
+  const xml = listingXml(q);
+  if (prefix.startsWith("gzip")) {
+    // legal: the request sent no Accept-Encoding, so any coding may come back (RFC 9110 §12.5.3);
+    // an upstream that honours `identity` answers plain
+    if ((h["accept-encoding"] ?? "").trim().toLowerCase() === "identity" && prefix !== "gzip-always/") return whole(method, "200 OK", [["Content-Type", "application/xml"]], xml);
+    const coding = prefix === "gzip-br/" ? "br" : prefix === "gzip-deflate/" ? "deflate" : "gzip";
+    const body = coding === "br" ? Buffer.from("not really brotli") : coding === "deflate" ? Bun.deflateSync(Buffer.from(xml), { windowBits: 15 } as never) : gzipSync(Buffer.from(xml));
+    return whole(method, "200 OK", [["Content-Type", "application/xml"], ["Content-Encoding", coding]], Buffer.from(body));
+  }
+  return whole(method, "200 OK", [["Content-Type", "application/xml"]], xml);
+}
+
+function object(method: string, key: string, h: Record<string, string>, sock: net.Socket, counts: Map<string, number>): Out {
+  const n = (counts.get(key) ?? 0) + 1;
+  counts.set(key, n);
+  const range = h["range"];
+  const std: Array<[string, string]> = [["Last-Modified", LM], ["Content-Type", "text/plain"], ["Accept-Ranges", "bytes"]];
+  switch (key) {
+    case "te-head.txt": {
+      // HEAD and GET answered chunked: no Content-Length anywhere (legal, RFC 9110 §8.6)
+      const part = range === "bytes=0-4";
+      const hs: Array<[string, string]> = [...std, ["ETag", '"te"'], ["Transfer-Encoding", "chunked"]];
+      if (part) hs.push(["Content-Range", "bytes 0-4/26"]);
+      const out = Buffer.from(head(part ? "206 Partial Content" : "200 OK", hs));
+      return method === "HEAD" ? out : Buffer.concat([out, chunked(part ? BODY.slice(0, 5) : BODY)]);
+    }
+    case "close-head.txt":
+      // HTTP/1.0, no length: the body (none for a HEAD) ends at the close
+      sock.end(Buffer.concat([Buffer.from(head("200 OK", [...std, ["ETag", '"cl"']], "HTTP/1.0")), Buffer.from(method === "HEAD" ? "" : BODY)]));
+      return "custom";
+    case "ct-none.txt":
+      return whole(method, "200 OK", [["ETag", '"cn"'], ["Last-Modified", LM]], BODY);
+    case "ct-none-stale.txt":
+      // no Content-Type, stale at once: revalidated (a 304) on every later read
+      if (h["if-none-match"] === '"cs"') return whole(method, "304 Not Modified", [["ETag", '"cs"'], ["Cache-Control", "max-age=0"]], "");
+      return whole(method, "200 OK", [["ETag", '"cs"'], ["Last-Modified", LM], ["Cache-Control", "max-age=0"]], BODY);
+    case "reval-other.txt":
+      // the object changed (v1 → v2) and a broken upstream answers the revalidation with a 304 naming v2
+      if (h["if-none-match"] !== undefined) return whole(method, "304 Not Modified", [["ETag", '"v2"'], ["Last-Modified", LM], ["Cache-Control", "max-age=0"]], "");
+      return whole(method, "200 OK", [...std, ["ETag", n === 1 ? '"v1"' : '"v2"'], ["Cache-Control", "max-age=0"]], n === 1 ? BODY : BODY.toUpperCase());
+    case "lf-only.txt":
+      return Buffer.concat([Buffer.from('HTTP/1.1 200 OK\nContent-Type: text/plain\nETag: "lf"\nContent-Length: 26\n\n'), Buffer.from(method === "HEAD" ? "" : BODY)]);
+  }
+  return whole(method, "404 Not Found", [["Content-Type", "application/xml"]], `<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message><Key>${key}</Key></Error>`);
+}
+
+export function startQuirkyUpstream(): Promise<QuirkyUpstream> {
+  const log: QuirkyRequest[] = [];
+  const counts = new Map<string, number>();
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((sock) => {
+    sockets.add(sock);
+    sock.on("close", () => sockets.delete(sock));
+    sock.on("error", () => {});
+    let buf = Buffer.alloc(0);
+    sock.on("data", (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      for (;;) {
+        const end = buf.indexOf("\r\n\r\n");
+        if (end < 0) return;
+        const lines = buf.subarray(0, end).toString("latin1").split("\r\n");
+        const [method, target] = lines[0]!.split(" ") as [string, string];
+        const h: Record<string, string> = {};
+        for (const l of lines.slice(1)) {
+          const c = l.indexOf(":");
+          h[l.slice(0, c).toLowerCase()] = l.slice(c + 1).trim();
+        }
+        const length = Number(h["content-length"] ?? 0);
+        if (buf.length < end + 4 + length) return;
+        buf = buf.subarray(end + 4 + length);
+        log.push({ method, target, headers: h });
+        const url = new URL(target, "http://x");
+        const parts = url.pathname.split("/").filter(Boolean);
+        const out = parts.length <= 1
+          ? (url.searchParams.has("list-type") || url.searchParams.has("prefix") ? listing(method, url.searchParams, h) : whole(method, "200 OK", [], ""))
+          : object(method, decodeURIComponent(parts.slice(1).join("/")), h, sock, counts);
+        if (out !== "custom") sock.write(out);
+      }
+    });
+  });
+  return new Promise((resolve) => {
+    server.listen(0, "127.0.0.1", () => {
+      const port = (server.address() as net.AddressInfo).port;
+      resolve({
+        endpoint: `http://127.0.0.1:${port}`,
+        log,
+        stop: () =>
+          new Promise<void>((done) => {
+            for (const s of sockets) s.destroy();
+            server.close(() => done());
+          }),
+      });
+    });
+  });
+}

@@ -1,0 +1,120 @@
+/**
+ * Legal but unusual upstream answers (test/e2e/quirky-upstream.ts), through both fronts, both
+ * engines and both upstream clients where the path differs: the client must get the object's
+ * truth (a HEAD's length, its content, its type) or a clean error, never a plausible lie.
+ */
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { App } from "../../src/app.ts";
+import { parseConfig } from "../../src/config/load.ts";
+import { nullLogger } from "../../src/observe/log.ts";
+import { listenBun, listenNode, type Listener } from "../../src/server.ts";
+import { listenS3 } from "../../src/server/s3-listener.ts";
+import { smithySigned } from "../fronts/s3/helpers.ts";
+import { BODY, startQuirkyUpstream, type QuirkyUpstream } from "./quirky-upstream.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
+
+const CRED = { accessKeyId: "AKIAQUIRKYTEST000001", secretAccessKey: "quirky-secret-0123456789abcdefghijkl" };
+
+interface Proxy {
+  name: string;
+  main(path: string): string;
+  /** A signed S3-front request (path-style), answered. */
+  s3(method: string, path: string, opts?: { query?: Record<string, string>; headers?: Record<string, string> }): Promise<Response>;
+  stop(): Promise<void>;
+}
+
+let up: QuirkyUpstream;
+const dirs: string[] = [];
+const proxies: Proxy[] = [];
+
+async function startProxy(o: { engine: "bun" | "node"; client: "auto" | "fetch"; layers?: string; extraBucket?: string }): Promise<Proxy> {
+  const dir = mkdtempSync(join(tmpdir(), "yata-quirks-"));
+  dirs.push(dir);
+  const s3 = (bucket: string) => `s3: { bucket: ${bucket}, region: us-east-1, endpoint: "${up.endpoint}", access_key: UPAK, secret_key: UPSECRET-0123456789, timeout: 10, retry: { max_attempts: 1 } }`;
+  const yaml = `server: { address: 127.0.0.1, port: 0, engine: ${o.engine}, upstream_client: ${o.client}, readiness_probe_interval_seconds: 3600 }
+logging: { level: error }
+cache: { enabled: true, cache_layers: [${o.layers ?? "memory"}]${o.layers?.includes("disk") ? `, disk: { path: "${dir}" }` : ""} }
+buckets:
+  - { name: nc, path_prefix: /nc, ${s3("fakebucket")}, listing: { enabled: true } }
+  - { name: c, path_prefix: /c, ${s3("fakebucket")}, cache: { enabled: true, ttl_seconds: 600 }, listing: { enabled: true } }
+s3_api:
+  enabled: true
+  address: 127.0.0.1
+  port: 0
+  region: us-east-1
+  credentials:
+    - { access_key_id: "${CRED.accessKeyId}", secret_access_key: "${CRED.secretAccessKey}", identity: tester, buckets: { nc: [read, list], c: [read, list] } }
+`;
+  const config = parseConfig(yaml);
+  const app = await App.create(config, { log: nullLogger, probeIntervalMs: 600_000 });
+  const main: Listener = o.engine === "node" ? await listenNode(app, config) : listenBun(app, config);
+  const front = (await listenS3(app, config))!;
+  const host = `127.0.0.1:${front.port}`;
+  const p: Proxy = {
+    name: `engine ${o.engine}, upstream_client ${o.client}${o.layers ? `, cache ${o.layers}` : ""}`,
+    main: (path) => `http://127.0.0.1:${main.port}${path}`,
+    async s3(method, path, opts = {}) {
+      const v = await smithySigned({ method, path, query: opts.query, headers: opts.headers, creds: CRED, date: new Date(), host });
+      v.headers.delete("host");
+      return fetch(`http://${host}${v.rawPath}${v.rawQuery ? `?${v.rawQuery}` : ""}`, { method, headers: v.headers });
+    },
+    async stop() {
+      await front.stop(true);
+      await main.stop(true);
+      app.close();
+    },
+  };
+  proxies.push(p);
+  return p;
+}
+
+const MATRIX = [
+  { engine: "bun", client: "auto" },
+  { engine: "bun", client: "fetch" },
+  { engine: "node", client: "auto" },
+  { engine: "node", client: "fetch" },
+] as const;
+
+beforeAll(async () => {
+  up = await startQuirkyUpstream();
+});
+afterAll(async () => {
+  for (const p of proxies) await p.stop();
+  await up?.stop();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+describe("a HEAD whose upstream answer has no Content-Length claims no length (RFC 9110 §8.6: not a made-up 0)", () => {
+  for (const m of MATRIX) {
+    test(`engine ${m.engine}, upstream_client ${m.client}: chunked and HTTP/1.0 HEAD answers, 200 and 206, both fronts`, async () => {
+      const p = await startProxy(m);
+      for (const key of ["te-head.txt", "close-head.txt"]) {
+        const plain = await fetch(p.main(`/nc/${key}`), { method: "HEAD" });
+        expect({ key, status: plain.status, length: plain.headers.get("content-length") }).toEqual({ key, status: 200, length: null });
+        expect(plain.headers.get("etag")).not.toBeNull();
+        const s3 = await p.s3("HEAD", `/nc/${key}`);
+        expect({ key, status: s3.status, length: s3.headers.get("content-length") }).toEqual({ key, status: 200, length: null });
+        // the GET still sends the whole object
+        const get = await fetch(p.main(`/nc/${key}`));
+        expect(await get.text()).toBe(BODY);
+      }
+      const part = await fetch(p.main("/nc/te-head.txt"), { method: "HEAD", headers: { range: "bytes=0-4" } });
+      expect({ status: part.status, range: part.headers.get("content-range"), length: part.headers.get("content-length") }).toEqual({ status: 206, range: "bytes 0-4/26", length: null });
+      const s3Part = await p.s3("HEAD", "/nc/te-head.txt", { headers: { range: "bytes=0-4" } });
+      expect({ status: s3Part.status, length: s3Part.headers.get("content-length") }).toEqual({ status: 206, length: null });
+      // a cached bucket's HEAD: the object's length once known, never 0
+      for (const key of ["te-head.txt", "close-head.txt"]) {
+        const lengths = [];
+        for (let i = 0; i < 2; i++) lengths.push((await fetch(p.main(`/c/${key}`), { method: "HEAD" })).headers.get("content-length"));
+        for (const l of lengths) expect([null, "26"]).toContain(l);
+      }
+      await p.stop();
+      proxies.splice(proxies.indexOf(p), 1);
+    });
+  }
+});
