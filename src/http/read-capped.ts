@@ -3,6 +3,8 @@
  * errors) and small request bodies (STS forms). One place, so every such read is bounded the same
  * way whether or not the other side sent a Content-Length.
  */
+import zlib from "node:zlib";
+import { ProxyError } from "../errors.ts";
 
 /**
  * The body of a request or response, if it is at most `max` bytes; undefined when it is longer
@@ -30,4 +32,60 @@ export async function readCapped(msg: { readonly body: ReadableStream<Uint8Array
     chunks.push(value);
   }
   return chunks.length === 1 ? chunks[0]! : new Uint8Array(Buffer.concat(chunks));
+}
+
+/**
+ * An upstream's small answer (an XML result, an error) read whole with readCapped, then decoded
+ * from the Content-Encoding it declares. The proxy sends no Accept-Encoding, which lets the
+ * upstream answer in any coding (RFC 9110 §12.5.3): a gzip listing was relayed as garbage.
+ * gzip, deflate and br are decoded (the decoded bytes capped at `max` too: undefined beyond);
+ * another coding, or bytes that do not decode, reject with a BadGateway (502 on the plain front,
+ * S3's 500 InternalError on the S3 front), never a 200 with the coded bytes.
+ */
+export async function readUpstreamCapped(res: { readonly body: ReadableStream<Uint8Array> | null; readonly headers: Headers }, max: number): Promise<Uint8Array | undefined> {
+  const bytes = await readCapped(res, max);
+  const coding = res.headers.get("content-encoding");
+  if (bytes === undefined || coding === null) return bytes;
+  return decodeContent(bytes, coding, max);
+}
+
+/** The codings of a Content-Encoding value, in the order they were applied ("identity" left out). */
+function codingsOf(value: string): string[] {
+  return value.split(",").map((c) => c.trim().toLowerCase()).filter((c) => c !== "" && c !== "identity");
+}
+
+/**
+ * `bytes` decoded from `contentEncoding` (undefined when the decoded bytes exceed `max`). `partial`:
+ * the bytes may be a body's first part only (an error body read up to a cap): what they hold is
+ * decoded. Throws a BadGateway for a coding it cannot read or bytes that do not decode.
+ */
+export function decodeContent(bytes: Uint8Array, contentEncoding: string, max: number, partial = false): Uint8Array | undefined {
+  const codings = codingsOf(contentEncoding);
+  let out = bytes;
+  for (let i = codings.length - 1; i >= 0; i--) {
+    if (out.byteLength === 0) return out;
+    const c = codings[i]!;
+    const opts = { maxOutputLength: max, ...(partial ? { finishFlush: zlib.constants.Z_SYNC_FLUSH } : {}) };
+    try {
+      if (c === "gzip" || c === "x-gzip") out = zlib.gunzipSync(out, opts);
+      else if (c === "deflate") out = inflateEither(out, opts);
+      else if (c === "br") out = zlib.brotliDecompressSync(out, { maxOutputLength: max, ...(partial ? { finishFlush: zlib.constants.BROTLI_OPERATION_FLUSH } : {}) });
+      else throw new ProxyError("BadGateway", { detail: `The upstream answered in a content coding the proxy cannot read (${c.slice(0, 32)})` });
+    } catch (err) {
+      if (err instanceof ProxyError) throw err;
+      if ((err as { code?: string }).code === "ERR_BUFFER_TOO_LARGE") return undefined;
+      throw new ProxyError("BadGateway", { detail: `The upstream's ${c.slice(0, 32)}-coded answer does not decode`, cause: err });
+    }
+  }
+  return out;
+}
+
+/** `deflate` is the zlib format (RFC 9110 §8.4.1.2); some servers send raw deflate: both are read. */
+function inflateEither(bytes: Uint8Array, opts: zlib.ZlibOptions): Uint8Array {
+  try {
+    return zlib.inflateSync(bytes, opts);
+  } catch (err) {
+    if ((err as { code?: string }).code === "ERR_BUFFER_TOO_LARGE") throw err;
+    return zlib.inflateRawSync(bytes, opts);
+  }
 }

@@ -3,6 +3,7 @@
  * is kept on the error (for the logs) but its XML (RequestId, CanonicalRequest, ...) never is.
  */
 import { ProxyError, type ErrorCode } from "../errors.ts";
+import { decodeContent } from "../http/read-capped.ts";
 
 const MAX_ERROR_BODY = 64 * 1024;
 
@@ -71,7 +72,11 @@ export async function errorFromResponse(res: Response, method: string): Promise<
         size += value.byteLength;
       }
       reader.cancel().catch(() => {});
-      s3Code = parseS3ErrorCode(Buffer.concat(chunks).toString("utf8"));
+      const raw = Buffer.concat(chunks);
+      const coding = res.headers.get("content-encoding");
+      // (a coded body is decoded, as far as it was read; past the cap it maps by status)
+      const body = coding === null ? raw : decodeContent(raw, coding, MAX_ERROR_BODY, true);
+      if (body !== undefined) s3Code = parseS3ErrorCode(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString("utf8"));
     } catch {
       // An unreadable error body still maps by status.
     }

@@ -22,7 +22,7 @@ import { RequestBodyError } from "./http1/index.ts";
 import { isFramedBody } from "../http/framed-body.ts";
 import { fetchFramed, fetchWithBody, framedTimeoutMs, prepareSend, type SendRequest } from "./send.ts";
 import { canonicalQuery, encodeS3Path, S3Signer } from "./sigv4.ts";
-import { readCapped } from "../http/read-capped.ts";
+import { readUpstreamCapped } from "../http/read-capped.ts";
 import { CREDENTIAL_CODES, parseS3ErrorCode } from "./errors.ts";
 
 export { RequestBodyError } from "./http1/index.ts";
@@ -500,7 +500,7 @@ export class BucketUpstream {
   /** The S3 error code of a GET of a key that does not exist (what a bodiless HEAD answer could not say). */
   private async probeMissingKey(timeoutMs: number): Promise<string | undefined> {
     const get = await this.probeRequest("GET", `.yatagarasu-readiness-probe-${crypto.randomUUID()}`, timeoutMs);
-    const body = await readCapped(get, 64 * 1024).catch(() => undefined);
+    const body = await readUpstreamCapped(get, 64 * 1024).catch(() => undefined);
     return body === undefined ? undefined : parseS3ErrorCode(new TextDecoder().decode(body));
   }
 

@@ -11,7 +11,7 @@
  *   await up.stop();
  */
 import net from "node:net";
-import { gzipSync } from "node:zlib";
+import { deflateSync, gzipSync } from "node:zlib";
 
 export const BODY = "abcdefghijklmnopqrstuvwxyz"; // 26 bytes
 const LM = "Wed, 01 Jan 2025 00:00:00 GMT";
@@ -66,15 +66,17 @@ function listingXml(q: URLSearchParams): string {
   return `${top}<MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>${entry(`${prefix}a.txt`)}${v2 ? "<KeyCount>1</KeyCount>" : ""}</ListBucketResult>`;
 }
 
-function listing(method: string, q: URLSearchParams, h: Record<string, string>): Buffer {
+function listing(method: string, q: URLSearchParams): Buffer {
   const prefix = q.get("prefix") ?? "";
   const xml = listingXml(q);
+  if (prefix === "gzip-denied/") {
+    const err = '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>';
+    return whole(method, "403 Forbidden", [["Content-Type", "application/xml"], ["Content-Encoding", "gzip"]], gzipSync(Buffer.from(err)));
+  }
   if (prefix.startsWith("gzip")) {
-    // legal: the request sent no Accept-Encoding, so any coding may come back (RFC 9110 §12.5.3);
-    // an upstream that honours `identity` answers plain
-    if ((h["accept-encoding"] ?? "").trim().toLowerCase() === "identity" && prefix !== "gzip-always/") return whole(method, "200 OK", [["Content-Type", "application/xml"]], xml);
+    // legal: the request sent no Accept-Encoding, so any coding may come back (RFC 9110 §12.5.3)
     const coding = prefix === "gzip-br/" ? "br" : prefix === "gzip-deflate/" ? "deflate" : "gzip";
-    const body = coding === "br" ? Buffer.from("not really brotli") : coding === "deflate" ? Bun.deflateSync(Buffer.from(xml), { windowBits: 15 } as never) : gzipSync(Buffer.from(xml));
+    const body = coding === "br" ? Buffer.from("not really brotli") : coding === "deflate" ? deflateSync(Buffer.from(xml)) : gzipSync(Buffer.from(xml));
     return whole(method, "200 OK", [["Content-Type", "application/xml"], ["Content-Encoding", coding]], Buffer.from(body));
   }
   return whole(method, "200 OK", [["Content-Type", "application/xml"]], xml);
@@ -142,7 +144,7 @@ export function startQuirkyUpstream(): Promise<QuirkyUpstream> {
         const url = new URL(target, "http://x");
         const parts = url.pathname.split("/").filter(Boolean);
         const out = parts.length <= 1
-          ? (url.searchParams.has("list-type") || url.searchParams.has("prefix") ? listing(method, url.searchParams, h) : whole(method, "200 OK", [], ""))
+          ? (url.searchParams.has("list-type") || url.searchParams.has("prefix") ? listing(method, url.searchParams) : whole(method, "200 OK", [], ""))
           : object(method, decodeURIComponent(parts.slice(1).join("/")), h, sock, counts);
         if (out !== "custom") sock.write(out);
       }

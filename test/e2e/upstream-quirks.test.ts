@@ -118,3 +118,31 @@ describe("a HEAD whose upstream answer has no Content-Length claims no length (R
     });
   }
 });
+
+describe("an upstream listing in a content coding (the proxy sends no Accept-Encoding: any coding is legal)", () => {
+  for (const client of ["auto", "fetch"] as const) {
+    test(`upstream_client ${client}: gzip and deflate listings are decoded on both fronts (V1, V2, versions); a coding that does not decode is an error, never a 200 of its bytes`, async () => {
+      const p = await startProxy({ engine: "bun", client });
+      for (const prefix of ["gzip/", "gzip-deflate/"]) {
+        for (const query of [{ "list-type": "2", prefix }, { prefix }, { versions: "", prefix }] as Array<Record<string, string>>) {
+          const r = await p.s3("GET", "/nc", { query });
+          const xml = await r.text();
+          expect({ query, status: r.status, encoding: r.headers.get("content-encoding") }).toEqual({ query, status: 200, encoding: null });
+          expect(xml).toContain("<Name>nc</Name>");
+          expect(xml).toContain(`<Key>${prefix}a.txt</Key>`);
+        }
+        const plain = await fetch(p.main(`/nc/${prefix}`));
+        expect(plain.status).toBe(200);
+        expect(JSON.stringify(await plain.json())).toContain("a.txt");
+      }
+      const broken = await p.s3("GET", "/nc", { query: { "list-type": "2", prefix: "gzip-br/" } });
+      expect(broken.status).toBe(500);
+      expect(await broken.text()).toContain("<Code>InternalError</Code>");
+      expect((await fetch(p.main("/nc/gzip-br/"))).status).toBe(502);
+      // a coded error body still names its code
+      const denied = await p.s3("GET", "/nc", { query: { "list-type": "2", prefix: "gzip-denied/" } });
+      expect(denied.status).toBe(403);
+      expect(await denied.text()).toContain("<Code>AccessDenied</Code>");
+    });
+  }
+});

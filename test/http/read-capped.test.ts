@@ -1,5 +1,7 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
-import { readCapped } from "../../src/http/read-capped.ts";
+import { brotliCompressSync, deflateRawSync, deflateSync, gzipSync } from "node:zlib";
+import { ProxyError } from "../../src/errors.ts";
+import { decodeContent, readCapped, readUpstreamCapped } from "../../src/http/read-capped.ts";
 
 setDefaultTimeout(30_000);
 
@@ -36,5 +38,37 @@ describe("readCapped", () => {
   test("a body that fails rejects", async () => {
     const body = new ReadableStream<Uint8Array>({ pull: (c) => c.error(new Error("cut")) });
     await expect(readCapped({ body, headers: new Headers() }, 4096)).rejects.toThrow("cut");
+  });
+});
+
+describe("readUpstreamCapped: an upstream XML answer decoded from its Content-Encoding", () => {
+  const XML = Buffer.from("<CompleteMultipartUploadResult><ETag>x</ETag></CompleteMultipartUploadResult>");
+  const answer = (body: Uint8Array, coding?: string) => new Response(body, { headers: coding ? { "content-encoding": coding } : {} });
+  const text = (b: Uint8Array | undefined) => (b === undefined ? undefined : Buffer.from(b).toString());
+
+  test("no coding or identity: the bytes as they are; gzip, x-gzip, deflate (zlib or raw), br, and a list of codings: decoded", async () => {
+    expect(text(await readUpstreamCapped(answer(XML), 1024))).toBe(XML.toString());
+    expect(text(await readUpstreamCapped(answer(XML, "identity"), 1024))).toBe(XML.toString());
+    for (const [coding, bytes] of [["gzip", gzipSync(XML)], ["X-Gzip", gzipSync(XML)], ["deflate", deflateSync(XML)], ["deflate", deflateRawSync(XML)], ["br", brotliCompressSync(XML)], ["deflate, gzip", gzipSync(deflateSync(XML))]] as const) {
+      expect({ coding, text: text(await readUpstreamCapped(answer(bytes, coding), 1024)) }).toEqual({ coding, text: XML.toString() });
+    }
+    expect(text(await readUpstreamCapped(answer(new Uint8Array(0), "gzip"), 1024))).toBe("");
+  });
+
+  test("a coding it cannot read, or bytes that do not decode: BadGateway; decoded beyond the cap: undefined", async () => {
+    for (const [coding, bytes] of [["compress", XML], ["gzip", XML], ["br", Buffer.from("not brotli at all")]] as const) {
+      const err = await readUpstreamCapped(answer(bytes, coding), 1024).then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(ProxyError);
+      expect((err as ProxyError).code).toBe("BadGateway");
+    }
+    const bomb = gzipSync(Buffer.alloc(1024 * 1024, 32));
+    expect(bomb.byteLength).toBeLessThan(4096);
+    expect(await readUpstreamCapped(answer(bomb, "gzip"), 64 * 1024)).toBeUndefined();
+  });
+
+  test("partial: the first part of a coded body decodes as far as it goes", () => {
+    const whole = gzipSync(Buffer.from("<Error><Code>SlowDown</Code>" + "<X>filler</X>".repeat(2000) + "</Error>"));
+    const out = decodeContent(whole.subarray(0, 200), "gzip", 65536, true);
+    expect(Buffer.from(out!).toString()).toStartWith("<Error><Code>SlowDown</Code>");
   });
 });

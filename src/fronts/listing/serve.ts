@@ -12,7 +12,7 @@
  * (Cache-Control: no-store: a listing changes with every upload), and the HTML under a CSP that
  * allows no script at all, in case a key ever slipped through the escaping.
  */
-import { readCapped } from "../../http/read-capped.ts";
+import { readUpstreamCapped } from "../../http/read-capped.ts";
 import { ProxyError } from "../../errors.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import { errorFromResponse } from "../../s3/errors.ts";
@@ -70,8 +70,9 @@ function tokenOf(query: string): string | undefined {
 async function readListing(res: Response): Promise<string> {
   let bytes: Uint8Array | undefined;
   try {
-    bytes = await readCapped(res, MAX_LISTING_BYTES);
+    bytes = await readUpstreamCapped(res, MAX_LISTING_BYTES);
   } catch (err) {
+    if (err instanceof ProxyError) throw err; // a coding it cannot read
     throw new ProxyError("BadGateway", { detail: "The upstream connection failed while sending the listing", cause: err });
   }
   if (bytes === undefined) throw new ProxyError("BadGateway", { detail: "The upstream listing is too large" });

@@ -15,7 +15,7 @@ import { s3Error, type S3Error } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
 import type { S3RequestContext } from "./front.ts";
 import { mayAccess } from "./permissions.ts";
-import { errorOf, MAX_RESULT_BODY, readCapped, relayError, tryParse, xmlAnswer } from "./relay.ts";
+import { errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, tryParse, xmlAnswer } from "./relay.ts";
 import { keyRefusal, MAX_KEY_BYTES } from "./route.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
 import { childText } from "./xml-reader.ts";
@@ -151,7 +151,7 @@ export async function uploadPartCopyOp(ctx: RequestContext): Promise<Response> {
  */
 async function copyResult(ctx: RequestContext, res: Response, root: "CopyObjectResult" | "CopyPartResult", upstreamBucket: string): Promise<Response> {
   if (res.status !== 200) return relayError(res, upstreamBucket);
-  const doc = tryParse(await readingResult(ctx, () => readCapped(res, MAX_RESULT_BODY)));
+  const doc = tryParse(await readingResult(ctx, () => readUpstreamCapped(res, MAX_RESULT_BODY)));
   if (doc?.name !== root) throw s3Fail(errorOf(res.status, doc, upstreamBucket));
   let xml = XML_DECL + `<${root} xmlns="${S3_XMLNS}">`;
   for (const name of ["ETag", "LastModified", "ChecksumType", "ChecksumCRC32", "ChecksumCRC32C", "ChecksumCRC64NVME", "ChecksumSHA1", "ChecksumSHA256"]) {

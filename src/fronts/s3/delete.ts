@@ -28,7 +28,7 @@ import { s3Error } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
 import type { S3RequestContext } from "./front.ts";
 import { mayAccess } from "./permissions.ts";
-import { emptyAnswer, errorOf, MAX_RESULT_BODY, readCapped, relayError, tryParse, xmlAnswer } from "./relay.ts";
+import { emptyAnswer, errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, tryParse, xmlAnswer } from "./relay.ts";
 import { keyRefusal, MAX_KEY_BYTES } from "./route.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
 import { child, childText, childrenNamed } from "./xml-reader.ts";
@@ -162,7 +162,7 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
     }
     res = await deleteObjects(upstream, { keys: [...unique.values()] }, callOf(ctx));
     if (res.status !== 200) return relayError(res, upstream.bucket);
-    const result = tryParse(await readCapped(res, MAX_RESULT_BODY));
+    const result = tryParse(await readUpstreamCapped(res, MAX_RESULT_BODY));
     if (result?.name !== "DeleteResult") throw s3Fail(errorOf(res.status, result, upstream.bucket));
     const byEntry = new Map<string, Outcome>();
     // A key's result as S3 reports it even if it adds a VersionId the request did not name.

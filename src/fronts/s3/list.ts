@@ -9,7 +9,7 @@
  * so a bad one never costs an upstream request. An upstream 400 (a continuation token it does not
  * recognise) is relayed with its code; anything else is mapped like an object error.
  */
-import { readCapped } from "../../http/read-capped.ts";
+import { readUpstreamCapped } from "../../http/read-capped.ts";
 import { errorFromResponse } from "../../s3/errors.ts";
 import { listObjectsV1, listObjectsV1Params, listObjectsV2, listObjectsV2Params, listObjectVersions, listObjectVersionsParams } from "../../s3/operations/index.ts";
 import type { RequestContext } from "../../proxy/context.ts";
@@ -38,7 +38,8 @@ function checkParams(q: URLSearchParams): void {
 async function relayClientError(res: Response): Promise<never> {
   let code: string | undefined;
   try {
-    code = /<Code>([^<]{1,64})<\/Code>/.exec((await res.text()).slice(0, 65536))?.[1];
+    const bytes = await readUpstreamCapped(res, 65536);
+    if (bytes !== undefined) code = /<Code>([^<]{1,64})<\/Code>/.exec(new TextDecoder().decode(bytes))?.[1];
   } catch {
     // unreadable: the generic mapping below
   }
@@ -48,7 +49,7 @@ async function relayClientError(res: Response): Promise<never> {
 
 /** The upstream listing, bounded whether or not it came with a Content-Length. */
 async function readListing(res: Response): Promise<string> {
-  const bytes = await readCapped(res, MAX_LISTING_BYTES);
+  const bytes = await readUpstreamCapped(res, MAX_LISTING_BYTES);
   if (bytes === undefined) throw s3Fail(s3Error("InternalError", "The upstream listing is too large."));
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8");
 }

@@ -22,7 +22,7 @@ import {
 import { uriEncode } from "../../s3/sigv4.ts";
 import { s3Error } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
-import { emptyAnswer, errorOf, MAX_RESULT_BODY, readCapped, relayError, relayedHeaders, tryParse, xmlAnswer } from "./relay.ts";
+import { emptyAnswer, errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, relayedHeaders, tryParse, xmlAnswer } from "./relay.ts";
 import { el, maskOwners, S3_XMLNS, XML_DECL } from "./xml.ts";
 import { childText, childrenNamed, type XmlElement } from "./xml-reader.ts";
 import { callOf, malformed, partNumberOf, queryValue, readingResult, readXmlBody, requestHeaders, writeUpstream } from "./writes.ts";
@@ -47,7 +47,7 @@ function uploadIdOf(ctx: RequestContext): string {
 
 /** Reads a successful XML answer; a 200 carrying <Error> (or not XML at all) is thrown as the error. */
 async function resultDoc(res: Response, root: string, upstreamBucket: string): Promise<XmlElement> {
-  const doc = tryParse(await readCapped(res, MAX_RESULT_BODY));
+  const doc = tryParse(await readUpstreamCapped(res, MAX_RESULT_BODY));
   if (doc?.name === root) return doc;
   throw s3Fail(errorOf(res.status, doc, upstreamBucket));
 }
@@ -125,7 +125,7 @@ function integerParam(ctx: RequestContext, name: string): string | undefined {
 /** Relays a listing with its <Bucket> (the first: the result's own) set to the proxy bucket's name. */
 async function relayListing(ctx: RequestContext, res: Response, upstreamBucket: string): Promise<Response> {
   if (res.status !== 200) return relayError(res, upstreamBucket);
-  const bytes = await readCapped(res, MAX_RESULT_BODY);
+  const bytes = await readUpstreamCapped(res, MAX_RESULT_BODY);
   if (bytes === undefined) throw s3Fail(s3Error("InternalError", "The upstream listing is too large."));
   const xml = maskOwners(new TextDecoder().decode(bytes).replace(/<Bucket>[^<]*<\/Bucket>/, el("Bucket", ctx.bucket!.name)), ctx.subject ?? "anonymous");
   const headers = relayedHeaders(ctx, undefined);

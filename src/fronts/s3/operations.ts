@@ -11,7 +11,7 @@ import { answeredPrivately, forwardRequestHeaders } from "../../http/headers.ts"
 import { mapAnswer } from "../../http/map-answer.ts";
 import { respond, serveObject } from "../../proxy/phases/object.ts";
 import { getBucketVersioning, getObjectAttributes as getAttributesUpstream, getObjectDirect as getDirectUpstream } from "../../s3/operations/index.ts";
-import { errorOf, MAX_RESULT_BODY, readCapped, relayError, tryParse } from "./relay.ts";
+import { errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, tryParse } from "./relay.ts";
 import { callOf, partNumberOf, queryValue } from "./writes.ts";
 import { S3_FRONT_BUCKET_NAME } from "../../config/s3-api.ts";
 import { s3Error, type S3Error } from "./errors.ts";
@@ -99,7 +99,7 @@ export async function bucketVersioning(ctx: RequestContext): Promise<Response> {
 /** A small upstream XML document relayed as it is, once it is known to be a `root` (it names no bucket). */
 export async function relayDocument(ctx: RequestContext, res: Response, root: string, upstreamBucket: string): Promise<Response> {
   if (res.status !== 200) return relayError(res, upstreamBucket);
-  const bytes = await readCapped(res, MAX_CONFIGURATION_BYTES);
+  const bytes = await readUpstreamCapped(res, MAX_CONFIGURATION_BYTES);
   if (bytes === undefined || tryParse(bytes)?.name !== root) {
     throw s3Fail(s3Error("InternalError", `The upstream's ${root} document could not be read.`));
   }
@@ -198,7 +198,7 @@ export async function getObjectDirect(ctx: RequestContext, overrides: ReadonlyAr
   }
   if (versionId !== undefined && (res.status === 400 || res.status === 404 || res.status === 405)) {
     // S3's word on the version: NoSuchVersion, an invalid id, or a delete marker (405, with x-amz-delete-marker).
-    const body = res.body === null ? undefined : await readCapped(res, MAX_ERROR_BODY).catch(() => undefined);
+    const body = res.body === null ? undefined : await readUpstreamCapped(res, MAX_ERROR_BODY).catch(() => undefined);
     const e = errorOf(res.status, tryParse(body), upstream.bucket);
     if (res.headers.get("x-amz-delete-marker") === "true") e.headers = { ...e.headers, "x-amz-delete-marker": "true" };
     throw s3Fail(e);
@@ -255,7 +255,7 @@ export async function objectAttributes(ctx: RequestContext): Promise<Response> {
   const upstream = ctx.bucket!.upstream.primary();
   const res = await getAttributesUpstream(upstream, { key: ctx.key, versionId, headers: ctx.req.headers }, callOf(ctx));
   if (res.status !== 200) return relayError(res, upstream.bucket);
-  const bytes = await readCapped(res, MAX_RESULT_BODY);
+  const bytes = await readUpstreamCapped(res, MAX_RESULT_BODY);
   if (bytes === undefined || tryParse(bytes)?.name !== "GetObjectAttributesResponse") {
     throw s3Fail(s3Error("InternalError", "The upstream's GetObjectAttributesResponse document could not be read."));
   }

@@ -37,7 +37,7 @@ import type { S3Principal } from "./identities.ts";
 import { mayAccess } from "./permissions.ts";
 import { checkPostPolicy, type PostPolicy } from "./post-policy.ts";
 import { HEADER_VALUE } from "./operations.ts";
-import { errorOf, MAX_RESULT_BODY, readCapped, relayError, tryParse } from "./relay.ts";
+import { errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, tryParse } from "./relay.ts";
 import { keyRefusal, MAX_KEY_BYTES } from "./route.ts";
 import { signingKeyFor } from "./signing-keys.ts";
 import { MAX_UPLOAD_BYTES } from "./upload-body.ts";
@@ -168,7 +168,7 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
   const start = async () => {
     const created = await createMultipartUpload(upstream, { key, headers }, call);
     if (created.status !== 200) return relayError(created, upstream.bucket);
-    const doc = tryParse(await readCapped(created, MAX_RESULT_BODY));
+    const doc = tryParse(await readUpstreamCapped(created, MAX_RESULT_BODY));
     const id = doc === undefined ? undefined : childText(doc, "UploadId");
     if (id === undefined || id === "") return fail(s3Error("InternalError", "The upstream did not start the upload."));
     uploadId = id;
@@ -222,7 +222,7 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
     await inFlight;
     const done = await completeMultipartUpload(upstream, { key, uploadId, parts }, call);
     if (done.status !== 200) return relayError(done, upstream.bucket);
-    const doc = tryParse(await readCapped(done, MAX_RESULT_BODY));
+    const doc = tryParse(await readUpstreamCapped(done, MAX_RESULT_BODY));
     if (doc?.name !== "CompleteMultipartUploadResult") return fail(errorOf(done.status, doc, upstream.bucket));
     uploadId = undefined;
     return childText(doc, "ETag") ?? "";

@@ -69,8 +69,8 @@ export function xmlAnswer(ctx: RequestContext, res: Response | undefined, xml: s
   return new Response(xml, { status, headers });
 }
 
-import { readCapped } from "../../http/read-capped.ts";
-export { readCapped };
+import { readUpstreamCapped } from "../../http/read-capped.ts";
+export { readUpstreamCapped };
 
 /** What an upstream's error message must not carry to a client: a URL, an ARN, an IP address, host:port, a hostname, an AWS access key id. */
 const NAMES_INTERNALS = /:\/\/|\barn:|\b\d{1,3}(?:\.\d{1,3}){3}\b|\b[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+:\d{1,5}\b|\b(?:[a-z0-9-]+\.)+(?:com|net|org|io|internal|local|corp|example|amazonaws\.com)\b|\b(?:AKIA|ASIA|AROA|AIDA)[A-Z0-9]{8,}/;
@@ -139,6 +139,6 @@ export function tryParse(bytes: Uint8Array | undefined): XmlElement | undefined 
 
 /** Throws the client's version of an upstream error answer (the body is read, at most 64 KiB). */
 export async function relayError(res: Response, upstreamBucket: string): Promise<never> {
-  const body = res.body === null ? undefined : await readCapped(res, MAX_ERROR_BODY).catch(() => undefined);
+  const body = res.body === null ? undefined : await readUpstreamCapped(res, MAX_ERROR_BODY).catch(() => undefined);
   throw s3Fail(errorOf(res.status, tryParse(body), upstreamBucket, res.headers.get("retry-after")), s3RequestIdOf(res.headers));
 }
