@@ -21,6 +21,7 @@
 import { mkdirSync, accessSync, constants, readFileSync } from "node:fs";
 import { open, rename, stat, unlink, mkdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { UNTYPED_CONTENT_TYPE } from "../http/headers.ts";
 import { LruMap } from "../util/lru.ts";
 import { HEAD_BYTES, keyHash, newVersion, objectPath, tempName, timesBytes } from "./disk-format.ts";
 import { scanDir, type ScannedFile } from "./disk-scan.ts";
@@ -248,7 +249,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       await this.remove(e, true);
       return undefined;
     }
-    const type = e.headers["content-type"] ?? "application/octet-stream";
+    const type = e.headers["content-type"] ?? UNTYPED_CONTENT_TYPE;
     const body = Bun.file(e.file).slice(e.bodyOffset, e.bodyOffset + e.size, type);
     return { key, body, headers: { ...e.headers }, storedAt: e.storedAt, expiresAt: e.expiresAt, size: e.size, tpl: undefined, source: "disk" };
   }

@@ -4,6 +4,7 @@
  */
 import { ProxyError } from "../errors.ts";
 import { evaluateConditions, ifRangeAllows } from "../http/conditional.ts";
+import { UNTYPED_CONTENT_TYPE } from "../http/headers.ts";
 import { contentRange, parseRange, unsatisfiedRange } from "../http/range.ts";
 import { isFileBody, type CachedObject, type ObjectMeta } from "./types.ts";
 
@@ -34,6 +35,8 @@ function fullHeaders(obj: CachedObject, age: number, xCache: string): Headers {
   h.set("x-cache", xCache);
   if (xCache === "HIT") h.set("x-cache-layer", obj.source ?? "memory");
   if (obj.headers["content-disposition"] === undefined && isFileBody(obj.body)) h.set("content-disposition", "inline");
+  // (else a memory hit went out with the type Bun gives the stored Blob, text/plain;charset=utf-8)
+  if (obj.headers["content-type"] === undefined) h.set("content-type", UNTYPED_CONTENT_TYPE);
   return h;
 }
 
@@ -163,6 +166,7 @@ export function respondFromFill(
   h.set("accept-ranges", "bytes");
   h.set("age", String(age));
   h.set("x-cache", "MISS");
+  if (meta.headers["content-type"] === undefined) h.set("content-type", UNTYPED_CONTENT_TYPE);
   const range = reqHeaders.get("range");
   if (range !== null) {
     const r = parseRange(range, meta.size);

@@ -19,6 +19,15 @@ import { CHECKSUM_ALGORITHMS, checksumHeaderName } from "../s3/checksum.ts";
 import { upstreamRange } from "./range.ts";
 
 /**
+ * The Content-Type an object the upstream sent without one goes out with, on every path (uncached,
+ * a cache hit from memory or disk, a fill, GET and HEAD, either engine): what a recipient assumes
+ * of such a body (RFC 9110 §8.3). Before, each path made up its own (Bun's
+ * `text/plain;charset=utf-8` for a memory hit, `application/octet-stream` for an uncached GET on
+ * the bun engine, none on the node engine or for a HEAD). The stored headers stay as sent.
+ */
+export const UNTYPED_CONTENT_TYPE = "application/octet-stream";
+
+/**
  * Client request headers that go upstream (lower-case). x-amz-checksum-mode: ENABLED asks S3 for
  * the object's stored checksum (the 2025 SDKs and CLIs send it on every GetObject, to validate
  * the body they receive).
@@ -131,10 +140,20 @@ export function keepHeaders(h: Headers, keep: (name: string) => boolean): void {
   if (drop !== undefined) for (let i = 0; i < drop.length; i++) h.delete(drop[i]!);
 }
 
-/** Leaves in place exactly what passResponseHeaders copies. */
-export function keepPassedResponseHeaders(h: Headers): void {
+/**
+ * Leaves in place exactly what passResponseHeaders copies; whether a Content-Type is among them
+ * (told by the pass over the headers it makes anyway, not by another lookup).
+ */
+export function keepPassedResponseHeaders(h: Headers): boolean {
   const hop = connectionListed(h);
-  keepHeaders(h, hop === undefined ? isPassedResponseHeader : (k) => isPassedResponseHeader(k) && !hop.includes(k));
+  let drop: string[] | undefined;
+  let typed = false;
+  h.forEach((_v, k) => {
+    if (!isPassedResponseHeader(k) || (hop !== undefined && hop.includes(k))) (drop ??= []).push(k);
+    else if (k === "content-type") typed = true;
+  });
+  if (drop !== undefined) for (let i = 0; i < drop.length; i++) h.delete(drop[i]!);
+  return typed;
 }
 
 /** The object's own headers of an upstream response (lower-case names), as the cache stores them. */

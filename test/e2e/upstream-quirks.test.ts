@@ -146,3 +146,38 @@ describe("an upstream listing in a content coding (the proxy sends no Accept-Enc
     });
   }
 });
+
+describe("an object stored without Content-Type goes out as application/octet-stream on every path (RFC 9110 §8.3), never a type each path makes up", () => {
+  for (const engine of ["bun", "node"] as const) {
+    test(`engine ${engine}: uncached, MISS, memory HIT, disk HIT, REVALIDATED; GET and HEAD; both fronts`, async () => {
+      const mem = await startProxy({ engine, client: "auto" });
+      const disk = await startProxy({ engine, client: "fetch", layers: "disk" });
+      const seen: Record<string, string | null> = {};
+      const read = async (name: string, r: Promise<Response>) => {
+        const res = await r;
+        await res.arrayBuffer();
+        expect(res.status).toBe(200);
+        seen[`${name} ${res.headers.get("x-cache") ?? ""} ${res.headers.get("x-cache-layer") ?? ""}`.trim()] = res.headers.get("content-type");
+      };
+      for (const method of ["GET", "HEAD"]) {
+        await read(`${method} uncached`, fetch(mem.main("/nc/ct-none.txt"), { method }));
+        await read(`${method} s3 uncached`, mem.s3(method, "/nc/ct-none.txt"));
+      }
+      for (const p of [mem, disk]) {
+        for (let i = 0; i < 2; i++) {
+          for (const method of ["GET", "HEAD"]) {
+            await read(`${method}`, fetch(p.main("/c/ct-none.txt"), { method }));
+            await read(`${method} s3`, p.s3(method, "/c/ct-none.txt"));
+            await read(`${method} stale`, fetch(p.main("/c/ct-none-stale.txt"), { method }));
+          }
+        }
+      }
+      expect(Object.keys(seen)).toContain("GET HIT memory");
+      expect(Object.keys(seen)).toContain("GET HIT disk");
+      expect(Object.keys(seen)).toContain("GET stale REVALIDATED");
+      const want = seen["GET uncached"];
+      expect(want).toBe("application/octet-stream");
+      expect(seen).toEqual(Object.fromEntries(Object.keys(seen).map((k) => [k, want])));
+    });
+  }
+});

@@ -12,7 +12,7 @@ import { serveHit, serveWithCache } from "../../cache/index.ts";
 import { ProxyError } from "../../errors.ts";
 import { bufferUpstreamBody } from "../../http/body-policy.ts";
 import { ifRangeAllows } from "../../http/conditional.ts";
-import { forwardRequestHeaders, keepPassedResponseHeaders, passResponseHeaders } from "../../http/headers.ts";
+import { forwardRequestHeaders, keepPassedResponseHeaders, passResponseHeaders, UNTYPED_CONTENT_TYPE } from "../../http/headers.ts";
 import { isOwnedBytes } from "../../http/owned-response.ts";
 import { mapAnswer } from "../../http/map-answer.ts";
 import { errorFromResponse } from "../../s3/errors.ts";
@@ -165,11 +165,12 @@ export function respond(ctx: RequestContext, upstream: Response, method: ObjectM
   }
   if (isOwnedBytes(upstream)) {
     // The own client's answer, body already read whole: answered as it is, headers filtered in place.
-    keepPassedResponseHeaders(upstream.headers);
+    if (!keepPassedResponseHeaders(upstream.headers) && status !== 304) upstream.headers.set("content-type", UNTYPED_CONTENT_TYPE);
     if (method === "GET" && status !== 304) ctx.bytes = Number(upstream.headers.get("content-length") ?? 0);
     return upstream;
   }
   const headers = passResponseHeaders(upstream.headers, new Headers());
+  if (status !== 304 && !headers.has("content-type")) headers.set("content-type", UNTYPED_CONTENT_TYPE);
   if (method === "HEAD" || status === 304) {
     upstream.body?.cancel().catch(() => {});
     return new Response(null, { status, headers });
