@@ -75,8 +75,16 @@ export function validatorsOf(obj: CachedObject): Record<string, string> {
   return lm !== undefined ? { "if-modified-since": lm } : {};
 }
 
-/** Whether a 304 names a Last-Modified other than the stored one (an object rewritten since, with the same ETag). */
-function rewrittenInPlace(stale: CachedObject, fresh: Headers): boolean {
+/**
+ * Whether a 304 does not confirm the stored response: it names another ETag (RFC 9111 §4.3.4: a
+ * 304 whose validator matches no stored response updates none; a broken or racing upstream's 304
+ * for a newer version had the old bytes served under the new ETag), or another Last-Modified (an
+ * object rewritten since, with the same ETag).
+ */
+function notTheStoredResponse(stale: CachedObject, fresh: Headers): boolean {
+  const etag = fresh.get("etag");
+  const stored = stale.headers.etag;
+  if (etag !== null && stored !== undefined && etag.trim() !== stored.trim()) return true;
   const now = fresh.get("last-modified");
   const then = stale.headers["last-modified"];
   if (now === null || then === undefined || now === then) return false;
@@ -190,7 +198,8 @@ async function fetchAndShare(
   let res = await upstream(stale !== undefined ? validatorsOf(stale) : {}, signal);
   const bufferBytes = Math.min(policy.bufferBytes ?? policy.maxItemBytes, policy.maxItemBytes);
 
-  if (res.status === 304 && stale !== undefined && (rewrittenInPlace(stale, res.headers) || !(await bodyKept(stale)))) {
+  if (res.status === 304 && stale !== undefined && (notTheStoredResponse(stale, res.headers) || !(await bodyKept(stale)))) {
+    // Another ETag: the 304 is not for the stored bytes; they are asked for again, whole.
     // The same ETag, a later Last-Modified: the object was rewritten with the same bytes (S3's
     // CopyObject onto itself with new metadata keeps a single-part object's ETag). A 304 carries
     // none of what changed (Content-Type, Content-Disposition, x-amz-meta-*): it is asked again,

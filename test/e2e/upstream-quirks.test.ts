@@ -181,3 +181,19 @@ describe("an object stored without Content-Type goes out as application/octet-st
     });
   }
 });
+
+describe("a revalidation answered 304 with another ETag than the stored one (RFC 9111 §4.3.4)", () => {
+  test("the stored bytes are not served under the new ETag: the object is fetched again, whole", async () => {
+    const p = await startProxy({ engine: "bun", client: "auto" });
+    const first = await fetch(p.main("/c/reval-other.txt"));
+    expect([first.headers.get("x-cache"), first.headers.get("etag"), await first.text()]).toEqual(["MISS", '"v1"', BODY]);
+    // stale at once (max-age=0): revalidated with If-None-Match "v1"; the upstream answers 304 naming "v2"
+    for (let i = 0; i < 2; i++) {
+      const again = await fetch(p.main("/c/reval-other.txt"));
+      const body = await again.text();
+      expect({ etag: again.headers.get("etag"), body }).toEqual({ etag: '"v2"', body: BODY.toUpperCase() });
+    }
+    const s3 = await p.s3("GET", "/c/reval-other.txt");
+    expect({ etag: s3.headers.get("etag"), body: await s3.text() }).toEqual({ etag: '"v2"', body: BODY.toUpperCase() });
+  });
+});
