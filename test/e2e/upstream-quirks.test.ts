@@ -197,3 +197,14 @@ describe("a revalidation answered 304 with another ETag than the stored one (RFC
     expect({ etag: s3.headers.get("etag"), body: await s3.text() }).toEqual({ etag: '"v2"', body: BODY.toUpperCase() });
   });
 });
+
+describe("a response head with bare LF line ends (the own HTTP/1.1 client)", () => {
+  test("is a bad upstream answer at once (502), not a wait for s3.timeout (504)", async () => {
+    const p = await startProxy({ engine: "bun", client: "auto" });
+    const started = performance.now();
+    const r = await fetch(p.main("/nc/lf-only.txt"));
+    await r.arrayBuffer();
+    expect(r.status).toBe(502);
+    expect(performance.now() - started).toBeLessThan(5000); // s3.timeout is 10 s here
+  });
+});

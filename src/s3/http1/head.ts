@@ -63,6 +63,14 @@ function hasToken(value: string, token: string): boolean {
   return false;
 }
 
+/** Whether an LF at or after `from` is not preceded by a CR (only an incomplete head is scanned so). */
+function bareLf(buf: Buffer, from: number): boolean {
+  for (let i = buf.indexOf(10, from); i >= 0; i = buf.indexOf(10, i + 1)) {
+    if (i === 0 || buf[i - 1] !== 13) return true;
+  }
+  return false;
+}
+
 /**
  * Parses the response head at the start of `buf`.
  * @param isHead the request was HEAD: the response has no body whatever its headers say.
@@ -72,6 +80,11 @@ export function parseResponseHead(buf: Buffer, isHead: boolean, scanFrom = 0): H
   const idx = buf.indexOf(CRLFCRLF, scanFrom);
   if (idx < 0) {
     if (buf.length > MAX_HEAD) return error("upstream response head too large");
+    // A bare LF makes the head an error whatever follows (BAD_HEAD_CHARS below); a head whose
+    // lines all end in bare LF would never show the CRLFCRLF awaited, and waited for s3.timeout
+    // (a 504 counted as a timeout): it is the same error now, at once. (RFC 9112 §2.2 lets a
+    // recipient take bare LF; this parser does not, so no head is read two ways.)
+    if (bareLf(buf, scanFrom)) return error("invalid characters in upstream response head");
     return { kind: "incomplete", scanFrom: Math.max(0, buf.length - 3) };
   }
   const end = idx + 4;

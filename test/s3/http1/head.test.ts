@@ -79,6 +79,17 @@ describe("parseResponseHead: interim and incomplete heads", () => {
     expect(head(parseResponseHead(whole, false, (r as { scanFrom: number }).scanFrom)).end).toBe(whole.length);
   });
 
+  test("a head with a bare LF is an error before its end is seen: lines ending in bare LF never show the CRLFCRLF awaited", () => {
+    expect(parse('HTTP/1.1 200 OK\nContent-Type: text/plain\nETag: "lf"\nContent-Length: 26\n\nabcdefghijklmnopqrstuvwxyz')).toEqual({ kind: "error", message: "invalid characters in upstream response head" });
+    expect(parse("HTTP/1.1 200 OK\r\nx-a: 1\n")).toEqual({ kind: "error", message: "invalid characters in upstream response head" });
+    expect(parse("\n")).toEqual({ kind: "error", message: "invalid characters in upstream response head" });
+    // a CRLF split between two reads is not a bare LF
+    const first = "HTTP/1.1 200 OK\r";
+    const r = parse(first);
+    expect(r).toEqual({ kind: "incomplete", scanFrom: first.length - 3 });
+    expect(parseResponseHead(bytes(first + "\ncontent-length: 0\r\n"), false, (r as { scanFrom: number }).scanFrom)).toMatchObject({ kind: "incomplete" });
+  });
+
   test("an empty buffer is incomplete", () => {
     expect(parse("")).toEqual({ kind: "incomplete", scanFrom: 0 });
   });
