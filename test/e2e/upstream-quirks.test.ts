@@ -208,3 +208,14 @@ describe("a response head with bare LF line ends (the own HTTP/1.1 client)", () 
     expect(performance.now() - started).toBeLessThan(5000); // s3.timeout is 10 s here
   });
 });
+
+describe("a plain-front folder listing whose upstream ignores max-keys", () => {
+  test("a page of 10,000 keys is listed (it was a 502: too many XML elements)", async () => {
+    const p = await startProxy({ engine: "bun", client: "auto" });
+    const r = await fetch(p.main("/nc/big/"));
+    expect(r.status).toBe(200);
+    const page = (await r.json()) as { entries: Array<{ name: string }> };
+    expect(page.entries.length).toBe(10_000);
+    expect(page.entries[9_999]!.name).toBe("09999.txt");
+  });
+});

@@ -23,11 +23,19 @@ export interface ListingPage {
   nextToken: string | undefined;
 }
 
-/** Listings larger than this are refused (1,000 keys of 1 KiB each fit well within). */
-const MAX_LISTING_BYTES = 4 * 1024 * 1024;
+/**
+ * Listings larger than this are refused. The proxy asks for a page of `listing.max_keys` (at most
+ * 1,000: S3's own page), but an upstream may ignore max-keys: a page of 10,000 keys (some
+ * S3-compatible stores' size) must still read. 16 MiB holds 10,000 keys of ~1 KiB url-encoded
+ * with their markup (the S3 front's cap); 20 elements a key holds every field S3 sends for one
+ * (Key, LastModified, ETag, Size, StorageClass, Owner with ID and DisplayName, the checksum and
+ * restore fields). Before, 20,000 elements made a 10,000-key page a 502.
+ */
+export const MAX_LISTING_BYTES = 16 * 1024 * 1024;
+const MAX_LISTING_ELEMENTS = 10_000 * 20;
 
 export function parseListing(xml: string, prefix: string): ListingPage {
-  const root = parseXml(xml, { maxBytes: MAX_LISTING_BYTES, maxElements: 20_000, lenient: true });
+  const root = parseXml(xml, { maxBytes: MAX_LISTING_BYTES, maxElements: MAX_LISTING_ELEMENTS, lenient: true });
   if (root.name !== "ListBucketResult") throw new Error(`unexpected listing root ${root.name}`);
   const urlEncoded = childText(root, "EncodingType") === "url";
   const decode = (s: string) => (urlEncoded ? decodeURIComponent(s.replace(/\+/g, " ")) : s);

@@ -17,14 +17,12 @@ import { ProxyError } from "../../errors.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import { errorFromResponse } from "../../s3/errors.ts";
 import { listObjectsV2 } from "../../s3/operations/list-objects.ts";
-import { parseListing } from "./parse.ts";
+import { MAX_LISTING_BYTES, parseListing } from "./parse.ts";
 import { type RenderInput, renderHtml, renderJson } from "./render.ts";
 import { rawQueryPair } from "../../auth/sources.ts";
 
 /** Longest continuation token taken from a client (S3's are ~100 characters). */
 const MAX_TOKEN_LENGTH = 1024;
-/** The most of an upstream listing read (1,000 url-encoded keys of 1 KiB fit well within). */
-const MAX_LISTING_BYTES = 4 * 1024 * 1024;
 
 const HTML_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
