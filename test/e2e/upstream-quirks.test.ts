@@ -219,3 +219,20 @@ describe("a plain-front folder listing whose upstream ignores max-keys", () => {
     expect(page.entries[9_999]!.name).toBe("09999.txt");
   });
 });
+
+describe("an S3-front listing written with a namespace prefix (<s3:ListBucketResult xmlns:s3=...>)", () => {
+  test("names the proxy bucket and masks the owner as an unprefixed one does (V1, V2, versions)", async () => {
+    const p = await startProxy({ engine: "bun", client: "auto" });
+    for (const query of [{ "list-type": "2", prefix: "nsprefix/", "fetch-owner": "true" }, { prefix: "nsprefix/" }, { versions: "", prefix: "nsprefix/" }] as Array<Record<string, string>>) {
+      const r = await p.s3("GET", "/nc", { query });
+      const xml = await r.text();
+      expect({ query, status: r.status }).toEqual({ query, status: 200 });
+      expect(xml).toContain("<s3:Name>nc</s3:Name>");
+      expect(xml).not.toContain("fakebucket");
+      expect(xml).not.toContain("upstream-secret-owner-id");
+      expect(xml).not.toContain("upstream-admin");
+      expect(xml).toContain("<s3:Owner><s3:ID>");
+      expect(xml).toContain("<s3:DisplayName>tester</s3:DisplayName></s3:Owner>");
+    }
+  });
+});

@@ -16,12 +16,11 @@ import type { RequestContext } from "../../proxy/context.ts";
 import { s3Error, S3_ERRORS, type S3ErrorCode } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
 import { xmlResponse } from "./operations.ts";
-import { escapeXml, maskOwners } from "./xml.ts";
+import { maskOwners, setFirstElementText } from "./xml.ts";
 
 /** A listing page is at most 1000 keys of at most 1 KiB each, plus markup: far below this. */
 const MAX_LISTING_BYTES = 16 * 1024 * 1024;
 const MAX_KEYS = /^\d{1,10}$/;
-const NAME = /<Name>[^<]*<\/Name>/;
 
 function checkParams(q: URLSearchParams): void {
   const maxKeys = q.get("max-keys");
@@ -72,5 +71,5 @@ export async function listObjects(ctx: RequestContext, op: "ListObjects" | "List
   if (res.status !== 200) throw await errorFromResponse(res, "GET");
   const xml = await readListing(res);
   // The first <Name> is ListBucketResult's (ListVersionsResult's) own (keys and owners are escaped text or other elements).
-  return xmlResponse(ctx, maskOwners(xml.replace(NAME, "<Name>" + escapeXml(bucket.name) + "</Name>"), ctx.subject ?? "anonymous"));
+  return xmlResponse(ctx, maskOwners(setFirstElementText(xml, "Name", bucket.name), ctx.subject ?? "anonymous"));
 }

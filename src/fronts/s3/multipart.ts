@@ -23,7 +23,7 @@ import { uriEncode } from "../../s3/sigv4.ts";
 import { s3Error } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
 import { emptyAnswer, errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, relayedHeaders, tryParse, xmlAnswer } from "./relay.ts";
-import { el, maskOwners, S3_XMLNS, XML_DECL } from "./xml.ts";
+import { el, maskOwners, S3_XMLNS, setFirstElementText, XML_DECL } from "./xml.ts";
 import { childText, childrenNamed, type XmlElement } from "./xml-reader.ts";
 import { callOf, malformed, partNumberOf, queryValue, readingResult, readXmlBody, requestHeaders, writeUpstream } from "./writes.ts";
 import { purgeWritten } from "../purge.ts";
@@ -127,7 +127,7 @@ async function relayListing(ctx: RequestContext, res: Response, upstreamBucket: 
   if (res.status !== 200) return relayError(res, upstreamBucket);
   const bytes = await readUpstreamCapped(res, MAX_RESULT_BODY);
   if (bytes === undefined) throw s3Fail(s3Error("InternalError", "The upstream listing is too large."));
-  const xml = maskOwners(new TextDecoder().decode(bytes).replace(/<Bucket>[^<]*<\/Bucket>/, el("Bucket", ctx.bucket!.name)), ctx.subject ?? "anonymous");
+  const xml = maskOwners(setFirstElementText(new TextDecoder().decode(bytes), "Bucket", ctx.bucket!.name), ctx.subject ?? "anonymous");
   const headers = relayedHeaders(ctx, undefined);
   headers.set("content-type", "application/xml");
   ctx.bytes = Buffer.byteLength(xml);

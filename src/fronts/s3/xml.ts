@@ -100,16 +100,39 @@ export function ownerOf(identity: string): { id: string; displayName: string } {
   return { id: Bun.CryptoHasher.hash("sha256", identity, "hex") as string, displayName: identity };
 }
 
-const OWNER_ELEMENTS = /<(Owner|Initiator)>[\s\S]*?<\/\1>/g;
+/**
+ * An element's name as an upstream may write it in the relayed XML: with a namespace prefix or
+ * not (`<s3:Name>` under `xmlns:s3="http://s3.amazonaws.com/doc/2006-03-01/"` is S3's `<Name>`).
+ * Group 1 is the prefix with its colon ("" for none).
+ */
+const PREFIX = "((?:[A-Za-z_][A-Za-z0-9_.-]*:)?)";
+
+const OWNER_ELEMENTS = new RegExp(`<${PREFIX}(Owner|Initiator)(\\s[^>]*)?>[\\s\\S]*?<\\/\\1\\2\\s*>`, "g");
+const MAYBE_OWNER = /[<:](?:Owner|Initiator)[\s>]/;
 
 /**
  * A relayed listing's Owner and Initiator elements (ListObjects with fetch-owner, ListObjectVersions,
  * ListParts, ListMultipartUploads) name the upstream's principal: its canonical id, or the bucket's
- * own access key id. They are replaced by the requesting identity's, as ListBuckets reports it.
+ * own access key id. They are replaced by the requesting identity's, as ListBuckets reports it,
+ * namespace-prefixed or not as the upstream wrote them.
  */
 export function maskOwners(xml: string, identity: string): string {
-  if (!xml.includes("<Owner>") && !xml.includes("<Initiator>")) return xml;
+  if (!MAYBE_OWNER.test(xml)) return xml;
   const o = ownerOf(identity);
-  const inner = el("ID", o.id) + el("DisplayName", o.displayName);
-  return xml.replace(OWNER_ELEMENTS, (_m, name: string) => `<${name}>${inner}</${name}>`);
+  return xml.replace(OWNER_ELEMENTS, (_m, p: string, name: string, attrs: string | undefined) => {
+    const inner = el(p + "ID", o.id) + el(p + "DisplayName", o.displayName);
+    return `<${p}${name}${attrs ?? ""}>${inner}</${p}${name}>`;
+  });
+}
+
+const firstElements = new Map<string, RegExp>();
+
+/**
+ * `xml` with the text of its first `name` element (prefixed or not) set to `text`: a relayed
+ * listing's own `<Name>` or `<Bucket>` (the first one is the result's, before any entry).
+ */
+export function setFirstElementText(xml: string, name: string, text: string): string {
+  let re = firstElements.get(name);
+  if (re === undefined) firstElements.set(name, (re = new RegExp(`<${PREFIX}${name}>[^<]*<\\/\\1${name}>`)));
+  return xml.replace(re, (_m, p: string) => el(p + name, text));
 }

@@ -1,7 +1,7 @@
 /** S3 XML output (escaping, ListBuckets, GetBucketLocation, errors) and the small XML reader. */
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { ProxyError } from "../../../src/errors.ts";
-import { escapeXml, renderListBuckets, renderLocationConstraint } from "../../../src/fronts/s3/xml.ts";
+import { escapeXml, maskOwners, renderListBuckets, renderLocationConstraint, setFirstElementText } from "../../../src/fronts/s3/xml.ts";
 import { fromProxyError, renderS3ErrorXml, s3Error, s3ErrorResponse, S3_ERRORS } from "../../../src/fronts/s3/errors.ts";
 import { child, childrenNamed, childText, parseXml, XmlError } from "../../../src/fronts/s3/xml-reader.ts";
 
@@ -255,5 +255,26 @@ describe("an upstream refusal keeps the upstream's request id for the access log
     const caught = async (res: Response) => relayError(res, "up").then(() => undefined, (e: unknown) => e as ProxyError);
     expect(((await caught(refusal("4442587FB7D0A2F9")))!.cause as { s3RequestId?: string }).s3RequestId).toBe("4442587FB7D0A2F9");
     expect(((await caught(refusal("bad id\twith spaces")))!.cause as { s3RequestId?: string }).s3RequestId).toBeUndefined();
+  });
+});
+
+describe("relayed listings: the result's own name and the owners, prefixed or not", () => {
+  test("setFirstElementText: the first <Name> (or <p:Name>), never a <DisplayName>, text escaped", () => {
+    expect(setFirstElementText("<R><Owner><DisplayName>x</DisplayName></Owner><Name>up</Name><Name>k</Name></R>", "Name", "a&b")).toBe("<R><Owner><DisplayName>x</DisplayName></Owner><Name>a&amp;b</Name><Name>k</Name></R>");
+    expect(setFirstElementText('<s3:R xmlns:s3="u"><s3:Name>up</s3:Name></s3:R>', "Name", "nc")).toBe('<s3:R xmlns:s3="u"><s3:Name>nc</s3:Name></s3:R>');
+    expect(setFirstElementText("<R><x:Bucket>up</x:Bucket></R>", "Bucket", "nc")).toBe("<R><x:Bucket>nc</x:Bucket></R>");
+  });
+
+  test("maskOwners: Owner and Initiator, with a prefix or attributes, get the identity's ID and DisplayName in the same prefix", () => {
+    const plain = maskOwners("<R><Owner><ID>secret</ID><DisplayName>admin</DisplayName></Owner></R>", "tester");
+    expect(plain).toMatch(/^<R><Owner><ID>[0-9a-f]{64}<\/ID><DisplayName>tester<\/DisplayName><\/Owner><\/R>$/);
+    const prefixed = maskOwners("<s3:R><s3:Initiator><s3:ID>AKIASECRET</s3:ID></s3:Initiator><s3:Owner xmlns:s3=\"u\"><s3:ID>secret</s3:ID></s3:Owner ></s3:R>", "tester");
+    expect(prefixed).not.toContain("secret");
+    expect(prefixed).not.toContain("AKIASECRET");
+    expect(prefixed).toContain("<s3:Initiator><s3:ID>");
+    expect(prefixed).toContain('<s3:Owner xmlns:s3="u"><s3:ID>');
+    expect(prefixed).toContain("<s3:DisplayName>tester</s3:DisplayName></s3:Owner>");
+    const none = "<R><Contents><Key>OwnerX</Key></Contents></R>";
+    expect(maskOwners(none, "tester")).toBe(none);
   });
 });
