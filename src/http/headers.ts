@@ -74,6 +74,21 @@ const OBJECT_HEADERS: ReadonlySet<string> = new Set([
  */
 const FRAMING_HEADERS: ReadonlySet<string> = new Set(["content-length", "content-range", "accept-ranges", ...CHECKSUM_ALGORITHMS.map(checksumHeaderName), "x-amz-checksum-type"]);
 
+/**
+ * An upstream answer framed by Transfer-Encoding with a Content-Length field too (the smuggling
+ * shape), as fetch hands it over: the body is the decoded chunks, whatever the field claims, so the
+ * field is dropped (RFC 9112 §6.3: TE overrides it, and a proxy forwarding the message MUST remove
+ * it); kept, the answer to the client would be framed by a length its body does not have. Every
+ * other answer is returned as it is (one lookup). The own HTTP/1.1 client's parser drops it itself.
+ */
+export function withoutOverriddenLength(res: Response): Response {
+  const h = res.headers;
+  if (!h.has("transfer-encoding") || !h.has("content-length")) return res;
+  const headers = new Headers(h);
+  headers.delete("content-length");
+  return new Response(res.body, { status: res.status, statusText: res.statusText, headers });
+}
+
 /** True for a header the cache keeps with an object (lower-case name). */
 export function isObjectHeader(name: string): boolean {
   return OBJECT_HEADERS.has(name) || name.startsWith("x-amz-meta-");

@@ -13,6 +13,7 @@
  *   natively (fetchFramed), whichever client the bucket uses otherwise. It cannot run long or end
  *   short without failing, so it needs no guard.
  */
+import { withoutOverriddenLength } from "../http/headers.ts";
 import { guardedBodyStream, isValidContentLength, type GuardedBody, UpstreamTimeoutError } from "./http1/index.ts";
 import { isSignablePayloadHash, sha256Hex, UNSIGNED_PAYLOAD } from "./sigv4.ts";
 import type { UpstreamTiming } from "./upstream.ts";
@@ -139,7 +140,7 @@ export async function fetchFramed(
 ): Promise<Response> {
   headers["content-length"] = String(contentLength);
   try {
-    return await fetchImpl(url, { method, headers, body, signal: clientSignal, decompress: false, redirect: "manual", duplex: "half", timeout: framedTimeoutMs(timeoutMs, contentLength) } as RequestInit);
+    return withoutOverriddenLength(await fetchImpl(url, { method, headers, body, signal: clientSignal, decompress: false, redirect: "manual", duplex: "half", timeout: framedTimeoutMs(timeoutMs, contentLength) } as RequestInit));
   } catch (err) {
     if (clientSignal.aborted) throw clientSignal.reason;
     if ((err as Error)?.name === "TimeoutError") throw new UpstreamTimeoutError("the upload and the upstream's answer took longer than their budget");
@@ -196,7 +197,7 @@ export async function fetchWithBody(
     armHeadTimer();
   }
   try {
-    return await fetchImpl(url, { method, headers, body: init, signal: ctrl.signal, decompress: false, redirect: "manual", duplex: "half" } as RequestInit);
+    return withoutOverriddenLength(await fetchImpl(url, { method, headers, body: init, signal: ctrl.signal, decompress: false, redirect: "manual", duplex: "half" } as RequestInit));
   } catch (err) {
     guarded?.abandon(err);
     // The client's abort first: the guard may have seen the abandoned body as a short one.

@@ -20,6 +20,7 @@ import { type Http1Pool, UpstreamConnectTimeoutError, UpstreamPools, UpstreamPro
 import { markOwnedBytes } from "../http/owned-response.ts";
 import { RequestBodyError } from "./http1/index.ts";
 import { isFramedBody } from "../http/framed-body.ts";
+import { withoutOverriddenLength } from "../http/headers.ts";
 import { fetchFramed, fetchWithBody, framedTimeoutMs, prepareSend, type SendRequest } from "./send.ts";
 import { canonicalQuery, encodeS3Path, S3Signer } from "./sigv4.ts";
 import { readUpstreamCapped } from "../http/read-capped.ts";
@@ -450,13 +451,15 @@ export class BucketUpstream {
     else (timing.onAbandon ??= []).push(() => timeout.abort(timing.abandoned));
     let timer = setTimeout(() => timeout.abort(new TimeoutError("upstream timeout")), this.timeoutMs);
     try {
-      const res = await this.fetchImpl(url, {
-        method,
-        headers,
-        signal: timeout.signal,
-        decompress: false,
-        redirect: "manual",
-      } as RequestInit);
+      const res = withoutOverriddenLength(
+        await this.fetchImpl(url, {
+          method,
+          headers,
+          signal: timeout.signal,
+          decompress: false,
+          redirect: "manual",
+        } as RequestInit),
+      );
       const length = method === "GET" && (res.status === 200 || res.status === 206) ? contentLengthOf(res) : -1;
       if (length < 0 || length > this.bufferBodyUpTo) return res;
       // A body the object phase would read whole anyway is read here, inside the attempt, as the

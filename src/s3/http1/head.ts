@@ -4,7 +4,8 @@
  *
  * Strict on purpose: whatever could be read two ways (by us and by a cache or client behind us)
  * is an error, never a guess. Smuggling shapes are decided here:
- * - Transfer-Encoding with Content-Length: decoded as chunked (TE wins), the socket is never reused;
+ * - Transfer-Encoding with Content-Length: decoded as chunked (TE wins), the Content-Length field
+ *   dropped from the headers, the socket never reused;
  * - Content-Length values that differ (in one field or across fields): error;
  * - a transfer coding other than exactly `chunked`: error (we could not decode it, and passing
  *   encoded bytes on as the object would corrupt it);
@@ -157,6 +158,10 @@ export function parseResponseHead(buf: Buffer, isHead: boolean, scanFrom = 0): H
     framing = "chunked";
     // TE with CL (the request-smuggling shape) or TE on HTTP/1.0: decode, but never reuse.
     if (contentLength !== -1 || http10) keepAlive = false;
+    // The body is the decoded chunks, whatever length the Content-Length field claims: the field
+    // is dropped (RFC 9112 §6.3: TE overrides it, and a recipient forwarding the message MUST
+    // remove it), or a proxy answering with it would frame a body of another length by it.
+    if (contentLength !== -1) headers.delete("content-length");
   } else if (contentLength !== -1) {
     framing = "length";
     length = contentLength;

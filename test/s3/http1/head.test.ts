@@ -45,6 +45,16 @@ describe("parseResponseHead: framing and reuse (RFC 9112 §6.3)", () => {
     });
   }
 
+  test("TE with CL: the Content-Length field is dropped, whichever comes first (RFC 9112 §6.3: a proxy must not forward it)", () => {
+    for (const wire of ["HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n", "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nContent-Length: 99\r\n\r\n"]) {
+      const h = head(parse(wire));
+      expect(h.headers.get("content-length")).toBeNull();
+      expect(h.headers.get("transfer-encoding")).toBe("chunked");
+    }
+    // a plain length stays
+    expect(head(parse("HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\n")).headers.get("content-length")).toBe("3");
+  });
+
   test("status, reason phrase and headers (values trimmed of SP/HTAB only; repeats joined)", () => {
     const h = head(parse("HTTP/1.1 206 Partial Content\r\nETag: \"e\"\r\nX-Amz-Meta-A: \t x \u00a0 \r\nx-dup: 1\r\nx-dup: 2\r\n\r\nBODY"));
     expect(h.status).toBe(206);

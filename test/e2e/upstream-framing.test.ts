@@ -1,0 +1,161 @@
+/**
+ * An upstream answer framed by Transfer-Encoding: chunked that carries a Content-Length too (the
+ * request-smuggling shape). RFC 9112 §6.3: the chunks are the body, whatever length the field
+ * claims, and a proxy must not forward the field. Kept, the node engine announced it and wrote the
+ * whole decoded body: bytes past it reached the client's kept-alive connection as the answer to
+ * its next request (here an injected `HTTP/1.1 200 ... X-Injected: yes`), and a shorter body left
+ * the client waiting. Every engine and upstream client must answer with the decoded body, framed
+ * by its own length, and answer the next request on the connection itself.
+ */
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
+import type { Socket, TCPSocketListener } from "bun";
+import { connect, type Socket as NetSocket } from "node:net";
+import { startInProcess } from "./harness.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
+
+const DECLARED = 2000;
+const INJECTED = "HTTP/1.1 200 OK\r\nContent-Length: 8\r\nX-Injected: yes\r\n\r\nINJECTED";
+/** The chunked payload of GET /b/<name>: what the client must get. */
+const PAYLOADS: Record<string, string> = {
+  longer: "A".repeat(DECLARED) + INJECTED,
+  shorter: "A".repeat(DECLARED - 100),
+  equal: "A".repeat(DECLARED),
+  // larger than the engines' small-body buffering: streamed
+  large: "B".repeat(200 * 1024),
+};
+
+let upstream: TCPSocketListener<{ buf: string }>;
+beforeAll(() => {
+  upstream = Bun.listen<{ buf: string }>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      open(s) {
+        s.data = { buf: "" };
+      },
+      data(s: Socket<{ buf: string }>, d) {
+        s.data.buf += d.toString("latin1");
+        const end = s.data.buf.indexOf("\r\n\r\n");
+        if (end < 0) return;
+        const [method, path] = s.data.buf.slice(0, end).split(" ");
+        s.data.buf = s.data.buf.slice(end + 4);
+        const payload = PAYLOADS[path.slice(path.lastIndexOf("/") + 1)] ?? "";
+        const head = `HTTP/1.1 200 OK\r\nContent-Length: ${DECLARED}\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n`;
+        // (the upstream's connection is never reused after this shape: one answer per connection)
+        s.write(method === "HEAD" ? head : `${head}${payload.length.toString(16)}\r\n${payload}\r\n0\r\n\r\n`);
+        s.flush();
+      },
+    },
+  });
+});
+afterAll(() => upstream.stop(true));
+
+/** One HTTP/1.1 response read off `sock` by its framing (Content-Length or chunked), and what followed it. */
+interface Answer {
+  head: string;
+  body: string;
+}
+
+/** A raw keep-alive connection: requests are written in turn, each response read by its own framing. */
+class RawConn {
+  private buf = Buffer.alloc(0);
+  private waiter: (() => void) | undefined;
+  closed = false;
+  private constructor(private readonly sock: NetSocket) {
+    sock.on("data", (d: Buffer) => {
+      this.buf = Buffer.concat([this.buf, d]);
+      this.waiter?.();
+    });
+    sock.on("close", () => {
+      this.closed = true;
+      this.waiter?.();
+    });
+    sock.on("error", () => {});
+  }
+  static open(port: number): Promise<RawConn> {
+    return new Promise((resolve) => {
+      const s = connect(port, "127.0.0.1", () => resolve(new RawConn(s)));
+    });
+  }
+  /** Waits until `ready` (over the bytes received) says so, or the connection closes (then undefined). */
+  private async until<T>(ready: (b: Buffer) => T | undefined): Promise<T | undefined> {
+    for (;;) {
+      const r = ready(this.buf);
+      if (r !== undefined) return r;
+      if (this.closed) return undefined;
+      await new Promise<void>((resolve) => (this.waiter = resolve));
+      this.waiter = undefined;
+    }
+  }
+  /** Bytes received and not consumed by a response read so far. */
+  get leftover(): string {
+    return this.buf.toString("latin1");
+  }
+  async get(path: string): Promise<Answer | undefined> {
+    this.sock.write(`GET ${path} HTTP/1.1\r\nhost: x\r\n\r\n`);
+    const headEnd = await this.until((b) => {
+      const i = b.indexOf("\r\n\r\n");
+      return i < 0 ? undefined : i;
+    });
+    if (headEnd === undefined) return undefined;
+    const head = this.buf.toString("latin1", 0, headEnd);
+    this.buf = this.buf.subarray(headEnd + 4);
+    const cl = /\r\ncontent-length: *(\d+)/i.exec(head);
+    if (cl !== null) {
+      const n = Number(cl[1]);
+      if ((await this.until((b) => (b.length >= n ? true : undefined))) === undefined) return { head, body: `<cut after ${this.buf.length} of ${n}>` };
+      const body = this.buf.toString("latin1", 0, n);
+      this.buf = this.buf.subarray(n);
+      return { head, body };
+    }
+    if (!/\r\ntransfer-encoding: *chunked/i.test(head)) throw new Error(`no framing: ${head}`);
+    let body = "";
+    for (;;) {
+      const line = await this.until((b) => {
+        const i = b.indexOf("\r\n");
+        return i < 0 ? undefined : i;
+      });
+      if (line === undefined) return { head, body: `<cut after ${body.length}>` };
+      const size = parseInt(this.buf.toString("latin1", 0, line), 16);
+      this.buf = this.buf.subarray(line + 2);
+      if ((await this.until((b) => (b.length >= size + 2 ? true : undefined))) === undefined) return { head, body: `<cut after ${body.length}>` };
+      body += this.buf.toString("latin1", 0, size);
+      this.buf = this.buf.subarray(size + 2);
+      if (size === 0) return { head, body };
+    }
+  }
+  close(): void {
+    this.sock.destroy();
+  }
+}
+
+describe("an upstream answer with Transfer-Encoding and Content-Length", () => {
+  for (const engine of ["node", "bun"] as const)
+    for (const client of ["auto", "fetch"] as const)
+      test(`${engine} engine, ${client === "auto" ? "own HTTP/1.1" : "fetch"} client: the decoded body, framed by its own length; the next request answered by the proxy`, async () => {
+        await using px = await startInProcess(
+          `server: { address: 127.0.0.1, port: 0, engine: ${engine}, upstream_client: ${client}, buffer_threshold_bytes: 1024 }\n` +
+            `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bk, endpoint: "http://127.0.0.1:${upstream.port}", retry: { max_attempts: 1, initial_backoff_ms: 1, max_backoff_ms: 1 } }\n`,
+        );
+        for (const name of Object.keys(PAYLOADS)) {
+          const conn = await RawConn.open(px.port);
+          try {
+            const first = await conn.get(`/b/${name}`);
+            expect(first?.head, name).toStartWith("HTTP/1.1 200");
+            expect(first!.body.length, name).toBe(PAYLOADS[name].length);
+            expect(first!.body === PAYLOADS[name], name).toBe(true);
+            expect(conn.leftover, name).toBe("");
+            // the same connection's next request gets the proxy's own answer
+            const second = await conn.get("/b/equal");
+            expect(second?.head, name).toStartWith("HTTP/1.1 200");
+            expect(second!.head.toLowerCase(), name).toContain("x-request-id:");
+            expect(second!.head, name).not.toContain("X-Injected");
+            expect(second!.body, name).toBe(PAYLOADS.equal);
+          } finally {
+            conn.close();
+          }
+        }
+      });
+});
