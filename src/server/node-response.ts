@@ -8,6 +8,9 @@
  *   Content-Length body is short. Never `res.end()` after a failure: that would complete it.
  *   (Bun's node:http answers `res.destroy()` before the head with a clean-looking empty 200, so
  *   the first case must answer explicitly.)
+ * - a body longer or shorter than the Content-Length it was declared with is such a failure: no
+ *   byte past the declared length is written (they would be read as the next response on the
+ *   connection), and a short one is cut, never ended.
  *
  * The result says what was sent and whether the body failed, for the access log and metrics.
  */
@@ -28,6 +31,14 @@ class ClientGone extends Error {
   constructor() {
     super("client went away");
     this.name = "ClientGone";
+  }
+}
+
+/** A body that does not match the Content-Length its head declares: the response is cut, never completed. */
+class BodyLengthError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "BodyLengthError";
   }
 }
 
@@ -53,8 +64,13 @@ export async function writeNodeResponse(res: http.ServerResponse, response: Resp
   // Content-Length too. An upstream body of unknown length (S3 answering chunked) is never
   // buffered whole: past SMALL_GENERATED_BODY_BYTES it streams chunked, with backpressure.
   const pending: Uint8Array[] = [];
+  // The length the head declares: never more bytes than it (the rest would reach the client, on a
+  // kept-alive connection, as the answer to its next request), nor a clean end before it (the
+  // client would wait for the rest). Bun's node:http enforces neither.
+  const declaredValue = response.headers.get("content-length");
+  const declared = declaredValue !== null && /^\d{1,15}$/.test(declaredValue) ? Number(declaredValue) : -1;
   try {
-    if (!response.headers.has("content-length")) {
+    if (declaredValue === null) {
       let size = 0;
       while (size <= SMALL_GENERATED_BODY_BYTES) {
         const { done, value } = await reader.read();
@@ -72,6 +88,7 @@ export async function writeNodeResponse(res: http.ServerResponse, response: Resp
       const next = pending.shift();
       const { done, value } = next ? { done: false, value: next } : await reader.read();
       if (done) break;
+      if (declared >= 0 && bytes + value.byteLength > declared) throw new BodyLengthError("a response body longer than its Content-Length");
       bytes += value.byteLength;
       if (!res.write(value)) {
         // 'close' may already have fired (client gone): waiting for it would hang forever.
@@ -88,6 +105,7 @@ export async function writeNodeResponse(res: http.ServerResponse, response: Resp
         if (res.destroyed) throw new ClientGone();
       }
     }
+    if (declared >= 0 && bytes !== declared) throw new BodyLengthError("a response body shorter than its Content-Length");
     res.end();
     return { status: response.status, bytes };
   } catch (err) {

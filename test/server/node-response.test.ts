@@ -40,11 +40,11 @@ function failing(chunks: Uint8Array[], err: unknown): ReadableStream<Uint8Array>
   });
 }
 
-/** The raw bytes a client receives until the server closes or `ms` pass. */
-async function rawGet(port: number, ms = 3000): Promise<{ text: string; closedByServer: boolean }> {
+/** The raw bytes a client receives until the server closes or `ms` pass (`keepAlive`: the request does not ask for close). */
+async function rawGet(port: number, ms = 3000, keepAlive = false): Promise<{ text: string; closedByServer: boolean }> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
-    const s = connect(port, "127.0.0.1", () => s.write("GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"));
+    const s = connect(port, "127.0.0.1", () => s.write(`GET / HTTP/1.1\r\nhost: x\r\n${keepAlive ? "" : "connection: close\r\n"}\r\n`));
     const done = (closedByServer: boolean) => {
       clearTimeout(t);
       s.destroy();
@@ -107,6 +107,58 @@ describe("writeNodeResponse", () => {
     await waitFor(() => srv.results.length === 1);
     expect(srv.results[0]).toMatchObject({ status: 200, bytes: 1000 });
     expect(srv.results[0].error).toBeInstanceOf(UpstreamProtocolError);
+  });
+
+  /** A body of `chunks`, then its end. */
+  const ending = (chunks: string[]) => {
+    let i = 0;
+    return new ReadableStream<Uint8Array>({
+      pull(c) {
+        if (i < chunks.length) c.enqueue(Buffer.from(chunks[i++]));
+        else c.close();
+      },
+    });
+  };
+  const bodyOf = (text: string) => text.slice(text.indexOf("\r\n\r\n") + 4);
+  const INJECTED = "HTTP/1.1 200 OK\r\nContent-Length: 8\r\nX-Injected: yes\r\n\r\nINJECTED";
+
+  test("a body longer than its Content-Length: no byte past it is sent (it would answer the client's next request); the connection is cut", async () => {
+    const srv = await serve(() => new Response(ending(["A".repeat(10), INJECTED]), { headers: { "content-length": "10" } }));
+    const got = await rawGet(srv.port, 3000, true);
+    expect(got.closedByServer).toBe(true);
+    expect(got.text).toStartWith("HTTP/1.1 200");
+    expect(bodyOf(got.text)).toBe("A".repeat(10));
+    expect(got.text).not.toContain("X-Injected");
+    await waitFor(() => srv.results.length === 1);
+    expect(srv.results[0]).toMatchObject({ status: 200, bytes: 10 });
+    expect(srv.results[0].error).toBeDefined();
+  });
+
+  test("a body longer than its Content-Length in its first chunk is answered 502, nothing of it sent", async () => {
+    const srv = await serve(() => new Response(ending(["A".repeat(10) + INJECTED]), { headers: { "content-length": "10", "x-request-id": "r9" } }));
+    const got = await rawGet(srv.port);
+    expect(got.text).toStartWith("HTTP/1.1 502");
+    expect(got.text).not.toContain("X-Injected");
+    await waitFor(() => srv.results.length === 1);
+    expect(srv.results[0].status).toBe(502);
+  });
+
+  test("a body shorter than its Content-Length is cut, not ended (the client would wait for the rest on a kept-alive connection)", async () => {
+    const srv = await serve(() => new Response(ending(["A".repeat(6)]), { headers: { "content-length": "10" } }));
+    const got = await rawGet(srv.port, 3000, true);
+    expect(got.closedByServer).toBe(true);
+    expect(bodyOf(got.text)).toBe("A".repeat(6));
+    await waitFor(() => srv.results.length === 1);
+    expect(srv.results[0]).toMatchObject({ status: 200, bytes: 6 });
+    expect(srv.results[0].error).toBeDefined();
+  });
+
+  test("a body of exactly its Content-Length is completed", async () => {
+    const srv = await serve(() => new Response(ending(["A".repeat(4), "A".repeat(6)]), { headers: { "content-length": "10" } }));
+    const got = await rawGet(srv.port);
+    expect(bodyOf(got.text)).toBe("A".repeat(10));
+    await waitFor(() => srv.results.length === 1);
+    expect(srv.results[0]).toEqual({ status: 200, bytes: 10 });
   });
 
   test("a chunked body failing after the head went out has no terminating chunk", async () => {
