@@ -7,9 +7,12 @@
  *              success_threshold successes ▶ closed, any failure ▶ open (timer restarts).
  *
  * What counts as a failure is the caller's decision (5xx, timeouts, connection errors — not 4xx).
- * Every admitted request must call `release(success)` exactly once; a second call is a no-op.
- * A release from a request admitted in an earlier state period (e.g. admitted while closed,
- * finishing while half-open) is ignored, so stale results never count as probe results.
+ * Every admitted request must call `release(success)` or `drop()` exactly once; a second call is a
+ * no-op. `drop()` is for a request whose outcome says nothing about the upstream (its client went
+ * away, its upload body failed): it frees a half-open probe slot and counts neither way, so an
+ * abandoned probe cannot close the breaker, nor an abandoned request reset the failure streak.
+ * A release or a drop from a request admitted in an earlier state period (e.g. admitted while
+ * closed, finishing while half-open) is ignored, so stale results never count as probe results.
  */
 import type { CircuitBreakerConfig } from "../config/schema.ts";
 import { monotonicClock, type Clock } from "./token-bucket.ts";
@@ -17,7 +20,36 @@ import { monotonicClock, type Clock } from "./token-bucket.ts";
 export type BreakerState = "closed" | "open" | "half_open";
 export const BREAKER_STATE_CODE: Readonly<Record<BreakerState, 0 | 1 | 2>> = { closed: 0, open: 1, half_open: 2 };
 
-export type Admission = { ok: true; release(success: boolean): void } | { ok: false; retryAfterSeconds: number };
+/** An admitted request's handle: see the module comment. */
+export interface Ticket {
+  readonly ok: true;
+  /** The request's outcome: a success or a failure of the upstream. */
+  release(success: boolean): void;
+  /** The request ended without saying anything about the upstream: frees its slot, counts nothing. */
+  drop(): void;
+}
+
+export type Admission = Ticket | { ok: false; retryAfterSeconds: number };
+
+/** One admitted request (a class: one allocation per request, its methods shared). */
+class Admitted implements Ticket {
+  readonly ok = true as const;
+  private done = false;
+  constructor(
+    private readonly breaker: CircuitBreaker,
+    private readonly period: number,
+  ) {}
+  release(success: boolean): void {
+    if (this.done) return;
+    this.done = true;
+    this.breaker.settle(this.period, success);
+  }
+  drop(): void {
+    if (this.done) return;
+    this.done = true;
+    this.breaker.settle(this.period, undefined);
+  }
+}
 export type StateChangeListener = (to: BreakerState, from: BreakerState) => void;
 
 export class CircuitBreaker {
@@ -69,16 +101,20 @@ export class CircuitBreaker {
   }
 
   private admit(): Admission {
-    const period = this.period;
-    let done = false;
-    return {
-      ok: true,
-      release: (success: boolean) => {
-        if (done) return;
-        done = true;
-        if (period === this.period) this.record(success);
-      },
-    };
+    return new Admitted(this, this.period);
+  }
+
+  /** A ticket's release (`success`) or drop (undefined): for Admitted only. Ignored when it comes from an earlier period. */
+  settle(period: number, success: boolean | undefined): void {
+    if (period !== this.period) return;
+    if (this.current === "closed") {
+      if (success === true) this.failures = 0;
+      else if (success === false && ++this.failures >= this.cfg.failure_threshold) this.transition("open");
+    } else if (this.current === "half_open") {
+      this.probes--;
+      if (success === false) this.transition("open");
+      else if (success === true && ++this.successes >= this.cfg.success_threshold) this.transition("closed");
+    }
   }
 
   /**
@@ -98,17 +134,6 @@ export class CircuitBreaker {
       if (++this.bodyFailures >= this.cfg.failure_threshold) this.transition("open");
     } else if (this.current === "half_open") {
       this.transition("open");
-    }
-  }
-
-  private record(success: boolean): void {
-    if (this.current === "closed") {
-      if (success) this.failures = 0;
-      else if (++this.failures >= this.cfg.failure_threshold) this.transition("open");
-    } else if (this.current === "half_open") {
-      this.probes--;
-      if (!success) this.transition("open");
-      else if (++this.successes >= this.cfg.success_threshold) this.transition("closed");
     }
   }
 

@@ -252,13 +252,18 @@ export class BucketUpstream {
 
   /**
    * `run` (reads or send()'s attempts) through the circuit breaker: refused with CircuitOpen while
-   * it is open, and counted as a success or a failure of the upstream. The client's abort, a failed
-   * request body, answers below 500, 501 NotImplemented and 503 SlowDown are not upstream failures.
+   * it is open, and counted as a success or a failure of the upstream. Answers below 500, 501
+   * NotImplemented and 503 SlowDown are not upstream failures. The client's abort and a failed
+   * request body are neither a success nor a failure: the upstream did not get to answer, so the
+   * request is dropped (counted as a success, a half-open probe whose client left closed the
+   * breaker over a dead upstream, and clients that time out sooner than s3.timeout kept resetting
+   * the failure streak, so it never opened).
    */
   private async guarded(breaker: CircuitBreaker, signal: AbortSignal, run: () => Promise<Response>): Promise<Response> {
     const admission = breaker.tryAcquire();
     if (!admission.ok) throw new ProxyError("CircuitOpen", { headers: { "retry-after": String(admission.retryAfterSeconds) } });
     let success = false;
+    let neutral = false;
     try {
       const res = await run();
       // 503 is S3's SlowDown: a throttle on one prefix by a store that is up, which its clients
@@ -269,10 +274,12 @@ export class BucketUpstream {
       success = status < 500 || status === 501 || status === 503;
       return res;
     } catch (err) {
-      success = signal.aborted || err instanceof RequestBodyError || (err instanceof ProxyError && err.status < 500);
+      neutral = signal.aborted || err instanceof RequestBodyError;
+      success = err instanceof ProxyError && err.status < 500;
       throw err;
     } finally {
-      admission.release(success);
+      if (neutral) admission.drop();
+      else admission.release(success);
     }
   }
 

@@ -144,6 +144,32 @@ describe("CircuitBreaker", () => {
     expect(br.state).toBe("closed");
   });
 
+  test("drop(): a half-open probe that says nothing about the upstream frees its slot and counts neither way", () => {
+    const { br, c } = setup({ half_open_max_requests: 1, success_threshold: 1 });
+    trip(br);
+    c.t += 10_000;
+    const probe = br.tryAcquire();
+    if (!probe.ok) throw new Error("should admit");
+    expect(br.tryAcquire().ok).toBe(false); // the one slot is taken
+    probe.drop();
+    probe.release(true); // after a drop, a no-op
+    expect(br.state).toBe("half_open");
+    // the slot is free again: the next probe decides
+    expect(run(br, false)).toBe(true);
+    expect(br.state).toBe("open");
+  });
+
+  test("drop(): closed, a dropped request does not reset the failure streak", () => {
+    const { br } = setup();
+    trip(br, 2);
+    const a = br.tryAcquire();
+    if (!a.ok) throw new Error("should admit");
+    a.drop();
+    expect(br.state).toBe("closed");
+    run(br, false);
+    expect(br.state).toBe("open");
+  });
+
   test("a throwing listener does not break the breaker", () => {
     const c = { t: 0 };
     const br = new CircuitBreaker(cfg, () => c.t, () => {

@@ -1,0 +1,128 @@
+/**
+ * BucketUpstream through its circuit breaker: a request whose client went away (or whose upload
+ * body failed) says nothing about the upstream, so it counts neither as a success nor as a
+ * failure. Counted as a success, a half-open probe abandoned by its client closed the breaker
+ * over a dead upstream, and clients whose own timeout is shorter than s3.timeout reset the
+ * failure streak each time, so a dead upstream never opened it.
+ */
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
+import { parseConfig } from "../../src/config/load.ts";
+import { ProxyError } from "../../src/errors.ts";
+import { BucketUpstream, RequestBodyError } from "../../src/s3/upstream.ts";
+import { waitFor } from "../helpers/wait.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
+
+function bucket(breaker: string) {
+  return parseConfig(
+    `buckets:
+  - name: b
+    path_prefix: /b
+    s3: { bucket: bk, region: us-east-1, endpoint: "http://dead.test:9000", access_key: AK, secret_key: SK, timeout: 30,
+          retry: { max_attempts: 1, initial_backoff_ms: 1, max_backoff_ms: 1 },
+          circuit_breaker: { ${breaker} } }
+`,
+    { env: {} },
+  ).buckets[0];
+}
+
+/**
+ * A fetch whose every call waits, until the test settles it: `fail()` rejects the oldest waiting
+ * call as a reset connection would; the client's abort rejects it with the abort reason.
+ */
+function controlledFetch() {
+  const waiting: Array<(err: unknown) => void> = [];
+  let calls = 0;
+  const impl = ((_url: unknown, init?: RequestInit) => {
+    calls++;
+    return new Promise<Response>((_resolve, reject) => {
+      waiting.push(reject);
+      init?.signal?.addEventListener(
+        "abort",
+        () => {
+          waiting.splice(waiting.indexOf(reject), 1);
+          reject(init.signal!.reason);
+        },
+        { once: true },
+      );
+    });
+  }) as typeof fetch;
+  return {
+    impl,
+    get calls() {
+      return calls;
+    },
+    fail() {
+      waiting.shift()!(new TypeError("The socket connection was closed unexpectedly"));
+    },
+  };
+}
+
+const timing = () => ({ upstreamMs: 0, attempts: 0 });
+
+/** A GET that the upstream fails (a connection reset: 502). */
+async function failing(up: BucketUpstream, f: ReturnType<typeof controlledFetch>): Promise<void> {
+  const before = f.calls;
+  const p = up.fetchObject("GET", "k", {}, new AbortController().signal, timing());
+  await waitFor(() => f.calls > before);
+  f.fail();
+  expect(((await p.catch((e) => e)) as ProxyError).status).toBeGreaterThanOrEqual(500);
+}
+
+/** A GET whose client goes away while the upstream has not answered. */
+async function abandoned(up: BucketUpstream, f: ReturnType<typeof controlledFetch>): Promise<void> {
+  const before = f.calls;
+  const client = new AbortController();
+  const p = up.fetchObject("GET", "k", {}, client.signal, timing());
+  await waitFor(() => f.calls > before);
+  client.abort(new Error("client left"));
+  expect(((await p.catch((e) => e)) as Error).message).toBe("client left");
+}
+
+describe("BucketUpstream's breaker and requests the upstream did not get to answer", () => {
+  test("half-open: a probe whose client went away does not close the breaker; its slot is freed for the next probe", async () => {
+    const f = controlledFetch();
+    const up = new BucketUpstream(bucket("failure_threshold: 1, success_threshold: 1, timeout_seconds: 0.05, half_open_max_requests: 1"), { fetch: f.impl });
+    await failing(up, f);
+    expect(up.breaker!.state).toBe("open");
+    await waitFor(() => up.breaker!.state === "half_open", { message: "the breaker's timeout" });
+    await abandoned(up, f);
+    expect(up.breaker!.state).toBe("half_open");
+    // the next probe is admitted (the slot was freed) and its failure opens the breaker again
+    await failing(up, f);
+    expect(up.breaker!.state).toBe("open");
+  });
+
+  test("closed: requests abandoned by their clients do not reset the failure streak, so a dead upstream still opens the breaker", async () => {
+    const f = controlledFetch();
+    const up = new BucketUpstream(bucket("failure_threshold: 2, success_threshold: 1, timeout_seconds: 60, half_open_max_requests: 1"), { fetch: f.impl });
+    await failing(up, f);
+    await abandoned(up, f);
+    expect(up.breaker!.state).toBe("closed");
+    await failing(up, f);
+    expect(up.breaker!.state).toBe("open");
+  });
+
+  test("a failed upload body is neither a success nor a failure", async () => {
+    const up = new BucketUpstream(bucket("failure_threshold: 1, success_threshold: 1, timeout_seconds: 0.05, half_open_max_requests: 1"), {
+      // a reset connection for the GET; an upload's body is read as fetch reads it, then answered
+      fetch: (async (_url: unknown, init?: RequestInit) => {
+        if (init?.body == null) throw new TypeError("The socket connection was closed unexpectedly");
+        await new Response(init.body).arrayBuffer();
+        return new Response(null, { status: 200 });
+      }) as unknown as typeof fetch,
+    });
+    await up.fetchObject("GET", "k", {}, new AbortController().signal, timing()).catch(() => {});
+    await waitFor(() => up.breaker!.state === "half_open", { message: "the breaker's timeout" });
+    // a PUT whose source stream fails: the upstream never got to answer
+    const body = new ReadableStream<Uint8Array>({
+      pull(c) {
+        c.error(new Error("client's upload broke"));
+      },
+    });
+    const err = await up.send({ method: "PUT", key: "k", body, contentLength: 10, signal: new AbortController().signal, timing: timing() }).catch((e) => e);
+    expect(err).toBeInstanceOf(RequestBodyError);
+    expect(up.breaker!.state).toBe("half_open");
+  });
+});
