@@ -11,8 +11,9 @@
  * no-op. `drop()` is for a request whose outcome says nothing about the upstream (its client went
  * away, its upload body failed): it frees a half-open probe slot and counts neither way, so an
  * abandoned probe cannot close the breaker, nor an abandoned request reset the failure streak.
- * A release or a drop from a request admitted in an earlier state period (e.g. admitted while
- * closed, finishing while half-open) is ignored, so stale results never count as probe results.
+ * A release, a drop, or a body's end (`bodyEnded`) from a request admitted in an earlier state
+ * period (e.g. admitted while closed, finishing while half-open) is ignored, so stale results
+ * never count as probe results, nor reopen (or reset the body streak of) a breaker that moved on.
  */
 import type { CircuitBreakerConfig } from "../config/schema.ts";
 import { monotonicClock, type Clock } from "./token-bucket.ts";
@@ -27,6 +28,11 @@ export interface Ticket {
   release(success: boolean): void;
   /** The request ended without saying anything about the upstream: frees its slot, counts nothing. */
   drop(): void;
+  /**
+   * How the request's streamed body ended, after a successful release (see recordBody). Shared by
+   * the requests of one state period (no allocation per request).
+   */
+  readonly bodyEnded: (whole: boolean) => void;
 }
 
 export type Admission = Ticket | { ok: false; retryAfterSeconds: number };
@@ -35,10 +41,13 @@ export type Admission = Ticket | { ok: false; retryAfterSeconds: number };
 class Admitted implements Ticket {
   readonly ok = true as const;
   private done = false;
+  readonly bodyEnded: (whole: boolean) => void;
   constructor(
     private readonly breaker: CircuitBreaker,
     private readonly period: number,
-  ) {}
+  ) {
+    this.bodyEnded = breaker.bodyRecorder;
+  }
   release(success: boolean): void {
     if (this.done) return;
     this.done = true;
@@ -63,6 +72,8 @@ export class CircuitBreaker {
   private probes = 0;
   private openedAt = 0;
   private readonly timeoutMs: number;
+  /** recordBody for the requests admitted in the current period (replaced on every transition; a ticket's bodyEnded). */
+  bodyRecorder: (whole: boolean) => void = this.recorderFor(0);
 
   constructor(
     private readonly cfg: CircuitBreakerConfig,
@@ -122,19 +133,25 @@ export class CircuitBreaker {
    * whole, or failed on the upstream's side (cut, stalled). Body failures are counted apart
    * (consecutive, reset by a whole body), since every one of them follows a head that succeeded:
    * an upstream that answers heads and then cuts every body opens the breaker after
-   * failure_threshold of them; in half-open, one opens it again.
+   * failure_threshold of them; in half-open, one opens it again. `period`: the state period the
+   * request was admitted in (a ticket's bodyEnded passes it); a body of an earlier one is ignored.
    */
-  recordBody(whole: boolean): void {
+  recordBody(whole: boolean, period: number): void {
+    if (period !== this.period) return;
     if (whole) {
       this.bodyFailures = 0;
       return;
     }
-    this.advance();
+    // (the state is the one the request was admitted in, closed or half-open: any transition starts a new period)
     if (this.current === "closed") {
       if (++this.bodyFailures >= this.cfg.failure_threshold) this.transition("open");
     } else if (this.current === "half_open") {
       this.transition("open");
     }
+  }
+
+  private recorderFor(period: number): (whole: boolean) => void {
+    return (whole) => this.recordBody(whole, period);
   }
 
   private advance(): void {
@@ -149,6 +166,7 @@ export class CircuitBreaker {
     this.bodyFailures = 0;
     this.successes = 0;
     this.probes = 0;
+    this.bodyRecorder = this.recorderFor(this.period);
     if (to === "open") this.openedAt = this.now();
     if (this.onStateChange) {
       try {

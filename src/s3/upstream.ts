@@ -160,8 +160,6 @@ export class BucketUpstream {
   private readonly host: string;
   /** "/bucket" for path-style, "" for virtual-host style. */
   private readonly bucketPath: string;
-  /** Tells the breaker how a read's streamed body ended (none without a breaker). */
-  private readonly bodyEnded: ((whole: boolean) => void) | undefined;
   private readonly signer: S3Signer | undefined;
   private readonly retry: RetryConfig;
   private readonly timeoutMs: number;
@@ -210,11 +208,6 @@ export class BucketUpstream {
         : undefined;
     this.metrics = deps.metrics;
     this.random = deps.random ?? Math.random;
-    // A streamed answer whose body the upstream then cut or stalled counts against the breaker
-    // (own client): a replica that sends heads and then fails every large body is skipped after
-    // failure_threshold of them, as one that fails before the head is.
-    const breaker = this.breaker;
-    if (breaker !== undefined) this.bodyEnded = (whole) => breaker.recordBody(whole);
     if (this.breaker && (this.metrics || deps.log)) {
       const m = this.metrics;
       const name = this.name;
@@ -246,8 +239,12 @@ export class BucketUpstream {
   fetchObject(method: "GET" | "HEAD", key: string, forward: Record<string, string>, signal: AbortSignal, timing: UpstreamTiming, maxAttempts?: number): Promise<Response> {
     const max = maxAttempts ?? this.retry.max_attempts;
     // Without a breaker there is nothing to release: no async layer of its own (one promise less per request).
-    if (this.breaker === undefined) return this.attempts(method, key, forward, signal, timing, max);
-    return this.guarded(this.breaker, signal, () => this.attempts(method, key, forward, signal, timing, max));
+    if (this.breaker === undefined) return this.attempts(method, key, forward, signal, timing, max, undefined);
+    // A streamed answer whose body the upstream then cut or stalled counts against the breaker
+    // (own client): a replica that sends heads and then fails every large body is skipped after
+    // failure_threshold of them, as one that fails before the head is. (The admission's bodyEnded:
+    // a body that ends after the breaker moved on to another state is not counted.)
+    return this.guarded(this.breaker, signal, (bodyEnded) => this.attempts(method, key, forward, signal, timing, max, bodyEnded));
   }
 
   /**
@@ -259,13 +256,13 @@ export class BucketUpstream {
    * breaker over a dead upstream, and clients that time out sooner than s3.timeout kept resetting
    * the failure streak, so it never opened).
    */
-  private async guarded(breaker: CircuitBreaker, signal: AbortSignal, run: () => Promise<Response>): Promise<Response> {
+  private async guarded(breaker: CircuitBreaker, signal: AbortSignal, run: (bodyEnded: (whole: boolean) => void) => Promise<Response>): Promise<Response> {
     const admission = breaker.tryAcquire();
     if (!admission.ok) throw new ProxyError("CircuitOpen", { headers: { "retry-after": String(admission.retryAfterSeconds) } });
     let success = false;
     let neutral = false;
     try {
-      const res = await run();
+      const res = await run(admission.bodyEnded);
       // 503 is S3's SlowDown: a throttle on one prefix by a store that is up, which its clients
       // back off from; counted, three GETs under one throttled prefix opened the breaker for every
       // key of the bucket (and, with readiness, the whole proxy). Still retried with backoff.
@@ -283,8 +280,8 @@ export class BucketUpstream {
     }
   }
 
-  private attempts(method: "GET" | "HEAD", key: string, forward: Record<string, string>, signal: AbortSignal, timing: UpstreamTiming, max: number): Promise<Response> {
-    return this.retrying(method, key, timing, signal, max, (span) => this.once(method, key, forward, signal, timing, span));
+  private attempts(method: "GET" | "HEAD", key: string, forward: Record<string, string>, signal: AbortSignal, timing: UpstreamTiming, max: number, bodyEnded: ((whole: boolean) => void) | undefined): Promise<Response> {
+    return this.retrying(method, key, timing, signal, max, (span) => this.once(method, key, forward, signal, timing, span, bodyEnded));
   }
 
   /**
@@ -427,7 +424,7 @@ export class BucketUpstream {
   }
 
   /** One attempt. Not async for the pool (its UpstreamTimeoutError is converted by retrying()): no promise of its own. */
-  private once(method: "GET" | "HEAD", key: string, forward: Record<string, string>, clientSignal: AbortSignal, timing: UpstreamTiming, span?: Span): Promise<Response> {
+  private once(method: "GET" | "HEAD", key: string, forward: Record<string, string>, clientSignal: AbortSignal, timing: UpstreamTiming, span: Span | undefined, bodyEnded: ((whole: boolean) => void) | undefined): Promise<Response> {
     // The forwarded Range and validators are not x-amz-* headers: they need no signature. The
     // checksum mode is, so it is signed when present.
     const mode = forward["x-amz-checksum-mode"];
@@ -437,7 +434,7 @@ export class BucketUpstream {
     if (span !== undefined) span.inject(headers);
     // The pool enforces both timeouts and notices the client's abort itself (one sweep timer for
     // all requests), so nothing per request is allocated here.
-    if (this.pool) return this.pool.request(method, path, headers, { timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, signal: clientSignal, abandon: timing, onBodyEnd: this.bodyEnded });
+    if (this.pool) return this.pool.request(method, path, headers, { timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, signal: clientSignal, abandon: timing, onBodyEnd: bodyEnded });
     return this.fetchOnce(method, path, headers, clientSignal, timing);
   }
 

@@ -184,21 +184,21 @@ describe("CircuitBreaker", () => {
 });
 
 describe("CircuitBreaker.recordBody: streamed bodies that fail after a good head", () => {
+  /** A request whose head succeeded: its ticket's bodyEnded, to report how its body ended. */
+  function head(br: CircuitBreaker): (whole: boolean) => void {
+    const a = br.tryAcquire();
+    if (!a.ok) throw new Error("should admit");
+    a.release(true);
+    return a.bodyEnded;
+  }
+
   test("failure_threshold consecutive body failures open it although every head succeeded; a whole body resets the streak", () => {
     const { br, changes } = setup();
-    for (let i = 0; i < 2; i++) {
-      run(br, true); // the head
-      br.recordBody(false); // then the body is cut
-    }
-    run(br, true);
-    br.recordBody(true); // a whole body: the streak starts again
-    for (let i = 0; i < 2; i++) {
-      run(br, true);
-      br.recordBody(false);
-    }
+    for (let i = 0; i < 2; i++) head(br)(false); // a good head, then the body is cut
+    head(br)(true); // a whole body: the streak starts again
+    for (let i = 0; i < 2; i++) head(br)(false);
     expect(br.state).toBe("closed");
-    run(br, true);
-    br.recordBody(false);
+    head(br)(false);
     expect(br.state).toBe("open");
     expect(changes).toEqual([["open", "closed"]]);
   });
@@ -208,8 +208,37 @@ describe("CircuitBreaker.recordBody: streamed bodies that fail after a good head
     trip(br);
     c.t += 10_000;
     expect(br.state).toBe("half_open");
-    run(br, true);
-    br.recordBody(false);
+    head(br)(false);
+    expect(br.state).toBe("open");
+  });
+
+  test("the body of a request admitted in an earlier period is ignored: a failure does not reopen a half-open breaker", () => {
+    const { br, c } = setup({ failure_threshold: 2, success_threshold: 2, half_open_max_requests: 3 });
+    const old = head(br); // a long download admitted while closed: its head succeeded
+    trip(br, 2);
+    c.t += 10_000;
+    expect(br.state).toBe("half_open");
+    head(br); // one probe succeeded
+    old(false); // the old download's body is cut now
+    expect(br.state).toBe("half_open");
+    head(br);
+    expect(br.state).toBe("closed");
+  });
+
+  test("the body of a request admitted in an earlier period is ignored: a failure does not count in the new closed period, a whole one does not reset its streak", () => {
+    const { br, c } = setup({ failure_threshold: 3, success_threshold: 1 });
+    const oldCut = head(br);
+    const oldWhole = head(br);
+    trip(br, 3);
+    c.t += 10_000;
+    head(br); // the probe closes it: a new closed period
+    expect(br.state).toBe("closed");
+    head(br)(false);
+    head(br)(false);
+    oldCut(false); // stale: not the third
+    expect(br.state).toBe("closed");
+    oldWhole(true); // stale: does not reset the streak
+    head(br)(false);
     expect(br.state).toBe("open");
   });
 });

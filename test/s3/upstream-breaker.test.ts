@@ -6,20 +6,22 @@
  * failure streak each time, so a dead upstream never opened it.
  */
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
+import type { Socket } from "bun";
 import { parseConfig } from "../../src/config/load.ts";
 import { ProxyError } from "../../src/errors.ts";
+import { UpstreamPools } from "../../src/s3/http1/index.ts";
 import { BucketUpstream, RequestBodyError } from "../../src/s3/upstream.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
 
-function bucket(breaker: string) {
+function bucket(breaker: string, endpoint = "http://dead.test:9000") {
   return parseConfig(
     `buckets:
   - name: b
     path_prefix: /b
-    s3: { bucket: bk, region: us-east-1, endpoint: "http://dead.test:9000", access_key: AK, secret_key: SK, timeout: 30,
+    s3: { bucket: bk, region: us-east-1, endpoint: "${endpoint}", access_key: AK, secret_key: SK, timeout: 30,
           retry: { max_attempts: 1, initial_backoff_ms: 1, max_backoff_ms: 1 },
           circuit_breaker: { ${breaker} } }
 `,
@@ -124,5 +126,57 @@ describe("BucketUpstream's breaker and requests the upstream did not get to answ
     const err = await up.send({ method: "PUT", key: "k", body, contentLength: 10, signal: new AbortController().signal, timing: timing() }).catch((e) => e);
     expect(err).toBeInstanceOf(RequestBodyError);
     expect(up.breaker!.state).toBe("half_open");
+  });
+});
+
+describe("BucketUpstream's breaker and bodies of requests admitted in an earlier state", () => {
+  test("own client: a body cut after the breaker went open, half-open and closed again does not reopen it", async () => {
+    // GET /bk/big: a head and part of a large body, then held (cut when the test says);
+    // GET /bk/fail: 500; GET /bk/ok: a small 200.
+    const held: Socket<undefined>[] = [];
+    const srv = Bun.listen<undefined>({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        data(s, d) {
+          const path = d.toString("latin1").split(" ")[1];
+          if (path.endsWith("/big")) {
+            s.write(`HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n${"x".repeat(5000)}`);
+            held.push(s);
+          } else if (path.endsWith("/fail")) s.write("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n");
+          else s.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        },
+      },
+    });
+    const pools = new UpstreamPools();
+    try {
+      const up = new BucketUpstream(bucket("failure_threshold: 1, success_threshold: 1, timeout_seconds: 0.05, half_open_max_requests: 1", `http://127.0.0.1:${srv.port}`), {
+        client: "auto",
+        pools,
+        bufferBodyUpTo: 1024,
+      });
+      expect(up.pool).toBeDefined();
+      const get = (key: string) => up.fetchObject("GET", key, {}, new AbortController().signal, timing());
+      // a long download admitted while closed: its head succeeded, its body streams
+      const big = await get("big");
+      expect(big.status).toBe(200);
+      const bigBody = big.arrayBuffer().then(
+        () => "whole",
+        () => "failed",
+      );
+      (await get("fail")).body?.cancel();
+      expect(up.breaker!.state).toBe("open");
+      await waitFor(() => up.breaker!.state === "half_open", { message: "the breaker's timeout" });
+      expect(await (await get("ok")).text()).toBe("ok");
+      expect(up.breaker!.state).toBe("closed");
+      // now the upstream cuts the old download
+      await waitFor(() => held.length === 1);
+      held[0].end();
+      expect(await bigBody).toBe("failed");
+      expect(up.breaker!.state).toBe("closed");
+    } finally {
+      pools.close();
+      srv.stop(true);
+    }
   });
 });
