@@ -108,6 +108,8 @@ function checkTlsPair(https: { cert_path: string; key_path: string }, baseDir: s
   let key: KeyObject | undefined;
   if (certPem !== undefined) {
     try {
+      // X509Certificate reads DER too; the listener takes PEM only (a bare NO_START_LINE at start).
+      if (!certPem.includes("-----BEGIN CERTIFICATE-----")) throw new Error("not PEM");
       cert = new X509Certificate(certPem);
     } catch {
       const hint = certPem.includes("PRIVATE KEY-----") ? " (it holds a private key: are cert_path and key_path swapped?)" : "";
@@ -120,7 +122,14 @@ function checkTlsPair(https: { cert_path: string; key_path: string }, baseDir: s
     } catch {
       const text = keyPem.toString("latin1");
       const hint = text.includes("BEGIN CERTIFICATE") ? " (it holds a certificate: are cert_path and key_path swapped?)" : text.includes("ENCRYPTED") ? " (it is encrypted: give an unencrypted key)" : "";
-      issues.push({ path: ["server", "https", "key_path"], message: `${https.key_path} is not a PEM private key ("BEGIN PRIVATE KEY")${hint}` });
+      // A PEM private key that does not parse is of a type this runtime does not take (RSA-PSS, secp256k1, ...).
+      const unsupported = hint === "" && /-----BEGIN (?:RSA |EC )?PRIVATE KEY-----/.test(text);
+      issues.push({
+        path: ["server", "https", "key_path"],
+        message: unsupported
+          ? `${https.key_path} holds a PEM private key that cannot be used: damaged, or of a type not supported (use an RSA, ECDSA P-256/P-384/P-521 or Ed25519 key)`
+          : `${https.key_path} is not a PEM private key ("BEGIN PRIVATE KEY")${hint}`,
+      });
     }
   }
   if (cert !== undefined && key !== undefined && !cert.checkPrivateKey(key)) {
@@ -206,6 +215,10 @@ export function validateConfig(cfg: RawConfig, opts: { baseDir?: string } = {}):
   });
   if (cfg.server.https?.enabled && cfg.server.engine === "node")
     issues.push({ path: ["server", "https"], message: "server.engine: node does not serve TLS; use engine: bun with https, or terminate TLS in front of the proxy" });
+  // The S3 listener serves the same TLS: on node it would serve plain HTTP (STS session keys and
+  // tokens in clear) while --check and presigned URLs said https.
+  if (cfg.server.https?.enabled && cfg.s3_api?.enabled && (cfg.s3_api.engine ?? cfg.server.engine) === "node")
+    issues.push({ path: ["s3_api", "engine"], message: "s3_api.engine: node does not serve TLS, and server.https is on: use engine: bun for the S3 listener, or terminate TLS in front of the proxy" });
   if (cfg.server.https?.enabled) checkTlsPair(cfg.server.https, opts.baseDir, issues);
   if (cfg.metrics.enabled && cfg.metrics.port !== 0 && cfg.metrics.port === (port ?? 8080) && cfg.metrics.address === host)
     issues.push({ path: ["metrics", "port"], message: "the metrics listener must not use the proxy's own address and port" });

@@ -325,6 +325,12 @@ describe("listener rules", () => {
     const got = issues(`server: { engine: node, https: { cert_path: /nonexistent.pem, key_path: /nonexistent.key } }\n${B}`);
     expect(got.some((i) => i.path === "server.https" && i.message.includes("engine: node does not serve TLS"))).toBe(true);
   });
+  test("https with s3_api.engine: node (or server.engine node inherited) is refused: the S3 listener served plain HTTP, STS keys in clear", () => {
+    const s3 = `s3_api:\n  enabled: true\n  port: 0\n  engine: node\n  credentials: [{ access_key_id: AKIATESTTESTTEST, secret_access_key: secretsecretsecret1234, identity: app, buckets: { b: [read] } }]\n`;
+    const got = issues(`server: { https: { cert_path: /nonexistent.pem, key_path: /nonexistent.key } }\n${s3}${B}`);
+    expect(got.some((i) => i.path === "s3_api.engine" && i.message.includes("s3_api.engine: node does not serve TLS"))).toBe(true);
+    expect(() => parseConfig(`${s3}${B}`)).not.toThrow(); // without https, node is fine
+  });
   test("every reserved control path collides with a bucket prefix", () => {
     for (const p of ["/health", "/ready", "/metrics", "/admin", "/admin/x"]) {
       expect(issues(B.replace("path_prefix: /b", `path_prefix: ${p}`)).some((i) => i.message.includes("collides with the proxy's own"))).toBe(true);

@@ -81,6 +81,18 @@ test("--check refuses a pair the listener would refuse, naming the file: swapped
     const mismatched = await check("cert.pem", "other-key.pem");
     expect(mismatched.code).toBe(1);
     expect(mismatched.stderr).toContain("server.https.key_path: other-key.pem is not the private key of the certificate in cert.pem");
+    // DER: X509Certificate reads it, the listener does not (a bare NO_START_LINE at start)
+    const der = Bun.spawn(["openssl", "x509", "-in", join(dir, "cert.pem"), "-outform", "der", "-out", join(dir, "cert.der")], { stdout: "ignore", stderr: "ignore" });
+    expect(await der.exited).toBe(0);
+    const derCheck = await check("cert.der", "key.pem");
+    expect(derCheck.code).toBe(1);
+    expect(derCheck.stderr).toContain("server.https.cert_path: cert.der is not a PEM certificate");
+    // a PEM key of a type the runtime cannot use: said so, not "not a PEM private key"
+    const pss = Bun.spawn(["openssl", "req", "-x509", "-newkey", "rsa-pss", "-pkeyopt", "rsa_keygen_bits:2048", "-nodes", "-days", "1", "-subj", "/CN=pss", "-keyout", join(dir, "pss.key"), "-out", join(dir, "pss.pem")], { stdout: "ignore", stderr: "ignore" });
+    expect(await pss.exited).toBe(0);
+    const pssCheck = await check("pss.pem", "pss.key");
+    expect(pssCheck.code).toBe(1);
+    expect(pssCheck.stderr).toContain("server.https.key_path: pss.key holds a PEM private key that cannot be used");
     const good = await check("cert.pem", "key.pem");
     expect({ code: good.code, stderr: good.stderr }).toMatchObject({ code: 0 });
   } finally {
