@@ -5,7 +5,7 @@
  * written to disk as it streams, the others follow it from the file (`fill`, fill-tap.ts).
  */
 import { ProxyError } from "../errors.ts";
-import { freshnessSeconds, makeObject, mergeHeaders, pickHeaders } from "./freshness.ts";
+import { cappedTtl, freshnessSeconds, makeObject, mergeHeaders, pickHeaders } from "./freshness.ts";
 import type { Cache } from "./cache.ts";
 import { FillTap } from "./fill-tap.ts";
 import { teeToWriter, watchStalls } from "./stream-fill.ts";
@@ -22,6 +22,9 @@ import { isFileBody, type CachedObject, type FillToken, type LayerWriter } from 
  *
  * `signal`: a fill's own (its deadline, see runFlight), or the client's for a request that goes
  * upstream on its own (bypass). Abort the request, body included, when it fires.
+ *
+ * A response marked with capFreshness (freshness.ts: an answer from a secondary replica) is stored,
+ * or refreshed by its 304, for that many seconds at most.
  */
 export type UpstreamFetch = (extraHeaders: Record<string, string>, signal: AbortSignal) => Promise<Response>;
 
@@ -214,7 +217,8 @@ async function fetchAndShare(
   if (res.status === 304 && stale !== undefined) {
     void res.body?.cancel();
     const headers = mergeHeaders(stale.headers, res.headers);
-    const ttl = freshnessSeconds(headers["cache-control"] ?? null, policy.ttlSeconds, policy.defaultTtlSeconds);
+    // A 304 from a secondary replica (capFreshness) refreshes the entry for its short bound only.
+    const ttl = cappedTtl(freshnessSeconds(headers["cache-control"] ?? null, policy.ttlSeconds, policy.defaultTtlSeconds), res);
     const obj = makeObject(key, stale.body, headers, now, ttl);
     if (ttl === null) void cache.delete(key);
     else if (!cache.purgedSince(epoch, key)) cache.put(obj, fill);
@@ -229,7 +233,8 @@ async function fetchAndShare(
     return { shared: { kind: "replay", status: res.status, headers: [...res.headers], body } };
   }
 
-  const ttl = freshnessSeconds(res.headers.get("cache-control"), policy.ttlSeconds, policy.defaultTtlSeconds);
+  // An answer from a secondary replica is stored for its short bound only (capFreshness), in every layer.
+  const ttl = cappedTtl(freshnessSeconds(res.headers.get("cache-control"), policy.ttlSeconds, policy.defaultTtlSeconds), res);
   const declared = res.headers.get("content-length");
   let body: Blob;
   if (declared !== null) {

@@ -41,6 +41,26 @@ export function freshnessSeconds(cacheControl: string | null, bucketTtl: number 
   return sMaxAge ?? maxAge ?? bucketTtl ?? defaultTtl;
 }
 
+/** Upper bounds on how long an upstream answer may be stored, set by the one who fetched it (capFreshness). */
+const caps = new WeakMap<Response, number>();
+
+/**
+ * Marks `res` as fresh for at most `seconds` in every cache layer (memory, disk, Redis), whatever
+ * its Cache-Control or the bucket's TTL say: an answer from a bucket's secondary replica (see
+ * src/s3/replicas.ts), which may lag behind the primary's writes. Returns `res`.
+ */
+export function capFreshness(res: Response, seconds: number): Response {
+  caps.set(res, seconds);
+  return res;
+}
+
+/** `ttl` (from freshnessSeconds) as far as `res` may be stored: at most its capFreshness cap. */
+export function cappedTtl(ttl: number | null, res: Response): number | null {
+  if (ttl === null) return null;
+  const cap = caps.get(res);
+  return cap === undefined || ttl <= cap ? ttl : cap;
+}
+
 /** The storable subset of upstream response headers: the one header policy (src/http/headers.ts). */
 export { objectHeaders as pickHeaders, isObjectHeader as isStoredHeader } from "../http/headers.ts";
 

@@ -20,7 +20,14 @@
  * while a healthy one is available); the last replica tried gets the bucket's whole retry budget
  * (s3.retry.max_attempts). A read therefore makes at most (replicas − 1) + max_attempts upstream
  * attempts. A bucket without replicas is a plain BucketUpstream and pays nothing for any of this.
+ *
+ * An answer from a secondary is marked (capFreshness) so that a caching bucket stores it for
+ * `secondaryTtlSeconds` at most (SECONDARY_TTL_SECONDS, or the breaker's timeout_seconds if
+ * shorter), in every layer, a 304 refreshing a stored entry too: a secondary may lag behind the
+ * primary's writes, and what it answered during one failure of the primary must not outlive the
+ * primary's recovery by more than that. The primary's answers are not marked (nothing added to them).
  */
+import { capFreshness } from "../cache/freshness.ts";
 import type { BucketConfig } from "../config/schema.ts";
 import type { ReplicaConfig } from "../config/replicas.ts";
 import { ProxyError } from "../errors.ts";
@@ -89,6 +96,14 @@ export function readOrder(replicas: readonly Replica[]): Replica[] {
   return demoted.length === 0 ? preferred : preferred.concat(demoted);
 }
 
+/**
+ * The longest a cache keeps an answer from a secondary replica (seconds): short enough that a read
+ * after the primary recovers gets the primary's version within it, long enough that during a long
+ * outage of the primary a hot key costs the secondary one request per key every few seconds (per
+ * process; per cluster with a Redis layer), not one per read.
+ */
+export const SECONDARY_TTL_SECONDS = 5;
+
 /** Breaker states, best first: the bucket-level gauge shows the best replica's (the bucket serves while one admits). */
 const BEST_FIRST: readonly BreakerState[] = ["closed", "half_open", "open"];
 
@@ -99,6 +114,8 @@ export class ReplicaSet implements ObjectUpstream {
     readonly replicas: readonly Replica[],
     private readonly metrics?: Metrics,
     log?: UpstreamDeps["log"],
+    /** How long a cache may keep an answer from a secondary (see the module comment). */
+    readonly secondaryTtlSeconds: number = SECONDARY_TTL_SECONDS,
   ) {
     if (replicas.length === 0) throw new RangeError("a replica set needs at least one replica");
     for (const r of replicas) {
@@ -128,6 +145,7 @@ export class ReplicaSet implements ObjectUpstream {
    * resolves with the answering replica's response for any status below 500 (and for a 5xx from
    * the last replica tried); throws ProxyError when no replica gave an HTTP answer.
    * `timing.replica` names the replica that answered; `timing.attempts` counts every attempt.
+   * A secondary's answer is marked with capFreshness(secondaryTtlSeconds).
    */
   async fetchObject(method: ObjectMethod, key: string, forward: Record<string, string>, signal: AbortSignal, timing: UpstreamTiming): Promise<Response> {
     if (method !== "GET" && method !== "HEAD") throw new ProxyError("InternalError", { detail: "only reads fail over between replicas; writes go to primary()" });
@@ -156,7 +174,7 @@ export class ReplicaSet implements ObjectUpstream {
         if (res.status < 500 || last) {
           if (r.series) (res.status < 500 ? r.series.success : r.series.failure).value++;
           timing.replica = r.name;
-          return res;
+          return r === this.replicas[0] ? res : capFreshness(res, this.secondaryTtlSeconds);
         }
         res.body?.cancel().catch(() => {});
         if (r.series) r.series.failure.value++;
@@ -186,7 +204,7 @@ export function buildUpstream(cfg: BucketConfig, deps: UpstreamDeps, series?: Re
   const list = cfg.s3.replicas;
   if (list === undefined) return new BucketUpstream(cfg, deps);
   const replicas = list.map((r) => new Replica(r.name, r.priority, new BucketUpstream(replicaConfig(cfg, r), deps), series?.get(r.name)));
-  return new ReplicaSet(cfg.name, replicas, deps.metrics, deps.log);
+  return new ReplicaSet(cfg.name, replicas, deps.metrics, deps.log, Math.min(SECONDARY_TTL_SECONDS, cfg.s3.circuit_breaker?.timeout_seconds ?? SECONDARY_TTL_SECONDS));
 }
 
 /** One replica as a single-endpoint bucket config (the bucket's name, so S3 metrics stay per bucket). */

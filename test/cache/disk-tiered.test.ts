@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Cache } from "../../src/cache/cache.ts";
 import { DiskLayer } from "../../src/cache/disk.ts";
+import { capFreshness } from "../../src/cache/freshness.ts";
 import { MemoryLayer } from "../../src/cache/memory.ts";
 import { serveWithCache, type ServeArgs } from "../../src/cache/serve.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -80,6 +81,18 @@ describe("streaming fill", () => {
     expect(memory.stats().items).toBe(0); // too big for memory: not promoted
     expect(cache.stats().layers.disk).toMatchObject({ items: 1, hits: 1 });
     expect(cache.stats().layers.memory!.hits).toBe(0);
+  });
+
+  test("an answer from a secondary replica (capFreshness) is written to disk for its cap only", async () => {
+    const before = Date.now();
+    const up = instantUpstream(() => capFreshness(new Response(body(BIG), { headers: headers(BIG) }), 5));
+    const first = await serve(up.fn);
+    expect(first.cacheStatus).toBe("MISS");
+    await first.response.arrayBuffer();
+    await committed();
+    const stored = await disk.get("b/big.zip");
+    expect(stored!.expiresAt - stored!.storedAt).toBe(5000);
+    expect(stored!.storedAt).toBeGreaterThanOrEqual(before);
   });
 
   test("over Bun.serve, a disk hit of an application/* object carries no invented file name", async () => {

@@ -1,5 +1,6 @@
 import { beforeEach, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { Cache } from "../../src/cache/cache.ts";
+import { capFreshness } from "../../src/cache/freshness.ts";
 import { MemoryLayer } from "../../src/cache/memory.ts";
 import { serveWithCache, type ServeArgs } from "../../src/cache/serve.ts";
 import { bytesOf, chunkedBody, controlledUpstream, tick } from "./helpers.ts";
@@ -194,6 +195,59 @@ describe("defensive", () => {
     up.respond(ok(1024));
     expect((await bytes((await get).response)).length).toBe(1024);
     expect(memory.stats().items).toBe(0);
+  });
+});
+
+describe("an answer marked with capFreshness (a secondary replica's)", () => {
+  test("a fill is shared with the waiters of its flight, stored for the cap only, then revalidated; an unmarked answer gets its own freshness again", async () => {
+    const all = [serve(), serve({}, "HEAD")];
+    await tick();
+    up.respond(capFreshness(ok(100, { "cache-control": "max-age=3600" }), 5));
+    for (const r of await Promise.all(all)) expect(r.cacheStatus).toBe("MISS");
+    expect(up.calls.length).toBe(1);
+    expect(memory.get("b/k")?.expiresAt).toBe(clock + 5000);
+    clock += 4999;
+    expect((await serve({}, "HEAD")).cacheStatus).toBe("HIT");
+    clock += 1;
+    const next = serve();
+    await tick();
+    expect(up.calls.at(-1)).toEqual({ "if-none-match": ETAG });
+    up.respond(new Response(null, { status: 304, headers: { etag: ETAG } })); // the primary's
+    expect((await next).cacheStatus).toBe("REVALIDATED");
+    expect(memory.get("b/k")?.expiresAt).toBe(clock + 3_600_000); // its own max-age again
+  });
+
+  test("a 304 refreshes a stored entry for the cap only", async () => {
+    const first = serve();
+    await tick();
+    up.respond(ok(100));
+    await first;
+    expect(memory.get("b/k")?.expiresAt).toBe(clock + 600_000);
+    clock += 600_000;
+    const all = [serve(), serve({}, "HEAD")];
+    await tick();
+    up.respond(capFreshness(new Response(null, { status: 304, headers: { etag: ETAG } }), 2));
+    for (const r of await Promise.all(all)) expect(r.cacheStatus).toBe("REVALIDATED");
+    expect(memory.get("b/k")?.expiresAt).toBe(clock + 2000);
+    clock += 2000;
+    const again = serve();
+    await tick();
+    expect(up.calls.length).toBe(3);
+    up.respond(ok(100));
+    expect((await again).cacheStatus).toBe("MISS");
+  });
+
+  test("no-store stays unstored; a TTL shorter than the cap is kept", async () => {
+    const a = serve();
+    await tick();
+    up.respond(capFreshness(ok(10, { "cache-control": "no-store" }), 5));
+    expect((await a).cacheStatus).toBe("MISS");
+    expect(memory.stats().items).toBe(0);
+    const b = serve();
+    await tick();
+    up.respond(capFreshness(ok(10, { "cache-control": "max-age=1" }), 5));
+    await b;
+    expect(memory.get("b/k")?.expiresAt).toBe(clock + 1000);
   });
 });
 

@@ -4,6 +4,7 @@
  * endpoint. The end-to-end behaviour against two real S3 fixtures is in test/e2e/failover.test.ts.
  */
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
+import { cappedTtl } from "../../src/cache/freshness.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { ProxyError } from "../../src/errors.ts";
 import { Metrics } from "../../src/observe/metrics.ts";
@@ -224,6 +225,28 @@ describe("failover within one request", () => {
     ac.abort(new Error("client gone"));
     expect(await p.then(() => "resolved", () => "rejected")).toBe("rejected");
     expect(count("secondary.test")).toBe(0);
+  });
+});
+
+describe("how long a cache may keep the answer", () => {
+  test("a secondary's answer (a 304 too) is capped at the breaker's timeout_seconds, at most 5 s; the primary's is not", async () => {
+    const { get, behaviour, set } = setup({ "primary.test": 200, "secondary.test": 200 });
+    expect(set.secondaryTtlSeconds).toBe(5); // no breaker: the default bound
+    const fromPrimary = await get();
+    expect(cappedTtl(600, fromPrimary)).toBe(600);
+    behaviour["primary.test"] = 500;
+    const fromSecondary = await get();
+    expect(await fromSecondary.text()).toBe("body from secondary.test");
+    expect([cappedTtl(600, fromSecondary), cappedTtl(2, fromSecondary), cappedTtl(null, fromSecondary)]).toEqual([5, 2, null]);
+    behaviour["secondary.test"] = 304;
+    expect(cappedTtl(600, await get())).toBe(5);
+    behaviour["primary.test"] = "refuse";
+    behaviour["secondary.test"] = "refuse";
+    behaviour["tertiary.test"] = 200;
+    expect(cappedTtl(600, await get())).toBe(5);
+    const breaker = (timeout: number) => `${FAST_RETRY}, circuit_breaker: { failure_threshold: 5, timeout_seconds: ${timeout} }`;
+    expect(setup({}, breaker(1)).set.secondaryTtlSeconds).toBe(1);
+    expect(setup({}, breaker(60)).set.secondaryTtlSeconds).toBe(5);
   });
 });
 
