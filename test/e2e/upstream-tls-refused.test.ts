@@ -1,0 +1,59 @@
+/**
+ * An https upstream whose certificate is refused (unknown CA, another name) is a clear 502 that
+ * says the upstream could not be reached: the handshake failed, no request went out. It said "the
+ * upstream connection closed before it answered", as if a write might have reached the store.
+ */
+import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { surelyNotSent } from "../../src/s3/upstream.ts";
+import { startInProcess } from "./harness.ts";
+
+setDefaultTimeout(30_000);
+
+let dir: string;
+let store: ReturnType<typeof Bun.serve>;
+let asked = 0;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "yata-upstream-tls-"));
+  const gen = Bun.spawn(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=untrusted",
+    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem")], { stdout: "ignore", stderr: "ignore" });
+  expect(await gen.exited).toBe(0);
+  store = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    tls: { cert: readFileSync(join(dir, "cert.pem"), "utf8"), key: readFileSync(join(dir, "key.pem"), "utf8") },
+    fetch: () => {
+      asked++;
+      return new Response("object");
+    },
+  });
+});
+afterAll(() => {
+  store?.stop(true);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test("a certificate refused in the handshake counts as never sent", () => {
+  for (const code of ["UNABLE_TO_GET_ISSUER_CERT_LOCALLY", "DEPTH_ZERO_SELF_SIGNED_CERT", "ERR_TLS_CERT_ALTNAME_INVALID", "CERT_HAS_EXPIRED"]) {
+    expect([code, surelyNotSent(Object.assign(new Error("tls"), { code }))]).toEqual([code, true]);
+  }
+  expect(surelyNotSent(Object.assign(new Error("reset"), { code: "ECONNRESET" }))).toBe(false);
+});
+
+test("an https upstream with an untrusted certificate: 502 'could not be reached', nothing served", async () => {
+  await using px = await startInProcess(
+    `server: { address: 127.0.0.1, port: 0 }
+buckets:
+  - { name: b, path_prefix: /b, s3: { bucket: data, endpoint: "https://127.0.0.1:${store.port}", retry: { max_attempts: 1 } } }
+`,
+    { probeIntervalMs: 600_000 },
+  );
+  const r = await fetch(px.url("/b/k"));
+  const body = await r.json();
+  expect(r.status).toBe(502);
+  expect(body.message).toContain("could not be reached");
+  expect(asked).toBe(0);
+});
