@@ -18,14 +18,16 @@ export function encodePath(path: string): string {
 
 /**
  * Whether the plain front serves a key: it refuses paths with control characters and with `.` or
- * `..` segments (router.ts, raw-target.ts), which S3 keys may hold (stored through the S3 front).
+ * `..` segments (router.ts, raw-target.ts), which S3 keys may hold (stored through the S3 front),
+ * and reads an empty segment (a leading "/", or "//") as none, since routing collapses slashes (a
+ * folder `docs//` linked back to `docs/`; under a bucket at "/", `//` named no host at all).
  * Such entries are listed without a link (HTML) or with `"served": false` (JSON), never with a
  * link that can only fail (a browser resolves `/files/..` to `/`, another page altogether).
  */
 const CONTROL = /[\x00-\x1f\x7f]/;
 const DOT_SEGMENT = /(?:^|\/)\.\.?(?:\/|$)/;
 function servable(key: string): boolean {
-  return !CONTROL.test(key) && !DOT_SEGMENT.test(key);
+  return !CONTROL.test(key) && !DOT_SEGMENT.test(key) && key.charCodeAt(0) !== 47 && !key.includes("//");
 }
 
 export function humanSize(bytes: number): string {

@@ -83,6 +83,18 @@ describe("render", () => {
     const j = JSON.parse(renderJson({ page: dots, mount: "/files", bucket: "files" }));
     expect(j.entries.map((x: { served?: boolean }) => x.served)).toEqual([false, false, false, false, undefined, undefined]);
   });
+  test("keys with an empty segment (routing collapses slashes: the link would lead elsewhere, or name no host) are listed without a link, served: false", () => {
+    const e = (key: string, name: string, folder = true) => ({ key, name, folder, size: 1, lastModified: "" });
+    const page = { prefix: "docs/", entries: [e("docs//", "/"), e("docs/a//b.txt", "a//b.txt", false), e("docs/ok/", "ok/")], nextToken: undefined };
+    const html = renderHtml({ page, mount: "/f", bucket: "f" });
+    expect(html).not.toContain('href="/f/docs//"');
+    expect(html).not.toContain("a//b.txt\"");
+    expect(html).toContain('href="/f/docs/ok/"');
+    const j = JSON.parse(renderJson({ page, mount: "/f", bucket: "f" }));
+    expect(j.entries.map((x: { served?: boolean }) => x.served)).toEqual([false, false, undefined]);
+    const root = JSON.parse(renderJson({ page: { prefix: "", entries: [e("/", "/")], nextToken: undefined }, mount: "/", bucket: "r" }));
+    expect(root.entries[0].served).toBe(false);
+  });
   test("helpers", () => {
     expect(humanSize(0)).toBe("0 B");
     expect(humanSize(1023)).toBe("1023 B");
