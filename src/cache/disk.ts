@@ -145,7 +145,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   private restored = 0;
   /** Files being unlinked: a position is written only once the purges before it are on disk. */
   private readonly unlinking = new Set<Promise<void>>();
-  private position: { stream: string; id: string } | undefined;
+  private position: { stream: string; id: string; epoch: string } | undefined;
   private positionTimer: ReturnType<typeof setTimeout> | undefined;
   private positionWrite: Promise<void> = Promise.resolve();
   /** The caching buckets and their store stamps (DiskLayerOptions.stores; a reload sets them: setStores). */
@@ -397,17 +397,18 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     return this.holding ? this.restored : 0;
   }
 
-  loadPosition(stream: string): string | undefined {
+  loadPosition(stream: string): { id: string; epoch: string | undefined } | undefined {
     try {
-      const p = JSON.parse(readFileSync(join(this.dir, this.positionFile), "utf8")) as { stream?: unknown; id?: unknown };
-      return p.stream === stream && typeof p.id === "string" && /^\d+-\d+$/.test(p.id) ? p.id : undefined;
+      const p = JSON.parse(readFileSync(join(this.dir, this.positionFile), "utf8")) as { stream?: unknown; id?: unknown; epoch?: unknown };
+      if (p.stream !== stream || typeof p.id !== "string" || !/^\d+-\d+$/.test(p.id)) return undefined;
+      return { id: p.id, epoch: typeof p.epoch === "string" ? p.epoch : undefined };
     } catch {
       return undefined;
     }
   }
 
-  savePosition(stream: string, id: string): void {
-    this.position = { stream, id };
+  savePosition(stream: string, id: string, epoch: string): void {
+    this.position = { stream, id, epoch };
     if (this.positionTimer !== undefined) return;
     this.positionTimer = setTimeout(() => {
       this.positionTimer = undefined;

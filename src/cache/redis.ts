@@ -23,7 +23,11 @@
  * - At the first connection the stream is replayed from the disk layer's saved position (its
  *   entries survived a restart and are held until then; dropped when the position is missing or
  *   was trimmed away) or from START_SKEW_MS before this process started; the position advances
- *   with every purge seen (StreamCheckpoint, written by the disk layer).
+ *   with every purge seen (StreamCheckpoint, written by the disk layer). A position is saved with
+ *   the stream's life (epoch: STREAM_LIFE), made at the first connection of any replica and lost
+ *   with the stream: when Redis lost its data (or the stream), the next catch-up of every replica
+ *   finds another life than its position's, running or restarted, and empties its local layers
+ *   (the purges of the lost life are unknown), whether or not a stream was created again since.
  * - Each entry records the store it was read from (its bucket's stamp, `stores`); an entry of
  *   another store (the bucket was repointed on every replica across a restart, or replicas of a
  *   rolling change disagree) or with none (an earlier version's) is a miss, not an error: left
@@ -83,6 +87,36 @@ const STORE_IF = `for i = 1, 3 do
 end
 if ARGV[4] ~= '' then redis.call('SET', KEYS[4], ARGV[4], 'PX', ARGV[5]) end
 return 1`;
+/**
+ * The purge stream's life (KEYS: the stream; ARGV: "epoch:<uuid>" for a new life): made sure to
+ * exist, with a consumer group named by its epoch (a group lives and dies with its stream, so a
+ * stream Redis lost and that was created again, or one created by an XADD after a loss, gets a new
+ * epoch; the group is never read from). Returns the epoch, then the stream's XINFO fields the
+ * catch-up needs: last-generated-id, entries-added, length, first-entry (its id, "" when empty).
+ */
+const STREAM_LIFE = `local s = KEYS[1]
+if redis.call('EXISTS', s) == 0 then redis.call('XGROUP', 'CREATE', s, ARGV[1], '$', 'MKSTREAM') end
+local epoch
+for _, g in ipairs(redis.call('XINFO', 'GROUPS', s)) do
+  for i = 1, #g - 1, 2 do
+    local n = g[i + 1]
+    if g[i] == 'name' and string.sub(n, 1, 6) == 'epoch:' and (epoch == nil or n < epoch) then epoch = n end
+  end
+end
+if epoch == nil then
+  redis.call('XGROUP', 'CREATE', s, ARGV[1], '$')
+  epoch = ARGV[1]
+end
+local info = redis.call('XINFO', 'STREAM', s)
+local r = {epoch, '0-0', '', '', ''}
+for i = 1, #info - 1, 2 do
+  local k, v = info[i], info[i + 1]
+  if k == 'last-generated-id' then r[2] = v
+  elseif k == 'entries-added' then r[3] = tostring(v)
+  elseif k == 'length' then r[4] = tostring(v)
+  elseif k == 'first-entry' and v then r[5] = v[1] end
+end
+return r`;
 /** A key's purge: a new generation and the DEL in one step (a fill's conditional store lands before both or sees the new generation). */
 const PURGE_KEY = `redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return redis.call('DEL', KEYS[2])`;
@@ -114,6 +148,8 @@ export class RedisLayer implements CacheLayer {
   private pendingOverflow = false;
   /** The last invalidation-stream id seen (published or received). */
   private lastSeen: string | undefined;
+  /** The life of the stream lastSeen is a position in (STREAM_LIFE), once known. */
+  private epoch: string | undefined;
   private handler: ((inv: RemoteInvalidation) => void | Promise<unknown>) | undefined;
   private maxItemBytes: number;
   private corrupt = 0;
@@ -366,7 +402,12 @@ export class RedisLayer implements CacheLayer {
 
   private seen(id: string): void {
     if (this.lastSeen === undefined || idAfter(id, this.lastSeen)) this.lastSeen = id;
-    if (this.synced) this.checkpoint?.savePosition(this.stream, this.lastSeen);
+    this.savePosition();
+  }
+
+  /** Records the position (and the stream's life it is in) once the first catch-up is done. */
+  private savePosition(): void {
+    if (this.synced && this.lastSeen !== undefined && this.epoch !== undefined) this.checkpoint?.savePosition(this.stream, this.lastSeen, this.epoch);
   }
 
   private onMessage(message: string): void {
@@ -410,52 +451,54 @@ export class RedisLayer implements CacheLayer {
    */
   private async resync(): Promise<void> {
     if (!this.synced) await this.firstSync();
-    else await this.catchUp(this.lastSeen ?? "0-0", false);
+    else await this.catchUp(this.lastSeen ?? "0-0", this.epoch);
     await this.replayPending();
   }
 
   private async firstSync(): Promise<void> {
     let from = `${Math.max(0, this.startedAt - START_SKEW_MS)}-0`;
-    let saved = false;
+    let epoch: string | undefined;
     const cp = this.checkpoint;
     if (cp !== undefined && (await cp.restoredCount()) > 0) {
       const p = cp.loadPosition(this.stream);
-      if (p === undefined) await cp.dropRestored();
+      // Without the stream's life it is a position in (missing, or written by an earlier version),
+      // it cannot be told from a position in a stream Redis lost since.
+      if (p === undefined || p.epoch === undefined) await cp.dropRestored();
       else {
         // Exactly from there: it precedes this process, so it covers what memory filled before this
         // connection too; replaying from earlier would drop entries filled after those purges.
-        saved = true;
-        from = p;
+        from = p.id;
+        epoch = p.epoch;
       }
     }
-    await this.catchUp(from, saved);
+    await this.catchUp(from, epoch);
     this.synced = true;
     cp?.release();
-    if (this.lastSeen !== undefined) cp?.savePosition(this.stream, this.lastSeen);
+    this.savePosition();
   }
 
   /**
-   * Applies the stream's entries after `from` (and waits until the local layers did); drops
-   * everything local when entries after `from` may have been trimmed away, or when the stream is
-   * gone although `from` came from it (`saved`: Redis lost its data).
+   * Applies the stream's entries after `from` (and waits until the local layers did). Drops
+   * everything local when the stream is not in the life `epoch` (the one `from` was read in: Redis
+   * lost its data, or the stream, since; what was purged before that is unknown), or when entries
+   * after `from` were trimmed away. `epoch` undefined: `from` is no position read from the stream
+   * (the first start), nothing to compare.
    */
-  private async catchUp(from: string, saved: boolean): Promise<void> {
-    let info: Record<string, unknown> | undefined;
-    try {
-      info = (await this.link.run("XINFO", (c) => c.send("XINFO", ["STREAM", this.stream]))) as Record<string, unknown>;
-    } catch (err) {
-      if ((err as { code?: string }).code !== "ERR_REDIS_SERVER_ERROR") throw err; // no such key: no purge yet (or Redis lost it)
-    }
-    if (info === undefined) {
-      if (saved && from !== "0-0") await this.applyRemote({ kind: "prefix", prefix: "" });
-      // No stream: none yet, or Redis lost its data (what it held is lost to every replica). The
-      // position restarts at 0-0, so a saved 0-0 means "nothing to replay".
-      this.lastSeen = "0-0";
-      if (this.synced) this.checkpoint?.savePosition(this.stream, this.lastSeen);
+  private async catchUp(from: string, epoch: string | undefined): Promise<void> {
+    const life = (await this.link.run("STREAM", (c) => c.send("EVAL", [STREAM_LIFE, "1", this.stream, "epoch:" + crypto.randomUUID()]))) as string[];
+    const [now, last, added, length, first] = life.map(String) as [string, string, string, string, string];
+    if (epoch !== undefined && now !== epoch) {
+      // Another life of the stream: its ids have nothing to do with `from` (and may be lower).
+      this.epoch = now;
+      this.lastSeen = last;
+      await this.applyRemote({ kind: "prefix", prefix: "" });
+      this.savePosition();
       return;
     }
-    const first = (info["first-entry"] as [string, string[]] | null | undefined)?.[0];
-    const trimmed = Number(info["entries-added"] ?? 0) > Number(info.length ?? 0) && first !== undefined && idAfter(first, from);
+    this.epoch = now;
+    // Entries were removed (entries-added > length: Redis 7) from the oldest on, up to the first
+    // one kept, or all of them (up to the last id) when none is kept: some after `from` may be gone.
+    const trimmed = added !== "" && Number(added) > Number(length) && idAfter(first !== "" ? first : last, from);
     const missed = trimmed ? [] : ((await this.link.run("XRANGE", (c) => c.send("XRANGE", [this.stream, "(" + from, "+", "COUNT", String(STREAM_MAXLEN)]))) as [string, string[]][]);
     const applied: Promise<unknown>[] = [];
     if (trimmed || missed.length >= STREAM_MAXLEN) applied.push(this.applyRemote({ kind: "prefix", prefix: "" })); // too much missed: drop everything local
@@ -469,9 +512,9 @@ export class RedisLayer implements CacheLayer {
       }
     }
     await Promise.all(applied);
-    const ids = [from, String(info["last-generated-id"] ?? from), missed.at(-1)?.[0] ?? from];
+    const ids = [from, last, missed.at(-1)?.[0] ?? from];
     for (const id of ids) if (this.lastSeen === undefined || idAfter(id, this.lastSeen)) this.lastSeen = id;
-    if (this.synced) this.checkpoint?.savePosition(this.stream, this.lastSeen!);
+    this.savePosition();
   }
 
   /** Our own queued purges, deleted and announced in order; what Redis does not take stays queued. */

@@ -151,10 +151,13 @@ export type FillToken = readonly string[];
 export interface StreamCheckpoint {
   /** Entries restored from an earlier process and still held (waits for the index). */
   restoredCount(): Promise<number>;
-  /** The purge-stream position the restored entries are up to date with, if known. */
-  loadPosition(stream: string): string | undefined;
-  /** Records that every purge up to `id` is applied (written to disk later, throttled). */
-  savePosition(stream: string, id: string): void;
+  /**
+   * The purge-stream position the restored entries are up to date with, if known, and the life of
+   * the stream it was read in (undefined: written by an earlier version).
+   */
+  loadPosition(stream: string): { id: string; epoch: string | undefined } | undefined;
+  /** Records that every purge up to `id` of the stream's life `epoch` is applied (written to disk later, throttled). */
+  savePosition(stream: string, id: string, epoch: string): void;
   /** Drops the restored entries (purges were missed that can no longer be known). */
   dropRestored(): Promise<unknown>;
   /** The catch-up is done: restored entries may be served. */

@@ -199,6 +199,105 @@ describe("a replica restarted on its disk folder", () => {
   });
 });
 
+describe("Redis lost its data (restarted without persistence): every replica empties its local layers at its next catch-up", () => {
+  // A Redis of their own: these tests restart it.
+  let lossy: RedisServer;
+  beforeAll(async () => {
+    lossy = await startRedis();
+  });
+  afterAll(async () => {
+    await lossy?.stop();
+  });
+  const on = (opts: { prefix: string; dir?: string; url?: string }) => replica({ ...opts, url: opts.url ?? lossy.url });
+  /** A purge through a replica started for it (after the restart: the stream's new life). */
+  async function purgeThrough(prefix: string, key: string) {
+    const b = on({ prefix });
+    await up(b.redis);
+    await b.cache.delete(key);
+    await b.cache.close();
+  }
+  async function fillAndStop(prefix: string, store: ReturnType<typeof s3>) {
+    const dir = mkdtempSync(join(root, "life-"));
+    const a = on({ prefix, dir });
+    await up(a.redis);
+    store.objects.set("b/x", "old x");
+    expect(await read(a.cache, store, "x")).toMatchObject({ x: "MISS", body: "old x" });
+    await waitFor(() => a.disk!.keys().length === 1, { message: "the fill to reach A's disk" });
+    await a.cache.idle?.();
+    await a.cache.close();
+    return dir;
+  }
+
+  test("a first start before any purge ever, then a purge and the loss while it was down: its disk entry is not served", async () => {
+    const prefix = "life-a:";
+    const store = s3();
+    const dir = await fillAndStop(prefix, store);
+    store.objects.set("b/x", "new x");
+    await purgeThrough(prefix, "b/x");
+    await lossy.kill();
+    await lossy.start();
+    const a2 = on({ prefix, dir });
+    await up(a2.redis);
+    expect(await read(a2.cache, store, "x")).toMatchObject({ x: "MISS", body: "new x" });
+  });
+
+  test("a saved position in a stream that was lost and created again by a later purge: its disk entry is not served", async () => {
+    const prefix = "life-b:";
+    const store = s3();
+    await purgeThrough(prefix, "b/before"); // the stream exists: A's position is a real id
+    const dir = await fillAndStop(prefix, store);
+    store.objects.set("b/x", "new x");
+    await purgeThrough(prefix, "b/x");
+    await lossy.kill();
+    await lossy.start();
+    await purgeThrough(prefix, "b/other"); // a new stream, whose ids come after A's position
+    const a2 = on({ prefix, dir });
+    await up(a2.redis);
+    expect(await read(a2.cache, store, "x")).toMatchObject({ x: "MISS", body: "new x" });
+  });
+
+  test("a running replica cut off while a purge is made, then Redis loses it and a purge creates the stream again: reconnected, it does not serve its memory's copy", async () => {
+    const prefix = "life-c:";
+    const store = s3();
+    const relay = await tcpRelay(lossy.port);
+    try {
+      const a = on({ prefix, url: `redis://127.0.0.1:${relay.port}` });
+      await up(a.redis);
+      await purgeThrough(prefix, "b/y"); // a stream exists
+      store.objects.set("b/x", "old x");
+      expect(await read(a.cache, store, "x")).toMatchObject({ x: "MISS", body: "old x" });
+      await a.cache.idle?.();
+      relay.cut();
+      await waitFor(() => a.redis.health().state === "down", { message: "A's Redis layer to be down" });
+      store.objects.set("b/x", "new x");
+      await purgeThrough(prefix, "b/x");
+      await lossy.kill();
+      await lossy.start();
+      await purgeThrough(prefix, "b/y");
+      relay.restore();
+      await up(a.redis);
+      expect(await read(a.cache, store, "x")).toMatchObject({ x: "MISS", body: "new x" });
+    } finally {
+      relay.close();
+    }
+  });
+
+  test("no loss: a first start before any purge ever, restarted with none made meanwhile, serves its disk entries (and after a purge of another key too)", async () => {
+    const prefix = "life-none:";
+    const store = s3();
+    const dir = await fillAndStop(prefix, store);
+    const a2 = on({ prefix, dir });
+    await up(a2.redis);
+    expect(await read(a2.cache, store, "x")).toMatchObject({ x: "HIT", layer: "disk", body: "old x" });
+    await a2.cache.idle?.();
+    await a2.cache.close();
+    await purgeThrough(prefix, "b/other");
+    const a3 = on({ prefix, dir });
+    await up(a3.redis);
+    expect(await read(a3.cache, store, "x")).toMatchObject({ x: "HIT", layer: "disk", body: "old x" });
+  });
+});
+
 describe("a fill racing a write", () => {
   async function race(opts: { withPeers: boolean }) {
     const prefix = opts.withPeers ? "race-w:" : "race:";
