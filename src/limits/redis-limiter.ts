@@ -6,7 +6,8 @@
  * Redis failing is not an outage. A request whose Redis answer does not come within
  * `redis_timeout_ms` (or fails) is decided by the local limiter, and so is every request after
  * it, without asking Redis, until a background check (every `retryMs`) gets Redis to answer
- * again. The local limiter enforces this process's share of the limits: 1/(instances × workers)
+ * again as fast as a request needs it (RECHECK_PINGS PINGs in a row, each within the timeout: a
+ * Redis merely slower than `redis_timeout_ms` keeps the decisions local instead of flapping). The local limiter enforces this process's share of the limits: 1/(instances × workers)
  * of each rate. Each change of state is logged once.
  *
  * Not the same as the memory backend: server.rate_limit.per_ip.max_entries does not apply (per-IP
@@ -40,6 +41,13 @@ interface Limit {
   readonly rate: string;
   readonly burst: string;
 }
+
+/**
+ * PINGs in a row, each answered within redis_timeout_ms, that make the limits shared again: the
+ * same bar as a request's (a Redis slower than it would be dropped again by the next request, and
+ * the state would flap), with a margin for a round trip that just made it.
+ */
+export const RECHECK_PINGS = 3;
 
 const limitOf = (r: RateConfig): Limit => ({ rate: String(r.requests_per_second), burst: String(Math.max(1, r.burst ?? r.requests_per_second)) });
 
@@ -162,13 +170,16 @@ export class RedisRateLimiter {
     this.report(false, reason);
   }
 
-  /** The background check: reconnect if needed, PING, and share the limits again when Redis answers. */
+  /**
+   * The background check: reconnect if needed, then share the limits again when Redis answers as
+   * fast as a request needs it (RECHECK_PINGS within redis_timeout_ms each).
+   */
   private async recheck(): Promise<void> {
     if (this.up || this.checking || this.closed) return;
     this.checking = true;
     try {
       if (!this.client.connected) await withTimeout(this.client.connect(), Math.max(250, this.timeoutMs * 4));
-      await withTimeout(this.client.send("PING", []), Math.max(250, this.timeoutMs * 4));
+      for (let i = 0; i < RECHECK_PINGS; i++) await withTimeout(this.client.send("PING", []), this.timeoutMs);
       if (this.closed) return;
       this.up = true;
       this.report(true);

@@ -6,6 +6,8 @@
  *   relay.cut();      // every relayed connection is closed; new ones are closed on accept
  *   relay.restore();  // connections are relayed again
  *   relay.truncateResponses(1000);   // each connection's answer is cut after 1000 bytes (head included); undefined: whole
+ *   relay.delayResponses(80);        // each chunk of an answer is relayed 80 ms late (in order): a slow link; 0: at once
+ *   relay.sent("PING");              // chunks sent to the target so far that contain "PING"
  *   relay.close();
  */
 import type { Socket } from "bun";
@@ -44,6 +46,8 @@ function flush(s: Socket<Side>): void {
 export async function tcpRelay(targetPort: number) {
   let isCut = false;
   let truncateAt: number | undefined;
+  let delayMs = 0;
+  const toTarget: string[] = [];
   const open = new Set<Socket<Side>>();
   const server = Bun.listen<Side>({
     hostname: "127.0.0.1",
@@ -69,6 +73,10 @@ export async function tcpRelay(targetPort: number) {
             },
             data(up, d) {
               const bytes = new Uint8Array(d);
+              if (delayMs > 0 && truncateAt === undefined) {
+                setTimeout(() => send(client, bytes), delayMs); // same delay for every chunk: order kept
+                return;
+              }
               if (truncateAt === undefined) {
                 send(client, bytes);
                 return;
@@ -95,6 +103,7 @@ export async function tcpRelay(targetPort: number) {
       },
       data(client, d) {
         const bytes = new Uint8Array(d);
+        toTarget.push(Buffer.from(bytes).toString("latin1"));
         if (client.data.peer) send(client.data.peer, bytes);
         else client.data.early.push(bytes);
       },
@@ -119,6 +128,12 @@ export async function tcpRelay(targetPort: number) {
     },
     truncateResponses(bytes: number | undefined) {
       truncateAt = bytes;
+    },
+    delayResponses(ms: number) {
+      delayMs = ms;
+    },
+    sent(text: string): number {
+      return toTarget.filter((c) => c.includes(text)).length;
     },
     close() {
       isCut = true;

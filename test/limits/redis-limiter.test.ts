@@ -10,6 +10,7 @@ import { RedisRateLimiter } from "../../src/limits/redis-limiter.ts";
 import type { RateCheck, RateLimitSource } from "../../src/limits/rate-limiter.ts";
 import { RATE_SCRIPT_SHA1 } from "../../src/limits/redis-script.ts";
 import { clientTest } from "../clients/run.ts";
+import { tcpRelay } from "../cache/relay.ts";
 import { startRedis, type RedisServer } from "../fixtures/services.ts";
 import { recordingLogger } from "../helpers/logger.ts";
 import { measureAdmitted } from "../helpers/rate.ts";
@@ -164,6 +165,42 @@ describe("Redis unavailable", () => {
     within10(back.admitted, 50 * back.seconds);
     for (const log of s.logs) expect(log.lines.filter((x) => x.level === "info").length).toBe(2);
   }, 20_000);
+
+  test("slower than redis_timeout_ms (80 ms round trips, 50 ms timeout) under steady traffic: decided locally and stays so, one warning, no flapping; fast again: shared again", async () => {
+    const relay = await tcpRelay(redis.port);
+    const log = recordingLogger();
+    const l = new RedisRateLimiter(source({ enabled: true, global: { requests_per_second: 10_000, burst: 10_000 } }), { url: `redis://127.0.0.1:${relay.port}`, keyPrefix: `t${++prefixN}:`, timeoutMs: 50, share: 2, log, retryMs: 50 });
+    const states = () => log.lines.filter((x) => x.msg.includes("shared through Redis") || x.level === "warn").map((x) => x.level);
+    try {
+      await l.whenShared(true);
+      relay.delayResponses(80);
+      expect((await l.check("a")).ok).toBe(true); // no answer within 50 ms: decided locally
+      expect(l.shared).toBe(false);
+      // Requests keep coming while the background check (every 50 ms) asks Redis a dozen times.
+      const pings = relay.sent("PING");
+      let traffic = true;
+      const requests = (async () => {
+        while (traffic) {
+          await l.check("a"); // local: synchronous; shared (a flap): a Redis round trip
+          await new Promise((r) => setImmediate(r)); // (let timers and sockets run)
+        }
+      })();
+      try {
+        await waitFor(() => relay.sent("PING") >= pings + 12, { timeoutMs: 10_000, message: () => `a dozen background checks (states: ${states().join(" ")})` });
+      } finally {
+        traffic = false;
+        await requests;
+      }
+      expect(states()).toEqual(["info", "warn"]); // shared once at start, local once: never back while slow
+      expect(l.shared).toBe(false);
+      relay.delayResponses(0);
+      await l.whenShared(true);
+      expect(states()).toEqual(["info", "warn", "info"]);
+    } finally {
+      l.close();
+      relay.close();
+    }
+  });
 
   test("a wrong password: decided locally, one warning that says authentication failed, never with the password", async () => {
     await using own = await startRedis({ password: "Right-pw-4711" });
