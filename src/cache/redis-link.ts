@@ -9,6 +9,12 @@
  *   request.
  * - While down, a reconnect is tried with exponential backoff (with jitter, capped), forever: when
  *   Redis is back the layer resumes by itself, without a restart.
+ * - A store of a large value (STORE_BULK_BYTES and more) goes over a third connection of its own,
+ *   opened when first needed, with a deadline of operation_timeout_ms plus the value's size at
+ *   STORE_BYTES_PER_SECOND: it does not hold up the lookups behind it on the command connection,
+ *   and its failure (a timeout, a lost connection) fails that store only: the store connection is
+ *   closed (so no late reply or half-sent value remains on it) and the next large store opens a
+ *   new one; the layer stays up.
  * - Each time both connections are up, `onUp` runs first (catch-up of missed invalidations,
  *   replay of purges made meanwhile); only then does the layer serve reads again.
  *
@@ -54,10 +60,17 @@ export function redisTarget(url: string): string {
   }
 }
 
+const noop = () => {};
+
 function describe(err: unknown): string {
   const e = err as { code?: string; message?: string };
   return e?.code ?? e?.message ?? String(err);
 }
+
+/** From this size on, a store goes over the store connection (runStore). */
+export const STORE_BULK_BYTES = 1 << 20;
+/** The throughput a store's deadline assumes on top of operation_timeout_ms (a conservative 50 MiB/s). */
+export const STORE_BYTES_PER_SECOND = 50 * (1 << 20);
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -72,6 +85,8 @@ export class RedisLink {
   private reasonValue: string | undefined = "connecting";
   private cmd: RedisClient | undefined;
   private sub: RedisClient | undefined;
+  /** The large stores' connection (runStore), opened when first needed. */
+  private store: Promise<RedisClient> | undefined;
   private retry: ReturnType<typeof setTimeout> | undefined;
   private backoff: number;
   private attempt = 0;
@@ -119,6 +134,47 @@ export class RedisLink {
       if ((err as { code?: string }).code !== "ERR_REDIS_SERVER_ERROR" && this.cmd === c) this.down(`${what}: ${describe(err)}`);
       throw err;
     }
+  }
+
+  /**
+   * A store of a `bytes`-long value. A small one is run(); a large one goes over the store
+   * connection within operation_timeout_ms + bytes at STORE_BYTES_PER_SECOND, and its failure
+   * closes that connection only (the link stays up: the lookups never queued behind it).
+   */
+  async runStore<T>(what: string, bytes: number, fn: (c: RedisClient) => Promise<T>): Promise<T> {
+    if (bytes < STORE_BULK_BYTES) return this.run(what, fn);
+    if ((this.stateValue !== "up" && this.stateValue !== "syncing") || this.cmd === undefined) throw new RedisUnavailable(this.reasonValue ?? "down");
+    const ms = this.opts.operationTimeoutMs + Math.ceil((bytes / STORE_BYTES_PER_SECOND) * 1000);
+    let conn = this.store;
+    if (conn === undefined) {
+      const c = new RedisClient(this.opts.url, { connectionTimeout: this.opts.connectTimeoutMs, autoReconnect: false, enableOfflineQueue: false });
+      conn = withTimeout(c.connect(), this.opts.connectTimeoutMs, "connect").then(
+        () => c,
+        (err) => {
+          c.close();
+          throw err;
+        },
+      );
+      this.store = conn;
+      conn.then((c) => (c.onclose = () => this.store === conn && (this.store = undefined))).catch(noop);
+    }
+    try {
+      const c = await conn;
+      return await withTimeout(fn(c), ms, what);
+    } catch (err) {
+      this.errorCount++;
+      if ((err as { code?: string }).code !== "ERR_REDIS_SERVER_ERROR" && this.store === conn) this.dropStore();
+      throw err;
+    }
+  }
+
+  private dropStore(): void {
+    const conn = this.store;
+    this.store = undefined;
+    conn?.then((c) => {
+      c.onclose = null;
+      c.close();
+    }, noop);
   }
 
   private async connect(): Promise<void> {
@@ -189,6 +245,7 @@ export class RedisLink {
     }
     this.cmd = undefined;
     this.sub = undefined;
+    this.dropStore();
   }
 
   close(): void {

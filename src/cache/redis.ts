@@ -232,7 +232,7 @@ export class RedisLayer implements CacheLayer {
     }
     if (value !== "") this.remember(obj.key);
     try {
-      const r = await this.link.run("EVAL", (c) => c.send("EVAL", [STORE_IF, "4", ...this.genKeys(obj.key), this.objPrefix + obj.key, ...token, value as string, String(ttl)]));
+      const r = await this.link.runStore("EVAL", value.length, (c) => c.send("EVAL", [STORE_IF, "4", ...this.genKeys(obj.key), this.objPrefix + obj.key, ...token, value as string, String(ttl)]));
       return Number(r) === 1;
     } catch {
       return undefined;
@@ -270,7 +270,13 @@ export class RedisLayer implements CacheLayer {
     if (ttl < 1 || this.purges.purgedSince(since, obj.key)) return;
     this.remember(obj.key);
     const value = encodeEntry(obj, body, this.storeOf(obj.key) ?? undefined);
-    await this.link.run("SET", (c) => c.set(this.objPrefix + obj.key, value, "PX", ttl)).catch(noop);
+    const k = this.objPrefix + obj.key;
+    await this.link.runStore("SET", value.length, (c) => c.set(k, value, "PX", ttl)).then(
+      // A large value goes over a connection of its own: a purge sent meanwhile may have reached
+      // Redis first (one that arrives after this is answered deletes it again: remember()).
+      () => (this.purges.purgedSince(since, obj.key) ? this.link.run("DEL", (c) => c.del(k)) : undefined),
+      noop,
+    ).catch(noop);
   }
 
   async delete(key: string): Promise<boolean> {

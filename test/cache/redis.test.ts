@@ -75,6 +75,25 @@ describe("storage", () => {
     expect(await l.get("b/missing")).toBeUndefined();
   });
 
+  test("a large item (64 MiB, operation_timeout_ms 50) is stored, by a fill and by a put, within a deadline scaled with its size (over a connection of its own); the layer stays up", async () => {
+    const log = captureLog();
+    const l = await layer({ prefix: "large:", maxItemBytes: 128 << 20, timeoutMs: 50, log });
+    const small = fresh("b/small", 10);
+    await l.put(small);
+    const big = fresh("b/big", 64 << 20);
+    const token = await l.fillToken("b/big");
+    expect(token).toBeDefined();
+    expect(await l.putIf(big, token!, true)).toBe(true);
+    expect((await l.get("b/small"))?.size).toBe(10);
+    expect(Number(await raw.send("STRLEN", ["large:obj:b/big"]))).toBeGreaterThan(64 << 20);
+    await raw.del("large:obj:b/big");
+    await l.put(fresh("b/big", 64 << 20));
+    expect(Number(await raw.send("STRLEN", ["large:obj:b/big"]))).toBeGreaterThan(64 << 20);
+    expect(l.health().up).toBe(true);
+    expect(log.lines.filter((x) => x.level === "warn")).toEqual([]);
+    await raw.del("large:obj:b/big");
+  });
+
   test("expired or oversized objects are not stored", async () => {
     const l = await layer({ prefix: "skip:", maxItemBytes: 1000 });
     await l.put(fresh("b/stale", 10, 0));
