@@ -52,7 +52,7 @@ buckets:
     { probeIntervalMs: 600_000 },
   );
   const r = await fetch(px.url("/b/k"));
-  const body = await r.json();
+  const body = (await r.json()) as { message: string };
   expect(r.status).toBe(502);
   expect(body.message).toContain("could not be reached");
   expect(asked).toBe(0);
