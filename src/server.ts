@@ -177,12 +177,16 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
           req.on("error", () => {});
           req.resume();
         }
+        // Draining: this answer is the connection's last (RFC 9112 §9.6), so the drain ends when
+        // the requests in flight do, not at shutdown_timeout.
+        if (stopping) res.setHeader("connection", "close");
         return writeNodeResponse(res, response, req.method === "HEAD");
       },
       () => res.destroy(),
     );
   });
-  server.keepAliveTimeout = 60_000;
+  let stopping = false;
+  configureNodeServer(server);
   // CONNECT (a tunnel request) is not something a proxy for S3 does: answered, not left hanging.
   server.on("connect", (_req: http.IncomingMessage, socket: import("node:net").Socket) => {
     socket.end("HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD, OPTIONS, PUT, POST, DELETE\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
@@ -196,11 +200,35 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
     port: typeof addr === "object" && addr ? addr.port : (opts.as?.port ?? cfg.server.port),
     stop: (force) =>
       new Promise<void>((resolve) => {
-        server.close(() => resolve());
+        stopping = true;
+        // Connections that go idle later (a request in flight at the signal, answered since) are
+        // closed as they do: node closes only those idle at the call.
+        const sweep = setInterval(() => server.closeIdleConnections(), 100);
+        server.close(() => {
+          clearInterval(sweep);
+          resolve();
+        });
         server.closeIdleConnections();
         if (force) server.closeAllConnections();
       }),
   };
+}
+
+/** A node listener's socket inactivity timeout (ms): Bun.serve's idleTimeout, as on the bun engine. */
+export const NODE_IDLE_MS = BUN_LISTENER_IDLE_SECONDS * 1000;
+
+/**
+ * The node engine's timeouts. node:http's requestTimeout (300 s for the whole request, body
+ * included) cut every upload that took longer with a bare 408 (a 5 GiB PUT at 15 MB/s takes 340 s):
+ * off. What bounds a client that stops sending (or reading) instead is the socket's inactivity, as
+ * Bun.serve's idleTimeout does on the bun engine: without one, a client that sent half its body and
+ * then nothing held an upload slot and an upstream connection until that 408.
+ */
+export function configureNodeServer(server: http.Server, idleMs = NODE_IDLE_MS): void {
+  server.keepAliveTimeout = 60_000;
+  server.requestTimeout = 0;
+  server.timeout = idleMs;
+  server.on("timeout", (socket: import("node:net").Socket) => socket.destroy());
 }
 
 /** The path and query of an absolute-form target ("http://host/p?q" → "/p?q"); anything else unchanged (then refused). */

@@ -51,6 +51,19 @@ test("SIGTERM lets an in-flight slow response finish with 200, refuses new conne
   expect(px.logs().some((l) => l.msg === "stopped")).toBe(true);
 });
 
+test("engine node: an answer given during the drain closes its connection, so the drain ends with the requests in flight, not at shutdown_timeout", async () => {
+  await using px = await startProxy(config.replace("port: 0,", "port: 0, engine: node,"));
+  s3.faults.set("/life/slow.txt", { kind: "delay", ms: 1000, times: 1 });
+  const inflight = fetch(px.url("/life/slow.txt"));
+  await s3.waitForRequest((r) => r.pathname === "/life/slow.txt" && r.fault === "delay");
+  px.signal("SIGTERM");
+  await px.waitForLog((l) => l.msg === "draining");
+  const res = await inflight;
+  expect([res.status, res.headers.get("connection"), await res.text()]).toEqual([200, "close", "finished after the signal"]);
+  expect(await px.exited).toBe(0);
+  expect(px.logs().some((l) => String(l.msg).includes("shutdown timeout reached"))).toBe(false);
+});
+
 test("SIGINT drains and exits 0", async () => {
   await using px = await startProxy(config);
   expect(await (await fetch(px.url("/life/a.txt"))).text()).toBe("a");
