@@ -207,6 +207,14 @@ describe("requests S3 refuses before any permission check", () => {
     await refused(send("PUT", "/data", {}), 403, "AccessDenied");
   });
 
+  test("a HEAD's error answer has no body and the GET's Content-Length, never 0 (RFC 9110 §8.6)", async () => {
+    const get = await signed({ path: "/data/no-such-key.txt" });
+    expect(get.status).toBe(404);
+    const head = await signed({ method: "HEAD", path: "/data/no-such-key.txt" });
+    expect([head.status, head.body]).toEqual([404, ""]);
+    expect(head.headers.get("content-length")).toBe(String(Buffer.byteLength(get.body)));
+  });
+
   test("an empty bucket segment before a key (//bucket/key, signed as sent) → 400 InvalidURI, not the service's ListBuckets", async () => {
     env.mark();
     for (const [method, path] of [["GET", "//data/hello.txt"], ["PUT", "//data/x"], ["POST", "//data"]] as const) {

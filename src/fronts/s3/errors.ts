@@ -117,9 +117,11 @@ export function s3ErrorResponse(err: S3Error, opts: { requestId: string; resourc
   // (S3's extended request id: SDKs report it as the error's HostId)
   const hostId = hostIdOf(opts.requestId);
   headers["x-amz-id-2"] = hostId;
-  const body = opts.method === "HEAD" ? null : renderS3ErrorXml(err, { resource: opts.resource, requestId: opts.requestId, hostId });
-  if (body !== null) headers["content-length"] = String(Buffer.byteLength(body)); // also what the access log counts
-  return new Response(body, { status: err.status, headers });
+  const xml = renderS3ErrorXml(err, { resource: opts.resource, requestId: opts.requestId, hostId });
+  // (also what the access log counts). A HEAD gets the GET's length, no body: left without one,
+  // Bun.serve said content-length: 0 (RFC 9110 §8.6: the GET's length or none).
+  headers["content-length"] = String(Buffer.byteLength(xml));
+  return new Response(opts.method === "HEAD" ? null : xml, { status: err.status, headers });
 }
 
 /** An opaque id for the host that answered (S3's x-amz-id-2 / HostId): a random tag of this process and the request, base64. */

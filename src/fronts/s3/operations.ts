@@ -37,9 +37,12 @@ const OVERRIDES: Readonly<Record<string, string>> = {
 export const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 export function xmlResponse(ctx: RequestContext, xml: string, status = 200): Response {
-  const body = ctx.method === "HEAD" ? null : xml;
-  if (body !== null) ctx.bytes = Buffer.byteLength(body);
-  return new Response(body, { status, headers: { "content-type": "application/xml", "x-amz-request-id": ctx.id } });
+  if (ctx.method !== "HEAD") {
+    ctx.bytes = Buffer.byteLength(xml);
+    return new Response(xml, { status, headers: { "content-type": "application/xml", "x-amz-request-id": ctx.id } });
+  }
+  // the GET's length, no body (Bun.serve would say content-length: 0)
+  return new Response(null, { status, headers: { "content-type": "application/xml", "x-amz-request-id": ctx.id, "content-length": String(Buffer.byteLength(xml)) } });
 }
 
 const MAX_BUCKETS_LIMIT = 10_000;
