@@ -200,14 +200,11 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
     port: typeof addr === "object" && addr ? addr.port : (opts.as?.port ?? cfg.server.port),
     stop: (force) =>
       new Promise<void>((resolve) => {
+        // From now on every answer closes its connection (above), so a connection with a request
+        // in flight at the signal closes once it is answered; node closes only the connections
+        // idle at this call.
         stopping = true;
-        // Connections that go idle later (a request in flight at the signal, answered since) are
-        // closed as they do: node closes only those idle at the call.
-        const sweep = setInterval(() => server.closeIdleConnections(), 100);
-        server.close(() => {
-          clearInterval(sweep);
-          resolve();
-        });
+        server.close(() => resolve());
         server.closeIdleConnections();
         if (force) server.closeAllConnections();
       }),

@@ -53,9 +53,11 @@ test("SIGTERM lets an in-flight slow response finish with 200, refuses new conne
 
 test("engine node: an answer given during the drain closes its connection, so the drain ends with the requests in flight, not at shutdown_timeout", async () => {
   await using px = await startProxy(config.replace("port: 0,", "port: 0, engine: node,"));
-  s3.faults.set("/life/slow.txt", { kind: "delay", ms: 1000, times: 1 });
-  const inflight = fetch(px.url("/life/slow.txt"));
-  await s3.waitForRequest((r) => r.pathname === "/life/slow.txt" && r.fault === "delay");
+  // (a key of its own: waitForRequest also sees the requests of the tests before)
+  await s3.put("life", "slow-node.txt", "finished after the signal");
+  s3.faults.set("/life/slow-node.txt", { kind: "delay", ms: 1000, times: 1 });
+  const inflight = fetch(px.url("/life/slow-node.txt"));
+  await s3.waitForRequest((r) => r.pathname === "/life/slow-node.txt" && r.fault === "delay");
   px.signal("SIGTERM");
   await px.waitForLog((l) => l.msg === "draining");
   const res = await inflight;
