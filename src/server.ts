@@ -158,6 +158,7 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
       if (!req.url?.startsWith("/")) throw new Error("not origin-form");
       // A body only where the method may have one (the S3 front's STS form; uploads), streamed.
       const body = req.method === "GET" || req.method === "HEAD" ? undefined : (Readable.toWeb(req) as ReadableStream<Uint8Array>);
+      if (body !== undefined) watchBodyIdle(req);
       request = new Request(`http://localhost${req.url}`, { method: req.method, headers, signal: abort.signal, body, duplex: "half" } as RequestInit);
       if (body !== undefined) markJsBody(request);
     } catch {
@@ -211,21 +212,40 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
   };
 }
 
-/** A node listener's socket inactivity timeout (ms): Bun.serve's idleTimeout, as on the bun engine. */
+/** How long a request body may send nothing on the node engine (ms): Bun.serve's idleTimeout. */
 export const NODE_IDLE_MS = BUN_LISTENER_IDLE_SECONDS * 1000;
 
 /**
  * The node engine's timeouts. node:http's requestTimeout (300 s for the whole request, body
  * included) cut every upload that took longer with a bare 408 (a 5 GiB PUT at 15 MB/s takes 340 s):
- * off. What bounds a client that stops sending (or reading) instead is the socket's inactivity, as
- * Bun.serve's idleTimeout does on the bun engine: without one, a client that sent half its body and
- * then nothing held an upload slot and an upstream connection until that 408.
+ * off. A client that stops sending is bounded by watchBodyIdle instead.
  */
-export function configureNodeServer(server: http.Server, idleMs = NODE_IDLE_MS): void {
+export function configureNodeServer(server: http.Server): void {
   server.keepAliveTimeout = 60_000;
   server.requestTimeout = 0;
-  server.timeout = idleMs;
-  server.on("timeout", (socket: import("node:net").Socket) => socket.destroy());
+}
+
+/**
+ * Closes the connection of a request whose body sends nothing for `idleMs` while it is still
+ * arriving (as Bun.serve's idleTimeout does on the bun engine): without it, a client that sent half
+ * its body and then nothing held an upload slot and an upstream connection. Only while the body
+ * arrives: once it is complete, an answer may take as long as the upstream does (a
+ * CompleteMultipartUpload of minutes; a listener-wide socket timeout cut those at 60 s).
+ */
+export function watchBodyIdle(req: http.IncomingMessage, idleMs = NODE_IDLE_MS): void {
+  if (req.complete) return;
+  const socket = req.socket;
+  const onTimeout = () => {
+    if (!req.complete) socket.destroy();
+  };
+  socket.setTimeout(idleMs);
+  socket.once("timeout", onTimeout);
+  const done = () => {
+    socket.setTimeout(0);
+    socket.off("timeout", onTimeout);
+  };
+  req.once("end", done);
+  req.once("close", done);
 }
 
 /** The path and query of an absolute-form target ("http://host/p?q" → "/p?q"); anything else unchanged (then refused). */
