@@ -107,7 +107,8 @@ export function ownerOf(identity: string): { id: string; displayName: string } {
  */
 const PREFIX = "((?:[A-Za-z_][A-Za-z0-9_.-]*:)?)";
 
-const OWNER_ELEMENTS = new RegExp(`<${PREFIX}(Owner|Initiator)(\\s[^>]*)?>[\\s\\S]*?<\\/\\1\\2\\s*>`, "g");
+// (an empty `<Owner />` is left alone: read as an opening tag, it swallowed every entry up to the next </Owner>)
+const OWNER_ELEMENTS = new RegExp(`<${PREFIX}(Owner|Initiator)(\\s[^>]*)?(?<!\\/)>[\\s\\S]*?<\\/\\1\\2\\s*>`, "g");
 const MAYBE_OWNER = /[<:](?:Owner|Initiator)[\s>]/;
 
 /**

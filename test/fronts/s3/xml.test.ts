@@ -276,5 +276,9 @@ describe("relayed listings: the result's own name and the owners, prefixed or no
     expect(prefixed).toContain("<s3:DisplayName>tester</s3:DisplayName></s3:Owner>");
     const none = "<R><Contents><Key>OwnerX</Key></Contents></R>";
     expect(maskOwners(none, "tester")).toBe(none);
+    // an empty <Owner /> is no opening tag: the entries after it stay
+    const empty = maskOwners("<R><Contents><Key>a</Key><Owner /></Contents><Contents><Key>b</Key><Owner><ID>secret</ID></Owner></Contents></R>", "tester");
+    expect(empty).toContain("<Key>a</Key><Owner /></Contents><Contents><Key>b</Key>");
+    expect(empty).not.toContain("secret");
   });
 });
