@@ -340,19 +340,27 @@ export const CacheSchema = z
       .prefault({}),
     disk: DiskCacheSchema.optional(),
     redis: RedisCacheSchema.optional(),
-  })
-  .superRefine((c, ctx) => {
-    const layers = c.cache_layers;
-    const order = layers.map((l) => CACHE_LAYERS.indexOf(l));
-    if (new Set(layers).size !== layers.length) ctx.addIssue({ code: "custom", path: ["cache_layers"], message: "a layer is listed twice" });
-    else if (order.some((v, i) => i > 0 && v < order[i - 1]!)) ctx.addIssue({ code: "custom", path: ["cache_layers"], message: "list the layers fastest first: memory, disk, redis" });
-    for (const name of ["disk", "redis"] as const) {
-      if (layers.includes(name) && c[name] === undefined) ctx.addIssue({ code: "custom", path: [name], message: `cache_layers lists ${name}: the cache.${name} section is required` });
-      if (!layers.includes(name) && c[name] !== undefined) ctx.addIssue({ code: "custom", path: [name], message: `cache.${name} is set but cache_layers does not list ${name}: add it there or remove this section` });
-    }
-    if (c.disk && c.disk.max_item_size_mb > c.disk.max_disk_size_mb) ctx.addIssue({ code: "custom", path: ["disk", "max_item_size_mb"], message: "must not exceed max_disk_size_mb" });
   });
 export type CacheConfig = z.infer<typeof CacheSchema>;
+
+/**
+ * The cache section's rules across its fields (paths below `cache`). Checked with the config's
+ * other cross-field rules (validateConfig), not inside the parse: as a refinement there, one of
+ * them failing kept every other rule of the file from being checked in that run.
+ */
+export function cacheLayerIssues(c: CacheConfig): Array<{ path: Array<string | number>; message: string }> {
+  const out: Array<{ path: Array<string | number>; message: string }> = [];
+  const layers = c.cache_layers;
+  const order = layers.map((l) => CACHE_LAYERS.indexOf(l));
+  if (new Set(layers).size !== layers.length) out.push({ path: ["cache_layers"], message: "a layer is listed twice" });
+  else if (order.some((v, i) => i > 0 && v < order[i - 1]!)) out.push({ path: ["cache_layers"], message: "list the layers fastest first: memory, disk, redis" });
+  for (const name of ["disk", "redis"] as const) {
+    if (layers.includes(name) && c[name] === undefined) out.push({ path: [name], message: `cache_layers lists ${name}: the cache.${name} section is required` });
+    if (!layers.includes(name) && c[name] !== undefined) out.push({ path: [name], message: `cache.${name} is set but cache_layers does not list ${name}: add it there or remove this section` });
+  }
+  if (c.disk && c.disk.max_item_size_mb > c.disk.max_disk_size_mb) out.push({ path: ["disk", "max_item_size_mb"], message: "must not exceed max_disk_size_mb" });
+  return out;
+}
 
 export const MetricsSchema = z.strictObject({
   enabled: z.boolean().default(false),

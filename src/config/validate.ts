@@ -9,7 +9,7 @@ import { isAbsolute, join } from "node:path";
 import { parseCidr, parseIp } from "../http/cidr.ts";
 import type { Config } from "./load.ts";
 import type { PathSegment } from "./path.ts";
-import type { Algorithm, ClaimRule, RawConfig } from "./schema.ts";
+import { cacheLayerIssues, type Algorithm, type ClaimRule, type RawConfig } from "./schema.ts";
 import { rateLimitIssues } from "./rate-limit.ts";
 import { userinfoProblem } from "./url.ts";
 import { validateS3Api } from "./s3-api.ts";
@@ -197,6 +197,7 @@ function validateJwt(cfg: RawConfig, baseDir: string | undefined, issues: Issue[
 
 export function validateConfig(cfg: RawConfig, opts: { baseDir?: string } = {}): { config: Config; issues: Array<{ path: PathSegment[]; message: string }> } {
   const issues: Issue[] = [];
+  for (const i of cacheLayerIssues(cfg.cache)) issues.push({ path: ["cache", ...i.path], message: i.message });
 
   // server.address may be "host:port" (the original README's form).
   let host = cfg.server.address;

@@ -320,6 +320,13 @@ describe("loadConfig", () => {
   });
 });
 
+describe("every problem in one run", () => {
+  test("a cache_layers rule that fails does not hide the file's other problems (it ran inside the parse and stopped the rest)", () => {
+    const got = issues(`buckets: [{name: b, path_prefix: /health, s3: {bucket: abc, region: us-east-1}}]\njwt: {enabled: true, algorithm: HS256, secret: "short"}\ncache: {cache_layers: [memory, disk]}\n`);
+    expect(got.map((i) => i.path).sort()).toEqual(["buckets[0].path_prefix", "cache.disk", "jwt.secret"]);
+  });
+});
+
 describe("listener rules", () => {
   test("https with engine: node is refused with what to do instead (node:http would serve plain HTTP)", () => {
     const got = issues(`server: { engine: node, https: { cert_path: /nonexistent.pem, key_path: /nonexistent.key } }\n${B}`);
