@@ -28,6 +28,11 @@
  *   with the stream: when Redis lost its data (or the stream), the next catch-up of every replica
  *   finds another life than its position's, running or restarted, and empties its local layers
  *   (the purges of the lost life are unknown), whether or not a stream was created again since.
+ *   A stream that went back in the same life (Redis restored from an older snapshot, an AOF that
+ *   lost its last second, a failover to a lagging replica: its last id below the position) lost
+ *   the purges after it, and the objects they deleted may be back in Redis: the replica that sees
+ *   it purges every object in Redis (gen:all too), gives the stream a new life and announces the
+ *   purge; every replica empties its local layers.
  * - Each entry records the store it was read from (its bucket's stamp, `stores`); an entry of
  *   another store (the bucket was repointed on every replica across a restart, or replicas of a
  *   rolling change disagree) or with none (an earlier version's) is a miss, not an error: left
@@ -117,6 +122,27 @@ for i = 1, #info - 1, 2 do
   elseif k == 'first-entry' and v then r[5] = v[1] end
 end
 return r`;
+/**
+ * A new life for a stream that went back (KEYS: the stream; ARGV: the life seen, "epoch:<uuid>"
+ * for the new one): while the life seen is still the stream's, its epoch groups are replaced by
+ * the new one (another replica that saw the same rollback may have done it first: left alone).
+ */
+const NEW_LIFE = `local s = KEYS[1]
+if redis.call('EXISTS', s) == 0 then return 0 end
+local names = {}
+local seen = false
+for _, g in ipairs(redis.call('XINFO', 'GROUPS', s)) do
+  for i = 1, #g - 1, 2 do
+    if g[i] == 'name' and string.sub(g[i + 1], 1, 6) == 'epoch:' then
+      names[#names + 1] = g[i + 1]
+      if g[i + 1] == ARGV[1] then seen = true end
+    end
+  end
+end
+if not seen then return 0 end
+for _, n in ipairs(names) do redis.call('XGROUP', 'DESTROY', s, n) end
+redis.call('XGROUP', 'CREATE', s, ARGV[2], '$')
+return 1`;
 /** A key's purge: a new generation and the DEL in one step (a fill's conditional store lands before both or sees the new generation). */
 const PURGE_KEY = `redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return redis.call('DEL', KEYS[2])`;
@@ -491,10 +517,30 @@ export class RedisLayer implements CacheLayer {
    * (the first start), nothing to compare.
    */
   private async catchUp(from: string, epoch: string | undefined): Promise<void> {
-    const life = (await this.link.run("STREAM", (c) => c.send("EVAL", [STREAM_LIFE, "1", this.stream, "epoch:" + crypto.randomUUID()]))) as string[];
-    const [now, last, added, length, first] = life.map(String) as [string, string, string, string, string];
+    const streamLife = async () => ((await this.link.run("STREAM", (c) => c.send("EVAL", [STREAM_LIFE, "1", this.stream, "epoch:" + crypto.randomUUID()]))) as unknown[]).map(String) as [string, string, string, string, string];
+    let [now, last, added, length, first] = await streamLife();
+    if (epoch !== undefined && now === epoch && idAfter(from, last)) {
+      // The stream went back (Redis restored from an older snapshot, an AOF that lost its last
+      // second, a failover to a lagging replica): the purges after `last` are lost, and the
+      // objects they deleted may be back in Redis. Purged there (with gen:all, so no fill begun
+      // before stores), then the stream gets a new life (the other replicas empty their local
+      // layers at their catch-up, whether or not they see the rollback themselves) and the purge
+      // is announced (those connected now empty them at once).
+      this.log?.info("redis cache layer: the purge stream went back (Redis restored from an older snapshot, or a failover to a lagging replica): every object in Redis and in the local layers dropped", { position: from, stream: last });
+      const all: RemoteInvalidation = { kind: "prefix", prefix: "" };
+      await this.removeFromRedis(all);
+      await this.link.run("STREAM", (c) => c.send("EVAL", [NEW_LIFE, "1", this.stream, now, "epoch:" + crypto.randomUUID()]));
+      [now, last] = await streamLife();
+      this.epoch = now;
+      this.lastSeen = last;
+      await this.applyRemote(all);
+      await this.announce(all);
+      this.savePosition();
+      return;
+    }
     if (epoch !== undefined && now !== epoch) {
       // Another life of the stream: its ids have nothing to do with `from` (and may be lower).
+      this.log?.info("redis cache layer: the purge stream has another life (Redis lost its data, or was restored from an older snapshot): the local layers emptied", { stream: this.stream });
       this.epoch = now;
       this.lastSeen = last;
       await this.applyRemote({ kind: "prefix", prefix: "" });
@@ -518,7 +564,9 @@ export class RedisLayer implements CacheLayer {
       }
     }
     await Promise.all(applied);
-    const ids = [from, last, missed.at(-1)?.[0] ?? from];
+    // Ids of the stream only (not `from` when it is a time: the first start), so that a position
+    // above the stream's last id means the stream went back (above).
+    const ids = [last, missed.at(-1)?.[0] ?? last];
     for (const id of ids) if (this.lastSeen === undefined || idAfter(id, this.lastSeen)) this.lastSeen = id;
     this.savePosition();
   }

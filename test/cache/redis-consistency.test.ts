@@ -60,16 +60,20 @@ function s3() {
   return { objects, calls, held, upstream, hold: (on: boolean) => (holding = on) };
 }
 
-function replica(opts: { prefix: string; dir?: string; url?: string; disk?: boolean; instance?: string }): { cache: Cache; redis: RedisLayer; disk?: DiskLayer } {
-  const r = new RedisLayer({ url: opts.url ?? redis.url, keyPrefix: opts.prefix, maxItemBytes: 1 << 20, connectTimeoutMs: 300, operationTimeoutMs: 300, minBackoffMs: 20, maxBackoffMs: 100 });
+type Lines = { level: string; msg: string }[];
+function replica(opts: { prefix: string; dir?: string; url?: string; disk?: boolean; instance?: string; log?: Lines }): { cache: Cache; redis: RedisLayer; disk?: DiskLayer; memory: MemoryLayer } {
+  const lines = opts.log;
+  const log = lines && { info: (msg: string) => void lines.push({ level: "info", msg }), warn: (msg: string) => void lines.push({ level: "warn", msg }) };
+  const r = new RedisLayer({ url: opts.url ?? redis.url, keyPrefix: opts.prefix, maxItemBytes: 1 << 20, connectTimeoutMs: 300, operationTimeoutMs: 300, minBackoffMs: 20, maxBackoffMs: 100, log });
   const layers = [];
-  layers.push(new MemoryLayer(1 << 20, 1 << 20));
+  const memory = new MemoryLayer(1 << 20, 1 << 20);
+  layers.push(memory);
   const disk = opts.dir !== undefined ? new DiskLayer({ dir: opts.dir, maxBytes: 1 << 24, maxItemBytes: 1 << 20, instance: opts.instance }) : undefined;
   if (disk) layers.push(disk);
   layers.push(r);
   const cache = new Cache(layers);
   open.push(cache);
-  return { cache, redis: r, disk };
+  return { cache, redis: r, disk, memory };
 }
 
 async function read(cache: Cache, store: ReturnType<typeof s3>, key: string) {
@@ -332,3 +336,49 @@ describe("a fill racing a write", () => {
   test("between replicas: once the write is answered, the filling replica and a third one read the new object", () => race({ withPeers: false }));
   test("between the workers of one proxy (purges over IPC too)", () => race({ withPeers: true }));
 });
+
+describe("Redis restored from an older snapshot (an RDB, an AOF that lost its last second, a lagging replica promoted): the purges after it are lost", () => {
+  let snap: RedisServer;
+  beforeAll(async () => {
+    snap = await startRedis();
+  });
+  afterAll(async () => {
+    await snap?.stop();
+  });
+
+  test("the objects they deleted, back in Redis, are served by no replica: Redis's objects and every replica's local layers are dropped, and the stream gets a new life; logged", async () => {
+    const prefix = "rollback:";
+    const store = s3();
+    const logA: Lines = [];
+    const a = replica({ prefix, url: snap.url, dir: mkdtempSync(join(root, "rb-a-")), log: logA });
+    const b = replica({ prefix, url: snap.url });
+    await Promise.all([up(a.redis), up(b.redis)]);
+    await b.cache.delete("b/before"); // a stream with an entry
+    store.objects.set("b/x", "old x");
+    store.objects.set("b/y", "old y");
+    expect(await read(a.cache, store, "x")).toMatchObject({ x: "MISS", body: "old x" });
+    expect(await read(a.cache, store, "y")).toMatchObject({ x: "MISS", body: "old y" });
+    const check = new RedisClient(snap.url);
+    await check.connect();
+    await waitFor(async () => (await check.exists(prefix + "obj:b/x")) && (await check.exists(prefix + "obj:b/y")), { message: "the fills to reach Redis" });
+    const epochBefore = JSON.stringify(await check.send("XINFO", ["GROUPS", prefix + "invalidations"]));
+    await check.send("SAVE", []);
+    check.close();
+    store.objects.set("b/x", "new x");
+    await b.cache.delete("b/x"); // the PUT's purge: in the stream after the snapshot
+    await waitFor(() => a.memory.peek("b/x") === undefined, { message: "the purge to reach A" });
+    await snap.kill();
+    await Promise.all([waitFor(() => !a.redis.health().up), waitFor(() => !b.redis.health().up)]);
+    await snap.start(); // loads the snapshot: obj:b/x is back, the purge is not in the stream
+    await Promise.all([up(a.redis), up(b.redis)]);
+    expect(await read(a.cache, store, "x")).toMatchObject({ x: "MISS", body: "new x" });
+    expect(await read(b.cache, store, "x")).toMatchObject({ body: "new x" });
+    expect(await read(b.cache, store, "y")).toMatchObject({ x: "MISS", body: "old y" }); // everything in Redis went
+    const after = new RedisClient(snap.url);
+    await after.connect();
+    expect(JSON.stringify(await after.send("XINFO", ["GROUPS", prefix + "invalidations"]))).not.toBe(epochBefore);
+    after.close();
+    expect(logA.filter((l) => l.level === "info" && /purge stream (went back|has another life)/.test(l.msg)).length).toBeGreaterThanOrEqual(1);
+  });
+});
+
