@@ -13,11 +13,34 @@
  * is its own bucket's stamp, so an entry filled for another store (the bucket was pointed
  * elsewhere, on every replica across a restart, or on some during a rolling change) is a miss,
  * never the other store's object. An entry without one (an earlier version's) is a miss too.
+ *
+ * A large entry (BULK_BYTES and more) is stored under <key> + BULK_SUFFIX, and <key> holds only a
+ * stub ("YTRB" and the entry's length in decimal), both set in one script with one TTL: a lookup
+ * reads <key> over the shared command connection (one round trip, a few bytes for a large item),
+ * and the entry itself over a connection of its own with a deadline scaled with its size
+ * (redis-link.ts runBulk). The suffix keeps it under <key>'s prefix (a prefix purge's SCAN finds it).
  */
 import type { CachedObject } from "./types.ts";
 
 const MAGIC = 0x31525459; // "YTR1" read as little-endian u32
 const FIXED = 8;
+
+/** From this length on, an entry is stored apart from its stub (redis-link.ts STORE_BULK_BYTES). */
+export const BULK_BYTES = 1 << 20;
+/** A large entry's key: its stub's key and this (no S3 key holds a NUL). */
+export const BULK_SUFFIX = "\u0000bulk";
+const STUB = "YTRB";
+
+export function encodeStub(length: number): string {
+  return STUB + String(length);
+}
+
+/** The length of the large entry a stub stands for; undefined when `value` is no stub. */
+export function stubLength(value: Uint8Array): number | undefined {
+  if (value.byteLength < 5 || value.byteLength > 24 || value[0] !== 0x59 || value[1] !== 0x54 || value[2] !== 0x52 || value[3] !== 0x42) return undefined;
+  const digits = new TextDecoder().decode(value.subarray(4));
+  return /^\d+$/.test(digits) ? Number(digits) : undefined;
+}
 
 /** decodeEntry's answer for an entry of another store than the one asked for (not corrupt: a miss). */
 export const OTHER_STORE = "another store";

@@ -15,6 +15,9 @@
  *   and its failure (a timeout, a lost connection) fails that store only: the store connection is
  *   closed (so no late reply or half-sent value remains on it) and the next large store opens a
  *   new one; the layer stays up.
+ * - A large entry is read (runBulk) the same way, over a connection of its own, apart from the
+ *   stores' (a read does not wait behind a store, nor fail with it): its failure fails that
+ *   lookup only (a miss), never the link.
  * - Each time both connections are up, `onUp` runs first (catch-up of missed invalidations,
  *   replay of purges made meanwhile); only then does the layer serve reads again.
  *
@@ -85,8 +88,8 @@ export class RedisLink {
   private reasonValue: string | undefined = "connecting";
   private cmd: RedisClient | undefined;
   private sub: RedisClient | undefined;
-  /** The large stores' connection (runStore), opened when first needed. */
-  private store: Promise<RedisClient> | undefined;
+  /** The large stores' and the large reads' connections (runBulk), each opened when first needed. */
+  private readonly bulk = new Map<"store" | "read", Promise<RedisClient>>();
   private retry: ReturnType<typeof setTimeout> | undefined;
   private backoff: number;
   private attempt = 0;
@@ -143,34 +146,44 @@ export class RedisLink {
    */
   async runStore<T>(what: string, bytes: number, fn: (c: RedisClient) => Promise<T>): Promise<T> {
     if (bytes < STORE_BULK_BYTES) return this.run(what, fn);
+    return this.runBulk("store", what, bytes, fn);
+  }
+
+  /**
+   * A command moving `bytes` (a large store or read) over the `use` connection within
+   * operation_timeout_ms + bytes at STORE_BYTES_PER_SECOND; its failure closes that connection
+   * only (the link stays up: the lookups never queued behind it).
+   */
+  async runBulk<T>(use: "store" | "read", what: string, bytes: number, fn: (c: RedisClient) => Promise<T>): Promise<T> {
     if ((this.stateValue !== "up" && this.stateValue !== "syncing") || this.cmd === undefined) throw new RedisUnavailable(this.reasonValue ?? "down");
     const ms = this.opts.operationTimeoutMs + Math.ceil((bytes / STORE_BYTES_PER_SECOND) * 1000);
-    let conn = this.store;
+    let conn = this.bulk.get(use);
     if (conn === undefined) {
       const c = new RedisClient(this.opts.url, { connectionTimeout: this.opts.connectTimeoutMs, autoReconnect: false, enableOfflineQueue: false });
-      conn = withTimeout(c.connect(), this.opts.connectTimeoutMs, "connect").then(
+      const opened = withTimeout(c.connect(), this.opts.connectTimeoutMs, "connect").then(
         () => c,
         (err) => {
           c.close();
           throw err;
         },
       );
-      this.store = conn;
-      conn.then((c) => (c.onclose = () => this.store === conn && (this.store = undefined))).catch(noop);
+      conn = opened;
+      this.bulk.set(use, opened);
+      opened.then((c) => (c.onclose = () => this.bulk.get(use) === opened && this.bulk.delete(use))).catch(noop);
     }
     try {
       const c = await conn;
       return await withTimeout(fn(c), ms, what);
     } catch (err) {
       this.errorCount++;
-      if ((err as { code?: string }).code !== "ERR_REDIS_SERVER_ERROR" && this.store === conn) this.dropStore();
+      if ((err as { code?: string }).code !== "ERR_REDIS_SERVER_ERROR" && this.bulk.get(use) === conn) this.dropBulk(use);
       throw err;
     }
   }
 
-  private dropStore(): void {
-    const conn = this.store;
-    this.store = undefined;
+  private dropBulk(use: "store" | "read"): void {
+    const conn = this.bulk.get(use);
+    this.bulk.delete(use);
     conn?.then((c) => {
       c.onclose = null;
       c.close();
@@ -245,7 +258,8 @@ export class RedisLink {
     }
     this.cmd = undefined;
     this.sub = undefined;
-    this.dropStore();
+    this.dropBulk("store");
+    this.dropBulk("read");
   }
 
   close(): void {

@@ -3,7 +3,10 @@
  * one replica reaches the memory and disk layers of all the others.
  *
  * - An object is one key (redis-format.ts) with a Redis TTL equal to its remaining freshness:
- *   Redis expires it exactly when this proxy would have to revalidate it.
+ *   Redis expires it exactly when this proxy would have to revalidate it. A large one (1 MiB and
+ *   more) is a stub under that key and the entry beside it: a lookup reads the stub over the
+ *   shared connection and the entry over a connection of its own (getBulk), so a slow large read
+ *   neither holds up the small lookups nor marks the layer down.
  * - A purge deletes the keys (SCAN + UNLINK for a bucket or everything), appends the invalidation
  *   to a capped stream (<prefix>invalidations) and PUBLISHes it on <prefix>invalidate. Every
  *   replica's subscribed connection receives it at once and drops the key or prefix from its own
@@ -40,7 +43,7 @@
  * - Failure is not an outage: reads and writes are skipped while the link is down (redis-link.ts).
  */
 import { PurgeLog } from "./purge-log.ts";
-import { decodeEntry, encodeEntry, matchPrefix, OTHER_STORE } from "./redis-format.ts";
+import { BULK_BYTES, BULK_SUFFIX, decodeEntry, encodeEntry, encodeStub, matchPrefix, OTHER_STORE, stubLength } from "./redis-format.ts";
 import { RedisLink, type LinkLogger } from "./redis-link.ts";
 import { bucketOf, type CachedObject, type CacheLayer, type FillToken, type LayerHealth, type LayerStats, type ObjectMeta, type RemoteInvalidation, type StreamCheckpoint } from "./types.ts";
 
@@ -83,15 +86,27 @@ export const START_SKEW_MS = 60_000;
 
 /**
  * Stores (or, with an empty value, only checks) when the three generations (everything, bucket,
- * key) are those the fill read when it began. KEYS: gen all, gen bucket, gen key, object;
- * ARGV: the three generations read ("" = none), value, PX.
+ * key) are those the fill read when it began. KEYS: gen all, gen bucket, gen key, object, its
+ * large entry's key; ARGV: the three generations read ("" = none), value, PX, the stub ("" for a
+ * value stored under the object's key: redis-format.ts).
  */
 const STORE_IF = `for i = 1, 3 do
   local g = redis.call('GET', KEYS[i])
   if (g or '') ~= ARGV[i] then return 0 end
 end
-if ARGV[4] ~= '' then redis.call('SET', KEYS[4], ARGV[4], 'PX', ARGV[5]) end
+if ARGV[4] ~= '' then
+  if ARGV[6] ~= '' then
+    redis.call('SET', KEYS[5], ARGV[4], 'PX', ARGV[5])
+    redis.call('SET', KEYS[4], ARGV[6], 'PX', ARGV[5])
+  else
+    redis.call('SET', KEYS[4], ARGV[4], 'PX', ARGV[5])
+    redis.call('UNLINK', KEYS[5])
+  end
+end
 return 1`;
+/** A large entry and its stub (KEYS: object, large entry; ARGV: value, stub, PX). */
+const SET_BULK = `redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
+return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])`;
 /**
  * The purge stream's life (KEYS: the stream; ARGV: "epoch:<uuid>" for a new life): made sure to
  * exist, with a consumer group named by its epoch (a group lives and dies with its stream, so a
@@ -143,8 +158,9 @@ if not seen then return 0 end
 for _, n in ipairs(names) do redis.call('XGROUP', 'DESTROY', s, n) end
 redis.call('XGROUP', 'CREATE', s, ARGV[2], '$')
 return 1`;
-/** A key's purge: a new generation and the DEL in one step (a fill's conditional store lands before both or sees the new generation). */
+/** A key's purge: a new generation and the DEL (of the object and its large entry) in one step (a fill's conditional store lands before both or sees the new generation). */
 const PURGE_KEY = `redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('UNLINK', KEYS[3])
 return redis.call('DEL', KEYS[2])`;
 
 const noop = () => {};
@@ -257,8 +273,10 @@ export class RedisLayer implements CacheLayer {
       if (ttl < 1) value = "";
     }
     if (value !== "") this.remember(obj.key);
+    const k = this.objPrefix + obj.key;
+    const stub = value.length >= BULK_BYTES ? encodeStub(value.length) : "";
     try {
-      const r = await this.link.runStore("EVAL", value.length, (c) => c.send("EVAL", [STORE_IF, "4", ...this.genKeys(obj.key), this.objPrefix + obj.key, ...token, value as string, String(ttl)]));
+      const r = await this.link.runStore("EVAL", value.length, (c) => c.send("EVAL", [STORE_IF, "5", ...this.genKeys(obj.key), k, k + BULK_SUFFIX, ...token, value as string, String(ttl), stub]));
       return Number(r) === 1;
     } catch {
       return undefined;
@@ -276,15 +294,34 @@ export class RedisLayer implements CacheLayer {
     return this.link.run("GET", (c) => c.getBuffer(k)).then(
       (value) => {
         if (value === null) return undefined;
-        const obj = decodeEntry(value, key, this.storeOf(key));
-        if (typeof obj !== "string") return obj;
-        if (obj === OTHER_STORE) return undefined; // another store's (or an earlier version's): a miss, that a fill replaces
-        this.corrupt++;
-        this.link.run("DEL", (c) => c.del(k)).catch(noop);
-        return undefined;
+        const length = stubLength(value);
+        return length === undefined ? this.decode(key, value) : this.getBulk(key, length);
       },
       () => undefined,
     );
+  }
+
+  /**
+   * A large entry, over a connection of its own within a deadline scaled with its length: its
+   * failure is this lookup's miss, the link stays up (redis-link.ts runBulk). Read apart from its
+   * stub, it may be a later fill's, as whole (a purge deletes both; a miss when gone).
+   */
+  private getBulk(key: string, length: number): Promise<CachedObject | undefined> {
+    const k = this.objPrefix + key + BULK_SUFFIX;
+    return this.link.runBulk("read", "GET", length, (c) => c.getBuffer(k)).then(
+      (value) => (value === null ? undefined : this.decode(key, value)),
+      () => undefined,
+    );
+  }
+
+  private decode(key: string, value: Uint8Array): CachedObject | undefined {
+    const obj = decodeEntry(value, key, this.storeOf(key));
+    if (typeof obj !== "string") return obj;
+    if (obj === OTHER_STORE) return undefined; // another store's (or an earlier version's): a miss, that a fill replaces
+    this.corrupt++;
+    const k = this.objPrefix + key;
+    this.link.run("DEL", (c) => c.send("UNLINK", [k, k + BULK_SUFFIX])).catch(noop);
+    return undefined;
   }
 
   async put(obj: CachedObject): Promise<void> {
@@ -297,10 +334,11 @@ export class RedisLayer implements CacheLayer {
     this.remember(obj.key);
     const value = encodeEntry(obj, body, this.storeOf(obj.key) ?? undefined);
     const k = this.objPrefix + obj.key;
-    await this.link.runStore("SET", value.length, (c) => c.set(k, value, "PX", ttl)).then(
+    const set = (c: Bun.RedisClient) => (value.length >= BULK_BYTES ? c.send("EVAL", [SET_BULK, "2", k, k + BULK_SUFFIX, value as unknown as string, encodeStub(value.length), String(ttl)]) : c.set(k, value, "PX", ttl));
+    await this.link.runStore("SET", value.length, set).then(
       // A large value goes over a connection of its own: a purge sent meanwhile may have reached
       // Redis first (one that arrives after this is answered deletes it again: remember()).
-      () => (this.purges.purgedSince(since, obj.key) ? this.link.run("DEL", (c) => c.del(k)) : undefined),
+      () => (this.purges.purgedSince(since, obj.key) ? this.link.run("DEL", (c) => c.send("UNLINK", [k, k + BULK_SUFFIX])) : undefined),
       noop,
     ).catch(noop);
   }
@@ -384,10 +422,11 @@ export class RedisLayer implements CacheLayer {
     if (inv.kind === "key") {
       const [genKey] = this.genKeys(inv.key).slice(2);
       try {
-        return Number(await this.link.run("PURGE", (c) => c.send("EVAL", [PURGE_KEY, "2", genKey!, this.objPrefix + inv.key, gen, String(GEN_TTL_MS)])));
+        return Number(await this.link.run("PURGE", (c) => c.send("EVAL", [PURGE_KEY, "3", genKey!, this.objPrefix + inv.key, this.objPrefix + inv.key + BULK_SUFFIX, gen, String(GEN_TTL_MS)])));
       } catch (err) {
         // A full Redis (noeviction) refuses the generation's SET, not the DEL (nor can a fill SET then).
         if ((err as { code?: string }).code !== "ERR_REDIS_SERVER_ERROR") throw err;
+        this.link.run("DEL", (c) => c.send("UNLINK", [this.objPrefix + inv.key + BULK_SUFFIX])).catch(noop);
         return this.link.run("DEL", (c) => c.del(this.objPrefix + inv.key));
       }
     }
@@ -402,7 +441,8 @@ export class RedisLayer implements CacheLayer {
     do {
       const [next, keys] = await this.link.run("SCAN", (c) => c.scan(cursor, "MATCH", pattern, "COUNT", SCAN_COUNT));
       cursor = next;
-      if (keys.length > 0) n += Number(await this.link.run("UNLINK", (c) => c.send("UNLINK", keys)));
+      // (a large entry's key is counted with its stub's)
+      if (keys.length > 0) n += Math.max(0, Number(await this.link.run("UNLINK", (c) => c.send("UNLINK", keys))) - keys.filter((k) => k.endsWith(BULK_SUFFIX)).length);
     } while (cursor !== "0");
     return n;
   }
@@ -460,7 +500,7 @@ export class RedisLayer implements CacheLayer {
     if (inv.kind === "key") this.purges.key(inv.key);
     else this.purges.prefix(inv.prefix);
     const again: string[] = [];
-    for (const key of this.recent.keys()) if (matches(inv, key)) again.push(this.objPrefix + key);
+    for (const key of this.recent.keys()) if (matches(inv, key)) again.push(this.objPrefix + key, this.objPrefix + key + BULK_SUFFIX);
     if (again.length > 0) this.link.run("UNLINK", (c) => c.send("UNLINK", again)).catch(noop);
     return Promise.resolve(this.handler?.(inv)).catch(noop);
   }
