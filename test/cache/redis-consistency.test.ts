@@ -212,7 +212,7 @@ describe("Redis lost its data (restarted without persistence): every replica emp
   afterAll(async () => {
     await lossy?.stop();
   });
-  const on = (opts: { prefix: string; dir?: string; url?: string }) => replica({ ...opts, url: opts.url ?? lossy.url });
+  const on = (opts: { prefix: string; dir?: string; url?: string; log?: Lines }) => replica({ ...opts, url: opts.url ?? lossy.url });
   /** A purge through a replica started for it (after the restart: the stream's new life). */
   async function purgeThrough(prefix: string, key: string) {
     const b = on({ prefix });
@@ -265,7 +265,8 @@ describe("Redis lost its data (restarted without persistence): every replica emp
     const store = s3();
     const relay = await tcpRelay(lossy.port);
     try {
-      const a = on({ prefix, url: `redis://127.0.0.1:${relay.port}` });
+      const logA: Lines = [];
+      const a = on({ prefix, url: `redis://127.0.0.1:${relay.port}`, log: logA });
       await up(a.redis);
       await purgeThrough(prefix, "b/y"); // a stream exists
       store.objects.set("b/x", "old x");
@@ -281,6 +282,8 @@ describe("Redis lost its data (restarted without persistence): every replica emp
       relay.restore();
       await up(a.redis);
       expect(await read(a.cache, store, "x")).toMatchObject({ x: "MISS", body: "new x" });
+      // logged: its local layers emptied
+      expect(logA.filter((l) => l.level === "info" && l.msg.includes("the purge stream has another life"))).toHaveLength(1);
     } finally {
       relay.close();
     }
