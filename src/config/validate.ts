@@ -64,6 +64,8 @@ const BUCKET_NAME_BAD = /[/\x00-\x1f\x7f]/;
 function checkUrl(url: string | undefined, path: PathSegment[], instead: string, issues: Issue[]): void {
   if (url === undefined) return;
   if (!/^https?:\/\//i.test(url)) issues.push({ path, message: "must be an http:// or https:// URL" });
+  // "http://host:" parses (the scheme's default port), but says a port was meant and left out
+  else if (/^https?:\/\/[^/?#]*:(?:[/?#]|$)/i.test(url) && !/^https?:\/\/\[[^\]]*\](?:[/?#]|$)/i.test(url)) issues.push({ path, message: "has a ':' with no port after it: give the port, or leave out the ':'" });
   const problem = userinfoProblem(url, instead);
   if (problem) issues.push({ path, message: problem });
 }

@@ -320,6 +320,17 @@ describe("loadConfig", () => {
   });
 });
 
+describe("URLs", () => {
+  test("an endpoint with a ':' and no port is refused (it parsed as the scheme's default port)", () => {
+    for (const ep of ["http://127.0.0.1:", "http://h:/x", "http://[::1]:"]) {
+      expect(issues(`buckets:\n  - { name: b, path_prefix: /b, s3: { bucket: bkt, endpoint: "${ep}" } }\n`).map((i) => i.message)).toContain("has a ':' with no port after it: give the port, or leave out the ':'");
+    }
+    for (const ep of ["http://127.0.0.1:9000", "http://[::1]", "https://s3.example.com/path"]) {
+      expect(() => parseConfig(`buckets:\n  - { name: b, path_prefix: /b, s3: { bucket: bkt, endpoint: "${ep}" } }\n`)).not.toThrow();
+    }
+  });
+});
+
 describe("every problem in one run", () => {
   test("a cache_layers rule that fails does not hide the file's other problems (it ran inside the parse and stopped the rest)", () => {
     const got = issues(`buckets: [{name: b, path_prefix: /health, s3: {bucket: abc, region: us-east-1}}]\njwt: {enabled: true, algorithm: HS256, secret: "short"}\ncache: {cache_layers: [memory, disk]}\n`);
