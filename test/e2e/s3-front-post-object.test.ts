@@ -18,7 +18,7 @@ import { writeFileSync } from "node:fs";
 import { boto3Client } from "../clients/boto3.ts";
 import { clientTest, runProcess, tempDir, type TempDir } from "../clients/run.ts";
 import { OpaServer } from "../fixtures/opa.ts";
-import { answerOf, bytesOf, READER, sha256, startUploadEnv, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
+import { answerOf, bytesOf, READER, sha256, startUploadEnv, uploadYaml, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
 import { presignPost } from "../../src/fronts/presign.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
@@ -291,5 +291,55 @@ test("form uploads share the process's buffer budget (s3_api.form_upload_buffer_
     expect(budget.reserved).toBe(0);
   } finally {
     budget.max = max;
+  }
+});
+
+test("the form's credential is checked against the config live when its fields arrive: a key removed (or a grant narrowed) by a reload meanwhile is refused, nothing stored", async () => {
+  const own = await startUploadEnv();
+  try {
+    const base = uploadYaml(own.s3.endpoint);
+    const reloadTo = async (text: string) => expect((await own.app.reload(undefined, { text, file: "post-reload.yaml", baseDir: dir.path })).ok).toBe(true);
+    // The form's first field, then a pause in which the config changes, then the rest.
+    const trickled = async (key: string, change: () => Promise<void>) => {
+      const p = presignPost({ origin: own.endpoint, bucket: "up", key, region: "us-east-1", accessKeyId: WRITER.accessKeyId, secretAccessKey: WRITER.secretAccessKey, now: Date.now(), expiresAt: Date.now() + 300_000, maxSize: 1000 });
+      const b = "----reloadboundary";
+      const part = (n: string, v: string) => `--${b}\r\nContent-Disposition: form-data; name="${n}"\r\n\r\n${v}\r\n`;
+      const names = Object.keys(p.fields);
+      let push!: (s: string) => void;
+      let end!: () => void;
+      const body = new ReadableStream<Uint8Array>({
+        start(c) {
+          push = (s) => c.enqueue(new TextEncoder().encode(s));
+          end = () => c.close();
+        },
+      });
+      push(part(names[0]!, p.fields[names[0]!]!));
+      const pending = fetch(p.url, { method: "POST", headers: { "content-type": `multipart/form-data; boundary=${b}` }, body, duplex: "half" } as RequestInit);
+      // the request is in the front (admitted, its form being read) before the config changes
+      while (own.app.uploads.inFlight === 0) await Bun.sleep(5);
+      await change();
+      push(names.slice(1).map((n) => part(n, p.fields[n]!)).join("") + `--${b}\r\nContent-Disposition: form-data; name="file"; filename="f.txt"\r\n\r\nwritten after the change\r\n--${b}--\r\n`);
+      end();
+      return answerOf(await pending);
+    };
+    const gone = base.replace(/^ {4}- \{ access_key_id: "AKIDUPLOADWRITER".*\n.*\n/m, "");
+    expect(gone).not.toContain(WRITER.accessKeyId);
+    const removed = await trickled("reload/removed.txt", () => reloadTo(gone));
+    expect({ status: removed.status, code: removed.code }).toEqual({ status: 403, code: "InvalidAccessKeyId" });
+    expect(await own.s3.exists("up", "reload/removed.txt")).toBe(false);
+
+    await reloadTo(base);
+    const narrowed = base.replace("buckets: { up: [read, list, write, delete], ro:", "buckets: { up: [read, list], ro:");
+    expect(narrowed).not.toBe(base);
+    const denied = await trickled("reload/narrowed.txt", () => reloadTo(narrowed));
+    expect({ status: denied.status, code: denied.code }).toEqual({ status: 403, code: "AccessDenied" });
+    expect(await own.s3.exists("up", "reload/narrowed.txt")).toBe(false);
+
+    await reloadTo(base);
+    const ok = await trickled("reload/kept.txt", () => reloadTo(base));
+    expect(ok.status).toBe(204);
+    expect(await own.s3.exists("up", "reload/kept.txt")).toBe(true);
+  } finally {
+    await own.stop();
   }
 });

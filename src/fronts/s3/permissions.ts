@@ -70,12 +70,18 @@ export function permissionsFor(action: S3Action): readonly S3Permission[] | unde
   }
 }
 
-/** Whether a session's claims pass the bucket's plain-front read rules (jwt.claims, then auth.claims). */
+/**
+ * Whether a session's claims pass the bucket's plain-front read rules (jwt.claims, then auth.claims).
+ * jwt.claims hold on every bucket, those without `auth` included: they say which tokens are still
+ * good (a revocation cut-off on iat written after the session was issued ends it everywhere, not
+ * only where a bucket asks for a token; AWS's aws:TokenIssueTime deny applies to every action).
+ */
 function sessionPasses(rt: Runtime, bucket: BucketRuntime, claims: Record<string, unknown>): boolean {
-  if (!bucket.authRequired) return true;
   const global = rt.config.jwt?.enabled ? rt.config.jwt.claims : undefined;
+  if (global !== undefined && firstFailedRule(global, claims) !== undefined) return false;
+  if (!bucket.authRequired) return true;
   if (global === undefined) return false; // auth without a jwt section cannot be configured; fail closed
-  return firstFailedRule(global, claims) === undefined && firstFailedRule(bucket.extraRules, claims) === undefined;
+  return firstFailedRule(bucket.extraRules, claims) === undefined;
 }
 
 /** True when `principal` (undefined: anonymous) may perform `action` on `bucket`. */

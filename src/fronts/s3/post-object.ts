@@ -62,9 +62,14 @@ const fail = (e: S3Error): never => {
 };
 const missing = (name: string) => s3Error("InvalidArgument", `Bucket POST must contain a field named '${name}'.  If it is specified, please check the order of the fields.`, { ArgumentName: name });
 
-/** The principal the form's credential and signature prove. */
+/**
+ * The principal the form's credential and signature prove, against the identities live now: the
+ * fields arrive after the request began, and a reload meanwhile (a key removed, a secret changed,
+ * the session key rotated) must hold for a check made after it.
+ */
 function authenticate(ctx: RequestContext, fields: ReadonlyMap<string, string>, now: number): S3Principal {
-  const api = (ctx as S3RequestContext).s3!.api;
+  const api = ctx.svc.runtime.s3Api;
+  if (api === undefined) return fail(s3Error("AccessDenied"));
   if (fields.has("awsaccesskeyid") || fields.has("signature")) fail(s3Error("InvalidRequest", "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256."));
   const algorithm = fields.get("x-amz-algorithm");
   const credential = fields.get("x-amz-credential");
@@ -308,7 +313,11 @@ export async function postObjectOp(ctx: RequestContext): Promise<Response> {
     const key = objectKey(fields, file!.filename);
     ctx.key = key;
     ctx.path = `/${ctx.bucketName}/${key}`;
-    if (!mayAccess(ctx.rt, principal, ctx.bucket!, "s3:PutObject")) {
+    // Grants and rules as live now too (see authenticate); the bucket gone meanwhile is refused.
+    const live = ctx.svc.runtime;
+    const liveBucket = live.buckets.get(ctx.bucketName);
+    if (liveBucket === undefined) fail(s3Error("NoSuchBucket", undefined, { BucketName: ctx.bucketName }));
+    if (!mayAccess(live, principal, liveBucket!, "s3:PutObject")) {
       ctx.svc.metrics.auth("forbidden");
       fail(s3Error("AccessDenied"));
     }

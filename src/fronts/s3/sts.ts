@@ -15,10 +15,13 @@
  * about the secret). Tokens of the earlier format ("YGS1.", the payload in clear) issued with the
  * same key are still verified until they expire (max_session_seconds after an upgrade).
  *
- * Size: the token stays under 4 KiB because the claims' JSON is capped at MAX_CLAIMS_BYTES and the
- * subject at MAX_SUBJECT_BYTES. Claims are copied whole except the JWT's own timing claims (exp,
- * iat, nbf), which the session replaces; a token whose claims are larger is refused rather than
- * trimmed, because dropping a claim could change an authorization decision.
+ * Size: the claims' JSON is capped at MAX_CLAIMS_BYTES and the subject at MAX_SUBJECT_BYTES, and
+ * the sealed token itself at MAX_TOKEN_CHARS (what the verifier accepts): a subject or claims that
+ * escape to more (quotes, control characters) are refused at issuance, never issued as a token that
+ * every request would then refuse. Claims are copied whole, the JWT's own timing claims included
+ * (rules and authorizers see the token as it was); the session's lifetime is its own iat/exp. A
+ * token whose claims are larger is refused rather than trimmed, because dropping a claim could
+ * change an authorization decision.
  */
 import { createCipheriv, createDecipheriv, timingSafeEqual } from "node:crypto";
 import { s3Error, type S3Error } from "./errors.ts";
@@ -147,7 +150,11 @@ export function issueSession(input: {
   const body = '{"sub":' + JSON.stringify(input.subject) + ',"iat":' + iat + ',"exp":' + exp + ',"jti":"' + jti + '","claims":' + claimsJson + "}";
   const payload = seal(input.sessionKey, body);
   const tag = Buffer.from(hmac(input.sessionKey, "token", payload)).toString("base64url");
-  return { kind: "ok", ...derive(input.sessionKey, payload), sessionToken: TOKEN_PREFIX + payload + "." + tag, expiration: exp * 1000 };
+  const sessionToken = TOKEN_PREFIX + payload + "." + tag;
+  if (sessionToken.length > MAX_TOKEN_CHARS) {
+    return { kind: "error", message: `the token's subject and claims make a session token longer than ${MAX_TOKEN_CHARS} characters, too large for a session` };
+  }
+  return { kind: "ok", ...derive(input.sessionKey, payload), sessionToken, expiration: exp * 1000 };
 }
 
 const invalidToken = () => s3Error("InvalidToken");

@@ -46,6 +46,22 @@ describe("issueSession", () => {
     expect(issueSession({ sessionKey: KEY, subject: "a", claims: {}, expiresAt: NOW, now: NOW })).toMatchObject({ kind: "error" });
   });
 
+  test("a subject and claims that escape to more than the verifier accepts are refused at issuance; whatever is issued verifies", () => {
+    // 256 quotes are 256 bytes raw but 512 in JSON, written twice (sub and claims.sub): the sealed
+    // token grew past the 4096 characters verifySessionToken accepts, a session dead on arrival.
+    const quotes = '"'.repeat(256);
+    const claims = { sub: quotes, blob: "\u0001".repeat(200) + "x".repeat(MAX_CLAIMS_BYTES - 512 - 200 * 6 - 40) };
+    expect(Buffer.byteLength(JSON.stringify(claims))).toBeLessThanOrEqual(MAX_CLAIMS_BYTES);
+    const r = issueSession({ sessionKey: KEY, subject: quotes, claims, expiresAt: NOW + 3600_000, now: NOW });
+    expect(r).toMatchObject({ kind: "error" });
+    if (r.kind === "error") expect(r.message).toContain("4096");
+    for (const n of [0, 64, 128, 200]) {
+      const c = issueSession({ sessionKey: KEY, subject: '"'.repeat(n), claims: { sub: '"'.repeat(n), blob: "x".repeat(1500) }, expiresAt: NOW + 3600_000, now: NOW });
+      if (c.kind === "ok") expect(verifySessionToken(KEY, c.accessKeyId, c.sessionToken, NOW + 1000)).toMatchObject({ subject: '"'.repeat(n) });
+      else expect(c.message).toContain("too large");
+    }
+  });
+
   test("the token is opaque: the claims, the subject and the session id are not readable in it (it travels in presigned URLs)", () => {
     const c = issue({ subject: "alice@corp.example", claims: { email: "alice@corp.example", ssn: "123-45-6789", groups: ["payroll"] } });
     const [, sealed] = c.sessionToken.split(".");

@@ -60,9 +60,21 @@ describe("mayAccess, writes", () => {
     expect(may(session({ org: "acme", team: "b", role: "writer" }), "rwauth", "s3:PutObject")).toBe(false);
     expect(may(session({ org: "other", team: "a", role: "writer" }), "rwauth", "s3:DeleteObject")).toBe(false);
     expect(may(session({ org: "acme" }), "rw", "s3:PutObject")).toBe(false);
-    expect(may(session({}), "rwopen", "s3:PutObject")).toBe(true);
+    expect(may(session({ org: "acme" }), "rwopen", "s3:PutObject")).toBe(true);
     expect(may(session({ org: "acme", team: "a", role: "writer" }), "ro", "s3:PutObject")).toBe(false);
     expect([may(undefined, "rwopen", "s3:PutObject"), may(undefined, "rw", "s3:GetObject")]).toEqual([false, true]);
+  });
+
+  test("a session whose claims no longer pass jwt.claims (a revocation cut-off written after it was issued) is refused on every bucket, those without auth too", () => {
+    // It was issued while jwt.claims held; a reload changed them. On a bucket without auth it kept
+    // listing and writing, more than anonymous clients may, until it expired.
+    for (const bucket of ["rw", "ro", "rwopen", "rwauth"]) {
+      for (const action of ["s3:GetObject", "s3:ListBucket", "s3:PutObject"] as S3Action[]) {
+        expect(`${bucket} ${action} ${may(session({ org: "revoked", team: "a", role: "writer" }), bucket, action)}`).toBe(`${bucket} ${action} false`);
+      }
+    }
+    expect(may(session({ org: "acme" }), "ro", "s3:ListBucket")).toBe(true);
+    expect(may(session({ org: "acme" }), "rwopen", "s3:GetObject")).toBe(true);
   });
 });
 
