@@ -94,6 +94,38 @@ export function anyContains(list: readonly Cidr[], ipText: string): boolean {
 }
 
 /**
+ * One address, one text: an IPv4 address (or an IPv4-mapped IPv6 one, ::ffff:a.b.c.d in any
+ * spelling) as its dotted quad without leading zeros, an IPv6 one in RFC 5952's form (lower case,
+ * no leading zeros, the longest run of zero groups as "::"). Null when `s` is not an address.
+ * A client reached through two load balancers (one writing 10.0.0.7, a dual-stack one
+ * ::ffff:10.0.0.7) is one client in the logs, the audit trail, OPA's input and per-address limits.
+ */
+export function canonicalIp(s: string): string | null {
+  const v = parseIp(s);
+  if (v === null) return null;
+  if (v >> 32n === V4_MAPPED >> 32n) {
+    const n = Number(v & 0xffffffffn);
+    return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
+  }
+  const groups: number[] = [];
+  for (let i = 7; i >= 0; i--) groups.push(Number((v >> BigInt(i * 16)) & 0xffffn));
+  let best = -1;
+  let bestLen = 1; // a single zero group stays "0" (RFC 5952 4.2.2)
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) [best, bestLen] = [i, j - i];
+    i = j;
+  }
+  const hex = (a: number[]) => a.map((g) => g.toString(16)).join(":");
+  return best < 0 ? hex(groups) : `${hex(groups.slice(0, best))}::${hex(groups.slice(best + bestLen))}`;
+}
+
+/**
  * The key per-address limits count a client by: its IPv4 address, or the /64 of an IPv6 one (a
  * client is given a whole /64 and picks any address in it: keyed on the full address, one host
  * could evade every per-address cap and fill the tables).
@@ -102,6 +134,6 @@ export function limitKey(ip: string): string {
   if (!ip.includes(":")) return ip;
   const v = parseIp(ip);
   if (v === null) return ip;
-  if (v >> 32n === V4_MAPPED >> 32n) return ip; // an IPv4-mapped address: the IPv4 client
+  if (v >> 32n === V4_MAPPED >> 32n) return canonicalIp(ip)!; // an IPv4-mapped address: the IPv4 client
   return `${(v >> 64n).toString(16)}::/64`;
 }

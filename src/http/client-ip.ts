@@ -7,11 +7,15 @@
  * right) is the client: nothing unparsed ever becomes the client address (logs, audit, ip_filter,
  * rate-limit keys). X-Real-IP and Forwarded are not read.
  */
-import { anyContains, parseIp, type Cidr } from "./cidr.ts";
+import { anyContains, canonicalIp, type Cidr } from "./cidr.ts";
 
 const PORT = /^\d{1,5}$/;
 
-/** One X-Forwarded-For entry as a bare IP address (its port and brackets removed), or null when it is not one. */
+/**
+ * One X-Forwarded-For entry as a bare IP address in its canonical form (its port and brackets
+ * removed; see canonicalIp: ::ffff:10.0.0.7, 010.0.0.7 and 10.0.0.7 are one client), or null when
+ * it is not one.
+ */
 export function forwardedAddress(hop: string): string | null {
   let ip = hop;
   if (hop.startsWith("[")) {
@@ -32,7 +36,7 @@ export function forwardedAddress(hop: string): string | null {
   }
   // A zone (fe80::1%eth0) means nothing past the proxy that saw it, and its text is free-form.
   if (ip.includes("%") || ip.length > 45) return null;
-  return parseIp(ip) === null ? null : ip;
+  return canonicalIp(ip);
 }
 
 /** `onInvalid` is called when a trusted proxy passed on an entry that is not an IP address. */

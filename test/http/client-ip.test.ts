@@ -18,7 +18,23 @@ describe("forwardedAddress", () => {
     expect(forwardedAddress("1.2.3.4:5555")).toBe("1.2.3.4");
     expect(forwardedAddress("[2001:db8::1]:443")).toBe("2001:db8::1");
     expect(forwardedAddress("[2001:db8::1]")).toBe("2001:db8::1");
-    expect(forwardedAddress("::ffff:1.2.3.4")).toBe("::ffff:1.2.3.4");
+  });
+
+  test("one address is one text whatever its spelling: IPv4-mapped forms and leading zeros are the IPv4 address, IPv6 is RFC 5952's form", () => {
+    // A dual-stack load balancer writes ::ffff:1.2.3.4 for the client another one writes 1.2.3.4:
+    // each spelling was another client (its own per-IP limit, client_ip in logs, audit and OPA).
+    for (const v of ["1.2.3.4", "::ffff:1.2.3.4", "::FFFF:1.2.3.4", "::ffff:102:304", "0:0:0:0:0:ffff:1.2.3.4", "[::ffff:1.2.3.4]:80", "001.002.003.004", "1.2.3.4:5555"]) {
+      expect(`${v} → ${forwardedAddress(v)}`).toBe(`${v} → 1.2.3.4`);
+    }
+    for (const v of ["2001:DB8::1", "2001:0db8:0000:0000:0000:0000:0000:0001", "[2001:db8:0:0::1]:443", "2001:db8::0:1"]) {
+      expect(`${v} → ${forwardedAddress(v)}`).toBe(`${v} → 2001:db8::1`);
+    }
+    expect(forwardedAddress("2001:db8:0:1:0:0:0:1")).toBe("2001:db8:0:1::1"); // the longest zero run
+    expect(forwardedAddress("2001:db8:0:0:1:0:0:1")).toBe("2001:db8::1:0:0:1"); // the first of equal runs
+    expect(forwardedAddress("2001:db8:0:1:1:1:1:1")).toBe("2001:db8:0:1:1:1:1:1"); // one zero group is not "::"
+    expect(forwardedAddress("::")).toBe("::");
+    expect(forwardedAddress("::1")).toBe("::1");
+    expect(resolve("127.0.0.1", "::ffff:6.6.6.6").ip).toBe(resolve("127.0.0.1", "006.6.6.6").ip);
   });
 
   test("anything else is not an address", () => {

@@ -9,7 +9,8 @@ describe("limitKey: what per-address limits count a client by", () => {
   });
   test("IPv4 (and IPv4-mapped) addresses are themselves; what does not parse stays as it is", () => {
     expect(limitKey("10.1.2.3")).toBe("10.1.2.3");
-    expect(limitKey("::ffff:10.1.2.3")).toBe("::ffff:10.1.2.3");
+    expect(limitKey("::ffff:10.1.2.3")).toBe("10.1.2.3");
+    expect(limitKey("::ffff:a01:203")).toBe("10.1.2.3");
     expect(limitKey("not-an-ip")).toBe("not-an-ip");
   });
 });
