@@ -182,6 +182,45 @@ describe("the upstream's refusals, relayed", () => {
   );
 });
 
+describe("the object's checksum on Complete (x-amz-checksum-*: the whole object's, for S3 to check)", () => {
+  test(
+    "FULL_OBJECT: the right CRC32 of the whole object completes (S3 reports it); a wrong one is S3's BadDigest and the upload stays open; COMPOSITE's value-N form is relayed, not refused as a malformed body checksum",
+    async () => {
+      // The header was taken as the checksum of the Complete XML body: a correct full-object
+      // checksum was refused 400 BadDigest by the proxy, and the composite form as invalid.
+      const p1 = bytesOf(5 * MiB, 61);
+      const p2 = bytesOf(100, 62);
+      const whole = new Uint8Array(p1.length + p2.length);
+      whole.set(p1);
+      whole.set(p2, p1.length);
+      const path = "/up/mp/full-object.bin";
+      const id = await create(a, path, { "x-amz-checksum-algorithm": "CRC32", "x-amz-checksum-type": "FULL_OBJECT" });
+      const r1 = await part(a, path, id, 1, p1, { "x-amz-checksum-crc32": crc32(p1) });
+      const r2 = await part(a, path, id, 2, p2, { "x-amz-checksum-crc32": crc32(p2) });
+      const xml = completeXml([{ n: 1, etag: r1.etag, crc: r1.crc! }, { n: 2, etag: r2.etag, crc: r2.crc! }]);
+      const wrong = await answerOf(await complete(a, path, id, xml, { "x-amz-checksum-crc32": crc32(p2), "x-amz-checksum-type": "FULL_OBJECT", "x-amz-mp-object-size": String(whole.length) }));
+      expect({ status: wrong.status, code: wrong.code }).toEqual({ status: 400, code: "BadDigest" });
+      expect(await s3.exists("up", "mp/full-object.bin")).toBe(false);
+      const done = await complete(a, path, id, xml, { "x-amz-checksum-crc32": crc32(whole), "x-amz-checksum-type": "FULL_OBJECT", "x-amz-mp-object-size": String(whole.length) });
+      const body = await done.text();
+      expect(done.status).toBe(200);
+      expect([text(body, "ChecksumCRC32"), text(body, "ChecksumType")]).toEqual([crc32(whole), "FULL_OBJECT"]);
+      expect(sha256(await s3.read("up", "mp/full-object.bin"))).toBe(sha256(whole));
+
+      const cpath = "/up/mp/composite.bin";
+      const cid = await create(a, cpath, { "x-amz-checksum-algorithm": "CRC32" });
+      const c1 = await part(a, cpath, cid, 1, p1, { "x-amz-checksum-crc32": crc32(p1) });
+      const cxml = completeXml([{ n: 1, etag: c1.etag, crc: c1.crc! }]);
+      a.mark();
+      const bad = await answerOf(await complete(a, cpath, cid, cxml, { "x-amz-checksum-crc32": "AAAAAA==-1" }));
+      // S3 decides (the fixture: BadDigest, as S3), the proxy does not refuse the form itself
+      expect(a.upstreamCalls().some((r) => r.method === "POST" && r.query.uploadId === cid)).toBe(true);
+      expect({ status: bad.status, code: bad.code }).toEqual({ status: 400, code: "BadDigest" });
+    },
+    T,
+  );
+});
+
 describe("the cache and the bookkeeping calls", () => {
   test(
     "a completed multipart upload invalidates the cached key",

@@ -84,7 +84,9 @@ export function partsOf(doc: XmlElement): CompletedPart[] {
 
 export async function completeMultipartUploadOp(ctx: RequestContext): Promise<Response> {
   const uploadId = uploadIdOf(ctx);
-  const parts = partsOf(await readXmlBody(ctx, "CompleteMultipartUpload"));
+  // Its x-amz-checksum-* header is the whole object's checksum (FULL_OBJECT, or COMPOSITE's
+  // "value-N"), for S3 to check against the parts: relayed, never taken as the XML body's.
+  const parts = partsOf(await readXmlBody(ctx, "CompleteMultipartUpload", { objectChecksums: true }));
   const upstream = writeUpstream(ctx);
   const key = ctx.key;
   const res = await completeMultipartUpload(upstream, { key, uploadId, parts, headers: requestHeaders(ctx) }, callOf(ctx));

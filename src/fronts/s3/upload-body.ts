@@ -119,11 +119,11 @@ function isAwsChunkedEncoding(value: string | null): boolean {
  * The verified upstream body of an upload. Throws (synchronously, as a ProxyError carrying S3's
  * error) for a missing or impossible length, a body over `maxBytes`, or malformed checksum headers.
  */
-export function prepareUploadBody(req: Request, payload: PayloadInfo, maxBytes: number, opts: { reframe?: boolean; small?: boolean; budget?: ByteBudget } = {}): PreparedBody {
+export function prepareUploadBody(req: Request, payload: PayloadInfo, maxBytes: number, opts: { reframe?: boolean; small?: boolean; budget?: ByteBudget; objectChecksums?: boolean } = {}): PreparedBody {
   const headers = req.headers;
   let exp: PayloadExpectations;
   try {
-    exp = expectationsFromHeaders(headers, { signed: payload.signedHeaders });
+    exp = expectationsFromHeaders(headers, { signed: payload.signedHeaders, objectChecksums: opts.objectChecksums });
   } catch (e) {
     if (isPayloadError(e)) return fail(payloadS3Error(e));
     throw e;

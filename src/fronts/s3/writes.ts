@@ -231,11 +231,11 @@ export const MAX_XML_BODY = 4 * 1024 * 1024;
  * Reads and parses a small XML request body (any payload mode, verified), at most MAX_XML_BODY.
  * MalformedXML for anything that is not XML (or not UTF-8), MaxMessageLengthExceeded beyond the cap.
  */
-export async function readXmlBody(ctx: RequestContext, root: string): Promise<XmlElement> {
+export async function readXmlBody(ctx: RequestContext, root: string, opts: { objectChecksums?: boolean } = {}): Promise<XmlElement> {
   const payload = (ctx as S3RequestContext).s3!.payload!;
   let body: PreparedBody;
   try {
-    body = prepareUploadBody(ctx.req, payload, MAX_XML_BODY, { reframe: false, budget: ctx.svc.formBuffers });
+    body = prepareUploadBody(ctx.req, payload, MAX_XML_BODY, { reframe: false, budget: ctx.svc.formBuffers, objectChecksums: opts.objectChecksums });
   } catch (err) {
     const e = err instanceof ProxyError ? s3ErrorOf(err) : undefined;
     if (e?.code === "EntityTooLarge") throw s3Fail(s3Error("MaxMessageLengthExceeded"));

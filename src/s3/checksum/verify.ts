@@ -52,8 +52,10 @@ function headerGetter(h: HeaderSource): (name: string) => string | undefined {
  * (InvalidRequest), or an x-amz-content-sha256 that is neither a hash nor a known mode.
  * `signed`: the signed header names of a request whose signature verified (SigV4 refuses an
  * unsigned x-amz-* header), so a checksum header not among them is absent.
+ * `objectChecksums`: the x-amz-checksum-* headers describe the object the request makes, not its
+ * body (CompleteMultipartUpload's full-object or composite checksum): they are not this body's.
  */
-export function expectationsFromHeaders(headers: HeaderSource, opts: { signed?: readonly string[] } = {}): PayloadExpectations {
+export function expectationsFromHeaders(headers: HeaderSource, opts: { signed?: readonly string[]; objectChecksums?: boolean } = {}): PayloadExpectations {
   const get = headerGetter(headers);
   const exp: PayloadExpectations = {};
 
@@ -73,7 +75,7 @@ export function expectationsFromHeaders(headers: HeaderSource, opts: { signed?: 
     exp.contentMd5 = md5;
   }
 
-  for (const [algorithm, name] of CHECKSUM_HEADERS) {
+  if (opts.objectChecksums !== true) for (const [algorithm, name] of CHECKSUM_HEADERS) {
     // (a verified request's x-amz-* headers are all among its signed ones: no lookup for the others)
     if (opts.signed !== undefined && !opts.signed.includes(name)) continue;
     const value = get(name)?.trim();
