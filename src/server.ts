@@ -97,15 +97,20 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
  * a 403, a 413...), it correctly never sends it, and reuses the connection, where the listener
  * still expects Content-Length bytes of body: the next request was taken as that body, and bytes
  * inside ITS body as a request (a hidden `GET` of another object was served). Such an answer,
- * given without the body read, or an error, now closes the connection.
+ * given without the body read, or an error, now closes the connection. That holds for every
+ * method (a GET or HEAD announcing a body is answered without reading it) and for every Expect
+ * value Bun does not answer itself (`100-continue, x` is a list holding 100-continue, and a client
+ * may withhold its body for it too): only the exact lower-case `100-continue` got its 100.
  */
 function expectGuard(req: Request, res: Response | Promise<Response>): Response | Promise<Response> {
-  const m = req.method;
-  if (m === "GET") return res;
-  if (m === "HEAD") return res instanceof Promise ? res.then(headWithoutLength) : headWithoutLength(res);
   const expect = req.headers.get("expect");
-  if (expect === null || expect === "100-continue" || expect.trim().toLowerCase() !== "100-continue") return res;
-  const close = (r: Response): Response => {
+  if (expect === null || expect === "100-continue") {
+    if (req.method !== "HEAD") return res;
+    return res instanceof Promise ? res.then(headWithoutLength) : headWithoutLength(res);
+  }
+  const head = req.method === "HEAD";
+  const close = (answer: Response): Response => {
+    const r = head ? headWithoutLength(answer) : answer;
     if (r.status < 300 && req.bodyUsed) return r;
     try {
       r.headers.set("connection", "close");

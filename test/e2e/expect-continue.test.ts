@@ -18,6 +18,7 @@ let px: ProxyProcess;
 beforeAll(async () => {
   s3 = await startS3Fixture({ buckets: [{ name: "data", public: true }], credentials: [] });
   await s3.put("data", "secret.txt", "TOP-SECRET-CONTENT");
+  await s3.put("data", "public.txt", "public");
   px = await startProxy(
     `server: { address: 127.0.0.1, port: 0 }\njwt: { enabled: true, algorithm: HS256, secret: "expect-continue-secret-0123456789abcdef" }\nbuckets:\n` +
       bucketYaml({ name: "priv", prefix: "/priv", bucket: "data", endpoint: s3.endpoint, extra: "    access: read-write\n    auth: { enabled: true }\n" }) +
@@ -70,6 +71,29 @@ test("an early answer to `Expect: 100-Continue` (capital C) closes the connectio
   expect(r.rest).not.toContain("TOP-SECRET-CONTENT");
   expect(r.closed).toBe(true);
   expect(s3.requests.some((q) => !q.admin && q.pathname === "/data/secret.txt")).toBe(false);
+});
+
+test("the same for a GET or HEAD announcing a body, and for an Expect list holding 100-continue (`100-continue, x`): the answer closes the connection, nothing hidden is served", async () => {
+  // The guard skipped GET and HEAD, and knew only the exact token: the client's withheld body
+  // made the next request a body again, and the request hidden in that one's body was served.
+  const hidden = "GET /pub/secret.txt HTTP/1.1\r\nHost: x\r\n\r\n";
+  const second = `POST /pub/harmless HTTP/1.1\r\nHost: x\r\nContent-Length: ${hidden.length}\r\n\r\n${hidden}`;
+  const cases = [
+    ["GET", "/pub/public.txt", "100-Continue"],
+    ["HEAD", "/pub/public.txt", "100-Continue"],
+    ["GET", "/pub/public.txt", "100-continue, x"],
+    ["PUT", "/priv/x", "100-continue, x"],
+    ["PUT", "/priv/x", "x, 100-continue"],
+    ["PUT", "/priv/x", "100-continue;q=1"],
+  ] as const;
+  for (const [method, path, value] of cases) {
+    const before = s3.requests.filter((q) => !q.admin && q.pathname === "/data/secret.txt").length;
+    const first = `${method} ${path} HTTP/1.1\r\nHost: x\r\nExpect: ${value}\r\nContent-Length: ${second.length - hidden.length}\r\n\r\n`;
+    const r = await exchange(first, second);
+    const label = `${method} Expect: ${value}`;
+    expect(`${label}: ${r.first.toLowerCase().includes("connection: close")} ${r.rest.includes("TOP-SECRET-CONTENT")} ${r.closed}`).toBe(`${label}: true false true`);
+    expect(s3.requests.filter((q) => !q.admin && q.pathname === "/data/secret.txt").length).toBe(before);
+  }
 });
 
 test("with the lower-case spelling (Bun answers 100 itself) the connection stays open for the next request", async () => {
