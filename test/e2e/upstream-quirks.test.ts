@@ -164,7 +164,10 @@ describe("an object stored without Content-Type goes out as application/octet-st
         await read(`${method} s3 uncached`, mem.s3(method, "/nc/ct-none.txt"));
       }
       for (const p of [mem, disk]) {
-        for (let i = 0; i < 2; i++) {
+        // A disk fill commits after its answer: on a loaded host the second round can come first
+        // (until the label this test is after has been seen, a few more rounds, never a sleep).
+        const wanted = p === mem ? "GET HIT memory" : "GET HIT disk";
+        for (let i = 0; i < 2 || (!(wanted in seen) && i < 40); i++) {
           for (const method of ["GET", "HEAD"]) {
             await read(`${method}`, fetch(p.main("/c/ct-none.txt"), { method }));
             await read(`${method} s3`, p.s3(method, "/c/ct-none.txt"));
