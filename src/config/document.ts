@@ -18,6 +18,8 @@ export interface PathIssue {
   path: PathSegment[];
   message: string;
   line?: number;
+  /** (YAML syntax errors) the column on that line. */
+  column?: number;
 }
 
 export interface ParsedYaml {
@@ -151,19 +153,80 @@ function unclosedAt(text: string): { offset: number; what: string } | undefined 
   return found;
 }
 
+/** A token type of the yaml package's parser, in words (never the token's text: it may be a secret). */
+const TOKEN_WORDS: Record<string, string> = {
+  "double-quoted-scalar": "double-quoted scalar",
+  "single-quoted-scalar": "single-quoted scalar",
+  "block-scalar": "block scalar (| or >)",
+  scalar: "plain scalar",
+  "flow-map-start": "'{'",
+  "flow-map-end": "'}'",
+  "flow-seq-start": "'['",
+  "flow-seq-end": "']'",
+  "map-value-ind": "':'",
+  "seq-item-ind": "'-'",
+  "explicit-key-ind": "'?'",
+  comma: "','",
+  "doc-start": "'---'",
+  "doc-end": "'...'",
+  anchor: "anchor (&name)",
+  alias: "alias (*name)",
+  tag: "tag (!name)",
+  "block-map": "block mapping",
+  "block-seq": "block sequence",
+  "flow-collection": "flow collection",
+};
+const tokenWords = (t: string) => TOKEN_WORDS[t] ?? (/^[a-z-]{1,40}$/.test(t) ? t.replace(/-/g, " ") : "token");
+
+/**
+ * Rewrites of the yaml package's messages that quote the document's text (a token, a tag, an
+ * escape, a directive): what they say, without what they quote. The text may be a secret
+ * (`secret: "…"` right after a stray bracket was echoed whole).
+ */
+const QUOTING: Array<[RegExp, (m: RegExpExecArray) => string]> = [
+  [/^Unexpected ([a-z-]+) token in YAML (?:stream|document)/, (m) => `unexpected ${tokenWords(m[1]!)} (check the brackets, quotes and indentation here and on the line before)`],
+  [/^Not a YAML token/, () => "not a YAML token"],
+  [/^Block scalar header includes extra characters/, () => "a block scalar header (| or >) has extra characters after it"],
+  [/^Invalid escape sequence/, () => "invalid escape sequence in a double-quoted string (write \\\\ for a backslash, or use single quotes)"],
+  [/^Plain value cannot start with reserved character/, () => "a plain value cannot start with @ or ` (quote it)"],
+  [/^(?:Unresolved tag|Could not resolve tag|Not a valid tag|The .* tag has no suffix|Verbatim tags)/, () => "unknown tag (a value that starts with ! is a YAML tag: quote it)"],
+  [/^Unsupported YAML version/, () => "unsupported %YAML version directive"],
+  [/^Unknown directive/, () => "unknown directive (a line that starts with %)"],
+  [/^Ordered maps must not include duplicate keys/, () => "ordered maps must not include duplicate keys"],
+  [/^Unresolved plain scalar/, () => "unresolved plain scalar"],
+  [/^Expected a flow scalar value, but found: ([a-z-]+)$/, (m) => `expected a flow scalar value, but found ${tokenWords(m[1]!)}`],
+  [/^Unexpected (\S+) in (.*)$/, (m) => (/^[?:,-]$/.test(m[1]!) ? m[0] : `unexpected indicator in ${m[2]}`)],
+  [/^Anchors and tags must be after the (\S+) indicator/, (m) => (/^[?:-]$/.test(m[1]!) ? m[0] : "anchors and tags must be after the indicator")],
+];
+
+/**
+ * A yaml package error's message, safe to print: its first line without the package's own "at
+ * line, column" (given apart), rewritten where the package quotes the document's text; anything
+ * else that could quote it (quotes, ": " and what follows) is cut.
+ */
+export function safeYamlMessage(e: { message: string }): string {
+  const first = (e.message.split("\n")[0] ?? "").replace(/ at line \d+, column \d+:?$/, "");
+  for (const [re, say] of QUOTING) {
+    const m = re.exec(first);
+    if (m) return say(m);
+  }
+  if (/^Missing closing (?:"|')quote$/.test(first)) return first;
+  return first.replace(/: .*$/s, "").replace(/"(?:[^"\\]|\\.)*"?|'[^']*'?|`[^`]*`?/g, "…");
+}
+
 /**
  * YAML syntax errors as issues with lines. After the first few they are mostly a cascade of the
  * first: 10 are listed and the rest counted.
  */
 function syntaxIssues(text: string, errors: readonly YAMLError[], counter: LineCounter): PathIssue[] {
   const lineOf = (n: number | undefined) => (n === undefined ? "" : text.slice(counter.lineStarts[n - 1] ?? text.length, counter.lineStarts[n] ?? text.length));
-  const firstMessage = (e: YAMLError) => `invalid YAML: ${e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "")}`;
+  const firstMessage = (e: YAMLError) => `invalid YAML: ${safeYamlMessage(e)}`;
   // An unquoted ${VAR} inside { } or [ ]: its "{" is flow syntax, and every error after the first
   // is that one's cascade. Say so, once, with the two ways out.
   const first = errors[0]!;
   const firstLine = first.linePos?.[0]?.line;
   if (FLOW_PLACEHOLDER.test(lineOf(firstLine))) {
-    return [{ path: [], line: firstLine, message: `${firstMessage(first)} (an unquoted \${VAR} inside { } or [ ] is read as YAML syntax: write that mapping in block style, one key per line, to keep the placeholder unquoted and typed, or quote it, "\${VAR}", for a string value)` }];
+    return [{ path: [], line: firstLine, column: first.linePos?.[0]?.col, message: `${firstMessage(first)} (an unquoted \${VAR} inside { } or [ ] is read as YAML syntax: write that mapping in block style, one key per line, to keep the placeholder unquoted and typed, or quote it, "\${VAR}", for a string value)` }];
   }
   const end = text.trimEnd().length;
   let unclosed: { offset: number; what: string } | undefined | null = null; // (null: not looked for yet)
@@ -176,10 +239,10 @@ function syntaxIssues(text: string, errors: readonly YAMLError[], counter: LineC
       if (unclosed === null) unclosed = unclosedAt(text);
       if (unclosed !== undefined) {
         const at = counter.linePos(unclosed.offset).line;
-        return { path: [], message: `${message} (the ${unclosed.what} opened on line ${at} is never closed)`, line: atEnd ? at : e.linePos?.[0]?.line };
+        return { path: [], message: `${message} (the ${unclosed.what} opened on line ${at} is never closed)`, line: atEnd ? at : e.linePos?.[0]?.line, column: atEnd ? undefined : e.linePos?.[0]?.col };
       }
     }
-    return { path: [], message, line: e.linePos?.[0]?.line };
+    return { path: [], message, line: e.linePos?.[0]?.line, column: e.linePos?.[0]?.col };
   });
   if (errors.length > 10) syntax.push({ path: [], message: `invalid YAML: ${errors.length - 10} more errors not listed` });
   return syntax;

@@ -24,6 +24,8 @@ export interface ConfigIssue {
   path: string;
   message: string;
   line?: number;
+  /** (YAML syntax errors) the column on that line. */
+  column?: number;
 }
 
 export class ConfigError extends Error {
@@ -39,7 +41,8 @@ export class ConfigError extends Error {
 export function formatIssues(issues: ConfigIssue[], file?: string): string {
   return issues
     .map((i) => {
-      const where = file ? `${file}${i.line ? `:${i.line}` : ""}` : i.line ? `line ${i.line}` : "";
+      const col = i.line && i.column ? `:${i.column}` : "";
+      const where = file ? `${file}${i.line ? `:${i.line}${col}` : ""}` : i.line ? `line ${i.line}${i.column ? `, column ${i.column}` : ""}` : "";
       const path = i.path ? `${i.path}: ` : "";
       return `${where ? `${where}: ` : ""}${path}${i.message}`;
     })
@@ -195,7 +198,7 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
   const fail = (issues: ConfigIssue[]) => new ConfigError(issues, opts.file);
   if (text.length > MAX_CONFIG_BYTES || Buffer.byteLength(text) > MAX_CONFIG_BYTES) throw fail([{ path: "", message: tooLarge(String(Buffer.byteLength(text))) }]);
   const y = parseYamlConfig(text, opts.env ?? process.env);
-  if ("syntax" in y) throw fail(y.syntax.map((s) => ({ path: "", message: s.message, line: s.line })));
+  if ("syntax" in y) throw fail(y.syntax.map((s) => ({ path: "", message: s.message, line: s.line, ...(s.column !== undefined ? { column: s.column } : undefined) })));
   const found: Array<{ path: PathSegment[]; message: string }> = [...y.issues];
   const toIssue = (f: { path: PathSegment[]; message: string; line?: number }): ConfigIssue => ({ path: formatPath(f.path), message: f.message, line: f.line ?? y.lineOf(f.path) });
   let raw: unknown;

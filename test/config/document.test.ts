@@ -177,3 +177,32 @@ describe("complexity", () => {
     expect(c.buckets[1999].path_prefix).toBe("/p1999");
   }, 30_000);
 });
+
+// A YAML syntax error used to print the yaml package's message, which quotes the next token:
+// `Unexpected double-quoted-scalar token in YAML stream: "\"SEKRET-jwt-…\""` in --check and in the
+// reload-failure log line. Every message is now the token's kind, file:line:column and a hint.
+describe("YAML syntax errors never quote the document", () => {
+  const S = "SEKRET";
+  for (const [name, text, want] of [
+    ["a stray bracket before a quoted secret", `server: { port: 0 } ]\njwt:\n  secret: "${S}-jwt-0123456789abcdef0123456789abcdef"\n${B}`, "unexpected double-quoted scalar"],
+    ["a plain secret after a stray bracket", `server: { port: 0 } ]\njwt:\n  secret: ${S}-jwt\n${B}`, "unexpected plain scalar"],
+    ["an invalid escape in a quoted secret", `${B}jwt:\n  secret: "${S}\\q-abc"\n`, "invalid escape sequence"],
+    ["a block scalar header followed by text", `${B}jwt:\n  secret: |${S}\n    x\n`, "block scalar header"],
+    ["a plain value starting with @", `${B}jwt:\n  secret: @${S}\n`, "cannot start with @"],
+  ] as const) {
+    test(name, () => {
+      const err = error(text, "c.yaml");
+      expect(err.message).not.toContain(S);
+      expect(err.message).toContain(want);
+    });
+  }
+
+  test("each error has its line and column; only ten are listed", () => {
+    const err = error(`server: { port: 0 } ]\njwt:\n  secret: "${S}-0123456789abcdef0123456789abcdef"\n  enabled: true\n  algorithm: HS256\n${B}`, "c.yaml");
+    const lines = err.message.split("\n");
+    expect(lines[0]).toBe("c.yaml:1:21: invalid YAML: unexpected ']' (check the brackets, quotes and indentation here and on the line before)");
+    expect(lines).toContain("c.yaml:3:11: invalid YAML: unexpected double-quoted scalar (check the brackets, quotes and indentation here and on the line before)");
+    expect(err.issues.length).toBe(11);
+    for (const i of err.issues) expect(i.message).not.toContain(S);
+  });
+});
