@@ -3,6 +3,15 @@
  * each gets a message saying what to write instead of a bare "unknown key".
  */
 import type { PathSegment } from "./path.ts";
+import { MAX_REDIS_DB } from "./schema.ts";
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
 
 const LEGACY_HINTS: Array<{ match: (p: PathSegment[]) => boolean; message: string }> = [
   {
@@ -69,8 +78,8 @@ export function findLegacy(value: unknown, path: PathSegment[], out: Array<{ pat
  * - `cache_dir` → `path` (the original's default `/var/cache/yatagarasu` when a section in its
  *   form names none), `max_disk_cache_size_mb` → `max_disk_size_mb`, `sendfile` dropped (disk hits
  *   are always sent with sendfile);
- * - `redis_url` → `url`, with `redis_password` and `redis_db` written into it (`redis://:pw@host/db`,
- *   unless the URL already has them), `redis_key_prefix` → `key_prefix`;
+ * - `redis_url` → `url`, with `redis_password` and `redis_db` written into it (`redis://:pw@host/db`);
+ *   when the URL already has one, the two must agree (else both fields are named), `redis_key_prefix` → `key_prefix`;
  * - `enabled: false` on a layer `cache_layers` does not list: the section is dropped (the original
  *   ignored it); `enabled: true` is dropped (ours: the layer is on when `cache_layers` lists it),
  *   and when `cache_layers` is not given at all, the layers so turned on are listed after memory
@@ -128,17 +137,38 @@ export function adoptOriginalCacheKeys(raw: unknown): { notes: string[]; issues:
   if (redis !== null && typeof redis === "object" && !Array.isArray(redis)) {
     const r = redis as Record<string, unknown>;
     if (adoptEnabled(r, "redis")) {
+      const urlKey = "redis_url" in r && !("url" in r) ? "redis_url" : "url";
       rename(r, "redis", "redis_url", "url");
       rename(r, "redis", "redis_key_prefix", "key_prefix");
       const password = r.redis_password;
       const db = r.redis_db;
       delete r.redis_password;
       delete r.redis_db;
-      if (typeof r.url === "string" && (password !== undefined || db !== undefined)) {
+      // redis_db: a whole number (the original read a u32); refused here with its own name,
+      // not later as a bad database in the URL (or, before, not at all: Bun's client refused it at start).
+      let dbNumber: number | undefined;
+      if (db !== undefined && db !== null) {
+        const n = typeof db === "number" ? db : typeof db === "string" && /^\s*\d{1,10}\s*$/.test(db) ? Number(db) : Number.NaN;
+        if (Number.isInteger(n) && n >= 0 && n <= MAX_REDIS_DB) dbNumber = n;
+        else issues.push({ path: ["cache", "redis", "redis_db"], message: `must be a whole number from 0 to ${MAX_REDIS_DB} (the Redis database)` });
+      }
+      const hasPassword = password !== undefined && password !== null && password !== "";
+      if (typeof r.url === "string" && (hasPassword || dbNumber !== undefined)) {
         try {
           const u = new URL(r.url);
-          if (password !== undefined && password !== null && password !== "" && u.password === "") u.password = encodeURIComponent(String(password));
-          if (db !== undefined && db !== null && (u.pathname === "" || u.pathname === "/")) u.pathname = `/${String(db)}`;
+          const urlField = `cache.redis.${urlKey}`;
+          // Given in both places: the same value is fine; two different ones are refused, naming
+          // both fields (the URL's used to win silently). Neither password is ever echoed.
+          if (hasPassword) {
+            if (u.password === "") u.password = encodeURIComponent(String(password));
+            else if (safeDecode(u.password) !== String(password))
+              issues.push({ path: ["cache", "redis", "redis_password"], message: `differs from the password in ${urlField}: give the password in one place (remove redis_password, or the password from the URL)` });
+          }
+          if (dbNumber !== undefined) {
+            if (u.pathname === "" || u.pathname === "/") u.pathname = `/${dbNumber}`;
+            else if (!/^\/\d{1,10}$/.test(u.pathname) || Number(u.pathname.slice(1)) !== dbNumber)
+              issues.push({ path: ["cache", "redis", "redis_db"], message: `(${dbNumber}) differs from the database in ${urlField} (its path): give the database in one place (remove redis_db, or the path from the URL)` });
+          }
           r.url = u.toString();
         } catch {
           // a URL that does not parse: refused by the schema with its own message (never echoed)

@@ -3,9 +3,7 @@
  * Redis, and redis_url means something only with it.
  */
 import type { PathSegment } from "./path.ts";
-import type { RawConfig } from "./schema.ts";
-
-const REDIS_URL = /^rediss?:\/\/[^/?#]/i;
+import { redisUrlProblem, type RawConfig } from "./schema.ts";
 
 export function rateLimitIssues(cfg: RawConfig): Array<{ path: PathSegment[]; message: string }> {
   const rl = cfg.server.rate_limit;
@@ -19,7 +17,8 @@ export function rateLimitIssues(cfg: RawConfig): Array<{ path: PathSegment[]; me
     return issues;
   }
   if (rl.redis_url !== undefined) {
-    if (!REDIS_URL.test(rl.redis_url)) issues.push({ path: at("redis_url"), message: "must be a redis:// or rediss:// URL" });
+    const problem = redisUrlProblem(rl.redis_url);
+    if (problem !== undefined) issues.push({ path: at("redis_url"), message: problem });
   } else if (typeof cacheUrl !== "string" || cacheUrl === "") {
     issues.push({ path: at("backend"), message: "backend redis needs a Redis: set server.rate_limit.redis_url (or cache.redis.url)" });
   }

@@ -289,15 +289,34 @@ export type ServerConfig = z.infer<typeof ServerSchema>;
 /** Cache layers, fastest first; `cache_layers` lists any subset in this order. */
 export const CACHE_LAYERS = ["memory", "disk", "redis"] as const;
 
-/** Redis URLs Bun's client takes (TLS: rediss). Never echoed in messages: they may hold a password. */
-function isRedisUrl(v: string): boolean {
+/** The highest Redis database number accepted in a URL's path (Bun's client takes up to a 32-bit number; a server has 16 by default). */
+export const MAX_REDIS_DB = 2147483647;
+
+/**
+ * What is wrong with a Redis URL that Bun's client would refuse when the proxy starts (an
+ * unhandled "Invalid database number in Redis URL" after --check said OK), or undefined. Never
+ * echoes the URL: it may hold a password.
+ */
+export function redisUrlProblem(v: string): string | undefined {
+  let u: URL;
   try {
-    const u = new URL(v);
-    return (u.protocol === "redis:" || u.protocol === "rediss:") && u.hostname !== "";
+    u = new URL(v);
   } catch {
-    return false;
+    return "must be a redis:// or rediss:// URL with a host (e.g. redis://host:6379/0)";
   }
+  if ((u.protocol !== "redis:" && u.protocol !== "rediss:") || u.hostname === "") return "must be a redis:// or rediss:// URL with a host (e.g. redis://host:6379/0)";
+  if (u.port === "0") return "port 0 is no Redis port: give the server's port (6379 by default), or leave it out";
+  const path = u.pathname;
+  if (path !== "" && path !== "/" && !(/^\/\d{1,10}$/.test(path) && Number(path.slice(1)) <= MAX_REDIS_DB))
+    return `the database number (the URL's path, after the host) must be a whole number from 0 to ${MAX_REDIS_DB}, as in redis://host:6379/0`;
+  return undefined;
 }
+
+/** A Redis URL Bun's client takes (TLS: rediss), refused with what is wrong with it. */
+export const redisUrl = z.string().superRefine((v, ctx) => {
+  const problem = redisUrlProblem(v);
+  if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
+});
 
 export const DiskCacheSchema = z
   .strictObject({
@@ -312,7 +331,7 @@ export const DiskCacheSchema = z
   .transform((d) => ({ ...d, max_item_size_mb: d.max_item_size_mb ?? Math.min(1024, d.max_disk_size_mb) }));
 
 export const RedisCacheSchema = z.strictObject({
-  url: z.string().refine(isRedisUrl, "must be a redis:// or rediss:// URL with a host"),
+  url: redisUrl,
   /** Every key, channel and stream of the layer starts with it; must not be empty (a purge-all deletes `<prefix>obj:*`). */
   key_prefix: nonEmpty.max(128).default("yatagarasu:"),
   /** Redis strings are at most 512 MB. */

@@ -17,6 +17,46 @@ function issues(yaml: string, env: Record<string, string | undefined> = {}): Con
   throw new Error("expected a ConfigError");
 }
 
+describe("Redis URLs and the original's redis_db / redis_password", () => {
+  const redis = (r: string) => `cache:\n  cache_layers: [memory, redis]\n  redis: ${r}\n${B}`;
+  const said = (yaml: string) => issues(yaml).map((i) => `${i.path}: ${i.message}`);
+
+  // Passed --check, then the server died at start: "Invalid database number in Redis URL" (an unhandled rejection).
+  test("a database Bun's client would refuse is refused by validation, naming cache.redis.url", () => {
+    for (const path of ["/notanumber", "/-1", "/1.5", "/3/x", "/0/", "//", "/99999999999", "/%33", "/%203"]) {
+      expect(said(redis(`{ url: "redis://:SEKRETPW@127.0.0.1:6379${path}" }`))).toEqual([expect.stringMatching(/^cache\.redis\.url: the database number .* whole number from 0 to 2147483647/)]);
+    }
+    expect(issues(redis(`{ url: "redis://:SEKRETPW@127.0.0.1:6379/x" }`))[0]!.message).not.toContain("SEKRET");
+    for (const ok of ["redis://h", "redis://h/", "redis://h:6379/0", "redis://h/15", "rediss://u:p@h:6380/2147483647", "redis://[::1]:6379/1"]) expect(parseConfig(redis(`{ url: "${ok}" }`), { env: {} }).cache.redis!.url).toBe(ok);
+  });
+
+  test("a scheme or a port Bun's client would refuse is refused too", () => {
+    expect(said(redis(`{ url: "http://127.0.0.1:6379" }`))).toEqual([expect.stringMatching(/^cache\.redis\.url: must be a redis:\/\/ or rediss:\/\/ URL/)]);
+    expect(said(redis(`{ url: "redis://127.0.0.1:0" }`))).toEqual([expect.stringMatching(/^cache\.redis\.url: port 0 is no Redis port/)]);
+    expect(said(redis(`{ url: "redis://127.0.0.1:99999" }`))).toEqual([expect.stringMatching(/^cache\.redis\.url: must be a redis/)]);
+    const rl = `server:\n  rate_limit: { backend: redis, redis_url: "redis://h:6379/notanumber" }\n${B}`;
+    expect(said(rl)).toEqual([expect.stringMatching(/^server\.rate_limit\.redis_url: the database number/)]);
+  });
+
+  test("the original's redis_db must be a whole number, named as redis_db", () => {
+    for (const db of ['"notanumber"', '"-1"', "-1", "1.5", '""', "99999999999"]) {
+      expect(said(redis(`{ enabled: true, redis_url: "redis://127.0.0.1:6379", redis_db: ${db} }`))).toEqual(["cache.redis.redis_db: must be a whole number from 0 to 2147483647 (the Redis database)"]);
+    }
+    expect(parseConfig(redis(`{ enabled: true, redis_url: "redis://127.0.0.1:6379", redis_db: "5" }`), { env: {} }).cache.redis!.url).toBe("redis://127.0.0.1:6379/5");
+  });
+
+  // The URL's password and database used to win silently over redis_password / redis_db.
+  test("redis_password and redis_db given beside a URL that has them: the same value is fine, a different one is refused naming both", () => {
+    expect(said(redis(`{ enabled: true, redis_url: "redis://:UrlPW@127.0.0.1:6379/3", redis_password: "OtherPW", redis_db: 5 }`))).toEqual([
+      "cache.redis.redis_password: differs from the password in cache.redis.redis_url: give the password in one place (remove redis_password, or the password from the URL)",
+      "cache.redis.redis_db: (5) differs from the database in cache.redis.redis_url (its path): give the database in one place (remove redis_db, or the path from the URL)",
+    ]);
+    expect(issues(redis(`{ enabled: true, redis_url: "redis://:UrlPW@127.0.0.1:6379/3", redis_password: "OtherPW" }`))[0]!.message).not.toMatch(/UrlPW|OtherPW/);
+    const same = parseConfig(redis(`{ enabled: true, redis_url: "redis://:p%40ss@127.0.0.1:6379/3", redis_password: "p@ss", redis_db: "3" }`), { env: {} });
+    expect(same.cache.redis!.url).toBe("redis://:p%40ss@127.0.0.1:6379/3");
+  });
+});
+
 describe("parseConfig", () => {
   test("a minimal config (one bucket) is valid and gets defaults", () => {
     const c = parseConfig(B, { env: {} });
