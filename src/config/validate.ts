@@ -26,6 +26,33 @@ export function normalizePrefix(p: string): string {
   return collapsed.length > 1 && collapsed.endsWith("/") ? collapsed.slice(0, -1) : collapsed;
 }
 
+/** A host name (RFC 1123 labels; `_` too, as container and service names have it). */
+const HOST_NAME = /^(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
+
+/**
+ * What is wrong with a listener's address (server.address once its ":port" is taken off,
+ * metrics.address, s3_api.address), or undefined: an IPv4 address, an IPv6 address (bracketed or
+ * not) or a host name. Anything else (":8080", "127.0.0.1:", a URL, a trailing space) passed
+ * --check and failed at start ("baseURI must have a hostname", getaddrinfo ENOTFOUND).
+ */
+export function listenAddressProblem(address: string, field: "server.address" | "metrics.address" | "s3_api.address"): string | undefined {
+  const forms = `an IPv4 address (0.0.0.0, 127.0.0.1), an IPv6 address (::, ::1 or [::1]) or a host name${field === "server.address" ? ", optionally followed by :port (0.0.0.0:8080, [::1]:8080)" : " (the port goes in the port key)"}`;
+  const shown = JSON.stringify(address.length > 80 ? `${address.slice(0, 77)}...` : address);
+  if (address !== address.trim()) return `${shown} has spaces around it: write ${forms}`;
+  if (/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(address)) return `${shown} is a URL: write ${forms}`;
+  if (address.includes(":") || address.startsWith("[")) {
+    if (parseIp(address) !== null && (!address.startsWith("[") || address.endsWith("]"))) return undefined;
+    return `${shown} is not a listen address: write ${forms}`;
+  }
+  // Four numbers are an IPv4 address, never a host name: one out of range would pass and fail at start.
+  if (/^\d+\.\d+\.\d+\.\d+$/.test(address)) return parseIp(address) === null ? `'${address}' is not an IPv4 address (each part 0-255)` : undefined;
+  if (!HOST_NAME.test(address)) return `${shown} is not a listen address: write ${forms}`;
+  return undefined;
+}
+
+/** "[::1]" → "::1" (Bun and node:http take an IPv6 listen address without brackets). */
+const unbracket = (a: string) => (a.startsWith("[") && a.endsWith("]") ? a.slice(1, -1) : a);
+
 export function isHmac(alg: Algorithm): boolean {
   return alg.startsWith("HS");
 }
@@ -211,8 +238,21 @@ export function validateConfig(cfg: RawConfig, opts: { baseDir?: string } = {}):
     port = Number(m[2]);
     if (port > 65535) issues.push({ path: ["server", "address"], message: "port must be at most 65535" });
   }
-  // Four numbers are an IPv4 address, never a host name: one out of range would pass and fail at start.
-  if (/^\d+\.\d+\.\d+\.\d+$/.test(host) && parseIp(host) === null) issues.push({ path: ["server", "address"], message: `'${host}' is not an IPv4 address (each part 0-255)` });
+  {
+    const problem = listenAddressProblem(m ? host : cfg.server.address, "server.address");
+    if (problem !== undefined) issues.push({ path: ["server", "address"], message: problem });
+    host = unbracket(host);
+  }
+  if (cfg.metrics.enabled) {
+    const problem = listenAddressProblem(cfg.metrics.address, "metrics.address");
+    if (problem !== undefined) issues.push({ path: ["metrics", "address"], message: problem });
+    cfg.metrics.address = unbracket(cfg.metrics.address);
+  }
+  if (cfg.s3_api?.enabled) {
+    const problem = listenAddressProblem(cfg.s3_api.address, "s3_api.address");
+    if (problem !== undefined) issues.push({ path: ["s3_api", "address"], message: problem });
+    cfg.s3_api.address = unbracket(cfg.s3_api.address);
+  }
   cfg.server.trusted_proxies.forEach((c, i) => {
     if (!parseCidr(c)) issues.push({ path: ["server", "trusted_proxies", i], message: `'${c}' is not an IP address or CIDR range` });
   });

@@ -378,6 +378,35 @@ describe("every problem in one run", () => {
   });
 });
 
+describe("listen addresses", () => {
+  const S3 = `s3_api:\n  enabled: true\n  port: 0\n  credentials: [{ access_key_id: AKIATESTTESTTEST, secret_access_key: secretsecretsecret1234, identity: app, buckets: { b: [read] } }]\n`;
+  const at = (field: "server" | "metrics" | "s3_api", a: string) =>
+    field === "server" ? `server: { address: ${JSON.stringify(a)} }\n${B}` : field === "metrics" ? `metrics: { enabled: true, address: ${JSON.stringify(a)} }\n${B}` : `${S3.replace("port: 0", `address: ${JSON.stringify(a)}\n  port: 0`)}${B}`;
+
+  // Each passed --check and failed at start: "baseURI must have a hostname", getaddrinfo ENOTFOUND.
+  test("a malformed address is refused naming the field and the accepted forms", () => {
+    for (const field of ["server", "metrics", "s3_api"] as const) {
+      for (const a of [":18103", "127.0.0.1:", "http://127.0.0.1:18104", "127.0.0.1 ", " localhost", "[::1", "a b", "host/x", "-bad-", "127.0.0.1:18105 "]) {
+        const got = issues(at(field, a));
+        expect(got.map((i) => i.path)).toEqual([`${field}.address`]);
+        expect(got[0]!.message).toContain("an IPv4 address (0.0.0.0, 127.0.0.1), an IPv6 address (::, ::1 or [::1]) or a host name");
+      }
+      // host:port is the original's form for server.address only; the others take a port key
+      expect(issues(at(field === "server" ? "metrics" : field, "127.0.0.1:9000"))[0]!.message).toContain("the port goes in the port key");
+    }
+  });
+
+  test("IPv4, IPv6 (bracketed or not) and host names load; server.address also takes :port (the original's form); brackets are taken off", () => {
+    for (const [a, host] of [["0.0.0.0", "0.0.0.0"], ["::", "::"], ["::1", "::1"], ["[::1]", "::1"], ["localhost", "localhost"], ["my_svc.ns.svc.cluster.local", "my_svc.ns.svc.cluster.local"]]) {
+      expect(parseConfig(at("server", a!), { env: {} }).server.address).toBe(host!);
+      expect(parseConfig(at("metrics", a!), { env: {} }).metrics.address).toBe(host!);
+      expect(parseConfig(at("s3_api", a!), { env: {} }).s3_api!.address).toBe(host!);
+    }
+    expect(parseConfig(at("server", "0.0.0.0:8080"), { env: {} }).server).toMatchObject({ address: "0.0.0.0", port: 8080 });
+    expect(parseConfig(at("server", "[::1]:18097"), { env: {} }).server).toMatchObject({ address: "::1", port: 18097 });
+  });
+});
+
 describe("listener rules", () => {
   test("https with engine: node is refused with what to do instead (node:http would serve plain HTTP)", () => {
     const got = issues(`server: { engine: node, https: { cert_path: /nonexistent.pem, key_path: /nonexistent.key } }\n${B}`);
