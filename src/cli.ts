@@ -41,6 +41,38 @@ import {
 } from "./workers.ts";
 import type { RemoteInvalidation } from "./cache/types.ts";
 
+/**
+ * stdout and stderr writes still queued in the runtime (the pipe was full: a pipe holds 64 KiB).
+ * Exiting right after such a write cut --check's problem list and summary off there, so every
+ * write of this file goes through write() and the exit waits for the queue to drain (Bun calls a
+ * write's callback, and an empty write's, before the data is flushed; its 'drain' is what counts).
+ */
+const unflushed = new Map<NodeJS.WriteStream, Promise<void>>();
+
+function write(stream: NodeJS.WriteStream, text: string): void {
+  if (stream.write(text) || unflushed.has(stream)) return;
+  unflushed.set(
+    stream,
+    new Promise<void>((resolve) => {
+      const done = () => {
+        stream.off("drain", done);
+        stream.off("error", done);
+        unflushed.delete(stream);
+        resolve();
+      };
+      stream.on("drain", done);
+      // (a reader that has gone: EPIPE)
+      stream.on("error", done);
+    }),
+  );
+}
+
+/** Waits until what was written to stdout and stderr has left this process, or for at most limitMs (a reader that never reads). */
+async function flushed(limitMs = 30_000): Promise<void> {
+  const limit = new Promise<void>((resolve) => setTimeout(resolve, limitMs).unref?.());
+  while (unflushed.size > 0) await Promise.race([Promise.all(unflushed.values()), limit.then(() => unflushed.clear())]);
+}
+
 const HELP = `yatagarasu ${VERSION} — a high-performance S3 proxy
 
 Usage:
@@ -116,12 +148,12 @@ async function healthcheck(url: string): Promise<number> {
     const res = await fetch(url, { signal: AbortSignal.timeout(3000), ...(own ? { tls: { rejectUnauthorized: false } } : {}) });
     await res.arrayBuffer().catch(() => undefined);
     if (res.status === 200) return 0;
-    process.stderr.write(`healthcheck: ${url} answered ${res.status}\n`);
+    write(process.stderr, `healthcheck: ${url} answered ${res.status}\n`);
     return 1;
   } catch (err) {
     const name = (err as Error)?.name;
     const why = name === "TimeoutError" ? "no answer within 3 s" : ["ConnectionRefused", "ECONNREFUSED"].includes((err as { code?: string })?.code ?? "") ? "connection refused" : ((err as Error)?.message ?? String(err));
-    process.stderr.write(`healthcheck: ${url}: ${why}\n`);
+    write(process.stderr, `healthcheck: ${url}: ${why}\n`);
     return 1;
   }
 }
@@ -136,10 +168,10 @@ async function load(path: string, offThread: boolean): Promise<{ config: Config;
     return await (offThread ? loadConfigSourceOffThread(path) : loadConfigSource(path));
   } catch (err) {
     if (err instanceof ConfigError) {
-      process.stderr.write(`invalid config (${err.issues.length} problem${err.issues.length === 1 ? "" : "s"}):\n${err.message}\n`);
+      write(process.stderr, `invalid config (${err.issues.length} problem${err.issues.length === 1 ? "" : "s"}):\n${err.message}\n`);
       return 1;
     }
-    process.stderr.write(`cannot load config: ${(err as Error)?.message ?? err}\n`);
+    write(process.stderr, `cannot load config: ${(err as Error)?.message ?? err}\n`);
     return 1;
   }
 }
@@ -194,7 +226,7 @@ async function serveWorker(): Promise<number> {
     try {
       sent = await configFromPrimary(after);
     } catch (err) {
-      process.stderr.write(`could not start: ${(err as Error)?.message ?? err}\n`);
+      write(process.stderr, `could not start: ${(err as Error)?.message ?? err}\n`);
       return 3;
     }
     let config: Config;
@@ -202,7 +234,7 @@ async function serveWorker(): Promise<number> {
       config = parseConfig(sent.text, { file: sent.file, baseDir: sent.baseDir });
     } catch (err) {
       const why = (err as Error)?.message ?? String(err);
-      process.stderr.write(`worker ${workerIndex()}: cannot apply the primary's config (generation ${sent.generation}); waiting for its next one:\n${why}\n`);
+      write(process.stderr, `worker ${workerIndex()}: cannot apply the primary's config (generation ${sent.generation}); waiting for its next one:\n${why}\n`);
       // (a reload of the group waits for this: the answer says this worker failed)
       reportGeneration(undefined, { generation: sent.generation, error: why });
       after = sent.generation;
@@ -336,7 +368,7 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     const why = (err as Error)?.message ?? String(err);
     log.error("could not start", { error: why });
     log.flush();
-    process.stderr.write(`could not start: ${why}\n`);
+    write(process.stderr, `could not start: ${why}\n`);
     return 3;
   }
   log.info("listening", {
@@ -487,7 +519,7 @@ async function serve(config: Config, source: { path?: string; text: string; gene
 async function main(argv: string[]): Promise<number> {
   const parsed = parseArgs(argv);
   if ("exit" in parsed) {
-    (parsed.err ? process.stderr : process.stdout).write(parsed.out);
+    write(parsed.err ? process.stderr : process.stdout, parsed.out);
     return parsed.exit;
   }
   if (parsed.check || parsed.healthcheck) {
@@ -509,33 +541,35 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (parsed.check) {
-    process.stdout.write(summarize(config, parsed.config));
+    write(process.stdout, summarize(config, parsed.config));
     const note = connectTimeoutNote(config.buckets, config.server.upstream_client);
-    if (note) process.stdout.write(`note: ${note}\n`);
+    if (note) write(process.stdout, `note: ${note}\n`);
     const pool = poolSizeNote(config.buckets);
-    if (pool) process.stdout.write(`note: ${pool}\n`);
+    if (pool) write(process.stdout, `note: ${pool}\n`);
     const cacheOff = cacheOffNote(config);
-    if (cacheOff) process.stdout.write(`note: ${cacheOff}\n`);
+    if (cacheOff) write(process.stdout, `note: ${cacheOff}\n`);
     const demo = demoSecretsNote(config);
-    if (demo) process.stdout.write(`note: ${demo}\n`);
+    if (demo) write(process.stdout, `note: ${demo}\n`);
     const audit = auditPathNote(config);
-    if (audit) process.stdout.write(`note: ${audit}\n`);
+    if (audit) write(process.stdout, `note: ${audit}\n`);
     // The disk layer's folder, as the proxy would use it when started by this user.
     if (config.cache.enabled && config.cache.cache_layers.includes("disk") && config.cache.disk) {
       const dir = diskDir(config.cache.disk, { baseDir: config.baseDir });
       const problem = diskDirProblem(dir);
-      if (problem) process.stdout.write(`note: cache.disk.path ${dir}: started as this user, the proxy could not use it: ${problem}\n`);
+      if (problem) write(process.stdout, `note: cache.disk.path ${dir}: started as this user, the proxy could not use it: ${problem}\n`);
     }
-    for (const n of config.notes ?? []) process.stdout.write(`note: ${n}\n`);
+    for (const n of config.notes ?? []) write(process.stdout, `note: ${n}\n`);
     // What the start-up log warns about the JWT keys, said here too (a key the config names but no
     // accepted algorithm can use is a key that silently does nothing).
     if (config.jwt?.enabled) {
       const keys = await loadStaticKeys(config.jwt, config.baseDir).catch(() => undefined);
-      for (const f of keys?.unusedFiles ?? []) process.stdout.write(`note: the JWT key file ${f} fits none of the accepted algorithms (jwt.algorithm / jwt.algorithms), so it is not used\n`);
+      for (const f of keys?.unusedFiles ?? []) write(process.stdout, `note: the JWT key file ${f} fits none of the accepted algorithms (jwt.algorithm / jwt.algorithms), so it is not used\n`);
     }
     return 0;
   }
   return serve(config, { path: parsed.config, text: loaded.text });
 }
 
-process.exit(await main(process.argv.slice(2)));
+const exitCode = await main(process.argv.slice(2));
+await flushed();
+process.exit(exitCode);

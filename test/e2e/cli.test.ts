@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pkg from "../../package.json" with { type: "json" };
-import { runCli } from "./harness.ts";
+import { command, runCli } from "./harness.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -222,3 +222,30 @@ test("--check notes that the original's s3.connection_pool_size has no effect he
   expect(unset.code).toBe(0);
   expect(unset.stdout).not.toContain("connection_pool_size");
 });
+
+// --check's output went through process.exit right after the write: through a pipe (64 KiB) whose
+// reader was not quick, the problem list and the summary were cut off at 64 or 128 KiB.
+test("--check's problem list (stderr) and summary (stdout) reach a slow reader through a pipe whole, and the exit code is kept", async () => {
+  const bad = ["buckets:\n"];
+  const good = ["buckets:\n"];
+  for (let i = 0; i < 3000; i++) bad.push(`  - { name: b${i}, path_prefix: p${i}, s3: { bucket: my-products-bucket, endpoint: "http://127.0.0.1:9" } }\n`);
+  for (let i = 0; i < 1000; i++) good.push(`  - { name: b${i}, path_prefix: /p${i}, s3: { bucket: my-products-bucket, endpoint: "http://127.0.0.1:9" } }\n`);
+  const badPath = file("many-errors.yaml", bad.join(""));
+  const goodPath = file("many-buckets.yaml", good.join(""));
+  const whole = await runCli(["--check", "--config", badPath]);
+  expect(whole.code).toBe(1);
+  expect(whole.stderr.length).toBeGreaterThan(200_000);
+  const slow = async (args: string[], which: "stdout" | "stderr") => {
+    // the reader starts reading a second after the proxy has written everything
+    const redirect = which === "stderr" ? "2>&1 >/dev/null" : "2>/dev/null";
+    const p = Bun.spawn(["sh", "-c", `"$@" ${redirect} | (sleep 1; wc -c)`, "sh", ...command(), ...args], { stdout: "pipe", stderr: "inherit" });
+    return (await new Response(p.stdout).text()).trim();
+  };
+  expect(Number((await slow(["--check", "--config", badPath], "stderr")).split("\n")[0])).toBe(Buffer.byteLength(whole.stderr));
+  // the serving mode's config-error path too
+  expect(Number((await slow(["--config", badPath], "stderr")).split("\n")[0])).toBe(Buffer.byteLength(whole.stderr));
+  const summary = await runCli(["--check", "--config", goodPath]);
+  expect(summary.code).toBe(0);
+  expect(summary.stdout.length).toBeGreaterThan(70_000);
+  expect(Number((await slow(["--check", "--config", goodPath], "stdout")).split("\n")[0])).toBe(Buffer.byteLength(summary.stdout));
+}, 60_000);
