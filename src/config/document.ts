@@ -30,6 +30,8 @@ export interface ParsedYaml {
   issues: PathIssue[];
   /** Formatted paths whose unquoted `${VAR}` took its value's YAML type (a number or boolean): the variable's name. */
   typedVars: Map<string, string>;
+  /** Formatted paths whose value is one quoted `"${VAR}"` (always a string): the variable's name. */
+  quotedVars: Map<string, string>;
   /** Each alias node and the node it names (null: no anchor of that name before it). */
   aliasTargets: Map<unknown, unknown>;
 }
@@ -226,11 +228,16 @@ function syntaxIssues(text: string, errors: readonly YAMLError[], counter: LineC
   const first = errors[0]!;
   const firstLine = first.linePos?.[0]?.line;
   if (FLOW_PLACEHOLDER.test(lineOf(firstLine))) {
-    return [{ path: [], line: firstLine, column: first.linePos?.[0]?.col, message: `${firstMessage(first)} (an unquoted \${VAR} inside { } or [ ] is read as YAML syntax: write that mapping in block style, one key per line, to keep the placeholder unquoted and typed, or quote it, "\${VAR}", for a string value)` }];
+    return [{ path: [], line: firstLine, column: first.linePos?.[0]?.col, message: `${firstMessage(first)} (an unquoted \${VAR} inside { } or [ ] is read as YAML syntax: for a number or a boolean (a port, a size, true/false) write that mapping in block style, one key per line, where an unquoted \${VAR} takes its value's type; for a string, quote it: "\${VAR}" (a quoted value is always a string))` }];
   }
   const end = text.trimEnd().length;
   let unclosed: { offset: number; what: string } | undefined | null = null; // (null: not looked for yet)
   const syntax: PathIssue[] = errors.slice(0, 10).map((e) => {
+    // (the yaml package says "Source contains multiple documents; please use YAML.parseAllDocuments()")
+    if (e.code === "MULTIPLE_DOCS") {
+      const at = e.linePos?.[0]?.line;
+      return { path: [], line: at, message: `invalid YAML: the file must hold one YAML document, and a second one starts${at ? ` on line ${at}` : ""} (a \`---\` line, or what follows a \`...\` line): remove that line${text.slice(e.pos[0]).trim().replace(/^(---|\.\.\.)/, "").trim() === "" ? "" : ", and put the second document in a file of its own"}` };
+    }
     const message = firstMessage(e);
     // An error found at the end of the file (a bracket or quote never closed) is reported where
     // that bracket or quote was opened, not on a line past the last one.
@@ -246,6 +253,12 @@ function syntaxIssues(text: string, errors: readonly YAMLError[], counter: LineC
   });
   if (errors.length > 10) syntax.push({ path: [], message: `invalid YAML: ${errors.length - 10} more errors not listed` });
   return syntax;
+}
+
+/** Whether a merge key's value is one the yaml package merges: a mapping, an alias of one, or a list of those. */
+function isMergeSource(v: unknown, aliasTargets: Map<unknown, unknown>): boolean {
+  const one = (x: unknown) => isMap(x) || (isAlias(x) && isMap(aliasTargets.get(x)));
+  return one(v) || (isSeq(v) && v.items.every(one));
 }
 
 /** The most nodes a config may expand to with its aliases resolved (a 1 MiB file of plain YAML has far fewer). */
@@ -288,6 +301,7 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
   const lines = new Map<string, number>();
   const issues: PathIssue[] = [];
   const typedVars = new Map<string, string>();
+  const quotedVars = new Map<string, string>();
   const rootLine = line(doc.contents);
   const aliasTargets = aliasTargetsOf(doc);
   // An explicit stack, not recursion: nesting depth is bounded only by the file size cap.
@@ -308,6 +322,12 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
         }
         seen.set(name, keyLine);
         const fmt = child(f.fmt, name);
+        // A merge key takes a mapping, an alias of one, or a list of them; the yaml package says
+        // only "Merge sources must be maps or map aliases", with no line or path, when it resolves them.
+        if (typeof pair.key.value === "symbol" && !isMergeSource(pair.value, aliasTargets)) {
+          issues.push({ path: [...segments(f), "<<"], message: "a merge key (<<) takes a mapping, an alias of one (*name) or a list of them", line: keyLine });
+          continue;
+        }
         // A block value (a mapping or a list) starts on a later line, after any comment: its key's
         // line is where the reader looks. A scalar is reported where it is.
         const at = isMap(pair.value) || isSeq(pair.value) ? (keyLine ?? line(pair.value)) : (line(pair.value) ?? keyLine);
@@ -337,6 +357,8 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
         (name, empty) => issues.push({ path: segments(f), message: `environment variable ${name} is ${empty ? "set but empty" : "not set"}`, line: lines.get(f.fmt) }),
         (name) => typedVars.set(f.fmt, name),
       );
+      const quoted = n.type !== "PLAIN" && typeof n.source === "string" ? /^\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}$/.exec(n.source) : null;
+      if (quoted) quotedVars.set(f.fmt, quoted[1]!);
     }
   }
   // The walk pops mappings' children in reverse; report in document order.
@@ -349,5 +371,5 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
     }
     return rootLine;
   };
-  return { doc, lineOf, issues, typedVars, aliasTargets };
+  return { doc, lineOf, issues, typedVars, quotedVars, aliasTargets };
 }

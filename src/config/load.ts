@@ -10,7 +10,7 @@
 import { open, type FileHandle } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import type { z } from "zod";
-import { MAX_EXPANDED_NODES, parseYamlConfig, withinExpansionLimit } from "./document.ts";
+import { MAX_EXPANDED_NODES, parseYamlConfig, safeYamlMessage, withinExpansionLimit } from "./document.ts";
 import { adoptOriginalCacheKeys, findLegacy } from "./legacy.ts";
 import { formatPath, type PathSegment } from "./path.ts";
 import { ConfigSchema, type RawConfig } from "./schema.ts";
@@ -128,6 +128,14 @@ function zodMessage(issue: z.core.$ZodIssue, raw: unknown): string {
   return issue.message;
 }
 
+/** Whether a schema issue wants a number or a boolean where a string was given. */
+function wantsNumberOrBoolean(issue: z.core.$ZodIssue): boolean {
+  const numeric = (e: string) => e === "number" || e === "int" || e === "boolean";
+  if (issue.code === "invalid_type") return numeric(issue.expected);
+  if (issue.code === "invalid_union") return issue.errors.some((b) => b.some((e) => e.path.length === 0 && e.code === "invalid_type" && numeric(e.expected)));
+  return false;
+}
+
 function wanted(expected: string): string {
   return expected === "object" ? "a mapping" : expected === "array" ? "a list" : expected === "int" ? "an integer" : `a ${expected}`;
 }
@@ -210,7 +218,7 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
     // The walk's own findings first (an unresolved alias, with its key and line and without its name).
     if (found.length > 0) throw fail(found.map(toIssue));
     const message = (err as Error)?.message ?? String(err);
-    throw fail([{ path: "", message: /unresolved alias/i.test(message) ? "invalid YAML: an alias that names no anchor" : `invalid YAML: ${message}` }]);
+    throw fail([{ path: "", message: /unresolved alias/i.test(message) ? "invalid YAML: an alias that names no anchor" : `invalid YAML: ${safeYamlMessage({ message })}` }]);
   }
   if (raw === null || raw === undefined) throw fail([{ path: "", message: "the config is empty" }]);
   if (typeof raw !== "object" || Array.isArray(raw)) throw fail([{ path: "", message: "the config must be a YAML mapping" }]);
@@ -249,6 +257,16 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
         (i.code === "invalid_type" && i.expected === "string") || (i.code === "invalid_union" && i.errors.some((b) => b.some((e) => e.path.length === 0 && e.code === "invalid_type" && e.expected === "string")))
           ? y.typedVars.get(formatPath(path))
           : undefined;
+      // A quoted "${VAR}" where a number or a boolean goes: "write it without quotes" alone went in
+      // a circle inside { } (there an unquoted ${ is YAML syntax); say what works.
+      const quotedVar = y.quotedVars.get(formatPath(path));
+      if (quotedVar !== undefined && typeof valueAt(raw, path) === "string" && wantsNumberOrBoolean(i)) {
+        found.push({
+          path,
+          message: `"\${${quotedVar}}" is quoted, so its value is a string, and a number or a boolean goes here: write \${${quotedVar}} without quotes, and if it is inside { } or [ ], write that mapping in block style, one key per line (there an unquoted \${${quotedVar}} takes its value's type)`,
+        });
+        continue;
+      }
       if (typedVar !== undefined) {
         found.push({ path, message: `\${${typedVar}} was written without quotes and its value reads as a number or boolean: write "\${${typedVar}}" (quoted) to keep it a string` });
         continue;

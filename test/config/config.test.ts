@@ -231,7 +231,8 @@ describe("parseConfig", () => {
     const got = issues(`server:\n  rate_limit:\n    per_ip: { requests_per_second: \${PERIP:-10}, burst: 20 }\n${B}`);
     expect(got).toHaveLength(1);
     expect(got[0]!.line).toBe(3);
-    expect(got[0]!.message).toContain("an unquoted ${VAR} inside { } or [ ] is read as YAML syntax: write that mapping in block style");
+    expect(got[0]!.message).toContain("an unquoted ${VAR} inside { } or [ ] is read as YAML syntax: for a number or a boolean (a port, a size, true/false) write that mapping in block style");
+    expect(got[0]!.message).toContain('for a string, quote it: "${VAR}"');
   });
 
   test("an unknown key names its full path", () => {

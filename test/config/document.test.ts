@@ -206,3 +206,50 @@ describe("YAML syntax errors never quote the document", () => {
     for (const i of err.issues) expect(i.message).not.toContain(S);
   });
 });
+
+describe("messages that say where and what to do", () => {
+  // M1: "Source contains multiple documents; please use YAML.parseAllDocuments()"
+  test("a second YAML document (also a trailing ---) is named with the line it starts on", () => {
+    const two = error(`${B}---\n${B}`, "c.yaml");
+    expect(two.message).toBe("c.yaml:5: invalid YAML: the file must hold one YAML document, and a second one starts on line 5 (a `---` line, or what follows a `...` line): remove that line, and put the second document in a file of its own");
+    const trailing = error(`${B}---\n`, "c.yaml");
+    expect(trailing.message).toBe("c.yaml:5: invalid YAML: the file must hold one YAML document, and a second one starts on line 5 (a `---` line, or what follows a `...` line): remove that line");
+    expect(() => parseConfig(`---\n${B}`, { env: {} })).not.toThrow();
+  });
+
+  // M2: "Merge sources must be maps or map aliases", with no line and no path
+  test("a merge key whose value is no mapping is named with its path and line", () => {
+    const err = error(`buckets:\n  - name: a\n    path_prefix: /a\n    s3:\n      <<: "notamap"\n      bucket: test-public-bucket\n  - <<: 5\n`, "c.yaml");
+    expect(err.message.split("\n")).toEqual([
+      "c.yaml:5: buckets[0].s3.<<: a merge key (<<) takes a mapping, an alias of one (*name) or a list of them",
+      "c.yaml:7: buckets[1].<<: a merge key (<<) takes a mapping, an alias of one (*name) or a list of them",
+    ]);
+    // what does merge still does
+    const ok = parseConfig(`x-s3: &s3 { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\nx-more: &more { region: eu-west-1 }\nbuckets:\n  - name: a\n    path_prefix: /a\n    s3: { <<: [*s3, *more] }\n  - name: b\n    path_prefix: /b\n    s3:\n      <<: *s3\n`, { env: {} });
+    expect(ok.buckets.map((b) => [b.s3.bucket, b.s3.region])).toEqual([["bkt", "eu-west-1"], ["bkt", expect.any(String)]]);
+  });
+
+  // M3: the flow-style advice went in a circle: quoting "${PORTV}" then said "write it without quotes"
+  test("a placeholder in flow style: the advice leads to block style for a number, and a quoted one says so too", () => {
+    const flow = error(`server: { address: 127.0.0.1, port: \${PORTV} }\n${B}`).issues;
+    expect(flow[0]!.message).toContain("for a number or a boolean (a port, a size, true/false) write that mapping in block style");
+    let quoted: ConfigError | undefined;
+    try {
+      parseConfig(`server: { address: 127.0.0.1, port: "\${PORTV}" }\n${B}`, { env: { PORTV: "18080" } });
+    } catch (err) {
+      quoted = err as ConfigError;
+    }
+    expect(quoted).toBeInstanceOf(ConfigError);
+    expect(quoted!.issues).toEqual([
+      {
+        path: "server.port",
+        line: 1,
+        message:
+          "\"${PORTV}\" is quoted, so its value is a string, and a number or a boolean goes here: write ${PORTV} without quotes, and if it is inside { } or [ ], write that mapping in block style, one key per line (there an unquoted ${PORTV} takes its value's type)",
+      },
+    ]);
+    // ... which works
+    const c = parseConfig(`server:\n  address: 127.0.0.1\n  port: \${PORTV}\n${B}`, { env: { PORTV: "18080" } });
+    expect(c.server.port).toBe(18080);
+  });
+});
