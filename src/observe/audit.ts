@@ -35,7 +35,7 @@ import { basename, dirname, extname, isAbsolute, join } from "node:path";
 import type { AuditConfig } from "../config/audit.ts";
 import { clientIp, type RequestContext } from "../proxy/context.ts";
 import { AuditFile } from "./audit-file.ts";
-import type { Logger } from "./log.ts";
+import { escapeLineSeparators, type Logger } from "./log.ts";
 import type { CounterChild, Registry } from "./registry.ts";
 
 export type AuditResult = "allowed" | "denied" | "failed";
@@ -138,7 +138,8 @@ export class AuditTrail {
       bytes_in: ctx.bytesIn,
       duration_ms: Math.round((performance.now() - ctx.start) * 1000) / 1000,
     };
-    this.file.append(JSON.stringify(rec) + "\n");
+    // U+2028/U+2029 (a key may hold them) escaped, as in the logs: one record, one line for any reader.
+    this.file.append(escapeLineSeparators(JSON.stringify(rec)) + "\n");
   }
 
   /** Writes what is queued (tests; shutdown goes through close). */

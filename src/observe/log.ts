@@ -72,9 +72,26 @@ export interface AccessRecord {
 }
 const ACCESS_KEYS = ["request_id", "method", "path", "bucket", "status", "bytes", "duration_ms", "ttfb_ms", "upstream_ms", "client_ip", "front", "operation", "copy_source", "bytes_in", "subject", "cache", "error", "s3_error", "s3_request_id", "upstream_error", "attempts", "replica", "trace_id", "span_id"];
 
-// Characters JSON.stringify escapes: quote, backslash, C0 controls, lone surrogates.
-const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
-const jstr = (s: string): string => (NEEDS_ESCAPE.test(s) ? JSON.stringify(s) : `"${s}"`);
+// U+2028 LINE SEPARATOR and U+2029 PARAGRAPH SEPARATOR: JSON.stringify leaves them raw (valid
+// JSON), but a reader that splits on Unicode line breaks (JavaScript before ES2019, some log
+// shippers, editors, str.splitlines()) cuts the record there. A client controls a path or a key,
+// so every JSON line written here (and the audit trail's) carries them escaped: \u2028, \u2029.
+const LINE_SEPARATORS_G = /[\u2028\u2029]/g;
+const escapeSeparator = (c: string): string => (c === "\u2028" ? "\\u2028" : "\\u2029");
+
+/**
+ * `json` (JSON text) with U+2028/U+2029 escaped; the same string when it has neither (the usual
+ * case). indexOf, not a regex: on a whole audit line (~350 characters) a regex test cost ~250 ns,
+ * the two indexOf ~15 ns (a Latin-1 string cannot hold either character).
+ */
+export function escapeLineSeparators(json: string): string {
+  return json.indexOf("\u2028") === -1 && json.indexOf("\u2029") === -1 ? json : json.replace(LINE_SEPARATORS_G, escapeSeparator);
+}
+
+// Characters JSON.stringify escapes (quote, backslash, C0 controls, lone surrogates), and the two
+// line separators it does not: a plain string (the usual path, key, id) takes one regex test.
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\u2028\u2029\ud800-\udfff]/;
+const jstr = (s: string): string => (NEEDS_ESCAPE.test(s) ? escapeLineSeparators(JSON.stringify(s)) : `"${s}"`);
 const jnum = (n: number): string => (Number.isFinite(n) ? `${n}` : "null");
 
 let isoMs = -1;
@@ -202,7 +219,7 @@ export function createLogger(opts: { level: Level; format: "json" | "text"; fd?:
 
   const format = (level: Level, msg: string, fields: Fields | undefined): string => {
     const rec: Fields = { ts: isoNow(), level, msg, ...base, ...(fields ? scrub(fields) : undefined) };
-    if (fmt === "json") return `${JSON.stringify(rec)}\n`;
+    if (fmt === "json") return `${escapeLineSeparators(JSON.stringify(rec))}\n`;
     let line = `${rec.ts} ${level.toUpperCase()} ${msg}`;
     for (const k in rec) if (k !== "ts" && k !== "level" && k !== "msg" && rec[k] !== undefined) line += ` ${k}=${textValue(rec[k])}`;
     return `${line}\n`;
@@ -215,7 +232,7 @@ export function createLogger(opts: { level: Level; format: "json" | "text"; fd?:
 
   // The JSON access line: base fields serialized once. A base that shares a name with an access
   // field (never the case in practice) takes the generic path, which keeps the spread's ordering.
-  const baseJson = Object.keys(base).length === 0 ? "" : JSON.stringify(base).slice(1, -1);
+  const baseJson = Object.keys(base).length === 0 ? "" : escapeLineSeparators(JSON.stringify(base)).slice(1, -1);
   const plainBase = !ACCESS_KEYS.some((k) => k in base) && !Object.values(base).some((v) => v === undefined);
   let fastAccess = fmt === "json" && plainBase;
   const access = (r: AccessRecord) => {
