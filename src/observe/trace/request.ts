@@ -4,6 +4,10 @@
  *
  * Only what the access line may show goes here: the decoded path without its query (tokens may
  * live there), the identity's subject, never a header value that carries credentials.
+ *
+ * Issuing a presigned URL (plain front, `POST …?presign`) is not the action it presigns, as in the
+ * audit trail: "POST presign", yatagarasu.s3.action "presign", and the action the URL is for as
+ * yatagarasu.s3.presigned_action (a trace must not count a PutObject that never happened).
  */
 import type { RequestContext } from "../../proxy/context.ts";
 import { clientIp } from "../../proxy/context.ts";
@@ -13,7 +17,9 @@ export function endRequestSpan(ctx: RequestContext, span: Span): void {
   if (!span.recording) return;
   const now = performance.now();
   const req = ctx.req;
-  span.name = ctx.action !== "none" ? `${ctx.method} ${ctx.action}` : ctx.method;
+  const presign = ctx.presign !== undefined;
+  const action = presign ? "presign" : ctx.action;
+  span.name = action !== "none" ? `${ctx.method} ${action}` : ctx.method;
   span.set("http.request.method", ctx.method);
   span.set("url.path", ctx.path || undefined);
   span.set("url.scheme", ctx.target.startsWith("https:") ? "https" : "http");
@@ -38,7 +44,8 @@ export function endRequestSpan(ctx: RequestContext, span: Span): void {
   span.set("yatagarasu.request_id", ctx.id);
   span.set("yatagarasu.front", ctx.front);
   if (ctx.bucket !== undefined) span.set("yatagarasu.bucket", ctx.bucketName);
-  if (ctx.action !== "none") span.set("yatagarasu.s3.action", ctx.action);
+  if (action !== "none") span.set("yatagarasu.s3.action", action);
+  if (presign) span.set("yatagarasu.s3.presigned_action", ctx.action);
   if (ctx.key !== "") span.set("aws.s3.key", ctx.key);
   span.set("yatagarasu.cache", ctx.cache);
   span.set("enduser.id", ctx.subject);

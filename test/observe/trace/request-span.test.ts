@@ -1,0 +1,88 @@
+/**
+ * The server span's name and attributes where the client chooses them: issuing a presigned URL is
+ * traced as a presign (as the audit trail has it), not as the action it presigns. The App in this
+ * process (both fronts), exporting to the OTLP test receiver.
+ */
+import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
+import { join } from "node:path";
+import { hs256, UPSTREAM } from "../../e2e/s3-front-helpers.ts";
+import type { S3Fixture } from "../../fixtures/s3.ts";
+import { removeDir, startAuditEnv, startFixture, tempDir, type AuditEnv } from "../audit-helpers.ts";
+import { startReceiver, type OtlpReceiver, type ReceivedSpan } from "./receiver.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
+
+const SERVER = 2;
+
+const buckets = (ep: string) => {
+  const up = `access_key: "${UPSTREAM.accessKeyId}", secret_key: "${UPSTREAM.secretAccessKey}"`;
+  return `buckets:
+  - { name: data, path_prefix: /data, s3: { bucket: data, endpoint: "${ep}", ${up} } }
+  - { name: private, path_prefix: /private, s3: { bucket: private, endpoint: "${ep}", ${up} }, auth: { enabled: true } }
+  - name: writable
+    path_prefix: /rw
+    access: read-write
+    s3: { bucket: private, endpoint: "${ep}", ${up} }
+    auth: { enabled: true, write_claims: [{ claim: team, operator: equals, value: a }] }
+`;
+};
+
+let s3: S3Fixture;
+let otlp: OtlpReceiver;
+let env: AuditEnv;
+let dir: string;
+
+beforeAll(async () => {
+  s3 = await startFixture();
+  otlp = startReceiver();
+  dir = tempDir();
+  env = await startAuditEnv(s3, `  enabled: true\n  path: ${join(dir, "audit.log")}\n`, {
+    buckets,
+    s3Extra: "  public_url: http://s3.example.test\n",
+    extra: `tracing: { enabled: true, otlp_endpoint: "${otlp.url}", sample_ratio: 1.0, export_interval_ms: 20 }\n`,
+  });
+});
+
+afterAll(async () => {
+  await env?.stop();
+  otlp?.close();
+  await s3?.stop();
+  if (dir) removeDir(dir);
+});
+
+/** The server span of the request with this x-request-id. */
+const serverSpan = (id: string): Promise<ReceivedSpan> => otlp.waitFor((all) => all.find((s) => s.kind === SERVER && s.attrs["yatagarasu.request_id"] === id));
+
+test("issuing a presigned URL is traced as a presign (name, action, presigned action), as the audit trail has it; the URL's own use is traced as its action", async () => {
+  const exp = Math.floor(Date.now() / 1000) + 600;
+  const presign = async (id: string, query: string, team: string) => {
+    const r = await fetch(env.url(`/rw/uploads/photo.txt?presign&${query}`), { method: "POST", headers: { "x-request-id": id, authorization: `Bearer ${hs256({ sub: "alice", team, exp })}` } });
+    await r.text();
+    return r.status;
+  };
+  expect(await presign("span-put", "method=PUT", "a")).toBe(200);
+  expect(await presign("span-get", "method=GET", "a")).toBe(200);
+  expect(await presign("span-refused", "method=PUT", "b")).toBe(403);
+  const put = await serverSpan("span-put");
+  expect(put.name).toBe("POST presign");
+  expect(put.attrs).toMatchObject({ "http.request.method": "POST", "yatagarasu.s3.action": "presign", "yatagarasu.s3.presigned_action": "s3:PutObject", "yatagarasu.bucket": "writable", "aws.s3.key": "uploads/photo.txt", "enduser.id": "alice", "http.response.status_code": 200 });
+  const get = await serverSpan("span-get");
+  expect(get.name).toBe("POST presign");
+  expect(get.attrs).toMatchObject({ "yatagarasu.s3.action": "presign", "yatagarasu.s3.presigned_action": "s3:GetObject" });
+  const refused = await serverSpan("span-refused");
+  expect(refused.name).toBe("POST presign");
+  expect(refused.attrs).toMatchObject({ "yatagarasu.s3.action": "presign", "yatagarasu.s3.presigned_action": "s3:PutObject", "http.response.status_code": 403 });
+  // the audit trail says the same
+  const audit = new Map((await env.lines()).map((l) => [String(l.request_id), l]));
+  for (const id of ["span-put", "span-get", "span-refused"]) {
+    const span = await serverSpan(id);
+    expect(audit.get(id)).toMatchObject({ action: span.attrs["yatagarasu.s3.action"], presigned_action: span.attrs["yatagarasu.s3.presigned_action"] });
+  }
+  // a real read is still named by its action, with no presigned_action
+  expect((await fetch(env.url("/data/doc.txt"), { headers: { "x-request-id": "span-read" } })).status).toBe(200);
+  const read = await serverSpan("span-read");
+  expect(read.name).toBe("GET s3:GetObject");
+  expect(read.attrs["yatagarasu.s3.action"]).toBe("s3:GetObject");
+  expect(read.attrs["yatagarasu.s3.presigned_action"]).toBeUndefined();
+});
