@@ -8,10 +8,18 @@
  * Issuing a presigned URL (plain front, `POST …?presign`) is not the action it presigns, as in the
  * audit trail: "POST presign", yatagarasu.s3.action "presign", and the action the URL is for as
  * yatagarasu.s3.presigned_action (a trace must not count a PutObject that never happened).
+ *
+ * The two header values a span carries are cut to MAX_HEADER_ATTR characters: the User-Agent, and
+ * the Host (server.address), which the client chooses too. The path is bounded by
+ * server.security_limits.max_uri_length (checked before anything is served), the key by S3's 1024
+ * bytes (or that same limit, for a key refused as too long).
  */
 import type { RequestContext } from "../../proxy/context.ts";
 import { clientIp } from "../../proxy/context.ts";
 import { SpanStatus, type Span } from "./span.ts";
+
+/** Longest header value (User-Agent, Host) a span carries; a DNS name is at most 253 characters. */
+export const MAX_HEADER_ATTR = 256;
 
 export function endRequestSpan(ctx: RequestContext, span: Span): void {
   if (!span.recording) return;
@@ -28,17 +36,17 @@ export function endRequestSpan(ctx: RequestContext, span: Span): void {
     const colon = host.lastIndexOf(":");
     const bracket = host.lastIndexOf("]");
     if (colon > bracket && colon > 0) {
-      span.set("server.address", host.slice(0, colon));
+      span.set("server.address", host.slice(0, Math.min(colon, MAX_HEADER_ATTR)));
       const port = Number(host.slice(colon + 1));
-      if (Number.isInteger(port)) span.set("server.port", port);
-    } else span.set("server.address", host);
+      if (Number.isInteger(port) && port >= 0 && port <= 65535) span.set("server.port", port);
+    } else span.set("server.address", host.slice(0, MAX_HEADER_ATTR));
   }
   span.set("client.address", clientIp(ctx));
   if (ctx.peer !== undefined) span.set("network.peer.address", ctx.peer);
   span.set("network.protocol.name", "http");
   span.set("network.protocol.version", "1.1");
   const ua = req.headers.get("user-agent");
-  if (ua !== null) span.set("user_agent.original", ua.slice(0, 256));
+  if (ua !== null) span.set("user_agent.original", ua.slice(0, MAX_HEADER_ATTR));
   span.set("http.response.status_code", ctx.status);
   span.set("http.response.body.size", ctx.bytes);
   span.set("yatagarasu.request_id", ctx.id);

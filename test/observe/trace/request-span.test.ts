@@ -1,9 +1,11 @@
 /**
  * The server span's name and attributes where the client chooses them: issuing a presigned URL is
- * traced as a presign (as the audit trail has it), not as the action it presigns. The App in this
- * process (both fronts), exporting to the OTLP test receiver.
+ * traced as a presign (as the audit trail has it), not as the action it presigns; the Host header
+ * (server.address) is cut like the User-Agent. Both fronts, the App in this process, exporting to
+ * the OTLP test receiver.
  */
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
+import { connect } from "node:net";
 import { join } from "node:path";
 import { hs256, UPSTREAM } from "../../e2e/s3-front-helpers.ts";
 import type { S3Fixture } from "../../fixtures/s3.ts";
@@ -85,4 +87,37 @@ test("issuing a presigned URL is traced as a presign (name, action, presigned ac
   expect(read.name).toBe("GET s3:GetObject");
   expect(read.attrs["yatagarasu.s3.action"]).toBe("s3:GetObject");
   expect(read.attrs["yatagarasu.s3.presigned_action"]).toBeUndefined();
+});
+
+/** A raw HTTP/1.1 GET with this Host header (fetch sets its own); resolves with the status line. */
+function rawGet(port: number, path: string, host: string, id: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(port, "127.0.0.1");
+    let got = "";
+    sock.on("connect", () => sock.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nUser-Agent: ${"u".repeat(1000)}\r\nX-Request-Id: ${id}\r\nConnection: close\r\n\r\n`));
+    sock.on("data", (d) => (got += d.toString("latin1")));
+    sock.on("end", () => resolve(got.split("\r\n")[0]!));
+    sock.on("error", reject);
+  });
+}
+
+test("a long Host header is cut to 256 characters in server.address, like the User-Agent, on both fronts; a port that is not one is left out", async () => {
+  const port = Number(new URL(env.url("/")).port);
+  const long = `${"h".repeat(7000)}.example`;
+  expect(await rawGet(port, "/data/doc.txt", long, "host-plain")).toContain(" 200 ");
+  await rawGet(env.s3Port, "/data/doc.txt", `${long}:${env.s3Port}`, "host-s3");
+  await rawGet(port, "/data/doc.txt", `${"p".repeat(300)}:99999999`, "host-badport");
+  await rawGet(port, "/data/doc.txt", "[::1]:8080", "host-v6");
+  for (const id of ["host-plain", "host-s3"]) {
+    const span = await serverSpan(id);
+    expect(span.attrs["server.address"]).toBe("h".repeat(256));
+    expect(String(span.attrs["user_agent.original"]).length).toBe(256);
+  }
+  expect((await serverSpan("host-s3")).attrs["server.port"]).toBe(env.s3Port);
+  const bad = await serverSpan("host-badport");
+  expect(bad.attrs["server.address"]).toBe("p".repeat(256));
+  expect(bad.attrs["server.port"]).toBeUndefined();
+  expect((await serverSpan("host-v6")).attrs).toMatchObject({ "server.address": "[::1]", "server.port": 8080 });
+  // no attribute of any exported span is longer than the longest the README allows for this request
+  for (const s of otlp.spans) for (const [k, v] of Object.entries(s.attrs)) if (typeof v === "string") expect({ k, len: v.length <= 256 }).toEqual({ k, len: true });
 });
