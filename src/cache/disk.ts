@@ -20,6 +20,7 @@
  */
 import { mkdirSync, accessSync, constants, readFileSync } from "node:fs";
 import { open, rename, stat, unlink, mkdir, writeFile } from "node:fs/promises";
+import type { Stats } from "node:fs";
 import { dirname, join } from "node:path";
 import { UNTYPED_CONTENT_TYPE } from "../http/headers.ts";
 import { LruMap } from "../util/lru.ts";
@@ -240,7 +241,11 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     if (e === undefined || (e.restored && this.holding)) return undefined;
     let size: number;
     try {
-      size = (await stat(e.file)).size;
+      const st = await stat(e.file);
+      // A file this process cannot read (its mode changed, or written by another user: the proxy
+      // restarted as another uid) is a miss, dropped: Bun.serve opened it only after the answer's
+      // head, and every request for the key was a 500 until a restart.
+      size = readable(st) ? st.size : -1;
     } catch {
       size = -1;
     }
@@ -521,4 +526,15 @@ function sameHeaders(a: Record<string, string>, b: Record<string, string>): bool
   if (ka.length !== Object.keys(b).length) return false;
   for (const k of ka) if (a[k] !== b[k]) return false;
   return true;
+}
+
+/** This process's uid and groups, read once (they do not change while it runs). */
+const ME = typeof process.getuid === "function" ? { uid: process.getuid(), gids: new Set([process.getgid!(), ...(process.getgroups?.() ?? [])]) } : undefined;
+
+/** Whether `me` (default: this process) may open `st`'s file for reading, from its mode bits (root reads anything). */
+export function readable(st: Pick<Stats, "uid" | "gid" | "mode">, me: { uid: number; gids: ReadonlySet<number> } | undefined = ME): boolean {
+  if (me === undefined || me.uid === 0) return true;
+  if (st.uid === me.uid) return (st.mode & 0o400) !== 0;
+  if (me.gids.has(st.gid)) return (st.mode & 0o040) !== 0;
+  return (st.mode & 0o004) !== 0;
 }

@@ -6,7 +6,7 @@ import { afterAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DiskLayer, onDisk } from "../../src/cache/disk.ts";
+import { DiskLayer, onDisk, readable } from "../../src/cache/disk.ts";
 import { HEAD_BYTES } from "../../src/cache/disk-format.ts";
 import { isFileBody, type CachedObject } from "../../src/cache/types.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -96,6 +96,53 @@ describe("store and find", () => {
     expect(files(d.dir)).toHaveLength(0);
     expect(d.accepts(10_000)).toBe(true);
     expect(d.accepts(10_001)).toBe(false);
+  });
+});
+
+describe("a cached file this process cannot read", () => {
+  test("readable: the owner's, the group's or the others' read bit, as the kernel picks them; root reads anything", () => {
+    const me = { uid: 1000, gids: new Set([1000, 27]) };
+    expect(readable({ uid: 1000, gid: 5, mode: 0o100600 }, me)).toBe(true);
+    expect(readable({ uid: 1000, gid: 5, mode: 0o100000 }, me)).toBe(false);
+    expect(readable({ uid: 1000, gid: 1000, mode: 0o100044 }, me)).toBe(false); // the owner's bits decide for the owner
+    expect(readable({ uid: 0, gid: 27, mode: 0o100640 }, me)).toBe(true);
+    expect(readable({ uid: 0, gid: 5, mode: 0o100640 }, me)).toBe(false);
+    expect(readable({ uid: 0, gid: 5, mode: 0o100644 }, me)).toBe(true);
+    expect(readable({ uid: 0, gid: 0, mode: 0o100000 }, { uid: 0, gids: new Set([0]) })).toBe(true);
+  });
+
+  // As an unprivileged user (root reads a mode-000 file): a file it cannot open was a HIT whose
+  // body Bun.serve failed to open after the head, a 500 for every request of the key until a restart.
+  const setpriv = Bun.which("setpriv");
+  test.skipIf(process.getuid?.() !== 0 || setpriv === null)("a file made unreadable (chmod 000) is a miss and leaves the index; the next fill is served", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "yata-disk-nobody-"));
+    try {
+      Bun.spawnSync(["chmod", "777", dir]);
+      const script = join(dir, "probe.ts");
+      writeFileSync(script, `
+import { chmodSync } from "node:fs";
+import { DiskLayer } from ${JSON.stringify(join(import.meta.dir, "../../src/cache/disk.ts"))};
+const d = new DiskLayer({ dir: ${JSON.stringify(join(dir, "cache"))}, maxBytes: 1 << 24, maxItemBytes: 1 << 22 });
+await d.ready;
+const body = new Blob([new Uint8Array(5000).fill(7)]);
+const obj = { key: "b/k", body, headers: { etag: '"e"' }, storedAt: Date.now(), expiresAt: Date.now() + 60000, size: 5000, tpl: undefined, source: "memory" };
+await d.put(obj);
+const hit = await d.get("b/k");
+const file = (hit!.body as any).name as string;
+chmodSync(file, 0);
+const after = await d.get("b/k");
+const items = d.stats().items;
+await d.put({ ...obj, storedAt: Date.now() + 1 });
+const again = await d.get("b/k");
+console.log(JSON.stringify({ hit: hit !== undefined, after: after === undefined ? "miss" : "hit", items, again: again ? (await again.body.bytes()).length : -1 }));
+`);
+      const p = Bun.spawn([setpriv!, "--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, script], { stdout: "pipe", stderr: "pipe", cwd: dir });
+      const [out, err] = [await new Response(p.stdout).text(), await new Response(p.stderr).text()];
+      expect(await p.exited, err).toBe(0);
+      expect(JSON.parse(out.trim().split("\n").pop()!)).toEqual({ hit: true, after: "miss", items: 0, again: 5000 });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
