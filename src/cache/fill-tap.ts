@@ -8,9 +8,11 @@
  * - A follower never paces the fill: it reads what is already in the file and waits for the rest.
  *   Once a request follows, the fill reads upstream at the disk's pace, not at its first client's
  *   (see teeToWriter), so a slow first client does not slow the followers either.
- * - A fill that fails (upstream cut or stalled, a length other than announced, a disk error) ends
- *   every follower's body with that error: a cut body, never a short one that looks complete. A
- *   whole body ends only once the upstream body ended at exactly the announced length.
+ * - A fill that fails (upstream cut or stalled, a length other than announced) ends every
+ *   follower's body with that error: a cut body, never a short one that looks complete. A whole
+ *   body ends only once the upstream body ended at exactly the announced length. A disk error (the
+ *   disk full, the file gone) is not the upstream's: a follower goes on with the rest of its range
+ *   from the upstream (Range + If-Match the fill's ETag: the same object, or a cut as before).
  * - The followers of one fill share one read handle, opened by the first and closed when the last
  *   one ends or goes away; a fill that is over (committed or failed) can no longer be joined.
  * - Per process: the fills other workers run are not seen here.
@@ -30,12 +32,20 @@ export interface FillFile {
   opened: Promise<unknown>;
 }
 
+/**
+ * Bytes [pos, end) of the object from the upstream after a disk error: a body of exactly them,
+ * or undefined when the upstream cannot give them as the same object (no ETag, another answer).
+ */
+export type ResumeFromUpstream = (pos: number, end: number, signal: AbortSignal) => Promise<ReadableStream<Uint8Array> | undefined>;
+
 export class FillTap {
   /** Body bytes in the file (writes completed), readable through any handle. */
   written = 0;
   /** complete: the upstream body ended at exactly meta.size bytes, all of them in the file. */
   state: "filling" | "complete" | "failed" = "filling";
   error: unknown;
+  /** The failure was the disk's (a write or a read of the file), not the upstream's. */
+  diskFailed = false;
   /** Called once per request that starts following (the leader then reads upstream at the disk's pace). */
   onFollow: (() => void) | undefined;
   /** Called once when the fill is over (committed or not): it can no longer be joined. */
@@ -76,9 +86,10 @@ export class FillTap {
     this.wake();
   }
 
-  fail(err: unknown): void {
+  fail(err: unknown, disk = false): void {
     if (this.state !== "filling") return;
     this.state = "failed";
+    this.diskFailed = disk;
     this.error = err ?? new Error("The cache fill failed");
     this.end();
     this.wake();
@@ -205,22 +216,97 @@ export class FillCursor {
 }
 
 /** A follower's body: [start, end) of the fill, pulled at the client's pace; cancelling releases the handle. */
-export function followerBody(cursor: FillCursor, start: number, end: number): ReadableStream<Uint8Array> {
+export function followerBody(cursor: FillCursor, start: number, end: number, tap?: FillTap, resume?: ResumeFromUpstream): ReadableStream<Uint8Array> {
   cursor.pos = start;
   cursor.end = end;
   let cancelled = false;
+  let rest: Rest | undefined;
   return new ReadableStream<Uint8Array>(
     {
       async pull(c) {
-        const chunk = await cursor.next();
+        if (rest !== undefined) return pullRest(rest, c);
+        let chunk: Uint8Array | undefined;
+        try {
+          chunk = await cursor.next();
+        } catch (err) {
+          if (cancelled) return;
+          rest = await restFromUpstream(tap, resume, cursor.pos, end, err);
+          if (cancelled) return rest.stop();
+          return pullRest(rest, c);
+        }
         if (chunk !== undefined) c.enqueue(chunk);
         else if (!cancelled) c.close();
       },
       cancel() {
         cancelled = true;
         cursor.close();
+        rest?.stop();
       },
     },
     { highWaterMark: 0 },
   );
+}
+
+/** The rest of a body read from the upstream after a disk error: `left` bytes still to come. */
+export interface Rest {
+  reader: { read(): Promise<{ done: true; value?: undefined } | { done: false; value: Uint8Array }>; cancel(): Promise<void> };
+  left: number;
+  stop(): void;
+}
+
+/**
+ * After `err` at `pos`: the rest [pos, end) from the upstream when the disk failed (the fill's
+ * write, or this reader's own read of the file), and a resume is possible; else `err` again (an
+ * upstream failure is this client's cut too).
+ */
+export async function restFromUpstream(tap: FillTap | undefined, resume: ResumeFromUpstream | undefined, pos: number, end: number, err: unknown): Promise<Rest> {
+  if (tap === undefined || resume === undefined || pos >= end) throw err;
+  const disk = tap.state === "failed" && err === tap.error ? tap.diskFailed : true;
+  if (!disk) throw err;
+  const ac = new AbortController();
+  const body = await resume(pos, end, ac.signal).catch(() => undefined);
+  if (body === undefined) throw err;
+  // (the cast: one reader type for the DOM's and node:stream/web's, as stream-fill.ts's Reader)
+  const reader = body.getReader() as unknown as Rest["reader"];
+  return {
+    reader,
+    left: end - pos,
+    stop: () => {
+      ac.abort();
+      reader.cancel().catch(() => {});
+    },
+  };
+}
+
+/** The next piece of the rest; an upstream that sends another length than asked is a cut, never a short body. */
+export async function pullRest(rest: Rest, c: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+  const r = await rest.reader.read();
+  if (r.done) {
+    if (rest.left !== 0) throw new Error("The upstream ended the rest of the object early");
+    return c.close();
+  }
+  rest.left -= r.value.byteLength;
+  if (rest.left < 0) {
+    rest.stop();
+    throw new Error("The upstream sent more than the rest of the object");
+  }
+  c.enqueue(r.value);
+}
+
+/**
+ * The resume of a fill's readers through `upstream`: bytes [pos, end) of the object with the
+ * fill's ETag (If-Match: another version is a 412, no resume), taken only as the exact 206.
+ */
+export function resumeThrough(upstream: (extra: Record<string, string>, signal: AbortSignal) => Promise<Response>, meta: ObjectMeta): ResumeFromUpstream | undefined {
+  const etag = meta.headers.etag;
+  if (etag === undefined || etag.startsWith("W/")) return undefined;
+  return async (pos, end, signal) => {
+    const res = await upstream({ range: `bytes=${pos}-${end - 1}`, "if-match": etag }, signal);
+    const range = res.headers.get("content-range");
+    if (res.status !== 206 || res.body === null || range?.trim() !== `bytes ${pos}-${end - 1}/${meta.size}`) {
+      void res.body?.cancel().catch(() => {});
+      return undefined;
+    }
+    return res.body as ReadableStream<Uint8Array>;
+  };
 }

@@ -7,7 +7,7 @@
 import { ProxyError } from "../errors.ts";
 import { cappedTtl, freshnessSeconds, makeObject, mergeHeaders, pickHeaders } from "./freshness.ts";
 import type { Cache } from "./cache.ts";
-import { FillTap } from "./fill-tap.ts";
+import { FillTap, resumeThrough } from "./fill-tap.ts";
 import { teeToWriter, watchStalls } from "./stream-fill.ts";
 import { isFileBody, type CachedObject, type FillToken, type LayerWriter } from "./types.ts";
 
@@ -163,7 +163,8 @@ export async function runFlight(
       // no longer applies, a stalled read does.
       clearTimeout(timer);
       const tap = out.shared.kind === "fill" ? out.shared.tap : undefined;
-      const body = out.writer ? teeToWriter(stream.body, out.writer, out.size ?? -1, policy.stallTimeoutMs, stalled, tap) : watchStalls(stream.body, policy.stallTimeoutMs, stalled);
+      const resume = tap !== undefined ? resumeThrough(upstream, tap.meta) : undefined;
+      const body = out.writer ? teeToWriter(stream.body, out.writer, out.size ?? -1, policy.stallTimeoutMs, stalled, tap, resume) : watchStalls(stream.body, policy.stallTimeoutMs, stalled);
       if (tap !== undefined && tap.joinable && !cache.purgedSince(epoch, key)) {
         // From now on a miss for the key follows this fill (until it is over or the key is purged).
         cache.fills.set(key, tap);

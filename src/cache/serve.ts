@@ -25,7 +25,7 @@ import { parseRange } from "../http/range.ts";
 import { ProxyError } from "../errors.ts";
 import type { Cache } from "./cache.ts";
 import { runFlight, type CachePolicy, type FlightOutcome, type Shared, type UpstreamFetch } from "./flight.ts";
-import { followerBody, type FillCursor, type FillTap } from "./fill-tap.ts";
+import { followerBody, resumeThrough, type FillCursor, type FillTap } from "./fill-tap.ts";
 import { notModified, respondFromFill, respondFromObject } from "./respond.ts";
 import type { CachedObject, MaybePromise } from "./types.ts";
 import type { Span } from "../observe/trace/span.ts";
@@ -236,7 +236,8 @@ async function followFill(args: ServeArgs, tap: FillTap, calls: number, now: num
   try {
     const response = respondFromFill(tap.meta, (start, end) => {
       following = true;
-      return followerBody(cursor!, start, end);
+      // A disk error meanwhile: the rest from the upstream (fill-tap.ts).
+      return followerBody(cursor!, start, end, tap, resumeThrough(args.upstream, tap.meta));
     }, args.reqHeaders, method, now);
     return { response, cacheStatus: "MISS", upstreamCalls: calls, passthrough: false, following };
   } finally {

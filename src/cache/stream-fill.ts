@@ -16,7 +16,7 @@
  *   is read into the file at the disk's pace too, and the client reads on from the file.
  */
 import { ProxyError } from "../errors.ts";
-import type { FillCursor, FillTap } from "./fill-tap.ts";
+import { pullRest, restFromUpstream, type FillCursor, type FillTap, type Rest, type ResumeFromUpstream } from "./fill-tap.ts";
 import type { LayerWriter } from "./types.ts";
 
 /** How far the file may fall behind the client before the client waits for it. */
@@ -87,7 +87,7 @@ export function watchStalls(body: ReadableStream<Uint8Array>, stallMs: number | 
  * (as when the client goes away) and this client's body comes from the file too, from where it
  * was: neither a slow client nor a slow follower paces the others.
  */
-export function teeToWriter(body: ReadableStream<Uint8Array>, writer: LayerWriter, declared: number, stallMs: number | undefined, onStall: () => void, tap?: FillTap): ReadableStream<Uint8Array> {
+export function teeToWriter(body: ReadableStream<Uint8Array>, writer: LayerWriter, declared: number, stallMs: number | undefined, onStall: () => void, tap?: FillTap, resume?: ResumeFromUpstream): ReadableStream<Uint8Array> {
   const reader = body.getReader() as unknown as Reader;
   const read = stallGuard(reader, stallMs, onStall);
   let total = 0;
@@ -107,13 +107,15 @@ export function teeToWriter(body: ReadableStream<Uint8Array>, writer: LayerWrite
   /** The client's body now comes from the file. */
   let fromFile: FillCursor | undefined;
   let cancelled = false;
+  /** After a disk error, this client's body from the file goes on from the upstream. */
+  let rest: Rest | undefined;
 
-  const abandon = (err?: unknown) => {
+  const abandon = (err?: unknown, disk = false) => {
     if (settled) return;
     settled = true;
     writing = false;
     writer.abort();
-    tap?.fail(err ?? new ProxyError("BadGateway", { detail: "The cache fill failed" }));
+    tap?.fail(err ?? new ProxyError("BadGateway", { detail: "The cache fill failed" }), disk);
   };
   const toFile = (chunk: Uint8Array) => {
     total += chunk.byteLength;
@@ -127,7 +129,7 @@ export function teeToWriter(body: ReadableStream<Uint8Array>, writer: LayerWrite
         pending -= chunk.byteLength;
         if (writing) tap?.advance(chunk.byteLength);
       },
-      (err) => abandon(err), // the file failed (disk full...): the client's body goes on without it
+      (err) => abandon(err, true), // the file failed (disk full...): the client's body goes on without it
     );
   };
   const ended = async () => {
@@ -187,8 +189,18 @@ export function teeToWriter(body: ReadableStream<Uint8Array>, writer: LayerWrite
   return new ReadableStream<Uint8Array>(
     {
       async pull(c) {
+        if (rest !== undefined) return pullRest(rest, c);
         if (fromFile !== undefined) {
-          const chunk = await fromFile.next();
+          let chunk: Uint8Array | undefined;
+          try {
+            chunk = await fromFile.next();
+          } catch (err) {
+            // A disk error: the rest from the upstream (fill-tap.ts); an upstream failure is a cut.
+            if (cancelled) return;
+            rest = await restFromUpstream(tap, resume, fromFile.pos, declared, err);
+            if (cancelled) return rest.stop();
+            return pullRest(rest, c);
+          }
           if (chunk !== undefined) c.enqueue(chunk);
           else if (!cancelled) c.close();
           return;
@@ -217,6 +229,7 @@ export function teeToWriter(body: ReadableStream<Uint8Array>, writer: LayerWrite
       },
       cancel() {
         cancelled = true;
+        rest?.stop();
         if (fromFile !== undefined) return fromFile.close(); // the drain goes on
         next?.close();
         next = undefined;

@@ -428,6 +428,86 @@ describe("following a streaming fill", () => {
     expect(new Uint8Array(await after.response.arrayBuffer())).toEqual(bytesOf(BIG));
   });
 
+  test("a disk error mid-fill (the disk full): the leader and every follower get the rest of their body from the upstream (Range + If-Match), byte-exact; nothing is stored", async () => {
+    // They were cut (the fill's failure ended every reader), though the upstream was fine: with
+    // the cache disk full, concurrent requests for one object failed on every round.
+    const LIMIT = 300 * 1024;
+    const open = disk.openWriter.bind(disk);
+    disk.openWriter = (meta) => {
+      const w = open(meta);
+      if (w === undefined) return w;
+      const write = w.write.bind(w);
+      let bytes = 0;
+      w.write = async (chunk: Uint8Array) => {
+        bytes += chunk.byteLength;
+        if (bytes > LIMIT) throw Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" });
+        return write(chunk);
+      };
+      return w;
+    };
+    const gate = gatedBody(BIG);
+    const all = bytesOf(BIG);
+    const up = instantUpstream((extra) => {
+      if (extra.range === undefined) return new Response(gate.stream, { headers: headers(BIG) });
+      const [, a, b] = /^bytes=(\d+)-(\d+)$/.exec(extra.range)!;
+      if (extra["if-match"] !== '"big"') return new Response(null, { status: 412 });
+      return new Response(all.slice(Number(a), Number(b) + 1), { status: 206, headers: { ...headers(Number(b) - Number(a) + 1), "content-range": `bytes ${a}-${b}/${BIG}` } });
+    });
+    const leader = await get(up.fn);
+    const leaderReader = leader.response.body!.getReader();
+    const parts: Uint8Array[] = [];
+    gate.allow(200 * 1024);
+    for (let got = 0; got < 192 * 1024; ) {
+      const v = (await leaderReader.read()).value!;
+      parts.push(v);
+      got += v.byteLength;
+    }
+    await waitFor(() => (fillOf()?.written ?? 0) >= 128 * 1024, { message: "part of the body in the file" });
+    // followers: from the start, and a range crossing the point where the disk fails
+    const followers = await Promise.all([get(up.fn), get(up.fn, { range: "bytes=100000-700000" })]);
+    const bodies = followers.map((f) => f.response.arrayBuffer());
+    gate.allow(BIG);
+    for (let r = await leaderReader.read(); !r.done; r = await leaderReader.read()) parts.push(r.value);
+    expect(sha(await new Blob(parts).arrayBuffer())).toBe(sha(all));
+    const [whole, ranged] = await Promise.all(bodies);
+    expect(sha(whole!)).toBe(sha(all));
+    expect(new Uint8Array(ranged!)).toEqual(all.subarray(100000, 700001));
+    const resumed = up.calls.filter((c) => c.range !== undefined);
+    expect(resumed.length).toBe(3); // the leader (reading from the file since the followers came) and both followers
+    for (const c of resumed) expect(c["if-match"]).toBe('"big"');
+    await waitFor(() => tmpFiles().length === 0, { message: "the temporary file to be deleted" });
+    expect(disk.keys()).not.toContain("b/big.zip");
+  });
+
+  test("after a disk error, a resume the upstream cannot give as the same object (another ETag: 412) is a cut, never another version's bytes", async () => {
+    const open = disk.openWriter.bind(disk);
+    disk.openWriter = (meta) => {
+      const w = open(meta);
+      if (w === undefined) return w;
+      const write = w.write.bind(w);
+      let bytes = 0;
+      w.write = async (chunk: Uint8Array) => {
+        bytes += chunk.byteLength;
+        if (bytes > 256 * 1024) throw Object.assign(new Error("ENOSPC"), { code: "ENOSPC" });
+        return write(chunk);
+      };
+      return w;
+    };
+    const gate = gatedBody(BIG);
+    const up = instantUpstream((extra) => (extra.range === undefined ? new Response(gate.stream, { headers: headers(BIG) }) : new Response(null, { status: 412 })));
+    const leader = await get(up.fn);
+    const leaderReader = leader.response.body!.getReader();
+    gate.allow(200 * 1024);
+    for (let got = 0; got < 192 * 1024; ) got += (await leaderReader.read()).value!.byteLength;
+    await waitFor(() => (fillOf()?.written ?? 0) >= 128 * 1024, { message: "part of the body in the file" });
+    const follower = await get(up.fn);
+    const body = follower.response.arrayBuffer().then(() => "whole", () => "cut");
+    gate.allow(BIG);
+    expect(await body).toBe("cut");
+    const rest = await new Response(new ReadableStream({ pull: async (c) => { const r = await leaderReader.read(); if (r.done) c.close(); else c.enqueue(r.value); } })).arrayBuffer().then(() => "whole", () => "cut");
+    expect(["whole", "cut"]).toContain(rest); // the leader went on from the upstream, or (switched to the file) was cut
+  });
+
   test("a slow follower does not hold the leader back; a leader that does not read does not hold the followers back", async () => {
     const up = instantUpstream(() => new Response(body(BIG), { headers: headers(BIG) }));
     const leader = await get(up.fn);
