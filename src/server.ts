@@ -100,7 +100,9 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
  * given without the body read, or an error, now closes the connection. That holds for every
  * method (a GET or HEAD announcing a body is answered without reading it) and for every Expect
  * value Bun does not answer itself (`100-continue, x` is a list holding 100-continue, and a client
- * may withhold its body for it too): only the exact lower-case `100-continue` got its 100.
+ * may withhold its body for it too): only the exact lower-case `100-continue` got its 100. A
+ * request that announces no body (no Transfer-Encoding, no or a zero Content-Length) keeps its
+ * connection. The metrics listener is guarded the same way (guardExpect).
  */
 function expectGuard(req: Request, res: Response | Promise<Response>): Response | Promise<Response> {
   const expect = req.headers.get("expect");
@@ -108,10 +110,16 @@ function expectGuard(req: Request, res: Response | Promise<Response>): Response 
     if (req.method !== "HEAD") return res;
     return res instanceof Promise ? res.then(headWithoutLength) : headWithoutLength(res);
   }
-  const head = req.method === "HEAD";
+  return guardExpect(req, res, req.method === "HEAD");
+}
+
+/** The close rule of expectGuard for a request carrying an Expect Bun did not answer. */
+export function guardExpect(req: Request, res: Response | Promise<Response>, head = false): Response | Promise<Response> {
+  const length = req.headers.get("content-length");
+  const announced = req.headers.get("transfer-encoding") !== null || (length !== null && length.trim() !== "0");
   const close = (answer: Response): Response => {
     const r = head ? headWithoutLength(answer) : answer;
-    if (r.status < 300 && req.bodyUsed) return r;
+    if (!announced || (r.status < 300 && req.bodyUsed)) return r;
     try {
       r.headers.set("connection", "close");
       return r;
@@ -266,12 +274,19 @@ export function listenMetrics(cfg: Config, render: () => string | Promise<string
   const server = Bun.serve({
     hostname: cfg.metrics.address,
     port: cfg.metrics.port,
-    async fetch(req) {
-      const path = new URL(req.url).pathname;
-      if (path !== "/metrics") return new Response("Not found: metrics are at /metrics\n", { status: 404 });
-      if (req.method !== "GET" && req.method !== "HEAD") return new Response(null, { status: 405, headers: { allow: "GET, HEAD" } });
-      return new Response(await render(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
+    fetch(req) {
+      const res = metricsAnswer(req, render);
+      // The metrics listener never reads a body: an Expect Bun did not answer is the same desync (expectGuard).
+      const expect = req.headers.get("expect");
+      return expect === null || expect === "100-continue" ? res : guardExpect(req, res);
     },
   });
   return { port: server.port ?? cfg.metrics.port, stop: (force) => server.stop(force) ?? Promise.resolve() };
+}
+
+async function metricsAnswer(req: Request, render: () => string | Promise<string>): Promise<Response> {
+  const path = new URL(req.url).pathname;
+  if (path !== "/metrics") return new Response("Not found: metrics are at /metrics\n", { status: 404 });
+  if (req.method !== "GET" && req.method !== "HEAD") return new Response(null, { status: 405, headers: { allow: "GET, HEAD" } });
+  return new Response(await render(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
 }

@@ -20,7 +20,7 @@ beforeAll(async () => {
   await s3.put("data", "secret.txt", "TOP-SECRET-CONTENT");
   await s3.put("data", "public.txt", "public");
   px = await startProxy(
-    `server: { address: 127.0.0.1, port: 0 }\njwt: { enabled: true, algorithm: HS256, secret: "expect-continue-secret-0123456789abcdef" }\nbuckets:\n` +
+    `server: { address: 127.0.0.1, port: 0 }\nmetrics: { enabled: true, address: 127.0.0.1, port: 0 }\njwt: { enabled: true, algorithm: HS256, secret: "expect-continue-secret-0123456789abcdef" }\nbuckets:\n` +
       bucketYaml({ name: "priv", prefix: "/priv", bucket: "data", endpoint: s3.endpoint, extra: "    access: read-write\n    auth: { enabled: true }\n" }) +
       bucketYaml({ name: "pub", prefix: "/pub", bucket: "data", endpoint: s3.endpoint }),
   );
@@ -31,9 +31,9 @@ afterAll(async () => {
 });
 
 /** Sends `first`, waits for its answer, then sends `then` on the same connection; everything the server sent, until it closes or goes quiet. */
-function exchange(first: string, then: string): Promise<{ first: string; rest: string; closed: boolean }> {
+function exchange(first: string, then: string, port = px.port): Promise<{ first: string; rest: string; closed: boolean }> {
   return new Promise((resolve) => {
-    const sock = connect(px.port, "127.0.0.1");
+    const sock = connect(port, "127.0.0.1");
     let buf = "";
     let firstAnswer: string | undefined;
     let quiet: ReturnType<typeof setTimeout> | undefined;
@@ -93,6 +93,25 @@ test("the same for a GET or HEAD announcing a body, and for an Expect list holdi
     const label = `${method} Expect: ${value}`;
     expect(`${label}: ${r.first.toLowerCase().includes("connection: close")} ${r.rest.includes("TOP-SECRET-CONTENT")} ${r.closed}`).toBe(`${label}: true false true`);
     expect(s3.requests.filter((q) => !q.admin && q.pathname === "/data/secret.txt").length).toBe(before);
+  }
+});
+
+test("the metrics listener too: an early answer to a POST /metrics with `Expect: 100-Continue` closes the connection; a hidden GET /metrics is never answered", async () => {
+  const hidden = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+  const second = `POST /other HTTP/1.1\r\nHost: x\r\nContent-Length: ${hidden.length}\r\n\r\n${hidden}`;
+  const first = `POST /metrics HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\nContent-Length: ${second.length - hidden.length}\r\n\r\n`;
+  const r = await exchange(first, second, px.metricsPort!);
+  expect(r.first).toStartWith("HTTP/1.1 405");
+  expect(r.first.toLowerCase()).toContain("connection: close");
+  expect(r.rest).not.toContain("# TYPE");
+  expect(r.closed).toBe(true);
+});
+
+test("a request announcing no body keeps its connection whatever its Expect (nothing can be withheld)", async () => {
+  for (const [method, extra] of [["GET", ""], ["GET", "Content-Length: 0\r\n"]] as const) {
+    const r = await exchange(`${method} /pub/public.txt HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\n${extra}\r\n`, "GET /pub/public.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect(`${method} ${extra.trim()}: ${r.first.split("\r\n")[0]} ${r.first.toLowerCase().includes("connection: close")}`).toBe(`${method} ${extra.trim()}: HTTP/1.1 200 OK false`);
+    expect(r.rest).toContain("HTTP/1.1 200");
   }
 });
 

@@ -300,8 +300,8 @@ test("the form's credential is checked against the config live when its fields a
     const base = uploadYaml(own.s3.endpoint);
     const reloadTo = async (text: string) => expect((await own.app.reload(undefined, { text, file: "post-reload.yaml", baseDir: dir.path })).ok).toBe(true);
     // The form's first field, then a pause in which the config changes, then the rest.
-    const trickled = async (key: string, change: () => Promise<void>) => {
-      const p = presignPost({ origin: own.endpoint, bucket: "up", key, region: "us-east-1", accessKeyId: WRITER.accessKeyId, secretAccessKey: WRITER.secretAccessKey, now: Date.now(), expiresAt: Date.now() + 300_000, maxSize: 1000 });
+    const trickled = async (key: string, change: () => Promise<void>, bucket = "up") => {
+      const p = presignPost({ origin: own.endpoint, bucket, key, region: "us-east-1", accessKeyId: WRITER.accessKeyId, secretAccessKey: WRITER.secretAccessKey, now: Date.now(), expiresAt: Date.now() + 300_000, maxSize: 1000 });
       const b = "----reloadboundary";
       const part = (n: string, v: string) => `--${b}\r\nContent-Disposition: form-data; name="${n}"\r\n\r\n${v}\r\n`;
       const names = Object.keys(p.fields);
@@ -334,6 +334,13 @@ test("the form's credential is checked against the config live when its fields a
     const denied = await trickled("reload/narrowed.txt", () => reloadTo(narrowed));
     expect({ status: denied.status, code: denied.code }).toEqual({ status: 403, code: "AccessDenied" });
     expect(await own.s3.exists("up", "reload/narrowed.txt")).toBe(false);
+
+    // an authorizer added meanwhile (OPA denies PutObject under denied/ in bucket opa) decides too
+    await reloadTo(base);
+    const withOpa = uploadYaml(own.s3.endpoint, { opaUrl: opa.url });
+    const byOpa = await trickled("denied/reload.txt", () => reloadTo(withOpa), "opa");
+    expect({ status: byOpa.status, code: byOpa.code }).toEqual({ status: 403, code: "AccessDenied" });
+    expect(await own.s3.exists("up", "denied/reload.txt")).toBe(false);
 
     await reloadTo(base);
     const ok = await trickled("reload/kept.txt", () => reloadTo(base));

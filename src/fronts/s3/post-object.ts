@@ -313,10 +313,12 @@ export async function postObjectOp(ctx: RequestContext): Promise<Response> {
     const key = objectKey(fields, file!.filename);
     ctx.key = key;
     ctx.path = `/${ctx.bucketName}/${key}`;
-    // Grants and rules as live now too (see authenticate); the bucket gone meanwhile is refused.
+    // Grants, rules, the authorizer and the store as live now too (see authenticate): the write is
+    // decided after the fields came, on the bucket as it is then; one gone meanwhile is refused.
     const live = ctx.svc.runtime;
     const liveBucket = live.buckets.get(ctx.bucketName);
     if (liveBucket === undefined) fail(s3Error("NoSuchBucket", undefined, { BucketName: ctx.bucketName }));
+    ctx.bucket = liveBucket;
     if (!mayAccess(live, principal, liveBucket!, "s3:PutObject")) {
       ctx.svc.metrics.auth("forbidden");
       fail(s3Error("AccessDenied"));
