@@ -552,11 +552,18 @@ async function main(argv: string[]): Promise<number> {
     if (demo) write(process.stdout, `note: ${demo}\n`);
     const audit = auditPathNote(config);
     if (audit) write(process.stdout, `note: ${audit}\n`);
-    // The disk layer's folder, as the proxy would use it when started by this user.
+    // The disk layer's folder (each worker's, with server.workers), as the proxy would use it when
+    // started by this user: one it cannot use stops the start (exit 3), so --check fails too.
+    let unusable = false;
     if (config.cache.enabled && config.cache.cache_layers.includes("disk") && config.cache.disk) {
-      const dir = diskDir(config.cache.disk, { baseDir: config.baseDir });
-      const problem = diskDirProblem(dir);
-      if (problem) write(process.stdout, `note: cache.disk.path ${dir}: started as this user, the proxy could not use it: ${problem}\n`);
+      const share = workerCount(config);
+      for (let worker = 0; worker < share; worker++) {
+        const dir = diskDir(config.cache.disk, { baseDir: config.baseDir, share, worker });
+        const problem = diskDirProblem(dir);
+        if (!problem) continue;
+        unusable = true;
+        write(process.stderr, `error: cache.disk.path ${dir}: started as this user, the proxy could not use it: ${problem}; it would not start (exit 3)\n`);
+      }
     }
     for (const n of config.notes ?? []) write(process.stdout, `note: ${n}\n`);
     // What the start-up log warns about the JWT keys, said here too (a key the config names but no
@@ -565,7 +572,7 @@ async function main(argv: string[]): Promise<number> {
       const keys = await loadStaticKeys(config.jwt, config.baseDir).catch(() => undefined);
       for (const f of keys?.unusedFiles ?? []) write(process.stdout, `note: the JWT key file ${f} fits none of the accepted algorithms (jwt.algorithm / jwt.algorithms), so it is not used\n`);
     }
-    return 0;
+    return unusable ? 1 : 0;
   }
   return serve(config, { path: parsed.config, text: loaded.text });
 }

@@ -98,6 +98,11 @@ export function workerIndex(): number | undefined {
   return v === undefined ? undefined : Number(v);
 }
 
+/** A child that exits sooner than this after its start did not really start (restarts back off). */
+const QUICK_EXIT_MS = 10_000;
+/** The longest wait before such a child is started again. */
+const MAX_RESTART_DELAY_MS = 30_000;
+
 export function workerCount(cfg: Config): number {
   const w = cfg.server.workers;
   return w === "auto" ? Math.max(1, navigator.hardwareConcurrency || 1) : w;
@@ -359,6 +364,8 @@ export function startChildren(opts: {
   let retired: Snapshot = [];
   let stopping = false;
   const lastStart: number[] = [];
+  /** Per slot: how many times in a row its child died within QUICK_EXIT_MS of its start. */
+  const quickExits: number[] = [];
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));
   const checkDone = () => {
@@ -470,8 +477,13 @@ export function startChildren(opts: {
         if (last) retired = mergeSnapshots([retired, last.filter((f) => f.type !== "gauge")]);
         last = undefined;
         if (stopping) return checkDone();
-        log.error("worker exited unexpectedly; restarting", { child: i, code, signal });
-        const wait = Math.max(0, 1000 - (Date.now() - lastStart[i]));
+        // A child that dies soon after it started (it cannot start: its disk folder unusable, say,
+        // exit 3) is restarted after 1, 2, 4... 30 s, not every second for ever; one that ran a
+        // while is restarted at once (at most once a second).
+        const ran = Date.now() - lastStart[i]!;
+        quickExits[i] = ran < QUICK_EXIT_MS ? (quickExits[i] ?? 0) + 1 : 0;
+        const wait = quickExits[i]! > 0 ? Math.min(MAX_RESTART_DELAY_MS, 1000 * 2 ** (quickExits[i]! - 1)) : Math.max(0, 1000 - ran);
+        log.error("worker exited unexpectedly; restarting", { child: i, code, signal, restart_in_ms: wait });
         setTimeout(() => !stopping && spawn(i), wait);
       },
     });

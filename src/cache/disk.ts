@@ -18,7 +18,7 @@
  *   (written by an earlier version) is dropped too: its store cannot be known. The check is
  *   made once, at start; a hit costs nothing more.
  */
-import { mkdirSync, accessSync, constants, readFileSync } from "node:fs";
+import { mkdirSync, accessSync, constants, readFileSync, statSync } from "node:fs";
 import { open, rename, stat, unlink, mkdir, writeFile } from "node:fs/promises";
 import type { Stats } from "node:fs";
 import { dirname, join } from "node:path";
@@ -107,6 +107,11 @@ export function describeFsError(err: unknown): string {
  * must be writable, or, when it does not exist yet, the nearest existing folder above it.
  */
 export function diskDirProblem(dir: string): string | undefined {
+  try {
+    if (!statSync(dir).isDirectory()) return "it is a file, not a folder (ENOTDIR)";
+  } catch {
+    // (missing, or not reachable: the walk below says which)
+  }
   let at = dir;
   for (;;) {
     try {

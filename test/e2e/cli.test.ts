@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pkg from "../../package.json" with { type: "json" };
@@ -99,14 +99,24 @@ test("--check says when a JWT key file fits none of the accepted algorithms (an 
   expect([used.code, used.stdout.includes("fits none")]).toEqual([0, false]);
 });
 
-test("--check says when the disk layer's folder cannot be used by this user (start-up failed with a bare EACCES / ENOTDIR), and start-up says why in words", async () => {
+test("--check fails (exit 1) when the disk layer's folder cannot be used by this user, as start-up would (exit 3), and says why in words; with server.workers, each worker's folder", async () => {
+  // It was a note with exit 0: a deploy gated on --check went on into a crash loop.
   file("not-a-folder", "a file");
-  const cfg = (path: string) => `cache: { enabled: true, cache_layers: [memory, disk], disk: { path: "${path}", max_disk_size_mb: 10 } }\n${bucket()}`;
+  const cfg = (path: string, extra = "") => `${extra}cache: { enabled: true, cache_layers: [memory, disk], disk: { path: "${path}", max_disk_size_mb: 10 } }\n${bucket()}`;
   const bad = await runCli(["--check", "--config", file("disk-bad.yaml", cfg("not-a-folder/cache"))]);
-  expect(bad.code).toBe(0);
-  expect(bad.stdout).toMatch(/note: cache\.disk\.path \S+not-a-folder\/cache: started as this user, the proxy could not use it: a part of the path is a file, not a folder \(ENOTDIR\)\n/);
+  expect(bad.code).toBe(1);
+  expect(bad.stderr).toMatch(/error: cache\.disk\.path \S+not-a-folder\/cache: started as this user, the proxy could not use it: a part of the path is a file, not a folder \(ENOTDIR\); it would not start \(exit 3\)\n/);
+  const serve = await runCli(["--config", file("disk-bad-serve.yaml", cfg("not-a-folder/cache", "server: { address: 127.0.0.1, port: 0 }\n"))]);
+  expect(serve.code).toBe(3);
   const ok = await runCli(["--check", "--config", file("disk-ok.yaml", cfg("cache-dir/new"))]);
-  expect([ok.code, ok.stdout.includes("could not use it")]).toEqual([0, false]);
+  expect([ok.code, ok.stdout.includes("could not use it"), ok.stderr.includes("could not use it")]).toEqual([0, false, false]);
+  // server.workers: 2 uses <path>/worker-0 and <path>/worker-1: the second is a file here
+  mkdirSync(join(dir, "workers-cache"), { recursive: true });
+  file("workers-cache/worker-1", "a file");
+  const workers = await runCli(["--check", "--config", file("disk-workers.yaml", cfg("workers-cache", "server: { workers: 2 }\n"))]);
+  expect(workers.code).toBe(1);
+  expect(workers.stderr).toMatch(/error: cache\.disk\.path \S+workers-cache\/worker-1: started as this user, the proxy could not use it: it is a file, not a folder \(ENOTDIR\)/);
+  expect(workers.stderr).not.toContain("worker-0");
 });
 
 test("--check resolves ${VAR} from the environment", async () => {

@@ -13,7 +13,8 @@
  *   gets another config, so a second reader shows deterministically).
  */
 import { generateKeyPairSync } from "node:crypto";
-import { closeSync, constants, openSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, constants, mkdtempSync, openSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
@@ -195,5 +196,20 @@ test("a reload whose file changes right after the primary read it: every process
     await feeder;
     rmSync(px.configPath, { force: true });
   }
+  expect(await px.stop()).toBe(0);
+});
+
+test("a child that cannot start (its disk cache folder is a file: exit 3) is restarted after 1, 2, 4... s, not every second for ever; the primary keeps serving", async () => {
+  // It was respawned once a second as long as the group ran, the error log filling.
+  const dc = mkdtempSync(join(tmpdir(), "yata-workers-dc-"));
+  writeFileSync(join(dc, "worker-1"), "not a folder");
+  const yaml = config(["one"]).replace("buckets:\n", `cache: { enabled: true, cache_layers: [memory, disk], disk: { path: "${dc}", max_disk_size_mb: 10 } }\nbuckets:\n`);
+  const px = await startProxy(yaml);
+  await using _ = px;
+  await using _dc = { [Symbol.asyncDispose]: async () => rmSync(dc, { recursive: true, force: true }) };
+  const restarts = () => px.logs().filter((l) => l.msg === "worker exited unexpectedly; restarting");
+  await waitFor(() => restarts().length >= 3, { timeoutMs: 30_000, message: () => px.output() });
+  expect(restarts().slice(0, 3).map((l) => l.restart_in_ms)).toEqual([1000, 2000, 4000]);
+  expect((await fetch(px.url("/one/obj.txt"), { headers: { connection: "close" } })).status).toBe(200);
   expect(await px.stop()).toBe(0);
 });
