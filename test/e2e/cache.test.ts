@@ -32,7 +32,7 @@ const BIG = bytes(1_500_000, 7); // > max_item_size_mb: 1
 
 beforeAll(async () => {
   s3 = await startS3Fixture({ buckets: [{ name: "data" }], credentials: [{ ...CREDS, buckets: ["data"] }] });
-  for (const k of ["headrange.txt", "headfill.txt", "hit.txt", "coalesce.txt", "cond.txt", "range.txt", "rangemiss.txt", "head.txt", "nocache.txt", "private-bucket.txt"]) await s3.put("data", k, `body of ${k}\n`);
+  for (const k of ["headrange.txt", "headfill.txt", "hit.txt", "coalesce.txt", "cond.txt", "range.txt", "rangemiss.txt", "rangerefused.txt", "head.txt", "nocache.txt", "private-bucket.txt"]) await s3.put("data", k, `body of ${k}\n`);
   await s3.put("data", "range.bin", bytes(1000, 1));
   await s3.put("data", "big.bin", BIG);
   await s3.put("data", "bigrange.bin", BIG);
@@ -196,6 +196,15 @@ describe("conditional and range requests", () => {
     expect(next.headers.get("x-cache")).toBe("MISS");
     expect(await next.text()).toBe("body of rangemiss.txt\n");
     expect(upstream("rangemiss.txt")).toHaveLength(2);
+  });
+
+  test("the upstream's refusal of a Range miss (416, or 412 with If-Match) says X-Cache: BYPASS too, as every answer of a cached bucket", async () => {
+    // Relayed as errors, they went out without X-Cache.
+    for (const headers of [{ range: "bytes=5000-" }, { range: "bytes=0-1", "if-match": '"not-the-etag"' }]) {
+      const res = await fetch(px.url("/c/rangerefused.txt"), { headers });
+      await res.arrayBuffer();
+      expect(`${res.status} ${res.headers.get("x-cache")}`).toBe(`${headers["if-match"] ? 412 : 416} BYPASS`);
+    }
   });
 });
 

@@ -126,7 +126,14 @@ async function serveCached(ctx: RequestContext, method: ObjectMethod): Promise<R
     ctx.bytes = bodyBytes(result.response, method);
     return result.response;
   }
-  const res = await respond(ctx, result.response, method);
+  let res: Response;
+  try {
+    res = await respond(ctx, result.response, method);
+  } catch (err) {
+    // An upstream refusal relayed (412, 416, 403...) says X-Cache too, as every answer of a cached bucket.
+    if (err instanceof ProxyError && err.headers?.["x-cache"] === undefined) (err as { headers: Record<string, string> | undefined }).headers = { ...err.headers, "x-cache": result.cacheStatus };
+    throw err;
+  }
   res.headers.set("x-cache", result.cacheStatus);
   return res;
 }
