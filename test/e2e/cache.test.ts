@@ -200,10 +200,11 @@ describe("conditional and range requests", () => {
 
   test("the upstream's refusal of a Range miss (416, or 412 with If-Match) says X-Cache: BYPASS too, as every answer of a cached bucket", async () => {
     // Relayed as errors, they went out without X-Cache.
-    for (const headers of [{ range: "bytes=5000-" }, { range: "bytes=0-1", "if-match": '"not-the-etag"' }]) {
+    const cases: Array<[Record<string, string>, number]> = [[{ range: "bytes=5000-" }, 416], [{ range: "bytes=0-1", "if-match": '"not-the-etag"' }, 412]];
+    for (const [headers, status] of cases) {
       const res = await fetch(px.url("/c/rangerefused.txt"), { headers });
       await res.arrayBuffer();
-      expect(`${res.status} ${res.headers.get("x-cache")}`).toBe(`${headers["if-match"] ? 412 : 416} BYPASS`);
+      expect(`${res.status} ${res.headers.get("x-cache")}`).toBe(`${status} BYPASS`);
     }
   });
 });
