@@ -17,6 +17,7 @@
  */
 import { CHECKSUM_ALGORITHMS, checksumHeaderName } from "../s3/checksum.ts";
 import { upstreamRange } from "./range.ts";
+import { parseHttpDate } from "./conditional.ts";
 
 /**
  * The Content-Type an object the upstream sent without one goes out with, on every path (uncached,
@@ -121,12 +122,18 @@ export function forwardRequestHeaders(h: Headers): Record<string, string> {
     if (hop !== undefined && hop.includes(name)) continue;
     const v = h.get(name);
     if (v === null) continue;
-    if (name !== "range") out[name] = v;
-    else {
+    if (name === "range") {
       // (the range the cache would serve, or none: the same answer cached or not)
       const range = upstreamRange(v);
       if (range !== undefined) out.range = range;
-    }
+    } else if (name === "if-modified-since" || name === "if-unmodified-since") {
+      // An invalid HTTP-date is ignored (RFC 9110 §13.1.3-4), as the cache ignores it: never sent
+      // for the upstream to read some other way (an ISO date, "0" were 304/412 uncached, 200 cached).
+      if (!Number.isNaN(parseHttpDate(v.trim()))) out[name] = v;
+    } else if (name === "if-match" || name === "if-none-match") {
+      // An empty one is absent, as for the cache (it was 412 uncached, 200 cached).
+      if (v.trim() !== "") out[name] = v;
+    } else out[name] = v;
   }
   return out;
 }

@@ -27,6 +27,18 @@ describe("forwardRequestHeaders", () => {
       "if-unmodified-since": "Wed, 21 Oct 2015 07:28:00 GMT",
     });
   });
+
+  test("a conditional the cache ignores is not sent for the upstream to read otherwise: an invalid HTTP-date, an empty If-Match / If-None-Match", () => {
+    // The answer depended on whether the object was cached: an ISO date was a 304 uncached (the
+    // upstream parsed it) and a 200 cached (RFC 9110 §13.1.3: an invalid date is ignored).
+    for (const bad of ["2026-12-03T15:00:54Z", "thu, 03 dec 2026 15:00:54 gmt", "0", "yesterday"]) {
+      expect(forwardRequestHeaders(new Headers({ "if-modified-since": bad, "if-unmodified-since": bad }))).toEqual({});
+    }
+    for (const ok of ["Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994", " Wed, 21 Oct 2015 07:28:00 GMT "]) {
+      expect(Object.keys(forwardRequestHeaders(new Headers({ "if-modified-since": ok })))).toEqual(["if-modified-since"]);
+    }
+    expect(forwardRequestHeaders(new Headers({ "if-match": "", "if-none-match": "  " }))).toEqual({});
+  });
 });
 
 describe("passResponseHeaders", () => {
