@@ -519,7 +519,11 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       e.bucket.bytes -= charged;
     }
     if (!unlinkFile) return Promise.resolve();
-    const p: Promise<void> = unlink(e.file).catch(() => {});
+    // A file that cannot be deleted (a folder made read-only) is no longer counted: say so (the
+    // disk error warning and yatagarasu_cache_layer_errors_total), it was silent.
+    const p: Promise<void> = unlink(e.file).catch((err) => {
+      if ((err as { code?: string }).code !== "ENOENT") this.failed(err, "unlink");
+    });
     this.unlinking.add(p);
     void p.then(() => this.unlinking.delete(p));
     return p;

@@ -146,6 +146,27 @@ console.log(JSON.stringify({ hit: hit !== undefined, after: after === undefined 
   });
 });
 
+describe("a file that cannot be deleted", () => {
+  test("an eviction or purge whose unlink fails (not ENOENT) is counted as a disk error, not silent", async () => {
+    const d = await open(freshDir());
+    await d.put(obj("b/one", 1000));
+    const file = files(d.dir)[0]!;
+    // A folder in place of the file: unlink fails (EISDIR / EPERM) even as root.
+    rmSync(file);
+    mkdirSync(file);
+    writeFileSync(join(file, "x"), "x");
+    const before = d.errors();
+    expect(await d.delete("b/one")).toBe(true);
+    await waitFor(() => d.errors() > before, { message: "the failed unlink to be counted" });
+    // a file already gone is not an error
+    await d.put(obj("b/two", 1000));
+    rmSync(files(d.dir).find((f) => !f.startsWith(file))!);
+    const errors = d.errors();
+    await d.delete("b/two");
+    expect(d.errors()).toBe(errors);
+  });
+});
+
 describe("LRU by bytes", () => {
   test("the least recently used files go first; the total stays under the budget", async () => {
     const one = onDisk(HEAD_BYTES + 200 + 10_000); // about one object's file, in whole blocks
