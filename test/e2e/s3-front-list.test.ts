@@ -97,6 +97,18 @@ describe("ListObjectsV2", () => {
     expect(forged).toMatchObject({ status: 400, code: "InvalidArgument" });
     expect(env.upstreamCalls().length).toBe(1);
   });
+
+  test("max-keys with leading zeros is its number (an integer parse, as S3's): 0002 lists 2 keys, on V2, V1 and versions; the upstream gets 2", async () => {
+    // It was refused 400 InvalidArgument (the check counted digits, not the value).
+    for (const query of [{ "list-type": "2", "max-keys": "0002" }, { "max-keys": "0002" }, { versions: "", "max-keys": "0002" }] as Array<Record<string, string>>) {
+      env.mark();
+      const r = await raw("/data/", query);
+      expect(`${JSON.stringify(query)} ${r.status}`).toBe(`${JSON.stringify(query)} 200`);
+      expect(r.body).toContain("<MaxKeys>2</MaxKeys>");
+      expect(env.upstreamCalls().map((c) => c.query["max-keys"])).toEqual(["2"]);
+    }
+    expect(await raw("/data/", { "list-type": "2", "max-keys": "0" + "2147483648" })).toMatchObject({ status: 400, code: "InvalidArgument" });
+  });
 });
 
 describe("ListObjects (V1)", () => {

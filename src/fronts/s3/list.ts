@@ -20,7 +20,8 @@ import { maskOwners, setFirstElementText } from "./xml.ts";
 
 /** A listing page is at most 1000 keys of at most 1 KiB each, plus markup: far below this. */
 const MAX_LISTING_BYTES = 16 * 1024 * 1024;
-const MAX_KEYS = /^\d{1,10}$/;
+/** Digits (leading zeros allowed, as an integer parse reads them; the value is checked below). */
+const MAX_KEYS = /^\d{1,64}$/;
 
 function checkParams(q: URLSearchParams): void {
   const maxKeys = q.get("max-keys");

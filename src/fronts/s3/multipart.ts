@@ -37,7 +37,8 @@ const FIELD: Record<(typeof CHECKSUM_ELEMENTS)[number], keyof CompletedPart> = {
   ChecksumSHA1: "checksumSHA1",
   ChecksumSHA256: "checksumSHA256",
 };
-const INTEGER = /^\d{1,10}$/;
+/** Digits (leading zeros allowed, as an integer parse reads them; the value is checked where used). */
+const INTEGER = /^\d{1,64}$/;
 
 function uploadIdOf(ctx: RequestContext): string {
   const id = queryValue(ctx, "uploadId") ?? "";
@@ -121,7 +122,7 @@ function integerParam(ctx: RequestContext, name: string): string | undefined {
   if (v !== undefined && (!INTEGER.test(v) || Number(v) > 2147483647)) {
     throw s3Fail(s3Error("InvalidArgument", `Provided ${name} not an integer or within integer range`, { ArgumentName: name, ArgumentValue: v.slice(0, 64) }));
   }
-  return v;
+  return v === undefined ? v : String(Number(v)); // (its number: "0002" is 2)
 }
 
 /** Relays a listing with its <Bucket> (the first: the result's own) set to the proxy bucket's name. */

@@ -87,16 +87,22 @@ export function listObjectVersions(upstream: BucketUpstream, p: ListObjectVersio
   });
 }
 
+/** max-keys as the upstream gets it: digits as their number ("0002" is 2: S3 parses an integer), anything else as sent. */
+function maxKeysOf(q: URLSearchParams): string | undefined {
+  const v = q.get("max-keys");
+  return v !== null && /^\d+$/.test(v) && v.length > 1 && v.startsWith("0") ? String(Number(v)) : (v ?? undefined);
+}
+
 /** The ListObjectVersions parameters of a client's query string (only those; the rest is ignored). */
 export function listObjectVersionsParams(q: URLSearchParams): ListObjectVersionsParams {
   const get = (name: string) => q.get(name) ?? undefined;
-  return { prefix: get("prefix"), delimiter: get("delimiter"), maxKeys: get("max-keys"), keyMarker: get("key-marker"), versionIdMarker: get("version-id-marker"), encodingType: get("encoding-type") };
+  return { prefix: get("prefix"), delimiter: get("delimiter"), maxKeys: maxKeysOf(q), keyMarker: get("key-marker"), versionIdMarker: get("version-id-marker"), encodingType: get("encoding-type") };
 }
 
 /** The V1 parameters of a client's query string (only those; the rest is ignored). */
 export function listObjectsV1Params(q: URLSearchParams): ListObjectsV1Params {
   const get = (name: string) => q.get(name) ?? undefined;
-  return { prefix: get("prefix"), delimiter: get("delimiter"), maxKeys: get("max-keys"), marker: get("marker"), encodingType: get("encoding-type") };
+  return { prefix: get("prefix"), delimiter: get("delimiter"), maxKeys: maxKeysOf(q), marker: get("marker"), encodingType: get("encoding-type") };
 }
 
 /** The V2 parameters of a client's query string (only those; the rest is ignored). */
@@ -105,7 +111,7 @@ export function listObjectsV2Params(q: URLSearchParams): ListObjectsV2Params {
   return {
     prefix: get("prefix"),
     delimiter: get("delimiter"),
-    maxKeys: get("max-keys"),
+    maxKeys: maxKeysOf(q),
     continuationToken: get("continuation-token"),
     startAfter: get("start-after"),
     encodingType: get("encoding-type"),
