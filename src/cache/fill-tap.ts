@@ -221,6 +221,7 @@ export function followerBody(cursor: FillCursor, start: number, end: number, tap
   cursor.end = end;
   let cancelled = false;
   let rest: Rest | undefined;
+  let resuming: AbortController | undefined;
   return new ReadableStream<Uint8Array>(
     {
       async pull(c) {
@@ -230,7 +231,8 @@ export function followerBody(cursor: FillCursor, start: number, end: number, tap
           chunk = await cursor.next();
         } catch (err) {
           if (cancelled) return;
-          rest = await restFromUpstream(tap, resume, cursor.pos, end, err);
+          resuming = new AbortController();
+          rest = await restFromUpstream(tap, resume, cursor.pos, end, err, resuming);
           if (cancelled) return rest.stop();
           return pullRest(rest, c);
         }
@@ -240,6 +242,7 @@ export function followerBody(cursor: FillCursor, start: number, end: number, tap
       cancel() {
         cancelled = true;
         cursor.close();
+        resuming?.abort();
         rest?.stop();
       },
     },
@@ -259,11 +262,11 @@ export interface Rest {
  * write, or this reader's own read of the file), and a resume is possible; else `err` again (an
  * upstream failure is this client's cut too).
  */
-export async function restFromUpstream(tap: FillTap | undefined, resume: ResumeFromUpstream | undefined, pos: number, end: number, err: unknown): Promise<Rest> {
+export async function restFromUpstream(tap: FillTap | undefined, resume: ResumeFromUpstream | undefined, pos: number, end: number, err: unknown, ac: AbortController): Promise<Rest> {
   if (tap === undefined || resume === undefined || pos >= end) throw err;
   const disk = tap.state === "failed" && err === tap.error ? tap.diskFailed : true;
   if (!disk) throw err;
-  const ac = new AbortController();
+  // `ac`: the caller's, aborted when its client goes away while the upstream is still asked
   const body = await resume(pos, end, ac.signal).catch(() => undefined);
   if (body === undefined) throw err;
   // (the cast: one reader type for the DOM's and node:stream/web's, as stream-fill.ts's Reader)

@@ -109,6 +109,8 @@ export function teeToWriter(body: ReadableStream<Uint8Array>, writer: LayerWrite
   let cancelled = false;
   /** After a disk error, this client's body from the file goes on from the upstream. */
   let rest: Rest | undefined;
+  /** Aborts the resume's upstream request when this client goes away before it answered. */
+  let resuming: AbortController | undefined;
 
   const abandon = (err?: unknown, disk = false) => {
     if (settled) return;
@@ -197,7 +199,8 @@ export function teeToWriter(body: ReadableStream<Uint8Array>, writer: LayerWrite
           } catch (err) {
             // A disk error: the rest from the upstream (fill-tap.ts); an upstream failure is a cut.
             if (cancelled) return;
-            rest = await restFromUpstream(tap, resume, fromFile.pos, declared, err);
+            resuming = new AbortController();
+            rest = await restFromUpstream(tap, resume, fromFile.pos, declared, err, resuming);
             if (cancelled) return rest.stop();
             return pullRest(rest, c);
           }
@@ -229,6 +232,7 @@ export function teeToWriter(body: ReadableStream<Uint8Array>, writer: LayerWrite
       },
       cancel() {
         cancelled = true;
+        resuming?.abort();
         rest?.stop();
         if (fromFile !== undefined) return fromFile.close(); // the drain goes on
         next?.close();

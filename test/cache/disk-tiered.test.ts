@@ -479,6 +479,87 @@ describe("following a streaming fill", () => {
     expect(disk.keys()).not.toContain("b/big.zip");
   });
 
+  test("a reader that goes away while its resume waits for the upstream's answer aborts that request (it held an upstream connection until S3 answered)", async () => {
+    const open = disk.openWriter.bind(disk);
+    disk.openWriter = (meta) => {
+      const w = open(meta);
+      if (w === undefined) return w;
+      const write = w.write.bind(w);
+      let bytes = 0;
+      w.write = async (chunk: Uint8Array) => {
+        bytes += chunk.byteLength;
+        if (bytes > 300 * 1024) throw Object.assign(new Error("ENOSPC"), { code: "ENOSPC" });
+        return write(chunk);
+      };
+      return w;
+    };
+    const gate = gatedBody(BIG);
+    const signals: AbortSignal[] = [];
+    const fn: ServeArgs["upstream"] = async (extra, signal) => {
+      if (extra.range === undefined) return new Response(gate.stream, { headers: headers(BIG) });
+      signals.push(signal);
+      return new Promise<Response>((_resolve, reject) => signal.addEventListener("abort", () => reject(signal.reason))); // answers only when aborted
+    };
+    const leader = await get(fn);
+    const lr = leader.response.body!.getReader();
+    gate.allow(200 * 1024);
+    for (let got = 0; got < 192 * 1024; ) got += (await lr.read()).value!.byteLength;
+    await waitFor(() => (fillOf()?.written ?? 0) >= 128 * 1024, { message: "part of the body in the file" });
+    const follower = await get(fn);
+    const fr = follower.response.body!.getReader();
+    const reading = (async () => {
+      for (;;) if ((await fr.read()).done) return;
+    })().catch(() => undefined);
+    gate.allow(BIG);
+    await waitFor(() => signals.length >= 1, { message: "a resume asked" });
+    await fr.cancel();
+    await waitFor(() => signals[0]!.aborted, { message: "the follower's resume request aborted" });
+    await reading;
+    await lr.cancel();
+  });
+
+  test("a slow disk (bytes the leader got not yet in the file) then a disk error: the leader and ranged followers (from an offset, a suffix) byte-exact", async () => {
+    const open = disk.openWriter.bind(disk);
+    disk.openWriter = (meta) => {
+      const w = open(meta);
+      if (w === undefined) return w;
+      const write = w.write.bind(w);
+      let bytes = 0;
+      w.write = async (chunk: Uint8Array) => {
+        await new Promise((r) => setImmediate(r));
+        bytes += chunk.byteLength;
+        if (bytes > 500 * 1024) throw Object.assign(new Error("ENOSPC"), { code: "ENOSPC" });
+        return write(chunk);
+      };
+      return w;
+    };
+    const gate = gatedBody(BIG, 16 * 1024);
+    const all = bytesOf(BIG);
+    const up = instantUpstream((extra) => {
+      if (extra.range === undefined) return new Response(gate.stream, { headers: headers(BIG) });
+      const [, a, b] = /^bytes=(\d+)-(\d+)$/.exec(extra.range)!;
+      return new Response(all.slice(Number(a), Number(b) + 1), { status: 206, headers: { ...headers(Number(b) - Number(a) + 1), "content-range": `bytes ${a}-${b}/${BIG}` } });
+    });
+    const leader = await get(up.fn);
+    const lr = leader.response.body!.getReader();
+    const parts: Uint8Array[] = [];
+    gate.allow(400 * 1024);
+    for (let got = 0; got < 400 * 1024; ) {
+      const v = (await lr.read()).value!;
+      parts.push(v);
+      got += v.byteLength;
+    }
+    const followers = await Promise.all([get(up.fn), get(up.fn, { range: "bytes=450000-" }), get(up.fn, { range: "bytes=-1000" })]);
+    const bodies = followers.map((f) => f.response.arrayBuffer());
+    gate.allow(BIG);
+    for (let r = await lr.read(); !r.done; r = await lr.read()) parts.push(r.value);
+    expect(sha(await new Blob(parts).arrayBuffer())).toBe(sha(all));
+    const [w, r1, r2] = await Promise.all(bodies);
+    expect(sha(w!)).toBe(sha(all));
+    expect(sha(r1!)).toBe(sha(all.subarray(450000)));
+    expect(sha(r2!)).toBe(sha(all.subarray(BIG - 1000)));
+  });
+
   test("after a disk error, a resume the upstream cannot give as the same object (another ETag: 412) is a cut, never another version's bytes", async () => {
     const open = disk.openWriter.bind(disk);
     disk.openWriter = (meta) => {
