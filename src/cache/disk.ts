@@ -18,9 +18,8 @@
  *   (written by an earlier version) is dropped too: its store cannot be known. The check is
  *   made once, at start; a hit costs nothing more.
  */
-import { mkdirSync, accessSync, constants, readFileSync, statSync } from "node:fs";
+import { mkdirSync, accessSync, constants, lstatSync, readFileSync, statSync } from "node:fs";
 import { open, rename, stat, unlink, mkdir, writeFile } from "node:fs/promises";
-import type { Stats } from "node:fs";
 import { dirname, join } from "node:path";
 import { UNTYPED_CONTENT_TYPE } from "../http/headers.ts";
 import { LruMap } from "../util/lru.ts";
@@ -103,27 +102,61 @@ export function describeFsError(err: unknown): string {
 }
 
 /**
- * Why this process could not use `dir` as the disk layer's folder (undefined: it can): the folder
- * must be writable, or, when it does not exist yet, the nearest existing folder above it.
+ * Why this process could not use `dir` as the disk layer's folder (undefined: it can), as start-up
+ * would find it (the DiskLayer constructor): `objects` and `tmp` in it are made with mkdir -p, so
+ * every part of their paths that exists must be a folder (a symbolic link to nothing is not), the
+ * nearest existing one writable and searchable; then `dir` must be readable and writable.
  */
 export function diskDirProblem(dir: string): string | undefined {
-  try {
-    if (!statSync(dir).isDirectory()) return "it is a file, not a folder (ENOTDIR)";
-  } catch {
-    // (missing, or not reachable: the walk below says which)
+  for (const sub of ["objects", "tmp"]) {
+    const problem = mkdirProblem(join(dir, sub), dir);
+    if (problem !== undefined) return problem;
   }
-  let at = dir;
+  try {
+    accessSync(dir, constants.W_OK | constants.R_OK);
+  } catch (err) {
+    if ((err as { code?: string }).code !== "ENOENT") return describeFsError(err);
+  }
+  return undefined;
+}
+
+/** Why `mkdir -p target` would fail for this process (undefined: it would not); `dir` names the messages. */
+function mkdirProblem(target: string, dir: string): string | undefined {
+  let at = target;
   for (;;) {
+    let exists = true;
+    let st: ReturnType<typeof statSync> | undefined;
     try {
-      accessSync(at, constants.W_OK | constants.R_OK | constants.X_OK);
-      return undefined;
+      st = statSync(at);
     } catch (err) {
       const code = (err as { code?: string }).code;
-      if (code !== "ENOENT") return describeFsError(err);
-      const up = dirname(at);
-      if (up === at) return describeFsError(err);
-      at = up;
+      // (ENOTDIR: a part above is a file; the walk up names it)
+      if (code !== "ENOENT" && code !== "ENOTDIR") return describeFsError(err);
+      exists = false;
+      // a symbolic link whose target is missing: mkdir cannot go through it
+      try {
+        if (lstatSync(at).isSymbolicLink()) return `${at === dir ? "it" : at} is a symbolic link to nothing (ENOENT)`;
+      } catch {
+        // (really missing)
+      }
     }
+    if (exists) {
+      if (!st!.isDirectory()) {
+        if (at === dir) return "it is a file, not a folder (ENOTDIR)";
+        if (at === target) return `${at} in it is a file, not a folder (EEXIST)`;
+        return "a part of the path is a file, not a folder (ENOTDIR)";
+      }
+      if (at === target) return undefined;
+      try {
+        accessSync(at, constants.W_OK | constants.X_OK);
+        return undefined;
+      } catch (err) {
+        return describeFsError(err);
+      }
+    }
+    const up = dirname(at);
+    if (up === at) return describeFsError(Object.assign(new Error("ENOENT"), { code: "ENOENT" }));
+    at = up;
   }
 }
 
@@ -246,11 +279,12 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     if (e === undefined || (e.restored && this.holding)) return undefined;
     let size: number;
     try {
-      const st = await stat(e.file);
-      // A file this process cannot read (its mode changed, or written by another user: the proxy
-      // restarted as another uid) is a miss, dropped: Bun.serve opened it only after the answer's
-      // head, and every request for the key was a 500 until a restart.
-      size = readable(st) ? st.size : -1;
+      size = (await stat(e.file)).size;
+      // A file this process cannot read (its mode or ACL changed, or written by another user: the
+      // proxy restarted as another uid) is a miss, dropped: Bun.serve opened it only after the
+      // answer's head, and every request for the key was a 500 until a restart. The kernel is
+      // asked (access(2): mode bits, ACLs, root), one syscall on the inode stat just read.
+      accessSync(e.file, constants.R_OK);
     } catch {
       size = -1;
     }
@@ -535,15 +569,4 @@ function sameHeaders(a: Record<string, string>, b: Record<string, string>): bool
   if (ka.length !== Object.keys(b).length) return false;
   for (const k of ka) if (a[k] !== b[k]) return false;
   return true;
-}
-
-/** This process's uid and groups, read once (they do not change while it runs). */
-const ME = typeof process.getuid === "function" ? { uid: process.getuid(), gids: new Set([process.getgid!(), ...(process.getgroups?.() ?? [])]) } : undefined;
-
-/** Whether `me` (default: this process) may open `st`'s file for reading, from its mode bits (root reads anything). */
-export function readable(st: Pick<Stats, "uid" | "gid" | "mode">, me: { uid: number; gids: ReadonlySet<number> } | undefined = ME): boolean {
-  if (me === undefined || me.uid === 0) return true;
-  if (st.uid === me.uid) return (st.mode & 0o400) !== 0;
-  if (me.gids.has(st.gid)) return (st.mode & 0o040) !== 0;
-  return (st.mode & 0o004) !== 0;
 }

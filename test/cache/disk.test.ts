@@ -6,7 +6,7 @@ import { afterAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DiskLayer, onDisk, readable } from "../../src/cache/disk.ts";
+import { DiskLayer, onDisk } from "../../src/cache/disk.ts";
 import { HEAD_BYTES } from "../../src/cache/disk-format.ts";
 import { isFileBody, type CachedObject } from "../../src/cache/types.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -100,17 +100,6 @@ describe("store and find", () => {
 });
 
 describe("a cached file this process cannot read", () => {
-  test("readable: the owner's, the group's or the others' read bit, as the kernel picks them; root reads anything", () => {
-    const me = { uid: 1000, gids: new Set([1000, 27]) };
-    expect(readable({ uid: 1000, gid: 5, mode: 0o100600 }, me)).toBe(true);
-    expect(readable({ uid: 1000, gid: 5, mode: 0o100000 }, me)).toBe(false);
-    expect(readable({ uid: 1000, gid: 1000, mode: 0o100044 }, me)).toBe(false); // the owner's bits decide for the owner
-    expect(readable({ uid: 0, gid: 27, mode: 0o100640 }, me)).toBe(true);
-    expect(readable({ uid: 0, gid: 5, mode: 0o100640 }, me)).toBe(false);
-    expect(readable({ uid: 0, gid: 5, mode: 0o100644 }, me)).toBe(true);
-    expect(readable({ uid: 0, gid: 0, mode: 0o100000 }, { uid: 0, gids: new Set([0]) })).toBe(true);
-  });
-
   // As an unprivileged user (root reads a mode-000 file): a file it cannot open was a HIT whose
   // body Bun.serve failed to open after the head, a 500 for every request of the key until a restart.
   const setpriv = Bun.which("setpriv");

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pkg from "../../package.json" with { type: "json" };
@@ -117,6 +117,37 @@ test("--check fails (exit 1) when the disk layer's folder cannot be used by this
   expect(workers.code).toBe(1);
   expect(workers.stderr).toMatch(/error: cache\.disk\.path \S+workers-cache\/worker-1: started as this user, the proxy could not use it: it is a file, not a folder \(ENOTDIR\)/);
   expect(workers.stderr).not.toContain("worker-0");
+  // --check and start-up agree: a symbolic link to nothing (a mount not there yet), or `objects`
+  // in the folder being a file, passed --check and stopped the start (exit 3)
+  symlinkSync(join(dir, "no-such-mount"), join(dir, "dangling"));
+  mkdirSync(join(dir, "objfile"));
+  file("objfile/objects", "a file");
+  for (const [name, why] of [["dangling", /it is a symbolic link to nothing \(ENOENT\)/], ["objfile", /objfile\/objects in it is a file, not a folder \(EEXIST\)/]] as const) {
+    const check = await runCli(["--check", "--config", file(`disk-${name}.yaml`, cfg(name))]);
+    expect(`${name} ${check.code}`).toBe(`${name} 1`);
+    expect(check.stderr).toMatch(why);
+    const start = await runCli(["--config", file(`disk-${name}-serve.yaml`, cfg(name, "server: { address: 127.0.0.1, port: 0 }\n"))]);
+    expect(`${name} ${start.code}`).toBe(`${name} 3`);
+  }
+});
+
+// As an unprivileged user: a folder it may write into but not list (0733) holds a disk path that
+// does not exist yet. Start-up makes it (mkdir needs write and search only), so --check passes.
+test.skipIf(process.getuid?.() !== 0 || Bun.which("setpriv") === null)("--check passes a disk folder start-up can make in a parent the user may write but not read (0733)", async () => {
+  const drop = mkdtempSync(join(tmpdir(), "yata-cli-drop-"));
+  try {
+    chmodSync(drop, 0o733);
+    const cfgFile = join(drop, "..", `${drop.split("/").pop()}.yaml`);
+    writeFileSync(cfgFile, `cache: { enabled: true, cache_layers: [memory, disk], disk: { path: "${join(drop, "cache")}", max_disk_size_mb: 10 } }\n${bucket()}`);
+    chmodSync(cfgFile, 0o644);
+    const p = Bun.spawn(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", ...command(), "--check", "--config", cfgFile], { stdout: "pipe", stderr: "pipe", cwd: "/" });
+    const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+    expect(`${code} ${err}`).toBe("0 ");
+    expect(out).toContain("OK");
+    rmSync(cfgFile, { force: true });
+  } finally {
+    rmSync(drop, { recursive: true, force: true });
+  }
 });
 
 test("--check resolves ${VAR} from the environment", async () => {
