@@ -58,6 +58,24 @@ function body(size: number, chunk = 64 * 1024, opts: { cutAt?: number; stallAt?:
   });
 }
 
+/** The disk layer's writes fail with ENOSPC once `limit` bytes went in (`slow`: each write waits a turn first). */
+function failDiskAfter(limit: number, o: { slow?: boolean } = {}): void {
+  const open = disk.openWriter.bind(disk);
+  disk.openWriter = (meta) => {
+    const w = open(meta);
+    if (w === undefined) return w;
+    const write = w.write.bind(w);
+    let bytes = 0;
+    w.write = async (chunk: Uint8Array) => {
+      if (o.slow) await new Promise((r) => setImmediate(r));
+      bytes += chunk.byteLength;
+      if (bytes > limit) throw Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" });
+      return write(chunk);
+    };
+    return w;
+  };
+}
+
 const committed = () => waitFor(() => disk.keys().includes("b/big.zip"), { message: "the disk fill to be committed" });
 const tmpFiles = () => readdirSync(join(disk.dir, "tmp"));
 
@@ -432,19 +450,7 @@ describe("following a streaming fill", () => {
     // They were cut (the fill's failure ended every reader), though the upstream was fine: with
     // the cache disk full, concurrent requests for one object failed on every round.
     const LIMIT = 300 * 1024;
-    const open = disk.openWriter.bind(disk);
-    disk.openWriter = (meta) => {
-      const w = open(meta);
-      if (w === undefined) return w;
-      const write = w.write.bind(w);
-      let bytes = 0;
-      w.write = async (chunk: Uint8Array) => {
-        bytes += chunk.byteLength;
-        if (bytes > LIMIT) throw Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" });
-        return write(chunk);
-      };
-      return w;
-    };
+    failDiskAfter(LIMIT);
     const gate = gatedBody(BIG);
     const all = bytesOf(BIG);
     const up = instantUpstream((extra) => {
@@ -480,19 +486,7 @@ describe("following a streaming fill", () => {
   });
 
   test("a reader that goes away while its resume waits for the upstream's answer aborts that request (it held an upstream connection until S3 answered)", async () => {
-    const open = disk.openWriter.bind(disk);
-    disk.openWriter = (meta) => {
-      const w = open(meta);
-      if (w === undefined) return w;
-      const write = w.write.bind(w);
-      let bytes = 0;
-      w.write = async (chunk: Uint8Array) => {
-        bytes += chunk.byteLength;
-        if (bytes > 300 * 1024) throw Object.assign(new Error("ENOSPC"), { code: "ENOSPC" });
-        return write(chunk);
-      };
-      return w;
-    };
+    failDiskAfter(300 * 1024);
     const gate = gatedBody(BIG);
     const signals: AbortSignal[] = [];
     const fn: ServeArgs["upstream"] = async (extra, signal) => {
@@ -519,20 +513,7 @@ describe("following a streaming fill", () => {
   });
 
   test("a slow disk (bytes the leader got not yet in the file) then a disk error: the leader and ranged followers (from an offset, a suffix) byte-exact", async () => {
-    const open = disk.openWriter.bind(disk);
-    disk.openWriter = (meta) => {
-      const w = open(meta);
-      if (w === undefined) return w;
-      const write = w.write.bind(w);
-      let bytes = 0;
-      w.write = async (chunk: Uint8Array) => {
-        await new Promise((r) => setImmediate(r));
-        bytes += chunk.byteLength;
-        if (bytes > 500 * 1024) throw Object.assign(new Error("ENOSPC"), { code: "ENOSPC" });
-        return write(chunk);
-      };
-      return w;
-    };
+    failDiskAfter(500 * 1024, { slow: true });
     const gate = gatedBody(BIG, 16 * 1024);
     const all = bytesOf(BIG);
     const up = instantUpstream((extra) => {
@@ -561,19 +542,7 @@ describe("following a streaming fill", () => {
   });
 
   test("after a disk error, a resume the upstream cannot give as the same object (another ETag: 412) is a cut, never another version's bytes", async () => {
-    const open = disk.openWriter.bind(disk);
-    disk.openWriter = (meta) => {
-      const w = open(meta);
-      if (w === undefined) return w;
-      const write = w.write.bind(w);
-      let bytes = 0;
-      w.write = async (chunk: Uint8Array) => {
-        bytes += chunk.byteLength;
-        if (bytes > 256 * 1024) throw Object.assign(new Error("ENOSPC"), { code: "ENOSPC" });
-        return write(chunk);
-      };
-      return w;
-    };
+    failDiskAfter(256 * 1024);
     const gate = gatedBody(BIG);
     const up = instantUpstream((extra) => (extra.range === undefined ? new Response(gate.stream, { headers: headers(BIG) }) : new Response(null, { status: 412 })));
     const leader = await get(up.fn);
