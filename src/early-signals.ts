@@ -21,11 +21,18 @@ export const early = {
       process.on(sig, h);
       early.handlers.push([sig, h]);
     }
+    // A worker process: its primary's shutdown message while it starts is a stop too.
+    if (process.env.YATAGARASU_WORKER !== undefined && typeof process.send === "function") process.on("message", early.onMessage);
+  },
+  onMessage(m: unknown): void {
+    const msg = m as { type?: string; signal?: string } | null;
+    if (msg?.type === "shutdown") early.stop ??= (msg.signal === "SIGINT" || msg.signal === "SIGQUIT" ? msg.signal : "SIGTERM");
   },
   /** serve() installs its own handlers (or main() runs --check / --healthcheck). */
   release(): void {
     for (const [sig, h] of early.handlers) process.off(sig, h);
     early.handlers = [];
+    process.off("message", early.onMessage);
   },
 };
 

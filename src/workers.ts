@@ -523,7 +523,14 @@ export function startChildren(opts: {
     },
     stop(sig) {
       stopping = true;
-      for (const c of children) if (c) tell(c, { type: "shutdown", signal: sig }, sig);
+      children.forEach((c, i) => {
+        if (!c) return;
+        tell(c, { type: "shutdown", signal: sig }, sig);
+        // A child still starting (no generation reported yet) may not be listening for messages:
+        // the shutdown was lost and the group never stopped. The signal reaches it whatever it is
+        // doing (caught early, or its default: the child ends); one that serves counts it once.
+        if (reported[i]?.running === undefined) c.kill(sig);
+      });
       // (a reload waiting for a slot with no child stops waiting for it: no replacement comes)
       reportsChanged();
       checkDone();

@@ -213,3 +213,14 @@ test("a child that cannot start (its disk cache folder is a file: exit 3) is res
   expect((await fetch(px.url("/one/obj.txt"), { headers: { connection: "close" } })).status).toBe(200);
   expect(await px.stop()).toBe(0);
 });
+
+test("SIGTERM to the primary while a child is still starting stops the whole group (the child missed the shutdown message and the group never stopped)", async () => {
+  for (let round = 0; round < 3; round++) {
+    const px = await startProxy(config(["one"]));
+    await using _ = px;
+    await px.waitForLog((l) => l.msg === "primary started");
+    px.signal("SIGTERM");
+    const code = await Promise.race([px.exited, new Promise<string>((r) => setTimeout(() => r("still running 15 s after SIGTERM"), 15_000))]);
+    expect(`round ${round}: ${code}`).toBe(`round ${round}: 0`);
+  }
+});
