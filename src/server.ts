@@ -102,7 +102,7 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
  * value Bun does not answer itself (`100-continue, x` is a list holding 100-continue, and a client
  * may withhold its body for it too): only the exact lower-case `100-continue` got its 100. A
  * request that announces no body (no Transfer-Encoding, no or a zero Content-Length) keeps its
- * connection. The metrics listener is guarded the same way (guardExpect).
+ * connection. The metrics listener is guarded the same way.
  */
 function expectGuard(req: Request, res: Response | Promise<Response>): Response | Promise<Response> {
   const expect = req.headers.get("expect");
@@ -110,11 +110,7 @@ function expectGuard(req: Request, res: Response | Promise<Response>): Response 
     if (req.method !== "HEAD") return res;
     return res instanceof Promise ? res.then(headWithoutLength) : headWithoutLength(res);
   }
-  return guardExpect(req, res, req.method === "HEAD");
-}
-
-/** The close rule of expectGuard for a request carrying an Expect Bun did not answer. */
-export function guardExpect(req: Request, res: Response | Promise<Response>, head = false): Response | Promise<Response> {
+  const head = req.method === "HEAD";
   const length = req.headers.get("content-length");
   const announced = req.headers.get("transfer-encoding") !== null || (length !== null && length.trim() !== "0");
   const close = (answer: Response): Response => {
@@ -275,10 +271,8 @@ export function listenMetrics(cfg: Config, render: () => string | Promise<string
     hostname: cfg.metrics.address,
     port: cfg.metrics.port,
     fetch(req) {
-      const res = metricsAnswer(req, render);
-      // The metrics listener never reads a body: an Expect Bun did not answer is the same desync (expectGuard).
-      const expect = req.headers.get("expect");
-      return expect === null || expect === "100-continue" ? res : guardExpect(req, res);
+      // The metrics listener never reads a body: an Expect Bun did not answer is the same desync.
+      return expectGuard(req, metricsAnswer(req, render));
     },
   });
   return { port: server.port ?? cfg.metrics.port, stop: (force) => server.stop(force) ?? Promise.resolve() };

@@ -219,81 +219,93 @@ export class FillCursor {
 export function followerBody(cursor: FillCursor, start: number, end: number, tap?: FillTap, resume?: ResumeFromUpstream): ReadableStream<Uint8Array> {
   cursor.pos = start;
   cursor.end = end;
-  let cancelled = false;
-  let rest: Rest | undefined;
-  let resuming: AbortController | undefined;
+  const reading = new FillReader(cursor, end, tap, resume);
   return new ReadableStream<Uint8Array>(
     {
       async pull(c) {
-        if (rest !== undefined) return pullRest(rest, c);
-        let chunk: Uint8Array | undefined;
-        try {
-          chunk = await cursor.next();
-        } catch (err) {
-          if (cancelled) return;
-          resuming = new AbortController();
-          rest = await restFromUpstream(tap, resume, cursor.pos, end, err, resuming);
-          if (cancelled) return rest.stop();
-          return pullRest(rest, c);
-        }
+        const chunk = await reading.next();
         if (chunk !== undefined) c.enqueue(chunk);
-        else if (!cancelled) c.close();
+        else if (!reading.stopped) c.close();
       },
       cancel() {
-        cancelled = true;
-        cursor.close();
-        resuming?.abort();
-        rest?.stop();
+        reading.stop();
       },
     },
     { highWaterMark: 0 },
   );
 }
 
-/** The rest of a body read from the upstream after a disk error: `left` bytes still to come. */
-export interface Rest {
-  reader: { read(): Promise<{ done: true; value?: undefined } | { done: false; value: Uint8Array }>; cancel(): Promise<void> };
-  left: number;
-  stop(): void;
-}
-
 /**
- * After `err` at `pos`: the rest [pos, end) from the upstream when the disk failed (the fill's
- * write, or this reader's own read of the file), and a resume is possible; else `err` again (an
- * upstream failure is this client's cut too).
+ * One reader's bytes [cursor.pos, end) of a fill: from the file, and after a disk error (the fill's
+ * write, or this reader's own read of the file) the rest from the upstream through `resume`; an
+ * upstream failure, or a rest the upstream cannot give as the same object, is this reader's cut.
  */
-export async function restFromUpstream(tap: FillTap | undefined, resume: ResumeFromUpstream | undefined, pos: number, end: number, err: unknown, ac: AbortController): Promise<Rest> {
-  if (tap === undefined || resume === undefined || pos >= end) throw err;
-  const disk = tap.state === "failed" && err === tap.error ? tap.diskFailed : true;
-  if (!disk) throw err;
-  // `ac`: the caller's, aborted when its client goes away while the upstream is still asked
-  const body = await resume(pos, end, ac.signal).catch(() => undefined);
-  if (body === undefined) throw err;
-  // (the cast: one reader type for the DOM's and node:stream/web's, as stream-fill.ts's Reader)
-  const reader = body.getReader() as unknown as Rest["reader"];
-  return {
-    reader,
-    left: end - pos,
-    stop: () => {
-      ac.abort();
-      reader.cancel().catch(() => {});
-    },
-  };
+export class FillReader {
+  stopped = false;
+  /** The rest from the upstream, once a disk error came: `left` bytes still to come. */
+  private rest: { reader: Reader; left: number } | undefined;
+  /** Aborts the resume's upstream request when the reader stops (before or after it answered). */
+  private resuming: AbortController | undefined;
+
+  constructor(
+    private readonly cursor: FillCursor,
+    private readonly end: number,
+    private readonly tap: FillTap | undefined,
+    private readonly resume: ResumeFromUpstream | undefined,
+  ) {}
+
+  /** The next chunk; undefined at the end or once stopped. Throws a cut (never a short body). */
+  async next(): Promise<Uint8Array | undefined> {
+    if (this.rest === undefined) {
+      try {
+        return await this.cursor.next();
+      } catch (err) {
+        if (this.stopped) return undefined;
+        this.rest = await this.restFromUpstream(err);
+        if (this.stopped) return undefined;
+      }
+    }
+    const rest = this.rest;
+    const r = await rest.reader.read();
+    if (r.done) {
+      if (rest.left !== 0) throw new Error("The upstream ended the rest of the object early");
+      return undefined;
+    }
+    rest.left -= r.value.byteLength;
+    if (rest.left < 0) {
+      this.stop();
+      throw new Error("The upstream sent more than the rest of the object");
+    }
+    return r.value;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.cursor.close();
+    this.resuming?.abort();
+    this.rest?.reader.cancel().catch(() => {});
+  }
+
+  private async restFromUpstream(err: unknown): Promise<{ reader: Reader; left: number }> {
+    const { tap, resume, end } = this;
+    const pos = this.cursor.pos;
+    if (tap === undefined || resume === undefined || pos >= end) throw err;
+    const disk = tap.state === "failed" && err === tap.error ? tap.diskFailed : true;
+    if (!disk) throw err;
+    this.resuming = new AbortController();
+    const body = await resume(pos, end, this.resuming.signal).catch(() => undefined);
+    if (body === undefined) throw err;
+    // (the cast: one reader type for the DOM's and node:stream/web's)
+    const reader = body.getReader() as unknown as Reader;
+    if (this.stopped) reader.cancel().catch(() => {});
+    return { reader, left: end - pos };
+  }
 }
 
-/** The next piece of the rest; an upstream that sends another length than asked is a cut, never a short body. */
-export async function pullRest(rest: Rest, c: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
-  const r = await rest.reader.read();
-  if (r.done) {
-    if (rest.left !== 0) throw new Error("The upstream ended the rest of the object early");
-    return c.close();
-  }
-  rest.left -= r.value.byteLength;
-  if (rest.left < 0) {
-    rest.stop();
-    throw new Error("The upstream sent more than the rest of the object");
-  }
-  c.enqueue(r.value);
+/** What is used of a stream's default reader. */
+interface Reader {
+  read(): Promise<{ done: true; value?: undefined } | { done: false; value: Uint8Array }>;
+  cancel(): Promise<void>;
 }
 
 /**

@@ -16,7 +16,7 @@
  *   is read into the file at the disk's pace too, and the client reads on from the file.
  */
 import { ProxyError } from "../errors.ts";
-import { pullRest, restFromUpstream, type FillCursor, type FillTap, type Rest, type ResumeFromUpstream } from "./fill-tap.ts";
+import { FillReader, type FillCursor, type FillTap, type ResumeFromUpstream } from "./fill-tap.ts";
 import type { LayerWriter } from "./types.ts";
 
 /** How far the file may fall behind the client before the client waits for it. */
@@ -104,13 +104,9 @@ export function teeToWriter(body: ReadableStream<Uint8Array>, writer: LayerWrite
   /** A request follows: the client is to read from the file (cursor opened, not yet switched). */
   let wantFile = false;
   let next: FillCursor | undefined;
-  /** The client's body now comes from the file. */
-  let fromFile: FillCursor | undefined;
+  /** The client's body now comes from the file (after a disk error, from the upstream: FillReader). */
+  let fromFile: FillReader | undefined;
   let cancelled = false;
-  /** After a disk error, this client's body from the file goes on from the upstream. */
-  let rest: Rest | undefined;
-  /** Aborts the resume's upstream request when this client goes away before it answered. */
-  let resuming: AbortController | undefined;
 
   const abandon = (err?: unknown, disk = false) => {
     if (settled) return;
@@ -174,7 +170,7 @@ export function teeToWriter(body: ReadableStream<Uint8Array>, writer: LayerWrite
     if (c === undefined) return;
     if (draining || settled || upstreamDone || cancelled) return c.close();
     c.pos = total; // every byte read so far was handed to the client
-    fromFile = c;
+    fromFile = new FillReader(c, declared, tap, resume);
     void drain();
   };
   const follow = () => {
@@ -191,19 +187,8 @@ export function teeToWriter(body: ReadableStream<Uint8Array>, writer: LayerWrite
   return new ReadableStream<Uint8Array>(
     {
       async pull(c) {
-        if (rest !== undefined) return pullRest(rest, c);
         if (fromFile !== undefined) {
-          let chunk: Uint8Array | undefined;
-          try {
-            chunk = await fromFile.next();
-          } catch (err) {
-            // A disk error: the rest from the upstream (fill-tap.ts); an upstream failure is a cut.
-            if (cancelled) return;
-            resuming = new AbortController();
-            rest = await restFromUpstream(tap, resume, fromFile.pos, declared, err, resuming);
-            if (cancelled) return rest.stop();
-            return pullRest(rest, c);
-          }
+          const chunk = await fromFile.next();
           if (chunk !== undefined) c.enqueue(chunk);
           else if (!cancelled) c.close();
           return;
@@ -232,9 +217,7 @@ export function teeToWriter(body: ReadableStream<Uint8Array>, writer: LayerWrite
       },
       cancel() {
         cancelled = true;
-        resuming?.abort();
-        rest?.stop();
-        if (fromFile !== undefined) return fromFile.close(); // the drain goes on
+        if (fromFile !== undefined) return fromFile.stop(); // the drain goes on
         next?.close();
         next = undefined;
         if (writing && !settled) void drain();
