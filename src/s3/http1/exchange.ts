@@ -220,10 +220,27 @@ export class Exchange implements BodyOwner, ChunkedSink {
     const source = new BodySource(this);
     this.body = source;
     this.streamed = true;
-    this.settle(source.stream());
+    const stream = source.stream();
+    if (framing === "chunked") {
+      // The bytes that came with the head are decoded before the answer is handed over: a body
+      // malformed from its first chunk is a failed attempt (502, or retried), not a 200 whose
+      // connection is cut before the client reads a byte.
+      const decoder = (this.decoder = new ChunkedDecoder());
+      const status = rest.length > 0 ? decoder.feed(rest, this) : "more";
+      if (this.phase !== P_BODY) return; // cancelled meanwhile
+      if (status === "error") {
+        this.pool.fail(this, new UpstreamProtocolError(decoder.error));
+        return;
+      }
+      this.settle(stream);
+      if (this.phase !== P_BODY || status !== "done") return;
+      this.endOfStream();
+      this.pool.finish(this, decoder.end < rest.length);
+      return;
+    }
+    this.settle(stream);
     if (this.phase === P_DONE) return;
-    if (framing === "chunked") this.decoder = new ChunkedDecoder();
-    else if (framing === "length" && this.remaining === 0) {
+    if (framing === "length" && this.remaining === 0) {
       this.endOfStream();
       this.pool.finish(this, rest.length > 0);
       return;

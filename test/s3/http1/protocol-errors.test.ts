@@ -55,6 +55,31 @@ describe("Http1Pool: truncation and protocol errors", () => {
     expect(await rejection(res.text())).toBeInstanceOf(UpstreamProtocolError);
   });
 
+  test("a chunked body malformed in the bytes that came with the head rejects the request: nothing was handed over", async () => {
+    for (const body of ["ZZ\r\nhello", "FFFFFFFFFFFFFFFFF\r\nhello", "5\r\nhelloXX"]) {
+      const srv = rawServer((c) => {
+        c.socket.write("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + body);
+      });
+      const p = pool(srv.port);
+      const err = await rejection(p.request("GET", "/x", {}, T));
+      expect(err).toBeInstanceOf(UpstreamProtocolError);
+    }
+  });
+
+  test("a whole chunked body in the head's read is served, and one malformed later still errors the stream", async () => {
+    const whole = rawServer((c) => c.socket.write("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"));
+    expect(await (await pool(whole.port).request("GET", "/x", {}, T)).text()).toBe("hello");
+    let sock: { write(s: string): unknown } | undefined;
+    const later = rawServer((c) => {
+      sock = c.socket;
+      c.socket.write("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n");
+    });
+    const res = await pool(later.port).request("GET", "/x", {}, T);
+    expect(res.status).toBe(200);
+    sock!.write("ZZ\r\n"); // (after the answer was handed over: a separate read)
+    expect(await rejection(res.text())).toBeInstanceOf(UpstreamProtocolError);
+  });
+
   test("close before any response is an error", async () => {
     const srv = rawServer((c) => c.socket.end());
     const p = pool(srv.port);
