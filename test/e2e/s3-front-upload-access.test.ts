@@ -147,6 +147,15 @@ describe("bucket access and grants", () => {
       await refused(deleteObjects("up", "<Delete><Object><Key>del/a</Key><VersionId>1</VersionId><VersionId>2</VersionId></Object></Delete>"), 400, "MalformedXML");
       // Quiet is a boolean in S3's schema
       await refused(deleteObjects("up", "<Delete><Quiet>maybe</Quiet><Object><Key>del/a</Key></Object></Delete>"), 400, "MalformedXML");
+      // documents S3's schema refuses were acted on: a key holding an element (text joined), an
+      // undeclared prefix, an <Object> nested in another (skipped, the outer one deleted), stray text
+      for (const xml of [
+        "<Delete><Object><Key>del/<b/>a</Key></Object></Delete>",
+        "<x:Delete><x:Object><x:Key>del/a</x:Key></x:Object></x:Delete>",
+        "<Delete><Object><Object><Key>del/a</Key></Object><Key>del/a</Key></Object></Delete>",
+        "<Delete>del/a<Object><Key>del/a</Key></Object></Delete>",
+        "<Delete><Other/><Object><Key>del/a</Key></Object></Delete>",
+      ]) await refused(deleteObjects("up", xml), 400, "MalformedXML");
     },
     T,
   );
@@ -452,6 +461,11 @@ describe("object tags: PutObjectTagging, DeleteObjectTagging, x-amz-tagging on P
       await refused(putTags("tags/a.txt", [["k", "1"], ["k", "2"]]), 400, "InvalidTag");
       await refused(putTags("tags/a.txt", [["k".repeat(129), "1"]]), 400, "InvalidTag");
       await refused(signedFetch(env, { method: "PUT", path: "/up/tags/a.txt", query: [["tagging", ""]], body: "<Tagging><Tag>", payloadHash: sha("<Tagging><Tag>") }), 400, "MalformedXML");
+      // a second tag set, or a tag with two keys, was dropped (only the first stored)
+      for (const body of [
+        "<Tagging><TagSet><Tag><Key>a</Key><Value>b</Value></Tag></TagSet><TagSet><Tag><Key>c</Key><Value>d</Value></Tag></TagSet></Tagging>",
+        "<Tagging><TagSet><Tag><Key>a</Key><Key>c</Key><Value>b</Value></Tag></TagSet></Tagging>",
+      ]) await refused(signedFetch(env, { method: "PUT", path: "/up/tags/a.txt", query: [["tagging", ""]], body, payloadHash: sha(body) }), 400, "MalformedXML");
       await refused(putTags("tags/a.txt", [["k", "1"]], READER), 403, "AccessDenied");
       await refused(putTags("x.txt", [["k", "1"]], WRITER, "ro"), 403, "AccessDenied");
       await refused(signedFetch(env, { method: "DELETE", path: "/up/tags/a.txt", query: [["tagging", ""]], creds: READER }), 403, "AccessDenied");

@@ -139,6 +139,10 @@ describe("the upstream's refusals, relayed", () => {
         ["<CompleteMultipartUpload></CompleteMultipartUpload>", "MalformedXML"],
         ["<CompleteMultipartUpload><Part><PartNumber>1</PartNumber></Part></CompleteMultipartUpload>", "MalformedXML"],
         ["<Other/>", "MalformedXML"],
+        // a part with two numbers (the second was dropped), a number holding an element, stray text
+        ['<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><PartNumber>7</PartNumber><ETag>"x"</ETag></Part></CompleteMultipartUpload>', "MalformedXML"],
+        ['<CompleteMultipartUpload><Part><PartNumber>1<b/></PartNumber><ETag>"x"</ETag></Part></CompleteMultipartUpload>', "MalformedXML"],
+        ['<CompleteMultipartUpload>x<Part><PartNumber>1</PartNumber><ETag>"x"</ETag></Part></CompleteMultipartUpload>', "MalformedXML"],
         [completeXml([{ n: 10001, etag: '"x"' }]), "InvalidArgument"],
       ] as const) {
         const x = await answerOf(await complete(a, path, id, xml));

@@ -32,7 +32,7 @@ import { emptyAnswer, errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, 
 import { keyRefusal, MAX_KEY_BYTES } from "./route.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
 import { child, childText, childrenNamed } from "./xml-reader.ts";
-import { callOf, malformed, readXmlBody, requestHeaders, unkeptDeleteCondition, writeUpstream } from "./writes.ts";
+import { callOf, fieldText, malformed, readXmlBody, requestHeaders, unkeptDeleteCondition, writeUpstream } from "./writes.ts";
 import { purgeWritten } from "../purge.ts";
 import { versionIdOf, versionIdProblem } from "./operations.ts";
 
@@ -41,6 +41,8 @@ const MAX_DELETE_KEYS = 1000;
 const AUTHZ_CONCURRENCY = 16;
 /** A DeleteObjects <Object>'s conditions for S3's directory buckets only: refused. */
 const DIRECTORY_BUCKET_CONDITIONS = ["LastModifiedTime", "Size"];
+/** What an <Object> of a Delete document may hold (S3's ObjectIdentifier). */
+const OBJECT_FIELDS = new Set(["Key", "VersionId", "ETag", ...DIRECTORY_BUCKET_CONDITIONS]);
 const CHECKSUM_HEADERS = ["content-md5", "x-amz-checksum-crc32", "x-amz-checksum-crc32c", "x-amz-checksum-crc64nvme", "x-amz-checksum-sha1", "x-amz-checksum-sha256"];
 
 /** DeleteObject, of the key or (?versionId) of one version; either way the cached copy goes. */
@@ -112,22 +114,27 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
     throw s3Fail(s3Error("InvalidRequest", "Missing required header for this request: Content-MD5 or x-amz-checksum-*"));
   }
   const doc = await readXmlBody(ctx, "Delete");
+  // (a delete is not undone: an element S3's schema does not have there, such as an <Object>
+  // nested in another, is MalformedXML, never skipped while the entry around it is acted on)
+  if (doc.children.some((c) => c.name !== "Object" && c.name !== "Quiet")) throw s3Fail(malformed());
   const objects = childrenNamed(doc, "Object");
   if (objects.length === 0 || objects.length > MAX_DELETE_KEYS) throw s3Fail(malformed());
   // (S3's schema: a boolean; anything else is MalformedXML)
-  const quietText = childText(doc, "Quiet")?.trim().toLowerCase();
+  const quietText = fieldText(doc, "Quiet")?.trim().toLowerCase();
   if (quietText !== undefined && quietText !== "true" && quietText !== "false") throw s3Fail(malformed());
   const quiet = quietText === "true";
   const outcomes: Outcome[] = objects.map((o) => {
-    const key = child(o, "Key")?.text;
-    // (an entry names one key, at most one version and one ETag: a second would be silently dropped)
-    if (key === undefined || childrenNamed(o, "Key").length > 1 || childrenNamed(o, "VersionId").length > 1 || childrenNamed(o, "ETag").length > 1) throw s3Fail(malformed());
+    // (an entry names one key, at most one version and one ETag, each as text: a second one, or
+    // elements inside one, is MalformedXML, never silently dropped)
+    if (o.children.some((c) => !OBJECT_FIELDS.has(c.name))) throw s3Fail(malformed());
+    const key = fieldText(o, "Key");
+    const versionId = fieldText(o, "VersionId");
+    const etag = fieldText(o, "ETag");
+    if (key === undefined) throw s3Fail(malformed());
     // (S3's conditions for directory buckets: refused rather than dropped, see above)
     for (const name of DIRECTORY_BUCKET_CONDITIONS) {
       if (child(o, name) !== undefined) throw s3Fail(s3Error("NotImplemented", `A delete conditional on <${name}> is not supported through this proxy (only <ETag> is): the object would be deleted without the condition.`));
     }
-    const versionId = child(o, "VersionId")?.text;
-    const etag = child(o, "ETag")?.text;
     const entry: Outcome = versionId === undefined ? { key } : { key, versionId };
     if (etag !== undefined) entry.etag = etag;
     const problem = keyProblem(key) ?? (versionId === undefined ? undefined : versionIdProblem(versionId));

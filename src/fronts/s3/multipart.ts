@@ -25,7 +25,7 @@ import { s3Fail } from "./fail.ts";
 import { emptyAnswer, errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, relayedHeaders, tryParse, xmlAnswer } from "./relay.ts";
 import { el, maskOwners, S3_XMLNS, setFirstElementText, XML_DECL } from "./xml.ts";
 import { childText, childrenNamed, type XmlElement } from "./xml-reader.ts";
-import { callOf, malformed, partNumberOf, queryValue, readingResult, readXmlBody, requestHeaders, writeUpstream } from "./writes.ts";
+import { callOf, fieldText, malformed, partNumberOf, queryValue, readingResult, readXmlBody, requestHeaders, writeUpstream } from "./writes.ts";
 import { purgeWritten } from "../purge.ts";
 
 const MAX_PARTS = 10_000;
@@ -70,13 +70,13 @@ export function partsOf(doc: XmlElement): CompletedPart[] {
   if (parts.length === 0) throw s3Fail(malformed());
   if (parts.length > MAX_PARTS) throw s3Fail(s3Error("InvalidArgument", `A multipart upload has at most ${MAX_PARTS} parts.`, { ArgumentName: "Part" }));
   return parts.map((p) => {
-    const n = partNumberOf(childText(p, "PartNumber")?.trim());
+    const n = partNumberOf(fieldText(p, "PartNumber")?.trim());
     if (typeof n !== "number") throw s3Fail(n);
-    const etag = childText(p, "ETag")?.trim();
+    const etag = fieldText(p, "ETag")?.trim();
     if (etag === undefined || etag === "") throw s3Fail(malformed());
     const part: CompletedPart = { partNumber: n, etag };
     for (const name of CHECKSUM_ELEMENTS) {
-      const v = childText(p, name)?.trim();
+      const v = fieldText(p, name)?.trim();
       if (v !== undefined) (part as unknown as Record<string, string>)[FIELD[name]] = v;
     }
     return part;

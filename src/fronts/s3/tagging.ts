@@ -14,9 +14,9 @@ import { s3Error, type S3Error } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
 import { relayDocument } from "./operations.ts";
 import { emptyAnswer, relayError } from "./relay.ts";
-import { callOf, malformed, readXmlBody, writeUpstream } from "./writes.ts";
+import { callOf, fieldText, malformed, readXmlBody, single, writeUpstream } from "./writes.ts";
 import { purgeWritten } from "../purge.ts";
-import { child, childrenNamed, childText, type XmlElement } from "./xml-reader.ts";
+import { childrenNamed, type XmlElement } from "./xml-reader.ts";
 
 const MAX_TAGS = 10;
 const MAX_KEY_CHARS = 128;
@@ -30,12 +30,12 @@ export async function objectTagging(ctx: RequestContext): Promise<Response> {
 
 /** A `<Tagging><TagSet><Tag><Key/><Value/></Tag>…` document's tags, checked as S3 checks them (throws S3's error). */
 export function tagsOf(doc: XmlElement): Array<[string, string]> {
-  const set = child(doc, "TagSet");
+  const set = single(doc, "TagSet");
   if (set === undefined) throw s3Fail(malformed());
   const tags: Array<[string, string]> = [];
   for (const tag of childrenNamed(set, "Tag")) {
-    const key = childText(tag, "Key");
-    const value = childText(tag, "Value");
+    const key = fieldText(tag, "Key");
+    const value = fieldText(tag, "Value");
     if (key === undefined || value === undefined) throw s3Fail(malformed());
     tags.push([key, value]);
   }

@@ -274,6 +274,28 @@ export function malformed(): S3Error {
   return s3Error("MalformedXML");
 }
 
+/**
+ * The one child named `name` of a client's document, or undefined. S3's request schemas name each
+ * field at most once: a second one (two `<PartNumber>` in a part, two `<TagSet>`) is MalformedXML,
+ * never the first one taken and the other dropped.
+ */
+export function single(node: XmlElement, name: string): XmlElement | undefined {
+  let found: XmlElement | undefined;
+  for (const c of node.children) {
+    if (c.name !== name) continue;
+    if (found !== undefined) throw s3Fail(malformed());
+    found = c;
+  }
+  return found;
+}
+
+/** The text of the one child named `name` (see single), which holds text only: `<Key>a<b/></Key>` is MalformedXML. */
+export function fieldText(node: XmlElement, name: string): string | undefined {
+  const c = single(node, name);
+  if (c !== undefined && c.children.length > 0) throw s3Fail(malformed());
+  return c?.text;
+}
+
 /** S3's part numbers: an integer 1..10000. */
 export function partNumberOf(text: string | undefined): number | S3Error {
   // Digits only: a query value " 1" or "+1" is not a part number (an XML body's is trimmed by its caller).

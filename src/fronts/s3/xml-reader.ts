@@ -5,6 +5,12 @@
  * than the five predefined ones and numeric references is an error, so there is no XXE and no
  * entity expansion. Input size, depth and element count are capped before any work is done.
  * Element names are reduced to their local name (`s3:Key` → `Key`), as the S3 schema is unprefixed.
+ *
+ * A client's document (not `lenient`) is also held to what S3's schemas allow everywhere: no text
+ * mixed with elements (`<Key>k<b/>7</Key>` is not the key `k7`, nor stray text inside `<Delete>`),
+ * and a prefix only where an `xmlns:` attribute declared it (namespace well-formedness): S3
+ * answers MalformedXML to both, and a delete or a complete acting on such a document would act on
+ * a guess.
  */
 
 export interface XmlElement {
@@ -105,6 +111,24 @@ export function parseXml(input: string | Uint8Array, limits: XmlLimits = {}): Xm
   const stack: XmlElement[] = [];
   const qnames: string[] = []; // the open elements' names as written, for matching end tags
   let root: XmlElement | undefined;
+  // (strict: the namespace prefixes each open element declares, for the prefix check)
+  const declared: Array<string[] | null> = [];
+  const isDeclared = (prefix: string, own: string[] | null): boolean => {
+    if (prefix === "xml" || own?.includes(prefix)) return true;
+    for (let i = declared.length - 1; i >= 0; i--) if (declared[i]?.includes(prefix)) return true;
+    return false;
+  };
+  const checkPrefix = (qname: string, own: string[] | null): void => {
+    const colon = qname.indexOf(":");
+    if (colon < 0) return;
+    const prefix = qname.slice(0, colon);
+    if (prefix === "xmlns") return;
+    if (colon === 0 || colon === qname.length - 1 || qname.indexOf(":", colon + 1) >= 0 || !isDeclared(prefix, own)) fail(`undeclared namespace prefix in <${qname}>`);
+  };
+  const closeStrict = (node: XmlElement, own: string[] | null): void => {
+    if (node.children.length > 0 && /[^ \t\n]/.test(node.text)) fail(`text mixed with elements in <${node.name}>`);
+    checkPrefix(qnames[qnames.length - 1] ?? "", own);
+  };
 
   const fail = (what: string): never => {
     throw new XmlError(`${what} at offset ${pos}`);
@@ -163,8 +187,11 @@ export function parseXml(input: string | Uint8Array, limits: XmlLimits = {}): Xm
       skipWs();
       if (src[pos] !== ">") fail("expected '>'");
       pos++;
-      if (qnames.pop() !== name) fail(`mismatched closing tag </${name}>`);
-      const open = stack.pop()!;
+      if (qnames[qnames.length - 1] !== name) fail(`mismatched closing tag </${name}>`);
+      const open = stack[stack.length - 1];
+      if (!lenient) closeStrict(open, declared.pop() ?? null);
+      qnames.pop();
+      stack.pop();
       if (stack.length === 0) root = open;
     } else {
       if (root !== undefined) fail("more than one root element");
@@ -191,6 +218,12 @@ export function parseXml(input: string | Uint8Array, limits: XmlLimits = {}): Xm
       }
       const selfClosing = src[pos] === "/";
       pos += selfClosing ? 2 : 1;
+      let own: string[] | null = null;
+      if (!lenient) {
+        for (const a in node.attrs) if (a.startsWith("xmlns:")) (own ??= []).push(a.slice(6));
+        for (const a in node.attrs) checkPrefix(a, own);
+        if (selfClosing) checkPrefix(qname, own);
+      }
       if (stack.length > 0) stack[stack.length - 1].children.push(node);
       if (selfClosing) {
         if (stack.length === 0) root = node;
@@ -198,6 +231,7 @@ export function parseXml(input: string | Uint8Array, limits: XmlLimits = {}): Xm
         if (stack.length >= maxDepth) throw new XmlError("XML nesting too deep", "too-large");
         stack.push(node);
         qnames.push(qname);
+        if (!lenient) declared.push(own);
       }
     }
   }
