@@ -531,12 +531,17 @@ export class BucketUpstream {
         if (code === "NoSuchBucket") return { ok: false, reason: "the upstream bucket does not exist (NoSuchBucket)" };
         return { ok: true };
       }
-      if (res.status === 403) {
+      if (res.status === 403 || res.status === 400 || res.status === 301) {
+        // (S3 answers a request signed for another region 400 AuthorizationHeaderMalformed, and
+        // one sent to another region's endpoint 301 PermanentRedirect: every read fails so too)
         const code = await this.probeMissingKey(timeoutMs);
+        if (code === "AuthorizationHeaderMalformed") return { ok: false, reason: "the upstream refuses the bucket's signature: is s3.region the bucket's region? (AuthorizationHeaderMalformed)" };
         if (code !== undefined && CREDENTIAL_CODES.has(code)) return { ok: false, reason: `the upstream refuses the bucket's credentials (${code})` };
+        if (code === "PermanentRedirect") return { ok: false, reason: "the upstream bucket is in another region: set s3.region or s3.endpoint to it (PermanentRedirect)" };
         // A read-only IAM policy (GetObject without ListBucket) answers a bucket HEAD with 403:
         // the upstream is reachable, which is what readiness is about.
-        return { ok: true, note: "the probe got 403 (fine for read-only credentials)" };
+        if (res.status === 403) return { ok: true, note: "the probe got 403 (fine for read-only credentials)" };
+        return { ok: true, note: `the probe got ${res.status}${code === undefined ? "" : ` (${code})`}` };
       }
       return { ok: true };
     } catch (err) {

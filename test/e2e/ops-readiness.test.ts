@@ -118,6 +118,21 @@ test("credentials: a bucket whose key the upstream refuses (a wrong secret) is n
   }
 });
 
+test("a bucket signed for another region than its store's (S3: 400 AuthorizationHeaderMalformed) is not ready, naming the code; its neighbour is", async () => {
+  const KEY = { accessKeyId: "AKIDWRONGREGIONPRB1", secretAccessKey: "wrong-region-probe-secret-0123456789", buckets: ["priv"] };
+  await using fx = await startS3Fixture({ buckets: [{ name: "priv" }], credentials: [KEY] });
+  const yaml = (name: string, region: string) => bucketYaml({ name, prefix: `/${name}`, bucket: "priv", endpoint: fx.endpoint, key: KEY.accessKeyId, secret: KEY.secretAccessKey }).replace("s3: { ", `s3: { region: ${region}, `);
+  const p = await startProxy(`server: { address: 127.0.0.1, port: 0 }\nbuckets:\n` + yaml("elsewhere", "eu-west-1") + yaml("here", "us-east-1"), { env: { YATAGARASU_PROBE_INTERVAL_MS: "100" } });
+  try {
+    const report = await probedReady(p, ["elsewhere", "here"]);
+    expect(report.status).toBe(503);
+    expect(report.body.buckets.elsewhere).toMatchObject({ ok: false, reason: "the upstream refuses the bucket's signature: is s3.region the bucket's region? (AuthorizationHeaderMalformed)" });
+    expect(report.body.buckets.here.ok).toBe(true);
+  } finally {
+    await p.stop();
+  }
+});
+
 test("a bucket the upstream does not have (misnamed or deleted) is not ready, naming NoSuchBucket; its neighbour on the same store is", async () => {
   const KEY = { accessKeyId: "AKIDNOSUCHBUCKETPRB", secretAccessKey: "no-such-bucket-probe-secret-012345", buckets: ["real", "gone"] };
   await using fx = await startS3Fixture({ buckets: [{ name: "real" }], credentials: [KEY] });
