@@ -194,7 +194,7 @@ export class Authenticator {
    */
   authenticateFast(headers: Headers, url: URL | (() => URL), extraRules: readonly ClaimRule[] = []): Claims | Promise<Claims> {
     const found = this.extract(headers, url);
-    if (!found) throw this.missing();
+    if (!found) throw this.missing(headers, url);
     const c = this.verifyFast(found.token);
     return c instanceof Promise ? c.then((claims) => this.admit(claims, extraRules)) : this.admit(c, extraRules);
   }
@@ -206,9 +206,13 @@ export class Authenticator {
     return claims;
   }
 
-  private missing(): ProxyError {
+  private missing(headers: Headers, url: URL | (() => URL)): ProxyError {
     const where = this.cfg.token_sources.map(describeSource).join(", ");
-    return new ProxyError("Unauthorized", { detail: `a token is required (${where})`, headers: { "WWW-Authenticate": REALM } });
+    // (an S3 client pointed at this listener: say where its signature is read, not only "a token")
+    const auth = headers.get("authorization");
+    const s3Signed = (auth !== null && /^AWS4?[- ]/i.test(auth)) || (typeof url === "function" ? url() : url).searchParams.has("X-Amz-Signature");
+    const hint = s3Signed ? "; this request carries an S3 (AWS) signature: S3 clients use the S3 API listener (s3_api.port), not this one" : "";
+    return new ProxyError("Unauthorized", { detail: `a token is required (${where})${hint}`, headers: { "WWW-Authenticate": REALM } });
   }
 
   async authenticate(headers: Headers, url: URL, extraRules: readonly ClaimRule[] = []): Promise<{ claims: Claims; source: TokenSource }> {
@@ -258,7 +262,7 @@ export class Authenticator {
 
   private async verified(headers: Headers, url: URL): Promise<{ claims: Claims; source: TokenSource }> {
     const found = this.extract(headers, url);
-    if (!found) throw this.missing();
+    if (!found) throw this.missing(headers, url);
     return { claims: await this.verify(found.token), source: found.source };
   }
 
