@@ -136,6 +136,18 @@ describe("STS errors (STS's XML, status and code; no token or key in the body)",
     expect((await assume({ WebIdentityToken: token({}), Action: "AssumeRole" })).code).toBe("InvalidAction");
   });
 
+  test("STS's query-string form (GET /?Action=…) → 400 ValidationError saying to POST, in STS's dialect (it was an anonymous ListBuckets' bare AccessDenied)", async () => {
+    const q = new URLSearchParams({ Action: "AssumeRoleWithWebIdentity", Version: "2011-06-15", RoleArn: ROLE, RoleSessionName: "s1", WebIdentityToken: token({}) });
+    const res = await fetch(`${env.endpoint}/?${q}`);
+    const xml = await res.text();
+    expect(res.status).toBe(400);
+    expect(xml).toContain("<ErrorResponse");
+    expect(xml).toContain("<Code>ValidationError</Code>");
+    expect(xml).toContain("POST");
+    // a plain GET of the service is still ListBuckets (anonymous: S3's AccessDenied)
+    expect((await fetch(`${env.endpoint}/?x-id=ListBuckets`)).status).toBe(403);
+  });
+
   test("nothing of it reached the upstream", async () => {
     env.mark();
     await assume({ WebIdentityToken: token({}) });

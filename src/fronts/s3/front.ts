@@ -96,8 +96,10 @@ export function s3Parse(ctx: RequestContext): undefined {
   // service: a GetObject of "//b/k" answered 200 with the ListBuckets XML).
   if (a.bucket === "" && a.key !== "") return fail(s3Error("InvalidURI"));
 
-  // STS first: its requests are unsigned (the web identity token is the credential).
-  if (ctx.method === "POST" && a.bucket === "") {
+  // STS first: its requests are unsigned (the web identity token is the credential). A GET of the
+  // service naming an STS `Action` (STS's query-string form, which no S3 request has) is answered
+  // in STS's dialect, saying to POST, not as an anonymous ListBuckets' bare AccessDenied.
+  if (a.bucket === "" && (ctx.method === "POST" || (ctx.method === "GET" && /(?:^[?]|&)Action=/.test(ctx.query)))) {
     ctx.action = ACTION_OF.AssumeRoleWithWebIdentity;
     ctx.operation = "AssumeRoleWithWebIdentity";
     (ctx as S3RequestContext).s3 = { api, op: "AssumeRoleWithWebIdentity", principal: undefined, query: [], overrides: [], headers: req.headers };

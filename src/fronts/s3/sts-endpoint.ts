@@ -63,6 +63,7 @@ export async function assumeRoleWithWebIdentity(ctx: RequestContext, api: S3Iden
   };
   const auth = ctx.rt.auth;
   if (api.sts === undefined || auth === undefined) return fail(stsError("InvalidAction", "AssumeRoleWithWebIdentity is not enabled on this endpoint (s3_api.sts)."));
+  if (ctx.method !== "POST") return fail(stsError("ValidationError", "STS actions are POST requests with a form-encoded body (AWS Query protocol); a query string is not read."));
   const type = ctx.req.headers.get("content-type") ?? "";
   if (!/^application\/x-www-form-urlencoded\s*(;|$)/i.test(type)) {
     return fail(stsError("ValidationError", "The request body must be application/x-www-form-urlencoded (POST, AWS Query protocol)."));
