@@ -464,7 +464,15 @@ export class BucketUpstream {
           redirect: "manual",
         } as RequestInit),
       );
-      const length = method === "GET" && (res.status === 200 || res.status === 206) ? contentLengthOf(res) : -1;
+      const answer = method === "GET" && (res.status === 200 || res.status === 206);
+      const length = answer ? contentLengthOf(res) : -1;
+      if (answer && length < 0 && res.body !== null && this.bufferBodyUpTo > 0) {
+        // A body of unknown length (chunked, until close): held up to bufferBodyUpTo inside the
+        // attempt as the own client does (src/s3/http1/exchange.ts), with the same bound.
+        clearTimeout(timer);
+        timer = setTimeout(() => timeout.abort(new UpstreamTimeoutError("the upstream stalled while sending the object")), framedTimeoutMs(this.timeoutMs, this.bufferBodyUpTo));
+        return await holdUnknownLength(res, this.bufferBodyUpTo, timeout.signal);
+      }
       if (length < 0 || length > this.bufferBodyUpTo) return res;
       // A body the object phase would read whole anyway is read here, inside the attempt, as the
       // own client does: a body the upstream cuts or stalls before any byte reaches the client is
@@ -554,6 +562,52 @@ export class BucketUpstream {
 }
 
 const isBodyError = (err: unknown) => err instanceof RequestBodyError;
+
+/**
+ * A fetch answer of unknown length, read until it ends (then answered as bytes, with its length)
+ * or passes `upTo` (then handed over as a stream: the chunks read so far, then the rest). A body
+ * that fails before either is this attempt's failure (retried, failed over), not a 200 cut short.
+ */
+async function holdUnknownLength(res: Response, upTo: number, signal: AbortSignal): Promise<Response> {
+  const reader = res.body!.getReader();
+  const held: Uint8Array[] = [];
+  let bytes = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) {
+        const whole = new Response(held.length === 1 ? held[0] : Buffer.concat(held, bytes), { status: res.status, statusText: res.statusText, headers: res.headers });
+        markOwnedBytes(whole);
+        return whole;
+      }
+      held.push(value);
+      bytes += value.byteLength;
+      if (bytes > upTo) break;
+    }
+  } catch {
+    reader.cancel().catch(() => {});
+    if (signal.aborted) throw signal.reason;
+    throw new UpstreamProtocolError("the upstream connection failed while sending the object", true, true);
+  }
+  let i = 0;
+  const rest = new ReadableStream<Uint8Array>({
+    async pull(ctrl) {
+      if (i < held.length) {
+        ctrl.enqueue(held[i]!);
+        held[i++] = EMPTY;
+        return;
+      }
+      const { done, value } = await reader.read();
+      if (done) ctrl.close();
+      else ctrl.enqueue(value);
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
+  return new Response(rest, { status: res.status, statusText: res.statusText, headers: res.headers });
+}
+const EMPTY = new Uint8Array(0);
 
 /**
  * Whether a request may be sent again after an attempt whose outcome is unknown (the connection

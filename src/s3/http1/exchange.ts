@@ -57,6 +57,9 @@ export class Exchange implements BodyOwner, ChunkedSink {
   private bufOff = 0;
   private body: BodySource | null = null;
   private decoder: ChunkedDecoder | null = null;
+  /** A body of unknown length (chunked, close-delimited) held until it ends or passes bufferBodyUpTo. */
+  private pre: Buffer[] | null = null;
+  private preBytes = 0;
 
   /** The request's abandonment mark (Http1RequestOptions.abandon), looked at on each sweep. */
   abandon: { readonly abandoned?: unknown } | undefined = undefined;
@@ -107,8 +110,27 @@ export class Exchange implements BodyOwner, ChunkedSink {
     body?.error(err);
   }
 
-  /** A close-delimited body ended with a clean close. */
+  /** The held body passed bufferBodyUpTo: the answer is handed over as a stream, the held chunks first. */
+  private streamHeld(): void {
+    const held = this.pre!;
+    this.pre = null;
+    const source = new BodySource(this);
+    this.body = source;
+    this.streamed = true;
+    this.settle(source.stream());
+    if (this.phase !== P_BODY) return;
+    for (const chunk of held) this.enqueue(chunk);
+  }
+
+  /** The body ended cleanly (its framing's end, or a close-delimited body's clean close). */
   endOfStream(): void {
+    const held = this.pre;
+    if (held !== null) {
+      // (held whole: answered as bytes)
+      this.pre = null;
+      this.settle(held.length === 1 ? held[0] : Buffer.concat(held, this.preBytes));
+      return;
+    }
     const body = this.body;
     this.body = null;
     body?.close();
@@ -216,6 +238,18 @@ export class Exchange implements BodyOwner, ChunkedSink {
         return;
       }
     }
+    if (this.pool.bufferBodyUpTo > 0 && framing !== "length") {
+      // A body of unknown length (chunked, or until close) is held as a known-length one is, up to
+      // bufferBodyUpTo, before the answer is handed over: a body cut, stalled or malformed in that
+      // span fails the attempt (retried, or failed over to another replica) instead of a 200 cut
+      // short; one that ends within it is answered as bytes (with a length). Past it, the answer is
+      // handed over and streamed, what was held first.
+      this.pre = [];
+      this.preBytes = 0;
+      if (framing === "chunked") this.decoder = new ChunkedDecoder();
+      if (rest.length > 0) this.receiveBody(rest);
+      return;
+    }
     // Streamed body.
     const source = new BodySource(this);
     this.body = source;
@@ -287,6 +321,13 @@ export class Exchange implements BodyOwner, ChunkedSink {
   }
 
   private enqueue(chunk: Uint8Array): void {
+    const pre = this.pre;
+    if (pre !== null) {
+      pre.push(chunk as Buffer);
+      this.preBytes += chunk.byteLength;
+      if (this.preBytes > this.pool.bufferBodyUpTo) this.streamHeld();
+      return;
+    }
     const body = this.body;
     if (body === null) return;
     if (!body.push(chunk) && !this.paused && this.phase === P_BODY && this.conn !== null) {

@@ -1,5 +1,6 @@
 /** Http1Pool: Truncated and malformed responses: never a short body that looks complete. */
 import { afterEach, describe, expect, test, setDefaultTimeout } from "bun:test";
+import { isOwnedBytes } from "../../../src/http/owned-response.ts";
 import { UpstreamProtocolError } from "../../../src/s3/http1/index.ts";
 import { waitFor } from "../../helpers/wait.ts";
 import { cleanup, T, ok, pool, rawServer, rejection, writePaced } from "./helpers.ts";
@@ -33,26 +34,65 @@ describe("Http1Pool: truncation and protocol errors", () => {
     expect(err.message).toBe("upstream closed the connection mid-body");
   });
 
-  test("premature close of a chunked body errors the stream", async () => {
+  test("premature close of a chunked body errors the stream (handed over: past bufferBodyUpTo)", async () => {
     const srv = rawServer((c) => {
       c.socket.write("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n10\r\nabc");
       void writePaced(c.socket, ["def"]).then(() => c.socket.end());
     });
-    const p = pool(srv.port);
+    const p = pool(srv.port, { bufferBodyUpTo: 4 });
     const res = await p.request("GET", "/x", {}, T);
     const err = await rejection(res.text());
     expect(err).toBeInstanceOf(UpstreamProtocolError);
     expect(err.message).toBe("upstream closed the connection mid-body");
   });
 
-  test("a chunked body missing its final CRLF is not complete", async () => {
+  test("a chunked body missing its final CRLF is not complete (held: the request rejects; handed over: the stream errors)", async () => {
     const srv = rawServer((c) => {
       c.socket.write("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n");
       void writePaced(c.socket, ["x-trailer: 1\r\n"]).then(() => c.socket.end());
     });
-    const p = pool(srv.port);
-    const res = await p.request("GET", "/x", {}, T);
+    expect(await rejection(pool(srv.port).request("GET", "/x", {}, T))).toBeInstanceOf(UpstreamProtocolError);
+    const res = await pool(srv.port, { bufferBodyUpTo: 4 }).request("GET", "/x", {}, T);
     expect(await rejection(res.text())).toBeInstanceOf(UpstreamProtocolError);
+  });
+
+  test("a body of unknown length (chunked, or until close) cut within bufferBodyUpTo rejects the request: nothing was handed over, the attempt can be retried or failed over", async () => {
+    const chunked = rawServer((c) => {
+      c.socket.write("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n");
+      void writePaced(c.socket, ["10\r\nabc"]).then(() => c.socket.end());
+    });
+    const e1 = await rejection(pool(chunked.port).request("GET", "/x", {}, T));
+    expect(e1).toBeInstanceOf(UpstreamProtocolError);
+    expect((e1 as UpstreamProtocolError).message).toBe("upstream closed the connection mid-body");
+    // until close: only a reset (not a clean close) is a cut
+    const reset = rawServer((c) => {
+      c.socket.write("HTTP/1.1 200 OK\r\n\r\npartial");
+      void writePaced(c.socket, ["more"]).then(() => c.socket.terminate());
+    });
+    expect(await rejection(pool(reset.port).request("GET", "/x", {}, T))).toBeInstanceOf(UpstreamProtocolError);
+  });
+
+  test("a body of unknown length that ends within bufferBodyUpTo is answered as bytes; a longer one streams whole and in order, the held part first", async () => {
+    const small = rawServer((c) => {
+      c.socket.write("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n");
+      void writePaced(c.socket, ["6\r\n world\r\n", "0\r\n\r\n"]);
+    });
+    const a = await pool(small.port).request("GET", "/x", {}, T);
+    expect(isOwnedBytes(a)).toBe(true);
+    expect(await a.text()).toBe("hello world");
+    const parts = Array.from({ length: 40 }, (_, i) => String(i).padStart(3, "0").repeat(10));
+    const big = rawServer((c) => {
+      c.socket.write("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n");
+      void writePaced(c.socket, [...parts.map((p) => `${p.length.toString(16)}\r\n${p}\r\n`), "0\r\n\r\n"]);
+    });
+    const b = await pool(big.port, { bufferBodyUpTo: 100 }).request("GET", "/x", {}, T);
+    expect(isOwnedBytes(b)).toBe(false);
+    expect(await b.text()).toBe(parts.join(""));
+    const closeDelimited = rawServer((c) => {
+      c.socket.write("HTTP/1.1 200 OK\r\n\r\nuntil ");
+      void writePaced(c.socket, ["close"]).then(() => c.socket.end());
+    });
+    expect(await (await pool(closeDelimited.port).request("GET", "/x", {}, T)).text()).toBe("until close");
   });
 
   test("a chunked body malformed in the bytes that came with the head rejects the request: nothing was handed over", async () => {
@@ -74,7 +114,7 @@ describe("Http1Pool: truncation and protocol errors", () => {
       sock = c.socket;
       c.socket.write("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n");
     });
-    const res = await pool(later.port).request("GET", "/x", {}, T);
+    const res = await pool(later.port, { bufferBodyUpTo: 4 }).request("GET", "/x", {}, T);
     expect(res.status).toBe(200);
     sock!.write("ZZ\r\n"); // (after the answer was handed over: a separate read)
     expect(await rejection(res.text())).toBeInstanceOf(UpstreamProtocolError);
