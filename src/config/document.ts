@@ -32,6 +32,8 @@ export interface ParsedYaml {
   typedVars: Map<string, string>;
   /** Formatted paths whose value is one quoted `"${VAR}"` (always a string): the variable's name. */
   quotedVars: Map<string, string>;
+  /** Formatted paths whose unquoted value was exactly one `${VAR}` and stayed a string (its value reads as no number or boolean): the variable's name. */
+  stringVars: Map<string, string>;
   /** Each alias node and the node it names (null: no anchor of that name before it). */
   aliasTargets: Map<unknown, unknown>;
 }
@@ -102,7 +104,7 @@ function parseYamlScalar(text: string): unknown {
  * always stay strings. A missing variable is left as written (so the schema does not report a
  * second, confusing error) and reported.
  */
-function substituteScalar(node: { value: unknown; type?: string }, env: Record<string, string | undefined>, missing: (name: string, empty: boolean) => void, typed?: (name: string) => void): void {
+function substituteScalar(node: { value: unknown; type?: string }, env: Record<string, string | undefined>, missing: (name: string, empty: boolean) => void, typed?: (name: string, isString: boolean) => void): void {
   const text = node.value as string;
   let failed = false;
   const replaced = text.replace(ENV_RE, (whole: string, name: string, def: string | undefined) => {
@@ -118,10 +120,15 @@ function substituteScalar(node: { value: unknown; type?: string }, env: Record<s
     // never parsed as YAML text that could fail: a parse error would quote it, and it may be a
     // secret (`secret_key: ${SK}` with SK = "[abc…").
     const value: unknown = SCALAR_RE.test(replaced.trim()) ? parseYamlScalar(replaced) : replaced;
+    const name = /^\$\{([A-Za-z_][A-Za-z0-9_]*)/.exec(text)![1]!;
     if (typeof value === "number" || typeof value === "boolean") {
       node.value = value;
-      typed?.(/^\$\{([A-Za-z_][A-Za-z0-9_]*)/.exec(text)![1]!);
-    } else node.value = replaced;
+      typed?.(name, false);
+    } else {
+      node.value = replaced;
+      // (from the variable, not from a ${VAR:-default} written in the file)
+      if (env[name] !== undefined && env[name] !== "") typed?.(name, true);
+    }
   } else node.value = replaced;
 }
 
@@ -302,6 +309,7 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
   const issues: PathIssue[] = [];
   const typedVars = new Map<string, string>();
   const quotedVars = new Map<string, string>();
+  const stringVars = new Map<string, string>();
   const rootLine = line(doc.contents);
   const aliasTargets = aliasTargetsOf(doc);
   // An explicit stack, not recursion: nesting depth is bounded only by the file size cap.
@@ -355,7 +363,7 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
         n,
         env,
         (name, empty) => issues.push({ path: segments(f), message: `environment variable ${name} is ${empty ? "set but empty" : "not set"}`, line: lines.get(f.fmt) }),
-        (name) => typedVars.set(f.fmt, name),
+        (name, isString) => (isString ? stringVars : typedVars).set(f.fmt, name),
       );
       const quoted = n.type !== "PLAIN" && typeof n.source === "string" ? /^\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}$/.exec(n.source) : null;
       if (quoted) quotedVars.set(f.fmt, quoted[1]!);
@@ -371,5 +379,5 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
     }
     return rootLine;
   };
-  return { doc, lineOf, issues, typedVars, quotedVars, aliasTargets };
+  return { doc, lineOf, issues, typedVars, quotedVars, stringVars, aliasTargets };
 }

@@ -94,14 +94,30 @@ function kindOf(v: unknown): string {
   return typeof v;
 }
 
-function zodMessage(issue: z.core.$ZodIssue, raw: unknown): string {
+/**
+ * Why a string stands where a number or a boolean goes, when it is a variable's doing: `$NAME`
+ * (only ${NAME} is substituted), or the value of the ${NAME} the whole value was (named, never
+ * shown: it may be a secret). Undefined otherwise.
+ */
+function variableHint(v: unknown, wants: "number" | "boolean", fromVar: string | undefined): string | undefined {
+  if (typeof v !== "string") return undefined;
+  const bare = /^\$([A-Za-z_][A-Za-z0-9_]*)$/.exec(v.trim());
+  if (bare) return ` (it looks like an environment variable: write \${${bare[1]}}, only that form is substituted)`;
+  if (fromVar !== undefined) return ` (the value of \${${fromVar}}, which is not ${wants === "number" ? "a number" : "true or false"}: set ${fromVar} to ${wants === "number" ? "a plain number" : "true or false"})`;
+  return undefined;
+}
+
+function zodMessage(issue: z.core.$ZodIssue, raw: unknown, fromVar?: string): string {
   if (issue.code === "unrecognized_keys") return `unknown key${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `'${k}'`).join(", ")}`;
   if (issue.code === "invalid_type") {
     const v = valueAt(raw, issue.path);
     if (v === undefined) return "required";
     const expected = issue.expected;
     let hint = "";
-    if (typeof v === "string" && (expected === "number" || expected === "int") && /^\s*-?\d+(\.\d+)?\s*$/.test(v)) hint = " (write it without quotes)";
+    const numeric = expected === "number" || expected === "int";
+    const byVar = numeric || expected === "boolean" ? variableHint(v, numeric ? "number" : "boolean", fromVar) : undefined;
+    if (byVar !== undefined) hint = byVar;
+    else if (typeof v === "string" && (expected === "number" || expected === "int") && /^\s*-?\d+(\.\d+)?\s*$/.test(v)) hint = " (write it without quotes)";
     else if (typeof v === "string" && (expected === "number" || expected === "int")) hint = " (a plain number: seconds, bytes or a count, no unit)";
     else if (typeof v === "string" && expected === "boolean") hint = " (write true or false, without quotes)";
     return `expected ${wanted(expected)}, got ${kindOf(v)}${hint}`;
@@ -122,7 +138,9 @@ function zodMessage(issue: z.core.$ZodIssue, raw: unknown): string {
       }
     }
     if (wants.length === 0) return issue.message;
-    const hint = typeof v === "string" && /^\s*-?\d+(\.\d+)?\s*$/.test(v) && wants.some((w) => w === "a number" || w === "an integer") ? " (write it without quotes)" : "";
+    const numeric = wants.some((w) => w === "a number" || w === "an integer");
+    const byVar = numeric || wants.includes("a boolean") ? variableHint(v, numeric ? "number" : "boolean", fromVar) : undefined;
+    const hint = byVar ?? (typeof v === "string" && /^\s*-?\d+(\.\d+)?\s*$/.test(v) && numeric ? " (write it without quotes)" : "");
     return `expected ${[...new Set(wants)].join(" or ")}, got ${kindOf(v)}${hint}`;
   }
   return issue.message;
@@ -271,7 +289,7 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
         found.push({ path, message: `\${${typedVar}} was written without quotes and its value reads as a number or boolean: write "\${${typedVar}}" (quoted) to keep it a string` });
         continue;
       }
-      found.push({ path, message: zodMessage(i, raw) });
+      found.push({ path, message: zodMessage(i, raw, y.stringVars.get(formatPath(path))) });
     }
     // The rest is checked as if the unknown keys and the refused values were not there (a refused
     // value with a default takes it), so the report also lists what the semantic checks would

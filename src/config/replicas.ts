@@ -22,8 +22,16 @@ const seconds = z.number().positive();
 
 /** Replica names show up in metric labels, /ready and the access log: keep them plain. */
 const REPLICA_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-/** The same rule validate.ts applies to a single-endpoint bucket. */
+/** The rule for a bucket's (and a replica's) s3.bucket. */
 const BUCKET_NAME = /^[a-z0-9][a-z0-9.\-_]{1,254}$/i;
+
+/** What is wrong with an S3 bucket name, with the rule BUCKET_NAME checks (the name is no secret, but is not echoed), or undefined. */
+export function bucketNameProblem(name: string): string | undefined {
+  if (BUCKET_NAME.test(name)) return undefined;
+  const n = [...name].length;
+  const why = n < 2 || n > 255 ? `it is ${n} character${n === 1 ? "" : "s"} long` : !/^[a-z0-9]/i.test(name) ? "it does not start with a letter or a digit" : "it holds a character other than those";
+  return `is not a valid S3 bucket name (${why}): a bucket name is 2 to 255 characters, letters, digits, '.', '-' and '_', starting with a letter or a digit`;
+}
 export const MAX_REPLICAS = 8;
 
 export const ReplicaSchema = z.strictObject({
@@ -105,7 +113,8 @@ export function resolveS3<T extends S3Fields>(s3: T, ctx: Ctx): ResolvedS3<T> {
       const p = userinfoProblem(r.endpoint, "S3 credentials go in access_key and secret_key");
       if (p) bad(at("endpoint"), p);
     }
-    if (!BUCKET_NAME.test(r.bucket)) bad(at("bucket"), "is not a valid S3 bucket name");
+    const nameProblem = bucketNameProblem(r.bucket);
+    if (nameProblem) bad(at("bucket"), nameProblem);
     return { ...r, priority };
   });
   if (problems > 0) return z.NEVER;

@@ -11,6 +11,7 @@ import type { Config } from "./load.ts";
 import type { PathSegment } from "./path.ts";
 import { cacheLayerIssues, type Algorithm, type ClaimRule, type RawConfig } from "./schema.ts";
 import { rateLimitIssues } from "./rate-limit.ts";
+import { bucketNameProblem } from "./replicas.ts";
 import { userinfoProblem } from "./url.ts";
 import { validateS3Api } from "./s3-api.ts";
 import { bucketWriteIssues } from "./writes.ts";
@@ -304,7 +305,8 @@ export function validateConfig(cfg: RawConfig, opts: { baseDir?: string } = {}):
     checkUrl(s3.endpoint, at("s3", "endpoint"), "S3 credentials go in access_key and secret_key", issues);
     if (s3.retry && s3.retry.max_backoff_ms < s3.retry.initial_backoff_ms)
       issues.push({ path: at("s3", "retry", "max_backoff_ms"), message: "must be at least initial_backoff_ms" });
-    if (!/^[a-z0-9][a-z0-9.\-_]{1,254}$/i.test(s3.bucket)) issues.push({ path: at("s3", "bucket"), message: "is not a valid S3 bucket name" });
+    const nameProblem = bucketNameProblem(s3.bucket);
+    if (nameProblem) issues.push({ path: at("s3", "bucket"), message: nameProblem });
 
     checkRules(b.auth.claims, at("auth", "claims"), issues);
     if (b.auth.claims.length > 0 && !b.auth.enabled) issues.push({ path: at("auth", "claims"), message: "claim rules need auth.enabled: true" });

@@ -191,6 +191,30 @@ describe("parseConfig", () => {
     expect(either).toContainEqual({ path: "jwt.audience", message: '${AUD} was written without quotes and its value reads as a number or boolean: write "${AUD}" (quoted) to keep it a string', line: 2 });
   });
 
+  test("a variable behind a string where a number or a boolean goes is named: $NAME (never substituted) and a ${NAME} whose value is of the wrong type (never shown)", () => {
+    const bare = issues(`server:\n  port: $PORT\nmetrics:\n  enabled: $METRICS_ON\n${B}`);
+    expect(bare).toEqual([
+      { path: "server.port", message: "expected a number, got a string (it looks like an environment variable: write ${PORT}, only that form is substituted)", line: 2 },
+      { path: "metrics.enabled", message: "expected a boolean, got a string (it looks like an environment variable: write ${METRICS_ON}, only that form is substituted)", line: 4 },
+    ]);
+    const wrong = issues(`server:\n  port: \${PORT}\n  workers: \${WORKERS}\nmetrics:\n  enabled: \${METRICS_ON}\n${B}`, { PORT: "abc-7f3", WORKERS: "many-7f3", METRICS_ON: "yes-7f3" });
+    expect(wrong).toEqual([
+      { path: "server.port", message: "expected a number, got a string (the value of ${PORT}, which is not a number: set PORT to a plain number)", line: 2 },
+      { path: "server.workers", message: 'expected a number or "auto", got a string (the value of ${WORKERS}, which is not a number: set WORKERS to a plain number)', line: 3 },
+      { path: "metrics.enabled", message: "expected a boolean, got a string (the value of ${METRICS_ON}, which is not true or false: set METRICS_ON to true or false)", line: 5 },
+    ]);
+    expect(JSON.stringify(wrong)).not.toContain("7f3");
+  });
+
+  test("an invalid S3 bucket name says why and gives the rule (a one-letter name got only 'is not a valid S3 bucket name'), for a replica too", () => {
+    const rule = "a bucket name is 2 to 255 characters, letters, digits, '.', '-' and '_', starting with a letter or a digit";
+    expect(issues(B.replace("bkt", "b"))).toEqual([{ path: "buckets[0].s3.bucket", message: `is not a valid S3 bucket name (it is 1 character long): ${rule}`, line: 4 }]);
+    expect(issues(B.replace("bkt", "-bkt")).map((i) => i.message)).toEqual([`is not a valid S3 bucket name (it does not start with a letter or a digit): ${rule}`]);
+    expect(issues(B.replace("bkt", '"b kt"')).map((i) => i.message)).toEqual([`is not a valid S3 bucket name (it holds a character other than those): ${rule}`]);
+    const replica = `buckets:\n  - name: b\n    path_prefix: /b\n    s3:\n      replicas:\n        - { name: r1, bucket: x, region: us-east-1, endpoint: "http://127.0.0.1:9000" }\n`;
+    expect(issues(replica).map((i) => `${i.path}: ${i.message}`)).toEqual([`buckets[0].s3.replicas[0].bucket: is not a valid S3 bucket name (it is 1 character long): ${rule}`]);
+  });
+
   test("YAML merge keys (<<: *anchor) work, with anchors kept under top-level x-* keys (as in Compose files)", () => {
     const yaml = `x-defaults: &s3defaults\n  endpoint: "http://127.0.0.1:9000"\n  region: us-east-1\n  access_key: "\${AK}"\n  secret_key: "\${SK}"\nbuckets:\n  - name: a\n    path_prefix: /a\n    s3: { <<: *s3defaults, bucket: one }\n  - name: b\n    path_prefix: /b\n    s3:\n      <<: *s3defaults\n      bucket: two\n      region: eu-west-1\n`;
     const c = parseConfig(yaml, { env: { AK: "AKIAMERGE0001", SK: "merge-secret-0123456789" } });
