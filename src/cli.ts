@@ -151,11 +151,32 @@ async function healthcheck(url: string): Promise<number> {
     write(process.stderr, `healthcheck: ${url} answered ${res.status}\n`);
     return 1;
   } catch (err) {
-    const name = (err as Error)?.name;
-    const why = name === "TimeoutError" ? "no answer within 3 s" : ["ConnectionRefused", "ECONNREFUSED"].includes((err as { code?: string })?.code ?? "") ? "connection refused" : ((err as Error)?.message ?? String(err));
-    write(process.stderr, `healthcheck: ${url}: ${why}\n`);
+    write(process.stderr, `healthcheck: ${url}: ${healthcheckFailure(url, err)}\n`);
     return 1;
   }
+}
+
+/** The certificate refusals of a TLS handshake (the peer's certificate), by Bun's codes. */
+const CERT_CODES = /^(?:ERR_TLS_CERT_ALTNAME_INVALID|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_\w+|CERT_\w+)$/;
+
+/**
+ * Why a healthcheck got no HTTP answer, in our words (never the runtime's message: Bun's says
+ * "pass `verbose: true` in the second argument to fetch()"), with what to try when the scheme is
+ * probably the wrong one.
+ */
+function healthcheckFailure(url: string, err: unknown): string {
+  const u = new URL(url);
+  const at = u.host;
+  const other = (scheme: string) => `${scheme}//${u.host}${u.pathname}${u.search}`;
+  if ((err as Error)?.name === "TimeoutError") return `no answer from ${at} within 3 s`;
+  const code = (err as { code?: unknown })?.code;
+  const c = typeof code === "string" ? code : "";
+  if (c === "ECONNREFUSED" || c === "ConnectionRefused") return `connection refused by ${at}: nothing listens there (is the proxy running, and on this port?)`;
+  if (c === "ECONNRESET" || c === "ConnectionClosed") return `connection reset by ${at}${u.protocol === "http:" ? `: is the listener https? try ${other("https:")}` : ""}`;
+  if (c === "EPROTO" || (/^ERR_SSL|^ERR_TLS|SSL/.test(c) && !CERT_CODES.test(c))) return `TLS handshake with ${at} failed${u.protocol === "https:" ? `: is the listener plain http? try ${other("http:")}` : ""}`;
+  if (CERT_CODES.test(c)) return `the certificate of ${at} was refused (${c})`;
+  if (c === "ENOTFOUND" || c === "EAI_AGAIN") return `${u.hostname} does not resolve`;
+  return `no answer from ${at} (${/^[A-Za-z0-9_]{1,64}$/.test(c) ? c : ((err as Error)?.name ?? "error")})`;
 }
 
 /**
@@ -541,7 +562,21 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (parsed.check) {
-    write(process.stdout, summarize(config, parsed.config));
+    // The disk layer's folder (each worker's, with server.workers), as the proxy would use it when
+    // started by this user: one it cannot use stops the start (exit 3), so --check fails too.
+    // Checked before the summary: its problems come first, and its headline says OK only for exit 0.
+    let unusable = 0;
+    if (config.cache.enabled && config.cache.cache_layers.includes("disk") && config.cache.disk) {
+      const share = workerCount(config);
+      for (let worker = 0; worker < share; worker++) {
+        const dir = diskDir(config.cache.disk, { baseDir: config.baseDir, share, worker });
+        const problem = diskDirProblem(dir);
+        if (!problem) continue;
+        unusable++;
+        write(process.stderr, `error: cache.disk.path ${dir}: started as this user, the proxy could not use it: ${problem}; it would not start (exit 3)\n`);
+      }
+    }
+    write(process.stdout, summarize(config, parsed.config, unusable === 0 ? "OK" : `NOT OK: valid, but the proxy would not start with it as this user (${unusable === 1 ? "the error" : `${unusable} errors`} above)`));
     const note = connectTimeoutNote(config.buckets, config.server.upstream_client);
     if (note) write(process.stdout, `note: ${note}\n`);
     const pool = poolSizeNote(config.buckets);
@@ -552,19 +587,6 @@ async function main(argv: string[]): Promise<number> {
     if (demo) write(process.stdout, `note: ${demo}\n`);
     const audit = auditPathNote(config);
     if (audit) write(process.stdout, `note: ${audit}\n`);
-    // The disk layer's folder (each worker's, with server.workers), as the proxy would use it when
-    // started by this user: one it cannot use stops the start (exit 3), so --check fails too.
-    let unusable = false;
-    if (config.cache.enabled && config.cache.cache_layers.includes("disk") && config.cache.disk) {
-      const share = workerCount(config);
-      for (let worker = 0; worker < share; worker++) {
-        const dir = diskDir(config.cache.disk, { baseDir: config.baseDir, share, worker });
-        const problem = diskDirProblem(dir);
-        if (!problem) continue;
-        unusable = true;
-        write(process.stderr, `error: cache.disk.path ${dir}: started as this user, the proxy could not use it: ${problem}; it would not start (exit 3)\n`);
-      }
-    }
     for (const n of config.notes ?? []) write(process.stdout, `note: ${n}\n`);
     // What the start-up log warns about the JWT keys, said here too (a key the config names but no
     // accepted algorithm can use is a key that silently does nothing).
@@ -572,7 +594,7 @@ async function main(argv: string[]): Promise<number> {
       const keys = await loadStaticKeys(config.jwt, config.baseDir).catch(() => undefined);
       for (const f of keys?.unusedFiles ?? []) write(process.stdout, `note: the JWT key file ${f} fits none of the accepted algorithms (jwt.algorithm / jwt.algorithms), so it is not used\n`);
     }
-    return unusable ? 1 : 0;
+    return unusable > 0 ? 1 : 0;
   }
   return serve(config, { path: parsed.config, text: loaded.text });
 }

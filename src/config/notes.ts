@@ -26,7 +26,7 @@ export function demoSecretsNote(config: Config): string | undefined {
   return `${found.join(", ")} ${one ? "is the demo's published value (or says" : "are the demo's published values (or say"} "change-me"): anyone can mint tokens or sign requests with ${one ? "it" : "them"}; set your own secrets before serving anything real`;
 }
 
-/** Why the audit file cannot be written by this user (the nearest existing folder not writable), or undefined. */
+/** Why the audit file cannot be written by this user (its folder missing, not a folder or not writable), or undefined. */
 export function auditPathNote(config: Config): string | undefined {
   const a = config.audit;
   if (!a?.enabled || a.path === undefined) return undefined;
@@ -37,6 +37,8 @@ export function auditPathNote(config: Config): string | undefined {
       let dir = dirname(file);
       while (!existsSync(dir) && dirname(dir) !== dir) dir = dirname(dir);
       if (!statSync(dir).isDirectory()) return `audit.path ${file}: ${dir} is not a folder: audit events would be queued, then dropped`;
+      // The audit trail opens its file in the folder, never creates the folder (README: "a failure until it appears").
+      if (dir !== dirname(file)) return `audit.path ${file}: the folder ${dirname(file)} does not exist, and the proxy does not create it: create it (writable by this user), or point audit.path elsewhere; until then audit events would be queued, then dropped`;
       accessSync(dir, constants.W_OK);
     }
     return undefined;

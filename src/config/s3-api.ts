@@ -20,6 +20,7 @@
 import { z } from "zod";
 import type { PathSegment } from "./path.ts";
 import { StsCorsSchema } from "./cors.ts";
+import { listenerUrl } from "./url.ts";
 
 const nonEmpty = z.string().min(1, "must not be empty");
 
@@ -151,7 +152,7 @@ export function validateS3Api(cfg: Whole, main: { host: string; port: number }, 
 export function summarizeS3Api(s: S3ApiConfig | undefined, https: boolean): string[] {
   if (!s || !s.enabled) return ["s3 api      off"];
   const style = s.domain ? `path + virtual-hosted (*.${s.domain})` : "path-style";
-  const lines = [`s3 api      ${https ? "https" : "http"}://${s.address}:${s.port}  region=${s.region} ${style} max_skew=${s.max_clock_skew_seconds}s${s.engine ? ` engine=${s.engine}` : ""}`];
+  const lines = [`s3 api      ${listenerUrl(https ? "https" : "http", s.address, s.port)}  region=${s.region} ${style} max_skew=${s.max_clock_skew_seconds}s${s.engine ? ` engine=${s.engine}` : ""}`];
   const stsCors = s.sts?.cors ? `, cors ${s.sts.cors.allowed_origins.join(" ")}` : "";
   const sts = s.sts?.enabled ? `on (session_key ${s.sts.session_key ? "set" : "NOT set"}, max ${s.sts.max_session_seconds}s${stsCors})` : "off";
   lines.push(`  sts: ${sts}; ${s.credentials.length} credential${s.credentials.length === 1 ? "" : "s"}`);

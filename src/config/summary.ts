@@ -1,16 +1,17 @@
 /** The one-screen summary printed by `--check`. Never prints secrets: only whether they are set. */
 import type { Config } from "./load.ts";
-import { printableUrl } from "./url.ts";
+import { listenerUrl, printableUrl } from "./url.ts";
 import { summarizeS3Api } from "./s3-api.ts";
 
-export function summarize(c: Config, file: string): string {
+/** `verdict`: the headline's word on the config ("OK" only when --check exits 0). */
+export function summarize(c: Config, file: string, verdict = "OK"): string {
   const s = c.server;
   const lines: string[] = [];
-  lines.push(`config ${file}: OK`);
-  lines.push(`listen      ${s.https?.enabled ? "https" : "http"}://${s.address}:${s.port}  engine=${s.engine} workers=${s.workers} shutdown_timeout=${s.shutdown_timeout}s`);
+  lines.push(`config ${file}: ${verdict}`);
+  lines.push(`listen      ${listenerUrl(s.https?.enabled ? "https" : "http", s.address, s.port)}  engine=${s.engine} workers=${s.workers} shutdown_timeout=${s.shutdown_timeout}s`);
   lines.push(`limits      max_concurrent=${s.max_concurrent_requests} uri<=${s.security_limits.max_uri_length}B headers<=${s.security_limits.max_header_size}B` +
     (s.rate_limit?.enabled ? ` rate: global=${s.rate_limit.global?.requests_per_second ?? "-"}/s per_ip=${s.rate_limit.per_ip?.requests_per_second ?? "-"}/s` : ""));
-  lines.push(`metrics     ${c.metrics.enabled ? `http://${c.metrics.address}:${c.metrics.port}/metrics` : "off"}`);
+  lines.push(`metrics     ${c.metrics.enabled ? `${listenerUrl("http", c.metrics.address, c.metrics.port)}/metrics` : "off"}`);
   lines.push(`logging     ${c.logging.level} ${c.logging.format}`);
   if (c.jwt?.enabled) {
     const j = c.jwt;

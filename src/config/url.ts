@@ -27,3 +27,8 @@ export function printableUrl(url: string): string {
     return "(invalid URL)";
   }
 }
+
+/** A listener's `scheme://host:port` as a URL writes it: an IPv6 address in brackets (http://[::1]:8080). */
+export function listenerUrl(scheme: "http" | "https", address: string, port: number): string {
+  return `${scheme}://${address.includes(":") && !address.startsWith("[") ? `[${address}]` : address}:${port}`;
+}

@@ -22,8 +22,13 @@ test("the demo's published secrets (or a 'change-me' one) are named by key, neve
 test("an audit file under a folder this user cannot write is named; one it can create is not", () => {
   const dir = mkdtempSync(join(tmpdir(), "yata-notes-"));
   try {
-    const ok = parseConfig(`audit: { enabled: true, path: "${join(dir, "sub/deeper/audit.log")}" }\n${B}`, { env: {} });
+    const ok = parseConfig(`audit: { enabled: true, path: "${join(dir, "audit.log")}" }\n${B}`, { env: {} });
     expect(auditPathNote(ok)).toBeUndefined();
+    // A folder missing at start is not created (the first write failed with ENOENT, and --check said nothing).
+    const missing = parseConfig(`audit: { enabled: true, path: "${join(dir, "sub/deeper/audit.log")}" }\n${B}`, { env: {} });
+    expect(auditPathNote(missing)).toBe(
+      `audit.path ${join(dir, "sub/deeper/audit.log")}: the folder ${join(dir, "sub/deeper")} does not exist, and the proxy does not create it: create it (writable by this user), or point audit.path elsewhere; until then audit events would be queued, then dropped`,
+    );
     // (a folder that is a file: what even root cannot create under)
     const bad = parseConfig(`audit: { enabled: true, path: "${join(dir, "file/audit.log")}" }\n${B}`, { env: {} });
     writeFileSync(join(dir, "file"), "x");

@@ -46,6 +46,19 @@ describe("--check summary", () => {
     expect(text).not.toContain(REDIS_PASSWORD);
   });
 
+  test("an IPv6 listener is printed in brackets, as a URL writes it (it said http://::1:18102)", () => {
+    const v6 = summarize(
+      parseConfig(
+        `server: { address: "[::1]:18102" }\nmetrics: { enabled: true, address: "::1", port: 18103 }\ns3_api:\n  enabled: true\n  address: "::"\n  port: 18104\n  credentials:\n    - { access_key_id: AKIAV6TEST, secret_access_key: "${SECRET}-0123456789", identity: app, buckets: { b: [read] } }\nbuckets:\n  - { name: b, path_prefix: /b, s3: { bucket: bkt } }\n`,
+        { env: {} },
+      ),
+      "c.yaml",
+    );
+    expect(v6).toContain("listen      http://[::1]:18102  ");
+    expect(v6).toContain("metrics     http://[::1]:18103/metrics\n");
+    expect(v6).toContain("s3 api      http://[::]:18104  ");
+  });
+
   test("a minimal config says off for what it does not use", () => {
     const min = summarize(parseConfig("buckets:\n  - { name: b, path_prefix: /b, s3: { bucket: bkt } }\n", { env: {} }), "c.yaml");
     expect(min).toContain("cache       off");

@@ -3,7 +3,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync }
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pkg from "../../package.json" with { type: "json" };
-import { command, runCli } from "./harness.ts";
+import { command, runCli, startProxy } from "./harness.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -73,7 +73,30 @@ test("--healthcheck: exit 0 on 200; otherwise 1 with the reason on stderr", asyn
     s.stop(true);
   }
   const closed = await runCli(["--healthcheck", "http://127.0.0.1:1/health"]);
-  expect([closed.code, closed.stderr]).toEqual([1, "healthcheck: http://127.0.0.1:1/health: connection refused\n"]);
+  expect([closed.code, closed.stderr]).toEqual([1, "healthcheck: http://127.0.0.1:1/health: connection refused by 127.0.0.1:1: nothing listens there (is the proxy running, and on this port?)\n"]);
+});
+
+test("--healthcheck with the wrong scheme or a listener that never answers says so in its own words, never the runtime's ('pass `verbose: true` ... to fetch()')", async () => {
+  const gen = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=hc.example",
+    "-keyout", join(dir, "hc-key.pem"), "-out", join(dir, "hc-cert.pem")], { stdout: "ignore", stderr: "ignore" });
+  expect(gen.exitCode).toBe(0);
+  const tls = Bun.serve({ hostname: "127.0.0.1", port: 0, tls: { key: Bun.file(join(dir, "hc-key.pem")), cert: Bun.file(join(dir, "hc-cert.pem")) }, fetch: () => new Response("ok") });
+  const plain = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("ok") });
+  const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  try {
+    // (the https listener itself: certificate not verified on the loopback)
+    expect((await runCli(["--healthcheck", `https://127.0.0.1:${tls.port}/health`])).code).toBe(0);
+    const cases: Array<[string, string]> = [
+      [`http://127.0.0.1:${tls.port}/health`, `connection reset by 127.0.0.1:${tls.port}: is the listener https? try https://127.0.0.1:${tls.port}/health`],
+      [`https://127.0.0.1:${plain.port}/health`, `TLS handshake with 127.0.0.1:${plain.port} failed: is the listener plain http? try http://127.0.0.1:${plain.port}/health`],
+      [`http://127.0.0.1:${silent.port}/health`, `no answer from 127.0.0.1:${silent.port} within 3 s`],
+    ];
+    for (const [url, why] of cases) expect({ url, ...(await runCli(["--healthcheck", url])) }).toEqual({ url, code: 1, stdout: "", stderr: `healthcheck: ${url}: ${why}\n` });
+  } finally {
+    tls.stop(true);
+    plain.stop(true);
+    silent.stop(true);
+  }
 });
 
 test("--check on a valid config exits 0 with a summary that never prints the secret", async () => {
@@ -106,6 +129,11 @@ test("--check fails (exit 1) when the disk layer's folder cannot be used by this
   const bad = await runCli(["--check", "--config", file("disk-bad.yaml", cfg("not-a-folder/cache"))]);
   expect(bad.code).toBe(1);
   expect(bad.stderr).toMatch(/error: cache\.disk\.path \S+not-a-folder\/cache: started as this user, the proxy could not use it: a part of the path is a file, not a folder \(ENOTDIR\); it would not start \(exit 3\)\n/);
+  // Never "OK" with exit 1 (it printed "config x.yaml: OK", the summary, then the error), and the error comes first.
+  expect(bad.stdout).toStartWith(`config ${join(dir, "disk-bad.yaml")}: NOT OK: valid, but the proxy would not start with it as this user (the error above)\n`);
+  expect(bad.stdout).not.toContain(": OK");
+  const both = Bun.spawnSync(["sh", "-c", 'exec "$@" 2>&1', "sh", ...command(), "--check", "--config", join(dir, "disk-bad.yaml")]);
+  expect(both.stdout.toString()).toStartWith("error: cache.disk.path ");
   const serve = await runCli(["--config", file("disk-bad-serve.yaml", cfg("not-a-folder/cache", "server: { address: 127.0.0.1, port: 0 }\n"))]);
   expect(serve.code).toBe(3);
   const ok = await runCli(["--check", "--config", file("disk-ok.yaml", cfg("cache-dir/new"))]);
@@ -129,6 +157,16 @@ test("--check fails (exit 1) when the disk layer's folder cannot be used by this
     const start = await runCli(["--config", file(`disk-${name}-serve.yaml`, cfg(name, "server: { address: 127.0.0.1, port: 0 }\n"))]);
     expect(`${name} ${start.code}`).toBe(`${name} 3`);
   }
+});
+
+test("an audit folder that does not exist (it is not created) is a note of --check and a warning at start-up, in the same words", async () => {
+  const cfg = `audit: { enabled: true, path: "${join(dir, "no-audit-dir/audit.log")}" }\n${bucket()}`;
+  const words = `audit.path ${join(dir, "no-audit-dir/audit.log")}: the folder ${join(dir, "no-audit-dir")} does not exist, and the proxy does not create it: create it (writable by this user), or point audit.path elsewhere; until then audit events would be queued, then dropped`;
+  const check = await runCli(["--check", "--config", file("audit-missing.yaml", cfg)]);
+  expect(check.code).toBe(0);
+  expect(check.stdout).toContain(`note: ${words}\n`);
+  await using px = await startProxy(`server: { address: 127.0.0.1, port: 0 }\n${cfg}`);
+  expect(await px.waitForLog((l) => l.level === "warn" && l.msg === words)).toBeDefined();
 });
 
 // As an unprivileged user: a folder it may write into but not list (0733) holds a disk path that
