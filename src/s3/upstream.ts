@@ -171,6 +171,9 @@ export class BucketUpstream {
   private readonly connectTimeoutMs: number;
   private readonly metrics: Metrics | undefined;
   private readonly random: () => number;
+  private readonly log: UpstreamDeps["log"];
+  /** A failed TLS handshake is logged once per upstream (per config generation), not per request. */
+  private tlsLogged = false;
 
   constructor(cfg: BucketConfig, deps: UpstreamDeps = {}) {
     const s3 = cfg.s3;
@@ -207,6 +210,7 @@ export class BucketUpstream {
           })
         : undefined;
     this.metrics = deps.metrics;
+    this.log = deps.log;
     this.random = deps.random ?? Math.random;
     if (this.breaker && (this.metrics || deps.log)) {
       const m = this.metrics;
@@ -347,6 +351,7 @@ export class BucketUpstream {
     }
     const connectTimeout = err instanceof UpstreamConnectTimeoutError;
     this.metrics?.observeS3(this.name, connectTimeout ? "timeout" : "error", elapsedMs / 1000);
+    this.logTlsFailure(err);
     if (!last) return undefined;
     // An answer the own client could not read (a malformed head, conflicting lengths, a bad
     // chunk): the upstream was reached, it answered wrongly. The message is the client's own fixed
@@ -555,10 +560,42 @@ export class BucketUpstream {
     } catch (err) {
       const name = (err as Error)?.name;
       if (err instanceof UpstreamConnectTimeoutError) return { ok: false, reason: "upstream did not accept the connection in time" };
+      const tls = tlsFailure(err);
+      if (tls !== undefined) {
+        this.logTlsFailure(err);
+        return { ok: false, reason: `upstream unreachable: ${tls}` };
+      }
       // (the failure's code, never its message: /ready is public and messages name hosts)
       return { ok: false, reason: name === "TimeoutError" || err instanceof UpstreamTimeoutError ? "upstream did not answer in time" : `upstream unreachable (${errorType(err)})` };
     }
   }
+
+  /** The operator's log (warn, once) for a TLS handshake that failed: the access log has only its code. */
+  private logTlsFailure(err: unknown): void {
+    if (this.tlsLogged) return;
+    const tls = tlsFailure(err);
+    if (tls === undefined) return;
+    this.tlsLogged = true;
+    this.log?.("warn", `upstream ${tls}`, { bucket: this.name, endpoint: this.origin, upstream_error: errorType(err) });
+  }
+}
+
+/** The codes of a certificate the TLS handshake refused. */
+const CERT_REFUSED_CODES = new Set([
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY", "UNABLE_TO_GET_ISSUER_CERT", "UNABLE_TO_VERIFY_LEAF_SIGNATURE", "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT", "CERT_HAS_EXPIRED", "CERT_NOT_YET_VALID", "CERT_UNTRUSTED", "CERT_REVOKED", "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
+
+/**
+ * A failed TLS handshake, in words for /ready and the log (its code, never the runtime's message),
+ * or undefined. Bun 1.4.5's fetch says EPROTO ("The TLS handshake failed") when the endpoint
+ * answers the handshake with something that is not TLS: an https:// endpoint that speaks http.
+ */
+export function tlsFailure(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code === "EPROTO") return "TLS handshake failed (EPROTO): does the endpoint speak https? (one that speaks plain http is written http://)";
+  if (typeof code === "string" && CERT_REFUSED_CODES.has(code)) return `TLS handshake failed: the endpoint's certificate was refused (${code})`;
+  return undefined;
 }
 
 const isBodyError = (err: unknown) => err instanceof RequestBodyError;
@@ -630,8 +667,7 @@ const NOT_CONNECTED = /\((?:ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUN
 const NOT_CONNECTED_CODES = new Set([
   "ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "ConnectionRefused", "FailedToOpenSocket",
   // the upstream's certificate refused during the handshake: no HTTP byte went out
-  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY", "UNABLE_TO_GET_ISSUER_CERT", "UNABLE_TO_VERIFY_LEAF_SIGNATURE", "SELF_SIGNED_CERT_IN_CHAIN",
-  "DEPTH_ZERO_SELF_SIGNED_CERT", "CERT_HAS_EXPIRED", "CERT_NOT_YET_VALID", "CERT_UNTRUSTED", "CERT_REVOKED", "ERR_TLS_CERT_ALTNAME_INVALID",
+  ...CERT_REFUSED_CODES,
 ]);
 export function surelyNotSent(err: unknown): boolean {
   if (err instanceof UpstreamConnectTimeoutError) return true;

@@ -7,8 +7,9 @@ import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { surelyNotSent } from "../../src/s3/upstream.ts";
-import { startInProcess } from "./harness.ts";
+import { surelyNotSent, tlsFailure } from "../../src/s3/upstream.ts";
+import { waitFor } from "../helpers/wait.ts";
+import { startInProcess, startProxy } from "./harness.ts";
 
 setDefaultTimeout(30_000);
 
@@ -56,4 +57,40 @@ buckets:
   expect(r.status).toBe(502);
   expect(body.message).toContain("could not be reached");
   expect(asked).toBe(0);
+});
+
+// An https:// endpoint whose store speaks plain http: /ready said "upstream unreachable (EPROTO)"
+// and the log had only upstream_error EPROTO.
+test("an https:// endpoint that speaks plain http: /ready and a warning (once) say the TLS handshake failed; the client's 502 stays generic", async () => {
+  const plain = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("object") });
+  try {
+    await using px = await startProxy(
+      `server: { address: 127.0.0.1, port: 0 }
+buckets:
+  - { name: b, path_prefix: /b, s3: { bucket: data, endpoint: "https://127.0.0.1:${plain.port}", retry: { max_attempts: 1 } } }
+`,
+      { env: { YATAGARASU_PROBE_INTERVAL_MS: "100" } },
+    );
+    const words = "TLS handshake failed (EPROTO): does the endpoint speak https? (one that speaks plain http is written http://)";
+    const r = await fetch(px.url("/b/k"));
+    const text = await r.text();
+    expect(r.status).toBe(502);
+    expect(text).not.toContain(String(plain.port));
+    expect(text).not.toContain("TLS");
+    await waitFor(async () => ((await (await fetch(px.url("/ready"))).json()) as { buckets: { b: { reason?: string } } }).buckets.b.reason === `upstream unreachable: ${words}`, { message: "the /ready reason", intervalMs: 50 });
+    const warned = await px.waitForLog((l) => l.level === "warn" && l.msg === `upstream ${words}`);
+    expect(warned).toMatchObject({ bucket: "b", endpoint: `https://127.0.0.1:${plain.port}`, upstream_error: "EPROTO" });
+    // once, not per request or probe round
+    await fetch(px.url("/b/k")).then((x) => x.arrayBuffer());
+    await waitFor(() => px.logs().filter((l) => l.msg === "request" && l.path === "/b/k").length === 2, { message: "the second access line" });
+    expect(px.logs().filter((l) => l.msg === `upstream ${words}`).length).toBe(1);
+  } finally {
+    plain.stop(true);
+  }
+});
+
+test("tlsFailure names EPROTO and a refused certificate, and nothing else", () => {
+  expect(tlsFailure(Object.assign(new Error("x"), { code: "EPROTO" }))).toStartWith("TLS handshake failed (EPROTO): does the endpoint speak https?");
+  expect(tlsFailure(Object.assign(new Error("x"), { code: "DEPTH_ZERO_SELF_SIGNED_CERT" }))).toBe("TLS handshake failed: the endpoint's certificate was refused (DEPTH_ZERO_SELF_SIGNED_CERT)");
+  expect(tlsFailure(Object.assign(new Error("x"), { code: "ECONNRESET" }))).toBeUndefined();
 });
