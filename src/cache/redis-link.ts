@@ -20,6 +20,12 @@
  *   lookup only (a miss), never the link.
  * - Each time both connections are up, `onUp` runs first (catch-up of missed invalidations,
  *   replay of purges made meanwhile); only then does the layer serve reads again.
+ * - The subscribed connection is checked with a PING every SUBSCRIPTION_CHECK_MS (it answers
+ *   PING, nothing else): no answer within SUBSCRIPTION_TIMEOUT_MS (or operation_timeout_ms if
+ *   longer) is the subscription lost, as a close of the connection would be (link down, reconnect,
+ *   catch-up). A flow dropped silently on the way (a lost NAT or conntrack entry, a firewall: no
+ *   FIN, no RST) closes nothing, and a subscriber never sends otherwise: without this check the
+ *   purges of the other replicas would stop arriving, unnoticed, until the kernel gives up.
  *
  * The client's own reconnect and offline queue are off: a command to a dead Redis must fail now,
  * not wait in a queue while a request waits for it.
@@ -46,6 +52,10 @@ export interface RedisLinkOptions {
   log?: LinkLogger;
   minBackoffMs?: number;
   maxBackoffMs?: number;
+  /** How often the subscribed connection is PINGed (default SUBSCRIPTION_CHECK_MS; tests shorten it). */
+  subscriptionCheckMs?: number;
+  /** How long its answer may take (default SUBSCRIPTION_TIMEOUT_MS, or operation_timeout_ms if longer). */
+  subscriptionTimeoutMs?: number;
 }
 
 /** The link is not up: the layer is skipped. */
@@ -69,6 +79,11 @@ function describe(err: unknown): string {
   const e = err as { code?: string; message?: string };
   return e?.code ?? e?.message ?? String(err);
 }
+
+/** How often the subscribed connection is PINGed, to find a flow lost without a close. */
+export const SUBSCRIPTION_CHECK_MS = 5000;
+/** The longest wait for that PING's answer (operation_timeout_ms when it is longer). */
+export const SUBSCRIPTION_TIMEOUT_MS = 2000;
 
 /** From this size on, a store goes over the store connection (runStore). */
 export const STORE_BULK_BYTES = 1 << 20;
@@ -98,10 +113,16 @@ export class RedisLink {
   private logged: "up" | "down" | undefined;
   private readonly minBackoff: number;
   private readonly maxBackoff: number;
+  /** The subscribed connection's PING timer (watchSubscription). */
+  private watch: ReturnType<typeof setInterval> | undefined;
+  private readonly subCheckMs: number;
+  private readonly subTimeoutMs: number;
 
   constructor(private readonly opts: RedisLinkOptions) {
     this.minBackoff = opts.minBackoffMs ?? 100;
     this.maxBackoff = opts.maxBackoffMs ?? 2000;
+    this.subCheckMs = opts.subscriptionCheckMs ?? SUBSCRIPTION_CHECK_MS;
+    this.subTimeoutMs = opts.subscriptionTimeoutMs ?? Math.max(SUBSCRIPTION_TIMEOUT_MS, opts.operationTimeoutMs);
     this.backoff = this.minBackoff;
     void this.connect();
   }
@@ -208,6 +229,7 @@ export class RedisLink {
       sub.onclose = lost;
       this.cmd = cmd;
       this.sub = sub;
+      this.watchSubscription(sub);
       this.stateValue = "syncing";
       await this.opts.onUp();
       if (!current() || this.cmd !== cmd) return;
@@ -228,6 +250,29 @@ export class RedisLink {
       const auth = (err as { code?: string }).code === "ERR_REDIS_CONNECTION_CLOSED" ? await redisAuthFailure(this.opts.url, this.opts.connectTimeoutMs) : undefined;
       if (current()) this.down(`connect: ${auth ?? describe(err)}`);
     }
+  }
+
+  /**
+   * PINGs the subscribed connection every subCheckMs; no answer within subTimeoutMs is the
+   * subscription lost (as its close would be). An error reply is an answer: the flow is alive.
+   */
+  private watchSubscription(sub: RedisClient): void {
+    clearInterval(this.watch);
+    let waiting = false;
+    this.watch = setInterval(() => {
+      if (waiting || this.sub !== sub) return;
+      waiting = true;
+      withTimeout(sub.send("PING", []), this.subTimeoutMs, "PING on the subscribed connection").then(
+        () => void (waiting = false),
+        (err) => {
+          waiting = false;
+          if ((err as { code?: string }).code === "ERR_REDIS_SERVER_ERROR" || this.sub !== sub) return;
+          this.errorCount++;
+          this.down(`subscription lost: ${describe(err)}`);
+        },
+      );
+    }, this.subCheckMs);
+    this.watch.unref?.();
   }
 
   /** Marks the link down (closing both connections) and schedules a reconnect. */
@@ -251,6 +296,8 @@ export class RedisLink {
   }
 
   private dropClients(): void {
+    clearInterval(this.watch);
+    this.watch = undefined;
     for (const c of [this.cmd, this.sub]) {
       if (c === undefined) continue;
       c.onclose = null;

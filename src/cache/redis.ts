@@ -57,6 +57,9 @@ export interface RedisLayerOptions {
   /** Reconnect backoff bounds (tests shorten them). */
   minBackoffMs?: number;
   maxBackoffMs?: number;
+  /** The subscribed connection's PING period and deadline (redis-link.ts; tests shorten them). */
+  subscriptionCheckMs?: number;
+  subscriptionTimeoutMs?: number;
   /**
    * The buckets that cache here, with their store's stamp (CacheDeps.stores): stamped into each
    * entry stored, and an entry is served only with its bucket's stamp (redis-format.ts).
@@ -227,6 +230,8 @@ export class RedisLayer implements CacheLayer {
       log: opts.log,
       minBackoffMs: opts.minBackoffMs,
       maxBackoffMs: opts.maxBackoffMs,
+      subscriptionCheckMs: opts.subscriptionCheckMs,
+      subscriptionTimeoutMs: opts.subscriptionTimeoutMs,
     });
   }
 

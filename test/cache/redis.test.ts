@@ -42,7 +42,7 @@ function captureLog() {
 }
 
 let prefixes = 0;
-async function layer(opts: { url?: string; prefix?: string; maxItemBytes?: number; log?: ReturnType<typeof captureLog>; timeoutMs?: number; stores?: ReadonlyMap<string, string> } = {}): Promise<RedisLayer> {
+async function layer(opts: { url?: string; prefix?: string; maxItemBytes?: number; log?: ReturnType<typeof captureLog>; timeoutMs?: number; stores?: ReadonlyMap<string, string>; subscriptionCheckMs?: number; subscriptionTimeoutMs?: number } = {}): Promise<RedisLayer> {
   const l = new RedisLayer({
     url: opts.url ?? redis.url,
     keyPrefix: opts.prefix ?? `t${++prefixes}:`,
@@ -53,6 +53,8 @@ async function layer(opts: { url?: string; prefix?: string; maxItemBytes?: numbe
     minBackoffMs: 20,
     maxBackoffMs: 200,
     stores: opts.stores,
+    subscriptionCheckMs: opts.subscriptionCheckMs,
+    subscriptionTimeoutMs: opts.subscriptionTimeoutMs,
   });
   layers.push(l);
   await waitFor(() => l.health().up, { message: "the redis layer to come up" });
@@ -378,6 +380,38 @@ describe("failure is not an outage", () => {
       await waitFor(() => bRedis.health().up, { timeoutMs: 5000 });
       expect(bMemory.peek("x/1")).toBeUndefined();
       expect(bMemory.peek("y/1")).toBeDefined();
+    } finally {
+      relay.close();
+    }
+  });
+
+  test("the subscribed connection silently black-holed (no FIN, no RST: a lost NAT entry) while the command connection works: the PING check finds it, the layer reconnects, logged, and the purges made meanwhile reach the replica's memory", async () => {
+    const prefix = "silent-sub:";
+    const relay = await tcpRelay(redis.port);
+    try {
+      const log = captureLog();
+      const bMemory = new MemoryLayer(1 << 20, 1 << 20);
+      const bRedis = await layer({ url: `redis://127.0.0.1:${relay.port}`, prefix, log, subscriptionCheckMs: 50, subscriptionTimeoutMs: 300 });
+      const b = new Cache([bMemory, bRedis]);
+      const a = new Cache([new MemoryLayer(1 << 20, 1 << 20), await layer({ prefix })]);
+      for (const k of ["x/1", "x/2", "y/1"]) b.put(fresh(k, 10));
+      // control: a purge reaches B while its subscription is alive
+      await a.purgeObject("x", "2");
+      await waitFor(() => bMemory.peek("x/2") === undefined, { message: "the purge to reach B" });
+
+      expect(relay.blackhole(/SUBSCRIBE/i)).toBe(1);
+      await a.purgeBucket("x"); // published into the black hole: B's subscriber never receives it
+      await waitFor(() => bMemory.peek("x/1") === undefined, { timeoutMs: 5000, message: () => `B to drop x/1 (B: ${JSON.stringify(bRedis.health())})` });
+      expect(bMemory.peek("y/1")).toBeDefined();
+      const warns = log.lines.filter((l) => l.level === "warn");
+      expect(warns).toHaveLength(1);
+      expect(String(warns[0]!.fields?.reason)).toContain("subscription lost");
+      await waitFor(() => bRedis.health().up, { message: "B's layer up again" });
+      expect(log.lines.filter((l) => l.msg === "redis cache layer up")).toHaveLength(2);
+      // the new subscription carries purges again
+      b.put(fresh("y/2", 10));
+      await a.purgeObject("y", "2");
+      await waitFor(() => bMemory.peek("y/2") === undefined, { message: "a later purge to reach B" });
     } finally {
       relay.close();
     }

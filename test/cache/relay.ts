@@ -8,6 +8,9 @@
  *   relay.truncateResponses(1000);   // each connection's answer is cut after 1000 bytes (head included); undefined: whole
  *   relay.delayResponses(80);        // each chunk of an answer is relayed 80 ms late (in order): a slow link; 0: at once
  *   relay.sent("PING");              // chunks sent to the target so far that contain "PING"
+ *   relay.blackhole(/SUBSCRIBE/);    // the open connections that sent a match (all: no argument) are silently
+ *                                    // dropped: bytes both ways go nowhere, no FIN, no RST (a lost NAT/conntrack
+ *                                    // entry); returns how many. New connections are relayed as before.
  *   relay.close();
  */
 import type { Socket } from "bun";
@@ -20,6 +23,10 @@ interface Side {
   out: Uint8Array[];
   /** Bytes for the peer before it exists. */
   early: Uint8Array[];
+  /** Client side: what the client sent so far (latin1; blackhole's filter). */
+  said: string;
+  /** Black-holed (both sides): nothing passes any more, the sockets stay open. */
+  dead: { value: boolean };
 }
 
 function send(s: Socket<Side>, data: Uint8Array): void {
@@ -49,32 +56,36 @@ export async function tcpRelay(targetPort: number) {
   let delayMs = 0;
   const toTarget: string[] = [];
   const open = new Set<Socket<Side>>();
+  /** The client sides of `open`. */
+  const clients = new Set<Socket<Side>>();
   const server = Bun.listen<Side>({
     hostname: "127.0.0.1",
     port: 0,
     socket: {
       open(client) {
-        client.data = { peer: undefined, out: [], early: [], relayed: 0 };
+        client.data = { peer: undefined, out: [], early: [], relayed: 0, said: "", dead: { value: false } };
         if (isCut) {
           client.end();
           return;
         }
         open.add(client);
+        clients.add(client);
         Bun.connect<Side>({
           hostname: "127.0.0.1",
           port: targetPort,
           socket: {
             open(up) {
-              up.data = { peer: client, out: [], early: [], relayed: 0 };
+              up.data = { peer: client, out: [], early: [], relayed: 0, said: "", dead: client.data.dead };
               client.data.peer = up;
               open.add(up);
               for (const d of client.data.early) send(up, d);
               client.data.early = [];
             },
             data(up, d) {
+              if (up.data.dead.value) return;
               const bytes = new Uint8Array(d);
               if (delayMs > 0 && truncateAt === undefined) {
-                setTimeout(() => send(client, bytes), delayMs); // same delay for every chunk: order kept
+                setTimeout(() => up.data.dead.value || send(client, bytes), delayMs); // same delay for every chunk: order kept
                 return;
               }
               if (truncateAt === undefined) {
@@ -93,7 +104,7 @@ export async function tcpRelay(targetPort: number) {
             drain: flush,
             close(up) {
               open.delete(up);
-              client.end();
+              if (!up.data.dead.value) client.end();
             },
             error(up) {
               up.end();
@@ -102,15 +113,18 @@ export async function tcpRelay(targetPort: number) {
         }).catch(() => client.end());
       },
       data(client, d) {
+        if (client.data.dead.value) return;
         const bytes = new Uint8Array(d);
         toTarget.push(Buffer.from(bytes).toString("latin1"));
+        if (client.data.said.length < 4096) client.data.said += Buffer.from(bytes).toString("latin1");
         if (client.data.peer) send(client.data.peer, bytes);
         else client.data.early.push(bytes);
       },
       drain: flush,
       close(client) {
         open.delete(client);
-        client.data.peer?.end();
+        clients.delete(client);
+        if (!client.data.dead.value) client.data.peer?.end();
       },
       error(client) {
         client.end();
@@ -131,6 +145,15 @@ export async function tcpRelay(targetPort: number) {
     },
     delayResponses(ms: number) {
       delayMs = ms;
+    },
+    blackhole(match?: RegExp): number {
+      let n = 0;
+      for (const s of clients) {
+        if (s.data.dead.value || (match !== undefined && !match.test(s.data.said))) continue;
+        s.data.dead.value = true;
+        n++;
+      }
+      return n;
     },
     sent(text: string): number {
       return toTarget.filter((c) => c.includes(text)).length;
