@@ -10,6 +10,11 @@
  * Redis merely slower than `redis_timeout_ms` keeps the decisions local instead of flapping). The local limiter enforces this process's share of the limits: 1/(instances × workers)
  * of each rate. Each change of state is logged once.
  *
+ * A connection whose flow is lost without a close (a NAT or conntrack entry dropped: no FIN, no
+ * RST) still reports connected, and the kernel would give up on it only after many minutes: when
+ * a command sent on it has had no answer at all, not even a late one, for SILENT_MS (or 4 ×
+ * redis_timeout_ms if longer), the background check closes it and connects a new one.
+ *
  * Not the same as the memory backend: server.rate_limit.per_ip.max_entries does not apply (per-IP
  * keys expire in Redis once full again), and a single Redis is assumed (the keys of one request
  * are used together in one script, which Redis Cluster would refuse across slots).
@@ -49,12 +54,22 @@ interface Limit {
  */
 export const RECHECK_PINGS = 3;
 
+/**
+ * A connection on which a command has had no answer for this long (or 4 × redis_timeout_ms if
+ * longer) is taken for dead and replaced. Far above the answers of a merely slow Redis, which
+ * come late but come (each answer restarts the count).
+ */
+export const SILENT_MS = 1000;
+
 const limitOf = (r: RateConfig): Limit => ({ rate: String(r.requests_per_second), burst: String(Math.max(1, r.burst ?? r.requests_per_second)) });
 
 export class RedisRateLimiter {
   /** The fallback while Redis is unavailable (this process's share of the limits). */
   readonly local: RateLimiter;
-  private readonly client: RedisClient;
+  private client: RedisClient;
+  /** When the oldest command still without an answer on `client` was sent (undefined: none known). */
+  private silentSince: number | undefined;
+  private readonly silentMs: number;
   private readonly url: string;
   private readonly prefix: string;
   private readonly timeoutMs: number;
@@ -87,16 +102,39 @@ export class RedisRateLimiter {
     // No offline queue: a command while disconnected fails at once (and is decided locally)
     // instead of waiting. Reconnection is ours (recheck), not the client's.
     this.url = opts.url;
-    this.client = new RedisClient(opts.url, { enableOfflineQueue: false, autoReconnect: false, connectionTimeout: Math.max(250, this.timeoutMs * 4) });
-    // Closed while connecting is recheck()'s to report (with its cause); only a lost link is this.
-    this.client.onclose = () => {
-      if (this.up) this.lost("connection closed");
-    };
+    this.silentMs = Math.max(SILENT_MS, this.timeoutMs * 4);
+    this.client = this.newClient();
     if (opts.connect !== false) {
       this.timer = setInterval(() => void this.recheck(), this.retryMs);
       this.timer.unref?.();
       void this.recheck();
     }
+  }
+
+  private newClient(): RedisClient {
+    const c = new RedisClient(this.url, { enableOfflineQueue: false, autoReconnect: false, connectionTimeout: Math.max(250, this.timeoutMs * 4) });
+    // Closed while connecting is recheck()'s to report (with its cause); only a lost link is this.
+    c.onclose = () => {
+      if (this.up && this.client === c) this.lost("connection closed");
+    };
+    return c;
+  }
+
+  /**
+   * A command on the connection: its answer (even one too late for its caller, or an error reply)
+   * shows the flow is alive, and a failure the client sees (a closed connection) is recheck()'s
+   * usual business; until either, silentSince holds the oldest send (Redis answers in order).
+   */
+  private send(cmd: string, args: string[]): Promise<unknown> {
+    const c = this.client;
+    const at = performance.now();
+    if (this.silentSince === undefined) this.silentSince = at;
+    const p = c.send(cmd, args);
+    const answered = () => {
+      if (this.client === c && this.silentSince !== undefined && this.silentSince <= at) this.silentSince = undefined;
+    };
+    p.then(answered, answered);
+    return p;
   }
 
   /** True while the limits are decided by Redis (shared); false while decided locally. */
@@ -156,8 +194,8 @@ export class RedisRateLimiter {
   /** EVALSHA within the timeout; EVAL when Redis does not hold the script (a restarted Redis). */
   private run(keys: string[], args: string[]): Promise<unknown> {
     const n = String(keys.length);
-    const call = this.client.send("EVALSHA", [RATE_SCRIPT_SHA1, n, ...keys, ...args]).catch((err: unknown) => {
-      if (err instanceof Error && err.message.startsWith("NOSCRIPT")) return this.client.send("EVAL", [RATE_SCRIPT, n, ...keys, ...args]);
+    const call = this.send("EVALSHA", [RATE_SCRIPT_SHA1, n, ...keys, ...args]).catch((err: unknown) => {
+      if (err instanceof Error && err.message.startsWith("NOSCRIPT")) return this.send("EVAL", [RATE_SCRIPT, n, ...keys, ...args]);
       throw err;
     });
     return withTimeout(call, this.timeoutMs);
@@ -178,8 +216,10 @@ export class RedisRateLimiter {
     if (this.up || this.checking || this.closed) return;
     this.checking = true;
     try {
+      // Connected by its own account, but silent for silentMs: the flow is lost (no FIN or RST came). A new connection.
+      if (this.silentSince !== undefined && performance.now() - this.silentSince >= this.silentMs) this.replaceClient();
       if (!this.client.connected) await withTimeout(this.client.connect(), Math.max(250, this.timeoutMs * 4));
-      for (let i = 0; i < RECHECK_PINGS; i++) await withTimeout(this.client.send("PING", []), this.timeoutMs);
+      for (let i = 0; i < RECHECK_PINGS; i++) await withTimeout(this.send("PING", []), this.timeoutMs);
       if (this.closed) return;
       this.up = true;
       this.report(true);
@@ -190,6 +230,14 @@ export class RedisRateLimiter {
     } finally {
       this.checking = false;
     }
+  }
+
+  private replaceClient(): void {
+    const old = this.client;
+    old.onclose = null;
+    old.close();
+    this.silentSince = undefined;
+    this.client = this.newClient();
   }
 
   private report(up: boolean, reason?: string): void {

@@ -8,6 +8,7 @@
  *   relay.truncateResponses(1000);   // each connection's answer is cut after 1000 bytes (head included); undefined: whole
  *   relay.delayResponses(80);        // each chunk of an answer is relayed 80 ms late (in order): a slow link; 0: at once
  *   relay.sent("PING");              // chunks sent to the target so far that contain "PING"
+ *   relay.accepted();                // connections accepted so far
  *   relay.blackhole(/SUBSCRIBE/);    // the open connections that sent a match (all: no argument) are silently
  *                                    // dropped: bytes both ways go nowhere, no FIN, no RST (a lost NAT/conntrack
  *                                    // entry); returns how many. New connections are relayed as before.
@@ -54,6 +55,7 @@ export async function tcpRelay(targetPort: number) {
   let isCut = false;
   let truncateAt: number | undefined;
   let delayMs = 0;
+  let accepted = 0;
   const toTarget: string[] = [];
   const open = new Set<Socket<Side>>();
   /** The client sides of `open`. */
@@ -64,6 +66,7 @@ export async function tcpRelay(targetPort: number) {
     socket: {
       open(client) {
         client.data = { peer: undefined, out: [], early: [], relayed: 0, said: "", dead: { value: false } };
+        accepted++;
         if (isCut) {
           client.end();
           return;
@@ -155,6 +158,7 @@ export async function tcpRelay(targetPort: number) {
       }
       return n;
     },
+    accepted: () => accepted,
     sent(text: string): number {
       return toTarget.filter((c) => c.includes(text)).length;
     },

@@ -193,9 +193,32 @@ describe("Redis unavailable", () => {
       }
       expect(states()).toEqual(["info", "warn"]); // shared once at start, local once: never back while slow
       expect(l.shared).toBe(false);
+      expect(relay.accepted()).toBe(1); // slow answers still come: the connection is not taken for lost
       relay.delayResponses(0);
       await l.whenShared(true);
       expect(states()).toEqual(["info", "warn", "info"]);
+    } finally {
+      l.close();
+      relay.close();
+    }
+  });
+
+  test("the connection silently black-holed (no FIN, no RST: a lost NAT entry; the client still says connected): decided locally at once, then the connection is replaced within about a second and the limits are shared again", async () => {
+    const relay = await tcpRelay(redis.port);
+    const log = recordingLogger();
+    const l = new RedisRateLimiter(source({ enabled: true, global: { requests_per_second: 10_000, burst: 10_000 } }), { url: `redis://127.0.0.1:${relay.port}`, keyPrefix: `t${++prefixN}:`, timeoutMs: 50, share: 2, log, retryMs: 50 });
+    const states = () => log.lines.filter((x) => x.msg.includes("shared through Redis") || x.level === "warn").map((x) => x.level);
+    try {
+      await l.whenShared(true);
+      expect(relay.blackhole()).toBe(1);
+      const t0 = performance.now();
+      expect((await l.check("a")).ok).toBe(true); // no answer within 50 ms: decided locally
+      expect(performance.now() - t0).toBeLessThan(1000);
+      expect(l.shared).toBe(false);
+      await waitFor(() => l.shared, { timeoutMs: 5000, message: () => `the limits shared again over a new connection (states: ${states().join(" ")}, connections: ${relay.accepted()})` });
+      expect(relay.accepted()).toBe(2);
+      expect(states()).toEqual(["info", "warn", "info"]);
+      expect(await l.check("a")).toEqual({ ok: true });
     } finally {
       l.close();
       relay.close();
