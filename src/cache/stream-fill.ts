@@ -11,7 +11,11 @@
  *   request and errors the client's stream (a cut body, never one that looks complete).
  * - The client going away does not waste the transfer: the rest is read into the file at the
  *   disk's pace and committed, so the next request is a hit. A fill is committed only when the
- *   body ended cleanly with exactly the declared length.
+ *   body ended cleanly with exactly the declared length. Such a fill holds an upstream connection
+ *   that no request slot counts any more, so at most MAX_ORPHAN_DRAINS of them run at once per
+ *   process; beyond that a fill nobody reads is dropped (upstream cancelled, nothing stored):
+ *   clients that each start a large object and leave at once cannot pile up downloads.
+ *   A fill that requests follow is theirs, and goes on.
  * - Other requests for the object may follow the fill from its file (fill-tap.ts): then the rest
  *   is read into the file at the disk's pace too, and the client reads on from the file.
  */
@@ -21,6 +25,14 @@ import type { LayerWriter } from "./types.ts";
 
 /** How far the file may fall behind the client before the client waits for it. */
 export const MAX_PENDING_WRITE_BYTES = 4 * 1024 * 1024;
+
+/** Fills read on after their client left, with no request following them (per process). */
+export const MAX_ORPHAN_DRAINS = 8;
+let orphanDrains = 0;
+/** How many such fills run now (tests). */
+export function runningOrphanDrains(): number {
+  return orphanDrains;
+}
 
 type ReadResult = { done: true; value?: undefined } | { done: false; value: Uint8Array };
 /** What is used of a stream's default reader. */
@@ -103,12 +115,22 @@ export function teeToWriter(body: ReadableStream<Uint8Array>, writer: LayerWrite
   let pulling = false;
   /** A request follows: the client is to read from the file (cursor opened, not yet switched). */
   let wantFile = false;
+  /** Some request followed this fill (it then goes on whoever leaves). */
+  let followed = false;
+  /** This fill counts in orphanDrains (read on for nobody). */
+  let orphan = false;
   let next: FillCursor | undefined;
   /** The client's body now comes from the file (after a disk error, from the upstream: FillReader). */
   let fromFile: FillReader | undefined;
   let cancelled = false;
 
+  const unorphan = () => {
+    if (!orphan) return;
+    orphan = false;
+    orphanDrains--;
+  };
   const abandon = (err?: unknown, disk = false) => {
+    unorphan();
     if (settled) return;
     settled = true;
     writing = false;
@@ -133,6 +155,7 @@ export function teeToWriter(body: ReadableStream<Uint8Array>, writer: LayerWrite
   const ended = async () => {
     upstreamDone = true;
     await chain;
+    unorphan();
     if (settled || !writing) return;
     settled = true;
     if (total !== declared) {
@@ -174,6 +197,8 @@ export function teeToWriter(body: ReadableStream<Uint8Array>, writer: LayerWrite
     void drain();
   };
   const follow = () => {
+    followed = true;
+    unorphan();
     if (wantFile || draining || settled || upstreamDone || tap === undefined) return;
     wantFile = true;
     void tap.acquire().then((c) => {
@@ -220,6 +245,16 @@ export function teeToWriter(body: ReadableStream<Uint8Array>, writer: LayerWrite
         if (fromFile !== undefined) return fromFile.stop(); // the drain goes on
         next?.close();
         next = undefined;
+        if (writing && !settled && !draining && !followed) {
+          // read on for nobody (yet): only within the process's budget
+          if (orphanDrains >= MAX_ORPHAN_DRAINS) {
+            abandon(new ProxyError("BadGateway", { detail: "The cache fill was dropped: its client left" }));
+            reader.cancel().catch(() => {});
+            return;
+          }
+          orphan = true;
+          orphanDrains++;
+        }
         if (writing && !settled) void drain();
         else reader.cancel().catch(() => {});
       },
