@@ -439,7 +439,7 @@ export class BucketUpstream {
     if (span !== undefined) span.inject(headers);
     // The pool enforces both timeouts and notices the client's abort itself (one sweep timer for
     // all requests), so nothing per request is allocated here.
-    if (this.pool) return this.pool.request(method, path, headers, { timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, signal: clientSignal, abandon: timing, onBodyEnd: bodyEnded });
+    if (this.pool) return this.pool.request(method, path, headers, { timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, signal: clientSignal, abandon: timing, onBodyEnd: bodyEnded, holdUnknownLength: true });
     return this.fetchOnce(method, path, headers, clientSignal, timing);
   }
 
@@ -613,7 +613,11 @@ async function holdUnknownLength(res: Response, upTo: number, signal: AbortSigna
     for (;;) {
       const { done, value } = await reader.read();
       if (done) {
-        const whole = new Response(held.length === 1 ? held[0] : Buffer.concat(held, bytes), { status: res.status, statusText: res.statusText, headers: res.headers });
+        // (answered as bytes of the Content-Length it now has, as an owned answer is)
+        const headers = new Headers(res.headers);
+        headers.delete("transfer-encoding");
+        headers.set("content-length", String(bytes));
+        const whole = new Response(held.length === 1 ? held[0] : Buffer.concat(held, bytes), { status: res.status, statusText: res.statusText, headers });
         markOwnedBytes(whole);
         return whole;
       }

@@ -119,7 +119,8 @@ test("SIGUSR1 and SIGUSR2 are ignored (a copied logrotate `kill -USR1` killed th
 });
 
 test("a second SIGTERM during the drain cuts it short: the cut transfer still gets its access line and audit line (ClientClosedRequest), then exit 0", async () => {
-  await using px = await startProxy(`${config}audit: { enabled: true, path: audit.log }\n`);
+  // (a small buffer_threshold_bytes: the trickled body, of unknown length, is held only up to it, then streams)
+  await using px = await startProxy(`${config.replace("shutdown_timeout: 10", "shutdown_timeout: 10, buffer_threshold_bytes: 4096")}audit: { enabled: true, path: audit.log }\n`);
   s3.faults.set("/life/big.bin", { kind: "slowBody", bytesPerTick: 1000, ms: 50 });
   try {
     const res = await fetch(px.url("/life/big.bin"));

@@ -67,5 +67,23 @@ for (const client of ["own", "fetch"] as const) {
         expect(line.replica).toBe("secondary");
       }
     });
+
+    test("a whole chunked body within the threshold is answered with its Content-Length, and logged and metered with its size", async () => {
+      const px = proxies[client];
+      const key = client === "own" ? "a.bin" : "c.bin";
+      // (the fixture's slowBody fault answers chunked, without Content-Length)
+      primary.faults.set(`/p-bucket/${key}`, { kind: "slowBody", bytesPerTick: 256 * 1024, ms: 1 });
+      try {
+        const res = await fetch(px.url("/live/" + key));
+        expect(res.headers.get("content-length")).toBe(String(SIZE));
+        const body = new Uint8Array(await res.arrayBuffer());
+        expect(body.byteLength).toBe(SIZE);
+        expect(body.every((b) => b === 80)).toBe(true); // "P": the primary's
+        const line = await waitFor(() => px.logs().findLast((l) => l.msg === "request" && l.path === "/live/" + key && l.replica === "primary"), { timeoutMs: 5000, message: "the access line" });
+        expect(line.bytes).toBe(SIZE);
+      } finally {
+        primary.faults.delete(`/p-bucket/${key}`);
+      }
+    });
   });
 }

@@ -16,7 +16,8 @@ const BIG = 200_000;
 let s3: S3Fixture;
 
 const config = () =>
-  `server: { address: 127.0.0.1, port: 0, workers: 2, shutdown_timeout: 30 }\nmetrics: { enabled: true, address: 127.0.0.1, port: 0 }\n` +
+  // (buffer_threshold_bytes small: the trickled big.bin, chunked, is held only up to it, then streams)
+  `server: { address: 127.0.0.1, port: 0, workers: 2, shutdown_timeout: 30, buffer_threshold_bytes: 4096 }\nmetrics: { enabled: true, address: 127.0.0.1, port: 0 }\n` +
   `buckets:\n  - name: one\n    path_prefix: /one\n    s3: { bucket: data, endpoint: "${s3.endpoint}" }\n`;
 
 beforeAll(async () => {

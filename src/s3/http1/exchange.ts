@@ -67,6 +67,8 @@ export class Exchange implements BodyOwner, ChunkedSink {
   onBodyEnd: ((ok: boolean) => void) | undefined = undefined;
   /** The body is streamed to the caller (not read whole before the answer was handed over). */
   streamed = false;
+  /** Http1RequestOptions.holdUnknownLength. */
+  holdUnknownLength = false;
 
   constructor(
     readonly pool: Http1Pool,
@@ -126,8 +128,11 @@ export class Exchange implements BodyOwner, ChunkedSink {
   endOfStream(): void {
     const held = this.pre;
     if (held !== null) {
-      // (held whole: answered as bytes)
+      // (held whole: answered as bytes of the Content-Length it now has, as an owned answer is)
       this.pre = null;
+      const h = this.head!.headers;
+      h.delete("transfer-encoding");
+      h.set("content-length", String(this.preBytes));
       this.settle(held.length === 1 ? held[0] : Buffer.concat(held, this.preBytes));
       return;
     }
@@ -238,7 +243,8 @@ export class Exchange implements BodyOwner, ChunkedSink {
         return;
       }
     }
-    if (this.pool.bufferBodyUpTo > 0 && framing !== "length") {
+    const code = this.head!.status;
+    if (this.holdUnknownLength && framing !== "length" && (code === 200 || code === 206) && this.pool.bufferBodyUpTo > 0) {
       // A body of unknown length (chunked, or until close) is held as a known-length one is, up to
       // bufferBodyUpTo, before the answer is handed over: a body cut, stalled or malformed in that
       // span fails the attempt (retried, or failed over to another replica) instead of a 200 cut

@@ -42,6 +42,12 @@ export interface Http1RequestOptions {
   noResend?: boolean;
   /** Called when a streamed body, once handed over, ends: whole (true), or failed on the upstream's side (false: cut, stalled, malformed). */
   onBodyEnd?: (ok: boolean) => void;
+  /**
+   * A 200 or 206 whose body has no length (chunked, until close) is held up to bufferBodyUpTo
+   * before it is handed over, as a known-length one is (an object GET: a cut there fails the
+   * attempt). Without it such a body streams from its first byte (a Complete's long-held answer).
+   */
+  holdUnknownLength?: boolean;
 }
 
 export interface Http1PoolOptions {
@@ -137,6 +143,7 @@ export class Http1Pool {
       req.requestBody = bytesBody;
       req.abandon = opts.abandon;
       req.onBodyEnd = opts.onBodyEnd;
+      req.holdUnknownLength = opts.holdUnknownLength === true;
       if (opts.noResend === true) req.retried = true; // (as if already resent once: the stale-socket resend is skipped)
       this.inflight.add(req);
       if (this.sweepTimer === null) {

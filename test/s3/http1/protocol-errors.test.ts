@@ -10,6 +10,9 @@ setDefaultTimeout(30_000);
 
 afterEach(cleanup);
 
+/** An object GET's options: a 200/206 body of unknown length is held up to bufferBodyUpTo. */
+const HOLD = { ...T, holdUnknownLength: true };
+
 describe("Http1Pool: truncation and protocol errors", () => {
   test("premature close with Content-Length (buffered) rejects, never truncates", async () => {
     const srv = rawServer((c) => {
@@ -51,8 +54,8 @@ describe("Http1Pool: truncation and protocol errors", () => {
       c.socket.write("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n");
       void writePaced(c.socket, ["x-trailer: 1\r\n"]).then(() => c.socket.end());
     });
-    expect(await rejection(pool(srv.port).request("GET", "/x", {}, T))).toBeInstanceOf(UpstreamProtocolError);
-    const res = await pool(srv.port, { bufferBodyUpTo: 4 }).request("GET", "/x", {}, T);
+    expect(await rejection(pool(srv.port).request("GET", "/x", {}, HOLD))).toBeInstanceOf(UpstreamProtocolError);
+    const res = await pool(srv.port, { bufferBodyUpTo: 4 }).request("GET", "/x", {}, HOLD);
     expect(await rejection(res.text())).toBeInstanceOf(UpstreamProtocolError);
   });
 
@@ -61,7 +64,7 @@ describe("Http1Pool: truncation and protocol errors", () => {
       c.socket.write("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n");
       void writePaced(c.socket, ["10\r\nabc"]).then(() => c.socket.end());
     });
-    const e1 = await rejection(pool(chunked.port).request("GET", "/x", {}, T));
+    const e1 = await rejection(pool(chunked.port).request("GET", "/x", {}, HOLD));
     expect(e1).toBeInstanceOf(UpstreamProtocolError);
     expect((e1 as UpstreamProtocolError).message).toBe("upstream closed the connection mid-body");
     // until close: only a reset (not a clean close) is a cut
@@ -69,7 +72,7 @@ describe("Http1Pool: truncation and protocol errors", () => {
       c.socket.write("HTTP/1.1 200 OK\r\n\r\npartial");
       void writePaced(c.socket, ["more"]).then(() => c.socket.terminate());
     });
-    expect(await rejection(pool(reset.port).request("GET", "/x", {}, T))).toBeInstanceOf(UpstreamProtocolError);
+    expect(await rejection(pool(reset.port).request("GET", "/x", {}, HOLD))).toBeInstanceOf(UpstreamProtocolError);
   });
 
   test("a body of unknown length that ends within bufferBodyUpTo is answered as bytes; a longer one streams whole and in order, the held part first", async () => {
@@ -77,7 +80,7 @@ describe("Http1Pool: truncation and protocol errors", () => {
       c.socket.write("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n");
       void writePaced(c.socket, ["6\r\n world\r\n", "0\r\n\r\n"]);
     });
-    const a = await pool(small.port).request("GET", "/x", {}, T);
+    const a = await pool(small.port).request("GET", "/x", {}, HOLD);
     expect(isOwnedBytes(a)).toBe(true);
     expect(await a.text()).toBe("hello world");
     const parts = Array.from({ length: 40 }, (_, i) => String(i).padStart(3, "0").repeat(10));
@@ -85,14 +88,14 @@ describe("Http1Pool: truncation and protocol errors", () => {
       c.socket.write("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n");
       void writePaced(c.socket, [...parts.map((p) => `${p.length.toString(16)}\r\n${p}\r\n`), "0\r\n\r\n"]);
     });
-    const b = await pool(big.port, { bufferBodyUpTo: 100 }).request("GET", "/x", {}, T);
+    const b = await pool(big.port, { bufferBodyUpTo: 100 }).request("GET", "/x", {}, HOLD);
     expect(isOwnedBytes(b)).toBe(false);
     expect(await b.text()).toBe(parts.join(""));
     const closeDelimited = rawServer((c) => {
       c.socket.write("HTTP/1.1 200 OK\r\n\r\nuntil ");
       void writePaced(c.socket, ["close"]).then(() => c.socket.end());
     });
-    expect(await (await pool(closeDelimited.port).request("GET", "/x", {}, T)).text()).toBe("until close");
+    expect(await (await pool(closeDelimited.port).request("GET", "/x", {}, HOLD)).text()).toBe("until close");
   });
 
   test("a chunked body malformed in the bytes that came with the head rejects the request: nothing was handed over", async () => {
@@ -101,23 +104,36 @@ describe("Http1Pool: truncation and protocol errors", () => {
         c.socket.write("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + body);
       });
       const p = pool(srv.port);
-      const err = await rejection(p.request("GET", "/x", {}, T));
+      const err = await rejection(p.request("GET", "/x", {}, HOLD));
       expect(err).toBeInstanceOf(UpstreamProtocolError);
     }
   });
 
   test("a whole chunked body in the head's read is served, and one malformed later still errors the stream", async () => {
     const whole = rawServer((c) => c.socket.write("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"));
-    expect(await (await pool(whole.port).request("GET", "/x", {}, T)).text()).toBe("hello");
+    expect(await (await pool(whole.port).request("GET", "/x", {}, HOLD)).text()).toBe("hello");
     let sock: { write(s: string): unknown } | undefined;
     const later = rawServer((c) => {
       sock = c.socket;
       c.socket.write("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n");
     });
-    const res = await pool(later.port, { bufferBodyUpTo: 4 }).request("GET", "/x", {}, T);
+    const res = await pool(later.port, { bufferBodyUpTo: 4 }).request("GET", "/x", {}, HOLD);
     expect(res.status).toBe(200);
     sock!.write("ZZ\r\n"); // (after the answer was handed over: a separate read)
     expect(await rejection(res.text())).toBeInstanceOf(UpstreamProtocolError);
+  });
+
+  test("without holdUnknownLength (a Complete's long-held answer, an error), a body of unknown length is handed over at once and streamed", async () => {
+    let sock: { write(s: string): unknown; end(): unknown } | undefined;
+    const srv = rawServer((c) => {
+      sock = c.socket;
+      c.socket.write("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\n \r\n");
+    });
+    const res = await pool(srv.port).request("POST", "/x", {}, T); // (resolves before the body ends)
+    sock!.write("5\r\nhello\r\n0\r\n\r\n");
+    expect(await res.text()).toBe(" hello");
+    const notOk = rawServer((c) => c.socket.write("HTTP/1.1 503 Slow Down\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n"));
+    expect((await pool(notOk.port).request("GET", "/x", {}, HOLD)).status).toBe(503);
   });
 
   test("close before any response is an error", async () => {
