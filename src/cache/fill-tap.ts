@@ -48,6 +48,10 @@ export class FillTap {
   diskFailed = false;
   /** Called once per request that starts following (the leader then reads upstream at the disk's pace). */
   onFollow: (() => void) | undefined;
+  /** Called when a following request is done with the fill (read to its end, left, or answered otherwise). */
+  onUnfollow: (() => void) | undefined;
+  /** Requests following the fill now (their cursors open). */
+  followers = 0;
   /** Called once when the fill is over (committed or not): it can no longer be joined. */
   onEnd: (() => void) | undefined;
   private over = false;
@@ -106,7 +110,11 @@ export class FillTap {
   /** A cursor over the body for a request that follows the fill; undefined when it cannot (gone, failed). */
   async follow(): Promise<FillCursor | undefined> {
     const c = await this.acquire();
-    if (c !== undefined) this.onFollow?.();
+    if (c !== undefined) {
+      c.follower = true;
+      this.followers++;
+      this.onFollow?.();
+    }
     return c;
   }
 
@@ -160,6 +168,8 @@ export class FillTap {
 export class FillCursor {
   pos = 0;
   end: number;
+  /** A following request's (FillTap.follow), not the leader's own. */
+  follower = false;
   private closed = false;
 
   constructor(
@@ -212,6 +222,10 @@ export class FillCursor {
     if (this.closed) return;
     this.closed = true;
     this.tap.release();
+    if (this.follower) {
+      this.tap.followers--;
+      this.tap.onUnfollow?.();
+    }
   }
 }
 

@@ -115,8 +115,6 @@ export function teeToWriter(body: ReadableStream<Uint8Array>, writer: LayerWrite
   let pulling = false;
   /** A request follows: the client is to read from the file (cursor opened, not yet switched). */
   let wantFile = false;
-  /** Some request followed this fill (it then goes on whoever leaves). */
-  let followed = false;
   /** This fill counts in orphanDrains (read on for nobody). */
   let orphan = false;
   let next: FillCursor | undefined;
@@ -196,9 +194,23 @@ export function teeToWriter(body: ReadableStream<Uint8Array>, writer: LayerWrite
     fromFile = new FillReader(c, declared, tap, resume);
     void drain();
   };
+  /**
+   * The client left and no request follows: the fill is read on for nobody, within the process's
+   * budget (false: over it, the fill was dropped). Asked again whenever the last follower leaves.
+   */
+  const readForNobody = (): boolean => {
+    if (!cancelled || settled || !writing || orphan || (tap !== undefined && tap.followers > 0)) return true;
+    if (orphanDrains >= MAX_ORPHAN_DRAINS) {
+      abandon(new ProxyError("BadGateway", { detail: "The cache fill was dropped: its client left" }));
+      reader.cancel().catch(() => {});
+      return false;
+    }
+    orphan = true;
+    orphanDrains++;
+    return true;
+  };
   const follow = () => {
-    followed = true;
-    unorphan();
+    unorphan(); // (it is read for someone again)
     if (wantFile || draining || settled || upstreamDone || tap === undefined) return;
     wantFile = true;
     void tap.acquire().then((c) => {
@@ -207,7 +219,10 @@ export function teeToWriter(body: ReadableStream<Uint8Array>, writer: LayerWrite
       if (!pulling) switchToFile();
     });
   };
-  if (tap !== undefined) tap.onFollow = follow;
+  if (tap !== undefined) {
+    tap.onFollow = follow;
+    tap.onUnfollow = () => void readForNobody();
+  }
 
   return new ReadableStream<Uint8Array>(
     {
@@ -242,21 +257,16 @@ export function teeToWriter(body: ReadableStream<Uint8Array>, writer: LayerWrite
       },
       cancel() {
         cancelled = true;
-        if (fromFile !== undefined) return fromFile.stop(); // the drain goes on
+        if (fromFile !== undefined) {
+          const stopped = fromFile.stop(); // the drain goes on, for the followers, or for nobody within the budget
+          readForNobody();
+          return stopped;
+        }
         next?.close();
         next = undefined;
-        if (writing && !settled && !draining && !followed) {
-          // read on for nobody (yet): only within the process's budget
-          if (orphanDrains >= MAX_ORPHAN_DRAINS) {
-            abandon(new ProxyError("BadGateway", { detail: "The cache fill was dropped: its client left" }));
-            reader.cancel().catch(() => {});
-            return;
-          }
-          orphan = true;
-          orphanDrains++;
-        }
-        if (writing && !settled) void drain();
-        else reader.cancel().catch(() => {});
+        if (writing && !settled) {
+          if (readForNobody()) void drain();
+        } else reader.cancel().catch(() => {});
       },
     },
     { highWaterMark: 0 },
