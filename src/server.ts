@@ -20,7 +20,7 @@ import type { Handler } from "./proxy/runner.ts";
 import { BUN_LISTENER_IDLE_SECONDS, markJsBody } from "./http/framed-body.ts";
 import { rawSegmentPatterns, rawTargetFor } from "./http/raw-target.ts";
 import { resolveConfigPath } from "./config/validate.ts";
-import { writeNodeResponse } from "./server/node-response.ts";
+import { NODE_IDLE_MS, writeNodeResponse } from "./server/node-response.ts";
 
 
 /**
@@ -151,6 +151,7 @@ function headWithoutLength(r: Response): Response {
 
 export async function listenNode(app: App, cfg: Config, opts: { reusePort?: boolean; as?: ListenAs } = {}): Promise<Listener> {
   const handle = (opts.as?.handler ?? createMainHandler)(app);
+  const idleMs = nodeIdleMs();
   const server = http.createServer({ maxHeaderSize: cfg.server.security_limits.max_header_size + 1024 }, (req, res) => {
     const abort = new AbortController();
     res.on("close", () => {
@@ -167,7 +168,7 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
       if (!req.url?.startsWith("/")) throw new Error("not origin-form");
       // A body only where the method may have one (the S3 front's STS form; uploads), streamed.
       const body = req.method === "GET" || req.method === "HEAD" ? undefined : (Readable.toWeb(req) as ReadableStream<Uint8Array>);
-      if (body !== undefined) watchBodyIdle(req);
+      if (body !== undefined) watchBodyIdle(req, idleMs);
       request = new Request(`http://localhost${req.url}`, { method: req.method, headers, signal: abort.signal, body, duplex: "half" } as RequestInit);
       if (body !== undefined) markJsBody(request);
     } catch {
@@ -190,7 +191,7 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
         // Draining: this answer is the connection's last (RFC 9112 §9.6), so the drain ends when
         // the requests in flight do, not at shutdown_timeout.
         if (stopping) res.setHeader("connection", "close");
-        return writeNodeResponse(res, response, req.method === "HEAD");
+        return writeNodeResponse(res, response, req.method === "HEAD", idleMs);
       },
       () => res.destroy(),
     );
@@ -221,8 +222,17 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
   };
 }
 
-/** How long a request body may send nothing on the node engine (ms): Bun.serve's idleTimeout. */
-export const NODE_IDLE_MS = BUN_LISTENER_IDLE_SECONDS * 1000;
+export { NODE_IDLE_MS };
+
+/**
+ * How long the node engine waits for a client that moves nothing (ms): a request body that stops
+ * arriving, an answer it stops reading. Bun.serve's idleTimeout (60 s); YATAGARASU_NODE_IDLE_MS
+ * overrides it (tests), read when a listener starts.
+ */
+export function nodeIdleMs(): number {
+  const env = Number(process.env.YATAGARASU_NODE_IDLE_MS);
+  return Number.isInteger(env) && env > 0 ? env : NODE_IDLE_MS;
+}
 
 /**
  * The node engine's timeouts. node:http's requestTimeout (300 s for the whole request, body

@@ -12,11 +12,22 @@
  *   byte past the declared length is written (they would be read as the next response on the
  *   connection), and a short one is cut, never ended.
  *
+ * A client that stops reading is bounded as Bun.serve's idleTimeout bounds it on the bun engine:
+ * when the socket has taken nothing for `idleMs` (60 s) while a write waits for it, the connection
+ * is destroyed (the body's stream is cancelled: its slot and upstream connection are released, and
+ * the access log says ClientClosedRequest). Without it such a client held both forever. A reader
+ * that keeps taking bytes, however slowly, is not cut; nor is a wait for the upstream
+ * (request_timeout governs that).
+ *
  * The result says what was sent and whether the body failed, for the access log and metrics.
  */
 import type http from "node:http";
 import { ProxyError, toProxyError } from "../errors.ts";
 import { SMALL_GENERATED_BODY_BYTES } from "../http/body-policy.ts";
+import { BUN_LISTENER_IDLE_SECONDS } from "../http/framed-body.ts";
+
+/** How long a write may wait for a client that takes nothing (ms): Bun.serve's idleTimeout. */
+export const NODE_IDLE_MS = BUN_LISTENER_IDLE_SECONDS * 1000;
 
 export interface NodeWriteResult {
   /** The status line sent (the Response's, or the error status that replaced it). */
@@ -49,7 +60,40 @@ function failedBodyAnswer(err: unknown): ProxyError {
   return pe.code === "InternalError" ? new ProxyError("BadGateway", { detail: "The upstream connection failed while sending the object", cause: err }) : pe;
 }
 
-export async function writeNodeResponse(res: http.ServerResponse, response: Response, isHead: boolean): Promise<NodeWriteResult> {
+/**
+ * Waits until the socket has taken what `res` holds ('drain'; 'finish' once ended), or the client
+ * is gone. A client that takes nothing for `idleMs` (what `res` holds does not shrink) has its
+ * connection destroyed.
+ */
+function drained(res: http.ServerResponse, idleMs: number, event: "drain" | "finish" = "drain"): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let held = res.writableLength;
+    let lastProgress = performance.now();
+    // Checked a few times per period: cut between idleMs and 1.25 × idleMs after the last byte taken.
+    const timer = setInterval(
+      () => {
+        const now = performance.now();
+        if (res.writableLength !== held) {
+          held = res.writableLength;
+          lastProgress = now;
+        } else if (now - lastProgress >= idleMs) {
+          res.destroy(); // 'close' follows
+        }
+      },
+      Math.max(1, Math.floor(idleMs / 4)),
+    );
+    const go = () => {
+      clearInterval(timer);
+      res.off(event, go);
+      res.off("close", go);
+      resolve();
+    };
+    res.once(event, go);
+    res.once("close", go);
+  });
+}
+
+export async function writeNodeResponse(res: http.ServerResponse, response: Response, isHead: boolean, idleMs = NODE_IDLE_MS): Promise<NodeWriteResult> {
   res.statusCode = response.status;
   for (const [k, v] of response.headers) res.setHeader(k, v);
   const body = response.body;
@@ -93,20 +137,15 @@ export async function writeNodeResponse(res: http.ServerResponse, response: Resp
       if (!res.write(value)) {
         // 'close' may already have fired (client gone): waiting for it would hang forever.
         if (res.destroyed) throw new ClientGone();
-        await new Promise<void>((resolve) => {
-          const go = () => {
-            res.off("drain", go);
-            res.off("close", go);
-            resolve();
-          };
-          res.once("drain", go);
-          res.once("close", go);
-        });
+        await drained(res, idleMs);
         if (res.destroyed) throw new ClientGone();
       }
     }
     if (declared >= 0 && bytes !== declared) throw new BodyLengthError("a response body shorter than its Content-Length");
     res.end();
+    // The last bytes the socket has not taken yet are held to the same bound (else the connection
+    // of a client that stopped reading stayed open forever).
+    if (!res.writableFinished && !res.destroyed) void drained(res, idleMs, "finish");
     return { status: response.status, bytes };
   } catch (err) {
     reader.cancel().catch(() => {});
