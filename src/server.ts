@@ -21,6 +21,7 @@ import { BUN_LISTENER_IDLE_SECONDS, markJsBody } from "./http/framed-body.ts";
 import { rawSegmentPatterns, rawTargetFor } from "./http/raw-target.ts";
 import { resolveConfigPath } from "./config/validate.ts";
 import { NODE_IDLE_MS, writeNodeResponse } from "./server/node-response.ts";
+import { wantBlobBodies } from "./http/blob-body.ts";
 
 
 /**
@@ -152,6 +153,7 @@ function headWithoutLength(r: Response): Response {
 export async function listenNode(app: App, cfg: Config, opts: { reusePort?: boolean; as?: ListenAs } = {}): Promise<Listener> {
   const handle = (opts.as?.handler ?? createMainHandler)(app);
   const idleMs = nodeIdleMs();
+  wantBlobBodies(); // memory-cache hits carry their Blob, written in slices (writeNodeResponse)
   const server = http.createServer({ maxHeaderSize: cfg.server.security_limits.max_header_size + 1024 }, (req, res) => {
     const abort = new AbortController();
     res.on("close", () => {

@@ -6,6 +6,7 @@ import { ProxyError } from "../errors.ts";
 import { evaluateConditions, ifRangeAllows } from "../http/conditional.ts";
 import { UNTYPED_CONTENT_TYPE } from "../http/headers.ts";
 import { contentRange, parseRange, unsatisfiedRange } from "../http/range.ts";
+import { blobBodiesWanted, markBlobBody } from "../http/blob-body.ts";
 import { isFileBody, type CachedObject, type ObjectMeta } from "./types.ts";
 
 export type ObjectStatus = "HIT" | "MISS" | "REVALIDATED";
@@ -123,11 +124,21 @@ export function respondFromObject(
         throw new ProxyError("RangeNotSatisfiable", { headers: { "content-range": unsatisfiedRange(obj.size), "x-cache": status } });
       }
       const h = rangeHeaders(obj, age, status, r.start, r.end);
-      return isGet ? new Response(obj.body.slice(r.start, r.end + 1), { status: 206, headers: h }) : new Response(null, { status: 206, headers: headHeaders(obj, h) });
+      if (!isGet) return new Response(null, { status: 206, headers: headHeaders(obj, h) });
+      const part = obj.body.slice(r.start, r.end + 1);
+      return memoryBody(obj, new Response(part, { status: 206, headers: h }), part);
     }
   }
   const headers = status === "HIT" ? hitHeaders(obj, age) : fullHeaders(obj, age, status);
-  return isGet ? new Response(obj.body, { status: 200, headers }) : new Response(null, { status: 200, headers: headHeaders(obj, headers) });
+  return isGet ? memoryBody(obj, new Response(obj.body, { status: 200, headers }), obj.body) : new Response(null, { status: 200, headers: headHeaders(obj, headers) });
+}
+
+/**
+ * A body held in memory (not a disk layer's file, which is read from its path) is marked for the
+ * node engine, which sends it in slices of the shared bytes (src/http/blob-body.ts).
+ */
+function memoryBody(obj: CachedObject, res: Response, body: Blob): Response {
+  return !blobBodiesWanted() || isFileBody(obj.body) ? res : markBlobBody(res, body);
 }
 
 /**

@@ -19,15 +19,23 @@
  * that keeps taking bytes, however slowly, is not cut; nor is a wait for the upstream
  * (request_timeout governs that).
  *
+ * A body held in memory (a memory-cache hit, marked with its Blob, src/http/blob-body.ts) is written
+ * in slices of SLICE_BYTES, one at a time as the socket takes them: its stream would hand node:http
+ * large fresh buffers, which it keeps for a client that does not read (one copy of the object each).
+ *
  * The result says what was sent and whether the body failed, for the access log and metrics.
  */
 import type http from "node:http";
 import { ProxyError, toProxyError } from "../errors.ts";
 import { SMALL_GENERATED_BODY_BYTES } from "../http/body-policy.ts";
+import { blobBodyOf } from "../http/blob-body.ts";
 import { BUN_LISTENER_IDLE_SECONDS } from "../http/framed-body.ts";
 
 /** How long a write may wait for a client that takes nothing (ms): Bun.serve's idleTimeout. */
 export const NODE_IDLE_MS = BUN_LISTENER_IDLE_SECONDS * 1000;
+
+/** The slices a body held in memory is written in. */
+const SLICE_BYTES = 64 * 1024;
 
 export interface NodeWriteResult {
   /** The status line sent (the Response's, or the error status that replaced it). */
@@ -58,6 +66,28 @@ function failedBodyAnswer(err: unknown): ProxyError {
   const pe = toProxyError(err);
   // A body read that fails is the upstream's failure (fetch reports it as a TypeError), not ours.
   return pe.code === "InternalError" ? new ProxyError("BadGateway", { detail: "The upstream connection failed while sending the object", cause: err }) : pe;
+}
+
+/** What the writer reads a body from: the body's stream, or the slices of a Blob held in memory. */
+interface BodySource {
+  read(): Promise<{ done: true; value?: undefined } | { done: false; value: Uint8Array }>;
+  cancel(): Promise<void>;
+}
+
+function blobSlices(blob: Blob): BodySource {
+  let offset = 0;
+  const size = blob.size;
+  return {
+    async read() {
+      if (offset >= size) return { done: true };
+      const start = offset;
+      offset = Math.min(size, start + SLICE_BYTES);
+      // (a copy of one slice: Bun has no view of a Blob's bytes)
+      const value = await (start === 0 && offset === size ? blob : blob.slice(start, offset)).bytes();
+      return { done: false, value };
+    },
+    cancel: () => Promise.resolve(),
+  };
 }
 
 /**
@@ -96,13 +126,14 @@ function drained(res: http.ServerResponse, idleMs: number, event: "drain" | "fin
 export async function writeNodeResponse(res: http.ServerResponse, response: Response, isHead: boolean, idleMs = NODE_IDLE_MS): Promise<NodeWriteResult> {
   res.statusCode = response.status;
   for (const [k, v] of response.headers) res.setHeader(k, v);
-  const body = response.body;
-  if (!body || isHead || response.status === 204 || response.status === 304) {
+  const blob = blobBodyOf(response);
+  const body = blob === undefined ? response.body : null;
+  if ((!body && !blob) || isHead || response.status === 204 || response.status === 304) {
     body?.cancel().catch(() => {});
     res.end();
     return { status: response.status, bytes: 0 };
   }
-  const reader = body.getReader();
+  const reader: BodySource = blob !== undefined ? blobSlices(blob) : body!.getReader();
   let bytes = 0;
   // Small generated bodies (errors, JSON) without a length are buffered so they carry a
   // Content-Length too. An upstream body of unknown length (S3 answering chunked) is never
