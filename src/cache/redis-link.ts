@@ -25,7 +25,9 @@
  *   longer) is the subscription lost, as a close of the connection would be (link down, reconnect,
  *   catch-up). A flow dropped silently on the way (a lost NAT or conntrack entry, a firewall: no
  *   FIN, no RST) closes nothing, and a subscriber never sends otherwise: without this check the
- *   purges of the other replicas would stop arriving, unnoticed, until the kernel gives up.
+ *   purges of the other replicas would stop arriving, unnoticed, until the kernel gives up. A
+ *   Redis busy for everyone (a slow script, a fork stall) answers neither connection: that is
+ *   not a lost subscription unless it lasts SUBSCRIPTION_SILENT_CHECKS checks in a row.
  *
  * The client's own reconnect and offline queue are off: a command to a dead Redis must fail now,
  * not wait in a queue while a request waits for it.
@@ -84,6 +86,8 @@ function describe(err: unknown): string {
 export const SUBSCRIPTION_CHECK_MS = 5000;
 /** The longest wait for that PING's answer (operation_timeout_ms when it is longer). */
 export const SUBSCRIPTION_TIMEOUT_MS = 2000;
+/** Checks in a row with no answer on either connection (a Redis busy for everyone, or every flow lost) before the subscription counts as lost. */
+export const SUBSCRIPTION_SILENT_CHECKS = 3;
 
 /** From this size on, a store goes over the store connection (runStore). */
 export const STORE_BULK_BYTES = 1 << 20;
@@ -259,14 +263,39 @@ export class RedisLink {
   private watchSubscription(sub: RedisClient): void {
     clearInterval(this.watch);
     let waiting = false;
+    /** Checks in a row without an answer on either connection. */
+    let silent = 0;
+    const answered = (err: unknown) => (err as { code?: string } | undefined)?.code === "ERR_REDIS_SERVER_ERROR";
     this.watch = setInterval(() => {
       if (waiting || this.sub !== sub) return;
       waiting = true;
-      withTimeout(sub.send("PING", []), this.subTimeoutMs, "PING on the subscribed connection").then(
-        () => void (waiting = false),
-        (err) => {
+      const ping = sub.send("PING", []);
+      withTimeout(ping, this.subTimeoutMs, "PING on the subscribed connection").then(
+        () => {
           waiting = false;
-          if ((err as { code?: string }).code === "ERR_REDIS_SERVER_ERROR" || this.sub !== sub) return;
+          silent = 0;
+        },
+        async (err) => {
+          if (answered(err) || this.sub !== sub) {
+            waiting = false;
+            silent = 0;
+            return;
+          }
+          // No answer on the subscription: its flow is lost, or Redis is busy for every client (a
+          // long script, a fork stall). The command connection tells them apart: once it answers,
+          // the subscription's PING (sent before) is answered too unless its flow is gone. If
+          // neither answers, it counts as lost only after SUBSCRIPTION_SILENT_CHECKS such checks
+          // in a row (every flow gone at once).
+          const cmd = this.cmd;
+          const cmdAlive = cmd !== undefined && (await withTimeout(cmd.send("PING", []), this.subTimeoutMs, "PING").then(() => true, (e) => answered(e)));
+          const subLate = cmdAlive && (await withTimeout(ping, this.subTimeoutMs, "PING on the subscribed connection").then(() => true, (e) => answered(e)));
+          waiting = false;
+          if (this.sub !== sub) return;
+          if (subLate) {
+            silent = 0;
+            return;
+          }
+          if (!cmdAlive && ++silent < SUBSCRIPTION_SILENT_CHECKS) return;
           this.errorCount++;
           this.down(`subscription lost: ${describe(err)}`);
         },

@@ -385,6 +385,25 @@ describe("failure is not an outage", () => {
     }
   });
 
+  test("a Redis busy for everyone (a slow script: no answer on any connection, nothing lost) is not a lost subscription: the link stays up, nothing logged", async () => {
+    const log = captureLog();
+    const l = await layer({ log, subscriptionCheckMs: 50, subscriptionTimeoutMs: 300 });
+    const raw = new RedisClient(redis.url);
+    await raw.connect();
+    try {
+      log.lines.length = 0;
+      // ~1 s of server-side work, under lua-time-limit: no BUSY replies, just no answers meanwhile
+      await raw.send("EVAL", ["local t = redis.call('TIME'); local s = t[1]*1000000 + t[2]; while true do local n = redis.call('TIME'); if n[1]*1000000 + n[2] - s > 1000000 then break end end return 1", "0"]);
+      // a few more checks after it
+      await Bun.sleep(400);
+      expect(log.lines.filter((x) => x.level === "warn").map((x) => x.fields?.reason)).toEqual([]);
+      expect(l.health().up).toBe(true);
+    } finally {
+      raw.close();
+      l.close();
+    }
+  });
+
   test("the subscribed connection silently black-holed (no FIN, no RST: a lost NAT entry) while the command connection works: the PING check finds it, the layer reconnects, logged, and the purges made meanwhile reach the replica's memory", async () => {
     const prefix = "silent-sub:";
     const relay = await tcpRelay(redis.port);
