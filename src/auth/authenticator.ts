@@ -210,7 +210,8 @@ export class Authenticator {
     const where = this.cfg.token_sources.map(describeSource).join(", ");
     // (an S3 client pointed at this listener: say where its signature is read, not only "a token")
     const auth = headers.get("authorization");
-    const s3Signed = (auth !== null && /^AWS4?[- ]/i.test(auth)) || (typeof url === "function" ? url() : url).searchParams.has("X-Amz-Signature");
+    const q = (typeof url === "function" ? url() : url).searchParams;
+    const s3Signed = (auth !== null && /^AWS4?[- ]/i.test(auth)) || q.has("X-Amz-Signature") || (q.has("AWSAccessKeyId") && q.has("Signature"));
     const hint = s3Signed ? "; this request carries an S3 (AWS) signature: S3 clients use the S3 API listener (s3_api.port), not this one" : "";
     return new ProxyError("Unauthorized", { detail: `a token is required (${where})${hint}`, headers: { "WWW-Authenticate": REALM } });
   }

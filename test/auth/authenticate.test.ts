@@ -37,7 +37,7 @@ describe("authenticate", () => {
   test("an S3 client's signature (header or presigned query) instead of a token: the 401 says where S3 clients go; a plain one does not", async () => {
     const a = await make();
     const sigv4 = new Headers({ authorization: "AWS4-HMAC-SHA256 Credential=AKID/20261203/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00" });
-    for (const [h, u] of [[sigv4, url()], [new Headers({ authorization: "AWS AKID:c2ln" }), url()], [new Headers(), url("?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=00")]] as const) {
+    for (const [h, u] of [[sigv4, url()], [new Headers({ authorization: "AWS AKID:c2ln" }), url()], [new Headers(), url("?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=00")], [new Headers(), url("?AWSAccessKeyId=AKID&Expires=1&Signature=c2ln")]] as const) {
       await expectProxyError(a.authenticate(h, u), "Unauthorized", /token is required .*S3 clients use the S3 API listener \(s3_api\.port\)/);
     }
     const e = await expectProxyError(a.authenticate(new Headers({ authorization: "Basic eDp5" }), url()), "Unauthorized", /token is required/);
