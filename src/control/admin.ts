@@ -22,7 +22,7 @@ export function json(status: number, body: unknown): Response {
 }
 
 /** `who`: told the admin's identity once the token is accepted (the access line's subject: who reloaded or purged). */
-export async function handleAdmin(app: App, rt: Runtime, req: Request, path: string, who?: (subject: string) => void): Promise<Response> {
+export async function handleAdmin(app: App, rt: Runtime, req: Request, path: string, who?: (subject: string) => void, rawPath = path): Promise<Response> {
   const jwt = rt.config.jwt;
   // Off: said so (an operator following the original README's `curl -X POST …/admin/reload`
   // would otherwise read "No bucket is mapped to this path").
@@ -57,10 +57,16 @@ export async function handleAdmin(app: App, rt: Runtime, req: Request, path: str
   if (path === "/admin/cache/purge" || path.startsWith("/admin/cache/purge/")) {
     post();
     const rest = path.slice("/admin/cache/purge".length).replace(/^\//, "");
-    if (rest === "") return json(200, { purged: await app.cache.purgeAll() });
     const slash = rest.indexOf("/");
     const bucket = slash < 0 ? rest : rest.slice(0, slash);
     const key = slash < 0 ? "" : rest.slice(slash + 1);
+    // An empty bucket or key segment as sent (`purge/`, `purge/b/`, `purge/b/%2F`: a script's empty
+    // variable) is refused, never widened into a purge of the whole bucket or of everything.
+    const raw = /^\/admin\/cache\/purge(?:\/([^/]+)(\/.*)?)?$/s.exec(rawPath);
+    if (raw === null || (raw[1] !== undefined && bucket === "") || (raw[2] !== undefined && key === "")) {
+      throw new ProxyError("BadRequest", { detail: "An empty bucket or key in the purge path: POST /admin/cache/purge (everything), /admin/cache/purge/{bucket} or /admin/cache/purge/{bucket}/{key}" });
+    }
+    if (rest === "") return json(200, { purged: await app.cache.purgeAll() });
     if (!rt.buckets.has(bucket)) throw new ProxyError("NotFound", { detail: `No bucket named ${bucket}` });
     if (key === "") return json(200, { purged: await app.cache.purgeBucket(bucket) });
     return json(200, { purged: await app.cache.purgeObject(bucket, key) });

@@ -49,7 +49,7 @@ function controlAnswer(ctx: RequestContext): Response | Promise<Response> {
     throw new ProxyError("NotFound", { detail: "Metrics are served on the separate metrics listener (metrics.address:metrics.port)" });
   }
   ctx.bucketName = "_admin";
-  return handleAdmin(app, ctx.rt, ctx.req, p, (subject) => (ctx.subject = subject));
+  return handleAdmin(app, ctx.rt, ctx.req, p, (subject) => (ctx.subject = subject), ctx.rawPath);
 }
 
 export const controlFront: Front = {

@@ -120,6 +120,19 @@ describe("cache purge", () => {
     await unknown.body?.cancel();
   });
 
+  test("an empty bucket or key segment (a script's empty variable) is a 400 that purges nothing, not a purge of the bucket or of everything", async () => {
+    await get("/c/a.txt");
+    await get("/d/a.txt");
+    expect((await get("/c/a.txt")).x).toBe("HIT");
+    for (const path of ["/admin/cache/purge/", "/admin/cache/purge//", "/admin/cache/purge/c/", "/admin/cache/purge/c//", "/admin/cache/purge/c/%2F"]) {
+      const r = await post(path, admin);
+      expect({ path, status: r.status }).toEqual({ path, status: 400 });
+      expect((await json(r)).message).toContain("empty bucket or key");
+    }
+    expect((await get("/c/a.txt")).x).toBe("HIT");
+    expect((await get("/d/a.txt")).x).toBe("HIT");
+  });
+
   test("purging everything makes every next GET a MISS and goes upstream again", async () => {
     expect((await get("/c/a.txt")).x).toBe("HIT");
     expect((await get("/d/a.txt")).x).toBe("HIT");
