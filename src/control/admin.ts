@@ -71,5 +71,5 @@ export async function handleAdmin(app: App, rt: Runtime, req: Request, path: str
     if (key === "") return json(200, { purged: await app.cache.purgeBucket(bucket) });
     return json(200, { purged: await app.cache.purgeObject(bucket, key) });
   }
-  throw new ProxyError("NotFound");
+  throw new ProxyError("NotFound", { detail: "No such admin endpoint: POST /admin/reload, POST /admin/cache/purge[/{bucket}[/{key}]], GET /admin/cache/stats" });
 }

@@ -131,6 +131,10 @@ describe("cache purge", () => {
     }
     expect((await get("/c/a.txt")).x).toBe("HIT");
     expect((await get("/d/a.txt")).x).toBe("HIT");
+    // an unknown admin path names the endpoints, not the plain front's "No bucket is mapped"
+    const other = await post("/admin/nope", admin);
+    expect(other.status).toBe(404);
+    expect((await json(other)).message).toContain("No such admin endpoint");
   });
 
   test("purging everything makes every next GET a MISS and goes upstream again", async () => {
