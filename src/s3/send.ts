@@ -137,12 +137,29 @@ export async function fetchFramed(
   contentLength: number,
   clientSignal: AbortSignal,
   timeoutMs: number,
+  timing?: UpstreamTiming,
 ): Promise<Response> {
   headers["content-length"] = String(contentLength);
+  // Given up by its deadline (request_timeout passed while an authorizer or the admission queue
+  // held it): nothing is sent, as on the other paths; given up while sending: cut. A write the
+  // client was told failed must never land later, over a newer one.
+  let signal = clientSignal;
+  if (timing !== undefined) {
+    if (timing.abandoned !== undefined) {
+      body.cancel(timing.abandoned).catch(() => {});
+      throw timing.abandoned;
+    }
+    const ctrl = new AbortController();
+    if (clientSignal.aborted) ctrl.abort(clientSignal.reason);
+    else clientSignal.addEventListener("abort", () => ctrl.abort(clientSignal.reason), { once: true });
+    (timing.onAbandon ??= []).push(() => ctrl.abort(timing.abandoned));
+    signal = ctrl.signal;
+  }
   try {
-    return withoutOverriddenLength(await fetchImpl(url, { method, headers, body, signal: clientSignal, decompress: false, redirect: "manual", duplex: "half", timeout: framedTimeoutMs(timeoutMs, contentLength) } as RequestInit));
+    return withoutOverriddenLength(await fetchImpl(url, { method, headers, body, signal, decompress: false, redirect: "manual", duplex: "half", timeout: framedTimeoutMs(timeoutMs, contentLength) } as RequestInit));
   } catch (err) {
     if (clientSignal.aborted) throw clientSignal.reason;
+    if (timing?.abandoned !== undefined) throw timing.abandoned;
     if ((err as Error)?.name === "TimeoutError") throw new UpstreamTimeoutError("the upload and the upstream's answer took longer than their budget");
     throw err;
   }
