@@ -47,3 +47,21 @@ export function auditPathNote(config: Config): string | undefined {
     return `audit.path ${file}: started as this user, the proxy could not write it (${code === "EACCES" ? "permission denied" : (code ?? "unwritable")}): audit events would be queued, then dropped`;
   }
 }
+
+/**
+ * Buckets whose authorizer may take longer than the whole request may (server.request_timeout):
+ * such a request fails at request_timeout (504 / 503 SlowDown) while its check is still pending,
+ * so the authorizer's longer budget is never used. Undefined when none.
+ */
+export function authorizerTimeoutNote(config: Config): string | undefined {
+  const limitMs = config.server.request_timeout * 1000;
+  const slow: string[] = [];
+  for (const b of config.buckets) {
+    const a = b.authorization;
+    if (a === undefined) continue;
+    const ms = a.type === "opa" ? a.opa_timeout_ms : a.openfga_timeout_ms;
+    if (ms >= limitMs) slow.push(`${b.name} (${a.type}_timeout_ms ${ms})`);
+  }
+  if (slow.length === 0) return undefined;
+  return `the authorizer timeout of ${slow.join(", ")} is not below server.request_timeout (${config.server.request_timeout} s): a request whose check takes that long fails at request_timeout first (504, S3: 503); lower the authorizer's timeout`;
+}

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../../src/config/load.ts";
-import { auditPathNote, demoSecretsNote } from "../../src/config/notes.ts";
+import { auditPathNote, authorizerTimeoutNote, demoSecretsNote } from "../../src/config/notes.ts";
 
 const B = `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\n`;
 
@@ -38,3 +38,11 @@ test("an audit file under a folder this user cannot write is named; one it can c
   }
 });
 
+
+test("an authorizer timeout not below server.request_timeout is named (the request would fail first); a shorter one is not", () => {
+  const cfg = (t: number, timeout = 1) =>
+    parseConfig(`server: { request_timeout: ${timeout} }\nbuckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\n    authorization: { type: opa, opa_url: "http://127.0.0.1:8181", opa_policy_path: p/allow, opa_timeout_ms: ${t} }\n`, { env: {} });
+  expect(authorizerTimeoutNote(cfg(5000))).toBe("the authorizer timeout of b (opa_timeout_ms 5000) is not below server.request_timeout (1 s): a request whose check takes that long fails at request_timeout first (504, S3: 503); lower the authorizer's timeout");
+  expect(authorizerTimeoutNote(cfg(500))).toBeUndefined();
+  expect(authorizerTimeoutNote(parseConfig(B, { env: {} }))).toBeUndefined();
+});
