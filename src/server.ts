@@ -233,7 +233,8 @@ export { NODE_IDLE_MS };
  */
 export function nodeIdleMs(): number {
   const env = Number(process.env.YATAGARASU_NODE_IDLE_MS);
-  return Number.isInteger(env) && env > 0 ? env : NODE_IDLE_MS;
+  // (a day at most: a larger value overflows the timers, which then fire every millisecond)
+  return Number.isInteger(env) && env > 0 && env <= 86_400_000 ? env : NODE_IDLE_MS;
 }
 
 /**

@@ -63,7 +63,7 @@ export async function handleAdmin(app: App, rt: Runtime, req: Request, path: str
     // An empty bucket or key segment as sent (`purge/`, `purge/b/`, `purge/b/%2F`: a script's empty
     // variable) is refused, never widened into a purge of the whole bucket or of everything.
     const raw = /^\/admin\/cache\/purge(?:\/([^/]+)(\/.*)?)?$/s.exec(rawPath);
-    if (raw === null || (raw[1] !== undefined && bucket === "") || (raw[2] !== undefined && key === "")) {
+    if (raw === null || (raw[1] !== undefined && bucket === "") || ((raw[2] !== undefined || slash >= 0) && key === "")) {
       throw new ProxyError("BadRequest", { detail: "An empty bucket or key in the purge path: POST /admin/cache/purge (everything), /admin/cache/purge/{bucket} or /admin/cache/purge/{bucket}/{key}" });
     }
     if (rest === "") return json(200, { purged: await app.cache.purgeAll() });

@@ -98,13 +98,18 @@ function blobSlices(blob: Blob): BodySource {
 function drained(res: http.ServerResponse, idleMs: number, event: "drain" | "finish" = "drain"): Promise<void> {
   return new Promise<void>((resolve) => {
     let held = res.writableLength;
+    let sent = res.socket?.bytesWritten;
     let lastProgress = performance.now();
     // Checked a few times per period: cut between idleMs and 1.25 × idleMs after the last byte taken.
     const timer = setInterval(
       () => {
         const now = performance.now();
-        if (res.writableLength !== held) {
+        const socket = res.socket;
+        // (a pipelined answer queued behind another has no socket yet: it waits its turn, it is
+        // not idle; the socket taking the answer ahead of it is progress too)
+        if (socket == null || res.writableLength !== held || socket.bytesWritten !== sent) {
           held = res.writableLength;
+          sent = socket?.bytesWritten;
           lastProgress = now;
         } else if (now - lastProgress >= idleMs) {
           res.destroy(); // 'close' follows

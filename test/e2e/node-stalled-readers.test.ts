@@ -14,7 +14,7 @@ import { request } from "node:http";
 import { connect, type Socket } from "node:net";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { waitFor } from "../helpers/wait.ts";
-import { startProxy, type ProxyProcess } from "./harness.ts";
+import { startInProcess, startProxy, type ProxyProcess } from "./harness.ts";
 
 setDefaultTimeout(60_000);
 
@@ -187,5 +187,45 @@ describe("node engine: stalled readers of a memory-cache hit", () => {
     // One copy per reader would be 50 × 16 MiB (what the kernel's socket buffers take aside):
     // before, ~10 MiB each. Now a 64 KiB slice each, plus the connections.
     expect(grownMiB).toBeLessThan((50 * HIT) / MiB / 8);
+  });
+});
+
+describe("node engine: pipelined answers", () => {
+  test("an answer queued behind a download read steadily is not cut while it waits its turn (its own idle timer cut the connection)", async () => {
+    // in process: the listener reads YATAGARASU_NODE_IDLE_MS when it starts
+    const before = process.env.YATAGARASU_NODE_IDLE_MS;
+    process.env.YATAGARASU_NODE_IDLE_MS = "1000";
+    await using px = await startInProcess(config(""));
+    if (before === undefined) delete process.env.YATAGARASU_NODE_IDLE_MS;
+    else process.env.YATAGARASU_NODE_IDLE_MS = before;
+    await (await fetch(px.url("/mem/hit.bin"))).arrayBuffer(); // (a memory hit from now on)
+    const s = connect({ host: "127.0.0.1", port: px.port });
+    let got = 0;
+    let closed = false;
+    s.on("close", () => (closed = true));
+    s.on("error", () => {});
+    // ~5 MiB/s: each 16 MiB answer takes about 3 s, longer than the idle period (1 s here)
+    let tick = 0;
+    s.on("data", (d: Buffer) => {
+      got += d.byteLength;
+      tick += d.byteLength;
+      if (tick >= 256 * 1024) s.pause();
+    });
+    const get1 = "GET /mem/hit.bin HTTP/1.1\r\nHost: x\r\n\r\n";
+    s.write(get1 + get1);
+    try {
+      await waitFor(
+        () => {
+          tick = 0;
+          s.resume();
+          return closed || got >= 2 * HIT + 2 * 200;
+        },
+        { timeoutMs: 30_000, intervalMs: 50, message: () => `both answers (${got} bytes so far)` },
+      );
+      expect(closed).toBe(false);
+      expect(got).toBeGreaterThanOrEqual(2 * HIT);
+    } finally {
+      s.destroy();
+    }
   });
 });
