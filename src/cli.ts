@@ -13,7 +13,7 @@ import { lookup } from "node:dns/promises";
 import { App } from "./app.ts";
 import { ConfigError, loadConfigSource, loadConfigSourceOffThread, parseConfig, type Config } from "./config/load.ts";
 import { summarize } from "./config/summary.ts";
-import { auditPathNote, authorizerTimeoutNote, demoSecretsNote } from "./config/notes.ts";
+import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, tlsValidityNote } from "./config/notes.ts";
 import { parseIp } from "./http/cidr.ts";
 import { createLogger } from "./observe/log.ts";
 import { listenBun, listenMetrics, listenNode, readTls, type Listener, type TlsMaterial } from "./server.ts";
@@ -419,6 +419,8 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     if (audit) log.warn(audit);
     const authzSlow = authorizerTimeoutNote(config);
     if (authzSlow) log.warn(authzSlow);
+    const tlsDates = tlsValidityNote(config);
+    if (tlsDates) log.warn(tlsDates);
     for (const n of config.notes ?? []) log.info(n);
   }
   if (primary) log.info("primary started", { workers, port: listener.port, pid: process.pid, ...(metrics ? { metrics_port: metrics.port } : undefined) });
@@ -591,6 +593,8 @@ async function main(argv: string[]): Promise<number> {
     if (audit) write(process.stdout, `note: ${audit}\n`);
     const authzSlow = authorizerTimeoutNote(config);
     if (authzSlow) write(process.stdout, `note: ${authzSlow}\n`);
+    const tlsDates = tlsValidityNote(config);
+    if (tlsDates) write(process.stdout, `note: ${tlsDates}\n`);
     for (const n of config.notes ?? []) write(process.stdout, `note: ${n}\n`);
     // What the start-up log warns about the JWT keys, said here too (a key the config names but no
     // accepted algorithm can use is a key that silently does nothing).

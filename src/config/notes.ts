@@ -3,7 +3,8 @@
  * wants: secrets copied from the demo's config.yaml (published in this repository: anyone can mint
  * tokens or sign as that identity), and an audit file the process cannot write.
  */
-import { accessSync, constants, existsSync, statSync } from "node:fs";
+import { accessSync, constants, existsSync, readFileSync, statSync } from "node:fs";
+import { X509Certificate } from "node:crypto";
 import { dirname } from "node:path";
 import type { Config } from "./load.ts";
 import { resolveConfigPath } from "./validate.ts";
@@ -64,4 +65,25 @@ export function authorizerTimeoutNote(config: Config): string | undefined {
   }
   if (slow.length === 0) return undefined;
   return `the authorizer timeout of ${slow.join(", ")} is not below server.request_timeout (${config.server.request_timeout} s): a request whose check takes that long fails at request_timeout first (504, S3: 503); lower the authorizer's timeout`;
+}
+
+/**
+ * The listener's certificate (server.https) outside its validity period, often a renewal that
+ * did not happen: every client refuses it. Undefined when it is valid now, or unreadable (that is
+ * an error of its own).
+ */
+export function tlsValidityNote(config: Config, now = Date.now()): string | undefined {
+  const https = config.server.https;
+  if (!https?.enabled) return undefined;
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(readFileSync(resolveConfigPath(https.cert_path, config.baseDir)));
+  } catch {
+    return undefined;
+  }
+  const from = Date.parse(cert.validFrom);
+  const to = Date.parse(cert.validTo);
+  if (now > to) return `the certificate in server.https.cert_path (${https.cert_path}) expired on ${new Date(to).toISOString()}: clients refuse it; renew it (a reload keeps the running one: restart)`;
+  if (now < from) return `the certificate in server.https.cert_path (${https.cert_path}) is not valid before ${new Date(from).toISOString()}: clients refuse it until then`;
+  return undefined;
 }

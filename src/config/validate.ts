@@ -165,6 +165,12 @@ function checkTlsPair(https: { cert_path: string; key_path: string }, baseDir: s
   if (cert !== undefined && key !== undefined && !cert.checkPrivateKey(key)) {
     issues.push({ path: ["server", "https", "key_path"], message: `${https.key_path} is not the private key of the certificate in ${https.cert_path}` });
   }
+  // OpenSSL's default security level refuses an RSA key under 1024 bits at every handshake: the
+  // listener would start and no client could connect.
+  const bits = key?.asymmetricKeyType === "rsa" ? key.asymmetricKeyDetails?.modulusLength : undefined;
+  if (bits !== undefined && bits < 1024) {
+    issues.push({ path: ["server", "https", "key_path"], message: `${https.key_path} is a ${bits}-bit RSA key: TLS refuses it at every handshake (use RSA 2048 or more, or ECDSA)` });
+  }
 }
 
 /** Resolves a path from the config relative to the config file's folder. */

@@ -593,7 +593,7 @@ const CERT_REFUSED_CODES = new Set([
  */
 export function tlsFailure(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
-  if (code === "EPROTO") return "TLS handshake failed (EPROTO): does the endpoint speak https? (one that speaks plain http is written http://)";
+  if (code === "EPROTO") return "TLS handshake failed (EPROTO): does the endpoint speak https, with TLS 1.2 or later? (one that speaks plain http is written http://)";
   if (typeof code === "string" && CERT_REFUSED_CODES.has(code)) return `TLS handshake failed: the endpoint's certificate was refused (${code})`;
   return undefined;
 }
@@ -670,8 +670,10 @@ export function isResendable(method: string, query: ReadonlyArray<readonly [stri
 const NOT_CONNECTED = /\((?:ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|ConnectionRefused|FailedToOpenSocket)\)/;
 const NOT_CONNECTED_CODES = new Set([
   "ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "ConnectionRefused", "FailedToOpenSocket",
-  // the upstream's certificate refused during the handshake: no HTTP byte went out
+  // the upstream's certificate refused during the handshake, or the handshake failed (EPROTO:
+  // not TLS, or a TLS version this runtime does not speak): no HTTP byte went out
   ...CERT_REFUSED_CODES,
+  "EPROTO",
 ]);
 export function surelyNotSent(err: unknown): boolean {
   if (err instanceof UpstreamConnectTimeoutError) return true;

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../../src/config/load.ts";
-import { auditPathNote, authorizerTimeoutNote, demoSecretsNote } from "../../src/config/notes.ts";
+import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, tlsValidityNote } from "../../src/config/notes.ts";
 
 const B = `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\n`;
 
@@ -45,4 +45,18 @@ test("an authorizer timeout not below server.request_timeout is named (the reque
   expect(authorizerTimeoutNote(cfg(5000))).toBe("the authorizer timeout of b (opa_timeout_ms 5000) is not below server.request_timeout (1 s): a request whose check takes that long fails at request_timeout first (504, S3: 503); lower the authorizer's timeout");
   expect(authorizerTimeoutNote(cfg(500))).toBeUndefined();
   expect(authorizerTimeoutNote(parseConfig(B, { env: {} }))).toBeUndefined();
+});
+
+test("a listener certificate outside its validity period is named (expired: a renewal that did not happen; not yet valid); a valid one is not", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "yata-notes-tls-"));
+  try {
+    const gen = Bun.spawn(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=t", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem")], { stdout: "ignore", stderr: "ignore" });
+    expect(await gen.exited).toBe(0);
+    const cfg = parseConfig(`server: { https: { enabled: true, cert_path: "${join(dir, "cert.pem")}", key_path: "${join(dir, "key.pem")}" } }\n${B}`, { env: {} });
+    expect(tlsValidityNote(cfg)).toBeUndefined();
+    expect(tlsValidityNote(cfg, Date.now() + 3 * 86_400_000)).toContain("expired on");
+    expect(tlsValidityNote(cfg, Date.now() - 86_400_000)).toContain("is not valid before");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

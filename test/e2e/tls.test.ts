@@ -93,6 +93,12 @@ test("--check refuses a pair the listener would refuse, naming the file: swapped
     const pssCheck = await check("pss.pem", "pss.key");
     expect(pssCheck.code).toBe(1);
     expect(pssCheck.stderr).toContain("server.https.key_path: pss.key holds a PEM private key that cannot be used");
+    // an RSA key TLS refuses at every handshake (under 1024 bits): the listener started and no client connected
+    const weak = Bun.spawn(["openssl", "req", "-x509", "-newkey", "rsa:512", "-nodes", "-days", "1", "-subj", "/CN=weak", "-keyout", join(dir, "weak.key"), "-out", join(dir, "weak.pem")], { stdout: "ignore", stderr: "ignore" });
+    expect(await weak.exited).toBe(0);
+    const weakCheck = await check("weak.pem", "weak.key");
+    expect(weakCheck.code).toBe(1);
+    expect(weakCheck.stderr).toContain("server.https.key_path: weak.key is a 512-bit RSA key: TLS refuses it at every handshake");
     const good = await check("cert.pem", "key.pem");
     expect({ code: good.code, stderr: good.stderr }).toMatchObject({ code: 0 });
   } finally {

@@ -71,12 +71,14 @@ buckets:
 `,
       { env: { YATAGARASU_PROBE_INTERVAL_MS: "100" } },
     );
-    const words = "TLS handshake failed (EPROTO): does the endpoint speak https? (one that speaks plain http is written http://)";
+    const words = "TLS handshake failed (EPROTO): does the endpoint speak https, with TLS 1.2 or later? (one that speaks plain http is written http://)";
     const r = await fetch(px.url("/b/k"));
     const text = await r.text();
     expect(r.status).toBe(502);
     expect(text).not.toContain(String(plain.port));
     expect(text).not.toContain("TLS");
+    // a failed handshake sent no HTTP byte: "could not be reached" (a write may be retried), not "closed before it answered"
+    expect(text).toContain("could not be reached");
     await waitFor(async () => ((await (await fetch(px.url("/ready"))).json()) as { buckets: { b: { reason?: string } } }).buckets.b.reason === `upstream unreachable: ${words}`, { message: "the /ready reason", intervalMs: 50 });
     const warned = await px.waitForLog((l) => l.level === "warn" && l.msg === `upstream ${words}`);
     expect(warned).toMatchObject({ bucket: "b", endpoint: `https://127.0.0.1:${plain.port}`, upstream_error: "EPROTO" });
@@ -90,7 +92,7 @@ buckets:
 });
 
 test("tlsFailure names EPROTO and a refused certificate, and nothing else", () => {
-  expect(tlsFailure(Object.assign(new Error("x"), { code: "EPROTO" }))).toStartWith("TLS handshake failed (EPROTO): does the endpoint speak https?");
+  expect(tlsFailure(Object.assign(new Error("x"), { code: "EPROTO" }))).toStartWith("TLS handshake failed (EPROTO): does the endpoint speak https, with TLS 1.2 or later?");
   expect(tlsFailure(Object.assign(new Error("x"), { code: "DEPTH_ZERO_SELF_SIGNED_CERT" }))).toBe("TLS handshake failed: the endpoint's certificate was refused (DEPTH_ZERO_SELF_SIGNED_CERT)");
   expect(tlsFailure(Object.assign(new Error("x"), { code: "ECONNRESET" }))).toBeUndefined();
 });
