@@ -70,7 +70,11 @@ export interface S3State {
 }
 
 /** The context of an S3-front request: the shared one plus the S3 state, set by s3Parse. */
-export type S3RequestContext = RequestContext & { s3?: S3State };
+export type S3RequestContext = RequestContext & {
+  s3?: S3State;
+  /** A signature that failed verification: refused once admission ran (s3Refuse). */
+  s3Refusal?: S3Error;
+};
 
 const fail = (e: S3Error): never => {
   throw s3Fail(e);
@@ -124,7 +128,12 @@ export function s3Parse(ctx: RequestContext): undefined {
   if (v.kind === "error") {
     metrics.auth("invalid");
     addressedBy(ctx, a);
-    return fail({ code: v.code, status: v.status, message: v.message, details: v.details, headers: v.headers });
+    // Refused once admission has run (s3Refuse): a request whose signature fails counts against
+    // the rate limits and the concurrency cap, and an address the bucket blocks learns nothing of
+    // its key, as on the plain front (a refused request counts there too). Before, such requests
+    // were never limited: unlimited SigV4 verifications, from anywhere.
+    (ctx as S3RequestContext).s3Refusal = { code: v.code, status: v.status, message: v.message, details: v.details, headers: v.headers };
+    return undefined;
   }
   // Signed with every raw "+" read as a space (S3's reading): the key is read so too.
   if (v.kind === "ok" && v.plusAsSpace === true) {
@@ -400,9 +409,16 @@ function stsFailure(e: S3Error, ctx: RequestContext): Response {
   return res;
 }
 
+/** Phase: a request whose signature failed (s3Parse), refused after admission. */
+export function s3Refuse(ctx: RequestContext): undefined {
+  const refusal = (ctx as S3RequestContext).s3Refusal;
+  if (refusal !== undefined) fail(refusal);
+  return undefined;
+}
+
 export const s3Front: Front = {
   name: "s3",
-  phases: [guard, s3Cors(() => s3Front), s3Parse, admit, s3Permit, s3Authorize, s3Operate],
+  phases: [guard, s3Cors(() => s3Front), s3Parse, admit, s3Refuse, s3Permit, s3Authorize, s3Operate],
   renderError(err, ctx) {
     let e = s3ErrorOf(err) ?? fromProxyError(err);
     const s = (ctx as S3RequestContext).s3;
