@@ -171,6 +171,12 @@ function checkTlsPair(https: { cert_path: string; key_path: string }, baseDir: s
   if (bits !== undefined && bits < 1024) {
     issues.push({ path: ["server", "https", "key_path"], message: `${https.key_path} is a ${bits}-bit RSA key: TLS refuses it at every handshake (use RSA 2048 or more, or ECDSA)` });
   }
+  // Key types the listener cannot load (it fails to start with UNSUPPORTED_ALGORITHM): DSA, and
+  // curves other than P-256, P-384 and P-521.
+  const curve = key?.asymmetricKeyType === "ec" ? key.asymmetricKeyDetails?.namedCurve : undefined;
+  if (key?.asymmetricKeyType === "dsa" || (curve !== undefined && !["prime256v1", "secp384r1", "secp521r1"].includes(curve))) {
+    issues.push({ path: ["server", "https", "key_path"], message: `${https.key_path} is a ${curve ?? "DSA"} key the listener cannot use (use an RSA, ECDSA P-256/P-384/P-521 or Ed25519 key)` });
+  }
 }
 
 /** Resolves a path from the config relative to the config file's folder. */

@@ -670,10 +670,10 @@ export function isResendable(method: string, query: ReadonlyArray<readonly [stri
 const NOT_CONNECTED = /\((?:ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|ConnectionRefused|FailedToOpenSocket)\)/;
 const NOT_CONNECTED_CODES = new Set([
   "ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "ConnectionRefused", "FailedToOpenSocket",
-  // the upstream's certificate refused during the handshake, or the handshake failed (EPROTO:
-  // not TLS, or a TLS version this runtime does not speak): no HTTP byte went out
+  // the upstream's certificate refused during the handshake: no HTTP byte went out. (Not EPROTO:
+  // Bun's fetch reports any failure of the TLS layer so, one after the request went out included:
+  // a CompleteMultipartUpload or a conditional create resent would be sent twice.)
   ...CERT_REFUSED_CODES,
-  "EPROTO",
 ]);
 export function surelyNotSent(err: unknown): boolean {
   if (err instanceof UpstreamConnectTimeoutError) return true;

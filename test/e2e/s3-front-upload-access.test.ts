@@ -136,6 +136,11 @@ describe("bucket access and grants", () => {
       const cr = await (await deleteObjects("up", "<Delete><Object><Key>del/cr&#13;x</Key></Object></Delete>")).text();
       expect(cr).toContain("<Deleted><Key>del/cr&#13;x</Key></Deleted>");
       expect(await env.s3.exists("up", "del/cr\rx")).toBe(false);
+      // (with a VersionId too)
+      await env.s3.put("up", "del/cr\ry", "cr");
+      const crv = await (await deleteObjects("up", "<Delete><Object><Key>del/cr&#13;y</Key><VersionId>null</VersionId></Object></Delete>")).text();
+      expect(crv).toContain("<Deleted><Key>del/cr&#13;y</Key><VersionId>null</VersionId></Deleted>");
+      expect(await env.s3.exists("up", "del/cr\ry")).toBe(false);
     },
     T,
   );

@@ -99,6 +99,12 @@ test("--check refuses a pair the listener would refuse, naming the file: swapped
     const weakCheck = await check("weak.pem", "weak.key");
     expect(weakCheck.code).toBe(1);
     expect(weakCheck.stderr).toContain("server.https.key_path: weak.key is a 512-bit RSA key: TLS refuses it at every handshake");
+    // key types the listener cannot load (it failed to start with UNSUPPORTED_ALGORITHM after --check said OK)
+    const p224 = Bun.spawn(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp224r1", "-nodes", "-days", "1", "-subj", "/CN=p224", "-keyout", join(dir, "p224.key"), "-out", join(dir, "p224.pem")], { stdout: "ignore", stderr: "ignore" });
+    expect(await p224.exited).toBe(0);
+    const p224Check = await check("p224.pem", "p224.key");
+    expect(p224Check.code).toBe(1);
+    expect(p224Check.stderr).toContain("server.https.key_path: p224.key is a secp224r1 key the listener cannot use");
     const good = await check("cert.pem", "key.pem");
     expect({ code: good.code, stderr: good.stderr }).toMatchObject({ code: 0 });
   } finally {

@@ -194,7 +194,12 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
       byReadKey.set(key, r);
     }
     for (const o of send) {
-      const r = byEntry.get(entryId(o)) ?? (o.versionId === undefined ? (byKey.get(o.key) ?? (o.key.includes("\r") ? byReadKey.get(o.key.replace(/\r\n?/g, "\n")) : undefined)) : undefined) ?? { key: o.key, code: "InternalError", message: "The upstream did not report on this key." };
+      const readKey = o.key.includes("\r") ? o.key.replace(/\r\n?/g, "\n") : undefined;
+      const r =
+        byEntry.get(entryId(o)) ??
+        (readKey === undefined ? undefined : byEntry.get(entryId({ ...o, key: readKey }))) ??
+        (o.versionId === undefined ? (byKey.get(o.key) ?? (readKey === undefined ? undefined : byReadKey.get(readKey))) : undefined) ??
+        { key: o.key, code: "InternalError", message: "The upstream did not report on this key." };
       o.deleted = r.deleted;
       o.deleteMarker = r.deleteMarker;
       o.deleteMarkerVersionId = r.deleteMarkerVersionId;
