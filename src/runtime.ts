@@ -15,6 +15,7 @@ import type { Config } from "./config/load.ts";
 import type { BucketConfig, ClaimRule } from "./config/schema.ts";
 import { parseCidr, type Cidr } from "./http/cidr.ts";
 import { buildLimiter, type Limiter } from "./limits/index.ts";
+import { RateLimiter } from "./limits/rate-limiter.ts";
 import type { Logger } from "./observe/log.ts";
 import type { Metrics } from "./observe/metrics.ts";
 import type { Tracer } from "./observe/trace/tracer.ts";
@@ -64,6 +65,8 @@ export interface Runtime {
   readonly auth: Authenticator | undefined;
   /** check() is synchronous with the memory backend; with redis it may return a promise. */
   readonly limiter: Limiter | undefined;
+  /** What the limiter was built from (a reload that keeps it keeps the in-memory budgets). */
+  readonly limiterSignature: string;
   readonly trustedProxies: readonly Cidr[];
   readonly prober: Prober;
   /** The own client's connection pools this generation's upstreams use (the App retires the others on reload). */
@@ -214,7 +217,13 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
     auth?.close();
     throw err;
   }
-  const limiter = buildLimiter(config, { share: deps.share ?? 1, log: deps.log, connect: deps.start !== false });
+  // A reload that leaves the limits as they were keeps the in-memory budgets (a reload for another
+  // reason gave every client a fresh burst); the Redis backend keeps its budgets in Redis anyway.
+  const limits = limiterSignature(config);
+  const limiter: Limiter | undefined =
+    previous !== undefined && previous.limiter instanceof RateLimiter && previous.limiterSignature === limits
+      ? previous.limiter
+      : buildLimiter(config, { share: deps.share ?? 1, log: deps.log, connect: deps.start !== false });
   const targets: ProbeTarget[] = [];
   for (const b of buckets.values()) {
     if (b.replicas) for (const r of b.replicas) targets.push({ id: probeId(b.name, r.name), key: probeKey(b.cfg, r.name), probe: (ms) => r.probe(ms) });
@@ -238,6 +247,7 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
     buckets,
     auth,
     limiter,
+    limiterSignature: limits,
     trustedProxies: cidrs(config.server.trusted_proxies),
     prober,
     pools: [...buckets.values()].flatMap((b) => (b.replicas ? b.replicas.map((r) => r.upstream.pool) : [(b.upstream as BucketUpstream).pool])).filter((p): p is Http1Pool => p !== undefined),
@@ -249,4 +259,9 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
       for (const b of buckets.values()) b.authorizer?.close?.();
     },
   };
+}
+
+/** The config the rate limiter is built from, as one comparable string. */
+function limiterSignature(config: Config): string {
+  return JSON.stringify([config.server.rate_limit ?? null, config.buckets.map((b) => [b.name, b.s3.rate_limit ?? null])]);
 }

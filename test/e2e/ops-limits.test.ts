@@ -116,3 +116,25 @@ describe("concurrency cap", () => {
     }
   });
 });
+
+describe("rate limits across a reload", () => {
+  test("a reload that leaves the limits as they were keeps the spent budgets (it gave every client a fresh burst); one that changes them starts new ones", async () => {
+    const yaml = (timeout: number, burst: number) =>
+      `server: { address: 127.0.0.1, port: 0, request_timeout: ${timeout}, rate_limit: { enabled: true, per_ip: { requests_per_second: 0.01, burst: ${burst} } } }\nbuckets:\n${bucket("pub")}`;
+    await using px = await startProxy(yaml(30, 2));
+    expect((await get(px, "/pub/a.txt")).status).toBe(200);
+    expect((await get(px, "/pub/a.txt")).status).toBe(200);
+    expect((await get(px, "/pub/a.txt")).status).toBe(429);
+    const reloaded = (generation: number) => px.waitForLog((l) => l.msg === "config reloaded" && l.generation === generation);
+    // another request_timeout only: the budget stays spent
+    px.writeConfig(yaml(31, 2));
+    px.signal("SIGHUP");
+    await reloaded(2);
+    expect((await get(px, "/pub/a.txt")).status).toBe(429);
+    // the limits themselves changed: new budgets
+    px.writeConfig(yaml(31, 3));
+    px.signal("SIGHUP");
+    await reloaded(3);
+    expect((await get(px, "/pub/a.txt")).status).toBe(200);
+  });
+});
