@@ -1,10 +1,11 @@
 /**
- * A request whose signature fails is refused after admission, as on the plain front (where a
- * refused request counts too): it counts against the rate limits and the concurrency cap, and an
- * address the bucket blocks gets the block's answer whatever it signed, so it learns nothing of a
- * key. Before, the S3 front verified signatures before admission: unlimited verifications from
- * anywhere, and a blocked address could tell a right secret (AccessDenied) from a wrong one
- * (SignatureDoesNotMatch).
+ * Admission (rate limits, the concurrency cap, the bucket's ip_filter) runs before any signature is
+ * verified, as on the plain front (where a refused request counts too): a request whose signature
+ * fails, or that a verified signature would have refused, counts against the budgets, a spent
+ * budget costs no verification, and an address the bucket blocks gets the block's answer whatever
+ * it signed, so it learns nothing of a key. Before, the S3 front verified signatures before
+ * admission: unlimited verifications from anywhere, and a blocked address could tell a right
+ * secret (AccessDenied, or a later refusal) from a wrong one (SignatureDoesNotMatch).
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { startS3Fixture } from "../fixtures/s3.ts";
@@ -48,8 +49,10 @@ describe("rate limits", () => {
     const answers: string[] = [];
     for (let i = 0; i < 5; i++) answers.push(await codeOf(await signedFetch(env, { method: "GET", path: "/b/a.txt", creds: WRONG })));
     expect(answers).toEqual(["403 SignatureDoesNotMatch", "403 SignatureDoesNotMatch", "403 SignatureDoesNotMatch", "503 SlowDown", "503 SlowDown"]);
-    // and the right secret from the same address is throttled too now
+    // and the right secret from the same address is throttled too now, whatever it asks
     expect(await codeOf(await signedFetch(env, { method: "GET", path: "/b/a.txt", creds: C }))).toBe("503 SlowDown");
+    expect(await codeOf(await signedFetch(env, { method: "GET", path: "/nosuchbucket/k", creds: C }))).toBe("503 SlowDown");
+    expect(await codeOf(await signedFetch(env, { method: "GET", path: "/b/a.txt", creds: C, payloadHash: "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881" }))).toBe("503 SlowDown");
   });
 });
 
@@ -65,5 +68,9 @@ describe("ip_filter", () => {
     const wrong = await codeOf(await signedFetch(env, { method: "GET", path: "/b/a.txt", creds: WRONG }));
     expect(right).toBe("403 AccessDenied");
     expect(wrong).toBe(right);
+    // nor do the refusals a verified signature would get (a signed payload hash on a GET, a listing's repeated parameter)
+    const sha = await codeOf(await signedFetch(env, { method: "GET", path: "/b/a.txt", creds: C, payloadHash: "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881" }));
+    const twice = await codeOf(await signedFetch(env, { method: "GET", path: "/b", query: [["prefix", "a"], ["prefix", "b"]], creds: C }));
+    expect([sha, twice]).toEqual([right, right]);
   });
 });

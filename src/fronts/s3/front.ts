@@ -72,8 +72,8 @@ export interface S3State {
 /** The context of an S3-front request: the shared one plus the S3 state, set by s3Parse. */
 export type S3RequestContext = RequestContext & {
   s3?: S3State;
-  /** A signature that failed verification: refused once admission ran (s3Refuse). */
-  s3Refusal?: S3Error;
+  /** The request's address (s3Address), for s3Parse. */
+  s3Addressed?: { a: { bucket: string; key: string }; hostBucket: string | undefined };
 };
 
 const fail = (e: S3Error): never => {
@@ -86,8 +86,15 @@ function verifiedHasBody(v: { allSigned: boolean; signedHeaders: readonly string
   return announcesBody(h);
 }
 
-/** Phase: address, SigV4 identity, operation, bucket and key. Synchronous. */
-export function s3Parse(ctx: RequestContext): undefined {
+/**
+ * Phase: the request's address (path or virtual host), the STS endpoint, and the refusals that
+ * need no signature (InvalidURI, an OPTIONS no CORS phase answered). It names the configured
+ * bucket, so that admission (rate limits, the concurrency cap, the bucket's ip_filter) runs before
+ * any signature is verified, as the plain front admits before it authenticates: a spent budget
+ * costs no verification, and an address the bucket blocks learns nothing of a key (a right
+ * secret's later refusals told it from a wrong one's SignatureDoesNotMatch). Synchronous.
+ */
+export function s3Address(ctx: RequestContext): undefined {
   const api = ctx.rt.s3Api;
   if (api === undefined) throw new ProxyError("ServiceUnavailable", { detail: "The S3 API is not enabled in this configuration" });
   const decoded = decodeComponent(ctx.rawPath);
@@ -95,7 +102,7 @@ export function s3Parse(ctx: RequestContext): undefined {
   ctx.path = decoded;
   const req = ctx.req;
   const hostBucket = api.domain === undefined ? undefined : bucketFromHost(req.headers.get("host"), api.domain);
-  let a = address(decoded, hostBucket);
+  const a = address(decoded, hostBucket);
   // "//bucket/key": an empty bucket segment before a key is no S3 address (it was served as the
   // service: a GetObject of "//b/k" answered 200 with the ListBuckets XML).
   if (a.bucket === "" && a.key !== "") return fail(s3Error("InvalidURI"));
@@ -118,6 +125,25 @@ export function s3Parse(ctx: RequestContext): undefined {
     const missing = req.headers.has("origin") ? "Access-Control-Request-Method" : "Origin";
     return fail(s3Error("BadRequest", `Insufficient information. ${missing} request header needed.`));
   }
+  if (a.bucket !== "") {
+    const bucket = configuredBucket(ctx.rt, a.bucket);
+    if (bucket !== undefined) {
+      ctx.bucket = bucket;
+      ctx.bucketName = bucket.name;
+    }
+  }
+  (ctx as S3RequestContext).s3Addressed = { a, hostBucket };
+  return undefined;
+}
+
+/** Phase (after admission): SigV4 identity, operation, bucket and key. Synchronous. */
+export function s3Parse(ctx: RequestContext): undefined {
+  const addressed = (ctx as S3RequestContext).s3Addressed;
+  if (addressed === undefined) return undefined; // (the STS endpoint: s3Address set it up)
+  const api = ctx.rt.s3Api!;
+  const req = ctx.req;
+  const hostBucket = addressed.hostBucket;
+  let a = addressed.a;
   const metrics = ctx.svc.metrics;
   const v = verifySigV4({ method: ctx.method, rawPath: ctx.rawPath, rawQuery: ctx.query, headers: req.headers }, api.lookup, {
     region: api.region,
@@ -128,12 +154,7 @@ export function s3Parse(ctx: RequestContext): undefined {
   if (v.kind === "error") {
     metrics.auth("invalid");
     addressedBy(ctx, a);
-    // Refused once admission has run (s3Refuse): a request whose signature fails counts against
-    // the rate limits and the concurrency cap, and an address the bucket blocks learns nothing of
-    // its key, as on the plain front (a refused request counts there too). Before, such requests
-    // were never limited: unlimited SigV4 verifications, from anywhere.
-    (ctx as S3RequestContext).s3Refusal = { code: v.code, status: v.status, message: v.message, details: v.details, headers: v.headers };
-    return undefined;
+    return fail({ code: v.code, status: v.status, message: v.message, details: v.details, headers: v.headers });
   }
   // Signed with every raw "+" read as a space (S3's reading): the key is read so too.
   if (v.kind === "ok" && v.plusAsSpace === true) {
@@ -176,7 +197,8 @@ export function s3Parse(ctx: RequestContext): undefined {
   else if ((op === "GetObjectAcl" || op === "PutObjectAcl") && v.query.some(([k]) => k === "versionId")) ctx.action = op === "GetObjectAcl" ? "s3:GetObjectVersionAcl" : "s3:PutObjectVersionAcl";
 
   if (a.bucket !== "") {
-    const bucket = configuredBucket(ctx.rt, a.bucket);
+    // (s3Address looked it up, for admission; again only when the key's reading moved the address)
+    const bucket = a === addressed.a ? ctx.bucket : configuredBucket(ctx.rt, a.bucket);
     // The proxy serves the buckets its config names; it creates none.
     if (bucket === undefined && op === "CreateBucket") return fail(s3Error("AccessDenied", "This proxy does not create buckets: the buckets it serves are those its configuration names."));
     if (bucket === undefined) return fail(s3Error("NoSuchBucket", undefined, { BucketName: a.bucket.slice(0, 255) }));
@@ -409,16 +431,9 @@ function stsFailure(e: S3Error, ctx: RequestContext): Response {
   return res;
 }
 
-/** Phase: a request whose signature failed (s3Parse), refused after admission. */
-export function s3Refuse(ctx: RequestContext): undefined {
-  const refusal = (ctx as S3RequestContext).s3Refusal;
-  if (refusal !== undefined) fail(refusal);
-  return undefined;
-}
-
 export const s3Front: Front = {
   name: "s3",
-  phases: [guard, s3Cors(() => s3Front), s3Parse, admit, s3Refuse, s3Permit, s3Authorize, s3Operate],
+  phases: [guard, s3Cors(() => s3Front), s3Address, admit, s3Parse, s3Permit, s3Authorize, s3Operate],
   renderError(err, ctx) {
     let e = s3ErrorOf(err) ?? fromProxyError(err);
     const s = (ctx as S3RequestContext).s3;
