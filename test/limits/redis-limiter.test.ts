@@ -166,11 +166,17 @@ describe("Redis unavailable", () => {
     for (const log of s.logs) expect(log.lines.filter((x) => x.level === "info").length).toBe(2);
   }, 20_000);
 
-  test("slower than redis_timeout_ms (80 ms round trips, 50 ms timeout) under steady traffic: decided locally and stays so, one warning, no flapping; fast again: shared again", async () => {
+  /** A limiter reaching Redis through a TCP relay (delays, black holes), 50 ms timeout and checks, and its shared/local log states. */
+  async function relayedLimiter() {
     const relay = await tcpRelay(redis.port);
     const log = recordingLogger();
     const l = new RedisRateLimiter(source({ enabled: true, global: { requests_per_second: 10_000, burst: 10_000 } }), { url: `redis://127.0.0.1:${relay.port}`, keyPrefix: `t${++prefixN}:`, timeoutMs: 50, share: 2, log, retryMs: 50 });
     const states = () => log.lines.filter((x) => x.msg.includes("shared through Redis") || x.level === "warn").map((x) => x.level);
+    return { relay, l, states };
+  }
+
+  test("slower than redis_timeout_ms (80 ms round trips, 50 ms timeout) under steady traffic: decided locally and stays so, one warning, no flapping; fast again: shared again", async () => {
+    const { relay, l, states } = await relayedLimiter();
     try {
       await l.whenShared(true);
       relay.delayResponses(80);
@@ -204,10 +210,7 @@ describe("Redis unavailable", () => {
   });
 
   test("the connection silently black-holed (no FIN, no RST: a lost NAT entry; the client still says connected): decided locally at once, then the connection is replaced within about a second and the limits are shared again", async () => {
-    const relay = await tcpRelay(redis.port);
-    const log = recordingLogger();
-    const l = new RedisRateLimiter(source({ enabled: true, global: { requests_per_second: 10_000, burst: 10_000 } }), { url: `redis://127.0.0.1:${relay.port}`, keyPrefix: `t${++prefixN}:`, timeoutMs: 50, share: 2, log, retryMs: 50 });
-    const states = () => log.lines.filter((x) => x.msg.includes("shared through Redis") || x.level === "warn").map((x) => x.level);
+    const { relay, l, states } = await relayedLimiter();
     try {
       await l.whenShared(true);
       expect(relay.blackhole()).toBe(1);
