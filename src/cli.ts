@@ -160,6 +160,26 @@ async function healthcheck(url: string): Promise<number> {
 const CERT_CODES = /^(?:ERR_TLS_CERT_ALTNAME_INVALID|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_\w+|CERT_\w+)$/;
 
 /**
+ * What start-up logs (at `level`) and --check prints (as `note:` lines) about a valid config that
+ * is probably not what its operator wants, in one list so that the two never drift apart.
+ */
+function configNotes(config: Config): Array<{ level: "info" | "warn"; text: string }> {
+  const out: Array<{ level: "info" | "warn"; text: string }> = [];
+  const add = (level: "info" | "warn", text: string | undefined) => {
+    if (text) out.push({ level, text });
+  };
+  add("info", connectTimeoutNote(config.buckets, config.server.upstream_client));
+  add("info", poolSizeNote(config.buckets));
+  add("warn", cacheOffNote(config));
+  add("warn", demoSecretsNote(config));
+  add("warn", auditPathNote(config));
+  add("warn", authorizerTimeoutNote(config));
+  add("warn", tlsValidityNote(config));
+  for (const n of config.notes ?? []) add("info", n);
+  return out;
+}
+
+/**
  * Why a healthcheck got no HTTP answer, in our words (never the runtime's message: Bun's says
  * "pass `verbose: true` in the second argument to fetch()"), with what to try when the scheme is
  * probably the wrong one.
@@ -407,21 +427,7 @@ async function serve(config: Config, source: { path?: string; text: string; gene
   if (workerIndex() === undefined) {
     const warning = fetchConcurrencyWarning(config.buckets, config.server.upstream_client, config.server.max_concurrent_requests, process.env);
     if (warning) log.warn(warning);
-    const note = connectTimeoutNote(config.buckets, config.server.upstream_client);
-    if (note) log.info(note);
-    const pool = poolSizeNote(config.buckets);
-    if (pool) log.info(pool);
-    const cacheOff = cacheOffNote(config);
-    if (cacheOff) log.warn(cacheOff);
-    const demo = demoSecretsNote(config);
-    if (demo) log.warn(demo);
-    const audit = auditPathNote(config);
-    if (audit) log.warn(audit);
-    const authzSlow = authorizerTimeoutNote(config);
-    if (authzSlow) log.warn(authzSlow);
-    const tlsDates = tlsValidityNote(config);
-    if (tlsDates) log.warn(tlsDates);
-    for (const n of config.notes ?? []) log.info(n);
+    for (const n of configNotes(config)) log[n.level](n.text);
   }
   if (primary) log.info("primary started", { workers, port: listener.port, pid: process.pid, ...(metrics ? { metrics_port: metrics.port } : undefined) });
   // Workers report their port to the primary (tests and the primary's own log use it).
@@ -581,21 +587,7 @@ async function main(argv: string[]): Promise<number> {
       }
     }
     write(process.stdout, summarize(config, parsed.config, unusable === 0 ? "OK" : `NOT OK: valid, but the proxy would not start with it as this user (${unusable === 1 ? "the error" : `${unusable} errors`} above)`));
-    const note = connectTimeoutNote(config.buckets, config.server.upstream_client);
-    if (note) write(process.stdout, `note: ${note}\n`);
-    const pool = poolSizeNote(config.buckets);
-    if (pool) write(process.stdout, `note: ${pool}\n`);
-    const cacheOff = cacheOffNote(config);
-    if (cacheOff) write(process.stdout, `note: ${cacheOff}\n`);
-    const demo = demoSecretsNote(config);
-    if (demo) write(process.stdout, `note: ${demo}\n`);
-    const audit = auditPathNote(config);
-    if (audit) write(process.stdout, `note: ${audit}\n`);
-    const authzSlow = authorizerTimeoutNote(config);
-    if (authzSlow) write(process.stdout, `note: ${authzSlow}\n`);
-    const tlsDates = tlsValidityNote(config);
-    if (tlsDates) write(process.stdout, `note: ${tlsDates}\n`);
-    for (const n of config.notes ?? []) write(process.stdout, `note: ${n}\n`);
+    for (const n of configNotes(config)) write(process.stdout, `note: ${n.text}\n`);
     // What the start-up log warns about the JWT keys, said here too (a key the config names but no
     // accepted algorithm can use is a key that silently does nothing).
     if (config.jwt?.enabled) {

@@ -174,16 +174,13 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
     const byEntry = new Map<string, Outcome>();
     // A key's result as S3 reports it even if it adds a VersionId the request did not name.
     const byKey = new Map<string, Outcome>();
-    // (a store that writes a key's CR raw in its answer, as s3rver does where S3 writes &#13;, is
-    // read with the CR as LF, XML's line-end rule: such a key is matched that way too)
-    const byReadKey = new Map<string, Outcome>();
+
     for (const d of childrenNamed(result, "Deleted")) {
       const key = childText(d, "Key");
       if (key === undefined) continue;
       const r: Outcome = { key, versionId: childText(d, "VersionId"), deleted: true, deleteMarker: childText(d, "DeleteMarker"), deleteMarkerVersionId: childText(d, "DeleteMarkerVersionId") };
       byEntry.set(entryId(r), r);
       byKey.set(key, r);
-      byReadKey.set(key, r);
     }
     for (const e of childrenNamed(result, "Error")) {
       const key = childText(e, "Key");
@@ -191,14 +188,15 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
       const r: Outcome = { key, versionId: childText(e, "VersionId"), code: childText(e, "Code")?.trim() || "InternalError", message: childText(e, "Message") ?? "" };
       byEntry.set(entryId(r), r);
       byKey.set(key, r);
-      byReadKey.set(key, r);
     }
     for (const o of send) {
+      // (a store that writes a key's CR raw in its answer, as s3rver does where S3 writes &#13;, is
+      // read with the CR as LF, XML's line-end rule: such a key is matched that way too)
       const readKey = o.key.includes("\r") ? o.key.replace(/\r\n?/g, "\n") : undefined;
       const r =
         byEntry.get(entryId(o)) ??
         (readKey === undefined ? undefined : byEntry.get(entryId({ ...o, key: readKey }))) ??
-        (o.versionId === undefined ? (byKey.get(o.key) ?? (readKey === undefined ? undefined : byReadKey.get(readKey))) : undefined) ??
+        (o.versionId === undefined ? (byKey.get(o.key) ?? (readKey === undefined ? undefined : byKey.get(readKey))) : undefined) ??
         { key: o.key, code: "InternalError", message: "The upstream did not report on this key." };
       o.deleted = r.deleted;
       o.deleteMarker = r.deleteMarker;
