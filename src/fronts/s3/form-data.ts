@@ -6,6 +6,7 @@
  * Bytes of a part's body are released only once they cannot be the start of the delimiter
  * ("\r\n--" + boundary): the last delimiter-length bytes are held back until more arrive.
  */
+import { releaseChunk } from "../../http/framed-body.ts";
 
 export class FormDataError extends Error {
   constructor(message: string) {
@@ -114,10 +115,18 @@ export class FormReader {
   private readonly delimiter: Uint8Array;
   private buf: Uint8Array = new Uint8Array(0);
   private ended = false;
+  /** Whether chunks are released once used (releaseChunk), and the one `buf` views now. */
+  private readonly releasing: boolean;
+  private owned: Uint8Array | null = null;
   /** Before the first delimiter; in a part's body; just after a delimiter; after the closing one. */
   private state: "start" | "part" | "between" | "done" = "start";
 
-  constructor(body: ReadableStream<Uint8Array>, boundary: string) {
+  /**
+   * `opts.releaseChunks`: the body's chunks are this reader's own (ownsBodyChunks), freed as soon
+   * as they are used; a chunk body() gives is then valid only until the reader is called again.
+   */
+  constructor(body: ReadableStream<Uint8Array>, boundary: string, opts: { releaseChunks?: boolean } = {}) {
+    this.releasing = opts.releaseChunks === true;
     this.reader = body.getReader() as unknown as FormReader["reader"];
     this.delimiter = new TextEncoder().encode("\r\n--" + boundary);
   }
@@ -130,14 +139,20 @@ export class FormReader {
       this.ended = true;
       return false;
     }
+    const previous = this.owned;
     if (this.buf.length === 0) {
       this.buf = value;
-      return true;
+    } else {
+      const next = new Uint8Array(this.buf.length + value.byteLength);
+      next.set(this.buf);
+      next.set(value, this.buf.length);
+      this.buf = next;
+      if (this.releasing) releaseChunk(value);
     }
-    const next = new Uint8Array(this.buf.length + value.byteLength);
-    next.set(this.buf);
-    next.set(value, this.buf.length);
-    this.buf = next;
+    this.owned = this.releasing ? this.buf : null;
+    // Nothing views the chunk the buffer was cut from any more: what body() gave out of it was
+    // used before this read was asked for.
+    if (previous !== null) releaseChunk(previous);
     return true;
   }
 

@@ -29,8 +29,8 @@ function streamOf(bytes: Uint8Array, size: number): ReadableStream<Uint8Array> {
   });
 }
 
-async function readAll(stream: ReadableStream<Uint8Array>) {
-  const r = new FormReader(stream, BOUNDARY);
+async function readAll(stream: ReadableStream<Uint8Array>, opts: { releaseChunks?: boolean } = {}) {
+  const r = new FormReader(stream, BOUNDARY, opts);
   const out: Array<{ name: string; filename?: string; type?: string; value: Uint8Array }> = [];
   for (let p = await r.nextPart(); p !== undefined; p = await r.nextPart()) {
     const chunks: Uint8Array[] = [];
@@ -71,6 +71,33 @@ describe("FormReader", () => {
         ["after", undefined, undefined, "ignored?"],
       ]);
       expect(Buffer.from(got[2]!.value).equals(file)).toBe(true);
+    }
+  });
+
+  test("releaseChunks: every chunking still reads byte-exact, and each chunk handed in is freed (detached) once used; without it none is", async () => {
+    for (const release of [true, false]) {
+      for (const size of [1, 3, 33, 100, 1000, bytes.length]) {
+        const given: Uint8Array[] = [];
+        const source = streamOf(bytes, size);
+        const reader = source.getReader();
+        const tracked = new ReadableStream<Uint8Array>({
+          async pull(c) {
+            const r = await reader.read();
+            if (r.done) return c.close();
+            const own = new Uint8Array(r.value); // a whole ArrayBuffer (streamOf's are views of one Buffer)
+            given.push(own);
+            c.enqueue(own);
+          },
+        });
+        const got = await readAll(tracked, { releaseChunks: release });
+        expect(got.map((p) => p.name)).toEqual(["key", "Policy", "file", "after"]);
+        expect(Buffer.from(got[2]!.value).equals(file)).toBe(true);
+        expect(Buffer.from(got[0]!.value).toString()).toBe("uploads/${filename}");
+        // every chunk but perhaps the last (the reader's buffer at the end) is gone when releasing
+        const freed = given.filter((c) => c.byteLength === 0).length;
+        if (release) expect(freed).toBeGreaterThanOrEqual(given.length - 1);
+        else expect(freed).toBe(0);
+      }
     }
   });
 
