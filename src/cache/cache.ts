@@ -300,10 +300,14 @@ export class Cache {
   }
 
   async delete(key: string): Promise<boolean> {
-    this.purges.key(key);
+    const purge = this.purges.begin(key, true);
     this.detachFlights(key, true);
-    const [results] = await Promise.all([Promise.all(this.layers.map((l) => Promise.resolve(l.delete(key)).catch(() => false))), this.peers?.publish({ kind: "key", key })]);
-    return results.some(Boolean);
+    try {
+      const [results] = await Promise.all([Promise.all(this.layers.map((l) => Promise.resolve(l.delete(key)).catch(() => false))), this.peers?.publish({ kind: "key", key })]);
+      return results.some(Boolean);
+    } finally {
+      this.purges.end(purge);
+    }
   }
 
   /** server.workers: the group's other processes, told of every local purge (see PeerBus). */
@@ -317,11 +321,10 @@ export class Cache {
    * made it, and publishes it to the other hosts itself.
    */
   async applyPeer(inv: RemoteInvalidation): Promise<void> {
-    if (inv.kind === "key") this.purges.key(inv.key);
-    else this.purges.prefix(inv.prefix);
+    const purge = this.purges.begin(inv.kind === "key" ? inv.key : inv.prefix, inv.kind === "key");
     this.detachFlights(inv.kind === "key" ? inv.key : inv.prefix, inv.kind === "key");
     const own = this.layers.filter((l) => l.onRemoteInvalidation === undefined);
-    await Promise.all(own.map((l) => Promise.resolve(inv.kind === "key" ? l.delete(inv.key) : l.purgePrefix(inv.prefix)).catch(() => undefined)));
+    await Promise.all(own.map((l) => Promise.resolve(inv.kind === "key" ? l.delete(inv.key) : l.purgePrefix(inv.prefix)).catch(() => undefined))).finally(() => this.purges.end(purge));
   }
 
   /** Removes everything; returns the number of entries removed from the first layer. */
@@ -345,23 +348,26 @@ export class Cache {
   }
 
   private async purgePrefix(prefix: string): Promise<number> {
-    this.purges.prefix(prefix);
+    const purge = this.purges.begin(prefix, false);
     this.detachFlights(prefix, false);
-    const [counts] = await Promise.all([Promise.all(this.layers.map((l) => Promise.resolve(l.purgePrefix(prefix)).catch(() => 0))), this.peers?.publish({ kind: "prefix", prefix })]);
-    return counts[0] ?? 0;
+    try {
+      const [counts] = await Promise.all([Promise.all(this.layers.map((l) => Promise.resolve(l.purgePrefix(prefix)).catch(() => 0))), this.peers?.publish({ kind: "prefix", prefix })]);
+      return counts[0] ?? 0;
+    } finally {
+      this.purges.end(purge);
+    }
   }
 
   /** Another process purged (published through a shared layer): drop it from every other layer here; resolves once they did. */
   private applyRemote(from: CacheLayer, inv: RemoteInvalidation): Promise<unknown> {
-    if (inv.kind === "key") this.purges.key(inv.key);
-    else this.purges.prefix(inv.prefix);
+    const purge = this.purges.begin(inv.kind === "key" ? inv.key : inv.prefix, inv.kind === "key");
     this.detachFlights(inv.kind === "key" ? inv.key : inv.prefix, inv.kind === "key");
     const done: Promise<unknown>[] = [];
     for (const l of this.layers) {
       if (l === from) continue;
       done.push(Promise.resolve(inv.kind === "key" ? l.delete(inv.key) : l.purgePrefix(inv.prefix)).catch(noop));
     }
-    return Promise.all(done);
+    return Promise.all(done).finally(() => this.purges.end(purge));
   }
 
   /** After a reload: the caching buckets and their stores' stamps (cacheStores), for the layers that record them (disk, Redis). */

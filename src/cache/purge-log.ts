@@ -5,6 +5,12 @@
  *
  * Bounded: only the last LIMIT purges are remembered; a question about a point older than that
  * is answered "yes, purged" (dropping a fill is always safe).
+ *
+ * A purge is recorded when it begins, but its layers go one after another (a Redis prefix purge is
+ * a SCAN and UNLINK over several round trips): a lookup that began after the purge was recorded
+ * can still find an old entry in a layer not yet purged. While a purge begun with `begin()` has not
+ * `end()`ed, its keys count as purged after every point, so such a hit is served (it is concurrent
+ * with the purge) but never copied into the layers above, where it would outlive the purge.
  */
 const LIMIT = 1024;
 
@@ -18,6 +24,8 @@ interface Purge {
 export class PurgeLog {
   private seq = 0;
   private readonly purges: Purge[] = [];
+  /** Purges whose layers are still being purged (begin..end). */
+  private readonly active = new Set<Purge>();
 
   /** The current point: pass it to `purgedSince` later. */
   get now(): number {
@@ -32,8 +40,20 @@ export class PurgeLog {
     this.add(prefix, false);
   }
 
-  /** Whether `key` was purged after point `since`. */
+  /** Records a purge whose layers are being purged now: pass what it returns to `end()` once they are. */
+  begin(what: string, exact: boolean): object {
+    const p = this.add(what, exact);
+    this.active.add(p);
+    return p;
+  }
+
+  end(purge: object): void {
+    this.active.delete(purge as Purge);
+  }
+
+  /** Whether `key` was purged after point `since` (or is being purged now). */
   purgedSince(since: number, key: string): boolean {
+    if (this.active.size > 0) for (const p of this.active) if (p.exact ? p.what === key : key.startsWith(p.what)) return true;
     if (since >= this.seq) return false;
     const oldest = this.purges[0];
     if (oldest === undefined || since < oldest.seq - 1) return true; // forgotten: assume so
@@ -45,8 +65,10 @@ export class PurgeLog {
     return false;
   }
 
-  private add(what: string, exact: boolean): void {
-    this.purges.push({ seq: ++this.seq, what, exact });
+  private add(what: string, exact: boolean): Purge {
+    const p = { seq: ++this.seq, what, exact };
+    this.purges.push(p);
     if (this.purges.length > LIMIT) this.purges.splice(0, this.purges.length - LIMIT);
+    return p;
   }
 }

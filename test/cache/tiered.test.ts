@@ -81,3 +81,46 @@ test("a hit in a lower (disk-like) layer is served from the file and promoted to
   expect(await cache.purgeAll()).toBe(2);
   expect(disk.stats().items).toBe(0);
 });
+
+/** A shared-layer stand-in whose purges wait for `release()` (a Redis SCAN/UNLINK over several round trips). */
+class SlowPurgeLayer extends ToyDiskLayer {
+  private gate: Promise<void> | undefined;
+  release: () => void = () => {};
+  holdPurges(): void {
+    this.gate = new Promise<void>((r) => (this.release = r));
+  }
+  override async purgePrefix(prefix: string) {
+    await this.gate;
+    return super.purgePrefix(prefix);
+  }
+  override async delete(key: string) {
+    await this.gate;
+    return super.delete(key);
+  }
+}
+
+test("a lookup made while a purge is still going through the lower layers serves what it found there but never copies it up (it would outlive the purge)", async () => {
+  for (const kind of ["bucket", "all", "key"] as const) {
+    const memory = new MemoryLayer(1 << 20, 1 << 20);
+    const lower = new SlowPurgeLayer();
+    const cache = new Cache([memory, lower]);
+    const now = Date.now();
+    await lower.put({ key: "b/k", body: new Blob(["old"]), headers: { etag: '"old"', "content-length": "3" }, storedAt: now, expiresAt: now + 60_000, size: 3 });
+    lower.holdPurges();
+    const purge = kind === "bucket" ? cache.purgeBucket("b") : kind === "all" ? cache.purgeAll() : cache.purgeObject("b", "k");
+    // begun after the purge was recorded, before the lower layer is purged: the old entry is found
+    const found = await cache.get("b/k");
+    expect(await found?.body.text()).toBe("old");
+    for (let i = 0; i < 20; i++) await tick();
+    expect(memory.peek("b/k")).toBeUndefined();
+    lower.release();
+    await purge;
+    expect(await cache.get("b/k")).toBeUndefined();
+    expect(memory.peek("b/k")).toBeUndefined();
+    // once the purge is over, a lower-layer hit is promoted again
+    await lower.put({ key: "b/k", body: new Blob(["new"]), headers: { etag: '"new"', "content-length": "3" }, storedAt: now, expiresAt: now + 60_000, size: 3 });
+    expect(await (await cache.get("b/k"))?.body.text()).toBe("new");
+    for (let i = 0; i < 100 && memory.peek("b/k") === undefined; i++) await tick();
+    expect(memory.peek("b/k")?.etag ?? memory.peek("b/k")?.headers.etag).toBe('"new"');
+  }
+});
