@@ -1,9 +1,10 @@
 /**
- * U+2028 LINE SEPARATOR and U+2029 PARAGRAPH SEPARATOR in a client-chosen path or key: JSON allows
- * them raw, but a reader splitting on Unicode line breaks (str.splitlines(), JavaScript before
- * ES2019, some shippers) cuts the record there. The access line (fast and generic JSON paths),
- * other JSON log lines and the audit trail write them escaped (\u2028, \u2029), still parsing
- * back to the same value.
+ * U+2028 LINE SEPARATOR, U+2029 PARAGRAPH SEPARATOR and U+0085 NEL in a client-chosen path or
+ * key: JSON allows them raw, but a reader splitting on Unicode line breaks (str.splitlines(),
+ * JavaScript before ES2019, some shippers) cuts the record there; the other C1 controls (U+009B, a
+ * terminal's CSI) have no place raw in a log either. The access line (fast and generic JSON paths),
+ * other JSON log lines and the audit trail write them escaped (\u2028, \u2029, \u0085, \u009b),
+ * still parsing back to the same value.
  */
 import { afterAll, expect, test } from "bun:test";
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
@@ -19,7 +20,9 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const LS = "\u2028";
 const PS = "\u2029";
-const PATH = `/b/a${LS}b${PS}c.txt`;
+const NEL = "\u0085"; // a line break to str.splitlines()
+const CSI = "\u009b"; // C1: a terminal's control sequence introducer
+const PATH = `/b/a${LS}b${PS}c${NEL}d${CSI}.txt`;
 const QUOTED = `/b/"q"${LS}.txt`; // the slow path (a quote) with a separator too
 
 /** The raw text of what `write` logged (one JSON format logger, optional base fields). */
@@ -37,22 +40,23 @@ function written(write: (log: ReturnType<typeof createLogger>) => void, base?: F
 function checkLines(text: string): Array<Record<string, unknown>> {
   expect(text).not.toContain(LS);
   expect(text).not.toContain(PS);
+  expect(text).not.toMatch(/[\u0080-\u009f]/);
   const lines = text.split("\n").filter((l) => l !== "");
   expect(text.split(/\r\n|[\n\r\u2028\u2029\u0085\v\f\u001c-\u001e]/).filter((l) => l !== "")).toEqual(lines);
   return lines.map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
-const rec: AccessRecord = { request_id: "r1", method: "GET", path: PATH, bucket: "b", status: 200, bytes: 5, duration_ms: 1, ttfb_ms: 1, upstream_ms: 0.5, client_ip: "10.0.0.1", subject: `al${PS}ice`, copy_source: `b/k${LS}` };
+const rec: AccessRecord = { request_id: "r1", method: "GET", path: PATH, bucket: "b", status: 200, bytes: 5, duration_ms: 1, ttfb_ms: 1, upstream_ms: 0.5, client_ip: "10.0.0.1", subject: `al${PS}i${NEL}ce`, copy_source: `b/k${LS}${NEL}` };
 
 test("access line, fast JSON path: path, subject and copy_source carry \\u2028 / \\u2029 escaped", () => {
   const text = written((log) => {
     log.access(rec);
     log.access({ ...rec, path: QUOTED });
   });
-  expect(text).toContain("/b/a\\u2028b\\u2029c.txt");
+  expect(text).toContain("/b/a\\u2028b\\u2029c\\u0085d\\u009b.txt");
   expect(text).toContain('/b/\\"q\\"\\u2028.txt');
   const [a, b] = checkLines(text);
-  expect(a).toMatchObject({ path: PATH, subject: `al${PS}ice`, copy_source: `b/k${LS}` });
+  expect(a).toMatchObject({ path: PATH, subject: `al${PS}i${NEL}ce`, copy_source: `b/k${LS}${NEL}` });
   expect(b!.path).toBe(QUOTED);
 });
 
@@ -74,14 +78,14 @@ test("access line, fast path with base fields: a base value with a separator is 
   expect(a).toMatchObject({ service: `s${PS}`, path: PATH });
 });
 
-test("audit trail: a key (and identity) with U+2028/U+2029 is one line, escaped", async () => {
+test("audit trail: a key (and identity) with U+2028/U+2029/U+0085/C1 is one line, escaped", async () => {
   const auditDir = mkdtempSync(join(dir, "audit-"));
   const audit = createAuditTrail({ enabled: true, path: join(auditDir, "audit.log"), max_size_mb: 10, max_files: 1 } as never, { baseDir: auditDir, log: nullLogger, registry: new Registry() })!;
-  const ctx = { front: "plain", status: 200, id: "r2", principal: "jwt", subject: `bob${LS}`, clientIp: "10.0.0.1", action: "s3:GetObject", method: "GET", bucket: { name: "b" }, key: `a${LS}b${PS}c.txt`, bytes: 5, start: performance.now() } as unknown as RequestContext;
+  const ctx = { front: "plain", status: 200, id: "r2", principal: "jwt", subject: `bob${LS}`, clientIp: "10.0.0.1", action: "s3:GetObject", method: "GET", bucket: { name: "b" }, key: `a${LS}b${PS}c${NEL}d${CSI}.txt`, bytes: 5, start: performance.now() } as unknown as RequestContext;
   audit.record(ctx);
   await audit.close();
   const text = readFileSync(join(auditDir, "audit.log"), "utf8");
-  expect(text).toContain("a\\u2028b\\u2029c.txt");
+  expect(text).toContain("a\\u2028b\\u2029c\\u0085d\\u009b.txt");
   const [l] = checkLines(text);
-  expect(l).toMatchObject({ key: `a${LS}b${PS}c.txt`, identity: `bob${LS}`, request_id: "r2" });
+  expect(l).toMatchObject({ key: `a${LS}b${PS}c${NEL}d${CSI}.txt`, identity: `bob${LS}`, request_id: "r2" });
 });
