@@ -76,7 +76,12 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
     idleTimeout: BUN_LISTENER_IDLE_SECONDS,
     // Parametrised routes expose the raw target's segments (see src/http/raw-target.ts): a
     // literal `\` or a dot segment is routed as the client sent it, never as Bun rewrote it.
-    routes: Object.fromEntries(rawSegmentPatterns().map((p) => [p, (req: Bun.BunRequest) => expectGuard(req, handle(req, undefined, rawTargetFor(req.url, req.params as Record<string, string>)))])),
+    routes: Object.fromEntries(
+      rawSegmentPatterns().map((p) => {
+        const slash = p.endsWith("/");
+        return [p, (req: Bun.BunRequest) => expectGuard(req, handle(req, undefined, rawTargetFor(req.url, req.params as Record<string, string>, slash)))];
+      }),
+    ),
     fetch(req) {
       return expectGuard(req, handle(req));
     },

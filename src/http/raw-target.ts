@@ -49,10 +49,12 @@ function countEncodedBackslashes(s: string): number {
 }
 
 /**
- * The request target to route on, given Bun's URL and the raw segments of a parametrised route;
- * `undefined` when the URL is already what the client sent.
+ * The request target to route on, given Bun's URL, the raw segments of a parametrised route and
+ * whether the route's pattern ends in `/` (the raw target did); `undefined` when the URL is already
+ * what the client sent. The trailing slash comes from the pattern, never from Bun's URL: Bun
+ * resolves `/b/a/..` to `/b/` and reads `/b/a\` as `/b/a/`, a slash the client never sent.
  */
-export function rawTargetFor(url: string, params: Record<string, string>): string | undefined {
+export function rawTargetFor(url: string, params: Record<string, string>, trailingSlash: boolean): string | undefined {
   let dots = false;
   let backslashes = 0;
   for (const k in params) {
@@ -71,7 +73,7 @@ export function rawTargetFor(url: string, params: Record<string, string>): strin
   const ordered = Object.keys(params)
     .sort((a, b) => Number(a.slice(1)) - Number(b.slice(1)))
     .map((k) => params[k]);
-  const trailing = path.endsWith("/") ? "/" : "";
+  const trailing = trailingSlash ? "/" : "";
   return `/${ordered.map((s) => encodeSegment(s)).join("/")}${trailing}${q < 0 ? "" : url.slice(q)}`;
 }
 

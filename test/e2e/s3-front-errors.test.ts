@@ -228,12 +228,15 @@ describe("requests S3 refuses before any permission check", () => {
   });
 
   test("dot segments in a key (signed as sent) → 400 InvalidArgument; a malformed escape → 400 InvalidURI", async () => {
-    env.mark();
-    const v = await smithySigned({ creds: APP, date: new Date(), path: "/data/a/../hello.txt", host: `127.0.0.1:${env.port}` });
-    const raw = await rawExchange([`GET /data/a/../hello.txt HTTP/1.1`, ...[...v.headers].map(([k, val]) => `${k}: ${val}`)].join("\r\n"));
-    expect(raw).toStartWith("HTTP/1.1 400");
-    expect(raw).toContain("<Code>InvalidArgument</Code>");
-    expect(env.upstreamCalls()).toEqual([]);
+    // (at the end too: Bun's URL resolves `/data/a/..` to `/data/`, a slash the client never sent and did not sign)
+    for (const path of ["/data/a/../hello.txt", "/data/a/..", "/data/a/.", "/data/a/b/.."]) {
+      env.mark();
+      const v = await smithySigned({ creds: APP, date: new Date(), path, host: `127.0.0.1:${env.port}` });
+      const raw = await rawExchange([`GET ${path} HTTP/1.1`, ...[...v.headers].map(([k, val]) => `${k}: ${val}`)].join("\r\n"));
+      expect(raw).toStartWith("HTTP/1.1 400");
+      expect(raw).toContain("<Code>InvalidArgument</Code>");
+      expect(env.upstreamCalls()).toEqual([]);
+    }
     await refused(send("GET", "/data/%E0%A4%A", {}), 400, "InvalidURI");
   });
 
