@@ -62,6 +62,18 @@ export interface PeerBus {
 const newCounters = (): BucketCounters => ({ hits: 0, misses: 0, coalesced: 0, revalidated: 0, bypassed: 0 });
 const noop = () => {};
 
+/**
+ * What a layer's purge call gives, or `failed` when it fails, synchronously (a throw) or not: a
+ * purge goes on through the other layers and always ends (PurgeLog.end).
+ */
+function settled<T, F = undefined>(call: () => MaybePromise<T>, failed?: F): Promise<T | F> {
+  try {
+    return Promise.resolve(call()).catch(() => failed as F);
+  } catch {
+    return Promise.resolve(failed as F);
+  }
+}
+
 export class Cache {
   readonly layers: readonly CacheLayer[];
   /** In-flight upstream fills/revalidations by cache key (request coalescing). */
@@ -149,8 +161,9 @@ export class Cache {
       // A layer answers a miss for its own failures; a throw is one more failure, not the client's.
       const obj = await Promise.resolve(trace === undefined ? this.layers[i]!.get(key) : tracedLayerGet(this.layers[i]!, key, trace)).catch(() => undefined);
       if (obj !== undefined) {
-        // Found before a purge that happened while we asked: serve it, but do not copy it upward.
-        if (!this.purges.purgedSince(epoch, key)) this.promote(obj, i);
+        // Found before a purge that happened while we asked, or in a layer a purge under way has
+        // not reached yet: serve it, but do not copy it upward.
+        if (!this.purges.purgedSince(epoch, key) && !this.purges.purging(key)) this.promote(obj, i);
         return obj;
       }
     }
@@ -303,7 +316,7 @@ export class Cache {
     const purge = this.purges.begin(key, true);
     this.detachFlights(key, true);
     try {
-      const [results] = await Promise.all([Promise.all(this.layers.map((l) => Promise.resolve(l.delete(key)).catch(() => false))), this.peers?.publish({ kind: "key", key })]);
+      const [results] = await Promise.all([Promise.all(this.layers.map((l) => settled(() => l.delete(key), false))), this.peers?.publish({ kind: "key", key })]);
       return results.some(Boolean);
     } finally {
       this.purges.end(purge);
@@ -324,7 +337,7 @@ export class Cache {
     const purge = this.purges.begin(inv.kind === "key" ? inv.key : inv.prefix, inv.kind === "key");
     this.detachFlights(inv.kind === "key" ? inv.key : inv.prefix, inv.kind === "key");
     const own = this.layers.filter((l) => l.onRemoteInvalidation === undefined);
-    await Promise.all(own.map((l) => Promise.resolve(inv.kind === "key" ? l.delete(inv.key) : l.purgePrefix(inv.prefix)).catch(() => undefined))).finally(() => this.purges.end(purge));
+    await Promise.all(own.map((l) => settled(() => (inv.kind === "key" ? l.delete(inv.key) : l.purgePrefix(inv.prefix))))).finally(() => this.purges.end(purge));
   }
 
   /** Removes everything; returns the number of entries removed from the first layer. */
@@ -351,7 +364,7 @@ export class Cache {
     const purge = this.purges.begin(prefix, false);
     this.detachFlights(prefix, false);
     try {
-      const [counts] = await Promise.all([Promise.all(this.layers.map((l) => Promise.resolve(l.purgePrefix(prefix)).catch(() => 0))), this.peers?.publish({ kind: "prefix", prefix })]);
+      const [counts] = await Promise.all([Promise.all(this.layers.map((l) => settled(() => l.purgePrefix(prefix), 0))), this.peers?.publish({ kind: "prefix", prefix })]);
       return counts[0] ?? 0;
     } finally {
       this.purges.end(purge);
@@ -365,7 +378,7 @@ export class Cache {
     const done: Promise<unknown>[] = [];
     for (const l of this.layers) {
       if (l === from) continue;
-      done.push(Promise.resolve(inv.kind === "key" ? l.delete(inv.key) : l.purgePrefix(inv.prefix)).catch(noop));
+      done.push(settled(() => (inv.kind === "key" ? l.delete(inv.key) : l.purgePrefix(inv.prefix))));
     }
     return Promise.all(done).finally(() => this.purges.end(purge));
   }

@@ -9,8 +9,10 @@
  * A purge is recorded when it begins, but its layers go one after another (a Redis prefix purge is
  * a SCAN and UNLINK over several round trips): a lookup that began after the purge was recorded
  * can still find an old entry in a layer not yet purged. While a purge begun with `begin()` has not
- * `end()`ed, its keys count as purged after every point, so such a hit is served (it is concurrent
- * with the purge) but never copied into the layers above, where it would outlive the purge.
+ * `end()`ed, `purging(key)` says so: such a hit is served (it is concurrent with the purge) but
+ * never copied into the layers above, where it would outlive the purge. Only that copy waits: a
+ * fill that asked the upstream after the purge began has the current object, and is cached and
+ * joined as usual (`purgedSince` is about points in time, not about purges under way).
  */
 const LIMIT = 1024;
 
@@ -51,9 +53,15 @@ export class PurgeLog {
     this.active.delete(purge as Purge);
   }
 
-  /** Whether `key` was purged after point `since` (or is being purged now). */
+  /** Whether a purge of `key` is under way (begun, its layers not all purged yet). */
+  purging(key: string): boolean {
+    if (this.active.size === 0) return false;
+    for (const p of this.active) if (p.exact ? p.what === key : key.startsWith(p.what)) return true;
+    return false;
+  }
+
+  /** Whether `key` was purged after point `since`. */
   purgedSince(since: number, key: string): boolean {
-    if (this.active.size > 0) for (const p of this.active) if (p.exact ? p.what === key : key.startsWith(p.what)) return true;
     if (since >= this.seq) return false;
     const oldest = this.purges[0];
     if (oldest === undefined || since < oldest.seq - 1) return true; // forgotten: assume so

@@ -124,3 +124,52 @@ test("a lookup made while a purge is still going through the lower layers serves
     expect(memory.peek("b/k")?.headers.etag).toBe('"new"');
   }
 });
+
+test("while a purge goes through the lower layers, fills that asked the upstream after it began are coalesced and cached as usual (they have the current object)", async () => {
+  const memory = new MemoryLayer(1 << 20, 1 << 20);
+  const lower = new SlowPurgeLayer();
+  const cache = new Cache([memory, lower]);
+  lower.holdPurges();
+  const purge = cache.purgeBucket("b");
+  let calls = 0;
+  let release!: () => void;
+  const answered = new Promise<void>((r) => (release = r));
+  const upstream = async () => {
+    calls++;
+    await answered;
+    return new Response("current", { headers: { etag: '"c"' } });
+  };
+  const args = { cache, bucket: "b", key: "hot", method: "GET" as const, reqHeaders: new Headers(), policy: { defaultTtlSeconds: 60, maxItemBytes: 1 << 20 }, upstream };
+  const all = Promise.all(Array.from({ length: 20 }, () => serveWithCache({ ...args })));
+  for (let i = 0; i < 20; i++) await tick();
+  release();
+  for (const r of await all) expect(await r.response.text()).toBe("current");
+  expect(calls).toBe(1);
+  for (let i = 0; i < 100 && memory.peek("b/hot") === undefined; i++) await tick();
+  expect(memory.peek("b/hot")).toBeDefined();
+  lower.release();
+  await purge;
+});
+
+test("a layer that throws (synchronously) while a peer's or this process's purge goes through it does not leave the purge under way: the key is cached again afterwards", async () => {
+  class Throwing extends ToyDiskLayer {
+    override delete(_key: string): Promise<boolean> {
+      throw new Error("sync");
+    }
+    override purgePrefix(_prefix: string): Promise<number> {
+      throw new Error("sync");
+    }
+  }
+  const memory = new MemoryLayer(1 << 20, 1 << 20);
+  const lower = new ToyDiskLayer();
+  const cache = new Cache([memory, new Throwing(), lower]);
+  await cache.applyPeer({ kind: "key", key: "b/k" });
+  await cache.applyPeer({ kind: "prefix", prefix: "b/" });
+  await cache.purgeObject("b", "k");
+  await cache.purgeBucket("b");
+  const now = Date.now();
+  await lower.put({ key: "b/k", body: new Blob(["v"]), headers: { etag: '"v"', "content-length": "1" }, storedAt: now, expiresAt: now + 60_000, size: 1 });
+  expect(await (await cache.get("b/k"))?.body.text()).toBe("v");
+  for (let i = 0; i < 100 && memory.peek("b/k") === undefined; i++) await tick();
+  expect(memory.peek("b/k")).toBeDefined();
+});
