@@ -16,9 +16,10 @@
  */
 import { z } from "zod";
 import { userinfoProblem } from "./url.ts";
+import { timerSeconds } from "./durations.ts";
 
 const nonEmpty = z.string().min(1, "must not be empty");
-const seconds = z.number().positive();
+const seconds = timerSeconds;
 
 /** Replica names show up in metric labels, /ready and the access log: keep them plain. */
 const REPLICA_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;

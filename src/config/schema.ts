@@ -12,10 +12,11 @@ import { S3ApiSchema } from "./s3-api.ts";
 import { AuditSchema } from "./audit.ts";
 import { CorsSchema } from "./cors.ts";
 import { TracingSchema } from "./tracing.ts";
+import { timerMs, timerMsOrZero, timerSeconds, timerSecondsInt, timerSecondsOrZero } from "./durations.ts";
 
 const posInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
-const seconds = z.number().positive();
+const seconds = timerSeconds;
 const nonEmpty = z.string().min(1, "must not be empty");
 
 export const ALGORITHMS = [
@@ -66,7 +67,7 @@ export const JwtSchema = z.strictObject({
   /** PEM for PS* / EdDSA (or any asymmetric algorithm). */
   public_key_path: nonEmpty.optional(),
   jwks_url: z.url().optional(),
-  jwks_refresh_interval_secs: posInt.default(300),
+  jwks_refresh_interval_secs: timerSecondsInt.default(300),
   keys: z.array(JwtKeySchema).default([]),
   issuer: nonEmpty.optional(),
   audience: z.union([nonEmpty, z.array(nonEmpty).min(1)]).optional(),
@@ -86,14 +87,14 @@ export const AuthorizationSchema = z.strictObject({
   type: z.enum(["opa", "openfga"]),
   opa_url: z.url().optional(),
   opa_policy_path: nonEmpty.optional(),
-  opa_timeout_ms: posInt.default(100),
+  opa_timeout_ms: timerMs.default(100),
   opa_cache_ttl_seconds: nonNegInt.default(60),
   opa_fail_mode: FailMode.default("closed"),
   openfga_endpoint: z.url().optional(),
   openfga_store_id: nonEmpty.optional(),
   openfga_authorization_model_id: nonEmpty.optional(),
   openfga_api_token: nonEmpty.optional(),
-  openfga_timeout_ms: posInt.default(100),
+  openfga_timeout_ms: timerMs.default(100),
   openfga_cache_ttl_seconds: nonNegInt.default(60),
   openfga_fail_mode: FailMode.default("closed"),
   openfga_user_claim: nonEmpty.default("sub"),
@@ -105,8 +106,8 @@ export type AuthorizationConfig = z.infer<typeof AuthorizationSchema>;
 
 export const RetrySchema = z.strictObject({
   max_attempts: z.number().int().min(1).max(10).default(3),
-  initial_backoff_ms: nonNegInt.default(100),
-  max_backoff_ms: nonNegInt.default(1000),
+  initial_backoff_ms: timerMsOrZero.default(100),
+  max_backoff_ms: timerMsOrZero.default(1000),
 });
 export type RetryConfig = z.infer<typeof RetrySchema>;
 
@@ -205,7 +206,7 @@ export const ServerSchema = z.strictObject({
   /** "0.0.0.0", "::", or "host:port" (the original README's form). */
   address: nonEmpty.default("0.0.0.0"),
   port: z.number().int().min(0).max(65535).optional(),
-  shutdown_timeout: z.number().nonnegative().default(30),
+  shutdown_timeout: timerSecondsOrZero.default(30),
   /**
    * Seconds between the stop signal and closing the listeners, while /ready answers 503 and
    * requests are still served: the time a load balancer (or Kubernetes' endpoint removal) needs

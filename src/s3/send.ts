@@ -14,6 +14,8 @@
  *   short without failing, so it needs no guard.
  */
 import { withoutOverriddenLength } from "../http/headers.ts";
+import { BUN_LISTENER_IDLE_SECONDS } from "../http/framed-body.ts";
+import { timerDelay } from "../config/durations.ts";
 import { guardedBodyStream, isValidContentLength, type GuardedBody, UpstreamTimeoutError } from "./http1/index.ts";
 import { isSignablePayloadHash, sha256Hex, UNSIGNED_PAYLOAD } from "./sigv4.ts";
 import type { UpstreamTiming } from "./upstream.ts";
@@ -111,9 +113,26 @@ const EMPTY_BODY = new Uint8Array(0);
  */
 export const FRAMED_FLOOR_BYTES_PER_SECOND = 16 * 1024;
 
-/** The whole-request budget of a framed upload of `contentLength` bytes (see fetchFramed). */
+/** s3.timeout plus the time `contentLength` bytes take at FRAMED_FLOOR_BYTES_PER_SECOND (at most what a timer can wait). */
 export function framedTimeoutMs(timeoutMs: number, contentLength: number): number {
-  return timeoutMs + Math.ceil((contentLength / FRAMED_FLOOR_BYTES_PER_SECOND) * 1000);
+  return timerDelay(timeoutMs + Math.ceil((contentLength / FRAMED_FLOOR_BYTES_PER_SECOND) * 1000));
+}
+
+/**
+ * The least budget of a framed upload: past the listener's idle timeout (60 s; uWS checks it in
+ * 4 s ticks) with a margin, so a client that stops sending is cut by the listener first (its
+ * request ends as the client's, 499, counted by no breaker) and is never answered 504 as if the
+ * upstream had been slow: with s3.timeout (20 s) alone, three stalled 100-byte PUTs got 504 at
+ * ~25 s and opened the bucket's circuit breaker for every client.
+ */
+export const FRAMED_MIN_BUDGET_MS = (BUN_LISTENER_IDLE_SECONDS + 10) * 1000;
+
+/** The floor in force (in-process tests lower it to see a silent upstream's timeout in seconds). */
+export const framedLimits = { minBudgetMs: FRAMED_MIN_BUDGET_MS };
+
+/** The whole-request budget of a framed upload of `contentLength` bytes (see fetchFramed). */
+export function framedBudgetMs(timeoutMs: number, contentLength: number): number {
+  return Math.max(framedLimits.minBudgetMs, framedTimeoutMs(timeoutMs, contentLength));
 }
 
 /**
@@ -121,9 +140,9 @@ export function framedTimeoutMs(timeoutMs: number, contentLength: number): numbe
  * is: Bun pipes it without JavaScript per chunk, so no chunk is seen here and no idle timer of our
  * own can run. fetch's `timeout` is a budget for the WHOLE request, not an idle timer (Bun 1.4.5
  * checks it in 4 s ticks: it fires 4-8 s late): given s3.timeout alone, an upload still flowing
- * was cut after s3.timeout (503/504). It gets framedTimeoutMs: s3.timeout plus the time the body
- * takes at 16 KiB/s, an upper bound for an upstream that takes the body and never answers. Stalls
- * end sooner: a client that stops sending, or an upstream that stops reading (the client's sends
+ * was cut after s3.timeout (503/504). It gets framedBudgetMs: s3.timeout plus the time the body
+ * takes at 16 KiB/s, an upper bound for an upstream that takes the body and never answers, and at
+ * least 70 s (FRAMED_MIN_BUDGET_MS). Stalls end sooner: a client that stops sending, or an upstream that stops reading (the client's sends
  * then back up), leaves the listener's connection idle, which its idle timeout (60 s) closes, and
  * that cuts the upstream request. Throws UpstreamTimeoutError for the budget; the client's abort
  * reason when the client left (the body failed with it, and fetch cut the upstream request short).
@@ -156,7 +175,7 @@ export async function fetchFramed(
     signal = ctrl.signal;
   }
   try {
-    return withoutOverriddenLength(await fetchImpl(url, { method, headers, body, signal, decompress: false, redirect: "manual", duplex: "half", timeout: framedTimeoutMs(timeoutMs, contentLength) } as RequestInit));
+    return withoutOverriddenLength(await fetchImpl(url, { method, headers, body, signal, decompress: false, redirect: "manual", duplex: "half", timeout: framedBudgetMs(timeoutMs, contentLength) } as RequestInit));
   } catch (err) {
     if (clientSignal.aborted) throw clientSignal.reason;
     if (timing?.abandoned !== undefined) throw timing.abandoned;

@@ -467,3 +467,23 @@ describe("bucket names, regions and endpoints that would misbehave are refused w
     expect(parseConfig(bucketYaml("My_Bucket.v2-x", `region: eu-west-3, endpoint: "http://127.0.0.1:9000/minio"`)).buckets[0]!.name).toBe("My_Bucket.v2-x");
   });
 });
+
+describe("durations that become timers (at most 2^31-1 ms: a longer delay fired after 1 ms)", () => {
+  const said = (yaml: string) => issues(yaml).map((i) => `${i.path}: ${i.message}`);
+  const bucket = (s3: string) => `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000"${s3} }\n`;
+  test("s3.timeout, connect_timeout, a replica's timeout, retry backoffs, breaker, request/shutdown timeouts, JWKS refresh, authorizer timeouts: refused beyond the limit, naming it", () => {
+    const cases: Array<[string, string]> = [
+      [bucket(", timeout: 10000000"), "buckets[0].s3.timeout"],
+      [bucket(", connect_timeout: 3000000"), "buckets[0].s3.connect_timeout"],
+      [bucket(", retry: { max_backoff_ms: 3000000000 }"), "buckets[0].s3.retry.max_backoff_ms"],
+      [bucket(", circuit_breaker: { timeout_seconds: 2147484 }"), "buckets[0].s3.circuit_breaker.timeout_seconds"],
+      [`server: { shutdown_timeout: 3000000 }\n${B}`, "server.shutdown_timeout"],
+      [`server: { request_timeout: 3000000 }\n${B}`, "server.request_timeout"],
+      [`jwt: { enabled: true, secret: "0123456789abcdef0123456789abcdef", jwks_refresh_interval_secs: 3000000 }\n${B}`, "jwt.jwks_refresh_interval_secs"],
+    ];
+    for (const [yaml, path] of cases) expect(said(yaml)).toEqual([expect.stringMatching(new RegExp(`^${path.replace(/[[\].]/g, "\\$&")}: must be at most 2147483(647 ms|  seconds| seconds) \\(about 24\\.8 days\\)`))]);
+    // the limit itself is accepted
+    expect(parseConfig(bucket(", timeout: 2147483"), { env: {} }).buckets[0]!.s3.timeout).toBe(2147483);
+    expect(parseConfig(`server: { shutdown_timeout: 2147483 }\n${B}`, { env: {} }).server.shutdown_timeout).toBe(2147483);
+  });
+});

@@ -13,7 +13,7 @@ import type { BucketConfig } from "../../../src/config/schema.ts";
 import { framedRequestBody, isFramedBody, markJsBody } from "../../../src/http/framed-body.ts";
 import { UpstreamPools } from "../../../src/s3/http1/index.ts";
 import { putObject } from "../../../src/s3/operations/index.ts";
-import { framedTimeoutMs } from "../../../src/s3/send.ts";
+import { FRAMED_MIN_BUDGET_MS, framedBudgetMs, framedLimits, framedTimeoutMs } from "../../../src/s3/send.ts";
 import { BucketUpstream } from "../../../src/s3/upstream.ts";
 import { startS3Fixture, type S3Fixture } from "../../fixtures/s3.ts";
 import { waitFor } from "../../helpers/wait.ts";
@@ -102,8 +102,13 @@ describe("framed request bodies go upstream through fetch natively", () => {
     expect(up.calls).toHaveLength(1);
     expect(up.calls[0]!.body).toBeInstanceOf(ReadableStream);
     expect(up.calls[0]!.headers["content-length"]).toBe(String(body.byteLength));
-    expect(up.calls[0]!.timeout).toBe(framedTimeoutMs(7000, body.byteLength));
-    expect(framedTimeoutMs(7000, body.byteLength)).toBe(7000 + Math.ceil(((20 * MiB + 3) / (16 * 1024)) * 1000));
+    expect(up.calls[0]!.timeout).toBe(framedBudgetMs(7000, body.byteLength));
+    expect(framedBudgetMs(7000, body.byteLength)).toBe(7000 + Math.ceil(((20 * MiB + 3) / (16 * 1024)) * 1000));
+    // a small body: never less than the listener's idle timeout (60 s) and its 4 s ticks, so a
+    // client that stops sending is cut by the listener, never answered 504 (and counted by the breaker)
+    expect(framedBudgetMs(7000, 100)).toBe(70_000);
+    // never beyond what a timer can wait
+    expect(framedTimeoutMs(2_147_483_000, 10 * MiB)).toBe(2 ** 31 - 1);
     const seen = await bodyState("big.bin");
     expect(seen.body).toBe("complete");
     expect(seen.headers["transfer-encoding"]).toBeUndefined();
@@ -159,6 +164,8 @@ describe("framed request bodies go upstream through fetch natively", () => {
     // Reads the head, then never reads again: the body backs up into the proxy, then the client.
     const stalled = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data(s) { s.pause(); }, error() {} } });
     using never = rawServer({ respond: () => "" });
+    // (the budget's 70 s floor, there for stalled clients, lowered so the silent upstream's budget shows in seconds)
+    framedLimits.minBudgetMs = 0;
     try {
       const one = async (name: string, port: number, size: number) => {
         using up = upstreamOf(`http://127.0.0.1:${port}`, 1);
@@ -182,6 +189,7 @@ describe("framed request bodies go upstream through fetch natively", () => {
       expect(never.requests()[0]!.bodyBytes).toBe(16 * 1024);
     } finally {
       stalled.stop(true);
+      framedLimits.minBudgetMs = FRAMED_MIN_BUDGET_MS;
     }
   }, 40_000);
 });
