@@ -164,6 +164,12 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
     res.on("close", () => {
       if (!res.writableFinished) abort.abort();
     });
+    inTurn(req, res, () => serve(req, res, abort));
+  });
+  /** One exchange, once the connection's earlier ones are over (inTurn). */
+  const serve = (req: http.IncomingMessage, res: http.ServerResponse, abort: AbortController): void => {
+    // The client went away while this request waited its turn: nothing to answer, nothing to run.
+    if (abort.signal.aborted || res.destroyed) return;
     const headers = new Headers();
     const raw = req.rawHeaders;
     for (let i = 0; i < raw.length; i += 2) headers.append(raw[i], raw[i + 1]);
@@ -202,7 +208,7 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
       },
       () => res.destroy(),
     );
-  });
+  };
   let stopping = false;
   configureNodeServer(server);
   // CONNECT (a tunnel request) is not something a proxy for S3 does: answered, not left hanging.
@@ -230,6 +236,36 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
 }
 
 export { NODE_IDLE_MS };
+
+/** Per connection: the end of its latest exchange, while one is under way. */
+const connectionTails = new WeakMap<object, Promise<void>>();
+
+/**
+ * Runs `serve` for a request once every earlier exchange on its connection is over: its answer
+ * written completely ('finish') or the exchange ended otherwise ('close': cut, client gone).
+ * node:http emits pipelined requests as soon as it parses them and only queues their answers, so
+ * they ran at the same time: a pipelined `PUT` then `DELETE` of one key got 200 and 204 and the
+ * object stayed (the DELETE reached the upstream first), a `GET` behind a `PUT` read the previous
+ * version. RFC 9112 §9.3.2 allows parallel processing only for safe methods; requests on one
+ * connection now run one after another, whatever their method (as a client that waits for each
+ * answer sees them). A request that finds no exchange under way runs at once.
+ */
+export function inTurn(req: http.IncomingMessage, res: http.ServerResponse, serve: () => void): void {
+  const socket = req.socket as object;
+  const previous = connectionTails.get(socket);
+  const ended = new Promise<void>((resolve) => {
+    if (res.writableFinished || res.destroyed) return resolve();
+    res.once("finish", () => resolve());
+    res.once("close", () => resolve());
+  });
+  const tail = previous === undefined ? ended : previous.then(() => ended);
+  connectionTails.set(socket, tail);
+  void tail.then(() => {
+    if (connectionTails.get(socket) === tail) connectionTails.delete(socket);
+  });
+  if (previous === undefined) serve();
+  else void previous.then(serve);
+}
 
 /**
  * How long the node engine waits for a client that moves nothing (ms): a request body that stops

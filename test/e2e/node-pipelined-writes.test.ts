@@ -1,0 +1,110 @@
+/**
+ * Pipelined writes on the node engine (plain front and S3 front). node:http hands the listener
+ * every pipelined request as soon as it is parsed; the answers went out in order, but the
+ * requests ran at the same time: a `PUT` and a `DELETE` of one key written together got 200 then
+ * 204 and the object was still there (the DELETE reached the upstream before the PUT), and a
+ * `GET` behind a `PUT` read the previous version or a 404. RFC 9112 §9.3.2: pipelined requests
+ * may run in parallel only if they are all safe. Requests on one connection now run one after
+ * another.
+ */
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { connect } from "node:net";
+import { S3Signer } from "../../src/s3/sigv4.ts";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { bucketYaml, startInProcess, type InProcessProxy } from "./harness.ts";
+import { startUploadEnv, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
+
+setDefaultTimeout(60_000);
+
+const ROUNDS = 10;
+
+/** Requests written in ONE write on one connection (the last says Connection: close); everything the server sent until it closed. */
+function pipelined(port: number, requests: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(port, "127.0.0.1", () => sock.write(requests.join("")));
+    let buf = "";
+    sock.on("data", (d) => (buf += d.toString("latin1")));
+    sock.on("error", reject);
+    sock.on("close", () => resolve(buf));
+  });
+}
+const statuses = (raw: string) => [...raw.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => Number(m[1]));
+
+/** One raw request: the head's lines, then `body`. */
+function req(first: string, headers: Record<string, string>, body = "", last = false): string {
+  const all = { host: "x", ...headers, ...(body === "" ? {} : { "content-length": String(Buffer.byteLength(body)) }), ...(last ? { connection: "close" } : {}) };
+  return `${first} HTTP/1.1\r\n${Object.entries(all).map(([k, v]) => `${k}: ${v}\r\n`).join("")}\r\n${body}`;
+}
+
+describe("plain front, engine: node", () => {
+  let s3: S3Fixture;
+  let px: InProcessProxy;
+  beforeAll(async () => {
+    s3 = await startS3Fixture({ buckets: [{ name: "rw" }], credentials: [{ accessKeyId: "AKIDPIPEWRITER01", secretAccessKey: "pipe-writer-secret-0123456789", buckets: ["rw"], write: true }] });
+    px = await startInProcess(
+      `server: { address: 127.0.0.1, port: 0, engine: node }\nbuckets:\n` +
+        bucketYaml({ name: "rw", prefix: "/rw", bucket: "rw", endpoint: s3.endpoint, key: "AKIDPIPEWRITER01", secret: "pipe-writer-secret-0123456789", extra: "    access: read-write\n    auth: { anonymous_writes: true }\n" }),
+    );
+  });
+  afterAll(async () => {
+    await px?.stop();
+    await s3?.stop();
+  });
+
+  test("a PUT and a DELETE of one key pipelined: the object is gone afterwards (it stayed: the DELETE ran first)", async () => {
+    for (let i = 0; i < ROUNDS; i++) {
+      const key = `k${i}`;
+      const raw = await pipelined(px.port, [req(`PUT /rw/${key}`, {}, "x"), req(`DELETE /rw/${key}`, {}, "", true)]);
+      expect(statuses(raw)).toEqual([200, 204]);
+      expect({ round: i, stored: await s3.exists("rw", key) }).toEqual({ round: i, stored: false });
+    }
+  });
+
+  test("a PUT and a GET of one key pipelined: the GET reads what the PUT wrote (it read the previous version)", async () => {
+    for (let i = 0; i < ROUNDS; i++) {
+      const key = `v${i}`;
+      await s3.put("rw", key, "old");
+      const raw = await pipelined(px.port, [req(`PUT /rw/${key}`, {}, `new-${i}`), req(`GET /rw/${key}`, {}, "", true)]);
+      expect(statuses(raw)).toEqual([200, 200]);
+      const second = raw.slice(raw.indexOf("HTTP/1.1", 1));
+      expect({ round: i, body: second.slice(second.indexOf("\r\n\r\n") + 4) }).toEqual({ round: i, body: `new-${i}` });
+    }
+  });
+});
+
+describe("S3 front, s3_api.engine: node", () => {
+  let env: UploadEnv;
+  beforeAll(async () => {
+    env = await startUploadEnv({ engine: "node" });
+  });
+  afterAll(async () => {
+    await env?.stop();
+  });
+
+  /** A request signed with WRITER's key (header auth, unsigned payload). */
+  function signed(method: string, path: string, body = "", last = false): string {
+    const host = `127.0.0.1:${env.port}`;
+    const s = new S3Signer(WRITER, "us-east-1").signRequest({ method, host, path, headers: {}, payloadHash: "UNSIGNED-PAYLOAD" });
+    return req(`${method} ${s.path}`, { host, ...s.headers }, body, last);
+  }
+
+  test("PutObject and DeleteObject of one key pipelined: the object is gone afterwards", async () => {
+    for (let i = 0; i < ROUNDS; i++) {
+      const key = `k${i}`;
+      const raw = await pipelined(env.port, [signed("PUT", `/up/${key}`, "x"), signed("DELETE", `/up/${key}`, "", true)]);
+      expect(statuses(raw)).toEqual([200, 204]);
+      expect({ round: i, stored: await env.s3.exists("up", key) }).toEqual({ round: i, stored: false });
+    }
+  });
+
+  test("PutObject and GetObject of one key pipelined: the GET reads what the PUT wrote", async () => {
+    for (let i = 0; i < ROUNDS; i++) {
+      const key = `v${i}`;
+      await env.s3.put("up", key, "old");
+      const raw = await pipelined(env.port, [signed("PUT", `/up/${key}`, `new-${i}`), signed("GET", `/up/${key}`, "", true)]);
+      expect(statuses(raw)).toEqual([200, 200]);
+      const second = raw.slice(raw.indexOf("HTTP/1.1", 1));
+      expect({ round: i, body: second.slice(second.indexOf("\r\n\r\n") + 4) }).toEqual({ round: i, body: `new-${i}` });
+    }
+  });
+});
