@@ -378,7 +378,7 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     }
     if (config.metrics.enabled && workerIndex() === undefined) {
       try {
-        metrics = listenMetrics(config, () => children?.renderMetrics() ?? app.metrics.render());
+        metrics = listenMetrics(config, () => children?.renderMetrics() ?? app.metrics.render(), app.log);
       } catch (err) {
         throw await listenFailure("metrics", config.metrics.address, config.metrics.port, err, "metrics listener: ");
       }

@@ -22,6 +22,9 @@ import { rawSegmentPatterns, rawTargetFor } from "./http/raw-target.ts";
 import { resolveConfigPath } from "./config/validate.ts";
 import { NODE_IDLE_MS, writeNodeResponse } from "./server/node-response.ts";
 import { wantBlobBodies } from "./http/blob-body.ts";
+import { validHost } from "./http/host.ts";
+import { splitUrl } from "./proxy/phases/guard.ts";
+import type { Logger } from "./observe/log.ts";
 
 
 /**
@@ -74,6 +77,9 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
     tls: cfg.server.https?.enabled ? (opts.tls ?? readTls(cfg, opts.baseDir)) : undefined,
     maxRequestBodySize: LISTENER_MAX_BODY,
     idleTimeout: BUN_LISTENER_IDLE_SECONDS,
+    // Never Bun's developer error page (on by default unless NODE_ENV=production): an error that
+    // escaped `error` below would otherwise be answered with its stack, source lines and paths.
+    development: false,
     // Parametrised routes expose the raw target's segments (see src/http/raw-target.ts): a
     // literal `\` or a dot segment is routed as the client sent it, never as Bun rewrote it.
     routes: Object.fromEntries(
@@ -319,22 +325,36 @@ export function originFormOf(target: string): string {
   return rest.startsWith("?") ? `/${rest}` : rest;
 }
 
-/** The separate Prometheus listener. `render` may merge several worker processes. */
-export function listenMetrics(cfg: Config, render: () => string | Promise<string>): Listener {
+/**
+ * The separate Prometheus listener. `render` may merge several worker processes. Answers only
+ * `GET`/`HEAD /metrics`: 404 for any other target (a CONNECT's authority-form one too), 405 for
+ * another method, 400 for a Host that is not host[:port] (as the other listeners), and a plain
+ * 500 if rendering fails. Never Bun's developer error page (`development: false`): a request
+ * without a Host (HTTP/1.0), with an empty one or a CONNECT made `new URL(req.url)` throw, and
+ * that page, with stack frames, source lines and the working directory, was the answer.
+ */
+export function listenMetrics(cfg: Config, render: () => string | Promise<string>, log?: Logger): Listener {
   const server = Bun.serve({
     hostname: cfg.metrics.address,
     port: cfg.metrics.port,
+    development: false,
     fetch(req) {
       // The metrics listener never reads a body: an Expect Bun did not answer is the same desync.
       return expectGuard(req, metricsAnswer(req, render));
+    },
+    error(err) {
+      log?.error("metrics listener error", { error: String(err?.message ?? err) });
+      return new Response("Internal error\n", { status: 500, headers: { "content-type": "text/plain; charset=utf-8" } });
     },
   });
   return { port: server.port ?? cfg.metrics.port, stop: (force) => server.stop(force) ?? Promise.resolve() };
 }
 
 async function metricsAnswer(req: Request, render: () => string | Promise<string>): Promise<Response> {
-  const path = new URL(req.url).pathname;
-  if (path !== "/metrics") return new Response("Not found: metrics are at /metrics\n", { status: 404 });
+  // req.url is "/path" without a Host, "http://host/path" with one, "host:port" for a CONNECT.
+  const host = req.headers.get("host");
+  if (host !== null && !validHost(host)) return new Response("Bad request: the Host header must name one host (host or host:port)\n", { status: 400 });
+  if (splitUrl(req.url).path !== "/metrics") return new Response("Not found: metrics are at /metrics\n", { status: 404 });
   if (req.method !== "GET" && req.method !== "HEAD") return new Response(null, { status: 405, headers: { allow: "GET, HEAD" } });
   return new Response(await render(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
 }

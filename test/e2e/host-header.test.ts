@@ -7,11 +7,13 @@ import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { connect } from "node:net";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { bucketYaml, startInProcess, type InProcessProxy } from "./harness.ts";
+import { startS3FrontEnv, type S3FrontEnv } from "./s3-front-helpers.ts";
 
 setDefaultTimeout(30_000);
 
 let s3: S3Fixture;
 const proxies: Record<string, InProcessProxy> = {};
+const fronts: Record<string, S3FrontEnv> = {};
 
 function raw(port: number, head: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -29,10 +31,14 @@ beforeAll(async () => {
   await s3.put("hosts", "a.txt", "body of a");
   for (const engine of ["bun", "node"]) {
     proxies[engine] = await startInProcess(`server: { address: 127.0.0.1, port: 0, engine: ${engine} }\nbuckets:\n` + bucketYaml({ name: "h", prefix: "/h", bucket: "hosts", endpoint: s3.endpoint }));
+    // the S3 front with virtual-hosted addressing (bucket `data` reads anonymously)
+    fronts[engine] = await startS3FrontEnv({ engine: engine as "bun" | "node", s3Extra: "  domain: s3.test\n" });
+    await fronts[engine].s3.put("data", "a.txt", "AAA");
   }
 });
 afterAll(async () => {
   for (const p of Object.values(proxies)) await p.stop();
+  for (const f of Object.values(fronts)) await f.stop();
   await s3?.stop();
 });
 
@@ -47,6 +53,48 @@ for (const engine of ["bun", "node"]) {
       const r = await get(hosts);
       expect([hosts, status(r)]).toEqual([hosts, 200]);
       expect(r).toEndWith("body of a");
+    }
+  });
+}
+
+// A port must be 1-5 digits, at most 65535 (RFC 3986 §3.2.3 with RFC 9110 §4.2's range). Before,
+// only some characters were refused: `x:abc` was served on the plain front, and on the S3 front
+// `data.s3.test:abc` was read as a virtual-hosted request for bucket `data`.
+const BAD_PORTS = ["x:abc", "x:99999", "x:", "x:123456", "x:-1", "x:8o", ":80", "[::1]:abc", "[::1]x", "[::1", "[zz]", "exämple.com"];
+const GOOD_PORTS = ["x:0", "x:65535", "x:08080", "[::1]", "[fe80::1%25eth0]:8080", "1.2.3.4:80", "a_b-c~d.e"];
+
+for (const engine of ["bun", "node"]) {
+  test(`${engine} engine, plain front: a Host with a port that is not 0-65535 (or no host before it) → JSON 400, never sent upstream`, async () => {
+    const port = Number(new URL(proxies[engine].url("/")).port);
+    const get = (host: string) => raw(port, `GET /h/a.txt HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+    const before = s3.requests.filter((r) => !r.admin && r.pathname === "/hosts/a.txt").length;
+    for (const host of BAD_PORTS) {
+      const r = await get(host);
+      expect([host, status(r)]).toEqual([host, 400]);
+      expect(JSON.parse(r.slice(r.indexOf("\r\n\r\n") + 4))).toMatchObject({ error: "BadRequest" });
+    }
+    expect(s3.requests.filter((r) => !r.admin && r.pathname === "/hosts/a.txt").length).toBe(before);
+    for (const host of GOOD_PORTS) {
+      const r = await get(host);
+      expect([host, status(r)]).toEqual([host, 200]);
+      expect(r).toEndWith("body of a");
+    }
+  });
+
+  test(`${engine} engine, S3 front (domain set): <bucket>.<domain> with a bad port → S3 XML 400, not a virtual-hosted read`, async () => {
+    const env = fronts[engine];
+    const get = (host: string) => raw(env.port, `GET /a.txt HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+    env.mark();
+    for (const host of ["data.s3.test:abc", "data.s3.test:99999", "data.s3.test:", "data.s3.test:1x"]) {
+      const r = await get(host);
+      expect([host, status(r)]).toEqual([host, 400]);
+      expect(r).toContain("<Code>InvalidRequest</Code>");
+    }
+    expect(env.upstreamCalls()).toEqual([]);
+    for (const host of ["data.s3.test", `data.s3.test:${env.port}`, "data.s3.test:65535"]) {
+      const r = await get(host);
+      expect([host, status(r)]).toEqual([host, 200]);
+      expect(r).toEndWith("AAA");
     }
   });
 }

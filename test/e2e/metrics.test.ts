@@ -4,6 +4,9 @@
  * and /metrics on the main port answering 404.
  */
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
+import { connect } from "node:net";
+import { parseConfig } from "../../src/config/load.ts";
+import { listenMetrics } from "../../src/server.ts";
 import { hmacToken, nowSec } from "../fixtures/jwt.ts";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { startProxy, type ProxyProcess } from "./harness.ts";
@@ -163,4 +166,61 @@ test("the metrics listener answers only /metrics", async () => {
   const res = await fetch(`http://127.0.0.1:${px.metricsPort}/pub/hello.txt`);
   expect(res.status).toBe(404);
   await res.arrayBuffer();
+});
+
+function raw(port: number, head: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(port, "127.0.0.1", () => sock.write(head));
+    let buf = "";
+    sock.on("data", (d) => (buf += d.toString("latin1")));
+    sock.on("error", reject);
+    sock.on("close", () => resolve(buf));
+  });
+}
+const statusOf = (r: string) => Number(/^HTTP\/1\.1 (\d{3})/.exec(r)?.[1] ?? 0);
+const bodyOf = (r: string) => r.slice(r.indexOf("\r\n\r\n") + 4);
+
+// Before: each of these made `new URL(req.url)` throw in the metrics listener, which had no error
+// handler and Bun.serve's development mode on: a 500 with ~50 KB of Bun's HTML error page (the
+// stack, source lines of src/server.ts, the working directory).
+test("the metrics listener: raw requests without a Host, with an empty or bad one, a CONNECT → plain 200/400/404, never an error page", async () => {
+  const port = px.metricsPort!;
+  const cases: Array<[string, number]> = [
+    ["GET /x HTTP/1.0\r\n\r\n", 404],
+    ["GET /metrics HTTP/1.0\r\n\r\n", 200],
+    ["GET /metrics HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n", 200],
+    ["GET /metrics HTTP/1.1\r\nHost: u:p@a\r\nConnection: close\r\n\r\n", 400],
+    ["GET /metrics HTTP/1.1\r\nHost: a:abc\r\nConnection: close\r\n\r\n", 400],
+    ["CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\nConnection: close\r\n\r\n", 404],
+  ];
+  for (const [head, want] of cases) {
+    const r = await raw(port, head);
+    expect([head, statusOf(r)]).toEqual([head, want]);
+    expect(r.length).toBeLessThan(want === 200 ? 1 << 20 : 512);
+    for (const leak of ["<html", "Error:", "server.ts", process.cwd()]) expect(bodyOf(r)).not.toContain(leak);
+  }
+  // the main listener answers the same requests in its own JSON (no HTML, no stack)
+  for (const [head] of cases) {
+    const r = await raw(px.port, head);
+    expect([head, statusOf(r) >= 400 && statusOf(r) < 500]).toEqual([head, true]);
+    for (const leak of ["<html", "server.ts", process.cwd()]) expect(r).not.toContain(leak);
+  }
+});
+
+test("the metrics listener: a render that fails is a plain 500, not Bun's developer error page", async () => {
+  const cfg = parseConfig(
+    "server: { address: 127.0.0.1, port: 0 }\nmetrics: { enabled: true, address: 127.0.0.1, port: 0 }\n" +
+      `buckets:\n  - name: pub\n    path_prefix: /pub\n    s3: { bucket: data, endpoint: "${s3.endpoint}" }\n`,
+  );
+  const errors: unknown[] = [];
+  const log = { error: (msg: string, fields?: unknown) => errors.push([msg, fields]) } as unknown as Parameters<typeof listenMetrics>[2];
+  const m = listenMetrics(cfg, () => Promise.reject(new Error("render failed")), log);
+  try {
+    const r = await raw(m.port, "GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    expect(statusOf(r)).toBe(500);
+    expect(bodyOf(r)).toBe("Internal error\n");
+    expect(errors).toEqual([["metrics listener error", { error: "render failed" }]]);
+  } finally {
+    await m.stop(true);
+  }
 });
