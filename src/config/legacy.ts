@@ -129,7 +129,10 @@ export function adoptOriginalCacheKeys(raw: unknown): { notes: string[]; issues:
     if (adoptEnabled(d, "disk")) {
       rename(d, "disk", "cache_dir", "path");
       rename(d, "disk", "max_disk_cache_size_mb", "max_disk_size_mb");
-      delete d.sendfile;
+      if ("sendfile" in d) {
+        if (d.sendfile === false) notes.push("cache.disk.sendfile: false (the original's) has no effect here: disk-cache hits are always sent with sendfile (Bun.file)");
+        delete d.sendfile;
+      }
       if (original && !("path" in d)) d.path = "/var/cache/yatagarasu";
     }
   }
@@ -186,4 +189,25 @@ export function adoptOriginalCacheKeys(raw: unknown): { notes: string[]; issues:
     notes.push(`cache.cache_layers is not given: the layers the original's \`enabled: true\` turns on are used (${layers.join(", ")}); write cache_layers: [${layers.join(", ")}] to say so`);
   }
   return { notes, issues };
+}
+
+/**
+ * A bucket's `authorization` keys that belong to the other type (`opa_url` with `type: openfga`,
+ * `openfga_api_token` with `type: opa`, ...): valid, but read by nothing, so said, naming each
+ * (never its value: a token may be one). From the raw document, before defaults fill them in.
+ */
+export function otherAuthorizerKeys(raw: unknown): string[] {
+  const buckets = (raw as Record<string, unknown> | null)?.buckets;
+  if (!Array.isArray(buckets)) return [];
+  const notes: string[] = [];
+  buckets.forEach((b, i) => {
+    const az = (b as Record<string, unknown> | null)?.authorization;
+    if (az === null || typeof az !== "object" || Array.isArray(az)) return;
+    const type = (az as Record<string, unknown>).type;
+    if (type !== "opa" && type !== "openfga") return;
+    const other = type === "opa" ? "openfga_" : "opa_";
+    const ignored = Object.keys(az).filter((k) => k.startsWith(other));
+    if (ignored.length > 0) notes.push(`${ignored.map((k) => `buckets[${i}].authorization.${k}`).join(", ")} ${ignored.length === 1 ? "has" : "have"} no effect with type: ${type} (only the ${type === "opa" ? "opa_" : "openfga_"} keys are read)`);
+  });
+  return notes;
 }

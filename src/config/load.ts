@@ -11,7 +11,7 @@ import { open, type FileHandle } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import type { z } from "zod";
 import { MAX_EXPANDED_NODES, parseYamlConfig, safeYamlMessage, withinExpansionLimit } from "./document.ts";
-import { adoptOriginalCacheKeys, findLegacy } from "./legacy.ts";
+import { adoptOriginalCacheKeys, findLegacy, otherAuthorizerKeys } from "./legacy.ts";
 import { formatPath, type PathSegment } from "./path.ts";
 import { ConfigSchema, type RawConfig } from "./schema.ts";
 import { validateConfig } from "./validate.ts";
@@ -319,7 +319,7 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
     throw report(found.map(toIssue));
   }
   if (semantic.issues.length > 0) throw report(semantic.issues.map(toIssue));
-  const notes = [...adopted.notes, ...unexpandedTemplates(semantic.config)];
+  const notes = [...adopted.notes, ...otherAuthorizerKeys(raw), ...unexpandedTemplates(semantic.config)];
   if (notes.length > 0) semantic.config.notes = notes;
   return semantic.config;
 }

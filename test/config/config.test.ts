@@ -487,3 +487,25 @@ describe("durations that become timers (at most 2^31-1 ms: a longer delay fired 
     expect(parseConfig(`server: { shutdown_timeout: 2147483 }\n${B}`, { env: {} }).server.shutdown_timeout).toBe(2147483);
   });
 });
+
+describe("settings accepted but read by nothing are said (notes)", () => {
+  test("authorization keys of the other type: named, never their values", () => {
+    const c = parseConfig(
+      `jwt: { enabled: true, secret: "0123456789abcdef0123456789abcdef" }\nbuckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\n    auth: { enabled: true }\n    authorization: { type: openfga, openfga_endpoint: "http://127.0.0.1:1", openfga_store_id: "01HXYZ", opa_url: "http://127.0.0.1:2", opa_timeout_ms: 50 }\n  - name: c\n    path_prefix: /c\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\n    authorization: { type: opa, opa_url: "http://127.0.0.1:2", opa_policy_path: "x/allow", openfga_api_token: "SEKRET-TOKEN" }\n`,
+      { env: {} },
+    );
+    expect(c.notes).toEqual([
+      "buckets[0].authorization.opa_url, buckets[0].authorization.opa_timeout_ms have no effect with type: openfga (only the openfga_ keys are read)",
+      "buckets[1].authorization.openfga_api_token has no effect with type: opa (only the opa_ keys are read)",
+    ]);
+    expect(JSON.stringify(c.notes)).not.toContain("SEKRET");
+    // keys of the chosen type only: nothing to say
+    expect(parseConfig(`buckets:\n  - name: c\n    path_prefix: /c\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\n    authorization: { type: opa, opa_url: "http://127.0.0.1:2", opa_policy_path: "x/allow" }\n`, { env: {} }).notes).toBeUndefined();
+  });
+
+  test("the original's disk.sendfile: false (disk hits always use sendfile here)", () => {
+    const c = parseConfig(`cache:\n  cache_layers: [memory, disk]\n  disk: { cache_dir: /tmp/yata-sendfile-note, sendfile: false }\n${B}`, { env: {} });
+    expect(c.notes).toEqual([expect.stringContaining("cache.disk.sendfile: false (the original's) has no effect here")]);
+    expect(parseConfig(`cache:\n  cache_layers: [memory, disk]\n  disk: { cache_dir: /tmp/yata-sendfile-note, sendfile: true }\n${B}`, { env: {} }).notes).toBeUndefined();
+  });
+});
