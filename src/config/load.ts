@@ -89,7 +89,7 @@ function kindOf(v: unknown): string {
   if (Array.isArray(v)) return "a list";
   if (typeof v === "object") return "a mapping";
   if (typeof v === "string") return "a string";
-  if (typeof v === "number") return Number.isInteger(v) ? "an integer" : "a number with a fraction";
+  if (typeof v === "number") return !Number.isFinite(v) ? "a number too large to hold (YAML reads 1e400 as infinity)" : Number.isInteger(v) ? "an integer" : "a number with a fraction";
   if (typeof v === "boolean") return "a boolean";
   return typeof v;
 }
@@ -118,6 +118,7 @@ function zodMessage(issue: z.core.$ZodIssue, raw: unknown, fromVar?: string): st
     const byVar = numeric || expected === "boolean" ? variableHint(v, numeric ? "number" : "boolean", fromVar) : undefined;
     if (byVar !== undefined) hint = byVar;
     else if (typeof v === "string" && (expected === "number" || expected === "int") && /^\s*-?\d+(\.\d+)?\s*$/.test(v)) hint = " (write it without quotes)";
+    else if (typeof v === "string" && (expected === "number" || expected === "int") && v.includes("${")) hint = " (it still holds a ${...}: a ${NAME:-default} inside another one's default is not substituted; give the default as a plain value)";
     else if (typeof v === "string" && (expected === "number" || expected === "int")) hint = " (a plain number: seconds, bytes or a count, no unit)";
     else if (typeof v === "string" && expected === "boolean") hint = " (write true or false, without quotes)";
     return `expected ${wanted(expected)}, got ${kindOf(v)}${hint}`;
@@ -238,7 +239,7 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
     const message = (err as Error)?.message ?? String(err);
     throw fail([{ path: "", message: /unresolved alias/i.test(message) ? "invalid YAML: an alias that names no anchor" : `invalid YAML: ${safeYamlMessage({ message })}` }]);
   }
-  if (raw === null || raw === undefined) throw fail([{ path: "", message: "the config is empty" }]);
+  if (raw === null || raw === undefined) throw fail([{ path: "", message: "the config is empty: it needs at least a buckets: list (see the README's Configuration reference, or config.yaml in the repository)" }]);
   if (typeof raw !== "object" || Array.isArray(raw)) throw fail([{ path: "", message: "the config must be a YAML mapping" }]);
 
   // Top-level `x-*` keys hold YAML anchors for merge keys (`<<: *s3defaults`), as in Compose files: not config.

@@ -128,6 +128,8 @@ describe("parseConfig", () => {
     expect(one(`server: { port: "8080" }\n${B}`)).toEqual(["server.port: expected a number, got a string (write it without quotes)"]);
     expect(one(`server: { request_timeout: 5s }\n${B}`)).toEqual(["server.request_timeout: expected a number, got a string (a plain number: seconds, bytes or a count, no unit)"]);
     expect(one(`server: { port: 8080.5 }\n${B}`)).toEqual(["server.port: expected an integer, got a number with a fraction"]);
+    expect(one(`server: { port: 1e400 }\n${B}`)).toEqual(["server.port: expected a number, got a number too large to hold (YAML reads 1e400 as infinity)"]);
+    expect(one(`server:\n  port: \${A:-\${B:-8080}}\n${B}`)[0]).toContain("a ${NAME:-default} inside another one's default is not substituted");
     expect(one(`cache: { enabled: yes }\n${B}`)).toEqual(["cache.enabled: expected a boolean, got a string (write true or false, without quotes)"]);
     expect(one(`metrics: true\n${B}`)).toEqual(["metrics: expected a mapping, got a boolean"]);
     // a key that takes two forms names both (zod said only "Invalid input")
