@@ -19,7 +19,8 @@ import { buildRuntime, type Runtime, type RuntimeDeps } from "./runtime.ts";
 import { UpstreamPools } from "./s3/http1/index.ts";
 import { VERSION } from "./version.ts";
 import { workerIndex, type ConfigText, type ReloadResult, type SentConfig } from "./workers.ts";
-import { readTls, type TlsMaterial } from "./server.ts";
+import { readTls, type Listener, type TlsMaterial } from "./server.ts";
+import { X509Certificate } from "node:crypto";
 
 /**
  * What a request's phases may use besides their RequestContext: the current generation and the
@@ -125,6 +126,9 @@ export class App implements Services {
   private queuedReload: Promise<{ ok: boolean; error?: string; generation: number }> | undefined;
   /** The text the current generation was validated from. */
   private configText: string | undefined;
+  /** server.https's pair the listeners serve (renewTls). */
+  private tls: TlsMaterial | undefined;
+  private listeners: readonly Listener[] = [];
 
   private constructor(
     runtime: Runtime,
@@ -141,6 +145,7 @@ export class App implements Services {
     this.concurrency = new ConcurrencyLimiter(...requestCaps(runtime.config, opts.share));
     this.uploads = new UploadLimiter(...uploadCaps(runtime.config, opts.share));
     this.formBuffers = new ByteBudget(formBufferBytes(runtime.config));
+    this.tls = opts.tls;
   }
 
   /**
@@ -201,7 +206,7 @@ export class App implements Services {
   currentConfig(): SentConfig | undefined {
     if (this.configText === undefined || !this.opts.configPath) return undefined;
     const sent: SentConfig = { text: this.configText, file: this.opts.configPath, baseDir: this.runtime.config.baseDir, generation: this.runtime.generation };
-    if (this.opts.tls !== undefined) sent.tls = this.opts.tls;
+    if (this.tls !== undefined) sent.tls = this.tls;
     return sent;
   }
 
@@ -213,7 +218,7 @@ export class App implements Services {
    * while one runs shares that one follow-up. `generation`: the generation to reach (a worker
    * follows its primary's; main.ts calls it one reload at a time); by default the next one.
    */
-  reload(generation?: number, sent?: ConfigText): Promise<{ ok: boolean; error?: string; generation: number }> {
+  reload(generation?: number, sent?: ConfigText & { tls?: TlsMaterial }): Promise<{ ok: boolean; error?: string; generation: number }> {
     if (this.reloading === undefined) {
       this.reloading = this.doReload(generation, sent).finally(() => (this.reloading = undefined));
       return this.reloading;
@@ -226,7 +231,7 @@ export class App implements Services {
     return this.queuedReload;
   }
 
-  private async doReload(generation?: number, sent?: ConfigText): Promise<{ ok: boolean; error?: string; generation: number }> {
+  private async doReload(generation?: number, sent?: ConfigText & { tls?: TlsMaterial }): Promise<{ ok: boolean; error?: string; generation: number }> {
     const old = this.runtime;
     // The audit file is opened again if it was moved or deleted (logrotate's mv + SIGHUP), whatever the config's fate.
     void this.audit?.reopen();
@@ -302,27 +307,52 @@ export class App implements Services {
     // still in flight on the old generation finish on theirs.
     this.deps.pools?.retainOnly(next.pools);
     this.log.info("config reloaded", { generation: next.generation, buckets: config.buckets.length });
-    if (sent === undefined) this.warnIfTlsRenewed(config);
+    this.renewTls(config, sent);
     return { ok: true, generation: next.generation };
   }
 
+  /** The listeners a renewed certificate goes to (cli.ts, once they are bound). */
+  setListeners(listeners: readonly Listener[]): void {
+    this.listeners = listeners;
+  }
+
   /**
-   * A certificate or key renewed in place (certbot, cert-manager) is not served until a restart:
-   * Bun.serve cannot change a listener's certificate (oven-sh/bun#43815). The reload that would
-   * have been expected to pick it up says so, each time, instead of reporting success alone.
+   * A certificate and key renewed in place (certbot, cert-manager: the same paths, new files) are
+   * served from this reload on: each TLS listener binds a new one with the new pair beside it and
+   * retires the old one, which finishes what it has (Listener.renewTls). A worker takes the pair
+   * its primary read (`sent.tls`), so every process of a group serves the same one. A pair that
+   * cannot be served (a key that does not match the certificate: certbot swaps the two files one
+   * after the other) is logged and the previous one kept; the next reload tries again.
    */
-  private warnIfTlsRenewed(config: Config): void {
-    const served = this.opts.tls;
+  private renewTls(config: Config, sent: (ConfigText & { tls?: TlsMaterial }) | undefined): void {
+    const served = this.tls;
     if (served === undefined || !config.server.https?.enabled) return;
-    let onDisk: TlsMaterial | undefined;
-    try {
-      onDisk = readTls(config, config.baseDir);
-    } catch {
-      return; // (validated readable just before; gone since: nothing to compare)
+    let next: TlsMaterial | undefined = sent?.tls;
+    if (sent === undefined) {
+      try {
+        next = readTls(config, config.baseDir);
+      } catch {
+        return; // (validated readable just before; gone since: nothing to serve)
+      }
     }
-    if (onDisk !== undefined && (onDisk.cert !== served.cert || onDisk.key !== served.key)) {
-      this.log.warn("server.https: the certificate or key files changed since the process started; the listeners keep serving the certificate loaded at start: restart the process (a rolling restart) to serve the new one", { cert_path: config.server.https.cert_path });
+    if (next === undefined || (next.cert === served.cert && next.key === served.key)) return;
+    const cert_path = config.server.https.cert_path;
+    let renewed = 0;
+    const errors: string[] = [];
+    for (const l of this.listeners) {
+      if (l.renewTls === undefined) continue;
+      try {
+        l.renewTls(next);
+        renewed++;
+      } catch (err) {
+        errors.push(String((err as Error)?.message ?? err));
+      }
     }
+    if (renewed > 0) {
+      this.tls = next;
+      this.log.info("server.https: the renewed certificate is served to new connections", { cert_path, ...certificateFacts(next.cert) });
+    }
+    if (errors.length > 0) this.log.error(`server.https: the certificate or key files changed, but ${renewed > 0 ? "a listener" : "the listeners"} cannot serve them; the previous pair is served until a reload finds a usable one`, { cert_path, error: errors[0] });
   }
 
   /** Resolves once the audit trail is written and closed, and the cache layers closed. */
@@ -335,5 +365,15 @@ export class App implements Services {
     const cacheClosed = this.cache.close().catch(() => {});
     this.log.flush();
     return Promise.all([cacheClosed, this.audit?.close()]).then(() => {});
+  }
+}
+
+/** What the log says of a certificate (never the key): its subject, expiry and SHA-256 fingerprint. */
+function certificateFacts(pem: string): Record<string, string> {
+  try {
+    const c = new X509Certificate(pem);
+    return { subject: c.subject.replace(/\n/g, ", "), not_after: new Date(c.validTo).toISOString(), sha256: c.fingerprint256 };
+  } catch {
+    return {};
   }
 }

@@ -362,15 +362,18 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     // primary, the primary reloads and then sends its children the config it now runs.
     // The certificate every listener serves: the primary's (sent with its config), else read now.
     const tls = source.tls ?? readTls(config, config.baseDir);
+    const tlsListeners = config.server.https?.enabled === true;
     app = await App.create(config, { configPath, configText: source.text, generation: source.generation, log, share: workers, probeIntervalMs, reloadAll: () => reloadAll(), tls });
     try {
-      if (primary) probeExclusive(config.server.address, listenConfig.server.port);
+      // A TLS listener binds with SO_REUSEPORT (to serve a renewed certificate beside itself), as a
+      // group's do: first make sure no other process holds the port (it would share it silently).
+      if (primary || (tlsListeners && workerIndex() === undefined)) probeExclusive(config.server.address, listenConfig.server.port);
       listener = config.server.engine === "node" ? await listenNode(app, listenConfig, { reusePort: workers > 1 }) : listenBun(app, listenConfig, { reusePort: workers > 1, baseDir: config.baseDir, tls });
     } catch (err) {
       throw await listenFailure("main", config.server.address, listenConfig.server.port, err);
     }
     try {
-      if (primary && config.s3_api?.enabled) probeExclusive(config.s3_api.address, config.s3_api.port);
+      if ((primary || (tlsListeners && workerIndex() === undefined)) && config.s3_api?.enabled) probeExclusive(config.s3_api.address, config.s3_api.port);
       s3Listener = await listenS3(app, config, { reusePort: workers > 1, baseDir: config.baseDir, tls });
     } catch (err) {
       const s3 = config.s3_api!;
@@ -385,6 +388,7 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     }
     // Only now that this process holds its ports (a second instance would have failed above).
     app.retireOtherDiskLayouts();
+    app.setListeners(s3Listener === undefined ? [listener] : [listener, s3Listener]);
     // Children start once everything the primary listens on is up (they get the port it bound).
     if (primary) {
       const a = app;

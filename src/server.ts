@@ -39,6 +39,14 @@ export interface Listener {
   readonly port: number;
   /** Stop accepting; resolve when in-flight requests are done (or `force` closes them). */
   stop(force: boolean): Promise<void>;
+  /**
+   * A bun-engine TLS listener: serves `tls` to every new connection from now on. A listener with
+   * the new pair is bound beside this one on the same port (SO_REUSEPORT), then the old one stops
+   * accepting and finishes the requests it has: nothing in flight is cut. Throws, the old pair
+   * still served, when the new pair is unusable (a key that does not match its certificate, a
+   * PEM cut short) or the bind fails.
+   */
+  renewTls?(tls: TlsMaterial): void;
 }
 
 /** server.https's certificate and key (PEM text). */
@@ -48,9 +56,9 @@ export interface TlsMaterial {
 }
 
 /**
- * server.https's certificate and key, read once at start: every listener of the process serves
- * that pair (and a group's primary sends it to its workers). Bun.serve cannot change a listener's
- * certificate (oven-sh/bun#43815): a renewed one is served after a restart.
+ * server.https's certificate and key as the files hold them now: read at start and by each reload
+ * (a renewed pair is served by new listeners, Listener.renewTls; Bun.serve cannot change a running
+ * listener's certificate, oven-sh/bun#43815), and sent by a group's primary to its workers.
  */
 export function readTls(cfg: Config, baseDir: string | undefined): TlsMaterial | undefined {
   const https = cfg.server.https;
@@ -69,36 +77,61 @@ export interface ListenAs {
 }
 
 export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; baseDir?: string; as?: ListenAs; tls?: TlsMaterial } = {}): Listener {
+  // (the request's own listener need not be the current one: requestIP reads the request's connection)
   const handle = (opts.as?.handler ?? createMainHandler)(app, (req) => server.requestIP(req)?.address ?? "");
-  const server: Bun.Server<undefined> = Bun.serve({
-    hostname: opts.as?.address ?? cfg.server.address,
-    port: opts.as?.port ?? cfg.server.port,
-    reusePort: opts.reusePort ?? false,
-    tls: cfg.server.https?.enabled ? (opts.tls ?? readTls(cfg, opts.baseDir)) : undefined,
-    maxRequestBodySize: LISTENER_MAX_BODY,
-    idleTimeout: BUN_LISTENER_IDLE_SECONDS,
-    // Never Bun's developer error page (on by default unless NODE_ENV=production): an error that
-    // escaped `error` below would otherwise be answered with its stack, source lines and paths.
-    development: false,
-    // Parametrised routes expose the raw target's segments (see src/http/raw-target.ts): a
-    // literal `\` or a dot segment is routed as the client sent it, never as Bun rewrote it.
-    routes: Object.fromEntries(
-      rawSegmentPatterns().map((p) => {
-        const slash = p.endsWith("/");
-        return [p, (req: Bun.BunRequest) => expectGuard(req, handle(req, undefined, rawTargetFor(req.url, req.params as Record<string, string>, slash)))];
-      }),
-    ),
-    fetch(req) {
-      return expectGuard(req, handle(req));
-    },
-    error(err) {
-      app.log.error("listener error", { error: String(err?.message ?? err) });
-      return new Response(JSON.stringify({ error: "InternalError", message: "Internal error" }), { status: 500, headers: { "content-type": "application/json" } });
-    },
-  });
+  const tlsOn = cfg.server.https?.enabled === true;
+  // A TLS listener is bound with SO_REUSEPORT so that a renewed certificate can be served by a
+  // second listener bound beside it (renewTls); cli.ts first checks that nobody else holds the port.
+  const reusePort = (opts.reusePort ?? false) || tlsOn;
+  const routes = Object.fromEntries(
+    rawSegmentPatterns().map((p) => {
+      const slash = p.endsWith("/");
+      return [p, (req: Bun.BunRequest) => expectGuard(req, handle(req, undefined, rawTargetFor(req.url, req.params as Record<string, string>, slash)))];
+    }),
+  );
+  const serve = (port: number, tls: TlsMaterial | undefined): Bun.Server<undefined> =>
+    Bun.serve({
+      hostname: opts.as?.address ?? cfg.server.address,
+      port,
+      reusePort,
+      tls,
+      maxRequestBodySize: LISTENER_MAX_BODY,
+      idleTimeout: BUN_LISTENER_IDLE_SECONDS,
+      // Never Bun's developer error page (on by default unless NODE_ENV=production): an error that
+      // escaped `error` below would otherwise be answered with its stack, source lines and paths.
+      development: false,
+      // Parametrised routes expose the raw target's segments (see src/http/raw-target.ts): a
+      // literal `\` or a dot segment is routed as the client sent it, never as Bun rewrote it.
+      routes,
+      fetch(req) {
+        return expectGuard(req, handle(req));
+      },
+      error(err) {
+        app.log.error("listener error", { error: String(err?.message ?? err) });
+        return new Response(JSON.stringify({ error: "InternalError", message: "Internal error" }), { status: 500, headers: { "content-type": "application/json" } });
+      },
+    });
+  let server = serve(opts.as?.port ?? cfg.server.port, tlsOn ? (opts.tls ?? readTls(cfg, opts.baseDir)) : undefined);
+  const port = server.port ?? opts.as?.port ?? cfg.server.port;
+  /** Listeners replaced by renewTls, finishing the requests they had (stop(false)). */
+  const retired = new Set<Bun.Server<undefined>>();
   return {
-    port: server.port ?? opts.as?.port ?? cfg.server.port,
-    stop: (force) => server.stop(force) ?? Promise.resolve(),
+    port,
+    stop: async (force) => {
+      await Promise.all([server, ...retired].map((s) => s.stop(force) ?? Promise.resolve()));
+    },
+    renewTls: tlsOn
+      ? (tls) => {
+          // Throws (the old listener serving on) when the pair is unusable or the bind fails.
+          const fresh = serve(port, tls);
+          const old = server;
+          server = fresh;
+          // The old one stops accepting at once and finishes what it has; keep-alive connections
+          // on it end after their request in flight, so every new connection gets the new pair.
+          retired.add(old);
+          void (old.stop(false) ?? Promise.resolve()).finally(() => retired.delete(old));
+        }
+      : undefined,
   };
 }
 

@@ -108,7 +108,7 @@ test("--check refuses a pair the listener would refuse, naming the file: swapped
   }
 });
 
-test("a certificate renewed in place: a reload warns that a restart is needed to serve it, and a worker restarted after a crash serves its siblings' certificate, not the new file", async () => {
+test("a certificate renewed in place is served from the next reload on, by every process of a group (a worker restarted after a crash too), nothing in flight cut; a pair that does not match is refused and the previous one served", async () => {
   const dir = mkdtempSync(join(tmpdir(), "yata-tls-renew-"));
   const make = (cn: string, name: string) => {
     const gen = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
@@ -116,6 +116,8 @@ test("a certificate renewed in place: a reload warns that a restart is needed to
     expect(gen.exitCode).toBe(0);
     return { cert: readFileSync(join(dir, `${name}.pem`), "utf8"), key: readFileSync(join(dir, `${name}.key`), "utf8") };
   };
+  const big = new Uint8Array(24 * 1024 * 1024).fill(7);
+  await s3.put("pub", "big.bin", big);
   try {
     const first = make("first", "first");
     const renewed = make("renewed", "renewed");
@@ -123,19 +125,94 @@ test("a certificate renewed in place: a reload warns that a restart is needed to
       files: { "cert.pem": first.cert, "key.pem": first.key },
     });
     const child = await w.waitForLog((l) => l.msg === "listening" && l.worker === 1);
+    /** Every new connection (16, spread over the group's processes) verifies with `ca` only. */
+    const handshakes = async (ca: string) => {
+      const out: Array<number | string> = [];
+      for (let i = 0; i < 16; i++) out.push(await fetch(`https://127.0.0.1:${w.port}/health`, { tls: { ca }, headers: { connection: "close" } } as RequestInit).then((r) => r.status, (e) => String(e?.code ?? e)));
+      return out;
+    };
+    expect(new Set(await handshakes(first.cert))).toEqual(new Set([200]));
+    // a download under way on the first pair's listeners
+    const downloads = await Promise.all([0, 1, 2, 3].map(() => fetch(`https://127.0.0.1:${w.port}/pub/big.bin`, { tls: { ca: first.cert } } as RequestInit)));
+    const readers = downloads.map((d) => d.body!.getReader());
+    for (const r of readers) await r.read();
     // renewed in place (certbot's way), then a reload
     writeFileSync(join(w.dir, "cert.pem"), renewed.cert);
     writeFileSync(join(w.dir, "key.pem"), renewed.key);
     w.signal("SIGHUP");
-    const warned = await w.waitForLog((l) => l.level === "warn" && String(l.msg).includes("certificate or key files changed"));
-    expect(warned.worker).toBe(0);
-    // the child crashes and is restarted
+    await w.waitForLog((l) => l.msg === "server.https: the renewed certificate is served to new connections" && l.worker === 1);
+    const said = await w.waitForLog((l) => l.msg === "server.https: the renewed certificate is served to new connections" && l.worker === 0);
+    expect(said.subject).toBe("CN=renewed");
+    expect(said.cert_path).toBe("cert.pem");
+    expect(JSON.stringify(w.logs())).not.toContain("PRIVATE KEY");
+    expect(new Set(await handshakes(renewed.cert))).toEqual(new Set([200]));
+    expect((await handshakes(first.cert)).filter((r) => r === 200)).toEqual([]);
+    // the downloads begun before go on to their end
+    for (const r of readers) {
+      let n = 0;
+      for (let c = await r.read(); !c.done; c = await r.read()) n += c.value.byteLength;
+      expect(n).toBeGreaterThan(0);
+    }
+    // the child crashes and is restarted: it serves the group's (renewed) pair
     process.kill(Number(child.pid), "SIGKILL");
     await w.waitForLog((l) => l.msg === "listening" && l.worker === 1 && l.pid !== child.pid);
-    // every handshake, on either process, presents the certificate the group started with
-    for (let i = 0; i < 16; i++) {
-      const res = await fetch(`https://127.0.0.1:${w.port}/health`, { tls: { ca: first.cert }, headers: { connection: "close" } } as RequestInit).then((r) => r.status, (e) => String(e?.code ?? e));
-      expect(res).toBe(200);
+    expect(new Set(await handshakes(renewed.cert))).toEqual(new Set([200]));
+    // half-renewed (the key of another pair, as between certbot's two file swaps): the reload is
+    // refused, naming the files, and the renewed pair is still served
+    writeFileSync(join(w.dir, "key.pem"), first.key);
+    w.signal("SIGHUP");
+    const refused = await w.waitForLog((l) => l.level === "error" && l.msg === "config reload failed; the previous config keeps serving" && l.generation === 2);
+    expect(String(refused.error)).toContain("server.https.key_path: key.pem is not the private key of the certificate in cert.pem");
+    expect(new Set(await handshakes(renewed.cert))).toEqual(new Set([200]));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 60_000);
+
+test("one process with TLS: a second instance on the same port does not start (the TLS listener shares its port only with its own renewals)", async () => {
+  const files = { "cert.pem": readFileSync(join(certDir, "cert.pem"), "utf8"), "key.pem": readFileSync(join(certDir, "key.pem"), "utf8") };
+  const second = await startProxy(`server: { address: 127.0.0.1, port: ${px.port}, https: { cert_path: cert.pem, key_path: key.pem } }\nbuckets:\n${bucketYaml({ name: "pub", prefix: "/pub", bucket: "pub", endpoint: s3.endpoint })}`, { files }).then(
+    async (p) => {
+      await p.stop();
+      return "started";
+    },
+    (e: Error) => e.message,
+  );
+  expect(second).not.toBe("started");
+  expect(second).toContain("in use");
+});
+
+test("Listener.renewTls: a pair that cannot be served throws and the listener goes on with the old one; a good one is served to new connections", async () => {
+  const { App } = await import("../../src/app.ts");
+  const { listenBun } = await import("../../src/server.ts");
+  const { parseConfig } = await import("../../src/config/load.ts");
+  const { nullLogger } = await import("../../src/observe/log.ts");
+  const dir = mkdtempSync(join(tmpdir(), "yata-tls-listener-"));
+  const make = (cn: string) => {
+    const gen = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+      "-subj", `/CN=${cn}`, "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", join(dir, `${cn}.key`), "-out", join(dir, `${cn}.pem`)], { stderr: "pipe" });
+    expect(gen.exitCode).toBe(0);
+    return { cert: readFileSync(join(dir, `${cn}.pem`), "utf8"), key: readFileSync(join(dir, `${cn}.key`), "utf8") };
+  };
+  try {
+    const a = make("a");
+    const b = make("b");
+    writeFileSync(join(dir, "a.yaml"), "");
+    const config = parseConfig(`server: { address: 127.0.0.1, port: 0, https: { cert_path: a.pem, key_path: a.key } }\nbuckets:\n${bucketYaml({ name: "pub", prefix: "/pub", bucket: "pub", endpoint: s3.endpoint })}`, { file: join(dir, "a.yaml") });
+    const app = await App.create(config, { log: nullLogger, probeIntervalMs: 600_000 });
+    const listener = listenBun(app, config, { tls: a, baseDir: dir });
+    const status = (ca: string) => fetch(`https://127.0.0.1:${listener.port}/health`, { tls: { ca }, headers: { connection: "close" } } as RequestInit).then((r) => r.status, () => "refused");
+    try {
+      expect(await status(a.cert)).toBe(200);
+      expect(() => listener.renewTls!({ cert: b.cert, key: a.key })).toThrow();
+      expect(() => listener.renewTls!({ cert: "-----BEGIN CERTIFICATE-----\ncut", key: b.key })).toThrow();
+      expect(await status(a.cert)).toBe(200);
+      listener.renewTls!(b);
+      expect(await status(b.cert)).toBe(200);
+      expect(await status(a.cert)).toBe("refused");
+    } finally {
+      await listener.stop(true);
+      app.close();
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
