@@ -8,6 +8,7 @@
  *  70  crashed: an uncaught exception or unhandled rejection (logged as fatal, drained, exited)
  */
 // First: it catches the signals that would otherwise kill the process while the rest loads.
+import { timerDelay } from "./config/durations.ts";
 import { early } from "./early-signals.ts";
 import { lookup } from "node:dns/promises";
 import { App } from "./app.ts";
@@ -515,7 +516,7 @@ async function serve(config: Config, source: { path?: string; text: string; gene
           log.warn("drain after a crash did not finish: exiting now");
           log.flush();
           process.exit(EXIT_CRASH);
-        }, app.runtime.config.server.shutdown_timeout * 1000 + 5000).unref?.();
+        }, timerDelay(app.runtime.config.server.shutdown_timeout * 1000 + 5000)).unref?.();
       }
       void shutdown(kind, EXIT_CRASH);
     };

@@ -11,6 +11,7 @@
  * (cacheRestartKey). With server.workers > 1 each process gets its own disk folder
  * (<path>/worker-<i>) and 1/N of max_disk_size_mb, as each has its own memory layer.
  */
+import { timerDelay } from "../config/durations.ts";
 import { readdirSync, rmSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import type { BucketConfig, CacheConfig } from "../config/schema.ts";
@@ -185,7 +186,7 @@ export function bucketCachePolicy(cfg: CacheConfig, bucket: Pick<BucketConfig, "
   const bufferBytes = Math.min(maxItemBytes, mb(bufferMb));
   if (bufferBytes !== maxItemBytes) policy.bufferBytes = bufferBytes;
   if (bucket.s3 !== undefined) {
-    policy.fillTimeoutMs = bucket.s3.timeout * 1000 + (bufferBytes / MiB) * 1000;
+    policy.fillTimeoutMs = timerDelay(bucket.s3.timeout * 1000 + (bufferBytes / MiB) * 1000);
     policy.stallTimeoutMs = bucket.s3.timeout * 1000;
   }
   return policy;

@@ -119,20 +119,25 @@ export function framedTimeoutMs(timeoutMs: number, contentLength: number): numbe
 }
 
 /**
- * The least budget of a framed upload: past the listener's idle timeout (60 s; uWS checks it in
- * 4 s ticks) with a margin, so a client that stops sending is cut by the listener first (its
- * request ends as the client's, 499, counted by no breaker) and is never answered 504 as if the
- * upstream had been slow: with s3.timeout (20 s) alone, three stalled 100-byte PUTs got 504 at
- * ~25 s and opened the bucket's circuit breaker for every client.
+ * The slowest body Bun.serve's listener lets live: it restarts a connection's 60 s idle clock only
+ * once 16 KiB x 60 = 960 KiB arrived since the last restart, and checks in 4 s ticks, so a client
+ * can take up to 64 s per 960 KiB (15 KiB/s) and then stall for 64 s more before it is cut. A framed
+ * upload's budget is counted at 12 KiB/s (below that, with a margin) plus that last stall and a
+ * margin, so a client that stops sending is always cut by the listener first (its request ends as
+ * the client's, 499, counted by no breaker), never answered 504 as if the upstream were slow: with
+ * s3.timeout plus the body at 16 KiB/s, three clients that sent half of a 100-byte PUT and stopped
+ * got 504 at ~25 s and opened the bucket's circuit breaker for everyone (and one that sent 959 KiB
+ * at once, 2 KiB at 55 s, then nothing, got 504 at 88 s with the budget at a 70 s floor).
  */
-export const FRAMED_MIN_BUDGET_MS = (BUN_LISTENER_IDLE_SECONDS + 10) * 1000;
+export const FRAMED_CLIENT_FLOOR_BYTES_PER_SECOND = 12 * 1024;
+export const FRAMED_STALL_MS = (BUN_LISTENER_IDLE_SECONDS + 10) * 1000;
 
-/** The floor in force (in-process tests lower it to see a silent upstream's timeout in seconds). */
-export const framedLimits = { minBudgetMs: FRAMED_MIN_BUDGET_MS };
+/** What in-process tests lower to see a silent upstream's timeout in seconds (production: FRAMED_STALL_MS). */
+export const framedLimits = { stallMs: FRAMED_STALL_MS };
 
 /** The whole-request budget of a framed upload of `contentLength` bytes (see fetchFramed). */
 export function framedBudgetMs(timeoutMs: number, contentLength: number): number {
-  return Math.max(framedLimits.minBudgetMs, framedTimeoutMs(timeoutMs, contentLength));
+  return timerDelay(timeoutMs + Math.ceil((contentLength / FRAMED_CLIENT_FLOOR_BYTES_PER_SECOND) * 1000) + framedLimits.stallMs);
 }
 
 /**
@@ -141,8 +146,9 @@ export function framedBudgetMs(timeoutMs: number, contentLength: number): number
  * own can run. fetch's `timeout` is a budget for the WHOLE request, not an idle timer (Bun 1.4.5
  * checks it in 4 s ticks: it fires 4-8 s late): given s3.timeout alone, an upload still flowing
  * was cut after s3.timeout (503/504). It gets framedBudgetMs: s3.timeout plus the time the body
- * takes at 16 KiB/s, an upper bound for an upstream that takes the body and never answers, and at
- * least 70 s (FRAMED_MIN_BUDGET_MS). Stalls end sooner: a client that stops sending, or an upstream that stops reading (the client's sends
+ * takes at 12 KiB/s plus 70 s, an upper bound for an upstream that takes the body and never
+ * answers, past the longest a stalled client keeps the listener's connection. Stalls end sooner:
+ * a client that stops sending, or an upstream that stops reading (the client's sends
  * then back up), leaves the listener's connection idle, which its idle timeout (60 s) closes, and
  * that cuts the upstream request. Throws UpstreamTimeoutError for the budget; the client's abort
  * reason when the client left (the body failed with it, and fetch cut the upstream request short).

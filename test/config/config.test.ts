@@ -487,6 +487,9 @@ describe("durations that become timers (at most 2^31-1 ms: a longer delay fired 
     // the limit itself is accepted
     expect(parseConfig(bucket(", timeout: 2147483"), { env: {} }).buckets[0]!.s3.timeout).toBe(2147483);
     expect(parseConfig(`server: { shutdown_timeout: 2147483 }\n${B}`, { env: {} }).server.shutdown_timeout).toBe(2147483);
+    // a delay computed from one (a cache fill's: s3.timeout plus a second per buffered MiB) stays within a timer too
+    const longest = parseConfig(`cache: { enabled: true }\nbuckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000", timeout: 2147483 }\n    cache: { enabled: true }\n`, { env: {} });
+    expect(bucketCachePolicy(longest.cache, longest.buckets[0]!)!.fillTimeoutMs).toBe(2 ** 31 - 1);
   });
 });
 

@@ -13,7 +13,7 @@ import type { BucketConfig } from "../../../src/config/schema.ts";
 import { framedRequestBody, isFramedBody, markJsBody } from "../../../src/http/framed-body.ts";
 import { UpstreamPools } from "../../../src/s3/http1/index.ts";
 import { putObject } from "../../../src/s3/operations/index.ts";
-import { FRAMED_MIN_BUDGET_MS, framedBudgetMs, framedLimits, framedTimeoutMs } from "../../../src/s3/send.ts";
+import { FRAMED_STALL_MS, framedBudgetMs, framedLimits, framedTimeoutMs } from "../../../src/s3/send.ts";
 import { BucketUpstream } from "../../../src/s3/upstream.ts";
 import { startS3Fixture, type S3Fixture } from "../../fixtures/s3.ts";
 import { waitFor } from "../../helpers/wait.ts";
@@ -92,7 +92,7 @@ function partialPut(port: number, key: string, length: number, send: number, clo
 const bodyState = (key: string) => fx.waitForRequest((e) => e.method === "PUT" && e.pathname === `/fr/${key}` && (e.body === "complete" || e.body === "aborted" || e.body === "rejected"), 15_000);
 
 describe("framed request bodies go upstream through fetch natively", () => {
-  test("a 20 MiB PUT: handed to fetch as the same stream with its exact length and a budget of s3.timeout plus the body at 16 KiB/s; stored byte-exact", async () => {
+  test("a 20 MiB PUT: handed to fetch as the same stream with its exact length and a budget of s3.timeout plus the body at 12 KiB/s plus the listener's last idle period; stored byte-exact", async () => {
     using up = upstreamOf(fx.endpoint, 7);
     using fr = front(up.upstream);
     const body = patternBytes(20 * MiB + 3);
@@ -103,10 +103,16 @@ describe("framed request bodies go upstream through fetch natively", () => {
     expect(up.calls[0]!.body).toBeInstanceOf(ReadableStream);
     expect(up.calls[0]!.headers["content-length"]).toBe(String(body.byteLength));
     expect(up.calls[0]!.timeout).toBe(framedBudgetMs(7000, body.byteLength));
-    expect(framedBudgetMs(7000, body.byteLength)).toBe(7000 + Math.ceil(((20 * MiB + 3) / (16 * 1024)) * 1000));
-    // a small body: never less than the listener's idle timeout (60 s) and its 4 s ticks, so a
-    // client that stops sending is cut by the listener, never answered 504 (and counted by the breaker)
-    expect(framedBudgetMs(7000, 100)).toBe(70_000);
+    // s3.timeout, the body at 12 KiB/s and the listener's last idle period (60 s, 4 s ticks) with a
+    // margin: a client that stops sending is always cut by the listener, never answered 504 (and
+    // counted by the breaker)
+    expect(framedBudgetMs(7000, body.byteLength)).toBe(7000 + Math.ceil(((20 * MiB + 3) / (12 * 1024)) * 1000) + 70_000);
+    expect(framedBudgetMs(7000, 100)).toBe(7000 + 9 + 70_000);
+    // whatever the length, past the latest a stalled client is cut: the listener restarts its 60 s
+    // clock (checked in 4 s ticks) only per 960 KiB received: up to 64 s per 960 KiB, then 64 s more
+    for (const length of [0, 100, 959 * 1024, 960 * 1024 + 1, 1_024_000, 20 * MiB, 5 * 1024 * MiB]) {
+      expect(framedBudgetMs(0, length)).toBeGreaterThan((Math.floor(length / (960 * 1024)) + 1) * 64_000);
+    }
     // never beyond what a timer can wait
     expect(framedTimeoutMs(2_147_483_000, 10 * MiB)).toBe(2 ** 31 - 1);
     const seen = await bodyState("big.bin");
@@ -164,8 +170,8 @@ describe("framed request bodies go upstream through fetch natively", () => {
     // Reads the head, then never reads again: the body backs up into the proxy, then the client.
     const stalled = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data(s) { s.pause(); }, error() {} } });
     using never = rawServer({ respond: () => "" });
-    // (the budget's 70 s floor, there for stalled clients, lowered so the silent upstream's budget shows in seconds)
-    framedLimits.minBudgetMs = 0;
+    // (the budget's 70 s for a stalled client's last idle period, lowered so the silent upstream's budget shows in seconds)
+    framedLimits.stallMs = 0;
     try {
       const one = async (name: string, port: number, size: number) => {
         using up = upstreamOf(`http://127.0.0.1:${port}`, 1);
@@ -184,12 +190,12 @@ describe("framed request bodies go upstream through fetch natively", () => {
         if (res instanceof Response) expect(res.status).toBe(599);
         expect(elapsed).toBeLessThan(25_000);
       };
-      // the silent one's budget: 1 s + 16 KiB at 16 KiB/s (a stall is the listener's idle timeout's to end)
+      // the silent one's budget: 1 s + 16 KiB at 12 KiB/s (a stall is the listener's idle timeout's to end)
       await Promise.all([one("stalled", stalled.port, 32 * MiB), one("silent", never.port, 16 * 1024)]);
       expect(never.requests()[0]!.bodyBytes).toBe(16 * 1024);
     } finally {
       stalled.stop(true);
-      framedLimits.minBudgetMs = FRAMED_MIN_BUDGET_MS;
+      framedLimits.stallMs = FRAMED_STALL_MS;
     }
   }, 40_000);
 });
