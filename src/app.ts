@@ -326,7 +326,8 @@ export class App implements Services {
    */
   private renewTls(config: Config, sent: (ConfigText & { tls?: TlsMaterial }) | undefined): void {
     const served = this.tls;
-    if (served === undefined || !config.server.https?.enabled) return;
+    // (draining: the listeners are closing; a new one would accept what the exit then cuts)
+    if (served === undefined || !config.server.https?.enabled || this.draining) return;
     let next: TlsMaterial | undefined = sent?.tls;
     if (sent === undefined) {
       try {

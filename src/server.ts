@@ -76,6 +76,9 @@ export interface ListenAs {
   handler: (app: App, peerOf?: (req: Request) => string) => Handler;
 }
 
+/** How long a listener replaced by a renewed certificate goes on serving with `Connection: close` (see listenBun). */
+export const RETIRE_GRACE_MS = 2_000;
+
 export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; baseDir?: string; as?: ListenAs; tls?: TlsMaterial } = {}): Listener {
   // (the request's own listener need not be the current one: requestIP reads the request's connection)
   const handle = (opts.as?.handler ?? createMainHandler)(app, (req) => server.requestIP(req)?.address ?? "");
@@ -83,10 +86,21 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
   // A TLS listener is bound with SO_REUSEPORT so that a renewed certificate can be served by a
   // second listener bound beside it (renewTls); cli.ts first checks that nobody else holds the port.
   const reusePort = (opts.reusePort ?? false) || tlsOn;
+  /**
+   * Listeners replaced by renewTls. Stopped at once, Bun closed every keep-alive connection of
+   * theirs without a word, under requests their clients had already sent (wrk: one failed request
+   * per connection per renewal, ~20 per renewal with 20 connections). So a replaced listener goes
+   * on for RETIRE_GRACE_MS answering `Connection: close` (each client reconnects after its next
+   * answer; a new connection meanwhile may still reach it: either pair is valid), then stops
+   * accepting and finishes what it has (stop(false)).
+   */
+  const retired = new Map<Bun.Server<undefined>, ReturnType<typeof setTimeout> | undefined>();
+  const answer = (srv: Bun.Server<undefined>, res: Response | Promise<Response>): Response | Promise<Response> =>
+    retired.size === 0 || !retired.has(srv) ? res : res instanceof Promise ? res.then(withConnectionClose) : withConnectionClose(res);
   const routes = Object.fromEntries(
     rawSegmentPatterns().map((p) => {
       const slash = p.endsWith("/");
-      return [p, (req: Bun.BunRequest) => expectGuard(req, handle(req, undefined, rawTargetFor(req.url, req.params as Record<string, string>, slash)))];
+      return [p, (req: Bun.BunRequest, srv: Bun.Server<undefined>) => answer(srv, expectGuard(req, handle(req, undefined, rawTargetFor(req.url, req.params as Record<string, string>, slash))))];
     }),
   );
   const serve = (port: number, tls: TlsMaterial | undefined): Bun.Server<undefined> =>
@@ -103,8 +117,8 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
       // Parametrised routes expose the raw target's segments (see src/http/raw-target.ts): a
       // literal `\` or a dot segment is routed as the client sent it, never as Bun rewrote it.
       routes,
-      fetch(req) {
-        return expectGuard(req, handle(req));
+      fetch(req, srv) {
+        return answer(srv, expectGuard(req, handle(req)));
       },
       error(err) {
         app.log.error("listener error", { error: String(err?.message ?? err) });
@@ -113,23 +127,29 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
     });
   let server = serve(opts.as?.port ?? cfg.server.port, tlsOn ? (opts.tls ?? readTls(cfg, opts.baseDir)) : undefined);
   const port = server.port ?? opts.as?.port ?? cfg.server.port;
-  /** Listeners replaced by renewTls, finishing the requests they had (stop(false)). */
-  const retired = new Set<Bun.Server<undefined>>();
+  let stopping = false;
+  const retire = (old: Bun.Server<undefined>, force: boolean): Promise<void> => {
+    clearTimeout(retired.get(old));
+    retired.set(old, undefined);
+    return Promise.resolve(old.stop(force)).finally(() => retired.delete(old));
+  };
   return {
     port,
     stop: async (force) => {
-      await Promise.all([server, ...retired].map((s) => s.stop(force) ?? Promise.resolve()));
+      stopping = true;
+      await Promise.all([Promise.resolve(server.stop(force)), ...[...retired.keys()].map((old) => retire(old, force))]);
     },
     renewTls: tlsOn
       ? (tls) => {
+          // A drain under way binds nothing new: what a new listener accepted would be cut at exit.
+          if (stopping) throw new Error("the listener is stopping");
           // Throws (the old listener serving on) when the pair is unusable or the bind fails.
           const fresh = serve(port, tls);
           const old = server;
           server = fresh;
-          // The old one stops accepting at once and finishes what it has; keep-alive connections
-          // on it end after their request in flight, so every new connection gets the new pair.
-          retired.add(old);
-          void (old.stop(false) ?? Promise.resolve()).finally(() => retired.delete(old));
+          const t = setTimeout(() => void retire(old, false), RETIRE_GRACE_MS);
+          t.unref?.();
+          retired.set(old, t);
         }
       : undefined,
   };
@@ -161,16 +181,21 @@ function expectGuard(req: Request, res: Response | Promise<Response>): Response 
   const close = (answer: Response): Response => {
     const r = head ? headWithoutLength(answer) : answer;
     if (!announced || (r.status < 300 && req.bodyUsed)) return r;
-    try {
-      r.headers.set("connection", "close");
-      return r;
-    } catch {
-      const copy = new Response(r.body, r); // (immutable headers: a Response straight from fetch)
-      copy.headers.set("connection", "close");
-      return copy;
-    }
+    return withConnectionClose(r);
   };
   return res instanceof Promise ? res.then(close) : close(res);
+}
+
+/** `r` with `Connection: close` (a copy when its headers are immutable: a Response straight from fetch). */
+function withConnectionClose(r: Response): Response {
+  try {
+    r.headers.set("connection", "close");
+    return r;
+  } catch {
+    const copy = new Response(r.body, r);
+    copy.headers.set("connection", "close");
+    return copy;
+  }
 }
 
 /**
