@@ -15,7 +15,7 @@ import { createAuditTrail, type AuditTrail } from "./observe/audit.ts";
 import { createLogger, type Logger } from "./observe/log.ts";
 import { Metrics } from "./observe/metrics.ts";
 import { Tracer } from "./observe/trace/tracer.ts";
-import { buildRuntime, type Runtime, type RuntimeDeps } from "./runtime.ts";
+import { buildRuntime, publishBreakerStates, type Runtime, type RuntimeDeps } from "./runtime.ts";
 import { UpstreamPools } from "./s3/http1/index.ts";
 import { VERSION } from "./version.ts";
 import { workerIndex, type ConfigText, type ReloadResult, type SentConfig } from "./workers.ts";
@@ -183,6 +183,7 @@ export class App implements Services {
     const deps: RuntimeDeps = { metrics, log, baseDir: config.baseDir, share: opts.share, fetch: opts.fetch, probeIntervalMs: opts.probeIntervalMs, tracer, pools };
     const generation = opts.generation ?? 1;
     const runtime = await buildRuntime(config, generation, deps);
+    publishBreakerStates(runtime, metrics);
     metrics.setGeneration(generation);
     const app = new App(runtime, metrics, cache, log, opts, deps);
     app.configText = opts.configText;
@@ -296,6 +297,7 @@ export class App implements Services {
     }
     await Promise.all(purging);
     this.metrics.resetBucketSet([...kept]);
+    publishBreakerStates(next, this.metrics);
     this.metrics.setGeneration(next.generation);
     // Counted once per reload of a group: by the process that read the file (a single process, or
     // a group's primary), not again by each worker that follows it (the merged /metrics summed

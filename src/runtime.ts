@@ -14,7 +14,7 @@ import { bucketCachePolicy, type CachePolicy } from "./cache/index.ts";
 import type { Config } from "./config/load.ts";
 import type { BucketConfig, ClaimRule } from "./config/schema.ts";
 import { parseCidr, type Cidr } from "./http/cidr.ts";
-import { buildLimiter, type Limiter } from "./limits/index.ts";
+import { buildLimiter, type CircuitBreaker, type Limiter } from "./limits/index.ts";
 import { RateLimiter } from "./limits/rate-limiter.ts";
 import type { Logger } from "./observe/log.ts";
 import type { Metrics } from "./observe/metrics.ts";
@@ -182,6 +182,15 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
   const replicaSets = new Map<string, readonly string[]>();
   for (const b of config.buckets) if (b.s3.replicas) replicaSets.set(b.name, b.s3.replicas.map((r) => r.name));
   const series = deps.metrics?.replicas.configure(replicaSets);
+  // Breakers a reload takes over: a bucket (or replica) whose s3 section is as it was keeps its
+  // breaker, open or not (a reload for any reason closed every open breaker, silently, and sent
+  // requests at a dead upstream again).
+  const breakers = new Map<string, CircuitBreaker>();
+  for (const pb of previous?.buckets.values() ?? []) {
+    if (pb.replicas) for (const r of pb.replicas) if (r.upstream.breaker) breakers.set(breakerKey(pb.name, probeKey(pb.cfg, r.name)), r.upstream.breaker);
+    const single = pb.replicas ? undefined : (pb.upstream as BucketUpstream).breaker;
+    if (single) breakers.set(breakerKey(pb.name, probeKey(pb.cfg)), single);
+  }
   try {
     for (const b of config.buckets) {
       const upstream = buildUpstream(
@@ -196,6 +205,7 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
           log: (level, msg, fields) => deps.log.log(level, msg, fields),
         },
         series?.get(b.name),
+        (replica) => breakers.get(breakerKey(b.name, probeKey(b, replica))),
       );
       buckets.set(b.name, {
         name: b.name,
@@ -238,7 +248,6 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
   // black-box soak: ~0.5 MB per reload with 200 buckets, never freed).
   previous = undefined;
   if (deps.start !== false) prober.start();
-  for (const b of config.buckets) if (b.s3.circuit_breaker) deps.metrics?.setBreakerState(b.name, 0);
 
   return {
     generation,
@@ -262,6 +271,27 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
 }
 
 /** The config the rate limiter is built from, as one comparable string. */
+/** Which breaker a bucket (or one of its replicas) takes over on reload: its name and its s3 section. */
+function breakerKey(bucket: string, probe: string): string {
+  return `${bucket}\u0000${probe}`;
+}
+
+/**
+ * yatagarasu_circuit_breaker_state for every bucket with a breaker, as its breaker stands (one taken
+ * over by a reload may be open), and no series for a bucket without one. After resetBucketSet, so
+ * that a bucket a reload added has its series from the start.
+ */
+export function publishBreakerStates(rt: Runtime, metrics: Metrics): void {
+  const withBreaker = new Set<string>();
+  for (const b of rt.buckets.values()) {
+    if (!b.cfg.s3.circuit_breaker) continue;
+    withBreaker.add(b.name);
+    const code = b.upstream instanceof ReplicaSet ? b.upstream.breakerCode() : ((b.upstream as BucketUpstream).breaker?.stateCode ?? 0);
+    metrics.setBreakerState(b.name, code);
+  }
+  metrics.retainBreakers(withBreaker);
+}
+
 function limiterSignature(config: Config): string {
   return JSON.stringify([config.server.rate_limit ?? null, config.buckets.map((b) => [b.name, b.s3.rate_limit ?? null])]);
 }

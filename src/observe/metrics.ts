@@ -245,6 +245,11 @@ export class Metrics {
     if (c !== undefined) c.value++;
   }
 
+  /** Drops the breaker series of buckets without a breaker (a reload removed it: the gauge stayed at its last value). */
+  retainBreakers(buckets: ReadonlySet<string>): void {
+    this.breaker.retain("bucket", (b) => buckets.has(b));
+  }
+
   /** 0 closed, 1 open, 2 half-open. Ignored for names that are not configured buckets. */
   setBreakerState(bucket: string, code: 0 | 1 | 2): void {
     if (this.configured.has(bucket) && !(FIXED_BUCKET_LABELS as readonly string[]).includes(bucket)) this.breaker.labels(bucket).set(code);

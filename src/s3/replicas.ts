@@ -31,7 +31,7 @@ import { capFreshness } from "../cache/freshness.ts";
 import type { BucketConfig } from "../config/schema.ts";
 import type { ReplicaConfig } from "../config/replicas.ts";
 import { ProxyError } from "../errors.ts";
-import { BREAKER_STATE_CODE, type BreakerState } from "../limits/index.ts";
+import { BREAKER_STATE_CODE, type BreakerState, type CircuitBreaker } from "../limits/index.ts";
 import type { Metrics } from "../observe/metrics.ts";
 import type { ReplicaSeries } from "../observe/replica-metrics.ts";
 import { BucketUpstream, logBreaker, type UpstreamDeps, type UpstreamTiming } from "./upstream.ts";
@@ -121,7 +121,7 @@ export class ReplicaSet implements ObjectUpstream {
     for (const r of replicas) {
       const breaker = r.upstream.breaker;
       if (breaker === undefined) continue;
-      r.series?.breaker.set(0);
+      r.series?.breaker.set(BREAKER_STATE_CODE[breaker.state]);
       breaker.onStateChange = (to, from) => {
         r.series?.breaker.set(BREAKER_STATE_CODE[to]);
         this.metrics?.setBreakerState(this.bucket, BREAKER_STATE_CODE[this.bestBreakerState()]);
@@ -132,6 +132,11 @@ export class ReplicaSet implements ObjectUpstream {
 
   primary(): BucketUpstream {
     return this.replicas[0].upstream;
+  }
+
+  /** The bucket's breaker state as yatagarasu_circuit_breaker_state shows it (the best replica's). */
+  breakerCode(): 0 | 1 | 2 {
+    return BREAKER_STATE_CODE[this.bestBreakerState()];
   }
 
   private bestBreakerState(): BreakerState {
@@ -200,10 +205,14 @@ export class ReplicaSet implements ObjectUpstream {
  * when s3.replicas is given. `series` (from Metrics.replicas.configure) holds each replica's
  * metric handles by name.
  */
-export function buildUpstream(cfg: BucketConfig, deps: UpstreamDeps, series?: ReadonlyMap<string, ReplicaSeries>): BucketUpstream | ReplicaSet {
+/**
+ * A bucket's upstream: one endpoint, or a ReplicaSet. `breakerOf(replica)`: a breaker to take over
+ * for the bucket (no replica) or one of its replicas (see UpstreamDeps.breaker).
+ */
+export function buildUpstream(cfg: BucketConfig, deps: UpstreamDeps, series?: ReadonlyMap<string, ReplicaSeries>, breakerOf?: (replica?: string) => CircuitBreaker | undefined): BucketUpstream | ReplicaSet {
   const list = cfg.s3.replicas;
-  if (list === undefined) return new BucketUpstream(cfg, deps);
-  const replicas = list.map((r) => new Replica(r.name, r.priority, new BucketUpstream(replicaConfig(cfg, r), deps), series?.get(r.name)));
+  if (list === undefined) return new BucketUpstream(cfg, { ...deps, breaker: breakerOf?.() });
+  const replicas = list.map((r) => new Replica(r.name, r.priority, new BucketUpstream(replicaConfig(cfg, r), { ...deps, breaker: breakerOf?.(r.name) }), series?.get(r.name)));
   return new ReplicaSet(cfg.name, replicas, deps.metrics, deps.log, Math.min(SECONDARY_TTL_SECONDS, cfg.s3.circuit_breaker?.timeout_seconds ?? SECONDARY_TTL_SECONDS));
 }
 

@@ -71,6 +71,12 @@ export interface UpstreamDeps {
   pools?: UpstreamPools;
   /** The operator's log: a breaker's transitions are written there (warn when it opens). */
   log?: (level: "info" | "warn", msg: string, fields: Record<string, unknown>) => void;
+  /**
+   * The circuit breaker to take over instead of a new one: the previous generation's, for a
+   * reload that left this upstream's s3 section as it was (an open breaker stays open; a reload
+   * closed it silently, sending requests at a dead upstream again).
+   */
+  breaker?: CircuitBreaker;
 }
 
 /** Logs a breaker's transition (an open breaker refuses the bucket's or replica's requests: warn). */
@@ -196,7 +202,7 @@ export class BucketUpstream {
     this.timeoutMs = s3.timeout * 1000;
     this.bufferBodyUpTo = deps.bufferBodyUpTo ?? DEFAULT_BUFFER_BODY_UP_TO;
     this.connectTimeoutMs = s3.connect_timeout * 1000;
-    this.breaker = s3.circuit_breaker ? new CircuitBreaker(s3.circuit_breaker) : undefined;
+    this.breaker = s3.circuit_breaker ? (deps.breaker ?? new CircuitBreaker(s3.circuit_breaker)) : undefined;
     this.fetchImpl = deps.fetch ?? fetch;
     this.pool =
       upstreamClientFor(cfg, deps.client) === "native"

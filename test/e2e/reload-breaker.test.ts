@@ -1,0 +1,73 @@
+/**
+ * Circuit breakers across a reload: a bucket whose s3 section is as it was keeps its breaker (an
+ * open one stays open: a reload for another reason closed it silently, sending requests at a dead
+ * upstream again and clearing the alert); yatagarasu_circuit_breaker_state shows each bucket's
+ * breaker as it stands, loses the series of a bucket whose breaker a reload removed (it stayed at
+ * 1: the alert fired until a restart), and has one from the start for a bucket a reload added.
+ */
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { bucketYaml, startInProcess, type InProcessProxy } from "./harness.ts";
+
+setDefaultTimeout(30_000);
+
+/** An origin that answers 500 to everything, counting the object requests (not the readiness probes). */
+let calls = 0;
+const dead = Bun.serve({
+  port: 0,
+  fetch(req) {
+    if (new URL(req.url).pathname.startsWith("/bkt/k")) calls++;
+    return new Response("broken", { status: 500 });
+  },
+});
+const dir = mkdtempSync(join(tmpdir(), "yata-breaker-reload-"));
+const configPath = join(dir, "config.yaml");
+const BREAKER = ", retry: { max_attempts: 1 }, circuit_breaker: { failure_threshold: 2, success_threshold: 1, timeout_seconds: 600 }";
+const bucket = (name: string, breaker: boolean) => bucketYaml({ name, prefix: `/${name}`, bucket: "bkt", endpoint: `http://127.0.0.1:${dead.port}` }).replace(" }\n", `${breaker ? BREAKER : ""} }\n`);
+const yaml = (buckets: string, level = "error") => `server: { address: 127.0.0.1, port: 0, readiness_probe_interval_seconds: 3600 }\nlogging: { level: ${level} }\nbuckets:\n${buckets}`;
+let px: InProcessProxy;
+
+beforeAll(async () => {
+  const text = yaml(bucket("a", true) + bucket("b", true));
+  writeFileSync(configPath, text);
+  px = await startInProcess(text, { configPath, probeIntervalMs: 3_600_000 });
+});
+afterAll(async () => {
+  await px?.stop();
+  dead.stop(true);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const gauge = (bucketName: string): number | undefined => {
+  const line = px.app.metrics.render().split("\n").find((l) => l.startsWith(`yatagarasu_circuit_breaker_state{bucket="${bucketName}"}`));
+  return line === undefined ? undefined : Number(line.split(" ").pop());
+};
+
+test("an open breaker stays open across a reload that leaves its bucket as it was; removed, its series goes; added, its series is there at once", async () => {
+  for (let i = 0; i < 2; i++) expect((await fetch(px.url(`/a/k${i}`))).status).toBe(502);
+  expect((await fetch(px.url("/a/k"))).status).toBe(503);
+  expect(gauge("a")).toBe(1);
+  expect(gauge("b")).toBe(0);
+
+  // a reload for another reason (a logging level): bucket a is as it was
+  writeFileSync(configPath, yaml(bucket("a", true) + bucket("b", true), "warn"));
+  expect((await px.app.reload()).ok).toBe(true);
+  const before = calls;
+  const refused = await fetch(px.url("/a/k"));
+  expect([refused.status, ((await refused.json()) as { error: string }).error]).toEqual([503, "CircuitOpen"]);
+  expect(calls).toBe(before); // not sent at the dead upstream
+  expect(gauge("a")).toBe(1);
+
+  // a's breaker removed, c added with one
+  writeFileSync(configPath, yaml(bucket("a", false) + bucket("b", true) + bucket("c", true), "warn"));
+  expect((await px.app.reload()).ok).toBe(true);
+  expect(gauge("a")).toBeUndefined();
+  expect(gauge("c")).toBe(0);
+  expect(gauge("b")).toBe(0);
+  // a bucket whose s3 section changed gets a new breaker (closed)
+  writeFileSync(configPath, yaml(bucket("a", false) + bucket("b", true) + bucket("c", true).replace("timeout_seconds: 600", "timeout_seconds: 601"), "warn"));
+  expect((await px.app.reload()).ok).toBe(true);
+  expect(gauge("c")).toBe(0);
+});
