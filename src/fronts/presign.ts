@@ -7,6 +7,7 @@
  *          "expires_at": "2026-…Z", "headers": {"content-type": "image/png"}}
  *
  *   POST /<prefix>/<key>?presign&method=POST[&expires=300][&content_type=…][&max_size=10485760]
+ *        [&success_action_status=201 | &success_action_redirect=https://app.example.com/done]
  *   → 200 {"url": "http://s3.example.com:9000/<bucket>", "method": "POST", "expires_at": "…",
  *          "fields": {"key": "<key>", "policy": "…", "x-amz-signature": "…", …}}
  *   S3's browser form upload (the S3 front's PostObject): a form or FormData with these fields,
@@ -23,6 +24,9 @@
  * - expires: 1..s3_api.presign_max_seconds (default that maximum), and never past the token's exp.
  * - content_type (PUT only): signed, so the upload must send exactly that Content-Type; it is
  *   listed in `headers`, the headers the client must send.
+ * - success_action_status / success_action_redirect (POST): fields the policy fixes, as S3's.
+ * - response_content_disposition (GET): signed into the URL (`attachment; filename="a.pdf"`: a
+ *   cross-origin <a download> is ignored by browsers, so a download link needs the header).
  * - The URL's origin: s3_api.public_url, else the plain request's host name with the S3
  *   listener's scheme and port. Path-style (/<bucket name>/<key>), which every S3 front request
  *   may use.
@@ -41,6 +45,11 @@ export interface PresignParams {
   contentType: string | undefined;
   /** POST: the largest file the policy allows. */
   maxSize?: number;
+  /** POST: the form's success_action_status (200, 201 or 204) or success_action_redirect, fixed by the policy. */
+  successStatus?: string;
+  successRedirect?: string;
+  /** GET: response-content-disposition, signed into the URL (a download link: `attachment; filename=…`). */
+  responseContentDisposition?: string;
 }
 
 /** S3's largest single upload, and a POST policy's default size limit. */
@@ -82,14 +91,38 @@ export function parsePresign(ctx: RequestContext): PresignParams {
     if (method === "GET") throw bad("content_type applies to PUT and POST only");
     if (!CONTENT_TYPE.test(contentType)) throw bad("content_type must be 1-255 printable ASCII characters");
   }
+  const out: PresignParams = { method, expires, contentType };
   const size = q.get("max_size");
   if (size !== null) {
     if (method !== "POST") throw bad("max_size applies to POST only");
     if (!/^\d{1,11}$/.test(size) || Number(size) > MAX_POST_SIZE) throw bad(`max_size must be a whole number of bytes, at most ${MAX_POST_SIZE}`);
-    return { method, expires, contentType, maxSize: Number(size) };
   }
-  return method === "POST" ? { method, expires, contentType, maxSize: MAX_POST_SIZE } : { method, expires, contentType };
+  if (method === "POST") out.maxSize = size === null ? MAX_POST_SIZE : Number(size);
+  const status = q.get("success_action_status");
+  const redirect = q.get("success_action_redirect");
+  if (status !== null || redirect !== null) {
+    if (method !== "POST") throw bad("success_action_status and success_action_redirect apply to POST only");
+    if (status !== null && redirect !== null) throw bad("give success_action_status or success_action_redirect, not both");
+    if (status !== null) {
+      if (status !== "200" && status !== "201" && status !== "204") throw bad("success_action_status must be 200, 201 or 204");
+      out.successStatus = status;
+    }
+    if (redirect !== null) {
+      if (!REDIRECT.test(redirect) || !URL.canParse(redirect)) throw bad("success_action_redirect must be an http(s) URL of at most 1024 printable ASCII characters");
+      out.successRedirect = redirect;
+    }
+  }
+  const disposition = q.get("response_content_disposition");
+  if (disposition !== null) {
+    if (method !== "GET") throw bad("response_content_disposition applies to GET only");
+    if (!CONTENT_TYPE.test(disposition)) throw bad("response_content_disposition must be 1-255 printable ASCII characters (a non-ASCII file name goes in filename*=UTF-8''…, percent-encoded)");
+    out.responseContentDisposition = disposition;
+  }
+  return out;
 }
+
+/** An http(s) URL a form upload may be redirected to (printable ASCII, S3's length bound). */
+const REDIRECT = /^https?:\/\/[\x21-\x7e]{1,1016}$/;
 
 /** The scheme://host[:port] browsers reach the S3 listener at. */
 export function publicOrigin(ctx: RequestContext): string {
@@ -125,6 +158,8 @@ export interface PresignBase {
 export interface PresignInput extends PresignBase {
   method: "GET" | "PUT";
   expires: number;
+  /** Signed into the query (GET). */
+  responseContentDisposition?: string;
 }
 
 /** A SigV4 query-signed URL (UNSIGNED-PAYLOAD; host and any content-type signed). Pure. */
@@ -149,6 +184,7 @@ export function presignUrl(i: PresignInput): string {
     ["X-Amz-SignedHeaders", signed],
   ];
   if (i.sessionToken !== undefined) params.push(["X-Amz-Security-Token", i.sessionToken]);
+  if (i.responseContentDisposition !== undefined) params.push(["response-content-disposition", i.responseContentDisposition]);
   const query = canonicalQuery(params);
   const creq = canonicalRequest(i.method, path, query, block, signed, UNSIGNED_PAYLOAD);
   const sig = signature(deriveSigningKey(i.secretAccessKey, date.slice(0, 8), i.region, "s3"), stringToSign(date, scope, creq));
@@ -159,6 +195,8 @@ export interface PresignPostInput extends PresignBase {
   /** ms since the epoch: the policy's expiration. */
   expiresAt: number;
   maxSize: number;
+  successStatus?: string;
+  successRedirect?: string;
 }
 
 /** An S3 POST policy for exactly one key and its signed form fields (browser form uploads). Pure. */
@@ -172,6 +210,8 @@ export function presignPost(i: PresignPostInput): { url: string; fields: Record<
   };
   if (i.sessionToken !== undefined) fields["x-amz-security-token"] = i.sessionToken;
   if (i.contentType !== undefined) fields["Content-Type"] = i.contentType;
+  if (i.successStatus !== undefined) fields.success_action_status = i.successStatus;
+  if (i.successRedirect !== undefined) fields.success_action_redirect = i.successRedirect;
   const conditions: unknown[] = [{ bucket: i.bucket }, ...Object.entries(fields).map(([k, v]) => ({ [k]: v })), ["content-length-range", 0, i.maxSize]];
   const policy = Buffer.from(JSON.stringify({ expiration: new Date(i.expiresAt).toISOString(), conditions })).toString("base64");
   fields.policy = policy;
@@ -221,10 +261,10 @@ export function servePresign(ctx: RequestContext): Response {
     contentType: p.contentType,
   };
   if (p.method === "POST") {
-    const post = presignPost({ ...base, expiresAt: expiresAtMs, maxSize: p.maxSize ?? MAX_POST_SIZE });
+    const post = presignPost({ ...base, expiresAt: expiresAtMs, maxSize: p.maxSize ?? MAX_POST_SIZE, successStatus: p.successStatus, successRedirect: p.successRedirect });
     return answer(post.url, "POST", { fields: post.fields });
   }
-  const url = presignUrl({ ...base, method: p.method, expires: seconds });
+  const url = presignUrl({ ...base, method: p.method, expires: seconds, responseContentDisposition: p.responseContentDisposition });
   const headers: Record<string, string> = {};
   if (p.contentType !== undefined) headers["content-type"] = p.contentType;
   return answer(url, p.method, { headers });

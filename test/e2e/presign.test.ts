@@ -101,6 +101,19 @@ describe("presigned GET", () => {
     expect(new Uint8Array(await got.arrayBuffer())).toEqual(body);
   }, T);
 
+  test("response_content_disposition is signed into the URL (a download link); changing it breaks the signature", async () => {
+    await s3.put("rw", "docs/dl.pdf", "pdf bytes");
+    const disposition = `attachment; filename="report.pdf"; filename*=UTF-8''r%C3%A9port.pdf`;
+    const p = (await (await presign("/rw/docs/dl.pdf", `method=GET&response_content_disposition=${encodeURIComponent(disposition)}`)).json()) as Presigned;
+    const got = await fetch(p.url);
+    expect(got.status).toBe(200);
+    expect(got.headers.get("content-disposition")).toBe(disposition);
+    expect(await got.text()).toBe("pdf bytes");
+    const u = new URL(p.url);
+    u.searchParams.set("response-content-disposition", "inline");
+    expect((await fetch(u)).status).toBe(403);
+  }, T);
+
   test("the URL is bound to its key and method: another key or PUT is SignatureDoesNotMatch", async () => {
     await s3.put("rw", "bound.txt", "bound");
     await s3.put("rw", "other.txt", "other");
@@ -228,6 +241,25 @@ describe("presigned POST (S3's browser form upload)", () => {
     expect(await s3.exists("rw", "forms/two.txt")).toBe(false);
   }, T);
 
+  test("success_action_status / success_action_redirect: fixed by the policy, honoured by the upload, nothing else allowed", async () => {
+    const created = (await (await presign("/rw/forms/st.txt", "method=POST&success_action_status=201")).json()) as PostPolicy;
+    expect(created.fields.success_action_status).toBe("201");
+    const res = await post(created, "made");
+    expect(res.status).toBe(201);
+    expect(await res.text()).toContain("<Key>forms/st.txt</Key>");
+    // another status than the policy's: refused
+    expect((await post(created, "x", { success_action_status: "200" })).status).toBe(403);
+    const target = "https://app.example.com/done?x=1";
+    const redirected = (await (await presign("/rw/forms/rd.txt", `method=POST&success_action_redirect=${encodeURIComponent(target)}`)).json()) as PostPolicy;
+    const form = new FormData();
+    for (const [k, v] of Object.entries(redirected.fields)) form.append(k, v);
+    form.append("file", new Blob(["r"]), "f.bin");
+    const moved = await fetch(redirected.url, { method: "POST", body: form, redirect: "manual" });
+    expect(moved.status).toBe(303);
+    expect(moved.headers.get("location")).toStartWith(`${target}&bucket=rw&key=forms%2Frd.txt`);
+    expect(await s3.exists("rw", "forms/rd.txt")).toBe(true);
+  }, T);
+
   test("no policy for a token the write rules refuse, nor on a read-only bucket", async () => {
     expect((await presign("/ruled/x.txt", "method=POST", bearer({ role: "reader" }))).status).toBe(403);
     expect((await presign("/ro/x.txt", "method=POST")).status).toBe(403);
@@ -256,6 +288,12 @@ describe("presign requests that are refused", () => {
     expect(await msg(await presign("/rw/a.txt", "method=PUT&max_size=10"))).toBe("max_size applies to POST only");
     expect(await msg(await presign("/rw/a.txt", "method=POST&max_size=-1"))).toBe("max_size must be a whole number of bytes, at most 5368709120");
     expect(await msg(await presign("/rw/a.txt", "method=PUT&content_type=%0Abad"))).toBe("content_type must be 1-255 printable ASCII characters");
+    expect(await msg(await presign("/rw/a.txt", "method=POST&success_action_status=302"))).toBe("success_action_status must be 200, 201 or 204");
+    expect(await msg(await presign("/rw/a.txt", "method=PUT&success_action_status=201"))).toBe("success_action_status and success_action_redirect apply to POST only");
+    expect(await msg(await presign("/rw/a.txt", "method=POST&success_action_redirect=javascript:alert(1)"))).toBe("success_action_redirect must be an http(s) URL of at most 1024 printable ASCII characters");
+    expect(await msg(await presign("/rw/a.txt", "method=POST&success_action_status=201&success_action_redirect=https://a.example/"))).toBe("give success_action_status or success_action_redirect, not both");
+    expect(await msg(await presign("/rw/a.txt", "method=PUT&response_content_disposition=attachment"))).toBe("response_content_disposition applies to GET only");
+    expect(await msg(await presign("/rw/a.txt", "method=GET&response_content_disposition=%0Abad"))).toStartWith("response_content_disposition must be 1-255 printable ASCII characters");
     expect(await msg(await presign("/rw/", "method=GET"))).toBe("A presigned URL names an object: the path has no object key");
     const named = await presign("/badname/a.txt", "method=GET");
     expect(named.status).toBe(501);
