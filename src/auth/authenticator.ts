@@ -326,7 +326,9 @@ export class Authenticator {
         return { claims: decodePayload(t.payloadB64), key: k };
       } catch (err) {
         const code = (err as { code?: string }).code;
-        if (code === "ERR_JWS_SIGNATURE_VERIFICATION_FAILED") continue;
+        // Not this key (its signature does not match, or the key itself cannot verify: jose's
+        // TypeError for a key it refuses): the next candidate may be the one.
+        if (code === "ERR_JWS_SIGNATURE_VERIFICATION_FAILED" || err instanceof TypeError) continue;
         throw invalid(code === "ERR_JOSE_NOT_SUPPORTED" ? "unsupported token header" : "token rejected by the verifier");
       }
     }

@@ -20,6 +20,7 @@
  *   algorithm (its `alg` member if it has one, else every configured algorithm of its type).
  *   Symmetric ("oct") JWKS keys are not supported; HMAC secrets come from the config only.
  */
+import { readCapped } from "../http/read-capped.ts";
 import type { Algorithm } from "../config/schema.ts";
 import { importPublicJwk, jwkAlgorithms, type AsymKey } from "./keys.ts";
 import { describeHttpCall, endClient } from "../observe/trace/client.ts";
@@ -215,9 +216,11 @@ export class JwksClient {
         throw new Error(`HTTP ${status} redirect${redirectTarget(res.headers.get("location"), this.o.url)} not followed: set jwks_url to the final URL`);
       }
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
-      if (Number(res.headers.get("content-length") ?? 0) > MAX_BYTES) throw new Error("response larger than 1 MiB");
-      const text = await res.text();
-      if (text.length > MAX_BYTES) throw new Error("response larger than 1 MiB");
+      // Read with the cap as the bytes come: a body without a Content-Length was read whole first
+      // (a 200 MB answer took the proxy from 74 to 405 MB of RSS on every refresh).
+      const capped = await readCapped(res, MAX_BYTES);
+      if (capped === undefined) throw new Error("response larger than 1 MiB");
+      const text = new TextDecoder().decode(capped);
       let body: unknown;
       try {
         body = JSON.parse(text);
@@ -233,6 +236,12 @@ export class JwksClient {
         const j = jwk as Record<string, unknown>;
         if (j.use !== undefined && j.use !== "sig") continue;
         const kid = typeof j.kid === "string" ? j.kid : undefined;
+        // jose refuses RSA keys under 2048 bits when it verifies (a TypeError): such a key, loaded,
+        // ended the search of the keys to try, so a token another key would have verified was refused.
+        if (j.kty === "RSA" && typeof j.n === "string" && Buffer.from(j.n, "base64url").length * 8 < 2048) {
+          this.o.log("warn", "JWKS key skipped: an RSA key under 2048 bits", { kid });
+          continue;
+        }
         for (const alg of jwkAlgorithms(j, this.o.allowed)) {
           try {
             keys.push({ alg, kid, key: await importPublicJwk(j, alg), fromJwks: true });

@@ -350,3 +350,42 @@ describe("the readiness reason /ready shows (anyone may read it)", () => {
     ]);
   });
 });
+
+test("an RSA key under 2048 bits in the JWKS is skipped (logged), never tried: listed first, under the token's kid too, it made other keys' valid tokens fail", async () => {
+  const { generateKeyPairSync } = await import("node:crypto");
+  const weak = generateKeyPairSync("rsa", { modulusLength: 1024 }).publicKey.export({ format: "jwk" });
+  const { server, auth, logs } = await setup([{ ...weak, alg: "RS256", use: "sig", kid: "weak" }, { ...weak, alg: "RS256", use: "sig", kid: "rs-1" }, rs1.jwk]);
+  await loaded(auth);
+  expect(await auth.verify(await signWith(rs1, claims(), null))).toMatchObject({ sub: "alice" });
+  expect(await auth.verify(await signWith(rs1, claims()))).toMatchObject({ sub: "alice" });
+  expect(logs.lines.filter((l) => l.msg === "JWKS key skipped: an RSA key under 2048 bits").map((l) => (l.fields as { kid?: string }).kid)).toEqual(["weak", "rs-1"]);
+  expect(server.fetchCount).toBe(1);
+});
+
+test("a JWKS answer over 1 MiB without a Content-Length is cut as it comes, not read whole first", async () => {
+  let sent = 0;
+  const big = Bun.serve({
+    port: 0,
+    fetch() {
+      // 64 MiB of JSON-ish bytes, chunked (no Content-Length), counted as they are pulled
+      const chunk = new Uint8Array(64 * 1024).fill(32);
+      let n = 0;
+      return new Response(
+        new ReadableStream({
+          pull(c) {
+            if (n++ >= 1024) return c.close();
+            sent += chunk.byteLength;
+            c.enqueue(chunk);
+          },
+        }),
+        { headers: { "content-type": "application/json" } },
+      );
+    },
+  });
+  const logs = logCapture();
+  const auth = await Authenticator.create(jwtConfig({ algorithm: "RS256", jwks_url: `http://127.0.0.1:${big.port}/jwks.json`, jwks_refresh_interval_secs: 300 }), { log: logs.log });
+  cleanup.push(() => auth.close(), () => big.stop(true));
+  await waitFor(() => logs.lines.find((l) => l.msg === "JWKS fetch failed; no keys yet"), { message: "the fetch failed" });
+  expect(auth.readiness().reason ?? "").toContain("larger than 1 MiB");
+  expect(sent).toBeLessThan(16 * 1024 * 1024);
+});
