@@ -276,6 +276,17 @@ function breakerKey(bucket: string, probe: string): string {
   return `${bucket}\u0000${probe}`;
 }
 
+/** Every circuit breaker of a generation (its buckets' and their replicas'). */
+export function breakersOf(rt: Runtime): Set<CircuitBreaker> {
+  const out = new Set<CircuitBreaker>();
+  for (const b of rt.buckets.values()) {
+    if (b.replicas) for (const r of b.replicas) if (r.upstream.breaker) out.add(r.upstream.breaker);
+    const single = b.replicas ? undefined : (b.upstream as BucketUpstream).breaker;
+    if (single) out.add(single);
+  }
+  return out;
+}
+
 /**
  * yatagarasu_circuit_breaker_state for every bucket with a breaker, as its breaker stands (one taken
  * over by a reload may be open), and no series for a bucket without one. After resetBucketSet, so

@@ -44,9 +44,10 @@ export interface Listener {
    * the new pair is bound beside this one on the same port (SO_REUSEPORT), then the old one stops
    * accepting and finishes the requests it has: nothing in flight is cut. Throws, the old pair
    * still served, when the new pair is unusable (a key that does not match its certificate, a
-   * PEM cut short) or the bind fails.
+   * PEM cut short) or the bind fails. Resolves once the old listener has stopped accepting (after
+   * its grace period, see RETIRE_GRACE_MS, or at stop()).
    */
-  renewTls?(tls: TlsMaterial): void;
+  renewTls?(tls: TlsMaterial): Promise<void>;
 }
 
 /** server.https's certificate and key (PEM text). */
@@ -94,7 +95,7 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
    * answer; a new connection meanwhile may still reach it: either pair is valid), then stops
    * accepting and finishes what it has (stop(false)).
    */
-  const retired = new Map<Bun.Server<undefined>, ReturnType<typeof setTimeout> | undefined>();
+  const retired = new Map<Bun.Server<undefined>, { timer: ReturnType<typeof setTimeout> | undefined; accepting: (() => void) | undefined }>();
   const answer = (srv: Bun.Server<undefined>, res: Response | Promise<Response>): Response | Promise<Response> =>
     retired.size === 0 || !retired.has(srv) ? res : res instanceof Promise ? res.then(withConnectionClose) : withConnectionClose(res);
   const routes = Object.fromEntries(
@@ -129,9 +130,12 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
   const port = server.port ?? opts.as?.port ?? cfg.server.port;
   let stopping = false;
   const retire = (old: Bun.Server<undefined>, force: boolean): Promise<void> => {
-    clearTimeout(retired.get(old));
-    retired.set(old, undefined);
-    return Promise.resolve(old.stop(force)).finally(() => retired.delete(old));
+    const r = retired.get(old);
+    clearTimeout(r?.timer);
+    const stopped = Promise.resolve(old.stop(force)).finally(() => retired.delete(old));
+    r?.accepting?.();
+    retired.set(old, { timer: undefined, accepting: undefined });
+    return stopped;
   };
   return {
     port,
@@ -147,9 +151,11 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
           const fresh = serve(port, tls);
           const old = server;
           server = fresh;
-          const t = setTimeout(() => void retire(old, false), RETIRE_GRACE_MS);
-          t.unref?.();
-          retired.set(old, t);
+          return new Promise<void>((accepting) => {
+            const timer = setTimeout(() => void retire(old, false), RETIRE_GRACE_MS);
+            timer.unref?.();
+            retired.set(old, { timer, accepting });
+          });
         }
       : undefined,
   };

@@ -10,15 +10,24 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { bucketYaml, startInProcess, type InProcessProxy } from "./harness.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 setDefaultTimeout(30_000);
 
-/** An origin that answers 500 to everything, counting the object requests (not the readiness probes). */
+/** An origin that answers 500 to everything, counting the object requests (not the readiness probes); `/bkt/slow*` waits for `release`. */
 let calls = 0;
+let arrived = 0;
+let release: () => void = () => {};
+let gate = new Promise<void>((r) => (release = r));
 const dead = Bun.serve({
   port: 0,
-  fetch(req) {
-    if (new URL(req.url).pathname.startsWith("/bkt/k")) calls++;
+  async fetch(req) {
+    const path = new URL(req.url).pathname;
+    if (path.startsWith("/bkt/slow")) {
+      arrived++;
+      await gate;
+    }
+    if (path.startsWith("/bkt/k")) calls++;
     return new Response("broken", { status: 500 });
   },
 });
@@ -70,4 +79,21 @@ test("an open breaker stays open across a reload that leaves its bucket as it wa
   writeFileSync(configPath, yaml(bucket("a", false) + bucket("b", true) + bucket("c", true).replace("timeout_seconds: 600", "timeout_seconds: 601"), "warn"));
   expect((await px.app.reload()).ok).toBe(true);
   expect(gauge("c")).toBe(0);
+});
+
+test("a request the previous generation began, failing after the reload, does not move the gauge of a breaker that was replaced or removed", async () => {
+  writeFileSync(configPath, yaml(bucket("d", true) + bucket("e", true)));
+  expect((await px.app.reload()).ok).toBe(true);
+  gate = new Promise<void>((r) => (release = r));
+  arrived = 0;
+  // two each: enough failures to open the (old) breakers (failure_threshold: 2)
+  const slow = ["/d/slow1", "/d/slow2", "/e/slow1", "/e/slow2"].map((p) => fetch(px.url(p)));
+  await waitFor(() => arrived === 4, { message: "the requests at the upstream" });
+  // d's breaker replaced (its config changed), e's removed
+  writeFileSync(configPath, yaml(bucket("d", true).replace("timeout_seconds: 600", "timeout_seconds: 601") + bucket("e", false)));
+  expect((await px.app.reload()).ok).toBe(true);
+  release();
+  expect(await Promise.all(slow.map(async (r) => (await r).status))).toEqual([502, 502, 502, 502]);
+  expect(gauge("d")).toBe(0);
+  expect(gauge("e")).toBeUndefined();
 });
