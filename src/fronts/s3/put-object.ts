@@ -27,7 +27,7 @@ import { purgeWritten } from "../purge.ts";
 
 export async function putObjectOp(ctx: RequestContext): Promise<Response> {
   const upstream = writeUpstream(ctx);
-  const body = await readingBody(ctx, readSmallBody(ctx.req, prepareUploadBody(ctx.req, (ctx as S3RequestContext).s3!.payload!, MAX_UPLOAD_BYTES, { small: true, budget: ctx.svc.formBuffers }), (arrived) => (ctx.bytesIn = arrived)));
+  const body = await readingBody(ctx, readSmallBody(ctx.req, prepareUploadBody(ctx.req, (ctx as S3RequestContext).s3!.payload!, MAX_UPLOAD_BYTES, { small: true, budget: ctx.svc.formBuffers })));
   const key = ctx.key;
   const res = await sendBody(ctx, body, (call) => putObject(upstream, { key, headers: requestHeaders(ctx), ...body.args }, call));
   if (!res.ok) return relayError(res, upstream.bucket);
@@ -42,7 +42,7 @@ export async function uploadPartOp(ctx: RequestContext): Promise<Response> {
   const uploadId = queryValue(ctx, "uploadId") ?? "";
   if (uploadId === "") throw s3Fail(s3Error("NoSuchUpload"));
   const upstream = writeUpstream(ctx);
-  const body = await readingBody(ctx, readSmallBody(ctx.req, prepareUploadBody(ctx.req, (ctx as S3RequestContext).s3!.payload!, MAX_UPLOAD_BYTES, { small: true, budget: ctx.svc.formBuffers }), (arrived) => (ctx.bytesIn = arrived)));
+  const body = await readingBody(ctx, readSmallBody(ctx.req, prepareUploadBody(ctx.req, (ctx as S3RequestContext).s3!.payload!, MAX_UPLOAD_BYTES, { small: true, budget: ctx.svc.formBuffers })));
   const key = ctx.key;
   const res = await sendBody(ctx, body, (call) => uploadPart(upstream, { key, uploadId, partNumber, headers: ctx.req.headers, ...body.args }, call));
   if (!res.ok) return relayError(res, upstream.bucket);

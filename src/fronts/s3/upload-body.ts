@@ -195,31 +195,17 @@ export function prepareUploadBody(req: Request, payload: PayloadInfo, maxBytes: 
  * to send, replayable. Anything else is returned as it is (a stream). Throws S3's error for a
  * body that fails its checks or ends early.
  */
-export async function readSmallBody(req: Request, prepared: PreparedBody, cut?: (arrived: number) => void): Promise<PreparedBody> {
+export async function readSmallBody(req: Request, prepared: PreparedBody): Promise<PreparedBody> {
   const exp = prepared.readWhole;
   if (exp === undefined) return prepared.args.contentLength === 0 ? readEmptyStream(req, prepared) : prepared;
-  // Read chunk by chunk into a buffer of the declared length, so that a body cut short is logged
-  // with what came (`cut`: the access log's bytes_in), as a streamed one is.
-  const bytes = new Uint8Array(prepared.length);
-  let at = 0;
+  let bytes: Uint8Array;
   try {
-    const reader = req.body?.getReader();
-    for (;;) {
-      const r = await reader?.read();
-      if (r === undefined || r.done) break;
-      if (at + r.value.byteLength > bytes.byteLength) throw new RangeError("more bytes than declared");
-      bytes.set(r.value, at);
-      at += r.value.byteLength;
-    }
+    bytes = await req.bytes();
   } catch (err) {
-    cut?.(at);
     if (req.signal.aborted) throw err;
     return fail(s3Error("IncompleteBody"));
   }
-  if (at !== prepared.length) {
-    cut?.(at);
-    return fail(s3Error("IncompleteBody"));
-  }
+  if (bytes.byteLength !== prepared.length) return fail(s3Error("IncompleteBody"));
   try {
     if (exp.sha256Hex !== undefined || exp.contentMd5 !== undefined || exp.checksum !== undefined) {
       const v = new PayloadVerifier(exp);
