@@ -305,7 +305,10 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
         // missing `name` beside it).
         const reported = new Set(found.map((f) => formatPath(f.path)));
         const holders = new Set([...unknown, ...refused].filter((p) => typeof p.at(-2) === "number").map((p) => formatPath(p.slice(0, -1))));
-        const covered = (path: PathSegment[]) => reported.has(formatPath(path)) || path.some((_, k) => holders.has(formatPath(path.slice(0, k))));
+        // Nor about a sibling of a refused value, judged against the default that stands in for
+        // it (a refused `jwt.algorithm: ES512` read as HS256 said to set jwt.secret).
+        const refusedIn = new Set(refused.map((p) => formatPath(p.slice(0, -1))));
+        const covered = (path: PathSegment[]) => reported.has(formatPath(path)) || refusedIn.has(formatPath(path.slice(0, -1))) || path.some((_, k) => holders.has(formatPath(path.slice(0, k))));
         for (const i of validateConfig(again.data, { baseDir }).issues) if (!covered(i.path)) found.push(i);
       }
     }

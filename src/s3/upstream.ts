@@ -115,9 +115,19 @@ export function fetchConcurrencyWarning(buckets: readonly BucketConfig[], choice
  * connect_timeout is not below their timeout lose nothing and are not named.
  */
 export function connectTimeoutNote(buckets: readonly BucketConfig[], choice: "auto" | "fetch"): string | undefined {
-  const affected = buckets.filter((b) => upstreamClientFor(b, choice) === "fetch" && b.s3.connect_timeout < b.s3.timeout);
+  // Each endpoint a bucket reaches: its own, or each replica's with the replica's own timeouts.
+  const affected: string[] = [];
+  for (const b of buckets) {
+    const ends = b.s3.replicas
+      ? b.s3.replicas.map((r) => ({ name: `${b.name}/${r.name}`, s3: { endpoint: r.endpoint, region: r.region }, connect: r.connect_timeout ?? b.s3.connect_timeout, timeout: r.timeout ?? b.s3.timeout }))
+      : [{ name: b.name, s3: b.s3, connect: b.s3.connect_timeout, timeout: b.s3.timeout }];
+    for (const e of ends) {
+      const viaFetch = !(choice === "auto" && baseUrlOf(e.s3 as BucketConfig["s3"]).protocol === "http:");
+      if (viaFetch && e.connect < e.timeout) affected.push(`${e.name} (${e.connect} s → ${e.timeout} s)`);
+    }
+  }
   if (affected.length === 0) return undefined;
-  const list = affected.map((b) => `${b.name} (${b.s3.connect_timeout} s → ${b.s3.timeout} s)`).join(", ");
+  const list = affected.join(", ");
   return `s3.connect_timeout is not enforced for buckets that reach S3 through fetch (https endpoints, AWS, or upstream_client: fetch): Bun's fetch has no connect timeout, so s3.timeout bounds connecting instead: ${list}`;
 }
 

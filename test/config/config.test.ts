@@ -493,6 +493,12 @@ describe("durations that become timers (at most 2^31-1 ms: a longer delay fired 
   });
 });
 
+test("a refused value does not bring checks of its siblings judged against the default standing in for it", () => {
+  const said = issues(`jwt: { enabled: true, algorithm: ES512, public_key_path: nope.pem }\n${B}`).map((i) => `${i.path}: ${i.message}`);
+  expect(said).toHaveLength(1);
+  expect(said[0]).toStartWith("jwt.algorithm: unsupported algorithm");
+});
+
 describe("settings accepted but read by nothing are said (notes)", () => {
   test("authorization keys of the other type: named, never their values", () => {
     const c = parseConfig(

@@ -48,6 +48,13 @@ describe("upstream client choice", () => {
     expect(connectTimeoutNote(c.buckets.slice(0, 1), "auto")).toBeUndefined();
     // connect_timeout >= timeout: the timeout bounds connecting anyway, nothing is lost.
     expect(connectTimeoutNote(config("", ", timeout: 3, connect_timeout: 3").buckets, "fetch")).toBeUndefined();
+    // Replicas: each endpoint with its own timeouts (an https secondary of an http primary is named; its own timeout shown)
+    const replicated = parseConfig(
+      `buckets:\n  - name: p\n    path_prefix: /p\n    s3:\n      replicas:\n        - { name: primary, bucket: p1, region: us-east-1, endpoint: "http://127.0.0.1:9000", priority: 1 }\n        - { name: secondary, bucket: p2, region: us-west-2, endpoint: "https://s3.us-west-2.amazonaws.com", priority: 2, timeout: 10, connect_timeout: 2 }\n`,
+      { env: {} },
+    );
+    expect(connectTimeoutNote(replicated.buckets, "auto")).toContain("p/secondary (2 s → 10 s)");
+    expect(connectTimeoutNote(replicated.buckets, "auto")).not.toContain("p/primary");
   });
 });
 
