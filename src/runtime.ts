@@ -233,7 +233,7 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
   const limiter: Limiter | undefined =
     previous !== undefined && previous.limiter instanceof RateLimiter && previous.limiterSignature === limits
       ? previous.limiter
-      : buildLimiter(config, { share: deps.share ?? 1, log: deps.log, connect: deps.start !== false });
+      : buildLimiter(config, { share: deps.share ?? 1, log: deps.log, connect: deps.start !== false, previous: previous?.limiter });
   const targets: ProbeTarget[] = [];
   for (const b of buckets.values()) {
     if (b.replicas) for (const r of b.replicas) targets.push({ id: probeId(b.name, r.name), key: probeKey(b.cfg, r.name), probe: (ms) => r.probe(ms) });

@@ -27,7 +27,7 @@ export function limiterRedisUrl(cfg: LimiterSource): string | undefined {
   return cfg.server.rate_limit?.redis_url ?? cacheRedis?.url;
 }
 
-export function buildLimiter(cfg: LimiterSource, opts: { share: number; log: Logger; connect?: boolean }): Limiter | undefined {
+export function buildLimiter(cfg: LimiterSource, opts: { share: number; log: Logger; connect?: boolean; previous?: Limiter }): Limiter | undefined {
   const rl = cfg.server.rate_limit;
   const anyLimit = rl?.enabled || cfg.buckets.some((b) => b.s3.rate_limit);
   if (!anyLimit) return undefined;
@@ -43,5 +43,6 @@ export function buildLimiter(cfg: LimiterSource, opts: { share: number; log: Log
     share: opts.share * (rl.instances ?? 1),
     log: opts.log,
     connect: opts.connect,
+    reported: opts.previous instanceof RedisRateLimiter && opts.previous.redisUrl === url ? opts.previous.lastReported : undefined,
   });
 }

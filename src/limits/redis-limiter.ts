@@ -40,6 +40,11 @@ export interface RedisLimiterOptions {
   retryMs?: number;
   /** false (--check): never connect. */
   connect?: boolean;
+  /**
+   * What the limiter this one replaces (a reload, the same Redis) last reported (shared or not):
+   * a reload that changes nothing about Redis logs nothing about it ("each change is logged once").
+   */
+  reported?: boolean;
 }
 
 interface Limit {
@@ -102,6 +107,7 @@ export class RedisRateLimiter {
     // No offline queue: a command while disconnected fails at once (and is decided locally)
     // instead of waiting. Reconnection is ours (recheck), not the client's.
     this.url = opts.url;
+    this.reported = opts.reported;
     this.silentMs = Math.max(SILENT_MS, this.timeoutMs * 4);
     this.client = this.newClient();
     if (opts.connect !== false) {
@@ -238,6 +244,16 @@ export class RedisRateLimiter {
     old.close();
     this.silentSince = undefined;
     this.client = this.newClient();
+  }
+
+  /** What this limiter last reported: shared (true), local only (false), nothing yet (undefined). */
+  get lastReported(): boolean | undefined {
+    return this.reported;
+  }
+
+  /** The Redis it shares the limits through. */
+  get redisUrl(): string {
+    return this.url;
   }
 
   private report(up: boolean, reason?: string): void {

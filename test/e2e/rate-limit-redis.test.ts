@@ -28,6 +28,7 @@ const BURST = 60;
 let redis: RedisServer;
 let upstream: ReturnType<typeof Bun.serve>;
 const apps: Array<{ app: App; listener: Listener; log: ReturnType<typeof recordingLogger> }> = [];
+let configText = "";
 
 const limiterOf = (app: App) => app.runtime.limiter as RedisRateLimiter;
 
@@ -42,6 +43,7 @@ beforeAll(async () => {
     `  rate_limit: { backend: redis, redis_url: "${redis.url}", redis_timeout_ms: 500, instances: 2, global: { requests_per_second: ${RATE}, burst: ${BURST} } }\n` +
     `buckets:\n` +
     `  - { name: pub, path_prefix: /pub, s3: { bucket: data, endpoint: "http://127.0.0.1:${upstream.port}" } }\n`;
+  configText = yaml;
   for (let i = 0; i < 2; i++) {
     const config = parseConfig(yaml, { env: {} });
     const log = recordingLogger();
@@ -142,4 +144,17 @@ describe("server.rate_limit.backend: redis", () => {
     expect(firstAppShare(back)).toBeGreaterThan(0.7); // shared again
     for (const { log } of apps) expect(log.lines.filter((l) => l.msg === "rate limits are shared through Redis").length).toBe(2);
   }, 20_000);
+});
+
+test("a reload that keeps Redis shared logs nothing about it (each change is logged once)", async () => {
+  const { app, log } = apps[0]!;
+  await limiterOf(app).whenShared(true);
+  const shared = () => log.lines.filter((l) => l.msg === "rate limits are shared through Redis").length;
+  const before = shared();
+  const r = await app.reload(undefined, { text: configText.replace("  port: 0\n", "  port: 0\n  request_timeout: 31\n"), file: "reload.yaml", baseDir: "/tmp" });
+  expect(r.ok).toBe(true);
+  const next = limiterOf(app);
+  // shared once its first check found Redis (as it was: nothing to say)
+  await next.whenShared(true);
+  expect(shared()).toBe(before);
 });
