@@ -4,7 +4,7 @@
  * never reaches the upstream. Before, both were served (a duplicate read as the joined value).
  */
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
-import { connect } from "node:net";
+import { rawHttp, rawStatus } from "../helpers/raw-http.ts";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { bucketYaml, startInProcess, type InProcessProxy } from "./harness.ts";
 import { startS3FrontEnv, type S3FrontEnv } from "./s3-front-helpers.ts";
@@ -15,16 +15,8 @@ let s3: S3Fixture;
 const proxies: Record<string, InProcessProxy> = {};
 const fronts: Record<string, S3FrontEnv> = {};
 
-function raw(port: number, head: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const sock = connect(port, "127.0.0.1", () => sock.write(head));
-    let buf = "";
-    sock.on("data", (d) => (buf += d.toString("latin1")));
-    sock.on("error", reject);
-    sock.on("close", () => resolve(buf));
-  });
-}
-const status = (r: string) => Number(/^HTTP\/1\.1 (\d{3})/.exec(r)?.[1] ?? 0);
+const raw = rawHttp;
+const status = rawStatus;
 
 beforeAll(async () => {
   s3 = await startS3Fixture({ buckets: [{ name: "hosts", public: true }], credentials: [] });

@@ -4,7 +4,7 @@
  * and /metrics on the main port answering 404.
  */
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
-import { connect } from "node:net";
+import { rawHttp, rawStatus } from "../helpers/raw-http.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { listenMetrics } from "../../src/server.ts";
 import { hmacToken, nowSec } from "../fixtures/jwt.ts";
@@ -168,16 +168,8 @@ test("the metrics listener answers only /metrics", async () => {
   await res.arrayBuffer();
 });
 
-function raw(port: number, head: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const sock = connect(port, "127.0.0.1", () => sock.write(head));
-    let buf = "";
-    sock.on("data", (d) => (buf += d.toString("latin1")));
-    sock.on("error", reject);
-    sock.on("close", () => resolve(buf));
-  });
-}
-const statusOf = (r: string) => Number(/^HTTP\/1\.1 (\d{3})/.exec(r)?.[1] ?? 0);
+const raw = rawHttp;
+const statusOf = rawStatus;
 const bodyOf = (r: string) => r.slice(r.indexOf("\r\n\r\n") + 4);
 
 // Before: each of these made `new URL(req.url)` throw in the metrics listener, which had no error
