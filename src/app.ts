@@ -109,6 +109,9 @@ function restartOnlyChanges(next: Config, old: Config): string[] {
   return Object.keys(a).filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]));
 }
 
+/** What a reload reads instead of the file: a worker's primary's config text, and the TLS pair it serves. */
+type ReloadSource = ConfigText & { tls?: TlsMaterial };
+
 export class App implements Services {
   runtime: Runtime;
   readonly metrics: Metrics;
@@ -219,7 +222,7 @@ export class App implements Services {
    * while one runs shares that one follow-up. `generation`: the generation to reach (a worker
    * follows its primary's; main.ts calls it one reload at a time); by default the next one.
    */
-  reload(generation?: number, sent?: ConfigText & { tls?: TlsMaterial }): Promise<{ ok: boolean; error?: string; generation: number }> {
+  reload(generation?: number, sent?: ReloadSource): Promise<{ ok: boolean; error?: string; generation: number }> {
     if (this.reloading === undefined) {
       this.reloading = this.doReload(generation, sent).finally(() => (this.reloading = undefined));
       return this.reloading;
@@ -232,7 +235,7 @@ export class App implements Services {
     return this.queuedReload;
   }
 
-  private async doReload(generation?: number, sent?: ConfigText & { tls?: TlsMaterial }): Promise<{ ok: boolean; error?: string; generation: number }> {
+  private async doReload(generation?: number, sent?: ReloadSource): Promise<{ ok: boolean; error?: string; generation: number }> {
     const old = this.runtime;
     // The audit file is opened again if it was moved or deleted (logrotate's mv + SIGHUP), whatever the config's fate.
     void this.audit?.reopen();
@@ -332,7 +335,7 @@ export class App implements Services {
    * cannot be served (a key that does not match the certificate: certbot swaps the two files one
    * after the other) is logged and the previous one kept; the next reload tries again.
    */
-  private renewTls(config: Config, sent: (ConfigText & { tls?: TlsMaterial }) | undefined): void {
+  private renewTls(config: Config, sent: ReloadSource | undefined): void {
     const served = this.tls;
     // (draining: the listeners are closing; a new one would accept what the exit then cuts)
     if (served === undefined || !config.server.https?.enabled || this.draining) return;

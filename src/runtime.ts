@@ -185,12 +185,7 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
   // Breakers a reload takes over: a bucket (or replica) whose s3 section is as it was keeps its
   // breaker, open or not (a reload for any reason closed every open breaker, silently, and sent
   // requests at a dead upstream again).
-  const breakers = new Map<string, CircuitBreaker>();
-  for (const pb of previous?.buckets.values() ?? []) {
-    if (pb.replicas) for (const r of pb.replicas) if (r.upstream.breaker) breakers.set(breakerKey(pb.name, probeKey(pb.cfg, r.name)), r.upstream.breaker);
-    const single = pb.replicas ? undefined : (pb.upstream as BucketUpstream).breaker;
-    if (single) breakers.set(breakerKey(pb.name, probeKey(pb.cfg)), single);
-  }
+  const breakers = new Map(previous === undefined ? [] : breakerEntries(previous));
   try {
     for (const b of config.buckets) {
       const upstream = buildUpstream(
@@ -270,21 +265,28 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
   };
 }
 
-/** The config the rate limiter is built from, as one comparable string. */
 /** Which breaker a bucket (or one of its replicas) takes over on reload: its name and its s3 section. */
 function breakerKey(bucket: string, probe: string): string {
   return `${bucket}\u0000${probe}`;
 }
 
-/** Every circuit breaker of a generation (its buckets' and their replicas'). */
-export function breakersOf(rt: Runtime): Set<CircuitBreaker> {
-  const out = new Set<CircuitBreaker>();
+/** Every circuit breaker of a generation (its buckets' and their replicas'), with its breakerKey. */
+function breakerEntries(rt: Runtime): Array<[string, CircuitBreaker]> {
+  const out: Array<[string, CircuitBreaker]> = [];
   for (const b of rt.buckets.values()) {
-    if (b.replicas) for (const r of b.replicas) if (r.upstream.breaker) out.add(r.upstream.breaker);
-    const single = b.replicas ? undefined : (b.upstream as BucketUpstream).breaker;
-    if (single) out.add(single);
+    if (b.replicas) {
+      for (const r of b.replicas) if (r.upstream.breaker) out.push([breakerKey(b.name, probeKey(b.cfg, r.name)), r.upstream.breaker]);
+    } else {
+      const single = (b.upstream as BucketUpstream).breaker;
+      if (single) out.push([breakerKey(b.name, probeKey(b.cfg)), single]);
+    }
   }
   return out;
+}
+
+/** Every circuit breaker of a generation. */
+export function breakersOf(rt: Runtime): Set<CircuitBreaker> {
+  return new Set(breakerEntries(rt).map(([, b]) => b));
 }
 
 /**
@@ -303,6 +305,7 @@ export function publishBreakerStates(rt: Runtime, metrics: Metrics): void {
   metrics.retainBreakers(withBreaker);
 }
 
+/** The config the rate limiter is built from, as one comparable string. */
 function limiterSignature(config: Config): string {
   return JSON.stringify([config.server.rate_limit ?? null, config.buckets.map((b) => [b.name, b.s3.rate_limit ?? null])]);
 }

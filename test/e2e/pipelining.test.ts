@@ -5,6 +5,7 @@
  * reproduction): with engine: bun only synchronous answers (fresh cache hits, /health) survive
  * pipelining. The workaround is `server.engine: node`, which this test holds to its promise.
  */
+import { rawHttp } from "../helpers/raw-http.ts";
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { connect } from "node:net";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
@@ -58,15 +59,7 @@ test("bun engine: pipelined synchronous answers (fresh cache hits) are all answe
 });
 
 /** One raw request on its own connection; the whole answer (the server closes, or the test's timeout ends it). */
-function raw(port: number, request: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const sock = connect(port, "127.0.0.1", () => sock.write(request));
-    let buf = "";
-    sock.on("data", (d) => (buf += d.toString("latin1")));
-    sock.on("error", reject);
-    sock.on("close", () => resolve(buf));
-  });
-}
+const raw = rawHttp;
 
 test("both engines: an absolute-form target routes on its path (RFC 9112 §3.2.2); CONNECT is answered 405, not left hanging", async () => {
   for (const engine of ["bun", "node"]) {
