@@ -161,6 +161,8 @@ export interface RequestContext {
   // two fronts different hidden classes, and the shared phases (admit, authorize, getObject...)
   // went polymorphic (JSC's BadCache OSR exits, ~100 per phase, in a process serving both fronts).
   s3?: unknown;
+  /** The S3 front's address of the request, set before admission (S3RequestContext's `s3Addressed`). */
+  s3Addressed?: unknown;
   presign?: unknown;
 }
 
@@ -219,6 +221,7 @@ export function createContext(svc: Services, front: string, req: Request, target
     traceId: span?.traceId,
     spanId: span?.spanId,
     s3: undefined,
+    s3Addressed: undefined,
     presign: undefined,
   };
 }

@@ -423,16 +423,20 @@ export class BucketUpstream {
     const query = req.query && req.query.length > 0 ? (req.query as Array<[string, string]>) : undefined;
     let path: string;
     let qs: string;
-    const headers: Record<string, string> = { ...extra };
+    let headers: Record<string, string>;
     if (this.signer) {
       const signed = this.signer.signRequest({ method, host: this.host, path: rawPath, query, headers: extra, payloadHash });
       path = signed.path;
       qs = signed.query;
-      Object.assign(headers, signed.headers);
+      // The signer's headers are this attempt's own object; `extra` (never one of the signer's
+      // names: prepareSend drops those) is shared by every attempt, so it is copied, not changed.
+      headers = signed.headers;
     } else {
       path = encodeS3Path(rawPath);
       qs = query ? canonicalQuery(query) : "";
+      headers = {};
     }
+    for (const k in extra) headers[k] = extra[k]!;
     // traceparent is not signed (added after signing): S3 ignores unsigned headers it does not know.
     if (span !== undefined) span.inject(headers);
     const target = qs === "" ? path : `${path}?${qs}`;

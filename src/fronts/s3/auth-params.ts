@@ -223,9 +223,8 @@ function withRequestTime(parsed: Omit<ParsedScope, "signedLine"> & { signedLine?
   }
   if (dateMs === undefined || amzDate === null) return s3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header");
   if (!amzDate.startsWith(scope.date)) return malformed("Invalid credential date. Date is not the same as X-Amz-Date.");
-  const params: AuthParams = { presigned: false, scope, signedHeaders: parsed.signedHeaders, signature, amzDate, dateMs };
-  if (parsed.signedLine !== undefined) params.signedLine = parsed.signedLine;
-  return params;
+  // (one literal, signedLine included even when undefined: one shape for every request's params)
+  return { presigned: false, scope, signedHeaders: parsed.signedHeaders, signature, amzDate, dateMs, signedLine: parsed.signedLine };
 }
 
 /** The value of a query parameter that must appear at most once. */

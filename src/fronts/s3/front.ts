@@ -176,7 +176,7 @@ export function s3Parse(ctx: RequestContext): undefined {
     if (v.mode === "sha256" && v.payloadHash !== EMPTY_SHA256 && !bodied) {
       return fail(s3Error("XAmzContentSHA256Mismatch", undefined, { ClientComputedContentSHA256: v.payloadHash, S3ComputedContentSHA256: EMPTY_SHA256 }));
     }
-    payload = { mode: v.mode, hash: v.payloadHash, signedHeaders: v.signedHeaders };
+    payload = { mode: v.mode, hash: v.payloadHash, signedHeaders: v.signedHeaders, headerHash: !v.presigned };
     // The seed of the chunk-signature chain (the two signed aws-chunked modes).
     if (v.mode === "streaming" || v.mode === "streaming-trailer") {
       payload.signing = { signingKey: v.signingKey, amzDate: v.amzDate, scope: v.scope, seedSignature: v.seedSignature };

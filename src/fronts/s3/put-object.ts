@@ -16,7 +16,7 @@
  * If-Match / If-None-Match, x-amz-tagging. A successful PUT invalidates the key in every cache layer.
  */
 import type { RequestContext } from "../../proxy/context.ts";
-import { putObject, uploadPart } from "../../s3/operations/index.ts";
+import { putObject, uploadPart, type PutObjectArgs, type UploadPartArgs } from "../../s3/operations/index.ts";
 import { s3Error } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
 import type { S3RequestContext } from "./front.ts";
@@ -29,7 +29,9 @@ export async function putObjectOp(ctx: RequestContext): Promise<Response> {
   const upstream = writeUpstream(ctx);
   const body = await readingBody(ctx, readSmallBody(ctx.req, prepareUploadBody(ctx.req, (ctx as S3RequestContext).s3!.payload!, MAX_UPLOAD_BYTES, { small: true, budget: ctx.svc.formBuffers })));
   const key = ctx.key;
-  const res = await sendBody(ctx, body, (call) => putObject(upstream, { key, headers: requestHeaders(ctx), ...body.args }, call));
+  const a = body.args;
+  // (field by field: a spread of body.args took JavaScriptCore's generic copy, per PutObject)
+  const res = await sendBody(ctx, body, (call) => putObject(upstream, { key, headers: requestHeaders(ctx), body: a.body, contentLength: a.contentLength, payloadHash: a.payloadHash, awsChunked: a.awsChunked } as PutObjectArgs, call));
   if (!res.ok) return relayError(res, upstream.bucket);
   const purged = purgeWritten(ctx, key);
   if (purged !== undefined) await purged;
@@ -44,7 +46,8 @@ export async function uploadPartOp(ctx: RequestContext): Promise<Response> {
   const upstream = writeUpstream(ctx);
   const body = await readingBody(ctx, readSmallBody(ctx.req, prepareUploadBody(ctx.req, (ctx as S3RequestContext).s3!.payload!, MAX_UPLOAD_BYTES, { small: true, budget: ctx.svc.formBuffers })));
   const key = ctx.key;
-  const res = await sendBody(ctx, body, (call) => uploadPart(upstream, { key, uploadId, partNumber, headers: ctx.req.headers, ...body.args }, call));
+  const a = body.args;
+  const res = await sendBody(ctx, body, (call) => uploadPart(upstream, { key, uploadId, partNumber, headers: ctx.req.headers, body: a.body, contentLength: a.contentLength, payloadHash: a.payloadHash, awsChunked: a.awsChunked } as UploadPartArgs, call));
   if (!res.ok) return relayError(res, upstream.bucket);
   return emptyAnswer(ctx, res, 200);
 }

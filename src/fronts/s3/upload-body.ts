@@ -59,6 +59,8 @@ export interface PayloadInfo {
   signing?: ChunkSigningContext;
   /** The signed header names, when the request's signature verified (every x-amz-* header present is among them). */
   signedHeaders?: readonly string[];
+  /** `hash` is the x-amz-content-sha256 header's value, checked with the signature (header auth; a presigned URL's may come from its query). */
+  headerHash?: boolean;
 }
 
 export interface PreparedBody {
@@ -123,7 +125,9 @@ export function prepareUploadBody(req: Request, payload: PayloadInfo, maxBytes: 
   const headers = req.headers;
   let exp: PayloadExpectations;
   try {
-    exp = expectationsFromHeaders(headers, { signed: payload.signedHeaders, objectChecksums: opts.objectChecksums });
+    // Header auth's x-amz-content-sha256 was read and checked with the signature (and the length
+    // is read below, for each kind of body): it is not read again.
+    exp = expectationsFromHeaders(headers, { signed: payload.signedHeaders, objectChecksums: opts.objectChecksums, payloadKnown: payload.headerHash === true });
   } catch (e) {
     if (isPayloadError(e)) return fail(payloadS3Error(e));
     throw e;
@@ -138,7 +142,7 @@ export function prepareUploadBody(req: Request, payload: PayloadInfo, maxBytes: 
     if (length > maxBytes) return tooLarge(length, maxBytes);
     exp.length = length;
     if (payload.mode === "sha256") exp.sha256Hex = payload.hash;
-    else delete exp.sha256Hex;
+    else if (exp.sha256Hex !== undefined) delete exp.sha256Hex;
     const payloadHash = payload.mode === "sha256" ? payload.hash : UNSIGNED_PAYLOAD;
     // A small body is read whole by readSmallBody with req.bytes(), and req.body is not touched:
     // making the request's ReadableStream first costs a 1 KiB PUT ~4 us (Bun.serve floor, 6 rounds).

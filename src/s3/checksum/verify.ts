@@ -54,12 +54,14 @@ function headerGetter(h: HeaderSource): (name: string) => string | undefined {
  * unsigned x-amz-* header), so a checksum header not among them is absent.
  * `objectChecksums`: the x-amz-checksum-* headers describe the object the request makes, not its
  * body (CompleteMultipartUpload's full-object or composite checksum): they are not this body's.
+ * `payloadKnown`: the caller settles the payload hash (a verified signature's, already checked)
+ * and the body's length itself: x-amz-content-sha256 and Content-Length are not read.
  */
-export function expectationsFromHeaders(headers: HeaderSource, opts: { signed?: readonly string[]; objectChecksums?: boolean } = {}): PayloadExpectations {
+export function expectationsFromHeaders(headers: HeaderSource, opts: { signed?: readonly string[]; objectChecksums?: boolean; payloadKnown?: boolean } = {}): PayloadExpectations {
   const get = headerGetter(headers);
   const exp: PayloadExpectations = {};
 
-  const sha = get("x-amz-content-sha256")?.trim();
+  const sha = opts.payloadKnown === true ? undefined : get("x-amz-content-sha256")?.trim();
   if (sha !== undefined && sha !== "" && sha !== "UNSIGNED-PAYLOAD" && !sha.startsWith("STREAMING-")) {
     if (!HEX64.test(sha)) {
       throw new PayloadError("InvalidRequest", "bad-header", "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-... or a SHA-256 hex value.");
@@ -89,6 +91,7 @@ export function expectationsFromHeaders(headers: HeaderSource, opts: { signed?: 
     exp.checksum = { algorithm, value };
   }
 
+  if (opts.payloadKnown === true) return exp;
   const len = get("content-length")?.trim();
   if (len !== undefined && /^\d{1,16}$/.test(len) && Number.isSafeInteger(Number(len))) exp.length = Number(len);
   return exp;

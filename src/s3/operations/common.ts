@@ -9,6 +9,7 @@
 import { algorithmFromHeaderName, CHECKSUM_ALGORITHMS, checksumHeaderName } from "../checksum.ts";
 import { STREAMING_UNSIGNED_PAYLOAD_TRAILER } from "../sigv4.ts";
 import type { UpstreamTiming } from "../upstream.ts";
+import type { SendRequest } from "../send.ts";
 
 export interface OperationContext {
   /** The client's abort: cuts the upstream request (and a body in flight, so nothing is stored). */
@@ -113,10 +114,13 @@ export function framing(args: UploadBodyArgs, headers: Record<string, string>): 
   return STREAMING_UNSIGNED_PAYLOAD_TRAILER;
 }
 
-/** The body and its length as send() takes them (a stream's length is checked there at run time too). */
-export function bodyOf(args: UploadBody): UploadBody {
-  if (args.body instanceof Uint8Array) return { body: args.body, contentLength: args.contentLength };
-  return { body: args.body, contentLength: (args as { contentLength: number }).contentLength };
+/**
+ * An upload's SendRequest: the body and its length as send() takes them (a stream's length is
+ * checked there at run time too), built field by field (object spreads took JavaScriptCore's
+ * generic copyDataProperties path, ~1-2 % of a 1 KiB PutObject's CPU samples).
+ */
+export function uploadRequest(key: string, query: Array<[string, string]> | undefined, headers: Record<string, string>, payloadHash: string | undefined, args: UploadBody, ctx: OperationContext): SendRequest {
+  return { method: "PUT", key, query, headers, payloadHash, body: args.body, contentLength: args.contentLength, signal: ctx.signal, timing: ctx.timing, maxAttempts: ctx.maxAttempts } as SendRequest;
 }
 
 /** Query pairs for the defined parameters, in the given order (the signer sorts them). */

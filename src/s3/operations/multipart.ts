@@ -9,7 +9,7 @@
  */
 import type { BucketUpstream } from "../upstream.ts";
 import {
-  bodyOf,
+  uploadRequest,
   CHECKSUM_VALUE_HEADERS,
   framing,
   type HeaderSource,
@@ -48,7 +48,7 @@ export async function uploadPart(upstream: BucketUpstream, args: UploadPartArgs,
   const headers = pickHeaders(args.headers, PART_HEADERS);
   const payloadHash = framing(args, headers);
   const q: Array<[string, string]> = [["partNumber", partNumberText(args.partNumber)], ["uploadId", args.uploadId]];
-  return upstream.send({ method: "PUT", key: args.key, query: q, headers, payloadHash, ...bodyOf(args), ...ctx });
+  return upstream.send(uploadRequest(args.key, q, headers, payloadHash, args, ctx));
 }
 
 export interface CompletedPart {

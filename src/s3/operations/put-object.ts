@@ -10,7 +10,7 @@
  */
 import type { BucketUpstream } from "../upstream.ts";
 import {
-  bodyOf,
+  uploadRequest,
   CHECKSUM_VALUE_HEADERS,
   framing,
   type HeaderSource,
@@ -36,5 +36,5 @@ export type PutObjectArgs = UploadBodyArgs & {
 export async function putObject(upstream: BucketUpstream, args: PutObjectArgs, ctx: OperationContext): Promise<Response> {
   const headers = pickHeaders(args.headers, PUT_HEADERS);
   const payloadHash = framing(args, headers);
-  return upstream.send({ method: "PUT", key: args.key, headers, payloadHash, ...bodyOf(args), ...ctx });
+  return upstream.send(uploadRequest(args.key, undefined, headers, payloadHash, args, ctx));
 }
