@@ -307,8 +307,22 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
 
 export { NODE_IDLE_MS };
 
-/** Per connection: the end of its latest exchange, while one is under way. */
-const connectionTails = new WeakMap<object, Promise<void>>();
+/** Per connection, while an exchange is under way: the end of its latest exchange, and how many requests wait behind the one running. */
+interface Turns {
+  tail: Promise<void>;
+  waiting: number;
+}
+const connectionTurns = new WeakMap<object, Turns>();
+
+/**
+ * The most requests one connection may have waiting behind the one being served (inTurn). node:http
+ * under Bun goes on parsing a connection's pipelined requests whatever the listener does
+ * (socket.pause() does not stop it), and a waiting request writes nothing that would push back on
+ * the client: one connection that wrote 100,000 pipelined GETs without reading an answer took the
+ * process from 68 to 823 MB. Past this depth the connection is closed (RFC 9112 §9.6 lets a server
+ * close at any time; a client retries what it was not answered). Clients that pipeline send a few.
+ */
+export const MAX_PIPELINED_WAITING = 64;
 
 /**
  * Runs `serve` for a request once every earlier exchange on its connection is over: its answer
@@ -318,23 +332,43 @@ const connectionTails = new WeakMap<object, Promise<void>>();
  * object stayed (the DELETE reached the upstream first), a `GET` behind a `PUT` read the previous
  * version. RFC 9112 §9.3.2 allows parallel processing only for safe methods; requests on one
  * connection now run one after another, whatever their method (as a client that waits for each
- * answer sees them). A request that finds no exchange under way runs at once.
+ * answer sees them). A request that finds no exchange under way runs at once; one that would be
+ * the (MAX_PIPELINED_WAITING + 1)th waiting closes the connection instead.
  */
 export function inTurn(req: http.IncomingMessage, res: http.ServerResponse, serve: () => void): void {
   const socket = req.socket as object;
-  const previous = connectionTails.get(socket);
+  const turns = connectionTurns.get(socket);
+  if (turns !== undefined && turns.waiting >= MAX_PIPELINED_WAITING) {
+    req.socket.destroy();
+    return;
+  }
   const ended = new Promise<void>((resolve) => {
     if (res.writableFinished || res.destroyed) return resolve();
     res.once("finish", () => resolve());
     res.once("close", () => resolve());
   });
-  const tail = previous === undefined ? ended : previous.then(() => ended);
-  connectionTails.set(socket, tail);
+  if (turns === undefined) {
+    const first: Turns = { tail: ended, waiting: 0 };
+    connectionTurns.set(socket, first);
+    void ended.then(() => {
+      if (first.tail === ended) connectionTurns.delete(socket);
+    });
+    serve();
+    return;
+  }
+  const previous = turns.tail;
+  const tail = previous.then(() => ended);
+  turns.tail = tail;
+  turns.waiting++;
   void tail.then(() => {
-    if (connectionTails.get(socket) === tail) connectionTails.delete(socket);
+    if (turns.tail === tail) connectionTurns.delete(socket);
   });
-  if (previous === undefined) serve();
-  else void previous.then(serve);
+  void previous.then(() => {
+    turns.waiting--;
+    // (the connection was closed meanwhile: nobody will read this answer, nothing is started for it)
+    if (res.destroyed || req.socket.destroyed) return;
+    serve();
+  });
 }
 
 /**
