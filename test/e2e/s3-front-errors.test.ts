@@ -215,6 +215,14 @@ describe("requests S3 refuses before any permission check", () => {
     expect(head.headers.get("content-length")).toBe(String(Buffer.byteLength(get.body)));
   });
 
+  test("a URI over max_uri_length: KeyTooLongError only when the key is what is long; a long query → InvalidURI (it was KeyTooLongError for a listing)", async () => {
+    const longPrefix = "a".repeat(9000);
+    await refused(send("GET", `/data?list-type=2&prefix=${longPrefix}`, {}), 400, "InvalidURI", /longer than this endpoint accepts/);
+    await refused(send("GET", `/data/hello.txt?x=${longPrefix}`, {}), 400, "InvalidURI");
+    const r = await refused(send("GET", `/data/${longPrefix}`, {}), 400, "KeyTooLongError");
+    expect(r.body).toContain("<Size>9000</Size>");
+  });
+
   test("an empty bucket segment before a key (//bucket/key, signed as sent) → 400 InvalidURI, not the service's ListBuckets", async () => {
     env.mark();
     for (const [method, path] of [["GET", "//data/hello.txt"], ["PUT", "//data/x"], ["POST", "//data"]] as const) {

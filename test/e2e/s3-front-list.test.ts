@@ -95,6 +95,9 @@ describe("ListObjectsV2", () => {
     expect(env.upstreamCalls()).toEqual([]);
     const forged = await raw("/data/", { "list-type": "2", "continuation-token": "not-a-token" });
     expect(forged).toMatchObject({ status: 400, code: "InvalidArgument" });
+    // S3's own words and the argument it names, as the upstream gave them (it was "Invalid Argument", no name)
+    expect(forged.body).toContain("<Message>The continuation token provided is incorrect</Message>");
+    expect(forged.body).toContain("<ArgumentName>continuation-token</ArgumentName>");
     expect(env.upstreamCalls().length).toBe(1);
   });
 

@@ -125,6 +125,9 @@ describe("objects (cached bucket)", () => {
     expect([unmodified.status, /<Condition>([\w-]+)/.exec(await unmodified.text())?.[1]]).toEqual([412, "If-Unmodified-Since"]);
     const both = await signedFetch(env, { path: "/data/doc.txt", headers: { "if-unmodified-since": old, "if-match": '"nope"' } });
     expect([both.status, /<Condition>([\w-]+)/.exec(await both.text())?.[1]]).toEqual([412, "If-Match"]);
+    // An empty If-Match is not forwarded nor checked: the failed condition is If-Unmodified-Since (it said If-Match)
+    const emptyMatch = await signedFetch(env, { path: "/data/doc.txt", headers: { "if-unmodified-since": old, "if-match": "" } });
+    expect([emptyMatch.status, /<Condition>([\w-]+)/.exec(await emptyMatch.text())?.[1]]).toEqual([412, "If-Unmodified-Since"]);
     const bad = await signedFetch(env, { path: "/data/doc.txt", headers: { range: "bytes=50-60" } });
     expect([bad.status, /<Code>(\w+)/.exec(await bad.text())?.[1], bad.headers.get("content-range")]).toEqual([416, "InvalidRange", "bytes */10"]);
     const stale = await signedFetch(env, { path: "/data/doc.txt", headers: { range: "bytes=0-1", "if-range": '"stale"' } });

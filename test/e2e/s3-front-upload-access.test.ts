@@ -552,6 +552,9 @@ describe("GetObject and HeadObject of one part (?partNumber)", () => {
       expect([r.status, r.headers.get("content-range"), r.headers.get("x-amz-mp-parts-count"), await r.text()]).toEqual([206, "bytes 0-10/11", null, "single part"]);
       const two = await answerOf(await part("parts/single.txt", "2"));
       expect([two.status, two.code]).toEqual([416, "InvalidPartNumber"]);
+      // S3's details say which part of how many (they were dropped)
+      expect(two.body).toContain("<PartNumberRequested>2</PartNumberRequested>");
+      expect(two.body).toContain("<ActualPartCount>1</ActualPartCount>");
       await refused(part("parts/single.txt", "1", "GET", { range: "bytes=0-1" }), 400, "InvalidRequest");
       await refused(part("parts/single.txt", "0"), 400, "InvalidArgument");
       await refused(part("parts/single.txt", "10001"), 400, "InvalidArgument");

@@ -148,7 +148,7 @@ const FROM_PROXY: Partial<Record<ErrorCode, S3ErrorCode>> = {
   MethodNotAllowed: "MethodNotAllowed",
   PreconditionFailed: "PreconditionFailed",
   Conflict: "OperationAborted",
-  UriTooLong: "KeyTooLongError",
+  UriTooLong: "InvalidURI",
   RangeNotSatisfiable: "InvalidRange",
   TooManyRequests: "SlowDown",
   HeadersTooLarge: "RequestHeaderSectionTooLarge",

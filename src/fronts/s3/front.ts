@@ -17,7 +17,7 @@ import { announcesBody } from "../../http/body-policy.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import { admit } from "../../proxy/phases/admit.ts";
 import { authorize } from "../../proxy/phases/authorize.ts";
-import { guard } from "../../proxy/phases/guard.ts";
+import { guard, splitUrl } from "../../proxy/phases/guard.ts";
 import type { Front } from "../../proxy/runner.ts";
 import { s3Cors } from "../cors-phases.ts";
 import { EMPTY_SHA256 } from "../../s3/sigv4.ts";
@@ -423,6 +423,20 @@ export function s3Operate(ctx: RequestContext): Response | Promise<Response> {
   }
 }
 
+/**
+ * A request target over server.security_limits.max_uri_length: S3's KeyTooLongError when the key
+ * is what is long (over 1024 bytes), else InvalidURI saying so (a long query or bucket name has no
+ * key to blame: it was KeyTooLongError for a listing with a long prefix).
+ */
+function uriTooLong(ctx: RequestContext): S3Error {
+  const path = splitUrl(ctx.target).path;
+  const decoded = decodeComponent(path) ?? path;
+  const domain = ctx.rt.s3Api?.domain;
+  const key = address(decoded, domain === undefined ? undefined : bucketFromHost(ctx.req.headers.get("host"), domain)).key;
+  if (keyTooLong(key)) return s3Error("KeyTooLongError", undefined, { Size: String(Buffer.byteLength(key)), MaxSizeAllowed: String(MAX_KEY_BYTES) });
+  return s3Error("InvalidURI", "The request URI is longer than this endpoint accepts.");
+}
+
 /** A shared phase's error (rate limit, overload) on the STS endpoint, in STS's dialect. */
 function stsFailure(e: S3Error, ctx: RequestContext): Response {
   const code = e.code === "RequestTimeout" ? "RequestTimeout" : e.status === 403 ? "AccessDenied" : e.status >= 500 ? "ServiceUnavailable" : "InvalidParameterValue";
@@ -435,7 +449,7 @@ export const s3Front: Front = {
   name: "s3",
   phases: [guard, s3Cors(() => s3Front), s3Address, admit, s3Parse, s3Permit, s3Authorize, s3Operate],
   renderError(err, ctx) {
-    let e = s3ErrorOf(err) ?? fromProxyError(err);
+    let e = err.code === "UriTooLong" ? uriTooLong(ctx) : (s3ErrorOf(err) ?? fromProxyError(err));
     const s = (ctx as S3RequestContext).s3;
     // S3 answers a missing key with 404 only to a caller who may list the bucket (s3:ListBucket),
     // and 403 AccessDenied to anyone else, so that a reader cannot learn which keys exist.
@@ -455,7 +469,8 @@ export const s3Front: Front = {
     // S3 names the condition that failed; on a read it is If-Match, else If-Unmodified-Since (the
     // only two that answer 412 on GetObject/HeadObject, If-Match deciding when both are sent).
     if (e.code === "PreconditionFailed" && e.details?.Condition === undefined && (ctx.method === "GET" || ctx.method === "HEAD")) {
-      e.details = { ...e.details, Condition: ctx.req.headers.has("if-match") ? "If-Match" : "If-Unmodified-Since" };
+      // (an empty If-Match is not forwarded, nor checked: it cannot be the one that failed)
+      e.details = { ...e.details, Condition: (ctx.req.headers.get("if-match") ?? "").trim() !== "" ? "If-Match" : "If-Unmodified-Since" };
     }
     if ((ctx as S3RequestContext).s3?.op === "AssumeRoleWithWebIdentity") return stsFailure(e, ctx);
     return s3ErrorResponse(e, { requestId: ctx.id, resource: ctx.path || undefined, method: ctx.method });

@@ -16,6 +16,7 @@ import type { RequestContext } from "../../proxy/context.ts";
 import { s3Error, S3_ERRORS, type S3ErrorCode } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
 import { xmlResponse } from "./operations.ts";
+import { errorOf, tryParse } from "./relay.ts";
 import { maskOwners, setFirstElementText } from "./xml.ts";
 
 /** A listing page is at most 1000 keys of at most 1 KiB each, plus markup: far below this. */
@@ -34,17 +35,17 @@ function checkParams(q: URLSearchParams): void {
   }
 }
 
-/** An upstream 400 keeps S3's code when it is one this front knows (InvalidArgument, ...); its message is S3's fixed one. */
-async function relayClientError(res: Response): Promise<never> {
-  let code: string | undefined;
-  try {
-    const bytes = await readUpstreamCapped(res, 65536);
-    if (bytes !== undefined) code = /<Code>([^<]{1,64})<\/Code>/.exec(new TextDecoder().decode(bytes))?.[1];
-  } catch {
-    // unreadable: the generic mapping below
-  }
-  if (code !== undefined && code in S3_ERRORS && S3_ERRORS[code as S3ErrorCode].status === 400) throw s3Fail(s3Error(code as S3ErrorCode));
-  throw s3Fail(s3Error("InvalidArgument"));
+/**
+ * An upstream 400 keeps S3's code when it is one this front knows with that status
+ * (InvalidArgument, ...), with S3's message and ArgumentName ("The continuation token provided is
+ * incorrect", continuation-token) when they name nothing of the upstream (relay.ts errorOf);
+ * anything else is InvalidArgument.
+ */
+async function relayClientError(res: Response, upstreamBucket: string): Promise<never> {
+  const doc = tryParse(await readUpstreamCapped(res, 65536).catch(() => undefined));
+  const code = doc?.name === "Error" ? doc.children.find((c) => c.name === "Code")?.text.trim() : undefined;
+  if (code === undefined || !Object.hasOwn(S3_ERRORS, code) || S3_ERRORS[code as S3ErrorCode].status !== 400) throw s3Fail(s3Error("InvalidArgument"));
+  throw s3Fail(errorOf(400, doc, upstreamBucket));
 }
 
 /** The upstream listing, bounded whether or not it came with a Content-Length. */
@@ -68,7 +69,7 @@ export async function listObjects(ctx: RequestContext, op: "ListObjects" | "List
     op === "ListObjectsV2" ? await listObjectsV2(upstream, listObjectsV2Params(q), call)
     : op === "ListObjectVersions" ? await listObjectVersions(upstream, listObjectVersionsParams(q), call)
     : await listObjectsV1(upstream, listObjectsV1Params(q), call);
-  if (res.status === 400) return relayClientError(res);
+  if (res.status === 400) return relayClientError(res, upstream.bucket);
   if (res.status !== 200) throw await errorFromResponse(res, "GET");
   const xml = await readListing(res);
   // The first <Name> is ListBucketResult's (ListVersionsResult's) own (keys and owners are escaped text or other elements).

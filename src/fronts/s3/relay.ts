@@ -37,6 +37,10 @@ const PASSED = new Set([
 
 const isPassed = (name: string) => PASSED.has(name);
 
+/** The elements of an upstream <Error> besides Code and Message that reach the client (relay.ts errorOf). */
+const RELAYED_DETAILS = new Set(["Condition", "ArgumentName", "PartNumberRequested", "ActualPartCount", "ProposedSize", "MinSizeAllowed", "MaxSizeAllowed", "PartNumber"]);
+const DETAIL_VALUE = /^[A-Za-z0-9._-]{1,64}$/;
+
 export function relayedHeaders(ctx: RequestContext, res: Response | undefined): Headers {
   const h = new Headers({ "x-amz-request-id": ctx.id });
   // One pass over the upstream's few headers (cheaper than a lookup per name on every PUT).
@@ -109,9 +113,13 @@ function errorCode(status: number, doc: XmlElement | undefined, upstreamBucket: 
     // an address, a URL, an ARN or an access key (a store's message may carry its internals).
     if (message !== undefined && message.length <= 1024 && !namesBucket(message, upstreamBucket) && !NAMES_INTERNALS.test(message)) e.message = message;
     if (status >= 400 && status !== e.status) e.status = status;
-    // (which precondition failed: If-Match, If-None-Match, x-amz-copy-source-if-…)
-    const condition = known === "PreconditionFailed" ? doc!.children.find((c) => c.name === "Condition")?.text.trim() : undefined;
-    if (condition !== undefined && /^[A-Za-z-]{1,64}$/.test(condition)) e.details = { ...e.details, Condition: condition };
+    // S3's details that say what was wrong (which precondition failed, which argument, which part
+    // of how many, the sizes allowed), when they are short plain words or numbers
+    for (const c of doc!.children) {
+      if (!RELAYED_DETAILS.has(c.name)) continue;
+      const value = c.text.trim();
+      if (DETAIL_VALUE.test(value)) e.details = { ...e.details, [c.name]: value };
+    }
     return e;
   }
   if (status === 404) return s3Error("NoSuchKey");
