@@ -76,13 +76,15 @@ const ACCESS_KEYS = ["request_id", "method", "path", "bucket", "status", "bytes"
 // JSON), but a reader that splits on Unicode line breaks (JavaScript before ES2019, some log
 // shippers, editors, str.splitlines()) cuts the record there; str.splitlines() also cuts at U+0085
 // (NEL). A client controls a path or a key, so every JSON line written here (and the audit
-// trail's) carries them escaped: \u2028, \u2029, \u0085 (and the rest of C1, below).
-const UNSAFE = /[\u0080-\u009f\u2028\u2029]/;
-const UNSAFE_G = /[\u0080-\u009f\u2028\u2029]/g;
+// trail's) carries them escaped: \u2028, \u2029, \u0085 (and the rest of C1, below), and, as
+// the text format does, DEL and the bidirectional controls (U+202A-202E, U+2066-2069), which make
+// a line read differently from what it holds (a key can show another key's name in a terminal).
+const UNSAFE = /[\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+const UNSAFE_G = /[\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 const escapeUnsafe = (c: string): string => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
 
 /**
- * `json` (JSON text) with U+2028/U+2029 and the C1 controls (U+0080-U+009F) escaped; the same
+ * `json` (JSON text) with U+2028/U+2029, DEL, the C1 controls (U+0080-U+009F) and the bidi controls escaped; the same
  * string when it has none (the usual case). U+0085 (NEL) is a line break to str.splitlines() and
  * others, and the rest of C1 (U+009B is a terminal's CSI) has no business raw in a log a person
  * may `tail`. One regex test: ~90 ns on a 375-character access line (Bun 1.4.5).
@@ -94,7 +96,7 @@ export function escapeLineSeparators(json: string): string {
 // Characters JSON.stringify escapes (quote, backslash, C0 controls, lone surrogates), and those it
 // does not that a log line must not carry raw (above): a plain string (the usual path, key, id)
 // takes one regex test.
-const NEEDS_ESCAPE = /["\\\u0000-\u001f\u0080-\u009f\u2028\u2029\ud800-\udfff]/;
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]/;
 const jstr = (s: string): string => (NEEDS_ESCAPE.test(s) ? escapeLineSeparators(JSON.stringify(s)) : `"${s}"`);
 const jnum = (n: number): string => (Number.isFinite(n) ? `${n}` : "null");
 
