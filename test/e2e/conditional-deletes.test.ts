@@ -153,6 +153,23 @@ describe("S3 front", () => {
     expect(text(await env.s3.read("up", "multi/q1.txt"))).toBe("q1");
   });
 
+  test("DeleteObjects naming one key twice, with a wrong <ETag> and without one: S3 deletes it; the answer says so and the cache no longer serves it (both entries said PreconditionFailed and the cached copy stayed)", async () => {
+    for (const entries of [
+      `<Object><Key>dup/k.txt</Key><ETag>${OTHER_ETAG}</ETag></Object><Object><Key>dup/k.txt</Key></Object>`,
+      `<Object><Key>dup/k.txt</Key></Object><Object><Key>dup/k.txt</Key><ETag>${OTHER_ETAG}</ETag></Object>`,
+    ]) {
+      await env.s3.put("up", "dup/k.txt", "dup");
+      expect(await viaProxy("dup/k.txt")).toBe("dup"); // cached now
+      const r = await signedDeleteObjects(env, "up", `<Delete>${entries}</Delete>`);
+      const body = await r.text();
+      expect(r.status).toBe(200);
+      expect(await env.s3.exists("up", "dup/k.txt")).toBe(false);
+      // the unconditional entry is the one deleted; the other keeps its own answer
+      expect(body).toContain("<Deleted><Key>dup/k.txt</Key></Deleted>");
+      expect(await viaProxy("dup/k.txt")).toBe("NoSuchKey");
+    }
+  });
+
   clientTest("python3", "boto3")(
     "boto3 delete_object with If-Match: a wrong ETag → PreconditionFailed (412) and the object stays; the right one deletes it",
     async () => {

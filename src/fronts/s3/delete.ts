@@ -99,6 +99,14 @@ async function allowedEntries(ctx: RequestContext, entries: readonly DeleteEntry
 
 /** One entry's identity in a DeleteResult: its key and version (a version id never contains a NUL). */
 const entryId = (e: DeleteEntry) => (e.versionId === undefined ? e.key : `${e.key}\u0000${e.versionId}`);
+/** An entry with its condition: one upstream entry per distinct condition. */
+const conditionalId = (e: DeleteEntry) => (e.etag === undefined ? entryId(e) : `${entryId(e)}\u0000\u0000${e.etag}`);
+
+function add<T>(map: Map<string, T[]>, id: string, v: T): void {
+  const list = map.get(id);
+  if (list === undefined) map.set(id, [v]);
+  else list.push(v);
+}
 
 /** A key a single request could not name: refused per key, as the plain path would refuse it. */
 function keyProblem(key: string): string | undefined {
@@ -158,54 +166,74 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
   let res: Response | undefined;
   if (send.length > 0) {
     const upstream = writeUpstream(ctx);
-    // Unique entries upstream; every occurrence in the request gets the entry's result.
+    // Unique entries upstream (an entry and its condition); every occurrence in the request gets
+    // that entry's result. The same entry named with different conditions (an <ETag> and none, two
+    // <ETag>s) goes upstream once per condition.
     const unique = new Map<string, DeleteEntry>();
-    // (the same entry named twice with different <ETag>s: each condition goes upstream; both
-    // occurrences get the entry's one result, as for any repeated entry)
     for (const o of send) {
       const e: DeleteEntry = o.versionId === undefined ? { key: o.key } : { key: o.key, versionId: o.versionId };
       if (o.etag !== undefined) e.etag = o.etag;
-      unique.set(o.etag === undefined ? entryId(o) : `${entryId(o)}\u0000\u0000${o.etag}`, e);
+      unique.set(conditionalId(o), e);
     }
     res = await deleteObjects(upstream, { keys: [...unique.values()] }, callOf(ctx));
     if (res.status !== 200) return relayError(res, upstream.bucket);
     const result = tryParse(await readUpstreamCapped(res, MAX_RESULT_BODY));
     if (result?.name !== "DeleteResult") throw s3Fail(errorOf(res.status, result, upstream.bucket));
-    const byEntry = new Map<string, Outcome>();
-    // A key's result as S3 reports it even if it adds a VersionId the request did not name.
-    const byKey = new Map<string, Outcome>();
-
-    for (const d of childrenNamed(result, "Deleted")) {
-      const key = childText(d, "Key");
+    // Every result the upstream gave for an entry (a key, or a key's version), and for a key: one
+    // entry named twice with different conditions (an <ETag> and none, or two <ETag>s) has one
+    // result per condition, and S3's results do not say which condition each answers.
+    const byEntry = new Map<string, Outcome[]>();
+    // A key's results as S3 reports them even if it adds a VersionId the request did not name.
+    const byKey = new Map<string, Outcome[]>();
+    /** Keys S3 reports deleted: purged from the cache whatever the other entries of the key say. */
+    const deletedKeys = new Set<string>();
+    for (const c of result.children) {
+      if (c.name !== "Deleted" && c.name !== "Error") continue;
+      const key = childText(c, "Key");
       if (key === undefined) continue;
-      const r: Outcome = { key, versionId: childText(d, "VersionId"), deleted: true, deleteMarker: childText(d, "DeleteMarker"), deleteMarkerVersionId: childText(d, "DeleteMarkerVersionId") };
-      byEntry.set(entryId(r), r);
-      byKey.set(key, r);
+      const r: Outcome =
+        c.name === "Deleted"
+          ? { key, versionId: childText(c, "VersionId"), deleted: true, deleteMarker: childText(c, "DeleteMarker"), deleteMarkerVersionId: childText(c, "DeleteMarkerVersionId") }
+          : { key, versionId: childText(c, "VersionId"), code: childText(c, "Code")?.trim() || "InternalError", message: childText(c, "Message") ?? "" };
+      if (r.deleted) deletedKeys.add(key);
+      add(byEntry, entryId(r), r);
+      add(byKey, key, r);
     }
-    for (const e of childrenNamed(result, "Error")) {
-      const key = childText(e, "Key");
-      if (key === undefined) continue;
-      const r: Outcome = { key, versionId: childText(e, "VersionId"), code: childText(e, "Code")?.trim() || "InternalError", message: childText(e, "Message") ?? "" };
-      byEntry.set(entryId(r), r);
-      byKey.set(key, r);
-    }
-    for (const o of send) {
+    // Each entry sent gets one of its results: the entries named without a condition take the
+    // deletions first (a deletion with no condition cannot have failed one), the conditional ones
+    // what is left, in the order sent; every occurrence of an entry in the request gets its result.
+    const resultOf = new Map<DeleteEntry, Outcome>();
+    const groups = new Map<string, DeleteEntry[]>();
+    for (const e of unique.values()) add(groups, entryId(e), e);
+    for (const [id, entries] of groups) {
+      const e0 = entries[0]!;
       // (a store that writes a key's CR raw in its answer, as s3rver does where S3 writes &#13;, is
       // read with the CR as LF, XML's line-end rule: such a key is matched that way too)
-      const readKey = o.key.includes("\r") ? o.key.replace(/\r\n?/g, "\n") : undefined;
-      const r =
-        byEntry.get(entryId(o)) ??
-        (readKey === undefined ? undefined : byEntry.get(entryId({ ...o, key: readKey }))) ??
-        (o.versionId === undefined ? (byKey.get(o.key) ?? (readKey === undefined ? undefined : byKey.get(readKey))) : undefined) ??
-        { key: o.key, code: "InternalError", message: "The upstream did not report on this key." };
+      const readKey = e0.key.includes("\r") ? e0.key.replace(/\r\n?/g, "\n") : undefined;
+      const found =
+        byEntry.get(id) ??
+        (readKey === undefined ? undefined : byEntry.get(entryId({ ...e0, key: readKey }))) ??
+        (e0.versionId === undefined ? (byKey.get(e0.key) ?? (readKey === undefined ? undefined : byKey.get(readKey))) : undefined);
+      if (found === undefined) continue;
+      const results = [...found].sort((a, b) => Number(b.deleted === true) - Number(a.deleted === true));
+      const ordered = [...entries].sort((a, b) => Number(a.etag !== undefined) - Number(b.etag !== undefined));
+      ordered.forEach((e, i) => resultOf.set(e, results[Math.min(i, results.length - 1)]!));
+    }
+    for (const o of send) {
+      const sent = unique.get(conditionalId(o))!;
+      const r = resultOf.get(sent) ?? { key: o.key, code: "InternalError", message: "The upstream did not report on this key." };
       o.deleted = r.deleted;
       o.deleteMarker = r.deleteMarker;
       o.deleteMarkerVersionId = r.deleteMarkerVersionId;
       o.code = r.code;
       o.message = r.message;
     }
-    // (a key whose every entry S3 refused on its condition was left as it was: nothing to invalidate)
+    // A key S3 deleted, or one whose entries did not all fail their condition (an error may have
+    // changed it): purged from every cache layer. A key whose every entry S3 refused on its
+    // condition was left as it was: nothing to invalidate.
     const changed = new Set(send.filter((o) => o.code !== "PreconditionFailed").map((o) => o.key));
+    for (const k of deletedKeys) changed.add(k);
+    for (const o of send) if (o.key.includes("\r") && deletedKeys.has(o.key.replace(/\r\n?/g, "\n"))) changed.add(o.key);
     await Promise.all([...changed].map((k) => purgeWritten(ctx, k)));
   }
 
