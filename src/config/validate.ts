@@ -296,6 +296,7 @@ export function validateConfig(cfg: RawConfig, opts: { baseDir?: string } = {}):
     // proxy's own endpoints use.
     if (b.name.startsWith("_")) issues.push({ path: at("name"), message: "must not start with '_' (reserved for the proxy's own endpoints in metrics and logs)" });
     else if (BUCKET_NAME_BAD.test(b.name)) issues.push({ path: at("name"), message: "must not contain '/' or control characters (it is a path segment of the admin API and a metric label)" });
+    else if (b.name === "." || b.name === "..") issues.push({ path: at("name"), message: "must not be '.' or '..' (a dot segment: the admin API's purge path and the S3 front can never name it)" });
     const region = b.s3.region;
     if (region !== undefined && !/^[a-z0-9-]+$/.test(region)) issues.push({ path: at("s3", "region"), message: `'${region.slice(0, 40)}' is not a region name (lowercase letters, digits and '-', as us-east-1)` });
     const endpoint = b.s3.endpoint;

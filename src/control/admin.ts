@@ -22,6 +22,15 @@ export function json(status: number, body: unknown): Response {
 }
 
 /** `who`: told the admin's identity once the token is accepted (the access line's subject: who reloaded or purged). */
+/** A percent-decoded path segment; undefined when it cannot be decoded. */
+function decodeSegment(s: string): string | undefined {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return undefined;
+  }
+}
+
 export async function handleAdmin(app: App, rt: Runtime, req: Request, path: string, who?: (subject: string) => void, rawPath = path): Promise<Response> {
   const jwt = rt.config.jwt;
   // Off: said so (an operator following the original README's `curl -X POST …/admin/reload`
@@ -61,9 +70,17 @@ export async function handleAdmin(app: App, rt: Runtime, req: Request, path: str
     const bucket = slash < 0 ? rest : rest.slice(0, slash);
     const key = slash < 0 ? "" : rest.slice(slash + 1);
     // An empty bucket or key segment as sent (`purge/`, `purge/b/`, `purge/b/%2F`: a script's empty
-    // variable) is refused, never widened into a purge of the whole bucket or of everything.
+    // variable) is refused, never widened into a purge of the whole bucket or of everything; so is
+    // a bucket segment that decodes to more than a name (`purge/%2Fb` read as bucket b: an empty
+    // bucket, then b) or a key that starts with an empty segment (`purge/b/%2Fk`).
     const raw = /^\/admin\/cache\/purge(?:\/([^/]+)(\/.*)?)?$/s.exec(rawPath);
-    if (raw === null || (raw[1] !== undefined && bucket === "") || ((raw[2] !== undefined || slash >= 0) && key === "")) {
+    const rawBucket = raw?.[1] === undefined ? undefined : decodeSegment(raw[1]);
+    const rawKey = raw?.[2] === undefined ? undefined : decodeSegment(raw[2].slice(1));
+    if (
+      raw === null ||
+      (raw[1] !== undefined && (bucket === "" || rawBucket !== bucket)) ||
+      ((raw[2] !== undefined || slash >= 0) && (key === "" || rawKey !== key))
+    ) {
       throw new ProxyError("BadRequest", { detail: "An empty bucket or key in the purge path: POST /admin/cache/purge (everything), /admin/cache/purge/{bucket} or /admin/cache/purge/{bucket}/{key}" });
     }
     if (rest === "") return json(200, { purged: await app.cache.purgeAll() });

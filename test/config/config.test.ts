@@ -457,6 +457,8 @@ describe("bucket names, regions and endpoints that would misbehave are refused w
   test("a name with '/' (the admin purge path) or starting with '_' (the proxy's own metric labels); a region with a space; an endpoint with a query or fragment", () => {
     expect(issues(bucketYaml("a/b", `endpoint: "http://127.0.0.1:9000"`)).map((i) => i.path)).toEqual(["buckets[0].name"]);
     expect(issues(bucketYaml("_health", `endpoint: "http://127.0.0.1:9000"`))[0]?.message).toContain("must not start with '_'");
+    // (a dot segment: POST /admin/cache/purge/.. could never reach it)
+    for (const dots of [".", ".."]) expect(issues(bucketYaml(dots, `endpoint: "http://127.0.0.1:9000"`)).map((i) => `${i.path}: ${i.message}`)).toEqual(["buckets[0].name: must not be '.' or '..' (a dot segment: the admin API's purge path and the S3 front can never name it)"]);
     expect(issues(bucketYaml("b", `region: "us east", endpoint: "http://127.0.0.1:9000"`)).map((i) => i.path)).toEqual(["buckets[0].s3.region"]);
     expect(issues(bucketYaml("b", `endpoint: "http://127.0.0.1:9000/some/path?x=1#frag"`))[0]).toMatchObject({ path: "buckets[0].s3.endpoint" });
     // credentials that look like templates nobody expanded are named (never shown) in a note

@@ -124,7 +124,7 @@ describe("cache purge", () => {
     await get("/c/a.txt");
     await get("/d/a.txt");
     expect((await get("/c/a.txt")).x).toBe("HIT");
-    for (const path of ["/admin/cache/purge/", "/admin/cache/purge//", "/admin/cache/purge/c/", "/admin/cache/purge/c//", "/admin/cache/purge/c/%2F", "/admin/cache/purge/c%2F"]) {
+    for (const path of ["/admin/cache/purge/", "/admin/cache/purge//", "/admin/cache/purge/c/", "/admin/cache/purge/c//", "/admin/cache/purge/c/%2F", "/admin/cache/purge/c%2F", "/admin/cache/purge/%2Fc", "/admin/cache/purge/c/%2Fa.txt", "/admin/cache/purge/%2F%2Fc"]) {
       const r = await post(path, admin);
       expect({ path, status: r.status }).toEqual({ path, status: 400 });
       expect((await json(r)).message).toContain("empty bucket or key");

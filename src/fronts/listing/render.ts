@@ -11,6 +11,16 @@ export function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c]);
 }
 
+// Characters that change how the text around them is ordered on screen (the bidi embeddings,
+// overrides and isolates, and the invisible direction marks): `invoice\u202Efdp.exe` shows as
+// "invoiceexe.pdf". A name shown in the page has them as visible code points instead.
+const BIDI_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/** A key name as page text: HTML-escaped, and every bidi control shown as its code point (`⟨U+202E⟩`), never applied. */
+export function displayName(s: string): string {
+  return escapeHtml(s).replace(BIDI_CONTROLS, (c) => `<span class="ctl">⟨U+${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}⟩</span>`);
+}
+
 /** A URL path segment-wise encoded (so `#`, `?`, `%` and spaces in keys stay part of the path). */
 export function encodePath(path: string): string {
   return path.split("/").map(encodeURIComponent).join("/");
@@ -87,11 +97,11 @@ export function renderHtml(input: RenderInput): string {
   let acc = "";
   for (const part of page.prefix.split("/").filter((p) => p !== "")) {
     acc += `${part}/`;
-    crumbs.push(`<a href="${escapeHtml(link(input, encodePath(`${mount}/${acc}`)))}">${escapeHtml(part)}</a>`);
+    crumbs.push(`<a href="${escapeHtml(link(input, encodePath(`${mount}/${acc}`)))}">${displayName(part)}</a>`);
   }
   const rows = page.entries.map((e) => {
     const href = escapeHtml(link(input, encodePath(`${mount}/${e.key}`)));
-    const name = escapeHtml(e.name);
+    const name = displayName(e.name);
     const cls = e.folder ? "folder" : "object";
     const size = e.folder ? "—" : `<span title="${e.size} bytes">${escapeHtml(humanSize(e.size))}</span>`;
     const date = e.lastModified ? `<time datetime="${escapeHtml(e.lastModified)}">${escapeHtml(e.lastModified.replace("T", " ").replace(/\.\d+Z$|Z$/, " UTC"))}</time>` : "";
@@ -99,11 +109,12 @@ export function renderHtml(input: RenderInput): string {
     return `<tr class="${cls}"><td>${cell}</td><td>${size}</td><td>${date}</td></tr>`;
   });
   const next = nextHref(input);
-  const title = escapeHtml(`${input.bucket}/${page.prefix}`);
+  // (a <title> holds text only: the controls are dropped there, as marks would show as tags)
+  const title = escapeHtml(`${input.bucket}/${page.prefix}`.replace(BIDI_CONTROLS, "\ufffd"));
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Index of ${title}</title>
-<style>body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;min-width:40em}td,th{padding:.25em 1em .25em 0;text-align:left}tr.folder td:first-child a{font-weight:600}nav{margin-bottom:1em}</style>
+<style>body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;min-width:40em}td,th{padding:.25em 1em .25em 0;text-align:left}tr.folder td:first-child a{font-weight:600}nav{margin-bottom:1em}.ctl{color:#b00;font-size:.85em}</style>
 </head><body>
 <nav aria-label="breadcrumbs">${crumbs.join(" / ")} /</nav>
 <table><thead><tr><th>Name</th><th>Size</th><th>Last modified</th></tr></thead>

@@ -55,6 +55,16 @@ describe("render", () => {
     expect(html).toContain("5.0 MiB");
     expect(html).toContain('href="/pub/a%20b/?continuation-token=t%26%3C1%3E"');
   });
+  test("HTML: bidi controls in a name are shown as code points, never applied (invoice\\u202Efdp.exe showed as invoiceexe.pdf); the link keeps the real name", () => {
+    const bidi = { prefix: "r\u2067l/", entries: [{ key: "r\u2067l/invoice\u202efdp.exe", name: "invoice\u202efdp.exe", folder: false, size: 1, lastModified: "" }], nextToken: undefined };
+    const html = renderHtml({ page: bidi, mount: "/pub", bucket: "pub" });
+    expect(html).not.toMatch(/[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/);
+    expect(html).toContain('invoice<span class="ctl">⟨U+202E⟩</span>fdp.exe');
+    expect(html).toContain('>r<span class="ctl">⟨U+2067⟩</span>l</a>');
+    expect(html).toContain('href="/pub/r%E2%81%A7l/invoice%E2%80%AEfdp.exe"');
+    // JSON keeps the name exactly (a program reads it, not a person)
+    expect(JSON.parse(renderJson({ page: bidi, mount: "/pub", bucket: "pub" })).entries[0].name).toBe("invoice\u202efdp.exe");
+  });
   test("JSON: entries and the next link", () => {
     const j = JSON.parse(renderJson({ page, mount: "/pub", bucket: "pub" }));
     expect(j.entries[0]).toEqual({ name: "<script>alert(1)</script>/", type: "folder" });
