@@ -57,9 +57,10 @@ function checkKeyLength(key: string): void {
 function routeWrite(ctx: RequestContext): undefined {
   const method = ctx.method;
   const presign = method === "POST" && /^\?(?:[^#]*&)?presign(?:[=&]|$)/.test(ctx.query);
-  if (method === "POST" && !presign) throw methodNotAllowed(ctx);
   const found = ctx.rt.router.match(ctx.path);
+  // (a path no bucket maps is 404 for every method, as for GET, PUT and DELETE)
   if (!found) throw new ProxyError("NotFound");
+  if (method === "POST" && !presign) throw methodNotAllowed(ctx);
   ctx.bucket = found.bucket;
   ctx.bucketName = found.bucket.name;
   ctx.key = found.key;

@@ -299,9 +299,13 @@ describe("presign requests that are refused", () => {
     expect(named.status).toBe(501);
   }, T);
 
-  test("a POST without ?presign is 405", async () => {
+  test("a POST without ?presign is 405; to a path no bucket maps, 404 as for every method (it was 405)", async () => {
     const res = await fetch(env.url("/rw/a.txt?presigned"), { method: "POST", headers: bearer() });
     expect(res.status).toBe(405);
+    for (const method of ["POST", "PUT", "DELETE", "GET"]) {
+      const unmapped = await fetch(env.url("/nosuch/x"), { method, headers: bearer() });
+      expect(`${method} ${unmapped.status}`).toBe(`${method} 404`);
+    }
   }, T);
 });
 
