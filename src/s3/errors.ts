@@ -18,7 +18,8 @@ const BY_S3_CODE: Record<string, ErrorCode> = {
   ExpiredToken: "AccessDenied",
   AuthorizationHeaderMalformed: "AccessDenied",
   SlowDown: "SlowDown",
-  ServiceUnavailable: "SlowDown",
+  // (a store that is down, not one throttling a prefix: the client is not told to slow down)
+  ServiceUnavailable: "ServiceUnavailable",
   InvalidRange: "RangeNotSatisfiable",
   PreconditionFailed: "PreconditionFailed",
 };
@@ -46,14 +47,14 @@ export function mapS3Error(status: number, s3Code: string | undefined, retryAfte
   if (!code) {
     if (status === 404) code = "NoSuchKey";
     else if (status === 403) code = "AccessDenied";
-    else if (status === 503) code = "SlowDown";
+    else if (status === 503) code = "ServiceUnavailable";
     else if (status === 409) code = "Conflict"; // ConditionalRequestConflict, OperationAborted: the client may retry
     else if (status >= 500) code = "BadGateway";
     else if (status === 400) code = "BadRequest";
     else code = "BadGateway";
   }
   const headers: Record<string, string> = {};
-  if (code === "SlowDown") headers["retry-after"] = retryAfter && /^\d{1,5}$/.test(retryAfter) ? retryAfter : "1";
+  if (code === "SlowDown" || code === "ServiceUnavailable") headers["retry-after"] = retryAfter && /^\d{1,5}$/.test(retryAfter) ? retryAfter : "1";
   return new ProxyError(code, { headers, cause: { s3Status: status, s3Code, s3RequestId } });
 }
 

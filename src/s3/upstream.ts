@@ -23,7 +23,7 @@ import { isFramedBody } from "../http/framed-body.ts";
 import { withoutOverriddenLength } from "../http/headers.ts";
 import { fetchFramed, fetchWithBody, framedTimeoutMs, prepareSend, type SendRequest } from "./send.ts";
 import { canonicalQuery, encodeS3Path, S3Signer } from "./sigv4.ts";
-import { readUpstreamCapped } from "../http/read-capped.ts";
+import { readCapped, readUpstreamCapped } from "../http/read-capped.ts";
 import { CREDENTIAL_CODES, parseS3ErrorCode } from "./errors.ts";
 
 export { RequestBodyError } from "./http1/index.ts";
@@ -44,6 +44,30 @@ export interface UpstreamTiming {
    */
   abandoned?: unknown;
   onAbandon?: Array<() => void>;
+}
+
+/**
+ * Whether a 503 is S3's SlowDown: its reason phrase ("503 Slow Down", S3's own), else the <Code>
+ * of its error body, read (at most 64 KiB) and handed on in a Response of the same status and
+ * headers. A HEAD's 503 has no body: only its reason phrase can tell.
+ */
+async function slowDownOf(res: Response): Promise<{ slowDown: boolean; res: Response }> {
+  if (/^slow ?down$/i.test(res.statusText)) return { slowDown: true, res };
+  if (res.body === null) return { slowDown: false, res };
+  let raw: Uint8Array | undefined;
+  try {
+    raw = await readCapped(res, 64 * 1024);
+  } catch {
+    raw = undefined;
+  }
+  let code: string | undefined;
+  try {
+    const text = raw === undefined ? undefined : await readUpstreamCapped(new Response(raw, { headers: res.headers }), 64 * 1024);
+    code = text === undefined ? undefined : parseS3ErrorCode(new TextDecoder().decode(text));
+  } catch {
+    code = undefined;
+  }
+  return { slowDown: code === "SlowDown", res: new Response(raw ?? null, { status: res.status, statusText: res.statusText, headers: res.headers }) };
 }
 
 /**
@@ -283,12 +307,20 @@ export class BucketUpstream {
     let neutral = false;
     try {
       const res = await run(admission.bodyEnded);
-      // 503 is S3's SlowDown: a throttle on one prefix by a store that is up, which its clients
-      // back off from; counted, three GETs under one throttled prefix opened the breaker for every
-      // key of the bucket (and, with readiness, the whole proxy). Still retried with backoff.
+      // S3's 503 SlowDown is a throttle on one prefix by a store that is up, which its clients back
+      // off from; counted, three GETs under one throttled prefix opened the breaker for every key
+      // of the bucket (and, with readiness, the whole proxy). Still retried with backoff. Any other
+      // 503 (ServiceUnavailable, a balancer's bare 503: a store that is down) is a failure: counted
+      // as a success, a primary answering nothing but 503 never opened its breaker, and every read
+      // paid a round trip to it before failing over.
       // 501 NotImplemented refuses a header the store does not implement: a healthy answer too.
       const status = res.status;
-      success = status < 500 || status === 501 || status === 503;
+      if (status === 503) {
+        const told = await slowDownOf(res);
+        success = told.slowDown;
+        return told.res;
+      }
+      success = status < 500 || status === 501;
       return res;
     } catch (err) {
       neutral = signal.aborted || err instanceof RequestBodyError;

@@ -42,7 +42,8 @@ beforeAll(async () => {
     `buckets:\n` +
     bucket("retry", `retry: { max_attempts: 3, initial_backoff_ms: 10, max_backoff_ms: 20 }`) +
     bucket("tmo", `timeout: 0.5, retry: { max_attempts: 3, initial_backoff_ms: 10, max_backoff_ms: 20 }`) +
-    bucket("brk", `retry: { max_attempts: 1, initial_backoff_ms: 10, max_backoff_ms: 10 }, circuit_breaker: { failure_threshold: 3, success_threshold: 1, timeout_seconds: 1, half_open_max_requests: 1 }`);
+    bucket("brk", `retry: { max_attempts: 1, initial_backoff_ms: 10, max_backoff_ms: 10 }, circuit_breaker: { failure_threshold: 3, success_threshold: 1, timeout_seconds: 1, half_open_max_requests: 1 }`) +
+    bucket("brk2", `retry: { max_attempts: 1, initial_backoff_ms: 10, max_backoff_ms: 10 }, circuit_breaker: { failure_threshold: 3, success_threshold: 1, timeout_seconds: 1, half_open_max_requests: 1 }`);
   px = await startProxy(yaml);
 });
 afterAll(async () => {
@@ -120,6 +121,24 @@ describe("circuit breaker", () => {
       expect((await fetch(px.url("/ready"))).status).toBe(200);
     } finally {
       s3.faults.delete("/data/throttled.txt");
+    }
+  });
+
+  test("a 503 that is not SlowDown (ServiceUnavailable, or a balancer's bare 503: a store that is down) is a failure: 3 open it; the client is told 503 ServiceUnavailable, not to slow down", async () => {
+    // (it counted as SlowDown: a primary answering only 503 never opened its breaker)
+    s3.faults.set("/data/down.txt", { kind: "error", status: 503, code: "ServiceUnavailable", message: "Service is unable to handle request." });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const res = await fetch(px.url("/brk2/down.txt"));
+        expect(res.status).toBe(503);
+        expect(res.headers.get("retry-after")).toBe("1");
+        expect(await res.json()).toMatchObject({ error: "ServiceUnavailable" });
+      }
+      expect(sample(await scrape(), 'yatagarasu_circuit_breaker_state{bucket="brk2"}')).toBe(1);
+      const refused = await fetch(px.url("/brk2/steady.txt"));
+      expect(await refused.json()).toMatchObject({ error: "CircuitOpen" });
+    } finally {
+      s3.faults.delete("/data/down.txt");
     }
   });
 

@@ -124,6 +124,8 @@ describe("S3 error mapping", () => {
     [403, "InvalidAccessKeyId", "AccessDenied", 403],
     [400, "ExpiredToken", "AccessDenied", 403],
     [503, "SlowDown", "SlowDown", 503],
+    [503, "ServiceUnavailable", "ServiceUnavailable", 503],
+    [503, undefined, "ServiceUnavailable", 503],
     [500, "InternalError", "BadGateway", 502],
     [502, undefined, "BadGateway", 502],
     [404, undefined, "NoSuchKey", 404],
