@@ -38,6 +38,8 @@ async function raw(path: string, query: Record<string, string>, creds: { accessK
   return { status: res.status, body, code: /<Code>([^<]*)</.exec(body)?.[1] };
 }
 
+const s3Fault = (path: string, spec: Parameters<S3FrontEnv["s3"]["faults"]["set"]>[1]) => env.s3.faults.set(path, { ...spec, method: "GET" });
+
 describe("ListObjectsV2", () => {
   test("<Name> is the proxy bucket's name: bucket `open` lists upstream bucket `data` and never names it", async () => {
     const c = sdk(session); // a session may list a bucket without auth
@@ -99,6 +101,19 @@ describe("ListObjectsV2", () => {
     expect(forged.body).toContain("<Message>The continuation token provided is incorrect</Message>");
     expect(forged.body).toContain("<ArgumentName>continuation-token</ArgumentName>");
     expect(env.upstreamCalls().length).toBe(1);
+  });
+
+  test("an upstream 200 that is not a listing (an <Error> document naming its internals) → 500 InternalError, nothing of it relayed (aws-cli read it as an empty bucket)", async () => {
+    for (const path of ["/data", "/data/"]) s3Fault(path, { kind: "error", status: 200, code: "InternalError", message: "backend rgw1.dc2.acme.de 10.1.2.3 failed for arn:aws:iam::123456789012:role/internal" });
+    try {
+      for (const query of [{ "list-type": "2" }, {}, { versions: "" }] as Array<Record<string, string>>) {
+        const r = await raw("/data/", query);
+        expect(`${JSON.stringify(query)} ${r.status} ${r.code}`).toBe(`${JSON.stringify(query)} 500 InternalError`);
+        expect(r.body).not.toMatch(/rgw1|10\.1\.2\.3|arn:|123456789012/);
+      }
+    } finally {
+      for (const path of ["/data", "/data/"]) env.s3.faults.delete(path);
+    }
   });
 
   test("max-keys with leading zeros is its number (an integer parse, as S3's): 0002 lists 2 keys, on V2, V1 and versions; the upstream gets 2", async () => {

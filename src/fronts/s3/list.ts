@@ -48,6 +48,11 @@ async function relayClientError(res: Response, upstreamBucket: string): Promise<
   throw s3Fail(errorOf(400, doc, upstreamBucket));
 }
 
+/** The name of a document's root element (after an XML declaration, comments and whitespace), or undefined. */
+function rootOf(xml: string): string | undefined {
+  return /^\uFEFF?\s*(?:<\?xml[^>]*\?>\s*)?(?:<!--[\s\S]*?-->\s*)*<([A-Za-z_][\w.-]*)[\s/>]/.exec(xml)?.[1];
+}
+
 /** The upstream listing, bounded whether or not it came with a Content-Length. */
 async function readListing(res: Response): Promise<string> {
   const bytes = await readUpstreamCapped(res, MAX_LISTING_BYTES);
@@ -72,6 +77,12 @@ export async function listObjects(ctx: RequestContext, op: "ListObjects" | "List
   if (res.status === 400) return relayClientError(res, upstream.bucket);
   if (res.status !== 200) throw await errorFromResponse(res, "GET");
   const xml = await readListing(res);
+  // A 200 that is not the listing asked for (an <Error> document, an empty body: a store that failed
+  // behind a 200) is S3's InternalError, never relayed as it is (aws-cli took it for an empty
+  // bucket, and its text could name the store's internals).
+  if (rootOf(xml) !== (op === "ListObjectVersions" ? "ListVersionsResult" : "ListBucketResult")) {
+    throw s3Fail(s3Error("InternalError", "The upstream's listing could not be read."));
+  }
   // The first <Name> is ListBucketResult's (ListVersionsResult's) own (keys and owners are escaped text or other elements).
   return xmlResponse(ctx, maskOwners(setFirstElementText(xml, "Name", bucket.name), ctx.subject ?? "anonymous"));
 }
