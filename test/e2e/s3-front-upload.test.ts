@@ -143,6 +143,32 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
     );
 
     test(
+      "an upstream refusal's message that names the store's internals (a host of any domain, an IPv6 address, an account id, a key id) is replaced by S3's text; S3's own messages are kept; AccessDenied is always S3's 'Access Denied'",
+      async () => {
+        const leaky: Array<[number, string, string]> = [
+          [403, "AccessDenied", "Access Denied by rgw1.dc2.acme.de for user backup-svc in account 123456789012 (key AGPAEXAMPLEINTERNAL1)"],
+          [403, "AccessDenied", "Access denied for user backup-svc"],
+          [400, "InvalidArgument", "bad ceph-prod-3 [fd00:10::5] tenant acme-internal"],
+          [400, "InvalidArgument", "failed at fd00::1 for account 123456789012"],
+        ];
+        try {
+          for (const [status, code, message] of leaky) {
+            env.s3.faults.set("/up/codes/leak.txt", { kind: "error", status, code, message, method: "PUT", times: 1 });
+            const put = await answerOf(await signedFetch(env, { method: "PUT", path: "/up/codes/leak.txt", body: bytesOf(10, 3) }));
+            expect({ status: put.status, code: put.code }).toEqual({ status, code });
+            expect(put.body).not.toMatch(/rgw1|acme|fd00|123456789012|AGPA|backup-svc|ceph/);
+          }
+          env.s3.faults.set("/up/codes/leak.txt", { kind: "error", status: 400, code: "InvalidArgument", message: "Part number must be an integer between 1 and 10000, inclusive", method: "PUT", times: 1 });
+          const kept = await answerOf(await signedFetch(env, { method: "PUT", path: "/up/codes/leak.txt", body: bytesOf(10, 3) }));
+          expect(kept.message).toBe("Part number must be an integer between 1 and 10000, inclusive");
+        } finally {
+          env.s3.faults.clear();
+        }
+      },
+      T,
+    );
+
+    test(
       "ACLs: x-amz-acl private / bucket-owner-full-control pass; any other canned ACL or a grant is AccessControlListNotSupported on PutObject, CopyObject and CreateMultipartUpload, nothing reaching the upstream",
       async () => {
         for (const acl of ["private", "bucket-owner-full-control"]) {

@@ -76,8 +76,19 @@ export function xmlAnswer(ctx: RequestContext, res: Response | undefined, xml: s
 import { readUpstreamCapped } from "../../http/read-capped.ts";
 export { readUpstreamCapped };
 
-/** What an upstream's error message must not carry to a client: a URL, an ARN, an IP address, host:port, a hostname, an AWS access key id. */
-const NAMES_INTERNALS = /:\/\/|\barn:|\b\d{1,3}(?:\.\d{1,3}){3}\b|\b[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+:\d{1,5}\b|\b(?:[a-z0-9-]+\.)+(?:com|net|org|io|internal|local|corp|example|amazonaws\.com)\b|\b(?:AKIA|ASIA|AROA|AIDA)[A-Z0-9]{8,}/;
+/**
+ * What an upstream's error message must not carry to a client: a URL, an ARN, an IPv4 or IPv6
+ * address, a bracketed host, a hostname (any `name.tld`, not a list of known TLDs: `rgw1.dc2.acme.de`
+ * went through), an e-mail-like `user@host`, a long number (a 12-digit account id), an access key
+ * id or any other 16+ upper-case token. A message that has one is replaced by S3's fixed text.
+ */
+const NAMES_INTERNALS = /:\/\/|\barn:|\b\d{1,3}(?:\.\d{1,3}){3}\b|\b[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,}|[[\]@]|\b[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z][A-Za-z0-9-]+\b|\b\d{9,}\b|\b[A-Z0-9]{16,}\b/;
+
+/**
+ * Codes whose upstream message is never relayed: S3's texts for them say nothing a client can act
+ * on, and a store's say who refused and where (`Access Denied by <host> for user <name>`).
+ */
+const FIXED_MESSAGE_CODES: ReadonlySet<string> = new Set(["AccessDenied", "InternalError", "ServiceUnavailable", "SlowDown", "NoSuchBucket", "AccountProblem", "AllAccessDisabled"]);
 
 /** Whether `message` names the bucket as a word of its own (a bucket "up" is not named by "upload"). */
 function namesBucket(message: string, bucket: string): boolean {
@@ -111,7 +122,7 @@ function errorCode(status: number, doc: XmlElement | undefined, upstreamBucket: 
     // S3's messages say what was wrong ("Part number must be an integer between 1 and 10000");
     // kept when they name nothing of the upstream: not its bucket, nor what looks like a host,
     // an address, a URL, an ARN or an access key (a store's message may carry its internals).
-    if (message !== undefined && message.length <= 1024 && !namesBucket(message, upstreamBucket) && !NAMES_INTERNALS.test(message)) e.message = message;
+    if (message !== undefined && message.length <= 1024 && !FIXED_MESSAGE_CODES.has(known) && !namesBucket(message, upstreamBucket) && !NAMES_INTERNALS.test(message)) e.message = message;
     if (status >= 400 && status !== e.status) e.status = status;
     // S3's details that say what was wrong (which precondition failed, which argument, which part
     // of how many, the sizes allowed), when they are short plain words or numbers
