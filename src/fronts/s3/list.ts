@@ -48,9 +48,9 @@ async function relayClientError(res: Response, upstreamBucket: string): Promise<
   throw s3Fail(errorOf(400, doc, upstreamBucket));
 }
 
-/** The name of a document's root element (after an XML declaration, comments and whitespace), or undefined. */
+/** The local name of a document's root element (after an XML declaration, comments and whitespace; `s3:ListBucketResult` is ListBucketResult), or undefined. */
 function rootOf(xml: string): string | undefined {
-  return /^\uFEFF?\s*(?:<\?xml[^>]*\?>\s*)?(?:<!--[\s\S]*?-->\s*)*<([A-Za-z_][\w.-]*)[\s/>]/.exec(xml)?.[1];
+  return /^\uFEFF?\s*(?:<\?xml[^>]*\?>\s*)?(?:<!--[\s\S]*?-->\s*)*<(?:[A-Za-z_][\w.-]*:)?([A-Za-z_][\w.-]*)[\s/>]/.exec(xml)?.[1];
 }
 
 /** The upstream listing, bounded whether or not it came with a Content-Length. */
@@ -80,7 +80,8 @@ export async function listObjects(ctx: RequestContext, op: "ListObjects" | "List
   // A 200 that is not the listing asked for (an <Error> document, an empty body: a store that failed
   // behind a 200) is S3's InternalError, never relayed as it is (aws-cli took it for an empty
   // bucket, and its text could name the store's internals).
-  if (rootOf(xml) !== (op === "ListObjectVersions" ? "ListVersionsResult" : "ListBucketResult")) {
+  const root = rootOf(xml);
+  if (root !== "ListBucketResult" && root !== "ListVersionsResult") {
     throw s3Fail(s3Error("InternalError", "The upstream's listing could not be read."));
   }
   // The first <Name> is ListBucketResult's (ListVersionsResult's) own (keys and owners are escaped text or other elements).
