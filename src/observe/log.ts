@@ -79,8 +79,8 @@ const ACCESS_KEYS = ["request_id", "method", "path", "bucket", "status", "bytes"
 // trail's) carries them escaped: \u2028, \u2029, \u0085 (and the rest of C1, below), and, as
 // the text format does, DEL and the bidirectional controls (U+202A-202E, U+2066-2069), which make
 // a line read differently from what it holds (a key can show another key's name in a terminal).
-const UNSAFE = /[\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
-const UNSAFE_G = /[\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+const UNSAFE = /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+const UNSAFE_G = /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 const escapeUnsafe = (c: string): string => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
 
 /**
@@ -96,7 +96,7 @@ export function escapeLineSeparators(json: string): string {
 // Characters JSON.stringify escapes (quote, backslash, C0 controls, lone surrogates), and those it
 // does not that a log line must not carry raw (above): a plain string (the usual path, key, id)
 // takes one regex test.
-const NEEDS_ESCAPE = /["\\\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]/;
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]/;
 const jstr = (s: string): string => (NEEDS_ESCAPE.test(s) ? escapeLineSeparators(JSON.stringify(s)) : `"${s}"`);
 const jnum = (n: number): string => (Number.isFinite(n) ? `${n}` : "null");
 
@@ -123,8 +123,8 @@ function scrub(fields: Fields): Fields {
 // backslashes and lone surrogates; DEL, C1 controls (U+009B is a terminal's CSI) and the bidi
 // and line-separator characters are escaped here too, so a client's path, key or token claim can
 // neither forge a line nor drive the terminal of whoever reads the log.
-const TEXT_QUOTE = /[\s"=\\\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]/u; // (u: lone surrogates only)
-const TEXT_EXTRA = /[\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+const TEXT_QUOTE = /[\s"=\\\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]/u; // (u: lone surrogates only)
+const TEXT_EXTRA = /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 
 function textValue(v: unknown): string {
   const s = typeof v === "string" ? v : JSON.stringify(v);

@@ -30,6 +30,9 @@ const BY_S3_CODE: Record<string, ErrorCode> = {
  */
 export const CREDENTIAL_CODES: ReadonlySet<string> = new Set(["SignatureDoesNotMatch", "InvalidAccessKeyId", "ExpiredToken", "InvalidToken", "RequestTimeTooSkewed", "AuthorizationHeaderMalformed", "AuthorizationQueryParametersError", "TokenRefreshRequired"]);
 
+/** S3's reason phrase for SlowDown ("503 Slow Down"): it tells a throttle when no body can (a HEAD's). */
+export const SLOW_DOWN_REASON = /^slow ?down$/i;
+
 export function parseS3ErrorCode(xml: string): string | undefined {
   const m = /<Code>([^<]{1,64})<\/Code>/.exec(xml);
   return m?.[1];
@@ -82,5 +85,7 @@ export async function errorFromResponse(res: Response, method: string): Promise<
       // An unreadable error body still maps by status.
     }
   }
+  // (no code, as a HEAD has none, but S3's "503 Slow Down" reason phrase: its SlowDown)
+  if (s3Code === undefined && res.status === 503 && SLOW_DOWN_REASON.test(res.statusText)) s3Code = "SlowDown";
   return mapS3Error(res.status, s3Code, res.headers.get("retry-after"), s3RequestIdOf(res.headers));
 }

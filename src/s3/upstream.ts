@@ -23,8 +23,8 @@ import { isFramedBody } from "../http/framed-body.ts";
 import { withoutOverriddenLength } from "../http/headers.ts";
 import { fetchFramed, fetchWithBody, framedTimeoutMs, prepareSend, type SendRequest } from "./send.ts";
 import { canonicalQuery, encodeS3Path, S3Signer } from "./sigv4.ts";
-import { readCapped, readUpstreamCapped } from "../http/read-capped.ts";
-import { CREDENTIAL_CODES, parseS3ErrorCode } from "./errors.ts";
+import { decodeContent, readUpstreamCapped } from "../http/read-capped.ts";
+import { CREDENTIAL_CODES, parseS3ErrorCode, SLOW_DOWN_REASON } from "./errors.ts";
 
 export { RequestBodyError } from "./http1/index.ts";
 export type { SendRequest, UpstreamMethod } from "./send.ts";
@@ -48,26 +48,44 @@ export interface UpstreamTiming {
 
 /**
  * Whether a 503 is S3's SlowDown: its reason phrase ("503 Slow Down", S3's own), else the <Code>
- * of its error body, read (at most 64 KiB) and handed on in a Response of the same status and
- * headers. A HEAD's 503 has no body: only its reason phrase can tell.
+ * of its error body. The body's first 64 KiB are read (what errorFromResponse reads too) and handed
+ * on in a Response of the same status and headers (Content-Length dropped when the rest was not
+ * read). A HEAD's 503 has no body: only its reason phrase can tell.
  */
 async function slowDownOf(res: Response): Promise<{ slowDown: boolean; res: Response }> {
-  if (/^slow ?down$/i.test(res.statusText)) return { slowDown: true, res };
+  if (SLOW_DOWN_REASON.test(res.statusText)) return { slowDown: true, res };
   if (res.body === null) return { slowDown: false, res };
-  let raw: Uint8Array | undefined;
+  const max = 64 * 1024;
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  let whole = false;
   try {
-    raw = await readCapped(res, 64 * 1024);
+    const reader = res.body.getReader();
+    while (size < max) {
+      const { done, value } = await reader.read();
+      if (done) {
+        whole = true;
+        break;
+      }
+      chunks.push(value);
+      size += value.byteLength;
+    }
+    if (!whole) reader.cancel().catch(() => {});
   } catch {
-    raw = undefined;
+    // an unreadable body tells nothing: not a SlowDown
   }
+  const raw = Buffer.concat(chunks);
   let code: string | undefined;
   try {
-    const text = raw === undefined ? undefined : await readUpstreamCapped(new Response(raw, { headers: res.headers }), 64 * 1024);
-    code = text === undefined ? undefined : parseS3ErrorCode(new TextDecoder().decode(text));
+    const coding = res.headers.get("content-encoding");
+    const text = coding === null ? raw : decodeContent(raw, coding, max, true);
+    code = text === undefined ? undefined : parseS3ErrorCode(Buffer.from(text.buffer, text.byteOffset, text.byteLength).toString("utf8"));
   } catch {
     code = undefined;
   }
-  return { slowDown: code === "SlowDown", res: new Response(raw ?? null, { status: res.status, statusText: res.statusText, headers: res.headers }) };
+  const headers = new Headers(res.headers);
+  if (!whole) headers.delete("content-length");
+  return { slowDown: code === "SlowDown", res: new Response(raw, { status: res.status, statusText: res.statusText, headers }) };
 }
 
 /**

@@ -116,6 +116,15 @@ describe("circuit breaker", () => {
         await res.arrayBuffer();
       }
       expect(sample(await scrape(), 'yatagarasu_circuit_breaker_state{bucket="brk"}')).toBe(0);
+      // a SlowDown whose body is over 64 KiB is still one (its first 64 KiB tell): it was told as
+      // ServiceUnavailable and counted against the breaker
+      s3.faults.set("/data/throttled.txt", { kind: "error", status: 503, code: "SlowDown", message: "x".repeat(70_000) });
+      for (let i = 0; i < 4; i++) {
+        const res = await fetch(px.url("/brk/throttled.txt"));
+        expect(res.status).toBe(503);
+        expect(await res.json()).toMatchObject({ error: "SlowDown" });
+      }
+      expect(sample(await scrape(), 'yatagarasu_circuit_breaker_state{bucket="brk"}')).toBe(0);
       const other = await fetch(px.url("/brk/steady.txt"));
       expect([other.status, await other.text()]).toEqual([200, "body of steady.txt"]);
       expect((await fetch(px.url("/ready"))).status).toBe(200);

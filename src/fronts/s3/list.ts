@@ -48,9 +48,13 @@ async function relayClientError(res: Response, upstreamBucket: string): Promise<
   throw s3Fail(errorOf(400, doc, upstreamBucket));
 }
 
-/** The local name of a document's root element (after an XML declaration, comments and whitespace; `s3:ListBucketResult` is ListBucketResult), or undefined. */
-function rootOf(xml: string): string | undefined {
-  return /^\uFEFF?\s*(?:<\?xml[^>]*\?>\s*)?(?:<!--[\s\S]*?-->\s*)*<(?:[A-Za-z_][\w.-]*:)?([A-Za-z_][\w.-]*)[\s/>]/.exec(xml)?.[1];
+/**
+ * The local name of a document's root element (after the prolog: an XML declaration, processing
+ * instructions, comments, a DOCTYPE and whitespace; `s3:ListBucketResult` is ListBucketResult), or
+ * undefined.
+ */
+export function rootOf(xml: string): string | undefined {
+  return /^\uFEFF?\s*(?:(?:<\?[\s\S]*?\?>|<!--[\s\S]*?-->|<!DOCTYPE[^>[]*(?:\[[\s\S]*?\])?\s*>)\s*)*<(?:[A-Za-z_][\w.-]*:)?([A-Za-z_][\w.-]*)[\s/>]/.exec(xml)?.[1];
 }
 
 /** The upstream listing, bounded whether or not it came with a Content-Length. */

@@ -14,7 +14,7 @@ import { CHECKSUM_VALUE_HEADERS } from "../../s3/operations/common.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import { CREDENTIAL_CODES, s3Error, S3_ERRORS, type S3Error, type S3ErrorCode } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
-import { s3RequestIdOf } from "../../s3/errors.ts";
+import { s3RequestIdOf, SLOW_DOWN_REASON } from "../../s3/errors.ts";
 import { parseXml, XmlError, type XmlElement } from "./xml-reader.ts";
 
 const MAX_ERROR_BODY = 64 * 1024;
@@ -39,7 +39,8 @@ const isPassed = (name: string) => PASSED.has(name);
 
 /** The elements of an upstream <Error> besides Code and Message that reach the client (relay.ts errorOf). */
 const RELAYED_DETAILS = new Set(["Condition", "ArgumentName", "PartNumberRequested", "ActualPartCount", "ProposedSize", "MinSizeAllowed", "MaxSizeAllowed", "PartNumber"]);
-const DETAIL_VALUE = /^[A-Za-z0-9._-]{1,64}$/;
+/** A detail's value: a plain word or number (no dots: a host name is no detail). */
+const DETAIL_VALUE = /^[A-Za-z0-9_-]{1,64}$/;
 
 export function relayedHeaders(ctx: RequestContext, res: Response | undefined): Headers {
   const h = new Headers({ "x-amz-request-id": ctx.id });
@@ -108,9 +109,11 @@ const BUCKET_CHAR = /^[A-Za-z0-9.-]$/;
  */
 export function errorOf(status: number, doc: XmlElement | undefined, upstreamBucket: string, retryAfter?: string | null): S3Error {
   const e = errorCode(status, doc, upstreamBucket);
-  if (e.status === 503) e.headers = { "retry-after": retryAfter != null && /^\d{1,5}$/.test(retryAfter) ? retryAfter : "1" };
+  if (e.status === 503) e.headers = { "retry-after": retryAfterOf(retryAfter) };
   return e;
 }
+
+const retryAfterOf = (v: string | null | undefined): string => (v != null && /^\d{1,5}$/.test(v) ? v : "1");
 
 function errorCode(status: number, doc: XmlElement | undefined, upstreamBucket: string): S3Error {
   const code = doc?.name === "Error" ? doc.children.find((c) => c.name === "Code")?.text.trim() : undefined;
@@ -129,7 +132,7 @@ function errorCode(status: number, doc: XmlElement | undefined, upstreamBucket: 
     for (const c of doc!.children) {
       if (!RELAYED_DETAILS.has(c.name)) continue;
       const value = c.text.trim();
-      if (DETAIL_VALUE.test(value)) e.details = { ...e.details, [c.name]: value };
+      if (DETAIL_VALUE.test(value) && !namesBucket(value, upstreamBucket) && !NAMES_INTERNALS.test(value)) e.details = { ...e.details, [c.name]: value };
     }
     return e;
   }
@@ -159,5 +162,9 @@ export function tryParse(bytes: Uint8Array | undefined): XmlElement | undefined 
 /** Throws the client's version of an upstream error answer (the body is read, at most 64 KiB). */
 export async function relayError(res: Response, upstreamBucket: string): Promise<never> {
   const body = res.body === null ? undefined : await readUpstreamCapped(res, MAX_ERROR_BODY).catch(() => undefined);
-  throw s3Fail(errorOf(res.status, tryParse(body), upstreamBucket, res.headers.get("retry-after")), s3RequestIdOf(res.headers));
+  const doc = tryParse(body);
+  // (a 503 with S3's reason phrase and no readable code, as a HEAD's: S3's SlowDown)
+  const slowDown = res.status === 503 && doc?.name !== "Error" && SLOW_DOWN_REASON.test(res.statusText);
+  const e = slowDown ? s3Error("SlowDown", undefined, undefined, { "retry-after": retryAfterOf(res.headers.get("retry-after")) }) : errorOf(res.status, doc, upstreamBucket, res.headers.get("retry-after"));
+  throw s3Fail(e, s3RequestIdOf(res.headers));
 }

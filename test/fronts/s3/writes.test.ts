@@ -126,6 +126,11 @@ describe("errorOf (an upstream error answer, for the client)", () => {
     expect(JSON.stringify(e)).not.toContain("hidden-bucket");
     expect(JSON.stringify(e)).not.toContain('"R"');
   });
+  test("S3's details are relayed only as plain words or numbers that name nothing of the upstream (an ArgumentName of rgw1.dc2.acme.de reached the client)", () => {
+    const e = errorOf(400, err("<Error><Code>InvalidArgument</Code><Message>bad</Message><ArgumentName>rgw1.dc2.acme.de</ArgumentName><PartNumberRequested>3</PartNumberRequested><ActualPartCount>hidden-bucket</ActualPartCount></Error>"), "hidden-bucket");
+    expect(e.details).toEqual({ PartNumberRequested: "3" });
+    expect(errorOf(400, err("<Error><Code>InvalidArgument</Code><Message>x</Message><ArgumentName>continuation-token</ArgumentName></Error>"), "b").details).toEqual({ ArgumentName: "continuation-token" });
+  });
   test("the upstream refusing the proxy's own credentials → AccessDenied; unknown codes by status; 503 with Retry-After", () => {
     expect(errorOf(403, err("<Error><Code>SignatureDoesNotMatch</Code></Error>"), "b").code).toBe("AccessDenied");
     expect(errorOf(400, err("<Error><Code>WeirdNewCode</Code></Error>"), "b").code).toBe("InvalidRequest");

@@ -297,3 +297,12 @@ describe("relayed listings: the result's own name and the owners, prefixed or no
     expect(empty).not.toContain("secret");
   });
 });
+
+import { rootOf } from "../../../src/fronts/s3/list.ts";
+test("a listing's root is found after any XML prolog (declaration, processing instructions, comments, a DOCTYPE) and a namespace prefix", () => {
+  expect(rootOf('<?xml version="1.0"?>\n<ListBucketResult xmlns="x">')).toBe("ListBucketResult");
+  expect(rootOf('\uFEFF<?xml version="1.0"?><?xml-stylesheet href="s.xsl"?><!-- c > d --><!DOCTYPE ListBucketResult>\n<s3:ListVersionsResult xmlns:s3="x">')).toBe("ListVersionsResult");
+  expect(rootOf('<!DOCTYPE x [<!ELEMENT x ANY>]><Error><Code>InternalError</Code></Error>')).toBe("Error");
+  expect(rootOf("")).toBeUndefined();
+  expect(rootOf("not xml")).toBeUndefined();
+});
