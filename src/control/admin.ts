@@ -14,6 +14,7 @@ import type { App } from "../app.ts";
 import { ProxyError } from "../errors.ts";
 import type { Runtime } from "../runtime.ts";
 import { jwtSubject } from "../observe/audit.ts";
+import { decodeComponent } from "../fronts/s3/uri.ts";
 
 /** A JSON answer with its Content-Length (the control plane's answers are small documents). */
 export function json(status: number, body: unknown): Response {
@@ -22,15 +23,6 @@ export function json(status: number, body: unknown): Response {
 }
 
 /** `who`: told the admin's identity once the token is accepted (the access line's subject: who reloaded or purged). */
-/** A percent-decoded path segment; undefined when it cannot be decoded. */
-function decodeSegment(s: string): string | undefined {
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    return undefined;
-  }
-}
-
 export async function handleAdmin(app: App, rt: Runtime, req: Request, path: string, who?: (subject: string) => void, rawPath = path): Promise<Response> {
   const jwt = rt.config.jwt;
   // Off: said so (an operator following the original README's `curl -X POST …/admin/reload`
@@ -74,8 +66,8 @@ export async function handleAdmin(app: App, rt: Runtime, req: Request, path: str
     // a bucket segment that decodes to more than a name (`purge/%2Fb` read as bucket b: an empty
     // bucket, then b) or a key that starts with an empty segment (`purge/b/%2Fk`).
     const raw = /^\/admin\/cache\/purge(?:\/([^/]+)(\/.*)?)?$/s.exec(rawPath);
-    const rawBucket = raw?.[1] === undefined ? undefined : decodeSegment(raw[1]);
-    const rawKey = raw?.[2] === undefined ? undefined : decodeSegment(raw[2].slice(1));
+    const rawBucket = raw?.[1] === undefined ? undefined : decodeComponent(raw[1]);
+    const rawKey = raw?.[2] === undefined ? undefined : decodeComponent(raw[2].slice(1));
     if (
       raw === null ||
       (raw[1] !== undefined && (bucket === "" || rawBucket !== bucket)) ||

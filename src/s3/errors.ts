@@ -61,30 +61,44 @@ export function mapS3Error(status: number, s3Code: string | undefined, retryAfte
   return new ProxyError(code, { headers, cause: { s3Status: status, s3Code, s3RequestId } });
 }
 
-/** Reads (at most 64 KiB of) an S3 error body and maps it. Never throws. */
-export async function errorFromResponse(res: Response, method: string): Promise<ProxyError> {
-  let s3Code: string | undefined;
-  if (method !== "HEAD" && res.body) {
-    try {
+/**
+ * The first 64 KiB of an S3 error body (the rest cancelled) and the <Code> they carry, decoded from
+ * the Content-Encoding as far as they were read. `whole`: the body ended within them. Never throws:
+ * an unreadable body has no code.
+ */
+export async function readErrorPrefix(res: Response): Promise<{ raw: Uint8Array; whole: boolean; code: string | undefined }> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  let whole = res.body === null;
+  let code: string | undefined;
+  try {
+    if (res.body !== null) {
       const reader = res.body.getReader();
-      const chunks: Uint8Array[] = [];
-      let size = 0;
       while (size < MAX_ERROR_BODY) {
         const { done, value } = await reader.read();
-        if (done) break;
+        if (done) {
+          whole = true;
+          break;
+        }
         chunks.push(value);
         size += value.byteLength;
       }
-      reader.cancel().catch(() => {});
-      const raw = Buffer.concat(chunks);
-      const coding = res.headers.get("content-encoding");
-      // (a coded body is decoded, as far as it was read; past the cap it maps by status)
-      const body = coding === null ? raw : decodeContent(raw, coding, MAX_ERROR_BODY, true);
-      if (body !== undefined) s3Code = parseS3ErrorCode(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString("utf8"));
-    } catch {
-      // An unreadable error body still maps by status.
+      if (!whole) reader.cancel().catch(() => {});
     }
+    const raw = Buffer.concat(chunks);
+    const coding = res.headers.get("content-encoding");
+    // (a coded body is decoded, as far as it was read; past the cap it maps by status)
+    const body = coding === null ? raw : decodeContent(raw, coding, MAX_ERROR_BODY, true);
+    if (body !== undefined) code = parseS3ErrorCode(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString("utf8"));
+  } catch {
+    // unreadable: no code
   }
+  return { raw: Buffer.concat(chunks), whole, code };
+}
+
+/** Reads (at most 64 KiB of) an S3 error body and maps it. Never throws. */
+export async function errorFromResponse(res: Response, method: string): Promise<ProxyError> {
+  let s3Code = method !== "HEAD" && res.body ? (await readErrorPrefix(res)).code : undefined;
   // (no code, as a HEAD has none, but S3's "503 Slow Down" reason phrase: its SlowDown)
   if (s3Code === undefined && res.status === 503 && SLOW_DOWN_REASON.test(res.statusText)) s3Code = "SlowDown";
   return mapS3Error(res.status, s3Code, res.headers.get("retry-after"), s3RequestIdOf(res.headers));

@@ -23,8 +23,8 @@ import { isFramedBody } from "../http/framed-body.ts";
 import { withoutOverriddenLength } from "../http/headers.ts";
 import { fetchFramed, fetchWithBody, framedTimeoutMs, prepareSend, type SendRequest } from "./send.ts";
 import { canonicalQuery, encodeS3Path, S3Signer } from "./sigv4.ts";
-import { decodeContent, readUpstreamCapped } from "../http/read-capped.ts";
-import { CREDENTIAL_CODES, parseS3ErrorCode, SLOW_DOWN_REASON } from "./errors.ts";
+import { readUpstreamCapped } from "../http/read-capped.ts";
+import { CREDENTIAL_CODES, parseS3ErrorCode, readErrorPrefix, SLOW_DOWN_REASON } from "./errors.ts";
 
 export { RequestBodyError } from "./http1/index.ts";
 export type { SendRequest, UpstreamMethod } from "./send.ts";
@@ -55,34 +55,7 @@ export interface UpstreamTiming {
 async function slowDownOf(res: Response): Promise<{ slowDown: boolean; res: Response }> {
   if (SLOW_DOWN_REASON.test(res.statusText)) return { slowDown: true, res };
   if (res.body === null) return { slowDown: false, res };
-  const max = 64 * 1024;
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  let whole = false;
-  try {
-    const reader = res.body.getReader();
-    while (size < max) {
-      const { done, value } = await reader.read();
-      if (done) {
-        whole = true;
-        break;
-      }
-      chunks.push(value);
-      size += value.byteLength;
-    }
-    if (!whole) reader.cancel().catch(() => {});
-  } catch {
-    // an unreadable body tells nothing: not a SlowDown
-  }
-  const raw = Buffer.concat(chunks);
-  let code: string | undefined;
-  try {
-    const coding = res.headers.get("content-encoding");
-    const text = coding === null ? raw : decodeContent(raw, coding, max, true);
-    code = text === undefined ? undefined : parseS3ErrorCode(Buffer.from(text.buffer, text.byteOffset, text.byteLength).toString("utf8"));
-  } catch {
-    code = undefined;
-  }
+  const { raw, whole, code } = await readErrorPrefix(res);
   const headers = new Headers(res.headers);
   if (!whole) headers.delete("content-length");
   return { slowDown: code === "SlowDown", res: new Response(raw, { status: res.status, statusText: res.statusText, headers }) };
