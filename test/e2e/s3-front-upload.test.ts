@@ -169,6 +169,62 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
     );
 
     test(
+      "DeleteObjects' per-key errors follow the same rules as a whole answer's (a message naming internals replaced, a credential code AccessDenied, a code S3 lacks InternalError, S3's own texts kept)",
+      async () => {
+        const leak = "Access Denied by rgw1.dc2.acme.de (10.1.2.3) for user AKIAIOSFODNN7EXAMPLE in account 123456789012";
+        const result =
+          '<?xml version="1.0" encoding="UTF-8"?><DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">' +
+          `<Error><Key>codes/a</Key><Code>AccessDenied</Code><Message>${leak}</Message></Error>` +
+          "<Error><Key>codes/b</Key><Code>SignatureDoesNotMatch</Code><Message>signed by rgw1</Message></Error>" +
+          "<Error><Key>codes/c</Key><Code>CephQuotaExceeded</Code><Message>tenant acme over quota</Message></Error>" +
+          "<Error><Key>codes/d</Key><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you specified did not hold</Message></Error>" +
+          "</DeleteResult>";
+        for (const path of ["/up", "/up/"]) env.s3.faults.set(path, { kind: "reply", status: 200, body: result, method: "POST", times: 1 });
+        try {
+          const xml = "<Delete>" + ["a", "b", "c", "d"].map((k) => `<Object><Key>codes/${k}</Key></Object>`).join("") + "</Delete>";
+          const del = await signedFetch(env, { method: "POST", path: "/up", query: [["delete", ""]], body: xml, headers: { "content-md5": md5(new TextEncoder().encode(xml)) } });
+          const body = await del.text();
+          expect(del.status).toBe(200);
+          // they were relayed word for word, the store's host, address, key id and codes included
+          expect(body).not.toMatch(/rgw1|acme|10\.1\.2\.3|AKIAIOSFODNN7EXAMPLE|123456789012|SignatureDoesNotMatch|CephQuotaExceeded/);
+          const entries = [...body.matchAll(/<Error><Key>([^<]*)<\/Key><Code>([^<]*)<\/Code><Message>([^<]*)<\/Message><\/Error>/g)].map((m) => m.slice(1).join(" | "));
+          expect(entries).toEqual([
+            "codes/a | AccessDenied | Access Denied",
+            "codes/b | AccessDenied | Access Denied",
+            "codes/c | InternalError | We encountered an internal error. Please try again.",
+            "codes/d | PreconditionFailed | At least one of the pre-conditions you specified did not hold",
+          ]);
+        } finally {
+          env.s3.faults.clear();
+        }
+      },
+      T,
+    );
+
+    test(
+      "ListParts and ListMultipartUploads: an upstream 200 that is not the listing (an <Error> naming internals, an empty body) is 500 InternalError, nothing of it relayed",
+      async () => {
+        const doc = "<Error><Code>InternalError</Code><Message>backend rgw1.dc2.acme.de (10.1.2.3) failed for arn:aws:iam::123456789012:role/internal</Message></Error>";
+        try {
+          for (const body of [doc, ""]) {
+            env.s3.faults.set("/up/codes/mpu.bin", { kind: "reply", status: 200, body, method: "GET", times: 1 });
+            for (const path of ["/up", "/up/"]) env.s3.faults.set(path, { kind: "reply", status: 200, body, method: "GET", times: 1 });
+            const parts = await answerOf(await signedFetch(env, { method: "GET", path: "/up/codes/mpu.bin", query: [["uploadId", "u1"]] }));
+            const uploads = await answerOf(await signedFetch(env, { method: "GET", path: "/up", query: [["uploads", ""]] }));
+            for (const a of [parts, uploads]) {
+              expect({ status: a.status, code: a.code }).toEqual({ status: 500, code: "InternalError" });
+              expect(a.body).not.toMatch(/rgw1|10\.1\.2\.3|arn:|123456789012/);
+            }
+            env.s3.faults.clear();
+          }
+        } finally {
+          env.s3.faults.clear();
+        }
+      },
+      T,
+    );
+
+    test(
       "ACLs: x-amz-acl private / bucket-owner-full-control pass; any other canned ACL or a grant is AccessControlListNotSupported on PutObject, CopyObject and CreateMultipartUpload, nothing reaching the upstream",
       async () => {
         for (const acl of ["private", "bucket-owner-full-control"]) {

@@ -28,7 +28,7 @@ import { s3Error } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
 import type { S3RequestContext } from "./front.ts";
 import { mayAccess } from "./permissions.ts";
-import { emptyAnswer, errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, tryParse, xmlAnswer } from "./relay.ts";
+import { emptyAnswer, entryErrorOf, errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, tryParse, xmlAnswer } from "./relay.ts";
 import { keyRefusal, MAX_KEY_BYTES } from "./route.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
 import { child, childText, childrenNamed } from "./xml-reader.ts";
@@ -194,7 +194,7 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
       const r: Outcome =
         c.name === "Deleted"
           ? { key, versionId: childText(c, "VersionId"), deleted: true, deleteMarker: childText(c, "DeleteMarker"), deleteMarkerVersionId: childText(c, "DeleteMarkerVersionId") }
-          : { key, versionId: childText(c, "VersionId"), code: childText(c, "Code")?.trim() || "InternalError", message: childText(c, "Message") ?? "" };
+          : { key, versionId: childText(c, "VersionId"), ...entryErrorOf(c, upstream.bucket) };
       if (r.deleted) deletedKeys.add(key);
       add(byEntry, entryId(r), r);
       add(byKey, key, r);

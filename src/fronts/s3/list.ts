@@ -17,7 +17,7 @@ import { s3Error, S3_ERRORS, type S3ErrorCode } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
 import { xmlResponse } from "./operations.ts";
 import { errorOf, tryParse } from "./relay.ts";
-import { maskOwners, setFirstElementText } from "./xml.ts";
+import { maskOwners, rootOf, setFirstElementText } from "./xml.ts";
 
 /** A listing page is at most 1000 keys of at most 1 KiB each, plus markup: far below this. */
 const MAX_LISTING_BYTES = 16 * 1024 * 1024;
@@ -46,15 +46,6 @@ async function relayClientError(res: Response, upstreamBucket: string): Promise<
   const code = doc?.name === "Error" ? doc.children.find((c) => c.name === "Code")?.text.trim() : undefined;
   if (code === undefined || !Object.hasOwn(S3_ERRORS, code) || S3_ERRORS[code as S3ErrorCode].status !== 400) throw s3Fail(s3Error("InvalidArgument"));
   throw s3Fail(errorOf(400, doc, upstreamBucket));
-}
-
-/**
- * The local name of a document's root element (after the prolog: an XML declaration, processing
- * instructions, comments, a DOCTYPE and whitespace; `s3:ListBucketResult` is ListBucketResult), or
- * undefined.
- */
-export function rootOf(xml: string): string | undefined {
-  return /^\uFEFF?\s*(?:(?:<\?[\s\S]*?\?>|<!--[\s\S]*?-->|<!DOCTYPE[^>[]*(?:\[[\s\S]*?\])?\s*>)\s*)*<(?:[A-Za-z_][\w.-]*:)?([A-Za-z_][\w.-]*)[\s/>]/.exec(xml)?.[1];
 }
 
 /** The upstream listing, bounded whether or not it came with a Content-Length. */

@@ -23,7 +23,7 @@ import { uriEncode } from "../../s3/sigv4.ts";
 import { s3Error } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
 import { emptyAnswer, errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, relayedHeaders, tryParse, xmlAnswer } from "./relay.ts";
-import { el, maskOwners, S3_XMLNS, setFirstElementText, XML_DECL } from "./xml.ts";
+import { el, maskOwners, rootOf, S3_XMLNS, setFirstElementText, XML_DECL } from "./xml.ts";
 import { childText, childrenNamed, type XmlElement } from "./xml-reader.ts";
 import { callOf, fieldText, malformed, partNumberOf, queryValue, readingResult, readXmlBody, requestHeaders, writeUpstream } from "./writes.ts";
 import { purgeWritten } from "../purge.ts";
@@ -125,12 +125,18 @@ function integerParam(ctx: RequestContext, name: string): string | undefined {
   return v === undefined ? v : String(Number(v)); // (its number: "0002" is 2)
 }
 
-/** Relays a listing with its <Bucket> (the first: the result's own) set to the proxy bucket's name. */
-async function relayListing(ctx: RequestContext, res: Response, upstreamBucket: string): Promise<Response> {
+/**
+ * Relays a listing with its <Bucket> (the first: the result's own) set to the proxy bucket's name.
+ * A 200 whose document is not the listing asked for (an <Error> behind a 200, an empty body) is
+ * InternalError, as for ListObjects: its text could name the store's internals.
+ */
+async function relayListing(ctx: RequestContext, res: Response, upstreamBucket: string, root: string): Promise<Response> {
   if (res.status !== 200) return relayError(res, upstreamBucket);
   const bytes = await readUpstreamCapped(res, MAX_RESULT_BODY);
   if (bytes === undefined) throw s3Fail(s3Error("InternalError", "The upstream listing is too large."));
-  const xml = maskOwners(setFirstElementText(new TextDecoder().decode(bytes), "Bucket", ctx.bucket!.name), ctx.subject ?? "anonymous");
+  const text = new TextDecoder().decode(bytes);
+  if (rootOf(text) !== root) throw s3Fail(s3Error("InternalError", "The upstream's listing could not be read."));
+  const xml = maskOwners(setFirstElementText(text, "Bucket", ctx.bucket!.name), ctx.subject ?? "anonymous");
   const headers = relayedHeaders(ctx, undefined);
   headers.set("content-type", "application/xml");
   ctx.bytes = Buffer.byteLength(xml);
@@ -141,7 +147,7 @@ export async function listPartsOp(ctx: RequestContext): Promise<Response> {
   const uploadId = uploadIdOf(ctx);
   const upstream = writeUpstream(ctx);
   const args = { key: ctx.key, uploadId, maxParts: integerParam(ctx, "max-parts"), partNumberMarker: integerParam(ctx, "part-number-marker") };
-  return relayListing(ctx, await listParts(upstream, args, callOf(ctx)), upstream.bucket);
+  return relayListing(ctx, await listParts(upstream, args, callOf(ctx)), upstream.bucket, "ListPartsResult");
 }
 
 export async function listMultipartUploadsOp(ctx: RequestContext): Promise<Response> {
@@ -158,5 +164,5 @@ export async function listMultipartUploadsOp(ctx: RequestContext): Promise<Respo
     uploadIdMarker: queryValue(ctx, "upload-id-marker"),
     encodingType,
   };
-  return relayListing(ctx, await listMultipartUploads(upstream, params, callOf(ctx)), upstream.bucket);
+  return relayListing(ctx, await listMultipartUploads(upstream, params, callOf(ctx)), upstream.bucket, "ListMultipartUploadsResult");
 }

@@ -113,6 +113,16 @@ export function errorOf(status: number, doc: XmlElement | undefined, upstreamBuc
   return e;
 }
 
+/**
+ * A DeleteResult entry's <Error> (Key, Code, Message) as the client may see it: the same rules as
+ * a whole answer's error (credential codes as AccessDenied, a code S3 does not have as
+ * InternalError, the message only when it names nothing of the upstream).
+ */
+export function entryErrorOf(entry: XmlElement, upstreamBucket: string): { code: string; message: string } {
+  const e = errorCode(200, entry, upstreamBucket);
+  return { code: e.code, message: e.message };
+}
+
 const retryAfterOf = (v: string | null | undefined): string => (v != null && /^\d{1,5}$/.test(v) ? v : "1");
 
 function errorCode(status: number, doc: XmlElement | undefined, upstreamBucket: string): S3Error {

@@ -137,3 +137,12 @@ export function setFirstElementText(xml: string, name: string, text: string): st
   if (re === undefined) firstElements.set(name, (re = new RegExp(`<${PREFIX}${name}>[^<]*<\\/\\1${name}>`)));
   return xml.replace(re, (_m, p: string) => el(p + name, text));
 }
+
+/**
+ * The local name of a document's root element (after the prolog: an XML declaration, processing
+ * instructions, comments, a DOCTYPE and whitespace; `s3:ListBucketResult` is ListBucketResult), or
+ * undefined.
+ */
+export function rootOf(xml: string): string | undefined {
+  return /^\uFEFF?\s*(?:(?:<\?[\s\S]*?\?>|<!--[\s\S]*?-->|<!DOCTYPE[^>[]*(?:\[[\s\S]*?\])?\s*>)\s*)*<(?:[A-Za-z_][\w.-]*:)?([A-Za-z_][\w.-]*)[\s/>]/.exec(xml)?.[1];
+}

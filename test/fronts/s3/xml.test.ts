@@ -298,7 +298,7 @@ describe("relayed listings: the result's own name and the owners, prefixed or no
   });
 });
 
-import { rootOf } from "../../../src/fronts/s3/list.ts";
+import { rootOf } from "../../../src/fronts/s3/xml.ts";
 test("a listing's root is found after any XML prolog (declaration, processing instructions, comments, a DOCTYPE) and a namespace prefix", () => {
   expect(rootOf('<?xml version="1.0"?>\n<ListBucketResult xmlns="x">')).toBe("ListBucketResult");
   expect(rootOf('\uFEFF<?xml version="1.0"?><?xml-stylesheet href="s.xsl"?><!-- c > d --><!DOCTYPE ListBucketResult>\n<s3:ListVersionsResult xmlns:s3="x">')).toBe("ListVersionsResult");
