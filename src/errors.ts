@@ -7,6 +7,8 @@
  * the request id.
  */
 
+import type { AuthResult } from "./observe/metrics.ts";
+
 export interface ErrorSpec {
   status: number;
   message: string;
@@ -82,6 +84,15 @@ export class ProxyError extends Error {
     headers["content-length"] = String(Buffer.byteLength(body));
     return new Response(method === "HEAD" ? null : body, { status: this.status, headers });
   }
+}
+
+/** What a refused authentication counts as in yatagarasu_auth_total (both fronts and STS). */
+export function authResultOf(err: unknown): AuthResult {
+  if (!(err instanceof ProxyError)) return "error";
+  if (err.code === "Unauthorized") return "missing";
+  if (err.code === "InvalidToken") return "invalid";
+  if (err.code === "Forbidden") return "forbidden";
+  return "error";
 }
 
 /**

@@ -33,6 +33,9 @@ export interface ParsedToken {
 /** Thrown by the helpers here; the Authenticator maps it to ProxyError InvalidToken. */
 export class TokenError extends Error {}
 
+/** The message of the TokenError for an expired token (STS answers ExpiredTokenException for it: SDKs refresh on that). */
+export const TOKEN_EXPIRED = "token expired";
+
 const B64URL = /^[A-Za-z0-9_-]*$/;
 
 const utf8 = new TextDecoder();
@@ -146,7 +149,7 @@ export function checkRegisteredClaims(c: Claims, policy: ClaimPolicy, nowMs: num
   const now = nowMs / 1000;
   if (c.exp !== undefined) {
     if (!isNum(c.exp)) throw new TokenError("exp claim is not a number");
-    if (now - policy.leewaySec >= c.exp) throw new TokenError("token expired");
+    if (now - policy.leewaySec >= c.exp) throw new TokenError(TOKEN_EXPIRED);
   } else if (policy.requireExp) throw new TokenError("token has no exp claim (jwt.require_exp)");
   if (c.nbf !== undefined) {
     if (!isNum(c.nbf)) throw new TokenError("nbf claim is not a number");

@@ -21,9 +21,8 @@
 import type { Claims } from "../auth/rules.ts";
 import { answeredPrivately } from "../http/headers.ts";
 import { mapAnswer } from "../http/map-answer.ts";
-import { ClaimRuleRefusal, ProxyError, toProxyError } from "../errors.ts";
+import { authResultOf, ClaimRuleRefusal, ProxyError, toProxyError } from "../errors.ts";
 import { jwtSubject } from "../observe/audit.ts";
-import type { AuthResult } from "../observe/metrics.ts";
 import { isWriteAction, type RequestContext } from "../proxy/context.ts";
 import type { BucketRuntime } from "../runtime.ts";
 import { admit } from "../proxy/phases/admit.ts";
@@ -166,13 +165,6 @@ export function serve(ctx: RequestContext): Response | Promise<Response> {
   return servePresign(ctx);
 }
 
-
-function authResultOf(err: ProxyError): AuthResult {
-  if (err.code === "Unauthorized") return "missing";
-  if (err.code === "InvalidToken") return "invalid";
-  if (err.code === "Forbidden") return "forbidden";
-  return "error";
-}
 
 /** Phase: the JWT → claims (401/403), synchronously for HMAC tokens and verified-token cache hits. */
 export function authenticate(ctx: RequestContext): undefined | Promise<undefined> {

@@ -148,6 +148,19 @@ describe("STS errors (STS's XML, status and code; no token or key in the body)",
     expect((await fetch(`${env.endpoint}/?x-id=ListBuckets`)).status).toBe(403);
   });
 
+  test("yatagarasu_auth_total counts STS's outcomes (a forged, an expired, a sub-less token: invalid; credentials issued: success) and an unsigned S3 request refused as missing", async () => {
+    const count = (result: string) => Number(new RegExp(`^yatagarasu_auth_total\\{result="${result}"\\} (\\d+)$`, "m").exec(env.app.metrics.render())?.[1] ?? 0);
+    const before = Object.fromEntries(["success", "missing", "invalid", "forbidden"].map((r) => [r, count(r)]));
+    expect((await assume({ WebIdentityToken: hs256({ sub: "alice", exp: now() + 60 }, "another-secret-0123456789abcdefghij") })).code).toBe("InvalidIdentityToken");
+    expect((await assume({ WebIdentityToken: hs256({ sub: "alice", exp: now() - 3600 }) })).code).toBe("ExpiredTokenException");
+    expect((await assume({ WebIdentityToken: hs256({ exp: now() + 60 }) })).code).toBe("InvalidIdentityToken");
+    expect((await assume({ WebIdentityToken: token({}) })).status).toBe(200);
+    // an unsigned GetObject of a bucket that needs a token: S3's AccessDenied, counted as a request without credentials
+    expect((await fetch(`${env.endpoint}/private/secret.txt`)).status).toBe(403);
+    const after = Object.fromEntries(["success", "missing", "invalid", "forbidden"].map((r) => [r, count(r) - before[r]!]));
+    expect(after).toEqual({ success: 1, missing: 1, invalid: 3, forbidden: 0 });
+  });
+
   test("nothing of it reached the upstream", async () => {
     env.mark();
     await assume({ WebIdentityToken: token({}) });

@@ -321,7 +321,8 @@ export function s3Permit(ctx: RequestContext): undefined {
   if (s.op === "AssumeRoleWithWebIdentity" || s.op === "PostObject") return undefined;
   const allowed = ctx.bucket === undefined ? s.principal !== undefined : s.op === "DeleteObjects" ? mayBatchDelete(ctx, s) : mayAccess(ctx.rt, s.principal, ctx.bucket, ctx.action);
   if (!allowed) {
-    ctx.svc.metrics.auth("forbidden");
+    // (an unsigned request refused counts as a plain-front request without a token: missing)
+    ctx.svc.metrics.auth(s.principal === undefined ? "missing" : "forbidden");
     return fail(s3Error("AccessDenied"));
   }
   return undefined;

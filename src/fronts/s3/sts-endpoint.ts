@@ -11,8 +11,9 @@
  *
  * Errors are STS's XML (ErrorResponse), never a token, a claim value or a key.
  */
+import { TOKEN_EXPIRED } from "../../auth/jwt.ts";
 import { describeRule, firstFailedRule, type Claims } from "../../auth/rules.ts";
-import { ProxyError } from "../../errors.ts";
+import { authResultOf, ProxyError } from "../../errors.ts";
 import { readCapped } from "../../http/read-capped.ts";
 import { jwtSubject } from "../../observe/audit.ts";
 import type { RequestContext } from "../../proxy/context.ts";
@@ -35,7 +36,7 @@ function tokenError(err: unknown): StsError {
     if (err.code === "KeysUnavailable") return stsError("IDPCommunicationError", "The token verification keys (JWKS) could not be loaded; try again.");
     if (err.code === "InvalidToken") {
       // The Authenticator's details are written for clients: they name what failed, never a value.
-      if (err.message === "token expired") return stsError("ExpiredTokenException", "Token expired");
+      if (err.message === TOKEN_EXPIRED) return stsError("ExpiredTokenException", "Token expired");
       return stsError("InvalidIdentityToken", `The web identity token is not valid: ${err.message}`);
     }
   }
@@ -80,23 +81,32 @@ export async function assumeRoleWithWebIdentity(ctx: RequestContext, api: S3Iden
     const c = auth.verifyFast(request.webIdentityToken);
     claims = c instanceof Promise ? await c : c;
   } catch (err) {
+    ctx.svc.metrics.auth(authResultOf(err));
     return fail(tokenError(err));
   }
   // A verified token: the audit line names its bearer, even when it is refused below.
   ctx.principal = "jwt";
   ctx.subject = jwtSubject(claims);
   const sub = claims.sub;
-  if (typeof sub !== "string" || sub === "") return fail(stsError("InvalidIdentityToken", "The web identity token has no sub claim."));
+  if (typeof sub !== "string" || sub === "") {
+    ctx.svc.metrics.auth("invalid");
+    return fail(stsError("InvalidIdentityToken", "The web identity token has no sub claim."));
+  }
   const failed = firstFailedRule(ctx.rt.config.jwt?.claims ?? [], claims);
-  if (failed !== undefined) return fail(stsError("AccessDenied", `Not authorized to perform sts:AssumeRoleWithWebIdentity: ${describeRule(failed)}`));
+  if (failed !== undefined) {
+    ctx.svc.metrics.auth("forbidden");
+    return fail(stsError("AccessDenied", `Not authorized to perform sts:AssumeRoleWithWebIdentity: ${describeRule(failed)}`));
+  }
 
   const now = Date.now();
   let expiresAt = now + request.durationSeconds * 1000;
   if (typeof claims.exp === "number") expiresAt = Math.min(expiresAt, claims.exp * 1000);
   const issued = issueSession({ sessionKey: api.sts.sessionKey, subject: sub, claims, expiresAt, now });
   if (issued.kind === "error") {
-    return fail(issued.message.includes("expired") ? stsError("ExpiredTokenException", "Token expired") : stsError("InvalidIdentityToken", `The web identity token cannot become a session: ${issued.message}`));
+    ctx.svc.metrics.auth("invalid");
+    return fail(issued.expired === true ? stsError("ExpiredTokenException", "Token expired") : stsError("InvalidIdentityToken", `The web identity token cannot become a session: ${issued.message}`));
   }
+  ctx.svc.metrics.auth("success");
   ctx.subject = sub;
   ctx.claims = claims;
   return counted(stsResponse({

@@ -129,7 +129,7 @@ export function issueSession(input: {
   claims: Claims;
   expiresAt: number;
   now: number;
-}): SessionCredentials | { kind: "error"; message: string } {
+}): SessionCredentials | { kind: "error"; message: string; expired?: true } {
   checkKey(input.sessionKey);
   if (utf8.encode(input.subject).byteLength > MAX_SUBJECT_BYTES) {
     return { kind: "error", message: `the token's subject is longer than ${MAX_SUBJECT_BYTES} bytes` };
@@ -145,7 +145,7 @@ export function issueSession(input: {
   }
   const iat = Math.floor(input.now / 1000);
   const exp = Math.floor(input.expiresAt / 1000);
-  if (!(exp > iat)) return { kind: "error", message: "the session would already be expired" };
+  if (!(exp > iat)) return { kind: "error", message: "the session would already be expired", expired: true };
   const jti = Buffer.from(crypto.getRandomValues(new Uint8Array(12))).toString("base64url");
   const body = '{"sub":' + JSON.stringify(input.subject) + ',"iat":' + iat + ',"exp":' + exp + ',"jti":"' + jti + '","claims":' + claimsJson + "}";
   const payload = seal(input.sessionKey, body);
