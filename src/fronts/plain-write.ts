@@ -151,7 +151,8 @@ export async function serveDelete(ctx: RequestContext): Promise<Response> {
   if (unkept !== undefined) throw new ProxyError("NotImplemented", { detail: unkept.message });
   const ifMatch = ctx.req.headers.get("if-match") ?? undefined;
   const res = await deleteObject(ctx.bucket!.upstream.primary(), { key: ctx.key, ...(ifMatch === undefined ? {} : { ifMatch }) }, { signal: ctx.req.signal, timing: ctx.timing });
-  if (res.status !== 204 && res.status !== 200) throw await writeError(res, "DELETE");
+  // (any 2xx: S3 answers 204, a gateway may say 200 or 202; the object is gone either way)
+  if (!res.ok) throw await writeError(res, "DELETE");
   await res.arrayBuffer().catch(() => {});
   await purge(ctx);
   return new Response(null, { status: 204, headers: { "cache-control": "no-store" } });

@@ -16,8 +16,6 @@
  */
 import type { CounterChild, Counter, Gauge, GaugeChild, Registry } from "./registry.ts";
 
-export type ReplicaResult = "success" | "failure" | "skipped";
-
 /** The hot-path handles of one replica (looked up once, when the runtime is built). */
 export interface ReplicaSeries {
   success: CounterChild;

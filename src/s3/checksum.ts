@@ -106,10 +106,6 @@ export function checksumBase64(algorithm: ChecksumAlgorithm, data: Uint8Array | 
   return c.digestBase64();
 }
 
-export function digestByteLength(algorithm: ChecksumAlgorithm): number {
-  return DIGEST_BYTES[algorithm];
-}
-
 /** Length of the base64 value (fixed per algorithm; used to precompute aws-chunked lengths). */
 export function base64Length(algorithm: ChecksumAlgorithm): number {
   return Math.ceil(DIGEST_BYTES[algorithm] / 3) * 4;
@@ -127,12 +123,6 @@ export function algorithmFromHeaderName(name: string): ChecksumAlgorithm | undef
   if (!n.startsWith("x-amz-checksum-")) return undefined;
   const alg = n.slice(15).toUpperCase();
   return (CHECKSUM_ALGORITHMS as readonly string[]).includes(alg) ? (alg as ChecksumAlgorithm) : undefined;
-}
-
-/** An x-amz-checksum-algorithm / x-amz-sdk-checksum-algorithm value ("crc32", "SHA256"...). */
-export function parseChecksumAlgorithm(value: string): ChecksumAlgorithm | undefined {
-  const v = value.trim().toUpperCase();
-  return (CHECKSUM_ALGORITHMS as readonly string[]).includes(v) ? (v as ChecksumAlgorithm) : undefined;
 }
 
 const B64 = /^[A-Za-z0-9+/]+={0,2}$/;

@@ -84,7 +84,6 @@ describe("hits and misses", () => {
     const second = await fetch(px.url("/c/hit.txt"));
     expect(second.status).toBe(200);
     expect(second.headers.get("x-cache")).toBe("HIT");
-    expect(Number(second.headers.get("age"))).toBeGreaterThanOrEqual(0);
     expect(second.headers.get("age")).toMatch(/^\d+$/);
     expect(second.headers.get("content-length")).toBe("16");
     expect(await second.text()).toBe("body of hit.txt\n");

@@ -202,6 +202,24 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
     );
 
     test(
+      "CreateMultipartUpload relays S3's lifecycle headers (x-amz-abort-date, x-amz-abort-rule-id) and a write's x-amz-server-side-encryption-bucket-key-enabled (they were dropped: the SDK's AbortDate/AbortRuleId/BucketKeyEnabled stayed empty)",
+      async () => {
+        const abort = { "x-amz-abort-date": "Wed, 28 Oct 2026 20:00:00 GMT", "x-amz-abort-rule-id": "abort-after-7-days", "x-amz-server-side-encryption": "AES256", "x-amz-server-side-encryption-bucket-key-enabled": "true" };
+        const body = '<?xml version="1.0" encoding="UTF-8"?><InitiateMultipartUploadResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>up</Bucket><Key>codes/abort.bin</Key><UploadId>u-1</UploadId></InitiateMultipartUploadResult>';
+        env.s3.faults.set("/up/codes/abort.bin", { kind: "reply", status: 200, body, headers: abort, method: "POST", times: 1 });
+        try {
+          const r = await signedFetch(env, { method: "POST", path: "/up/codes/abort.bin", query: [["uploads", ""]] });
+          expect(r.status).toBe(200);
+          expect(await r.text()).toContain("<UploadId>u-1</UploadId>");
+          expect(Object.fromEntries(Object.keys(abort).map((h) => [h, r.headers.get(h)]))).toEqual(abort);
+        } finally {
+          env.s3.faults.clear();
+        }
+      },
+      T,
+    );
+
+    test(
       "ListParts and ListMultipartUploads: an upstream 200 that is not the listing (an <Error> naming internals, an empty body) is 500 InternalError, nothing of it relayed",
       async () => {
         const doc = "<Error><Code>InternalError</Code><Message>backend rgw1.dc2.acme.de (10.1.2.3) failed for arn:aws:iam::123456789012:role/internal</Message></Error>";

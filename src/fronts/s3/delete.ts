@@ -54,7 +54,8 @@ export async function deleteObjectOp(ctx: RequestContext): Promise<Response> {
   const ifMatch = headers.get("if-match") ?? undefined;
   const upstream = writeUpstream(ctx);
   const res = await deleteObject(upstream, { key: ctx.key, versionId, ...(ifMatch === undefined ? {} : { ifMatch }) }, callOf(ctx));
-  if (res.status !== 204 && res.status !== 200) return relayError(res, upstream.bucket);
+  // (any 2xx: S3 answers 204, a gateway may say 200 or 202; the object is gone either way)
+  if (!res.ok) return relayError(res, upstream.bucket);
   const purged = purgeWritten(ctx, ctx.key);
   if (purged !== undefined) await purged;
   return emptyAnswer(ctx, res, 204);

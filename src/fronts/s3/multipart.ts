@@ -112,7 +112,7 @@ export async function abortMultipartUploadOp(ctx: RequestContext): Promise<Respo
   const uploadId = uploadIdOf(ctx);
   const upstream = writeUpstream(ctx);
   const res = await abortMultipartUpload(upstream, { key: ctx.key, uploadId }, callOf(ctx));
-  if (res.status !== 204 && res.status !== 200) return relayError(res, upstream.bucket);
+  if (!res.ok) return relayError(res, upstream.bucket);
   return emptyAnswer(ctx, res, 204);
 }
 

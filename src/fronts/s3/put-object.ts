@@ -47,7 +47,7 @@ export async function uploadPartOp(ctx: RequestContext): Promise<Response> {
   const body = await readingBody(ctx, readSmallBody(ctx.req, prepareUploadBody(ctx.req, (ctx as S3RequestContext).s3!.payload!, MAX_UPLOAD_BYTES, { small: true, budget: ctx.svc.formBuffers })));
   const key = ctx.key;
   const a = body.args;
-  const res = await sendBody(ctx, body, (call) => uploadPart(upstream, { key, uploadId, partNumber, headers: ctx.req.headers, body: a.body, contentLength: a.contentLength, payloadHash: a.payloadHash, awsChunked: a.awsChunked } as UploadPartArgs, call));
+  const res = await sendBody(ctx, body, (call) => uploadPart(upstream, { key, uploadId, partNumber, headers: requestHeaders(ctx), body: a.body, contentLength: a.contentLength, payloadHash: a.payloadHash, awsChunked: a.awsChunked } as UploadPartArgs, call));
   if (!res.ok) return relayError(res, upstream.bucket);
   return emptyAnswer(ctx, res, 200);
 }

@@ -31,7 +31,11 @@ const PASSED = new Set([
   "x-amz-checksum-type",
   "x-amz-checksum-algorithm",
   "x-amz-server-side-encryption",
+  "x-amz-server-side-encryption-bucket-key-enabled",
   "x-amz-expiration",
+  // CreateMultipartUpload's, when a lifecycle rule aborts incomplete uploads (SDKs: AbortDate, AbortRuleId)
+  "x-amz-abort-date",
+  "x-amz-abort-rule-id",
 ]);
 
 

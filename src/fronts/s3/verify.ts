@@ -273,7 +273,8 @@ export function plusAsSpaceVariant<T extends { rawPath: string; rawQuery: string
  * The canonical request of an incoming request, as S3 computes it: decoded path re-encoded once,
  * decoded query re-encoded and sorted (without X-Amz-Signature when presigned), the signed
  * headers' values trimmed and whitespace-collapsed (empty if absent). `signedHeaders` must be
- * sorted. Undefined when the path cannot be decoded.
+ * sorted. Undefined when the path cannot be decoded. (verifySigV4 writes it with the same two
+ * steps; this string form is for the published test vectors, test/fronts/s3/verify-vectors.test.ts.)
  */
 export function canonicalRequestOf(
   input: VerifyInput,
