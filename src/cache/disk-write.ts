@@ -8,7 +8,6 @@
 import type { FileHandle } from "node:fs/promises";
 import { mkdir, open, unlink } from "node:fs/promises";
 import { dirname } from "node:path";
-import { encodeHead } from "./disk-format.ts";
 import type { FillFile } from "./fill-tap.ts";
 import type { LayerWriter, ObjectMeta } from "./types.ts";
 
@@ -31,6 +30,8 @@ export class DiskWrite implements LayerWriter {
   private gone: Promise<void> | undefined;
   /** LayerWriter: the temporary file, which requests following the fill read (fill-tap.ts). */
   readonly file: FillFile;
+  /** The disk room the layer set aside for this file (bytes), until it is stored or ends. */
+  reservation = 0;
 
   constructor(
     private readonly target: WriteTarget,
@@ -40,10 +41,9 @@ export class DiskWrite implements LayerWriter {
     /** The layer's purge-log point when the write began. */
     readonly since: number,
     private readonly fsync: boolean,
-    /** The stamp of the store the object is read from (disk-format.ts), recorded in its head. */
-    store?: string,
+    /** The file's head (disk-format.ts encodeHead: the object's metadata and the stamp of its store). */
+    head: Uint8Array,
   ) {
-    const head = encodeHead(meta, store);
     this.headBytes = head.byteLength;
     this.fh = openCreating(tmp).then(async (fh) => {
       try {

@@ -23,7 +23,7 @@ import { open, rename, stat, unlink, mkdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { UNTYPED_CONTENT_TYPE } from "../http/headers.ts";
 import { LruMap } from "../util/lru.ts";
-import { HEAD_BYTES, keyHash, newVersion, objectPath, tempName, timesBytes } from "./disk-format.ts";
+import { encodeHead, HEAD_BYTES, keyHash, newVersion, objectPath, tempName, timesBytes } from "./disk-format.ts";
 import { scanDir, type ScannedFile } from "./disk-scan.ts";
 import { DiskWrite, type WriteTarget } from "./disk-write.ts";
 import { PurgeLog } from "./purge-log.ts";
@@ -171,6 +171,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   private readonly perBucket = new Map<string, BucketLayerStats>();
   private readonly writes = new Set<DiskWrite>();
   private bytes = 0;
+  /** Room set aside for the writes in progress (their temporary files), counted with `bytes` against maxBytes. */
+  private reserved = 0;
   private evictions = 0;
   private errorCount = 0;
   private lastErrorLog = 0;
@@ -312,8 +314,14 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     if (e !== undefined && !(e.restored && this.holding) && this.sameBody(e, obj)) {
       if (sameHeaders(e.headers, obj.headers)) return this.refreshTimes(e, obj.storedAt, obj.expiresAt);
       obj = { ...obj, body: Bun.file(e.file).slice(e.bodyOffset, e.bodyOffset + e.size) }; // copy from our own file
+      this.lru.get(obj.key); // (the most recent: never the entry evicted to make room for its copy)
     }
     const w = this.begin(obj);
+    if (w === undefined) {
+      const old = this.lru.peek(obj.key);
+      if (old !== undefined) await this.remove(old, true);
+      return;
+    }
     try {
       await w.writeBlob(obj.body);
     } catch {
@@ -326,11 +334,30 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     return this.accepts(meta.size) ? this.begin(meta) : undefined;
   }
 
-  private begin(meta: ObjectMeta): DiskWrite {
+  /**
+   * A write, with its file's room set aside: the objects stored and the writes in progress stay
+   * within max_disk_size_mb together (the least recently used objects are evicted for it). Without
+   * this, six 15 MiB fills at once took a 40 MiB cache folder to 78 MiB. Undefined, the object not
+   * cached, when the writes already in progress leave no room for it.
+   */
+  private begin(meta: ObjectMeta): DiskWrite | undefined {
     const { key, headers, storedAt, expiresAt, size } = meta;
-    const w = new DiskWrite(this, { key, headers, storedAt, expiresAt, size }, join(this.dir, tempName()), this.purges.now, this.fsync, this.stores?.get(bucketOf(key)));
+    const m = { key, headers, storedAt, expiresAt, size };
+    const head = encodeHead(m, this.stores?.get(bucketOf(key)));
+    const room = onDisk(head.byteLength + size);
+    if (this.reserved > 0 && this.reserved + room > this.maxBytes) return undefined;
+    const w = new DiskWrite(this, m, join(this.dir, tempName()), this.purges.now, this.fsync, head);
+    w.reservation = room;
+    this.reserved += room;
     this.writes.add(w);
+    void this.evictDown();
     return w;
+  }
+
+  /** A write's room given back (once it is stored, counted as the object's file; or it ended). */
+  private giveBack(w: DiskWrite): void {
+    this.reserved -= w.reservation;
+    w.reservation = 0;
   }
 
   /** WriteTarget: a complete temporary file becomes the key's current version (unless a purge or a newer version came first). */
@@ -358,6 +385,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     const fileSize = w.headBytes + meta.size;
     const current = this.lru.peek(meta.key);
     const replaced = current !== undefined ? this.remove(current, true) : undefined;
+    this.giveBack(w);
     this.insert(meta.key, { ...meta, file, fileSize, bodyOffset: w.headBytes });
     await Promise.all([replaced, this.evictDown()]);
     return true;
@@ -372,6 +400,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   }
 
   ended(w: DiskWrite): void {
+    this.giveBack(w);
     this.writes.delete(w);
   }
 
@@ -533,7 +562,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   /** Evicts least-recently-used entries until the files fit; resolves once their files are deleted. */
   private evictDown(): Promise<unknown> {
     const gone: Promise<void>[] = [];
-    for (let e = this.lru.oldest(); this.bytes > this.maxBytes && e !== undefined; e = this.lru.oldest()) gone.push(this.evict(e));
+    for (let e = this.lru.oldest(); this.bytes + this.reserved > this.maxBytes && e !== undefined; e = this.lru.oldest()) gone.push(this.evict(e));
     return Promise.all(gone);
   }
 

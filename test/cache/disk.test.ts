@@ -172,6 +172,36 @@ describe("LRU by bytes", () => {
     expect(sizes).toBe(d.stats().bytes);
   });
 
+  test("writes in progress count against the budget: their room is set aside at once (older objects evicted for it), a write with no room left is not cached, and the room comes back when a write ends (six 15 MiB fills took a 40 MiB folder to 78 MiB)", async () => {
+    const size = 100_000;
+    const one = onDisk(HEAD_BYTES + 200 + size); // about one object's file, in whole blocks: what a write sets aside
+    const max = 3 * one + 100;
+    const d = await open(freshDir(), max, 200_000);
+    for (const k of ["1", "2"]) await d.put(obj(`b/${k}`, size));
+    const meta = (key: string) => ({ key, headers: { "content-length": String(size) }, storedAt: NOW, expiresAt: NOW + 60_000, size });
+    const onDiskNow = () => [...files(d.dir), ...readdirSync(join(d.dir, "tmp")).map((f) => join(d.dir, "tmp", f))].reduce((a, f) => a + onDisk(statSync(f).size), 0);
+    const w1 = d.openWriter(meta("b/w1"))!;
+    const w2 = d.openWriter(meta("b/w2"))!;
+    expect(d.keys()).toEqual(["b/2"]); // b/1 made room for the two writes
+    const w3 = d.openWriter(meta("b/w3"))!;
+    expect(d.keys()).toEqual([]);
+    expect(d.openWriter(meta("b/w4"))).toBeUndefined(); // no room left: not cached
+    for (const w of [w1, w2, w3]) await w.write(bytesOf(size));
+    expect(onDiskNow()).toBeLessThanOrEqual(max);
+    w3.abort();
+    await waitFor(() => readdirSync(join(d.dir, "tmp")).length === 2, { message: "the aborted write's file to be deleted" });
+    const w4 = d.openWriter(meta("b/w4"))!; // its room came back
+    await w4.write(bytesOf(size));
+    for (const w of [w1, w2, w4]) expect(await w.commit()).toBe(true);
+    expect(d.keys().sort()).toEqual(["b/w1", "b/w2", "b/w4"]);
+    expect(d.stats().bytes).toBeLessThanOrEqual(max);
+    expect(onDiskNow()).toBeLessThanOrEqual(max);
+    // and with nothing in progress, a new write evicts the least recently used object for its room
+    await d.get("b/w1");
+    await d.put(obj("b/5", size));
+    expect(d.keys()).toEqual(["b/5", "b/w1", "b/w4"]);
+  });
+
   test("resize evicts down", async () => {
     const d = await open(freshDir());
     for (const k of ["1", "2", "3"]) await d.put(obj(`b/${k}`, 10_000));
