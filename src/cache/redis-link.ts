@@ -75,10 +75,22 @@ export function redisTarget(url: string): string {
   }
 }
 
+/** The database a Redis URL selects (its path; 0 when it has none). */
+export function redisDatabase(url: string): number {
+  try {
+    const m = /^\/(\d+)$/.exec(new URL(url).pathname);
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
 const noop = () => {};
 
+/** A failure for the log: Redis's own words for an error reply (NOPERM, OOM, …), the client's code for the rest. */
 function describe(err: unknown): string {
   const e = err as { code?: string; message?: string };
+  if (e?.code === "ERR_REDIS_SERVER_ERROR" && e.message) return e.message;
   return e?.code ?? e?.message ?? String(err);
 }
 

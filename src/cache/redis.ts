@@ -8,7 +8,8 @@
  *   shared connection and the entry over a connection of its own (getBulk), so a slow large read
  *   neither holds up the small lookups nor marks the layer down.
  * - A purge deletes the keys (SCAN + UNLINK for a bucket or everything), appends the invalidation
- *   to a capped stream (<prefix>invalidations) and PUBLISHes it on <prefix>invalidate. Every
+ *   to a capped stream (<prefix>invalidations) and PUBLISHes it on <prefix>invalidate (with
+ *   `:db<n>` after it for a database other than 0: pub/sub spans a server's databases). Every
  *   replica's subscribed connection receives it at once and drops the key or prefix from its own
  *   layers (Cache.applyRemote). The stream is how a replica that was cut off from Redis catches up
  *   when it reconnects; if it missed more than the stream holds, it drops its local layers whole.
@@ -44,7 +45,7 @@
  */
 import { PurgeLog } from "./purge-log.ts";
 import { BULK_BYTES, BULK_SUFFIX, decodeEntry, encodeEntry, encodeStub, matchPrefix, OTHER_STORE, stubLength } from "./redis-format.ts";
-import { RedisLink, type LinkLogger } from "./redis-link.ts";
+import { RedisLink, redisDatabase, type LinkLogger } from "./redis-link.ts";
 import { bucketOf, type CachedObject, type CacheLayer, type FillToken, type LayerHealth, type LayerStats, type ObjectMeta, type RemoteInvalidation, type StreamCheckpoint } from "./types.ts";
 
 export interface RedisLayerOptions {
@@ -215,7 +216,11 @@ export class RedisLayer implements CacheLayer {
   constructor(opts: RedisLayerOptions) {
     this.stores = opts.stores;
     this.objPrefix = opts.keyPrefix + "obj:";
-    this.channel = opts.keyPrefix + "invalidate";
+    // Pub/sub is server-wide, keys are per database: deployments on one Redis in different
+    // databases (the same key_prefix) must not hear each other's purges (a foreign stream id
+    // would also set this replica's catch-up position into a stream it does not read).
+    const db = redisDatabase(opts.url);
+    this.channel = opts.keyPrefix + "invalidate" + (db > 0 ? `:db${db}` : "");
     this.stream = opts.keyPrefix + "invalidations";
     this.genPrefix = opts.keyPrefix + "gen:";
     this.maxItemBytes = opts.maxItemBytes;

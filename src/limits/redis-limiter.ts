@@ -7,7 +7,8 @@
  * `redis_timeout_ms` (or fails) is decided by the local limiter, and so is every request after
  * it, without asking Redis, until a background check (every `retryMs`) gets Redis to answer
  * again as fast as a request needs it (RECHECK_PINGS PINGs in a row, each within the timeout: a
- * Redis merely slower than `redis_timeout_ms` keeps the decisions local instead of flapping). The local limiter enforces this process's share of the limits: 1/(instances × workers)
+ * Redis merely slower than `redis_timeout_ms` keeps the decisions local instead of flapping) and
+ * to run the script (a Redis that answers PING but refuses EVALSHA stays local, logged once). The local limiter enforces this process's share of the limits: 1/(instances × workers)
  * of each rate. Each change of state is logged once.
  *
  * A connection whose flow is lost without a close (a NAT or conntrack entry dropped: no FIN, no
@@ -65,6 +66,12 @@ export const RECHECK_PINGS = 3;
  * come late but come (each answer restarts the count).
  */
 export const SILENT_MS = 1000;
+
+/** The probe bucket's rate and capacity: the background check's script run never runs it dry. */
+const PROBE_LIMIT = "1000000";
+
+/** The Redis URLs whose eviction policy this process has looked at (once each: a reload does not warn again). */
+const evictionChecked = new Set<string>();
 
 const limitOf = (r: RateConfig): Limit => ({ rate: String(r.requests_per_second), burst: String(Math.max(1, r.burst ?? r.requests_per_second)) });
 
@@ -226,7 +233,15 @@ export class RedisRateLimiter {
       if (this.silentSince !== undefined && performance.now() - this.silentSince >= this.silentMs) this.replaceClient();
       if (!this.client.connected) await withTimeout(this.client.connect(), Math.max(250, this.timeoutMs * 4));
       for (let i = 0; i < RECHECK_PINGS; i++) await withTimeout(this.send("PING", []), this.timeoutMs);
+      // A Redis that answers PING but refuses the script (an ACL without EVALSHA/EVAL, a read-only
+      // replica, OOM under noeviction) would be shared again only to fail the next request: the
+      // script itself, on a probe key, must run. Its error stays the logged reason, once.
+      await this.run([`${this.prefix}probe`], [PROBE_LIMIT, PROBE_LIMIT]);
       if (this.closed) return;
+      if (!evictionChecked.has(this.url)) {
+        evictionChecked.add(this.url);
+        void this.checkEviction();
+      }
       this.up = true;
       this.report(true);
     } catch (err) {
@@ -235,6 +250,28 @@ export class RedisRateLimiter {
       if (!this.closed) this.report(false, auth ?? (err instanceof Error ? err.message : String(err)));
     } finally {
       this.checking = false;
+    }
+  }
+
+  /**
+   * A Redis that may evict these keys (maxmemory set, a maxmemory-policy other than noeviction)
+   * undoes the limits under memory pressure: an evicted bucket reads as a full one. Said once, as
+   * a warning; a Redis that does not let us ask (INFO refused) is taken on trust.
+   */
+  private async checkEviction(): Promise<void> {
+    try {
+      const info = String(await withTimeout(this.send("INFO", ["memory"]), Math.max(250, this.timeoutMs * 4)));
+      const field = (name: string) => new RegExp(`^${name}:(\\S*)`, "m").exec(info)?.[1];
+      const policy = field("maxmemory_policy");
+      const max = Number(field("maxmemory") ?? "0");
+      if (policy !== undefined && policy !== "noeviction" && max > 0 && !this.closed) {
+        this.log.warn("Redis may evict the rate-limit keys (an evicted bucket is a full one, so the shared limits are exceeded while Redis is short of memory): give the limits a Redis with maxmemory-policy noeviction, or one of their own", {
+          maxmemory_policy: policy,
+          maxmemory: max,
+        });
+      }
+    } catch {
+      // INFO not allowed, or no answer: nothing to say
     }
   }
 

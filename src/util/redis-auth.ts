@@ -3,10 +3,12 @@
  * Redis refuses the credentials, reports only ERR_REDIS_CONNECTION_CLOSED, which reads like a
  * network fault. On that error one plain connection asks Redis the same question (AUTH, or PING
  * when the URL gives no password) and reads its first reply line, so a wrong password is reported
- * as such. The URL's user name and password never appear in what is returned.
+ * as such. The URL's user name and password never appear in what is returned. The same close
+ * hides a TLS certificate the process does not trust (rediss://): the asking connection's
+ * handshake names it.
  */
 
-/** "authentication failed (...)" / "authentication required (...)", or undefined when Redis did not refuse the credentials (or could not be asked within timeoutMs). */
+/** "authentication failed (...)" / "authentication required (...)" / "TLS: ... not trusted (...)", or undefined when Redis did not refuse the credentials (or could not be asked within timeoutMs). */
 export async function redisAuthFailure(url: string, timeoutMs: number): Promise<string | undefined> {
   let u: URL;
   try {
@@ -21,10 +23,14 @@ export async function redisAuthFailure(url: string, timeoutMs: number): Promise<
   const host = u.hostname.startsWith("[") ? u.hostname.slice(1, -1) : u.hostname;
   const line = await firstLine(host, Number(u.port || 6379), u.protocol === "rediss:", ask, timeoutMs);
   if (line === undefined) return undefined;
+  if (line.startsWith(UNTRUSTED)) return `TLS: the Redis server's certificate is not trusted (${line.slice(UNTRUSTED.length)}; a private CA's certificate goes in NODE_EXTRA_CA_CERTS)`;
   if (line.startsWith("-WRONGPASS") || /^-ERR invalid (password|username-password pair)/i.test(line)) return "authentication failed (wrong user name or password in the Redis URL)";
   if (line.startsWith("-NOAUTH")) return "authentication required (the Redis URL gives no password)";
   return undefined;
 }
+
+/** firstLine's answer when the TLS handshake failed verification, followed by the error's code. */
+const UNTRUSTED = "\0untrusted:";
 
 function firstLine(hostname: string, port: number, tls: boolean, payload: string, timeoutMs: number): Promise<string | undefined> {
   return new Promise((resolve) => {
@@ -44,6 +50,9 @@ function firstLine(hostname: string, port: number, tls: boolean, payload: string
       port,
       tls,
       socket: {
+        handshake(_s, ok, err) {
+          if (!ok && err) finish(UNTRUSTED + ((err as { code?: string }).code ?? err.message));
+        },
         open(s) {
           socket = s;
           s.write(payload);

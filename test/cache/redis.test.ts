@@ -9,7 +9,10 @@ import { Cache } from "../../src/cache/cache.ts";
 import { MemoryLayer } from "../../src/cache/memory.ts";
 import { RedisLayer } from "../../src/cache/redis.ts";
 import { serveWithCache } from "../../src/cache/serve.ts";
-import { startRedis, type RedisServer } from "../fixtures/services.ts";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { freePort, startRedis, type RedisServer } from "../fixtures/services.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { bytesOf, instantUpstream, object } from "./helpers.ts";
 import { tcpRelay } from "./relay.ts";
@@ -215,6 +218,16 @@ describe("replicas", () => {
     expect(await raw.keys(prefix + "obj:*")).toEqual([]);
   });
 
+  test("two deployments on one Redis in different databases with the same key_prefix: a purge reaches the replicas of its own database only (pub/sub spans databases; keys do not)", async () => {
+    const prefix = "dbs:";
+    const memories = [0, 1, 2].map(() => new MemoryLayer(1 << 20, 1 << 20));
+    const [a1, a2, b] = await Promise.all(memories.map(async (m, i) => new Cache([m, await layer({ prefix, url: `${redis.url}/${i < 2 ? 1 : 2}` })])));
+    for (const c of [a1!, a2!, b!]) c.put(fresh("x/1", 10));
+    await a1!.purgeObject("x", "1");
+    await waitFor(() => memories[1]!.peek("x/1") === undefined, { timeoutMs: 1000, intervalMs: 2, message: "the purge to reach the other replica in database 1" });
+    expect(memories[2]!.peek("x/1")).toBeDefined(); // published before a2 got it: b would have had it by now
+  });
+
   test("a bucket name with glob characters purges only its own keys", async () => {
     const l = await layer({ prefix: "glob:" });
     await l.put(fresh("a*/1", 10));
@@ -278,6 +291,45 @@ describe("failure is not an outage", () => {
       l.close();
     }
     await layer({ url: withAuth("default:Right-pw-4711"), prefix: "auth:" });
+  });
+
+  test("a Redis user without a command the layer needs (an ACL without SUBSCRIBE): down, and the reason is Redis's own refusal, not a bare error code", async () => {
+    await using own = await startRedis();
+    const admin = new RedisClient(own.url);
+    await admin.send("ACL", ["SETUSER", "nosub", "on", ">Nosub-pw-1", "~*", "&*", "+@all", "-subscribe"]);
+    admin.close();
+    const log = captureLog();
+    const l = new RedisLayer({ url: own.url.replace("redis://", "redis://nosub:Nosub-pw-1@"), keyPrefix: "acl:", maxItemBytes: 1 << 20, connectTimeoutMs: 300, operationTimeoutMs: 300, log, minBackoffMs: 20, maxBackoffMs: 200 });
+    layers.push(l);
+    await waitFor(() => l.health().state === "down", { message: "the layer to give up" });
+    const reason = String(l.health().reason);
+    expect(reason).toContain("NOPERM");
+    expect(reason.toLowerCase()).toContain("subscribe");
+    expect(JSON.stringify(log.lines)).not.toContain("Nosub-pw");
+    l.close();
+  });
+
+  test("rediss:// to a Redis whose certificate this process does not trust: down, and the reason says so (not a closed connection), with where a private CA goes", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "yata-redis-tls-"));
+    let server: ReturnType<typeof Bun.spawn> | undefined;
+    try {
+      const gen = Bun.spawn(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem")], { stdout: "ignore", stderr: "ignore" });
+      expect(await gen.exited).toBe(0);
+      const port = freePort();
+      server = Bun.spawn([Bun.which("redis-server") ?? "/usr/bin/redis-server", "--port", "0", "--tls-port", String(port), "--bind", "127.0.0.1", "--tls-cert-file", join(dir, "cert.pem"), "--tls-key-file", join(dir, "key.pem"), "--tls-auth-clients", "no", "--save", "", "--appendonly", "no", "--dir", dir], { stdout: "ignore", stderr: "ignore" });
+      const log = captureLog();
+      const l = new RedisLayer({ url: `rediss://127.0.0.1:${port}`, keyPrefix: "tls:", maxItemBytes: 1 << 20, connectTimeoutMs: 300, operationTimeoutMs: 300, log, minBackoffMs: 20, maxBackoffMs: 200 });
+      layers.push(l);
+      // (until redis-server listens, the reason is a refused connection)
+      await waitFor(() => String(l.health().reason).includes("TLS"), { timeoutMs: 10_000, message: () => `a TLS reason (now: ${l.health().reason})` });
+      expect(l.health()).toMatchObject({ up: false, state: "down" });
+      expect(String(l.health().reason)).toMatch(/^connect: TLS: the Redis server's certificate is not trusted \([A-Z_]*SELF_SIGNED_CERT[A-Z_]*; a private CA's certificate goes in NODE_EXTRA_CA_CERTS\)$/);
+      l.close();
+    } finally {
+      server?.kill("SIGKILL");
+      await server?.exited;
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("Redis frozen (SIGSTOP): a lookup gives up after operation_timeout_ms, later ones skip the layer at once; thawed: it resumes", async () => {

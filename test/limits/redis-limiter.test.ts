@@ -228,6 +228,55 @@ describe("Redis unavailable", () => {
     }
   });
 
+  test("Redis answers PING but refuses the script (an ACL user without EVALSHA/EVAL): decided locally and stays so under traffic, one warning naming the refusal, no flapping", async () => {
+    const admin = new RedisClient(redis.url);
+    await admin.send("ACL", ["SETUSER", "noscript", "on", ">Noscript-pw-1", "~*", "&*", "+@all", "-eval", "-evalsha"]);
+    admin.close();
+    const relay = await tcpRelay(redis.port);
+    const log = recordingLogger();
+    const l = new RedisRateLimiter(source({ enabled: true, global: { requests_per_second: 10_000, burst: 10_000 } }), { url: `redis://noscript:Noscript-pw-1@127.0.0.1:${relay.port}`, keyPrefix: `t${++prefixN}:`, timeoutMs: 200, share: 1, log, retryMs: 50 });
+    const states = () => log.lines.filter((x) => x.msg.includes("shared through Redis") || x.level === "warn").map((x) => x.level);
+    let traffic = true;
+    const requests = (async () => {
+      while (traffic) {
+        await l.check("a");
+        await new Promise((r) => setImmediate(r));
+      }
+    })();
+    try {
+      await waitFor(() => relay.sent("PING") >= 12, { timeoutMs: 10_000, message: () => `a few background checks (states: ${states().join(" ")})` });
+    } finally {
+      traffic = false;
+      await requests;
+      l.close();
+      relay.close();
+    }
+    expect(states()).toEqual(["warn"]);
+    expect(String(log.lines.find((x) => x.level === "warn")?.fields?.error)).toContain("NOPERM");
+    expect(JSON.stringify(log.lines)).not.toContain("Noscript-pw");
+  });
+
+  test("a Redis that may evict keys (maxmemory set, maxmemory-policy allkeys-lru) gets one warning that the limits need noeviction; shared all the same", async () => {
+    await using own = await startRedis();
+    const admin = new RedisClient(own.url);
+    await admin.send("CONFIG", ["SET", "maxmemory", "64mb"]);
+    await admin.send("CONFIG", ["SET", "maxmemory-policy", "allkeys-lru"]);
+    admin.close();
+    const log = recordingLogger();
+    const l = new RedisRateLimiter(source({ enabled: true, global: { requests_per_second: 5, burst: 2 } }), { url: own.url, timeoutMs: 500, share: 1, log, retryMs: 50 });
+    try {
+      await l.whenShared(true);
+      await waitFor(() => log.lines.some((x) => x.level === "warn"), { message: "the eviction warning" });
+      const warns = log.lines.filter((x) => x.level === "warn");
+      expect(warns.length).toBe(1);
+      expect(warns[0].msg).toContain("noeviction");
+      expect(warns[0].fields).toMatchObject({ maxmemory_policy: "allkeys-lru", maxmemory: 64 * 1024 * 1024 });
+      expect(l.shared).toBe(true);
+    } finally {
+      l.close();
+    }
+  });
+
   test("a wrong password: decided locally, one warning that says authentication failed, never with the password", async () => {
     await using own = await startRedis({ password: "Right-pw-4711" });
     const log = recordingLogger();
