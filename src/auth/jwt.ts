@@ -31,7 +31,9 @@ export interface ParsedToken {
 }
 
 /** Thrown by the helpers here; the Authenticator maps it to ProxyError InvalidToken. */
-export class TokenError extends Error {}
+export class TokenError extends Error {
+  override name = "TokenError";
+}
 
 /** The message of the TokenError for an expired token (STS answers ExpiredTokenException for it: SDKs refresh on that). */
 export const TOKEN_EXPIRED = "token expired";

@@ -71,6 +71,7 @@ export type DecisionResult = "allow" | "deny" | "error";
  * own explanation (OpenFGA's "relation 'file#editor' not found"), for the error log.
  */
 export class BackendError extends Error {
+  override name = "BackendError";
   constructor(
     message: string,
     readonly outage = false,

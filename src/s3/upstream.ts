@@ -179,7 +179,9 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-class TimeoutError extends Error {}
+class TimeoutError extends Error {
+  override name = "TimeoutError";
+}
 
 export class BucketUpstream {
   readonly name: string;

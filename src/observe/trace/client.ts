@@ -38,12 +38,18 @@ export function startAttempt(parent: Span, method: string, origin: string, bucke
   return span;
 }
 
-/** The error.type of a failure: the error's code (ECONNREFUSED, ...) or class name; never its message. */
+/**
+ * The error.type of a failure: the error's code (ECONNREFUSED, ...) or name (UpstreamTimeoutError,
+ * a DOMException's AbortError or TimeoutError); never its message. The name, not the class: the
+ * compiled binary minifies class names (a constructor.name of "Re"), and every error class here
+ * sets its name.
+ */
 export function errorType(err: unknown): string {
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code === "string" && /^[A-Za-z0-9_]{1,64}$/.test(code)) return code;
-  const name = (err as object | null)?.constructor?.name;
-  return typeof name === "string" && name !== "" && name !== "Object" ? name : "_OTHER";
+  const name = (err as { name?: unknown } | null)?.name;
+  if (err instanceof Error && typeof name === "string" && /^[A-Za-z0-9_]{1,64}$/.test(name)) return name;
+  return "_OTHER";
 }
 
 /**

@@ -35,11 +35,13 @@ export function endRequestSpan(ctx: RequestContext, span: Span): void {
   if (host !== null) {
     const colon = host.lastIndexOf(":");
     const bracket = host.lastIndexOf("]");
-    if (colon > bracket && colon > 0) {
-      span.set("server.address", host.slice(0, Math.min(colon, MAX_HEADER_ATTR)));
+    const hasPort = colon > bracket && colon > 0;
+    // An IPv6 literal without its brackets, as the client spans have it (OpenTelemetry: the address itself).
+    span.set("server.address", (hasPort ? host.slice(0, colon) : host).replace(/^\[(.*)\]$/, "$1").slice(0, MAX_HEADER_ATTR));
+    if (hasPort) {
       const port = Number(host.slice(colon + 1));
       if (Number.isInteger(port) && port >= 0 && port <= 65535) span.set("server.port", port);
-    } else span.set("server.address", host.slice(0, MAX_HEADER_ATTR));
+    }
   }
   span.set("client.address", clientIp(ctx));
   if (ctx.peer !== undefined) span.set("network.peer.address", ctx.peer);

@@ -101,7 +101,7 @@ function rawGet(port: number, path: string, host: string, id: string): Promise<s
   });
 }
 
-test("a long Host header is cut to 256 characters in server.address, like the User-Agent, on both fronts; a port that is not one is left out", async () => {
+test("a long Host header is cut to 256 characters in server.address, like the User-Agent, on both fronts; a port that is not one is left out; an IPv6 literal loses its brackets", async () => {
   const port = Number(new URL(env.url("/")).port);
   const long = `${"h".repeat(7000)}.example`;
   expect(await rawGet(port, "/data/doc.txt", long, "host-plain")).toContain(" 200 ");
@@ -117,7 +117,9 @@ test("a long Host header is cut to 256 characters in server.address, like the Us
   const bad = await serverSpan("host-badport");
   expect(bad.attrs["server.address"]).toBe("p".repeat(256));
   expect(bad.attrs["server.port"]).toBeUndefined();
-  expect((await serverSpan("host-v6")).attrs).toMatchObject({ "server.address": "[::1]", "server.port": 8080 });
+  await rawGet(port, "/data/doc.txt", "[::1]", "host-v6-noport");
+  expect((await serverSpan("host-v6")).attrs).toMatchObject({ "server.address": "::1", "server.port": 8080 }); // without brackets, as client spans
+  expect((await serverSpan("host-v6-noport")).attrs["server.address"]).toBe("::1");
   // no attribute of any exported span is longer than the longest the README allows for this request
   for (const s of otlp.spans) for (const [k, v] of Object.entries(s.attrs)) if (typeof v === "string") expect({ k, len: v.length <= 256 }).toEqual({ k, len: true });
 });

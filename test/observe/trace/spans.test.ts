@@ -10,7 +10,9 @@ import { MemoryLayer } from "../../../src/cache/memory.ts";
 import type { CachedObject, CacheLayer } from "../../../src/cache/types.ts";
 import { AuthorizationSchema } from "../../../src/config/schema.ts";
 import { parseConfig } from "../../../src/config/load.ts";
+import { errorType } from "../../../src/observe/trace/client.ts";
 import { Span, SpanKind } from "../../../src/observe/trace/span.ts";
+import { UpstreamTimeoutError } from "../../../src/s3/http1/errors.ts";
 import { buildUpstream } from "../../../src/s3/replicas.ts";
 import { OpenFgaServer } from "../../fixtures/openfga.ts";
 
@@ -85,6 +87,28 @@ describe("OpenFGA", () => {
     expect(await authz.authorize({ claims: { sub: "alice" }, principal: "jwt", bucket: "b", key: "k", path: "/b/k", method: "GET", clientIp: "1.2.3.4", trace: root })).toBe(true);
     expect(spans[0]).toMatchObject({ status: 2, attrs: { "yatagarasu.authz.decision": "fail_open" } });
     expect(spans[0].attrs["error.type"]).toBeString();
+  });
+});
+
+describe("error.type", () => {
+  test("the error's code, else its name: never a class name the compiled binary minified, never a message", () => {
+    // What the binary's minifier makes of an error class: constructor.name "Re", the name it sets kept.
+    const Re = class extends Error {
+      constructor() {
+        super("upstream 10.0.0.5 secret-ish message");
+        this.name = "UpstreamProtocolError";
+      }
+    };
+    expect(new Re().constructor.name).toBe("Re");
+    expect(errorType(new Re())).toBe("UpstreamProtocolError");
+    expect(errorType(Object.assign(new Error("connect failed"), { code: "ECONNREFUSED" }))).toBe("ECONNREFUSED");
+    expect(errorType(new UpstreamTimeoutError("stalled"))).toBe("UpstreamTimeoutError");
+    expect(errorType(new DOMException("gone", "AbortError"))).toBe("AbortError");
+    expect(errorType(new TypeError("x"))).toBe("TypeError");
+    expect(errorType(new Error("with a message"))).toBe("Error");
+    expect(errorType({ name: "NotAnError" })).toBe("_OTHER");
+    expect(errorType("a string")).toBe("_OTHER");
+    expect(errorType(Object.assign(new Error("m"), { name: "has a space in it" }))).toBe("_OTHER");
   });
 });
 
