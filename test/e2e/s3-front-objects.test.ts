@@ -455,6 +455,21 @@ describe("OPA with the S3 action, virtual-hosted style, ListBuckets owner", () =
     ]);
   });
 
+  test("a missing key: AccessDenied when the policy denies s3:ListBucket on its name (GetObject and HEAD), NoSuchKey when it allows it, as S3 answers by the caller's list permission", async () => {
+    for (const method of ["GET", "HEAD"] as const) {
+      const closed = await signedFetch(env, { method, path: "/data/closed/nope.txt" });
+      const closedText = await closed.text();
+      expect([closed.status, method === "GET" ? /<Code>(\w+)/.exec(closedText)?.[1] : ""]).toEqual([403, method === "GET" ? "AccessDenied" : ""]);
+      expect((opa.requests.at(-1)!.body as any).input).toMatchObject({ action: "s3:ListBucket", key: "closed/nope.txt", path: "/data/closed/nope.txt" });
+      const open = await signedFetch(env, { method, path: "/data/open/nope.txt" });
+      const openText = await open.text();
+      expect([open.status, method === "GET" ? /<Code>(\w+)/.exec(openText)?.[1] : ""]).toEqual([404, method === "GET" ? "NoSuchKey" : ""]);
+    }
+    const there = await signedFetch(env, { path: "/data/a.txt" }); // an existing key is not a listing question
+    expect([there.status, await there.text()]).toEqual([200, "AAA"]);
+    expect((opa.requests.at(-1)!.body as any).input.action).toBe("s3:GetObject");
+  });
+
   test("GetObject allowed; ListObjectsV2 denied by the policy before the upstream; the input carries the action and claims", async () => {
     const ok = await signedFetch(env, { path: "/data/a.txt" });
     expect([ok.status, await ok.text()]).toEqual([200, "AAA"]);

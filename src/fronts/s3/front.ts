@@ -16,7 +16,7 @@ import { ProxyError } from "../../errors.ts";
 import { announcesBody } from "../../http/body-policy.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import { admit } from "../../proxy/phases/admit.ts";
-import { authorize } from "../../proxy/phases/authorize.ts";
+import { authorize, mayAlso } from "../../proxy/phases/authorize.ts";
 import { guard, splitUrl } from "../../proxy/phases/guard.ts";
 import type { Front } from "../../proxy/runner.ts";
 import { s3Cors } from "../cors-phases.ts";
@@ -67,6 +67,8 @@ export interface S3State {
    * request from these.
    */
   readonly headers: Headers;
+  /** The bucket's authorizer denied s3:ListBucket to this caller (set on a missing key: it is AccessDenied). */
+  listDenied?: boolean;
 }
 
 /** The context of an S3-front request: the shared one plus the S3 state, set by s3Parse. */
@@ -351,6 +353,27 @@ export function s3Authorize(ctx: RequestContext): undefined | Promise<undefined>
 /** Phase: the operation itself. */
 export function s3Operate(ctx: RequestContext): Response | Promise<Response> {
   const s = (ctx as S3RequestContext).s3!;
+  if (ctx.bucket?.authorizer === undefined || !KEY_READS.has(s.op)) return operate(ctx, s);
+  // A missing key is NoSuchKey only to a caller who may list the bucket: with an authorizer, the
+  // grants alone do not say so (renderError), the authorizer is asked for s3:ListBucket too.
+  let out: Response | Promise<Response>;
+  try {
+    out = operate(ctx, s);
+  } catch (err) {
+    return missingKey(ctx, s, err);
+  }
+  return out instanceof Promise ? out.catch((err: unknown) => missingKey(ctx, s, err)) : out;
+}
+
+/** Rethrows `err`; a NoSuchKey first asks the authorizer whether the caller may list the key's name. */
+async function missingKey(ctx: RequestContext, s: S3State, err: unknown): Promise<never> {
+  if (err instanceof ProxyError && (s3ErrorOf(err) ?? fromProxyError(err)).code === "NoSuchKey" && mayAccess(ctx.rt, s.principal, ctx.bucket!, "s3:ListBucket")) {
+    if (!(await mayAlso(ctx, "s3:ListBucket"))) s.listDenied = true;
+  }
+  throw err;
+}
+
+function operate(ctx: RequestContext, s: S3State): Response | Promise<Response> {
   switch (s.op) {
     case "AssumeRoleWithWebIdentity":
       return assumeRoleWithWebIdentity(ctx, s.api);
@@ -455,7 +478,7 @@ export const s3Front: Front = {
     // S3 answers a missing key with 404 only to a caller who may list the bucket (s3:ListBucket),
     // and 403 AccessDenied to anyone else, so that a reader cannot learn which keys exist.
     if (e.code === "NoSuchKey" && s !== undefined && ctx.bucket !== undefined && KEY_READS.has(s.op)) {
-      if (!mayAccess(ctx.rt, s.principal, ctx.bucket, "s3:ListBucket")) e = s3Error("AccessDenied");
+      if (s.listDenied === true || !mayAccess(ctx.rt, s.principal, ctx.bucket, "s3:ListBucket")) e = s3Error("AccessDenied");
       else if (ctx.key !== "" && e.details?.Key === undefined) e.details = { ...e.details, Key: ctx.key };
     }
     // (S3's InvalidRange names the range asked for and the object's size)

@@ -20,12 +20,20 @@ export function authzPath(ctx: RequestContext): string {
 }
 
 export function authorize(ctx: RequestContext): undefined | Promise<undefined> {
+  if (ctx.bucket?.authorizer === undefined) return undefined;
+  return mayAlso(ctx, ctx.action).then((allowed) => {
+    if (!allowed) throw new ProxyError("Forbidden", { detail: "The authorization policy denied this request" });
+    return undefined;
+  });
+}
+
+/**
+ * Whether the bucket's authorizer allows this request's caller `action` on its bucket and key (no
+ * authorizer: true). The S3 front asks it for s3:ListBucket before a missing key is told apart
+ * from a forbidden one.
+ */
+export function mayAlso(ctx: RequestContext, action: string): Promise<boolean> {
   const authorizer = ctx.bucket?.authorizer;
-  if (authorizer === undefined) return undefined;
-  return authorizer
-    .authorize({ claims: ctx.claims, principal: ctx.principal, bucket: ctx.bucketName, key: ctx.key, path: authzPath(ctx), method: ctx.method, action: ctx.action, clientIp: clientIp(ctx), trace: ctx.span })
-    .then((allowed) => {
-      if (!allowed) throw new ProxyError("Forbidden", { detail: "The authorization policy denied this request" });
-      return undefined;
-    });
+  if (authorizer === undefined) return Promise.resolve(true);
+  return authorizer.authorize({ claims: ctx.claims, principal: ctx.principal, bucket: ctx.bucketName, key: ctx.key, path: authzPath(ctx), method: ctx.method, action, clientIp: clientIp(ctx), trace: ctx.span });
 }
