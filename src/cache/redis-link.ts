@@ -90,7 +90,8 @@ const noop = () => {};
 /** A failure for the log: Redis's own words for an error reply (NOPERM, OOM, …), the client's code for the rest. */
 function describe(err: unknown): string {
   const e = err as { code?: string; message?: string };
-  if (e?.code === "ERR_REDIS_SERVER_ERROR" && e.message) return e.message;
+  // (Bun's code for a refused SELECT is ERR_REDIS_INVALID_COMMAND, its message Redis's NOPERM)
+  if (e?.message && (e.code === "ERR_REDIS_SERVER_ERROR" || /^[A-Z][A-Z_]+ /.test(e.message))) return e.message;
   return e?.code ?? e?.message ?? String(err);
 }
 

@@ -23,7 +23,11 @@ export async function redisAuthFailure(url: string, timeoutMs: number): Promise<
   const host = u.hostname.startsWith("[") ? u.hostname.slice(1, -1) : u.hostname;
   const line = await firstLine(host, Number(u.port || 6379), u.protocol === "rediss:", ask, timeoutMs);
   if (line === undefined) return undefined;
-  if (line.startsWith(UNTRUSTED)) return `TLS: the Redis server's certificate is not trusted (${line.slice(UNTRUSTED.length)}; a private CA's certificate goes in NODE_EXTRA_CA_CERTS)`;
+  if (line.startsWith(UNTRUSTED)) {
+    const code = line.slice(UNTRUSTED.length);
+    if (/ALTNAME|HOST|IP/i.test(code)) return `TLS: the Redis server's certificate does not name the URL's host (${code})`;
+    return `TLS: the Redis server's certificate is not trusted (${code}; a private CA's certificate goes in NODE_EXTRA_CA_CERTS)`;
+  }
   if (line.startsWith("-WRONGPASS") || /^-ERR invalid (password|username-password pair)/i.test(line)) return "authentication failed (wrong user name or password in the Redis URL)";
   if (line.startsWith("-NOAUTH")) return "authentication required (the Redis URL gives no password)";
   return undefined;
@@ -50,12 +54,14 @@ function firstLine(hostname: string, port: number, tls: boolean, payload: string
       port,
       tls,
       socket: {
-        handshake(_s, ok, err) {
+        // (TLS: the question goes once the handshake is done; written at open, Bun drops it)
+        handshake(s, ok, err) {
           if (!ok && err) finish(UNTRUSTED + ((err as { code?: string }).code ?? err.message));
+          else s.write(payload);
         },
         open(s) {
           socket = s;
-          s.write(payload);
+          if (!tls) s.write(payload);
         },
         data(_s, d) {
           got += d.toString("latin1");

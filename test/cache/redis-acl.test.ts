@@ -36,10 +36,11 @@ async function readmeAcl(password: string): Promise<string[]> {
   return line.split(/\s+/).slice(1).map((w) => (w === ">PASSWORD" ? `>${password}` : w));
 }
 
-test("a Redis user created with the README's ACL line runs the cache layer and the shared rate limits, nothing refused", async () => {
+test.each(["", "/1"])("a Redis user created with the README's ACL line runs the cache layer and the shared rate limits, nothing refused (URL path %p)", async (db) => {
   const admin = new RedisClient(redis.url);
   await admin.send("ACL", await readmeAcl("Acl-pw-42"));
-  const url = redis.url.replace("redis://", "redis://yatagarasu:Acl-pw-42@");
+  const url = redis.url.replace("redis://", "redis://yatagarasu:Acl-pw-42@") + db;
+  if (db !== "") await admin.send("SELECT", [db.slice(1)]);
   const log = recordingLogger();
   const layers: RedisLayer[] = [];
   const newLayer = async () => {

@@ -309,22 +309,34 @@ describe("failure is not an outage", () => {
     l.close();
   });
 
-  test("rediss:// to a Redis whose certificate this process does not trust: down, and the reason says so (not a closed connection), with where a private CA goes", async () => {
+  test("rediss:// to a Redis whose certificate this process does not trust: down, and the reason says so (not a closed connection), with where a private CA goes; trusted (NODE_EXTRA_CA_CERTS): a wrong or missing password and a certificate for another host are each named", async () => {
     const dir = mkdtempSync(join(tmpdir(), "yata-redis-tls-"));
     let server: ReturnType<typeof Bun.spawn> | undefined;
     try {
       const gen = Bun.spawn(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem")], { stdout: "ignore", stderr: "ignore" });
       expect(await gen.exited).toBe(0);
       const port = freePort();
-      server = Bun.spawn([Bun.which("redis-server") ?? "/usr/bin/redis-server", "--port", "0", "--tls-port", String(port), "--bind", "127.0.0.1", "--tls-cert-file", join(dir, "cert.pem"), "--tls-key-file", join(dir, "key.pem"), "--tls-auth-clients", "no", "--save", "", "--appendonly", "no", "--dir", dir], { stdout: "ignore", stderr: "ignore" });
+      server = Bun.spawn([Bun.which("redis-server") ?? "/usr/bin/redis-server", "--port", "0", "--tls-port", String(port), "--bind", "127.0.0.1", "--tls-cert-file", join(dir, "cert.pem"), "--tls-key-file", join(dir, "key.pem"), "--tls-auth-clients", "no", "--requirepass", "Right-pw-7", "--save", "", "--appendonly", "no", "--dir", dir], { stdout: "ignore", stderr: "ignore" });
       const log = captureLog();
-      const l = new RedisLayer({ url: `rediss://127.0.0.1:${port}`, keyPrefix: "tls:", maxItemBytes: 1 << 20, connectTimeoutMs: 300, operationTimeoutMs: 300, log, minBackoffMs: 20, maxBackoffMs: 200 });
+      const l = new RedisLayer({ url: `rediss://:Right-pw-7@127.0.0.1:${port}`, keyPrefix: "tls:", maxItemBytes: 1 << 20, connectTimeoutMs: 300, operationTimeoutMs: 300, log, minBackoffMs: 20, maxBackoffMs: 200 });
       layers.push(l);
       // (until redis-server listens, the reason is a refused connection)
       await waitFor(() => String(l.health().reason).includes("TLS"), { timeoutMs: 10_000, message: () => `a TLS reason (now: ${l.health().reason})` });
       expect(l.health()).toMatchObject({ up: false, state: "down" });
       expect(String(l.health().reason)).toMatch(/^connect: TLS: the Redis server's certificate is not trusted \([A-Z_]*SELF_SIGNED_CERT[A-Z_]*; a private CA's certificate goes in NODE_EXTRA_CA_CERTS\)$/);
       l.close();
+      // A process that trusts the certificate (read at start: another process) asks why Redis closed.
+      const script = join(dir, "ask.ts");
+      await Bun.write(script, `import { redisAuthFailure } from ${JSON.stringify(join(import.meta.dir, "../../src/util/redis-auth.ts"))};
+const urls = ["rediss://:Wrong-pw-8@127.0.0.1:${port}", "rediss://127.0.0.1:${port}", "rediss://:Right-pw-7@localhost:${port}"];
+console.log(JSON.stringify(await Promise.all(urls.map((u) => redisAuthFailure(u, 3000)))));`);
+      const ask = Bun.spawn([process.execPath, script], { env: { ...process.env, NODE_EXTRA_CA_CERTS: join(dir, "cert.pem") }, stdout: "pipe", stderr: "pipe" });
+      const [out, err] = [await new Response(ask.stdout).text(), await new Response(ask.stderr).text()];
+      expect({ code: await ask.exited, err }).toEqual({ code: 0, err: "" });
+      const [wrong, missing, otherHost] = JSON.parse(out) as string[];
+      expect([wrong, missing]).toEqual(["authentication failed (wrong user name or password in the Redis URL)", "authentication required (the Redis URL gives no password)"]);
+      expect(otherHost).toMatch(/^TLS: the Redis server's certificate does not name the URL's host \(/);
+      expect(out).not.toContain("pw-");
     } finally {
       server?.kill("SIGKILL");
       await server?.exited;
