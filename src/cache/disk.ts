@@ -173,6 +173,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   private bytes = 0;
   /** Room set aside for the writes in progress (their temporary files), counted with `bytes` against maxBytes. */
   private reserved = 0;
+  /** Entries whose file a same-body revalidation is copying from (never evicted meanwhile). */
+  private readonly copying = new Set<Entry>();
   private evictions = 0;
   private errorCount = 0;
   private lastErrorLog = 0;
@@ -314,8 +316,21 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     if (e !== undefined && !(e.restored && this.holding) && this.sameBody(e, obj)) {
       if (sameHeaders(e.headers, obj.headers)) return this.refreshTimes(e, obj.storedAt, obj.expiresAt);
       obj = { ...obj, body: Bun.file(e.file).slice(e.bodyOffset, e.bodyOffset + e.size) }; // copy from our own file
-      this.lru.get(obj.key); // (the most recent: never the entry evicted to make room for its copy)
+      this.lru.get(obj.key);
+      // The source of the copy is never what is evicted to make room for the copy (an object over
+      // half of max_disk_size_mb would evict itself and the copy would find no file): the two are
+      // on disk together until the copy replaces it.
+      this.copying.add(e);
+      try {
+        return await this.write(obj);
+      } finally {
+        this.copying.delete(e);
+      }
     }
+    return this.write(obj);
+  }
+
+  private async write(obj: CachedObject): Promise<void> {
     const w = this.begin(obj);
     if (w === undefined) {
       const old = this.lru.peek(obj.key);
@@ -561,9 +576,16 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
 
   /** Evicts least-recently-used entries until the files fit; resolves once their files are deleted. */
   private evictDown(): Promise<unknown> {
-    const gone: Promise<void>[] = [];
-    for (let e = this.lru.oldest(); this.bytes + this.reserved > this.maxBytes && e !== undefined; e = this.lru.oldest()) gone.push(this.evict(e));
-    return Promise.all(gone);
+    let over = this.bytes + this.reserved - this.maxBytes;
+    if (over <= 0) return Promise.resolve();
+    const victims: Entry[] = [];
+    for (const e of this.lru.oldestFirst()) {
+      if (over <= 0) break;
+      if (this.copying.has(e)) continue; // (see put)
+      victims.push(e);
+      over -= onDisk(e.fileSize);
+    }
+    return Promise.all(victims.map((e) => this.evict(e)));
   }
 
   private evict(e: Entry): Promise<void> {

@@ -36,6 +36,11 @@ export class LruMap<V> {
     for (let n = this.tail; n !== null; n = n.prev) yield n.value;
   }
 
+  /** Values from least to most recently used. */
+  *oldestFirst(): IterableIterator<V> {
+    for (let n = this.head; n !== null; n = n.next) yield n.value;
+  }
+
   get size(): number {
     return this.map.size;
   }

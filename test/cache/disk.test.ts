@@ -511,6 +511,20 @@ describe("revalidation", () => {
     expect((await d2.get("b/k"))!.expiresAt).toBe(NOW + 200_000);
   });
 
+  test("same body, new headers, the object over half of max_disk_size_mb: its own file is never evicted to make room for the copy (it was, and the object was gone); others are", async () => {
+    const d = await open(freshDir(), 1_000_000, 900_000);
+    await d.put(obj("b/other", 100_000));
+    await d.put(obj("b/big", 600_000));
+    // a revalidation (same ETag and size), one header changed: copied from its own file
+    await d.put(object("b/big", 600_000, { ...headersOf(), "content-type": "application/x-pdf" }, NOW + 1000, 60));
+    const again = await d.get("b/big");
+    expect(again?.headers["content-type"]).toBe("application/x-pdf");
+    expect(new Uint8Array(await again!.body.arrayBuffer())).toEqual(bytesOf(600_000));
+    expect(d.keys()).toEqual(["b/big"]); // the least recently used other object made room
+    expect(d.stats().evictions).toBe(1); // it alone (the source was evicted too; whether the copy still found its file was a race)
+    expect(files(d.dir)).toHaveLength(1);
+  });
+
   test("same body, new headers: a new version copied from the old file", async () => {
     const d = await open(freshDir());
     await d.put(obj("b/k", 5000));
