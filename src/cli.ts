@@ -382,6 +382,9 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     }
     if (config.metrics.enabled && workerIndex() === undefined) {
       try {
+        // Bun.serve with development: false binds beside another process's such listener (another
+        // instance's metrics port): scrapes would land on either process in turn.
+        probeExclusive(config.metrics.address, config.metrics.port);
         metrics = listenMetrics(config, () => children?.renderMetrics() ?? app.metrics.render(), app.log);
       } catch (err) {
         throw await listenFailure("metrics", config.metrics.address, config.metrics.port, err, "metrics listener: ");

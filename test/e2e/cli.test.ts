@@ -246,6 +246,24 @@ test("a busy port: exit 3, and the message names the listener whose address is t
   }
 });
 
+test("a metrics port another instance's metrics listener holds: exit 3 naming it, not a second listener sharing the port (scrapes landing on either process)", async () => {
+  // what another instance's metrics listener is: Bun.serve with development: false
+  const other = Bun.serve({ hostname: "127.0.0.1", port: 0, development: false, fetch: () => new Response("other instance") });
+  const path = join(dir, "busy-metrics-instance.yaml");
+  writeFileSync(path, `server: { address: 127.0.0.1, port: 0 }\nmetrics: { enabled: true, address: 127.0.0.1, port: ${other.port} }\nbuckets:\n  - { name: b, path_prefix: /b, s3: { bucket: bkt, endpoint: "http://127.0.0.1:9" } }\n`);
+  const p = Bun.spawn([...command(), "--config", path], { stdout: "pipe", stderr: "pipe" });
+  const timer = setTimeout(() => p.kill("SIGKILL"), 10_000); // (it served instead of exiting)
+  try {
+    const [stderr, code] = await Promise.all([new Response(p.stderr).text(), p.exited]);
+    expect(code).toBe(3);
+    expect(stderr).toContain(`could not start: metrics address 127.0.0.1:${other.port} is already in use`);
+  } finally {
+    clearTimeout(timer);
+    p.kill("SIGKILL");
+    other.stop(true);
+  }
+});
+
 test("an address that does not resolve, or is not this machine's: exit 3, naming the listener, its address:port and the cause in plain words", async () => {
   const listeners = {
     main: (a: string) => `server: { address: "${a}", port: 8089 }\n`,
