@@ -303,6 +303,9 @@ export function redisUrlProblem(v: string): string | undefined {
   try {
     u = new URL(v);
   } catch {
+    // (the usual cause: a password with '/', '?', '#' or '@' as it is, which ends the userinfo early)
+    if (/^rediss?:\/\/[^@]*@/i.test(v) || v.lastIndexOf("@") > v.indexOf("//"))
+      return "must be a redis:// or rediss:// URL with a host (e.g. redis://user:password@host:6379/0); characters such as '/', '?', '#', '@' and '%' in the user name or password must be percent-encoded (%2F, %3F, %23, %40, %25)";
     return "must be a redis:// or rediss:// URL with a host (e.g. redis://host:6379/0)";
   }
   if ((u.protocol !== "redis:" && u.protocol !== "rediss:") || u.hostname === "") return "must be a redis:// or rediss:// URL with a host (e.g. redis://host:6379/0)";

@@ -56,6 +56,8 @@ describe("validation", () => {
     ["  cache_layers: [disk]\n  disk: { path: /tmp/c, max_size: 10 }", "cache.disk", "max_size"],
     ["  cache_layers: [disk]\n  disk: { path: '' }", "cache.disk.path", "must not be empty"],
     ["  cache_layers: [redis]\n  redis: { url: 'http://h:6379' }", "cache.redis.url", "must be a redis:// or rediss:// URL"],
+    ["  cache_layers: [redis]\n  redis: { url: 'redis://yatagarasu:ab/cd@127.0.0.1:6379/2' }", "cache.redis.url", "in the user name or password must be percent-encoded (%2F, %3F, %23, %40, %25)"],
+    ["  cache_layers: [redis]\n  redis: { url: 'redis://yatagarasu:ab#cd@127.0.0.1:6379' }", "cache.redis.url", "must be percent-encoded"],
     ["  cache_layers: [redis]\n  redis: { url: 'redis://h', key_prefix: '' }", "cache.redis.key_prefix", "must not be empty"],
     ["  cache_layers: [redis]\n  redis: { url: 'redis://h', max_item_size_mb: 600 }", "cache.redis.max_item_size_mb", ""],
     ["  cache_layers: [redis]\n  redis: { url: 'redis://h', connect_timeout_ms: 0 }", "cache.redis.connect_timeout_ms", ""],
