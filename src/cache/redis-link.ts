@@ -265,7 +265,8 @@ export class RedisLink {
       if (!current()) return;
       // Redis refusing the URL's credentials reads as ERR_REDIS_CONNECTION_CLOSED: ask it why.
       const auth = (err as { code?: string }).code === "ERR_REDIS_CONNECTION_CLOSED" ? await redisAuthFailure(this.opts.url, this.opts.connectTimeoutMs) : undefined;
-      if (current()) this.down(`connect: ${auth ?? describe(err)}`);
+      const why = auth ?? describe(err);
+      if (current()) this.down(why.startsWith("connect: ") ? why : `connect: ${why}`);
     }
   }
 

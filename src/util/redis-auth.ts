@@ -5,10 +5,11 @@
  * when the URL gives no password) and reads its first reply line, so a wrong password is reported
  * as such. The URL's user name and password never appear in what is returned. The same close
  * hides a TLS certificate the process does not trust (rediss://): the asking connection's
- * handshake names it.
+ * handshake names it; and a connection refused or a host name that does not resolve, which the
+ * asking connection's own failure names.
  */
 
-/** "authentication failed (...)" / "authentication required (...)" / "TLS: ... not trusted (...)", or undefined when Redis did not refuse the credentials (or could not be asked within timeoutMs). */
+/** "authentication failed (...)" / "authentication required (...)" / "TLS: ... not trusted (...)" / "connection refused (...)", or undefined when Redis did not refuse the credentials (or could not be asked within timeoutMs). */
 export async function redisAuthFailure(url: string, timeoutMs: number): Promise<string | undefined> {
   let u: URL;
   try {
@@ -23,6 +24,12 @@ export async function redisAuthFailure(url: string, timeoutMs: number): Promise<
   const host = u.hostname.startsWith("[") ? u.hostname.slice(1, -1) : u.hostname;
   const line = await firstLine(host, Number(u.port || 6379), u.protocol === "rediss:", ask, timeoutMs);
   if (line === undefined) return undefined;
+  if (line.startsWith(UNREACHABLE)) {
+    const code = line.slice(UNREACHABLE.length);
+    if (code === "ECONNREFUSED") return "connection refused (nothing listens at the URL's host and port)";
+    if (code === "ENOTFOUND" || code.startsWith("EAI_") || code === "DNSException") return "the URL's host name does not resolve";
+    return code !== "" ? `cannot connect (${code})` : undefined;
+  }
   if (line.startsWith(UNTRUSTED)) {
     const code = line.slice(UNTRUSTED.length);
     if (/ALTNAME|HOST|IP/i.test(code)) return `TLS: the Redis server's certificate does not name the URL's host (${code})`;
@@ -32,6 +39,9 @@ export async function redisAuthFailure(url: string, timeoutMs: number): Promise<
   if (line.startsWith("-NOAUTH")) return "authentication required (the Redis URL gives no password)";
   return undefined;
 }
+
+/** firstLine's answer when no connection could be made, followed by the error's code. */
+const UNREACHABLE = "\0unreachable:";
 
 /** firstLine's answer when the TLS handshake failed verification, followed by the error's code. */
 const UNTRUSTED = "\0untrusted:";
@@ -71,14 +81,14 @@ function firstLine(hostname: string, port: number, tls: boolean, payload: string
         },
         close: () => finish(undefined),
         error: () => finish(undefined),
-        connectError: () => finish(undefined),
+        connectError: (_s, err) => finish(UNREACHABLE + ((err as { code?: string }).code ?? "")),
       },
     }).then(
       (s) => {
         socket = s;
         if (settled) s.end();
       },
-      () => finish(undefined),
+      (err: unknown) => finish(UNREACHABLE + ((err as { code?: string } | undefined)?.code ?? "")),
     );
   });
 }

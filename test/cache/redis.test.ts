@@ -293,6 +293,22 @@ describe("failure is not an outage", () => {
     await layer({ url: withAuth("default:Right-pw-4711"), prefix: "auth:" });
   });
 
+  test("nothing listening, a host name that does not resolve: down, and the reason says which in plain words (not a closed connection), once", async () => {
+    for (const [url, reason] of [
+      ["redis://127.0.0.1:1", "connect: connection refused (nothing listens at the URL's host and port)"],
+      ["redis://:Some-pw-3@nonexistent.invalid:6379", "connect: the URL's host name does not resolve"],
+    ] as const) {
+      const log = captureLog();
+      const l = new RedisLayer({ url, keyPrefix: "down:", maxItemBytes: 1 << 20, connectTimeoutMs: 1000, operationTimeoutMs: 300, log, minBackoffMs: 20, maxBackoffMs: 200 });
+      layers.push(l);
+      await waitFor(() => l.health().state === "down", { message: "the layer to give up" });
+      expect(l.health()).toMatchObject({ up: false, reason });
+      expect(log.lines.filter((x) => x.level === "warn").map((x) => x.fields?.reason)).toEqual([reason]);
+      expect(JSON.stringify(log.lines)).not.toContain("Some-pw");
+      l.close();
+    }
+  });
+
   test("a Redis user without a command the layer needs (an ACL without SUBSCRIBE): down, and the reason is Redis's own refusal, not a bare error code", async () => {
     await using own = await startRedis();
     const admin = new RedisClient(own.url);
