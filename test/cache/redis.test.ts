@@ -272,6 +272,18 @@ describe("failure is not an outage", () => {
     check.close();
   });
 
+  /** A layer on `url` goes down with `reason`, logged once as that, never with `secret`. */
+  async function downOnce(url: string, reason: string, secret: string, connectTimeoutMs: number): Promise<void> {
+    const log = captureLog();
+    const l = new RedisLayer({ url, keyPrefix: "down:", maxItemBytes: 1 << 20, connectTimeoutMs, operationTimeoutMs: 300, log, minBackoffMs: 20, maxBackoffMs: 200 });
+    layers.push(l);
+    await waitFor(() => l.health().state === "down", { message: "the layer to give up" });
+    expect(l.health()).toMatchObject({ up: false, reason });
+    expect(log.lines.filter((x) => x.level === "warn").map((x) => x.fields?.reason)).toEqual([reason]);
+    expect(JSON.stringify(log.lines)).not.toContain(secret);
+    l.close();
+  }
+
   test("credentials Redis refuses: the layer is down as an authentication failure (a missing password as required), logged once, never with the password; the right one connects", async () => {
     await using own = await startRedis({ password: "Right-pw-4711" });
     const withAuth = (userinfo: string) => own.url.replace("redis://", `redis://${userinfo}@`);
@@ -280,16 +292,7 @@ describe("failure is not an outage", () => {
       [withAuth("bob:Right-pw-4711"), "connect: authentication failed (wrong user name or password in the Redis URL)"],
       [own.url, "connect: authentication required (the Redis URL gives no password)"],
     ] as const;
-    for (const [url, reason] of cases) {
-      const log = captureLog();
-      const l = new RedisLayer({ url, keyPrefix: "auth:", maxItemBytes: 1 << 20, connectTimeoutMs: 300, operationTimeoutMs: 300, log, minBackoffMs: 20, maxBackoffMs: 200 });
-      layers.push(l);
-      await waitFor(() => l.health().state === "down", { message: "the layer to give up" });
-      expect(l.health()).toMatchObject({ up: false, reason });
-      expect(log.lines.filter((x) => x.level === "warn").map((x) => x.fields?.reason)).toEqual([reason]);
-      expect(JSON.stringify(log.lines)).not.toContain("pw-");
-      l.close();
-    }
+    for (const [url, reason] of cases) await downOnce(url, reason, "pw-", 300);
     await layer({ url: withAuth("default:Right-pw-4711"), prefix: "auth:" });
   });
 
@@ -297,16 +300,8 @@ describe("failure is not an outage", () => {
     for (const [url, reason] of [
       ["redis://127.0.0.1:1", "connect: connection refused (nothing listens at the URL's host and port)"],
       ["redis://:Some-pw-3@nonexistent.invalid:6379", "connect: the URL's host name does not resolve"],
-    ] as const) {
-      const log = captureLog();
-      const l = new RedisLayer({ url, keyPrefix: "down:", maxItemBytes: 1 << 20, connectTimeoutMs: 1000, operationTimeoutMs: 300, log, minBackoffMs: 20, maxBackoffMs: 200 });
-      layers.push(l);
-      await waitFor(() => l.health().state === "down", { message: "the layer to give up" });
-      expect(l.health()).toMatchObject({ up: false, reason });
-      expect(log.lines.filter((x) => x.level === "warn").map((x) => x.fields?.reason)).toEqual([reason]);
-      expect(JSON.stringify(log.lines)).not.toContain("Some-pw");
-      l.close();
-    }
+    ] as const)
+      await downOnce(url, reason, "Some-pw", 1000);
   });
 
   test("a Redis user without a command the layer needs (an ACL without SUBSCRIBE): down, and the reason is Redis's own refusal, not a bare error code", async () => {
