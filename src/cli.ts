@@ -245,8 +245,15 @@ async function listenFailure(listener: "main" | "metrics" | "s3_api", address: s
  */
 function probeExclusive(address: string, port: number): void {
   if (port === 0) return;
-  const probe = Bun.listen({ hostname: address, port, socket: { data() {} } });
-  probe.stop(true);
+  let probe: { stop(closeActiveConnections?: boolean): void } | undefined;
+  try {
+    probe = Bun.listen({ hostname: address, port, socket: { data() {} } });
+  } catch (err) {
+    // Only a taken port is the probe's to report: any other failure (an address that does not
+    // resolve, or is not this machine's) the listener's own bind reports, in its words.
+    if ((err as { code?: string }).code === "EADDRINUSE") throw err;
+  }
+  probe?.stop(true);
 }
 
 /** Whether a host name resolves to an address (given 3 s). */
