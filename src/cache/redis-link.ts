@@ -110,7 +110,7 @@ export const STORE_BYTES_PER_SECOND = 50 * (1 << 20);
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+    timer = setTimeout(() => reject(new Error(`${what !== "" ? `${what}: ` : ""}no answer within ${ms} ms`)), ms);
   });
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
@@ -236,7 +236,7 @@ export class RedisLink {
     const sub = new RedisClient(this.opts.url, options);
     const current = () => n === this.attempt && this.stateValue !== "closed";
     try {
-      await withTimeout(Promise.all([cmd.connect(), sub.connect()]), this.opts.connectTimeoutMs, "connect");
+      await withTimeout(Promise.all([cmd.connect(), sub.connect()]), this.opts.connectTimeoutMs, ""); // (down() says "connect: ")
       await withTimeout(sub.subscribe(this.opts.channel, (m) => this.opts.onMessage(m)), this.opts.operationTimeoutMs, "subscribe");
       if (!current()) throw new Error("superseded");
       const lost = (err: Error) => {
@@ -265,8 +265,7 @@ export class RedisLink {
       if (!current()) return;
       // Redis refusing the URL's credentials reads as ERR_REDIS_CONNECTION_CLOSED: ask it why.
       const auth = (err as { code?: string }).code === "ERR_REDIS_CONNECTION_CLOSED" ? await redisAuthFailure(this.opts.url, this.opts.connectTimeoutMs) : undefined;
-      const why = auth ?? describe(err);
-      if (current()) this.down(why.startsWith("connect: ") ? why : `connect: ${why}`);
+      if (current()) this.down(`connect: ${auth ?? describe(err)}`);
     }
   }
 

@@ -293,6 +293,8 @@ export const CACHE_LAYERS = ["memory", "disk", "redis"] as const;
 /** The highest Redis database number accepted in a URL's path (Bun's client takes up to a 32-bit number; a server has 16 by default). */
 export const MAX_REDIS_DB = 2147483647;
 
+const NOT_A_REDIS_URL = "must be a redis:// or rediss:// URL with a host (e.g. redis://host:6379/0)";
+
 /**
  * What is wrong with a Redis URL that Bun's client would refuse when the proxy starts (an
  * unhandled "Invalid database number in Redis URL" after --check said OK), or undefined. Never
@@ -304,11 +306,11 @@ export function redisUrlProblem(v: string): string | undefined {
     u = new URL(v);
   } catch {
     // (the usual cause: a password with '/', '?', '#' or '@' as it is, which ends the userinfo early)
-    if (/^rediss?:\/\/[^@]*@/i.test(v) || v.lastIndexOf("@") > v.indexOf("//"))
+    if (v.lastIndexOf("@") > v.indexOf("//"))
       return "must be a redis:// or rediss:// URL with a host (e.g. redis://user:password@host:6379/0); characters such as '/', '?', '#', '@' and '%' in the user name or password must be percent-encoded (%2F, %3F, %23, %40, %25)";
-    return "must be a redis:// or rediss:// URL with a host (e.g. redis://host:6379/0)";
+    return NOT_A_REDIS_URL;
   }
-  if ((u.protocol !== "redis:" && u.protocol !== "rediss:") || u.hostname === "") return "must be a redis:// or rediss:// URL with a host (e.g. redis://host:6379/0)";
+  if ((u.protocol !== "redis:" && u.protocol !== "rediss:") || u.hostname === "") return NOT_A_REDIS_URL;
   if (u.port === "0") return "port 0 is no Redis port: give the server's port (6379 by default), or leave it out";
   const path = u.pathname;
   if (path !== "" && path !== "/" && !(/^\/\d{1,10}$/.test(path) && Number(path.slice(1)) <= MAX_REDIS_DB))

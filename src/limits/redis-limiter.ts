@@ -82,6 +82,8 @@ export class RedisRateLimiter {
   /** When the oldest command still without an answer on `client` was sent (undefined: none known). */
   private silentSince: number | undefined;
   private readonly silentMs: number;
+  /** The longest wait for a connection (and the slower background questions): 4 × redis_timeout_ms, at least 250 ms. */
+  private readonly connectMs: number;
   private readonly url: string;
   private readonly prefix: string;
   private readonly timeoutMs: number;
@@ -116,6 +118,7 @@ export class RedisRateLimiter {
     this.url = opts.url;
     this.reported = opts.reported;
     this.silentMs = Math.max(SILENT_MS, this.timeoutMs * 4);
+    this.connectMs = Math.max(250, this.timeoutMs * 4);
     this.client = this.newClient();
     if (opts.connect !== false) {
       this.timer = setInterval(() => void this.recheck(), this.retryMs);
@@ -125,7 +128,7 @@ export class RedisRateLimiter {
   }
 
   private newClient(): RedisClient {
-    const c = new RedisClient(this.url, { enableOfflineQueue: false, autoReconnect: false, connectionTimeout: Math.max(250, this.timeoutMs * 4) });
+    const c = new RedisClient(this.url, { enableOfflineQueue: false, autoReconnect: false, connectionTimeout: this.connectMs });
     // Closed while connecting is recheck()'s to report (with its cause); only a lost link is this.
     c.onclose = () => {
       if (this.up && this.client === c) this.lost("connection closed");
@@ -231,7 +234,7 @@ export class RedisRateLimiter {
     try {
       // Connected by its own account, but silent for silentMs: the flow is lost (no FIN or RST came). A new connection.
       if (this.silentSince !== undefined && performance.now() - this.silentSince >= this.silentMs) this.replaceClient();
-      if (!this.client.connected) await withTimeout(this.client.connect(), Math.max(250, this.timeoutMs * 4));
+      if (!this.client.connected) await withTimeout(this.client.connect(), this.connectMs);
       for (let i = 0; i < RECHECK_PINGS; i++) await withTimeout(this.send("PING", []), this.timeoutMs);
       // A Redis that answers PING but refuses the script (an ACL without EVALSHA/EVAL, a read-only
       // replica, OOM under noeviction) would be shared again only to fail the next request: the
@@ -246,7 +249,7 @@ export class RedisRateLimiter {
       this.report(true);
     } catch (err) {
       // Redis refusing the URL's credentials reads as a closed connection: ask it why (when it is to be logged).
-      const auth = this.reported !== false && (err as { code?: string }).code === "ERR_REDIS_CONNECTION_CLOSED" ? await redisAuthFailure(this.url, Math.max(250, this.timeoutMs * 4)) : undefined;
+      const auth = this.reported !== false && (err as { code?: string }).code === "ERR_REDIS_CONNECTION_CLOSED" ? await redisAuthFailure(this.url, this.connectMs) : undefined;
       if (!this.closed) this.report(false, auth ?? (err instanceof Error ? err.message : String(err)));
     } finally {
       this.checking = false;
@@ -260,7 +263,7 @@ export class RedisRateLimiter {
    */
   private async checkEviction(): Promise<void> {
     try {
-      const info = String(await withTimeout(this.send("INFO", ["memory"]), Math.max(250, this.timeoutMs * 4)));
+      const info = String(await withTimeout(this.send("INFO", ["memory"]), this.connectMs));
       const field = (name: string) => new RegExp(`^${name}:(\\S*)`, "m").exec(info)?.[1];
       const policy = field("maxmemory_policy");
       const max = Number(field("maxmemory") ?? "0");
