@@ -13,6 +13,7 @@ import { createAuthorizer, type Authorizer } from "./authz/index.ts";
 import { bucketCachePolicy, type CachePolicy } from "./cache/index.ts";
 import type { Config } from "./config/load.ts";
 import type { BucketConfig, ClaimRule } from "./config/schema.ts";
+import { isSandboxed, storesOf, userContentReaders } from "./config/writes.ts";
 import { parseCidr, type Cidr } from "./http/cidr.ts";
 import { buildLimiter, type CircuitBreaker, type Limiter } from "./limits/index.ts";
 import { RateLimiter } from "./limits/rate-limiter.ts";
@@ -42,7 +43,7 @@ export interface BucketRuntime {
    * (answeredPrivately): a shared cache in front must not hand them to whoever asks next.
    */
   readonly restricted: boolean;
-  /** Objects are answered sandboxed (user content: a read-write bucket with sandbox_user_content). */
+  /** Objects are answered sandboxed (user content: a read-write bucket, or a read-only one reading its store; sandbox_user_content decides when set). */
   readonly sandboxed: boolean;
   readonly extraRules: readonly ClaimRule[];
   readonly authorizer: Authorizer | undefined;
@@ -94,13 +95,6 @@ export interface RuntimeDeps {
 
 const cidrs = (list: readonly string[]): Cidr[] => list.map((c) => parseCidr(c)).filter((c): c is Cidr => c !== null);
 
-/** The stores a bucket reads: its primary's and its replicas' (endpoint, S3 bucket). */
-function storesOf(b: Config["buckets"][number]): string[] {
-  const s3 = b.s3;
-  const out = [JSON.stringify([s3.endpoint ?? "", s3.bucket])];
-  for (const r of s3.replicas ?? []) out.push(JSON.stringify([r.endpoint ?? "", r.bucket]));
-  return out;
-}
 
 /**
  * BucketRuntime.cacheMates: the buckets that read any store `b` reads (a write reaches its
@@ -179,6 +173,7 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
   const metrics = deps.metrics;
   const authzCount = metrics === undefined ? undefined : (a: "opa" | "openfga", r: "allow" | "deny" | "error") => metrics.authzDecision(a, r);
   const matesOf = cacheMatesOf(config);
+  const userContent = userContentReaders(config.buckets);
   const replicaSets = new Map<string, readonly string[]>();
   for (const b of config.buckets) if (b.s3.replicas) replicaSets.set(b.name, b.s3.replicas.map((r) => r.name));
   const series = deps.metrics?.replicas.configure(replicaSets);
@@ -209,7 +204,7 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
         replicas: upstream instanceof ReplicaSet ? upstream.replicas : undefined,
         authRequired: b.auth.enabled,
         restricted: b.auth.enabled || b.authorization !== undefined || b.ip_filter.allowlist.length > 0 || b.ip_filter.blocklist.length > 0,
-        sandboxed: b.access === "read-write" && b.sandbox_user_content,
+        sandboxed: isSandboxed(b, userContent),
         extraRules: b.auth.claims,
         authorizer: b.authorization ? createAuthorizer(b.authorization, { log: authLog, fetch: deps.fetch, onDecision: authzCount }) : undefined,
         cachePolicy: bucketCachePolicy(config.cache, b),

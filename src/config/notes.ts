@@ -8,6 +8,7 @@ import { X509Certificate } from "node:crypto";
 import { dirname } from "node:path";
 import type { Config } from "./load.ts";
 import { resolveConfigPath } from "./validate.ts";
+import { userContentReaders } from "./writes.ts";
 
 /** The demo's published secrets (config.yaml's defaults), and any value still saying "change-me". */
 const DEMO_SECRETS = new Set(["demo-jwt-secret-change-me-0123456789abcdef", "demo-sts-session-key-change-me-0123456789", "demo-client-secret-0123456789"]);
@@ -86,4 +87,16 @@ export function tlsValidityNote(config: Config, now = Date.now()): string | unde
   if (now > to) return `the certificate in server.https.cert_path (${https.cert_path}) expired on ${new Date(to).toISOString()}: clients refuse it; renew it (a reload keeps the running one: restart)`;
   if (now < from) return `the certificate in server.https.cert_path (${https.cert_path}) is not valid before ${new Date(from).toISOString()}: clients refuse it until then`;
   return undefined;
+}
+
+/**
+ * Read-only buckets answered sandboxed because they read a store a read-write bucket writes (its
+ * users' uploads are served through them too): said once, since a site of trusted active content
+ * there stops running its script until the bucket sets sandbox_user_content: false.
+ */
+export function userContentNote(config: Config): string | undefined {
+  const readers = userContentReaders(config.buckets);
+  if (readers.size === 0) return undefined;
+  const list = [...readers].map(([name, by]) => `${name} (reads the store of ${by.join(", ")})`).join(", ");
+  return `read-only bucket${readers.size === 1 ? "" : "s"} ${list} serve${readers.size === 1 ? "s" : ""} what users upload: objects are answered with Content-Security-Policy: sandbox and X-Content-Type-Options: nosniff, as on the read-write bucket; set sandbox_user_content: false on ${readers.size === 1 ? "it" : "one"} to serve trusted active content as stored`;
 }

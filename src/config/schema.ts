@@ -191,12 +191,13 @@ export const BucketSchema = z.strictObject({
    */
   access: z.enum(["read-only", "read-write"], { error: () => "unknown access; use read-only or read-write" }).default("read-only"),
   /**
-   * On a read-write bucket (its objects come from users), objects are answered with
-   * `Content-Security-Policy: sandbox` and `X-Content-Type-Options: nosniff`, so an uploaded HTML
-   * or SVG page cannot run script in the proxy's origin (and read a viewer's token). false: served
-   * as stored (a bucket of trusted active content). Ignored on read-only buckets.
+   * Objects answered with `Content-Security-Policy: sandbox` and `X-Content-Type-Options: nosniff`,
+   * so an uploaded HTML or SVG page cannot run script in the proxy's origin (and read a viewer's
+   * token). Unset: on for user content (a read-write bucket, and a read-only one that reads a
+   * store a read-write bucket writes), off otherwise. false: served as stored (trusted active
+   * content); true: sandboxed whatever the bucket's access.
    */
-  sandbox_user_content: z.boolean().default(true),
+  sandbox_user_content: z.boolean().optional(),
   /** Browser origins allowed to call this bucket on both fronts (src/http/cors.ts). */
   cors: CorsSchema.optional(),
 });

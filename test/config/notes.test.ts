@@ -4,7 +4,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../../src/config/load.ts";
-import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, tlsValidityNote } from "../../src/config/notes.ts";
+import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, tlsValidityNote, userContentNote } from "../../src/config/notes.ts";
+import { isSandboxed, userContentReaders } from "../../src/config/writes.ts";
 
 const B = `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\n`;
 
@@ -59,4 +60,29 @@ test("a listener certificate outside its validity period is named (expired: a re
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("user content: read-write buckets, and read-only ones reading a store a read-write bucket writes (its primary or a replica), are sandboxed unless sandbox_user_content says otherwise; the note names the read-only ones", () => {
+  const b = (name: string, bucket: string, extra = "", endpoint = "http://127.0.0.1:9000") => `  - name: ${name}\n    path_prefix: /${name}\n    s3: { bucket: ${bucket}, endpoint: "${endpoint}" }\n${extra}`;
+  const cfg = parseConfig(
+    "buckets:\n" +
+      b("uploads", "shared", "    access: read-write\n") +
+      b("site", "shared") + // read-only view of the uploads' store
+      b("trusted", "shared", "    sandbox_user_content: false\n") +
+      b("elsewhere", "shared", "", "http://127.0.0.1:9001") + // same S3 bucket name, another store
+      b("plain", "own") +
+      b("strict", "own2", "    sandbox_user_content: true\n") +
+      // its second replica is the uploads' store
+      `  - name: mirror\n    path_prefix: /mirror\n    s3:\n      replicas:\n        - { name: a, bucket: own3, endpoint: "http://127.0.0.1:9000" }\n        - { name: b, bucket: shared, endpoint: "http://127.0.0.1:9000" }\n` +
+      b("optout", "shared", "    access: read-write\n    sandbox_user_content: false\n"),
+    { env: {} },
+  );
+  const readers = userContentReaders(cfg.buckets);
+  expect(Object.fromEntries(readers)).toEqual({ site: ["uploads", "optout"], mirror: ["uploads", "optout"] });
+  const sandboxed = Object.fromEntries(cfg.buckets.map((x) => [x.name, isSandboxed(x, readers)]));
+  expect(sandboxed).toEqual({ uploads: true, site: true, trusted: false, elsewhere: false, plain: false, strict: true, mirror: true, optout: false });
+  expect(userContentNote(cfg)).toBe(
+    "read-only buckets site (reads the store of uploads, optout), mirror (reads the store of uploads, optout) serve what users upload: objects are answered with Content-Security-Policy: sandbox and X-Content-Type-Options: nosniff, as on the read-write bucket; set sandbox_user_content: false on one to serve trusted active content as stored",
+  );
+  expect(userContentNote(parseConfig(B, { env: {} }))).toBeUndefined();
 });

