@@ -71,10 +71,17 @@ describe("s3_api.sts.cors", () => {
     expect(r.headers.get("access-control-allow-origin")).toBeNull();
   });
 
-  test("without sts.cors the STS endpoint answers no preflight and grants no origin", async () => {
+  test("without sts.cors the STS endpoint answers no preflight (S3's 403 AccessForbidden, as a bucket without cors) and grants no origin", async () => {
     const r = await preflight(plain, APP);
-    expect(r.status).not.toBe(204);
+    const body = await r.text();
+    expect([r.status, /<Code>(\w+)/.exec(body)?.[1]]).toEqual([403, "AccessForbidden"]);
+    expect(body).toContain("CORSResponse: CORS is not enabled for this endpoint.");
     expect(r.headers.get("access-control-allow-origin")).toBeNull();
+    // with sts.cors, an OPTIONS that is no preflight is S3's 400 naming the missing header
+    const bare = await fetch(`${env.s3Endpoint}/`, { method: "OPTIONS", headers: { origin: APP } });
+    const bareBody = await bare.text();
+    expect([bare.status, /<Code>(\w+)/.exec(bareBody)?.[1]]).toEqual([400, "BadRequest"]);
+    expect(bareBody).toContain("Insufficient information. Access-Control-Request-Method request header needed.");
     const ok = await post(plain, { origin: APP });
     expect(ok.status).toBe(200);
     expect(ok.headers.get("access-control-allow-origin")).toBeNull();

@@ -19,7 +19,7 @@ import { admit } from "../../proxy/phases/admit.ts";
 import { authorize, mayAlso } from "../../proxy/phases/authorize.ts";
 import { guard, splitUrl } from "../../proxy/phases/guard.ts";
 import type { Front } from "../../proxy/runner.ts";
-import { s3Cors } from "../cors-phases.ts";
+import { s3Cors, stsCors } from "../cors-phases.ts";
 import { EMPTY_SHA256 } from "../../s3/sigv4.ts";
 import { fromProxyError, s3Error, s3ErrorResponse, type S3Error } from "./errors.ts";
 import { s3ErrorOf, s3Fail } from "./fail.ts";
@@ -119,11 +119,12 @@ export function s3Address(ctx: RequestContext): undefined {
     return undefined;
   }
 
-  // An OPTIONS the CORS phase did not answer: for a bucket without `cors`, S3's 403; for one with
-  // it, a preflight lacking Origin or Access-Control-Request-Method (browsers send both), S3's 400.
-  if (ctx.method === "OPTIONS" && a.bucket !== "") {
-    const b = configuredBucket(ctx.rt, a.bucket);
-    if (b?.cfg.cors === undefined) return fail(s3Error("AccessForbidden", "CORSResponse: CORS is not enabled for this bucket."));
+  // An OPTIONS the CORS phase did not answer: for a bucket without `cors` (or the service, the STS
+  // endpoint, without s3_api.sts.cors), S3's 403; for one with it, a preflight lacking Origin or
+  // Access-Control-Request-Method (browsers send both), S3's 400.
+  if (ctx.method === "OPTIONS") {
+    const cors = a.bucket === "" ? stsCors(ctx) : configuredBucket(ctx.rt, a.bucket)?.cfg.cors;
+    if (cors === undefined) return fail(s3Error("AccessForbidden", `CORSResponse: CORS is not enabled for this ${a.bucket === "" ? "endpoint" : "bucket"}.`));
     const missing = req.headers.has("origin") ? "Access-Control-Request-Method" : "Origin";
     return fail(s3Error("BadRequest", `Insufficient information. ${missing} request header needed.`));
   }
