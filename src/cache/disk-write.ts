@@ -100,8 +100,9 @@ export class DiskWrite implements LayerWriter {
     }
   }
 
-  abort(): void {
-    void this.discard();
+  /** Abandons the write; resolves once its temporary file is gone. */
+  abort(): Promise<void> {
+    return this.discard();
   }
 
   /** Closes and deletes the temporary file; resolves once it is gone. */

@@ -462,7 +462,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
 
   /** Abandons writes in progress (their temporary files are deleted) and writes the stream position; the index needs no saving. */
   async close(): Promise<void> {
-    for (const w of [...this.writes]) w.abort();
+    // (awaited: a stop must not leave a temporary file behind, only the next start on this folder would remove it)
+    const abandoned = Promise.all([...this.writes].map((w) => w.abort()));
     // The start's rebuild finishes first: the files it drops (of buckets that do not cache here, or
     // of another store) must be gone even when the process stops right after starting, or the
     // next start on this folder, configured otherwise, would serve them.
@@ -473,6 +474,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       await this.writePosition();
     }
     await this.positionWrite;
+    await abandoned;
   }
 
   /** Restored entries are misses until release() (called once, before any lookup: Cache wires it with a Redis layer). */
