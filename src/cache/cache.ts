@@ -340,7 +340,7 @@ export class Cache {
     await Promise.all(own.map((l) => settled(() => (inv.kind === "key" ? l.delete(inv.key) : l.purgePrefix(inv.prefix))))).finally(() => this.purges.end(purge));
   }
 
-  /** Removes everything; returns the number of entries removed from the first layer. */
+  /** Removes everything; returns the number of objects removed (from the layer that held the most). */
   purgeAll(): Promise<number> {
     return this.purgePrefix("");
   }
@@ -365,7 +365,8 @@ export class Cache {
     this.detachFlights(prefix, false);
     try {
       const [counts] = await Promise.all([Promise.all(this.layers.map((l) => settled(() => l.purgePrefix(prefix), 0))), this.peers?.publish({ kind: "prefix", prefix })]);
-      return counts[0] ?? 0;
+      // (an object is in one layer or several: the count of the layer that held the most, not their sum)
+      return Math.max(0, ...counts);
     } finally {
       this.purges.end(purge);
     }

@@ -4,9 +4,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Cache } from "../../src/cache/cache.ts";
 import { MemoryLayer } from "../../src/cache/memory.ts";
+import { registerCacheMetrics } from "../../src/cache/metrics.ts";
+import { Registry } from "../../src/observe/registry.ts";
 import { serveWithCache } from "../../src/cache/serve.ts";
 import type { CachedObject, CacheLayer, LayerStats } from "../../src/cache/types.ts";
 import { bytesOf, tick } from "./helpers.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -70,7 +73,7 @@ test("a hit in a lower (disk-like) layer is served from the file and promoted to
   expect(ranged.response.status).toBe(206);
   expect(new Uint8Array(await ranged.response.arrayBuffer())).toEqual(bytesOf(5000).subarray(4990));
 
-  for (let i = 0; i < 100 && memory.peek("b/k") === undefined; i++) await tick();
+  await waitFor(() => memory.peek("b/k") !== undefined, { message: "the lower layer's hit to be promoted to memory" });
   expect(memory.peek("b/k")?.size).toBe(5000);
 
   // a fill writes to every layer
@@ -80,6 +83,18 @@ test("a hit in a lower (disk-like) layer is served from the file and promoted to
   expect(await (await disk.get("b/new"))!.body.text()).toBe("fresh");
   expect(await cache.purgeAll()).toBe(2);
   expect(disk.stats().items).toBe(0);
+});
+
+test("a purge counts the objects removed from the layer that held the most (a disk layer holds more than memory; it counted memory's only)", async () => {
+  const memory = new MemoryLayer(1 << 20, 1 << 20);
+  const disk = new ToyDiskLayer();
+  const cache = new Cache([memory, disk]);
+  const now = Date.now();
+  const obj = (key: string) => ({ key, body: new Blob(["x"]), headers: { "content-length": "1" }, storedAt: now, expiresAt: now + 60_000, size: 1 });
+  for (const k of ["b/1", "b/2", "b/3", "c/1"]) await disk.put(obj(k));
+  await memory.put(obj("b/1"));
+  expect(await cache.purgeBucket("b")).toBe(3);
+  expect(await cache.purgeAll()).toBe(1);
 });
 
 /** A shared-layer stand-in whose purges wait for `release()` (a Redis SCAN/UNLINK over several round trips). */
@@ -120,7 +135,7 @@ test("a lookup made while a purge is still going through the lower layers serves
     // once the purge is over, a lower-layer hit is promoted again
     await lower.put({ key: "b/k", body: new Blob(["new"]), headers: { etag: '"new"', "content-length": "3" }, storedAt: now, expiresAt: now + 60_000, size: 3 });
     expect(await (await cache.get("b/k"))?.body.text()).toBe("new");
-    for (let i = 0; i < 100 && memory.peek("b/k") === undefined; i++) await tick();
+    await waitFor(() => memory.peek("b/k") !== undefined, { message: "the lower layer's hit to be promoted to memory" });
     expect(memory.peek("b/k")?.headers.etag).toBe('"new"');
   }
 });
@@ -145,7 +160,7 @@ test("while a purge goes through the lower layers, fills that asked the upstream
   release();
   for (const r of await all) expect(await r.response.text()).toBe("current");
   expect(calls).toBe(1);
-  for (let i = 0; i < 100 && memory.peek("b/hot") === undefined; i++) await tick();
+  await waitFor(() => memory.peek("b/hot") !== undefined, { message: "the lower layer's hit to be promoted to memory" });
   expect(memory.peek("b/hot")).toBeDefined();
   lower.release();
   await purge;
@@ -170,6 +185,24 @@ test("a layer that throws (synchronously) while a peer's or this process's purge
   const now = Date.now();
   await lower.put({ key: "b/k", body: new Blob(["v"]), headers: { etag: '"v"', "content-length": "1" }, storedAt: now, expiresAt: now + 60_000, size: 1 });
   expect(await (await cache.get("b/k"))?.body.text()).toBe("v");
-  for (let i = 0; i < 100 && memory.peek("b/k") === undefined; i++) await tick();
+  await waitFor(() => memory.peek("b/k") !== undefined, { message: "the lower layer's hit to be promoted to memory" });
   expect(memory.peek("b/k")).toBeDefined();
+});
+
+test("yatagarasu_cache_layer_evictions_total counts each layer's evictions (the total counted memory's only: a disk layer evicting on every fill never showed)", async () => {
+  const memory = new MemoryLayer(1 << 20, 1 << 20);
+  class EvictingDisk extends ToyDiskLayer {
+    override stats(): LayerStats {
+      return { ...super.stats(), evictions: 7 };
+    }
+  }
+  const cache = new Cache([memory, new EvictingDisk()]);
+  const registry = new Registry();
+  registerCacheMetrics(registry, cache);
+  const now = Date.now();
+  // three 400 KiB objects in a 1 MiB memory layer: the first is evicted
+  for (const k of ["b/1", "b/2", "b/3"]) await memory.put({ key: k, body: new Blob([new Uint8Array(400 * 1024)]), headers: { "content-length": String(400 * 1024) }, storedAt: now, expiresAt: now + 60_000, size: 400 * 1024 });
+  const text = registry.render();
+  expect(/^yatagarasu_cache_layer_evictions_total\{layer="memory"\} (\d+)$/m.exec(text)?.[1]).toBe("1");
+  expect(/^yatagarasu_cache_layer_evictions_total\{layer="disk"\} (\d+)$/m.exec(text)?.[1]).toBe("7");
 });

@@ -67,6 +67,7 @@ test("dashboard covers requests, errors and latency by bucket, cache layers, ups
     /status=~"5\.\."/,
     /histogram_quantile\(0\.99, sum by \(bucket, le\) \(rate\(yatagarasu_http_request_duration_seconds_bucket/,
     /sum by \(layer\) \(rate\(yatagarasu_cache_layer_hits_total/,
+    /sum by \(layer\) \(rate\(yatagarasu_cache_layer_evictions_total/,
     /yatagarasu_s3_request_duration_seconds_bucket/,
     /yatagarasu_s3_retries_total/,
     /yatagarasu_s3_failovers_total/,
