@@ -234,7 +234,7 @@ describe("access and errors", () => {
     expect(await obj.text()).toBe("# readme");
   });
 
-  test("upstream errors map as for objects: a missing upstream bucket 404 NoSuchBucket, a bad token 400", async () => {
+  test("upstream errors map as for objects: a missing upstream bucket 404 NoSuchBucket, a bad token 400 saying it is the token", async () => {
     const gone = await fetch(px.url("/gone/"));
     expect(gone.status).toBe(404);
     expect(((await gone.json()) as { error: string }).error).toBe("NoSuchBucket");
@@ -242,5 +242,6 @@ describe("access and errors", () => {
     expect(bad.status).toBe(400);
     const body = await bad.text();
     expect(body).not.toContain("<Error>");
+    expect(JSON.parse(body)).toMatchObject({ error: "BadRequest", message: "The continuation-token is not one this listing gave: start again without it" });
   });
 });

@@ -100,7 +100,14 @@ export async function serveListing(ctx: RequestContext): Promise<Response> {
     { prefix: prefix === "" ? undefined : prefix, delimiter: "/", maxKeys: bucket.cfg.listing.max_keys, continuationToken: token, encodingType: "url" },
     { signal: ctx.req.signal, timing: ctx.timing },
   );
-  if (res.status !== 200) throw await errorFromResponse(res, "GET");
+  if (res.status !== 200) {
+    const err = await errorFromResponse(res, "GET");
+    // The one client-supplied value a listing passes on: S3's 400 for a token it did not issue.
+    if (token !== undefined && err.code === "BadRequest" && (err.cause as { s3Code?: string } | undefined)?.s3Code === "InvalidArgument") {
+      throw new ProxyError("BadRequest", { detail: "The continuation-token is not one this listing gave: start again without it", cause: err.cause });
+    }
+    throw err;
+  }
   let page;
   try {
     page = parseListing(await readListing(res), prefix);
