@@ -169,7 +169,7 @@ export class RedisLink {
     const c = this.cmd;
     if ((this.stateValue !== "up" && this.stateValue !== "syncing") || c === undefined) throw new RedisUnavailable(this.reasonValue ?? "down");
     try {
-      return await withTimeout(fn(c), this.opts.operationTimeoutMs, what);
+      return await withTimeout(fn(c), this.opts.operationTimeoutMs, ""); // (down() says "<what>: ")
     } catch (err) {
       this.errorCount++;
       if ((err as { code?: string }).code !== "ERR_REDIS_SERVER_ERROR" && this.cmd === c) this.down(`${what}: ${describe(err)}`);

@@ -373,6 +373,8 @@ console.log(JSON.stringify(await Promise.all(urls.map((u) => redisAuthFailure(u,
       expect(await rl.get("b/k")).toBeUndefined();
       expect(performance.now() - started).toBeLessThan(20);
       expect(rl.health()).toMatchObject({ up: false, state: expect.stringMatching(/down|connecting/) });
+      // the command named once (it read "MGET: MGET: no answer ..." in the warning)
+      expect(String(rl.health().reason)).toMatch(/^M?GET: no answer within 200 ms$/);
       expect(rl.errors()).toBeGreaterThanOrEqual(1);
     } finally {
       process.kill(pid, "SIGCONT");
