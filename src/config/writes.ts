@@ -22,20 +22,42 @@ export function bucketWriteIssues(b: BucketConfig, at: (...p: PathSegment[]) => 
   return issues;
 }
 
-/** The stores a bucket reads: its primary's and its replicas' (endpoint, S3 bucket). */
+/** The stores a bucket reads: its primary's and its replicas' (storeKey). */
 export function storesOf(b: BucketConfig): string[] {
   const s3 = b.s3;
-  const out = [JSON.stringify([s3.endpoint ?? "", s3.bucket])];
-  for (const r of s3.replicas ?? []) out.push(JSON.stringify([r.endpoint ?? "", r.bucket]));
+  const out = [storeKey(s3.endpoint, s3.bucket)];
+  for (const r of s3.replicas ?? []) out.push(storeKey(r.endpoint, r.bucket));
   return out;
 }
 
 /**
- * The read-only buckets whose objects are user content all the same: they read a store a
- * read-write bucket writes (its uploads are served through them too), and leave
- * sandbox_user_content unset. Name → the read-write buckets whose store they read.
+ * One store however its endpoint is spelt: the endpoint as the upstream reads it (URL-parsed:
+ * the host's case, a default port, dot segments and trailing slashes do not count; nor does the
+ * scheme: one host and port serve one store), and AWS S3 as one store per partition whatever the
+ * regional endpoint or none (bucket names are global there).
  */
-export function userContentReaders(buckets: readonly BucketConfig[]): Map<string, string[]> {
+export function storeKey(endpoint: string | undefined, bucket: string): string {
+  if (endpoint === undefined) return JSON.stringify(["aws", bucket]);
+  let u: URL;
+  try {
+    u = new URL(endpoint);
+  } catch {
+    return JSON.stringify([endpoint, bucket]); // (refused by validation before it gets here)
+  }
+  const host = u.hostname.toLowerCase().replace(/\.$/, "");
+  if (host.endsWith(".amazonaws.com")) return JSON.stringify(["aws", bucket]);
+  if (host.endsWith(".amazonaws.com.cn")) return JSON.stringify(["aws-cn", bucket]);
+  const port = u.port !== "" ? u.port : u.protocol === "https:" ? "443" : "80";
+  return JSON.stringify([`${host}:${port}${u.pathname.replace(/\/+$/, "")}`, bucket]);
+}
+
+/**
+ * The read-only buckets that read a store a read-write bucket writes (its uploads are served
+ * through them too): name → those read-write buckets. `which`: those that leave
+ * sandbox_user_content unset (sandboxed: user content all the same), or those that set it false
+ * (serving the uploads as stored, script included).
+ */
+export function userContentReaders(buckets: readonly BucketConfig[], which: "unset" | "opted-out" = "unset"): Map<string, string[]> {
   const writers = new Map<string, string[]>();
   for (const b of buckets) {
     if (b.access !== "read-write") continue;
@@ -44,7 +66,7 @@ export function userContentReaders(buckets: readonly BucketConfig[]): Map<string
   const out = new Map<string, string[]>();
   if (writers.size === 0) return out;
   for (const b of buckets) {
-    if (b.access === "read-write" || b.sandbox_user_content !== undefined) continue;
+    if (b.access === "read-write" || b.sandbox_user_content !== (which === "unset" ? undefined : false)) continue;
     const by = new Set<string>();
     for (const s of storesOf(b)) for (const w of writers.get(s) ?? []) by.add(w);
     if (by.size > 0) out.set(b.name, [...by]);

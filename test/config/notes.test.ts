@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../../src/config/load.ts";
-import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, tlsValidityNote, userContentNote } from "../../src/config/notes.ts";
+import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, tlsValidityNote, userContentNote, userContentUnsandboxedNote } from "../../src/config/notes.ts";
 import { isSandboxed, userContentReaders } from "../../src/config/writes.ts";
 
 const B = `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\n`;
@@ -85,4 +85,22 @@ test("user content: read-write buckets, and read-only ones reading a store a rea
     "read-only buckets site (reads the store of uploads, optout), mirror (reads the store of uploads, optout) serve what users upload: objects are answered with Content-Security-Policy: sandbox and X-Content-Type-Options: nosniff, as on the read-write bucket; set sandbox_user_content: false on one to serve trusted active content as stored",
   );
   expect(userContentNote(parseConfig(B, { env: {} }))).toBeUndefined();
+  // a read-only bucket opting out on the uploads' store is warned about (the read-write one opting out is the operator's own choice)
+  expect(userContentUnsandboxedNote(cfg)).toBe(
+    "sandbox_user_content: false on trusted (reads the store of uploads, optout): what users upload there is served through it as stored, so an uploaded HTML or SVG page runs its script in the proxy's origin; remove the key unless every writer is trusted",
+  );
+  expect(userContentUnsandboxedNote(parseConfig(B, { env: {} }))).toBeUndefined();
+  // one store however its endpoint is spelt (a trailing slash, the host's case, a dot segment), and AWS S3 one store whatever the regional endpoint
+  const spelt = parseConfig(
+    "buckets:\n" +
+      b("up", "shared", "    access: read-write\n") +
+      b("slash", "shared", "", "http://127.0.0.1:9000/") +
+      b("upper", "shared", "", "HTTP://127.0.0.1:9000/.") +
+      b("otherport", "shared", "", "http://127.0.0.1:9001/") +
+      "  - name: awsup\n    path_prefix: /awsup\n    access: read-write\n    s3: { bucket: global, region: eu-west-1 }\n" +
+      b("awsview", "global", "", "https://s3.eu-west-1.amazonaws.com") +
+      b("awsother", "global", "", "https://s3.amazonaws.com/"),
+    { env: {} },
+  );
+  expect([...userContentReaders(spelt.buckets).keys()]).toEqual(["slash", "upper", "awsview", "awsother"]);
 });

@@ -102,7 +102,7 @@ export async function serveListing(ctx: RequestContext): Promise<Response> {
   );
   if (res.status !== 200) {
     const err = await errorFromResponse(res, "GET");
-    // The one client-supplied value a listing passes on: S3's 400 for a token it did not issue.
+    // S3's 400 for a token it did not issue (the prefix is the routed folder, already checked).
     if (token !== undefined && err.code === "BadRequest" && (err.cause as { s3Code?: string } | undefined)?.s3Code === "InvalidArgument") {
       throw new ProxyError("BadRequest", { detail: "The continuation-token is not one this listing gave: start again without it", cause: err.cause });
     }
