@@ -86,6 +86,13 @@ export class DiskWrite implements LayerWriter {
       return false;
     }
     this.finished = true;
+    const done = this.store();
+    // (an abort during the commit, the layer closing, waits for it: the temporary file is renamed or deleted by then)
+    this.gone = done.then(noop, noop);
+    return done;
+  }
+
+  private async store(): Promise<boolean> {
     try {
       const fh = await this.fh;
       if (this.fsync) await fh.sync();
@@ -118,6 +125,8 @@ export class DiskWrite implements LayerWriter {
     return this.gone;
   }
 }
+
+const noop = () => {};
 
 async function writeAll(fh: FileHandle, buf: Uint8Array): Promise<void> {
   let off = 0;

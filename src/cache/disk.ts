@@ -185,6 +185,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   private readonly log: DiskLogger | undefined;
   /** Restored entries are misses until release() (a Redis layer catches up on purges first). */
   private holding = false;
+  /** close() began: no write is opened any more. */
+  private closing = false;
   private restored = 0;
   /** Files being unlinked: a position is written only once the purges before it are on disk. */
   private readonly unlinking = new Set<Promise<void>>();
@@ -346,7 +348,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   }
 
   openWriter(meta: ObjectMeta): LayerWriter | undefined {
-    return this.accepts(meta.size) ? this.begin(meta) : undefined;
+    // (none once closing: close() waits for the writes it abandons, and a later one would be left behind)
+    return !this.closing && this.accepts(meta.size) ? this.begin(meta) : undefined;
   }
 
   /**
@@ -463,6 +466,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   /** Abandons writes in progress (their temporary files are deleted) and writes the stream position; the index needs no saving. */
   async close(): Promise<void> {
     // (awaited: a stop must not leave a temporary file behind, only the next start on this folder would remove it)
+    this.closing = true;
     const abandoned = Promise.all([...this.writes].map((w) => w.abort()));
     // The start's rebuild finishes first: the files it drops (of buckets that do not cache here, or
     // of another store) must be gone even when the process stops right after starting, or the

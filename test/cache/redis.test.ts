@@ -373,8 +373,9 @@ console.log(JSON.stringify(await Promise.all(urls.map((u) => redisAuthFailure(u,
       expect(await rl.get("b/k")).toBeUndefined();
       expect(performance.now() - started).toBeLessThan(20);
       expect(rl.health()).toMatchObject({ up: false, state: expect.stringMatching(/down|connecting/) });
-      // the command named once (it read "MGET: MGET: no answer ..." in the warning)
-      expect(String(rl.health().reason)).toMatch(/^M?GET: no answer within 200 ms$/);
+      // the command named once (it read "GET: GET: no answer ..." in the warning; a reconnect under way may have replaced it with its own reason since)
+      expect(String(rl.health().reason)).toMatch(/^\w+: /);
+      expect(String(rl.health().reason)).not.toMatch(/^(\w+): \1:/);
       expect(rl.errors()).toBeGreaterThanOrEqual(1);
     } finally {
       process.kill(pid, "SIGCONT");
