@@ -20,7 +20,7 @@ import { createLogger } from "./observe/log.ts";
 import { listenBun, listenMetrics, listenNode, readTls, type Listener, type TlsMaterial } from "./server.ts";
 import { listenS3 } from "./server/s3-listener.ts";
 import { connectTimeoutNote, fetchConcurrencyWarning, poolSizeNote } from "./s3/upstream.ts";
-import { cacheOffNote, diskDir } from "./cache/config.ts";
+import { cacheOffNote, cacheUnusedNote, diskDir } from "./cache/config.ts";
 import { diskDirProblem } from "./cache/disk.ts";
 import { loadStaticKeys } from "./auth/keys.ts";
 import { COMMIT, VERSION, VERSION_LINE } from "./version.ts";
@@ -129,6 +129,9 @@ function parseArgs(argv: string[]): Args | { exit: number; out: string; err?: bo
     } else if (a === "--healthcheck") {
       const next = argv[i + 1];
       args.healthcheck = next && !next.startsWith("-") ? argv[++i] : "http://127.0.0.1:8080/health";
+    } else if (a === "--test" || a === "-t") {
+      // (the original project's and nginx's spelling of "check the config and exit")
+      return usage(`unknown argument '${a}': to check a config and exit, use --check`);
     } else return { exit: 2, out: `error: unknown argument '${a}'\n\n${HELP}`, err: true };
   }
   if (configFlag !== undefined && mode !== undefined && mode !== "--check") return usage(`${mode} and --config cannot be combined`);
@@ -172,6 +175,7 @@ function configNotes(config: Config): Array<{ level: "info" | "warn"; text: stri
   add("info", connectTimeoutNote(config.buckets, config.server.upstream_client));
   add("info", poolSizeNote(config.buckets));
   add("warn", cacheOffNote(config));
+  add("warn", cacheUnusedNote(config));
   add("warn", demoSecretsNote(config));
   add("warn", auditPathNote(config));
   add("warn", authorizerTimeoutNote(config));

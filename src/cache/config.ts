@@ -199,3 +199,12 @@ export function cacheOffNote(config: { cache: { enabled?: boolean }; buckets: re
   if (off.length === 0) return undefined;
   return `cache.enabled is false, so these buckets are not cached although their own cache.enabled is true: ${off.join(", ")} (remove the top-level cache.enabled: false, or set it true, to cache them)`;
 }
+
+/**
+ * The cache is on but no bucket opts in (each bucket caches only with its own `cache: { enabled:
+ * true }`): nothing is cached, though --check lists the layers. Said at start and by --check.
+ */
+export function cacheUnusedNote(config: { cache: { enabled?: boolean }; buckets: readonly Pick<BucketConfig, "name" | "cache">[] }): string | undefined {
+  if (config.cache.enabled !== true || config.buckets.some((b) => b.cache?.enabled === true)) return undefined;
+  return "cache.enabled is true but no bucket sets its own cache: { enabled: true }, so nothing is cached: add it to each bucket to cache (a bucket caches only when its own cache section says so)";
+}

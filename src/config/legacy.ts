@@ -211,3 +211,52 @@ export function otherAuthorizerKeys(raw: unknown): string[] {
   });
   return notes;
 }
+
+type Adopted = { notes: string[]; issues: Array<{ path: PathSegment[]; message: string }> };
+const isMap = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
+
+/**
+ * The original's `audit_log` (its src/proxy/init.rs: `enabled`, `outputs: [file | syslog | s3]`,
+ * `file: { path, max_file_size_mb, max_backup_files }`) and `server.coalescing` (`enabled`,
+ * `strategy`), rewritten in place before validation:
+ *
+ * - `audit_log` → `audit` (`file.path` → `path`, `max_file_size_mb` → `max_size_mb`,
+ *   `max_backup_files` → `max_files`); its syslog and S3 outputs are not written here (a note);
+ *   a config that also has `audit` gets a problem (which one is meant?).
+ * - `server.coalescing` is dropped with a note: concurrent misses of a cached object always share
+ *   one upstream request here (and stream to every waiting client).
+ */
+export function adoptOriginalSections(raw: Record<string, unknown>): Adopted {
+  const notes: string[] = [];
+  const issues: Adopted["issues"] = [];
+  const a = raw.audit_log;
+  if (a !== undefined) {
+    if (raw.audit !== undefined) issues.push({ path: ["audit_log"], message: "both `audit_log` (the original's form) and `audit` are given: keep `audit` only" });
+    else if (isMap(a)) {
+      const file = isMap(a.file) ? a.file : {};
+      const outputs = Array.isArray(a.outputs) ? a.outputs : ["file"];
+      const audit: Record<string, unknown> = {};
+      if (a.enabled !== undefined) audit.enabled = a.enabled;
+      if (file.path !== undefined) audit.path = file.path;
+      if (file.max_file_size_mb !== undefined) audit.max_size_mb = file.max_file_size_mb;
+      if (file.max_backup_files !== undefined) audit.max_files = file.max_backup_files;
+      const others = outputs.filter((o) => o !== "file");
+      if (others.length > 0) notes.push(`audit_log.outputs (the original's) lists ${others.map(String).join(", ")}: the audit trail is written to its file only (audit.path); ship that file to syslog or S3 with the tools that collect your other logs`);
+      if (a.enabled === true && !outputs.includes("file")) audit.enabled = false;
+      notes.push("audit_log (the original's section) is read as `audit` (file.path → path, max_file_size_mb → max_size_mb, max_backup_files → max_files): write it so");
+      raw.audit = audit;
+      delete raw.audit_log;
+    }
+  }
+  const server = raw.server;
+  if (isMap(server) && server.coalescing !== undefined) {
+    const off = isMap(server.coalescing) && server.coalescing.enabled === false;
+    notes.push(
+      off
+        ? "server.coalescing.enabled: false (the original's) cannot be honoured: concurrent misses of a cached object always share one upstream request here; remove the section"
+        : "server.coalescing (the original's) is built in: concurrent misses of a cached object share one upstream request, streamed to every waiting client; remove the section",
+    );
+    delete server.coalescing;
+  }
+  return { notes, issues };
+}

@@ -11,7 +11,7 @@ import { open, type FileHandle } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import type { z } from "zod";
 import { MAX_EXPANDED_NODES, parseYamlConfig, safeYamlMessage, withinExpansionLimit } from "./document.ts";
-import { adoptOriginalCacheKeys, findLegacy, otherAuthorizerKeys } from "./legacy.ts";
+import { adoptOriginalCacheKeys, adoptOriginalSections, findLegacy, otherAuthorizerKeys } from "./legacy.ts";
 import { formatPath, type PathSegment } from "./path.ts";
 import { ConfigSchema, type RawConfig } from "./schema.ts";
 import { validateConfig } from "./validate.ts";
@@ -244,7 +244,9 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
 
   // Top-level `x-*` keys hold YAML anchors for merge keys (`<<: *s3defaults`), as in Compose files: not config.
   for (const k of Object.keys(raw)) if (k.startsWith("x-")) delete (raw as Record<string, unknown>)[k];
-  const adopted = adoptOriginalCacheKeys(raw);
+  const adoptedCache = adoptOriginalCacheKeys(raw);
+  const adoptedSections = adoptOriginalSections(raw as Record<string, unknown>);
+  const adopted = { notes: [...adoptedCache.notes, ...adoptedSections.notes], issues: [...adoptedCache.issues, ...adoptedSections.issues] };
   found.push(...adopted.issues);
   findLegacy(raw, [], found);
   const hinted = new Set(found.map((f) => formatPath(f.path)));

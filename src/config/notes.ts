@@ -84,7 +84,7 @@ export function tlsValidityNote(config: Config, now = Date.now()): string | unde
   }
   const from = Date.parse(cert.validFrom);
   const to = Date.parse(cert.validTo);
-  if (now > to) return `the certificate in server.https.cert_path (${https.cert_path}) expired on ${new Date(to).toISOString()}: clients refuse it; renew it (a reload keeps the running one: restart)`;
+  if (now > to) return `the certificate in server.https.cert_path (${https.cert_path}) expired on ${new Date(to).toISOString()}: clients refuse it; renew it (replaced in place, the new pair is served from the next reload)`;
   if (now < from) return `the certificate in server.https.cert_path (${https.cert_path}) is not valid before ${new Date(from).toISOString()}: clients refuse it until then`;
   return undefined;
 }

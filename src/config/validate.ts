@@ -274,7 +274,11 @@ export function validateConfig(cfg: RawConfig, opts: { baseDir?: string } = {}):
   // The S3 listener serves the same TLS: on node it would serve plain HTTP (STS session keys and
   // tokens in clear) while --check and presigned URLs said https.
   if (cfg.server.https?.enabled && cfg.s3_api?.enabled && (cfg.s3_api.engine ?? cfg.server.engine) === "node")
-    issues.push({ path: ["s3_api", "engine"], message: "s3_api.engine: node does not serve TLS, and server.https is on: use engine: bun for the S3 listener, or terminate TLS in front of the proxy" });
+    issues.push(
+      cfg.s3_api.engine === "node"
+        ? { path: ["s3_api", "engine"], message: "node does not serve TLS, and server.https is on: use engine: bun for the S3 listener, or terminate TLS in front of the proxy" }
+        : { path: ["s3_api"], message: "the S3 listener takes server.engine (node), which does not serve TLS, and server.https is on: set s3_api.engine: bun, or terminate TLS in front of the proxy" },
+    );
   if (cfg.server.https?.enabled) checkTlsPair(cfg.server.https, opts.baseDir, issues);
   if (cfg.metrics.enabled && cfg.metrics.port !== 0 && cfg.metrics.port === (port ?? 8080) && cfg.metrics.address === host)
     issues.push({ path: ["metrics", "port"], message: "the metrics listener must not use the proxy's own address and port" });

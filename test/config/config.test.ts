@@ -1,6 +1,6 @@
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { ConfigError, loadConfig, parseConfig, type ConfigIssue } from "../../src/config/load.ts";
-import { bucketCachePolicy, cacheOffNote } from "../../src/cache/config.ts";
+import { bucketCachePolicy, cacheOffNote, cacheUnusedNote } from "../../src/cache/config.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -80,6 +80,21 @@ describe("parseConfig", () => {
     expect(off.cache.enabled).toBe(false);
     expect(bucketCachePolicy(off.cache, off.buckets[0]!)).toBeNull();
     expect(cacheOffNote(off)).toContain("not cached although their own cache.enabled is true: b");
+    // the cache on (and its layers listed by --check) but no bucket opting in: nothing is cached, and that is said
+    expect(cacheUnusedNote(parseConfig(`cache: { enabled: true }\n${B}`, { env: {} }))).toStartWith("cache.enabled is true but no bucket sets its own cache: { enabled: true }, so nothing is cached");
+    expect([cacheUnusedNote(implicit), cacheUnusedNote(parseConfig(B, { env: {} })), cacheUnusedNote(off)]).toEqual([undefined, undefined, undefined]);
+  });
+
+  test("the original's audit_log and server.coalescing sections load, with what to write instead", () => {
+    const c = parseConfig(`server: { coalescing: { enabled: true, strategy: streaming } }\naudit_log:\n  enabled: true\n  outputs: [file, syslog]\n  file: { path: /var/log/yata/audit.log, max_file_size_mb: 50, max_backup_files: 5 }\n${B}`, { env: {} });
+    expect(c.audit).toEqual({ enabled: true, path: "/var/log/yata/audit.log", max_size_mb: 50, max_files: 5 });
+    expect(c.notes).toEqual([
+      expect.stringContaining("audit_log.outputs (the original's) lists syslog: the audit trail is written to its file only"),
+      expect.stringContaining("audit_log (the original's section) is read as `audit`"),
+      expect.stringContaining("server.coalescing (the original's) is built in"),
+    ]);
+    expect(parseConfig(`server: { coalescing: { enabled: false } }\n${B}`, { env: {} }).notes).toEqual([expect.stringContaining("server.coalescing.enabled: false (the original's) cannot be honoured")]);
+    expect(issues(`audit_log: { enabled: false }\naudit: { enabled: false }\n${B}`).map((i) => `${i.path}: ${i.message}`)).toEqual(["audit_log: both `audit_log` (the original's form) and `audit` are given: keep `audit` only"]);
   });
 
   test("a small disk layer needs no max_item_size_mb: its default (1024) shrinks to max_disk_size_mb; written larger, it is a problem", () => {
@@ -442,8 +457,11 @@ describe("listener rules", () => {
   test("https with s3_api.engine: node (or server.engine node inherited) is refused: the S3 listener served plain HTTP, STS keys in clear", () => {
     const s3 = `s3_api:\n  enabled: true\n  port: 0\n  engine: node\n  credentials: [{ access_key_id: AKIATESTTESTTEST, secret_access_key: secretsecretsecret1234, identity: app, buckets: { b: [read] } }]\n`;
     const got = issues(`server: { https: { cert_path: /nonexistent.pem, key_path: /nonexistent.key } }\n${s3}${B}`);
-    expect(got.some((i) => i.path === "s3_api.engine" && i.message.includes("s3_api.engine: node does not serve TLS"))).toBe(true);
+    expect(got.filter((i) => i.path.startsWith("s3_api")).map((i) => `${i.path}: ${i.message}`)).toEqual(["s3_api.engine: node does not serve TLS, and server.https is on: use engine: bun for the S3 listener, or terminate TLS in front of the proxy"]);
     expect(() => parseConfig(`${s3}${B}`)).not.toThrow(); // without https, node is fine
+    // inherited from server.engine: named as such (it read "s3_api.engine: s3_api.engine: node ..." for a key never written)
+    const inherited = issues(`server: { engine: node, https: { cert_path: /nonexistent.pem, key_path: /nonexistent.key } }\n${s3.replace("  engine: node\n", "")}${B}`);
+    expect(inherited.filter((i) => i.path.startsWith("s3_api")).map((i) => `${i.path}: ${i.message}`)).toEqual(["s3_api: the S3 listener takes server.engine (node), which does not serve TLS, and server.https is on: set s3_api.engine: bun, or terminate TLS in front of the proxy"]);
   });
   test("every reserved control path collides with a bucket prefix", () => {
     for (const p of ["/health", "/ready", "/metrics", "/admin", "/admin/x"]) {

@@ -45,6 +45,11 @@ test("an unknown flag exits 2 and names the flag on stderr, also beside --versio
     expect(r.stdout).toBe("");
     expect(r.stderr).toStartWith("error: unknown argument '--frobnicate'");
   }
+  // the config test's other common spelling says which flag it is here
+  for (const flag of ["--test", "-t"]) {
+    const r = await runCli([flag, "-c", "config.yaml"]);
+    expect([r.code, r.stdout, r.stderr]).toEqual([2, "", `error: unknown argument '${flag}': to check a config and exit, use --check\n`]);
+  }
 });
 
 test("conflicting options exit 2 with what conflicts on stderr, running nothing", async () => {
