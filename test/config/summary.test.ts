@@ -59,6 +59,22 @@ describe("--check summary", () => {
     expect(v6).toContain("s3 api      http://[::]:18104  ");
   });
 
+  test("each bucket says whether it takes writes (and under which rules), lists folders, filters addresses", () => {
+    const b = summarize(
+      parseConfig(
+        "jwt: { enabled: true, secret: \"0123456789abcdef0123456789abcdef\" }\nbuckets:\n" +
+          "  - { name: up, path_prefix: /up, access: read-write, auth: { enabled: true, write_claims: [{ claim: role, operator: equals, value: editor }] }, listing: { enabled: true }, s3: { bucket: bkt } }\n" +
+          "  - { name: drop, path_prefix: /drop, access: read-write, auth: { anonymous_writes: true }, ip_filter: { allowlist: [10.0.0.0/8] }, s3: { bucket: bkt } }\n" +
+          "  - { name: ro, path_prefix: /ro, s3: { bucket: bkt } }\n",
+        { env: {} },
+      ),
+      "c.yaml",
+    );
+    expect(b).toMatch(/→ up \(s3:\/\/bkt @ aws:us-east-1\) anonymous auth read-write\+1 write rules listing\n/);
+    expect(b).toMatch(/→ drop \(s3:\/\/bkt @ aws:us-east-1\) anonymous public read-write \(anonymous writes\) ip_filter\n/);
+    expect(b).toMatch(/→ ro \(s3:\/\/bkt @ aws:us-east-1\) anonymous public\n/);
+  });
+
   test("a minimal config says off for what it does not use", () => {
     const min = summarize(parseConfig("buckets:\n  - { name: b, path_prefix: /b, s3: { bucket: bkt } }\n", { env: {} }), "c.yaml");
     expect(min).toContain("cache       off");
