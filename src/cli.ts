@@ -216,7 +216,8 @@ async function load(path: string, offThread: boolean): Promise<{ config: Config;
     return await (offThread ? loadConfigSourceOffThread(path) : loadConfigSource(path));
   } catch (err) {
     if (err instanceof ConfigError) {
-      write(process.stderr, `invalid config (${err.issues.length} problem${err.issues.length === 1 ? "" : "s"}):\n${err.message}\n`);
+      const more = err.more ? "; the checks across keys run once these are fixed" : "";
+      write(process.stderr, `invalid config (${err.issues.length} problem${err.issues.length === 1 ? "" : "s"}${more}):\n${err.message}\n`);
       return 1;
     }
     write(process.stderr, `cannot load config: ${(err as Error)?.message ?? err}\n`);

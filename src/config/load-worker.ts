@@ -24,7 +24,7 @@ self.onmessage = async (e: MessageEvent<LoadRequest>) => {
     });
     reply = exact ? { ok: true, json, text } : { ok: true, config, text };
   } catch (err) {
-    reply = err instanceof ConfigError ? { ok: false, issues: err.issues, file: err.file } : { ok: false, error: `cannot load config: ${(err as Error)?.message ?? String(err)}` };
+    reply = err instanceof ConfigError ? { ok: false, issues: err.issues, file: err.file, more: err.more } : { ok: false, error: `cannot load config: ${(err as Error)?.message ?? String(err)}` };
   }
   self.postMessage(reply);
 };

@@ -32,6 +32,8 @@ export class ConfigError extends Error {
   constructor(
     readonly issues: ConfigIssue[],
     readonly file?: string,
+    /** The checks across keys (a duplicate prefix, a short secret...) could not run yet: a required value was refused. */
+    readonly more = false,
   ) {
     super(formatIssues(issues, file));
     this.name = "ConfigError";
@@ -254,7 +256,7 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
   const parsed = ConfigSchema.safeParse(raw);
   const baseDir = opts.baseDir ?? (opts.file ? configBaseDir(opts.file) : process.cwd());
   // Every problem in one report, in file order (a typo must not hide the next problem).
-  const report = (issues: ConfigIssue[]) => fail(issues.sort((a, b) => (a.line ?? 0) - (b.line ?? 0)));
+  const report = (issues: ConfigIssue[], more = false) => new ConfigError(issues.sort((a, b) => (a.line ?? 0) - (b.line ?? 0)), opts.file, more);
   if (!parsed.success) {
     const unknown: PathSegment[][] = [];
     // The values the schema refused (a wrong type, a bad value): left out for the second pass.
@@ -301,7 +303,8 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
     {
       const without = withoutKeys(raw, [...unknown, ...refused]);
       const again = ConfigSchema.safeParse(without);
-      if (again.success) {
+      if (!again.success) throw report(found.map(toIssue), true);
+      {
         // Not about a value already reported (an unset ${VAR} left as written is no short
         // secret), nor inside a list entry holding an unknown key (`param_name` explains the
         // missing `name` beside it).

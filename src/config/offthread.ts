@@ -30,7 +30,7 @@ export interface LoadRequest {
 export type LoadReply =
   | { ok: true; json: string; text: string }
   | { ok: true; config: Config; text: string }
-  | { ok: false; issues: ConfigIssue[]; file?: string }
+  | { ok: false; issues: ConfigIssue[]; file?: string; more?: boolean }
   | { ok: false; error: string };
 
 /** Where the worker entry is: beside this file when running from source, in the executable's embedded file system when compiled. */
@@ -85,7 +85,7 @@ export function loadConfigSourceOffThread(path: string, opts: OffThreadOptions =
       const r = e.data;
       settle(() => {
         if (r.ok) resolve(deepFreezeSliced("json" in r ? (JSON.parse(r.json) as Config) : r.config).then((config) => ({ config, text: r.text })));
-        else if ("issues" in r) reject(new ConfigError(r.issues, r.file));
+        else if ("issues" in r) reject(new ConfigError(r.issues, r.file, r.more === true));
         else reject(new Error(r.error));
       });
     };

@@ -221,6 +221,13 @@ test("--check reports semantic problems (port twice, reserved prefix) together",
   expect(r.stderr).toContain(`${p}:7: buckets[1].path_prefix: '/health' collides with the proxy's own /health endpoint`);
 });
 
+test("--check says when the checks across keys wait for a refused required value (it said '1 problem' and showed a short JWT secret only on the next run)", async () => {
+  const p = file("later.yaml", `jwt: { enabled: true, secret: short }\n${bucket()}  - name: c\n    path_prefix: /c\n    s3: { bucket: "" }\n`);
+  const r = await runCli(["--check", "--config", p]);
+  expect(r.code).toBe(1);
+  expect(r.stderr).toStartWith("invalid config (1 problem; the checks across keys run once these are fixed):\n");
+});
+
 test("a missing config file exits 1 with 'file not found'", async () => {
   const p = join(dir, "does-not-exist.yaml");
   const r = await runCli(["--check", "--config", p]);
