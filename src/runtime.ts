@@ -13,7 +13,7 @@ import { createAuthorizer, type Authorizer } from "./authz/index.ts";
 import { bucketCachePolicy, type CachePolicy } from "./cache/index.ts";
 import type { Config } from "./config/load.ts";
 import type { BucketConfig, ClaimRule } from "./config/schema.ts";
-import { isSandboxed, storesOf, userContentReaders } from "./config/writes.ts";
+import { bucketsByStore, isSandboxed, sharingStores, userContentReaders } from "./config/writes.ts";
 import { parseCidr, type Cidr } from "./http/cidr.ts";
 import { buildLimiter, type CircuitBreaker, type Limiter } from "./limits/index.ts";
 import { RateLimiter } from "./limits/rate-limiter.ts";
@@ -95,7 +95,6 @@ export interface RuntimeDeps {
 
 const cidrs = (list: readonly string[]): Cidr[] => list.map((c) => parseCidr(c)).filter((c): c is Cidr => c !== null);
 
-
 /**
  * BucketRuntime.cacheMates: the buckets that read any store `b` reads (a write reaches its
  * replicas by replication) and may hold cached entries: those that cache here, and, with a
@@ -106,21 +105,8 @@ const cidrs = (list: readonly string[]): Cidr[] => list.map((c) => parseCidr(c))
 function cacheMatesOf(config: Config): (b: Config["buckets"][number]) => string[] {
   if (!config.cache.enabled) return () => [];
   const shared = config.cache.cache_layers.includes("redis");
-  // store → the buckets that may hold its entries, built once (a config may name thousands of buckets)
-  const byStore = new Map<string, string[]>();
-  for (const c of config.buckets) {
-    if (!shared && bucketCachePolicy(config.cache, c) === null) continue;
-    for (const s of storesOf(c)) {
-      const names = byStore.get(s);
-      if (names === undefined) byStore.set(s, [c.name]);
-      else names.push(c.name);
-    }
-  }
-  return (b) => {
-    const mates = new Set<string>();
-    for (const s of storesOf(b)) for (const n of byStore.get(s) ?? []) mates.add(n);
-    return [...mates];
-  };
+  const byStore = bucketsByStore(config.buckets, (c) => shared || bucketCachePolicy(config.cache, c) !== null);
+  return (b) => sharingStores(byStore, b);
 }
 
 /** How long a reload waits for a new jwks_url's first fetch (the fetch itself gives up after FETCH_TIMEOUT_MS). */

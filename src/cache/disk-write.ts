@@ -61,14 +61,14 @@ export class DiskWrite implements LayerWriter {
   async write(chunk: Uint8Array): Promise<void> {
     if (this.finished) throw new Error("disk write already ended");
     if (this.written + chunk.byteLength > this.meta.size) {
-      await this.discard();
+      await this.abort();
       throw new Error("body longer than announced");
     }
     try {
       await writeAll(await this.fh, chunk);
     } catch (err) {
       this.target.failed(err, "write");
-      await this.discard();
+      await this.abort();
       throw err;
     }
     this.written += chunk.byteLength;
@@ -82,7 +82,7 @@ export class DiskWrite implements LayerWriter {
   async commit(): Promise<boolean> {
     if (this.finished) return false;
     if (this.written !== this.meta.size) {
-      await this.discard();
+      await this.abort();
       return false;
     }
     this.finished = true;
@@ -107,13 +107,8 @@ export class DiskWrite implements LayerWriter {
     }
   }
 
-  /** Abandons the write; resolves once its temporary file is gone. */
+  /** Abandons the write: closes and deletes the temporary file; resolves once it is gone. */
   abort(): Promise<void> {
-    return this.discard();
-  }
-
-  /** Closes and deletes the temporary file; resolves once it is gone. */
-  private discard(): Promise<void> {
     if (this.finished) return this.gone ?? Promise.resolve();
     this.finished = true;
     this.gone = this.fh

@@ -348,8 +348,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   }
 
   openWriter(meta: ObjectMeta): LayerWriter | undefined {
-    // (none once closing: close() waits for the writes it abandons, and a later one would be left behind)
-    return !this.closing && this.accepts(meta.size) ? this.begin(meta) : undefined;
+    return this.accepts(meta.size) ? this.begin(meta) : undefined;
   }
 
   /**
@@ -359,6 +358,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
    * cached, when the writes already in progress leave no room for it.
    */
   private begin(meta: ObjectMeta): DiskWrite | undefined {
+    // (none once closing: close() waits for the writes it abandons, and a later one would be left behind)
+    if (this.closing) return undefined;
     const { key, headers, storedAt, expiresAt, size } = meta;
     const m = { key, headers, storedAt, expiresAt, size };
     const head = encodeHead(m, this.stores?.get(bucketOf(key)));

@@ -107,10 +107,10 @@ export const STORE_BULK_BYTES = 1 << 20;
 /** The throughput a store's deadline assumes on top of operation_timeout_ms (a conservative 50 MiB/s). */
 export const STORE_BYTES_PER_SECOND = 50 * (1 << 20);
 
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+function withTimeout<T>(p: Promise<T>, ms: number, what?: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what !== "" ? `${what}: ` : ""}no answer within ${ms} ms`)), ms);
+    timer = setTimeout(() => reject(new Error(`${what ? `${what}: ` : ""}no answer within ${ms} ms`)), ms);
   });
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
@@ -169,7 +169,7 @@ export class RedisLink {
     const c = this.cmd;
     if ((this.stateValue !== "up" && this.stateValue !== "syncing") || c === undefined) throw new RedisUnavailable(this.reasonValue ?? "down");
     try {
-      return await withTimeout(fn(c), this.opts.operationTimeoutMs, ""); // (down() says "<what>: ")
+      return await withTimeout(fn(c), this.opts.operationTimeoutMs); // (down() says "<what>: ")
     } catch (err) {
       this.errorCount++;
       if ((err as { code?: string }).code !== "ERR_REDIS_SERVER_ERROR" && this.cmd === c) this.down(`${what}: ${describe(err)}`);
@@ -236,7 +236,7 @@ export class RedisLink {
     const sub = new RedisClient(this.opts.url, options);
     const current = () => n === this.attempt && this.stateValue !== "closed";
     try {
-      await withTimeout(Promise.all([cmd.connect(), sub.connect()]), this.opts.connectTimeoutMs, ""); // (down() says "connect: ")
+      await withTimeout(Promise.all([cmd.connect(), sub.connect()]), this.opts.connectTimeoutMs); // (down() says "connect: ")
       await withTimeout(sub.subscribe(this.opts.channel, (m) => this.opts.onMessage(m)), this.opts.operationTimeoutMs, "subscribe");
       if (!current()) throw new Error("superseded");
       const lost = (err: Error) => {

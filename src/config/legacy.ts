@@ -56,6 +56,16 @@ const LEGACY_HINTS: Array<{ match: (p: PathSegment[]) => boolean; message: strin
   },
 ];
 
+type Adopted = { notes: string[]; issues: Array<{ path: PathSegment[]; message: string }> };
+const isMap = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
+
+/** The original's own keys read as ours, in place, before validation: its cache keys, then its audit_log and server.coalescing sections. */
+export function adoptOriginal(raw: Record<string, unknown>): Adopted {
+  const cache = adoptOriginalCacheKeys(raw);
+  const sections = adoptOriginalSections(raw);
+  return { notes: [...cache.notes, ...sections.notes], issues: [...cache.issues, ...sections.issues] };
+}
+
 /** Appends a hint for every legacy key found in the parsed (plain JS) config. */
 export function findLegacy(value: unknown, path: PathSegment[], out: Array<{ path: PathSegment[]; message: string }>): void {
   if (Array.isArray(value)) value.forEach((v, i) => findLegacy(v, [...path, i], out));
@@ -90,11 +100,11 @@ export function findLegacy(value: unknown, path: PathSegment[], out: Array<{ pat
  * Returns the notes (said by --check and at start) and the problems (a key given in both forms;
  * `enabled: false` on a layer `cache_layers` lists).
  */
-export function adoptOriginalCacheKeys(raw: unknown): { notes: string[]; issues: Array<{ path: PathSegment[]; message: string }> } {
+function adoptOriginalCacheKeys(raw: unknown): Adopted {
   const notes: string[] = [];
-  const issues: Array<{ path: PathSegment[]; message: string }> = [];
+  const issues: Adopted["issues"] = [];
   const cache = (raw as Record<string, unknown> | null)?.cache;
-  if (cache === null || typeof cache !== "object" || Array.isArray(cache)) return { notes, issues };
+  if (!isMap(cache)) return { notes, issues };
   const c = cache as Record<string, unknown>;
   const listed = Array.isArray(c.cache_layers) ? (c.cache_layers as unknown[]) : undefined;
   const rename = (o: Record<string, unknown>, section: string, from: string, to: string) => {
@@ -123,7 +133,7 @@ export function adoptOriginalCacheKeys(raw: unknown): { notes: string[]; issues:
   };
   const turnedOn: Array<"disk" | "redis"> = [];
   const disk = c.disk;
-  if (disk !== null && typeof disk === "object" && !Array.isArray(disk)) {
+  if (isMap(disk)) {
     const d = disk as Record<string, unknown>;
     const original = "enabled" in d || "cache_dir" in d || "max_disk_cache_size_mb" in d || "sendfile" in d;
     if (adoptEnabled(d, "disk")) {
@@ -137,7 +147,7 @@ export function adoptOriginalCacheKeys(raw: unknown): { notes: string[]; issues:
     }
   }
   const redis = c.redis;
-  if (redis !== null && typeof redis === "object" && !Array.isArray(redis)) {
+  if (isMap(redis)) {
     const r = redis as Record<string, unknown>;
     if (adoptEnabled(r, "redis")) {
       const urlKey = "redis_url" in r && !("url" in r) ? "redis_url" : "url";
@@ -212,8 +222,6 @@ export function otherAuthorizerKeys(raw: unknown): string[] {
   return notes;
 }
 
-type Adopted = { notes: string[]; issues: Array<{ path: PathSegment[]; message: string }> };
-const isMap = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
 
 /**
  * The original's `audit_log` (its src/proxy/init.rs: `enabled`, `outputs: [file | syslog | s3]`,
@@ -226,7 +234,7 @@ const isMap = (v: unknown): v is Record<string, unknown> => v !== null && typeof
  * - `server.coalescing` is dropped with a note: concurrent misses of a cached object always share
  *   one upstream request here (and stream to every waiting client).
  */
-export function adoptOriginalSections(raw: Record<string, unknown>): Adopted {
+function adoptOriginalSections(raw: Record<string, unknown>): Adopted {
   const notes: string[] = [];
   const issues: Adopted["issues"] = [];
   const a = raw.audit_log;

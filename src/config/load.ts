@@ -11,7 +11,7 @@ import { open, type FileHandle } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import type { z } from "zod";
 import { MAX_EXPANDED_NODES, parseYamlConfig, safeYamlMessage, withinExpansionLimit } from "./document.ts";
-import { adoptOriginalCacheKeys, adoptOriginalSections, findLegacy, otherAuthorizerKeys } from "./legacy.ts";
+import { adoptOriginal, findLegacy, otherAuthorizerKeys } from "./legacy.ts";
 import { formatPath, type PathSegment } from "./path.ts";
 import { ConfigSchema, type RawConfig } from "./schema.ts";
 import { validateConfig } from "./validate.ts";
@@ -224,7 +224,7 @@ function namesMissingVar(v: unknown, missing: ReadonlySet<string>): boolean {
  * every issue found. The worker thread posts this result back as it is.
  */
 export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Config {
-  const fail = (issues: ConfigIssue[]) => new ConfigError(issues, opts.file);
+  const fail = (issues: ConfigIssue[], more = false) => new ConfigError(issues, opts.file, more);
   if (text.length > MAX_CONFIG_BYTES || Buffer.byteLength(text) > MAX_CONFIG_BYTES) throw fail([{ path: "", message: tooLarge(String(Buffer.byteLength(text))) }]);
   const y = parseYamlConfig(text, opts.env ?? process.env);
   if ("syntax" in y) throw fail(y.syntax.map((s) => ({ path: "", message: s.message, line: s.line, ...(s.column !== undefined ? { column: s.column } : undefined) })));
@@ -246,9 +246,7 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
 
   // Top-level `x-*` keys hold YAML anchors for merge keys (`<<: *s3defaults`), as in Compose files: not config.
   for (const k of Object.keys(raw)) if (k.startsWith("x-")) delete (raw as Record<string, unknown>)[k];
-  const adoptedCache = adoptOriginalCacheKeys(raw);
-  const adoptedSections = adoptOriginalSections(raw as Record<string, unknown>);
-  const adopted = { notes: [...adoptedCache.notes, ...adoptedSections.notes], issues: [...adoptedCache.issues, ...adoptedSections.issues] };
+  const adopted = adoptOriginal(raw as Record<string, unknown>);
   found.push(...adopted.issues);
   findLegacy(raw, [], found);
   const hinted = new Set(found.map((f) => formatPath(f.path)));
@@ -256,7 +254,7 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
   const parsed = ConfigSchema.safeParse(raw);
   const baseDir = opts.baseDir ?? (opts.file ? configBaseDir(opts.file) : process.cwd());
   // Every problem in one report, in file order (a typo must not hide the next problem).
-  const report = (issues: ConfigIssue[], more = false) => new ConfigError(issues.sort((a, b) => (a.line ?? 0) - (b.line ?? 0)), opts.file, more);
+  const report = (issues: ConfigIssue[], more = false) => fail(issues.sort((a, b) => (a.line ?? 0) - (b.line ?? 0)), more);
   if (!parsed.success) {
     const unknown: PathSegment[][] = [];
     // The values the schema refused (a wrong type, a bad value): left out for the second pass.
@@ -300,23 +298,19 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
     // value with a default takes it), so the report also lists what the semantic checks would
     // say next (a duplicate prefix, a short secret...). When leaving them out still fails (a
     // required value was refused), those checks wait for the next run.
-    {
-      const without = withoutKeys(raw, [...unknown, ...refused]);
-      const again = ConfigSchema.safeParse(without);
-      if (!again.success) throw report(found.map(toIssue), true);
-      {
-        // Not about a value already reported (an unset ${VAR} left as written is no short
-        // secret), nor inside a list entry holding an unknown key (`param_name` explains the
-        // missing `name` beside it).
-        const reported = new Set(found.map((f) => formatPath(f.path)));
-        const holders = new Set([...unknown, ...refused].filter((p) => typeof p.at(-2) === "number").map((p) => formatPath(p.slice(0, -1))));
-        // Nor about a sibling of a refused value, judged against the default that stands in for
-        // it (a refused `jwt.algorithm: ES512` read as HS256 said to set jwt.secret).
-        const refusedIn = new Set(refused.map((p) => formatPath(p.slice(0, -1))));
-        const covered = (path: PathSegment[]) => reported.has(formatPath(path)) || refusedIn.has(formatPath(path.slice(0, -1))) || path.some((_, k) => holders.has(formatPath(path.slice(0, k))));
-        for (const i of validateConfig(again.data, { baseDir }).issues) if (!covered(i.path)) found.push(i);
-      }
-    }
+    const without = withoutKeys(raw, [...unknown, ...refused]);
+    const again = ConfigSchema.safeParse(without);
+    if (!again.success) throw report(found.map(toIssue), true);
+    // Not about a value already reported (an unset ${VAR} left as written is no short
+    // secret), nor inside a list entry holding an unknown key (`param_name` explains the
+    // missing `name` beside it).
+    const reported = new Set(found.map((f) => formatPath(f.path)));
+    const holders = new Set([...unknown, ...refused].filter((p) => typeof p.at(-2) === "number").map((p) => formatPath(p.slice(0, -1))));
+    // Nor about a sibling of a refused value, judged against the default that stands in for
+    // it (a refused `jwt.algorithm: ES512` read as HS256 said to set jwt.secret).
+    const refusedIn = new Set(refused.map((p) => formatPath(p.slice(0, -1))));
+    const covered = (path: PathSegment[]) => reported.has(formatPath(path)) || refusedIn.has(formatPath(path.slice(0, -1))) || path.some((_, k) => holders.has(formatPath(path.slice(0, k))));
+    for (const i of validateConfig(again.data, { baseDir }).issues) if (!covered(i.path)) found.push(i);
     throw report(found.map(toIssue));
   }
   const semantic = validateConfig(parsed.data, { baseDir });

@@ -97,7 +97,7 @@ export function tlsValidityNote(config: Config, now = Date.now()): string | unde
 export function userContentNote(config: Config): string | undefined {
   const readers = userContentReaders(config.buckets);
   if (readers.size === 0) return undefined;
-  const list = [...readers].map(([name, by]) => `${name} (reads the store of ${by.join(", ")})`).join(", ");
+  const list = readersList(readers);
   return `read-only bucket${readers.size === 1 ? "" : "s"} ${list} serve${readers.size === 1 ? "s" : ""} what users upload: objects are answered with Content-Security-Policy: sandbox and X-Content-Type-Options: nosniff, as on the read-write bucket; set sandbox_user_content: false on ${readers.size === 1 ? "it" : "one"} to serve trusted active content as stored`;
 }
 
@@ -105,6 +105,8 @@ export function userContentNote(config: Config): string | undefined {
 export function userContentUnsandboxedNote(config: Config): string | undefined {
   const readers = userContentReaders(config.buckets, "opted-out");
   if (readers.size === 0) return undefined;
-  const list = [...readers].map(([name, by]) => `${name} (reads the store of ${by.join(", ")})`).join(", ");
+  const list = readersList(readers);
   return `sandbox_user_content: false on ${list}: what users upload there is served through ${readers.size === 1 ? "it" : "them"} as stored, so an uploaded HTML or SVG page runs its script in the proxy's origin; remove the key unless every writer is trusted`;
 }
+
+const readersList = (readers: ReadonlyMap<string, string[]>) => [...readers].map(([name, by]) => `${name} (reads the store of ${by.join(", ")})`).join(", ");

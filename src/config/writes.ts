@@ -36,7 +36,7 @@ export function storesOf(b: BucketConfig): string[] {
  * scheme: one host and port serve one store), and AWS S3 as one store per partition whatever the
  * regional endpoint or none (bucket names are global there).
  */
-export function storeKey(endpoint: string | undefined, bucket: string): string {
+function storeKey(endpoint: string | undefined, bucket: string): string {
   if (endpoint === undefined) return JSON.stringify(["aws", bucket]);
   let u: URL;
   try {
@@ -51,6 +51,27 @@ export function storeKey(endpoint: string | undefined, bucket: string): string {
   return JSON.stringify([`${host}:${port}${u.pathname.replace(/\/+$/, "")}`, bucket]);
 }
 
+/** Store → the names of the buckets (those `include` takes) that read it, built once (a config may name thousands of buckets). */
+export function bucketsByStore(buckets: readonly BucketConfig[], include: (b: BucketConfig) => boolean): Map<string, string[]> {
+  const byStore = new Map<string, string[]>();
+  for (const b of buckets) {
+    if (!include(b)) continue;
+    for (const s of storesOf(b)) {
+      const names = byStore.get(s);
+      if (names === undefined) byStore.set(s, [b.name]);
+      else names.push(b.name);
+    }
+  }
+  return byStore;
+}
+
+/** The buckets of `byStore` that read any store `b` reads, each once. */
+export function sharingStores(byStore: ReadonlyMap<string, string[]>, b: BucketConfig): string[] {
+  const names = new Set<string>();
+  for (const s of storesOf(b)) for (const n of byStore.get(s) ?? []) names.add(n);
+  return [...names];
+}
+
 /**
  * The read-only buckets that read a store a read-write bucket writes (its uploads are served
  * through them too): name → those read-write buckets. `which`: those that leave
@@ -58,18 +79,14 @@ export function storeKey(endpoint: string | undefined, bucket: string): string {
  * (serving the uploads as stored, script included).
  */
 export function userContentReaders(buckets: readonly BucketConfig[], which: "unset" | "opted-out" = "unset"): Map<string, string[]> {
-  const writers = new Map<string, string[]>();
-  for (const b of buckets) {
-    if (b.access !== "read-write") continue;
-    for (const s of storesOf(b)) writers.set(s, [...(writers.get(s) ?? []), b.name]);
-  }
   const out = new Map<string, string[]>();
+  const writers = bucketsByStore(buckets, (b) => b.access === "read-write");
   if (writers.size === 0) return out;
+  const setting = which === "unset" ? undefined : false;
   for (const b of buckets) {
-    if (b.access === "read-write" || b.sandbox_user_content !== (which === "unset" ? undefined : false)) continue;
-    const by = new Set<string>();
-    for (const s of storesOf(b)) for (const w of writers.get(s) ?? []) by.add(w);
-    if (by.size > 0) out.set(b.name, [...by]);
+    if (b.access === "read-write" || b.sandbox_user_content !== setting) continue;
+    const by = sharingStores(writers, b);
+    if (by.length > 0) out.set(b.name, by);
   }
   return out;
 }

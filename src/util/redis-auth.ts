@@ -58,6 +58,7 @@ function firstLine(hostname: string, port: number, tls: boolean, payload: string
       socket?.end();
       resolve(v);
     };
+    const unreachable = (err: unknown) => finish(UNREACHABLE + ((err as { code?: string } | undefined)?.code ?? ""));
     const timer = setTimeout(() => finish(undefined), timeoutMs);
     Bun.connect({
       hostname,
@@ -81,14 +82,14 @@ function firstLine(hostname: string, port: number, tls: boolean, payload: string
         },
         close: () => finish(undefined),
         error: () => finish(undefined),
-        connectError: (_s, err) => finish(UNREACHABLE + ((err as { code?: string }).code ?? "")),
+        connectError: (_s, err) => unreachable(err),
       },
     }).then(
       (s) => {
         socket = s;
         if (settled) s.end();
       },
-      (err: unknown) => finish(UNREACHABLE + ((err as { code?: string } | undefined)?.code ?? "")),
+      unreachable,
     );
   });
 }
