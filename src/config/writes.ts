@@ -37,18 +37,34 @@ export function storesOf(b: BucketConfig): string[] {
  * regional endpoint or none (bucket names are global there).
  */
 function storeKey(endpoint: string | undefined, bucket: string): string {
-  if (endpoint === undefined) return JSON.stringify(["aws", bucket]);
+  return JSON.stringify([serviceKey(endpoint), bucket]);
+}
+
+/** The S3 service an endpoint reaches (storeKey's first part): "aws" for AWS S3 (any region), else host:port/path. */
+function serviceKey(endpoint: string | undefined): string {
+  if (endpoint === undefined) return "aws";
   let u: URL;
   try {
     u = new URL(endpoint);
   } catch {
-    return JSON.stringify([endpoint, bucket]); // (refused by validation before it gets here)
+    return endpoint; // (refused by validation before it gets here)
   }
   const host = u.hostname.toLowerCase().replace(/\.$/, "");
-  if (host.endsWith(".amazonaws.com")) return JSON.stringify(["aws", bucket]);
-  if (host.endsWith(".amazonaws.com.cn")) return JSON.stringify(["aws-cn", bucket]);
+  if (host.endsWith(".amazonaws.com")) return "aws";
+  if (host.endsWith(".amazonaws.com.cn")) return "aws-cn";
   const port = u.port !== "" ? u.port : u.protocol === "https:" ? "443" : "80";
-  return JSON.stringify([`${host}:${port}${u.pathname.replace(/\/+$/, "")}`, bucket]);
+  return `${host}:${port}${u.pathname.replace(/\/+$/, "")}`;
+}
+
+/**
+ * Whether two buckets' primaries are one S3 service reached with one identity (the endpoint as
+ * storeKey reads it, the region, the keys): the destination's credentials then read the source as
+ * the source bucket does, and a copy from one to the other is the service's own server-side copy.
+ */
+export function sameUpstreamAccount(a: BucketConfig, b: BucketConfig): boolean {
+  const x = a.s3;
+  const y = b.s3;
+  return serviceKey(x.endpoint) === serviceKey(y.endpoint) && x.region === y.region && x.access_key === y.access_key && x.secret_key === y.secret_key && x.session_token === y.session_token;
 }
 
 /** Store → the names of the buckets (those `include` takes) that read it, built once (a config may name thousands of buckets). */

@@ -1,13 +1,14 @@
 /**
- * CopyObject and UploadPartCopy on the S3 front, within one proxy bucket: the upstream copies
- * server-side (no byte passes through the proxy). The destination needs `write` (s3:PutObject,
- * checked by the shared phases); the source needs `read` and the bucket authorizer's s3:GetObject
- * on the source key, checked here, as S3 checks both.
+ * CopyObject and UploadPartCopy on the S3 front. The destination needs `write` (s3:PutObject,
+ * checked by the shared phases); the source needs `read` and its bucket authorizer's s3:GetObject
+ * on the source key, checked here, as S3 checks both, and its bucket's ip_filter.
  *
  * x-amz-copy-source names a proxy bucket (`/bucket/key`, `bucket/key`, URL-encoded, optional
- * `?versionId=`). A source in ANOTHER proxy bucket is refused with 501 NotImplemented and a
- * message that says so: the two buckets may live on different endpoints with different
- * credentials, where no server-side copy exists (README "S3 clients: uploads").
+ * `?versionId=`): the request's own, or another one. Within one S3 service reached with one
+ * identity (the same bucket, or two proxy buckets whose primaries share endpoint, region and
+ * keys: sameUpstreamAccount) the upstream copies server-side, no byte through the proxy.
+ * Otherwise the two buckets may live on different endpoints with different credentials, where no
+ * server-side copy exists: the proxy streams the source into the destination (copy-streamed.ts).
  */
 import { clientIp, type RequestContext } from "../../proxy/context.ts";
 import { copyObject, uploadPartCopy } from "../../s3/operations/index.ts";
@@ -18,6 +19,9 @@ import { mayAccess } from "./permissions.ts";
 import { errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, tryParse, xmlAnswer } from "./relay.ts";
 import { keyRefusal, MAX_KEY_BYTES } from "./route.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
+import { configuredBucket } from "./route.ts";
+import { sameUpstreamAccount } from "../../config/writes.ts";
+import { admitSourceAddress, copyObjectStreamed, type ForeignSource, type StreamedResult, uploadPartCopyStreamed } from "./copy-streamed.ts";
 import { childText } from "./xml-reader.ts";
 import { callOf, partNumberOf, queryValue, readingResult, requestHeaders, writeUpstream } from "./writes.ts";
 import { purgeWritten } from "../purge.ts";
@@ -71,33 +75,38 @@ export function copySourceLabel(raw: string | null): string | undefined {
 }
 
 /**
- * The copy source of a CopyObject or UploadPartCopy, once it is known to be in the request's own
- * proxy bucket and readable by its principal (grants and the authorizer's s3:GetObject on it).
+ * The copy source of a CopyObject or UploadPartCopy (`from`: its proxy bucket), once it is known
+ * to be readable by the request's principal: grants, the source bucket's authorizer (s3:GetObject
+ * on the key) and its ip_filter.
  */
-async function readableSource(ctx: RequestContext): Promise<CopySource> {
-  const src = parseCopySource(requestHeaders(ctx).get("x-amz-copy-source") ?? "");
-  if ("code" in src) throw s3Fail(src);
+async function readableSource(ctx: RequestContext): Promise<ForeignSource> {
+  const parsed = parseCopySource(requestHeaders(ctx).get("x-amz-copy-source") ?? "");
+  if ("code" in parsed) throw s3Fail(parsed);
   const bucket = ctx.bucket!;
-  if (src.bucket !== bucket.name) {
-    if (!ctx.rt.buckets.has(src.bucket)) throw s3Fail(s3Error("NoSuchBucket", undefined, { BucketName: src.bucket.slice(0, 255) }));
-    throw s3Fail(s3Error("NotImplemented", `CopyObject across proxy buckets is not supported: the source must be in bucket '${bucket.name}'. Download the object and upload it instead.`));
-  }
-  if (Buffer.byteLength(src.key) > MAX_KEY_BYTES) throw s3Fail(s3Error("KeyTooLongError"));
-  const refusal = keyRefusal(src.key);
+  const from = parsed.bucket === bucket.name ? bucket : configuredBucket(ctx.rt, parsed.bucket);
+  if (from === undefined) throw s3Fail(s3Error("NoSuchBucket", undefined, { BucketName: parsed.bucket.slice(0, 255) }));
+  if (Buffer.byteLength(parsed.key) > MAX_KEY_BYTES) throw s3Fail(s3Error("KeyTooLongError"));
+  const refusal = keyRefusal(parsed.key);
   if (refusal !== undefined) throw s3Fail(s3Error("InvalidArgument", refusal, { ArgumentName: "x-amz-copy-source" }));
+  if (from !== bucket) admitSourceAddress(ctx, from);
 
   // The source is read: the identity needs read, and the authorizer's s3:GetObject (of a
   // version: s3:GetObjectVersion, as in S3) on it.
   const s = (ctx as S3RequestContext).s3!;
-  const action = src.versionId === undefined ? "s3:GetObject" : "s3:GetObjectVersion";
-  if (!mayAccess(ctx.rt, s.principal, bucket, action)) throw s3Fail(s3Error("AccessDenied"));
-  if (bucket.authorizer !== undefined) {
-    const allowed = await bucket.authorizer.authorize({
-      claims: ctx.claims, principal: ctx.principal, bucket: bucket.name, key: src.key, path: `/${bucket.name}/${src.key}`, method: "GET", action, clientIp: clientIp(ctx), trace: ctx.span,
+  const action = parsed.versionId === undefined ? "s3:GetObject" : "s3:GetObjectVersion";
+  if (!mayAccess(ctx.rt, s.principal, from, action)) throw s3Fail(s3Error("AccessDenied"));
+  if (from.authorizer !== undefined) {
+    const allowed = await from.authorizer.authorize({
+      claims: ctx.claims, principal: ctx.principal, bucket: from.name, key: parsed.key, path: `/${from.name}/${parsed.key}`, method: "GET", action, clientIp: clientIp(ctx), trace: ctx.span,
     });
     if (!allowed) throw s3Fail(s3Error("AccessDenied"));
   }
-  return src;
+  return { ...parsed, from };
+}
+
+/** Whether the upstream can copy from the source server-side: one bucket, or one service and identity. */
+function serverSide(ctx: RequestContext, src: ForeignSource): boolean {
+  return src.from === ctx.bucket || sameUpstreamAccount(src.from.cfg, ctx.bucket!.cfg);
 }
 
 export async function copyObjectOp(ctx: RequestContext): Promise<Response> {
@@ -110,9 +119,12 @@ export async function copyObjectOp(ctx: RequestContext): Promise<Response> {
     }
   }
   const src = await readableSource(ctx);
-  const upstream = writeUpstream(ctx);
-  const res = await copyObject(upstream, { key: ctx.key, sourceKey: src.key, sourceVersionId: src.versionId, headers: requestHeaders(ctx) }, callOf(ctx));
-  const answer = await copyResult(ctx, res, "CopyObjectResult", upstream.bucket);
+  let answer: Response;
+  if (serverSide(ctx, src)) {
+    const upstream = writeUpstream(ctx);
+    const res = await copyObject(upstream, { key: ctx.key, sourceKey: src.key, sourceBucket: src.from.upstream.primary().bucket, sourceVersionId: src.versionId, headers: requestHeaders(ctx) }, callOf(ctx));
+    answer = await copyResult(ctx, res, "CopyObjectResult", upstream.bucket);
+  } else answer = streamedAnswer(ctx, await copyObjectStreamed(ctx, src), "CopyObjectResult");
   await purgeWritten(ctx, ctx.key);
   return answer;
 }
@@ -140,9 +152,23 @@ export async function uploadPartCopyOp(ctx: RequestContext): Promise<Response> {
     }
   }
   const src = await readableSource(ctx);
+  if (!serverSide(ctx, src)) {
+    const r = range === null ? undefined : COPY_RANGE.exec(range.trim())!;
+    const part = { uploadId, partNumber, range: r === undefined ? undefined : { first: Number(r[1]), last: Number(r[2]) } };
+    return streamedAnswer(ctx, await uploadPartCopyStreamed(ctx, src, part), "CopyPartResult");
+  }
   const upstream = writeUpstream(ctx);
-  const res = await uploadPartCopy(upstream, { key: ctx.key, uploadId, partNumber, sourceKey: src.key, sourceVersionId: src.versionId, headers: requestHeaders(ctx) }, callOf(ctx));
+  const res = await uploadPartCopy(upstream, { key: ctx.key, uploadId, partNumber, sourceKey: src.key, sourceBucket: src.from.upstream.primary().bucket, sourceVersionId: src.versionId, headers: requestHeaders(ctx) }, callOf(ctx));
   return copyResult(ctx, res, "CopyPartResult", upstream.bucket);
+}
+
+/** A streamed copy's result, as S3 answers a copy (x-amz-copy-source-version-id: the version read). */
+function streamedAnswer(ctx: RequestContext, r: StreamedResult, root: "CopyObjectResult" | "CopyPartResult"): Response {
+  let xml = XML_DECL + `<${root} xmlns="${S3_XMLNS}">`;
+  for (const [name, v] of r.fields) xml += el(name, v);
+  const answer = xmlAnswer(ctx, r.res, xml + `</${root}>`);
+  if (r.sourceVersionId !== undefined && /^[\x21-\x7e]{1,1024}$/.test(r.sourceVersionId)) answer.headers.set("x-amz-copy-source-version-id", r.sourceVersionId);
+  return answer;
 }
 
 /**

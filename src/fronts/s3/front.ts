@@ -18,7 +18,8 @@ import type { RequestContext } from "../../proxy/context.ts";
 import { admit } from "../../proxy/phases/admit.ts";
 import { authorize, mayAlso } from "../../proxy/phases/authorize.ts";
 import { guard, splitUrl } from "../../proxy/phases/guard.ts";
-import type { Front } from "../../proxy/runner.ts";
+import { failed, type Front } from "../../proxy/runner.ts";
+import { patiently } from "./patient.ts";
 import { s3Cors, stsCors } from "../cors-phases.ts";
 import { EMPTY_SHA256 } from "../../s3/sigv4.ts";
 import { fromProxyError, s3Error, s3ErrorResponse, type S3Error } from "./errors.ts";
@@ -424,16 +425,16 @@ function operate(ctx: RequestContext, s: S3State): Response | Promise<Response> 
       return postObjectOp(ctx);
     case "CopyObject":
       refuseAcls(ctx);
-      return copyObjectOp(ctx);
+      return patiently(ctx, copyObjectOp(ctx), (e) => failed(s3Front, ctx, e));
     case "UploadPart":
       return uploadPartOp(ctx);
     case "UploadPartCopy":
-      return uploadPartCopyOp(ctx);
+      return patiently(ctx, uploadPartCopyOp(ctx), (e) => failed(s3Front, ctx, e));
     case "CreateMultipartUpload":
       refuseAcls(ctx);
       return createMultipartUploadOp(ctx);
     case "CompleteMultipartUpload":
-      return completeMultipartUploadOp(ctx);
+      return patiently(ctx, completeMultipartUploadOp(ctx), (e) => failed(s3Front, ctx, e));
     case "AbortMultipartUpload":
       return abortMultipartUploadOp(ctx);
     case "ListParts":

@@ -32,6 +32,8 @@ export function deleteObjectTagging(upstream: BucketUpstream, key: string, ctx: 
 }
 
 /** GET /bucket/key?tagging: S3's Tagging document, or its error. */
-export function getObjectTagging(upstream: BucketUpstream, key: string, ctx: OperationContext): Promise<Response> {
-  return upstream.send({ method: "GET", key, query: [["tagging", ""]], ...ctx });
+export function getObjectTagging(upstream: BucketUpstream, key: string, ctx: OperationContext, versionId?: string): Promise<Response> {
+  const query: Array<[string, string]> = [["tagging", ""]];
+  if (versionId !== undefined) query.push(["versionId", versionId]);
+  return upstream.send({ method: "GET", key, query, ...ctx });
 }

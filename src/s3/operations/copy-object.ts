@@ -1,8 +1,8 @@
 /**
- * CopyObject and UploadPartCopy within one upstream bucket: S3 copies server-side, no byte passes
- * through the proxy.
- * x-amz-copy-source is built here from the bucket's upstream name and the source key (URL-encoded,
- * "/" kept), so a client can never name another upstream bucket.
+ * CopyObject and UploadPartCopy on one S3 service: S3 copies server-side, no byte passes through
+ * the proxy. x-amz-copy-source is built here from an upstream bucket name (the destination's own
+ * unless the caller names the source proxy bucket's, sourceBucket) and the source key
+ * (URL-encoded, "/" kept), so a client can never name an upstream bucket itself.
  *
  * Passed through: x-amz-metadata-directive (COPY | REPLACE), the x-amz-copy-source-if-* conditions,
  * the destination's conditional-write headers If-Match / If-None-Match (a copy that must not
@@ -36,8 +36,10 @@ const COPY_HEADERS = {
 export interface CopyObjectArgs {
   /** The destination key. */
   key: string;
-  /** The source key, in the same upstream bucket (decoded). */
+  /** The source key (decoded). */
   sourceKey: string;
+  /** The source's upstream bucket, on the destination's service (default: the destination's own). */
+  sourceBucket?: string;
   /** A version of the source (versioned buckets). */
   sourceVersionId?: string;
   /** The client's request headers: only the pass-through set above is used (its x-amz-copy-source is not). */
@@ -55,8 +57,10 @@ export interface UploadPartCopyArgs {
   key: string;
   uploadId: string;
   partNumber: number;
-  /** The source key, in the same upstream bucket (decoded). */
+  /** The source key (decoded). */
   sourceKey: string;
+  /** The source's upstream bucket, on the destination's service (default: the destination's own). */
+  sourceBucket?: string;
   sourceVersionId?: string;
   /** The client's request headers: x-amz-copy-source-range and the x-amz-copy-source-if-* conditions are used. */
   headers?: HeaderSource;
@@ -77,7 +81,7 @@ const PART_COPY_HEADERS = {
 /** PUT /bucket/key?partNumber&uploadId with x-amz-copy-source: S3's answer is a <CopyPartResult> (ETag, LastModified, checksum). */
 export function uploadPartCopy(upstream: BucketUpstream, args: UploadPartCopyArgs, ctx: OperationContext): Promise<Response> {
   const headers = pickHeaders(args.headers, PART_COPY_HEADERS);
-  headers["x-amz-copy-source"] = copySource(upstream.bucket, args.sourceKey, args.sourceVersionId);
+  headers["x-amz-copy-source"] = copySource(args.sourceBucket ?? upstream.bucket, args.sourceKey, args.sourceVersionId);
   const query: Array<[string, string]> = [["partNumber", partNumberText(args.partNumber)], ["uploadId", args.uploadId]];
   return upstream.send({ method: "PUT", key: args.key, query, headers, ...ctx });
 }
@@ -85,6 +89,6 @@ export function uploadPartCopy(upstream: BucketUpstream, args: UploadPartCopyArg
 /** PUT /bucket/key with x-amz-copy-source: S3's answer is a <CopyObjectResult> (ETag, LastModified). */
 export function copyObject(upstream: BucketUpstream, args: CopyObjectArgs, ctx: OperationContext): Promise<Response> {
   const headers = pickHeaders(args.headers, COPY_HEADERS);
-  headers["x-amz-copy-source"] = copySource(upstream.bucket, args.sourceKey, args.sourceVersionId);
+  headers["x-amz-copy-source"] = copySource(args.sourceBucket ?? upstream.bucket, args.sourceKey, args.sourceVersionId);
   return upstream.send({ method: "PUT", key: args.key, headers, ...ctx });
 }

@@ -1,0 +1,274 @@
+/**
+ * CopyObject and UploadPartCopy between proxy buckets that no server-side copy joins (another S3
+ * service, or the same one with other credentials: the destination's keys may not read the
+ * source): the proxy reads the source with the source bucket's credentials (failing over between
+ * its replicas, as a GetObject does) and streams it into the destination's primary with the
+ * destination's, never buffered whole. Within one service and identity the copy stays server-side
+ * (copy.ts).
+ *
+ * What S3 does, done here:
+ * - x-amz-copy-source-if-match / -if-none-match / -if-modified-since / -if-unmodified-since are the
+ *   source read's conditions; one that fails is 412 PreconditionFailed, naming it;
+ * - a source above 5 GiB (a part's range too) is S3's InvalidRequest; a range outside the source
+ *   is InvalidArgument;
+ * - x-amz-metadata-directive COPY (the default) keeps the source's Content-Type, Cache-Control,
+ *   Content-Disposition, Content-Encoding, Content-Language, Expires and x-amz-meta-*; REPLACE
+ *   takes the request's. x-amz-tagging-directive COPY keeps the source's tags (read with
+ *   GetObjectTagging when the source says it has some), REPLACE takes x-amz-tagging;
+ * - the destination's If-Match / If-None-Match (a copy that must not overwrite) are the write's.
+ *
+ * Integrity: the write declares the source's exact length, so a source cut or stalled part-way
+ * ends the write before its last byte and nothing is stored (a 502 BadGateway, which the S3 front
+ * answers as S3's 500 InternalError, saying so). The source is read with
+ * x-amz-checksum-mode: ENABLED: its full-object checksum, when it has one, goes with the write,
+ * so the destination verifies the bytes it stores are the source's. x-amz-checksum-algorithm
+ * (the copy's own checksum) is computed on the way and sent as an aws-chunked trailer.
+ */
+import { ProxyError } from "../../errors.ts";
+import { anyContains } from "../../http/cidr.ts";
+import { clientIp, type RequestContext } from "../../proxy/context.ts";
+import type { BucketRuntime } from "../../runtime.ts";
+import { encodeAwsChunkedUnsignedTrailer } from "../../s3/aws-chunked.ts";
+import { algorithmFromHeaderName, CHECKSUM_ALGORITHMS, checksumHeaderName, type ChecksumAlgorithm } from "../../s3/checksum.ts";
+import { getObjectDirect, getObjectTagging, OBJECT_HEADERS, pickHeaders, putObject, uploadPart, type AwsChunkedBody, type OperationContext, type PutObjectArgs } from "../../s3/operations/index.ts";
+import { RequestBodyError } from "../../s3/upstream.ts";
+import { s3Error } from "./errors.ts";
+import { s3Fail } from "./fail.ts";
+import { readUpstreamCapped, relayError, MAX_RESULT_BODY, tryParse } from "./relay.ts";
+import { taggingHeader } from "./tagging.ts";
+import { callOf, requestHeaders, writeUpstream } from "./writes.ts";
+import { childrenNamed, childText } from "./xml-reader.ts";
+import type { CopySource } from "./copy.ts";
+
+/** S3's largest copy source (CopyObject) and copied part (UploadPartCopy). */
+export const MAX_COPY_BYTES = 5 * 1024 ** 3;
+
+/** The source's conditions, as S3 names them, and the read's header for each. */
+const SOURCE_CONDITIONS = [
+  ["x-amz-copy-source-if-match", "if-match", "x-amz-copy-source-If-Match"],
+  ["x-amz-copy-source-if-none-match", "if-none-match", "x-amz-copy-source-If-None-Match"],
+  ["x-amz-copy-source-if-modified-since", "if-modified-since", "x-amz-copy-source-If-Modified-Since"],
+  ["x-amz-copy-source-if-unmodified-since", "if-unmodified-since", "x-amz-copy-source-If-Unmodified-Since"],
+] as const;
+
+/** What a copy with x-amz-metadata-directive COPY keeps of the source's headers. */
+const SOURCE_OBJECT_HEADERS = { names: new Set(OBJECT_HEADERS), meta: true, contentEncoding: true };
+
+/** A copy source in another proxy bucket, readable by the request's principal. */
+export interface ForeignSource extends CopySource {
+  from: BucketRuntime;
+}
+
+/** The source as read: the upstream's answer (body unread) and the bytes it carries. */
+interface SourceRead {
+  res: Response;
+  length: number;
+  /** The source's full-object checksum, when the upstream gave one. */
+  checksum?: { algorithm: ChecksumAlgorithm; value: string };
+}
+
+/**
+ * GET of the source (or of `range`, "bytes=first-last", already checked for form), mapped to S3's
+ * copy errors. Resolves with a 200 or 206 whose body is the bytes to copy.
+ */
+async function readSource(ctx: RequestContext, src: ForeignSource, range: { first: number; last: number } | undefined): Promise<SourceRead> {
+  const h = requestHeaders(ctx);
+  const forward: Record<string, string> = { "x-amz-checksum-mode": "ENABLED" };
+  for (const [name, as] of SOURCE_CONDITIONS) {
+    const v = h.get(name);
+    if (v !== null) forward[as] = v;
+  }
+  if (range !== undefined) forward.range = `bytes=${range.first}-${range.last}`;
+  const up = src.from.upstream;
+  const upstreamBucket = up.primary().bucket;
+  const res =
+    src.versionId === undefined
+      ? await up.fetchObject("GET", src.key, forward, ctx.req.signal, ctx.timing)
+      : await getObjectDirect(up.primary(), { method: "GET", key: src.key, versionId: src.versionId, headers: forward }, callOf(ctx));
+  const refuse = (e: Parameters<typeof s3Fail>[0]): never => {
+    res.body?.cancel().catch(() => {});
+    throw s3Fail(e);
+  };
+  if (res.status === 304 || res.status === 412) {
+    // (which condition: the first of the failing kind that was given)
+    const kinds = res.status === 412 ? [0, 3] : [1, 2];
+    const failed = kinds.map((i) => SOURCE_CONDITIONS[i]!).find(([name]) => h.has(name));
+    refuse(s3Error("PreconditionFailed", undefined, failed === undefined ? undefined : { Condition: failed[2] }));
+  }
+  if (res.status === 416 && range !== undefined) {
+    const size = /\/(\d+)\s*$/.exec(res.headers.get("content-range") ?? "")?.[1];
+    refuse(rangeError(size));
+  }
+  if (res.status !== 200 && res.status !== 206) return relayError(res, upstreamBucket);
+  const length = Number(res.headers.get("content-length"));
+  if (!Number.isSafeInteger(length) || length < 0) {
+    res.body?.cancel().catch(() => {});
+    throw new ProxyError("BadGateway", { detail: "The copy source's upstream sent no Content-Length: nothing was copied" });
+  }
+  if (range !== undefined) {
+    // A store that ignored the Range (200), or cut it at the object's end, did not give the bytes asked for.
+    const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.headers.get("content-range")?.trim() ?? "");
+    const whole = res.status === 200 && range.first === 0 && range.last === length - 1;
+    if (!whole && (m === null || Number(m[1]) !== range.first || Number(m[2]) !== range.last)) refuse(rangeError(m?.[3] ?? (res.status === 200 ? String(length) : undefined)));
+  }
+  if (length > MAX_COPY_BYTES) {
+    refuse(s3Error("InvalidRequest", `The specified copy source is larger than the maximum allowable size for a copy source: ${MAX_COPY_BYTES}`));
+  }
+  return { res, length, checksum: range === undefined ? fullObjectChecksum(res.headers) : undefined };
+}
+
+const rangeError = (size: string | undefined) =>
+  s3Error("InvalidArgument", size === undefined ? "Range specified is not valid for the source object" : `Range specified is not valid for source object of size: ${size}`, { ArgumentName: "x-amz-copy-source-range" });
+
+/** The x-amz-checksum-* value of a whole object's GET when it covers the whole object (not a multipart upload's checksum of checksums). */
+function fullObjectChecksum(h: Headers): SourceRead["checksum"] {
+  const type = h.get("x-amz-checksum-type");
+  if (type !== null && type.trim().toUpperCase() !== "FULL_OBJECT") return undefined;
+  let found: SourceRead["checksum"];
+  h.forEach((value, name) => {
+    const algorithm = found === undefined && name.startsWith("x-amz-checksum-") ? algorithmFromHeaderName(name) : undefined;
+    // (a composite value ends in "-<parts>")
+    if (algorithm !== undefined && /^[A-Za-z0-9+/]+=*$/.test(value.trim())) found = { algorithm, value: value.trim() };
+  });
+  return found;
+}
+
+/** The copy's own checksum algorithm (x-amz-checksum-algorithm), or undefined; S3's InvalidRequest for one it does not have. */
+function askedAlgorithm(h: Headers): ChecksumAlgorithm | undefined {
+  const v = h.get("x-amz-checksum-algorithm");
+  if (v === null) return undefined;
+  const a = CHECKSUM_ALGORITHMS.find((x) => x === v.trim().toUpperCase());
+  if (a === undefined) throw s3Fail(s3Error("InvalidRequest", "Checksum algorithm provided is unsupported. Please try again with any of the valid types: [CRC32, CRC32C, CRC64NVME, SHA1, SHA256]"));
+  return a;
+}
+
+/** The source's tags as an x-amz-tagging value ("" for none), read when the source says it has some. */
+async function sourceTags(ctx: RequestContext, src: ForeignSource, read: SourceRead): Promise<string> {
+  const count = Number(read.res.headers.get("x-amz-tagging-count") ?? "0");
+  if (!(count > 0)) return "";
+  const up = src.from.upstream.primary();
+  const res = await getObjectTagging(up, src.key, callOf(ctx), src.versionId);
+  if (res.status !== 200) return relayError(res, up.bucket);
+  const doc = tryParse(await readUpstreamCapped(res, MAX_RESULT_BODY));
+  if (doc?.name !== "Tagging") throw new ProxyError("BadGateway", { detail: "The copy source's tags could not be read: nothing was copied" });
+  const tags: Array<[string, string]> = [];
+  for (const set of childrenNamed(doc, "TagSet")) for (const t of childrenNamed(set, "Tag")) tags.push([childText(t, "Key") ?? "", childText(t, "Value") ?? ""]);
+  return taggingHeader(tags);
+}
+
+/**
+ * The write's body: the source's bytes with their exact length, or framed as aws-chunked with
+ * `algorithm`'s checksum as the trailer.
+ */
+function bodyOf(read: SourceRead, algorithm: ChecksumAlgorithm | undefined): { body: ReadableStream<Uint8Array>; contentLength: number; awsChunked?: AwsChunkedBody } {
+  const source = read.res.body ?? new Response(new Uint8Array(0)).body!;
+  if (algorithm === undefined) return { body: source, contentLength: read.length };
+  const framed = encodeAwsChunkedUnsignedTrailer(source, algorithm, { decodedLength: read.length });
+  framed.finished.catch(() => {});
+  return { body: framed.stream, contentLength: framed.encodedLength, awsChunked: { decodedLength: read.length, trailer: checksumHeaderName(algorithm) } };
+}
+
+/**
+ * Runs the write: while the source streams, server.request_timeout is put off as for an upload
+ * body (both upstreams' stall checks bound it). A source that failed part-way cut the write
+ * (RequestBodyError: nothing stored): BadGateway, saying so.
+ */
+async function writing(ctx: RequestContext, send: (call: OperationContext) => Promise<Response>): Promise<Response> {
+  const was = ctx.uploading;
+  ctx.uploading = true;
+  try {
+    return await send(callOf(ctx));
+  } catch (err) {
+    if (err instanceof RequestBodyError && !ctx.req.signal.aborted) {
+      throw new ProxyError("BadGateway", { detail: "The copy source's upstream failed while sending the object: nothing was written", cause: err });
+    }
+    throw err;
+  } finally {
+    ctx.uploading = was;
+  }
+}
+
+/** The write's answer as a copy result's fields (ETag, LastModified, checksums), or the upstream's error relayed. */
+export interface StreamedResult {
+  res: Response;
+  fields: Array<[string, string]>;
+  sourceVersionId?: string;
+}
+
+const RESULT_CHECKSUMS: ReadonlyArray<[string, string]> = [
+  ["x-amz-checksum-crc32", "ChecksumCRC32"],
+  ["x-amz-checksum-crc32c", "ChecksumCRC32C"],
+  ["x-amz-checksum-crc64nvme", "ChecksumCRC64NVME"],
+  ["x-amz-checksum-sha1", "ChecksumSHA1"],
+  ["x-amz-checksum-sha256", "ChecksumSHA256"],
+];
+
+async function resultOf(res: Response, read: SourceRead, upstreamBucket: string): Promise<StreamedResult> {
+  if (!res.ok) return relayError(res, upstreamBucket);
+  res.body?.cancel().catch(() => {});
+  const fields: Array<[string, string]> = [];
+  const etag = res.headers.get("etag");
+  if (etag !== null) fields.push(["ETag", etag]);
+  const when = Date.parse(res.headers.get("last-modified") ?? res.headers.get("date") ?? "");
+  fields.push(["LastModified", new Date(Number.isFinite(when) ? when : Date.now()).toISOString()]);
+  for (const [header, element] of RESULT_CHECKSUMS) {
+    const v = res.headers.get(header);
+    if (v !== null) fields.push([element, v]);
+  }
+  const type = res.headers.get("x-amz-checksum-type");
+  if (type !== null && fields.length > 2) fields.push(["ChecksumType", type]);
+  const sourceVersionId = read.res.headers.get("x-amz-version-id") ?? undefined;
+  return { res, fields, sourceVersionId };
+}
+
+/** CopyObject from another proxy bucket, streamed (see the module comment). */
+export async function copyObjectStreamed(ctx: RequestContext, src: ForeignSource): Promise<StreamedResult> {
+  const h = requestHeaders(ctx);
+  const asked = askedAlgorithm(h);
+  const read = await readSource(ctx, src, undefined);
+  try {
+    const replace = (h.get("x-amz-metadata-directive") ?? "").trim() === "REPLACE";
+    const headers = pickHeaders(replace ? h : read.res.headers, SOURCE_OBJECT_HEADERS);
+    for (const name of ["if-match", "if-none-match"]) {
+      const v = h.get(name);
+      if (v !== null) headers[name] = v;
+    }
+    const tags = (h.get("x-amz-tagging-directive") ?? "").trim() === "REPLACE" ? (h.get("x-amz-tagging") ?? "") : await sourceTags(ctx, src, read);
+    if (tags !== "") headers["x-amz-tagging"] = tags;
+    // The source's own checksum, when it is of the algorithm asked for (or none was): the
+    // destination checks the bytes against it. Else the asked one, computed on the way.
+    let algorithm = asked;
+    if (read.checksum !== undefined && (asked === undefined || asked === read.checksum.algorithm)) {
+      headers[checksumHeaderName(read.checksum.algorithm)] = read.checksum.value;
+      algorithm = undefined;
+    }
+    const up = writeUpstream(ctx);
+    const key = ctx.key;
+    const body = bodyOf(read, algorithm);
+    const res = await writing(ctx, (call) => putObject(up, { key, headers, ...body } as PutObjectArgs, call));
+    return await resultOf(res, read, up.bucket);
+  } finally {
+    read.res.body?.cancel().catch(() => {});
+  }
+}
+
+/** UploadPartCopy from another proxy bucket: the source's bytes (or `range` of them) sent as the part, streamed. */
+export async function uploadPartCopyStreamed(ctx: RequestContext, src: ForeignSource, part: { uploadId: string; partNumber: number; range?: { first: number; last: number } }): Promise<StreamedResult> {
+  const read = await readSource(ctx, src, part.range);
+  try {
+    const up = writeUpstream(ctx);
+    const key = ctx.key;
+    const body = bodyOf(read, undefined);
+    const res = await writing(ctx, (call) => uploadPart(up, { key, uploadId: part.uploadId, partNumber: part.partNumber, ...body }, call));
+    return await resultOf(res, read, up.bucket);
+  } finally {
+    read.res.body?.cancel().catch(() => {});
+  }
+}
+
+/** The source bucket's ip_filter, as admission applies the destination's: a copy reads the source for the client. */
+export function admitSourceAddress(ctx: RequestContext, from: BucketRuntime): void {
+  if (from.block.length === 0 && from.allow.length === 0) return;
+  const ip = clientIp(ctx);
+  if ((from.block.length > 0 && anyContains(from.block, ip)) || (from.allow.length > 0 && !anyContains(from.allow, ip))) throw s3Fail(s3Error("AccessDenied"));
+}

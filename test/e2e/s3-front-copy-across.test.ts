@@ -1,0 +1,361 @@
+/**
+ * CopyObject and UploadPartCopy between proxy buckets (S3 front): server-side when the two buckets
+ * are one upstream service reached with one identity, streamed through the proxy otherwise (the
+ * fixture's bucket `far` is readable only with its own key, which cannot read `up`, and the reverse).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createServer, type AddressInfo } from "node:net";
+import { CopyObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { awsCli } from "../clients/aws.ts";
+import { rcloneClient } from "../clients/rclone.ts";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { startFrontsOn } from "./s3-front-helpers.ts";
+import { answerOf, bytesOf, sha256, signedFetch, UPSTREAM_WRITER, uploadYaml, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
+
+const T = 60_000;
+const FAR_KEY = { accessKeyId: "AKIDUPSTREAMFAR01", secretAccessKey: "upstream-far-secret-0123456789abc" };
+const COPIER = { accessKeyId: "AKIDCOPIERACROSS1", secretAccessKey: "copier-secret-0123456789abcdefgh" };
+
+let s3: S3Fixture;
+let env: UploadEnv;
+
+/**
+ * A store that answers every GET with a 20 MiB Content-Length, sends 9 MiB of it (past the 8 MiB
+ * server.buffer_threshold_bytes a GET's body is read whole up to) and closes the connection once
+ * `cutWhen` resolves (HEAD: 200).
+ */
+function startCutter(cutWhen: () => Promise<unknown>): { port: number; gets: number; close(): void } {
+  const state = { port: 0, gets: 0, close: () => server.close() };
+  const server = createServer((sock) => {
+    sock.on("error", () => {});
+    sock.once("data", (d) => {
+      if (!d.toString("latin1").startsWith("GET ")) return void sock.end("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+      state.gets++;
+      sock.write(`HTTP/1.1 200 OK\r\nContent-Length: ${20 * 1024 * 1024}\r\nContent-Type: application/octet-stream\r\nETag: "cut"\r\n\r\n`);
+      sock.write(Buffer.alloc(9 * 1024 * 1024, 7), () => void cutWhen().finally(() => sock.destroy()));
+    });
+  });
+  server.listen(0, "127.0.0.1");
+  state.port = (server.address() as AddressInfo).port;
+  return state;
+}
+let cutter: ReturnType<typeof startCutter>;
+
+beforeAll(async () => {
+  // (cut once the copy's write is under way upstream: the failure is then mid-stream)
+  cutter = startCutter(() => s3.waitForRequest((e) => e.method === "PUT" && e.pathname === "/up/cut/dst.bin", 10_000));
+  s3 = await startS3Fixture({
+    buckets: [{ name: "up" }, { name: "far" }],
+    credentials: [
+      { ...UPSTREAM_WRITER, buckets: ["up"], write: true },
+      { ...FAR_KEY, buckets: ["far"], write: true },
+    ],
+  });
+  const far = `bucket: far, endpoint: "${s3.endpoint}", access_key: "${FAR_KEY.accessKeyId}", secret_key: "${FAR_KEY.secretAccessKey}"`;
+  env = await startFrontsOn(
+    uploadYaml(s3.endpoint, {
+      moreBuckets: () => `  - name: far
+    path_prefix: /far
+    access: read-write
+    s3: { ${far} }
+  - name: fenced
+    path_prefix: /fenced
+    s3: { ${far} }
+    ip_filter: { allowlist: ["10.9.9.9/32"] }
+  - name: cutter
+    path_prefix: /cutter
+    s3: { bucket: cut, endpoint: "http://127.0.0.1:${cutter.port}", retry: { max_attempts: 1 } }
+`,
+      moreCredentials: `    - { access_key_id: "${COPIER.accessKeyId}", secret_access_key: "${COPIER.secretAccessKey}", identity: copier,
+        buckets: { up: [read, list, write], other: [read, write], far: [read, list, write], fenced: [read], cutter: [read] } }
+`,
+    }),
+    s3,
+    true,
+  );
+});
+
+afterAll(async () => {
+  await env?.[Symbol.asyncDispose]();
+  cutter?.close();
+});
+
+const copy = (dest: string, source: string, headers: Record<string, string> = {}, creds = COPIER) =>
+  signedFetch(env, { method: "PUT", path: dest, headers: { "x-amz-copy-source": source, ...headers }, creds });
+
+const text = async (bucket: string, key: string) => new TextDecoder().decode((await s3.read(bucket, key))!);
+const calls = () => env.upstreamCalls().map((c) => `${c.method} ${c.pathname}${c.query.uploadId === undefined ? "" : "?part"} ${c.accessKeyId}`);
+
+describe("CopyObject across proxy buckets", () => {
+  test(
+    "one upstream service and identity (up → other): copied server-side from the source's upstream bucket, no byte through the proxy",
+    async () => {
+      await s3.put("up", "across/same.txt", "same account");
+      env.mark();
+      const r = await copy("/other/across/same-copy.txt", "/up/across/same.txt");
+      expect(r.status).toBe(200);
+      expect(await r.text()).toMatch(/<CopyObjectResult[^>]*><ETag>/);
+      expect(env.upstreamCalls().map((c) => `${c.method} ${c.pathname} ${c.headers["x-amz-copy-source"]}`)).toEqual(["PUT /up/across/same-copy.txt /up/across/same.txt"]);
+      expect(await text("up", "across/same-copy.txt")).toBe("same account");
+    },
+    T,
+  );
+
+  test(
+    "other credentials (far → up): streamed, the source read with its key and written with the destination's; bytes, type, metadata and tags kept; S3's CopyObjectResult",
+    async () => {
+      await s3.put("far", "docs/a b.txt", "streamed across", { contentType: "text/x-far", cacheControl: "max-age=7", metadata: { owner: "far-team" } });
+      // tags, through the proxy on the source
+      const tag = await signedFetch(env, {
+        method: "PUT", path: "/far/docs/a%20b.txt", query: [["tagging", ""]], creds: COPIER,
+        body: "<Tagging><TagSet><Tag><Key>k</Key><Value>v 1</Value></Tag></TagSet></Tagging>", payloadHash: sha256(new TextEncoder().encode("<Tagging><TagSet><Tag><Key>k</Key><Value>v 1</Value></Tag></TagSet></Tagging>")),
+      });
+      expect(tag.status).toBe(200);
+      env.mark();
+      const r = await copy("/up/copied/a b.txt", "far/docs/a%20b.txt");
+      const xml = await r.text();
+      expect(r.status).toBe(200);
+      expect(xml).toMatch(/^<\?xml[^>]*\?>\n?<CopyObjectResult xmlns="http:\/\/s3.amazonaws.com\/doc\/2006-03-01\/"><ETag>&quot;[0-9a-f]{32}&quot;<\/ETag><LastModified>\d{4}-\d\d-\d\dT[\d:.]+Z<\/LastModified>/);
+      expect(calls()).toEqual([`GET /far/docs/a%20b.txt ${FAR_KEY.accessKeyId}`, `GET /far/docs/a%20b.txt ${FAR_KEY.accessKeyId}`, `PUT /up/copied/a%20b.txt ${UPSTREAM_WRITER.accessKeyId}`]);
+      expect(await text("up", "copied/a b.txt")).toBe("streamed across");
+      const head = await signedFetch(env, { method: "HEAD", path: "/up/copied/a%20b.txt", creds: COPIER });
+      expect(head.headers.get("content-type")).toBe("text/x-far");
+      expect(head.headers.get("cache-control")).toBe("max-age=7");
+      expect(head.headers.get("x-amz-meta-owner")).toBe("far-team");
+      const tags = await signedFetch(env, { method: "GET", path: "/up/copied/a%20b.txt", query: [["tagging", ""]], creds: COPIER });
+      expect(await tags.text()).toContain("<Tag><Key>k</Key><Value>v 1</Value></Tag>");
+    },
+    T,
+  );
+
+  test(
+    "x-amz-metadata-directive / x-amz-tagging-directive REPLACE: the request's type, metadata and tags instead of the source's",
+    async () => {
+      await s3.put("far", "docs/replace.txt", "replace me", { contentType: "text/x-old", metadata: { old: "1" } });
+      const r = await copy("/up/copied/replaced.txt", "/far/docs/replace.txt", {
+        "x-amz-metadata-directive": "REPLACE", "content-type": "text/x-new", "x-amz-meta-new": "2", "x-amz-tagging-directive": "REPLACE", "x-amz-tagging": "t=9",
+      });
+      expect(r.status).toBe(200);
+      const head = await signedFetch(env, { method: "HEAD", path: "/up/copied/replaced.txt", creds: COPIER });
+      expect(head.headers.get("content-type")).toBe("text/x-new");
+      expect(head.headers.get("x-amz-meta-new")).toBe("2");
+      expect(head.headers.get("x-amz-meta-old")).toBeNull();
+      const tags = await signedFetch(env, { method: "GET", path: "/up/copied/replaced.txt", query: [["tagging", ""]], creds: COPIER });
+      expect(await tags.text()).toContain("<Key>t</Key><Value>9</Value>");
+    },
+    T,
+  );
+
+  test(
+    "12 MiB streamed byte-exact; x-amz-checksum-algorithm: the copy's checksum computed on the way (an aws-chunked trailer) and stored",
+    async () => {
+      const big = bytesOf(12 * 1024 * 1024, 7);
+      await s3.put("far", "big/12m.bin", big);
+      env.mark();
+      const r = await copy("/up/big/12m.bin", "/far/big/12m.bin", { "x-amz-checksum-algorithm": "SHA256" });
+      const xml = await r.text();
+      expect(r.status).toBe(200);
+      const want = Buffer.from(sha256(big), "hex").toString("base64");
+      expect(xml).toContain(`<ChecksumSHA256>${want}</ChecksumSHA256>`);
+      expect(sha256((await s3.read("up", "big/12m.bin"))!)).toBe(sha256(big));
+      const put = env.upstreamCalls().find((c) => c.method === "PUT")!;
+      expect({ enc: put.headers["content-encoding"], trailer: put.headers["x-amz-trailer"], decoded: put.headers["x-amz-decoded-content-length"] }).toEqual({ enc: "aws-chunked", trailer: "x-amz-checksum-sha256", decoded: String(big.byteLength) });
+    },
+    T,
+  );
+
+  test(
+    "a source stored with a full-object checksum: the checksum goes with the write, so the destination verifies the bytes it stores",
+    async () => {
+      await s3.put("far", "sum/c.txt", "checked end to end", { checksumAlgorithm: "CRC32" });
+      env.mark();
+      const r = await copy("/up/sum/c.txt", "/far/sum/c.txt");
+      expect(r.status).toBe(200);
+      const put = env.upstreamCalls().find((c) => c.method === "PUT")!;
+      const get = env.upstreamCalls().find((c) => c.method === "GET")!;
+      expect(get.headers["x-amz-checksum-mode"]).toBe("ENABLED");
+      expect(put.headers["x-amz-checksum-crc32"]).toMatch(/^[A-Za-z0-9+/]{6}==$/);
+      expect(await text("up", "sum/c.txt")).toBe("checked end to end");
+    },
+    T,
+  );
+
+  test(
+    "the source's conditions (x-amz-copy-source-if-*): 412 PreconditionFailed naming the condition, nothing written; a missing source: NoSuchKey",
+    async () => {
+      await s3.put("far", "cond/x.txt", "conditional");
+      const etag = (await signedFetch(env, { method: "HEAD", path: "/far/cond/x.txt", creds: COPIER })).headers.get("etag")!;
+      const a = await answerOf(await copy("/up/cond/y.txt", "/far/cond/x.txt", { "x-amz-copy-source-if-match": '"0000"' }));
+      expect({ status: a.status, code: a.code }).toEqual({ status: 412, code: "PreconditionFailed" });
+      expect(a.body).toContain("<Condition>x-amz-copy-source-If-Match</Condition>");
+      const b = await answerOf(await copy("/up/cond/y.txt", "/far/cond/x.txt", { "x-amz-copy-source-if-none-match": etag }));
+      expect({ status: b.status, code: b.code }).toEqual({ status: 412, code: "PreconditionFailed" });
+      expect(b.body).toContain("<Condition>x-amz-copy-source-If-None-Match</Condition>");
+      expect(await s3.exists("up", "cond/y.txt")).toBe(false);
+      const ok = await copy("/up/cond/y.txt", "/far/cond/x.txt", { "x-amz-copy-source-if-match": etag });
+      expect(ok.status).toBe(200);
+      const missing = await answerOf(await copy("/up/cond/z.txt", "/far/cond/nothing.txt"));
+      expect({ status: missing.status, code: missing.code }).toEqual({ status: 404, code: "NoSuchKey" });
+      expect(await s3.exists("up", "cond/z.txt")).toBe(false);
+    },
+    T,
+  );
+
+  test(
+    "the source cut part-way (a store that sends its Content-Length, then 9 of 20 MiB): 500 InternalError saying nothing was written; the destination's upload aborted, nothing stored",
+    async () => {
+      env.mark();
+      const a = await answerOf(await copy("/up/cut/dst.bin", "/cutter/cut/src.bin"));
+      // (S3 never answers 502: the upstream's failure is its 500 InternalError, which SDKs retry)
+      expect({ status: a.status, code: a.code }).toEqual({ status: 500, code: "InternalError" });
+      expect(a.message).toContain("nothing was written");
+      const put = await s3.waitForRequest((e) => e.method === "PUT" && e.pathname === "/up/cut/dst.bin" && (e.body === "aborted" || e.body === "complete"));
+      expect(put.body).toBe("aborted");
+      expect(await s3.exists("up", "cut/dst.bin")).toBe(false);
+      expect(cutter.gets).toBe(1);
+    },
+    T,
+  );
+
+  test(
+    "the source must be readable by the caller: no grant on it, or its bucket's ip_filter refuses the address: AccessDenied, nothing read",
+    async () => {
+      await s3.put("far", "fenced/k.txt", "fenced");
+      env.mark();
+      const a = await answerOf(await copy("/up/x/k.txt", "/far/fenced/k.txt", {}, WRITER));
+      expect({ status: a.status, code: a.code }).toEqual({ status: 403, code: "AccessDenied" });
+      const b = await answerOf(await copy("/up/x/k.txt", "/fenced/fenced/k.txt"));
+      expect({ status: b.status, code: b.code }).toEqual({ status: 403, code: "AccessDenied" });
+      expect(env.upstreamCalls()).toEqual([]);
+    },
+    T,
+  );
+});
+
+describe("UploadPartCopy across proxy buckets (streamed)", () => {
+  test(
+    "two ranges of a far object copied as the parts of an upload to up; Complete gives the source's bytes; a range past the end: InvalidArgument",
+    async () => {
+      const src = bytesOf(6 * 1024 * 1024 + 123, 11);
+      await s3.put("far", "parts/src.bin", src);
+      const create = await signedFetch(env, { method: "POST", path: "/up/parts/dst.bin", query: [["uploads", ""]], creds: COPIER });
+      const uploadId = /<UploadId>([^<]+)<\/UploadId>/.exec(await create.text())![1]!;
+      const split = 5 * 1024 * 1024;
+      const etags: string[] = [];
+      for (const [n, range] of [[1, `bytes=0-${split - 1}`], [2, `bytes=${split}-${src.byteLength - 1}`]] as const) {
+        const r = await signedFetch(env, { method: "PUT", path: "/up/parts/dst.bin", query: [["partNumber", String(n)], ["uploadId", uploadId]], headers: { "x-amz-copy-source": "/far/parts/src.bin", "x-amz-copy-source-range": range }, creds: COPIER });
+        const xml = await r.text();
+        expect(r.status).toBe(200);
+        expect(xml).toContain("<CopyPartResult");
+        etags.push(/<ETag>([^<]+)<\/ETag>/.exec(xml)![1]!.replaceAll("&quot;", '"'));
+      }
+      const past = await answerOf(await signedFetch(env, { method: "PUT", path: "/up/parts/dst.bin", query: [["partNumber", "3"], ["uploadId", uploadId]], headers: { "x-amz-copy-source": "/far/parts/src.bin", "x-amz-copy-source-range": `bytes=${src.byteLength}-${src.byteLength + 10}` }, creds: COPIER }));
+      expect({ status: past.status, code: past.code }).toEqual({ status: 400, code: "InvalidArgument" });
+      const body = `<CompleteMultipartUpload>${etags.map((e, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>${e}</ETag></Part>`).join("")}</CompleteMultipartUpload>`;
+      const done = await signedFetch(env, { method: "POST", path: "/up/parts/dst.bin", query: [["uploadId", uploadId]], body, payloadHash: sha256(new TextEncoder().encode(body)), creds: COPIER });
+      expect(done.status).toBe(200);
+      expect(await done.text()).toContain("<CompleteMultipartUploadResult");
+      expect(sha256((await s3.read("up", "parts/dst.bin"))!)).toBe(sha256(src));
+    },
+    T,
+  );
+});
+
+describe("real clients copy between proxy buckets (streamed: far → up)", () => {
+  const target = () => ({ endpoint: env.endpoint, credentials: COPIER });
+
+  test(
+    "aws s3 cp s3://far/... s3://up/... (one CopyObject; 20 MiB: a multipart copy, UploadPartCopy per part) and aws s3 sync between buckets",
+    async () => {
+      using aws = awsCli(target());
+      const small = "small file via aws-cli";
+      const big = bytesOf(20 * 1024 * 1024, 21);
+      await s3.put("far", "cli/small.txt", small, { contentType: "text/x-small", metadata: { m: "1" } });
+      await s3.put("far", "cli/big.bin", big);
+      await s3.put("far", "cli/sub/two.txt", "two");
+      const a = await aws.s3("cp", "s3://far/cli/small.txt", "s3://up/cli/small.txt");
+      expect(a.code, a.stderr).toBe(0);
+      expect(await text("up", "cli/small.txt")).toBe(small);
+      const head = await signedFetch(env, { method: "HEAD", path: "/up/cli/small.txt", creds: COPIER });
+      expect(head.headers.get("content-type")).toBe("text/x-small");
+      expect(head.headers.get("x-amz-meta-m")).toBe("1");
+      env.mark();
+      const b = await aws.s3("cp", "s3://far/cli/big.bin", "s3://up/cli/big.bin");
+      expect(b.code, b.stderr).toBe(0);
+      expect(sha256((await s3.read("up", "cli/big.bin"))!)).toBe(sha256(big));
+      // (the parts were streamed: each read from far with far's key, written to up with up's)
+      const parts = env.upstreamCalls().filter((c) => c.method === "PUT" && c.query.partNumber !== undefined);
+      expect(parts.length).toBeGreaterThan(1);
+      expect(new Set(parts.map((c) => c.accessKeyId))).toEqual(new Set([UPSTREAM_WRITER.accessKeyId]));
+      expect(parts.every((c) => c.headers["x-amz-copy-source"] === undefined)).toBe(true);
+      const c = await aws.s3("sync", "s3://far/cli/", "s3://up/synced/");
+      expect(c.code, c.stderr).toBe(0);
+      expect(await text("up", "synced/sub/two.txt")).toBe("two");
+      expect(sha256((await s3.read("up", "synced/big.bin"))!)).toBe(sha256(big));
+    },
+    120_000,
+  );
+
+  test(
+    "rclone copy far:dir up:dir (its server-side copy: CopyObject through the proxy), then rclone check finds the two sides equal",
+    async () => {
+      using rc = rcloneClient({ ...target(), settings: { no_check_bucket: "true" } });
+      await s3.put("far", "rc/one.txt", "one");
+      await s3.put("far", "rc/deep/two.bin", bytesOf(300_000, 5));
+      const r = await rc.run("copy", "-v", rc.remote("far/rc"), rc.remote("up/rc-copy"));
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toContain("Copied (server-side copy)");
+      expect(await text("up", "rc-copy/one.txt")).toBe("one");
+      const check = await rc.run("check", rc.remote("far/rc"), rc.remote("up/rc-copy"));
+      expect(check.code, check.stderr).toBe(0);
+    },
+    120_000,
+  );
+});
+
+describe("a copy slower than the keep-alive interval (YATAGARASU_S3_KEEPALIVE_MS, shortened here): S3's 200 with spaces, then the document", () => {
+  const saved = process.env.YATAGARASU_S3_KEEPALIVE_MS;
+  beforeAll(() => {
+    process.env.YATAGARASU_S3_KEEPALIVE_MS = "100";
+  });
+  afterAll(() => {
+    if (saved === undefined) delete process.env.YATAGARASU_S3_KEEPALIVE_MS;
+    else process.env.YATAGARASU_S3_KEEPALIVE_MS = saved;
+    s3.faults.clear();
+  });
+
+  test(
+    "a success: the head at once, the XML declaration, spaces while the source is slow, then the CopyObjectResult; the copy stored",
+    async () => {
+      await s3.put("far", "slow/src.txt", "slow source");
+      s3.faults.set("/far/slow/src.txt", { kind: "delay", ms: 600 });
+      const r = await copy("/up/slow/dst.txt", "/far/slow/src.txt");
+      expect(r.status).toBe(200);
+      const body = await r.text();
+      expect(body).toMatch(/^<\?xml version="1.0" encoding="UTF-8"\?>\n {2,}<CopyObjectResult xmlns="[^"]+"><ETag>&quot;[0-9a-f]{32}&quot;<\/ETag>/);
+      expect(await text("up", "slow/dst.txt")).toBe("slow source");
+    },
+    T,
+  );
+
+  test(
+    "a failure after the head: the <Error> document in the 200 (as S3 sends it); the JS SDK throws NoSuchKey, aws-cli (botocore: a 200 error is a 500) exits non-zero",
+    async () => {
+      s3.faults.set("/far/slow/missing.txt", { kind: "delay", ms: 600 });
+      const r = await copy("/up/slow/never.txt", "/far/slow/missing.txt");
+      expect(r.status).toBe(200);
+      const body = await r.text();
+      expect(body).toMatch(/^<\?xml[^>]*\?>\n {2,}<Error><Code>NoSuchKey<\/Code>/);
+      using aws = awsCli({ endpoint: env.endpoint, credentials: COPIER });
+      const cli = await aws.s3api("copy-object", "--bucket", "up", "--key", "slow/never.txt", "--copy-source", "far/slow/missing.txt");
+      expect(cli.code).not.toBe(0);
+      expect(cli.stderr).toContain("when calling the CopyObject operation");
+      const sdk = new S3Client({ endpoint: env.endpoint, region: "us-east-1", forcePathStyle: true, credentials: COPIER, maxAttempts: 1 });
+      const err = await sdk.send(new CopyObjectCommand({ Bucket: "up", Key: "slow/never.txt", CopySource: "far/slow/missing.txt" })).then(() => undefined, (e: Error) => e);
+      expect(err?.name).toBe("NoSuchKey");
+      sdk.destroy();
+      expect(await s3.exists("up", "slow/never.txt")).toBe(false);
+    },
+    T,
+  );
+});
