@@ -469,7 +469,7 @@ export class BucketUpstream {
     const clientSignal = req.signal;
     // The pool's UpstreamTimeoutError is converted by retrying().
     if (body instanceof ReadableStream && isFramedBody(body, contentLength!)) return fetchFramed(this.fetchImpl, method, this.origin + target, headers, body, contentLength!, clientSignal, this.timeoutMs, req.timing);
-    if (this.pool) return this.pool.request(method, target, headers, { timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, signal: clientSignal, abandon: req.timing, body, contentLength, noResend: !resendable });
+    if (this.pool) return this.pool.request(method, target, headers, { timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, signal: clientSignal, abandon: req.timing, body, contentLength, noResend: !resendable, releaseChunks: req.releaseChunks });
     return fetchWithBody(this.fetchImpl, method, this.origin + target, headers, body, contentLength, clientSignal, this.timeoutMs, req.timing);
   }
 

@@ -1,6 +1,7 @@
 /**
  * No upload body is buffered whole: a 1 GiB PutObject and a 1 GiB multipart upload through the
- * proxy keep the PROXY PROCESS's RSS growth under 64 MiB. The proxy runs as a process of its own
+ * proxy keep the PROXY PROCESS's RSS growth under 64 MiB (a 1 GiB copy across proxy buckets,
+ * streamed through, under 40 MiB). The proxy runs as a process of its own
  * (src/main.ts, startProxy) and its VmRSS is sampled from /proc/<pid>/status while the bytes flow;
  * the S3 fixture and the client run in the test process, whose memory is not what is measured.
  *
@@ -23,6 +24,8 @@ setDefaultTimeout(30_000);
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 const LIMIT = 64 * MiB;
+/** A streamed copy's own bound, tighter: nothing of it comes from a client, so nothing should pile up. */
+const COPY_LIMIT = 40 * MiB;
 const T = 300_000;
 
 let s3: S3Fixture;
@@ -101,8 +104,11 @@ function awsChunked(src: ReadableStream<Uint8Array>): ReadableStream<Uint8Array>
   }, { highWaterMark: 0 });
 }
 
-function signed(method: string, path: string, query: Array<[string, string]>, headers: Record<string, string>, payloadHash: string) {
-  const s = new S3Signer(WRITER, "us-east-1").signRequest({ method, host: `127.0.0.1:${port}`, path, query, headers, payloadHash });
+/** An identity that reads `far` (the fixture's bucket `up` through the fixture's admin key) and writes `up`. */
+const COPIER = { accessKeyId: "AKIDMEMORYCOPIER1", secretAccessKey: "memory-copier-secret-0123456789ab" };
+
+function signed(method: string, path: string, query: Array<[string, string]>, headers: Record<string, string>, payloadHash: string, creds = WRITER) {
+  const s = new S3Signer(creds, "us-east-1").signRequest({ method, host: `127.0.0.1:${port}`, path, query, headers, payloadHash });
   return { url: `http://127.0.0.1:${port}${s.path}${s.query ? `?${s.query}` : ""}`, headers: { ...headers, ...s.headers } };
 }
 
@@ -183,7 +189,12 @@ async function formUpload(key: string, total: number, seed: number): Promise<str
 // Buffer per chunk from node:http's Readable), too close to 64 MiB for a test that must not flake.
 describe.each(["bun"] as const)("the S3 listener on the %s engine", (engine) => {
   beforeAll(async () => {
-    px = await startProxy(uploadYaml(s3.endpoint, { engine }).replace("logging: { level: error }", "logging: { level: info }"));
+    // `far`: the same fixture bucket read with another key (the fixture's admin), so a copy from
+    // it to `up` is streamed through the proxy, not copied server-side.
+    const admin = s3.adminCredentials;
+    const far = `  - name: far\n    path_prefix: /far\n    s3: { bucket: up, endpoint: "${s3.endpoint}", access_key: "${admin.accessKeyId}", secret_key: "${admin.secretAccessKey}" }\n`;
+    const copier = `    - { access_key_id: "${COPIER.accessKeyId}", secret_access_key: "${COPIER.secretAccessKey}", identity: copier, buckets: { up: [read, write], far: [read] } }\n`;
+    px = await startProxy(uploadYaml(s3.endpoint, { engine, moreBuckets: () => far, moreCredentials: copier }).replace("logging: { level: error }", "logging: { level: info }"));
     port = Number(px.logs().find((l) => l.msg === "listening")!.s3_port);
   }, 60_000);
   afterAll(async () => {
@@ -191,7 +202,7 @@ describe.each(["bun"] as const)("the S3 listener on the %s engine", (engine) => 
   });
 
   test(
-    "a 1 GiB PutObject and a 1 GiB multipart upload (8 aws-chunked parts of 128 MiB) keep the proxy's RSS growth under 64 MiB",
+    "a 1 GiB PutObject and a 1 GiB multipart upload (8 aws-chunked parts of 128 MiB) keep the proxy's RSS growth under 64 MiB, a 1 GiB CopyObject streamed from another proxy bucket under 40 MiB",
     async () => {
       // Warm up the code paths (a small PUT and a small multipart) before the baseline.
       await putObject("/up/mem/warm.bin", 8 * MiB, 1);
@@ -203,10 +214,22 @@ describe.each(["bun"] as const)("the S3 listener on the %s engine", (engine) => 
       expect(await stored(`mem/${engine}-put.bin`)).toBe(put.value);
       const mp = await peakDuring(() => multipart(`/up/mem/${engine}-mp.bin`, 8, 128 * MiB, 4));
       expect(await stored(`mem/${engine}-mp.bin`)).toBe(mp.value);
-      const growth = { put: put.peak - base, multipart: mp.peak - base };
-      if (process.env.MEM_DEBUG) console.log(engine, "proxy RSS base MiB", (base / MiB).toFixed(1), "growth MiB", (growth.put / MiB).toFixed(1), (growth.multipart / MiB).toFixed(1));
+      // The 1 GiB object copied from another proxy bucket whose key differs: streamed through.
+      const copied = await peakDuring(async () => {
+        const r = signed("PUT", `/up/mem/${engine}-copy.bin`, [], { "x-amz-copy-source": `/far/mem/${engine}-put.bin` }, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", COPIER);
+        const res = await fetch(r.url, { method: "PUT", headers: r.headers });
+        const body = await res.text();
+        expect(res.status).toBe(200);
+        return body;
+      });
+      expect(copied.value).toContain("<CopyObjectResult");
+      expect(await stored(`mem/${engine}-copy.bin`)).toBe(put.value);
+      const growth = { put: put.peak - base, multipart: mp.peak - base, copy: copied.peak - base };
+      if (process.env.MEM_DEBUG) console.log(engine, "proxy RSS base MiB", (base / MiB).toFixed(1), "growth MiB", (growth.put / MiB).toFixed(1), (growth.multipart / MiB).toFixed(1), (growth.copy / MiB).toFixed(1));
       expect(growth.put).toBeLessThan(LIMIT);
       expect(growth.multipart).toBeLessThan(LIMIT);
+      // (the copy frees each source chunk once written: 18-21 MiB measured, 50-60 MiB before it did)
+      expect(growth.copy).toBeLessThan(COPY_LIMIT);
     },
     T,
   );

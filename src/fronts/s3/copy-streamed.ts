@@ -160,9 +160,11 @@ async function sourceTags(ctx: RequestContext, src: ForeignSource, read: SourceR
  * The write's body: the source's bytes with their exact length, or framed as aws-chunked with
  * `algorithm`'s checksum as the trailer.
  */
-function bodyOf(read: SourceRead, algorithm: ChecksumAlgorithm | undefined): { body: ReadableStream<Uint8Array>; contentLength: number; awsChunked?: AwsChunkedBody } {
+function bodyOf(read: SourceRead, algorithm: ChecksumAlgorithm | undefined): { body: ReadableStream<Uint8Array>; contentLength: number; awsChunked?: AwsChunkedBody; releaseChunks?: boolean } {
   const source = read.res.body ?? new Response(new Uint8Array(0)).body!;
-  if (algorithm === undefined) return { body: source, contentLength: read.length };
+  // The source's chunks are the copy's own (fresh socket buffers): freed as the write takes them.
+  // Not through the encoder, whose chunk headers are shared constants.
+  if (algorithm === undefined) return { body: source, contentLength: read.length, releaseChunks: true };
   const framed = encodeAwsChunkedUnsignedTrailer(source, algorithm, { decodedLength: read.length });
   framed.finished.catch(() => {});
   return { body: framed.stream, contentLength: framed.encodedLength, awsChunked: { decodedLength: read.length, trailer: checksumHeaderName(algorithm) } };

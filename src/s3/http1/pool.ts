@@ -48,6 +48,8 @@ export interface Http1RequestOptions {
    * attempt). Without it such a body streams from its first byte (a Complete's long-held answer).
    */
   holdUnknownLength?: boolean;
+  /** A streamed body's chunks are the request's own: each is freed once copied (SendRequest.releaseChunks). */
+  releaseChunks?: boolean;
 }
 
 export interface Http1PoolOptions {
@@ -131,7 +133,7 @@ export class Http1Pool {
     } else {
       if (!isValidContentLength(opts.contentLength)) return Promise.reject(new Error("a streamed request body needs its exact length"));
       head = buildRequestHead(method, path, this.hostHeader, headers, opts.contentLength);
-      writer = new StreamBodyWriter(body, opts.contentLength);
+      writer = new StreamBodyWriter(body, opts.contentLength, opts.releaseChunks === true);
     }
     if (head instanceof Error) return Promise.reject(head);
     const timeoutMs = opts.timeoutMs;

@@ -17,6 +17,7 @@
 import type { Exchange } from "./exchange.ts";
 import { RequestBodyError } from "./errors.ts";
 import type { Http1Pool } from "./pool.ts";
+import { releaseChunk } from "../../http/framed-body.ts";
 
 /** A request body: bytes (replayable, so retried like a bodiless request) or a stream (sent once). */
 export type RequestBody = Uint8Array | ReadableStream<Uint8Array>;
@@ -87,7 +88,8 @@ export class StreamBodyWriter {
   /** Last time the socket took bytes (the stall check while sending). */
   lastProgress = 0;
 
-  constructor(private readonly stream: ReadableStream<Uint8Array>, length: number) {
+  /** `releaseChunks`: the source's chunks are this body's own, freed once copied into the batch (see SendRequest.releaseChunks). */
+  constructor(private readonly stream: ReadableStream<Uint8Array>, length: number, private readonly releaseChunks = false) {
     this.guard = new ExactLength(length);
   }
 
@@ -175,10 +177,18 @@ export class StreamBodyWriter {
       if (!this.flush(req)) return false;
       if (req.pending !== null && !(await this.writable(req))) return false;
     }
-    if (n >= WRITE_BATCH_BYTES) return this.write(req, bytes); // nothing to gain from a copy
+    if (n >= WRITE_BATCH_BYTES) {
+      // nothing to gain from a copy; a chunk the socket took whole is in the kernel: freed
+      const ok = this.write(req, bytes);
+      if (ok && this.releaseChunks && req.pending === null) releaseChunk(bytes);
+      return ok;
+    }
     if (this.batch === null) this.batch = Buffer.allocUnsafe(WRITE_BATCH_BYTES);
     this.batch.set(bytes, this.batchLen);
     this.batchLen += n;
+    // (a whole buffer only: a view, such as the part ExactLength sends before its held-back last
+    // byte, is left alone)
+    if (this.releaseChunks) releaseChunk(bytes);
     return true;
   }
 

@@ -91,6 +91,8 @@ export type UploadBodyArgs = UploadBody & {
   /** x-amz-content-sha256: hex SHA-256 of the body or UNSIGNED-PAYLOAD (default: computed for bytes, unsigned for streams). */
   payloadHash?: string;
   awsChunked?: AwsChunkedBody;
+  /** The stream's chunks are this upload's own (SendRequest.releaseChunks). */
+  releaseChunks?: boolean;
 };
 
 /**
@@ -119,8 +121,8 @@ export function framing(args: UploadBodyArgs, headers: Record<string, string>): 
  * checked there at run time too), built field by field (object spreads took JavaScriptCore's
  * generic copyDataProperties path, ~1-2 % of a 1 KiB PutObject's CPU samples).
  */
-export function uploadRequest(key: string, query: Array<[string, string]> | undefined, headers: Record<string, string>, payloadHash: string | undefined, args: UploadBody, ctx: OperationContext): SendRequest {
-  return { method: "PUT", key, query, headers, payloadHash, body: args.body, contentLength: args.contentLength, signal: ctx.signal, timing: ctx.timing, maxAttempts: ctx.maxAttempts } as SendRequest;
+export function uploadRequest(key: string, query: Array<[string, string]> | undefined, headers: Record<string, string>, payloadHash: string | undefined, args: UploadBody & { releaseChunks?: boolean }, ctx: OperationContext): SendRequest {
+  return { method: "PUT", key, query, headers, payloadHash, body: args.body, contentLength: args.contentLength, signal: ctx.signal, timing: ctx.timing, maxAttempts: ctx.maxAttempts, releaseChunks: args.releaseChunks } as SendRequest;
 }
 
 /** Query pairs for the defined parameters, in the given order (the signer sorts them). */
