@@ -50,7 +50,8 @@ export function finish(ctx: RequestContext): void {
   svc.metrics.observeRequest(ctx.bucketName, ctx.method, ctx.status, ctx.ttfbMs / 1000, ctx.bytes);
   if (ctx.bodyError !== undefined) svc.metrics.bodyFailed(ctx.bucketName, ctx.bodyError);
   const write = writeOperationOf(ctx);
-  if (write !== undefined) svc.metrics.observeWrite(ctx.bucketName, write, ctx.status, ctx.status >= 400 || ctx.bodyError !== undefined ? (ctx.errorCode ?? ctx.s3Code ?? ctx.bodyError) : undefined);
+  // (an error code with a status below 400: a failure S3-style after a 200 head, src/fronts/s3/patient.ts)
+  if (write !== undefined) svc.metrics.observeWrite(ctx.bucketName, write, ctx.status, ctx.status >= 400 || ctx.bodyError !== undefined || ctx.errorCode !== undefined ? (ctx.errorCode ?? ctx.s3Code ?? ctx.bodyError) : undefined);
   if (ctx.bytesIn !== undefined) svc.metrics.receivedBytes(ctx.bucketName, ctx.bytesIn);
   svc.audit?.record(ctx);
   const log = svc.log;

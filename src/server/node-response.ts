@@ -25,6 +25,7 @@
  *
  * The result says what was sent and whether the body failed, for the access log and metrics.
  */
+import { isLiveBody } from "../http/live-body.ts";
 import type http from "node:http";
 import { ProxyError, toProxyError } from "../errors.ts";
 import { SMALL_GENERATED_BODY_BYTES } from "../http/body-policy.ts";
@@ -150,7 +151,7 @@ export async function writeNodeResponse(res: http.ServerResponse, response: Resp
   const declaredValue = response.headers.get("content-length");
   const declared = declaredValue !== null && /^\d{1,15}$/.test(declaredValue) ? Number(declaredValue) : -1;
   try {
-    if (declaredValue === null) {
+    if (declaredValue === null && !isLiveBody(response)) {
       let size = 0;
       while (size <= SMALL_GENERATED_BODY_BYTES) {
         const { done, value } = await reader.read();

@@ -8,6 +8,7 @@ import { createServer, type AddressInfo } from "node:net";
 import { CopyObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { awsCli } from "../clients/aws.ts";
 import { rcloneClient } from "../clients/rclone.ts";
+import { OpaServer } from "../fixtures/opa.ts";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { startFrontsOn } from "./s3-front-helpers.ts";
 import { answerOf, bytesOf, sha256, signedFetch, UPSTREAM_WRITER, uploadYaml, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
@@ -18,6 +19,8 @@ const COPIER = { accessKeyId: "AKIDCOPIERACROSS1", secretAccessKey: "copier-secr
 
 let s3: S3Fixture;
 let env: UploadEnv;
+/** Allows every action but s3:GetObjectTagging (a policy that lets objects be read, not their tags). */
+let opa: OpaServer;
 
 /**
  * A store that answers every GET with a 20 MiB Content-Length, sends 9 MiB of it (past the 8 MiB
@@ -44,6 +47,7 @@ let cutter: ReturnType<typeof startCutter>;
 beforeAll(async () => {
   // (cut once the copy's write is under way upstream: the failure is then mid-stream)
   cutter = startCutter(() => s3.waitForRequest((e) => e.method === "PUT" && e.pathname === "/up/cut/dst.bin", 10_000));
+  opa = OpaServer.start({ "yatagarasu/allow": (input: { action: string }) => input.action !== "s3:GetObjectTagging" });
   s3 = await startS3Fixture({
     buckets: [{ name: "up" }, { name: "far" }],
     credentials: [
@@ -52,6 +56,9 @@ beforeAll(async () => {
     ],
   });
   const far = `bucket: far, endpoint: "${s3.endpoint}", access_key: "${FAR_KEY.accessKeyId}", secret_key: "${FAR_KEY.secretAccessKey}"`;
+  const upWriter = `bucket: up, endpoint: "${s3.endpoint}", access_key: "${UPSTREAM_WRITER.accessKeyId}", secret_key: "${UPSTREAM_WRITER.secretAccessKey}"`;
+  const admin = s3.adminCredentials;
+  const authz = `    authorization: { type: opa, opa_url: "${opa.url}", opa_policy_path: yatagarasu/allow, opa_cache_ttl_seconds: 0 }\n`;
   env = await startFrontsOn(
     uploadYaml(s3.endpoint, {
       moreBuckets: () => `  - name: far
@@ -65,9 +72,19 @@ beforeAll(async () => {
   - name: cutter
     path_prefix: /cutter
     s3: { bucket: cut, endpoint: "http://127.0.0.1:${cutter.port}", retry: { max_attempts: 1 } }
+  - name: opafar
+    path_prefix: /opafar
+    s3: { ${far} }
+${authz}  - name: opaup
+    path_prefix: /opaup
+    s3: { ${upWriter} }
+${authz}  - name: upalt
+    path_prefix: /upalt
+    access: read-write
+    s3: { bucket: up, endpoint: "${s3.endpoint}", access_key: "${admin.accessKeyId}", secret_key: "${admin.secretAccessKey}" }
 `,
       moreCredentials: `    - { access_key_id: "${COPIER.accessKeyId}", secret_access_key: "${COPIER.secretAccessKey}", identity: copier,
-        buckets: { up: [read, list, write], other: [read, write], far: [read, list, write], fenced: [read], cutter: [read] } }
+        buckets: { up: [read, list, write], other: [read, write], far: [read, list, write], fenced: [read], cutter: [read], opafar: [read], opaup: [read], upalt: [read, write] } }
 `,
     }),
     s3,
@@ -78,6 +95,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await env?.[Symbol.asyncDispose]();
   cutter?.close();
+  opa?.close();
 });
 
 const copy = (dest: string, source: string, headers: Record<string, string> = {}, creds = COPIER) =>
@@ -218,6 +236,59 @@ describe("CopyObject across proxy buckets", () => {
   );
 
   test(
+    "copying the source's tags needs the source authorizer's s3:GetObjectTagging (streamed and server-side): refused for a tagged source, allowed for an untagged one or with x-amz-tagging-directive REPLACE",
+    async () => {
+      const tagXml = "<Tagging><TagSet><Tag><Key>class</Key><Value>secret</Value></Tag></TagSet></Tagging>";
+      const tag = (path: string) => signedFetch(env, { method: "PUT", path, query: [["tagging", ""]], creds: COPIER, body: tagXml, payloadHash: sha256(new TextEncoder().encode(tagXml)) });
+      await s3.put("far", "tags/t.txt", "tagged far");
+      await s3.put("far", "tags/plain.txt", "untagged far");
+      expect((await tag("/far/tags/t.txt")).status).toBe(200);
+      await s3.put("up", "tags/t.txt", "tagged up");
+      await s3.put("up", "tags/plain.txt", "untagged up");
+      expect((await tag("/up/tags/t.txt")).status).toBe(200);
+      // streamed (opafar → up) and server-side (opaup → other: one store and key)
+      for (const [from, to] of [["opafar", "up"], ["opaup", "other"]]) {
+        const denied = await answerOf(await copy(`/${to}/tags-copy/${from}-t.txt`, `/${from}/tags/t.txt`));
+        expect({ from, status: denied.status, code: denied.code }).toEqual({ from, status: 403, code: "AccessDenied" });
+        expect(await s3.exists("up", `tags-copy/${from}-t.txt`)).toBe(false);
+        expect((await copy(`/${to}/tags-copy/${from}-plain.txt`, `/${from}/tags/plain.txt`)).status).toBe(200);
+        expect((await copy(`/${to}/tags-copy/${from}-replaced.txt`, `/${from}/tags/t.txt`, { "x-amz-tagging-directive": "REPLACE", "x-amz-tagging": "k=v" })).status).toBe(200);
+      }
+      const tags = await signedFetch(env, { method: "GET", path: "/up/tags-copy/opafar-replaced.txt", query: [["tagging", ""]], creds: COPIER });
+      expect(await tags.text()).toContain("<Key>k</Key><Value>v</Value>");
+    },
+    T,
+  );
+
+  test(
+    "a streamed copy onto the object itself (two proxy buckets on one store, other keys): S3's InvalidRequest unless the metadata is replaced",
+    async () => {
+      await s3.put("up", "self/x.txt", "myself", { contentType: "text/x-before" });
+      const a = await answerOf(await copy("/up/self/x.txt", "/upalt/self/x.txt"));
+      expect({ status: a.status, code: a.code }).toEqual({ status: 400, code: "InvalidRequest" });
+      expect(a.message).toContain("copy an object to itself");
+      const r = await copy("/up/self/x.txt", "/upalt/self/x.txt", { "x-amz-metadata-directive": "REPLACE", "content-type": "text/x-after" });
+      expect(r.status).toBe(200);
+      expect(await text("up", "self/x.txt")).toBe("myself");
+      const head = await signedFetch(env, { method: "HEAD", path: "/up/self/x.txt", creds: COPIER });
+      expect(head.headers.get("content-type")).toBe("text/x-after");
+    },
+    T,
+  );
+
+  test(
+    "a source version id with + and / (as botocore sends it, unencoded) reaches the source's upstream as it is",
+    async () => {
+      await s3.put("far", "ver/v.txt", "versioned");
+      env.mark();
+      await (await copy("/up/ver/v.txt", "/far/ver/v.txt?versionId=3sL4kqtJ+rmSp/Xd3d")).text();
+      const get = env.upstreamCalls().find((c) => c.method === "GET" && c.pathname === "/far/ver/v.txt");
+      expect(get?.query.versionId).toBe("3sL4kqtJ+rmSp/Xd3d");
+    },
+    T,
+  );
+
+  test(
     "the source must be readable by the caller: no grant on it, or its bucket's ip_filter refuses the address: AccessDenied, nothing read",
     async () => {
       await s3.put("far", "fenced/k.txt", "fenced");
@@ -256,6 +327,36 @@ describe("UploadPartCopy across proxy buckets (streamed)", () => {
       expect(done.status).toBe(200);
       expect(await done.text()).toContain("<CompleteMultipartUploadResult");
       expect(sha256((await s3.read("up", "parts/dst.bin"))!)).toBe(sha256(src));
+    },
+    T,
+  );
+});
+
+describe("UploadPartCopy into an upload created with a checksum algorithm (streamed)", () => {
+  test(
+    "each part is sent with that algorithm's checksum (an aws-chunked trailer), the CopyPartResult carries it, and a Complete naming them succeeds",
+    async () => {
+      const src = bytesOf(5 * 1024 * 1024 + 77, 13);
+      await s3.put("far", "parts/crc.bin", src);
+      const create = await signedFetch(env, { method: "POST", path: "/up/parts/crc.bin", query: [["uploads", ""]], headers: { "x-amz-checksum-algorithm": "CRC32" }, creds: COPIER });
+      const uploadId = /<UploadId>([^<]+)<\/UploadId>/.exec(await create.text())![1]!;
+      env.mark();
+      const split = 5 * 1024 * 1024;
+      const parts: Array<{ etag: string; crc: string }> = [];
+      for (const [n, range] of [[1, `bytes=0-${split - 1}`], [2, `bytes=${split}-${src.byteLength - 1}`]] as const) {
+        const r = await signedFetch(env, { method: "PUT", path: "/up/parts/crc.bin", query: [["partNumber", String(n)], ["uploadId", uploadId]], headers: { "x-amz-copy-source": "/far/parts/crc.bin", "x-amz-copy-source-range": range }, creds: COPIER });
+        const xml = await r.text();
+        expect(r.status).toBe(200);
+        const crc = /<ChecksumCRC32>([^<]+)<\/ChecksumCRC32>/.exec(xml)?.[1];
+        expect(crc).toMatch(/^[A-Za-z0-9+/]{6}==$/);
+        parts.push({ etag: /<ETag>([^<]+)<\/ETag>/.exec(xml)![1]!.replaceAll("&quot;", '"'), crc: crc! });
+      }
+      const sent = env.upstreamCalls().filter((c) => c.method === "PUT" && c.query.partNumber !== undefined);
+      expect(sent.map((c) => c.headers["x-amz-trailer"])).toEqual(["x-amz-checksum-crc32", "x-amz-checksum-crc32"]);
+      const body = `<CompleteMultipartUpload>${parts.map((p, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>${p.etag}</ETag><ChecksumCRC32>${p.crc}</ChecksumCRC32></Part>`).join("")}</CompleteMultipartUpload>`;
+      const done = await signedFetch(env, { method: "POST", path: "/up/parts/crc.bin", query: [["uploadId", uploadId]], body, payloadHash: sha256(new TextEncoder().encode(body)), creds: COPIER });
+      expect(done.status).toBe(200);
+      expect(sha256((await s3.read("up", "parts/crc.bin"))!)).toBe(sha256(src));
     },
     T,
   );

@@ -25,12 +25,13 @@
  * (the copy's own checksum) is computed on the way and sent as an aws-chunked trailer.
  */
 import { ProxyError } from "../../errors.ts";
-import { anyContains } from "../../http/cidr.ts";
+import { anyContains, limitKey } from "../../http/cidr.ts";
+import { storesOf } from "../../config/writes.ts";
 import { clientIp, type RequestContext } from "../../proxy/context.ts";
 import type { BucketRuntime } from "../../runtime.ts";
 import { encodeAwsChunkedUnsignedTrailer } from "../../s3/aws-chunked.ts";
 import { algorithmFromHeaderName, CHECKSUM_ALGORITHMS, checksumHeaderName, type ChecksumAlgorithm } from "../../s3/checksum.ts";
-import { getObjectDirect, getObjectTagging, OBJECT_HEADERS, pickHeaders, putObject, uploadPart, type AwsChunkedBody, type OperationContext, type PutObjectArgs } from "../../s3/operations/index.ts";
+import { getObjectDirect, getObjectTagging, listParts, OBJECT_HEADERS, pickHeaders, putObject, uploadPart, type AwsChunkedBody, type OperationContext, type PutObjectArgs } from "../../s3/operations/index.ts";
 import { RequestBodyError } from "../../s3/upstream.ts";
 import { s3Error } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
@@ -57,12 +58,16 @@ const SOURCE_OBJECT_HEADERS = { names: new Set(OBJECT_HEADERS), meta: true, cont
 /** A copy source in another proxy bucket, readable by the request's principal. */
 export interface ForeignSource extends CopySource {
   from: BucketRuntime;
+  /** The source bucket's authorizer refused s3:GetObjectTagging: a copy of its tags is refused. */
+  tagsDenied?: boolean;
 }
 
 /** The source as read: the upstream's answer (body unread) and the bytes it carries. */
 interface SourceRead {
   res: Response;
   length: number;
+  /** The source bucket's s3.timeout: the longest its body may send nothing. */
+  stallMs: number;
   /** The source's full-object checksum, when the upstream gave one. */
   checksum?: { algorithm: ChecksumAlgorithm; value: string };
 }
@@ -99,6 +104,10 @@ async function readSource(ctx: RequestContext, src: ForeignSource, range: { firs
     const size = /\/(\d+)\s*$/.exec(res.headers.get("content-range") ?? "")?.[1];
     refuse(rangeError(size));
   }
+  // S3: a copy source may not name a delete marker by its version id.
+  if (res.status === 405 && src.versionId !== undefined && res.headers.get("x-amz-delete-marker") === "true") {
+    refuse(s3Error("InvalidRequest", "The source of a copy request may not specifically refer to a delete marker by version id."));
+  }
   if (res.status !== 200 && res.status !== 206) return relayError(res, upstreamBucket);
   const length = Number(res.headers.get("content-length"));
   if (!Number.isSafeInteger(length) || length < 0) {
@@ -114,7 +123,55 @@ async function readSource(ctx: RequestContext, src: ForeignSource, range: { firs
   if (length > MAX_COPY_BYTES) {
     refuse(s3Error("InvalidRequest", `The specified copy source is larger than the maximum allowable size for a copy source: ${MAX_COPY_BYTES}`));
   }
-  return { res, length, checksum: range === undefined ? fullObjectChecksum(res.headers) : undefined };
+  return { res, length, stallMs: src.from.cfg.s3.timeout * 1000, checksum: range === undefined ? fullObjectChecksum(res.headers) : undefined };
+}
+
+/**
+ * The source's body, failed when it sends nothing for `ms` (the source bucket's s3.timeout): the
+ * own client checks a body's stalls itself, fetch (https endpoints) does not after the head, and
+ * while a copy is kept alive (patient.ts) no client timeout would end it either (a stalled https
+ * source held a copy for Bun's 5-minute fetch limit). Only a read that waits counts: a write
+ * that holds the copy back (a slow destination) is not the source's stall. The chunks pass as
+ * they are.
+ */
+function stallGuarded(body: ReadableStream<Uint8Array>, ms: number): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  /** When the pending read started; -1 while none is pending. */
+  let waitingSince = -1;
+  let timer: ReturnType<typeof setInterval> | undefined;
+  const stop = () => clearInterval(timer);
+  return new ReadableStream<Uint8Array>(
+    {
+      start(c) {
+        timer = setInterval(() => {
+          if (waitingSince < 0 || performance.now() - waitingSince < ms) return;
+          stop();
+          const err = new ProxyError("GatewayTimeout", { detail: "The copy source's upstream stalled while sending the object: nothing was written" });
+          reader.cancel(err).catch(() => {});
+          c.error(err);
+        }, Math.max(50, Math.min(1000, ms / 4)));
+      },
+      async pull(c) {
+        waitingSince = performance.now();
+        try {
+          const r = await reader.read();
+          waitingSince = -1;
+          if (r.done) {
+            stop();
+            c.close();
+          } else c.enqueue(r.value);
+        } catch (err) {
+          stop();
+          c.error(err);
+        }
+      },
+      cancel(reason) {
+        stop();
+        return reader.cancel(reason);
+      },
+    },
+    { highWaterMark: 0 },
+  );
 }
 
 const rangeError = (size: string | undefined) =>
@@ -146,6 +203,7 @@ function askedAlgorithm(h: Headers): ChecksumAlgorithm | undefined {
 async function sourceTags(ctx: RequestContext, src: ForeignSource, read: SourceRead): Promise<string> {
   const count = Number(read.res.headers.get("x-amz-tagging-count") ?? "0");
   if (!(count > 0)) return "";
+  if (src.tagsDenied === true) throw s3Fail(s3Error("AccessDenied"));
   const up = src.from.upstream.primary();
   const res = await getObjectTagging(up, src.key, callOf(ctx), src.versionId);
   if (res.status !== 200) return relayError(res, up.bucket);
@@ -161,7 +219,7 @@ async function sourceTags(ctx: RequestContext, src: ForeignSource, read: SourceR
  * `algorithm`'s checksum as the trailer.
  */
 function bodyOf(read: SourceRead, algorithm: ChecksumAlgorithm | undefined): { body: ReadableStream<Uint8Array>; contentLength: number; awsChunked?: AwsChunkedBody; releaseChunks?: boolean } {
-  const source = read.res.body ?? new Response(new Uint8Array(0)).body!;
+  const source = read.res.body === null ? new Response(new Uint8Array(0)).body! : stallGuarded(read.res.body, read.stallMs);
   // The source's chunks are the copy's own (fresh socket buffers): freed as the write takes them.
   // Not through the encoder, whose chunk headers are shared constants.
   if (algorithm === undefined) return { body: source, contentLength: read.length, releaseChunks: true };
@@ -227,6 +285,12 @@ async function resultOf(res: Response, read: SourceRead, upstreamBucket: string)
 export async function copyObjectStreamed(ctx: RequestContext, src: ForeignSource): Promise<StreamedResult> {
   const h = requestHeaders(ctx);
   const asked = askedAlgorithm(h);
+  // Two proxy buckets on one store with other keys: the copy may name the destination itself,
+  // which S3 refuses unless something of the object changes (the metadata, here).
+  if (src.key === ctx.key && src.versionId === undefined && storesOf(src.from.cfg)[0] === storesOf(ctx.bucket!.cfg)[0] && (h.get("x-amz-metadata-directive") ?? "").trim() !== "REPLACE") {
+    throw s3Fail(s3Error("InvalidRequest", "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."));
+  }
+  takeUploadSlot(ctx);
   const read = await readSource(ctx, src, undefined);
   try {
     const replace = (h.get("x-amz-metadata-directive") ?? "").trim() === "REPLACE";
@@ -256,16 +320,45 @@ export async function copyObjectStreamed(ctx: RequestContext, src: ForeignSource
 
 /** UploadPartCopy from another proxy bucket: the source's bytes (or `range` of them) sent as the part, streamed. */
 export async function uploadPartCopyStreamed(ctx: RequestContext, src: ForeignSource, part: { uploadId: string; partNumber: number; range?: { first: number; last: number } }): Promise<StreamedResult> {
+  takeUploadSlot(ctx);
+  const up = writeUpstream(ctx);
+  const key = ctx.key;
+  // The part's checksum, when the upload was created with an algorithm: S3 computes it for a part
+  // it copies, but a part sent as UploadPart must carry it (MinIO refuses one without).
+  const algorithm = await uploadAlgorithm(ctx, part.uploadId);
   const read = await readSource(ctx, src, part.range);
   try {
-    const up = writeUpstream(ctx);
-    const key = ctx.key;
-    const body = bodyOf(read, undefined);
+    const body = bodyOf(read, algorithm);
     const res = await writing(ctx, (call) => uploadPart(up, { key, uploadId: part.uploadId, partNumber: part.partNumber, ...body }, call));
     return await resultOf(res, read, up.bucket);
   } finally {
     read.res.body?.cancel().catch(() => {});
   }
+}
+
+/**
+ * A streamed copy holds an upstream read and an upstream write for as long as the bytes take: it
+ * counts as an upload (server.max_concurrent_uploads, _per_ip), as admission counts a request
+ * with a body (a copy has none: admission did not count it). 503 SlowDown when none is free.
+ */
+function takeUploadSlot(ctx: RequestContext): void {
+  if (ctx.uploadSlot !== undefined) return;
+  const r = ctx.svc.uploads.tryEnter(() => limitKey(clientIp(ctx)));
+  if (r === "uploads" || r === "uploads_per_ip") {
+    ctx.svc.metrics.rateLimited(r);
+    throw new ProxyError("Overloaded", { detail: r === "uploads" ? "Too many uploads in progress: try again shortly" : "Too many uploads in progress from your address: try again shortly", headers: { "retry-after": "1" } });
+  }
+  ctx.uploadSlot = r === "ok" ? "" : r.ip;
+}
+
+/** The checksum algorithm a multipart upload was created with (ListParts says), or undefined (none, or the upstream does not say). */
+async function uploadAlgorithm(ctx: RequestContext, uploadId: string): Promise<ChecksumAlgorithm | undefined> {
+  const up = writeUpstream(ctx);
+  const res = await listParts(up, { key: ctx.key, uploadId, maxParts: 1 }, callOf(ctx));
+  if (res.status !== 200) return relayError(res, up.bucket); // (NoSuchUpload, as S3 answers the part)
+  const doc = tryParse(await readUpstreamCapped(res, MAX_RESULT_BODY));
+  const named = doc?.name === "ListPartsResult" ? childText(doc, "ChecksumAlgorithm")?.trim().toUpperCase() : undefined;
+  return CHECKSUM_ALGORITHMS.find((a) => a === named);
 }
 
 /** The source bucket's ip_filter, as admission applies the destination's: a copy reads the source for the client. */

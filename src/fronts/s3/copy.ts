@@ -11,7 +11,7 @@
  * server-side copy exists: the proxy streams the source into the destination (copy-streamed.ts).
  */
 import { clientIp, type RequestContext } from "../../proxy/context.ts";
-import { copyObject, uploadPartCopy } from "../../s3/operations/index.ts";
+import { copyObject, getObjectDirect, uploadPartCopy } from "../../s3/operations/index.ts";
 import { s3Error, type S3Error } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
 import type { S3RequestContext } from "./front.ts";
@@ -40,9 +40,16 @@ export function parseCopySource(raw: string): CopySource | S3Error {
   let versionId: string | undefined;
   const q = v.indexOf("?");
   if (q >= 0) {
-    const params = new URLSearchParams(v.slice(q + 1));
-    versionId = params.get("versionId") ?? undefined;
-    if (versionId === "" || [...params.keys()].some((k) => k !== "versionId")) return BAD_SOURCE();
+    // Only `versionId=<id>`, percent-decoded as S3 reads it: a "+" is a plus (S3's version ids
+    // have them, and botocore appends the id without encoding it), never a space.
+    const m = /^versionId=([^&]*)$/.exec(v.slice(q + 1));
+    if (m === null) return BAD_SOURCE();
+    try {
+      versionId = decodeURIComponent(m[1]!);
+    } catch {
+      return BAD_SOURCE();
+    }
+    if (versionId === "") return BAD_SOURCE();
     v = v.slice(0, q);
   }
   let decoded: string;
@@ -77,9 +84,11 @@ export function copySourceLabel(raw: string | null): string | undefined {
 /**
  * The copy source of a CopyObject or UploadPartCopy (`from`: its proxy bucket), once it is known
  * to be readable by the request's principal: grants, the source bucket's authorizer (s3:GetObject
- * on the key) and its ip_filter.
+ * on the key) and its ip_filter. `copiesTags`: a CopyObject whose tagging directive is COPY (the
+ * source's tags become the copy's): the authorizer is asked s3:GetObjectTagging too, as S3 needs
+ * it to copy tags; a refusal is kept (tagsDenied) and the copy refused if the source has tags.
  */
-async function readableSource(ctx: RequestContext): Promise<ForeignSource> {
+async function readableSource(ctx: RequestContext, copiesTags = false): Promise<ForeignSource> {
   const parsed = parseCopySource(requestHeaders(ctx).get("x-amz-copy-source") ?? "");
   if ("code" in parsed) throw s3Fail(parsed);
   const bucket = ctx.bucket!;
@@ -100,8 +109,26 @@ async function readableSource(ctx: RequestContext): Promise<ForeignSource> {
       claims: ctx.claims, principal: ctx.principal, bucket: from.name, key: parsed.key, path: `/${from.name}/${parsed.key}`, method: "GET", action, clientIp: clientIp(ctx), trace: ctx.span,
     });
     if (!allowed) throw s3Fail(s3Error("AccessDenied"));
+    if (copiesTags) {
+      const tags = await from.authorizer.authorize({
+        claims: ctx.claims, principal: ctx.principal, bucket: from.name, key: parsed.key, path: `/${from.name}/${parsed.key}`, method: "GET", action: "s3:GetObjectTagging", clientIp: clientIp(ctx), trace: ctx.span,
+      });
+      if (!tags) return { ...parsed, from, tagsDenied: true };
+    }
   }
   return { ...parsed, from };
+}
+
+/**
+ * A server-side copy of a source whose tags the caller may not read (tagsDenied): refused when the
+ * source has tags (a HEAD of it tells), since the upstream would copy them.
+ */
+async function refuseDeniedTags(ctx: RequestContext, src: ForeignSource): Promise<void> {
+  if (src.tagsDenied !== true) return;
+  const up = src.from.upstream.primary();
+  const head = await getObjectDirect(up, { method: "HEAD", key: src.key, versionId: src.versionId }, callOf(ctx));
+  await head.body?.cancel().catch(() => {});
+  if (Number(head.headers.get("x-amz-tagging-count") ?? "0") > 0) throw s3Fail(s3Error("AccessDenied"));
 }
 
 /** Whether the upstream can copy from the source server-side: one bucket, or one service and identity. */
@@ -118,9 +145,10 @@ export async function copyObjectOp(ctx: RequestContext): Promise<Response> {
       throw s3Fail(s3Error("InvalidArgument", `Unknown ${name === DIRECTIVES[0] ? "metadata" : "tagging"} directive.`, { ArgumentName: name, ArgumentValue: v.slice(0, 64) }));
     }
   }
-  const src = await readableSource(ctx);
+  const src = await readableSource(ctx, (headers.get("x-amz-tagging-directive") ?? "COPY") === "COPY");
   let answer: Response;
   if (serverSide(ctx, src)) {
+    await refuseDeniedTags(ctx, src);
     const upstream = writeUpstream(ctx);
     const res = await copyObject(upstream, { key: ctx.key, sourceKey: src.key, sourceBucket: src.from.upstream.primary().bucket, sourceVersionId: src.versionId, headers: requestHeaders(ctx) }, callOf(ctx));
     answer = await copyResult(ctx, res, "CopyObjectResult", upstream.bucket);

@@ -15,6 +15,7 @@
  */
 import type { RequestContext } from "../../proxy/context.ts";
 import { finish } from "../../proxy/deliver.ts";
+import { markLiveBody } from "../../http/live-body.ts";
 import { XML_DECL } from "./xml.ts";
 
 /** How long the answer may take before the 200 head goes out, and then between two spaces (ms). */
@@ -103,5 +104,5 @@ function lateAnswer(ctx: RequestContext, work: Promise<Response>, render: (throw
       finish(ctx);
     },
   });
-  return new Response(body, { status: 200, headers: { "content-type": "application/xml" } });
+  return markLiveBody(new Response(body, { status: 200, headers: { "content-type": "application/xml" } }));
 }

@@ -83,9 +83,11 @@ describe("parseCopySource", () => {
     expect(parseCopySource("/b/a%20b%2Bc/%C3%BC.txt")).toEqual({ bucket: "b", key: "a b+c/ü.txt" });
     expect(parseCopySource("b/k+1")).toEqual({ bucket: "b", key: "k+1" });
     expect(parseCopySource("/b/k?versionId=v%201")).toEqual({ bucket: "b", key: "k", versionId: "v 1" });
+    // a version id's "+" and "/" as botocore sends them (unencoded): S3 reads a plus, not a space
+    expect(parseCopySource("b/k?versionId=3sL4kqtJ+rmSp/Xd3d")).toEqual({ bucket: "b", key: "k", versionId: "3sL4kqtJ+rmSp/Xd3d" });
   });
   test("no key, no bucket, a bad escape, another query parameter → InvalidArgument", () => {
-    for (const bad of ["", "/", "/b", "/b/", "//k", "/b/%E0%A4%A", "/b/k?acl", "/b/k?versionId="]) expect(`${bad} → ${"code" in parseCopySource(bad) ? "refused" : "parsed"}`).toBe(`${bad} → refused`);
+    for (const bad of ["", "/", "/b", "/b/", "//k", "/b/%E0%A4%A", "/b/k?acl", "/b/k?versionId=", "/b/k?versionId=a&versionId=b", "/b/k?versionId=%E0%A4"]) expect(`${bad} → ${"code" in parseCopySource(bad) ? "refused" : "parsed"}`).toBe(`${bad} → refused`);
   });
 });
 
