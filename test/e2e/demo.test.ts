@@ -72,7 +72,7 @@ test("the curl lines: public object, folder index, 401 without a token, 200 with
   }
 });
 
-clientTest("aws")("the aws-cli lines: ls, cp down, cp up, a server-side copy, presign", async () => {
+clientTest("aws")("the aws-cli lines: ls, cp down, cp up, a server-side copy, a copy across buckets, presign", async () => {
   const endpoint = line(/aws --endpoint-url (http:\/\/127\.0\.0\.1:\d+) s3 ls\n/)[1];
   const [, key, secret] = line(/export AWS_ACCESS_KEY_ID=(\S+) AWS_SECRET_ACCESS_KEY=(\S+)/);
   await using aws = awsCli({ endpoint, credentials: { accessKeyId: key, secretAccessKey: secret } });
@@ -89,6 +89,10 @@ clientTest("aws")("the aws-cli lines: ls, cp down, cp up, a server-side copy, pr
   expect(copy.code).toBe(0);
   const back = await aws.s3("cp", "s3://private/uploads/copy.md", "-");
   expect(back.stdout).toBe(readFileSync(join(import.meta.dir, "../../README.md"), "utf8"));
+  expect(line(/s3 cp (s3:\/\/public\/hello\.txt s3:\/\/private\/uploads\/hello\.txt) /)[1]).toBeTruthy();
+  const across = await aws.s3("cp", "s3://public/hello.txt", "s3://private/uploads/hello.txt");
+  expect(across.code, across.stderr).toBe(0);
+  expect((await aws.s3("cp", "s3://private/uploads/hello.txt", "-")).stdout).toContain("Hello from Yatagarasu");
   const presign = await aws.s3("presign", "s3://public/hello.txt");
   expect(presign.code).toBe(0);
   expect(await (await fetch(presign.stdout.trim())).text()).toContain("Hello from Yatagarasu");
