@@ -91,6 +91,8 @@ export function resultOf(ctx: RequestContext): { result: AuditResult; reason?: s
   const st = ctx.status;
   if (st === 401 || st === 403) return { result: "denied", reason: ctx.errorCode ?? ctx.s3Code ?? (st === 401 ? "Unauthorized" : "Forbidden") };
   if (st >= 400 || st < 100 || ctx.bodyError !== undefined) return { result: "failed", reason: ctx.bodyError ?? ctx.errorCode ?? ctx.s3Code };
+  // A failure S3 answers after a 200 head (src/fronts/s3/patient.ts): its error code says what it was.
+  if (ctx.errorCode !== undefined) return { result: ctx.errorCode === "AccessDenied" ? "denied" : "failed", reason: ctx.errorCode };
   return { result: "allowed" };
 }
 

@@ -289,6 +289,47 @@ describe("CopyObject across proxy buckets", () => {
   );
 
   test(
+    "a source answering without Content-Length (chunked, past the 8 MiB held whole): refused before anything is written; the destination keeps its object",
+    async () => {
+      await s3.put("far", "nolen/big.bin", bytesOf(12 * 1024 * 1024, 17));
+      await s3.put("up", "nolen/victim.txt", "still here");
+      // (the fixture's slowBody fault sends the body chunked, without Content-Length)
+      s3.faults.set("/far/nolen/big.bin", { kind: "slowBody", bytesPerTick: 4 * 1024 * 1024, ms: 1, method: "GET" });
+      try {
+        env.mark();
+        const a = await answerOf(await copy("/up/nolen/victim.txt", "/far/nolen/big.bin"));
+        expect({ status: a.status, code: a.code }).toEqual({ status: 500, code: "InternalError" });
+        expect(a.message).toContain("no Content-Length");
+        expect(env.upstreamCalls().filter((c) => c.method === "PUT")).toEqual([]);
+        expect(await text("up", "nolen/victim.txt")).toBe("still here");
+      } finally {
+        s3.faults.clear();
+      }
+    },
+    T,
+  );
+
+  test(
+    "tags the source authorizer refuses to show, server-side: a source whose tag set cannot be read (GetObjectTagging fails) is refused too (fails closed)",
+    async () => {
+      await s3.put("up", "tags/t2.txt", "tagged up 2");
+      const tagXml = "<Tagging><TagSet><Tag><Key>class</Key><Value>secret</Value></Tag></TagSet></Tagging>";
+      const put = await signedFetch(env, { method: "PUT", path: "/up/tags/t2.txt", query: [["tagging", ""]], creds: COPIER, body: tagXml, payloadHash: sha256(new TextEncoder().encode(tagXml)) });
+      expect(put.status).toBe(200);
+      // (every request for the source fails: a HEAD, which would show no tag count, as well)
+      s3.faults.set("/up/tags/t2.txt", { kind: "error500" });
+      try {
+        const a = await answerOf(await copy("/other/tags-copy/t2.txt", "/opaup/tags/t2.txt"));
+        expect({ status: a.status, code: a.code }).toEqual({ status: 403, code: "AccessDenied" });
+        expect(await s3.exists("up", "tags-copy/t2.txt")).toBe(false);
+      } finally {
+        s3.faults.clear();
+      }
+    },
+    T,
+  );
+
+  test(
     "the source must be readable by the caller: no grant on it, or its bucket's ip_filter refuses the address: AccessDenied, nothing read",
     async () => {
       await s3.put("far", "fenced/k.txt", "fenced");
@@ -357,6 +398,28 @@ describe("UploadPartCopy into an upload created with a checksum algorithm (strea
       const done = await signedFetch(env, { method: "POST", path: "/up/parts/crc.bin", query: [["uploadId", uploadId]], body, payloadHash: sha256(new TextEncoder().encode(body)), creds: COPIER });
       expect(done.status).toBe(200);
       expect(sha256((await s3.read("up", "parts/crc.bin"))!)).toBe(sha256(src));
+    },
+    T,
+  );
+});
+
+describe("UploadPartCopy when ListParts is refused (a key without s3:ListMultipartUploadParts)", () => {
+  test(
+    "the part is still copied (without a checksum of its own)",
+    async () => {
+      const src = bytesOf(300_000, 19);
+      await s3.put("far", "parts/lp-src.bin", src);
+      const create = await signedFetch(env, { method: "POST", path: "/up/parts/lp.bin", query: [["uploads", ""]], creds: COPIER });
+      const uploadId = /<UploadId>([^<]+)<\/UploadId>/.exec(await create.text())![1]!;
+      s3.faults.set("/up/parts/lp.bin", { kind: "error", status: 403, code: "AccessDenied", method: "GET" });
+      try {
+        const r = await signedFetch(env, { method: "PUT", path: "/up/parts/lp.bin", query: [["partNumber", "1"], ["uploadId", uploadId]], headers: { "x-amz-copy-source": "/far/parts/lp-src.bin" }, creds: COPIER });
+        const xml = await r.text();
+        expect(r.status).toBe(200);
+        expect(xml).toContain("<CopyPartResult");
+      } finally {
+        s3.faults.clear();
+      }
     },
     T,
   );

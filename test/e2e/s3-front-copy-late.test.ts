@@ -24,7 +24,7 @@ function startStore() {
   const socks = new Set<Socket>();
   let release!: () => void;
   const released = new Promise<void>((r) => (release = r));
-  const state = { port: 0, gets: 0, release, close: () => (server.close(), socks.forEach((s) => s.destroy())) };
+  const state = { port: 0, gets: 0, stallClosed: 0, release, close: () => (server.close(), socks.forEach((s) => s.destroy())) };
   const server = createServer((sock) => {
     socks.add(sock);
     sock.on("error", () => {});
@@ -34,6 +34,7 @@ function startStore() {
       if (!line.startsWith("GET ")) return void sock.end("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
       state.gets++;
       if (line.includes("/stall/")) {
+        sock.on("close", () => state.stallClosed++);
         sock.write(`HTTP/1.1 200 OK\r\nContent-Length: ${20 * 1024 * 1024}\r\nContent-Type: application/octet-stream\r\n\r\n`);
         sock.write(Buffer.alloc(9 * 1024 * 1024, 3));
         return;
@@ -71,8 +72,13 @@ describe.each([
     const src = (name: string, path: string) => `  - name: ${name}\n    path_prefix: /${name}\n    s3: { bucket: ${path}, endpoint: "http://127.0.0.1:${store.port}", timeout: 1, retry: { max_attempts: 1 } }\n`;
     const yaml = uploadYaml(s3.endpoint, {
       engine,
-      moreBuckets: () => src("held", "held") + src("stall", "stall"),
-      moreCredentials: `    - { access_key_id: "${COPIER.accessKeyId}", secret_access_key: "${COPIER.secretAccessKey}", identity: copier, buckets: { up: [read, write], held: [read], stall: [read] } }\n`,
+      moreBuckets: () =>
+        src("held", "held") +
+        src("stall", "stall") +
+        // the stalling store at the default s3.timeout (20 s), and a destination nobody listens on
+        `  - name: stall20\n    path_prefix: /stall20\n    s3: { bucket: stall, endpoint: "http://127.0.0.1:${store.port}", retry: { max_attempts: 1 } }\n` +
+        `  - name: deadend\n    path_prefix: /deadend\n    access: read-write\n    s3: { bucket: dead, endpoint: "http://127.0.0.1:1", retry: { max_attempts: 1 }, circuit_breaker: { failure_threshold: 1, timeout_seconds: 300 } }\n`,
+      moreCredentials: `    - { access_key_id: "${COPIER.accessKeyId}", secret_access_key: "${COPIER.secretAccessKey}", identity: copier, buckets: { up: [read, write], held: [read], stall: [read], stall20: [read], deadend: [write] } }\n`,
     }).replace(`engine: ${engine}`, `engine: ${engine}, upstream_client: ${client}, max_concurrent_uploads: 1, max_concurrent_uploads_per_ip: 1`);
     env = await startFrontsOn(yaml, s3, false);
   });
@@ -127,6 +133,24 @@ describe.each([
       // counted as the failed write it is, though its status was 200
       const metrics = env.app.metrics.render();
       expect(metrics).toMatch(/^yatagarasu_write_errors_total\{bucket="up",operation="CopyObject",code="InternalError"\} 1$/m);
+    },
+    T,
+  );
+
+  test(
+    "a destination that refuses the write before taking its body (its circuit breaker open): the source's connection is closed at once, not left open",
+    async () => {
+      // the first copy finds the destination unreachable and opens its breaker (threshold 1)
+      const first = await copy("/deadend/x.bin", "/stall20/src.bin");
+      expect(first.status).toBe(503);
+      await first.arrayBuffer();
+      await waitFor(() => store.stallClosed >= 1, { message: "the first copy's source connection to be closed" });
+      const closed = store.stallClosed;
+      // the second is refused by the open breaker before the write is even tried
+      const a = await copy("/deadend/x.bin", "/stall20/src.bin");
+      expect(a.status).toBe(503);
+      await a.arrayBuffer();
+      await waitFor(() => store.stallClosed > closed, { message: "the source's connection to be closed", timeoutMs: 5000 });
     },
     T,
   );

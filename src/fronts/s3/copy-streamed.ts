@@ -109,8 +109,11 @@ async function readSource(ctx: RequestContext, src: ForeignSource, range: { firs
     refuse(s3Error("InvalidRequest", "The source of a copy request may not specifically refer to a delete marker by version id."));
   }
   if (res.status !== 200 && res.status !== 206) return relayError(res, upstreamBucket);
-  const length = Number(res.headers.get("content-length"));
-  if (!Number.isSafeInteger(length) || length < 0) {
+  // (Number(null) is 0: a missing header must not read as an empty object, which the write would
+  // then store complete, over the destination, before the first byte showed the length wrong)
+  const declared = res.headers.get("content-length");
+  const length = declared === null || !/^\d{1,16}$/.test(declared.trim()) ? NaN : Number(declared);
+  if (!Number.isSafeInteger(length)) {
     res.body?.cancel().catch(() => {});
     throw new ProxyError("BadGateway", { detail: "The copy source's upstream sent no Content-Length: nothing was copied" });
   }
@@ -281,6 +284,16 @@ async function resultOf(res: Response, read: SourceRead, upstreamBucket: string)
   return { res, fields, sourceVersionId };
 }
 
+/**
+ * Ends what a copy read and did not hand on: the write's body when the write never took it (a
+ * breaker open, a request given up before sending: its reader, the source's connection and the
+ * stall guard's timer would stay), else the source's (a no-op once the write owns it, or it ended).
+ */
+function release(read: SourceRead, body: ReturnType<typeof bodyOf> | undefined): void {
+  if (body !== undefined && !body.body.locked) body.body.cancel().catch(() => {});
+  else if (body === undefined) read.res.body?.cancel().catch(() => {});
+}
+
 /** CopyObject from another proxy bucket, streamed (see the module comment). */
 export async function copyObjectStreamed(ctx: RequestContext, src: ForeignSource): Promise<StreamedResult> {
   const h = requestHeaders(ctx);
@@ -292,6 +305,7 @@ export async function copyObjectStreamed(ctx: RequestContext, src: ForeignSource
   }
   takeUploadSlot(ctx);
   const read = await readSource(ctx, src, undefined);
+  let body: ReturnType<typeof bodyOf> | undefined;
   try {
     const replace = (h.get("x-amz-metadata-directive") ?? "").trim() === "REPLACE";
     const headers = pickHeaders(replace ? h : read.res.headers, SOURCE_OBJECT_HEADERS);
@@ -310,11 +324,12 @@ export async function copyObjectStreamed(ctx: RequestContext, src: ForeignSource
     }
     const up = writeUpstream(ctx);
     const key = ctx.key;
-    const body = bodyOf(read, algorithm);
-    const res = await writing(ctx, (call) => putObject(up, { key, headers, ...body } as PutObjectArgs, call));
+    body = bodyOf(read, algorithm);
+    const b = body;
+    const res = await writing(ctx, (call) => putObject(up, { key, headers, ...b } as PutObjectArgs, call));
     return await resultOf(res, read, up.bucket);
   } finally {
-    read.res.body?.cancel().catch(() => {});
+    release(read, body);
   }
 }
 
@@ -327,12 +342,14 @@ export async function uploadPartCopyStreamed(ctx: RequestContext, src: ForeignSo
   // it copies, but a part sent as UploadPart must carry it (MinIO refuses one without).
   const algorithm = await uploadAlgorithm(ctx, part.uploadId);
   const read = await readSource(ctx, src, part.range);
+  let body: ReturnType<typeof bodyOf> | undefined;
   try {
-    const body = bodyOf(read, algorithm);
-    const res = await writing(ctx, (call) => uploadPart(up, { key, uploadId: part.uploadId, partNumber: part.partNumber, ...body }, call));
+    body = bodyOf(read, algorithm);
+    const b = body;
+    const res = await writing(ctx, (call) => uploadPart(up, { key, uploadId: part.uploadId, partNumber: part.partNumber, ...b }, call));
     return await resultOf(res, read, up.bucket);
   } finally {
-    read.res.body?.cancel().catch(() => {});
+    release(read, body);
   }
 }
 
@@ -351,12 +368,17 @@ function takeUploadSlot(ctx: RequestContext): void {
   ctx.uploadSlot = r === "ok" ? "" : r.ip;
 }
 
-/** The checksum algorithm a multipart upload was created with (ListParts says), or undefined (none, or the upstream does not say). */
+/** The checksum algorithm a multipart upload was created with (ListParts says), or undefined (none, or the upstream does not say or refuses to). */
 async function uploadAlgorithm(ctx: RequestContext, uploadId: string): Promise<ChecksumAlgorithm | undefined> {
   const up = writeUpstream(ctx);
   const res = await listParts(up, { key: ctx.key, uploadId, maxParts: 1 }, callOf(ctx));
-  if (res.status !== 200) return relayError(res, up.bucket); // (NoSuchUpload, as S3 answers the part)
-  const doc = tryParse(await readUpstreamCapped(res, MAX_RESULT_BODY));
+  // Not known (a key without s3:ListMultipartUploadParts, a store without ListParts): the part
+  // goes without a checksum, as before; a gone upload is the part's own NoSuchUpload.
+  if (res.status !== 200) {
+    await res.body?.cancel().catch(() => {});
+    return undefined;
+  }
+  const doc = tryParse(await readUpstreamCapped(res, MAX_RESULT_BODY).catch(() => undefined));
   const named = doc?.name === "ListPartsResult" ? childText(doc, "ChecksumAlgorithm")?.trim().toUpperCase() : undefined;
   return CHECKSUM_ALGORITHMS.find((a) => a === named);
 }

@@ -11,7 +11,7 @@
  * server-side copy exists: the proxy streams the source into the destination (copy-streamed.ts).
  */
 import { clientIp, type RequestContext } from "../../proxy/context.ts";
-import { copyObject, getObjectDirect, uploadPartCopy } from "../../s3/operations/index.ts";
+import { copyObject, getObjectTagging, uploadPartCopy } from "../../s3/operations/index.ts";
 import { s3Error, type S3Error } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
 import type { S3RequestContext } from "./front.ts";
@@ -121,14 +121,23 @@ async function readableSource(ctx: RequestContext, copiesTags = false): Promise<
 
 /**
  * A server-side copy of a source whose tags the caller may not read (tagsDenied): refused when the
- * source has tags (a HEAD of it tells), since the upstream would copy them.
+ * source has tags, since the upstream would copy them. GetObjectTagging tells (a HEAD does not:
+ * S3 sends x-amz-tagging-count with a GET only). Fails closed: an answer that does not show an
+ * empty tag set refuses the copy, except a missing source (the copy's own NoSuchKey) and a store
+ * without tagging (501: it keeps no tags to copy).
  */
 async function refuseDeniedTags(ctx: RequestContext, src: ForeignSource): Promise<void> {
   if (src.tagsDenied !== true) return;
   const up = src.from.upstream.primary();
-  const head = await getObjectDirect(up, { method: "HEAD", key: src.key, versionId: src.versionId }, callOf(ctx));
-  await head.body?.cancel().catch(() => {});
-  if (Number(head.headers.get("x-amz-tagging-count") ?? "0") > 0) throw s3Fail(s3Error("AccessDenied"));
+  const res = await getObjectTagging(up, src.key, callOf(ctx), src.versionId);
+  if (res.status === 404 || res.status === 501) {
+    await res.body?.cancel().catch(() => {});
+    return;
+  }
+  const doc = res.status === 200 ? tryParse(await readUpstreamCapped(res, MAX_RESULT_BODY).catch(() => undefined)) : undefined;
+  if (res.status !== 200) await res.body?.cancel().catch(() => {});
+  const set = doc?.name === "Tagging" ? doc.children.find((c) => c.name === "TagSet") : undefined;
+  if (set === undefined || set.children.some((c) => c.name === "Tag")) throw s3Fail(s3Error("AccessDenied"));
 }
 
 /** Whether the upstream can copy from the source server-side: one bucket, or one service and identity. */

@@ -18,11 +18,15 @@ import { finish } from "../../proxy/deliver.ts";
 import { markLiveBody } from "../../http/live-body.ts";
 import { XML_DECL } from "./xml.ts";
 
-/** How long the answer may take before the 200 head goes out, and then between two spaces (ms). */
-function intervalMs(): number {
-  // (tests shorten it; the default is well inside Bun.serve's 60 s idle timeout and botocore's read timeout)
+/**
+ * How long the answer may take before the 200 head goes out, and then between two spaces (ms):
+ * 10 s, well inside Bun.serve's 60 s idle timeout and botocore's read timeout, and at most half
+ * of server.request_timeout (whose 504 would come first otherwise). Tests shorten it.
+ */
+function intervalMs(ctx: RequestContext): number {
   const v = Number(process.env.YATAGARASU_S3_KEEPALIVE_MS);
-  return Number.isFinite(v) && v >= 10 ? v : 10_000;
+  const base = Number.isFinite(v) && v >= 10 ? v : 10_000;
+  return Math.max(10, Math.min(base, (ctx.rt.config.server.request_timeout * 1000) / 2));
 }
 
 const encoder = new TextEncoder();
@@ -33,7 +37,7 @@ const encoder = new TextEncoder();
  * `render` turns a failure into the front's error response (the runner's `failed`).
  */
 export function patiently(ctx: RequestContext, work: Promise<Response>, render: (thrown: unknown) => Response): Promise<Response> {
-  const ms = intervalMs();
+  const ms = intervalMs(ctx);
   return new Promise<Response>((resolve, reject) => {
     let done = false;
     let late = false;
@@ -82,6 +86,7 @@ function lateAnswer(ctx: RequestContext, work: Promise<Response>, render: (throw
         clearInterval(ticker);
         if (!open) return;
         const doc = await answer.text().catch(() => "");
+        if (!open) return; // (the client went away meanwhile: the stream is cancelled)
         push(doc.startsWith(XML_DECL) ? doc.slice(XML_DECL.length) : doc.replace(/^<\?xml[^>]*\?>\s*/, ""));
         open = false;
         c.close();
