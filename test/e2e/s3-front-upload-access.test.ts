@@ -28,9 +28,12 @@ const READS = new Set(["s3:GetObject", "s3:ListBucket"]);
 
 beforeAll(async () => {
   opa = OpaServer.start({
-    // reads for everyone but under secret/; writes for role=writer only, never under keep/
+    // reads for everyone but under secret/; writes for role=writer only, never under keep/; no
+    // tagging under notag/
     "yatagarasu/allow": (input: { action: string; key: string; jwt_claims: { role?: string } | null }) =>
-      READS.has(input.action) ? !input.key.startsWith("secret/") : input.jwt_claims?.role === "writer" && !input.key.startsWith("keep/"),
+      READS.has(input.action)
+        ? !input.key.startsWith("secret/")
+        : input.jwt_claims?.role === "writer" && !input.key.startsWith("keep/") && !(input.action === "s3:PutObjectTagging" && input.key.startsWith("notag/")),
   });
   // alice may read the whole bucket and write under drop/ only (folder:fga/drop/#editor)
   fga = OpenFgaServer.start({
@@ -222,6 +225,24 @@ describe("the bucket authorizer (OPA) decides with the S3 action and the key", (
       expect(asked).toEqual([expect.objectContaining({ action: "s3:PutObject", key: "o/r.txt", principal: "s3_static" })]);
       expect((await put("/opa/o/w.txt", "ok", WRITER)).status).toBe(200);
       expect(await (await signedFetch(env, { method: "GET", path: "/opa/o/w.txt", creds: READER })).text()).toBe("ok");
+    },
+    T,
+  );
+
+  test(
+    "a write that sets tags (x-amz-tagging on PutObject, CreateMultipartUpload, CopyObject with REPLACE) also needs s3:PutObjectTagging: a policy refusing tags under notag/ refuses them, untagged writes pass",
+    async () => {
+      const tagged = { "x-amz-tagging": "k=v" };
+      expect((await put("/opa/notag/plain.txt", "plain", WRITER)).status).toBe(200);
+      opa.requests.length = 0;
+      await refused(signedFetch(env, { method: "PUT", path: "/opa/notag/t.txt", body: "tagged", headers: tagged, creds: WRITER }), 403, "AccessDenied");
+      const asked = opa.requests.map((r) => (r.body as { input: { action: string; key: string } }).input).map((i) => `${i.action} ${i.key}`);
+      expect(asked).toEqual(["s3:PutObject notag/t.txt", "s3:PutObjectTagging notag/t.txt"]);
+      await refused(signedFetch(env, { method: "POST", path: "/opa/notag/mp.bin", query: [["uploads", ""]], headers: tagged, creds: WRITER }), 403, "AccessDenied");
+      await refused(signedFetch(env, { method: "PUT", path: "/opa/notag/c.txt", headers: { "x-amz-copy-source": "/opa/notag/plain.txt", "x-amz-tagging-directive": "REPLACE", ...tagged }, creds: WRITER }), 403, "AccessDenied");
+      expect(await env.s3.exists("up", "notag/t.txt")).toBe(false);
+      // elsewhere the same tagged write passes
+      expect((await signedFetch(env, { method: "PUT", path: "/opa/tagok/t.txt", body: "tagged", headers: tagged, creds: WRITER })).status).toBe(200);
     },
     T,
   );

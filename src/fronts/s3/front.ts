@@ -344,12 +344,28 @@ function mayBatchDelete(ctx: RequestContext, s: S3State): boolean {
 
 /**
  * Phase: the bucket's authorizer, except for DeleteObjects, whose keys it is asked about one by
- * one, and PostObject, whose key is in its form.
+ * one, and PostObject, whose key is in its form. A write that sets the object's tags
+ * (x-amz-tagging on PutObject, CreateMultipartUpload, or CopyObject with tagging directive
+ * REPLACE) also needs s3:PutObjectTagging, as in S3: a policy that refuses tagging is not
+ * bypassed by tagging on the write.
  */
 export function s3Authorize(ctx: RequestContext): undefined | Promise<undefined> {
-  const op = (ctx as S3RequestContext).s3!.op;
+  const s = (ctx as S3RequestContext).s3!;
+  const op = s.op;
   if (op === "DeleteObjects" || op === "PostObject") return undefined;
-  return authorize(ctx);
+  const checked = authorize(ctx);
+  if (checked === undefined || !setsTags(op, s.headers)) return checked;
+  return checked.then(async () => {
+    if (!(await mayAlso(ctx, "s3:PutObjectTagging"))) throw new ProxyError("Forbidden", { detail: "The authorization policy denied setting the object's tags" });
+    return undefined;
+  });
+}
+
+/** Whether a write sets the object's tags from its x-amz-tagging header. */
+function setsTags(op: S3Operation, h: Headers): boolean {
+  if (op !== "PutObject" && op !== "CreateMultipartUpload" && op !== "CopyObject") return false;
+  if (!h.has("x-amz-tagging")) return false;
+  return op !== "CopyObject" || (h.get("x-amz-tagging-directive") ?? "").trim() === "REPLACE";
 }
 
 /** Phase: the operation itself. */
