@@ -25,9 +25,9 @@
  * (the copy's own checksum) is computed on the way and sent as an aws-chunked trailer.
  */
 import { ProxyError } from "../../errors.ts";
-import { anyContains, limitKey } from "../../http/cidr.ts";
+import { enterUpload } from "../../proxy/phases/admit.ts";
 import { storesOf } from "../../config/writes.ts";
-import { clientIp, type RequestContext } from "../../proxy/context.ts";
+import type { RequestContext } from "../../proxy/context.ts";
 import type { BucketRuntime } from "../../runtime.ts";
 import { encodeAwsChunkedUnsignedTrailer } from "../../s3/aws-chunked.ts";
 import { algorithmFromHeaderName, CHECKSUM_ALGORITHMS, checksumHeaderName, type ChecksumAlgorithm } from "../../s3/checksum.ts";
@@ -303,7 +303,8 @@ export async function copyObjectStreamed(ctx: RequestContext, src: ForeignSource
   if (src.key === ctx.key && src.versionId === undefined && storesOf(src.from.cfg)[0] === storesOf(ctx.bucket!.cfg)[0] && (h.get("x-amz-metadata-directive") ?? "").trim() !== "REPLACE") {
     throw s3Fail(s3Error("InvalidRequest", "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."));
   }
-  takeUploadSlot(ctx);
+  // (it holds an upstream read and write while it runs: an upload slot, as admission takes one for a body)
+  enterUpload(ctx);
   const read = await readSource(ctx, src, undefined);
   let body: ReturnType<typeof bodyOf> | undefined;
   try {
@@ -335,7 +336,8 @@ export async function copyObjectStreamed(ctx: RequestContext, src: ForeignSource
 
 /** UploadPartCopy from another proxy bucket: the source's bytes (or `range` of them) sent as the part, streamed. */
 export async function uploadPartCopyStreamed(ctx: RequestContext, src: ForeignSource, part: { uploadId: string; partNumber: number; range?: { first: number; last: number } }): Promise<StreamedResult> {
-  takeUploadSlot(ctx);
+  // (it holds an upstream read and write while it runs: an upload slot, as admission takes one for a body)
+  enterUpload(ctx);
   const up = writeUpstream(ctx);
   const key = ctx.key;
   // The part's checksum, when the upload was created with an algorithm: S3 computes it for a part
@@ -353,21 +355,6 @@ export async function uploadPartCopyStreamed(ctx: RequestContext, src: ForeignSo
   }
 }
 
-/**
- * A streamed copy holds an upstream read and an upstream write for as long as the bytes take: it
- * counts as an upload (server.max_concurrent_uploads, _per_ip), as admission counts a request
- * with a body (a copy has none: admission did not count it). 503 SlowDown when none is free.
- */
-function takeUploadSlot(ctx: RequestContext): void {
-  if (ctx.uploadSlot !== undefined) return;
-  const r = ctx.svc.uploads.tryEnter(() => limitKey(clientIp(ctx)));
-  if (r === "uploads" || r === "uploads_per_ip") {
-    ctx.svc.metrics.rateLimited(r);
-    throw new ProxyError("Overloaded", { detail: r === "uploads" ? "Too many uploads in progress: try again shortly" : "Too many uploads in progress from your address: try again shortly", headers: { "retry-after": "1" } });
-  }
-  ctx.uploadSlot = r === "ok" ? "" : r.ip;
-}
-
 /** The checksum algorithm a multipart upload was created with (ListParts says), or undefined (none, or the upstream does not say or refuses to). */
 async function uploadAlgorithm(ctx: RequestContext, uploadId: string): Promise<ChecksumAlgorithm | undefined> {
   const up = writeUpstream(ctx);
@@ -381,11 +368,4 @@ async function uploadAlgorithm(ctx: RequestContext, uploadId: string): Promise<C
   const doc = tryParse(await readUpstreamCapped(res, MAX_RESULT_BODY).catch(() => undefined));
   const named = doc?.name === "ListPartsResult" ? childText(doc, "ChecksumAlgorithm")?.trim().toUpperCase() : undefined;
   return CHECKSUM_ALGORITHMS.find((a) => a === named);
-}
-
-/** The source bucket's ip_filter, as admission applies the destination's: a copy reads the source for the client. */
-export function admitSourceAddress(ctx: RequestContext, from: BucketRuntime): void {
-  if (from.block.length === 0 && from.allow.length === 0) return;
-  const ip = clientIp(ctx);
-  if ((from.block.length > 0 && anyContains(from.block, ip)) || (from.allow.length > 0 && !anyContains(from.allow, ip))) throw s3Fail(s3Error("AccessDenied"));
 }

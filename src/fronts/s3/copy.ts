@@ -10,7 +10,8 @@
  * Otherwise the two buckets may live on different endpoints with different credentials, where no
  * server-side copy exists: the proxy streams the source into the destination (copy-streamed.ts).
  */
-import { clientIp, type RequestContext } from "../../proxy/context.ts";
+import { clientIp, type RequestContext, type S3Action } from "../../proxy/context.ts";
+import { addressRefused } from "../../proxy/phases/admit.ts";
 import { copyObject, getObjectTagging, uploadPartCopy } from "../../s3/operations/index.ts";
 import { s3Error, type S3Error } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
@@ -21,7 +22,7 @@ import { keyRefusal, MAX_KEY_BYTES } from "./route.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
 import { configuredBucket } from "./route.ts";
 import { sameUpstreamAccount } from "../../config/writes.ts";
-import { admitSourceAddress, copyObjectStreamed, type ForeignSource, type StreamedResult, uploadPartCopyStreamed } from "./copy-streamed.ts";
+import { copyObjectStreamed, type ForeignSource, type StreamedResult, uploadPartCopyStreamed } from "./copy-streamed.ts";
 import { childText } from "./xml-reader.ts";
 import { callOf, partNumberOf, queryValue, readingResult, requestHeaders, writeUpstream } from "./writes.ts";
 import { purgeWritten } from "../purge.ts";
@@ -97,24 +98,19 @@ async function readableSource(ctx: RequestContext, copiesTags = false): Promise<
   if (Buffer.byteLength(parsed.key) > MAX_KEY_BYTES) throw s3Fail(s3Error("KeyTooLongError"));
   const refusal = keyRefusal(parsed.key);
   if (refusal !== undefined) throw s3Fail(s3Error("InvalidArgument", refusal, { ArgumentName: "x-amz-copy-source" }));
-  if (from !== bucket) admitSourceAddress(ctx, from);
+  // (the source's ip_filter, as admission applied the destination's: a copy reads it for the client)
+  if (from !== bucket && addressRefused(ctx, from)) throw s3Fail(s3Error("AccessDenied"));
 
   // The source is read: the identity needs read, and the authorizer's s3:GetObject (of a
   // version: s3:GetObjectVersion, as in S3) on it.
   const s = (ctx as S3RequestContext).s3!;
   const action = parsed.versionId === undefined ? "s3:GetObject" : "s3:GetObjectVersion";
   if (!mayAccess(ctx.rt, s.principal, from, action)) throw s3Fail(s3Error("AccessDenied"));
-  if (from.authorizer !== undefined) {
-    const allowed = await from.authorizer.authorize({
-      claims: ctx.claims, principal: ctx.principal, bucket: from.name, key: parsed.key, path: `/${from.name}/${parsed.key}`, method: "GET", action, clientIp: clientIp(ctx), trace: ctx.span,
-    });
-    if (!allowed) throw s3Fail(s3Error("AccessDenied"));
-    if (copiesTags) {
-      const tags = await from.authorizer.authorize({
-        claims: ctx.claims, principal: ctx.principal, bucket: from.name, key: parsed.key, path: `/${from.name}/${parsed.key}`, method: "GET", action: "s3:GetObjectTagging", clientIp: clientIp(ctx), trace: ctx.span,
-      });
-      if (!tags) return { ...parsed, from, tagsDenied: true };
-    }
+  const authorizer = from.authorizer;
+  if (authorizer !== undefined) {
+    const may = (a: S3Action) => authorizer.authorize({ claims: ctx.claims, principal: ctx.principal, bucket: from.name, key: parsed.key, path: `/${from.name}/${parsed.key}`, method: "GET", action: a, clientIp: clientIp(ctx), trace: ctx.span });
+    if (!(await may(action))) throw s3Fail(s3Error("AccessDenied"));
+    if (copiesTags && !(await may("s3:GetObjectTagging"))) return { ...parsed, from, tagsDenied: true };
   }
   return { ...parsed, from };
 }

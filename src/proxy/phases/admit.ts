@@ -9,6 +9,7 @@ import { announcesBody } from "../../http/body-policy.ts";
 import { anyContains, limitKey } from "../../http/cidr.ts";
 import type { RateCheck } from "../../limits/index.ts";
 import { clientIp, type RequestContext } from "../context.ts";
+import type { BucketRuntime } from "../../runtime.ts";
 
 export function admit(ctx: RequestContext): undefined | Promise<undefined> {
   const svc = ctx.svc;
@@ -19,17 +20,7 @@ export function admit(ctx: RequestContext): undefined | Promise<undefined> {
     throw new ProxyError("Overloaded", slot === "concurrency" ? { headers: { "retry-after": "1" } } : { detail: "Too many requests in progress from your address: try again shortly", headers: { "retry-after": "1" } });
   }
   ctx.entered = slot === "ok" ? "" : slot.ip;
-  if (carriesBody(ctx)) {
-    const r = svc.uploads.tryEnter(() => limitKey(clientIp(ctx)));
-    if (r === "uploads" || r === "uploads_per_ip") {
-      svc.metrics.rateLimited(r);
-      throw new ProxyError("Overloaded", {
-        detail: r === "uploads" ? "Too many uploads in progress: try again shortly" : "Too many uploads in progress from your address: try again shortly",
-        headers: { "retry-after": "1" },
-      });
-    }
-    ctx.uploadSlot = r === "ok" ? "" : r.ip;
-  }
+  if (carriesBody(ctx)) enterUpload(ctx);
   const limiter = ctx.rt.limiter;
   if (limiter) {
     const r = limiter.check(limitKey(clientIp(ctx)), ctx.bucketName);
@@ -39,6 +30,32 @@ export function admit(ctx: RequestContext): undefined | Promise<undefined> {
     return afterRate(ctx, r);
   }
   return filterIp(ctx);
+}
+
+/**
+ * Takes an upload slot (server.max_concurrent_uploads, _per_ip) for the request, released by the
+ * logging step: 503 when none is free. Admission takes one for a request with a body; a copy
+ * streamed through the proxy takes one too (src/fronts/s3/copy-streamed.ts).
+ */
+export function enterUpload(ctx: RequestContext): void {
+  if (ctx.uploadSlot !== undefined) return;
+  const svc = ctx.svc;
+  const r = svc.uploads.tryEnter(() => limitKey(clientIp(ctx)));
+  if (r === "uploads" || r === "uploads_per_ip") {
+    svc.metrics.rateLimited(r);
+    throw new ProxyError("Overloaded", {
+      detail: r === "uploads" ? "Too many uploads in progress: try again shortly" : "Too many uploads in progress from your address: try again shortly",
+      headers: { "retry-after": "1" },
+    });
+  }
+  ctx.uploadSlot = r === "ok" ? "" : r.ip;
+}
+
+/** Whether `bucket`'s ip_filter refuses the request's client address. */
+export function addressRefused(ctx: RequestContext, bucket: Pick<BucketRuntime, "allow" | "block">): boolean {
+  if (bucket.block.length === 0 && bucket.allow.length === 0) return false;
+  const ip = clientIp(ctx);
+  return (bucket.block.length > 0 && anyContains(bucket.block, ip)) || (bucket.allow.length > 0 && !anyContains(bucket.allow, ip));
 }
 
 /** A request whose body is still to be received: a PUT or POST announcing one (a length above 0, or chunked). */
@@ -57,9 +74,6 @@ function afterRate(ctx: RequestContext, r: RateCheck): undefined {
 
 function filterIp(ctx: RequestContext): undefined {
   const bucket = ctx.bucket;
-  if (bucket !== undefined) {
-    if (bucket.block.length > 0 && anyContains(bucket.block, clientIp(ctx))) throw new ProxyError("Forbidden", { detail: "Your address is not allowed" });
-    if (bucket.allow.length > 0 && !anyContains(bucket.allow, clientIp(ctx))) throw new ProxyError("Forbidden", { detail: "Your address is not allowed" });
-  }
+  if (bucket !== undefined && addressRefused(ctx, bucket)) throw new ProxyError("Forbidden", { detail: "Your address is not allowed" });
   return undefined;
 }
