@@ -79,6 +79,11 @@ function routeWrite(ctx: RequestContext): undefined {
     // deletes the current object only, so such a request is refused, never read as a plain write.
     throw new ProxyError("BadRequest", { detail: `?${op} names an S3 operation, which the plain front does not perform (it ${method === "PUT" ? "writes" : "deletes"} the current object only); use the S3 API front` });
   }
+  if (method === "PUT" && ctx.req.headers.has("x-amz-copy-source")) {
+    // On S3 this PUT is a CopyObject: read as a plain write it replaced the destination with the
+    // request's body (most often empty) instead of the source's bytes.
+    throw new ProxyError("BadRequest", { detail: "x-amz-copy-source names an S3 operation (CopyObject), which the plain front does not perform (it writes the request's body); use the S3 API front" });
+  }
   if (method === "PUT") {
     uploadLength(ctx);
     ctx.action = "s3:PutObject";
