@@ -14,7 +14,8 @@ import { clientIp, type RequestContext, type S3Action } from "../../proxy/contex
 import { addressRefused } from "../../proxy/phases/admit.ts";
 import { copyObject, getObjectTagging, uploadPartCopy } from "../../s3/operations/index.ts";
 import { s3Error, type S3Error } from "./errors.ts";
-import { s3Fail } from "./fail.ts";
+import { s3ErrorOf, s3Fail } from "./fail.ts";
+import { ProxyError } from "../../errors.ts";
 import type { S3RequestContext } from "./front.ts";
 import { mayAccess } from "./permissions.ts";
 import { errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, tryParse, xmlAnswer } from "./relay.ts";
@@ -152,14 +153,36 @@ export async function copyObjectOp(ctx: RequestContext): Promise<Response> {
   }
   const src = await readableSource(ctx, (headers.get("x-amz-tagging-directive") ?? "COPY") === "COPY");
   let answer: Response;
-  if (serverSide(ctx, src)) {
-    await refuseDeniedTags(ctx, src);
-    const upstream = writeUpstream(ctx);
-    const res = await copyObject(upstream, { key: ctx.key, sourceKey: src.key, sourceBucket: src.from.upstream.primary().bucket, sourceVersionId: src.versionId, headers: requestHeaders(ctx) }, callOf(ctx));
-    answer = await copyResult(ctx, res, "CopyObjectResult", upstream.bucket);
-  } else answer = streamedAnswer(ctx, await copyObjectStreamed(ctx, src), "CopyObjectResult");
+  try {
+    if (serverSide(ctx, src)) {
+      await refuseDeniedTags(ctx, src);
+      const upstream = writeUpstream(ctx);
+      const res = await copyObject(upstream, { key: ctx.key, sourceKey: src.key, sourceBucket: src.from.upstream.primary().bucket, sourceVersionId: src.versionId, headers: requestHeaders(ctx) }, callOf(ctx));
+      answer = await copyResult(ctx, res, "CopyObjectResult", upstream.bucket);
+    } else answer = streamedAnswer(ctx, await copyObjectStreamed(ctx, src), "CopyObjectResult");
+  } catch (err) {
+    return hideMissingSource(ctx, src, err);
+  }
   await purgeWritten(ctx, ctx.key);
   return answer;
+}
+
+/**
+ * Rethrows a copy's failure; a NoSuchKey becomes AccessDenied unless the caller may list the
+ * source bucket (its grant, then its authorizer's s3:ListBucket with the source key as the
+ * prefix), as S3 answers a read of a missing key: without it, a copy told which keys exist where
+ * a GetObject of the same key is refused. (A NoSuchKey about the destination, an If-Match on a
+ * missing one, is refused the same way to such a caller: the answer cannot say which key it names.)
+ */
+async function hideMissingSource(ctx: RequestContext, src: ForeignSource, err: unknown): Promise<never> {
+  if (!(err instanceof ProxyError) || s3ErrorOf(err)?.code !== "NoSuchKey") throw err;
+  const from = src.from;
+  const principal = (ctx as S3RequestContext).s3!.principal;
+  let mayList = mayAccess(ctx.rt, principal, from, "s3:ListBucket");
+  if (mayList && from.authorizer !== undefined) {
+    mayList = await from.authorizer.authorize({ claims: ctx.claims, principal: ctx.principal, bucket: from.name, key: src.key, path: `/${from.name}/${src.key}`, method: "GET", action: "s3:ListBucket", clientIp: clientIp(ctx), trace: ctx.span });
+  }
+  throw mayList ? err : s3Fail(s3Error("AccessDenied"));
 }
 
 const DIRECTIVES = ["x-amz-metadata-directive", "x-amz-tagging-directive"] as const;
@@ -185,14 +208,18 @@ export async function uploadPartCopyOp(ctx: RequestContext): Promise<Response> {
     }
   }
   const src = await readableSource(ctx);
-  if (!serverSide(ctx, src)) {
-    const r = range === null ? undefined : COPY_RANGE.exec(range.trim())!;
-    const part = { uploadId, partNumber, range: r === undefined ? undefined : { first: Number(r[1]), last: Number(r[2]) } };
-    return streamedAnswer(ctx, await uploadPartCopyStreamed(ctx, src, part), "CopyPartResult");
+  try {
+    if (!serverSide(ctx, src)) {
+      const r = range === null ? undefined : COPY_RANGE.exec(range.trim())!;
+      const part = { uploadId, partNumber, range: r === undefined ? undefined : { first: Number(r[1]), last: Number(r[2]) } };
+      return streamedAnswer(ctx, await uploadPartCopyStreamed(ctx, src, part), "CopyPartResult");
+    }
+    const upstream = writeUpstream(ctx);
+    const res = await uploadPartCopy(upstream, { key: ctx.key, uploadId, partNumber, sourceKey: src.key, sourceBucket: src.from.upstream.primary().bucket, sourceVersionId: src.versionId, headers: requestHeaders(ctx) }, callOf(ctx));
+    return await copyResult(ctx, res, "CopyPartResult", upstream.bucket);
+  } catch (err) {
+    return hideMissingSource(ctx, src, err);
   }
-  const upstream = writeUpstream(ctx);
-  const res = await uploadPartCopy(upstream, { key: ctx.key, uploadId, partNumber, sourceKey: src.key, sourceBucket: src.from.upstream.primary().bucket, sourceVersionId: src.versionId, headers: requestHeaders(ctx) }, callOf(ctx));
-  return copyResult(ctx, res, "CopyPartResult", upstream.bucket);
 }
 
 /** A streamed copy's result, as S3 answers a copy (x-amz-copy-source-version-id: the version read). */

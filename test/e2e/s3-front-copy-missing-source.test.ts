@@ -1,0 +1,103 @@
+/**
+ * A copy (CopyObject, UploadPartCopy) whose source does not exist is 404 NoSuchKey only to a caller
+ * who may list the source bucket (grant `list`, then its authorizer's s3:ListBucket), as a read of a
+ * missing key is: anyone else gets 403 AccessDenied. A caller with read but no list got the copy's
+ * NoSuchKey, so a copy told which keys exist where a GetObject would not (server-side and streamed).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { OpaServer } from "../fixtures/opa.ts";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { startFrontsOn } from "./s3-front-helpers.ts";
+import { answerOf, signedFetch, UPSTREAM_WRITER, uploadYaml, type UploadEnv } from "./s3-front-upload-helpers.ts";
+
+const T = 30_000;
+const FAR_KEY = { accessKeyId: "AKIDUPSTREAMFAR02", secretAccessKey: "upstream-far-secret-0123456789xyz" };
+/** read and write, never list: may copy, must not learn which keys exist. */
+const PROBER = { accessKeyId: "AKIDCOPYPROBER001", secretAccessKey: "copy-prober-secret-0123456789abcd" };
+/** with list on every bucket. */
+const LISTER = { accessKeyId: "AKIDCOPYLISTER001", secretAccessKey: "copy-lister-secret-0123456789abcd" };
+
+let s3: S3Fixture;
+let env: UploadEnv;
+let opa: OpaServer;
+
+beforeAll(async () => {
+  // (the `opa` bucket's authorizer allows everything but s3:ListBucket)
+  opa = OpaServer.start({ "yatagarasu/allow": (input: { action: string }) => input.action !== "s3:ListBucket" });
+  s3 = await startS3Fixture({
+    buckets: [{ name: "up" }, { name: "far" }],
+    credentials: [
+      { ...UPSTREAM_WRITER, buckets: ["up"], write: true },
+      { ...FAR_KEY, buckets: ["far"], write: true },
+    ],
+  });
+  env = await startFrontsOn(
+    uploadYaml(s3.endpoint, {
+      opaUrl: opa.url,
+      moreBuckets: () => `  - name: far
+    path_prefix: /far
+    access: read-write
+    s3: { bucket: far, endpoint: "${s3.endpoint}", access_key: "${FAR_KEY.accessKeyId}", secret_key: "${FAR_KEY.secretAccessKey}" }
+`,
+      moreCredentials: `    - { access_key_id: "${PROBER.accessKeyId}", secret_access_key: "${PROBER.secretAccessKey}", identity: prober, buckets: { up: [read, write], far: [read, write] } }
+    - { access_key_id: "${LISTER.accessKeyId}", secret_access_key: "${LISTER.secretAccessKey}", identity: lister, buckets: { up: [read, list, write], far: [read, list, write], opa: [read, list, write] } }
+`,
+    }),
+    s3,
+    true,
+  );
+  await s3.put("up", "there.txt", "here");
+  await s3.put("far", "there.txt", "far here");
+});
+
+afterAll(async () => {
+  await env?.[Symbol.asyncDispose]();
+  opa?.close();
+});
+
+const copy = async (dest: string, source: string, creds: { accessKeyId: string; secretAccessKey: string }) => {
+  const a = await answerOf(await signedFetch(env, { method: "PUT", path: dest, headers: { "x-amz-copy-source": source }, creds }));
+  return `${a.status} ${a.code}`;
+};
+
+describe("a copy's missing source", () => {
+  test(
+    "CopyObject: AccessDenied without list on the source bucket (server-side and streamed), NoSuchKey with it; an existing source copies either way",
+    async () => {
+      expect(await copy("/up/dst.txt", "/up/missing.txt", PROBER)).toBe("403 AccessDenied");
+      expect(await copy("/up/dst.txt", "/far/missing.txt", PROBER)).toBe("403 AccessDenied"); // streamed
+      expect(await copy("/up/dst.txt", "/up/missing.txt", LISTER)).toBe("404 NoSuchKey");
+      expect(await copy("/up/dst.txt", "/far/missing.txt", LISTER)).toBe("404 NoSuchKey");
+      expect(await copy("/up/dst.txt", "/up/there.txt", PROBER)).toBe("200 ");
+      expect(await copy("/up/dst2.txt", "/far/there.txt", PROBER)).toBe("200 ");
+      expect(new TextDecoder().decode((await s3.read("up", "dst2.txt"))!)).toBe("far here");
+    },
+    T,
+  );
+
+  test(
+    "the source bucket's authorizer is asked s3:ListBucket: a policy that refuses it turns NoSuchKey into AccessDenied",
+    async () => {
+      expect(await copy("/up/dst.txt", "/opa/missing.txt", LISTER)).toBe("403 AccessDenied");
+      expect(await copy("/up/dst3.txt", "/opa/there.txt", LISTER)).toBe("200 ");
+    },
+    T,
+  );
+
+  test(
+    "UploadPartCopy: AccessDenied without list on the source bucket, NoSuchKey with it",
+    async () => {
+      const created = await signedFetch(env, { method: "POST", path: "/up/mp.bin", query: [["uploads", ""]], creds: PROBER });
+      const uploadId = /<UploadId>([^<]+)<\/UploadId>/.exec(await created.text())![1]!;
+      const part = async (source: string, creds: typeof PROBER) => {
+        const a = await answerOf(await signedFetch(env, { method: "PUT", path: "/up/mp.bin", query: [["partNumber", "1"], ["uploadId", uploadId]], headers: { "x-amz-copy-source": source }, creds }));
+        return `${a.status} ${a.code}`;
+      };
+      expect(await part("/up/missing.txt", PROBER)).toBe("403 AccessDenied");
+      expect(await part("/far/missing.txt", PROBER)).toBe("403 AccessDenied");
+      expect(await part("/up/missing.txt", LISTER)).toBe("404 NoSuchKey");
+      expect(await part("/up/there.txt", PROBER)).toBe("200 ");
+    },
+    T,
+  );
+});
