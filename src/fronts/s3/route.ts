@@ -169,10 +169,17 @@ export function hasDotSegment(key: string): boolean {
   return false;
 }
 
+/** The methods S3 has operations for (OPTIONS is the CORS phase's, answered before routing). */
+const S3_METHODS = new Set(["GET", "HEAD", "PUT", "POST", "DELETE"]);
+
 const notImplemented = (what: string) => s3Error("NotImplemented", `${what} is not implemented by this proxy.`);
 
 /** The operation of a request, or S3's error for one this front does not serve. `copySource`: x-amz-copy-source is present. */
 export function operationOf(method: string, a: Addressed, query: ReadonlyArray<readonly [string, string]>, copySource = false): S3Operation | S3Error {
+  // A method S3 has no operation for at all (PATCH, TRACE, PROPFIND, ...): S3's 405, naming it.
+  if (!S3_METHODS.has(method)) {
+    return s3Error("MethodNotAllowed", undefined, { Method: method.slice(0, 32), ResourceType: a.bucket === "" ? "SERVICE" : a.key === "" ? "BUCKET" : "OBJECT" });
+  }
   let sub: string | undefined;
   let subs = 0;
   let listType: string | undefined;

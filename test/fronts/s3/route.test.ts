@@ -110,6 +110,13 @@ describe("operationOf", () => {
       ["HEAD", "/b", "acl"],
       ["GET", "/b", "uploadId=1"],
     ]) expect(`${m} ${p}?${s} → ${op(m, p, s)}`).toBe(`${m} ${p}?${s} → 501 NotImplemented`);
+    // A method S3 has no operation for is S3's 405 MethodNotAllowed, naming the method and resource type.
+    for (const m of ["PATCH", "TRACE", "PROPFIND", "CONNECT", "MKCOL"]) {
+      for (const [p, type] of [["/", "SERVICE"], ["/b", "BUCKET"], ["/b/k", "OBJECT"]] as const) {
+        const r = operationOf(m, address(p, undefined), []);
+        expect(typeof r === "string" ? r : [r.status, r.code, r.details]).toEqual([405, "MethodNotAllowed", { Method: m, ResourceType: type }]);
+      }
+    }
     expect(operationOf("PUT", address("/b/k", undefined), [["partNumber", "1"], ["uploadId", "u"]], true)).toBe("UploadPartCopy");
     expect(op("GET", "/b/k", "tagging")).toBe("GetObjectTagging");
     // ACLs (acl.ts): read, and set only to what they already are
