@@ -194,7 +194,7 @@ describe("three replicas behind haproxy, one Redis", () => {
     const running = Promise.all([loop(), loop(), loop(), loop()]);
     try {
       // Killed while most keys are still being filled, so lookups go to Redis when it dies.
-      await waitFor(() => done >= 100, { timeoutMs: 20_000, message: "the load to be under way" });
+      await waitFor(() => done >= 100, { timeoutMs: 20_000, message: () => `the load to be under way (${done} answered, ${failures.length} failed${failures.length > 0 ? `: ${failures[0]}` : ""})` });
       atKill = done;
       logsAtKill = c.nodes.map((n) => n.proc.logs().length);
       await c.redis.kill();

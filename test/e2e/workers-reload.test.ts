@@ -239,9 +239,15 @@ test("a child that does not answer (stopped): the SIGHUP's reload ends after the
   }
   await px.waitForLog((l) => l.msg === "config reloaded" && l.worker === 1 && l.generation === 2);
   expect(new Set(await goneKeyStatuses(g))).toEqual(new Set([403]));
-  // The next reload reaches both, and says so.
-  px.signal("SIGHUP");
-  expect(await px.waitForLog((l) => l.msg === "every worker reloaded")).toMatchObject({ generation: 3, workers: 2 });
+  // The next reload reaches both, and says so. (On a loaded machine the child may take longer than
+  // this test's 1 s reload wait to apply one: then the primary says so, and the next SIGHUP tries again.)
+  let reached: Record<string, unknown> | undefined;
+  for (let generation = 3; reached === undefined && generation < 8; generation++) {
+    px.signal("SIGHUP");
+    const l = await px.waitForLog((l) => (l.msg === "every worker reloaded" || l.msg === "reload incomplete: not every worker runs the new generation") && l.generation === generation);
+    if (l.msg === "every worker reloaded") reached = l;
+  }
+  expect(reached).toMatchObject({ workers: 2 });
   expect(await px.stop()).toBe(0);
 });
 
