@@ -612,13 +612,35 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     }
     if (!unlinkFile) return Promise.resolve();
     // A file that cannot be deleted (a folder made read-only) is no longer counted: say so (the
-    // disk error warning and yatagarasu_cache_layer_errors_total), it was silent.
-    const p: Promise<void> = unlink(e.file).catch((err) => {
-      if ((err as { code?: string }).code !== "ENOENT") this.failed(err, "unlink");
+    // disk error warning and yatagarasu_cache_layer_errors_total), it was silent. It is also made
+    // unreadable as an object (its head's magic zeroed; the body, which a response may be sending,
+    // is untouched), so the index rebuilt at the next start drops it: a purged (or replaced) file
+    // left in place had come back as a HIT after a restart, the old object served as fresh.
+    const p: Promise<void> = unlink(e.file).catch(async (err) => {
+      if ((err as { code?: string }).code === "ENOENT") return;
+      this.failed(err, "unlink");
+      await invalidateHead(e.file);
     });
     this.unlinking.add(p);
     void p.then(() => this.unlinking.delete(p));
     return p;
+  }
+}
+
+/**
+ * Zeroes an object file's magic (its first 4 bytes) so that disk-scan.ts drops it ("not an object
+ * file"): for a file that could not be deleted. Needs write permission on the file only, not on
+ * its folder; on a read-only file system it fails too (silently: the unlink's error was counted).
+ */
+async function invalidateHead(file: string): Promise<void> {
+  let fh;
+  try {
+    fh = await open(file, "r+");
+    await fh.write(new Uint8Array(4), 0, 4, 0);
+  } catch {
+    // nothing more can be done
+  } finally {
+    await fh?.close().catch(() => {});
   }
 }
 

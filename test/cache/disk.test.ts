@@ -156,6 +156,50 @@ describe("a file that cannot be deleted", () => {
   });
 });
 
+describe("a purged file that cannot be deleted, across a restart", () => {
+  // As an unprivileged user (root deletes from a read-only folder): a purge whose unlink failed
+  // left the old version's file in place, and the index rebuilt at the next start served it as a
+  // HIT (a black-box pass: a write through the proxy while the cache folder was not writable,
+  // then a restart with the folder writable again, answered the overwritten object for its TTL).
+  const setpriv = Bun.which("setpriv");
+  test.skipIf(process.getuid?.() !== 0 || setpriv === null)("the file is made unreadable as an object: the restarted layer misses it", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "yata-disk-nobody-"));
+    try {
+      Bun.spawnSync(["chmod", "777", dir]);
+      const script = join(dir, "probe.ts");
+      writeFileSync(script, `
+import { chmodSync } from "node:fs";
+import { dirname } from "node:path";
+import { DiskLayer } from ${JSON.stringify(join(import.meta.dir, "../../src/cache/disk.ts"))};
+const dir = ${JSON.stringify(join(dir, "cache"))};
+const d = new DiskLayer({ dir, maxBytes: 1 << 24, maxItemBytes: 1 << 22 });
+await d.ready;
+const body = new Blob([new Uint8Array(5000).fill(7)]);
+const obj = { key: "b/k", body, headers: { etag: '"e"', "content-length": "5000" }, storedAt: Date.now(), expiresAt: Date.now() + 60000, size: 5000, tpl: undefined, source: "memory" };
+await d.put(obj);
+const hit = await d.get("b/k");
+const file = (hit!.body as any).name as string;
+chmodSync(dirname(file), 0o555); // the folder is not writable: the purge cannot unlink the file
+const purged = await d.delete("b/k");
+const errors = d.errors();
+const served = hit ? (await hit.body.bytes()).length : -1; // a response already holding the file still gets its body
+chmodSync(dirname(file), 0o755);
+await d.close();
+const again = new DiskLayer({ dir, maxBytes: 1 << 24, maxItemBytes: 1 << 22 });
+await again.ready;
+const after = await again.get("b/k");
+console.log(JSON.stringify({ purged, errors, served, after: after === undefined ? "miss" : "hit" }));
+`);
+      const p = Bun.spawn([setpriv!, "--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, script], { stdout: "pipe", stderr: "pipe", cwd: dir });
+      const [out, err] = [await new Response(p.stdout).text(), await new Response(p.stderr).text()];
+      expect(await p.exited, err).toBe(0);
+      expect(JSON.parse(out.trim().split("\n").pop()!)).toEqual({ purged: true, errors: 1, served: 5000, after: "miss" });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("LRU by bytes", () => {
   test("the least recently used files go first; the total stays under the budget", async () => {
     const one = onDisk(HEAD_BYTES + 200 + 10_000); // about one object's file, in whole blocks
