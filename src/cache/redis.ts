@@ -205,6 +205,8 @@ export class RedisLayer implements CacheLayer {
   private replayTimer: ReturnType<typeof setTimeout> | undefined;
   private replayDelayMs = REPLAY_MIN_MS;
   private readonly genPrefix: string;
+  /** Where the Redis server's run_id was last seen (checkRestart). */
+  private readonly runIdKey: string;
   private readonly startedAt = Date.now();
   /** The first catch-up (checkpoint or start of the process) is done. */
   private synced = false;
@@ -223,6 +225,7 @@ export class RedisLayer implements CacheLayer {
     this.channel = opts.keyPrefix + "invalidate" + (db > 0 ? `:db${db}` : "");
     this.stream = opts.keyPrefix + "invalidations";
     this.genPrefix = opts.keyPrefix + "gen:";
+    this.runIdKey = opts.keyPrefix + "run-id";
     this.maxItemBytes = opts.maxItemBytes;
     this.log = opts.log;
     this.link = new RedisLink({
@@ -532,9 +535,40 @@ export class RedisLayer implements CacheLayer {
    * the restart; they are held until this is done) or, without one, since this process started.
    */
   private async resync(): Promise<void> {
+    await this.checkRestart();
     if (!this.synced) await this.firstSync();
     else await this.catchUp(this.lastSeen ?? "0-0", this.epoch);
     await this.replayPending();
+  }
+
+  /**
+   * A Redis that restarted since a replica last saw it (its run_id differs from the one recorded
+   * under <prefix>run-id: a restart that loaded an RDB or AOF, a failover to a replica) may hold
+   * objects that writes made while it was down have replaced: those writes' purges wait in their
+   * replica's queue until it reconnects (and are lost if it restarts first), and the stream does
+   * not tell (it did not go back). Every object in Redis is dropped (gen:all too, so no fill
+   * begun before stores) before the run_id is recorded, so that no replica serves from it until
+   * then; the local layers are left to the purges replayed (see README, Known limits). A Redis
+   * that lost its data has no run-id key: the stream's new life empties the local layers (catchUp).
+   * INFO refused (an ACL without +info): not checked.
+   */
+  private async checkRestart(): Promise<void> {
+    let info: string;
+    try {
+      info = String(await this.link.run("INFO", (c) => c.send("INFO", ["server"])));
+    } catch (err) {
+      if ((err as { code?: string }).code === "ERR_REDIS_SERVER_ERROR") return;
+      throw err;
+    }
+    const runId = /^run_id:([0-9a-f]+)\r?$/m.exec(info)?.[1];
+    if (runId === undefined) return;
+    const seen = await this.link.run("GET", (c) => c.get(this.runIdKey));
+    if (seen === runId) return;
+    if (seen !== null) {
+      this.log?.info("redis cache layer: Redis restarted since it was last seen (another run_id): every object in it dropped, since writes made while it was away may not have purged them", {});
+      await this.removeFromRedis({ kind: "prefix", prefix: "" });
+    }
+    await this.link.run("SET", (c) => c.set(this.runIdKey, runId));
   }
 
   private async firstSync(): Promise<void> {

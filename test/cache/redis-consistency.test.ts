@@ -383,5 +383,45 @@ describe("Redis restored from an older snapshot (an RDB, an AOF that lost its la
     after.close();
     expect(logA.filter((l) => l.level === "info" && /purge stream (went back|has another life)/.test(l.msg)).length).toBeGreaterThanOrEqual(1);
   });
+
+  test("restarted with its snapshot while a write's purge could not reach it (queued on a replica that went away before Redis came back): no replica serves the replaced object from Redis; logged", async () => {
+    const prefix = "restarted:";
+    const store = s3();
+    const logA: Lines = [];
+    const a = replica({ prefix, url: snap.url, log: logA });
+    const b = replica({ prefix, url: snap.url });
+    await Promise.all([up(a.redis), up(b.redis)]);
+    store.objects.set("b/x", "old x");
+    store.objects.set("b/y", "old y");
+    expect(await read(a.cache, store, "x")).toMatchObject({ x: "MISS", body: "old x" });
+    expect(await read(a.cache, store, "y")).toMatchObject({ x: "MISS", body: "old y" });
+    const check = new RedisClient(snap.url);
+    await check.connect();
+    await waitFor(async () => (await check.exists(prefix + "obj:b/x")) && (await check.exists(prefix + "obj:b/y")), { message: "the fills to reach Redis" });
+    await check.send("SAVE", []);
+    check.close();
+    await snap.kill();
+    await Promise.all([waitFor(() => !a.redis.health().up), waitFor(() => !b.redis.health().up)]);
+    // A write through B while Redis is down: its purge is queued in B, which then stops (a rolling
+    // deploy): the purge never reaches Redis.
+    store.objects.set("b/x", "new x");
+    await b.cache.delete("b/x");
+    await b.cache.close();
+    await snap.start(); // loads the snapshot: obj:b/x (the old object) is back
+    await up(a.redis);
+    const c = replica({ prefix, url: snap.url });
+    await up(c.redis);
+    expect(await read(c.cache, store, "x")).toMatchObject({ x: "MISS", body: "new x" });
+    expect(await read(c.cache, store, "y")).toMatchObject({ x: "MISS", body: "old y" }); // everything in Redis went
+    expect(logA.filter((l) => l.level === "info" && /Redis restarted since it was last seen/.test(l.msg)).length).toBe(1);
+    // Connected again without a restart: nothing dropped (C's fill of y is a Redis HIT for D).
+    const again = new RedisClient(snap.url);
+    await again.connect();
+    await waitFor(() => again.exists(prefix + "obj:b/y"), { message: "C's fill to reach Redis" });
+    again.close();
+    const d = replica({ prefix, url: snap.url });
+    await up(d.redis);
+    expect(await read(d.cache, store, "y")).toMatchObject({ x: "HIT", layer: "redis", body: "old y" });
+  });
 });
 
