@@ -46,6 +46,13 @@ export interface CachePolicy {
    * upstream that stalls mid-body must not hang them. Default: no deadline.
    */
   fillTimeoutMs?: number | undefined;
+  /**
+   * A bucket with replicas: each replica's attempt within a fill gets this long (ms), and a replica
+   * that takes longer is that replica's failure, the next one asked (fillTimeoutMs then covers
+   * every replica's share). Without it the fill's deadline cut the failover short: a primary
+   * sending slowly but steadily was never failed over from (504 every time). Default: none.
+   */
+  fillAttemptMs?: number | undefined;
   /** A streamed body (bypass, streaming fill) is aborted when one read waits longer than this (ms). Default: never. */
   stallTimeoutMs?: number | undefined;
 }

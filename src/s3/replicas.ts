@@ -166,11 +166,16 @@ export class ReplicaSet implements ObjectUpstream {
       timing.attempts = 0;
       let outcome: Response | unknown;
       let answered = false;
+      // A cache fill's attempt (timing.attemptMs) but the last: bounded on its own, so that a
+      // replica too slow for the fill's deadline is failed over from instead of failing the fill.
+      const bounded = last ? undefined : boundedAttempt(signal, timing.attemptMs, r.name);
       try {
-        outcome = await r.upstream.fetchObject(method, key, forward, signal, timing, last ? undefined : 1);
+        outcome = await r.upstream.fetchObject(method, key, forward, bounded?.signal ?? signal, timing, last ? undefined : 1);
         answered = true;
       } catch (err) {
         outcome = err;
+      } finally {
+        bounded?.done();
       }
       attempts += timing.attempts;
       timing.attempts = attempts;
@@ -198,6 +203,18 @@ export class ReplicaSet implements ObjectUpstream {
       if (moved) moved.value++;
     }
   }
+}
+
+/** An attempt's own signal: the caller's, or its time (`ms`) running out, a GatewayTimeout (the replica's failure). */
+function boundedAttempt(signal: AbortSignal, ms: number | undefined, replica: string): { signal: AbortSignal; done(): void } | undefined {
+  if (ms === undefined) return undefined;
+  const own = new AbortController();
+  const follow = () => own.abort(signal.reason);
+  if (signal.aborted) follow();
+  else signal.addEventListener("abort", follow, { once: true });
+  const timer = setTimeout(() => own.abort(new ProxyError("GatewayTimeout", { detail: `Replica ${replica} did not send the object within ${ms} ms` })), ms);
+  // (the listener stays: a body handed over still reads under this signal, and the caller's abort must reach it)
+  return { signal: own.signal, done: () => clearTimeout(timer) };
 }
 
 /**

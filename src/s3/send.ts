@@ -114,16 +114,7 @@ export function prepareSend(req: SendRequest): PreparedSend {
 
 const EMPTY_BODY = new Uint8Array(0);
 
-/**
- * The slowest steady upload a framed body is given time for: fetch's `timeout` bounds the whole
- * request, so it gets s3.timeout plus one second per FRAMED_FLOOR_BYTES_PER_SECOND of body.
- */
-export const FRAMED_FLOOR_BYTES_PER_SECOND = 16 * 1024;
-
-/** s3.timeout plus the time `contentLength` bytes take at FRAMED_FLOOR_BYTES_PER_SECOND (at most what a timer can wait). */
-export function framedTimeoutMs(timeoutMs: number, contentLength: number): number {
-  return timerDelay(timeoutMs + Math.ceil((contentLength / FRAMED_FLOOR_BYTES_PER_SECOND) * 1000));
-}
+export { FRAMED_FLOOR_BYTES_PER_SECOND, framedTimeoutMs } from "./http1/budget.ts";
 
 /**
  * The slowest body Bun.serve's listener lets live: it restarts a connection's 60 s idle clock only

@@ -44,6 +44,11 @@ export interface UpstreamTiming {
    */
   abandoned?: unknown;
   onAbandon?: Array<() => void>;
+  /**
+   * Set by a cache fill of a bucket with replicas (CachePolicy.fillAttemptMs): each replica's
+   * attempt but the last is bounded by it, past which it is that replica's failure (ReplicaSet).
+   */
+  attemptMs?: number | undefined;
 }
 
 /**

@@ -111,7 +111,11 @@ async function serveCached(ctx: RequestContext, method: ObjectMethod): Promise<R
     // The client's x-amz-checksum-mode goes with the fill: an answer that streams from the upstream
     // to it (an object too large to buffer, a disk fill's first client) carries the checksums it
     // asked for; a copy built from the cache never does (headers.ts, FRAMING_HEADERS).
-    upstream: (extra, signal) => getObject(ctx, "GET", withChecksumMode(extra, ctx.req.headers), signal),
+    // A fill's attempts on a bucket with replicas are bounded one by one (fillAttemptMs).
+    upstream: (extra, signal) => {
+      ctx.timing.attemptMs = signal === ctx.req.signal ? undefined : bucket.cachePolicy!.fillAttemptMs;
+      return getObject(ctx, "GET", withChecksumMode(extra, ctx.req.headers), signal);
+    },
     signal: ctx.req.signal,
     since: ctx.cacheSince,
     trace: ctx.span?.recording === true ? ctx.span : undefined,

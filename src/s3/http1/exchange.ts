@@ -9,6 +9,7 @@
  * UpstreamProtocolError.
  */
 import { BodySource, type BodyOwner } from "./body.ts";
+import { framedTimeoutMs } from "./budget.ts";
 import { ChunkedDecoder, type ChunkedSink } from "./chunked.ts";
 import type { Conn } from "./conn.ts";
 import { UpstreamProtocolError, UpstreamTimeoutError } from "./errors.ts";
@@ -60,6 +61,14 @@ export class Exchange implements BodyOwner, ChunkedSink {
   /** A body of unknown length (chunked, close-delimited) held until it ends or passes bufferBodyUpTo. */
   private pre: Buffer[] | null = null;
   private preBytes = 0;
+  /**
+   * While a body is read whole before the answer is handed over (a known length up to
+   * bufferBodyUpTo, or one of unknown length held): when it must have ended (performance.now()
+   * clock; the sweep fails the attempt past it). As fetch's path bounds it: s3.timeout plus the
+   * body at 16 KiB/s. A body trickling in steadily (never a stall) otherwise held its attempt, and
+   * the failover to another replica, until the request's own deadline.
+   */
+  holdUntil = Infinity;
 
   /** The request's abandonment mark (Http1RequestOptions.abandon), looked at on each sweep. */
   abandon: { readonly abandoned?: unknown } | undefined = undefined;
@@ -116,6 +125,7 @@ export class Exchange implements BodyOwner, ChunkedSink {
   private streamHeld(): void {
     const held = this.pre!;
     this.pre = null;
+    this.holdUntil = Infinity;
     const source = new BodySource(this);
     this.body = source;
     this.streamed = true;
@@ -235,6 +245,7 @@ export class Exchange implements BodyOwner, ChunkedSink {
           if (this.phase !== P_DONE) this.pool.finish(this, rest.length > cl);
           return;
         }
+        this.holdUntil = performance.now() + framedTimeoutMs(this.timeoutMs, cl);
         const buf = Buffer.allocUnsafe(cl);
         rest.copy(buf, 0);
         this.buf = buf;
@@ -252,6 +263,7 @@ export class Exchange implements BodyOwner, ChunkedSink {
       // handed over and streamed, what was held first.
       this.pre = [];
       this.preBytes = 0;
+      this.holdUntil = performance.now() + framedTimeoutMs(this.timeoutMs, this.pool.bufferBodyUpTo);
       if (framing === "chunked") this.decoder = new ChunkedDecoder();
       if (rest.length > 0) this.receiveBody(rest);
       return;

@@ -361,8 +361,11 @@ export class Http1Pool {
       } else if (req.progressed || req.paused) {
         req.progressed = false;
         req.lastProgress = now;
+        if (now > req.holdUntil) this.fail(req, new UpstreamTimeoutError("the upstream sent the object too slowly"));
       } else if (now - req.lastProgress > req.timeoutMs) {
         this.fail(req, new UpstreamTimeoutError("upstream stalled mid-body"));
+      } else if (now > req.holdUntil) {
+        this.fail(req, new UpstreamTimeoutError("the upstream sent the object too slowly"));
       }
     }
     if (this.inflight.size === 0) this.stopSweep();

@@ -41,18 +41,34 @@ describe("Http1Pool: timeouts and aborts", () => {
     expect(err.message).toBe("upstream stalled mid-body");
   });
 
-  test("a slow but progressing body is not a stall", async () => {
-    const pieces = Array.from({ length: 30 }, (_, i) => `${i % 10}`.repeat(10));
-    const srv = rawServer(async (c) => {
-      c.socket.write("HTTP/1.1 200 OK\r\ncontent-length: 300\r\n\r\n");
+  /** 30 pieces of 10 bytes, one every 15 ms (~450 ms in all, never a stall), with Content-Length or chunked. */
+  const pieces = Array.from({ length: 30 }, (_, i) => `${i % 10}`.repeat(10));
+  const trickling = (chunked: boolean) =>
+    rawServer(async (c) => {
+      c.socket.write(`HTTP/1.1 200 OK\r\n${chunked ? "transfer-encoding: chunked" : "content-length: 300"}\r\n\r\n`);
       for (const piece of pieces) {
         await Bun.sleep(15);
-        c.socket.write(piece);
+        c.socket.write(chunked ? `a\r\n${piece}\r\n` : piece);
       }
+      if (chunked) c.socket.write("0\r\n\r\n");
     });
-    const p = pool(srv.port);
+
+  test("a slow but progressing streamed body is not a stall", async () => {
+    const p = pool(trickling(false).port, { bufferBodyUpTo: 100 }); // streamed: larger than what is held
     const res = await p.request("GET", "/x", {}, { timeoutMs: 300 }); // total ~450 ms > timeoutMs
     expect(await res.text()).toBe(pieces.join(""));
+  });
+
+  test("a held body (up to bufferBodyUpTo) must end within timeoutMs plus its length at 16 KiB/s, progressing or not: UpstreamTimeoutError (the attempt fails, another replica can answer)", async () => {
+    // 300 bytes: 300 ms + 19 ms; sent in ~450 ms
+    const err = await rejection(pool(trickling(false).port).request("GET", "/x", {}, { timeoutMs: 300 }));
+    expect(err).toBeInstanceOf(UpstreamTimeoutError);
+    expect(err.message).toBe("the upstream sent the object too slowly");
+    // the same for a body of unknown length held (holdUnknownLength)
+    const q = pool(trickling(true).port, { bufferBodyUpTo: 1000 });
+    const e2 = await rejection(q.request("GET", "/x", {}, { timeoutMs: 300, holdUnknownLength: true }));
+    expect(e2).toBeInstanceOf(UpstreamTimeoutError);
+    expect(e2.message).toBe("the upstream sent the object too slowly");
   });
 
   test("abort via AbortController rejects with its reason and closes the connection", async () => {
