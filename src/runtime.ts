@@ -218,7 +218,9 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
       targets.push({ id: b.name, key: probeKey(b.cfg), probe: (ms) => u.probe(ms) });
     }
   }
-  const prober = new Prober(targets, deps.probeIntervalMs ?? config.server.readiness_probe_interval_seconds * 1000, undefined, previous?.prober);
+  const prober = new Prober(targets, deps.probeIntervalMs ?? config.server.readiness_probe_interval_seconds * 1000, undefined, previous?.prober, (level, msg, fields) =>
+    deps.log.log(level, msg, fields),
+  );
   // Let go of the previous generation: this async function's scope outlives it in the closures
   // below (close()), and holding `previous` there kept every generation since start reachable (a
   // black-box soak: ~0.5 MB per reload with 200 buckets, never freed).

@@ -15,6 +15,15 @@ export interface ProbeTarget {
 /** The probe id of one replica of a bucket. */
 export const probeId = (bucket: string, replica: string): string => `${bucket}\u0000${replica}`;
 
+/** Where a probe's change of state is told (the process log): `warn` when a target stops being ready, `info` when it is again. */
+export type ProbeLog = (level: "info" | "warn", msg: string, fields: Record<string, unknown>) => void;
+
+/** The log fields naming a probe target: its bucket, and its replica for one of s3.replicas. */
+function targetFields(id: string): Record<string, unknown> {
+  const cut = id.indexOf("\u0000");
+  return cut < 0 ? { bucket: id } : { bucket: id.slice(0, cut), replica: id.slice(cut + 1) };
+}
+
 export interface BucketProbeState {
   ok: boolean;
   reason?: string;
@@ -35,6 +44,13 @@ export class Prober {
     private readonly timeoutMs = 2000,
     /** The generation a reload replaces: its last results carry over for targets it probed the same way (else every reload answered /ready 503 "not probed yet" until the new generation's first round). */
     previous?: Prober,
+    /**
+     * Told when a target's state changes: a target that stops being ready (or whose first probe
+     * fails, or whose reason for not being ready changes) at `warn`, one ready again at `info`.
+     * Without it a bucket whose upstream went away was visible only on /ready and
+     * `yatagarasu_ready`: nothing in the log, at any level.
+     */
+    private readonly log?: ProbeLog,
   ) {
     for (const t of targets) {
       const was = previous !== undefined && t.key !== undefined ? previous.carried(t.id, t.key) : undefined;
@@ -71,7 +87,9 @@ export class Prober {
       await Promise.all(
         this.targets.map(async (t) => {
           const r = await t.probe(this.timeoutMs);
+          const was = this.states.get(t.id);
           this.states.set(t.id, { ...r, checked_at: new Date().toISOString() });
+          if (this.log !== undefined && was !== undefined) this.tell(t.id, was, r);
         }),
       );
       this.rounds++;
@@ -81,6 +99,17 @@ export class Prober {
       this.waiters = [];
       for (const f of w) f();
     }
+  }
+
+  /** Logs a change of a target's state (`was`: its state before this probe; "not probed yet" has no checked_at). */
+  private tell(id: string, was: BucketProbeState, now: { ok: boolean; reason?: string }): void {
+    const probed = was.checked_at !== undefined;
+    if (now.ok) {
+      if (probed && !was.ok) this.log!("info", "upstream probe: ready again", targetFields(id));
+      return;
+    }
+    if (probed && !was.ok && was.reason === now.reason) return; // (still down, for the same reason: said already)
+    this.log!("warn", "upstream probe failed: not ready", { ...targetFields(id), reason: now.reason ?? "unknown" });
   }
 
   /** The last probe of a bucket (by name) or of a replica (by probeId). */
