@@ -468,7 +468,7 @@ async function serve(config: Config, source: { path?: string; text: string; gene
      * primary cutting the drain short. A child that is asked and also gets the signal itself (a
      * signal to the process group) counts one signal, in either order.
      */
-    const shutdown = async (signal: string, code = 0, how: "signal" | "asked" | "cut" = "signal") => {
+    const shutdown = async (signal: string, code = 0, how: "signal" | "asked" | "cut" = "signal", askedDelayS = 0) => {
       if (code !== 0) exitCode = code;
       else if (how === "signal") signals++;
       if (how === "cut") cutDrain();
@@ -492,14 +492,17 @@ async function serve(config: Config, source: { path?: string; text: string; gene
       // the current generation's timeout: a reload may have changed it
       const timeoutS = app.runtime.config.server.shutdown_timeout;
       // server.shutdown_delay: /ready says 503 while requests are still served, so that a load
-      // balancer stops sending before the listeners close (a second signal ends it early).
-      const delayS = how === "signal" ? app.runtime.config.server.shutdown_delay : 0;
+      // balancer stops sending before the listeners close (a second signal ends it early). A child
+      // asked by the primary waits the delay the primary gives it (none when the primary is gone).
+      const delayS = how === "signal" ? app.runtime.config.server.shutdown_delay : how === "asked" ? askedDelayS : 0;
+      // The children are told at once, with the delay: each says 503 from now on too (a load
+      // balancer's checks reach any worker), and each closes its listeners when its delay ends.
+      const childrenDone = children?.stop(signal === "SIGINT" ? "SIGINT" : "SIGTERM", delayS);
       if (delayS > 0) {
         log.info("not ready: waiting before closing the listeners", { signal, delay_s: delayS });
         await Promise.race([new Promise<void>((r) => setTimeout(r, delayS * 1000).unref?.()), drainCut]);
       }
       log.info("draining", { signal, timeout_s: timeoutS });
-      const childrenDone = children?.stop(signal === "SIGINT" ? "SIGINT" : "SIGTERM");
       const graceful = Promise.all([listener.stop(false), s3Listener?.stop(false)]);
       const drained = await Promise.race([
         graceful.then(() => "drained" as const),
@@ -554,9 +557,9 @@ async function serve(config: Config, source: { path?: string; text: string; gene
       void follow();
     }
     process.on("message", (m: unknown) => {
-      const msg = m as { type?: string; generation?: number; signal?: string; cut?: boolean; id?: number; result?: ReloadResult } | null;
+      const msg = m as { type?: string; generation?: number; signal?: string; cut?: boolean; delay_s?: number; id?: number; result?: ReloadResult } | null;
       if (msg?.type === "reload-result") reloadAnswered(msg);
-      if (msg?.type === "shutdown") void shutdown(msg.signal ?? "primary", 0, msg.cut ? "cut" : "asked");
+      if (msg?.type === "shutdown") void shutdown(msg.signal ?? "primary", 0, msg.cut ? "cut" : "asked", typeof msg.delay_s === "number" && msg.delay_s > 0 ? msg.delay_s : 0);
       if (msg?.type === "metrics") process.send?.({ type: "metrics", snapshot: app.metrics.snapshot() });
       // Another process's purge (through the primary): applied here, then confirmed.
       if (msg?.type === "purge" && msg.id !== undefined) {

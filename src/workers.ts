@@ -294,8 +294,12 @@ export interface Children {
   cut(): void;
   /** A purge made by the primary (or passed on for child `from`): every other child applies it; resolves when all have, or after PURGE_WAIT_MS. */
   broadcastPurge(inv: RemoteInvalidation, from?: number): Promise<void>;
-  /** Stops restarting children, tells them to drain (`sig` for the log) and resolves once every child has exited. */
-  stop(sig: NodeJS.Signals): Promise<void>;
+  /**
+   * Stops restarting children, tells them to drain (`sig` for the log; after `delayS` seconds of
+   * server.shutdown_delay, during which they answer /health and /ready 503) and resolves once every
+   * child has exited.
+   */
+  stop(sig: NodeJS.Signals, delayS?: number): Promise<void>;
 }
 
 /** Sends an IPC message to a child; when the channel is gone, `fallback` (a signal) or nothing (it is exiting). */
@@ -521,11 +525,11 @@ export function startChildren(opts: {
     cut() {
       for (const c of children) if (c) tell(c, { type: "shutdown", cut: true }, "SIGTERM");
     },
-    stop(sig) {
+    stop(sig, delayS = 0) {
       stopping = true;
       children.forEach((c, i) => {
         if (!c) return;
-        tell(c, { type: "shutdown", signal: sig }, sig);
+        tell(c, { type: "shutdown", signal: sig, ...(delayS > 0 ? { delay_s: delayS } : undefined) }, sig);
         // A child still starting (no generation reported yet) may not be listening for messages:
         // the shutdown was lost and the group never stopped. The signal reaches it whatever it is
         // doing (caught early, or its default: the child ends); one that serves counts it once.
