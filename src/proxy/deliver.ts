@@ -22,6 +22,10 @@ export function deliver(ctx: RequestContext, res: Response): Response {
   res.headers.set("x-request-id", ctx.id);
   // S3 answers every request with x-amz-request-id: the SDKs report it (RequestId) with each call.
   if (ctx.front === "s3") res.headers.set("x-amz-request-id", ctx.id);
+  // Stopping (a stop signal, its shutdown_delay included): the connection is closed after this
+  // answer, and says so, as the node engine's listener does. Bun.serve closed it silently after the
+  // answer: a keep-alive client (Python's http.client, boto3) that reused it got RemoteDisconnected.
+  if (ctx.svc.draining) res.headers.set("connection", "close");
   ctx.ttfbMs = performance.now() - ctx.start;
   if (!ctx.streaming) finish(ctx);
   return res;

@@ -36,7 +36,7 @@ function tryConnect(port: number): Promise<string> {
   });
 }
 
-test("SIGTERM lets an in-flight slow response finish with 200, refuses new connections, then exits 0", async () => {
+test("SIGTERM lets an in-flight slow response finish with 200 and Connection: close (a keep-alive client does not reuse a connection about to close), refuses new connections, then exits 0", async () => {
   await using px = await startProxy(config);
   s3.faults.set("/life/slow.txt", { kind: "delay", ms: 1000, times: 1 });
   const inflight = fetch(px.url("/life/slow.txt"));
@@ -45,8 +45,7 @@ test("SIGTERM lets an in-flight slow response finish with 200, refuses new conne
   await px.waitForLog((l) => l.msg === "draining");
   expect(await tryConnect(px.port)).toBe("ECONNREFUSED");
   const res = await inflight;
-  expect(res.status).toBe(200);
-  expect(await res.text()).toBe("finished after the signal");
+  expect([res.status, res.headers.get("connection"), await res.text()]).toEqual([200, "close", "finished after the signal"]);
   expect(await px.exited).toBe(0);
   expect(px.logs().some((l) => l.msg === "stopped")).toBe(true);
 });
