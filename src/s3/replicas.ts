@@ -31,10 +31,11 @@ import { capFreshness } from "../cache/freshness.ts";
 import type { BucketConfig } from "../config/schema.ts";
 import type { ReplicaConfig } from "../config/replicas.ts";
 import { ProxyError } from "../errors.ts";
+import { isOwnedBytes, markOwnedBytes } from "../http/owned-response.ts";
 import { BREAKER_STATE_CODE, type BreakerState, type CircuitBreaker } from "../limits/index.ts";
 import type { Metrics } from "../observe/metrics.ts";
 import type { ReplicaSeries } from "../observe/replica-metrics.ts";
-import { BucketUpstream, logBreaker, type UpstreamDeps, type UpstreamTiming } from "./upstream.ts";
+import { attemptDeadlines, BucketUpstream, logBreaker, type UpstreamDeps, type UpstreamTiming } from "./upstream.ts";
 
 type ObjectMethod = "GET" | "HEAD";
 
@@ -171,6 +172,9 @@ export class ReplicaSet implements ObjectUpstream {
       const bounded = last ? undefined : boundedAttempt(signal, timing.attemptMs, r.name);
       try {
         outcome = await r.upstream.fetchObject(method, key, forward, bounded?.signal ?? signal, timing, last ? undefined : 1);
+        // A fill's body (up to what it buffers) within this replica's share, not after it: read
+        // later, a replica trickling it ran out the fill's whole deadline (504, no failover).
+        if (bounded !== undefined) outcome = await holdBody(outcome as Response, timing.attemptHoldBytes, bounded.signal);
         answered = true;
       } catch (err) {
         outcome = err;
@@ -205,6 +209,27 @@ export class ReplicaSet implements ObjectUpstream {
   }
 }
 
+/**
+ * A 200/206 of known length up to `upTo`, its body not read yet: read whole (aborted with
+ * `signal`, the attempt's bound) and answered as owned bytes. Anything else as it is.
+ */
+async function holdBody(res: Response, upTo: number | undefined, signal: AbortSignal): Promise<Response> {
+  if (upTo === undefined || res.body === null || isOwnedBytes(res) || (res.status !== 200 && res.status !== 206)) return res;
+  const declared = res.headers.get("content-length");
+  const length = declared === null ? -1 : Number(declared);
+  if (!(length >= 0 && length <= upTo)) return res;
+  let body: ArrayBuffer;
+  try {
+    body = await res.arrayBuffer();
+  } catch (err) {
+    throw signal.aborted ? signal.reason : err;
+  }
+  if (body.byteLength !== length) throw new ProxyError("BadGateway", { detail: `The upstream sent ${body.byteLength} of the ${length} bytes it announced` });
+  const whole = new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+  markOwnedBytes(whole);
+  return whole;
+}
+
 /** An attempt's own signal: the caller's, or its time (`ms`) running out, a GatewayTimeout (the replica's failure). */
 function boundedAttempt(signal: AbortSignal, ms: number | undefined, replica: string): { signal: AbortSignal; done(): void } | undefined {
   if (ms === undefined) return undefined;
@@ -212,7 +237,11 @@ function boundedAttempt(signal: AbortSignal, ms: number | undefined, replica: st
   const follow = () => own.abort(signal.reason);
   if (signal.aborted) follow();
   else signal.addEventListener("abort", follow, { once: true });
-  const timer = setTimeout(() => own.abort(new ProxyError("GatewayTimeout", { detail: `Replica ${replica} did not send the object within ${ms} ms` })), ms);
+  const timer = setTimeout(() => {
+    const reason = new ProxyError("GatewayTimeout", { detail: `Replica ${replica} did not send the object within ${ms} ms` });
+    attemptDeadlines.add(reason); // (the replica's failure: its breaker counts it, not as a client's abort)
+    own.abort(reason);
+  }, ms);
   // (the listener stays: a body handed over still reads under this signal, and the caller's abort must reach it)
   return { signal: own.signal, done: () => clearTimeout(timer) };
 }

@@ -49,6 +49,11 @@ export interface UpstreamTiming {
    * attempt but the last is bounded by it, past which it is that replica's failure (ReplicaSet).
    */
   attemptMs?: number | undefined;
+  /**
+   * With attemptMs: a body of known length up to this (the fill's buffer) is read whole within the
+   * attempt's bound, so that a replica sending it too slowly is failed over from (ReplicaSet).
+   */
+  attemptHoldBytes?: number | undefined;
 }
 
 /**
@@ -188,6 +193,18 @@ class TimeoutError extends Error {
   override name = "TimeoutError";
 }
 
+/**
+ * The abort reasons of a replica's own attempt deadline (ReplicaSet's boundedAttempt, a cache
+ * fill's share per replica): the upstream's timeout, counted by its breaker and metrics, not a
+ * client that went away.
+ */
+export const attemptDeadlines = new WeakSet<object>();
+
+/** Whether `signal` aborted because the client went away (not a replica's own attempt deadline). */
+function clientAborted(signal: AbortSignal): boolean {
+  return signal.aborted && !attemptDeadlines.has(signal.reason as object);
+}
+
 export class BucketUpstream {
   readonly name: string;
   /** The bucket's name upstream (s3.bucket): what x-amz-copy-source names. */
@@ -321,7 +338,7 @@ export class BucketUpstream {
       success = status < 500 || status === 501;
       return res;
     } catch (err) {
-      neutral = signal.aborted || err instanceof RequestBodyError;
+      neutral = clientAborted(signal) || err instanceof RequestBodyError;
       success = err instanceof ProxyError && err.status < 500;
       throw err;
     } finally {
@@ -360,11 +377,12 @@ export class BucketUpstream {
       try {
         res = await attemptOnce(span);
       } catch (thrown) {
-        const err = thrown instanceof UpstreamTimeoutError ? new TimeoutError("upstream timeout", { cause: thrown }) : thrown;
+        // (a replica's own attempt deadline is this upstream's timeout: failed, not dropped)
+        const err = thrown instanceof UpstreamTimeoutError ? new TimeoutError("upstream timeout", { cause: thrown }) : signal.aborted && !clientAborted(signal) ? new TimeoutError("upstream timeout", { cause: signal.reason }) : thrown;
         if (span !== undefined) endClient(span, { error: err });
         const elapsed = performance.now() - started;
         timing.upstreamMs += elapsed;
-        if (signal.aborted || timing.abandoned !== undefined || passOn?.(err)) throw err;
+        if (clientAborted(signal) || timing.abandoned !== undefined || passOn?.(err)) throw err;
         const fatal = this.failedAttempt(err, elapsed, last || (retryable !== undefined && !retryable(err)));
         if (fatal !== undefined) throw fatal;
         await this.backoff(attempt, signal);

@@ -113,7 +113,10 @@ async function serveCached(ctx: RequestContext, method: ObjectMethod): Promise<R
     // asked for; a copy built from the cache never does (headers.ts, FRAMING_HEADERS).
     // A fill's attempts on a bucket with replicas are bounded one by one (fillAttemptMs).
     upstream: (extra, signal) => {
-      ctx.timing.attemptMs = signal === ctx.req.signal ? undefined : bucket.cachePolicy!.fillAttemptMs;
+      const policy = bucket.cachePolicy!;
+      ctx.timing.attemptMs = signal === ctx.req.signal ? undefined : policy.fillAttemptMs;
+      // (the body the fill buffers is read within each replica's share: a trickle is failed over from)
+      ctx.timing.attemptHoldBytes = Math.min(policy.bufferBytes ?? policy.maxItemBytes, policy.maxItemBytes);
       return getObject(ctx, "GET", withChecksumMode(extra, ctx.req.headers), signal);
     },
     signal: ctx.req.signal,
