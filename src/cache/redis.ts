@@ -61,6 +61,8 @@ export interface RedisLayerOptions {
   /** The subscribed connection's PING period and deadline (redis-link.ts; tests shorten them). */
   subscriptionCheckMs?: number;
   subscriptionTimeoutMs?: number;
+  /** How often the run-id key is read (RUN_ID_TOUCH_MS; tests shorten it). */
+  runIdTouchMs?: number;
   /**
    * The buckets that cache here, with their store's stamp (CacheDeps.stores): stamped into each
    * entry stored, and an entry is served only with its bucket's stamp (redis-format.ts).
@@ -168,6 +170,8 @@ redis.call('UNLINK', KEYS[3])
 return redis.call('DEL', KEYS[2])`;
 
 const noop = () => {};
+/** How often the run-id key is read (kept recently used, see checkRestart). */
+const RUN_ID_TOUCH_MS = 30_000;
 
 /** Stream ids ("ms-seq") in order. */
 function idAfter(a: string, b: string): boolean {
@@ -207,6 +211,10 @@ export class RedisLayer implements CacheLayer {
   private readonly genPrefix: string;
   /** Where the Redis server's run_id was last seen (checkRestart). */
   private readonly runIdKey: string;
+  /** The run_id recorded at the last (re)connection, and the timer that keeps its key from eviction. */
+  private runId: string | undefined;
+  private runIdTimer: ReturnType<typeof setInterval> | undefined;
+  private readonly runIdTouchMs: number;
   private readonly startedAt = Date.now();
   /** The first catch-up (checkpoint or start of the process) is done. */
   private synced = false;
@@ -226,6 +234,7 @@ export class RedisLayer implements CacheLayer {
     this.stream = opts.keyPrefix + "invalidations";
     this.genPrefix = opts.keyPrefix + "gen:";
     this.runIdKey = opts.keyPrefix + "run-id";
+    this.runIdTouchMs = opts.runIdTouchMs ?? RUN_ID_TOUCH_MS;
     this.maxItemBytes = opts.maxItemBytes;
     this.log = opts.log;
     this.link = new RedisLink({
@@ -385,6 +394,7 @@ export class RedisLayer implements CacheLayer {
 
   close(): void {
     clearTimeout(this.replayTimer);
+    clearInterval(this.runIdTimer);
     this.link.close();
   }
 
@@ -569,6 +579,15 @@ export class RedisLayer implements CacheLayer {
       await this.removeFromRedis({ kind: "prefix", prefix: "" });
     }
     await this.link.run("SET", (c) => c.set(this.runIdKey, runId));
+    this.runId = runId;
+    // Read now and then, so that an allkeys-lru/lfu Redis does not evict it as its least used key
+    // (a restart would then look like a first start: nothing dropped); put back if it was evicted.
+    this.runIdTimer ??= setInterval(() => {
+      const id = this.runId;
+      if (!this.link.up || id === undefined) return;
+      this.link.run("GET", (c) => c.get(this.runIdKey)).then((seen) => (seen === null ? this.link.run("SET", (c) => c.set(this.runIdKey, id, "NX")) : undefined)).catch(noop);
+    }, this.runIdTouchMs);
+    this.runIdTimer.unref?.();
   }
 
   private async firstSync(): Promise<void> {

@@ -61,10 +61,10 @@ function s3() {
 }
 
 type Lines = { level: string; msg: string }[];
-function replica(opts: { prefix: string; dir?: string; url?: string; disk?: boolean; instance?: string; log?: Lines }): { cache: Cache; redis: RedisLayer; disk?: DiskLayer; memory: MemoryLayer } {
+function replica(opts: { prefix: string; dir?: string; url?: string; disk?: boolean; instance?: string; log?: Lines; runIdTouchMs?: number }): { cache: Cache; redis: RedisLayer; disk?: DiskLayer; memory: MemoryLayer } {
   const lines = opts.log;
   const log = lines && { info: (msg: string) => void lines.push({ level: "info", msg }), warn: (msg: string) => void lines.push({ level: "warn", msg }) };
-  const r = new RedisLayer({ url: opts.url ?? redis.url, keyPrefix: opts.prefix, maxItemBytes: 1 << 20, connectTimeoutMs: 300, operationTimeoutMs: 300, minBackoffMs: 20, maxBackoffMs: 100, log });
+  const r = new RedisLayer({ url: opts.url ?? redis.url, keyPrefix: opts.prefix, maxItemBytes: 1 << 20, connectTimeoutMs: 300, operationTimeoutMs: 300, minBackoffMs: 20, maxBackoffMs: 100, log, runIdTouchMs: opts.runIdTouchMs });
   const layers = [];
   const memory = new MemoryLayer(1 << 20, 1 << 20);
   layers.push(memory);
@@ -423,5 +423,20 @@ describe("Redis restored from an older snapshot (an RDB, an AOF that lost its la
     await up(d.redis);
     expect(await read(d.cache, store, "y")).toMatchObject({ x: "HIT", layer: "redis", body: "old y" });
   });
-});
 
+  test("the recorded run_id is read now and then (an allkeys-lru Redis would evict it as its least used key) and put back when it is gone", async () => {
+    const prefix = "run-id-touch:";
+    const a = replica({ prefix, url: snap.url, runIdTouchMs: 50 });
+    await up(a.redis);
+    const check = new RedisClient(snap.url);
+    await check.connect();
+    try {
+      const id = await check.get(prefix + "run-id");
+      expect(id).toMatch(/^[0-9a-f]{40}$/);
+      await check.del(prefix + "run-id"); // evicted
+      await waitFor(async () => (await check.get(prefix + "run-id")) === id, { message: "the run-id key to be put back" });
+    } finally {
+      check.close();
+    }
+  });
+});

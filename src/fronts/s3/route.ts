@@ -171,6 +171,8 @@ export function hasDotSegment(key: string): boolean {
 
 /** The methods S3 has operations for (OPTIONS is the CORS phase's, answered before routing). */
 const S3_METHODS = new Set(["GET", "HEAD", "PUT", "POST", "DELETE"]);
+/** A 405's Allow (RFC 9110 §15.5.6). */
+const ALLOW = "GET, HEAD, PUT, POST, DELETE";
 
 const notImplemented = (what: string) => s3Error("NotImplemented", `${what} is not implemented by this proxy.`);
 
@@ -178,7 +180,7 @@ const notImplemented = (what: string) => s3Error("NotImplemented", `${what} is n
 export function operationOf(method: string, a: Addressed, query: ReadonlyArray<readonly [string, string]>, copySource = false): S3Operation | S3Error {
   // A method S3 has no operation for at all (PATCH, TRACE, PROPFIND, ...): S3's 405, naming it.
   if (!S3_METHODS.has(method)) {
-    return s3Error("MethodNotAllowed", undefined, { Method: method.slice(0, 32), ResourceType: a.bucket === "" ? "SERVICE" : a.key === "" ? "BUCKET" : "OBJECT" });
+    return s3Error("MethodNotAllowed", undefined, { Method: method.slice(0, 32), ResourceType: a.bucket === "" ? "SERVICE" : a.key === "" ? "BUCKET" : "OBJECT" }, { allow: ALLOW });
   }
   let sub: string | undefined;
   let subs = 0;

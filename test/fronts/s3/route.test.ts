@@ -114,7 +114,7 @@ describe("operationOf", () => {
     for (const m of ["PATCH", "TRACE", "PROPFIND", "CONNECT", "MKCOL"]) {
       for (const [p, type] of [["/", "SERVICE"], ["/b", "BUCKET"], ["/b/k", "OBJECT"]] as const) {
         const r = operationOf(m, address(p, undefined), []);
-        expect(typeof r === "string" ? r : [r.status, r.code, r.details]).toEqual([405, "MethodNotAllowed", { Method: m, ResourceType: type }]);
+        expect(typeof r === "string" ? r : [r.status, r.code, r.details, r.headers]).toEqual([405, "MethodNotAllowed", { Method: m, ResourceType: type }, { allow: "GET, HEAD, PUT, POST, DELETE" }]);
       }
     }
     expect(operationOf("PUT", address("/b/k", undefined), [["partNumber", "1"], ["uploadId", "u"]], true)).toBe("UploadPartCopy");
