@@ -3,6 +3,8 @@
  * who may list the source bucket (grant `list`, then its authorizer's s3:ListBucket), as a read of a
  * missing key is: anyone else gets 403 AccessDenied. A caller with read but no list got the copy's
  * NoSuchKey, so a copy told which keys exist where a GetObject would not (server-side and streamed).
+ * And a part copy by range from a caching bucket is pinned to the cached copy's ETag (the client
+ * sized its ranges from a HeadObject the cache answered).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { OpaServer } from "../fixtures/opa.ts";
@@ -97,6 +99,34 @@ describe("a copy's missing source", () => {
       expect(await part("/far/missing.txt", PROBER)).toBe("403 AccessDenied");
       expect(await part("/up/missing.txt", LISTER)).toBe("404 NoSuchKey");
       expect(await part("/up/there.txt", PROBER)).toBe("200 ");
+    },
+    T,
+  );
+});
+
+describe("a part copy by range from a caching bucket whose object was replaced around the proxy", () => {
+  test(
+    "pinned to the cached copy's ETag: 412 PreconditionFailed (server-side and streamed), the cached copy dropped, the next copy whole; before, the new object's first bytes were copied with the old size's ranges and stored as a success",
+    async () => {
+      await s3.put("up", "stale.bin", "a".repeat(10_240));
+      const get = (key: string) => signedFetch(env, { method: "GET", path: `/up/${key}`, creds: LISTER });
+      expect((await (await get("stale.bin")).arrayBuffer()).byteLength).toBe(10_240); // cached
+      await s3.put("up", "stale.bin", "b".repeat(20_480)); // written around the proxy
+      const head = await signedFetch(env, { method: "HEAD", path: "/up/stale.bin", creds: LISTER });
+      expect(head.headers.get("content-length")).toBe("10240"); // the cache's (what a client sizes its ranges from)
+      const partCopy = async (dest: string, range: string) => {
+        const created = await signedFetch(env, { method: "POST", path: dest, query: [["uploads", ""]], creds: LISTER });
+        const uploadId = /<UploadId>([^<]+)<\/UploadId>/.exec(await created.text())![1]!;
+        const a = await answerOf(await signedFetch(env, { method: "PUT", path: dest, query: [["partNumber", "1"], ["uploadId", uploadId]], headers: { "x-amz-copy-source": "/up/stale.bin", "x-amz-copy-source-range": range }, creds: LISTER }));
+        return `${a.status} ${a.code}`;
+      };
+      expect(await partCopy("/far/mp-streamed.bin", "bytes=0-10239")).toBe("412 PreconditionFailed");
+      expect((await (await get("stale.bin")).arrayBuffer()).byteLength).toBe(20_480); // refilled: the new object
+      await s3.put("up", "stale.bin", "c".repeat(30_720));
+      expect(await partCopy("/up/mp-server-side.bin", "bytes=0-20479")).toBe("412 PreconditionFailed");
+      const now = await signedFetch(env, { method: "HEAD", path: "/up/stale.bin", creds: LISTER });
+      expect(now.headers.get("content-length")).toBe("30720");
+      expect(await partCopy("/up/mp-server-side.bin", "bytes=0-30719")).toBe("200 ");
     },
     T,
   );

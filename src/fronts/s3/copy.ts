@@ -208,6 +208,7 @@ export async function uploadPartCopyOp(ctx: RequestContext): Promise<Response> {
     }
   }
   const src = await readableSource(ctx);
+  const pinned = range !== null ? await pinToCached(ctx, src) : false;
   try {
     if (!serverSide(ctx, src)) {
       const r = range === null ? undefined : COPY_RANGE.exec(range.trim())!;
@@ -218,8 +219,31 @@ export async function uploadPartCopyOp(ctx: RequestContext): Promise<Response> {
     const res = await uploadPartCopy(upstream, { key: ctx.key, uploadId, partNumber, sourceKey: src.key, sourceBucket: src.from.upstream.primary().bucket, sourceVersionId: src.versionId, headers: requestHeaders(ctx) }, callOf(ctx));
     return await copyResult(ctx, res, "CopyPartResult", upstream.bucket);
   } catch (err) {
+    if (pinned && err instanceof ProxyError && s3ErrorOf(err)?.code === "PreconditionFailed") {
+      await ctx.svc.cache.purgeObject(src.from.name, src.key);
+      throw s3Fail(s3Error("PreconditionFailed", "The copy source changed since this proxy cached it: its size, which a HeadObject answered from the cache gave, may not be the object's. The cached copy is dropped; copy again."));
+    }
     return hideMissingSource(ctx, src, err);
   }
+}
+
+/**
+ * A part copied by range from a caching bucket, with no x-amz-copy-source-if-match of the
+ * client's: pinned to the cached copy's ETag (the condition added to the request as if the client
+ * had sent it). The client sized its ranges from a HeadObject, which the cache answers: an object
+ * replaced upstream meanwhile (written around the proxy, within its TTL) was copied from the new
+ * object with the old one's ranges, a truncated mix stored as a success. True when pinned.
+ */
+async function pinToCached(ctx: RequestContext, src: ForeignSource): Promise<boolean> {
+  const state = (ctx as S3RequestContext).s3!;
+  if (src.versionId !== undefined || src.from.cachePolicy === null || state.headers.has("x-amz-copy-source-if-match")) return false;
+  const cached = await ctx.svc.cache.get(src.from.name + "/" + src.key);
+  const etag = cached?.headers.etag;
+  if (etag === undefined) return false;
+  const headers = new Headers(state.headers);
+  headers.set("x-amz-copy-source-if-match", etag);
+  (state as { headers: Headers }).headers = headers;
+  return true;
 }
 
 /** A streamed copy's result, as S3 answers a copy (x-amz-copy-source-version-id: the version read). */
