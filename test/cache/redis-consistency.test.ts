@@ -83,6 +83,26 @@ async function read(cache: Cache, store: ReturnType<typeof s3>, key: string) {
 
 const up = (r: RedisLayer) => waitFor(() => r.health().up, { message: "the redis layer to come up" });
 
+/** `use` with a client of the Redis at `url`, closed after. */
+async function withRedis<T>(url: string, use: (c: RedisClient) => Promise<T>): Promise<T> {
+  const c = new RedisClient(url);
+  await c.connect();
+  try {
+    return await use(c);
+  } finally {
+    c.close();
+  }
+}
+
+/** A fills x and y ("old x", "old y") from the store; waits until both are in the Redis at `url`. */
+async function fillOldXY(a: { cache: Cache }, store: ReturnType<typeof s3>, prefix: string, url: string): Promise<void> {
+  store.objects.set("b/x", "old x");
+  store.objects.set("b/y", "old y");
+  expect(await read(a.cache, store, "x")).toMatchObject({ x: "MISS", body: "old x" });
+  expect(await read(a.cache, store, "y")).toMatchObject({ x: "MISS", body: "old y" });
+  await withRedis(url, (check) => waitFor(async () => (await check.exists(prefix + "obj:b/x")) && (await check.exists(prefix + "obj:b/y")), { message: "the fills to reach Redis" }));
+}
+
 /** A: fills k1, k2, k3 into its disk; stops. Returns its folder. */
 async function firstLife(prefix: string, store: ReturnType<typeof s3>): Promise<string> {
   const dir = mkdtempSync(join(root, "a-"));
@@ -357,16 +377,12 @@ describe("Redis restored from an older snapshot (an RDB, an AOF that lost its la
     const b = replica({ prefix, url: snap.url });
     await Promise.all([up(a.redis), up(b.redis)]);
     await b.cache.delete("b/before"); // a stream with an entry
-    store.objects.set("b/x", "old x");
-    store.objects.set("b/y", "old y");
-    expect(await read(a.cache, store, "x")).toMatchObject({ x: "MISS", body: "old x" });
-    expect(await read(a.cache, store, "y")).toMatchObject({ x: "MISS", body: "old y" });
-    const check = new RedisClient(snap.url);
-    await check.connect();
-    await waitFor(async () => (await check.exists(prefix + "obj:b/x")) && (await check.exists(prefix + "obj:b/y")), { message: "the fills to reach Redis" });
-    const epochBefore = JSON.stringify(await check.send("XINFO", ["GROUPS", prefix + "invalidations"]));
-    await check.send("SAVE", []);
-    check.close();
+    await fillOldXY(a, store, prefix, snap.url);
+    const epochBefore = await withRedis(snap.url, async (check) => {
+      const epoch = JSON.stringify(await check.send("XINFO", ["GROUPS", prefix + "invalidations"]));
+      await check.send("SAVE", []);
+      return epoch;
+    });
     store.objects.set("b/x", "new x");
     await b.cache.delete("b/x"); // the PUT's purge: in the stream after the snapshot
     await waitFor(() => a.memory.peek("b/x") === undefined, { message: "the purge to reach A" });
@@ -377,10 +393,7 @@ describe("Redis restored from an older snapshot (an RDB, an AOF that lost its la
     expect(await read(a.cache, store, "x")).toMatchObject({ x: "MISS", body: "new x" });
     expect(await read(b.cache, store, "x")).toMatchObject({ body: "new x" });
     expect(await read(b.cache, store, "y")).toMatchObject({ x: "MISS", body: "old y" }); // everything in Redis went
-    const after = new RedisClient(snap.url);
-    await after.connect();
-    expect(JSON.stringify(await after.send("XINFO", ["GROUPS", prefix + "invalidations"]))).not.toBe(epochBefore);
-    after.close();
+    expect(await withRedis(snap.url, async (after) => JSON.stringify(await after.send("XINFO", ["GROUPS", prefix + "invalidations"])))).not.toBe(epochBefore);
     expect(logA.filter((l) => l.level === "info" && /purge stream (went back|has another life)/.test(l.msg)).length).toBeGreaterThanOrEqual(1);
   });
 
@@ -391,15 +404,8 @@ describe("Redis restored from an older snapshot (an RDB, an AOF that lost its la
     const a = replica({ prefix, url: snap.url, log: logA });
     const b = replica({ prefix, url: snap.url });
     await Promise.all([up(a.redis), up(b.redis)]);
-    store.objects.set("b/x", "old x");
-    store.objects.set("b/y", "old y");
-    expect(await read(a.cache, store, "x")).toMatchObject({ x: "MISS", body: "old x" });
-    expect(await read(a.cache, store, "y")).toMatchObject({ x: "MISS", body: "old y" });
-    const check = new RedisClient(snap.url);
-    await check.connect();
-    await waitFor(async () => (await check.exists(prefix + "obj:b/x")) && (await check.exists(prefix + "obj:b/y")), { message: "the fills to reach Redis" });
-    await check.send("SAVE", []);
-    check.close();
+    await fillOldXY(a, store, prefix, snap.url);
+    await withRedis(snap.url, (check) => check.send("SAVE", []));
     await snap.kill();
     await Promise.all([waitFor(() => !a.redis.health().up), waitFor(() => !b.redis.health().up)]);
     // A write through B while Redis is down: its purge is queued in B, which then stops (a rolling
@@ -415,10 +421,7 @@ describe("Redis restored from an older snapshot (an RDB, an AOF that lost its la
     expect(await read(c.cache, store, "y")).toMatchObject({ x: "MISS", body: "old y" }); // everything in Redis went
     expect(logA.filter((l) => l.level === "info" && /Redis restarted since it was last seen/.test(l.msg)).length).toBe(1);
     // Connected again without a restart: nothing dropped (C's fill of y is a Redis HIT for D).
-    const again = new RedisClient(snap.url);
-    await again.connect();
-    await waitFor(() => again.exists(prefix + "obj:b/y"), { message: "C's fill to reach Redis" });
-    again.close();
+    await withRedis(snap.url, (again) => waitFor(() => again.exists(prefix + "obj:b/y"), { message: "C's fill to reach Redis" }));
     const d = replica({ prefix, url: snap.url });
     await up(d.redis);
     expect(await read(d.cache, store, "y")).toMatchObject({ x: "HIT", layer: "redis", body: "old y" });
@@ -428,15 +431,11 @@ describe("Redis restored from an older snapshot (an RDB, an AOF that lost its la
     const prefix = "run-id-touch:";
     const a = replica({ prefix, url: snap.url, runIdTouchMs: 50 });
     await up(a.redis);
-    const check = new RedisClient(snap.url);
-    await check.connect();
-    try {
+    await withRedis(snap.url, async (check) => {
       const id = await check.get(prefix + "run-id");
       expect(id).toMatch(/^[0-9a-f]{40}$/);
       await check.del(prefix + "run-id"); // evicted
       await waitFor(async () => (await check.get(prefix + "run-id")) === id, { message: "the run-id key to be put back" });
-    } finally {
-      check.close();
-    }
+    });
   });
 });

@@ -41,6 +41,15 @@ export interface ProxyProcess extends AsyncDisposable {
   stop(): Promise<number>;
 }
 
+/** The workers of a group that logged "stopped", in order. */
+export function stoppedWorkers(px: ProxyProcess): unknown[] {
+  return px
+    .logs()
+    .filter((l) => l.msg === "stopped")
+    .map((l) => l.worker)
+    .sort();
+}
+
 export function command(): string[] {
   // As `bun run start` runs it (the binary has the flag built in).
   return process.env.YATAGARASU_BIN ? [process.env.YATAGARASU_BIN] : [process.execPath, `--max-http-header-size=${SHIPPED_HEADER_LIMIT}`, MAIN];

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
-import { startProxy, type ProxyProcess } from "./harness.ts";
+import { startProxy, type ProxyProcess, stoppedWorkers } from "./harness.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
@@ -134,13 +134,7 @@ test("SIGTERM to the whole process group drains each worker once; a second one c
     const lines = px.logs().filter((l) => l.msg === "request" && l.path === "/one/big.bin");
     expect(lines.length).toBe(4);
     for (const l of lines) expect(l).toMatchObject({ status: 200, error: "ClientClosedRequest" });
-    expect(
-      px
-        .logs()
-        .filter((l) => l.msg === "stopped")
-        .map((l) => l.worker)
-        .sort(),
-    ).toEqual([0, 1]);
+    expect(stoppedWorkers(px)).toEqual([0, 1]);
   } finally {
     s3.faults.delete("/data/big.bin");
   }

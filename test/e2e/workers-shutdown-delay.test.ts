@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { waitFor } from "../helpers/wait.ts";
-import { startProxy } from "./harness.ts";
+import { startProxy, stoppedWorkers } from "./harness.ts";
 
 setDefaultTimeout(60_000);
 
@@ -62,13 +62,7 @@ test("SIGTERM to worker 0 with shutdown_delay: every worker answers /health 503 
   // The listeners closed only once the delay had passed.
   expect(Date.now() - signalledAt).toBeGreaterThanOrEqual(DELAY_S * 1000 - 200);
   expect(px.logs().find((l) => l.msg === "not ready: waiting before closing the listeners" && l.worker === 1)).toBeDefined();
-  expect(
-    px
-      .logs()
-      .filter((l) => l.msg === "stopped")
-      .map((l) => l.worker)
-      .sort(),
-  ).toEqual([0, 1]);
+  expect(stoppedWorkers(px)).toEqual([0, 1]);
 });
 
 test("a second signal during the delay cuts it short on every worker: the group exits at once", async () => {

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { nowSec, sign } from "../fixtures/jwt.ts";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
-import { runCli, startProxy, type ProxyProcess } from "./harness.ts";
+import { runCli, startProxy, type ProxyProcess, stoppedWorkers } from "./harness.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
@@ -203,6 +203,6 @@ test("SIGTERM stops the primary and its child; exit code 0", async () => {
   expect(workerPids.every(alive)).toBe(true);
   expect(await px.stop()).toBe(0);
   expect(workerPids.filter(alive)).toEqual([]);
-  expect(px.logs().filter((l) => l.msg === "stopped").map((l) => l.worker).sort()).toEqual([0, 1]);
+  expect(stoppedWorkers(px)).toEqual([0, 1]);
   expect(px.logs().some((l) => l.msg === "primary stopped")).toBe(true);
 });

@@ -10,8 +10,9 @@
  * Otherwise the two buckets may live on different endpoints with different credentials, where no
  * server-side copy exists: the proxy streams the source into the destination (copy-streamed.ts).
  */
-import { clientIp, type RequestContext, type S3Action } from "../../proxy/context.ts";
+import type { RequestContext } from "../../proxy/context.ts";
 import { addressRefused } from "../../proxy/phases/admit.ts";
+import { mayOnSource } from "../../proxy/phases/authorize.ts";
 import { copyObject, getObjectTagging, uploadPartCopy } from "../../s3/operations/index.ts";
 import { s3Error, type S3Error } from "./errors.ts";
 import { s3ErrorOf, s3Fail } from "./fail.ts";
@@ -107,12 +108,8 @@ async function readableSource(ctx: RequestContext, copiesTags = false): Promise<
   const s = (ctx as S3RequestContext).s3!;
   const action = parsed.versionId === undefined ? "s3:GetObject" : "s3:GetObjectVersion";
   if (!mayAccess(ctx.rt, s.principal, from, action)) throw s3Fail(s3Error("AccessDenied"));
-  const authorizer = from.authorizer;
-  if (authorizer !== undefined) {
-    const may = (a: S3Action) => authorizer.authorize({ claims: ctx.claims, principal: ctx.principal, bucket: from.name, key: parsed.key, path: `/${from.name}/${parsed.key}`, method: "GET", action: a, clientIp: clientIp(ctx), trace: ctx.span });
-    if (!(await may(action))) throw s3Fail(s3Error("AccessDenied"));
-    if (copiesTags && !(await may("s3:GetObjectTagging"))) return { ...parsed, from, tagsDenied: true };
-  }
+  if (!(await mayOnSource(ctx, from, parsed.key, action))) throw s3Fail(s3Error("AccessDenied"));
+  if (copiesTags && !(await mayOnSource(ctx, from, parsed.key, "s3:GetObjectTagging"))) return { ...parsed, from, tagsDenied: true };
   return { ...parsed, from };
 }
 
@@ -178,10 +175,7 @@ async function hideMissingSource(ctx: RequestContext, src: ForeignSource, err: u
   if (!(err instanceof ProxyError) || s3ErrorOf(err)?.code !== "NoSuchKey") throw err;
   const from = src.from;
   const principal = (ctx as S3RequestContext).s3!.principal;
-  let mayList = mayAccess(ctx.rt, principal, from, "s3:ListBucket");
-  if (mayList && from.authorizer !== undefined) {
-    mayList = await from.authorizer.authorize({ claims: ctx.claims, principal: ctx.principal, bucket: from.name, key: src.key, path: `/${from.name}/${src.key}`, method: "GET", action: "s3:ListBucket", clientIp: clientIp(ctx), trace: ctx.span });
-  }
+  const mayList = mayAccess(ctx.rt, principal, from, "s3:ListBucket") && (await mayOnSource(ctx, from, src.key, "s3:ListBucket"));
   throw mayList ? err : s3Fail(s3Error("AccessDenied"));
 }
 

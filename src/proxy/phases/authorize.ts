@@ -8,6 +8,7 @@
  */
 import { ProxyError } from "../../errors.ts";
 import { clientIp, type RequestContext } from "../context.ts";
+import type { BucketRuntime } from "../../runtime.ts";
 
 /**
  * OPA's `input.path`. Plain front: the request path (`/<path_prefix>/<key>`). S3 front: always
@@ -32,6 +33,16 @@ export function authorize(ctx: RequestContext): undefined | Promise<undefined> {
  * authorizer: true). The S3 front asks it for s3:ListBucket before a missing key is told apart
  * from a forbidden one.
  */
+/**
+ * The same question about another object the request reads (a copy's source): `from`'s
+ * authorizer, asked as a GET of `key` in that bucket. True when the bucket has none.
+ */
+export function mayOnSource(ctx: RequestContext, from: BucketRuntime, key: string, action: string): Promise<boolean> {
+  const authorizer = from.authorizer;
+  if (authorizer === undefined) return Promise.resolve(true);
+  return authorizer.authorize({ claims: ctx.claims, principal: ctx.principal, bucket: from.name, key, path: `/${from.name}/${key}`, method: "GET", action, clientIp: clientIp(ctx), trace: ctx.span });
+}
+
 export function mayAlso(ctx: RequestContext, action: string): Promise<boolean> {
   const authorizer = ctx.bucket?.authorizer;
   if (authorizer === undefined) return Promise.resolve(true);

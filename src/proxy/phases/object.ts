@@ -116,7 +116,7 @@ async function serveCached(ctx: RequestContext, method: ObjectMethod): Promise<R
       const policy = bucket.cachePolicy!;
       ctx.timing.attemptMs = signal === ctx.req.signal ? undefined : policy.fillAttemptMs;
       // (the body the fill buffers is read within each replica's share: a trickle is failed over from)
-      ctx.timing.attemptHoldBytes = Math.min(policy.bufferBytes ?? policy.maxItemBytes, policy.maxItemBytes);
+      ctx.timing.attemptHoldBytes = policy.bufferBytes ?? policy.maxItemBytes;
       return getObject(ctx, "GET", withChecksumMode(extra, ctx.req.headers), signal);
     },
     signal: ctx.req.signal,
