@@ -29,7 +29,10 @@ let env: UploadEnv;
 let opa: OpaServer;
 let dir: TempDir;
 beforeAll(async () => {
-  opa = OpaServer.start({ "yatagarasu/allow": (input: { action: string; key: string }) => !(input.action === "s3:PutObject" && input.key.startsWith("denied/")) });
+  opa = OpaServer.start({
+    "yatagarasu/allow": (input: { action: string; key: string }) =>
+      !(input.action === "s3:PutObject" && input.key.startsWith("denied/")) && !(input.action === "s3:PutObjectTagging" && input.key.startsWith("notag/")),
+  });
   env = await startUploadEnv({ opaUrl: opa.url });
   dir = tempDir("yata-post-");
 });
@@ -236,6 +239,16 @@ describe("refusals store nothing", () => {
     await refused(postForm(policyFor("opa", "denied/x.txt"), file), 403, "AccessDenied", "denied/x.txt");
     expect(opa.requests.map((r) => (r.body as { input: { action: string; key: string } }).input).map((i) => `${i.action} ${i.key}`)).toEqual(["s3:PutObject denied/x.txt"]);
     expect((await postForm(policyFor("opa", "allowed/x.txt"), file)).status).toBe(204);
+  });
+
+  test("a tagging field also needs s3:PutObjectTagging, as x-amz-tagging on PutObject does: a policy refusing tags under notag/ refuses the form, an untagged form passes", async () => {
+    const tagging = "<Tagging><TagSet><Tag><Key>k</Key><Value>v</Value></Tag></TagSet></Tagging>";
+    opa.requests.length = 0;
+    await refused(postForm(presignWithExtra(policyFor("opa", "notag/t.txt"), { tagging }), file), 403, "AccessDenied", "notag/t.txt");
+    expect(opa.requests.map((r) => (r.body as { input: { action: string; key: string } }).input).map((i) => `${i.action} ${i.key}`)).toEqual(["s3:PutObject notag/t.txt", "s3:PutObjectTagging notag/t.txt"]);
+    expect(await env.s3.exists("up", "notag/t.txt")).toBe(false);
+    expect((await postForm(policyFor("opa", "notag/plain.txt"), file)).status).toBe(204);
+    expect((await postForm(presignWithExtra(policyFor("opa", "tagok/t.txt"), { tagging }), file)).status).toBe(204);
   });
 });
 

@@ -26,7 +26,8 @@
  * Cache-Control, Content-Disposition, Content-Encoding, Content-Language, Expires, x-amz-meta-*,
  * and the tags of a `tagging` field (S3's XML Tagging document, sent as x-amz-tagging).
  */
-import { authorize } from "../../proxy/phases/authorize.ts";
+import { ProxyError } from "../../errors.ts";
+import { authorize, mayAlso } from "../../proxy/phases/authorize.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import { abortMultipartUpload, completeMultipartUpload, createMultipartUpload, putObject, uploadPart, type CompletedPart } from "../../s3/operations/index.ts";
 import { ALGORITHM, parseAmzDate } from "../../s3/sigv4.ts";
@@ -328,7 +329,12 @@ export async function postObjectOp(ctx: RequestContext): Promise<Response> {
       fail(s3Error("AccessDenied"));
     }
     await authorize(ctx);
-    const etag = await uploadFile(ctx, form, key, objectHeaders(fields), policy);
+    const headers = objectHeaders(fields);
+    // tags set by the form need s3:PutObjectTagging too, as x-amz-tagging on PutObject does (front.ts)
+    if (headers["x-amz-tagging"] !== undefined && !(await mayAlso(ctx, "s3:PutObjectTagging"))) {
+      throw new ProxyError("Forbidden", { detail: "The authorization policy denied setting the object's tags" });
+    }
+    const etag = await uploadFile(ctx, form, key, headers, policy);
     await purgeWritten(ctx, key);
     return answer(ctx, fields, key, etag);
   } catch (err) {
