@@ -18,7 +18,7 @@
  *   (written by an earlier version) is dropped too: its store cannot be known. The check is
  *   made once, at start; a hit costs nothing more.
  */
-import { mkdirSync, accessSync, constants, lstatSync, readFileSync, statSync } from "node:fs";
+import { mkdirSync, accessSync, constants, lstatSync, readFileSync, statSync, statfsSync } from "node:fs";
 import { open, rename, stat, unlink, mkdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { UNTYPED_CONTENT_TYPE } from "../http/headers.ts";
@@ -160,6 +160,9 @@ function mkdirProblem(target: string, dir: string): string | undefined {
   }
 }
 
+/** How long the lower cap after a full file system holds (DiskLayer.outOfRoom). */
+const FULL_HOLD_MS = 60_000;
+
 export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   readonly name = "disk";
   readonly storesFiles = true;
@@ -180,6 +183,9 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   private lastErrorLog = 0;
   private readonly purges = new PurgeLog();
   private maxBytes: number;
+  /** Set when the file system ran out of room (outOfRoom): the lower cap kept until fullUntil. */
+  private fullCap = Infinity;
+  private fullUntil = 0;
   private maxItemBytes: number;
   private readonly fsync: boolean;
   private readonly log: DiskLogger | undefined;
@@ -215,7 +221,22 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     } catch (err) {
       throw new Error(`cache.disk.path: cannot use ${this.dir}: ${describeFsError(err)}`);
     }
+    this.warnIfLargerThanVolume();
     this.ready = this.rebuild();
+  }
+
+  /** A max_disk_size_mb the file system cannot hold works (outOfRoom evicts) but is said at start. */
+  private warnIfLargerThanVolume(): void {
+    let total: number;
+    try {
+      const fs = statfsSync(this.dir);
+      total = fs.blocks * fs.frsize;
+    } catch {
+      return;
+    }
+    if (total > 0 && this.maxBytes > total) {
+      this.log?.warn("disk cache: max_disk_size_mb is larger than the file system holding the folder; objects are evicted when it fills", { dir: this.dir, configured_bytes: this.maxBytes, file_system_bytes: total });
+    }
   }
 
   private async rebuild(): Promise<void> {
@@ -364,7 +385,9 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     const m = { key, headers, storedAt, expiresAt, size };
     const head = encodeHead(m, this.stores?.get(bucketOf(key)));
     const room = onDisk(head.byteLength + size);
-    if (this.reserved > 0 && this.reserved + room > this.maxBytes) return undefined;
+    const cap = this.cap();
+    if (cap < this.maxBytes && room > cap) return undefined; // the file system is full (outOfRoom)
+    if (this.reserved > 0 && this.reserved + room > cap) return undefined;
     const w = new DiskWrite(this, m, join(this.dir, tempName()), this.purges.now, this.fsync, head);
     w.reservation = room;
     this.reserved += room;
@@ -413,6 +436,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   failed(err: unknown, what: string): void {
     this.errorCount++;
     const now = Date.now();
+    const code = (err as { code?: string } | undefined)?.code;
+    if (code === "ENOSPC" || code === "EDQUOT") this.outOfRoom(now);
     if (now - this.lastErrorLog < 30_000) return; // a full disk would otherwise log once per fill
     this.lastErrorLog = now;
     this.log?.warn("disk cache error", { dir: this.dir, operation: what, error: (err as { code?: string }).code ?? String((err as Error)?.message ?? err), errors: this.errorCount });
@@ -581,9 +606,33 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     b.bytes += charged;
   }
 
+  /** The bytes the files may take now: max_disk_size_mb, or less for a while after the file system filled up. */
+  private cap(): number {
+    if (this.fullUntil === 0) return this.maxBytes;
+    if (Date.now() < this.fullUntil) return Math.min(this.maxBytes, this.fullCap);
+    this.fullUntil = 0;
+    this.fullCap = Infinity;
+    return this.maxBytes;
+  }
+
+  /**
+   * The file system ran out of room before max_disk_size_mb (smaller than configured, or shared
+   * with other data): the layer caps itself at 90 % of what it holds for a minute and evicts the
+   * least recently used files down to it, so new objects are cached again instead of every fill
+   * failing until an operator steps in. A write failing again shrinks the cap again (at most once a
+   * second); after the minute the configured size applies, and the next ENOSPC starts over.
+   */
+  private outOfRoom(now: number): void {
+    if (this.fullUntil !== 0 && now - (this.fullUntil - FULL_HOLD_MS) < 1000) return;
+    this.fullCap = Math.floor(Math.min(this.bytes, this.cap()) * 0.9);
+    this.fullUntil = now + FULL_HOLD_MS;
+    this.log?.warn("disk cache: the file system is full; evicting least recently used objects", { dir: this.dir, cap_bytes: this.fullCap, configured_bytes: this.maxBytes, for_seconds: FULL_HOLD_MS / 1000 });
+    void this.evictDown();
+  }
+
   /** Evicts least-recently-used entries until the files fit; resolves once their files are deleted. */
   private evictDown(): Promise<unknown> {
-    let over = this.bytes + this.reserved - this.maxBytes;
+    let over = this.bytes + this.reserved - this.cap();
     if (over <= 0) return Promise.resolve();
     const victims: Entry[] = [];
     for (const e of this.lru.oldestFirst()) {

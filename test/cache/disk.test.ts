@@ -99,6 +99,38 @@ describe("store and find", () => {
   });
 });
 
+describe("a file system smaller than max_disk_size_mb", () => {
+  // The disk filled up long before max_disk_size_mb (a small volume, or one shared with other
+  // data): every later fill failed with ENOSPC and nothing new was cached until an operator freed
+  // room. A tmpfs of 6 MiB stands for the full volume (mounting needs root).
+  test.skipIf(process.getuid?.() !== 0)("ENOSPC evicts the least recently used files: new objects are cached again, no temporary file is left", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "yata-disk-full-"));
+    const mounted = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", dir]);
+    expect(mounted.exitCode, mounted.stderr.toString()).toBe(0);
+    const warnings: string[] = [];
+    const log = { info() {}, warn: (msg: string) => void warnings.push(msg) };
+    let d: DiskLayer | undefined;
+    try {
+      d = new DiskLayer({ dir, maxBytes: 64 << 20, maxItemBytes: 2 << 20, log });
+      await d.ready;
+      const MiB = 1 << 20;
+      for (let i = 0; i < 14; i++) await d.put(obj(`b/k${i}`, MiB));
+      // the newest objects are cached and whole; the oldest made room for them
+      for (const k of ["b/k12", "b/k13"]) expect([k, (await bodyOf(await d.get(k))).byteLength]).toEqual([k, MiB]);
+      expect(await d.get("b/k0")).toBeUndefined();
+      expect(d.stats().evictions).toBeGreaterThan(0);
+      expect(warnings).toContain("disk cache: the file system is full; evicting least recently used objects");
+      expect(readdirSync(join(dir, "tmp"))).toEqual([]);
+      // and the start said so: 64 MiB configured on a 6 MiB volume
+      expect(warnings[0]).toBe("disk cache: max_disk_size_mb is larger than the file system holding the folder; objects are evicted when it fills");
+    } finally {
+      await d?.close();
+      Bun.spawnSync(["umount", dir]);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("a cached file this process cannot read", () => {
   // As an unprivileged user (root reads a mode-000 file): a file it cannot open was a HIT whose
   // body Bun.serve failed to open after the head, a 500 for every request of the key until a restart.
