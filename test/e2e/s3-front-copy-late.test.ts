@@ -24,7 +24,7 @@ function startStore() {
   const socks = new Set<Socket>();
   let release!: () => void;
   const released = new Promise<void>((r) => (release = r));
-  const state = { port: 0, gets: 0, stallClosed: 0, release, close: () => (server.close(), socks.forEach((s) => s.destroy())) };
+  const state = { port: 0, gets: 0, stallClosed: 0, trickleClosed: 0, release, close: () => (server.close(), socks.forEach((s) => s.destroy())) };
   const server = createServer((sock) => {
     socks.add(sock);
     sock.on("error", () => {});
@@ -33,6 +33,18 @@ function startStore() {
       const line = d.toString("latin1").split("\r\n", 1)[0]!;
       if (!line.startsWith("GET ")) return void sock.end("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
       state.gets++;
+      if (line.includes("/trickle/")) {
+        // 64 KiB at 8 KiB/s: never silent for long, but slower than any body is given time for
+        sock.on("close", () => state.trickleClosed++);
+        sock.write(`HTTP/1.1 200 OK\r\nContent-Length: ${64 * 1024}\r\nContent-Type: application/octet-stream\r\n\r\n`);
+        let sent = 0;
+        const tick = setInterval(() => {
+          if (sock.destroyed || sent >= 64 * 1024) return clearInterval(tick);
+          sock.write(Buffer.alloc(2048, 5));
+          sent += 2048;
+        }, 250);
+        return;
+      }
       if (line.includes("/stall/")) {
         sock.on("close", () => state.stallClosed++);
         sock.write(`HTTP/1.1 200 OK\r\nContent-Length: ${20 * 1024 * 1024}\r\nContent-Type: application/octet-stream\r\n\r\n`);
@@ -151,6 +163,42 @@ describe.each([
       expect(a.status).toBe(503);
       await a.arrayBuffer();
       await waitFor(() => store.stallClosed > closed, { message: "the source's connection to be closed", timeoutMs: 5000 });
+    },
+    T,
+  );
+});
+
+describe.each(["auto", "fetch"] as const)("a source that trickles, never stalling (upstream client %s)", (client) => {
+  // Before, only a read waiting s3.timeout failed a streamed copy: 2 KiB every 250 ms held it (and
+  // its upload slot) for as long as the source kept that up. Now the reads may wait s3.timeout plus
+  // 1 s per 16 KiB in all (5 s for these 64 KiB), as a held body may.
+  let store: ReturnType<typeof startStore>;
+  let env: UploadEnv;
+  beforeAll(async () => {
+    store = startStore();
+    const yaml = uploadYaml(s3.endpoint, {
+      moreBuckets: () => `  - name: trickle\n    path_prefix: /trickle\n    s3: { bucket: trickle, endpoint: "http://127.0.0.1:${store.port}", timeout: 1, retry: { max_attempts: 1 } }\n`,
+      moreCredentials: `    - { access_key_id: "${COPIER.accessKeyId}", secret_access_key: "${COPIER.secretAccessKey}", identity: copier, buckets: { up: [read, write], trickle: [read] } }\n`,
+      // (a body this small is streamed, not read whole inside its attempt)
+    }).replace("engine: bun", `engine: bun, upstream_client: ${client}, buffer_threshold_bytes: 1024`);
+    env = await startFrontsOn(yaml, s3, false);
+  });
+  afterAll(async () => {
+    await env?.[Symbol.asyncDispose]();
+    store?.close();
+  });
+
+  test(
+    "the copy fails with the <Error> document, the source's connection is closed, the upload aborted, nothing stored",
+    async () => {
+      const key = `late/trickled-${client}.bin`;
+      s3.resetLog();
+      const res = await signedFetch(env, { method: "PUT", path: `/up/${key}`, headers: { "x-amz-copy-source": "/trickle/src.bin" }, creds: COPIER });
+      const body = await res.text();
+      expect(body).toMatch(/<Error><Code>InternalError<\/Code><Message>The copy source&apos;s upstream sent the object too slowly: nothing was written/);
+      await waitFor(() => store.trickleClosed >= 1, { message: "the source's connection to be closed" });
+      await waitFor(() => s3.requests.some((e) => e.method === "PUT" && e.pathname === `/up/${key}` && e.body === "aborted"), { message: "the upload to be aborted" });
+      expect(await s3.exists("up", key)).toBe(false);
     },
     T,
   );

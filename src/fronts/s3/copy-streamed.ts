@@ -25,6 +25,7 @@
  * (the copy's own checksum) is computed on the way and sent as an aws-chunked trailer.
  */
 import { ProxyError } from "../../errors.ts";
+import { framedTimeoutMs } from "../../s3/http1/budget.ts";
 import { enterUpload } from "../../proxy/phases/admit.ts";
 import { storesOf } from "../../config/writes.ts";
 import type { RequestContext } from "../../proxy/context.ts";
@@ -70,6 +71,8 @@ interface SourceRead {
   stallMs: number;
   /** The source's full-object checksum, when the upstream gave one. */
   checksum?: { algorithm: ChecksumAlgorithm; value: string };
+  /** Why stallGuarded failed the body (it stalled, or trickled too slowly), once it did: the error's detail. */
+  failure?: string;
 }
 
 /**
@@ -133,23 +136,34 @@ async function readSource(ctx: RequestContext, src: ForeignSource, range: { firs
  * The source's body, failed when it sends nothing for `ms` (the source bucket's s3.timeout): the
  * own client checks a body's stalls itself, fetch (https endpoints) does not after the head, and
  * while a copy is kept alive (patient.ts) no client timeout would end it either (a stalled https
- * source held a copy for Bun's 5-minute fetch limit). Only a read that waits counts: a write
- * that holds the copy back (a slow destination) is not the source's stall. The chunks pass as
- * they are.
+ * source held a copy for Bun's 5-minute fetch limit). A source that trickles (a few bytes each
+ * time, never stalling) is failed too once its reads have waited longer in all than `length`
+ * takes at the slowest steady rate a body is given (budget.ts: s3.timeout + 1 s per 16 KiB).
+ * Only a read that waits counts: a write that holds the copy back (a slow destination) is not the
+ * source's stall. The chunks pass as they are.
  */
-function stallGuarded(body: ReadableStream<Uint8Array>, ms: number): ReadableStream<Uint8Array> {
+function stallGuarded(body: ReadableStream<Uint8Array>, ms: number, length: number, onFail: (detail: string) => void): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   /** When the pending read started; -1 while none is pending. */
   let waitingSince = -1;
+  /** How long the reads that completed waited, in all. */
+  let waited = 0;
+  const budget = framedTimeoutMs(ms, length);
   let timer: ReturnType<typeof setInterval> | undefined;
   const stop = () => clearInterval(timer);
   return new ReadableStream<Uint8Array>(
     {
       start(c) {
         timer = setInterval(() => {
-          if (waitingSince < 0 || performance.now() - waitingSince < ms) return;
+          if (waitingSince < 0) return;
+          const waiting = performance.now() - waitingSince;
+          const stalled = waiting >= ms;
+          if (!stalled && waited + waiting < budget) return;
           stop();
-          const err = new ProxyError("GatewayTimeout", { detail: "The copy source's upstream stalled while sending the object: nothing was written" });
+          const err = new ProxyError("GatewayTimeout", {
+            detail: stalled ? "The copy source's upstream stalled while sending the object: nothing was written" : "The copy source's upstream sent the object too slowly: nothing was written",
+          });
+          onFail(err.message);
           reader.cancel(err).catch(() => {});
           c.error(err);
         }, Math.max(50, Math.min(1000, ms / 4)));
@@ -158,6 +172,7 @@ function stallGuarded(body: ReadableStream<Uint8Array>, ms: number): ReadableStr
         waitingSince = performance.now();
         try {
           const r = await reader.read();
+          waited += performance.now() - waitingSince;
           waitingSince = -1;
           if (r.done) {
             stop();
@@ -222,7 +237,7 @@ async function sourceTags(ctx: RequestContext, src: ForeignSource, read: SourceR
  * `algorithm`'s checksum as the trailer.
  */
 function bodyOf(read: SourceRead, algorithm: ChecksumAlgorithm | undefined): { body: ReadableStream<Uint8Array>; contentLength: number; awsChunked?: AwsChunkedBody; releaseChunks?: boolean } {
-  const source = read.res.body === null ? new Response(new Uint8Array(0)).body! : stallGuarded(read.res.body, read.stallMs);
+  const source = read.res.body === null ? new Response(new Uint8Array(0)).body! : stallGuarded(read.res.body, read.stallMs, read.length, (why) => (read.failure = why));
   // The source's chunks are the copy's own (fresh socket buffers): freed as the write takes them.
   // Not through the encoder, whose chunk headers are shared constants.
   if (algorithm === undefined) return { body: source, contentLength: read.length, releaseChunks: true };
@@ -236,14 +251,14 @@ function bodyOf(read: SourceRead, algorithm: ChecksumAlgorithm | undefined): { b
  * body (both upstreams' stall checks bound it). A source that failed part-way cut the write
  * (RequestBodyError: nothing stored): BadGateway, saying so.
  */
-async function writing(ctx: RequestContext, send: (call: OperationContext) => Promise<Response>): Promise<Response> {
+async function writing(ctx: RequestContext, read: SourceRead, send: (call: OperationContext) => Promise<Response>): Promise<Response> {
   const was = ctx.uploading;
   ctx.uploading = true;
   try {
     return await send(callOf(ctx));
   } catch (err) {
     if (err instanceof RequestBodyError && !ctx.req.signal.aborted) {
-      throw new ProxyError("BadGateway", { detail: "The copy source's upstream failed while sending the object: nothing was written", cause: err });
+      throw new ProxyError("BadGateway", { detail: read.failure ?? "The copy source's upstream failed while sending the object: nothing was written", cause: err });
     }
     throw err;
   } finally {
@@ -327,7 +342,7 @@ export async function copyObjectStreamed(ctx: RequestContext, src: ForeignSource
     const key = ctx.key;
     body = bodyOf(read, algorithm);
     const b = body;
-    const res = await writing(ctx, (call) => putObject(up, { key, headers, ...b } as PutObjectArgs, call));
+    const res = await writing(ctx, read, (call) => putObject(up, { key, headers, ...b } as PutObjectArgs, call));
     return await resultOf(res, read, up.bucket);
   } finally {
     release(read, body);
@@ -348,7 +363,7 @@ export async function uploadPartCopyStreamed(ctx: RequestContext, src: ForeignSo
   try {
     body = bodyOf(read, algorithm);
     const b = body;
-    const res = await writing(ctx, (call) => uploadPart(up, { key, uploadId: part.uploadId, partNumber: part.partNumber, ...b }, call));
+    const res = await writing(ctx, read, (call) => uploadPart(up, { key, uploadId: part.uploadId, partNumber: part.partNumber, ...b }, call));
     return await resultOf(res, read, up.bucket);
   } finally {
     release(read, body);
