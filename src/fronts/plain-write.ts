@@ -38,7 +38,7 @@ import { ProxyError } from "../errors.ts";
 import type { RequestContext, S3Action } from "../proxy/context.ts";
 import type { BucketRuntime } from "../runtime.ts";
 import { errorFromResponse } from "../s3/errors.ts";
-import { purgeWritten } from "./purge.ts";
+import { purgeIfUnsure, purgeWritten } from "./purge.ts";
 import { objectSettingsProblem, unkeptDeleteCondition, unkeptSettingOf } from "./s3/writes.ts";
 import { deleteObject, putObject } from "../s3/operations/index.ts";
 import { RequestBodyError } from "../s3/upstream.ts";
@@ -117,7 +117,7 @@ export async function servePut(ctx: RequestContext): Promise<Response> {
   let res: Response;
   ctx.uploading = true;
   try {
-    res = await putObject(ctx.bucket!.upstream.primary(), { key: ctx.key, headers: req.headers, ...body }, { signal: req.signal, timing: ctx.timing });
+    res = await purgeIfUnsure(ctx, [ctx.key], () => putObject(ctx.bucket!.upstream.primary(), { key: ctx.key, headers: req.headers, ...body }, { signal: req.signal, timing: ctx.timing }));
   } catch (err) {
     // A client that left is answered 499 by the runner; a body that ended early while it stayed is its error.
     if (err instanceof RequestBodyError && !req.signal.aborted) throw new ProxyError("BadRequest", { detail: "The request body ended before its Content-Length", cause: err });
@@ -150,7 +150,7 @@ export async function serveDelete(ctx: RequestContext): Promise<Response> {
   const unkept = unkeptDeleteCondition(ctx.req.headers);
   if (unkept !== undefined) throw new ProxyError("NotImplemented", { detail: unkept.message });
   const ifMatch = ctx.req.headers.get("if-match") ?? undefined;
-  const res = await deleteObject(ctx.bucket!.upstream.primary(), { key: ctx.key, ...(ifMatch === undefined ? {} : { ifMatch }) }, { signal: ctx.req.signal, timing: ctx.timing });
+  const res = await purgeIfUnsure(ctx, [ctx.key], () => deleteObject(ctx.bucket!.upstream.primary(), { key: ctx.key, ...(ifMatch === undefined ? {} : { ifMatch }) }, { signal: ctx.req.signal, timing: ctx.timing }));
   // (any 2xx: S3 answers 204, a gateway may say 200 or 202; the object is gone either way)
   if (!res.ok) throw await writeError(res, "DELETE");
   await res.arrayBuffer().catch(() => {});

@@ -14,3 +14,23 @@ export function purgeWritten(ctx: RequestContext, key: string): Promise<unknown>
   if (mates.length === 1) return cache.purgeObject(mates[0]!, key).catch(() => 0);
   return Promise.all(mates.map((name) => cache.purgeObject(name, key).catch(() => 0)));
 }
+
+/**
+ * Runs a write's upstream exchange. When its outcome is unknown to the proxy (it threw: no answer
+ * in time, the connection cut or reset once the request went out; or it was answered 5xx) the
+ * upstream may have applied it all the same, so the keys are purged then too: a purge costs one
+ * refill, a kept copy was served as current for the rest of its TTL (a PUT or DELETE whose answer
+ * was lost left the old object, or a deleted one, served as a HIT while the store held the new
+ * one or none). A definite refusal (a 4xx) changed nothing and purges nothing.
+ */
+export async function purgeIfUnsure<T extends { status: number }>(ctx: RequestContext, keys: readonly string[], run: () => Promise<T>): Promise<T> {
+  let res: T;
+  try {
+    res = await run();
+  } catch (err) {
+    await Promise.all(keys.map((k) => purgeWritten(ctx, k)));
+    throw err;
+  }
+  if (res.status >= 500) await Promise.all(keys.map((k) => purgeWritten(ctx, k)));
+  return res;
+}

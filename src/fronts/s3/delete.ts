@@ -33,7 +33,7 @@ import { keyRefusal, MAX_KEY_BYTES } from "./route.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
 import { child, childText, childrenNamed } from "./xml-reader.ts";
 import { callOf, fieldText, malformed, readXmlBody, requestHeaders, unkeptDeleteCondition, writeUpstream } from "./writes.ts";
-import { purgeWritten } from "../purge.ts";
+import { purgeIfUnsure, purgeWritten } from "../purge.ts";
 import { versionIdOf, versionIdProblem } from "./operations.ts";
 
 const MAX_DELETE_KEYS = 1000;
@@ -53,7 +53,7 @@ export async function deleteObjectOp(ctx: RequestContext): Promise<Response> {
   if (unkept !== undefined) throw s3Fail(unkept);
   const ifMatch = headers.get("if-match") ?? undefined;
   const upstream = writeUpstream(ctx);
-  const res = await deleteObject(upstream, { key: ctx.key, versionId, ...(ifMatch === undefined ? {} : { ifMatch }) }, callOf(ctx));
+  const res = await purgeIfUnsure(ctx, [ctx.key], () => deleteObject(upstream, { key: ctx.key, versionId, ...(ifMatch === undefined ? {} : { ifMatch }) }, callOf(ctx)));
   // (any 2xx: S3 answers 204, a gateway may say 200 or 202; the object is gone either way)
   if (!res.ok) return relayError(res, upstream.bucket);
   const purged = purgeWritten(ctx, ctx.key);
@@ -176,10 +176,16 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
       if (o.etag !== undefined) e.etag = o.etag;
       unique.set(conditionalId(o), e);
     }
-    res = await deleteObjects(upstream, { keys: [...unique.values()] }, callOf(ctx));
+    const sentKeys = [...new Set(send.map((o) => o.key))];
+    res = await purgeIfUnsure(ctx, sentKeys, () => deleteObjects(upstream, { keys: [...unique.values()] }, callOf(ctx)));
     if (res.status !== 200) return relayError(res, upstream.bucket);
-    const result = tryParse(await readUpstreamCapped(res, MAX_RESULT_BODY));
-    if (result?.name !== "DeleteResult") throw s3Fail(errorOf(res.status, result, upstream.bucket));
+    const answered = res;
+    // (a 200 whose result is cut or unreadable: any key sent may have been deleted)
+    const result = await purgeIfUnsure(ctx, sentKeys, async () => ({ status: 200, doc: tryParse(await readUpstreamCapped(answered, MAX_RESULT_BODY)) })).then((r) => r.doc);
+    if (result?.name !== "DeleteResult") {
+      await Promise.all(sentKeys.map((k) => purgeWritten(ctx, k)));
+      throw s3Fail(errorOf(res.status, result, upstream.bucket));
+    }
     // Every result the upstream gave for an entry (a key, or a key's version), and for a key: one
     // entry named twice with different conditions (an <ETag> and none, or two <ETag>s) has one
     // result per condition, and S3's results do not say which condition each answers.

@@ -26,7 +26,7 @@ import { emptyAnswer, errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, 
 import { el, maskOwners, rootOf, S3_XMLNS, setFirstElementText, XML_DECL } from "./xml.ts";
 import { childText, childrenNamed, type XmlElement } from "./xml-reader.ts";
 import { callOf, fieldText, malformed, partNumberOf, queryValue, readingResult, readXmlBody, requestHeaders, writeUpstream } from "./writes.ts";
-import { purgeWritten } from "../purge.ts";
+import { purgeIfUnsure, purgeWritten } from "../purge.ts";
 
 const MAX_PARTS = 10_000;
 const CHECKSUM_ELEMENTS = ["ChecksumCRC32", "ChecksumCRC32C", "ChecksumCRC64NVME", "ChecksumSHA1", "ChecksumSHA256"] as const;
@@ -90,9 +90,16 @@ export async function completeMultipartUploadOp(ctx: RequestContext): Promise<Re
   const parts = partsOf(await readXmlBody(ctx, "CompleteMultipartUpload", { objectChecksums: true }));
   const upstream = writeUpstream(ctx);
   const key = ctx.key;
-  const res = await completeMultipartUpload(upstream, { key, uploadId, parts, headers: requestHeaders(ctx) }, callOf(ctx));
+  const res = await purgeIfUnsure(ctx, [key], () => completeMultipartUpload(upstream, { key, uploadId, parts, headers: requestHeaders(ctx) }, callOf(ctx)));
   if (res.status !== 200) return relayError(res, upstream.bucket);
-  const doc = await readingResult(ctx, () => resultDoc(res, "CompleteMultipartUploadResult", upstream.bucket));
+  // (a 200 whose result is cut or stalls, or carries an error, may have completed the object)
+  let doc: XmlElement;
+  try {
+    doc = await readingResult(ctx, () => resultDoc(res, "CompleteMultipartUploadResult", upstream.bucket));
+  } catch (err) {
+    await purgeWritten(ctx, key);
+    throw err;
+  }
   await purgeWritten(ctx, key);
   const bucket = ctx.bucket!.name;
   const scheme = ctx.rt.config.server.https?.enabled ? "https" : "http";

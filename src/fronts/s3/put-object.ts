@@ -23,7 +23,7 @@ import type { S3RequestContext } from "./front.ts";
 import { emptyAnswer, relayError } from "./relay.ts";
 import { MAX_UPLOAD_BYTES, prepareUploadBody, readSmallBody } from "./upload-body.ts";
 import { partNumberOf, queryValue, readingBody, requestHeaders, sendBody, writeUpstream } from "./writes.ts";
-import { purgeWritten } from "../purge.ts";
+import { purgeIfUnsure, purgeWritten } from "../purge.ts";
 
 export async function putObjectOp(ctx: RequestContext): Promise<Response> {
   const upstream = writeUpstream(ctx);
@@ -31,7 +31,7 @@ export async function putObjectOp(ctx: RequestContext): Promise<Response> {
   const key = ctx.key;
   const a = body.args;
   // (field by field: a spread of body.args took JavaScriptCore's generic copy, per PutObject)
-  const res = await sendBody(ctx, body, (call) => putObject(upstream, { key, headers: requestHeaders(ctx), body: a.body, contentLength: a.contentLength, payloadHash: a.payloadHash, awsChunked: a.awsChunked } as PutObjectArgs, call));
+  const res = await purgeIfUnsure(ctx, [key], () => sendBody(ctx, body, (call) => putObject(upstream, { key, headers: requestHeaders(ctx), body: a.body, contentLength: a.contentLength, payloadHash: a.payloadHash, awsChunked: a.awsChunked } as PutObjectArgs, call)));
   if (!res.ok) return relayError(res, upstream.bucket);
   const purged = purgeWritten(ctx, key);
   if (purged !== undefined) await purged;
