@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { type S3Fixture } from "../fixtures/s3.ts";
+import { waitFor } from "../helpers/wait.ts";
 import { startFrontsOn } from "./s3-front-helpers.ts";
 import { signedDeleteObjects, signedFetch, startUploadFixture, UPSTREAM_WRITER, uploadYaml, type UploadEnv } from "./s3-front-upload-helpers.ts";
 
@@ -51,11 +52,7 @@ async function cached(key: string): Promise<void> {
 
 /** Waits until the upstream holds `want` for the key (the write the proxy gave up on lands). */
 async function upstreamHolds(key: string, want: string | undefined): Promise<void> {
-  const until = Date.now() + 8_000;
-  while (text(await s3.read("up", key)) !== want) {
-    if (Date.now() > until) throw new Error(`upstream never held ${want} for ${key}`);
-    await Bun.sleep(50);
-  }
+  await waitFor(async () => text(await s3.read("up", key)) === want, { timeoutMs: 8_000, message: `upstream to hold ${want} for ${key}` });
 }
 
 describe("a write whose answer is lost purges the key all the same", () => {
@@ -99,6 +96,21 @@ describe("a write whose answer is lost purges the key all the same", () => {
       expect(res.status).toBeGreaterThanOrEqual(500);
       await upstreamHolds("s3dels.txt", undefined);
       expect((await fetch(env.mainUrl("/quick/s3dels.txt"))).status).toBe(404);
+    },
+    T,
+  );
+
+  test(
+    "S3 front CopyObject answered 503: the copy is read, not the cached old object",
+    async () => {
+      await cached("s3copy.txt");
+      await s3.put("up", "copy-source.txt", "copied");
+      s3.faults.set("/up/s3copy.txt", { kind: "delay", ms: 3_000, method: "PUT", times: 1 });
+      const res = await signedFetch(env, { method: "PUT", path: "/quick/s3copy.txt", headers: { "x-amz-copy-source": "/quick/copy-source.txt" }, creds: QUICK });
+      await res.text();
+      expect(res.status).toBeGreaterThanOrEqual(500);
+      await upstreamHolds("s3copy.txt", "copied");
+      expect(await (await fetch(env.mainUrl("/quick/s3copy.txt"))).text()).toBe("copied");
     },
     T,
   );

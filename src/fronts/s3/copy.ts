@@ -158,6 +158,8 @@ export async function copyObjectOp(ctx: RequestContext): Promise<Response> {
       answer = await copyResult(ctx, res, "CopyObjectResult", upstream.bucket);
     } else answer = streamedAnswer(ctx, await copyObjectStreamed(ctx, src), "CopyObjectResult");
   } catch (err) {
+    // (the upstream may have copied all the same when its answer was lost: see purgeIfUnsure)
+    await purgeWritten(ctx, ctx.key);
     return hideMissingSource(ctx, src, err);
   }
   await purgeWritten(ctx, ctx.key);

@@ -179,11 +179,11 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
     const sentKeys = [...new Set(send.map((o) => o.key))];
     res = await purgeIfUnsure(ctx, sentKeys, () => deleteObjects(upstream, { keys: [...unique.values()] }, callOf(ctx)));
     if (res.status !== 200) return relayError(res, upstream.bucket);
-    const answered = res;
     // (a 200 whose result is cut or unreadable: any key sent may have been deleted)
-    const result = await purgeIfUnsure(ctx, sentKeys, async () => ({ status: 200, doc: tryParse(await readUpstreamCapped(answered, MAX_RESULT_BODY)) })).then((r) => r.doc);
+    const unsure = () => Promise.all(sentKeys.map((k) => purgeWritten(ctx, k)));
+    const result = tryParse(await readUpstreamCapped(res, MAX_RESULT_BODY).catch(async (err) => (await unsure(), Promise.reject(err))));
     if (result?.name !== "DeleteResult") {
-      await Promise.all(sentKeys.map((k) => purgeWritten(ctx, k)));
+      await unsure();
       throw s3Fail(errorOf(res.status, result, upstream.bucket));
     }
     // Every result the upstream gave for an entry (a key, or a key's version), and for a key: one

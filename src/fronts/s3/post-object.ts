@@ -334,8 +334,8 @@ export async function postObjectOp(ctx: RequestContext): Promise<Response> {
     if (headers["x-amz-tagging"] !== undefined && !(await mayAlso(ctx, "s3:PutObjectTagging"))) {
       throw new ProxyError("Forbidden", { detail: "The authorization policy denied setting the object's tags" });
     }
-    const etag = await uploadFile(ctx, form, key, headers, policy);
-    await purgeWritten(ctx, key);
+    // (purged whatever the outcome: a write whose answer was lost may have landed, see purgeIfUnsure)
+    const etag = await uploadFile(ctx, form, key, headers, policy).finally(() => purgeWritten(ctx, key));
     return answer(ctx, fields, key, etag);
   } catch (err) {
     // the form itself was broken (read before the file or in it: either way nothing is stored)
