@@ -299,7 +299,9 @@ export function withinExpansionLimit(y: Pick<ParsedYaml, "doc" | "aliasTargets">
 export function parseYamlConfig(text: string, env: Record<string, string | undefined>): ParsedYaml | { syntax: PathIssue[] } {
   const counter = new LineCounter();
   // merge: YAML 1.1 merge keys (`<<: *defaults`), which many configs with many buckets use.
-  const doc = parseDocument(text, { lineCounter: counter, prettyErrors: true, uniqueKeys: false, merge: true });
+  // logLevel "error": the package's warnings (a complex key "will be stringified ... Set mapAsMap")
+  // would go to stderr through process.emitWarning, a stray non-JSON line; the walk below reports them.
+  const doc = parseDocument(text, { lineCounter: counter, prettyErrors: true, uniqueKeys: false, merge: true, logLevel: "error" });
   if (doc.errors.length > 0) return { syntax: syntaxIssues(text, doc.errors, counter) };
   const line = (n: unknown) => {
     const r = (n as Node | null | undefined)?.range;
@@ -320,7 +322,12 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
     if (isMap(n)) {
       const seen = new Map<string, number | undefined>();
       for (const pair of n.items) {
-        if (!isPair(pair) || !isScalar(pair.key)) continue; // complex keys: the schema rejects them
+        if (!isPair(pair)) continue;
+        if (!isScalar(pair.key)) {
+          // `? [a, b]\n: c`: the yaml package would stringify the key; no config key is one.
+          issues.push({ path: segments(f), message: "a key must be a plain name (a string), not a list or a mapping", line: line(pair.key) ?? lines.get(f.fmt) });
+          continue;
+        }
         const name = typeof pair.key.value === "symbol" ? "<<" : String(pair.key.value);
         const keyLine = line(pair.key);
         if (seen.has(name)) {

@@ -147,6 +147,42 @@ function cpuMs(f: () => void, runs: number): number {
   return best;
 }
 
+describe("complex keys (a list or a mapping as a key)", () => {
+  // The yaml package stringifies such a key with a process warning on stderr ("Keys with collection
+  // values will be stringified ... Set mapAsMap: true", then "Use `yatagarasu-linux-x64
+  // --trace-warnings ...`", an option the binary refuses): a stray non-JSON line in the log
+  // stream at start and on reload, and an anchor holder (`x-`) passed --check with it.
+  function warningsDuring(f: () => void): string[] {
+    const seen: string[] = [];
+    const original = process.emitWarning;
+    process.emitWarning = ((w: string | Error) => void seen.push(String(w))) as typeof process.emitWarning;
+    try {
+      f();
+    } finally {
+      process.emitWarning = original;
+    }
+    return seen;
+  }
+
+  test("is a config error with its path and line, and no runtime warning is printed", () => {
+    let got: ConfigIssue[] = [];
+    const warnings = warningsDuring(() => {
+      got = issues(`${B}x-anchors:\n  ? [a, b]\n  : c\n`);
+    });
+    expect(warnings).toEqual([]);
+    expect(got).toContainEqual({ path: "x-anchors", message: "a key must be a plain name (a string), not a list or a mapping", line: 6 });
+  });
+
+  test("outside x- too: named with its line, without the runtime warning", () => {
+    let got: ConfigIssue[] = [];
+    const warnings = warningsDuring(() => {
+      got = issues(`${B}server:\n  ? { port: 1 }\n  : 8080\n`);
+    });
+    expect(warnings).toEqual([]);
+    expect(got).toContainEqual({ path: "server", message: "a key must be a plain name (a string), not a list or a mapping", line: 6 });
+  });
+});
+
 describe("complexity", () => {
   test("parse time grows linearly with the keys of one mapping: 8x the keys costs well under 16x the time", () => {
     const small = wide(5_000);
