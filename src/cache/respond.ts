@@ -113,7 +113,9 @@ export function respondFromObject(
   const age = ageOf(obj, now);
   const cond = evaluateConditions(reqHeaders, { etag: obj.headers.etag, lastModified: obj.headers["last-modified"] }, method);
   if (cond === "not-modified") return notModifiedFrom(obj, age, status);
-  if (cond === "precondition-failed") throw new ProxyError("PreconditionFailed", { headers: { "x-cache": status } });
+  // (a 412 / 416 from the cache names its layer too, as every HIT does)
+  const xCache: Record<string, string> = status === "HIT" ? { "x-cache": status, "x-cache-layer": obj.source ?? "memory" } : { "x-cache": status };
+  if (cond === "precondition-failed") throw new ProxyError("PreconditionFailed", { headers: xCache });
   const isGet = method === "GET";
   const range = reqHeaders.get("range");
   if (range !== null) {
@@ -121,7 +123,7 @@ export function respondFromObject(
     if (r.kind !== "none" && ifRangeAllows(reqHeaders.get("if-range"), { etag: obj.headers.etag, lastModified: obj.headers["last-modified"] })) {
       if (r.kind === "unsatisfiable") {
         // (X-Cache as on every answer from a cached object)
-        throw new ProxyError("RangeNotSatisfiable", { headers: { "content-range": unsatisfiedRange(obj.size), "x-cache": status } });
+        throw new ProxyError("RangeNotSatisfiable", { headers: { "content-range": unsatisfiedRange(obj.size), ...xCache } });
       }
       const h = rangeHeaders(obj, age, status, r.start, r.end);
       if (!isGet) return new Response(null, { status: 206, headers: headHeaders(obj, h) });

@@ -151,7 +151,7 @@ describe("streaming fill", () => {
       (e: unknown) => e as { status: number; headers?: Record<string, string> },
     );
     expect(refused?.status).toBe(412);
-    expect(refused?.headers).toMatchObject({ "x-cache": "HIT" });
+    expect(refused?.headers).toMatchObject({ "x-cache": "HIT", "x-cache-layer": "disk" });
   });
 
   test("Range on a disk hit: 206 of the file's bytes with an exact Content-Length", async () => {

@@ -117,7 +117,7 @@ describe("Range from a cached body", () => {
       const err = await serve({ range: spec }).catch((e) => e);
       expect(err).toBeInstanceOf(ProxyError);
       expect(err.status).toBe(416);
-      expect(err.headers).toEqual({ "content-range": "bytes */1000", "x-cache": "HIT" });
+      expect(err.headers).toEqual({ "content-range": "bytes */1000", "x-cache": "HIT", "x-cache-layer": "memory" });
     }
   });
 
@@ -162,6 +162,8 @@ describe("conditionals from cache", () => {
       const err = await serve(h).catch((e) => e);
       expect(err).toBeInstanceOf(ProxyError);
       expect(err.code).toBe("PreconditionFailed");
+      // a HIT names its layer, whatever its status (README: "A HIT says where it came from")
+      expect(err.headers).toEqual({ "x-cache": "HIT", "x-cache-layer": "memory" });
     }
     expect((await serve({ "if-match": ETAG })).response.status).toBe(200);
   });
