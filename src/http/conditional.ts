@@ -118,6 +118,48 @@ export function etagListMatches(list: string, etag: string | undefined, strong: 
   return false;
 }
 
+/**
+ * The If-Match / If-None-Match value to send upstream: the entity-tags etagListMatches reads,
+ * written as RFC 9110 writes them (`"a", W/"b"`), or `*` alone. So the upstream cannot read a
+ * malformed list another way than the cache does (`"x", *` was 304 uncached and 200 cached,
+ * `W/abc` and `"x" "abc"` the other way round): the answer does not depend on whether the object
+ * was cached. A list the cache finds no tag in is sent as `""`, a tag no object has (If-Match:
+ * 412, If-None-Match: no match, as cached). A member the cache can never match (an opaque-tag with
+ * a quote or a control character) is dropped.
+ */
+export function upstreamEtagList(list: string): string {
+  if (list.trim() === "*") return "*";
+  const tags: string[] = [];
+  const n = list.length;
+  let i = 0;
+  while (i < n) {
+    const c = list.charCodeAt(i);
+    if (c === 32 || c === 9 || c === 44) {
+      i++;
+      continue;
+    }
+    let weak = false;
+    if (list.startsWith("W/", i)) {
+      weak = true;
+      i += 2;
+    }
+    let opaque: string;
+    if (list.charCodeAt(i) === 34) {
+      const close = list.indexOf('"', i + 1);
+      if (close < 0) break; // unterminated: the cache stops reading here
+      opaque = list.slice(i + 1, close);
+      i = close + 1;
+    } else {
+      let j = list.indexOf(",", i);
+      if (j < 0) j = n;
+      opaque = list.slice(i, j).trim();
+      i = j;
+    }
+    if (/^[\x21\x23-\x7e\x80-\xff]*$/.test(opaque)) tags.push(`${weak ? "W/" : ""}"${opaque}"`);
+  }
+  return tags.length === 0 ? '""' : tags.join(", ");
+}
+
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 const MON = "(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)";
 const TIME = "(\\d\\d):(\\d\\d):(\\d\\d)";

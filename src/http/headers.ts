@@ -17,7 +17,7 @@
  */
 import { CHECKSUM_ALGORITHMS, checksumHeaderName } from "../s3/checksum.ts";
 import { upstreamRange } from "./range.ts";
-import { parseHttpDate } from "./conditional.ts";
+import { parseHttpDate, upstreamEtagList } from "./conditional.ts";
 
 /**
  * The Content-Type an object the upstream sent without one goes out with, on every path (uncached,
@@ -131,8 +131,9 @@ export function forwardRequestHeaders(h: Headers): Record<string, string> {
       // for the upstream to read some other way (an ISO date, "0" were 304/412 uncached, 200 cached).
       if (!Number.isNaN(parseHttpDate(v.trim()))) out[name] = v;
     } else if (name === "if-match" || name === "if-none-match") {
-      // An empty one is absent, as for the cache (it was 412 uncached, 200 cached).
-      if (v.trim() !== "") out[name] = v;
+      // An empty one is absent, as for the cache (it was 412 uncached, 200 cached); any other is
+      // sent as the list the cache reads (upstreamEtagList), never for the upstream to read otherwise.
+      if (v.trim() !== "") out[name] = upstreamEtagList(v);
     } else out[name] = v;
   }
   return out;

@@ -39,6 +39,22 @@ describe("forwardRequestHeaders", () => {
     }
     expect(forwardRequestHeaders(new Headers({ "if-match": "", "if-none-match": "  " }))).toEqual({});
   });
+
+  test("If-Match / If-None-Match go upstream as the list the cache reads, so a malformed one is not read another way", () => {
+    // Each was answered one way by an uncached bucket (the upstream's parse) and the other way by a
+    // cached one: `"x", *` 304 vs 200, `W/abc` 200 vs 304, `"x" "abc"` 412 vs 200.
+    const fwd = (v: string) => forwardRequestHeaders(new Headers({ "if-match": v, "if-none-match": v }));
+    expect(fwd('"x", *')).toEqual({ "if-match": '"x", "*"', "if-none-match": '"x", "*"' });
+    expect(fwd("W/abc")["if-none-match"]).toBe('W/"abc"');
+    expect(fwd('"x" "abc"')["if-match"]).toBe('"x", "abc"');
+    expect(fwd("abc")["if-match"]).toBe('"abc"'); // unquoted, read as quoted (as S3 does)
+    expect(fwd('"a", "b')["if-match"]).toBe('"a"'); // the cache stops at an unterminated tag
+    expect(fwd('"b')["if-match"]).toBe('""'); // no tag: one no object has
+    // well-formed values go as they were
+    for (const ok of ["*", ' * ', '"abc"', 'W/"abc"', '"a", W/"b"', '"9b2cf535f27731c974343645a3985328-12"']) {
+      expect(fwd(ok)["if-match"]).toBe(ok.trim() === "*" ? "*" : ok);
+    }
+  });
 });
 
 describe("passResponseHeaders", () => {
