@@ -9,6 +9,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { OpaServer } from "../fixtures/opa.ts";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { recordingLogger } from "../helpers/logger.ts";
+import { waitFor } from "../helpers/wait.ts";
+import type { AccessRecord } from "../../src/observe/log.ts";
 import { startFrontsOn } from "./s3-front-helpers.ts";
 import { answerOf, signedFetch, UPSTREAM_WRITER, uploadYaml, type UploadEnv } from "./s3-front-upload-helpers.ts";
 
@@ -22,6 +25,7 @@ const LISTER = { accessKeyId: "AKIDCOPYLISTER001", secretAccessKey: "copy-lister
 let s3: S3Fixture;
 let env: UploadEnv;
 let opa: OpaServer;
+const accessLines: AccessRecord[] = [];
 
 beforeAll(async () => {
   // (the `opa` bucket's authorizer allows everything but s3:ListBucket)
@@ -47,6 +51,7 @@ beforeAll(async () => {
     }),
     s3,
     true,
+    { ...recordingLogger(), access: (r: AccessRecord) => void accessLines.push(r) },
   );
   await s3.put("up", "there.txt", "here");
   await s3.put("far", "there.txt", "far here");
@@ -73,6 +78,21 @@ describe("a copy's missing source", () => {
       expect(await copy("/up/dst.txt", "/up/there.txt", PROBER)).toBe("200 ");
       expect(await copy("/up/dst2.txt", "/far/there.txt", PROBER)).toBe("200 ");
       expect(new TextDecoder().decode((await s3.read("up", "dst2.txt"))!)).toBe("far here");
+    },
+    T,
+  );
+
+  test(
+    "the AccessDenied's access line still names the upstream refusal it hides (s3_request_id), server-side and streamed",
+    async () => {
+      accessLines.length = 0;
+      expect(await copy("/up/dst.txt", "/up/missing.txt", PROBER)).toBe("403 AccessDenied");
+      expect(await copy("/up/dst.txt", "/far/missing.txt", PROBER)).toBe("403 AccessDenied");
+      const lines = await waitFor(() => (accessLines.length >= 2 ? accessLines : undefined), { message: "two access lines" });
+      expect(lines.map((l) => [l.status, l.s3_error, /^[0-9A-F]{16}$/.test(String(l.s3_request_id))])).toEqual([
+        [403, "AccessDenied", true],
+        [403, "AccessDenied", true],
+      ]);
     },
     T,
   );

@@ -178,7 +178,8 @@ async function hideMissingSource(ctx: RequestContext, src: ForeignSource, err: u
   const from = src.from;
   const principal = (ctx as S3RequestContext).s3!.principal;
   const mayList = mayAccess(ctx.rt, principal, from, "s3:ListBucket") && (await mayOnSource(ctx, from, src.key, "s3:ListBucket"));
-  throw mayList ? err : s3Fail(s3Error("AccessDenied"));
+  // (the upstream's request id kept: the access log still names the refusal it came from)
+  throw mayList ? err : s3Fail(s3Error("AccessDenied"), (err.cause as { s3RequestId?: string } | undefined)?.s3RequestId);
 }
 
 const DIRECTIVES = ["x-amz-metadata-directive", "x-amz-tagging-directive"] as const;
