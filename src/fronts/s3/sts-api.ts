@@ -67,8 +67,12 @@ export function parseAssumeRoleWithWebIdentity(
   const fail = (error: StsError) => ({ kind: "error" as const, error });
   if (Buffer.byteLength(form) > MAX_STS_BODY_BYTES) return fail(stsError("ValidationError", "The request body is too large."));
   const p = new URLSearchParams(form);
-  for (const name of new Set(p.keys())) {
-    if (p.getAll(name).length > 1) return fail(stsError("InvalidParameterValue", `The parameter ${name.slice(0, 64)} may appear only once.`));
+  // One pass: getAll per distinct name was quadratic, and a 64 KiB body of ~10,000 distinct names
+  // (unauthenticated) held the event loop for ~0.4 s.
+  const seen = new Set<string>();
+  for (const name of p.keys()) {
+    if (seen.has(name)) return fail(stsError("InvalidParameterValue", `The parameter ${name.slice(0, 64)} may appear only once.`));
+    seen.add(name);
   }
   const action = p.get("Action");
   const version = p.get("Version");
