@@ -323,7 +323,6 @@ export class Authenticator {
     for (const k of keys) {
       try {
         await compactVerify(token, k.key, { algorithms: [alg] });
-        return { claims: decodePayload(t.payloadB64), key: k };
       } catch (err) {
         const code = (err as { code?: string }).code;
         // Not this key (its signature does not match, or the key itself cannot verify: jose's
@@ -331,6 +330,9 @@ export class Authenticator {
         if (code === "ERR_JWS_SIGNATURE_VERIFICATION_FAILED" || err instanceof TypeError) continue;
         throw invalid(code === "ERR_JOSE_NOT_SUPPORTED" ? "unsupported token header" : "token rejected by the verifier");
       }
+      // (outside the try: a signed payload that is not a JSON object is its TokenError, "payload is
+      // not ...", as on the HMAC path, not the verifier's generic refusal)
+      return { claims: decodePayload(t.payloadB64), key: k };
     }
     throw invalid("signature verification failed");
   }

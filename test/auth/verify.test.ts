@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
+import { CompactSign } from "jose";
 import { Authenticator } from "../../src/auth/index.ts";
 import { b64url, hmacToken, jwtConfig, makeKeyPair, nowSec, rawToken, sign, signWith, tempDir, type AsymAlg, type TestKey } from "../fixtures/jwt.ts";
 import { expectProxyError } from "./helpers.ts";
@@ -124,6 +125,14 @@ describe("rejections (InvalidToken; the token never appears in the error)", () =
       const input = `${h}.${b64url(payload)}`;
       const sig = new Bun.CryptoHasher("sha256", SECRET).update(input).digest("base64url");
       await bad(`${input}.${sig}`, /payload/);
+    }
+  });
+  test("an asymmetric token whose validly signed payload is not a JSON object says so (as the HMAC path does)", async () => {
+    const k = keys.RS256!;
+    const rs = await make({ algorithm: "RS256", rsa_public_key_path: k.pemPath });
+    for (const payload of ["not json", "[1]", "42"]) {
+      const token = await new CompactSign(new TextEncoder().encode(payload)).setProtectedHeader({ alg: "RS256" }).sign(k.privateKey);
+      await bad(token, /malformed token: payload is not (base64url JSON|a JSON object)/, rs);
     }
   });
   test("algorithm not configured; alg none with an empty signature", async () => {
