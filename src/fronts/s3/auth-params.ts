@@ -68,8 +68,19 @@ export function checkScope(scope: Scope, region: string, fail: (detail: string, 
   return undefined;
 }
 
+/** Above this many names the duplicate check uses a Set (indexOf per name is quadratic: 10,000 names cost ~0.5 s). */
+const FEW_NAMES = 16;
+
 function parseSignedHeaders(value: string): string[] | undefined {
   const names = value.split(";");
+  if (names.length > FEW_NAMES) {
+    const seen = new Set<string>();
+    for (const name of names) {
+      if (!HEADER_NAME.test(name) || seen.has(name)) return undefined;
+      seen.add(name);
+    }
+    return names;
+  }
   for (let i = 0; i < names.length; i++) {
     // a handful of names: indexOf beats building a Set
     if (!HEADER_NAME.test(names[i]) || names.indexOf(names[i]) !== i) return undefined;
@@ -142,6 +153,12 @@ export class AuthMemo {
 }
 
 const SDK_SIGNATURE = ", Signature=";
+/**
+ * Prefixes longer than this are parsed each time, never remembered: an SDK's is ~150-400
+ * characters, and a memo of 1,024 entries of ~60 KiB Authorization headers (anyone can send them:
+ * the memo is filled before the key is looked up) held ~270 MB.
+ */
+export const MAX_MEMO_PREFIX = 1024;
 const SIGNATURE_VALUE = /^[^\s,=]+$/;
 
 /**
@@ -156,7 +173,7 @@ export function parseHeaderAuth(authorization: string, headers: HeaderSource, re
   let cut = -1;
   if (memo !== undefined) {
     cut = authorization.lastIndexOf(SDK_SIGNATURE);
-    const hit = cut > 0 ? memo.get(authorization, cut, region) : undefined;
+    const hit = cut > 0 && cut <= MAX_MEMO_PREFIX ? memo.get(authorization, cut, region) : undefined;
     if (hit !== undefined) {
       const signature = authorization.slice(cut + SDK_SIGNATURE.length);
       if (SIGNATURE_VALUE.test(signature)) return withRequestTime(hit, signature, headers);
@@ -195,7 +212,7 @@ export function parseHeaderAuth(authorization: string, headers: HeaderSource, re
   if (signedHeaders === undefined) return malformed(`the authorization component "SignedHeaders=${signedRaw.slice(0, 64)}" is malformed.`);
   const scopeProblem = checkScope(scope, region, malformed);
   if (scopeProblem) return scopeProblem;
-  if (memo !== undefined && m !== null && cut > 0) {
+  if (memo !== undefined && m !== null && cut > 0 && cut <= MAX_MEMO_PREFIX) {
     const sorted = signedHeaders.slice().sort();
     const parsed: ParsedScope = { scope, signedHeaders: sorted, signedLine: signedHeadersLine(sorted) };
     memo.set(authorization, cut, region, parsed);
