@@ -21,6 +21,7 @@ import {
 } from "../../s3/operations/index.ts";
 import { uriEncode } from "../../s3/sigv4.ts";
 import { s3Error } from "./errors.ts";
+import { bucketFromHost } from "./route.ts";
 import { s3Fail } from "./fail.ts";
 import { emptyAnswer, errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, relayedHeaders, tryParse, xmlAnswer } from "./relay.ts";
 import { el, maskOwners, rootOf, S3_XMLNS, setFirstElementText, XML_DECL } from "./xml.ts";
@@ -105,7 +106,8 @@ export async function completeMultipartUploadOp(ctx: RequestContext): Promise<Re
   const scheme = ctx.rt.config.server.https?.enabled ? "https" : "http";
   const host = ctx.req.headers.get("host") ?? "localhost";
   let xml = XML_DECL + `<CompleteMultipartUploadResult xmlns="${S3_XMLNS}">` +
-    el("Location", `${scheme}://${host}/${uriEncode(bucket, true)}/${uriEncode(key, false)}`) + el("Bucket", bucket) + el("Key", key);
+    // (virtual-hosted, `<bucket>.<s3_api.domain>`: the path is the key alone, as the request's was)
+    el("Location", `${scheme}://${host}${bucketFromHost(host, ctx.rt.s3Api?.domain) === bucket ? "" : `/${uriEncode(bucket, true)}`}/${uriEncode(key, false)}`) + el("Bucket", bucket) + el("Key", key);
   const etag = childText(doc, "ETag");
   if (etag !== undefined) xml += el("ETag", etag);
   for (const name of [...CHECKSUM_ELEMENTS, "ChecksumType"]) {

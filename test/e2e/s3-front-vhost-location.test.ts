@@ -1,0 +1,61 @@
+/**
+ * The Location an upload answers (PostObject's header and PostResponse, CompleteMultipartUpload's
+ * <Location>) on a virtual-hosted request (`<bucket>.<s3_api.domain>`) is the object's
+ * virtual-hosted URL, as S3 gives it: the path is the key alone. It was path-style on the
+ * virtual-hosted host (`http://up.s3.test/up/key`), a URL that names key `up/key` there.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { presignPost } from "../../src/fronts/presign.ts";
+import { S3Signer } from "../../src/s3/sigv4.ts";
+import { startUploadFixture, uploadYaml, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
+import { startFrontsOn } from "./s3-front-helpers.ts";
+
+let env: UploadEnv;
+beforeAll(async () => {
+  const s3 = await startUploadFixture();
+  const yaml = uploadYaml(s3.endpoint).replace("s3_api:\n  address: 127.0.0.1\n", "s3_api:\n  address: 127.0.0.1\n  domain: s3.test\n");
+  expect(yaml).toContain("domain: s3.test");
+  env = await startFrontsOn(yaml, s3, true);
+});
+afterAll(async () => {
+  await env?.[Symbol.asyncDispose]();
+});
+
+const vhost = () => `up.s3.test:${env.port}`;
+
+/** A request signed for `host` (virtual-hosted: `path` is "/<key>"), sent to the listener with that Host. */
+function vhostFetch(method: string, path: string, query: Array<[string, string]>, body?: string): Promise<Response> {
+  const signed = new S3Signer(WRITER, "us-east-1").signRequest({ method, host: vhost(), path, query, headers: {}, payloadHash: "UNSIGNED-PAYLOAD" });
+  return fetch(`${env.endpoint}${signed.path}${signed.query ? `?${signed.query}` : ""}`, { method, headers: { ...signed.headers, host: vhost() }, body });
+}
+
+test("PostObject on a virtual-hosted host: Location (header and PostResponse) is the virtual-hosted URL; path-style stays path-style", async () => {
+  const now = Math.floor(Date.now() / 1000) * 1000;
+  const post = (origin: string, virtualHosted: boolean, key: string, host: string) => {
+    const p = presignPost({ origin, virtualHosted, bucket: "up", key, region: "us-east-1", accessKeyId: WRITER.accessKeyId, secretAccessKey: WRITER.secretAccessKey, now, expiresAt: now + 300_000, maxSize: 1000, successStatus: "201" });
+    const form = new FormData();
+    for (const [k, v] of Object.entries(p.fields)) form.append(k, v);
+    form.append("file", new Blob(["hi"]), "f.txt");
+    return fetch(`${env.endpoint}${new URL(p.url).pathname}`, { method: "POST", body: form, headers: { host } });
+  };
+  const v = await post(`http://${vhost()}`, true, "vh/a b.txt", vhost());
+  expect(v.status).toBe(201);
+  expect(v.headers.get("location")).toBe(`http://${vhost()}/vh/a%20b.txt`);
+  expect(await v.text()).toContain(`<Location>http://${vhost()}/vh/a%20b.txt</Location>`);
+  const p = await post(env.endpoint, false, "ph/a.txt", `127.0.0.1:${env.port}`);
+  expect(p.status).toBe(201);
+  expect(p.headers.get("location")).toBe(`${env.endpoint}/up/ph/a.txt`);
+});
+
+test("CompleteMultipartUpload on a virtual-hosted host: <Location> is the virtual-hosted URL", async () => {
+  const created = await (await vhostFetch("POST", "/mp/obj.txt", [["uploads", ""]])).text();
+  const id = /<UploadId>(.*?)<\/UploadId>/.exec(created)?.[1];
+  expect(id).toBeDefined();
+  const part = await vhostFetch("PUT", "/mp/obj.txt", [["partNumber", "1"], ["uploadId", id!]], "part one");
+  expect(part.status).toBe(200);
+  const xml = `<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>${part.headers.get("etag")}</ETag></Part></CompleteMultipartUpload>`;
+  const done = await vhostFetch("POST", "/mp/obj.txt", [["uploadId", id!]], xml);
+  expect(done.status).toBe(200);
+  expect(await done.text()).toContain(`<Location>http://${vhost()}/mp/obj.txt</Location>`);
+  expect(new TextDecoder().decode((await env.s3.read("up", "mp/obj.txt"))!)).toBe("part one");
+});
