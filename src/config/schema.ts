@@ -295,6 +295,18 @@ export const CACHE_LAYERS = ["memory", "disk", "redis"] as const;
 export const MAX_REDIS_DB = 2147483647;
 
 const NOT_A_REDIS_URL = "must be a redis:// or rediss:// URL with a host (e.g. redis://host:6379/0)";
+const PERCENT_ENCODE =
+  "must be a redis:// or rediss:// URL with a host (e.g. redis://user:password@host:6379/0); characters such as '/', '?', '#', '@' and '%' in the user name or password must be percent-encoded (%2F, %3F, %23, %40, %25)";
+
+/** Whether a URL component's percent-escapes are whole (decodeURIComponent would not throw). */
+function decodes(s: string): boolean {
+  try {
+    decodeURIComponent(s);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /**
  * What is wrong with a Redis URL that Bun's client would refuse when the proxy starts (an
@@ -307,11 +319,15 @@ export function redisUrlProblem(v: string): string | undefined {
     u = new URL(v);
   } catch {
     // (the usual cause: a password with '/', '?', '#' or '@' as it is, which ends the userinfo early)
-    if (v.lastIndexOf("@") > v.indexOf("//"))
-      return "must be a redis:// or rediss:// URL with a host (e.g. redis://user:password@host:6379/0); characters such as '/', '?', '#', '@' and '%' in the user name or password must be percent-encoded (%2F, %3F, %23, %40, %25)";
+    if (v.lastIndexOf("@") > v.indexOf("//")) return PERCENT_ENCODE;
     return NOT_A_REDIS_URL;
   }
   if ((u.protocol !== "redis:" && u.protocol !== "rediss:") || u.hostname === "") return NOT_A_REDIS_URL;
+  // A '%' not followed by two hex digits (a password's own '%', not encoded) made the connection's
+  // decodeURIComponent throw at start: an unhandled URIError, exit 70, after --check said OK. A
+  // '/' or '#' before a later '@' ended the userinfo early: the rest read as a host and a path.
+  if (!decodes(u.username) || !decodes(u.password) || u.hash !== "" || v.indexOf("@", v.indexOf("//") + 2) < v.lastIndexOf("@"))
+    return PERCENT_ENCODE;
   if (u.port === "0") return "port 0 is no Redis port: give the server's port (6379 by default), or leave it out";
   const path = u.pathname;
   if (path !== "" && path !== "/" && !(/^\/\d{1,10}$/.test(path) && Number(path.slice(1)) <= MAX_REDIS_DB))
