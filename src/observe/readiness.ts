@@ -35,6 +35,8 @@ export class Prober {
   private readonly states = new Map<string, BucketProbeState>();
   private timer: ReturnType<typeof setInterval> | undefined;
   private running = false;
+  /** Set by stop(): a probe still in flight then (its connection cut by the shutdown's pool close, or a reload's retired generation) is neither recorded nor logged. */
+  private stopped = false;
   private waiters: Array<() => void> = [];
   rounds = 0;
 
@@ -71,6 +73,7 @@ export class Prober {
   }
 
   stop(): void {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
   }
@@ -87,6 +90,7 @@ export class Prober {
       await Promise.all(
         this.targets.map(async (t) => {
           const r = await t.probe(this.timeoutMs);
+          if (this.stopped) return; // (a shutdown closed its upstream connection: no "probe failed" warning for that)
           const was = this.states.get(t.id);
           this.states.set(t.id, { ...r, checked_at: new Date().toISOString() });
           if (this.log !== undefined && was !== undefined) this.tell(t.id, was, r);

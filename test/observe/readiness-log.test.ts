@@ -47,3 +47,22 @@ test("a reload's prober that carries a target's last result over logs nothing fo
   await second.round();
   expect(lines).toEqual(["warn upstream probe failed: not ready", "info upstream probe: ready again"]);
 });
+
+test("a probe still in flight when the prober stops (shutdown closes its connection) logs no failure", async () => {
+  const lines: string[] = [];
+  const log: ProbeLog = (level, msg) => lines.push(`${level} ${msg}`);
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const prober = new Prober(
+    [{ id: "b", probe: async () => (await gate, { ok: false, reason: "upstream unreachable (Error)" }) }],
+    60_000,
+    2000,
+    undefined,
+    log,
+  );
+  const round = prober.round();
+  prober.stop();
+  release();
+  await round;
+  expect(lines).toEqual([]);
+});
