@@ -106,6 +106,19 @@ export const SUBSCRIPTION_SILENT_CHECKS = 3;
 export const STORE_BULK_BYTES = 1 << 20;
 /** The throughput a store's deadline assumes on top of operation_timeout_ms (a conservative 50 MiB/s). */
 export const STORE_BYTES_PER_SECOND = 50 * (1 << 20);
+/**
+ * The bytes that may wait for a bulk connection (runBulk) besides the command running on it: a
+ * large read queued behind more would wait longer than a fetch from the upstream takes (~1.3 s
+ * at STORE_BYTES_PER_SECOND), and a queued store holds its value in memory. Beyond it, the
+ * command is refused at once (a read's miss, a store skipped).
+ */
+export const BULK_QUEUE_BYTES = 64 * (1 << 20);
+
+/** A bulk connection's queue: one command at a time (runBulk), the bytes waiting, and its end. */
+interface BulkQueue {
+  tail: Promise<void>;
+  waiting: number;
+}
 
 function withTimeout<T>(p: Promise<T>, ms: number, what?: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -122,6 +135,7 @@ export class RedisLink {
   private sub: RedisClient | undefined;
   /** The large stores' and the large reads' connections (runBulk), each opened when first needed. */
   private readonly bulk = new Map<"store" | "read", Promise<RedisClient>>();
+  private readonly bulkQueues = new Map<"store" | "read", BulkQueue>();
   private retry: ReturnType<typeof setTimeout> | undefined;
   private backoff: number;
   private attempt = 0;
@@ -190,9 +204,31 @@ export class RedisLink {
   /**
    * A command moving `bytes` (a large store or read) over the `use` connection within
    * operation_timeout_ms + bytes at STORE_BYTES_PER_SECOND; its failure closes that connection
-   * only (the link stays up: the lookups never queued behind it).
+   * only (the link stays up: the lookups never queued behind it). One command at a time per
+   * connection, its deadline from its turn: pipelined, each deadline ran from its call while
+   * Redis still moved the ones before, so two or three 20 MiB fills at once all timed out, and the
+   * first timeout closed the connection under the others (none stored, every read a miss).
+   * Beyond BULK_QUEUE_BYTES waiting, refused at once.
    */
   async runBulk<T>(use: "store" | "read", what: string, bytes: number, fn: (c: RedisClient) => Promise<T>): Promise<T> {
+    if ((this.stateValue !== "up" && this.stateValue !== "syncing") || this.cmd === undefined) throw new RedisUnavailable(this.reasonValue ?? "down");
+    let q = this.bulkQueues.get(use);
+    if (q === undefined) this.bulkQueues.set(use, (q = { tail: Promise.resolve(), waiting: 0 }));
+    if (q.waiting > 0 && q.waiting + bytes > BULK_QUEUE_BYTES) throw new Error(`${what}: ${q.waiting} bytes already wait for the ${use} connection`);
+    q.waiting += bytes;
+    const turn = q.tail;
+    let done!: () => void;
+    q.tail = new Promise<void>((r) => (done = r));
+    await turn; // (never rejects)
+    q.waiting -= bytes;
+    try {
+      return await this.runBulkNow(use, what, bytes, fn);
+    } finally {
+      done();
+    }
+  }
+
+  private async runBulkNow<T>(use: "store" | "read", what: string, bytes: number, fn: (c: RedisClient) => Promise<T>): Promise<T> {
     if ((this.stateValue !== "up" && this.stateValue !== "syncing") || this.cmd === undefined) throw new RedisUnavailable(this.reasonValue ?? "down");
     const ms = this.opts.operationTimeoutMs + Math.ceil((bytes / STORE_BYTES_PER_SECOND) * 1000);
     let conn = this.bulk.get(use);

@@ -67,6 +67,7 @@ export class Prober {
   }
 
   start(): void {
+    this.stopped = false;
     void this.round();
     this.timer = setInterval(() => void this.round(), this.intervalMs);
     this.timer.unref?.();

@@ -1,0 +1,76 @@
+/**
+ * The Redis link's bulk connections (large stores and reads, redis-link.ts runBulk): one command
+ * at a time, each deadline from its own turn. Pipelined, every deadline ran from its call while
+ * Redis still moved the commands before it, so two or three 20 MiB fills at once all timed out,
+ * and the first timeout closed the connection under the others: none stored, every read a miss.
+ * The commands here are the test's own (an awaited gate stands for Redis moving bytes), so the
+ * order is checked, not a speed.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { BULK_QUEUE_BYTES, RedisLink } from "../../src/cache/redis-link.ts";
+import { startRedis, type RedisServer } from "../fixtures/services.ts";
+import { waitFor } from "../helpers/wait.ts";
+
+let redis: RedisServer;
+let link: RedisLink;
+
+beforeAll(async () => {
+  redis = await startRedis();
+  link = new RedisLink({ url: redis.url, connectTimeoutMs: 2000, operationTimeoutMs: 50, channel: "bulk-test", onMessage() {}, onUp: async () => {} });
+  await waitFor(() => link.up, { message: "the link to come up" });
+});
+afterAll(async () => {
+  link?.close();
+  await redis?.stop();
+});
+
+const MiB = 1 << 20;
+/** A promise and its resolver. */
+function gate() {
+  let open!: () => void;
+  const p = new Promise<void>((r) => (open = r));
+  return { p, open };
+}
+
+test("one command at a time per connection: the next starts when the one before settles, and a deadline counts from the command's own turn", async () => {
+  const events: string[] = [];
+  const first = gate();
+  // A, 10 MiB: a deadline of 50 ms + 200 ms; it holds the connection 120 ms, longer than B's
+  // whole deadline (1 MiB: 50 ms + 20 ms), had that counted from B's call
+  const a = link.runBulk("store", "A", 10 * MiB, async (c) => {
+    events.push("A starts");
+    await first.p;
+    await c.send("PING", []);
+    events.push("A ends");
+    return "a";
+  });
+  const b = link.runBulk("store", "B", MiB, async (c) => {
+    events.push("B starts");
+    await c.send("PING", []);
+    return "b";
+  });
+  await waitFor(() => events.includes("A starts"));
+  await Bun.sleep(0);
+  expect(events).toEqual(["A starts"]);
+  setTimeout(() => first.open(), 120);
+  expect(await Promise.all([a, b])).toEqual(["a", "b"]);
+  expect(events).toEqual(["A starts", "A ends", "B starts"]);
+});
+
+test("a command that runs out of time fails alone: the one queued behind it runs on a fresh connection", async () => {
+  const stuck = link.runBulk("read", "stuck", MiB, () => new Promise<never>(() => {}));
+  const next = link.runBulk("read", "next", MiB, (c) => c.send("PING", []));
+  await expect(stuck).rejects.toThrow("stuck: no answer within 70 ms");
+  expect(await next).toBe("PONG");
+  expect(link.up).toBe(true);
+});
+
+test("more than BULK_QUEUE_BYTES waiting: refused at once (a read's miss), not queued", async () => {
+  const hold = gate();
+  const running = link.runBulk("read", "running", MiB, async () => (await hold.p, "done"));
+  const queued = link.runBulk("read", "queued", BULK_QUEUE_BYTES - MiB, (c) => c.send("PING", []));
+  await expect(link.runBulk("read", "over", 2 * MiB, (c) => c.send("PING", []))).rejects.toThrow("bytes already wait for the read connection");
+  hold.open();
+  expect(await running).toBe("done");
+  expect(await queued).toBe("PONG");
+});
