@@ -130,6 +130,24 @@ describe("a write whose answer is lost purges the key all the same", () => {
   );
 
   test(
+    "S3 front PutObjectTagging answered 503: the cached answer's old tag count is not served",
+    async () => {
+      await cached("s3tag.txt");
+      expect((await fetch(env.mainUrl("/quick/s3tag.txt"))).headers.get("x-amz-tagging-count")).toBeNull();
+      s3.faults.set("/up/s3tag.txt", { kind: "delay", ms: 3_000, method: "PUT", times: 1 });
+      const body = "<Tagging><TagSet><Tag><Key>k</Key><Value>v</Value></Tag></TagSet></Tagging>";
+      const res = await signedFetch(env, { method: "PUT", path: "/quick/s3tag.txt", query: [["tagging", ""]], body, creds: QUICK });
+      await res.text();
+      expect(res.status).toBeGreaterThanOrEqual(500);
+      await waitFor(async () => (await (await signedFetch(env, { method: "GET", path: "/quick/s3tag.txt", query: [["tagging", ""]], creds: QUICK })).text()).includes("<Key>k</Key>"), { timeoutMs: 8_000, message: "the tags to land" });
+      const got = await fetch(env.mainUrl("/quick/s3tag.txt"));
+      await got.text();
+      expect([got.headers.get("x-cache"), got.headers.get("x-amz-tagging-count")]).toEqual(["MISS", "1"]);
+    },
+    T,
+  );
+
+  test(
     "a refused write (4xx) still leaves the cached copy",
     async () => {
       await cached("refused.txt");
