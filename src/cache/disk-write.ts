@@ -15,8 +15,8 @@ import type { LayerWriter, ObjectMeta } from "./types.ts";
 export interface WriteTarget {
   /** Moves a complete temporary file into place and indexes it; false when it was not wanted after all. */
   adopt(w: DiskWrite): Promise<boolean>;
-  /** A write failed (disk full, permissions...): counted and logged by the layer. */
-  failed(err: unknown, what: string): void;
+  /** A write failed (disk full, permissions...): counted and logged by the layer; `w`, the write that failed, ends. */
+  failed(err: unknown, what: string, w?: DiskWrite): void;
   /** A write ended either way (shutdown waits for the ones in progress). */
   ended(w: DiskWrite): void;
 }
@@ -67,7 +67,7 @@ export class DiskWrite implements LayerWriter {
     try {
       await writeAll(await this.fh, chunk);
     } catch (err) {
-      this.target.failed(err, "write");
+      this.target.failed(err, "write", this);
       await this.abort();
       throw err;
     }
@@ -99,7 +99,7 @@ export class DiskWrite implements LayerWriter {
       await fh.close();
       return await this.target.adopt(this);
     } catch (err) {
-      this.target.failed(err, "commit");
+      this.target.failed(err, "commit", this);
       await unlink(this.tmp).catch(() => {});
       return false;
     } finally {

@@ -433,11 +433,16 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     return true;
   }
 
-  failed(err: unknown, what: string): void {
+  failed(err: unknown, what: string, w?: DiskWrite): void {
     this.errorCount++;
     const now = Date.now();
     const code = (err as { code?: string } | undefined)?.code;
-    if (code === "ENOSPC" || code === "EDQUOT") this.outOfRoom(now);
+    if (code === "ENOSPC" || code === "EDQUOT") {
+      // (the failed write's room first: it ends, and counted it made the eviction below empty the
+      // layer for one large fill instead of taking it down to 90 %)
+      if (w !== undefined) this.giveBack(w);
+      this.outOfRoom(now);
+    }
     if (now - this.lastErrorLog < 30_000) return; // a full disk would otherwise log once per fill
     this.lastErrorLog = now;
     this.log?.warn("disk cache error", { dir: this.dir, operation: what, error: (err as { code?: string }).code ?? String((err as Error)?.message ?? err), errors: this.errorCount });

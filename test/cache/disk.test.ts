@@ -131,6 +131,34 @@ describe("a file system smaller than max_disk_size_mb", () => {
   });
 });
 
+describe("a fill that fails on a full file system", () => {
+  // The failed fill's room (its full size, set aside when it began) was still counted when the
+  // layer evicted down to 90 %: one large fill failing emptied the cache, though its room was
+  // given back a moment later.
+  test.skipIf(process.getuid?.() !== 0)("evicts down to 90 % of what the layer holds, not the failed write's size more", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "yata-disk-full-"));
+    const mounted = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", dir]);
+    expect(mounted.exitCode, mounted.stderr.toString()).toBe(0);
+    let d: DiskLayer | undefined;
+    try {
+      d = new DiskLayer({ dir, maxBytes: 64 << 20, maxItemBytes: 8 << 20 });
+      await d.ready;
+      const MiB = 1 << 20;
+      for (let i = 0; i < 5; i++) await d.put(obj(`b/k${i}`, MiB));
+      expect(d.stats().items).toBe(5);
+      await d.put(obj("b/big", 4 * MiB)); // ENOSPC part-way: about 1 MiB is free
+      await waitFor(() => d!.stats().evictions > 0, { message: "the layer to evict" });
+      // 90 % of five 1 MiB files: the oldest goes, the other four stay
+      expect(d.stats().evictions).toBe(1);
+      for (const k of ["b/k1", "b/k2", "b/k3", "b/k4"]) expect([k, (await bodyOf(await d.get(k))).byteLength]).toEqual([k, MiB]);
+    } finally {
+      await d?.close();
+      Bun.spawnSync(["umount", dir]);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("a cached file this process cannot read", () => {
   // As an unprivileged user (root reads a mode-000 file): a file it cannot open was a HIT whose
   // body Bun.serve failed to open after the head, a 500 for every request of the key until a restart.
