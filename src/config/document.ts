@@ -323,12 +323,18 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
       const seen = new Map<string, number | undefined>();
       for (const pair of n.items) {
         if (!isPair(pair)) continue;
-        if (!isScalar(pair.key)) {
+        // (`*name : value`: an alias of a string is that string as a key, as the yaml package reads it)
+        const key = isAlias(pair.key) ? aliasTargets.get(pair.key) : pair.key;
+        if (!isScalar(key)) {
+          if (isAlias(pair.key) && !key) {
+            issues.push({ path: segments(f), message: "an alias (*name) that names no anchor: quote a value that starts with *", line: line(pair.key) ?? lines.get(f.fmt) });
+            continue;
+          }
           // `? [a, b]\n: c`: the yaml package would stringify the key; no config key is one.
           issues.push({ path: segments(f), message: "a key must be a plain name (a string), not a list or a mapping", line: line(pair.key) ?? lines.get(f.fmt) });
           continue;
         }
-        const name = typeof pair.key.value === "symbol" ? "<<" : String(pair.key.value);
+        const name = typeof key.value === "symbol" ? "<<" : String(key.value);
         const keyLine = line(pair.key);
         if (seen.has(name)) {
           const first = seen.get(name);
@@ -339,7 +345,7 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
         const fmt = child(f.fmt, name);
         // A merge key takes a mapping, an alias of one, or a list of them; the yaml package says
         // only "Merge sources must be maps or map aliases", with no line or path, when it resolves them.
-        if (typeof pair.key.value === "symbol" && !isMergeSource(pair.value, aliasTargets)) {
+        if (typeof key.value === "symbol" && !isMergeSource(pair.value, aliasTargets)) {
           issues.push({ path: [...segments(f), "<<"], message: "a merge key (<<) takes a mapping, an alias of one (*name) or a list of them", line: keyLine });
           continue;
         }

@@ -173,6 +173,14 @@ describe("complex keys (a list or a mapping as a key)", () => {
     expect(got).toContainEqual({ path: "x-anchors", message: "a key must be a plain name (a string), not a list or a mapping", line: 6 });
   });
 
+  test("an alias of a string as a key (`*name : value`) is a plain name, as it was: read, and checked for duplicates", () => {
+    const cfg = parseConfig(`x-names:\n  p: &portkey port\nserver:\n  *portkey : 8081\n${B}`, { env: {} });
+    expect(cfg.server.port).toBe(8081);
+    expect(issues(`x-names:\n  p: &portkey port\nserver:\n  port: 1\n  *portkey : 2\n${B}`)).toContainEqual({ path: "server.port", message: "duplicate key 'port' (first defined at line 4)", line: 5 });
+    // an alias of a list is still a complex key
+    expect(issues(`x-names:\n  l: &list [a, b]\nserver:\n  *list : 2\n${B}`)).toContainEqual({ path: "server", message: "a key must be a plain name (a string), not a list or a mapping", line: 4 });
+  });
+
   test("outside x- too: named with its line, without the runtime warning", () => {
     let got: ConfigIssue[] = [];
     const warnings = warningsDuring(() => {
