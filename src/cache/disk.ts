@@ -234,8 +234,10 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     } catch {
       return;
     }
-    if (total > 0 && this.maxBytes > total) {
-      this.log?.warn("disk cache: max_disk_size_mb is larger than the file system holding the folder; objects are evicted when it fills", { dir: this.dir, configured_bytes: this.maxBytes, file_system_bytes: total });
+    // (max_disk_size_mb, all workers' parts together: each has its folder on the same file system)
+    const configured = this.maxBytes * this.share;
+    if (total > 0 && configured > total) {
+      this.log?.warn("disk cache: max_disk_size_mb is larger than the file system holding the folder; objects are evicted when it fills", { dir: this.dir, configured_bytes: configured, file_system_bytes: total });
     }
   }
 

@@ -131,6 +131,28 @@ describe("a file system smaller than max_disk_size_mb", () => {
   });
 });
 
+describe("max_disk_size_mb larger than the file system, shared by worker processes", () => {
+  // Each of N workers gets max_disk_size_mb / N (and its own folder on the same file system): the
+  // start-up check compared that part with the file system, so 64 MiB over 4 workers on a 20 MiB
+  // volume (16 MiB each) was not said, though the workers together fill it.
+  test.skipIf(process.getuid?.() !== 0)("is logged at start when the workers' parts together exceed it", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "yata-disk-share-"));
+    const mounted = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", dir]);
+    expect(mounted.exitCode, mounted.stderr.toString()).toBe(0);
+    const warnings: string[] = [];
+    let d: DiskLayer | undefined;
+    try {
+      d = new DiskLayer({ dir: join(dir, "worker-0"), maxBytes: 16 << 20, maxItemBytes: 1 << 20, share: 4, instance: "w0", log: { info() {}, warn: (m: string) => void warnings.push(m) } });
+      await d.ready;
+      expect(warnings).toContain("disk cache: max_disk_size_mb is larger than the file system holding the folder; objects are evicted when it fills");
+    } finally {
+      await d?.close();
+      Bun.spawnSync(["umount", dir]);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("a fill that fails on a full file system", () => {
   // The failed fill's room (its full size, set aside when it began) was still counted when the
   // layer evicted down to 90 %: one large fill failing emptied the cache, though its room was
