@@ -72,6 +72,11 @@ function rangeHeaders(obj: CachedObject, age: number, xCache: string, start: num
   return h;
 }
 
+/** X-Cache (and the layer of a HIT, as every HIT names it) on a 412 / 416 answered from a cached object. */
+function refusalHeaders(obj: CachedObject, xCache: string): Record<string, string> {
+  return xCache === "HIT" ? { "x-cache": xCache, "x-cache-layer": obj.source ?? "memory" } : { "x-cache": xCache };
+}
+
 function notModifiedHeaders(headers: Record<string, string>, age: number, xCache: string, layer?: string): Headers {
   const h = new Headers({ age: String(age), "x-cache": xCache });
   if (layer !== undefined) h.set("x-cache-layer", layer);
@@ -113,9 +118,7 @@ export function respondFromObject(
   const age = ageOf(obj, now);
   const cond = evaluateConditions(reqHeaders, { etag: obj.headers.etag, lastModified: obj.headers["last-modified"] }, method);
   if (cond === "not-modified") return notModifiedFrom(obj, age, status);
-  // (a 412 / 416 from the cache names its layer too, as every HIT does)
-  const xCache: Record<string, string> = status === "HIT" ? { "x-cache": status, "x-cache-layer": obj.source ?? "memory" } : { "x-cache": status };
-  if (cond === "precondition-failed") throw new ProxyError("PreconditionFailed", { headers: xCache });
+  if (cond === "precondition-failed") throw new ProxyError("PreconditionFailed", { headers: refusalHeaders(obj, status) });
   const isGet = method === "GET";
   const range = reqHeaders.get("range");
   if (range !== null) {
@@ -123,7 +126,7 @@ export function respondFromObject(
     if (r.kind !== "none" && ifRangeAllows(reqHeaders.get("if-range"), { etag: obj.headers.etag, lastModified: obj.headers["last-modified"] })) {
       if (r.kind === "unsatisfiable") {
         // (X-Cache as on every answer from a cached object)
-        throw new ProxyError("RangeNotSatisfiable", { headers: { "content-range": unsatisfiedRange(obj.size), ...xCache } });
+        throw new ProxyError("RangeNotSatisfiable", { headers: { "content-range": unsatisfiedRange(obj.size), ...refusalHeaders(obj, status) } });
       }
       const h = rangeHeaders(obj, age, status, r.start, r.end);
       if (!isGet) return new Response(null, { status: 206, headers: headHeaders(obj, h) });

@@ -127,6 +127,9 @@ export function etagListMatches(list: string, etag: string | undefined, strong: 
  * 412, If-None-Match: no match, as cached). A member the cache can never match (an opaque-tag with
  * a quote or a control character) is dropped.
  */
+/** An opaque-tag's characters (RFC 9110 etagc): what etagListMatches can match. */
+const OPAQUE_TAG = /^[\x21\x23-\x7e\x80-\xff]*$/;
+
 export function upstreamEtagList(list: string): string {
   if (list.trim() === "*") return "*";
   const tags: string[] = [];
@@ -155,7 +158,7 @@ export function upstreamEtagList(list: string): string {
       opaque = list.slice(i, j).trim();
       i = j;
     }
-    if (/^[\x21\x23-\x7e\x80-\xff]*$/.test(opaque)) tags.push(`${weak ? "W/" : ""}"${opaque}"`);
+    if (OPAQUE_TAG.test(opaque)) tags.push(`${weak ? "W/" : ""}"${opaque}"`);
   }
   return tags.length === 0 ? '""' : tags.join(", ");
 }
