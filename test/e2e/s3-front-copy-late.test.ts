@@ -152,16 +152,17 @@ describe.each([
   test(
     "a destination that refuses the write before taking its body (its circuit breaker open): the source's connection is closed at once, not left open",
     async () => {
+      // (refused: 503, or, when the refusal took longer than the 100 ms keep-alive interval on a
+      // loaded host, the 200 head then the <Error> document; either way ServiceUnavailable)
+      const refusal = async (res: Response) => `${res.status === 200 ? "late" : res.status} ${/<Code>([^<]+)<\/Code>/.exec(await res.text())?.[1]}`;
       // the first copy finds the destination unreachable and opens its breaker (threshold 1)
       const first = await copy("/deadend/x.bin", "/stall20/src.bin");
-      expect(first.status).toBe(503);
-      await first.arrayBuffer();
+      expect(["503 ServiceUnavailable", "late ServiceUnavailable"]).toContain(await refusal(first));
       await waitFor(() => store.stallClosed >= 1, { message: "the first copy's source connection to be closed" });
       const closed = store.stallClosed;
       // the second is refused by the open breaker before the write is even tried
       const a = await copy("/deadend/x.bin", "/stall20/src.bin");
-      expect(a.status).toBe(503);
-      await a.arrayBuffer();
+      expect(["503 ServiceUnavailable", "late ServiceUnavailable"]).toContain(await refusal(a));
       await waitFor(() => store.stallClosed > closed, { message: "the source's connection to be closed", timeoutMs: 5000 });
     },
     T,
