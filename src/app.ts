@@ -9,7 +9,7 @@
 import { applyCacheConfig, bucketCachePolicy, cacheRestartKey, cacheStores, createCache, registerCacheMetrics, retireOtherDiskLayouts, upstreamIdentity, type Cache } from "./cache/index.ts";
 import { ConfigError, loadConfigSourceOffThread, type Config } from "./config/load.ts";
 import { readinessOf } from "./control/ready.ts";
-import { ByteBudget, ConcurrencyLimiter, UploadLimiter } from "./limits/index.ts";
+import { ByteBudget, ConcurrencyLimiter, RedisRateLimiter, UploadLimiter } from "./limits/index.ts";
 import { DEFAULT_FORM_UPLOAD_BUFFER_MIB } from "./config/s3-api.ts";
 import { createAuditTrail, type AuditTrail } from "./observe/audit.ts";
 import { createLogger, type Logger } from "./observe/log.ts";
@@ -195,6 +195,13 @@ export class App implements Services {
     // /ready's verdict at scrape time, for alerts (min over workers: one unready process shows).
     const ready = metrics.registry.gauge("yatagarasu_ready", "1 while /ready answers 200, else 0 (an upstream unreachable or its breaker open, JWKS not loaded, draining).", [], "min").labels();
     metrics.registry.onCollect(() => ready.set(readinessOf(app.runtime, app.draining).ready ? 1 : 0));
+    // (with the redis backend only: an alert on local decisions needs no /ready scraping)
+    const shared = metrics.registry.gauge("yatagarasu_rate_limit_shared", "With server.rate_limit.backend redis: 1 while the limits are shared through Redis, 0 while each process enforces its local share (Redis unavailable).", [], "min");
+    metrics.registry.onCollect(() => {
+      const l = app.runtime.limiter;
+      if (l instanceof RedisRateLimiter) shared.labels().set(l.shared ? 1 : 0);
+      else shared.clear();
+    });
     return app;
   }
 

@@ -67,6 +67,14 @@ export const RECHECK_PINGS = 3;
  */
 export const SILENT_MS = 1000;
 
+/**
+ * While the limits are shared and no request asks Redis, a PING goes this often (or every
+ * 4 × retryMs if longer): a Redis that stopped answering (frozen, a lost flow) is then found with
+ * no traffic too, within SILENT_MS after it, so /ready and yatagarasu_rate_limit_shared say so
+ * before the next request pays a timeout.
+ */
+export const IDLE_PING_MS = 1000;
+
 /** The probe bucket's rate and capacity: the background check's script run never runs it dry. */
 const PROBE_LIMIT = "1000000";
 
@@ -81,6 +89,9 @@ export class RedisRateLimiter {
   private client: RedisClient;
   /** When the oldest command still without an answer on `client` was sent (undefined: none known). */
   private silentSince: number | undefined;
+  /** When the last command was sent (performance.now()). */
+  private lastSend = 0;
+  private readonly idlePingMs: number;
   private readonly silentMs: number;
   /** The longest wait for a connection (and the slower background questions): 4 × redis_timeout_ms, at least 250 ms. */
   private readonly connectMs: number;
@@ -119,6 +130,7 @@ export class RedisRateLimiter {
     this.reported = opts.reported;
     this.silentMs = Math.max(SILENT_MS, this.timeoutMs * 4);
     this.connectMs = Math.max(250, this.timeoutMs * 4);
+    this.idlePingMs = Math.max(IDLE_PING_MS, this.retryMs * 4);
     this.client = this.newClient();
     if (opts.connect !== false) {
       this.timer = setInterval(() => void this.recheck(), this.retryMs);
@@ -144,6 +156,7 @@ export class RedisRateLimiter {
   private send(cmd: string, args: string[]): Promise<unknown> {
     const c = this.client;
     const at = performance.now();
+    this.lastSend = at;
     if (this.silentSince === undefined) this.silentSince = at;
     const p = c.send(cmd, args);
     const answered = () => {
@@ -229,7 +242,8 @@ export class RedisRateLimiter {
    * fast as a request needs it (RECHECK_PINGS within redis_timeout_ms each).
    */
   private async recheck(): Promise<void> {
-    if (this.up || this.checking || this.closed) return;
+    if (this.up) return this.watch();
+    if (this.checking || this.closed) return;
     this.checking = true;
     try {
       // Connected by its own account, but silent for silentMs: the flow is lost (no FIN or RST came). A new connection.
@@ -254,6 +268,21 @@ export class RedisRateLimiter {
     } finally {
       this.checking = false;
     }
+  }
+
+  /**
+   * While shared: a command without an answer for silentMs means Redis stopped answering (the
+   * requests' own timeouts find it only when requests come); with no command for idlePingMs, a
+   * PING asks.
+   */
+  private watch(): void {
+    if (this.closed) return;
+    const now = performance.now();
+    if (this.silentSince !== undefined) {
+      if (now - this.silentSince >= this.silentMs) this.lost(`no answer for ${Math.round(now - this.silentSince)} ms`);
+      return;
+    }
+    if (now - this.lastSend >= this.idlePingMs) this.send("PING", []).catch(() => {});
   }
 
   /**

@@ -129,6 +129,7 @@ describe("server.rate_limit.backend: redis", () => {
     const ready = (await (await fetch(`http://127.0.0.1:${apps[0].listener.port}/ready`)).json()) as { rate_limit?: { backend: string; shared: boolean }; degraded?: string[] };
     expect(ready.rate_limit).toEqual({ backend: "redis", shared: false });
     expect(ready.degraded).toContain("rate limits: Redis unavailable, each process enforces its local share");
+    expect(apps[0].app.metrics.render()).toMatch(/^yatagarasu_rate_limit_shared 0$/m);
 
     // Locally each App enforces 1/instances (1/2) of the rate: together, still about the rate.
     const local = await measure(1500);
@@ -142,6 +143,7 @@ describe("server.rate_limit.backend: redis", () => {
     expect([...back.other.keys()]).toEqual([]);
     within10(back.admitted, RATE * back.seconds);
     expect(firstAppShare(back)).toBeGreaterThan(0.7); // shared again
+    expect(apps[0].app.metrics.render()).toMatch(/^yatagarasu_rate_limit_shared 1$/m);
     for (const { log } of apps) expect(log.lines.filter((l) => l.msg === "rate limits are shared through Redis").length).toBe(2);
   }, 20_000);
 });

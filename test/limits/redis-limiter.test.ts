@@ -228,6 +228,23 @@ describe("Redis unavailable", () => {
     }
   });
 
+  test("with no request asking, a Redis that stops answering is still found (an idle PING): no longer shared within about two seconds, then shared again over a new connection", async () => {
+    // Before, only a request's own timeout noticed: /ready said "shared" for as long as no
+    // rate-limited request came (24 s and counting, with Redis frozen).
+    const { relay, l, states } = await relayedLimiter();
+    try {
+      await l.whenShared(true);
+      expect(relay.blackhole()).toBe(1);
+      await l.whenShared(false);
+      expect(states()).toEqual(["info", "warn"]);
+      await waitFor(() => l.shared, { timeoutMs: 5000, message: () => `the limits shared again (states: ${states().join(" ")}, connections: ${relay.accepted()})` });
+      expect(relay.accepted()).toBe(2);
+    } finally {
+      l.close();
+      relay.close();
+    }
+  });
+
   test("Redis answers PING but refuses the script (an ACL user without EVALSHA/EVAL): decided locally and stays so under traffic, one warning naming the refusal, no flapping", async () => {
     const admin = new RedisClient(redis.url);
     await admin.send("ACL", ["SETUSER", "noscript", "on", ">Noscript-pw-1", "~*", "&*", "+@all", "-eval", "-evalsha"]);
