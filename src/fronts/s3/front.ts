@@ -21,7 +21,7 @@ import { guard, splitUrl } from "../../proxy/phases/guard.ts";
 import { failed, type Front } from "../../proxy/runner.ts";
 import { patiently } from "./patient.ts";
 import { s3Cors, stsCors } from "../cors-phases.ts";
-import { EMPTY_SHA256 } from "../../s3/sigv4.ts";
+import { EMPTY_SHA256, isAsciiHeaderValue } from "../../s3/sigv4.ts";
 import { fromProxyError, s3Error, s3ErrorResponse, type S3Error } from "./errors.ts";
 import { s3ErrorOf, s3Fail } from "./fail.ts";
 import type { S3Identities, S3Principal } from "./identities.ts";
@@ -277,7 +277,8 @@ const QUERY_AUTH = new Set(["x-amz-algorithm", "x-amz-credential", "x-amz-date",
  * string (the AWS SDKs' presigners hoist x-amz-meta-*, x-amz-tagging, x-amz-acl, … there unless
  * told not to). S3 reads them as the headers they stand for: a presigned PutObject stores that
  * metadata and those tags, and an ACL there is refused as in a header. They were signed as part of
- * the query. A header sent as well wins. Checksum values are not taken: S3 does not enforce a
+ * the query. A header sent as well wins. A non-ASCII value goes on as its UTF-8 bytes (the
+ * JS SDK's presigner percent-encodes a metadata value's UTF-8 there). Checksum values are not taken: S3 does not enforce a
  * checksum hoisted into a presigned URL either.
  */
 function withHoistedHeaders(headers: Headers, query: ReadonlyArray<readonly [string, string]>): Headers {
@@ -287,7 +288,9 @@ function withHoistedHeaders(headers: Headers, query: ReadonlyArray<readonly [str
     const name = k.toLowerCase();
     if (!name.startsWith("x-amz-") || QUERY_AUTH.has(name) || name.startsWith("x-amz-checksum-") || name === "x-amz-sdk-checksum-algorithm") continue;
     if (headers.has(name)) continue;
-    (out ??= new Headers(headers)).append(name, v);
+    // (the query's value is text, decoded from its percent-encoded UTF-8; a header value is bytes,
+    // one Latin-1 character each, as the listener gives them: its UTF-8 bytes, as S3 reads it)
+    (out ??= new Headers(headers)).append(name, isAsciiHeaderValue(v) ? v : Buffer.from(v, "utf8").toString("latin1"));
   }
   return out ?? headers;
 }

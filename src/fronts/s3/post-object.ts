@@ -30,7 +30,7 @@ import { ProxyError } from "../../errors.ts";
 import { authorize, mayAlso } from "../../proxy/phases/authorize.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import { abortMultipartUpload, completeMultipartUpload, createMultipartUpload, putObject, uploadPart, type CompletedPart } from "../../s3/operations/index.ts";
-import { ALGORITHM, parseAmzDate } from "../../s3/sigv4.ts";
+import { ALGORITHM, isAsciiHeaderValue, parseAmzDate } from "../../s3/sigv4.ts";
 import { checkScope, CREDENTIAL_FORM, parseCredential } from "./auth-params.ts";
 import { s3Error, type S3Error } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
@@ -45,7 +45,7 @@ import { bucketFromHost, keyRefusal, MAX_KEY_BYTES } from "./route.ts";
 import { signingKeyFor } from "./signing-keys.ts";
 import { MAX_UPLOAD_BYTES } from "./upload-body.ts";
 import { sameSignature } from "./verify.ts";
-import { aclsNotSupported, callOf, OWNER_ONLY_ACLS, writeUpstream } from "./writes.ts";
+import { aclsNotSupported, callOf, MAX_USER_METADATA_BYTES, OWNER_ONLY_ACLS, writeUpstream } from "./writes.ts";
 import { purgeWritten } from "../purge.ts";
 import { ownsBodyChunks } from "../../http/framed-body.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
@@ -121,11 +121,18 @@ function objectKey(fields: ReadonlyMap<string, string>, filename: string | undef
  */
 function objectHeaders(fields: ReadonlyMap<string, string>): Record<string, string> {
   const out: Record<string, string> = { "content-type": "binary/octet-stream" };
+  let metadataBytes = 0;
   for (const [name, value] of fields) {
     if (!OBJECT_FIELDS.has(name) && !name.startsWith("x-amz-meta-")) continue;
-    if (!HEADER_VALUE.test(value) || !/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(name)) fail(s3Error("InvalidArgument", `${name} is not a valid header value`, { ArgumentName: name }));
-    out[name] = value;
+    // (a field is UTF-8 text; a header value is bytes, one Latin-1 character each: its UTF-8 bytes,
+    // as S3 stores it. As text, "é" went upstream as one Latin-1 byte and "日" was refused.)
+    const wire = isAsciiHeaderValue(value) ? value : Buffer.from(value, "utf8").toString("latin1");
+    if (!HEADER_VALUE.test(wire) || !/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(name)) fail(s3Error("InvalidArgument", `${name} is not a valid header value`, { ArgumentName: name }));
+    out[name] = wire;
+    if (name.startsWith("x-amz-meta-")) metadataBytes += name.length - 11 + wire.length;
   }
+  // S3's 2 KiB of user metadata, as for PutObject (writes.ts objectSettingsProblem)
+  if (metadataBytes > MAX_USER_METADATA_BYTES) fail(s3Error("MetadataTooLarge", undefined, { MaxSizeAllowed: String(MAX_USER_METADATA_BYTES) }));
   const acl = fields.get("acl");
   if (acl !== undefined && !OWNER_ONLY_ACLS.has(acl.trim().toLowerCase())) fail(aclsNotSupported());
   const tagging = fields.get("tagging");

@@ -54,7 +54,9 @@ export function objectSettingsProblem(h: Headers, copy: boolean): S3Error | unde
   const replaceMeta = !copy || (h.get("x-amz-metadata-directive") ?? "").trim() === "REPLACE";
   if (replaceMeta) {
     let bytes = 0;
-    for (const [name, value] of h) if (name.startsWith("x-amz-meta-")) bytes += Buffer.byteLength(name.slice(11)) + Buffer.byteLength(value);
+    // (a header value is bytes, one Latin-1 character each as the listener gives them: its length
+    // is its byte count; Buffer.byteLength would count every byte above 0x7F twice)
+    for (const [name, value] of h) if (name.startsWith("x-amz-meta-")) bytes += name.length - 11 + value.length;
     if (bytes > MAX_USER_METADATA_BYTES) return s3Error("MetadataTooLarge", undefined, { MaxSizeAllowed: String(MAX_USER_METADATA_BYTES) });
   }
   const tagging = h.get("x-amz-tagging");
