@@ -176,6 +176,10 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
  * connection. The metrics listener is guarded the same way.
  */
 function expectGuard(req: Request, res: Response | Promise<Response>): Response | Promise<Response> {
+  // Bun.serve takes every byte after a CONNECT's head as tunnel data, whatever the answer: a kept
+  // connection swallowed the client's next requests, unanswered, until the idle timeout (60 s).
+  // The answer (405, or the metrics listener's 404) closes it, as the node engine's does.
+  if (req.method === "CONNECT") return res instanceof Promise ? res.then(withConnectionClose) : withConnectionClose(res);
   const expect = req.headers.get("expect");
   if (expect === null || expect === "100-continue") {
     if (req.method !== "HEAD") return res;

@@ -67,9 +67,10 @@ test("both engines: an absolute-form target routes on its path (RFC 9112 §3.2.2
     const abs = await raw(port, `GET http://proxy.example/pipe/a.txt HTTP/1.1\r\nHost: proxy.example\r\nConnection: close\r\n\r\n`);
     expect({ engine, status: statuses(abs)[0] }).toEqual({ engine, status: 200 });
     expect(abs).toContain("body of a.txt");
-    if (engine === "node") {
-      const connectAnswer = await raw(port, `CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n`);
-      expect(statuses(connectAnswer)[0]).toBe(405);
-    }
+    // Closed after the 405 on both engines: Bun.serve takes what follows a CONNECT as tunnel bytes
+    // whatever the answer, so a kept connection swallowed the client's next requests until the
+    // listener's idle timeout (60 s) closed it.
+    const connectAnswer = await Promise.race([raw(port, `CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n`), Bun.sleep(5_000).then(() => "still open after 5 s")]);
+    expect({ engine, status: statuses(connectAnswer)[0] }).toEqual({ engine, status: 405 });
   }
 });
