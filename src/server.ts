@@ -17,7 +17,7 @@ import type { App } from "./app.ts";
 import type { Config } from "./config/load.ts";
 import { createMainHandler } from "./fronts/index.ts";
 import type { Handler } from "./proxy/runner.ts";
-import { BUN_LISTENER_IDLE_SECONDS, markJsBody } from "./http/framed-body.ts";
+import { BUN_LISTENER_IDLE_SECONDS, LISTENER_SLOW_BYTES_PER_SECOND, markJsBody } from "./http/framed-body.ts";
 import { rawSegmentPatterns, rawTargetFor } from "./http/raw-target.ts";
 import { resolveConfigPath } from "./config/validate.ts";
 import { NODE_IDLE_MS, writeNodeResponse } from "./server/node-response.ts";
@@ -254,8 +254,7 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
       if (req.url !== undefined && !req.url.startsWith("/")) req.url = originFormOf(req.url);
       if (!req.url?.startsWith("/")) throw new Error("not origin-form");
       // A body only where the method may have one (the S3 front's STS form; uploads), streamed.
-      const body = req.method === "GET" || req.method === "HEAD" ? undefined : (Readable.toWeb(req) as ReadableStream<Uint8Array>);
-      if (body !== undefined) watchBodyIdle(req, idleMs);
+      const body = req.method === "GET" || req.method === "HEAD" ? undefined : watchedNodeBody(req, idleMs);
       request = new Request(`http://localhost${req.url}`, { method: req.method, headers, signal: abort.signal, body, duplex: "half" } as RequestInit);
       if (body !== undefined) markJsBody(request);
     } catch {
@@ -389,7 +388,7 @@ export function nodeIdleMs(): number {
 /**
  * The node engine's timeouts. node:http's requestTimeout (300 s for the whole request, body
  * included) cut every upload that took longer with a bare 408 (a 5 GiB PUT at 15 MB/s takes 340 s):
- * off. A client that stops sending is bounded by watchBodyIdle instead.
+ * off. A client that stops sending, or trickles, is bounded by watchedNodeBody instead.
  */
 export function configureNodeServer(server: http.Server): void {
   server.keepAliveTimeout = 60_000;
@@ -397,26 +396,47 @@ export function configureNodeServer(server: http.Server): void {
 }
 
 /**
- * Closes the connection of a request whose body sends nothing for `idleMs` while it is still
- * arriving (as Bun.serve's idleTimeout does on the bun engine): without it, a client that sent half
- * its body and then nothing held an upload slot and an upstream connection. Only while the body
- * arrives: once it is complete, an answer may take as long as the upstream does (a
- * CompleteMultipartUpload of minutes; a listener-wide socket timeout cut those at 60 s).
+ * The node engine's request body as a web stream, its connection closed when, while the body still
+ * arrives, fewer than `minBytes` come within a period of `idleMs` (by default 16 KiB for each
+ * second of it: Bun.serve's rule on the bun engine, framed-body.ts). Without it, a client that
+ * sent half its body and then nothing held an upload slot and an upstream connection; and with a
+ * socket timeout (reset by every byte) one byte a second held them for ever (four such clients
+ * took every upload slot). Only while the body arrives: once it is complete, an answer may take as
+ * long as the upstream does (a CompleteMultipartUpload of minutes; a listener-wide socket timeout
+ * cut those at 60 s). The bytes are counted as the body is read (node:http under Bun does not
+ * count a socket's bytes).
  */
-export function watchBodyIdle(req: http.IncomingMessage, idleMs = NODE_IDLE_MS): void {
-  if (req.complete) return;
-  const socket = req.socket;
-  const onTimeout = () => {
-    if (!req.complete) socket.destroy();
-  };
-  socket.setTimeout(idleMs);
-  socket.once("timeout", onTimeout);
-  const done = () => {
-    socket.setTimeout(0);
-    socket.off("timeout", onTimeout);
-  };
+export function watchedNodeBody(req: http.IncomingMessage, idleMs = NODE_IDLE_MS, minBytes = LISTENER_SLOW_BYTES_PER_SECOND * (idleMs / 1000)): ReadableStream<Uint8Array> {
+  const source = Readable.toWeb(req) as ReadableStream<Uint8Array>;
+  if (req.complete) return source;
+  let got = 0;
+  let base = 0;
+  let since = performance.now();
+  const tick = setInterval(
+    () => {
+      if (req.complete) return clearInterval(tick);
+      if (got - base >= minBytes) {
+        base = got;
+        since = performance.now();
+      } else if (performance.now() - since >= idleMs) {
+        clearInterval(tick);
+        req.socket.destroy();
+      }
+    },
+    Math.max(10, Math.min(1000, idleMs / 4)),
+  );
+  tick.unref?.();
+  const done = () => clearInterval(tick);
   req.once("end", done);
   req.once("close", done);
+  return source.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, c) {
+        got += chunk.byteLength;
+        c.enqueue(chunk);
+      },
+    }),
+  );
 }
 
 /** The path and query of an absolute-form target ("http://host/p?q" → "/p?q"); anything else unchanged (then refused). */

@@ -77,11 +77,15 @@ export const BUN_LISTENER_IDLE_SECONDS = 60;
  * idleTimeout); after `waitMs` spent waiting for the client (the period minus a margin) the proxy
  * answers first.
  */
-const BUN_SLOW_BODY: SlowSource = { bytes: 16 * 1024 * BUN_LISTENER_IDLE_SECONDS, waitMs: (BUN_LISTENER_IDLE_SECONDS - 5) * 1000 };
+export const LISTENER_SLOW_BYTES_PER_SECOND = 16 * 1024;
+const SLOW_BODY: SlowSource = { bytes: LISTENER_SLOW_BYTES_PER_SECOND * BUN_LISTENER_IDLE_SECONDS, waitMs: (BUN_LISTENER_IDLE_SECONDS - 5) * 1000 };
 
-/** The listener's rule for slow bodies: Bun.serve's for its own requests, none for the node engine's. */
-export function slowBodyRuleOf(req: Request): SlowSource | undefined {
-  return (req as Request & Marks)[JS_BODY] === true ? undefined : BUN_SLOW_BODY;
+/**
+ * The listener's rule for slow bodies: Bun.serve's, which the node engine applies too (server.ts
+ * watchedNodeBody, the same 16 KiB per second of its 60 s idle period).
+ */
+export function slowBodyRuleOf(_req: Request): SlowSource | undefined {
+  return SLOW_BODY;
 }
 
 /**

@@ -8,8 +8,7 @@
 import { expect, test } from "bun:test";
 import http from "node:http";
 import { connect, type AddressInfo } from "node:net";
-import { Readable } from "node:stream";
-import { configureNodeServer, NODE_IDLE_MS, watchBodyIdle } from "../../src/server.ts";
+import { configureNodeServer, NODE_IDLE_MS, watchedNodeBody } from "../../src/server.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 test("requestTimeout off; the body idle timeout is Bun.serve's (60 s)", () => {
@@ -18,12 +17,12 @@ test("requestTimeout off; the body idle timeout is Bun.serve's (60 s)", () => {
   expect([server.requestTimeout, NODE_IDLE_MS]).toEqual([0, 60_000]);
 });
 
-test("a body that stops arriving is closed after the idle timeout; one that keeps coming slowly is not; an answer slower than the timeout after a complete body is not cut", async () => {
+test("a body that stops arriving is closed after the idle period, and so is one that trickles below the listener's rate; one that keeps coming fast enough is not; an answer slower than the period after a complete body is not cut", async () => {
   let release!: () => void;
   const upstream = new Promise<void>((r) => (release = r));
   const server = http.createServer(async (req, res) => {
-    watchBodyIdle(req, 300);
-    const body = await new Response(Readable.toWeb(req) as ReadableStream).text().catch(() => "");
+    // (scaled down: a 600 ms period that needs 3 bytes, for Bun.serve's 60 s and 960 KiB)
+    const body = await new Response(watchedNodeBody(req, 600, 3)).text().catch(() => "");
     if (req.url === "/slow-answer") await upstream; // an upstream taking longer than the idle timeout
     res.end(`stored ${body.length}`);
   });
@@ -42,13 +41,19 @@ test("a body that stops arriving is closed after the idle timeout; one that keep
   try {
     open("/stalled", "Content-Length: 100\r\n\r\nhalf");
     const slowAnswer = open("/slow-answer", "Content-Length: 4\r\n\r\nfull");
-    const steady = open("/steady", "Content-Length: 10\r\n\r\n");
-    for (let i = 0; i < 10; i++) {
-      await new Promise((r) => setTimeout(r, 100)); // a slow client: one byte every 100 ms, 1 s in all (> the 300 ms idle timeout)
+    const steady = open("/steady", "Content-Length: 16\r\n\r\n");
+    // one byte every 400 ms: at most 2 in any 600 ms, never silent for a whole period (a socket
+    // timeout, reset by every byte, kept such a client, and its upload slot, for ever)
+    const trickle = open("/trickle", "Content-Length: 100\r\n\r\n");
+    const trickling = setInterval(() => trickle.write("x"), 400);
+    for (let i = 0; i < 16; i++) {
+      await new Promise((r) => setTimeout(r, 100)); // a slow client still fast enough: one byte every 100 ms, 1.6 s in all (> the 600 ms period)
       steady.write("x");
     }
     await waitFor(() => replies.get("/stalled") === "<closed>", { timeoutMs: 5_000, message: "the stalled upload's connection to be closed, with no answer" });
-    await waitFor(() => replies.get("/steady")!.includes("stored 10"), { timeoutMs: 5_000, message: "the slow upload's answer" });
+    await waitFor(() => replies.get("/trickle") === "<closed>", { timeoutMs: 5_000, message: "the trickling upload's connection to be closed, with no answer" });
+    clearInterval(trickling);
+    await waitFor(() => replies.get("/steady")!.includes("stored 16"), { timeoutMs: 5_000, message: "the slow upload's answer" });
     // the complete body's answer, held past three idle timeouts, still comes
     expect(replies.get("/slow-answer")).toBe("");
     release();
