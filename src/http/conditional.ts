@@ -79,14 +79,11 @@ function parseTag(s: string): Tag {
 }
 
 /**
- * True if the list (`*` or 1#entity-tag) matches `etag`. Strong comparison: neither tag weak and
- * opaque-tags equal; weak comparison: opaque-tags equal. `single` stops after the first member.
+ * Calls `visit` with each member of an entity-tag list (weak, opaque-tag), as the cache reads it:
+ * quoted tags, or bare ones up to the next comma; an unterminated quoted tag ends the reading.
+ * Stops when `visit` returns true.
  */
-export function etagListMatches(list: string, etag: string | undefined, strong: boolean, single = false): boolean {
-  if (list.trim() === "*") return !single; // a representation exists whenever we evaluate
-  if (etag === undefined) return false;
-  const cur = parseTag(etag.trim());
-  if (strong && cur.weak) return false;
+function eachTag(list: string, visit: (weak: boolean, opaque: string) => boolean): void {
   const n = list.length;
   let i = 0;
   while (i < n) {
@@ -103,7 +100,7 @@ export function etagListMatches(list: string, etag: string | undefined, strong: 
     let opaque: string;
     if (list.charCodeAt(i) === 34) {
       const close = list.indexOf('"', i + 1);
-      if (close < 0) return false; // unterminated tag: malformed, matches nothing
+      if (close < 0) return; // unterminated tag: malformed, read no further
       opaque = list.slice(i + 1, close);
       i = close + 1;
     } else {
@@ -112,11 +109,29 @@ export function etagListMatches(list: string, etag: string | undefined, strong: 
       opaque = list.slice(i, j).trim();
       i = j;
     }
-    if (opaque === cur.opaque && !(strong && weak)) return true;
-    if (single) return false;
+    if (visit(weak, opaque)) return;
   }
-  return false;
 }
+
+/**
+ * True if the list (`*` or 1#entity-tag) matches `etag`. Strong comparison: neither tag weak and
+ * opaque-tags equal; weak comparison: opaque-tags equal. `single` stops after the first member.
+ */
+export function etagListMatches(list: string, etag: string | undefined, strong: boolean, single = false): boolean {
+  if (list.trim() === "*") return !single; // a representation exists whenever we evaluate
+  if (etag === undefined) return false;
+  const cur = parseTag(etag.trim());
+  if (strong && cur.weak) return false;
+  let matched = false;
+  eachTag(list, (weak, opaque) => {
+    matched = opaque === cur.opaque && !(strong && weak);
+    return matched || single;
+  });
+  return matched;
+}
+
+/** An opaque-tag's characters (RFC 9110 etagc): what etagListMatches can match. */
+const OPAQUE_TAG = /^[\x21\x23-\x7e\x80-\xff]*$/;
 
 /**
  * The If-Match / If-None-Match value to send upstream: the entity-tags etagListMatches reads,
@@ -127,39 +142,13 @@ export function etagListMatches(list: string, etag: string | undefined, strong: 
  * 412, If-None-Match: no match, as cached). A member the cache can never match (an opaque-tag with
  * a quote or a control character) is dropped.
  */
-/** An opaque-tag's characters (RFC 9110 etagc): what etagListMatches can match. */
-const OPAQUE_TAG = /^[\x21\x23-\x7e\x80-\xff]*$/;
-
 export function upstreamEtagList(list: string): string {
   if (list.trim() === "*") return "*";
   const tags: string[] = [];
-  const n = list.length;
-  let i = 0;
-  while (i < n) {
-    const c = list.charCodeAt(i);
-    if (c === 32 || c === 9 || c === 44) {
-      i++;
-      continue;
-    }
-    let weak = false;
-    if (list.startsWith("W/", i)) {
-      weak = true;
-      i += 2;
-    }
-    let opaque: string;
-    if (list.charCodeAt(i) === 34) {
-      const close = list.indexOf('"', i + 1);
-      if (close < 0) break; // unterminated: the cache stops reading here
-      opaque = list.slice(i + 1, close);
-      i = close + 1;
-    } else {
-      let j = list.indexOf(",", i);
-      if (j < 0) j = n;
-      opaque = list.slice(i, j).trim();
-      i = j;
-    }
+  eachTag(list, (weak, opaque) => {
     if (OPAQUE_TAG.test(opaque)) tags.push(`${weak ? "W/" : ""}"${opaque}"`);
-  }
+    return false;
+  });
   return tags.length === 0 ? '""' : tags.join(", ");
 }
 
