@@ -99,20 +99,34 @@ describe("store and find", () => {
   });
 });
 
+/**
+ * Runs `fn` with a disk layer over a fresh tmpfs of `size` (a small volume that fills up; mounting
+ * needs root), then closes the layer and unmounts. `open` makes the layer from the mount point.
+ */
+async function onTmpfs(size: string, open: (dir: string) => DiskLayer, fn: (d: DiskLayer, dir: string) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "yata-disk-tmpfs-"));
+  const mounted = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", `size=${size}`, "tmpfs", dir]);
+  expect(mounted.exitCode, mounted.stderr.toString()).toBe(0);
+  let d: DiskLayer | undefined;
+  try {
+    d = open(dir);
+    await d.ready;
+    await fn(d, dir);
+  } finally {
+    await d?.close();
+    Bun.spawnSync(["umount", dir]);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 describe("a file system smaller than max_disk_size_mb", () => {
   // The disk filled up long before max_disk_size_mb (a small volume, or one shared with other
   // data): every later fill failed with ENOSPC and nothing new was cached until an operator freed
   // room. A tmpfs of 6 MiB stands for the full volume (mounting needs root).
   test.skipIf(process.getuid?.() !== 0)("ENOSPC evicts the least recently used files: new objects are cached again, no temporary file is left", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "yata-disk-full-"));
-    const mounted = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", dir]);
-    expect(mounted.exitCode, mounted.stderr.toString()).toBe(0);
     const warnings: string[] = [];
     const log = { info() {}, warn: (msg: string) => void warnings.push(msg) };
-    let d: DiskLayer | undefined;
-    try {
-      d = new DiskLayer({ dir, maxBytes: 64 << 20, maxItemBytes: 2 << 20, log });
-      await d.ready;
+    await onTmpfs("6m", (dir) => new DiskLayer({ dir, maxBytes: 64 << 20, maxItemBytes: 2 << 20, log }), async (d, dir) => {
       const MiB = 1 << 20;
       for (let i = 0; i < 14; i++) await d.put(obj(`b/k${i}`, MiB));
       // the newest objects are cached and whole; the oldest made room for them
@@ -123,11 +137,7 @@ describe("a file system smaller than max_disk_size_mb", () => {
       expect(readdirSync(join(dir, "tmp"))).toEqual([]);
       // and the start said so: 64 MiB configured on a 6 MiB volume
       expect(warnings[0]).toBe("disk cache: max_disk_size_mb is larger than the file system holding the folder; objects are evicted when it fills");
-    } finally {
-      await d?.close();
-      Bun.spawnSync(["umount", dir]);
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
 
@@ -136,20 +146,11 @@ describe("max_disk_size_mb larger than the file system, shared by worker process
   // start-up check compared that part with the file system, so 64 MiB over 4 workers on a 20 MiB
   // volume (16 MiB each) was not said, though the workers together fill it.
   test.skipIf(process.getuid?.() !== 0)("is logged at start when the workers' parts together exceed it", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "yata-disk-share-"));
-    const mounted = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", dir]);
-    expect(mounted.exitCode, mounted.stderr.toString()).toBe(0);
     const warnings: string[] = [];
-    let d: DiskLayer | undefined;
-    try {
-      d = new DiskLayer({ dir: join(dir, "worker-0"), maxBytes: 16 << 20, maxItemBytes: 1 << 20, share: 4, instance: "w0", log: { info() {}, warn: (m: string) => void warnings.push(m) } });
-      await d.ready;
+    const log = { info() {}, warn: (m: string) => void warnings.push(m) };
+    await onTmpfs("20m", (dir) => new DiskLayer({ dir: join(dir, "worker-0"), maxBytes: 16 << 20, maxItemBytes: 1 << 20, share: 4, instance: "w0", log }), async () => {
       expect(warnings).toContain("disk cache: max_disk_size_mb is larger than the file system holding the folder; objects are evicted when it fills");
-    } finally {
-      await d?.close();
-      Bun.spawnSync(["umount", dir]);
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
 
@@ -158,26 +159,16 @@ describe("a fill that fails on a full file system", () => {
   // layer evicted down to 90 %: one large fill failing emptied the cache, though its room was
   // given back a moment later.
   test.skipIf(process.getuid?.() !== 0)("evicts down to 90 % of what the layer holds, not the failed write's size more", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "yata-disk-full-"));
-    const mounted = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", dir]);
-    expect(mounted.exitCode, mounted.stderr.toString()).toBe(0);
-    let d: DiskLayer | undefined;
-    try {
-      d = new DiskLayer({ dir, maxBytes: 64 << 20, maxItemBytes: 8 << 20 });
-      await d.ready;
+    await onTmpfs("6m", (dir) => new DiskLayer({ dir, maxBytes: 64 << 20, maxItemBytes: 8 << 20 }), async (d) => {
       const MiB = 1 << 20;
       for (let i = 0; i < 5; i++) await d.put(obj(`b/k${i}`, MiB));
       expect(d.stats().items).toBe(5);
       await d.put(obj("b/big", 4 * MiB)); // ENOSPC part-way: about 1 MiB is free
-      await waitFor(() => d!.stats().evictions > 0, { message: "the layer to evict" });
+      await waitFor(() => d.stats().evictions > 0, { message: "the layer to evict" });
       // 90 % of five 1 MiB files: the oldest goes, the other four stay
       expect(d.stats().evictions).toBe(1);
       for (const k of ["b/k1", "b/k2", "b/k3", "b/k4"]) expect([k, (await bodyOf(await d.get(k))).byteLength]).toEqual([k, MiB]);
-    } finally {
-      await d?.close();
-      Bun.spawnSync(["umount", dir]);
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
 

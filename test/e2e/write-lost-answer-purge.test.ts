@@ -55,77 +55,55 @@ async function upstreamHolds(key: string, want: string | undefined): Promise<voi
   await waitFor(async () => text(await s3.read("up", key)) === want, { timeoutMs: 8_000, message: `upstream to hold ${want} for ${key}` });
 }
 
+/**
+ * The key cached, then `send` (whose upstream exchange the fault `method` on `faultPaths` holds past
+ * s3.timeout) answered 5xx; once the write lands upstream (`after`: the new content, or undefined
+ * for none), the next read shows it, not the cached copy.
+ */
+async function lostAnswer(key: string, method: string, send: () => Promise<Response>, after: string | undefined, faultPaths = [`/up/${key}`]): Promise<void> {
+  await cached(key);
+  for (const path of faultPaths) s3.faults.set(path, { kind: "delay", ms: 3_000, method, times: 1 });
+  const res = await send();
+  await res.text();
+  for (const path of faultPaths) s3.faults.delete(path);
+  expect(res.status).toBeGreaterThanOrEqual(500);
+  await upstreamHolds(key, after);
+  const read = await fetch(env.mainUrl(`/quick/${key}`));
+  if (after === undefined) expect(read.status).toBe(404);
+  else expect(await read.text()).toBe(after);
+}
+
 describe("a write whose answer is lost purges the key all the same", () => {
   test(
     "S3 front PutObject answered 503 after s3.timeout: the new object is read, not the cached old one",
-    async () => {
-      await cached("s3put.txt");
-      s3.faults.set("/up/s3put.txt", { kind: "delay", ms: 3_000, method: "PUT", times: 1 });
-      const res = await signedFetch(env, { method: "PUT", path: "/quick/s3put.txt", body: "new", creds: QUICK });
-      await res.text();
-      expect(res.status).toBeGreaterThanOrEqual(500);
-      await upstreamHolds("s3put.txt", "new");
-      expect(await (await fetch(env.mainUrl("/quick/s3put.txt"))).text()).toBe("new");
-    },
+    () => lostAnswer("s3put.txt", "PUT", () => signedFetch(env, { method: "PUT", path: "/quick/s3put.txt", body: "new", creds: QUICK }), "new"),
     T,
   );
 
   test(
     "S3 front DeleteObject answered 503: the deleted object is not served from the cache",
-    async () => {
-      await cached("s3del.txt");
-      s3.faults.set("/up/s3del.txt", { kind: "delay", ms: 3_000, method: "DELETE", times: 1 });
-      const res = await signedFetch(env, { method: "DELETE", path: "/quick/s3del.txt", creds: QUICK });
-      await res.text();
-      expect(res.status).toBeGreaterThanOrEqual(500);
-      await upstreamHolds("s3del.txt", undefined);
-      expect((await fetch(env.mainUrl("/quick/s3del.txt"))).status).toBe(404);
-    },
+    () => lostAnswer("s3del.txt", "DELETE", () => signedFetch(env, { method: "DELETE", path: "/quick/s3del.txt", creds: QUICK }), undefined),
     T,
   );
 
   test(
     "S3 front DeleteObjects answered 503: none of its keys is served from the cache",
-    async () => {
-      await cached("s3dels.txt");
-      s3.faults.set("/up", { kind: "delay", ms: 3_000, method: "POST", times: 1 });
-      s3.faults.set("/up/", { kind: "delay", ms: 3_000, method: "POST", times: 1 });
-      const res = await signedDeleteObjects(env, "quick", "<Delete><Object><Key>s3dels.txt</Key></Object></Delete>", QUICK);
-      await res.text();
-      s3.faults.clear();
-      expect(res.status).toBeGreaterThanOrEqual(500);
-      await upstreamHolds("s3dels.txt", undefined);
-      expect((await fetch(env.mainUrl("/quick/s3dels.txt"))).status).toBe(404);
-    },
+    () => lostAnswer("s3dels.txt", "POST", () => signedDeleteObjects(env, "quick", "<Delete><Object><Key>s3dels.txt</Key></Object></Delete>", QUICK), undefined, ["/up", "/up/"]),
     T,
   );
 
   test(
     "S3 front CopyObject answered 503: the copy is read, not the cached old object",
     async () => {
-      await cached("s3copy.txt");
       await s3.put("up", "copy-source.txt", "copied");
-      s3.faults.set("/up/s3copy.txt", { kind: "delay", ms: 3_000, method: "PUT", times: 1 });
-      const res = await signedFetch(env, { method: "PUT", path: "/quick/s3copy.txt", headers: { "x-amz-copy-source": "/quick/copy-source.txt" }, creds: QUICK });
-      await res.text();
-      expect(res.status).toBeGreaterThanOrEqual(500);
-      await upstreamHolds("s3copy.txt", "copied");
-      expect(await (await fetch(env.mainUrl("/quick/s3copy.txt"))).text()).toBe("copied");
+      await lostAnswer("s3copy.txt", "PUT", () => signedFetch(env, { method: "PUT", path: "/quick/s3copy.txt", headers: { "x-amz-copy-source": "/quick/copy-source.txt" }, creds: QUICK }), "copied");
     },
     T,
   );
 
   test(
     "plain front DELETE answered 504: the deleted object is not served from the cache (a plain PUT takes the same path; its body goes natively, bounded by s3.timeout + 70 s, too slow to test here)",
-    async () => {
-      await cached("plaindel.txt");
-      s3.faults.set("/up/plaindel.txt", { kind: "delay", ms: 3_000, method: "DELETE", times: 1 });
-      const del = await fetch(env.mainUrl("/quick/plaindel.txt"), { method: "DELETE" });
-      await del.text();
-      expect(del.status).toBeGreaterThanOrEqual(500);
-      await upstreamHolds("plaindel.txt", undefined);
-      expect((await fetch(env.mainUrl("/quick/plaindel.txt"))).status).toBe(404);
-    },
+    () => lostAnswer("plaindel.txt", "DELETE", () => fetch(env.mainUrl("/quick/plaindel.txt"), { method: "DELETE" }), undefined),
     T,
   );
 
