@@ -57,7 +57,8 @@ export function evaluateConditions(reqHeaders: Headers, v: Validators, method: s
 export function ifRangeAllows(ifRange: string | null, v: Validators): boolean {
   if (ifRange === null) return true;
   const value = ifRange.trim();
-  if (value.startsWith('"') || value.startsWith("W/")) return etagListMatches(value, v.etag, true, true);
+  if (!ifRangeMayMatch(value)) return false;
+  if (value.startsWith('"')) return etagListMatches(value, v.etag, true, true);
   if (v.lastModified === undefined) return false;
   const d = parseHttpDate(value);
   return !Number.isNaN(d) && d === parseHttpDate(v.lastModified);
@@ -76,6 +77,19 @@ function parseTag(s: string): Tag {
   }
   if (s.length >= 2 && s.charCodeAt(0) === 34 && s.charCodeAt(s.length - 1) === 34) s = s.slice(1, -1);
   return { weak, opaque: s };
+}
+
+/** One strong entity-tag, as If-Range takes it (a list, `*` or a weak tag is no If-Range validator). */
+const ONE_STRONG_TAG = /^"[\x21\x23-\x7e\x80-\xff]*"$/;
+
+/**
+ * Whether an If-Range value (trimmed) can match any representation: one strong entity-tag or a
+ * valid HTTP-date. Anything else (a weak tag, a list, `*`, garbage) never matches: the Range is
+ * ignored and the whole object sent.
+ */
+export function ifRangeMayMatch(value: string): boolean {
+  if (value.startsWith('"')) return ONE_STRONG_TAG.test(value);
+  return !value.startsWith("W/") && !Number.isNaN(parseHttpDate(value));
 }
 
 /**

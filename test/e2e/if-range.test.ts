@@ -77,6 +77,18 @@ for (const prefix of ["/plain", "/cached"]) {
       expect(await res.text()).toBe(o.v2);
     });
 
+    test("a list or `*` is no If-Range validator, even with the current tag first → 200 whole", async () => {
+      const o = await replaced();
+      for (const ifRange of [`${o.newEtag}, ${o.oldEtag}`, `${o.newEtag} ${o.oldEtag}`, "*"]) {
+        // (a cached copy must answer as the upstream path does: fetch twice)
+        for (let i = 0; i < 2; i++) {
+          const res = await fetch(px.url(o.path), { headers: { range: "bytes=0-3", "if-range": ifRange } });
+          expect(`${ifRange}: ${res.status}`).toBe(`${ifRange}: 200`);
+          expect(await res.text()).toBe(o.v2);
+        }
+      }
+    });
+
     test("a stale entity-tag with a range past the new end → 200 whole, not 416", async () => {
       const o = await replaced();
       const res = await fetch(px.url(o.path), { headers: { range: "bytes=1000-2000", "if-range": o.oldEtag } });

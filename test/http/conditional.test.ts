@@ -140,6 +140,13 @@ describe("If-Range", () => {
     expect(ifRangeAllows(`W/${ETAG}`, v)).toBe(false);
     expect(ifRangeAllows(ETAG, { etag: `W/${ETAG}` })).toBe(false);
   });
+  test("one validator only: a list or * never matches", () => {
+    expect(ifRangeAllows(`${ETAG}, "other"`, v)).toBe(false);
+    expect(ifRangeAllows(`${ETAG} "other"`, v)).toBe(false);
+    expect(ifRangeAllows(`${ETAG},`, v)).toBe(false);
+    expect(ifRangeAllows("*", v)).toBe(false);
+    expect(ifRangeAllows(` ${ETAG} `, v)).toBe(true);
+  });
   test("date must equal Last-Modified exactly", () => {
     expect(ifRangeAllows(LM, v)).toBe(true);
     expect(ifRangeAllows(AFTER, v)).toBe(false);

@@ -11,7 +11,7 @@
 import { serveHit, serveWithCache } from "../../cache/index.ts";
 import { ProxyError } from "../../errors.ts";
 import { bufferUpstreamBody } from "../../http/body-policy.ts";
-import { ifRangeAllows } from "../../http/conditional.ts";
+import { ifRangeAllows, ifRangeMayMatch } from "../../http/conditional.ts";
 import { forwardRequestHeaders, keepPassedResponseHeaders, passResponseHeaders, UNTYPED_CONTENT_TYPE } from "../../http/headers.ts";
 import { isOwnedBytes } from "../../http/owned-response.ts";
 import { mapAnswer } from "../../http/map-answer.ts";
@@ -71,8 +71,9 @@ async function getObjectIfRange(ctx: RequestContext, method: ObjectMethod, forwa
   const upstream = ctx.bucket!.upstream;
   delete forward["if-range"];
   if (forward.range === undefined) return upstream.fetchObject(method, ctx.key, forward, signal, ctx.timing);
-  // A weak entity-tag can never match (strong comparison): the answer is the whole object.
-  if (ifRange.trim().startsWith("W/")) {
+  // A weak entity-tag, a list or anything unreadable can never match (strong comparison of one
+  // validator): the answer is the whole object.
+  if (!ifRangeMayMatch(ifRange.trim())) {
     delete forward.range;
     return upstream.fetchObject(method, ctx.key, forward, signal, ctx.timing);
   }
