@@ -153,6 +153,13 @@ describe("uploads", () => {
     expect([loc.origin + loc.pathname, loc.searchParams.get("x"), loc.searchParams.get("bucket"), loc.searchParams.get("key"), loc.searchParams.get("etag")]).toEqual([
       "https://app.example/done", "1", "up", "form/redirect.txt", `"${new Bun.CryptoHasher("md5").update("r").digest("hex")}"`,
     ]);
+    // a fragment stays last: the parameters go in the query the browser sends
+    for (const target of ["https://app.example/done#tab", "https://app.example/done?x=1#a?b"]) {
+      const fragged = await postForm(presignWithExtra(policyFor("up", "form/redirect-frag.txt"), { success_action_redirect: target }), new TextEncoder().encode("r"), {}, "r.txt");
+      expect(fragged.status).toBe(303);
+      const at = new URL(fragged.headers.get("location")!);
+      expect([at.hash, at.searchParams.get("key"), at.searchParams.get("x")]).toEqual([target.slice(target.indexOf("#")), "form/redirect-frag.txt", target.includes("x=1") ? "1" : null]);
+    }
   });
 });
 

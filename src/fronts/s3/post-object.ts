@@ -272,7 +272,10 @@ function answer(ctx: RequestContext, fields: ReadonlyMap<string, string>, key: s
   const redirect = fields.get("success_action_redirect") ?? fields.get("redirect");
   if (redirect !== undefined && /^https?:\/\/[^\s]+$/i.test(redirect)) {
     const q = `bucket=${encodeURIComponent(ctx.bucketName)}&key=${encodeURIComponent(key)}&etag=${encodeURIComponent(etag)}`;
-    headers.location = redirect + (redirect.includes("?") ? "&" : "?") + q;
+    // (the query goes before a fragment: after it, the browser would never send it)
+    const hash = redirect.indexOf("#");
+    const base = hash < 0 ? redirect : redirect.slice(0, hash);
+    headers.location = base + (base.includes("?") ? "&" : "?") + q + (hash < 0 ? "" : redirect.slice(hash));
     return new Response(null, { status: 303, headers });
   }
   const status = fields.get("success_action_status");
