@@ -258,7 +258,9 @@ function single(query: ReadonlyArray<readonly [string, string]>, name: string): 
 /** X-Amz-Algorithm, -Credential, -Date, -Expires, -SignedHeaders, -Signature of a presigned URL. */
 export function parseQueryAuth(query: ReadonlyArray<readonly [string, string]>, region: string): AuthParams | S3Error {
   const get: Record<string, string | undefined> = {};
-  for (const name of ["X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders", "X-Amz-Signature"]) {
+  // (the session token and payload hash are read by verify.ts: checked here only for a repeat, which
+  // would leave it to the reader which one counts)
+  for (const name of ["X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders", "X-Amz-Signature", "X-Amz-Security-Token", "X-Amz-Content-Sha256"]) {
     const v = single(query, name);
     if (isError(v)) return v;
     get[name] = v;

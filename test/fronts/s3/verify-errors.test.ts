@@ -344,6 +344,10 @@ describe("presigned URLs", () => {
   test("a repeated auth parameter, a wrong algorithm, a malformed date or credential → 400 AuthorizationQueryParametersError", async () => {
     const req = await presigned();
     expect(verify({ ...req, rawQuery: req.rawQuery + "&X-Amz-Signature=" + "0".repeat(64) })).toMatchObject(err("AuthorizationQueryParametersError", 400));
+    // (a second session token or payload hash: which one counts would be the reader's choice)
+    for (const name of ["X-Amz-Security-Token", "X-Amz-Content-Sha256"]) {
+      expect(verify({ ...req, rawQuery: `${req.rawQuery}&${name}=a&${name}=b` })).toMatchObject({ ...err("AuthorizationQueryParametersError", 400), message: `The ${name} query parameter may appear only once.` });
+    }
     expect(verify(q(req, (p) => p.set("X-Amz-Algorithm", "AWS4-HMAC-SHA1")))).toMatchObject(err("AuthorizationQueryParametersError", 400));
     expect(verify(q(req, (p) => p.set("X-Amz-Date", "2024-06-01")))).toMatchObject(err("AuthorizationQueryParametersError", 400));
     expect(verify(q(req, (p) => p.set("X-Amz-Credential", "AKID/20240601/us-east-1/s3")))).toMatchObject(err("AuthorizationQueryParametersError", 400));
