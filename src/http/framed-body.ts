@@ -78,15 +78,11 @@ export const BUN_LISTENER_IDLE_SECONDS = 60;
  * answers first.
  */
 export const LISTENER_SLOW_BYTES_PER_SECOND = 16 * 1024;
-const SLOW_BODY: SlowSource = { bytes: LISTENER_SLOW_BYTES_PER_SECOND * BUN_LISTENER_IDLE_SECONDS, waitMs: (BUN_LISTENER_IDLE_SECONDS - 5) * 1000 };
-
 /**
  * The listener's rule for slow bodies: Bun.serve's, which the node engine applies too (server.ts
  * watchedNodeBody, the same 16 KiB per second of its 60 s idle period).
  */
-export function slowBodyRuleOf(_req: Request): SlowSource | undefined {
-  return SLOW_BODY;
-}
+export const LISTENER_SLOW_BODY: SlowSource = { bytes: LISTENER_SLOW_BYTES_PER_SECOND * BUN_LISTENER_IDLE_SECONDS, waitMs: (BUN_LISTENER_IDLE_SECONDS - 5) * 1000 };
 
 /**
  * `req.body`, marked as framed by `length` when the listener frames it (Content-Length, no

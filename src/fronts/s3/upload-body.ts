@@ -28,7 +28,7 @@
  */
 import type { ByteBudget } from "../../limits/byte-budget.ts";
 import { decodeAwsChunked, encodeAwsChunkedUnsignedTrailer, isPayloadError, type ChunkSigningContext, type PayloadError, type StreamingMode } from "../../s3/aws-chunked.ts";
-import { framedRequestBody, slowBodyRuleOf } from "../../http/framed-body.ts";
+import { framedRequestBody, LISTENER_SLOW_BODY } from "../../http/framed-body.ts";
 import { algorithmFromHeaderName } from "../../s3/checksum.ts";
 import { expectationsFromHeaders, PayloadVerifier, verifyPayloadStream, type PayloadExpectations } from "../../s3/checksum/verify.ts";
 import type { UploadBodyArgs } from "../../s3/operations/index.ts";
@@ -154,7 +154,7 @@ export function prepareUploadBody(req: Request, payload: PayloadInfo, maxBytes: 
     if (source === null && length > 0) return fail(s3Error("IncompleteBody"));
     if (source === null) return { args: { body: new Uint8Array(0), payloadHash }, length: 0, finished: undefined };
     if (!needsCheck) return { args: { body: source, contentLength: length, payloadHash }, length, finished: undefined };
-    const checked = verifyPayloadStream(source, exp, slowBodyRuleOf(req));
+    const checked = verifyPayloadStream(source, exp, LISTENER_SLOW_BODY);
     return { args: { body: checked.stream, contentLength: length, payloadHash }, length, finished: checked.finished, arrived: checked.passed };
   }
 
@@ -172,7 +172,7 @@ export function prepareUploadBody(req: Request, payload: PayloadInfo, maxBytes: 
     // S3 refuses a chunk under 8 KiB that is not the last, in every streaming mode (403
     // InvalidChunkSizeError, as the SDKs' issue reports show): a client that passes here then
     // passes there, and a body cannot be cut into per-byte HMACs.
-    decoded = decodeAwsChunked(source, { mode: streaming, signing: payload.signing, decodedContentLength: decodedLength, trailer, expect: exp, minChunkSize: MIN_CHUNK_BYTES, budget: opts.budget, slow: slowBodyRuleOf(req) });
+    decoded = decodeAwsChunked(source, { mode: streaming, signing: payload.signing, decodedContentLength: decodedLength, trailer, expect: exp, minChunkSize: MIN_CHUNK_BYTES, budget: opts.budget, slow: LISTENER_SLOW_BODY });
   } catch (e) {
     if (isPayloadError(e)) return fail(payloadS3Error(e));
     throw e;

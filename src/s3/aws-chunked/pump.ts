@@ -48,7 +48,7 @@ const idleError = () => new PayloadError("RequestTimeout", "idle", "Your socket 
 
 /**
  * A listener that closes a connection whose body arrives too slowly (Bun.serve: see
- * src/http/framed-body.ts, slowBodyRuleOf). With `slow`, a client that kept the pipe waiting for
+ * src/http/framed-body.ts, LISTENER_SLOW_BODY). With `slow`, a client that kept the pipe waiting for
  * `waitMs` while fewer than `bytes` arrived is answered 400 RequestTimeout shortly before the
  * listener would close the connection with no answer at all. Only time spent waiting for the
  * client counts (a slow upstream is not the client's fault), so the proxy never answers first
