@@ -234,13 +234,26 @@ export function otherAuthorizerKeys(raw: unknown): string[] {
  * - `server.coalescing` is dropped with a note: concurrent misses of a cached object always share
  *   one upstream request here (and stream to every waiting client).
  */
+/** The keys the original's audit_log read (its src/config/audit.rs), and those of its `file` output. */
+const AUDIT_LOG_KEYS = new Set(["enabled", "outputs", "log_level", "file", "syslog", "s3_export"]);
+const AUDIT_LOG_FILE_KEYS = new Set(["path", "max_file_size_mb", "max_backup_files", "rotation_policy", "buffer_size"]);
+
 function adoptOriginalSections(raw: Record<string, unknown>): Adopted {
   const notes: string[] = [];
   const issues: Adopted["issues"] = [];
   const a = raw.audit_log;
   if (a !== undefined) {
     if (raw.audit !== undefined) issues.push({ path: ["audit_log"], message: "both `audit_log` (the original's form) and `audit` are given: keep `audit` only" });
-    else if (isMap(a)) {
+    else if (!isMap(a)) {
+      issues.push({ path: ["audit_log"], message: "must be a mapping (the original's audit_log: { enabled, outputs, file: { path, max_file_size_mb, max_backup_files } }); or write `audit` (see the README's Audit trail)" });
+      delete raw.audit_log;
+    } else {
+      // A key the original never read is a typo (`enable`, `max_file_size`): refused, as
+      // everywhere else, not dropped with the rest of what this section is not written from
+      // (dropping `enable: true` left the audit trail off, and --check said OK).
+      for (const k of Object.keys(a)) if (!AUDIT_LOG_KEYS.has(k)) issues.push({ path: ["audit_log", k], message: `unknown key '${k}'` });
+      if (a.file !== undefined && a.file !== null && !isMap(a.file)) issues.push({ path: ["audit_log", "file"], message: "must be a mapping: { path, max_file_size_mb, max_backup_files }" });
+      if (isMap(a.file)) for (const k of Object.keys(a.file)) if (!AUDIT_LOG_FILE_KEYS.has(k)) issues.push({ path: ["audit_log", "file", k], message: `unknown key '${k}'` });
       const file = isMap(a.file) ? a.file : {};
       const outputs = Array.isArray(a.outputs) ? a.outputs : ["file"];
       const audit: Record<string, unknown> = {};

@@ -97,6 +97,22 @@ describe("parseConfig", () => {
     expect(issues(`audit_log: { enabled: false }\naudit: { enabled: false }\n${B}`).map((i) => `${i.path}: ${i.message}`)).toEqual(["audit_log: both `audit_log` (the original's form) and `audit` are given: keep `audit` only"]);
   });
 
+  test("a key of the original's audit_log section that it never had (a typo) is an error naming it, not dropped with the audit trail left off", () => {
+    const said = (yaml: string) => issues(yaml).map((i) => `${i.line}: ${i.path}: ${i.message}`);
+    // `enable` for `enabled`: dropped before, so the audit trail was silently off and --check said OK
+    expect(said(`${B}audit_log:\n  enable: true\n  outputs: [file]\n  file:\n    path: /var/log/yata/audit.log\n    max_file_size: 10\n`)).toEqual([
+      "6: audit_log.enable: unknown key 'enable'",
+      "10: audit_log.file.max_file_size: unknown key 'max_file_size'",
+    ]);
+    expect(said(`${B}audit_log: true\n`)).toEqual([expect.stringMatching(/^5: audit_log: must be a mapping/)]);
+    // every key the original read still loads (its syslog / s3 outputs, log level, rotation and buffer: not written here)
+    const c = parseConfig(
+      `${B}audit_log:\n  enabled: true\n  outputs: [file, syslog, s3]\n  log_level: warn\n  file: { path: /var/log/yata/audit.log, max_file_size_mb: 50, max_backup_files: 5, rotation_policy: size, buffer_size: 1024 }\n  syslog: { address: "localhost:514", protocol: tcp, facility: local3 }\n  s3_export: { bucket: audit-logs, region: us-east-1, path_prefix: /logs/, export_interval_seconds: 120 }\n`,
+      { env: {} },
+    );
+    expect(c.audit).toEqual({ enabled: true, path: "/var/log/yata/audit.log", max_size_mb: 50, max_files: 5 });
+  });
+
   test("a small disk layer needs no max_item_size_mb: its default (1024) shrinks to max_disk_size_mb; written larger, it is a problem", () => {
     const small = parseConfig(`cache:\n  cache_layers: [memory, disk]\n  disk: { path: /tmp/yata-d, max_disk_size_mb: 500 }\n${B}`, { env: {} });
     expect(small.cache.disk).toMatchObject({ max_disk_size_mb: 500, max_item_size_mb: 500 });
