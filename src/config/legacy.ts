@@ -56,14 +56,28 @@ const LEGACY_HINTS: Array<{ match: (p: PathSegment[]) => boolean; message: strin
   },
 ];
 
-type Adopted = { notes: string[]; issues: Array<{ path: PathSegment[]; message: string }> };
+/**
+ * What adoption did: notes, problems, and each key it read under another name (`to`, ours) with
+ * the key the file has (`from`, the original's), so a problem found later with the value is
+ * reported at the key and line the user wrote (renamedPath), not at a name their file lacks.
+ */
+type Adopted = { notes: string[]; issues: Array<{ path: PathSegment[]; message: string }>; renamed: Array<{ to: PathSegment[]; from: PathSegment[] }> };
+
+/** The path the config file has for a path of the adopted config (the longest renamed prefix wins). */
+export function renamedPath(path: readonly PathSegment[], renamed: Adopted["renamed"]): PathSegment[] {
+  let best: Adopted["renamed"][number] | undefined;
+  for (const r of renamed) {
+    if (r.to.length <= path.length && r.to.every((s, i) => s === path[i]) && (best === undefined || r.to.length > best.to.length)) best = r;
+  }
+  return best ? [...best.from, ...path.slice(best.to.length)] : [...path];
+}
 const isMap = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
 
 /** The original's own keys read as ours, in place, before validation: its cache keys, then its audit_log and server.coalescing sections. */
 export function adoptOriginal(raw: Record<string, unknown>): Adopted {
   const cache = adoptOriginalCacheKeys(raw);
   const sections = adoptOriginalSections(raw);
-  return { notes: [...cache.notes, ...sections.notes], issues: [...cache.issues, ...sections.issues] };
+  return { notes: [...cache.notes, ...sections.notes], issues: [...cache.issues, ...sections.issues], renamed: [...cache.renamed, ...sections.renamed] };
 }
 
 /** Appends a hint for every legacy key found in the parsed (plain JS) config. */
@@ -103,14 +117,18 @@ export function findLegacy(value: unknown, path: PathSegment[], out: Array<{ pat
 function adoptOriginalCacheKeys(raw: unknown): Adopted {
   const notes: string[] = [];
   const issues: Adopted["issues"] = [];
+  const renamed: Adopted["renamed"] = [];
   const cache = (raw as Record<string, unknown> | null)?.cache;
-  if (!isMap(cache)) return { notes, issues };
+  if (!isMap(cache)) return { notes, issues, renamed };
   const c = cache as Record<string, unknown>;
   const listed = Array.isArray(c.cache_layers) ? (c.cache_layers as unknown[]) : undefined;
   const rename = (o: Record<string, unknown>, section: string, from: string, to: string) => {
     if (!(from in o)) return;
     if (to in o) issues.push({ path: ["cache", section, from], message: `\`${from}\` (the original's name) and \`${to}\` are both given: keep \`${to}\`` });
-    else o[to] = o[from];
+    else {
+      o[to] = o[from];
+      renamed.push({ to: ["cache", section, to], from: ["cache", section, from] });
+    }
     delete o[from];
   };
   const adoptEnabled = (o: Record<string, unknown>, section: "disk" | "redis"): boolean => {
@@ -198,7 +216,7 @@ function adoptOriginalCacheKeys(raw: unknown): Adopted {
     c.cache_layers = layers;
     notes.push(`cache.cache_layers is not given: the layers the original's \`enabled: true\` turns on are used (${layers.join(", ")}); write cache_layers: [${layers.join(", ")}] to say so`);
   }
-  return { notes, issues };
+  return { notes, issues, renamed };
 }
 
 /**
@@ -241,6 +259,7 @@ const AUDIT_LOG_FILE_KEYS = new Set(["path", "max_file_size_mb", "max_backup_fil
 function adoptOriginalSections(raw: Record<string, unknown>): Adopted {
   const notes: string[] = [];
   const issues: Adopted["issues"] = [];
+  const renamed: Adopted["renamed"] = [];
   const a = raw.audit_log;
   if (a !== undefined) {
     if (raw.audit !== undefined) issues.push({ path: ["audit_log"], message: "both `audit_log` (the original's form) and `audit` are given: keep `audit` only" });
@@ -267,6 +286,12 @@ function adoptOriginalSections(raw: Record<string, unknown>): Adopted {
       notes.push("audit_log (the original's section) is read as `audit` (file.path → path, max_file_size_mb → max_size_mb, max_backup_files → max_files): write it so");
       raw.audit = audit;
       delete raw.audit_log;
+      renamed.push(
+        { to: ["audit"], from: ["audit_log"] },
+        { to: ["audit", "path"], from: ["audit_log", "file", "path"] },
+        { to: ["audit", "max_size_mb"], from: ["audit_log", "file", "max_file_size_mb"] },
+        { to: ["audit", "max_files"], from: ["audit_log", "file", "max_backup_files"] },
+      );
     }
   }
   const server = raw.server;
@@ -279,5 +304,5 @@ function adoptOriginalSections(raw: Record<string, unknown>): Adopted {
     );
     delete server.coalescing;
   }
-  return { notes, issues };
+  return { notes, issues, renamed };
 }

@@ -11,7 +11,7 @@ import { open, type FileHandle } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import type { z } from "zod";
 import { MAX_EXPANDED_NODES, parseYamlConfig, safeYamlMessage, withinExpansionLimit } from "./document.ts";
-import { adoptOriginal, findLegacy, otherAuthorizerKeys } from "./legacy.ts";
+import { adoptOriginal, findLegacy, otherAuthorizerKeys, renamedPath } from "./legacy.ts";
 import { formatPath, type PathSegment } from "./path.ts";
 import { ConfigSchema, type RawConfig } from "./schema.ts";
 import { validateConfig } from "./validate.ts";
@@ -229,7 +229,12 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
   const y = parseYamlConfig(text, opts.env ?? process.env);
   if ("syntax" in y) throw fail(y.syntax.map((s) => ({ path: "", message: s.message, line: s.line, ...(s.column !== undefined ? { column: s.column } : undefined) })));
   const found: Array<{ path: PathSegment[]; message: string }> = [...y.issues];
-  const toIssue = (f: { path: PathSegment[]; message: string; line?: number }): ConfigIssue => ({ path: formatPath(f.path), message: f.message, line: f.line ?? y.lineOf(f.path) });
+  // (set once the original's keys are adopted: a problem with one is reported where the file has it)
+  let renamed: ReturnType<typeof adoptOriginal>["renamed"] = [];
+  const toIssue = (f: { path: PathSegment[]; message: string; line?: number }): ConfigIssue => {
+    const path = renamedPath(f.path, renamed);
+    return { path: formatPath(path), message: f.message, line: f.line ?? y.lineOf(path) };
+  };
   let raw: unknown;
   // The billion-laughs guard counts the expansion itself (withinExpansionLimit), not references.
   if (!withinExpansionLimit(y)) throw fail([...found.map(toIssue), { path: "", message: `invalid YAML: its aliases expand to more than ${MAX_EXPANDED_NODES} nodes (aliases of aliases, or an alias inside what it names)` }]);
@@ -247,6 +252,7 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
   // Top-level `x-*` keys hold YAML anchors for merge keys (`<<: *s3defaults`), as in Compose files: not config.
   for (const k of Object.keys(raw)) if (k.startsWith("x-")) delete (raw as Record<string, unknown>)[k];
   const adopted = adoptOriginal(raw as Record<string, unknown>);
+  renamed = adopted.renamed;
   found.push(...adopted.issues);
   findLegacy(raw, [], found);
   const hinted = new Set(found.map((f) => formatPath(f.path)));

@@ -113,6 +113,22 @@ describe("parseConfig", () => {
     expect(c.audit).toEqual({ enabled: true, path: "/var/log/yata/audit.log", max_size_mb: 50, max_files: 5 });
   });
 
+  test("a problem with a key written in the original's words is reported at that key and its line, not at the name it is read as", () => {
+    const said = (yaml: string) => issues(yaml).map((i) => `${i.line}: ${i.path}: ${i.message}`);
+    const disk = said(`${B}cache:\n  cache_layers: [memory, disk]\n  disk:\n    enabled: true\n    cache_dir: 5\n    max_disk_cache_size_mb: 0\n`);
+    expect(disk).toEqual([expect.stringMatching(/^9: cache\.disk\.cache_dir: expected a string/), expect.stringMatching(/^10: cache\.disk\.max_disk_cache_size_mb: Too small/)]);
+    const redis = said(`${B}cache:\n  cache_layers: [memory, redis]\n  redis:\n    redis_url: "http://localhost:6379"\n    redis_key_prefix: 7\n`);
+    expect(redis).toEqual([expect.stringMatching(/^8: cache\.redis\.redis_url: must be a redis:\/\/ or rediss:\/\/ URL/), expect.stringMatching(/^9: cache\.redis\.redis_key_prefix: expected a string/)]);
+    const audit = said(`${B}audit_log:\n  enabled: true\n  file:\n    path: 42\n    max_file_size_mb: -1\n    max_backup_files: "x"\n`);
+    expect(audit).toEqual([
+      expect.stringMatching(/^8: audit_log\.file\.path: expected a string/),
+      expect.stringMatching(/^9: audit_log\.file\.max_file_size_mb: Too small/),
+      expect.stringMatching(/^10: audit_log\.file\.max_backup_files: expected a number/),
+    ]);
+    // a path the original's form leaves out: named where it goes, at the section's line
+    expect(said(`${B}audit_log:\n  enabled: true\n  outputs: [file]\n`)).toEqual([expect.stringMatching(/^5: audit_log\.file\.path: audit\.enabled needs a file/)]);
+  });
+
   test("a small disk layer needs no max_item_size_mb: its default (1024) shrinks to max_disk_size_mb; written larger, it is a problem", () => {
     const small = parseConfig(`cache:\n  cache_layers: [memory, disk]\n  disk: { path: /tmp/yata-d, max_disk_size_mb: 500 }\n${B}`, { env: {} });
     expect(small.cache.disk).toMatchObject({ max_disk_size_mb: 500, max_item_size_mb: 500 });
