@@ -98,7 +98,7 @@ function checkUrl(url: string | undefined, path: PathSegment[], instead: string,
   if (problem) issues.push({ path, message: problem });
 }
 
-function checkPem(file: string, baseDir: string | undefined, path: PathSegment[], issues: Issue[]): void {
+function checkPem(file: string, baseDir: string | undefined, path: PathSegment[], issues: Issue[], alg?: Algorithm): void {
   const full = isAbsolute(file) || !baseDir ? file : join(baseDir, file);
   let pem: string;
   try {
@@ -108,11 +108,53 @@ function checkPem(file: string, baseDir: string | undefined, path: PathSegment[]
     issues.push({ path, message: `cannot read PEM file ${file}${full !== file ? ` (${full})` : ""}: ${code === "ENOENT" ? "file not found" : code ?? "unreadable"}` });
     return;
   }
+  let key: KeyObject;
   try {
-    createPublicKey(pem);
+    key = createPublicKey(pem);
   } catch {
     issues.push({ path, message: `${file} is not a valid PEM public key (SPKI "PUBLIC KEY" or an X.509 certificate)` });
+    return;
   }
+  // jose refuses an RSA key under 2048 bits each time it verifies (a TypeError), so such a key
+  // loads, then every token is refused as "signature verification failed". (JWKS keys: skipped, logged.)
+  const bits = key.asymmetricKeyType === "rsa" ? key.asymmetricKeyDetails?.modulusLength : undefined;
+  if (bits !== undefined && bits < 2048) {
+    issues.push({ path, message: `${file} is a ${bits}-bit RSA key: RS*/PS* tokens need a key of at least 2048 bits (a shorter one is refused at every verification, so every token would be refused)` });
+    return;
+  }
+  // A jwt.keys entry names its one algorithm: a key that cannot verify it stopped the start with
+  // a bare "Invalid key type" or "Named curve mismatch" (exit 3) after --check had said OK.
+  if (alg !== undefined && !pemFits(key, alg)) {
+    issues.push({ path, message: `${file} holds ${describeKey(key)} key, which cannot verify ${alg} (${expectedKey(alg)} goes with ${alg})` });
+  }
+}
+
+const EC_CURVES: Record<string, string> = { prime256v1: "P-256", secp384r1: "P-384", secp521r1: "P-521", secp256k1: "secp256k1" };
+
+/** Whether a PEM public key can verify tokens of one asymmetric algorithm (as jose's importSPKI takes it). */
+function pemFits(key: KeyObject, alg: Algorithm): boolean {
+  if (alg.startsWith("RS") || alg.startsWith("PS")) return key.asymmetricKeyType === "rsa";
+  if (alg === "ES256") return key.asymmetricKeyType === "ec" && key.asymmetricKeyDetails?.namedCurve === "prime256v1";
+  if (alg === "ES384") return key.asymmetricKeyType === "ec" && key.asymmetricKeyDetails?.namedCurve === "secp384r1";
+  if (alg === "EdDSA") return key.asymmetricKeyType === "ed25519";
+  return true;
+}
+
+function describeKey(key: KeyObject): string {
+  if (key.asymmetricKeyType === "rsa") return "an RSA";
+  if (key.asymmetricKeyType === "ec") {
+    const curve = key.asymmetricKeyDetails?.namedCurve;
+    return `an EC ${curve ? (EC_CURVES[curve] ?? curve) : ""}`.trimEnd();
+  }
+  if (key.asymmetricKeyType === "ed25519") return "an Ed25519";
+  return `a ${key.asymmetricKeyType ?? "different"}`;
+}
+
+function expectedKey(alg: Algorithm): string {
+  if (alg.startsWith("RS") || alg.startsWith("PS")) return "an RSA key";
+  if (alg === "ES256") return "an EC P-256 key";
+  if (alg === "ES384") return "an EC P-384 key";
+  return "an Ed25519 key";
 }
 
 /**
@@ -216,7 +258,7 @@ function validateJwt(cfg: RawConfig, baseDir: string | undefined, issues: Issue[
       if (k.path) issues.push({ path: ["jwt", "keys", i, "path"], message: `key ${k.id} uses ${k.algorithm}: give a secret, not a path` });
     } else {
       if (!k.path) issues.push({ path: ["jwt", "keys", i, "path"], message: `key ${k.id} uses ${k.algorithm} and needs a PEM path` });
-      else checkPem(k.path, baseDir, ["jwt", "keys", i, "path"], issues);
+      else checkPem(k.path, baseDir, ["jwt", "keys", i, "path"], issues, k.algorithm);
       if (k.secret) issues.push({ path: ["jwt", "keys", i, "secret"], message: `key ${k.id} uses ${k.algorithm}: give a PEM path, not a secret` });
     }
   });

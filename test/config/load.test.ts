@@ -57,6 +57,46 @@ describe("configBaseDir", () => {
   });
 });
 
+describe("JWT PEM keys that cannot verify their algorithm", () => {
+  const pem = (name: string, type: "rsa" | "ec", opts: { modulusLength: number } | { namedCurve: string }) => {
+    mkdirSync(join(dir, "keys"), { recursive: true });
+    const { publicKey } = type === "rsa" ? generateKeyPairSync("rsa", opts as { modulusLength: number }) : generateKeyPairSync("ec", opts as { namedCurve: string });
+    writeFileSync(join(dir, "keys", name), publicKey.export({ type: "spki", format: "pem" }));
+    return `keys/${name}`;
+  };
+  const said = async (jwt: string) => {
+    const err = await loadConfig(file("jwt-fit.yaml", `jwt:\n  enabled: true\n${jwt}${B}    auth: { enabled: true }\n`)).catch((e) => e);
+    return err instanceof ConfigError ? err.issues.map((i) => `${i.path}: ${i.message}`) : "loaded";
+  };
+
+  // --check said OK; the start then failed with exit 3 and a bare "Invalid key type" / "Named curve mismatch"
+  test("a jwt.keys entry whose PEM is another key type or curve is a config error naming the entry's path", async () => {
+    const ec256 = pem("ec256.pem", "ec", { namedCurve: "P-256" });
+    const ec384 = pem("ec384.pem", "ec", { namedCurve: "P-384" });
+    const rsa = pem("rsa2048.pem", "rsa", { modulusLength: 2048 });
+    expect(await said(`  algorithm: RS256\n  keys: [ { id: k1, algorithm: RS256, path: ${ec256} } ]\n`)).toEqual([
+      `jwt.keys[0].path: ${ec256} holds an EC P-256 key, which cannot verify RS256 (an RSA key goes with RS256)`,
+    ]);
+    expect(await said(`  algorithm: ES256\n  keys: [ { id: k1, algorithm: ES256, path: ${ec384} } ]\n`)).toEqual([
+      `jwt.keys[0].path: ${ec384} holds an EC P-384 key, which cannot verify ES256 (an EC P-256 key goes with ES256)`,
+    ]);
+    expect(await said(`  algorithm: ES384\n  keys: [ { id: k1, algorithm: ES384, path: ${rsa} } ]\n`)).toEqual([
+      `jwt.keys[0].path: ${rsa} holds an RSA key, which cannot verify ES384 (an EC P-384 key goes with ES384)`,
+    ]);
+    // each key with its own algorithm loads
+    expect(await said(`  algorithm: RS256\n  keys: [ { id: k1, algorithm: RS256, path: ${rsa} }, { id: k2, algorithm: ES256, path: ${ec256} }, { id: k3, algorithm: ES384, path: ${ec384} }, { id: k4, algorithm: PS256, path: ${rsa} } ]\n`)).toBe("loaded");
+  });
+
+  // --check and the start said nothing; every token, correctly signed, was then 401 "signature verification failed"
+  test("an RSA key under 2048 bits (which the JWT library refuses when it verifies) is a config error, wherever it is named", async () => {
+    const weak = pem("rsa1024.pem", "rsa", { modulusLength: 1024 });
+    const msg = `${weak} is a 1024-bit RSA key: RS*/PS* tokens need a key of at least 2048 bits (a shorter one is refused at every verification, so every token would be refused)`;
+    expect(await said(`  algorithm: RS256\n  rsa_public_key_path: ${weak}\n`)).toEqual([`jwt.rsa_public_key_path: ${msg}`]);
+    expect(await said(`  algorithm: PS256\n  public_key_path: ${weak}\n`)).toEqual([`jwt.public_key_path: ${msg}`]);
+    expect(await said(`  algorithm: RS256\n  keys: [ { id: k1, algorithm: RS256, path: ${weak} } ]\n`)).toEqual([`jwt.keys[0].path: ${msg}`]);
+  });
+});
+
 describe("readConfigText", () => {
   test("a file larger than the cap is refused from its size, naming the limit", async () => {
     const p = file("big.yaml", B + `# ${"x".repeat(MAX_CONFIG_BYTES)}\n`);
