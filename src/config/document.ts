@@ -61,6 +61,8 @@ const ENV_RE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
 const WHOLE_RE = /^\$\{[^}]+\}$/;
 /** ${NAME followed by anything but "}" or ":-": a shell expansion form that is not substituted. */
 const UNSUPPORTED_RE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?![A-Za-z0-9_}]|:-)(:?[^}A-Za-z0-9_]?)/g;
+/** ${NAME:-…${…: a variable inside a default (shells and Compose expand it; here the default is literal text). */
+const NESTED_DEFAULT_RE = /\$\{([A-Za-z_][A-Za-z0-9_]*):-[^}]*\$\{/g;
 
 /** A node on the walk: its formatted path, and a link to its parent to rebuild the segments only when an issue needs them. */
 interface Frame {
@@ -371,6 +373,11 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
       // in the value as written: said, with the variable's name and the operator only.
       for (const m of n.value.matchAll(UNSUPPORTED_RE)) {
         issues.push({ path: segments(f), message: `\${${m[1]}${m[2]}…} is not supported: only \${VAR} and \${VAR:-default} are substituted`, line: lines.get(f.fmt) });
+      }
+      // ${A:-${B}} read ${B as A's default: the value became the literal text "${B}" (sent to S3
+      // as a credential, or a secret "too short"). Said, with the outer variable's name only.
+      for (const m of n.value.matchAll(NESTED_DEFAULT_RE)) {
+        issues.push({ path: segments(f), message: `\${${m[1]}:-\${…}} is not supported: a default is taken as written, so write it without a variable (only \${VAR} and \${VAR:-default} are substituted)`, line: lines.get(f.fmt) });
       }
       substituteScalar(
         n,

@@ -176,7 +176,7 @@ describe("parseConfig", () => {
     expect(one(`server: { request_timeout: 5s }\n${B}`)).toEqual(["server.request_timeout: expected a number, got a string (a plain number: seconds, bytes or a count, no unit)"]);
     expect(one(`server: { port: 8080.5 }\n${B}`)).toEqual(["server.port: expected an integer, got a number with a fraction"]);
     expect(one(`server: { port: 1e400 }\n${B}`)).toEqual(["server.port: expected a number, got a number too large to hold (YAML reads 1e400 as infinity)"]);
-    expect(one(`server:\n  port: \${A:-\${B:-8080}}\n${B}`)[0]).toContain("a ${NAME:-default} inside another one's default is not substituted");
+    expect(one(`server:\n  port: \${A:-\${B:-8080}}\n${B}`)).toEqual(["server.port: ${A:-${…}} is not supported: a default is taken as written, so write it without a variable (only ${VAR} and ${VAR:-default} are substituted)"]);
     expect(one(`cache: { enabled: yes }\n${B}`)).toEqual(["cache.enabled: expected a boolean, got a string (write true or false, without quotes)"]);
     expect(one(`metrics: true\n${B}`)).toEqual(["metrics: expected a mapping, got a boolean"]);
     // a key that takes two forms names both (zod said only "Invalid input")
@@ -228,6 +228,19 @@ describe("parseConfig", () => {
       "4: buckets[0].s3.secret_key: ${SK:=…} is not supported: only ${VAR} and ${VAR:-default} are substituted",
     ]);
     expect(found.join("\n")).not.toContain("hunter2");
+  });
+
+  test("a variable inside a default (${A:-${B}}, as shells and Compose allow) is a problem, not the literal text ${B} as the value", () => {
+    // it loaded with access_key and secret_key the literal "${SK}" (sent to S3 so), and a jwt.secret said "this one is 7 bytes"
+    const yaml = `jwt:\n  secret: "\${JWT_OLD:-\${JWT_NEW}}"\nbuckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, access_key: "\${AK:-\${DEFAULT_AK}}", secret_key: "x\${SK:-\${DEFAULT_SK}}y" }\n`;
+    const found = issues(yaml, { JWT_NEW: "j".repeat(40), DEFAULT_AK: "AKIA", DEFAULT_SK: "sk" }).map((i) => `${i.line}: ${i.path}: ${i.message}`);
+    expect(found.sort()).toEqual([
+      "2: jwt.secret: ${JWT_OLD:-${…}} is not supported: a default is taken as written, so write it without a variable (only ${VAR} and ${VAR:-default} are substituted)",
+      "6: buckets[0].s3.access_key: ${AK:-${…}} is not supported: a default is taken as written, so write it without a variable (only ${VAR} and ${VAR:-default} are substituted)",
+      "6: buckets[0].s3.secret_key: ${SK:-${…}} is not supported: a default is taken as written, so write it without a variable (only ${VAR} and ${VAR:-default} are substituted)",
+    ]);
+    // a default with a lone $ or braces of its own still works
+    expect(parseConfig(B.replace(" }", ', access_key: "${NOPE:-a$b}", secret_key: s }'), { env: {} }).buckets[0].s3.access_key).toBe("a$b");
   });
 
   test("a missing variable is reported with its YAML path and line", () => {
