@@ -129,6 +129,17 @@ describe("parseConfig", () => {
     expect(said(`${B}audit_log:\n  enabled: true\n  outputs: [file]\n`)).toEqual([expect.stringMatching(/^5: audit_log\.file\.path: audit\.enabled needs a file/)]);
   });
 
+  test("the metrics listener on the main listener's port is refused when one of the two addresses is the wildcard, as for the S3 API", () => {
+    const said = (yaml: string) => issues(yaml).map((i) => `${i.path}: ${i.message}`);
+    const clash = ["metrics.port: the metrics listener must not use the proxy's own address and port"];
+    // passed --check, then the start failed: "metrics address 127.0.0.1:28080 is already in use" (by the proxy itself)
+    expect(said(`server: { address: "0.0.0.0:28080" }\nmetrics: { enabled: true, address: 127.0.0.1, port: 28080 }\n${B}`)).toEqual(clash);
+    expect(said(`server: { address: 127.0.0.1, port: 28080 }\nmetrics: { enabled: true, address: "::", port: 28080 }\n${B}`)).toEqual(clash);
+    expect(said(`server: { address: 127.0.0.1, port: 28080 }\nmetrics: { enabled: true, port: 28080 }\n${B}`)).toEqual(clash);
+    // two specific addresses may share a port
+    expect(parseConfig(`server: { address: 127.0.0.1, port: 28080 }\nmetrics: { enabled: true, address: 127.0.0.2, port: 28080 }\n${B}`, { env: {} }).metrics.port).toBe(28080);
+  });
+
   test("a small disk layer needs no max_item_size_mb: its default (1024) shrinks to max_disk_size_mb; written larger, it is a problem", () => {
     const small = parseConfig(`cache:\n  cache_layers: [memory, disk]\n  disk: { path: /tmp/yata-d, max_disk_size_mb: 500 }\n${B}`, { env: {} });
     expect(small.cache.disk).toMatchObject({ max_disk_size_mb: 500, max_item_size_mb: 500 });
