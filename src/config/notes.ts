@@ -110,3 +110,14 @@ export function userContentUnsandboxedNote(config: Config): string | undefined {
 }
 
 const readersList = (readers: ReadonlyMap<string, string[]>) => [...readers].map(([name, by]) => `${name} (reads the store of ${by.join(", ")})`).join(", ");
+
+/**
+ * A server.trusted_proxies range that holds every address (a /0): every client is then a trusted
+ * proxy, so any client's own X-Forwarded-For names its address (ip_filter, per-IP limits, logs,
+ * OPA input). Valid (a proxy reachable only through its load balancers), but said. Undefined when none.
+ */
+export function trustedProxiesNote(config: Config): string | undefined {
+  const i = config.server.trusted_proxies.findIndex((c) => /\/0+$/.test(c.trim()));
+  if (i < 0) return undefined;
+  return `server.trusted_proxies[${i}] (${config.server.trusted_proxies[i]}) trusts every client address: any client can then name its own address in X-Forwarded-For, and ip_filter, the per-IP limits, the access log's and audit trail's client_ip and OPA's client_ip take it; list only your load balancers' addresses`;
+}

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../../src/config/load.ts";
-import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, tlsValidityNote, userContentNote, userContentUnsandboxedNote } from "../../src/config/notes.ts";
+import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, tlsValidityNote, trustedProxiesNote, userContentNote, userContentUnsandboxedNote } from "../../src/config/notes.ts";
 import { isSandboxed, userContentReaders } from "../../src/config/writes.ts";
 
 const B = `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\n`;
@@ -103,4 +103,16 @@ test("user content: read-write buckets, and read-only ones reading a store a rea
     { env: {} },
   );
   expect([...userContentReaders(spelt.buckets).keys()]).toEqual(["slash", "upper", "awsview", "awsother"]);
+});
+
+// trusted_proxies: [0.0.0.0/0] passed --check and start without a word, and then any client's own
+// X-Forwarded-For was believed: ip_filter's allowlist let in whoever named an allowed address.
+test("a trusted_proxies range that holds every address (/0) is named: any client could then pick its address for ip_filter and the per-IP limits", () => {
+  const cfg = (tp: string) => parseConfig(`server: { trusted_proxies: ${tp} }\n${B}`, { env: {} });
+  const note = trustedProxiesNote(cfg(`["10.0.0.0/8", "0.0.0.0/0"]`))!;
+  expect(note).toBe(
+    "server.trusted_proxies[1] (0.0.0.0/0) trusts every client address: any client can then name its own address in X-Forwarded-For, and ip_filter, the per-IP limits, the access log's and audit trail's client_ip and OPA's client_ip take it; list only your load balancers' addresses",
+  );
+  expect(trustedProxiesNote(cfg(`["::/0"]`))).toStartWith("server.trusted_proxies[0] (::/0) trusts every client address");
+  expect([trustedProxiesNote(cfg(`["10.0.0.0/8", "192.168.0.1"]`)), trustedProxiesNote(cfg(`[]`))]).toEqual([undefined, undefined]);
 });
