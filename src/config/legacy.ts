@@ -146,6 +146,13 @@ function adoptOriginalCacheKeys(raw: unknown): Adopted {
       delete o.enabled;
       // The original's form with no cache_layers: its `enabled: true` is what turns the layer on.
       if (listed === undefined) turnedOn.push(section);
+    } else {
+      // `enabled: "true"`, `yes`, 1: named as what it is (it read as an unknown key of a section
+      // cache_layers does not list). The rest of the section is checked as if it were on.
+      const got = enabled === null ? "null" : typeof enabled === "string" ? "a string" : typeof enabled === "number" ? "a number" : Array.isArray(enabled) ? "a list" : typeof enabled === "object" ? "a mapping" : typeof enabled;
+      issues.push({ path: ["cache", section, "enabled"], message: `expected a boolean, got ${got} (write true or false${typeof enabled === "string" ? ", without quotes" : ""})` });
+      delete o.enabled;
+      if (listed === undefined) turnedOn.push(section);
     }
     return true;
   };

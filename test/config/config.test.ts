@@ -140,6 +140,13 @@ describe("parseConfig", () => {
     expect(parseConfig(`server: { address: 127.0.0.1, port: 28080 }\nmetrics: { enabled: true, address: 127.0.0.2, port: 28080 }\n${B}`, { env: {} }).metrics.port).toBe(28080);
   });
 
+  test("the original's cache layer `enabled` given as a string (\"true\") is named as a type problem, not as an unknown key of a section cache_layers lacks", () => {
+    const said = (yaml: string) => issues(yaml).map((i) => `${i.line}: ${i.path}: ${i.message}`);
+    // it said: "cache.redis is set but cache_layers does not list redis" (the file has no cache_layers) and "unknown key 'enabled'"
+    expect(said(`${B}cache:\n  redis:\n    enabled: "true"\n    redis_url: "redis://127.0.0.1:6379"\n`)).toEqual(["7: cache.redis.enabled: expected a boolean, got a string (write true or false, without quotes)"]);
+    expect(said(`${B}cache:\n  disk:\n    enabled: 1\n    cache_dir: /tmp/yata-d\n`)).toEqual(["7: cache.disk.enabled: expected a boolean, got a number (write true or false)"]);
+  });
+
   test("a small disk layer needs no max_item_size_mb: its default (1024) shrinks to max_disk_size_mb; written larger, it is a problem", () => {
     const small = parseConfig(`cache:\n  cache_layers: [memory, disk]\n  disk: { path: /tmp/yata-d, max_disk_size_mb: 500 }\n${B}`, { env: {} });
     expect(small.cache.disk).toMatchObject({ max_disk_size_mb: 500, max_item_size_mb: 500 });
