@@ -328,7 +328,7 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
     throw report(found.map(toIssue));
   }
   if (semantic.issues.length > 0) throw report(semantic.issues.map(toIssue));
-  const notes = [...adopted.notes, ...otherAuthorizerKeys(raw), ...unexpandedTemplates(semantic.config)];
+  const notes = [...adopted.notes, ...otherAuthorizerKeys(raw), ...unexpandedTemplates(semantic.config), ...paddedSecrets(raw)];
   if (notes.length > 0) semantic.config.notes = notes;
   return semantic.config;
 }
@@ -347,6 +347,34 @@ function unexpandedTemplates(cfg: Config): string[] {
       if (typeof v === "string" && TEMPLATE.test(v)) notes.push(`buckets[${i}].s3.${k} looks like a template that was not expanded ($VAR or {{ }}): only \${VAR} is substituted here, so it is sent to S3 as written`);
     }
   });
+  return notes;
+}
+
+/**
+ * Notes for secrets with whitespace at either end (the newline a secret file or `echo` leaves):
+ * they are used as written, so every signature or token made with the trimmed value is refused,
+ * with nothing pointing at the whitespace. Named, never shown.
+ */
+function paddedSecrets(raw: unknown): string[] {
+  const notes: string[] = [];
+  const at = (v: unknown, path: PathSegment[]): void => {
+    if (typeof v !== "string" || v === "" || v.trim() === v) return;
+    notes.push(`${formatPath(path)} ${/\s$/.test(v) ? "ends" : "starts"} with whitespace (the newline of a secret file?): it is used as written, whitespace included, so signatures or tokens made with the trimmed value are refused`);
+  };
+  const obj = (v: unknown): Record<string, unknown> | undefined => (typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined);
+  const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+  const doc = obj(raw);
+  list(doc?.buckets).forEach((b, i) => {
+    const s3 = obj(obj(b)?.s3);
+    for (const k of CREDENTIAL_KEYS) at(s3?.[k], ["buckets", i, "s3", k]);
+    list(s3?.replicas).forEach((r, j) => {
+      for (const k of CREDENTIAL_KEYS) at(obj(r)?.[k], ["buckets", i, "s3", "replicas", j, k]);
+    });
+  });
+  list(obj(doc?.s3_api)?.credentials).forEach((c, i) => at(obj(c)?.secret_access_key, ["s3_api", "credentials", i, "secret_access_key"]));
+  const jwt = obj(doc?.jwt);
+  at(jwt?.secret, ["jwt", "secret"]);
+  list(jwt?.keys).forEach((k, i) => at(obj(k)?.secret, ["jwt", "keys", i, "secret"]));
   return notes;
 }
 

@@ -548,6 +548,13 @@ describe("bucket names, regions and endpoints that would misbehave are refused w
       "buckets[0].s3.access_key looks like a template that was not expanded ($VAR or {{ }}): only ${VAR} is substituted here, so it is sent to S3 as written",
       "buckets[0].s3.secret_key looks like a template that was not expanded ($VAR or {{ }}): only ${VAR} is substituted here, so it is sent to S3 as written",
     ]);
+    // a secret with whitespace at an end (a secret file's newline) is named, never shown
+    const padded = parseConfig(bucketYaml("b", `endpoint: "http://127.0.0.1:9000", access_key: " AKIAPADDED", secret_key: "padded-secret-value\\n"`), { env: {} });
+    expect(padded.notes).toEqual([
+      "buckets[0].s3.access_key starts with whitespace (the newline of a secret file?): it is used as written, whitespace included, so signatures or tokens made with the trimmed value are refused",
+      "buckets[0].s3.secret_key ends with whitespace (the newline of a secret file?): it is used as written, whitespace included, so signatures or tokens made with the trimmed value are refused",
+    ]);
+    expect(JSON.stringify(padded.notes)).not.toContain("padded-secret-value");
     expect(issues(`server: { address: "999.1.1.1" }\n${B}`).map((i) => `${i.path}: ${i.message}`)).toEqual(["server.address: '999.1.1.1' is not an IPv4 address (each part 0-255)"]);
     expect(parseConfig(bucketYaml("My_Bucket.v2-x", `region: eu-west-3, endpoint: "http://127.0.0.1:9000/minio"`)).buckets[0]!.name).toBe("My_Bucket.v2-x");
   });
