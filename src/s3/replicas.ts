@@ -192,10 +192,23 @@ export class ReplicaSet implements ObjectUpstream {
         }
         res.body?.cancel().catch(() => {});
         if (r.series) r.series.failure.value++;
+        // (given up meanwhile: the answer is discarded anyway, and no other replica is asked)
+        if (timing.abandoned !== undefined) {
+          timing.replica = r.name;
+          throw timing.abandoned;
+        }
       } else {
         const err = outcome;
         // A client that went away, or an answer mapped to a 4xx: not the replica's failure.
         if (signal.aborted || (err instanceof ProxyError && err.status < 500)) throw err;
+        // Given up by server.request_timeout (abandonUpstream): no other replica is asked. Its
+        // attempt would be refused before a byte went out and counted as that replica's failure
+        // (opening the breaker of a healthy secondary that was never asked).
+        if (timing.abandoned !== undefined) {
+          if (r.series) r.series.failure.value++;
+          timing.replica = r.name;
+          throw err;
+        }
         if (r.series) (err instanceof ProxyError && err.code === "CircuitOpen" ? r.series.skipped : r.series.failure).value++;
         if (last) {
           timing.replica = r.name;

@@ -297,6 +297,9 @@ export class BucketUpstream {
    */
   fetchObject(method: "GET" | "HEAD", key: string, forward: Record<string, string>, signal: AbortSignal, timing: UpstreamTiming, maxAttempts?: number): Promise<Response> {
     const max = maxAttempts ?? this.retry.max_attempts;
+    // Given up already (server.request_timeout): nothing is sent, and the breaker is not asked (a
+    // request refused before it went out says nothing about this upstream).
+    if (timing.abandoned !== undefined) return Promise.reject(timing.abandoned);
     // Without a breaker there is nothing to release: no async layer of its own (one promise less per request).
     if (this.breaker === undefined) return this.attempts(method, key, forward, signal, timing, max, undefined);
     // A streamed answer whose body the upstream then cut or stalled counts against the breaker

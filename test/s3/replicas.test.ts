@@ -9,7 +9,7 @@ import { parseConfig } from "../../src/config/load.ts";
 import { ProxyError } from "../../src/errors.ts";
 import { Metrics } from "../../src/observe/metrics.ts";
 import { buildUpstream, readOrder, ReplicaSet } from "../../src/s3/replicas.ts";
-import { BucketUpstream } from "../../src/s3/upstream.ts";
+import { abandonUpstream, BucketUpstream } from "../../src/s3/upstream.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
@@ -292,5 +292,25 @@ describe("writes", () => {
     const t = { upstreamMs: 0, attempts: 0 };
     const err = await set.fetchObject("PUT" as "GET", "k", {}, new AbortController().signal, t).then(() => undefined, (e: unknown) => e);
     expect((err as ProxyError).code).toBe("InternalError");
+  });
+});
+
+describe("server.request_timeout", () => {
+  const BREAKER = `${FAST_RETRY}, circuit_breaker: { failure_threshold: 1, success_threshold: 1, timeout_seconds: 30, half_open_max_requests: 1 }`;
+
+  test("a read given up while a replica is asked is not failed over: the next replica is neither asked nor charged a failure", async () => {
+    const { get, count, set, sample, timing } = setup({ "primary.test": "hang", "secondary.test": 200 }, BREAKER, ["primary", "secondary"]);
+    const t = timing() as ReturnType<typeof timing> & { abandoned?: unknown };
+    const p = get(t);
+    await waitFor(() => count("primary.test") === 1);
+    abandonUpstream(t, new ProxyError("GatewayTimeout", { detail: "server.request_timeout" }));
+    const err = await p.then(() => undefined, (e: unknown) => e);
+    expect((err as ProxyError).code).toBe("GatewayTimeout");
+    expect(count("secondary.test")).toBe(0);
+    // the secondary, never asked, is still closed: the bucket keeps serving from it
+    expect(set.replicas[1].breakerState).toBe("closed");
+    expect(sample('yatagarasu_s3_replica_requests_total{bucket="products",replica="secondary",result="failure"}')).toBe(0);
+    expect(sample('yatagarasu_s3_failovers_total{bucket="products",from="primary",to="secondary"}')).toBe(0);
+    expect(await (await get()).text()).toBe("body from secondary.test");
   });
 });
