@@ -51,6 +51,9 @@ export function mapS3Error(status: number, s3Code: string | undefined, retryAfte
     if (status === 404) code = "NoSuchKey";
     else if (status === 403) code = "AccessDenied";
     else if (status === 503) code = "ServiceUnavailable";
+    // A 429 (a store's or a balancer's throttle, with no S3 code, or a HEAD's, which has no body):
+    // slow down, as S3 says it with 503 SlowDown; not an upstream failure (502).
+    else if (status === 429) code = "SlowDown";
     else if (status === 409) code = "Conflict"; // ConditionalRequestConflict, OperationAborted: the client may retry
     else if (status >= 500) code = "BadGateway";
     else if (status === 400) code = "BadRequest";

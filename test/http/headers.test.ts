@@ -147,6 +147,9 @@ describe("S3 error mapping", () => {
     [404, undefined, "NoSuchKey", 404],
     [403, undefined, "AccessDenied", 403],
     [400, "InvalidArgument", "BadRequest", 400],
+    // a throttle without an S3 code (a balancer's 429, or a HEAD's, which has no body)
+    [429, undefined, "SlowDown", 503],
+    [429, "SlowDown", "SlowDown", 503],
   ];
   for (const [status, s3, code, ours] of cases) {
     test(`S3 ${status} ${s3 ?? "(no code)"} → ${ours} ${code}`, () => {
@@ -160,6 +163,7 @@ describe("S3 error mapping", () => {
     expect(mapS3Error(503, "SlowDown", "7").headers).toEqual({ "retry-after": "7" });
     expect(mapS3Error(503, "SlowDown", null).headers).toEqual({ "retry-after": "1" });
     expect(mapS3Error(503, "SlowDown", "soon; rm -rf").headers).toEqual({ "retry-after": "1" });
+    expect(mapS3Error(429, undefined, "3").headers).toEqual({ "retry-after": "3" });
   });
 
   test("the XML code is read from the body; the client response never contains S3's XML", async () => {

@@ -185,7 +185,8 @@ export function fromProxyError(err: Pick<ProxyError, "code" | "headers"> & { cau
   const s3Code = typeof upstream?.s3Code === "string" ? upstream.s3Code : undefined;
   if (s3Code !== undefined && Object.hasOwn(S3_ERRORS, s3Code) && !CREDENTIAL_CODES.has(s3Code)) {
     const e = s3Error(s3Code as S3ErrorCode, undefined, undefined, headers);
-    if (typeof upstream!.s3Status === "number" && upstream!.s3Status >= 400 && upstream!.s3Status <= 599) e.status = upstream!.s3Status;
+    // (S3 never answers 429: a store's throttle is S3's 503, which the SDKs back off from)
+    if (typeof upstream!.s3Status === "number" && upstream!.s3Status >= 400 && upstream!.s3Status <= 599 && upstream!.s3Status !== 429) e.status = upstream!.s3Status;
     return e;
   }
   const code = FROM_PROXY[err.code] ?? "InternalError";

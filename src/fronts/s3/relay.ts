@@ -140,7 +140,8 @@ function errorCode(status: number, doc: XmlElement | undefined, upstreamBucket: 
     // kept when they name nothing of the upstream: not its bucket, nor what looks like a host,
     // an address, a URL, an ARN or an access key (a store's message may carry its internals).
     if (message !== undefined && message.length <= 1024 && !FIXED_MESSAGE_CODES.has(known) && !namesBucket(message, upstreamBucket) && !NAMES_INTERNALS.test(message)) e.message = message;
-    if (status >= 400 && status !== e.status) e.status = status;
+    // (S3 never answers 429: a store's throttle is S3's 503, which the SDKs back off from)
+    if (status >= 400 && status !== e.status && status !== 429) e.status = status;
     // S3's details that say what was wrong (which precondition failed, which argument, which part
     // of how many, the sizes allowed), when they are short plain words or numbers
     for (const c of doc!.children) {
@@ -158,6 +159,7 @@ function errorCode(status: number, doc: XmlElement | undefined, upstreamBucket: 
   // (a HEAD's refusal has no body to name its code: 416 is a range or, with ?partNumber, a part)
   if (status === 416) return s3Error("InvalidRange");
   if (status === 503) return s3Error("ServiceUnavailable");
+  if (status === 429) return s3Error("SlowDown");
   if (status >= 500 || status < 400) return s3Error("InternalError");
   return s3Error("InvalidRequest");
 }

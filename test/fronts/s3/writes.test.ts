@@ -118,6 +118,11 @@ describe("partsOf (CompleteMultipartUpload)", () => {
 });
 
 describe("errorOf (an upstream error answer, for the client)", () => {
+  test("an upstream's 429 (S3 never answers one) is S3's 503 SlowDown with Retry-After, with or without an S3 code", () => {
+    const doc = parseXml("<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>");
+    expect(errorOf(429, doc, "b", "7")).toMatchObject({ code: "SlowDown", status: 503, headers: { "retry-after": "7" } });
+    expect(errorOf(429, undefined, "b", null)).toMatchObject({ code: "SlowDown", status: 503, headers: { "retry-after": "1" } });
+  });
   const err = (xml: string) => parseXml(xml);
   test("S3's code and message kept, with the answer's status", () => {
     expect(errorOf(400, err("<Error><Code>InvalidPart</Code><Message>One part is missing.</Message></Error>"), "hidden")).toMatchObject({ code: "InvalidPart", status: 400, message: "One part is missing." });

@@ -98,6 +98,8 @@ describe("S3 errors", () => {
   test("shared-phase ProxyErrors map to S3 codes, keeping their headers", () => {
     expect(fromProxyError(new ProxyError("TooManyRequests", { headers: { "retry-after": "3" } }))).toMatchObject({ code: "SlowDown", status: 503, headers: { "retry-after": "3" } });
     expect(fromProxyError(new ProxyError("Forbidden"))).toMatchObject({ code: "AccessDenied", status: 403 });
+    // an upstream's 429 SlowDown (S3 never answers 429): S3's 503 SlowDown, its Retry-After kept
+    expect(fromProxyError(new ProxyError("SlowDown", { headers: { "retry-after": "7" }, cause: { s3Status: 429, s3Code: "SlowDown" } }))).toMatchObject({ code: "SlowDown", status: 503, headers: { "retry-after": "7" } });
     expect(fromProxyError(new ProxyError("NoSuchKey"))).toMatchObject({ code: "NoSuchKey", status: 404 });
     expect(fromProxyError(new ProxyError("RangeNotSatisfiable", { headers: { "content-range": "bytes */10" } }))).toMatchObject({ code: "InvalidRange", status: 416 });
     expect(fromProxyError(new ProxyError("BadGateway"))).toMatchObject({ code: "InternalError", status: 500 });
