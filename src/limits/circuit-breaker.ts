@@ -45,18 +45,20 @@ class Admitted implements Ticket {
   constructor(
     private readonly breaker: CircuitBreaker,
     private readonly period: number,
+    /** Holds one of half-open's half_open_max_requests probe slots (see tryAcquire's `slot`). */
+    private readonly slot: boolean,
   ) {
     this.bodyEnded = breaker.bodyRecorder;
   }
   release(success: boolean): void {
     if (this.done) return;
     this.done = true;
-    this.breaker.settle(this.period, success);
+    this.breaker.settle(this.period, success, this.slot);
   }
   drop(): void {
     if (this.done) return;
     this.done = true;
-    this.breaker.settle(this.period, undefined);
+    this.breaker.settle(this.period, undefined, this.slot);
   }
 }
 export type StateChangeListener = (to: BreakerState, from: BreakerState) => void;
@@ -95,34 +97,41 @@ export class CircuitBreaker {
     return BREAKER_STATE_CODE[this.state];
   }
 
-  tryAcquire(): Admission {
+  /**
+   * `slot: false` admits a half-open request without taking a probe slot: one whose duration is
+   * its client's, not the upstream's (an upload whose body arrives at the client's pace). Holding a
+   * slot, a slow upload refused every other request of the bucket for as long as its body took,
+   * over an upstream that already answered. Its outcome still counts.
+   */
+  tryAcquire(slot = true): Admission {
     this.advance();
     switch (this.current) {
       case "closed":
-        return this.admit();
+        return this.admit(false);
       case "open": {
         const left = Math.ceil((this.openedAt + this.timeoutMs - this.now()) / 1000);
         return { ok: false, retryAfterSeconds: left > 1 ? left : 1 };
       }
       case "half_open":
+        if (!slot) return this.admit(false);
         if (this.probes >= this.cfg.half_open_max_requests) return { ok: false, retryAfterSeconds: 1 };
         this.probes++;
-        return this.admit();
+        return this.admit(true);
     }
   }
 
-  private admit(): Admission {
-    return new Admitted(this, this.period);
+  private admit(slot: boolean): Admission {
+    return new Admitted(this, this.period, slot);
   }
 
   /** A ticket's release (`success`) or drop (undefined): for Admitted only. Ignored when it comes from an earlier period. */
-  settle(period: number, success: boolean | undefined): void {
+  settle(period: number, success: boolean | undefined, slot = true): void {
     if (period !== this.period) return;
     if (this.current === "closed") {
       if (success === true) this.failures = 0;
       else if (success === false && ++this.failures >= this.cfg.failure_threshold) this.transition("open");
     } else if (this.current === "half_open") {
-      this.probes--;
+      if (slot) this.probes--;
       if (success === false) this.transition("open");
       else if (success === true && ++this.successes >= this.cfg.success_threshold) this.transition("closed");
     }

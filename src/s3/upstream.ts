@@ -318,8 +318,8 @@ export class BucketUpstream {
    * breaker over a dead upstream, and clients that time out sooner than s3.timeout kept resetting
    * the failure streak, so it never opened).
    */
-  private async guarded(breaker: CircuitBreaker, signal: AbortSignal, run: (bodyEnded: (whole: boolean) => void) => Promise<Response>): Promise<Response> {
-    const admission = breaker.tryAcquire();
+  private async guarded(breaker: CircuitBreaker, signal: AbortSignal, run: (bodyEnded: (whole: boolean) => void) => Promise<Response>, slot = true): Promise<Response> {
+    const admission = breaker.tryAcquire(slot);
     if (!admission.ok) throw new ProxyError("CircuitOpen", { headers: { "retry-after": String(admission.retryAfterSeconds) } });
     let success = false;
     let neutral = false;
@@ -464,7 +464,9 @@ export class BucketUpstream {
     // answered 412, a completed upload NoSuchUpload.
     const resendable = isResendable(req.method, req.query, headers, req.conditional === true);
     const run = () => this.retrying(req.method, req.key, req.timing, req.signal, max, (span) => this.sendOnce(req, headers, body, payloadHash, resendable, span), isBodyError, resendable ? undefined : surelyNotSent);
-    return this.breaker === undefined ? run() : this.guarded(this.breaker, req.signal, run);
+    // A streamed body arrives at its client's pace: in half-open it takes no probe slot (a slow
+    // upload held one for minutes, refusing the bucket's other requests over a recovered upstream).
+    return this.breaker === undefined ? run() : this.guarded(this.breaker, req.signal, run, !streamed);
   }
 
   /** One attempt. Not async: the pool's promise is returned as it is (retrying() awaits it and catches a synchronous throw). */

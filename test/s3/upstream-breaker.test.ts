@@ -129,6 +129,30 @@ describe("BucketUpstream's breaker and requests the upstream did not get to answ
   });
 });
 
+describe("half-open probe slots and uploads", () => {
+  test("a streamed upload (its body at its client's pace) takes no probe slot: reads are still admitted, and its outcome still counts", async () => {
+    const f = controlledFetch();
+    const up = new BucketUpstream(bucket("failure_threshold: 1, success_threshold: 1, timeout_seconds: 0.05, half_open_max_requests: 1"), { fetch: f.impl });
+    await failing(up, f);
+    await waitFor(() => up.breaker!.state === "half_open", { message: "the breaker's timeout" });
+    // a slow client's upload: its body never ends while the test runs
+    const client = new AbortController();
+    const body = new ReadableStream<Uint8Array>({ pull: () => new Promise(() => {}) });
+    const put = up.send({ method: "PUT", key: "big", body, contentLength: 1 << 20, signal: client.signal, timing: timing() }).catch((e) => e);
+    await waitFor(() => f.calls === 2);
+    // the probe slot is still free: a read is sent (not refused CircuitOpen)
+    const get = up.fetchObject("GET", "k", {}, new AbortController().signal, timing()).catch((e) => e);
+    await waitFor(() => f.calls === 3, { message: "the read sent while the upload runs" });
+    // the upload's client leaves (counts neither way); the read's failure reopens the breaker
+    client.abort(new Error("client left"));
+    expect(((await put) as Error).message).toBe("client left");
+    expect(up.breaker!.state).toBe("half_open");
+    f.fail();
+    expect(((await get) as ProxyError).status).toBeGreaterThanOrEqual(500);
+    expect(up.breaker!.state).toBe("open");
+  });
+});
+
 describe("BucketUpstream's breaker and bodies of requests admitted in an earlier state", () => {
   test("own client: a body cut after the breaker went open, half-open and closed again does not reopen it", async () => {
     // GET /bk/big: a head and part of a large body, then held (cut when the test says);
