@@ -170,6 +170,8 @@ export class ReplicaSet implements ObjectUpstream {
       // A cache fill's attempt (timing.attemptMs) but the last: bounded on its own, so that a
       // replica too slow for the fill's deadline is failed over from instead of failing the fill.
       const bounded = last ? undefined : boundedAttempt(signal, timing.attemptMs, r.name);
+      // (the replica being asked: what the access line names if the request is given up meanwhile)
+      timing.replica = r.name;
       try {
         outcome = await r.upstream.fetchObject(method, key, forward, bounded?.signal ?? signal, timing, last ? undefined : 1);
         // A fill's body (up to what it buffers) within this replica's share, not after it: read

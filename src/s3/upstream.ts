@@ -45,6 +45,12 @@ export interface UpstreamTiming {
   abandoned?: unknown;
   onAbandon?: Array<() => void>;
   /**
+   * performance.now() when the attempt in flight started (retrying() sets and clears it): a request
+   * given up meanwhile has that attempt's time counted at once (abandonUpstream), since its access
+   * line is written before the attempt's own ending is seen.
+   */
+  attemptFrom?: number | undefined;
+  /**
    * Set by a cache fill of a bucket with replicas (CachePolicy.fillAttemptMs): each replica's
    * attempt but the last is bounded by it, past which it is that replica's failure (ReplicaSet).
    */
@@ -79,6 +85,10 @@ async function slowDownOf(res: Response): Promise<{ slowDown: boolean; res: Resp
 export function abandonUpstream(timing: UpstreamTiming, reason: unknown): void {
   if (timing.abandoned !== undefined) return;
   timing.abandoned = reason;
+  if (timing.attemptFrom !== undefined) {
+    timing.upstreamMs += performance.now() - timing.attemptFrom;
+    timing.attemptFrom = undefined;
+  }
   const listeners = timing.onAbandon;
   timing.onAbandon = undefined;
   if (listeners !== undefined) for (const f of listeners) f();
@@ -377,6 +387,9 @@ export class BucketUpstream {
       let res: Response;
       const started = performance.now();
       const span = timing.trace === undefined ? undefined : startAttempt(timing.trace, method, this.origin, this.bucket, key, attempt);
+      // (not when given up already: its attempt is refused before anything is sent)
+      const sent = timing.abandoned === undefined;
+      if (sent) timing.attemptFrom = started;
       try {
         res = await attemptOnce(span);
       } catch (thrown) {
@@ -384,7 +397,15 @@ export class BucketUpstream {
         const err = thrown instanceof UpstreamTimeoutError ? new TimeoutError("upstream timeout", { cause: thrown }) : signal.aborted && !clientAborted(signal) ? new TimeoutError("upstream timeout", { cause: signal.reason }) : thrown;
         if (span !== undefined) endClient(span, { error: err });
         const elapsed = performance.now() - started;
-        timing.upstreamMs += elapsed;
+        // (an attempt cut by server.request_timeout had its time counted by abandonUpstream)
+        const cut = sent && timing.attemptFrom === undefined;
+        if (timing.attemptFrom !== undefined) timing.upstreamMs += elapsed;
+        timing.attemptFrom = undefined;
+        if (cut && !clientAborted(signal)) {
+          // The attempt was cut by server.request_timeout: the upstream had not answered in that
+          // time, an S3 timeout as the metrics count them.
+          this.metrics?.observeS3(this.name, "timeout", elapsed / 1000);
+        }
         if (clientAborted(signal) || timing.abandoned !== undefined || passOn?.(err)) throw err;
         const fatal = this.failedAttempt(err, elapsed, last || (retryable !== undefined && !retryable(err)));
         if (fatal !== undefined) throw fatal;
@@ -393,7 +414,8 @@ export class BucketUpstream {
       }
       if (span !== undefined) endClient(span, res.status);
       const elapsed = performance.now() - started;
-      timing.upstreamMs += elapsed;
+      if (timing.attemptFrom !== undefined) timing.upstreamMs += elapsed;
+      timing.attemptFrom = undefined;
       this.metrics?.observeS3(this.name, res.status, elapsed / 1000);
       if (isRetryableStatus(res.status) && !last) {
         res.body?.cancel().catch(() => {});

@@ -314,3 +314,21 @@ describe("server.request_timeout", () => {
     expect(await (await get()).text()).toBe("body from secondary.test");
   });
 });
+
+describe("a read given up by server.request_timeout, as the access line and the metrics see it", () => {
+  test("the attempt in flight is counted at once (upstream time, the replica asked) and as an S3 timeout, once", async () => {
+    const { get, count, sample, timing } = setup({ "primary.test": "hang", "secondary.test": 200 }, FAST_RETRY, ["primary", "secondary"]);
+    const t = timing() as ReturnType<typeof timing> & { abandoned?: unknown };
+    const p = get(t);
+    await waitFor(() => count("primary.test") === 1);
+    await Bun.sleep(60);
+    abandonUpstream(t, new ProxyError("GatewayTimeout", { detail: "server.request_timeout" }));
+    // (what the access line, written right then, reads)
+    expect(t.upstreamMs).toBeGreaterThanOrEqual(50);
+    expect(t.replica).toBe("primary");
+    const spent = t.upstreamMs;
+    await p.catch(() => {});
+    expect(t.upstreamMs).toBe(spent); // not counted twice
+    expect(sample('yatagarasu_s3_requests_total{bucket="products",status="timeout"}')).toBe(1);
+  });
+});
