@@ -22,6 +22,7 @@ import { RequestBodyError } from "./http1/index.ts";
 import { isFramedBody } from "../http/framed-body.ts";
 import { withoutOverriddenLength } from "../http/headers.ts";
 import { fetchFramed, fetchWithBody, framedTimeoutMs, prepareSend, type SendRequest } from "./send.ts";
+import { heldBodyDue } from "./http1/budget.ts";
 import { canonicalQuery, encodeS3Path, S3Signer } from "./sigv4.ts";
 import { readUpstreamCapped } from "../http/read-capped.ts";
 import { CREDENTIAL_CODES, parseS3ErrorCode, readErrorPrefix, SLOW_DOWN_REASON } from "./errors.ts";
@@ -569,9 +570,16 @@ export class BucketUpstream {
       if (answer && length < 0 && res.body !== null && this.bufferBodyUpTo > 0) {
         // A body of unknown length (chunked, until close): held up to bufferBodyUpTo inside the
         // attempt as the own client does (src/s3/http1/exchange.ts), with the same bound.
-        clearTimeout(timer);
-        timer = setTimeout(() => timeout.abort(new UpstreamTimeoutError("the upstream stalled while sending the object")), framedTimeoutMs(this.timeoutMs, this.bufferBodyUpTo));
-        return await holdUnknownLength(res, this.bufferBodyUpTo, timeout.signal);
+        // Its deadline moves with each chunk (heldBodyDue): a body trickling below the floor fails
+        // the attempt soon after s3.timeout, as a known length's does.
+        const from = performance.now();
+        const cap = framedTimeoutMs(this.timeoutMs, this.bufferBodyUpTo);
+        const arm = (received: number) => {
+          clearTimeout(timer);
+          timer = setTimeout(() => timeout.abort(new UpstreamTimeoutError("the upstream sent the object too slowly")), Math.max(0, heldBodyDue(from, this.timeoutMs, received, cap) - performance.now()));
+        };
+        arm(0);
+        return await holdUnknownLength(res, this.bufferBodyUpTo, timeout.signal, arm);
       }
       if (length < 0 || length > this.bufferBodyUpTo) return res;
       // A body the object phase would read whole anyway is read here, inside the attempt, as the
@@ -700,7 +708,7 @@ const isBodyError = (err: unknown) => err instanceof RequestBodyError;
  * or passes `upTo` (then handed over as a stream: the chunks read so far, then the rest). A body
  * that fails before either is this attempt's failure (retried, failed over), not a 200 cut short.
  */
-async function holdUnknownLength(res: Response, upTo: number, signal: AbortSignal): Promise<Response> {
+async function holdUnknownLength(res: Response, upTo: number, signal: AbortSignal, progress?: (received: number) => void): Promise<Response> {
   const reader = res.body!.getReader();
   const held: Uint8Array[] = [];
   let bytes = 0;
@@ -719,6 +727,7 @@ async function holdUnknownLength(res: Response, upTo: number, signal: AbortSigna
       held.push(value);
       bytes += value.byteLength;
       if (bytes > upTo) break;
+      progress?.(bytes);
     }
   } catch {
     reader.cancel().catch(() => {});

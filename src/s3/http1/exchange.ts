@@ -9,7 +9,7 @@
  * UpstreamProtocolError.
  */
 import { BodySource, type BodyOwner } from "./body.ts";
-import { framedTimeoutMs } from "./budget.ts";
+import { framedTimeoutMs, heldBodyDue } from "./budget.ts";
 import { ChunkedDecoder, type ChunkedSink } from "./chunked.ts";
 import type { Conn } from "./conn.ts";
 import { UpstreamProtocolError, UpstreamTimeoutError } from "./errors.ts";
@@ -61,6 +61,9 @@ export class Exchange implements BodyOwner, ChunkedSink {
   /** A body of unknown length (chunked, close-delimited) held until it ends or passes bufferBodyUpTo. */
   private pre: Buffer[] | null = null;
   private preBytes = 0;
+  /** When the held body of unknown length began, and the most its hold may take (see heldBodyDue). */
+  private preFrom = 0;
+  private preCap = 0;
   /**
    * While a body is read whole before the answer is handed over (a known length up to
    * bufferBodyUpTo, or one of unknown length held): when it must have ended (performance.now()
@@ -263,7 +266,9 @@ export class Exchange implements BodyOwner, ChunkedSink {
       // handed over and streamed, what was held first.
       this.pre = [];
       this.preBytes = 0;
-      this.holdUntil = performance.now() + framedTimeoutMs(this.timeoutMs, this.pool.bufferBodyUpTo);
+      this.preFrom = performance.now();
+      this.preCap = framedTimeoutMs(this.timeoutMs, this.pool.bufferBodyUpTo);
+      this.holdUntil = heldBodyDue(this.preFrom, this.timeoutMs, 0, this.preCap);
       if (framing === "chunked") this.decoder = new ChunkedDecoder();
       if (rest.length > 0) this.receiveBody(rest);
       return;
@@ -344,6 +349,7 @@ export class Exchange implements BodyOwner, ChunkedSink {
       pre.push(chunk as Buffer);
       this.preBytes += chunk.byteLength;
       if (this.preBytes > this.pool.bufferBodyUpTo) this.streamHeld();
+      else this.holdUntil = heldBodyDue(this.preFrom, this.timeoutMs, this.preBytes, this.preCap);
       return;
     }
     const body = this.body;
