@@ -34,8 +34,10 @@ describe("Http1Pool: timeouts and aborts", () => {
   });
 
   test("a buffered body that stalls rejects with UpstreamTimeoutError", async () => {
-    const srv = rawServer((c) => c.socket.write("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nabc"));
-    const p = pool(srv.port);
+    // (a length whose hold deadline, timeoutMs plus its length at 16 KiB/s, is seconds later than
+    // the stall: with 100 bytes the two deadlines were 200 and 207 ms, and raced on a loaded host)
+    const srv = rawServer((c) => c.socket.write("HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\nabc"));
+    const p = pool(srv.port, { bufferBodyUpTo: 200_000 });
     const err = await rejection(p.request("GET", "/x", {}, { timeoutMs: 200 }));
     expect(err).toBeInstanceOf(UpstreamTimeoutError);
     expect(err.message).toBe("upstream stalled mid-body");
