@@ -38,6 +38,7 @@ import { ProxyError } from "../errors.ts";
 import type { RequestContext, S3Action } from "../proxy/context.ts";
 import type { BucketRuntime } from "../runtime.ts";
 import { errorFromResponse } from "../s3/errors.ts";
+import { mayAlso } from "../proxy/phases/authorize.ts";
 import { purgeIfUnsure, purgeWritten } from "./purge.ts";
 import { objectSettingsProblem, unkeptDeleteCondition, unkeptSettingOf } from "./s3/writes.ts";
 import { deleteObject, putObject } from "../s3/operations/index.ts";
@@ -111,6 +112,10 @@ export async function servePut(ctx: RequestContext): Promise<Response> {
   // without it (an append would replace it), or stored where S3 itself would refuse it.
   const unkept = unkeptSettingOf(req.headers) ?? objectSettingsProblem(req.headers, false);
   if (unkept !== undefined) throw new ProxyError(unkept.status === 501 ? "NotImplemented" : "BadRequest", { detail: unkept.message });
+  // Tags set by the write (x-amz-tagging) need s3:PutObjectTagging too, as on the S3 front
+  // (s3Authorize): a policy that refuses tagging is not bypassed by tags on a plain-front PUT.
+  if (req.headers.has("x-amz-tagging") && !(await mayAlso(ctx, "s3:PutObjectTagging")))
+    throw new ProxyError("Forbidden", { detail: "The authorization policy denied setting the object's tags" });
   const length = uploadLength(ctx);
   const source = length === 0 ? null : framedRequestBody(req, length);
   const body = source === null ? { body: new Uint8Array(0) } : { body: source, contentLength: length };

@@ -21,9 +21,12 @@ let env: WriteEnv;
 
 beforeAll(async () => {
   s3 = await startS3Fixture({ buckets: [{ name: "rw" }, { name: "ro" }], credentials: [WRITER] });
-  // reads for everyone with a token; writes for editors only
+  // reads for everyone with a token; writes for editors only; tags for editors, except under opa/notag/
   opa = OpaServer.start({
-    "uploads/allow": (i) => i.action === "s3:GetObject" || ((i.action === "s3:PutObject" || i.action === "s3:DeleteObject") && i.jwt_claims?.role === "editor"),
+    "uploads/allow": (i) =>
+      i.action === "s3:GetObject" ||
+      ((i.action === "s3:PutObject" || i.action === "s3:DeleteObject") && i.jwt_claims?.role === "editor") ||
+      (i.action === "s3:PutObjectTagging" && i.jwt_claims?.role === "editor" && !i.key.startsWith("opa/notag/")),
   });
   fga = OpenFgaServer.start({
     storeId: STORE,
@@ -75,6 +78,25 @@ describe("OPA", () => {
     expect(new TextDecoder().decode(await s3.read("rw", "opa/doc.txt"))).toBe("v2");
     expect((await fetch(env.url("/opa/opa/doc.txt"), { method: "DELETE", headers: editor })).status).toBe(204);
     expect(await s3.exists("rw", "opa/doc.txt")).toBe(false);
+  }, T);
+
+  test("a PUT that sets tags (x-amz-tagging) also needs s3:PutObjectTagging, as on the S3 front: a policy refusing tags refuses the write, nothing stored", async () => {
+    const editor = bearer({ sub: "tina", role: "editor" });
+    const tagged = { ...editor, "x-amz-tagging": "k=v" };
+    const from = s3.requests.length;
+    const put = await fetch(env.url("/opa/opa/notag/t.txt"), { method: "PUT", body: "tagged", headers: tagged });
+    expect(put.status).toBe(403);
+    expect(s3.requests.slice(from).filter((r) => !r.admin && r.method === "PUT")).toEqual([]);
+    expect(await s3.exists("rw", "opa/notag/t.txt")).toBe(false);
+    const asked = opa.requests.map((r) => r.body.input).filter((i) => i.jwt_claims?.sub === "tina");
+    expect(asked.map((i) => [i.method, i.action, i.key])).toEqual([
+      ["PUT", "s3:PutObject", "opa/notag/t.txt"],
+      ["PUT", "s3:PutObjectTagging", "opa/notag/t.txt"],
+    ]);
+    // the same write untagged, or tagged where the policy allows tags, is stored
+    expect((await fetch(env.url("/opa/opa/notag/u.txt"), { method: "PUT", body: "untagged", headers: editor })).status).toBe(200);
+    expect((await fetch(env.url("/opa/opa/tagok/t.txt"), { method: "PUT", body: "tagged", headers: tagged })).status).toBe(200);
+    expect(await s3.exists("rw", "opa/tagok/t.txt")).toBe(true);
   }, T);
 
   test("a cached allow for a read is never reused for a write of the same key", async () => {
