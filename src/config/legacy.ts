@@ -248,6 +248,10 @@ export function otherAuthorizerKeys(raw: unknown): string[] {
 }
 
 
+/** The keys the original's audit_log read (its src/config/audit.rs), and those of its `file` output. */
+const AUDIT_LOG_KEYS = new Set(["enabled", "outputs", "log_level", "file", "syslog", "s3_export"]);
+const AUDIT_LOG_FILE_KEYS = new Set(["path", "max_file_size_mb", "max_backup_files", "rotation_policy", "buffer_size"]);
+
 /**
  * The original's `audit_log` (its src/proxy/init.rs: `enabled`, `outputs: [file | syslog | s3]`,
  * `file: { path, max_file_size_mb, max_backup_files }`) and `server.coalescing` (`enabled`,
@@ -259,10 +263,6 @@ export function otherAuthorizerKeys(raw: unknown): string[] {
  * - `server.coalescing` is dropped with a note: concurrent misses of a cached object always share
  *   one upstream request here (and stream to every waiting client).
  */
-/** The keys the original's audit_log read (its src/config/audit.rs), and those of its `file` output. */
-const AUDIT_LOG_KEYS = new Set(["enabled", "outputs", "log_level", "file", "syslog", "s3_export"]);
-const AUDIT_LOG_FILE_KEYS = new Set(["path", "max_file_size_mb", "max_backup_files", "rotation_policy", "buffer_size"]);
-
 function adoptOriginalSections(raw: Record<string, unknown>): Adopted {
   const notes: string[] = [];
   const issues: Adopted["issues"] = [];
