@@ -179,7 +179,13 @@ export async function fetchFramed(
     signal = ctrl.signal;
   }
   try {
-    return withoutOverriddenLength(await fetchImpl(url, { method, headers, body, signal, decompress: false, redirect: "manual", duplex: "half", timeout: framedBudgetMs(timeoutMs, contentLength) } as RequestInit));
+    // keepalive off toward an http endpoint: Bun's fetch pool keeps an idle socket ~5 minutes (not
+    // the own client's 15 s), and a burst of uploads to an upstream that keeps idle connections
+    // open held that many sockets that long. A streamed body goes on a fresh connection on the own
+    // client too; a TCP connect is small beside a body over 64 KiB. (https keeps its pool: a TLS
+    // handshake is not, and S3 closes idle connections itself.)
+    const keepalive = !url.startsWith("http:");
+    return withoutOverriddenLength(await fetchImpl(url, { method, headers, body, signal, decompress: false, redirect: "manual", duplex: "half", keepalive, timeout: framedBudgetMs(timeoutMs, contentLength) } as RequestInit));
   } catch (err) {
     if (clientSignal.aborted) throw clientSignal.reason;
     if (timing?.abandoned !== undefined) throw timing.abandoned;

@@ -33,9 +33,9 @@ afterAll(() => fx?.stop());
 
 /** A bucket on the own HTTP/1.1 pool (http endpoint, client auto), with fetch calls recorded. */
 function upstreamOf(endpoint: string, timeoutSeconds = 10) {
-  const calls: Array<{ body: unknown; headers: Record<string, string>; timeout: unknown }> = [];
+  const calls: Array<{ body: unknown; headers: Record<string, string>; timeout: unknown; keepalive: unknown }> = [];
   const spy = ((url: string, init: RequestInit & { timeout?: unknown }) => {
-    calls.push({ body: init.body, headers: { ...(init.headers as Record<string, string>) }, timeout: init.timeout });
+    calls.push({ body: init.body, headers: { ...(init.headers as Record<string, string>) }, timeout: init.timeout, keepalive: init.keepalive });
     return fetch(url, init);
   }) as typeof fetch;
   const cfg = {
@@ -92,6 +92,16 @@ function partialPut(port: number, key: string, length: number, send: number, clo
 const bodyState = (key: string) => fx.waitForRequest((e) => e.method === "PUT" && e.pathname === `/fr/${key}` && (e.body === "complete" || e.body === "aborted" || e.body === "rejected"), 15_000);
 
 describe("framed request bodies go upstream through fetch natively", () => {
+  test("toward an http endpoint each goes on its own connection, closed once answered (Bun's fetch pool kept idle sockets ~5 minutes)", async () => {
+    using raw = rawServer();
+    using up = upstreamOf(`http://127.0.0.1:${raw.port}`);
+    using fr = front(up.upstream);
+    for (const key of ["ka1.bin", "ka2.bin"]) expect((await fetch(fr.url(key), { method: "PUT", body: patternBytes(100 * 1024) })).status).toBe(200);
+    expect(fr.outcomes.map((o) => o.framed)).toEqual([true, true]);
+    expect(raw.conns.map((c) => c.requests.length)).toEqual([1, 1]);
+    await waitFor(() => raw.conns.every((c) => c.closed), { message: "the upstream to see each upload's connection closed" });
+  });
+
   test("a 20 MiB PUT: handed to fetch as the same stream with its exact length and a budget of s3.timeout plus the body at 12 KiB/s plus the listener's last idle period; stored byte-exact", async () => {
     using up = upstreamOf(fx.endpoint, 7);
     using fr = front(up.upstream);
@@ -103,6 +113,7 @@ describe("framed request bodies go upstream through fetch natively", () => {
     expect(up.calls[0]!.body).toBeInstanceOf(ReadableStream);
     expect(up.calls[0]!.headers["content-length"]).toBe(String(body.byteLength));
     expect(up.calls[0]!.timeout).toBe(framedBudgetMs(7000, body.byteLength));
+    expect(up.calls[0]!.keepalive).toBe(false);
     // s3.timeout, the body at 12 KiB/s and the listener's last idle period (60 s, 4 s ticks) with a
     // margin: a client that stops sending is always cut by the listener, never answered 504 (and
     // counted by the breaker)
