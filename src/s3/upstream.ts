@@ -480,6 +480,13 @@ export class BucketUpstream {
    */
   async send(req: SendRequest): Promise<Response> {
     const { body, streamed, payloadHash, headers } = prepareSend(req);
+    // Given up already (server.request_timeout passed while an authorizer held the request):
+    // nothing is sent, and the breaker is not asked, as in fetchObject (charged a failure, one
+    // slow authorizer decision opened the breaker of a healthy upstream for the whole bucket).
+    if (req.timing.abandoned !== undefined) {
+      if (streamed) (body as ReadableStream<Uint8Array>).cancel(req.timing.abandoned).catch(() => {});
+      throw req.timing.abandoned;
+    }
     const max = streamed ? 1 : (req.maxAttempts ?? this.retry.max_attempts);
     // A request that is not idempotent (see resendable) is sent again only when it surely never
     // reached the upstream; an answer lost after it was sent is the client's to handle (a 502/503),

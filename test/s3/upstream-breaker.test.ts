@@ -10,7 +10,7 @@ import type { Socket } from "bun";
 import { parseConfig } from "../../src/config/load.ts";
 import { ProxyError } from "../../src/errors.ts";
 import { UpstreamPools } from "../../src/s3/http1/index.ts";
-import { BucketUpstream, RequestBodyError } from "../../src/s3/upstream.ts";
+import { abandonUpstream, BucketUpstream, RequestBodyError } from "../../src/s3/upstream.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
@@ -126,6 +126,39 @@ describe("BucketUpstream's breaker and requests the upstream did not get to answ
     const err = await up.send({ method: "PUT", key: "k", body, contentLength: 10, signal: new AbortController().signal, timing: timing() }).catch((e) => e);
     expect(err).toBeInstanceOf(RequestBodyError);
     expect(up.breaker!.state).toBe("half_open");
+  });
+});
+
+describe("writes given up by server.request_timeout before they were sent", () => {
+  test("a write given up while an authorizer decided is not sent and charges no breaker (as a read given up: fetchObject)", async () => {
+    let sent = 0;
+    const up = new BucketUpstream(bucket("failure_threshold: 1, success_threshold: 1, timeout_seconds: 60, half_open_max_requests: 1"), {
+      fetch: (async (_url: unknown, init?: RequestInit) => {
+        if (init?.signal?.aborted) throw init.signal.reason;
+        sent++;
+        return new Response(null, { status: 200 });
+      }) as unknown as typeof fetch,
+    });
+    const signal = new AbortController().signal;
+    const given = () => {
+      const t = timing();
+      abandonUpstream(t, new ProxyError("GatewayTimeout", { detail: "server.request_timeout" }));
+      return t;
+    };
+    const bytes = await up.send({ method: "PUT", key: "k", body: new TextEncoder().encode("abc"), signal, timing: given() }).catch((e) => e);
+    expect((bytes as ProxyError).code).toBe("GatewayTimeout");
+    let cancelled = false;
+    const stream = new ReadableStream<Uint8Array>({ pull: () => new Promise(() => {}), cancel: () => void (cancelled = true) });
+    const streamed = await up.send({ method: "PUT", key: "s", body: stream, contentLength: 3, signal, timing: given() }).catch((e) => e);
+    expect((streamed as ProxyError).code).toBe("GatewayTimeout");
+    expect(cancelled).toBe(true);
+    const post = await up.send({ method: "POST", key: "", query: [["delete", ""]], body: new TextEncoder().encode("<Delete/>"), signal, timing: given() }).catch((e) => e);
+    expect((post as ProxyError).code).toBe("GatewayTimeout");
+    expect(sent).toBe(0);
+    // the upstream was never asked: its breaker is still closed, and the bucket's next request goes out
+    expect(up.breaker!.state).toBe("closed");
+    expect((await up.fetchObject("GET", "k", {}, signal, timing())).status).toBe(200);
+    expect(sent).toBe(1);
   });
 });
 
