@@ -20,7 +20,7 @@
 import { z } from "zod";
 import type { PathSegment } from "./path.ts";
 import { StsCorsSchema } from "./cors.ts";
-import { listenerUrl } from "./url.ts";
+import { bindsClash, listenerUrl } from "./url.ts";
 
 const nonEmpty = z.string().min(1, "must not be empty");
 
@@ -118,7 +118,7 @@ export function validateS3Api(cfg: Whole, main: { host: string; port: number }, 
   const s = cfg.s3_api;
   if (!s || !s.enabled) return;
   const at = (...p: PathSegment[]): PathSegment[] => ["s3_api", ...p];
-  const sameAddress = (a: string) => a === s.address || a === "0.0.0.0" || s.address === "0.0.0.0" || a === "::" || s.address === "::";
+  const sameAddress = (a: string) => bindsClash(a, s.address);
   if (s.port !== 0 && s.port === main.port && sameAddress(main.host)) issues.push({ path: at("port"), message: "the S3 API needs its own port: it must not be the proxy's main port" });
   if (cfg.metrics.enabled && s.port !== 0 && s.port === cfg.metrics.port && sameAddress(cfg.metrics.address))
     issues.push({ path: at("port"), message: "the S3 API must not use the metrics listener's port" });

@@ -32,3 +32,17 @@ export function printableUrl(url: string): string {
 export function listenerUrl(scheme: "http" | "https", address: string, port: number): string {
   return `${scheme}://${address.includes(":") && !address.startsWith("[") ? `[${address}]` : address}:${port}`;
 }
+
+/**
+ * Whether two listeners on one port collide at bind: the same address, or a wildcard covering the
+ * other. `::` takes the port on every address (IPv4 too, dual-stack); `0.0.0.0` on every IPv4
+ * address only, so it coexists with a specific IPv6 one (`::1`).
+ */
+export function bindsClash(a: string, b: string): boolean {
+  const strip = (x: string) => (x.startsWith("[") && x.endsWith("]") ? x.slice(1, -1) : x);
+  const x = strip(a);
+  const y = strip(b);
+  if (x === y || x === "::" || y === "::") return true;
+  const v4 = (s: string) => !s.includes(":");
+  return (x === "0.0.0.0" && v4(y)) || (y === "0.0.0.0" && v4(x));
+}

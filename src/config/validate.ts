@@ -12,7 +12,7 @@ import type { PathSegment } from "./path.ts";
 import { cacheLayerIssues, type Algorithm, type ClaimRule, type RawConfig } from "./schema.ts";
 import { rateLimitIssues } from "./rate-limit.ts";
 import { bucketNameProblem } from "./replicas.ts";
-import { userinfoProblem } from "./url.ts";
+import { bindsClash, userinfoProblem } from "./url.ts";
 import { validateS3Api } from "./s3-api.ts";
 import { bucketWriteIssues } from "./writes.ts";
 
@@ -322,9 +322,8 @@ export function validateConfig(cfg: RawConfig, opts: { baseDir?: string } = {}):
         : { path: ["s3_api"], message: "the S3 listener takes server.engine (node), which does not serve TLS, and server.https is on: set s3_api.engine: bun, or terminate TLS in front of the proxy" },
     );
   if (cfg.server.https?.enabled) checkTlsPair(cfg.server.https, opts.baseDir, issues);
-  // (a wildcard address takes the port on every address: 0.0.0.0:8080 and 127.0.0.1:8080 clash at bind, as the S3 API's check says)
-  const wildcard = (a: string) => a === "0.0.0.0" || a === "::" || a === "[::]";
-  if (cfg.metrics.enabled && cfg.metrics.port !== 0 && cfg.metrics.port === (port ?? 8080) && (cfg.metrics.address === host || wildcard(cfg.metrics.address) || wildcard(host)))
+  // (a wildcard address takes the port on the addresses it covers: 0.0.0.0:8080 and 127.0.0.1:8080 clash at bind, as the S3 API's check says)
+  if (cfg.metrics.enabled && cfg.metrics.port !== 0 && cfg.metrics.port === (port ?? 8080) && bindsClash(cfg.metrics.address, host))
     issues.push({ path: ["metrics", "port"], message: "the metrics listener must not use the proxy's own address and port" });
 
   // A bucket's `cache.enabled: true` is in force unless the top-level cache is switched off in

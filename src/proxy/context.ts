@@ -200,7 +200,7 @@ export function createContext(svc: Services, front: string, req: Request, target
     uploadSlot: undefined,
     uploading: false,
     readingBody: false,
-    timing: { upstreamMs: 0, attempts: 0, trace: span, attemptMs: undefined, attemptHoldBytes: undefined, attemptFrom: undefined },
+    timing: { upstreamMs: 0, attempts: 0, trace: span, attemptMs: undefined, attemptHoldBytes: undefined, attemptFrom: undefined, replica: undefined, abandoned: undefined, onAbandon: undefined },
     status: 0,
     cache: undefined,
     errorCode: undefined,

@@ -136,8 +136,10 @@ describe("parseConfig", () => {
     expect(said(`server: { address: "0.0.0.0:28080" }\nmetrics: { enabled: true, address: 127.0.0.1, port: 28080 }\n${B}`)).toEqual(clash);
     expect(said(`server: { address: 127.0.0.1, port: 28080 }\nmetrics: { enabled: true, address: "::", port: 28080 }\n${B}`)).toEqual(clash);
     expect(said(`server: { address: 127.0.0.1, port: 28080 }\nmetrics: { enabled: true, port: 28080 }\n${B}`)).toEqual(clash);
-    // two specific addresses may share a port
+    // two specific addresses may share a port, and so may the IPv4 wildcard and an IPv6 address (it binds both)
     expect(parseConfig(`server: { address: 127.0.0.1, port: 28080 }\nmetrics: { enabled: true, address: 127.0.0.2, port: 28080 }\n${B}`, { env: {} }).metrics.port).toBe(28080);
+    expect(parseConfig(`server: { address: "::1", port: 28080 }\nmetrics: { enabled: true, address: 0.0.0.0, port: 28080 }\n${B}`, { env: {} }).metrics.port).toBe(28080);
+    expect(said(`server: { address: "::", port: 28080 }\nmetrics: { enabled: true, address: 0.0.0.0, port: 28080 }\n${B}`)).toEqual(clash);
   });
 
   test("the original's cache layer `enabled` given as a string (\"true\") is named as a type problem, not as an unknown key of a section cache_layers lacks", () => {
