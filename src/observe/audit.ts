@@ -11,7 +11,8 @@
  *
  * On the S3 front, `operation` names the S3 operation (PutObject, UploadPart, CopyObject,
  * CompleteMultipartUpload, ...: several share one action); `copy_source` is a copy's source as
- * the client named it ("bucket/key"); `bytes_in` the request body bytes taken from the client and
+ * the client named it ("bucket/key"); `objects` a DeleteObjects' entries, each with its `key`
+ * (`version_id`), `result` and `reason`; `bytes_in` the request body bytes taken from the client and
  * passed on (uploads, XML bodies), as the access log has them. `bytes` is the response body.
  *
  * result: "allowed" (any status below 400), "denied" (401/403; `reason` is the error code:
@@ -133,6 +134,8 @@ export class AuditTrail {
       bucket: ctx.bucket?.name,
       key: ctx.key === "" ? undefined : ctx.key,
       copy_source: ctx.copySource,
+      // DeleteObjects: every entry's key (and version) with its own result and reason.
+      objects: ctx.auditObjects,
       result,
       reason,
       status: ctx.status,

@@ -84,6 +84,11 @@ export interface RequestContext {
   operation: string | undefined;
   /** CopyObject / UploadPartCopy: the source the client named in x-amz-copy-source ("bucket/key", decoded). */
   copySource: string | undefined;
+  /**
+   * DeleteObjects: what became of each entry (the audit trail's `objects`), so the trail names
+   * every key a bulk delete removed or was refused, as it names the key of a DeleteObject.
+   */
+  auditObjects?: Array<{ key: string; version_id?: string; result: "allowed" | "denied" | "failed"; reason?: string }>;
   /** The request target as the listener saw it ("/path?query" or an absolute URL). */
   readonly target: string;
   /** Raw (still percent-encoded) path and query ("" or "?a=b"). Set by the guard. */

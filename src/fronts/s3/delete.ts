@@ -244,6 +244,14 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
     await Promise.all([...changed].map((k) => purgeWritten(ctx, k)));
   }
 
+  // The audit trail names each entry and what became of it (a bulk delete is one line, and a key
+  // refused by the policy inside it is a refused attempt, as a refused DeleteObject is).
+  ctx.auditObjects = outcomes.map((o) => ({
+    key: o.key,
+    version_id: o.versionId,
+    result: o.deleted ? "allowed" : o.code === "AccessDenied" ? "denied" : "failed",
+    reason: o.deleted ? undefined : (o.code ?? "InternalError"),
+  }));
   let xml = XML_DECL + `<DeleteResult xmlns="${S3_XMLNS}">`;
   for (const o of outcomes) {
     const version = o.versionId === undefined ? "" : el("VersionId", o.versionId);

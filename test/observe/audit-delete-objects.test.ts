@@ -1,0 +1,63 @@
+/**
+ * A DeleteObjects is one request over many keys: its audit line names every entry with what
+ * became of it (deleted, refused by the policy, refused as a key). Before, the line had no key at
+ * all and said "allowed" even when the bucket's policy refused some of them: the trail could not
+ * say who deleted an object in a bulk delete, nor show the refused attempts.
+ */
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { join } from "node:path";
+import { OpaServer } from "../fixtures/opa.ts";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { signedDeleteObjects } from "../e2e/s3-front-upload-helpers.ts";
+import { removeDir, startAuditEnv, tempDir } from "./audit-helpers.ts";
+
+setDefaultTimeout(30_000);
+
+const UP = { accessKeyId: "AKIDAUDITDELUP001", secretAccessKey: "audit-delete-upstream-secret-0123" };
+const DELETER = { accessKeyId: "AKIDAUDITDELETER1", secretAccessKey: "audit-deleter-secret-0123456789ab" };
+
+let s3: S3Fixture;
+let opa: OpaServer;
+beforeAll(async () => {
+  opa = OpaServer.start({ "yatagarasu/allow": (input: { key: string }) => !input.key.startsWith("secret/") });
+  s3 = await startS3Fixture({ buckets: [{ name: "store" }], credentials: [{ ...UP, buckets: ["store"], write: true }] });
+});
+afterAll(async () => {
+  await s3?.stop();
+  opa?.close();
+});
+
+test("a DeleteObjects line names each entry with its own result: deleted, refused by the policy, refused as a key", async () => {
+  const dir = tempDir();
+  try {
+    // (data and private: the buckets the helper's own identities are granted)
+    const buckets = (ep: string) => `buckets:
+  - name: store
+    path_prefix: /store
+    access: read-write
+    s3: { bucket: store, endpoint: "${ep}", access_key: "${UP.accessKeyId}", secret_key: "${UP.secretAccessKey}" }
+    authorization: { type: opa, opa_url: "${opa.url}", opa_policy_path: yatagarasu/allow, opa_cache_ttl_seconds: 0 }
+  - { name: data, path_prefix: /data, s3: { bucket: store, endpoint: "${ep}", access_key: "${UP.accessKeyId}", secret_key: "${UP.secretAccessKey}" } }
+  - { name: private, path_prefix: /private, s3: { bucket: store, endpoint: "${ep}", access_key: "${UP.accessKeyId}", secret_key: "${UP.secretAccessKey}" } }
+`;
+    const creds = `    - { access_key_id: "${DELETER.accessKeyId}", secret_access_key: "${DELETER.secretAccessKey}", identity: deleter, buckets: { store: [read, list, delete] } }\n`;
+    await using env = await startAuditEnv(s3, `  enabled: true\n  path: ${join(dir, "audit.log")}\n`, { buckets, s3Extra: creds });
+    await s3.put("store", "pub/a.txt", "a");
+    await s3.put("store", "secret/b.txt", "b");
+    const xml = "<Delete><Object><Key>pub/a.txt</Key></Object><Object><Key>secret/b.txt</Key></Object><Object><Key>x//y</Key></Object></Delete>";
+    const res = await signedDeleteObjects({ endpoint: `http://127.0.0.1:${env.s3Port}`, port: env.s3Port }, "store", xml, DELETER);
+    expect(res.status).toBe(200);
+    await res.text();
+    expect(await s3.exists("store", "pub/a.txt")).toBe(false);
+    expect(await s3.exists("store", "secret/b.txt")).toBe(true);
+    const line = (await env.lines()).find((l) => l.operation === "DeleteObjects");
+    expect(line).toMatchObject({ action: "s3:DeleteObject", bucket: "store", identity: "deleter", status: 200 });
+    expect(line!.objects).toEqual([
+      { key: "pub/a.txt", result: "allowed" },
+      { key: "secret/b.txt", result: "denied", reason: "AccessDenied" },
+      { key: "x//y", result: "failed", reason: "InvalidArgument" },
+    ]);
+  } finally {
+    removeDir(dir);
+  }
+});
