@@ -58,7 +58,8 @@ export const WRITE_ALLOW = "GET, HEAD, PUT, DELETE, OPTIONS";
 export function writeRefusal(bucket: BucketRuntime, claims: Claims | undefined): string | undefined {
   const cfg = bucket.cfg;
   if (cfg.access !== "read-write") return "This bucket is read-only";
-  if (!bucket.authRequired) return cfg.auth.anonymous_writes ? undefined : "This bucket takes writes only from authenticated users";
+  // (no token helps here: a bucket without auth takes writes from anyone, with anonymous_writes, or from no one)
+  if (!bucket.authRequired) return cfg.auth.anonymous_writes ? undefined : "This bucket takes no writes through this front: it has no auth (auth.enabled) and does not allow anonymous writes (auth.anonymous_writes)";
   if (claims === undefined) return "Authentication required";
   const failed = firstFailedRule(cfg.auth.write_claims, claims);
   return failed === undefined ? undefined : `Writes need: ${describeRule(failed)}`;

@@ -258,7 +258,12 @@ for (const engine of ["bun", "node"] as const) {
     test("a read-write bucket without auth refuses writes (403) unless auth.anonymous_writes", async () => {
       const res = await fetch(env.url(`/open/${engine}/o.txt`), { method: "PUT", body: "x" });
       expect(res.status).toBe(403);
-      expect(((await res.json()) as { message: string }).message).toBe("This bucket takes writes only from authenticated users");
+      const refusal = "This bucket takes no writes through this front: it has no auth (auth.enabled) and does not allow anonymous writes (auth.anonymous_writes)";
+      expect(((await res.json()) as { message: string }).message).toBe(refusal);
+      // a valid token does not help (the message said "only from authenticated users", and a token holder got it too)
+      const withToken = await fetch(env.url(`/open/${engine}/o.txt`), { method: "PUT", body: "x", headers: bearer({ role: "editor" }) });
+      expect(withToken.status).toBe(403);
+      expect(((await withToken.json()) as { message: string }).message).toBe(refusal);
       expect(await s3.exists("rw", `${engine}/o.txt`)).toBe(false);
       expect((await fetch(env.url(`/anon/${engine}/o.txt`), { method: "PUT", body: "x" })).status).toBe(200);
       expect(await s3.exists("rw", `${engine}/o.txt`)).toBe(true);
