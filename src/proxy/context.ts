@@ -88,7 +88,7 @@ export interface RequestContext {
    * DeleteObjects: what became of each entry (the audit trail's `objects`), so the trail names
    * every key a bulk delete removed or was refused, as it names the key of a DeleteObject.
    */
-  auditObjects?: Array<{ key: string; version_id?: string; result: "allowed" | "denied" | "failed"; reason?: string }>;
+  auditObjects: Array<{ key: string; version_id?: string; result: "allowed" | "denied" | "failed"; reason?: string }> | undefined;
   /** The request target as the listener saw it ("/path?query" or an absolute URL). */
   readonly target: string;
   /** Raw (still percent-encoded) path and query ("" or "?a=b"). Set by the guard. */
@@ -190,6 +190,7 @@ export function createContext(svc: Services, front: string, req: Request, target
     front,
     operation: undefined,
     copySource: undefined,
+    auditObjects: undefined,
     target,
     rawPath: "",
     query: "",
