@@ -170,7 +170,8 @@ export class ReplicaSet implements ObjectUpstream {
       // A cache fill's attempt (timing.attemptMs) but the last: bounded on its own, so that a
       // replica too slow for the fill's deadline is failed over from instead of failing the fill.
       const bounded = last ? undefined : boundedAttempt(signal, timing.attemptMs, r.name);
-      // (the replica being asked: what the access line names if the request is given up meanwhile)
+      // (the replica being asked: the one that answered, or failed last, or was asked when the
+      // request was given up, as the access line names it)
       timing.replica = r.name;
       try {
         outcome = await r.upstream.fetchObject(method, key, forward, bounded?.signal ?? signal, timing, last ? undefined : 1);
@@ -189,16 +190,12 @@ export class ReplicaSet implements ObjectUpstream {
         const res = outcome as Response;
         if (res.status < 500 || last) {
           if (r.series) (res.status < 500 ? r.series.success : r.series.failure).value++;
-          timing.replica = r.name;
           return r === this.replicas[0] ? res : capFreshness(res, this.secondaryTtlSeconds);
         }
         res.body?.cancel().catch(() => {});
         if (r.series) r.series.failure.value++;
         // (given up meanwhile: the answer is discarded anyway, and no other replica is asked)
-        if (timing.abandoned !== undefined) {
-          timing.replica = r.name;
-          throw timing.abandoned;
-        }
+        if (timing.abandoned !== undefined) throw timing.abandoned;
       } else {
         const err = outcome;
         // A client that went away, or an answer mapped to a 4xx: not the replica's failure.
@@ -208,14 +205,10 @@ export class ReplicaSet implements ObjectUpstream {
         // (opening the breaker of a healthy secondary that was never asked).
         if (timing.abandoned !== undefined) {
           if (r.series) r.series.failure.value++;
-          timing.replica = r.name;
           throw err;
         }
         if (r.series) (err instanceof ProxyError && err.code === "CircuitOpen" ? r.series.skipped : r.series.failure).value++;
-        if (last) {
-          timing.replica = r.name;
-          throw err;
-        }
+        if (last) throw err;
       }
       const next = order[i + 1];
       const moved = r.series?.failoverTo.get(next.name);

@@ -256,6 +256,14 @@ export function wireValue(value: string): string {
   return /[^\0-\xff]/.test(value) ? Buffer.from(value, "utf8").toString("latin1") : value;
 }
 
+/**
+ * Text (a query parameter or form field, decoded from UTF-8) as a header value: its UTF-8 bytes,
+ * one Latin-1 character each, as S3 reads such a value. ASCII text is its own bytes.
+ */
+export function utf8HeaderValue(text: string): string {
+  return isAsciiHeaderValue(text) ? text : Buffer.from(text, "utf8").toString("latin1");
+}
+
 const RESERVED = new Set(["host", "authorization", "x-amz-date", "x-amz-content-sha256", "x-amz-security-token"]);
 
 function hasKeys(o: object): boolean {

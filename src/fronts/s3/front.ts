@@ -21,7 +21,7 @@ import { guard, splitUrl } from "../../proxy/phases/guard.ts";
 import { failed, type Front } from "../../proxy/runner.ts";
 import { patiently } from "./patient.ts";
 import { s3Cors, stsCors } from "../cors-phases.ts";
-import { EMPTY_SHA256, isAsciiHeaderValue } from "../../s3/sigv4.ts";
+import { EMPTY_SHA256, utf8HeaderValue } from "../../s3/sigv4.ts";
 import { fromProxyError, s3Error, s3ErrorResponse, type S3Error } from "./errors.ts";
 import { s3ErrorOf, s3Fail } from "./fail.ts";
 import type { S3Identities, S3Principal } from "./identities.ts";
@@ -290,7 +290,7 @@ function withHoistedHeaders(headers: Headers, query: ReadonlyArray<readonly [str
     if (headers.has(name)) continue;
     // (the query's value is text, decoded from its percent-encoded UTF-8; a header value is bytes,
     // one Latin-1 character each, as the listener gives them: its UTF-8 bytes, as S3 reads it)
-    (out ??= new Headers(headers)).append(name, isAsciiHeaderValue(v) ? v : Buffer.from(v, "utf8").toString("latin1"));
+    (out ??= new Headers(headers)).append(name, utf8HeaderValue(v));
   }
   return out ?? headers;
 }

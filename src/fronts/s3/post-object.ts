@@ -30,7 +30,7 @@ import { ProxyError } from "../../errors.ts";
 import { authorize, mayAlso } from "../../proxy/phases/authorize.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import { abortMultipartUpload, completeMultipartUpload, createMultipartUpload, putObject, uploadPart, type CompletedPart } from "../../s3/operations/index.ts";
-import { ALGORITHM, isAsciiHeaderValue, parseAmzDate } from "../../s3/sigv4.ts";
+import { ALGORITHM, parseAmzDate, utf8HeaderValue } from "../../s3/sigv4.ts";
 import { checkScope, CREDENTIAL_FORM, parseCredential } from "./auth-params.ts";
 import { s3Error, type S3Error } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
@@ -126,7 +126,7 @@ function objectHeaders(fields: ReadonlyMap<string, string>): Record<string, stri
     if (!OBJECT_FIELDS.has(name) && !name.startsWith("x-amz-meta-")) continue;
     // (a field is UTF-8 text; a header value is bytes, one Latin-1 character each: its UTF-8 bytes,
     // as S3 stores it. As text, "é" went upstream as one Latin-1 byte and "日" was refused.)
-    const wire = isAsciiHeaderValue(value) ? value : Buffer.from(value, "utf8").toString("latin1");
+    const wire = utf8HeaderValue(value);
     if (!HEADER_VALUE.test(wire) || !/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(name)) fail(s3Error("InvalidArgument", `${name} is not a valid header value`, { ArgumentName: name }));
     out[name] = wire;
     if (name.startsWith("x-amz-meta-")) metadataBytes += name.length - 11 + wire.length;
