@@ -60,7 +60,7 @@
  *
  *   folder:catalog/uploads/#editor@user:alice          alice writes and reads under uploads/
  *
- * Limits (OpenFGA's id rules): an object id cannot contain whitespace, ':' or '#', and an object is
+ * Limits (OpenFGA's id rules): an object id cannot contain ASCII whitespace, ':' or '#', and an object is
  * at most 256 bytes, a user at most 512 bytes. Requests whose key or user id break these rules are
  * denied without asking OpenFGA (logged at info). A token without the user claim is denied.
  */
@@ -69,7 +69,12 @@ import { claimAt } from "../auth/rules.ts";
 import { BackendError, DecidingAuthorizer, postJson, type Authorizer, type DecisionResult, type Logger } from "./decide.ts";
 import { WRITE_ACTIONS, type S3Action } from "../proxy/context.ts";
 
-const ID = /^[^\s:#]+$/;
+/**
+ * OpenFGA's validation patterns are Go (RE2) regular expressions, whose `\s` is ASCII whitespace
+ * only ([\t\n\f\r ]): an id with a no-break or ideographic space is valid there (JavaScript's `\s`
+ * would have refused it here, denying keys OpenFGA can hold a tuple for).
+ */
+const ID = /^[^\t\n\f\r :#]+$/;
 
 
 /** The user id from the configured claim: a non-empty string (or a finite number), or undefined. */

@@ -113,6 +113,14 @@ describe("protocol", () => {
     expect(fga.requests).toHaveLength(0);
     expect(logs.lines.every((l) => l.level === "info")).toBe(true);
   });
+  test("whitespace is ASCII whitespace, as in OpenFGA's (RE2) patterns: a no-break or ideographic space is asked about", async () => {
+    const { authz, fga } = setup();
+    for (const key of ["tab\tkey", "line\nkey", "cr\rkey", "ff\fkey"]) expect(await authz.authorize(req("alice", key))).toBe(false);
+    expect(fga.requests).toHaveLength(0);
+    // (no tuple reaches these files: OpenFGA, and the fixture, answer allowed: false, not a validation error)
+    for (const key of ["no\u00a0break.txt", "ideographic\u3000space.txt", "em\u2003space.txt"]) expect(await authz.authorize(req("alice", key))).toBe(false);
+    expect(fga.requests.map((r) => r.body.tuple_key.object)).toEqual(["file:catalog/no\u00a0break.txt", "file:catalog/ideographic\u3000space.txt", "file:catalog/em\u2003space.txt"]);
+  });
   test("the fixture validates like OpenFGA", async () => {
     const { fga } = setup({}, { apiToken: "t" });
     const post = (path: string, body: unknown, token = "t") =>
