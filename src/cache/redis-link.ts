@@ -271,8 +271,10 @@ export class RedisLink {
     const cmd = new RedisClient(this.opts.url, options);
     const sub = new RedisClient(this.opts.url, options);
     const current = () => n === this.attempt && this.stateValue !== "closed";
+    let connected = false;
     try {
       await withTimeout(Promise.all([cmd.connect(), sub.connect()]), this.opts.connectTimeoutMs); // (down() says "connect: ")
+      connected = true;
       await withTimeout(sub.subscribe(this.opts.channel, (m) => this.opts.onMessage(m)), this.opts.operationTimeoutMs, "subscribe");
       if (!current()) throw new Error("superseded");
       const lost = (err: Error) => {
@@ -299,8 +301,10 @@ export class RedisLink {
         sub.close();
       }
       if (!current()) return;
-      // Redis refusing the URL's credentials reads as ERR_REDIS_CONNECTION_CLOSED: ask it why.
-      const auth = (err as { code?: string }).code === "ERR_REDIS_CONNECTION_CLOSED" ? await redisAuthFailure(this.opts.url, this.opts.connectTimeoutMs) : undefined;
+      // Redis refusing the URL's credentials reads as ERR_REDIS_CONNECTION_CLOSED, and a rediss:// URL
+      // to a Redis without TLS as that or as no answer (the server waits for a line): ask it why.
+      const ask = (err as { code?: string }).code === "ERR_REDIS_CONNECTION_CLOSED" || (!connected && this.opts.url.startsWith("rediss:"));
+      const auth = ask ? await redisAuthFailure(this.opts.url, this.opts.connectTimeoutMs) : undefined;
       if (current()) this.down(`connect: ${auth ?? describe(err)}`);
     }
   }

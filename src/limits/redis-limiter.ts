@@ -262,8 +262,10 @@ export class RedisRateLimiter {
       this.up = true;
       this.report(true);
     } catch (err) {
-      // Redis refusing the URL's credentials reads as a closed connection: ask it why (when it is to be logged).
-      const auth = this.reported !== false && (err as { code?: string }).code === "ERR_REDIS_CONNECTION_CLOSED" ? await redisAuthFailure(this.url, this.connectMs) : undefined;
+      // Redis refusing the URL's credentials reads as a closed connection, and a rediss:// URL to a
+      // Redis without TLS as that or as no answer: ask it why (when it is to be logged).
+      const why = (err as { code?: string }).code === "ERR_REDIS_CONNECTION_CLOSED" || (!this.client.connected && this.url.startsWith("rediss:"));
+      const auth = this.reported !== false && why ? await redisAuthFailure(this.url, this.connectMs) : undefined;
       if (!this.closed) this.report(false, auth ?? (err instanceof Error ? err.message : String(err)));
     } finally {
       this.checking = false;

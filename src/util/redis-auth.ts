@@ -35,6 +35,7 @@ export async function redisAuthFailure(url: string, timeoutMs: number): Promise<
     if (/ALTNAME|HOST|IP/i.test(code)) return `TLS: the Redis server's certificate does not name the URL's host (${code})`;
     return `TLS: the Redis server's certificate is not trusted (${code}; a private CA's certificate goes in NODE_EXTRA_CA_CERTS)`;
   }
+  if (line === NO_HANDSHAKE) return "TLS: the server took the connection but completed no TLS handshake (a Redis server without TLS is addressed with redis://, not rediss://)";
   if (line.startsWith("-WRONGPASS") || /^-ERR invalid (password|username-password pair)/i.test(line)) return "authentication failed (wrong user name or password in the Redis URL)";
   if (line.startsWith("-NOAUTH")) return "authentication required (the Redis URL gives no password)";
   return undefined;
@@ -46,11 +47,17 @@ const UNREACHABLE = "\0unreachable:";
 /** firstLine's answer when the TLS handshake failed verification, followed by the error's code. */
 const UNTRUSTED = "\0untrusted:";
 
+/** firstLine's answer when a TLS connection was opened but its handshake never completed (a plain-text server waits for a line, or closes). */
+const NO_HANDSHAKE = "\0no-handshake";
+
 function firstLine(hostname: string, port: number, tls: boolean, payload: string, timeoutMs: number): Promise<string | undefined> {
   return new Promise((resolve) => {
     let got = "";
     let socket: { end(): void } | undefined;
     let settled = false;
+    let shook = !tls;
+    let opened = false;
+    const unshaken = () => (opened && !shook ? NO_HANDSHAKE : undefined);
     const finish = (v: string | undefined) => {
       if (settled) return;
       settled = true;
@@ -59,7 +66,7 @@ function firstLine(hostname: string, port: number, tls: boolean, payload: string
       resolve(v);
     };
     const unreachable = (err: unknown) => finish(UNREACHABLE + ((err as { code?: string } | undefined)?.code ?? ""));
-    const timer = setTimeout(() => finish(undefined), timeoutMs);
+    const timer = setTimeout(() => finish(unshaken()), timeoutMs);
     Bun.connect({
       hostname,
       port,
@@ -67,11 +74,13 @@ function firstLine(hostname: string, port: number, tls: boolean, payload: string
       socket: {
         // (TLS: the question goes once the handshake is done; written at open, Bun drops it)
         handshake(s, ok, err) {
+          shook = true;
           if (!ok && err) finish(UNTRUSTED + ((err as { code?: string }).code ?? err.message));
           else s.write(payload);
         },
         open(s) {
           socket = s;
+          opened = true;
           if (!tls) s.write(payload);
         },
         data(_s, d) {
@@ -80,8 +89,8 @@ function firstLine(hostname: string, port: number, tls: boolean, payload: string
           if (nl >= 0) finish(got.slice(0, nl));
           else if (got.length > 4096) finish(undefined);
         },
-        close: () => finish(undefined),
-        error: () => finish(undefined),
+        close: () => finish(unshaken()),
+        error: () => finish(unshaken()),
         connectError: (_s, err) => unreachable(err),
       },
     }).then(

@@ -365,6 +365,16 @@ console.log(JSON.stringify(await Promise.all(urls.map((u) => redisAuthFailure(u,
     }
   });
 
+  test("rediss:// to a Redis without TLS: down, and the reason says the server completed no TLS handshake and names redis:// (not a bare closed connection)", async () => {
+    const log = captureLog();
+    const l = new RedisLayer({ url: redis.url.replace(/^redis:/, "rediss:"), keyPrefix: "plain-tls:", maxItemBytes: 1 << 20, connectTimeoutMs: 300, operationTimeoutMs: 300, log, minBackoffMs: 20, maxBackoffMs: 200 });
+    layers.push(l);
+    await waitFor(() => String(l.health().reason).startsWith("connect: "), { timeoutMs: 10_000, message: () => `a connect reason (now: ${l.health().reason})` });
+    expect(l.health()).toMatchObject({ up: false, state: "down" });
+    expect(String(l.health().reason)).toBe("connect: TLS: the server took the connection but completed no TLS handshake (a Redis server without TLS is addressed with redis://, not rediss://)");
+    l.close();
+  });
+
   test("Redis frozen (SIGSTOP): a lookup gives up after operation_timeout_ms, later ones skip the layer at once; thawed: it resumes", async () => {
     await using own = await startRedis();
     const rl = await layer({ url: own.url, prefix: "frozen:", timeoutMs: 200 });

@@ -309,6 +309,18 @@ describe("Redis unavailable", () => {
     }
   });
 
+  test("rediss:// to a Redis without TLS: decided locally, one warning naming the missing TLS handshake and redis://", async () => {
+    const log = recordingLogger();
+    const l = new RedisRateLimiter(source({ enabled: true, global: { requests_per_second: 5, burst: 2 } }), { url: redis.url.replace("redis://", "rediss://"), timeoutMs: 100, share: 1, log, retryMs: 50 });
+    try {
+      await waitFor(() => log.lines.some((x) => x.level === "warn"), { message: "the warning" });
+      expect(l.shared).toBe(false);
+      expect(log.lines.filter((x) => x.level === "warn").map((x) => x.fields?.error)).toEqual(["TLS: the server took the connection but completed no TLS handshake (a Redis server without TLS is addressed with redis://, not rediss://)"]);
+    } finally {
+      l.close();
+    }
+  });
+
   test("never reachable: every check is local and synchronous from the start, one warning", async () => {
     const log = recordingLogger();
     const l = new RedisRateLimiter(source({ enabled: true, global: { requests_per_second: 5, burst: 2 } }), { url: "redis://127.0.0.1:1", timeoutMs: 50, share: 1, log, retryMs: 50 });
