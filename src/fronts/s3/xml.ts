@@ -144,5 +144,44 @@ export function setFirstElementText(xml: string, name: string, text: string): st
  * undefined.
  */
 export function rootOf(xml: string): string | undefined {
-  return /^\uFEFF?\s*(?:(?:<\?[\s\S]*?\?>|<!--[\s\S]*?-->|<!DOCTYPE[^>[]*(?:\[[\s\S]*?\])?\s*>)\s*)*<(?:[A-Za-z_][\w.-]*:)?([A-Za-z_][\w.-]*)[\s/>]/.exec(xml)?.[1];
+  // A scan, not one regular expression: with lazy `[\s\S]*?` items in a repeated group, a prolog of
+  // n items followed by no root could be split 2^(n-1) ways and the engine tried them all (an
+  // upstream's 26 KB 200 answer of 26 `<?...?>` held the event loop for ~45 s). Each item ends at
+  // its first closing delimiter, as XML reads it.
+  let i = xml.charCodeAt(0) === 0xfeff ? 1 : 0;
+  for (;;) {
+    SPACES.lastIndex = i;
+    SPACES.exec(xml);
+    i = SPACES.lastIndex;
+    let end: number;
+    if (xml.startsWith("<?", i)) {
+      end = xml.indexOf("?>", i + 2);
+      if (end < 0) return undefined;
+      i = end + 2;
+    } else if (xml.startsWith("<!--", i)) {
+      end = xml.indexOf("-->", i + 4);
+      if (end < 0) return undefined;
+      i = end + 3;
+    } else if (xml.startsWith("<!DOCTYPE", i)) {
+      DOCTYPE_HEAD.lastIndex = i + 9;
+      if (DOCTYPE_HEAD.exec(xml) === null) return undefined;
+      i = DOCTYPE_HEAD.lastIndex;
+      if (xml.charCodeAt(i - 1) === 0x5b) {
+        // the internal subset ends at the first "]" followed by optional spaces and ">"
+        for (end = xml.indexOf("]", i); ; end = xml.indexOf("]", end + 1)) {
+          if (end < 0) return undefined;
+          SUBSET_END.lastIndex = end;
+          if (SUBSET_END.exec(xml) !== null) break;
+        }
+        i = SUBSET_END.lastIndex;
+      }
+    } else break;
+  }
+  ROOT_NAME.lastIndex = i;
+  return ROOT_NAME.exec(xml)?.[1];
 }
+const SPACES = /\s*/y;
+/** The rest of a DOCTYPE up to its ">" (consumed) or the "[" of its internal subset (consumed). */
+const DOCTYPE_HEAD = /[^>[]*[>[]/y;
+const SUBSET_END = /\]\s*>/y;
+const ROOT_NAME = /<(?:[A-Za-z_][\w.-]*:)?([A-Za-z_][\w.-]*)[\s/>]/y;
