@@ -427,8 +427,11 @@ export class Cache {
       total.revalidated += c.revalidated;
       total.bypassed += c.bypassed;
     }
+    // HITs counted by the layer that served them (source set), the first layer's own excepted:
+    // a disk-first cache (`cache_layers: [disk]`, `[disk, redis]`) tags every disk hit with
+    // source "disk", and subtracting those from its own count reported 0 disk hits.
     let lower = 0;
-    for (const n of this.lowerHits.values()) lower += n;
+    for (const [name, n] of this.lowerHits) if (name !== this.first.name) lower += n;
     const layers: CacheStats["layers"] = {};
     for (const l of this.layers) {
       const { buckets: _b, ...rest } = l === this.first ? first : l.stats();
