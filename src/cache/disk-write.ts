@@ -138,10 +138,17 @@ async function writeAll(fh: FileHandle, buf: Uint8Array): Promise<void> {
  */
 async function openCreating(tmp: string): Promise<FileHandle> {
   try {
-    return await open(tmp, "wx");
+    return await open(tmp, "wx", FILE_MODE);
   } catch (err) {
     if ((err as { code?: string }).code !== "ENOENT") throw err;
     await mkdir(dirname(tmp), { recursive: true });
-    return open(tmp, "wx");
+    return open(tmp, "wx", FILE_MODE);
   }
 }
+
+/**
+ * Owner-only: a cached object may be one only a token holder may read (auth, OPA, OpenFGA), and
+ * under the usual umask (022) its file was world-readable, so any local user could read around
+ * the proxy's authorization. The rename into objects/ keeps the mode.
+ */
+const FILE_MODE = 0o600;
