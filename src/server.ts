@@ -238,6 +238,7 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
     res.on("close", () => {
       if (!res.writableFinished) abort.abort();
     });
+    lastRequest.set(req.socket, { req, res });
     inTurn(req, res, () => serve(req, res, abort));
   });
   /** One exchange, once the connection's earlier ones are over (inTurn). */
@@ -284,6 +285,7 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
   };
   let stopping = false;
   configureNodeServer(server);
+  server.on("clientError", answerClientError);
   // CONNECT (a tunnel request) is not something a proxy for S3 does: answered, not left hanging.
   server.on("connect", (_req: http.IncomingMessage, socket: import("node:net").Socket) => {
     socket.end("HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD, OPTIONS, PUT, POST, DELETE\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
@@ -309,6 +311,43 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
 }
 
 export { NODE_IDLE_MS };
+
+/** Each connection's latest request (answerClientError: is the parse error in its body, or in a later request?). */
+const lastRequest = new WeakMap<object, { req: http.IncomingMessage; res: http.ServerResponse }>();
+
+/**
+ * A request node:http cannot parse (a malformed head, bytes after a `Connection: close` request, a
+ * head over the limit). node:http's default answer, a bare 400 written at once, went out in place
+ * of the answer to a pipelined request still being served: a PUT was stored, or a DELETE done,
+ * while its client read 400 (and the DELETE's 400 came before the upstream had even answered), and
+ * a GET's object never reached its client. The connection's earlier exchanges are now answered
+ * first, then the 400 (431 for a head too large; nothing more after a `Connection: close`
+ * exchange, whose answer already said so) and the close. A parse error in the body of the request
+ * being served (a bad chunk) ends that exchange at once, as before.
+ */
+export function answerClientError(err: Error & { code?: string }, socket: import("node:net").Socket): void {
+  const status = err.code === "HPE_HEADER_OVERFLOW" ? "431 Request Header Fields Too Large" : "400 Bad Request";
+  const answer = `HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`;
+  const turns = connectionTurns.get(socket);
+  const last = lastRequest.get(socket);
+  if (turns === undefined || last === undefined || !last.req.complete) {
+    // Nothing answered yet on this connection, or the error is in the body of the request being
+    // served: node:http's own way (the answer, and the socket destroyed, which aborts that exchange).
+    if (socket.writable && (turns === undefined || last === undefined || !last.res.headersSent)) socket.write(answer);
+    socket.destroy();
+    return;
+  }
+  void turns.tail.then(() => {
+    if (socket.destroyed) return;
+    if (err.code === "HPE_CLOSED_CONNECTION" || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    socket.end(answer);
+    // (a client that never closes its side: the socket goes after a while)
+    setTimeout(() => socket.destroy(), 5_000).unref?.();
+  });
+}
 
 /** Per connection, while an exchange is under way: the end of its latest exchange, and how many requests wait behind the one running. */
 interface Turns {

@@ -1,0 +1,101 @@
+/**
+ * A request node:http cannot parse, pipelined behind one still being served (engine: node). node:http's
+ * own answer to the parse error (a bare 400) was written at once, in place of the earlier request's:
+ * a PUT was stored while its client read 400, a DELETE done while its client read 400, and a GET's
+ * object never reached its client. The earlier exchanges are now answered first, then the 400 and
+ * the close. A request that is alone on its connection still gets node's 400 (or 431 for a head too
+ * large), and a parse error in a request's own body still ends that exchange at once.
+ */
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { connect } from "node:net";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { bucketYaml, startInProcess, type InProcessProxy } from "./harness.ts";
+
+setDefaultTimeout(30_000);
+
+/** `raw` written in one write; everything the server sent until it closed (or 5 s). */
+function exchange(port: number, raw: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(port, "127.0.0.1", () => sock.write(raw));
+    let buf = "";
+    const t = setTimeout(() => sock.destroy(), 5000);
+    sock.on("data", (d) => (buf += d.toString("latin1")));
+    sock.on("error", reject);
+    sock.on("close", () => {
+      clearTimeout(t);
+      resolve(buf);
+    });
+  });
+}
+const statuses = (raw: string) => [...raw.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => Number(m[1]));
+
+describe("engine: node, a malformed request behind a pipelined one", () => {
+  let s3: S3Fixture;
+  let px: InProcessProxy;
+  beforeAll(async () => {
+    s3 = await startS3Fixture({ buckets: [{ name: "rw" }], credentials: [{ accessKeyId: "AKIDCLIENTERR001", secretAccessKey: "client-error-secret-0123456789", buckets: ["rw"], write: true }] });
+    px = await startInProcess(
+      `server: { address: 127.0.0.1, port: 0, engine: node }\nbuckets:\n` +
+        bucketYaml({ name: "rw", prefix: "/rw", bucket: "rw", endpoint: s3.endpoint, key: "AKIDCLIENTERR001", secret: "client-error-secret-0123456789", extra: "    access: read-write\n    auth: { anonymous_writes: true }\n" }),
+    );
+  });
+  afterAll(async () => {
+    await px?.stop();
+    await s3?.stop();
+  });
+
+  test("a PUT then garbage: the PUT's 200 comes first, then 400 (it was a bare 400 alone, the object stored)", async () => {
+    const raw = await exchange(px.port, "PUT /rw/put1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcJUNK\r\n\r\n");
+    expect(await s3.exists("rw", "put1")).toBe(true);
+    expect(statuses(raw)).toEqual([200, 400]);
+    expect(raw).toContain('"key":"put1"');
+  });
+
+  test("a GET then garbage: the object, then 400", async () => {
+    await s3.put("rw", "g", "hello");
+    const raw = await exchange(px.port, "GET /rw/g HTTP/1.1\r\nHost: x\r\n\r\nJUNK\r\n\r\n");
+    expect(statuses(raw)).toEqual([200, 400]);
+    expect(raw).toContain("\r\n\r\nhello");
+  });
+
+  test("a DELETE with Connection: close, then more bytes: the 204 (it was a bare 400, the object deleted)", async () => {
+    await s3.put("rw", "d", "x");
+    const raw = await exchange(px.port, "DELETE /rw/d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nX");
+    expect(await s3.exists("rw", "d")).toBe(false);
+    expect(statuses(raw)).toEqual([204]);
+  });
+
+  test("garbage alone: 400; a head over the limit alone: 431", async () => {
+    expect(statuses(await exchange(px.port, "JUNK\r\n\r\n"))).toEqual([400]);
+    expect(statuses(await exchange(px.port, `GET /rw/g HTTP/1.1\r\nHost: x\r\nX: ${"a".repeat(100_000)}\r\n\r\n`))).toEqual([431]);
+  });
+});
+
+describe("engine: node, a bad request after an answered one", () => {
+  let s3: S3Fixture;
+  let px: InProcessProxy;
+  beforeAll(async () => {
+    s3 = await startS3Fixture({ buckets: [{ name: "rw" }], credentials: [{ accessKeyId: "AKIDCLIENTERR002", secretAccessKey: "client-error-secret-0123456789", buckets: ["rw"], write: true }] });
+    px = await startInProcess(
+      `server: { address: 127.0.0.1, port: 0, engine: node }\nbuckets:\n` +
+        bucketYaml({ name: "rw", prefix: "/rw", bucket: "rw", endpoint: s3.endpoint, key: "AKIDCLIENTERR002", secret: "client-error-secret-0123456789", extra: "    access: read-write\n    auth: { anonymous_writes: true }\n" }),
+    );
+  });
+  afterAll(async () => {
+    await px?.stop();
+    await s3?.stop();
+  });
+
+  test("a GET answered, then a request whose head is bad on the same kept-alive connection: 200, then 400", async () => {
+    await s3.put("rw", "g2", "hi");
+    const sock = connect(px.port, "127.0.0.1");
+    let buf = "";
+    sock.on("data", (d) => (buf += d.toString("latin1")));
+    const closed = new Promise<void>((r) => sock.on("close", () => r()));
+    sock.write("GET /rw/g2 HTTP/1.1\r\nHost: x\r\n\r\n");
+    for (let i = 0; i < 100 && !buf.includes("\r\n\r\nhi"); i++) await Bun.sleep(20);
+    sock.write("JUNK\r\n\r\n");
+    await closed;
+    expect(statuses(buf)).toEqual([200, 400]);
+  });
+});
