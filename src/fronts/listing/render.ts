@@ -13,10 +13,14 @@ export function escapeHtml(s: string): string {
 
 // Characters that change how the text around them is ordered on screen (the bidi embeddings,
 // overrides and isolates, and the invisible direction marks): `invoice\u202Efdp.exe` shows as
-// "invoiceexe.pdf". A name shown in the page has them as visible code points instead.
-const BIDI_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+// "invoiceexe.pdf". And characters that show as nothing at all (soft hyphen, zero-width space,
+// word joiner and the invisible operators, BOM, the Hangul fillers, ...: Unicode's default
+// ignorables, less the joiners and variation selectors that emoji and scripts need): with them
+// one writer's `\u200Bhello.txt` showed exactly as `hello.txt`, beside it, linking elsewhere.
+// A name shown in the page has them as visible code points instead.
+const BIDI_CONTROLS = /[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\u3164\ufeff\uffa0]/g;
 
-/** A key name as page text: HTML-escaped, and every bidi control shown as its code point (`⟨U+202E⟩`), never applied. */
+/** A key name as page text: HTML-escaped, and every bidi control or invisible character shown as its code point (`⟨U+202E⟩`), never applied. */
 export function displayName(s: string): string {
   return escapeHtml(s).replace(BIDI_CONTROLS, (c) => `<span class="ctl">⟨U+${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}⟩</span>`);
 }

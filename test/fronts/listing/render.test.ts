@@ -65,6 +65,15 @@ describe("render", () => {
     // JSON keeps the name exactly (a program reads it, not a person)
     expect(JSON.parse(renderJson({ page: bidi, mount: "/pub", bucket: "pub" })).entries[0].name).toBe("invoice\u202efdp.exe");
   });
+  test("HTML: invisible characters show as code points (a zero-width space made a second 'hello.txt')", () => {
+    const names = ["\u200bhello.txt", "\u00adhello.txt", "\u2060hello.txt", "\ufeffhello.txt", "\u3164hello.txt"];
+    const spoof = { prefix: "", entries: names.map((n) => ({ key: n, name: n, folder: false, size: 1, lastModified: "" })), nextToken: undefined };
+    const html = renderHtml({ page: spoof, mount: "/pub", bucket: "pub" });
+    for (const n of names) expect(html).toContain(`<span class="ctl">⟨U+${n.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}⟩</span>hello.txt`);
+    // joiners stay: emoji sequences and scripts need them
+    const emoji = { prefix: "", entries: [{ key: "👩\u200d💻.png", name: "👩\u200d💻.png", folder: false, size: 1, lastModified: "" }], nextToken: undefined };
+    expect(renderHtml({ page: emoji, mount: "/pub", bucket: "pub" })).toContain(">👩\u200d💻.png</a>");
+  });
   test("JSON: entries and the next link", () => {
     const j = JSON.parse(renderJson({ page, mount: "/pub", bucket: "pub" }));
     expect(j.entries[0]).toEqual({ name: "<script>alert(1)</script>/", type: "folder" });
