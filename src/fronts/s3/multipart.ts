@@ -103,11 +103,15 @@ export async function completeMultipartUploadOp(ctx: RequestContext): Promise<Re
   }
   await purgeWritten(ctx, key);
   const bucket = ctx.bucket!.name;
-  const scheme = ctx.rt.config.server.https?.enabled ? "https" : "http";
-  const host = ctx.req.headers.get("host") ?? "localhost";
+  // Where clients reach this listener: s3_api.public_url (a load balancer that terminates TLS in
+  // front of the proxy), else the request's Host with the listener's scheme, as PostObject's Location.
+  const publicUrl = ctx.rt.config.s3_api?.public_url;
+  const origin = publicUrl !== undefined ? new URL(publicUrl) : undefined;
+  const host = origin?.host ?? ctx.req.headers.get("host") ?? "localhost";
+  const base = origin?.origin ?? `${ctx.rt.config.server.https?.enabled ? "https" : "http"}://${host}`;
   let xml = XML_DECL + `<CompleteMultipartUploadResult xmlns="${S3_XMLNS}">` +
     // (virtual-hosted, `<bucket>.<s3_api.domain>`: the path is the key alone, as the request's was)
-    el("Location", `${scheme}://${host}${bucketFromHost(host, ctx.rt.s3Api?.domain) === bucket ? "" : `/${uriEncode(bucket, true)}`}/${uriEncode(key, false)}`) + el("Bucket", bucket) + el("Key", key);
+    el("Location", `${base}${bucketFromHost(host, ctx.rt.s3Api?.domain) === bucket ? "" : `/${uriEncode(bucket, true)}`}/${uriEncode(key, false)}`) + el("Bucket", bucket) + el("Key", key);
   const etag = childText(doc, "ETag");
   if (etag !== undefined) xml += el("ETag", etag);
   for (const name of [...CHECKSUM_ELEMENTS, "ChecksumType"]) {
