@@ -141,7 +141,7 @@ async function openCreating(tmp: string): Promise<FileHandle> {
     return await open(tmp, "wx", FILE_MODE);
   } catch (err) {
     if ((err as { code?: string }).code !== "ENOENT") throw err;
-    await mkdir(dirname(tmp), { recursive: true });
+    await mkdir(dirname(tmp), { recursive: true, mode: CACHE_DIR_MODE });
     return open(tmp, "wx", FILE_MODE);
   }
 }
@@ -152,3 +152,5 @@ async function openCreating(tmp: string): Promise<FileHandle> {
  * the proxy's authorization. The rename into objects/ keeps the mode.
  */
 const FILE_MODE = 0o600;
+/** The layer's folders (objects/, tmp/ and those under them): owner-only too, as nginx makes its cache levels. */
+export const CACHE_DIR_MODE = 0o700;

@@ -25,7 +25,7 @@ import { UNTYPED_CONTENT_TYPE } from "../http/headers.ts";
 import { LruMap } from "../util/lru.ts";
 import { encodeHead, HEAD_BYTES, keyHash, newVersion, objectPath, tempName, timesBytes } from "./disk-format.ts";
 import { scanDir, type ScannedFile } from "./disk-scan.ts";
-import { DiskWrite, type WriteTarget } from "./disk-write.ts";
+import { CACHE_DIR_MODE, DiskWrite, type WriteTarget } from "./disk-write.ts";
 import { PurgeLog } from "./purge-log.ts";
 import { bucketOf, isFileBody, type BucketLayerStats, type CachedObject, type CacheLayer, type LayerStats, type LayerWriter, type ObjectMeta, type StreamCheckpoint } from "./types.ts";
 
@@ -215,8 +215,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     this.positionFile = positionFileOf(opts.instance);
     this.stores = opts.stores;
     try {
-      mkdirSync(join(this.dir, "objects"), { recursive: true });
-      mkdirSync(join(this.dir, "tmp"), { recursive: true });
+      mkdirSync(join(this.dir, "objects"), { recursive: true, mode: CACHE_DIR_MODE });
+      mkdirSync(join(this.dir, "tmp"), { recursive: true, mode: CACHE_DIR_MODE });
       accessSync(this.dir, constants.W_OK | constants.R_OK);
     } catch (err) {
       throw new Error(`cache.disk.path: cannot use ${this.dir}: ${describeFsError(err)}`);
@@ -419,7 +419,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       await rename(w.tmp, file);
     } catch (err) {
       if ((err as { code?: string }).code !== "ENOENT") throw err;
-      await mkdir(join(file, ".."), { recursive: true }); // the folder was removed behind our back
+      await mkdir(join(file, ".."), { recursive: true, mode: CACHE_DIR_MODE }); // the folder was removed behind our back
       await rename(w.tmp, file);
     }
     if (this.purges.purgedSince(w.since, meta.key)) {

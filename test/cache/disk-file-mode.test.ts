@@ -20,7 +20,7 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 const files = (dir: string): string[] =>
   readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? files(join(dir, e.name)) : [join(dir, e.name)]));
 
-test("a cached object's file is readable by its owner only", async () => {
+test("a cached object's file, and the folders it is in, are readable by their owner only", async () => {
   const old = process.umask(0o022);
   try {
     const disk = new DiskLayer({ dir: join(root, "d"), maxBytes: 64 << 20, maxItemBytes: 8 << 20 });
@@ -34,6 +34,8 @@ test("a cached object's file is readable by its owner only", async () => {
     const objs = files(join(disk.dir, "objects"));
     expect(objs).toHaveLength(1);
     expect((statSync(objs[0]!).mode & 0o777).toString(8)).toBe("600");
+    // and its folders (objects/, objects/xx/, tmp/) are the owner's only
+    for (const dir of [join(disk.dir, "objects"), join(objs[0]!, ".."), join(disk.dir, "tmp")]) expect([dir, (statSync(dir).mode & 0o777).toString(8)]).toEqual([dir, "700"]);
   } finally {
     process.umask(old);
   }
