@@ -149,7 +149,7 @@ async function serveSlow(args: ServeArgs, key: string, now: number, found: Maybe
   try {
     if (flight !== undefined) {
       counters.coalesced++;
-      outcome = { shared: (await flight).shared };
+      outcome = { shared: (await untilClientGone(flight, args.signal)).shared };
     } else {
       const p: Promise<FlightOutcome> = runFlight(cache, key, obj, args.policy, args.upstream, now, since).finally(() => {
         if (cache.inflight.get(key) === p) cache.inflight.delete(key);
@@ -160,13 +160,47 @@ async function serveSlow(args: ServeArgs, key: string, now: number, found: Maybe
       // detaches the flight: Cache.detachFlights.)
       if (!cache.purgedSince(since, key)) cache.inflight.set(key, p);
       calls = 1;
-      outcome = await p;
+      outcome = await untilClientGone(p, args.signal);
     }
   } catch (err) {
     counters.misses++; // the upstream error (thrown) reaches the leader and every waiter alike
     throw err;
   }
   return finish(args, outcome, calls, ranged, now);
+}
+
+/**
+ * The flight's outcome, or the client's abort reason as soon as its client goes away: the flight
+ * goes on for its other waiters and the cache (it has its own deadline), but the request that
+ * left is answered (logged as ClientClosedRequest) now, not when the fill ends. A drain cut short
+ * (shutdown_timeout, a second signal) waits for in-flight requests only briefly: a request held
+ * by a slow fill had no access line at all. A leader's own stream that arrives after its client
+ * left is cancelled, as a client leaving mid-body cancels it.
+ */
+function untilClientGone(p: Promise<FlightOutcome>, signal: AbortSignal | undefined): Promise<FlightOutcome> {
+  if (signal === undefined) return p;
+  const drop = (o: FlightOutcome) => void o.stream?.body?.cancel().catch(() => {});
+  if (signal.aborted) {
+    p.then(drop, () => {});
+    return Promise.reject(signal.reason);
+  }
+  return new Promise<FlightOutcome>((resolve, reject) => {
+    const gone = () => {
+      p.then(drop, () => {});
+      reject(signal.reason);
+    };
+    signal.addEventListener("abort", gone, { once: true });
+    p.then(
+      (o) => {
+        signal.removeEventListener("abort", gone);
+        resolve(o);
+      },
+      (err) => {
+        signal.removeEventListener("abort", gone);
+        reject(err);
+      },
+    );
+  });
 }
 
 async function finish(args: ServeArgs, outcome: FlightOutcome, calls: number, ranged: boolean, now: number): Promise<ServeResult> {

@@ -120,6 +120,54 @@ describe("coalescing", () => {
   });
 });
 
+describe("a client that goes away while its fill is under way", () => {
+  test("its request ends at once (ClientClosedRequest), the fill goes on for the others and the cache", async () => {
+    const leaderGone = new AbortController();
+    const waiterGone = new AbortController();
+    const leader = serve({}, "GET", { signal: leaderGone.signal });
+    await tick();
+    const waiter = serve({}, "GET", { signal: waiterGone.signal });
+    const stays = serve();
+    await tick();
+    expect(up.calls.length).toBe(1);
+    const reason = new Error("client gone");
+    leaderGone.abort(reason);
+    waiterGone.abort(reason);
+    // Both settle while the upstream has not answered (it answers only below). Before the fix both
+    // stayed pending until it did (a drain cut short then exited before their access lines were
+    // written): this await never ended, and the test timed out.
+    const settled = await Promise.allSettled([leader, waiter]);
+    expect(settled.map((r) => r.status)).toEqual(["rejected", "rejected"]);
+    up.respond(ok(1024));
+    const r = await stays;
+    expect(r.cacheStatus).toBe("MISS");
+    expect(await bytes(r.response)).toEqual(bytesOf(1024));
+    expect((await serve()).cacheStatus).toBe("HIT");
+    expect(up.calls.length).toBe(1);
+  });
+
+  test("a leader's own stream that arrives after its client left is cancelled", async () => {
+    const gone = new AbortController();
+    const leader = serve({}, "GET", { signal: gone.signal });
+    await tick();
+    gone.abort(new Error("client gone"));
+    // (settled before the upstream answers, below)
+    expect(await leader.then(() => "answered", (e: Error) => e.message)).toBe("client gone");
+    let cancelled = false;
+    const body = new ReadableStream<Uint8Array>({
+      pull(c) {
+        c.enqueue(bytesOf(1024));
+      },
+      cancel() {
+        cancelled = true;
+      },
+    });
+    up.respond(new Response(body, { headers: { etag: ETAG, "content-length": String(LIMIT * 10) } })); // too big to store: streamed to the leader only
+    for (let i = 0; i < 20 && !cancelled; i++) await tick();
+    expect(cancelled).toBe(true);
+  });
+});
+
 describe("object size", () => {
   test("known length over the limit: the leader streams it, waiters go upstream themselves, nothing stored", async () => {
     const leader = serve();

@@ -71,8 +71,13 @@ describe("hits and misses", () => {
     } finally {
       s3.faults.delete("/data/leaver.txt");
     }
+    // The leaver is logged at once (not when the fill ends): a GET right after it joins the fill
+    // still under way (MISS, coalesced, no second upstream GET) or finds it stored (HIT).
     const next = await fetch(px.url("/c/leaver.txt"));
-    expect([next.headers.get("x-cache"), await next.text()]).toEqual(["HIT", "body of leaver.txt\n"]);
+    expect(await next.text()).toBe("body of leaver.txt\n");
+    const after = await fetch(px.url("/c/leaver.txt"));
+    expect([after.headers.get("x-cache"), await after.text()]).toEqual(["HIT", "body of leaver.txt\n"]);
+    expect(upstream("leaver.txt", "GET")).toHaveLength(1);
   });
 
   test("the first GET is a MISS, the second a HIT with Age and no upstream request", async () => {
