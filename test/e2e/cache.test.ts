@@ -67,7 +67,7 @@ describe("hits and misses", () => {
       ac.abort();
       expect(await res).toBe("aborted");
       const line = await px.waitForLog((l) => l.msg === "request" && l.request_id === "the-leaver");
-      expect({ status: line.status, bytes: line.bytes, error: line.error }).toEqual({ status: 499, bytes: 0, error: "ClientClosedRequest" });
+      expect({ status: line.status, bytes: line.bytes, error: line.error, cache: line.cache }).toEqual({ status: 499, bytes: 0, error: "ClientClosedRequest", cache: "MISS" });
     } finally {
       s3.faults.delete("/data/leaver.txt");
     }

@@ -123,6 +123,11 @@ async function serveCached(ctx: RequestContext, method: ObjectMethod): Promise<R
     signal: ctx.req.signal,
     since: ctx.cacheSince,
     trace: ctx.span?.recording === true ? ctx.span : undefined,
+  }).catch((err: unknown) => {
+    // A client that left while its fill was under way is answered at once (serve.ts,
+    // untilClientGone): its access line says it missed.
+    if (ctx.req.signal.aborted) ctx.cache = "MISS";
+    throw err;
   });
   ctx.cache = result.cacheStatus;
   if (result.following === true && result.response.body !== null) {
