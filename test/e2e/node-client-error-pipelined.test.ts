@@ -9,6 +9,7 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { connect } from "node:net";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { waitFor } from "../helpers/wait.ts";
 import { bucketYaml, startInProcess, type InProcessProxy } from "./harness.ts";
 
 setDefaultTimeout(30_000);
@@ -69,22 +70,6 @@ describe("engine: node, a malformed request behind a pipelined one", () => {
     expect(statuses(await exchange(px.port, "JUNK\r\n\r\n"))).toEqual([400]);
     expect(statuses(await exchange(px.port, `GET /rw/g HTTP/1.1\r\nHost: x\r\nX: ${"a".repeat(100_000)}\r\n\r\n`))).toEqual([431]);
   });
-});
-
-describe("engine: node, a bad request after an answered one", () => {
-  let s3: S3Fixture;
-  let px: InProcessProxy;
-  beforeAll(async () => {
-    s3 = await startS3Fixture({ buckets: [{ name: "rw" }], credentials: [{ accessKeyId: "AKIDCLIENTERR002", secretAccessKey: "client-error-secret-0123456789", buckets: ["rw"], write: true }] });
-    px = await startInProcess(
-      `server: { address: 127.0.0.1, port: 0, engine: node }\nbuckets:\n` +
-        bucketYaml({ name: "rw", prefix: "/rw", bucket: "rw", endpoint: s3.endpoint, key: "AKIDCLIENTERR002", secret: "client-error-secret-0123456789", extra: "    access: read-write\n    auth: { anonymous_writes: true }\n" }),
-    );
-  });
-  afterAll(async () => {
-    await px?.stop();
-    await s3?.stop();
-  });
 
   test("a GET answered, then a request whose head is bad on the same kept-alive connection: 200, then 400", async () => {
     await s3.put("rw", "g2", "hi");
@@ -93,7 +78,7 @@ describe("engine: node, a bad request after an answered one", () => {
     sock.on("data", (d) => (buf += d.toString("latin1")));
     const closed = new Promise<void>((r) => sock.on("close", () => r()));
     sock.write("GET /rw/g2 HTTP/1.1\r\nHost: x\r\n\r\n");
-    for (let i = 0; i < 100 && !buf.includes("\r\n\r\nhi"); i++) await Bun.sleep(20);
+    await waitFor(() => buf.includes("\r\n\r\nhi"), { message: "the GET's answer" });
     sock.write("JUNK\r\n\r\n");
     await closed;
     expect(statuses(buf)).toEqual([200, 400]);
