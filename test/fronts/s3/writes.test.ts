@@ -138,6 +138,17 @@ describe("errorOf (an upstream error answer, for the client)", () => {
     expect(e.details).toEqual({ PartNumberRequested: "3" });
     expect(errorOf(400, err("<Error><Code>InvalidArgument</Code><Message>x</Message><ArgumentName>continuation-token</ArgumentName></Error>"), "b").details).toEqual({ ArgumentName: "continuation-token" });
   });
+  test("S3's messages and details with a list in brackets or a size of 100 MB or more are relayed (they were replaced by the generic text); an account id or a bracketed address is not", () => {
+    const mp = "The provided 'x-amz-mp-object-size' header value 100000000 does not match what was computed: 3";
+    expect(errorOf(400, err(`<Error><Code>InvalidRequest</Code><Message>${mp}</Message></Error>`), "b").message).toBe(mp);
+    const algo = "Checksum algorithm provided is unsupported. Please try again with any of the valid types: [CRC32, CRC32C, CRC64NVME, SHA1, SHA256]";
+    expect(errorOf(400, err(`<Error><Code>InvalidRequest</Code><Message>${algo}</Message></Error>`), "b").message).toBe(algo);
+    const big = errorOf(400, err("<Error><Code>EntityTooLarge</Code><Message>Your proposed upload exceeds the maximum allowed size</Message><ProposedSize>5368709121</ProposedSize><MaxSizeAllowed>5368709120</MaxSizeAllowed></Error>"), "b");
+    expect(big.details).toEqual({ ProposedSize: "5368709121", MaxSizeAllowed: "5368709120" });
+    for (const leak of ["Access for account 123456789012 denied", "node [fd00::12] refused", "node [10.0.0.7] refused", "ask ops@acme refused"]) {
+      expect(errorOf(400, err(`<Error><Code>InvalidRequest</Code><Message>${leak}</Message></Error>`), "b").message).not.toBe(leak);
+    }
+  });
   test("the upstream refusing the proxy's own credentials → AccessDenied; unknown codes by status; 503 with Retry-After", () => {
     expect(errorOf(403, err("<Error><Code>SignatureDoesNotMatch</Code></Error>"), "b").code).toBe("AccessDenied");
     expect(errorOf(400, err("<Error><Code>WeirdNewCode</Code></Error>"), "b").code).toBe("InvalidRequest");
