@@ -19,9 +19,8 @@ import {
   listParts,
   type CompletedPart,
 } from "../../s3/operations/index.ts";
-import { uriEncode } from "../../s3/sigv4.ts";
 import { s3Error } from "./errors.ts";
-import { bucketFromHost } from "./route.ts";
+import { objectLocation } from "./location.ts";
 import { s3Fail } from "./fail.ts";
 import { emptyAnswer, errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, relayedHeaders, tryParse, xmlAnswer } from "./relay.ts";
 import { el, maskOwners, rootOf, S3_XMLNS, setFirstElementText, XML_DECL } from "./xml.ts";
@@ -103,15 +102,7 @@ export async function completeMultipartUploadOp(ctx: RequestContext): Promise<Re
   }
   await purgeWritten(ctx, key);
   const bucket = ctx.bucket!.name;
-  // Where clients reach this listener: s3_api.public_url (a load balancer that terminates TLS in
-  // front of the proxy), else the request's Host with the listener's scheme, as PostObject's Location.
-  const publicUrl = ctx.rt.config.s3_api?.public_url;
-  const origin = publicUrl !== undefined ? new URL(publicUrl) : undefined;
-  const host = origin?.host ?? ctx.req.headers.get("host") ?? "localhost";
-  const base = origin?.origin ?? `${ctx.rt.config.server.https?.enabled ? "https" : "http"}://${host}`;
-  let xml = XML_DECL + `<CompleteMultipartUploadResult xmlns="${S3_XMLNS}">` +
-    // (virtual-hosted, `<bucket>.<s3_api.domain>`: the path is the key alone, as the request's was)
-    el("Location", `${base}${bucketFromHost(host, ctx.rt.s3Api?.domain) === bucket ? "" : `/${uriEncode(bucket, true)}`}/${uriEncode(key, false)}`) + el("Bucket", bucket) + el("Key", key);
+  let xml = XML_DECL + `<CompleteMultipartUploadResult xmlns="${S3_XMLNS}">` + el("Location", objectLocation(ctx, bucket, key)) + el("Bucket", bucket) + el("Key", key);
   const etag = childText(doc, "ETag");
   if (etag !== undefined) xml += el("ETag", etag);
   for (const name of [...CHECKSUM_ELEMENTS, "ChecksumType"]) {

@@ -41,7 +41,8 @@ import { mayAccess } from "./permissions.ts";
 import { checkPostPolicy, type PostPolicy } from "./post-policy.ts";
 import { HEADER_VALUE } from "./operations.ts";
 import { errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, tryParse } from "./relay.ts";
-import { bucketFromHost, keyRefusal, MAX_KEY_BYTES } from "./route.ts";
+import { objectLocation } from "./location.ts";
+import { keyRefusal, MAX_KEY_BYTES } from "./route.ts";
 import { signingKeyFor } from "./signing-keys.ts";
 import { MAX_UPLOAD_BYTES } from "./upload-body.ts";
 import { sameSignature } from "./verify.ts";
@@ -259,14 +260,7 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
 }
 
 function answer(ctx: RequestContext, fields: ReadonlyMap<string, string>, key: string, etag: string): Response {
-  // The object's URL where browsers reach this listener: s3_api.public_url, else the request's Host.
-  const publicUrl = ctx.rt.config.s3_api?.public_url;
-  const origin = publicUrl !== undefined ? new URL(publicUrl).origin : `${ctx.rt.config.server.https?.enabled ? "https" : "http"}://${ctx.req.headers.get("host") ?? ""}`;
-  // At a host the S3 API reads as this bucket (virtual-hosted, `<bucket>.<s3_api.domain>`) the path is
-  // the key alone: a path-style path there names key `<bucket>/<key>`.
-  const host = publicUrl !== undefined ? new URL(publicUrl).host : ctx.req.headers.get("host");
-  const bucketPath = bucketFromHost(host, ctx.rt.s3Api?.domain) === ctx.bucketName ? "" : `/${encodeURIComponent(ctx.bucketName)}`;
-  const location = `${origin}${bucketPath}/${key.split("/").map(encodeURIComponent).join("/")}`;
+  const location = objectLocation(ctx, ctx.bucketName, key);
   const headers: Record<string, string> = { "x-amz-request-id": ctx.id, location };
   if (etag !== "") headers.etag = etag;
   const redirect = fields.get("success_action_redirect") ?? fields.get("redirect");
