@@ -334,6 +334,12 @@ export class Authenticator {
       // not ...", as on the HMAC path, not the verifier's generic refusal)
       return { claims: decodePayload(t.payloadB64), key: k };
     }
+    // No legacy key verified it (a kid naming a jwt.keys entry is never looked up in the JWKS)
+    // and the JWKS, which may hold its key, is not loaded: "try again"
+    // (503), as when there is no candidate at all, never "your token is bad" (a 401 makes clients
+    // drop a good token; STS's InvalidIdentityToken is not retried as IDPCommunicationError is).
+    if (this.jwks && !this.jwks.loaded && (kid === undefined || this.keys.byKid.get(kid)?.alg !== alg))
+      throw new ProxyError("KeysUnavailable", { detail: "token verification keys (JWKS) are not loaded yet", headers: { "Retry-After": String(this.jwks.retryAfterSeconds()) } });
     throw invalid("signature verification failed");
   }
 }

@@ -236,6 +236,34 @@ describe("JWKS never loaded", () => {
     expect(await auth.verify(t)).toMatchObject({ sub: "alice" });
     expect(auth.readiness()).toEqual({ ok: true });
   });
+  test("a legacy key of the same algorithm does not turn a JWKS-signed token into a 401 while the JWKS is not loaded", async () => {
+    const server = JwksServer.start([rs1.jwk]);
+    server.failWith({ status: 503 });
+    const clock = { now: Date.now() };
+    const auth = await Authenticator.create(
+      jwtConfig({ algorithm: "RS256", rsa_public_key_path: rs2.pemPath, keys: [{ id: es1.kid, algorithm: "ES256", path: es1.pemPath }], jwks_url: server.url }),
+      { now: () => clock.now },
+    );
+    cleanup.push(() => auth.close(), () => server.close());
+    await auth.refreshKeys(); // joins the first fetch
+    expect(auth.readiness().ok).toBe(false);
+    // a kid naming a jwt.keys entry is that key's alone: a bad signature is a 401 whatever the JWKS
+    const forgedEs = (await signWith(es1, claims())).slice(0, -6) + "AAAAAA";
+    await expectProxyError(auth.verify(forgedEs), "InvalidToken", /signature verification failed/, forgedEs);
+    // the legacy key still verifies its own tokens
+    expect(await auth.verify(await signWith(rs2, claims(), null))).toMatchObject({ sub: "alice" });
+    // a token of a JWKS key (with its kid, or without one) is "try again", not "your token is bad"
+    for (const t of [await signWith(rs1, claims()), await signWith(rs1, claims(), null)]) {
+      const e = await expectProxyError(auth.verify(t), "KeysUnavailable", /not loaded/, t);
+      expect(e.status).toBe(503);
+    }
+    server.failWith(null);
+    clock.now += 10_000;
+    expect(await auth.verify(await signWith(rs1, claims()))).toMatchObject({ sub: "alice" });
+    // once loaded, a token no key verifies is a 401 again
+    const forged = (await signWith(rs1, claims(), null)).slice(0, -6) + "AAAAAA";
+    await expectProxyError(auth.verify(forged), "InvalidToken", /signature verification failed/, forged);
+  });
   test("a redirect is not followed (the keys would come from wherever it points): not loaded, the error names the target", async () => {
     const elsewhere = JwksServer.start([rs1.jwk]); // would verify the token
     const server = JwksServer.start([]);
