@@ -238,7 +238,6 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
     res.on("close", () => {
       if (!res.writableFinished) abort.abort();
     });
-    lastRequest.set(req.socket, { req, res });
     inTurn(req, res, () => serve(req, res, abort));
   });
   /** One exchange, once the connection's earlier ones are over (inTurn). */
@@ -312,9 +311,6 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
 
 export { NODE_IDLE_MS };
 
-/** Each connection's latest request (answerClientError: is the parse error in its body, or in a later request?). */
-const lastRequest = new WeakMap<object, { req: http.IncomingMessage; res: http.ServerResponse }>();
-
 /**
  * A request node:http cannot parse (a malformed head, bytes after a `Connection: close` request, a
  * head over the limit). node:http's default answer, a bare 400 written at once, went out in place
@@ -329,11 +325,10 @@ export function answerClientError(err: Error & { code?: string }, socket: import
   const status = err.code === "HPE_HEADER_OVERFLOW" ? "431 Request Header Fields Too Large" : "400 Bad Request";
   const answer = `HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`;
   const turns = connectionTurns.get(socket);
-  const last = lastRequest.get(socket);
-  if (turns === undefined || last === undefined || !last.req.complete) {
-    // Nothing answered yet on this connection, or the error is in the body of the request being
-    // served: node:http's own way (the answer, and the socket destroyed, which aborts that exchange).
-    if (socket.writable && (turns === undefined || last === undefined || !last.res.headersSent)) socket.write(answer);
+  if (turns === undefined || !turns.req.complete) {
+    // Nothing under way on this connection, or the error is in the body of its latest request:
+    // node:http's own way (the answer, and the socket destroyed, which aborts that exchange).
+    if (socket.writable && (turns === undefined || !turns.res.headersSent)) socket.write(answer);
     socket.destroy();
     return;
   }
@@ -349,10 +344,16 @@ export function answerClientError(err: Error & { code?: string }, socket: import
   });
 }
 
-/** Per connection, while an exchange is under way: the end of its latest exchange, and how many requests wait behind the one running. */
+/**
+ * Per connection, while an exchange is under way: the end of its latest exchange, how many requests
+ * wait behind the one running, and the latest request (answerClientError: is a parse error in its
+ * body, or in a request after it?).
+ */
 interface Turns {
   tail: Promise<void>;
   waiting: number;
+  req: http.IncomingMessage;
+  res: http.ServerResponse;
 }
 const connectionTurns = new WeakMap<object, Turns>();
 
@@ -390,7 +391,7 @@ export function inTurn(req: http.IncomingMessage, res: http.ServerResponse, serv
     res.once("close", () => resolve());
   });
   if (turns === undefined) {
-    const first: Turns = { tail: ended, waiting: 0 };
+    const first: Turns = { tail: ended, waiting: 0, req, res };
     connectionTurns.set(socket, first);
     void ended.then(() => {
       if (first.tail === ended) connectionTurns.delete(socket);
@@ -402,6 +403,8 @@ export function inTurn(req: http.IncomingMessage, res: http.ServerResponse, serv
   const tail = previous.then(() => ended);
   turns.tail = tail;
   turns.waiting++;
+  turns.req = req;
+  turns.res = res;
   void tail.then(() => {
     if (turns.tail === tail) connectionTurns.delete(socket);
   });

@@ -33,7 +33,7 @@
  * not wait in a queue while a request waits for it.
  */
 import { RedisClient } from "bun";
-import { redisAuthFailure } from "../util/redis-auth.ts";
+import { redisAuthFailure, worthAskingWhy } from "../util/redis-auth.ts";
 
 export type LinkState = "connecting" | "syncing" | "up" | "down" | "closed";
 
@@ -301,10 +301,7 @@ export class RedisLink {
         sub.close();
       }
       if (!current()) return;
-      // Redis refusing the URL's credentials reads as ERR_REDIS_CONNECTION_CLOSED, and a rediss:// URL
-      // to a Redis without TLS as that or as no answer (the server waits for a line): ask it why.
-      const ask = (err as { code?: string }).code === "ERR_REDIS_CONNECTION_CLOSED" || (!connected && this.opts.url.startsWith("rediss:"));
-      const auth = ask ? await redisAuthFailure(this.opts.url, this.opts.connectTimeoutMs) : undefined;
+      const auth = worthAskingWhy(err, connected, this.opts.url) ? await redisAuthFailure(this.opts.url, this.opts.connectTimeoutMs) : undefined;
       if (current()) this.down(`connect: ${auth ?? describe(err)}`);
     }
   }

@@ -21,7 +21,7 @@
  * are used together in one script, which Redis Cluster would refuse across slots).
  */
 import { RedisClient } from "bun";
-import { redisAuthFailure } from "../util/redis-auth.ts";
+import { redisAuthFailure, worthAskingWhy } from "../util/redis-auth.ts";
 import type { RateConfig } from "../config/schema.ts";
 import type { Logger } from "../observe/log.ts";
 import { RateLimiter, type RateCheck, type RateLimitSource, type RateScope } from "./rate-limiter.ts";
@@ -262,10 +262,8 @@ export class RedisRateLimiter {
       this.up = true;
       this.report(true);
     } catch (err) {
-      // Redis refusing the URL's credentials reads as a closed connection, and a rediss:// URL to a
-      // Redis without TLS as that or as no answer: ask it why (when it is to be logged).
-      const why = (err as { code?: string }).code === "ERR_REDIS_CONNECTION_CLOSED" || (!this.client.connected && this.url.startsWith("rediss:"));
-      const auth = this.reported !== false && why ? await redisAuthFailure(this.url, this.connectMs) : undefined;
+      // (asked only when the reason is to be logged)
+      const auth = this.reported !== false && worthAskingWhy(err, this.client.connected, this.url) ? await redisAuthFailure(this.url, this.connectMs) : undefined;
       if (!this.closed) this.report(false, auth ?? (err instanceof Error ? err.message : String(err)));
     } finally {
       this.checking = false;

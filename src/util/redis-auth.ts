@@ -9,6 +9,15 @@
  * asking connection's own failure names.
  */
 
+/**
+ * Whether a failed connect is worth asking Redis about (redisAuthFailure): Redis refusing the URL's
+ * credentials reads as ERR_REDIS_CONNECTION_CLOSED, and a rediss:// URL to a Redis without TLS as
+ * that or as no answer at all (the server waits for a line), so a client never connected.
+ */
+export function worthAskingWhy(err: unknown, connected: boolean, url: string): boolean {
+  return (err as { code?: string } | undefined)?.code === "ERR_REDIS_CONNECTION_CLOSED" || (!connected && url.startsWith("rediss:"));
+}
+
 /** "authentication failed (...)" / "authentication required (...)" / "TLS: ... not trusted (...)" / "connection refused (...)", or undefined when Redis did not refuse the credentials (or could not be asked within timeoutMs). */
 export async function redisAuthFailure(url: string, timeoutMs: number): Promise<string | undefined> {
   let u: URL;

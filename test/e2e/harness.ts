@@ -18,6 +18,7 @@ import { nullLogger } from "../../src/observe/log.ts";
 import { listenBun, listenNode, type Listener } from "../../src/server.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { SHIPPED_HEADER_LIMIT } from "../../src/http/header-limit.ts";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 
 const MAIN = join(import.meta.dir, "../../src/main.ts");
 
@@ -164,4 +165,27 @@ export async function startInProcess(configYaml: string, opts: { configPath?: st
 export function bucketYaml(b: { name: string; prefix: string; bucket: string; endpoint: string; key?: string; secret?: string; extra?: string }): string {
   const creds = b.key ? `, access_key: "${b.key}", secret_key: "${b.secret}"` : "";
   return `  - name: ${b.name}\n    path_prefix: ${b.prefix}\n    s3: { bucket: ${b.bucket}, endpoint: "${b.endpoint}"${creds} }\n${b.extra ?? ""}`;
+}
+
+/** An S3 fixture with a bucket `rw` the given key may write, and an in-process proxy on the node engine writing to it anonymously at /rw. */
+export async function startNodeWriteWorld(key: string, secret: string): Promise<{ s3: S3Fixture; px: InProcessProxy; stop(): Promise<void> }> {
+  const s3 = await startS3Fixture({ buckets: [{ name: "rw" }], credentials: [{ accessKeyId: key, secretAccessKey: secret, buckets: ["rw"], write: true }] });
+  let px: InProcessProxy;
+  try {
+    px = await startInProcess(
+      `server: { address: 127.0.0.1, port: 0, engine: node }\nbuckets:\n` +
+        bucketYaml({ name: "rw", prefix: "/rw", bucket: "rw", endpoint: s3.endpoint, key, secret, extra: "    access: read-write\n    auth: { anonymous_writes: true }\n" }),
+    );
+  } catch (err) {
+    await s3.stop();
+    throw err;
+  }
+  return {
+    s3,
+    px,
+    stop: async () => {
+      await px.stop();
+      await s3.stop();
+    },
+  };
 }

@@ -8,41 +8,25 @@
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { connect } from "node:net";
-import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import type { S3Fixture } from "../fixtures/s3.ts";
 import { waitFor } from "../helpers/wait.ts";
-import { bucketYaml, startInProcess, type InProcessProxy } from "./harness.ts";
+import { rawHttp, rawStatuses as statuses } from "../helpers/raw-http.ts";
+import { startNodeWriteWorld, type InProcessProxy } from "./harness.ts";
 
 setDefaultTimeout(30_000);
 
 /** `raw` written in one write; everything the server sent until it closed (or 5 s). */
-function exchange(port: number, raw: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const sock = connect(port, "127.0.0.1", () => sock.write(raw));
-    let buf = "";
-    const t = setTimeout(() => sock.destroy(), 5000);
-    sock.on("data", (d) => (buf += d.toString("latin1")));
-    sock.on("error", reject);
-    sock.on("close", () => {
-      clearTimeout(t);
-      resolve(buf);
-    });
-  });
-}
-const statuses = (raw: string) => [...raw.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => Number(m[1]));
+const exchange = (port: number, raw: string) => rawHttp(port, raw, 5000);
 
 describe("engine: node, a malformed request behind a pipelined one", () => {
   let s3: S3Fixture;
   let px: InProcessProxy;
+  let stop: (() => Promise<void>) | undefined;
   beforeAll(async () => {
-    s3 = await startS3Fixture({ buckets: [{ name: "rw" }], credentials: [{ accessKeyId: "AKIDCLIENTERR001", secretAccessKey: "client-error-secret-0123456789", buckets: ["rw"], write: true }] });
-    px = await startInProcess(
-      `server: { address: 127.0.0.1, port: 0, engine: node }\nbuckets:\n` +
-        bucketYaml({ name: "rw", prefix: "/rw", bucket: "rw", endpoint: s3.endpoint, key: "AKIDCLIENTERR001", secret: "client-error-secret-0123456789", extra: "    access: read-write\n    auth: { anonymous_writes: true }\n" }),
-    );
+    ({ s3, px, stop } = await startNodeWriteWorld("AKIDCLIENTERR001", "client-error-secret-0123456789"));
   });
   afterAll(async () => {
-    await px?.stop();
-    await s3?.stop();
+    await stop?.();
   });
 
   test("a PUT then garbage: the PUT's 200 comes first, then 400 (it was a bare 400 alone, the object stored)", async () => {

@@ -8,10 +8,10 @@
  * another.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { connect } from "node:net";
 import { S3Signer } from "../../src/s3/sigv4.ts";
-import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
-import { bucketYaml, startInProcess, type InProcessProxy } from "./harness.ts";
+import type { S3Fixture } from "../fixtures/s3.ts";
+import { rawHttp, rawStatuses as statuses } from "../helpers/raw-http.ts";
+import { startNodeWriteWorld, type InProcessProxy } from "./harness.ts";
 import { startUploadEnv, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
 
 setDefaultTimeout(60_000);
@@ -19,16 +19,7 @@ setDefaultTimeout(60_000);
 const ROUNDS = 10;
 
 /** Requests written in ONE write on one connection (the last says Connection: close); everything the server sent until it closed. */
-function pipelined(port: number, requests: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const sock = connect(port, "127.0.0.1", () => sock.write(requests.join("")));
-    let buf = "";
-    sock.on("data", (d) => (buf += d.toString("latin1")));
-    sock.on("error", reject);
-    sock.on("close", () => resolve(buf));
-  });
-}
-const statuses = (raw: string) => [...raw.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => Number(m[1]));
+const pipelined = (port: number, requests: string[]) => rawHttp(port, requests.join(""));
 
 /** One raw request: the head's lines, then `body`. */
 function req(first: string, headers: Record<string, string>, body = "", last = false): string {
@@ -39,16 +30,12 @@ function req(first: string, headers: Record<string, string>, body = "", last = f
 describe("plain front, engine: node", () => {
   let s3: S3Fixture;
   let px: InProcessProxy;
+  let stop: (() => Promise<void>) | undefined;
   beforeAll(async () => {
-    s3 = await startS3Fixture({ buckets: [{ name: "rw" }], credentials: [{ accessKeyId: "AKIDPIPEWRITER01", secretAccessKey: "pipe-writer-secret-0123456789", buckets: ["rw"], write: true }] });
-    px = await startInProcess(
-      `server: { address: 127.0.0.1, port: 0, engine: node }\nbuckets:\n` +
-        bucketYaml({ name: "rw", prefix: "/rw", bucket: "rw", endpoint: s3.endpoint, key: "AKIDPIPEWRITER01", secret: "pipe-writer-secret-0123456789", extra: "    access: read-write\n    auth: { anonymous_writes: true }\n" }),
-    );
+    ({ s3, px, stop } = await startNodeWriteWorld("AKIDPIPEWRITER01", "pipe-writer-secret-0123456789"));
   });
   afterAll(async () => {
-    await px?.stop();
-    await s3?.stop();
+    await stop?.();
   });
 
   test("a PUT and a DELETE of one key pipelined: the object is gone afterwards (it stayed: the DELETE ran first)", async () => {

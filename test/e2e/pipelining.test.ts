@@ -5,9 +5,8 @@
  * reproduction): with engine: bun only synchronous answers (fresh cache hits, /health) survive
  * pipelining. The workaround is `server.engine: node`, which this test holds to its promise.
  */
-import { rawHttp } from "../helpers/raw-http.ts";
+import { rawHttp, rawStatuses as statuses } from "../helpers/raw-http.ts";
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
-import { connect } from "node:net";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { bucketYaml, startInProcess, type InProcessProxy } from "./harness.ts";
 
@@ -18,16 +17,8 @@ let s3: S3Fixture;
 const proxies: Record<string, InProcessProxy> = {};
 
 function pipelined(port: number, paths: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const reqs = paths.map((p, i) => `GET ${p} HTTP/1.1\r\nHost: x\r\n${i === paths.length - 1 ? "Connection: close\r\n" : ""}\r\n`).join("");
-    const sock = connect(port, "127.0.0.1", () => sock.write(reqs));
-    let buf = "";
-    sock.on("data", (d) => (buf += d.toString("latin1")));
-    sock.on("error", reject);
-    sock.on("close", () => resolve(buf));
-  });
+  return rawHttp(port, paths.map((p, i) => `GET ${p} HTTP/1.1\r\nHost: x\r\n${i === paths.length - 1 ? "Connection: close\r\n" : ""}\r\n`).join(""));
 }
-const statuses = (raw: string) => [...raw.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => Number(m[1]));
 
 beforeAll(async () => {
   s3 = await startS3Fixture({ buckets: [{ name: "pipe", public: true }], credentials: [] });
