@@ -519,6 +519,26 @@ describe("OPA with the S3 action, virtual-hosted style, ListBuckets owner", () =
       c.destroy();
     }
   });
+
+  test("ListBuckets pages with max-buckets; a continuation token it never gave out is InvalidArgument (it restarted the listing)", async () => {
+    const page = async (q: Record<string, string>) => {
+      const r = await signedFetch(env, { path: "/", query: q });
+      return { status: r.status, body: await r.text() };
+    };
+    const first = await page({ "max-buckets": "1" });
+    expect(first.status).toBe(200);
+    const names = (b: string) => [...b.matchAll(/<Name>([^<]+)<\/Name>/g)].map((m) => m[1]);
+    const token = /<ContinuationToken>([^<]+)</.exec(first.body)?.[1];
+    expect(names(first.body)).toEqual(["data"]);
+    expect(token).toBeDefined();
+    const second = await page({ "max-buckets": "1", "continuation-token": token! });
+    expect(second.status).toBe(200);
+    expect(names(second.body)).toEqual(["private"]);
+    for (const bad of ["garbage!", "AAAA", Buffer.from("no/slash").toString("base64url"), `${token}=`]) {
+      const r = await page({ "max-buckets": "1", "continuation-token": bad });
+      expect({ bad, status: r.status, code: /<Code>(\w+)/.exec(r.body)?.[1], arg: /<ArgumentName>([^<]+)/.exec(r.body)?.[1] }).toEqual({ bad, status: 400, code: "InvalidArgument", arg: "continuation-token" });
+    }
+  });
 });
 
 describe("node engine", () => {

@@ -58,7 +58,12 @@ export function listBuckets(ctx: RequestContext, api: S3Identities, principal: S
       if (!/^\d{1,5}$/.test(v) || +v < 1 || +v > MAX_BUCKETS_LIMIT) throw s3Fail(s3Error("InvalidArgument", "max-buckets must be an integer between 1 and 10000", { ArgumentName: "max-buckets", ArgumentValue: v.slice(0, 32) }));
       max = +v;
     } else if (k === "continuation-token") {
+      // A token this front gave out: a bucket name, base64url. Anything else is S3's refusal (a
+      // garbage token restarted the listing at its first page, and a paginating client looped).
       after = Buffer.from(v, "base64url").toString("utf8");
+      if (!S3_FRONT_BUCKET_NAME.test(after) || Buffer.from(after, "utf8").toString("base64url") !== v) {
+        throw s3Fail(s3Error("InvalidArgument", "The continuation token provided is incorrect", { ArgumentName: "continuation-token" }));
+      }
     }
   }
   let names = visibleBuckets(ctx.rt, principal, (n) => S3_FRONT_BUCKET_NAME.test(n)).map((b) => b.name).sort();
