@@ -108,7 +108,8 @@ export function ownerOf(identity: string): { id: string; displayName: string } {
 const PREFIX = "((?:[A-Za-z_][A-Za-z0-9_.-]*:)?)";
 
 // (an empty `<Owner />` is left alone: read as an opening tag, it swallowed every entry up to the next </Owner>)
-const OWNER_ELEMENTS = new RegExp(`<${PREFIX}(Owner|Initiator)(\\s[^>]*)?(?<!\\/)>[\\s\\S]*?<\\/\\1\\2\\s*>`, "g");
+const OWNER_OPEN = new RegExp(`<${PREFIX}(Owner|Initiator)(\\s[^<>]*)?(?<!\\/)>`, "g");
+const CLOSE_REST = /\s*>/y;
 const MAYBE_OWNER = /[<:](?:Owner|Initiator)[\s>]/;
 
 /**
@@ -120,10 +121,35 @@ const MAYBE_OWNER = /[<:](?:Owner|Initiator)[\s>]/;
 export function maskOwners(xml: string, identity: string): string {
   if (!MAYBE_OWNER.test(xml)) return xml;
   const o = ownerOf(identity);
-  return xml.replace(OWNER_ELEMENTS, (_m, p: string, name: string, attrs: string | undefined) => {
-    const inner = el(p + "ID", o.id) + el(p + "DisplayName", o.displayName);
-    return `<${p}${name}${attrs ?? ""}>${inner}</${p}${name}>`;
-  });
+  // A scan, not one lazy regular expression over the document: with many opening tags and no
+  // closing one (an upstream's broken or hostile 200), each opening tag's search ran to the end of
+  // the document (quadratic: 512 KB held the event loop ~11 s). A closing tag that is not found
+  // after one opening tag is not found after any later one.
+  let out = "";
+  let last = 0;
+  const unclosed = new Set<string>();
+  OWNER_OPEN.lastIndex = 0;
+  for (let m = OWNER_OPEN.exec(xml); m !== null; m = OWNER_OPEN.exec(xml)) {
+    const [open, p, name, attrs] = m as unknown as [string, string, string, string | undefined];
+    const close = "</" + p + name;
+    if (unclosed.has(close)) continue;
+    let end = -1;
+    for (let c = xml.indexOf(close, m.index + open.length); c >= 0; c = xml.indexOf(close, c + close.length)) {
+      CLOSE_REST.lastIndex = c + close.length;
+      if (CLOSE_REST.exec(xml) !== null) {
+        end = CLOSE_REST.lastIndex;
+        break;
+      }
+    }
+    if (end < 0) {
+      unclosed.add(close);
+      continue;
+    }
+    out += xml.slice(last, m.index) + `<${p}${name}${attrs ?? ""}>` + el(p + "ID", o.id) + el(p + "DisplayName", o.displayName) + `</${p}${name}>`;
+    last = end;
+    OWNER_OPEN.lastIndex = end;
+  }
+  return last === 0 ? xml : out + xml.slice(last);
 }
 
 const firstElements = new Map<string, RegExp>();

@@ -328,3 +328,18 @@ test("a prolog of many items with no root after it is read in linear time (no ex
   expect(rootOf("<!DOCTYPE x [<!ENTITY e \"]\">]>\n<Root/>")).toBe("Root");
   expect(rootOf(("<?pi?>\n").repeat(1000) + "<s3:ListBucketResult>")).toBe("ListBucketResult");
 });
+
+test("maskOwners reads many opening tags with no closing one in linear time", () => {
+  // An upstream's 512 KB listing of 64000 `<Owner>` and no `</Owner>` held the event loop ~11 s
+  // (each opening tag's lazy search ran to the end of the document).
+  const hostile = "<ListBucketResult>" + "<Owner>x".repeat(64000) + "<Initiator a='1'>y".repeat(20000) + "</ListBucketResult>";
+  const t0 = performance.now();
+  expect(maskOwners(hostile, "tester")).toBe(hostile);
+  expect(performance.now() - t0).toBeLessThan(1000);
+  // an unclosed one does not stop a later closed one of the other name, nor hide a later pair
+  const mixed = maskOwners("<R><Owner>a<Initiator><ID>s1</ID></Initiator><Owner><ID>s2</ID></Owner ></R>", "tester");
+  expect(mixed).not.toContain("s1");
+  expect(mixed).not.toContain("s2");
+  expect(mixed).toMatch(/^<R><Owner><ID>[0-9a-f]{64}<\/ID><DisplayName>tester<\/DisplayName><\/Owner><\/R>$/);
+  expect(maskOwners("<R><Owner>a</Ownerx><Owner>b</Owner></R>", "t")).toMatch(/^<R><Owner><ID>[0-9a-f]{64}<\/ID><DisplayName>t<\/DisplayName><\/Owner><\/R>$/);
+});
