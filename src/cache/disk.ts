@@ -18,7 +18,7 @@
  *   (written by an earlier version) is dropped too: its store cannot be known. The check is
  *   made once, at start; a hit costs nothing more.
  */
-import { mkdirSync, accessSync, constants, lstatSync, readFileSync, statSync, statfsSync } from "node:fs";
+import { mkdirSync, accessSync, chmodSync, constants, lstatSync, readFileSync, statSync, statfsSync } from "node:fs";
 import { open, rename, stat, unlink, mkdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { UNTYPED_CONTENT_TYPE } from "../http/headers.ts";
@@ -120,6 +120,15 @@ export function diskDirProblem(dir: string): string | undefined {
   return undefined;
 }
 
+/** `dir` made owner-only (CACHE_DIR_MODE) when others may reach into it; best effort (a folder of another owner stays as it is). */
+function ownerOnly(dir: string): void {
+  try {
+    if ((statSync(dir).mode & 0o077) !== 0) chmodSync(dir, CACHE_DIR_MODE);
+  } catch {
+    // (not ours to change: the layer works as before)
+  }
+}
+
 /** Why `mkdir -p target` would fail for this process (undefined: it would not); `dir` names the messages. */
 function mkdirProblem(target: string, dir: string): string | undefined {
   let at = target;
@@ -217,6 +226,9 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     try {
       mkdirSync(join(this.dir, "objects"), { recursive: true, mode: CACHE_DIR_MODE });
       mkdirSync(join(this.dir, "tmp"), { recursive: true, mode: CACHE_DIR_MODE });
+      // Folders a cache made before files were owner-only (0755, its files 0644) are made so too:
+      // the files in them stay readable to the process only (mkdir's mode applies to new folders).
+      for (const sub of ["objects", "tmp"]) ownerOnly(join(this.dir, sub));
       accessSync(this.dir, constants.W_OK | constants.R_OK);
     } catch (err) {
       throw new Error(`cache.disk.path: cannot use ${this.dir}: ${describeFsError(err)}`);

@@ -5,7 +5,7 @@
  * nginx's proxy_cache writes its files 0600 too).
  */
 import { afterAll, expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Cache } from "../../src/cache/cache.ts";
@@ -39,4 +39,15 @@ test("a cached object's file, and the folders it is in, are readable by their ow
   } finally {
     process.umask(old);
   }
+});
+
+test("a cache folder made before (objects/ and tmp/ 0755, files 0644) is made owner-only at start", async () => {
+  const dir = join(root, "old");
+  mkdirSync(join(dir, "objects", "ab"), { recursive: true, mode: 0o755 });
+  mkdirSync(join(dir, "tmp"), { recursive: true, mode: 0o755 });
+  chmodSync(join(dir, "objects"), 0o755);
+  chmodSync(join(dir, "tmp"), 0o755);
+  const disk = new DiskLayer({ dir, maxBytes: 64 << 20, maxItemBytes: 8 << 20 });
+  await disk.ready;
+  for (const sub of ["objects", "tmp"]) expect([sub, (statSync(join(dir, sub)).mode & 0o777).toString(8)]).toEqual([sub, "700"]);
 });
