@@ -325,14 +325,7 @@ export function answerClientError(err: Error & { code?: string }, socket: import
   const status = err.code === "HPE_HEADER_OVERFLOW" ? "431 Request Header Fields Too Large" : "400 Bad Request";
   const answer = `HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`;
   const turns = connectionTurns.get(socket);
-  if (turns === undefined || !turns.req.complete) {
-    // Nothing under way on this connection, or the error is in the body of its latest request:
-    // node:http's own way (the answer, and the socket destroyed, which aborts that exchange).
-    if (socket.writable && (turns === undefined || !turns.res.headersSent)) socket.write(answer);
-    socket.destroy();
-    return;
-  }
-  void turns.tail.then(() => {
+  const last = () => {
     if (socket.destroyed) return;
     if (err.code === "HPE_CLOSED_CONNECTION" || !socket.writable) {
       socket.destroy();
@@ -341,7 +334,23 @@ export function answerClientError(err: Error & { code?: string }, socket: import
     socket.end(answer);
     // (a client that never closes its side: the socket goes after a while)
     setTimeout(() => socket.destroy(), 5_000).unref?.();
-  });
+  };
+  if (turns !== undefined && !turns.req.complete && turns.before !== undefined) {
+    // The error is in the body of a request still waiting its turn (a bad chunk): it is never
+    // served, and the exchanges before it are answered first (the 400 went out at once, in place
+    // of theirs, and the socket's end cut them).
+    turns.dropped = turns.req;
+    void turns.before.then(last);
+    return;
+  }
+  if (turns === undefined || !turns.req.complete) {
+    // Nothing under way on this connection, or the error is in the body of the request being
+    // served: node:http's own way (the answer, and the socket destroyed, which aborts that exchange).
+    if (socket.writable && (turns === undefined || !turns.res.headersSent)) socket.write(answer);
+    socket.destroy();
+    return;
+  }
+  void turns.tail.then(last);
 }
 
 /**
@@ -354,6 +363,10 @@ interface Turns {
   waiting: number;
   req: http.IncomingMessage;
   res: http.ServerResponse;
+  /** While the latest request waits its turn: the end of the exchanges before it. */
+  before: Promise<void> | undefined;
+  /** A waiting request that is never to run (a parse error in its body, answerClientError). */
+  dropped?: http.IncomingMessage;
 }
 const connectionTurns = new WeakMap<object, Turns>();
 
@@ -391,7 +404,7 @@ export function inTurn(req: http.IncomingMessage, res: http.ServerResponse, serv
     res.once("close", () => resolve());
   });
   if (turns === undefined) {
-    const first: Turns = { tail: ended, waiting: 0, req, res };
+    const first: Turns = { tail: ended, waiting: 0, req, res, before: undefined };
     connectionTurns.set(socket, first);
     void ended.then(() => {
       if (first.tail === ended) connectionTurns.delete(socket);
@@ -405,13 +418,16 @@ export function inTurn(req: http.IncomingMessage, res: http.ServerResponse, serv
   turns.waiting++;
   turns.req = req;
   turns.res = res;
+  turns.before = previous;
   void tail.then(() => {
     if (turns.tail === tail) connectionTurns.delete(socket);
   });
   void previous.then(() => {
     turns.waiting--;
-    // (the connection was closed meanwhile: nobody will read this answer, nothing is started for it)
-    if (res.destroyed || req.socket.destroyed) return;
+    if (turns.req === req) turns.before = undefined;
+    // (the connection was closed meanwhile: nobody will read this answer, nothing is started for
+    // it; or its body could not be parsed)
+    if (res.destroyed || req.socket.destroyed || turns.dropped === req) return;
     serve();
   });
 }

@@ -50,6 +50,16 @@ describe("engine: node, a malformed request behind a pipelined one", () => {
     expect(statuses(raw)).toEqual([204]);
   });
 
+  test("a GET, then a PUT whose chunked body is malformed while it waits its turn: the GET's 200, then 400; the PUT never runs (it was a bare 400 at once, the GET cut)", async () => {
+    await s3.put("rw", "g3", "hello again");
+    for (const bad of ["ZZ\r\nabc\r\n", "3\r\nabcXX"]) {
+      const raw = await exchange(px.port, `GET /rw/g3 HTTP/1.1\r\nHost: x\r\n\r\nPUT /rw/never HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n${bad}`);
+      expect({ bad, statuses: statuses(raw) }).toEqual({ bad, statuses: [200, 400] });
+      expect(raw).toContain("\r\n\r\nhello again");
+      expect(await s3.exists("rw", "never")).toBe(false);
+    }
+  });
+
   test("garbage alone: 400; a head over the limit alone: 431", async () => {
     expect(statuses(await exchange(px.port, "JUNK\r\n\r\n"))).toEqual([400]);
     expect(statuses(await exchange(px.port, `GET /rw/g HTTP/1.1\r\nHost: x\r\nX: ${"a".repeat(100_000)}\r\n\r\n`))).toEqual([431]);
