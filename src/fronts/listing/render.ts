@@ -17,12 +17,16 @@ export function escapeHtml(s: string): string {
 // word joiner and the invisible operators, BOM, the Hangul fillers, ...: Unicode's default
 // ignorables, less the joiners and variation selectors that emoji and scripts need): with them
 // one writer's `\u200Bhello.txt` showed exactly as `hello.txt`, beside it, linking elsewhere.
-// A name shown in the page has them as visible code points instead.
-const BIDI_CONTROLS = /[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\u3164\ufeff\uffa0]/g;
+// A name shown in the page has them as visible code points instead. Beyond the BMP: the shorthand
+// format controls, the musical format characters, and the tag characters (U+E0000-E0FFF less the
+// variation selectors supplement), except a tag sequence after U+1F3F4 (a subdivision flag, 🏴 +
+// tags + cancel tag): a tag alone is invisible too.
+const BIDI_CONTROLS =
+  /[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\u3164\ufeff\uffa0\u{1bca0}-\u{1bca3}\u{1d173}-\u{1d17a}\u{e0000}-\u{e001f}\u{e0080}-\u{e00ff}\u{e01f0}-\u{e0fff}]|(?<!\u{1f3f4}[\u{e0020}-\u{e007e}]*)[\u{e0020}-\u{e007f}]/gu;
 
 /** A key name as page text: HTML-escaped, and every bidi control or invisible character shown as its code point (`⟨U+202E⟩`), never applied. */
 export function displayName(s: string): string {
-  return escapeHtml(s).replace(BIDI_CONTROLS, (c) => `<span class="ctl">⟨U+${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}⟩</span>`);
+  return escapeHtml(s).replace(BIDI_CONTROLS, (c) => `<span class="ctl">⟨U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")}⟩</span>`);
 }
 
 /** A URL path segment-wise encoded (so `#`, `?`, `%` and spaces in keys stay part of the path). */

@@ -70,6 +70,18 @@ describe("render", () => {
     const spoof = { prefix: "", entries: names.map((n) => ({ key: n, name: n, folder: false, size: 1, lastModified: "" })), nextToken: undefined };
     const html = renderHtml({ page: spoof, mount: "/pub", bucket: "pub" });
     for (const n of names) expect(html).toContain(`<span class="ctl">⟨U+${n.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}⟩</span>hello.txt`);
+    // beyond the BMP too: tag characters, the musical format characters (they showed as nothing)
+    const astral = ["\u{e0020}hello.txt", "\u{e0041}hello.txt", "\u{1d173}hello.txt", "\u{e0001}hello.txt", "\u{1bca0}hello.txt"];
+    const astralPage = { prefix: "", entries: astral.map((n) => ({ key: n, name: n, folder: false, size: 1, lastModified: "" })), nextToken: undefined };
+    const astralHtml = renderHtml({ page: astralPage, mount: "/pub", bucket: "pub" });
+    for (const n of astral) expect(astralHtml).toContain(`<span class="ctl">⟨U+${n.codePointAt(0)!.toString(16).toUpperCase()}⟩</span>hello.txt`);
+    expect(astralHtml).not.toMatch(/[\u{e0000}-\u{e0fff}\u{1d173}-\u{1d17a}]/u);
+    // a subdivision flag (🏴 + tag letters + cancel tag) and an ideographic variation sequence stay as they are
+    const flag = "\u{1f3f4}\u{e0067}\u{e0062}\u{e0073}\u{e0063}\u{e0074}\u{e007f}";
+    const kept = { prefix: "", entries: [flag + ".png", "\u845b\u{e0100}.txt"].map((n) => ({ key: n, name: n, folder: false, size: 1, lastModified: "" })), nextToken: undefined };
+    const keptHtml = renderHtml({ page: kept, mount: "/pub", bucket: "pub" });
+    expect(keptHtml).toContain(`>${flag}.png</a>`);
+    expect(keptHtml).toContain(">\u845b\u{e0100}.txt</a>");
     // joiners stay: emoji sequences and scripts need them
     const emoji = { prefix: "", entries: [{ key: "👩\u200d💻.png", name: "👩\u200d💻.png", folder: false, size: 1, lastModified: "" }], nextToken: undefined };
     expect(renderHtml({ page: emoji, mount: "/pub", bucket: "pub" })).toContain(">👩\u200d💻.png</a>");
