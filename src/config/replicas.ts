@@ -26,6 +26,20 @@ const REPLICA_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 /** The rule for a bucket's (and a replica's) s3.bucket. */
 const BUCKET_NAME = /^[a-z0-9][a-z0-9.\-_]{1,254}$/i;
 
+/**
+ * A bucket's `access_key` or `session_token` is sent to S3 in a request header (Authorization's
+ * Credential=, x-amz-security-token): a line break or another control character (the newline a
+ * secret file leaves, read through ${VAR}) cannot be, so every request failed before it left the
+ * proxy, reported as "the upstream connection closed before it answered" (502) and /ready's
+ * "upstream unreachable (Error)". Refused; the value is never shown. (A secret key is not sent:
+ * whitespace at its ends is a note, see notes.ts.)
+ */
+export function headerCredentialProblem(key: "access_key" | "session_token", v: unknown): string | undefined {
+  if (typeof v !== "string" || !/[\x00-\x1f\x7f]/.test(v)) return undefined;
+  const what = /[\r\n]/.test(v) ? "a line break (the newline of a secret file?)" : "a control character";
+  return `contains ${what}: the ${key} is sent to S3 in a request header, which cannot carry it, so every request would fail before reaching S3; remove it (the value is not shown)`;
+}
+
 /** What is wrong with an S3 bucket name, with the rule BUCKET_NAME checks (the name is no secret, but is not echoed), or undefined. */
 export function bucketNameProblem(name: string): string | undefined {
   if (BUCKET_NAME.test(name)) return undefined;
@@ -109,6 +123,10 @@ export function resolveS3<T extends S3Fields>(s3: T, ctx: Ctx): ResolvedS3<T> {
     if (!!r.access_key !== !!r.secret_key)
       bad(at(r.access_key ? "secret_key" : "access_key"), "access_key and secret_key must be given together (or neither, for anonymous access)");
     if (r.session_token && !r.access_key) bad(at("session_token"), "a session_token needs access_key and secret_key");
+    for (const k of ["access_key", "session_token"] as const) {
+      const p = headerCredentialProblem(k, r[k]);
+      if (p) bad(at(k), p);
+    }
     if (r.endpoint !== undefined) {
       if (!/^https?:\/\//i.test(r.endpoint)) bad(at("endpoint"), "must be an http:// or https:// URL");
       const p = userinfoProblem(r.endpoint, "S3 credentials go in access_key and secret_key");

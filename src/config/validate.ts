@@ -11,7 +11,7 @@ import type { Config } from "./load.ts";
 import type { PathSegment } from "./path.ts";
 import { cacheLayerIssues, type Algorithm, type ClaimRule, type RawConfig } from "./schema.ts";
 import { rateLimitIssues } from "./rate-limit.ts";
-import { bucketNameProblem } from "./replicas.ts";
+import { bucketNameProblem, headerCredentialProblem } from "./replicas.ts";
 import { bindsClash, userinfoProblem } from "./url.ts";
 import { validateS3Api } from "./s3-api.ts";
 import { bucketWriteIssues } from "./writes.ts";
@@ -362,6 +362,10 @@ export function validateConfig(cfg: RawConfig, opts: { baseDir?: string } = {}):
     if (!!s3.access_key !== !!s3.secret_key)
       issues.push({ path: at("s3", s3.access_key ? "secret_key" : "access_key"), message: "access_key and secret_key must be given together (or neither, for anonymous access)" });
     if (s3.session_token && !s3.access_key) issues.push({ path: at("s3", "session_token"), message: "a session_token needs access_key and secret_key" });
+    for (const k of ["access_key", "session_token"] as const) {
+      const p = headerCredentialProblem(k, s3[k]);
+      if (p) issues.push({ path: at("s3", k), message: p });
+    }
     checkUrl(s3.endpoint, at("s3", "endpoint"), "S3 credentials go in access_key and secret_key", issues);
     if (s3.retry && s3.retry.max_backoff_ms < s3.retry.initial_backoff_ms)
       issues.push({ path: at("s3", "retry", "max_backoff_ms"), message: "must be at least initial_backoff_ms" });

@@ -399,6 +399,20 @@ describe("parseConfig", () => {
     expect(got).toEqual([{ path: "buckets[0].s3.secret_key", message: "access_key and secret_key must be given together (or neither, for anonymous access)", line: 4 }]);
   });
 
+  // A trailing newline (a secret file read through ${VAR}) in a credential sent in a header passed
+  // --check (a note) and then failed every request as "the upstream connection closed" (502).
+  test("an access_key or session_token with a line break or control character is refused, never shown", () => {
+    const y = B.replace(' }', ', access_key: "${AK}", secret_key: sk-0123456789, session_token: "${ST}" }');
+    const got = issues(y, { AK: "AKIASEKRET\n", ST: "tok\u0001SEKRET" });
+    expect(got.map((i) => i.path)).toEqual(["buckets[0].s3.access_key", "buckets[0].s3.session_token"]);
+    expect(got[0]!.message).toContain("contains a line break");
+    expect(got[1]!.message).toContain("contains a control character");
+    for (const i of got) expect(i.message).not.toContain("SEKRET");
+    expect(parseConfig(y, { env: { AK: "AKIAOK", ST: "tok en" } }).buckets[0]!.s3.access_key).toBe("AKIAOK");
+    const r = `buckets:\n  - name: b\n    path_prefix: /b\n    s3:\n      replicas:\n        - { name: a, bucket: bkt, endpoint: "http://127.0.0.1:9000", access_key: "\${AK}", secret_key: sk-0123456789 }\n`;
+    expect(issues(r, { AK: "AKIASEKRET\r\n" }).map((i) => `${i.path}: ${i.message.slice(0, 30)}`)).toEqual(["buckets[0].s3.replicas[0].access_key: contains a line break (the new"]);
+  });
+
   test("an invalid endpoint URL is rejected", () => {
     const got = issues(B.replace("http://127.0.0.1:9000", "not a url"));
     expect(got).toEqual([{ path: "buckets[0].s3.endpoint", message: "must be a valid http(s) URL", line: 4 }]);
