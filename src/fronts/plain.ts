@@ -35,7 +35,7 @@ import { normalizePath } from "../router.ts";
 import { plainCors } from "./cors-phases.ts";
 import { READ_ALLOW, serveDelete, servePut, uploadLength, WRITE_ALLOW, writeRefusal } from "./plain-write.ts";
 import { parsePresign, servePresign, type PresignContext } from "./presign.ts";
-import { keyTooLong } from "./s3/route.ts";
+import { keyTooLong, SUBRESOURCES } from "./s3/route.ts";
 
 function allowOf(bucket: BucketRuntime | undefined): string {
   return bucket?.cfg.access === "read-write" ? WRITE_ALLOW : READ_ALLOW;
@@ -133,13 +133,7 @@ export function route(ctx: RequestContext): Response | undefined {
 const S3_READ_SELECTORS = /[?&](?:versionId|partNumber)(?:[=&]|$)/;
 
 /** S3's sub-resources and operation selectors: a query naming one asks S3 for another operation than a plain write. */
-const S3_SUBRESOURCES: ReadonlySet<string> = new Set([
-  "accelerate", "acl", "analytics", "attributes", "cors", "delete", "encryption", "intelligent-tiering", "inventory",
-  "legal-hold", "lifecycle", "location", "logging", "metadataTable", "metrics", "notification", "object-lock",
-  "ownershipControls", "partNumber", "policy", "policyStatus", "publicAccessBlock", "renameObject", "replication",
-  "requestPayment", "restore", "retention", "select", "select-type", "tagging", "torrent", "uploadId", "uploads",
-  "versionId", "versioning", "versions", "website",
-]);
+const S3_SUBRESOURCES: ReadonlySet<string> = new Set([...SUBRESOURCES, "versionId"]);
 
 /** The first S3 sub-resource a raw query names (as sent or percent-encoded), or undefined. */
 function s3SubresourceOf(rawQuery: string): string | undefined {

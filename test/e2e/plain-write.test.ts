@@ -148,6 +148,9 @@ for (const engine of ["bun", "node"] as const) {
         ["PUT", "?acl", ""],
         ["PUT", "?x=1&%75ploads", "x"],
         ["PUT", "?versionId=", "x"],
+        // S3's object annotations (2025): PutObjectAnnotation replaced the object, DeleteObjectAnnotation deleted it
+        ["PUT", "?annotation&annotationName=a", "annotation"],
+        ["DELETE", "?annotation&annotationName=a"],
       ];
       for (const [method, query, body] of cases) {
         const res = await fetch(env.url(`/rw/${key}${query}`), { method, body, headers: bearer() });

@@ -97,14 +97,25 @@ export function keyTooLong(key: string): boolean {
 /**
  * Query parameters that name a sub-resource: a request carrying one is another operation than the
  * plain GET/HEAD of a bucket or an object (S3's SigV2 sub-resource list plus later additions).
+ * The plain front refuses writes that name one (fronts/plain.ts), from this same list.
  */
-const SUBRESOURCES = new Set([
-  "accelerate", "acl", "analytics", "attributes", "cors", "delete", "encryption", "intelligent-tiering", "inventory",
-  "legal-hold", "lifecycle", "location", "logging", "metadataTable", "metrics", "notification", "object-lock",
+export const SUBRESOURCES: ReadonlySet<string> = new Set([
+  "abac", "accelerate", "acl", "analytics", "annotation", "attributes", "cors", "delete", "encryption", "intelligent-tiering", "inventory",
+  "legal-hold", "lifecycle", "location", "logging", "metadataAnnotationTable", "metadataConfiguration", "metadataInventoryTable",
+  "metadataJournalTable", "metadataTable", "metrics", "notification", "object-lock",
   "ownershipControls", "partNumber", "policy", "policyStatus", "publicAccessBlock", "renameObject", "replication",
   "requestPayment", "restore", "retention", "select", "select-type", "session", "tagging", "torrent", "uploadId",
   "uploads", "versioning", "versions", "website",
 ]);
+
+/**
+ * Query parameters a write (PUT, POST, DELETE) may carry that name no sub-resource. S3 keeps adding
+ * sub-resources (?annotation, ?abac, ?metadataConfiguration came in 2025): a write with a bare
+ * parameter this front does not know is refused (NotImplemented) rather than taken for a plain
+ * PutObject or DeleteObject, which would overwrite or delete the object (PutObjectAnnotation,
+ * DeleteObjectAnnotation did until 2026-12-05). The SDKs' own marker `x-id` has a value.
+ */
+const WRITE_PARAMETERS = new Set(["x-id", "uploadId", "partNumber", "versionId", "list-type"]);
 
 /** The configured bucket an S3 request names (a name the S3 front can address), or undefined. */
 export function configuredBucket(rt: Runtime, name: string): BucketRuntime | undefined {
@@ -197,6 +208,11 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
       subs++;
     }
     else if (k === "list-type") listType = v;
+    else if (v === "" && method !== "GET" && method !== "HEAD" && !WRITE_PARAMETERS.has(k) && !k.startsWith("X-Amz-") && !k.startsWith("x-amz-")) {
+      // (an unknown bare parameter on a write: a sub-resource this front does not know, see WRITE_PARAMETERS)
+      sub ??= k;
+      subs++;
+    }
   }
   if (a.bucket === "") {
     if (method === "POST") return "AssumeRoleWithWebIdentity";

@@ -91,6 +91,31 @@ describe("operationOf", () => {
     expect(ACTION_OF.ListObjectVersions).toBe("s3:ListBucketVersions");
     expect(ACTION_OF.DeleteObjectVersion).toBe("s3:DeleteObjectVersion");
   });
+  test("newer sub-resources are not plain object or bucket operations (PutObjectAnnotation overwrote the object, DeleteObjectAnnotation deleted it)", () => {
+    for (const [m, p, s] of [
+      ["PUT", "/b/k", "annotation&annotationName=a"],
+      ["DELETE", "/b/k", "annotation&annotationName=a"],
+      ["DELETE", "/b/k", "annotation&annotationName=a&versionId=3"],
+      ["GET", "/b/k", "annotation&annotationName=a&x-id=GetObjectAnnotation"],
+      ["GET", "/b/k", "annotation&x-id=ListObjectAnnotations"],
+      ["GET", "/b", "abac"],
+      ["PUT", "/b", "abac"],
+      ["GET", "/b", "metadataConfiguration"],
+      ["POST", "/b", "metadataConfiguration"],
+      ["PUT", "/b", "metadataInventoryTable"],
+      ["PUT", "/b", "metadataJournalTable"],
+      ["PUT", "/b", "metadataAnnotationTable"],
+      // a write with a bare parameter this front does not know: refused, never a PutObject / DeleteObject
+      ["PUT", "/b/k", "someFutureSubresource"],
+      ["DELETE", "/b/k", "someFutureSubresource&x-id=DeleteObject"],
+      ["POST", "/b/k", "someFutureSubresource"],
+      ["PUT", "/b", "someFutureSubresource"],
+    ]) expect(`${m} ${p}?${s} → ${op(m, p, s)}`).toBe(`${m} ${p}?${s} → 501 NotImplemented`);
+    // parameters with values, and the SDKs' x-id, are not sub-resources
+    expect(op("DELETE", "/b/k", "x-id=DeleteObject")).toBe("DeleteObject");
+    expect(op("PUT", "/b/k", "x-id=PutObject&foo=bar")).toBe("PutObject");
+    expect(op("GET", "/b/k", "foo")).toBe("GetObject");
+  });
   test("anything else is 501 NotImplemented; a bad list-type is InvalidArgument", () => {
     for (const [m, p, s] of [
       ["POST", "/b/k", ""],
