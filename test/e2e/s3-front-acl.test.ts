@@ -4,12 +4,12 @@
  * they already are (an owner-only canned ACL: 200, nothing changes), anything else refused
  * AccessControlListNotSupported; grants and read-only buckets apply as to any read or write.
  */
-import { afterAll, beforeAll, expect, setDefaultTimeout } from "bun:test";
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { awsCli } from "../clients/aws.ts";
 import { clientTest } from "../clients/run.ts";
 import { s3cmdClient } from "../clients/s3cmd.ts";
 import { ownerOf } from "../../src/fronts/s3/xml.ts";
-import { READER, startUploadEnv, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
+import { answerOf, READER, signedFetch, startUploadEnv, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
 
 setDefaultTimeout(60_000);
 
@@ -91,4 +91,20 @@ clientTest("s3cmd")("s3cmd cp and mv within a bucket: the copy's ACL (the owner'
   expect([mv.code, mv.stderr]).toEqual([0, ""]);
   expect(await env.s3.exists("up", "docs/copied.txt")).toBe(false);
   expect(new TextDecoder().decode(await env.s3.read("up", "docs/moved.txt"))).toBe("hello acl");
+});
+
+// GetObjectAcl of a version: the existence check's HEAD has no body, so S3's own code was lost
+// (an invalid version id was a vague 400 InvalidRequest), and every 404 was NoSuchVersion, which
+// skipped the rule that a missing key is AccessDenied to a caller without `list`.
+test("GetObjectAcl with a versionId: S3's own error for the version (InvalidArgument for a bad id), and a missing key is AccessDenied without `list`, as GetObject's", async () => {
+  const acl = (bucket: string, key: string, versionId: string) => signedFetch(env, { method: "GET", path: `/${bucket}/${key}`, query: [["acl", ""], ["versionId", versionId]] }).then(answerOf);
+  const obj = (bucket: string, key: string, versionId: string) => signedFetch(env, { method: "GET", path: `/${bucket}/${key}`, query: [["versionId", versionId]] }).then(answerOf);
+  for (const [bucket, key, version] of [["up", "docs/a.txt", "zz"], ["other", "docs/nope.txt", "null"], ["up", "docs/nope.txt", "null"]] as const) {
+    const got = await acl(bucket, key, version);
+    const read = await obj(bucket, key, version);
+    expect({ bucket, key, version, status: got.status, code: got.code }).toEqual({ bucket, key, version, status: read.status, code: read.code });
+  }
+  expect((await acl("other", "docs/nope.txt", "null")).code).toBe("AccessDenied");
+  expect((await acl("up", "docs/a.txt", "zz")).code).toBe("InvalidArgument");
+  expect((await acl("up", "docs/a.txt", "null")).status).toBe(200);
 });

@@ -22,7 +22,7 @@ import { s3Error } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
 import type { S3RequestContext } from "./front.ts";
 import { versionIdOf, xmlResponse } from "./operations.ts";
-import { errorOf } from "./relay.ts";
+import { errorOf, relayError } from "./relay.ts";
 import { aclsNotSupported, callOf, GRANT_HEADERS, OWNER_ONLY_ACLS, readXmlBody, requestHeaders } from "./writes.ts";
 import { child, childrenNamed, childText, type XmlElement } from "./xml-reader.ts";
 import { escapeXml, ownerOf, S3_XMLNS, XML_DECL } from "./xml.ts";
@@ -46,16 +46,28 @@ function identityOf(ctx: RequestContext): string {
   return (ctx as S3RequestContext).s3!.principal!.identity;
 }
 
-/** HEAD of the object (or the version asked for) upstream: S3's error when it does not exist. */
+/**
+ * HEAD of the object (or the version asked for) upstream: S3's error when it does not exist. A
+ * HEAD's error has no body to name its code: for a version (NoSuchKey, NoSuchVersion, an invalid
+ * id, a delete marker) a one-byte GET asks, and S3's own answer is relayed (a missing key is then
+ * NoSuchKey, which renderError turns into AccessDenied for a caller without `list`, as on GetObject).
+ */
 async function requireObject(ctx: RequestContext): Promise<void> {
   const versionId = versionIdOf(ctx);
   const upstream = ctx.bucket!.upstream.primary();
   const res = await headUpstream(upstream, { method: "HEAD", key: ctx.key, versionId, headers: {} }, callOf(ctx));
   await res.body?.cancel().catch(() => {});
   if (res.status === 200) return;
-  const e = errorOf(res.status, undefined, upstream.bucket, res.headers.get("retry-after"));
-  if (versionId !== undefined && res.status === 404) throw s3Fail(s3Error("NoSuchVersion"));
-  throw s3Fail(e);
+  if (versionId !== undefined && (res.status === 400 || res.status === 404 || res.status === 405)) {
+    const got = await headUpstream(upstream, { method: "GET", key: ctx.key, versionId, headers: { range: "bytes=0-0" } }, callOf(ctx));
+    // (416: the version exists, and is empty)
+    if (got.status === 200 || got.status === 206 || got.status === 416) {
+      await got.body?.cancel().catch(() => {});
+      return;
+    }
+    return relayError(got, upstream.bucket);
+  }
+  throw s3Fail(errorOf(res.status, undefined, upstream.bucket, res.headers.get("retry-after")));
 }
 
 export function getBucketAclOp(ctx: RequestContext): Response {
