@@ -57,12 +57,18 @@ function aliasTargetsOf(doc: Document): Map<unknown, unknown> {
   return targets;
 }
 
-const ENV_RE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
+/** A placeholder, or `$${`: a literal `${` (as in Compose files). */
+const ENV_RE = /\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
 const WHOLE_RE = /^\$\{[^}]+\}$/;
 /** ${NAME followed by anything but "}" or ":-": a shell expansion form that is not substituted. */
-const UNSUPPORTED_RE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?![A-Za-z0-9_}]|:-)(:?[^}A-Za-z0-9_]?)/g;
+const UNSUPPORTED_RE = /(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?![A-Za-z0-9_}]|:-)(:?[^}A-Za-z0-9_]?)/g;
 /** ${NAME:-…${…: a variable inside a default (shells and Compose expand it; here the default is literal text). */
-const NESTED_DEFAULT_RE = /\$\{([A-Za-z_][A-Za-z0-9_]*):-[^}]*\$\{/g;
+const NESTED_DEFAULT_RE = /(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*):-[^}]*\$\{/g;
+/**
+ * Keys whose value may be a secret (or hold one: a URL's password). A `${` inside such a value,
+ * beside other text, may be part of the secret: what follows it is never shown in an issue.
+ */
+const SECRET_KEY_RE = /secret|password|passwd|token|session_key|api_key|credential|url$/i;
 
 /** A node on the walk: its formatted path, and a link to its parent to rebuild the segments only when an issue needs them. */
 interface Frame {
@@ -109,7 +115,8 @@ function parseYamlScalar(text: string): unknown {
 function substituteScalar(node: { value: unknown; type?: string }, env: Record<string, string | undefined>, missing: (name: string, empty: boolean) => void, typed?: (name: string, isString: boolean) => void): void {
   const text = node.value as string;
   let failed = false;
-  const replaced = text.replace(ENV_RE, (whole: string, name: string, def: string | undefined) => {
+  const replaced = text.replace(ENV_RE, (whole: string, name: string | undefined, def: string | undefined) => {
+    if (name === undefined) return "${";
     const v = env[name];
     if (v !== undefined && v !== "") return v;
     if (def !== undefined) return def;
@@ -369,20 +376,31 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
       // echo its name: it may well be the secret.
       if (!aliasTargets.get(n)) issues.push({ path: segments(f), message: "an alias (*name) that names no anchor: quote a value that starts with *", line: line(n) ?? lines.get(f.fmt) });
     } else if (isScalar(n) && typeof n.value === "string" && n.value.includes("${")) {
+      // A secret written in the file that holds `${` (beside other text) is not a placeholder to
+      // name: the text after `${` is part of the secret (it was echoed by --check and the logs).
+      const hidden = typeof f.seg === "string" && SECRET_KEY_RE.test(f.seg) && !WHOLE_RE.test(n.value);
+      const HIDDEN = "holds a `${` that is not a placeholder this loader substitutes, or names a variable that is not set (not shown: it may be part of a secret); a literal `${` is written `$${`";
+      let hiddenSaid = false;
+      const sayHidden = () => {
+        if (!hiddenSaid) issues.push({ path: segments(f), message: HIDDEN, line: lines.get(f.fmt) });
+        hiddenSaid = true;
+      };
       // A shell form this loader does not expand (${VAR:?msg}, ${VAR:=x}, ${VAR+x}, ...) would stay
       // in the value as written: said, with the variable's name and the operator only.
       for (const m of n.value.matchAll(UNSUPPORTED_RE)) {
-        issues.push({ path: segments(f), message: `\${${m[1]}${m[2]}…} is not supported: only \${VAR} and \${VAR:-default} are substituted`, line: lines.get(f.fmt) });
+        if (hidden) sayHidden();
+        else issues.push({ path: segments(f), message: `\${${m[1]}${m[2]}…} is not supported: only \${VAR} and \${VAR:-default} are substituted`, line: lines.get(f.fmt) });
       }
       // ${A:-${B}} read ${B as A's default: the value became the literal text "${B}" (sent to S3
-      // as a credential, or a secret "too short"). Said, with the outer variable's name only.
+      // as a credential, or a secret "too short"). Said, with the outer variable's name only (in
+      // a secret too: no secret holds `${NAME:-${` by chance).
       for (const m of n.value.matchAll(NESTED_DEFAULT_RE)) {
         issues.push({ path: segments(f), message: `\${${m[1]}:-\${…}} is not supported: a default is taken as written, so write it without a variable (only \${VAR} and \${VAR:-default} are substituted)`, line: lines.get(f.fmt) });
       }
       substituteScalar(
         n,
         env,
-        (name, empty) => issues.push({ path: segments(f), message: `environment variable ${name} is ${empty ? "set but empty" : "not set"}`, line: lines.get(f.fmt) }),
+        (name, empty) => (hidden ? sayHidden() : issues.push({ path: segments(f), message: `environment variable ${name} is ${empty ? "set but empty" : "not set"}`, line: lines.get(f.fmt) })),
         (name, isString) => (isString ? stringVars : typedVars).set(f.fmt, name),
       );
       const quoted = n.type !== "PLAIN" && typeof n.source === "string" ? /^\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}$/.exec(n.source) : null;

@@ -240,6 +240,24 @@ describe("parseConfig", () => {
     expect(parseConfig(y, { env: { SK: "a: b # c\nd" } }).buckets[0].s3.secret_key).toBe("a: b # c\nd");
   });
 
+  // A secret that holds `${` beside other text: what follows was echoed by --check and the logs
+  // ("${q7Zp…} is not supported", "environment variable q7Zp… is not set").
+  test("a `${` inside a secret's value (beside other text) is never shown in an issue; `$${` is a literal `${`", () => {
+    const front = (sk: string) => `s3_api:\n  enabled: true\n  port: 0\n  credentials:\n    - access_key_id: AKIATESTTESTTEST\n      secret_access_key: "${sk}"\n      identity: app\n      buckets: { b: [read] }\n${B}`;
+    for (const sk of ["Xk9${q7Zp2mLw8RtY4vBn6c", "Xk9${q7Zp2mLw8RtY4vBn6c}Tail", "Xk9${q7Zp2mLw8RtY4vBn6c:?x}Tail"]) {
+      const got = issues(front(sk));
+      expect({ sk, paths: got.map((i) => i.path) }).toEqual({ sk, paths: ["s3_api.credentials[0].secret_access_key"] });
+      expect(got[0]!.message).toContain("not shown");
+      expect(got[0]!.message).not.toContain("q7Zp");
+    }
+    // the escape
+    expect(parseConfig(front("Xk9$${q7Zp2mLw8RtY4vBn6c}Tail"), { env: {} }).s3_api!.credentials[0]!.secret_access_key).toBe("Xk9${q7Zp2mLw8RtY4vBn6c}Tail");
+    // a secret that is one placeholder still names its variable (the name is not the secret)
+    expect(issues(front("${NOPE_SK}")).map((i) => i.message)).toEqual(["environment variable NOPE_SK is not set"]);
+    // and any other key still says which variable
+    expect(issues(B.replace("bkt", '"a-${NOPE_B}"')).map((i) => i.message)).toEqual(["environment variable NOPE_B is not set"]);
+  });
+
   test("a shell form that is not substituted (${VAR:?msg}, ${VAR:=x}) is a problem naming the variable and the operator, not a literal value", () => {
     const yaml = `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, region: "\${REG:?region required}", access_key: AK, secret_key: "\${SK:=hunter2}" }\n`;
     const found = issues(yaml, { REG: "us-east-1", SK: "x" }).map((i) => `${i.line}: ${i.path}: ${i.message}`);
