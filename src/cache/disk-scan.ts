@@ -5,6 +5,7 @@
  * of the older one) the newer is kept. Temporary files of writers that are no longer alive are
  * deleted (another live process sharing the folder keeps its own).
  */
+import { constants } from "node:fs";
 import { open, readdir, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { decodeHead, hashOfName, HEAD_BYTES, keyHash, metaLength, ownerOfTemp, START_ID, type DiskHead } from "./disk-format.ts";
@@ -52,16 +53,24 @@ async function list(dir: string): Promise<string[]> {
   }
 }
 
+/**
+ * How an object file is opened to be checked: never through a symlink, and without waiting (a FIFO
+ * in the folder, or a symlink to one, made a plain open wait for a writer forever, and every
+ * lookup, purge and stop waits for the rebuild).
+ */
+const OPEN_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0) | (constants.O_NOFOLLOW ?? 0);
+
 /** Reads and checks one object file; a string says why it is not a complete object. */
 export async function readObjectFile(file: string, hash: string): Promise<ScannedFile | string> {
   let fh;
   try {
-    fh = await open(file, "r");
+    fh = await open(file, OPEN_FLAGS);
   } catch {
     return "unreadable";
   }
   try {
     const st = await fh.stat();
+    if (!st.isFile()) return "not a regular file";
     const first = new Uint8Array(Math.min(st.size, 4096));
     await fh.read(first, 0, first.byteLength, 0);
     const n = metaLength(first);

@@ -3,7 +3,7 @@
  * a miss (never wrong bytes), LRU by bytes, revalidation in place, purges racing writes.
  */
 import { afterAll, describe, expect, test, setDefaultTimeout } from "bun:test";
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DiskLayer, onDisk } from "../../src/cache/disk.ts";
@@ -368,6 +368,29 @@ describe("restart", () => {
     expect(await d2.get("b/cut")).toBeUndefined();
     expect(await d2.get("b/grown")).toBeUndefined();
     expect(files(dir)).toHaveLength(1);
+  });
+
+  // A FIFO under objects/ (or a symlink to one) made the rebuild's open() wait for a writer
+  // forever: every lookup and purge waits for `ready`, so each cached request was a 504 after
+  // request_timeout, a write hung after it was stored, and a stop never finished.
+  test.skipIf(process.platform === "win32")("a FIFO, a symlink to one and a folder in place of an object file do not hold the rebuild", async () => {
+    const dir = freshDir();
+    const d1 = await open(dir);
+    await d1.put(obj("b/good", 5000));
+    await d1.close();
+    const sub = join(dir, "objects", "ab");
+    mkdirSync(sub, { recursive: true });
+    const fifo = join(sub, "ab" + "1".repeat(30) + ".x1.obj");
+    expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
+    const outside = join(root, `fifo-${n}`);
+    expect(Bun.spawnSync(["mkfifo", outside]).exitCode).toBe(0);
+    symlinkSync(outside, join(sub, "ab" + "2".repeat(30) + ".x1.obj"));
+    mkdirSync(join(sub, "ab" + "3".repeat(30) + ".x1.obj"));
+    const d2 = new DiskLayer({ dir, maxBytes: 64 << 20, maxItemBytes: 16 << 20 });
+    const done = await Promise.race([d2.ready.then(() => "ready"), Bun.sleep(3000).then(() => "stuck")]);
+    expect(done).toBe("ready");
+    expect(d2.keys()).toEqual(["b/good"]);
+    await d2.close();
   });
 
   test("two versions of one key (a crash between rename and unlink): the newer is kept", async () => {
