@@ -324,7 +324,8 @@ interface Reader {
 
 /**
  * The resume of a fill's readers through `upstream`: bytes [pos, end) of the object with the
- * fill's ETag (If-Match: another version is a 412, no resume), taken only as the exact 206.
+ * fill's ETag (If-Match: another version is a 412, no resume), taken only as the exact 206 that
+ * names that ETag.
  */
 export function resumeThrough(upstream: (extra: Record<string, string>, signal: AbortSignal) => Promise<Response>, meta: ObjectMeta): ResumeFromUpstream | undefined {
   const etag = meta.headers.etag;
@@ -332,7 +333,10 @@ export function resumeThrough(upstream: (extra: Record<string, string>, signal: 
   return async (pos, end, signal) => {
     const res = await upstream({ range: `bytes=${pos}-${end - 1}`, "if-match": etag }, signal);
     const range = res.headers.get("content-range");
-    if (res.status !== 206 || res.body === null || range?.trim() !== `bytes ${pos}-${end - 1}/${meta.size}`) {
+    // The answer's own ETag too: a replica (or S3-compatible store) that ignores If-Match answered
+    // another version's bytes of the same size, spliced after the fill's as one complete body.
+    const answered = res.headers.get("etag");
+    if (res.status !== 206 || res.body === null || range?.trim() !== `bytes ${pos}-${end - 1}/${meta.size}` || answered === null || answered.trim() !== etag.trim()) {
       void res.body?.cancel().catch(() => {});
       return undefined;
     }
