@@ -52,6 +52,8 @@ export class FillTap {
   onUnfollow: (() => void) | undefined;
   /** Requests following the fill now (their cursors open). */
   followers = 0;
+  /** The replica the fill reads from (a bucket with replicas): named in its followers' access lines. */
+  replica: string | undefined;
   /** Called once when the fill is over (committed or not): it can no longer be joined. */
   onEnd: (() => void) | undefined;
   private over = false;

@@ -4,6 +4,7 @@
  * coalesced requests get; `stream` is for the leader only (a body too big to share): when it is
  * written to disk as it streams, the others follow it from the file (`fill`, fill-tap.ts).
  */
+import { replicaOf } from "../s3/replicas.ts";
 import { ProxyError } from "../errors.ts";
 import { cappedTtl, freshnessSeconds, makeObject, mergeHeaders, pickHeaders } from "./freshness.ts";
 import type { Cache } from "./cache.ts";
@@ -59,9 +60,9 @@ export interface CachePolicy {
 
 export type Shared =
   /** A 200 (fill) or 304 (revalidation) turned into an object every waiter can be served from; stored unless no-store/private. */
-  | { kind: "object"; obj: CachedObject; status: "MISS" | "REVALIDATED" }
+  | { kind: "object"; obj: CachedObject; status: "MISS" | "REVALIDATED"; replica?: string | undefined }
   /** Upstream answered something other than 200/304 (404, 403, 5xx...): replayed to every waiter, never stored. */
-  | { kind: "replay"; status: number; headers: [string, string][]; body: Blob }
+  | { kind: "replay"; status: number; headers: [string, string][]; body: Blob; replica?: string | undefined }
   /** Body too big to buffer: each request goes upstream on its own (the leader may use `stream`). */
   | { kind: "bypass" }
   /** Body too big to buffer, written to disk as it streams to the leader: the others follow it from the file. */
@@ -230,7 +231,7 @@ async function fetchAndShare(
     const obj = makeObject(key, stale.body, headers, now, ttl);
     if (ttl === null) void cache.delete(key);
     else if (!cache.purgedSince(epoch, key)) cache.put(obj, fill);
-    return { shared: { kind: "object", obj, status: "REVALIDATED" } };
+    return { shared: { kind: "object", obj, status: "REVALIDATED", replica: replicaOf(res) } };
   }
 
   if (res.status !== 200) {
@@ -238,7 +239,7 @@ async function fetchAndShare(
     const len = Number(res.headers.get("content-length") ?? 0);
     if (len > MAX_REPLAY_BYTES) return { shared: { kind: "bypass" }, stream: res, live: true };
     const body = await res.blob();
-    return { shared: { kind: "replay", status: res.status, headers: [...res.headers], body } };
+    return { shared: { kind: "replay", status: res.status, headers: [...res.headers], body, replica: replicaOf(res) } };
   }
 
   // An answer from a secondary replica is stored for its short bound only (capFreshness), in every layer.
@@ -256,7 +257,9 @@ async function fetchAndShare(
         const meta = { key, headers, storedAt: now, expiresAt: now + ttl * 1000, size };
         const writer = cache.openWriter(meta, epoch, fill.token);
         if (writer !== undefined) {
-          const shared: Shared = writer.file !== undefined ? { kind: "fill", tap: new FillTap(meta, epoch, writer.file) } : { kind: "bypass" };
+          const tap = writer.file !== undefined ? new FillTap(meta, epoch, writer.file) : undefined;
+          if (tap !== undefined) tap.replica = replicaOf(res);
+          const shared: Shared = tap !== undefined ? { kind: "fill", tap } : { kind: "bypass" };
           return { shared, stream: res, live: true, writer, size };
         }
       }
@@ -279,5 +282,5 @@ async function fetchAndShare(
   }
   const obj = makeObject(key, body, pickHeaders(res.headers), now, ttl);
   if (ttl !== null && body.size <= bufferBytes && !cache.purgedSince(epoch, key)) cache.put(obj, fill);
-  return { shared: { kind: "object", obj, status: "MISS" } };
+  return { shared: { kind: "object", obj, status: "MISS", replica: replicaOf(res) } };
 }

@@ -73,6 +73,12 @@ export interface ServeResult {
    * stream that may fail mid-body (the fill failed), to be delivered as a streamed body.
    */
   following?: boolean;
+  /**
+   * The replica (a bucket with replicas) that gave the answer this request was served from when it
+   * did not ask upstream itself (a waiter on a flight, a follower of a fill): its access line names
+   * it, as the leader's does.
+   */
+  replica?: string | undefined;
 }
 
 
@@ -210,13 +216,13 @@ async function finish(args: ServeArgs, outcome: FlightOutcome, calls: number, ra
     if (shared.status === "REVALIDATED") counters.revalidated++;
     else counters.misses++;
     const response = respondFromObject(shared.obj, args.reqHeaders, args.method, now, shared.status);
-    return { response, cacheStatus: shared.status, upstreamCalls: calls, passthrough: false };
+    return { response, cacheStatus: shared.status, upstreamCalls: calls, passthrough: false, replica: shared.replica };
   }
   if (shared.kind === "replay") {
     counters.misses++;
     const body = args.method === "HEAD" ? null : shared.body;
     const response = new Response(body, { status: shared.status, headers: shared.headers });
-    return { response, cacheStatus: "MISS", upstreamCalls: calls, passthrough: true };
+    return { response, cacheStatus: "MISS", upstreamCalls: calls, passthrough: true, replica: shared.replica };
   }
   const stream = outcome.stream;
   if (shared.kind === "fill" && (stream === undefined || ranged)) {
@@ -273,7 +279,7 @@ async function followFill(args: ServeArgs, tap: FillTap, calls: number, now: num
       // A disk error meanwhile: the rest from the upstream (fill-tap.ts).
       return followerBody(cursor!, start, end, tap, resumeThrough(args.upstream, tap.meta));
     }, args.reqHeaders, method, now);
-    return { response, cacheStatus: "MISS", upstreamCalls: calls, passthrough: false, following };
+    return { response, cacheStatus: "MISS", upstreamCalls: calls, passthrough: false, following, replica: tap.replica };
   } finally {
     if (!following) cursor?.close();
   }

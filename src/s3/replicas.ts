@@ -190,6 +190,7 @@ export class ReplicaSet implements ObjectUpstream {
         const res = outcome as Response;
         if (res.status < 500 || last) {
           if (r.series) (res.status < 500 ? r.series.success : r.series.failure).value++;
+          answeredBy.set(res, r.name);
           return r === this.replicas[0] ? res : capFreshness(res, this.secondaryTtlSeconds);
         }
         res.body?.cancel().catch(() => {});
@@ -288,4 +289,16 @@ export function replicaConfig(cfg: BucketConfig, r: ReplicaConfig): BucketConfig
       replicas: undefined,
     },
   };
+}
+
+/** The replica that gave each answer of a bucket with replicas (fetchObject). */
+const answeredBy = new WeakMap<Response, string>();
+
+/**
+ * The replica that gave `res` (undefined for a bucket without replicas): a cache flight passes it
+ * to the requests it serves that did not ask upstream themselves, so their access lines name it
+ * as the leader's does.
+ */
+export function replicaOf(res: Response): string | undefined {
+  return answeredBy.get(res);
 }

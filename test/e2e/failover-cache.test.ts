@@ -33,7 +33,7 @@ async function get(path: string, init?: RequestInit): Promise<{ status: number; 
 beforeAll(async () => {
   primary = await startS3Fixture({ region: "us-east-1", buckets: [{ name: "p-use1" }], credentials: [{ ...PRIMARY_KEY, buckets: ["p-use1"], write: true }] });
   secondary = await startS3Fixture({ region: "us-west-2", buckets: [{ name: "p-usw2" }], credentials: [{ ...SECONDARY_KEY, buckets: ["p-usw2"], write: true }] });
-  for (const k of ["put.txt", "del.txt", "head.txt"]) {
+  for (const k of ["put.txt", "del.txt", "head.txt", "wait.txt"]) {
     const p = await primary.put("p-use1", k, `P:${k}`);
     const s = await secondary.put("p-usw2", k, `S:${k}`);
     if (k === "head.txt") Object.assign(headEtag, { primary: p.etag, secondary: s.etag });
@@ -103,6 +103,20 @@ describe("a caching bucket with replicas", () => {
     expect(await get("/c/del.txt")).toMatchObject({ status: 200, body: "S:del.txt", cache: "MISS" });
     const { answer } = await servedAgainFromPrimary("/c/del.txt", {}, (a) => a.body === "S:del.txt", (a) => a.status === 404);
     expect(answer.status).toBe(404);
+  });
+
+  test("requests that waited on a fill the secondary answered name it in their access lines, as the one that asked does", async () => {
+    primary.faults.set("/p-use1/wait.txt", { kind: "error500", method: "GET", times: 1 });
+    // (the secondary takes a while: the other two arrive while the fill is under way, and wait on it)
+    secondary.faults.set("/p-usw2/wait.txt", { kind: "delay", ms: 500, method: "GET", times: 1 });
+    const answers = await Promise.all([0, 1, 2].map(() => get("/c/wait.txt")));
+    for (const a of answers) expect(a).toMatchObject({ status: 200, body: "S:wait.txt", cache: "MISS" });
+    const lines = await waitFor(() => {
+      const l = px.logs().filter((x) => x.msg === "request" && x.path === "/c/wait.txt");
+      return l.length === 3 ? l : undefined;
+    }, { message: "three access lines" });
+    // one asked upstream (the primary failed, the secondary answered); the other two waited on it
+    expect(lines.map((l) => l.replica)).toEqual(["secondary", "secondary", "secondary"]);
   });
 
   test("a HEAD whose fill the secondary answered follows the same rule", async () => {

@@ -130,6 +130,8 @@ async function serveCached(ctx: RequestContext, method: ObjectMethod): Promise<R
     throw err;
   });
   ctx.cache = result.cacheStatus;
+  // (served from what another request's upstream answer gave: the replica that gave it)
+  if (result.replica !== undefined && ctx.timing.replica === undefined) ctx.timing.replica = result.replica;
   if (result.following === true && result.response.body !== null) {
     // Read from a streaming fill in progress: metered like a streamed body, cut if the fill fails.
     const res = result.response;
