@@ -255,9 +255,17 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
           ["PUT", { "x-amz-grant-read": 'uri="http://acs.amazonaws.com/groups/global/AllUsers"' }],
           ["PUT", { "x-amz-acl": "public-read-write", "x-amz-copy-source": "/up/acl/private.txt" }],
           ["POST", { "x-amz-acl": "authenticated-read" }, [["uploads", ""]]],
+          // x-amz-grant-write too (it was taken as nothing: 200 with the grant silently gone)
+          ["PUT", { "x-amz-grant-write": 'uri="http://acs.amazonaws.com/groups/global/AllUsers"' }],
+          ["POST", { "x-amz-grant-write": 'uri="http://acs.amazonaws.com/groups/global/AllUsers"' }, [["uploads", ""]]],
         ];
         for (const [method, headers, query] of refusals) {
           const a = await answerOf(await signedFetch(env, { method, path: "/up/acl/refused.txt", headers, query, body: method === "PUT" && !headers["x-amz-copy-source"] ? bytesOf(10, 3) : undefined }));
+          expect({ status: a.status, code: a.code }).toEqual({ status: 400, code: "AccessControlListNotSupported" });
+        }
+        // PutObjectAcl and PutBucketAcl with a private canned ACL beside a write grant: refused, not 200
+        for (const path of ["/up/acl/private.txt", "/up"]) {
+          const a = await answerOf(await signedFetch(env, { method: "PUT", path, query: [["acl", ""]], headers: { "x-amz-acl": "private", "x-amz-grant-write": 'uri="http://acs.amazonaws.com/groups/global/AllUsers"' } }));
           expect({ status: a.status, code: a.code }).toEqual({ status: 400, code: "AccessControlListNotSupported" });
         }
         expect(env.s3.requests.filter((e) => !e.admin)).toEqual([]);

@@ -18,7 +18,8 @@ import { parseRawQuery } from "./uri.ts";
 
 /** Canned ACLs that change nothing on a bucket whose objects all belong to its owner. */
 export const OWNER_ONLY_ACLS: ReadonlySet<string> = new Set(["private", "bucket-owner-full-control"]);
-export const GRANT_HEADERS = ["x-amz-grant-full-control", "x-amz-grant-read", "x-amz-grant-read-acp", "x-amz-grant-write-acp"] as const;
+/** Every grant header S3 takes (PutObject, CopyObject, CreateMultipartUpload, PutObjectAcl, PutBucketAcl). */
+export const GRANT_HEADERS = ["x-amz-grant-full-control", "x-amz-grant-read", "x-amz-grant-read-acp", "x-amz-grant-write", "x-amz-grant-write-acp"] as const;
 
 export const aclsNotSupported = (): S3Error => s3Error("AccessControlListNotSupported", "The bucket does not allow ACLs");
 
