@@ -98,6 +98,19 @@ describe("S3 front", () => {
     expect(text(await env.s3.read("up", "raw/unkept.txt"))).toBe("kept");
   });
 
+  test("AbortMultipartUpload with S3's x-amz-if-match-initiated-time (directory buckets) → 501 NotImplemented naming it, nothing sent upstream, the upload stays open", async () => {
+    const created = await answerOf(await signedFetch(env, { method: "POST", path: "/up/raw/mpu.bin", query: [["uploads", ""]] }));
+    const uploadId = /<UploadId>([^<]+)<\/UploadId>/.exec(created.body)![1]!;
+    const h = { "x-amz-if-match-initiated-time": new Date(Date.now() - 86_400_000).toUTCString() };
+    const abort = () => signedFetch(env, { method: "DELETE", path: "/up/raw/mpu.bin", query: [["uploadId", uploadId]], headers: h });
+    await expectRefused(env, abort(), 501, "NotImplemented");
+    expect((await answerOf(await abort())).body).toContain("<Header>x-amz-if-match-initiated-time</Header>");
+    expect(env.s3.multipartUploads().map((u) => u.uploadId)).toContain(uploadId);
+    // without the condition the abort is done
+    expect((await signedFetch(env, { method: "DELETE", path: "/up/raw/mpu.bin", query: [["uploadId", uploadId]] })).status).toBe(204);
+    expect(env.s3.multipartUploads().map((u) => u.uploadId)).not.toContain(uploadId);
+  });
+
   test("JS SDK DeleteObjects: a mismatched <ETag> is that key's PreconditionFailed (it stays, cached and upstream), the matching, `*` and unconditional keys are deleted, a missing key with an ETag is NoSuchKey", async () => {
     const a = await sdk.send(new PutObjectCommand({ Bucket: "up", Key: "multi/a.txt", Body: "a" }));
     for (const k of ["b", "c", "d"]) await sdk.send(new PutObjectCommand({ Bucket: "up", Key: `multi/${k}.txt`, Body: k }));

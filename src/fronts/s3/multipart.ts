@@ -112,7 +112,18 @@ export async function completeMultipartUploadOp(ctx: RequestContext): Promise<Re
   return xmlAnswer(ctx, res, xml + "</CompleteMultipartUploadResult>");
 }
 
+/**
+ * S3's condition on an abort (directory buckets only): abort only an upload initiated at that
+ * time. The proxy does not carry it (its buckets are general purpose), so it is refused as
+ * DeleteObject's directory-bucket conditions are (writes.ts unkeptDeleteCondition), never dropped:
+ * the upload, and the parts another client is sending, would be discarded unconditionally.
+ */
+const ABORT_CONDITION = "x-amz-if-match-initiated-time";
+
 export async function abortMultipartUploadOp(ctx: RequestContext): Promise<Response> {
+  if (requestHeaders(ctx).has(ABORT_CONDITION)) {
+    throw s3Fail(s3Error("NotImplemented", `An abort conditional on ${ABORT_CONDITION} is not supported through this proxy: the upload would be aborted without the condition.`, { Header: ABORT_CONDITION }));
+  }
   const uploadId = uploadIdOf(ctx);
   const upstream = writeUpstream(ctx);
   const res = await abortMultipartUpload(upstream, { key: ctx.key, uploadId }, callOf(ctx));
