@@ -195,6 +195,31 @@ describe("refusals store nothing", () => {
     await refused(postForm({ url: p.url, fields: { ...p.fields, key: "bad/other.txt" } }, file), 403, "AccessDenied", "bad/other.txt", /Policy Condition failed/);
   });
 
+  test("a Content-MD5 field is checked against the file, small or multipart: a mismatch is BadDigest and stores nothing (the upload aborted), one that is not an MD5 InvalidDigest; the right one stores", async () => {
+    const md5 = (b: Uint8Array) => new Bun.CryptoHasher("md5").update(b).digest("base64");
+    const small = new TextEncoder().encode("hello post");
+    const big = bytesOf(6 * MiB, 47);
+    const other = md5(new TextEncoder().encode("other"));
+    await refused(postForm(presignWithExtra(policyFor("up", "bad/md5.txt"), { "Content-MD5": other }), small), 400, "BadDigest", "bad/md5.txt");
+    await refused(postForm(presignWithExtra(policyFor("up", "bad/md5.bin"), { "Content-MD5": other }), big), 400, "BadDigest", "bad/md5.bin");
+    await refused(postForm(presignWithExtra(policyFor("up", "bad/md5x.txt"), { "Content-MD5": "not-an-md5" }), small), 400, "InvalidDigest", "bad/md5x.txt");
+    expect((await postForm(presignWithExtra(policyFor("up", "form/md5.txt"), { "Content-MD5": md5(small) }), small)).status).toBe(204);
+    expect(new TextDecoder().decode((await env.s3.read("up", "form/md5.txt"))!)).toBe("hello post");
+    expect((await postForm(presignWithExtra(policyFor("up", "form/md5.bin"), { "Content-MD5": md5(big) }), big)).status).toBe(204);
+    expect(await env.s3.exists("up", "form/md5.bin")).toBe(true);
+  });
+
+  test("Object Lock, customer (SSE-C) and KMS key fields are refused as PutObject's headers are (they were dropped: the object stored unlocked, with the bucket's encryption); AES256 passes", async () => {
+    const cases: Array<[Record<string, string>, number, string]> = [
+      [{ "x-amz-object-lock-mode": "COMPLIANCE", "x-amz-object-lock-retain-until-date": "2030-01-01T00:00:00Z" }, 400, "InvalidRequest"],
+      [{ "x-amz-object-lock-legal-hold": "ON" }, 400, "InvalidRequest"],
+      [{ "x-amz-server-side-encryption": "aws:kms" }, 501, "NotImplemented"],
+      [{ "x-amz-server-side-encryption-customer-algorithm": "AES256", "x-amz-server-side-encryption-customer-key": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=" }, 501, "NotImplemented"],
+    ];
+    for (const [extra, status, code] of cases) await refused(postForm(presignWithExtra(policyFor("up", "bad/lock.txt"), extra), file), status, code, "bad/lock.txt");
+    expect((await postForm(presignWithExtra(policyFor("up", "form/sse.txt"), { "x-amz-server-side-encryption": "AES256" }), file)).status).toBe(204);
+  });
+
   test("content-length-range: a file past the limit is EntityTooLarge, also after parts went up (the upload is aborted); below it EntityTooSmall", async () => {
     await refused(postForm(policyFor("up", "bad/big.bin", { max: 10 * MiB }), bytesOf(12 * MiB, 43)), 400, "EntityTooLarge", "bad/big.bin");
     const p = policyFor("up", "bad/small.bin");

@@ -22,6 +22,8 @@
  * 5. The answer, as S3's: success_action_redirect → 303 to it with bucket, key and etag;
  *    success_action_status 200 or 201 (a PostResponse document), else 204; ETag and Location.
  *
+ * Checked: a Content-MD5 field against the file (BadDigest); refused as PutObject refuses the
+ * headers (writes.ts unkeptSettingOf): Object Lock, SSE-C and KMS key, grant and append fields.
  * Passed on to the object: Content-Type (the field; else S3's binary/octet-stream),
  * Cache-Control, Content-Disposition, Content-Encoding, Content-Language, Expires, x-amz-meta-*,
  * and the tags of a `tagging` field (S3's XML Tagging document, sent as x-amz-tagging).
@@ -46,7 +48,7 @@ import { keyRefusal, MAX_KEY_BYTES } from "./route.ts";
 import { signingKeyFor } from "./signing-keys.ts";
 import { MAX_UPLOAD_BYTES } from "./upload-body.ts";
 import { sameSignature } from "./verify.ts";
-import { aclsNotSupported, callOf, MAX_USER_METADATA_BYTES, OWNER_ONLY_ACLS, writeUpstream } from "./writes.ts";
+import { aclsNotSupported, callOf, MAX_USER_METADATA_BYTES, OWNER_ONLY_ACLS, unkeptSettingOf, writeUpstream } from "./writes.ts";
 import { purgeWritten } from "../purge.ts";
 import { ownsBodyChunks } from "../../http/framed-body.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
@@ -136,6 +138,10 @@ function objectHeaders(fields: ReadonlyMap<string, string>): Record<string, stri
   if (metadataBytes > MAX_USER_METADATA_BYTES) fail(s3Error("MetadataTooLarge", undefined, { MaxSizeAllowed: String(MAX_USER_METADATA_BYTES) }));
   const acl = fields.get("acl");
   if (acl !== undefined && !OWNER_ONLY_ACLS.has(acl.trim().toLowerCase())) fail(aclsNotSupported());
+  // What PutObject refuses rather than drops (Object Lock, customer or KMS keys, an append, a
+  // grant) is refused as a form field too: the object would be stored without it.
+  const unkept = unkeptSettingOf(settingFields(fields));
+  if (unkept !== undefined) fail(unkept);
   const tagging = fields.get("tagging");
   if (tagging !== undefined) {
     let doc: XmlElement;
@@ -152,12 +158,42 @@ function objectHeaders(fields: ReadonlyMap<string, string>): Record<string, stri
   return out;
 }
 
+/** The form's x-amz-* setting fields (not its credentials, signature or metadata) as the headers PutObject would carry them in. */
+function settingFields(fields: ReadonlyMap<string, string>): Headers {
+  const out = new Headers();
+  for (const [name, value] of fields) {
+    if (!name.startsWith("x-amz-") || name.startsWith("x-amz-meta-") || POST_AUTH_FIELDS.has(name)) continue;
+    try {
+      out.set(name, utf8HeaderValue(value));
+    } catch {
+      out.set(name, "?"); // (present is what counts: a value no header can hold still names the setting)
+    }
+  }
+  return out;
+}
+const POST_AUTH_FIELDS = new Set(["x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-signature", "x-amz-security-token"]);
+
+/**
+ * The form's Content-MD5 (base64 of the file's 16-byte MD5), which S3 checks the file against
+ * (BadDigest); undefined without one. InvalidDigest for a value that is not an MD5.
+ */
+function contentMd5Of(fields: ReadonlyMap<string, string>): string | undefined {
+  const v = fields.get("content-md5");
+  if (v === undefined) return undefined;
+  const t = v.trim();
+  if (!/^[A-Za-z0-9+/]{22}==$/.test(t) || Buffer.from(t, "base64").byteLength !== 16) fail(s3Error("InvalidDigest"));
+  return t;
+}
+
 /**
  * Streams the file part upstream within the policy's size range; its ETag. Nothing is stored on
  * failure. Memory: two part buffers per upload, filled in turn, so the client keeps sending into
  * one while the other goes up (one part in flight at a time, parts in order).
  */
-async function uploadFile(ctx: RequestContext, form: FormReader, key: string, headers: Record<string, string>, policy: PostPolicy): Promise<string> {
+async function uploadFile(ctx: RequestContext, form: FormReader, key: string, headers: Record<string, string>, policy: PostPolicy, md5?: string): Promise<string> {
+  // (the file's MD5, when the form gave one to check: compared before the object is stored, by
+  // the single PutObject or the Complete; a multipart upload refused then is aborted below)
+  const hasher = md5 === undefined ? undefined : new Bun.CryptoHasher("md5");
   const upstream = writeUpstream(ctx);
   const call = callOf(ctx);
   const max = Math.min(policy.maxLength, MAX_UPLOAD_BYTES);
@@ -211,6 +247,7 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
   try {
     for await (const chunk of form.body()) {
       total += chunk.byteLength;
+      hasher?.update(chunk);
       if (total > max) fail(s3Error("EntityTooLarge", undefined, { ProposedSize: String(total), MaxSizeAllowed: String(max) }));
       let at = 0;
       while (at < chunk.byteLength) {
@@ -228,6 +265,7 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
       }
     }
     if (total < policy.minLength) fail(s3Error("EntityTooSmall", undefined, { ProposedSize: String(total), MinSizeAllowed: String(policy.minLength) }));
+    if (hasher !== undefined && hasher.digest("base64") !== md5) fail(s3Error("BadDigest", "The Content-MD5 you specified did not match what we received."));
     if (uploadId === undefined) {
       const res = await putObject(upstream, { key, headers, body: buffers[current]!.subarray(0, filled) }, call);
       const etag = res.headers.get("etag");
@@ -338,12 +376,13 @@ export async function postObjectOp(ctx: RequestContext): Promise<Response> {
     }
     await authorize(ctx);
     const headers = objectHeaders(fields);
+    const md5 = contentMd5Of(fields);
     // tags set by the form need s3:PutObjectTagging too, as x-amz-tagging on PutObject does (front.ts)
     if (headers["x-amz-tagging"] !== undefined && !(await mayAlso(ctx, "s3:PutObjectTagging"))) {
       throw new ProxyError("Forbidden", { detail: "The authorization policy denied setting the object's tags" });
     }
     // (purged whatever the outcome: a write whose answer was lost may have landed, see purgeIfUnsure)
-    const etag = await uploadFile(ctx, form, key, headers, policy).finally(() => purgeWritten(ctx, key));
+    const etag = await uploadFile(ctx, form, key, headers, policy, md5).finally(() => purgeWritten(ctx, key));
     return answer(ctx, fields, key, etag);
   } catch (err) {
     // the form itself was broken (read before the file or in it: either way nothing is stored)
