@@ -25,7 +25,8 @@ export class DiskWrite implements LayerWriter {
   private readonly fh: Promise<FileHandle>;
   /** Bytes before the body: the file will be headBytes + meta.size long. */
   readonly headBytes: number;
-  private written = 0;
+  /** Body bytes written to the temporary file so far. */
+  written = 0;
   private finished = false;
   private gone: Promise<void> | undefined;
   /** LayerWriter: the temporary file, which requests following the fill read (fill-tap.ts). */

@@ -455,7 +455,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       // (the failed write's room first: it ends, and counted it made the eviction below empty the
       // layer for one large fill instead of taking it down to 90 %)
       if (w !== undefined) this.giveBack(w);
-      this.outOfRoom(now);
+      this.outOfRoom(now, w === undefined ? 0 : w.headBytes + w.written);
     }
     if (now - this.lastErrorLog < 30_000) return; // a full disk would otherwise log once per fill
     this.lastErrorLog = now;
@@ -636,14 +636,25 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
 
   /**
    * The file system ran out of room before max_disk_size_mb (smaller than configured, or shared
-   * with other data): the layer caps itself at 90 % of what it holds for a minute and evicts the
-   * least recently used files down to it, so new objects are cached again instead of every fill
-   * failing until an operator steps in. A write failing again shrinks the cap again (at most once a
-   * second); after the minute the configured size applies, and the next ENOSPC starts over.
+   * with other data): for a minute the layer caps itself at 90 % of what it holds, or of the room
+   * free on the volume (with the failed write's temporary file, about to go) when that is more,
+   * and evicts the least recently used files down to it, so new objects are cached again instead
+   * of every fill failing until an operator steps in (it takes no object larger than the cap). It
+   * was 90 % of what it held only: one object larger than the volume's free room capped an empty
+   * layer at nothing, and nothing was cached for the minute. A write failing again shrinks the cap
+   * again (at most once a second); after the minute the configured size applies, and the next
+   * ENOSPC starts over.
    */
-  private outOfRoom(now: number): void {
+  private outOfRoom(now: number, failedBytes = 0): void {
     if (this.fullUntil !== 0 && now - (this.fullUntil - FULL_HOLD_MS) < 1000) return;
-    this.fullCap = Math.floor(Math.min(this.bytes, this.cap()) * 0.9);
+    let free = 0;
+    try {
+      const fs = statfsSync(this.dir);
+      free = fs.bavail * fs.bsize;
+    } catch {
+      // (unknown: what the layer holds is what it can have)
+    }
+    this.fullCap = Math.floor(Math.min(Math.max(this.bytes, free + failedBytes), this.cap()) * 0.9);
     this.fullUntil = now + FULL_HOLD_MS;
     this.log?.warn("disk cache: the file system is full; evicting least recently used objects", { dir: this.dir, cap_bytes: this.fullCap, configured_bytes: this.maxBytes, for_seconds: FULL_HOLD_MS / 1000 });
     void this.evictDown();

@@ -170,6 +170,23 @@ describe("a fill that fails on a full file system", () => {
       for (const k of ["b/k1", "b/k2", "b/k3", "b/k4"]) expect([k, (await bodyOf(await d.get(k))).byteLength]).toEqual([k, MiB]);
     });
   });
+
+  // The cap was 90 % of what the layer held: an object larger than the volume's free room, on an
+  // empty layer, capped it at nothing, and nothing was cached for a minute.
+  test("an object too large for the file system's free room does not stop an empty layer caching the objects that fit", async () => {
+    const d = await open(freshDir());
+    try {
+      const w = d.openWriter({ key: "b/huge", headers: headersOf(), storedAt: NOW, expiresAt: NOW + 60_000, size: 12 << 20 })!;
+      expect(w).toBeDefined();
+      // the volume full part-way through (this folder's file system has room to spare)
+      d.failed(Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" }), "write", w as never);
+      await (w as unknown as { abort(): Promise<void> }).abort();
+      await d.put(obj("b/small", 1024));
+      expect((await bodyOf(await d.get("b/small"))).byteLength).toBe(1024);
+    } finally {
+      await d.close();
+    }
+  });
 });
 
 describe("a cached file this process cannot read", () => {
