@@ -171,6 +171,8 @@ for (const engine of ["bun", "node"] as const) {
       const from = s3.requests.length;
       const cases: Array<[Record<string, string>, number]> = [
         [{ "x-amz-write-offset-bytes": "11" }, 501],
+        // a precondition S3 does not take on a write: the object was overwritten whatever its date
+        [{ "if-unmodified-since": "Mon, 01 Jan 2001 00:00:00 GMT" }, 501],
         [{ "x-amz-acl": "public-read" }, 400],
         [{ "x-amz-object-lock-legal-hold": "ON" }, 400],
         [{ "x-amz-server-side-encryption-customer-algorithm": "AES256" }, 501],

@@ -290,6 +290,9 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
           ["POST", { "x-amz-server-side-encryption": "aws:kms:dsse" }, 501, "NotImplemented", [["uploads", ""]]],
           // an append sent as a plain PutObject replaced the object with the appended bytes
           ["PUT", { "x-amz-write-offset-bytes": "10" }, 501, "NotImplemented"],
+          // a precondition S3 does not take on a write was dropped: the object written whatever its date
+          ["PUT", { "if-unmodified-since": "Mon, 01 Jan 2001 00:00:00 GMT" }, 501, "NotImplemented"],
+          ["PUT", { "if-unmodified-since": "Mon, 01 Jan 2001 00:00:00 GMT", "x-amz-copy-source": "/up/sse/aes.txt" }, 501, "NotImplemented"],
         ];
         for (const [method, headers, status, code, query] of refusals) {
           const a = await answerOf(await signedFetch(env, { method, path: "/up/sse/refused.txt", headers, query, body: method === "PUT" && !headers["x-amz-copy-source"] ? bytesOf(10, 3) : undefined }));

@@ -36,7 +36,7 @@ export function refuseAcls(ctx: RequestContext): void {
   // whether there is anything to look at, without a header lookup on every upload (a presigned
   // URL's hoisted headers are in the query, not among the signed names: looked at).
   const signed = (ctx as S3RequestContext).s3?.payload?.signedHeaders;
-  if (signed !== undefined && h === ctx.req.headers && !signed.some(mayRefuse)) return;
+  if (signed !== undefined && h === ctx.req.headers && !signed.some(mayRefuse) && !h.has(UNKEPT_WRITE_CONDITION)) return;
   const refused = unkeptSettingOf(h) ?? objectSettingsProblem(h, ctx.operation === "CopyObject");
   if (refused !== undefined) throw s3Fail(refused);
 }
@@ -87,8 +87,18 @@ export function unkeptSettingOf(h: Headers): S3Error | undefined {
   for (const name of GRANT_HEADERS) if (h.has(name)) return aclsNotSupported();
   // An append sent as a plain PutObject would replace the object with the appended bytes.
   if (h.has(WRITE_OFFSET)) return s3Error("NotImplemented", "Appending to an object (x-amz-write-offset-bytes) is not supported through this proxy: the request would replace the object.", { Header: WRITE_OFFSET });
+  if (h.has(UNKEPT_WRITE_CONDITION)) {
+    return s3Error("NotImplemented", `A write conditional on ${UNKEPT_WRITE_CONDITION} is not supported through this proxy (only If-Match and If-None-Match are): the object would be written without the condition.`, { Header: UNKEPT_WRITE_CONDITION });
+  }
   return unkeptSetting(h);
 }
+
+/**
+ * An HTTP precondition S3 does not take on a write (PutObject and CopyObject take If-Match and
+ * If-None-Match only), which RFC 9110 applies to any method: refused (501), as on a delete
+ * (unkeptDeleteCondition), rather than dropped and the object overwritten whatever its date.
+ */
+const UNKEPT_WRITE_CONDITION = "if-unmodified-since";
 
 /**
  * Settings a client makes a write with for safety or compliance, which this proxy does not carry
