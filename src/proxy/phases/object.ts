@@ -129,6 +129,19 @@ async function serveCached(ctx: RequestContext, method: ObjectMethod): Promise<R
     if (ctx.req.signal.aborted) ctx.cache = "MISS";
     throw err;
   });
+  if (method === "HEAD" && result.passthrough && result.response.status === 403) {
+    // A HEAD miss is answered from a GET. S3 refuses the GET of an object it can still describe
+    // (an archived one: 403 InvalidObjectState; one under a KMS key the proxy may not decrypt
+    // with) while its HeadObject answers 200 with StorageClass and Restore: the HEAD asks that,
+    // as an uncached bucket's HEAD does (it was 403 AccessDenied on a cached bucket only).
+    result.response.body?.cancel().catch(() => {});
+    ctx.timing.attemptMs = undefined; // (the client's request now, not a fill's bounded attempt)
+    ctx.timing.attemptHoldBytes = undefined;
+    const head = await getObject(ctx, "HEAD", forwardRequestHeaders(ctx.req.headers), ctx.req.signal);
+    result.response = head;
+    result.cacheStatus = "BYPASS";
+    result.replica = undefined;
+  }
   ctx.cache = result.cacheStatus;
   // (served from what another request's upstream answer gave: the replica that gave it)
   if (result.replica !== undefined && ctx.timing.replica === undefined) ctx.timing.replica = result.replica;
