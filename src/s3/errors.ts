@@ -61,7 +61,19 @@ export function mapS3Error(status: number, s3Code: string | undefined, retryAfte
   }
   const headers: Record<string, string> = {};
   if (code === "SlowDown" || code === "ServiceUnavailable") headers["retry-after"] = retryAfter && /^\d{1,5}$/.test(retryAfter) ? retryAfter : "1";
-  return new ProxyError(code, { headers, cause: { s3Status: status, s3Code, s3RequestId } });
+  return new ProxyError(code, { headers, detail: detailOf(code, s3Code), cause: { s3Status: status, s3Code, s3RequestId } });
+}
+
+/**
+ * What the plain front's error says when S3's code tells more than the status: an archived object
+ * (it read "The upstream denied access to this object"), and a 400 or 409 S3 gave a code for (a
+ * read of an SSE-C object read "The request is malformed"). The S3 front relays S3's own error.
+ */
+function detailOf(code: ErrorCode, s3Code: string | undefined): string | undefined {
+  if (s3Code === undefined || !/^[A-Za-z]{1,64}$/.test(s3Code) || CREDENTIAL_CODES.has(s3Code)) return undefined;
+  if (s3Code === "InvalidObjectState") return "The object is archived (InvalidObjectState): it must be restored before it can be read";
+  if (code === "BadRequest" || code === "Conflict") return `The upstream refused the request (${s3Code})`;
+  return undefined;
 }
 
 /**
