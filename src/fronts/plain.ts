@@ -146,6 +146,10 @@ function s3SubresourceOf(rawQuery: string): string | undefined {
       continue;
     }
     if (S3_SUBRESOURCES.has(name)) return name;
+    // A bare parameter this front does not know may be a sub-resource S3 adds later (as ?annotation
+    // came in 2025: a PUT of it replaced the object): refused as one, as the S3 front refuses it.
+    // A parameter with a value (a cache-buster, ?v=2) names none.
+    if (name !== "" && (eq < 0 || eq === part.length - 1)) return name;
   }
   return undefined;
 }
