@@ -338,6 +338,12 @@ export function startChildren(opts: {
     for (const w of [...reloadWaiters]) w();
   };
   const pendingMetrics = new Map<number, (s: Snapshot) => void>();
+  /**
+   * Per slot: the counters and histograms its live child last reported. A scrape that gets no
+   * answer from it in time (busy, stopped, CPU-starved) uses them, so the merged counters do not
+   * drop by that child's share and come back at the next scrape (a reset to Prometheus's rate()).
+   */
+  const lastCumulative: Array<Snapshot | undefined> = [];
   /** Purges sent to children, by id: the children still to confirm each. */
   const purgeAcks = new Map<number, { waiting: Set<number>; done: () => void }>();
   let purgeIds = 0;
@@ -442,6 +448,7 @@ export function startChildren(opts: {
         // A late answer from a child that has exited is not its replacement's (and is retired already).
         if (m?.type === "metrics" && m.snapshot && !exited) {
           last = m.snapshot;
+          lastCumulative[i] = m.snapshot.filter((f) => f.type !== "gauge");
           pendingMetrics.get(i)?.(m.snapshot);
         }
         if (m?.type === "config-request") {
@@ -480,6 +487,7 @@ export function startChildren(opts: {
         // Its counters stay in the merged output: a scrape must never see a counter go down.
         if (last) retired = mergeSnapshots([retired, last.filter((f) => f.type !== "gauge")]);
         last = undefined;
+        lastCumulative[i] = undefined;
         if (stopping) return checkDone();
         // A child that dies soon after it started (it cannot start: its disk folder unusable, say,
         // exit 3) is restarted after 1, 2, 4... 30 s, not every second for ever; one that ran a
@@ -503,7 +511,8 @@ export function startChildren(opts: {
           (c, i) =>
             new Promise<Snapshot | undefined>((resolve) => {
               if (!c) return resolve(undefined);
-              const t = setTimeout(() => resolve(undefined), 1000);
+              // No answer in time: what it last reported (its counters and histograms, no gauges).
+              const t = setTimeout(() => resolve(lastCumulative[i]), 1000);
               pendingMetrics.set(i, (s) => {
                 clearTimeout(t);
                 pendingMetrics.delete(i);
@@ -513,7 +522,7 @@ export function startChildren(opts: {
                 c.send({ type: "metrics" });
               } catch {
                 clearTimeout(t);
-                resolve(undefined);
+                resolve(lastCumulative[i]);
               }
             }),
         ),

@@ -102,6 +102,42 @@ test("a child killed with SIGKILL is restarted and the merged counters and histo
   expect(await px.stop()).toBe(0);
 });
 
+test("a child that does not answer a scrape in time (stopped, busy) keeps its last counts in the merged counters", async () => {
+  const group = await startGroup();
+  await using px = group.px;
+  const scrape = async () => (await fetch(`http://127.0.0.1:${px.metricsPort}/metrics`)).text();
+  const requests = (text: string) => Number(/^yatagarasu_http_requests_total\{bucket="one",method="GET",status="200"\} (\S+)$/m.exec(text)?.[1] ?? 0);
+  const servedBy = (w: number) => px.logs().filter((l) => l.msg === "request" && l.path === "/one/obj.txt" && l.worker === w).length;
+  let served = 0;
+  const get = async () => {
+    const res = await fetch(px.url("/one/obj.txt"), { headers: { connection: "close" } });
+    expect(await res.text()).toBe("shared body");
+    served++;
+  };
+  await waitFor(
+    async () => {
+      await Promise.all(Array.from({ length: 4 }, get));
+      await px.waitForLog(() => servedBy(0) + servedBy(1) === served);
+      return servedBy(1) > 0;
+    },
+    { timeoutMs: 10_000, intervalMs: 0, message: "the child to serve some requests" },
+  );
+  const before = await scrape();
+  expect(requests(before)).toBe(served);
+  process.kill(group.pids[1], "SIGSTOP");
+  let during: string;
+  try {
+    during = await scrape(); // the child cannot answer: the primary waits 1 s for it
+  } finally {
+    process.kill(group.pids[1], "SIGCONT");
+  }
+  const [b, d] = [cumulative(before), cumulative(during)];
+  const wentDown = [...b].filter(([series, v]) => !((d.get(series) ?? -1) >= v));
+  expect(wentDown).toEqual([]);
+  expect(requests(during)).toBe(served);
+  expect(await px.stop()).toBe(0);
+});
+
 test("SIGTERM to the whole process group drains each worker once; a second one cuts every drain and the cut transfers are still logged", async () => {
   const { pids, ...group } = await startGroup();
   await using px = group.px;
