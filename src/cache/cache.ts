@@ -89,6 +89,8 @@ export class Cache {
   private readonly counters = new Map<string, BucketCounters>();
   /** HITs served by layers below the first, by layer name. */
   private readonly lowerHits = new Map<string, number>();
+  /** The hits of buckets a reload removed: still in the first layer's hits (a counter never goes down). */
+  private removedHits = 0;
   /** Keys being copied into faster layers (one copy at a time per key). */
   private readonly promoting = new Set<string>();
   /** Every purge, local or remote: a fill or copy of a key purged after it began does not store its result. */
@@ -356,6 +358,7 @@ export class Cache {
   /** Hot reload removed a bucket: drop its entries and its counters. */
   async removeBucket(bucket: string): Promise<number> {
     const n = await this.purgeBucket(bucket);
+    this.removedHits += this.counters.get(bucket)?.hits ?? 0;
     this.counters.delete(bucket);
     return n;
   }
@@ -435,7 +438,7 @@ export class Cache {
     const layers: CacheStats["layers"] = {};
     for (const l of this.layers) {
       const { buckets: _b, ...rest } = l === this.first ? first : l.stats();
-      const hits = l === this.first ? total.hits - lower : (this.lowerHits.get(l.name) ?? 0);
+      const hits = l === this.first ? total.hits + this.removedHits - lower : (this.lowerHits.get(l.name) ?? 0);
       const health = l.health?.();
       layers[l.name] = { ...rest, hits, errors: l.errors?.() ?? 0, ...(health ? { health } : undefined) };
     }

@@ -47,3 +47,21 @@ test("memory + disk: the memory hits stay memory's (unchanged)", async () => {
   expect(s.total.hits).toBe(3);
   expect(s.layers.memory!.hits + s.layers.disk!.hits).toBe(3);
 });
+
+test("a bucket removed by a reload does not take its hits out of layers.*.hits (a counter never goes down)", async () => {
+  const memory = new MemoryLayer(16 << 20, 1 << 20);
+  const cache = new Cache([memory]);
+  const up = instantUpstream(() => new Response("hello", { headers: { etag: '"e"', "content-length": "5" } }));
+  for (const bucket of ["gone", "kept"]) {
+    for (let i = 0; i < 3; i++) {
+      const r = await serveWithCache({ cache, bucket, key: "k", method: "GET", reqHeaders: new Headers(), policy, upstream: up.fn });
+      await r.response.arrayBuffer();
+    }
+  }
+  const before = cache.stats();
+  expect(before.layers.memory!.hits).toBe(4);
+  await cache.removeBucket("gone");
+  const after = cache.stats();
+  expect(Object.keys(after.buckets)).toEqual(["kept"]);
+  expect(after.layers.memory!.hits).toBe(4);
+});
