@@ -506,6 +506,7 @@ export function startChildren(opts: {
 
   return {
     async renderMetrics() {
+      const asked = [...children];
       const snaps = await Promise.all(
         children.map(
           (c, i) =>
@@ -527,7 +528,10 @@ export function startChildren(opts: {
             }),
         ),
       );
-      return renderMerged([opts.own(), ...snaps.filter((s): s is Snapshot => s !== undefined), retired]);
+      // A child that died while the others were awaited had its last snapshot (this one) added to
+      // `retired` already: counting it here too would add it twice, and the next scrape would go down.
+      const live = snaps.filter((s, i): s is Snapshot => s !== undefined && children[i] === asked[i]);
+      return renderMerged([opts.own(), ...live, retired]);
     },
     reloadAll,
     broadcastPurge,

@@ -138,6 +138,45 @@ test("a child that does not answer a scrape in time (stopped, busy) keeps its la
   expect(await px.stop()).toBe(0);
 });
 
+test("a child that dies while a scrape waits for another is not counted twice (its counts are retired once)", async () => {
+  const px = await startProxy(config().replace("workers: 2", "workers: 3"));
+  await using _px = px;
+  const listening = await Promise.all([0, 1, 2].map((w) => px.waitForLog((l) => l.msg === "listening" && l.worker === w)));
+  const pids = listening.map((l) => Number(l.pid));
+  const scrape = async () => (await fetch(`http://127.0.0.1:${px.metricsPort}/metrics`)).text();
+  const requests = (text: string) => Number(/^yatagarasu_http_requests_total\{bucket="one",method="GET",status="200"\} (\S+)$/m.exec(text)?.[1] ?? 0);
+  const servedBy = (w: number) => px.logs().filter((l) => l.msg === "request" && l.path === "/one/obj.txt" && l.worker === w).length;
+  let served = 0;
+  const get = async () => {
+    const res = await fetch(px.url("/one/obj.txt"), { headers: { connection: "close" } });
+    expect(await res.text()).toBe("shared body");
+    served++;
+  };
+  await waitFor(
+    async () => {
+      await Promise.all(Array.from({ length: 4 }, get));
+      await px.waitForLog(() => servedBy(0) + servedBy(1) + servedBy(2) === served);
+      return servedBy(1) > 0;
+    },
+    { timeoutMs: 10_000, intervalMs: 0, message: "worker 1 to serve some requests" },
+  );
+  expect(requests(await scrape())).toBe(served);
+  // Worker 2 cannot answer (the scrape waits 1 s for it); worker 1 answers at once, then dies.
+  process.kill(pids[2], "SIGSTOP");
+  let during: string;
+  try {
+    const pending = scrape();
+    await Bun.sleep(300);
+    process.kill(pids[1], "SIGKILL");
+    during = await pending;
+  } finally {
+    process.kill(pids[2], "SIGCONT");
+  }
+  expect(requests(during)).toBe(served);
+  expect(requests(await scrape())).toBe(served);
+  expect(await px.stop()).toBe(0);
+});
+
 test("SIGTERM to the whole process group drains each worker once; a second one cuts every drain and the cut transfers are still logged", async () => {
   const { pids, ...group } = await startGroup();
   await using px = group.px;
