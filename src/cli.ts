@@ -90,6 +90,8 @@ Exit codes: 0 ok, 1 invalid config, 2 usage error, 3 could not start,
 
 /** sysexits' EX_SOFTWARE: an internal error, distinct from every other exit, for supervisors and alerts. */
 const EXIT_CRASH = 70;
+/** How long after the drain (server.shutdown_delay + shutdown_timeout) a child still running is waited for before it is killed. */
+const CHILD_DRAIN_GRACE_MS = 5000;
 
 interface Args {
   config: string;
@@ -485,6 +487,8 @@ async function serve(config: Config, source: { path?: string; text: string; gene
           return;
         }
         log.warn("third signal: exiting now", { signal });
+        // (no child left behind on the shared port: one that still drains is ended with the group)
+        children?.kill();
         log.flush();
         process.exit(exitCode);
       }
@@ -499,6 +503,9 @@ async function serve(config: Config, source: { path?: string; text: string; gene
       // The children are told at once, with the delay: each says 503 from now on too (a load
       // balancer's checks reach any worker), and each closes its listeners when its delay ends.
       const childrenDone = children?.stop(signal === "SIGINT" ? "SIGINT" : "SIGTERM", delayS);
+      // The children drain as this process does (the same delay and timeout): one still running
+      // CHILD_DRAIN_GRACE_MS after that (wedged, stopped) is killed, so the group always exits.
+      const childrenDeadline = Date.now() + (delayS + timeoutS) * 1000 + CHILD_DRAIN_GRACE_MS;
       if (delayS > 0) {
         log.info("not ready: waiting before closing the listeners", { signal, delay_s: delayS });
         await Promise.race([new Promise<void>((r) => setTimeout(r, delayS * 1000).unref?.()), drainCut]);
@@ -519,7 +526,18 @@ async function serve(config: Config, source: { path?: string; text: string; gene
         for (let i = 0; i < 100 && app.concurrency.inFlight > 0; i++) await Bun.sleep(10);
         await new Promise((r) => setImmediate(r));
       }
-      await childrenDone;
+      if (childrenDone && children) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const late = await Promise.race([
+          childrenDone.then(() => false),
+          new Promise<boolean>((r) => (timer = setTimeout(() => r(true), timerDelay(Math.max(0, childrenDeadline - Date.now()))))),
+        ]);
+        clearTimeout(timer);
+        if (late) {
+          log.warn("workers still running after the drain: killing them", { workers: children.kill() });
+          await childrenDone;
+        }
+      }
       await metrics?.stop(true);
       // Tracing: the spans of the drained requests go out before exit (bounded wait).
       await app.tracer?.shutdown();

@@ -292,6 +292,12 @@ export interface Children {
   reloadAll(): Promise<ReloadResult>;
   /** Cuts every child's drain short (a second signal to the primary). */
   cut(): void;
+  /**
+   * SIGKILLs every child still running: one that did not finish its drain by its deadline (its
+   * event loop wedged, or the process stopped) would keep the group alive, and its listening
+   * socket would keep taking connections nobody answers.
+   */
+  kill(): number;
   /** A purge made by the primary (or passed on for child `from`): every other child applies it; resolves when all have, or after PURGE_WAIT_MS. */
   broadcastPurge(inv: RemoteInvalidation, from?: number): Promise<void>;
   /**
@@ -537,6 +543,19 @@ export function startChildren(opts: {
     broadcastPurge,
     cut() {
       for (const c of children) if (c) tell(c, { type: "shutdown", cut: true }, "SIGTERM");
+    },
+    kill() {
+      let n = 0;
+      for (const c of children) {
+        if (!c) continue;
+        n++;
+        try {
+          c.kill("SIGKILL");
+        } catch {
+          // gone meanwhile
+        }
+      }
+      return n;
     },
     stop(sig, delayS = 0) {
       stopping = true;

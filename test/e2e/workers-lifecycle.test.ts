@@ -177,6 +177,40 @@ test("a child that dies while a scrape waits for another is not counted twice (i
   expect(await px.stop()).toBe(0);
 });
 
+test("a child that cannot drain (stopped, wedged) is killed once the drain's deadline passes: the group exits, nothing is left on the port", async () => {
+  const px = await startProxy(config().replace("shutdown_timeout: 30", "shutdown_timeout: 1"));
+  await using _px = px;
+  const listening = await Promise.all([0, 1].map((w) => px.waitForLog((l) => l.msg === "listening" && l.worker === w)));
+  const child = Number(listening[1].pid);
+  process.kill(child, "SIGSTOP");
+  const started = Date.now();
+  try {
+    px.signal("SIGTERM");
+    // shutdown_timeout (1 s) + the 5 s grace, with room for a loaded machine
+    const code = await Promise.race([px.exited, Bun.sleep(15_000).then(() => "still running")]);
+    expect(code).toBe(0);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(5_000);
+    await waitFor(
+      () => {
+        try {
+          process.kill(child, 0);
+          return false;
+        } catch {
+          return true;
+        }
+      },
+      { timeoutMs: 5_000, message: "the stopped child to be gone" },
+    );
+    expect(px.logs().some((l) => l.msg === "workers still running after the drain: killing them")).toBe(true);
+  } finally {
+    try {
+      process.kill(child, "SIGCONT");
+    } catch {
+      // gone
+    }
+  }
+});
+
 test("SIGTERM to the whole process group drains each worker once; a second one cuts every drain and the cut transfers are still logged", async () => {
   const { pids, ...group } = await startGroup();
   await using px = group.px;
