@@ -50,9 +50,11 @@ function cumulative(text: string): Map<string, number> {
   return out;
 }
 
-test("a child killed with SIGKILL is restarted and the merged counters and histograms do not go backwards", async () => {
-  const group = await startGroup();
-  await using px = group.px;
+/**
+ * GETs of /one/obj.txt counted by the test, the merged counter of them in a scrape, and a wait
+ * until `worker` has served some (its access lines tell).
+ */
+function counting(px: ProxyProcess, workers: number) {
   const scrape = async () => (await fetch(`http://127.0.0.1:${px.metricsPort}/metrics`)).text();
   const requests = (text: string) => Number(/^yatagarasu_http_requests_total\{bucket="one",method="GET",status="200"\} (\S+)$/m.exec(text)?.[1] ?? 0);
   const servedBy = (w: number) => px.logs().filter((l) => l.msg === "request" && l.path === "/one/obj.txt" && l.worker === w).length;
@@ -62,68 +64,72 @@ test("a child killed with SIGKILL is restarted and the merged counters and histo
     expect(await res.text()).toBe("shared body");
     served++;
   };
-  // Until the child has served some (its access lines tell).
-  await waitFor(
-    async () => {
-      await Promise.all(Array.from({ length: 4 }, get));
-      await px.waitForLog(() => servedBy(0) + servedBy(1) === served);
-      return servedBy(1) > 0;
-    },
-    { timeoutMs: 10_000, intervalMs: 0, message: "the child to serve some requests" },
-  );
-  const before = await scrape();
-  expect(requests(before)).toBe(served);
+  /** Sends GETs in fours until `done()` holds, every access line of them logged first. */
+  const serveUntil = (done: () => boolean, message: string) =>
+    waitFor(
+      async () => {
+        await Promise.all(Array.from({ length: 4 }, get));
+        await px.waitForLog(() => Array.from({ length: workers }, (_, w) => servedBy(w)).reduce((a, b) => a + b, 0) === served);
+        return done();
+      },
+      { timeoutMs: 10_000, intervalMs: 0, message },
+    );
+  return { scrape, requests, servedBy, serveUntil, served: () => served };
+}
+
+/** A group of two whose child has served some GETs, and a scrape taken then (its count checked). */
+async function groupServing() {
+  const group = await startGroup();
+  const px = group.px;
+  const c = counting(px, 2);
+  try {
+    // Until the child has served some (its access lines tell).
+    await c.serveUntil(() => c.servedBy(1) > 0, "the child to serve some requests");
+    const before = await c.scrape();
+    expect(c.requests(before)).toBe(c.served());
+    return { group, px, before, ...c };
+  } catch (err) {
+    await px.stop();
+    throw err;
+  }
+}
+
+/** The counter and histogram series of `before` that are lower (or missing) in `after`. */
+const wentDown = (before: string, after: string) => {
+  const [b, a] = [cumulative(before), cumulative(after)];
+  return [...b].filter(([series, v]) => !((a.get(series) ?? -1) >= v));
+};
+
+test("a child killed with SIGKILL is restarted and the merged counters and histograms do not go backwards", async () => {
+  const { group, px, scrape, requests, serveUntil, served, before } = await groupServing();
+  await using _px = px;
 
   expect(group.pids[1]).not.toBe(px.proc.pid!);
   process.kill(group.pids[1], "SIGKILL");
   const restarted = await px.waitForLog((l) => l.msg === "listening" && l.worker === 1 && Number(l.pid) !== group.pids[1]);
   const after = await scrape();
-  const [b, a] = [cumulative(before), cumulative(after)];
-  const wentDown = [...b].filter(([series, v]) => !((a.get(series) ?? -1) >= v));
-  expect(wentDown).toEqual([]);
-  expect(requests(after)).toBe(served);
+  expect(wentDown(before, after)).toEqual([]);
+  expect(requests(after)).toBe(served());
   // Gauges are the live processes' only.
   expect(after).toContain("yatagarasu_http_requests_in_flight 0\n");
   expect(after).toContain('yatagarasu_build_info{version="0.1.0"} 1\n');
 
   // The replacement's own counts add to what its predecessor had counted.
-  await waitFor(
-    async () => {
-      await Promise.all(Array.from({ length: 4 }, get));
-      await px.waitForLog(() => servedBy(0) + servedBy(1) === served);
-      return px
+  await serveUntil(
+    () =>
+      px
         .logs()
         .slice(px.logs().indexOf(restarted))
-        .some((l) => l.msg === "request" && l.worker === 1);
-    },
-    { timeoutMs: 10_000, intervalMs: 0, message: "the restarted child to serve some requests" },
+        .some((l) => l.msg === "request" && l.worker === 1),
+    "the restarted child to serve some requests",
   );
-  expect(requests(await scrape())).toBe(served);
+  expect(requests(await scrape())).toBe(served());
   expect(await px.stop()).toBe(0);
 });
 
 test("a child that does not answer a scrape in time (stopped, busy) keeps its last counts in the merged counters", async () => {
-  const group = await startGroup();
-  await using px = group.px;
-  const scrape = async () => (await fetch(`http://127.0.0.1:${px.metricsPort}/metrics`)).text();
-  const requests = (text: string) => Number(/^yatagarasu_http_requests_total\{bucket="one",method="GET",status="200"\} (\S+)$/m.exec(text)?.[1] ?? 0);
-  const servedBy = (w: number) => px.logs().filter((l) => l.msg === "request" && l.path === "/one/obj.txt" && l.worker === w).length;
-  let served = 0;
-  const get = async () => {
-    const res = await fetch(px.url("/one/obj.txt"), { headers: { connection: "close" } });
-    expect(await res.text()).toBe("shared body");
-    served++;
-  };
-  await waitFor(
-    async () => {
-      await Promise.all(Array.from({ length: 4 }, get));
-      await px.waitForLog(() => servedBy(0) + servedBy(1) === served);
-      return servedBy(1) > 0;
-    },
-    { timeoutMs: 10_000, intervalMs: 0, message: "the child to serve some requests" },
-  );
-  const before = await scrape();
-  expect(requests(before)).toBe(served);
+  const { group, px, scrape, requests, served, before } = await groupServing();
+  await using _px = px;
   process.kill(group.pids[1], "SIGSTOP");
   let during: string;
   try {
@@ -131,10 +137,8 @@ test("a child that does not answer a scrape in time (stopped, busy) keeps its la
   } finally {
     process.kill(group.pids[1], "SIGCONT");
   }
-  const [b, d] = [cumulative(before), cumulative(during)];
-  const wentDown = [...b].filter(([series, v]) => !((d.get(series) ?? -1) >= v));
-  expect(wentDown).toEqual([]);
-  expect(requests(during)).toBe(served);
+  expect(wentDown(before, during)).toEqual([]);
+  expect(requests(during)).toBe(served());
   expect(await px.stop()).toBe(0);
 });
 
@@ -143,24 +147,9 @@ test("a child that dies while a scrape waits for another is not counted twice (i
   await using _px = px;
   const listening = await Promise.all([0, 1, 2].map((w) => px.waitForLog((l) => l.msg === "listening" && l.worker === w)));
   const pids = listening.map((l) => Number(l.pid));
-  const scrape = async () => (await fetch(`http://127.0.0.1:${px.metricsPort}/metrics`)).text();
-  const requests = (text: string) => Number(/^yatagarasu_http_requests_total\{bucket="one",method="GET",status="200"\} (\S+)$/m.exec(text)?.[1] ?? 0);
-  const servedBy = (w: number) => px.logs().filter((l) => l.msg === "request" && l.path === "/one/obj.txt" && l.worker === w).length;
-  let served = 0;
-  const get = async () => {
-    const res = await fetch(px.url("/one/obj.txt"), { headers: { connection: "close" } });
-    expect(await res.text()).toBe("shared body");
-    served++;
-  };
-  await waitFor(
-    async () => {
-      await Promise.all(Array.from({ length: 4 }, get));
-      await px.waitForLog(() => servedBy(0) + servedBy(1) + servedBy(2) === served);
-      return servedBy(1) > 0;
-    },
-    { timeoutMs: 10_000, intervalMs: 0, message: "worker 1 to serve some requests" },
-  );
-  expect(requests(await scrape())).toBe(served);
+  const { scrape, requests, servedBy, serveUntil, served } = counting(px, 3);
+  await serveUntil(() => servedBy(1) > 0, "worker 1 to serve some requests");
+  expect(requests(await scrape())).toBe(served());
   // Worker 2 cannot answer (the scrape waits 1 s for it); worker 1 answers at once, then dies.
   process.kill(pids[2], "SIGSTOP");
   let during: string;
@@ -172,8 +161,8 @@ test("a child that dies while a scrape waits for another is not counted twice (i
   } finally {
     process.kill(pids[2], "SIGCONT");
   }
-  expect(requests(during)).toBe(served);
-  expect(requests(await scrape())).toBe(served);
+  expect(requests(during)).toBe(served());
+  expect(requests(await scrape())).toBe(served());
   expect(await px.stop()).toBe(0);
 });
 
