@@ -183,13 +183,13 @@ function expectGuard(req: Request, res: Response | Promise<Response>): Response 
   const expect = req.headers.get("expect");
   if (expect === null || expect === "100-continue") {
     if (req.method !== "HEAD") return res;
-    return res instanceof Promise ? res.then(headWithoutLength) : headWithoutLength(res);
+    return res instanceof Promise ? res.then(headAnswer) : headAnswer(res);
   }
   const head = req.method === "HEAD";
   const length = req.headers.get("content-length");
   const announced = req.headers.get("transfer-encoding") !== null || (length !== null && length.trim() !== "0");
   const close = (answer: Response): Response => {
-    const r = head ? headWithoutLength(answer) : answer;
+    const r = head ? headAnswer(answer) : answer;
     if (!announced || (r.status < 300 && req.bodyUsed)) return r;
     return withConnectionClose(r);
   };
@@ -209,22 +209,32 @@ function withConnectionClose(r: Response): Response {
 }
 
 /**
- * Bun.serve 1.4.5 gives a HEAD answer without a body and without Content-Length a
- * `content-length: 0` of its own: a HEAD of an object whose upstream answered without a length
- * (chunked, HTTP/1.0 until close) told clients the object is empty (aws-cli reported
- * ContentLength 0, rclone failed "sizes differ"). RFC 9110 §8.6: a HEAD answer carries no
- * Content-Length unless it is the GET's. `Transfer-Encoding: chunked` is what the GET would use
- * (RFC 9112 §6.1 lets a HEAD answer say so), and keeps Bun from adding the 0. The node engine
- * adds nothing.
+ * A HEAD answer on the bun engine, made as the GET's would be:
+ * - Bun.serve 1.4.5 gives a HEAD answer without a body and without Content-Length a
+ *   `content-length: 0` of its own: a HEAD of an object whose upstream answered without a length
+ *   (chunked, HTTP/1.0 until close) told clients the object is empty (aws-cli reported
+ *   ContentLength 0, rclone failed "sizes differ"). RFC 9110 §8.6: a HEAD answer carries no
+ *   Content-Length unless it is the GET's. `Transfer-Encoding: chunked` is what the GET would use
+ *   (RFC 9112 §6.1 lets a HEAD answer say so), and keeps Bun from adding the 0. The node engine
+ *   adds nothing.
+ * - Bun.serve 1.4.5 sends no `Date` on any HEAD answer (it does on every GET's): RFC 9110 §6.6.1
+ *   asks an origin with a clock for one on every 2xx-4xx answer, S3 sends it on every HeadObject,
+ *   and the node engine did. It is added here when the answer has none.
  */
-function headWithoutLength(r: Response): Response {
-  if (r.body !== null || r.status < 200 || r.status >= 300 || r.status === 204 || r.headers.has("content-length")) return r;
+export function headAnswer(r: Response): Response {
+  const wantsDate = !r.headers.has("date");
+  const wantsChunked = !(r.body !== null || r.status < 200 || r.status >= 300 || r.status === 204 || r.headers.has("content-length"));
+  if (!wantsDate && !wantsChunked) return r;
+  const apply = (h: Headers) => {
+    if (wantsDate) h.set("date", new Date().toUTCString());
+    if (wantsChunked) h.set("transfer-encoding", "chunked");
+  };
   try {
-    r.headers.set("transfer-encoding", "chunked");
+    apply(r.headers);
     return r;
   } catch {
-    const copy = new Response(null, r); // (immutable headers: a Response straight from fetch)
-    copy.headers.set("transfer-encoding", "chunked");
+    const copy = new Response(r.body, r); // (immutable headers: a Response straight from fetch)
+    apply(copy.headers);
     return copy;
   }
 }
