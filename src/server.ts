@@ -12,6 +12,7 @@
  */
 import { readFileSync } from "node:fs";
 import http from "node:http";
+import net from "node:net";
 import { Readable } from "node:stream";
 import type { App } from "./app.ts";
 import type { Config } from "./config/load.ts";
@@ -299,20 +300,32 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
   server.on("connect", (_req: http.IncomingMessage, socket: import("node:net").Socket) => {
     socket.end("HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD, OPTIONS, PUT, POST, DELETE\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
   });
+  // Bun 1.4.5's node:http ignores `reusePort` (a second listener on the port failed "Failed to
+  // start server. Is port in use?": with server.workers > 1 every worker but the first could not
+  // start, and was restarted for ever). Its node:net honours it: then the port is bound by a
+  // node:net listener whose connections are handed to the HTTP server, which parses and answers
+  // them as its own (clientError, CONNECT, closeIdleConnections included).
+  const front = opts.reusePort
+    ? net.createServer((socket) => {
+        socket.setNoDelay(true);
+        server.emit("connection", socket);
+      })
+    : undefined;
+  const listener: net.Server = front ?? server;
   await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen({ host: opts.as?.address ?? cfg.server.address, port: opts.as?.port ?? cfg.server.port, reusePort: opts.reusePort } as http.ServerOptions & { port: number }, () => resolve());
+    listener.once("error", reject);
+    listener.listen({ host: opts.as?.address ?? cfg.server.address, port: opts.as?.port ?? cfg.server.port, reusePort: opts.reusePort } as net.ListenOptions, () => resolve());
   });
-  const addr = server.address();
+  const addr = listener.address();
   return {
     port: typeof addr === "object" && addr ? addr.port : (opts.as?.port ?? cfg.server.port),
     stop: (force) =>
       new Promise<void>((resolve) => {
         // From now on every answer closes its connection (above), so a connection with a request
         // in flight at the signal closes once it is answered; node closes only the connections
-        // idle at this call.
+        // idle at this call. (Both close callbacks wait for the listener's connections to end.)
         stopping = true;
-        server.close(() => resolve());
+        listener.close(() => resolve());
         server.closeIdleConnections();
         if (force) server.closeAllConnections();
       }),

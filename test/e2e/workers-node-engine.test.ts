@@ -1,0 +1,65 @@
+/**
+ * server.workers: 2 with the node engine (server's and s3_api's): both workers bind the shared
+ * ports. Bun 1.4.5's node:http ignores `reusePort`, so every worker but the first failed "address
+ * already in use" and was restarted for ever while worker 0 served alone (src/server.ts
+ * listenNode: the port is bound by node:net, which honours it).
+ */
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { startProxy, type ProxyProcess } from "./harness.ts";
+import { waitFor } from "../helpers/wait.ts";
+
+setDefaultTimeout(30_000);
+
+let s3: S3Fixture;
+let px: ProxyProcess;
+let s3Port = 0;
+
+beforeAll(async () => {
+  s3 = await startS3Fixture({ buckets: [{ name: "data", public: true }], credentials: [] });
+  await s3.put("data", "obj.txt", "shared body", { contentType: "text/plain" });
+  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  s3Port = probe.port;
+  probe.stop(true);
+  px = await startProxy(
+    `server: { address: 127.0.0.1, port: 0, workers: 2, engine: node }\n` +
+      `buckets:\n  - name: one\n    path_prefix: /one\n    s3: { bucket: data, endpoint: "${s3.endpoint}" }\n` +
+      `s3_api:\n  enabled: true\n  address: 127.0.0.1\n  port: ${s3Port}\n  credentials:\n    - { access_key_id: AKIAWORKERSNODE, secret_access_key: workers-node-secret-0123456789, identity: w, buckets: { one: [read] } }\n`,
+  );
+});
+afterAll(async () => {
+  await px?.stop();
+  await s3?.stop();
+});
+
+test("both workers start listening on the shared ports; none fails to start", async () => {
+  const listening = await Promise.all([0, 1].map((w) => px.waitForLog((l) => l.msg === "listening" && l.worker === w)));
+  expect(listening.map((l) => [l.worker, l.port, l.engine])).toEqual([
+    [0, px.port, "node"],
+    [1, px.port, "node"],
+  ]);
+  expect(px.logs().filter((l) => l.msg === "could not start" || l.msg === "worker exited unexpectedly; restarting")).toEqual([]);
+});
+
+test("requests on the shared port are served, by both workers, with their Content-Length", async () => {
+  const seen = () => new Set(px.logs().filter((l) => l.msg === "request" && l.path === "/one/obj.txt").map((l) => l.worker));
+  await waitFor(
+    async () => {
+      await Promise.all(
+        Array.from({ length: 4 }, async () => {
+          const res = await fetch(px.url("/one/obj.txt"), { headers: { connection: "close" } });
+          expect(res.status).toBe(200);
+          expect(res.headers.get("content-length")).toBe("11");
+          expect(await res.text()).toBe("shared body");
+        }),
+      );
+      return seen().size === 2;
+    },
+    { timeoutMs: 10_000, intervalMs: 0, message: () => `both workers to serve requests (only ${[...seen()]} did)` },
+  );
+  expect(px.logs().filter((l) => l.msg === "could not start")).toEqual([]);
+});
+
+test("SIGTERM stops both workers, exit code 0", async () => {
+  expect(await px.stop()).toBe(0);
+});
