@@ -10,6 +10,7 @@
  *   POST /admin/cache/purge/{bucket}/{key…} one object
  *   GET  /admin/cache/stats
  */
+import { workerCount, workerIndex } from "../workers.ts";
 import type { App } from "../app.ts";
 import { ProxyError } from "../errors.ts";
 import type { Runtime } from "../runtime.ts";
@@ -53,7 +54,7 @@ export async function handleAdmin(app: App, rt: Runtime, req: Request, path: str
   }
   if (path === "/admin/cache/stats") {
     if (method !== "GET") throw new ProxyError("MethodNotAllowed", { detail: "Use GET", headers: { allow: "GET" } });
-    return json(200, app.cache.stats());
+    return json(200, { ...app.cache.stats(), ...answeredBy(app) });
   }
   if (path === "/admin/cache/purge" || path.startsWith("/admin/cache/purge/")) {
     post();
@@ -75,10 +76,21 @@ export async function handleAdmin(app: App, rt: Runtime, req: Request, path: str
     ) {
       throw new ProxyError("BadRequest", { detail: "An empty bucket or key in the purge path: POST /admin/cache/purge (everything), /admin/cache/purge/{bucket} or /admin/cache/purge/{bucket}/{key}" });
     }
-    if (rest === "") return json(200, { purged: await app.cache.purgeAll() });
+    if (rest === "") return json(200, { purged: await app.cache.purgeAll(), ...answeredBy(app) });
     if (!rt.buckets.has(bucket)) throw new ProxyError("NotFound", { detail: `No bucket named ${bucket}` });
-    if (key === "") return json(200, { purged: await app.cache.purgeBucket(bucket) });
-    return json(200, { purged: await app.cache.purgeObject(bucket, key) });
+    if (key === "") return json(200, { purged: await app.cache.purgeBucket(bucket), ...answeredBy(app) });
+    return json(200, { purged: await app.cache.purgeObject(bucket, key), ...answeredBy(app) });
   }
   throw new ProxyError("NotFound", { detail: "No such admin endpoint: POST /admin/reload, POST /admin/cache/purge[/{bucket}[/{key}]], GET /admin/cache/stats" });
+}
+
+/**
+ * With server.workers > 1, the worker that answered: the cache's stats and a purge's count are
+ * its own (a purge reaches every worker before the answer, but another worker's entries are not
+ * counted in `purged`). Nothing for a single process.
+ */
+function answeredBy(app: App): { worker?: number } {
+  // (the group's primary is worker 0: its children are told their index, it is not)
+  const worker = workerIndex() ?? (workerCount(app.runtime.config) > 1 ? 0 : undefined);
+  return worker === undefined ? {} : { worker };
 }

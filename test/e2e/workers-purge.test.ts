@@ -73,6 +73,11 @@ test("an admin purge (on whichever worker takes it) clears both", async () => {
     await s3.put("data", "p.txt", version); // behind the proxy's back: only a purge makes it seen
     const res = await fetch(px.url("/admin/cache/purge/rw/p.txt"), { method: "POST", headers: { authorization: `Bearer ${admin}`, ...close } });
     expect(res.status).toBe(200);
+    // (the count is the answering worker's own: the answer names it)
+    const answer = (await res.json()) as { purged: number; worker?: number };
+    expect([0, 1]).toContain(answer.worker!);
     await readFromBoth("/rw/p.txt", version);
   }
+  const stats = (await (await fetch(px.url("/admin/cache/stats"), { headers: { authorization: `Bearer ${admin}`, ...close } })).json()) as { worker?: number };
+  expect([0, 1]).toContain(stats.worker!);
 });
