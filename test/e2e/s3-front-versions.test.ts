@@ -92,8 +92,26 @@ describe("reading versions", () => {
       const res = await get("/up/ver/marked.txt", [["versionId", UNKNOWN]]);
       const a = await answerOf(res);
       expect({ status: a.status, code: a.code, marker: res.headers.get("x-amz-delete-marker") }).toEqual({ status: 405, code: "MethodNotAllowed", marker: "true" });
+      // HeadObject of that version: S3's 405 too, without a body to name its code (was 400)
+      const head = await get("/up/ver/marked.txt", [["versionId", UNKNOWN]], { method: "HEAD" });
+      expect({ status: head.status, marker: head.headers.get("x-amz-delete-marker") }).toEqual({ status: 405, marker: "true" });
     } finally {
       env.s3.faults.delete("/up/ver/marked.txt");
+    }
+  });
+
+  test("a HEAD refused 501 by the store (no body to name the code) stays 501 NotImplemented, not a 500 the SDKs retry", async () => {
+    await env.s3.put("up", "ver/unimpl.txt", "current");
+    env.s3.faults.set("/up/ver/unimpl.txt", { kind: "error", status: 501, code: "NotImplemented", message: "A header you provided implies functionality that is not implemented" });
+    try {
+      for (const query of [[], [["versionId", UNKNOWN]]] as Array<Array<[string, string]>>) {
+        const get_ = await answerOf(await get("/up/ver/unimpl.txt", query));
+        expect({ status: get_.status, code: get_.code }).toEqual({ status: 501, code: "NotImplemented" });
+        const head = await get("/up/ver/unimpl.txt", query, { method: "HEAD" });
+        expect(head.status).toBe(501);
+      }
+    } finally {
+      env.s3.faults.delete("/up/ver/unimpl.txt");
     }
   });
 

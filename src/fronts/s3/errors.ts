@@ -189,6 +189,9 @@ export function fromProxyError(err: Pick<ProxyError, "code" | "headers"> & { cau
     if (typeof upstream!.s3Status === "number" && upstream!.s3Status >= 400 && upstream!.s3Status <= 599 && upstream!.s3Status !== 429) e.status = upstream!.s3Status;
     return e;
   }
+  // (a bodiless refusal, a HEAD's, keeps the statuses S3 answers with and the SDKs do not retry)
+  if (s3Code === undefined && upstream?.s3Status === 405) return s3Error("MethodNotAllowed", undefined, undefined, headers);
+  if (s3Code === undefined && upstream?.s3Status === 501) return s3Error("NotImplemented", undefined, undefined, headers);
   const code = FROM_PROXY[err.code] ?? "InternalError";
   // The upstream's and the authorizer's failures keep the proxy's own words (our fixed texts: "The
   // upstream could not be reached", "... stalled while sending the object", "The authorization

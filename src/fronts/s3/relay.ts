@@ -161,6 +161,10 @@ function errorCode(status: number, doc: XmlElement | undefined, upstreamBucket: 
   if (status === 412) return s3Error("PreconditionFailed");
   // (a HEAD's refusal has no body to name its code: 416 is a range or, with ?partNumber, a part)
   if (status === 416) return s3Error("InvalidRange");
+  // (a HEAD's refusal of a delete marker's version, or of what the store does not implement: the
+  // status is S3's word, and the SDKs retry a 500 where they give up on a 405 or 501)
+  if (status === 405) return s3Error("MethodNotAllowed");
+  if (status === 501) return s3Error("NotImplemented");
   if (status === 503) return s3Error("ServiceUnavailable");
   if (status === 429) return s3Error("SlowDown");
   if (status >= 500 || status < 400) return s3Error("InternalError");
