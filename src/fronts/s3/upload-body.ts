@@ -93,7 +93,7 @@ const EMPTY = new Uint8Array(0);
 
 /** The S3 error a body-verification failure is answered with. */
 export function payloadS3Error(e: PayloadError): S3Error {
-  return s3Error(e.code, e.message);
+  return s3Error(e.code, e.message, e.details);
 }
 
 const fail = (e: S3Error): never => {

@@ -61,6 +61,8 @@ export class PayloadError extends Error {
   readonly code: PayloadErrorCode;
   readonly status: number;
   readonly reason: PayloadErrorReason;
+  /** S3's extra elements for the error (hex digests only: no body bytes, no secrets). */
+  details?: Record<string, string>;
 
   /** `message` is shown to the client as S3's <Message>: keep it free of secrets and body bytes. */
   constructor(code: PayloadErrorCode, reason: PayloadErrorReason, message: string, cause?: unknown) {

@@ -155,8 +155,12 @@ export class PayloadVerifier {
         throw new PayloadError("BadDigest", "checksum", `The ${s.algorithm} you specified did not match the calculated checksum.`);
       }
     }
-    if (this.sha256 && this.sha256.digest("hex") !== this.exp.sha256Hex) {
-      throw new PayloadError("XAmzContentSHA256Mismatch", "content-sha256", "The provided 'x-amz-content-sha256' header does not match what was computed.");
+    const sha256Hex = this.sha256?.digest("hex");
+    if (sha256Hex !== undefined && sha256Hex !== this.exp.sha256Hex) {
+      const e = new PayloadError("XAmzContentSHA256Mismatch", "content-sha256", "The provided 'x-amz-content-sha256' header does not match what was computed.");
+      // (as S3 names both, and as the front's GET-with-a-body check does)
+      e.details = { ClientComputedContentSHA256: String(this.exp.sha256Hex), S3ComputedContentSHA256: sha256Hex };
+      throw e;
     }
     this.passed = true;
   }

@@ -93,6 +93,8 @@ describe("what goes upstream", () => {
     const bad = prepareUploadBody(request(body, {}), { mode: "sha256", hash: sha(bytes(1)) }, 10_000);
     expect(await drain(bad.args.body)).toBeInstanceOf(Error);
     expect(await bodyFailure(bad)).toMatchObject({ code: "XAmzContentSHA256Mismatch", status: 400 });
+    // S3 names both hashes (ClientComputedContentSHA256, S3ComputedContentSHA256), as the front's GET check does
+    expect((await bodyFailure(bad))?.details).toEqual({ ClientComputedContentSHA256: sha(bytes(1)), S3ComputedContentSHA256: sha(body) });
   });
 
   test("a trailer mode is re-framed as STREAMING-UNSIGNED-PAYLOAD-TRAILER with the same algorithm and an exact length, which decodes back to the payload", async () => {
