@@ -350,6 +350,8 @@ export function startChildren(opts: {
    * drop by that child's share and come back at the next scrape (a reset to Prometheus's rate()).
    */
   const lastCumulative: Array<Snapshot | undefined> = [];
+  /** Each merged counter and histogram sum as the last scrape gave it (renderMerged: rounding never reads as a reset). */
+  const seenTotals = new Map<string, number>();
   /** Purges sent to children, by id: the children still to confirm each. */
   const purgeAcks = new Map<number, { waiting: Set<number>; done: () => void }>();
   let purgeIds = 0;
@@ -537,7 +539,7 @@ export function startChildren(opts: {
       // A child that died while the others were awaited had its last snapshot (this one) added to
       // `retired` already: counting it here too would add it twice, and the next scrape would go down.
       const live = snaps.filter((s, i): s is Snapshot => s !== undefined && children[i] === asked[i]);
-      return renderMerged([opts.own(), ...live, retired]);
+      return renderMerged([opts.own(), ...live, retired], seenTotals);
     },
     reloadAll,
     broadcastPurge,

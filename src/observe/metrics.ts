@@ -330,6 +330,35 @@ export class Metrics {
 }
 
 /** Merges the snapshots of several processes and renders the result. */
-export function renderMerged(snapshots: readonly Snapshot[]): string {
-  return renderSnapshot(mergeSnapshots(snapshots));
+export function renderMerged(snapshots: readonly Snapshot[], seen?: Map<string, number>): string {
+  const merged = mergeSnapshots(snapshots);
+  if (seen !== undefined) keepMonotonic(merged, seen);
+  return renderSnapshot(merged);
+}
+
+/** Below this relative difference, a lower counter or histogram sum is float rounding, not a reset. */
+const ROUNDING = 1e-9;
+
+/**
+ * Counters and histogram sums that came out a hair lower than the scrape before (`seen`: each
+ * series' last value): a child's counts move to the retired total when it dies, and the same
+ * floating-point numbers added in another grouping differ in the last bits (a `_sum` of
+ * 61.8445970810001 then 61.844597081000096). Prometheus reads any decrease as a reset (rate()
+ * spikes): such a value is the last one again. A real drop passes.
+ */
+export function keepMonotonic(snap: Snapshot, seen: Map<string, number>): void {
+  for (const f of snap) {
+    if (f.type === "gauge") continue;
+    for (const s of f.series) {
+      const key = f.name + "\u0001" + s.labels.join("\u0001");
+      const v = "counts" in s ? s.sum : s.value;
+      const last = seen.get(key);
+      if (last !== undefined && v < last && last - v <= ROUNDING * Math.abs(last)) {
+        if ("counts" in s) s.sum = last;
+        else s.value = last;
+        continue;
+      }
+      seen.set(key, v);
+    }
+  }
 }

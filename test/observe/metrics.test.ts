@@ -417,6 +417,28 @@ describe("Metrics", () => {
 });
 
 describe("renderMerged", () => {
+  // A child's counts moved to the retired total when it died: the same float numbers added in
+  // another grouping came out a hair lower (a _sum of 61.8445970810001 then 61.844597081000096),
+  // which Prometheus reads as a counter reset.
+  test("a counter or histogram sum a rounding error lower than the last scrape's stays at the last value; a real drop passes", () => {
+    const snap = (sum: number, value: number) =>
+      [
+        { name: "h", help: "h", type: "histogram", labelNames: ["b"], merge: "sum", bounds: [1], series: [{ labels: ["x"], counts: [1, 1], sum, count: 1 }] },
+        { name: "c_total", help: "c", type: "counter", labelNames: [], merge: "sum", series: [{ labels: [], value }] },
+      ] as unknown as Parameters<typeof renderMerged>[0][number];
+    const seen = new Map<string, number>();
+    const sumOf = (text: string) => Number(/^h_sum\{b="x"\} (\S+)$/m.exec(text)?.[1]);
+    const valueOf = (text: string) => Number(/^c_total (\S+)$/m.exec(text)?.[1]);
+    const first = renderMerged([snap(61.8445970810001, 0.30000000000000004)], seen);
+    expect([sumOf(first), valueOf(first)]).toEqual([61.8445970810001, 0.30000000000000004]);
+    const second = renderMerged([snap(61.844597081000096, 0.3)], seen);
+    expect([sumOf(second), valueOf(second)]).toEqual([61.8445970810001, 0.30000000000000004]);
+    const grown = renderMerged([snap(62, 1)], seen);
+    expect([sumOf(grown), valueOf(grown)]).toEqual([62, 1]);
+    const reset = renderMerged([snap(10, 0.5)], seen);
+    expect([sumOf(reset), valueOf(reset)]).toEqual([10, 0.5]);
+  });
+
   test("sums counters, histograms and summable gauges; max for generation, build_info, breaker", () => {
     const a = make();
     const b = make();
