@@ -32,7 +32,10 @@ function plainBucketCors(ctx: RequestContext): CorsConfig | undefined {
 function s3BucketCors(ctx: RequestContext): CorsConfig | undefined {
   const api = ctx.rt.s3Api;
   if (api === undefined) return undefined;
-  const decoded = decodeComponent(ctx.rawPath);
+  // A path that does not decode (a stray "%" or invalid UTF-8 in the key) is S3's 400 InvalidURI
+  // (s3Address): the bucket is read from the path's first segment as sent (or the host), so that
+  // the 400, and its preflight, carry the bucket's CORS headers and a page can read it.
+  const decoded = decodeComponent(ctx.rawPath) ?? decodeComponent(bucketSegment(ctx.rawPath));
   if (decoded === undefined) return undefined;
   const { bucket } = address(decoded, bucketFromHost(ctx.req.headers.get("host"), api.domain));
   // The service itself: AssumeRoleWithWebIdentity (POST /) takes s3_api.sts.cors.
@@ -40,6 +43,12 @@ function s3BucketCors(ctx: RequestContext): CorsConfig | undefined {
   const b = configuredBucket(ctx.rt, bucket);
   if (b?.cfg.cors !== undefined) ctx.bucketName = b.name;
   return b?.cfg.cors;
+}
+
+/** "/<bucket>/" of a path-style path as sent ("/" when it has no bucket segment). */
+function bucketSegment(rawPath: string): string {
+  const end = rawPath.indexOf("/", 1);
+  return end < 0 ? "/" : rawPath.slice(0, end + 1);
 }
 
 /** s3_api.sts.cors when STS is on. */

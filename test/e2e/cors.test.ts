@@ -178,6 +178,21 @@ describe("S3 front", () => {
     expect(corsHeadersOf(evil)).toEqual([]);
   }, T);
 
+  test("a key that does not decode (a stray %, invalid UTF-8) is S3's 400 InvalidURI the page can read: it and its preflight carry the bucket's CORS grant", async () => {
+    for (const path of ["/web/50%off.png", "/web/%C0%AF", "/web/a%ZZ/b"]) {
+      const pre = await preflight(s3Url(path), APP, "PUT", "content-type");
+      expect([path, pre.status, pre.headers.get("access-control-allow-origin")]).toEqual([path, 204, APP]);
+      const res = await fetch(s3Url(path), { method: "PUT", body: "x", headers: { origin: APP } });
+      const body = await res.text();
+      expect([path, res.status, /<Code>(\w+)/.exec(body)?.[1], res.headers.get("access-control-allow-origin"), res.headers.get("vary")]).toEqual([path, 400, "InvalidURI", APP, "Origin"]);
+    }
+    // a bucket without cors, or an unknown one: no grant
+    for (const path of ["/plain/50%off.png", "/nope/%ZZ", "/%ZZ/a"]) {
+      const res = await fetch(s3Url(path), { headers: { origin: APP } });
+      expect([path, res.status, res.headers.get("access-control-allow-origin")]).toEqual([path, 400, null]);
+    }
+  }, T);
+
   test("an OPTIONS to a bucket with cors that lacks Origin or Access-Control-Request-Method is S3's 400 naming the header (not 'CORS is not enabled')", async () => {
     for (const [headers, missing] of [[{ origin: APP }, "Access-Control-Request-Method"], [{ "access-control-request-method": "GET" }, "Origin"]] as const) {
       const res = await fetch(s3Url("/web/page.txt"), { method: "OPTIONS", headers });
