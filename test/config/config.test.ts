@@ -623,6 +623,29 @@ test("a refused value does not bring checks of its siblings judged against the d
   expect(said[0]).toStartWith("jwt.algorithm: unsupported algorithm");
 });
 
+test("a check held back beside a refused value is announced: the report says more checks wait", () => {
+  const held = (yaml: string) => {
+    try {
+      parseConfig(yaml, { env: {} });
+    } catch (err) {
+      if (err instanceof ConfigError) return { more: err.more, said: err.issues.map((i) => `${i.path}: ${i.message}`) };
+    }
+    throw new Error("expected a ConfigError");
+  };
+  // a short session_key beside a refused max_session_seconds (its length check is held back)
+  const sts = held(`jwt: { enabled: true, secret: "0123456789abcdef0123456789abcdef" }\ns3_api:\n  enabled: true\n  sts: { enabled: true, session_key: short, max_session_seconds: 100 }\n${B}`);
+  expect(sts.said).toHaveLength(1);
+  expect(sts.said[0]).toStartWith("s3_api.sts.max_session_seconds:");
+  expect(sts.more).toBe(true);
+  // an endpoint with a password beside a refused timeout
+  const ep = held(`buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://u:p@127.0.0.1:9000", timeout: 3000000 }\n`);
+  expect(ep.said).toHaveLength(1);
+  expect(ep.said[0]).toStartWith("buckets[0].s3.timeout:");
+  expect(ep.more).toBe(true);
+  // nothing held back: no such claim
+  expect(held(`buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000", timeout: 3000000 }\n`).more).toBe(false);
+});
+
 describe("settings accepted but read by nothing are said (notes)", () => {
   test("authorization keys of the other type: named, never their values", () => {
     const c = parseConfig(
