@@ -84,8 +84,8 @@ Usage:
 
 Signals: SIGTERM/SIGINT/SIGQUIT drain and exit 0 (a second one cuts the drain short, a third exits at once);
   SIGHUP reloads the config (of every worker); SIGUSR1/SIGUSR2 are ignored.
-Exit codes: 0 ok, 1 invalid config, 2 usage error, 3 could not start,
-  70 crashed (uncaught exception or unhandled rejection: logged as fatal, drained, exited).
+Exit codes: 0 ok, 1 invalid config (or --check NOT OK, a failed --healthcheck), 2 usage error,
+  3 could not start, 70 crashed (uncaught exception or unhandled rejection: logged as fatal, drained, exited).
 `;
 
 /** sysexits' EX_SOFTWARE: an internal error, distinct from every other exit, for supervisors and alerts. */
