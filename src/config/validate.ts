@@ -98,6 +98,19 @@ function checkUrl(url: string | undefined, path: PathSegment[], instead: string,
   if (problem) issues.push({ path, message: problem });
 }
 
+/**
+ * A path-valued key given the PEM text itself (pasted, or a `${VAR}` holding the key rather than
+ * its file's path): it names no file, and echoing it in "cannot read <value>" would print a
+ * private key in --check's output, the start-up error and the reload's error log line. Said
+ * without the value; undefined for anything that looks like a path.
+ */
+function pemTextInPath(value: string): string | undefined {
+  if (!/-----BEGIN |[\r\n]/.test(value)) return undefined;
+  if (!value.includes("-----BEGIN ")) return "contains a line break (the newline of a secret file?): give the file's path alone (the value is not shown)";
+  const what = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(value) ? "a private key's PEM text" : "PEM text";
+  return `holds ${what}, not a file path: write the PEM to a file and give its path (the value is not shown)`;
+}
+
 function checkPem(file: string, baseDir: string | undefined, path: PathSegment[], issues: Issue[], alg?: Algorithm): void {
   const full = isAbsolute(file) || !baseDir ? file : join(baseDir, file);
   let pem: string;
@@ -105,7 +118,7 @@ function checkPem(file: string, baseDir: string | undefined, path: PathSegment[]
     pem = readFileSync(full, "utf8");
   } catch (err) {
     const code = (err as { code?: string }).code;
-    issues.push({ path, message: `cannot read PEM file ${file}${full !== file ? ` (${full})` : ""}: ${code === "ENOENT" ? "file not found" : code ?? "unreadable"}` });
+    issues.push({ path, message: pemTextInPath(file) ?? `cannot read PEM file ${file}${full !== file ? ` (${full})` : ""}: ${code === "ENOENT" ? "file not found" : code ?? "unreadable"}` });
     return;
   }
   let key: KeyObject;
@@ -170,7 +183,7 @@ function checkTlsPair(https: { cert_path: string; key_path: string }, baseDir: s
     } catch (err) {
       const code = (err as { code?: string }).code;
       const full = resolveConfigPath(https[k], baseDir);
-      issues.push({ path: ["server", "https", k], message: `cannot read ${https[k]}${full !== https[k] ? ` (${full})` : ""}: ${code === "ENOENT" ? "file not found" : (code ?? "unreadable")}` });
+      issues.push({ path: ["server", "https", k], message: pemTextInPath(https[k]) ?? `cannot read ${https[k]}${full !== https[k] ? ` (${full})` : ""}: ${code === "ENOENT" ? "file not found" : (code ?? "unreadable")}` });
       return undefined;
     }
   };

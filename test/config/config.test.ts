@@ -547,6 +547,21 @@ describe("listen addresses", () => {
 });
 
 describe("listener rules", () => {
+  test("a PEM's text given as server.https.key_path / cert_path (or a jwt key path) is refused without echoing it: no private key in --check, start-up or reload output", () => {
+    const key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCSECRETSECRETSECRET\n-----END PRIVATE KEY-----\n";
+    const cert = "-----BEGIN CERTIFICATE-----\nMIIDCERTBODYCERTBODY\n-----END CERTIFICATE-----\n";
+    const yaml = `server:\n  https:\n    cert_path: "\${TLS_CERT}"\n    key_path: "\${TLS_KEY}"\n${B}`;
+    const got = issues(yaml, { TLS_KEY: key, TLS_CERT: cert });
+    const text = got.map((i) => `${i.path}: ${i.message}`).join("\n");
+    expect(text).not.toContain("MIIE");
+    expect(text).not.toContain("SECRET");
+    expect(text).not.toContain("CERTBODY");
+    expect(got.find((i) => i.path === "server.https.key_path")?.message).toBe("holds a private key's PEM text, not a file path: write the PEM to a file and give its path (the value is not shown)");
+    expect(got.find((i) => i.path === "server.https.cert_path")?.message).toBe("holds PEM text, not a file path: write the PEM to a file and give its path (the value is not shown)");
+    const nl = issues(`server:\n  https:\n    cert_path: "\${P}"\n    key_path: /nonexistent.key\n${B}`, { P: "/etc/tls/secret-dir/cert.pem\n" });
+    expect(nl.find((i) => i.path === "server.https.cert_path")?.message).toBe("contains a line break (the newline of a secret file?): give the file's path alone (the value is not shown)");
+  });
+
   test("https with engine: node is refused with what to do instead (node:http would serve plain HTTP)", () => {
     const got = issues(`server: { engine: node, https: { cert_path: /nonexistent.pem, key_path: /nonexistent.key } }\n${B}`);
     expect(got.some((i) => i.path === "server.https" && i.message.includes("engine: node does not serve TLS"))).toBe(true);
