@@ -290,7 +290,7 @@ async function serveWorker(): Promise<number> {
     }
     let config: Config;
     try {
-      config = parseConfig(sent.text, { file: sent.file, baseDir: sent.baseDir });
+      config = parseConfig(sent.text, { file: sent.file, baseDir: sent.baseDir, tls: sent.tls });
     } catch (err) {
       const why = (err as Error)?.message ?? String(err);
       write(process.stderr, `worker ${workerIndex()}: cannot apply the primary's config (generation ${sent.generation}); waiting for its next one:\n${why}\n`);

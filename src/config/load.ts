@@ -210,6 +210,12 @@ export interface ParseOptions {
   env?: Record<string, string | undefined>;
   /** Defaults to configBaseDir(file), or the working directory without a file. */
   baseDir?: string;
+  /**
+   * server.https's pair as already read (a group's worker serves the one its primary read and sent):
+   * validated instead of the files, which may have changed since (a renewal half done, a bad one
+   * the primary refused), so that a worker restarted after a crash serves what its primary serves.
+   */
+  tls?: { cert: string; key: string };
 }
 
 /** Whether a value is a placeholder of a variable reported unset (left as written). */
@@ -324,10 +330,10 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
       if (refusedIn.has(formatPath(path.slice(0, -1)))) return (held = true);
       return false;
     };
-    for (const i of validateConfig(again.data, { baseDir }).issues) if (!covered(i.path)) found.push(i);
+    for (const i of validateConfig(again.data, { baseDir, tls: opts.tls }).issues) if (!covered(i.path)) found.push(i);
     throw report(found.map(toIssue), held);
   }
-  const semantic = validateConfig(parsed.data, { baseDir });
+  const semantic = validateConfig(parsed.data, { baseDir, tls: opts.tls });
   if (found.length > 0) {
     // (a duplicate key, an unset ${VAR}, a legacy key's hint: the rules across fields are still
     // checked, so one run lists them too, except where they are about a value already reported)

@@ -176,8 +176,9 @@ function expectedKey(alg: Algorithm): string {
  * so that --check and a reload say which file is wrong, instead of the listener failing at start
  * with a bare OpenSSL code (PEM routines: NO_START_LINE, KEY_VALUES_MISMATCH).
  */
-function checkTlsPair(https: { cert_path: string; key_path: string }, baseDir: string | undefined, issues: Issue[]): void {
+function checkTlsPair(https: { cert_path: string; key_path: string }, baseDir: string | undefined, issues: Issue[], material?: { cert: string; key: string }): void {
   const read = (k: "cert_path" | "key_path"): Buffer | undefined => {
+    if (material) return Buffer.from(k === "cert_path" ? material.cert : material.key);
     try {
       return readFileSync(resolveConfigPath(https[k], baseDir));
     } catch (err) {
@@ -292,7 +293,7 @@ function validateJwt(cfg: RawConfig, baseDir: string | undefined, issues: Issue[
   checkRules(jwt.admin_claims, ["jwt", "admin_claims"], issues);
 }
 
-export function validateConfig(cfg: RawConfig, opts: { baseDir?: string } = {}): { config: Config; issues: Array<{ path: PathSegment[]; message: string }> } {
+export function validateConfig(cfg: RawConfig, opts: { baseDir?: string; tls?: { cert: string; key: string } } = {}): { config: Config; issues: Array<{ path: PathSegment[]; message: string }> } {
   const issues: Issue[] = [];
   for (const i of cacheLayerIssues(cfg.cache)) issues.push({ path: ["cache", ...i.path], message: i.message });
 
@@ -334,7 +335,7 @@ export function validateConfig(cfg: RawConfig, opts: { baseDir?: string } = {}):
         ? { path: ["s3_api", "engine"], message: "node does not serve TLS, and server.https is on: use engine: bun for the S3 listener, or terminate TLS in front of the proxy" }
         : { path: ["s3_api"], message: "the S3 listener takes server.engine (node), which does not serve TLS, and server.https is on: set s3_api.engine: bun, or terminate TLS in front of the proxy" },
     );
-  if (cfg.server.https?.enabled) checkTlsPair(cfg.server.https, opts.baseDir, issues);
+  if (cfg.server.https?.enabled) checkTlsPair(cfg.server.https, opts.baseDir, issues, opts.tls);
   // (a wildcard address takes the port on the addresses it covers: 0.0.0.0:8080 and 127.0.0.1:8080 clash at bind, as the S3 API's check says)
   if (cfg.metrics.enabled && cfg.metrics.port !== 0 && cfg.metrics.port === (port ?? 8080) && bindsClash(cfg.metrics.address, host))
     issues.push({ path: ["metrics", "port"], message: "the metrics listener must not use the proxy's own address and port" });

@@ -169,7 +169,7 @@ test("a certificate renewed in place is served from the next reload on, by every
     }
     // the child crashes and is restarted: it serves the group's (renewed) pair
     process.kill(Number(child.pid), "SIGKILL");
-    await w.waitForLog((l) => l.msg === "listening" && l.worker === 1 && l.pid !== child.pid);
+    const restarted = await w.waitForLog((l) => l.msg === "listening" && l.worker === 1 && l.pid !== child.pid);
     expect(new Set(await handshakes(renewed.cert))).toEqual(new Set([200]));
     // half-renewed (the key of another pair, as between certbot's two file swaps): the reload is
     // refused, naming the files, and the renewed pair is still served
@@ -177,6 +177,11 @@ test("a certificate renewed in place is served from the next reload on, by every
     w.signal("SIGHUP");
     const refused = await w.waitForLog((l) => l.level === "error" && l.msg === "config reload failed; the previous config keeps serving" && l.generation === 2);
     expect(String(refused.error)).toContain("server.https.key_path: key.pem is not the private key of the certificate in cert.pem");
+    expect(new Set(await handshakes(renewed.cert))).toEqual(new Set([200]));
+    // the child crashes while that half-renewed pair is on disk: restarted, it serves the pair its
+    // primary serves (sent over IPC), not waiting for a reload that the files on disk would fail
+    process.kill(Number(restarted.pid), "SIGKILL");
+    await w.waitForLog((l) => l.msg === "listening" && l.worker === 1 && l.pid !== child.pid && l.pid !== restarted.pid, 10_000);
     expect(new Set(await handshakes(renewed.cert))).toEqual(new Set([200]));
   } finally {
     rmSync(dir, { recursive: true, force: true });
