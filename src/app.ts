@@ -6,6 +6,7 @@
  * see buildRuntime) → swap. Anything failing on the way changes nothing: the old runtime keeps
  * serving, the error is logged and counted.
  */
+import { renewalRefusal } from "./config/notes.ts";
 import { applyCacheConfig, bucketCachePolicy, cacheRestartKey, cacheStores, createCache, registerCacheMetrics, retireOtherDiskLayouts, upstreamIdentity, type Cache } from "./cache/index.ts";
 import { ConfigError, loadConfigSourceOffThread, type Config } from "./config/load.ts";
 import { readinessOf } from "./control/ready.ts";
@@ -356,6 +357,12 @@ export class App implements Services {
     }
     if (next === undefined || (next.cert === served.cert && next.key === served.key)) return;
     const cert_path = config.server.https.cert_path;
+    // (an expired or not yet valid certificate in place of a valid one: every client would refuse it)
+    const refusal = renewalRefusal(next.cert, served.cert);
+    if (refusal !== undefined) {
+      this.log.error(`server.https: ${refusal}: clients would refuse it; the previous pair is served until a reload finds a valid one`, { cert_path });
+      return;
+    }
     let renewed = 0;
     const errors: string[] = [];
     for (const l of this.listeners) {

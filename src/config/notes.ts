@@ -90,6 +90,29 @@ export function tlsValidityNote(config: Config, now = Date.now()): string | unde
 }
 
 /**
+ * Why a renewed listener certificate (`next`, PEM) is not served in place of the one served: it is
+ * outside its validity period (expired: an old pair copied back; not yet valid) while the served
+ * one is within it, so every client would refuse the renewal. A reload swapped it in with an info
+ * line. Undefined when it is valid, or when the served one is no better (or either does not parse).
+ */
+export function renewalRefusal(next: string, served: string, now = Date.now()): string | undefined {
+  const period = (pem: string): [number, number] | undefined => {
+    try {
+      const c = new X509Certificate(pem);
+      return [Date.parse(c.validFrom), Date.parse(c.validTo)];
+    } catch {
+      return undefined;
+    }
+  };
+  const within = (p: [number, number]) => now >= p[0] && now <= p[1];
+  const n = period(next);
+  if (n === undefined || within(n)) return undefined;
+  const s = period(served);
+  if (s === undefined || !within(s)) return undefined;
+  return now > n[1] ? `the renewed certificate expired on ${new Date(n[1]).toISOString()}` : `the renewed certificate is not valid before ${new Date(n[0]).toISOString()}`;
+}
+
+/**
  * Read-only buckets answered sandboxed because they read a store a read-write bucket writes (its
  * users' uploads are served through them too): said once, since a site of trusted active content
  * there stops running its script until the bucket sets sandbox_user_content: false.

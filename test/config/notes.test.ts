@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../../src/config/load.ts";
-import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, tlsValidityNote, trustedProxiesNote, userContentNote, userContentUnsandboxedNote } from "../../src/config/notes.ts";
+import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, tlsValidityNote, renewalRefusal, trustedProxiesNote, userContentNote, userContentUnsandboxedNote } from "../../src/config/notes.ts";
 import { isSandboxed, userContentReaders } from "../../src/config/writes.ts";
 
 const B = `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\n`;
@@ -57,6 +57,32 @@ test("a listener certificate outside its validity period is named (expired: a re
     expect(tlsValidityNote(cfg)).toBeUndefined();
     expect(tlsValidityNote(cfg, Date.now() + 3 * 86_400_000)).toContain("expired on");
     expect(tlsValidityNote(cfg, Date.now() - 86_400_000)).toContain("is not valid before");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// A reload swapped an expired certificate (an old pair copied back) in for a valid one with an info
+// line: every client refused the listener from then on.
+test("a renewed certificate outside its validity period is not served in place of a valid one; one that is valid, or no worse, is", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "yata-notes-renew-"));
+  try {
+    const make = async (name: string, days: number) => {
+      const gen = Bun.spawn(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", String(days), "-subj", "/CN=t", "-keyout", join(dir, `${name}.key`), "-out", join(dir, `${name}.pem`)], { stdout: "ignore", stderr: "ignore" });
+      expect(await gen.exited).toBe(0);
+      return readFileSync(join(dir, `${name}.pem`), "utf8");
+    };
+    const short = await make("short", 1); // valid for a day
+    const long = await make("long", 30);
+    const day = 86_400_000;
+    // in three days `short` has expired while `long` is valid: `short` is refused in place of `long`
+    expect(renewalRefusal(short, long, Date.now() + 3 * day)).toContain("the renewed certificate expired on");
+    // a day before both begin: the renewal is not valid yet, and neither is the served one (no worse)
+    expect(renewalRefusal(short, long, Date.now() - day)).toBeUndefined();
+    // valid renewals pass; an expired one in place of an expired one too (nothing better to keep)
+    expect(renewalRefusal(long, short, Date.now())).toBeUndefined();
+    expect(renewalRefusal(short, short, Date.now() + 3 * day)).toBeUndefined();
+    expect(renewalRefusal("not a certificate", long)).toBeUndefined();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
