@@ -90,6 +90,25 @@ export function tlsValidityNote(config: Config, now = Date.now()): string | unde
 }
 
 /**
+ * A listener certificate with an RSA key of 1024 to 2047 bits (under 1024 is refused outright,
+ * validate.ts): Node and Bun accept it, but OpenSSL's default security level on current
+ * distributions (curl, Python, boto3, aws-cli) refuses it, "EE certificate key too weak".
+ */
+export function tlsWeakKeyNote(config: Config): string | undefined {
+  const https = config.server.https;
+  if (!https?.enabled) return undefined;
+  let bits: number | undefined;
+  try {
+    const key = new X509Certificate(readFileSync(resolveConfigPath(https.cert_path, config.baseDir))).publicKey;
+    bits = key.asymmetricKeyType === "rsa" ? key.asymmetricKeyDetails?.modulusLength : undefined;
+  } catch {
+    return undefined;
+  }
+  if (bits === undefined || bits >= 2048) return undefined;
+  return `the certificate in server.https.cert_path (${https.cert_path}) has a ${bits}-bit RSA key: most clients (OpenSSL's default security level: curl, Python, boto3, aws-cli) refuse it as too weak; use RSA 2048 or more, or ECDSA`;
+}
+
+/**
  * Why a renewed listener certificate (`next`, PEM) is not served in place of the one served: it is
  * outside its validity period (expired: an old pair copied back; not yet valid) while the served
  * one is within it, so every client would refuse the renewal. A reload swapped it in with an info

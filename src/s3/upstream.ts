@@ -704,7 +704,11 @@ const CERT_REFUSED_CODES = new Set([
 export function tlsFailure(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   if (code === "EPROTO") return "TLS handshake failed (EPROTO): does the endpoint speak https, with TLS 1.2 or later? (one that speaks plain http is written http://)";
-  if (typeof code === "string" && CERT_REFUSED_CODES.has(code)) return `TLS handshake failed: the endpoint's certificate was refused (${code})`;
+  if (typeof code === "string" && CERT_REFUSED_CODES.has(code)) {
+    // (an issuer this process does not know: most often a private CA, which Redis's check names too)
+    const untrusted = code.startsWith("UNABLE_TO_") || code.includes("SELF_SIGNED");
+    return `TLS handshake failed: the endpoint's certificate was refused (${code}${untrusted ? "; a private CA's certificate goes in NODE_EXTRA_CA_CERTS" : ""})`;
+  }
   return undefined;
 }
 

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../../src/config/load.ts";
-import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, tlsValidityNote, renewalRefusal, trustedProxiesNote, userContentNote, userContentUnsandboxedNote } from "../../src/config/notes.ts";
+import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, tlsValidityNote, tlsWeakKeyNote, renewalRefusal, trustedProxiesNote, userContentNote, userContentUnsandboxedNote } from "../../src/config/notes.ts";
 import { isSandboxed, userContentReaders } from "../../src/config/writes.ts";
 
 const B = `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\n`;
@@ -57,6 +57,23 @@ test("a listener certificate outside its validity period is named (expired: a re
     expect(tlsValidityNote(cfg)).toBeUndefined();
     expect(tlsValidityNote(cfg, Date.now() + 3 * 86_400_000)).toContain("expired on");
     expect(tlsValidityNote(cfg, Date.now() - 86_400_000)).toContain("is not valid before");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// A 1024-bit RSA certificate passed --check in silence, and curl, Python, boto3 and aws-cli refused it.
+test("a listener certificate with an RSA key under 2048 bits is named; 2048 bits and ECDSA are not", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "yata-notes-weak-"));
+  try {
+    const make = async (name: string, newkey: string[]) => {
+      const gen = Bun.spawn(["openssl", "req", "-x509", ...newkey, "-nodes", "-days", "2", "-subj", "/CN=t", "-keyout", join(dir, `${name}.key`), "-out", join(dir, `${name}.pem`)], { stdout: "ignore", stderr: "ignore" });
+      expect(await gen.exited).toBe(0);
+      return parseConfig(`server: { https: { enabled: true, cert_path: "${join(dir, `${name}.pem`)}", key_path: "${join(dir, `${name}.key`)}" } }\n${B}`, { env: {} });
+    };
+    expect(tlsWeakKeyNote(await make("rsa1024", ["-newkey", "rsa:1024"]))).toContain("has a 1024-bit RSA key");
+    expect(tlsWeakKeyNote(await make("rsa2048", ["-newkey", "rsa:2048"]))).toBeUndefined();
+    expect(tlsWeakKeyNote(await make("ec", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]))).toBeUndefined();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -96,6 +96,9 @@ test("EPROTO is not 'surely not sent' (Bun's fetch says so for a TLS failure aft
 
 test("tlsFailure names EPROTO and a refused certificate, and nothing else", () => {
   expect(tlsFailure(Object.assign(new Error("x"), { code: "EPROTO" }))).toStartWith("TLS handshake failed (EPROTO): does the endpoint speak https, with TLS 1.2 or later?");
-  expect(tlsFailure(Object.assign(new Error("x"), { code: "DEPTH_ZERO_SELF_SIGNED_CERT" }))).toBe("TLS handshake failed: the endpoint's certificate was refused (DEPTH_ZERO_SELF_SIGNED_CERT)");
+  expect(tlsFailure(Object.assign(new Error("x"), { code: "DEPTH_ZERO_SELF_SIGNED_CERT" }))).toBe("TLS handshake failed: the endpoint's certificate was refused (DEPTH_ZERO_SELF_SIGNED_CERT; a private CA's certificate goes in NODE_EXTRA_CA_CERTS)");
+  // an issuer this process does not know says where a private CA goes; another refusal does not
+  expect(tlsFailure(Object.assign(new Error("x"), { code: "UNABLE_TO_VERIFY_LEAF_SIGNATURE" }))).toEndWith("; a private CA's certificate goes in NODE_EXTRA_CA_CERTS)");
+  expect(tlsFailure(Object.assign(new Error("x"), { code: "CERT_HAS_EXPIRED" }))).toBe("TLS handshake failed: the endpoint's certificate was refused (CERT_HAS_EXPIRED)");
   expect(tlsFailure(Object.assign(new Error("x"), { code: "ECONNRESET" }))).toBeUndefined();
 });
