@@ -204,6 +204,8 @@ const tokenWords = (t: string) => TOKEN_WORDS[t] ?? (/^[a-z-]{1,40}$/.test(t) ? 
 const QUOTING: Array<[RegExp, (m: RegExpExecArray) => string]> = [
   [/^Unexpected ([a-z-]+) token in YAML (?:stream|document)/, (m) => `unexpected ${tokenWords(m[1]!)} (check the brackets, quotes and indentation here and on the line before)`],
   [/^Not a YAML token/, () => "not a YAML token"],
+  // (its ": " would otherwise be cut as a quote: "Missing , or ")
+  [/^Missing , or : between (flow (?:sequence|map) items)/, (m) => `missing , or : between ${m[1]}`],
   [/^Block scalar header includes extra characters/, () => "a block scalar header (| or >) has extra characters after it"],
   [/^Invalid escape sequence/, () => "invalid escape sequence in a double-quoted string (write \\\\ for a backslash, or use single quotes)"],
   [/^Plain value cannot start with reserved character/, () => "a plain value cannot start with @ or ` (quote it)"],
@@ -311,7 +313,11 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
   // logLevel "error": the package's warnings (a complex key "will be stringified ... Set mapAsMap")
   // would go to stderr through process.emitWarning, a stray non-JSON line; the walk below reports them.
   const doc = parseDocument(text, { lineCounter: counter, prettyErrors: true, uniqueKeys: false, merge: true, logLevel: "error" });
-  if (doc.errors.length > 0) return { syntax: syntaxIssues(text, doc.errors, counter) };
+  // A tag the package cannot resolve (`!vault x`, `!!js/function f`) is only its warning, and the
+  // value would be read as the plain string after it (a `secret_key: !vault prod/s3` used as written).
+  const unresolved = doc.warnings.filter((w) => w.code === "TAG_RESOLVE_FAILED");
+  const fatal = unresolved.length === 0 ? doc.errors : [...doc.errors, ...unresolved].sort((a, b) => a.pos[0] - b.pos[0]);
+  if (fatal.length > 0) return { syntax: syntaxIssues(text, fatal, counter) };
   const line = (n: unknown) => {
     const r = (n as Node | null | undefined)?.range;
     return r ? counter.linePos(r[0]).line : undefined;

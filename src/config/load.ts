@@ -89,9 +89,13 @@ function valueAt(raw: unknown, path: readonly PropertyKey[]): unknown {
 function kindOf(v: unknown): string {
   if (v === null) return "null";
   if (Array.isArray(v)) return "a list";
+  // (the YAML tags that make other objects: !!binary, !!timestamp, !!set)
+  if (v instanceof Uint8Array) return "binary data (!!binary)";
+  if (v instanceof Date) return "a timestamp (!!timestamp)";
+  if (v instanceof Set) return "a set (!!set)";
   if (typeof v === "object") return "a mapping";
   if (typeof v === "string") return "a string";
-  if (typeof v === "number") return !Number.isFinite(v) ? "a number too large to hold (YAML reads 1e400 as infinity)" : Number.isInteger(v) ? "an integer" : "a number with a fraction";
+  if (typeof v === "number") return Number.isNaN(v) ? "not a number (.nan)" : !Number.isFinite(v) ? "a number too large to hold (YAML reads 1e400 as infinity)" : Number.isInteger(v) ? "an integer" : "a number with a fraction";
   if (typeof v === "boolean") return "a boolean";
   return typeof v;
 }

@@ -1,0 +1,45 @@
+/**
+ * cfgfuzz: a value with a tag the parser does not know (`!vault path`, `!!js/function ...`) was
+ * read as the plain string after it (the yaml package reports it as a warning, not an error): a
+ * `secret_key: !vault prod/s3` was used literally. It is an error naming the line, never the
+ * value. A `!!binary` or `!!timestamp` value where a string goes was "got a mapping".
+ */
+import { describe, expect, test } from "bun:test";
+import { ConfigError, parseConfig } from "../../src/config/load.ts";
+
+function messages(yaml: string): string[] {
+  try {
+    parseConfig(yaml, { env: {}, file: "c.yaml" });
+  } catch (err) {
+    if (err instanceof ConfigError) return err.message.split("\n");
+    throw err;
+  }
+  throw new Error("expected a ConfigError");
+}
+const cfg = (region: string) => `buckets:\n  - name: b\n    path_prefix: /b\n    s3:\n      bucket: bkt\n      region: ${region}\n      endpoint: "http://127.0.0.1:9000"\n`;
+
+describe("YAML tags", () => {
+  test("an unknown tag is an error with its line, never silently dropped", () => {
+    for (const v of ["!vault us-east-1", "!!js/function us-east-1", "!<tag:example.com,2000:x> us-east-1"]) {
+      const m = messages(cfg(v));
+      expect(m.join("\n")).toContain("c.yaml:6");
+      expect(m.join("\n")).toContain("unknown tag");
+      expect(m.join("\n")).not.toContain("vault");
+    }
+  });
+
+  test("a known tag still works", () => {
+    expect(() => parseConfig(cfg("!!str us-east-1"), { env: {} })).not.toThrow();
+  });
+
+  test("binary and timestamp values are named as what they are", () => {
+    expect(messages(cfg("!!binary dXMtZWFzdC0x")).join("\n")).toContain("got binary data (!!binary)");
+    expect(messages(cfg("!!timestamp 2001-12-14")).join("\n")).toContain("got a timestamp");
+    expect(messages(`server: { shutdown_timeout: .nan }\n${cfg("us-east-1")}`).join("\n")).toContain("got not a number (.nan)");
+  });
+
+  test("a missing comma in a flow list says what is missing", () => {
+    const m = messages(`x-a: [\${X}]\n${cfg("us-east-1")}`).join("\n");
+    expect(m).toContain("missing , or : between flow sequence items");
+  });
+});
