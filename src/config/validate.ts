@@ -4,7 +4,7 @@
  */
 import { CONTROL_PATHS } from "../control/paths.ts";
 import { createPrivateKey, createPublicKey, type KeyObject, X509Certificate } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import { parseCidr, parseIp } from "../http/cidr.ts";
 import type { Config } from "./load.ts";
@@ -111,14 +111,39 @@ function pemTextInPath(value: string): string | undefined {
   return `holds ${what}, not a file path: write the PEM to a file and give its path (the value is not shown)`;
 }
 
+/** The most a key or certificate file may hold (a PEM chain is a few KiB). */
+const MAX_PEM_BYTES = 1024 * 1024;
+
+/**
+ * A key or certificate file's bytes, after checking that it is a regular file of sane size: a FIFO
+ * blocked the open forever (on the main thread at start, where no signal then got through), and a
+ * device such as /dev/zero was read until memory ran out. Throws with `code` set (ENOTREG, EFBIG).
+ */
+function readKeyFile(full: string): Buffer {
+  const st = statSync(full);
+  if (st.isDirectory()) throw Object.assign(new Error("EISDIR"), { code: "EISDIR" });
+  if (!st.isFile()) throw Object.assign(new Error("ENOTREG"), { code: "ENOTREG" });
+  if (st.size > MAX_PEM_BYTES) throw Object.assign(new Error("EFBIG"), { code: "EFBIG" });
+  return readFileSync(full);
+}
+
+/** A readKeyFile failure in words. */
+function keyFileProblem(code: string | undefined): string {
+  if (code === "ENOENT") return "file not found";
+  if (code === "EISDIR") return "it is a folder";
+  if (code === "ENOTREG") return "not a regular file (a FIFO, a device or a socket)";
+  if (code === "EFBIG") return "larger than 1 MiB: not a PEM file";
+  return code ?? "unreadable";
+}
+
 function checkPem(file: string, baseDir: string | undefined, path: PathSegment[], issues: Issue[], alg?: Algorithm): void {
   const full = isAbsolute(file) || !baseDir ? file : join(baseDir, file);
   let pem: string;
   try {
-    pem = readFileSync(full, "utf8");
+    pem = readKeyFile(full).toString("utf8");
   } catch (err) {
     const code = (err as { code?: string }).code;
-    issues.push({ path, message: pemTextInPath(file) ?? `cannot read PEM file ${file}${full !== file ? ` (${full})` : ""}: ${code === "ENOENT" ? "file not found" : code ?? "unreadable"}` });
+    issues.push({ path, message: pemTextInPath(file) ?? `cannot read PEM file ${file}${full !== file ? ` (${full})` : ""}: ${keyFileProblem(code)}` });
     return;
   }
   let key: KeyObject;
@@ -180,11 +205,11 @@ function checkTlsPair(https: { cert_path: string; key_path: string }, baseDir: s
   const read = (k: "cert_path" | "key_path"): Buffer | undefined => {
     if (material) return Buffer.from(k === "cert_path" ? material.cert : material.key);
     try {
-      return readFileSync(resolveConfigPath(https[k], baseDir));
+      return readKeyFile(resolveConfigPath(https[k], baseDir));
     } catch (err) {
       const code = (err as { code?: string }).code;
       const full = resolveConfigPath(https[k], baseDir);
-      issues.push({ path: ["server", "https", k], message: pemTextInPath(https[k]) ?? `cannot read ${https[k]}${full !== https[k] ? ` (${full})` : ""}: ${code === "ENOENT" ? "file not found" : (code ?? "unreadable")}` });
+      issues.push({ path: ["server", "https", k], message: pemTextInPath(https[k]) ?? `cannot read ${https[k]}${full !== https[k] ? ` (${full})` : ""}: ${keyFileProblem(code)}` });
       return undefined;
     }
   };
