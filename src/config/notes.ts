@@ -34,8 +34,11 @@ export function auditPathNote(config: Config): string | undefined {
   if (!a?.enabled || a.path === undefined) return undefined;
   const file = resolveConfigPath(a.path, config.baseDir);
   try {
-    if (existsSync(file)) accessSync(file, constants.W_OK);
-    else {
+    if (existsSync(file)) {
+      // (opening a FIFO waits for a reader: without one, audit events are queued, then dropped)
+      if (statSync(file).isFIFO()) return `audit.path ${file} is a FIFO: without a reader the audit trail cannot write it, and audit events would be queued, then dropped; use a regular file`;
+      accessSync(file, constants.W_OK);
+    } else {
       let dir = dirname(file);
       while (!existsSync(dir) && dirname(dir) !== dir) dir = dirname(dir);
       if (!statSync(dir).isDirectory()) return `audit.path ${file}: ${dir} is not a folder: audit events would be queued, then dropped`;

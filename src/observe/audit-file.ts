@@ -20,9 +20,12 @@
  *   it was there before), so no line goes to an unlinked file; if it cannot be, the failure path
  *   above takes over.
  */
+import { constants } from "node:fs";
 import { mkdir, open, rename, stat, type FileHandle } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { Logger } from "./log.ts";
+
+const APPEND = constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | (constants.O_NONBLOCK ?? 0);
 
 export interface AuditFileOptions {
   path: string;
@@ -216,17 +219,22 @@ export class AuditFile {
     await this.openFile();
   }
 
+  /**
+   * Opened as "a" is, but without waiting: a FIFO with no reader held the open (and with it the
+   * drain: SIGTERM never finished) for ever; it now fails (ENXIO) like any unwritable path, and
+   * the events wait in the queue.
+   */
   private async openFile(): Promise<FileHandle> {
     if (this.fh !== undefined) return this.fh;
     let fh: FileHandle;
     try {
-      fh = await open(this.o.path, "a", 0o640);
+      fh = await open(this.o.path, APPEND, 0o640);
     } catch (err) {
       // A folder removed after the file was written in it is recreated (once per attempt).
       if ((err as { code?: string })?.code !== "ENOENT" || !this.opened) throw err;
       await mkdir(dirname(this.o.path), { recursive: true, mode: 0o750 });
       this.o.log.info("audit trail folder recreated", { path: this.o.path });
-      fh = await open(this.o.path, "a", 0o640);
+      fh = await open(this.o.path, APPEND, 0o640);
     }
     try {
       const st = await fh.stat();

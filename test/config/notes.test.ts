@@ -34,6 +34,10 @@ test("an audit file under a folder this user cannot write is named; one it can c
     const bad = parseConfig(`audit: { enabled: true, path: "${join(dir, "file/audit.log")}" }\n${B}`, { env: {} });
     writeFileSync(join(dir, "file"), "x");
     expect(auditPathNote(bad)).toBe(`audit.path ${join(dir, "file/audit.log")}: ${join(dir, "file")} is not a folder: audit events would be queued, then dropped`);
+    // a FIFO: opening it waited for a reader (and held the drain); --check said nothing
+    expect(Bun.spawnSync(["mkfifo", join(dir, "audit.fifo")]).exitCode).toBe(0);
+    const fifo = parseConfig(`audit: { enabled: true, path: "${join(dir, "audit.fifo")}" }\n${B}`, { env: {} });
+    expect(auditPathNote(fifo)).toStartWith(`audit.path ${join(dir, "audit.fifo")} is a FIFO`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -209,3 +209,18 @@ test("a removed folder that cannot be recreated: the README's 'folder gone' (log
   expect(log.lines.filter((l) => l.msg === "audit trail writing again").length).toBe(1);
   expect(dropped).toBe(0);
 });
+
+// A FIFO with no reader: the open waited for one for ever, and the drain (SIGTERM) with it.
+test("a FIFO with no reader: the open fails at once (counted, lines kept), close() does not wait for a reader", async () => {
+  const dir = tempDir();
+  const fifo = join(dir, "audit.fifo");
+  expect(await Bun.spawn(["mkfifo", fifo]).exited).toBe(0);
+  const log = recordingLog();
+  let errors = 0;
+  const f = make({ path: fifo, maxBytes: 1 << 30, maxFiles: 1, log, onError: () => errors++, onDrop: () => {}, queueBytes: 1000, flushIntervalMs: 60_000 });
+  f.append(line(0));
+  await f.flush();
+  expect(errors).toBe(1);
+  expect(f.pending).toBe(30);
+  await f.close();
+});
