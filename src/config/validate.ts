@@ -312,6 +312,9 @@ function validateJwt(cfg: RawConfig, baseDir: string | undefined, issues: Issue[
   jwt.token_sources.forEach((s, i) => {
     if ((s.type === "header" || s.type === "query") && !s.name) issues.push({ path: ["jwt", "token_sources", i, "name"], message: `token source ${s.type} needs a name` });
     if (s.type === "bearer" && s.name) issues.push({ path: ["jwt", "token_sources", i, "name"], message: "token source bearer always reads Authorization; remove name" });
+    // (a space, ':', a non-ASCII letter or a control character: no client can send such a header,
+    // so every request to a bucket with auth would be 401)
+    if (s.type === "header" && s.name && !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(s.name)) issues.push({ path: ["jwt", "token_sources", i, "name"], message: "is not a header name HTTP can carry (letters, digits and !#$%&'*+-.^_`|~ only)" });
     if (s.type !== "header" && s.prefix !== undefined) issues.push({ path: ["jwt", "token_sources", i, "prefix"], message: "prefix only applies to token sources of type header" });
   });
   checkRules(jwt.claims, ["jwt", "claims"], issues);

@@ -466,6 +466,15 @@ describe("parseConfig", () => {
     for (const i of got) expect(i.message).toContain("is given as `name`");
   });
 
+  // `--check` said OK, and no client can send such a header: every request to an auth bucket was 401.
+  test("a header token source whose name HTTP cannot carry (a space, ':', a non-ASCII letter, a control character) is refused", () => {
+    for (const name of ["X Auth", "X:Auth", "é", "X-Auth\u0000"]) {
+      const got = issues(`jwt: { secret: "s-0123456789abcdef0123456789abcdef", token_sources: [{ type: header, name: ${JSON.stringify(name)} }] }\n${B}`);
+      expect({ name, got: got.map((i) => `${i.path}: ${i.message}`) }).toEqual({ name, got: ["jwt.token_sources[0].name: is not a header name HTTP can carry (letters, digits and !#$%&'*+-.^_`|~ only)"] });
+    }
+    expect(parseConfig(`jwt: { secret: "s-0123456789abcdef0123456789abcdef", token_sources: [{ type: header, name: X-Auth-Token }] }\n${B}`, { env: {} }).jwt!.token_sources[0]!.name).toBe("X-Auth-Token");
+  });
+
   test("claims_verification (legacy) is rejected with a hint to use claims", () => {
     const got = issues(`jwt: { secret: s, claims_verification: [] }\n${B}`);
     expect(got).toEqual([
