@@ -47,6 +47,9 @@ export function listenAddressProblem(address: string, field: "server.address" | 
   }
   // Four numbers are an IPv4 address, never a host name: one out of range would pass and fail at start.
   if (/^\d+\.\d+\.\d+\.\d+$/.test(address)) return parseIp(address) === null ? `'${address}' is not an IPv4 address (each part 0-255)` : undefined;
+  // Digits and dots only, in another count (1.2.3.4.5, 10.1): no host name is that (a top-level
+  // label is never all digits, RFC 1123), and it passed here to fail at start ("does not resolve").
+  if (/^[\d.]+$/.test(address)) return `${shown} is not an IPv4 address (four parts, each 0-255): write ${forms}`;
   if (!HOST_NAME.test(address)) return `${shown} is not a listen address: write ${forms}`;
   return undefined;
 }

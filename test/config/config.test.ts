@@ -614,6 +614,8 @@ describe("bucket names, regions and endpoints that would misbehave are refused w
     ]);
     expect(JSON.stringify(padded.notes)).not.toContain("padded-secret-value");
     expect(issues(`server: { address: "999.1.1.1" }\n${B}`).map((i) => `${i.path}: ${i.message}`)).toEqual(["server.address: '999.1.1.1' is not an IPv4 address (each part 0-255)"]);
+    // digits and dots in another count are no host name either (they passed, to fail at start: "does not resolve")
+    for (const a of ["1.2.3.4.5", "10.1", "127.0.0.1."]) expect({ a, paths: issues(`server: { address: "${a}" }\n${B}`).map((i) => i.path) }).toEqual({ a, paths: ["server.address"] });
     expect(parseConfig(bucketYaml("My_Bucket.v2-x", `region: eu-west-3, endpoint: "http://127.0.0.1:9000/minio"`)).buckets[0]!.name).toBe("My_Bucket.v2-x");
   });
 });
