@@ -71,6 +71,23 @@ export function authorizerTimeoutNote(config: Config): string | undefined {
   return `the authorizer timeout of ${slow.join(", ")} is not below server.request_timeout (${config.server.request_timeout} s): a request whose check takes that long fails at request_timeout first (504, S3: 503); lower the authorizer's timeout`;
 }
 
+/** The listener certificate of an enabled server.https, read once per config (the notes below all look at it), or undefined. */
+const certs = new WeakMap<Config, X509Certificate | null>();
+function listenerCert(config: Config): X509Certificate | undefined {
+  const https = config.server.https;
+  if (!https?.enabled) return undefined;
+  let cert = certs.get(config);
+  if (cert === undefined) {
+    try {
+      cert = new X509Certificate(readFileSync(resolveConfigPath(https.cert_path, config.baseDir)));
+    } catch {
+      cert = null;
+    }
+    certs.set(config, cert);
+  }
+  return cert ?? undefined;
+}
+
 /**
  * The listener's certificate (server.https) outside its validity period, often a renewal that
  * did not happen: every client refuses it. Undefined when it is valid now, or unreadable (that is
@@ -78,13 +95,8 @@ export function authorizerTimeoutNote(config: Config): string | undefined {
  */
 export function tlsValidityNote(config: Config, now = Date.now()): string | undefined {
   const https = config.server.https;
-  if (!https?.enabled) return undefined;
-  let cert: X509Certificate;
-  try {
-    cert = new X509Certificate(readFileSync(resolveConfigPath(https.cert_path, config.baseDir)));
-  } catch {
-    return undefined;
-  }
+  const cert = listenerCert(config);
+  if (https === undefined || cert === undefined) return undefined;
   const from = Date.parse(cert.validFrom);
   const to = Date.parse(cert.validTo);
   if (now > to) return `the certificate in server.https.cert_path (${https.cert_path}) expired on ${new Date(to).toISOString()}: clients refuse it; renew it (replaced in place, the new pair is served from the next reload)`;
@@ -99,14 +111,9 @@ export function tlsValidityNote(config: Config, now = Date.now()): string | unde
  */
 export function tlsWeakKeyNote(config: Config): string | undefined {
   const https = config.server.https;
-  if (!https?.enabled) return undefined;
-  let bits: number | undefined;
-  try {
-    const key = new X509Certificate(readFileSync(resolveConfigPath(https.cert_path, config.baseDir))).publicKey;
-    bits = key.asymmetricKeyType === "rsa" ? key.asymmetricKeyDetails?.modulusLength : undefined;
-  } catch {
-    return undefined;
-  }
+  const key = listenerCert(config)?.publicKey;
+  if (https === undefined || key === undefined) return undefined;
+  const bits = key.asymmetricKeyType === "rsa" ? key.asymmetricKeyDetails?.modulusLength : undefined;
   if (bits === undefined || bits >= 2048) return undefined;
   return `the certificate in server.https.cert_path (${https.cert_path}) has a ${bits}-bit RSA key: most clients (OpenSSL's default security level: curl, Python, boto3, aws-cli) refuse it as too weak; use RSA 2048 or more, or ECDSA`;
 }
