@@ -315,8 +315,18 @@ describe("presigned URLs", () => {
 
   test("expired → 403 AccessDenied Request has expired", async () => {
     const req = await presigned(60);
-    expect(verify(req, { now: T + 60_000 }).kind).toBe("ok");
+    expect(verify(req, { now: T + 59_999 }).kind).toBe("ok");
+    expect(verify(req, { now: T + 60_000 })).toMatchObject({ ...err("AccessDenied", 403), message: "Request has expired" });
     expect(verify(req, { now: T + 61_000 })).toMatchObject({ ...err("AccessDenied", 403), message: "Request has expired" });
+  });
+
+  test("a URL whose session ends with it: at that instant the URL's AccessDenied, not the session's 400 ExpiredToken", async () => {
+    const req = await presigned(60, { creds: { ...CREDS, sessionToken: "session-token" } });
+    const expired = { code: "ExpiredToken" as const, status: 400, message: "The provided token has expired." };
+    // the session's bound: valid while now < its end (as verifySessionToken and the session memo)
+    const sessionLookup = (accessKeyId: string, ctx: { now: number }) => (ctx.now >= T + 60_000 ? expired : accessKeyId === CREDS.accessKeyId ? CREDS : undefined);
+    expect(verifySigV4(req, sessionLookup, { ...opts, now: T + 59_999 }).kind).toBe("ok");
+    expect(verifySigV4(req, sessionLookup, { ...opts, now: T + 60_000 })).toMatchObject({ ...err("AccessDenied", 403), message: "Request has expired" });
   });
 
   test("dated in the future beyond the allowed skew → 403 AccessDenied", async () => {
