@@ -45,7 +45,7 @@ export function s3RequestIdOf(headers: Headers): string | undefined {
   return v !== null && /^[A-Za-z0-9+/=_.-]{1,128}$/.test(v) ? v : undefined;
 }
 
-export function mapS3Error(status: number, s3Code: string | undefined, retryAfter?: string | null, s3RequestId?: string): ProxyError {
+export function mapS3Error(status: number, s3Code: string | undefined, retryAfter?: string | null, s3RequestId?: string, s3Body?: Uint8Array): ProxyError {
   let code: ErrorCode | undefined = s3Code ? BY_S3_CODE[s3Code] : undefined;
   if (!code) {
     if (status === 404) code = "NoSuchKey";
@@ -61,7 +61,7 @@ export function mapS3Error(status: number, s3Code: string | undefined, retryAfte
   }
   const headers: Record<string, string> = {};
   if (code === "SlowDown" || code === "ServiceUnavailable") headers["retry-after"] = retryAfter && /^\d{1,5}$/.test(retryAfter) ? retryAfter : "1";
-  return new ProxyError(code, { headers, detail: detailOf(code, s3Code), cause: { s3Status: status, s3Code, s3RequestId } });
+  return new ProxyError(code, { headers, detail: detailOf(code, s3Code), cause: s3Body === undefined ? { s3Status: status, s3Code, s3RequestId } : { s3Status: status, s3Code, s3RequestId, s3Body } });
 }
 
 /**
@@ -81,11 +81,12 @@ function detailOf(code: ErrorCode, s3Code: string | undefined): string | undefin
  * the Content-Encoding as far as they were read. `whole`: the body ended within them. Never throws:
  * an unreadable body has no code.
  */
-export async function readErrorPrefix(res: Response): Promise<{ raw: Uint8Array; whole: boolean; code: string | undefined }> {
+export async function readErrorPrefix(res: Response): Promise<{ raw: Uint8Array; whole: boolean; code: string | undefined; decoded?: Uint8Array }> {
   const chunks: Uint8Array[] = [];
   let size = 0;
   let whole = res.body === null;
   let code: string | undefined;
+  let decoded: Uint8Array | undefined;
   try {
     if (res.body !== null) {
       const reader = res.body.getReader();
@@ -105,16 +106,23 @@ export async function readErrorPrefix(res: Response): Promise<{ raw: Uint8Array;
     // (a coded body is decoded, as far as it was read; past the cap it maps by status)
     const body = coding === null ? raw : decodeContent(raw, coding, MAX_ERROR_BODY, true);
     if (body !== undefined) code = parseS3ErrorCode(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString("utf8"));
+    if (code !== undefined) decoded = body;
   } catch {
     // unreadable: no code
   }
-  return { raw: Buffer.concat(chunks), whole, code };
+  return { raw: Buffer.concat(chunks), whole, code, decoded };
 }
 
-/** Reads (at most 64 KiB of) an S3 error body and maps it. Never throws. */
+/**
+ * Reads (at most 64 KiB of) an S3 error body and maps it. Never throws. The error document read
+ * (one with a <Code>) goes with the error's cause as `s3Body`: the S3 front relays S3's message and
+ * details from it, as it does a write's (fronts/s3/relay.ts upstreamRefusalOf); the plain front
+ * keeps its own words.
+ */
 export async function errorFromResponse(res: Response, method: string): Promise<ProxyError> {
-  let s3Code = method !== "HEAD" && res.body ? (await readErrorPrefix(res)).code : undefined;
+  const read = method !== "HEAD" && res.body ? await readErrorPrefix(res) : undefined;
+  let s3Code = read?.code;
   // (no code, as a HEAD has none, but S3's "503 Slow Down" reason phrase: its SlowDown)
   if (s3Code === undefined && res.status === 503 && SLOW_DOWN_REASON.test(res.statusText)) s3Code = "SlowDown";
-  return mapS3Error(res.status, s3Code, res.headers.get("retry-after"), s3RequestIdOf(res.headers));
+  return mapS3Error(res.status, s3Code, res.headers.get("retry-after"), s3RequestIdOf(res.headers), read?.decoded);
 }

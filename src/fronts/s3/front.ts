@@ -22,6 +22,7 @@ import { failed, type Front } from "../../proxy/runner.ts";
 import { patiently } from "./patient.ts";
 import { s3Cors, stsCors } from "../cors-phases.ts";
 import { EMPTY_SHA256, utf8HeaderValue } from "../../s3/sigv4.ts";
+import { upstreamBucketsOf, withUpstreamWords } from "./relay.ts";
 import { fromProxyError, s3Error, s3ErrorResponse, type S3Error } from "./errors.ts";
 import { s3ErrorOf, s3Fail } from "./fail.ts";
 import type { S3Identities, S3Principal } from "./identities.ts";
@@ -495,6 +496,8 @@ export const s3Front: Front = {
   phases: [guard, s3Cors(() => s3Front), s3Address, admit, s3Parse, s3Permit, s3Authorize, s3Operate],
   renderError(err, ctx) {
     let e = err.code === "UriTooLong" ? uriTooLong(ctx) : (s3ErrorOf(err) ?? fromProxyError(err));
+    // (a shared read's upstream refusal keeps S3's message and details, as a write's does)
+    if (ctx.bucket !== undefined && s3ErrorOf(err) === undefined) e = withUpstreamWords(e, err.cause, upstreamBucketsOf(ctx.bucket.upstream));
     const s = (ctx as S3RequestContext).s3;
     // S3 answers a missing key with 404 only to a caller who may list the bucket (s3:ListBucket),
     // and 403 AccessDenied to anyone else, so that a reader cannot learn which keys exist.

@@ -16,6 +16,7 @@ import { CREDENTIAL_CODES, s3Error, S3_ERRORS, type S3Error, type S3ErrorCode } 
 import { s3Fail } from "./fail.ts";
 import { s3RequestIdOf, SLOW_DOWN_REASON } from "../../s3/errors.ts";
 import { parseXml, XmlError, type XmlElement } from "./xml-reader.ts";
+import { ReplicaSet, type ObjectUpstream } from "../../s3/replicas.ts";
 
 const MAX_ERROR_BODY = 64 * 1024;
 /** Upstream XML answers the front reads (Complete, DeleteObjects, Create, Copy results): a 1,000-key DeleteResult fits. */
@@ -98,8 +99,9 @@ const NAMES_INTERNALS = /:\/\/|\barn:|\b\d{1,3}(?:\.\d{1,3}){3}\b|\b[0-9A-Fa-f]{
  */
 const FIXED_MESSAGE_CODES: ReadonlySet<string> = new Set(["AccessDenied", "InternalError", "ServiceUnavailable", "SlowDown", "NoSuchBucket", "AccountProblem", "AllAccessDisabled"]);
 
-/** Whether `message` names the bucket as a word of its own (a bucket "up" is not named by "upload"). */
-function namesBucket(message: string, bucket: string): boolean {
+/** Whether `message` names the bucket (any of them) as a word of its own (a bucket "up" is not named by "upload"). */
+function namesBucket(message: string, bucket: string | readonly string[]): boolean {
+  if (typeof bucket !== "string") return bucket.some((b) => namesBucket(message, b));
   if (bucket === "") return false;
   for (let i = message.indexOf(bucket); i >= 0; i = message.indexOf(bucket, i + 1)) {
     const before = i === 0 ? "" : message[i - 1]!;
@@ -114,7 +116,7 @@ const BUCKET_CHAR = /^[A-Za-z0-9.-]$/;
  * The S3 error an <Error> document (or its absence) stands for, given the answer's status. A 503
  * (SlowDown, ServiceUnavailable: SDKs retry them) carries Retry-After, the upstream's or 1.
  */
-export function errorOf(status: number, doc: XmlElement | undefined, upstreamBucket: string, retryAfter?: string | null): S3Error {
+export function errorOf(status: number, doc: XmlElement | undefined, upstreamBucket: string | readonly string[], retryAfter?: string | null): S3Error {
   const e = errorCode(status, doc, upstreamBucket);
   if (e.status === 503) e.headers = { "retry-after": retryAfterOf(retryAfter) };
   return e;
@@ -132,7 +134,7 @@ export function entryErrorOf(entry: XmlElement, upstreamBucket: string): { code:
 
 const retryAfterOf = (v: string | null | undefined): string => (v != null && /^\d{1,5}$/.test(v) ? v : "1");
 
-function errorCode(status: number, doc: XmlElement | undefined, upstreamBucket: string): S3Error {
+function errorCode(status: number, doc: XmlElement | undefined, upstreamBucket: string | readonly string[]): S3Error {
   const code = doc?.name === "Error" ? doc.children.find((c) => c.name === "Code")?.text.trim() : undefined;
   const message = doc?.name === "Error" ? doc.children.find((c) => c.name === "Message")?.text : undefined;
   if (code !== undefined && CREDENTIAL_CODES.has(code)) return s3Error("AccessDenied");
@@ -169,6 +171,30 @@ function errorCode(status: number, doc: XmlElement | undefined, upstreamBucket: 
   if (status === 429) return s3Error("SlowDown");
   if (status >= 500 || status < 400) return s3Error("InternalError");
   return s3Error("InvalidRequest");
+}
+
+/**
+ * A shared read's upstream refusal (GetObject, HeadObject: proxy/phases/object.ts, cached bucket
+ * or not) as `e`, the error fromProxyError made of it, with S3's message and details relayed from
+ * the error document it carries (s3/errors.ts errorFromResponse), by the rules a write's refusal
+ * follows (errorOf). Only when errorOf reads the same code from it: the code, status and headers
+ * stay `e`'s. The message and details were S3's catalogue text alone ("Invalid Argument"), where a
+ * versioned read or a write said what was wrong. `upstreamBuckets`: every bucket the answer may
+ * have come from (a replica's too), none of which a relayed word may name.
+ */
+export function withUpstreamWords(e: S3Error, cause: unknown, upstreamBuckets: readonly string[]): S3Error {
+  const c = cause as { s3Status?: unknown; s3Body?: unknown } | undefined;
+  if (!(c?.s3Body instanceof Uint8Array) || typeof c.s3Status !== "number") return e;
+  const doc = tryParse(c.s3Body);
+  if (doc?.name !== "Error") return e;
+  const relayed = errorCode(c.s3Status, doc, upstreamBuckets);
+  if (relayed.code !== e.code) return e;
+  return { ...e, message: relayed.message, details: relayed.details === undefined ? e.details : { ...relayed.details, ...e.details } };
+}
+
+/** The upstream buckets a bucket's reads may be answered from (each replica's). */
+export function upstreamBucketsOf(upstream: ObjectUpstream): string[] {
+  return upstream instanceof ReplicaSet ? upstream.replicas.map((r) => r.upstream.bucket) : [upstream.primary().bucket];
 }
 
 /** Parses an XML answer, or undefined when it is not XML. */

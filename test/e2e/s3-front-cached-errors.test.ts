@@ -1,0 +1,112 @@
+/**
+ * An S3-front GetObject/HeadObject the upstream refuses is answered alike whether the bucket caches
+ * or not (both go through the shared object phase): the same status, code, message and details,
+ * byte for byte apart from the request's own RequestId/HostId and Resource. And S3's message and
+ * details are relayed there (an InvalidArgument's words and ArgumentName, an InvalidObjectState's
+ * message), as a versioned read (the direct path) and the writes relay them: the shared path
+ * answered the catalogue's "Invalid Argument" with no details, on either kind of bucket. On both
+ * engines of the S3 listener.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { startFrontsOn, UPSTREAM, type S3FrontEnv } from "./s3-front-helpers.ts";
+import { signedFetch } from "./s3-front-upload-helpers.ts";
+
+const T = 30_000;
+const CLIENT = { accessKeyId: "AKIDCACHEDERRORS1", secretAccessKey: "cached-errors-secret-0123456789ab" };
+const INVALID_ARGUMENT = "<Error><Code>InvalidArgument</Code><Message>x-amz-checksum-mode must be ENABLED</Message><ArgumentName>x-amz-checksum-mode</ArgumentName><ArgumentValue>on</ArgumentValue><RequestId>0123456789ABCDEF</RequestId><HostId>aG9zdA==</HostId></Error>";
+const ARCHIVED = "<Error><Code>InvalidObjectState</Code><Message>The operation is not valid for the object's storage class</Message><StorageClass>GLACIER</StorageClass><RequestId>0123456789ABCDEF</RequestId></Error>";
+const LEAKY = "<Error><Code>InvalidArgument</Code><Message>refused by rgw1.dc2.acme.de for bucket data</Message><ArgumentName>data</ArgumentName></Error>";
+
+for (const engine of ["bun", "node"] as const) {
+  describe(`S3 front (${engine} engine): an upstream refusal of a read, cached bucket or not`, () => {
+    let s3: S3Fixture;
+    let env: S3FrontEnv;
+    beforeAll(async () => {
+      s3 = await startS3Fixture({ buckets: [{ name: "data" }], credentials: [{ ...UPSTREAM, buckets: ["data"] }] });
+      const up = `s3: { bucket: data, endpoint: "${s3.endpoint}", access_key: "${UPSTREAM.accessKeyId}", secret_key: "${UPSTREAM.secretAccessKey}" }`;
+      env = await startFrontsOn(
+        `server: { address: 127.0.0.1, port: 0 }
+logging: { level: error }
+cache: { enabled: true }
+buckets:
+  - { name: plain, path_prefix: /plain, ${up} }
+  - { name: cached, path_prefix: /cached, ${up}, cache: { enabled: true } }
+s3_api:
+  enabled: true
+  engine: ${engine}
+  address: 127.0.0.1
+  port: 0
+  region: us-east-1
+  credentials:
+    - { access_key_id: "${CLIENT.accessKeyId}", secret_access_key: "${CLIENT.secretAccessKey}", identity: c, buckets: { plain: [read, list], cached: [read, list] } }
+`,
+        s3,
+        true,
+      );
+      await s3.put("data", "there.txt", "here");
+      s3.faults.set("/data/denied.txt", { kind: "error", status: 403, code: "AccessDenied", message: "Access Denied by rgw1 for user someone" });
+      s3.faults.set("/data/argument.txt", { kind: "reply", status: 400, body: INVALID_ARGUMENT });
+      s3.faults.set("/data/archived.txt", { kind: "reply", status: 403, body: ARCHIVED });
+      s3.faults.set("/data/leaky.txt", { kind: "reply", status: 400, body: LEAKY });
+    });
+    afterAll(() => env?.stop());
+
+    /** The answer to `method` of `key` in `bucket`, the request's own ids and its bucket's name taken out. */
+    async function answer(bucket: string, method: string, key: string, headers: Record<string, string> = {}, query?: Array<[string, string]>) {
+      const r = await signedFetch(env, { method, path: `/${bucket}/${key}`, headers, query, creds: CLIENT });
+      const body = (await r.text()).replace(/<RequestId>[^<]*<\/RequestId>/, "<RequestId/>").replace(/<HostId>[^<]*<\/HostId>/, "<HostId/>").replace(`<Resource>/${bucket}/`, "<Resource>/B/");
+      return `${r.status} ${r.headers.get("content-type")} ${body}`;
+    }
+
+    /** The answer, the same from the uncached and the cached bucket. */
+    async function same(method: string, key: string, headers: Record<string, string> = {}): Promise<string> {
+      const plain = await answer("plain", method, key, headers);
+      expect(await answer("cached", method, key, headers)).toBe(plain);
+      return plain;
+    }
+
+    test(
+      "S3's message and details are relayed, alike on both buckets and as a versioned read relays them",
+      async () => {
+        const refused = await same("GET", "argument.txt");
+        expect(refused).toStartWith("400 application/xml");
+        expect(refused).toContain("<Code>InvalidArgument</Code><Message>x-amz-checksum-mode must be ENABLED</Message><ArgumentName>x-amz-checksum-mode</ArgumentName>");
+        expect(refused).not.toContain("0123456789ABCDEF");
+        // (the direct path: a version is read straight from the upstream)
+        expect(await answer("plain", "GET", "argument.txt", {}, [["versionId", "v1"]])).toBe(refused);
+
+        const archived = await same("GET", "archived.txt");
+        expect(archived).toStartWith("403 application/xml");
+        expect(archived).toContain("<Code>InvalidObjectState</Code><Message>The operation is not valid for the object&apos;s storage class</Message>");
+      },
+      T,
+    );
+
+    test(
+      "what names the upstream is still held back, and AccessDenied keeps S3's fixed text",
+      async () => {
+        const leaky = await same("GET", "leaky.txt");
+        expect(leaky).toContain("<Code>InvalidArgument</Code><Message>Invalid Argument</Message><Resource>");
+        expect(leaky).not.toContain("rgw1");
+        const denied = await same("GET", "denied.txt");
+        expect(denied).toContain("<Code>AccessDenied</Code><Message>Access Denied</Message><Resource>");
+      },
+      T,
+    );
+
+    test(
+      "NoSuchKey with its Key, 412 with its Condition, 304, and HEAD's bodiless refusals: the same on both buckets",
+      async () => {
+        expect(await same("GET", "missing.txt")).toContain("<Code>NoSuchKey</Code><Message>The specified key does not exist.</Message><Key>missing.txt</Key>");
+        expect(await same("GET", "there.txt", { "if-match": '"nope"' })).toContain("<Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you specified did not hold</Message><Condition>If-Match</Condition>");
+        const etag = (await signedFetch(env, { method: "HEAD", path: "/plain/there.txt", creds: CLIENT })).headers.get("etag")!;
+        expect(await same("GET", "there.txt", { "if-none-match": etag })).toStartWith("304 ");
+        expect(await same("HEAD", "missing.txt")).toStartWith("404 ");
+        expect(await same("HEAD", "argument.txt")).toStartWith("400 ");
+        expect(await same("HEAD", "denied.txt")).toStartWith("403 ");
+      },
+      T,
+    );
+  });
+}
