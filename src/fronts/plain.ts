@@ -36,6 +36,7 @@ import { plainCors } from "./cors-phases.ts";
 import { READ_ALLOW, serveDelete, servePut, uploadLength, WRITE_ALLOW, writeRefusal } from "./plain-write.ts";
 import { parsePresign, servePresign, type PresignContext } from "./presign.ts";
 import { keyTooLong, SUBRESOURCES } from "./s3/route.ts";
+import { decodeComponent } from "./s3/uri.ts";
 
 function allowOf(bucket: BucketRuntime | undefined): string {
   return bucket?.cfg.access === "read-write" ? WRITE_ALLOW : READ_ALLOW;
@@ -117,7 +118,7 @@ export function route(ctx: RequestContext): Response | undefined {
   }
   if (found.key === "") throw new ProxyError("NoSuchKey", { detail: "The path names a bucket but no object key" });
   checkKeyLength(found.key);
-  if (ctx.query !== "" && S3_READ_SELECTORS.test(ctx.query)) {
+  if (ctx.query !== "" && namesReadSelector(ctx.query)) {
     throw new ProxyError("BadRequest", { detail: "versionId and partNumber select what S3 returns and are not supported on the plain front (it serves the current object); use the S3 API front" });
   }
   ctx.action = "s3:GetObject";
@@ -131,6 +132,22 @@ export function route(ctx: RequestContext): Response | undefined {
  * immutable, keep the wrong bytes under that URL.
  */
 const S3_READ_SELECTORS = /[?&](?:versionId|partNumber)(?:[=&]|$)/;
+
+/**
+ * Whether a raw query names versionId or partNumber, as sent or percent-encoded: S3 decodes the
+ * names (`?version%49d=` is ?versionId=, and the S3 front reads it so), which the regular
+ * expression alone missed (the current object was answered to a versioned URL).
+ */
+function namesReadSelector(rawQuery: string): boolean {
+  if (S3_READ_SELECTORS.test(rawQuery)) return true;
+  if (rawQuery.indexOf("%") < 0) return false;
+  for (const part of rawQuery.replace(/^\?/, "").split("&")) {
+    const eq = part.indexOf("=");
+    const name = decodeComponent(eq < 0 ? part : part.slice(0, eq));
+    if (name === "versionId" || name === "partNumber") return true;
+  }
+  return false;
+}
 
 /** S3's sub-resources and operation selectors: a query naming one asks S3 for another operation than a plain write. */
 const S3_SUBRESOURCES: ReadonlySet<string> = new Set([...SUBRESOURCES, "versionId"]);

@@ -21,6 +21,7 @@ import { awsCli } from "../clients/aws.ts";
 import { boto3Client } from "../clients/boto3.ts";
 import { clientTest, tempDir, type TempDir } from "../clients/run.ts";
 import { OpaServer } from "../fixtures/opa.ts";
+import { S3Signer } from "../../src/s3/sigv4.ts";
 import { answerOf, bytesOf, READER, sha256, expectRefused, signedDeleteObjects, signedFetch, startUploadEnv, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
@@ -135,6 +136,22 @@ describe("reading versions", () => {
     expect(env.upstreamCalls()).toEqual([]);
     // `other` grants WRITER read and write but not list
     await refused(get("/other", [["versions", ""]]), 403, "AccessDenied");
+  });
+
+  test("a percent-encoded name is read as S3 reads it: ?version%49d= is ?versionId=, ?part%4Eumber= is ?partNumber= (the plain front refuses both, core.test.ts)", async () => {
+    await env.s3.put("up", "ver/enc.txt", "current");
+    // Signed for the decoded names (S3's canonical query), sent with the encoded ones.
+    const raw = async (rawQuery: string, query: Array<[string, string]>) => {
+      const signer = new S3Signer(WRITER, "us-east-1");
+      const signed = signer.signRequest({ method: "GET", host: `127.0.0.1:${env.port}`, path: "/up/ver/enc.txt", query, headers: {} });
+      return answerOf(await fetch(`${env.endpoint}/up/ver/enc.txt?${rawQuery}`, { headers: signed.headers }));
+    };
+    env.mark();
+    const missing = await raw(`version%49d=${UNKNOWN}`, [["versionId", UNKNOWN]]);
+    expect({ status: missing.status, code: missing.code }).toEqual({ status: 404, code: "NoSuchVersion" });
+    expect(env.upstreamCalls().map((c) => `${c.method} ${c.query.versionId}`)).toEqual([`GET ${UNKNOWN}`]);
+    const part = await raw("part%4Eumber=2", [["partNumber", "2"]]);
+    expect({ status: part.status, code: part.code }).toEqual({ status: 416, code: "InvalidPartNumber" });
   });
 });
 
