@@ -92,6 +92,58 @@ function checkRules(rules: readonly ClaimRule[], path: PathSegment[], issues: Is
 /** What a bucket's name must not hold: it is a path segment (/admin/cache/purge/<name>, the S3 front's /<name>/) and a metric label. */
 const BUCKET_NAME_BAD = /[/\x00-\x1f\x7f]/;
 
+/**
+ * Characters a reader cannot see, or cannot tell from a plain space: controls (Cc), format
+ * characters (Cf: zero width space, the byte order mark, soft hyphen, bidi marks), separators
+ * (Zs, Zl, Zp: no-break space, the typographic spaces) and the Hangul fillers. A bucket name or
+ * path_prefix holding one (pasted from a document or a chat) passed --check, and the bucket then
+ * answered only a URL with that character in it: 404 for every request that looked right.
+ */
+const UNSEEN = /[\p{Cc}\p{Cf}\p{Z}\u115f\u1160\u3164\uffa0]/u;
+
+/** The names of the invisible characters most often met; the others are named by their kind. */
+const UNSEEN_NAMES: Readonly<Record<number, string>> = {
+  0x09: "character tabulation", 0x0a: "line feed", 0x0d: "carriage return", 0x20: "space", 0x7f: "delete", 0x85: "next line",
+  0xa0: "no-break space", 0xad: "soft hyphen", 0x061c: "arabic letter mark", 0x115f: "hangul choseong filler", 0x1160: "hangul jungseong filler",
+  0x1680: "ogham space mark", 0x180e: "mongolian vowel separator", 0x2000: "en quad", 0x2001: "em quad", 0x2002: "en space", 0x2003: "em space",
+  0x2004: "three-per-em space", 0x2005: "four-per-em space", 0x2006: "six-per-em space", 0x2007: "figure space", 0x2008: "punctuation space",
+  0x2009: "thin space", 0x200a: "hair space", 0x200b: "zero width space", 0x200c: "zero width non-joiner", 0x200d: "zero width joiner",
+  0x200e: "left-to-right mark", 0x200f: "right-to-left mark", 0x2028: "line separator", 0x2029: "paragraph separator",
+  0x202a: "left-to-right embedding", 0x202b: "right-to-left embedding", 0x202c: "pop directional formatting", 0x202d: "left-to-right override",
+  0x202e: "right-to-left override", 0x202f: "narrow no-break space", 0x205f: "medium mathematical space", 0x2060: "word joiner",
+  0x2061: "function application", 0x2062: "invisible times", 0x2063: "invisible separator", 0x2064: "invisible plus",
+  0x2066: "left-to-right isolate", 0x2067: "right-to-left isolate", 0x2068: "first strong isolate", 0x2069: "pop directional isolate",
+  0x3000: "ideographic space", 0x3164: "hangul filler", 0xfeff: "zero width no-break space, the byte order mark", 0xffa0: "halfwidth hangul filler",
+};
+
+function unseenName(c: string, cp: number): string {
+  const known = UNSEEN_NAMES[cp];
+  if (known !== undefined) return known;
+  if (/\p{Cc}/u.test(c)) return "a control character";
+  if (/\p{Cf}/u.test(c)) return "an invisible format character";
+  return "a space character";
+}
+
+/**
+ * What is wrong with a bucket name or path_prefix that holds a character no one can see (see
+ * UNSEEN), or undefined: the character's code point, its name and its position (1-based, in
+ * characters). A space between other characters is seen, and stays allowed ("has space"); one at
+ * the start or the end is not.
+ */
+export function unseenCharacterProblem(value: string): string | undefined {
+  if (!UNSEEN.test(value)) return undefined;
+  const chars = [...value];
+  for (let i = 0; i < chars.length; i++) {
+    const c = chars[i]!;
+    if (!UNSEEN.test(c)) continue;
+    const cp = c.codePointAt(0)!;
+    if (cp === 0x20 && i > 0 && i < chars.length - 1) continue;
+    const where = cp !== 0x20 ? `at position ${i + 1}` : i === 0 ? "at the start (position 1)" : `at the end (position ${i + 1})`;
+    return `contains U+${cp.toString(16).toUpperCase().padStart(4, "0")} (${unseenName(c, cp)}) ${where}: a character that cannot be seen in the config, most likely pasted by mistake; remove it`;
+  }
+  return undefined;
+}
+
 function checkUrl(url: string | undefined, path: PathSegment[], instead: string, issues: Issue[]): void {
   if (url === undefined) return;
   if (!/^https?:\/\//i.test(url)) issues.push({ path, message: "must be an http:// or https:// URL" });
@@ -386,7 +438,9 @@ export function validateConfig(cfg: RawConfig, opts: { baseDir?: string; tls?: {
     // A name is a metric label, an access-log field and a path segment (/admin/cache/purge/<name>,
     // the S3 front's /<name>/): a "/" made the purge path ambiguous, and "_health" is a label the
     // proxy's own endpoints use.
-    if (b.name.startsWith("_")) issues.push({ path: at("name"), message: "must not start with '_' (reserved for the proxy's own endpoints in metrics and logs)" });
+    const unseenInName = unseenCharacterProblem(b.name);
+    if (unseenInName) issues.push({ path: at("name"), message: unseenInName });
+    else if (b.name.startsWith("_")) issues.push({ path: at("name"), message: "must not start with '_' (reserved for the proxy's own endpoints in metrics and logs)" });
     else if (BUCKET_NAME_BAD.test(b.name)) issues.push({ path: at("name"), message: "must not contain '/' or control characters (it is a path segment of the admin API and a metric label)" });
     else if (b.name === "." || b.name === "..") issues.push({ path: at("name"), message: "must not be '.' or '..' (a dot segment: the admin API's purge path and the S3 front can never name it)" });
     const region = b.s3.region;
@@ -394,12 +448,14 @@ export function validateConfig(cfg: RawConfig, opts: { baseDir?: string; tls?: {
     const endpoint = b.s3.endpoint;
     if (endpoint !== undefined && /[?#]/.test(endpoint)) issues.push({ path: at("s3", "endpoint"), message: "must not have a query or a fragment: they would be dropped (give the scheme, host, port and, for a path-based store, its path)" });
 
+    const unseenInPrefix = unseenCharacterProblem(b.path_prefix);
     const prefix = normalizePrefix(b.path_prefix);
     if (prefixes.has(prefix)) issues.push({ path: at("path_prefix"), message: `duplicate path_prefix '${prefix}' (also buckets[${prefixes.get(prefix)}])` });
     prefixes.set(prefix, i);
     for (const r of RESERVED_PREFIXES)
       if (prefix === r || prefix.startsWith(`${r}/`)) issues.push({ path: at("path_prefix"), message: `'${prefix}' collides with the proxy's own ${r} endpoint` });
-    if (/[?#%\\\x00-\x1f\x7f]/.test(prefix) || prefix.split("/").some((s) => s === "." || s === ".."))
+    if (unseenInPrefix) issues.push({ path: at("path_prefix"), message: unseenInPrefix });
+    else if (/[?#%\\\x00-\x1f\x7f]/.test(prefix) || prefix.split("/").some((s) => s === "." || s === ".."))
       issues.push({ path: at("path_prefix"), message: "must be a plain path (no ?, #, %, backslash, control characters, . or .. segments)" });
     b.path_prefix = prefix;
 

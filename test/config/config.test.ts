@@ -408,6 +408,22 @@ describe("parseConfig", () => {
     });
   }
 
+  // A zero width space or a no-break space pasted into a name or prefix passed --check, and the
+  // bucket answered only URLs holding that character (404 for every request that looked right).
+  test("a bucket name or path_prefix holding an invisible or space character is refused, naming the code point, its position and the line", () => {
+    const at = (name: string, prefix: string) => issues(`server: { port: 1 }\n${B}  - name: "${name}"\n    path_prefix: "${prefix}"\n    s3: { bucket: bkt2, endpoint: "http://127.0.0.1:9000" }\n`).map((i) => `${i.line} ${i.path}: ${i.message}`);
+    const tail = ": a character that cannot be seen in the config, most likely pasted by mistake; remove it";
+    expect(at("pics", "/test\\u200b")).toEqual([`7 buckets[1].path_prefix: contains U+200B (zero width space) at position 6${tail}`]);
+    expect(at("pi\\u00a0cs", "/pics")).toEqual([`6 buckets[1].name: contains U+00A0 (no-break space) at position 3${tail}`]);
+    expect(at("\\ufeffpics", "/pics ")).toEqual([`6 buckets[1].name: contains U+FEFF (zero width no-break space, the byte order mark) at position 1${tail}`, `7 buckets[1].path_prefix: contains U+0020 (space) at the end (position 6)${tail}`]);
+    expect(at(" pics", "/pi\\tcs")).toEqual([`6 buckets[1].name: contains U+0020 (space) at the start (position 1)${tail}`, `7 buckets[1].path_prefix: contains U+0009 (character tabulation) at position 4${tail}`]);
+    expect(at("pics\\u2063", "/p\\u3000")).toEqual([`6 buckets[1].name: contains U+2063 (invisible separator) at position 5${tail}`, `7 buckets[1].path_prefix: contains U+3000 (ideographic space) at position 3${tail}`]);
+    // (named by kind where the table has no name: U+FFF9, a format character; astral characters count as one)
+    expect(at("\\U0001F600\\ufff9", "/p")).toEqual([`6 buckets[1].name: contains U+FFF9 (an invisible format character) at position 2${tail}`]);
+    // A space between other characters is seen, and stays allowed; so do letters of any script.
+    expect(parseConfig(`${B}  - name: "has space"\n    path_prefix: "/with space/ü写真"\n    s3: { bucket: bkt2, endpoint: "http://127.0.0.1:9000" }\n`, { env: {} }).buckets.map((b) => [b.name, b.path_prefix])).toEqual([["b", "/b"], ["has space", "/with space/ü写真"]]);
+  });
+
   test("a path_prefix not starting with / is rejected", () => {
     expect(issues(B.replace("path_prefix: /b", "path_prefix: b"))).toEqual([{ path: "buckets[0].path_prefix", message: "must start with /", line: 3 }]);
   });
