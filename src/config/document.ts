@@ -303,6 +303,54 @@ export function withinExpansionLimit(y: Pick<ParsedYaml, "doc" | "aliasTargets">
   return true;
 }
 
+/** The message for an alias that names a node holding it (see aliasInsideItsAnchor). */
+export const ALIAS_CYCLE = "an alias (*name) inside the node its anchor (&name) names: it would expand without end";
+
+/**
+ * The first alias, in document order, that names a node holding it (`a: &x [*x]`, `&x { b: *x }`,
+ * a merge of its own mapping, at any depth), or undefined. Such a document expands without end:
+ * withinExpansionLimit refused it with no line ("more than 1000000 nodes"), and nothing said
+ * which alias it was. (An alias names an anchor met before it: its node is either still open, an
+ * ancestor, or closed; no cycle runs through other aliases without one of them being inside its own.)
+ *
+ * A depth-first walk in document order: a node still open (on the current path) met through an
+ * alias closes a cycle; a node already closed is not walked again, so aliases of aliases cost
+ * nothing. An explicit stack, as the walk: nesting is bounded only by the file size cap.
+ */
+export function aliasInsideItsAnchor(root: unknown, aliasTargets: Map<unknown, unknown>): unknown {
+  const OPEN = 1;
+  const DONE = 2;
+  const state = new Map<unknown, number>();
+  const stack: Array<{ node: unknown; close?: boolean }> = [{ node: root }];
+  while (stack.length > 0) {
+    const e = stack.pop()!;
+    let n = e.node;
+    if (e.close === true) {
+      state.set(n, DONE);
+      continue;
+    }
+    if (n === null || n === undefined) continue;
+    if (isAlias(n)) {
+      const target = aliasTargets.get(n);
+      if (target === null || target === undefined) continue;
+      const s = state.get(target);
+      if (s === OPEN) return n;
+      if (s === DONE) continue;
+      n = target;
+    }
+    if (!isMap(n) && !isSeq(n)) continue;
+    state.set(n, OPEN);
+    stack.push({ node: n, close: true });
+    if (isMap(n)) {
+      for (let i = n.items.length - 1; i >= 0; i--) {
+        const p = n.items[i] as { key?: unknown; value?: unknown };
+        stack.push({ node: p.value }, { node: p.key });
+      }
+    } else for (let i = n.items.length - 1; i >= 0; i--) stack.push({ node: n.items[i] });
+  }
+  return undefined;
+}
+
 /**
  * Parses YAML text. YAML syntax errors are returned as `syntax` (with lines); otherwise the
  * document comes back with ${VAR}s substituted and every duplicate key and missing variable listed.
@@ -329,6 +377,8 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
   const stringVars = new Map<string, string>();
   const rootLine = line(doc.contents);
   const aliasTargets = aliasTargetsOf(doc);
+  /** Where each alias the walk meets sits (a key's alias is met as a key, not here). */
+  const aliasFrames = new Map<unknown, Frame>();
   // An explicit stack, not recursion: nesting depth is bounded only by the file size cap.
   const stack: Frame[] = [{ node: doc.contents, fmt: "", seg: undefined, parent: undefined }];
   while (stack.length > 0) {
@@ -378,6 +428,7 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
         stack.push({ node: n.items[i], fmt, seg: i, parent: f });
       }
     } else if (isAlias(n)) {
+      aliasFrames.set(n, f);
       // An alias to no anchor: `secret: *S3cret` (an unquoted value that starts with *). Never
       // echo its name: it may well be the secret.
       if (!aliasTargets.get(n)) issues.push({ path: segments(f), message: "an alias (*name) that names no anchor: quote a value that starts with *", line: line(n) ?? lines.get(f.fmt) });
@@ -412,6 +463,15 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
       const quoted = n.type !== "PLAIN" && typeof n.source === "string" ? /^\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}$/.exec(n.source) : null;
       if (quoted) quotedVars.set(f.fmt, quoted[1]!);
     }
+  }
+  const cycle = aliasInsideItsAnchor(doc.contents, aliasTargets);
+  if (cycle !== undefined) {
+    const f = aliasFrames.get(cycle);
+    // (the anchor's own line: a block mapping's node starts a line below its `&name`)
+    const target = aliasTargets.get(cycle) as Node;
+    const at = target.anchor ? text.lastIndexOf(`&${target.anchor}`, target.range?.[0] ?? 0) : -1;
+    const anchorLine = at >= 0 ? counter.linePos(at).line : line(target);
+    issues.push({ path: f === undefined ? [] : segments(f), message: `${ALIAS_CYCLE}${anchorLine === undefined ? "" : ` (the anchor is at line ${anchorLine})`}`, line: line(cycle) ?? (f === undefined ? undefined : lines.get(f.fmt)) });
   }
   // The walk pops mappings' children in reverse; report in document order.
   issues.sort((a, b) => (a.line ?? 0) - (b.line ?? 0));

@@ -120,11 +120,34 @@ describe("hostile shapes", () => {
   });
 
   test("an alias inside what it names is refused; one shared anchor merged into 300 buckets is not an attack", () => {
-    expect(error(`${B}loop: &l [1, *l]\n`).issues[0].message).toStartWith("invalid YAML: its aliases expand to more than");
+    expect(error(`${B}loop: &l [1, *l]\n`).issues[0].message).toStartWith("an alias (*name) inside the node its anchor (&name) names");
     const buckets = Array.from({ length: 300 }, (_, i) => `  - name: b${i}\n    path_prefix: /b${i}\n    s3: { <<: *s3d, bucket: bucket-${i} }\n    cache: *cache\n`).join("");
     const c = parseConfig(`x-s3: &s3d { endpoint: "http://127.0.0.1:9000", region: us-east-1 }\nx-cache: &cache { enabled: true, ttl_seconds: 60 }\nbuckets:\n${buckets}`, { env: {} });
     expect(c.buckets).toHaveLength(300);
     expect([c.buckets[299]!.s3.bucket, c.buckets[299]!.s3.region]).toEqual(["bucket-299", "us-east-1"]);
+  });
+});
+
+describe("an alias inside what it names", () => {
+  // It was "invalid YAML: its aliases expand to more than 1000000 nodes", with no line, no path
+  // and no word of which alias it was.
+  const CYCLE = "an alias (*name) inside the node its anchor (&name) names: it would expand without end";
+  const said = (yaml: string) => error(yaml, "c.yaml").message.split("\n");
+  test("is named with its line, its path and the anchor's line, alone", () => {
+    expect(said(`${B}a: &x [*x]\n`)).toEqual([`c.yaml:5: a[0]: ${CYCLE} (the anchor is at line 5)`]);
+    expect(said(`x-d: &d\n  a: 1\n  b:\n    - c: *d\n${B}`)).toEqual([`c.yaml:4: x-d.b[0].c: ${CYCLE} (the anchor is at line 1)`]);
+    // a mapping merging itself, a bucket's own s3 mapping
+    expect(said(`buckets:\n  - name: b\n    path_prefix: /b\n    s3: &s\n      bucket: bkt\n      <<: *s\n`)).toEqual([`c.yaml:6: buckets[0].s3.<<: ${CYCLE} (the anchor is at line 4)`]);
+    // as a key (which is refused as a key too)
+    expect(said(`${B}a: &x {*x : 1}\n`)).toEqual(["c.yaml:5: a: a key must be a plain name (a string), not a list or a mapping", `c.yaml:5: ${CYCLE} (the anchor is at line 5)`]);
+  });
+
+  test("an alias of an anchor named again later, or of a node beside it, is no cycle; aliases of aliases still meet the expansion cap", () => {
+    const c = parseConfig(`x-a: &x [1]\nx-b: [*x, *x]\nx-c: &x [2, [3]]\nx-d: { e: *x, f: [*x] }\n${B}`, { env: {} });
+    expect(c.buckets).toHaveLength(1);
+    let yaml = `${B}a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n`;
+    for (let i = 1; i < 9; i++) yaml += `a${i}: &a${i} [${Array(10).fill(`*a${i - 1}`).join(", ")}]\n`;
+    expect(error(yaml).issues.map((i) => i.message)).toEqual(["invalid YAML: its aliases expand to more than 1000000 nodes (aliases of aliases, or an alias inside what it names)"]);
   });
 });
 
