@@ -305,12 +305,18 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
   // start, and was restarted for ever). Its node:net honours it: then the port is bound by a
   // node:net listener whose connections are handed to the HTTP server, which parses and answers
   // them as its own (clientError, CONNECT, closeIdleConnections included).
+  // Bun's node:http closes a connection it accepted itself when no request head comes within about
+  // 10 s, or none after an answer within keepAliveTimeout; a connection handed over gets neither
+  // (one that sent nothing, half a head, or stayed idle after its answer was held for ever):
+  // the front applies both (handedOver).
   const front = opts.reusePort
     ? net.createServer((socket) => {
         socket.setNoDelay(true);
+        handedOver(server, socket);
         server.emit("connection", socket);
       })
     : undefined;
+  if (front !== undefined) server.prependListener("request", exchangeOnHandedOver);
   const listener: net.Server = front ?? server;
   await new Promise<void>((resolve, reject) => {
     listener.once("error", reject);
@@ -333,6 +339,44 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
 }
 
 export { NODE_IDLE_MS };
+
+/** How long a new connection has for its first request head (Bun's node:http and Bun.serve: about 10 s). */
+const HEAD_DEADLINE_MS = 10_000;
+
+/** A connection the node:net front handed to the HTTP server: its deadline timer, and its exchanges under way. */
+interface HandedOver {
+  server: http.Server;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  open: number;
+}
+const handedOverSockets = new WeakMap<object, HandedOver>();
+
+function deadline(socket: net.Socket, h: HandedOver, ms: number): void {
+  clearTimeout(h.timer);
+  h.timer = setTimeout(() => socket.destroy(), ms);
+  h.timer.unref?.();
+}
+
+/** A connection handed over: closed unless a request head comes within HEAD_DEADLINE_MS. */
+function handedOver(server: http.Server, socket: net.Socket): void {
+  const h: HandedOver = { server, timer: undefined, open: 0 };
+  handedOverSockets.set(socket, h);
+  deadline(socket, h, HEAD_DEADLINE_MS);
+  socket.once("close", () => clearTimeout(h.timer));
+}
+
+/** A request on a handed-over connection: no deadline while exchanges are under way; the idle one (keepAliveTimeout) from the last answer's end. */
+function exchangeOnHandedOver(req: http.IncomingMessage, res: http.ServerResponse): void {
+  const socket = req.socket;
+  const h = handedOverSockets.get(socket);
+  if (h === undefined) return;
+  h.open++;
+  clearTimeout(h.timer);
+  h.timer = undefined;
+  res.once("close", () => {
+    if (--h.open === 0 && !socket.destroyed) deadline(socket, h, h.server.keepAliveTimeout);
+  });
+}
 
 /**
  * A request node:http cannot parse (a malformed head, bytes after a `Connection: close` request, a

@@ -60,6 +60,26 @@ test("requests on the shared port are served, by both workers, with their Conten
   expect(px.logs().filter((l) => l.msg === "could not start")).toEqual([]);
 });
 
+test("a connection that sends no request head, or half of one, is closed after about 10 s, as a single process's is", async () => {
+  // (the shared port is bound by node:net and its connections handed over: Bun's node:http applies
+  // its head deadline only to connections it accepted itself, so these stayed open for ever)
+  const closedAfter = async (first: string) => {
+    const t0 = performance.now();
+    let closedAt = 0;
+    const sock = await Bun.connect({
+      hostname: "127.0.0.1",
+      port: px.port,
+      socket: { data() {}, close() { closedAt = performance.now(); } },
+    });
+    if (first !== "") sock.write(first);
+    await waitFor(() => closedAt > 0, { timeoutMs: 20_000, intervalMs: 100, message: () => `the connection (${JSON.stringify(first)}) to be closed` }).finally(() => sock.end());
+    return closedAt - t0;
+  };
+  const [silent, half] = await Promise.all([closedAfter(""), closedAfter("GET /one/obj.txt HTTP/1.1\r\nHost: x\r\n")]);
+  // (at about 10 s; the upper bound is waitFor's 20 s, not asserted tighter on a loaded machine)
+  for (const ms of [silent, half]) expect(ms).toBeGreaterThan(8_000);
+}, 40_000);
+
 test("SIGTERM stops both workers, exit code 0", async () => {
   expect(await px.stop()).toBe(0);
 });
