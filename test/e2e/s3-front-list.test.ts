@@ -29,8 +29,8 @@ afterAll(() => env.stop());
 const sdk = (credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string } = APP) =>
   new S3Client({ endpoint: env.endpoint, region: "us-east-1", forcePathStyle: true, credentials, maxAttempts: 1 });
 
-async function raw(path: string, query: Record<string, string>, creds: { accessKeyId: string; secretAccessKey: string; sessionToken?: string } = APP) {
-  const v = await smithySigned({ creds, date: new Date(), path, query, host: `127.0.0.1:${env.port}` });
+async function raw(path: string, query: Record<string, string>, creds: { accessKeyId: string; secretAccessKey: string; sessionToken?: string } = APP, headers?: Record<string, string>) {
+  const v = await smithySigned({ creds, date: new Date(), path, query, host: `127.0.0.1:${env.port}`, headers });
   const h = new Headers(v.headers);
   h.delete("host");
   const res = await fetch(`${env.endpoint}${v.rawPath}?${v.rawQuery}`, { headers: h });
@@ -126,6 +126,30 @@ describe("ListObjectsV2", () => {
       expect(env.upstreamCalls().map((c) => c.query["max-keys"])).toEqual(["2"]);
     }
     expect(await raw("/data/", { "list-type": "2", "max-keys": "0" + "2147483648" })).toMatchObject({ status: 400, code: "InvalidArgument" });
+  });
+});
+
+describe("x-amz-optional-object-attributes", () => {
+  test("reaches the upstream on V2, V1 and ListObjectVersions (S3 returns RestoreStatus only when asked; it was dropped)", async () => {
+    for (const query of [{ "list-type": "2" }, {}, { versions: "" }] as Array<Record<string, string>>) {
+      env.mark();
+      const r = await raw("/data/", query, APP, { "x-amz-optional-object-attributes": "RestoreStatus" });
+      expect(`${JSON.stringify(query)} ${r.status}`).toBe(`${JSON.stringify(query)} 200`);
+      const calls = env.upstreamCalls();
+      expect(calls.length).toBe(1);
+      expect(calls[0]!.headers["x-amz-optional-object-attributes"]).toBe("RestoreStatus");
+    }
+    const c = sdk();
+    try {
+      env.mark();
+      await c.send(new ListObjectsV2Command({ Bucket: "data", OptionalObjectAttributes: ["RestoreStatus"] }));
+      expect(env.upstreamCalls()[0]!.headers["x-amz-optional-object-attributes"]).toBe("RestoreStatus");
+      env.mark(); // none asked: none sent
+      await c.send(new ListObjectsV2Command({ Bucket: "data" }));
+      expect(env.upstreamCalls()[0]!.headers["x-amz-optional-object-attributes"]).toBeUndefined();
+    } finally {
+      c.destroy();
+    }
   });
 });
 

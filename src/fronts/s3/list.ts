@@ -1,5 +1,6 @@
 /**
- * ListObjects V1 and V2, and ListObjectVersions, on the S3 front: the client's listing parameters (only those) go to the
+ * ListObjects V1 and V2, and ListObjectVersions, on the S3 front: the client's listing parameters (only those, and the
+ * x-amz-optional-object-attributes header) go to the
  * upstream through src/s3/operations (signed with the bucket's credentials), and S3's answer comes
  * back as it is, with two changes: `<Name>` says the proxy bucket's name, which is the bucket the
  * client asked for, not the upstream bucket behind it (that one is never revealed), and every
@@ -11,12 +12,13 @@
  */
 import { readUpstreamCapped } from "../../http/read-capped.ts";
 import { errorFromResponse } from "../../s3/errors.ts";
-import { listObjectsV1, listObjectsV1Params, listObjectsV2, listObjectsV2Params, listObjectVersions, listObjectVersionsParams } from "../../s3/operations/index.ts";
+import { listObjectsV1, listObjectsV1Params, listObjectsV2, listObjectsV2Params, listObjectVersions, listObjectVersionsParams, OPTIONAL_OBJECT_ATTRIBUTES } from "../../s3/operations/index.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import { s3Error, S3_ERRORS, type S3ErrorCode } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
 import { xmlResponse } from "./operations.ts";
 import { errorOf, tryParse } from "./relay.ts";
+import { requestHeaders } from "./writes.ts";
 import { maskOwners, rootOf, setFirstElementText } from "./xml.ts";
 
 /** A listing page is at most 1000 keys of at most 1 KiB each, plus markup: far below this. */
@@ -65,10 +67,12 @@ export async function listObjects(ctx: RequestContext, op: "ListObjects" | "List
   }
   const upstream = bucket.upstream.primary();
   const call = { signal: ctx.req.signal, timing: ctx.timing };
+  // S3 returns the optional fields (RestoreStatus) only when asked: the header goes upstream, and S3 checks its value.
+  const optionalObjectAttributes = requestHeaders(ctx).get(OPTIONAL_OBJECT_ATTRIBUTES) ?? undefined;
   const res =
-    op === "ListObjectsV2" ? await listObjectsV2(upstream, listObjectsV2Params(q), call)
-    : op === "ListObjectVersions" ? await listObjectVersions(upstream, listObjectVersionsParams(q), call)
-    : await listObjectsV1(upstream, listObjectsV1Params(q), call);
+    op === "ListObjectsV2" ? await listObjectsV2(upstream, { ...listObjectsV2Params(q), optionalObjectAttributes }, call)
+    : op === "ListObjectVersions" ? await listObjectVersions(upstream, { ...listObjectVersionsParams(q), optionalObjectAttributes }, call)
+    : await listObjectsV1(upstream, { ...listObjectsV1Params(q), optionalObjectAttributes }, call);
   if (res.status === 400) return relayClientError(res, upstream.bucket);
   if (res.status !== 200) throw await errorFromResponse(res, "GET");
   const xml = await readListing(res);

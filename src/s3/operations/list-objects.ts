@@ -1,12 +1,23 @@
 /**
  * ListObjects (V1), ListObjectsV2 and ListObjectVersions. Only S3's listing parameters pass
  * through (prefix, delimiter, max-keys, marker / continuation-token, start-after, key-marker,
- * version-id-marker, encoding-type, fetch-owner), nothing else a client put in its query.
+ * version-id-marker, encoding-type, fetch-owner), nothing else a client put in its query, and of
+ * the headers only x-amz-optional-object-attributes (S3 returns RestoreStatus only when asked).
  */
 import type { BucketUpstream } from "../upstream.ts";
 import { type OperationContext, query } from "./common.ts";
 
+/** The listing request header S3 reads (`RestoreStatus`): a listing never carries any other. */
+export const OPTIONAL_OBJECT_ATTRIBUTES = "x-amz-optional-object-attributes";
+
+/** The headers a listing sends upstream: x-amz-optional-object-attributes when the client asked. */
+function listingHeaders(optionalObjectAttributes: string | undefined): Record<string, string> | undefined {
+  return optionalObjectAttributes === undefined ? undefined : { [OPTIONAL_OBJECT_ATTRIBUTES]: optionalObjectAttributes };
+}
+
 export interface ListObjectsV1Params {
+  /** x-amz-optional-object-attributes as the client sent it ("RestoreStatus"). */
+  optionalObjectAttributes?: string;
   prefix?: string;
   delimiter?: string;
   maxKeys?: number | string;
@@ -16,6 +27,8 @@ export interface ListObjectsV1Params {
 }
 
 export interface ListObjectsV2Params {
+  /** x-amz-optional-object-attributes as the client sent it ("RestoreStatus"). */
+  optionalObjectAttributes?: string;
   prefix?: string;
   delimiter?: string;
   maxKeys?: number | string;
@@ -37,6 +50,7 @@ export function listObjectsV1(upstream: BucketUpstream, p: ListObjectsV1Params, 
       ["marker", p.marker],
       ["encoding-type", p.encodingType],
     ]),
+    headers: listingHeaders(p.optionalObjectAttributes),
     ...ctx,
   });
 }
@@ -56,11 +70,14 @@ export function listObjectsV2(upstream: BucketUpstream, p: ListObjectsV2Params, 
       ["encoding-type", p.encodingType],
       ["fetch-owner", p.fetchOwner],
     ]),
+    headers: listingHeaders(p.optionalObjectAttributes),
     ...ctx,
   });
 }
 
 export interface ListObjectVersionsParams {
+  /** x-amz-optional-object-attributes as the client sent it ("RestoreStatus"). */
+  optionalObjectAttributes?: string;
   prefix?: string;
   delimiter?: string;
   maxKeys?: number | string;
@@ -83,6 +100,7 @@ export function listObjectVersions(upstream: BucketUpstream, p: ListObjectVersio
       ["version-id-marker", p.versionIdMarker],
       ["encoding-type", p.encodingType],
     ]),
+    headers: listingHeaders(p.optionalObjectAttributes),
     ...ctx,
   });
 }
