@@ -539,6 +539,18 @@ describe("OPA with the S3 action, virtual-hosted style, ListBuckets owner", () =
       expect({ bad, status: r.status, code: /<Code>(\w+)/.exec(r.body)?.[1], arg: /<ArgumentName>([^<]+)/.exec(r.body)?.[1] }).toEqual({ bad, status: 400, code: "InvalidArgument", arg: "continuation-token" });
     }
   });
+
+  test("ListBuckets' bucket-region filters by the region its buckets report (s3_api.region): another region lists none (all were listed, each saying us-east-1)", async () => {
+    const names = async (q: Record<string, string>) => {
+      const r = await signedFetch(env, { path: "/", query: q });
+      const body = await r.text();
+      return { status: r.status, names: [...body.matchAll(/<Name>([^<]+)<\/Name>/g)].map((m) => m[1]), regions: [...new Set([...body.matchAll(/<BucketRegion>([^<]+)</g)].map((m) => m[1]))] };
+    };
+    expect(await names({})).toEqual({ status: 200, names: ["data", "private"], regions: ["us-east-1"] });
+    expect(await names({ "bucket-region": "us-east-1" })).toEqual({ status: 200, names: ["data", "private"], regions: ["us-east-1"] });
+    expect(await names({ "bucket-region": "eu-west-1" })).toEqual({ status: 200, names: [], regions: [] });
+    expect(await names({ "bucket-region": "eu-west-1", "max-buckets": "1" })).toEqual({ status: 200, names: [], regions: [] });
+  });
 });
 
 describe("node engine", () => {

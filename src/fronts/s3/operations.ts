@@ -47,13 +47,18 @@ export function xmlResponse(ctx: RequestContext, xml: string, status = 200): Res
 
 const MAX_BUCKETS_LIMIT = 10_000;
 
-/** ListBuckets: the principal's buckets, with S3's prefix, max-buckets and continuation-token. */
+/**
+ * ListBuckets: the principal's buckets, with S3's prefix, max-buckets, continuation-token and
+ * bucket-region (every bucket is in s3_api.region, as BucketRegion says: another region has none).
+ */
 export function listBuckets(ctx: RequestContext, api: S3Identities, principal: S3Principal, query: ReadonlyArray<readonly [string, string]>): Response {
   let prefix: string | undefined;
   let max = MAX_BUCKETS_LIMIT;
   let after: string | undefined;
+  let region: string | undefined;
   for (const [k, v] of query) {
     if (k === "prefix") prefix = v;
+    else if (k === "bucket-region") region = v;
     else if (k === "max-buckets") {
       if (!/^\d{1,5}$/.test(v) || +v < 1 || +v > MAX_BUCKETS_LIMIT) throw s3Fail(s3Error("InvalidArgument", "max-buckets must be an integer between 1 and 10000", { ArgumentName: "max-buckets", ArgumentValue: v.slice(0, 32) }));
       max = +v;
@@ -69,6 +74,7 @@ export function listBuckets(ctx: RequestContext, api: S3Identities, principal: S
   let names = visibleBuckets(ctx.rt, principal, (n) => S3_FRONT_BUCKET_NAME.test(n)).map((b) => b.name).sort();
   if (prefix !== undefined) names = names.filter((n) => n.startsWith(prefix));
   if (after !== undefined) names = names.filter((n) => n > after);
+  if (region !== undefined && region !== "" && region !== api.region) names = [];
   const page = names.slice(0, max);
   const more = names.length > page.length;
   const owner = ownerOf(principal.identity);
