@@ -50,6 +50,14 @@ const entry = (k: string) =>
   `<Contents><Key>${k}</Key><LastModified>2025-01-01T00:00:00.000Z</LastModified><ETag>&quot;e1&quot;</ETag><Size>26</Size><StorageClass>STANDARD</StorageClass></Contents>`;
 
 function listingXml(q: URLSearchParams): string {
+  const xml = listBucketXml(q);
+  // ?versions is answered as S3 does, with a ListVersionsResult of <Version> entries; except under
+  // wrongroot/, an upstream that ignores ?versions and answers a ListBucketResult
+  if (!q.has("versions") || q.get("prefix") === "wrongroot/") return xml;
+  return xml.replace(/(<\/?(?:s3:)?)ListBucketResult\b/g, "$1ListVersionsResult").replace(/(<\/?(?:s3:)?)Contents>/g, "$1Version>");
+}
+
+function listBucketXml(q: URLSearchParams): string {
   const prefix = q.get("prefix") ?? "";
   const v2 = q.get("list-type") === "2";
   const top = `<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult${NS}><Name>fakebucket</Name><Prefix>${prefix}</Prefix>`;

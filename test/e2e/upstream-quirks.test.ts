@@ -223,6 +223,22 @@ describe("a plain-front folder listing whose upstream ignores max-keys", () => {
   });
 });
 
+describe("an S3-front listing whose root element is not the operation's", () => {
+  test("a ListObjectVersions answered with a ListBucketResult (an upstream that ignored ?versions) is InternalError, not a 200 of no versions", async () => {
+    const p = await startProxy({ engine: "bun", client: "auto" });
+    const wrong = await p.s3("GET", "/nc", { query: { versions: "", prefix: "wrongroot/" } });
+    expect(wrong.status).toBe(500);
+    expect(await wrong.text()).toContain("<Code>InternalError</Code>");
+    // the same answer to a ListObjects is what it asked for
+    const v1 = await p.s3("GET", "/nc", { query: { prefix: "wrongroot/" } });
+    expect(v1.status).toBe(200);
+    expect(await v1.text()).toContain("<Key>wrongroot/a.txt</Key>");
+    const versions = await p.s3("GET", "/nc", { query: { versions: "", prefix: "other/" } });
+    expect(versions.status).toBe(200);
+    expect(await versions.text()).toContain("<Version><Key>other/a.txt</Key>");
+  });
+});
+
 describe("an S3-front listing written with a namespace prefix (<s3:ListBucketResult xmlns:s3=...>)", () => {
   test("names the proxy bucket and masks the owner as an unprefixed one does (V1, V2, versions)", async () => {
     const p = await startProxy({ engine: "bun", client: "auto" });

@@ -79,8 +79,10 @@ export async function listObjects(ctx: RequestContext, op: "ListObjects" | "List
   // A 200 that is not the listing asked for (an <Error> document, an empty body: a store that failed
   // behind a 200) is S3's InternalError, never relayed as it is (aws-cli took it for an empty
   // bucket, and its text could name the store's internals).
+  // (and the root element is the one the operation answers with: an upstream that ignored
+  // ?versions and listed the current objects would read as a bucket with no versions)
   const root = rootOf(xml);
-  if (root !== "ListBucketResult" && root !== "ListVersionsResult") {
+  if (root !== (op === "ListObjectVersions" ? "ListVersionsResult" : "ListBucketResult")) {
     throw s3Fail(s3Error("InternalError", "The upstream's listing could not be read."));
   }
   // The first <Name> is ListBucketResult's (ListVersionsResult's) own (keys and owners are escaped text or other elements).
