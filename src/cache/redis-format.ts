@@ -81,6 +81,14 @@ export function decodeEntry(value: Uint8Array, key: string, store?: string | nul
     if (typeof val !== "string") return "corrupt metadata";
     headers[k] = val;
   }
+  // A header HTTP cannot carry (CR/LF or NUL in a value, a name that is no token, a character
+  // above U+00FF: a value edited by hand under key_prefix) made every hit of the entry a 500 on
+  // every replica until its TTL (new Headers throws when the answer is built): corrupt, a miss.
+  try {
+    new Headers(headers);
+  } catch {
+    return "corrupt metadata";
+  }
   const size = value.byteLength - FIXED - n;
   if (headers["content-length"] !== String(size)) return "body size does not match";
   const body = new Blob([value.subarray(FIXED + n)]);

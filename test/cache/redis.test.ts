@@ -8,6 +8,7 @@ import { RedisClient } from "bun";
 import { Cache } from "../../src/cache/cache.ts";
 import { MemoryLayer } from "../../src/cache/memory.ts";
 import { RedisLayer } from "../../src/cache/redis.ts";
+import { encodeEntry } from "../../src/cache/redis-format.ts";
 import { serveWithCache } from "../../src/cache/serve.ts";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -180,6 +181,21 @@ describe("storage", () => {
     expect(await l.get("b/other")).toBeUndefined();
     await waitFor(async () => !(await raw.exists("bad:obj:b/junk")) && !(await raw.exists("bad:obj:b/other")));
     expect(l.errors()).toBeGreaterThanOrEqual(2);
+  });
+
+  test("an entry whose metadata holds a header HTTP cannot carry (CR/LF in a value, a name that is no token, a character above U+00FF) is a miss and is deleted, not a 500 on every replica until its TTL", async () => {
+    const l = await layer({ prefix: "hdr:" });
+    const bad: Record<string, string>[] = [{ "x-test": "a\r\nSet-Cookie: evil=1" }, { "bad name": "x" }, { "x-test": "日本" }, { "x-test": "a\u0000b" }];
+    for (const [i, extra] of bad.entries()) {
+      const obj = fresh(`b/h${i}`, 10);
+      await raw.set(`hdr:obj:b/h${i}`, encodeEntry({ ...obj, headers: { ...obj.headers, ...extra } }, new Uint8Array(10)) as unknown as string);
+      expect(await l.get(`b/h${i}`)).toBeUndefined();
+    }
+    await waitFor(async () => (await raw.keys("hdr:obj:*")).length === 0, { message: "the entries to be deleted" });
+    // the headers an object really has (a tab, Latin-1) are served as they are
+    const ok = fresh("b/ok", 10);
+    await raw.set("hdr:obj:b/ok", encodeEntry({ ...ok, headers: { ...ok.headers, "x-amz-meta-a": "caf\u00e9\tb" } }, new Uint8Array(10)) as unknown as string);
+    expect((await l.get("b/ok"))?.headers["x-amz-meta-a"]).toBe("caf\u00e9\tb");
   });
 });
 
