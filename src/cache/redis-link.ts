@@ -113,6 +113,14 @@ export const STORE_BYTES_PER_SECOND = 50 * (1 << 20);
  * command is refused at once (a read's miss, a store skipped).
  */
 export const BULK_QUEUE_BYTES = 64 * (1 << 20);
+/**
+ * How long a large read may wait for its turn, beyond operation_timeout_ms: BULK_QUEUE_BYTES at
+ * STORE_BYTES_PER_SECOND (1.28 s). The byte bound assumes Redis moves them that fast; a Redis
+ * slower than that (a congested link) ran each read to its deadline, and every read queued behind
+ * waited for all those before it (16 clients at once: the last 9 s) before going upstream. A read
+ * whose turn has not come by then is refused then (a miss); a store waits on (it holds no client).
+ */
+export const BULK_WAIT_MS = Math.ceil((BULK_QUEUE_BYTES / STORE_BYTES_PER_SECOND) * 1000);
 
 /** A bulk connection's queue: one command at a time (runBulk), the bytes waiting, and its end. */
 interface BulkQueue {
@@ -219,7 +227,17 @@ export class RedisLink {
     const turn = q.tail;
     let done!: () => void;
     q.tail = new Promise<void>((r) => (done = r));
-    await turn; // (never rejects)
+    if (use === "read") {
+      const waitMs = this.opts.operationTimeoutMs + BULK_WAIT_MS;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = await Promise.race([turn.then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(true), waitMs)))]); // (turn never rejects)
+      clearTimeout(timer);
+      if (late) {
+        q.waiting -= bytes;
+        void turn.then(done); // (the commands queued behind this one keep their order)
+        throw new Error(`${what}: its turn on the ${use} connection did not come within ${waitMs} ms`);
+      }
+    } else await turn; // (never rejects)
     q.waiting -= bytes;
     try {
       return await this.runBulkNow(use, what, bytes, fn);

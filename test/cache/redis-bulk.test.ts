@@ -7,7 +7,7 @@
  * order is checked, not a speed.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { BULK_QUEUE_BYTES, RedisLink } from "../../src/cache/redis-link.ts";
+import { BULK_QUEUE_BYTES, RedisLink, STORE_BYTES_PER_SECOND } from "../../src/cache/redis-link.ts";
 import { startRedis, type RedisServer } from "../fixtures/services.ts";
 import { waitFor } from "../helpers/wait.ts";
 
@@ -25,6 +25,8 @@ afterAll(async () => {
 });
 
 const MiB = 1 << 20;
+/** How long a large read may wait for its turn beyond operation_timeout_ms: BULK_QUEUE_BYTES at the assumed throughput (1.28 s). */
+const BULK_WAIT_MS = Math.ceil((BULK_QUEUE_BYTES / STORE_BYTES_PER_SECOND) * 1000);
 /** A promise and its resolver. */
 function gate() {
   let open!: () => void;
@@ -73,4 +75,24 @@ test("more than BULK_QUEUE_BYTES waiting: refused at once (a read's miss), not q
   hold.open();
   expect(await running).toBe("done");
   expect(await queued).toBe("PONG");
+});
+
+test("a large read whose turn does not come within operation_timeout_ms + BULK_WAIT_MS (a Redis slower than 50 MiB/s) is refused then, a miss: reads queued behind slow ones do not each wait for all of them (16 clients at once: the last waited 9 s)", async () => {
+  const hold = gate();
+  // holds the read connection 3 s (within its own deadline: 200 MiB is 50 ms + 4 s)
+  let started = false;
+  const running = link.runBulk("read", "slow", 200 * MiB, async () => ((started = true), await hold.p, "done"));
+  await waitFor(() => started);
+  const opened = setTimeout(() => hold.open(), 3000);
+  const at = performance.now();
+  await expect(link.runBulk("read", "behind", MiB, (c) => c.send("PING", []))).rejects.toThrow("its turn on the read connection did not come within");
+  const waited = performance.now() - at;
+  expect(waited).toBeGreaterThanOrEqual(50 + BULK_WAIT_MS - 5);
+  expect(waited).toBeLessThan(2900);
+  hold.open();
+  clearTimeout(opened);
+  expect(await running).toBe("done");
+  // the connection's queue goes on: the next read runs at once
+  expect(await link.runBulk("read", "after", MiB, (c) => c.send("PING", []))).toBe("PONG");
+  expect(link.up).toBe(true);
 });
