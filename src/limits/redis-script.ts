@@ -7,7 +7,9 @@
  *
  * The clock is Redis's own (TIME), so the processes' clocks do not need to agree. Each bucket is a
  * hash {tokens, ts (µs)} that expires once it would have refilled completely (an absent bucket is
- * a full one), so per-IP keys never pile up.
+ * a full one), so per-IP keys never pile up. A key of another type (written under the prefix by
+ * another client) is replaced by a full bucket: its WRONGTYPE error made every request local and
+ * the background check (whose probe key was fine) shared again, flipping every 500 ms.
  *
  *   KEYS[i]          the bucket keys
  *   ARGV[2i-1, 2i]   rate (tokens per second) and capacity of KEYS[i]
@@ -21,7 +23,11 @@ local level = {}
 for i = 1, #KEYS do
   local rate = tonumber(ARGV[2 * i - 1])
   local burst = tonumber(ARGV[2 * i])
-  local s = redis.call('HMGET', KEYS[i], 'tokens', 'ts')
+  local s = redis.pcall('HMGET', KEYS[i], 'tokens', 'ts')
+  if s.err then
+    redis.call('DEL', KEYS[i])
+    s = {}
+  end
   local tokens = tonumber(s[1])
   local ts = tonumber(s[2])
   if tokens == nil or ts == nil then

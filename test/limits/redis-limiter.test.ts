@@ -132,6 +132,27 @@ describe("shared limits", () => {
   });
 });
 
+describe("a limit's key written by another client", () => {
+  test("holding another type (a string SET under the prefix): replaced by a full bucket, the limits stay shared; they flipped shared/local every background check (two log lines a second per process) for as long as the key lived", async () => {
+    using s = limiters(source({ enabled: true, global: { requests_per_second: 1000, burst: 1000 } }), 1);
+    await s.ls[0].whenShared(true);
+    const admin = new RedisClient(redis.url);
+    try {
+      await admin.connect();
+      await admin.set(`${s.keyPrefix}rl:global`, "garbage");
+      for (let i = 0; i < 20; i++) {
+        expect((await s.ls[0].check("a")).ok).toBe(true);
+        await Bun.sleep(10);
+      }
+      expect(s.ls[0].shared).toBe(true);
+      expect(s.logs[0].lines.filter((x) => x.level === "warn")).toEqual([]);
+      expect(await admin.send("TYPE", [`${s.keyPrefix}rl:global`])).toBe("hash");
+    } finally {
+      admin.close();
+    }
+  });
+});
+
 describe("Redis unavailable", () => {
   test("killed: decided locally at once (1/N of the rate), logged once; restarted: shared again by itself (the script is loaded again)", async () => {
     // A generous timeout: on a busy machine a slow answer must not count as Redis being down.
