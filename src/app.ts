@@ -7,7 +7,7 @@
  * serving, the error is logged and counted.
  */
 import { renewalRefusal } from "./config/notes.ts";
-import { applyCacheConfig, bucketCachePolicy, cacheRestartKey, cacheStores, createCache, registerCacheMetrics, retireOtherDiskLayouts, upstreamIdentity, type Cache } from "./cache/index.ts";
+import { applyCacheConfig, bucketCachePolicy, cacheRestartChanges, cacheRestartKey, cacheStores, createCache, registerCacheMetrics, retireOtherDiskLayouts, upstreamIdentity, type Cache } from "./cache/index.ts";
 import { ConfigError, loadConfigSourceOffThread, type Config } from "./config/load.ts";
 import { readinessOf } from "./control/ready.ts";
 import { ByteBudget, ConcurrencyLimiter, RedisRateLimiter, UploadLimiter } from "./limits/index.ts";
@@ -263,7 +263,7 @@ export class App implements Services {
       return fail(err instanceof ConfigError ? err.message : "cannot load config");
     }
     if (cacheRestartKey(config.cache) !== cacheRestartKey(old.config.cache))
-      return fail("the cache's disk and redis layers (cache.enabled with them, cache_layers, disk.path, disk.fsync, the redis connection) cannot change on reload: restart the process");
+      return fail(`${cacheRestartChanges(old.config.cache, config.cache).join(", ")} changed: the cache's disk and redis layers (cache.enabled with them, cache_layers, disk.path, disk.fsync, the redis connection: redis.url, key_prefix, connect_timeout_ms, operation_timeout_ms) cannot change on reload: restart the process`);
     if (JSON.stringify(config.audit) !== JSON.stringify(old.config.audit)) return fail("the audit section cannot change on reload: restart the process");
     const changed = restartOnlyChanges(config, old.config);
     if (changed.length > 0)

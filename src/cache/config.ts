@@ -153,6 +153,22 @@ export function cacheStores(config: { cache: CacheConfig; buckets: readonly Buck
   return out;
 }
 
+/**
+ * The settings behind a changed cacheRestartKey, by name (the reload's refusal names them: it said
+ * only "the redis connection", for a key_prefix or a timeout too). Never their values (a URL may
+ * hold a password).
+ */
+export function cacheRestartChanges(old: CacheConfig, next: CacheConfig): string[] {
+  if (cacheRestartKey(old) === cacheRestartKey(next)) return [];
+  const has = (c: CacheConfig, l: "disk" | "redis") => c.enabled && c.cache_layers.includes(l);
+  if (old.enabled !== next.enabled && (has(old, "disk") || has(old, "redis") || has(next, "disk") || has(next, "redis"))) return ["cache.enabled"];
+  if (has(old, "disk") !== has(next, "disk") || has(old, "redis") !== has(next, "redis")) return ["cache.cache_layers"];
+  const out: string[] = [];
+  if (has(old, "disk")) for (const k of ["path", "fsync"] as const) if (old.disk![k] !== next.disk![k]) out.push(`cache.disk.${k}`);
+  if (has(old, "redis")) for (const k of ["url", "key_prefix", "connect_timeout_ms", "operation_timeout_ms"] as const) if (old.redis![k] !== next.redis![k]) out.push(`cache.redis.${k}`);
+  return out;
+}
+
 /** What a reload cannot change: which persistent or shared layers exist and where they are. */
 export function cacheRestartKey(cfg: CacheConfig): string {
   if (!cfg.enabled) return "[]";

@@ -7,7 +7,7 @@ import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { bucketCachePolicy, cacheRestartKey, diskDir } from "../../src/cache/index.ts";
+import { bucketCachePolicy, cacheRestartChanges, cacheRestartKey, diskDir } from "../../src/cache/index.ts";
 import { retireOtherLayouts } from "../../src/cache/config.ts";
 import { redisTarget } from "../../src/cache/redis-link.ts";
 import { ConfigError, parseConfig } from "../../src/config/load.ts";
@@ -121,6 +121,18 @@ describe("restart and folders", () => {
     expect(cacheRestartKey(CacheSchema.parse({ ...base, disk: { path: "/d" } }))).not.toBe(key);
     expect(cacheRestartKey(CacheSchema.parse({ ...base, enabled: false }))).not.toBe(key);
     expect(cacheRestartKey(CacheSchema.parse({ enabled: false }))).toBe(cacheRestartKey(CacheSchema.parse({ enabled: true })));
+  });
+
+  test("a refused reload names what changed (it said only 'the redis connection', for a key_prefix or a timeout too), never the Redis URL itself", () => {
+    const redis = { enabled: true, cache_layers: ["memory", "redis"], redis: { url: "redis://:Secret-pw@h:6379", key_prefix: "a:" } };
+    const old = CacheSchema.parse(redis);
+    expect(cacheRestartChanges(old, CacheSchema.parse({ ...redis, redis: { ...redis.redis, operation_timeout_ms: 800 } }))).toEqual(["cache.redis.operation_timeout_ms"]);
+    expect(cacheRestartChanges(old, CacheSchema.parse({ ...redis, redis: { ...redis.redis, key_prefix: "b:", connect_timeout_ms: 900 } }))).toEqual(["cache.redis.key_prefix", "cache.redis.connect_timeout_ms"]);
+    expect(cacheRestartChanges(old, CacheSchema.parse({ ...redis, redis: { ...redis.redis, url: "redis://:Other-pw@h:6379" } }))).toEqual(["cache.redis.url"]);
+    expect(cacheRestartChanges(old, CacheSchema.parse({ ...redis, cache_layers: ["memory"] }))).toEqual(["cache.cache_layers"]);
+    expect(cacheRestartChanges(old, CacheSchema.parse({ ...redis, enabled: false }))).toEqual(["cache.enabled"]);
+    expect(cacheRestartChanges(CacheSchema.parse(base), CacheSchema.parse({ ...base, disk: { path: "/d", fsync: true } }))).toEqual(["cache.disk.path", "cache.disk.fsync"]);
+    expect(cacheRestartChanges(old, CacheSchema.parse({ ...redis, redis: { ...redis.redis, max_item_size_mb: 1 } }))).toEqual([]);
   });
 
   test("a relative path is relative to the config file's folder; workers get their own folder", () => {
