@@ -23,7 +23,7 @@
  * is dropped. Files written before the stamp existed have none (and are dropped: their store
  * cannot be known); an older version reading a stamped file ignores the field.
  */
-import type { ObjectMeta } from "./types.ts";
+import { headersCanBeAnswered, type ObjectMeta } from "./types.ts";
 
 export const HEAD_BYTES = 32;
 const MAGIC = 0x31435459; // "YTC1" read as little-endian u32
@@ -143,6 +143,7 @@ export function decodeHead(head: Uint8Array, fileSize: number): DiskHead | strin
     if (typeof val !== "string") return "corrupt metadata";
     headers[k] = val;
   }
+  if (!headersCanBeAnswered(headers)) return "corrupt metadata";
   if (headers["content-length"] !== String(size)) return "metadata does not match the body size";
   return { key: p.key, headers, storedAt, expiresAt, size, bodyOffset, store: typeof p.store === "string" ? p.store : undefined };
 }

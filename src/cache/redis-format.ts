@@ -20,7 +20,7 @@
  * and the entry itself over a connection of its own with a deadline scaled with its size
  * (redis-link.ts runBulk). The suffix keeps it under <key>'s prefix (a prefix purge's SCAN finds it).
  */
-import type { CachedObject } from "./types.ts";
+import { headersCanBeAnswered, type CachedObject } from "./types.ts";
 
 const MAGIC = 0x31525459; // "YTR1" read as little-endian u32
 const FIXED = 8;
@@ -81,14 +81,8 @@ export function decodeEntry(value: Uint8Array, key: string, store?: string | nul
     if (typeof val !== "string") return "corrupt metadata";
     headers[k] = val;
   }
-  // A header HTTP cannot carry (CR/LF or NUL in a value, a name that is no token, a character
-  // above U+00FF: a value edited by hand under key_prefix) made every hit of the entry a 500 on
-  // every replica until its TTL (new Headers throws when the answer is built): corrupt, a miss.
-  try {
-    new Headers(headers);
-  } catch {
-    return "corrupt metadata";
-  }
+  // (a value edited by hand under key_prefix: every hit on every replica was a 500 until its TTL)
+  if (!headersCanBeAnswered(headers)) return "corrupt metadata";
   const size = value.byteLength - FIXED - n;
   if (headers["content-length"] !== String(size)) return "body size does not match";
   const body = new Blob([value.subarray(FIXED + n)]);

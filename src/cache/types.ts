@@ -174,3 +174,18 @@ export function bucketOf(key: string): string {
   const i = key.indexOf("/");
   return i < 0 ? key : key.slice(0, i);
 }
+
+/**
+ * Whether stored headers can be answered: a value with CR/LF or NUL, a name that is no token or a
+ * character above U+00FF (bytes edited by hand or damaged in a layer that outlives the process)
+ * made every hit of the entry a 500 (new Headers throws when the answer is built). Such an entry
+ * is corrupt: a miss, and deleted.
+ */
+export function headersCanBeAnswered(headers: Record<string, string>): boolean {
+  try {
+    new Headers(headers);
+    return true;
+  } catch {
+    return false;
+  }
+}

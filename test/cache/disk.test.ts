@@ -387,6 +387,22 @@ describe("restart", () => {
     expect(files(dir)).toHaveLength(1);
   });
 
+  test("a file whose stored headers HTTP cannot carry (a character above U+00FF) is deleted at start, never indexed (every hit was a 500)", async () => {
+    const dir = freshDir();
+    const d1 = await open(dir);
+    await d1.put(obj("b/good", 100, '"good"'));
+    await d1.put(obj("b/bad", 100, '"abcd"'));
+    await d1.close();
+    const bad = files(dir).find((f) => readFileSync(f).includes("abcd"))!;
+    const bytes = readFileSync(bad);
+    bytes.set(Buffer.from("a\u0100b"), bytes.indexOf("abcd")); // 4 bytes in UTF-8 too: the head stays framed
+    writeFileSync(bad, bytes);
+    const d2 = await open(dir);
+    expect(d2.keys()).toEqual(["b/good"]);
+    expect(files(dir)).toHaveLength(1);
+    await d2.close();
+  });
+
   // A FIFO under objects/ (or a symlink to one) made the rebuild's open() wait for a writer
   // forever: every lookup and purge waits for `ready`, so each cached request was a 504 after
   // request_timeout, a write hung after it was stored, and a stop never finished.
