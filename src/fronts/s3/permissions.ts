@@ -71,13 +71,29 @@ export function permissionsFor(action: S3Action): readonly S3Permission[] | unde
 }
 
 /**
+ * Whether the token a session came from still meets jwt.issuer and jwt.audience as they are now
+ * (the verifier's rule: iss equal, aud sharing a value): a reload that stops trusting an issuer
+ * or an audience ends the sessions of its tokens at once, as it refuses those tokens on the plain
+ * front (they kept working on the S3 front until they expired, up to max_session_seconds).
+ */
+function issuedByTrusted(issuer: string | undefined, audience: string | readonly string[] | undefined, claims: Record<string, unknown>): boolean {
+  if (issuer !== undefined && claims.iss !== issuer) return false;
+  if (audience === undefined) return true;
+  const wanted = typeof audience === "string" ? [audience] : audience;
+  const aud = claims.aud;
+  return typeof aud === "string" ? wanted.includes(aud) : Array.isArray(aud) && aud.some((a) => typeof a === "string" && wanted.includes(a));
+}
+
+/**
  * Whether a session's claims pass the bucket's plain-front read rules (jwt.claims, then auth.claims).
  * jwt.claims hold on every bucket, those without `auth` included: they say which tokens are still
  * good (a revocation cut-off on iat written after the session was issued ends it everywhere, not
  * only where a bucket asks for a token; AWS's aws:TokenIssueTime deny applies to every action).
  */
 function sessionPasses(rt: Runtime, bucket: BucketRuntime, claims: Record<string, unknown>): boolean {
-  const global = rt.config.jwt?.enabled ? rt.config.jwt.claims : undefined;
+  const jwt = rt.config.jwt?.enabled ? rt.config.jwt : undefined;
+  if (jwt !== undefined && !issuedByTrusted(jwt.issuer, jwt.audience, claims)) return false;
+  const global = jwt?.claims;
   if (global !== undefined && firstFailedRule(global, claims) !== undefined) return false;
   if (!bucket.authRequired) return true;
   if (global === undefined) return false; // auth without a jwt section cannot be configured; fail closed

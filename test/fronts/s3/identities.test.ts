@@ -110,6 +110,21 @@ describe("permissions", () => {
     expect(["s3:GetObject", "s3:ListBucket"].map((a) => mayAccess(rt, p, rt.buckets.get("team")!, a as never))).toEqual([true, true]);
   });
 
+  test("a reload that changes jwt.issuer or jwt.audience ends the sessions of tokens it no longer trusts", async () => {
+    const withTrust = (trust: string) => yaml().replace('secret: "jwt-secret-0123456789abcdef012345",', `secret: "jwt-secret-0123456789abcdef012345", ${trust},`);
+    const s = session({ org: "acme", team: "a", iss: "https://idp.test", aud: ["other", "yata"] });
+    const names = async (trust: string) => {
+      const rt = await runtime(withTrust(trust));
+      const p = ok(rt.s3Api!.lookup(s.accessKeyId, { sessionToken: s.sessionToken, now: NOW }));
+      return visibleBuckets(rt, p, () => true).map((x) => x.name);
+    };
+    expect(await names('issuer: "https://idp.test", audience: yata')).toEqual(["pub", "team", "auth"]);
+    expect(await names('audience: [x, other]')).toEqual(["pub", "team", "auth"]);
+    // the plain front refuses this token now: so does the S3 front its session, on every bucket
+    expect(await names('issuer: "https://new-idp.test", audience: yata')).toEqual([]);
+    expect(await names('issuer: "https://idp.test", audience: [x, y]')).toEqual([]);
+  });
+
   test("anonymous: GetObject/HeadObject on buckets without auth, nothing else", async () => {
     const rt = await runtime();
     expect(mayAccess(rt, undefined, rt.buckets.get("pub")!, "s3:GetObject")).toBe(true);
