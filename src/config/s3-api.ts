@@ -61,6 +61,13 @@ export const S3StsSchema = z.strictObject({
   enabled: z.boolean().default(true),
   /** HMAC key of the stateless sessions, shared by every replica; rotating it revokes every session. */
   session_key: z.string().optional(),
+  /**
+   * Earlier session keys, for a rotation without an outage: sessions issued under them are still
+   * verified until they expire (new ones are issued under session_key only). SDKs do not refresh
+   * credentials on S3's InvalidToken, so a bare rotation fails every running client until its
+   * cached credentials near their expiry. Drop a key max_session_seconds after the rotation.
+   */
+  previous_session_keys: z.array(z.string()).max(4).optional(),
   /** STS allows 900..43200 seconds per session. */
   max_session_seconds: z.number().int().min(900).max(43200).default(3600),
   /** Browser origins that may call AssumeRoleWithWebIdentity (config/cors.ts StsCorsSchema). */
@@ -144,6 +151,9 @@ export function validateS3Api(cfg: Whole, main: { host: string; port: number }, 
   if (sts?.enabled) {
     if (!sts.session_key) issues.push({ path: at("sts", "session_key"), message: `required when sts is enabled (at least ${MIN_SESSION_KEY_BYTES} bytes, the same on every replica)` });
     else if (Buffer.byteLength(sts.session_key) < MIN_SESSION_KEY_BYTES) issues.push({ path: at("sts", "session_key"), message: `must be at least ${MIN_SESSION_KEY_BYTES} bytes` });
+    (sts.previous_session_keys ?? []).forEach((k, i) => {
+      if (Buffer.byteLength(k) < MIN_SESSION_KEY_BYTES) issues.push({ path: at("sts", "previous_session_keys", i), message: `must be at least ${MIN_SESSION_KEY_BYTES} bytes` });
+    });
     if (!cfg.jwt?.enabled) issues.push({ path: at("sts", "enabled"), message: "temporary credentials are issued for JWTs: configure an enabled top-level `jwt:` section" });
   }
 }
@@ -154,7 +164,7 @@ export function summarizeS3Api(s: S3ApiConfig | undefined, https: boolean): stri
   const style = s.domain ? `path + virtual-hosted (*.${s.domain})` : "path-style";
   const lines = [`s3 api      ${listenerUrl(https ? "https" : "http", s.address, s.port)}  region=${s.region} ${style} max_skew=${s.max_clock_skew_seconds}s${s.engine ? ` engine=${s.engine}` : ""}`];
   const stsCors = s.sts?.cors ? `, cors ${s.sts.cors.allowed_origins.join(" ")}` : "";
-  const sts = s.sts?.enabled ? `on (session_key ${s.sts.session_key ? "set" : "NOT set"}, max ${s.sts.max_session_seconds}s${stsCors})` : "off";
+  const sts = s.sts?.enabled ? `on (session_key ${s.sts.session_key ? "set" : "NOT set"}${s.sts.previous_session_keys?.length ? ` + ${s.sts.previous_session_keys.length} previous` : ""}, max ${s.sts.max_session_seconds}s${stsCors})` : "off";
   lines.push(`  sts: ${sts}; ${s.credentials.length} credential${s.credentials.length === 1 ? "" : "s"}`);
   for (const c of s.credentials) {
     const grants = Object.entries(c.buckets).map(([b, p]) => `${b}:${[...new Set(p)].join("+")}`).join(" ");

@@ -20,7 +20,8 @@ export const S3_ERRORS = {
   AccessControlListNotSupported: { status: 400, message: "The bucket does not allow ACLs" },
   EntityTooLarge: { status: 400, message: "Your proposed upload exceeds the maximum allowed size." },
   EntityTooSmall: { status: 400, message: "Your proposed upload is smaller than the minimum allowed object size." },
-  // S3 documents ExpiredToken and InvalidToken as 400 (the SDKs refresh credentials on the code).
+  // S3 documents ExpiredToken and InvalidToken as 400 (the SDKs do not refresh credentials on them:
+  // they re-assume only near the credentials' Expiration; see s3_api.sts.previous_session_keys).
   ExpiredToken: { status: 400, message: "The provided token has expired." },
   IncorrectNumberOfFilesInPostRequest: { status: 400, message: "POST requires exactly one file upload per request." },
   IncompleteBody: { status: 400, message: "You did not provide the number of bytes specified by the Content-Length HTTP header." },

@@ -48,7 +48,7 @@ export class S3Identities {
   readonly maxSkewSeconds: number;
   /** Lower-case; virtual-hosted style applies to `<bucket>.<domain>`. */
   readonly domain: string | undefined;
-  readonly sts: { readonly sessionKey: string; readonly maxSessionSeconds: number } | undefined;
+  readonly sts: { readonly sessionKey: string; readonly previousKeys: readonly string[]; readonly maxSessionSeconds: number } | undefined;
   readonly keyCache = new SigningKeyCache();
   /**
    * The clock requests are verified against (ms). Tests replace it to replay AWS's published
@@ -62,7 +62,9 @@ export class S3Identities {
     this.region = cfg.region;
     this.maxSkewSeconds = cfg.max_clock_skew_seconds;
     this.domain = cfg.domain;
-    this.sts = cfg.sts?.enabled && cfg.sts.session_key ? { sessionKey: cfg.sts.session_key, maxSessionSeconds: cfg.sts.max_session_seconds } : undefined;
+    this.sts = cfg.sts?.enabled && cfg.sts.session_key
+      ? { sessionKey: cfg.sts.session_key, previousKeys: cfg.sts.previous_session_keys ?? [], maxSessionSeconds: cfg.sts.max_session_seconds }
+      : undefined;
     for (const c of cfg.credentials) {
       const grants = new Map<string, ReadonlySet<S3Permission>>();
       for (const [bucket, perms] of Object.entries(c.buckets)) grants.set(bucket, new Set(perms));
@@ -87,7 +89,11 @@ export class S3Identities {
     if (hit !== undefined) {
       return hit.accessKeyId === accessKeyId ? hit : s3Error("InvalidAccessKeyId", undefined, { AWSAccessKeyId: accessKeyId.slice(0, 128) });
     }
-    const verified = verifySessionToken(this.sts.sessionKey, accessKeyId, token, ctx.now);
+    let verified = verifySessionToken(this.sts.sessionKey, accessKeyId, token, ctx.now);
+    // (a session issued before a rotation: not issued with the current key, so its tag failed)
+    for (let i = 0; "code" in verified && verified.code === "InvalidToken" && i < this.sts.previousKeys.length; i++) {
+      verified = verifySessionToken(this.sts.previousKeys[i]!, accessKeyId, token, ctx.now);
+    }
     if ("code" in verified) return verified;
     const entry: SessionPrincipalEntry = {
       kind: "session",

@@ -76,6 +76,28 @@ describe("S3Identities.lookup", () => {
     expect(noSts.lookup(s.accessKeyId, { sessionToken: s.sessionToken, now: NOW })).toMatchObject({ code: "InvalidToken" });
   });
 
+  test("previous_session_keys: a rotation keeps earlier sessions until they expire; new ones use session_key", async () => {
+    const NEW_KEY = "another-session-key-0123456789abcdef";
+    const old = session({ org: "acme" });
+    const rt = await runtime(yaml(NEW_KEY).replace(/( {2}sts: \{ session_key: "[^"]*")/, `$1, previous_session_keys: ["${STS_KEY}"]`));
+    const api = rt.s3Api!;
+    expect(ok(api.lookup(old.accessKeyId, { sessionToken: old.sessionToken, now: NOW }))).toMatchObject({ kind: "session", secretAccessKey: old.secretAccessKey });
+    const fresh = session({ org: "acme" }, NEW_KEY);
+    expect(ok(api.lookup(fresh.accessKeyId, { sessionToken: fresh.sessionToken, now: NOW }))).toMatchObject({ kind: "session", secretAccessKey: fresh.secretAccessKey });
+    // still expired, forged and mismatched as with the current key
+    const late = session({ org: "acme" }, STS_KEY, 1000);
+    expect(api.lookup(late.accessKeyId, { sessionToken: late.sessionToken, now: NOW + 2000 })).toMatchObject({ code: "ExpiredToken" });
+    expect(api.lookup(fresh.accessKeyId, { sessionToken: old.sessionToken, now: NOW })).toMatchObject({ code: "InvalidAccessKeyId" });
+    expect(api.lookup(old.accessKeyId, { sessionToken: old.sessionToken.slice(0, -2) + "AA", now: NOW })).toMatchObject({ code: "InvalidToken" });
+    // a key neither current nor previous: refused
+    const other = session({ org: "acme" }, "third-session-key-0123456789abcdefgh");
+    expect(api.lookup(other.accessKeyId, { sessionToken: other.sessionToken, now: NOW })).toMatchObject({ code: "InvalidToken" });
+  });
+
+  test("previous_session_keys: each at least 32 bytes", () => {
+    expect(() => parseConfig(yaml().replace(/( {2}sts: \{ session_key: "[^"]*")/, '$1, previous_session_keys: ["short"]'), { env: {} })).toThrow(/previous_session_keys\[0\]: must be at least 32 bytes/);
+  });
+
   test("a reload that rotates a static secret verifies with the new one only", async () => {
     const api = (await runtime(yaml(STS_KEY, "rotated-secret-0123456789"))).s3Api!;
     expect(ok(api.lookup("AKIDREADER", { sessionToken: undefined, now: NOW })).secretAccessKey).toBe("rotated-secret-0123456789");
