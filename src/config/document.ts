@@ -435,7 +435,9 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
     } else if (isScalar(n) && typeof n.value === "string" && n.value.includes("${")) {
       // A secret written in the file that holds `${` (beside other text) is not a placeholder to
       // name: the text after `${` is part of the secret (it was echoed by --check and the logs).
-      const hidden = typeof f.seg === "string" && SECRET_KEY_RE.test(f.seg) && !WHOLE_RE.test(n.value);
+      // (an item of a list is named by the list's key: previous_session_keys[0])
+      const named = typeof f.seg === "number" ? f.parent?.seg : f.seg;
+      const hidden = typeof named === "string" && SECRET_KEY_RE.test(named) && !WHOLE_RE.test(n.value);
       const HIDDEN = "holds a `${` that is not a placeholder this loader substitutes, or names a variable that is not set (not shown: it may be part of a secret); a literal `${` is written `$${`";
       let hiddenSaid = false;
       const sayHidden = () => {

@@ -256,6 +256,11 @@ describe("parseConfig", () => {
     expect(issues(front("${NOPE_SK}")).map((i) => i.message)).toEqual(["environment variable NOPE_SK is not set"]);
     // and any other key still says which variable
     expect(issues(B.replace("bkt", '"a-${NOPE_B}"')).map((i) => i.message)).toEqual(["environment variable NOPE_B is not set"]);
+    // an item of a list of secrets is one too (it was echoed)
+    const previous = `s3_api:\n  enabled: true\n  port: 0\n  sts:\n    session_key: "${"k".repeat(40)}"\n    previous_session_keys: ["Xk9\${q7Zp2mLw8RtY4vBn6c}Tail0123456789abcdefghijklmn"]\n  credentials: []\njwt:\n  enabled: true\n  secret: "${"s".repeat(40)}"\n${B}`;
+    const got = issues(previous);
+    expect(got.map((i) => i.path)).toContain("s3_api.sts.previous_session_keys[0]");
+    for (const i of got) expect(i.message).not.toContain("q7Zp");
   });
 
   test("a shell form that is not substituted (${VAR:?msg}, ${VAR:=x}) is a problem naming the variable and the operator, not a literal value", () => {
