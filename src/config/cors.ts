@@ -35,7 +35,27 @@ const origin = z
   .refine(
     (s) => s === "*" || ORIGIN.test(s) || (oneWildcard(s) && (ORIGIN.test(s.replace("*", "a")) || ORIGIN.test(s.replace("*", "1")))),
     'must be an origin such as "https://app.example.com" (scheme, host and optional port; no path), a pattern with one "*" such as "https://*.example.com", or "*"',
-  );
+  )
+  .superRefine((s, ctx) => {
+    const why = impossiblePort(s);
+    if (why !== undefined) ctx.addIssue({ code: "custom", message: why });
+  });
+
+/**
+ * Why an origin's literal port is one no browser sends in Origin (so the entry would never match),
+ * or undefined: browsers serialize an origin without its scheme's default port, in decimal without
+ * leading zeros, and only a port of 1-65535.
+ */
+function impossiblePort(s: string): string | undefined {
+  const m = /^(https?):\/\/.*:(\d+)$/.exec(s);
+  if (m === null) return undefined;
+  const port = Number(m[2]);
+  const bare = s.slice(0, s.length - m[2]!.length - 1);
+  if (port === (m[1] === "https" ? 443 : 80)) return `a browser sends this origin as "${bare}" (no default port): list the origin without ":${port}"`;
+  if (port < 1 || port > 65535) return "a port is 1-65535";
+  if (m[2] !== String(port)) return `a browser sends the port without leading zeros: write :${port}`;
+  return undefined;
+}
 
 /** A header name, "*" alone, or a name pattern with one "*" (S3's AllowedHeader: "x-amz-*"). */
 const headerName = z
@@ -52,7 +72,9 @@ export function matchesPattern(pattern: string, value: string): boolean {
 
 const methods = z
   .array(z.string().transform((s) => s.toUpperCase()).pipe(z.enum(CORS_METHODS, { error: () => `unknown method; use ${CORS_METHODS.join(", ")}` })))
-  .min(1, "list at least one method");
+  .min(1, "list at least one method")
+  // (once each: "GET" and "get" are the same method, listed once in Access-Control-Allow-Methods)
+  .transform((m) => [...new Set(m)]);
 
 /**
  * What scripts may read by default: the ETag, and the checksums S3 returns for a part or an

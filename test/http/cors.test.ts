@@ -64,6 +64,30 @@ describe("preflight", () => {
     expect(CorsSchema.safeParse({ allowed_origins: ["*"], expose_headers: ["x-amz-*"] }).success).toBe(false);
   });
 
+  test("an origin with a port no browser sends (the scheme's default, out of range, leading zero) is refused at load, saying what to write", () => {
+    // A browser serializes https://app.example.com:443 as https://app.example.com: the entry would never match.
+    for (const [bad, says] of [
+      ["https://app.example.com:443", 'list the origin without ":443"'],
+      ["http://localhost:80", 'list the origin without ":80"'],
+      ["https://*.example.com:443", 'list the origin without ":443"'],
+      ["http://localhost:99999", "a port is 1-65535"],
+      ["http://localhost:0", "a port is 1-65535"],
+      ["http://localhost:03000", "write :3000"],
+    ] as const) {
+      const r = CorsSchema.safeParse({ allowed_origins: [bad] });
+      expect([bad, r.success]).toEqual([bad, false]);
+      expect(r.error?.issues.map((i) => i.message).join("; ")).toContain(says);
+    }
+    for (const ok of ["https://app.example.com:8443", "http://localhost:3000", "http://[::1]:3000", "http://[::1]", "http://localhost:*", "https://app.example.com"]) {
+      expect([ok, CorsSchema.safeParse({ allowed_origins: [ok] }).success]).toEqual([ok, true]);
+    }
+  });
+
+  test("a method listed twice (in any case) is allowed once, not repeated in Access-Control-Allow-Methods", () => {
+    const r = preflight(CorsSchema.parse({ allowed_origins: ["*"], allowed_methods: ["GET", "get", "PUT", "GET"] }), "https://a.example", "PUT", null);
+    expect(r.ok && r.headers["access-control-allow-methods"]).toBe("GET, PUT");
+  });
+
   test("origins compare case-insensitively in scheme and host (browsers send them lower-case anyway)", () => {
     expect(originAllowed(app, "HTTPS://APP.EXAMPLE.COM")).toBe(true);
   });
