@@ -13,8 +13,10 @@
  *
  * The origin is always echoed, never "*" (a configured "*" matches any origin): an echoed origin
  * with Vary keeps shared caches from serving one origin's answer to another.
- * Access-Control-Allow-Credentials is never sent: tokens travel in the Authorization header, which
- * needs no cookie mode.
+ * Access-Control-Allow-Credentials: true goes with a grant to a listed origin (or pattern), as S3
+ * sends it, so a page whose fetches use credentials: "include" (axios' withCredentials) is not
+ * refused by its browser; never for "*" (S3 answers a "*" rule without it). No cookie or other
+ * ambient credential authenticates here: tokens travel in the Authorization header.
  */
 import { matchesPattern, type CorsConfig } from "../config/cors.ts";
 import { ProxyError } from "../errors.ts";
@@ -65,6 +67,7 @@ export function preflight(cors: CorsConfig, origin: string, method: string, requ
     vary: "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
   };
   if (asked.length > 0) headers["access-control-allow-headers"] = asked.join(", ");
+  if (cors.allowed_origins[0] !== "*") headers["access-control-allow-credentials"] = "true";
   return { ok: true, headers };
 }
 
@@ -111,6 +114,7 @@ function apply(h: Headers, cors: CorsConfig, origin: string, method: string): vo
   addVaryOrigin(h);
   if (!originAllowed(cors, origin) || !(cors.allowed_methods as readonly string[]).includes(method)) return;
   h.set("access-control-allow-origin", origin);
+  if (cors.allowed_origins[0] !== "*") h.set("access-control-allow-credentials", "true");
   if (cors.expose_headers.length > 0) h.set("access-control-expose-headers", cors.expose_headers.join(", "));
 }
 

@@ -47,6 +47,8 @@ interface PageResult {
   etag: string | null;
   viaPresigned: number[] | string;
   viaPlain: number[] | string;
+  /** The same reads with credentials: "include" (axios' withCredentials): refused unless Access-Control-Allow-Credentials: true. */
+  credentialed: string[];
 }
 
 /** Runs in the page: presign, upload, read back. Byte arrays come back as hex digests to keep the payload small. */
@@ -61,7 +63,17 @@ async function uploadInPage(a: { plain: string; jwt: string; size: number }): Pr
   const getUrl = (await (await fetch(`${a.plain}/web/from-browser/photo.bin?presign&method=GET`, { method: "POST", headers: auth })).json()) as { url: string };
   const viaPresigned = await fetch(getUrl.url);
   const viaPlain = await fetch(`${a.plain}/web/from-browser/photo.bin`, { headers: auth });
+  const credentialed: string[] = [];
+  for (const [url, headers] of [[getUrl.url, {}], [`${a.plain}/web/from-browser/photo.bin`, auth]] as const) {
+    try {
+      const res = await fetch(url, { headers, credentials: "include" });
+      credentialed.push(`status ${res.status} ${(await res.arrayBuffer()).byteLength}`);
+    } catch (e) {
+      credentialed.push(`${(e as Error).name}: ${(e as Error).message}`);
+    }
+  }
   return {
+    credentialed,
     presignStatus: presign.status,
     putStatus: put.status,
     etag: put.headers.get("etag"),
@@ -85,6 +97,7 @@ clientTest("chromium")(
     expect(r.etag).toBe(`"${new Bun.CryptoHasher("md5").update(expected).digest("hex")}"`);
     expect(r.viaPresigned).toEqual(digest);
     expect(r.viaPlain).toEqual(digest);
+    expect(r.credentialed).toEqual([`status 200 ${SIZE}`, `status 200 ${SIZE}`]);
     expect(await s3.read("rw", "from-browser/photo.bin")).toEqual(expected);
     expect(b.errors).toEqual([]);
 

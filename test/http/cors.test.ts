@@ -19,6 +19,7 @@ describe("preflight", () => {
         "access-control-allow-headers": "content-type, authorization",
         "access-control-max-age": "300",
         vary: "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
+        "access-control-allow-credentials": "true",
       },
     });
   });
@@ -37,6 +38,9 @@ describe("preflight", () => {
     const r = preflight(any, "http://localhost:3000", "GET", "x-anything");
     expect(r.ok && r.headers["access-control-allow-origin"]).toBe("http://localhost:3000");
     expect(r.ok && r.headers["access-control-allow-headers"]).toBe("x-anything");
+    // (S3 answers a "*" rule without Access-Control-Allow-Credentials)
+    expect(r.ok && r.headers["access-control-allow-credentials"]).toBeUndefined();
+    expect(withCorsHeaders(new Response("x"), any, "http://localhost:3000", "GET").headers.get("access-control-allow-credentials")).toBeNull();
     expect(originAllowed(any, "https://whatever.example")).toBe(true);
   });
 
@@ -107,7 +111,8 @@ describe("withCorsHeaders", () => {
     expect(res.headers.get("access-control-allow-origin")).toBe("https://app.example.com");
     expect(res.headers.get("access-control-expose-headers")).toBe("etag, x-amz-checksum-crc32, x-amz-checksum-crc32c, x-amz-checksum-crc64nvme, x-amz-checksum-sha1, x-amz-checksum-sha256, x-amz-checksum-type, x-amz-version-id");
     expect(res.headers.get("vary")).toBe("Accept, Origin");
-    expect(res.headers.get("access-control-allow-credentials")).toBeNull();
+    // (as S3 answers a listed origin: a page fetching with credentials: "include" is not refused)
+    expect(res.headers.get("access-control-allow-credentials")).toBe("true");
   });
 
   test("another origin gets only Vary: Origin (no CORS grant)", () => {
