@@ -255,6 +255,10 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
   const serve = (req: http.IncomingMessage, res: http.ServerResponse, abort: AbortController): void => {
     // The client went away while this request waited its turn: nothing to answer, nothing to run.
     if (abort.signal.aborted || res.destroyed) return;
+    if (!wellFormedHead(req)) {
+      res.writeHead(400, { connection: "close", "content-length": "0" }).end();
+      return;
+    }
     const headers = new Headers();
     const raw = req.rawHeaders;
     for (let i = 0; i < raw.length; i += 2) headers.append(raw[i], raw[i + 1]);
@@ -339,6 +343,18 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
 }
 
 export { NODE_IDLE_MS };
+
+/**
+ * A request head the parser of the connections Bun's node:http accepts itself refuses (400), but
+ * which the one it uses for connections handed over (server.workers > 1, the node:net front)
+ * passes: an HTTP version other than 1.0 and 1.1 (`GET /k` with none, read as 0.9; `HTTP/2.0`),
+ * and an HTTP/1.1 request without Host (RFC 9112 §3.2). With workers they were served (200 and
+ * the object) where a single process answered 400; now 400 on both, the connection closed.
+ */
+export function wellFormedHead(req: Pick<http.IncomingMessage, "httpVersion" | "headers">): boolean {
+  if (req.httpVersion === "1.0") return true;
+  return req.httpVersion === "1.1" && req.headers.host !== undefined;
+}
 
 /** How long a new connection has for its first request head (Bun's node:http and Bun.serve: about 10 s). */
 const HEAD_DEADLINE_MS = 10_000;
