@@ -408,6 +408,14 @@ export function answerClientError(err: Error & { code?: string }, socket: import
   const status = err.code === "HPE_HEADER_OVERFLOW" ? "431 Request Header Fields Too Large" : "400 Bad Request";
   const answer = `HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`;
   const turns = connectionTurns.get(socket);
+  const answered = lastRequests.get(socket);
+  if (turns === undefined && answered !== undefined && !answered.complete) {
+    // The error is in the body of a request already answered (refused before its body was read,
+    // which is then read and dropped): its answer was the exchange's; a 400 after it is an answer
+    // to no request, which a client reusing the connection reads as its next request's.
+    socket.destroy();
+    return;
+  }
   const last = () => {
     if (socket.destroyed) return;
     if (err.code === "HPE_CLOSED_CONNECTION" || !socket.writable) {
@@ -452,6 +460,8 @@ interface Turns {
   dropped?: http.IncomingMessage;
 }
 const connectionTurns = new WeakMap<object, Turns>();
+/** Per connection, its latest request (answerClientError: is the error in the body of one already answered?). */
+const lastRequests = new WeakMap<object, http.IncomingMessage>();
 
 /**
  * The most requests one connection may have waiting behind the one being served (inTurn). node:http
@@ -476,6 +486,7 @@ export const MAX_PIPELINED_WAITING = 64;
  */
 export function inTurn(req: http.IncomingMessage, res: http.ServerResponse, serve: () => void): void {
   const socket = req.socket as object;
+  lastRequests.set(socket, req);
   const turns = connectionTurns.get(socket);
   if (turns !== undefined && turns.waiting >= MAX_PIPELINED_WAITING) {
     req.socket.destroy();

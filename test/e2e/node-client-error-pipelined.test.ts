@@ -60,6 +60,14 @@ describe("engine: node, a malformed request behind a pipelined one", () => {
     }
   });
 
+  test("a request answered before its body was read (411 for a chunked PUT), whose body then fails to parse: its answer alone, then the close (a second answer, 400, followed it: a client reusing the connection reads it as its next request's)", async () => {
+    for (const bad of ["ZZ\r\nabc\r\n", "3\r\nabcXX"]) {
+      const raw = await exchange(px.port, `PUT /rw/chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n${bad}`);
+      expect({ bad, statuses: statuses(raw) }).toEqual({ bad, statuses: [411] });
+      expect(await s3.exists("rw", "chunked")).toBe(false);
+    }
+  });
+
   test("garbage alone: 400; a head over the limit alone: 431", async () => {
     expect(statuses(await exchange(px.port, "JUNK\r\n\r\n"))).toEqual([400]);
     expect(statuses(await exchange(px.port, `GET /rw/g HTTP/1.1\r\nHost: x\r\nX: ${"a".repeat(100_000)}\r\n\r\n`))).toEqual([431]);
