@@ -7,6 +7,7 @@
  * throws a ConfigError listing every problem found. loadConfigOffThread (offthread.ts) does the
  * same work on a worker thread, for reloads in a serving process.
  */
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import type { z } from "zod";
@@ -436,12 +437,51 @@ export async function readConfigText(path: string): Promise<string> {
     return buf.toString("utf8", 0, total);
   } catch (err) {
     if (err instanceof ConfigError) throw err;
-    const code = (err as { code?: string }).code;
-    const why = code === "ENOENT" ? "file not found" : code === "EACCES" ? "permission denied" : code === "EISDIR" ? "is a directory" : "cannot be read";
-    throw fail(`cannot read config: ${why}`);
+    throw fail(`cannot read config: ${readFailure(err)}`);
   } finally {
     await fh?.close().catch(() => {});
   }
+}
+
+/**
+ * readConfigText with blocking calls, for the config loader thread (load-worker.ts). A read that
+ * never ends (a FIFO nobody writes to, a file on a hung network mount) then blocks that thread,
+ * which the load's timeout abandons, and nothing else: the async fs API would run it on one of the
+ * runtime's few shared I/O threads and keep that thread for good, and once a couple of such reloads
+ * had timed out every later async file operation of the process (disk cache reads and writes, the
+ * audit trail, the next reload's own read) waited behind them forever.
+ */
+export function readConfigTextSync(path: string): string {
+  const fail = (message: string) => new ConfigError([{ path: "", message }], path);
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, "r");
+    const st = fstatSync(fd);
+    if (st.isFile() && st.size > MAX_CONFIG_BYTES) throw fail(tooLarge(String(st.size)));
+    const buf = Buffer.allocUnsafe(MAX_CONFIG_BYTES + 1);
+    let total = 0;
+    for (;;) {
+      const bytesRead = readSync(fd, buf, total, buf.length - total, null);
+      if (bytesRead === 0) break;
+      total += bytesRead;
+      if (total > MAX_CONFIG_BYTES) throw fail(tooLarge(`more than ${MAX_CONFIG_BYTES}`));
+    }
+    return buf.toString("utf8", 0, total);
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw fail(`cannot read config: ${readFailure(err)}`);
+  } finally {
+    if (fd !== undefined) {
+      try {
+        closeSync(fd);
+      } catch {}
+    }
+  }
+}
+
+function readFailure(err: unknown): string {
+  const code = (err as { code?: string }).code;
+  return code === "ENOENT" ? "file not found" : code === "EACCES" ? "permission denied" : code === "EISDIR" ? "is a directory" : "cannot be read";
 }
 
 /** Reads a config file and validates it, on the calling thread (start-up, --check). */

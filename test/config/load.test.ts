@@ -4,7 +4,9 @@
  */
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { generateKeyPairSync } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, constants, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { ConfigError, configBaseDir, deepFreeze, deepFreezeSliced, loadConfig, loadConfigOffThread, loadConfigSourceOffThread, MAX_CONFIG_BYTES, MAX_FROZEN_ARRAY, parseConfig, readConfigText } from "../../src/config/load.ts";
@@ -169,6 +171,27 @@ describe("loadConfigOffThread", () => {
     const err = await loadConfigOffThread(fifo, { timeoutMs: 300 }).catch((e) => e);
     expect(err).toBeInstanceOf(ConfigError);
     expect(err.message).toBe(`${fifo}: loading the config took longer than 0.3 s`);
+  });
+
+  test("loads that time out on a FIFO leave the runtime's file I/O threads free (a disk cache read still completes)", async () => {
+    // The read blocked in open(2) is not cut by the timeout: done with the async fs API it held one
+    // of the runtime's few shared I/O threads for good, and a couple of such reloads (a config on a
+    // hung mount, a FIFO) left every later async file operation of the process waiting (disk cache
+    // hits hung until their clients gave up).
+    const fifo = join(dir, "stall.yaml");
+    expect(await Bun.spawn(["mkfifo", fifo]).exited).toBe(0);
+    const n = availableParallelism() + 2;
+    const errs = await Promise.all(Array.from({ length: n }, () => loadConfigOffThread(fifo, { timeoutMs: 1500 }).catch((e) => e)));
+    for (const e of errs) expect(e).toBeInstanceOf(ConfigError);
+    const plain = file("plain.txt", "still readable\n");
+    const read = readFile(plain, "utf8");
+    const late = Bun.sleep(3000).then(() => "stuck");
+    const got = await Promise.race([read, late]);
+    // (release whatever still waits on the FIFO: a writer that opens and closes at once)
+    try {
+      closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
+    } catch {}
+    expect(got).toBe("still readable\n");
   });
 
   test("in the compiled executable the worker is the embedded entry, never a file in the working directory", () => {
