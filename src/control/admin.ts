@@ -53,8 +53,10 @@ export async function handleAdmin(app: App, rt: Runtime, req: Request, path: str
     return json(400, { status: "failed", error: r.error, generation: r.generation });
   }
   if (path === "/admin/cache/stats") {
-    if (method !== "GET") throw new ProxyError("MethodNotAllowed", { detail: "Use GET", headers: { allow: "GET" } });
-    return json(200, { ...app.cache.stats(), ...answeredBy(app) });
+    // (HEAD as GET without the body, as /health, /ready and /metrics answer it: RFC 9110 §9.3.2)
+    if (method !== "GET" && method !== "HEAD") throw new ProxyError("MethodNotAllowed", { detail: "Use GET", headers: { allow: "GET, HEAD" } });
+    const res = json(200, { ...app.cache.stats(), ...answeredBy(app) });
+    return method === "HEAD" ? new Response(null, res) : res;
   }
   if (path === "/admin/cache/purge" || path.startsWith("/admin/cache/purge/")) {
     post();

@@ -188,6 +188,20 @@ describe("cache stats", () => {
   });
 });
 
+describe("cache stats: HEAD", () => {
+  test("HEAD /admin/cache/stats answers as GET does, without the body (as /health, /ready and /metrics do); other methods are 405 naming GET, HEAD", async () => {
+    const head = await fetch(px.url("/admin/cache/stats"), { method: "HEAD", headers: auth(admin) });
+    expect(head.status).toBe(200);
+    expect(head.headers.get("content-type")).toBe("application/json");
+    expect(Number(head.headers.get("content-length"))).toBeGreaterThan(0);
+    expect(await head.text()).toBe("");
+    const put = await fetch(px.url("/admin/cache/stats"), { method: "PUT", headers: auth(admin) });
+    expect(put.status).toBe(405);
+    expect(put.headers.get("allow")).toBe("GET, HEAD");
+    await put.body?.cancel();
+  });
+});
+
 describe("reload", () => {
   test("POST /admin/reload picks up a new bucket and bumps the generation; an invalid config is a 400 and the old one keeps serving", async () => {
     const p = await startProxy(config(bucket("c", "/c")));
