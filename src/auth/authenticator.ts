@@ -224,10 +224,12 @@ export class Authenticator {
   /**
    * A valid token whose claims satisfy jwt.claims (every token the proxy accepts must: a tenant
    * rule, an iat cut-off after a revocation) and then jwt.admin_claims. With no admin_claims
-   * configured, nobody is admin.
+   * configured, nobody is admin. `verifiedAs`: told the claims of a valid token before the rules
+   * are checked, so a refused one (403) is still logged with who sent it.
    */
-  async authenticateAdmin(headers: Headers, url: URL): Promise<Claims> {
+  async authenticateAdmin(headers: Headers, url: URL, verifiedAs?: (claims: Claims) => void): Promise<Claims> {
     const { claims } = await this.verified(headers, url);
+    verifiedAs?.(claims);
     if (this.cfg.admin_claims.length === 0) throw new ProxyError("Forbidden", { detail: "no jwt.admin_claims are configured, so no token grants admin access" });
     this.enforce(this.cfg.claims, claims);
     this.enforce(this.cfg.admin_claims, claims);

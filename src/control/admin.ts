@@ -23,7 +23,7 @@ export function json(status: number, body: unknown): Response {
   return new Response(text, { status, headers: { "content-type": "application/json", "cache-control": "no-store", "content-length": String(Buffer.byteLength(text)) } });
 }
 
-/** `who`: told the admin's identity once the token is accepted (the access line's subject: who reloaded or purged). */
+/** `who`: told the caller's identity once the token is valid (the access line's subject: who reloaded or purged, or tried to). */
 export async function handleAdmin(app: App, rt: Runtime, req: Request, path: string, who?: (subject: string) => void, rawPath = path): Promise<Response> {
   const jwt = rt.config.jwt;
   // Off: said so (an operator following the original README's `curl -X POST …/admin/reload`
@@ -31,8 +31,8 @@ export async function handleAdmin(app: App, rt: Runtime, req: Request, path: str
   if (!rt.auth || !jwt?.enabled || jwt.admin_claims.length === 0) {
     throw new ProxyError("NotFound", { detail: "The admin API is off: it needs jwt.enabled and jwt.admin_claims (a reload also follows SIGHUP)" });
   }
-  const claims = await rt.auth.authenticateAdmin(req.headers, new URL(req.url));
-  who?.(jwtSubject(claims));
+  // (the subject is told once the token is valid, before the admin rules: a refused attempt is logged with who made it)
+  await rt.auth.authenticateAdmin(req.headers, new URL(req.url), (claims) => who?.(jwtSubject(claims)));
 
   const method = req.method;
   const post = () => {

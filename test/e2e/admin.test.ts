@@ -76,6 +76,14 @@ describe("who may call the admin API", () => {
     }
   });
 
+  test("a valid token refused for its claims (403) is logged with its subject, as the plain front logs a 403: who tried to reload or purge", async () => {
+    const r = await fetch(px.url("/admin/reload"), { method: "POST", headers: { ...auth(user), "x-request-id": "who-tried" } });
+    expect(r.status).toBe(403);
+    await r.body?.cancel();
+    const line = await px.waitForLog((l) => l.msg === "request" && l.request_id === "who-tried");
+    expect(line).toMatchObject({ status: 403, error: "Forbidden", subject: "u" });
+  });
+
   test("without jwt.admin_claims every /admin path is a 404, even for a token with role admin", async () => {
     const p = await startProxy(config(bucket("c", "/c"), ""));
     try {
