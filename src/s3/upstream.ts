@@ -627,11 +627,11 @@ export class BucketUpstream {
       : this.fetchImpl(this.origin + path, { method, headers, signal: AbortSignal.timeout(timeoutMs), redirect: "manual" } as RequestInit);
   }
 
-  /** The S3 error code of a GET of a key that does not exist (what a bodiless HEAD answer could not say). */
-  private async probeMissingKey(timeoutMs: number): Promise<string | undefined> {
+  /** The S3 error code of a GET of a key that does not exist (what a bodiless HEAD answer could not say), with its status and Location. */
+  private async probeMissingKey(timeoutMs: number): Promise<{ status: number; code: string | undefined; location: string | null }> {
     const get = await this.probeRequest("GET", `.yatagarasu-readiness-probe-${crypto.randomUUID()}`, timeoutMs);
     const body = await readUpstreamCapped(get, 64 * 1024).catch(() => undefined);
-    return body === undefined ? undefined : parseS3ErrorCode(new TextDecoder().decode(body));
+    return { status: get.status, code: body === undefined ? undefined : parseS3ErrorCode(new TextDecoder().decode(body)), location: get.headers.get("location") };
   }
 
   /**
@@ -650,17 +650,30 @@ export class BucketUpstream {
         // HeadBucket's 404 has no body: a GET of a key that does not exist says whether the bucket
         // is missing (NoSuchBucket: a misnamed or deleted bucket fails every read) or the store
         // answers HEAD of a bucket so (NoSuchKey: fine).
-        const code = await this.probeMissingKey(timeoutMs);
+        const { code } = await this.probeMissingKey(timeoutMs);
         if (code === "NoSuchBucket") return { ok: false, reason: "the upstream bucket does not exist (NoSuchBucket)" };
         return { ok: true };
       }
-      if (res.status === 403 || res.status === 400 || res.status === 301) {
+      if (res.status === 403 || res.status === 400 || (res.status >= 300 && res.status < 400)) {
         // (S3 answers a request signed for another region 400 AuthorizationHeaderMalformed, and
         // one sent to another region's endpoint 301 PermanentRedirect: every read fails so too)
-        const code = await this.probeMissingKey(timeoutMs);
+        const got = await this.probeMissingKey(timeoutMs);
+        const code = got.code;
         if (code === "AuthorizationHeaderMalformed") return { ok: false, reason: "the upstream refuses the bucket's signature: is s3.region the bucket's region? (AuthorizationHeaderMalformed)" };
+        // (not the credentials: this host's clock, which every signature carries)
+        if (code === "RequestTimeTooSkewed") return { ok: false, reason: "the upstream refuses the request's time: is this host's clock right (NTP)? (RequestTimeTooSkewed)" };
         if (code !== undefined && CREDENTIAL_CODES.has(code)) return { ok: false, reason: `the upstream refuses the bucket's credentials (${code})` };
         if (code === "PermanentRedirect") return { ok: false, reason: "the upstream bucket is in another region: set s3.region or s3.endpoint to it (PermanentRedirect)" };
+        if (code === "TemporaryRedirect") return { ok: false, reason: "the upstream sends the bucket's requests to another endpoint for now: set s3.region (or s3.endpoint) to the bucket's region (TemporaryRedirect)" };
+        // No S3 error document at all, and no answer a read could use: not an S3 API answering
+        // (an https port asked in plain http, a web server, a balancer redirecting to https);
+        // the proxy follows no redirect, so every request fails (502) as the probe did.
+        if (code === undefined && (got.status === 400 || (got.status >= 300 && got.status < 400))) {
+          if (got.status >= 300 && this.origin.startsWith("http:") && got.location?.toLowerCase().startsWith("https:")) {
+            return { ok: false, reason: `the endpoint redirects to https (HTTP ${got.status}): write s3.endpoint with https://` };
+          }
+          return { ok: false, reason: `the endpoint answered ${got.status} without an S3 error: is s3.endpoint the store's S3 API, with its scheme and port? (an https port asked in plain http answers so)` };
+        }
         // A read-only IAM policy (GetObject without ListBucket) answers a bucket HEAD with 403:
         // the upstream is reachable, which is what readiness is about.
         if (res.status === 403) return { ok: true, note: "the probe got 403 (fine for read-only credentials)" };
@@ -674,6 +687,11 @@ export class BucketUpstream {
       if (tls !== undefined) {
         this.logTlsFailure(err);
         return { ok: false, reason: `upstream unreachable: ${tls}` };
+      }
+      // An http:// endpoint whose answer is no HTTP (a TLS port closing on plain text, or
+      // answering with a TLS alert): the hint /ready's EPROTO gives the other way round.
+      if (err instanceof UpstreamProtocolError && this.origin.startsWith("http:")) {
+        return { ok: false, reason: "upstream unreachable (UpstreamProtocolError): it closed the connection or answered in something other than HTTP: does the endpoint speak https? (then write https://)" };
       }
       // (the failure's code, never its message: /ready is public and messages name hosts)
       return { ok: false, reason: name === "TimeoutError" || err instanceof UpstreamTimeoutError ? "upstream did not answer in time" : `upstream unreachable (${errorType(err)})` };
