@@ -172,11 +172,17 @@ export function failed(front: Front, ctx: RequestContext, thrown: unknown): Resp
   }
   if (err.code === "InternalError") ctx.svc.log.error("unexpected error", { request_id: ctx.id, error: String((thrown as Error)?.stack ?? thrown) });
   ctx.errorCode = err.code;
-  const cause = err.cause as { s3Code?: string; s3RequestId?: string } | undefined;
+  const cause = err.cause as { s3Code?: string; s3RequestId?: string; s3Status?: unknown } | undefined;
   if (cause?.s3Code) ctx.s3Code = cause.s3Code;
   if (cause?.s3RequestId) ctx.s3RequestId = cause.s3RequestId;
   // No answer from the upstream: what failed (refused, a certificate, a reset...), for the operator.
-  if (cause !== undefined && (err.code === "UpstreamUnreachable" || err.code === "BadGateway" || err.code === "GatewayTimeout")) ctx.upstreamError = errorType(cause);
+  // An answer the proxy cannot use (a redirect, a 5xx): S3's code (s3_error) when it gave one, else
+  // its status (HTTP_301: a redirect to https, a web server's), never an opaque _OTHER.
+  if (cause !== undefined && (err.code === "UpstreamUnreachable" || err.code === "BadGateway" || err.code === "GatewayTimeout")) {
+    if (typeof cause.s3Status === "number") {
+      if (!cause.s3Code) ctx.upstreamError = `HTTP_${cause.s3Status}`;
+    } else ctx.upstreamError = errorType(cause);
+  }
   const res = front.renderError(err, ctx);
   // The error document's length, for the access log and the bytes metric (HEAD has none).
   if (ctx.method !== "HEAD") ctx.bytes = Number(res.headers.get("content-length") ?? 0);
