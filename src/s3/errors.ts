@@ -124,5 +124,12 @@ export async function errorFromResponse(res: Response, method: string): Promise<
   let s3Code = read?.code;
   // (no code, as a HEAD has none, but S3's "503 Slow Down" reason phrase: its SlowDown)
   if (s3Code === undefined && res.status === 503 && SLOW_DOWN_REASON.test(res.statusText)) s3Code = "SlowDown";
+  // A 400 to anything but a HEAD with no S3 error document: S3 never answers so (its errors have
+  // one), a server that is not the store's S3 API does (an https port asked in plain http: Go's
+  // "Client sent an HTTP request to an HTTPS server"). The upstream's failure (502, logged as
+  // upstream_error HTTP_400), not the client's 400, which no SDK retries and which blamed its request.
+  if (method !== "HEAD" && s3Code === undefined && res.status === 400) {
+    return new ProxyError("BadGateway", { detail: "The upstream answered 400 without an S3 error", cause: { s3Status: 400, s3Code: undefined, s3RequestId: s3RequestIdOf(res.headers) } });
+  }
   return mapS3Error(res.status, s3Code, res.headers.get("retry-after"), s3RequestIdOf(res.headers), read?.decoded);
 }

@@ -34,3 +34,25 @@ test("a redirect to https with no S3 error is logged as upstream_error HTTP_301;
     await p.stop();
   }
 });
+
+test("a 400 with no S3 error to a GET (an https port asked in plain http) is the upstream's failure, 502 and upstream_error HTTP_400, not the client's 400; a HEAD's bodiless 400 stays S3's", async () => {
+  using srv = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch: (req) => new Response(req.method === "HEAD" ? null : "Client sent an HTTP request to an HTTPS server.\n", { status: 400, headers: { "content-type": "text/plain" } }),
+  });
+  const endpoint = `http://127.0.0.1:${srv.port}`;
+  const p = await startProxy(`server: { address: 127.0.0.1, port: 0 }\nbuckets:\n${bucketYaml({ name: "tls", prefix: "/tls", bucket: "tls", endpoint })}`);
+  try {
+    const get = await fetch(p.url("/tls/x.txt"), { headers: { "x-request-id": "https-port-get" } });
+    expect(get.status).toBe(502);
+    expect(await get.text()).not.toContain("HTTPS server");
+    const line = await p.waitForLog((l) => l.msg === "request" && l.request_id === "https-port-get");
+    expect({ error: line.error, upstream_error: line.upstream_error }).toEqual({ error: "BadGateway", upstream_error: "HTTP_400" });
+    // (S3 answers a HEAD 400 with no body, e.g. for an SSE-C object read without its key)
+    const head = await fetch(p.url("/tls/x.txt"), { method: "HEAD" });
+    expect(head.status).toBe(400);
+  } finally {
+    await p.stop();
+  }
+});
