@@ -58,6 +58,8 @@ export interface AccessRecord {
   subject?: string;
   cache?: string;
   error?: string;
+  /** Why a token or a claim rule was refused (InvalidToken, Forbidden): the client-safe detail, never the token or a claim's value. */
+  reason?: string;
   s3_error?: string;
   /** The upstream's x-amz-request-id of a refusal (what AWS support and CloudTrail know the request by). */
   s3_request_id?: string;
@@ -70,7 +72,7 @@ export interface AccessRecord {
   trace_id?: string;
   span_id?: string;
 }
-const ACCESS_KEYS = ["request_id", "method", "path", "bucket", "status", "bytes", "duration_ms", "ttfb_ms", "upstream_ms", "client_ip", "front", "operation", "copy_source", "bytes_in", "subject", "cache", "error", "s3_error", "s3_request_id", "upstream_error", "attempts", "replica", "trace_id", "span_id"];
+const ACCESS_KEYS = ["request_id", "method", "path", "bucket", "status", "bytes", "duration_ms", "ttfb_ms", "upstream_ms", "client_ip", "front", "operation", "copy_source", "bytes_in", "subject", "cache", "error", "reason", "s3_error", "s3_request_id", "upstream_error", "attempts", "replica", "trace_id", "span_id"];
 
 // U+2028 LINE SEPARATOR and U+2029 PARAGRAPH SEPARATOR: JSON.stringify leaves them raw (valid
 // JSON), but a reader that splits on Unicode line breaks (JavaScript before ES2019, some log
@@ -256,6 +258,7 @@ export function createLogger(opts: { level: Level; format: "json" | "text"; fd?:
     if (r.subject !== undefined) line += `,"subject":${jstr(r.subject)}`;
     if (r.cache !== undefined) line += `,"cache":${jstr(r.cache)}`;
     if (r.error !== undefined) line += `,"error":${jstr(r.error)}`;
+    if (r.reason !== undefined) line += `,"reason":${jstr(r.reason)}`;
     if (r.s3_error !== undefined) line += `,"s3_error":${jstr(r.s3_error)}`;
     if (r.s3_request_id !== undefined) line += `,"s3_request_id":${jstr(r.s3_request_id)}`;
     if (r.upstream_error !== undefined) line += `,"upstream_error":${jstr(r.upstream_error)}`;

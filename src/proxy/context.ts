@@ -125,6 +125,8 @@ export interface RequestContext {
   status: number;
   cache: string | undefined;
   errorCode: string | undefined;
+  /** Why a token or claim rule was refused (the access log's reason): the error's client-safe detail. */
+  errorReason: string | undefined;
   s3Code: string | undefined;
   /** The upstream's x-amz-request-id when it refused the request (the access log's s3_request_id). */
   s3RequestId: string | undefined;
@@ -210,6 +212,7 @@ export function createContext(svc: Services, front: string, req: Request, target
     status: 0,
     cache: undefined,
     errorCode: undefined,
+    errorReason: undefined,
     s3Code: undefined,
     s3RequestId: undefined,
     upstreamError: undefined,

@@ -82,6 +82,7 @@ export function finish(ctx: RequestContext): void {
       subject: ctx.subject,
       cache: ctx.cache,
       error: ctx.bodyError ?? ctx.errorCode,
+      reason: ctx.bodyError === undefined ? ctx.errorReason : undefined,
       s3_error: ctx.s3Code,
       s3_request_id: ctx.s3RequestId,
       upstream_error: ctx.upstreamError,

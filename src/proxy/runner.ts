@@ -172,6 +172,8 @@ export function failed(front: Front, ctx: RequestContext, thrown: unknown): Resp
   }
   if (err.code === "InternalError") ctx.svc.log.error("unexpected error", { request_id: ctx.id, error: String((thrown as Error)?.stack ?? thrown) });
   ctx.errorCode = err.code;
+  // A refused token or claim rule: the cause the client was told, for the operator too.
+  if ((err.code === "InvalidToken" || err.code === "Forbidden") && err.detail !== undefined) ctx.errorReason = err.detail;
   const cause = err.cause as { s3Code?: string; s3RequestId?: string; s3Status?: unknown } | undefined;
   if (cause?.s3Code) ctx.s3Code = cause.s3Code;
   if (cause?.s3RequestId) ctx.s3RequestId = cause.s3RequestId;
