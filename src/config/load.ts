@@ -8,6 +8,7 @@
  * same work on a worker thread, for reloads in a serving process.
  */
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { open, type FileHandle } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import type { z } from "zod";
 import { ALIAS_CYCLE, MAX_EXPANDED_NODES, parseYamlConfig, safeYamlMessage, withinExpansionLimit } from "./document.ts";
@@ -416,14 +417,43 @@ export function parseConfig(text: string, opts: ParseOptions = {}): Config {
 /**
  * Reads a config file, at most MAX_CONFIG_BYTES of it: a huge file is refused from its size, and
  * one with no real size (/dev/zero, a pipe) cannot make it read forever. Throws ConfigError
- * (never a raw fs error). Blocking calls: on a reload it runs on the config loader thread
- * (load-worker.ts), where a read that never ends (a FIFO nobody writes to, a file on a hung network
- * mount) blocks that thread, which the load's timeout abandons, and nothing else; the async fs API
- * ran it on one of the runtime's few shared I/O threads and kept that thread for good, and once a
- * couple of such reloads had timed out every later async file operation of the process (disk cache
- * reads and writes, the audit trail, the next reload's own read) waited behind them forever.
+ * (never a raw fs error). Asynchronous on purpose, at start-up and for --check: a SIGTERM or
+ * SIGHUP that arrives while the file is read (a pipe, a slow mount) is handled then, "stopped
+ * before serving" (early-signals.test.ts); a blocking read deferred it past the start.
  */
-export function readConfigText(path: string): string {
+export async function readConfigText(path: string): Promise<string> {
+  const fail = (message: string) => new ConfigError([{ path: "", message }], path);
+  let fh: FileHandle | undefined;
+  try {
+    fh = await open(path, "r");
+    const st = await fh.stat();
+    if (st.isFile() && st.size > MAX_CONFIG_BYTES) throw fail(tooLarge(String(st.size)));
+    const buf = Buffer.allocUnsafe(MAX_CONFIG_BYTES + 1);
+    let total = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, total, buf.length - total, null);
+      if (bytesRead === 0) break;
+      total += bytesRead;
+      if (total > MAX_CONFIG_BYTES) throw fail(tooLarge(`more than ${MAX_CONFIG_BYTES}`));
+    }
+    return buf.toString("utf8", 0, total);
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw fail(`cannot read config: ${readFailure(err)}`);
+  } finally {
+    await fh?.close().catch(() => {});
+  }
+}
+
+/**
+ * readConfigText with blocking calls, for the config loader thread (load-worker.ts). A read that
+ * never ends (a FIFO nobody writes to, a file on a hung network mount) then blocks that thread,
+ * which the load's timeout abandons, and nothing else: the async fs API would run it on one of the
+ * runtime's few shared I/O threads and keep that thread for good, and once a couple of such reloads
+ * had timed out every later async file operation of the process (disk cache reads and writes, the
+ * audit trail, the next reload's own read) waited behind them forever.
+ */
+export function readConfigTextSync(path: string): string {
   const fail = (message: string) => new ConfigError([{ path: "", message }], path);
   let fd: number | undefined;
   try {
@@ -466,6 +496,6 @@ export async function loadConfig(path: string, env?: Record<string, string | und
  * text to its children (they never read the file themselves).
  */
 export async function loadConfigSource(path: string, env?: Record<string, string | undefined>): Promise<{ config: Config; text: string }> {
-  const text = readConfigText(path);
+  const text = await readConfigText(path);
   return { config: parseConfig(text, { file: path, env, baseDir: configBaseDir(path) }), text };
 }

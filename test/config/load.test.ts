@@ -100,29 +100,21 @@ describe("JWT PEM keys that cannot verify their algorithm", () => {
 });
 
 describe("readConfigText", () => {
-  const errorOf = (path: string) => {
-    try {
-      readConfigText(path);
-    } catch (e) {
-      return e as Error;
-    }
-    throw new Error("read");
-  };
   test("a file larger than the cap is refused from its size, naming the limit", async () => {
     const p = file("big.yaml", B + `# ${"x".repeat(MAX_CONFIG_BYTES)}\n`);
-    const err = errorOf(p);
+    const err = await readConfigText(p).catch((e) => e);
     expect(err).toBeInstanceOf(ConfigError);
     expect(err.message).toBe(`${p}: the config is ${MAX_CONFIG_BYTES + B.length + 3} bytes; the limit is 1 MiB (1048576 bytes)`);
   });
 
   test("a file with no real size that never ends (/dev/zero) stops at the cap", async () => {
-    const err = errorOf("/dev/zero");
+    const err = await readConfigText("/dev/zero").catch((e) => e);
     expect(err).toBeInstanceOf(ConfigError);
     expect(err.message).toBe(`/dev/zero: the config is more than ${MAX_CONFIG_BYTES} bytes; the limit is 1 MiB (1048576 bytes)`);
   });
 
   test("a directory is a ConfigError, not a raw fs error", async () => {
-    const err = errorOf(dir);
+    const err = await readConfigText(dir).catch((e) => e);
     expect(err).toBeInstanceOf(ConfigError);
     expect(err.message).toStartWith(`${dir}: cannot read config:`);
   });
