@@ -32,15 +32,27 @@ function control(ctx: RequestContext): Response | Promise<Response> {
   return mapAnswer(controlAnswer(ctx), (res) => counted(ctx, res));
 }
 
+/**
+ * The methods /health and /ready answer: GET and HEAD, and OPTIONS (HAProxy's `option httpchk`
+ * sends it by default). Another (a POST, a DELETE) is 405, as the metrics listener answers it: it
+ * was a 200 with the report, as if the method meant something here.
+ */
+function probeMethod(ctx: RequestContext): void {
+  const m = ctx.method;
+  if (m !== "GET" && m !== "HEAD" && m !== "OPTIONS") throw new ProxyError("MethodNotAllowed", { headers: { allow: "GET, HEAD, OPTIONS" } });
+}
+
 function controlAnswer(ctx: RequestContext): Response | Promise<Response> {
   const p = (ctx.path = normalizePath(ctx.rawPath));
   const app = ctx.svc as App;
   if (p === "/health") {
     ctx.bucketName = "_health";
+    probeMethod(ctx);
     return answer(ctx, json(app.draining ? 503 : 200, { status: app.draining ? "draining" : "ok" }));
   }
   if (p === "/ready") {
     ctx.bucketName = "_health";
+    probeMethod(ctx);
     const r = readinessOf(ctx.rt, app.draining, app.cache);
     return answer(ctx, json(r.ready ? 200 : 503, r));
   }

@@ -63,6 +63,22 @@ test("/ready is 200 while the upstream answers the probe", async () => {
   expect(body.buckets.pub.ok).toBe(true);
 });
 
+test("/health and /ready answer GET, HEAD and OPTIONS (HAProxy's httpchk); another method is 405 with Allow, not the report", async () => {
+  for (const path of ["/health", "/ready"]) {
+    for (const method of ["GET", "HEAD", "OPTIONS"]) {
+      const res = await fetch(px.url(path), { method });
+      await res.arrayBuffer();
+      expect({ path, method, status: res.status }).toEqual({ path, method, status: 200 });
+    }
+    for (const method of ["POST", "PUT", "DELETE", "PATCH"]) {
+      const res = await fetch(px.url(path), { method });
+      const body = await res.text();
+      expect({ path, method, status: res.status, allow: res.headers.get("allow") }).toEqual({ path, method, status: 405, allow: "GET, HEAD, OPTIONS" });
+      expect(body).not.toContain('"buckets"');
+    }
+  }
+});
+
 test("upstream down: /ready turns 503 naming the bucket and the reason while /health stays 200; back up: 200 again", async () => {
   await s3.pause();
   try {
