@@ -113,6 +113,9 @@ export async function readErrorPrefix(res: Response): Promise<{ raw: Uint8Array;
   return { raw: Buffer.concat(chunks), whole, code, decoded };
 }
 
+/** What a TLS port answers a plain-http request with: Go's net/http (MinIO), nginx. */
+const PLAIN_TO_TLS_PORT = /Client sent an HTTP request to an HTTPS server|The plain HTTP request was sent to HTTPS port/i;
+
 /**
  * Reads (at most 64 KiB of) an S3 error body and maps it. Never throws. The error document read
  * (one with a <Code>) goes with the error's cause as `s3Body`: the S3 front relays S3's message and
@@ -124,11 +127,12 @@ export async function errorFromResponse(res: Response, method: string): Promise<
   let s3Code = read?.code;
   // (no code, as a HEAD has none, but S3's "503 Slow Down" reason phrase: its SlowDown)
   if (s3Code === undefined && res.status === 503 && SLOW_DOWN_REASON.test(res.statusText)) s3Code = "SlowDown";
-  // A 400 to anything but a HEAD with no S3 error document: S3 never answers so (its errors have
-  // one), a server that is not the store's S3 API does (an https port asked in plain http: Go's
-  // "Client sent an HTTP request to an HTTPS server"). The upstream's failure (502, logged as
-  // upstream_error HTTP_400), not the client's 400, which no SDK retries and which blamed its request.
-  if (method !== "HEAD" && s3Code === undefined && res.status === 400) {
+  // An https port asked in plain http (the bucket's s3.endpoint written http://) answers every
+  // request 400 without an S3 error: the upstream's failure (502, logged as upstream_error
+  // HTTP_400), not the client's 400, which no SDK retries and which blamed its request. Only on
+  // those servers' words: another 400 with no S3 error (a balancer in front of the store refusing
+  // a header too large) is the request's.
+  if (s3Code === undefined && res.status === 400 && read !== undefined && PLAIN_TO_TLS_PORT.test(Buffer.from(read.raw).toString("latin1"))) {
     return new ProxyError("BadGateway", { detail: "The upstream answered 400 without an S3 error", cause: { s3Status: 400, s3Code: undefined, s3RequestId: s3RequestIdOf(res.headers) } });
   }
   return mapS3Error(res.status, s3Code, res.headers.get("retry-after"), s3RequestIdOf(res.headers), read?.decoded);
