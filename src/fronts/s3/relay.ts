@@ -85,13 +85,14 @@ export { readUpstreamCapped };
 /**
  * What an upstream's error message must not carry to a client: a URL, an ARN, an IPv4 or IPv6
  * address (bracketed or not), a hostname (any `name.tld`, not a list of known TLDs:
- * `rgw1.dc2.acme.de` went through), an e-mail-like `user@host`, a 12-digit number (an account id),
+ * `rgw1.dc2.acme.de` went through), a single-label host with its port (`minio-3:9000`,
+ * `localhost:9000`: a shared read's refusal relays its message too), an e-mail-like `user@host`, a 12-digit number (an account id),
  * an access key id or any other 16+ upper-case token. A message that has one is replaced by S3's
  * fixed text. (Any bracket and any number of 9 digits or more were refused before: S3's own
  * "valid types: [CRC32, ...]" and every size of 100 MB or more, a 5 GiB MaxSizeAllowed too, lost
  * their words.)
  */
-const NAMES_INTERNALS = /:\/\/|\barn:|\b\d{1,3}(?:\.\d{1,3}){3}\b|\b[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,}|\[[0-9A-Fa-f:.%]+\]|@|\b[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z][A-Za-z0-9-]+\b|\b\d{12}\b|\b[A-Z0-9]{16,}\b/;
+const NAMES_INTERNALS = /:\/\/|\barn:|\b\d{1,3}(?:\.\d{1,3}){3}\b|\b[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,}|\[[0-9A-Fa-f:.%]+\]|@|\b[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z][A-Za-z0-9-]+\b|\b[A-Za-z][A-Za-z0-9-]*:\d{1,5}\b|\b\d{12}\b|\b[A-Z0-9]{16,}\b/;
 
 /**
  * Codes whose upstream message is never relayed: S3's texts for them say nothing a client can act

@@ -149,6 +149,13 @@ describe("errorOf (an upstream error answer, for the client)", () => {
       expect(errorOf(400, err(`<Error><Code>InvalidRequest</Code><Message>${leak}</Message></Error>`), "b").message).not.toBe(leak);
     }
   });
+  test("a message naming a host by a single label and its port (minio-3:9000, localhost:9000) is not relayed: a shared read's refusal relays messages too", () => {
+    for (const leak of ["Invalid argument: node minio-3:9000 refused the read", "Invalid argument (endpoint localhost:9000)", "rgw1:7480 refused"]) {
+      expect(errorOf(400, err(`<Error><Code>InvalidArgument</Code><Message>${leak}</Message></Error>`), "b").message).not.toBe(leak);
+    }
+    const lock = "Invalid argument: part number 5 is not between 1 and 10000 (x-amz-mp-parts-count: 4)";
+    expect(errorOf(400, err(`<Error><Code>InvalidArgument</Code><Message>${lock}</Message></Error>`), "b").message).toBe(lock);
+  });
   test("the upstream refusing the proxy's own credentials → AccessDenied; unknown codes by status; 503 with Retry-After", () => {
     expect(errorOf(403, err("<Error><Code>SignatureDoesNotMatch</Code></Error>"), "b").code).toBe("AccessDenied");
     expect(errorOf(400, err("<Error><Code>WeirdNewCode</Code></Error>"), "b").code).toBe("InvalidRequest");
