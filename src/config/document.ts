@@ -411,7 +411,12 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
         // A merge key takes a mapping, an alias of one, or a list of them; the yaml package says
         // only "Merge sources must be maps or map aliases", with no line or path, when it resolves them.
         if (typeof key.value === "symbol" && !isMergeSource(pair.value, aliasTargets)) {
-          issues.push({ path: [...segments(f), "<<"], message: "a merge key (<<) takes a mapping, an alias of one (*name) or a list of them", line: keyLine });
+          // (`<<: *base` before or without `&base`: the alias is what is wrong, not the merge key)
+          const dangling = (isSeq(pair.value) ? pair.value.items : [pair.value]).some((x) => isAlias(x) && !aliasTargets.get(x));
+          const message = dangling
+            ? "a merge key (<<) names an alias (*name) with no anchor (&name) before it: define the anchor earlier in the file"
+            : "a merge key (<<) takes a mapping, an alias of one (*name) or a list of them";
+          issues.push({ path: [...segments(f), "<<"], message, line: keyLine });
           continue;
         }
         // A block value (a mapping or a list) starts on a later line, after any comment: its key's

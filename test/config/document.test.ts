@@ -296,6 +296,17 @@ describe("messages that say where and what to do", () => {
     expect(ok.buckets.map((b) => [b.s3.bucket, b.s3.region])).toEqual([["bkt", "eu-west-1"], ["bkt", expect.any(String)]]);
   });
 
+  test("a merge key naming an anchor that is not defined before it says so (not that an alias is no merge source)", () => {
+    const err = error(`buckets:\n  - <<: *base\n    name: a\n    path_prefix: /a\n    s3: { <<: [*s3, *other], bucket: b, endpoint: "http://127.0.0.1:9000" }\nx: &base { name: z }\n`, "c.yaml");
+    expect(err.message.split("\n")).toEqual([
+      "c.yaml:2: buckets[0].<<: a merge key (<<) names an alias (*name) with no anchor (&name) before it: define the anchor earlier in the file",
+      "c.yaml:5: buckets[0].s3.<<: a merge key (<<) names an alias (*name) with no anchor (&name) before it: define the anchor earlier in the file",
+    ]);
+    // (the anchor's name is never echoed: an unquoted `*...` may be a secret)
+    expect(err.message).not.toContain("base");
+    expect(err.message).not.toContain("other");
+  });
+
   // M3: the flow-style advice went in a circle: quoting "${PORTV}" then said "write it without quotes"
   test("a placeholder in flow style: the advice leads to block style for a number, and a quoted one says so too", () => {
     const flow = error(`server: { address: 127.0.0.1, port: \${PORTV} }\n${B}`).issues;
