@@ -195,7 +195,14 @@ export class App implements Services {
     app.audit = createAuditTrail(config.audit, { baseDir: config.baseDir, log, registry: metrics.registry, share: opts.share, worker: workerIndex() });
     // /ready's verdict at scrape time, for alerts (min over workers: one unready process shows).
     const ready = metrics.registry.gauge("yatagarasu_ready", "1 while /ready answers 200, else 0 (an upstream unreachable or its breaker open, JWKS not loaded, draining).", [], "min").labels();
-    metrics.registry.onCollect(() => ready.set(readinessOf(app.runtime, app.draining).ready ? 1 : 0));
+    // Which bucket made it 0 (an alert can name it): the series of the buckets this generation serves only.
+    const bucketReady = metrics.registry.gauge("yatagarasu_bucket_ready", "1 while a bucket's upstream is ready as /ready reports it (probe answered, breaker not open; with s3.replicas: some replica healthy), else 0.", ["bucket"], "min");
+    metrics.registry.onCollect(() => {
+      const report = readinessOf(app.runtime, app.draining);
+      ready.set(report.ready ? 1 : 0);
+      bucketReady.clear();
+      for (const [name, b] of Object.entries(report.buckets)) bucketReady.labels(name).set(b.ok ? 1 : 0);
+    });
     // (with the redis backend only: an alert on local decisions needs no /ready scraping)
     const shared = metrics.registry.gauge("yatagarasu_rate_limit_shared", "With server.rate_limit.backend redis: 1 while the limits are shared through Redis, 0 while each process enforces its local share (Redis unavailable).", [], "min");
     metrics.registry.onCollect(() => {

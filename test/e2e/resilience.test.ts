@@ -168,7 +168,12 @@ describe("circuit breaker", () => {
     expect(await refused.json()).toMatchObject({ error: "CircuitOpen" });
     expect(fixtureHitsOf("/data/flaky.txt")).toBe(3);
 
-    expect(sample(await scrape(), 'yatagarasu_circuit_breaker_state{bucket="brk"}')).toBe(1);
+    const open = await scrape();
+    expect(sample(open, 'yatagarasu_circuit_breaker_state{bucket="brk"}')).toBe(1);
+    // which bucket made yatagarasu_ready 0 (an alert can name it)
+    expect(sample(open, "yatagarasu_ready")).toBe(0);
+    expect(sample(open, 'yatagarasu_bucket_ready{bucket="brk"}')).toBe(0);
+    expect(sample(open, 'yatagarasu_bucket_ready{bucket="retry"}')).toBe(1);
     // the operator's log says so (it was in metrics and /ready only)
     expect(px.logs().filter((l) => l.bucket === "brk" && typeof l.msg === "string" && l.msg.startsWith("circuit breaker")).map((l) => [l.level, l.msg, l.from, l.to])).toEqual([["warn", "circuit breaker open", "closed", "open"]]);
     const ready = await fetch(px.url("/ready"));
@@ -196,7 +201,9 @@ describe("circuit breaker", () => {
     expect(probe.status).toBe(200);
     expect(await probe.text()).toBe("body of flaky.txt");
     expect(fixtureHitsOf("/data/flaky.txt")).toBe(4);
-    expect(sample(await scrape(), 'yatagarasu_circuit_breaker_state{bucket="brk"}')).toBe(0);
+    const closed = await scrape();
+    expect(sample(closed, 'yatagarasu_circuit_breaker_state{bucket="brk"}')).toBe(0);
+    expect(sample(closed, 'yatagarasu_bucket_ready{bucket="brk"}')).toBe(1);
     expect(px.logs().filter((l) => l.bucket === "brk" && typeof l.msg === "string" && l.msg.startsWith("circuit breaker")).map((l) => l.msg)).toEqual(["circuit breaker open", "circuit breaker half-open", "circuit breaker closed"]);
     const after = (await (await fetch(px.url("/ready"))).json()) as { buckets: Record<string, { circuit?: string }> };
     expect(after.buckets.brk.circuit).toBe("closed");
