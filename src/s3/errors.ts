@@ -61,7 +61,19 @@ export function mapS3Error(status: number, s3Code: string | undefined, retryAfte
   }
   const headers: Record<string, string> = {};
   if (code === "SlowDown" || code === "ServiceUnavailable") headers["retry-after"] = retryAfter && /^\d{1,5}$/.test(retryAfter) ? retryAfter : "1";
-  return new ProxyError(code, { headers, detail: detailOf(code, s3Code), cause: s3Body === undefined ? { s3Status: status, s3Code, s3RequestId } : { s3Status: status, s3Code, s3RequestId, s3Body } });
+  return new ProxyError(code, { headers, detail: status >= 300 && status < 400 ? redirectDetail(status, s3Code) : detailOf(code, s3Code), cause: s3Body === undefined ? { s3Status: status, s3Code, s3RequestId } : { s3Status: status, s3Code, s3RequestId, s3Body } });
+}
+
+/**
+ * An upstream's redirect (S3's 301 PermanentRedirect or 307 TemporaryRedirect for a bucket in
+ * another region, a balancer sending http to https): the proxy follows none, so it is the
+ * bucket's configuration that is wrong, and every request fails so until it is fixed. Said to the
+ * client on both fronts (it read "The upstream failed", and on the S3 front "We encountered an
+ * internal error. Please try again."), and named by /ready.
+ */
+export function redirectDetail(status: number, s3Code: string | undefined): string {
+  const what = s3Code !== undefined && /^[A-Za-z]{1,64}$/.test(s3Code) ? s3Code : `HTTP ${status}`;
+  return `The upstream answered with a redirect (${what}), which the proxy does not follow: the bucket's s3.endpoint or s3.region in the proxy's configuration does not name where the bucket is`;
 }
 
 /**

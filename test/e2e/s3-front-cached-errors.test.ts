@@ -16,6 +16,7 @@ const T = 30_000;
 const CLIENT = { accessKeyId: "AKIDCACHEDERRORS1", secretAccessKey: "cached-errors-secret-0123456789ab" };
 const INVALID_ARGUMENT = "<Error><Code>InvalidArgument</Code><Message>x-amz-checksum-mode must be ENABLED</Message><ArgumentName>x-amz-checksum-mode</ArgumentName><ArgumentValue>on</ArgumentValue><RequestId>0123456789ABCDEF</RequestId><HostId>aG9zdA==</HostId></Error>";
 const ARCHIVED = "<Error><Code>InvalidObjectState</Code><Message>The operation is not valid for the object's storage class</Message><StorageClass>GLACIER</StorageClass><RequestId>0123456789ABCDEF</RequestId></Error>";
+const MOVED = "<Error><Code>PermanentRedirect</Code><Message>The bucket you are attempting to access must be addressed using the specified endpoint.</Message><Endpoint>data.s3.eu-west-1.amazonaws.com</Endpoint><Bucket>data</Bucket><RequestId>0123456789ABCDEF</RequestId></Error>";
 const LEAKY = "<Error><Code>InvalidArgument</Code><Message>refused by rgw1.dc2.acme.de for bucket data</Message><ArgumentName>data</ArgumentName></Error>";
 
 for (const engine of ["bun", "node"] as const) {
@@ -49,6 +50,7 @@ s3_api:
       s3.faults.set("/data/argument.txt", { kind: "reply", status: 400, body: INVALID_ARGUMENT });
       s3.faults.set("/data/archived.txt", { kind: "reply", status: 403, body: ARCHIVED });
       s3.faults.set("/data/leaky.txt", { kind: "reply", status: 400, body: LEAKY });
+      s3.faults.set("/data/moved.txt", { kind: "reply", status: 301, body: MOVED });
     });
     afterAll(() => env?.stop());
 
@@ -91,6 +93,20 @@ s3_api:
         expect(leaky).not.toContain("rgw1");
         const denied = await same("GET", "denied.txt");
         expect(denied).toContain("<Code>AccessDenied</Code><Message>Access Denied</Message><Resource>");
+      },
+      T,
+    );
+
+    test(
+      "an upstream's redirect (a bucket in another region) says the bucket's configuration is wrong, on both buckets and the direct path, and relays nothing of the redirect",
+      async () => {
+        // (it was the catalogue's "We encountered an internal error. Please try again.")
+        const moved = await same("GET", "moved.txt");
+        expect(moved).toStartWith("500 application/xml");
+        expect(moved).toContain("<Code>InternalError</Code><Message>The upstream answered with a redirect (PermanentRedirect), which the proxy does not follow: the bucket&apos;s s3.endpoint or s3.region in the proxy&apos;s configuration does not name where the bucket is</Message>");
+        expect(moved).not.toContain("amazonaws");
+        expect(moved).not.toContain("<Endpoint>");
+        expect(await answer("plain", "GET", "moved.txt", {}, [["versionId", "v1"]])).toBe(moved);
       },
       T,
     );

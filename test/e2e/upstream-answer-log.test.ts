@@ -21,11 +21,17 @@ test("a redirect to https with no S3 error is logged as upstream_error HTTP_301;
   const endpoint = `http://127.0.0.1:${srv.port}`;
   const p = await startProxy(`server: { address: 127.0.0.1, port: 0 }\nbuckets:\n${bucketYaml({ name: "plain", prefix: "/plain", bucket: "plain", endpoint })}${bucketYaml({ name: "coded", prefix: "/coded", bucket: "coded", endpoint })}`);
   try {
+    const messages: string[] = [];
     for (const [name, id] of [["plain", "redir-plain"], ["coded", "redir-coded"]]) {
       const res = await fetch(p.url(`/${name}/x.txt`), { headers: { "x-request-id": id! } });
       expect(res.status).toBe(502);
-      await res.arrayBuffer();
+      messages.push(((await res.json()) as { message: string }).message);
     }
+    // the client is told why (it read "The upstream failed"), and nothing of where it was sent
+    expect(messages).toEqual([
+      "The upstream answered with a redirect (HTTP 301), which the proxy does not follow: the bucket's s3.endpoint or s3.region in the proxy's configuration does not name where the bucket is",
+      "The upstream answered with a redirect (PermanentRedirect), which the proxy does not follow: the bucket's s3.endpoint or s3.region in the proxy's configuration does not name where the bucket is",
+    ]);
     const plain = await p.waitForLog((l) => l.msg === "request" && l.request_id === "redir-plain");
     expect({ error: plain.error, upstream_error: plain.upstream_error, s3_error: plain.s3_error }).toEqual({ error: "BadGateway", upstream_error: "HTTP_301", s3_error: undefined });
     const coded = await p.waitForLog((l) => l.msg === "request" && l.request_id === "redir-coded");

@@ -14,7 +14,7 @@ import { CHECKSUM_VALUE_HEADERS } from "../../s3/operations/common.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import { CREDENTIAL_CODES, s3Error, S3_ERRORS, type S3Error, type S3ErrorCode } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
-import { s3RequestIdOf, SLOW_DOWN_REASON } from "../../s3/errors.ts";
+import { redirectDetail, s3RequestIdOf, SLOW_DOWN_REASON } from "../../s3/errors.ts";
 import { parseXml, XmlError, type XmlElement } from "./xml-reader.ts";
 import { ReplicaSet, type ObjectUpstream } from "../../s3/replicas.ts";
 
@@ -170,6 +170,7 @@ function errorCode(status: number, doc: XmlElement | undefined, upstreamBucket: 
   if (status === 501) return s3Error("NotImplemented");
   if (status === 503) return s3Error("ServiceUnavailable");
   if (status === 429) return s3Error("SlowDown");
+  if (status >= 300 && status < 400) return s3Error("InternalError", redirectDetail(status, code));
   if (status >= 500 || status < 400) return s3Error("InternalError");
   return s3Error("InvalidRequest");
 }
