@@ -173,3 +173,24 @@ export function trustedProxiesNote(config: Config): string | undefined {
   if (i < 0) return undefined;
   return `server.trusted_proxies[${i}] (${config.server.trusted_proxies[i]}) trusts every client address: any client can then name its own address in X-Forwarded-For, and ip_filter, the per-IP limits, the access log's and audit trail's client_ip and OPA's client_ip take it; list only your load balancers' addresses`;
 }
+
+/**
+ * S3 credentials granted `write` or `delete` on a read-only bucket (`access` not read-write): the
+ * grant is listed by --check as given, yet every write or delete through it is refused with a bare
+ * AccessDenied (a read-only bucket refuses writes on both fronts), so the operator learns nothing
+ * from the config check. Undefined when none.
+ */
+export function readOnlyWriteGrantNote(config: Config): string | undefined {
+  const api = config.s3_api;
+  if (!api?.enabled) return undefined;
+  const readOnly = new Set(config.buckets.filter((b) => b.access !== "read-write").map((b) => b.name));
+  const found: string[] = [];
+  for (const c of api.credentials ?? []) {
+    for (const [bucket, perms] of Object.entries(c.buckets)) {
+      const w = [...new Set(perms)].filter((p) => p === "write" || p === "delete");
+      if (w.length > 0 && readOnly.has(bucket)) found.push(`${c.identity} on ${bucket} (${w.join("+")})`);
+    }
+  }
+  if (found.length === 0) return undefined;
+  return `s3_api.credentials grant writes on read-only buckets: ${found.join(", ")}; these requests are refused (AccessDenied) since the bucket is read-only: set the bucket's access: read-write, or drop the grant`;
+}

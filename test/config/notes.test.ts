@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../../src/config/load.ts";
-import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, tlsValidityNote, tlsWeakKeyNote, renewalRefusal, trustedProxiesNote, userContentNote, userContentUnsandboxedNote } from "../../src/config/notes.ts";
+import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, readOnlyWriteGrantNote, tlsValidityNote, tlsWeakKeyNote, renewalRefusal, trustedProxiesNote, userContentNote, userContentUnsandboxedNote } from "../../src/config/notes.ts";
 import { isSandboxed, userContentReaders } from "../../src/config/writes.ts";
 
 const B = `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\n`;
@@ -162,4 +162,21 @@ test("a trusted_proxies range that holds every address (/0) is named: any client
   );
   expect(trustedProxiesNote(cfg(`["::/0"]`))).toStartWith("server.trusted_proxies[0] (::/0) trusts every client address");
   expect([trustedProxiesNote(cfg(`["10.0.0.0/8", "192.168.0.1"]`)), trustedProxiesNote(cfg(`[]`))]).toEqual([undefined, undefined]);
+});
+
+// s3_api.credentials granting write/delete on a read-only bucket passed --check (which listed the
+// grant as given) and start without a word; every PutObject or DeleteObject then got a bare AccessDenied.
+test("a write or delete grant on a read-only bucket is named; grants on read-write buckets and read grants are not", () => {
+  const cfg = (access: string, perms: string) =>
+    parseConfig(
+      `s3_api:\n  enabled: true\n  credentials:\n    - { access_key_id: AKIATESTNOTE1, secret_access_key: test-secret-0123456789, identity: app1, buckets: { b: ${perms} } }\n` +
+        `buckets:\n  - name: b\n    path_prefix: /b\n${access}    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\n`,
+      { env: {} },
+    );
+  expect(readOnlyWriteGrantNote(cfg("", "[read, write, delete]"))).toBe(
+    "s3_api.credentials grant writes on read-only buckets: app1 on b (write+delete); these requests are refused (AccessDenied) since the bucket is read-only: set the bucket's access: read-write, or drop the grant",
+  );
+  expect(readOnlyWriteGrantNote(cfg("    access: read-only\n", "[delete]"))).toContain("app1 on b (delete)");
+  expect(readOnlyWriteGrantNote(cfg("    access: read-write\n    auth: { anonymous_writes: true }\n", "[read, write, delete]"))).toBeUndefined();
+  expect(readOnlyWriteGrantNote(cfg("", "[read, list]"))).toBeUndefined();
 });
