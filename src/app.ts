@@ -174,7 +174,8 @@ export class App implements Services {
       const st = cache.stats();
       const hits: Record<string, number> = {};
       const misses: Record<string, number> = {};
-      for (const [name, b] of Object.entries(st.buckets)) {
+      // (a bucket a reload removed keeps its counts: a counter never goes down)
+      for (const [name, b] of Object.entries(cache.meteredCounts())) {
         hits[name] = b.hits;
         misses[name] = b.misses;
       }

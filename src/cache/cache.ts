@@ -89,8 +89,11 @@ export class Cache {
   private readonly counters = new Map<string, BucketCounters>();
   /** HITs served by layers below the first, by layer name. */
   private readonly lowerHits = new Map<string, number>();
-  /** The hits of buckets a reload removed: still in the first layer's hits (a counter never goes down). */
-  private removedHits = 0;
+  /**
+   * The counters of buckets a reload removed, by name (added up if a bucket is removed more than
+   * once): still in the totals and the metrics, whose counters never go down.
+   */
+  private readonly retired = new Map<string, BucketCounters>();
   /** Keys being copied into faster layers (one copy at a time per key). */
   private readonly promoting = new Set<string>();
   /** Every purge, local or remote: a fill or copy of a key purged after it began does not store its result. */
@@ -358,7 +361,16 @@ export class Cache {
   /** Hot reload removed a bucket: drop its entries and its counters. */
   async removeBucket(bucket: string): Promise<number> {
     const n = await this.purgeBucket(bucket);
-    this.removedHits += this.counters.get(bucket)?.hits ?? 0;
+    const c = this.counters.get(bucket);
+    if (c !== undefined) {
+      const r = this.retired.get(bucket) ?? newCounters();
+      r.hits += c.hits;
+      r.misses += c.misses;
+      r.coalesced += c.coalesced;
+      r.revalidated += c.revalidated;
+      r.bypassed += c.bypassed;
+      this.retired.set(bucket, r);
+    }
     this.counters.delete(bucket);
     return n;
   }
@@ -404,6 +416,21 @@ export class Cache {
     return c;
   }
 
+  /**
+   * Hits and misses per bucket since start, for the metrics (counters): the configured buckets'
+   * and those of buckets a reload removed (a bucket removed and configured again counts on).
+   */
+  meteredCounts(): Record<string, { hits: number; misses: number }> {
+    const out: Record<string, { hits: number; misses: number }> = {};
+    for (const [name, r] of this.retired) out[name] = { hits: r.hits, misses: r.misses };
+    for (const [name, c] of this.counters) {
+      const o = (out[name] ??= { hits: 0, misses: 0 });
+      o.hits += c.hits;
+      o.misses += c.misses;
+    }
+    return out;
+  }
+
   /** Closes every layer (connections, timers, unfinished temporary files). */
   async close(): Promise<void> {
     await Promise.all(this.layers.map((l) => Promise.resolve(l.close?.()).catch(noop)));
@@ -430,6 +457,13 @@ export class Cache {
       total.revalidated += c.revalidated;
       total.bypassed += c.bypassed;
     }
+    for (const r of this.retired.values()) {
+      total.hits += r.hits;
+      total.misses += r.misses;
+      total.coalesced += r.coalesced;
+      total.revalidated += r.revalidated;
+      total.bypassed += r.bypassed;
+    }
     // HITs counted by the layer that served them (source set), the first layer's own excepted:
     // a disk-first cache (`cache_layers: [disk]`, `[disk, redis]`) tags every disk hit with
     // source "disk", and subtracting those from its own count reported 0 disk hits.
@@ -438,7 +472,7 @@ export class Cache {
     const layers: CacheStats["layers"] = {};
     for (const l of this.layers) {
       const { buckets: _b, ...rest } = l === this.first ? first : l.stats();
-      const hits = l === this.first ? total.hits + this.removedHits - lower : (this.lowerHits.get(l.name) ?? 0);
+      const hits = l === this.first ? total.hits - lower : (this.lowerHits.get(l.name) ?? 0);
       const health = l.health?.();
       layers[l.name] = { ...rest, hits, errors: l.errors?.() ?? 0, ...(health ? { health } : undefined) };
     }

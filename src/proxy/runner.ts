@@ -172,6 +172,9 @@ export function failed(front: Front, ctx: RequestContext, thrown: unknown): Resp
   }
   if (err.code === "InternalError") ctx.svc.log.error("unexpected error", { request_id: ctx.id, error: String((thrown as Error)?.stack ?? thrown) });
   ctx.errorCode = err.code;
+  // A 412/416 the cache answered (X-Cache: HIT, counted as a hit): the access line says so too.
+  const xCache = err.headers?.["x-cache"];
+  if (ctx.cache === undefined && typeof xCache === "string") ctx.cache = xCache;
   // A refused token or claim rule: the cause the client was told, for the operator too.
   if ((err.code === "InvalidToken" || err.code === "Forbidden") && err.detail !== undefined) ctx.errorReason = err.detail;
   const cause = err.cause as { s3Code?: string; s3RequestId?: string; s3Status?: unknown } | undefined;

@@ -173,7 +173,8 @@ export function s3Parse(ctx: RequestContext): undefined {
   const bodied = v.kind === "ok" ? verifiedHasBody(v, req.headers) : announcesBody(req.headers);
   if (v.kind === "ok") {
     principal = v.principal;
-    metrics.auth("success");
+    // (counted "success" by s3Permit once the grants allow the request: a request they refuse is
+    // one outcome, "forbidden", as a claim rule's refusal is on the plain front)
     ctx.subject = principal.identity;
     ctx.claims = principal.claims;
     ctx.principal = principal.kind === "session" ? "s3_session" : "s3_static";
@@ -333,6 +334,7 @@ export function s3Permit(ctx: RequestContext): undefined {
     ctx.svc.metrics.auth(s.principal === undefined ? "missing" : "forbidden");
     return fail(s3Error("AccessDenied"));
   }
+  if (s.principal !== undefined) ctx.svc.metrics.auth("success");
   return undefined;
 }
 
@@ -495,6 +497,12 @@ export const s3Front: Front = {
   name: "s3",
   phases: [guard, s3Cors(() => s3Front), s3Address, admit, s3Parse, s3Permit, s3Authorize, s3Operate],
   renderError(err, ctx) {
+    // A request refused before s3Parse read it (a rate limit, a concurrency or upload cap, the
+    // bucket's ip_filter) is named by the operation, bucket and key its path and query address, as
+    // one refused for its signature is: the write metrics count it, the access log and the audit
+    // trail name it.
+    const addressed = (ctx as S3RequestContext).s3Addressed;
+    if (ctx.operation === undefined && addressed !== undefined && (ctx as S3RequestContext).s3 === undefined) addressedBy(ctx, addressed.a);
     let e = err.code === "UriTooLong" ? uriTooLong(ctx) : (s3ErrorOf(err) ?? fromProxyError(err));
     // (a shared read's upstream refusal keeps S3's message and details, as a write's does)
     if (ctx.bucket !== undefined && s3ErrorOf(err) === undefined) e = withUpstreamWords(e, err.cause, upstreamBucketsOf(ctx.bucket.upstream));
@@ -521,6 +529,9 @@ export const s3Front: Front = {
       e.details = { ...e.details, Condition: (ctx.req.headers.get("if-match") ?? "").trim() !== "" ? "If-Match" : "If-Unmodified-Since" };
     }
     if ((ctx as S3RequestContext).s3?.op === "AssumeRoleWithWebIdentity") return stsFailure(e, ctx);
+    // (the access log's s3_error is the S3 code of every error answer, the proxy's own too; an
+    // upstream's refusal keeps the upstream's code, set with its s3_request_id)
+    ctx.s3Code ??= e.code;
     return s3ErrorResponse(e, { requestId: ctx.id, resource: ctx.path || undefined, method: ctx.method });
   },
 };

@@ -1,0 +1,167 @@
+/**
+ * What the metrics and the access log say matches what happened:
+ * - an S3-front request its grants refuse is one authentication outcome, `forbidden` (it was
+ *   counted `success` too, when its signature verified: two outcomes for one request, where the
+ *   plain front counts a claim rule's refusal once);
+ * - an S3-front upload refused by a rate limit before its signature was read is a write
+ *   (`yatagarasu_write_requests_total` counts refused ones), named by its operation and key in the
+ *   access log; and every S3-front error answer's access line has `s3_error` (a 412 the cache
+ *   answered, a SlowDown, had only `error`); a 412/416 the cache answered (X-Cache: HIT, counted
+ *   as a hit) has `cache` in its access line, as its 200 would;
+ * - a bucket a reload removes keeps its cache counters: `yatagarasu_cache_hits_total{bucket}`,
+ *   `_misses_total{bucket}` and `yatagarasu_cache_coalesced_total` went back to zero (the series
+ *   gone), counters that must never go down.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { AccessRecord } from "../../src/observe/log.ts";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { recordingLogger } from "../helpers/logger.ts";
+import { bucketYaml, startInProcess, type InProcessProxy } from "./harness.ts";
+import { startFrontsOn } from "./s3-front-helpers.ts";
+import { READER, signedFetch, uploadYaml, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
+
+const T = 30_000;
+
+const sample = (text: string, series: string): number => {
+  for (const line of text.split("\n")) if (line.startsWith(series + " ")) return Number(line.slice(series.length + 1));
+  return 0;
+};
+
+describe("the S3 front", () => {
+  let s3: S3Fixture;
+  let env: UploadEnv;
+  const access: AccessRecord[] = [];
+  const lineOf = (id: string | null) => access.find((r) => r.request_id === id);
+
+  beforeAll(async () => {
+    s3 = await startS3Fixture({ buckets: [{ name: "up" }], credentials: [{ accessKeyId: "AKIDUPSTREAMWRITE", secretAccessKey: "upstream-writer-secret-0123456789", buckets: ["up"], write: true }] });
+    env = await startFrontsOn(
+      uploadYaml(s3.endpoint, {
+        moreBuckets: (endpoint) => `  - name: slow
+    path_prefix: /slow
+    access: read-write
+    s3: { bucket: up, endpoint: "${endpoint}", access_key: AKIDUPSTREAMWRITE, secret_key: upstream-writer-secret-0123456789, rate_limit: { requests_per_second: 0.01 } }
+`,
+        moreCredentials: `    - { access_key_id: AKIDSLOWWRITER01, secret_access_key: slow-writer-secret-0123456789ab, identity: slowwriter, buckets: { slow: [read, write] } }
+`,
+      }),
+      s3,
+      true,
+      { ...recordingLogger(), access: (r: AccessRecord) => void access.push(r) },
+    );
+    await s3.put("up", "hello.txt", "hello");
+  });
+  afterAll(async () => {
+    await env?.[Symbol.asyncDispose]();
+  });
+
+  test(
+    "a request the grants refuse is counted forbidden, not success as well",
+    async () => {
+      const before = env.app.metrics.render();
+      const res = await signedFetch(env, { method: "PUT", path: "/up/refused.txt", body: "x", creds: READER });
+      expect(res.status).toBe(403);
+      await res.text();
+      const after = env.app.metrics.render();
+      const delta = (r: string) => sample(after, `yatagarasu_auth_total{result="${r}"}`) - sample(before, `yatagarasu_auth_total{result="${r}"}`);
+      expect({ forbidden: delta("forbidden"), success: delta("success") }).toEqual({ forbidden: 1, success: 0 });
+      // an allowed one is still one success
+      const ok = await signedFetch(env, { method: "GET", path: "/up/hello.txt", creds: READER });
+      expect(ok.status).toBe(200);
+      await ok.text();
+      expect(sample(env.app.metrics.render(), 'yatagarasu_auth_total{result="success"}') - sample(after, 'yatagarasu_auth_total{result="success"}')).toBe(1);
+    },
+    T,
+  );
+
+  test(
+    "a 412 the cache answers has s3_error in the access log",
+    async () => {
+      const fill = await signedFetch(env, { method: "GET", path: "/up/hello.txt", creds: WRITER });
+      await fill.text();
+      const res = await signedFetch(env, { method: "GET", path: "/up/hello.txt", headers: { "if-match": '"nope"' }, creds: WRITER });
+      expect(res.status).toBe(412);
+      await res.text();
+      const line = lineOf(res.headers.get("x-amz-request-id"));
+      expect({ error: line?.error, s3_error: line?.s3_error, cache: res.headers.get("x-cache"), logged: line?.cache }).toEqual({ error: "PreconditionFailed", s3_error: "PreconditionFailed", cache: "HIT", logged: "HIT" });
+    },
+    T,
+  );
+
+  test(
+    "an upload refused by the bucket's rate limit is a write in the metrics, named in the access log",
+    async () => {
+      const creds = { accessKeyId: "AKIDSLOWWRITER01", secretAccessKey: "slow-writer-secret-0123456789ab" };
+      const first = await signedFetch(env, { method: "PUT", path: "/slow/a.txt", body: "x", creds });
+      await first.text();
+      const res = await signedFetch(env, { method: "PUT", path: "/slow/a.txt", body: "x", creds });
+      expect(res.status).toBe(503);
+      await res.text();
+      const text = env.app.metrics.render();
+      expect(sample(text, 'yatagarasu_write_requests_total{bucket="slow",operation="PutObject",status="503"}')).toBe(1);
+      expect(sample(text, 'yatagarasu_write_errors_total{bucket="slow",operation="PutObject",code="SlowDown"}')).toBe(1);
+      const line = lineOf(res.headers.get("x-amz-request-id"));
+      expect({ operation: line?.operation, error: line?.error, s3_error: line?.s3_error, bucket: line?.bucket }).toEqual({ operation: "PutObject", error: "SlowDown", s3_error: "SlowDown", bucket: "slow" });
+    },
+    T,
+  );
+});
+
+describe("a bucket a reload removes", () => {
+  let s3: S3Fixture;
+  let px: InProcessProxy;
+  const dir = mkdtempSync(join(tmpdir(), "yata-obs-accuracy-"));
+  const configPath = join(dir, "config.yaml");
+  const yaml = (withPub: boolean) =>
+    `server: { address: 127.0.0.1, port: 0, readiness_probe_interval_seconds: 3600 }\nlogging: { level: error }\ncache: { enabled: true }\nbuckets:\n` +
+    (withPub ? bucketYaml({ name: "pub", prefix: "/pub", bucket: "bb", endpoint: s3.endpoint, extra: "    cache: { enabled: true }\n" }) : "") +
+    bucketYaml({ name: "keep", prefix: "/keep", bucket: "bb", endpoint: s3.endpoint });
+
+  beforeAll(async () => {
+    s3 = await startS3Fixture({ buckets: [{ name: "bb", public: true }], credentials: [] });
+    await s3.put("bb", "hello.txt", "hello");
+    writeFileSync(configPath, yaml(true));
+    px = await startInProcess(yaml(true), { configPath, probeIntervalMs: 3_600_000 });
+  });
+  afterAll(async () => {
+    await px?.stop();
+    await s3?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test(
+    "keeps its cache hit and miss counters, and the coalesced total does not go down",
+    async () => {
+      const get = async () => (await fetch(px.url("/pub/hello.txt"))).text();
+      // two concurrent misses (one joins the other's fetch), then two hits
+      await Promise.all([get(), get()]);
+      await get();
+      await get();
+      const m = () => px.app.metrics.render();
+      const before = m();
+      const counts = (t: string) => ({
+        hits: sample(t, 'yatagarasu_cache_hits_total{bucket="pub"}'),
+        misses: sample(t, 'yatagarasu_cache_misses_total{bucket="pub"}'),
+        coalesced: sample(t, "yatagarasu_cache_coalesced_total"),
+      });
+      expect(counts(before).hits).toBe(2);
+      expect(counts(before).misses).toBe(2);
+
+      writeFileSync(configPath, yaml(false));
+      expect((await px.app.reload()).ok).toBe(true);
+      expect(counts(m())).toEqual(counts(before));
+
+      writeFileSync(configPath, yaml(true));
+      expect((await px.app.reload()).ok).toBe(true);
+      await get(); // a miss again (the reload dropped its entries)
+      await get(); // a hit
+      const c = counts(m());
+      expect({ hits: c.hits, misses: c.misses }).toEqual({ hits: counts(before).hits + 1, misses: counts(before).misses + 1 });
+      expect(c.coalesced).toBe(counts(before).coalesced);
+    },
+    T,
+  );
+});
