@@ -102,7 +102,7 @@ const cidrs = (list: readonly string[]): Cidr[] => list.map((c) => parseCidr(c))
  * (a rolling reload). Without a shared layer a bucket that does not cache holds nothing (a reload
  * that switches its cache off drops its entries), so its writes cost no purge.
  */
-function cacheMatesOf(config: Config): (b: Config["buckets"][number]) => string[] {
+export function cacheMatesOf(config: Config): (b: Config["buckets"][number]) => string[] {
   if (!config.cache.enabled) return () => [];
   const shared = config.cache.cache_layers.includes("redis");
   const byStore = bucketsByStore(config.buckets, (c) => shared || bucketCachePolicy(config.cache, c) !== null);

@@ -4,11 +4,33 @@
  * every layer, and through the shared layer's purge log on the other replicas. A bucket that does
  * not cache may still write to a store another bucket caches: its writes purge that bucket.
  */
+import type { BucketConfig } from "../config/schema.ts";
 import type { RequestContext } from "../proxy/context.ts";
+import { cacheMatesOf, type Runtime } from "../runtime.ts";
+
+/** Per generation: the buckets that may hold a cached copy of what a bucket writes (Runtime's cacheMates rule). */
+const matesByRuntime = new WeakMap<Runtime, (b: BucketConfig) => string[]>();
+
+/**
+ * The buckets a write's purge must reach: the mates of the generation the write was admitted in
+ * and, after a reload since (a write takes as long as its body does), those of the current one,
+ * which may cache the store too (a bucket added on it, or whose cache was switched on): a GET
+ * through such a bucket while the write was under way cached the old object, which its purge then
+ * missed (served as a HIT after the write's answer, until its TTL).
+ */
+function matesOf(ctx: RequestContext): readonly string[] {
+  const own = ctx.bucket!.cacheMates;
+  const now = ctx.svc.runtime;
+  if (now === ctx.rt) return own;
+  let of = matesByRuntime.get(now);
+  if (of === undefined) matesByRuntime.set(now, (of = cacheMatesOf(now.config)));
+  const later = of(ctx.bucket!.cfg);
+  return later.every((n) => own.includes(n)) ? own : [...new Set([...own, ...later])];
+}
 
 /** undefined when no bucket caches the store (no promise, no tick, per write). */
 export function purgeWritten(ctx: RequestContext, key: string): Promise<unknown> | undefined {
-  const mates = ctx.bucket!.cacheMates;
+  const mates = matesOf(ctx);
   if (mates.length === 0) return undefined;
   const cache = ctx.svc.cache;
   if (mates.length === 1) return cache.purgeObject(mates[0]!, key).catch(() => 0);
@@ -25,7 +47,7 @@ export function purgeWritten(ctx: RequestContext, key: string): Promise<unknown>
  */
 export function purgeIfUnsure<T extends { status: number }>(ctx: RequestContext, keys: readonly string[], run: () => Promise<T>): Promise<T> {
   // (no bucket caches the store: the write as it is, no extra frame per write)
-  return ctx.bucket!.cacheMates.length === 0 ? run() : purgingIfUnsure(ctx, keys, run);
+  return matesOf(ctx).length === 0 ? run() : purgingIfUnsure(ctx, keys, run);
 }
 
 async function purgingIfUnsure<T extends { status: number }>(ctx: RequestContext, keys: readonly string[], run: () => Promise<T>): Promise<T> {
