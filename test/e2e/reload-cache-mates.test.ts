@@ -49,7 +49,8 @@ for (const before of ["none", "off"] as const) {
     await s3.put("data", key, "old");
     s3.faults.set(`/data/${key}`, { kind: "delay", ms: 1500, times: 1, method: "PUT" });
     const put = fetch(px.url(`/rw/${key}`), { method: "PUT", body: "new", headers: { authorization: `Bearer ${token({}, SECRET)}` } });
-    await Bun.sleep(300); // the PUT is admitted and held upstream
+    // the PUT is admitted and held upstream (the fixture has taken it, with its delay fault)
+    await s3.waitForRequest((e) => e.method === "PUT" && e.fault === "delay" && e.pathname === `/data/${key}`);
     writeFileSync(configPath, yaml("on"));
     expect((await px.app.reload()).ok).toBe(true);
     // Read through the new bucket while the write is under way: the old object, cached.
