@@ -239,6 +239,22 @@ describe("an S3-front listing whose root element is not the operation's", () => 
   });
 });
 
+describe("an S3-front listing that is not XML (a document cut short behind a 200, a DOCTYPE)", () => {
+  test("is InternalError, never relayed as a 200 (V1, V2, versions): the upstream's owner id and its DOCTYPE never reach the client", async () => {
+    const p = await startProxy({ engine: "bun", client: "auto" });
+    for (const prefix of ["cut/", "doctype/"]) {
+      for (const query of [{ "list-type": "2", prefix }, { prefix }, { versions: "", prefix }] as Array<Record<string, string>>) {
+        const r = await p.s3("GET", "/nc", { query });
+        const xml = await r.text();
+        expect({ query, status: r.status }).toEqual({ query, status: 500 });
+        expect(xml).toContain("<Code>InternalError</Code>");
+        expect(xml).not.toContain("upstream-secret-owner-id");
+        expect(xml).not.toContain("DOCTYPE");
+      }
+    }
+  });
+});
+
 describe("an S3-front listing written with a namespace prefix (<s3:ListBucketResult xmlns:s3=...>)", () => {
   test("names the proxy bucket and masks the owner as an unprefixed one does (V1, V2, versions)", async () => {
     const p = await startProxy({ engine: "bun", client: "auto" });

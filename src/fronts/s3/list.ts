@@ -19,7 +19,7 @@ import { s3Fail } from "./fail.ts";
 import { xmlResponse } from "./operations.ts";
 import { errorOf, tryParse } from "./relay.ts";
 import { requestHeaders } from "./writes.ts";
-import { maskOwners, rootOf, setFirstElementText } from "./xml.ts";
+import { isWellFormedResult, maskOwners, rootOf, setFirstElementText } from "./xml.ts";
 
 /** A listing page is at most 1000 keys of at most 1 KiB each, plus markup: far below this. */
 const MAX_LISTING_BYTES = 16 * 1024 * 1024;
@@ -82,7 +82,8 @@ export async function listObjects(ctx: RequestContext, op: "ListObjects" | "List
   // (and the root element is the one the operation answers with: an upstream that ignored
   // ?versions and listed the current objects would read as a bucket with no versions)
   const root = rootOf(xml);
-  if (root !== (op === "ListObjectVersions" ? "ListVersionsResult" : "ListBucketResult")) {
+  // (and a document that is not XML, cut short or with a DOCTYPE, is not relayed either)
+  if (root !== (op === "ListObjectVersions" ? "ListVersionsResult" : "ListBucketResult") || !isWellFormedResult(xml, MAX_LISTING_BYTES)) {
     throw s3Fail(s3Error("InternalError", "The upstream's listing could not be read."));
   }
   // The first <Name> is ListBucketResult's (ListVersionsResult's) own (keys and owners are escaped text or other elements).

@@ -23,7 +23,7 @@ import { s3Error } from "./errors.ts";
 import { objectLocation } from "./location.ts";
 import { s3Fail } from "./fail.ts";
 import { emptyAnswer, errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, relayedHeaders, tryParse, xmlAnswer } from "./relay.ts";
-import { el, maskOwners, rootOf, S3_XMLNS, setFirstElementText, XML_DECL } from "./xml.ts";
+import { el, isWellFormedResult, maskOwners, rootOf, S3_XMLNS, setFirstElementText, XML_DECL } from "./xml.ts";
 import { childText, childrenNamed, type XmlElement } from "./xml-reader.ts";
 import { callOf, fieldText, malformed, partNumberOf, queryValue, readingResult, readXmlBody, requestHeaders, writeUpstream } from "./writes.ts";
 import { purgeIfUnsure, purgeWritten } from "../purge.ts";
@@ -150,7 +150,7 @@ async function relayListing(ctx: RequestContext, res: Response, upstreamBucket: 
   const bytes = await readUpstreamCapped(res, MAX_RESULT_BODY);
   if (bytes === undefined) throw s3Fail(s3Error("InternalError", "The upstream listing is too large."));
   const text = new TextDecoder().decode(bytes);
-  if (rootOf(text) !== root) throw s3Fail(s3Error("InternalError", "The upstream's listing could not be read."));
+  if (rootOf(text) !== root || !isWellFormedResult(text, MAX_RESULT_BODY)) throw s3Fail(s3Error("InternalError", "The upstream's listing could not be read."));
   const xml = maskOwners(setFirstElementText(text, "Bucket", ctx.bucket!.name), ctx.subject ?? "anonymous");
   const headers = relayedHeaders(ctx, undefined);
   headers.set("content-type", "application/xml");

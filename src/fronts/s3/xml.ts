@@ -4,6 +4,8 @@
  * in xml-reader.ts.
  */
 
+import { parseXml } from "./xml-reader.ts";
+
 export const S3_XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/";
 export const XML_DECL = '<?xml version="1.0" encoding="UTF-8"?>\n';
 
@@ -162,6 +164,22 @@ export function setFirstElementText(xml: string, name: string, text: string): st
   let re = firstElements.get(name);
   if (re === undefined) firstElements.set(name, (re = new RegExp(`<${PREFIX}${name}>[^<]*<\\/\\1${name}>`)));
   return xml.replace(re, (_m, p: string) => el(p + name, text));
+}
+
+/**
+ * Whether an upstream's result document, which the front relays as text (a listing, ListParts), is
+ * XML at all: whole (not cut short), with no DOCTYPE, entity declaration or entity other than XML's
+ * five, within the plain front's listing limits. A store that failed behind a 200 (a document cut
+ * mid-element, so the owner masking found no <Owner>...</Owner> and relayed the store's principal)
+ * or a hostile one (an XXE or entity-expansion DOCTYPE) must not reach clients as a 200.
+ */
+export function isWellFormedResult(xml: string, maxBytes: number): boolean {
+  try {
+    parseXml(xml, { maxBytes, maxElements: 200_000, maxDepth: 32, lenient: true });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**
