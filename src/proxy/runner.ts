@@ -183,7 +183,10 @@ export function failed(front: Front, ctx: RequestContext, thrown: unknown): Resp
   // No answer from the upstream: what failed (refused, a certificate, a reset...), for the operator.
   // An answer the proxy cannot use (a redirect, a 5xx): S3's code (s3_error) when it gave one, else
   // its status (HTTP_301: a redirect to https, a web server's), never an opaque _OTHER.
-  if (cause !== undefined && (err.code === "UpstreamUnreachable" || err.code === "BadGateway" || err.code === "GatewayTimeout")) {
+  // (a 503 or 429 the upstream answered with no S3 code, too: its line must not read as the
+  // proxy's own 503, an open breaker's or an overload's, which have no upstream cause)
+  const throttled = (err.code === "ServiceUnavailable" || err.code === "SlowDown") && typeof cause?.s3Status === "number";
+  if (cause !== undefined && (err.code === "UpstreamUnreachable" || err.code === "BadGateway" || err.code === "GatewayTimeout" || throttled)) {
     if (typeof cause.s3Status === "number") {
       if (!cause.s3Code) ctx.upstreamError = `HTTP_${cause.s3Status}`;
     } else ctx.upstreamError = errorType(cause);

@@ -70,3 +70,28 @@ test("an https port's 400 to plain http (Go's words) is the upstream's failure, 
     await p.stop();
   }
 });
+
+test("a bare 503 or 429 (no S3 error code) is logged as upstream_error HTTP_503 / HTTP_429: the line tells it from the proxy's own 503 (circuit open, overload)", async () => {
+  using srv = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch: (req) => new Response(null, { status: new URL(req.url).pathname.includes("429") ? 429 : 503, headers: { "retry-after": "4" } }),
+  });
+  const endpoint = `http://127.0.0.1:${srv.port}`;
+  const p = await startProxy(`server: { address: 127.0.0.1, port: 0 }\nbuckets:\n${bucketYaml({ name: "busy", prefix: "/busy", bucket: "busy", endpoint })}`);
+  try {
+    for (const [path, id, error, upstream] of [
+      ["/busy/503.txt", "bare-503", "ServiceUnavailable", "HTTP_503"],
+      ["/busy/429.txt", "bare-429", "SlowDown", "HTTP_429"],
+    ] as const) {
+      const res = await fetch(p.url(path), { headers: { "x-request-id": id } });
+      expect(res.status).toBe(503);
+      expect(res.headers.get("retry-after")).toBe("4");
+      await res.arrayBuffer();
+      const line = await p.waitForLog((l) => l.msg === "request" && l.request_id === id);
+      expect({ error: line.error, upstream_error: line.upstream_error, s3_error: line.s3_error }).toEqual({ error, upstream_error: upstream, s3_error: undefined });
+    }
+  } finally {
+    await p.stop();
+  }
+});
