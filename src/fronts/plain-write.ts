@@ -138,7 +138,7 @@ export async function servePut(ctx: RequestContext): Promise<Response> {
   if (res.ok) ctx.bytesIn = length;
   // Any 2xx stored the object (S3 answers 200; some S3-compatible gateways 201 Created).
   if (!res.ok) throw await writeError(res, "PUT");
-  await res.arrayBuffer().catch(() => {}); // S3's empty body: frees the connection
+  await discardAnswer(res);
   await purge(ctx);
   const etag = res.headers.get("etag");
   const out = JSON.stringify({ key: ctx.key, etag });
@@ -146,6 +146,18 @@ export async function servePut(ctx: RequestContext): Promise<Response> {
   const headers: Record<string, string> = { "content-type": "application/json", "cache-control": "no-store" };
   if (etag !== null) headers.etag = etag;
   return new Response(out, { status: 200, headers });
+}
+
+/**
+ * The body of a write's 2xx, which S3 sends empty: read when it says so (the connection goes back
+ * to the pool), else cancelled, never waited for. An upstream that sent the head and then stalled
+ * its body held the client's answer until server.request_timeout (504 after 30 s for a write the
+ * store had taken within milliseconds); the S3 front's writes already answered (emptyAnswer).
+ */
+async function discardAnswer(res: Response): Promise<void> {
+  if (res.body === null) return;
+  if (res.headers.get("content-length") === "0") await res.arrayBuffer().catch(() => {});
+  else await res.body.cancel().catch(() => {});
 }
 
 export async function serveDelete(ctx: RequestContext): Promise<Response> {
@@ -159,7 +171,7 @@ export async function serveDelete(ctx: RequestContext): Promise<Response> {
   const res = await purgeIfUnsure(ctx, [ctx.key], () => deleteObject(ctx.bucket!.upstream.primary(), { key: ctx.key, ...(ifMatch === undefined ? {} : { ifMatch }) }, { signal: ctx.req.signal, timing: ctx.timing }));
   // (any 2xx: S3 answers 204, a gateway may say 200 or 202; the object is gone either way)
   if (!res.ok) throw await writeError(res, "DELETE");
-  await res.arrayBuffer().catch(() => {});
+  await discardAnswer(res);
   await purge(ctx);
   return new Response(null, { status: 204, headers: { "cache-control": "no-store" } });
 }
