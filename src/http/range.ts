@@ -88,6 +88,28 @@ function scanRange(header: string): { first: number; last: number } | undefined 
 }
 
 /** `Content-Range` value of a 206: `bytes start-end/size`. */
+/**
+ * Whether an upstream's 206 Content-Range (`bytes first-last/size`) answers the Range header the
+ * proxy sent (`sent`, as upstreamRange wrote it; undefined: none was sent). A store that answered
+ * 206 to a request without a Range, or other bytes than those asked for, had them relayed as the
+ * object's (an S3 client reading a ranged download writes them where it asked for its range).
+ * A size of `*` (unknown) is accepted with the right first byte.
+ */
+export function answersRange(sent: string | undefined, contentRangeHeader: string | null): boolean {
+  if (sent === undefined || contentRangeHeader === null) return false;
+  const m = /^\s*bytes\s+(\d{1,16})-(\d{1,16})\/(\d{1,16}|\*)\s*$/i.exec(contentRangeHeader);
+  if (m === null) return false;
+  const first = Number(m[1]);
+  const last = Number(m[2]);
+  if (last < first) return false;
+  if (m[3] === "*") {
+    const spec = scanRange(sent);
+    return spec !== undefined && spec.first >= 0 && spec.first === first;
+  }
+  const r = parseRange(sent, Number(m[3]));
+  return r.kind === "ok" && r.start === first && r.end === last;
+}
+
 export function contentRange(start: number, end: number, size: number): string {
   return `bytes ${start}-${end}/${size}`;
 }

@@ -14,6 +14,7 @@ import { bufferUpstreamBody } from "../../http/body-policy.ts";
 import { ifRangeAllows, ifRangeMayMatch } from "../../http/conditional.ts";
 import { forwardRequestHeaders, keepPassedResponseHeaders, passResponseHeaders, UNTYPED_CONTENT_TYPE } from "../../http/headers.ts";
 import { isOwnedBytes } from "../../http/owned-response.ts";
+import { answersRange, upstreamRange } from "../../http/range.ts";
 import { mapAnswer } from "../../http/map-answer.ts";
 import { errorFromResponse } from "../../s3/errors.ts";
 import type { RequestContext } from "../context.ts";
@@ -198,6 +199,10 @@ export function respond(ctx: RequestContext, upstream: Response, method: ObjectM
       throw e;
     });
   }
+  if (status !== 200 && !answersRequest(ctx, upstream)) {
+    upstream.body?.cancel().catch(() => {});
+    throw new ProxyError("BadGateway", { detail: status === 304 ? "The upstream answered 304 Not Modified to a request without a condition" : "The upstream answered with other bytes than those asked for (its 206 Partial Content does not match the request's Range)" });
+  }
   if (isOwnedBytes(upstream)) {
     // The own client's answer, body already read whole: answered as it is, headers filtered in place.
     if (!keepPassedResponseHeaders(upstream.headers) && status !== 304) upstream.headers.set("content-type", UNTYPED_CONTENT_TYPE);
@@ -215,6 +220,21 @@ export function respond(ctx: RequestContext, upstream: Response, method: ObjectM
   if (bufferUpstreamBody(length, ctx.rt.config.server.buffer_threshold_bytes)) return respondBuffered(ctx, upstream, status, headers, length);
   if (upstream.body === null) return new Response(null, { status, headers });
   return new Response(meteredBody(ctx, upstream.body, length), { status, headers });
+}
+
+/**
+ * Whether a 206 or 304 answers what was asked: a 304 only to a request with If-None-Match or
+ * If-Modified-Since, a 206 only with the very range the request's Range header asked for (as
+ * forwarded: upstreamRange), or for a part (S3's ?partNumber= is answered 206 with the part's
+ * range). A store that answers otherwise (a 206 of some bytes to a GET of the whole object, 304 to
+ * a plain GET) had its answer relayed as the object.
+ */
+function answersRequest(ctx: RequestContext, upstream: Response): boolean {
+  const h = ctx.req.headers;
+  if (upstream.status === 304) return h.has("if-none-match") || h.has("if-modified-since");
+  if (/[?&]partNumber=/.test(ctx.query)) return true;
+  const range = h.get("range");
+  return answersRange(range === null ? undefined : upstreamRange(range), upstream.headers.get("content-range"));
 }
 
 /** A known-size body keeps Content-Length under Bun.serve (a stream would lose it): read it whole first. */

@@ -1,0 +1,94 @@
+/**
+ * An upstream answer that does not answer the request is not relayed as the object: a 206 to a GET
+ * without a Range, a 206 of other bytes than the Range asked for, a 304 to a GET without a
+ * condition. They were passed through (an uncached bucket): a client reading a ranged download
+ * wrote those bytes where it asked for its range. The answers that do match pass as before.
+ */
+import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
+import { answersRange } from "../../src/http/range.ts";
+import { startInProcess, type InProcessProxy } from "./harness.ts";
+
+setDefaultTimeout(30_000);
+
+const BODY = "0123456789".repeat(100); // 1000 bytes
+let store: ReturnType<typeof Bun.serve>;
+let px: InProcessProxy;
+
+beforeAll(async () => {
+  store = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    fetch(req) {
+      const key = new URL(req.url).pathname.split("/").pop();
+      const range = req.headers.get("range");
+      const partial = (first: number, last: number) =>
+        new Response(BODY.slice(first, last + 1), { status: 206, headers: { "content-range": `bytes ${first}-${last}/1000`, etag: '"e"', "content-type": "text/plain" } });
+      if (req.method === "HEAD") return new Response(null, { headers: { "content-length": "1000", etag: '"e"' } });
+      if (key === "always206.txt") return partial(0, 9);
+      if (key === "shifted.txt" && range !== null) return partial(500, 509);
+      if (key === "always304.txt") return new Response(null, { status: 304, headers: { etag: '"e"' } });
+      if (key === "honest.txt" && range !== null) {
+        const m = /^bytes=(\d+)-(\d+)$/.exec(range);
+        if (m) return partial(Number(m[1]), Math.min(Number(m[2]), 999));
+        const suffix = /^bytes=-(\d+)$/.exec(range);
+        if (suffix) return partial(Math.max(0, 1000 - Number(suffix[1])), 999);
+      }
+      return new Response(BODY, { headers: { etag: '"e"', "content-type": "text/plain" } });
+    },
+  });
+  px = await startInProcess(
+    `server: { address: 127.0.0.1, port: 0 }
+logging: { level: error }
+buckets:
+  - { name: b, path_prefix: /b, s3: { bucket: data, endpoint: "http://127.0.0.1:${store.port}", retry: { max_attempts: 1 } } }
+`,
+    { probeIntervalMs: 600_000 },
+  );
+});
+afterAll(async () => {
+  await px?.stop();
+  store?.stop(true);
+});
+
+const get = async (key: string, headers: Record<string, string> = {}) => {
+  const res = await fetch(px.url(`/b/${key}`), { headers });
+  return { status: res.status, body: await res.text(), range: res.headers.get("content-range") };
+};
+
+test("a 206 to a GET without a Range is the upstream's failure (502), not the object", async () => {
+  const r = await get("always206.txt");
+  expect(r.status).toBe(502);
+  expect(r.body).toContain("206 Partial Content does not match the request's Range");
+});
+
+test("a 206 of other bytes than the Range asked for is the upstream's failure (502)", async () => {
+  const r = await get("shifted.txt", { range: "bytes=0-9" });
+  expect(r.status).toBe(502);
+  expect(r.body).not.toContain("5678");
+});
+
+test("a 304 to a GET without a condition is the upstream's failure (502); with If-None-Match it is relayed", async () => {
+  expect((await get("always304.txt")).status).toBe(502);
+  expect((await get("always304.txt", { "if-none-match": '"e"' })).status).toBe(304);
+});
+
+test("a 206 that answers the Range (explicit, past the end, suffix) is relayed as before", async () => {
+  expect(await get("honest.txt", { range: "bytes=10-19" })).toEqual({ status: 206, body: BODY.slice(10, 20), range: "bytes 10-19/1000" });
+  expect(await get("honest.txt", { range: "bytes=990-5000" })).toEqual({ status: 206, body: BODY.slice(990), range: "bytes 990-999/1000" });
+  expect(await get("honest.txt", { range: "bytes=-5" })).toEqual({ status: 206, body: BODY.slice(995), range: "bytes 995-999/1000" });
+  expect((await get("honest.txt")).status).toBe(200);
+});
+
+test("answersRange: the Content-Range must be the forwarded range's, read against the size it names", () => {
+  expect(answersRange("bytes=0-9", "bytes 0-9/1000")).toBe(true);
+  expect(answersRange("bytes=0-", "bytes 0-999/1000")).toBe(true);
+  expect(answersRange("bytes=-2000", "bytes 0-999/1000")).toBe(true);
+  expect(answersRange("bytes=5-", "bytes 5-9/*")).toBe(true);
+  expect(answersRange(undefined, "bytes 0-9/1000")).toBe(false);
+  expect(answersRange("bytes=0-9", null)).toBe(false);
+  expect(answersRange("bytes=0-9", "bytes 1-10/1000")).toBe(false);
+  expect(answersRange("bytes=0-9", "bytes 0-8/1000")).toBe(false);
+  expect(answersRange("bytes=-5", "bytes 0-4/1000")).toBe(false);
+  expect(answersRange("bytes=0-9", "bytes 9-0/1000")).toBe(false);
+  expect(answersRange("bytes=0-9", "items 0-9/1000")).toBe(false);
+});
