@@ -177,7 +177,7 @@ export function failed(front: Front, ctx: RequestContext, thrown: unknown): Resp
   if (ctx.cache === undefined && typeof xCache === "string") ctx.cache = xCache;
   // A refused token or claim rule: the cause the client was told, for the operator too.
   if ((err.code === "InvalidToken" || err.code === "Forbidden") && err.detail !== undefined) ctx.errorReason = err.detail;
-  const cause = err.cause as { s3Code?: string; s3RequestId?: string; s3Status?: unknown } | undefined;
+  const cause = err.cause as { s3Code?: string; s3RequestId?: string; s3Status?: unknown; bareStatus?: unknown } | undefined;
   if (cause?.s3Code) ctx.s3Code = cause.s3Code;
   if (cause?.s3RequestId) ctx.s3RequestId = cause.s3RequestId;
   // No answer from the upstream: what failed (refused, a certificate, a reset...), for the operator.
@@ -191,6 +191,10 @@ export function failed(front: Front, ctx: RequestContext, thrown: unknown): Resp
       if (!cause.s3Code) ctx.upstreamError = `HTTP_${cause.s3Status}`;
     } else ctx.upstreamError = errorType(cause);
   }
+  // (an S3-front write's or XML operation's upstream answer with no S3 code, relayed as S3's
+  // InternalError or ServiceUnavailable: what the upstream answered, not only the code it was told as)
+  const bare = cause?.bareStatus;
+  if (typeof bare === "number" && (bare < 400 || bare >= 500)) ctx.upstreamError = `HTTP_${bare}`;
   const res = front.renderError(err, ctx);
   // The error document's length, for the access log and the bytes metric (HEAD has none).
   if (ctx.method !== "HEAD") ctx.bytes = Number(res.headers.get("content-length") ?? 0);

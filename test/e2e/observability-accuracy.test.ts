@@ -59,6 +59,27 @@ describe("the S3 front", () => {
   });
 
   test(
+    "a write whose upstream answers without an S3 error code (a redirect, a balancer's HTML 502) names that status as upstream_error",
+    async () => {
+      s3.faults.set("/up/moved.txt", { kind: "reply", status: 301, body: "" });
+      s3.faults.set("/up/gateway.txt", { kind: "reply", status: 502, body: "<html><body>502 Bad Gateway</body></html>" });
+      try {
+        for (const [key, status] of [["moved.txt", "HTTP_301"], ["gateway.txt", "HTTP_502"]] as const) {
+          const res = await signedFetch(env, { method: "PUT", path: `/up/${key}`, body: "x", creds: WRITER });
+          expect(res.status).toBe(500);
+          await res.text();
+          const line = lineOf(res.headers.get("x-amz-request-id"));
+          expect({ operation: line?.operation, s3_error: line?.s3_error, upstream_error: line?.upstream_error }).toEqual({ operation: "PutObject", s3_error: "InternalError", upstream_error: status });
+        }
+      } finally {
+        s3.faults.delete("/up/moved.txt");
+        s3.faults.delete("/up/gateway.txt");
+      }
+    },
+    T,
+  );
+
+  test(
     "a request the grants refuse is counted forbidden, not success as well",
     async () => {
       const before = env.app.metrics.render();

@@ -18,9 +18,14 @@ function proxyCodeOf(status: number): ErrorCode {
   return "BadRequest";
 }
 
-/** `s3RequestId`: the upstream's x-amz-request-id when the error is its refusal (the access log names it). */
-export function s3Fail(e: S3Error, s3RequestId?: string): ProxyError {
-  return new ProxyError(proxyCodeOf(e.status), { headers: e.headers, cause: { s3: e, s3Code: e.code, s3RequestId } });
+/**
+ * `s3RequestId`: the upstream's x-amz-request-id when the error is its refusal (the access log
+ * names it). `bareStatus`: the upstream's status when its answer carried no S3 error code (a
+ * redirect, a balancer's HTML 502): the access log's upstream_error names it (HTTP_301), as for
+ * the shared reads.
+ */
+export function s3Fail(e: S3Error, s3RequestId?: string, bareStatus?: number): ProxyError {
+  return new ProxyError(proxyCodeOf(e.status), { headers: e.headers, cause: bareStatus === undefined ? { s3: e, s3Code: e.code, s3RequestId } : { s3: e, s3Code: e.code, s3RequestId, bareStatus } });
 }
 
 /** The S3Error a ProxyError was made from by s3Fail, if any. */

@@ -217,5 +217,6 @@ export async function relayError(res: Response, upstreamBucket: string): Promise
   // (a 503 with S3's reason phrase and no readable code, as a HEAD's: S3's SlowDown)
   const slowDown = res.status === 503 && doc?.name !== "Error" && SLOW_DOWN_REASON.test(res.statusText);
   const e = slowDown ? s3Error("SlowDown", undefined, undefined, { "retry-after": retryAfterOf(res.headers.get("retry-after")) }) : errorOf(res.status, doc, upstreamBucket, res.headers.get("retry-after"));
-  throw s3Fail(e, s3RequestIdOf(res.headers));
+  const coded = doc?.name === "Error" && doc.children.some((c) => c.name === "Code");
+  throw s3Fail(e, s3RequestIdOf(res.headers), coded ? undefined : res.status);
 }
