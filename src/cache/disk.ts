@@ -19,7 +19,7 @@
  *   made once, at start; a hit costs nothing more.
  */
 import { mkdirSync, accessSync, chmodSync, constants, lstatSync, readFileSync, statSync, statfsSync } from "node:fs";
-import { open, rename, stat, unlink, mkdir, writeFile } from "node:fs/promises";
+import { lstat, open, rename, unlink, mkdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { UNTYPED_CONTENT_TYPE } from "../http/headers.ts";
 import { LruMap } from "../util/lru.ts";
@@ -320,7 +320,12 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     if (e === undefined || (e.restored && this.holding)) return undefined;
     let size: number;
     try {
-      size = (await stat(e.file)).size;
+      // lstat, never stat: an object file replaced by a symbolic link (to a file outside the
+      // folder of the same length) was followed and its target's bytes served as the object. A
+      // link, a folder or anything but a regular file is a miss (and removed: the link, never its
+      // target), as the index rebuild drops them (disk-scan.ts opens with O_NOFOLLOW).
+      const st = await lstat(e.file);
+      size = st.isFile() ? st.size : -1;
       // A file this process cannot read (its mode or ACL changed, or written by another user: the
       // proxy restarted as another uid) is a miss, dropped: Bun.serve opened it only after the
       // answer's head, and every request for the key was a 500 until a restart. The kernel is
@@ -596,7 +601,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   private async refreshTimes(e: Entry, storedAt: number, expiresAt: number): Promise<void> {
     const since = this.purges.now;
     try {
-      const fh = await open(e.file, "r+");
+      // (O_NOFOLLOW: a link put in the file's place is not written through)
+      const fh = await open(e.file, constants.O_RDWR | (constants.O_NOFOLLOW ?? 0));
       try {
         await fh.write(timesBytes(storedAt, expiresAt), 0, 16, 4);
       } finally {

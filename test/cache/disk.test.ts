@@ -537,6 +537,21 @@ describe("never wrong bytes", () => {
     expect(existsSync(f)).toBe(false);
   });
 
+  test("an object file replaced by a symbolic link (to a file outside of the same size) is a miss, never its target's bytes", async () => {
+    const dir = freshDir();
+    const d = await open(dir);
+    await d.put(obj("b/k", 10_000));
+    const f = files(d.dir)[0]!;
+    const outside = join(root, `outside-${n}`);
+    writeFileSync(outside, new Uint8Array(statSync(f).size).fill(0x5a)); // a secret of exactly the file's length
+    rmSync(f);
+    symlinkSync(outside, f);
+    expect(await d.get("b/k")).toBeUndefined();
+    expect(d.stats().items).toBe(0);
+    expect(existsSync(outside)).toBe(true); // the link is removed, never what it points to
+    expect(readFileSync(outside)[0]).toBe(0x5a);
+  });
+
   test("a response holding a file keeps its bytes when the object is replaced or purged meanwhile", async () => {
     const d = await open(freshDir());
     await d.put(obj("b/k", 50_000, '"v1"'));
