@@ -163,6 +163,9 @@ export function cacheRestartChanges(old: CacheConfig, next: CacheConfig): string
   const has = (c: CacheConfig, l: "disk" | "redis") => c.enabled && c.cache_layers.includes(l);
   if (old.enabled !== next.enabled && (has(old, "disk") || has(old, "redis") || has(next, "disk") || has(next, "redis"))) return ["cache.enabled"];
   if (has(old, "disk") !== has(next, "disk") || has(old, "redis") !== has(next, "redis")) return ["cache.cache_layers"];
+  // (the memory layer added or removed beside a disk or Redis layer: the layers are built once, so
+  // such a reload was accepted and the change silently ignored)
+  if (old.cache_layers.includes("memory") !== next.cache_layers.includes("memory")) return ["cache.cache_layers"];
   const out: string[] = [];
   if (has(old, "disk")) for (const k of ["path", "fsync"] as const) if (old.disk![k] !== next.disk![k]) out.push(`cache.disk.${k}`);
   if (has(old, "redis")) for (const k of ["url", "key_prefix", "connect_timeout_ms", "operation_timeout_ms"] as const) if (old.redis![k] !== next.redis![k]) out.push(`cache.redis.${k}`);
@@ -175,7 +178,7 @@ export function cacheRestartKey(cfg: CacheConfig): string {
   const d = cfg.cache_layers.includes("disk") ? cfg.disk : undefined;
   const r = cfg.cache_layers.includes("redis") ? cfg.redis : undefined;
   if (d === undefined && r === undefined) return "[]"; // memory only: enabling or disabling it reloads
-  return JSON.stringify([d && [d.path, d.fsync], r && [r.url, r.key_prefix, r.connect_timeout_ms, r.operation_timeout_ms]]);
+  return JSON.stringify([cfg.cache_layers.includes("memory"), d && [d.path, d.fsync], r && [r.url, r.key_prefix, r.connect_timeout_ms, r.operation_timeout_ms]]);
 }
 
 /**

@@ -123,6 +123,15 @@ describe("restart and folders", () => {
     expect(cacheRestartKey(CacheSchema.parse({ enabled: false }))).toBe(cacheRestartKey(CacheSchema.parse({ enabled: true })));
   });
 
+  test("the memory layer added or removed beside the disk layer needs a restart too (it was accepted and ignored)", () => {
+    const withMemory = CacheSchema.parse(base);
+    const diskOnly = CacheSchema.parse({ ...base, cache_layers: ["disk"] });
+    expect(cacheRestartKey(diskOnly)).not.toBe(cacheRestartKey(withMemory));
+    expect(cacheRestartChanges(withMemory, diskOnly)).toEqual(["cache.cache_layers"]);
+    expect(cacheRestartChanges(diskOnly, withMemory)).toEqual(["cache.cache_layers"]);
+    expect(cacheRestartChanges(withMemory, CacheSchema.parse({ ...base, memory: { max_cache_size_mb: 1 } }))).toEqual([]);
+  });
+
   test("a refused reload names what changed (it said only 'the redis connection', for a key_prefix or a timeout too), never the Redis URL itself", () => {
     const redis = { enabled: true, cache_layers: ["memory", "redis"], redis: { url: "redis://:Secret-pw@h:6379", key_prefix: "a:" } };
     const old = CacheSchema.parse(redis);
