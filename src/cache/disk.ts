@@ -260,8 +260,13 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       return { files: [] as ScannedFile[], dropped: 0, tempsRemoved: 0 };
     });
     const { kept, notCached, otherStore, unrecorded } = await this.dropForeign(r.files);
-    for (const f of kept) this.insert(f.key, f, true);
-    this.restored = kept.length;
+    // Objects larger than max_item_size_mb (lowered since they were stored) are not the layer's
+    // any more, as a reload's resize evicts them: they were indexed and served after a restart.
+    const tooLarge = kept.filter((f) => f.size > this.maxItemBytes);
+    for (const f of tooLarge) await unlink(f.file).catch(() => {});
+    const fitting = tooLarge.length === 0 ? kept : kept.filter((f) => f.size <= this.maxItemBytes);
+    for (const f of fitting) this.insert(f.key, f, true);
+    this.restored = fitting.length;
     await this.evictDown().catch(() => {}); // `ready` never rejects: lookups wait on it
     this.log?.info("disk cache index rebuilt", {
       dir: this.dir,
@@ -269,6 +274,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       bytes: this.bytes,
       dropped: r.dropped,
       ...(this.stores === undefined ? undefined : { dropped_not_cached: notCached, dropped_other_store: otherStore, dropped_unrecorded: unrecorded }),
+      ...(tooLarge.length > 0 ? { dropped_too_large: tooLarge.length } : undefined),
       temporary_removed: r.tempsRemoved,
       ms: Math.round(performance.now() - started),
     });
@@ -426,7 +432,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     await this.ready;
     const meta = w.meta;
     const older = this.lru.peek(meta.key);
-    if (this.purges.purgedSince(w.since, meta.key) || (older !== undefined && older.storedAt > meta.storedAt)) {
+    // (meta.size over maxItemBytes: max_item_size_mb lowered by a reload while it was written; resize evicted the others)
+    if (this.purges.purgedSince(w.since, meta.key) || (older !== undefined && older.storedAt > meta.storedAt) || meta.size > this.maxItemBytes) {
       await unlink(w.tmp).catch(() => {});
       return false;
     }

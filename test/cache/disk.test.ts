@@ -346,6 +346,33 @@ describe("LRU by bytes", () => {
   });
 });
 
+describe("max_item_size_mb lowered", () => {
+  test("a write in progress when max_item_size_mb is lowered below its size is not stored (as resize evicts such objects)", async () => {
+    const d = await open(freshDir());
+    const meta = { key: "b/big", headers: { ...headersOf(), "content-length": "30000" }, storedAt: NOW, expiresAt: NOW + 60_000, size: 30_000 };
+    const w = d.openWriter(meta)!;
+    await w.write(bytesOf(30_000).subarray(0, 10_000));
+    d.resize(64 << 20, 20_000); // a reload: items of at most 20,000 bytes now
+    await w.write(bytesOf(30_000).subarray(10_000));
+    expect(await w.commit()).toBe(false);
+    expect(await d.get("b/big")).toBeUndefined();
+    expect(files(d.dir)).toHaveLength(0);
+    expect(readdirSync(join(d.dir, "tmp"))).toEqual([]);
+  });
+
+  test("a restart with a lower max_item_size_mb drops the larger objects found on disk", async () => {
+    const dir = freshDir();
+    const d1 = await open(dir);
+    await d1.put(obj("b/big", 30_000));
+    await d1.put(obj("b/small", 1_000));
+    await d1.close();
+    const d2 = await open(dir, 64 << 20, 20_000);
+    expect(await d2.get("b/big")).toBeUndefined();
+    expect(d2.keys()).toEqual(["b/small"]);
+    expect(files(dir)).toHaveLength(1);
+  });
+});
+
 describe("restart", () => {
   test("a new layer on the same folder rebuilds the index: objects, headers, times, LRU order", async () => {
     const dir = freshDir();
