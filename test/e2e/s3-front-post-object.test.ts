@@ -273,6 +273,19 @@ describe("refusals store nothing", () => {
     expect((await postForm(policyFor("opa", "allowed/x.txt"), file)).status).toBe(204);
   });
 
+  test("a form its grants refuse is one authentication outcome, forbidden (not success as well), as any S3-front request's", async () => {
+    const auth = (r: string) => {
+      for (const line of env.app.metrics.render().split("\n")) if (line.startsWith(`yatagarasu_auth_total{result="${r}"} `)) return Number(line.split(" ")[1]);
+      return 0;
+    };
+    const before = { success: auth("success"), forbidden: auth("forbidden") };
+    await refused(postForm(policyFor("up", "bad/reader-metric.txt", { creds: READER }), file), 403, "AccessDenied", "bad/reader-metric.txt");
+    expect({ success: auth("success") - before.success, forbidden: auth("forbidden") - before.forbidden }).toEqual({ success: 0, forbidden: 1 });
+    // an allowed form is one success
+    expect((await postForm(policyFor("up", "ok/metric.txt"), file)).status).toBe(204);
+    expect({ success: auth("success") - before.success, forbidden: auth("forbidden") - before.forbidden }).toEqual({ success: 1, forbidden: 1 });
+  });
+
   test("a tagging field also needs s3:PutObjectTagging, as x-amz-tagging on PutObject does: a policy refusing tags under notag/ refuses the form, an untagged form passes", async () => {
     const tagging = "<Tagging><TagSet><Tag><Key>k</Key><Value>v</Value></Tag></TagSet></Tagging>";
     opa.requests.length = 0;

@@ -355,7 +355,6 @@ export async function postObjectOp(ctx: RequestContext): Promise<Response> {
     ctx.subject = principal.identity;
     ctx.claims = principal.claims;
     ctx.principal = principal.kind === "session" ? "s3_session" : "s3_static";
-    ctx.svc.metrics.auth("success");
     // The bucket a condition names is the one posted to (a `bucket` field cannot change it).
     const forPolicy = new Map(fields);
     forPolicy.set("bucket", ctx.bucketName);
@@ -374,6 +373,9 @@ export async function postObjectOp(ctx: RequestContext): Promise<Response> {
       ctx.svc.metrics.auth("forbidden");
       fail(s3Error("AccessDenied"));
     }
+    // (counted once the grants allow the form, as s3Permit counts any other request: a form they
+    // refuse is one outcome, forbidden)
+    ctx.svc.metrics.auth("success");
     await authorize(ctx);
     const headers = objectHeaders(fields);
     const md5 = contentMd5Of(fields);
