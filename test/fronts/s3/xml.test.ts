@@ -1,7 +1,7 @@
 /** S3 XML output (escaping, ListBuckets, GetBucketLocation, errors) and the small XML reader. */
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { ProxyError } from "../../../src/errors.ts";
-import { escapeXml, maskOwners, renderListBuckets, renderLocationConstraint, setFirstElementText } from "../../../src/fronts/s3/xml.ts";
+import { escapeXml, isWellFormedResult, maskOwners, renderListBuckets, renderLocationConstraint, setFirstElementText } from "../../../src/fronts/s3/xml.ts";
 import { fromProxyError, renderS3ErrorXml, s3Error, s3ErrorResponse, S3_ERRORS } from "../../../src/fronts/s3/errors.ts";
 import { child, childrenNamed, childText, parseXml, XmlError } from "../../../src/fronts/s3/xml-reader.ts";
 
@@ -342,4 +342,51 @@ test("maskOwners reads many opening tags with no closing one in linear time", ()
   expect(mixed).not.toContain("s2");
   expect(mixed).toMatch(/^<R><Owner><ID>[0-9a-f]{64}<\/ID><DisplayName>tester<\/DisplayName><\/Owner><\/R>$/);
   expect(maskOwners("<R><Owner>a</Ownerx><Owner>b</Owner></R>", "t")).toMatch(/^<R><Owner><ID>[0-9a-f]{64}<\/ID><DisplayName>t<\/DisplayName><\/Owner><\/R>$/);
+});
+
+describe("isWellFormedResult (an upstream's listing or ListParts, before it is relayed)", () => {
+  const LISTING =
+    `<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Prefix/>` +
+    `<Contents><Key>a &amp; b &lt;c&gt; &#x1; &#233;</Key><ETag>&quot;x&quot;</ETag><Owner><ID>o</ID></Owner></Contents><!-- c -->` +
+    `<Contents><Key><![CDATA[x<y]]></Key></Contents></ListBucketResult>\n`;
+  const PARTS = `<s3:ListPartsResult xmlns:s3="http://s3.amazonaws.com/doc/2006-03-01/"><s3:Part a='1' b="2 &amp; 3"><s3:PartNumber>1</s3:PartNumber></s3:Part><Initiator><ID>i</ID></Initiator></s3:ListPartsResult><?pi after?><!-- after -->`;
+  const ok = (x: string) => isWellFormedResult(x, 1 << 24);
+
+  test("S3's documents are accepted: namespaces and prefixes, attributes, references, CDATA, comments and PIs", () => {
+    expect([ok(LISTING), ok(PARTS)]).toEqual([true, true]);
+  });
+
+  test("a document cut anywhere before its root element closes is refused (the owner masking would miss a cut <Owner>)", () => {
+    for (const doc of [LISTING, PARTS]) {
+      const rootEnd = doc.indexOf("Result>", doc.lastIndexOf("</")) + 7;
+      const accepted: number[] = [];
+      for (let i = 0; i < rootEnd; i++) if (ok(doc.slice(0, i))) accepted.push(i);
+      expect(accepted).toEqual([]);
+    }
+  });
+
+  test("a DOCTYPE, an entity declaration, an entity other than XML's, a second root, a stray close, raw ]]> and depth over 32 are refused", () => {
+    const body = `<ListBucketResult><Name>b</Name></ListBucketResult>`;
+    expect(ok(`<!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>${body}`)).toBe(false);
+    expect(ok(`<ListBucketResult><Name>&xxe;</Name></ListBucketResult>`)).toBe(false);
+    expect(ok(`<ListBucketResult><Name a="&lol;">b</Name></ListBucketResult>`)).toBe(false);
+    expect(ok(`<ListBucketResult><Name>a & b</Name></ListBucketResult>`)).toBe(false);
+    expect(ok(`${body}${body}`)).toBe(false);
+    expect(ok(`<ListBucketResult><Name>b</Key></ListBucketResult>`)).toBe(false);
+    expect(ok(`<ListBucketResult><Name>a]]>b</Name></ListBucketResult>`)).toBe(false);
+    expect(ok(`<ListBucketResult><Name a="<">b</Name></ListBucketResult>`)).toBe(false);
+    expect(ok(`text${body}`)).toBe(false);
+    expect(ok(`${"<a>".repeat(32)}${"</a>".repeat(32)}`)).toBe(true);
+    expect(ok(`${"<a>".repeat(33)}${"</a>".repeat(33)}`)).toBe(false);
+    expect(isWellFormedResult(body, body.length - 1)).toBe(false);
+    expect(ok("")).toBe(false);
+  });
+
+  test("a 10,000-key page is accepted, and the same page one character short refused", () => {
+    let page = `<ListBucketResult><Name>b</Name>`;
+    for (let i = 0; i < 10_000; i++) page += `<Contents><Key>k-${i}</Key><ETag>&quot;e&quot;</ETag><Owner><ID>o</ID></Owner></Contents>`;
+    page += `</ListBucketResult>`;
+    expect(ok(page)).toBe(true);
+    expect(ok(page.slice(0, -1))).toBe(false);
+  });
 });
