@@ -60,6 +60,14 @@ export interface PeerBus {
 }
 
 const newCounters = (): BucketCounters => ({ hits: 0, misses: 0, coalesced: 0, revalidated: 0, bypassed: 0 });
+/** Adds `c` into `into` (the totals, a removed bucket's retired counts). */
+function addCounters(into: BucketCounters, c: BucketCounters): void {
+  into.hits += c.hits;
+  into.misses += c.misses;
+  into.coalesced += c.coalesced;
+  into.revalidated += c.revalidated;
+  into.bypassed += c.bypassed;
+}
 const noop = () => {};
 
 /**
@@ -364,11 +372,7 @@ export class Cache {
     const c = this.counters.get(bucket);
     if (c !== undefined) {
       const r = this.retired.get(bucket) ?? newCounters();
-      r.hits += c.hits;
-      r.misses += c.misses;
-      r.coalesced += c.coalesced;
-      r.revalidated += c.revalidated;
-      r.bypassed += c.bypassed;
+      addCounters(r, c);
       this.retired.set(bucket, r);
     }
     this.counters.delete(bucket);
@@ -451,19 +455,9 @@ export class Cache {
       const c = this.counters.get(name) ?? newCounters();
       const l = first.buckets[name] ?? { items: 0, bytes: 0, evictions: 0 };
       buckets[name] = { ...c, evictions: l.evictions, items: l.items, bytes: l.bytes };
-      total.hits += c.hits;
-      total.misses += c.misses;
-      total.coalesced += c.coalesced;
-      total.revalidated += c.revalidated;
-      total.bypassed += c.bypassed;
+      addCounters(total, c);
     }
-    for (const r of this.retired.values()) {
-      total.hits += r.hits;
-      total.misses += r.misses;
-      total.coalesced += r.coalesced;
-      total.revalidated += r.revalidated;
-      total.bypassed += r.bypassed;
-    }
+    for (const r of this.retired.values()) addCounters(total, r);
     // HITs counted by the layer that served them (source set), the first layer's own excepted:
     // a disk-first cache (`cache_layers: [disk]`, `[disk, redis]`) tags every disk hit with
     // source "disk", and subtracting those from its own count reported 0 disk hits.
