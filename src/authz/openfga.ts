@@ -61,7 +61,7 @@
  *   folder:catalog/uploads/#editor@user:alice          alice writes and reads under uploads/
  *
  * Limits (OpenFGA's id rules): an object id cannot contain ASCII whitespace, ':' or '#', and an object is
- * at most 256 bytes, a user at most 512 bytes. Requests whose key or user id break these rules are
+ * at most 256 characters, a user at most 512 characters. Requests whose key or user id break these rules are
  * denied without asking OpenFGA (logged at info). A token without the user claim is denied.
  */
 import type { AuthorizationConfig } from "../config/schema.ts";
@@ -75,6 +75,16 @@ import { WRITE_ACTIONS, type S3Action } from "../proxy/context.ts";
  * would have refused it here, denying keys OpenFGA can hold a tuple for).
  */
 const ID = /^[^\t\n\f\r :#]+$/;
+
+/**
+ * Characters (code points), as Check's patterns count them (`^[^\s]{2,256}$` for the object,
+ * `{2,512}` for the user): a byte limit refused a long non-ASCII key OpenFGA holds a tuple for.
+ */
+const chars = (s: string) => {
+  let n = 0;
+  for (const _ of s) n++;
+  return n;
+};
 
 
 /** The user id from the configured claim: a non-empty string (or a finite number), or undefined. */
@@ -108,9 +118,9 @@ export function createOpenFgaAuthorizer(cfg: AuthorizationConfig, fetchFn: typeo
         if (uid === undefined) return deny(`the token has no usable '${cfg.openfga_user_claim}' claim`, { bucket: input.bucket });
         const user = `user:${uid}`;
         const object = `file:${input.bucket}/${input.key}`;
-        if (!ID.test(uid) || uid === "*" || Buffer.byteLength(user) > 512) return deny("the user id is not a valid OpenFGA id", { bucket: input.bucket });
-        if (!ID.test(`${input.bucket}/${input.key}`) || Buffer.byteLength(object) > 256)
-          return deny("the object key is not a valid OpenFGA id (whitespace, ':' or '#', or longer than 256 bytes)", { bucket: input.bucket, key: input.key });
+        if (!ID.test(uid) || uid === "*" || chars(user) > 512) return deny("the user id is not a valid OpenFGA id", { bucket: input.bucket });
+        if (!ID.test(`${input.bucket}/${input.key}`) || chars(object) > 256)
+          return deny("the object key is not a valid OpenFGA id (whitespace, ':' or '#', or longer than 256 characters)", { bucket: input.bucket, key: input.key });
         const relation = input.action !== undefined && WRITE_ACTIONS.has(input.action as S3Action) ? cfg.openfga_write_relation : cfg.openfga_relation;
         const body: Record<string, unknown> = { tuple_key: { user, relation, object } };
         if (cfg.openfga_authorization_model_id) body.authorization_model_id = cfg.openfga_authorization_model_id;

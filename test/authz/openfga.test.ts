@@ -121,6 +121,16 @@ describe("protocol", () => {
     for (const key of ["no\u00a0break.txt", "ideographic\u3000space.txt", "em\u2003space.txt"]) expect(await authz.authorize(req("alice", key))).toBe(false);
     expect(fga.requests.map((r) => r.body.tuple_key.object)).toEqual(["file:catalog/no\u00a0break.txt", "file:catalog/ideographic\u3000space.txt", "file:catalog/em\u2003space.txt"]);
   });
+  test("OpenFGA's object limit is 256 characters, not bytes: a long non-ASCII name within it is asked about and granted", async () => {
+    // objects of 257 and 293 bytes, 97 and 109 characters: within OpenFGA's ^[^\s]{2,256}$ (an RE2 pattern: it counts characters)
+    const long = ["報".repeat(80), "報".repeat(92)].map((name) => `${name}.txt`);
+    const { authz, fga } = setup({}, { tuples: long.map((k) => ({ user: "user:dave", relation: "viewer", object: `file:catalog/${k}` })) });
+    for (const key of long) expect(await authz.authorize(req("dave", key))).toBe(true);
+    expect(fga.requests.map((r) => r.body.tuple_key.object)).toEqual(long.map((k) => `file:catalog/${k}`));
+    // 257 characters is past it (ASCII or not): denied without a request
+    for (const key of ["x".repeat(257 - "file:catalog/".length), "報".repeat(257 - "file:catalog/".length)]) expect(await authz.authorize(req("dave", key))).toBe(false);
+    expect(fga.requests).toHaveLength(2);
+  });
   test("the fixture validates like OpenFGA", async () => {
     const { fga } = setup({}, { apiToken: "t" });
     const post = (path: string, body: unknown, token = "t") =>
