@@ -10,7 +10,7 @@
  * then JWKS keys with that kid (refetching the JWKS, rate-limited, when the kid is unknown); when
  * nothing matches, or the token has no kid, the legacy single-key fields (secret,
  * rsa_public_key_path, ecdsa_public_key_path, public_key_path) are used. A token without a kid also
- * tries jwt.keys[] and JWKS keys of its algorithm.
+ * tries jwt.keys[] and JWKS keys of its algorithm (refetching the JWKS, rate-limited, when none verifies it).
  *
  * Errors never contain the token, a claim value or a stack: InvalidToken details say what failed.
  */
@@ -317,14 +317,39 @@ export class Authenticator {
     const { alg, kid } = t.header;
     assertBase64url(t);
     const keys = await this.asymCandidates(kid, alg);
-    if (keys.length === 0) {
-      if (this.jwks && !this.jwks.loaded)
-        throw new ProxyError("KeysUnavailable", { detail: "token verification keys (JWKS) are not loaded yet", headers: { "Retry-After": String(this.jwks.retryAfterSeconds()) } });
+    let tried = keys.length;
+    let found = await this.firstVerifying(token, t, keys);
+    const jwks = this.jwks;
+    if (found === undefined && kid === undefined && jwks?.loaded) {
+      // A token without a kid names no key to look for, so an identity provider that rotated to a
+      // key published since the last fetch is seen only here: refetch (rate-limited, as for an
+      // unknown kid) and try the keys that are new (its tokens were refused until the periodic
+      // refresh, jwks_refresh_interval_secs later).
+      await jwks.refetchLimited();
+      const fresh = jwks.find(undefined, alg).filter((k) => !keys.includes(k));
+      tried += fresh.length;
+      found = await this.firstVerifying(token, t, fresh);
+    }
+    if (found !== undefined) return found;
+    if (tried === 0) {
+      if (jwks && !jwks.loaded)
+        throw new ProxyError("KeysUnavailable", { detail: "token verification keys (JWKS) are not loaded yet", headers: { "Retry-After": String(jwks.retryAfterSeconds()) } });
       throw invalid(kid !== undefined ? "unknown key id (kid)" : "no key for the token's algorithm");
     }
+    // No legacy key verified it (a kid naming a jwt.keys entry is never looked up in the JWKS)
+    // and the JWKS, which may hold its key, is not loaded: "try again"
+    // (503), as when there is no candidate at all, never "your token is bad" (a 401 makes clients
+    // drop a good token; STS's InvalidIdentityToken is not retried as IDPCommunicationError is).
+    if (jwks && !jwks.loaded && (kid === undefined || this.keys.byKid.get(kid)?.alg !== alg))
+      throw new ProxyError("KeysUnavailable", { detail: "token verification keys (JWKS) are not loaded yet", headers: { "Retry-After": String(jwks.retryAfterSeconds()) } });
+    throw invalid("signature verification failed");
+  }
+
+  /** The claims and the first of `keys` whose signature check passes, else undefined. */
+  private async firstVerifying(token: string, t: ParsedToken, keys: readonly AsymKey[]): Promise<{ claims: Claims; key: AsymKey } | undefined> {
     for (const k of keys) {
       try {
-        await compactVerify(token, k.key, { algorithms: [alg] });
+        await compactVerify(token, k.key, { algorithms: [t.header.alg] });
       } catch (err) {
         const code = (err as { code?: string }).code;
         // Not this key (its signature does not match, or the key itself cannot verify: jose's
@@ -336,12 +361,6 @@ export class Authenticator {
       // not ...", as on the HMAC path, not the verifier's generic refusal)
       return { claims: decodePayload(t.payloadB64), key: k };
     }
-    // No legacy key verified it (a kid naming a jwt.keys entry is never looked up in the JWKS)
-    // and the JWKS, which may hold its key, is not loaded: "try again"
-    // (503), as when there is no candidate at all, never "your token is bad" (a 401 makes clients
-    // drop a good token; STS's InvalidIdentityToken is not retried as IDPCommunicationError is).
-    if (this.jwks && !this.jwks.loaded && (kid === undefined || this.keys.byKid.get(kid)?.alg !== alg))
-      throw new ProxyError("KeysUnavailable", { detail: "token verification keys (JWKS) are not loaded yet", headers: { "Retry-After": String(this.jwks.retryAfterSeconds()) } });
-    throw invalid("signature verification failed");
+    return undefined;
   }
 }

@@ -6,7 +6,8 @@
  *   fetches are retried every 10 s.
  * - Refreshed every jwks_refresh_interval_secs (a timer, plus a check on each verification so an
  *   injected clock drives it too).
- * - An unknown kid triggers a refetch, at most one per 10 s; concurrent callers share one fetch.
+ * - An unknown kid, or a token without kid that no loaded key verifies, triggers a refetch, at most
+ *   one per 10 s; concurrent callers share one fetch.
  * - A failed fetch (network, timeout, non-2xx, bad JSON, no usable key) keeps the last good keys.
  *   A redirect is a failed fetch (never followed; the error names its target): keys are taken
  *   from the configured URL only, never from another origin (or plain http) it points to.

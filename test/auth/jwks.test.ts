@@ -103,6 +103,25 @@ test("rotation: an unknown kid triggers a refetch that finds the new key", async
   expect(server.fetchCount).toBe(2);
 });
 
+test("rotation without kids: a token without kid that no loaded key verifies triggers a refetch (rate-limited) that finds the new key", async () => {
+  const noKid = ({ jwk: { kid: _, ...jwk } }: TestKey) => jwk;
+  const { server, auth, clock } = await setup([noKid(rs1)]);
+  await loaded(auth);
+  server.setKeys([noKid(rs1), noKid(rs2)]);
+  const fresh = await signWith(rs2, claims(), null);
+  // within 10 s of the last fetch: refused, no refetch (as for an unknown kid)
+  await expectProxyError(auth.verify(fresh), "InvalidToken", /signature verification failed/, fresh);
+  expect(server.fetchCount).toBe(1);
+  clock.now += 10_000;
+  expect(await auth.verify(fresh)).toMatchObject({ sub: "alice" });
+  expect(server.fetchCount).toBe(2);
+  // a forged token without kid refetches at most once per 10 s
+  const forged = await signWith(await makeKeyPair("RS256", tmp.dir, "forger"), claims(), null);
+  await expectProxyError(auth.verify(forged), "InvalidToken", /signature verification failed/, forged);
+  await expectProxyError(auth.verify(forged), "InvalidToken", /signature verification failed/, forged);
+  expect(server.fetchCount).toBe(2);
+});
+
 test("unknown-kid refetches are rate-limited to one per 10 s", async () => {
   const { server, auth, clock } = await setup();
   await loaded(auth);
