@@ -202,6 +202,9 @@ export class JwksClient {
   private async load(): Promise<void> {
     const span = this.o.tracer?.startRoot("GET jwks", SpanKind.CLIENT);
     let status = 0;
+    // (named in the log line of the fetch: a token of such a key is refused as an unknown kid or a
+    // failed signature, and nothing else tells the operator why)
+    const skipped: Array<{ kid: string | undefined; reason: string }> = [];
     try {
       const headers: Record<string, string> = { accept: "application/json" };
       if (span !== undefined) {
@@ -232,18 +235,24 @@ export class JwksClient {
       if (!Array.isArray(list)) throw new Error("response has no `keys` array");
       const keys: AsymKey[] = [];
       const used: unknown[] = [];
+      const shown = (v: unknown) => String(v).slice(0, 32);
       for (const jwk of list.slice(0, MAX_KEYS)) {
         if (jwk === null || typeof jwk !== "object" || Array.isArray(jwk)) continue;
         const j = jwk as Record<string, unknown>;
-        if (j.use !== undefined && j.use !== "sig") continue;
         const kid = typeof j.kid === "string" ? j.kid : undefined;
+        if (j.use !== undefined && j.use !== "sig") {
+          skipped.push({ kid, reason: `use is ${shown(j.use)}, not sig` });
+          continue;
+        }
         // jose refuses RSA keys under 2048 bits when it verifies (a TypeError): such a key, loaded,
         // ended the search of the keys to try, so a token another key would have verified was refused.
         if (j.kty === "RSA" && typeof j.n === "string" && Buffer.from(j.n, "base64url").length * 8 < 2048) {
           this.o.log("warn", "JWKS key skipped: an RSA key under 2048 bits", { kid });
           continue;
         }
-        for (const alg of jwkAlgorithms(j, this.o.allowed)) {
+        const algs = jwkAlgorithms(j, this.o.allowed);
+        if (algs.length === 0) skipped.push({ kid, reason: typeof j.alg === "string" ? `algorithm ${shown(j.alg)} is not accepted` : `no accepted algorithm for key type ${shown(j.kty)}` });
+        for (const alg of algs) {
           try {
             keys.push({ alg, kid, key: await importPublicJwk(j, alg), fromJwks: true });
             used.push([alg, kid, j.n, j.e, j.x, j.y]);
@@ -262,7 +271,7 @@ export class JwksClient {
       if (fp !== this.fingerprint) {
         this.keys = keys;
         this.fingerprint = fp;
-        this.o.log("info", "JWKS keys loaded", { url: safeUrl(this.o.url), keys: keys.length, kids: [...new Set(keys.map((k) => k.kid))] });
+        this.o.log("info", "JWKS keys loaded", { url: safeUrl(this.o.url), keys: keys.length, kids: [...new Set(keys.map((k) => k.kid))], ...(skipped.length > 0 ? { skipped } : {}) });
         this.o.onChange?.();
       }
       if (span !== undefined) {
@@ -279,6 +288,7 @@ export class JwksClient {
       this.o.log(this.loadedOnce ? "warn" : "error", this.loadedOnce ? "JWKS refresh failed; keeping the last good keys" : "JWKS fetch failed; no keys yet", {
         url: safeUrl(this.o.url),
         error: this.lastError,
+        ...(skipped.length > 0 ? { skipped } : {}),
       });
     }
   }

@@ -436,3 +436,29 @@ test("a JWKS answer over 1 MiB without a Content-Length is cut as it comes, not 
   expect(auth.readiness().reason ?? "").toContain("larger than 1 MiB");
   expect(sent).toBeLessThan(16 * 1024 * 1024);
 });
+
+test("keys skipped for their use or algorithm are named, with why, in the JWKS keys loaded line (a token of theirs is refused with nothing else to explain it)", async () => {
+  const { auth, logs } = await setup([rs1.jwk, { ...rs2.jwk, kid: "enc-key", use: "enc" }, { ...rs2.jwk, kid: "rs384-key", alg: "RS384" }], { algorithms: [] });
+  await loaded(auth);
+  const line = logs.lines.find((l) => l.msg === "JWKS keys loaded");
+  expect(line?.fields).toMatchObject({
+    kids: ["rs-1"],
+    skipped: [
+      { kid: "enc-key", reason: "use is enc, not sig" },
+      { kid: "rs384-key", reason: "algorithm RS384 is not accepted" },
+    ],
+  });
+});
+
+test("a JWKS whose every key is skipped: the failed fetch's log line names them, with why", async () => {
+  const { auth, logs } = await setup([{ ...rs2.jwk, kid: "enc-only", use: "enc" }, es1.jwk], { algorithms: [] });
+  await waitFor(() => logs.lines.some((l) => l.msg === "JWKS fetch failed; no keys yet"), { message: "the failed fetch logged" });
+  expect(auth.readiness().ok).toBe(false);
+  expect(logs.lines.find((l) => l.msg === "JWKS fetch failed; no keys yet")?.fields).toMatchObject({
+    error: "no usable key for the configured algorithms",
+    skipped: [
+      { kid: "enc-only", reason: "use is enc, not sig" },
+      { kid: "es-1", reason: "algorithm ES256 is not accepted" },
+    ],
+  });
+});
