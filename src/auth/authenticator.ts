@@ -331,18 +331,18 @@ export class Authenticator {
       found = await this.firstVerifying(token, t, fresh);
     }
     if (found !== undefined) return found;
-    if (tried === 0) {
-      if (jwks && !jwks.loaded)
-        throw new ProxyError("KeysUnavailable", { detail: "token verification keys (JWKS) are not loaded yet", headers: { "Retry-After": String(jwks.retryAfterSeconds()) } });
-      throw invalid(kid !== undefined ? "unknown key id (kid)" : "no key for the token's algorithm");
+    // No key verified it (a kid naming a jwt.keys entry is never looked up in the JWKS) and the
+    // JWKS, which may hold its key, is not loaded, or its last fetch failed and the key is not
+    // among those kept (no kid, or an unknown one: a rotation the failed fetch would have
+    // brought): "try again" (503), never "your token is bad" (a 401 makes clients drop a good
+    // token; STS's InvalidIdentityToken is not retried as IDPCommunicationError is).
+    if (jwks && (kid === undefined || this.keys.byKid.get(kid)?.alg !== alg)) {
+      const retry = { "Retry-After": String(jwks.retryAfterSeconds()) };
+      if (!jwks.loaded) throw new ProxyError("KeysUnavailable", { detail: "token verification keys (JWKS) are not loaded yet", headers: retry });
+      if (jwks.failing && (kid === undefined || jwks.find(kid, alg).length === 0))
+        throw new ProxyError("KeysUnavailable", { detail: "the token's key is not among the JWKS keys loaded, and the JWKS could not be fetched", headers: retry });
     }
-    // No legacy key verified it (a kid naming a jwt.keys entry is never looked up in the JWKS)
-    // and the JWKS, which may hold its key, is not loaded: "try again"
-    // (503), as when there is no candidate at all, never "your token is bad" (a 401 makes clients
-    // drop a good token; STS's InvalidIdentityToken is not retried as IDPCommunicationError is).
-    if (jwks && !jwks.loaded && (kid === undefined || this.keys.byKid.get(kid)?.alg !== alg))
-      throw new ProxyError("KeysUnavailable", { detail: "token verification keys (JWKS) are not loaded yet", headers: { "Retry-After": String(jwks.retryAfterSeconds()) } });
-    throw invalid("signature verification failed");
+    throw invalid(tried > 0 ? "signature verification failed" : kid !== undefined ? "unknown key id (kid)" : "no key for the token's algorithm");
   }
 
   /** The claims and the first of `keys` whose signature check passes, else undefined. */

@@ -152,6 +152,11 @@ export class JwksClient {
     return this.refresh();
   }
 
+  /** Whether the last fetch failed (keys published since the last good one are missing). */
+  get failing(): boolean {
+    return this.lastError !== undefined;
+  }
+
   /** Seconds until a refetch may happen (for Retry-After), at least 1. */
   retryAfterSeconds(): number {
     return Math.max(1, Math.ceil((this.lastAttempt + REFETCH_MIN_INTERVAL_MS - this.o.now()) / 1000));

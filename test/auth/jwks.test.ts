@@ -141,6 +141,26 @@ test("unknown-kid refetches are rate-limited to one per 10 s", async () => {
   expect(server.fetchCount).toBe(3);
 });
 
+test("an unknown kid while the JWKS cannot be fetched: KeysUnavailable (try again), not a 401; a known kid's bad signature stays a 401", async () => {
+  const { server, auth, clock } = await setup();
+  await loaded(auth);
+  server.failWith({ status: 503 });
+  clock.now += 10_000;
+  const rotated = await signWith(rs2, claims());
+  const e = await expectProxyError(auth.verify(rotated), "KeysUnavailable", /could not be fetched/, rotated);
+  expect(e.headers?.["Retry-After"]).toMatch(/^\d+$/);
+  expect(server.fetchCount).toBe(2);
+  // (rate-limited: the failed fetch is not retried at once, and the answer is the same)
+  await expectProxyError(auth.verify(rotated), "KeysUnavailable", /could not be fetched/, rotated);
+  expect(server.fetchCount).toBe(2);
+  const forged = await sign(claims(), { alg: "RS256", key: rs2.privateKey, kid: "rs-1" });
+  await expectProxyError(auth.verify(forged), "InvalidToken", /signature verification failed/, forged);
+  server.restore();
+  server.setKeys([rs1.jwk, rs2.jwk]);
+  clock.now += 10_000;
+  expect(await auth.verify(rotated)).toMatchObject({ sub: "alice" });
+});
+
 test("a failed refresh keeps the last good keys", async () => {
   const { server, auth, clock, logs } = await setup();
   await loaded(auth);
