@@ -241,6 +241,9 @@ export class JwksClient {
       const keys: AsymKey[] = [];
       const used: unknown[] = [];
       const shown = (v: unknown) => String(v).slice(0, 32);
+      // (a key set larger than any identity provider publishes: the rest are never tried, and a
+      // token of theirs is refused as an unknown kid, so the line says how many were left out)
+      if (list.length > MAX_KEYS) skipped.push({ kid: undefined, reason: `${list.length - MAX_KEYS} keys past the first ${MAX_KEYS} are not read` });
       for (const jwk of list.slice(0, MAX_KEYS)) {
         if (jwk === null || typeof jwk !== "object" || Array.isArray(jwk)) continue;
         const j = jwk as Record<string, unknown>;

@@ -482,3 +482,12 @@ test("a JWKS whose every key is skipped: the failed fetch's log line names them,
     ],
   });
 });
+
+test("a JWKS of more than 100 keys: the keys loaded line says how many were not read", async () => {
+  const many = Array.from({ length: 103 }, (_, i) => ({ ...rs1.jwk, kid: `k-${i}` }));
+  const { auth, logs } = await setup(many);
+  await loaded(auth);
+  const line = logs.lines.find((l) => l.msg === "JWKS keys loaded");
+  expect((line?.fields as { kids?: string[] }).kids).toHaveLength(100);
+  expect(line?.fields).toMatchObject({ skipped: [{ kid: undefined, reason: "3 keys past the first 100 are not read" }] });
+});
