@@ -329,7 +329,7 @@ export class App implements Services {
     // them: 3 successes for one reload with 3 workers, against 1 failure for a refused one). A
     // worker that fails to apply its primary's config does count its failure.
     if (sent === undefined) this.metrics.configReload("success");
-    old.close();
+    old.close(next);
     // Pools of endpoints the new generation no longer uses: idle sockets close now, requests
     // still in flight on the old generation finish on theirs.
     this.deps.pools?.retainOnly(next.pools);

@@ -15,8 +15,7 @@ import type { Config } from "./config/load.ts";
 import type { BucketConfig, ClaimRule } from "./config/schema.ts";
 import { bucketsByStore, isSandboxed, sharingStores, userContentReaders } from "./config/writes.ts";
 import { parseCidr, type Cidr } from "./http/cidr.ts";
-import { buildLimiter, type CircuitBreaker, type Limiter } from "./limits/index.ts";
-import { RateLimiter } from "./limits/rate-limiter.ts";
+import { buildLimiter, limiterRedisUrl, type CircuitBreaker, type Limiter } from "./limits/index.ts";
 import type { Logger } from "./observe/log.ts";
 import type { Metrics } from "./observe/metrics.ts";
 import type { Tracer } from "./observe/trace/tracer.ts";
@@ -66,7 +65,7 @@ export interface Runtime {
   readonly auth: Authenticator | undefined;
   /** check() is synchronous with the memory backend; with redis it may return a promise. */
   readonly limiter: Limiter | undefined;
-  /** What the limiter was built from (a reload that keeps it keeps the in-memory budgets). */
+  /** What the limiter was built from (a reload that leaves it as it was keeps the limiter and its budgets). */
   readonly limiterSignature: string;
   readonly trustedProxies: readonly Cidr[];
   readonly prober: Prober;
@@ -74,7 +73,8 @@ export interface Runtime {
   readonly pools: readonly Http1Pool[];
   /** The S3 front's credentials and sessions of this generation (s3_api enabled), else undefined. */
   readonly s3Api: S3Identities | undefined;
-  close(): void;
+  /** `successor`: the generation replacing this one, whose parts taken over (the limiter) stay open. */
+  close(successor?: Runtime): void;
 }
 
 export interface RuntimeDeps {
@@ -203,11 +203,12 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
     auth?.close();
     throw err;
   }
-  // A reload that leaves the limits as they were keeps the in-memory budgets (a reload for another
-  // reason gave every client a fresh burst); the Redis backend keeps its budgets in Redis anyway.
+  // A reload that leaves the limits as they were keeps the limiter (a reload for another reason gave
+  // every client a fresh burst): the in-memory budgets, and the Redis one's connection, for a new
+  // one decides locally, with full local buckets, until it has found Redis.
   const limits = limiterSignature(config);
   const limiter: Limiter | undefined =
-    previous !== undefined && previous.limiter instanceof RateLimiter && previous.limiterSignature === limits
+    previous !== undefined && previous.limiterSignature === limits
       ? previous.limiter
       : buildLimiter(config, { share: deps.share ?? 1, log: deps.log, connect: deps.start !== false, previous: previous?.limiter });
   const targets: ProbeTarget[] = [];
@@ -239,9 +240,9 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
     prober,
     pools: [...buckets.values()].flatMap((b) => (b.replicas ? b.replicas.map((r) => r.upstream.pool) : [(b.upstream as BucketUpstream).pool])).filter((p): p is Http1Pool => p !== undefined),
     s3Api: config.s3_api?.enabled ? new S3Identities(config.s3_api) : undefined,
-    close() {
+    close(successor) {
       prober.stop();
-      limiter?.close?.();
+      if (limiter !== successor?.limiter) limiter?.close?.();
       auth?.close();
       for (const b of buckets.values()) b.authorizer?.close?.();
     },
@@ -290,5 +291,6 @@ export function publishBreakerStates(rt: Runtime, metrics: Metrics): void {
 
 /** The config the rate limiter is built from, as one comparable string. */
 function limiterSignature(config: Config): string {
-  return JSON.stringify([config.server.rate_limit ?? null, config.buckets.map((b) => [b.name, b.s3.rate_limit ?? null])]);
+  const redisPrefix = (config.cache as { redis?: { key_prefix?: string } } | undefined)?.redis?.key_prefix;
+  return JSON.stringify([config.server.rate_limit ?? null, config.buckets.map((b) => [b.name, b.s3.rate_limit ?? null]), limiterRedisUrl(config) ?? null, redisPrefix ?? null]);
 }

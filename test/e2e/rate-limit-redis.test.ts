@@ -160,3 +160,39 @@ test("a reload that keeps Redis shared logs nothing about it (each change is log
   await next.whenShared(true);
   expect(shared()).toBe(before);
 });
+
+test("a reload that leaves the limits as they were keeps the budgets spent so far (no fresh local burst while a new connection finds Redis)", async () => {
+  // Its own App, with a per-address budget (no other test here limits addresses) that does not refill during the test.
+  const yaml =
+    `server:\n` +
+    `  address: 127.0.0.1\n` +
+    `  port: 0\n` +
+    `  rate_limit: { backend: redis, redis_url: "${redis.url}", redis_timeout_ms: 500, per_ip: { requests_per_second: 0.001, burst: 2 } }\n` +
+    `buckets:\n` +
+    `  - { name: pub, path_prefix: /pub, s3: { bucket: data, endpoint: "http://127.0.0.1:${upstream.port}" } }\n`;
+  const config = parseConfig(yaml, { env: {} });
+  const app = await App.create(config, { log: recordingLogger(), probeIntervalMs: 60_000 });
+  const listener = listenBun(app, config);
+  try {
+    await limiterOf(app).whenShared(true);
+    const status = async () => {
+      const res = await fetch(`http://127.0.0.1:${listener.port}/pub/x.txt`);
+      await res.arrayBuffer();
+      return res.status;
+    };
+    const spent: number[] = [];
+    for (let i = 0; i < 3; i++) spent.push(await status());
+    expect(spent).toEqual([200, 200, 429]);
+    const r = await app.reload(undefined, { text: yaml.replace("  port: 0\n", "  port: 0\n  request_timeout: 31\n"), file: "reload.yaml", baseDir: "/tmp" });
+    expect(r.ok).toBe(true);
+    // A request arriving right after the swap: the client's budget is spent, whichever limiter decides.
+    const first = await app.runtime.limiter!.check("127.0.0.1", "pub");
+    expect(first.ok).toBe(false);
+    const after: number[] = [];
+    for (let i = 0; i < 3; i++) after.push(await status());
+    expect(after).toEqual([429, 429, 429]);
+  } finally {
+    await listener.stop(true);
+    app.close();
+  }
+});
