@@ -5,9 +5,12 @@
  * them only then. So a client rejected by its per-IP limit does not drain the global budget.
  *
  * The per-IP table is bounded (the original project's map grew without limit):
- *  - entries idle for `idle_seconds` are dropped (swept lazily, at most once per clock second);
+ *  - entries idle for `idle_seconds` are dropped (swept lazily, at most once per clock second),
+ *    but never before they have refilled: a dropped entry is a full bucket, so dropping one sooner
+ *    gave a client that waited idle_seconds a whole burst again (100 an hour, idle 300 s: 100
+ *    every five minutes);
  *  - the table never holds more than `max_entries`; inserting into a full table evicts the least
- *    recently used entry. An evicted or expired client simply starts again with a full bucket —
+ *    recently used entry. An evicted client simply starts again with a full bucket —
  *    at worst one extra burst for that client, which is accepted in exchange for bounded memory.
  *
  * `share` (N worker processes): each process enforces rate/N and burst/N so the sum stays at the
@@ -77,7 +80,7 @@ export class RateLimiter {
     if (ip) {
       this.ipRate = ip.requests_per_second / share;
       this.ipBurst = (ip.burst ?? ip.requests_per_second) / share;
-      this.idleMs = ip.idle_seconds * 1000;
+      this.idleMs = Math.max(ip.idle_seconds * 1000, (Math.max(1, this.ipBurst) / this.ipRate) * 1000);
     }
     this.ips = new LruMap(ip ? Math.max(1, Math.floor(ip.max_entries)) : 1);
     for (const [name, rate] of Object.entries(buckets)) {

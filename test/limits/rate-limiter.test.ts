@@ -186,7 +186,7 @@ describe("RateLimiter per-IP table is bounded", () => {
 
   test("idle entries expire; an expired client starts again with a full bucket", () => {
     const c = clock();
-    const rl = new RateLimiter({ per_ip: perIp(0.001, 1, 100, 5) }, {}, { now: c.now });
+    const rl = new RateLimiter({ per_ip: perIp(1, 1, 100, 5) }, {}, { now: c.now });
     expect(rl.check("a").ok).toBe(true);
     expect(rl.check("a").ok).toBe(false);
     rl.check("b");
@@ -198,6 +198,22 @@ describe("RateLimiter per-IP table is bounded", () => {
     expect(rl.perIpSize).toBe(1);
     expect(rl.check("a").ok).toBe(true); // forgotten, so full again
     expect(rl.perIpSize).toBe(2);
+  });
+
+  test("an idle entry is kept until it has refilled: waiting idle_seconds is no fresh burst", () => {
+    const c = clock();
+    // 100 an hour, forgotten after 300 s idle
+    const rl = new RateLimiter({ per_ip: perIp(100 / 3600, 100, 100, 300) }, {}, { now: c.now });
+    expect(admitted(rl, 150, "a")).toBe(100);
+    c.t += 301_000;
+    rl.prune();
+    expect(rl.perIpSize).toBe(1);
+    // 301 s of refill at 100 an hour: 8 requests, not another 100
+    expect(admitted(rl, 150, "a")).toBe(8);
+    c.t += 3_601_000;
+    rl.prune();
+    expect(rl.perIpSize).toBe(0); // full again: forgetting it changes nothing
+    expect(admitted(rl, 150, "a")).toBe(100);
   });
 
   test("a full table evicts the least recently used client", () => {
