@@ -279,7 +279,12 @@ export class RedisRateLimiter {
     if (this.closed) return;
     const now = performance.now();
     if (this.silentSince !== undefined) {
-      if (now - this.silentSince >= this.silentMs) this.lost(`no answer for ${Math.round(now - this.silentSince)} ms`);
+      // (one more turn first, as in withTimeout: after a stall of this process the answer may be in)
+      if (now - this.silentSince >= this.silentMs)
+        setTimeout(() => {
+          const since = this.silentSince;
+          if (since !== undefined && this.up) this.lost(`no answer for ${Math.round(performance.now() - since)} ms`);
+        }, 0);
       return;
     }
     if (now - this.lastSend >= this.idlePingMs) this.send("PING", []).catch(() => {});
@@ -347,7 +352,11 @@ export class RedisRateLimiter {
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`Redis did not answer within ${ms} ms`)), ms);
+    // The refusal waits one more turn of the event loop: after a stall of this process (a GC
+    // pause, a starved CPU) the timer and an answer that came meanwhile are both due, and timers
+    // run first, so a Redis that had answered in time was taken for a slow one (a warning, /ready
+    // degraded, and a fresh local burst on every such stall).
+    const timer = setTimeout(() => setTimeout(() => reject(new Error(`Redis did not answer within ${ms} ms`)), 0), ms);
     p.then(
       (v) => {
         clearTimeout(timer);

@@ -153,6 +153,24 @@ describe("a limit's key written by another client", () => {
   });
 });
 
+describe("this process stalled", () => {
+  test("held longer than redis_timeout_ms while Redis answered in time (a GC pause, a starved CPU): decided by Redis, still shared, nothing logged", async () => {
+    using s = limiters(source({ enabled: true, per_ip: { requests_per_second: 0.001, burst: 1, max_entries: 10, idle_seconds: 60 } }), 1, { share: 1, timeoutMs: 50 });
+    const [l] = s.ls;
+    await l.whenShared(true);
+    expect(await l.check("10.0.0.9")).toEqual({ ok: true }); // the address's budget, spent in Redis
+    const pending = l.check("10.0.0.9");
+    // The stall itself (not a wait for something): the event loop held longer than redis_timeout_ms
+    // and than the 1 s after which a connection's silence is taken for a Redis that stopped answering.
+    const end = performance.now() + 1_200;
+    while (performance.now() < end);
+    // Taken for a slow Redis, it was decided locally, where this address still had its whole burst.
+    expect(await pending).toMatchObject({ ok: false, scope: "per_ip" });
+    expect(l.shared).toBe(true);
+    expect(s.logs[0]!.lines.filter((x) => x.level === "warn")).toEqual([]);
+  });
+});
+
 describe("Redis unavailable", () => {
   test("killed: decided locally at once (1/N of the rate), logged once; restarted: shared again by itself (the script is loaded again)", async () => {
     // A generous timeout: on a busy machine a slow answer must not count as Redis being down.
