@@ -39,15 +39,28 @@ export function forwardedAddress(hop: string): string | null {
   return canonicalIp(ip);
 }
 
+/**
+ * The most X-Forwarded-For entries read (empty ones too), from the right: far more than any chain
+ * of proxies, and a bound on the work one header causes. Every entry inside a trusted range was
+ * parsed and walked past, and a client whose own address is trusted (a workload inside a broad
+ * range such as 10.0.0.0/8, or any client of a balancer that passes the header on unchanged)
+ * chose how many: 1,700 (a 15 KB header) cost 4-5 ms of CPU per request, ~18 times fewer requests
+ * a second. Past the bound, the trusted hop reached is the client, as at an entry that is not an
+ * address.
+ */
+export const MAX_FORWARDED_HOPS = 32;
+
 /** `onInvalid` is called when a trusted proxy passed on an entry that is not an IP address. */
 export function clientIpOf(trusted: readonly Cidr[], peer: string, h: Headers, onInvalid?: () => void): string {
   if (trusted.length === 0 || !anyContains(trusted, peer)) return peer;
   const xff = h.get("x-forwarded-for");
   if (!xff) return peer;
-  const hops = xff.split(",");
   let nearest = peer;
-  for (let i = hops.length - 1; i >= 0; i--) {
-    const raw = hops[i]!.trim();
+  // (from the right, entry by entry: a split read the whole header whatever the walk needed)
+  for (let end = xff.length, hops = 0; end >= 0 && hops < MAX_FORWARDED_HOPS; hops++) {
+    const comma = end === 0 ? -1 : xff.lastIndexOf(",", end - 1);
+    const raw = xff.slice(comma + 1, end).trim();
+    end = comma;
     if (raw === "") continue;
     const ip = forwardedAddress(raw);
     if (ip === null) {
