@@ -101,7 +101,7 @@ export class RateLimiter {
   /**
    * Admits or rejects one request from `clientIp` to `bucket` (the configured bucket name; omit
    * when the request maps to no bucket). Scopes are checked global, per_ip, bucket; the first that
-   * has no token is reported.
+   * has no token is reported, with the wait until every scope has one.
    */
   check(clientIp: string, bucket?: string): RateCheck {
     const g = this.global;
@@ -111,9 +111,12 @@ export class RateLimiter {
     const gOk = g === undefined || g.available() >= 1;
     const ipOk = ip === undefined || ip.available() >= 1;
     const bOk = b === undefined || b.available() >= 1;
-    if (!gOk) return reject("global", g!);
-    if (!ipOk) return reject("per_ip", ip!);
-    if (!bOk) return reject("bucket", b!);
+    if (!gOk || !ipOk || !bOk) {
+      // Retry-After: until every short scope has a token (the first one's own wait sent a client
+      // back to be refused by the next: 1 s for its address, then 100 s for the bucket).
+      const wait = Math.max(gOk ? 1 : g!.retryAfter(1), ipOk ? 1 : ip!.retryAfter(1), bOk ? 1 : b!.retryAfter(1));
+      return { ok: false, scope: !gOk ? "global" : !ipOk ? "per_ip" : "bucket", retryAfterSeconds: wait };
+    }
     g?.consume();
     ip?.consume();
     b?.consume();
@@ -143,8 +146,4 @@ export class RateLimiter {
   private makeBucket(rate: RateConfig): TokenBucket {
     return new TokenBucket(rate.requests_per_second / this.share, (rate.burst ?? rate.requests_per_second) / this.share, this.now);
   }
-}
-
-function reject(scope: RateScope, bucket: TokenBucket): RateCheck {
-  return { ok: false, scope, retryAfterSeconds: bucket.retryAfter(1) };
 }

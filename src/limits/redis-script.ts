@@ -13,13 +13,16 @@
  *
  *   KEYS[i]          the bucket keys
  *   ARGV[2i-1, 2i]   rate (tokens per second) and capacity of KEYS[i]
- *   returns          {0, 0} admitted, or {i, µs until KEYS[i] holds a token}
+ *   returns          {0, 0} admitted, or {i, µs until every bucket holds a token}, KEYS[i] the
+ *                    first without one (its own wait sent a client back to be refused by the next)
  */
 
 export const RATE_SCRIPT = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local level = {}
+local short = 0
+local wait = 0
 for i = 1, #KEYS do
   local rate = tonumber(ARGV[2 * i - 1])
   local burst = tonumber(ARGV[2 * i])
@@ -36,9 +39,13 @@ for i = 1, #KEYS do
     tokens = math.min(burst, tokens + (now - ts) * rate / 1000000)
   end
   if tokens < 1 then
-    return { i, math.ceil((1 - tokens) * 1000000 / rate) }
+    if short == 0 then short = i end
+    wait = math.max(wait, math.ceil((1 - tokens) * 1000000 / rate))
   end
   level[i] = tokens
+end
+if short > 0 then
+  return { short, wait }
 end
 for i = 1, #KEYS do
   local rate = tonumber(ARGV[2 * i - 1])

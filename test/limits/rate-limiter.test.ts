@@ -91,6 +91,16 @@ describe("RateLimiter scopes", () => {
     expect(admitted(rl, 10, "ip")).toBe(10);
   });
 
+  test("Retry-After is the wait until every short scope has a token; the first short one is named", () => {
+    const c = clock();
+    const rl = new RateLimiter({ per_ip: perIp(1, 1) }, { slow: { requests_per_second: 0.01, burst: 1 } }, { now: c.now });
+    expect(rl.check("ip", "slow").ok).toBe(true);
+    // (its address's token is back in 1 s, the bucket's in 100 s: a client told 1 s was refused again)
+    expect(rl.check("ip", "slow")).toEqual({ ok: false, scope: "per_ip", retryAfterSeconds: 100 });
+    c.t += 1_000;
+    expect(rl.check("ip", "slow")).toEqual({ ok: false, scope: "bucket", retryAfterSeconds: 99 });
+  });
+
   test("enabled: false switches off global and per-IP limits but not bucket limits", () => {
     const c = clock();
     const server: ServerRateLimit = { enabled: false, global: { requests_per_second: 1 }, per_ip: perIp(1, 1) };

@@ -108,6 +108,14 @@ describe("shared limits", () => {
     expect(await s.ls[1].check("b")).toEqual({ ok: false, scope: "global", retryAfterSeconds: 2 });
   });
 
+  test("Retry-After is the wait until every short bucket has a token; the first short one is named", async () => {
+    using s = limiters(source({ enabled: true, per_ip: { requests_per_second: 1, burst: 1, max_entries: 10, idle_seconds: 60 } }, [{ name: "slow", s3: { rate_limit: { requests_per_second: 0.01, burst: 1 } } }]));
+    await Promise.all(s.ls.map((l) => l.whenShared(true)));
+    expect((await s.ls[0].check("a", "slow")).ok).toBe(true);
+    // (its address's token is back in 1 s, the bucket's in 100 s: a client told 1 s was refused again)
+    expect(await s.ls[1].check("a", "slow")).toEqual({ ok: false, scope: "per_ip", retryAfterSeconds: 100 });
+  });
+
   test("one round trip (EVALSHA) per check; per-IP keys expire once their bucket would be full again", async () => {
     using s = limiters(source({ enabled: true, global: { requests_per_second: 1000 }, per_ip: { requests_per_second: 10, burst: 5, max_entries: 10, idle_seconds: 60 } }), 1);
     await s.ls[0].whenShared(true);
