@@ -1,5 +1,5 @@
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
-import { contentRange, parseRange, unsatisfiedRange, upstreamRange, type RangeResult } from "../../src/http/range.ts";
+import { answersRange, contentRange, parseRange, unsatisfiedRange, upstreamRange, type RangeResult } from "../../src/http/range.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -25,6 +25,7 @@ describe("parseRange: satisfiable single ranges", () => {
 
   test("end past the size is clamped", () => {
     expect(parseRange("bytes=10-5000", 1000)).toEqual(ok(10, 999));
+    expect(parseRange("bytes=0-1000", 1000)).toEqual(ok(0, 999)); // last-pos equal to the size: one past the last byte
     expect(parseRange("bytes=0-99999999999999999999999", 1000)).toEqual(ok(0, 999));
   });
   test("a suffix longer than the object is the whole object", () => {
@@ -87,6 +88,8 @@ describe("parseRange: ignored (full 200, like S3)", () => {
     ["other unit", "items=0-1"],
     ["unit prefix", "bytesx=0-1"],
     ["no unit", "=0-1"],
+    ["another separator instead of =", "bytes:0-1"],
+    ["a space instead of =", "bytes 0-1"],
     ["multi-range", "bytes=0-1,5-6"],
     ["multi-range with suffix", "bytes=0-1, -5"],
     ["multi-range, one invalid", "bytes=0-1,x"],
@@ -130,5 +133,20 @@ describe("upstreamRange: the Range sent upstream is the one parseRange reads (th
       expect([h, upstreamRange(h)]).toEqual([h, undefined]);
       expect([h, parseRange(h, 100).kind]).toEqual([h, "none"]);
     }
+  });
+});
+
+describe("answersRange: a malformed or foreign Content-Range is not the asked range", () => {
+  test("last-byte-pos before first-byte-pos (RFC 9110 §14.4: invalid)", () => {
+    expect(answersRange("bytes=5-", "bytes 5-3/*")).toBe(false);
+    expect(answersRange("bytes=5-", "bytes 5-3/1000")).toBe(false);
+  });
+  test("unknown size: the first byte must still be the one asked for", () => {
+    expect(answersRange("bytes=5-", "bytes 0-9/*")).toBe(false);
+    expect(answersRange("bytes=5-9", "bytes 6-9/*")).toBe(false);
+  });
+  test("trailing junk after the complete length", () => {
+    expect(answersRange("bytes=0-9", "bytes 0-9/1000x")).toBe(false);
+    expect(answersRange("bytes=0-9", "bytes 0-9/1000, bytes 0-9/1000")).toBe(false);
   });
 });
