@@ -86,6 +86,8 @@ describe("contains", () => {
     no(r("role", "contains", "xyz"));
     ok(r("org.tier", "contains", "ol"));
     no(r("role", "contains", 1)); // non-string value against a string claim
+    no(r("levelStr", "contains", 5)); // "5" holds the characters of 5, yet a number is not a substring
+    expect(evaluateRule(r("team", "contains", true), { team: "true-believers" })).toBe(false);
   });
   test("element of an array claim (strict)", () => {
     ok(r("groups", "contains", "eng"));
@@ -115,6 +117,13 @@ describe("gt / lt / gte / lte", () => {
     no(r("level", "lte", 4));
     ok(r("score", "gt", 2));
     ok(r("org.seats", "gte", 10));
+  });
+  test("a claim that is not a finite number fails (a JSON number too large for a double is Infinity)", () => {
+    const huge = JSON.parse('{"level": 1e999, "low": -1e999}') as Record<string, unknown>;
+    for (const op of ["gt", "gte", "lt", "lte"] as const) {
+      expect([op, evaluateRule(r("level", op, 5), huge)]).toEqual([op, false]);
+      expect([op, evaluateRule(r("low", op, 5), huge)]).toEqual([op, false]);
+    }
   });
   test("non-number claims fail (numeric strings included)", () => {
     for (const op of ["gt", "lt", "gte", "lte"] as const) {
