@@ -117,6 +117,11 @@ describe("parseHttpDate", () => {
     const d = parseHttpDate(`Monday, 01-Jan-${String(yy).padStart(2, "0")} 00:00:00 GMT`);
     expect(new Date(d).getUTCFullYear()).toBeLessThan(new Date().getUTCFullYear());
   });
+  test("RFC 850 years up to 50 years ahead stay in the future (RFC 9110 §5.6.7)", () => {
+    const ahead = new Date().getUTCFullYear() + 10;
+    const d = parseHttpDate(`Monday, 01-Jan-${String(ahead % 100).padStart(2, "0")} 00:00:00 GMT`);
+    expect(new Date(d).getUTCFullYear()).toBe(ahead);
+  });
   test.each([
     "",
     "Sun, 06 Nov 1994 08:49:37 UTC",

@@ -50,6 +50,9 @@ describe("forwardRequestHeaders", () => {
     expect(fwd("abc")["if-match"]).toBe('"abc"'); // unquoted, read as quoted (as S3 does)
     expect(fwd('"a", "b')["if-match"]).toBe('"a"'); // the cache stops at an unterminated tag
     expect(fwd('"b')["if-match"]).toBe('""'); // no tag: one no object has
+    // a member the cache can never match (a quote inside a bare tag) is dropped, not re-quoted into another tag
+    expect(fwd('ab"c, "x"')["if-match"]).toBe('"x"');
+    expect(fwd('ab"c')["if-none-match"]).toBe('""');
     // well-formed values go as they were
     for (const ok of ["*", ' * ', '"abc"', 'W/"abc"', '"a", W/"b"', '"9b2cf535f27731c974343645a3985328-12"']) {
       expect(fwd(ok)["if-match"]).toBe(ok.trim() === "*" ? "*" : ok);
