@@ -98,6 +98,17 @@ describe("credentials and signature", () => {
     expect(verify(withHeader(req, "authorization", auth.replace(sig, sig + "0")))).toMatchObject(err("SignatureDoesNotMatch", 403));
   });
 
+  test("a signature that differs in any one hex digit does not match (every digit is compared)", async () => {
+    const req = await signed();
+    const auth = req.headers.get("authorization")!;
+    const sig = /Signature=([0-9a-f]{64})/.exec(auth)![1]!;
+    for (let i = 0; i < 64; i++) {
+      const other = sig.slice(0, i) + (sig[i] === "0" ? "1" : "0") + sig.slice(i + 1);
+      const r = verify(withHeader(req, "authorization", auth.replace(sig, other)));
+      expect([i, r.kind === "error" ? r.code : r.kind]).toEqual([i, "SignatureDoesNotMatch"]);
+    }
+  });
+
   test("tampered path, query, signed header or method → 403 SignatureDoesNotMatch", async () => {
     const req = await signed({ query: { prefix: "a" }, headers: { range: "bytes=0-9" } });
     expect(verify({ ...req, rawPath: "/bucket/other" })).toMatchObject(err("SignatureDoesNotMatch", 403));
@@ -164,6 +175,14 @@ describe("which headers are signed", () => {
 
   test("host not signed → 403 AccessDenied", async () => {
     const req = await signed();
+    const auth = req.headers.get("authorization")!.replace("SignedHeaders=host;", "SignedHeaders=");
+    const r = verify(withHeader(req, "authorization", auth));
+    expect(r).toMatchObject(err("AccessDenied", 403));
+    if (r.kind === "error") expect(r.details!.HeadersNotSigned).toBe("host");
+  });
+
+  test("host not signed on a request without a Host header (HTTP/1.0) → 403 AccessDenied", async () => {
+    const req = withHeader(await signed(), "host", null);
     const auth = req.headers.get("authorization")!.replace("SignedHeaders=host;", "SignedHeaders=");
     const r = verify(withHeader(req, "authorization", auth));
     expect(r).toMatchObject(err("AccessDenied", 403));
@@ -243,6 +262,9 @@ describe("request time", () => {
       expect(r).toMatchObject(err("RequestTimeTooSkewed", 403));
       if (r.kind === "error") expect(r.details).toMatchObject({ RequestTime: "20240601T120000Z", MaxAllowedSkewMilliseconds: "900000" });
     }
+    // beyond by less than a second is still beyond
+    expect(verify(req, { now: T + 900_001 })).toMatchObject(err("RequestTimeTooSkewed", 403));
+    expect(verify(req, { now: T - 900_001 })).toMatchObject(err("RequestTimeTooSkewed", 403));
     expect(verify(req, { now: T + 900_000 }).kind).toBe("ok");
     expect(verify(req, { now: T - 900_000 }).kind).toBe("ok");
   });
