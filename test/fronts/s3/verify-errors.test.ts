@@ -212,6 +212,9 @@ describe("malformed Authorization header", () => {
     ["component without =", base + ", junk"],
     ["credential with 4 parts", base.replace("/s3/aws4_request", "/s3")],
     ["credential with a bad date", base.replace("/20240601/", "/2024061/")],
+    ["credential date of 7 digits (a prefix of the request's date)", base.replace("/20240601/", "/2024060/")],
+    ["credential with 6 parts", base.replace("/aws4_request", "/aws4_request/x")],
+    ["credential with an empty access key", base.replace(`Credential=${CREDS.accessKeyId}/`, "Credential=/")],
     ["credential with an empty part", base.replace("/us-east-1/", "//")],
     ["uppercase signed header", base.replace("SignedHeaders=host", "SignedHeaders=Host")],
     ["empty signed header name", base.replace("SignedHeaders=host;", "SignedHeaders=host;;")],
@@ -267,6 +270,14 @@ describe("request time", () => {
     expect(verify(req, { now: T - 900_001 })).toMatchObject(err("RequestTimeTooSkewed", 403));
     expect(verify(req, { now: T + 900_000 }).kind).toBe("ok");
     expect(verify(req, { now: T - 900_000 }).kind).toBe("ok");
+  });
+
+  test("a Date header that is not a valid IMF-fixdate (minute 60, second 60) → 403 AccessDenied", () => {
+    const auth = `AWS4-HMAC-SHA256 Credential=${CREDS.accessKeyId}/20240601/us-east-1/s3/aws4_request, SignedHeaders=date;host;x-amz-content-sha256, Signature=${"0".repeat(64)}`;
+    for (const date of ["Sat, 01 Jun 2024 11:60:00 GMT", "Sat, 01 Jun 2024 11:59:60 GMT"]) {
+      const r = verify(input("GET", "/b/k", { host: "h", date, "x-amz-content-sha256": EMPTY_SHA256, authorization: auth }));
+      expect([date, r]).toMatchObject([date, { ...err("AccessDenied", 403), message: "AWS authentication requires a valid Date or x-amz-date header" }]);
+    }
   });
 
   test("missing or malformed x-amz-date (and no Date) → 403 AccessDenied", async () => {
@@ -364,6 +375,15 @@ describe("presigned URLs", () => {
     }
     // 604800 itself is accepted (the signature then fails because the URL was signed for 60)
     expect(verify(q(req, (p) => p.set("X-Amz-Expires", "604800")))).toMatchObject(err("SignatureDoesNotMatch", 403));
+  });
+
+  test("a credential date other than X-Amz-Date's, or malformed X-Amz-SignedHeaders → 400 AuthorizationQueryParametersError", async () => {
+    const req = await presigned();
+    const cred = new URLSearchParams(req.rawQuery).get("X-Amz-Credential")!;
+    expect(verify(q(req, (p) => p.set("X-Amz-Credential", cred.replace("/20240601/", "/20240531/"))))).toMatchObject(err("AuthorizationQueryParametersError", 400));
+    for (const v of ["Host", "host;;x-amz-date", "host;host"]) {
+      expect([v, verify(q(req, (p) => p.set("X-Amz-SignedHeaders", v)))]).toMatchObject([v, err("AuthorizationQueryParametersError", 400)]);
+    }
   });
 
   test("each required parameter missing → 400 AuthorizationQueryParametersError", async () => {
