@@ -104,6 +104,14 @@ describe("forged and replayed signatures", () => {
     }
   });
 
+  test("a chunk signature that differs only in its last hex digit fails (every digit is compared)", async () => {
+    const sig = BUILT.chunkSignatures[0]!;
+    const forged = replaceOnce(BODY, sig, sig.slice(0, 63) + (sig[63] === "0" ? "1" : "0"));
+    const r = await run(forged, SIGNED);
+    expect(r.error?.reason).toBe("chunk-signature");
+    expect(r.data.length).toBe(0);
+  });
+
   test("chunk 2's data altered (signature kept): nothing of chunk 2 is released", async () => {
     const altered = BODY.slice();
     altered[BODY.length - 200] = 0x63; // inside chunk 2's data
@@ -164,6 +172,13 @@ describe("malformed framing", () => {
     });
   }
 
+  test("a chunk extension after a valid chunk signature", async () => {
+    const sig = BUILT.chunkSignatures[0]!;
+    const r = await run(replaceOnce(BODY, sig + "\r\n", sig + ";foo=bar\r\n"), SIGNED);
+    expect(r.error?.reason).toBe("framing");
+    expect(r.data.length).toBe(0);
+  });
+
   test("a chunk above a configured cap", async () => {
     const r = await run(BODY, { ...SIGNED, maxChunkSize: 65535 });
     expect(r.error?.reason).toBe("chunk-too-large");
@@ -172,7 +187,7 @@ describe("malformed framing", () => {
   test("chunk data not followed by CRLF", async () => {
     const s = str(BODY);
     const at = s.indexOf("\r\n", s.indexOf("\r\n") + 2 + 65536 - 1); // the CRLF after chunk 1's data
-    for (const bad of ["XX", "\rX", "\n\r", "\n"]) {
+    for (const bad of ["XX", "\rX", "\n\r", "\n", "X\n", "\n\n"]) {
       const r = await run(latin1(s.slice(0, at) + bad + s.slice(at + 2)), SIGNED);
       expect(r.error?.reason).toBe("framing");
       expect(r.data.length).toBeLessThan(PAYLOAD.length);
@@ -224,6 +239,9 @@ describe("truncation and lengths", () => {
     const r = await run(BODY, { ...SIGNED, decodedContentLength: 65536 + 10 });
     expect(r.error?.reason).toBe("too-long");
     expect(r.data.length).toBe(65536); // chunk 1 fitted; chunk 2's header announced too much
+    // (nothing of chunk 2's data needs to arrive for the refusal)
+    const head2 = str(BODY).indexOf("\r\n", str(BODY).indexOf(BUILT.chunkSignatures[1]!)) + 2;
+    expect((await run(BODY.subarray(0, head2), { ...SIGNED, decodedContentLength: 65536 + 10 })).error?.reason).toBe("too-long");
     const r0 = await run(BODY, { ...SIGNED, decodedContentLength: 0 });
     expect(r0.error?.reason).toBe("too-long");
     expect(r0.data.length).toBe(0);
@@ -234,6 +252,10 @@ describe("truncation and lengths", () => {
     expect((await run(body, opt)).error?.reason).toBe("chunk-too-small");
     const oneChunk = buildAwsChunkedBody(small, { signing: CTX, chunkSize: 64 }).body;
     expect((await run(oneChunk, opt)).error).toBeUndefined();
+    const data = new Uint8Array(8192 * 2).fill(0x41);
+    const at = (chunkSize: number) => run(buildAwsChunkedBody(data, { signing: CTX, chunkSize }).body, { ...SIGNED, decodedContentLength: data.length, minChunkSize: 8192 });
+    expect((await at(8191)).error?.reason).toBe("chunk-too-small");
+    expect((await at(8192)).error).toBeUndefined();
   });
 
   test("an empty payload", async () => {
@@ -271,6 +293,23 @@ describe("trailers", () => {
       expect(r.data.length).toBeLessThan(1000);
     });
   }
+
+  test("too many trailer lines are refused as they come, not once the trailer section ends", async () => {
+    const lines = Array.from({ length: 9 }, (_, i) => `x-amz-meta-${i}:1\r\n`).join("");
+    const r = await run(latin1(str(body([])).slice(0, -2) + lines), opts);
+    expect(r.error?.reason).toBe("trailer");
+  });
+
+  test("the trailer signature must be the last trailer line", async () => {
+    const signedOpts: DecodeOptions = { mode: "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER", signing: CTX, decodedContentLength: 1000, trailer: "x-amz-checksum-crc32" };
+    const built = str(buildAwsChunkedBody(payload, { signing: CTX, chunkSize: 400, trailers: [["x-amz-checksum-crc32", crc]] }).body);
+    expect((await run(latin1(built), signedOpts)).error).toBeUndefined(); // (control)
+    const m = /(x-amz-checksum-crc32:[^\r]*\r\n)(x-amz-trailer-signature:[^\r]*\r\n)\r\n$/.exec(built)!;
+    const swapped = built.slice(0, m.index) + m[2] + m[1] + "\r\n";
+    const r = await run(latin1(swapped), signedOpts);
+    expect(r.error?.reason).toBe("trailer");
+    expect(r.data.length).toBeLessThan(1000);
+  });
 
   test("a trailer line without a colon", async () => {
     const b = latin1(str(body([])).slice(0, -2) + "garbage\r\n\r\n");
