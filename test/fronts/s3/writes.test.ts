@@ -47,6 +47,21 @@ describe("mayAccess, writes", () => {
     expect([may(r, "rw", "s3:PutObject"), may(r, "rw", "s3:AbortMultipartUpload"), may(r, "rw", "s3:GetObject"), may(w, "rw", "s3:GetBucketLocation")]).toEqual([false, false, true, true]);
   });
 
+  test("each object-level action needs the grant the README names, and no other grant gives it", () => {
+    const needs: Array<[S3Action, string[]]> = [
+      ["s3:GetObject", ["read"]], ["s3:GetObjectVersion", ["read"]], ["s3:GetObjectAttributes", ["read"]], ["s3:GetObjectTagging", ["read"]], ["s3:GetObjectAcl", ["read"]],
+      ["s3:ListBucket", ["list"]], ["s3:ListBucketVersions", ["list"]],
+      ["s3:PutObject", ["write"]], ["s3:PutObjectTagging", ["write"]], ["s3:DeleteObjectTagging", ["write"]], ["s3:PutObjectAcl", ["write"]], ["s3:PutBucketAcl", ["write"]],
+      ["s3:DeleteObject", ["delete"]], ["s3:DeleteObjectVersion", ["delete"]],
+      ["s3:AbortMultipartUpload", ["write", "delete"]], ["s3:ListMultipartUploadParts", ["write", "delete"]], ["s3:ListBucketMultipartUploads", ["write", "delete"]],
+    ];
+    for (const [action, granting] of needs) {
+      for (const perm of ["read", "list", "write", "delete"]) {
+        expect(`${action} with ${perm}: ${may(staticWith({ rw: [perm] }), "rw", action)}`).toBe(`${action} with ${perm}: ${granting.includes(perm)}`);
+      }
+    }
+  });
+
   test("a read-only bucket refuses every write-family action whatever the grant; reads follow the grant", () => {
     const all = staticWith({ ro: ["read", "list", "write", "delete"] });
     for (const a of ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts", "s3:ListBucketMultipartUploads"] as S3Action[]) expect(`${a} ${may(all, "ro", a)}`).toBe(`${a} false`);
