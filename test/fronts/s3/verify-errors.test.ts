@@ -282,7 +282,7 @@ describe("request time", () => {
 
   test("missing or malformed x-amz-date (and no Date) → 403 AccessDenied", async () => {
     const req = await signed();
-    for (const v of [null, "2024-06-01T12:00:00Z", "20240631T120000Z", "20240601T250000Z"]) {
+    for (const v of [null, "2024-06-01T12:00:00Z", "20240631T120000Z", "20240601T250000Z", "20240601T120000Zjunk"]) {
       expect(verify(withHeader(req, "x-amz-date", v))).toMatchObject({ ...err("AccessDenied", 403), message: "AWS authentication requires a valid Date or x-amz-date header" });
     }
   });
