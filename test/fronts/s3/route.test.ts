@@ -1,6 +1,6 @@
 /** S3 addressing (path-style, virtual-hosted) and operation resolution. */
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
-import { ACTION_OF, address, bucketFromHost, hasDotSegment, operationOf } from "../../../src/fronts/s3/route.ts";
+import { ACTION_OF, address, bucketFromHost, hasDotSegment, keyTooLong, operationOf } from "../../../src/fronts/s3/route.ts";
 
 setDefaultTimeout(10_000); // explicit: the runner's 5 s default is not a choice made here
 
@@ -37,10 +37,21 @@ describe("address", () => {
 
 test("hasDotSegment: only whole '.' or '..' segments", () => {
   expect(hasDotSegment("a/../b")).toBe(true);
+  // a dot inside an earlier name does not hide a later dot segment
+  expect(hasDotSegment("a.txt/../b")).toBe(true);
+  expect(hasDotSegment("v1.2/./x")).toBe(true);
   expect(hasDotSegment("./a")).toBe(true);
   expect(hasDotSegment("a/.")).toBe(true);
   expect(hasDotSegment("a..b/.c/d.")).toBe(false);
   expect(hasDotSegment("...")).toBe(false);
+});
+
+test("keyTooLong: S3's limit is 1024 bytes of UTF-8, the 1024th byte included", () => {
+  expect(keyTooLong("a".repeat(1024))).toBe(false);
+  expect(keyTooLong("a".repeat(1025))).toBe(true);
+  expect(keyTooLong("é".repeat(512))).toBe(false); // 1024 bytes
+  expect(keyTooLong("é".repeat(513))).toBe(true);
+  expect(keyTooLong("日".repeat(342))).toBe(true); // 342 characters, 1026 bytes
 });
 
 describe("operationOf", () => {
@@ -134,6 +145,11 @@ describe("operationOf", () => {
       ["GET", "/", "acl"],
       ["HEAD", "/b", "acl"],
       ["GET", "/b", "uploadId=1"],
+      ["DELETE", "/b/k", "partNumber=1"], // not a DeleteObject of the whole object
+      ["POST", "/b/k", "uploadId=1&partNumber=1"], // not a CompleteMultipartUpload
+      ["GET", "/b", "delete"], // DeleteObjects is a POST
+      ["PUT", "/b", "delete"],
+      ["GET", "/b", "acl&versioning"],
     ]) expect(`${m} ${p}?${s} → ${op(m, p, s)}`).toBe(`${m} ${p}?${s} → 501 NotImplemented`);
     // A method S3 has no operation for is S3's 405 MethodNotAllowed, naming the method and resource type.
     for (const m of ["PATCH", "TRACE", "PROPFIND", "CONNECT", "MKCOL"]) {
@@ -167,5 +183,6 @@ describe("operationOf", () => {
     expect(op("GET", "/b", "tagging")).toBe("501 NotImplemented"); // a bucket's tags: not served
     expect(op("GET", "/b", "list-type=3")).toBe("400 InvalidArgument");
     expect(op("PUT", "/b/k", "partNumber=1")).toBe("400 InvalidRequest");
+    expect(op("PUT", "/b/k", "uploadId=1")).toBe("400 InvalidRequest"); // UploadPart needs both
   });
 });
