@@ -63,6 +63,8 @@ describe("S3Identities.lookup", () => {
     expect(p).toMatchObject({ kind: "session", secretAccessKey: s.secretAccessKey, identity: "alice", claims: { team: "a", org: "acme", sub: "alice" } });
     // remembered: the same object comes back
     expect(api.lookup(s.accessKeyId, { sessionToken: s.sessionToken, now: NOW + 1000 })).toBe(p);
+    // its key id without its token is no key at all (S3: InvalidAccessKeyId), remembered or not
+    expect(api.lookup(s.accessKeyId, { sessionToken: undefined, now: NOW + 1000 })).toBeUndefined();
     expect(api.lookup("ASIAAAAAAAAAAAAAAAAA", { sessionToken: s.sessionToken, now: NOW })).toMatchObject({ code: "InvalidAccessKeyId" });
     expect(api.lookup(s.accessKeyId, { sessionToken: s.sessionToken, now: NOW + 3600_000 })).toMatchObject({ code: "ExpiredToken", status: 400 });
     expect(api.lookup(s.accessKeyId, { sessionToken: s.sessionToken.slice(0, -2) + "AA", now: NOW })).toMatchObject({ code: "InvalidToken" });
@@ -87,6 +89,8 @@ describe("S3Identities.lookup", () => {
     // still expired, forged and mismatched as with the current key
     const late = session({ org: "acme" }, STS_KEY, 1000);
     expect(api.lookup(late.accessKeyId, { sessionToken: late.sessionToken, now: NOW + 2000 })).toMatchObject({ code: "ExpiredToken" });
+    const lateFresh = session({ org: "acme" }, NEW_KEY, 1000); // expired, issued with the current key
+    expect(api.lookup(lateFresh.accessKeyId, { sessionToken: lateFresh.sessionToken, now: NOW + 2000 })).toMatchObject({ code: "ExpiredToken" });
     expect(api.lookup(fresh.accessKeyId, { sessionToken: old.sessionToken, now: NOW })).toMatchObject({ code: "InvalidAccessKeyId" });
     expect(api.lookup(old.accessKeyId, { sessionToken: old.sessionToken.slice(0, -2) + "AA", now: NOW })).toMatchObject({ code: "InvalidToken" });
     // a key neither current nor previous: refused
