@@ -38,6 +38,7 @@ interface Entry {
   type: "folder" | "object";
   size?: number;
   last_modified?: string;
+  served?: boolean;
 }
 interface Page {
   bucket: string;
@@ -51,7 +52,7 @@ let px: InProcessProxy;
 let opa: OpaServer;
 
 beforeAll(async () => {
-  s3 = await startS3Fixture({ buckets: [{ name: "data" }], credentials: [{ ...CREDS, buckets: ["data"] }] });
+  s3 = await startS3Fixture({ buckets: [{ name: "data" }, { name: "shadow" }], credentials: [{ ...CREDS, buckets: ["data", "shadow"] }] });
   for (const [k, v] of Object.entries(KEYS)) await s3.put("data", k, v);
   opa = OpaServer.start({ "yatagarasu/allow": (input) => input?.action === "s3:ListBucket" && String(input?.key).startsWith("open/") });
   const b = (name: string, prefix: string, extra: string, bucket = "data") =>
@@ -243,5 +244,33 @@ describe("access and errors", () => {
     const body = await bad.text();
     expect(body).not.toContain("<Error>");
     expect(JSON.parse(body)).toMatchObject({ error: "BadRequest", message: "The continuation-token is not one this listing gave: start again without it" });
+  });
+});
+
+describe("links that other routes take", () => {
+  test("under a bucket at / beside one at /inner: keys the proxy's own paths or the other bucket take are listed without a link (they opened /health, the other bucket); every link opens this bucket's entry", async () => {
+    const stored: Record<string, string> = { health: "my health notes", ready: "ready?", "admin/x": "ax", "%68ealth": "encoded", "inner/a.txt": "shadowed", "innerx.txt": "own", "health/h.txt": "hh" };
+    for (const [k, v] of Object.entries(stored)) await s3.put("shadow", k, v);
+    const b = (name: string, prefix: string) => bucketYaml({ name, prefix, bucket: "shadow", endpoint: s3.endpoint, key: CREDS.accessKeyId, secret: CREDS.secretAccessKey, extra: "    listing: { enabled: true }\n" });
+    await using top = await startInProcess(`server: { address: 127.0.0.1, port: 0 }\nbuckets:\n${b("top", "/")}${b("inner", "/inner")}`);
+    const page = (await (await fetch(top.url("/"))).json()) as Page;
+    expect(Object.fromEntries(page.entries.map((e) => [e.name, e.served ?? true]))).toEqual({
+      "admin/": false,
+      "health/": true,
+      "inner/": false,
+      "%68ealth": true,
+      health: false,
+      "innerx.txt": true,
+      ready: false,
+    });
+    const html = await (await fetch(top.url("/"), { headers: { accept: "text/html" } })).text();
+    const links = [...html.matchAll(/<tr class="(folder|object)"><td><a href="([^"]+)"/g)].map((m) => ({ folder: m[1] === "folder", href: unescapeHtml(m[2]!) }));
+    expect(links.length).toBe(3);
+    for (const { folder, href } of links) {
+      const res = await fetch(top.url(href));
+      const key = decodeURIComponent(href.slice(1));
+      if (folder) expect({ href, bucket: ((await res.json()) as Page).bucket }).toEqual({ href, bucket: "top" });
+      else expect({ href, body: await res.text() }).toEqual({ href, body: stored[key]! });
+    }
   });
 });

@@ -39,13 +39,15 @@ export function encodePath(path: string): string {
  * `..` segments (router.ts, raw-target.ts), which S3 keys may hold (stored through the S3 front),
  * and reads an empty segment (a leading "/", or "//") as none, since routing collapses slashes (a
  * folder `docs//` linked back to `docs/`; under a bucket at "/", `//` named no host at all).
+ * Nor does it serve a key whose path another route takes (RenderInput.routesHere).
  * Such entries are listed without a link (HTML) or with `"served": false` (JSON), never with a
  * link that can only fail (a browser resolves `/files/..` to `/`, another page altogether).
  */
 const CONTROL = /[\x00-\x1f\x7f]/;
 const DOT_SEGMENT = /(?:^|\/)\.\.?(?:\/|$)/;
-function servable(key: string): boolean {
-  return !CONTROL.test(key) && !DOT_SEGMENT.test(key) && key.charCodeAt(0) !== 47 && !key.includes("//");
+function servable(input: RenderInput, key: string): boolean {
+  if (CONTROL.test(key) || DOT_SEGMENT.test(key) || key.charCodeAt(0) === 47 || key.includes("//")) return false;
+  return input.routesHere === undefined || input.routesHere(`${input.mount}/${key}`);
 }
 
 export function humanSize(bytes: number): string {
@@ -71,6 +73,12 @@ export interface RenderInput {
    * sub-folders and downloads are authorized as this page was.
    */
   carry?: string;
+  /**
+   * Whether the path a link would name reaches this bucket's key (serve.ts asks the router): under
+   * a bucket at "/", a key `health` linked to the proxy's /health, and a key `files/a.txt` to the
+   * bucket mounted at /files. Absent: every path does.
+   */
+  routesHere?: (path: string) => boolean;
 }
 
 /** `path` (already encoded) with the carried query pair, if any. */
@@ -92,7 +100,7 @@ export function renderJson(input: RenderInput): string {
     prefix: page.prefix,
     entries: page.entries.map((e) => {
       const entry: Record<string, unknown> = e.folder ? { name: e.name, type: "folder" } : { name: e.name, type: "object", size: e.size, last_modified: e.lastModified };
-      if (!servable(e.key)) entry.served = false; // (control characters, dot segments: see servable)
+      if (!servable(input, e.key)) entry.served = false; // (control characters, dot segments, another route: see servable)
       return entry;
     }),
     next: nextHref(input) ?? null,
@@ -113,7 +121,7 @@ export function renderHtml(input: RenderInput): string {
     const cls = e.folder ? "folder" : "object";
     const size = e.folder ? "—" : `<span title="${e.size} bytes">${escapeHtml(humanSize(e.size))}</span>`;
     const date = e.lastModified ? `<time datetime="${escapeHtml(e.lastModified)}">${escapeHtml(e.lastModified.replace("T", " ").replace(/\.\d+Z$|Z$/, " UTC"))}</time>` : "";
-    const cell = servable(e.key) ? `<a href="${href}"${e.folder ? "" : " download"}>${name}</a>` : `<span class="unserved" title="not served on this front: the name has control characters or a . or .. segment (the S3 API serves it)">${name}</span>`;
+    const cell = servable(input, e.key) ? `<a href="${href}"${e.folder ? "" : " download"}>${name}</a>` : `<span class="unserved" title="not served on this front: the name has control characters or a . or .. segment, or its path belongs to another bucket or to the proxy (the S3 API serves it)">${name}</span>`;
     return `<tr class="${cls}"><td>${cell}</td><td>${size}</td><td>${date}</td></tr>`;
   });
   const next = nextHref(input);

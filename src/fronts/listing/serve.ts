@@ -18,8 +18,9 @@ import type { RequestContext } from "../../proxy/context.ts";
 import { errorFromResponse } from "../../s3/errors.ts";
 import { listObjectsV2 } from "../../s3/operations/list-objects.ts";
 import { MAX_LISTING_BYTES, parseListing } from "./parse.ts";
-import { type RenderInput, renderHtml, renderJson } from "./render.ts";
+import { encodePath, type RenderInput, renderHtml, renderJson } from "./render.ts";
 import { rawQueryPair } from "../../auth/sources.ts";
+import { isControlTarget } from "../../control/paths.ts";
 
 /** Longest continuation token taken from a client (S3's are ~100 characters). */
 const MAX_TOKEN_LENGTH = 1024;
@@ -116,7 +117,10 @@ export async function serveListing(ctx: RequestContext): Promise<Response> {
     throw new ProxyError("BadGateway", { detail: "The upstream sent a listing that cannot be read", cause: err });
   }
   const mount = bucket.cfg.path_prefix === "/" ? "" : bucket.cfg.path_prefix;
-  const input: RenderInput = { page, mount, bucket: bucket.name, carry: carriedToken(ctx) };
+  // A longer path_prefix, or the control plane's paths, take some of a bucket's keys: their links
+  // would open those. (isControlTarget reads a target as sent: a key `%68ealth` is not /health.)
+  const routesHere = (path: string) => !isControlTarget(encodePath(path)) && ctx.rt.router.match(path)?.bucket === bucket;
+  const input: RenderInput = { page, mount, bucket: bucket.name, carry: carriedToken(ctx), routesHere };
   const html = wantsHtml(ctx.req.headers.get("accept"));
   const body = new TextEncoder().encode(html ? renderHtml(input) : renderJson(input));
   const headers: Record<string, string> = {
