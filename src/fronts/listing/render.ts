@@ -124,6 +124,8 @@ export function renderHtml(input: RenderInput): string {
     const cell = servable(input, e.key) ? `<a href="${href}"${e.folder ? "" : " download"}>${name}</a>` : `<span class="unserved" title="not served on this front: the name has control characters or a . or .. segment, or its path belongs to another bucket or to the proxy (the S3 API serves it)">${name}</span>`;
     return `<tr class="${cls}"><td>${cell}</td><td>${size}</td><td>${date}</td></tr>`;
   });
+  // (a page can hold no entry and still have a next one: a folder's marker object, `dir/` itself,
+  // filled a page of max_keys: 1, and it is no entry of its own folder)
   const next = nextHref(input);
   // (a <title> holds text only: the controls are dropped there, as marks would show as tags)
   const title = escapeHtml(`${input.bucket}/${page.prefix}`.replace(BIDI_CONTROLS, "\ufffd"));
@@ -135,7 +137,7 @@ export function renderHtml(input: RenderInput): string {
 <nav aria-label="breadcrumbs">${crumbs.join(" / ")} /</nav>
 <table><thead><tr><th>Name</th><th>Size</th><th>Last modified</th></tr></thead>
 <tbody>
-${rows.length > 0 ? rows.join("\n") : `<tr><td colspan="3">This folder is empty.</td></tr>`}
+${rows.length > 0 ? rows.join("\n") : `<tr><td colspan="3">${next ? "Nothing on this page: the folder continues on the next page." : "This folder is empty."}</td></tr>`}
 </tbody></table>
 ${next ? `<p><a rel="next" id="next" href="${escapeHtml(next)}">Next page</a></p>` : ""}
 </body></html>

@@ -86,6 +86,14 @@ describe("render", () => {
     const emoji = { prefix: "", entries: [{ key: "👩\u200d💻.png", name: "👩\u200d💻.png", folder: false, size: 1, lastModified: "" }], nextToken: undefined };
     expect(renderHtml({ page: emoji, mount: "/pub", bucket: "pub" })).toContain(">👩\u200d💻.png</a>");
   });
+  test("HTML: a page with no entry but a next page does not say the folder is empty (its marker object filled a page of max_keys: 1)", () => {
+    const marker = parseListing(xml(`<Prefix>dir/</Prefix><IsTruncated>true</IsTruncated><NextContinuationToken>t1</NextContinuationToken><Contents><Key>dir/</Key><Size>0</Size></Contents>`), "dir/");
+    expect(marker.entries).toEqual([]);
+    const html = renderHtml({ page: marker, mount: "/f", bucket: "f" });
+    expect(html).not.toContain("This folder is empty.");
+    expect(html).toContain('href="/f/dir/?continuation-token=t1"');
+    expect(renderHtml({ page: { ...marker, nextToken: undefined }, mount: "/f", bucket: "f" })).toContain("This folder is empty.");
+  });
   test("JSON: entries and the next link", () => {
     const j = JSON.parse(renderJson({ page, mount: "/pub", bucket: "pub" }));
     expect(j.entries[0]).toEqual({ name: "<script>alert(1)</script>/", type: "folder" });
