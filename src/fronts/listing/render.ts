@@ -55,11 +55,12 @@ export function humanSize(bytes: number): string {
   const units = ["KiB", "MiB", "GiB", "TiB", "PiB"];
   let v = bytes / 1024;
   let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
+  // (compared as shown: 1,048,575 bytes read "1024 KiB", and 10,239 "10.0 KiB")
+  while (Math.round(v) >= 1024 && i < units.length - 1) {
     v /= 1024;
     i++;
   }
-  return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[i]}`;
+  return `${v < 9.95 ? v.toFixed(1) : Math.round(v)} ${units[i]}`;
 }
 
 export interface RenderInput {

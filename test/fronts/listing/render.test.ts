@@ -139,6 +139,12 @@ describe("render", () => {
     expect(humanSize(1023)).toBe("1023 B");
     expect(humanSize(1536)).toBe("1.5 KiB");
     expect(humanSize(20 * 1024 * 1024)).toBe("20 MiB");
+    // sizes just under a unit read as the next unit, never "1024 KiB"; and "10 KiB", never "10.0 KiB"
+    expect(humanSize(1024 * 1024 - 1)).toBe("1.0 MiB");
+    expect(humanSize(1024 * 1024 - 600)).toBe("1023 KiB");
+    expect(humanSize(1024 ** 3 - 1)).toBe("1.0 GiB");
+    expect(humanSize(10 * 1024 - 1)).toBe("10 KiB");
+    expect(humanSize(9.9 * 1024)).toBe("9.9 KiB");
     expect(escapeHtml(`<a href="x">'&'</a>`)).toBe("&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
     expect(encodePath("/a b/c#d")).toBe("/a%20b/c%23d");
   });
