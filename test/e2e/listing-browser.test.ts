@@ -18,11 +18,15 @@ const CREDS = { accessKeyId: "AKIAE2EBROWSER", secretAccessKey: "e2e-browser-sec
 const HOSTILE = "<img src=x onerror=alert(1)>.txt";
 const BIG = Uint8Array.from({ length: 2560 }, (_, i) => (i * 7) & 0xff); // 2.5 KiB of every byte value
 
+/** Names that differ only in spaces: each pair looked the same on the page. */
+const LOOKALIKES = ["report.pdf", "report.pdf ", " report.pdf", "a b.txt", "a  b.txt", "a\u00a0b.txt", "c\u2009d.txt", "c d.txt", "dir /x", "dir/x"];
+
 let s3: S3Fixture;
 let px: InProcessProxy;
 
 beforeAll(async () => {
-  s3 = await startS3Fixture({ buckets: [{ name: "site" }], credentials: [{ ...CREDS, buckets: ["site"] }] });
+  s3 = await startS3Fixture({ buckets: [{ name: "site" }, { name: "look" }], credentials: [{ ...CREDS, buckets: ["site", "look"] }] });
+  for (const k of LOOKALIKES) await s3.put("look", k, k);
   // root, in S3's order: "<img…" < "big.bin" < "folder/" < "small.txt" | "zz/" (page size 4)
   await s3.put("site", HOSTILE, "hostile");
   await s3.put("site", "big.bin", BIG);
@@ -31,7 +35,15 @@ beforeAll(async () => {
   for (const n of ["a", "b", "c", "d", "e", "f"]) await s3.put("site", `folder/${n}.txt`, `file ${n}`);
   px = await startInProcess(`server: { address: 127.0.0.1, port: 0 }
 buckets:
-${bucketYaml({ name: "site", prefix: "/site", bucket: "site", endpoint: s3.endpoint, key: CREDS.accessKeyId, secret: CREDS.secretAccessKey, extra: "    listing: { enabled: true, max_keys: 4 }\n" })}`);
+${bucketYaml({ name: "site", prefix: "/site", bucket: "site", endpoint: s3.endpoint, key: CREDS.accessKeyId, secret: CREDS.secretAccessKey, extra: "    listing: { enabled: true, max_keys: 4 }\n" })}${bucketYaml({
+    name: "look",
+    prefix: "/look",
+    bucket: "look",
+    endpoint: s3.endpoint,
+    key: CREDS.accessKeyId,
+    secret: CREDS.secretAccessKey,
+    extra: "    listing: { enabled: true }\n",
+  })}`);
 });
 
 afterAll(async () => {
@@ -93,6 +105,31 @@ clientTest("chromium")(
     expect(dialogs).toEqual([]);
     // nothing but the missing favicon may complain (no CSP violation: no script was ever attempted)
     expect(b.errors.filter((e) => !/favicon|404/.test(e))).toEqual([]);
+  },
+  90_000,
+);
+
+clientTest("chromium")(
+  "names that differ only in spaces (one at either end, two in a row, a no-break or thin space) read differently, and each link opens its own object",
+  async () => {
+    await using b = await launchBrowser({ context: { acceptDownloads: true } });
+    const page = b.page;
+    await page.goto(px.url("/look/"));
+    // (innerText: the text as laid out, white space collapsed as the page shows it)
+    const shown = await page.locator("tbody td:first-child a").allInnerTexts();
+    expect(shown.length).toBe(LOOKALIKES.length); // (two of them as the folders "dir /" and "dir/")
+    expect(shown.filter((name, i) => shown.indexOf(name) !== i)).toEqual([]);
+    expect(shown).toContain("report.pdf⟨U+0020⟩");
+    expect(shown).toContain("⟨U+0020⟩report.pdf");
+    expect(shown).toContain("a⟨U+00A0⟩b.txt");
+    expect(shown).toContain("c⟨U+2009⟩d.txt");
+    const bodies: string[] = [];
+    for (const [i, name] of shown.entries()) {
+      if (name.endsWith("/")) continue;
+      const [download] = await Promise.all([page.waitForEvent("download"), page.locator("tbody td:first-child a").nth(i).click()]);
+      bodies.push(await readFile((await download.path())!, "utf8"));
+    }
+    expect(bodies.sort()).toEqual(LOOKALIKES.filter((k) => !k.includes("/")).sort());
   },
   90_000,
 );

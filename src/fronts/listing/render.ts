@@ -24,9 +24,17 @@ export function escapeHtml(s: string): string {
 const BIDI_CONTROLS =
   /[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\u3164\ufeff\uffa0\u{1bca0}-\u{1bca3}\u{1d173}-\u{1d17a}\u{e0000}-\u{e001f}\u{e0080}-\u{e00ff}\u{e01f0}-\u{e0fff}]|(?<!\u{1f3f4}[\u{e0020}-\u{e007e}]*)[\u{e0020}-\u{e007f}]/gu;
 
-/** A key name as page text: HTML-escaped, and every bidi control or invisible character shown as its code point (`⟨U+202E⟩`), never applied. */
+// Spaces no one can tell apart, as --check tells of a path_prefix: a plain space at either end of a
+// name shows as nothing (`report.pdf ` beside `report.pdf`), and the no-break, typographic and
+// ideographic spaces and the line and paragraph separators look like a plain one (`a\u00A0b.txt`
+// beside `a b.txt`). (Runs of plain spaces inside a name are kept on the page: white-space: pre-wrap.)
+const UNSEEN_SPACES = /^ | $|[\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]/g;
+
+const codePoint = (c: string) => `<span class="ctl">⟨U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")}⟩</span>`;
+
+/** A key name as page text: HTML-escaped, and every bidi control, invisible character or unseen space shown as its code point (`⟨U+202E⟩`), never applied. */
 export function displayName(s: string): string {
-  return escapeHtml(s).replace(BIDI_CONTROLS, (c) => `<span class="ctl">⟨U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")}⟩</span>`);
+  return escapeHtml(s).replace(UNSEEN_SPACES, codePoint).replace(BIDI_CONTROLS, codePoint);
 }
 
 /** A URL path segment-wise encoded (so `#`, `?`, `%` and spaces in keys stay part of the path). */
@@ -133,7 +141,7 @@ export function renderHtml(input: RenderInput): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Index of ${title}</title>
-<style>body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;min-width:40em}td,th{padding:.25em 1em .25em 0;text-align:left}tr.folder td:first-child a{font-weight:600}nav{margin-bottom:1em}.ctl{color:#b00;font-size:.85em}</style>
+<style>body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;min-width:40em}td,th{padding:.25em 1em .25em 0;text-align:left}tr.folder td:first-child a{font-weight:600}nav{margin-bottom:1em}td:first-child,nav{white-space:pre-wrap}.ctl{color:#b00;font-size:.85em}</style>
 </head><body>
 <nav aria-label="breadcrumbs">${crumbs.join(" / ")} /</nav>
 <table><thead><tr><th>Name</th><th>Size</th><th>Last modified</th></tr></thead>
