@@ -52,7 +52,7 @@ let px: InProcessProxy;
 let opa: OpaServer;
 
 beforeAll(async () => {
-  s3 = await startS3Fixture({ buckets: [{ name: "data" }, { name: "shadow" }], credentials: [{ ...CREDS, buckets: ["data", "shadow"] }] });
+  s3 = await startS3Fixture({ buckets: [{ name: "data" }, { name: "shadow" }, { name: "void" }], credentials: [{ ...CREDS, buckets: ["data", "shadow", "void"] }] });
   for (const [k, v] of Object.entries(KEYS)) await s3.put("data", k, v);
   opa = OpaServer.start({ "yatagarasu/allow": (input) => input?.action === "s3:ListBucket" && String(input?.key).startsWith("open/") });
   const b = (name: string, prefix: string, extra: string, bucket = "data") =>
@@ -244,6 +244,26 @@ describe("access and errors", () => {
     const body = await bad.text();
     expect(body).not.toContain("<Error>");
     expect(JSON.parse(body)).toMatchObject({ error: "BadRequest", message: "The continuation-token is not one this listing gave: start again without it" });
+  });
+});
+
+describe("folders that hold nothing", () => {
+  test("a folder with nothing under it is 404 NoSuchKey (a mistyped path answered 200 \"This folder is empty.\"); one with only its marker object is an empty folder; the bucket root always lists", async () => {
+    await s3.put("shadow", "inner/hollow/", "");
+    const b = (name: string, prefix: string, bucket: string) => bucketYaml({ name, prefix, bucket, endpoint: s3.endpoint, key: CREDS.accessKeyId, secret: CREDS.secretAccessKey, extra: "    listing: { enabled: true }\n" });
+    await using p = await startInProcess(`server: { address: 127.0.0.1, port: 0 }\nbuckets:\n${b("sh", "/sh", "shadow")}${b("void", "/void", "void")}`);
+    for (const accept of ["application/json", "text/html"]) {
+      const missing = await fetch(p.url("/sh/no-such-folder/"), { headers: { accept } });
+      expect({ accept, status: missing.status, error: ((await missing.json()) as { error: string }).error }).toEqual({ accept, status: 404, error: "NoSuchKey" });
+    }
+    expect((await fetch(p.url("/sh/no-such-folder/"), { method: "HEAD" })).status).toBe(404);
+    const hollow = await fetch(p.url("/sh/inner/hollow/"));
+    expect(hollow.status).toBe(200);
+    expect(((await hollow.json()) as Page).entries).toEqual([]);
+    // the root of a bucket with nothing in it is an empty listing
+    const root = await fetch(p.url("/void/"));
+    expect(root.status).toBe(200);
+    expect(((await root.json()) as Page).entries).toEqual([]);
   });
 });
 

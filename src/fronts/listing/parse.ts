@@ -21,6 +21,8 @@ export interface ListingPage {
   entries: ListingEntry[];
   /** Present when there is a next page. */
   nextToken: string | undefined;
+  /** The folder's own marker object (the prefix itself, as consoles create) was on this page. */
+  marker?: boolean;
 }
 
 /**
@@ -46,14 +48,16 @@ export function parseListing(xml: string, prefix: string): ListingPage {
     if (!key.startsWith(prefix) || key.length <= prefix.length) continue;
     folders.push({ key, name: key.slice(prefix.length), folder: true, size: 0, lastModified: "" });
   }
+  let marker = false;
   for (const c of childrenNamed(root, "Contents")) {
     const key = decode(childText(c, "Key") ?? "");
     // The "folder marker" object some tools create (the prefix itself) is not an entry of its own folder.
+    if (key === prefix) marker = true;
     if (!key.startsWith(prefix) || key === prefix) continue;
     const size = Number(childText(c, "Size") ?? "0");
     files.push({ key, name: key.slice(prefix.length), folder: false, size: Number.isFinite(size) ? size : 0, lastModified: childText(c, "LastModified") ?? "" });
   }
   const truncated = childText(root, "IsTruncated") === "true";
   const next = child(root, "NextContinuationToken")?.text;
-  return { prefix, entries: [...folders, ...files], nextToken: truncated && next ? next : undefined };
+  return { prefix, entries: [...folders, ...files], nextToken: truncated && next ? next : undefined, marker };
 }

@@ -116,6 +116,11 @@ export async function serveListing(ctx: RequestContext): Promise<Response> {
     if (err instanceof ProxyError) throw err;
     throw new ProxyError("BadGateway", { detail: "The upstream sent a listing that cannot be read", cause: err });
   }
+  // A folder with nothing under it and no marker object is no folder: a mistyped path answered 200
+  // "This folder is empty." (S3 has no folders; its website endpoint answers such a path 404).
+  if (prefix !== "" && token === undefined && page.entries.length === 0 && page.nextToken === undefined && !page.marker) {
+    throw new ProxyError("NoSuchKey", { detail: "Nothing is stored under this folder" });
+  }
   const mount = bucket.cfg.path_prefix === "/" ? "" : bucket.cfg.path_prefix;
   // A longer path_prefix, or the control plane's paths, take some of a bucket's keys: their links
   // would open those. (isControlTarget reads a target as sent: a key `%68ealth` is not /health.)
