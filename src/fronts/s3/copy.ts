@@ -69,19 +69,23 @@ export function parseCopySource(raw: string): CopySource | S3Error {
   return out;
 }
 
-/** Longest x-amz-copy-source value logged as it is (one that does not parse). */
+/**
+ * Longest x-amz-copy-source logged. A value that parses is no shorter: the label is written before
+ * the key's 1024 bytes are checked, also for a request nobody authenticated, and a header near the
+ * head limit (64 KiB) made every such request write that much into the log and the audit trail.
+ */
 const MAX_LOGGED_SOURCE = 2048;
 
 /**
  * x-amz-copy-source as the access log and the audit trail record it: "bucket/key" decoded (as the
  * path is logged), with "?versionId=" when one was named; a value that does not parse is logged as
- * it came (cut at 2 KiB). Undefined without the header.
+ * it came. Either is cut at 2 KiB. Undefined without the header.
  */
 export function copySourceLabel(raw: string | null): string | undefined {
   if (raw === null) return undefined;
   const src = parseCopySource(raw);
-  if ("code" in src) return raw.slice(0, MAX_LOGGED_SOURCE);
-  return src.versionId === undefined ? `${src.bucket}/${src.key}` : `${src.bucket}/${src.key}?versionId=${src.versionId}`;
+  const label = "code" in src ? raw : src.versionId === undefined ? `${src.bucket}/${src.key}` : `${src.bucket}/${src.key}?versionId=${src.versionId}`;
+  return label.slice(0, MAX_LOGGED_SOURCE);
 }
 
 /**
