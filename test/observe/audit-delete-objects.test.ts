@@ -61,3 +61,34 @@ test("a DeleteObjects line names each entry with its own result: deleted, refuse
     removeDir(dir);
   }
 });
+
+test("a DeleteObjects entry whose key or version id is too long to be one is named cut: a body of 4 MiB is not one audit line of 4 MiB", async () => {
+  const dir = tempDir();
+  try {
+    const buckets = (ep: string) => `buckets:
+  - { name: store, path_prefix: /store, access: read-write, s3: { bucket: store, endpoint: "${ep}", access_key: "${UP.accessKeyId}", secret_key: "${UP.secretAccessKey}" } }
+  - { name: data, path_prefix: /data, s3: { bucket: store, endpoint: "${ep}", access_key: "${UP.accessKeyId}", secret_key: "${UP.secretAccessKey}" } }
+  - { name: private, path_prefix: /private, s3: { bucket: store, endpoint: "${ep}", access_key: "${UP.accessKeyId}", secret_key: "${UP.secretAccessKey}" } }
+`;
+    const creds = `    - { access_key_id: "${DELETER.accessKeyId}", secret_access_key: "${DELETER.secretAccessKey}", identity: deleter, buckets: { store: [read, list, delete] } }\n`;
+    await using env = await startAuditEnv(s3, `  enabled: true\n  path: ${join(dir, "audit.log")}\n`, { buckets, s3Extra: creds });
+    const long = "k".repeat(200_000);
+    const xml = `<Delete><Object><Key>${long}</Key></Object><Object><Key>a.txt</Key><VersionId>${long}</VersionId></Object></Delete>`;
+    const res = await signedDeleteObjects({ endpoint: `http://127.0.0.1:${env.s3Port}`, port: env.s3Port }, "store", xml, DELETER);
+    expect(res.status).toBe(200);
+    await res.text();
+    const line = (await env.lines()).find((l) => l.operation === "DeleteObjects");
+    const objects = line!.objects as Array<{ key: string; version_id?: string; result: string; reason?: string }>;
+    expect(objects.map((o) => [o.result, o.reason])).toEqual([
+      ["failed", "InvalidArgument"],
+      ["failed", "InvalidArgument"],
+    ]);
+    expect(objects[0]!.key.startsWith("kkk")).toBe(true);
+    expect(objects[0]!.key.length).toBeLessThanOrEqual(1024);
+    expect(objects[1]!.key).toBe("a.txt");
+    expect(objects[1]!.version_id!.startsWith("kkk")).toBe(true);
+    expect(objects[1]!.version_id!.length).toBeLessThanOrEqual(1024);
+  } finally {
+    removeDir(dir);
+  }
+});

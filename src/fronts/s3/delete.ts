@@ -246,9 +246,11 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
 
   // The audit trail names each entry and what became of it (a bulk delete is one line, and a key
   // refused by the policy inside it is a refused attempt, as a refused DeleteObject is).
+  // An entry refused as too long is named by its first 1024 characters (no valid key or version
+  // id is longer): a signed body of 4 MiB had made one audit line of 4 MiB.
   ctx.auditObjects = outcomes.map((o) => ({
-    key: o.key,
-    version_id: o.versionId,
+    key: o.key.slice(0, MAX_KEY_BYTES),
+    version_id: o.versionId?.slice(0, MAX_KEY_BYTES),
     result: o.deleted ? "allowed" : o.code === "AccessDenied" ? "denied" : "failed",
     reason: o.deleted ? undefined : (o.code ?? "InternalError"),
   }));
