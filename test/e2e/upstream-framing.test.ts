@@ -5,12 +5,14 @@
  * whole decoded body: bytes past it reached the client's kept-alive connection as the answer to
  * its next request (here an injected `HTTP/1.1 200 ... X-Injected: yes`), and a shorter body left
  * the client waiting. Every engine and upstream client must answer with the decoded body, framed
- * by its own length, and answer the next request on the connection itself.
+ * by its own length, and answer the next request on the connection itself. Repeated equal
+ * Content-Lengths are one value for the client.
  */
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import type { Socket, TCPSocketListener } from "bun";
 import { connect, type Socket as NetSocket } from "node:net";
 import { startInProcess } from "./harness.ts";
+import { rawHttp, rawStatus } from "../helpers/raw-http.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -25,6 +27,9 @@ const PAYLOADS: Record<string, string> = {
   // larger than the engines' small-body buffering: streamed
   large: "B".repeat(200 * 1024),
 };
+
+/** GET /b/<name>: a 5-byte body whose Content-Length is repeated with the same value. */
+const REPEATED_LENGTHS: Record<string, string> = { twice: "Content-Length: 5\r\nContent-Length: 5\r\n", list: "Content-Length: 5, 5\r\n" };
 
 let upstream: TCPSocketListener<{ buf: string }>;
 beforeAll(() => {
@@ -41,7 +46,13 @@ beforeAll(() => {
         if (end < 0) return;
         const [method, path] = s.data.buf.slice(0, end).split(" ");
         s.data.buf = s.data.buf.slice(end + 4);
-        const payload = PAYLOADS[path.slice(path.lastIndexOf("/") + 1)] ?? "";
+        const name = path.slice(path.lastIndexOf("/") + 1);
+        const lengths = REPEATED_LENGTHS[name];
+        if (lengths !== undefined) {
+          s.write(`HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n${lengths}\r\n${method === "HEAD" ? "" : "hello"}`);
+          return;
+        }
+        const payload = PAYLOADS[name] ?? "";
         const head = `HTTP/1.1 200 OK\r\nContent-Length: ${DECLARED}\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n`;
         // (the upstream's connection is never reused after this shape: one answer per connection)
         s.write(method === "HEAD" ? head : `${head}${payload.length.toString(16)}\r\n${payload}\r\n0\r\n\r\n`);
@@ -158,4 +169,25 @@ describe("an upstream answer with Transfer-Encoding and Content-Length", () => {
           }
         }
       });
+});
+
+describe("an upstream answer whose Content-Length is repeated with the same value", () => {
+  // One length (RFC 9110 §8.6), which the client must get as one value: the joined `5, 5` went out
+  // as the node engine's Content-Length (Go clients refuse it), and the bun engine answered a HEAD
+  // with `Content-Length: 0`.
+  for (const engine of ["node", "bun"] as const)
+    test(`${engine} engine: a GET and a HEAD answer with Content-Length: 5, whichever way the upstream repeated it`, async () => {
+      await using px = await startInProcess(
+        `server: { address: 127.0.0.1, port: 0, engine: ${engine} }\n` +
+          `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bk, endpoint: "http://127.0.0.1:${upstream.port}", retry: { max_attempts: 1, initial_backoff_ms: 1, max_backoff_ms: 1 } }\n`,
+      );
+      for (const name of Object.keys(REPEATED_LENGTHS))
+        for (const method of ["GET", "HEAD"]) {
+          const raw = await rawHttp(px.port, `${method} /b/${name} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`);
+          const [head, body] = raw.split("\r\n\r\n");
+          expect(rawStatus(raw), `${method} ${name}`).toBe(200);
+          expect(head.match(/^content-length:.*$/gim), `${method} ${name}`).toEqual([expect.stringMatching(/^content-length: 5$/i)]);
+          expect(body, `${method} ${name}`).toBe(method === "HEAD" ? "" : "hello");
+        }
+    });
 });

@@ -100,6 +100,7 @@ export function parseResponseHead(buf: Buffer, isHead: boolean, scanFrom = 0): H
   const http10 = m[1] === "0";
   const headers = new Headers();
   let contentLength = -1;
+  let lengthRepeated = false;
   let te: string | null = null;
   let connection: string | null = null;
   for (let i = 1; i < lines.length; i++) {
@@ -121,7 +122,10 @@ export function parseResponseHead(buf: Buffer, isHead: boolean, scanFrom = 0): H
           const p = trimOws(parts[j], 0);
           if (!DIGITS.test(p) || p.length > 15) return error("invalid upstream Content-Length");
           const v = +p;
-          if (contentLength !== -1 && contentLength !== v) return error("conflicting upstream Content-Length values");
+          if (contentLength !== -1) {
+            if (contentLength !== v) return error("conflicting upstream Content-Length values");
+            lengthRepeated = true;
+          }
           contentLength = v;
         }
       } else if (lower === "transfer-encoding") {
@@ -137,6 +141,10 @@ export function parseResponseHead(buf: Buffer, isHead: boolean, scanFrom = 0): H
     }
   }
   if (status < 200) return { kind: "interim", status, end };
+  // Repeated equal values (`5, 5`, or the field twice) are one length (RFC 9110 §8.6): passed on
+  // as the joined list, the node engine announced `Content-Length: 5, 5` (which Go clients and
+  // others refuse) and the bun engine answered a HEAD with `Content-Length: 0`.
+  if (lengthRepeated) headers.set("content-length", String(contentLength));
 
   let keepAlive = true;
   if (connection !== null) {

@@ -55,6 +55,12 @@ describe("parseResponseHead: framing and reuse (RFC 9112 §6.3)", () => {
     expect(head(parse("HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\n")).headers.get("content-length")).toBe("3");
   });
 
+  test("equal repeated Content-Lengths are one field of one value (RFC 9110 §8.6), for a GET or a HEAD: never the joined `5, 5` a client would be answered with", () => {
+    for (const wire of ["HTTP/1.1 200 OK\r\ncontent-length: 5\r\nContent-Length: 5\r\n\r\n", "HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\n\r\n", "HTTP/1.1 200 OK\r\ncontent-length: 5 ,5\r\ncontent-length: 5\r\n\r\n"]) {
+      for (const isHead of [false, true]) expect(head(parse(wire, isHead)).headers.get("content-length")).toBe("5");
+    }
+  });
+
   test("status, reason phrase and headers (values trimmed of SP/HTAB only; repeats joined)", () => {
     const h = head(parse("HTTP/1.1 206 Partial Content\r\nETag: \"e\"\r\nX-Amz-Meta-A: \t x \u00a0 \r\nx-dup: 1\r\nx-dup: 2\r\n\r\nBODY"));
     expect(h.status).toBe(206);
