@@ -22,6 +22,7 @@ import { BUN_LISTENER_IDLE_SECONDS, LISTENER_SLOW_BYTES_PER_SECOND, markJsBody }
 import { rawSegmentPatterns, rawTargetFor } from "./http/raw-target.ts";
 import { resolveConfigPath } from "./config/validate.ts";
 import { NODE_IDLE_MS, writeNodeResponse } from "./server/node-response.ts";
+import { bodyBytesForwarded } from "./server/body-garbage.ts";
 import { wantBlobBodies } from "./http/blob-body.ts";
 import { validHost } from "./http/host.ts";
 import { splitUrl } from "./proxy/phases/guard.ts";
@@ -585,6 +586,7 @@ export function watchedNodeBody(req: http.IncomingMessage, idleMs = NODE_IDLE_MS
     new TransformStream<Uint8Array, Uint8Array>({
       transform(chunk, c) {
         got += chunk.byteLength;
+        bodyBytesForwarded(chunk.byteLength);
         c.enqueue(chunk);
       },
     }),
