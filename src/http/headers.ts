@@ -73,7 +73,17 @@ const OBJECT_HEADERS: ReadonlySet<string> = new Set([
  * and only for the whole object. A cached answer (possibly a range cut from the whole) therefore
  * never carries one; the client then has nothing to validate against, never a wrong value.
  */
-const FRAMING_HEADERS: ReadonlySet<string> = new Set(["content-length", "content-range", "accept-ranges", ...CHECKSUM_ALGORITHMS.map(checksumHeaderName), "x-amz-checksum-type"]);
+const CHECKSUM_HEADERS: readonly string[] = [...CHECKSUM_ALGORITHMS.map(checksumHeaderName), "x-amz-checksum-type"];
+const FRAMING_HEADERS: ReadonlySet<string> = new Set(["content-length", "content-range", "accept-ranges", ...CHECKSUM_HEADERS]);
+
+/**
+ * Removes the object's checksum headers, in place. For a range: S3 sends none with one (the whole
+ * object's would not describe the bytes sent), but some S3 look-alikes do (Ceph RGW before 19.2.2),
+ * and every SDK that validates the range against it then fails the read.
+ */
+export function dropChecksumHeaders(h: Headers): void {
+  for (let i = 0; i < CHECKSUM_HEADERS.length; i++) h.delete(CHECKSUM_HEADERS[i]!);
+}
 
 /**
  * An upstream answer framed by Transfer-Encoding with a Content-Length field too (the smuggling

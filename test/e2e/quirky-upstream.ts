@@ -1,9 +1,10 @@
 /**
  * A fake S3 upstream on a raw socket that answers in legal but unusual ways real S3 does not (a
  * HEAD without Content-Length, a gzip-encoded listing, a 304 naming another ETag, a head with
- * bare LF line ends, a 10,000-key page, namespace-prefixed XML...). Path-style requests for any
- * bucket; the behaviour is chosen by the object key or the listing's prefix. Every request is
- * logged (method, target, the conditional and encoding headers).
+ * bare LF line ends, a 10,000-key page, namespace-prefixed XML, the whole object's checksum sent
+ * with a range...). Path-style requests for any bucket; the behaviour is chosen by the object key
+ * or the listing's prefix. Every request is logged (method, target, the conditional and encoding
+ * headers).
  *
  *   const up = await startQuirkyUpstream();
  *   up.endpoint          // "http://127.0.0.1:PORT"
@@ -127,6 +128,16 @@ function object(method: string, key: string, h: Record<string, string>, sock: ne
       // the object changed (v1 → v2) and a broken upstream answers the revalidation with a 304 naming v2
       if (h["if-none-match"] !== undefined) return whole(method, "304 Not Modified", [["ETag", '"v2"'], ["Last-Modified", LM], ["Cache-Control", "max-age=0"]], "");
       return whole(method, "200 OK", [...std, ["ETag", n === 1 ? '"v1"' : '"v2"'], ["Cache-Control", "max-age=0"]], n === 1 ? BODY : BODY.toUpperCase());
+    case "range-sum.txt": {
+      // The whole object's checksum on every answer, a range's too (Ceph RGW before 19.2.2 and
+      // other S3 look-alikes): S3 sends none with a range, since it does not describe the bytes sent.
+      const m = /^bytes=(\d+)-(\d+)$/.exec(range ?? "");
+      const crc = Buffer.from(new Uint32Array([Bun.hash.crc32(BODY)]).buffer).reverse().toString("base64");
+      const hs: Array<[string, string]> = [...std, ["ETag", '"rs"'], ["x-amz-checksum-crc32", crc], ["x-amz-checksum-type", "FULL_OBJECT"]];
+      if (m === null) return whole(method, "200 OK", hs, BODY);
+      const [first, last] = [Number(m[1]), Math.min(Number(m[2]), BODY.length - 1)];
+      return whole(method, "206 Partial Content", [...hs, ["Content-Range", `bytes ${first}-${last}/${BODY.length}`]], BODY.slice(first, last + 1));
+    }
     case "lf-only.txt":
       return Buffer.concat([Buffer.from('HTTP/1.1 200 OK\nContent-Type: text/plain\nETag: "lf"\nContent-Length: 26\n\n'), Buffer.from(method === "HEAD" ? "" : BODY)]);
   }

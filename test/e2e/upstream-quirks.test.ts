@@ -4,6 +4,7 @@
  * truth (a HEAD's length, its content, its type) or a clean error, never a plausible lie.
  */
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
+import { GetObjectCommand, HeadObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -22,6 +23,8 @@ const CRED = { accessKeyId: "AKIAQUIRKYTEST000001", secretAccessKey: "quirky-sec
 
 interface Proxy {
   name: string;
+  /** The S3 front: "http://127.0.0.1:PORT". */
+  endpoint: string;
   main(path: string): string;
   /** A signed S3-front request (path-style), answered. */
   s3(method: string, path: string, opts?: { query?: Record<string, string>; headers?: Record<string, string> }): Promise<Response>;
@@ -57,6 +60,7 @@ s3_api:
   const host = `127.0.0.1:${front.port}`;
   const p: Proxy = {
     name: `engine ${o.engine}, upstream_client ${o.client}${o.layers ? `, cache ${o.layers}` : ""}`,
+    endpoint: `http://${host}`,
     main: (path) => `http://127.0.0.1:${main.port}${path}`,
     async s3(method, path, opts = {}) {
       const v = await smithySigned({ method, path, query: opts.query, headers: opts.headers, creds: CRED, date: new Date(), host });
@@ -181,6 +185,31 @@ describe("an object stored without Content-Type goes out as application/octet-st
       const want = seen["GET uncached"];
       expect(want).toBe("application/octet-stream");
       expect(seen).toEqual(Object.fromEntries(Object.keys(seen).map((k) => [k, want])));
+    });
+  }
+});
+
+describe("an upstream that sends the whole object's checksum with a range (S3 sends none: it does not describe the bytes)", () => {
+  const crc = Buffer.from(new Uint32Array([Bun.hash.crc32(BODY)]).buffer).reverse().toString("base64");
+  for (const m of MATRIX) {
+    test(`engine ${m.engine}, upstream_client ${m.client}: a range carries none, so the SDK's validation of it passes, uncached and on a cached bucket's miss; the whole object keeps it`, async () => {
+      const p = await startProxy(m);
+      const c = new S3Client({ endpoint: p.endpoint, region: "us-east-1", forcePathStyle: true, credentials: CRED, maxAttempts: 1 });
+      try {
+        for (const bucket of ["nc", "c"]) {
+          const g = await c.send(new GetObjectCommand({ Bucket: bucket, Key: "range-sum.txt", Range: "bytes=2-5", ChecksumMode: "ENABLED" }));
+          expect([await g.Body!.transformToString(), g.ChecksumCRC32]).toEqual([BODY.slice(2, 6), undefined]);
+          const h = await c.send(new HeadObjectCommand({ Bucket: bucket, Key: "range-sum.txt", Range: "bytes=2-5", ChecksumMode: "ENABLED" }));
+          expect([h.$metadata.httpStatusCode, h.ChecksumCRC32, h.ChecksumType]).toEqual([206, undefined, undefined]);
+          const raw = await fetch(p.main(`/${bucket}/range-sum.txt`), { headers: { range: "bytes=0-3", "x-amz-checksum-mode": "ENABLED" } });
+          expect([raw.status, raw.headers.get("x-amz-checksum-crc32"), raw.headers.get("x-amz-checksum-type"), await raw.text()]).toEqual([206, null, null, BODY.slice(0, 4)]);
+        }
+        // the whole object: its checksum, validated by the SDK against the body
+        const whole = await c.send(new GetObjectCommand({ Bucket: "nc", Key: "range-sum.txt", ChecksumMode: "ENABLED" }));
+        expect([await whole.Body!.transformToString(), whole.ChecksumCRC32]).toEqual([BODY, crc]);
+      } finally {
+        c.destroy();
+      }
     });
   }
 });

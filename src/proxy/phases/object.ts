@@ -12,7 +12,7 @@ import { serveHit, serveWithCache } from "../../cache/index.ts";
 import { ProxyError } from "../../errors.ts";
 import { bufferUpstreamBody } from "../../http/body-policy.ts";
 import { ifRangeAllows, ifRangeMayMatch } from "../../http/conditional.ts";
-import { forwardRequestHeaders, keepPassedResponseHeaders, passResponseHeaders, UNTYPED_CONTENT_TYPE } from "../../http/headers.ts";
+import { dropChecksumHeaders, forwardRequestHeaders, keepPassedResponseHeaders, passResponseHeaders, UNTYPED_CONTENT_TYPE } from "../../http/headers.ts";
 import { isOwnedBytes } from "../../http/owned-response.ts";
 import { answersRange, upstreamRange } from "../../http/range.ts";
 import { mapAnswer } from "../../http/map-answer.ts";
@@ -180,6 +180,9 @@ function bodyBytes(res: Response, method: string): number {
 /** Statuses that are answers to an object request, not errors. */
 const ANSWERS = new Set([200, 206, 304]);
 
+/** A GetObject/HeadObject of one part (S3's ?partNumber=). */
+const PART_QUERY = /[?&]partNumber=/;
+
 /**
  * Builds the client response from S3's (200/206/304; 412/416 and errors are thrown as ProxyError).
  * Synchronous when the answer is ready (a Response, not a promise, from a `then` callback saves
@@ -203,14 +206,18 @@ export function respond(ctx: RequestContext, upstream: Response, method: ObjectM
     upstream.body?.cancel().catch(() => {});
     throw new ProxyError("BadGateway", { detail: status === 304 ? "The upstream answered 304 Not Modified to a request without a condition" : "The upstream answered with other bytes than those asked for (its 206 Partial Content does not match the request's Range)" });
   }
+  // A part's answer (?partNumber) keeps the part's checksum, as S3 sends it.
+  const range = status === 206 && !PART_QUERY.test(ctx.query);
   if (isOwnedBytes(upstream)) {
     // The own client's answer, body already read whole: answered as it is, headers filtered in place.
     if (!keepPassedResponseHeaders(upstream.headers) && status !== 304) upstream.headers.set("content-type", UNTYPED_CONTENT_TYPE);
+    if (range) dropChecksumHeaders(upstream.headers);
     if (method === "GET" && status !== 304) ctx.bytes = Number(upstream.headers.get("content-length") ?? 0);
     return upstream;
   }
   const headers = passResponseHeaders(upstream.headers, new Headers());
   if (status !== 304 && !headers.has("content-type")) headers.set("content-type", UNTYPED_CONTENT_TYPE);
+  if (range) dropChecksumHeaders(headers);
   if (method === "HEAD" || status === 304) {
     upstream.body?.cancel().catch(() => {});
     return new Response(null, { status, headers });
@@ -232,7 +239,7 @@ export function respond(ctx: RequestContext, upstream: Response, method: ObjectM
 function answersRequest(ctx: RequestContext, upstream: Response): boolean {
   const h = ctx.req.headers;
   if (upstream.status === 304) return h.has("if-none-match") || h.has("if-modified-since");
-  if (/[?&]partNumber=/.test(ctx.query)) return true;
+  if (PART_QUERY.test(ctx.query)) return true;
   const range = h.get("range");
   return answersRange(range === null ? undefined : upstreamRange(range), upstream.headers.get("content-range"));
 }
