@@ -15,11 +15,22 @@ import { bucketOf, type BucketLayerStats, type CachedObject, type CacheLayer, ty
  */
 export const ENTRY_OVERHEAD = 2048;
 
-/** Bytes an entry is accounted for: body + key + header names and values + ENTRY_OVERHEAD. */
+/**
+ * Header names and values are held up to three times per entry: the stored record and the prebuilt
+ * 200 and 206 Headers the serving code keeps with it (respond.ts, HitTemplate), each string with its
+ * own allocation. Counted once, an object with 2 KB of x-amz-meta-* was accounted 4.2 KB and cost
+ * ~7 KB of RSS once stored, ~9 KB once served whole, by range and as a 304 (measured 2026-12-05:
+ * 64 MiB of such entries held ~2.2x that), so a cache of metadata-heavy objects outgrew its size.
+ */
+export const HEADER_COPIES = 4;
+/** Measured alike: 1-byte objects under 1000-byte keys cost ~1.7 KB more each than under short keys. */
+export const KEY_COPIES = 2;
+
+/** Bytes an entry is accounted for: body + key and header names and values (times what holds them) + ENTRY_OVERHEAD. */
 export function entryBytes(obj: CachedObject): number {
-  let n = obj.size + obj.key.length + ENTRY_OVERHEAD;
-  for (const name in obj.headers) n += name.length + obj.headers[name]!.length;
-  return n;
+  let headers = 0;
+  for (const name in obj.headers) headers += name.length + obj.headers[name]!.length;
+  return obj.size + KEY_COPIES * obj.key.length + HEADER_COPIES * headers + ENTRY_OVERHEAD;
 }
 
 interface Entry {

@@ -1,19 +1,34 @@
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { ENTRY_OVERHEAD, entryBytes, MemoryLayer } from "../../src/cache/memory.ts";
 import { object } from "./helpers.ts";
+import { respondFromObject } from "../../src/cache/respond.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
 
-// key "b/k1" (4) + body 100 + ENTRY_OVERHEAD + "content-length"(14) + "100"(3)
-const E = 4 + 100 + ENTRY_OVERHEAD + 14 + 3;
+// body 100 + key "b/k1" (4) twice + ENTRY_OVERHEAD + "content-length"(14) + "100"(3) four times
+const E = 100 + 2 * 4 + ENTRY_OVERHEAD + 4 * (14 + 3);
 
 describe("entry accounting", () => {
-  test("bytes = body + key + header names and values + overhead", () => {
+  test("bytes = body + key twice + header names and values four times + overhead", () => {
     expect(ENTRY_OVERHEAD).toBe(2048);
     expect(entryBytes(object("b/k1", 100))).toBe(E);
     const o = object("b/k1", 100, { etag: '"x"', "content-type": "a/b" }); // +4+3 +12+3
-    expect(entryBytes(o)).toBe(E + 7 + 15);
+    expect(entryBytes(o)).toBe(E + 4 * (7 + 15));
+  });
+
+  test("an entry's headers are counted for every copy kept of them: the record and the prebuilt 200 and 206 headers of its hits", () => {
+    const meta: Record<string, string> = {};
+    for (let i = 0; i < 20; i++) meta[`x-amz-meta-f${i}`] = "v".repeat(90);
+    const o = object("b/k1", 1, meta);
+    const held = (h: Headers) => [...h].reduce((n, [k, v]) => (k.startsWith("x-amz-meta-") ? n + k.length + v.length : n), 0);
+    const served = respondFromObject(o, new Headers(), "GET", o.storedAt, "HIT");
+    const ranged = respondFromObject(o, new Headers({ range: "bytes=0-0" }), "GET", o.storedAt, "HIT");
+    expect([served.status, ranged.status]).toEqual([200, 206]);
+    const metaBytes = held(new Headers(meta));
+    expect(o.tpl?.headers && o.tpl.rangeBase).toBeDefined();
+    const copies = metaBytes + held(o.tpl!.headers) + held(o.tpl!.rangeBase!);
+    expect(entryBytes(o) - entryBytes(object("b/k1", 1))).toBeGreaterThanOrEqual(copies);
   });
 
   test("put/delete keep exact totals, per bucket too", () => {
@@ -57,7 +72,7 @@ describe("LRU eviction by bytes", () => {
   test("a big entry evicts as many as needed", () => {
     const m = new MemoryLayer(3 * E, 1_000_000);
     for (const k of ["b/k1", "b/k2", "b/k3"]) m.put(object(k, 100));
-    m.put(object("b/k9", 100 + E - 1)); // 2 * E bytes (its content-length has one digit more): k1 and k2 must go
+    m.put(object("b/k9", 100 + E - 4)); // 2 * E bytes (its content-length has one digit more, counted four times): k1 and k2 must go
     expect(m.keys()).toEqual(["b/k9", "b/k3"]);
     expect(m.stats()).toMatchObject({ items: 2, bytes: 3 * E, evictions: 2 });
   });
