@@ -279,11 +279,12 @@ export class RedisRateLimiter {
     if (this.closed) return;
     const now = performance.now();
     if (this.silentSince !== undefined) {
-      // (one more turn first, as in withTimeout: after a stall of this process the answer may be in)
-      if (now - this.silentSince >= this.silentMs)
+      // (one more turn first, as in withTimeout: after a stall of this process the answer may be in,
+      // and a command sent since, by a request that came with it, is not the silent one)
+      const since = this.silentSince;
+      if (now - since >= this.silentMs)
         setTimeout(() => {
-          const since = this.silentSince;
-          if (since !== undefined && this.up) this.lost(`no answer for ${Math.round(performance.now() - since)} ms`);
+          if (this.silentSince === since && this.up) this.lost(`no answer for ${Math.round(performance.now() - since)} ms`);
         }, 0);
       return;
     }

@@ -177,6 +177,22 @@ describe("this process stalled", () => {
     expect(l.shared).toBe(true);
     expect(s.logs[0]!.lines.filter((x) => x.level === "warn")).toEqual([]);
   });
+
+  test("a command sent as the stalled one's answer came in is not taken for the silent one: still shared, nothing logged", async () => {
+    using s = limiters(source({ enabled: true, per_ip: { requests_per_second: 1000, burst: 1000, max_entries: 10, idle_seconds: 60 } }), 1, { share: 1, timeoutMs: 50 });
+    const [l] = s.ls;
+    await l.whenShared(true);
+    const pending = l.check("10.0.0.9");
+    // The next request, asked in the turn that takes the answer (the clients held by the stall come together).
+    const next = Promise.resolve(pending).then(() => l.check("10.0.0.9"));
+    // (a stall, as above: longer than the 1 s after which a silent connection is taken for a Redis that stopped answering)
+    const end = performance.now() + 1_200;
+    while (performance.now() < end);
+    expect(await pending).toEqual({ ok: true });
+    expect(await next).toEqual({ ok: true });
+    expect(l.shared).toBe(true);
+    expect(s.logs[0]!.lines.filter((x) => x.level === "warn")).toEqual([]);
+  });
 });
 
 describe("Redis unavailable", () => {
