@@ -6,7 +6,7 @@ import { CONTROL_PATHS } from "../control/paths.ts";
 import { createPrivateKey, createPublicKey, type KeyObject, X509Certificate } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
-import { parseCidr, parseIp } from "../http/cidr.ts";
+import { cidrProblem, parseIp } from "../http/cidr.ts";
 import type { Config } from "./load.ts";
 import type { PathSegment } from "./path.ts";
 import { cacheLayerIssues, type Algorithm, type ClaimRule, type RawConfig } from "./schema.ts";
@@ -406,7 +406,8 @@ export function validateConfig(cfg: RawConfig, opts: { baseDir?: string; tls?: {
     cfg.s3_api.address = unbracket(cfg.s3_api.address);
   }
   cfg.server.trusted_proxies.forEach((c, i) => {
-    if (!parseCidr(c)) issues.push({ path: ["server", "trusted_proxies", i], message: `'${c}' is not an IP address or CIDR range` });
+    const problem = cidrProblem(c);
+    if (problem !== undefined) issues.push({ path: ["server", "trusted_proxies", i], message: problem });
   });
   if (cfg.server.https?.enabled && cfg.server.engine === "node")
     issues.push({ path: ["server", "https"], message: "server.engine: node does not serve TLS; use engine: bun with https, or terminate TLS in front of the proxy" });
@@ -490,7 +491,8 @@ export function validateConfig(cfg: RawConfig, opts: { baseDir?: string; tls?: {
     }
     for (const list of ["allowlist", "blocklist"] as const)
       b.ip_filter[list].forEach((c, j) => {
-        if (!parseCidr(c)) issues.push({ path: at("ip_filter", list, j), message: `'${c}' is not an IP address or CIDR range` });
+        const problem = cidrProblem(c);
+        if (problem !== undefined) issues.push({ path: at("ip_filter", list, j), message: problem });
       });
   });
   // Checked even when jwt is disabled: the URL is in the config either way.

@@ -81,6 +81,25 @@ export function parseCidr(s: string): Cidr | null {
   return { base: ip & mask, mask, text: s };
 }
 
+/**
+ * Why a trusted_proxies or ip_filter entry is refused, or undefined. An IPv4-mapped address with
+ * a prefix under 96 (`::ffff:10.0.0.0/8`, meant as 10.0.0.0/8) is what IPv6 notation says, `::/8`:
+ * a range holding every IPv4 address, so an allowlist let in every IPv4 client and trusted_proxies
+ * believed every IPv4 client's X-Forwarded-For.
+ */
+export function cidrProblem(s: string): string | undefined {
+  const c = parseCidr(s);
+  if (c === null) return `'${s}' is not an IP address or CIDR range`;
+  const slash = s.indexOf("/");
+  if (slash < 0 || !s.includes(":")) return undefined;
+  const bits = Number(s.slice(slash + 1));
+  const ip = parseIp(s.slice(0, slash).trim())!;
+  if (bits >= 96 || ip >> 32n !== V4_MAPPED >> 32n) return undefined;
+  const v4 = textOf(ip);
+  const meant = bits <= 32 ? `${v4}/${bits}, or ::ffff:${v4}/${bits + 96}` : "it as IPv4, or IPv4-mapped with a prefix of 96 or more";
+  return `'${s}' is the IPv6 range ${textOf(c.base)}/${bits}, which holds every IPv4 address: for an IPv4 range write ${meant}`;
+}
+
 export function cidrContains(c: Cidr, ip: bigint): boolean {
   return (ip & c.mask) === c.base;
 }
@@ -102,7 +121,10 @@ export function anyContains(list: readonly Cidr[], ipText: string): boolean {
  */
 export function canonicalIp(s: string): string | null {
   const v = parseIp(s);
-  if (v === null) return null;
+  return v === null ? null : textOf(v);
+}
+
+function textOf(v: bigint): string {
   if (v >> 32n === V4_MAPPED >> 32n) {
     const n = Number(v & 0xffffffffn);
     return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;

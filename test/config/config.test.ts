@@ -576,6 +576,26 @@ describe("listen addresses", () => {
   });
 });
 
+// "::ffff:10.0.0.0/8" loaded as ::/8 (IPv6 notation: the prefix counts all 128 bits), which holds
+// every IPv4 address: an allowlist meant for 10.0.0.0/8 let in every IPv4 client, and
+// trusted_proxies believed every IPv4 client's X-Forwarded-For.
+test("an IPv4-mapped address with a prefix under 96 (trusted_proxies, ip_filter) is refused, saying what it covers and how to write the IPv4 range", () => {
+  const filter = (list: string, c: string) => `buckets:\n  - { name: b, path_prefix: /b, s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }, ip_filter: { ${list}: ["${c}"] } }\n`;
+  for (const [c, msg] of [
+    ["::ffff:10.0.0.0/8", "'::ffff:10.0.0.0/8' is the IPv6 range ::/8, which holds every IPv4 address: for an IPv4 range write 10.0.0.0/8, or ::ffff:10.0.0.0/104"],
+    ["::FFFF:a00:0/16", "'::FFFF:a00:0/16' is the IPv6 range ::/16, which holds every IPv4 address: for an IPv4 range write 10.0.0.0/16, or ::ffff:10.0.0.0/112"],
+    ["::ffff:10.1.2.3/64", "'::ffff:10.1.2.3/64' is the IPv6 range ::/64, which holds every IPv4 address: for an IPv4 range write it as IPv4, or IPv4-mapped with a prefix of 96 or more"],
+  ] as const) {
+    expect(issues(`server: { trusted_proxies: ["${c}"] }\n${B}`)).toEqual([expect.objectContaining({ path: "server.trusted_proxies[0]", message: msg })]);
+    for (const list of ["allowlist", "blocklist"]) expect(issues(filter(list, c))).toEqual([expect.objectContaining({ path: `buckets[0].ip_filter.${list}[0]`, message: msg })]);
+  }
+  for (const c of ["::ffff:10.0.0.0/104", "::ffff:0:0/96", "10.0.0.0/8", "::/8", "::/0", "2001:db8::/32", "::ffff:10.0.0.7"]) {
+    expect(parseConfig(`server: { trusted_proxies: ["${c}"] }\n${B}`, { env: {} }).server.trusted_proxies).toEqual([c]);
+    expect(parseConfig(filter("allowlist", c), { env: {} }).buckets[0]!.ip_filter.allowlist).toEqual([c]);
+  }
+  expect(issues(`server: { trusted_proxies: ["1::2::3"] }\n${B}`)[0]!.message).toBe("'1::2::3' is not an IP address or CIDR range");
+});
+
 describe("listener rules", () => {
   test("a PEM's text given as server.https.key_path / cert_path (or a jwt key path) is refused without echoing it: no private key in --check, start-up or reload output", () => {
     const key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCSECRETSECRETSECRET\n-----END PRIVATE KEY-----\n";
