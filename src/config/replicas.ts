@@ -40,6 +40,18 @@ export function headerCredentialProblem(key: "access_key" | "session_token", v: 
   return `contains ${what}: the ${key} is sent to S3 in a request header, which cannot carry it, so every request would fail before reaching S3; remove it (the value is not shown)`;
 }
 
+/**
+ * Why `force_path_style: false` cannot be honoured, or undefined: an endpoint that is an IP address
+ * has no name to put the bucket in front of (the upstream got `Host: bkt.[::1]:9000`, not a host at
+ * all, or `bkt.10.0.0.5:9000`; AWS's SDKs use path-style with such an endpoint whatever the setting).
+ */
+export function virtualHostProblem(endpoint: string | undefined, forcePathStyle: boolean | undefined): string | undefined {
+  if (forcePathStyle !== false || endpoint === undefined || !URL.canParse(endpoint)) return undefined;
+  const host = new URL(endpoint).hostname;
+  if (!host.startsWith("[") && !/^\d+\.\d+\.\d+\.\d+$/.test(host)) return undefined;
+  return `force_path_style: false puts the bucket's name in front of the endpoint's host, and ${host} is an IP address: remove it (path-style), or give the endpoint's host name`;
+}
+
 /** What is wrong with an S3 bucket name, with the rule BUCKET_NAME checks (the name is no secret, but is not echoed), or undefined. */
 export function bucketNameProblem(name: string): string | undefined {
   if (BUCKET_NAME.test(name)) return undefined;
@@ -100,6 +112,11 @@ export function resolveS3<T extends S3Fields>(s3: T, ctx: Ctx): ResolvedS3<T> {
       issue(ctx, ["bucket"], "required (or list the bucket's replicas under s3.replicas)");
       return z.NEVER;
     }
+    const vh = virtualHostProblem(s3.endpoint, s3.force_path_style);
+    if (vh !== undefined) {
+      issue(ctx, ["force_path_style"], vh);
+      return z.NEVER;
+    }
     return { ...s3, bucket: s3.bucket, region: s3.region ?? "us-east-1" } as ResolvedS3<T>;
   }
   let problems = 0;
@@ -134,6 +151,8 @@ export function resolveS3<T extends S3Fields>(s3: T, ctx: Ctx): ResolvedS3<T> {
     }
     const nameProblem = bucketNameProblem(r.bucket);
     if (nameProblem) bad(at("bucket"), nameProblem);
+    const vh = virtualHostProblem(r.endpoint, r.force_path_style);
+    if (vh) bad(at("force_path_style"), vh);
     return { ...r, priority };
   });
   if (problems > 0) return z.NEVER;

@@ -661,6 +661,21 @@ describe("bucket names, regions and endpoints that would misbehave are refused w
   });
 });
 
+// force_path_style: false with an IP endpoint sent `Host: bkt.[::1]:9000` (not a host at all) or
+// `bkt.10.0.0.5:9000`, and --check said OK; AWS's SDKs use path-style for an IP endpoint.
+test("force_path_style: false with an IP address endpoint (IPv6 or IPv4; a replica's too) is refused: no name to put the bucket in front of", () => {
+  const one = (ep: string, fps: string) => `buckets:\n  - { name: b, path_prefix: /b, s3: { bucket: bkt, endpoint: "${ep}"${fps} } }\n`;
+  for (const [ep, host] of [["http://[::1]:9000", "[::1]"], ["https://[2001:db8::5]", "[2001:db8::5]"], ["http://10.0.0.5:9000", "10.0.0.5"]] as const) {
+    const msg = `force_path_style: false puts the bucket's name in front of the endpoint's host, and ${host} is an IP address: remove it (path-style), or give the endpoint's host name`;
+    expect(issues(one(ep, ", force_path_style: false"))).toEqual([expect.objectContaining({ path: "buckets[0].s3.force_path_style", message: msg })]);
+    const replicas = `buckets:\n  - name: b\n    path_prefix: /b\n    s3:\n      replicas:\n        - { name: p, bucket: bkt, endpoint: "http://minio.internal:9000", force_path_style: false }\n        - { name: s, bucket: bkt, endpoint: "${ep}", force_path_style: false }\n`;
+    expect(issues(replicas)).toEqual([expect.objectContaining({ path: "buckets[0].s3.replicas[1].force_path_style", message: msg })]);
+    expect(() => parseConfig(one(ep, ""), { env: {} })).not.toThrow();
+    expect(() => parseConfig(one(ep, ", force_path_style: true"), { env: {} })).not.toThrow();
+  }
+  expect(() => parseConfig(one("http://minio.internal:9000", ", force_path_style: false"), { env: {} })).not.toThrow();
+});
+
 describe("durations that become timers (at most 2^31-1 ms: a longer delay fired after 1 ms)", () => {
   const said = (yaml: string) => issues(yaml).map((i) => `${i.path}: ${i.message}`);
   const bucket = (s3: string) => `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000"${s3} }\n`;
