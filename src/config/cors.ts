@@ -37,9 +37,23 @@ const origin = z
     'must be an origin such as "https://app.example.com" (scheme, host and optional port; no path), a pattern with one "*" such as "https://*.example.com", or "*"',
   )
   .superRefine((s, ctx) => {
-    const why = impossiblePort(s);
+    const why = impossiblePort(s) ?? impossibleIpv6(s);
     if (why !== undefined) ctx.addIssue({ code: "custom", message: why });
   });
+
+/**
+ * Why an origin's IPv6 host is one no browser sends, or undefined: browsers write it as the URL
+ * standard serializes it (the longest run of zeros as "::", no leading zeros, an IPv4-mapped tail
+ * in hex), so `http://[0:0:0:0:0:0:0:1]:3000` or `http://[::ffff:127.0.0.1]` never matched.
+ */
+function impossibleIpv6(s: string): string | undefined {
+  const m = /^(https?:\/\/)(\[[^\]]*\])/.exec(s);
+  if (m === null) return undefined;
+  const host = URL.canParse(`http://${m[2]}`) ? new URL(`http://${m[2]}`).hostname : undefined;
+  if (host === undefined) return `${m[2]} is not an IPv6 address`;
+  if (host === m[2]) return undefined;
+  return `a browser sends this origin as "${m[1]}${host}${s.slice(m[0].length)}" (an IPv6 address as URLs write it): list it so`;
+}
 
 /**
  * Why an origin's literal port is one no browser sends in Origin (so the entry would never match),

@@ -68,9 +68,15 @@ describe("preflight", () => {
     expect(CorsSchema.safeParse({ allowed_origins: ["*"], expose_headers: ["x-amz-*"] }).success).toBe(false);
   });
 
-  test("an origin with a port no browser sends (the scheme's default, out of range, leading zero) is refused at load, saying what to write", () => {
-    // A browser serializes https://app.example.com:443 as https://app.example.com: the entry would never match.
+  test("an origin with a port (the scheme's default, out of range, leading zero) or an IPv6 host no browser sends that way is refused at load, saying what to write", () => {
+    // A browser serializes https://app.example.com:443 as https://app.example.com, and an IPv6 host
+    // as the URL standard writes it (http://[::1]:3000): such an entry passed --check and never matched.
     for (const [bad, says] of [
+      ["http://[0:0:0:0:0:0:0:1]:3000", 'a browser sends this origin as "http://[::1]:3000" (an IPv6 address as URLs write it): list it so'],
+      ["http://[::FFFF:127.0.0.1]", 'a browser sends this origin as "http://[::ffff:7f00:1]" (an IPv6 address as URLs write it): list it so'],
+      ["https://[2001:db8:0:0:1:0:0:1]", 'a browser sends this origin as "https://[2001:db8::1:0:0:1]" (an IPv6 address as URLs write it): list it so'],
+      ["http://[0::1]:*", 'a browser sends this origin as "http://[::1]:*" (an IPv6 address as URLs write it): list it so'],
+      ["http://[1::2::3]:3000", "[1::2::3] is not an IPv6 address"],
       ["https://app.example.com:443", 'list the origin without ":443"'],
       ["http://localhost:80", 'list the origin without ":80"'],
       ["https://*.example.com:443", 'list the origin without ":443"'],
@@ -82,9 +88,10 @@ describe("preflight", () => {
       expect([bad, r.success]).toEqual([bad, false]);
       expect(r.error?.issues.map((i) => i.message).join("; ")).toContain(says);
     }
-    for (const ok of ["https://app.example.com:8443", "http://localhost:3000", "http://[::1]:3000", "http://[::1]", "http://localhost:*", "https://app.example.com"]) {
+    for (const ok of ["https://app.example.com:8443", "http://localhost:3000", "http://[::1]:3000", "http://[::1]", "http://localhost:*", "https://app.example.com", "https://[2001:db8::1]", "http://[::ffff:7f00:1]:8080", "http://[::1]:*", "HTTP://[2001:DB8::A]"]) {
       expect([ok, CorsSchema.safeParse({ allowed_origins: [ok] }).success]).toEqual([ok, true]);
     }
+    expect(originAllowed(cfg({ allowed_origins: ["http://[2001:DB8::A]:3000"] }), "http://[2001:db8::a]:3000")).toBe(true);
   });
 
   test("a method listed twice (in any case) is allowed once, not repeated in Access-Control-Allow-Methods", () => {
