@@ -15,7 +15,7 @@
  * set of one), and `replicas`, when given, is sorted by priority.
  */
 import { z } from "zod";
-import { userinfoProblem } from "./url.ts";
+import { urlKey, userinfoProblem } from "./url.ts";
 import { timerSeconds } from "./durations.ts";
 
 const nonEmpty = z.string().min(1, "must not be empty");
@@ -65,7 +65,7 @@ export const ReplicaSchema = z.strictObject({
   name: z.string().regex(REPLICA_NAME, "must be 1-64 letters, digits, '.', '_' or '-' (it names metrics and log fields)"),
   bucket: nonEmpty,
   region: nonEmpty.default("us-east-1"),
-  endpoint: z.url({ error: "must be a valid http(s) URL" }).optional(),
+  endpoint: urlKey("must be a valid http(s) URL").optional(),
   access_key: nonEmpty.optional(),
   secret_key: nonEmpty.optional(),
   session_token: nonEmpty.optional(),

@@ -20,7 +20,7 @@
 import { z } from "zod";
 import type { PathSegment } from "./path.ts";
 import { StsCorsSchema } from "./cors.ts";
-import { bindsClash, listenerUrl } from "./url.ts";
+import { bindsClash, listenerUrl, urlKey } from "./url.ts";
 
 const nonEmpty = z.string().min(1, "must not be empty");
 
@@ -96,7 +96,7 @@ export const S3ApiSchema = z.strictObject({
    * the plain front hands out (POST /<prefix>/<key>?presign). Default: the plain request's host
    * name with this listener's scheme and port.
    */
-  public_url: z.url({ error: "must be an http(s) URL" }).refine((u) => /^https?:\/\/[^/?#@]+\/?$/i.test(u), "must be an origin only: scheme, host and optional port (no path, query or credentials)").optional(),
+  public_url: urlKey("must be an http(s) URL").refine((u) => /^https?:\/\/[^/?#@]+\/?$/i.test(u), "must be an origin only: scheme, host and optional port (no path, query or credentials)").optional(),
   /**
    * What browser form uploads (PostObject) may hold in their part buffers together, per process
    * (each holds 256 KiB to 10 MiB), with the signed aws-chunked chunks above 1 MiB held for their

@@ -7,6 +7,7 @@
  * that says what to write instead (see LEGACY_HINTS in load.ts).
  */
 import { z } from "zod";
+import { unbracketedIpv6, urlKey } from "./url.ts";
 import { ReplicaSchema, resolveS3 } from "./replicas.ts";
 import { S3ApiSchema } from "./s3-api.ts";
 import { AuditSchema } from "./audit.ts";
@@ -66,7 +67,7 @@ export const JwtSchema = z.strictObject({
   ecdsa_public_key_path: nonEmpty.optional(),
   /** PEM for PS* / EdDSA (or any asymmetric algorithm). */
   public_key_path: nonEmpty.optional(),
-  jwks_url: z.url().optional(),
+  jwks_url: urlKey().optional(),
   jwks_refresh_interval_secs: timerSecondsInt.default(300),
   keys: z.array(JwtKeySchema).default([]),
   issuer: nonEmpty.optional(),
@@ -85,12 +86,12 @@ const FailMode = z.enum(["closed", "open"]);
 
 export const AuthorizationSchema = z.strictObject({
   type: z.enum(["opa", "openfga"]),
-  opa_url: z.url().optional(),
+  opa_url: urlKey().optional(),
   opa_policy_path: nonEmpty.optional(),
   opa_timeout_ms: timerMs.default(100),
   opa_cache_ttl_seconds: nonNegInt.default(60),
   opa_fail_mode: FailMode.default("closed"),
-  openfga_endpoint: z.url().optional(),
+  openfga_endpoint: urlKey().optional(),
   openfga_store_id: nonEmpty.optional(),
   openfga_authorization_model_id: nonEmpty.optional(),
   openfga_api_token: nonEmpty.optional(),
@@ -135,7 +136,7 @@ export const S3Schema = z.strictObject({
   bucket: nonEmpty.optional(),
   /** Default us-east-1 (applied by resolveS3, which refuses it beside `replicas`). */
   region: nonEmpty.optional(),
-  endpoint: z.url({ error: "must be a valid http(s) URL" }).optional(),
+  endpoint: urlKey("must be a valid http(s) URL").optional(),
   access_key: nonEmpty.optional(),
   secret_key: nonEmpty.optional(),
   session_token: nonEmpty.optional(),
@@ -319,6 +320,7 @@ export function redisUrlProblem(v: string): string | undefined {
     u = new URL(v);
   } catch {
     // (the usual cause: a password with '/', '?', '#' or '@' as it is, which ends the userinfo early)
+    if (unbracketedIpv6(v)) return `${NOT_A_REDIS_URL}: an IPv6 host goes in brackets (redis://[::1]:6379/0)`;
     if (v.lastIndexOf("@") > v.indexOf("//")) return PERCENT_ENCODE;
     return NOT_A_REDIS_URL;
   }

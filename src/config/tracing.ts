@@ -16,7 +16,7 @@
  * to the old endpoint).
  */
 import { z } from "zod";
-import { userinfoProblem } from "./url.ts";
+import { urlKey, userinfoProblem } from "./url.ts";
 
 const posInt = z.number().int().positive();
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -26,7 +26,7 @@ const OWNED = new Set(["content-type", "content-length", "host", "connection", "
 export const TracingSchema = z
   .strictObject({
     enabled: z.boolean().default(false),
-    otlp_endpoint: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
+    otlp_endpoint: urlKey("must be an http(s) URL", /^https?$/).optional(),
     sample_ratio: z.number().min(0, "must be within 0..1").max(1, "must be within 0..1").default(1),
     service_name: z.string().min(1, "must not be empty").max(255).default("yatagarasu"),
     max_queue_spans: posInt.max(1_000_000).default(2048),

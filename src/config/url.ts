@@ -5,6 +5,27 @@
  * OpenFGA takes openfga_api_token) and every place that prints the URL would leak them.
  * Messages name the problem, never the value.
  */
+import { z } from "zod";
+
+/** Whether a URL's host is an IPv6 address written without its brackets (`http://::1:9000`, `redis://:pw@fd00::2:6379`). */
+export function unbracketedIpv6(url: string): boolean {
+  return /^[a-z][a-z0-9+.-]*:\/\/(?:[^/?#@]*@)?[0-9a-f]*:[0-9a-f]*:/i.test(url);
+}
+
+/**
+ * A URL-valued key's schema. A value that is not a URL gets `message`, and one whose host is an
+ * IPv6 address without its brackets (`http://::1:9000`, which no URL parser reads) is told so:
+ * "must be a valid http(s) URL" alone left the reader to guess.
+ */
+export function urlKey(message?: string, protocol?: RegExp) {
+  return z.url({
+    protocol,
+    error: (iss) => {
+      const s = typeof iss.input === "string" ? iss.input : "";
+      return unbracketedIpv6(s) ? `${message ?? "is not a URL"}: an IPv6 host goes in brackets (http://[::1]:9000)` : message;
+    },
+  });
+}
 
 /** Why a URL's userinfo is refused, with what to use instead; undefined when it has none (or is not a URL). */
 export function userinfoProblem(url: string, instead: string): string | undefined {

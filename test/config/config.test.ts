@@ -538,6 +538,27 @@ describe("URLs", () => {
       expect(() => parseConfig(`buckets:\n  - { name: b, path_prefix: /b, s3: { bucket: bkt, endpoint: "${ep}" } }\n`)).not.toThrow();
     }
   });
+
+  // "must be a valid http(s) URL" (or zod's "Invalid URL") alone, for the form people write an IPv6 endpoint in.
+  test("an IPv6 host without its brackets is named as such, in every URL-valued key", () => {
+    const hint = ": an IPv6 host goes in brackets (http://[::1]:9000)";
+    const bucket = (s3: string) => `buckets:\n  - { name: b, path_prefix: /b, s3: { ${s3} } }\n`;
+    const ok = bucket(`bucket: bkt, endpoint: "http://[::1]:9000"`);
+    for (const [yaml, path, message] of [
+      [bucket(`bucket: bkt, endpoint: "http://::1:9000"`), "buckets[0].s3.endpoint", "must be a valid http(s) URL"],
+      [bucket(`replicas: [{ name: r, bucket: bkt, endpoint: "http://fd00::2:9000" }]`), "buckets[0].s3.replicas[0].endpoint", "must be a valid http(s) URL"],
+      [`jwt: { enabled: true, jwks_url: "https://2001:db8::1/jwks.json" }\n${ok}`, "jwt.jwks_url", "is not a URL"],
+      [`tracing: { enabled: true, otlp_endpoint: "http://::1:4318" }\n${ok}`, "tracing.otlp_endpoint", "must be an http(s) URL"],
+      [`s3_api: { enabled: true, port: 0, public_url: "http://::1:9000", credentials: [{ access_key_id: AKIATESTTESTTEST, secret_access_key: secretsecretsecret1234, identity: app, buckets: { b: [read] } }] }\n${ok}`, "s3_api.public_url", "must be an http(s) URL"],
+    ] as const) {
+      expect(issues(yaml).map((i) => `${i.path}: ${i.message}`)).toEqual([`${path}: ${message}${hint}`]);
+    }
+    expect(issues(bucket(`bucket: bkt, endpoint: "not a url"`)).map((i) => i.message)).toEqual(["must be a valid http(s) URL"]);
+    // a Redis URL too, past a user name and password it never echoes
+    const redis = (url: string) => issues(`cache: { cache_layers: [memory, redis], redis: { url: "${url}" } }\n${ok}`).map((i) => `${i.path}: ${i.message}`);
+    expect(redis("redis://:s3cr3t@fd00::2:6379/0")).toEqual(["cache.redis.url: must be a redis:// or rediss:// URL with a host (e.g. redis://host:6379/0): an IPv6 host goes in brackets (redis://[::1]:6379/0)"]);
+    expect(redis("redis://::1:6379")).toEqual(["cache.redis.url: must be a redis:// or rediss:// URL with a host (e.g. redis://host:6379/0): an IPv6 host goes in brackets (redis://[::1]:6379/0)"]);
+  });
 });
 
 describe("every problem in one run", () => {
