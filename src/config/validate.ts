@@ -383,7 +383,8 @@ export function validateConfig(cfg: RawConfig, opts: { baseDir?: string; tls?: {
   // server.address may be "host:port" (the original README's form).
   let host = cfg.server.address;
   let port = cfg.server.port;
-  const m = /^(\[[0-9a-fA-F:.]+\]|[^:\[\]]+):(\d+)$/.exec(host);
+  // (a link-local address's zone too: [fe80::1%eth0]:8080 is the bracketed form of fe80::1%eth0)
+  const m = /^(\[[0-9a-fA-F:.]+(?:%[^\]]+)?\]|[^:\[\]]+):(\d+)$/.exec(host);
   if (m) {
     if (cfg.server.port !== undefined) issues.push({ path: ["server", "port"], message: `the port is given twice: in server.address (${m[2]}) and in server.port` });
     host = m[1].replace(/^\[|\]$/g, "");

@@ -594,6 +594,9 @@ describe("listen addresses", () => {
     }
     expect(parseConfig(at("server", "0.0.0.0:8080"), { env: {} }).server).toMatchObject({ address: "0.0.0.0", port: 8080 });
     expect(parseConfig(at("server", "[::1]:18097"), { env: {} }).server).toMatchObject({ address: "::1", port: 18097 });
+    // a link-local address with its zone: "[fe80::1%eth0]" loaded, "[fe80::1%eth0]:18098" was "not a listen address"
+    expect(parseConfig(at("server", "[fe80::1%eth0]:18098"), { env: {} }).server).toMatchObject({ address: "fe80::1%eth0", port: 18098 });
+    expect(parseConfig(at("server", "[fe80::1%eth0]"), { env: {} }).server.address).toBe("fe80::1%eth0");
   });
 });
 
