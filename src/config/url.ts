@@ -6,6 +6,7 @@
  * Messages name the problem, never the value.
  */
 import { z } from "zod";
+import { canonicalIp } from "../http/cidr.ts";
 
 /** Whether a URL's host is an IPv6 address written without its brackets (`http://::1:9000`, `redis://:pw@fd00::2:6379`). */
 export function unbracketedIpv6(url: string): boolean {
@@ -60,7 +61,9 @@ export function listenerUrl(scheme: "http" | "https", address: string, port: num
  * address only, so it coexists with a specific IPv6 one (`::1`).
  */
 export function bindsClash(a: string, b: string): boolean {
-  const strip = (x: string) => (x.startsWith("[") && x.endsWith("]") ? x.slice(1, -1) : x);
+  // One address however written (0:0:0:0:0:0:0:1 is ::1, ::ffff:127.0.0.1 is 127.0.0.1, 0::0 is
+  // ::): compared as written, such a pair passed --check and the second bind failed at start.
+  const strip = (x: string) => canonicalIp(x) ?? x;
   const x = strip(a);
   const y = strip(b);
   if (x === y || x === "::" || y === "::") return true;

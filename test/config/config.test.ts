@@ -140,6 +140,10 @@ describe("parseConfig", () => {
     expect(parseConfig(`server: { address: 127.0.0.1, port: 28080 }\nmetrics: { enabled: true, address: 127.0.0.2, port: 28080 }\n${B}`, { env: {} }).metrics.port).toBe(28080);
     expect(parseConfig(`server: { address: "::1", port: 28080 }\nmetrics: { enabled: true, address: 0.0.0.0, port: 28080 }\n${B}`, { env: {} }).metrics.port).toBe(28080);
     expect(said(`server: { address: "::", port: 28080 }\nmetrics: { enabled: true, address: 0.0.0.0, port: 28080 }\n${B}`)).toEqual(clash);
+    // one address written two ways (passed --check; the start failed: "metrics address [0:0:0:0:0:0:0:1]:28080 is already in use")
+    for (const [main, metrics] of [["::1", "0:0:0:0:0:0:0:1"], ["127.0.0.1", "::ffff:127.0.0.1"], ["0::0", "127.0.0.1"], ["[::1]", "0::1"]]) {
+      expect(said(`server: { address: "${main}", port: 28080 }\nmetrics: { enabled: true, address: "${metrics}", port: 28080 }\n${B}`)).toEqual(clash);
+    }
   });
 
   test("the original's cache layer `enabled` given as a string (\"true\") is named as a type problem, not as an unknown key of a section cache_layers lacks", () => {
