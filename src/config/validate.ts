@@ -42,8 +42,11 @@ export function listenAddressProblem(address: string, field: "server.address" | 
   if (address !== address.trim()) return `${shown} has spaces around it: write ${forms}`;
   if (/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(address)) return `${shown} is a URL: write ${forms}`;
   if (address.includes(":") || address.startsWith("[")) {
-    if (parseIp(address) !== null && (!address.startsWith("[") || address.endsWith("]"))) return undefined;
-    return `${shown} is not a listen address: write ${forms}`;
+    const ip = parseIp(address);
+    if (ip === null || (address.startsWith("[") && !address.endsWith("]"))) return `${shown} is not a listen address: write ${forms}`;
+    // fe80::/10 exists on every interface: without one named, the bind failed at start with a bare "EINVAL: invalid argument, listen".
+    if (ip >> 118n === 0x3fan && !address.includes("%")) return `${shown} is a link-local address, which needs its interface: write it with a zone, as fe80::1%eth0`;
+    return undefined;
   }
   // Four numbers are an IPv4 address, never a host name: one out of range would pass and fail at start.
   if (/^\d+\.\d+\.\d+\.\d+$/.test(address)) return parseIp(address) === null ? `'${address}' is not an IPv4 address (each part 0-255)` : undefined;

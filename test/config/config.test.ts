@@ -602,6 +602,14 @@ describe("listen addresses", () => {
     expect(parseConfig(at("server", "[fe80::1%eth0]:18098"), { env: {} }).server).toMatchObject({ address: "fe80::1%eth0", port: 18098 });
     expect(parseConfig(at("server", "[fe80::1%eth0]"), { env: {} }).server.address).toBe("fe80::1%eth0");
   });
+
+  // Passed --check, and the bind failed at start with a bare "EINVAL: invalid argument, listen".
+  test("a link-local address without its zone is refused, saying how to name the interface", () => {
+    for (const field of ["server", "metrics", "s3_api"] as const)
+      for (const a of ["fe80::1", "[FE80::1]", "febf::1"]) expect(issues(at(field, a))).toEqual([expect.objectContaining({ path: `${field}.address`, message: `${JSON.stringify(a)} is a link-local address, which needs its interface: write it with a zone, as fe80::1%eth0` })]);
+    expect(issues(at("server", "[fe80::1]:18099"))[0]!.message).toBe('"fe80::1" is a link-local address, which needs its interface: write it with a zone, as fe80::1%eth0');
+    expect(parseConfig(at("metrics", "fec0::1"), { env: {} }).metrics.address).toBe("fec0::1");
+  });
 });
 
 // "::ffff:10.0.0.0/8" loaded as ::/8 (IPv6 notation: the prefix counts all 128 bits), which holds
