@@ -47,7 +47,9 @@ export class ConcurrencyLimiter {
    */
   tryEnter(ip?: string): "ok" | "concurrency" | "concurrency_per_ip" | { ip: string } {
     if (this.n >= this.max) return "concurrency";
-    if (ip === undefined || !this.countsAddresses) {
+    // "" : no address known (the client already gone: neither listener knows the peer of a closed
+    // connection). It is not counted: leave("") gives back no address's slot, and "" held slots for good.
+    if (ip === undefined || ip === "" || !this.countsAddresses) {
       this.n++;
       return "ok";
     }
@@ -103,6 +105,11 @@ export class UploadLimiter {
       return "ok";
     }
     const ip = ipOf();
+    // (no address known: not counted, as in ConcurrencyLimiter.tryEnter)
+    if (ip === "") {
+      this.n++;
+      return "ok";
+    }
     if (this.perIp.count(ip) >= this.maxPerIp) return "uploads_per_ip";
     this.n++;
     this.perIp.add(ip);

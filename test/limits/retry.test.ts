@@ -74,6 +74,19 @@ describe("ConcurrencyLimiter", () => {
     expect(l.tryEnter()).toBe("concurrency");
     expect(() => new ConcurrencyLimiter(0)).toThrow(RangeError);
   });
+
+  test("a request whose address is not known (its client gone before admission) is not counted per address: \"\" never fills up (each such request held a slot of it for good)", () => {
+    const l = new ConcurrencyLimiter(4, 2);
+    expect(l.tryEnter()).toBe("ok");
+    expect(l.tryEnter()).toBe("ok");
+    expect(l.countsAddresses).toBe(true);
+    for (let i = 0; i < 5; i++) {
+      const r = l.tryEnter("");
+      expect(r).toBe("ok");
+      l.leave(typeof r === "object" ? r.ip : "");
+    }
+    expect(l.inFlight).toBe(2);
+  });
 });
 
 describe("ConcurrencyLimiter per client address (from half the cap on)", () => {

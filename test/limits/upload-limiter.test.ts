@@ -26,6 +26,18 @@ describe("UploadLimiter (server.max_concurrent_uploads, _per_ip)", () => {
     expect(lim.tryEnter(() => "a")).toEqual({ ip: "a" });
   });
 
+  test("an upload whose address is not known (its client gone before admission: the listener no longer knows the peer) gives its slot back whole: the \"\" address never fills up (it held a slot per such upload for good, then refused them all)", () => {
+    const lim = new UploadLimiter(10, 2);
+    expect(lim.tryEnter(() => "a")).toBe("ok");
+    expect(lim.tryEnter(() => "a")).toBe("ok"); // from here on, addresses are asked
+    for (let i = 0; i < 5; i++) {
+      const r = lim.tryEnter(() => "");
+      expect(r).toBe("ok");
+      lim.leave(typeof r === "object" ? r.ip : "");
+    }
+    expect(lim.inFlight).toBe(2);
+  });
+
   test("with server.workers, each process gets 1/N of both caps: one address still holds at most half of a worker's slots (the per-address cap was left whole: it took them all)", async () => {
     const cfg = parseConfig(`server: { address: 127.0.0.1, port: 0, workers: 4 }\nbuckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9" }\n`);
     for (const share of [1, 2, 4]) {
