@@ -22,6 +22,8 @@ const freshDir = () => join(root, `d${++n}`);
 
 const NOW = 1_700_000_000_000;
 const headersOf = (etag = '"e1"') => ({ etag, "content-type": "application/pdf", "last-modified": "Wed, 21 Oct 2015 07:28:00 GMT" });
+/** A streaming write's metadata: `size` bytes under `key`, fresh for a minute. */
+const writerMeta = (key: string, size: number) => ({ key, headers: { ...headersOf(), "content-length": String(size) }, storedAt: NOW, expiresAt: NOW + 60_000, size });
 const obj = (key: string, size: number, etag?: string, ttl = 60) => object(key, size, headersOf(etag), NOW, ttl);
 
 async function open(dir: string, maxBytes = 64 << 20, maxItemBytes = 16 << 20): Promise<DiskLayer> {
@@ -349,7 +351,7 @@ describe("LRU by bytes", () => {
 describe("max_item_size_mb lowered", () => {
   test("a write in progress when max_item_size_mb is lowered below its size is not stored (as resize evicts such objects)", async () => {
     const d = await open(freshDir());
-    const meta = { key: "b/big", headers: { ...headersOf(), "content-length": "30000" }, storedAt: NOW, expiresAt: NOW + 60_000, size: 30_000 };
+    const meta = writerMeta("b/big", 30_000);
     const w = d.openWriter(meta)!;
     await w.write(bytesOf(30_000).subarray(0, 10_000));
     d.resize(64 << 20, 20_000); // a reload: items of at most 20,000 bytes now
@@ -536,7 +538,7 @@ describe("restart: the store each file was read from", () => {
     const d1 = await openWith(dir, A);
     d1.setStores(new Map([["b", "store-b-2"]]));
     await d1.put(obj("b/new", 100));
-    const w = d1.openWriter({ key: "b/streamed", headers: { ...headersOf(), "content-length": "10" }, storedAt: NOW, expiresAt: NOW + 60_000, size: 10 })!;
+    const w = d1.openWriter(writerMeta("b/streamed", 10))!;
     await w.write(bytesOf(10));
     expect(await w.commit()).toBe(true);
     await d1.close();
@@ -596,7 +598,7 @@ describe("never wrong bytes", () => {
 describe("atomic writes", () => {
   test("a streaming write is invisible until committed, and committed only at exactly its size", async () => {
     const d = await open(freshDir());
-    const meta = { key: "b/s", headers: { ...headersOf(), "content-length": "3000" }, storedAt: NOW, expiresAt: NOW + 60_000, size: 3000 };
+    const meta = writerMeta("b/s", 3000);
     const w = d.openWriter(meta)!;
     await w.write(bytesOf(3000).subarray(0, 1000));
     expect(await d.get("b/s")).toBeUndefined();
