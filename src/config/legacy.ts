@@ -54,6 +54,28 @@ const LEGACY_HINTS: Array<{ match: (p: PathSegment[]) => boolean; message: strin
     match: (p) => p.length === 4 && p[0] === "jwt" && p[1] === "token_sources" && (p[3] === "param_name" || p[3] === "header_name"),
     message: "a token source's parameter or header is given as `name` (e.g. `{ type: query, name: token }`), as the original's README says under Common Pitfalls",
   },
+  // The original's config.example.yaml showed these (commented out); its code never read them.
+  {
+    match: (p) => p.length === 3 && p[0] === "server" && p[1] === "https" && p[2] === "min_tls_version",
+    message: "the TLS version is not configurable: TLS 1.2 and 1.3 are accepted, 1.0 and 1.1 refused; remove this key",
+  },
+  {
+    match: (p) => p.length === 1 && p[0] === "shutdown",
+    message: "write the drain time as `server.shutdown_timeout` (seconds)",
+  },
+  {
+    match: (p) => p.length === 1 && p[0] === "limits",
+    message:
+      "write request limits as `server.security_limits: { max_body_size, max_header_size, max_uri_length }` (bytes) and `server.request_timeout` (seconds)",
+  },
+  {
+    match: (p) => p.length === 1 && p[0] === "rate_limiting",
+    message: "write rate limits as `server.rate_limit: { enabled, global: { requests_per_second, burst }, per_ip: { requests_per_second, burst } }`",
+  },
+  {
+    match: (p) => p.length === 1 && p[0] === "circuit_breaker",
+    message: "a circuit breaker is set per bucket: `buckets[i].s3.circuit_breaker: { failure_threshold, success_threshold, timeout_seconds }`",
+  },
 ];
 
 /**

@@ -491,6 +491,20 @@ describe("parseConfig", () => {
     for (const i of got) expect(i.message).toContain("is given as `name`");
   });
 
+  // The original's config.example.yaml offered these sections (its code never read them): a bare
+  // "unknown key" left the user to guess which of our keys does the job.
+  test("the original example's shutdown / limits / rate_limiting / circuit_breaker sections and https.min_tls_version name what to write instead", () => {
+    const got = issues(
+      `server:\n  https: { cert_path: c.pem, key_path: k.pem, min_tls_version: "1.2" }\nshutdown: { timeout_seconds: 30 }\nlimits: { max_request_body_size: 10MB }\nrate_limiting: { enabled: true, requests_per_second: 100 }\ncircuit_breaker: { failure_threshold: 5 }\n${B}`,
+    ).filter((i) => !i.path.endsWith("_path"));
+    expect(got.map((i) => i.path)).toEqual(["server.https.min_tls_version", "shutdown", "limits", "rate_limiting", "circuit_breaker"]);
+    expect(got[0]!.message).toContain("TLS 1.2");
+    expect(got[1]!.message).toContain("server.shutdown_timeout");
+    expect(got[2]!.message).toContain("server.security_limits");
+    expect(got[3]!.message).toContain("server.rate_limit");
+    expect(got[4]!.message).toContain("s3.circuit_breaker");
+  });
+
   // `--check` said OK, and no client can send such a header: every request to an auth bucket was 401.
   test("a header token source whose name HTTP cannot carry (a space, ':', a non-ASCII letter, a control character) is refused", () => {
     for (const name of ["X Auth", "X:Auth", "é", "X-Auth\u0000"]) {
