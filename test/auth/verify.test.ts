@@ -194,6 +194,15 @@ describe("kid selection", () => {
     const t = hmacToken({ alg: "HS256", kid: "b" }, fresh(), "secret-b");
     await expectProxyError(a.verify(t), "InvalidToken", /unknown key id/, t); // kid b is HS384 only
   });
+  test("rotating `secret` without an outage (README): the old secret under jwt.keys still verifies kid-less tokens, the new one too, a third never", async () => {
+    const oldSecret = "old-secret-0123456789abcdefghijklmnop";
+    const newSecret = "new-secret-0123456789abcdefghijklmnop";
+    const a = await make({ algorithm: "HS256", secret: newSecret, keys: [{ id: "previous", algorithm: "HS256", secret: oldSecret }] });
+    expect(await a.verify(hmacToken({ alg: "HS256" }, fresh(), oldSecret))).toMatchObject({ sub: "alice" });
+    expect(await a.verify(hmacToken({ alg: "HS256" }, fresh(), newSecret))).toMatchObject({ sub: "alice" });
+    const other = hmacToken({ alg: "HS256" }, fresh(), "other-secret-0123456789abcdefghijklm");
+    await expectProxyError(a.verify(other), "InvalidToken", /signature verification failed/, other);
+  });
 });
 
 describe("verified-token cache (asymmetric)", () => {
