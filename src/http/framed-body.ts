@@ -85,12 +85,31 @@ export const LISTENER_SLOW_BYTES_PER_SECOND = 16 * 1024;
 export const LISTENER_SLOW_BODY: SlowSource = { bytes: LISTENER_SLOW_BYTES_PER_SECOND * BUN_LISTENER_IDLE_SECONDS, waitMs: (BUN_LISTENER_IDLE_SECONDS - 5) * 1000 };
 
 /**
+ * A body below this size is never handed over natively: it goes through the JavaScript path, whose
+ * stall check and response-head timer (s3.timeout) see an upstream that stops reading.
+ *
+ * Why: handed over natively, no chunk is seen, so an upstream that takes the head and then reads
+ * nothing cannot be told from a client that stopped sending (fetchFramed's budget waits out the
+ * listener's idle period for the latter). A body that fits in the socket buffers on the way
+ * leaves the client whole, so the listener never cuts it either: with s3.timeout 3 the client
+ * waited 110 s for a 400 KB PUT, 240 s for 2 MB (Bun 1.4.5; on loopback an 8 MiB body still left
+ * the client whole, a 32 MiB one did not). Larger bodies back up into the client, whose connection
+ * the listener's idle timeout then closes. The JavaScript path costs ~1 ms of CPU per MiB more
+ * (bench/upload-floors.ts), which an upload below this pays once.
+ */
+export const FRAMED_MIN_BYTES = 32 * 1024 * 1024;
+
+/** What in-process tests lower to see the native path with small bodies (production: FRAMED_MIN_BYTES). */
+export const framedBodyLimits = { minBytes: FRAMED_MIN_BYTES };
+
+/**
  * `req.body`, marked as framed by `length` when the listener frames it (Content-Length, no
- * Transfer-Encoding, a Bun.serve body). Null for a request without a body.
+ * Transfer-Encoding, a Bun.serve body) and it is at least FRAMED_MIN_BYTES. Null for a request
+ * without a body.
  */
 export function framedRequestBody(req: Request, length: number): ReadableStream<Uint8Array> | null {
   const body = req.body as (ReadableStream<Uint8Array> & Marks) | null;
-  if (body === null || (req as Request & Marks)[JS_BODY] === true || req.headers.get("transfer-encoding") !== null) return body;
+  if (body === null || length < framedBodyLimits.minBytes || (req as Request & Marks)[JS_BODY] === true || req.headers.get("transfer-encoding") !== null) return body;
   if (req.headers.get("content-length") !== String(length)) return body;
   body[FRAMED_LENGTH] = length;
   return body;

@@ -80,7 +80,7 @@ describe.each(["bun", "node"] as const)("on the %s engine", (engine) => {
   const put = (id: string, path: string, body: Uint8Array, o: { payloadHash?: string; query?: Array<[string, string]> } = {}) =>
     signedFetch(env, { method: "PUT", path, body, headers: { "x-request-id": id }, payloadHash: o.payloadHash, query: o.query });
 
-  test("a 1 MiB PutObject (the body handed to fetch natively): operation PutObject, bytes_in 1048576, bytes 0; the audit line too", async () => {
+  test("a 1 MiB PutObject (the body passed on untouched): operation PutObject, bytes_in 1048576, bytes 0; the audit line too", async () => {
     const r = await put(`put-1m-${engine}`, "/up/log/one.bin", bytesOf(MiB, 1));
     expect(r.status).toBe(200);
     await r.arrayBuffer();

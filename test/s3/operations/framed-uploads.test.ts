@@ -10,7 +10,7 @@
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import net from "node:net";
 import type { BucketConfig } from "../../../src/config/schema.ts";
-import { framedRequestBody, isFramedBody, markJsBody } from "../../../src/http/framed-body.ts";
+import { FRAMED_MIN_BYTES, framedBodyLimits, framedRequestBody, isFramedBody, markJsBody } from "../../../src/http/framed-body.ts";
 import { UpstreamPools } from "../../../src/s3/http1/index.ts";
 import { putObject } from "../../../src/s3/operations/index.ts";
 import { FRAMED_STALL_MS, framedBudgetMs, framedLimits, framedTimeoutMs } from "../../../src/s3/send.ts";
@@ -28,8 +28,13 @@ const MiB = 1024 * 1024;
 let fx: S3Fixture;
 beforeAll(async () => {
   fx = await startS3Fixture({ buckets: [{ name: "fr" }], credentials: [WRITER] });
+  // (the native path itself is under test here: small bodies keep it, as bodies from 32 MiB do in production)
+  framedBodyLimits.minBytes = 0;
 });
-afterAll(() => fx?.stop());
+afterAll(() => {
+  framedBodyLimits.minBytes = FRAMED_MIN_BYTES;
+  return fx?.stop();
+});
 
 /** A bucket on the own HTTP/1.1 pool (http endpoint, client auto), with fetch calls recorded. */
 function upstreamOf(endpoint: string, timeoutSeconds = 10) {
@@ -244,5 +249,17 @@ describe("which bodies are framed", () => {
     expect(await markOf({ head: "transfer-encoding: chunked\r\n", body: chunked, length: 1000 })).toBe(false);
     expect(await markOf({ head: "content-length: 1000\r\n", body: bytes, length: 1000, js: true })).toBe(false);
     expect(await markOf({ head: "content-length: 1000\r\n", body: bytes, length: 1000, read: true })).toBe(false);
+  });
+
+  test("a body below FRAMED_MIN_BYTES is not framed (an upstream that stops reading it is seen on the JavaScript path)", async () => {
+    const bytes = patternBytes(1000);
+    framedBodyLimits.minBytes = 1001;
+    try {
+      expect(await markOf({ head: "content-length: 1000\r\n", body: bytes, length: 1000 })).toBe(false);
+      framedBodyLimits.minBytes = 1000;
+      expect(await markOf({ head: "content-length: 1000\r\n", body: bytes, length: 1000 })).toBe(true);
+    } finally {
+      framedBodyLimits.minBytes = 0;
+    }
   });
 });
