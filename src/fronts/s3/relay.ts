@@ -8,7 +8,7 @@
  * An upstream that refuses the proxy's own credentials (SignatureDoesNotMatch, InvalidAccessKeyId,
  * ExpiredToken...) is an operator problem, not the client's: it becomes AccessDenied, as on reads.
  */
-import { keepHeaders } from "../../http/headers.ts";
+import { connectionListed, keepHeaders } from "../../http/headers.ts";
 import { isOwnedBytes } from "../../http/owned-response.ts";
 import { CHECKSUM_VALUE_HEADERS } from "../../s3/operations/common.ts";
 import type { RequestContext } from "../../proxy/context.ts";
@@ -42,6 +42,13 @@ const PASSED = new Set([
 
 const isPassed = (name: string) => PASSED.has(name);
 
+/**
+ * Whether the upstream's answer passes `name` to the client: fields its Connection header names are
+ * hop-by-hop (RFC 9110 §7.6.1), for the proxy only, as on reads (src/http/headers.ts). Undefined
+ * `hop` (the usual keep-alive / close) is one compare.
+ */
+const passes = (name: string, hop: string[] | undefined) => PASSED.has(name) && (hop === undefined || !hop.includes(name));
+
 /** The elements of an upstream <Error> besides Code and Message that reach the client (relay.ts errorOf). */
 const RELAYED_DETAILS = new Set(["Condition", "ArgumentName", "PartNumberRequested", "ActualPartCount", "ProposedSize", "MinSizeAllowed", "MaxSizeAllowed", "PartNumber"]);
 /** A detail's value: a plain word or number (no dots: a host name is no detail). */
@@ -50,7 +57,10 @@ const DETAIL_VALUE = /^[A-Za-z0-9_-]{1,64}$/;
 export function relayedHeaders(ctx: RequestContext, res: Response | undefined): Headers {
   const h = new Headers({ "x-amz-request-id": ctx.id });
   // One pass over the upstream's few headers (cheaper than a lookup per name on every PUT).
-  if (res !== undefined) res.headers.forEach((v, name) => isPassed(name) && h.set(name, v));
+  if (res !== undefined) {
+    const hop = connectionListed(res.headers);
+    res.headers.forEach((v, name) => passes(name, hop) && h.set(name, v));
+  }
   return h;
 }
 
@@ -62,7 +72,8 @@ export function emptyAnswer(ctx: RequestContext, res: Response, status = res.sta
     const h = res.headers;
     const length = h.get("content-length");
     if (length === null || length === "0") {
-      keepHeaders(h, isPassed);
+      const hop = connectionListed(h);
+      keepHeaders(h, hop === undefined ? isPassed : (name) => passes(name, hop));
       h.set("x-amz-request-id", ctx.id);
       return res;
     }
