@@ -71,21 +71,31 @@ function traceIdOf(ctx: RequestContext): string | undefined {
   return typeof t === "string" && t !== "" ? t : undefined;
 }
 
-/** Longest identity written for a JWT `sub` that is not a string (an object, an array). */
+/**
+ * Longest identity written for a JWT `sub`: the issuer chooses it, and it goes into every audit and
+ * access line of its bearer (a 4 KB sub made each one 4 KB: the headers' limit is all that held it). An STS session's subject is held to
+ * the same (src/fronts/s3/sts.ts MAX_SUBJECT_BYTES).
+ */
 const MAX_SUB_TEXT = 256;
+
+/** `text` cut to at most `max` UTF-16 units, never between the halves of a surrogate pair. */
+function cutText(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const high = text.charCodeAt(max - 1);
+  return text.slice(0, high >= 0xd800 && high <= 0xdbff ? max - 1 : max);
+}
 
 /**
  * The name a verified JWT gives its bearer, for the audit trail and the logs: its `sub` when that
- * is a string; otherwise its JSON text (a numeric sub 12345 is "12345"; an object, cut to 256
- * characters), or "(no sub)" when it has none. Never undefined: an authenticated request is never
- * written as anonymous.
+ * is a string; otherwise its JSON text (a numeric sub 12345 is "12345"), either cut to 256
+ * characters, or "(no sub)" when it has none. Never undefined: an authenticated request is never
+ * written as anonymous. (Control characters are the log writers' to escape: see escapeLineSeparators.)
  */
 export function jwtSubject(claims: Readonly<Record<string, unknown>>): string {
   const sub = claims.sub;
-  if (typeof sub === "string") return sub;
+  if (typeof sub === "string") return cutText(sub, MAX_SUB_TEXT);
   if (sub === undefined || sub === null) return "(no sub)";
-  const text = JSON.stringify(sub) ?? String(sub);
-  return text.length > MAX_SUB_TEXT ? text.slice(0, MAX_SUB_TEXT) : text;
+  return cutText(JSON.stringify(sub) ?? String(sub), MAX_SUB_TEXT);
 }
 
 export function resultOf(ctx: RequestContext): { result: AuditResult; reason?: string } {

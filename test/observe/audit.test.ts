@@ -147,6 +147,8 @@ describe("who: the principal type, and an identity for every authenticated reque
     expect(await send("GET", "/private/p.txt", "object", { sub: { tenant: "t1", user: 7 } })).toBe(200);
     expect(await send("GET", "/private/p.txt", "nosub", {})).toBe(200);
     expect(await send("GET", "/private/p.txt", "literal", { sub: "anonymous" })).toBe(200);
+    expect(await send("GET", "/private/p.txt", "long", { sub: "u".repeat(255) + "\u{1F600}" + "x".repeat(4_000) })).toBe(200);
+    expect(await send("GET", "/private/p.txt", "forging", { sub: 'eve\n{"request_id":"forged","identity":"admin"}\u2028\u009b' })).toBe(200);
     expect(await send("GET", "/jwtonly/p.txt", "numeric-claim-refused", { sub: 12345, team: "b" })).toBe(403);
     expect(await send("PUT", "/rw/x.txt", "literal-put-refused", { sub: "anonymous", team: "b" })).toBe(403);
     expect(await send("PUT", "/rw/x.txt", "nosub-put-refused", { team: "b" })).toBe(403);
@@ -175,6 +177,13 @@ describe("who: the principal type, and an identity for every authenticated reque
     expect(byId.get("object")).toMatchObject({ principal: "jwt", identity: '{"tenant":"t1","user":7}' });
     expect(byId.get("nosub")).toMatchObject({ principal: "jwt", identity: "(no sub)" });
     expect(byId.get("sts-numeric")).toMatchObject({ principal: "jwt", identity: "12345", action: "sts:AssumeRoleWithWebIdentity", result: "failed", reason: "InvalidIdentityToken" });
+  });
+
+  test("a string sub is cut to 256 characters (never half a character), and its controls cannot forge a line", () => {
+    // (it went whole: a 4 KB sub made every audit line of its bearer 4 KB)
+    expect(byId.get("long")).toMatchObject({ principal: "jwt", identity: "u".repeat(255), result: "allowed" });
+    expect(byId.get("forging")).toMatchObject({ identity: 'eve\n{"request_id":"forged","identity":"admin"}\u2028\u009b' });
+    expect(byId.has("forged")).toBe(false);
   });
 
   test("a sub that is literally 'anonymous' is told apart by the principal; refusals name who was refused", () => {
