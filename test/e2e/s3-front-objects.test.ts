@@ -367,6 +367,24 @@ describe("stored checksums on a cached bucket, for an object the cache does not 
     expect([plain.headers.get("x-cache"), plain.headers.get("x-amz-checksum-crc32")]).toEqual(["BYPASS", null]);
     await plain.arrayBuffer();
   });
+
+  test("what a fill asks the upstream is not its first client's choice; each client gets the checksums only when it asked, never with a range", async () => {
+    // (the fill forwarded the first client's x-amz-checksum-mode as sent, so a fill shared with
+    // other clients asked what that client chose, with the value it chose)
+    await env.s3.put("data", "small.txt", "0123456789", { checksumAlgorithm: "CRC32" });
+    const modes: Array<string | undefined> = [];
+    for (const [key, mode] of [["big.bin", undefined], ["big.bin", "bogus"], ["small.txt", "ENABLED"]] as const) {
+      env.mark();
+      const r = await signedFetch(env, { path: `/data/${key}`, headers: mode === undefined ? {} : { "x-amz-checksum-mode": mode } });
+      expect([key, mode, r.status, r.headers.get("x-amz-checksum-crc32")]).toEqual([key, mode, 200, null]);
+      await r.arrayBuffer();
+      modes.push(...env.upstreamCalls().filter((c) => c.method === "GET").map((c) => c.headers["x-amz-checksum-mode"]));
+    }
+    expect(modes).toEqual(["ENABLED", "ENABLED", "ENABLED"]);
+    const ranged = await signedFetch(env, { path: "/data/big.bin", headers: { "x-amz-checksum-mode": "ENABLED", range: "bytes=0-9" } });
+    expect([ranged.status, ranged.headers.get("x-amz-checksum-crc32"), ranged.headers.get("x-amz-checksum-type")]).toEqual([206, null, null]);
+    await ranged.arrayBuffer();
+  });
 });
 
 describe("OPA with the S3 action, virtual-hosted style, ListBuckets owner", () => {

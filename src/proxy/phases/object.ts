@@ -110,16 +110,18 @@ async function serveCached(ctx: RequestContext, method: ObjectMethod): Promise<R
     // Always GET: a HEAD miss still fills the cache (serveWithCache answers the HEAD itself).
     // `signal`: a fill's own (its deadline: it does not die with the client that started it),
     // or the client's for a request that bypasses the cache.
-    // The client's x-amz-checksum-mode goes with the fill: an answer that streams from the upstream
-    // to it (an object too large to buffer, a disk fill's first client) carries the checksums it
-    // asked for; a copy built from the cache never does (headers.ts, FRAMING_HEADERS).
+    // Every request this makes asks for the stored checksums (x-amz-checksum-mode: ENABLED), whoever
+    // the client: a fill is shared (its waiters, followers and replayed answers), so what it asks
+    // must not be its first client's choice. An answer streamed from the upstream to a client (an
+    // object too large to buffer, a disk fill's first client) carries them only when that client
+    // asked (passedChecksums); a copy built from the cache never does (headers.ts, FRAMING_HEADERS).
     // A fill's attempts on a bucket with replicas are bounded one by one (fillAttemptMs).
     upstream: (extra, signal) => {
       const policy = bucket.cachePolicy!;
       ctx.timing.attemptMs = signal === ctx.req.signal ? undefined : policy.fillAttemptMs;
       // (the body the fill buffers is read within each replica's share: a trickle is failed over from)
       ctx.timing.attemptHoldBytes = policy.bufferBytes ?? policy.maxItemBytes;
-      return getObject(ctx, "GET", withChecksumMode(extra, ctx.req.headers), signal);
+      return getObject(ctx, "GET", { ...extra, "x-amz-checksum-mode": "ENABLED" }, signal);
     },
     signal: ctx.req.signal,
     since: ctx.cacheSince,
@@ -157,7 +159,7 @@ async function serveCached(ctx: RequestContext, method: ObjectMethod): Promise<R
   }
   let res: Response;
   try {
-    res = await respond(ctx, result.response, method);
+    res = passedChecksums(await respond(ctx, result.response, method), ctx.req.headers);
   } catch (err) {
     // An upstream refusal relayed (412, 416, 403...) says X-Cache too, as every answer of a cached bucket.
     if (err instanceof ProxyError && err.headers?.["x-cache"] === undefined) (err as { headers: Record<string, string> | undefined }).headers = { ...err.headers, "x-cache": result.cacheStatus };
@@ -167,9 +169,10 @@ async function serveCached(ctx: RequestContext, method: ObjectMethod): Promise<R
   return res;
 }
 
-function withChecksumMode(extra: Record<string, string>, req: Headers): Record<string, string> {
-  const mode = req.get("x-amz-checksum-mode");
-  return mode === null ? extra : { ...extra, "x-amz-checksum-mode": mode };
+/** The object's checksum headers stay on an answer only for a client that asked for them, as S3 sends them. */
+function passedChecksums(res: Response, req: Headers): Response {
+  if (req.get("x-amz-checksum-mode")?.toUpperCase() !== "ENABLED") dropChecksumHeaders(res.headers);
+  return res;
 }
 
 /** Body bytes a response built from the cache sends (its Content-Length; none for HEAD). */
