@@ -191,7 +191,7 @@ export class Cache {
   /** Copies `obj` into layers[0..upTo) that would keep it, reading a file-backed body only when one of them needs the bytes. */
   private promote(obj: CachedObject, upTo: number): void {
     if (this.promoting.has(obj.key)) return;
-    const targets = this.layers.slice(0, upTo).filter((l) => l.accepts?.(obj.size) ?? true);
+    const targets = this.layers.slice(0, upTo).filter((l) => l.accepts?.(obj.size, obj.key, obj.headers) ?? true);
     if (targets.length === 0) return;
     this.promoting.add(obj.key);
     const copy: CachedObject = { ...obj, headers: { ...obj.headers }, tpl: undefined, source: undefined };
@@ -204,7 +204,7 @@ export class Cache {
    * that older version, found first, would be served (or revalidated) forever.
    */
   put(obj: CachedObject, fill?: { since: number; token: FillToken | undefined }): void {
-    const targets = this.layers.filter((l) => l.accepts?.(obj.size) ?? true);
+    const targets = this.layers.filter((l) => l.accepts?.(obj.size, obj.key, obj.headers) ?? true);
     const guard = this.guard;
     if (guard === undefined || fill === undefined) {
       this.dropOlder(obj.key, targets);
@@ -276,7 +276,7 @@ export class Cache {
     const writers: LayerWriter[] = [];
     const kept: CacheLayer[] = [];
     for (const l of this.layers) {
-      if (l.openWriter === undefined || l.accepts?.(meta.size) === false) continue;
+      if (l.openWriter === undefined || l.accepts?.(meta.size, meta.key, meta.headers) === false) continue;
       const w = l.openWriter(meta);
       if (w === undefined) continue;
       writers.push(w);

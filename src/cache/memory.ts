@@ -27,7 +27,7 @@ export const HEADER_COPIES = 4;
 export const KEY_COPIES = 2;
 
 /** Bytes an entry is accounted for: body + key and header names and values (times what holds them) + ENTRY_OVERHEAD. */
-export function entryBytes(obj: CachedObject): number {
+export function entryBytes(obj: Pick<CachedObject, "size" | "key" | "headers">): number {
   let headers = 0;
   for (const name in obj.headers) headers += name.length + obj.headers[name]!.length;
   return obj.size + KEY_COPIES * obj.key.length + HEADER_COPIES * headers + ENTRY_OVERHEAD;
@@ -57,9 +57,14 @@ export class MemoryLayer implements CacheLayer {
     return this.lru.get(key)?.obj;
   }
 
-  /** Whether put() would keep an object of `size` body bytes (headers aside). */
-  accepts(size: number): boolean {
-    return size <= this.maxItemBytes && size + ENTRY_OVERHEAD <= this.maxBytes;
+  /**
+   * Whether put() would keep an object of `size` body bytes under `key` with `headers`: the same
+   * accounting as put()'s (entryBytes). Its body alone was weighed before, so an object with large
+   * metadata was accepted, its file-backed body read for it on every lower-layer hit (promotion),
+   * and then not kept.
+   */
+  accepts(size: number, key: string, headers: Readonly<Record<string, string>>): boolean {
+    return size <= this.maxItemBytes && entryBytes({ size, key, headers }) <= this.maxBytes;
   }
 
   /** Looks without touching recency (tests, admin). */

@@ -108,8 +108,8 @@ export interface CacheLayer {
   stats(): LayerStats;
   /** Optional: new capacity (bytes) and item limit (bytes) after a config reload; evicts down. */
   resize?(maxBytes: number, maxItemBytes?: number): void;
-  /** Whether put() would keep an object of `size` body bytes (promotion reads a body only for layers that want it). */
-  accepts?(size: number): boolean;
+  /** Whether put() would keep an object of `size` body bytes with that key and headers (promotion reads a body only for layers that want it). */
+  accepts?(size: number, key: string, headers: Readonly<Record<string, string>>): boolean;
   /** True when the layer stores file-backed bodies itself (disk); other layers are given bytes in memory. */
   readonly storesFiles?: boolean;
   /** A streaming writer for an object too big to buffer, or undefined when the layer won't take it. */

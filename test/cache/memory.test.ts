@@ -31,6 +31,21 @@ describe("entry accounting", () => {
     expect(entryBytes(o) - entryBytes(object("b/k1", 1))).toBeGreaterThanOrEqual(copies);
   });
 
+  test("accepts() says what put() keeps: headers and key weighed as put() weighs them", () => {
+    // (it weighed the body alone: an object with 2 KB of metadata was accepted, its file-backed
+    // body read from disk on each hit to promote it, and then not kept)
+    const limit = E + 4 * 200;
+    for (const metaChars of [0, 150, 180, 190, 400, 2000]) {
+      const meta = metaChars === 0 ? undefined : { "x-amz-meta-m": "v".repeat(metaChars) };
+      const o = object("b/k1", 100, meta);
+      const m = new MemoryLayer(limit, 1_000_000);
+      const accepted = m.accepts(o.size, o.key, o.headers);
+      m.put(o);
+      expect([metaChars, accepted]).toEqual([metaChars, m.peek("b/k1") !== undefined]);
+    }
+    expect(new MemoryLayer(limit, 1_000_000).accepts(100, "b/k1", { "content-length": "100", "x-amz-meta-m": "v".repeat(400) })).toBe(false);
+  });
+
   test("put/delete keep exact totals, per bucket too", () => {
     const m = new MemoryLayer(1_000_000, 1_000_000);
     m.put(object("b/k1", 100));
