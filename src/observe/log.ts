@@ -244,13 +244,14 @@ export function createLogger(opts: { level: Level; format: "json" | "text"; fd?:
   const plainBase = !ACCESS_KEYS.some((k) => k in base) && !Object.values(base).some((v) => v === undefined);
   let fastAccess = fmt === "json" && plainBase;
   const access = (r: AccessRecord) => {
-    if (RANK.info < min) return;
+    const lvl = accessLevel(r.status);
+    if (RANK[lvl] < min) return;
     if (!fastAccess) {
       const f: Fields = {};
       for (const k of ACCESS_KEYS) if ((r as unknown as Fields)[k] !== undefined) f[k] = (r as unknown as Fields)[k];
-      return log("info", "request", f);
+      return log(lvl, "request", f);
     }
-    let line = `{"ts":"${isoNow()}","level":"info","msg":"request"${baseJson === "" ? "" : `,${baseJson}`},"request_id":${jstr(r.request_id)},"method":${jstr(r.method)},"path":${jstr(r.path)},"bucket":${jstr(r.bucket)},"status":${jnum(r.status)},"bytes":${jnum(r.bytes)},"duration_ms":${jnum(r.duration_ms)},"ttfb_ms":${jnum(r.ttfb_ms)},"upstream_ms":${jnum(r.upstream_ms)},"client_ip":${jstr(r.client_ip)}`;
+    let line = `{"ts":"${isoNow()}","level":"${lvl}","msg":"request"${baseJson === "" ? "" : `,${baseJson}`},"request_id":${jstr(r.request_id)},"method":${jstr(r.method)},"path":${jstr(r.path)},"bucket":${jstr(r.bucket)},"status":${jnum(r.status)},"bytes":${jnum(r.bytes)},"duration_ms":${jnum(r.duration_ms)},"ttfb_ms":${jnum(r.ttfb_ms)},"upstream_ms":${jnum(r.upstream_ms)},"client_ip":${jstr(r.client_ip)}`;
     if (r.front !== undefined) line += `,"front":${jstr(r.front)}`;
     if (r.operation !== undefined) line += `,"operation":${jstr(r.operation)}`;
     if (r.copy_source !== undefined) line += `,"copy_source":${jstr(r.copy_source)}`;
@@ -288,6 +289,16 @@ export function createLogger(opts: { level: Level; format: "json" | "text"; fd?:
     error: (m, f) => log("error", m, f),
     flush,
   };
+}
+
+/**
+ * An access line's level: `warn` for a 5xx (the upstream failed, timed out or was refused to it,
+ * the proxy failed or was overloaded), so a deployment logging at `warn` sees failing requests, not
+ * only the probe's view of an upstream; `info` for the rest, 501 NotImplemented included (a
+ * request this proxy does not serve, such as SSE-C or SigV4a: the client's, not a failure).
+ */
+export function accessLevel(status: number): "info" | "warn" {
+  return status >= 500 && status !== 501 ? "warn" : "info";
 }
 
 /** A logger that discards everything (tests, benchmarks). */

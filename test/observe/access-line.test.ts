@@ -12,10 +12,10 @@ import { createLogger, type AccessRecord, type Fields } from "../../src/observe/
 const dir = mkdtempSync(join(tmpdir(), "yata-accessline-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function linesOf(o: { format: "json" | "text"; base?: Fields }, records: AccessRecord[]): string[] {
+function linesOf(o: { format: "json" | "text"; base?: Fields; level?: "info" | "warn" }, records: AccessRecord[]): string[] {
   const file = join(dir, `${Math.random()}.log`);
   const fd = openSync(file, "w");
-  const log = createLogger({ level: "info", format: o.format, fd, base: o.base });
+  const log = createLogger({ level: o.level ?? "info", format: o.format, fd, base: o.base });
   for (const r of records) log.access(r);
   log.flush();
   closeSync(fd);
@@ -49,4 +49,17 @@ test("text: the new fields as key=value, the copy source quoted", () => {
   expect(line).toContain(" bytes_in=1048576 ");
   expect(line).toContain(' copy_source="b/a \\"quoted\\"\\nkey" ');
   expect(line!.split("\n").length).toBe(1);
+});
+
+test("a 5xx line is at warn (a 501 and every 4xx at info), on both JSON paths and in text; a warn-level log keeps only those", () => {
+  // (every access line was at info: a deployment logging at warn saw no failing request at all)
+  const statuses = [200, 404, 499, 500, 501, 502, 503, 504];
+  const records = statuses.map((status) => ({ ...base, request_id: `s${status}`, status }));
+  const level = (l: string) => (JSON.parse(l) as { level: string }).level;
+  const expected = ["info", "info", "info", "warn", "info", "warn", "warn", "warn"];
+  expect(linesOf({ format: "json" }, records).map(level)).toEqual(expected);
+  expect(linesOf({ format: "json", base: { gone: undefined } }, records).map(level)).toEqual(expected);
+  expect(linesOf({ format: "text" }, records).map((l) => l.split(" ")[1])).toEqual(expected.map((e) => e.toUpperCase()));
+  const kept = linesOf({ format: "json", level: "warn" }, records).map((l) => (JSON.parse(l) as { status: number }).status);
+  expect(kept).toEqual([500, 502, 503, 504]);
 });
