@@ -98,6 +98,13 @@ const FLOW_PLACEHOLDER = /[{[][^}\]"']*(?<!["'])\$\{/;
 /** What YAML could read as a number or a boolean (1.2 core schema, as the yaml package's default). */
 const SCALAR_RE = /^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|0x[0-9a-fA-F]+|0o[0-7]+|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)|true|True|TRUE|false|False|FALSE)$/;
 
+/**
+ * Characters of variable values (and defaults) substituted into one config, in all. The file is at
+ * most 1 MiB (load.ts), but each of its `${VAR}`s could bring any value: 100,000 references to a
+ * 100 KB variable built 10 GB of strings. Inline PEM keys and certificates are a few KB each.
+ */
+export const MAX_SUBSTITUTED_CHARS = 4 * 1024 * 1024;
+
 function parseYamlScalar(text: string): unknown {
   try {
     return parseYaml(text);
@@ -112,17 +119,34 @@ function parseYamlScalar(text: string): unknown {
  * always stay strings. A missing variable is left as written (so the schema does not report a
  * second, confusing error) and reported.
  */
-function substituteScalar(node: { value: unknown; type?: string }, env: Record<string, string | undefined>, missing: (name: string, empty: boolean) => void, typed?: (name: string, isString: boolean) => void): void {
+function substituteScalar(
+  node: { value: unknown; type?: string },
+  env: Record<string, string | undefined>,
+  budget: { left: number },
+  missing: (name: string, empty: boolean) => void,
+  tooLarge: (name: string, chars: number) => void,
+  typed?: (name: string, isString: boolean) => void,
+): void {
   const text = node.value as string;
   let failed = false;
   const replaced = text.replace(ENV_RE, (whole: string, name: string | undefined, def: string | undefined) => {
     if (name === undefined) return "${";
     const v = env[name];
-    if (v !== undefined && v !== "") return v;
-    if (def !== undefined) return def;
-    missing(name, v === "");
-    failed = true;
-    return whole;
+    const value = v !== undefined && v !== "" ? v : def;
+    if (value === undefined) {
+      missing(name, v === "");
+      failed = true;
+      return whole;
+    }
+    // Past the budget, left as written (as a missing one) and reported: nothing more is built.
+    if (value.length > budget.left) {
+      tooLarge(name, value.length);
+      budget.left = 0;
+      failed = true;
+      return whole;
+    }
+    budget.left -= value.length;
+    return value;
   });
   if (!failed && node.type === "PLAIN" && WHOLE_RE.test(text)) {
     // Only a number or a boolean is adopted; anything else stays the string it is. The value is
@@ -379,6 +403,9 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
   const aliasTargets = aliasTargetsOf(doc);
   /** Where each alias the walk meets sits (a key's alias is met as a key, not here). */
   const aliasFrames = new Map<unknown, Frame>();
+  const budget = { left: MAX_SUBSTITUTED_CHARS };
+  /** (said once: past the budget, every later placeholder is refused too) */
+  let budgetSaid = false;
   // An explicit stack, not recursion: nesting depth is bounded only by the file size cap.
   const stack: Frame[] = [{ node: doc.contents, fmt: "", seg: undefined, parent: undefined }];
   while (stack.length > 0) {
@@ -464,7 +491,14 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
       substituteScalar(
         n,
         env,
+        budget,
         (name, empty) => (hidden ? sayHidden() : issues.push({ path: segments(f), message: `environment variable ${name} is ${empty ? "set but empty" : "not set"}`, line: lines.get(f.fmt) })),
+        (name, chars) => {
+          if (budgetSaid) return;
+          budgetSaid = true;
+          const who = hidden ? "a variable substituted here" : `environment variable ${name}`;
+          issues.push({ path: segments(f), message: `${who} (${chars} characters) takes the values substituted into the config over ${MAX_SUBSTITUTED_CHARS} characters in all: substitute smaller values, or fewer times`, line: lines.get(f.fmt) });
+        },
         (name, isString) => (isString ? stringVars : typedVars).set(f.fmt, name),
       );
       const quoted = n.type !== "PLAIN" && typeof n.source === "string" ? /^\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}$/.exec(n.source) : null;

@@ -290,6 +290,22 @@ describe("parseConfig", () => {
     expect(parseConfig(B.replace(" }", ', access_key: "${NOPE:-a$b}", secret_key: s }'), { env: {} }).buckets[0].s3.access_key).toBe("a$b");
   });
 
+  test("the values substituted into a config are bounded in all: past the bound, an error naming the variable and the key, once", () => {
+    // (unbounded: each of a 1 MiB file's references built a copy of its variable's value, 10 GB for 100,000 references to a 100 KB one)
+    const MIB = "m".repeat(1024 * 1024);
+    const refs = (n: number) => `notes:\n${Array.from({ length: n }, () => '  - "${BIG}"\n').join("")}${B}`;
+    const budget = (yaml: string, env: Record<string, string>) => issues(yaml, env).filter((i) => i.message.includes("substituted into the config"));
+    expect(budget(refs(4), { BIG: MIB })).toEqual([]);
+    expect(budget(refs(200), { BIG: MIB })).toEqual([
+      { path: "notes[4]", message: `environment variable BIG (${MIB.length} characters) takes the values substituted into the config over ${4 * MIB.length} characters in all: substitute smaller values, or fewer times`, line: 6 },
+    ]);
+    const one = budget(B.replace("bkt", '"${HUGE}"'), { HUGE: MIB.repeat(5) });
+    expect(one.map((i) => [i.path, i.message.slice(0, 46)])).toEqual([["buckets[0].s3.bucket", `environment variable HUGE (${5 * MIB.length} characters)`]]);
+    // in a secret, the variable is not named (what follows a `\${` there may be part of the secret)
+    const secret = budget(`jwt:\n  secret: "x\${HUGE}"\n${B}`, { HUGE: MIB.repeat(5) });
+    expect(secret.map((i) => [i.path, i.message.includes("HUGE")])).toEqual([["jwt.secret", false]]);
+  });
+
   test("a missing variable is reported with its YAML path and line", () => {
     expect(issues(B.replace("bkt", "\"${NOPE_VAR}\""))).toEqual([{ path: "buckets[0].s3.bucket", message: "environment variable NOPE_VAR is not set", line: 4 }]);
     expect(issues(B.replace("bkt", "\"${EMPTY_VAR}\""), { EMPTY_VAR: "" })).toEqual([{ path: "buckets[0].s3.bucket", message: "environment variable EMPTY_VAR is set but empty", line: 4 }]);
