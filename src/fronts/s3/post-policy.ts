@@ -47,7 +47,8 @@ export function checkPostPolicy(policyBase64: string, fields: ReadonlyMap<string
   const exp = Date.parse(expiration);
   if (!/^\d{4}-\d{2}-\d{2}T/.test(expiration) || Number.isNaN(exp)) return invalidPolicy("Invalid 'expiration' value: '" + expiration.slice(0, 64) + "'");
   if (!Array.isArray(conditions)) return invalidPolicy("Policy missing conditions.");
-  if (now > exp) return denied("Policy expired.");
+  // The expiration is the instant the policy stops being valid: at it, it has expired.
+  if (now >= exp) return denied("Policy expired.");
 
   const named = new Set<string>();
   const policy: PostPolicy = { expiration: exp, minLength: 0, maxLength: Number.POSITIVE_INFINITY };

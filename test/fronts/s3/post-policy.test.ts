@@ -23,6 +23,9 @@ describe("checkPostPolicy", () => {
     expect(check([{ key: "k" }], { key: "k", acl: "public-read" })).toBe("AccessDenied: Invalid according to Policy: Extra input fields: acl");
     expect(check([{ key: "k" }], { key: "k", "x-ignore-me": "1" })).toMatchObject({ minLength: 0 });
     expect(check([{ key: "k" }], { key: "k" }, "2026-12-02T11:59:59Z")).toBe("AccessDenied: Invalid according to Policy: Policy expired.");
+    // at its expiration instant too (it was accepted for that last millisecond)
+    expect(check([{ key: "k" }], { key: "k" }, "2026-12-02T12:00:00.000Z")).toBe("AccessDenied: Invalid according to Policy: Policy expired.");
+    expect(check([{ key: "k" }], { key: "k" }, "2026-12-02T12:00:00.001Z")).toMatchObject({ minLength: 0 });
   });
 
   test("a document that is not a policy: InvalidPolicyDocument", () => {
