@@ -4,6 +4,7 @@
  * assume-role-with-web-identity --endpoint-url` (when aws-cli is installed).
  */
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
+import { existsSync } from "node:fs";
 import { fromWebToken } from "@aws-sdk/credential-provider-web-identity";
 import {
   assumedRoleArn,
@@ -16,6 +17,7 @@ import {
 } from "../../../src/fronts/s3/sts-api.ts";
 import { issueSession, verifySessionToken } from "../../../src/fronts/s3/sts.ts";
 import { child, childText, parseXml } from "../../../src/fronts/s3/xml-reader.ts";
+import { BINARIES } from "../../clients/run.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -206,7 +208,8 @@ describe("the JS SDK's web-identity credential provider", () => {
   });
 });
 
-const aws = Bun.which("aws");
+// Debian's aws-cli by its path: a pyenv shim on PATH may be another aws-cli (1.x) that refuses AWS_CONFIG_FILE=/dev/null.
+const aws = existsSync(BINARIES.aws) ? BINARIES.aws : null;
 describe.skipIf(!aws)("aws sts assume-role-with-web-identity --endpoint-url", () => {
   const run = async (token: string) => {
     const proc = Bun.spawn([aws!, "sts", "assume-role-with-web-identity", "--endpoint-url", endpoint, "--region", "us-east-1", "--output", "json",
