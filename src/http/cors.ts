@@ -153,6 +153,7 @@ export function corsPhase(
   const runRest = (ctx: RequestContext, decorate: (res: Response) => Response): Response | Promise<Response> => {
     const f = front();
     if (next < 0) next = f.phases.indexOf(phase) + 1;
+    ctx.corsHeaders = decorate;
     let out: Response | Promise<Response>;
     try {
       out = runPhases(f.phases, ctx, next);

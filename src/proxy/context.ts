@@ -151,6 +151,11 @@ export interface RequestContext {
   bodyError: string | undefined;
   /** Set once the logging step has run (it runs exactly once). */
   finished: boolean;
+  /**
+   * The CORS phase's headers for this request's answer (src/http/cors.ts), kept for the answer the
+   * request_timeout deadline gives outside the phases: without them a page could not read its 504.
+   */
+  corsHeaders: ((res: Response) => Response) | undefined;
 
   /** The TCP peer, when the listener had it at hand; otherwise asked lazily through peerOf. */
   peer: string | undefined;
@@ -223,6 +228,7 @@ export function createContext(svc: Services, front: string, req: Request, target
     ttfbMs: 0,
     bodyError: undefined,
     finished: false,
+    corsHeaders: undefined,
     peer,
     peerOf,
     clientIp: undefined,

@@ -69,7 +69,11 @@ export function createHandler(svc: Services, front: Front, peerOf: (req: Request
     if (ctx.peer === undefined && (svc.audit !== undefined || svc.log.enabled("info"))) ctx.peer = peerOf(req);
     return withDeadline(out, ctx.rt.config.server.request_timeout * 1000, ctx, deadlines).then(
       (res) => deliver(ctx, res),
-      (thrown) => deliver(ctx, failed(front, ctx, thrown)),
+      // (the deadline's answer never passed the CORS phase, which decorates every other one)
+      (thrown) => {
+        const res = failed(front, ctx, thrown);
+        return deliver(ctx, ctx.corsHeaders === undefined ? res : ctx.corsHeaders(res));
+      },
     );
   };
 }

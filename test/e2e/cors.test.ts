@@ -211,3 +211,24 @@ describe("S3 front", () => {
     expect(corsHeadersOf(res)).toEqual([]);
   }, T);
 });
+
+describe("server.request_timeout", () => {
+  test("the answer the deadline gives (504 on the plain front, S3's 503 on the S3 front) carries the CORS grant, as every other error does: a page can read it", async () => {
+    await using late = await startWriteEnv({ buckets, s3Api: true, server: "  request_timeout: 0.5\n" }, s3);
+    await s3.put("rw", "late.txt", "late");
+    s3.faults.set("/rw/late.txt", { kind: "delay", ms: 3000 });
+    try {
+      const p = (await (await fetch(late.url("/web/late.txt?presign&method=GET"), { method: "POST", headers: bearer() })).json()) as { url: string };
+      for (const [front, url, init, status] of [
+        ["plain", late.url("/web/late.txt"), { headers: { origin: APP, ...bearer() } }, 504],
+        ["s3", p.url, { headers: { origin: APP } }, 503],
+      ] as const) {
+        const res = await fetch(url, init);
+        await res.arrayBuffer();
+        expect([front, res.status, res.headers.get("access-control-allow-origin"), res.headers.get("vary")]).toEqual([front, status, APP, "Origin"]);
+      }
+    } finally {
+      s3.faults.delete("/rw/late.txt");
+    }
+  }, T);
+});
