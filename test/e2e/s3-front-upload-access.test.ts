@@ -485,12 +485,13 @@ describe("object tags: PutObjectTagging, DeleteObjectTagging, x-amz-tagging on P
   );
 
   test(
-    "refused as S3 refuses, before the upstream: 11 tags, a key twice, a key of 129 characters, malformed XML (InvalidTag / MalformedXML); no write grant or a read-only bucket (AccessDenied)",
+    "refused as S3 refuses, before the upstream: 11 tags, a key twice, a key of 129 characters, a key starting aws: (the fixture stored it), malformed XML (InvalidTag / MalformedXML); no write grant or a read-only bucket (AccessDenied)",
     async () => {
       const eleven = Array.from({ length: 11 }, (_, i) => [`k${i}`, "v"] as [string, string]);
       await refused(putTags("tags/a.txt", eleven), 400, "InvalidTag");
       await refused(putTags("tags/a.txt", [["k", "1"], ["k", "2"]]), 400, "InvalidTag");
       await refused(putTags("tags/a.txt", [["k".repeat(129), "1"]]), 400, "InvalidTag");
+      await refused(putTags("tags/a.txt", [["team", "1"], ["aws:cost-center", "1"]]), 400, "InvalidTag");
       await refused(signedFetch(env, { method: "PUT", path: "/up/tags/a.txt", query: [["tagging", ""]], body: "<Tagging><Tag>", payloadHash: sha("<Tagging><Tag>") }), 400, "MalformedXML");
       // a second tag set, or a tag with two keys, was dropped (only the first stored)
       for (const body of [
