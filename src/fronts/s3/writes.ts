@@ -110,21 +110,26 @@ const UNKEPT_WRITE_CONDITION = "if-unmodified-since";
  * - Customer-provided keys (SSE-C, x-amz-server-side-encryption-customer-*, and a copy source's)
  *   and KMS keys (x-amz-server-side-encryption: aws:kms or aws:kms:dsse): 501 NotImplemented.
  *   `x-amz-server-side-encryption: AES256` (SSE-S3, S3's default for every object since 2023)
- *   passes: it asks for nothing the upstream does not already do.
+ *   passes: it asks for nothing the upstream does not already do. Any other value (`aes256`,
+ *   `bogus`) is S3's 400 InvalidArgument.
  */
 function unkeptSetting(h: Headers): S3Error | undefined {
   for (const name of OBJECT_LOCK_HEADERS) {
     if (h.has(name)) return s3Error("InvalidRequest", `Object Lock settings (${name}) are not supported through this proxy: the object would be written without them.`);
   }
-  const sse = h.get("x-amz-server-side-encryption");
-  if (sse !== null && sse.trim().toUpperCase() !== "AES256") {
-    return s3Error("NotImplemented", `Server-side encryption ${JSON.stringify(sse.trim().slice(0, 32))} is not supported through this proxy; objects are stored with the bucket's default encryption (AES256).`);
+  const sse = h.get("x-amz-server-side-encryption")?.trim();
+  if (sse !== undefined && sse !== "AES256") {
+    // (a value that is no encryption method at all is the client's error, as S3 answers it)
+    if (!KMS_METHODS.has(sse)) return s3Error("InvalidArgument", "The encryption method specified is not supported", { ArgumentName: "x-amz-server-side-encryption", ArgumentValue: sse.slice(0, 64) });
+    return s3Error("NotImplemented", `Server-side encryption ${JSON.stringify(sse)} is not supported through this proxy; objects are stored with the bucket's default encryption (AES256).`);
   }
   for (const name of CUSTOMER_KEY_HEADERS) {
     if (h.has(name)) return s3Error("NotImplemented", `Customer-provided or KMS encryption keys (${name}) are not supported through this proxy; objects are stored with the bucket's default encryption.`);
   }
   return undefined;
 }
+/** S3's encryption methods besides AES256 (SSE-S3): SSE-KMS and DSSE-KMS. */
+const KMS_METHODS: ReadonlySet<string> = new Set(["aws:kms", "aws:kms:dsse"]);
 const OBJECT_LOCK_HEADERS = ["x-amz-object-lock-mode", "x-amz-object-lock-retain-until-date", "x-amz-object-lock-legal-hold"];
 const CUSTOMER_KEY_HEADERS = [
   "x-amz-server-side-encryption-customer-algorithm",
