@@ -9,7 +9,7 @@
 import type { RequestContext } from "../../proxy/context.ts";
 import { answeredPrivately, forwardRequestHeaders } from "../../http/headers.ts";
 import { mapAnswer } from "../../http/map-answer.ts";
-import { respond, sandboxed, serveObject } from "../../proxy/phases/object.ts";
+import { fetchIfRange, respond, sandboxed, serveObject } from "../../proxy/phases/object.ts";
 import { getBucketVersioning, getObjectAttributes as getAttributesUpstream, getObjectDirect as getDirectUpstream } from "../../s3/operations/index.ts";
 import { errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, tryParse } from "./relay.ts";
 import { callOf, partNumberOf, queryValue } from "./writes.ts";
@@ -201,7 +201,9 @@ export async function getObjectDirect(ctx: RequestContext, overrides: ReadonlyAr
   const headers = forwardRequestHeaders(ctx.req.headers);
   if (partNumber !== undefined) delete headers["if-range"];
   const upstream = ctx.bucket!.upstream.primary();
-  const res = await getDirectUpstream(upstream, { method, key: ctx.key, partNumber, versionId, headers }, callOf(ctx));
+  const fetch = (h: Record<string, string>) => getDirectUpstream(upstream, { method, key: ctx.key, partNumber, versionId, headers: h }, callOf(ctx));
+  // (If-Range as on the current object: version null is overwritten in place, and S3 does not document If-Range)
+  const res = headers["if-range"] === undefined ? await fetch(headers) : await fetchIfRange(fetch, headers, headers["if-range"]);
   if (res.status === 416 && partNumber !== undefined) {
     // A HEAD's 416 has no body: it is the part's (S3's InvalidPartNumber), as the GET says.
     if (method === "HEAD") {

@@ -65,20 +65,24 @@ export function getObject(ctx: RequestContext, method: ObjectMethod, forward: Re
   const ifRange = forward["if-range"];
   // Not async: the common request (no If-Range) returns the upstream's own promise, one less per request.
   if (ifRange === undefined) return upstream.fetchObject(method, ctx.key, forward, signal, ctx.timing);
-  return getObjectIfRange(ctx, method, forward, signal, ifRange);
+  return fetchIfRange((headers) => upstream.fetchObject(method, ctx.key, headers, signal, ctx.timing), forward, ifRange);
 }
 
-async function getObjectIfRange(ctx: RequestContext, method: ObjectMethod, forward: Record<string, string>, signal: AbortSignal, ifRange: string): Promise<Response> {
-  const upstream = ctx.bucket!.upstream;
+/**
+ * The upstream read of `fetch` with If-Range made to hold (see above): `forward` carries the
+ * client's headers, If-Range among them, which never goes upstream. The S3 front's version reads
+ * use it too (version "null" is overwritten in place).
+ */
+export async function fetchIfRange(fetch: (headers: Record<string, string>) => Promise<Response>, forward: Record<string, string>, ifRange: string): Promise<Response> {
   delete forward["if-range"];
-  if (forward.range === undefined) return upstream.fetchObject(method, ctx.key, forward, signal, ctx.timing);
+  if (forward.range === undefined) return fetch(forward);
   // A weak entity-tag, a list or anything unreadable can never match (strong comparison of one
   // validator): the answer is the whole object.
   if (!ifRangeMayMatch(ifRange.trim())) {
     delete forward.range;
-    return upstream.fetchObject(method, ctx.key, forward, signal, ctx.timing);
+    return fetch(forward);
   }
-  const res = await upstream.fetchObject(method, ctx.key, forward, signal, ctx.timing);
+  const res = await fetch(forward);
   if (res.status !== 206 && res.status !== 416) return res;
   if (res.status === 206 && ifRangeAllows(ifRange, validators(res))) return res;
   // The range was for another version (or may have been: a 416 carries no validators): ask for
@@ -86,7 +90,7 @@ async function getObjectIfRange(ctx: RequestContext, method: ObjectMethod, forwa
   // unsatisfiable.
   res.body?.cancel().catch(() => {});
   delete forward.range;
-  const whole = await upstream.fetchObject(method, ctx.key, forward, signal, ctx.timing);
+  const whole = await fetch(forward);
   if (res.status === 416 && whole.status === 200 && ifRangeAllows(ifRange, validators(whole))) {
     whole.body?.cancel().catch(() => {});
     return res;
