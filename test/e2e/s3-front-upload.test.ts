@@ -325,6 +325,7 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
           ["PUT", { "x-amz-tagging": `k=${"v".repeat(257)}` }, "InvalidTag"],
           ["POST", { "x-amz-tagging": `${"k".repeat(129)}=v` }, "InvalidTag", [["uploads", ""]]],
           ["PUT", { "x-amz-tagging": "aws%3Acost-center=1" }, "InvalidTag"],
+          ["PUT", { "x-amz-tagging": "platform=metal%2Copenstack" }, "InvalidTag"],
           ["PUT", { "x-amz-tagging": "a=%E9" }, "InvalidArgument"],
         ];
         for (const [method, headers, code, query] of refusals) {

@@ -4,9 +4,10 @@
  * reads the source's tags before a multipart copy and sets them on the copy.
  *
  * A PutObjectTagging body is read (verified like any signed body), checked as S3 checks it (at
- * most 10 tags, keys of 1-128 and values of at most 256 characters, no key twice, none starting
- * `aws:`) and sent as XML built here with its Content-MD5, never relayed as the client wrote it. A
- * tag change drops the key from the cache layers (a cached answer carries the tag count).
+ * most 10 tags, keys of 1-128 and values of at most 256 characters of S3's tag alphabet, no key
+ * twice, none starting `aws:`) and sent as XML built here with its Content-MD5, never relayed as
+ * the client wrote it. A tag change drops the key from the cache layers (a cached answer carries
+ * the tag count).
  */
 import type { RequestContext } from "../../proxy/context.ts";
 import { deleteObjectTagging, getObjectTagging, putObjectTagging } from "../../s3/operations/index.ts";
@@ -21,6 +22,12 @@ import { childrenNamed, type XmlElement } from "./xml-reader.ts";
 const MAX_TAGS = 10;
 const MAX_KEY_CHARS = 128;
 const MAX_VALUE_CHARS = 256;
+/**
+ * S3's tag alphabet (its Tag restrictions): letters, separators, digits and `_ . : / = + - @`.
+ * S3 refuses a tag with anything else (`&`, `,`, `<`, a control character) in its key or value,
+ * in a tag set and in x-amz-tagging alike; s3rver, which checks none, stores it.
+ */
+const TAG_TEXT = /^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$/u;
 
 /** GetObjectTagging: the object's tag set, relayed. */
 export async function objectTagging(ctx: RequestContext): Promise<Response> {
@@ -53,7 +60,9 @@ export function tagProblem(tags: ReadonlyArray<readonly [string, string]>): S3Er
     if (keyChars === 0 || keyChars > MAX_KEY_CHARS) return s3Error("InvalidTag", `The TagKey you have provided is invalid: it must be 1 to ${MAX_KEY_CHARS} characters`);
     if ([...value].length > MAX_VALUE_CHARS) return s3Error("InvalidTag", `The TagValue you have provided is too long, max ${MAX_VALUE_CHARS}`);
     // (a prefix reserved for AWS's own tags: S3 refuses such a key, s3rver and other stores keep it)
-    if (key.startsWith("aws:")) return s3Error("InvalidTag", "Your TagKey cannot be prefixed with aws:");
+    if (key.startsWith("aws:")) return s3Error("InvalidTag", "Your TagKey cannot be prefixed with aws:", { TagKey: key });
+    if (!TAG_TEXT.test(key)) return s3Error("InvalidTag", "The TagKey you have provided is invalid", { TagKey: key });
+    if (!TAG_TEXT.test(value)) return s3Error("InvalidTag", "The TagValue you have provided is invalid", { TagKey: key, TagValue: value });
     if (seen.has(key)) return s3Error("InvalidTag", "Cannot provide multiple Tags with the same key");
     seen.add(key);
   }
