@@ -16,7 +16,9 @@
 import { withoutOverriddenLength } from "../http/headers.ts";
 import { BUN_LISTENER_IDLE_SECONDS } from "../http/framed-body.ts";
 import { timerDelay } from "../config/durations.ts";
-import { guardedBodyStream, isValidContentLength, type GuardedBody, UpstreamTimeoutError } from "./http1/index.ts";
+import { guardedBodyStream, isValidContentLength, type GuardedBody, UpstreamProtocolError, UpstreamTimeoutError } from "./http1/index.ts";
+import { framedTimeoutMs } from "./http1/budget.ts";
+import { markOwnedBytes } from "../http/owned-response.ts";
 import { isSignablePayloadHash, sha256Hex, UNSIGNED_PAYLOAD } from "./sigv4.ts";
 import type { UpstreamTiming } from "./upstream.ts";
 
@@ -116,6 +118,40 @@ const EMPTY_BODY = new Uint8Array(0);
 
 export { FRAMED_FLOOR_BYTES_PER_SECOND, framedTimeoutMs } from "./http1/budget.ts";
 
+/** A response's Content-Length, or -1 when it has none or it is not a plain decimal. */
+export function contentLengthOf(res: Response): number {
+  const v = res.headers.get("content-length");
+  return v !== null && /^\d{1,15}$/.test(v) ? Number(v) : -1;
+}
+
+/**
+ * A fetch answer whose Content-Length is at most `upTo`, read whole inside the attempt, as the own
+ * client reads one (src/s3/http1/exchange.ts): a body the upstream cuts short is then this
+ * attempt's failure (UpstreamProtocolError: 502, or retried), whatever the caller does with the
+ * body next. A write's caller discards its 2xx body unread: an upstream that announced a body and
+ * closed before it was answered 200 on fetch where the own client answered 502. Bounded like an
+ * upload's body: s3.timeout plus the body at 16 KiB/s, after which `abort` is aborted. Answers
+ * without a length, or longer, are returned as they are.
+ */
+export async function wholeAnswer(res: Response, upTo: number, abort: AbortController, timeoutMs: number): Promise<Response> {
+  const length = res.body === null ? -1 : contentLengthOf(res);
+  if (length < 0 || length > upTo) return res;
+  const timer = setTimeout(() => abort.abort(new UpstreamTimeoutError("the upstream stalled while sending the object")), framedTimeoutMs(timeoutMs, length));
+  let body: ArrayBuffer;
+  try {
+    body = await res.arrayBuffer();
+  } catch {
+    if (abort.signal.aborted) throw abort.signal.reason;
+    throw new UpstreamProtocolError("the upstream connection failed while sending the object", true, true);
+  } finally {
+    clearTimeout(timer);
+  }
+  if (body.byteLength !== length) throw new UpstreamProtocolError(`the upstream sent ${body.byteLength} of the ${length} bytes it announced`, true, true);
+  const whole = new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+  markOwnedBytes(whole);
+  return whole;
+}
+
 /**
  * The slowest body Bun.serve's listener lets live: it restarts a connection's 60 s idle clock only
  * once 16 KiB x 60 = 960 KiB arrived since the last restart, and checks in 4 s ticks, so a client
@@ -160,24 +196,22 @@ export async function fetchFramed(
   contentLength: number,
   clientSignal: AbortSignal,
   timeoutMs: number,
-  timing?: UpstreamTiming,
+  timing: UpstreamTiming | undefined,
+  answerUpTo: number,
 ): Promise<Response> {
   headers["content-length"] = String(contentLength);
   // Given up by its deadline (request_timeout passed while an authorizer or the admission queue
   // held it): nothing is sent, as on the other paths; given up while sending: cut. A write the
   // client was told failed must never land later, over a newer one.
-  let signal = clientSignal;
-  if (timing !== undefined) {
-    if (timing.abandoned !== undefined) {
-      body.cancel(timing.abandoned).catch(() => {});
-      throw timing.abandoned;
-    }
-    const ctrl = new AbortController();
-    if (clientSignal.aborted) ctrl.abort(clientSignal.reason);
-    else clientSignal.addEventListener("abort", () => ctrl.abort(clientSignal.reason), { once: true });
-    (timing.onAbandon ??= []).push(() => ctrl.abort(timing.abandoned));
-    signal = ctrl.signal;
+  if (timing?.abandoned !== undefined) {
+    body.cancel(timing.abandoned).catch(() => {});
+    throw timing.abandoned;
   }
+  const ctrl = new AbortController();
+  if (clientSignal.aborted) ctrl.abort(clientSignal.reason);
+  else clientSignal.addEventListener("abort", () => ctrl.abort(clientSignal.reason), { once: true });
+  if (timing !== undefined) (timing.onAbandon ??= []).push(() => ctrl.abort(timing.abandoned));
+  const signal = ctrl.signal;
   try {
     // keepalive off toward an http endpoint: Bun's fetch pool keeps an idle socket ~5 minutes (not
     // the own client's 15 s), and a burst of uploads to an upstream that keeps idle connections
@@ -185,7 +219,8 @@ export async function fetchFramed(
     // client too; a TCP connect is small beside a body over 64 KiB. (https keeps its pool: a TLS
     // handshake is not, and S3 closes idle connections itself.)
     const keepalive = !url.startsWith("http:");
-    return withoutOverriddenLength(await fetchImpl(url, { method, headers, body, signal, decompress: false, redirect: "manual", duplex: "half", keepalive, timeout: framedBudgetMs(timeoutMs, contentLength) } as RequestInit));
+    const res = withoutOverriddenLength(await fetchImpl(url, { method, headers, body, signal, decompress: false, redirect: "manual", duplex: "half", keepalive, timeout: framedBudgetMs(timeoutMs, contentLength) } as RequestInit));
+    return await wholeAnswer(res, answerUpTo, ctrl, timeoutMs);
   } catch (err) {
     if (clientSignal.aborted) throw clientSignal.reason;
     if (timing?.abandoned !== undefined) throw timing.abandoned;
@@ -208,7 +243,8 @@ export async function fetchWithBody(
   contentLength: number | undefined,
   clientSignal: AbortSignal,
   timeoutMs: number,
-  timing?: UpstreamTiming,
+  timing: UpstreamTiming | undefined,
+  answerUpTo: number,
 ): Promise<Response> {
   // One controller for the timeouts and the client's abort (see BucketUpstream.once).
   const ctrl = new AbortController();
@@ -243,7 +279,10 @@ export async function fetchWithBody(
     armHeadTimer();
   }
   try {
-    return withoutOverriddenLength(await fetchImpl(url, { method, headers, body: init, signal: ctrl.signal, decompress: false, redirect: "manual", duplex: "half" } as RequestInit));
+    const res = withoutOverriddenLength(await fetchImpl(url, { method, headers, body: init, signal: ctrl.signal, decompress: false, redirect: "manual", duplex: "half" } as RequestInit));
+    clearTimeout(timer);
+    // (a HEAD's answer has no body, whatever its Content-Length says)
+    return method === "HEAD" ? res : await wholeAnswer(res, answerUpTo, ctrl, timeoutMs);
   } catch (err) {
     guarded?.abandon(err);
     // The client's abort first: the guard may have seen the abandoned body as a short one.

@@ -21,7 +21,7 @@ import { markOwnedBytes } from "../http/owned-response.ts";
 import { RequestBodyError } from "./http1/index.ts";
 import { isFramedBody } from "../http/framed-body.ts";
 import { withoutOverriddenLength } from "../http/headers.ts";
-import { fetchFramed, fetchWithBody, framedTimeoutMs, prepareSend, type SendRequest } from "./send.ts";
+import { contentLengthOf, fetchFramed, fetchWithBody, framedTimeoutMs, prepareSend, type SendRequest, wholeAnswer } from "./send.ts";
 import { heldBodyDue } from "./http1/budget.ts";
 import { canonicalQuery, encodeS3Path, S3Signer } from "./sigv4.ts";
 import { readUpstreamCapped } from "../http/read-capped.ts";
@@ -178,12 +178,6 @@ const DEFAULT_RETRY: RetryConfig = { max_attempts: 3, initial_backoff_ms: 100, m
 
 /** The own client's default (pool.ts) when no server.buffer_threshold_bytes is passed. */
 const DEFAULT_BUFFER_BODY_UP_TO = 1024 * 1024;
-
-/** A response's Content-Length, or -1 when it has none or it is not a plain decimal. */
-function contentLengthOf(res: Response): number {
-  const v = res.headers.get("content-length");
-  return v !== null && /^\d{1,15}$/.test(v) ? Number(v) : -1;
-}
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -526,9 +520,9 @@ export class BucketUpstream {
     const contentLength = body === null ? undefined : body instanceof Uint8Array ? body.byteLength : req.contentLength!;
     const clientSignal = req.signal;
     // The pool's UpstreamTimeoutError is converted by retrying().
-    if (body instanceof ReadableStream && isFramedBody(body, contentLength!)) return fetchFramed(this.fetchImpl, method, this.origin + target, headers, body, contentLength!, clientSignal, this.timeoutMs, req.timing);
+    if (body instanceof ReadableStream && isFramedBody(body, contentLength!)) return fetchFramed(this.fetchImpl, method, this.origin + target, headers, body, contentLength!, clientSignal, this.timeoutMs, req.timing, this.bufferBodyUpTo);
     if (this.pool) return this.pool.request(method, target, headers, { timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, signal: clientSignal, abandon: req.timing, body, contentLength, noResend: !resendable, releaseChunks: req.releaseChunks });
-    return fetchWithBody(this.fetchImpl, method, this.origin + target, headers, body, contentLength, clientSignal, this.timeoutMs, req.timing);
+    return fetchWithBody(this.fetchImpl, method, this.origin + target, headers, body, contentLength, clientSignal, this.timeoutMs, req.timing, this.bufferBodyUpTo);
   }
 
   /** One attempt. Not async for the pool (its UpstreamTimeoutError is converted by retrying()): no promise of its own. */
@@ -588,25 +582,13 @@ export class BucketUpstream {
         arm(0);
         return await holdUnknownLength(res, this.bufferBodyUpTo, timeout.signal, arm);
       }
-      if (length < 0 || length > this.bufferBodyUpTo) return res;
+      if (!answer) return res;
       // A body the object phase would read whole anyway is read here, inside the attempt, as the
       // own client does: a body the upstream cuts or stalls before any byte reaches the client is
       // then this attempt's failure (retried, failed over to another replica, counted by the
-      // breaker) instead of a 502 after the attempt succeeded. Bounded like an upload's body:
-      // s3.timeout plus the body at 16 KiB/s.
+      // breaker) instead of a 502 after the attempt succeeded.
       clearTimeout(timer);
-      timer = setTimeout(() => timeout.abort(new UpstreamTimeoutError("the upstream stalled while sending the object")), framedTimeoutMs(this.timeoutMs, length));
-      let body: ArrayBuffer;
-      try {
-        body = await res.arrayBuffer();
-      } catch (err) {
-        if (timeout.signal.aborted) throw timeout.signal.reason;
-        throw new UpstreamProtocolError("the upstream connection failed while sending the object", true, true);
-      }
-      if (body.byteLength !== length) throw new UpstreamProtocolError(`the upstream sent ${body.byteLength} of the ${length} bytes it announced`);
-      const whole = new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
-      markOwnedBytes(whole);
-      return whole;
+      return await wholeAnswer(res, this.bufferBodyUpTo, timeout, this.timeoutMs);
     } catch (err) {
       if (timeout.signal.aborted && !clientSignal.aborted) throw timeout.signal.reason;
       throw err;

@@ -7,10 +7,10 @@
  * answers the upstream's timeout soon after s3.timeout (504; 503 ServiceUnavailable on the S3 front), as the node engine did.
  */
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
-import { createServer, type Server, type Socket } from "node:net";
 import { S3Signer } from "../../src/s3/sigv4.ts";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { rawHttp, rawStatus } from "../helpers/raw-http.ts";
+import { startRawStore, type RawStore } from "../helpers/raw-store.ts";
 import { bucket, startWriteEnv, WRITER } from "./plain-write-env.ts";
 
 setDefaultTimeout(60_000);
@@ -18,36 +18,14 @@ setDefaultTimeout(60_000);
 const CLIENT = { accessKeyId: "AKIDSTOPSREADING0001", secretAccessKey: "stops-reading-client-secret-0123456789" };
 
 let s3: S3Fixture;
-let store: Server;
-let port = 0;
-const sockets = new Set<Socket>();
-/** Request heads the store took (it reads nothing after a PUT's head). */
-const heads: string[] = [];
+/** Takes an upload's head and then reads nothing (its body) nor answers. */
+let store: RawStore;
 
 beforeAll(async () => {
   s3 = await startS3Fixture({ buckets: [{ name: "rw" }], credentials: [WRITER] });
-  store = createServer((sock) => {
-    sockets.add(sock);
-    sock.on("close", () => sockets.delete(sock));
-    sock.on("error", () => {});
-    let buf = Buffer.alloc(0);
-    sock.on("data", (d: Buffer) => {
-      buf = Buffer.concat([buf, d]);
-      const end = buf.indexOf("\r\n\r\n");
-      if (end < 0) return;
-      const head = buf.subarray(0, end).toString("latin1");
-      buf = Buffer.alloc(0);
-      heads.push(head.split(" ", 2).join(" "));
-      // (the readiness probe's HEAD is answered as S3 answers it)
-      if (head.startsWith("HEAD ")) sock.write(`HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n`);
-      else sock.pause();
-    });
-  });
-  await new Promise<void>((resolve) => store.listen(0, "127.0.0.1", resolve));
-  port = (store.address() as { port: number }).port;
+  store = await startRawStore(() => "stop-reading", { headOnly: true });
 });
 afterAll(async () => {
-  for (const s of sockets) s.destroy();
   store.close();
   await s3.stop();
 });
@@ -58,7 +36,7 @@ describe("an upstream that stops reading an upload's body: a timeout soon after 
       await using env = await startWriteEnv(
         {
           engine,
-          buckets: () => bucket("st", "/st", "data", `http://127.0.0.1:${port}`, "    access: read-write\n    auth: { anonymous_writes: true }\n").replace(" }\n", ", timeout: 1, retry: { max_attempts: 1 } }\n"),
+          buckets: () => bucket("st", "/st", "data", `http://127.0.0.1:${store.port}`, "    access: read-write\n    auth: { anonymous_writes: true }\n").replace(" }\n", ", timeout: 1, retry: { max_attempts: 1 } }\n"),
           server: "  request_timeout: 600\n",
           s3Api: true,
           sts: false,
@@ -91,7 +69,7 @@ describe("an upstream that stops reading an upload's body: a timeout soon after 
           expect(r, what).toContain('"error":"GatewayTimeout"');
         }
       }
-      expect(heads.filter((h) => h.startsWith("PUT ") && h.includes(`-${engine}-`))).toHaveLength(4);
+      expect(store.seen.filter((h) => h.startsWith("PUT ") && h.includes(`-${engine}-`))).toHaveLength(4);
     });
   }
 });

@@ -1,0 +1,112 @@
+/**
+ * A write's upstream answer cut short: the store takes the request, sends a 2xx head announcing a
+ * body, and closes before the body's last byte. The object may have been stored, but the answer is
+ * broken, and a client retries a 5xx (PutObject and DeleteObject are idempotent): 502 BadGateway on
+ * the plain front, S3's 500 InternalError on the S3 front (src/fronts/s3/errors.ts: S3 never answers
+ * 502), with the access line naming the upstream's protocol error. The own HTTP/1.1 client read the
+ * body whole and said so, but fetch handed the answer over unread and the write was answered 200:
+ * on upstream_client fetch, and on every client for a body handed to fetch natively (a framed
+ * upload, src/http/framed-body.ts).
+ */
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
+import { App } from "../../src/app.ts";
+import { parseConfig } from "../../src/config/load.ts";
+import { FRAMED_MIN_BYTES, framedBodyLimits } from "../../src/http/framed-body.ts";
+import type { AccessRecord } from "../../src/observe/log.ts";
+import { listenBun, listenNode, type Listener } from "../../src/server.ts";
+import { listenS3 } from "../../src/server/s3-listener.ts";
+import { recordingLogger } from "../helpers/logger.ts";
+import { startRawStore, type RawStore } from "../helpers/raw-store.ts";
+import { signedFetch } from "./s3-front-upload-helpers.ts";
+
+setDefaultTimeout(30_000);
+
+const CREDS = { accessKeyId: "AKIDCUTANSWER001", secretAccessKey: "cut-answer-secret-0123456789abcd" };
+/** What the store answers every write with, then closes: 100 bytes announced, 7 sent. */
+const CUT = (status: string) => `HTTP/1.1 ${status}\r\nETag: "cut"\r\nContent-Length: 100\r\n\r\npartial`;
+
+let store: RawStore;
+let answer = "";
+
+beforeAll(async () => {
+  store = await startRawStore(() => ({ bytes: answer, end: true }));
+});
+afterAll(() => {
+  store.close();
+  framedBodyLimits.minBytes = FRAMED_MIN_BYTES;
+});
+
+async function start(engine: "bun" | "node", client: "auto" | "fetch") {
+  const yaml = `server: { address: 127.0.0.1, port: 0, engine: ${engine}, upstream_client: ${client} }
+buckets:
+  - name: b
+    path_prefix: /b
+    access: read-write
+    auth: { enabled: false, anonymous_writes: true }
+    s3: { bucket: data, endpoint: "http://127.0.0.1:${store.port}", access_key: AKIDCUTSTORE, secret_key: cut-store-secret-0123456789, retry: { max_attempts: 1 }, timeout: 5 }
+s3_api:
+  address: 127.0.0.1
+  port: 0
+  credentials:
+    - { access_key_id: "${CREDS.accessKeyId}", secret_access_key: "${CREDS.secretAccessKey}", identity: w, buckets: { b: [read, write, delete] } }
+`;
+  const config = parseConfig(yaml);
+  const access: AccessRecord[] = [];
+  const log = { ...recordingLogger(), access: (r: AccessRecord) => void access.push(r) };
+  const app = await App.create(config, { log, probeIntervalMs: 600_000 });
+  const main: Listener = engine === "node" ? await listenNode(app, config) : listenBun(app, config);
+  const front = (await listenS3(app, config))!;
+  const stop = async () => {
+    await front.stop(true);
+    await main.stop(true);
+    app.close();
+  };
+  return { access, main: `http://127.0.0.1:${main.port}`, front: { endpoint: `http://127.0.0.1:${front.port}`, port: front.port }, [Symbol.asyncDispose]: stop };
+}
+
+/** The access line of the request that answered `res` (x-request-id on the plain front, x-amz-request-id on the S3 front). */
+function lineOf(access: AccessRecord[], res: Response): AccessRecord | undefined {
+  const id = res.headers.get("x-request-id") ?? res.headers.get("x-amz-request-id");
+  return access.find((r) => r.request_id === id);
+}
+
+describe.each([
+  ["bun", "auto"],
+  ["bun", "fetch"],
+  ["node", "auto"],
+  ["node", "fetch"],
+] as const)("engine %s, upstream client %s", (engine, client) => {
+  // (a framed upload is a Bun.serve body: the node engine's never is)
+  const bodyPaths = engine === "bun" ? (["JavaScript", "framed"] as const) : (["JavaScript"] as const);
+  for (const path of bodyPaths)
+    test(`a PUT (${path} body path) whose answer is cut: plain front 502, S3 front 500 InternalError, the access line names the protocol error`, async () => {
+      framedBodyLimits.minBytes = path === "framed" ? 1 : FRAMED_MIN_BYTES;
+      await using px = await start(engine, client);
+      answer = CUT("200 OK");
+      store.seen.length = 0;
+
+      const plain = await fetch(`${px.main}/b/plain.txt`, { method: "PUT", body: "brand new" });
+      expect(plain.status).toBe(502);
+      expect(((await plain.json()) as { error: string }).error).toBe("BadGateway");
+      expect(lineOf(px.access, plain)).toMatchObject({ status: 502, error: "BadGateway", upstream_error: "UpstreamProtocolError" });
+
+      const s3 = await signedFetch(px.front, { method: "PUT", path: "/b/s3.txt", body: "brand new", creds: CREDS });
+      const text = await s3.text();
+      expect([s3.status, /<Code>([^<]*)<\/Code>/.exec(text)?.[1]]).toEqual([500, "InternalError"]);
+      expect(lineOf(px.access, s3)).toMatchObject({ status: 500, s3_error: "InternalError", upstream_error: "UpstreamProtocolError" });
+      // the store was asked, and took both (the answer, not the request, was broken)
+      expect(store.seen).toEqual(["PUT /data/plain.txt", "PUT /data/s3.txt"]);
+    });
+
+  test("a DELETE whose 200 answer is cut: plain front 502, S3 front 500 InternalError", async () => {
+    await using px = await start(engine, client);
+    answer = CUT("200 OK");
+    store.seen.length = 0;
+    const plain = await fetch(`${px.main}/b/plain.txt`, { method: "DELETE" });
+    expect(plain.status).toBe(502);
+    await plain.body?.cancel();
+    const s3 = await signedFetch(px.front, { method: "DELETE", path: "/b/s3.txt", creds: CREDS });
+    expect([s3.status, /<Code>([^<]*)<\/Code>/.exec(await s3.text())?.[1]]).toEqual([500, "InternalError"]);
+    expect(store.seen).toEqual(["DELETE /data/plain.txt", "DELETE /data/s3.txt"]);
+  });
+});
