@@ -152,6 +152,11 @@ export async function wholeAnswer(res: Response, upTo: number, abort: AbortContr
   return whole;
 }
 
+/** wholeAnswer for a write's answer: an empty one (a PUT's usual) has nothing to cut, so no timer and no copy. */
+function writeAnswer(res: Response, upTo: number, abort: AbortController, timeoutMs: number): Response | Promise<Response> {
+  return res.headers.get("content-length") === "0" ? res : wholeAnswer(res, upTo, abort, timeoutMs);
+}
+
 /**
  * The slowest body Bun.serve's listener lets live: it restarts a connection's 60 s idle clock only
  * once 16 KiB x 60 = 960 KiB arrived since the last restart, and checks in 4 s ticks, so a client
@@ -220,7 +225,7 @@ export async function fetchFramed(
     // handshake is not, and S3 closes idle connections itself.)
     const keepalive = !url.startsWith("http:");
     const res = withoutOverriddenLength(await fetchImpl(url, { method, headers, body, signal, decompress: false, redirect: "manual", duplex: "half", keepalive, timeout: framedBudgetMs(timeoutMs, contentLength) } as RequestInit));
-    return await wholeAnswer(res, answerUpTo, ctrl, timeoutMs);
+    return await writeAnswer(res, answerUpTo, ctrl, timeoutMs);
   } catch (err) {
     if (clientSignal.aborted) throw clientSignal.reason;
     if (timing?.abandoned !== undefined) throw timing.abandoned;
@@ -282,7 +287,7 @@ export async function fetchWithBody(
     const res = withoutOverriddenLength(await fetchImpl(url, { method, headers, body: init, signal: ctrl.signal, decompress: false, redirect: "manual", duplex: "half" } as RequestInit));
     clearTimeout(timer);
     // (a HEAD's answer has no body, whatever its Content-Length says)
-    return method === "HEAD" ? res : await wholeAnswer(res, answerUpTo, ctrl, timeoutMs);
+    return method === "HEAD" ? res : await writeAnswer(res, answerUpTo, ctrl, timeoutMs);
   } catch (err) {
     guarded?.abandon(err);
     // The client's abort first: the guard may have seen the abandoned body as a short one.
