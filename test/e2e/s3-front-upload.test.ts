@@ -275,7 +275,7 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
     );
 
     test(
-      "Object Lock, customer (SSE-C) and KMS keys and appends (x-amz-write-offset-bytes) are refused (400 InvalidRequest / 501 NotImplemented) on PutObject, CopyObject and CreateMultipartUpload, never dropped; SSE-S3 (AES256) passes; an encryption method S3 does not have is 400 InvalidArgument",
+      "Object Lock, customer (SSE-C) and KMS keys and appends (x-amz-write-offset-bytes) are refused (400 InvalidRequest / 501 NotImplemented) on PutObject, CopyObject and CreateMultipartUpload, never dropped; SSE-S3 (AES256) passes; an encryption method S3 does not have is 400 InvalidArgument, a storage class it does not have 400 InvalidStorageClass",
       async () => {
         const ok = await signedFetch(env, { method: "PUT", path: "/up/sse/aes.txt", body: bytesOf(10, 4), headers: { "x-amz-server-side-encryption": "AES256" } });
         expect(ok.status).toBe(200);
@@ -303,6 +303,12 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
         for (const [method, value, query] of [["PUT", "bogus"], ["PUT", "aes256"], ["POST", "AES-256", [["uploads", ""]]]] as Array<[string, string, Array<[string, string]>?]>) {
           const a = await answerOf(await signedFetch(env, { method, path: "/up/sse/refused.txt", headers: { "x-amz-server-side-encryption": value }, query, body: method === "PUT" ? bytesOf(10, 3) : undefined }));
           expect({ value, status: a.status, code: a.code, message: a.message }).toEqual({ value, status: 400, code: "InvalidArgument", message: "The encryption method specified is not supported" });
+        }
+        // a storage class S3 does not have is its 400 InvalidStorageClass (it was dropped and the write stored), on PutObject, CreateMultipartUpload and CopyObject
+        for (const [method, value, query, source] of [["PUT", "BOGUS"], ["PUT", "standard"], ["POST", "GLACIER2", [["uploads", ""]]], ["PUT", "COLD", undefined, "/up/sse/aes.txt"]] as Array<[string, string, Array<[string, string]>?, string?]>) {
+          const headers: Record<string, string> = { "x-amz-storage-class": value, ...(source ? { "x-amz-copy-source": source } : {}) };
+          const a = await answerOf(await signedFetch(env, { method, path: "/up/sse/refused.txt", headers, query, body: method === "PUT" && !source ? bytesOf(10, 3) : undefined }));
+          expect({ value, status: a.status, code: a.code }).toEqual({ value, status: 400, code: "InvalidStorageClass" });
         }
         expect(env.s3.requests.filter((e) => !e.admin)).toEqual([]);
         expect(await env.s3.exists("up", "sse/refused.txt")).toBe(false);

@@ -71,7 +71,7 @@ export function objectSettingsProblem(h: Headers, copy: boolean): S3Error | unde
 }
 
 /** A signed header name refuseAcls has to look at. */
-const mayRefuse = (n: string) => n === "x-amz-acl" || n.startsWith("x-amz-meta-") || n === "x-amz-tagging" || n.startsWith("x-amz-grant-") || n.startsWith("x-amz-object-lock-") || n.startsWith("x-amz-server-side-encryption") || n.startsWith("x-amz-copy-source-server-side-encryption") || n === WRITE_OFFSET;
+const mayRefuse = (n: string) => n === "x-amz-acl" || n === STORAGE_CLASS || n.startsWith("x-amz-meta-") || n === "x-amz-tagging" || n.startsWith("x-amz-grant-") || n.startsWith("x-amz-object-lock-") || n.startsWith("x-amz-server-side-encryption") || n.startsWith("x-amz-copy-source-server-side-encryption") || n === WRITE_OFFSET;
 
 /** S3's append (x-amz-write-offset-bytes: write at this offset of the existing object). */
 const WRITE_OFFSET = "x-amz-write-offset-bytes";
@@ -117,6 +117,9 @@ function unkeptSetting(h: Headers): S3Error | undefined {
   for (const name of OBJECT_LOCK_HEADERS) {
     if (h.has(name)) return s3Error("InvalidRequest", `Object Lock settings (${name}) are not supported through this proxy: the object would be written without them.`);
   }
+  // (dropped, not the client's to set, but a class S3 does not have is the client's error there)
+  const storageClass = h.get(STORAGE_CLASS);
+  if (storageClass !== null && !STORAGE_CLASSES.has(storageClass)) return s3Error("InvalidStorageClass", undefined, { StorageClassRequested: storageClass.slice(0, 64) });
   const sse = h.get("x-amz-server-side-encryption")?.trim();
   if (sse !== undefined && sse !== "AES256") {
     // (a value that is no encryption method at all is the client's error, as S3 answers it)
@@ -128,6 +131,9 @@ function unkeptSetting(h: Headers): S3Error | undefined {
   }
   return undefined;
 }
+const STORAGE_CLASS = "x-amz-storage-class";
+/** S3's storage classes (its StorageClass enumeration), exactly as written: S3 refuses `standard`. */
+const STORAGE_CLASSES: ReadonlySet<string> = new Set(["STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER", "DEEP_ARCHIVE", "OUTPOSTS", "GLACIER_IR", "SNOW", "EXPRESS_ONEZONE", "FSX_OPENZFS", "FSX_ONTAP"]);
 /** S3's encryption methods besides AES256 (SSE-S3): SSE-KMS and DSSE-KMS. */
 const KMS_METHODS: ReadonlySet<string> = new Set(["aws:kms", "aws:kms:dsse"]);
 const OBJECT_LOCK_HEADERS = ["x-amz-object-lock-mode", "x-amz-object-lock-retain-until-date", "x-amz-object-lock-legal-hold"];
