@@ -436,7 +436,7 @@ export async function readConfigText(path: string): Promise<string> {
       total += bytesRead;
       if (total > MAX_CONFIG_BYTES) throw fail(tooLarge(`more than ${MAX_CONFIG_BYTES}`));
     }
-    return buf.toString("utf8", 0, total);
+    return decodeConfigText(buf.subarray(0, total), path);
   } catch (err) {
     if (err instanceof ConfigError) throw err;
     throw fail(`cannot read config: ${readFailure(err)}`);
@@ -468,7 +468,7 @@ export function readConfigTextSync(path: string): string {
       total += bytesRead;
       if (total > MAX_CONFIG_BYTES) throw fail(tooLarge(`more than ${MAX_CONFIG_BYTES}`));
     }
-    return buf.toString("utf8", 0, total);
+    return decodeConfigText(buf.subarray(0, total), path);
   } catch (err) {
     if (err instanceof ConfigError) throw err;
     throw fail(`cannot read config: ${readFailure(err)}`);
@@ -478,6 +478,52 @@ export function readConfigTextSync(path: string): string {
         closeSync(fd);
       } catch {}
     }
+  }
+}
+
+/**
+ * The file's bytes as text, refused when they are not UTF-8: decoding with replacement turned a
+ * secret saved as Latin-1 (`caf\xE9…`) into another secret (`caf\uFFFD…`) that --check passed
+ * and S3 refused at every signature. Reported at the first bad byte's line and column, never
+ * shown (it may be part of a secret). A UTF-8 byte order mark is dropped, as before.
+ */
+function decodeConfigText(bytes: Uint8Array, path: string): string {
+  const fail = (message: string, line?: number, column?: number) => new ConfigError([{ path: "", message, line, column }], path);
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    // (a UTF-16 file, Windows' "Unicode", starts with its byte order mark)
+    if ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff)) throw fail("the config is UTF-16 text (it starts with a UTF-16 byte order mark): save the file as UTF-8");
+    // The shortest prefix that fails to decode ends at the first bad byte (a streaming decode
+    // holds back an incomplete sequence at the end rather than failing on it).
+    let lo = 0;
+    let hi = bytes.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      let ok = true;
+      try {
+        new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(0, mid + 1), { stream: true });
+      } catch {
+        ok = false;
+      }
+      if (ok) lo = mid + 1;
+      else hi = mid;
+    }
+    // The sequence that failed starts at `lo`, or earlier when the bytes before it end with a
+    // sequence left incomplete (held back by the streaming decode; also a file that ends in one):
+    // at that sequence's lead byte.
+    let bad = lo;
+    try {
+      new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(0, lo));
+    } catch {
+      while (bad > 0 && bytes[bad - 1]! < 0xc0) bad--;
+      bad--;
+    }
+    const lineStart = bytes.lastIndexOf(0x0a, bad - 1) + 1;
+    let line = 1;
+    for (let i = 0; i < lineStart; i++) if (bytes[i] === 0x0a) line++;
+    const column = new TextDecoder().decode(bytes.subarray(lineStart, bad)).length + 1;
+    throw fail("the config is not UTF-8 text: this line holds a byte sequence that is not UTF-8 (not shown: it may be part of a secret); save the file as UTF-8", line, column);
   }
 }
 

@@ -118,6 +118,28 @@ describe("readConfigText", () => {
     expect(err).toBeInstanceOf(ConfigError);
     expect(err.message).toStartWith(`${dir}: cannot read config:`);
   });
+
+  test("bytes that are not UTF-8 (a secret saved as Latin-1) are refused with their line and column, never replaced and never shown", async () => {
+    // "é" in Latin-1 is the lone byte 0xE9: decoded as UTF-8 with replacement, the secret
+    // silently became "caf\uFFFD-…" and every signature made with it was refused by S3.
+    const head = `buckets:\n  - name: b\n    path_prefix: /b\n    s3:\n      bucket: bkt\n      access_key: AKIAX\n      secret_key: "caf`;
+    const latin1 = Buffer.concat([Buffer.from(head), Buffer.from([0xe9]), Buffer.from(`-0123456789"\n`)]);
+    const p = join(dir, "latin1.yaml");
+    writeFileSync(p, latin1);
+    for (const load of [readConfigText, (f: string) => loadConfigOffThread(f, { env: {} })]) {
+      const err = await load(p).catch((e) => e);
+      expect(err).toBeInstanceOf(ConfigError);
+      expect(err.message).toBe(`${p}:7:23: the config is not UTF-8 text: this line holds a byte sequence that is not UTF-8 (not shown: it may be part of a secret); save the file as UTF-8`);
+      expect(err.message).not.toContain("caf");
+    }
+    // Windows' "Unicode" (UTF-16) is named as such; a UTF-8 byte order mark and a literal U+FFFD stay fine.
+    const p16 = join(dir, "utf16.yaml");
+    writeFileSync(p16, Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(B, "utf16le")]));
+    expect((await readConfigText(p16).catch((e) => e)).message).toBe(`${p16}: the config is UTF-16 text (it starts with a UTF-16 byte order mark): save the file as UTF-8`);
+    const ok = join(dir, "bom.yaml");
+    writeFileSync(ok, `\uFEFF${B}# \uFFFD\n`);
+    expect((await loadConfig(ok, {})).buckets[0]!.name).toBe("b");
+  });
 });
 
 describe("loadConfigOffThread", () => {
