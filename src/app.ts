@@ -85,22 +85,28 @@ function formBufferBytes(c: Config): number {
   return (c.s3_api?.form_upload_buffer_mib ?? DEFAULT_FORM_UPLOAD_BUFFER_MIB) * 1024 * 1024;
 }
 
-/** Settings a running process cannot change, by name: a reload that changes one is refused. */
+/**
+ * Settings a running process cannot change, by name: a reload that changes one is refused. A
+ * listener that is off binds nothing, so its address, port and engine are not among them (adding
+ * `s3_api: { enabled: false }` was refused as an address and port change).
+ */
 function restartOnly(c: Config): Record<string, unknown> {
   const s = c.server;
+  const metrics = c.metrics.enabled;
+  const s3Api = c.s3_api?.enabled ?? false;
   return {
     "server.address": s.address,
     "server.port": s.port,
     "server.workers": s.workers,
     "server.engine": s.engine,
     "server.https": s.https,
-    "metrics.enabled": c.metrics.enabled,
-    "metrics.address": c.metrics.address,
-    "metrics.port": c.metrics.port,
-    "s3_api.enabled": c.s3_api?.enabled ?? false,
-    "s3_api.address": c.s3_api?.address,
-    "s3_api.port": c.s3_api?.port,
-    "s3_api.engine": c.s3_api?.engine,
+    "metrics.enabled": metrics,
+    "metrics.address": metrics ? c.metrics.address : undefined,
+    "metrics.port": metrics ? c.metrics.port : undefined,
+    "s3_api.enabled": s3Api,
+    "s3_api.address": s3Api ? c.s3_api?.address : undefined,
+    "s3_api.port": s3Api ? c.s3_api?.port : undefined,
+    "s3_api.engine": s3Api ? c.s3_api?.engine : undefined,
   };
 }
 

@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { renameSync, writeFileSync } from "node:fs";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { waitFor } from "../helpers/wait.ts";
 import { startProxy, type ProxyProcess } from "./harness.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
@@ -174,6 +175,26 @@ describe("SIGHUP reload", () => {
     const after = await fetch(px.url("/one/obj.txt"));
     expect(after.status).toBe(200);
     await after.arrayBuffer();
+  });
+
+  test("an S3 API listener that is off (s3_api.enabled: false) does not make a reload restart-only, whatever its address and port say", async () => {
+    // Written or dropped beside enabled: false, s3_api's address and port bind nothing; a reload
+    // adding `s3_api: { enabled: false }` was refused ("s3_api.address, s3_api.port changed").
+    for (const [names, s3Api] of [
+      [["one", "two", "four"], "s3_api: { enabled: false }\n"],
+      [["one", "two", "five"], "s3_api: { enabled: false, address: 127.0.0.2, port: 9 }\n"],
+      [["one", "two", "six"], ""],
+    ] as const) {
+      const from = px.logs().length;
+      writeConfigAtomically(config([...names]) + s3Api);
+      px.signal("SIGHUP");
+      // (an earlier test's queued reload of two buckets may still land: wait for the outcome of this file)
+      const line = await waitFor(() => px.logs().slice(from).find((l) => (l.msg === "config reloaded" && l.buckets === 3) || (l.msg === FAILED && String(l.error).includes("s3_api"))));
+      expect([line.msg, line.error]).toEqual(["config reloaded", undefined]);
+      const res = await fetch(px.url(`/${names[2]}/obj.txt`));
+      expect(res.status).toBe(200);
+      expect(await res.text()).toBe("object body");
+    }
   });
 });
 
