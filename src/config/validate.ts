@@ -49,7 +49,18 @@ export function listenAddressProblem(address: string, field: "server.address" | 
     return undefined;
   }
   // Four numbers are an IPv4 address, never a host name: one out of range would pass and fail at start.
-  if (/^\d+\.\d+\.\d+\.\d+$/.test(address)) return parseIp(address) === null ? `'${address}' is not an IPv4 address (each part 0-255)` : undefined;
+  if (/^\d+\.\d+\.\d+\.\d+$/.test(address)) {
+    if (parseIp(address) === null) return `'${address}' is not an IPv4 address (each part 0-255)`;
+    // The resolver (inet_aton) reads a part with a leading zero as octal: "127.0.0.010" was bound to
+    // 127.0.0.8 while --check and the start-up log said 127.0.0.010.
+    const parts = address.split(".");
+    if (parts.some((p) => p.length > 1 && p.startsWith("0"))) {
+      const octal = parts.map((p) => (p.length > 1 && p.startsWith("0") ? (/^0[0-7]+$/.test(p) ? parseInt(p, 8) : NaN) : Number(p)));
+      const bound = octal.every((n) => n <= 255) ? `it would listen on ${octal.join(".")}` : "it is not that address to the system";
+      return `'${address}' has a part written with a leading zero, which the system reads as octal (${bound}): write ${parts.map(Number).join(".")}`;
+    }
+    return undefined;
+  }
   // Digits and dots only, in another count (1.2.3.4.5, 10.1): no host name is that (a top-level
   // label is never all digits, RFC 1123), and it passed here to fail at start ("does not resolve").
   if (/^[\d.]+$/.test(address)) return `${shown} is not an IPv4 address (four parts, each 0-255): write ${forms}`;

@@ -721,6 +721,15 @@ describe("bucket names, regions and endpoints that would misbehave are refused w
     ]);
     expect(JSON.stringify(padded.notes)).not.toContain("padded-secret-value");
     expect(issues(`server: { address: "999.1.1.1" }\n${B}`).map((i) => `${i.path}: ${i.message}`)).toEqual(["server.address: '999.1.1.1' is not an IPv4 address (each part 0-255)"]);
+    // A part with a leading zero is octal to the system's resolver: "127.0.0.010" passed as 127.0.0.10
+    // and the listener was bound to 127.0.0.8 (metrics' and the S3 API's too).
+    const octal = "'127.0.0.010' has a part written with a leading zero, which the system reads as octal (it would listen on 127.0.0.8): write 127.0.0.10";
+    expect(issues(`server: { address: "127.0.0.010" }\n${B}`).map((i) => `${i.path}: ${i.message}`)).toEqual([`server.address: ${octal}`]);
+    expect(issues(`server: { address: "127.0.0.010:8080" }\n${B}`).map((i) => `${i.path}: ${i.message}`)).toEqual([`server.address: ${octal}`]);
+    expect(issues(`metrics: { enabled: true, address: "127.0.0.010", port: 9090 }\n${B}`).map((i) => `${i.path}: ${i.message}`)).toEqual([`metrics.address: ${octal}`]);
+    expect(issues(`s3_api: { enabled: true, address: "192.168.001.010", port: 9000 }\n${B}`)[0]?.message).toContain("(it would listen on 192.168.1.8): write 192.168.1.10");
+    expect(issues(`server: { address: "127.0.0.09" }\n${B}`)[0]?.message).toContain("(it is not that address to the system): write 127.0.0.9");
+    expect(parseConfig(`server: { address: "10.0.0.0" }\n${B}`, { env: {} }).server.address).toBe("10.0.0.0");
     // digits and dots in another count are no host name either (they passed, to fail at start: "does not resolve")
     for (const a of ["1.2.3.4.5", "10.1", "127.0.0.1."]) expect({ a, paths: issues(`server: { address: "${a}" }\n${B}`).map((i) => i.path) }).toEqual({ a, paths: ["server.address"] });
     expect(parseConfig(bucketYaml("My_Bucket.v2-x", `region: eu-west-3, endpoint: "http://127.0.0.1:9000/minio"`)).buckets[0]!.name).toBe("My_Bucket.v2-x");
