@@ -41,13 +41,22 @@ export class ConfigError extends Error {
   }
 }
 
+/** Control characters (C0, DEL, C1) and bidirectional overrides: what a terminal would act on rather than show. */
+const UNPRINTABLE = /[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * One issue per line, as --check and a failed start print them to a terminal. A key or value the
+ * config wrote with control characters (`"x\e[2J\r": 1`, quoted in the file) is shown escaped: it
+ * cleared the terminal, or a carriage return hid the problem behind what followed it.
+ */
 export function formatIssues(issues: ConfigIssue[], file?: string): string {
   return issues
     .map((i) => {
       const col = i.line && i.column ? `:${i.column}` : "";
       const where = file ? `${file}${i.line ? `:${i.line}${col}` : ""}` : i.line ? `line ${i.line}${i.column ? `, column ${i.column}` : ""}` : "";
       const path = i.path ? `${i.path}: ` : "";
-      return `${where ? `${where}: ` : ""}${path}${i.message}`;
+      const line = `${where ? `${where}: ` : ""}${path}${i.message}`;
+      return line.replace(UNPRINTABLE, (c) => (c === "\r" ? "\\r" : c === "\t" ? "\\t" : c === "\n" ? "\\n" : c <= "\xff" ? `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}` : `\\u${c.charCodeAt(0).toString(16)}`));
     })
     .join("\n");
 }

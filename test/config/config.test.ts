@@ -389,6 +389,20 @@ describe("parseConfig", () => {
     expect(got).toEqual([{ path: "buckets[0].s3.bogus", message: "unknown key 'bogus'", line: 4 }]);
   });
 
+  test("a key holding control characters is printed escaped: the report never carries a terminal escape or a carriage return", () => {
+    // `"x\e[2J\rserver": 1` cleared the terminal of whoever ran --check, or hid the problem behind a CR.
+    const err = (() => {
+      try {
+        parseConfig(`${B}"x\\e[2J\\rserver\\u202e": 1\n`, { env: {}, file: "c.yaml" });
+      } catch (e) {
+        return e as ConfigError;
+      }
+    })()!;
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err.message).toBe("c.yaml:5: x\\x1b[2J\\rserver\\u202e: unknown key 'x\\x1b[2J\\rserver\\u202e'");
+    expect(err.issues[0]!.path).toBe("x\x1b[2J\rserver\u202e"); // (the issue itself is data, as it was: JSON logs escape it)
+  });
+
   test("malformed YAML reports the line of the error", () => {
     const got = issues(`server:\n  port: 1\nbuckets: [\n  - a: b\n`);
     expect(got.length).toBeGreaterThan(0);
