@@ -28,17 +28,24 @@ const BUCKET_NAME = /^[a-z0-9][a-z0-9.\-_]{1,254}$/i;
 
 /**
  * A bucket's `access_key` or `session_token` is sent to S3 in a request header (Authorization's
- * Credential=, x-amz-security-token): a line break or another control character (the newline a
- * secret file leaves, read through ${VAR}) cannot be, so every request failed before it left the
- * proxy, reported as "the upstream connection closed before it answered" (502) and /ready's
- * "upstream unreachable (Error)". Refused; the value is never shown. (A secret key is not sent:
- * whitespace at its ends is a note, see notes.ts.)
+ * Credential=, x-amz-security-token), and `openfga_api_token` to OpenFGA (Authorization: Bearer):
+ * a line break or another control character (the newline a secret file leaves, read through
+ * ${VAR}) cannot be, so every request failed before it left the proxy, reported as "the upstream
+ * connection closed before it answered" (502) and /ready's "upstream unreachable (Error)"; nor can
+ * a character outside Latin-1 (a curly quote pasted from a document: fetch refuses the request).
+ * Refused; the value is never shown. (A secret key is not sent: whitespace at its ends is a note,
+ * see notes.ts.)
  */
-export function headerCredentialProblem(key: "access_key" | "session_token", v: unknown): string | undefined {
-  if (typeof v !== "string" || !/[\x00-\x1f\x7f]/.test(v)) return undefined;
-  const what = /[\r\n]/.test(v) ? "a line break (the newline of a secret file?)" : "a control character";
-  return `contains ${what}: the ${key} is sent to S3 in a request header, which cannot carry it, so every request would fail before reaching S3; remove it (the value is not shown)`;
+export function headerCredentialProblem(key: "access_key" | "session_token" | "openfga_api_token", v: unknown, to = "S3"): string | undefined {
+  if (typeof v !== "string") return undefined;
+  const what = /[\r\n]/.test(v) ? "a line break (the newline of a secret file?)" : /[\x00-\x1f\x7f]/.test(v) ? "a control character" : outsideLatin1(v) ? OUTSIDE_LATIN1 : undefined;
+  if (what === undefined) return undefined;
+  return `contains ${what}: the ${key} is sent to ${to} in a request header, which cannot carry it, so every request would fail before reaching ${to}; remove it (the value is not shown)`;
 }
+
+/** What an HTTP header value cannot hold besides control characters (fetch: "Header ... has invalid value"). */
+export const outsideLatin1 = (v: string) => /[^\x00-\xff]/.test(v);
+export const OUTSIDE_LATIN1 = "a character outside Latin-1 (a curly quote or a dash pasted from a document?)";
 
 /**
  * Why `force_path_style: false` cannot be honoured, or undefined: an endpoint that is an IP address

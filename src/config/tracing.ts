@@ -16,6 +16,7 @@
  * to the old endpoint).
  */
 import { z } from "zod";
+import { OUTSIDE_LATIN1, outsideLatin1 } from "./replicas.ts";
 import { urlKey, userinfoProblem } from "./url.ts";
 
 const posInt = z.number().int().positive();
@@ -47,6 +48,8 @@ export const TracingSchema = z
       if (!HEADER_NAME.test(name)) ctx.addIssue({ code: "custom", path: ["headers", name], message: "is not a valid header name" });
       else if (OWNED.has(name.toLowerCase())) ctx.addIssue({ code: "custom", path: ["headers", name], message: "is set by the exporter itself" });
       else if (/[\0\r\n]/.test(value)) ctx.addIssue({ code: "custom", path: ["headers", name], message: "must not contain line breaks or NUL" });
+      // (fetch refuses the whole export: it was logged as "collector unreachable")
+      else if (outsideLatin1(value)) ctx.addIssue({ code: "custom", path: ["headers", name], message: `holds ${OUTSIDE_LATIN1}, which a header cannot carry: every export would fail (the value is not shown)` });
     }
   });
 export type TracingConfig = z.infer<typeof TracingSchema>;

@@ -500,6 +500,8 @@ export function validateConfig(cfg: RawConfig, opts: { baseDir?: string; tls?: {
       if (!az.opa_policy_path) issues.push({ path: at("authorization", "opa_policy_path"), message: "required for type opa" });
     }
     if (az?.type === "openfga") {
+      const tokenProblem = headerCredentialProblem("openfga_api_token", az.openfga_api_token, "OpenFGA");
+      if (tokenProblem) issues.push({ path: at("authorization", "openfga_api_token"), message: tokenProblem });
       if (!az.openfga_endpoint) issues.push({ path: at("authorization", "openfga_endpoint"), message: "required for type openfga" });
       if (!az.openfga_store_id) issues.push({ path: at("authorization", "openfga_store_id"), message: "required for type openfga" });
       if (!b.auth.enabled) issues.push({ path: at("authorization"), message: "openfga needs an authenticated user: set auth.enabled: true" });

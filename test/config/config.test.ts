@@ -486,6 +486,22 @@ describe("parseConfig", () => {
     expect(issues(r, { AK: "AKIASEKRET\r\n" }).map((i) => `${i.path}: ${i.message.slice(0, 30)}`)).toEqual(["buckets[0].s3.replicas[0].access_key: contains a line break (the new"]);
   });
 
+  // A curly quote pasted from a document passed --check, then every request carrying the value
+  // failed before it left the proxy: fetch refuses a header value outside Latin-1 ("Header
+  // 'Authorization' has invalid value"), an OpenFGA check with it was an outage (its fail mode).
+  test("an access_key, session_token or openfga_api_token holding a character outside Latin-1 is refused, never shown", () => {
+    const y = `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000", access_key: "\${AK}", secret_key: sk-0123456789, session_token: "\${ST}" }\n    auth: { enabled: true }\n    authorization: { type: openfga, openfga_endpoint: "http://127.0.0.1:1", openfga_store_id: "01HXYZ", openfga_api_token: "\${FT}" }\njwt: { enabled: true, secret: "0123456789abcdef0123456789abcdef" }\n`;
+    const got = issues(y, { AK: "\u201cAKIASEKRET\u201d", ST: "tokSEKRET\u2014x", FT: "fgaSEKRET\u00a0\u2019" });
+    expect(got.map((i) => i.path)).toEqual(["buckets[0].s3.access_key", "buckets[0].s3.session_token", "buckets[0].authorization.openfga_api_token"]);
+    for (const i of got) {
+      expect(i.message).toContain("a character outside Latin-1");
+      expect(i.message).not.toContain("SEKRET");
+    }
+    expect(got[2]!.message).toContain("sent to OpenFGA in a request header");
+    // Latin-1 itself (a no-break space, é) goes through a header as it is.
+    expect(parseConfig(y, { env: { AK: "AKIAOK", ST: "tok\u00e9", FT: "fga\u00a0tok" } }).buckets[0]!.authorization?.openfga_api_token).toBe("fga\u00a0tok");
+  });
+
   test("an invalid endpoint URL is rejected", () => {
     const got = issues(B.replace("http://127.0.0.1:9000", "not a url"));
     expect(got).toEqual([{ path: "buckets[0].s3.endpoint", message: "must be a valid http(s) URL", line: 4 }]);

@@ -280,10 +280,12 @@ describe("tracing config", () => {
     expect(problems(cfg("{ sample_ratio: -0.1 }"))).toContain("tracing.sample_ratio: must be within 0..1");
     expect(problems(cfg("{ max_queue_spans: 100, max_export_batch: 200 }"))).toContain("tracing.max_export_batch: must not exceed max_queue_spans");
     expect(problems(cfg("{ exporter: otlp }"))).toContain("tracing");
-    const h = problems(cfg(`{ headers: { "bad name": "\${OTLP_TOKEN}", traceparent: "\${OTLP_TOKEN}", x-ok: "a\\nb" } }`));
+    const h = problems(cfg(`{ headers: { "bad name": "\${OTLP_TOKEN}", traceparent: "\${OTLP_TOKEN}", x-ok: "a\\nb", x-curly: "Bearer \u201ctok-secret-777\u201d" } }`));
     expect(h).toContain("is not a valid header name");
     expect(h).toContain("is set by the exporter itself");
     expect(h).toContain("must not contain line breaks or NUL");
+    // (pasted from a document: fetch refused every export, logged as "collector unreachable")
+    expect(h).toContain("tracing.headers.x-curly: holds a character outside Latin-1");
     expect(h).not.toContain("tok-secret-777");
   });
 
