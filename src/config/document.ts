@@ -13,6 +13,7 @@
  */
 import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument, Parser, visit, type Document, type Node, type YAMLError } from "yaml";
 import { formatPath, type PathSegment } from "./path.ts";
+import { unseenOnLine } from "./validate.ts";
 
 export interface PathIssue {
   path: PathSegment[];
@@ -291,7 +292,11 @@ function syntaxIssues(text: string, errors: readonly YAMLError[], counter: LineC
         return { path: [], message: `${message} (the ${unclosed.what} opened on line ${at} is never closed)`, line: atEnd ? at : e.linePos?.[0]?.line, column: atEnd ? undefined : e.linePos?.[0]?.col };
       }
     }
-    return { path: [], message, line: e.linePos?.[0]?.line, column: e.linePos?.[0]?.col };
+    // A no-break space (indentation copied from a web page) is text to YAML: its errors say nothing of it.
+    const at = e.linePos?.[0]?.line;
+    const unseen = at === undefined ? undefined : unseenOnLine(lineOf(at));
+    const why = unseen === undefined ? "" : ` (line ${at} holds ${unseen}, which YAML reads as text, not as a space: retype that part of the line)`;
+    return { path: [], message: `${message}${why}`, line: at, column: e.linePos?.[0]?.col };
   });
   if (errors.length > 10) syntax.push({ path: [], message: `invalid YAML: ${errors.length - 10} more errors not listed` });
   return syntax;

@@ -15,7 +15,7 @@ import { ALIAS_CYCLE, MAX_EXPANDED_NODES, parseYamlConfig, safeYamlMessage, with
 import { adoptOriginal, findLegacy, otherAuthorizerKeys, renamedPath } from "./legacy.ts";
 import { formatPath, type PathSegment } from "./path.ts";
 import { ConfigSchema, type RawConfig } from "./schema.ts";
-import { validateConfig } from "./validate.ts";
+import { unseenCharacterProblem, validateConfig } from "./validate.ts";
 
 export { formatPath, type PathSegment } from "./path.ts";
 export { loadConfigOffThread, loadConfigSourceOffThread } from "./offthread.ts";
@@ -292,7 +292,9 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
         for (const k of i.keys) {
           unknown.push([...path, k]);
           // A legacy key already has its own, better message.
-          if (!hinted.has(formatPath([...path, k]))) found.push({ path: [...path, k], message: `unknown key '${k}'` });
+          // (a key with a no-break space or a zero width space in it looks like the right one)
+          const unseen = unseenCharacterProblem(k);
+          if (!hinted.has(formatPath([...path, k]))) found.push({ path: [...path, k], message: `unknown key '${k}'${unseen ? ` (it ${unseen})` : ""}` });
         }
         continue;
       }

@@ -158,6 +158,23 @@ export function unseenCharacterProblem(value: string): string | undefined {
   return undefined;
 }
 
+/**
+ * The first character of a line of the file that cannot be seen or looks like a space without
+ * being one (tabs and spaces aside), as "U+00A0 (no-break space) at column 3", or undefined. YAML
+ * reads a no-break space as text: indentation copied from a web page or a chat then made a YAML
+ * error, or a key no one could tell from the right one.
+ */
+export function unseenOnLine(line: string): string | undefined {
+  const chars = [...line.replace(/\r?\n$/, "")];
+  for (let i = 0; i < chars.length; i++) {
+    const c = chars[i]!;
+    const cp = c.codePointAt(0)!;
+    if (cp === 0x20 || cp === 0x09 || !UNSEEN.test(c)) continue;
+    return `U+${cp.toString(16).toUpperCase().padStart(4, "0")} (${unseenName(c, cp)}) at column ${i + 1}`;
+  }
+  return undefined;
+}
+
 function checkUrl(url: string | undefined, path: PathSegment[], instead: string, issues: Issue[]): void {
   if (url === undefined) return;
   if (!/^https?:\/\//i.test(url)) issues.push({ path, message: "must be an http:// or https:// URL" });

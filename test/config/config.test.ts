@@ -399,7 +399,7 @@ describe("parseConfig", () => {
       }
     })()!;
     expect(err).toBeInstanceOf(ConfigError);
-    expect(err.message).toBe("c.yaml:5: x\\x1b[2J\\rserver\\u202e: unknown key 'x\\x1b[2J\\rserver\\u202e'");
+    expect(err.message).toBe("c.yaml:5: x\\x1b[2J\\rserver\\u202e: unknown key 'x\\x1b[2J\\rserver\\u202e' (it contains U+001B (a control character) at position 2: a character that cannot be seen in the config, most likely pasted by mistake; remove it)");
     expect(err.issues[0]!.path).toBe("x\x1b[2J\rserver\u202e"); // (the issue itself is data, as it was: JSON logs escape it)
   });
 
@@ -446,6 +446,26 @@ describe("parseConfig", () => {
       expect(got[0].message).toContain("collides with the proxy's own");
     });
   }
+
+  // No-break spaces are what copying YAML out of a web page or a chat leaves as indentation; the
+  // report said "unknown key '  port'" or "server.port: unknown key 'port'" (a zero width space
+  // before it), or only a YAML error, and the key looked right to whoever read it.
+  test("an unknown key, or a YAML error on a line, holding a character no one can see names it and where it is", () => {
+    const nbsp = issues(`server:\n\u00a0\u00a0port: 1\n${B}`).map((i) => `${i.line} ${i.path}: ${i.message}`);
+    expect(nbsp).toEqual(["1 server: expected a mapping, got null", "2 \u00a0\u00a0port: unknown key '\u00a0\u00a0port' (it contains U+00A0 (no-break space) at position 1: a character that cannot be seen in the config, most likely pasted by mistake; remove it)"]);
+    const zw = issues(`server:\n  \u200bport: 1\n${B}`).map((i) => `${i.line} ${i.path}: ${i.message}`);
+    expect(zw).toEqual(["2 server.\u200bport: unknown key '\u200bport' (it contains U+200B (zero width space) at position 1: a character that cannot be seen in the config, most likely pasted by mistake; remove it)"]);
+    const syntax = issues(`buckets:\n  - name: b\n    path_prefix: /b\n    s3:\n      bucket: bkt\n    \u00a0\u00a0region: us-east-1\n      endpoint: "http://127.0.0.1:9000"\n`);
+    expect(syntax[0]).toEqual({
+      path: "",
+      line: 6,
+      column: 15,
+      message: "invalid YAML: Nested mappings are not allowed in compact mappings (line 6 holds U+00A0 (no-break space) at column 5, which YAML reads as text, not as a space: retype that part of the line)",
+    });
+    // A plain unknown key, and a syntax error on a line of visible characters, say what they said.
+    expect(issues(`server:\n  prot: 1\n${B}`).map((i) => i.message)).toEqual(["unknown key 'prot'"]);
+    expect(issues(`server:\n  port: [1\n`)[0]!.message).not.toContain("holds U+");
+  });
 
   // A zero width space or a no-break space pasted into a name or prefix passed --check, and the
   // bucket answered only URLs holding that character (404 for every request that looked right).
