@@ -36,6 +36,9 @@ const HOST_NAME = /^(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9
  * not) or a host name. Anything else (":8080", "127.0.0.1:", a URL, a trailing space) passed
  * --check and failed at start ("baseURI must have a hostname", getaddrinfo ENOTFOUND).
  */
+/** A listener's address that binds, and logs "listening", but that no TCP connection can reach. */
+const NO_CLIENT = "is a multicast or broadcast address: no client can connect to a listener there (give an address of this machine, or 0.0.0.0 / :: for all of them)";
+
 export function listenAddressProblem(address: string, field: "server.address" | "metrics.address" | "s3_api.address"): string | undefined {
   const forms = `an IPv4 address (0.0.0.0, 127.0.0.1), an IPv6 address (::, ::1 or [::1]) or a host name${field === "server.address" ? ", optionally followed by :port (0.0.0.0:8080, [::1]:8080)" : " (the port goes in the port key)"}`;
   const shown = JSON.stringify(address.length > 80 ? `${address.slice(0, 77)}...` : address);
@@ -46,6 +49,7 @@ export function listenAddressProblem(address: string, field: "server.address" | 
     if (ip === null || (address.startsWith("[") && !address.endsWith("]"))) return `${shown} is not a listen address: write ${forms}`;
     // fe80::/10 exists on every interface: without one named, the bind failed at start with a bare "EINVAL: invalid argument, listen".
     if (ip >> 118n === 0x3fan && !address.includes("%")) return `${shown} is a link-local address, which needs its interface: write it with a zone, as fe80::1%eth0`;
+    if (ip >> 120n === 0xffn) return `'${address}' ${NO_CLIENT}`;
     return undefined;
   }
   // Four numbers are an IPv4 address, never a host name: one out of range would pass and fail at start.
@@ -59,6 +63,8 @@ export function listenAddressProblem(address: string, field: "server.address" | 
       const bound = octal.every((n) => n <= 255) ? `it would listen on ${octal.join(".")}` : "it is not that address to the system";
       return `'${address}' has a part written with a leading zero, which the system reads as octal (${bound}): write ${parts.map(Number).join(".")}`;
     }
+    // (224.0.0.0/4 multicast, 240.0.0.0/4 reserved and 255.255.255.255 broadcast: Linux binds them)
+    if (Number(parts[0]) >= 224) return `'${address}' ${NO_CLIENT}`;
     return undefined;
   }
   // Digits and dots only, in another count (1.2.3.4.5, 10.1): no host name is that (a top-level

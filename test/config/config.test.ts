@@ -780,6 +780,13 @@ describe("bucket names, regions and endpoints that would misbehave are refused w
     expect(issues(`s3_api: { enabled: true, address: "192.168.001.010", port: 9000 }\n${B}`)[0]?.message).toContain("(it would listen on 192.168.1.8): write 192.168.1.10");
     expect(issues(`server: { address: "127.0.0.09" }\n${B}`)[0]?.message).toContain("(it is not that address to the system): write 127.0.0.9");
     expect(parseConfig(`server: { address: "10.0.0.0" }\n${B}`, { env: {} }).server.address).toBe("10.0.0.0");
+    // A multicast or broadcast address binds (Linux lets it) and logs "listening", but no TCP
+    // connection can ever reach it: refused, as an address that is not this machine's is at start.
+    for (const [field, a] of [["server.address", "224.0.0.1"], ["server.address", "255.255.255.255"], ["metrics.address", "239.1.2.3"], ["s3_api.address", "ff02::1"], ["server.address", "[ff05::2]:8080"]] as const) {
+      const yaml = field === "server.address" ? `server: { address: "${a}" }\n${B}` : field === "metrics.address" ? `metrics: { enabled: true, address: "${a}", port: 9090 }\n${B}` : `s3_api: { enabled: true, address: "${a}", port: 9000 }\n${B}`;
+      expect(issues(yaml).map((i) => `${i.path}: ${i.message.replace(/'[^']*'/, "…")}`)).toEqual([`${field}: … is a multicast or broadcast address: no client can connect to a listener there (give an address of this machine, or 0.0.0.0 / :: for all of them)`]);
+    }
+    expect(parseConfig(`server: { address: "223.255.255.254" }\n${B}`, { env: {} }).server.address).toBe("223.255.255.254");
     // digits and dots in another count are no host name either (they passed, to fail at start: "does not resolve")
     for (const a of ["1.2.3.4.5", "10.1", "127.0.0.1."]) expect({ a, paths: issues(`server: { address: "${a}" }\n${B}`).map((i) => i.path) }).toEqual({ a, paths: ["server.address"] });
     expect(parseConfig(bucketYaml("My_Bucket.v2-x", `region: eu-west-3, endpoint: "http://127.0.0.1:9000/minio"`)).buckets[0]!.name).toBe("My_Bucket.v2-x");
