@@ -6,9 +6,11 @@
  * see buildRuntime) → swap. Anything failing on the way changes nothing: the old runtime keeps
  * serving, the error is logged and counted.
  */
+import { normalize } from "node:path";
 import { renewalRefusal } from "./config/notes.ts";
 import { applyCacheConfig, bucketCachePolicy, cacheRestartChanges, cacheRestartKey, cacheStores, createCache, registerCacheMetrics, retireOtherDiskLayouts, upstreamIdentity, type Cache } from "./cache/index.ts";
 import { ConfigError, loadConfigSourceOffThread, type Config } from "./config/load.ts";
+import { resolveConfigPath } from "./config/validate.ts";
 import { readinessOf } from "./control/ready.ts";
 import { ByteBudget, ConcurrencyLimiter, RedisRateLimiter, UploadLimiter } from "./limits/index.ts";
 import { DEFAULT_FORM_UPLOAD_BUFFER_MIB } from "./config/s3-api.ts";
@@ -99,7 +101,8 @@ function restartOnly(c: Config): Record<string, unknown> {
     "server.port": s.port,
     "server.workers": s.workers,
     "server.engine": s.engine,
-    "server.https": s.https,
+    // The files, however the paths are written (./cert.pem, the absolute path): the same pair is no change.
+    "server.https": s.https && [s.https.cert_path, s.https.key_path].map((p) => normalize(resolveConfigPath(p, c.baseDir))),
     "metrics.enabled": metrics,
     "metrics.address": metrics ? c.metrics.address : undefined,
     "metrics.port": metrics ? c.metrics.port : undefined,

@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { bucketYaml, runCli, startProxy, type ProxyProcess } from "./harness.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -45,6 +45,24 @@ test("--healthcheck https:// on the loopback checks this TLS listener (a self-si
 test("plain HTTP on the TLS port gets no object", async () => {
   const r = await fetch(`http://127.0.0.1:${px.port}/pub/hello.txt`).then((x) => x.text()).catch(() => "failed");
   expect(r).not.toBe("hello over tls\n");
+});
+
+test("a reload that writes server.https's paths another way (./cert.pem, the absolute path) changes no listener: it applies", async () => {
+  const FAILED = "config reload failed; the previous config keeps serving";
+  const yaml = (cert: string, key: string) => `server: { address: 127.0.0.1, port: 0, https: { cert_path: "${cert}", key_path: "${key}" } }\nbuckets:\n${bucketYaml({ name: "pub", prefix: "/pub", bucket: "pub", endpoint: s3.endpoint })}`;
+  const reload = async (text: string) => {
+    const from = px.logs().length;
+    px.writeConfig(text);
+    px.signal("SIGHUP");
+    const line = await waitFor(() => px.logs().slice(from).find((l) => l.msg === "config reloaded" || l.msg === FAILED));
+    return [line.msg, line.error];
+  };
+  // (it was refused: "server.https changed ... restart the process", comparing the paths as written)
+  expect(await reload(yaml("./cert.pem", join(dirname(px.configPath), "key.pem")))).toEqual(["config reloaded", undefined]);
+  expect(await reload(yaml("cert.pem", "key.pem"))).toEqual(["config reloaded", undefined]);
+  const [, error] = await reload(yaml("key.pem", "cert.pem"));
+  expect(String(error)).toContain("server.https");
+  await reload(yaml("cert.pem", "key.pem"));
 });
 
 test("an unreadable certificate is a config error naming the key", async () => {
