@@ -279,8 +279,8 @@ export class App implements Services {
     } catch (err) {
       return fail(err instanceof ConfigError ? err.message : "cannot load config");
     }
-    if (cacheRestartKey(config.cache) !== cacheRestartKey(old.config.cache))
-      return fail(`${cacheRestartChanges(old.config.cache, config.cache).join(", ")} changed: the cache's disk and redis layers (cache.enabled with them, cache_layers, disk.path, disk.fsync, the redis connection: redis.url, key_prefix, connect_timeout_ms, operation_timeout_ms) cannot change on reload: restart the process`);
+    if (cacheRestartKey(config.cache, config.baseDir) !== cacheRestartKey(old.config.cache, old.config.baseDir))
+      return fail(`${cacheRestartChanges(old.config.cache, config.cache, config.baseDir).join(", ")} changed: the cache's disk and redis layers (cache.enabled with them, cache_layers, disk.path, disk.fsync, the redis connection: redis.url, key_prefix, connect_timeout_ms, operation_timeout_ms) cannot change on reload: restart the process`);
     if (JSON.stringify(config.audit) !== JSON.stringify(old.config.audit)) return fail("the audit section cannot change on reload: restart the process");
     const changed = restartOnlyChanges(config, old.config);
     if (changed.length > 0)

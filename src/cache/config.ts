@@ -158,8 +158,8 @@ export function cacheStores(config: { cache: CacheConfig; buckets: readonly Buck
  * only "the redis connection", for a key_prefix or a timeout too). Never their values (a URL may
  * hold a password).
  */
-export function cacheRestartChanges(old: CacheConfig, next: CacheConfig): string[] {
-  if (cacheRestartKey(old) === cacheRestartKey(next)) return [];
+export function cacheRestartChanges(old: CacheConfig, next: CacheConfig, baseDir?: string): string[] {
+  if (cacheRestartKey(old, baseDir) === cacheRestartKey(next, baseDir)) return [];
   const has = (c: CacheConfig, l: "disk" | "redis") => c.enabled && c.cache_layers.includes(l);
   if (old.enabled !== next.enabled && (has(old, "disk") || has(old, "redis") || has(next, "disk") || has(next, "redis"))) return ["cache.enabled"];
   if (has(old, "disk") !== has(next, "disk") || has(old, "redis") !== has(next, "redis")) return ["cache.cache_layers"];
@@ -167,18 +167,29 @@ export function cacheRestartChanges(old: CacheConfig, next: CacheConfig): string
   // such a reload was accepted and the change silently ignored)
   if (old.cache_layers.includes("memory") !== next.cache_layers.includes("memory")) return ["cache.cache_layers"];
   const out: string[] = [];
-  if (has(old, "disk")) for (const k of ["path", "fsync"] as const) if (old.disk![k] !== next.disk![k]) out.push(`cache.disk.${k}`);
+  if (has(old, "disk")) {
+    if (folderOf(old.disk!.path, baseDir) !== folderOf(next.disk!.path, baseDir)) out.push("cache.disk.path");
+    if (old.disk!.fsync !== next.disk!.fsync) out.push("cache.disk.fsync");
+  }
   if (has(old, "redis")) for (const k of ["url", "key_prefix", "connect_timeout_ms", "operation_timeout_ms"] as const) if (old.redis![k] !== next.redis![k]) out.push(`cache.redis.${k}`);
   return out;
 }
 
+/**
+ * disk.path as the folder it names (against the config's folder, `baseDir`, when given): the same
+ * folder written another way ("cache", "./cache/", its absolute path) was a change that refused the reload.
+ */
+function folderOf(path: string, baseDir: string | undefined): string {
+  return baseDir === undefined ? path : resolve(baseDir, path);
+}
+
 /** What a reload cannot change: which persistent or shared layers exist and where they are. */
-export function cacheRestartKey(cfg: CacheConfig): string {
+export function cacheRestartKey(cfg: CacheConfig, baseDir?: string): string {
   if (!cfg.enabled) return "[]";
   const d = cfg.cache_layers.includes("disk") ? cfg.disk : undefined;
   const r = cfg.cache_layers.includes("redis") ? cfg.redis : undefined;
   if (d === undefined && r === undefined) return "[]"; // memory only: enabling or disabling it reloads
-  return JSON.stringify([cfg.cache_layers.includes("memory"), d && [d.path, d.fsync], r && [r.url, r.key_prefix, r.connect_timeout_ms, r.operation_timeout_ms]]);
+  return JSON.stringify([cfg.cache_layers.includes("memory"), d && [folderOf(d.path, baseDir), d.fsync], r && [r.url, r.key_prefix, r.connect_timeout_ms, r.operation_timeout_ms]]);
 }
 
 /**

@@ -123,6 +123,18 @@ describe("restart and folders", () => {
     expect(cacheRestartKey(CacheSchema.parse({ enabled: false }))).toBe(cacheRestartKey(CacheSchema.parse({ enabled: true })));
   });
 
+  // A reload that wrote the same folder another way ("cache" -> "./cache/", or its absolute path)
+  // was refused as "cache.disk.path changed ... restart the process".
+  test("disk.path is compared as the folder it names, resolved against the config's folder", () => {
+    const at = (path: string) => CacheSchema.parse({ ...base, disk: { path } });
+    for (const same of ["./cache/", "/etc/yata/cache", "/etc/yata/x/../cache"]) {
+      expect(cacheRestartKey(at(same), "/etc/yata")).toBe(cacheRestartKey(at("cache"), "/etc/yata"));
+      expect(cacheRestartChanges(at("cache"), at(same), "/etc/yata")).toEqual([]);
+    }
+    expect(cacheRestartKey(at("cache2"), "/etc/yata")).not.toBe(cacheRestartKey(at("cache"), "/etc/yata"));
+    expect(cacheRestartChanges(at("cache"), at("/var/cache"), "/etc/yata")).toEqual(["cache.disk.path"]);
+  });
+
   test("the memory layer added or removed beside the disk layer needs a restart too (it was accepted and ignored)", () => {
     const withMemory = CacheSchema.parse(base);
     const diskOnly = CacheSchema.parse({ ...base, cache_layers: ["disk"] });
