@@ -113,6 +113,16 @@ function restartOnly(c: Config): Record<string, unknown> {
   };
 }
 
+/**
+ * The audit section as a reload compares it (restart-only: the App holds its file): a trail that
+ * is off is off whatever path it names, and the file is the one its path names, however written
+ * (a path beside enabled: false, or audit.log written ./audit.log, refused the reload).
+ */
+function auditRestartKey(c: Config): string {
+  const a = c.audit;
+  return a.enabled ? JSON.stringify([a.path === undefined ? undefined : normalize(resolveConfigPath(a.path, c.baseDir)), a.max_size_mb, a.max_files]) : "off";
+}
+
 function restartOnlyChanges(next: Config, old: Config): string[] {
   const a = restartOnly(next);
   const b = restartOnly(old);
@@ -281,7 +291,7 @@ export class App implements Services {
     }
     if (cacheRestartKey(config.cache, config.baseDir) !== cacheRestartKey(old.config.cache, old.config.baseDir))
       return fail(`${cacheRestartChanges(old.config.cache, config.cache, config.baseDir).join(", ")} changed: the cache's disk and redis layers (cache.enabled with them, cache_layers, disk.path, disk.fsync, the redis connection: redis.url, key_prefix, connect_timeout_ms, operation_timeout_ms) cannot change on reload: restart the process`);
-    if (JSON.stringify(config.audit) !== JSON.stringify(old.config.audit)) return fail("the audit section cannot change on reload: restart the process");
+    if (auditRestartKey(config) !== auditRestartKey(old.config)) return fail("the audit section cannot change on reload: restart the process");
     const changed = restartOnlyChanges(config, old.config);
     if (changed.length > 0)
       return fail(`${changed.join(", ")} changed: the listeners (server.address, server.port, server.workers, server.engine, server.https, the metrics listener and the S3 API listener: s3_api enabled/address/port/engine) cannot change on reload: restart the process`);

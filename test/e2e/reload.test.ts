@@ -177,19 +177,21 @@ describe("SIGHUP reload", () => {
     await after.arrayBuffer();
   });
 
-  test("an S3 API listener that is off (s3_api.enabled: false) does not make a reload restart-only, whatever its address and port say", async () => {
+  test("an S3 API listener or an audit trail that is off (enabled: false) does not make a reload restart-only, whatever its address, port or path say", async () => {
     // Written or dropped beside enabled: false, s3_api's address and port bind nothing; a reload
     // adding `s3_api: { enabled: false }` was refused ("s3_api.address, s3_api.port changed").
     for (const [names, s3Api] of [
       [["one", "two", "four"], "s3_api: { enabled: false }\n"],
       [["one", "two", "five"], "s3_api: { enabled: false, address: 127.0.0.2, port: 9 }\n"],
       [["one", "two", "six"], ""],
+      // (the audit section too: a path beside enabled: false opens nothing)
+      [["one", "two", "seven"], "audit: { enabled: false, path: /nonexistent/audit.log }\n"],
     ] as const) {
       const from = px.logs().length;
       writeConfigAtomically(config([...names]) + s3Api);
       px.signal("SIGHUP");
       // (an earlier test's queued reload of two buckets may still land: wait for the outcome of this file)
-      const line = await waitFor(() => px.logs().slice(from).find((l) => (l.msg === "config reloaded" && l.buckets === 3) || (l.msg === FAILED && String(l.error).includes("s3_api"))));
+      const line = await waitFor(() => px.logs().slice(from).find((l) => (l.msg === "config reloaded" && l.buckets === 3) || (l.msg === FAILED && /s3_api|audit/.test(String(l.error)))));
       expect([line.msg, line.error]).toEqual(["config reloaded", undefined]);
       const res = await fetch(px.url(`/${names[2]}/obj.txt`));
       expect(res.status).toBe(200);

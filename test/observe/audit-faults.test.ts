@@ -8,9 +8,9 @@
  */
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join, relative } from "node:path";
 import type { S3Fixture } from "../fixtures/s3.ts";
-import { startProxy } from "../e2e/harness.ts";
+import { startProxy, type ProxyProcess } from "../e2e/harness.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { makeReadOnly, parseLines, removeDir, startAuditEnv, startFixture, tempDir } from "./audit-helpers.ts";
 
@@ -85,45 +85,66 @@ const auditedProxyYaml = (path: string) =>
   `server: { address: 127.0.0.1, port: 0 }\naudit: { enabled: true, path: "${path}" }\nbuckets:\n` +
   `  - name: open\n    path_prefix: /open\n    s3: { bucket: data, endpoint: "${s3.endpoint}", access_key: "AKIDUPSTREAMREAD", secret_key: "upstream-secret-key-0123456789" }\n`;
 
-test("the real process: a file moved away (logrotate's mv) is back at its path after SIGHUP; later events go there", async () => {
+/**
+ * Runs `during` against the real process with its audit trail at `<dir>/audit.log`, stops it
+ * (exit 0), then `after` with the file's path; the folder is removed in any case.
+ */
+async function withAuditedProxy(during: (px: ProxyProcess, path: string, dir: string) => Promise<void>, after: (path: string) => void): Promise<void> {
   const dir = tempDir();
   try {
     const path = join(dir, "audit.log");
     const px = await startProxy(auditedProxyYaml(path));
     try {
-      await (await fetch(px.url("/open/doc.txt"), { headers: { "x-request-id": "first" } })).text();
+      await during(px, path, dir);
+    } finally {
+      expect(await px.stop()).toBe(0);
+    }
+    after(path);
+  } finally {
+    removeDir(dir);
+  }
+}
+const get = async (px: ProxyProcess, id: string) => (await fetch(px.url("/open/doc.txt"), { headers: { "x-request-id": id } })).text();
+const ids = (file: string) => parseLines(readFileSync(file, "utf8")).map((l) => l.request_id);
+
+test("the real process: a file moved away (logrotate's mv) is back at its path after SIGHUP; later events go there", () =>
+  withAuditedProxy(
+    async (px, path) => {
+      await get(px, "first");
       await waitFor(() => existsSync(path) && readFileSync(path, "utf8").includes('"first"'), { timeoutMs: 3000 });
       renameSync(path, `${path}.1`);
       px.signal("SIGHUP");
       await waitFor(() => existsSync(path), { timeoutMs: 5000, message: "the audit file reopened at its path" });
-      await (await fetch(px.url("/open/doc.txt"), { headers: { "x-request-id": "second" } })).text();
-    } finally {
-      expect(await px.stop()).toBe(0);
-    }
-    expect(parseLines(readFileSync(`${path}.1`, "utf8")).map((l) => l.request_id)).toEqual(["first"]);
-    expect(parseLines(readFileSync(path, "utf8")).map((l) => l.request_id)).toEqual(["second"]);
-  } finally {
-    removeDir(dir);
-  }
-}, 20_000);
+      await get(px, "second");
+    },
+    (path) => {
+      expect(ids(`${path}.1`)).toEqual(["first"]);
+      expect(ids(path)).toEqual(["second"]);
+    },
+  ), 20_000);
 
-test("the real process: lines reach the file within ~1 s, and SIGTERM flushes what is still queued", async () => {
-  const dir = tempDir();
-  try {
-    const path = join(dir, "audit.log");
-    const px = await startProxy(auditedProxyYaml(path));
-    try {
-      await (await fetch(px.url("/open/doc.txt"), { headers: { "x-request-id": "first" } })).text();
+test("the real process: a reload that writes audit.path another way (relative to the config's folder) is no change: it applies", () =>
+  withAuditedProxy(
+    async (px, _path, dir) => {
+      const from = px.logs().length;
+      // (it was refused: "the audit section cannot change on reload", comparing the paths as written)
+      px.writeConfig(auditedProxyYaml(join(relative(dirname(px.configPath), dir), ".", "audit.log")).replace("buckets:\n", "logging: { level: info }\nbuckets:\n"));
+      px.signal("SIGHUP");
+      const line = await waitFor(() => px.logs().slice(from).find((l) => l.msg === "config reloaded" || l.msg === "config reload failed; the previous config keeps serving"));
+      expect([line.msg, line.error]).toEqual(["config reloaded", undefined]);
+      await get(px, "after");
+    },
+    (path) => expect(ids(path)).toEqual(["after"]),
+  ), 20_000);
+
+test("the real process: lines reach the file within ~1 s, and SIGTERM flushes what is still queued", () =>
+  withAuditedProxy(
+    async (px, path) => {
+      await get(px, "first");
       const t0 = performance.now();
       await waitFor(() => existsSync(path) && readFileSync(path, "utf8").includes('"first"'), { timeoutMs: 3000, intervalMs: 25 });
       expect(performance.now() - t0).toBeLessThan(2500);
-      for (let i = 0; i < 3; i++) await (await fetch(px.url("/open/doc.txt"), { headers: { "x-request-id": `last${i}` } })).text();
-    } finally {
-      expect(await px.stop()).toBe(0);
-    }
-    const ids = parseLines(readFileSync(path, "utf8")).map((l) => l.request_id);
-    expect(ids).toEqual(["first", "last0", "last1", "last2"]);
-  } finally {
-    removeDir(dir);
-  }
-}, 20_000);
+      for (let i = 0; i < 3; i++) await get(px, `last${i}`);
+    },
+    (path) => expect(ids(path)).toEqual(["first", "last0", "last1", "last2"]),
+  ), 20_000);
