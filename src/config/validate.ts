@@ -30,15 +30,15 @@ export function normalizePrefix(p: string): string {
 /** A host name (RFC 1123 labels; `_` too, as container and service names have it). */
 const HOST_NAME = /^(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
 
+/** A listener's address that binds, and logs "listening", but that no TCP connection can reach. */
+const NO_CLIENT = "is a multicast or broadcast address: no client can connect to a listener there (give an address of this machine, or 0.0.0.0 / :: for all of them)";
+
 /**
  * What is wrong with a listener's address (server.address once its ":port" is taken off,
  * metrics.address, s3_api.address), or undefined: an IPv4 address, an IPv6 address (bracketed or
  * not) or a host name. Anything else (":8080", "127.0.0.1:", a URL, a trailing space) passed
  * --check and failed at start ("baseURI must have a hostname", getaddrinfo ENOTFOUND).
  */
-/** A listener's address that binds, and logs "listening", but that no TCP connection can reach. */
-const NO_CLIENT = "is a multicast or broadcast address: no client can connect to a listener there (give an address of this machine, or 0.0.0.0 / :: for all of them)";
-
 export function listenAddressProblem(address: string, field: "server.address" | "metrics.address" | "s3_api.address"): string | undefined {
   const forms = `an IPv4 address (0.0.0.0, 127.0.0.1), an IPv6 address (::, ::1 or [::1]) or a host name${field === "server.address" ? ", optionally followed by :port (0.0.0.0:8080, [::1]:8080)" : " (the port goes in the port key)"}`;
   const shown = JSON.stringify(address.length > 80 ? `${address.slice(0, 77)}...` : address);
@@ -70,6 +70,9 @@ export function listenAddressProblem(address: string, field: "server.address" | 
   // Digits and dots only, in another count (1.2.3.4.5, 10.1): no host name is that (a top-level
   // label is never all digits, RFC 1123), and it passed here to fail at start ("does not resolve").
   if (/^[\d.]+$/.test(address)) return `${shown} is not an IPv4 address (four parts, each 0-255): write ${forms}`;
+  // A hexadecimal part (0x7f.1, 0x7f000001): the resolver (inet_aton) reads it as an IPv4 address,
+  // not a host name, so "0x7f.1" was bound to 127.0.0.1 while --check and the log said 0x7f.1.
+  if (/^(?:0x[0-9a-f]*|\d+)(?:\.(?:0x[0-9a-f]*|\d+)){0,3}\.?$/i.test(address)) return `${shown} is an IPv4 address written with hexadecimal parts, which the system reads as an address, not a host name: write it as four decimal parts (127.0.0.1)`;
   if (!HOST_NAME.test(address)) return `${shown} is not a listen address: write ${forms}`;
   return undefined;
 }

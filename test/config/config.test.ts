@@ -789,6 +789,11 @@ describe("bucket names, regions and endpoints that would misbehave are refused w
     expect(parseConfig(`server: { address: "223.255.255.254" }\n${B}`, { env: {} }).server.address).toBe("223.255.255.254");
     // digits and dots in another count are no host name either (they passed, to fail at start: "does not resolve")
     for (const a of ["1.2.3.4.5", "10.1", "127.0.0.1."]) expect({ a, paths: issues(`server: { address: "${a}" }\n${B}`).map((i) => i.path) }).toEqual({ a, paths: ["server.address"] });
+    // hexadecimal parts are an IPv4 address to the resolver, not a host name: "0x7f.1" was bound to 127.0.0.1 and logged as 0x7f.1
+    for (const a of ["0x7f.1", "0x7f000001", "0X7F.0.0.1", "0x7f.0.0.1:8080"]) {
+      expect({ a, problems: issues(`server: { address: "${a}" }\n${B}`).map((i) => `${i.path}: ${i.message.replace(/"[^"]*"/, "…")}`) }).toEqual({ a, problems: ["server.address: … is an IPv4 address written with hexadecimal parts, which the system reads as an address, not a host name: write it as four decimal parts (127.0.0.1)"] });
+    }
+    expect(parseConfig(`server: { address: "0xcafe.example" }\n${B}`, { env: {} }).server.address).toBe("0xcafe.example");
     expect(parseConfig(bucketYaml("My_Bucket.v2-x", `region: eu-west-3, endpoint: "http://127.0.0.1:9000/minio"`)).buckets[0]!.name).toBe("My_Bucket.v2-x");
   });
 });
