@@ -2,7 +2,7 @@
  * Keys the original project's README documented (or its code used) that we handle differently:
  * each gets a message saying what to write instead of a bare "unknown key".
  */
-import type { PathSegment } from "./path.ts";
+import { shownKey, type PathSegment } from "./path.ts";
 import { MAX_REDIS_DB } from "./schema.ts";
 
 function safeDecode(s: string): string {
@@ -299,9 +299,9 @@ function adoptOriginalSections(raw: Record<string, unknown>): Adopted {
       // A key the original never read is a typo (`enable`, `max_file_size`): refused, as
       // everywhere else, not dropped with the rest of what this section is not written from
       // (dropping `enable: true` left the audit trail off, and --check said OK).
-      for (const k of Object.keys(a)) if (!AUDIT_LOG_KEYS.has(k)) issues.push({ path: ["audit_log", k], message: `unknown key '${k}'` });
+      for (const k of Object.keys(a)) if (!AUDIT_LOG_KEYS.has(k)) issues.push({ path: ["audit_log", k], message: `unknown key '${shownKey(k)}'` });
       if (a.file !== undefined && a.file !== null && !isMap(a.file)) issues.push({ path: ["audit_log", "file"], message: "must be a mapping: { path, max_file_size_mb, max_backup_files }" });
-      if (isMap(a.file)) for (const k of Object.keys(a.file)) if (!AUDIT_LOG_FILE_KEYS.has(k)) issues.push({ path: ["audit_log", "file", k], message: `unknown key '${k}'` });
+      if (isMap(a.file)) for (const k of Object.keys(a.file)) if (!AUDIT_LOG_FILE_KEYS.has(k)) issues.push({ path: ["audit_log", "file", k], message: `unknown key '${shownKey(k)}'` });
       const file = isMap(a.file) ? a.file : {};
       const outputs = Array.isArray(a.outputs) ? a.outputs : ["file"];
       const audit: Record<string, unknown> = {};

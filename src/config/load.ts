@@ -13,7 +13,7 @@ import { dirname, resolve } from "node:path";
 import type { z } from "zod";
 import { ALIAS_CYCLE, MAX_EXPANDED_NODES, parseYamlConfig, safeYamlMessage, withinExpansionLimit } from "./document.ts";
 import { adoptOriginal, findLegacy, otherAuthorizerKeys, renamedPath } from "./legacy.ts";
-import { formatPath, type PathSegment } from "./path.ts";
+import { formatPath, shownKey, shownPath, type PathSegment } from "./path.ts";
 import { ConfigSchema, type RawConfig } from "./schema.ts";
 import { unseenCharacterProblem, validateConfig } from "./validate.ts";
 
@@ -124,7 +124,7 @@ function variableHint(v: unknown, wants: "number" | "boolean", fromVar: string |
 }
 
 function zodMessage(issue: z.core.$ZodIssue, raw: unknown, fromVar?: string): string {
-  if (issue.code === "unrecognized_keys") return `unknown key${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `'${k}'`).join(", ")}`;
+  if (issue.code === "unrecognized_keys") return `unknown key${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `'${shownKey(k)}'`).join(", ")}`;
   if (issue.code === "invalid_type") {
     const v = valueAt(raw, issue.path);
     if (v === undefined) return "required";
@@ -253,7 +253,7 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
   let renamed: ReturnType<typeof adoptOriginal>["renamed"] = [];
   const toIssue = (f: { path: PathSegment[]; message: string; line?: number }): ConfigIssue => {
     const path = renamedPath(f.path, renamed);
-    return { path: formatPath(path), message: f.message, line: f.line ?? y.lineOf(path) };
+    return { path: shownPath(path), message: f.message, line: f.line ?? y.lineOf(path) };
   };
   let raw: unknown;
   // The billion-laughs guard counts the expansion itself (withinExpansionLimit), not references.
@@ -294,7 +294,7 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
           // A legacy key already has its own, better message.
           // (a key with a no-break space or a zero width space in it looks like the right one)
           const unseen = unseenCharacterProblem(k);
-          if (!hinted.has(formatPath([...path, k]))) found.push({ path: [...path, k], message: `unknown key '${k}'${unseen ? ` (it ${unseen})` : ""}` });
+          if (!hinted.has(formatPath([...path, k]))) found.push({ path: [...path, k], message: `unknown key '${shownKey(k)}'${unseen ? ` (it ${unseen})` : ""}` });
         }
         continue;
       }

@@ -9,3 +9,20 @@ export function formatPath(path: readonly PropertyKey[]): string {
   }
   return out;
 }
+
+/** The longest key a config problem shows whole. */
+const SHOWN_KEY_CHARS = 64;
+
+/**
+ * A key as a problem shows it: cut after SHOWN_KEY_CHARS characters. A key is the file's own text,
+ * and a line read as one key (a file that is not a config: `--check --config /etc/shadow` as
+ * root; a secret pasted where a key goes) was printed whole, twice per line.
+ */
+export function shownKey(key: string): string {
+  return key.length > SHOWN_KEY_CHARS ? `${key.slice(0, SHOWN_KEY_CHARS - 3)}...` : key;
+}
+
+/** formatPath for a problem's reader: each key cut by shownKey. */
+export function shownPath(path: readonly PathSegment[]): string {
+  return formatPath(path.map((s) => (typeof s === "string" ? shownKey(s) : s)));
+}

@@ -389,6 +389,14 @@ describe("parseConfig", () => {
     expect(got).toEqual([{ path: "buckets[0].s3.bogus", message: "unknown key 'bogus'", line: 4 }]);
   });
 
+  test("a long unknown key is shown cut (64 characters): a line read as a key (a file that is no config, a secret pasted where a key goes) is not printed whole", () => {
+    const line = `root:$6$${"s".repeat(86)}:19000:0:99999:7:::`;
+    const got = issues(`${B}${line}: 1\n`);
+    const shown = `${line.slice(0, 61)}...`;
+    expect(got).toEqual([{ path: shown, message: `unknown key '${shown}'`, line: 5 }]);
+    expect(JSON.stringify(got)).not.toContain("s".repeat(60));
+  });
+
   test("a key holding control characters is printed escaped: the report never carries a terminal escape or a carriage return", () => {
     // `"x\e[2J\rserver": 1` cleared the terminal of whoever ran --check, or hid the problem behind a CR.
     const err = (() => {
