@@ -377,11 +377,13 @@ export const CacheSchema = z
       .default(["memory"]),
     memory: z
       .strictObject({
-        max_item_size_mb: z.number().positive().default(10),
+        max_item_size_mb: z.number().positive().optional(),
         max_cache_size_mb: z.number().positive().default(1024),
         default_ttl_seconds: nonNegInt.default(3600),
       })
-      .prefault({}),
+      .prefault({})
+      // (10 MiB, or the whole cache when it is smaller, as the disk layer's default)
+      .transform((m) => ({ ...m, max_item_size_mb: m.max_item_size_mb ?? Math.min(10, m.max_cache_size_mb) })),
     disk: DiskCacheSchema.optional(),
     redis: RedisCacheSchema.optional(),
   });
@@ -403,6 +405,8 @@ export function cacheLayerIssues(c: CacheConfig): Array<{ path: Array<string | n
     if (!layers.includes(name) && c[name] !== undefined) out.push({ path: [name], message: `cache.${name} is set but cache_layers does not list ${name}: add it there or remove this section` });
   }
   if (c.disk && c.disk.max_item_size_mb > c.disk.max_disk_size_mb) out.push({ path: ["disk", "max_item_size_mb"], message: "must not exceed max_disk_size_mb" });
+  // (an item the layer could never hold: the start-up summary said "memory 1024 MiB (items<=2048 MiB)")
+  if (layers.includes("memory") && c.memory.max_item_size_mb > c.memory.max_cache_size_mb) out.push({ path: ["memory", "max_item_size_mb"], message: "must not exceed max_cache_size_mb" });
   return out;
 }
 

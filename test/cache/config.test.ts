@@ -53,6 +53,7 @@ describe("validation", () => {
     ["  disk: { path: /tmp/c }", "cache.disk", "cache_layers does not list disk"],
     ["  redis: { url: redis://h }", "cache.redis", "cache_layers does not list redis"],
     ["  cache_layers: [disk]\n  disk: { path: /tmp/c, max_disk_size_mb: 10, max_item_size_mb: 11 }", "cache.disk.max_item_size_mb", "must not exceed max_disk_size_mb"],
+    ["  memory: { max_cache_size_mb: 1024, max_item_size_mb: 2048 }", "cache.memory.max_item_size_mb", "must not exceed max_cache_size_mb"],
     ["  cache_layers: [disk]\n  disk: { path: /tmp/c, max_size: 10 }", "cache.disk", "max_size"],
     ["  cache_layers: [disk]\n  disk: { path: '' }", "cache.disk.path", "must not be empty"],
     ["  cache_layers: [redis]\n  redis: { url: 'http://h:6379' }", "cache.redis.url", "must be a redis:// or rediss:// URL"],
