@@ -95,6 +95,20 @@ function describe(err: unknown): string {
   return e?.code ?? e?.message ?? String(err);
 }
 
+/**
+ * A failure that takes the link down: any but an error reply, and of those READONLY. A Redis
+ * demoted to a replica while connected (a failover) refuses every store and purge yet still
+ * serves reads: a purge it refused left this replica serving the purged object from it, while
+ * the same Redis at connect is down (onUp's writes). Down, the purges queue until it takes them.
+ */
+function takesLinkDown(err: unknown): boolean {
+  return (err as { code?: string }).code !== "ERR_REDIS_SERVER_ERROR" || readOnly(err);
+}
+
+function readOnly(err: unknown): boolean {
+  return /^READONLY /.test((err as { message?: string }).message ?? "");
+}
+
 /** How often the subscribed connection is PINGed, to find a flow lost without a close. */
 export const SUBSCRIPTION_CHECK_MS = 5000;
 /** The longest wait for that PING's answer (operation_timeout_ms when it is longer). */
@@ -194,7 +208,7 @@ export class RedisLink {
       return await withTimeout(fn(c), this.opts.operationTimeoutMs); // (down() says "<what>: ")
     } catch (err) {
       this.errorCount++;
-      if ((err as { code?: string }).code !== "ERR_REDIS_SERVER_ERROR" && this.cmd === c) this.down(`${what}: ${describe(err)}`);
+      if (takesLinkDown(err) && this.cmd === c) this.down(`${what}: ${describe(err)}`);
       throw err;
     }
   }
@@ -269,6 +283,7 @@ export class RedisLink {
     } catch (err) {
       this.errorCount++;
       if ((err as { code?: string }).code !== "ERR_REDIS_SERVER_ERROR" && this.bulk.get(use) === conn) this.dropBulk(use);
+      else if (readOnly(err)) this.down(`${what}: ${describe(err)}`);
       throw err;
     }
   }

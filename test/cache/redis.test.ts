@@ -517,6 +517,36 @@ console.log(JSON.stringify(await Promise.all(urls.map((u) => redisAuthFailure(u,
     }
   });
 
+  test("Redis turned into a read-only replica while the layer is connected (a failover that demotes it): the layer is down with Redis's READONLY refusal, as at connect, so a purge it refused does not leave this replica serving the object from it; promoted again: up, and the purge replayed", async () => {
+    await using own = await startRedis();
+    const prefix = "ro:";
+    const log = captureLog();
+    const rl = await layer({ url: own.url, prefix, log });
+    const admin = new RedisClient(own.url);
+    await admin.connect();
+    try {
+      const memory = new MemoryLayer(1 << 20, 1 << 20);
+      const cache = new Cache([memory, rl]);
+      cache.put(fresh("b/1", 10));
+      await waitFor(() => admin.exists(prefix + "obj:b/1"));
+      // A replica of a primary it cannot reach yet: read-only, its data kept until a sync.
+      await admin.send("REPLICAOF", ["127.0.0.1", String(await freePort())]);
+
+      await cache.purgeObject("b", "1");
+      expect(memory.peek("b/1")).toBeUndefined();
+      expect(await admin.exists(prefix + "obj:b/1")).toBe(true); // (the replica refused the DEL)
+      expect(await cache.get("b/1")).toBeUndefined();
+      expect(rl.health()).toMatchObject({ up: false, reason: expect.stringContaining("READONLY") });
+      expect(log.lines.filter((l) => l.level === "warn").map((l) => String(l.fields?.reason))).toEqual([expect.stringContaining("READONLY")]);
+
+      await admin.send("REPLICAOF", ["NO", "ONE"]);
+      await waitFor(() => rl.health().up, { timeoutMs: 5000, message: "the layer to come back once Redis takes writes" });
+      await waitFor(async () => !(await admin.exists(prefix + "obj:b/1")), { message: "the queued purge to be replayed" });
+    } finally {
+      admin.close();
+    }
+  });
+
   test("a replica cut off while others purge catches up from the invalidation stream when it reconnects", async () => {
     const prefix = "catchup:";
     const relay = await tcpRelay(redis.port);
