@@ -30,9 +30,15 @@ export async function redisAuthFailure(url: string, timeoutMs: number): Promise<
   const user = decodeURIComponent(u.username) || "default";
   const arg = (s: string) => `$${Buffer.byteLength(s)}\r\n${s}\r\n`;
   const ask = password !== "" ? `*3\r\n${arg("AUTH")}${arg(user)}${arg(password)}` : `*1\r\n${arg("PING")}`;
+  // The URL's database too: one Redis does not have (/20 of its 16) closes the client's connection
+  // as well, and only the first attempt's command got Redis's refusal: /ready then said
+  // ERR_REDIS_CONNECTION_CLOSED for as long as it lasted.
+  const db = /^\/(\d+)$/.exec(u.pathname)?.[1];
+  const select = db !== undefined && Number(db) !== 0 ? `*2\r\n${arg("SELECT")}${arg(db)}` : "";
   const host = u.hostname.startsWith("[") ? u.hostname.slice(1, -1) : u.hostname;
-  const line = await firstLine(host, Number(u.port || 6379), u.protocol === "rediss:", ask, timeoutMs);
-  if (line === undefined) return undefined;
+  const reply = await firstLine(host, Number(u.port || 6379), u.protocol === "rediss:", ask + select, timeoutMs, select !== "" ? 2 : 1);
+  if (reply === undefined) return undefined;
+  const [line, selected] = reply.split("\r\n") as [string, string | undefined];
   if (line.startsWith(UNREACHABLE)) {
     const code = line.slice(UNREACHABLE.length);
     if (code === "ECONNREFUSED") return "connection refused (nothing listens at the URL's host and port)";
@@ -47,6 +53,7 @@ export async function redisAuthFailure(url: string, timeoutMs: number): Promise<
   if (line === NO_HANDSHAKE) return "TLS: the server took the connection but completed no TLS handshake (a Redis server without TLS is addressed with redis://, not rediss://)";
   if (line.startsWith("-WRONGPASS") || /^-ERR invalid (password|username-password pair)/i.test(line)) return "authentication failed (wrong user name or password in the Redis URL)";
   if (line.startsWith("-NOAUTH")) return "authentication required (the Redis URL gives no password)";
+  if (selected?.startsWith("-")) return selected.slice(1);
   return undefined;
 }
 
@@ -59,7 +66,8 @@ const UNTRUSTED = "\0untrusted:";
 /** firstLine's answer when a TLS connection was opened but its handshake never completed (a plain-text server waits for a line, or closes). */
 const NO_HANDSHAKE = "\0no-handshake";
 
-function firstLine(hostname: string, port: number, tls: boolean, payload: string, timeoutMs: number): Promise<string | undefined> {
+/** The first `lines` reply lines, joined by CRLF (the first alone when fewer came). */
+function firstLine(hostname: string, port: number, tls: boolean, payload: string, timeoutMs: number, lines = 1): Promise<string | undefined> {
   return new Promise((resolve) => {
     let got = "";
     let socket: { end(): void } | undefined;
@@ -67,6 +75,8 @@ function firstLine(hostname: string, port: number, tls: boolean, payload: string
     let shook = !tls;
     let opened = false;
     const unshaken = () => (opened && !shook ? NO_HANDSHAKE : undefined);
+    /** The lines that came before a close, when fewer than asked for. */
+    const answered = () => (got.includes("\r\n") ? got.slice(0, got.lastIndexOf("\r\n")) : undefined);
     const finish = (v: string | undefined) => {
       if (settled) return;
       settled = true;
@@ -94,12 +104,12 @@ function firstLine(hostname: string, port: number, tls: boolean, payload: string
         },
         data(_s, d) {
           got += d.toString("latin1");
-          const nl = got.indexOf("\r\n");
-          if (nl >= 0) finish(got.slice(0, nl));
+          const complete = got.split("\r\n").slice(0, -1);
+          if (complete.length >= lines) finish(complete.slice(0, lines).join("\r\n"));
           else if (got.length > 4096) finish(undefined);
         },
-        close: () => finish(unshaken()),
-        error: () => finish(unshaken()),
+        close: () => finish(answered() ?? unshaken()),
+        error: () => finish(answered() ?? unshaken()),
         connectError: (_s, err) => unreachable(err),
       },
     }).then(

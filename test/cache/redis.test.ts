@@ -361,6 +361,24 @@ describe("failure is not an outage", () => {
     await layer({ url: withAuth("default:Right-pw-4711"), prefix: "auth:" });
   });
 
+  test("a database the Redis does not have (/20 of 16): down, and the reason is Redis's own refusal of the SELECT at every attempt, not a closed connection (a wrong password is still named as such)", async () => {
+    const connections = async () => Number(/total_connections_received:(\d+)/.exec(String(await raw.send("INFO", ["stats"])))![1]);
+    const log = captureLog();
+    const from = await connections();
+    const l = new RedisLayer({ url: redis.url + "/20", keyPrefix: "db20:", maxItemBytes: 1 << 20, connectTimeoutMs: 300, operationTimeoutMs: 300, log, minBackoffMs: 20, maxBackoffMs: 40 });
+    layers.push(l);
+    const reasons = new Set<string | undefined>();
+    // (each attempt opens two connections, and a third asks why: several attempts)
+    await waitFor(async () => (reasons.add(l.health().reason), (await connections()) - from >= 12), { message: "the layer to try a few times" });
+    l.close();
+    reasons.delete("connecting");
+    expect([...reasons]).toEqual(["connect: ERR DB index is out of range"]);
+    expect(log.lines.map((x) => x.fields?.reason).filter(Boolean)).toEqual(["connect: ERR DB index is out of range"]);
+
+    await using own = await startRedis({ password: "Right-pw-4711" });
+    await downOnce(own.url.replace("redis://", "redis://:Wrong-pw-0815@") + "/1", "connect: authentication failed (wrong user name or password in the Redis URL)", "pw-", 300);
+  });
+
   test("nothing listening, a host name that does not resolve: down, and the reason says which in plain words (not a closed connection), once", async () => {
     for (const [url, reason] of [
       ["redis://127.0.0.1:1", "connect: connection refused (nothing listens at the URL's host and port)"],
