@@ -117,10 +117,14 @@ return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])`;
  * The purge stream's life (KEYS: the stream; ARGV: "epoch:<uuid>" for a new life): made sure to
  * exist, with a consumer group named by its epoch (a group lives and dies with its stream, so a
  * stream Redis lost and that was created again, or one created by an XADD after a loss, gets a new
- * epoch; the group is never read from). Returns the epoch, then the stream's XINFO fields the
- * catch-up needs: last-generated-id, entries-added, length, first-entry (its id, "" when empty).
+ * epoch; the group is never read from). Another program's key of another type there (its
+ * WRONGTYPE kept the layer down for as long as it lived) is replaced: a new life. Returns the
+ * epoch, then the stream's XINFO fields the catch-up needs: last-generated-id, entries-added,
+ * length, first-entry (its id, "" when empty).
  */
 const STREAM_LIFE = `local s = KEYS[1]
+local g = redis.call('EXISTS', s) == 1 and redis.pcall('XINFO', 'GROUPS', s)
+if type(g) == 'table' and g.err and string.sub(g.err, 1, 10) == 'WRONGTYPE ' then redis.call('DEL', s) end
 if redis.call('EXISTS', s) == 0 then redis.call('XGROUP', 'CREATE', s, ARGV[1], '$', 'MKSTREAM') end
 local epoch
 for _, g in ipairs(redis.call('XINFO', 'GROUPS', s)) do
@@ -572,7 +576,12 @@ export class RedisLayer implements CacheLayer {
     }
     const runId = /^run_id:([0-9a-f]+)\r?$/m.exec(info)?.[1];
     if (runId === undefined) return;
-    const seen = await this.link.run("GET", (c) => c.get(this.runIdKey));
+    // (another program's key of another type there: no record of ours, replaced as another run_id's;
+    // its WRONGTYPE kept the layer down for as long as it lived)
+    const seen = await this.link.run("GET", (c) => c.get(this.runIdKey)).catch((err: unknown) => {
+      if (/^WRONGTYPE /.test((err as { message?: string }).message ?? "")) return "";
+      throw err;
+    });
     if (seen === runId) return;
     if (seen !== null) {
       this.log?.info("redis cache layer: Redis restarted since it was last seen (another run_id): every object in it dropped, since writes made while it was away may not have purged them", {});

@@ -191,6 +191,25 @@ describe("storage", () => {
     expect(l.errors()).toBeGreaterThanOrEqual(2);
   });
 
+  test("a value of another type (another program's) under a key of an object, of the recorded run_id or of the purge stream: a miss, replaced, and the layer comes up; it was down (WRONGTYPE) for as long as such a key lived", async () => {
+    for (const [i, [key, type]] of [
+      ["run-id", "hash"],
+      ["invalidations", "string"],
+    ].entries()) {
+      const prefix = `wrongtype${i}:`;
+      await raw.send("DEL", [prefix + key]);
+      if (type === "hash") await raw.send("HSET", [prefix + key, "a", "b"]);
+      else await raw.set(prefix + key, "x");
+      const l = await layer({ prefix });
+      expect(String(await raw.send("TYPE", [prefix + key]))).toBe(key === "run-id" ? "string" : "stream");
+      await raw.send("HSET", [prefix + "obj:b/h", "a", "b"]);
+      expect(await l.get("b/h")).toBeUndefined();
+      await l.put(fresh("b/h", 10));
+      expect(await l.get("b/h")).toMatchObject({ size: 10 });
+      expect(l.health().up).toBe(true);
+    }
+  });
+
   test("an entry whose metadata holds a header HTTP cannot carry (CR/LF in a value, a name that is no token, a character above U+00FF) is a miss and is deleted, not a 500 on every replica until its TTL", async () => {
     const l = await layer({ prefix: "hdr:" });
     const bad: Record<string, string>[] = [{ "x-test": "a\r\nSet-Cookie: evil=1" }, { "bad name": "x" }, { "x-test": "日本" }, { "x-test": "a\u0000b" }];
