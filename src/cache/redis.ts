@@ -94,10 +94,16 @@ export const START_SKEW_MS = 60_000;
  * Stores (or, with an empty value, only checks) when the three generations (everything, bucket,
  * key) are those the fill read when it began. KEYS: gen all, gen bucket, gen key, object, its
  * large entry's key; ARGV: the three generations read ("" = none), value, PX, the stub ("" for a
- * value stored under the object's key: redis-format.ts).
+ * value stored under the object's key: redis-format.ts). A generation of another type (another
+ * program's key) is none, as MGET reads it (fillToken): its WRONGTYPE failed every fill's store
+ * for as long as it lived; a purge replaces it with a string.
  */
 const STORE_IF = `for i = 1, 3 do
-  local g = redis.call('GET', KEYS[i])
+  local g = redis.pcall('GET', KEYS[i])
+  if type(g) == 'table' and g.err then
+    if string.sub(g.err, 1, 10) ~= 'WRONGTYPE ' then return redis.error_reply(g.err) end
+    g = nil
+  end
   if (g or '') ~= ARGV[i] then return 0 end
 end
 if ARGV[4] ~= '' then

@@ -210,6 +210,20 @@ describe("storage", () => {
     }
   });
 
+  test("a purge generation of another type (another program's hash at gen:all, gen:b:<bucket> or gen:k:<key>) counts as none: a fill stores, and a purge after it still refuses the fill that began before; no fill was ever stored while such a key lived", async () => {
+    const l = await layer({ prefix: "wronggen:" });
+    for (const gen of ["all", "b:b", "k:b/g"]) await raw.send("HSET", ["wronggen:gen:" + gen, "a", "b"]);
+    const token = await l.fillToken("b/g");
+    expect(token).toBeDefined();
+    expect(await l.putIf(fresh("b/g", 10), token!, true)).toBe(true);
+    expect(await l.get("b/g")).toMatchObject({ size: 10 });
+
+    await raw.send("HSET", ["wronggen:gen:b:b", "a", "b"]);
+    const before = await l.fillToken("b/g2");
+    await l.purgePrefix("b/");
+    expect(await l.putIf(fresh("b/g2", 10), before!, true)).toBe(false);
+  });
+
   test("an entry whose metadata holds a header HTTP cannot carry (CR/LF in a value, a name that is no token, a character above U+00FF) is a miss and is deleted, not a 500 on every replica until its TTL", async () => {
     const l = await layer({ prefix: "hdr:" });
     const bad: Record<string, string>[] = [{ "x-test": "a\r\nSet-Cookie: evil=1" }, { "bad name": "x" }, { "x-test": "日本" }, { "x-test": "a\u0000b" }];
