@@ -18,7 +18,7 @@ export function worthAskingWhy(err: unknown, connected: boolean, url: string): b
   return (err as { code?: string } | undefined)?.code === "ERR_REDIS_CONNECTION_CLOSED" || (!connected && url.startsWith("rediss:"));
 }
 
-/** "authentication failed (...)" / "authentication required (...)" / "TLS: ... not trusted (...)" / "connection refused (...)", or undefined when Redis did not refuse the credentials (or could not be asked within timeoutMs). */
+/** "authentication failed (...)" / "authentication required (...)" / "TLS: ... not trusted (...)" / "connection refused (...)" / Redis's own refusal (of the connection, or of the URL's database), or undefined when Redis refused nothing (or could not be asked within timeoutMs). */
 export async function redisAuthFailure(url: string, timeoutMs: number): Promise<string | undefined> {
   let u: URL;
   try {
@@ -53,8 +53,9 @@ export async function redisAuthFailure(url: string, timeoutMs: number): Promise<
   if (line === NO_HANDSHAKE) return "TLS: the server took the connection but completed no TLS handshake (a Redis server without TLS is addressed with redis://, not rediss://)";
   if (line.startsWith("-WRONGPASS") || /^-ERR invalid (password|username-password pair)/i.test(line)) return "authentication failed (wrong user name or password in the Redis URL)";
   if (line.startsWith("-NOAUTH")) return "authentication required (the Redis URL gives no password)";
-  if (selected?.startsWith("-")) return selected.slice(1);
-  return undefined;
+  // Any other refusal in Redis's words: one at its maxclients says so to every new connection and
+  // closes it, which read as a bare closed connection.
+  return [line, selected].find((l) => l?.startsWith("-"))?.slice(1);
 }
 
 /** firstLine's answer when no connection could be made, followed by the error's code. */

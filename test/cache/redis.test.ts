@@ -412,6 +412,18 @@ describe("failure is not an outage", () => {
     await downOnce(own.url.replace("redis://", "redis://:Wrong-pw-0815@") + "/1", "connect: authentication failed (wrong user name or password in the Redis URL)", "pw-", 300);
   });
 
+  test("a Redis at its maxclients (it answers a new connection with its refusal and closes it): down, and the reason is Redis's own words, not a closed connection", async () => {
+    await using own = await startRedis();
+    const admin = new RedisClient(own.url);
+    await admin.connect();
+    try {
+      await admin.send("CONFIG", ["SET", "maxclients", "1"]);
+      await downOnce(own.url, "connect: ERR max number of clients reached", "pw-", 300);
+    } finally {
+      admin.close();
+    }
+  });
+
   test("nothing listening, a host name that does not resolve: down, and the reason says which in plain words (not a closed connection), once", async () => {
     for (const [url, reason] of [
       ["redis://127.0.0.1:1", "connect: connection refused (nothing listens at the URL's host and port)"],
