@@ -27,7 +27,9 @@
  *   FIN, no RST) closes nothing, and a subscriber never sends otherwise: without this check the
  *   purges of the other replicas would stop arriving, unnoticed, until the kernel gives up. A
  *   Redis busy for everyone (a slow script, a fork stall) answers neither connection: that is
- *   not a lost subscription unless it lasts SUBSCRIPTION_SILENT_CHECKS checks in a row.
+ *   not a lost subscription unless it lasts SUBSCRIPTION_SILENT_CHECKS checks in a row. The
+ *   command connection gets a PING at each check too, so that a Redis closing idle clients (its
+ *   `timeout` setting, 5 s or more) does not close it under an idle layer.
  *
  * The client's own reconnect and offline queue are off: a command to a dead Redis must fail now,
  * not wait in a queue while a request waits for it.
@@ -350,6 +352,9 @@ export class RedisLink {
     let silent = 0;
     const answered = (err: unknown) => (err as { code?: string } | undefined)?.code === "ERR_REDIS_SERVER_ERROR";
     this.watch = setInterval(() => {
+      // Redis closes a client idle past its `timeout` setting (a subscriber is exempt): an idle
+      // layer's command connection was closed that often, the layer down and logged each time.
+      this.cmd?.send("PING", []).catch(noop);
       if (waiting || this.sub !== sub) return;
       waiting = true;
       const ping = sub.send("PING", []);

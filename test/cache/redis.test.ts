@@ -610,6 +610,26 @@ console.log(JSON.stringify(await Promise.all(urls.map((u) => redisAuthFailure(u,
     }
   });
 
+  test("a Redis that closes idle clients (its `timeout` setting): an idle layer keeps its command connection, never down, nothing logged", async () => {
+    await using own = await startRedis();
+    const log = captureLog();
+    const config = new RedisClient(own.url);
+    await config.connect();
+    await config.send("CONFIG", ["SET", "timeout", "1"]);
+    config.close();
+    const rl = await layer({ url: own.url, prefix: "idle:", log, subscriptionCheckMs: 300 });
+    // Two idle clients closed by Redis in turn: its idle sweep ran past the layer's connections too.
+    for (let i = 0; i < 2; i++) {
+      const idle = new RedisClient(own.url, { autoReconnect: false });
+      await idle.connect();
+      const closed = Promise.withResolvers<void>();
+      idle.onclose = () => closed.resolve();
+      await closed.promise;
+    }
+    expect(rl.health().up).toBe(true);
+    expect(log.lines.filter((l) => l.level === "warn")).toEqual([]);
+  });
+
   test("a replica cut off while others purge catches up from the invalidation stream when it reconnects", async () => {
     const prefix = "catchup:";
     const relay = await tcpRelay(redis.port);
