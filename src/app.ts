@@ -101,8 +101,9 @@ function restartOnly(c: Config): Record<string, unknown> {
     "server.port": s.port,
     "server.workers": s.workers,
     "server.engine": s.engine,
-    // The files, however the paths are written (./cert.pem, the absolute path): the same pair is no change.
-    "server.https": s.https && [s.https.cert_path, s.https.key_path].map((p) => normalize(resolveConfigPath(p, c.baseDir))),
+    // Whether the listeners serve TLS, and from which files, however the paths are written
+    // (./cert.pem, the absolute path): the same pair is no change. (enabled: false serves plain HTTP.)
+    "server.https": s.https?.enabled === true ? [s.https.cert_path, s.https.key_path].map((p) => normalize(resolveConfigPath(p, c.baseDir))) : false,
     "metrics.enabled": metrics,
     "metrics.address": metrics ? c.metrics.address : undefined,
     "metrics.port": metrics ? c.metrics.port : undefined,

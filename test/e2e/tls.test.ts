@@ -65,6 +65,18 @@ test("a reload that writes server.https's paths another way (./cert.pem, the abs
   await reload(yaml("cert.pem", "key.pem"));
 });
 
+test("a reload that turns server.https off (enabled: false, the same files) is refused: the listener would stay TLS", async () => {
+  const FAILED = "config reload failed; the previous config keeps serving";
+  const text = `server: { address: 127.0.0.1, port: 0, https: { enabled: false, cert_path: cert.pem, key_path: key.pem } }\nbuckets:\n${bucketYaml({ name: "pub", prefix: "/pub", bucket: "pub", endpoint: s3.endpoint })}`;
+  const from = px.logs().length;
+  px.writeConfig(text);
+  px.signal("SIGHUP");
+  // (it was "config reloaded": only the two paths were compared, and the TLS listener kept serving)
+  const line = await waitFor(() => px.logs().slice(from).find((l) => l.msg === "config reloaded" || l.msg === FAILED));
+  expect([line.msg, String(line.error)]).toEqual([FAILED, expect.stringContaining("server.https")]);
+  px.writeConfig(`server: { address: 127.0.0.1, port: 0, https: { cert_path: cert.pem, key_path: key.pem } }\nbuckets:\n${bucketYaml({ name: "pub", prefix: "/pub", bucket: "pub", endpoint: s3.endpoint })}`);
+});
+
 test("an unreadable certificate is a config error naming the key", async () => {
   const { runCli } = await import("./harness.ts");
   const dir = mkdtempSync(join(tmpdir(), "yata-tls-bad-"));
