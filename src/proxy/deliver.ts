@@ -11,6 +11,7 @@
 import { toProxyError } from "../errors.ts";
 import { OBSERVE_BODY, type ObservableBody } from "../http/observed-body.ts";
 import { clientIp, isWriteAction, type RequestContext } from "./context.ts";
+import { accessLevel } from "../observe/log.ts";
 import { endRequestSpan } from "../observe/trace/request.ts";
 
 export function deliver(ctx: RequestContext, res: Response): Response {
@@ -62,7 +63,8 @@ export function finish(ctx: RequestContext): void {
   if (ctx.bodyError !== undefined && ctx.bodyError !== "ClientClosedRequest") {
     log.warn("response body failed", { request_id: ctx.id, bucket: ctx.bucketName, status: ctx.status, bytes: ctx.bytes, declared_bytes: ctx.declaredBytes >= 0 ? ctx.declaredBytes : undefined, error: ctx.bodyError });
   }
-  if (log.enabled("info")) {
+  // (at the line's own level: a 5xx is at warn, which a log at warn keeps)
+  if (log.enabled(accessLevel(ctx.status))) {
     const total = performance.now() - ctx.start;
     log.access({
       request_id: ctx.id,
