@@ -262,9 +262,14 @@ export async function fetchWithBody(
   }
   let timer: ReturnType<typeof setTimeout> | undefined;
   let stallCheck: ReturnType<typeof setInterval> | undefined;
+  // Set once the answer's head is in (or the attempt failed): a body that ends after an early answer must
+  // not arm the head timer again, past the `finally` that cleared it (it aborted the answer
+  // s3.timeout later, while the client was reading it).
+  let settled = false;
   const armHeadTimer = () => {
     if (stallCheck !== undefined) clearInterval(stallCheck);
     stallCheck = undefined;
+    if (settled) return;
     timer = setTimeout(() => ctrl.abort(new UpstreamTimeoutError("upstream did not send response headers in time")), timeoutMs);
   };
   let init: Uint8Array | ReadableStream<Uint8Array> | undefined;
@@ -285,6 +290,7 @@ export async function fetchWithBody(
   }
   try {
     const res = withoutOverriddenLength(await fetchImpl(url, { method, headers, body: init, signal: ctrl.signal, decompress: false, redirect: "manual", duplex: "half" } as RequestInit));
+    settled = true;
     clearTimeout(timer);
     // (a HEAD's answer has no body, whatever its Content-Length says)
     return method === "HEAD" ? res : await writeAnswer(res, answerUpTo, ctrl, timeoutMs);
@@ -296,6 +302,7 @@ export async function fetchWithBody(
     if (ctrl.signal.aborted) throw ctrl.signal.reason;
     throw err;
   } finally {
+    settled = true;
     clearTimeout(timer);
     if (stallCheck !== undefined) clearInterval(stallCheck);
   }

@@ -1,0 +1,53 @@
+/**
+ * fetchWithBody (src/s3/send.ts) with an upstream that answers before the request body has all
+ * been sent (an early error with a large body, as S3 may answer a write it refuses): the
+ * response-head timer, armed when the body ends, must not be armed once the answer is in. It was:
+ * the body ending after the answer armed it again, past the `finally` that clears it, and
+ * `s3.timeout` later it aborted the answer the client was still reading.
+ */
+import { expect, test } from "bun:test";
+import { fetchWithBody } from "../../src/s3/send.ts";
+
+test("an answer that comes before the request body ends is not aborted s3.timeout after the body ends", async () => {
+  const TIMEOUT_MS = 50;
+  let answerAborted = false;
+  let bodyDone!: () => void;
+  const bodyRead = new Promise<void>((r) => (bodyDone = r));
+  // The upstream: answers at once with a body it streams slowly, and reads the request body after.
+  const fakeFetch = (async (_url: string, init: RequestInit) => {
+    const signal = init.signal!;
+    const answer = new ReadableStream<Uint8Array>({
+      start(c) {
+        c.enqueue(new TextEncoder().encode("first part;"));
+        signal.addEventListener("abort", () => {
+          answerAborted = true;
+          c.error(signal.reason);
+        });
+      },
+    });
+    void (async () => {
+      const reader = (init.body as ReadableStream<Uint8Array>).getReader();
+      while (!(await reader.read()).done);
+      bodyDone();
+    })();
+    return new Response(answer, { status: 403, headers: { "content-type": "application/xml" } });
+  }) as unknown as typeof fetch;
+  // A request body that ends a little after the answer is in.
+  let sent = 0;
+  const body = new ReadableStream<Uint8Array>({
+    async pull(c) {
+      await Bun.sleep(5);
+      if (sent === 4) return c.close();
+      sent++;
+      c.enqueue(new Uint8Array(16));
+    },
+  });
+  const res = await fetchWithBody(fakeFetch, "PUT", "http://upstream.test/b/k", {}, body, 64, new AbortController().signal, TIMEOUT_MS, undefined, 1024);
+  expect(res.status).toBe(403);
+  await bodyRead;
+  // Well past s3.timeout after the body's end: the answer is still the client's to read.
+  const until = performance.now() + TIMEOUT_MS * 4;
+  while (performance.now() < until && !answerAborted) await Bun.sleep(TIMEOUT_MS / 5);
+  expect(answerAborted).toBe(false);
+  await res.body!.cancel();
+});
