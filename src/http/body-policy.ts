@@ -22,3 +22,17 @@ export function announcesBody(h: Headers): boolean {
   const len = h.get("content-length");
   return (len !== null && len.trim() !== "0") || h.has("transfer-encoding");
 }
+
+/**
+ * A Content-Length sent twice with one value, which the listeners join ("2, 2"), made that one
+ * value again, in place (RFC 9110 §8.6 lets a recipient do so; S3 and Go's server do). Go programs
+ * that copy a presigned request's signed headers send `Content-Length` and `content-length`
+ * (rclone before 1.59 on every single-part upload): left joined, the SigV4 check ran over "2, 2"
+ * and refused them. Differing values never get here: both listeners answer those 400.
+ */
+export function collapseRepeatedLength(h: Headers): void {
+  const len = h.get("content-length");
+  if (len === null || !len.includes(",")) return;
+  const values = len.split(",").map((v) => v.trim());
+  if (values.every((v) => v === values[0])) h.set("content-length", values[0]!);
+}

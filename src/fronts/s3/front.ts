@@ -13,7 +13,7 @@
  * statuses (RequestId = the request id); the STS endpoint answers in STS's dialect.
  */
 import { ProxyError } from "../../errors.ts";
-import { announcesBody } from "../../http/body-policy.ts";
+import { announcesBody, collapseRepeatedLength } from "../../http/body-policy.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import { admit } from "../../proxy/phases/admit.ts";
 import { authorize, mayAlso } from "../../proxy/phases/authorize.ts";
@@ -105,6 +105,8 @@ export function s3Address(ctx: RequestContext): undefined {
   if (decoded === undefined) return fail(s3Error("InvalidURI"));
   ctx.path = decoded;
   const req = ctx.req;
+  // (before admission, which reads an upload's length, and the signature check)
+  if (ctx.method !== "GET" && ctx.method !== "HEAD") collapseRepeatedLength(req.headers);
   const hostBucket = api.domain === undefined ? undefined : bucketFromHost(req.headers.get("host"), api.domain);
   const a = address(decoded, hostBucket);
   // "//bucket/key": an empty bucket segment before a key is no S3 address (it was served as the
