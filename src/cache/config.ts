@@ -200,10 +200,11 @@ export function cacheRestartKey(cfg: CacheConfig, baseDir?: string): string {
  * - bufferBytes: what is buffered and shared with coalesced waiters: up to the largest item the
  *   memory or Redis layer keeps. Larger objects (up to maxItemBytes) go to the disk as they stream.
  * - fillTimeoutMs: s3.timeout for the response head plus time for 1 MiB/s of a buffered body,
- *   per replica of the bucket; fillAttemptMs, with replicas, is one replica's share.
+ *   per replica of the bucket (each replica's own timeout, which may override the bucket's);
+ *   fillBodyMs, with replicas, is the body's part of one replica's share.
  * - stallTimeoutMs: s3.timeout between two reads of a streamed body.
  */
-export function bucketCachePolicy(cfg: CacheConfig, bucket: Pick<BucketConfig, "cache"> & { s3?: { timeout: number; replicas?: readonly unknown[] | undefined } }): CachePolicy | null {
+export function bucketCachePolicy(cfg: CacheConfig, bucket: Pick<BucketConfig, "cache"> & { s3?: { timeout: number; replicas?: readonly { timeout?: number | undefined }[] | undefined } }): CachePolicy | null {
   if (!cfg.enabled || bucket.cache?.enabled !== true) return null;
   const limits: Record<string, number> = { memory: cfg.memory.max_item_size_mb };
   if (cfg.disk) limits.disk = cfg.disk.max_item_size_mb;
@@ -217,10 +218,10 @@ export function bucketCachePolicy(cfg: CacheConfig, bucket: Pick<BucketConfig, "
   const bufferBytes = Math.min(maxItemBytes, mb(bufferMb));
   if (bufferBytes !== maxItemBytes) policy.bufferBytes = bufferBytes;
   if (bucket.s3 !== undefined) {
-    const attemptMs = timerDelay(bucket.s3.timeout * 1000 + (bufferBytes / MiB) * 1000);
-    const replicas = bucket.s3.replicas?.length ?? 1;
-    policy.fillTimeoutMs = timerDelay(attemptMs * replicas);
-    if (replicas > 1) policy.fillAttemptMs = attemptMs;
+    const bodyMs = (bufferBytes / MiB) * 1000;
+    const timeouts = bucket.s3.replicas?.map((r) => r.timeout ?? bucket.s3!.timeout) ?? [bucket.s3.timeout];
+    policy.fillTimeoutMs = timerDelay(timeouts.reduce((sum, t) => sum + t * 1000 + bodyMs, 0));
+    if (timeouts.length > 1) policy.fillBodyMs = bodyMs;
     policy.stallTimeoutMs = bucket.s3.timeout * 1000;
   }
   return policy;

@@ -48,12 +48,14 @@ export interface CachePolicy {
    */
   fillTimeoutMs?: number | undefined;
   /**
-   * A bucket with replicas: each replica's attempt within a fill gets this long (ms), and a replica
-   * that takes longer is that replica's failure, the next one asked (fillTimeoutMs then covers
-   * every replica's share). Without it the fill's deadline cut the failover short: a primary
-   * sending slowly but steadily was never failed over from (504 every time). Default: none.
+   * A bucket with replicas: each replica's attempt within a fill gets its own s3 timeout plus this
+   * long (ms, the buffered body at 1 MiB/s), and a replica that takes longer is that replica's
+   * failure, the next one asked (fillTimeoutMs then covers every replica's share). Without it the
+   * fill's deadline cut the failover short: a primary sending slowly but steadily was never failed
+   * over from (504 every time). The replica's own timeout, not the bucket's: a replica given a
+   * longer one was cut short of it, its copy replaced by the next replica's. Default: none.
    */
-  fillAttemptMs?: number | undefined;
+  fillBodyMs?: number | undefined;
   /** A streamed body (bypass, streaming fill) is aborted when one read waits longer than this (ms). Default: never. */
   stallTimeoutMs?: number | undefined;
 }

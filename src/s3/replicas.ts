@@ -30,6 +30,7 @@
 import { capFreshness } from "../cache/freshness.ts";
 import type { BucketConfig } from "../config/schema.ts";
 import type { ReplicaConfig } from "../config/replicas.ts";
+import { timerDelay } from "../config/durations.ts";
 import { ProxyError } from "../errors.ts";
 import { isOwnedBytes, markOwnedBytes } from "../http/owned-response.ts";
 import { BREAKER_STATE_CODE, type BreakerState, type CircuitBreaker } from "../limits/index.ts";
@@ -167,9 +168,10 @@ export class ReplicaSet implements ObjectUpstream {
       timing.attempts = 0;
       let outcome: Response | unknown;
       let answered = false;
-      // A cache fill's attempt (timing.attemptMs) but the last: bounded on its own, so that a
-      // replica too slow for the fill's deadline is failed over from instead of failing the fill.
-      const bounded = last ? undefined : boundedAttempt(signal, timing.attemptMs, r.name);
+      // A cache fill's attempt but the last: bounded on its own (the replica's timeout plus the
+      // body's allowance), so that a replica too slow for the fill's deadline is failed over from
+      // instead of failing the fill.
+      const bounded = last || timing.attemptBodyMs === undefined ? undefined : boundedAttempt(signal, timerDelay(r.upstream.timeoutMs + timing.attemptBodyMs), r.name);
       // (the replica being asked: the one that answered, or failed last, or was asked when the
       // request was given up, as the access line names it)
       timing.replica = r.name;
@@ -240,8 +242,7 @@ async function holdBody(res: Response, upTo: number | undefined, signal: AbortSi
 }
 
 /** An attempt's own signal: the caller's, or its time (`ms`) running out, a GatewayTimeout (the replica's failure). */
-function boundedAttempt(signal: AbortSignal, ms: number | undefined, replica: string): { signal: AbortSignal; done(): void } | undefined {
-  if (ms === undefined) return undefined;
+function boundedAttempt(signal: AbortSignal, ms: number, replica: string): { signal: AbortSignal; done(): void } {
   const own = new AbortController();
   const follow = () => own.abort(signal.reason);
   if (signal.aborted) follow();

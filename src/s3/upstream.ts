@@ -52,12 +52,13 @@ export interface UpstreamTiming {
    */
   attemptFrom?: number | undefined;
   /**
-   * Set by a cache fill of a bucket with replicas (CachePolicy.fillAttemptMs): each replica's
-   * attempt but the last is bounded by it, past which it is that replica's failure (ReplicaSet).
+   * Set by a cache fill of a bucket with replicas (CachePolicy.fillBodyMs): each replica's
+   * attempt but the last is bounded by the replica's timeout plus this, past which it is that
+   * replica's failure (ReplicaSet).
    */
-  attemptMs?: number | undefined;
+  attemptBodyMs?: number | undefined;
   /**
-   * With attemptMs: a body of known length up to this (the fill's buffer) is read whole within the
+   * With attemptBodyMs: a body of known length up to this (the fill's buffer) is read whole within the
    * attempt's bound, so that a replica sending it too slowly is failed over from (ReplicaSet).
    */
   attemptHoldBytes?: number | undefined;
@@ -222,7 +223,8 @@ export class BucketUpstream {
   private readonly bucketPath: string;
   private readonly signer: S3Signer | undefined;
   private readonly retry: RetryConfig;
-  private readonly timeoutMs: number;
+  /** s3.timeout (a replica's own, when it overrides the bucket's), in ms. */
+  readonly timeoutMs: number;
   /** GET bodies up to this size are read whole inside the attempt (the own client's bufferBodyUpTo, on fetch too). */
   private readonly bufferBodyUpTo: number;
   private readonly fetchImpl: typeof fetch;

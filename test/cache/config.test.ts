@@ -107,6 +107,12 @@ describe("policy", () => {
     expect(bucketCachePolicy(cfg, { cache: { enabled: true, max_item_size_mb: 5000 } })!.maxItemBytes).toBe(500 * MiB);
   });
 
+  test("with replicas: the fill's deadline is every replica's own timeout plus the body's allowance; fillBodyMs is that allowance", () => {
+    const policy = bucketCachePolicy(cfg, { cache: { enabled: true }, s3: { timeout: 20, replicas: [{ timeout: 60 }, {}, { timeout: 5 }] } });
+    expect(policy).toMatchObject({ fillTimeoutMs: 68_000 + 28_000 + 13_000, fillBodyMs: 8_000 });
+    expect(bucketCachePolicy(cfg, { cache: { enabled: true }, s3: { timeout: 20 } })!.fillBodyMs).toBeUndefined();
+  });
+
   test("disk only: buffered up to memory.max_item_size_mb, larger objects stream to disk", () => {
     const disk = CacheSchema.parse({ enabled: true, cache_layers: ["disk"], memory: { max_item_size_mb: 3 }, disk: { path: "/c" } });
     expect(bucketCachePolicy(disk, { cache: { enabled: true } })).toMatchObject({ maxItemBytes: 1024 * MiB, bufferBytes: 3 * MiB });

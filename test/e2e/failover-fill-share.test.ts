@@ -2,7 +2,7 @@
  * (A) a cache fill of an object larger than buffer_threshold_bytes (but buffered by the
  * fill) from a trickling primary: the per-replica share does not bound its body (the attempt ended at
  * the head), the fill's whole deadline runs out: 504, the secondary never asked.
- * (B) a fill attempt cut by its share (fillAttemptMs) is "neutral" for the primary's breaker (as a
+ * (B) a fill attempt cut by its share (fillBodyMs) is "neutral" for the primary's breaker (as a
  * client abort): the breaker never opens, every fill waits the share on the slow primary again.
  */
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";

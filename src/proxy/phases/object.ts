@@ -119,10 +119,10 @@ async function serveCached(ctx: RequestContext, method: ObjectMethod): Promise<R
     // must not be its first client's choice. An answer streamed from the upstream to a client (an
     // object too large to buffer, a disk fill's first client) carries them only when that client
     // asked (passedChecksums); a copy built from the cache never does (headers.ts, FRAMING_HEADERS).
-    // A fill's attempts on a bucket with replicas are bounded one by one (fillAttemptMs).
+    // A fill's attempts on a bucket with replicas are bounded one by one (fillBodyMs).
     upstream: (extra, signal) => {
       const policy = bucket.cachePolicy!;
-      ctx.timing.attemptMs = signal === ctx.req.signal ? undefined : policy.fillAttemptMs;
+      ctx.timing.attemptBodyMs = signal === ctx.req.signal ? undefined : policy.fillBodyMs;
       // (the body the fill buffers is read within each replica's share: a trickle is failed over from)
       ctx.timing.attemptHoldBytes = policy.bufferBytes ?? policy.maxItemBytes;
       return getObject(ctx, "GET", { ...extra, "x-amz-checksum-mode": "ENABLED" }, signal);
@@ -142,7 +142,7 @@ async function serveCached(ctx: RequestContext, method: ObjectMethod): Promise<R
     // with) while its HeadObject answers 200 with StorageClass and Restore: the HEAD asks that,
     // as an uncached bucket's HEAD does (it was 403 AccessDenied on a cached bucket only).
     result.response.body?.cancel().catch(() => {});
-    ctx.timing.attemptMs = undefined; // (the client's request now, not a fill's bounded attempt)
+    ctx.timing.attemptBodyMs = undefined; // (the client's request now, not a fill's bounded attempt)
     ctx.timing.attemptHoldBytes = undefined;
     const head = await getObject(ctx, "HEAD", forwardRequestHeaders(ctx.req.headers), ctx.req.signal);
     result.response = head;
