@@ -36,7 +36,7 @@ import { getObjectDirect, getObjectTagging, listParts, OBJECT_HEADERS, pickHeade
 import { RequestBodyError } from "../../s3/upstream.ts";
 import { s3Error } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
-import { readUpstreamCapped, relayError, MAX_RESULT_BODY, tryParse } from "./relay.ts";
+import { readUpstreamCapped, relayError, MAX_RESULT_BODY, tryParse, upstreamBucketsOf } from "./relay.ts";
 import { taggingHeader } from "./tagging.ts";
 import { callOf, requestHeaders, writeUpstream } from "./writes.ts";
 import { childrenNamed, childText } from "./xml-reader.ts";
@@ -88,7 +88,8 @@ async function readSource(ctx: RequestContext, src: ForeignSource, range: { firs
   }
   if (range !== undefined) forward.range = `bytes=${range.first}-${range.last}`;
   const up = src.from.upstream;
-  const upstreamBucket = up.primary().bucket;
+  // (every replica's: the read fails over, so the error may be a secondary's)
+  const upstreamBuckets = upstreamBucketsOf(up);
   const res =
     src.versionId === undefined
       ? await up.fetchObject("GET", src.key, forward, ctx.req.signal, ctx.timing)
@@ -111,7 +112,7 @@ async function readSource(ctx: RequestContext, src: ForeignSource, range: { firs
   if (res.status === 405 && src.versionId !== undefined && res.headers.get("x-amz-delete-marker") === "true") {
     refuse(s3Error("InvalidRequest", "The source of a copy request may not specifically refer to a delete marker by version id."));
   }
-  if (res.status !== 200 && res.status !== 206) return relayError(res, upstreamBucket);
+  if (res.status !== 200 && res.status !== 206) return relayError(res, upstreamBuckets);
   // (Number(null) is 0: a missing header must not read as an empty object, which the write would
   // then store complete, over the destination, before the first byte showed the length wrong)
   const declared = res.headers.get("content-length");

@@ -222,7 +222,7 @@ export function tryParse(bytes: Uint8Array | undefined): XmlElement | undefined 
 }
 
 /** Throws the client's version of an upstream error answer (the body is read, at most 64 KiB). */
-export async function relayError(res: Response, upstreamBucket: string): Promise<never> {
+export async function relayError(res: Response, upstreamBucket: string | readonly string[]): Promise<never> {
   const body = res.body === null ? undefined : await readUpstreamCapped(res, MAX_ERROR_BODY).catch(() => undefined);
   const doc = tryParse(body);
   // (a 503 with S3's reason phrase and no readable code, as a HEAD's: S3's SlowDown)
