@@ -381,6 +381,8 @@ export function startChildren(opts: {
   /** The counters and histograms of children that died, as they last reported them. */
   let retired: Snapshot = [];
   let stopping = false;
+  /** Children this process ended itself (the drain's deadline, a third signal, one still starting). */
+  const ended = new WeakSet<Subprocess>();
   const lastStart: number[] = [];
   /** Per slot: how many times in a row its child died within QUICK_EXIT_MS of its start. */
   const quickExits: number[] = [];
@@ -496,7 +498,12 @@ export function startChildren(opts: {
         if (last) retired = mergeSnapshots([retired, last.filter((f) => f.type !== "gauge")]);
         last = undefined;
         lastCumulative[i] = undefined;
-        if (stopping) return checkDone();
+        if (stopping) {
+          // A child that crashed or was killed (the OOM killer) during the drain took its
+          // transfers with it, unlogged: without this line the group's log says nothing of them.
+          if ((code !== 0 || signal !== null) && !ended.has(child)) log.error("worker exited during the drain", { child: i, code, signal });
+          return checkDone();
+        }
         // A child that dies soon after it started (it cannot start: its disk folder unusable, say,
         // exit 3) is restarted after 1, 2, 4... 30 s, not every second for ever; one that ran a
         // while is restarted at once (at most once a second).
@@ -551,6 +558,7 @@ export function startChildren(opts: {
       for (const c of children) {
         if (!c) continue;
         n++;
+        ended.add(c);
         try {
           c.kill("SIGKILL");
         } catch {
@@ -567,7 +575,10 @@ export function startChildren(opts: {
         // A child still starting (no generation reported yet) may not be listening for messages:
         // the shutdown was lost and the group never stopped. The signal reaches it whatever it is
         // doing (caught early, or its default: the child ends); one that serves counts it once.
-        if (reported[i]?.running === undefined) c.kill(sig);
+        if (reported[i]?.running === undefined) {
+          ended.add(c);
+          c.kill(sig);
+        }
       });
       // (a reload waiting for a slot with no child stops waiting for it: no replacement comes)
       reportsChanged();

@@ -78,3 +78,21 @@ test("a second signal during the delay cuts it short on every worker: the group 
   expect(await px.exited).toBe(0);
   expect(Date.now() - at).toBeLessThan(10_000);
 });
+
+test("a child killed during the drain is logged by worker 0 (its transfers end unlogged otherwise); the children it ends itself are not", async () => {
+  await using px = await startProxy(
+    `server: { address: 127.0.0.1, port: 0, workers: 3, shutdown_timeout: 10, shutdown_delay: 30 }\n` +
+      `buckets:\n  - name: one\n    path_prefix: /one\n    s3: { bucket: data, endpoint: "${s3.endpoint}" }\n`,
+  );
+  const listening = await Promise.all([0, 1, 2].map((w) => px.waitForLog((l) => l.msg === "listening" && l.worker === w)));
+  px.signal("SIGTERM");
+  await Promise.all([0, 1, 2].map((w) => px.waitForLog((l) => l.msg === "not ready: waiting before closing the listeners" && l.worker === w)));
+  process.kill(Number(listening[1].pid), "SIGKILL");
+  const line = await px.waitForLog((l) => l.msg === "worker exited during the drain");
+  expect(line).toMatchObject({ level: "error", worker: 0, child: 1, signal: "SIGKILL" });
+  // Worker 2 drains as asked (a second signal cuts it short): it ends with 0, not news.
+  px.signal("SIGTERM");
+  expect(await px.exited).toBe(0);
+  expect(px.logs().filter((l) => l.msg === "worker exited during the drain")).toEqual([line]);
+  expect(px.logs().some((l) => l.msg === "worker exited unexpectedly; restarting")).toBe(false);
+});
