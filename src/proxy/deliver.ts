@@ -75,7 +75,9 @@ export function finish(ctx: RequestContext): void {
       bytes: ctx.bytes,
       duration_ms: Math.round(total * 1000) / 1000,
       ttfb_ms: Math.round(ctx.ttfbMs * 1000) / 1000,
-      upstream_ms: Math.round(ctx.timing.upstreamMs * 1000) / 1000,
+      // (with an attempt still in flight: a cache fill its client left goes on without it, and a
+      // drain cut by shutdown_timeout writes the line before the attempt ends)
+      upstream_ms: Math.round((ctx.timing.upstreamMs + (ctx.timing.attemptFrom === undefined ? 0 : performance.now() - ctx.timing.attemptFrom)) * 1000) / 1000,
       client_ip: clientIp(ctx),
       front: ctx.front === "plain" ? undefined : ctx.front,
       operation: ctx.operation,

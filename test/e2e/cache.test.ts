@@ -57,7 +57,7 @@ afterAll(async () => {
 });
 
 describe("hits and misses", () => {
-  test("a client that leaves while its miss is being filled is logged 499 ClientClosedRequest with 0 bytes (it was logged 200 with the object's bytes); the fill goes on and the next GET is a HIT", async () => {
+  test("a client that leaves while its miss is being filled is logged 499 ClientClosedRequest with 0 bytes (it was logged 200 with the object's bytes) and the upstream time it waited; the fill goes on and the next GET is a HIT", async () => {
     await s3.put("data", "leaver.txt", "body of leaver.txt\n");
     s3.faults.set("/data/leaver.txt", { kind: "delay", ms: 1500, times: 1, method: "GET" });
     try {
@@ -68,6 +68,9 @@ describe("hits and misses", () => {
       expect(await res).toBe("aborted");
       const line = await px.waitForLog((l) => l.msg === "request" && l.request_id === "the-leaver");
       expect({ status: line.status, bytes: line.bytes, error: line.error, cache: line.cache }).toEqual({ status: 499, bytes: 0, error: "ClientClosedRequest", cache: "MISS" });
+      // It waited on the upstream all along (its fill's attempt still in flight): not 0, as it was.
+      expect(line.upstream_ms).toBeGreaterThan(0);
+      expect(line.upstream_ms).toBeLessThanOrEqual(line.duration_ms as number);
     } finally {
       s3.faults.delete("/data/leaver.txt");
     }
