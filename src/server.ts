@@ -250,6 +250,12 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
     res.on("close", () => {
       if (!res.writableFinished) abort.abort();
     });
+    // An answer whose head went out keep-alive before the signal leaves its connection open and
+    // idle once it ends: node closes only the connections idle when the drain starts, and this
+    // one held the drain until shutdown_timeout.
+    res.on("finish", () => {
+      if (stopping) setImmediate(() => server.closeIdleConnections());
+    });
     inTurn(req, res, () => serve(req, res, abort));
   });
   /** One exchange, once the connection's earlier ones are over (inTurn). */

@@ -36,6 +36,18 @@ function tryConnect(port: number): Promise<string> {
   });
 }
 
+/** A chunked body's bytes, up to its last chunk. */
+function dechunk(s: string): string {
+  let out = "";
+  for (let i = 0; ; ) {
+    const eol = s.indexOf("\r\n", i);
+    const n = parseInt(s.slice(i, eol), 16);
+    if (!(n > 0)) return out;
+    out += s.slice(eol + 2, eol + 2 + n);
+    i = eol + 2 + n + 2;
+  }
+}
+
 test("SIGTERM lets an in-flight slow response finish with 200 and Connection: close (a keep-alive client does not reuse a connection about to close), refuses new connections, then exits 0", async () => {
   await using px = await startProxy(config);
   s3.faults.set("/life/slow.txt", { kind: "delay", ms: 1000, times: 1 });
@@ -61,6 +73,34 @@ test("engine node: an answer given during the drain closes its connection, so th
   await px.waitForLog((l) => l.msg === "draining");
   const res = await inflight;
   expect([res.status, res.headers.get("connection"), await res.text()]).toEqual([200, "close", "finished after the signal"]);
+  expect(await px.exited).toBe(0);
+  expect(px.logs().some((l) => String(l.msg).includes("shutdown timeout reached"))).toBe(false);
+});
+
+test("engine node: a keep-alive connection whose answer began before the signal is closed once that answer ends, so the drain does not wait for shutdown_timeout", async () => {
+  // (buffer_threshold_bytes small: the trickled object streams, its head sent before the signal)
+  await using px = await startProxy(config.replace("port: 0,", "port: 0, engine: node, buffer_threshold_bytes: 4096,"));
+  await s3.put("life", "trickle-node.bin", "y".repeat(BIG));
+  s3.faults.set("/life/trickle-node.bin", { kind: "slowBody", bytesPerTick: 16_384, ms: 150, times: 1 });
+  const sock = connect(px.port, "127.0.0.1");
+  let got = "";
+  const closed = new Promise<void>((resolve) => sock.once("close", () => resolve()));
+  const head = new Promise<void>((resolve) =>
+    sock.on("data", (d: Buffer) => {
+      got += d.toString("latin1");
+      if (got.includes("\r\n\r\n")) resolve();
+    }),
+  );
+  sock.write("GET /life/trickle-node.bin HTTP/1.1\r\nHost: proxy\r\n\r\n");
+  await head;
+  expect(got.startsWith("HTTP/1.1 200")).toBe(true);
+  expect(got.toLowerCase()).not.toContain("connection: close");
+  px.signal("SIGTERM");
+  await px.waitForLog((l) => l.msg === "draining");
+  // The whole answer arrives, then the server closes the connection, idle since.
+  await closed;
+  expect(got.toLowerCase()).toContain("transfer-encoding: chunked");
+  expect(dechunk(got.slice(got.indexOf("\r\n\r\n") + 4))).toBe("y".repeat(BIG));
   expect(await px.exited).toBe(0);
   expect(px.logs().some((l) => String(l.msg).includes("shutdown timeout reached"))).toBe(false);
 });
