@@ -87,13 +87,16 @@ async function readSource(ctx: RequestContext, src: ForeignSource, range: { firs
     if (v !== null) forward[as] = v;
   }
   if (range !== undefined) forward.range = `bytes=${range.first}-${range.last}`;
-  const up = src.from.upstream;
-  // (every replica's: the read fails over, so the error may be a secondary's)
-  const upstreamBuckets = upstreamBucketsOf(up);
+  // The source bucket's primary only, as a server-side copy reads it: a copy is a write, and a
+  // secondary's lagging object written to the destination stays there (a read's stale answer
+  // does not), while an UploadPartCopy per part could take parts from different replicas' versions.
+  const up = src.from.upstream.primary();
+  // (every replica's name hidden all the same)
+  const upstreamBuckets = upstreamBucketsOf(src.from.upstream);
   const res =
     src.versionId === undefined
       ? await up.fetchObject("GET", src.key, forward, ctx.req.signal, ctx.timing)
-      : await getObjectDirect(up.primary(), { method: "GET", key: src.key, versionId: src.versionId, headers: forward }, callOf(ctx));
+      : await getObjectDirect(up, { method: "GET", key: src.key, versionId: src.versionId, headers: forward }, callOf(ctx));
   const refuse = (e: Parameters<typeof s3Fail>[0]): never => {
     res.body?.cancel().catch(() => {});
     throw s3Fail(e);
