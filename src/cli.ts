@@ -126,6 +126,7 @@ function parseArgs(argv: string[]): Args | { exit: number; out: string; err?: bo
       args.config = v;
       configFlag = a;
     } else if (a.startsWith("--config=")) {
+      if (a === "--config=") return usage("--config needs a path");
       args.config = a.slice(9);
       configFlag = a;
     } else if (a === "--healthcheck") {

@@ -68,6 +68,12 @@ test("conflicting options exit 2 with what conflicts on stderr, running nothing"
   for (const [args, stderr] of cases) expect({ args, ...(await runCli(args)) }).toEqual({ args, code: 2, stdout: "", stderr });
 });
 
+test("an empty --config path is a usage error in either spelling (--config= read the path '' and said 'cannot read config: file not found', exit 1)", async () => {
+  for (const args of [["--config="], ["--check", "--config="], ["--check", "--config", ""]]) {
+    expect({ args, ...(await runCli(args)) }).toEqual({ args, code: 2, stdout: "", stderr: "error: --config needs a path\n" });
+  }
+});
+
 test("--healthcheck: exit 0 on 200; otherwise 1 with the reason on stderr", async () => {
   const s = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (req) => new Response("x", { status: new URL(req.url).pathname === "/health" ? 200 : 503 }) });
   try {
