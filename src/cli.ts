@@ -175,6 +175,8 @@ function configNotes(config: Config): Array<{ level: "info" | "warn"; text: stri
   const add = (level: "info" | "warn", text: string | undefined) => {
     if (text) out.push({ level, text });
   };
+  // (the environment --check runs in may not be the service's: what it says is about this one)
+  add("warn", fetchConcurrencyWarning(config.buckets, config.server.upstream_client, config.server.max_concurrent_requests, process.env));
   add("info", connectTimeoutNote(config.buckets, config.server.upstream_client));
   add("info", poolSizeNote(config.buckets));
   add("warn", cacheOffNote(config));
@@ -453,8 +455,6 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     pid: process.pid,
   });
   if (workerIndex() === undefined) {
-    const warning = fetchConcurrencyWarning(config.buckets, config.server.upstream_client, config.server.max_concurrent_requests, process.env);
-    if (warning) log.warn(warning);
     for (const n of configNotes(config)) log[n.level](n.text);
   }
   if (primary) log.info("primary started", { workers, port: listener.port, pid: process.pid, ...(metrics ? { metrics_port: metrics.port } : undefined) });

@@ -329,6 +329,16 @@ test("request heads: the default max_header_size (64 KiB) holds on the bun engin
   }
 });
 
+test("--check shows the fetch concurrency warning the start-up log gives (fetch buckets, max_concurrent_requests above 256, BUN_CONFIG_MAX_HTTP_REQUESTS unset), and not once it is set", async () => {
+  const p = file("fetchcap.yaml", `server: { max_concurrent_requests: 1000, upstream_client: fetch }\n${bucket()}`);
+  const unset = await runCli(["--check", "--config", p], { env: { BUN_CONFIG_MAX_HTTP_REQUESTS: "" } });
+  expect(unset.code).toBe(0);
+  expect(unset.stdout).toContain("note: buckets b reach S3 through fetch, which runs at most 256 requests at once per process (the rest wait) while server.max_concurrent_requests is 1000: set BUN_CONFIG_MAX_HTTP_REQUESTS=1000 in the environment (read at start-up only)\n");
+  const set = await runCli(["--check", "--config", p], { env: { BUN_CONFIG_MAX_HTTP_REQUESTS: "1024" } });
+  expect(set.code).toBe(0);
+  expect(set.stdout).not.toContain("BUN_CONFIG_MAX_HTTP_REQUESTS");
+});
+
 test("--check notes that the original's s3.connection_pool_size has no effect here (only when a config sets it)", async () => {
   const set = await runCli(["--check", "--config", file("pool.yaml", bucket(", connection_pool_size: 50"))]);
   expect(set.code).toBe(0);
