@@ -202,7 +202,7 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
   });
 
   test(
-    "a 1 GiB PutObject and a 1 GiB multipart upload (8 aws-chunked parts of 128 MiB) keep the proxy's RSS growth under 64 MiB, a 1 GiB CopyObject streamed from another proxy bucket under 40 MiB",
+    "a 1 GiB PutObject and a 1 GiB multipart upload (8 aws-chunked parts of 128 MiB) keep the proxy's RSS growth under 64 MiB, a 1 GiB CopyObject streamed from another proxy bucket (bun engine: no client body) under 40 MiB",
     async () => {
       // Warm up the code paths (a small PUT and a small multipart) before the baseline.
       await putObject("/up/mem/warm.bin", 8 * MiB, 1);
@@ -214,7 +214,14 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
       expect(await stored(`mem/${engine}-put.bin`)).toBe(put.value);
       const mp = await peakDuring(() => multipart(`/up/mem/${engine}-mp.bin`, 8, 128 * MiB, 4));
       expect(await stored(`mem/${engine}-mp.bin`)).toBe(mp.value);
-      // The 1 GiB object copied from another proxy bucket whose key differs: streamed through.
+      const growth = { put: put.peak - base, multipart: mp.peak - base };
+      if (process.env.MEM_DEBUG) console.log(engine, "proxy RSS base MiB", (base / MiB).toFixed(1), "growth MiB", (growth.put / MiB).toFixed(1), (growth.multipart / MiB).toFixed(1));
+      expect(growth.put).toBeLessThan(LIMIT);
+      expect(growth.multipart).toBeLessThan(LIMIT);
+      // The 1 GiB object copied from another proxy bucket whose key differs: streamed through. On
+      // the bun engine only: a copy has no client body, so the engine plays no part in it (another
+      // 1 GiB through the shared 2-core CI machine is ~15 s).
+      if (engine !== "bun") return;
       const copied = await peakDuring(async () => {
         const r = signed("PUT", `/up/mem/${engine}-copy.bin`, [], { "x-amz-copy-source": `/far/mem/${engine}-put.bin` }, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", COPIER);
         const res = await fetch(r.url, { method: "PUT", headers: r.headers });
@@ -224,12 +231,9 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
       });
       expect(copied.value).toContain("<CopyObjectResult");
       expect(await stored(`mem/${engine}-copy.bin`)).toBe(put.value);
-      const growth = { put: put.peak - base, multipart: mp.peak - base, copy: copied.peak - base };
-      if (process.env.MEM_DEBUG) console.log(engine, "proxy RSS base MiB", (base / MiB).toFixed(1), "growth MiB", (growth.put / MiB).toFixed(1), (growth.multipart / MiB).toFixed(1), (growth.copy / MiB).toFixed(1));
-      expect(growth.put).toBeLessThan(LIMIT);
-      expect(growth.multipart).toBeLessThan(LIMIT);
+      if (process.env.MEM_DEBUG) console.log(engine, "copy growth MiB", ((copied.peak - base) / MiB).toFixed(1));
       // (the copy frees each source chunk once written: 18-21 MiB measured, 50-60 MiB before it did)
-      expect(growth.copy).toBeLessThan(COPY_LIMIT);
+      expect(copied.peak - base).toBeLessThan(COPY_LIMIT);
     },
     T,
   );
