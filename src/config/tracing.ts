@@ -48,6 +48,9 @@ export const TracingSchema = z
       if (!HEADER_NAME.test(name)) ctx.addIssue({ code: "custom", path: ["headers", name], message: "is not a valid header name" });
       else if (OWNED.has(name.toLowerCase())) ctx.addIssue({ code: "custom", path: ["headers", name], message: "is set by the exporter itself" });
       else if (/[\0\r\n]/.test(value)) ctx.addIssue({ code: "custom", path: ["headers", name], message: "must not contain line breaks or NUL" });
+      // (fetch sends any other control character but a tab as it is, and a collector refuses the
+      // request as malformed, HTTP 400: --check said OK and every export failed)
+      else if (/[\x01-\x08\x0b-\x1f\x7f]/.test(value)) ctx.addIssue({ code: "custom", path: ["headers", name], message: "holds a control character, which a header cannot carry: the collector would refuse every export (the value is not shown)" });
       // (fetch refuses the whole export: it was logged as "collector unreachable")
       else if (outsideLatin1(value)) ctx.addIssue({ code: "custom", path: ["headers", name], message: `holds ${OUTSIDE_LATIN1}, which a header cannot carry: every export would fail (the value is not shown)` });
     }

@@ -249,9 +249,9 @@ describe("tracer", () => {
 
 describe("tracing config", () => {
   const cfg = (tracing: string) => `tracing: ${tracing}\nbuckets:\n  - { name: b, path_prefix: /b, s3: { bucket: data } }\n`;
-  const problems = (yaml: string): string => {
+  const problems = (yaml: string, env: Record<string, string> = { OTLP_TOKEN: "tok-secret-777" }): string => {
     try {
-      parseConfig(yaml, { env: { OTLP_TOKEN: "tok-secret-777" } });
+      parseConfig(yaml, { env });
     } catch (e) {
       return (e as Error).message;
     }
@@ -287,6 +287,17 @@ describe("tracing config", () => {
     // (pasted from a document: fetch refused every export, logged as "collector unreachable")
     expect(h).toContain("tracing.headers.x-curly: holds a character outside Latin-1");
     expect(h).not.toContain("tok-secret-777");
+  });
+
+  // A control character other than a tab (an ESC or a DEL left in a secret) passed --check; fetch
+  // sent it as it was and the collector refused every export (HTTP 400): no span ever arrived.
+  test("a header value holding a control character is refused, never shown; a tab inside is a header's own whitespace", () => {
+    for (const c of ["\u0001", "\u001b", "\u007f", "\u000b"]) {
+      const h = problems(cfg(`{ headers: { authorization: "\${OTLP_TOKEN}" } }`), { OTLP_TOKEN: `Bearer tok-secret-888${c}x` });
+      expect({ c, h }).toEqual({ c, h: expect.stringContaining("tracing.headers.authorization: holds a control character") });
+      expect(h).not.toContain("tok-secret-888");
+    }
+    expect(parseConfig(cfg(`{ headers: { x-scope: "\${V}" } }`), { env: { V: "a\tb" } }).tracing.headers).toEqual({ "x-scope": "a\tb" });
   });
 
   test("tracesUrl adds /v1/traces to a bare origin only", () => {
