@@ -62,16 +62,21 @@ test("a DeleteObjects line names each entry with its own result: deleted, refuse
   }
 });
 
-test("a DeleteObjects entry whose key or version id is too long to be one is named cut: a body of 4 MiB is not one audit line of 4 MiB", async () => {
-  const dir = tempDir();
-  try {
-    const buckets = (ep: string) => `buckets:
+/** The trail of a read-write bucket `store` without an authorizer, which DELETER may delete from. */
+function startStoreEnv(dir: string) {
+  const buckets = (ep: string) => `buckets:
   - { name: store, path_prefix: /store, access: read-write, s3: { bucket: store, endpoint: "${ep}", access_key: "${UP.accessKeyId}", secret_key: "${UP.secretAccessKey}" } }
   - { name: data, path_prefix: /data, s3: { bucket: store, endpoint: "${ep}", access_key: "${UP.accessKeyId}", secret_key: "${UP.secretAccessKey}" } }
   - { name: private, path_prefix: /private, s3: { bucket: store, endpoint: "${ep}", access_key: "${UP.accessKeyId}", secret_key: "${UP.secretAccessKey}" } }
 `;
-    const creds = `    - { access_key_id: "${DELETER.accessKeyId}", secret_access_key: "${DELETER.secretAccessKey}", identity: deleter, buckets: { store: [read, list, delete] } }\n`;
-    await using env = await startAuditEnv(s3, `  enabled: true\n  path: ${join(dir, "audit.log")}\n`, { buckets, s3Extra: creds });
+  const creds = `    - { access_key_id: "${DELETER.accessKeyId}", secret_access_key: "${DELETER.secretAccessKey}", identity: deleter, buckets: { store: [read, list, delete] } }\n`;
+  return startAuditEnv(s3, `  enabled: true\n  path: ${join(dir, "audit.log")}\n`, { buckets, s3Extra: creds });
+}
+
+test("a DeleteObjects entry whose key or version id is too long to be one is named cut: a body of 4 MiB is not one audit line of 4 MiB", async () => {
+  const dir = tempDir();
+  try {
+    await using env = await startStoreEnv(dir);
     const long = "k".repeat(200_000);
     const xml = `<Delete><Object><Key>${long}</Key></Object><Object><Key>a.txt</Key><VersionId>${long}</VersionId></Object></Delete>`;
     const res = await signedDeleteObjects({ endpoint: `http://127.0.0.1:${env.s3Port}`, port: env.s3Port }, "store", xml, DELETER);
@@ -88,6 +93,33 @@ test("a DeleteObjects entry whose key or version id is too long to be one is nam
     expect(objects[1]!.key).toBe("a.txt");
     expect(objects[1]!.version_id!.startsWith("kkk")).toBe(true);
     expect(objects[1]!.version_id!.length).toBeLessThanOrEqual(1024);
+  } finally {
+    removeDir(dir);
+  }
+});
+
+// The cut was at 1024 UTF-16 units wherever it fell: a key (or version id) with a character
+// outside the BMP across that point was written with half of its surrogate pair, a JSON string
+// strict readers refuse (RFC 7493; serde_json, a Rust log shipper's parser, rejects the line), so a
+// client could make its own bulk delete's audit line unreadable to them.
+test("a too-long DeleteObjects entry is never cut between the halves of a surrogate pair", async () => {
+  const dir = tempDir();
+  try {
+    await using env = await startStoreEnv(dir);
+    const long = "k".repeat(1023) + "\u{1F600}".repeat(10);
+    const xml = `<Delete><Object><Key>${long}</Key></Object><Object><Key>a.txt</Key><VersionId>${long}</VersionId></Object></Delete>`;
+    const res = await signedDeleteObjects({ endpoint: `http://127.0.0.1:${env.s3Port}`, port: env.s3Port }, "store", xml, DELETER);
+    expect(res.status).toBe(200);
+    await res.text();
+    const line = (await env.lines()).find((l) => l.operation === "DeleteObjects");
+    const objects = line!.objects as Array<{ key: string; version_id?: string }>;
+    expect(objects.length).toBe(2);
+    const lone = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+    for (const text of [objects[0]!.key, objects[1]!.version_id!]) {
+      expect(text.startsWith("kkk")).toBe(true);
+      expect(text.length).toBeLessThanOrEqual(1024);
+      expect(lone.test(text)).toBe(false);
+    }
   } finally {
     removeDir(dir);
   }

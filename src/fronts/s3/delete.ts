@@ -35,6 +35,7 @@ import { child, childText, childrenNamed } from "./xml-reader.ts";
 import { callOf, fieldText, malformed, readXmlBody, requestHeaders, unkeptDeleteCondition, writeUpstream } from "./writes.ts";
 import { purgeIfUnsure, purgeWritten } from "../purge.ts";
 import { versionIdOf, versionIdProblem } from "./operations.ts";
+import { cutText } from "../../observe/audit.ts";
 
 const MAX_DELETE_KEYS = 1000;
 /** Authorizer calls in flight at once for one DeleteObjects (decisions are cached per key). */
@@ -249,8 +250,8 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
   // An entry refused as too long is named by its first 1024 characters (no valid key or version
   // id is longer): a signed body of 4 MiB had made one audit line of 4 MiB.
   ctx.auditObjects = outcomes.map((o) => ({
-    key: o.key.slice(0, MAX_KEY_BYTES),
-    version_id: o.versionId?.slice(0, MAX_KEY_BYTES),
+    key: cutText(o.key, MAX_KEY_BYTES),
+    version_id: o.versionId === undefined ? undefined : cutText(o.versionId, MAX_KEY_BYTES),
     result: o.deleted ? "allowed" : o.code === "AccessDenied" ? "denied" : "failed",
     reason: o.deleted ? undefined : (o.code ?? "InternalError"),
   }));
