@@ -168,6 +168,24 @@ describe.each(["bun", "node"] as const)("on the %s engine", (engine) => {
     }
   });
 
+  // The cut fell wherever the 2048th UTF-16 unit was: a source with a character outside the BMP
+  // across it was written as half a surrogate pair (a lone \ud83d escape), which strict JSON
+  // readers (RFC 7493, serde_json) refuse: the whole access and audit line was lost to them.
+  test("a copy source cut for the logs never keeps half of a surrogate pair", async () => {
+    const id = `copy-cut-pair-${engine}`;
+    const source = `/up/${"k".repeat(2044)}${"%F0%9F%98%80".repeat(4)}`;
+    const r = await fetch(`http://${host()}/up/log/dst.bin`, { method: "PUT", headers: { "x-request-id": id, "x-amz-copy-source": source } });
+    expect(r.status).toBe(403);
+    await r.text();
+    const lone = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+    for (const l of [await accessLine(id), await auditLine(id)]) {
+      const cut = l.copy_source as string;
+      expect(cut.startsWith("up/kkk")).toBe(true);
+      expect(cut.length).toBeLessThanOrEqual(2048);
+      expect(lone.test(cut)).toBe(false);
+    }
+  });
+
   test("a plain-front PUT logs its bytes_in (and no operation: that is the S3 front's)", async () => {
     const token = hs256({ sub: "w", team: "a", role: "writer", exp: Math.floor(Date.now() / 1000) + 600 });
     const body = bytesOf(100_000, 7);

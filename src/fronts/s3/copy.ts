@@ -28,6 +28,7 @@ import { copyObjectStreamed, type ForeignSource, type StreamedResult, uploadPart
 import { childText } from "./xml-reader.ts";
 import { callOf, partNumberOf, queryValue, readingResult, requestHeaders, writeUpstream } from "./writes.ts";
 import { purgeWritten } from "../purge.ts";
+import { cutText } from "../../observe/audit.ts";
 
 export interface CopySource {
   bucket: string;
@@ -85,7 +86,7 @@ export function copySourceLabel(raw: string | null): string | undefined {
   if (raw === null) return undefined;
   const src = parseCopySource(raw);
   const label = "code" in src ? raw : src.versionId === undefined ? `${src.bucket}/${src.key}` : `${src.bucket}/${src.key}?versionId=${src.versionId}`;
-  return label.slice(0, MAX_LOGGED_SOURCE);
+  return cutText(label, MAX_LOGGED_SOURCE);
 }
 
 /**
