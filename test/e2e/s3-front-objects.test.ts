@@ -520,6 +520,9 @@ describe("OPA with the S3 action, virtual-hosted style, ListBuckets owner", () =
   test("virtual-hosted style: <bucket>.s3.test names the bucket, the path is the key", async () => {
     const r = await signedFetch(env, { path: "/a.txt", host: `data.s3.test:${env.port}` });
     expect([r.status, await r.text()]).toEqual([200, "AAA"]);
+    // a fully qualified host name (trailing dot) too: it was path-style, bucket "a.txt"
+    const fqdn = await signedFetch(env, { path: "/a.txt", host: `data.s3.test.:${env.port}` });
+    expect([fqdn.status, await fqdn.text()]).toEqual([200, "AAA"]);
     const missing = await signedFetch(env, { path: "/a.txt", host: `nosuch.s3.test:${env.port}` });
     expect([missing.status, /<Code>(\w+)/.exec(await missing.text())?.[1]]).toEqual([404, "NoSuchBucket"]);
     // the domain itself (or an IP) is path-style

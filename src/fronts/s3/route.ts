@@ -129,7 +129,7 @@ export interface Addressed {
   key: string;
 }
 
-/** The bucket named by the Host header (`<bucket>.<domain>[:port]`), or undefined (path-style). */
+/** The bucket named by the Host header (`<bucket>.<domain>[.][:port]`), or undefined (path-style). */
 export function bucketFromHost(host: string | null, domain: string | undefined): string | undefined {
   if (domain === undefined || host === null) return undefined;
   let h = host.toLowerCase();
@@ -137,6 +137,9 @@ export function bucketFromHost(host: string | null, domain: string | undefined):
     const colon = h.lastIndexOf(":");
     if (colon >= 0) h = h.slice(0, colon);
   }
+  // A fully qualified name (`<bucket>.<domain>.`) is the same host: without the dot it was read as
+  // path-style, taking the key's first segment for the bucket.
+  if (h.charCodeAt(h.length - 1) === 46) h = h.slice(0, -1);
   if (h.length <= domain.length + 1 || !h.endsWith(domain) || h.charCodeAt(h.length - domain.length - 1) !== 46) return undefined;
   return h.slice(0, h.length - domain.length - 1);
 }

@@ -10,6 +10,14 @@ describe("bucketFromHost", () => {
     expect(bucketFromHost("Photos.S3.Example.com:9000", "s3.example.com")).toBe("photos");
     expect(bucketFromHost("a.b.s3.example.com", "s3.example.com")).toBe("a.b");
   });
+  test("a fully qualified host (a trailing dot) is the same host", () => {
+    expect(bucketFromHost("photos.s3.example.com.", "s3.example.com")).toBe("photos");
+    expect(bucketFromHost("Photos.S3.Example.com.:9000", "s3.example.com")).toBe("photos");
+    expect(bucketFromHost("a.b.s3.example.com.", "s3.example.com")).toBe("a.b");
+    expect(bucketFromHost("s3.example.com.", "s3.example.com")).toBeUndefined();
+    expect(bucketFromHost("s3.example.com.:9000", "s3.example.com")).toBeUndefined();
+    expect(bucketFromHost("photos.s3.example.com..", "s3.example.com")).toBeUndefined();
+  });
   test("the domain itself, another domain, a look-alike suffix or no domain configured: path-style", () => {
     expect(bucketFromHost("s3.example.com", "s3.example.com")).toBeUndefined();
     expect(bucketFromHost(".s3.example.com", "s3.example.com")).toBeUndefined();
