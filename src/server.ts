@@ -307,6 +307,10 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
   let stopping = false;
   configureNodeServer(server);
   server.on("clientError", answerClientError);
+  // node:http answers a bare 417 (no request id, no log line) to an Expect without 100-continue,
+  // an empty one too, where Bun.serve serves the request: RFC 9110 §10.1.1 makes that a MAY, and
+  // the same request must not be served by one engine and refused by the other.
+  server.on("checkExpectation", (req: http.IncomingMessage, res: http.ServerResponse) => server.emit("request", req, res));
   // CONNECT (a tunnel request) is not something a proxy for S3 does: answered, not left hanging.
   server.on("connect", (_req: http.IncomingMessage, socket: import("node:net").Socket) => {
     socket.end("HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD, OPTIONS, PUT, POST, DELETE\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
