@@ -103,7 +103,7 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
   const routes = Object.fromEntries(
     rawSegmentPatterns().map((p) => {
       const slash = p.endsWith("/");
-      return [p, (req: Bun.BunRequest, srv: Bun.Server<undefined>) => answer(srv, expectGuard(req, handle(req, undefined, rawTargetFor(req.url, req.params as Record<string, string>, slash))))];
+      return [p, (req: Bun.BunRequest, srv: Bun.Server<undefined>) => answer(srv, closeAsAsked(req, expectGuard(req, handle(req, undefined, rawTargetFor(req.url, req.params as Record<string, string>, slash)))))];
     }),
   );
   const serve = (port: number, tls: TlsMaterial | undefined): Bun.Server<undefined> =>
@@ -121,7 +121,7 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
       // literal `\` or a dot segment is routed as the client sent it, never as Bun rewrote it.
       routes,
       fetch(req, srv) {
-        return answer(srv, expectGuard(req, handle(req)));
+        return answer(srv, closeAsAsked(req, expectGuard(req, handle(req))));
       },
       error(err) {
         app.log.error("listener error", { error: String(err?.message ?? err) });
@@ -196,6 +196,17 @@ function expectGuard(req: Request, res: Response | Promise<Response>): Response 
     return withConnectionClose(r);
   };
   return res instanceof Promise ? res.then(close) : close(res);
+}
+
+/**
+ * Bun.serve closes the connection after answering a request whose Connection field holds `close`,
+ * but says nothing of it in the answer; RFC 9112 §9.6 asks the server to (SHOULD), and the node
+ * engine does.
+ */
+function closeAsAsked(req: Request, res: Response | Promise<Response>): Response | Promise<Response> {
+  const connection = req.headers.get("connection");
+  if (connection === null || !/(?:^|,)[ \t]*close[ \t]*(?:,|$)/i.test(connection)) return res;
+  return res instanceof Promise ? res.then(withConnectionClose) : withConnectionClose(res);
 }
 
 /** `r` with `Connection: close` (a copy when its headers are immutable: a Response straight from fetch). */
