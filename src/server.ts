@@ -25,6 +25,7 @@ import { NODE_IDLE_MS, writeNodeResponse } from "./server/node-response.ts";
 import { bodyBytesForwarded } from "./server/body-garbage.ts";
 import { wantBlobBodies } from "./http/blob-body.ts";
 import { validHost } from "./http/host.ts";
+import { listenerHeaderLimit } from "./http/header-limit.ts";
 import { splitUrl } from "./proxy/phases/guard.ts";
 import type { Logger } from "./observe/log.ts";
 
@@ -256,7 +257,11 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
   const handle = (opts.as?.handler ?? createMainHandler)(app);
   const idleMs = nodeIdleMs();
   wantBlobBodies(); // memory-cache hits carry their Blob, written in slices (writeNodeResponse)
-  const server = http.createServer({ maxHeaderSize: cfg.server.security_limits.max_header_size + 1024 }, (req, res) => {
+  // node:http's limit covers the request line too: at the configured size, a URI over it got node's
+  // bare 431 where the bun engine, whose listener takes heads up to its own limit, has the proxy
+  // answer 414 (the proxy counts header fields against max_header_size itself, guard.ts).
+  const maxHeaderSize = Math.max(cfg.server.security_limits.max_header_size + 1024, listenerHeaderLimit());
+  const server = http.createServer({ maxHeaderSize }, (req, res) => {
     const abort = new AbortController();
     res.on("close", () => {
       if (!res.writableFinished) abort.abort();
