@@ -27,6 +27,7 @@ import { COMMIT, VERSION, VERSION_LINE } from "./version.ts";
 import {
   askPrimaryToPurge,
   askPrimaryToReloadAll,
+  applyPurgesFromPrimary,
   configFromPrimary,
   latestSentConfig,
   onSentConfig,
@@ -40,7 +41,6 @@ import {
   type ReloadResult,
   type SentConfig,
 } from "./workers.ts";
-import type { RemoteInvalidation } from "./cache/types.ts";
 
 /**
  * stdout and stderr writes still queued in the runtime (the pipe was full: a pipe holds 64 KiB).
@@ -387,6 +387,12 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     const tls = source.tls ?? readTls(config, config.baseDir);
     const tlsListeners = config.server.https?.enabled === true;
     app = await App.create(config, { configPath, configText: source.text, generation: source.generation, log, share: workers, probeIntervalMs, reloadAll: () => reloadAll(), tls });
+    // Another process's purges (through the primary), those made while this child started too:
+    // applied before it serves, each confirmed once applied.
+    if ((workerIndex() ?? 0) > 0) {
+      const a = app;
+      applyPurgesFromPrimary((inv) => a.cache.applyPeer(inv));
+    }
     try {
       // A TLS listener binds with SO_REUSEPORT (to serve a renewed certificate beside itself), as a
       // group's do: first make sure no other process holds the port (it would share it silently).
@@ -583,12 +589,6 @@ async function serve(config: Config, source: { path?: string; text: string; gene
       if (msg?.type === "reload-result") reloadAnswered(msg);
       if (msg?.type === "shutdown") void shutdown(msg.signal ?? "primary", 0, msg.cut ? "cut" : "asked", typeof msg.delay_s === "number" && msg.delay_s > 0 ? msg.delay_s : 0);
       if (msg?.type === "metrics") process.send?.({ type: "metrics", snapshot: app.metrics.snapshot() });
-      // Another process's purge (through the primary): applied here, then confirmed.
-      if (msg?.type === "purge" && msg.id !== undefined) {
-        const id = msg.id;
-        const inv = (msg as { inv?: RemoteInvalidation }).inv;
-        void (inv === undefined ? Promise.resolve() : app.cache.applyPeer(inv)).then(() => process.send?.({ type: "purge-ack", id }));
-      }
       if (msg?.type === "purge-done") purgeDone(msg);
     });
   });

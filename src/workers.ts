@@ -51,6 +51,8 @@ import type { RemoteInvalidation } from "./cache/types.ts";
 
 /** How long a purge waits for the other processes to confirm it (a wedged worker must not hold every write). */
 export const PURGE_WAIT_MS = 2000;
+/** Purges kept for a slot with no child to take them; beyond, its replacement drops everything. */
+const MAX_MISSED_PURGES = 1000;
 
 let purgeAsks = 0;
 const pendingPurges = new Map<number, () => void>();
@@ -136,9 +138,38 @@ let sentLatest: SentConfig | undefined;
 const sentWatchers = new Set<() => void>();
 let askedForConfig = false;
 
+/**
+ * In a child: other processes' purges that came before this process had a cache to apply them to
+ * (while it starts), and what applies them once it has one (applyPurgesFromPrimary).
+ */
+const queuedPurges: Array<{ id?: number; inv: RemoteInvalidation }> = [];
+let purgeApplier: ((inv: RemoteInvalidation) => Promise<void>) | undefined;
+
+function receivePurge(id: number | undefined, inv: RemoteInvalidation | undefined): void {
+  const ack = () => {
+    if (id !== undefined) process.send?.({ type: "purge-ack", id });
+  };
+  if (inv === undefined) return ack();
+  if (purgeApplier === undefined) queuedPurges.push({ ...(id !== undefined ? { id } : undefined), inv });
+  else void purgeApplier(inv).catch(() => undefined).then(ack);
+}
+
+/**
+ * In a child: applies every purge another process of the group made, from now on and those that
+ * came while this one started (with its config: the purges its slot missed while no child ran in
+ * it), each confirmed to the primary once applied. Called before it serves: its disk folder may
+ * hold an object written over meanwhile.
+ */
+export function applyPurgesFromPrimary(apply: (inv: RemoteInvalidation) => Promise<void>): void {
+  purgeApplier = apply;
+  for (const p of queuedPurges.splice(0)) receivePurge(p.id, p.inv);
+}
+
 /** In a child: a config from the primary (its answer at start-up, or with a reload); the newest generation wins. */
 function receiveConfig(m: unknown): void {
-  const msg = m as (Partial<SentConfig> & { type?: string }) | null;
+  const msg = m as (Partial<SentConfig> & { type?: string; id?: number; inv?: RemoteInvalidation; purges?: RemoteInvalidation[] }) | null;
+  if (msg?.type === "purge") return receivePurge(msg.id, msg.inv);
+  if (msg?.type === "config" && Array.isArray(msg.purges)) for (const inv of msg.purges) receivePurge(undefined, inv);
   if (msg?.type !== "config" && msg?.type !== "reload") return;
   const { text, file, baseDir, generation, tls } = msg;
   if (typeof text !== "string" || typeof file !== "string" || typeof baseDir !== "string" || typeof generation !== "number") return;
@@ -353,22 +384,43 @@ export function startChildren(opts: {
   /** Each merged counter and histogram sum as the last scrape gave it (renderMerged: rounding never reads as a reset). */
   const seenTotals = new Map<string, number>();
   /** Purges sent to children, by id: the children still to confirm each. */
-  const purgeAcks = new Map<number, { waiting: Set<number>; done: () => void }>();
+  const purgeAcks = new Map<number, { inv: RemoteInvalidation; waiting: Set<number>; done: () => void }>();
   let purgeIds = 0;
+  /** Per slot: whether its child has asked for its config (it takes messages from then on). */
+  const asked: boolean[] = [];
+  /**
+   * Per slot: the purges its child could not get (none running, one still starting, one that died
+   * before it confirmed), sent to the next child with its config. Its disk folder outlives it: the
+   * replacement indexes the files found there and would serve an object written over meanwhile.
+   */
+  const missed: Array<RemoteInvalidation[] | undefined> = [];
+  const miss = (i: number, inv: RemoteInvalidation) => {
+    if (stopping) return;
+    const m = (missed[i] ??= []);
+    // (a long list, a child crash-looping under writes: dropping everything is as correct, and bounded)
+    if (m.length >= MAX_MISSED_PURGES) missed[i] = [{ kind: "prefix", prefix: "" }];
+    else m.push(inv);
+  };
   const broadcastPurge = (inv: RemoteInvalidation, from?: number): Promise<void> => {
     const id = ++purgeIds;
     const waiting = new Set<number>();
     return settleWithin(PURGE_WAIT_MS, (done) => {
-      purgeAcks.set(id, { waiting, done });
-      children.forEach((c, i) => {
-        if (c === undefined || i === from) return;
+      purgeAcks.set(id, { inv, waiting, done });
+      for (let i = 1; i < n; i++) {
+        const c = children[i];
+        if (i === from) continue;
+        if (c === undefined || !asked[i]) {
+          miss(i, inv);
+          continue;
+        }
         waiting.add(i);
         try {
           c.send({ type: "purge", id, inv });
         } catch {
           waiting.delete(i);
+          miss(i, inv);
         }
-      });
+      }
       if (waiting.size === 0) done();
     }).finally(() => purgeAcks.delete(id));
   };
@@ -463,7 +515,11 @@ export function startChildren(opts: {
         }
         if (m?.type === "config-request") {
           const current = opts.current();
-          if (current && children[i] === child) tell(child, { type: "config", ...current });
+          if (current && children[i] === child) {
+            asked[i] = true;
+            tell(child, { type: "config", ...current, ...(missed[i] ? { purges: missed[i] } : undefined) });
+            missed[i] = undefined;
+          }
         }
         if (m?.type === "generation" && children[i] === child) {
           const g = m as { running?: unknown; failed?: { generation?: unknown; error?: unknown } };
@@ -492,8 +548,11 @@ export function startChildren(opts: {
         reported[i] = undefined;
         // (a reload waiting for this slot waits for its replacement, or stops waiting when the group stops)
         reportsChanged();
-        // (a purge waiting for this child: its cache is gone with it)
-        for (const id of [...purgeAcks.keys()]) purgeAcked(id, i);
+        // (a purge waiting for this child: its memory is gone with it, its disk folder is not)
+        for (const [id, p] of [...purgeAcks]) {
+          if (p.waiting.has(i)) miss(i, p.inv);
+          purgeAcked(id, i);
+        }
         // Its counters stay in the merged output: a scrape must never see a counter go down.
         if (last) retired = mergeSnapshots([retired, last.filter((f) => f.type !== "gauge")]);
         last = undefined;
@@ -516,6 +575,7 @@ export function startChildren(opts: {
     });
     children[i] = child;
     reported[i] = {};
+    asked[i] = false;
   };
   for (let i = 1; i < n; i++) spawn(i);
 

@@ -1,10 +1,14 @@
 /**
- * server.workers: 2 with a memory cache: a write, a delete or an admin purge in either process
- * clears the key in both before it is answered (src/workers.ts, "Cache purges"), so no worker
- * serves the old or the deleted object afterwards. Which worker served a request is read from its
- * access line (`worker`); requests go on new connections, which the kernel spreads across both.
+ * server.workers: 2 with a memory and a disk cache: a write, a delete or an admin purge in either
+ * process clears the key in both before it is answered (src/workers.ts, "Cache purges"), so no
+ * worker serves the old or the deleted object afterwards; a worker restarted after a crash gets
+ * the purges its slot missed meanwhile (its disk folder outlived it). Which worker served a
+ * request is read from its access line (`worker`); requests go on new connections, which the
+ * kernel spreads across both.
  */
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
 import { nowSec, sign } from "../fixtures/jwt.ts";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -22,7 +26,7 @@ beforeAll(async () => {
   px = await startProxy(
     `server: { address: 127.0.0.1, port: 0, workers: 2 }\n` +
       `jwt: { enabled: true, algorithm: HS256, secret: "${SECRET}", admin_claims: [{ claim: role, operator: equals, value: admin }] }\n` +
-      `cache: { enabled: true }\n` +
+      `cache: { enabled: true, cache_layers: [memory, disk], disk: { enabled: true, path: disk, max_disk_size_mb: 64 } }\n` +
       `buckets:\n  - name: rw\n    path_prefix: /rw\n    access: read-write\n    auth: { anonymous_writes: true }\n    cache: { enabled: true, ttl_seconds: 600 }\n` +
       `    s3: { bucket: data, endpoint: "${s3.endpoint}", access_key: "${UP.accessKeyId}", secret_key: "${UP.secretAccessKey}" }\n`,
   );
@@ -55,6 +59,26 @@ async function readFromBoth(path: string, expected: string, hit = false): Promis
   );
   expect(new Set(bodies)).toEqual(new Set([expected]));
 }
+
+const diskFiles = (worker: number) => readdirSync(join(px.dir, "disk", `worker-${worker}`, "objects"), { recursive: true }).filter((f) => String(f).endsWith(".obj")).length;
+
+// (first: worker 1 has just started, so it is restarted after a pause, and the write falls in it)
+test("a write made while a worker is down: its replacement does not serve the old object from its disk folder", async () => {
+  const pid = Number((await px.waitForLog((l) => l.msg === "listening" && l.worker === 1)).pid);
+  const files = diskFiles(1);
+  await s3.put("data", "r.txt", "v1");
+  await readFromBoth("/rw/r.txt", "v1");
+  await waitFor(() => diskFiles(1) > files, { message: () => "worker 1's disk file" });
+
+  process.kill(pid, "SIGKILL");
+  const exit = await px.waitForLog((l) => l.msg === "worker exited unexpectedly; restarting" && l.child === 1);
+  expect(Number(exit.restart_in_ms)).toBeGreaterThan(0);
+  expect((await fetch(px.url("/rw/r.txt"), { method: "PUT", body: "v2", headers: close })).status).toBe(200);
+  const put = px.logs().findIndex((l) => l.msg === "request" && l.method === "PUT" && l.path === "/rw/r.txt");
+  const next = await px.waitForLog((l) => l.msg === "listening" && l.worker === 1 && Number(l.pid) !== pid);
+  expect(put).toBeLessThan(px.logs().indexOf(next));
+  await readFromBoth("/rw/r.txt", "v2");
+});
 
 test("a PUT and a DELETE through one worker: no worker serves the old or the deleted object", async () => {
   await s3.put("data", "k.txt", "v1");
