@@ -20,7 +20,7 @@ import { createLogger } from "./observe/log.ts";
 import { listenBun, listenMetrics, listenNode, readTls, type Listener, type TlsMaterial } from "./server.ts";
 import { listenS3 } from "./server/s3-listener.ts";
 import { connectTimeoutNote, fetchConcurrencyWarning, poolSizeNote } from "./s3/upstream.ts";
-import { cacheOffNote, cacheUnusedNote, diskDir } from "./cache/config.ts";
+import { cacheOffNote, cacheUnusedNote, diskDir, purgeUnservedFolder } from "./cache/config.ts";
 import { diskDirProblem } from "./cache/disk.ts";
 import { loadStaticKeys } from "./auth/keys.ts";
 import { COMMIT, VERSION, VERSION_LINE } from "./version.ts";
@@ -432,6 +432,7 @@ async function serve(config: Config, source: { path?: string; text: string; gene
         reloadSelf: () => a.reload(),
         current: () => a.currentConfig(),
         applyPurge: (inv) => a.cache.applyPeer(inv),
+        purgeSlotFolder: (slot, inv) => purgeUnservedFolder(a.runtime.config.cache, { baseDir: a.runtime.config.baseDir, share: workers, worker: slot }, inv),
         reloadWaitMs,
       });
       children = group;

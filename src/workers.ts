@@ -361,6 +361,8 @@ export function startChildren(opts: {
   current: () => SentConfig | undefined;
   /** Applies a child's purge in the primary's own cache. */
   applyPurge: (inv: RemoteInvalidation) => Promise<void>;
+  /** Applies a purge to the disk folder of a slot whose child could not take it (none running, or still starting). */
+  purgeSlotFolder?: (slot: number, inv: RemoteInvalidation) => void;
   /** How long a reload waits for the children (default RELOAD_WAIT_MS). */
   reloadWaitMs?: number;
 }): Children {
@@ -395,6 +397,8 @@ export function startChildren(opts: {
    */
   const missed: Array<RemoteInvalidation[] | undefined> = [];
   const miss = (i: number, inv: RemoteInvalidation) => {
+    // (from the folder at once too: the group may stop before a replacement starts)
+    opts.purgeSlotFolder?.(i, inv);
     if (stopping) return;
     const m = (missed[i] ??= []);
     // (a long list, a child crash-looping under writes: dropping everything is as correct, and bounded)

@@ -19,7 +19,8 @@ import type { CachePolicy } from "./flight.ts";
 import { DiskLayer, type DiskLogger } from "./disk.ts";
 import { MemoryLayer } from "./memory.ts";
 import { RedisLayer } from "./redis.ts";
-import type { CacheLayer } from "./types.ts";
+import type { CacheLayer, RemoteInvalidation } from "./types.ts";
+import { keyHash } from "./disk-format.ts";
 
 const MiB = 1024 * 1024;
 const mb = (n: number) => Math.floor(n * MiB);
@@ -89,6 +90,25 @@ export function retireOtherDiskLayouts(cfg: CacheConfig, deps: CacheDeps): void 
   if (!cfg.enabled || cfg.disk === undefined || !cfg.cache_layers.includes("disk")) return;
   const retired = retireOtherLayouts(cfg.disk, deps);
   if (retired.length > 0) deps.log?.info("disk cache: folders of another server.workers layout deleted", { path: cfg.disk.path, folders: retired });
+}
+
+/**
+ * A purge that the process of worker slot `deps.worker` could not apply (none ran in it), applied
+ * to its disk folder by the primary: the folder outlives the group too, so what is purged only
+ * when its next process starts was served again after a restart of the whole group. A key's
+ * files go by name; a prefix takes every object file (a name does not say its key).
+ */
+export function purgeUnservedFolder(cfg: CacheConfig, deps: CacheDeps, inv: RemoteInvalidation): void {
+  if (!cfg.enabled || cfg.disk === undefined || !cfg.cache_layers.includes("disk")) return;
+  const objects = join(diskDir(cfg.disk, deps), "objects");
+  try {
+    if (inv.kind === "prefix") return rmSync(objects, { recursive: true, force: true });
+    const hash = keyHash(inv.key);
+    const folder = join(objects, hash.slice(0, 2));
+    for (const name of readdirSync(folder)) if (name.startsWith(`${hash}.`)) rmSync(join(folder, name), { force: true });
+  } catch {
+    // (no such folder: nothing of the key is there)
+  }
 }
 
 export function diskDir(cfg: NonNullable<CacheConfig["disk"]>, deps: CacheDeps): string {

@@ -8,7 +8,8 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { bucketCachePolicy, cacheRestartChanges, cacheRestartKey, diskDir } from "../../src/cache/index.ts";
-import { retireOtherLayouts } from "../../src/cache/config.ts";
+import { purgeUnservedFolder, retireOtherLayouts } from "../../src/cache/config.ts";
+import { keyHash, objectPath } from "../../src/cache/disk-format.ts";
 import { redisTarget } from "../../src/cache/redis-link.ts";
 import { ConfigError, parseConfig } from "../../src/config/load.ts";
 import { CacheSchema } from "../../src/config/schema.ts";
@@ -196,5 +197,29 @@ describe("retireOtherLayouts: the disk folders another server.workers left", () 
     }
     // a folder not there yet: nothing to do
     expect(retireOtherLayouts({ path: join(tmpdir(), "yata-layout-absent-zz") } as never, { share: 1 })).toEqual([]);
+  });
+});
+
+describe("purgeUnservedFolder: a purge applied to the folder of a worker slot with no process", () => {
+  test("a key's files go, the others' stay; a prefix empties the folder's objects", () => {
+    const base = mkdtempSync(join(tmpdir(), "yata-unserved-"));
+    const cfg = CacheSchema.parse({ enabled: true, cache_layers: ["memory", "disk"], disk: { path: base } });
+    const files = (w: number) => readdirSync(join(base, `worker-${w}`, "objects"), { recursive: true }).filter((f) => String(f).endsWith(".obj")).length;
+    try {
+      for (const [w, key, version] of [[1, "b/k", "v1"], [1, "b/k", "v2"], [1, "b/other", "v1"], [0, "b/k", "v1"]] as const) {
+        const path = join(base, `worker-${w}`, objectPath(keyHash(key), version));
+        mkdirSync(join(path, ".."), { recursive: true });
+        writeFileSync(path, "x");
+      }
+      purgeUnservedFolder(cfg, { share: 2, worker: 1 }, { kind: "key", key: "b/k" });
+      expect([files(0), files(1)]).toEqual([1, 1]);
+      purgeUnservedFolder(cfg, { share: 2, worker: 1 }, { kind: "key", key: "b/absent" });
+      expect([files(0), files(1)]).toEqual([1, 1]);
+      purgeUnservedFolder(cfg, { share: 2, worker: 1 }, { kind: "prefix", prefix: "b/" });
+      expect(readdirSync(join(base, "worker-1"))).toEqual([]);
+      expect(files(0)).toBe(1);
+    } finally {
+      rmSync(base, { recursive: true, force: true });
+    }
   });
 });

@@ -7,7 +7,8 @@
  * kernel spreads across both.
  */
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
-import { readdirSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { nowSec, sign } from "../fixtures/jwt.ts";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
@@ -20,21 +21,30 @@ const SECRET = "e2e-workers-purge-hs256-secret-0123456789";
 const UP = { accessKeyId: "AKIDWORKERSPURGE", secretAccessKey: "workers-purge-upstream-secret-0123456789" };
 let s3: S3Fixture;
 let px: ProxyProcess;
+/** The disk cache's folder, kept across the groups of the last test. */
+let disk: string;
 
-beforeAll(async () => {
-  s3 = await startS3Fixture({ buckets: [{ name: "data" }], credentials: [{ ...UP, buckets: ["data"], write: true }] });
-  px = await startProxy(
+async function startGroup(): Promise<ProxyProcess> {
+  const group = await startProxy(
     `server: { address: 127.0.0.1, port: 0, workers: 2 }\n` +
       `jwt: { enabled: true, algorithm: HS256, secret: "${SECRET}", admin_claims: [{ claim: role, operator: equals, value: admin }] }\n` +
-      `cache: { enabled: true, cache_layers: [memory, disk], disk: { enabled: true, path: disk, max_disk_size_mb: 64 } }\n` +
+      `cache: { enabled: true, cache_layers: [memory, disk], disk: { enabled: true, path: "${disk}", max_disk_size_mb: 64 } }\n` +
       `buckets:\n  - name: rw\n    path_prefix: /rw\n    access: read-write\n    auth: { anonymous_writes: true }\n    cache: { enabled: true, ttl_seconds: 600 }\n` +
       `    s3: { bucket: data, endpoint: "${s3.endpoint}", access_key: "${UP.accessKeyId}", secret_key: "${UP.secretAccessKey}" }\n`,
   );
-  await Promise.all([0, 1].map((w) => px.waitForLog((l) => l.msg === "listening" && l.worker === w)));
+  await Promise.all([0, 1].map((w) => group.waitForLog((l) => l.msg === "listening" && l.worker === w)));
+  return group;
+}
+
+beforeAll(async () => {
+  disk = mkdtempSync(join(tmpdir(), "yata-workers-purge-"));
+  s3 = await startS3Fixture({ buckets: [{ name: "data" }], credentials: [{ ...UP, buckets: ["data"], write: true }] });
+  px = await startGroup();
 });
 afterAll(async () => {
   await px?.stop();
   await s3?.stop();
+  rmSync(disk, { recursive: true, force: true });
 });
 
 const close = { connection: "close" };
@@ -60,20 +70,29 @@ async function readFromBoth(path: string, expected: string, hit = false): Promis
   expect(new Set(bodies)).toEqual(new Set([expected]));
 }
 
-const diskFiles = (worker: number) => readdirSync(join(px.dir, "disk", `worker-${worker}`, "objects"), { recursive: true }).filter((f) => String(f).endsWith(".obj")).length;
+const diskFiles = (worker: number) => readdirSync(join(disk, `worker-${worker}`, "objects"), { recursive: true }).filter((f) => String(f).endsWith(".obj")).length;
 
-// (first: worker 1 has just started, so it is restarted after a pause, and the write falls in it)
-test("a write made while a worker is down: its replacement does not serve the old object from its disk folder", async () => {
-  const pid = Number((await px.waitForLog((l) => l.msg === "listening" && l.worker === 1)).pid);
+/**
+ * Both workers hold `path` (v1, in memory and on disk); worker 1 is then killed and a PUT of v2
+ * made while its slot is empty (it has just started: it is restarted after a pause). Returns
+ * worker 1's pid.
+ */
+async function writeWhileWorker1IsDown(path: string, key: string): Promise<number> {
+  const pid = Number(px.logs().findLast((l) => l.msg === "listening" && l.worker === 1)!.pid);
   const files = diskFiles(1);
-  await s3.put("data", "r.txt", "v1");
-  await readFromBoth("/rw/r.txt", "v1");
+  await s3.put("data", key, "v1");
+  await readFromBoth(path, "v1");
   await waitFor(() => diskFiles(1) > files, { message: () => "worker 1's disk file" });
-
   process.kill(pid, "SIGKILL");
-  const exit = await px.waitForLog((l) => l.msg === "worker exited unexpectedly; restarting" && l.child === 1);
+  const exit = await px.waitForLog((l) => l.msg === "worker exited unexpectedly; restarting" && l.child === 1 && l.signal === "SIGKILL");
   expect(Number(exit.restart_in_ms)).toBeGreaterThan(0);
-  expect((await fetch(px.url("/rw/r.txt"), { method: "PUT", body: "v2", headers: close })).status).toBe(200);
+  expect((await fetch(px.url(path), { method: "PUT", body: "v2", headers: close })).status).toBe(200);
+  return pid;
+}
+
+// (first: worker 1 has just started)
+test("a write made while a worker is down: its replacement does not serve the old object from its disk folder", async () => {
+  const pid = await writeWhileWorker1IsDown("/rw/r.txt", "r.txt");
   const put = px.logs().findIndex((l) => l.msg === "request" && l.method === "PUT" && l.path === "/rw/r.txt");
   const next = await px.waitForLog((l) => l.msg === "listening" && l.worker === 1 && Number(l.pid) !== pid);
   expect(put).toBeLessThan(px.logs().indexOf(next));
@@ -104,4 +123,15 @@ test("an admin purge (on whichever worker takes it) clears both", async () => {
   }
   const stats = (await (await fetch(px.url("/admin/cache/stats"), { headers: { authorization: `Bearer ${admin}`, ...close } })).json()) as { worker?: number };
   expect([0, 1]).toContain(stats.worker!);
+});
+
+test("a write made while a worker is down, then the group restarted before its replacement: no worker serves the old object", async () => {
+  expect(await px.stop()).toBe(0);
+  px = await startGroup(); // (worker 1 has just started)
+  const pid = await writeWhileWorker1IsDown("/rw/s.txt", "s.txt");
+  const stopped = px;
+  expect(await stopped.stop()).toBe(0);
+  expect(stopped.logs().some((l) => l.msg === "listening" && l.worker === 1 && Number(l.pid) !== pid)).toBe(false);
+  px = await startGroup(); // on the same disk folders
+  await readFromBoth("/rw/s.txt", "v2");
 });
