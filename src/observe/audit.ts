@@ -38,6 +38,7 @@ import { clientIp, type RequestContext } from "../proxy/context.ts";
 import { AuditFile } from "./audit-file.ts";
 import { escapeLineSeparators, type Logger } from "./log.ts";
 import type { CounterChild, Registry } from "./registry.ts";
+import { cutText } from "../util/text.ts";
 
 export type AuditResult = "allowed" | "denied" | "failed";
 
@@ -77,16 +78,6 @@ function traceIdOf(ctx: RequestContext): string | undefined {
  * the same (src/fronts/s3/sts.ts MAX_SUBJECT_BYTES).
  */
 const MAX_SUB_TEXT = 256;
-
-/**
- * `text` cut to at most `max` UTF-16 units, never between the halves of a surrogate pair (half of
- * one is written as a lone `\ud83d`, which strict JSON readers refuse: the whole line is lost to them).
- */
-export function cutText(text: string, max: number): string {
-  if (text.length <= max) return text;
-  const high = text.charCodeAt(max - 1);
-  return text.slice(0, high >= 0xd800 && high <= 0xdbff ? max - 1 : max);
-}
 
 /**
  * The name a verified JWT gives its bearer, for the audit trail and the logs: its `sub` when that

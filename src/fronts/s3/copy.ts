@@ -28,7 +28,7 @@ import { copyObjectStreamed, type ForeignSource, type StreamedResult, uploadPart
 import { childText } from "./xml-reader.ts";
 import { callOf, partNumberOf, queryValue, readingResult, requestHeaders, writeUpstream } from "./writes.ts";
 import { purgeWritten } from "../purge.ts";
-import { cutText } from "../../observe/audit.ts";
+import { cutText } from "../../util/text.ts";
 
 export interface CopySource {
   bucket: string;

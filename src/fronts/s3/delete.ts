@@ -35,7 +35,7 @@ import { child, childText, childrenNamed } from "./xml-reader.ts";
 import { callOf, fieldText, malformed, readXmlBody, requestHeaders, unkeptDeleteCondition, writeUpstream } from "./writes.ts";
 import { purgeIfUnsure, purgeWritten } from "../purge.ts";
 import { versionIdOf, versionIdProblem } from "./operations.ts";
-import { cutText } from "../../observe/audit.ts";
+import { cutText } from "../../util/text.ts";
 
 const MAX_DELETE_KEYS = 1000;
 /** Authorizer calls in flight at once for one DeleteObjects (decisions are cached per key). */

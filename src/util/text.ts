@@ -1,0 +1,9 @@
+/**
+ * `text` cut to at most `max` UTF-16 units, never between the halves of a surrogate pair (half of
+ * one is written as a lone `\ud83d`, which strict JSON readers refuse: the whole line is lost to them).
+ */
+export function cutText(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const high = text.charCodeAt(max - 1);
+  return text.slice(0, high >= 0xd800 && high <= 0xdbff ? max - 1 : max);
+}
