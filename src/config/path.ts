@@ -1,3 +1,5 @@
+import { cutText } from "../util/text.ts";
+
 /** YAML paths as config errors name them: `buckets[1].s3.region` ("" for the document root). */
 export type PathSegment = string | number;
 
@@ -19,7 +21,9 @@ const SHOWN_KEY_CHARS = 64;
  * root; a secret pasted where a key goes) was printed whole, twice per line.
  */
 export function shownKey(key: string): string {
-  return key.length > SHOWN_KEY_CHARS ? `${key.slice(0, SHOWN_KEY_CHARS - 3)}...` : key;
+  // (never between a surrogate pair's halves: the problem goes into JSON, the log's lines and the
+  // admin reload's answer, where half of one is a lone \ud83d that strict readers refuse)
+  return key.length > SHOWN_KEY_CHARS ? `${cutText(key, SHOWN_KEY_CHARS - 3)}...` : key;
 }
 
 /** formatPath for a problem's reader: each key cut by shownKey. */

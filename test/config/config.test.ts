@@ -397,6 +397,14 @@ describe("parseConfig", () => {
     expect(JSON.stringify(got)).not.toContain("s".repeat(60));
   });
 
+  test("a long unknown key is cut before a character outside the BMP, never between its halves: the problem goes into JSON (log lines, the admin API's reload answer), where half a pair is a lone \\ud83d strict readers refuse", () => {
+    const key = `${"a".repeat(60)}\u{1F600}${"b".repeat(10)}`;
+    const got = issues(`${B}${key}: 1\n`);
+    const shown = `${"a".repeat(60)}...`;
+    expect(got).toEqual([{ path: shown, message: `unknown key '${shown}'`, line: 5 }]);
+    expect(JSON.stringify(got)).not.toContain("\\ud83d");
+  });
+
   test("a key holding control characters is printed escaped: the report never carries a terminal escape or a carriage return", () => {
     // `"x\e[2J\rserver": 1` cleared the terminal of whoever ran --check, or hid the problem behind a CR.
     const err = (() => {
