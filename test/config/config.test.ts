@@ -405,6 +405,18 @@ describe("parseConfig", () => {
     expect(JSON.stringify(got)).not.toContain("\\ud83d");
   });
 
+  test("a long listen address and a long duplicate key are cut before a character outside the BMP too, never between its halves", () => {
+    const address = `${"h".repeat(76)}\u{1F600}${"x".repeat(10)}`;
+    const bad = issues(`server: { address: "${address}" }\n${B}`);
+    expect(bad.map((i) => i.path)).toEqual(["server.address"]);
+    expect(bad[0]!.message).toContain(`"${"h".repeat(76)}..."`);
+    expect(JSON.stringify(bad)).not.toContain("\\ud83d");
+    const key = `${"d".repeat(56)}\u{1F600}${"e".repeat(10)}`;
+    const dup = issues(`${B}${key}: 1\n${key}: 2\n`);
+    expect(dup.some((i) => i.message.startsWith(`duplicate key '${"d".repeat(56)}...'`))).toBe(true);
+    expect(JSON.stringify(dup)).not.toContain("\\ud83d");
+  });
+
   test("a key holding control characters is printed escaped: the report never carries a terminal escape or a carriage return", () => {
     // `"x\e[2J\rserver": 1` cleared the terminal of whoever ran --check, or hid the problem behind a CR.
     const err = (() => {
