@@ -26,6 +26,7 @@ import { bodyBytesForwarded } from "./server/body-garbage.ts";
 import { wantBlobBodies } from "./http/blob-body.ts";
 import { validHost } from "./http/host.ts";
 import { listenerHeaderLimit } from "./http/header-limit.ts";
+import { editHeaders } from "./http/headers.ts";
 import { splitUrl } from "./proxy/phases/guard.ts";
 import type { Logger } from "./observe/log.ts";
 
@@ -210,16 +211,9 @@ function closeAsAsked(req: Request, res: Response | Promise<Response>): Response
   return res instanceof Promise ? res.then(withConnectionClose) : withConnectionClose(res);
 }
 
-/** `r` with `Connection: close` (a copy when its headers are immutable: a Response straight from fetch). */
+/** `r` with `Connection: close`. */
 function withConnectionClose(r: Response): Response {
-  try {
-    r.headers.set("connection", "close");
-    return r;
-  } catch {
-    const copy = new Response(r.body, r);
-    copy.headers.set("connection", "close");
-    return copy;
-  }
+  return editHeaders(r, (h) => h.set("connection", "close"));
 }
 
 /**
@@ -239,18 +233,10 @@ export function headAnswer(r: Response): Response {
   const wantsDate = !r.headers.has("date");
   const wantsChunked = !(r.body !== null || r.status < 200 || r.status >= 300 || r.status === 204 || r.headers.has("content-length"));
   if (!wantsDate && !wantsChunked) return r;
-  const apply = (h: Headers) => {
+  return editHeaders(r, (h) => {
     if (wantsDate) h.set("date", new Date().toUTCString());
     if (wantsChunked) h.set("transfer-encoding", "chunked");
-  };
-  try {
-    apply(r.headers);
-    return r;
-  } catch {
-    const copy = new Response(r.body, r); // (immutable headers: a Response straight from fetch)
-    apply(copy.headers);
-    return copy;
-  }
+  });
 }
 
 export async function listenNode(app: App, cfg: Config, opts: { reusePort?: boolean; as?: ListenAs } = {}): Promise<Listener> {

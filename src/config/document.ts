@@ -11,7 +11,7 @@
  * `#`, `: ` or a newline cannot change the YAML's structure, and a `${VAR}` inside a comment
  * is never required.
  */
-import { cutText } from "../util/text.ts";
+import { ellipsized } from "../util/text.ts";
 import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument, Parser, visit, type Document, type Node, type YAMLError } from "yaml";
 import { formatPath, type PathSegment } from "./path.ts";
 import { unseenOnLine } from "./validate.ts";
@@ -91,7 +91,7 @@ function child(fmt: string, seg: PathSegment): string {
 }
 
 function shortKey(k: string): string {
-  return k.length > 60 ? `${cutText(k, 57)}...` : k;
+  return ellipsized(k, 60);
 }
 
 /** A line with a flow collection opened before an unquoted ${ (inside it). */

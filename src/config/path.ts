@@ -1,4 +1,4 @@
-import { cutText } from "../util/text.ts";
+import { ellipsized } from "../util/text.ts";
 
 /** YAML paths as config errors name them: `buckets[1].s3.region` ("" for the document root). */
 export type PathSegment = string | number;
@@ -23,7 +23,7 @@ const SHOWN_KEY_CHARS = 64;
 export function shownKey(key: string): string {
   // (never between a surrogate pair's halves: the problem goes into JSON, the log's lines and the
   // admin reload's answer, where half of one is a lone \ud83d that strict readers refuse)
-  return key.length > SHOWN_KEY_CHARS ? `${cutText(key, SHOWN_KEY_CHARS - 3)}...` : key;
+  return ellipsized(key, SHOWN_KEY_CHARS);
 }
 
 /** formatPath for a problem's reader: each key cut by shownKey. */

@@ -2,7 +2,7 @@
  * Cross-field validation and normalization, after the zod schema has checked shapes.
  * Returns every issue found (never stops at the first), each with its YAML path.
  */
-import { cutText } from "../util/text.ts";
+import { ellipsized } from "../util/text.ts";
 import { CONTROL_PATHS } from "../control/paths.ts";
 import { createPrivateKey, createPublicKey, type KeyObject, X509Certificate } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
@@ -42,7 +42,7 @@ const NO_CLIENT = "is a multicast or broadcast address: no client can connect to
  */
 export function listenAddressProblem(address: string, field: "server.address" | "metrics.address" | "s3_api.address"): string | undefined {
   const forms = `an IPv4 address (0.0.0.0, 127.0.0.1), an IPv6 address (::, ::1 or [::1]) or a host name${field === "server.address" ? ", optionally followed by :port (0.0.0.0:8080, [::1]:8080)" : " (the port goes in the port key)"}`;
-  const shown = JSON.stringify(address.length > 80 ? `${cutText(address, 77)}...` : address);
+  const shown = JSON.stringify(ellipsized(address, 80));
   if (address !== address.trim()) return `${shown} has spaces around it: write ${forms}`;
   if (/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(address)) return `${shown} is a URL: write ${forms}`;
   if (address.includes(":") || address.startsWith("[")) {

@@ -20,6 +20,7 @@
  */
 import { matchesPattern, type CorsConfig } from "../config/cors.ts";
 import { ProxyError } from "../errors.ts";
+import { editHeaders } from "./headers.ts";
 import type { RequestContext } from "../proxy/context.ts";
 import { failed, runPhases, type Front, type Phase } from "../proxy/runner.ts";
 import type { Runtime } from "../runtime.ts";
@@ -81,26 +82,12 @@ export function isPreflight(method: string, headers: Headers): boolean {
  * Response whose headers cannot be changed (one straight from fetch) is copied first.
  */
 export function withCorsHeaders(res: Response, cors: CorsConfig, origin: string, method: string): Response {
-  let out = res;
-  try {
-    apply(out.headers, cors, origin, method);
-  } catch {
-    out = new Response(res.body, res);
-    apply(out.headers, cors, origin, method);
-  }
-  return out;
+  return editHeaders(res, (h) => apply(h, cors, origin, method));
 }
 
 /** Vary: Origin alone: the answer to a request without Origin, on a bucket with CORS. */
 function withVaryOrigin(res: Response): Response {
-  try {
-    addVaryOrigin(res.headers);
-    return res;
-  } catch {
-    const out = new Response(res.body, res);
-    addVaryOrigin(out.headers);
-    return out;
-  }
+  return editHeaders(res, addVaryOrigin);
 }
 
 function addVaryOrigin(h: Headers): void {

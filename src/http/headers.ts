@@ -226,3 +226,18 @@ export function privateCacheControl(value: string | null): string {
   }
   return out;
 }
+
+/**
+ * `res` with `edit` applied to its headers: in place, or on a copy when they cannot be changed (a
+ * Response straight from fetch has immutable headers).
+ */
+export function editHeaders(res: Response, edit: (h: Headers) => void): Response {
+  try {
+    edit(res.headers);
+    return res;
+  } catch {
+    const copy = new Response(res.body, res);
+    edit(copy.headers);
+    return copy;
+  }
+}

@@ -7,3 +7,8 @@ export function cutText(text: string, max: number): string {
   const high = text.charCodeAt(max - 1);
   return text.slice(0, high >= 0xd800 && high <= 0xdbff ? max - 1 : max);
 }
+
+/** `text` whole up to `max` UTF-16 units; longer, cut (cutText) to `max` - 3 and marked with "...". */
+export function ellipsized(text: string, max: number): string {
+  return text.length > max ? `${cutText(text, max - 3)}...` : text;
+}
