@@ -160,7 +160,7 @@ export async function copyObjectOp(ctx: RequestContext): Promise<Response> {
       await refuseDeniedTags(ctx, src);
       const upstream = writeUpstream(ctx);
       const res = await copyObject(upstream, { key: ctx.key, sourceKey: src.key, sourceBucket: src.from.upstream.primary().bucket, sourceVersionId: src.versionId, headers: requestHeaders(ctx) }, callOf(ctx));
-      answer = await copyResult(ctx, res, "CopyObjectResult", upstream.bucket);
+      answer = await copyResult(ctx, res, "CopyObjectResult", [upstream.bucket, src.from.upstream.primary().bucket]);
     } else answer = streamedAnswer(ctx, await copyObjectStreamed(ctx, src), "CopyObjectResult");
   } catch (err) {
     // (the upstream may have copied all the same when its answer was lost: see purgeIfUnsure)
@@ -219,7 +219,7 @@ export async function uploadPartCopyOp(ctx: RequestContext): Promise<Response> {
     }
     const upstream = writeUpstream(ctx);
     const res = await uploadPartCopy(upstream, { key: ctx.key, uploadId, partNumber, sourceKey: src.key, sourceBucket: src.from.upstream.primary().bucket, sourceVersionId: src.versionId, headers: requestHeaders(ctx) }, callOf(ctx));
-    return await copyResult(ctx, res, "CopyPartResult", upstream.bucket);
+    return await copyResult(ctx, res, "CopyPartResult", [upstream.bucket, src.from.upstream.primary().bucket]);
   } catch (err) {
     if (pinned && err instanceof ProxyError && s3ErrorOf(err)?.code === "PreconditionFailed") {
       await ctx.svc.cache.purgeObject(src.from.name, src.key);
@@ -260,11 +260,13 @@ function streamedAnswer(ctx: RequestContext, r: StreamedResult, root: "CopyObjec
 /**
  * The upstream's copy result, relayed: S3 may answer 200 with an <Error> document (a failure
  * after the head went out), so the body is read before the answer is called a success.
+ * `upstreamBuckets`: the destination's and the source's (a server-side copy reads the source's
+ * upstream bucket, which the upstream's message may name as well).
  */
-async function copyResult(ctx: RequestContext, res: Response, root: "CopyObjectResult" | "CopyPartResult", upstreamBucket: string): Promise<Response> {
-  if (res.status !== 200) return relayError(res, upstreamBucket);
+async function copyResult(ctx: RequestContext, res: Response, root: "CopyObjectResult" | "CopyPartResult", upstreamBuckets: readonly string[]): Promise<Response> {
+  if (res.status !== 200) return relayError(res, upstreamBuckets);
   const doc = tryParse(await readingResult(ctx, () => readUpstreamCapped(res, MAX_RESULT_BODY)));
-  if (doc?.name !== root) throw s3Fail(errorOf(res.status, doc, upstreamBucket));
+  if (doc?.name !== root) throw s3Fail(errorOf(res.status, doc, upstreamBuckets));
   let xml = XML_DECL + `<${root} xmlns="${S3_XMLNS}">`;
   for (const name of ["ETag", "LastModified", "ChecksumType", "ChecksumCRC32", "ChecksumCRC32C", "ChecksumCRC64NVME", "ChecksumSHA1", "ChecksumSHA256"]) {
     const v = childText(doc, name);

@@ -1,0 +1,52 @@
+/**
+ * A server-side copy between two proxy buckets on one upstream account (the upstream copies from
+ * the source's upstream bucket itself): an error the upstream words with the *source's* upstream
+ * bucket name must not reach the client, as the destination's never does. Only the destination's
+ * name was masked in the copy's relayed message.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { startFrontsOn } from "./s3-front-helpers.ts";
+import { answerOf, signedFetch, UPSTREAM_WRITER, uploadYaml, type UploadEnv } from "./s3-front-upload-helpers.ts";
+
+const SOURCE_UPSTREAM = "hidden-src-4d2b";
+let s3: S3Fixture;
+let env: UploadEnv;
+
+beforeAll(async () => {
+  s3 = await startS3Fixture({ buckets: [{ name: "up" }, { name: SOURCE_UPSTREAM }], credentials: [{ ...UPSTREAM_WRITER, buckets: ["up", SOURCE_UPSTREAM], write: true }] });
+  const creds = `access_key: "${UPSTREAM_WRITER.accessKeyId}", secret_key: "${UPSTREAM_WRITER.secretAccessKey}"`;
+  env = await startFrontsOn(
+    uploadYaml(s3.endpoint, { moreBuckets: (ep) => `  - name: src\n    path_prefix: /src\n    s3: { bucket: ${SOURCE_UPSTREAM}, endpoint: "${ep}", ${creds} }\n` })
+      .replace("buckets: { up: [read, list, write, delete], ro:", "buckets: { src: [read, list], up: [read, list, write, delete], ro:"),
+    s3,
+    true,
+  );
+  await s3.put(SOURCE_UPSTREAM, "k.txt", "source bytes");
+});
+
+afterAll(async () => {
+  await env?.[Symbol.asyncDispose]();
+  await s3?.stop();
+});
+
+for (const [label, path] of [["CopyObject", "/up/copied.txt"], ["UploadPartCopy", "/up/part.bin"]] as const) {
+  test(`${label} server-side: an upstream message naming the source's upstream bucket is not relayed`, async () => {
+    s3.faults.set(`/up/${path.slice(4)}`, { kind: "error", status: 400, code: "InvalidRequest", message: `The source bucket ${SOURCE_UPSTREAM} cannot be read now.`, method: "PUT" });
+    try {
+      let uploadId = "";
+      if (label === "UploadPartCopy") {
+        const created = await signedFetch(env, { method: "POST", path, query: [["uploads", ""]] });
+        const body = await created.text();
+        uploadId = /<UploadId>([^<]+)<\/UploadId>/.exec(body)![1]!;
+      }
+      const res = await signedFetch(env, { method: "PUT", path, query: uploadId === "" ? undefined : [["partNumber", "1"], ["uploadId", uploadId]], headers: { "x-amz-copy-source": "/src/k.txt" } });
+      const text = await res.clone().text();
+      const a = await answerOf(res);
+      expect({ status: a.status, code: a.code }).toEqual({ status: 400, code: "InvalidRequest" });
+      expect(text).not.toContain(SOURCE_UPSTREAM);
+    } finally {
+      s3.faults.clear();
+    }
+  });
+}
