@@ -19,13 +19,26 @@
  * are never framed.
  */
 import type { SlowSource } from "../s3/aws-chunked/pump.ts";
+import type { Peer } from "./receive-queue.ts";
 
 const FRAMED_LENGTH: unique symbol = Symbol("yatagarasu.framedLength");
 const JS_BODY: unique symbol = Symbol("yatagarasu.jsBody");
+const PEER: unique symbol = Symbol("yatagarasu.peer");
 
 interface Marks {
   [FRAMED_LENGTH]?: number;
   [JS_BODY]?: true;
+  [PEER]?: () => Peer | undefined;
+}
+
+/** The connection a Bun.serve request came on (see framedBodyPeer), asked only for a framed body. */
+export function markPeer(req: Request, peer: () => Peer | undefined): void {
+  (req as Request & Marks)[PEER] = peer;
+}
+
+/** The client's connection of a framed body, when the listener marked it (src/http/receive-queue.ts watches it). */
+export function framedBodyPeer(stream: ReadableStream<Uint8Array>): Peer | undefined {
+  return (stream as ReadableStream<Uint8Array> & Marks)[PEER]?.();
 }
 
 /** A request whose body is built in JavaScript (the node engine's): never handed over as framed. */
@@ -112,6 +125,7 @@ export function framedRequestBody(req: Request, length: number): ReadableStream<
   if (body === null || length < framedBodyLimits.minBytes || (req as Request & Marks)[JS_BODY] === true || req.headers.get("transfer-encoding") !== null) return body;
   if (req.headers.get("content-length") !== String(length)) return body;
   body[FRAMED_LENGTH] = length;
+  body[PEER] = (req as Request & Marks)[PEER];
   return body;
 }
 

@@ -14,7 +14,8 @@
  *   short without failing, so it needs no guard.
  */
 import { withoutOverriddenLength } from "../http/headers.ts";
-import { BUN_LISTENER_IDLE_SECONDS } from "../http/framed-body.ts";
+import { BUN_LISTENER_IDLE_SECONDS, framedBodyPeer } from "../http/framed-body.ts";
+import { watchReceiveQueue } from "../http/receive-queue.ts";
 import { timerDelay } from "../config/durations.ts";
 import { guardedBodyStream, isValidContentLength, type GuardedBody, UpstreamProtocolError, UpstreamTimeoutError } from "./http1/index.ts";
 import { framedTimeoutMs } from "./http1/budget.ts";
@@ -187,9 +188,9 @@ export function framedBudgetMs(timeoutMs: number, contentLength: number): number
  * was cut after s3.timeout (503/504). It gets framedBudgetMs: s3.timeout plus the time the body
  * takes at 12 KiB/s plus 70 s, an upper bound for an upstream that takes the body and never
  * answers, past the longest a stalled client keeps the listener's connection. Stalls end sooner:
- * a client that stops sending, or an upstream that stops reading (the client's sends
- * then back up), leaves the listener's connection idle, which its idle timeout (60 s) closes, and
- * that cuts the upstream request. Throws UpstreamTimeoutError for the budget; the client's abort
+ * a client that stops sending leaves the listener's connection idle, which its idle timeout (60 s)
+ * closes, and that cuts the upstream request; an upstream that stops reading leaves the client's
+ * socket's receive queue full, which watchReceiveQueue sees after `timeoutMs` (504). Throws UpstreamTimeoutError for the budget; the client's abort
  * reason when the client left (the body failed with it, and fetch cut the upstream request short).
  */
 export async function fetchFramed(
@@ -217,6 +218,10 @@ export async function fetchFramed(
   else clientSignal.addEventListener("abort", () => ctrl.abort(clientSignal.reason), { once: true });
   if (timing !== undefined) (timing.onAbandon ??= []).push(() => ctrl.abort(timing.abandoned));
   const signal = ctrl.signal;
+  // An upstream that stops reading the body: 504 after s3.timeout, as on the JavaScript path, not
+  // the listener's idle cut 60 s later with no answer (logged as the client's 499).
+  const peer = framedBodyPeer(body);
+  const unwatch = peer === undefined ? undefined : watchReceiveQueue(peer, timeoutMs, () => ctrl.abort(new UpstreamTimeoutError("upstream stopped reading the request body")));
   try {
     // keepalive off toward an http endpoint: Bun's fetch pool keeps an idle socket ~5 minutes (not
     // the own client's 15 s), and a burst of uploads to an upstream that keeps idle connections
@@ -225,12 +230,16 @@ export async function fetchFramed(
     // handshake is not, and S3 closes idle connections itself.)
     const keepalive = !url.startsWith("http:");
     const res = withoutOverriddenLength(await fetchImpl(url, { method, headers, body, signal, decompress: false, redirect: "manual", duplex: "half", keepalive, timeout: framedBudgetMs(timeoutMs, contentLength) } as RequestInit));
+    unwatch?.();
     return await writeAnswer(res, answerUpTo, ctrl, timeoutMs);
   } catch (err) {
     if (clientSignal.aborted) throw clientSignal.reason;
     if (timing?.abandoned !== undefined) throw timing.abandoned;
+    if (signal.reason instanceof UpstreamTimeoutError) throw signal.reason;
     if ((err as Error)?.name === "TimeoutError") throw new UpstreamTimeoutError("the upload and the upstream's answer took longer than their budget");
     throw err;
+  } finally {
+    unwatch?.();
   }
 }
 
