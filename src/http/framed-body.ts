@@ -31,9 +31,14 @@ interface Marks {
   [PEER]?: () => Peer | undefined;
 }
 
-/** The connection a Bun.serve request came on (see framedBodyPeer), asked only for a framed body. */
+/**
+ * Marks a Bun.serve request that announces a body of framedBodyLimits.minBytes or more with its
+ * connection (see framedBodyPeer), asked only if its body is framed. Only such requests: a mark on
+ * every PUT would cost each 1 KiB PutObject an allocation and give its Request another shape.
+ */
 export function markPeer(req: Request, peer: () => Peer | undefined): void {
-  (req as Request & Marks)[PEER] = peer;
+  const length = req.headers.get("content-length");
+  if (length !== null && Number(length) >= framedBodyLimits.minBytes) (req as Request & Marks)[PEER] = peer;
 }
 
 /** The client's connection of a framed body, when the listener marked it (src/http/receive-queue.ts watches it). */
