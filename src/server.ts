@@ -19,7 +19,6 @@ import type { Config } from "./config/load.ts";
 import { createMainHandler } from "./fronts/index.ts";
 import type { Handler } from "./proxy/runner.ts";
 import { BUN_LISTENER_IDLE_SECONDS, LISTENER_SLOW_BYTES_PER_SECOND, markJsBody, markPeer } from "./http/framed-body.ts";
-import type { Peer } from "./http/receive-queue.ts";
 import { rawSegmentPatterns, rawTargetFor } from "./http/raw-target.ts";
 import { resolveConfigPath } from "./config/validate.ts";
 import { NODE_IDLE_MS, writeNodeResponse } from "./server/node-response.ts";
@@ -85,12 +84,6 @@ export interface ListenAs {
 /** How long a listener replaced by a renewed certificate goes on serving with `Connection: close` (see listenBun). */
 export const RETIRE_GRACE_MS = 2_000;
 
-/** A Bun.serve request's connection, asked when needed (requestIP reads the live connection). */
-const peerOf = (srv: Bun.Server<undefined>, req: Request) => (): Peer | undefined => {
-  const ip = srv.requestIP(req);
-  return ip === null || srv.port === undefined ? undefined : { localPort: srv.port, address: ip.address, port: ip.port };
-};
-
 export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; baseDir?: string; as?: ListenAs; tls?: TlsMaterial } = {}): Listener {
   // (the request's own listener need not be the current one: requestIP reads the request's connection)
   const handle = (opts.as?.handler ?? createMainHandler)(app, (req) => server.requestIP(req)?.address ?? "");
@@ -115,7 +108,7 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
       return [
         p,
         (req: Bun.BunRequest, srv: Bun.Server<undefined>) => {
-          if (req.method === "PUT" || req.method === "POST") markPeer(req, peerOf(srv, req));
+          if (req.method === "PUT" || req.method === "POST") markPeer(req, srv);
           return answer(srv, closeAsAsked(req, expectGuard(req, handle(req, undefined, rawTargetFor(req.url, req.params as Record<string, string>, slash)))));
         },
       ];
@@ -136,7 +129,7 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
       // literal `\` or a dot segment is routed as the client sent it, never as Bun rewrote it.
       routes,
       fetch(req, srv) {
-        if (req.method === "PUT" || req.method === "POST") markPeer(req, peerOf(srv, req));
+        if (req.method === "PUT" || req.method === "POST") markPeer(req, srv);
         return answer(srv, closeAsAsked(req, expectGuard(req, handle(req))));
       },
       error(err) {

@@ -36,9 +36,14 @@ interface Marks {
  * connection (see framedBodyPeer), asked only if its body is framed. Only such requests: a mark on
  * every PUT would cost each 1 KiB PutObject an allocation and give its Request another shape.
  */
-export function markPeer(req: Request, peer: () => Peer | undefined): void {
+export function markPeer(req: Request, srv: Pick<Bun.Server<undefined>, "requestIP" | "port">): void {
   const length = req.headers.get("content-length");
-  if (length !== null && Number(length) >= framedBodyLimits.minBytes) (req as Request & Marks)[PEER] = peer;
+  if (length === null || !(Number(length) >= framedBodyLimits.minBytes)) return;
+  // (asked later, when the body is handed over: requestIP reads the live connection)
+  (req as Request & Marks)[PEER] = () => {
+    const ip = srv.requestIP(req);
+    return ip === null || srv.port === undefined ? undefined : { localPort: srv.port, address: ip.address, port: ip.port };
+  };
 }
 
 /** The client's connection of a framed body, when the listener marked it (src/http/receive-queue.ts watches it). */
