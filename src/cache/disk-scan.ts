@@ -15,6 +15,7 @@ export interface ScannedFile extends DiskHead {
   file: string;
   fileSize: number;
   mtimeMs: number;
+  ino: number;
 }
 
 export interface ScanResult {
@@ -83,7 +84,7 @@ export async function readObjectFile(file: string, hash: string): Promise<Scanne
     const h = decodeHead(head, st.size);
     if (typeof h === "string") return h;
     if (keyHash(h.key) !== hash) return "key does not match the file name";
-    return { ...h, file, fileSize: st.size, mtimeMs: st.mtimeMs };
+    return { ...h, file, fileSize: st.size, mtimeMs: st.mtimeMs, ino: st.ino };
   } catch {
     return "unreadable";
   } finally {

@@ -11,6 +11,12 @@ import { dirname } from "node:path";
 import type { FillFile } from "./fill-tap.ts";
 import type { LayerWriter, ObjectMeta } from "./types.ts";
 
+/** Which file an entry's name held when it was indexed (disk.ts: a hit checks it is still that file). */
+export interface FileIdentity {
+  ino: number;
+  mtimeMs: number;
+}
+
 /** What a write needs from its layer. */
 export interface WriteTarget {
   /** Moves a complete temporary file into place and indexes it; false when it was not wanted after all. */
@@ -33,6 +39,8 @@ export class DiskWrite implements LayerWriter {
   readonly file: FillFile;
   /** The disk room the layer set aside for this file (bytes), until it is stored or ends. */
   reservation = 0;
+  /** The complete file's inode and modification time (set before adopt: the rename keeps both). */
+  identity: FileIdentity = { ino: 0, mtimeMs: 0 };
 
   constructor(
     private readonly target: WriteTarget,
@@ -97,6 +105,8 @@ export class DiskWrite implements LayerWriter {
     try {
       const fh = await this.fh;
       if (this.fsync) await fh.sync();
+      const st = await fh.stat();
+      this.identity = { ino: st.ino, mtimeMs: st.mtimeMs };
       await fh.close();
       return await this.target.adopt(this);
     } catch (err) {

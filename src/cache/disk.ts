@@ -5,8 +5,9 @@
  *
  * - Writes are atomic (disk-write.ts): visible only once complete, through one rename.
  * - The index is rebuilt at start (disk-scan.ts); lookups and purges wait for it.
- * - A hit checks the file (stat) before handing it out: a file that is gone or has another length
- *   (deleted or truncated behind our back) is a miss and leaves the index, never wrong bytes.
+ * - A hit checks the file (stat) before handing it out: a file that is gone, has another length or
+ *   is not the file indexed (another inode or modification time: replaced or rewritten behind our
+ *   back) is a miss and leaves the index, never wrong bytes.
  * - A replaced, evicted or purged file is unlinked at once: a response already sending it keeps
  *   its open file, and a new version always has a new name, so nothing is overwritten under a
  *   reader.
@@ -25,7 +26,7 @@ import { UNTYPED_CONTENT_TYPE } from "../http/headers.ts";
 import { LruMap } from "../util/lru.ts";
 import { encodeHead, HEAD_BYTES, keyHash, newVersion, objectPath, tempName, timesBytes } from "./disk-format.ts";
 import { scanDir, type ScannedFile } from "./disk-scan.ts";
-import { CACHE_DIR_MODE, DiskWrite, type WriteTarget } from "./disk-write.ts";
+import { CACHE_DIR_MODE, DiskWrite, type FileIdentity, type WriteTarget } from "./disk-write.ts";
 import { PurgeLog } from "./purge-log.ts";
 import { bucketOf, isFileBody, type BucketLayerStats, type CachedObject, type CacheLayer, type LayerStats, type LayerWriter, type ObjectMeta, type StreamCheckpoint } from "./types.ts";
 
@@ -67,7 +68,7 @@ export interface DiskLayerOptions {
   stores?: ReadonlyMap<string, string> | undefined;
 }
 
-interface Entry {
+interface Entry extends FileIdentity {
   readonly key: string;
   readonly file: string;
   readonly fileSize: number;
@@ -79,6 +80,8 @@ interface Entry {
   readonly bucket: BucketLayerStats;
   /** Found by the index rebuild (stored by an earlier process): held while the layer holds them. */
   restored: boolean;
+  /** Revalidations rewriting the file's times in place now (its modification time changes under a hit). */
+  refreshing: number;
 }
 
 /**
@@ -331,7 +334,10 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       // link, a folder or anything but a regular file is a miss (and removed: the link, never its
       // target), as the index rebuild drops them (disk-scan.ts opens with O_NOFOLLOW).
       const st = await lstat(e.file);
-      size = st.isFile() ? st.size : -1;
+      // The same file as indexed (its inode and modification time): another file of the same
+      // length moved over it, or its bytes rewritten in place, was served as the object, 200.
+      const same = st.ino === e.ino && (st.mtimeMs === e.mtimeMs || e.refreshing > 0);
+      size = st.isFile() && same ? st.size : -1;
       // A file this process cannot read (its mode or ACL changed, or written by another user: the
       // proxy restarted as another uid) is a miss, dropped: Bun.serve opened it only after the
       // answer's head, and every request for the key was a 500 until a restart. The kernel is
@@ -454,7 +460,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     const current = this.lru.peek(meta.key);
     const replaced = current !== undefined ? this.remove(current, true) : undefined;
     this.giveBack(w);
-    this.insert(meta.key, { ...meta, file, fileSize, bodyOffset: w.headBytes });
+    this.insert(meta.key, { ...meta, file, fileSize, bodyOffset: w.headBytes, ...w.identity });
     await Promise.all([replaced, this.evictDown()]);
     return true;
   }
@@ -607,11 +613,14 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   /** A revalidation: the 16 bytes of times, rewritten in place (the body is not touched). */
   private async refreshTimes(e: Entry, storedAt: number, expiresAt: number): Promise<void> {
     const since = this.purges.now;
+    e.refreshing++;
     try {
       // (O_NOFOLLOW: a link put in the file's place is not written through)
       const fh = await open(e.file, constants.O_RDWR | (constants.O_NOFOLLOW ?? 0));
       try {
         await fh.write(timesBytes(storedAt, expiresAt), 0, 16, 4);
+        const st = await fh.stat();
+        if (st.ino === e.ino) e.mtimeMs = st.mtimeMs;
       } finally {
         await fh.close();
       }
@@ -619,6 +628,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       if (this.lru.peek(e.key) === e) this.remove(e, true);
       this.failed(err, "refresh");
       return;
+    } finally {
+      e.refreshing--;
     }
     if (!this.purges.purgedSince(since, e.key) && this.lru.peek(e.key) === e) {
       e.storedAt = storedAt;
@@ -626,11 +637,11 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     }
   }
 
-  private insert(key: string, f: Omit<Entry, "key" | "bucket" | "restored">, restored = false): void {
+  private insert(key: string, f: Omit<Entry, "key" | "bucket" | "restored" | "refreshing">, restored = false): void {
     const name = bucketOf(key);
     let b = this.perBucket.get(name);
     if (b === undefined) this.perBucket.set(name, (b = { items: 0, bytes: 0, evictions: 0 }));
-    const e: Entry = { key, file: f.file, fileSize: f.fileSize, bodyOffset: f.bodyOffset, size: f.size, storedAt: f.storedAt, expiresAt: f.expiresAt, headers: f.headers, bucket: b, restored };
+    const e: Entry = { key, file: f.file, fileSize: f.fileSize, bodyOffset: f.bodyOffset, size: f.size, storedAt: f.storedAt, expiresAt: f.expiresAt, headers: f.headers, bucket: b, restored, ino: f.ino, mtimeMs: f.mtimeMs, refreshing: 0 };
     this.lru.insert(key, e);
     const charged = onDisk(e.fileSize);
     this.bytes += charged;

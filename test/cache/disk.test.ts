@@ -3,7 +3,7 @@
  * a miss (never wrong bytes), LRU by bytes, revalidation in place, purges racing writes.
  */
 import { afterAll, describe, expect, test, setDefaultTimeout } from "bun:test";
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DiskLayer, onDisk } from "../../src/cache/disk.ts";
@@ -579,6 +579,33 @@ describe("never wrong bytes", () => {
     expect(d.stats().items).toBe(0);
     expect(existsSync(outside)).toBe(true); // the link is removed, never what it points to
     expect(readFileSync(outside)[0]).toBe(0x5a);
+  });
+
+  test("a file replaced behind the layer's back by another of the same length (moved over it, or rewritten in place) is a miss, never the other file's bytes", async () => {
+    const d = await open(freshDir());
+    await d.put(obj("b/moved", 10_000));
+    await d.put(obj("b/rewritten", 10_000));
+    const [moved, rewritten] = ["b/moved", "b/rewritten"].map((k) => files(d.dir).find((f) => readFileSync(f).includes(k))!);
+    const other = join(root, `other-${n}`);
+    writeFileSync(other, new Uint8Array(statSync(moved!).size).fill(0x5a));
+    renameSync(other, moved!); // a new file (another inode) under the name
+    const bytes = readFileSync(rewritten!);
+    bytes.fill(0x5a, bytes.byteLength - 10_000);
+    writeFileSync(rewritten!, bytes); // the same inode, other bytes
+    expect(await d.get("b/moved")).toBeUndefined();
+    expect(await d.get("b/rewritten")).toBeUndefined();
+    expect(d.stats().items).toBe(0);
+  });
+
+  test("a revalidation rewriting a file's times in place is no change behind the layer's back: the entry stays a hit", async () => {
+    const d = await open(freshDir());
+    await d.put(obj("b/k", 5000));
+    const found = (await d.get("b/k"))!;
+    const refreshes = Array.from({ length: 20 }, (_, i) => d.put({ ...found, storedAt: NOW + i, expiresAt: NOW + 100_000 + i, source: undefined }));
+    const during = await Promise.all(Array.from({ length: 20 }, () => d.get("b/k")));
+    await Promise.all(refreshes);
+    for (const o of during) expect(await bodyOf(o)).toEqual(bytesOf(5000));
+    expect(await bodyOf(await d.get("b/k"))).toEqual(bytesOf(5000));
   });
 
   test("a response holding a file keeps its bytes when the object is replaced or purged meanwhile", async () => {
