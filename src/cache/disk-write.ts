@@ -104,10 +104,18 @@ export class DiskWrite implements LayerWriter {
   private async store(): Promise<boolean> {
     try {
       const fh = await this.fh;
-      if (this.fsync) await fh.sync();
-      const st = await fh.stat();
+      let st;
+      try {
+        if (this.fsync) await fh.sync();
+        st = await fh.stat();
+      } finally {
+        await fh.close();
+      }
+      // (appended to, never written at an offset: a file cut short or grown behind the writer's
+      // back has another length here, where its bytes would otherwise have been stored with a
+      // hole of zeros where the cut part was, and served as the object)
+      if (st.size !== this.headBytes + this.meta.size) throw new Error(`the temporary file was changed behind the writer's back: ${st.size} bytes, not ${this.headBytes + this.meta.size}`);
       this.identity = { ino: st.ino, mtimeMs: st.mtimeMs };
-      await fh.close();
       return await this.target.adopt(this);
     } catch (err) {
       this.target.failed(err, "commit", this);
@@ -144,16 +152,17 @@ async function writeAll(fh: FileHandle, buf: Uint8Array): Promise<void> {
 }
 
 /**
- * Opens a new temporary file; its folder is recreated if it was removed behind the layer's back
+ * Opens a new temporary file, for appending (see store: a file cut behind the writer's back stays
+ * short, never gets a hole); its folder is recreated if it was removed behind the layer's back
  * (an operator's `rm -rf` of the cache folder: fills would otherwise fail until a restart).
  */
 async function openCreating(tmp: string): Promise<FileHandle> {
   try {
-    return await open(tmp, "wx", FILE_MODE);
+    return await open(tmp, "ax", FILE_MODE);
   } catch (err) {
     if ((err as { code?: string }).code !== "ENOENT") throw err;
     await mkdir(dirname(tmp), { recursive: true, mode: CACHE_DIR_MODE });
-    return open(tmp, "wx", FILE_MODE);
+    return open(tmp, "ax", FILE_MODE);
   }
 }
 

@@ -679,6 +679,31 @@ describe("atomic writes", () => {
     expect(d.openWriter({ key: "b/d", headers: { "content-length": "10" }, storedAt: NOW, expiresAt: NOW, size: 10 })).toBeUndefined();
   });
 
+  test("a temporary file cut short or grown behind the writer's back is not stored (it was, with zeros where the cut part had been, and served)", async () => {
+    const d = await open(freshDir());
+    const size = 2 << 20;
+    for (const [key, change] of [
+      ["b/cut", (tmp: string) => truncateSync(tmp, 0)],
+      ["b/grown", (tmp: string) => appendFileSync(tmp, new Uint8Array(10))],
+    ] as const) {
+      const w = d.openWriter(writerMeta(key, size))!;
+      await w.write(new Uint8Array(size / 2).fill(1));
+      const [tmp] = readdirSync(join(d.dir, "tmp"));
+      change(join(d.dir, "tmp", tmp!));
+      await w.write(new Uint8Array(size / 2).fill(2));
+      expect(await w.commit()).toBe(false);
+      expect(await d.get(key)).toBeUndefined();
+    }
+    expect(files(d.dir)).toEqual([]);
+    expect(readdirSync(join(d.dir, "tmp"))).toEqual([]);
+    expect(d.errors()).toBe(2);
+    // and a write left alone is stored as before
+    const w = d.openWriter(writerMeta("b/whole", size))!;
+    await w.write(bytesOf(size));
+    expect(await w.commit()).toBe(true);
+    expect(await bodyOf(await d.get("b/whole"))).toEqual(bytesOf(size));
+  });
+
   test("a process killed in the middle of a fill leaves no object; its temporary file is removed at the next start", async () => {
     const dir = freshDir();
     const script = join(root, "crash-writer.ts");
