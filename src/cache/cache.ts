@@ -256,11 +256,16 @@ export class Cache {
         continue;
       }
       if (inMemory === undefined) {
+        let bytes: ArrayBuffer;
         try {
-          inMemory = { ...obj, body: new Blob([await obj.body.arrayBuffer()]), tpl: undefined, source: undefined };
+          bytes = await obj.body.arrayBuffer();
         } catch {
           return; // the file went away: nothing to copy
         }
+        // A file cut short since the disk layer checked it reads short, with no error: kept, that
+        // copy was sent by every memory hit as a whole 200 of fewer bytes (a Blob's own length).
+        if (bytes.byteLength !== obj.size) return;
+        inMemory = { ...obj, body: new Blob([bytes]), tpl: undefined, source: undefined };
       }
       if (this.purges.purgedSince(epoch, obj.key)) return;
       this.settle(layer.put(inMemory));

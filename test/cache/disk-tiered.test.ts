@@ -4,7 +4,7 @@
  * the misses that follow a streaming fill in progress instead of going upstream.
  */
 import { afterAll, beforeEach, describe, expect, test, setDefaultTimeout } from "bun:test";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, statSync, truncateSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Cache } from "../../src/cache/cache.ts";
@@ -297,6 +297,23 @@ describe("small objects", () => {
     expect(fromMemory.response.headers.get("x-cache-layer")).toBe("memory");
     expect(fromMemory.response.headers.get("content-disposition")).toBeNull();
     expect(up.calls).toHaveLength(1);
+  });
+
+  test("a disk entry's file cut short before its bytes are copied into memory: the short copy is not kept (memory hits sent it as a whole 200)", async () => {
+    await disk.put({ key: "b/k", body: new Blob([bytesOf(1000)]), headers: headers(1000), storedAt: Date.now(), expiresAt: Date.now() + 60_000, size: 1000, tpl: undefined });
+    const found = (await disk.get("b/k"))!;
+    const [sub] = readdirSync(join(disk.dir, "objects"));
+    const [file] = readdirSync(join(disk.dir, "objects", sub!));
+    const path = join(disk.dir, "objects", sub!, file!);
+    truncateSync(path, statSync(path).size - 500); // behind the layer's back, after its check
+    let copied = false;
+    const read = found.body.arrayBuffer.bind(found.body);
+    Object.defineProperty(found.body, "arrayBuffer", { value: () => read().finally(() => (copied = true)) });
+    cache.put({ ...found, source: undefined });
+    await waitFor(() => copied, { message: "the file read for the memory copy" });
+    await new Promise((r) => setImmediate(r)); // (the copy's store runs in the microtasks after the read)
+    const kept = memory.peek("b/k");
+    expect(kept === undefined || kept.body.size === 1000).toBe(true);
   });
 
   test("a stale memory entry whose new version is too big for memory is dropped (no refill loop)", async () => {
