@@ -108,11 +108,18 @@ function notTheStoredResponse(stale: CachedObject, fresh: Headers): boolean {
 
 /**
  * Whether a stale entry's body can still be read: a file-backed one (disk layer) is a lazy slice of
- * its file, which the layer unlinks at once when it evicts, replaces or purges the entry.
+ * its file, which the layer unlinks at once when it evicts, replaces or purges the entry. Its layer
+ * is asked again (its hit checks the file's length and identity): a file only checked to exist,
+ * cut short while the upstream was asked, was sent as a 200 of fewer bytes (Bun sends a file
+ * slice's bytes that are left, with their own Content-Length).
  */
-async function bodyKept(stale: CachedObject): Promise<boolean> {
+async function bodyKept(cache: Cache, stale: CachedObject): Promise<boolean> {
   if (!isFileBody(stale.body)) return true;
-  return Bun.file((stale.body as Blob & { name: string }).name).exists().catch(() => false);
+  const name = (stale.body as Blob & { name: string }).name;
+  const layer = stale.source === undefined ? undefined : cache.layer(stale.source);
+  if (layer === undefined) return Bun.file(name).exists().catch(() => false);
+  const now = await Promise.resolve(layer.get(stale.key)).catch(() => undefined);
+  return now !== undefined && (now.body as Blob & { name?: string }).name === name;
 }
 
 /** Reads at most `limit` bytes; past that, hands back a stream that replays what was read, then the rest. */
@@ -212,7 +219,7 @@ async function fetchAndShare(
   let res = await upstream(stale !== undefined ? validatorsOf(stale) : {}, signal);
   const bufferBytes = Math.min(policy.bufferBytes ?? policy.maxItemBytes, policy.maxItemBytes);
 
-  if (res.status === 304 && stale !== undefined && (notTheStoredResponse(stale, res.headers) || !(await bodyKept(stale)))) {
+  if (res.status === 304 && stale !== undefined && (notTheStoredResponse(stale, res.headers) || !(await bodyKept(cache, stale)))) {
     // Another ETag: the 304 is not for the stored bytes; they are asked for again, whole.
     // The same ETag, a later Last-Modified: the object was rewritten with the same bytes (S3's
     // CopyObject onto itself with new metadata keeps a single-part object's ETag). A 304 carries

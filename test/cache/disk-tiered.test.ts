@@ -240,7 +240,8 @@ describe("streaming fill", () => {
 });
 
 describe("revalidation of a disk entry", () => {
-  test("its file evicted while the conditional GET is in flight: the 304 is not answered from the gone file, the object is fetched again whole", async () => {
+  /** A stale disk entry revalidated with `fault` done to it while the conditional GET is in flight: the 304 must not be answered from it. */
+  async function revalidatedAfter(fault: () => unknown): Promise<void> {
     const up = controlledUpstream();
     const first = serve(up.fn);
     await waitFor(() => up.waiting === 1);
@@ -251,7 +252,7 @@ describe("revalidation of a disk entry", () => {
     const second = serve(up.fn); // stale at once: revalidated
     await waitFor(() => up.waiting === 1, { message: "the conditional GET" });
     expect(up.calls[1]).toEqual({ "if-none-match": '"big"' });
-    await disk.delete("b/big.zip"); // the layer drops the file (an eviction, another fill's room): no purge the cache knows of
+    await fault();
     up.respond(new Response(null, { status: 304, headers: { etag: '"big"', "cache-control": "max-age=60" } }));
     await waitFor(() => up.waiting === 1, { message: "the object asked for again, whole" });
     expect(up.calls[2]).toEqual({});
@@ -264,6 +265,19 @@ describe("revalidation of a disk entry", () => {
     expect(hit.cacheStatus).toBe("HIT");
     expect(new Uint8Array(await hit.response.arrayBuffer())).toEqual(bytesOf(BIG));
     expect(up.calls).toHaveLength(3);
+  }
+
+  test("its file evicted while the conditional GET is in flight: the 304 is not answered from the gone file, the object is fetched again whole", async () => {
+    // the layer drops the file (an eviction, another fill's room): no purge the cache knows of
+    await revalidatedAfter(() => disk.delete("b/big.zip"));
+  });
+
+  test("its file cut short while the conditional GET is in flight: the 304 is not answered from it (a short 200), the object is fetched again whole", async () => {
+    await revalidatedAfter(() => {
+      const [sub] = readdirSync(join(disk.dir, "objects"));
+      const [file] = readdirSync(join(disk.dir, "objects", sub!));
+      truncateSync(join(disk.dir, "objects", sub!, file!), 1000); // behind the layer's back
+    });
   });
 
   test("its file still there when the 304 comes: answered from it, REVALIDATED, nothing fetched again", async () => {
