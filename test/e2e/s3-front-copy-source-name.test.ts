@@ -50,3 +50,17 @@ for (const [label, path] of [["CopyObject", "/up/copied.txt"], ["UploadPartCopy"
     }
   });
 }
+
+test("a copy of an object onto itself that changes only the storage class (which the proxy drops) is refused saying so, not with the upstream's misleading 'without changing ... storage class'", async () => {
+  await s3.put("up", "self.txt", "self bytes");
+  for (const headers of [{ "x-amz-storage-class": "STANDARD_IA" }, { "x-amz-server-side-encryption": "AES256" }]) {
+    const a = await answerOf(await signedFetch(env, { method: "PUT", path: "/up/self.txt", headers: { "x-amz-copy-source": "/up/self.txt", ...headers } }));
+    expect({ status: a.status, code: a.code }).toEqual({ status: 400, code: "InvalidRequest" });
+    expect(a.message).toContain("does not pass x-amz-storage-class or x-amz-server-side-encryption");
+  }
+  // With new metadata it is a real change: copied (the class is still dropped, as documented).
+  const ok = await signedFetch(env, { method: "PUT", path: "/up/self.txt", headers: { "x-amz-copy-source": "/up/self.txt", "x-amz-storage-class": "STANDARD_IA", "x-amz-metadata-directive": "REPLACE", "x-amz-meta-a": "b" } });
+  expect(ok.status).toBe(200);
+  await ok.arrayBuffer();
+  expect(new TextDecoder().decode((await s3.read("up", "self.txt"))!)).toBe("self bytes");
+});

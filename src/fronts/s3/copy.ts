@@ -154,6 +154,9 @@ export async function copyObjectOp(ctx: RequestContext): Promise<Response> {
     }
   }
   const src = await readableSource(ctx, (headers.get("x-amz-tagging-directive") ?? "COPY") === "COPY");
+  if (onlyDroppedChanges(ctx, src, headers)) {
+    throw s3Fail(s3Error("InvalidRequest", "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes. (This proxy does not pass x-amz-storage-class or x-amz-server-side-encryption to its upstream: an object's storage class and encryption are the bucket's.)"));
+  }
   let answer: Response;
   try {
     if (serverSide(ctx, src)) {
@@ -169,6 +172,20 @@ export async function copyObjectOp(ctx: RequestContext): Promise<Response> {
   }
   await purgeWritten(ctx, ctx.key);
   return answer;
+}
+
+/**
+ * A copy of an object onto itself whose only changes are settings the proxy drops (storage class,
+ * x-amz-server-side-encryption: AES256): S3 would change the class, but the upstream is sent a
+ * self-copy that changes nothing and refuses it with a message naming the class as changed, which
+ * misleads (`aws s3 cp s3://b/k s3://b/k --storage-class STANDARD_IA`, `rclone settier`). Refused
+ * here, saying what was dropped.
+ */
+function onlyDroppedChanges(ctx: RequestContext, src: ForeignSource, headers: Headers): boolean {
+  if (src.from !== ctx.bucket || src.key !== ctx.key || src.versionId !== undefined) return false;
+  if (!headers.has("x-amz-storage-class") && !headers.has("x-amz-server-side-encryption")) return false;
+  for (const name of DIRECTIVES) if ((headers.get(name) ?? "COPY") === "REPLACE") return false;
+  return !headers.has("x-amz-website-redirect-location");
 }
 
 /**
