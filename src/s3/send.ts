@@ -18,7 +18,7 @@ import { BUN_LISTENER_IDLE_SECONDS, framedBodyPeer } from "../http/framed-body.t
 import { watchReceiveQueue } from "../http/receive-queue.ts";
 import { timerDelay } from "../config/durations.ts";
 import { guardedBodyStream, isValidContentLength, type GuardedBody, UpstreamProtocolError, UpstreamTimeoutError } from "./http1/index.ts";
-import { framedTimeoutMs } from "./http1/budget.ts";
+import { framedTimeoutMs, heldBodyDue } from "./http1/budget.ts";
 import { markOwnedBytes } from "../http/owned-response.ts";
 import { isSignablePayloadHash, sha256Hex, UNSIGNED_PAYLOAD } from "./sigv4.ts";
 import type { UpstreamTiming } from "./upstream.ts";
@@ -60,6 +60,14 @@ interface SendCommon {
    * leaving it to the collector: a 1 GiB streamed copy grew the proxy's RSS by 50-60 MiB without.
    */
   releaseChunks?: boolean;
+  /**
+   * S3 answers this write's 2xx empty (PutObject, UploadPart, DeleteObject, the tagging writes,
+   * AbortMultipartUpload; not a copy, whose 200 S3 may hold open for minutes with whitespace): one
+   * with a body of unknown length (chunked, until close) is read inside the attempt as a GET's is
+   * (held up to buffer_threshold_bytes), so a body cut short fails the attempt (502) instead of
+   * being discarded unread behind a 200.
+   */
+  emptyAnswer?: boolean;
 }
 
 /**
@@ -153,9 +161,73 @@ export async function wholeAnswer(res: Response, upTo: number, abort: AbortContr
   return whole;
 }
 
-/** wholeAnswer for a write's answer: an empty one (a PUT's usual) has nothing to cut, so no timer and no copy. */
-function writeAnswer(res: Response, upTo: number, abort: AbortController, timeoutMs: number): Response | Promise<Response> {
-  return res.headers.get("content-length") === "0" ? res : wholeAnswer(res, upTo, abort, timeoutMs);
+/**
+ * wholeAnswer for a write's answer: an empty one (a PUT's usual) has nothing to cut, so no timer and
+ * no copy. A 2xx without a length is held (holdUnknownLength) when the request says S3 sends it
+ * empty (SendRequest.emptyAnswer), with a deadline that moves with each chunk as a GET's does.
+ */
+function writeAnswer(res: Response, upTo: number, abort: AbortController, timeoutMs: number, emptyAnswer: boolean | undefined): Response | Promise<Response> {
+  if (res.headers.get("content-length") === "0") return res;
+  if (emptyAnswer !== true || res.body === null || res.status < 200 || res.status > 299 || upTo <= 0 || contentLengthOf(res) >= 0) return wholeAnswer(res, upTo, abort, timeoutMs);
+  const from = performance.now();
+  const cap = framedTimeoutMs(timeoutMs, upTo);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const arm = (received: number) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => abort.abort(new UpstreamTimeoutError("the upstream stalled while sending the object")), Math.max(0, heldBodyDue(from, timeoutMs, received, cap) - performance.now()));
+  };
+  arm(0);
+  return holdUnknownLength(res, upTo, abort.signal, arm).finally(() => clearTimeout(timer));
+}
+
+/**
+ * A fetch answer of unknown length, read until it ends (then answered as bytes, with its length)
+ * or passes `upTo` (then handed over as a stream: the chunks read so far, then the rest). A body
+ * that fails before either is this attempt's failure (retried, failed over), not a 200 cut short.
+ */
+export async function holdUnknownLength(res: Response, upTo: number, signal: AbortSignal, progress?: (received: number) => void): Promise<Response> {
+  const reader = res.body!.getReader();
+  const held: Uint8Array[] = [];
+  let bytes = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) {
+        // (answered as bytes of the Content-Length it now has, as an owned answer is)
+        const headers = new Headers(res.headers);
+        headers.delete("transfer-encoding");
+        headers.set("content-length", String(bytes));
+        const whole = new Response(held.length === 1 ? held[0] : Buffer.concat(held, bytes), { status: res.status, statusText: res.statusText, headers });
+        markOwnedBytes(whole);
+        return whole;
+      }
+      held.push(value);
+      bytes += value.byteLength;
+      if (bytes > upTo) break;
+      progress?.(bytes);
+    }
+  } catch {
+    reader.cancel().catch(() => {});
+    if (signal.aborted) throw signal.reason;
+    throw new UpstreamProtocolError("the upstream connection failed while sending the object", true, true);
+  }
+  let i = 0;
+  const rest = new ReadableStream<Uint8Array>({
+    async pull(ctrl) {
+      if (i < held.length) {
+        ctrl.enqueue(held[i]!);
+        held[i++] = EMPTY_BODY;
+        return;
+      }
+      const { done, value } = await reader.read();
+      if (done) ctrl.close();
+      else ctrl.enqueue(value);
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
+  return new Response(rest, { status: res.status, statusText: res.statusText, headers: res.headers });
 }
 
 /**
@@ -204,6 +276,7 @@ export async function fetchFramed(
   timeoutMs: number,
   timing: UpstreamTiming | undefined,
   answerUpTo: number,
+  emptyAnswer?: boolean,
 ): Promise<Response> {
   headers["content-length"] = String(contentLength);
   // Given up by its deadline (request_timeout passed while an authorizer or the admission queue
@@ -231,7 +304,7 @@ export async function fetchFramed(
     const keepalive = !url.startsWith("http:");
     const res = withoutOverriddenLength(await fetchImpl(url, { method, headers, body, signal, decompress: false, redirect: "manual", duplex: "half", keepalive, timeout: framedBudgetMs(timeoutMs, contentLength) } as RequestInit));
     unwatch?.();
-    return await writeAnswer(res, answerUpTo, ctrl, timeoutMs);
+    return await writeAnswer(res, answerUpTo, ctrl, timeoutMs, emptyAnswer);
   } catch (err) {
     if (clientSignal.aborted) throw clientSignal.reason;
     if (timing?.abandoned !== undefined) throw timing.abandoned;
@@ -259,6 +332,7 @@ export async function fetchWithBody(
   timeoutMs: number,
   timing: UpstreamTiming | undefined,
   answerUpTo: number,
+  emptyAnswer?: boolean,
 ): Promise<Response> {
   // One controller for the timeouts and the client's abort (see BucketUpstream.once).
   const ctrl = new AbortController();
@@ -302,7 +376,7 @@ export async function fetchWithBody(
     settled = true;
     clearTimeout(timer);
     // (a HEAD's answer has no body, whatever its Content-Length says)
-    return method === "HEAD" ? res : await writeAnswer(res, answerUpTo, ctrl, timeoutMs);
+    return method === "HEAD" ? res : await writeAnswer(res, answerUpTo, ctrl, timeoutMs, emptyAnswer);
   } catch (err) {
     guarded?.abandon(err);
     // The client's abort first: the guard may have seen the abandoned body as a short one.

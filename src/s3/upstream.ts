@@ -17,11 +17,10 @@ import type { Metrics } from "../observe/metrics.ts";
 import { endClient, errorType, startAttempt } from "../observe/trace/client.ts";
 import type { Span } from "../observe/trace/span.ts";
 import { type Http1Pool, UpstreamConnectTimeoutError, UpstreamPools, UpstreamProtocolError, UpstreamTimeoutError } from "./http1/index.ts";
-import { markOwnedBytes } from "../http/owned-response.ts";
 import { RequestBodyError } from "./http1/index.ts";
 import { isFramedBody } from "../http/framed-body.ts";
 import { withoutOverriddenLength } from "../http/headers.ts";
-import { contentLengthOf, fetchFramed, fetchWithBody, framedTimeoutMs, prepareSend, type SendRequest, wholeAnswer } from "./send.ts";
+import { contentLengthOf, fetchFramed, fetchWithBody, framedTimeoutMs, holdUnknownLength, prepareSend, type SendRequest, wholeAnswer } from "./send.ts";
 import { heldBodyDue } from "./http1/budget.ts";
 import { canonicalQuery, encodeS3Path, S3Signer } from "./sigv4.ts";
 import { readUpstreamCapped } from "../http/read-capped.ts";
@@ -522,9 +521,9 @@ export class BucketUpstream {
     const contentLength = body === null ? undefined : body instanceof Uint8Array ? body.byteLength : req.contentLength!;
     const clientSignal = req.signal;
     // The pool's UpstreamTimeoutError is converted by retrying().
-    if (body instanceof ReadableStream && isFramedBody(body, contentLength!)) return fetchFramed(this.fetchImpl, method, this.origin + target, headers, body, contentLength!, clientSignal, this.timeoutMs, req.timing, this.bufferBodyUpTo);
-    if (this.pool) return this.pool.request(method, target, headers, { timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, signal: clientSignal, abandon: req.timing, body, contentLength, noResend: !resendable, releaseChunks: req.releaseChunks });
-    return fetchWithBody(this.fetchImpl, method, this.origin + target, headers, body, contentLength, clientSignal, this.timeoutMs, req.timing, this.bufferBodyUpTo);
+    if (body instanceof ReadableStream && isFramedBody(body, contentLength!)) return fetchFramed(this.fetchImpl, method, this.origin + target, headers, body, contentLength!, clientSignal, this.timeoutMs, req.timing, this.bufferBodyUpTo, req.emptyAnswer);
+    if (this.pool) return this.pool.request(method, target, headers, { timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, signal: clientSignal, abandon: req.timing, body, contentLength, noResend: !resendable, releaseChunks: req.releaseChunks, holdUnknownLength: req.emptyAnswer });
+    return fetchWithBody(this.fetchImpl, method, this.origin + target, headers, body, contentLength, clientSignal, this.timeoutMs, req.timing, this.bufferBodyUpTo, req.emptyAnswer);
   }
 
   /** One attempt. Not async for the pool (its UpstreamTimeoutError is converted by retrying()): no promise of its own. */
@@ -715,57 +714,6 @@ export function tlsFailure(err: unknown): string | undefined {
 }
 
 const isBodyError = (err: unknown) => err instanceof RequestBodyError;
-
-/**
- * A fetch answer of unknown length, read until it ends (then answered as bytes, with its length)
- * or passes `upTo` (then handed over as a stream: the chunks read so far, then the rest). A body
- * that fails before either is this attempt's failure (retried, failed over), not a 200 cut short.
- */
-async function holdUnknownLength(res: Response, upTo: number, signal: AbortSignal, progress?: (received: number) => void): Promise<Response> {
-  const reader = res.body!.getReader();
-  const held: Uint8Array[] = [];
-  let bytes = 0;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) {
-        // (answered as bytes of the Content-Length it now has, as an owned answer is)
-        const headers = new Headers(res.headers);
-        headers.delete("transfer-encoding");
-        headers.set("content-length", String(bytes));
-        const whole = new Response(held.length === 1 ? held[0] : Buffer.concat(held, bytes), { status: res.status, statusText: res.statusText, headers });
-        markOwnedBytes(whole);
-        return whole;
-      }
-      held.push(value);
-      bytes += value.byteLength;
-      if (bytes > upTo) break;
-      progress?.(bytes);
-    }
-  } catch {
-    reader.cancel().catch(() => {});
-    if (signal.aborted) throw signal.reason;
-    throw new UpstreamProtocolError("the upstream connection failed while sending the object", true, true);
-  }
-  let i = 0;
-  const rest = new ReadableStream<Uint8Array>({
-    async pull(ctrl) {
-      if (i < held.length) {
-        ctrl.enqueue(held[i]!);
-        held[i++] = EMPTY;
-        return;
-      }
-      const { done, value } = await reader.read();
-      if (done) ctrl.close();
-      else ctrl.enqueue(value);
-    },
-    cancel(reason) {
-      return reader.cancel(reason);
-    },
-  });
-  return new Response(rest, { status: res.status, statusText: res.statusText, headers: res.headers });
-}
-const EMPTY = new Uint8Array(0);
 
 /**
  * Whether a request may be sent again after an attempt whose outcome is unknown (the connection

@@ -2,8 +2,9 @@
  * A store on a raw socket, for answers no HTTP server library would send (a body cut short, one
  * that stalls, none at all): each request is read whole (its head, then its Content-Length body;
  * with `headOnly`, its head alone), the readiness probe's HEAD is answered as S3 answers it, and
- * every other request gets `answer(head)`: written, then the connection closed (`end`) or left
- * open and silent; or "stop-reading": nothing is answered, and nothing more read.
+ * every other request gets `answer(head)`: written, then the connection closed (`end`; "reset":
+ * with a TCP reset, which is how a close-delimited body cut short shows) or left open and silent;
+ * or "stop-reading": nothing is answered, and nothing more read.
  */
 import { createServer, type AddressInfo, type Socket } from "node:net";
 
@@ -14,7 +15,7 @@ export interface RawStore {
   close(): void;
 }
 
-export type RawAnswer = { bytes: string; end: boolean } | "stop-reading";
+export type RawAnswer = { bytes: string; end: boolean | "reset" } | "stop-reading";
 
 export async function startRawStore(answer: (head: string) => RawAnswer, opts: { headOnly?: boolean } = {}): Promise<RawStore> {
   const sockets = new Set<Socket>();
@@ -36,6 +37,7 @@ export async function startRawStore(answer: (head: string) => RawAnswer, opts: {
       seen.push(head.split(" ", 2).join(" "));
       const a = answer(head);
       if (a === "stop-reading") sock.pause();
+      else if (a.end === "reset") sock.write(a.bytes, () => sock.resetAndDestroy());
       else if (a.end) sock.end(a.bytes);
       else sock.write(a.bytes);
     });

@@ -258,7 +258,7 @@ export class Exchange implements BodyOwner, ChunkedSink {
       }
     }
     const code = this.head!.status;
-    if (this.holdUnknownLength && framing !== "length" && (code === 200 || code === 206) && this.pool.bufferBodyUpTo > 0) {
+    if (this.holdUnknownLength && framing !== "length" && code >= 200 && code < 300 && this.pool.bufferBodyUpTo > 0) {
       // A body of unknown length (chunked, or until close) is held as a known-length one is, up to
       // bufferBodyUpTo, before the answer is handed over: a body cut, stalled or malformed in that
       // span fails the attempt (retried, or failed over to another replica) instead of a 200 cut

@@ -43,9 +43,10 @@ export interface Http1RequestOptions {
   /** Called when a streamed body, once handed over, ends: whole (true), or failed on the upstream's side (false: cut, stalled, malformed). */
   onBodyEnd?: (ok: boolean) => void;
   /**
-   * A 200 or 206 whose body has no length (chunked, until close) is held up to bufferBodyUpTo
+   * A 2xx whose body has no length (chunked, until close) is held up to bufferBodyUpTo
    * before it is handed over, as a known-length one is (an object GET: a cut there fails the
-   * attempt). Without it such a body streams from its first byte (a Complete's long-held answer).
+   * attempt; a PUT's, SendRequest.emptyAnswer). Without it such a body streams from its first byte
+   * (a Complete's long-held answer).
    */
   holdUnknownLength?: boolean;
   /** A streamed body's chunks are the request's own: each is freed once copied (SendRequest.releaseChunks). */

@@ -126,7 +126,7 @@ export function framing(args: UploadBodyArgs, headers: Record<string, string>): 
  * generic copyDataProperties path, ~1-2 % of a 1 KiB PutObject's CPU samples).
  */
 export function uploadRequest(key: string, query: Array<[string, string]> | undefined, headers: Record<string, string>, payloadHash: string | undefined, args: UploadBody & { releaseChunks?: boolean }, ctx: OperationContext): SendRequest {
-  return { method: "PUT", key, query, headers, payloadHash, body: args.body, contentLength: args.contentLength, signal: ctx.signal, timing: ctx.timing, maxAttempts: ctx.maxAttempts, releaseChunks: args.releaseChunks } as SendRequest;
+  return { method: "PUT", key, query, headers, payloadHash, body: args.body, contentLength: args.contentLength, signal: ctx.signal, timing: ctx.timing, maxAttempts: ctx.maxAttempts, releaseChunks: args.releaseChunks, emptyAnswer: true } as SendRequest;
 }
 
 /** Query pairs for the defined parameters, in the given order (the signer sorts them). */

@@ -23,12 +23,12 @@ export function taggingXml(tags: ReadonlyArray<readonly [string, string]>): stri
 export function putObjectTagging(upstream: BucketUpstream, key: string, tags: ReadonlyArray<readonly [string, string]>, ctx: OperationContext): Promise<Response> {
   const body = new TextEncoder().encode(taggingXml(tags));
   const headers = { "content-type": "application/xml", "content-md5": new Bun.CryptoHasher("md5").update(body).digest("base64") };
-  return upstream.send({ method: "PUT", key, query: [["tagging", ""]], headers, body, ...ctx });
+  return upstream.send({ method: "PUT", key, query: [["tagging", ""]], headers, body, emptyAnswer: true, ...ctx });
 }
 
 /** DELETE /bucket/key?tagging: the object's tags removed (S3 answers 204). */
 export function deleteObjectTagging(upstream: BucketUpstream, key: string, ctx: OperationContext): Promise<Response> {
-  return upstream.send({ method: "DELETE", key, query: [["tagging", ""]], ...ctx });
+  return upstream.send({ method: "DELETE", key, query: [["tagging", ""]], emptyAnswer: true, ...ctx });
 }
 
 /** GET /bucket/key?tagging: S3's Tagging document, or its error. */

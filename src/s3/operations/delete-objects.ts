@@ -18,6 +18,7 @@ export function deleteObject(upstream: BucketUpstream, args: { key: string; vers
     key: args.key,
     query: args.versionId === undefined ? undefined : [["versionId", args.versionId]],
     ...(args.ifMatch === undefined ? {} : { headers: { "if-match": args.ifMatch } }),
+    emptyAnswer: true,
     ...ctx,
   });
 }

@@ -102,5 +102,5 @@ export async function completeMultipartUpload(
 
 /** DELETE /bucket/key?uploadId=ID: 204; the parts are discarded. */
 export function abortMultipartUpload(upstream: BucketUpstream, args: { key: string; uploadId: string }, ctx: OperationContext): Promise<Response> {
-  return upstream.send({ method: "DELETE", key: args.key, query: [["uploadId", args.uploadId]], ...ctx });
+  return upstream.send({ method: "DELETE", key: args.key, query: [["uploadId", args.uploadId]], emptyAnswer: true, ...ctx });
 }
