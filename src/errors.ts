@@ -80,10 +80,27 @@ export class ProxyError extends Error {
     };
     const body = JSON.stringify({ error: this.code, message: this.message, request_id: requestId });
     // (also what the access log counts). A HEAD gets the length the GET's body would have (RFC
-    // 9110 §9.3.2, §8.6), not 0.
-    headers["content-length"] = String(Buffer.byteLength(body));
+    // 9110 §9.3.2, §8.6), not 0; none when that is unknown (guessedFromStatus).
+    if (method !== "HEAD" || !guessedFromStatus(this.cause)) headers["content-length"] = String(Buffer.byteLength(body));
     return new Response(method === "HEAD" ? null : body, { status: this.status, headers });
   }
+}
+
+/**
+ * Whether an error stands for an upstream answer whose error document was not read (a HEAD's has
+ * none): its code and words are guessed from the status, where the same request as a GET gets
+ * S3's document, which may name another code and say more (a 400's InvalidArgument and its
+ * message, a 416's InvalidPartNumber, a 403's InvalidObjectState). A HEAD's answer then cannot
+ * carry the GET's Content-Length (RFC 9110 §8.6: that or none). A 404 is S3's NoSuchKey (a
+ * missing bucket fails readiness) and a 412 its PreconditionFailed, in S3's fixed words: their
+ * guesses are the GET's. `cause`: a
+ * ProxyError's (mapS3Error's s3Status without an s3Code, or the S3 front's s3Fail with a bareStatus).
+ */
+export function guessedFromStatus(cause: unknown): boolean {
+  const c = cause as { s3Status?: unknown; s3Code?: unknown; bareStatus?: unknown } | undefined;
+  if (c === undefined || c === null) return false;
+  const status = typeof c.bareStatus === "number" ? c.bareStatus : c.s3Code === undefined ? c.s3Status : undefined;
+  return typeof status === "number" && status !== 404 && status !== 412;
 }
 
 /** What a refused authentication counts as in yatagarasu_auth_total (both fronts and STS). */

@@ -228,7 +228,8 @@ function withConnectionClose(r: Response): Response {
  * - Bun.serve 1.4.5 gives a HEAD answer without a body and without Content-Length a
  *   `content-length: 0` of its own: a HEAD of an object whose upstream answered without a length
  *   (chunked, HTTP/1.0 until close) told clients the object is empty (aws-cli reported
- *   ContentLength 0, rclone failed "sizes differ"). RFC 9110 §8.6: a HEAD answer carries no
+ *   ContentLength 0, rclone failed "sizes differ"; an error whose GET document the proxy cannot
+ *   know, src/errors.ts guessedFromStatus, said 0 too). RFC 9110 §8.6: a HEAD answer carries no
  *   Content-Length unless it is the GET's. `Transfer-Encoding: chunked` is what the GET would use
  *   (RFC 9112 §6.1 lets a HEAD answer say so), and keeps Bun from adding the 0. The node engine
  *   adds nothing.
@@ -238,7 +239,7 @@ function withConnectionClose(r: Response): Response {
  */
 export function headAnswer(r: Response): Response {
   const wantsDate = !r.headers.has("date");
-  const wantsChunked = !(r.body !== null || r.status < 200 || r.status >= 300 || r.status === 204 || r.headers.has("content-length"));
+  const wantsChunked = !(r.body !== null || r.status < 200 || (r.status >= 300 && r.status < 400) || r.status === 204 || r.headers.has("content-length"));
   if (!wantsDate && !wantsChunked) return r;
   return editHeaders(r, (h) => {
     if (wantsDate) h.set("date", new Date().toUTCString());

@@ -9,14 +9,10 @@
  * upload, src/http/framed-body.ts).
  */
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
-import { App } from "../../src/app.ts";
-import { parseConfig } from "../../src/config/load.ts";
 import { FRAMED_MIN_BYTES, framedBodyLimits } from "../../src/http/framed-body.ts";
 import type { AccessRecord } from "../../src/observe/log.ts";
-import { listenBun, listenNode, type Listener } from "../../src/server.ts";
-import { listenS3 } from "../../src/server/s3-listener.ts";
-import { recordingLogger } from "../helpers/logger.ts";
 import { startRawStore, type RawStore } from "../helpers/raw-store.ts";
+import { startBothFronts } from "../helpers/both-fronts.ts";
 import { signedFetch } from "./s3-front-upload-helpers.ts";
 
 setDefaultTimeout(30_000);
@@ -52,18 +48,7 @@ s3_api:
   credentials:
     - { access_key_id: "${CREDS.accessKeyId}", secret_access_key: "${CREDS.secretAccessKey}", identity: w, buckets: { b: [read, write, delete] } }
 `;
-  const config = parseConfig(yaml);
-  const access: AccessRecord[] = [];
-  const log = { ...recordingLogger(), access: (r: AccessRecord) => void access.push(r) };
-  const app = await App.create(config, { log, probeIntervalMs: 600_000 });
-  const main: Listener = engine === "node" ? await listenNode(app, config) : listenBun(app, config);
-  const front = (await listenS3(app, config))!;
-  const stop = async () => {
-    await front.stop(true);
-    await main.stop(true);
-    app.close();
-  };
-  return { access, main: `http://127.0.0.1:${main.port}`, front: { endpoint: `http://127.0.0.1:${front.port}`, port: front.port }, [Symbol.asyncDispose]: stop };
+  return startBothFronts(engine, yaml);
 }
 
 /** The access line of the request that answered `res` (x-request-id on the plain front, x-amz-request-id on the S3 front). */

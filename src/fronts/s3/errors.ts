@@ -108,7 +108,7 @@ export function renderS3ErrorXml(err: S3Error, opts: { resource?: string; reques
 }
 
 /** The HTTP answer: XML body (none for HEAD, as S3), x-amz-request-id, no caching. */
-export function s3ErrorResponse(err: S3Error, opts: { requestId: string; resource?: string; method?: string }): Response {
+export function s3ErrorResponse(err: S3Error, opts: { requestId: string; resource?: string; method?: string; unknownLength?: boolean }): Response {
   const headers: Record<string, string> = {
     "content-type": "application/xml",
     "cache-control": "no-store",
@@ -120,8 +120,13 @@ export function s3ErrorResponse(err: S3Error, opts: { requestId: string; resourc
   headers["x-amz-id-2"] = hostId;
   const xml = renderS3ErrorXml(err, { resource: opts.resource, requestId: opts.requestId, hostId });
   // (also what the access log counts). A HEAD gets the GET's length, no body: left without one,
-  // Bun.serve said content-length: 0 (RFC 9110 §8.6: the GET's length or none).
-  headers["content-length"] = String(Buffer.byteLength(xml));
+  // Bun.serve said content-length: 0 (RFC 9110 §8.6: the GET's length or none). None when the
+  // GET's document is unknown (`unknownLength`: guessedFromStatus). A signature's refusal names
+  // the method in its CanonicalRequest: the GET's says GET, one byte shorter.
+  if (opts.method === "HEAD" && opts.unknownLength === true) return new Response(null, { status: err.status, headers });
+  const creq = err.details?.CanonicalRequest;
+  const asGet = opts.method === "HEAD" && creq?.startsWith("HEAD\n") === true ? renderS3ErrorXml({ ...err, details: { ...err.details, CanonicalRequest: "GET" + creq!.slice(4) } }, { resource: opts.resource, requestId: opts.requestId, hostId }) : xml;
+  headers["content-length"] = String(Buffer.byteLength(asGet));
   return new Response(opts.method === "HEAD" ? null : xml, { status: err.status, headers });
 }
 

@@ -12,7 +12,7 @@
  * routing, so the key that is served is the key that was signed. Errors are S3's XML with S3's
  * statuses (RequestId = the request id); the STS endpoint answers in STS's dialect.
  */
-import { ProxyError } from "../../errors.ts";
+import { guessedFromStatus, ProxyError } from "../../errors.ts";
 import { announcesBody, collapseRepeatedLength } from "../../http/body-policy.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import { admit } from "../../proxy/phases/admit.ts";
@@ -534,6 +534,6 @@ export const s3Front: Front = {
     // (the access log's s3_error is the S3 code of every error answer, the proxy's own too; an
     // upstream's refusal keeps the upstream's code, set with its s3_request_id)
     ctx.s3Code ??= e.code;
-    return s3ErrorResponse(e, { requestId: ctx.id, resource: ctx.path || undefined, method: ctx.method });
+    return s3ErrorResponse(e, { requestId: ctx.id, resource: ctx.path || undefined, method: ctx.method, unknownLength: guessedFromStatus(err.cause) });
   },
 };
