@@ -33,6 +33,7 @@
  * Redis, every other replica's layers) before it is answered.
  */
 import { framedRequestBody } from "../http/framed-body.ts";
+import { endToEnd } from "../http/headers.ts";
 import { describeRule, firstFailedRule, type Claims } from "../auth/rules.ts";
 import { ProxyError } from "../errors.ts";
 import type { RequestContext, S3Action } from "../proxy/context.ts";
@@ -140,7 +141,9 @@ export async function servePut(ctx: RequestContext): Promise<Response> {
   if (!res.ok) throw await writeError(res, "PUT");
   await discardAnswer(res);
   await purge(ctx);
-  const etag = res.headers.get("etag");
+  // (an ETag the upstream's Connection header names is hop-by-hop, RFC 9110 §7.6.1: the proxy's
+  // alone, which the S3 front's writes drop too, src/fronts/s3/relay.ts)
+  const etag = endToEnd(res.headers, "etag");
   const out = JSON.stringify({ key: ctx.key, etag });
   ctx.bytes = Buffer.byteLength(out);
   const headers: Record<string, string> = { "content-type": "application/json", "cache-control": "no-store" };

@@ -124,6 +124,11 @@ export function connectionListed(h: Headers): string[] | undefined {
   return out;
 }
 
+/** The value of `name` (lower-case) in `h`, or null when absent or hop-by-hop (connectionListed names it). */
+export function endToEnd(h: Headers, name: string): string | null {
+  return connectionListed(h)?.includes(name) === true ? null : h.get(name);
+}
+
 /** The client headers to forward upstream (lowercase names). */
 export function forwardRequestHeaders(h: Headers): Record<string, string> {
   const out: Record<string, string> = {};

@@ -12,7 +12,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { connect } from "node:net";
-import { startBothFronts } from "../helpers/both-fronts.ts";
+import { oneBucketYaml, startBothFronts } from "../helpers/both-fronts.ts";
 import { rawStatuses } from "../helpers/raw-http.ts";
 import { signedFetch } from "./s3-front-upload-helpers.ts";
 
@@ -41,22 +41,8 @@ beforeAll(() => {
 });
 afterAll(() => store.stop(true));
 
-async function start(engine: "bun" | "node") {
-  return startBothFronts(
-    engine,
-    `server: { address: 127.0.0.1, port: 0, engine: ${engine} }
-buckets:
-  - name: b
-    path_prefix: /b
-    auth: { enabled: false }
-    s3: { bucket: data, endpoint: "http://127.0.0.1:${store.port}", access_key: AKIDHEADSTORE, secret_key: head-store-secret-0123456789, retry: { max_attempts: 1 } }
-s3_api:
-  address: 127.0.0.1
-  port: 0
-  credentials:
-    - { access_key_id: "${CREDS.accessKeyId}", secret_access_key: "${CREDS.secretAccessKey}", identity: r, buckets: { b: [read, list] } }
-`,
-  );
+function start(engine: "bun" | "node") {
+  return startBothFronts(engine, oneBucketYaml({ engine, port: store.port!, creds: CREDS, grants: "[read, list]" }));
 }
 
 /** The GET's status and body length, and the HEAD's status and Content-Length. */

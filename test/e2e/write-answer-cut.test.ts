@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "
 import { FRAMED_MIN_BYTES, framedBodyLimits } from "../../src/http/framed-body.ts";
 import type { AccessRecord } from "../../src/observe/log.ts";
 import { startRawStore, type RawStore } from "../helpers/raw-store.ts";
-import { startBothFronts } from "../helpers/both-fronts.ts";
+import { ENGINES_AND_CLIENTS, oneBucketYaml, startBothFronts } from "../helpers/both-fronts.ts";
 import { signedFetch } from "./s3-front-upload-helpers.ts";
 
 setDefaultTimeout(30_000);
@@ -34,21 +34,8 @@ afterAll(() => {
   framedBodyLimits.minBytes = FRAMED_MIN_BYTES;
 });
 
-async function start(engine: "bun" | "node", client: "auto" | "fetch") {
-  const yaml = `server: { address: 127.0.0.1, port: 0, engine: ${engine}, upstream_client: ${client} }
-buckets:
-  - name: b
-    path_prefix: /b
-    access: read-write
-    auth: { enabled: false, anonymous_writes: true }
-    s3: { bucket: data, endpoint: "http://127.0.0.1:${store.port}", access_key: AKIDCUTSTORE, secret_key: cut-store-secret-0123456789, retry: { max_attempts: 1 }, timeout: 5 }
-s3_api:
-  address: 127.0.0.1
-  port: 0
-  credentials:
-    - { access_key_id: "${CREDS.accessKeyId}", secret_access_key: "${CREDS.secretAccessKey}", identity: w, buckets: { b: [read, write, delete] } }
-`;
-  return startBothFronts(engine, yaml);
+function start(engine: "bun" | "node", client: "auto" | "fetch") {
+  return startBothFronts(engine, oneBucketYaml({ engine, client, port: store.port, creds: CREDS, grants: "[read, write, delete]", writable: true, s3Extra: ", timeout: 5" }));
 }
 
 /** The access line of the request that answered `res` (x-request-id on the plain front, x-amz-request-id on the S3 front). */
@@ -57,12 +44,7 @@ function lineOf(access: AccessRecord[], res: Response): AccessRecord | undefined
   return access.find((r) => r.request_id === id);
 }
 
-describe.each([
-  ["bun", "auto"],
-  ["bun", "fetch"],
-  ["node", "auto"],
-  ["node", "fetch"],
-] as const)("engine %s, upstream client %s", (engine, client) => {
+describe.each(ENGINES_AND_CLIENTS)("engine %s, upstream client %s", (engine, client) => {
   // (a framed upload is a Bun.serve body: the node engine's never is)
   const bodyPaths = engine === "bun" ? (["JavaScript", "framed"] as const) : (["JavaScript"] as const);
   for (const path of bodyPaths)
@@ -111,12 +93,7 @@ const TAGGING = `<Tagging><TagSet><Tag><Key>k</Key><Value>v</Value></Tag></TagSe
 const CUT_CHUNKED = `HTTP/1.1 200 OK\r\nETag: "cut"\r\nTransfer-Encoding: chunked\r\n\r\n7\r\npartial\r\n`;
 const CUT_CLOSE = `HTTP/1.1 200 OK\r\nETag: "cut"\r\nConnection: close\r\n\r\npartial`;
 
-describe.each([
-  ["bun", "auto"],
-  ["bun", "fetch"],
-  ["node", "auto"],
-  ["node", "fetch"],
-] as const)("engine %s, upstream client %s, no Content-Length", (engine, client) => {
+describe.each(ENGINES_AND_CLIENTS)("engine %s, upstream client %s, no Content-Length", (engine, client) => {
   const cases: Array<[string, "JavaScript" | "framed", string, boolean | "reset"]> = [];
   for (const path of engine === "bun" ? (["JavaScript", "framed"] as const) : (["JavaScript"] as const)) {
     cases.push(["chunked", path, CUT_CHUNKED, true]);

@@ -23,3 +23,31 @@ export async function startBothFronts(engine: "bun" | "node", yaml: string) {
   };
   return { access, main: `http://127.0.0.1:${main.port}`, front: { endpoint: `http://127.0.0.1:${front.port}`, port: front.port }, [Symbol.asyncDispose]: stop };
 }
+
+/** Every engine with every upstream client (the own HTTP/1.1 client, fetch), for describe.each. */
+export const ENGINES_AND_CLIENTS = [
+  ["bun", "auto"],
+  ["bun", "fetch"],
+  ["node", "auto"],
+  ["node", "fetch"],
+] as const;
+
+/**
+ * A config with one bucket `b` (path /b, anonymous on the plain front; `writable`: read-write with
+ * anonymous writes) over the upstream bucket `data` at 127.0.0.1:`port`, tried once, and one S3-front
+ * credential granted `grants` on it (`[read, write]`).
+ */
+export function oneBucketYaml(o: { engine: "bun" | "node"; client?: "auto" | "fetch"; port: number; creds: { accessKeyId: string; secretAccessKey: string }; grants: string; writable?: boolean; s3Extra?: string }): string {
+  const access = o.writable === true ? "    access: read-write\n    auth: { enabled: false, anonymous_writes: true }\n" : "    auth: { enabled: false }\n";
+  return `server: { address: 127.0.0.1, port: 0, engine: ${o.engine}, upstream_client: ${o.client ?? "auto"} }
+buckets:
+  - name: b
+    path_prefix: /b
+${access}    s3: { bucket: data, endpoint: "http://127.0.0.1:${o.port}", access_key: AKIDONEBUCKET, secret_key: one-bucket-secret-0123456789, retry: { max_attempts: 1 }${o.s3Extra ?? ""} }
+s3_api:
+  address: 127.0.0.1
+  port: 0
+  credentials:
+    - { access_key_id: "${o.creds.accessKeyId}", secret_access_key: "${o.creds.secretAccessKey}", identity: c, buckets: { b: ${o.grants} } }
+`;
+}

@@ -51,6 +51,7 @@ import { sameSignature } from "./verify.ts";
 import { aclsNotSupported, callOf, MAX_USER_METADATA_BYTES, OWNER_ONLY_ACLS, unkeptSettingOf, writeUpstream } from "./writes.ts";
 import { purgeWritten } from "../purge.ts";
 import { ownsBodyChunks } from "../../http/framed-body.ts";
+import { endToEnd } from "../../http/headers.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
 import { childText, parseXml, XmlError, type XmlElement } from "./xml-reader.ts";
 import { taggingHeader, tagsOf } from "./tagging.ts";
@@ -268,7 +269,8 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
     if (hasher !== undefined && hasher.digest("base64") !== md5) fail(s3Error("BadDigest", "The Content-MD5 you specified did not match what we received."));
     if (uploadId === undefined) {
       const res = await putObject(upstream, { key, headers, body: buffers[current]!.subarray(0, filled) }, call);
-      const etag = res.headers.get("etag");
+      // (not one the upstream's Connection header names: hop-by-hop, the proxy's alone, as relay.ts drops it)
+      const etag = endToEnd(res.headers, "etag");
       if (!res.ok) return relayError(res, upstream.bucket);
       await res.body?.cancel().catch(() => {});
       return etag ?? "";
