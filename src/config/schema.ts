@@ -132,6 +132,9 @@ export type RateConfig = z.infer<typeof RateSchema>;
  * with its own connection keys (src/config/replicas.ts). Either way the parsed result holds the
  * primary's connection keys at the top level, and `replicas` (sorted by priority) when given.
  */
+/** s3.connect_timeout when the config does not set it. */
+export const DEFAULT_CONNECT_TIMEOUT_SECONDS = 5;
+
 export const S3Schema = z.strictObject({
   bucket: nonEmpty.optional(),
   /** Default us-east-1 (applied by resolveS3, which refuses it beside `replicas`). */
@@ -143,7 +146,11 @@ export const S3Schema = z.strictObject({
   force_path_style: z.boolean().optional(),
   /** Seconds until response headers arrive; 504 after. */
   timeout: seconds.default(20),
-  connect_timeout: seconds.default(5),
+  /**
+   * Seconds to connect, default DEFAULT_CONNECT_TIMEOUT_SECONDS. Left unset when not given: the
+   * start-up note that fetch cannot enforce it (connectTimeoutNote) is for a config that sets it.
+   */
+  connect_timeout: seconds.optional(),
   /** Accepted for compatibility with the original; Bun's fetch pools connections per host itself. */
   connection_pool_size: posInt.optional(),
   retry: RetrySchema.optional(),

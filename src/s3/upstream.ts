@@ -10,7 +10,7 @@
  * `send` is any other signed S3 request, with a request body or not (src/s3/send.ts holds its
  * request shape and the fetch body path; src/s3/operations/ builds each S3 operation on it).
  */
-import type { BucketConfig, RetryConfig } from "../config/schema.ts";
+import { type BucketConfig, DEFAULT_CONNECT_TIMEOUT_SECONDS, type RetryConfig } from "../config/schema.ts";
 import { ProxyError } from "../errors.ts";
 import { backoffDelay, CircuitBreaker, isRetryableStatus } from "../limits/index.ts";
 import type { Metrics } from "../observe/metrics.ts";
@@ -148,7 +148,9 @@ export function fetchConcurrencyWarning(buckets: readonly BucketConfig[], choice
  * A note for the operator (start-up log, --check) when s3.connect_timeout cannot be enforced:
  * buckets that reach S3 through fetch (https endpoints, AWS, or upstream_client: fetch), because
  * Bun's fetch has no connect-phase timeout. There, s3.timeout bounds connecting. Buckets whose
- * connect_timeout is not below their timeout lose nothing and are not named.
+ * connect_timeout is not below their timeout lose nothing and are not named, nor those that do
+ * not set it (the bucket's or the replica's): a default config for AWS got the note for a
+ * setting it never wrote.
  */
 export function connectTimeoutNote(buckets: readonly BucketConfig[], choice: "auto" | "fetch"): string | undefined {
   // Each endpoint a bucket reaches: its own, or each replica's with the replica's own timeouts.
@@ -159,7 +161,7 @@ export function connectTimeoutNote(buckets: readonly BucketConfig[], choice: "au
       : [{ name: b.name, s3: b.s3, connect: b.s3.connect_timeout, timeout: b.s3.timeout }];
     for (const e of ends) {
       const viaFetch = !(choice === "auto" && baseUrlOf(e.s3 as BucketConfig["s3"]).protocol === "http:");
-      if (viaFetch && e.connect < e.timeout) affected.push(`${e.name} (${e.connect} s → ${e.timeout} s)`);
+      if (viaFetch && e.connect !== undefined && e.connect < e.timeout) affected.push(`${e.name} (${e.connect} s → ${e.timeout} s)`);
     }
   }
   if (affected.length === 0) return undefined;
@@ -256,7 +258,7 @@ export class BucketUpstream {
     this.retry = s3.retry ?? DEFAULT_RETRY;
     this.timeoutMs = s3.timeout * 1000;
     this.bufferBodyUpTo = deps.bufferBodyUpTo ?? DEFAULT_BUFFER_BODY_UP_TO;
-    this.connectTimeoutMs = s3.connect_timeout * 1000;
+    this.connectTimeoutMs = (s3.connect_timeout ?? DEFAULT_CONNECT_TIMEOUT_SECONDS) * 1000;
     this.breaker = s3.circuit_breaker ? (deps.breaker ?? new CircuitBreaker(s3.circuit_breaker)) : undefined;
     this.fetchImpl = deps.fetch ?? fetch;
     this.pool =

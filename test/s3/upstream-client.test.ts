@@ -38,7 +38,10 @@ describe("upstream client choice", () => {
   });
 
   test("the connect-timeout note names the fetch buckets whose connect_timeout is below their timeout", () => {
-    const c = config("");
+    // A config that never sets connect_timeout: nothing to say (it named every https bucket, 5 s → 20 s).
+    expect(connectTimeoutNote(config("").buckets, "auto")).toBeUndefined();
+    expect(connectTimeoutNote(config("").buckets, "fetch")).toBeUndefined();
+    const c = config("", ", connect_timeout: 5");
     const note = connectTimeoutNote(c.buckets, "auto");
     expect(note).toContain("s3.connect_timeout is not enforced for buckets that reach S3 through fetch");
     expect(note).toContain("aws (5 s → 20 s), r2 (5 s → 20 s)");
