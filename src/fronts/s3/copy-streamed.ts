@@ -25,6 +25,7 @@
  * (the copy's own checksum) is computed on the way and sent as an aws-chunked trailer.
  */
 import { ProxyError } from "../../errors.ts";
+import { endToEnd } from "../../http/headers.ts";
 import { framedTimeoutMs } from "../../s3/http1/budget.ts";
 import { enterUpload } from "../../proxy/phases/admit.ts";
 import { storesOf } from "../../config/writes.ts";
@@ -288,18 +289,20 @@ const RESULT_CHECKSUMS: ReadonlyArray<[string, string]> = [
 async function resultOf(res: Response, read: SourceRead, upstreamBucket: string): Promise<StreamedResult> {
   if (!res.ok) return relayError(res, upstreamBucket);
   res.body?.cancel().catch(() => {});
+  // (none the upstream's Connection header names: hop-by-hop, the proxy's alone, as relay.ts drops them)
+  const h = res.headers;
   const fields: Array<[string, string]> = [];
-  const etag = res.headers.get("etag");
+  const etag = endToEnd(h, "etag");
   if (etag !== null) fields.push(["ETag", etag]);
-  const when = Date.parse(res.headers.get("last-modified") ?? res.headers.get("date") ?? "");
+  const when = Date.parse(endToEnd(h, "last-modified") ?? h.get("date") ?? "");
   fields.push(["LastModified", new Date(Number.isFinite(when) ? when : Date.now()).toISOString()]);
   for (const [header, element] of RESULT_CHECKSUMS) {
-    const v = res.headers.get(header);
+    const v = endToEnd(h, header);
     if (v !== null) fields.push([element, v]);
   }
-  const type = res.headers.get("x-amz-checksum-type");
+  const type = endToEnd(h, "x-amz-checksum-type");
   if (type !== null && fields.length > 2) fields.push(["ChecksumType", type]);
-  const sourceVersionId = read.res.headers.get("x-amz-version-id") ?? undefined;
+  const sourceVersionId = endToEnd(read.res.headers, "x-amz-version-id") ?? undefined;
   return { res, fields, sourceVersionId };
 }
 

@@ -7,7 +7,7 @@
  * bucket's versioning state (tags: tagging.ts).
  */
 import type { RequestContext } from "../../proxy/context.ts";
-import { answeredPrivately, forwardRequestHeaders } from "../../http/headers.ts";
+import { answeredPrivately, endToEnd, forwardRequestHeaders } from "../../http/headers.ts";
 import { mapAnswer } from "../../http/map-answer.ts";
 import { fetchIfRange, respond, sandboxed, serveObject } from "../../proxy/phases/object.ts";
 import { getBucketVersioning, getObjectAttributes as getAttributesUpstream, getObjectDirect as getDirectUpstream } from "../../s3/operations/index.ts";
@@ -118,7 +118,7 @@ export async function relayDocument(ctx: RequestContext, res: Response, root: st
     throw s3Fail(s3Error("InternalError", `The upstream's ${root} document could not be read.`));
   }
   const answer = xmlResponse(ctx, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8"));
-  const version = res.headers.get("x-amz-version-id");
+  const version = endToEnd(res.headers, "x-amz-version-id");
   if (version !== null) answer.headers.set("x-amz-version-id", version);
   return answer;
 }
@@ -220,8 +220,9 @@ export async function getObjectDirect(ctx: RequestContext, overrides: ReadonlyAr
     throw s3Fail(e);
   }
   const extra: Array<[string, string]> = [];
+  // (none the upstream's Connection header names: hop-by-hop, dropped from the answer itself too)
   for (const name of DIRECT_READ_HEADERS) {
-    const v = res.headers.get(name);
+    const v = endToEnd(res.headers, name);
     if (v !== null && DIRECT_READ_VALUE.test(v)) extra.push([name, v]);
   }
   const out = await respond(ctx, res, method);
@@ -279,7 +280,7 @@ export async function objectAttributes(ctx: RequestContext): Promise<Response> {
   }
   const answer = xmlResponse(ctx, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8"));
   for (const name of ["last-modified", "x-amz-version-id", "x-amz-delete-marker"]) {
-    const v = res.headers.get(name);
+    const v = endToEnd(res.headers, name);
     if (v !== null && /^[\x20-\x7e]{1,256}$/.test(v)) answer.headers.set(name, v);
   }
   return answer;
