@@ -22,6 +22,10 @@ const ERROR_XML = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InvalidA
 const MISSING_XML = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message><Key>gone.txt</Key><RequestId>R2</RequestId></Error>`;
 const PRECONDITION_XML = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you specified did not hold</Message><Condition>If-Match</Condition><RequestId>R3</RequestId></Error>`;
 
+const PART_XML = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InvalidPartNumber</Code><Message>The requested partnumber is not satisfiable</Message><PartNumberRequested>5</PartNumberRequested><ActualPartCount>1</ActualPartCount><RequestId>R4</RequestId></Error>`;
+
+const VERSION_XML = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchVersion</Code><Message>The specified version does not exist.</Message><Key>k.txt</Key><VersionId>gone</VersionId><RequestId>R5</RequestId></Error>`;
+
 let store: ReturnType<typeof Bun.serve>;
 
 beforeAll(() => {
@@ -31,9 +35,10 @@ beforeAll(() => {
     port: 0,
     hostname: "127.0.0.1",
     fetch(req) {
-      const path = new URL(req.url).pathname;
+      const url = new URL(req.url);
+      const path = url.pathname;
       if (path === "/data") return new Response(null, { status: 200 });
-      const [status, xml] = path === "/data/gone.txt" ? [404, MISSING_XML] : path === "/data/cond.txt" ? [412, PRECONDITION_XML] : [400, ERROR_XML];
+      const [status, xml] = url.searchParams.has("partNumber") ? [416, PART_XML] : url.searchParams.get("versionId") === "gone" ? [404, VERSION_XML] : path === "/data/gone.txt" ? [404, MISSING_XML] : path === "/data/cond.txt" ? [412, PRECONDITION_XML] : [400, ERROR_XML];
       if (req.method === "HEAD") return new Response(null, { status });
       return new Response(xml, { status, headers: { "content-type": "application/xml" } });
     },
@@ -86,6 +91,10 @@ describe.each(["bun", "node"] as const)("engine %s", (engine) => {
     expectSameOrNone(plain, 400);
     const s3 = await pair((method) => signedFetch(px.front, { method, path: "/b/k.txt", creds: CREDS }));
     expectSameOrNone(s3, 400);
+    // the S3 front's part and version reads (their own path: S3's InvalidPartNumber, a version's refusal)
+    expectSameOrNone(await pair((method) => signedFetch(px.front, { method, path: "/b/k.txt", query: [["partNumber", "5"]], creds: CREDS })), 416);
+    expectSameOrNone(await pair((method) => signedFetch(px.front, { method, path: "/b/k.txt", query: [["versionId", "abc"]], creds: CREDS })), 400);
+    expectSameOrNone(await pair((method) => signedFetch(px.front, { method, path: "/b/k.txt", query: [["versionId", "gone"]], creds: CREDS })), 404);
     // the HEAD's answer ends at its head (no chunk written after it): on the kept connection, the
     // next request's answer follows it directly (asked once the head is in: the bun engine does
     // not take pipelined requests, README Known limits)

@@ -37,7 +37,7 @@ import {
   listMultipartUploadsOp,
   listPartsOp,
 } from "./multipart.ts";
-import { bucketLocation, bucketVersioning, getObject, getObjectDirect, headBucket, listBuckets, objectAttributes, responseOverrides } from "./operations.ts";
+import { bucketLocation, bucketVersioning, getObject, getObjectDirect, headBucket, listBuckets, objectAttributes, responseOverrides, versionIdOf } from "./operations.ts";
 import { mayAccess } from "./permissions.ts";
 import { putObjectOp, uploadPartOp } from "./put-object.ts";
 import { postObjectOp } from "./post-object.ts";
@@ -534,6 +534,8 @@ export const s3Front: Front = {
     // (the access log's s3_error is the S3 code of every error answer, the proxy's own too; an
     // upstream's refusal keeps the upstream's code, set with its s3_request_id)
     ctx.s3Code ??= e.code;
-    return s3ErrorResponse(e, { requestId: ctx.id, resource: ctx.path || undefined, method: ctx.method, unknownLength: guessedFromStatus(err.cause) });
+    // (a version's bodiless 404 may be S3's NoSuchVersion, not the NoSuchKey guessed: no length either)
+    const guessed = guessedFromStatus(err.cause) || ((err.cause as { bareStatus?: unknown } | undefined)?.bareStatus === 404 && versionIdOf(ctx) !== undefined);
+    return s3ErrorResponse(e, { requestId: ctx.id, resource: ctx.path || undefined, method: ctx.method, unknownLength: guessed });
   },
 };

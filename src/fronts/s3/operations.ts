@@ -205,19 +205,22 @@ export async function getObjectDirect(ctx: RequestContext, overrides: ReadonlyAr
   // (If-Range as on the current object: version null is overwritten in place, and S3 does not document If-Range)
   const res = headers["if-range"] === undefined ? await fetch(headers) : await fetchIfRange(fetch, headers, headers["if-range"]);
   if (res.status === 416 && partNumber !== undefined) {
-    // A HEAD's 416 has no body: it is the part's (S3's InvalidPartNumber), as the GET says.
+    // A HEAD's 416 has no body: it is the part's (S3's InvalidPartNumber), as the GET says, whose
+    // message and details the HEAD cannot know (its answer has no length: guessedFromStatus).
     if (method === "HEAD") {
       await res.body?.cancel().catch(() => {});
-      throw s3Fail(s3Error("InvalidPartNumber"));
+      throw s3Fail(s3Error("InvalidPartNumber"), undefined, res.status);
     }
     return relayError(res, upstream.bucket);
   }
   if (versionId !== undefined && (res.status === 400 || res.status === 404 || res.status === 405)) {
     // S3's word on the version: NoSuchVersion, an invalid id, or a delete marker (405, with x-amz-delete-marker).
     const body = res.body === null ? undefined : await readUpstreamCapped(res, MAX_ERROR_BODY).catch(() => undefined);
-    const e = errorOf(res.status, tryParse(body), upstream.bucket);
+    const doc = tryParse(body);
+    const e = errorOf(res.status, doc, upstream.bucket);
     if (res.headers.get("x-amz-delete-marker") === "true") e.headers = { ...e.headers, "x-amz-delete-marker": "true" };
-    throw s3Fail(e);
+    // (a HEAD's has no document: the code is guessed from the status, as relayError says)
+    throw s3Fail(e, undefined, doc?.name === "Error" && doc.children.some((c) => c.name === "Code") ? undefined : res.status);
   }
   const extra: Array<[string, string]> = [];
   // (none the upstream's Connection header names: hop-by-hop, dropped from the answer itself too)
