@@ -116,7 +116,7 @@ export function respondFromObject(
   status: ObjectStatus,
 ): Response {
   const age = ageOf(obj, now);
-  const cond = evaluateConditions(reqHeaders, { etag: obj.headers.etag, lastModified: obj.headers["last-modified"] }, method);
+  const cond = evaluateConditions(reqHeaders, { etag: obj.headers.etag, lastModified: obj.headers["last-modified"] }, method, now);
   if (cond === "not-modified") return notModifiedFrom(obj, age, status);
   if (cond === "precondition-failed") throw new ProxyError("PreconditionFailed", { headers: refusalHeaders(obj, status) });
   const isGet = method === "GET";
@@ -174,7 +174,7 @@ export function respondFromFill(
 ): Response {
   const age = ageOf(meta, now);
   const v = { etag: meta.headers.etag, lastModified: meta.headers["last-modified"] };
-  const cond = evaluateConditions(reqHeaders, v, method);
+  const cond = evaluateConditions(reqHeaders, v, method, now);
   if (cond === "not-modified") return notModified(meta.headers, age, "MISS");
   if (cond === "precondition-failed") throw new ProxyError("PreconditionFailed", { headers: { "x-cache": "MISS" } });
   const isGet = method === "GET";

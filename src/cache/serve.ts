@@ -241,7 +241,7 @@ async function finish(args: ServeArgs, outcome: FlightOutcome, calls: number, ra
   if (outcome.filling === true) counters.misses++;
   else counters.bypassed++;
   const v = { etag: stream.headers.get("etag") ?? undefined, lastModified: stream.headers.get("last-modified") ?? undefined };
-  const cond = stream.status === 200 ? evaluateConditions(args.reqHeaders, v, args.method) : "proceed";
+  const cond = stream.status === 200 ? evaluateConditions(args.reqHeaders, v, args.method, now) : "proceed";
   if (cond !== "proceed" || args.method === "HEAD") void stream.body?.cancel();
   if (cond === "precondition-failed") throw new ProxyError("PreconditionFailed", { headers: { "x-cache": status } });
   if (cond === "not-modified") {

@@ -5,7 +5,9 @@
  *
  * Leniencies (documented choices): a header whose value is empty is treated as absent; an
  * unquoted entity-tag (`If-None-Match: abc`) is compared as if it were quoted, as S3 does;
- * an invalid HTTP-date is ignored (the condition is skipped), as §13.1.3/§13.1.4 require.
+ * an invalid HTTP-date is ignored (the condition is skipped), as §13.1.3/§13.1.4 require; so is
+ * an If-Modified-Since later than the current time, as S3 does (it answers 200, RFC 2616 §14.25's
+ * rule): a cached object must not be 304 where the upstream sends it.
  */
 
 export type ConditionResult = "proceed" | "not-modified" | "precondition-failed";
@@ -22,8 +24,8 @@ function present(h: Headers, name: string): string | null {
   return v === null || v.trim() === "" ? null : v;
 }
 
-/** Evaluates If-Match, If-Unmodified-Since, If-None-Match and If-Modified-Since, in that order. */
-export function evaluateConditions(reqHeaders: Headers, v: Validators, method: string): ConditionResult {
+/** Evaluates If-Match, If-Unmodified-Since, If-None-Match and If-Modified-Since, in that order, at `now` (epoch ms). */
+export function evaluateConditions(reqHeaders: Headers, v: Validators, method: string, now: number = Date.now()): ConditionResult {
   const ifMatch = present(reqHeaders, "if-match");
   if (ifMatch !== null) {
     if (!etagListMatches(ifMatch, v.etag, true)) return "precondition-failed";
@@ -44,7 +46,7 @@ export function evaluateConditions(reqHeaders: Headers, v: Validators, method: s
     if (ims !== null && v.lastModified !== undefined) {
       const since = parseHttpDate(ims);
       const lm = parseHttpDate(v.lastModified);
-      if (!Number.isNaN(since) && !Number.isNaN(lm) && lm <= since) return "not-modified";
+      if (!Number.isNaN(since) && !Number.isNaN(lm) && lm <= since && since <= now) return "not-modified";
     }
   }
   return "proceed";

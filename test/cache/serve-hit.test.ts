@@ -21,7 +21,9 @@ const s3Headers = {
   "x-amz-request-id": "REQ1",
 };
 
-let clock = 1_000_000;
+// (after LM: an If-Modified-Since later than the clock is ignored)
+const T0 = Date.UTC(2026, 0, 1);
+let clock = T0;
 let cache: Cache;
 let up: ReturnType<typeof instantUpstream>;
 const policy = { ttlSeconds: 600, defaultTtlSeconds: 3600, maxItemBytes: 10_000 };
@@ -32,7 +34,7 @@ function serve(h: Record<string, string> = {}, method: "GET" | "HEAD" = "GET", e
 const bytes = async (r: Response) => new Uint8Array(await r.arrayBuffer());
 
 beforeEach(async () => {
-  clock = 1_000_000;
+  clock = T0;
   cache = new Cache([new MemoryLayer(1 << 20, 10_000)]);
   up = instantUpstream(() => new Response(BODY, { headers: s3Headers }));
   const first = await serve();
@@ -154,6 +156,19 @@ describe("conditionals from cache", () => {
     }
     expect((await serve({ "if-none-match": '"other"' })).response.status).toBe(200);
     expect((await serve({ "if-modified-since": "Tue, 20 Oct 2015 07:28:00 GMT" })).response.status).toBe(200);
+    expect(up.calls.length).toBe(1);
+  });
+
+  test("an If-Modified-Since later than now is ignored, as S3 does: 200, not 304 (GET and HEAD)", async () => {
+    const future = new Date(clock + 86_400_000).toUTCString();
+    for (const method of ["GET", "HEAD"] as const) {
+      const r = await serve({ "if-modified-since": future }, method);
+      expect(r.cacheStatus).toBe("HIT");
+      expect(r.response.status).toBe(200);
+    }
+    // the current second itself is not later than now
+    clock += 1_500;
+    expect((await serve({ "if-modified-since": new Date(clock).toUTCString() })).response.status).toBe(304);
     expect(up.calls.length).toBe(1);
   });
 

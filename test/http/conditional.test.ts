@@ -93,6 +93,18 @@ describe("If-Modified-Since → 304 (GET/HEAD only, only without If-None-Match)"
     expect(ev({ "if-modified-since": `${AFTER}, ${AFTER}` })).toBe("proceed"); // two members
     expect(ev({ "if-modified-since": AFTER }, "GET", { etag: ETAG })).toBe("proceed");
   });
+  test("a date later than now is ignored, as S3 does (200, not 304); the current second is not later", () => {
+    const now = Date.parse(LM);
+    const at = (h: Record<string, string>, t: number) => evaluateConditions(new Headers(h), v, "GET", t);
+    expect(at({ "if-modified-since": AFTER }, now)).toBe("proceed");
+    expect(at({ "if-modified-since": "Thursday, 22-Oct-15 07:28:00 GMT" }, now)).toBe("proceed");
+    expect(at({ "if-modified-since": LM }, now)).toBe("not-modified");
+    expect(at({ "if-modified-since": LM }, now + 999)).toBe("not-modified");
+    expect(at({ "if-modified-since": AFTER }, Date.parse(AFTER))).toBe("not-modified");
+    // If-Unmodified-Since keeps its meaning: a future date proceeds, a past one fails
+    expect(at({ "if-unmodified-since": AFTER }, now)).toBe("proceed");
+    expect(at({ "if-unmodified-since": BEFORE }, now)).toBe("precondition-failed");
+  });
   test("all three HTTP-date forms", () => {
     expect(ev({ "if-modified-since": "Wednesday, 21-Oct-15 07:28:00 GMT" })).toBe("not-modified");
     expect(ev({ "if-modified-since": "Wed Oct 21 07:28:00 2015" })).toBe("not-modified");
