@@ -44,7 +44,9 @@ export function checkPostPolicy(policyBase64: string, fields: ReadonlyMap<string
   if (typeof doc !== "object" || doc === null || Array.isArray(doc)) return invalidPolicy("Invalid JSON.");
   const { expiration, conditions } = doc as { expiration?: unknown; conditions?: unknown };
   if (typeof expiration !== "string") return invalidPolicy("Policy missing expiration.");
-  const exp = Date.parse(expiration);
+  // One without an offset is UTC, as every S3 time is (Python's utcnow().isoformat() writes none):
+  // Date.parse would read it in the server's local time zone, expiring it hours early or late.
+  const exp = Date.parse(/(?:Z|[+-]\d{2}:?\d{2})$/i.test(expiration) ? expiration : expiration + "Z");
   if (!/^\d{4}-\d{2}-\d{2}T/.test(expiration) || Number.isNaN(exp)) return invalidPolicy("Invalid 'expiration' value: '" + expiration.slice(0, 64) + "'");
   if (!Array.isArray(conditions)) return invalidPolicy("Policy missing conditions.");
   // The expiration is the instant the policy stops being valid: at it, it has expired.

@@ -28,6 +28,23 @@ describe("checkPostPolicy", () => {
     expect(check([{ key: "k" }], { key: "k" }, "2026-12-02T12:00:00.001Z")).toMatchObject({ minLength: 0 });
   });
 
+  test("an expiration without an offset is UTC, whatever the server's time zone", () => {
+    const tz = process.env.TZ;
+    try {
+      for (const zone of ["Asia/Tokyo", "America/New_York", "UTC"]) {
+        process.env.TZ = zone;
+        // (Python's datetime.utcnow().isoformat(): no offset, microseconds)
+        expect([zone, check([{ key: "k" }], { key: "k" }, "2026-12-02T12:30:00.123456")]).toEqual([zone, { expiration: Date.parse("2026-12-02T12:30:00.123Z"), minLength: 0, maxLength: Infinity }]);
+        expect([zone, check([{ key: "k" }], { key: "k" }, "2026-12-02T11:30:00")]).toEqual([zone, "AccessDenied: Invalid according to Policy: Policy expired."]);
+        // an explicit offset is kept
+        expect([zone, check([{ key: "k" }], { key: "k" }, "2026-12-02T21:30:00+09:00")]).toMatchObject([zone, { expiration: Date.parse("2026-12-02T12:30:00Z") }]);
+      }
+    } finally {
+      if (tz === undefined) delete process.env.TZ;
+      else process.env.TZ = tz;
+    }
+  });
+
   test("a document that is not a policy: InvalidPolicyDocument", () => {
     const bad = (text: string) => {
       const r = checkPostPolicy(text, fields({}), NOW);
