@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, test, setDefaultTimeout } from "bun:test";
+import { afterEach, describe, expect, test, setDefaultTimeout, setSystemTime } from "bun:test";
 import { AuthorizationSchema } from "../../src/config/schema.ts";
 import { createAuthorizer, type AuthzInput } from "../../src/authz/index.ts";
 import { AuthorizerUnavailable } from "../../src/errors.ts";
@@ -34,6 +34,23 @@ const input = (over: Partial<AuthzInput> = {}): AuthzInput => ({
   ...over,
 });
 const isAdmin = (i: any) => i?.jwt_claims?.role === "admin";
+
+describe("decision cache and the wall clock", () => {
+  test("its TTL counts elapsed time: a wall clock stepped back an hour (NTP, a VM restored) keeps no decision past opa_cache_ttl_seconds", async () => {
+    let allowed = true;
+    const opa = OpaServer.start({ "yatagarasu/allow": () => allowed });
+    // (the default clock, as the proxy runs it)
+    const authz = createAuthorizer(AuthorizationSchema.parse({ type: "opa", opa_url: opa.url, opa_policy_path: "yatagarasu/allow", opa_cache_ttl_seconds: 1 }));
+    cleanup.push(() => authz.close?.(), () => opa.close(), () => setSystemTime());
+    expect(await authz.authorize(input())).toBe(true);
+    expect(await authz.authorize(input())).toBe(true);
+    expect(opa.requests).toHaveLength(1); // cached
+    allowed = false; // revoked
+    setSystemTime(new Date(Date.now() - 3_600_000));
+    await waitFor(async () => (await authz.authorize(input())) === false, { timeoutMs: 10_000, message: "the revoked allow to expire from the cache" });
+    expect(opa.requests).toHaveLength(2);
+  });
+});
 
 describe("protocol", () => {
   test("POST /v1/data/{path} with the documented input; result true allows, false denies", async () => {
