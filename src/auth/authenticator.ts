@@ -21,6 +21,7 @@ import { JwksClient, type JwksSeed, type Logger } from "./jwks.ts";
 import type { Tracer } from "../observe/trace/tracer.ts";
 import { assertBase64url, checkRegisteredClaims, claimPolicy, decodePayload, HmacKey, parseToken, TokenError, type ClaimPolicy, type ParsedToken } from "./jwt.ts";
 import { allowedAlgorithms, isHmacAlg, loadStaticKeys, type AsymKey, type StaticKeys, type VerifyKey } from "./keys.ts";
+import { monotonicClock } from "../limits/token-bucket.ts";
 import { TtlLru } from "../util/lru.ts";
 import { describeRule, firstFailedRule, type Claims } from "./rules.ts";
 import { extractToken } from "./sources.ts";
@@ -110,7 +111,10 @@ export class Authenticator {
         intervalMs: cfg.jwks_refresh_interval_secs * 1000,
         allowed: allowedAlgorithms(cfg),
         fetch: opts.fetch ?? fetch,
-        now: a.now,
+        // (its refetch limits count elapsed time: on the wall clock, one stepped back an hour
+        // refused every token of a key rotated in meanwhile until the periodic refresh, with a
+        // Retry-After of an hour; a test's injected clock drives both)
+        now: opts.now ?? monotonicClock,
         log: a.log,
         onChange: () => a.cache?.clear(),
         tracer: opts.tracer,

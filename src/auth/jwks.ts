@@ -41,6 +41,7 @@ export interface JwksOptions {
   intervalMs: number;
   allowed: ReadonlySet<Algorithm>;
   fetch: typeof fetch;
+  /** Milliseconds, monotonic: only intervals are measured. */
   now: () => number;
   log: Logger;
   /** Called when the key set changed (e.g. to drop cached verifications). */

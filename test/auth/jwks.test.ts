@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, spyOn, test, setDefaultTimeout } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, setSystemTime, spyOn, test, setDefaultTimeout } from "bun:test";
 import { Authenticator } from "../../src/auth/index.ts";
 import { JwksServer, jwtConfig, logCapture, makeKeyPair, nowSec, sign, signWith, tempDir, type TestKey } from "../fixtures/jwt.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -100,6 +100,19 @@ test("rotation: an unknown kid triggers a refetch that finds the new key", async
   server.setKeys([rs2.jwk]);
   clock.now += 10_000;
   expect(await auth.verify(await signWith(rs2, claims()))).toMatchObject({ sub: "alice" });
+  expect(server.fetchCount).toBe(2);
+});
+
+test("rotation after the wall clock stepped back an hour (NTP, a restored VM): the unknown kid is refetched 10 s later, not after the periodic refresh", async () => {
+  const server = JwksServer.start([rs1.jwk]);
+  // (the clock the proxy runs with)
+  const auth = await Authenticator.create(jwtConfig({ algorithm: "RS256", jwks_url: server.url, jwks_refresh_interval_secs: 300 }));
+  cleanup.push(() => auth.close(), () => server.close(), () => setSystemTime());
+  await loaded(auth);
+  server.setKeys([rs1.jwk, rs2.jwk]);
+  setSystemTime(new Date(Date.now() - 3_600_000));
+  const rotated = await signWith(rs2, claims());
+  await waitFor(() => auth.verify(rotated).then(() => true, () => false), { timeoutMs: 25_000, intervalMs: 250, message: "the rotated key to be fetched" });
   expect(server.fetchCount).toBe(2);
 });
 
