@@ -236,7 +236,7 @@ async function fetchAndShare(
     void res.body?.cancel();
     const headers = mergeHeaders(stale.headers, res.headers);
     // A 304 from a secondary replica (capFreshness) refreshes the entry for its short bound only.
-    const ttl = cappedTtl(freshnessSeconds(headers["cache-control"] ?? null, policy.ttlSeconds, policy.defaultTtlSeconds), res);
+    const ttl = cappedTtl(freshnessSeconds(headers["cache-control"] ?? null, policy.ttlSeconds, policy.defaultTtlSeconds, { expires: headers.expires, date: res.headers.get("date"), now }), res);
     const obj = makeObject(key, stale.body, headers, now, ttl);
     if (ttl === null) void cache.delete(key);
     else if (!cache.purgedSince(epoch, key)) cache.put(obj, fill);
@@ -252,7 +252,7 @@ async function fetchAndShare(
   }
 
   // An answer from a secondary replica is stored for its short bound only (capFreshness), in every layer.
-  const ttl = cappedTtl(freshnessSeconds(res.headers.get("cache-control"), policy.ttlSeconds, policy.defaultTtlSeconds), res);
+  const ttl = cappedTtl(freshnessSeconds(res.headers.get("cache-control"), policy.ttlSeconds, policy.defaultTtlSeconds, { expires: res.headers.get("expires"), date: res.headers.get("date"), now }), res);
   const declared = res.headers.get("content-length");
   let body: Blob;
   if (declared !== null) {

@@ -1,6 +1,7 @@
 /**
  * What may be stored, for how long, and with which headers.
  */
+import { parseHttpDate } from "../http/conditional.ts";
 import { isObjectHeader } from "../http/headers.ts";
 import type { CachedObject } from "./types.ts";
 
@@ -19,10 +20,17 @@ function delta(value: string | undefined): number {
  * - `no-store` or `private` (qualified or not) → null.
  * - `no-cache` → 0: stored, revalidated on every use (most restrictive directive wins).
  * - `s-maxage`, else `max-age` (a malformed value counts as 0) → that.
- * - otherwise the bucket's `ttl_seconds`, else the global `default_ttl_seconds`.
- * `Expires` is not consulted (S3 only echoes what the uploader set; Cache-Control is the contract).
+ * - otherwise the bucket's `ttl_seconds`, else the global `default_ttl_seconds`, cut short by an
+ *   `Expires` (`expiry`): never fresh past it (RFC 9111 §4.2.4). One in the past, or invalid
+ *   (`Expires: 0`), is stale at once (§5.3): such an object was served unrevalidated for the whole
+ *   TTL after its uploader said it expired. A later one does not lengthen the TTL.
  */
-export function freshnessSeconds(cacheControl: string | null, bucketTtl: number | undefined, defaultTtl: number): number | null {
+export function freshnessSeconds(
+  cacheControl: string | null,
+  bucketTtl: number | undefined,
+  defaultTtl: number,
+  expiry?: { expires: string | null | undefined; date: string | null | undefined; now: number },
+): number | null {
   let sMaxAge: number | undefined;
   let maxAge: number | undefined;
   let noCache = false;
@@ -38,7 +46,16 @@ export function freshnessSeconds(cacheControl: string | null, bucketTtl: number 
     }
   }
   if (noCache) return 0;
-  return sMaxAge ?? maxAge ?? bucketTtl ?? defaultTtl;
+  const explicit = sMaxAge ?? maxAge;
+  if (explicit !== undefined) return explicit;
+  const ttl = bucketTtl ?? defaultTtl;
+  if (expiry === undefined || expiry.expires === null || expiry.expires === undefined) return ttl;
+  const until = parseHttpDate(expiry.expires);
+  if (Number.isNaN(until)) return 0;
+  // (from the upstream's Date, as RFC 9111 §4.2.1 measures it: clocks need not agree)
+  const sent = parseHttpDate(expiry.date ?? "");
+  const lifetime = Math.floor((until - (Number.isNaN(sent) ? expiry.now : sent)) / 1000);
+  return lifetime <= 0 ? 0 : Math.min(ttl, lifetime);
 }
 
 /** Upper bounds on how long an upstream answer may be stored, set by the one who fetched it (capFreshness). */

@@ -47,6 +47,32 @@ describe("freshnessSeconds", () => {
   });
 });
 
+describe("Expires (no max-age / s-maxage): never fresh past it, never longer than the TTL", () => {
+  const NOW = Date.parse("Sat, 05 Dec 2026 12:00:00 GMT");
+  const at = (expires: string | null, date: string | null, cc: string | null = null, bucket?: number) => freshnessSeconds(cc, bucket, 3600, { expires, date, now: NOW });
+  test("in the past, or invalid (Expires: 0): stale at once, stored for revalidation", () => {
+    expect(at("Thu, 01 Jan 1970 00:00:00 GMT", null)).toBe(0);
+    expect(at("Sat, 05 Dec 2026 11:59:59 GMT", "Sat, 05 Dec 2026 12:00:00 GMT")).toBe(0);
+    expect(at("0", null, null, 600)).toBe(0);
+    expect(at("2030-01-01T00:00:00Z", null)).toBe(0);
+  });
+  test("sooner than the TTL: until then, measured from the upstream's Date", () => {
+    expect(at("Sat, 05 Dec 2026 12:05:00 GMT", null)).toBe(300);
+    expect(at("Sat, 05 Dec 2026 12:05:00 GMT", null, null, 600)).toBe(300);
+    // (the upstream's clock 2 minutes behind the proxy's: Expires - Date, 5 minutes)
+    expect(at("Sat, 05 Dec 2026 12:03:00 GMT", "Sat, 05 Dec 2026 11:58:00 GMT")).toBe(300);
+  });
+  test("later than the TTL: the TTL; max-age, s-maxage, no-cache, no-store decide before it", () => {
+    expect(at("Fri, 01 Jan 2100 00:00:00 GMT", null)).toBe(3600);
+    expect(at("Fri, 01 Jan 2100 00:00:00 GMT", null, null, 600)).toBe(600);
+    expect(at("Thu, 01 Jan 1970 00:00:00 GMT", null, "max-age=120")).toBe(120);
+    expect(at("Thu, 01 Jan 1970 00:00:00 GMT", null, "public, s-maxage=60")).toBe(60);
+    expect(at("Fri, 01 Jan 2100 00:00:00 GMT", null, "no-cache")).toBe(0);
+    expect(at("Fri, 01 Jan 2100 00:00:00 GMT", null, "no-store")).toBeNull();
+    expect(at(null, null)).toBe(3600);
+  });
+});
+
 describe("stored headers", () => {
   const upstream = new Headers({
     etag: '"e"',

@@ -172,6 +172,17 @@ describe("conditionals from cache", () => {
     expect(up.calls.length).toBe(1);
   });
 
+  test("an object whose Expires has passed is revalidated on its next use, not served from the cache for the TTL", async () => {
+    const expired = { ...s3Headers, expires: "Thu, 01 Jan 2015 00:00:00 GMT" };
+    up = instantUpstream((extra) => (extra["if-none-match"] === ETAG ? new Response(null, { status: 304, headers: { etag: ETAG } }) : new Response(BODY, { headers: expired })));
+    expect((await serve({}, "GET", { key: "old.bin" })).cacheStatus).toBe("MISS");
+    clock += 1_000;
+    const again = await serve({}, "GET", { key: "old.bin" });
+    expect(again.cacheStatus).toBe("REVALIDATED");
+    expect(await bytes(again.response)).toEqual(BODY);
+    expect(up.calls).toEqual([{}, { "if-none-match": ETAG }]);
+  });
+
   test("If-Match / If-Unmodified-Since failures → 412 ProxyError", async () => {
     for (const h of <Record<string, string>[]>[{ "if-match": '"other"' }, { "if-unmodified-since": "Tue, 20 Oct 2015 07:28:00 GMT" }]) {
       const err = await serve(h).catch((e) => e);
