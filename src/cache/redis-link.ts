@@ -3,7 +3,8 @@
  * invalidation channel (a subscribed connection can run nothing else), and what happens when
  * Redis is down or slow:
  *
- * - A connection attempt gives up after connect_timeout_ms, a command after operation_timeout_ms.
+ * - A connection attempt gives up after connect_timeout_ms, a command after operation_timeout_ms
+ *   (an answer that came in time during a stall of this process is still taken: redis-wait.ts).
  *   Either failure marks the link down at once: the layer is then skipped without waiting (no
  *   request pays a timeout twice), and the failure is logged once per state change, not per
  *   request.
@@ -36,6 +37,7 @@
  */
 import { RedisClient } from "bun";
 import { redisAuthFailure, worthAskingWhy } from "../util/redis-auth.ts";
+import { withTimeout } from "../util/redis-wait.ts";
 
 export type LinkState = "connecting" | "syncing" | "up" | "down" | "closed";
 
@@ -142,14 +144,6 @@ export const BULK_WAIT_MS = Math.ceil((BULK_QUEUE_BYTES / STORE_BYTES_PER_SECOND
 interface BulkQueue {
   tail: Promise<void>;
   waiting: number;
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what?: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what ? `${what}: ` : ""}no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
 export class RedisLink {

@@ -22,6 +22,7 @@
  */
 import { RedisClient } from "bun";
 import { redisAuthFailure, worthAskingWhy } from "../util/redis-auth.ts";
+import { withTimeout } from "../util/redis-wait.ts";
 import type { RateConfig } from "../config/schema.ts";
 import type { Logger } from "../observe/log.ts";
 import { RateLimiter, type RateCheck, type RateLimitSource, type RateScope } from "./rate-limiter.ts";
@@ -227,7 +228,7 @@ export class RedisRateLimiter {
       if (err instanceof Error && err.message.startsWith("NOSCRIPT")) return this.send("EVAL", [RATE_SCRIPT, n, ...keys, ...args]);
       throw err;
     });
-    return withTimeout(call, this.timeoutMs);
+    return withTimeout(call, this.timeoutMs, "Redis");
   }
 
   /** Redis failed: decide locally from now on, until recheck() gets an answer. */
@@ -248,8 +249,8 @@ export class RedisRateLimiter {
     try {
       // Connected by its own account, but silent for silentMs: the flow is lost (no FIN or RST came). A new connection.
       if (this.silentSince !== undefined && performance.now() - this.silentSince >= this.silentMs) this.replaceClient();
-      if (!this.client.connected) await withTimeout(this.client.connect(), this.connectMs);
-      for (let i = 0; i < RECHECK_PINGS; i++) await withTimeout(this.send("PING", []), this.timeoutMs);
+      if (!this.client.connected) await withTimeout(this.client.connect(), this.connectMs, "Redis");
+      for (let i = 0; i < RECHECK_PINGS; i++) await withTimeout(this.send("PING", []), this.timeoutMs, "Redis");
       // A Redis that answers PING but refuses the script (an ACL without EVALSHA/EVAL, a read-only
       // replica, OOM under noeviction) would be shared again only to fail the next request: the
       // script itself, on a probe key, must run. Its error stays the logged reason, once.
@@ -279,7 +280,7 @@ export class RedisRateLimiter {
     if (this.closed) return;
     const now = performance.now();
     if (this.silentSince !== undefined) {
-      // (one more turn first, as in withTimeout: after a stall of this process the answer may be in,
+      // (one more turn first, as in redis-wait.ts: after a stall of this process the answer may be in,
       // and a command sent since, by a request that came with it, is not the silent one)
       const since = this.silentSince;
       if (now - since >= this.silentMs)
@@ -298,7 +299,7 @@ export class RedisRateLimiter {
    */
   private async checkEviction(): Promise<void> {
     try {
-      const info = String(await withTimeout(this.send("INFO", ["memory"]), this.connectMs));
+      const info = String(await withTimeout(this.send("INFO", ["memory"]), this.connectMs, "Redis"));
       const field = (name: string) => new RegExp(`^${name}:(\\S*)`, "m").exec(info)?.[1];
       const policy = field("maxmemory_policy");
       const max = Number(field("maxmemory") ?? "0");
@@ -349,24 +350,4 @@ export class RedisRateLimiter {
     this.client.onclose = null;
     this.client.close();
   }
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    // The refusal waits one more turn of the event loop: after a stall of this process (a GC
-    // pause, a starved CPU) the timer and an answer that came meanwhile are both due, and timers
-    // run first, so a Redis that had answered in time was taken for a slow one (a warning, /ready
-    // degraded, and a fresh local burst on every such stall).
-    const timer = setTimeout(() => setTimeout(() => reject(new Error(`Redis did not answer within ${ms} ms`)), 0), ms);
-    p.then(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (e) => {
-        clearTimeout(timer);
-        reject(e);
-      },
-    );
-  });
 }

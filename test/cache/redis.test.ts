@@ -651,6 +651,21 @@ console.log(JSON.stringify(await Promise.all(urls.map((u) => redisAuthFailure(u,
     }
   });
 
+  test("this process stalled (a GC pause, a starved CPU) longer than operation_timeout_ms while Redis answered in time: the lookup is a hit, the layer stays up, nothing logged", async () => {
+    const log = captureLog();
+    const l = await layer({ prefix: "stall:", log });
+    await l.put(fresh("b/s", 10));
+    log.lines.length = 0;
+    const pending = l.get("b/s");
+    // The stall itself (not a wait for something): the event loop held past operation_timeout_ms (300).
+    const end = performance.now() + 1_000;
+    while (performance.now() < end);
+    expect(await pending).toMatchObject({ size: 10 });
+    expect(l.health().up).toBe(true);
+    expect(log.lines.filter((x) => x.level === "warn")).toEqual([]);
+    expect(l.errors()).toBe(0);
+  });
+
   test("a Redis busy for everyone (a slow script: no answer on any connection, nothing lost) is not a lost subscription: the link stays up, nothing logged", async () => {
     const log = captureLog();
     const l = await layer({ log, subscriptionCheckMs: 50, subscriptionTimeoutMs: 300 });
