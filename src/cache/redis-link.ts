@@ -28,9 +28,11 @@
  *   FIN, no RST) closes nothing, and a subscriber never sends otherwise: without this check the
  *   purges of the other replicas would stop arriving, unnoticed, until the kernel gives up. A
  *   Redis busy for everyone (a slow script, a fork stall) answers neither connection: that is
- *   not a lost subscription unless it lasts SUBSCRIPTION_SILENT_CHECKS checks in a row. The
- *   command connection gets a PING at each check too, so that a Redis closing idle clients (its
- *   `timeout` setting, 5 s or more) does not close it under an idle layer.
+ *   not a lost subscription unless it lasts SUBSCRIPTION_SILENT_CHECKS checks in a row.
+ * - A Redis closes a client idle past its `timeout` setting (a subscriber is exempt): the command
+ *   connection gets a PING every half of it (CONFIG GET at each connection), at most every
+ *   SUBSCRIPTION_CHECK_MS, or every KEEP_ALIVE_UNTOLD_MS when Redis does not say (an ACL without
+ *   CONFIG), so that an idle layer is not taken down (and logged) at every idle sweep.
  *
  * The client's own reconnect and offline queue are off: a command to a dead Redis must fail now,
  * not wait in a queue while a request waits for it.
@@ -120,6 +122,9 @@ export const SUBSCRIPTION_TIMEOUT_MS = 2000;
 /** Checks in a row with no answer on either connection (a Redis busy for everyone, or every flow lost) before the subscription counts as lost. */
 export const SUBSCRIPTION_SILENT_CHECKS = 3;
 
+/** The command connection's PING period when Redis does not tell its `timeout` (CONFIG refused): its lowest, 1 s, is then kept. */
+export const KEEP_ALIVE_UNTOLD_MS = 1000;
+
 /** From this size on, a store goes over the store connection (runStore). */
 export const STORE_BULK_BYTES = 1 << 20;
 /** The throughput a store's deadline assumes on top of operation_timeout_ms (a conservative 50 MiB/s). */
@@ -164,6 +169,8 @@ export class RedisLink {
   private readonly maxBackoff: number;
   /** The subscribed connection's PING timer (watchSubscription). */
   private watch: ReturnType<typeof setInterval> | undefined;
+  /** The command connection's PING timer (keepAlive). */
+  private keepAliveTimer: ReturnType<typeof setInterval> | undefined;
   private readonly subCheckMs: number;
   private readonly subTimeoutMs: number;
 
@@ -314,6 +321,7 @@ export class RedisLink {
       this.cmd = cmd;
       this.sub = sub;
       this.watchSubscription(sub);
+      await this.keepAlive(cmd);
       this.stateValue = "syncing";
       await this.opts.onUp();
       if (!current() || this.cmd !== cmd) return;
@@ -346,9 +354,6 @@ export class RedisLink {
     let silent = 0;
     const answered = (err: unknown) => (err as { code?: string } | undefined)?.code === "ERR_REDIS_SERVER_ERROR";
     this.watch = setInterval(() => {
-      // Redis closes a client idle past its `timeout` setting (a subscriber is exempt): an idle
-      // layer's command connection was closed that often, the layer down and logged each time.
-      this.cmd?.send("PING", []).catch(noop);
       if (waiting || this.sub !== sub) return;
       waiting = true;
       const ping = sub.send("PING", []);
@@ -386,6 +391,26 @@ export class RedisLink {
     this.watch.unref?.();
   }
 
+  /**
+   * PINGs the command connection often enough that Redis never finds it idle past its `timeout`:
+   * pinged only at each subscription check (every 5 s), it was closed under an idle layer by a
+   * Redis whose timeout is shorter, the layer down and logged each time.
+   */
+  private async keepAlive(cmd: RedisClient): Promise<void> {
+    let ms = KEEP_ALIVE_UNTOLD_MS;
+    try {
+      const r = (await withTimeout(cmd.send("CONFIG", ["GET", "timeout"]), this.opts.operationTimeoutMs, "CONFIG GET timeout")) as Record<string, string> | string[];
+      const seconds = Number(Array.isArray(r) ? r[1] : r.timeout);
+      if (Number.isFinite(seconds) && seconds >= 0) ms = seconds === 0 ? this.subCheckMs : Math.min(this.subCheckMs, (seconds * 1000) / 2);
+    } catch {
+      // not allowed (an ACL without CONFIG, a managed Redis that renames it): Redis's lowest kept
+    }
+    if (this.cmd !== cmd) return;
+    clearInterval(this.keepAliveTimer);
+    this.keepAliveTimer = setInterval(() => cmd.send("PING", []).catch(noop), ms);
+    this.keepAliveTimer.unref?.();
+  }
+
   /** Marks the link down (closing both connections) and schedules a reconnect. */
   private down(reason: string): void {
     if (this.stateValue === "closed") return;
@@ -409,6 +434,8 @@ export class RedisLink {
   private dropClients(): void {
     clearInterval(this.watch);
     this.watch = undefined;
+    clearInterval(this.keepAliveTimer);
+    this.keepAliveTimer = undefined;
     for (const c of [this.cmd, this.sub]) {
       if (c === undefined) continue;
       c.onclose = null;

@@ -610,14 +610,18 @@ console.log(JSON.stringify(await Promise.all(urls.map((u) => redisAuthFailure(u,
     }
   });
 
-  test("a Redis that closes idle clients (its `timeout` setting): an idle layer keeps its command connection, never down, nothing logged", async () => {
+  test.each([
+    ["that may read it (CONFIG GET)", ""],
+    ["that may not read it (an ACL without CONFIG: the README's)", "noconfig"],
+  ])("a Redis that closes idle clients after 2 s (its `timeout` setting, below the 5 s subscription check), to a user %s: an idle layer keeps its command connection, never down, nothing logged", async (_, user) => {
     await using own = await startRedis();
     const log = captureLog();
     const config = new RedisClient(own.url);
     await config.connect();
-    await config.send("CONFIG", ["SET", "timeout", "1"]);
+    await config.send("CONFIG", ["SET", "timeout", "2"]);
+    if (user !== "") await config.send("ACL", ["SETUSER", user, "on", ">pw", "~*", "&*", "+@all", "-config"]);
     config.close();
-    const rl = await layer({ url: own.url, prefix: "idle:", log, subscriptionCheckMs: 300 });
+    const rl = await layer({ url: user === "" ? own.url : own.url.replace("redis://", `redis://${user}:pw@`), prefix: "idle:", log });
     // Two idle clients closed by Redis in turn: its idle sweep ran past the layer's connections too.
     for (let i = 0; i < 2; i++) {
       const idle = new RedisClient(own.url, { autoReconnect: false });
@@ -626,8 +630,8 @@ console.log(JSON.stringify(await Promise.all(urls.map((u) => redisAuthFailure(u,
       idle.onclose = () => closed.resolve();
       await closed.promise;
     }
-    expect(rl.health().up).toBe(true);
     expect(log.lines.filter((l) => l.level === "warn")).toEqual([]);
+    expect(rl.health().up).toBe(true);
   });
 
   test("a replica cut off while others purge catches up from the invalidation stream when it reconnects", async () => {
