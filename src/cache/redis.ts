@@ -183,6 +183,11 @@ const noop = () => {};
 /** How often the run-id key is read (kept recently used, see checkRestart). */
 const RUN_ID_TOUCH_MS = 30_000;
 
+/** Redis's refusal of a command on another program's key of another type. */
+function wrongType(err: unknown): boolean {
+  return /^WRONGTYPE /.test((err as { message?: string }).message ?? "");
+}
+
 /** Stream ids ("ms-seq") in order. */
 function idAfter(a: string, b: string): boolean {
   const [am, as] = a.split("-").map(Number) as [number, number];
@@ -482,9 +487,19 @@ export class RedisLayer implements CacheLayer {
 
   private async announce(inv: RemoteInvalidation): Promise<void> {
     const value = inv.kind === "key" ? inv.key : inv.prefix;
+    const xadd = async () => String(await this.link.run("XADD", (c) => c.send("XADD", [this.stream, "MAXLEN", "~", String(STREAM_MAXLEN), "*", "o", this.origin, "k", inv.kind, "v", value])));
     let id: string;
     try {
-      id = String(await this.link.run("XADD", (c) => c.send("XADD", [this.stream, "MAXLEN", "~", String(STREAM_MAXLEN), "*", "o", this.origin, "k", inv.kind, "v", value])));
+      id = await xadd().catch(async (err: unknown) => {
+        if (!wrongType(err)) throw err;
+        // Another program's key of another type written there since the catch-up: replaced, as at
+        // connect (a new life, which the other replicas' next catch-up sees). Left, it refused
+        // every purge (queued, logged, retried) for as long as it lived.
+        const [now, last] = await this.streamLife();
+        this.epoch = now;
+        this.lastSeen = last;
+        return xadd();
+      });
     } catch (err) {
       // The stream refused it (a full Redis refuses XADD, not PUBLISH): the replicas connected now
       // still hear of it at once; the caller queues it for the stream, for those that are not.
@@ -585,7 +600,7 @@ export class RedisLayer implements CacheLayer {
     // (another program's key of another type there: no record of ours, replaced as another run_id's;
     // its WRONGTYPE kept the layer down for as long as it lived)
     const seen = await this.link.run("GET", (c) => c.get(this.runIdKey)).catch((err: unknown) => {
-      if (/^WRONGTYPE /.test((err as { message?: string }).message ?? "")) return "";
+      if (wrongType(err)) return "";
       throw err;
     });
     if (seen === runId) return;
@@ -600,7 +615,13 @@ export class RedisLayer implements CacheLayer {
     this.runIdTimer ??= setInterval(() => {
       const id = this.runId;
       if (!this.link.up || id === undefined) return;
-      this.link.run("GET", (c) => c.get(this.runIdKey)).then((seen) => (seen === null ? this.link.run("SET", (c) => c.set(this.runIdKey, id, "NX")) : undefined)).catch(noop);
+      // (another program's key of another type written there meanwhile is replaced, as at connect:
+      // left, the next connection took it for another run_id's and dropped every object in Redis)
+      this.link
+        .run("GET", (c) => c.get(this.runIdKey))
+        .catch((err: unknown) => (wrongType(err) ? "" : Promise.reject(err)))
+        .then((seen) => (seen === null ? this.link.run("SET", (c) => c.set(this.runIdKey, id, "NX")) : seen === "" ? this.link.run("SET", (c) => c.set(this.runIdKey, id)) : undefined))
+        .catch(noop);
     }, this.runIdTouchMs);
     this.runIdTimer.unref?.();
   }
@@ -635,8 +656,7 @@ export class RedisLayer implements CacheLayer {
    * (the first start), nothing to compare.
    */
   private async catchUp(from: string, epoch: string | undefined): Promise<void> {
-    const streamLife = async () => ((await this.link.run("STREAM", (c) => c.send("EVAL", [STREAM_LIFE, "1", this.stream, "epoch:" + crypto.randomUUID()]))) as unknown[]).map(String) as [string, string, string, string, string];
-    let [now, last, added, length, first] = await streamLife();
+    let [now, last, added, length, first] = await this.streamLife();
     if (epoch !== undefined && now === epoch && idAfter(from, last)) {
       // The stream went back (Redis restored from an older snapshot, an AOF that lost its last
       // second, a failover to a lagging replica): the purges after `last` are lost, and the
@@ -648,7 +668,7 @@ export class RedisLayer implements CacheLayer {
       const all: RemoteInvalidation = { kind: "prefix", prefix: "" };
       await this.removeFromRedis(all);
       await this.link.run("STREAM", (c) => c.send("EVAL", [NEW_LIFE, "1", this.stream, now, "epoch:" + crypto.randomUUID()]));
-      [now, last] = await streamLife();
+      [now, last] = await this.streamLife();
       this.epoch = now;
       this.lastSeen = last;
       await this.applyRemote(all);
@@ -687,6 +707,11 @@ export class RedisLayer implements CacheLayer {
     const ids = [last, missed.at(-1)?.[0] ?? last];
     for (const id of ids) if (this.lastSeen === undefined || idAfter(id, this.lastSeen)) this.lastSeen = id;
     this.savePosition();
+  }
+
+  /** STREAM_LIFE: the stream's life (epoch), last-generated-id, entries-added, length, first-entry. */
+  private async streamLife(): Promise<[string, string, string, string, string]> {
+    return ((await this.link.run("STREAM", (c) => c.send("EVAL", [STREAM_LIFE, "1", this.stream, "epoch:" + crypto.randomUUID()]))) as unknown[]).map(String) as [string, string, string, string, string];
   }
 
   /** Our own queued purges, deleted and announced in order; what Redis does not take stays queued. */

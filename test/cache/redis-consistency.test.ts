@@ -438,4 +438,20 @@ describe("Redis restored from an older snapshot (an RDB, an AOF that lost its la
       await waitFor(async () => (await check.get(prefix + "run-id")) === id, { message: "the run-id key to be put back" });
     });
   });
+
+  test("the recorded run_id replaced while connected by another program's key of another type is put back, as at connect: the next connection to the same Redis drops nothing (it took the key for another run_id's and dropped every object in Redis)", async () => {
+    const prefix = "run-id-wrongtype:";
+    const log: Lines = [];
+    const a = replica({ prefix, url: snap.url, runIdTouchMs: 50, log });
+    await up(a.redis);
+    await withRedis(snap.url, async (check) => {
+      const id = await check.get(prefix + "run-id");
+      await check.del(prefix + "run-id");
+      await check.send("HSET", [prefix + "run-id", "a", "b"]);
+      await waitFor(async () => String(await check.send("TYPE", [prefix + "run-id"])) === "string" && (await check.get(prefix + "run-id")) === id, { message: "the run-id key to be put back" });
+    });
+    const b = replica({ prefix, url: snap.url, log });
+    await up(b.redis);
+    expect(log.filter((l) => /Redis restarted since it was last seen/.test(l.msg))).toEqual([]);
+  });
 });

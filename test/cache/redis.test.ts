@@ -210,6 +210,25 @@ describe("storage", () => {
     }
   });
 
+  test("a value of another type (another program's) written at the purge stream while the layer is connected: a purge replaces it, as at connect (a new life), is written to it and reaches the other replica; it was refused (WRONGTYPE), logged and retried for as long as such a key lived", async () => {
+    const prefix = "wrongtype-live:";
+    const log = captureLog();
+    const aRedis = await layer({ prefix, log });
+    const a = new Cache([new MemoryLayer(1 << 20, 1 << 20), aRedis]);
+    const bMemory = new MemoryLayer(1 << 20, 1 << 20);
+    const b = new Cache([bMemory, await layer({ prefix })]);
+    b.put(fresh("x/1", 10));
+    await raw.send("DEL", [prefix + "invalidations"]);
+    await raw.set(prefix + "invalidations", "x");
+    await a.purgeObject("x", "1");
+    expect(String(await raw.send("TYPE", [prefix + "invalidations"]))).toBe("stream");
+    const entries = (await raw.send("XRANGE", [prefix + "invalidations", "-", "+"])) as [string, string[]][];
+    expect(entries.map(([, f]) => f.slice(2))).toEqual([["k", "key", "v", "x/1"]]);
+    await waitFor(() => bMemory.peek("x/1") === undefined, { message: "the purge to reach B" });
+    expect(log.lines.filter((x) => x.level === "warn")).toEqual([]);
+    expect(aRedis.health().up).toBe(true);
+  });
+
   test("a purge generation of another type (another program's hash at gen:all, gen:b:<bucket> or gen:k:<key>) counts as none: a fill stores, and a purge after it still refuses the fill that began before; no fill was ever stored while such a key lived", async () => {
     const l = await layer({ prefix: "wronggen:" });
     for (const gen of ["all", "b:b", "k:b/g"]) await raw.send("HSET", ["wronggen:gen:" + gen, "a", "b"]);
