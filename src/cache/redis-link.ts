@@ -31,7 +31,7 @@
  *   not a lost subscription unless it lasts SUBSCRIPTION_SILENT_CHECKS checks in a row.
  * - A Redis closes a client idle past its `timeout` setting (a subscriber is exempt): the command
  *   connection gets a PING every half of it (CONFIG GET at each connection), at most every
- *   SUBSCRIPTION_CHECK_MS, or every KEEP_ALIVE_UNTOLD_MS when Redis does not say (an ACL without
+ *   SUBSCRIPTION_CHECK_MS, or every half of its lowest (1 s) when Redis does not say (an ACL without
  *   CONFIG), so that an idle layer is not taken down (and logged) at every idle sweep.
  *
  * The client's own reconnect and offline queue are off: a command to a dead Redis must fail now,
@@ -39,7 +39,7 @@
  */
 import { RedisClient } from "bun";
 import { redisAuthFailure, worthAskingWhy } from "../util/redis-auth.ts";
-import { withTimeout } from "../util/redis-wait.ts";
+import { keepAlivePeriod, redisIdleTimeout, withTimeout } from "../util/redis-wait.ts";
 
 export type LinkState = "connecting" | "syncing" | "up" | "down" | "closed";
 
@@ -121,9 +121,6 @@ export const SUBSCRIPTION_CHECK_MS = 5000;
 export const SUBSCRIPTION_TIMEOUT_MS = 2000;
 /** Checks in a row with no answer on either connection (a Redis busy for everyone, or every flow lost) before the subscription counts as lost. */
 export const SUBSCRIPTION_SILENT_CHECKS = 3;
-
-/** The command connection's PING period when Redis does not tell its `timeout` (CONFIG refused): its lowest, 1 s, is then kept. */
-export const KEEP_ALIVE_UNTOLD_MS = 1000;
 
 /** From this size on, a store goes over the store connection (runStore). */
 export const STORE_BULK_BYTES = 1 << 20;
@@ -312,6 +309,7 @@ export class RedisLink {
       await withTimeout(Promise.all([cmd.connect(), sub.connect()]), this.opts.connectTimeoutMs); // (down() says "connect: ")
       connected = true;
       await withTimeout(sub.subscribe(this.opts.channel, (m) => this.opts.onMessage(m)), this.opts.operationTimeoutMs, "subscribe");
+      const idleTimeout = await redisIdleTimeout(cmd, this.opts.operationTimeoutMs);
       if (!current()) throw new Error("superseded");
       const lost = (err: Error) => {
         if (this.cmd === cmd) this.down(`connection lost: ${describe(err)}`);
@@ -321,7 +319,7 @@ export class RedisLink {
       this.cmd = cmd;
       this.sub = sub;
       this.watchSubscription(sub);
-      await this.keepAlive(cmd);
+      this.keepAlive(cmd, idleTimeout);
       this.stateValue = "syncing";
       await this.opts.onUp();
       if (!current() || this.cmd !== cmd) return;
@@ -396,16 +394,8 @@ export class RedisLink {
    * pinged only at each subscription check (every 5 s), it was closed under an idle layer by a
    * Redis whose timeout is shorter, the layer down and logged each time.
    */
-  private async keepAlive(cmd: RedisClient): Promise<void> {
-    let ms = KEEP_ALIVE_UNTOLD_MS;
-    try {
-      const r = (await withTimeout(cmd.send("CONFIG", ["GET", "timeout"]), this.opts.operationTimeoutMs, "CONFIG GET timeout")) as Record<string, string> | string[];
-      const seconds = Number(Array.isArray(r) ? r[1] : r.timeout);
-      if (Number.isFinite(seconds) && seconds >= 0) ms = seconds === 0 ? this.subCheckMs : Math.min(this.subCheckMs, (seconds * 1000) / 2);
-    } catch {
-      // not allowed (an ACL without CONFIG, a managed Redis that renames it): Redis's lowest kept
-    }
-    if (this.cmd !== cmd) return;
+  private keepAlive(cmd: RedisClient, idleTimeoutMs: number | undefined): void {
+    const ms = keepAlivePeriod(idleTimeoutMs, this.subCheckMs);
     clearInterval(this.keepAliveTimer);
     this.keepAliveTimer = setInterval(() => cmd.send("PING", []).catch(noop), ms);
     this.keepAliveTimer.unref?.();

@@ -22,7 +22,7 @@
  */
 import { RedisClient } from "bun";
 import { redisAuthFailure, worthAskingWhy } from "../util/redis-auth.ts";
-import { withTimeout } from "../util/redis-wait.ts";
+import { keepAlivePeriod, redisIdleTimeout, withTimeout } from "../util/redis-wait.ts";
 import type { RateConfig } from "../config/schema.ts";
 import type { Logger } from "../observe/log.ts";
 import { RateLimiter, type RateCheck, type RateLimitSource, type RateScope } from "./rate-limiter.ts";
@@ -93,6 +93,8 @@ export class RedisRateLimiter {
   /** When the last command was sent (performance.now()). */
   private lastSend = 0;
   private readonly idlePingMs: number;
+  /** idlePingMs, or less to stay under Redis's idle timeout (keepAlivePeriod, read at each connection). */
+  private keepAliveMs: number;
   private readonly silentMs: number;
   /** The longest wait for a connection (and the slower background questions): 4 × redis_timeout_ms, at least 250 ms. */
   private readonly connectMs: number;
@@ -132,6 +134,7 @@ export class RedisRateLimiter {
     this.silentMs = Math.max(SILENT_MS, this.timeoutMs * 4);
     this.connectMs = Math.max(250, this.timeoutMs * 4);
     this.idlePingMs = Math.max(IDLE_PING_MS, this.retryMs * 4);
+    this.keepAliveMs = this.idlePingMs;
     this.client = this.newClient();
     if (opts.connect !== false) {
       this.timer = setInterval(() => void this.recheck(), this.retryMs);
@@ -249,7 +252,12 @@ export class RedisRateLimiter {
     try {
       // Connected by its own account, but silent for silentMs: the flow is lost (no FIN or RST came). A new connection.
       if (this.silentSince !== undefined && performance.now() - this.silentSince >= this.silentMs) this.replaceClient();
-      if (!this.client.connected) await withTimeout(this.client.connect(), this.connectMs, "Redis");
+      if (!this.client.connected) {
+        await withTimeout(this.client.connect(), this.connectMs, "Redis");
+        // A Redis whose idle timeout is shorter than the idle PING's period (`timeout 1`) closed the
+        // connection under idle limits: local, logged, shared again, every two seconds.
+        this.keepAliveMs = keepAlivePeriod(await redisIdleTimeout(this.client, this.connectMs), this.idlePingMs);
+      }
       for (let i = 0; i < RECHECK_PINGS; i++) await withTimeout(this.send("PING", []), this.timeoutMs, "Redis");
       // A Redis that answers PING but refuses the script (an ACL without EVALSHA/EVAL, a read-only
       // replica, OOM under noeviction) would be shared again only to fail the next request: the
@@ -289,7 +297,7 @@ export class RedisRateLimiter {
         }, 0);
       return;
     }
-    if (now - this.lastSend >= this.idlePingMs) this.send("PING", []).catch(() => {});
+    if (now - this.lastSend >= this.keepAliveMs) this.send("PING", []).catch(() => {});
   }
 
   /**

@@ -25,3 +25,30 @@ export function withTimeout<T>(p: Promise<T>, ms: number, what?: string): Promis
     );
   });
 }
+
+/**
+ * How long Redis lets a client idle before it closes it (its `timeout` setting, CONFIG GET): in
+ * ms, 0 when it never does, undefined when it does not say (an ACL without CONFIG, a managed
+ * Redis that renames it, no answer within `ms`).
+ */
+export async function redisIdleTimeout(c: { send(cmd: string, args: string[]): Promise<unknown> }, ms: number): Promise<number | undefined> {
+  try {
+    const r = (await withTimeout(c.send("CONFIG", ["GET", "timeout"]), ms, "CONFIG GET timeout")) as Record<string, string> | string[];
+    const seconds = Number(Array.isArray(r) ? r[1] : r.timeout);
+    return Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Redis's lowest idle timeout (`timeout 1`). */
+export const REDIS_MIN_IDLE_TIMEOUT_MS = 1000;
+
+/**
+ * The PING period (at most `maxMs`) that keeps a connection open under Redis's idle timeout
+ * (redisIdleTimeout): half of it, or of Redis's lowest when it does not say.
+ */
+export function keepAlivePeriod(idleTimeoutMs: number | undefined, maxMs: number): number {
+  const limit = idleTimeoutMs ?? REDIS_MIN_IDLE_TIMEOUT_MS;
+  return limit === 0 ? maxMs : Math.min(maxMs, limit / 2);
+}

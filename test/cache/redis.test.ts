@@ -13,7 +13,7 @@ import { serveWithCache } from "../../src/cache/serve.ts";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort, startRedis, type RedisServer } from "../fixtures/services.ts";
+import { freePort, idleSweeps, startRedis, type RedisServer } from "../fixtures/services.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { bytesOf, instantUpstream, object } from "./helpers.ts";
 import { tcpRelay } from "./relay.ts";
@@ -642,13 +642,7 @@ console.log(JSON.stringify(await Promise.all(urls.map((u) => redisAuthFailure(u,
     config.close();
     const rl = await layer({ url: user === "" ? own.url : own.url.replace("redis://", `redis://${user}:pw@`), prefix: "idle:", log });
     // Two idle clients closed by Redis in turn: its idle sweep ran past the layer's connections too.
-    for (let i = 0; i < 2; i++) {
-      const idle = new RedisClient(own.url, { autoReconnect: false });
-      await idle.connect();
-      const closed = Promise.withResolvers<void>();
-      idle.onclose = () => closed.resolve();
-      await closed.promise;
-    }
+    await idleSweeps(own.url);
     expect(log.lines.filter((l) => l.level === "warn")).toEqual([]);
     expect(rl.health().up).toBe(true);
   });

@@ -11,7 +11,7 @@ import type { RateCheck, RateLimitSource } from "../../src/limits/rate-limiter.t
 import { RATE_SCRIPT_SHA1 } from "../../src/limits/redis-script.ts";
 import { clientTest } from "../clients/run.ts";
 import { tcpRelay } from "../cache/relay.ts";
-import { startRedis, type RedisServer } from "../fixtures/services.ts";
+import { idleSweeps, startRedis, type RedisServer } from "../fixtures/services.ts";
 import { recordingLogger } from "../helpers/logger.ts";
 import { measureAdmitted } from "../helpers/rate.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -157,6 +157,32 @@ describe("a limit's key written by another client", () => {
       expect(await admin.send("TYPE", [`${s.keyPrefix}rl:global`])).toBe("hash");
     } finally {
       admin.close();
+    }
+  });
+});
+
+describe("a Redis that closes idle clients", () => {
+  test.each([
+    ["that may read it (CONFIG GET)", ""],
+    ["that may not read it (an ACL without CONFIG: the README's)", "noconfig"],
+  ])("after 1 s (its `timeout` setting, below the 2 s idle PING), to a user %s: idle limits stay shared, nothing logged", async (_, user) => {
+    await using own = await startRedis();
+    const config = new RedisClient(own.url);
+    await config.connect();
+    await config.send("CONFIG", ["SET", "timeout", "1"]);
+    if (user !== "") await config.send("ACL", ["SETUSER", user, "on", ">pw", "~*", "&*", "+@all", "-config"]);
+    config.close();
+    const log = recordingLogger();
+    // (the default retryMs: an idle PING every 2 s)
+    const l = new RedisRateLimiter(source({ enabled: true, global: { requests_per_second: 1000, burst: 1000 } }), { url: user === "" ? own.url : own.url.replace("redis://", `redis://${user}:pw@`), timeoutMs: 500, share: 1, log });
+    try {
+      await l.whenShared(true);
+      // Two idle clients closed by Redis in turn: its idle sweep ran past the limiter's connection too.
+      await idleSweeps(own.url);
+      expect(log.lines.filter((x) => x.level === "warn")).toEqual([]);
+      expect(l.shared).toBe(true);
+    } finally {
+      l.close();
     }
   });
 });
