@@ -102,17 +102,23 @@ function describe(err: unknown): string {
 }
 
 /**
- * A failure that takes the link down: any but an error reply, and of those READONLY. A Redis
- * demoted to a replica while connected (a failover) refuses every store and purge yet still
- * serves reads: a purge it refused left this replica serving the purged object from it, while
- * the same Redis at connect is down (onUp's writes). Down, the purges queue until it takes them.
+ * A failure that takes the link down: any but an error reply, and of those READONLY and NOPERM
+ * (refusesLayer).
  */
 function takesLinkDown(err: unknown): boolean {
-  return (err as { code?: string }).code !== "ERR_REDIS_SERVER_ERROR" || readOnly(err);
+  return (err as { code?: string }).code !== "ERR_REDIS_SERVER_ERROR" || refusesLayer(err);
 }
 
-function readOnly(err: unknown): boolean {
-  return /^READONLY /.test((err as { message?: string }).message ?? "");
+/**
+ * Redis refusing the layer a command for as long as it is so set up, which at connect keeps the
+ * link down (onUp's commands): a Redis demoted to a replica while connected (a failover) refuses
+ * every store and purge yet still serves reads, so a purge it refused left this replica serving
+ * the purged object from it; a command taken from the layer's user (ACL SETUSER -get) made every
+ * lookup a silent miss (or every fill unstored) while the layer said it was up. Down, the purges
+ * queue until it takes them, and the reason is logged.
+ */
+function refusesLayer(err: unknown): boolean {
+  return /^(READONLY|NOPERM) /.test((err as { message?: string }).message ?? "");
 }
 
 /** How often the subscribed connection is PINGed, to find a flow lost without a close. */
@@ -199,16 +205,18 @@ export class RedisLink {
 
   /**
    * One command within operation_timeout_ms. Rejects when the link is down or the command fails;
-   * a transport failure or a timeout also marks the link down (an error reply from Redis does not).
+   * a transport failure or a timeout also marks the link down (an error reply from Redis does not,
+   * but READONLY and NOPERM: takesLinkDown). `optional`: a command the layer does without (INFO),
+   * whose error reply is an answer.
    */
-  async run<T>(what: string, fn: (c: RedisClient) => Promise<T>): Promise<T> {
+  async run<T>(what: string, fn: (c: RedisClient) => Promise<T>, optional = false): Promise<T> {
     const c = this.cmd;
     if ((this.stateValue !== "up" && this.stateValue !== "syncing") || c === undefined) throw new RedisUnavailable(this.reasonValue ?? "down");
     try {
       return await withTimeout(fn(c), this.opts.operationTimeoutMs); // (down() says "<what>: ")
     } catch (err) {
       this.errorCount++;
-      if (takesLinkDown(err) && this.cmd === c) this.down(`${what}: ${describe(err)}`);
+      if (takesLinkDown(err) && !(optional && (err as { code?: string }).code === "ERR_REDIS_SERVER_ERROR") && this.cmd === c) this.down(`${what}: ${describe(err)}`);
       throw err;
     }
   }
@@ -283,7 +291,7 @@ export class RedisLink {
     } catch (err) {
       this.errorCount++;
       if ((err as { code?: string }).code !== "ERR_REDIS_SERVER_ERROR" && this.bulk.get(use) === conn) this.dropBulk(use);
-      else if (readOnly(err)) this.down(`${what}: ${describe(err)}`);
+      else if (refusesLayer(err)) this.down(`${what}: ${describe(err)}`);
       throw err;
     }
   }

@@ -590,7 +590,7 @@ export class RedisLayer implements CacheLayer {
   private async checkRestart(): Promise<void> {
     let info: string;
     try {
-      info = String(await this.link.run("INFO", (c) => c.send("INFO", ["server"])));
+      info = String(await this.link.run("INFO", (c) => c.send("INFO", ["server"]), true));
     } catch (err) {
       if ((err as { code?: string }).code === "ERR_REDIS_SERVER_ERROR") return;
       throw err;

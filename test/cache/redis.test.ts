@@ -467,6 +467,29 @@ describe("failure is not an outage", () => {
     l.close();
   });
 
+  test("a command the layer needs taken from its Redis user while connected (ACL SETUSER -get): down with Redis's refusal, logged once, as at connect, not up with every lookup a silent miss; given back: up again", async () => {
+    await using own = await startRedis();
+    const admin = new RedisClient(own.url);
+    await admin.send("ACL", ["SETUSER", "revoked", "on", ">Revoked-pw-1", "~*", "&*", "+@all"]);
+    const log = captureLog();
+    const l = await layer({ url: own.url.replace("redis://", "redis://revoked:Revoked-pw-1@"), prefix: "revoked:", log });
+    await l.put(fresh("b/k", 10));
+    expect(await l.get("b/k")).toMatchObject({ size: 10 });
+    await admin.send("ACL", ["SETUSER", "revoked", "-get"]);
+    expect(await l.get("b/k")).toBeUndefined();
+    expect(l.health()).toMatchObject({ up: false, reason: expect.stringContaining("NOPERM") });
+    expect(log.lines.filter((x) => x.level === "warn").map((x) => String(x.fields?.reason))).toEqual([expect.stringContaining("NOPERM")]);
+    await admin.send("ACL", ["SETUSER", "revoked", "+get"]);
+    await waitFor(() => l.health().up, { message: "the layer up once the command is given back" });
+    expect(await l.get("b/k")).toMatchObject({ size: 10 });
+    // (a command the layer does without, INFO, refused: still up)
+    await admin.send("ACL", ["SETUSER", "revoked", "-info"]);
+    const other = await layer({ url: own.url.replace("redis://", "redis://revoked:Revoked-pw-1@"), prefix: "revoked:" });
+    expect(await other.get("b/k")).toMatchObject({ size: 10 });
+    expect(other.health().up).toBe(true);
+    admin.close();
+  });
+
   test("rediss:// to a Redis whose certificate this process does not trust: down, and the reason says so (not a closed connection), with where a private CA goes; trusted (NODE_EXTRA_CA_CERTS): a wrong or missing password and a certificate for another host are each named", async () => {
     const dir = mkdtempSync(join(tmpdir(), "yata-redis-tls-"));
     let server: ReturnType<typeof Bun.spawn> | undefined;
