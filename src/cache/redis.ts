@@ -174,10 +174,25 @@ if not seen then return 0 end
 for _, n in ipairs(names) do redis.call('XGROUP', 'DESTROY', s, n) end
 redis.call('XGROUP', 'CREATE', s, ARGV[2], '$')
 return 1`;
-/** A key's purge: a new generation and the DEL (of the object and its large entry) in one step (a fill's conditional store lands before both or sees the new generation). */
-const PURGE_KEY = `redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('UNLINK', KEYS[3])
-return redis.call('DEL', KEYS[2])`;
+/**
+ * A key's purge: a new generation and the DEL (of the object and its large entry) in one step (a
+ * fill's conditional store lands before both or sees the new generation). The deletes come first:
+ * a full Redis (maxmemory, noeviction) refuses a script's first write that needs memory but not
+ * the ones after a write (SET_GEN). The generation was refused there while the DEL went through,
+ * and the memory it freed took a fill that began before the purge: its stale object, served to
+ * every replica.
+ */
+const PURGE_KEY = `redis.call('UNLINK', KEYS[3])
+local n = redis.call('DEL', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return n`;
+/**
+ * A bucket's (or everything's) new generation (KEYS: its key; ARGV: value, PX), set even in a full
+ * Redis: a script that has written (the DEL) may go on writing past maxmemory, and refused, the
+ * purge's UNLINKs freed memory for the stale store of a fill that began before it (PURGE_KEY).
+ */
+const SET_GEN = `redis.call('DEL', KEYS[1])
+return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])`;
 
 const noop = () => {};
 /** How often the run-id key is read (kept recently used, see checkRestart). */
@@ -462,7 +477,7 @@ export class RedisLayer implements CacheLayer {
       try {
         return Number(await this.link.run("PURGE", (c) => c.send("EVAL", [PURGE_KEY, "3", genKey!, this.objPrefix + inv.key, this.objPrefix + inv.key + BULK_SUFFIX, gen, String(GEN_TTL_MS)])));
       } catch (err) {
-        // A full Redis (noeviction) refuses the generation's SET, not the DEL (nor can a fill SET then).
+        // Refused all the same (a Redis busy with a script, ...): the DEL at least.
         if ((err as { code?: string }).code !== "ERR_REDIS_SERVER_ERROR") throw err;
         this.link.run("DEL", (c) => c.send("UNLINK", [this.objPrefix + inv.key + BULK_SUFFIX])).catch(noop);
         return this.link.run("DEL", (c) => c.del(this.objPrefix + inv.key));
@@ -470,7 +485,7 @@ export class RedisLayer implements CacheLayer {
     }
     // A bucket's generation, or everything's for any other prefix, is bumped before its keys go.
     const genKey = inv.prefix.indexOf("/") === inv.prefix.length - 1 && inv.prefix.length > 1 ? this.genPrefix + "b:" + inv.prefix.slice(0, -1) : this.genPrefix + "all";
-    await this.link.run("SET", (c) => c.set(genKey, gen, "PX", GEN_TTL_MS)).catch((err) => {
+    await this.link.run("SET", (c) => c.send("EVAL", [SET_GEN, "1", genKey, gen, String(GEN_TTL_MS)])).catch((err) => {
       if ((err as { code?: string }).code !== "ERR_REDIS_SERVER_ERROR") throw err;
     });
     const pattern = matchPrefix(this.objPrefix + inv.prefix);

@@ -588,6 +588,33 @@ console.log(JSON.stringify(await Promise.all(urls.map((u) => redisAuthFailure(u,
     }
   });
 
+  test("a key's or a bucket's purge in a full Redis (maxmemory + noeviction) that frees what it deletes: a fill that began before it still stores nothing (its generation was refused while the DEL went through, and the freed memory took the fill's stale object, served to every replica)", async () => {
+    await using own = await startRedis();
+    const admin = new RedisClient(own.url);
+    await admin.connect();
+    await admin.send("CONFIG", ["SET", "maxmemory-policy", "noeviction"]);
+    try {
+      for (const purge of ["b/x", "b/"]) {
+        await admin.send("CONFIG", ["SET", "maxmemory", "0"]);
+        const l = await layer({ url: own.url, prefix: `full-gen-${purge.length}:`, maxItemBytes: 4 << 20 });
+        await l.put(fresh("b/x", 800_000));
+        // Full: the next write is refused until something is deleted.
+        const used = Number(/^used_memory:(\d+)/m.exec(String(await admin.send("INFO", ["memory"])))![1]);
+        await admin.send("CONFIG", ["SET", "maxmemory", String(used - 200_000)]);
+        await expect(admin.set("probe", "x")).rejects.toThrow(/OOM/);
+        const token = await l.fillToken("b/x"); // a fill begins, before the write
+        expect(token).toBeDefined();
+        if (purge === "b/x") expect(await l.delete("b/x")).toBe(true);
+        else expect(await l.purgePrefix("b/")).toBe(1);
+        expect({ purge, stored: await l.putIf(fresh("b/x", 1000), token!, true) }).toEqual({ purge, stored: false });
+        expect(await l.get("b/x")).toBeUndefined();
+        l.close();
+      }
+    } finally {
+      admin.close();
+    }
+  });
+
   test("a purge a full Redis refuses (maxmemory + noeviction) still reaches the connected replicas, is logged, and is written to the stream once Redis takes writes again", async () => {
     await using own = await startRedis();
     const admin = new RedisClient(own.url);
