@@ -22,7 +22,7 @@
  */
 import { RedisClient } from "bun";
 import { redisAuthFailure, worthAskingWhy } from "../util/redis-auth.ts";
-import { keepAlivePeriod, redisIdleTimeout, withTimeout } from "../util/redis-wait.ts";
+import { keepAlivePeriod, redisIdleTimeout, STALL_MS, withTimeout } from "../util/redis-wait.ts";
 import type { RateConfig } from "../config/schema.ts";
 import type { Logger } from "../observe/log.ts";
 import { RateLimiter, type RateCheck, type RateLimitSource, type RateScope } from "./rate-limiter.ts";
@@ -92,6 +92,8 @@ export class RedisRateLimiter {
   private silentSince: number | undefined;
   /** When the last command was sent (performance.now()). */
   private lastSend = 0;
+  /** When the background check last ran. */
+  private lastTick = performance.now();
   private readonly idlePingMs: number;
   /** idlePingMs, or less to stay under Redis's idle timeout (keepAlivePeriod, read at each connection). */
   private keepAliveMs: number;
@@ -246,7 +248,13 @@ export class RedisRateLimiter {
    * fast as a request needs it (RECHECK_PINGS within redis_timeout_ms each).
    */
   private async recheck(): Promise<void> {
-    if (this.up) return this.watch();
+    // A check that runs more than STALL_MS late follows a stall of this process: an answer that
+    // came meanwhile may not be read yet (timers run first, and one more turn was not always
+    // enough on a loaded host); the next check decides.
+    const now = performance.now();
+    const stalled = now - this.lastTick > this.retryMs + STALL_MS;
+    this.lastTick = now;
+    if (this.up) return this.watch(stalled);
     if (this.checking || this.closed) return;
     this.checking = true;
     try {
@@ -284,14 +292,14 @@ export class RedisRateLimiter {
    * requests' own timeouts find it only when requests come); with no command for idlePingMs, a
    * PING asks.
    */
-  private watch(): void {
+  private watch(stalled: boolean): void {
     if (this.closed) return;
     const now = performance.now();
     if (this.silentSince !== undefined) {
       // (one more turn first, as in redis-wait.ts: after a stall of this process the answer may be in,
       // and a command sent since, by a request that came with it, is not the silent one)
       const since = this.silentSince;
-      if (now - since >= this.silentMs)
+      if (!stalled && now - since >= this.silentMs)
         setTimeout(() => {
           if (this.silentSince === since && this.up) this.lost(`no answer for ${Math.round(performance.now() - since)} ms`);
         }, 0);

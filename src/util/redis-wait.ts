@@ -3,16 +3,31 @@
  * shared rate limits).
  */
 
+/** How late a deadline's timer may fire before it is taken for a stall of this process (withTimeout). */
+export const STALL_MS = 50;
+
 /**
- * `p`, or a rejection ("<what>: no answer within <ms> ms") once it has not settled within `ms`. The refusal waits one
- * more turn of the event loop: after a stall of this process (a GC pause, a starved CPU) the timer
- * and an answer that came meanwhile are both due, and timers run first, so a Redis that had
- * answered in time was taken for a slow one (the cache layer down and logged, the rate limits
- * local with a fresh burst).
+ * `p`, or a rejection ("<what>: no answer within <ms> ms") once it has not settled within `ms`.
+ * After a stall of this process (a GC pause, a starved CPU) the timer and an answer that came
+ * meanwhile are both due, and timers run first, so a Redis that had answered in time was taken
+ * for a slow one (the cache layer down and logged, the rate limits local with a fresh burst): a
+ * timer that fires more than STALL_MS late gives Redis its `ms` again, once, from then (one more
+ * turn of the event loop was not always enough on a loaded host), and the refusal itself waits
+ * one more turn.
  */
 export function withTimeout<T>(p: Promise<T>, ms: number, what?: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => setTimeout(() => reject(new Error(`${what ? `${what}: ` : ""}no answer within ${ms} ms`)), 0), ms);
+    let due = performance.now() + ms;
+    let again = true;
+    const fire = () => {
+      const now = performance.now();
+      if (again && now - due > STALL_MS) {
+        again = false;
+        due = now + ms;
+        timer = setTimeout(fire, ms);
+      } else timer = setTimeout(() => reject(new Error(`${what ? `${what}: ` : ""}no answer within ${ms} ms`)), 0);
+    };
+    let timer = setTimeout(fire, ms);
     p.then(
       (v) => {
         clearTimeout(timer);
