@@ -515,7 +515,7 @@ async function serve(config: Config, source: { path?: string; text: string; gene
       const childrenDone = children?.stop(signal === "SIGINT" ? "SIGINT" : "SIGTERM", delayS);
       // The children drain as this process does (the same delay and timeout): one still running
       // CHILD_DRAIN_GRACE_MS after that (wedged, stopped) is killed, so the group always exits.
-      const childrenDeadline = Date.now() + (delayS + timeoutS) * 1000 + CHILD_DRAIN_GRACE_MS;
+      const childrenDeadline = performance.now() + (delayS + timeoutS) * 1000 + CHILD_DRAIN_GRACE_MS;
       if (delayS > 0) {
         log.info("not ready: waiting before closing the listeners", { signal, delay_s: delayS });
         await Promise.race([new Promise<void>((r) => setTimeout(r, delayS * 1000).unref?.()), drainCut]);
@@ -540,7 +540,7 @@ async function serve(config: Config, source: { path?: string; text: string; gene
         let timer: ReturnType<typeof setTimeout> | undefined;
         const late = await Promise.race([
           childrenDone.then(() => false),
-          new Promise<boolean>((r) => (timer = setTimeout(() => r(true), timerDelay(Math.max(0, childrenDeadline - Date.now()))))),
+          new Promise<boolean>((r) => (timer = setTimeout(() => r(true), timerDelay(Math.max(0, childrenDeadline - performance.now()))))),
         ]);
         clearTimeout(timer);
         if (late) {

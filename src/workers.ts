@@ -501,7 +501,7 @@ export function startChildren(opts: {
   };
 
   const spawn = (i: number) => {
-    lastStart[i] = Date.now();
+    lastStart[i] = performance.now();
     /** The latest snapshot this child sent: what it had counted when it was last heard from. */
     let last: Snapshot | undefined;
     let exited = false;
@@ -570,7 +570,7 @@ export function startChildren(opts: {
         // A child that dies soon after it started (it cannot start: its disk folder unusable, say,
         // exit 3) is restarted after 1, 2, 4... 30 s, not every second for ever; one that ran a
         // while is restarted at once (at most once a second).
-        const ran = Date.now() - lastStart[i]!;
+        const ran = performance.now() - lastStart[i]!;
         quickExits[i] = ran < QUICK_EXIT_MS ? (quickExits[i] ?? 0) + 1 : 0;
         const wait = quickExits[i]! > 0 ? Math.min(MAX_RESTART_DELAY_MS, 1000 * 2 ** (quickExits[i]! - 1)) : Math.max(0, 1000 - ran);
         log.error("worker exited unexpectedly; restarting", { child: i, code, signal, restart_in_ms: wait });

@@ -192,7 +192,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   private readonly copying = new Set<Entry>();
   private evictions = 0;
   private errorCount = 0;
-  private lastErrorLog = 0;
+  private lastErrorLog = -Infinity;
   private readonly purges = new PurgeLog();
   private maxBytes: number;
   /** Set when the file system ran out of room (outOfRoom): the lower cap kept until fullUntil. */
@@ -467,7 +467,9 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
 
   failed(err: unknown, what: string, w?: DiskWrite): void {
     this.errorCount++;
-    const now = Date.now();
+    // (elapsed time: a wall clock stepped forward ended the full file system's hold at once, one
+    // stepped back held the lower cap that much longer)
+    const now = performance.now();
     const code = (err as { code?: string } | undefined)?.code;
     if (code === "ENOSPC" || code === "EDQUOT") {
       // (the failed write's room first: it ends, and counted it made the eviction below empty the
@@ -652,7 +654,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   /** The bytes the files may take now: max_disk_size_mb, or less for a while after the file system filled up. */
   private cap(): number {
     if (this.fullUntil === 0) return this.maxBytes;
-    if (Date.now() < this.fullUntil) return Math.min(this.maxBytes, this.fullCap);
+    if (performance.now() < this.fullUntil) return Math.min(this.maxBytes, this.fullCap);
     this.fullUntil = 0;
     this.fullCap = Infinity;
     return this.maxBytes;

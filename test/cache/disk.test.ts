@@ -2,7 +2,7 @@
  * The disk layer alone: atomic writes, the index rebuilt at start, a missing or truncated file is
  * a miss (never wrong bytes), LRU by bytes, revalidation in place, purges racing writes.
  */
-import { afterAll, describe, expect, test, setDefaultTimeout } from "bun:test";
+import { afterAll, describe, expect, setSystemTime, test, setDefaultTimeout } from "bun:test";
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -186,6 +186,29 @@ describe("a fill that fails on a full file system", () => {
       await d.put(obj("b/small", 1024));
       expect((await bodyOf(await d.get("b/small"))).byteLength).toBe(1024);
     } finally {
+      await d.close();
+    }
+  });
+});
+
+describe("the lower cap after a full file system", () => {
+  // Its minute was measured on the wall clock: a clock stepped forward (NTP, a resumed VM) ended it
+  // at once, and one stepped back an hour held the lower cap for that hour more.
+  test("holds its minute on the monotonic clock: a wall clock stepped forward does not end it", async () => {
+    const d = await open(freshDir(), 4 << 20, 4 << 20);
+    const big = Math.floor(3.8 * (1 << 20));
+    try {
+      const w = d.openWriter(writerMeta("b/huge", 2 << 20))!;
+      d.failed(Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" }), "write", w as never);
+      await (w as unknown as { abort(): Promise<void> }).abort();
+      // (the cap is 90 % of the configured 4 MiB for the minute: a 3.8 MiB object is not taken)
+      await d.put(obj("b/a", big));
+      expect(await d.get("b/a")).toBeUndefined();
+      setSystemTime(new Date(Date.now() + 120_000));
+      await d.put(obj("b/b", big));
+      expect(await d.get("b/b")).toBeUndefined();
+    } finally {
+      setSystemTime();
       await d.close();
     }
   });
