@@ -59,6 +59,18 @@ export function virtualHostProblem(endpoint: string | undefined, forcePathStyle:
   return `force_path_style: false puts the bucket's name in front of the endpoint's host, and ${host} is an IP address: remove it (path-style), or give the endpoint's host name`;
 }
 
+/** Why a region cannot go in a SigV4 credential scope, or undefined (the value is shown, cut short). */
+export function regionProblem(region: string | undefined): string | undefined {
+  if (region === undefined || /^[a-z0-9-]+$/.test(region)) return undefined;
+  return `'${region.slice(0, 40)}' is not a region name (lowercase letters, digits and '-', as us-east-1)`;
+}
+
+/** Why an endpoint's query or fragment is refused, or undefined. */
+export function endpointQueryProblem(endpoint: string | undefined): string | undefined {
+  if (endpoint === undefined || !/[?#]/.test(endpoint)) return undefined;
+  return "must not have a query or a fragment: they would be dropped (give the scheme, host, port and, for a path-based store, its path)";
+}
+
 /** What is wrong with an S3 bucket name, with the rule BUCKET_NAME checks (the name is no secret, but is not echoed), or undefined. */
 export function bucketNameProblem(name: string): string | undefined {
   if (BUCKET_NAME.test(name)) return undefined;
@@ -153,9 +165,12 @@ export function resolveS3<T extends S3Fields>(s3: T, ctx: Ctx): ResolvedS3<T> {
     }
     if (r.endpoint !== undefined) {
       if (!/^https?:\/\//i.test(r.endpoint)) bad(at("endpoint"), "must be an http:// or https:// URL");
-      const p = userinfoProblem(r.endpoint, "S3 credentials go in access_key and secret_key");
+      const p = userinfoProblem(r.endpoint, "S3 credentials go in access_key and secret_key") ?? endpointQueryProblem(r.endpoint);
       if (p) bad(at("endpoint"), p);
     }
+    // (checked here, each replica at its own place: the bucket's checks see only the primary's)
+    const rp = regionProblem(r.region);
+    if (rp) bad(at("region"), rp);
     const nameProblem = bucketNameProblem(r.bucket);
     if (nameProblem) bad(at("bucket"), nameProblem);
     const vh = virtualHostProblem(r.endpoint, r.force_path_style);

@@ -12,7 +12,7 @@ import type { Config } from "./load.ts";
 import type { PathSegment } from "./path.ts";
 import { cacheLayerIssues, type Algorithm, type ClaimRule, type RawConfig } from "./schema.ts";
 import { rateLimitIssues } from "./rate-limit.ts";
-import { bucketNameProblem, headerCredentialProblem } from "./replicas.ts";
+import { bucketNameProblem, endpointQueryProblem, headerCredentialProblem, regionProblem } from "./replicas.ts";
 import { bindsClash, userinfoProblem } from "./url.ts";
 import { validateS3Api } from "./s3-api.ts";
 import { bucketWriteIssues } from "./writes.ts";
@@ -486,10 +486,10 @@ export function validateConfig(cfg: RawConfig, opts: { baseDir?: string; tls?: {
     else if (b.name.startsWith("_")) issues.push({ path: at("name"), message: "must not start with '_' (reserved for the proxy's own endpoints in metrics and logs)" });
     else if (BUCKET_NAME_BAD.test(b.name)) issues.push({ path: at("name"), message: "must not contain '/' or control characters (it is a path segment of the admin API and a metric label)" });
     else if (b.name === "." || b.name === "..") issues.push({ path: at("name"), message: "must not be '.' or '..' (a dot segment: the admin API's purge path and the S3 front can never name it)" });
-    const region = b.s3.region;
-    if (region !== undefined && !/^[a-z0-9-]+$/.test(region)) issues.push({ path: at("s3", "region"), message: `'${region.slice(0, 40)}' is not a region name (lowercase letters, digits and '-', as us-east-1)` });
-    const endpoint = b.s3.endpoint;
-    if (endpoint !== undefined && /[?#]/.test(endpoint)) issues.push({ path: at("s3", "endpoint"), message: "must not have a query or a fragment: they would be dropped (give the scheme, host, port and, for a path-based store, its path)" });
+    const regionIssue = regionProblem(b.s3.region);
+    if (regionIssue) issues.push({ path: at("s3", "region"), message: regionIssue });
+    const endpointIssue = endpointQueryProblem(b.s3.endpoint);
+    if (endpointIssue) issues.push({ path: at("s3", "endpoint"), message: endpointIssue });
 
     const unseenInPrefix = unseenCharacterProblem(b.path_prefix);
     const prefix = normalizePrefix(b.path_prefix);

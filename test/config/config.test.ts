@@ -914,3 +914,18 @@ describe("settings accepted but read by nothing are said (notes)", () => {
     expect(parseConfig(`cache:\n  cache_layers: [memory, disk]\n  disk: { cache_dir: /tmp/yata-sendfile-note, sendfile: true }\n${B}`, { env: {} }).notes).toBeUndefined();
   });
 });
+
+// A replica's region and endpoint missed the bucket's checks (only the primary's reach them): a
+// secondary in "EU West 1" (a SigV4 scope S3 refuses) or at an endpoint with ?query (dropped) passed --check.
+test("each replica's region and endpoint query are checked as a single endpoint's are, at the replica's own place", () => {
+  const two = (p: string, s: string) => `buckets:\n  - name: b\n    path_prefix: /b\n    s3:\n      replicas:\n        - { name: p, bucket: bkt, ${p} }\n        - { name: s, bucket: bkt, ${s} }\n`;
+  const said = (yaml: string) => issues(yaml).map((i) => `${i.path}: ${i.message}`);
+  const region = "'EU West 1' is not a region name (lowercase letters, digits and '-', as us-east-1)";
+  const query = "must not have a query or a fragment: they would be dropped (give the scheme, host, port and, for a path-based store, its path)";
+  const ok = `region: eu-west-1, endpoint: "http://127.0.0.1:9000/s3/"`;
+  expect(said(two(ok, `region: "EU West 1", endpoint: "http://127.0.0.1:9001"`))).toEqual([`buckets[0].s3.replicas[1].region: ${region}`]);
+  expect(said(two(ok, `endpoint: "http://127.0.0.1:9001/x?foo=1"`))).toEqual([`buckets[0].s3.replicas[1].endpoint: ${query}`]);
+  expect(said(two(`region: "EU West 1", endpoint: "http://127.0.0.1:9001#f"`, ok))).toEqual([`buckets[0].s3.replicas[0].endpoint: ${query}`, `buckets[0].s3.replicas[0].region: ${region}`]);
+  expect(said(`buckets:\n  - { name: b, path_prefix: /b, s3: { bucket: bkt, region: "EU West 1", endpoint: "http://127.0.0.1:9001?x" } }\n`)).toEqual([`buckets[0].s3.region: ${region}`, `buckets[0].s3.endpoint: ${query}`]);
+  expect(() => parseConfig(two(ok, `region: auto, endpoint: "https://acct.r2.cloudflarestorage.com"`), { env: {} })).not.toThrow();
+});
