@@ -176,6 +176,15 @@ export function poolSizeNote(buckets: readonly BucketConfig[]): string | undefin
   return `s3.connection_pool_size is accepted for the original's configs and has no effect (${set.join(", ")}): upstream connections are opened as requests need them and kept alive for reuse (idle ones closed after 15 s); bound concurrency with server.max_concurrent_requests`;
 }
 
+/** A URL's encoded path as raw text (one that does not decode, a stray %, is taken as written). */
+function rawPath(encoded: string): string {
+  try {
+    return decodeURIComponent(encoded);
+  } catch {
+    return encoded;
+  }
+}
+
 const DEFAULT_RETRY: RetryConfig = { max_attempts: 3, initial_backoff_ms: 100, max_backoff_ms: 1000 };
 
 /** The own client's default (pool.ts) when no server.buffer_threshold_bytes is passed. */
@@ -250,7 +259,9 @@ export class BucketUpstream {
     const host = pathStyle ? base.host : `${s3.bucket}.${base.host}`;
     this.origin = `${base.protocol}//${host}`;
     this.host = host;
-    const basePath = endpoint ? endpoint.pathname.replace(/\/+$/, "") : "";
+    // URL holds the endpoint's path percent-encoded (a space is %20), and every request path is
+    // encoded once from raw text: taken as it is, it went out encoded twice (/my%2520store/...).
+    const basePath = endpoint ? rawPath(endpoint.pathname.replace(/\/+$/, "")) : "";
     this.bucketPath = basePath + (pathStyle ? `/${s3.bucket}` : "");
     this.signer = s3.access_key && s3.secret_key
       ? new S3Signer({ accessKeyId: s3.access_key, secretAccessKey: s3.secret_key, sessionToken: s3.session_token }, s3.region)
