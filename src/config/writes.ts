@@ -25,8 +25,8 @@ export function bucketWriteIssues(b: BucketConfig, at: (...p: PathSegment[]) => 
 /** The stores a bucket reads: its primary's and its replicas' (storeKey). */
 export function storesOf(b: BucketConfig): string[] {
   const s3 = b.s3;
-  const out = [storeKey(s3.endpoint, s3.bucket)];
-  for (const r of s3.replicas ?? []) out.push(storeKey(r.endpoint, r.bucket));
+  const out = [storeKey(s3.endpoint, s3.region, s3.bucket)];
+  for (const r of s3.replicas ?? []) out.push(storeKey(r.endpoint, r.region, r.bucket));
   return out;
 }
 
@@ -36,13 +36,14 @@ export function storesOf(b: BucketConfig): string[] {
  * scheme: one host and port serve one store), and AWS S3 as one store per partition whatever the
  * regional endpoint or none (bucket names are global there).
  */
-function storeKey(endpoint: string | undefined, bucket: string): string {
-  return JSON.stringify([serviceKey(endpoint), bucket]);
+function storeKey(endpoint: string | undefined, region: string, bucket: string): string {
+  return JSON.stringify([serviceKey(endpoint, region), bucket]);
 }
 
 /** The S3 service an endpoint reaches (storeKey's first part): "aws" for AWS S3 (any region), else host:port/path. */
-function serviceKey(endpoint: string | undefined): string {
-  if (endpoint === undefined) return "aws";
+function serviceKey(endpoint: string | undefined, region: string): string {
+  // (no endpoint: AWS S3 in the region's partition, China's apart, as the upstream reaches it)
+  if (endpoint === undefined) return region.startsWith("cn-") ? "aws-cn" : "aws";
   let u: URL;
   try {
     u = new URL(endpoint);
@@ -64,7 +65,7 @@ function serviceKey(endpoint: string | undefined): string {
 export function sameUpstreamAccount(a: BucketConfig, b: BucketConfig): boolean {
   const x = a.s3;
   const y = b.s3;
-  return serviceKey(x.endpoint) === serviceKey(y.endpoint) && x.region === y.region && x.access_key === y.access_key && x.secret_key === y.secret_key && x.session_token === y.session_token;
+  return serviceKey(x.endpoint, x.region) === serviceKey(y.endpoint, y.region) && x.region === y.region && x.access_key === y.access_key && x.secret_key === y.secret_key && x.session_token === y.session_token;
 }
 
 /** Store → the names of the buckets (those `include` takes) that read it, built once (a config may name thousands of buckets). */

@@ -123,9 +123,13 @@ export function logBreaker(log: UpstreamDeps["log"], fields: Record<string, unkn
 /** Bun's fetch runs at most this many requests at once per process unless BUN_CONFIG_MAX_HTTP_REQUESTS is set at start-up. */
 export const FETCH_DEFAULT_MAX_REQUESTS = 256;
 
-/** The upstream base URL of a bucket: its endpoint, or AWS S3 in its region (https). */
+/**
+ * The upstream base URL of a bucket: its endpoint, or AWS S3 in its region (https). The China
+ * regions are a partition of their own, under amazonaws.com.cn (s3.cn-north-1.amazonaws.com names
+ * no host).
+ */
 function baseUrlOf(s3: BucketConfig["s3"]): URL {
-  return s3.endpoint ? new URL(s3.endpoint) : new URL(`https://s3.${s3.region}.amazonaws.com`);
+  return s3.endpoint ? new URL(s3.endpoint) : new URL(`https://s3.${s3.region}.amazonaws.com${s3.region.startsWith("cn-") ? ".cn" : ""}`);
 }
 
 /** Which client a bucket's requests use: the own HTTP/1.1 pool for plain http with "auto", fetch otherwise. */

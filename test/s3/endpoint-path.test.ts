@@ -5,6 +5,8 @@
 import { GetObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { expect, test } from "bun:test";
 import type { BucketConfig } from "../../src/config/schema.ts";
+import { parseConfig } from "../../src/config/load.ts";
+import { storesOf } from "../../src/config/writes.ts";
 import { BucketUpstream } from "../../src/s3/upstream.ts";
 
 /** The path the AWS SDK sends for a GetObject of `key` at `endpoint`, path-style. */
@@ -20,16 +22,21 @@ async function sdkPath(endpoint: string, bucket: string, key: string): Promise<s
 }
 
 async function proxyPath(endpoint: string, bucket: string, key: string): Promise<string> {
-  const urls: string[] = [];
-  const fetchStub = (async (url: string) => {
-    urls.push(url);
+  return new URL((await proxyRequest(endpoint, "us-east-1", bucket, key)).url).pathname;
+}
+
+/** The URL and authorization header of the proxy's GET of `key` (no endpoint: AWS S3 in `region`). */
+async function proxyRequest(endpoint: string | undefined, region: string, bucket: string, key: string): Promise<{ url: string; authorization: string }> {
+  const sent: Array<{ url: string; authorization: string }> = [];
+  const fetchStub = (async (url: string, init: { headers: Record<string, string> }) => {
+    sent.push({ url, authorization: init.headers.authorization! });
     return new Response("x", { status: 200, headers: { "content-length": "1" } });
   }) as unknown as typeof fetch;
-  const cfg = { name: "b", path_prefix: "/b", s3: { bucket, region: "us-east-1", endpoint, access_key: "a", secret_key: "b", timeout: 5 } } as unknown as BucketConfig;
+  const cfg = { name: "b", path_prefix: "/b", s3: { bucket, region, endpoint, access_key: "a", secret_key: "b", timeout: 5 } } as unknown as BucketConfig;
   const up = new BucketUpstream(cfg, { client: "fetch", fetch: fetchStub });
   const res = await up.fetchObject("GET", key, {}, new AbortController().signal, { upstreamMs: 0, attempts: 0 });
   await res.arrayBuffer();
-  return new URL(urls[0]!).pathname;
+  return sent[0]!;
 }
 
 test("an endpoint path with a space or a non-ASCII character is encoded once, as the AWS SDK sends it", async () => {
@@ -40,4 +47,21 @@ test("an endpoint path with a space or a non-ASCII character is encoded once, as
     }
   }
   expect(await proxyPath("http://127.0.0.1:9/my store/", "bk", "k")).toBe("/my%20store/bk/k");
+});
+
+// Without an endpoint, a China region's bucket was asked at s3.cn-north-1.amazonaws.com, a host
+// that does not exist: the China regions are the aws-cn partition, under amazonaws.com.cn.
+test("AWS S3 without an endpoint: the region's own host, the China regions' under amazonaws.com.cn", async () => {
+  const at = async (region: string) => {
+    const { url, authorization } = await proxyRequest(undefined, region, "bk", "k");
+    return { host: new URL(url).host, scope: /Credential=a\/\d{8}\/([^/]+)\//.exec(authorization)?.[1] };
+  };
+  expect(await at("cn-north-1")).toEqual({ host: "bk.s3.cn-north-1.amazonaws.com.cn", scope: "cn-north-1" });
+  expect(await at("cn-northwest-1")).toEqual({ host: "bk.s3.cn-northwest-1.amazonaws.com.cn", scope: "cn-northwest-1" });
+  expect(await at("eu-central-1")).toEqual({ host: "bk.s3.eu-central-1.amazonaws.com", scope: "eu-central-1" });
+  expect(await at("us-gov-west-1")).toEqual({ host: "bk.s3.us-gov-west-1.amazonaws.com", scope: "us-gov-west-1" });
+  // and such a bucket is the same store as one naming the China endpoint, not a global one's namesake
+  const stores = (s3: string) => storesOf(parseConfig(`buckets:\n  - { name: b, path_prefix: /b, s3: { bucket: bk, ${s3} } }\n`, { env: {} }).buckets[0]!);
+  expect(stores("region: cn-north-1")).toEqual(stores(`region: cn-north-1, endpoint: "https://s3.cn-north-1.amazonaws.com.cn"`));
+  expect(stores("region: cn-north-1")).not.toEqual(stores("region: us-east-1"));
 });
