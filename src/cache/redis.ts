@@ -195,6 +195,8 @@ const SET_GEN = `redis.call('DEL', KEYS[1])
 return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])`;
 
 const noop = () => {};
+/** A key no object has (a bucket name never ends in a slash): read at each connection (resync). */
+const PROBE_KEY = "probe//";
 /** How often the run-id key is read (kept recently used, see checkRestart). */
 const RUN_ID_TOUCH_MS = 30_000;
 
@@ -586,6 +588,11 @@ export class RedisLayer implements CacheLayer {
    */
   private async resync(): Promise<void> {
     await this.checkRestart();
+    // The lookups' commands, which nothing else here runs (GET only when INFO is allowed), asked
+    // once: refused (NOPERM, an ACL without them), the layer stays down, logged once, as for the
+    // others. Left to the first lookup, it came up and went down again, logged both times, at
+    // every reconnect (every 100 ms to 2 s) for as long as the ACL lasted.
+    await Promise.all([this.link.run("MGET", (c) => c.send("MGET", this.genKeys(PROBE_KEY))), this.link.run("GET", (c) => c.get(this.objPrefix + PROBE_KEY))]);
     if (!this.synced) await this.firstSync();
     else await this.catchUp(this.lastSeen ?? "0-0", this.epoch);
     await this.replayPending();

@@ -490,6 +490,31 @@ describe("failure is not an outage", () => {
     admin.close();
   });
 
+  test.each([
+    ["mget", [], (l: RedisLayer) => l.fillToken("b/k")],
+    ["get", ["-info"], (l: RedisLayer) => l.get("b/k")],
+  ] as const)("a lookup's command (%s) taken from the layer's Redis user while connected: down with Redis's refusal and logged once, not up and down again (logged each time) at every reconnect", async (command, also, use) => {
+    await using own = await startRedis();
+    const admin = new RedisClient(own.url);
+    await admin.send("ACL", ["SETUSER", "revoked", "on", ">Revoked-pw-1", "~*", "&*", "+@all", ...also]);
+    const log = captureLog();
+    const l = await layer({ url: own.url.replace("redis://", "redis://revoked:Revoked-pw-1@"), prefix: "revoked:", log });
+    await admin.send("ACL", ["SETUSER", "revoked", "-" + command]);
+    await use(l);
+    expect(l.health()).toMatchObject({ up: false, reason: expect.stringContaining("NOPERM") });
+    // two reconnects, each followed by lookups: up again, or refused again (a command that failed)
+    for (let i = 0; i < 2; i++) {
+      const errors = l.errors();
+      await waitFor(() => l.health().up || l.errors() > errors, { message: "a reconnect" });
+      for (let j = 0; j < 3; j++) await use(l);
+    }
+    expect(l.health()).toMatchObject({ up: false, reason: expect.stringContaining(command) });
+    expect(log.lines.filter((x) => x.level === "warn")).toHaveLength(1);
+    await admin.send("ACL", ["SETUSER", "revoked", "+" + command]);
+    await waitFor(() => l.health().up, { message: "the layer up once the command is given back" });
+    admin.close();
+  });
+
   test("rediss:// to a Redis whose certificate this process does not trust: down, and the reason says so (not a closed connection), with where a private CA goes; trusted (NODE_EXTRA_CA_CERTS): a wrong or missing password and a certificate for another host are each named", async () => {
     const dir = mkdtempSync(join(tmpdir(), "yata-redis-tls-"));
     let server: ReturnType<typeof Bun.spawn> | undefined;
