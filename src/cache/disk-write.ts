@@ -108,6 +108,12 @@ export class DiskWrite implements LayerWriter {
       try {
         if (this.fsync) await fh.sync();
         st = await fh.stat();
+        // A whole second, which a revalidation rewriting the times in place can put back exactly
+        // (disk.ts refreshTimes): another process sharing the folder that indexed the file
+        // otherwise took that revalidation for a change behind its back, and deleted the file.
+        // (read again: a file system may keep a coarser time)
+        await fh.utimes(st.atime, Math.floor(st.mtimeMs / 1000));
+        st = await fh.stat();
       } finally {
         await fh.close();
       }

@@ -620,9 +620,15 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       // (O_NOFOLLOW: a link put in the file's place is not written through)
       const fh = await open(e.file, constants.O_RDWR | (constants.O_NOFOLLOW ?? 0));
       try {
+        const before = await fh.stat();
         await fh.write(timesBytes(storedAt, expiresAt), 0, 16, 4);
-        const st = await fh.stat();
-        if (st.ino === e.ino) e.mtimeMs = st.mtimeMs;
+        // Its modification time put back (a whole second: DiskWrite.store), unless it had already
+        // changed behind our back: another process sharing the folder (README) that indexed the
+        // file took the revalidation for a rewrite, a miss, and deleted the file for both.
+        if (before.ino === e.ino && before.mtimeMs === e.mtimeMs) {
+          await fh.utimes(before.atime, Math.floor(e.mtimeMs / 1000));
+          e.mtimeMs = (await fh.stat()).mtimeMs;
+        }
       } finally {
         await fh.close();
       }

@@ -631,6 +631,22 @@ describe("never wrong bytes", () => {
     expect(await bodyOf(await d.get("b/k"))).toEqual(bytesOf(5000));
   });
 
+  test("a folder shared by two processes (README): one's revalidation, rewriting the file's times in place, is no change behind the other's back: a hit in both, the file kept", async () => {
+    const dir = freshDir();
+    const a = await open(dir);
+    await a.put(obj("b/k", 5000));
+    const b = await open(dir); // indexes a's file at its start
+    const [file] = files(dir);
+    const written = statSync(file!).mtimeMs;
+    // (the clock past the file's modification time, whose granularity is the kernel's tick)
+    await waitFor(() => Date.now() > written + 50, { message: "the clock to move on" });
+    const found = (await a.get("b/k"))!;
+    await a.put({ ...found, storedAt: NOW + 1, expiresAt: NOW + 100_000, source: undefined });
+    expect(await bodyOf(await b.get("b/k"))).toEqual(bytesOf(5000));
+    expect(await bodyOf(await a.get("b/k"))).toEqual(bytesOf(5000));
+    expect(files(dir)).toEqual([file!]);
+  });
+
   test("a response holding a file keeps its bytes when the object is replaced or purged meanwhile", async () => {
     const d = await open(freshDir());
     await d.put(obj("b/k", 50_000, '"v1"'));
