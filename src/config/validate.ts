@@ -229,6 +229,8 @@ function keyFileProblem(code: string | undefined): string {
   if (code === "EISDIR") return "it is a folder";
   if (code === "ENOTREG") return "not a regular file (a FIFO, a device or a socket)";
   if (code === "EFBIG") return "larger than 1 MiB: not a PEM file";
+  // (certbot's privkey.pem is root's, mode 0600: the usual failure of a proxy run as its own user)
+  if (code === "EACCES" || code === "EPERM") return `permission denied: the proxy's user (uid ${process.getuid?.() ?? "?"}) may not read it`;
   return code ?? "unreadable";
 }
 
