@@ -296,6 +296,11 @@ export class App implements Services {
     const changed = restartOnlyChanges(config, old.config);
     if (changed.length > 0)
       return fail(`${changed.join(", ")} changed: the listeners (server.address, server.port, server.workers, server.engine, server.https, the metrics listener and the S3 API listener: s3_api enabled/address/port/engine) cannot change on reload: restart the process`);
+    // A renewal that every client would refuse (an expired pair copied back) fails the reload, as a
+    // key that does not match its certificate does: it was logged, and the reload answered
+    // "reloaded" (200 to POST /admin/reload, a success to a renewal hook and the reload metric).
+    const tls = this.renewedTls(config, sent);
+    if (typeof tls === "string") return fail(tls);
     let next: Runtime;
     try {
       next = await buildRuntime(config, generation ?? old.generation + 1, this.deps, old);
@@ -354,7 +359,7 @@ export class App implements Services {
     // still in flight on the old generation finish on theirs.
     this.deps.pools?.retainOnly(next.pools);
     this.log.info("config reloaded", { generation: next.generation, buckets: config.buckets.length });
-    this.renewTls(config, sent);
+    if (tls !== undefined) this.renewTls(config, tls);
     return { ok: true, generation: next.generation };
   }
 
@@ -364,33 +369,40 @@ export class App implements Services {
   }
 
   /**
-   * A certificate and key renewed in place (certbot, cert-manager: the same paths, new files) are
-   * served from this reload on: each TLS listener binds a new one with the new pair beside it and
-   * retires the old one, which finishes what it has (Listener.renewTls). A worker takes the pair
-   * its primary read (`sent.tls`), so every process of a group serves the same one. A pair that
-   * cannot be served (a key that does not match the certificate: certbot swaps the two files one
-   * after the other) is logged and the previous one kept; the next reload tries again.
+   * The pair a reload renews server.https with: undefined when there is none to renew (no TLS, the
+   * same pair, draining, or the files gone since they were validated), or why it is refused (a
+   * certificate outside its validity period in place of one within it: every client would refuse
+   * it). A worker takes the pair its primary read (`sent.tls`), so every process of a group serves
+   * the same one.
    */
-  private renewTls(config: Config, sent: ReloadSource | undefined): void {
+  private renewedTls(config: Config, sent: ReloadSource | undefined): TlsMaterial | string | undefined {
     const served = this.tls;
     // (draining: the listeners are closing; a new one would accept what the exit then cuts)
-    if (served === undefined || !config.server.https?.enabled || this.draining) return;
+    if (served === undefined || !config.server.https?.enabled || this.draining) return undefined;
     let next: TlsMaterial | undefined = sent?.tls;
     if (sent === undefined) {
       try {
         next = readTls(config, config.baseDir);
       } catch {
-        return; // (validated readable just before; gone since: nothing to serve)
+        return undefined; // (validated readable just before; gone since: nothing to serve)
       }
     }
-    if (next === undefined || (next.cert === served.cert && next.key === served.key)) return;
-    const cert_path = config.server.https.cert_path;
-    // (an expired or not yet valid certificate in place of a valid one: every client would refuse it)
+    if (next === undefined || (next.cert === served.cert && next.key === served.key)) return undefined;
     const refusal = renewalRefusal(next.cert, served.cert);
-    if (refusal !== undefined) {
-      this.log.error(`server.https: ${refusal}: clients would refuse it; the previous pair is served until a reload finds a valid one`, { cert_path });
-      return;
-    }
+    return refusal === undefined ? next : `server.https.cert_path (${config.server.https.cert_path}): ${refusal}: clients would refuse it; the previous pair keeps serving`;
+  }
+
+  /**
+   * A certificate and key renewed in place (certbot, cert-manager: the same paths, new files) are
+   * served from this reload on: each TLS listener binds a new one with the new pair beside it and
+   * retires the old one, which finishes what it has (Listener.renewTls). A pair that cannot be
+   * served (a key that does not match the certificate: certbot swaps the two files one after the
+   * other) is logged and the previous one kept; the next reload tries again.
+   */
+  private renewTls(config: Config, next: TlsMaterial): void {
+    // (a drain begun while the reload was applied: the listeners are closing)
+    if (this.draining) return;
+    const cert_path = config.server.https!.cert_path;
     let renewed = 0;
     const errors: string[] = [];
     for (const l of this.listeners) {

@@ -218,6 +218,43 @@ test("a certificate renewed in place is served from the next reload on, by every
   }
 }, 60_000);
 
+/** A self-signed pair valid only in 2020 (openssl ca: `req -x509` cannot set a start date). */
+function expiredPair(dir: string): { cert: string; key: string } {
+  writeFileSync(join(dir, "index.txt"), "");
+  writeFileSync(join(dir, "serial"), "01\n");
+  writeFileSync(join(dir, "ca.cnf"), `[ ca ]\ndefault_ca = d\n[ d ]\ndatabase = ${join(dir, "index.txt")}\nnew_certs_dir = ${dir}\nserial = ${join(dir, "serial")}\ndefault_md = sha256\npolicy = p\ncopy_extensions = copy\n[ p ]\ncommonName = supplied\n`);
+  const run = (args: string[]) => {
+    const r = Bun.spawnSync(["openssl", ...args], { stderr: "pipe" });
+    if (r.exitCode !== 0) throw new Error(`openssl ${args[0]} failed: ${r.stderr.toString()}`);
+  };
+  run(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=expired", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", join(dir, "expired.key"), "-out", join(dir, "expired.csr")]);
+  run(["ca", "-batch", "-notext", "-config", join(dir, "ca.cnf"), "-selfsign", "-keyfile", join(dir, "expired.key"), "-in", join(dir, "expired.csr"), "-out", join(dir, "expired.pem"), "-startdate", "20200101000000Z", "-enddate", "20200102000000Z"]);
+  return { cert: readFileSync(join(dir, "expired.pem"), "utf8"), key: readFileSync(join(dir, "expired.key"), "utf8") };
+}
+
+test("a renewal with an expired certificate (an old pair copied back) fails the reload, as a key that does not match does: the previous pair keeps serving", async () => {
+  // It was logged as refused, but the reload answered "reloaded" (200 to POST /admin/reload, a
+  // success to a renewal hook and to the reload metric).
+  const dir = mkdtempSync(join(tmpdir(), "yata-tls-expired-"));
+  try {
+    const old = expiredPair(dir);
+    const served = { cert: readFileSync(join(certDir, "cert.pem"), "utf8"), key: readFileSync(join(certDir, "key.pem"), "utf8") };
+    await using p = await startProxy(`server: { address: 127.0.0.1, port: 0, https: { cert_path: cert.pem, key_path: key.pem } }\nbuckets:\n${bucketYaml({ name: "pub", prefix: "/pub", bucket: "pub", endpoint: s3.endpoint })}`, {
+      files: { "cert.pem": served.cert, "key.pem": served.key },
+    });
+    writeFileSync(join(p.dir, "cert.pem"), old.cert);
+    writeFileSync(join(p.dir, "key.pem"), old.key);
+    p.signal("SIGHUP");
+    const refused = await p.waitForLog((l) => l.msg === "config reload failed; the previous config keeps serving" || l.msg === "config reloaded");
+    expect(refused.msg).toBe("config reload failed; the previous config keeps serving");
+    expect(String(refused.error)).toContain("server.https.cert_path (cert.pem): the renewed certificate expired on 2020-01-02T00:00:00.000Z");
+    const res = await fetch(`https://127.0.0.1:${p.port}/pub/hello.txt`, { tls: { ca: served.cert }, headers: { connection: "close" } } as RequestInit);
+    expect([res.status, await res.text()]).toEqual([200, "hello over tls\n"]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("one process with TLS: a second instance on the same port does not start (the TLS listener shares its port only with its own renewals)", async () => {
   const files = { "cert.pem": readFileSync(join(certDir, "cert.pem"), "utf8"), "key.pem": readFileSync(join(certDir, "key.pem"), "utf8") };
   const second = await startProxy(`server: { address: 127.0.0.1, port: ${px.port}, https: { cert_path: cert.pem, key_path: key.pem } }\nbuckets:\n${bucketYaml({ name: "pub", prefix: "/pub", bucket: "pub", endpoint: s3.endpoint })}`, { files }).then(
