@@ -81,9 +81,20 @@ export function cappedTtl(ttl: number | null, res: Response): number | null {
 /** The storable subset of upstream response headers: the one header policy (src/http/headers.ts). */
 export { objectHeaders as pickHeaders, isObjectHeader as isStoredHeader } from "../http/headers.ts";
 
+/**
+ * Seconds old a stored answer was when it arrived: the upstream's Age (RFC 9111 §4.2.3's
+ * age_value; 0 when it sent none or an invalid one).
+ */
+export function initialAge(headers: Record<string, string>): number {
+  const v = headers.age;
+  return v === undefined || !/^\d+$/.test(v) ? 0 : Math.min(Number(v), MAX_DELTA);
+}
+
 /** RFC 9111 §4.3.4: a 304 updates the stored headers it carries (never Content-Length). */
 export function mergeHeaders(stored: Record<string, string>, fresh: Headers): Record<string, string> {
   const out = { ...stored };
+  // (the copy is as old as the 304 says: one without Age comes from the origin, age 0)
+  delete out.age;
   fresh.forEach((value, name) => {
     const n = name.toLowerCase();
     if (isObjectHeader(n)) out[n] = value;
@@ -100,5 +111,7 @@ export function makeObject(
   ttlSeconds: number | null,
 ): CachedObject {
   headers["content-length"] = String(body.size);
-  return { key, body, headers, storedAt: now, expiresAt: now + (ttlSeconds ?? 0) * 1000, size: body.size, tpl: undefined };
+  // (fresh for what is left of its lifetime after the age it came with, RFC 9111 §4.2)
+  const fresh = ttlSeconds === null ? 0 : ttlSeconds - initialAge(headers);
+  return { key, body, headers, storedAt: now, expiresAt: now + fresh * 1000, size: body.size, tpl: undefined };
 }

@@ -7,6 +7,7 @@ import { evaluateConditions, ifRangeAllows } from "../http/conditional.ts";
 import { UNTYPED_CONTENT_TYPE } from "../http/headers.ts";
 import { contentRange, parseRange, unsatisfiedRange } from "../http/range.ts";
 import { blobBodiesWanted, markBlobBody } from "../http/blob-body.ts";
+import { initialAge } from "./freshness.ts";
 import { isFileBody, type CachedObject, type ObjectMeta } from "./types.ts";
 
 export type ObjectStatus = "HIT" | "MISS" | "REVALIDATED";
@@ -14,10 +15,10 @@ export type ObjectStatus = "HIT" | "MISS" | "REVALIDATED";
 /** Headers a 304 repeats from the 200 it stands for (RFC 9110 §15.4.5). */
 const NOT_MODIFIED_HEADERS = ["etag", "last-modified", "cache-control", "expires"];
 
-/** Age in whole seconds since the object was stored or revalidated. */
-export function ageOf(obj: { storedAt: number }, now: number): number {
+/** Age in whole seconds: the age the object came with plus the time since it was stored or revalidated. */
+export function ageOf(obj: { storedAt: number; headers: Record<string, string> }, now: number): number {
   const age = Math.floor((now - obj.storedAt) / 1000);
-  return age > 0 ? age : 0;
+  return (age > 0 ? age : 0) + initialAge(obj.headers);
 }
 
 /**

@@ -65,6 +65,11 @@ const OBJECT_HEADERS: ReadonlySet<string> = new Set([
   "x-amz-server-side-encryption-bucket-key-enabled",
   "x-amz-server-side-encryption-customer-algorithm",
   "x-amz-server-side-encryption-customer-key-md5",
+  // Not the object's, but how long an upstream cache (GCS's edge, S3 behind a CDN, another
+  // Yatagarasu) has held this answer (RFC 9111 §5.1): passed on, and stored as the copy's age when
+  // it arrived, so neither this cache nor one in front of it keeps it fresh past the origin's
+  // lifetime (dropped, an answer 500 s into its max-age=600 was stored, and sent on, as new).
+  "age",
 ]);
 
 /**

@@ -324,3 +324,41 @@ describe("Range on a miss", () => {
     expect(await bytes(r)).toEqual(bytesOf(100).subarray(96));
   });
 });
+
+describe("an upstream answer that comes with Age (an upstream cache held it: RFC 9111 §4.2.3)", () => {
+  test("is fresh for what is left of its lifetime, and every answer from it counts the age it came with", async () => {
+    const first = serve();
+    await tick();
+    up.respond(ok(100, { "cache-control": "public, max-age=600", age: "500" }));
+    const miss = await first;
+    expect([miss.cacheStatus, miss.response.headers.get("age")]).toEqual(["MISS", "500"]);
+    expect(memory.get("b/k")?.expiresAt).toBe(clock + 100_000);
+    clock += 40_000;
+    const hit = await serve();
+    expect([hit.cacheStatus, hit.response.headers.get("age")]).toEqual(["HIT", "540"]);
+    const head304 = await serve({ "if-none-match": ETAG });
+    expect([head304.response.status, head304.response.headers.get("age")]).toEqual([304, "540"]);
+    clock += 60_000; // 600 s old: stale, revalidated
+    const next = serve();
+    await tick();
+    expect(up.calls.at(-1)).toEqual({ "if-none-match": ETAG });
+    up.respond(new Response(null, { status: 304, headers: { etag: ETAG } })); // from the origin: age 0
+    const revalidated = await next;
+    expect([revalidated.cacheStatus, revalidated.response.headers.get("age")]).toEqual(["REVALIDATED", "0"]);
+    expect(memory.get("b/k")?.expiresAt).toBe(clock + 600_000);
+  });
+
+  test("one already past its lifetime is stale on arrival: the next request revalidates", async () => {
+    const first = serve();
+    await tick();
+    up.respond(ok(100, { "cache-control": "max-age=60", age: "90" }));
+    expect((await first).response.headers.get("age")).toBe("90");
+    const next = serve();
+    await tick();
+    expect(up.calls.length).toBe(2);
+    up.respond(new Response(null, { status: 304, headers: { etag: ETAG, age: "7" } }));
+    const revalidated = await next;
+    expect([revalidated.cacheStatus, revalidated.response.headers.get("age")]).toEqual(["REVALIDATED", "7"]);
+    expect(memory.get("b/k")?.expiresAt).toBe(clock + 53_000);
+  });
+});

@@ -93,6 +93,11 @@ describe("passResponseHeaders", () => {
       "x-amz-server-side-encryption", "x-amz-version-id",
     ]);
   });
+
+  test("passes an upstream cache's Age on (else a CDN in front keeps the answer fresh for its whole max-age again)", () => {
+    const out = passResponseHeaders(new Headers({ "cache-control": "max-age=600", age: "500", "content-length": "5" }), new Headers());
+    expect(out.get("age")).toBe("500");
+  });
 });
 
 describe("keepPassedResponseHeaders", () => {
