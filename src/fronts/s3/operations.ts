@@ -37,12 +37,18 @@ const OVERRIDES: Readonly<Record<string, string>> = {
 export const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 export function xmlResponse(ctx: RequestContext, xml: string, status = 200): Response {
+  const headers: Record<string, string> = { "content-type": "application/xml", "x-amz-request-id": ctx.id };
+  // An answer to a signed request (a listing, tags, an ACL, attributes) is that caller's: a shared
+  // cache keeps none (a presigned listing URL was heuristically cacheable under its URL, past its
+  // expiry, for anyone holding it), as GetObject on a restricted bucket says `private`.
+  if (ctx.principal !== "anonymous") headers["cache-control"] = "private";
   if (ctx.method !== "HEAD") {
     ctx.bytes = Buffer.byteLength(xml);
-    return new Response(xml, { status, headers: { "content-type": "application/xml", "x-amz-request-id": ctx.id } });
+    return new Response(xml, { status, headers });
   }
   // the GET's length, no body (Bun.serve would say content-length: 0)
-  return new Response(null, { status, headers: { "content-type": "application/xml", "x-amz-request-id": ctx.id, "content-length": String(Buffer.byteLength(xml)) } });
+  headers["content-length"] = String(Buffer.byteLength(xml));
+  return new Response(null, { status, headers });
 }
 
 const MAX_BUCKETS_LIMIT = 10_000;
