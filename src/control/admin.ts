@@ -15,7 +15,7 @@ import type { App } from "../app.ts";
 import { ProxyError } from "../errors.ts";
 import type { Runtime } from "../runtime.ts";
 import { jwtSubject } from "../observe/audit.ts";
-import { decodeComponent } from "../fronts/s3/uri.ts";
+import { decodeComponent } from "../util/text.ts";
 
 /** A JSON answer with its Content-Length (the control plane's answers are small documents). */
 export function json(status: number, body: unknown): Response {

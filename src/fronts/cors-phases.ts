@@ -11,7 +11,7 @@ import { normalizePath } from "../router.ts";
 import { s3Error } from "./s3/errors.ts";
 import { s3Fail } from "./s3/fail.ts";
 import { address, bucketFromHost, configuredBucket } from "./s3/route.ts";
-import { decodeComponent } from "./s3/uri.ts";
+import { decodeComponent } from "../util/text.ts";
 
 /** Plain front: the path prefix names the bucket. */
 function plainBucketCors(ctx: RequestContext): CorsConfig | undefined {

@@ -36,7 +36,7 @@ import { plainCors } from "./cors-phases.ts";
 import { READ_ALLOW, serveDelete, servePut, uploadLength, WRITE_ALLOW, writeRefusal } from "./plain-write.ts";
 import { parsePresign, servePresign, type PresignContext } from "./presign.ts";
 import { keyTooLong, SUBRESOURCES } from "./s3/route.ts";
-import { decodeComponent } from "./s3/uri.ts";
+import { decodeComponent } from "../util/text.ts";
 
 function allowOf(bucket: BucketRuntime | undefined): string {
   return bucket?.cfg.access === "read-write" ? WRITE_ALLOW : READ_ALLOW;

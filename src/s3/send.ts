@@ -163,21 +163,34 @@ export async function wholeAnswer(res: Response, upTo: number, abort: AbortContr
 
 /**
  * wholeAnswer for a write's answer: an empty one (a PUT's usual) has nothing to cut, so no timer and
- * no copy. A 2xx without a length is held (holdUnknownLength) when the request says S3 sends it
- * empty (SendRequest.emptyAnswer), with a deadline that moves with each chunk as a GET's does.
+ * no copy. A 2xx without a length is held (holdPaced) when the request says S3 sends it empty
+ * (SendRequest.emptyAnswer).
  */
 function writeAnswer(res: Response, upTo: number, abort: AbortController, timeoutMs: number, emptyAnswer: boolean | undefined): Response | Promise<Response> {
   if (res.headers.get("content-length") === "0") return res;
   if (emptyAnswer !== true || res.body === null || res.status < 200 || res.status > 299 || upTo <= 0 || contentLengthOf(res) >= 0) return wholeAnswer(res, upTo, abort, timeoutMs);
+  return holdPaced(res, upTo, abort, timeoutMs);
+}
+
+/**
+ * holdUnknownLength on fetch's answers (a GET's, a write's), as the own client holds one
+ * (src/s3/http1/exchange.ts): the deadline moves with each chunk (heldBodyDue), so a body trickling
+ * below the floor fails the attempt soon after s3.timeout, as a known length's does.
+ */
+export async function holdPaced(res: Response, upTo: number, abort: AbortController, timeoutMs: number): Promise<Response> {
   const from = performance.now();
   const cap = framedTimeoutMs(timeoutMs, upTo);
   let timer: ReturnType<typeof setTimeout> | undefined;
   const arm = (received: number) => {
     clearTimeout(timer);
-    timer = setTimeout(() => abort.abort(new UpstreamTimeoutError("the upstream stalled while sending the object")), Math.max(0, heldBodyDue(from, timeoutMs, received, cap) - performance.now()));
+    timer = setTimeout(() => abort.abort(new UpstreamTimeoutError("the upstream sent the object too slowly")), Math.max(0, heldBodyDue(from, timeoutMs, received, cap) - performance.now()));
   };
   arm(0);
-  return holdUnknownLength(res, upTo, abort.signal, arm).finally(() => clearTimeout(timer));
+  try {
+    return await holdUnknownLength(res, upTo, abort.signal, arm);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**

@@ -20,11 +20,11 @@ import { type Http1Pool, UpstreamConnectTimeoutError, UpstreamPools, UpstreamPro
 import { RequestBodyError } from "./http1/index.ts";
 import { isFramedBody } from "../http/framed-body.ts";
 import { withoutOverriddenLength } from "../http/headers.ts";
-import { contentLengthOf, fetchFramed, fetchWithBody, framedTimeoutMs, holdUnknownLength, prepareSend, type SendRequest, wholeAnswer } from "./send.ts";
-import { heldBodyDue } from "./http1/budget.ts";
+import { contentLengthOf, fetchFramed, fetchWithBody, holdPaced, prepareSend, type SendRequest, wholeAnswer } from "./send.ts";
 import { canonicalQuery, encodeS3Path, S3Signer } from "./sigv4.ts";
 import { readUpstreamCapped } from "../http/read-capped.ts";
 import { CREDENTIAL_CODES, parseS3ErrorCode, readErrorPrefix, SLOW_DOWN_REASON } from "./errors.ts";
+import { decodeComponent } from "../util/text.ts";
 
 export { RequestBodyError } from "./http1/index.ts";
 export type { SendRequest, UpstreamMethod } from "./send.ts";
@@ -180,15 +180,6 @@ export function poolSizeNote(buckets: readonly BucketConfig[]): string | undefin
   return `s3.connection_pool_size is accepted for the original's configs and has no effect (${set.join(", ")}): upstream connections are opened as requests need them and kept alive for reuse (idle ones closed after 15 s); bound concurrency with server.max_concurrent_requests`;
 }
 
-/** A URL's encoded path as raw text (one that does not decode, a stray %, is taken as written). */
-function rawPath(encoded: string): string {
-  try {
-    return decodeURIComponent(encoded);
-  } catch {
-    return encoded;
-  }
-}
-
 const DEFAULT_RETRY: RetryConfig = { max_attempts: 3, initial_backoff_ms: 100, max_backoff_ms: 1000 };
 
 /** The own client's default (pool.ts) when no server.buffer_threshold_bytes is passed. */
@@ -265,7 +256,9 @@ export class BucketUpstream {
     this.host = host;
     // URL holds the endpoint's path percent-encoded (a space is %20), and every request path is
     // encoded once from raw text: taken as it is, it went out encoded twice (/my%2520store/...).
-    const basePath = endpoint ? rawPath(endpoint.pathname.replace(/\/+$/, "")) : "";
+    const trimmed = endpoint?.pathname.replace(/\/+$/, "") ?? "";
+    // (as raw text: one that does not decode, a stray %, is taken as written)
+    const basePath = decodeComponent(trimmed) ?? trimmed;
     this.bucketPath = basePath + (pathStyle ? `/${s3.bucket}` : "");
     this.signer = s3.access_key && s3.secret_key
       ? new S3Signer({ accessKeyId: s3.access_key, secretAccessKey: s3.secret_key, sessionToken: s3.session_token }, s3.region)
@@ -573,7 +566,7 @@ export class BucketUpstream {
     // Given up by its deadline (abandonUpstream): the exchange, its body read included, is cut.
     if (timing.abandoned !== undefined) timeout.abort(timing.abandoned);
     else (timing.onAbandon ??= []).push(() => timeout.abort(timing.abandoned));
-    let timer = setTimeout(() => timeout.abort(new TimeoutError("upstream timeout")), this.timeoutMs);
+    const timer = setTimeout(() => timeout.abort(new TimeoutError("upstream timeout")), this.timeoutMs);
     try {
       const res = withoutOverriddenLength(
         await this.fetchImpl(url, {
@@ -588,17 +581,9 @@ export class BucketUpstream {
       const length = answer ? contentLengthOf(res) : -1;
       if (answer && length < 0 && res.body !== null && this.bufferBodyUpTo > 0) {
         // A body of unknown length (chunked, until close): held up to bufferBodyUpTo inside the
-        // attempt as the own client does (src/s3/http1/exchange.ts), with the same bound.
-        // Its deadline moves with each chunk (heldBodyDue): a body trickling below the floor fails
-        // the attempt soon after s3.timeout, as a known length's does.
-        const from = performance.now();
-        const cap = framedTimeoutMs(this.timeoutMs, this.bufferBodyUpTo);
-        const arm = (received: number) => {
-          clearTimeout(timer);
-          timer = setTimeout(() => timeout.abort(new UpstreamTimeoutError("the upstream sent the object too slowly")), Math.max(0, heldBodyDue(from, this.timeoutMs, received, cap) - performance.now()));
-        };
-        arm(0);
-        return await holdUnknownLength(res, this.bufferBodyUpTo, timeout.signal, arm);
+        // attempt, paced as the own client holds one.
+        clearTimeout(timer);
+        return await holdPaced(res, this.bufferBodyUpTo, timeout, this.timeoutMs);
       }
       if (!answer) return res;
       // A body the object phase would read whole anyway is read here, inside the attempt, as the

@@ -12,3 +12,13 @@ export function cutText(text: string, max: number): string {
 export function ellipsized(text: string, max: number): string {
   return text.length > max ? `${cutText(text, max - 3)}...` : text;
 }
+
+/** Percent-decodes a path or query component. Undefined on a malformed escape or invalid UTF-8. */
+export function decodeComponent(s: string): string | undefined {
+  if (s.indexOf("%") < 0) return s;
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return undefined;
+  }
+}

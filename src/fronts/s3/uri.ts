@@ -8,16 +8,10 @@
  * so): verify.ts tries that reading second, and the S3 front then reads the key and query so.
  */
 import { uriEncode } from "../../s3/sigv4.ts";
+import { decodeComponent } from "../../util/text.ts";
 
-/** Percent-decodes a path or query component. Undefined on a malformed escape or invalid UTF-8. */
-export function decodeComponent(s: string): string | undefined {
-  if (s.indexOf("%") < 0) return s;
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    return undefined;
-  }
-}
+// (defined with the other text helpers: the plain front, CORS, the admin API and upstream paths use it too)
+export { decodeComponent };
 
 /**
  * The query of most requests: none. Shared, so never mutated (readonly), and not frozen: for-of
