@@ -3,7 +3,8 @@
  * the network: the same App, the same 1 KiB answer from an in-process upstream, requests handed to
  * the handler directly, CPU time per request measured with process.cpuUsage over interleaved
  * rounds. What differs between the two buckets is only the signing. The S3 front's GetObject of
- * the same object (SigV4 verified, grant checked, re-signed) is measured the same way.
+ * the same object (SigV4 verified, grant checked, re-signed) is measured the same way, and so is a
+ * 1 KiB PutObject (UNSIGNED-PAYLOAD, as bench/load.ts's) answered 200 by the in-process upstream.
  *
  *   bun bench/signed-vs-anon.ts        (BENCH_ROUNDS=6, BENCH_REQUESTS=50000)
  */
@@ -19,7 +20,9 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 6);
 const N = Number(process.env.BENCH_REQUESTS ?? 50_000);
 const body = new Uint8Array(1024).fill(97);
 const upstream = (async (_url: string | URL | Request, init?: RequestInit) =>
-  new Response(init?.method === "HEAD" ? null : body, { headers: { "content-length": "1024", etag: '"e"', "content-type": "application/octet-stream" } })) as typeof fetch;
+  init?.method === "PUT"
+    ? new Response(null, { headers: { "content-length": "0", etag: '"e"' } })
+    : new Response(init?.method === "HEAD" ? null : body, { headers: { "content-length": "1024", etag: '"e"', "content-type": "application/octet-stream" } })) as typeof fetch;
 
 const yaml = `server: { address: 127.0.0.1, port: 0, max_concurrent_requests: 100000 }
 logging: { level: warn }
@@ -30,29 +33,36 @@ buckets:
   - name: signed
     path_prefix: /signed
     s3: { bucket: bucket, endpoint: "http://upstream.test:9000", access_key: AKIABENCH0000000000, secret_key: "bench-secret-0123456789abcdefghijklmn" }
+  - name: sink
+    path_prefix: /sink
+    access: read-write
+    s3: { bucket: sink, endpoint: "http://upstream.test:9000", access_key: AKIABENCH0000000000, secret_key: "bench-secret-0123456789abcdefghijklmn" }
 s3_api:
   address: 127.0.0.1
   port: 0
   max_clock_skew_seconds: 3600
   credentials:
-    - { access_key_id: "AKIABENCHCLIENT00000", secret_access_key: "bench-client-secret-0123456789abcdef", identity: bench, buckets: { signed: [read] } }
+    - { access_key_id: "AKIABENCHCLIENT00000", secret_access_key: "bench-client-secret-0123456789abcdef", identity: bench, buckets: { signed: [read], sink: [write] } }
 `;
 const app = await App.create(parseConfig(yaml, { env: {} }), { log: nullLogger, fetch: upstream, probeIntervalMs: 3_600_000 });
 const handle = createMainHandler(app, () => "127.0.0.1");
 const s3Handle = createHandler(app, s3Front, () => "127.0.0.1");
 // The S3 front's client signs as an SDK would (one signature, replayed: the skew allows an hour).
 // The signer leaves Host to the HTTP client, which the wire carries; a Request built here must set it.
+const clientSigner = new S3Signer({ accessKeyId: "AKIABENCHCLIENT00000", secretAccessKey: "bench-client-secret-0123456789abcdef" }, "us-east-1");
+const s3PutHeaders = { ...clientSigner.sign({ method: "PUT", host: "s3.test", path: "/sink/put-1k.bin", payloadHash: "UNSIGNED-PAYLOAD" }), host: "s3.test", "content-length": "1024" };
 const s3Headers = { ...new S3Signer({ accessKeyId: "AKIABENCHCLIENT00000", secretAccessKey: "bench-client-secret-0123456789abcdef" }, "us-east-1").sign({ method: "GET", host: "s3.test", path: "/signed/1k.bin" }), host: "s3.test" };
 
-async function round(path: string, front: "plain" | "s3" = "plain"): Promise<number> {
-  const url = front === "s3" ? `http://s3.test${path}` : `http://proxy.test${path}`;
-  const h = front === "s3" ? s3Handle : handle;
+async function round(path: string, front: "plain" | "s3" | "s3put" = "plain"): Promise<number> {
+  const url = front === "plain" ? `http://proxy.test${path}` : `http://s3.test${path}`;
+  const h = front === "plain" ? handle : s3Handle;
   const before = process.cpuUsage();
   for (let i = 0; i < N; i++) {
-    const res = await h(front === "s3" ? new Request(url, { headers: s3Headers }) : new Request(url), "127.0.0.1");
-    await res.arrayBuffer();
+    const req = front === "plain" ? new Request(url) : front === "s3" ? new Request(url, { headers: s3Headers }) : new Request(url, { method: "PUT", headers: s3PutHeaders, body });
+    const res = await h(req, "127.0.0.1");
     // Measure answers, not refusals (an earlier version timed the S3 front's 403s).
-    if (res.status !== 200) throw new Error(`${front} ${path}: status ${res.status}`);
+    if (res.status !== 200) throw new Error(`${front} ${path}: status ${res.status} ${await res.text()}`);
+    await res.arrayBuffer();
   }
   const d = process.cpuUsage(before);
   return (d.user + d.system) / N;
@@ -62,20 +72,25 @@ for (let i = 0; i < 2; i++) {
   await round("/anon/1k.bin");
   await round("/signed/1k.bin");
   await round("/signed/1k.bin", "s3");
+  await round("/sink/put-1k.bin", "s3put");
 }
 const anon: number[] = [];
 const signed: number[] = [];
 const s3: number[] = [];
+const put: number[] = [];
 for (let r = 0; r < ROUNDS; r++) {
   anon.push(await round("/anon/1k.bin"));
   signed.push(await round("/signed/1k.bin"));
   s3.push(await round("/signed/1k.bin", "s3"));
+  put.push(await round("/sink/put-1k.bin", "s3put"));
 }
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
 const fmt = (a: number[]) => a.map((v) => v.toFixed(2)).join(" ");
 console.log(`anonymous µs CPU/req: ${fmt(anon)}  median ${median(anon).toFixed(2)}`);
 console.log(`signed    µs CPU/req: ${fmt(signed)}  median ${median(signed).toFixed(2)}`);
 console.log(`S3 front  µs CPU/req: ${fmt(s3)}  median ${median(s3).toFixed(2)}`);
+console.log(`S3 PUT    µs CPU/req: ${fmt(put)}  median ${median(put).toFixed(2)}`);
 console.log(`signed − anonymous (median): ${(median(signed) - median(anon)).toFixed(2)} µs; ratio ${(median(signed) / median(anon)).toFixed(3)}`);
 console.log(`S3 front − signed (median): ${(median(s3) - median(signed)).toFixed(2)} µs; ratio ${(median(s3) / median(signed)).toFixed(3)}`);
+console.log(`S3 PUT − S3 GET (median): ${(median(put) - median(s3)).toFixed(2)} µs; ratio ${(median(put) / median(s3)).toFixed(3)}`);
 await app.close();
