@@ -5,8 +5,9 @@
  * query re-encoded once (uri.ts), as S3 does. Signatures are compared in constant time (an
  * XOR-accumulate loop, as crypto.timingSafeEqual does, without two Buffers per request).
  *
- * Known limit: `Headers` joins a repeated header with ", " where SigV4 joins with ","; no S3 client
- * signs a repeated header, so such a request fails with SignatureDoesNotMatch.
+ * A header sent more than once comes joined with ", " (`Headers`) where SigV4 joins its values
+ * with ",": a signature that fails over the values as received is tried over them so joined. A
+ * repeated header one of whose values itself holds ", " cannot be told apart and does not verify.
  */
 import {
   ALGORITHM,
@@ -217,19 +218,32 @@ function verify<P extends { secretAccessKey: string }>(
   let verifiedQuery = query;
   let plusAsSpace = false;
   if (!macMatches(params.signature)) {
-    // S3 reads a raw "+" as a space, and accepts a signature over either reading (a literal "+"
-    // signed as %2B, which curl and some SDKs send, or a space signed as %20). Tried second,
-    // only when there is a "+": the key and query follow the reading that was signed. The error
-    // shows the literal reading's canonical request.
+    // Other readings of what was received, tried only when the literal one failed. A header sent
+    // more than once reaches here joined with ", " (Headers, on both engines) where SigV4 joins its
+    // values with ",": a signed value with ", " is also read so. And S3 reads a raw "+" as a space,
+    // and accepts a signature over either reading (a literal "+" signed as %2B, which curl and some
+    // SDKs send, or a space signed as %20): the key and query follow the reading that was signed.
+    // The error shows the literal reading's canonical request.
     const literal = scratch.creq.latin1Slice(0, creqBytes);
     const literalSts = scratch.sts.latin1Slice(0, stsBytes.byteLength);
+    const signedLine = params.signedLine ?? signedHeadersLine(names);
+    const matches = (target: VerifyInput, q: ReadonlyArray<readonly [string, string]>, joined: boolean): boolean => {
+      const n = writeCanonicalRequest(target, q, names, signedLine, payload.hash, params.presigned, joined);
+      if (n < 0) return false;
+      key.keyed.copy().update(writeStringToSign(params.amzDate, scope, n)).digest(mac);
+      return macMatches(params.signature);
+    };
+    const joined = hasJoinedValue(names.length);
     const alt = plusAsSpaceVariant(input);
     const altQuery = alt === undefined ? undefined : parseRawQuery(alt.rawQuery);
-    const altBytes = alt === undefined || altQuery === undefined ? -1 : writeCanonicalRequest(alt, altQuery, names, params.signedLine ?? signedHeadersLine(names), payload.hash, params.presigned);
-    if (altBytes >= 0) key.keyed.copy().update(writeStringToSign(params.amzDate, scope, altBytes)).digest(mac);
-    if (altBytes < 0 || !macMatches(params.signature)) return fail(signatureMismatch(akid, literalSts, params.signature, literal, sessionToken));
-    verifiedQuery = altQuery!;
-    plusAsSpace = true;
+    if (joined && matches(input, query, true)) {
+      // (the literal path and query)
+    } else if (alt !== undefined && altQuery !== undefined && (matches(alt, altQuery, false) || (joined && matches(alt, altQuery, true)))) {
+      verifiedQuery = altQuery;
+      plusAsSpace = true;
+    } else {
+      return fail(signatureMismatch(akid, literalSts, params.signature, literal, sessionToken));
+    }
   }
 
   const ok: Verified<P> = {
@@ -332,7 +346,11 @@ function put(s: string, at: number): number {
   return end;
 }
 
-/** The canonical request into scratch.creq (the signed values read by readSignedValues); its length, or -1 when the path cannot be decoded. */
+/**
+ * The canonical request into scratch.creq (the signed values read by readSignedValues); its
+ * length, or -1 when the path cannot be decoded. `joined`: the values read as a repeated header's,
+ * ", " joining them as "," (verify's second reading).
+ */
 function writeCanonicalRequest(
   input: VerifyInput,
   query: ReadonlyArray<readonly [string, string]>,
@@ -340,6 +358,7 @@ function writeCanonicalRequest(
   signedLine: string,
   payloadHash: string,
   presigned: boolean,
+  joined = false,
 ): number {
   const uri = canonicalUri(input.rawPath);
   if (uri === undefined) return -1;
@@ -355,7 +374,8 @@ function writeCanonicalRequest(
     const name = signedHeaders[i]!;
     n = put(name, n);
     scratch.creq[n++] = 0x3a; // ":"
-    n = put(canonicalHeaderValue(signedValues[i] ?? ""), n);
+    const value = canonicalHeaderValue(signedValues[i] ?? "");
+    n = put(joined ? value.replaceAll(", ", ",") : value, n);
     scratch.creq[n++] = NL;
   }
   n = put(signedLine, n);
@@ -519,6 +539,12 @@ function readSignedValues(headers: HeaderSource, names: readonly string[]): numb
     signedValues[i] = v;
   }
   return present;
+}
+
+/** Whether one of the first `n` signed values (readSignedValues) holds ", ", as a header sent more than once does. */
+function hasJoinedValue(n: number): boolean {
+  for (let i = 0; i < n; i++) if (signedValues[i]?.includes(", ")) return true;
+  return false;
 }
 
 /** SDKs list the signed headers sorted (and memoized lists are): no copy and sort for them. */

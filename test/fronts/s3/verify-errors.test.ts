@@ -189,6 +189,32 @@ describe("which headers are signed", () => {
     if (r.kind === "error") expect(r.details!.HeadersNotSigned).toBe("host");
   });
 
+  describe("a header sent more than once (SigV4 joins its values with ',', in the order sent)", () => {
+    const amz = "20240601T120000Z";
+    const key = deriveSigningKey(CREDS.secretAccessKey, "20240601", "us-east-1", "s3");
+    const scope = credentialScope("20240601", "us-east-1", "s3");
+    /** The request with `wire` as its headers, signed over `canonicalMeta` as x-amz-meta-a's canonical value (written by hand, as the spec gives it). */
+    const repeated = (wire: Array<[string, string]>, canonicalMeta: string): VerifyInput => {
+      const creq = `GET\n/bucket/key\n\nhost:h\nx-amz-content-sha256:${EMPTY_SHA256}\nx-amz-date:${amz}\nx-amz-meta-a:${canonicalMeta}\n\nhost;x-amz-content-sha256;x-amz-date;x-amz-meta-a\n${EMPTY_SHA256}`;
+      const sig = signature(key, stringToSign(amz, scope, creq));
+      return input("GET", "/bucket/key", [
+        ["host", "h"], ["x-amz-date", amz], ["x-amz-content-sha256", EMPTY_SHA256], ...wire,
+        ["authorization", `AWS4-HMAC-SHA256 Credential=${CREDS.accessKeyId}/${scope}, SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-meta-a, Signature=${sig}`],
+      ]);
+    };
+
+    test("as aws-sig-v4-test-suite's get-header-key-duplicate and get-header-value-order sign it: verifies", () => {
+      expect(verify(repeated([["x-amz-meta-a", "value2"], ["x-amz-meta-a", "value2"], ["x-amz-meta-a", "value1"]], "value2,value2,value1")).kind).toBe("ok");
+      expect(verify(repeated([["x-amz-meta-a", "value4"], ["x-amz-meta-a", " value1"], ["x-amz-meta-a", "value3 "], ["x-amz-meta-a", "value2"]], "value4,value1,value3,value2")).kind).toBe("ok");
+    });
+
+    test("a single value with ', ' in it, signed as sent, still verifies; other values do not", () => {
+      expect(verify(repeated([["x-amz-meta-a", "a, b"]], "a, b")).kind).toBe("ok");
+      expect(verify(repeated([["x-amz-meta-a", "one"], ["x-amz-meta-a", "two"]], "two,one"))).toMatchObject(err("SignatureDoesNotMatch", 403));
+      expect(verify(repeated([["x-amz-meta-a", "one"], ["x-amz-meta-a", "two"]], "one,two,three"))).toMatchObject(err("SignatureDoesNotMatch", 403));
+    });
+  });
+
   test("an unsigned x-amz-* header on a presigned request → 403 AccessDenied", async () => {
     expect(verify(withHeader(await presigned(), "x-amz-copy-source", "/other/key"))).toMatchObject(err("AccessDenied", 403));
   });
