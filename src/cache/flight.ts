@@ -6,7 +6,7 @@
  */
 import { replicaOf } from "../s3/replicas.ts";
 import { ProxyError } from "../errors.ts";
-import { cappedTtl, freshnessSeconds, initialAge, makeObject, mergeHeaders, pickHeaders } from "./freshness.ts";
+import { cappedTtl, freshnessSeconds, makeObject, mergeHeaders, pickHeaders, storedTimes } from "./freshness.ts";
 import type { Cache } from "./cache.ts";
 import { FillTap, resumeThrough } from "./fill-tap.ts";
 import { teeToWriter, watchStalls } from "./stream-fill.ts";
@@ -263,7 +263,7 @@ async function fetchAndShare(
       if (ttl !== null && size <= policy.maxItemBytes && res.body !== null && !cache.purgedSince(epoch, key)) {
         const headers = pickHeaders(res.headers);
         headers["content-length"] = String(size);
-        const meta = { key, headers, storedAt: now, expiresAt: now + (ttl - initialAge(headers)) * 1000, size };
+        const meta = { key, headers, ...storedTimes(headers, now, ttl), size };
         const writer = cache.openWriter(meta, epoch, fill.token);
         if (writer !== undefined) {
           const tap = writer.file !== undefined ? new FillTap(meta, epoch, writer.file) : undefined;

@@ -111,7 +111,20 @@ export function makeObject(
   ttlSeconds: number | null,
 ): CachedObject {
   headers["content-length"] = String(body.size);
-  // (fresh for what is left of its lifetime after the age it came with, RFC 9111 §4.2)
-  const fresh = ttlSeconds === null ? 0 : ttlSeconds - initialAge(headers);
-  return { key, body, headers, storedAt: now, expiresAt: now + fresh * 1000, size: body.size, tpl: undefined };
+  const { storedAt, expiresAt } = storedTimes(headers, now, ttlSeconds);
+  return { key, body, headers, storedAt, expiresAt, size: body.size, tpl: undefined };
+}
+
+/**
+ * An entry's times, the Age it came with taken out of `headers` and counted in storedAt (when its
+ * age began: ageOf counts from it): fresh for what is left of its lifetime after that age (RFC 9111
+ * §4.2); `ttlSeconds` null expires now. Kept as a header instead, each 304 of an upstream cache
+ * (another Age each time) changed the stored headers, and the disk layer copied the whole object
+ * to a new file at every revalidation instead of rewriting its times. (The disk layer's check that
+ * a write is not older than the version it holds compares these: without an Age, fetch times.)
+ */
+export function storedTimes(headers: Record<string, string>, now: number, ttlSeconds: number | null): { storedAt: number; expiresAt: number } {
+  const storedAt = now - initialAge(headers) * 1000;
+  delete headers.age;
+  return { storedAt, expiresAt: ttlSeconds === null ? now : storedAt + ttlSeconds * 1000 };
 }

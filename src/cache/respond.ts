@@ -15,7 +15,10 @@ export type ObjectStatus = "HIT" | "MISS" | "REVALIDATED";
 /** Headers a 304 repeats from the 200 it stands for (RFC 9110 §15.4.5). */
 const NOT_MODIFIED_HEADERS = ["etag", "last-modified", "cache-control", "expires"];
 
-/** Age in whole seconds: the age the object came with plus the time since it was stored or revalidated. */
+/**
+ * Age in whole seconds since the object's age began (storedTimes: the age it came with counted in),
+ * plus an Age kept as a header (entries an earlier version stored).
+ */
 export function ageOf(obj: { storedAt: number; headers: Record<string, string> }, now: number): number {
   const age = Math.floor((now - obj.storedAt) / 1000);
   return (age > 0 ? age : 0) + initialAge(obj.headers);

@@ -1,0 +1,75 @@
+/**
+ * The disk layer under revalidations whose 304 carries an Age (an upstream cache in front of the
+ * origin: a CDN, GCS's edge): the entry is refreshed in place (its 16 bytes of times), as for a
+ * 304 without one, and every answer from it counts the age the 304 came with, after a restart too.
+ * Stored as a header, each 304's Age differed from the file's, and the whole object was copied to
+ * a new file at every revalidation.
+ */
+import { afterAll, expect, setDefaultTimeout, test } from "bun:test";
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Cache } from "../../src/cache/cache.ts";
+import { DiskLayer } from "../../src/cache/disk.ts";
+import { serveWithCache } from "../../src/cache/serve.ts";
+import { waitFor } from "../helpers/wait.ts";
+import { bytesOf, controlledUpstream, tick } from "./helpers.ts";
+
+setDefaultTimeout(30_000);
+
+const root = mkdtempSync(join(tmpdir(), "yata-disk-age-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+const ETAG = '"v1"';
+const SIZE = 256 * 1024;
+const policy = { ttlSeconds: 600, defaultTtlSeconds: 3600, maxItemBytes: 8 << 20 };
+
+/** The object files under dir/objects, with their inodes. */
+function files(dir: string): string[] {
+  const base = join(dir, "objects");
+  if (!existsSync(base)) return [];
+  return readdirSync(base).flatMap((sub) => readdirSync(join(base, sub)).map((f) => `${join(base, sub, f)}#${statSync(join(base, sub, f)).ino}`));
+}
+
+test("a 304 with an Age refreshes the disk file in place, and answers from it count that Age", async () => {
+  const dir = join(root, "d1");
+  let clock = 1_700_000_000_000;
+  let disk = new DiskLayer({ dir, maxBytes: 64 << 20, maxItemBytes: 8 << 20 });
+  await disk.ready;
+  let cache = new Cache([disk]);
+  const up = controlledUpstream();
+  const serve = () => serveWithCache({ cache, bucket: "b", key: "k", method: "GET", reqHeaders: new Headers(), policy, upstream: up.fn, now: () => clock });
+
+  const first = serve();
+  await tick();
+  up.respond(new Response(bytesOf(SIZE), { headers: { etag: ETAG, "content-length": String(SIZE), "cache-control": "max-age=60", age: "10" } }));
+  expect((await first).response.headers.get("age")).toBe("10");
+  await waitFor(() => files(dir).length === 1);
+  const stored = files(dir);
+
+  for (const age of ["5", "30", "0"]) {
+    clock += 61_000; // stale whatever the age: revalidated
+    const next = serve();
+    await waitFor(() => up.waiting === 1);
+    expect(up.calls.at(-1)).toEqual({ "if-none-match": ETAG });
+    up.respond(new Response(null, { status: 304, headers: { etag: ETAG, age } }));
+    const revalidated = await next;
+    expect([revalidated.cacheStatus, revalidated.response.headers.get("age")]).toEqual(["REVALIDATED", age]);
+    await waitFor(async () => (await disk.get("b/k"))?.expiresAt === clock + (60 - Number(age)) * 1000);
+    expect(files(dir)).toEqual(stored); // the same file: only its times rewritten
+    clock += 2_000;
+    const hit = await serve();
+    expect([hit.cacheStatus, hit.response.headers.get("age")]).toEqual(["HIT", String(Number(age) + 2)]);
+    expect(new Uint8Array(await hit.response.arrayBuffer())).toEqual(bytesOf(SIZE));
+  }
+
+  // The index rebuilt from the file at the next start: the same age.
+  await disk.close();
+  disk = new DiskLayer({ dir, maxBytes: 64 << 20, maxItemBytes: 8 << 20 });
+  await disk.ready;
+  cache = new Cache([disk]);
+  clock += 3_000;
+  const restored = await serve();
+  expect([restored.cacheStatus, restored.response.headers.get("age")]).toEqual(["HIT", "5"]);
+  await disk.close();
+});
