@@ -5,6 +5,7 @@
  * anything else, a failure, a purge or a shutdown deletes the temporary file. A crash leaves only
  * a tmp/ file, which the next start removes; it is never under objects/, so never served.
  */
+import { fstatSync } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import { mkdir, open, unlink } from "node:fs/promises";
 import { dirname } from "node:path";
@@ -74,7 +75,14 @@ export class DiskWrite implements LayerWriter {
       throw new Error("body longer than announced");
     }
     try {
-      await writeAll(await this.fh, chunk);
+      const fh = await this.fh;
+      await writeAll(fh, chunk);
+      // Requests following the fill read the file up to what was written (fill-tap.ts): in a
+      // file cut behind the writer's back this chunk lands at the new end, in place of bytes
+      // already counted, and they were answered it as those. Checked at once (fstat: about a
+      // microsecond), before the bytes count as written.
+      const size = fstatSync(fh.fd).size;
+      if (size !== this.headBytes + this.written + chunk.byteLength) throw new Error(`the temporary file was changed behind the writer's back: ${size} bytes, not ${this.headBytes + this.written + chunk.byteLength}`);
     } catch (err) {
       this.target.failed(err, "write", this);
       await this.abort();

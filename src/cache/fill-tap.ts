@@ -11,8 +11,9 @@
  * - A fill that fails (upstream cut or stalled, a length other than announced) ends every
  *   follower's body with that error: a cut body, never a short one that looks complete. A whole
  *   body ends only once the upstream body ended at exactly the announced length. A disk error (the
- *   disk full, the file gone) is not the upstream's: a follower goes on with the rest of its range
- *   from the upstream (Range + If-Match the fill's ETag: the same object, or a cut as before).
+ *   disk full, the file gone or cut behind the writer's back) is not the upstream's: a follower
+ *   goes on with the rest of its range from the upstream (Range + If-Match the fill's ETag: the
+ *   same object, or a cut as before).
  * - The followers of one fill share one read handle, opened by the first and closed when the last
  *   one ends or goes away; a fill that is over (committed or failed) can no longer be joined.
  * - Per process: the fills other workers run are not seen here.
@@ -41,6 +42,9 @@ export type ResumeFromUpstream = (pos: number, end: number, signal: AbortSignal)
 export class FillTap {
   /** Body bytes in the file (writes completed), readable through any handle. */
   written = 0;
+  /** Writes to the file begun (writing) and checked (advance): a write's bytes may be in the file before it is checked. */
+  private begun = 0;
+  private checked = 0;
   /** complete: the upstream body ended at exactly meta.size bytes, all of them in the file. */
   state: "filling" | "complete" | "failed" = "filling";
   error: unknown;
@@ -76,14 +80,38 @@ export class FillTap {
     return !this.over && this.state !== "failed";
   }
 
+  /** Readers waiting for a change (tests). */
+  get waiting(): number {
+    return this.wakers.length;
+  }
+
   /** Read handles open (tests). */
   get readers(): number {
     return this.refs;
   }
 
+  /** A write to the file begins: its bytes may be read before it is checked (see settled). */
+  writing(): void {
+    this.begun++;
+  }
+
+  /** A write was checked (the file has exactly what was written): its bytes count. */
   advance(bytes: number): void {
     this.written += bytes;
+    this.checked++;
     this.wake();
+  }
+
+  /**
+   * Once every write begun so far is checked, true (false: the fill failed): bytes read from the
+   * file before this call were the object's. A file cut behind the writer's back gets the next
+   * write at its new end, where a reader finds it in place of bytes already counted; that write's
+   * check fails the fill (a disk error), and what was read meanwhile must not be used.
+   */
+  async settled(): Promise<boolean> {
+    const mark = this.begun;
+    while (this.checked < mark && this.state !== "failed") await this.changed();
+    return this.state !== "failed";
   }
 
   complete(): void {
@@ -209,6 +237,12 @@ export class FillCursor {
           throw err;
         }
         if (this.closed) return undefined;
+        const good = await tap.settled();
+        if (this.closed) return undefined;
+        if (!good) {
+          this.close();
+          throw tap.error;
+        }
         if (n <= 0) {
           this.close();
           throw new Error("The cache file being filled ended early");

@@ -141,7 +141,11 @@ export function teeToWriter(body: ReadableStream<Uint8Array>, writer: LayerWrite
     if (total > declared) return abandon(new ProxyError("BadGateway", { detail: "The upstream sent more than it announced" }));
     pending += chunk.byteLength;
     chain = chain.then(
-      () => (writing ? writer.write(chunk) : undefined),
+      () => {
+        if (!writing) return;
+        tap?.writing();
+        return writer.write(chunk);
+      },
     ).then(
       () => {
         pending -= chunk.byteLength;

@@ -729,7 +729,8 @@ describe("atomic writes", () => {
       await w.write(new Uint8Array(size / 2).fill(1));
       const [tmp] = readdirSync(join(d.dir, "tmp"));
       change(join(d.dir, "tmp", tmp!));
-      await w.write(new Uint8Array(size / 2).fill(2));
+      // (the write that finds the file changed fails at once: requests following the fill read it)
+      expect(w.write(new Uint8Array(size / 2).fill(2))).rejects.toThrow(/changed behind the writer's back/);
       expect(await w.commit()).toBe(false);
       expect(await d.get(key)).toBeUndefined();
     }

@@ -93,7 +93,7 @@ test("a request that follows the fill and leaves (a conditional GET answered 304
     const f = { up: pacedUpstream(), writer: fakeWriter() };
     fills.push(f);
     // a tap as FillTap keeps it: followers counted, onFollow / onUnfollow called around them
-    const tap = { onFollow: undefined as undefined | (() => void), onUnfollow: undefined as undefined | (() => void), followers: 0, acquire: async () => undefined, fail() {}, advance() {}, complete() {}, end() {} };
+    const tap = { onFollow: undefined as undefined | (() => void), onUnfollow: undefined as undefined | (() => void), followers: 0, acquire: async () => undefined, fail() {}, writing() {}, advance() {}, complete() {}, end() {} };
     const client = teeToWriter(f.up.body, f.writer, 1 << 30, undefined, () => {}, tap as never).getReader();
     await client.read();
     await client.cancel(); // the client leaves
