@@ -65,7 +65,9 @@ export class DiskWrite implements LayerWriter {
       }
     });
     this.fh.catch(() => {}); // observed by write/commit; never an unhandled rejection
-    this.file = { path: tmp, bodyOffset: this.headBytes, opened: this.fh };
+    const ino = this.fh.then((fh) => fstatSync(fh.fd).ino);
+    ino.catch(() => {}); // (awaited by followers; as fh)
+    this.file = { path: tmp, bodyOffset: this.headBytes, opened: ino };
   }
 
   async write(chunk: Uint8Array): Promise<void> {

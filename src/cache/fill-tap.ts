@@ -18,6 +18,7 @@
  *   one ends or goes away; a fill that is over (committed or failed) can no longer be joined.
  * - Per process: the fills other workers run are not seen here.
  */
+import { fstatSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import type { ObjectMeta } from "./types.ts";
 
@@ -29,8 +30,8 @@ export interface FillFile {
   path: string;
   /** Where the body starts in the file. */
   bodyOffset: number;
-  /** Settles once the file exists (rejects when it could not be created). */
-  opened: Promise<unknown>;
+  /** Settles once the file exists, with its inode (rejects when it could not be created). */
+  opened: Promise<number>;
 }
 
 /**
@@ -183,8 +184,14 @@ export class FillTap {
   }
 
   private async openFile(): Promise<FileHandle> {
-    await this.file.opened;
-    return open(this.file.path, "r");
+    const ino = await this.file.opened;
+    const fh = await open(this.file.path, "r");
+    // The file being written, not another moved to its name (read as the object's, a 200).
+    if (fstatSync(fh.fd).ino !== ino) {
+      await fh.close().catch(() => {});
+      throw new Error("The cache file being filled was replaced");
+    }
+    return fh;
   }
 
   private wake(): void {

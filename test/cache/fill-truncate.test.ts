@@ -4,10 +4,11 @@
  * end, where followers read it in place of bytes already counted: they were answered other bytes
  * of the object, as a 200. Now the write that finds the file changed fails the fill (a disk
  * error: the followers take the rest from the upstream), and bytes read while a write was in
- * flight are used only once it is checked.
+ * flight are used only once it is checked. A file moved over the temporary file's name before a
+ * request followed was opened by name and its bytes answered as the object's.
  */
 import { afterAll, expect, test, setDefaultTimeout } from "bun:test";
-import { appendFileSync, mkdtempSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DiskLayer } from "../../src/cache/disk.ts";
@@ -138,4 +139,22 @@ test("bytes a follower reads while a write is in flight are used only once that 
   expect(got.byteLength).toBe(SIZE);
   expect(Buffer.from(got).equals(BODY)).toBe(true);
   await client.cancel();
+});
+
+test("a temporary file replaced by another (moved over its name) before a request follows: the fill is not followed, never the other file's bytes", async () => {
+  const dir = join(root, "replaced");
+  const d = new DiskLayer({ dir, maxBytes: 64 << 20, maxItemBytes: 16 << 20 });
+  await d.ready;
+  const w = d.openWriter(meta)!;
+  await w.write(BODY.slice(0, HALF));
+  const tap = new FillTap(meta, 0, w.file!);
+  tap.advance(HALF);
+  const [tmp] = readdirSync(join(dir, "tmp"));
+  const other = join(root, "other.part");
+  writeFileSync(other, new Uint8Array(statSync(join(dir, "tmp", tmp!)).size).fill(7));
+  renameSync(other, join(dir, "tmp", tmp!));
+  expect(await tap.follow()).toBeUndefined();
+  expect(tap.readers).toBe(0);
+  w.abort();
+  await d.close();
 });
