@@ -5,9 +5,18 @@
  *
  * - A connection attempt gives up after connect_timeout_ms, a command after operation_timeout_ms
  *   (an answer that came in time during a stall of this process is still taken: redis-wait.ts).
- *   Either failure marks the link down at once: the layer is then skipped without waiting (no
- *   request pays a timeout twice), and the failure is logged once per state change, not per
- *   request.
+ *   A failed connection, a lost one, or a refusal marks the link down at once: the layer is then
+ *   skipped without waiting, and the failure is logged once per state change, not per request.
+ * - A command without an answer within operation_timeout_ms fails its own lookup only (a miss:
+ *   the origin serves it), and until its late answer comes every command is refused at once
+ *   (Redis answers in order: the next would wait as long; no request pays a timeout twice). The
+ *   link goes down after SLOW_STRIKES such commands in a row, or when one has had no answer at all
+ *   for SILENT_MS (or 4 × operation_timeout_ms: a frozen Redis, a lost flow), as the rate limits
+ *   (redis-wait.ts). Down at the first, a Redis answering around the timeout took the layer down
+ *   and up again (logged, resynced, yatagarasu_cache_layer_up flipping) dozens of times a minute.
+ *   Coming back takes the reconnection's commands (subscribe, the catch-up) each within the
+ *   timeout, in a row. The connection stays open: the late answer is its own command's, never a
+ *   later one's (the client pairs answers in order).
  * - While down, a reconnect is tried with exponential backoff (with jitter, capped), forever: when
  *   Redis is back the layer resumes by itself, without a restart.
  * - A store of a large value (STORE_BULK_BYTES and more) goes over a third connection of its own,
@@ -39,7 +48,7 @@
  */
 import { RedisClient } from "bun";
 import { redisAuthFailure, worthAskingWhy } from "../util/redis-auth.ts";
-import { keepAlivePeriod, redisIdleTimeout, withTimeout } from "../util/redis-wait.ts";
+import { keepAlivePeriod, redisIdleTimeout, RedisTimeout, silentAfter, SLOW_STRIKES, withTimeout } from "../util/redis-wait.ts";
 
 export type LinkState = "connecting" | "syncing" | "up" | "down" | "closed";
 
@@ -176,6 +185,17 @@ export class RedisLink {
   private keepAliveTimer: ReturnType<typeof setInterval> | undefined;
   private readonly subCheckMs: number;
   private readonly subTimeoutMs: number;
+  /** Commands on the command connection that timed out and are still without an answer (run refuses meanwhile). */
+  private late = 0;
+  /** When the oldest of them was sent, and what it was. */
+  private lateSince: number | undefined;
+  private lateWhat = "";
+  /** Down when they have had no answer for silentMs. */
+  private lateTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Timed-out commands in a row (SLOW_STRIKES), and when the last one counted: one sent before it timed out in the same stall. */
+  private strikes = 0;
+  private struckAt = -Infinity;
+  private readonly silentMs: number;
 
   constructor(private readonly opts: RedisLinkOptions) {
     this.minBackoff = opts.minBackoffMs ?? 100;
@@ -183,6 +203,7 @@ export class RedisLink {
     this.subCheckMs = opts.subscriptionCheckMs ?? SUBSCRIPTION_CHECK_MS;
     this.subTimeoutMs = opts.subscriptionTimeoutMs ?? Math.max(SUBSCRIPTION_TIMEOUT_MS, opts.operationTimeoutMs);
     this.backoff = this.minBackoff;
+    this.silentMs = silentAfter(opts.operationTimeoutMs);
     void this.connect();
   }
 
@@ -212,13 +233,55 @@ export class RedisLink {
   async run<T>(what: string, fn: (c: RedisClient) => Promise<T>, optional = false): Promise<T> {
     const c = this.cmd;
     if ((this.stateValue !== "up" && this.stateValue !== "syncing") || c === undefined) throw new RedisUnavailable(this.reasonValue ?? "down");
+    if (this.late > 0) throw new RedisUnavailable(`${what}: Redis has not answered a command sent ${Math.round(performance.now() - this.lateSince!)} ms ago yet`);
+    const sent = performance.now();
+    const p = fn(c);
     try {
-      return await withTimeout(fn(c), this.opts.operationTimeoutMs); // (down() says "<what>: ")
+      const v = await withTimeout(p, this.opts.operationTimeoutMs); // (down() says "<what>: ")
+      if (sent > this.struckAt) this.strikes = 0;
+      return v;
     } catch (err) {
       this.errorCount++;
-      if (takesLinkDown(err) && !(optional && (err as { code?: string }).code === "ERR_REDIS_SERVER_ERROR") && this.cmd === c) this.down(`${what}: ${describe(err)}`);
+      const answered = (err as { code?: string }).code === "ERR_REDIS_SERVER_ERROR";
+      if (answered && sent > this.struckAt) this.strikes = 0;
+      // (while syncing, a timeout keeps the link down: coming back takes answers in time)
+      if (err instanceof RedisTimeout && this.stateValue === "up" && this.cmd === c) {
+        this.awaitLate(c, p, sent, what);
+        if (sent <= this.struckAt) throw err; // the same stall as the last strike
+        this.struckAt = performance.now();
+        if (++this.strikes < SLOW_STRIKES) throw err;
+        this.down(`${what}: ${describe(err)} (${SLOW_STRIKES} commands in a row)`);
+        throw err;
+      }
+      if (takesLinkDown(err) && !(optional && answered) && this.cmd === c) this.down(`${what}: ${describe(err)}`);
       throw err;
     }
+  }
+
+  /** A command on `c` that timed out: commands are refused until its answer comes, the link down if none comes within silentMs. */
+  private awaitLate(c: RedisClient, p: Promise<unknown>, sent: number, what: string): void {
+    this.late++;
+    if (this.lateSince === undefined || sent < this.lateSince) [this.lateSince, this.lateWhat] = [sent, what];
+    const settle = () => {
+      if (this.cmd !== c || --this.late > 0) return;
+      this.lateSince = undefined;
+      clearTimeout(this.lateTimer);
+      this.lateTimer = undefined;
+    };
+    p.then(settle, settle);
+    if (this.lateTimer !== undefined) return;
+    const check = (again: boolean) => {
+      if (this.cmd !== c || this.late === 0) return;
+      // (one more turn first, as in redis-wait.ts: after a stall of this process the answer may be in)
+      if (again) this.lateTimer = setTimeout(() => check(false), 0);
+      else {
+        this.lateTimer = undefined;
+        this.errorCount++;
+        this.down(`${this.lateWhat}: no answer for ${Math.round(performance.now() - this.lateSince!)} ms`);
+      }
+    };
+    this.lateTimer = setTimeout(() => check(true), Math.max(0, this.silentMs - (performance.now() - sent)));
+    this.lateTimer.unref?.();
   }
 
   /**
@@ -434,6 +497,12 @@ export class RedisLink {
     this.watch = undefined;
     clearInterval(this.keepAliveTimer);
     this.keepAliveTimer = undefined;
+    clearTimeout(this.lateTimer);
+    this.lateTimer = undefined;
+    this.late = 0;
+    this.lateSince = undefined;
+    this.strikes = 0;
+    this.struckAt = -Infinity;
     for (const c of [this.cmd, this.sub]) {
       if (c === undefined) continue;
       c.onclose = null;

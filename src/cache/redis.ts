@@ -45,7 +45,8 @@
  */
 import { PurgeLog } from "./purge-log.ts";
 import { BULK_BYTES, BULK_SUFFIX, decodeEntry, encodeEntry, encodeStub, matchPrefix, OTHER_STORE, stubLength } from "./redis-format.ts";
-import { RedisLink, redisDatabase, type LinkLogger } from "./redis-link.ts";
+import { RedisLink, redisDatabase, RedisUnavailable, type LinkLogger } from "./redis-link.ts";
+import { RedisTimeout } from "../util/redis-wait.ts";
 import { bucketOf, type CachedObject, type CacheLayer, type FillToken, type LayerHealth, type LayerStats, type ObjectMeta, type RemoteInvalidation, type StreamCheckpoint } from "./types.ts";
 
 export interface RedisLayerOptions {
@@ -455,7 +456,9 @@ export class RedisLayer implements CacheLayer {
    */
   private refused(err: unknown): void {
     if (!this.link.up) return;
-    if (!this.refusing) {
+    // (no answer in time, or one still awaited, while the link stays up: Redis slow once, not refusing)
+    const slow = err instanceof RedisTimeout || err instanceof RedisUnavailable;
+    if (!this.refusing && !slow) {
       this.refusing = true;
       this.log?.warn("redis cache layer refused a purge: queued and retried until it is taken (other replicas may serve the purged object meanwhile)", {
         reason: (err instanceof Error ? err.message : String(err)).slice(0, 200),
@@ -750,10 +753,10 @@ export class RedisLayer implements CacheLayer {
         throw err;
       }
     }
-    if (this.refusing && this.pending.length === 0 && !this.pendingOverflow) {
-      this.refusing = false;
+    if (this.pending.length === 0 && !this.pendingOverflow) {
       this.replayDelayMs = REPLAY_MIN_MS;
-      this.log?.info("redis cache layer took the queued purges");
+      if (this.refusing) this.log?.info("redis cache layer took the queued purges");
+      this.refusing = false;
     }
   }
 }

@@ -14,7 +14,7 @@
  * A connection whose flow is lost without a close (a NAT or conntrack entry dropped: no FIN, no
  * RST) still reports connected, and the kernel would give up on it only after many minutes: when
  * a command sent on it has had no answer at all, not even a late one, for SILENT_MS (or 4 ×
- * redis_timeout_ms if longer), the background check closes it and connects a new one.
+ * redis_timeout_ms if longer: redis-wait.ts), the background check closes it and connects a new one.
  *
  * Not the same as the memory backend: server.rate_limit.per_ip.max_entries does not apply (per-IP
  * keys expire in Redis once full again), and a single Redis is assumed (the keys of one request
@@ -22,7 +22,7 @@
  */
 import { RedisClient } from "bun";
 import { redisAuthFailure, worthAskingWhy } from "../util/redis-auth.ts";
-import { keepAlivePeriod, redisIdleTimeout, STALL_MS, withTimeout } from "../util/redis-wait.ts";
+import { keepAlivePeriod, redisIdleTimeout, silentAfter, STALL_MS, withTimeout } from "../util/redis-wait.ts";
 import type { RateConfig } from "../config/schema.ts";
 import type { Logger } from "../observe/log.ts";
 import { RateLimiter, type RateCheck, type RateLimitSource, type RateScope } from "./rate-limiter.ts";
@@ -61,12 +61,6 @@ interface Limit {
  */
 export const RECHECK_PINGS = 3;
 
-/**
- * A connection on which a command has had no answer for this long (or 4 × redis_timeout_ms if
- * longer) is taken for dead and replaced. Far above the answers of a merely slow Redis, which
- * come late but come (each answer restarts the count).
- */
-export const SILENT_MS = 1000;
 
 /**
  * While the limits are shared and no request asks Redis, a PING goes this often (or every
@@ -133,7 +127,7 @@ export class RedisRateLimiter {
     // instead of waiting. Reconnection is ours (recheck), not the client's.
     this.url = opts.url;
     this.reported = opts.reported;
-    this.silentMs = Math.max(SILENT_MS, this.timeoutMs * 4);
+    this.silentMs = silentAfter(this.timeoutMs);
     this.connectMs = Math.max(250, this.timeoutMs * 4);
     this.idlePingMs = Math.max(IDLE_PING_MS, this.retryMs * 4);
     this.keepAliveMs = this.idlePingMs;

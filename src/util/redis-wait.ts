@@ -3,6 +3,32 @@
  * shared rate limits).
  */
 
+/** withTimeout's rejection: no answer in time (the command may still be answered, late). */
+export class RedisTimeout extends Error {
+  override name = "RedisTimeout";
+}
+
+/**
+ * Commands in a row whose answer did not come within the timeout (late, or not at all) before
+ * Redis is declared down (the cache layer skipped, the rate limits local). One slow answer (a
+ * fork, a slow command of another client) fails its own request only: declared down at the
+ * first, a Redis answering around the timeout took the layer down and up again (logged,
+ * resynced, the metrics and readiness flipping) dozens of times a minute. Commands that timed out
+ * together (sent before the first of them did) count once: one stall, not three.
+ */
+export const SLOW_STRIKES = 3;
+
+/**
+ * A command with no answer at all (not even a late one) for this long, or 4 × the timeout if
+ * longer, means Redis stopped answering (frozen, a flow lost without FIN or RST): far above the
+ * answers of a merely slow Redis, which come late but come.
+ */
+export const SILENT_MS = 1000;
+
+export function silentAfter(timeoutMs: number): number {
+  return Math.max(SILENT_MS, timeoutMs * 4);
+}
+
 /** How late a deadline's timer may fire before it is taken for a stall of this process (withTimeout). */
 export const STALL_MS = 50;
 
@@ -25,7 +51,7 @@ export function withTimeout<T>(p: Promise<T>, ms: number, what?: string): Promis
         again = false;
         due = now + ms;
         timer = setTimeout(fire, ms);
-      } else timer = setTimeout(() => reject(new Error(`${what ? `${what}: ` : ""}no answer within ${ms} ms`)), 0);
+      } else timer = setTimeout(() => reject(new RedisTimeout(`${what ? `${what}: ` : ""}no answer within ${ms} ms`)), 0);
     };
     let timer = setTimeout(fire, ms);
     p.then(

@@ -17,6 +17,7 @@ import { freePort, idleSweeps, startRedis, type RedisServer } from "../fixtures/
 import { waitFor } from "../helpers/wait.ts";
 import { bytesOf, instantUpstream, object } from "./helpers.ts";
 import { tcpRelay } from "./relay.ts";
+import { SLOW_STRIKES } from "../../src/util/redis-wait.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -560,7 +561,7 @@ console.log(JSON.stringify(await Promise.all(urls.map((u) => redisAuthFailure(u,
     l.close();
   });
 
-  test("Redis frozen (SIGSTOP): a lookup gives up after operation_timeout_ms, later ones skip the layer at once; thawed: it resumes", async () => {
+  test("Redis frozen (SIGSTOP): a lookup gives up after operation_timeout_ms, later ones skip the layer at once, and it is down once Redis has not answered for 4 × operation_timeout_ms (at least 1 s); thawed: it resumes", async () => {
     await using own = await startRedis();
     const rl = await layer({ url: own.url, prefix: "frozen:", timeoutMs: 200 });
     const info = new RedisClient(own.url);
@@ -577,6 +578,7 @@ console.log(JSON.stringify(await Promise.all(urls.map((u) => redisAuthFailure(u,
       started = performance.now();
       expect(await rl.get("b/k")).toBeUndefined();
       expect(performance.now() - started).toBeLessThan(20);
+      await waitFor(() => !rl.health().up, { timeoutMs: 5000, message: "the layer down once Redis has not answered for 1 s" });
       expect(rl.health()).toMatchObject({ up: false, state: expect.stringMatching(/down|connecting/) });
       // the command named once (it read "GET: GET: no answer ..." in the warning; a reconnect under way may have replaced it with its own reason since)
       expect(String(rl.health().reason)).toMatch(/^\w+: /);
@@ -586,6 +588,88 @@ console.log(JSON.stringify(await Promise.all(urls.map((u) => redisAuthFailure(u,
       process.kill(pid, "SIGCONT");
     }
     await waitFor(() => rl.health().up, { timeoutMs: 5000, message: "the layer to resume once Redis answers" });
+  });
+
+  test("a Redis answering now and then after operation_timeout_ms (a fork, another client's slow command): that lookup is a miss within the timeout, the ones made before its late answer skip Redis without sending anything, a later lookup gets its own answer, not the late one; the layer stays up, nothing logged", async () => {
+    const relay = await tcpRelay(redis.port);
+    try {
+      const log = captureLog();
+      const l = await layer({ url: `redis://127.0.0.1:${relay.port}`, prefix: "slow-once:", log }); // operation_timeout_ms 300
+      await l.put(fresh("b/a", 10));
+      await l.put(fresh("b/b", 20));
+      log.lines.length = 0;
+      // More slow answers than SLOW_STRIKES, each followed by one in time: never down
+      for (let i = 0; i < 5; i++) {
+        relay.delayResponses(900); // under 4 × 300 ms: late, not silent
+        const started = performance.now();
+        expect(await l.get("b/a")).toBeUndefined();
+        expect(performance.now() - started).toBeLessThan(900);
+        const gets = relay.sent("GET");
+        relay.delayResponses(0);
+        expect(await l.get("b/b")).toBeUndefined(); // its late answer not in yet: skipped, nothing sent
+        expect(await l.fillToken("b/b")).toBeUndefined();
+        expect(relay.sent("GET")).toBe(gets);
+        await waitFor(async () => (await l.get("b/b")) !== undefined, { message: "a lookup answered again once the late answer came" });
+        expect(await l.get("b/b")).toMatchObject({ key: "b/b", size: 20 });
+        expect(await l.get("b/a")).toMatchObject({ key: "b/a", size: 10 });
+      }
+      expect(l.health().up).toBe(true);
+      expect(log.lines).toEqual([]);
+    } finally {
+      relay.close();
+    }
+  });
+
+  test("a purge made while a late answer is awaited (Redis slow once, the layer up) is queued, reaches the other replicas once Redis answers, and is not logged as refused", async () => {
+    const prefix = "slow-purge:";
+    const relay = await tcpRelay(redis.port);
+    try {
+      const log = captureLog();
+      const aMemory = new MemoryLayer(1 << 20, 1 << 20);
+      const bMemory = new MemoryLayer(1 << 20, 1 << 20);
+      const aRedis = await layer({ url: `redis://127.0.0.1:${relay.port}`, prefix, log });
+      const a = new Cache([aMemory, aRedis]);
+      const b = new Cache([bMemory, await layer({ prefix })]);
+      for (const c of [a, b]) c.put(fresh("b/1", 10));
+      log.lines.length = 0;
+      relay.delayResponses(900);
+      expect(await aRedis.get("b/2")).toBeUndefined(); // timed out: its answer is awaited
+      relay.delayResponses(0);
+      await a.purgeObject("b", "1");
+      expect(aMemory.peek("b/1")).toBeUndefined();
+      await waitFor(() => bMemory.peek("b/1") === undefined, { timeoutMs: 5000, message: "the queued purge to reach B" });
+      expect(aRedis.health().up).toBe(true);
+      expect(log.lines).toEqual([]);
+    } finally {
+      relay.close();
+    }
+  });
+
+  test("a Redis consistently slower than operation_timeout_ms: down after SLOW_STRIKES lookups in a row that timed out (each a miss within the timeout), logged once, and up again once it answers in time", async () => {
+    const relay = await tcpRelay(redis.port);
+    try {
+      const log = captureLog();
+      const l = await layer({ url: `redis://127.0.0.1:${relay.port}`, prefix: "slow-always:", log });
+      await l.put(fresh("b/a", 10));
+      log.lines.length = 0;
+      relay.delayResponses(600);
+      await waitFor(
+        async () => {
+          const started = performance.now();
+          expect(await l.get("b/a")).toBeUndefined();
+          expect(performance.now() - started).toBeLessThan(600);
+          return !l.health().up;
+        },
+        { timeoutMs: 10_000, message: "the layer down" },
+      );
+      expect(l.errors()).toBeGreaterThanOrEqual(SLOW_STRIKES);
+      expect(log.lines.map((x) => [x.level, x.fields?.reason])).toEqual([["warn", `GET: no answer within 300 ms (${SLOW_STRIKES} commands in a row)`]]);
+      relay.delayResponses(0);
+      await waitFor(() => l.health().up, { timeoutMs: 10_000, message: "the layer up again" });
+      expect(await l.get("b/a")).toMatchObject({ size: 10 });
+    } finally {
+      relay.close();
+    }
   });
 
   test("a purge made while Redis is unreachable is replayed and published when it is back", async () => {
