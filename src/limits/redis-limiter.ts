@@ -4,9 +4,12 @@
  * of RATE_SCRIPT per request (redis-script.ts) decides atomically.
  *
  * Redis failing is not an outage. A request whose Redis answer does not come within
- * `redis_timeout_ms` (or fails) is decided by the local limiter, and so is every request after
- * it, without asking Redis, until a background check (every `retryMs`) gets Redis to answer
- * again as fast as a request needs it (RECHECK_PINGS PINGs in a row, each within the timeout: a
+ * `redis_timeout_ms` is decided by the local limiter, and so is every request until that late
+ * answer comes (Redis answers in order: they would wait as long). After SLOW_STRIKES such
+ * requests in a row (redis-wait.ts, as the cache layer's link), or a failure (a lost connection,
+ * a refusal), or no answer at all for SILENT_MS, every request is decided locally, without asking
+ * Redis, until a background check (every `retryMs`) gets Redis to answer again as fast as a
+ * request needs it (RECHECK_PINGS PINGs in a row, each within the timeout: a
  * Redis merely slower than `redis_timeout_ms` keeps the decisions local instead of flapping) and
  * to run the script (a Redis that answers PING but refuses EVALSHA stays local, logged once). The local limiter enforces this process's share of the limits: 1/(instances × workers)
  * of each rate. Each change of state is logged once.
@@ -22,7 +25,7 @@
  */
 import { RedisClient } from "bun";
 import { redisAuthFailure, worthAskingWhy } from "../util/redis-auth.ts";
-import { keepAlivePeriod, redisIdleTimeout, silentAfter, STALL_MS, withTimeout } from "../util/redis-wait.ts";
+import { keepAlivePeriod, redisIdleTimeout, RedisTimeout, silentAfter, SLOW_STRIKES, STALL_MS, withTimeout } from "../util/redis-wait.ts";
 import type { RateConfig } from "../config/schema.ts";
 import type { Logger } from "../observe/log.ts";
 import { RateLimiter, type RateCheck, type RateLimitSource, type RateScope } from "./rate-limiter.ts";
@@ -110,6 +113,9 @@ export class RedisRateLimiter {
   private checking = false;
   private closed = false;
   private waiters: Array<() => void> = [];
+  /** Requests in a row whose answer did not come in time (SLOW_STRIKES), and when the last one counted (one sent before timed out in the same stall). */
+  private strikes = 0;
+  private struckAt = -Infinity;
 
   constructor(cfg: RateLimitSource, opts: RedisLimiterOptions) {
     this.local = RateLimiter.fromConfig(cfg, { share: opts.share });
@@ -206,15 +212,27 @@ export class RedisRateLimiter {
       scopes.push("bucket");
     }
     if (keys.length === 0) return ADMIT;
+    // A command already waited past the timeout and its answer is not in yet: this one would wait as long.
+    const sent = performance.now();
+    if (this.silentSince !== undefined && sent - this.silentSince >= this.timeoutMs) return this.local.check(clientIp, bucket);
     return this.run(keys, args).then(
       (reply) => {
+        if (sent > this.struckAt) this.strikes = 0;
         const [i, waitUs] = reply as [number, number];
         if (i === 0) return ADMIT;
         const s = Math.ceil(waitUs / 1e6 - 1e-9);
         return { ok: false, scope: scopes[i - 1], retryAfterSeconds: s > 1 ? s : 1 };
       },
       (err) => {
-        this.lost(err instanceof Error ? err.message : String(err));
+        const reason = err instanceof Error ? err.message : String(err);
+        // One slow answer (a fork, another client's slow command) is this request's local decision
+        // only: local at the first, a Redis answering around the timeout went local and shared
+        // again (logged both times, a fresh local burst) at every slow answer.
+        if (!(err instanceof RedisTimeout)) this.lost(reason);
+        else if (sent > this.struckAt) {
+          this.struckAt = performance.now();
+          if (++this.strikes >= SLOW_STRIKES) this.lost(`${reason} (${SLOW_STRIKES} requests in a row)`);
+        }
         return this.local.check(clientIp, bucket);
       },
     );
@@ -234,6 +252,8 @@ export class RedisRateLimiter {
   private lost(reason: string): void {
     if (this.closed) return;
     this.up = false;
+    this.strikes = 0;
+    this.struckAt = -Infinity;
     this.report(false, reason);
   }
 

@@ -15,6 +15,7 @@ import { idleSweeps, startRedis, type RedisServer } from "../fixtures/services.t
 import { recordingLogger } from "../helpers/logger.ts";
 import { measureAdmitted } from "../helpers/rate.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { SLOW_STRIKES } from "../../src/util/redis-wait.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -271,8 +272,8 @@ describe("Redis unavailable", () => {
     try {
       await l.whenShared(true);
       relay.delayResponses(80);
-      expect((await l.check("a")).ok).toBe(true); // no answer within 50 ms: decided locally
-      expect(l.shared).toBe(false);
+      // no answer within 50 ms: decided locally, and local after SLOW_STRIKES such requests in a row
+      await waitFor(async () => (await l.check("a")).ok && !l.shared, { message: "the limits local" });
       // Requests keep coming while the background check (every 50 ms) asks Redis a dozen times.
       const pings = relay.sent("PING");
       let traffic = true;
@@ -300,6 +301,31 @@ describe("Redis unavailable", () => {
     }
   });
 
+  test("a Redis answering now and then after redis_timeout_ms (a fork, another client's slow command): that request and those made before its late answer are decided locally, nothing sent meanwhile; the limits stay shared, nothing logged", async () => {
+    const { relay, l, states } = await relayedLimiter();
+    try {
+      await l.whenShared(true);
+      // More slow answers than SLOW_STRIKES, each followed by one in time
+      for (let i = 0; i < SLOW_STRIKES + 2; i++) {
+        relay.delayResponses(150); // under SILENT_MS: late, not silent
+        expect(await l.check("a")).toEqual({ ok: true }); // no answer within 50 ms: decided locally
+        const sent = relay.sent("EVAL");
+        relay.delayResponses(0);
+        expect(l.check("a")).toEqual({ ok: true }); // its answer not in yet: local, synchronous
+        expect(relay.sent("EVAL")).toBe(sent);
+        await waitFor(() => l.check("a") instanceof Promise, { message: "requests asking Redis again once the late answer came" });
+        expect(await l.check("a")).toEqual({ ok: true });
+        expect(relay.sent("EVAL")).toBeGreaterThan(sent);
+      }
+      expect(l.shared).toBe(true);
+      expect(states()).toEqual(["info"]);
+      expect(relay.accepted()).toBe(1);
+    } finally {
+      l.close();
+      relay.close();
+    }
+  });
+
   test("the connection silently black-holed (no FIN, no RST: a lost NAT entry; the client still says connected): decided locally at once, then the connection is replaced within about a second and the limits are shared again", async () => {
     const { relay, l, states } = await relayedLimiter();
     try {
@@ -308,7 +334,13 @@ describe("Redis unavailable", () => {
       const t0 = performance.now();
       expect((await l.check("a")).ok).toBe(true); // no answer within 50 ms: decided locally
       expect(performance.now() - t0).toBeLessThan(1000);
-      expect(l.shared).toBe(false);
+      // (until the answer comes, nothing more is sent: decided locally at once)
+      const sent = relay.sent("EVAL");
+      const t1 = performance.now();
+      expect(l.check("a")).toEqual({ ok: true });
+      expect(performance.now() - t1).toBeLessThan(1000);
+      expect(relay.sent("EVAL")).toBe(sent);
+      await l.whenShared(false); // no answer at all for SILENT_MS
       await waitFor(() => l.shared, { timeoutMs: 5000, message: () => `the limits shared again over a new connection (states: ${states().join(" ")}, connections: ${relay.accepted()})` });
       expect(relay.accepted()).toBe(2);
       expect(states()).toEqual(["info", "warn", "info"]);
