@@ -22,6 +22,9 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+/** Independent runs (each its own process, files and no listener) side by side: a run mostly waits for start-up. */
+const runEach = (argsList: string[][]) => Promise.all(argsList.map((args) => runCli(args)));
+
 test("--version prints 'yatagarasu <package.json version> (commit <c>, <target>)' and exits 0 (a running build can be told from another)", async () => {
   const r = await runCli(["--version"]);
   expect([r.code, r.stderr]).toEqual([0, ""]);
@@ -39,16 +42,15 @@ test("--help prints usage and exits 0", async () => {
 });
 
 test("an unknown flag exits 2 and names the flag on stderr, also beside --version or --help", async () => {
-  for (const args of [["--frobnicate"], ["--version", "--frobnicate"], ["--frobnicate", "--help"]]) {
-    const r = await runCli(args);
+  for (const r of await runEach([["--frobnicate"], ["--version", "--frobnicate"], ["--frobnicate", "--help"]])) {
     expect(r.code).toBe(2);
     expect(r.stdout).toBe("");
     expect(r.stderr).toStartWith("error: unknown argument '--frobnicate'");
   }
   // the config test's other common spelling says which flag it is here
-  for (const flag of ["--test", "-t"]) {
-    const r = await runCli([flag, "-c", "config.yaml"]);
-    expect([r.code, r.stdout, r.stderr]).toEqual([2, "", `error: unknown argument '${flag}': to check a config and exit, use --check\n`]);
+  const flags = ["--test", "-t"];
+  for (const [i, r] of (await runEach(flags.map((flag) => [flag, "-c", "config.yaml"]))).entries()) {
+    expect([r.code, r.stdout, r.stderr]).toEqual([2, "", `error: unknown argument '${flags[i]}': to check a config and exit, use --check\n`]);
   }
 });
 
@@ -65,13 +67,14 @@ test("conflicting options exit 2 with what conflicts on stderr, running nothing"
     [["--config", "a.yaml", "--version"], "error: --version and --config cannot be combined\n"],
     [["--healthcheck", "not-a-url"], "error: --healthcheck takes an http:// or https:// URL, not 'not-a-url'\n"],
   ];
-  for (const [args, stderr] of cases) expect({ args, ...(await runCli(args)) }).toEqual({ args, code: 2, stdout: "", stderr });
+  const results = await runEach(cases.map(([args]) => args));
+  for (const [i, [args, stderr]] of cases.entries()) expect({ args, ...results[i] }).toEqual({ args, code: 2, stdout: "", stderr });
 });
 
 test("an empty --config path is a usage error in either spelling (--config= read the path '' and said 'cannot read config: file not found', exit 1)", async () => {
-  for (const args of [["--config="], ["--check", "--config="], ["--check", "--config", ""]]) {
-    expect({ args, ...(await runCli(args)) }).toEqual({ args, code: 2, stdout: "", stderr: "error: --config needs a path\n" });
-  }
+  const cases = [["--config="], ["--check", "--config="], ["--check", "--config", ""]];
+  const results = await runEach(cases);
+  for (const [i, args] of cases.entries()) expect({ args, ...results[i] }).toEqual({ args, code: 2, stdout: "", stderr: "error: --config needs a path\n" });
 });
 
 test("--healthcheck: exit 0 on 200; otherwise 1 with the reason on stderr", async () => {
@@ -293,14 +296,15 @@ test("an address that does not resolve, or is not this machine's: exit 3, naming
     ["nonexistent.invalid", "nonexistent.invalid:PORT: nonexistent.invalid does not resolve"],
     ["10.255.255.1", "10.255.255.1:PORT is not an address of this machine"],
   ] as const;
-  for (const [name, head] of Object.entries(listeners) as Array<[keyof typeof listeners, (a: string) => string]>) {
-    for (const [address, cause] of causes) {
+  const runs = (Object.entries(listeners) as Array<[keyof typeof listeners, (a: string) => string]>).flatMap(([name, head]) =>
+    causes.map(async ([address, cause]) => {
       const path = join(dir, `bind-${name}-${address}.yaml`);
       writeFileSync(path, `${head(address)}buckets:\n  - { name: b, path_prefix: /b, s3: { bucket: bkt, endpoint: "http://127.0.0.1:9" } }\n`);
       const r = await runCli(["--config", path]);
-      expect({ name, address, code: r.code, stderr: r.stderr }).toEqual({ name, address, code: 3, stderr: `could not start: ${name} address ${cause.replace("PORT", String(ports[name]))}\n` });
-    }
-  }
+      return [{ name, address, code: r.code, stderr: r.stderr }, { name, address, code: 3, stderr: `could not start: ${name} address ${cause.replace("PORT", String(ports[name]))}\n` }];
+    }),
+  );
+  for (const [got, want] of await Promise.all(runs)) expect(got).toEqual(want);
 });
 
 test("request heads: the default max_header_size (64 KiB) holds on the bun engine (Bun's own 16 KiB limit is raised as the binary and `bun run start` do); a lower one is the proxy's JSON 431", async () => {
@@ -357,7 +361,7 @@ test("--check's problem list (stderr) and summary (stdout) reach a slow reader t
   for (let i = 0; i < 1000; i++) good.push(`  - { name: b${i}, path_prefix: /p${i}, s3: { bucket: my-products-bucket, endpoint: "http://127.0.0.1:9" } }\n`);
   const badPath = file("many-errors.yaml", bad.join(""));
   const goodPath = file("many-buckets.yaml", good.join(""));
-  const whole = await runCli(["--check", "--config", badPath]);
+  const [whole, summary] = await runEach([["--check", "--config", badPath], ["--check", "--config", goodPath]]);
   expect(whole.code).toBe(1);
   expect(whole.stderr.length).toBeGreaterThan(200_000);
   const slow = async (args: string[], which: "stdout" | "stderr") => {
@@ -369,7 +373,6 @@ test("--check's problem list (stderr) and summary (stdout) reach a slow reader t
   expect(Number((await slow(["--check", "--config", badPath], "stderr")).split("\n")[0])).toBe(Buffer.byteLength(whole.stderr));
   // the serving mode's config-error path too
   expect(Number((await slow(["--config", badPath], "stderr")).split("\n")[0])).toBe(Buffer.byteLength(whole.stderr));
-  const summary = await runCli(["--check", "--config", goodPath]);
   expect(summary.code).toBe(0);
   expect(summary.stdout.length).toBeGreaterThan(70_000);
   expect(Number((await slow(["--check", "--config", goodPath], "stdout")).split("\n")[0])).toBe(Buffer.byteLength(summary.stdout));
