@@ -2,7 +2,8 @@
  * One S3 bucket exposed by several proxy buckets (an anonymous cached mirror beside a read-write
  * one): a write or delete through any of them purges the key from every caching bucket that reads
  * the same store (src/fronts/purge.ts), on both fronts, even when the writing bucket does not
- * cache. A caching bucket on another store keeps its entry.
+ * cache. A caching bucket on another store keeps its entry. A write refused (by the upstream, or
+ * by the proxy before it went out) changed nothing: the cached copies stay HITs.
  */
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { S3Signer } from "../../src/s3/sigv4.ts";
@@ -86,4 +87,33 @@ test("S3 front: PutObject and DeleteObject through one bucket purge the mirrors;
   expect(del.status).toBe(204);
   expect((await get(`/mirror/${key}`)).status).toBe(404);
   expect((await fetch(env.url(`/crw/${key}`), { headers: bearer() })).status).toBe(404);
+});
+
+/** A copy onto `key` in `crw` through the S3 front, with extra (signed) headers. */
+function copyOnto(key: string, source: string, headers: Record<string, string> = {}): Promise<Response> {
+  const all = { "x-amz-copy-source": `/crw/${source}`, ...headers };
+  const signed = new S3Signer(CLIENT, "us-east-1").sign({ method: "PUT", host: `127.0.0.1:${env.s3Port}`, path: `/crw/${key}`, headers: all, payloadHash: "UNSIGNED-PAYLOAD" });
+  return fetch(`${env.s3Endpoint}/crw/${key}`, { method: "PUT", headers: { ...signed, ...all } });
+}
+
+test("S3 front: a refused CopyObject keeps the destination's cached copies; a 5xx (it may have copied) purges them", async () => {
+  const key = "copy/dest.txt";
+  await s3.put("rw", key, "v1");
+  await s3.put("rw", "copy/src.txt", "v2");
+  await warm(key, "v1");
+  const kept = async () => expect(await get(`/mirror/${key}`)).toEqual({ status: 200, cache: "HIT", body: "v1" });
+  // a missing source (AccessDenied to this caller, who may not list the bucket)
+  expect((await copyOnto(key, "copy/missing.txt")).status).toBe(403);
+  await kept();
+  // the source's condition fails, then the destination's (If-None-Match: * on an existing key)
+  expect((await copyOnto(key, "copy/src.txt", { "x-amz-copy-source-if-match": '"0123456789abcdef0123456789abcdef"' })).status).toBe(412);
+  await kept();
+  expect((await copyOnto(key, "copy/src.txt", { "if-none-match": "*" })).status).toBe(412);
+  await kept();
+  s3.faults.set(`/rw/${key}`, { kind: "error500", method: "PUT" }); // (its retries too)
+  expect((await copyOnto(key, "copy/src.txt")).status).toBe(500);
+  s3.faults.delete(`/rw/${key}`);
+  expect(await get(`/mirror/${key}`)).toEqual({ status: 200, cache: "MISS", body: "v1" });
+  expect((await copyOnto(key, "copy/src.txt")).status).toBe(200);
+  expect(await get(`/mirror/${key}`)).toEqual({ status: 200, cache: "MISS", body: "v2" });
 });

@@ -15,7 +15,7 @@ import { addressRefused } from "../../proxy/phases/admit.ts";
 import { mayOnSource } from "../../proxy/phases/authorize.ts";
 import { copyObject, getObjectTagging, uploadPartCopy } from "../../s3/operations/index.ts";
 import { s3Error, type S3Error } from "./errors.ts";
-import { s3ErrorOf, s3Fail } from "./fail.ts";
+import { isRefusal, s3ErrorOf, s3Fail } from "./fail.ts";
 import { ProxyError } from "../../errors.ts";
 import type { S3RequestContext } from "./front.ts";
 import { mayAccess } from "./permissions.ts";
@@ -166,8 +166,9 @@ export async function copyObjectOp(ctx: RequestContext): Promise<Response> {
       answer = await copyResult(ctx, res, "CopyObjectResult", [upstream.bucket, src.from.upstream.primary().bucket]);
     } else answer = streamedAnswer(ctx, await copyObjectStreamed(ctx, src), "CopyObjectResult");
   } catch (err) {
-    // (the upstream may have copied all the same when its answer was lost: see purgeIfUnsure)
-    await purgeWritten(ctx, ctx.key);
+    // (the upstream may have copied all the same when its answer was lost, see purgeIfUnsure; a
+    // refusal left the destination as it was, and its cached copy with it)
+    if (!isRefusal(err)) await purgeWritten(ctx, ctx.key);
     return hideMissingSource(ctx, src, err);
   }
   await purgeWritten(ctx, ctx.key);

@@ -33,3 +33,14 @@ export function s3ErrorOf(err: ProxyError): S3Error | undefined {
   const s3 = (err.cause as { s3?: S3Error } | undefined)?.s3;
   return s3 !== undefined && typeof s3.code === "string" ? s3 : undefined;
 }
+
+/**
+ * Whether a write failed on a refusal: an S3 error of the 4xx class, the upstream's answer or the
+ * proxy's own before the write went out. Nothing was written, so the cached copy of its key is
+ * still the object (purgeIfUnsure's rule); any other failure (a 5xx, a lost answer, a client that
+ * left while it was under way) may have landed.
+ */
+export function isRefusal(err: unknown): boolean {
+  const s3 = err instanceof ProxyError ? s3ErrorOf(err) : undefined;
+  return s3 !== undefined && s3.status >= 400 && s3.status < 500;
+}
