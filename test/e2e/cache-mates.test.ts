@@ -6,6 +6,7 @@
  * by the proxy before it went out) changed nothing: the cached copies stay HITs.
  */
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { presignPost } from "../../src/fronts/presign.ts";
 import { S3Signer } from "../../src/s3/sigv4.ts";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { bearer, bucket, startWriteEnv, WRITER, type WriteEnv } from "./plain-write-env.ts";
@@ -89,6 +90,19 @@ test("S3 front: PutObject and DeleteObject through one bucket purge the mirrors;
   expect((await fetch(env.url(`/crw/${key}`), { headers: bearer() })).status).toBe(404);
 });
 
+/**
+ * `write` (v1 → v2 of `key`) answered 500 by the upstream, retries included: it may have landed,
+ * so the cached v1 is purged; then it succeeds (`ok`) and v2 is served at once.
+ */
+async function purgedUnsure(key: string, write: () => Promise<Response>, ok: number): Promise<void> {
+  s3.faults.set(`/rw/${key}`, { kind: "error500", method: "PUT" });
+  expect((await write()).status).toBe(500);
+  s3.faults.delete(`/rw/${key}`);
+  expect(await get(`/mirror/${key}`)).toEqual({ status: 200, cache: "MISS", body: "v1" });
+  expect((await write()).status).toBe(ok);
+  expect(await get(`/mirror/${key}`)).toEqual({ status: 200, cache: "MISS", body: "v2" });
+}
+
 /** A copy onto `key` in `crw` through the S3 front, with extra (signed) headers. */
 function copyOnto(key: string, source: string, headers: Record<string, string> = {}): Promise<Response> {
   const all = { "x-amz-copy-source": `/crw/${source}`, ...headers };
@@ -96,7 +110,7 @@ function copyOnto(key: string, source: string, headers: Record<string, string> =
   return fetch(`${env.s3Endpoint}/crw/${key}`, { method: "PUT", headers: { ...signed, ...all } });
 }
 
-test("S3 front: a refused CopyObject keeps the destination's cached copies; a 5xx (it may have copied) purges them", async () => {
+test("S3 front: a refused CopyObject keeps the destination's cached copies; a 5xx (it may have copied) purges them; a copy is served at once", async () => {
   const key = "copy/dest.txt";
   await s3.put("rw", key, "v1");
   await s3.put("rw", "copy/src.txt", "v2");
@@ -110,10 +124,28 @@ test("S3 front: a refused CopyObject keeps the destination's cached copies; a 5x
   await kept();
   expect((await copyOnto(key, "copy/src.txt", { "if-none-match": "*" })).status).toBe(412);
   await kept();
-  s3.faults.set(`/rw/${key}`, { kind: "error500", method: "PUT" }); // (its retries too)
-  expect((await copyOnto(key, "copy/src.txt")).status).toBe(500);
-  s3.faults.delete(`/rw/${key}`);
-  expect(await get(`/mirror/${key}`)).toEqual({ status: 200, cache: "MISS", body: "v1" });
-  expect((await copyOnto(key, "copy/src.txt")).status).toBe(200);
-  expect(await get(`/mirror/${key}`)).toEqual({ status: 200, cache: "MISS", body: "v2" });
+  await purgedUnsure(key, () => copyOnto(key, "copy/src.txt"), 200);
+});
+
+/** A browser form upload (PostObject) of `file` to `key` in `crw`, its policy allowing 1 KiB at most. */
+function postForm(key: string, file: string): Promise<Response> {
+  const now = Date.now();
+  const p = presignPost({ origin: env.s3Endpoint!, bucket: "crw", key, region: "us-east-1", ...CLIENT, now, expiresAt: now + 300_000, maxSize: 1024 });
+  const form = new FormData();
+  for (const [k, v] of Object.entries(p.fields)) form.append(k, v);
+  form.append("file", new Blob([file]), "f.txt");
+  return fetch(p.url, { method: "POST", body: form });
+}
+
+test("S3 front: a refused PostObject keeps the key's cached copies; a 5xx purges them; an upload is served at once", async () => {
+  const key = "post/k.txt";
+  await s3.put("rw", key, "v1");
+  await warm(key, "v1");
+  // over the policy's size, found while the file streams; then the upstream refuses the PutObject
+  expect((await postForm(key, "x".repeat(2048))).status).toBe(400);
+  expect(await get(`/mirror/${key}`)).toEqual({ status: 200, cache: "HIT", body: "v1" });
+  s3.faults.set(`/rw/${key}`, { kind: "error", status: 403, code: "AccessDenied", method: "PUT", times: 1 });
+  expect((await postForm(key, "v2")).status).toBe(403);
+  expect(await get(`/mirror/${key}`)).toEqual({ status: 200, cache: "HIT", body: "v1" });
+  await purgedUnsure(key, () => postForm(key, "v2"), 204);
 });

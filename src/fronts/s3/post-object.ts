@@ -35,7 +35,7 @@ import { abortMultipartUpload, completeMultipartUpload, createMultipartUpload, p
 import { ALGORITHM, parseAmzDate, utf8HeaderValue } from "../../s3/sigv4.ts";
 import { checkScope, CREDENTIAL_FORM, parseCredential } from "./auth-params.ts";
 import { s3Error, type S3Error } from "./errors.ts";
-import { s3Fail } from "./fail.ts";
+import { isRefusal, s3Fail } from "./fail.ts";
 import { FormDataError, formBoundary, FormReader } from "./form-data.ts";
 import type { S3RequestContext } from "./front.ts";
 import type { S3Principal } from "./identities.ts";
@@ -385,8 +385,13 @@ export async function postObjectOp(ctx: RequestContext): Promise<Response> {
     if (headers["x-amz-tagging"] !== undefined && !(await mayAlso(ctx, "s3:PutObjectTagging"))) {
       throw new ProxyError("Forbidden", { detail: "The authorization policy denied setting the object's tags" });
     }
-    // (purged whatever the outcome: a write whose answer was lost may have landed, see purgeIfUnsure)
-    const etag = await uploadFile(ctx, form, key, headers, policy, md5).finally(() => purgeWritten(ctx, key));
+    // (purged unless refused: a write whose answer was lost may have landed, see purgeIfUnsure; a
+    // refused form, over its policy's size, a bad digest or the upstream's 4xx, stored nothing)
+    const etag = await uploadFile(ctx, form, key, headers, policy, md5).catch(async (err: unknown) => {
+      if (!isRefusal(err)) await purgeWritten(ctx, key);
+      throw err;
+    });
+    await purgeWritten(ctx, key);
     return answer(ctx, fields, key, etag);
   } catch (err) {
     // the form itself was broken (read before the file or in it: either way nothing is stored)
