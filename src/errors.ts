@@ -139,6 +139,16 @@ export class AuthorizerUnavailable extends ProxyError {
 /** Error codes of a connection that was cut (Bun's fetch: "ECONNRESET: The socket connection was closed unexpectedly"). */
 const CUT_CODES: ReadonlySet<string> = new Set(["ECONNRESET", "EPIPE", "ECONNABORTED"]);
 
+/**
+ * The process (EMFILE) or the system (ENFILE) has no file descriptor left: a connection flood, or
+ * a low `ulimit -n`. Nothing is wrong with the request or the object; the same request succeeds
+ * once connections close, so it is a 503 the client retries, never a 500 nor a cache miss.
+ */
+export function outOfDescriptors(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null | undefined)?.code;
+  return code === "EMFILE" || code === "ENFILE";
+}
+
 /** Converts anything thrown into a ProxyError; unknown errors become a bare 500 (logged by the caller). */
 export function toProxyError(err: unknown): ProxyError {
   if (err instanceof ProxyError) return err;
@@ -151,5 +161,6 @@ export function toProxyError(err: unknown): ProxyError {
   // (a cache fill reading it whole) is the upstream's failure, not the proxy's.
   const code = (err as { code?: unknown } | undefined)?.code;
   if (typeof code === "string" && CUT_CODES.has(code)) return new ProxyError("BadGateway", { detail: "The upstream connection failed while sending the object", cause: err });
+  if (outOfDescriptors(err)) return new ProxyError("ServiceUnavailable", { detail: "The proxy has too many open connections and files; retry", headers: { "retry-after": "1" }, cause: err });
   return new ProxyError("InternalError", { cause: err });
 }

@@ -21,7 +21,8 @@ import type { Handler } from "./proxy/runner.ts";
 import { BUN_LISTENER_IDLE_SECONDS, LISTENER_SLOW_BYTES_PER_SECOND, markJsBody, markPeer } from "./http/framed-body.ts";
 import { rawSegmentPatterns, rawTargetFor } from "./http/raw-target.ts";
 import { resolveConfigPath } from "./config/validate.ts";
-import { NODE_IDLE_MS, writeNodeResponse } from "./server/node-response.ts";
+import { NODE_IDLE_MS, plainErrorAnswer, writeNodeResponse, type ErrorAnswer } from "./server/node-response.ts";
+import { outOfDescriptors, toProxyError } from "./errors.ts";
 import { bodyBytesForwarded } from "./server/body-garbage.ts";
 import { wantBlobBodies } from "./http/blob-body.ts";
 import { validHost } from "./http/host.ts";
@@ -79,6 +80,8 @@ export interface ListenAs {
   address: string;
   port: number;
   handler: (app: App, peerOf?: (req: Request) => string) => Handler;
+  /** How this listener writes an error it answers itself (default: the plain front's JSON). */
+  errorAnswer?: ErrorAnswer;
 }
 
 /** How long a listener replaced by a renewed certificate goes on serving with `Connection: close` (see listenBun). */
@@ -133,6 +136,12 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
         return answer(srv, closeAsAsked(req, expectGuard(req, handle(req))));
       },
       error(err) {
+        // A file body (a disk-cache hit) is opened by Bun once the answer is under way: with no
+        // file descriptor left (a connection flood, a low ulimit -n) that is a 503 to retry.
+        if (outOfDescriptors(err)) {
+          app.log.warn("out of file descriptors", { error: String(err?.message ?? err) });
+          return (opts.as?.errorAnswer ?? plainErrorAnswer)(toProxyError(err), crypto.randomUUID());
+        }
         app.log.error("listener error", { error: String(err?.message ?? err) });
         return new Response(JSON.stringify({ error: "InternalError", message: "Internal error" }), { status: 500, headers: { "content-type": "application/json" } });
       },
@@ -309,7 +318,7 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
         // Draining: this answer is the connection's last (RFC 9112 §9.6), so the drain ends when
         // the requests in flight do, not at shutdown_timeout.
         if (stopping) res.setHeader("connection", "close");
-        return writeNodeResponse(res, response, req.method === "HEAD", idleMs);
+        return writeNodeResponse(res, response, req.method === "HEAD", idleMs, opts.as?.errorAnswer);
       },
       () => res.destroy(),
     );

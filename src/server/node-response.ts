@@ -129,7 +129,13 @@ function drained(res: http.ServerResponse, idleMs: number, event: "drain" | "fin
   });
 }
 
-export async function writeNodeResponse(res: http.ServerResponse, response: Response, isHead: boolean, idleMs = NODE_IDLE_MS): Promise<NodeWriteResult> {
+/** How a listener writes an error it answers itself (the S3 front: S3's XML). */
+export type ErrorAnswer = (err: ProxyError, requestId: string) => Response;
+
+/** The plain front's (and the control plane's) JSON error. */
+export const plainErrorAnswer: ErrorAnswer = (err, requestId) => err.toResponse(requestId);
+
+export async function writeNodeResponse(res: http.ServerResponse, response: Response, isHead: boolean, idleMs = NODE_IDLE_MS, answerOf: ErrorAnswer = plainErrorAnswer): Promise<NodeWriteResult> {
   res.statusCode = response.status;
   for (const [k, v] of response.headers) res.setHeader(k, v);
   const blob = blobBodyOf(response);
@@ -139,7 +145,7 @@ export async function writeNodeResponse(res: http.ServerResponse, response: Resp
     res.end();
     return { status: response.status, bytes: 0 };
   }
-  const reader: BodySource = blob !== undefined ? blobSlices(blob) : body!.getReader();
+  let reader: BodySource | undefined;
   let bytes = 0;
   // Small generated bodies (errors, JSON) without a length are buffered so they carry a
   // Content-Length too. An upstream body of unknown length (S3 answering chunked) is never
@@ -151,6 +157,8 @@ export async function writeNodeResponse(res: http.ServerResponse, response: Resp
   const declaredValue = response.headers.get("content-length");
   const declared = declaredValue !== null && /^\d{1,15}$/.test(declaredValue) ? Number(declaredValue) : -1;
   try {
+    // (a file body, a disk-cache hit, is opened here: with no file descriptor left this throws)
+    reader = blob !== undefined ? blobSlices(blob) : body!.getReader();
     if (declaredValue === null && !isLiveBody(response)) {
       let size = 0;
       while (size <= SMALL_GENERATED_BODY_BYTES) {
@@ -185,11 +193,11 @@ export async function writeNodeResponse(res: http.ServerResponse, response: Resp
     if (!res.writableFinished && !res.destroyed) void drained(res, idleMs, "finish");
     return { status: response.status, bytes };
   } catch (err) {
-    reader.cancel().catch(() => {});
+    (reader ?? body)?.cancel().catch(() => {});
     if (!res.headersSent && !res.destroyed && !(err instanceof ClientGone)) {
       // Nothing sent yet: answer the failure instead of a truncated (or empty) success.
       const pe = failedBodyAnswer(err);
-      const answer = pe.toResponse(response.headers.get("x-request-id") ?? "");
+      const answer = answerOf(pe, response.headers.get("x-request-id") ?? response.headers.get("x-amz-request-id") ?? "");
       const text = Buffer.from(await answer.arrayBuffer());
       for (const name of res.getHeaderNames()) res.removeHeader(name);
       res.statusCode = answer.status;

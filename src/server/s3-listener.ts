@@ -8,6 +8,8 @@
  */
 import type { App } from "../app.ts";
 import type { Config } from "../config/load.ts";
+import type { ProxyError } from "../errors.ts";
+import { fromProxyError, s3ErrorResponse } from "../fronts/s3/errors.ts";
 import { s3Front } from "../fronts/s3/front.ts";
 import { createHandler } from "../proxy/runner.ts";
 import { listenBun, listenNode, type Listener, type TlsMaterial } from "../server.ts";
@@ -15,6 +17,11 @@ import { listenBun, listenNode, type Listener, type TlsMaterial } from "../serve
 export async function listenS3(app: App, cfg: Config, opts: { reusePort?: boolean; baseDir?: string; tls?: TlsMaterial } = {}): Promise<Listener | undefined> {
   const s3 = cfg.s3_api;
   if (!s3?.enabled) return undefined;
-  const as = { address: s3.address, port: s3.port, handler: (a: App, peerOf?: (req: Request) => string) => createHandler(a, s3Front, peerOf) };
+  const as = {
+    address: s3.address,
+    port: s3.port,
+    handler: (a: App, peerOf?: (req: Request) => string) => createHandler(a, s3Front, peerOf),
+    errorAnswer: (err: ProxyError, requestId: string) => s3ErrorResponse(fromProxyError(err), { requestId }),
+  };
   return (s3.engine ?? cfg.server.engine) === "node" ? listenNode(app, cfg, { reusePort: opts.reusePort, as }) : listenBun(app, cfg, { ...opts, as });
 }

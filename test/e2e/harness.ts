@@ -63,12 +63,13 @@ export async function runCli(args: string[], opts: { env?: Record<string, string
   return { code, stdout, stderr };
 }
 
-export async function startProxy(configYaml: string, opts: { env?: Record<string, string>; files?: Record<string, string> } = {}): Promise<ProxyProcess> {
+/** `prefix`: a command the proxy is run under (`prlimit --nofile=64:64 --`). */
+export async function startProxy(configYaml: string, opts: { env?: Record<string, string>; files?: Record<string, string>; prefix?: string[] } = {}): Promise<ProxyProcess> {
   const dir = mkdtempSync(join(tmpdir(), "yata-e2e-"));
   const configPath = join(dir, "config.yaml");
   writeFileSync(configPath, configYaml);
   for (const [name, content] of Object.entries(opts.files ?? {})) writeFileSync(join(dir, name), content);
-  const proc = Bun.spawn([...command(), "--config", configPath], { stdout: "pipe", stderr: "pipe", env: { ...process.env, ...opts.env } });
+  const proc = Bun.spawn([...(opts.prefix ?? []), ...command(), "--config", configPath], { stdout: "pipe", stderr: "pipe", env: { ...process.env, ...opts.env } });
   let out = "";
   let err = "";
   const lines: Array<Record<string, unknown>> = [];
