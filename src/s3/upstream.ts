@@ -11,7 +11,7 @@
  * request shape and the fetch body path; src/s3/operations/ builds each S3 operation on it).
  */
 import { type BucketConfig, DEFAULT_CONNECT_TIMEOUT_SECONDS, type RetryConfig } from "../config/schema.ts";
-import { ProxyError } from "../errors.ts";
+import { outOfDescriptors, ProxyError, toProxyError } from "../errors.ts";
 import { backoffDelay, CircuitBreaker, isRetryableStatus } from "../limits/index.ts";
 import type { Metrics } from "../observe/metrics.ts";
 import { endClient, errorType, startAttempt } from "../observe/trace/client.ts";
@@ -357,7 +357,8 @@ export class BucketUpstream {
       success = status < 500 || status === 501;
       return res;
     } catch (err) {
-      neutral = clientAborted(signal) || err instanceof RequestBodyError;
+      // (the proxy's own lack of file descriptors says nothing about the upstream either)
+      neutral = clientAborted(signal) || err instanceof RequestBodyError || outOfDescriptors(err instanceof ProxyError ? err.cause : err);
       success = err instanceof ProxyError && err.status < 500;
       throw err;
     } finally {
@@ -448,6 +449,8 @@ export class BucketUpstream {
     this.metrics?.observeS3(this.name, connectTimeout ? "timeout" : "error", elapsedMs / 1000);
     this.logTlsFailure(err);
     if (!last) return undefined;
+    // The proxy had no file descriptor for the connection: nothing is wrong with the upstream.
+    if (outOfDescriptors(err)) return toProxyError(err);
     // An answer the own client could not read (a malformed head, conflicting lengths, a bad
     // chunk): the upstream was reached, it answered wrongly. The message is the client's own fixed
     // text, never the upstream's bytes.
@@ -736,7 +739,7 @@ export function isResendable(method: string, query: ReadonlyArray<readonly [stri
 /** Errors of an attempt that never reached the upstream: no connection was made. */
 const NOT_CONNECTED = /\((?:ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|ConnectionRefused|FailedToOpenSocket)\)/;
 const NOT_CONNECTED_CODES = new Set([
-  "ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "ConnectionRefused", "FailedToOpenSocket",
+  "ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "ConnectionRefused", "FailedToOpenSocket", "EMFILE", "ENFILE",
   // the upstream's certificate refused during the handshake: no HTTP byte went out. (Not EPROTO:
   // Bun's fetch reports any failure of the TLS layer so, one after the request went out included:
   // a CompleteMultipartUpload or a conditional create resent would be sent twice.)

@@ -2,8 +2,9 @@
  * The proxy with no file descriptor left (a connection flood, or a container's low `ulimit -n`):
  * the proxy runs under `prlimit --nofile`, its descriptor table is filled with kept-alive client
  * connections, and a disk-cache hit (whose file is opened only as the answer is written) is asked
- * on one of them. It is a 503 with Retry-After, the process stays up, the cached file stays, and
- * once the connections close the same object is served again without a restart.
+ * on one of them, or an object whose upstream connection cannot be opened. Either is a 503 with
+ * Retry-After, the process stays up, the cached file stays, the upstream is not blamed (its circuit
+ * breaker stays closed), and once the connections close the object is served again without a restart.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
@@ -60,6 +61,25 @@ function connect(port: number): Promise<net.Socket> {
 
 const fds = (pid: number) => readdirSync(`/proc/${pid}/fd`).length;
 
+/** Fills the proxy's descriptor table with kept-alive connections (more than LIMIT: the rest wait in the backlog). */
+async function fill(port: number, pid: number, socks: net.Socket[]): Promise<void> {
+  for (let i = 0; i < LIMIT; i++) {
+    const s = await connect(port);
+    s.on("error", () => {});
+    s.write("GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    socks.push(s);
+  }
+  await waitFor(() => fds(pid) >= LIMIT, { timeoutMs: 10_000, message: () => `the proxy's descriptor table to fill (${fds(pid)} of ${LIMIT})` });
+}
+
+/** A connection accepted (and answered once) while descriptors are left. */
+async function accepted(port: number, socks: net.Socket[]): Promise<net.Socket> {
+  const s = await connect(port);
+  socks.push(s);
+  expect(await exchange(s, "/health")).toStartWith("HTTP/1.1 200");
+  return s;
+}
+
 describe.each(["bun", "node"])("engine %s", (engine) => {
   test("a disk-cache hit with no file descriptor left is a 503 with Retry-After; the process stays up and serves the object again once connections close", async () => {
     const dir = join(cacheRoot, engine);
@@ -84,18 +104,8 @@ buckets:
 
     const socks: net.Socket[] = [];
     try {
-      // The connection the hit is asked on, accepted while descriptors are left.
-      const asker = await connect(px.port);
-      socks.push(asker);
-      expect(await exchange(asker, "/health")).toStartWith("HTTP/1.1 200");
-      // More kept-alive connections than the limit: the table fills, the rest wait in the backlog.
-      for (let i = 0; i < LIMIT; i++) {
-        const s = await connect(px.port);
-        s.on("error", () => {});
-        s.write("GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
-        socks.push(s);
-      }
-      await waitFor(() => fds(pid) >= LIMIT, { timeoutMs: 10_000, message: () => `the proxy's descriptor table to fill (${fds(pid)} of ${LIMIT})` });
+      const asker = await accepted(px.port, socks);
+      await fill(px.port, pid, socks);
 
       const head = await exchange(asker, "/data/obj.bin");
       expect(head).toStartWith("HTTP/1.1 503");
@@ -119,4 +129,51 @@ buckets:
     expect(px.proc.exitCode).toBeNull();
     expect(px.logs().filter((l) => l.msg === "unhandled rejection" || l.msg === "listener error")).toEqual([]);
   });
+});
+
+test("an upstream connection that cannot be opened for want of a descriptor is a 503 with Retry-After, not the upstream's 502, and does not open its circuit breaker", async () => {
+  const SLOW = 4;
+  s3.faults.set("/data/slow*", { kind: "delay", ms: 15_000 });
+  await using px = await startProxy(
+    `server: { address: 127.0.0.1, port: 0, shutdown_timeout: 1 }
+buckets:
+  - name: data
+    path_prefix: /data
+    s3:
+      bucket: data
+      endpoint: "${s3.endpoint}"
+      retry: { max_attempts: 2, initial_backoff_ms: 10, max_backoff_ms: 10 }
+      circuit_breaker: { failure_threshold: 1, timeout_seconds: 600 }
+`,
+    { prefix: ["prlimit", `--nofile=${LIMIT}:${LIMIT}`, "--"] },
+  );
+  const socks: net.Socket[] = [];
+  try {
+    // Every upstream connection the pool has is busy with a slow answer: the next request needs a new one.
+    const since = s3.requests.length;
+    for (let i = 0; i < SLOW; i++) (await accepted(px.port, socks)).write(`GET /data/slow${i} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    await waitFor(() => s3.requests.slice(since).filter((r) => r.pathname.startsWith("/data/slow")).length === SLOW, { message: "the slow requests upstream" });
+    const asker = await accepted(px.port, socks);
+    await fill(px.port, px.proc.pid, socks);
+
+    const head = await exchange(asker, "/data/obj.bin");
+    expect(head).toStartWith("HTTP/1.1 503");
+    expect(head.toLowerCase()).toContain("retry-after: 1");
+  } finally {
+    for (const s of socks) s.destroy();
+    s3.faults.delete("/data/slow*");
+  }
+
+  const again = await waitFor(
+    async () => {
+      const r = await fetch(px.url("/data/obj.bin"));
+      if (r.status === 200) return r;
+      // (an open breaker's 503 is final: it would say so for 600 s)
+      if ((await r.text()).includes("CircuitOpen")) throw new Error("the circuit breaker opened");
+      return undefined;
+    },
+    { timeoutMs: 10_000, message: "a 200 once the connections are closed" },
+  );
+  expect(new Uint8Array(await again.arrayBuffer())).toEqual(OBJECT);
+  expect(px.proc.exitCode).toBeNull();
 });

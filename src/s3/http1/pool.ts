@@ -10,6 +10,8 @@
  * timeouts, head timeouts, body stalls and aborts are all checked by one unref'd interval per pool
  * (`sweep`) that runs only while requests are in flight.
  */
+import { closeSync, openSync } from "node:fs";
+import { outOfDescriptors } from "../../errors.ts";
 import { Conn, handlers } from "./conn.ts";
 import { UpstreamConnectTimeoutError, UpstreamProtocolError, UpstreamTimeoutError } from "./errors.ts";
 import { Exchange, P_BODY, P_DONE, P_HEAD } from "./exchange.ts";
@@ -422,7 +424,10 @@ export class Http1Pool {
     const req = conn.req;
     conn.req = null;
     if (req === null || req.conn !== conn) return;
-    const code = (err as { code?: unknown }).code;
+    // Bun.connect reports a socket(2) refused for want of a file descriptor as ECONNREFUSED: the
+    // upstream was blamed (502, the breaker counting it) for the proxy's own connection flood.
+    const reported = (err as { code?: unknown }).code;
+    const code = reported === "ECONNREFUSED" && !descriptorLeft() ? "EMFILE" : reported;
     const detail = typeof code === "string" ? code : "connection failed";
     // (the code kept on the error: the access log's upstream_error and /ready name it, never the message)
     this.fail(req, Object.assign(new Error(`upstream ${this.host}:${this.port} is unreachable (${detail})`), typeof code === "string" ? { code } : undefined));
@@ -473,5 +478,15 @@ export class Http1Pool {
       return;
     }
     req.receive(data);
+  }
+}
+
+/** Whether this process can open a file descriptor now (one opened and closed at once). */
+function descriptorLeft(): boolean {
+  try {
+    closeSync(openSync(".", "r"));
+    return true;
+  } catch (err) {
+    return !outOfDescriptors(err);
   }
 }
