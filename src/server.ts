@@ -23,6 +23,7 @@ import { rawSegmentPatterns, rawTargetFor } from "./http/raw-target.ts";
 import { resolveConfigPath } from "./config/validate.ts";
 import { NODE_IDLE_MS, plainErrorAnswer, writeNodeResponse, type ErrorAnswer } from "./server/node-response.ts";
 import { outOfDescriptors, toProxyError } from "./errors.ts";
+import { drainIdleWhenOutOfDescriptors } from "./util/descriptors.ts";
 import { bodyBytesForwarded } from "./server/body-garbage.ts";
 import { wantBlobBodies } from "./http/blob-body.ts";
 import { validHost } from "./http/host.ts";
@@ -148,6 +149,7 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
     });
   let server = serve(opts.as?.port ?? cfg.server.port, tlsOn ? (opts.tls ?? readTls(cfg, opts.baseDir)) : undefined);
   const port = server.port ?? opts.as?.port ?? cfg.server.port;
+  const unwatch = drainIdleWhenOutOfDescriptors(() => server.closeIdleConnections(), (msg, fields) => app.log.warn(msg, fields));
   let stopping = false;
   const retire = (old: Bun.Server<undefined>, force: boolean): Promise<void> => {
     const r = retired.get(old);
@@ -161,6 +163,7 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
     port,
     stop: async (force) => {
       stopping = true;
+      unwatch();
       await Promise.all([Promise.resolve(server.stop(force)), ...[...retired.keys()].map((old) => retire(old, force))]);
     },
     renewTls: tlsOn
@@ -357,10 +360,12 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
     listener.listen({ host: opts.as?.address ?? cfg.server.address, port: opts.as?.port ?? cfg.server.port, reusePort: opts.reusePort } as net.ListenOptions, () => resolve());
   });
   const addr = listener.address();
+  const unwatch = drainIdleWhenOutOfDescriptors(() => server.closeIdleConnections(), (msg, fields) => app.log.warn(msg, fields));
   return {
     port: typeof addr === "object" && addr ? addr.port : (opts.as?.port ?? cfg.server.port),
     stop: (force) =>
       new Promise<void>((resolve) => {
+        unwatch();
         // From now on every answer closes its connection (above), so a connection with a request
         // in flight at the signal closes once it is answered; node closes only the connections
         // idle at this call. (Both close callbacks wait for the listener's connections to end.)

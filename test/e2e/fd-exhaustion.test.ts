@@ -34,8 +34,13 @@ afterAll(async () => {
   rmSync(cacheRoot, { recursive: true, force: true });
 });
 
-/** A raw kept-alive connection: sends one request and resolves with the first answer's status line and head. */
+/** A raw kept-alive connection: sends a GET of `path` and resolves with the answer's head. */
 function exchange(sock: net.Socket, path: string): Promise<string> {
+  return answer(sock, `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`, path);
+}
+
+/** Writes `bytes` (the end of a request) and resolves with the answer's head. */
+function answer(sock: net.Socket, bytes: string, path: string): Promise<string> {
   return new Promise((resolve, reject) => {
     let text = "";
     const onData = (d: Buffer) => {
@@ -48,7 +53,7 @@ function exchange(sock: net.Socket, path: string): Promise<string> {
     sock.on("data", onData);
     sock.once("error", reject);
     sock.once("close", () => reject(new Error(`the connection closed without an answer to ${path}`)));
-    sock.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    sock.write(bytes);
   });
 }
 
@@ -61,12 +66,16 @@ function connect(port: number): Promise<net.Socket> {
 
 const fds = (pid: number) => readdirSync(`/proc/${pid}/fd`).length;
 
-/** Fills the proxy's descriptor table with kept-alive connections (more than LIMIT: the rest wait in the backlog). */
+/**
+ * Fills the proxy's descriptor table with connections whose request head is still arriving (more
+ * than LIMIT: the rest wait in the backlog). Such a connection is not idle: it is not closed to
+ * make room.
+ */
 async function fill(port: number, pid: number, socks: net.Socket[]): Promise<void> {
   for (let i = 0; i < LIMIT; i++) {
     const s = await connect(port);
     s.on("error", () => {});
-    s.write("GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    s.write("GET /health HTTP/1.1\r\nHost: x\r\n");
     socks.push(s);
   }
   await waitFor(() => fds(pid) >= LIMIT, { timeoutMs: 10_000, message: () => `the proxy's descriptor table to fill (${fds(pid)} of ${LIMIT})` });
@@ -104,10 +113,12 @@ buckets:
 
     const socks: net.Socket[] = [];
     try {
+      // (its request head begun: an idle connection may be closed to make room)
       const asker = await accepted(px.port, socks);
+      asker.write("GET /data/obj.bin HTTP/1.1\r\nHost: x\r\n");
       await fill(px.port, pid, socks);
 
-      const head = await exchange(asker, "/data/obj.bin");
+      const head = await answer(asker, "\r\n", "/data/obj.bin");
       expect(head).toStartWith("HTTP/1.1 503");
       expect(head.toLowerCase()).toContain("retry-after: 1");
     } finally {
@@ -154,9 +165,10 @@ buckets:
     for (let i = 0; i < SLOW; i++) (await accepted(px.port, socks)).write(`GET /data/slow${i} HTTP/1.1\r\nHost: x\r\n\r\n`);
     await waitFor(() => s3.requests.slice(since).filter((r) => r.pathname.startsWith("/data/slow")).length === SLOW, { message: "the slow requests upstream" });
     const asker = await accepted(px.port, socks);
+    asker.write("GET /data/obj.bin HTTP/1.1\r\nHost: x\r\n");
     await fill(px.port, px.proc.pid, socks);
 
-    const head = await exchange(asker, "/data/obj.bin");
+    const head = await answer(asker, "\r\n", "/data/obj.bin");
     expect(head).toStartWith("HTTP/1.1 503");
     expect(head.toLowerCase()).toContain("retry-after: 1");
   } finally {
@@ -176,4 +188,30 @@ buckets:
   );
   expect(new Uint8Array(await again.arrayBuffer())).toEqual(OBJECT);
   expect(px.proc.exitCode).toBeNull();
+});
+
+describe.each(["bun", "node"])("engine %s", (engine) => {
+  test("more kept-alive clients than descriptors are all answered: idle connections are closed when none is left (they held the table for the 60 s idle timeout, the rest waiting in the backlog)", async () => {
+    await using px = await startProxy(`server: { address: 127.0.0.1, port: 0, engine: ${engine}, shutdown_timeout: 1 }\nbuckets:\n  - { name: data, path_prefix: /data, s3: { bucket: data, endpoint: "${s3.endpoint}" } }\n`, {
+      prefix: ["prlimit", `--nofile=${LIMIT}:${LIMIT}`, "--"],
+    });
+    const socks: net.Socket[] = [];
+    let answered = 0;
+    try {
+      for (let i = 0; i < 3 * LIMIT; i++) {
+        const s = await connect(px.port);
+        s.on("error", () => {});
+        socks.push(s);
+        void exchange(s, "/health").then(
+          (head) => head.startsWith("HTTP/1.1 200") && answered++,
+          () => {},
+        );
+      }
+      await waitFor(() => answered === socks.length, { timeoutMs: 20_000, message: () => `every client answered (${answered} of ${socks.length})` });
+    } finally {
+      for (const s of socks) s.destroy();
+    }
+    expect(px.logs().some((l) => l.msg === "out of file descriptors: idle kept-alive connections closed")).toBe(true);
+    expect(px.proc.exitCode).toBeNull();
+  });
 });

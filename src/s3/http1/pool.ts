@@ -10,8 +10,7 @@
  * timeouts, head timeouts, body stalls and aborts are all checked by one unref'd interval per pool
  * (`sweep`) that runs only while requests are in flight.
  */
-import { closeSync, openSync } from "node:fs";
-import { outOfDescriptors } from "../../errors.ts";
+import { descriptorLeft } from "../../util/descriptors.ts";
 import { Conn, handlers } from "./conn.ts";
 import { UpstreamConnectTimeoutError, UpstreamProtocolError, UpstreamTimeoutError } from "./errors.ts";
 import { Exchange, P_BODY, P_DONE, P_HEAD } from "./exchange.ts";
@@ -481,12 +480,3 @@ export class Http1Pool {
   }
 }
 
-/** Whether this process can open a file descriptor now (one opened and closed at once). */
-function descriptorLeft(): boolean {
-  try {
-    closeSync(openSync(".", "r"));
-    return true;
-  } catch (err) {
-    return !outOfDescriptors(err);
-  }
-}
