@@ -2,15 +2,30 @@
  * Standard process metrics (the names every Prometheus client library uses), collected at scrape
  * time. Across worker processes: RSS, open fds and CPU seconds sum; start time takes the earliest.
  */
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
+import { outOfDescriptors } from "../errors.ts";
 import type { Registry } from "./registry.ts";
 
-/** Number of open file descriptors, or undefined where /proc is not available. */
-export function countOpenFds(): number | undefined {
+/** The soft limit on open file descriptors (RLIMIT_NOFILE), or undefined where /proc is not available. */
+export function maxFds(): number | undefined {
   try {
-    return readdirSync("/proc/self/fd").length;
+    const m = /^Max open files\s+(\d+)/m.exec(readFileSync("/proc/self/limits", "utf8"));
+    return m ? Number(m[1]) : undefined;
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * Number of open file descriptors, or undefined where /proc is not available. Reading the folder
+ * takes a descriptor itself: with none left (EMFILE) every one is open, `max` (the series vanished
+ * from the scrape just when it reached the limit).
+ */
+export function countOpenFds(max?: number): number | undefined {
+  try {
+    return readdirSync("/proc/self/fd").length;
+  } catch (err) {
+    return outOfDescriptors(err) ? max : undefined;
   }
 }
 
@@ -24,12 +39,19 @@ export function registerProcessMetrics(registry: Registry): void {
   // Without /proc the family is not registered at all rather than reporting a fake value.
   const fds =
     countOpenFds() === undefined ? undefined : registry.gauge("process_open_fds", "Number of open file descriptors.");
+  // (read once: Bun raises the soft limit to the hard one before any of this runs)
+  const max = fds === undefined ? undefined : maxFds();
+  if (max !== undefined) registry.gauge("process_max_fds", "Maximum number of open file descriptors.").labels().set(max);
   registry.onCollect(() => {
-    rss.set(process.memoryUsage.rss());
+    // Bun reads it from /proc: with no descriptor left it throws ("Failed to get memory usage"),
+    // which left out the CPU time and the open descriptors too. The last value stays.
+    try {
+      rss.set(process.memoryUsage.rss());
+    } catch {}
     const u = process.cpuUsage();
     cpu.value = (u.user + u.system) / 1e6;
     if (fds !== undefined) {
-      const n = countOpenFds();
+      const n = countOpenFds(max);
       if (n === undefined) fds.clear();
       else fds.labels().set(n);
     }

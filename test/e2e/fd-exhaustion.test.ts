@@ -215,3 +215,34 @@ describe.each(["bun", "node"])("engine %s", (engine) => {
     expect(px.proc.exitCode).toBeNull();
   });
 });
+
+test("/metrics scraped with no descriptor left reports process_open_fds at process_max_fds (the series vanished at the limit)", async () => {
+  await using px = await startProxy(
+    `server: { address: 127.0.0.1, port: 0, shutdown_timeout: 1 }\nmetrics: { enabled: true, address: 127.0.0.1, port: 0 }\nbuckets:\n  - { name: data, path_prefix: /data, s3: { bucket: data, endpoint: "${s3.endpoint}" } }\n`,
+    { prefix: ["prlimit", `--nofile=${LIMIT}:${LIMIT}`, "--"] },
+  );
+  const socks: net.Socket[] = [];
+  let text: string;
+  try {
+    const scraper = await connect(px.metricsPort!);
+    socks.push(scraper);
+    scraper.write("GET /metrics HTTP/1.1\r\nHost: x\r\n");
+    await fill(px.port, px.proc.pid, socks);
+    text = await new Promise<string>((resolve, reject) => {
+      let got = "";
+      scraper.on("data", (d) => {
+        got += d.toString("latin1");
+        const head = /content-length: (\d+)/i.exec(got);
+        const end = got.indexOf("\r\n\r\n");
+        if (head && end >= 0 && got.length - end - 4 >= Number(head[1])) resolve(got.slice(end + 4));
+      });
+      scraper.once("close", () => reject(new Error(`the scrape was cut: ${got.slice(0, 200)}`)));
+      scraper.write("\r\n");
+    });
+  } finally {
+    for (const s of socks) s.destroy();
+  }
+  const sample = (name: string) => Number(new RegExp(`^${name} (\\d+)$`, "m").exec(text)?.[1]);
+  expect(sample("process_max_fds")).toBe(LIMIT);
+  expect(sample("process_open_fds")).toBe(LIMIT);
+});

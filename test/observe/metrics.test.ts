@@ -136,8 +136,8 @@ describe("exposition format", () => {
       expect(p.type.get(name)).toBe(t);
       expect((p.help.get(name) ?? "").length).toBeGreaterThan(5);
     }
-    // Nothing outside the documented set (process_open_fds only where /proc exists).
-    const extra = [...p.type.keys()].filter((n) => !EXPECTED.some(([e]) => e === n) && n !== "process_open_fds");
+    // Nothing outside the documented set (process_open_fds and process_max_fds only where /proc exists).
+    const extra = [...p.type.keys()].filter((n) => !EXPECTED.some(([e]) => e === n) && n !== "process_open_fds" && n !== "process_max_fds");
     expect(extra).toEqual([]);
     expect(p.help.get("yatagarasu_circuit_breaker_state")).toContain("0 closed, 1 open, 2 half-open");
   });
