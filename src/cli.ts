@@ -19,6 +19,7 @@ import { parseIp } from "./http/cidr.ts";
 import { createLogger } from "./observe/log.ts";
 import { listenBun, listenMetrics, listenNode, readTls, type Listener, type TlsMaterial } from "./server.ts";
 import { listenS3 } from "./server/s3-listener.ts";
+import { startFetchClient } from "./util/descriptors.ts";
 import { connectTimeoutNote, fetchConcurrencyWarning, poolSizeNote } from "./s3/upstream.ts";
 import { cacheOffNote, cacheUnusedNote, diskDir, purgeUnservedFolder } from "./cache/config.ts";
 import { diskDirProblem } from "./cache/disk.ts";
@@ -386,6 +387,7 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     // The certificate every listener serves: the primary's (sent with its config), else read now.
     const tls = source.tls ?? readTls(config, config.baseDir);
     const tlsListeners = config.server.https?.enabled === true;
+    await startFetchClient();
     app = await App.create(config, { configPath, configText: source.text, generation: source.generation, log, share: workers, probeIntervalMs, reloadAll: () => reloadAll(), tls });
     // Another process's purges (through the primary), those made while this child started too:
     // applied before it serves, each confirmed once applied.

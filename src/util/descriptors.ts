@@ -55,3 +55,22 @@ export function drainIdleWhenOutOfDescriptors(closeIdle: () => void, log: (msg: 
     timer = undefined;
   };
 }
+
+/**
+ * Starts Bun's fetch client (its HTTP thread) while descriptors are to spare. Started by a first
+ * fetch with none left (a connection flood before the first OPA, OpenFGA or JWKS request), Bun
+ * exits the process ("bun ran out of file descriptors", exit 1: no log line, no drain); once
+ * started, EMFILE is an error its caller handles. One refused connection on the loopback: a port
+ * bound and released at once, so nothing listens there.
+ */
+export async function startFetchClient(): Promise<void> {
+  try {
+    const spare = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    const port = spare.port;
+    spare.stop(true);
+    const res = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(1_000) });
+    await res.body?.cancel();
+  } catch {
+    // refused (the point), or no loopback: then the first fetch starts it, as before
+  }
+}

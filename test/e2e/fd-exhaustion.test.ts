@@ -246,3 +246,30 @@ test("/metrics scraped with no descriptor left reports process_open_fds at proce
   expect(sample("process_max_fds")).toBe(LIMIT);
   expect(sample("process_open_fds")).toBe(LIMIT);
 });
+
+test("a first authorizer request (Bun's first fetch) made with no descriptor left is answered, not the process's exit", async () => {
+  // (nothing listens at the authorizer's address: a refused port; fail mode closed: 503)
+  const spare = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const opaPort = spare.port;
+  spare.stop(true);
+  await using px = await startProxy(
+    `server: { address: 127.0.0.1, port: 0, shutdown_timeout: 1 }
+buckets:
+  - name: data
+    path_prefix: /data
+    s3: { bucket: data, endpoint: "${s3.endpoint}" }
+    authorization: { type: opa, opa_url: "http://127.0.0.1:${opaPort}", opa_policy_path: x/allow }
+`,
+    { prefix: ["prlimit", `--nofile=${LIMIT}:${LIMIT}`, "--"] },
+  );
+  const socks: net.Socket[] = [];
+  try {
+    const asker = await accepted(px.port, socks);
+    asker.write("GET /data/obj.bin HTTP/1.1\r\nHost: x\r\n");
+    await fill(px.port, px.proc.pid, socks);
+    expect(await answer(asker, "\r\n", "/data/obj.bin")).toStartWith("HTTP/1.1 503");
+  } finally {
+    for (const s of socks) s.destroy();
+  }
+  expect(px.proc.exitCode).toBeNull();
+});
