@@ -479,4 +479,3 @@ export class Http1Pool {
     req.receive(data);
   }
 }
-
