@@ -111,6 +111,15 @@ function describe(err: unknown): string {
 }
 
 /**
+ * A reason as /ready shows it, to anyone who can reach it: Redis 7.2 and later name the ACL user in
+ * NOPERM ("User yatagarasu has no permissions to run the 'get' command"), and the key or channel
+ * refused, which may hold an object's key; the log keeps Redis's words whole.
+ */
+export function withheldNames(reason: string): string {
+  return reason.replace(/\bUser \S+ has no permissions/g, "User (withheld) has no permissions").replace(/\bthe '[^']*' (key|channel)\b/g, "a $1");
+}
+
+/**
  * A failure that takes the link down: any but an error reply, and of those READONLY and NOPERM
  * (refusesLayer).
  */

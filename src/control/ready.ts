@@ -7,6 +7,7 @@
  * replica reads go to first.
  */
 import type { Cache } from "../cache/index.ts";
+import { withheldNames } from "../cache/redis-link.ts";
 import { RedisRateLimiter } from "../limits/index.ts";
 import { probeId } from "../observe/readiness.ts";
 import type { BucketRuntime, Runtime } from "../runtime.ts";
@@ -82,8 +83,9 @@ export function readinessOf(rt: Runtime, draining: boolean, cache?: Cache): Read
   for (const l of cache?.layers ?? []) {
     const h = l.health?.();
     if (h === undefined) continue;
-    (cacheLayers ??= {})[l.name] = { up: h.up, state: h.state, ...(h.reason ? { reason: h.reason } : undefined) };
-    if (!h.up) degraded.push(`cache layer ${l.name}: unavailable (${h.reason ?? h.state}), skipped until it answers`);
+    const reason = h.reason ? withheldNames(h.reason) : undefined;
+    (cacheLayers ??= {})[l.name] = { up: h.up, state: h.state, ...(reason ? { reason } : undefined) };
+    if (!h.up) degraded.push(`cache layer ${l.name}: unavailable (${reason ?? h.state}), skipped until it answers`);
   }
   return {
     ready: reasons.length === 0,
