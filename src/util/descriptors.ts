@@ -3,6 +3,8 @@
  * `ulimit -n`).
  */
 import { closeSync, openSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { outOfDescriptors } from "../errors.ts";
 
 /** Whether this process can open a file descriptor now (one opened and closed at once: two syscalls). */
@@ -60,17 +62,16 @@ export function drainIdleWhenOutOfDescriptors(closeIdle: () => void, log: (msg: 
  * Starts Bun's fetch client (its HTTP thread) while descriptors are to spare. Started by a first
  * fetch with none left (a connection flood before the first OPA, OpenFGA or JWKS request), Bun
  * exits the process ("bun ran out of file descriptors", exit 1: no log line, no drain); once
- * started, EMFILE is an error its caller handles. One refused connection on the loopback: a port
- * bound and released at once, so nothing listens there.
+ * started, EMFILE is an error its caller handles. One fetch over a Unix socket that does not
+ * exist (refused at once): not over TCP, which went to the HTTP proxy the environment names
+ * (HTTP_PROXY: a request to it at every start, waited for up to a second), or to whatever bound
+ * the released port meanwhile, and needed a loopback.
  */
 export async function startFetchClient(): Promise<void> {
   try {
-    const spare = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-    const port = spare.port;
-    spare.stop(true);
-    const res = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(1_000) });
+    const res = await fetch("http://localhost/", { unix: join(tmpdir(), `yatagarasu-none-${crypto.randomUUID()}.sock`), signal: AbortSignal.timeout(1_000) });
     await res.body?.cancel();
   } catch {
-    // refused (the point), or no loopback: then the first fetch starts it, as before
+    // refused (the point): the first fetch otherwise starts it, as before
   }
 }
