@@ -82,6 +82,8 @@ interface Entry extends FileIdentity {
   restored: boolean;
   /** Revalidations rewriting the file's times in place now (its modification time changes under a hit). */
   refreshing: number;
+  /** When its version was last had from the upstream, as the order writes are opened in (opens; 0: found at start). */
+  seen: number;
 }
 
 /**
@@ -185,6 +187,14 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   private readonly lru = new LruMap<Entry>(Infinity);
   private readonly perBucket = new Map<string, BucketLayerStats>();
   private readonly writes = new Set<DiskWrite>();
+  /**
+   * Writes opened and revalidations begun so far, and each write's number: which version the
+   * upstream gave last (adopt). Not storedAt, which an Age the answer came with (a CDN in front)
+   * puts back in time: a new version came older than the expired one held, and was refused at
+   * every fetch while the old one stayed.
+   */
+  private opens = 0;
+  private readonly opened = new WeakMap<DiskWrite, number>();
   private bytes = 0;
   /** Room set aside for the writes in progress (their temporary files), counted with `bytes` against maxBytes. */
   private reserved = 0;
@@ -420,6 +430,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     if (cap < this.maxBytes && room > cap) return undefined; // the file system is full (outOfRoom)
     if (this.reserved > 0 && this.reserved + room > cap) return undefined;
     const w = new DiskWrite(this, m, join(this.dir, tempName()), this.purges.now, this.fsync, head);
+    this.opened.set(w, ++this.opens);
     w.reservation = room;
     this.reserved += room;
     this.writes.add(w);
@@ -438,8 +449,9 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     await this.ready;
     const meta = w.meta;
     const older = this.lru.peek(meta.key);
+    const seen = this.opened.get(w) ?? 0;
     // (meta.size over maxItemBytes: max_item_size_mb lowered by a reload while it was written; resize evicted the others)
-    if (this.purges.purgedSince(w.since, meta.key) || (older !== undefined && older.storedAt > meta.storedAt) || meta.size > this.maxItemBytes) {
+    if (this.purges.purgedSince(w.since, meta.key) || (older !== undefined && older.seen > seen) || meta.size > this.maxItemBytes) {
       await unlink(w.tmp).catch(() => {});
       return false;
     }
@@ -460,7 +472,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     const current = this.lru.peek(meta.key);
     const replaced = current !== undefined ? this.remove(current, true) : undefined;
     this.giveBack(w);
-    this.insert(meta.key, { ...meta, file, fileSize, bodyOffset: w.headBytes, ...w.identity });
+    this.insert(meta.key, { ...meta, file, fileSize, bodyOffset: w.headBytes, ...w.identity }, false, seen);
     await Promise.all([replaced, this.evictDown()]);
     return true;
   }
@@ -615,6 +627,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   /** A revalidation: the 16 bytes of times, rewritten in place (the body is not touched). */
   private async refreshTimes(e: Entry, storedAt: number, expiresAt: number): Promise<void> {
     const since = this.purges.now;
+    e.seen = ++this.opens;
     e.refreshing++;
     try {
       // (O_NOFOLLOW: a link put in the file's place is not written through)
@@ -645,11 +658,11 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     }
   }
 
-  private insert(key: string, f: Omit<Entry, "key" | "bucket" | "restored" | "refreshing">, restored = false): void {
+  private insert(key: string, f: Omit<Entry, "key" | "bucket" | "restored" | "refreshing" | "seen">, restored = false, seen = 0): void {
     const name = bucketOf(key);
     let b = this.perBucket.get(name);
     if (b === undefined) this.perBucket.set(name, (b = { items: 0, bytes: 0, evictions: 0 }));
-    const e: Entry = { key, file: f.file, fileSize: f.fileSize, bodyOffset: f.bodyOffset, size: f.size, storedAt: f.storedAt, expiresAt: f.expiresAt, headers: f.headers, bucket: b, restored, ino: f.ino, mtimeMs: f.mtimeMs, refreshing: 0 };
+    const e: Entry = { key, file: f.file, fileSize: f.fileSize, bodyOffset: f.bodyOffset, size: f.size, storedAt: f.storedAt, expiresAt: f.expiresAt, headers: f.headers, bucket: b, restored, ino: f.ino, mtimeMs: f.mtimeMs, refreshing: 0, seen };
     this.lru.insert(key, e);
     const charged = onDisk(e.fileSize);
     this.bytes += charged;

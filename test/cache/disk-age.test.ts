@@ -31,6 +31,13 @@ function files(dir: string): string[] {
   return readdirSync(base).flatMap((sub) => readdirSync(join(base, sub)).map((f) => `${join(base, sub, f)}#${statSync(join(base, sub, f)).ino}`));
 }
 
+/** A disk layer over `dir`, its index read. */
+async function openDisk(dir: string): Promise<DiskLayer> {
+  const d = new DiskLayer({ dir, maxBytes: 64 << 20, maxItemBytes: 8 << 20 });
+  await d.ready;
+  return d;
+}
+
 test("a 304 with an Age refreshes the disk file in place, and answers from it count that Age", async () => {
   const dir = join(root, "d1");
   let clock = 1_700_000_000_000;
@@ -71,5 +78,33 @@ test("a 304 with an Age refreshes the disk file in place, and answers from it co
   clock += 3_000;
   const restored = await serve();
   expect([restored.cacheStatus, restored.response.headers.get("age")]).toEqual(["HIT", "5"]);
+  await disk.close();
+});
+
+test("a new version fetched with an Age larger than the time since the old one was stored replaces it on disk", async () => {
+  const at = { clock: 1_700_000_000_000 };
+  const disk = await openDisk(join(root, "d2"));
+  const [cache, up] = [new Cache([disk]), controlledUpstream()];
+  const serve = () => serveWithCache({ cache, bucket: "b", key: "k", method: "GET", reqHeaders: new Headers(), policy, upstream: up.fn, now: () => at.clock });
+
+  const first = serve();
+  await tick();
+  up.respond(new Response(bytesOf(SIZE), { headers: { etag: ETAG, "content-length": String(SIZE), "cache-control": "max-age=60" } }));
+  await (await first).response.arrayBuffer();
+  await waitFor(async () => (await disk.get("b/k")) !== undefined);
+
+  // Stale: revalidated, and a CDN in front answers the new version it has held for 100 s.
+  at.clock += 61_000;
+  const next = serve();
+  await waitFor(() => up.waiting === 1);
+  const v2 = bytesOf(SIZE).map((b) => b ^ 0xff);
+  up.respond(new Response(v2, { headers: { etag: '"v2"', "content-length": String(SIZE), "cache-control": "max-age=3600", age: "100" } }));
+  expect(new Uint8Array(await (await next).response.arrayBuffer())).toEqual(v2);
+  await waitFor(async () => (await disk.get("b/k"))?.headers.etag === '"v2"', { timeoutMs: 5_000, message: () => "the new version on disk" });
+
+  at.clock += 2_000;
+  const hit = await serve();
+  expect([hit.cacheStatus, hit.response.headers.get("age")]).toEqual(["HIT", "102"]);
+  expect(new Uint8Array(await hit.response.arrayBuffer())).toEqual(v2);
   await disk.close();
 });
