@@ -195,6 +195,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
    */
   private opens = 0;
   private readonly opened = new WeakMap<DiskWrite, number>();
+  /** Each entry's last revalidation (queueRefresh). */
+  private readonly refreshes = new WeakMap<Entry, Promise<void>>();
   private bytes = 0;
   /** Room set aside for the writes in progress (their temporary files), counted with `bytes` against maxBytes. */
   private reserved = 0;
@@ -343,10 +345,15 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       // folder of the same length) was followed and its target's bytes served as the object. A
       // link, a folder or anything but a regular file is a miss (and removed: the link, never its
       // target), as the index rebuild drops them (disk-scan.ts opens with O_NOFOLLOW).
+      // (a revalidation under way or begun while the stat ran, which refreshTimes marks by its
+      // `seen`, may have changed the time it read: taken after it ended, that was a miss, and the
+      // file deleted)
+      const seen = e.seen;
+      const refreshing = e.refreshing > 0;
       const st = await lstat(e.file);
       // The same file as indexed (its inode and modification time): another file of the same
       // length moved over it, or its bytes rewritten in place, was served as the object, 200.
-      const same = st.ino === e.ino && (st.mtimeMs === e.mtimeMs || e.refreshing > 0);
+      const same = st.ino === e.ino && (st.mtimeMs === e.mtimeMs || refreshing || e.refreshing > 0 || e.seen !== seen);
       size = st.isFile() && same ? st.size : -1;
       // A file this process cannot read (its mode or ACL changed, or written by another user: the
       // proxy restarted as another uid) is a miss, dropped: Bun.serve opened it only after the
@@ -378,7 +385,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     await this.ready;
     const e = this.lru.peek(obj.key);
     if (e !== undefined && !(e.restored && this.holding) && this.sameBody(e, obj)) {
-      if (sameHeaders(e.headers, obj.headers)) return this.refreshTimes(e, obj.storedAt, obj.expiresAt);
+      if (sameHeaders(e.headers, obj.headers)) return this.queueRefresh(e, obj.storedAt, obj.expiresAt);
       obj = { ...obj, body: Bun.file(e.file).slice(e.bodyOffset, e.bodyOffset + e.size) }; // copy from our own file
       this.lru.get(obj.key);
       // The source of the copy is never what is evicted to make room for the copy (an object over
@@ -622,6 +629,17 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     if (isFileBody(obj.body) && (obj.body as { name?: string }).name === e.file) return true;
     const etag = obj.headers.etag;
     return etag !== undefined && etag === e.headers.etag && obj.size === e.size;
+  }
+
+  /**
+   * One revalidation of a file at a time: two at once each took the other's write for a change
+   * behind its back (refreshTimes' check), neither put the modification time back, and the next
+   * hit took the file for rewritten (a miss, the file deleted).
+   */
+  private queueRefresh(e: Entry, storedAt: number, expiresAt: number): Promise<void> {
+    const run = (this.refreshes.get(e) ?? Promise.resolve()).then(() => this.refreshTimes(e, storedAt, expiresAt));
+    this.refreshes.set(e, run);
+    return run;
   }
 
   /** A revalidation: the 16 bytes of times, rewritten in place (the body is not touched). */
