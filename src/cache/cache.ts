@@ -4,7 +4,7 @@
  * in-flight table used for request coalescing, and the counters behind GET /admin/cache/stats and
  * the yatagarasu_cache_* metrics.
  */
-import type { CachedObject, CacheLayer, FillToken, LayerHealth, LayerStats, LayerWriter, MaybePromise, ObjectMeta, RemoteInvalidation } from "./types.ts";
+import type { CachedObject, CacheLayer, FillToken, LayerHealth, LayerStats, LayerWriter, MaybePromise, ObjectMeta, RemoteInvalidation, SharedWait } from "./types.ts";
 import { isFileBody } from "./types.ts";
 import type { FlightOutcome } from "./flight.ts";
 import type { FillTap } from "./fill-tap.ts";
@@ -131,10 +131,11 @@ export class Cache {
 
   /**
    * Read by a fill before it asks upstream: the purge generations of its key in the shared layer
-   * (undefined without one, or while it is down). Pass it to put/openWriter.
+   * (undefined without one, or while it is down). Pass it to put/openWriter. `wait`: the request's
+   * lookup (get), whose wait on the shared layer it shares.
    */
-  fillToken(key: string): MaybePromise<FillToken | undefined> {
-    return this.guard?.fillToken?.(key);
+  fillToken(key: string, wait?: SharedWait): MaybePromise<FillToken | undefined> {
+    return this.guard?.fillToken?.(key, wait);
   }
 
   /** The current point in the purge log (see purgedSince). */
@@ -158,21 +159,22 @@ export class Cache {
 
   /**
    * First layer holding `key` wins; a hit in a lower layer is copied into the layers above it (in
-   * the background). `trace` (a recording request span): each layer's lookup gets a span.
+   * the background). `trace` (a recording request span): each layer's lookup gets a span. `wait`:
+   * the request's wait on the shared layer (fillToken).
    */
-  get(key: string, trace?: Span): MaybePromise<CachedObject | undefined> {
-    const hit = trace === undefined ? this.first.get(key) : tracedLayerGet(this.first, key, trace);
+  get(key: string, trace?: Span, wait?: SharedWait): MaybePromise<CachedObject | undefined> {
+    const hit = trace === undefined ? this.first.get(key, wait) : tracedLayerGet(this.first, key, trace, wait);
     if (this.layers.length === 1 || (hit !== undefined && !(hit instanceof Promise))) return hit;
-    return this.getSlow(key, hit, trace);
+    return this.getSlow(key, hit, trace, wait);
   }
 
-  private async getSlow(key: string, firstHit: MaybePromise<CachedObject | undefined>, trace?: Span): Promise<CachedObject | undefined> {
+  private async getSlow(key: string, firstHit: MaybePromise<CachedObject | undefined>, trace?: Span, wait?: SharedWait): Promise<CachedObject | undefined> {
     const epoch = this.purges.now;
     const found = await Promise.resolve(firstHit).catch(() => undefined);
     if (found !== undefined) return found;
     for (let i = 1; i < this.layers.length; i++) {
       // A layer answers a miss for its own failures; a throw is one more failure, not the client's.
-      const obj = await Promise.resolve(trace === undefined ? this.layers[i]!.get(key) : tracedLayerGet(this.layers[i]!, key, trace)).catch(() => undefined);
+      const obj = await Promise.resolve(trace === undefined ? this.layers[i]!.get(key, wait) : tracedLayerGet(this.layers[i]!, key, trace, wait)).catch(() => undefined);
       if (obj !== undefined) {
         // Found before a purge that happened while we asked, or in a layer a purge under way has
         // not reached yet: serve it, but do not copy it upward.

@@ -10,7 +10,7 @@ import { cappedTtl, freshnessSeconds, makeObject, mergeHeaders, pickHeaders, sto
 import type { Cache } from "./cache.ts";
 import { FillTap, resumeThrough } from "./fill-tap.ts";
 import { teeToWriter, watchStalls } from "./stream-fill.ts";
-import { isFileBody, type CachedObject, type FillToken, type LayerWriter } from "./types.ts";
+import { isFileBody, type CachedObject, type FillToken, type LayerWriter, type SharedWait } from "./types.ts";
 
 /**
  * Performs the signed GET of the object to S3 with exactly `extraHeaders` as its conditional/range
@@ -154,6 +154,8 @@ async function readUpTo(body: ReadableStream<Uint8Array>, limit: number): Promis
  * Runs the upstream trip; stores what may be stored (unless a purge happened meanwhile).
  * `since`: the purge-log point of the request that starts it, taken when it was admitted (see
  * ServeArgs.since); a purge of the key after that point leaves the result unstored. Default: now.
+ * `wait`: what the request's lookup waited on the shared layer, which the purge generations' read
+ * shares (fillToken).
  */
 export async function runFlight(
   cache: Cache,
@@ -163,10 +165,11 @@ export async function runFlight(
   upstream: UpstreamFetch,
   now: number,
   since?: number,
+  wait?: SharedWait,
 ): Promise<FlightOutcome> {
   const epoch = since ?? cache.epoch;
   // The purge generations before upstream is asked: what it answers is stored only if they hold.
-  const t = cache.fillToken(key);
+  const t = cache.fillToken(key, wait);
   const token = t instanceof Promise ? await t : t;
   // The fill's own deadline: it does not die with the client that started it.
   const controller = new AbortController();

@@ -46,8 +46,8 @@
 import { PurgeLog } from "./purge-log.ts";
 import { BULK_BYTES, BULK_SUFFIX, decodeEntry, encodeEntry, encodeStub, matchPrefix, OTHER_STORE, stubLength } from "./redis-format.ts";
 import { RedisLink, redisDatabase, RedisUnavailable, type LinkLogger } from "./redis-link.ts";
-import { RedisTimeout } from "../util/redis-wait.ts";
-import { bucketOf, type CachedObject, type CacheLayer, type FillToken, type LayerHealth, type LayerStats, type ObjectMeta, type RemoteInvalidation, type StreamCheckpoint } from "./types.ts";
+import { RedisTimeout, withTimeout } from "../util/redis-wait.ts";
+import { bucketOf, type CachedObject, type CacheLayer, type FillToken, type LayerHealth, type LayerStats, type ObjectMeta, type RemoteInvalidation, type SharedWait, type StreamCheckpoint } from "./types.ts";
 
 export interface RedisLayerOptions {
   url: string;
@@ -235,6 +235,7 @@ export class RedisLayer implements CacheLayer {
   private epoch: string | undefined;
   private handler: ((inv: RemoteInvalidation) => void | Promise<unknown>) | undefined;
   private maxItemBytes: number;
+  private readonly operationTimeoutMs: number;
   private corrupt = 0;
   private readonly log: LinkLogger | undefined;
   /** Purges refused while the link is up: retried on this timer (refused). */
@@ -269,6 +270,7 @@ export class RedisLayer implements CacheLayer {
     this.runIdKey = opts.keyPrefix + "run-id";
     this.runIdTouchMs = opts.runIdTouchMs ?? RUN_ID_TOUCH_MS;
     this.maxItemBytes = opts.maxItemBytes;
+    this.operationTimeoutMs = opts.operationTimeoutMs;
     this.log = opts.log;
     this.link = new RedisLink({
       url: opts.url,
@@ -309,12 +311,21 @@ export class RedisLayer implements CacheLayer {
     return [this.genPrefix + "all", this.genPrefix + "b:" + bucketOf(key), this.genPrefix + "k:" + key];
   }
 
-  fillToken(key: string): Promise<FillToken | undefined> | undefined {
+  /**
+   * `wait`: the request's lookup waited that long for Redis already; the read gets what is left of
+   * operation_timeout_ms (then the fill stores in the local layers only). Each given the whole
+   * timeout, a Redis answering just under it held a miss twice as long before it went upstream.
+   * The command itself keeps its own deadline (a late answer counts against the link as any).
+   */
+  fillToken(key: string, wait?: SharedWait): Promise<FillToken | undefined> | undefined {
     if (!this.link.up) return undefined;
-    return this.link.run("MGET", (c) => c.send("MGET", this.genKeys(key)) as Promise<(string | null)[]>).then(
+    const left = this.operationTimeoutMs - (wait?.ms ?? 0);
+    if (left <= 0) return undefined;
+    const read = this.link.run("MGET", (c) => c.send("MGET", this.genKeys(key)) as Promise<(string | null)[]>).then(
       (v) => v.map((g) => g ?? ""),
       () => undefined,
     );
+    return wait === undefined || wait.ms <= 0 ? read : withTimeout(read, left, "MGET").catch(() => undefined);
   }
 
   async putIf(obj: ObjectMeta & { body?: Blob }, token: FillToken, store: boolean): Promise<boolean | undefined> {
@@ -342,17 +353,26 @@ export class RedisLayer implements CacheLayer {
     return this.link.up && size <= this.maxItemBytes;
   }
 
-  /** Undefined at once while the link is down: a request never waits for a Redis that is known to be away. */
-  get(key: string): CachedObject | undefined | Promise<CachedObject | undefined> {
+  /**
+   * Undefined at once while the link is down: a request never waits for a Redis that is known to be
+   * away. The wait for the GET is added to `wait` (fillToken); a large entry's own read is not (it
+   * has a deadline of its own).
+   */
+  get(key: string, wait?: SharedWait): CachedObject | undefined | Promise<CachedObject | undefined> {
     if (!this.link.up) return undefined;
     const k = this.objPrefix + key;
+    const sent = wait === undefined ? 0 : performance.now();
     return this.link.run("GET", (c) => c.getBuffer(k)).then(
       (value) => {
+        if (wait !== undefined) wait.ms += performance.now() - sent;
         if (value === null) return undefined;
         const length = stubLength(value);
         return length === undefined ? this.decode(key, value) : this.getBulk(key, length);
       },
-      () => undefined,
+      () => {
+        if (wait !== undefined) wait.ms += performance.now() - sent;
+        return undefined;
+      },
     );
   }
 

@@ -27,7 +27,7 @@ import type { Cache } from "./cache.ts";
 import { runFlight, type CachePolicy, type FlightOutcome, type Shared, type UpstreamFetch } from "./flight.ts";
 import { followerBody, resumeThrough, type FillCursor, type FillTap } from "./fill-tap.ts";
 import { notModified, respondFromFill, respondFromObject } from "./respond.ts";
-import type { CachedObject, MaybePromise } from "./types.ts";
+import type { CachedObject, MaybePromise, SharedWait } from "./types.ts";
 import type { Span } from "../observe/trace/span.ts";
 
 export type CacheStatus = "HIT" | "MISS" | "BYPASS" | "REVALIDATED";
@@ -111,8 +111,10 @@ export function serveWithCache(args: ServeArgs): Promise<ServeResult> {
   const now = args.now !== undefined ? args.now() : Date.now();
   const key = args.bucket + "/" + args.key;
   const since = args.since ?? args.cache.epoch;
-  const found = args.cache.get(key, args.trace);
-  if (!isFresh(found, now)) return serveSlow(args, key, now, found, since);
+  // (a miss's lookup and its fill's purge generations wait on Redis within one operation_timeout_ms)
+  const wait: SharedWait = { ms: 0 };
+  const found = args.cache.get(key, args.trace, wait);
+  if (!isFresh(found, now)) return serveSlow(args, key, now, found, since, wait);
   try {
     return Promise.resolve({ response: hit(args.cache, args.bucket, found, args.reqHeaders, args.method, now), cacheStatus: "HIT", upstreamCalls: 0, passthrough: false });
   } catch (err) {
@@ -120,7 +122,7 @@ export function serveWithCache(args: ServeArgs): Promise<ServeResult> {
   }
 }
 
-async function serveSlow(args: ServeArgs, key: string, now: number, found: MaybePromise<CachedObject | undefined>, since: number): Promise<ServeResult> {
+async function serveSlow(args: ServeArgs, key: string, now: number, found: MaybePromise<CachedObject | undefined>, since: number, wait: SharedWait): Promise<ServeResult> {
   const { cache, method, reqHeaders } = args;
   const counters = cache.counter(args.bucket);
   const obj = isPromise(found) ? await found : found;
@@ -140,7 +142,7 @@ async function serveSlow(args: ServeArgs, key: string, now: number, found: Maybe
     if (fill.state === "complete") {
       // Its file was being renamed into place: once committed, the object is a hit.
       await fill.ended;
-      return serveSlow(args, key, now, cache.get(key, args.trace), since);
+      return serveSlow(args, key, now, cache.get(key, args.trace, wait), since, wait);
     }
   }
 
@@ -157,7 +159,7 @@ async function serveSlow(args: ServeArgs, key: string, now: number, found: Maybe
       counters.coalesced++;
       outcome = { shared: (await untilClientGone(flight, args.signal)).shared };
     } else {
-      const p: Promise<FlightOutcome> = runFlight(cache, key, obj, args.policy, args.upstream, now, since).finally(() => {
+      const p: Promise<FlightOutcome> = runFlight(cache, key, obj, args.policy, args.upstream, now, since, wait).finally(() => {
         if (cache.inflight.get(key) === p) cache.inflight.delete(key);
       });
       // Joinable only if its key was not purged since this request was admitted: a request held

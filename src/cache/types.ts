@@ -96,10 +96,18 @@ export interface LayerHealth {
   reason?: string | undefined;
 }
 
+/**
+ * What one request has waited on the shared layer (Redis) so far, in ms: its lookup and its fill's
+ * purge-generation read (fillToken) share one operation_timeout_ms.
+ */
+export interface SharedWait {
+  ms: number;
+}
+
 export interface CacheLayer {
   readonly name: string;
-  /** Synchronous when the layer can be (memory): the hot path then has no extra await. */
-  get(key: string): MaybePromise<CachedObject | undefined>;
+  /** Synchronous when the layer can be (memory): the hot path then has no extra await. A shared layer adds its wait to `wait`. */
+  get(key: string, wait?: SharedWait): MaybePromise<CachedObject | undefined>;
   /** Stores or replaces. A layer may refuse (too big); it never throws for that. */
   put(obj: CachedObject): MaybePromise<void>;
   delete(key: string): MaybePromise<boolean>;
@@ -128,9 +136,10 @@ export interface CacheLayer {
   setStores?(stores: ReadonlyMap<string, string>): void;
   /**
    * A shared layer that keeps per-key purge generations (Redis): read when a fill begins, before
-   * the upstream request; undefined when it cannot be read (the layer is down).
+   * the upstream request; undefined when it cannot be read (the layer is down) or not within what
+   * is left of the request's wait (`wait`, the lookup's).
    */
-  fillToken?(key: string): MaybePromise<FillToken | undefined>;
+  fillToken?(key: string, wait?: SharedWait): MaybePromise<FillToken | undefined>;
   /**
    * Stores `obj` (with `store`; else only checks) only if no purge of its key, bucket or of
    * everything reached the layer since `token` was read, in one atomic step. True: unchanged

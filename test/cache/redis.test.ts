@@ -620,6 +620,44 @@ console.log(JSON.stringify(await Promise.all(urls.map((u) => redisAuthFailure(u,
     }
   });
 
+  /**
+   * A layer over a relay whose `slow()` delays each answer a little under its operation_timeout_ms
+   * (SLOW_TIMEOUT_MS): each command answered in time, two in a row not. Afterwards the layer is
+   * still up and nothing was logged.
+   */
+  const SLOW_TIMEOUT_MS = 1000;
+  async function slowRedis(prefix: string, run: (rl: RedisLayer, slow: () => void) => Promise<void>): Promise<void> {
+    const relay = await tcpRelay(redis.port);
+    try {
+      const log = captureLog();
+      const rl = await layer({ url: `redis://127.0.0.1:${relay.port}`, prefix, log, timeoutMs: SLOW_TIMEOUT_MS });
+      log.lines.length = 0;
+      await run(rl, () => relay.delayResponses(SLOW_TIMEOUT_MS * 0.8));
+      relay.delayResponses(0);
+      expect(rl.health().up).toBe(true);
+      expect(log.lines).toEqual([]);
+    } finally {
+      relay.close();
+    }
+  }
+
+  test("a Redis answering a little under operation_timeout_ms: a miss goes upstream within about operation_timeout_ms, its lookup and its fill's purge-generation read sharing it (each waited up to the whole timeout: 2 × it); the layer stays up, nothing logged", async () => {
+    await slowRedis("slow-miss:", async (rl, slow) => {
+      const cache = new Cache([new MemoryLayer(1 << 20, 1 << 20), rl]);
+      let asked: number | undefined;
+      const up = instantUpstream(() => {
+        asked ??= performance.now();
+        return new Response("hello", { headers: { "content-length": "5" } });
+      });
+      slow();
+      const started = performance.now();
+      const r = await serveWithCache({ cache, bucket: "b", key: "k", method: "GET", reqHeaders: new Headers(), policy: { defaultTtlSeconds: 60, maxItemBytes: 1 << 20 }, upstream: up.fn });
+      expect(r.cacheStatus).toBe("MISS");
+      expect(await r.response.text()).toBe("hello");
+      expect(asked! - started).toBeLessThan(SLOW_TIMEOUT_MS * 1.3);
+    });
+  });
+
   test("a purge made while a late answer is awaited (Redis slow once, the layer up) is queued, reaches the other replicas once Redis answers, and is not logged as refused", async () => {
     const prefix = "slow-purge:";
     const relay = await tcpRelay(redis.port);

@@ -4,7 +4,7 @@
  * cache-layer lookup. OpenTelemetry HTTP client attributes; a URL is recorded without its query
  * or credentials.
  */
-import type { CacheLayer, CachedObject, MaybePromise } from "../../cache/types.ts";
+import type { CacheLayer, CachedObject, MaybePromise, SharedWait } from "../../cache/types.ts";
 import { SpanKind, type Span } from "./span.ts";
 
 /** server.address / server.port from "http://host:port" (IPv6 hosts keep their brackets off). */
@@ -88,7 +88,7 @@ export function describeHttpCall(span: Span, method: string, url: string): void 
 }
 
 /** One cache layer's lookup as an internal span (hit, miss or error), keeping the layer's sync/async answer. */
-export function tracedLayerGet(layer: CacheLayer, key: string, parent: Span): MaybePromise<CachedObject | undefined> {
+export function tracedLayerGet(layer: CacheLayer, key: string, parent: Span, wait?: SharedWait): MaybePromise<CachedObject | undefined> {
   const span = parent.child(`cache lookup ${layer.name}`, SpanKind.INTERNAL);
   span.set("yatagarasu.cache.layer", layer.name);
   const done = (obj: CachedObject | undefined) => {
@@ -99,7 +99,7 @@ export function tracedLayerGet(layer: CacheLayer, key: string, parent: Span): Ma
   };
   let found: MaybePromise<CachedObject | undefined>;
   try {
-    found = layer.get(key);
+    found = layer.get(key, wait);
   } catch (err) {
     span.fail(errorType(err));
     span.end();
