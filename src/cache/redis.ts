@@ -418,9 +418,15 @@ export class RedisLayer implements CacheLayer {
     ).catch(noop);
   }
 
+  /**
+   * A write's answer waits for this: its commands (the purge, then its announcement: XADD,
+   * PUBLISH) share one operation_timeout_ms, and what is not done by then goes on behind it (queued
+   * if it fails). Each given the whole timeout, a Redis answering just under it held every write
+   * three times as long.
+   */
   async delete(key: string): Promise<boolean> {
     this.purges.key(key);
-    return (await this.invalidate({ kind: "key", key })) > 0;
+    return (await this.invalidate({ kind: "key", key }, this.operationTimeoutMs)) > 0;
   }
 
   purgePrefix(prefix: string): Promise<number> {
@@ -454,19 +460,19 @@ export class RedisLayer implements CacheLayer {
   /**
    * Deletes from Redis and announces it; queued for later when Redis can't be reached or refuses
    * (a full Redis with maxmemory-policy noeviction refuses XADD: "OOM command not allowed").
-   * Returns keys deleted.
+   * Returns keys deleted (so far, when `withinMs` passed first).
    */
-  private async invalidate(inv: RemoteInvalidation): Promise<number> {
+  private async invalidate(inv: RemoteInvalidation, withinMs?: number): Promise<number> {
     let n = 0;
-    try {
+    const done = (async () => {
       n = await this.removeFromRedis(inv);
       await this.announce(inv);
-      return n;
-    } catch (err) {
+    })().catch((err) => {
       this.enqueue(inv);
       this.refused(err);
-      return n;
-    }
+    });
+    await (withinMs === undefined ? done : withTimeout(done, withinMs, "purge").catch(noop));
+    return n;
   }
 
   /**
