@@ -109,6 +109,8 @@ export class Cache {
   private peers: PeerBus | undefined;
   /** The shared layer that keeps purge generations (Redis): a fill stores only if none changed since it began. */
   private readonly guard: CacheLayer | undefined;
+  /** Whether a shared layer (Redis) is among the layers: only then does a request count its wait on it (SharedWait). */
+  readonly shared: boolean;
   /** Fills' stores waiting for the shared layer's verdict (putGuarded). */
   private readonly storing = new Set<Promise<void>>();
 
@@ -119,6 +121,7 @@ export class Cache {
     this.syncFirst = this.first instanceof MemoryLayer;
     for (const l of layers) l.onRemoteInvalidation?.((inv) => this.applyRemote(l, inv));
     this.guard = layers.find((l) => l.fillToken !== undefined && l.putIf !== undefined);
+    this.shared = this.guard !== undefined;
     // A disk that survived a restart missed the purges made meanwhile: its restored entries are
     // held until the Redis layer has replayed them from the purge stream (or dropped them).
     const disk = layers.find((l) => l instanceof DiskLayer) as DiskLayer | undefined;

@@ -111,8 +111,9 @@ export function serveWithCache(args: ServeArgs): Promise<ServeResult> {
   const now = args.now !== undefined ? args.now() : Date.now();
   const key = args.bucket + "/" + args.key;
   const since = args.since ?? args.cache.epoch;
-  // (a miss's lookup and its fill's purge generations wait on Redis within one operation_timeout_ms)
-  const wait: SharedWait = { ms: 0 };
+  // (a miss's lookup and its fill's purge generations wait on Redis within one operation_timeout_ms;
+  // nothing to count, and no object per hit, without a shared layer)
+  const wait: SharedWait | undefined = args.cache.shared ? { ms: 0 } : undefined;
   const found = args.cache.get(key, args.trace, wait);
   if (!isFresh(found, now)) return serveSlow(args, key, now, found, since, wait);
   try {
@@ -122,7 +123,7 @@ export function serveWithCache(args: ServeArgs): Promise<ServeResult> {
   }
 }
 
-async function serveSlow(args: ServeArgs, key: string, now: number, found: MaybePromise<CachedObject | undefined>, since: number, wait: SharedWait): Promise<ServeResult> {
+async function serveSlow(args: ServeArgs, key: string, now: number, found: MaybePromise<CachedObject | undefined>, since: number, wait: SharedWait | undefined): Promise<ServeResult> {
   const { cache, method, reqHeaders } = args;
   const counters = cache.counter(args.bucket);
   const obj = isPromise(found) ? await found : found;
