@@ -43,7 +43,7 @@ export function purgeWritten(ctx: RequestContext, key: string): Promise<unknown>
  * upstream may have applied it all the same, so the keys are purged then too: a purge costs one
  * refill, a kept copy was served as current for the rest of its TTL (a PUT or DELETE whose answer
  * was lost left the old object, or a deleted one, served as a HIT while the store held the new
- * one or none). A definite refusal (a 4xx) changed nothing and purges nothing.
+ * one or none). A definite refusal (a 4xx to the first attempt) changed nothing and purges nothing.
  */
 export function purgeIfUnsure<T extends { status: number }>(ctx: RequestContext, keys: readonly string[], run: () => Promise<T>): Promise<T> {
   // (no bucket caches the store: the write as it is, no extra frame per write)
@@ -58,6 +58,7 @@ async function purgingIfUnsure<T extends { status: number }>(ctx: RequestContext
     await Promise.all(keys.map((k) => purgeWritten(ctx, k)));
     throw err;
   }
-  if (res.status >= 500) await Promise.all(keys.map((k) => purgeWritten(ctx, k)));
+  // (a 4xx to a resent write says nothing of the attempt before it, which may have landed)
+  if (res.status >= 500 || (res.status >= 400 && ctx.timing.attempts > 1)) await Promise.all(keys.map((k) => purgeWritten(ctx, k)));
   return res;
 }

@@ -26,8 +26,14 @@ beforeAll(async () => {
     auth: { anonymous_writes: true }
     s3: { bucket: up, endpoint: "${endpoint}", access_key: "${UPSTREAM_WRITER.accessKeyId}", secret_key: "${UPSTREAM_WRITER.secretAccessKey}", timeout: 1, retry: { max_attempts: 1 } }
     cache: { enabled: true }
+  - name: again
+    path_prefix: /again
+    access: read-write
+    auth: { anonymous_writes: true }
+    s3: { bucket: up, endpoint: "${endpoint}", access_key: "${UPSTREAM_WRITER.accessKeyId}", secret_key: "${UPSTREAM_WRITER.secretAccessKey}", retry: { max_attempts: 2, initial_backoff_ms: 1, max_backoff_ms: 1 } }
+    cache: { enabled: true }
 `,
-      moreCredentials: `    - { access_key_id: "${QUICK.accessKeyId}", secret_access_key: "${QUICK.secretAccessKey}", identity: quick, buckets: { quick: [read, list, write, delete] } }
+      moreCredentials: `    - { access_key_id: "${QUICK.accessKeyId}", secret_access_key: "${QUICK.secretAccessKey}", identity: quick, buckets: { quick: [read, list, write, delete], again: [read, write] } }
 `,
     }),
     s3,
@@ -121,6 +127,32 @@ describe("a write whose answer is lost purges the key all the same", () => {
       const got = await fetch(env.mainUrl("/quick/s3tag.txt"));
       await got.text();
       expect([got.headers.get("x-cache"), got.headers.get("x-amz-tagging-count")]).toEqual(["MISS", "1"]);
+    },
+    T,
+  );
+
+  test(
+    "a write refused (4xx) only when resent after a 500 purges all the same: the first attempt may have landed",
+    async () => {
+      const key = "resent.txt";
+      await s3.put("up", key, "old");
+      expect(await (await fetch(env.mainUrl(`/again/${key}`))).text()).toBe("old");
+      const hit = await fetch(env.mainUrl(`/again/${key}`));
+      expect([await hit.text(), hit.headers.get("x-cache")]).toEqual(["old", "HIT"]);
+      // the first attempt 500 (its outcome unknown), the resent one refused
+      s3.faults.set(`/up/${key}`, { kind: "error500", method: "PUT", times: 1 });
+      s3.faults.set(`/up/${key}*`, { kind: "error", status: 403, code: "AccessDenied", method: "PUT", times: 1 });
+      try {
+        const res = await signedFetch(env, { method: "PUT", path: `/again/${key}`, body: "new", creds: QUICK });
+        await res.text();
+        expect(res.status).toBe(403);
+        expect(s3.faults.hits(`/up/${key}`)).toBe(1);
+      } finally {
+        s3.faults.delete(`/up/${key}`);
+        s3.faults.delete(`/up/${key}*`);
+      }
+      const after = await fetch(env.mainUrl(`/again/${key}`));
+      expect([await after.text(), after.headers.get("x-cache")]).toEqual(["old", "MISS"]);
     },
     T,
   );

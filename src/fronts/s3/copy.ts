@@ -168,7 +168,7 @@ export async function copyObjectOp(ctx: RequestContext): Promise<Response> {
   } catch (err) {
     // (the upstream may have copied all the same when its answer was lost, see purgeIfUnsure; a
     // refusal left the destination as it was, and its cached copy with it)
-    if (!isRefusal(err)) await purgeWritten(ctx, ctx.key);
+    if (!isRefusal(err, ctx.timing.attempts)) await purgeWritten(ctx, ctx.key);
     return hideMissingSource(ctx, src, err);
   }
   await purgeWritten(ctx, ctx.key);

@@ -38,9 +38,11 @@ export function s3ErrorOf(err: ProxyError): S3Error | undefined {
  * Whether a write failed on a refusal: an S3 error of the 4xx class, the upstream's answer or the
  * proxy's own before the write went out. Nothing was written, so the cached copy of its key is
  * still the object (purgeIfUnsure's rule); any other failure (a 5xx, a lost answer, a client that
- * left while it was under way) may have landed.
+ * left while it was under way) may have landed. `attempts` (UpstreamTiming.attempts, the last
+ * upstream call's): a 4xx to a resent write says nothing of the attempt before it, which may have
+ * landed (a self-copy's If-Unmodified-Since is 412 once it has).
  */
-export function isRefusal(err: unknown): boolean {
+export function isRefusal(err: unknown, attempts: number): boolean {
   const s3 = err instanceof ProxyError ? s3ErrorOf(err) : undefined;
-  return s3 !== undefined && s3.status >= 400 && s3.status < 500;
+  return s3 !== undefined && s3.status >= 400 && s3.status < 500 && attempts <= 1;
 }

@@ -388,7 +388,7 @@ export async function postObjectOp(ctx: RequestContext): Promise<Response> {
     // (purged unless refused: a write whose answer was lost may have landed, see purgeIfUnsure; a
     // refused form, over its policy's size, a bad digest or the upstream's 4xx, stored nothing)
     const etag = await uploadFile(ctx, form, key, headers, policy, md5).catch(async (err: unknown) => {
-      if (!isRefusal(err)) await purgeWritten(ctx, key);
+      if (!isRefusal(err, ctx.timing.attempts)) await purgeWritten(ctx, key);
       throw err;
     });
     await purgeWritten(ctx, key);
