@@ -26,6 +26,7 @@ import { outOfDescriptors, toProxyError } from "./errors.ts";
 import { drainIdleWhenOutOfDescriptors } from "./util/descriptors.ts";
 import { bodyBytesForwarded } from "./server/body-garbage.ts";
 import { wantBlobBodies } from "./http/blob-body.ts";
+import { markWriterReports } from "./http/delivery-report.ts";
 import { validHost } from "./http/host.ts";
 import { listenerHeaderLimit } from "./http/header-limit.ts";
 import { editHeaders } from "./http/headers.ts";
@@ -301,6 +302,7 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
       const body = req.method === "GET" || req.method === "HEAD" ? undefined : watchedNodeBody(req, idleMs);
       request = new Request(`http://localhost${req.url}`, { method: req.method, headers, signal: abort.signal, body, duplex: "half" } as RequestInit);
       if (body !== undefined) markJsBody(request);
+      markWriterReports(request);
     } catch {
       res.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify({ error: "BadRequest", message: "The request is malformed" }));
       return;

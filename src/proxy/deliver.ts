@@ -3,13 +3,14 @@
  * release the admission slot, count the request, write the access line.
  *
  * A body of known size (bytes, Blob) is handed to the listener whole, so it is accounted for when
- * the response is returned. A streamed body goes through `meteredBody`, which counts the bytes as
+ * the response is returned (on the node engine, when its writer reports it sent). A streamed body goes through `meteredBody`, which counts the bytes as
  * the listener pulls them and calls `finish` when the stream ends, errors or is cancelled. So the
  * log records the bytes actually sent, time to first byte and total time, and a body that broke
  * mid-stream is logged as the error it is, never as a 200 with its declared length.
  */
 import { toProxyError } from "../errors.ts";
 import { OBSERVE_BODY, type ObservableBody } from "../http/observed-body.ts";
+import { onSent, writerReports, type Delivered } from "../http/delivery-report.ts";
 import { clientIp, isWriteAction, type RequestContext } from "./context.ts";
 import { accessLevel } from "../observe/log.ts";
 import { endRequestSpan } from "../observe/trace/request.ts";
@@ -28,8 +29,20 @@ export function deliver(ctx: RequestContext, res: Response): Response {
   // answer: a keep-alive client (Python's http.client, boto3) that reused it got RemoteDisconnected.
   if (ctx.svc.draining) res.headers.set("connection", "close");
   ctx.ttfbMs = performance.now() - ctx.start;
-  if (!ctx.streaming) finish(ctx);
+  if (ctx.streaming) return res;
+  // A body of known size on the node engine: its writer says what the client really got (it left
+  // mid-body, or the file of a disk-cache hit could not be opened or read), logged when it is sent.
+  if (res.body !== null && writerReports(ctx.req)) onSent(res, (d) => sent(ctx, d));
+  else finish(ctx);
   return res;
+}
+
+function sent(ctx: RequestContext, d: Delivered): void {
+  ctx.status = d.status;
+  ctx.bytes = d.bytes;
+  if (d.replaced) ctx.errorCode = d.error;
+  else if (d.error !== undefined) ctx.bodyError = d.error;
+  finish(ctx);
 }
 
 function gone(ctx: RequestContext, res: Response): Response {

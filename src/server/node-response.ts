@@ -31,6 +31,7 @@ import { ProxyError, toProxyError } from "../errors.ts";
 import { SMALL_GENERATED_BODY_BYTES } from "../http/body-policy.ts";
 import { blobBodyOf } from "../http/blob-body.ts";
 import { BUN_LISTENER_IDLE_SECONDS } from "../http/framed-body.ts";
+import { reportSent } from "../http/delivery-report.ts";
 
 /** How long a write may wait for a client that takes nothing (ms): Bun.serve's idleTimeout. */
 export const NODE_IDLE_MS = BUN_LISTENER_IDLE_SECONDS * 1000;
@@ -45,6 +46,8 @@ export interface NodeWriteResult {
   bytes: number;
   /** Set when the response was not completed: the body failed (upstream) or the client went away. */
   error?: unknown;
+  /** The error answer's code, when one replaced the response before its head went out. */
+  code?: string;
 }
 
 class ClientGone extends Error {
@@ -136,6 +139,22 @@ export type ErrorAnswer = (err: ProxyError, requestId: string) => Response;
 export const plainErrorAnswer: ErrorAnswer = (err, requestId) => err.toResponse(requestId);
 
 export async function writeNodeResponse(res: http.ServerResponse, response: Response, isHead: boolean, idleMs = NODE_IDLE_MS, answerOf: ErrorAnswer = plainErrorAnswer): Promise<NodeWriteResult> {
+  let result: NodeWriteResult = { status: response.status, bytes: 0, error: new Error("not written") };
+  try {
+    result = await write(res, response, isHead, idleMs, answerOf);
+    return result;
+  } finally {
+    const e = result.error;
+    reportSent(response, {
+      status: result.status,
+      bytes: result.bytes,
+      error: e === undefined ? undefined : e instanceof ClientGone ? "ClientClosedRequest" : (result.code ?? "BodyIncomplete"),
+      replaced: result.code !== undefined,
+    });
+  }
+}
+
+async function write(res: http.ServerResponse, response: Response, isHead: boolean, idleMs: number, answerOf: ErrorAnswer): Promise<NodeWriteResult> {
   res.statusCode = response.status;
   for (const [k, v] of response.headers) res.setHeader(k, v);
   const blob = blobBodyOf(response);
@@ -204,7 +223,7 @@ export async function writeNodeResponse(res: http.ServerResponse, response: Resp
       for (const [k, v] of answer.headers) res.setHeader(k, v);
       res.setHeader("content-length", text.byteLength);
       res.end(text);
-      return { status: answer.status, bytes: text.byteLength, error: err };
+      return { status: answer.status, bytes: text.byteLength, error: err, code: pe.code };
     }
     res.destroy();
     return { status: response.status, bytes, error: err };
