@@ -48,7 +48,7 @@
  */
 import { RedisClient } from "bun";
 import { redisAuthFailure, worthAskingWhy } from "../util/redis-auth.ts";
-import { keepAlivePeriod, redisIdleTimeout, RedisTimeout, silentAfter, SLOW_STRIKES, withTimeout } from "../util/redis-wait.ts";
+import { keepAlivePeriod, redisIdleTimeout, RedisTimeout, silentAfter, SLOW_STRIKES, SlowStrikes, withTimeout } from "../util/redis-wait.ts";
 
 export type LinkState = "connecting" | "syncing" | "up" | "down" | "closed";
 
@@ -201,9 +201,8 @@ export class RedisLink {
   private lateWhat = "";
   /** Down when they have had no answer for silentMs. */
   private lateTimer: ReturnType<typeof setTimeout> | undefined;
-  /** Timed-out commands in a row (SLOW_STRIKES), and when the last one counted: one sent before it timed out in the same stall. */
-  private strikes = 0;
-  private struckAt = -Infinity;
+  /** Timed-out commands in a row (SLOW_STRIKES). */
+  private readonly strikes = new SlowStrikes();
   private readonly silentMs: number;
 
   constructor(private readonly opts: RedisLinkOptions) {
@@ -247,18 +246,16 @@ export class RedisLink {
     const p = fn(c);
     try {
       const v = await withTimeout(p, this.opts.operationTimeoutMs); // (down() says "<what>: ")
-      if (sent > this.struckAt) this.strikes = 0;
+      this.strikes.answered(sent);
       return v;
     } catch (err) {
       this.errorCount++;
       const answered = (err as { code?: string }).code === "ERR_REDIS_SERVER_ERROR";
-      if (answered && sent > this.struckAt) this.strikes = 0;
+      if (answered) this.strikes.answered(sent);
       // (while syncing, a timeout keeps the link down: coming back takes answers in time)
       if (err instanceof RedisTimeout && this.stateValue === "up" && this.cmd === c) {
         this.awaitLate(c, p, sent, what);
-        if (sent <= this.struckAt) throw err; // the same stall as the last strike
-        this.struckAt = performance.now();
-        if (++this.strikes < SLOW_STRIKES) throw err;
+        if (!this.strikes.timedOut(sent)) throw err;
         this.down(`${what}: ${describe(err)} (${SLOW_STRIKES} commands in a row)`);
         throw err;
       }
@@ -510,8 +507,7 @@ export class RedisLink {
     this.lateTimer = undefined;
     this.late = 0;
     this.lateSince = undefined;
-    this.strikes = 0;
-    this.struckAt = -Infinity;
+    this.strikes.reset();
     for (const c of [this.cmd, this.sub]) {
       if (c === undefined) continue;
       c.onclose = null;

@@ -25,7 +25,7 @@
  */
 import { RedisClient } from "bun";
 import { redisAuthFailure, worthAskingWhy } from "../util/redis-auth.ts";
-import { keepAlivePeriod, redisIdleTimeout, RedisTimeout, silentAfter, SLOW_STRIKES, STALL_MS, withTimeout } from "../util/redis-wait.ts";
+import { keepAlivePeriod, redisIdleTimeout, RedisTimeout, silentAfter, SLOW_STRIKES, SlowStrikes, STALL_MS, withTimeout } from "../util/redis-wait.ts";
 import type { RateConfig } from "../config/schema.ts";
 import type { Logger } from "../observe/log.ts";
 import { RateLimiter, type RateCheck, type RateLimitSource, type RateScope } from "./rate-limiter.ts";
@@ -113,9 +113,8 @@ export class RedisRateLimiter {
   private checking = false;
   private closed = false;
   private waiters: Array<() => void> = [];
-  /** Requests in a row whose answer did not come in time (SLOW_STRIKES), and when the last one counted (one sent before timed out in the same stall). */
-  private strikes = 0;
-  private struckAt = -Infinity;
+  /** Requests in a row whose answer did not come in time (SLOW_STRIKES). */
+  private readonly strikes = new SlowStrikes();
 
   constructor(cfg: RateLimitSource, opts: RedisLimiterOptions) {
     this.local = RateLimiter.fromConfig(cfg, { share: opts.share });
@@ -217,7 +216,7 @@ export class RedisRateLimiter {
     if (this.silentSince !== undefined && sent - this.silentSince >= this.timeoutMs) return this.local.check(clientIp, bucket);
     return this.run(keys, args).then(
       (reply) => {
-        if (sent > this.struckAt) this.strikes = 0;
+        this.strikes.answered(sent);
         const [i, waitUs] = reply as [number, number];
         if (i === 0) return ADMIT;
         const s = Math.ceil(waitUs / 1e6 - 1e-9);
@@ -229,10 +228,7 @@ export class RedisRateLimiter {
         // only: local at the first, a Redis answering around the timeout went local and shared
         // again (logged both times, a fresh local burst) at every slow answer.
         if (!(err instanceof RedisTimeout)) this.lost(reason);
-        else if (sent > this.struckAt) {
-          this.struckAt = performance.now();
-          if (++this.strikes >= SLOW_STRIKES) this.lost(`${reason} (${SLOW_STRIKES} requests in a row)`);
-        }
+        else if (this.strikes.timedOut(sent)) this.lost(`${reason} (${SLOW_STRIKES} requests in a row)`);
         return this.local.check(clientIp, bucket);
       },
     );
@@ -252,8 +248,7 @@ export class RedisRateLimiter {
   private lost(reason: string): void {
     if (this.closed) return;
     this.up = false;
-    this.strikes = 0;
-    this.struckAt = -Infinity;
+    this.strikes.reset();
     this.report(false, reason);
   }
 

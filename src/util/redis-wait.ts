@@ -18,6 +18,30 @@ export class RedisTimeout extends Error {
  */
 export const SLOW_STRIKES = 3;
 
+/** SLOW_STRIKES counted, for the cache layer's link and the shared rate limits alike. */
+export class SlowStrikes {
+  private n = 0;
+  /** When the last strike counted: a command sent before it timed out in the same stall. */
+  private at = -Infinity;
+
+  /** A command sent at `sent` was answered (in time, or with an error reply): the run ends. */
+  answered(sent: number): void {
+    if (sent > this.at) this.n = 0;
+  }
+
+  /** A command sent at `sent` timed out: true when that makes SLOW_STRIKES in a row. */
+  timedOut(sent: number): boolean {
+    if (sent <= this.at) return false; // the same stall as the last strike
+    this.at = performance.now();
+    return ++this.n >= SLOW_STRIKES;
+  }
+
+  reset(): void {
+    this.n = 0;
+    this.at = -Infinity;
+  }
+}
+
 /**
  * A command with no answer at all (not even a late one) for this long, or 4 × the timeout if
  * longer, means Redis stopped answering (frozen, a flow lost without FIN or RST): far above the
