@@ -40,6 +40,8 @@ export class DiskWrite implements LayerWriter {
   readonly file: FillFile;
   /** The disk room the layer set aside for this file (bytes), until it is stored or ends. */
   reservation = 0;
+  /** Its place in the order the layer opened writes and began revalidations (DiskLayer.opens): which version came last. */
+  seen = 0;
   /** The complete file's inode and modification time (set before adopt: the rename keeps both). */
   identity: FileIdentity = { ino: 0, mtimeMs: 0 };
 

@@ -188,13 +188,12 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   private readonly perBucket = new Map<string, BucketLayerStats>();
   private readonly writes = new Set<DiskWrite>();
   /**
-   * Writes opened and revalidations begun so far, and each write's number: which version the
+   * Writes opened and revalidations begun so far (DiskWrite.seen, Entry.seen): which version the
    * upstream gave last (adopt). Not storedAt, which an Age the answer came with (a CDN in front)
    * puts back in time: a new version came older than the expired one held, and was refused at
    * every fetch while the old one stayed.
    */
   private opens = 0;
-  private readonly opened = new WeakMap<DiskWrite, number>();
   /** Each entry's last revalidation (queueRefresh). */
   private readonly refreshes = new WeakMap<Entry, Promise<void>>();
   private bytes = 0;
@@ -437,7 +436,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     if (cap < this.maxBytes && room > cap) return undefined; // the file system is full (outOfRoom)
     if (this.reserved > 0 && this.reserved + room > cap) return undefined;
     const w = new DiskWrite(this, m, join(this.dir, tempName()), this.purges.now, this.fsync, head);
-    this.opened.set(w, ++this.opens);
+    w.seen = ++this.opens;
     w.reservation = room;
     this.reserved += room;
     this.writes.add(w);
@@ -456,7 +455,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     await this.ready;
     const meta = w.meta;
     const older = this.lru.peek(meta.key);
-    const seen = this.opened.get(w) ?? 0;
+    const seen = w.seen;
     // (meta.size over maxItemBytes: max_item_size_mb lowered by a reload while it was written; resize evicted the others)
     if (this.purges.purgedSince(w.since, meta.key) || (older !== undefined && older.seen > seen) || meta.size > this.maxItemBytes) {
       await unlink(w.tmp).catch(() => {});
