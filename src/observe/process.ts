@@ -41,7 +41,9 @@ export function registerProcessMetrics(registry: Registry): void {
     countOpenFds() === undefined ? undefined : registry.gauge("process_open_fds", "Number of open file descriptors.");
   // (read once: Bun raises the soft limit to the hard one before any of this runs)
   const max = fds === undefined ? undefined : maxFds();
-  if (max !== undefined) registry.gauge("process_max_fds", "Maximum number of open file descriptors.").labels().set(max);
+  // (the limit is each process's own: with workers, the merged /metrics shows the lowest one, not
+  // their sum, which no process could ever open)
+  if (max !== undefined) registry.gauge("process_max_fds", "Maximum number of open file descriptors.", [], "min").labels().set(max);
   registry.onCollect(() => {
     // Bun reads it from /proc: with no descriptor left it throws ("Failed to get memory usage"),
     // which left out the CPU time and the open descriptors too. The last value stays.

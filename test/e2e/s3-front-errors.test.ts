@@ -153,6 +153,7 @@ describe("presigned URLs", () => {
     const p = await presigned({ path: "/data/hello.txt", expiresIn: 60 });
     await refused(send("GET", p.target.replace("X-Amz-Expires=60", "X-Amz-Expires=604801"), p.headers), 400, "AuthorizationQueryParametersError", /less than a week/);
     await refused(send("GET", p.target.replace("X-Amz-Expires=60", "X-Amz-Expires=0"), p.headers), 400, "AuthorizationQueryParametersError", /at least 1 second/);
+    await refused(send("GET", p.target.replace("X-Amz-Expires=60", "X-Amz-Expires=-5"), p.headers), 400, "AuthorizationQueryParametersError", /X-Amz-Expires must be non-negative/);
   });
 
   test("a tampered query: an added parameter, a changed one, another key → 403 SignatureDoesNotMatch", async () => {

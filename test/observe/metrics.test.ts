@@ -380,6 +380,12 @@ describe("Metrics", () => {
     const start = find(p, "process_start_time_seconds")!;
     expect(Math.abs(start - Date.now() / 1000)).toBeLessThan(3600);
     if (process.platform === "linux") expect(find(p, "process_open_fds")!).toBeGreaterThan(2);
+    if (process.platform === "linux") {
+      // Merged across workers (each reports its own limit), the limit is one process's, not their sum.
+      const max = find(p, "process_max_fds")!;
+      expect(max).toBeGreaterThan(2);
+      expect(find(parse(renderSnapshot(mergeSnapshots([make().snapshot(), make().snapshot()]))), "process_max_fds")).toBe(max);
+    }
     const off = parse(new Metrics({ version: "x", processMetrics: false }).render());
     expect([...off.type.keys()].some((n) => n.startsWith("process_"))).toBe(false);
   });

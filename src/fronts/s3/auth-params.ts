@@ -290,6 +290,8 @@ export function parseQueryAuth(query: ReadonlyArray<readonly [string, string]>, 
   }
   if (!/^-?\d{1,10}$/.test(expiresRaw)) return queryError("X-Amz-Expires should be a number");
   const expires = Number(expiresRaw);
+  // (S3's words for a negative value; zero, a URL valid for no time at all, is refused too)
+  if (expires < 0) return queryError("X-Amz-Expires must be non-negative");
   if (expires < 1) return queryError("X-Amz-Expires must be at least 1 second");
   if (expires > 604800) {
     return queryError("X-Amz-Expires must be less than a week (in seconds); that is, the given X-Amz-Expires must be less than 604800 seconds");
