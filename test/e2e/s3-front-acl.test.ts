@@ -115,3 +115,30 @@ test("GetObjectAcl with a versionId: S3's own error for the version (InvalidArgu
   expect((await acl("up", "docs/a.txt", "zz")).code).toBe("InvalidArgument");
   expect((await acl("up", "docs/a.txt", "null")).status).toBe(200);
 });
+
+// An ACL document is owner-only as a whole: a second AccessControlList, Grantee, Permission or ID,
+// or a grant outside the list, grants what the first ones do not (the proxy read the first of
+// each and answered 200, as if a public-read grant in a second list had been applied).
+test("an ACL document that names more than the owner's FULL_CONTROL in a second element of any kind is AccessControlListNotSupported, nothing asked upstream; GetObjectAcl's own document is still taken", async () => {
+  const id = writer.id;
+  const xsi = 'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"';
+  const ownerGrant = `<Grant><Grantee ${xsi} xsi:type="CanonicalUser"><ID>${id}</ID></Grantee><Permission>FULL_CONTROL</Permission></Grant>`;
+  const allUsers = `<Grant><Grantee ${xsi} xsi:type="Group"><URI>http://acs.amazonaws.com/groups/global/AllUsers</URI></Grantee><Permission>READ</Permission></Grant>`;
+  const policy = (inner: string) => `<AccessControlPolicy><Owner><ID>${id}</ID></Owner>${inner}</AccessControlPolicy>`;
+  const refused: Record<string, string> = {
+    "a second AccessControlList": policy(`<AccessControlList>${ownerGrant}</AccessControlList><AccessControlList>${allUsers}</AccessControlList>`),
+    "a Grant outside the list": policy(`<AccessControlList>${ownerGrant}</AccessControlList>${allUsers}`),
+    "a second Permission": policy(`<AccessControlList><Grant><Grantee><ID>${id}</ID></Grantee><Permission>FULL_CONTROL</Permission><Permission>READ</Permission></Grant></AccessControlList>`),
+    "a second Grantee": policy(`<AccessControlList><Grant><Grantee><ID>${id}</ID></Grantee><Grantee><URI>http://acs.amazonaws.com/groups/global/AllUsers</URI></Grantee><Permission>FULL_CONTROL</Permission></Grant></AccessControlList>`),
+    "a second ID": policy(`<AccessControlList><Grant><Grantee><ID>${id}</ID><ID>${ownerOf("someone").id}</ID></Grantee><Permission>FULL_CONTROL</Permission></Grant></AccessControlList>`),
+    "a second Owner": `<AccessControlPolicy><Owner><ID>${id}</ID></Owner><Owner><ID>${ownerOf("someone").id}</ID></Owner><AccessControlList>${ownerGrant}</AccessControlList></AccessControlPolicy>`,
+    "a Group grantee with the owner's ID": policy(`<AccessControlList><Grant><Grantee ${xsi} xsi:type="Group"><ID>${id}</ID></Grantee><Permission>FULL_CONTROL</Permission></Grant></AccessControlList>`),
+  };
+  for (const [name, xml] of Object.entries(refused)) {
+    env.mark();
+    const a = await answerOf(await signedFetch(env, { method: "PUT", path: "/up/docs/a.txt", query: [["acl", ""]], body: xml }));
+    expect({ name, status: a.status, code: a.code, upstream: env.upstreamCalls().length }).toEqual({ name, status: 400, code: "AccessControlListNotSupported", upstream: 0 });
+  }
+  const own = await (await signedFetch(env, { method: "GET", path: "/up/docs/a.txt", query: [["acl", ""]] })).text();
+  expect((await signedFetch(env, { method: "PUT", path: "/up/docs/a.txt", query: [["acl", ""]], body: own })).status).toBe(200);
+});

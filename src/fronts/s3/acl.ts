@@ -24,7 +24,7 @@ import type { S3RequestContext } from "./front.ts";
 import { versionIdOf, xmlResponse } from "./operations.ts";
 import { errorOf, relayError } from "./relay.ts";
 import { aclsNotSupported, callOf, GRANT_HEADERS, OWNER_ONLY_ACLS, readXmlBody, requestHeaders } from "./writes.ts";
-import { child, childrenNamed, childText, type XmlElement } from "./xml-reader.ts";
+import { child, type XmlElement } from "./xml-reader.ts";
 import { escapeXml, ownerOf, S3_XMLNS, XML_DECL } from "./xml.ts";
 
 const XSI = "http://www.w3.org/2001/XMLSchema-instance";
@@ -103,16 +103,44 @@ export async function putAclOp(ctx: RequestContext): Promise<Response> {
 /**
  * True for an AccessControlPolicy whose every grant is FULL_CONTROL to the owner this front
  * reports (GetObjectAcl's document, as clients send it back), and whose Owner, when named, is it.
+ * Only S3's elements, each where and as often as its schema has it: a second AccessControlList,
+ * Grantee, Permission or ID, or a Grant outside the list, is not the owner-only ACL (a document
+ * that also granted AllUsers READ in a second list was answered 200, as if applied).
  */
 function ownerOnlyDocument(doc: XmlElement, ownerId: string): boolean {
+  if (!hasOnly(doc, POLICY_FIELDS)) return false;
   const owner = child(doc, "Owner");
-  if (owner !== undefined && childText(owner, "ID")?.trim() !== ownerId) return false;
+  if (owner !== undefined && (!hasOnly(owner, PARTY_FIELDS) || fieldOf(owner, "ID") !== ownerId)) return false;
   const list = child(doc, "AccessControlList");
-  const granted = list === undefined ? [] : childrenNamed(list, "Grant");
-  if (granted.length === 0) return false;
+  const granted = list === undefined ? [] : list.children;
+  if (granted.length === 0 || granted.some((g) => g.name !== "Grant")) return false;
   return granted.every((g) => {
+    if (!hasOnly(g, GRANT_FIELDS)) return false;
     const who = child(g, "Grantee");
-    if (who === undefined || child(who, "URI") !== undefined || child(who, "EmailAddress") !== undefined) return false;
-    return childText(who, "ID")?.trim() === ownerId && childText(g, "Permission")?.trim() === "FULL_CONTROL";
+    if (who === undefined || !hasOnly(who, PARTY_FIELDS)) return false;
+    // (xsi:type, when given, says which kind of grantee: the owner is a CanonicalUser)
+    for (const [name, v] of Object.entries(who.attrs)) if ((name === "type" || name.endsWith(":type")) && v.trim() !== "CanonicalUser") return false;
+    return fieldOf(who, "ID") === ownerId && fieldOf(g, "Permission") === "FULL_CONTROL";
   });
+}
+
+const POLICY_FIELDS: ReadonlySet<string> = new Set(["Owner", "AccessControlList"]);
+const GRANT_FIELDS: ReadonlySet<string> = new Set(["Grantee", "Permission"]);
+/** An Owner's, and a CanonicalUser Grantee's (URI and EmailAddress name other grantees). */
+const PARTY_FIELDS: ReadonlySet<string> = new Set(["ID", "DisplayName"]);
+
+/** Whether every child of `node` is one of `names`, none of them twice. */
+function hasOnly(node: XmlElement, names: ReadonlySet<string>): boolean {
+  const seen = new Set<string>();
+  for (const c of node.children) {
+    if (!names.has(c.name) || seen.has(c.name)) return false;
+    seen.add(c.name);
+  }
+  return true;
+}
+
+/** The trimmed text of the child `name` that holds text only, or undefined. */
+function fieldOf(node: XmlElement, name: string): string | undefined {
+  const c = child(node, name);
+  return c === undefined || c.children.length > 0 ? undefined : c.text.trim();
 }
