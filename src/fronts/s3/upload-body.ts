@@ -29,7 +29,7 @@
 import type { ByteBudget } from "../../limits/byte-budget.ts";
 import { decodeAwsChunked, encodeAwsChunkedUnsignedTrailer, isPayloadError, type ChunkSigningContext, type PayloadError, type StreamingMode } from "../../s3/aws-chunked.ts";
 import { framedRequestBody, LISTENER_SLOW_BODY } from "../../http/framed-body.ts";
-import { algorithmFromHeaderName } from "../../s3/checksum.ts";
+import { algorithmFromHeaderName, CHECKSUM_ALGORITHMS, checksumHeaderName } from "../../s3/checksum.ts";
 import { expectationsFromHeaders, PayloadVerifier, verifyPayloadStream, type PayloadExpectations } from "../../s3/checksum/verify.ts";
 import type { UploadBodyArgs } from "../../s3/operations/index.ts";
 import { UNSIGNED_PAYLOAD } from "../../s3/sigv4.ts";
@@ -91,6 +91,33 @@ const MIN_CHUNK_BYTES = 8192;
 /** Placeholder body of a small upload not read yet (readSmallBody replaces the arguments). */
 const EMPTY = new Uint8Array(0);
 
+/** x-amz-checksum-* headers that are S3's but no checksum value: the algorithm, the type, the mode. */
+const CHECKSUM_SETTINGS: ReadonlySet<string> = new Set(["x-amz-checksum-algorithm", "x-amz-checksum-type", "x-amz-checksum-mode"]);
+const KEPT_CHECKSUMS: ReadonlySet<string> = new Set(CHECKSUM_ALGORITHMS.map(checksumHeaderName));
+
+/** An x-amz-checksum-* name (lower-case) this proxy neither checks nor carries upstream. */
+function isUnkeptChecksumName(name: string): boolean {
+  return name.startsWith("x-amz-checksum-") && !KEPT_CHECKSUMS.has(name) && !CHECKSUM_SETTINGS.has(name);
+}
+
+/**
+ * The first checksum header of a body that this proxy can neither check nor carry: S3's newer
+ * algorithms (x-amz-checksum-sha512, -md5, -xxhash64, -xxhash3, -xxhash128). Dropped, the body was
+ * stored unchecked, a wrong value answered 200 where S3 answers BadDigest. `signed`: the signed
+ * names of a verified request (every x-amz-* header present is among them: no header scan).
+ */
+function unkeptChecksumHeader(headers: Headers, signed: readonly string[] | undefined): string | undefined {
+  if (signed !== undefined) {
+    for (const name of signed) if (isUnkeptChecksumName(name)) return name;
+    return undefined;
+  }
+  for (const name of headers.keys()) if (isUnkeptChecksumName(name)) return name;
+  return undefined;
+}
+
+const unkeptChecksum = (name: string): S3Error =>
+  s3Error("NotImplemented", `The checksum ${name} is not supported through this proxy (x-amz-checksum-crc32, -crc32c, -crc64nvme, -sha1 and -sha256 are): the body would be stored unchecked.`, { Header: name.slice(0, 64) });
+
 /** The S3 error a body-verification failure is answered with. */
 export function payloadS3Error(e: PayloadError): S3Error {
   return s3Error(e.code, e.message, e.details);
@@ -123,6 +150,8 @@ function isAwsChunkedEncoding(value: string | null): boolean {
  */
 export function prepareUploadBody(req: Request, payload: PayloadInfo, maxBytes: number, opts: { reframe?: boolean; small?: boolean; budget?: ByteBudget; objectChecksums?: boolean } = {}): PreparedBody {
   const headers = req.headers;
+  const unkept = unkeptChecksumHeader(headers, payload.signedHeaders);
+  if (unkept !== undefined) return fail(unkeptChecksum(unkept));
   let exp: PayloadExpectations;
   try {
     // Header auth's x-amz-content-sha256 was read and checked with the signature (and the length
@@ -167,6 +196,8 @@ export function prepareUploadBody(req: Request, payload: PayloadInfo, maxBytes: 
   const source = req.body;
   if (source === null) return fail(s3Error("IncompleteBody"));
   const trailer = headers.get("x-amz-trailer");
+  // (one of S3's newer algorithms in the trailer: refused before the body, not after all of it came)
+  if (trailer !== null && isUnkeptChecksumName(trailer.trim().toLowerCase())) return fail(unkeptChecksum(trailer.trim().toLowerCase()));
   let decoded: ReturnType<typeof decodeAwsChunked>;
   try {
     // S3 refuses a chunk under 8 KiB that is not the last, in every streaming mode (403
