@@ -24,7 +24,7 @@ import { objectLocation } from "./location.ts";
 import { s3Fail } from "./fail.ts";
 import { emptyAnswer, errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, relayedHeaders, tryParse, xmlAnswer } from "./relay.ts";
 import { el, isWellFormedResult, maskOwners, rootOf, S3_XMLNS, setFirstElementText, XML_DECL } from "./xml.ts";
-import { childText, childrenNamed, type XmlElement } from "./xml-reader.ts";
+import { childText, type XmlElement } from "./xml-reader.ts";
 import { callOf, fieldText, malformed, partNumberOf, queryValue, readingResult, readXmlBody, requestHeaders, writeUpstream } from "./writes.ts";
 import { purgeIfUnsure, purgeWritten } from "../purge.ts";
 
@@ -37,6 +37,10 @@ const FIELD: Record<(typeof CHECKSUM_ELEMENTS)[number], keyof CompletedPart> = {
   ChecksumSHA1: "checksumSHA1",
   ChecksumSHA256: "checksumSHA256",
 };
+/** What a <Part> may hold (S3's CompletedPart): anything else is MalformedXML, never skipped. */
+const PART_FIELDS: ReadonlySet<string> = new Set(["PartNumber", "ETag", ...CHECKSUM_ELEMENTS]);
+/** S3's newer part checksums, which this proxy does not carry (as their headers, upload-body.ts): refused, never dropped. */
+const UNKEPT_PART_CHECKSUMS: ReadonlySet<string> = new Set(["ChecksumSHA512", "ChecksumMD5", "ChecksumXXHASH64", "ChecksumXXHASH3", "ChecksumXXHASH128"]);
 /** Digits (leading zeros allowed, as an integer parse reads them; the value is checked where used). */
 const INTEGER = /^\d{1,64}$/;
 
@@ -66,10 +70,17 @@ export async function createMultipartUploadOp(ctx: RequestContext): Promise<Resp
 
 /** The parts list of a CompleteMultipartUpload body, checked as S3 does before it reaches the upstream. */
 export function partsOf(doc: XmlElement): CompletedPart[] {
-  const parts = childrenNamed(doc, "Part");
+  // (only <Part>s: one inside another element, a <Parts> or a misspelt wrapper, was skipped, and
+  // the object completed without it, shorter than the client's)
+  if (doc.children.some((c) => c.name !== "Part")) throw s3Fail(malformed());
+  const parts = doc.children;
   if (parts.length === 0) throw s3Fail(malformed());
   if (parts.length > MAX_PARTS) throw s3Fail(s3Error("InvalidArgument", `A multipart upload has at most ${MAX_PARTS} parts.`, { ArgumentName: "Part" }));
   return parts.map((p) => {
+    for (const c of p.children) {
+      if (UNKEPT_PART_CHECKSUMS.has(c.name)) throw s3Fail(s3Error("NotImplemented", `A part's <${c.name}> is not supported through this proxy: the upload would complete without it.`));
+      if (!PART_FIELDS.has(c.name)) throw s3Fail(malformed());
+    }
     const n = partNumberOf(fieldText(p, "PartNumber")?.trim());
     if (typeof n !== "number") throw s3Fail(n);
     const etag = fieldText(p, "ETag")?.trim();

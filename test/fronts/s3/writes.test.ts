@@ -130,6 +130,16 @@ describe("partsOf (CompleteMultipartUpload)", () => {
     const many = Array.from({ length: 10_001 }, (_, i) => `<Part><PartNumber>${(i % 10000) + 1}</PartNumber><ETag>x</ETag></Part>`).join("");
     expect(code(() => partsOf(doc(many)))).toBe("InvalidArgument");
   });
+  test("an element S3's schema does not have there is MalformedXML, never skipped: a <Part> inside another element (the upload completed without it), stray children of a part; a newer checksum the proxy does not carry is NotImplemented", () => {
+    const part = (n: number) => `<Part><PartNumber>${n}</PartNumber><ETag>"e${n}"</ETag></Part>`;
+    expect(code(() => partsOf(doc(part(1) + `<Parts>${part(2)}</Parts>`)))).toBe("MalformedXML");
+    expect(code(() => partsOf(doc(part(1) + `<Other/>`)))).toBe("MalformedXML");
+    expect(code(() => partsOf(doc(`<Part><PartNumber>1</PartNumber><ETag>x</ETag><Part><PartNumber>2</PartNumber><ETag>y</ETag></Part></Part>`)))).toBe("MalformedXML");
+    expect(code(() => partsOf(doc(`<Part><PartNumber>1</PartNumber><ETag>x</ETag><Size>5</Size></Part>`)))).toBe("MalformedXML");
+    expect(code(() => partsOf(doc(`<Part><PartNumber>1</PartNumber><ETag>x</ETag><ChecksumSHA512>AAAA</ChecksumSHA512></Part>`)))).toBe("NotImplemented");
+    // (comments and whitespace between parts are no elements)
+    expect(partsOf(doc(`\n  <!-- first -->${part(1)}\n  ${part(2)}\n`)).map((p) => p.partNumber)).toEqual([1, 2]);
+  });
 });
 
 describe("errorOf (an upstream error answer, for the client)", () => {
