@@ -7,8 +7,8 @@
  * s3:DeleteObjectVersion for an entry with a VersionId) and that key, and only the allowed
  * entries go upstream (in one DeleteObjects, whose XML is built from the entries, never relayed).
  * The answer merges the upstream's per-entry results with the refusals (AccessDenied per key), in
- * request order; Quiet lists only the errors. S3 requires an integrity header on this body:
- * Content-MD5 or an x-amz-checksum-* value (checked on the body).
+ * request order; Quiet lists only the errors. S3 requires an integrity check on this body:
+ * Content-MD5, an x-amz-checksum-* value, or an aws-chunked checksum trailer (checked on the body).
  *
  * Conditional deletes (S3's, on general purpose buckets): DeleteObject's If-Match (an ETag, or `*`)
  * goes upstream with the request, and each <Object>'s <ETag> into the DeleteObjects XML the proxy
@@ -36,6 +36,7 @@ import { callOf, fieldText, malformed, readXmlBody, requestHeaders, unkeptDelete
 import { purgeIfUnsure, purgeWritten } from "../purge.ts";
 import { versionIdOf, versionIdProblem } from "./operations.ts";
 import { cutText } from "../../util/text.ts";
+import { algorithmFromHeaderName } from "../../s3/checksum.ts";
 
 const MAX_DELETE_KEYS = 1000;
 /** Authorizer calls in flight at once for one DeleteObjects (decisions are cached per key). */
@@ -119,8 +120,20 @@ function keyProblem(key: string): string | undefined {
   return undefined;
 }
 
+/**
+ * Whether the body's checksum comes as an aws-chunked trailer (x-amz-trailer naming one the decoder
+ * checks, in a trailer payload mode): S3 takes it as a DeleteObjects' integrity check ("Content-MD5
+ * or x-amz-sdk-checksum-algorithm"); the decoder refuses the body if the trailer is missing or wrong.
+ */
+function checksumTrailer(ctx: RequestContext): boolean {
+  const mode = (ctx as S3RequestContext).s3?.payload?.mode;
+  if (mode !== "streaming-trailer" && mode !== "streaming-unsigned-trailer") return false;
+  const trailer = ctx.req.headers.get("x-amz-trailer");
+  return trailer !== null && algorithmFromHeaderName(trailer) !== undefined;
+}
+
 export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
-  if (!CHECKSUM_HEADERS.some((h) => ctx.req.headers.has(h))) {
+  if (!CHECKSUM_HEADERS.some((h) => ctx.req.headers.has(h)) && !checksumTrailer(ctx)) {
     throw s3Fail(s3Error("InvalidRequest", "Missing required header for this request: Content-MD5 or x-amz-checksum-*"));
   }
   const doc = await readXmlBody(ctx, "Delete");
