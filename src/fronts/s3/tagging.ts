@@ -17,7 +17,7 @@ import { relayDocument } from "./operations.ts";
 import { emptyAnswer, relayError } from "./relay.ts";
 import { callOf, fieldText, malformed, readXmlBody, single, writeUpstream } from "./writes.ts";
 import { purgeIfUnsure, purgeWritten } from "../purge.ts";
-import { childrenNamed, type XmlElement } from "./xml-reader.ts";
+import type { XmlElement } from "./xml-reader.ts";
 
 const MAX_TAGS = 10;
 const MAX_KEY_CHARS = 128;
@@ -37,10 +37,14 @@ export async function objectTagging(ctx: RequestContext): Promise<Response> {
 
 /** A `<Tagging><TagSet><Tag><Key/><Value/></Tag>…` document's tags, checked as S3 checks them (throws S3's error). */
 export function tagsOf(doc: XmlElement): Array<[string, string]> {
+  // (S3's elements only: a <Tag> inside another element, or beside the TagSet, was skipped and the
+  // tag set stored without it, answered 200)
+  if (doc.children.some((c) => c.name !== "TagSet")) throw s3Fail(malformed());
   const set = single(doc, "TagSet");
   if (set === undefined) throw s3Fail(malformed());
   const tags: Array<[string, string]> = [];
-  for (const tag of childrenNamed(set, "Tag")) {
+  for (const tag of set.children) {
+    if (tag.name !== "Tag" || tag.children.some((c) => c.name !== "Key" && c.name !== "Value")) throw s3Fail(malformed());
     const key = fieldText(tag, "Key");
     const value = fieldText(tag, "Value");
     if (key === undefined || value === undefined) throw s3Fail(malformed());
