@@ -43,6 +43,17 @@ test("PutObject, UploadPart and CompleteMultipartUpload with a checksum header o
   expect({ status: done.status, code: done.code, upstream: env.upstreamCalls().length }).toEqual({ status: 501, code: "NotImplemented", upstream: 0 });
 });
 
+test("CreateMultipartUpload announcing such an algorithm (x-amz-checksum-algorithm): 501 NotImplemented at once, nothing upstream; one the proxy checks is created", async () => {
+  for (const algorithm of ["SHA512", "md5", "XXHASH64", "XXHASH3", "XXHASH128"]) {
+    env.mark();
+    const a = await answerOf(await signedFetch(env, { method: "POST", path: "/up/newer/announced.bin", query: [["uploads", ""]], headers: { "x-amz-checksum-algorithm": algorithm } }));
+    expect({ algorithm, status: a.status, code: a.code, header: /<Header>([^<]*)</.exec(a.body)?.[1], upstream: env.upstreamCalls().length }).toEqual({ algorithm, status: 501, code: "NotImplemented", header: "x-amz-checksum-algorithm", upstream: 0 });
+  }
+  const ok = await signedFetch(env, { method: "POST", path: "/up/newer/announced.bin", query: [["uploads", ""]], headers: { "x-amz-checksum-algorithm": "CRC32" } });
+  expect(ok.status).toBe(200);
+  expect(await ok.text()).toContain("<UploadId>");
+});
+
 test("an aws-chunked body whose trailer is such a checksum: 501 NotImplemented before the body is read, nothing upstream", async () => {
   const payload = bytesOf(20_000, 3);
   const req = chunkedRequest({ mode: "STREAMING-UNSIGNED-PAYLOAD-TRAILER", host: `127.0.0.1:${env.port}`, path: "/up/newer/trailer.bin", payload, chunkSize: 8192, trailer: ["x-amz-checksum-sha512", WRONG["x-amz-checksum-sha512"]!] });

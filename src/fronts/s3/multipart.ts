@@ -40,7 +40,8 @@ const FIELD: Record<(typeof CHECKSUM_ELEMENTS)[number], keyof CompletedPart> = {
 /** What a <Part> may hold (S3's CompletedPart): anything else is MalformedXML, never skipped. */
 const PART_FIELDS: ReadonlySet<string> = new Set(["PartNumber", "ETag", ...CHECKSUM_ELEMENTS]);
 /** S3's newer part checksums, which this proxy does not carry (as their headers, upload-body.ts): refused, never dropped. */
-const UNKEPT_PART_CHECKSUMS: ReadonlySet<string> = new Set(["ChecksumSHA512", "ChecksumMD5", "ChecksumXXHASH64", "ChecksumXXHASH3", "ChecksumXXHASH128"]);
+const UNKEPT_ALGORITHMS: ReadonlySet<string> = new Set(["SHA512", "MD5", "XXHASH64", "XXHASH3", "XXHASH128"]);
+const UNKEPT_PART_CHECKSUMS: ReadonlySet<string> = new Set([...UNKEPT_ALGORITHMS].map((a) => "Checksum" + a));
 /** Digits (leading zeros allowed, as an integer parse reads them; the value is checked where used). */
 const INTEGER = /^\d{1,64}$/;
 
@@ -58,6 +59,12 @@ async function resultDoc(res: Response, root: string, upstreamBucket: string): P
 }
 
 export async function createMultipartUploadOp(ctx: RequestContext): Promise<Response> {
+  // An upload announced with one of S3's newer algorithms could never be completed through this
+  // proxy (its parts' checksums are refused, upload-body.ts): said at once, before any part is sent.
+  const algorithm = ctx.req.headers.get("x-amz-checksum-algorithm")?.trim().toUpperCase();
+  if (algorithm !== undefined && UNKEPT_ALGORITHMS.has(algorithm)) {
+    throw s3Fail(s3Error("NotImplemented", `The checksum algorithm ${algorithm} is not supported through this proxy (CRC32, CRC32C, CRC64NVME, SHA1 and SHA256 are).`, { Header: "x-amz-checksum-algorithm" }));
+  }
   const upstream = writeUpstream(ctx);
   const res = await createMultipartUpload(upstream, { key: ctx.key, headers: requestHeaders(ctx) }, callOf(ctx));
   if (res.status !== 200) return relayError(res, upstream.bucket);
