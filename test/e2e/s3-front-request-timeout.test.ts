@@ -33,6 +33,22 @@ test("a PutObject body that stops half-way (client still connected) → 400 Requ
   expect(await env.s3.exists("up", "stalled.bin")).toBe(false);
 });
 
+test("an XML body the proxy reads itself (DeleteObjects, CompleteMultipartUpload) that stops half-way → 400 RequestTimeout after request_timeout, not after the listener's idle timeout; nothing upstream", async () => {
+  const host = `127.0.0.1:${env.port}`;
+  for (const [path, name, value] of [["/up", "delete", ""], ["/up/stalled.xml", "uploadId", "abc"]] as const) {
+    const query = `${name}=${value}`;
+    const signed = new S3Signer(WRITER, "us-east-1").signRequest({ method: "POST", host, path, query: [[name, value]], payloadHash: "UNSIGNED-PAYLOAD" });
+    env.mark();
+    const started = performance.now();
+    const reply = await rawRequest(env.port, lines(`POST ${path}?${query} HTTP/1.1`, { host, "content-length": "500", "content-md5": "AAAAAAAAAAAAAAAAAAAAAA==", ...signed.headers }), [new TextEncoder().encode("<Delete><Object><Key>a</Key>")], { timeoutMs: 20_000 });
+    const took = performance.now() - started;
+    expect({ path, status: reply.status, code: /<Code>([^<]*)</.exec(reply.body)?.[1] }).toEqual({ path, status: 400, code: "RequestTimeout" });
+    expect(took).toBeGreaterThanOrEqual(900);
+    expect(took).toBeLessThan(10_000);
+    expect(env.upstreamCalls()).toEqual([]);
+  }
+});
+
 test("an STS form body that stops half-way → STS's 400 RequestTimeout (not a retryable 503)", async () => {
   const reply = await rawRequest(env.port, lines("POST / HTTP/1.1", { host: `127.0.0.1:${env.port}`, "content-type": "application/x-www-form-urlencoded", "content-length": "2000" }), [new TextEncoder().encode("Action=AssumeRoleWithWebIdentity&")], { timeoutMs: 15_000 });
   expect(reply.status).toBe(400);
