@@ -19,7 +19,7 @@ import { watchReceiveQueue } from "../http/receive-queue.ts";
 import { timerDelay } from "../config/durations.ts";
 import { guardedBodyStream, isValidContentLength, type GuardedBody, UpstreamProtocolError, UpstreamTimeoutError } from "./http1/index.ts";
 import { framedTimeoutMs, heldBodyDue } from "./http1/budget.ts";
-import { markOwnedBytes } from "../http/owned-response.ts";
+import { isOwnedBytes, markOwnedBytes } from "../http/owned-response.ts";
 import { isSignablePayloadHash, sha256Hex, UNSIGNED_PAYLOAD } from "./sigv4.ts";
 import type { UpstreamTiming } from "./upstream.ts";
 
@@ -139,12 +139,14 @@ export function contentLengthOf(res: Response): number {
  * attempt's failure (UpstreamProtocolError: 502, or retried), whatever the caller does with the
  * body next. A write's caller discards its 2xx body unread: an upstream that announced a body and
  * closed before it was answered 200 on fetch where the own client answered 502. Bounded like an
- * upload's body: s3.timeout plus the body at 16 KiB/s, after which `abort` is aborted. Answers
- * without a length, or longer, are returned as they are.
+ * upload's body: s3.timeout plus the body at 16 KiB/s, after which `abort` is aborted; a body
+ * over STALL_CHECKED_FROM also by s3.timeout without a byte, as the own client's sweep bounds it
+ * (readStallChecked). Answers without a length, or longer, are returned as they are.
  */
 export async function wholeAnswer(res: Response, upTo: number, abort: AbortController, timeoutMs: number): Promise<Response> {
   const length = res.body === null ? -1 : contentLengthOf(res);
   if (length < 0 || length > upTo) return res;
+  if (length > STALL_CHECKED_FROM) return readStallChecked(res, length, abort, timeoutMs);
   const timer = setTimeout(() => abort.abort(new UpstreamTimeoutError("the upstream stalled while sending the object")), framedTimeoutMs(timeoutMs, length));
   let body: ArrayBuffer;
   try {
@@ -162,6 +164,42 @@ export async function wholeAnswer(res: Response, upTo: number, abort: AbortContr
 }
 
 /**
+ * Up to this length wholeAnswer reads a body with arrayBuffer() (one await: the small answers of
+ * the hot path), bounded by its whole deadline alone, at most s3.timeout plus 4 s. A longer body's
+ * deadline leaves a silent upstream minutes (65 s for 1 MiB at s3.timeout 1, past
+ * server.request_timeout: answered 504 there, and no other replica asked), so it is read chunk by
+ * chunk and also failed after s3.timeout without a byte.
+ */
+const STALL_CHECKED_FROM = 64 * 1024;
+
+/** wholeAnswer's read of a body over STALL_CHECKED_FROM: one timer, moved on only when it fires. */
+async function readStallChecked(res: Response, length: number, abort: AbortController, timeoutMs: number): Promise<Response> {
+  const from = performance.now();
+  const due = from + framedTimeoutMs(timeoutMs, length);
+  let last = from;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const check = () => {
+    const now = performance.now();
+    if (now >= due || now - last >= timeoutMs) abort.abort(new UpstreamTimeoutError(now >= due ? "the upstream sent the object too slowly" : "the upstream stalled while sending the object"));
+    else timer = setTimeout(check, Math.min(due, last + timeoutMs) - now);
+  };
+  timer = setTimeout(check, Math.min(due - from, timeoutMs));
+  let whole: Response;
+  try {
+    // (read as a body of unknown length up to `length`: answered as bytes when it ends within it)
+    whole = await holdUnknownLength(res, length, abort.signal, () => {
+      last = performance.now();
+    });
+  } finally {
+    clearTimeout(timer);
+  }
+  const got = isOwnedBytes(whole) ? contentLengthOf(whole) : -1;
+  if (got === length) return whole;
+  whole.body?.cancel().catch(() => {});
+  throw new UpstreamProtocolError(got < 0 ? `the upstream sent more than the ${length} bytes it announced` : `the upstream sent ${got} of the ${length} bytes it announced`, true, true);
+}
+
+/**
  * wholeAnswer for a write's answer: an empty one (a PUT's usual) has nothing to cut, so no timer and
  * no copy. A 2xx without a length is held (holdPaced) when the request says S3 sends it empty
  * (SendRequest.emptyAnswer).
@@ -175,7 +213,10 @@ function writeAnswer(res: Response, upTo: number, abort: AbortController, timeou
 /**
  * holdUnknownLength on fetch's answers (a GET's, a write's), as the own client holds one
  * (src/s3/http1/exchange.ts): the deadline moves with each chunk (heldBodyDue), so a body trickling
- * below the floor fails the attempt soon after s3.timeout, as a known length's does.
+ * below the floor fails the attempt soon after s3.timeout, as a known length's does; and one
+ * silent for s3.timeout fails it then, as the own client's sweep fails it (the moving deadline
+ * alone gave a body silent after 512 KiB 34 s at s3.timeout 1: past server.request_timeout, no
+ * other replica asked).
  */
 export async function holdPaced(res: Response, upTo: number, abort: AbortController, timeoutMs: number): Promise<Response> {
   const from = performance.now();
@@ -183,7 +224,9 @@ export async function holdPaced(res: Response, upTo: number, abort: AbortControl
   let timer: ReturnType<typeof setTimeout> | undefined;
   const arm = (received: number) => {
     clearTimeout(timer);
-    timer = setTimeout(() => abort.abort(new UpstreamTimeoutError("the upstream sent the object too slowly")), Math.max(0, heldBodyDue(from, timeoutMs, received, cap) - performance.now()));
+    const due = heldBodyDue(from, timeoutMs, received, cap) - performance.now();
+    const silent = timeoutMs < due;
+    timer = setTimeout(() => abort.abort(new UpstreamTimeoutError(silent ? "the upstream stalled while sending the object" : "the upstream sent the object too slowly")), Math.max(0, silent ? timeoutMs : due));
   };
   arm(0);
   try {
