@@ -186,33 +186,41 @@ describe("half-open probe slots and uploads", () => {
   });
 });
 
+/** A raw upstream on 127.0.0.1 answering each request (by its path) as `answer` writes. */
+function answering(answer: (path: string, s: Socket<undefined>) => void) {
+  return Bun.listen<undefined>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      data(s, d) {
+        answer(d.toString("latin1").split(" ")[1], s);
+      },
+    },
+  });
+}
+
+/** The bucket on the own client (bodies over 1 KiB streamed), with the breaker `breaker`, toward 127.0.0.1:`port`. */
+function ownClient(breaker: string, port: number, pools: UpstreamPools): BucketUpstream {
+  const up = new BucketUpstream(bucket(breaker, `http://127.0.0.1:${port}`), { client: "auto", pools, bufferBodyUpTo: 1024 });
+  expect(up.pool).toBeDefined();
+  return up;
+}
+
 describe("BucketUpstream's breaker and bodies of requests admitted in an earlier state", () => {
   test("own client: a body cut after the breaker went open, half-open and closed again does not reopen it", async () => {
     // GET /bk/big: a head and part of a large body, then held (cut when the test says);
     // GET /bk/fail: 500; GET /bk/ok: a small 200.
     const held: Socket<undefined>[] = [];
-    const srv = Bun.listen<undefined>({
-      hostname: "127.0.0.1",
-      port: 0,
-      socket: {
-        data(s, d) {
-          const path = d.toString("latin1").split(" ")[1];
-          if (path.endsWith("/big")) {
-            s.write(`HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n${"x".repeat(5000)}`);
-            held.push(s);
-          } else if (path.endsWith("/fail")) s.write("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n");
-          else s.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
-        },
-      },
+    const srv = answering((path, s) => {
+      if (path.endsWith("/big")) {
+        s.write(`HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n${"x".repeat(5000)}`);
+        held.push(s);
+      } else if (path.endsWith("/fail")) s.write("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n");
+      else s.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
     });
     const pools = new UpstreamPools();
     try {
-      const up = new BucketUpstream(bucket("failure_threshold: 1, success_threshold: 1, timeout_seconds: 0.05, half_open_max_requests: 1", `http://127.0.0.1:${srv.port}`), {
-        client: "auto",
-        pools,
-        bufferBodyUpTo: 1024,
-      });
-      expect(up.pool).toBeDefined();
+      const up = ownClient("failure_threshold: 1, success_threshold: 1, timeout_seconds: 0.05, half_open_max_requests: 1", srv.port, pools);
       const get = (key: string) => up.fetchObject("GET", key, {}, new AbortController().signal, timing());
       // a long download admitted while closed: its head succeeded, its body streams
       const big = await get("big");
@@ -230,6 +238,37 @@ describe("BucketUpstream's breaker and bodies of requests admitted in an earlier
       await waitFor(() => held.length === 1);
       held[0].end();
       expect(await bigBody).toBe("failed");
+      expect(up.breaker!.state).toBe("closed");
+    } finally {
+      pools.close();
+      srv.stop(true);
+    }
+  });
+});
+
+describe("BucketUpstream's breaker and streamed bodies that end whole", () => {
+  test("own client: a body delimited by the connection's close that ends cleanly resets the body-failure streak, as one framed by a length or chunks does", async () => {
+    // GET /bk/cut: a head and part of a long body, then the connection closed (a cut);
+    // GET /bk/whole: a body without a length (HTTP/1.0, until close), sent whole, then closed.
+    const srv = answering((path, s) => {
+      if (path.endsWith("/cut")) s.end(`HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n${"x".repeat(5000)}`);
+      else s.end(`HTTP/1.0 200 OK\r\n\r\n${"y".repeat(5000)}`);
+    });
+    const pools = new UpstreamPools();
+    try {
+      const up = ownClient("failure_threshold: 2, success_threshold: 1, timeout_seconds: 60, half_open_max_requests: 1", srv.port, pools);
+      const body = async (key: string) => {
+        const res = await up.fetchObject("GET", key, {}, new AbortController().signal, timing());
+        expect(res.status).toBe(200);
+        return res.arrayBuffer().then(
+          (b) => `whole ${b.byteLength}`,
+          () => "failed",
+        );
+      };
+      expect(await body("cut")).toBe("failed");
+      expect(await body("whole")).toBe("whole 5000");
+      expect(await body("cut")).toBe("failed");
+      // one failure since the whole body: not failure_threshold (2) in a row
       expect(up.breaker!.state).toBe("closed");
     } finally {
       pools.close();

@@ -463,6 +463,8 @@ export class Http1Pool {
       req.phase = P_DONE;
       this.inflight.delete(req);
       req.conn = null;
+      // (a whole streamed body, as finish() reports one: it resets the breaker's body-failure streak)
+      if (req.streamed && req.onBodyEnd !== undefined) req.onBodyEnd(true);
       req.endOfStream();
       return;
     }
