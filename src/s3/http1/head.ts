@@ -155,8 +155,15 @@ export function parseResponseHead(buf: Buffer, isHead: boolean, scanFrom = 0): H
   }
   let framing: Framing;
   let length = -1;
-  if (isHead || status === 204 || status === 304) {
+  if (isHead || status === 304) {
     framing = "none";
+  } else if (status === 204) {
+    // 204 has no content, and its sender MUST NOT send Content-Length or Transfer-Encoding (RFC
+    // 9110 §8.6, RFC 9112 §6.1): one that announces a body may send it, late, where the next
+    // answer on the socket would start (a GET then read `hello` as its status line). Reused only
+    // without one (`Content-Length: 0`, which stores send with a DeleteObject's 204, included).
+    framing = "none";
+    if (contentLength > 0 || te !== null) keepAlive = false;
   } else if (status === 205) {
     // 205 has no content; reuse the socket only when that is explicit.
     framing = "none";

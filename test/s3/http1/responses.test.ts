@@ -197,6 +197,21 @@ describe("Http1Pool: responses", () => {
     expect(p.idleCount).toBe(1);
   });
 
+  test("a 204 announcing a body (a Content-Length above 0, or Transfer-Encoding) closes its socket: the body's late bytes never precede the next answer", async () => {
+    // A store that answers a DELETE 204 with `Content-Length: 5` and sends those 5 bytes late
+    // (here: when the next request comes on the connection), then the next answer.
+    for (const framing of ["content-length: 5", "transfer-encoding: chunked"]) {
+      const late = framing.startsWith("content") ? "hello" : "5\r\nhello\r\n0\r\n\r\n";
+      let asked = 0;
+      const srv = rawServer((c) => c.socket.write(++asked === 1 ? `HTTP/1.1 204 No Content\r\n${framing}\r\n\r\n` : c.requests.length === 1 ? ok("fine") : `${late}${ok("fine")}`));
+      const p = pool(srv.port);
+      expect((await p.request("DELETE", "/x", {}, T)).status).toBe(204);
+      const next = await p.request("GET", "/y", {}, T);
+      expect([next.status, await next.text()]).toEqual([200, "fine"]);
+      expect(srv.conns.length).toBe(2);
+    }
+  });
+
   test("1xx interim responses are skipped (100 Continue, 103 Early Hints)", async () => {
     const srv = rawServer((c) => {
       if (c.requests.length === 1) c.socket.write("HTTP/1.1 100 Continue\r\n\r\n" + ok("final"));
