@@ -29,6 +29,9 @@ export const CHECKSUM_VALUE_HEADERS: readonly string[] = CHECKSUM_ALGORITHMS.map
 /** Headers that describe the stored object (PutObject, CreateMultipartUpload, CopyObject with REPLACE). */
 export const OBJECT_HEADERS: readonly string[] = ["cache-control", "content-disposition", "content-language", "content-type", "expires"];
 
+/** aws-chunked as one of a Content-Encoding's codings. */
+const AWS_CHUNKED = /(?:^|,)\s*aws-chunked\s*(?:,|$)/i;
+
 /** Header names passed as they are, plus every x-amz-meta-* when `meta`; Content-Encoding is added without aws-chunked. */
 export interface HeaderAllowlist {
   names: ReadonlySet<string>;
@@ -64,8 +67,13 @@ export function pickHeaders(src: HeaderSource | undefined, allow: HeaderAllowlis
   return out;
 }
 
-/** Content-Encoding without the aws-chunked transfer framing (S3 does not store it either). */
+/**
+ * Content-Encoding without the aws-chunked transfer framing (S3 does not store it either). A value
+ * that names no aws-chunked is the object's own, stored as sent, as S3 stores it (it was rebuilt:
+ * "gzip, br" was stored as "gzip,br").
+ */
 export function withoutAwsChunked(value: string): string {
+  if (!AWS_CHUNKED.test(value)) return value;
   return value
     .split(",")
     .map((s) => s.trim())

@@ -1,0 +1,65 @@
+/**
+ * A new user's walk through the proxy's S3 front with real clients, for what the other client
+ * tests leave out: object headers stored as the client sent them (S3 keeps them verbatim).
+ * The S3 fixture (which stores what it is sent) is the upstream; the proxy runs in the test
+ * process (test/e2e/s3-front-upload-helpers.ts: bucket `up`, credentials WRITER).
+ */
+import { afterAll, beforeAll, expect, setDefaultTimeout } from "bun:test";
+import { HeadObjectCommand } from "@aws-sdk/client-s3";
+import { startUploadEnv, WRITER, type UploadEnv } from "../e2e/s3-front-upload-helpers.ts";
+import { boto3Client } from "./boto3.ts";
+import { clientTest } from "./run.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
+
+const T = 120_000; // real clients start Python programs on a loaded 2-core machine
+let env: UploadEnv;
+beforeAll(async () => {
+  env = await startUploadEnv();
+});
+afterAll(async () => {
+  await env?.stop();
+});
+
+/** The Content-Encoding the upstream stored for `key` (read from the fixture, not through the proxy). */
+async function storedEncoding(key: string): Promise<string | undefined> {
+  const h = await env.s3.client().send(new HeadObjectCommand({ Bucket: "up", Key: key }));
+  return h.ContentEncoding;
+}
+
+clientTest("python3", "boto3")(
+  "boto3 put_object, create_multipart_upload and copy_object (REPLACE) with a Content-Encoding list: stored as sent, as S3 stores it",
+  async () => {
+    const b = boto3Client({ endpoint: env.endpoint, credentials: WRITER });
+    const [put, put2, create] = await b.run([
+      { op: "put_object", Bucket: "up", Key: "walk/ce-list", BodyText: "abc", Params: { ContentEncoding: "gzip, br" } },
+      { op: "put_object", Bucket: "up", Key: "walk/ce-odd", BodyText: "abc", Params: { ContentEncoding: "x-custom;q=1 ,  br" } },
+      { op: "call", method: "create_multipart_upload", params: { Bucket: "up", Key: "walk/ce-mp", ContentEncoding: "gzip, br" } },
+    ]);
+    expect([put!.ok, put2!.ok, create!.ok]).toEqual([true, true, true]);
+    const uploadId = (create as { value: { UploadId: string } }).value.UploadId;
+    const [part] = await b.run([{ op: "call", method: "upload_part", params: { Bucket: "up", Key: "walk/ce-mp", UploadId: uploadId, PartNumber: 1, Body: "xyz" } }]);
+    if (!part!.ok) throw new Error(JSON.stringify(part!.error));
+    const [done, copied] = await b.run([
+      {
+        op: "call",
+        method: "complete_multipart_upload",
+        params: { Bucket: "up", Key: "walk/ce-mp", UploadId: uploadId, MultipartUpload: { Parts: [{ PartNumber: 1, ETag: part!.value.ETag }] } },
+      },
+      {
+        op: "call",
+        method: "copy_object",
+        params: { Bucket: "up", Key: "walk/ce-copy", CopySource: { Bucket: "up", Key: "walk/ce-list" }, MetadataDirective: "REPLACE", ContentEncoding: "deflate, gzip" },
+      },
+    ]);
+    expect([done!.ok, copied!.ok]).toEqual([true, true]);
+    expect({
+      put: await storedEncoding("walk/ce-list"),
+      odd: await storedEncoding("walk/ce-odd"),
+      multipart: await storedEncoding("walk/ce-mp"),
+      copy: await storedEncoding("walk/ce-copy"),
+    }).toEqual({ put: "gzip, br", odd: "x-custom;q=1 ,  br", multipart: "gzip, br", copy: "deflate, gzip" });
+  },
+  T,
+);
