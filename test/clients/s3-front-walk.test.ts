@@ -1,12 +1,15 @@
 /**
  * A new user's walk through the proxy's S3 front with real clients, for what the other client
- * tests leave out: object headers stored as the client sent them (S3 keeps them verbatim).
+ * tests leave out: object headers stored as the client sent them (S3 keeps them verbatim); a
+ * client configured for another region than s3_api.region (S3 tells it the right one, and the
+ * SDKs re-sign for it, also for a HEAD, whose error has no body).
  * The S3 fixture (which stores what it is sent) is the upstream; the proxy runs in the test
  * process (test/e2e/s3-front-upload-helpers.ts: bucket `up`, credentials WRITER).
  */
 import { afterAll, beforeAll, expect, setDefaultTimeout } from "bun:test";
 import { HeadObjectCommand } from "@aws-sdk/client-s3";
 import { startUploadEnv, WRITER, type UploadEnv } from "../e2e/s3-front-upload-helpers.ts";
+import { awsCli } from "./aws.ts";
 import { boto3Client } from "./boto3.ts";
 import { clientTest } from "./run.ts";
 
@@ -60,6 +63,24 @@ clientTest("python3", "boto3")(
       multipart: await storedEncoding("walk/ce-mp"),
       copy: await storedEncoding("walk/ce-copy"),
     }).toEqual({ put: "gzip, br", odd: "x-custom;q=1 ,  br", multipart: "gzip, br", copy: "deflate, gzip" });
+  },
+  T,
+);
+
+clientTest("aws")(
+  "aws-cli configured for another region: aws s3 cp down (HeadObject first), head-object and head-bucket re-sign for the proxy's region, as against S3",
+  async () => {
+    await env.s3.put("up", "walk/region.txt", "the right region");
+    // the proxy's s3_api.region is us-east-1; a new user's default region is often another
+    using aws = awsCli({ endpoint: env.endpoint, credentials: WRITER, region: "eu-west-1" });
+    const cp = await aws.s3("cp", "s3://up/walk/region.txt", "-");
+    const head = await aws.s3api("head-object", "--bucket", "up", "--key", "walk/region.txt", "--query", "ContentLength");
+    const bucket = await aws.s3api("head-bucket", "--bucket", "up");
+    expect({ cp: [cp.code, cp.stdout, cp.stderr], head: [head.code, head.stdout.trim(), head.stderr], bucket: [bucket.code, bucket.stderr] }).toEqual({
+      cp: [0, "the right region", ""],
+      head: [0, "16", ""],
+      bucket: [0, ""],
+    });
   },
   T,
 );

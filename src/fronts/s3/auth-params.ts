@@ -60,9 +60,19 @@ export function parseCredential(value: string): Scope | undefined {
   return { accessKeyId: parts[0], date: parts[1], region: parts[2], service: parts[3], terminal: parts[4] };
 }
 
-/** Region, service and terminal of the scope; `fail` words the error for header or query auth. */
+/**
+ * Region, service and terminal of the scope; `fail` words the error for header or query auth. A
+ * request signed for another region is answered with the region in `x-amz-bucket-region` too, as
+ * S3 answers it: a HEAD's error has no body to carry <Region>, and the SDKs (botocore's region
+ * redirector) read the header to re-sign a HeadObject or HeadBucket for the right region (without
+ * it, `aws s3 cp s3://b/k .` from a client configured for another region failed with a bare 400).
+ */
 export function checkScope(scope: Scope, region: string, fail: (detail: string, details?: Record<string, string>) => S3Error): S3Error | undefined {
-  if (scope.region !== region) return fail(`the region '${scope.region}' is wrong; expecting '${region}'`, { Region: region });
+  if (scope.region !== region) {
+    const e = fail(`the region '${scope.region}' is wrong; expecting '${region}'`, { Region: region });
+    e.headers = { ...e.headers, "x-amz-bucket-region": region };
+    return e;
+  }
   if (scope.service !== "s3") return fail(`incorrect service '${scope.service}'. This endpoint belongs to 's3'.`);
   if (scope.terminal !== "aws4_request") return fail(`incorrect terminal '${scope.terminal}'. This endpoint uses 'aws4_request'.`);
   return undefined;
