@@ -14,6 +14,8 @@ export class Conn {
   idle = false;
   reused = false;
   idleSince = 0;
+  /** Its connect: 0 over (or never started), 1 under way, 2 given up on while still pending (pool.ts counts them). */
+  connectState = 0;
   constructor(readonly pool: Http1Pool) {}
 
   destroy(): void {

@@ -67,9 +67,14 @@ export interface Http1PoolOptions {
   bufferBodyUpTo?: number;
   /** Sweep interval for timeouts and aborts, default 100 ms (unref'd, runs only while requests are in flight). */
   sweepIntervalMs?: number;
+  /** Connects given up on (timed out, aborted) but still pending, past which new ones wait their turn (see connect). Default 64. */
+  maxAbandonedConnects?: number;
 }
 
-function noop(): void {}
+/** Conn.connectState: its connect is under way for a request, given up on while pending, or over. */
+const SETTLED = 0;
+const CONNECTING = 1;
+const ABANDONED = 2;
 
 /** sendWithBody's scratch buffer: allocated at this size, grown up to SCRATCH_MAX (larger requests get their own). */
 const SCRATCH_MIN = 16 * 1024;
@@ -92,6 +97,11 @@ export class Http1Pool {
   private retired = false;
   /** Where sendWithBody composes head + body (grown on demand up to SCRATCH_MAX). */
   private scratch: Buffer | null = null;
+  private readonly maxAbandonedConnects: number;
+  /** Connects under way that a request still waits on. */
+  private connecting = 0;
+  /** Connects given up on that are still pending (Bun.connect cannot be cancelled): each holds a descriptor. */
+  private abandonedConnects = 0;
   private readonly boundSweep = () => this.sweep();
   private readonly boundReap = () => this.reapIdle(performance.now());
 
@@ -104,6 +114,7 @@ export class Http1Pool {
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 15_000;
     this.bufferBodyUpTo = opts.bufferBodyUpTo ?? 1024 * 1024;
     this.sweepIntervalMs = opts.sweepIntervalMs ?? 100;
+    this.maxAbandonedConnects = opts.maxAbandonedConnects ?? 64;
   }
 
   /** Idle sockets currently pooled. */
@@ -214,12 +225,26 @@ export class Http1Pool {
   }
 
   private connect(req: Exchange): void {
+    // A connect given up on stays pending until the kernel gives up on its SYN (~2 minutes toward a
+    // black-holed endpoint), holding a descriptor: at requests/s × attempts × 127 s, a dead endpoint
+    // without a breaker ran the process out of descriptors. Past maxAbandonedConnects of them, one
+    // connect at a time probes the endpoint (the first to open resumes the others); the rest fail
+    // at once, as that probe would, with the same error a connect timeout gives.
+    if (this.abandonedConnects >= this.maxAbandonedConnects && this.connecting > 0) {
+      this.fail(req, new UpstreamConnectTimeoutError(`upstream ${this.host}:${this.port} is not accepting connections (${this.abandonedConnects} earlier connects still pending)`));
+      return;
+    }
     const conn = new Conn(this);
+    conn.connectState = CONNECTING;
+    this.connecting++;
     conn.req = req;
     req.conn = conn;
     req.connectStarted = performance.now();
     try {
-      Bun.connect<Conn>({ hostname: this.host, port: this.port, data: conn, socket: handlers }).catch(noop);
+      Bun.connect<Conn>({ hostname: this.host, port: this.port, data: conn, socket: handlers }).then(
+        () => this.connectSettled(conn),
+        () => this.connectSettled(conn),
+      );
     } catch (err) {
       this.onConnectError(conn, err as Error);
     }
@@ -386,6 +411,11 @@ export class Http1Pool {
     if (conn !== null) {
       // A connect still pending stays pending (Bun.connect cannot be cancelled): `open` finds the
       // Conn closed and terminates the socket, or the kernel gives up on the SYN.
+      if (conn.connectState === CONNECTING) {
+        conn.connectState = ABANDONED;
+        this.connecting--;
+        this.abandonedConnects++;
+      }
       conn.req = null;
       conn.destroy();
     }
@@ -418,7 +448,15 @@ export class Http1Pool {
 
   // ---- socket events ----------------------------------------------------------------------
 
+  /** A connect ended (opened or failed): it no longer counts as under way or abandoned. */
+  private connectSettled(conn: Conn): void {
+    if (conn.connectState === CONNECTING) this.connecting--;
+    else if (conn.connectState === ABANDONED) this.abandonedConnects--;
+    conn.connectState = SETTLED;
+  }
+
   onConnectError(conn: Conn, err: Error): void {
+    this.connectSettled(conn);
     conn.closed = true;
     const req = conn.req;
     conn.req = null;

@@ -1,4 +1,5 @@
 /** Http1Pool: connect timeouts, head timeouts, body stalls and aborts. */
+import { readdirSync } from "node:fs";
 import { afterEach, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { UpstreamConnectTimeoutError, UpstreamTimeoutError } from "../../../src/s3/http1/index.ts";
 import { blackHole, blackHoleSupported } from "../../helpers/blackhole.ts";
@@ -142,6 +143,32 @@ describe.skipIf(!blackHoleSupported)("Http1Pool: connect timeout", () => {
     const err = await rejection(p.request("GET", "/x", {}, { timeoutMs: 300 }));
     expect(err).toBeInstanceOf(UpstreamTimeoutError);
     expect(err.message).toBe("upstream did not send response headers in time");
+  });
+
+  test("connects given up on stay pending (a descriptor each) but are bounded: past maxAbandonedConnects one connect probes at a time, the others fail at once; they stop counting once they end", async () => {
+    const hole = await blackHole();
+    onCleanup(hole.close);
+    const fds = () => readdirSync("/proc/self/fd").length;
+    const p = pool(hole.port, { maxAbandonedConnects: 4 });
+    const opts = { timeoutMs: 10_000, connectTimeoutMs: 200 };
+    const before = fds();
+    // four connects time out and stay pending
+    const first = await Promise.all(Array.from({ length: 4 }, () => rejection(p.request("GET", "/x", {}, opts))));
+    expect(first.map((e) => e.message)).toEqual(Array(4).fill(`upstream 127.0.0.1:${hole.port} did not accept the connection within 200 ms`));
+    // then: one probe connects (and times out); the other nine fail at once, opening nothing
+    const t0 = performance.now();
+    const probe = rejection(p.request("GET", "/x", {}, opts));
+    const rest = await Promise.all(Array.from({ length: 9 }, () => rejection(p.request("GET", "/x", {}, opts))));
+    expect(performance.now() - t0).toBeLessThan(150);
+    for (const e of rest) {
+      expect(e).toBeInstanceOf(UpstreamConnectTimeoutError);
+      expect(e.message).toBe(`upstream 127.0.0.1:${hole.port} is not accepting connections (4 earlier connects still pending)`);
+    }
+    expect((await probe).message).toContain("did not accept the connection within 200 ms");
+    expect(fds() - before).toBeLessThanOrEqual(5 + 2);
+    // the pending connects end (the listener goes: refused): they no longer count, a connect is tried again
+    hole.close();
+    await waitFor(async () => /ECONNREFUSED/.test((await rejection(p.request("GET", "/x", {}, opts))).message), { message: "a fresh connect to be tried (and refused)" });
   });
 
   test("the connect timeout covers connecting only: a slow answer on an established connection is not one", async () => {
