@@ -139,7 +139,9 @@ function parseArgs(argv: string[]): Args | { exit: number; out: string; err?: bo
     } else return { exit: 2, out: `error: unknown argument '${a}'\n\n${HELP}`, err: true };
   }
   if (configFlag !== undefined && mode !== undefined && mode !== "--check") return usage(`${mode} and --config cannot be combined`);
-  if (info === undefined && args.healthcheck !== undefined && !/^https?:\/\/[^/\s]+/i.test(args.healthcheck)) return usage(`--healthcheck takes an http:// or https:// URL, not '${args.healthcheck.slice(0, 100)}'`);
+  // (one that fits the pattern and still does not parse, a port past 65535 or a bracket left open,
+  // was thrown again by the failure's own description: a crash with a stack trace, exit 1)
+  if (info === undefined && args.healthcheck !== undefined && (!/^https?:\/\/[^/\s]+/i.test(args.healthcheck) || !URL.canParse(args.healthcheck))) return usage(`--healthcheck takes an http:// or https:// URL, not '${args.healthcheck.slice(0, 100)}'`);
   return info ?? args;
 }
 

@@ -77,6 +77,14 @@ test("an empty --config path is a usage error in either spelling (--config= read
   for (const [i, args] of cases.entries()) expect({ args, ...results[i] }).toEqual({ args, code: 2, stdout: "", stderr: "error: --config needs a path\n" });
 });
 
+test("--healthcheck with a URL that does not parse (a port past 65535, an unclosed IPv6 bracket) is a usage error, exit 2, never a crash with a stack trace", async () => {
+  const urls = ["http://127.0.0.1:80800/health", "http://[::1/health"];
+  const results = await runEach(urls.map((url) => ["--healthcheck", url]));
+  for (const [i, url] of urls.entries()) {
+    expect({ url, ...results[i] }).toEqual({ url, code: 2, stdout: "", stderr: `error: --healthcheck takes an http:// or https:// URL, not '${url}'\n` });
+  }
+});
+
 test("--healthcheck: exit 0 on 200; otherwise 1 with the reason on stderr", async () => {
   const s = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (req) => new Response("x", { status: new URL(req.url).pathname === "/health" ? 200 : 503 }) });
   try {
