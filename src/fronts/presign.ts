@@ -132,9 +132,11 @@ export function publicOrigin(ctx: RequestContext): string {
   if (s3.port === 0) throw new ProxyError("NotImplemented", { detail: "Set s3_api.public_url: the S3 API listens on a port chosen at start" });
   const host = ctx.req.headers.get("host") ?? "";
   const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/.exec(host);
-  if (m === null) throw bad("The Host header does not name a host (or set s3_api.public_url)");
   const scheme = cfg.server.https?.enabled ? "https" : "http";
-  return new URL(`${scheme}://${m[1]}:${s3.port}`).origin;
+  // (the pattern lets through names that URLs refuse, `999.1.1.1` or `[:::]`: they threw, a 500)
+  const url = m === null ? null : URL.parse(`${scheme}://${m[1]}:${s3.port}`);
+  if (url === null) throw bad("The Host header does not name a host (or set s3_api.public_url)");
+  return url.origin;
 }
 
 /** What a presigned URL or POST policy names and is signed with. */

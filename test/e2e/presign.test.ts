@@ -299,6 +299,13 @@ describe("presign requests that are refused", () => {
     expect(named.status).toBe(501);
   }, T);
 
+  test("a Host that reads as a host name but that URLs refuse (an IPv4 address past 255, an IPv6 literal of colons alone) is 400 naming the Host, never a 500", async () => {
+    for (const host of ["999.1.1.1", "1.2.3.4.5", "[:::]"]) {
+      const res = await presign("/rw/a.txt", "method=GET", { ...bearer(), host });
+      expect({ host, status: res.status, body: (await res.json()) as { message: string } }).toMatchObject({ host, status: 400, body: { message: "The Host header does not name a host (or set s3_api.public_url)" } });
+    }
+  }, T);
+
   test("a POST without ?presign is 405; to a path no bucket maps, 404 as for every method (it was 405)", async () => {
     const res = await fetch(env.url("/rw/a.txt?presigned"), { method: "POST", headers: bearer() });
     expect(res.status).toBe(405);
