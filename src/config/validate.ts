@@ -400,6 +400,11 @@ function validateJwt(cfg: RawConfig, baseDir: string | undefined, issues: Issue[
     }
   });
   if (jwt.secret && ![...algs].some(isHmac)) issues.push({ path: ["jwt", "secret"], message: "a secret is set but no HS* algorithm is configured" });
+  // (its keys are read for the asymmetric algorithms only: with HS* alone every key was skipped,
+  // the JWKS never counted as loaded, /ready stayed 503 and every reload was refused for it)
+  if (jwt.jwks_url && [...algs].every(isHmac)) {
+    issues.push({ path: ["jwt", "jwks_url"], message: `a jwks_url is set but no algorithm its keys could verify is configured (${[...algs].join(", ")}): JWKS keys serve RS*, PS*, ES* or EdDSA; list those in jwt.algorithms (or remove jwks_url)` });
+  }
   // RFC 7518 §3.2: an HMAC key at least as long as the hash (the original project asked for 32
   // characters too). Also what catches a placeholder left unexpanded ("$JWT_SECRET").
   const short = (secret: string) => Buffer.byteLength(secret) < MIN_HMAC_SECRET_BYTES;

@@ -228,6 +228,17 @@ describe("parseConfig", () => {
     expect(issues(keys).map((i) => i.path)).toEqual(["jwt.keys[0].secret"]);
   });
 
+  test("a jwks_url with only HS* algorithms is refused at jwt.jwks_url (every JWKS key was skipped: /ready stayed 503, every reload was refused); with an asymmetric algorithm it passes", () => {
+    const S = "0123456789abcdef0123456789abcdef";
+    const hsOnly = `jwt: { enabled: true, secret: "${S}", jwks_url: "https://idp.example.com/jwks" }\n${B}`;
+    expect(issues(hsOnly).map((i) => `${i.line}: ${i.path}: ${i.message}`)).toEqual([
+      "1: jwt.jwks_url: a jwks_url is set but no algorithm its keys could verify is configured (HS256): JWKS keys serve RS*, PS*, ES* or EdDSA; list those in jwt.algorithms (or remove jwks_url)",
+    ]);
+    const two = `jwt: { enabled: true, algorithm: HS512, algorithms: [HS256], secret: "${S}", jwks_url: "https://idp.example.com/jwks" }\n${B}`;
+    expect(issues(two).map((i) => i.message)).toEqual(["a jwks_url is set but no algorithm its keys could verify is configured (HS512, HS256): JWKS keys serve RS*, PS*, ES* or EdDSA; list those in jwt.algorithms (or remove jwks_url)"]);
+    expect(parseConfig(`jwt: { enabled: true, secret: "${S}", algorithms: [RS256], jwks_url: "https://idp.example.com/jwks" }\n${B}`, { env: {} }).jwt?.jwks_url).toBe("https://idp.example.com/jwks");
+  });
+
   test("${VAR} is substituted from the environment", () => {
     const c = parseConfig(B.replace("bkt", "\"${BKT}\""), { env: { BKT: "from-env" } });
     expect(c.buckets[0].s3.bucket).toBe("from-env");
