@@ -234,7 +234,8 @@ function keyFileProblem(code: string | undefined): string {
   return code ?? "unreadable";
 }
 
-function checkPem(file: string, baseDir: string | undefined, path: PathSegment[], issues: Issue[], alg?: Algorithm): void {
+/** The key of a readable, usable PEM public key file, else undefined (the problem is in `issues`). */
+function checkPem(file: string, baseDir: string | undefined, path: PathSegment[], issues: Issue[], alg?: Algorithm): KeyObject | undefined {
   const full = isAbsolute(file) || !baseDir ? file : join(baseDir, file);
   let pem: string;
   try {
@@ -242,26 +243,64 @@ function checkPem(file: string, baseDir: string | undefined, path: PathSegment[]
   } catch (err) {
     const code = (err as { code?: string }).code;
     issues.push({ path, message: pemTextInPath(file) ?? `cannot read PEM file ${file}${full !== file ? ` (${full})` : ""}: ${keyFileProblem(code)}` });
-    return;
+    return undefined;
   }
   let key: KeyObject;
   try {
     key = createPublicKey(pem);
   } catch {
     issues.push({ path, message: `${file} is not a valid PEM public key (SPKI "PUBLIC KEY" or an X.509 certificate)` });
-    return;
+    return undefined;
   }
   // jose refuses an RSA key under 2048 bits each time it verifies (a TypeError), so such a key
   // loads, then every token is refused as "signature verification failed". (JWKS keys: skipped, logged.)
   const bits = key.asymmetricKeyType === "rsa" ? key.asymmetricKeyDetails?.modulusLength : undefined;
   if (bits !== undefined && bits < 2048) {
     issues.push({ path, message: `${file} is a ${bits}-bit RSA key: RS*/PS* tokens need a key of at least 2048 bits (a shorter one is refused at every verification, so every token would be refused)` });
-    return;
+    return undefined;
   }
   // A jwt.keys entry names its one algorithm: a key that cannot verify it stopped the start with
   // a bare "Invalid key type" or "Named curve mismatch" (exit 3) after --check had said OK.
   if (alg !== undefined && !pemFits(key, alg)) {
     issues.push({ path, message: `${file} holds ${describeKey(key)} key, which cannot verify ${alg} (${expectedKey(alg)} goes with ${alg})` });
+    return undefined;
+  }
+  return key;
+}
+
+/** The single-key PEM files, by the algorithms keys.ts reads each one for. */
+const LEGACY_PEMS = [
+  { name: "rsa_public_key_path", serves: (alg: Algorithm) => alg.startsWith("RS") || alg.startsWith("PS") },
+  { name: "ecdsa_public_key_path", serves: (alg: Algorithm) => alg.startsWith("ES") },
+  { name: "public_key_path", serves: (_alg: Algorithm) => true },
+] as const;
+
+/**
+ * Each asymmetric algorithm of jwt.algorithm / jwt.algorithms that no jwks_url and no jwt.keys
+ * entry serves needs a single-key PEM file that can verify it: with none (an EC key in
+ * rsa_public_key_path beside algorithm RS256, or algorithm ES256 beside rsa_public_key_path alone)
+ * --check said OK and every token was then refused, 401 "no key for the token's algorithm".
+ */
+function checkLegacyKeysFit(jwt: NonNullable<RawConfig["jwt"]>, loaded: ReadonlyMap<string, KeyObject | undefined>, issues: Issue[]): void {
+  if (jwt.jwks_url) return;
+  const algs: Array<[Algorithm, PathSegment[]]> = [[jwt.algorithm, ["jwt", "algorithm"]], ...(jwt.algorithms ?? []).map((a, i): [Algorithm, PathSegment[]] => [a, ["jwt", "algorithms", i]])];
+  const seen = new Set<Algorithm>();
+  for (const [alg, path] of algs) {
+    if (isHmac(alg) || seen.has(alg) || jwt.keys.some((k) => k.algorithm === alg)) continue;
+    seen.add(alg);
+    const files = LEGACY_PEMS.filter((l) => jwt[l.name] && l.serves(alg));
+    if (files.length === 0) {
+      const others = LEGACY_PEMS.filter((l) => jwt[l.name]).map((l) => l.name);
+      const names = LEGACY_PEMS.filter((l) => l.serves(alg)).map((l) => l.name);
+      const unread = others.length === 0 ? "" : ` (${others.join(" and ")} ${others.length === 1 ? "is" : "are"} not read for ${alg})`;
+      issues.push({ path, message: `algorithm ${alg} needs a key source: set jwks_url, ${names.join(", ")} or a jwt.keys entry of ${alg} with a path${unread}` });
+      continue;
+    }
+    // (a file that cannot be read or used is refused on its own line already)
+    if (files.some((f) => loaded.get(f.name) === undefined)) continue;
+    if (files.some((f) => pemFits(loaded.get(f.name)!, alg))) continue;
+    const held = files.map((f) => `${f.name} (${jwt[f.name]}) holds ${describeKey(loaded.get(f.name)!)} key`).join("; ");
+    issues.push({ path, message: `no key can verify ${alg}: ${held} (${expectedKey(alg)} goes with ${alg}), so every ${alg} token would be refused` });
   }
 }
 
@@ -383,9 +422,12 @@ function validateJwt(cfg: RawConfig, baseDir: string | undefined, issues: Issue[
       issues.push({ path: ["jwt", "algorithm"], message: `algorithm ${alg} needs a key source: set jwks_url, rsa_public_key_path, ecdsa_public_key_path, public_key_path or a jwt.keys entry with a path` });
     }
   }
-  if (jwt.rsa_public_key_path) checkPem(jwt.rsa_public_key_path, baseDir, ["jwt", "rsa_public_key_path"], issues);
-  if (jwt.ecdsa_public_key_path) checkPem(jwt.ecdsa_public_key_path, baseDir, ["jwt", "ecdsa_public_key_path"], issues);
-  if (jwt.public_key_path) checkPem(jwt.public_key_path, baseDir, ["jwt", "public_key_path"], issues);
+  const loaded = new Map<string, KeyObject | undefined>();
+  for (const { name } of LEGACY_PEMS) {
+    const file = jwt[name];
+    if (file) loaded.set(name, checkPem(file, baseDir, ["jwt", name], issues));
+  }
+  if (hasAsymSource) checkLegacyKeysFit(jwt, loaded, issues);
   const ids = new Set<string>();
   jwt.keys.forEach((k, i) => {
     if (ids.has(k.id)) issues.push({ path: ["jwt", "keys", i, "id"], message: `duplicate key id '${k.id}'` });

@@ -89,6 +89,28 @@ describe("JWT PEM keys that cannot verify their algorithm", () => {
     expect(await said(`  algorithm: RS256\n  keys: [ { id: k1, algorithm: RS256, path: ${rsa} }, { id: k2, algorithm: ES256, path: ${ec256} }, { id: k3, algorithm: ES384, path: ${ec384} }, { id: k4, algorithm: PS256, path: ${rsa} } ]\n`)).toBe("loaded");
   });
 
+  // --check said OK (at most a note that the file fits no algorithm); every token was then 401 "no key for the token's algorithm"
+  test("an algorithm whose only key files cannot verify it, or that no key file is read for, is a config error at that algorithm", async () => {
+    const ec256 = pem("fit-ec256.pem", "ec", { namedCurve: "P-256" });
+    const rsa = pem("fit-rsa2048.pem", "rsa", { modulusLength: 2048 });
+    expect(await said(`  algorithm: RS256\n  rsa_public_key_path: ${ec256}\n`)).toEqual([
+      `jwt.algorithm: no key can verify RS256: rsa_public_key_path (${ec256}) holds an EC P-256 key (an RSA key goes with RS256), so every RS256 token would be refused`,
+    ]);
+    expect(await said(`  algorithm: ES256\n  public_key_path: ${rsa}\n`)).toEqual([
+      `jwt.algorithm: no key can verify ES256: public_key_path (${rsa}) holds an RSA key (an EC P-256 key goes with ES256), so every ES256 token would be refused`,
+    ]);
+    expect(await said(`  algorithm: RS256\n  algorithms: [ES256]\n  rsa_public_key_path: ${rsa}\n`)).toEqual([
+      "jwt.algorithms[0]: algorithm ES256 needs a key source: set jwks_url, ecdsa_public_key_path, public_key_path or a jwt.keys entry of ES256 with a path (rsa_public_key_path is not read for ES256)",
+    ]);
+    expect(await said(`  algorithm: ES256\n  keys: [ { id: k1, algorithm: RS256, path: ${rsa} } ]\n`)).toEqual([
+      "jwt.algorithm: algorithm ES256 needs a key source: set jwks_url, ecdsa_public_key_path, public_key_path or a jwt.keys entry of ES256 with a path",
+    ]);
+    // a file of the right type, a jwt.keys entry of the algorithm, or a JWKS: loaded
+    expect(await said(`  algorithm: RS256\n  algorithms: [ES256]\n  rsa_public_key_path: ${rsa}\n  ecdsa_public_key_path: ${ec256}\n`)).toBe("loaded");
+    expect(await said(`  algorithm: ES256\n  public_key_path: ${rsa}\n  keys: [ { id: k1, algorithm: ES256, path: ${ec256} } ]\n`)).toBe("loaded");
+    expect(await said(`  algorithm: RS256\n  rsa_public_key_path: ${ec256}\n  jwks_url: https://idp.example.com/jwks\n`)).toBe("loaded");
+  });
+
   // --check and the start said nothing; every token, correctly signed, was then 401 "signature verification failed"
   test("an RSA key under 2048 bits (which the JWT library refuses when it verifies) is a config error, wherever it is named", async () => {
     const weak = pem("rsa1024.pem", "rsa", { modulusLength: 1024 });
