@@ -59,6 +59,17 @@ function aliasTargetsOf(doc: Document): Map<unknown, unknown> {
   return targets;
 }
 
+/** Each anchor name's first node in the document (an alias before it names none: YAML reads anchors in order). */
+function firstAnchorsOf(doc: Document): Map<string, unknown> {
+  const anchors = new Map<string, unknown>();
+  visit(doc, {
+    Node(_, node) {
+      if (node.anchor && !anchors.has(node.anchor)) anchors.set(node.anchor, node);
+    },
+  });
+  return anchors;
+}
+
 /** A placeholder, or `$${`: a literal `${` (as in Compose files). */
 const ENV_RE = /\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
 const WHOLE_RE = /^\$\{[^}]+\}$/;
@@ -407,6 +418,16 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
   const stringVars = new Map<string, string>();
   const rootLine = line(doc.contents);
   const aliasTargets = aliasTargetsOf(doc);
+  // An alias with no anchor before it: a value that starts with * (most often), or an anchor
+  // defined further down (blocks moved around), which was also said to be "no anchor" at all.
+  let firstAnchors: Map<string, unknown> | undefined;
+  const noAnchor = (alias: unknown): string => {
+    firstAnchors ??= firstAnchorsOf(doc);
+    const at = line(firstAnchors.get((alias as { source: string }).source));
+    return at === undefined
+      ? "an alias (*name) that names no anchor: quote a value that starts with *"
+      : `an alias (*name) above its anchor (&name, line ${at}): an anchor must come before its aliases: move the anchored value up`;
+  };
   /** Where each alias the walk meets sits (a key's alias is met as a key, not here). */
   const aliasFrames = new Map<unknown, Frame>();
   const budget = { left: MAX_SUBSTITUTED_CHARS };
@@ -425,7 +446,7 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
         const key = isAlias(pair.key) ? aliasTargets.get(pair.key) : pair.key;
         if (!isScalar(key)) {
           if (isAlias(pair.key) && !key) {
-            issues.push({ path: segments(f), message: "an alias (*name) that names no anchor: quote a value that starts with *", line: line(pair.key) ?? lines.get(f.fmt) });
+            issues.push({ path: segments(f), message: noAnchor(pair.key), line: line(pair.key) ?? lines.get(f.fmt) });
             continue;
           }
           // `? [a, b]\n: c`: the yaml package would stringify the key; no config key is one.
@@ -469,7 +490,7 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
       aliasFrames.set(n, f);
       // An alias to no anchor: `secret: *S3cret` (an unquoted value that starts with *). Never
       // echo its name: it may well be the secret.
-      if (!aliasTargets.get(n)) issues.push({ path: segments(f), message: "an alias (*name) that names no anchor: quote a value that starts with *", line: line(n) ?? lines.get(f.fmt) });
+      if (!aliasTargets.get(n)) issues.push({ path: segments(f), message: noAnchor(n), line: line(n) ?? lines.get(f.fmt) });
     } else if (isScalar(n) && typeof n.value === "string" && n.value.includes("${")) {
       // A secret written in the file that holds `${` (beside other text) is not a placeholder to
       // name: the text after `${` is part of the secret (it was echoed by --check and the logs).

@@ -219,6 +219,19 @@ describe("parseConfig", () => {
     expect(JSON.stringify(found)).not.toContain("MyLiteralS3cret");
   });
 
+  test("an alias above its anchor (blocks moved around) says where the anchor is, not that there is none", () => {
+    const s3 = "{ bucket: bkt, endpoint: \"http://127.0.0.1:9000\" }";
+    const yaml = `buckets:\n  - name: a\n    path_prefix: /a\n    s3: *s3\n  - name: b\n    path_prefix: /b\n    s3: &s3 ${s3}\n`;
+    expect(issues(yaml).map((i) => `${i.line}: ${i.path}: ${i.message}`)).toEqual([
+      "4: buckets[0].s3: an alias (*name) above its anchor (&name, line 7): an anchor must come before its aliases: move the anchored value up",
+    ]);
+    // (as a key too; and the anchor first is fine)
+    expect(issues(`buckets:\n  - name: a\n    *k : 1\n    path_prefix: /a\n    s3: { bucket: bkt, endpoint: &k "http://127.0.0.1:9000" }\n`).map((i) => `${i.line}: ${i.message}`)).toContain(
+      "3: an alias (*name) above its anchor (&name, line 5): an anchor must come before its aliases: move the anchored value up",
+    );
+    expect(parseConfig(`buckets:\n  - name: b\n    path_prefix: /b\n    s3: &s3 ${s3}\n  - name: a\n    path_prefix: /a\n    s3: *s3\n`, { env: {} }).buckets[1]!.s3.bucket).toBe("bkt");
+  });
+
   test("an HMAC secret shorter than 32 bytes is refused (RFC 7518; also catches a placeholder left unexpanded)", () => {
     const jwt = (secret: string) => `jwt: { secret: "${secret}" }\n${B}`;
     expect(issues(jwt("$JWT_SECRET")).map((i) => `${i.path}: ${i.message}`)).toEqual(["jwt.secret: an HMAC secret must be at least 32 bytes (RFC 7518 §3.2); this one is 11"]);
