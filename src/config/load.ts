@@ -125,6 +125,9 @@ function variableHint(v: unknown, wants: "number" | "boolean", fromVar: string |
 
 function zodMessage(issue: z.core.$ZodIssue, raw: unknown, fromVar?: string): string {
   if (issue.code === "unrecognized_keys") return `unknown key${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `'${shownKey(k)}'`).join(", ")}`;
+  // A key of a fixed set left out (a claim rule without operator, a jwt.keys entry without
+  // algorithm): it was "unknown operator" or zod's "Invalid option", as if one had been written.
+  if (issue.code === "invalid_value" && valueAt(raw, issue.path) === undefined) return `required: one of ${issue.values.map(String).join(", ")}`;
   if (issue.code === "invalid_type") {
     const v = valueAt(raw, issue.path);
     if (v === undefined) return "required";

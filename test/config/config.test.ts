@@ -219,6 +219,16 @@ describe("parseConfig", () => {
     expect(JSON.stringify(found)).not.toContain("MyLiteralS3cret");
   });
 
+  test("a key of a fixed set that was left out says required and the choices, not 'unknown operator' or zod's 'Invalid option' as if one had been written", () => {
+    const S = "0123456789abcdef0123456789abcdef";
+    const said = (jwt: string) => issues(`jwt: { enabled: true, secret: "${S}", ${jwt} }\n${B}`).map((i) => `${i.path}: ${i.message}`);
+    expect(said("claims: [{ claim: role, value: admin }]")).toEqual(["jwt.claims[0].operator: required: one of equals, in, contains, gt, lt, gte, lte, exists"]);
+    expect(said("token_sources: [{ name: x-token }]")).toEqual(["jwt.token_sources[0].type: required: one of bearer, header, query"]);
+    expect(said(`keys: [{ id: k1, secret: "${S}" }]`)).toEqual(["jwt.keys[0].algorithm: required: one of HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA"]);
+    // one written but not in the set is still named as such
+    expect(said("claims: [{ claim: role, operator: is, value: admin }]")).toEqual(["jwt.claims[0].operator: unknown operator; use one of equals, in, contains, gt, lt, gte, lte, exists"]);
+  });
+
   test("an alias above its anchor (blocks moved around) says where the anchor is, not that there is none", () => {
     const s3 = "{ bucket: bkt, endpoint: \"http://127.0.0.1:9000\" }";
     const yaml = `buckets:\n  - name: a\n    path_prefix: /a\n    s3: *s3\n  - name: b\n    path_prefix: /b\n    s3: &s3 ${s3}\n`;
