@@ -454,6 +454,15 @@ function validateJwt(cfg: RawConfig, baseDir: string | undefined, issues: Issue[
   jwt.keys.forEach((k, i) => {
     if (isHmac(k.algorithm) && k.secret && short(k.secret)) issues.push({ path: ["jwt", "keys", i, "secret"], message: `an HMAC secret must be at least ${MIN_HMAC_SECRET_BYTES} bytes (RFC 7518 §3.2); this one is ${Buffer.byteLength(k.secret)}` });
   });
+  // A PEM key or certificate as an HMAC secret: with the issuer's public key (public by nature,
+  // often on its JWKS URL) anyone could sign HS* tokens that verify, the RS/HS confusion that JWT
+  // libraries refuse (jsonwebtoken 9: "secretOrPublicKey must be a symmetric key").
+  const pemSecret = (secret: string | undefined) => secret !== undefined && /-----BEGIN [A-Z0-9 ]*(PUBLIC KEY|CERTIFICATE|PRIVATE KEY)-----/.test(secret);
+  const pemMessage = "holds a PEM key or certificate, not an HMAC secret: anyone with the public key could sign HS* tokens with it; a public key goes in a file named by rsa_public_key_path, ecdsa_public_key_path, public_key_path or a jwt.keys entry's path (the value is not shown)";
+  if (pemSecret(jwt.secret)) issues.push({ path: ["jwt", "secret"], message: pemMessage });
+  jwt.keys.forEach((k, i) => {
+    if (pemSecret(k.secret)) issues.push({ path: ["jwt", "keys", i, "secret"], message: pemMessage });
+  });
   jwt.token_sources.forEach((s, i) => {
     if ((s.type === "header" || s.type === "query") && !s.name) issues.push({ path: ["jwt", "token_sources", i, "name"], message: `token source ${s.type} needs a name` });
     if (s.type === "bearer" && s.name) issues.push({ path: ["jwt", "token_sources", i, "name"], message: "token source bearer always reads Authorization; remove name" });

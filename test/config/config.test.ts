@@ -1,4 +1,5 @@
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
+import { generateKeyPairSync } from "node:crypto";
 import { ConfigError, loadConfig, parseConfig, type ConfigIssue } from "../../src/config/load.ts";
 import { bucketCachePolicy, cacheOffNote, cacheUnusedNote } from "../../src/cache/config.ts";
 
@@ -260,6 +261,17 @@ describe("parseConfig", () => {
     const two = `jwt: { enabled: true, algorithm: HS512, algorithms: [HS256], secret: "${S}", jwks_url: "https://idp.example.com/jwks" }\n${B}`;
     expect(issues(two).map((i) => i.message)).toEqual(["a jwks_url is set but no algorithm its keys could verify is configured (HS512, HS256): JWKS keys serve RS*, PS*, ES* or EdDSA; list those in jwt.algorithms (or remove jwks_url)"]);
     expect(parseConfig(`jwt: { enabled: true, secret: "${S}", algorithms: [RS256], jwks_url: "https://idp.example.com/jwks" }\n${B}`, { env: {} }).jwt?.jwks_url).toBe("https://idp.example.com/jwks");
+  });
+
+  test("an HMAC secret that is a PEM key or certificate (the issuer's public key: anyone could sign HS* tokens with it) is refused, from the file or ${VAR}, never shown", () => {
+    const pem = generateKeyPairSync("rsa", { modulusLength: 2048 }).publicKey.export({ type: "spki", format: "pem" }).toString();
+    const msg = "holds a PEM key or certificate, not an HMAC secret: anyone with the public key could sign HS* tokens with it; a public key goes in a file named by rsa_public_key_path, ecdsa_public_key_path, public_key_path or a jwt.keys entry's path (the value is not shown)";
+    const inline = issues(`jwt: { enabled: true, secret: ${JSON.stringify(pem)} }\n${B}`);
+    expect(inline.map((i) => `${i.path}: ${i.message}`)).toEqual([`jwt.secret: ${msg}`]);
+    expect(issues(`jwt:\n  enabled: true\n  secret: "\${JWT_SECRET}"\n${B}`, { JWT_SECRET: pem }).map((i) => `${i.path}: ${i.message}`)).toEqual([`jwt.secret: ${msg}`]);
+    const keys = issues(`jwt: { enabled: true, keys: [{ id: k1, algorithm: HS256, secret: ${JSON.stringify(pem)} }] }\n${B}`);
+    expect(keys.map((i) => `${i.path}: ${i.message}`)).toEqual([`jwt.keys[0].secret: ${msg}`]);
+    expect(JSON.stringify([inline, keys])).not.toContain(pem.split("\n")[1]!);
   });
 
   test("${VAR} is substituted from the environment", () => {
