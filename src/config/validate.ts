@@ -105,10 +105,14 @@ export function claimRuleProblem(rule: ClaimRule): string | undefined {
   }
 }
 
-function checkRules(rules: readonly ClaimRule[], path: PathSegment[], issues: Issue[]): void {
+export function checkRules(rules: readonly ClaimRule[], path: PathSegment[], issues: Issue[]): void {
   rules.forEach((r, i) => {
     const p = claimRuleProblem(r);
     if (p) issues.push({ path: [...path, i, "value"], message: p });
+    // (a claim name is an identifier: one with a pasted invisible character named no claim a
+    // token has, and every token was refused as "claim 'role' must equal admin")
+    const unseen = unseenCharacterProblem(r.claim);
+    if (unseen) issues.push({ path: [...path, i, "claim"], message: unseen });
   });
 }
 
@@ -473,6 +477,18 @@ function validateJwt(cfg: RawConfig, baseDir: string | undefined, issues: Issue[
   });
   checkRules(jwt.claims, ["jwt", "claims"], issues);
   checkRules(jwt.admin_claims, ["jwt", "admin_claims"], issues);
+  // Identifiers compared as they are with what every token carries: a pasted invisible character
+  // refused every token ("iss does not match the configured issuer"), or read no query parameter.
+  const unseenAt = (value: string | undefined, path: PathSegment[]) => {
+    const unseen = value === undefined ? undefined : unseenCharacterProblem(value);
+    if (unseen) issues.push({ path, message: unseen });
+  };
+  unseenAt(jwt.issuer, ["jwt", "issuer"]);
+  if (typeof jwt.audience === "string") unseenAt(jwt.audience, ["jwt", "audience"]);
+  else jwt.audience?.forEach((a, i) => unseenAt(a, ["jwt", "audience", i]));
+  jwt.token_sources.forEach((t, i) => {
+    if (t.type === "query") unseenAt(t.name, ["jwt", "token_sources", i, "name"]);
+  });
 }
 
 export function validateConfig(cfg: RawConfig, opts: { baseDir?: string; tls?: { cert: string; key: string } } = {}): { config: Config; issues: Array<{ path: PathSegment[]; message: string }> } {

@@ -4,17 +4,14 @@
  */
 import type { PathSegment } from "./path.ts";
 import type { BucketConfig } from "./schema.ts";
-import { claimRuleProblem } from "./validate.ts";
+import { checkRules } from "./validate.ts";
 
 type Issue = { path: PathSegment[]; message: string };
 
 export function bucketWriteIssues(b: BucketConfig, at: (...p: PathSegment[]) => PathSegment[]): Issue[] {
   const issues: Issue[] = [];
   const { write_claims: rules, anonymous_writes: anonymous, enabled } = b.auth;
-  rules.forEach((r, i) => {
-    const p = claimRuleProblem(r);
-    if (p) issues.push({ path: at("auth", "write_claims", i, "value"), message: p });
-  });
+  checkRules(rules, at("auth", "write_claims"), issues);
   if (rules.length > 0 && !enabled) issues.push({ path: at("auth", "write_claims"), message: "claim rules need auth.enabled: true" });
   if (rules.length > 0 && b.access !== "read-write") issues.push({ path: at("auth", "write_claims"), message: "write rules apply to writes: this bucket is read-only (set access: read-write)" });
   if (anonymous && enabled) issues.push({ path: at("auth", "anonymous_writes"), message: "a bucket with auth.enabled never takes anonymous writes: remove this key" });

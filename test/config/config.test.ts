@@ -274,6 +274,20 @@ describe("parseConfig", () => {
     expect(JSON.stringify([inline, keys])).not.toContain(pem.split("\n")[1]!);
   });
 
+  test("an invisible character pasted into a JWT identifier (a claim rule's claim, jwt.issuer, jwt.audience, a query token source's name) is refused, named and placed", () => {
+    const S = "0123456789abcdef0123456789abcdef";
+    const said = (jwt: string, bucket = "") => issues(`jwt: { enabled: true, secret: "${S}", ${jwt} }\n${B}${bucket}`).map((i) => `${i.path}: ${i.message}`);
+    const zwsp = (at: number) => `contains U+200B (zero width space) at position ${at}: a character that cannot be seen in the config, most likely pasted by mistake; remove it`;
+    expect(said('issuer: "https://idp.example.com\u200b"')).toEqual([`jwt.issuer: ${zwsp(24)}`]);
+    expect(said('audience: ["api", "web\u00a0"]')).toEqual(["jwt.audience[1]: contains U+00A0 (no-break space) at position 4: a character that cannot be seen in the config, most likely pasted by mistake; remove it"]);
+    expect(said('token_sources: [{ type: query, name: "token\u200b" }]')).toEqual([`jwt.token_sources[0].name: ${zwsp(6)}`]);
+    expect(said('admin_claims: [{ claim: "role\u200b", operator: equals, value: admin }]')).toEqual([`jwt.admin_claims[0].claim: ${zwsp(5)}`]);
+    const bucket = '    access: read-write\n    auth: { enabled: true, claims: [{ claim: "\u200bteam", operator: equals, value: a }], write_claims: [{ claim: "role\u200b", operator: equals, value: w }] }\n';
+    expect(said("", bucket)).toEqual([`buckets[0].auth.claims[0].claim: ${zwsp(1)}`, `buckets[0].auth.write_claims[0].claim: ${zwsp(5)}`]);
+    // a token source's prefix keeps its trailing space ("Token "), and values are not identifiers
+    expect(parseConfig(`jwt: { enabled: true, secret: "${S}", token_sources: [{ type: header, name: x-auth, prefix: "Token " }], claims: [{ claim: "https://example.com/roles", operator: contains, value: "a b" }] }\n${B}`, { env: {} }).jwt!.token_sources[0]!.prefix).toBe("Token ");
+  });
+
   test("${VAR} is substituted from the environment", () => {
     const c = parseConfig(B.replace("bkt", "\"${BKT}\""), { env: { BKT: "from-env" } });
     expect(c.buckets[0].s3.bucket).toBe("from-env");
