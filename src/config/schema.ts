@@ -72,10 +72,12 @@ export const JwtSchema = z.strictObject({
   keys: z.array(JwtKeySchema).default([]),
   issuer: nonEmpty.optional(),
   audience: z.union([nonEmpty, z.array(nonEmpty).min(1)]).optional(),
-  leeway_seconds: nonNegInt.default(30),
+  // (a leeway of hours or more makes exp meaningless: an expired token stays good that long)
+  leeway_seconds: nonNegInt.max(3600).default(30),
   /** Refuse tokens without an `exp` claim (which would never expire). Off by default, as before. */
   require_exp: z.boolean().default(false),
-  max_token_bytes: posInt.default(8192),
+  // (below a few hundred bytes no signed token fits: every one would be refused)
+  max_token_bytes: posInt.min(256).max(1_048_576).default(8192),
   token_sources: z.array(TokenSourceSchema).min(1).default([{ type: "bearer" }]),
   claims: z.array(ClaimRuleSchema).default([]),
   admin_claims: z.array(ClaimRuleSchema).default([]),

@@ -158,8 +158,8 @@ describe("rejections (InvalidToken; the token never appears in the error)", () =
     await bad(big, /max_token_bytes \(8192\)/);
     await bad("x".repeat(8193), /max_token_bytes/); // not even a JWT: refused on size alone
     await bad("é".repeat(4097), /max_token_bytes/); // 4097 characters, 8194 UTF-8 bytes
-    const small = await make({ algorithm: "HS256", secret: SECRET, max_token_bytes: 100 });
-    await bad(hmacToken({ alg: "HS256" }, fresh(), SECRET), /max_token_bytes \(100\)/, small);
+    const small = await make({ algorithm: "HS256", secret: SECRET, max_token_bytes: 256 });
+    await bad(hmacToken({ alg: "HS256" }, { ...fresh(), pad: "p".repeat(300) }, SECRET), /max_token_bytes \(256\)/, small);
   });
   test("asymmetric: bad signature, wrong key type, expired", async () => {
     const es = await make({ algorithm: "ES256", public_key_path: keys.ES256!.pemPath });

@@ -208,6 +208,9 @@ describe("parseConfig", () => {
     expect(one(`server: { workers: "four" }\n${B}`)).toEqual(['server.workers: expected a number or "auto", got a string']);
     expect(one(`server: { workers: "2" }\n${B}`)).toEqual(['server.workers: expected a number or "auto", got a string (write it without quotes)']);
     expect(one(`server: { workers: 100 }\n${B}`)).toEqual(["server.workers: Too big: expected number to be <=64"]);
+    // a leeway of hours kept every expired token good; a token limit under any signed token refused them all
+    expect(one(`jwt: { leeway_seconds: 1000000000000 }\n${B}`)).toEqual(["jwt.leeway_seconds: Too big: expected number to be <=3600"]);
+    expect(one(`jwt: { max_token_bytes: 10 }\n${B}`)).toEqual(["jwt.max_token_bytes: Too small: expected number to be >=256"]);
     expect(one(`jwt: { audience: 12345 }\n${B}`)).toContain("jwt.audience: expected a string or a list, got an integer");
     const secret = one(B.replace("endpoint:", "access_key: k, secret_key: [hunter2-secret], endpoint:"));
     expect(secret).toEqual(["buckets[0].s3.secret_key: expected a string, got a list"]);
