@@ -75,6 +75,8 @@ const ENV_RE = /\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
 const WHOLE_RE = /^\$\{[^}]+\}$/;
 /** ${NAME followed by anything but "}" or ":-": a shell expansion form that is not substituted. */
 const UNSUPPORTED_RE = /(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?![A-Za-z0-9_}]|:-)(:?[^}A-Za-z0-9_]?)/g;
+/** `${` not followed by a variable name (and not the `$${` of a literal one), up to its `}`. */
+const NOT_A_NAME_RE = /(?<!\$)\$\{(?![A-Za-z_])[^}]*\}?/g;
 /** ${NAME:-…${…: a variable inside a default (shells and Compose expand it; here the default is literal text). */
 const NESTED_DEFAULT_RE = /(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*):-[^}]*\$\{/g;
 /**
@@ -508,6 +510,12 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
       for (const m of n.value.matchAll(UNSUPPORTED_RE)) {
         if (hidden) sayHidden();
         else issues.push({ path: segments(f), message: `\${${m[1]}${m[2]}…} is not supported: only \${VAR} and \${VAR:-default} are substituted`, line: lines.get(f.fmt) });
+      }
+      // `${` before no variable name (`${1AK}`, `${ AK }`, `${}`): left in the value as written
+      // (sent to S3 as a credential) with no word; a literal `${` is written `$${`.
+      for (const m of n.value.matchAll(NOT_A_NAME_RE)) {
+        if (hidden) sayHidden();
+        else issues.push({ path: segments(f), message: `${m[0].length > 40 ? m[0].slice(0, 40) + "…" : m[0]} is not a placeholder: a variable name is letters, digits and _, not starting with a digit (a literal \`\${\` is written \`$\${\`)`, line: lines.get(f.fmt) });
       }
       // ${A:-${B}} read ${B as A's default: the value became the literal text "${B}" (sent to S3
       // as a credential, or a secret "too short"). Said, with the outer variable's name only (in

@@ -340,6 +340,19 @@ describe("parseConfig", () => {
     expect(found.join("\n")).not.toContain("hunter2");
   });
 
+  test("a `${` before no variable name (${1AK}, ${ AK }) is a problem, not a literal value sent as a credential; in a secret it is not shown; $${ stays the escape", () => {
+    const yaml = `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, region: "\${ REG }", access_key: "\${1AK}", secret_key: "x\${9hunter2}y" }\n`;
+    const found = issues(yaml, { REG: "us-east-1" }).map((i) => `${i.line}: ${i.path}: ${i.message}`);
+    expect(found.sort()).toEqual([
+      "4: buckets[0].s3.access_key: ${1AK} is not a placeholder: a variable name is letters, digits and _, not starting with a digit (a literal `${` is written `$${`)",
+      "4: buckets[0].s3.region: ${ REG } is not a placeholder: a variable name is letters, digits and _, not starting with a digit (a literal `${` is written `$${`)",
+      expect.stringMatching(/^4: buckets\[0\]\.s3\.secret_key: holds a `\$\{` that is not a placeholder/),
+    ]);
+    expect(found.join("\n")).not.toContain("hunter2");
+    const escaped = parseConfig(yaml.replace('"\${1AK}"', '"$$\${1AK}"').replace('"\${ REG }"', "us-east-1").replace('"x\${9hunter2}y"', "sk"), { env: {} });
+    expect(escaped.buckets[0]!.s3.access_key).toBe("${1AK}");
+  });
+
   test("a variable inside a default (${A:-${B}}, as shells and Compose allow) is a problem, not the literal text ${B} as the value", () => {
     // it loaded with access_key and secret_key the literal "${SK}" (sent to S3 so), and a jwt.secret said "this one is 7 bytes"
     const yaml = `jwt:\n  secret: "\${JWT_OLD:-\${JWT_NEW}}"\nbuckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, access_key: "\${AK:-\${DEFAULT_AK}}", secret_key: "x\${SK:-\${DEFAULT_SK}}y" }\n`;
