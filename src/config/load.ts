@@ -105,7 +105,7 @@ function kindOf(v: unknown): string {
   if (v instanceof Set) return "a set (!!set)";
   if (typeof v === "object") return "a mapping";
   if (typeof v === "string") return "a string";
-  if (typeof v === "number") return Number.isNaN(v) ? "not a number (.nan)" : !Number.isFinite(v) ? "a number too large to hold (YAML reads 1e400 as infinity)" : Number.isInteger(v) ? "an integer" : "a number with a fraction";
+  if (typeof v === "number") return Number.isNaN(v) ? "not a number (.nan)" : !Number.isFinite(v) ? "infinity (.inf, or a number too large to hold: YAML reads 1e400 as infinity)" : Number.isInteger(v) ? "an integer" : "a number with a fraction";
   if (typeof v === "boolean") return "a boolean";
   return typeof v;
 }

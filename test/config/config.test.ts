@@ -200,7 +200,8 @@ describe("parseConfig", () => {
     expect(one(`server: { port: "8080" }\n${B}`)).toEqual(["server.port: expected a number, got a string (write it without quotes)"]);
     expect(one(`server: { request_timeout: 5s }\n${B}`)).toEqual(["server.request_timeout: expected a number, got a string (a plain number: seconds, bytes or a count, no unit)"]);
     expect(one(`server: { port: 8080.5 }\n${B}`)).toEqual(["server.port: expected an integer, got a number with a fraction"]);
-    expect(one(`server: { port: 1e400 }\n${B}`)).toEqual(["server.port: expected a number, got a number too large to hold (YAML reads 1e400 as infinity)"]);
+    expect(one(`server: { port: 1e400 }\n${B}`)).toEqual(["server.port: expected a number, got infinity (.inf, or a number too large to hold: YAML reads 1e400 as infinity)"]);
+    expect(one(`server: { port: .inf }\n${B}`)).toEqual(["server.port: expected a number, got infinity (.inf, or a number too large to hold: YAML reads 1e400 as infinity)"]);
     expect(one(`server:\n  port: \${A:-\${B:-8080}}\n${B}`)).toEqual(["server.port: ${A:-${…}} is not supported: a default is taken as written, so write it without a variable (only ${VAR} and ${VAR:-default} are substituted)"]);
     expect(one(`cache: { enabled: yes }\n${B}`)).toEqual(["cache.enabled: expected a boolean, got a string (write true or false, without quotes)"]);
     expect(one(`metrics: true\n${B}`)).toEqual(["metrics: expected a mapping, got a boolean"]);
