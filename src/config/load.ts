@@ -297,7 +297,7 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
           // A legacy key already has its own, better message.
           // (a key with a no-break space or a zero width space in it looks like the right one)
           const unseen = unseenCharacterProblem(k);
-          if (!hinted.has(formatPath([...path, k]))) found.push({ path: [...path, k], message: `unknown key '${shownKey(k)}'${unseen ? ` (it ${unseen})` : ""}` });
+          if (!hinted.has(formatPath([...path, k]))) found.push({ path: [...path, k], message: k === "" ? "an empty key (written '', ~ or null): remove it" : `unknown key '${shownKey(k)}'${unseen ? ` (it ${unseen})` : ""}` });
         }
         continue;
       }

@@ -208,6 +208,7 @@ describe("parseConfig", () => {
     // a key that takes two forms names both (zod said only "Invalid input")
     expect(one(`server: { workers: "four" }\n${B}`)).toEqual(['server.workers: expected a number or "auto", got a string']);
     expect(one(`server: { workers: "2" }\n${B}`)).toEqual(['server.workers: expected a number or "auto", got a string (write it without quotes)']);
+    expect(one(`server:\n  ~: 1\n${B}`)).toEqual(["server.: an empty key (written '', ~ or null): remove it"]);
     expect(one(`server: { workers: 100 }\n${B}`)).toEqual(["server.workers: Too big: expected number to be <=64"]);
     // a leeway of hours kept every expired token good; a token limit under any signed token refused them all
     expect(one(`jwt: { leeway_seconds: 1000000000000 }\n${B}`)).toEqual(["jwt.leeway_seconds: Too big: expected number to be <=3600"]);
