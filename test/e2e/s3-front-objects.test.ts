@@ -249,6 +249,13 @@ describe("objects (cached bucket)", () => {
       expect(hb.BucketRegion).toBe("us-east-1");
       const loc = await signedFetch(env, { path: "/data/", query: { location: "" } });
       expect(await loc.text()).toContain('<LocationConstraint xmlns="http://s3.amazonaws.com/doc/2006-03-01/"/>');
+      // refused (unsigned, a wrong secret), the bucket's region is still named, as S3 names it
+      const anon = await fetch(`${env.endpoint}/data`, { method: "HEAD" });
+      expect([anon.status, anon.headers.get("x-amz-bucket-region")]).toEqual([403, "us-east-1"]);
+      const wrong = await signedFetch(env, { method: "HEAD", path: "/data", creds: { ...APP, secretAccessKey: "not-the-secret-0123456789" } });
+      expect([wrong.status, wrong.headers.get("x-amz-bucket-region")]).toEqual([403, "us-east-1"]);
+      // (an unknown bucket is no configured bucket: no region to name)
+      expect((await fetch(`${env.endpoint}/nosuch`, { method: "HEAD" })).headers.get("x-amz-bucket-region")).toBeNull();
       expect(env.upstreamCalls()).toEqual([]);
     } finally {
       c.destroy();

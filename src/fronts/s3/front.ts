@@ -531,6 +531,11 @@ export const s3Front: Front = {
       e.details = { ...e.details, Condition: (ctx.req.headers.get("if-match") ?? "").trim() !== "" ? "If-Match" : "If-Unmodified-Since" };
     }
     if ((ctx as S3RequestContext).s3?.op === "AssumeRoleWithWebIdentity") return stsFailure(e, ctx);
+    // S3 names a bucket's region on HeadBucket whatever the answer (a caller without access
+    // included): the SDKs and tools discover the region to sign for that way.
+    if (ctx.operation === "HeadBucket" && ctx.bucket !== undefined && e.status === 403 && ctx.rt.s3Api !== undefined && e.headers?.["x-amz-bucket-region"] === undefined) {
+      e = { ...e, headers: { ...e.headers, "x-amz-bucket-region": ctx.rt.s3Api.region } };
+    }
     // (the access log's s3_error is the S3 code of every error answer, the proxy's own too; an
     // upstream's refusal keeps the upstream's code, set with its s3_request_id)
     ctx.s3Code ??= e.code;
