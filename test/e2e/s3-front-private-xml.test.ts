@@ -25,3 +25,18 @@ test("XML answers to a signed request (a listing, an ACL, tags, ListBuckets) say
     expect([path, query?.[0]?.[0], res.status, res.headers.get("cache-control")]).toEqual([path, query?.[0]?.[0], 200, "private"]);
   }
 });
+
+test("ListMultipartUploads and ListParts say Cache-Control: private too (they said nothing: a presigned URL listing the uploads, their ids and parts was cacheable by a shared cache)", async () => {
+  const created = await signedFetch(env, { method: "POST", path: "/up/mp.bin", query: [["uploads", ""]] });
+  const uploadId = /<UploadId>([^<]+)<\/UploadId>/.exec(await created.text())?.[1];
+  expect(uploadId).toBeDefined();
+  try {
+    for (const [path, query] of [["/up", [["uploads", ""]]], ["/up/mp.bin", [["uploadId", uploadId!]]]] as Array<[string, Array<[string, string]>]>) {
+      const res = await signedFetch(env, { method: "GET", path, query });
+      const body = await res.text();
+      expect([path, query[0]![0], res.status, res.headers.get("cache-control"), body.includes(uploadId!)]).toEqual([path, query[0]![0], 200, "private", true]);
+    }
+  } finally {
+    await (await signedFetch(env, { method: "DELETE", path: "/up/mp.bin", query: [["uploadId", uploadId!]] })).arrayBuffer();
+  }
+});

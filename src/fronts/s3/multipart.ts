@@ -22,7 +22,8 @@ import {
 import { s3Error } from "./errors.ts";
 import { objectLocation } from "./location.ts";
 import { s3Fail } from "./fail.ts";
-import { emptyAnswer, errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, relayedHeaders, tryParse, xmlAnswer } from "./relay.ts";
+import { emptyAnswer, errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, tryParse, xmlAnswer } from "./relay.ts";
+import { xmlResponse } from "./operations.ts";
 import { el, isWellFormedResult, maskOwners, rootOf, S3_XMLNS, setFirstElementText, XML_DECL } from "./xml.ts";
 import { childText, type XmlElement } from "./xml-reader.ts";
 import { callOf, fieldText, malformed, partNumberOf, queryValue, readingResult, readXmlBody, requestHeaders, writeUpstream } from "./writes.ts";
@@ -161,7 +162,8 @@ function integerParam(ctx: RequestContext, name: string): string | undefined {
 /**
  * Relays a listing with its <Bucket> (the first: the result's own) set to the proxy bucket's name.
  * A 200 whose document is not the listing asked for (an <Error> behind a 200, an empty body) is
- * InternalError, as for ListObjects: its text could name the store's internals.
+ * InternalError, as for ListObjects: its text could name the store's internals. Answered as the
+ * object listings are (xmlResponse): a signed caller's answer says Cache-Control: private.
  */
 async function relayListing(ctx: RequestContext, res: Response, upstreamBucket: string, root: string): Promise<Response> {
   if (res.status !== 200) return relayError(res, upstreamBucket);
@@ -169,11 +171,8 @@ async function relayListing(ctx: RequestContext, res: Response, upstreamBucket: 
   if (bytes === undefined) throw s3Fail(s3Error("InternalError", "The upstream listing is too large."));
   const text = new TextDecoder().decode(bytes);
   if (rootOf(text) !== root || !isWellFormedResult(text, MAX_RESULT_BODY)) throw s3Fail(s3Error("InternalError", "The upstream's listing could not be read."));
-  const xml = maskOwners(setFirstElementText(text, "Bucket", ctx.bucket!.name), ctx.subject ?? "anonymous");
-  const headers = relayedHeaders(ctx, undefined);
-  headers.set("content-type", "application/xml");
-  ctx.bytes = Buffer.byteLength(xml);
-  return new Response(xml, { status: 200, headers });
+  // (as the other listings: Cache-Control private to a signed caller, never kept by a shared cache)
+  return xmlResponse(ctx, maskOwners(setFirstElementText(text, "Bucket", ctx.bucket!.name), ctx.subject ?? "anonymous"));
 }
 
 export async function listPartsOp(ctx: RequestContext): Promise<Response> {
