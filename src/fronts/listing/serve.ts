@@ -22,8 +22,14 @@ import { encodePath, type RenderInput, renderHtml, renderJson } from "./render.t
 import { rawQueryPair } from "../../auth/sources.ts";
 import { isControlTarget } from "../../control/paths.ts";
 
-/** Longest continuation token taken from a client (S3's are ~100 characters). */
-const MAX_TOKEN_LENGTH = 1024;
+/**
+ * Longest continuation token taken from a client. S3's grows with the key it resumes after (about
+ * 9 characters per 8 bytes of key: ~60 for a short key, over 1,000 for one near S3's 1,024 bytes),
+ * and other stores' (base64 of the key, or of a JSON record holding it) grow as fast or faster: a
+ * cap of 1,024 refused the next page of a folder whose keys are long. The request target's own
+ * limit (server.security_limits.max_uri_length, 8192 by default) bounds it too.
+ */
+const MAX_TOKEN_LENGTH = 8192;
 
 const HTML_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
