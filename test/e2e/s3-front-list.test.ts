@@ -103,6 +103,21 @@ describe("ListObjectsV2", () => {
     expect(env.upstreamCalls().length).toBe(1);
   });
 
+  test("a negative max-keys is refused with S3's words for it, field by field as the S3 fixture answers it: 'Argument maxKeys must be an integer between 0 and 2147483647', ArgumentName maxKeys (it said 'Provided max-keys not an integer…', the words for a value that is no integer)", async () => {
+    const fields = (body: string) => Object.fromEntries(["Code", "Message", "ArgumentName", "ArgumentValue"].map((n) => [n, new RegExp(`<${n}>([^<]*)</${n}>`).exec(body)?.[1]]));
+    for (const query of [{ "list-type": "2", "max-keys": "-1" }, { "max-keys": "-1" }, { "list-type": "2", "max-keys": "-2147483648" }, { "list-type": "2", "max-keys": "lots" }] as Array<Record<string, string>>) {
+      const direct = await smithySigned({ creds: UPSTREAM, date: new Date(), path: "/data/", query, host: new URL(env.s3.endpoint).host });
+      const h = new Headers(direct.headers);
+      h.delete("host");
+      const s3 = await fetch(`${env.s3.endpoint}${direct.rawPath}?${direct.rawQuery}`, { headers: h });
+      const expected = { query, status: s3.status, ...fields(await s3.text()) };
+      env.mark();
+      const r = await raw("/data/", query);
+      expect({ query, status: r.status, ...fields(r.body) }).toEqual(expected);
+      expect(env.upstreamCalls()).toEqual([]); // refused before the upstream
+    }
+  });
+
   test("an upstream 200 that is not a listing (an <Error> document naming its internals) → 500 InternalError, nothing of it relayed (aws-cli read it as an empty bucket)", async () => {
     for (const path of ["/data", "/data/"]) s3Fault(path, { kind: "error", status: 200, code: "InternalError", message: "backend rgw1.dc2.acme.de 10.1.2.3 failed for arn:aws:iam::123456789012:role/internal" });
     try {

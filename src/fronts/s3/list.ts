@@ -25,10 +25,16 @@ import { isWellFormedResult, maskOwners, rootOf, setFirstElementText } from "./x
 const MAX_LISTING_BYTES = 16 * 1024 * 1024;
 /** Digits (leading zeros allowed, as an integer parse reads them; the value is checked below). */
 const MAX_KEYS = /^\d{1,64}$/;
+/** A negative integer, as S3's integer parse reads it (no more than 10 digits). */
+const NEGATIVE = /^-\d{1,10}$/;
 
-function checkParams(q: URLSearchParams): void {
+function checkParams(q: URLSearchParams, op: "ListObjects" | "ListObjectsV2" | "ListObjectVersions"): void {
   const maxKeys = q.get("max-keys");
   if (maxKeys !== null && (!MAX_KEYS.test(maxKeys) || Number(maxKeys) > 2147483647)) {
+    // S3 words an integer it read but that is below 0 apart from a value that is no integer (ListObjects V1 and V2)
+    if (op !== "ListObjectVersions" && NEGATIVE.test(maxKeys) && Number(maxKeys) < 0 && Number(maxKeys) >= -2147483648) {
+      throw s3Fail(s3Error("InvalidArgument", "Argument maxKeys must be an integer between 0 and 2147483647", { ArgumentName: "maxKeys", ArgumentValue: maxKeys }));
+    }
     throw s3Fail(s3Error("InvalidArgument", "Provided max-keys not an integer or within integer range", { ArgumentName: "max-keys", ArgumentValue: maxKeys.slice(0, 64) }));
   }
   const encoding = q.get("encoding-type");
@@ -61,7 +67,7 @@ export async function listObjects(ctx: RequestContext, op: "ListObjects" | "List
   const bucket = ctx.bucket!;
   const q = new URLSearchParams();
   for (const [k, v] of query) q.append(k, v);
-  checkParams(q);
+  checkParams(q, op);
   if (op === "ListObjectVersions" && q.has("version-id-marker") && !q.get("key-marker")) {
     throw s3Fail(s3Error("InvalidArgument", "A version-id marker cannot be specified without a key marker.", { ArgumentName: "version-id-marker" }));
   }
