@@ -1,7 +1,8 @@
 /**
- * AssumeRoleWithWebIdentity on the S3 listener: `POST /` with a form-encoded body, as STS defines
- * it, so `aws sts assume-role-with-web-identity --endpoint-url <s3 front>` and the SDKs'
- * web-identity credential providers work unchanged.
+ * AssumeRoleWithWebIdentity on the S3 listener: `POST /` with a form-encoded body, or with the
+ * parameters in its query string and no body (STS reads both; minio-go sends them so), so
+ * `aws sts assume-role-with-web-identity --endpoint-url <s3 front>`, the SDKs' web-identity
+ * credential providers and minio-go's work unchanged.
  *
  * The WebIdentityToken is verified exactly as the plain front verifies a JWT (signature, exp, nbf,
  * iss, aud: the Authenticator of this generation) and must pass the global jwt.claims rules. The
@@ -52,6 +53,27 @@ export function matchedAudience(aud: unknown, configured: string | readonly stri
   return token.find((a) => wanted.includes(a)) ?? token[0];
 }
 
+/**
+ * The Query protocol's parameters of a POST: its query string's (`query`: "" or "?…") and its
+ * form body's together. A parameter the body repeats with the same value is read once (a client
+ * that also names the action in its URL); one given two values is left to the parser, which
+ * refuses it as repeated.
+ */
+export function queryAndBody(query: string, body: string): string {
+  if (query.length <= 1) return body;
+  if (body === "") return query.slice(1);
+  const form = new URLSearchParams(body);
+  const extra = new URLSearchParams();
+  const once = new Set<string>();
+  for (const [name, value] of new URLSearchParams(query)) {
+    const given = form.getAll(name);
+    if (given.length === 1 && given[0] === value && !once.has(name)) once.add(name);
+    else extra.append(name, value);
+  }
+  const rest = extra.toString();
+  return rest === "" ? body : rest + "&" + body;
+}
+
 export async function assumeRoleWithWebIdentity(ctx: RequestContext, api: S3Identities): Promise<Response> {
   // The answer's length, for the access log, the audit line and the bytes metric (as every answer).
   const counted = (res: Response): Response => {
@@ -64,15 +86,21 @@ export async function assumeRoleWithWebIdentity(ctx: RequestContext, api: S3Iden
   };
   const auth = ctx.rt.auth;
   if (api.sts === undefined || auth === undefined) return fail(stsError("InvalidAction", "AssumeRoleWithWebIdentity is not enabled on this endpoint (s3_api.sts)."));
-  if (ctx.method !== "POST") return fail(stsError("ValidationError", "STS actions are POST requests with a form-encoded body (AWS Query protocol); a query string is not read."));
+  if (ctx.method !== "POST") return fail(stsError("ValidationError", "STS actions are POST requests (AWS Query protocol): the parameters in a form-encoded body or in the POST's query string."));
   const type = ctx.req.headers.get("content-type") ?? "";
-  if (!/^application\/x-www-form-urlencoded\s*(;|$)/i.test(type)) {
+  const form = /^application\/x-www-form-urlencoded\s*(;|$)/i.test(type);
+  // The Query protocol's parameters may also be in the query string of the POST, with an empty
+  // body (STS reads both): minio-go's web-identity and IAM providers send them so, no Content-Type.
+  if (!form && ctx.query.length <= 1) {
     return fail(stsError("ValidationError", "The request body must be application/x-www-form-urlencoded (POST, AWS Query protocol)."));
   }
   // (read with ctx.readingBody: a body that stops arriving is the client's RequestTimeout)
   const body = await readingBody(ctx, readCappedText(ctx, MAX_STS_BODY_BYTES));
   if (body === undefined) return fail(stsError("ValidationError", "The request body is too large."));
-  const parsed = parseAssumeRoleWithWebIdentity(body, { maxSessionSeconds: api.sts.maxSessionSeconds });
+  if (!form && body !== "") {
+    return fail(stsError("ValidationError", "The request body must be application/x-www-form-urlencoded (POST, AWS Query protocol)."));
+  }
+  const parsed = parseAssumeRoleWithWebIdentity(queryAndBody(ctx.query, body), { maxSessionSeconds: api.sts.maxSessionSeconds });
   if (parsed.kind === "error") return fail(parsed.error);
   const request = parsed.request;
 
