@@ -151,3 +151,51 @@ describe("a part copy by range from a caching bucket whose object was replaced a
     T,
   );
 });
+
+describe("a part copy by range from a caching bucket, with the client's own x-amz-copy-source-if-* condition", () => {
+  const partCopy = async (dest: string, source: string, headers: Record<string, string>) => {
+    const created = await signedFetch(env, { method: "POST", path: dest, query: [["uploads", ""]], creds: LISTER });
+    const uploadId = /<UploadId>([^<]+)<\/UploadId>/.exec(await created.text())![1]!;
+    return answerOf(await signedFetch(env, { method: "PUT", path: dest, query: [["partNumber", "1"], ["uploadId", uploadId]], headers: { "x-amz-copy-source": source, "x-amz-copy-source-range": "bytes=0-99", ...headers }, creds: LISTER }));
+  };
+  const cachedSource = async (key: string) => {
+    await s3.put("up", key, "s".repeat(4096));
+    const get = () => signedFetch(env, { method: "GET", path: `/up/${key}`, creds: LISTER });
+    await (await get()).arrayBuffer();
+    const hit = await get();
+    await hit.arrayBuffer();
+    expect(hit.headers.get("x-cache")).toBe("HIT");
+    return hit.headers.get("last-modified")!;
+  };
+
+  test(
+    "-if-unmodified-since before the source's Last-Modified is 412 (server-side and streamed), as S3 answers it: the proxy's pin to the cached ETag made S3 ignore it (a holding -if-match overrides it) and the part was copied",
+    async () => {
+      const lm = await cachedSource("guarded.bin");
+      const before = new Date(Date.parse(lm) - 86_400_000).toUTCString();
+      for (const dest of ["/up/guard-server-side.bin", "/far/guard-streamed.bin"]) {
+        const a = await partCopy(dest, "/up/guarded.bin", { "x-amz-copy-source-if-unmodified-since": before });
+        expect(`${dest} ${a.status} ${a.code}`).toBe(`${dest} 412 PreconditionFailed`);
+      }
+      // (a date after it holds: copied)
+      const after = new Date(Date.parse(lm) + 86_400_000).toUTCString();
+      expect((await partCopy("/up/guard-ok.bin", "/up/guarded.bin", { "x-amz-copy-source-if-unmodified-since": after })).status).toBe(200);
+    },
+    T,
+  );
+
+  test(
+    "a 412 the client's -if-none-match earned is S3's own (not blamed on the cache) and the cached copy stays",
+    async () => {
+      await cachedSource("unchanged.bin");
+      const etag = (await signedFetch(env, { method: "HEAD", path: "/up/unchanged.bin", creds: LISTER })).headers.get("etag")!;
+      const a = await partCopy("/up/inm.bin", "/up/unchanged.bin", { "x-amz-copy-source-if-none-match": etag });
+      expect(a.status).toBe(412);
+      expect(a.message).not.toContain("cached");
+      const again = await signedFetch(env, { method: "GET", path: "/up/unchanged.bin", creds: LISTER });
+      await again.arrayBuffer();
+      expect(again.headers.get("x-cache")).toBe("HIT");
+    },
+    T,
+  );
+});

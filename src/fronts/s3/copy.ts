@@ -248,15 +248,21 @@ export async function uploadPartCopyOp(ctx: RequestContext): Promise<Response> {
 }
 
 /**
- * A part copied by range from a caching bucket, with no x-amz-copy-source-if-match of the
+ * A part copied by range from a caching bucket, with no x-amz-copy-source-if-* condition of the
  * client's: pinned to the cached copy's ETag (the condition added to the request as if the client
  * had sent it). The client sized its ranges from a HeadObject, which the cache answers: an object
  * replaced upstream meanwhile (written around the proxy, within its TTL) was copied from the new
  * object with the old one's ranges, a truncated mix stored as a success. True when pinned.
+ *
+ * A client that sends a condition of its own guards its copy itself, and is not pinned: an added
+ * -if-match that holds makes S3 ignore the client's -if-unmodified-since (CopyObject's documented
+ * pair rule), so a cached source copied a part the client had said not to (S3 answers that request
+ * 412 when no cache is involved); and a 412 the client's -if-none-match or -if-modified-since
+ * earned was reported as the cached copy's fault, and that copy dropped.
  */
 async function pinToCached(ctx: RequestContext, src: ForeignSource): Promise<boolean> {
   const state = (ctx as S3RequestContext).s3!;
-  if (src.versionId !== undefined || src.from.cachePolicy === null || state.headers.has("x-amz-copy-source-if-match")) return false;
+  if (src.versionId !== undefined || src.from.cachePolicy === null || hasCopySourceCondition(state.headers)) return false;
   const cached = await ctx.svc.cache.get(src.from.name + "/" + src.key);
   const etag = cached?.headers.etag;
   if (etag === undefined) return false;
@@ -264,6 +270,12 @@ async function pinToCached(ctx: RequestContext, src: ForeignSource): Promise<boo
   headers.set("x-amz-copy-source-if-match", etag);
   (state as { headers: Headers }).headers = headers;
   return true;
+}
+
+const COPY_SOURCE_CONDITIONS = ["x-amz-copy-source-if-match", "x-amz-copy-source-if-none-match", "x-amz-copy-source-if-modified-since", "x-amz-copy-source-if-unmodified-since"];
+
+function hasCopySourceCondition(headers: Headers): boolean {
+  return COPY_SOURCE_CONDITIONS.some((name) => headers.has(name));
 }
 
 /** A streamed copy's result, as S3 answers a copy (x-amz-copy-source-version-id: the version read). */
