@@ -331,14 +331,15 @@ export class App implements Services {
     const kept = new Set(config.buckets.map((b) => b.name));
     for (const b of old.config.buckets) if (!kept.has(b.name)) purging.push(this.cache.removeBucket(b.name));
     // A kept bucket that now reads another store (another S3 bucket, endpoint, region or replica
-    // set): its cached objects are the old store's, so they go (the cache is keyed by the proxy
+    // set) or with another access key: its cached objects are the old store's (or what the old
+    // key could read), so they go (the cache is keyed by the proxy
     // bucket's name). Every cache layer, Redis included: the other replicas drop them too.
     const before = new Map(old.config.buckets.map((b) => [b.name, upstreamIdentity(b)]));
     const cachedBefore = new Map(old.config.buckets.map((b) => [b.name, bucketCachePolicy(old.config.cache, b) !== null]));
     for (const b of config.buckets) {
       const was = before.get(b.name);
       if (was !== undefined && was !== upstreamIdentity(b)) {
-        purging.push(this.cache.purgeBucket(b.name).then(() => this.log.info("cache purged: the bucket reads another store since this reload", { bucket: b.name })));
+        purging.push(this.cache.purgeBucket(b.name).then(() => this.log.info("cache purged: the bucket reads another store, or with another access key, since this reload", { bucket: b.name })));
       } else if (cachedBefore.get(b.name) === true && bucketCachePolicy(config.cache, b) === null) {
         // Its cache is off from now on: its entries (here, and in Redis for the other replicas)
         // would come back, stale, if it were switched on again.

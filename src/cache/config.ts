@@ -152,13 +152,16 @@ export function buildLayers(cfg: CacheConfig, deps: CacheDeps): CacheLayer[] {
 }
 
 /**
- * What a bucket reads from: its objects, cached under its name, are this store's. A reload that
- * changes it drops the bucket's cached objects (app.ts); across a restart the disk and Redis
- * layers compare it with the stamp stored with each object (storeStamp).
+ * What a bucket reads from, and as whom: its objects, cached under its name, are what this store
+ * gave that access key. A reload that changes it drops the bucket's cached objects (app.ts);
+ * across a restart the disk and Redis layers compare it with the stamp stored with each object
+ * (storeStamp). The access key counts (not its secret: a rotated secret reads the same objects):
+ * an operator who narrows a bucket's credentials must not see the wider key's objects served on
+ * from the cache until their TTL.
  */
 export function upstreamIdentity(b: Pick<BucketConfig, "s3">): string {
   const s3 = b.s3;
-  return JSON.stringify([s3.bucket, s3.endpoint ?? "", s3.region, (s3.replicas ?? []).map((r) => [r.bucket, r.endpoint ?? "", r.region])]);
+  return JSON.stringify([s3.bucket, s3.endpoint ?? "", s3.region, s3.access_key ?? "", (s3.replicas ?? []).map((r) => [r.bucket, r.endpoint ?? "", r.region, r.access_key ?? ""])]);
 }
 
 /** The short form of upstreamIdentity stored with each cached object (64 bits of its SHA-256, hex). */

@@ -57,6 +57,44 @@ test("a reload that changes nothing about the store keeps the cached objects; on
   expect(await get()).toEqual({ body: "from the second bucket", cache: "HIT" });
 });
 
+test("a reload that gives a cached bucket another access key drops its entries: an object the old key could read is not served on to the new one's callers (a rotated secret with the same key keeps them)", async () => {
+  const locked = await startS3Fixture({
+    buckets: [{ name: "locked" }],
+    credentials: [
+      { accessKeyId: "AKIAWIDEREADER000001", secretAccessKey: "wide-reader-secret-0123456789", buckets: ["locked"] },
+      { accessKeyId: "AKIANARROWREADER0001", secretAccessKey: "narrow-reader-secret-012345678", buckets: [] },
+    ],
+  });
+  const cfgPath = join(dir, "locked.yaml");
+  const lockedYaml = (key: string, secret: string) =>
+    `server: { address: 127.0.0.1, port: 0, readiness_probe_interval_seconds: 3600 }\nlogging: { level: warn }\ncache: { enabled: true, memory: { max_item_size_mb: 1 } }\nbuckets:\n${bucketYaml({ name: "sec", prefix: "/sec", bucket: "locked", endpoint: locked.endpoint, key, secret, extra: "    cache: { enabled: true }\n" })}`;
+  let p: InProcessProxy | undefined;
+  try {
+    await locked.put("locked", "report.txt", "for the wide key only");
+    writeFileSync(cfgPath, lockedYaml("AKIAWIDEREADER000001", "wide-reader-secret-0123456789"));
+    p = await startInProcess(lockedYaml("AKIAWIDEREADER000001", "wide-reader-secret-0123456789"), { configPath: cfgPath, probeIntervalMs: 3_600_000 });
+    const read = async () => {
+      const res = await fetch(p!.url("/sec/report.txt"));
+      return { status: res.status, cache: res.headers.get("x-cache"), body: res.status === 200 ? await res.text() : (await res.body?.cancel(), "") };
+    };
+    expect(await read()).toEqual({ status: 200, cache: "MISS", body: "for the wide key only" });
+    expect(await read()).toEqual({ status: 200, cache: "HIT", body: "for the wide key only" });
+    // the same key, its secret only rotated (here: written again as it is): kept
+    writeFileSync(cfgPath, lockedYaml("AKIAWIDEREADER000001", "wide-reader-secret-0123456789").replace("level: warn", "level: error"));
+    expect((await p.app.reload()).ok).toBe(true);
+    expect((await read()).cache).toBe("HIT");
+    // a narrower key: the store refuses it, and the cache no longer answers for it
+    writeFileSync(cfgPath, lockedYaml("AKIANARROWREADER0001", "narrow-reader-secret-012345678"));
+    expect((await p.app.reload()).ok).toBe(true);
+    const after = await read();
+    expect(after.status).toBe(403);
+    expect(after.cache).not.toBe("HIT");
+  } finally {
+    await p?.stop();
+    await locked.stop();
+  }
+});
+
 test("a reload that switches a bucket's cache off drops its entries: switched on again later, it never serves what was cached before", async () => {
   writeFileSync(configPath, yaml("second-bucket"));
   expect((await px.app.reload()).ok).toBe(true);
