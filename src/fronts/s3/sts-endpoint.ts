@@ -74,6 +74,8 @@ export function queryAndBody(query: string, body: string): string {
   return rest === "" ? body : rest + "&" + body;
 }
 
+const NOT_A_FORM = "The request body must be application/x-www-form-urlencoded (POST, AWS Query protocol).";
+
 export async function assumeRoleWithWebIdentity(ctx: RequestContext, api: S3Identities): Promise<Response> {
   // The answer's length, for the access log, the audit line and the bytes metric (as every answer).
   const counted = (res: Response): Response => {
@@ -92,13 +94,13 @@ export async function assumeRoleWithWebIdentity(ctx: RequestContext, api: S3Iden
   // The Query protocol's parameters may also be in the query string of the POST, with an empty
   // body (STS reads both): minio-go's web-identity and IAM providers send them so, no Content-Type.
   if (!form && ctx.query.length <= 1) {
-    return fail(stsError("ValidationError", "The request body must be application/x-www-form-urlencoded (POST, AWS Query protocol)."));
+    return fail(stsError("ValidationError", NOT_A_FORM));
   }
   // (read with ctx.readingBody: a body that stops arriving is the client's RequestTimeout)
   const body = await readingBody(ctx, readCappedText(ctx, MAX_STS_BODY_BYTES));
   if (body === undefined) return fail(stsError("ValidationError", "The request body is too large."));
   if (!form && body !== "") {
-    return fail(stsError("ValidationError", "The request body must be application/x-www-form-urlencoded (POST, AWS Query protocol)."));
+    return fail(stsError("ValidationError", NOT_A_FORM));
   }
   const parsed = parseAssumeRoleWithWebIdentity(queryAndBody(ctx.query, body), { maxSessionSeconds: api.sts.maxSessionSeconds });
   if (parsed.kind === "error") return fail(parsed.error);
