@@ -79,9 +79,15 @@ export async function handleAdmin(app: App, rt: Runtime, req: Request, path: str
       throw new ProxyError("BadRequest", { detail: "An empty bucket or key in the purge path: POST /admin/cache/purge (everything), /admin/cache/purge/{bucket} or /admin/cache/purge/{bucket}/{key}" });
     }
     if (rest === "") return json(200, { purged: await app.cache.purgeAll(), ...answeredBy(app) });
-    if (!rt.buckets.has(bucket)) throw new ProxyError("NotFound", { detail: `No bucket named ${bucket}` });
+    const named = rt.buckets.get(bucket);
+    if (named === undefined) throw new ProxyError("NotFound", { detail: `No bucket named ${bucket}` });
     if (key === "") return json(200, { purged: await app.cache.purgeBucket(bucket), ...answeredBy(app) });
-    return json(200, { purged: await app.cache.purgeObject(bucket, key), ...answeredBy(app) });
+    // One object is purged wherever it may be cached, as a write through the proxy purges it: in
+    // every bucket that reads the same store (an object replaced around the proxy, purged through
+    // one bucket, was served on as a HIT through the others). `purged` counts the copies removed.
+    const names = named.cacheMates.includes(bucket) ? named.cacheMates : [bucket, ...named.cacheMates];
+    const counts = await Promise.all(names.map((name) => app.cache.purgeObject(name, key)));
+    return json(200, { purged: counts.reduce((a, n) => a + n, 0), ...answeredBy(app) });
   }
   throw new ProxyError("NotFound", { detail: "No such admin endpoint: POST /admin/reload, POST /admin/cache/purge[/{bucket}[/{key}]], GET /admin/cache/stats" });
 }

@@ -49,7 +49,7 @@ const post = (path: string, token?: string) => fetch(px.url(path), { method: "PO
 
 beforeAll(async () => {
   s3 = await startS3Fixture({ buckets: [{ name: "data" }], credentials: [{ ...CREDS, buckets: ["data"] }] });
-  for (const k of ["a.txt", "b.txt", "s1.txt", "s2.txt", "dir x/ü a+b.txt"]) await s3.put("data", k, `body of ${k}\n`);
+  for (const k of ["a.txt", "b.txt", "m.txt", "s1.txt", "s2.txt", "dir x/ü a+b.txt"]) await s3.put("data", k, `body of ${k}\n`);
   admin = await sign({ sub: "ops", role: "admin", exp: nowSec() + 600 }, { alg: "HS256", key: SECRET });
   user = await sign({ sub: "u", role: "reader", exp: nowSec() + 600 }, { alg: "HS256", key: SECRET });
   px = await startProxy(config(bucket("c", "/c") + bucket("d", "/d") + bucket("s", "/s")));
@@ -126,6 +126,20 @@ describe("cache purge", () => {
     const unknown = await post("/admin/cache/purge/nope", admin);
     expect(unknown.status).toBe(404);
     await unknown.body?.cancel();
+  });
+
+  test("purging one object reaches every bucket that reads the same store (as a write does): replaced around the proxy, it is fresh through each", async () => {
+    expect((await get("/c/m.txt")).x).toBe("MISS");
+    expect((await get("/d/m.txt")).x).toBe("MISS");
+    expect((await get("/d/m.txt")).x).toBe("HIT");
+    await s3.put("data", "m.txt", "replaced around the proxy\n");
+    const r = await post("/admin/cache/purge/c/m.txt", admin);
+    expect(r.status).toBe(200);
+    expect(await json(r)).toEqual({ purged: 2 });
+    expect(await get("/c/m.txt")).toEqual({ status: 200, x: "MISS", body: "replaced around the proxy\n" });
+    expect(await get("/d/m.txt")).toEqual({ status: 200, x: "MISS", body: "replaced around the proxy\n" });
+    // (named through the other bucket, the same two copies go; none is left for the tests below)
+    expect(await json(await post("/admin/cache/purge/d/m.txt", admin))).toEqual({ purged: 2 });
   });
 
   test("an empty bucket or key segment (a script's empty variable) is a 400 that purges nothing, not a purge of the bucket or of everything", async () => {
