@@ -241,6 +241,13 @@ describe("objects (cached bucket)", () => {
     expect([r.status, /<RangeRequested>([^<]*)/.exec(body)?.[1], /<ActualObjectSize>(\d+)/.exec(body)?.[1]]).toEqual([416, "bytes=50-60", "10"]);
   });
 
+  test("an upstream bucket that is gone (NoSuchBucket from the store) is S3's NoSuchBucket naming the proxy's bucket, never the upstream's", async () => {
+    env.s3.faults.set("/data", { kind: "error", status: 404, code: "NoSuchBucket", times: 1, method: "GET" });
+    const r = await signedFetch(env, { path: "/data/", query: { "list-type": "2" } });
+    const text = await r.text();
+    expect([r.status, /<Code>(\w+)/.exec(text)?.[1], /<BucketName>([^<]*)/.exec(text)?.[1]]).toEqual([404, "NoSuchBucket", "data"]);
+  });
+
   test("HeadBucket and GetBucketLocation answer from config, without the upstream", async () => {
     env.mark();
     const c = client(env);

@@ -515,6 +515,9 @@ export const s3Front: Front = {
       if (s.listDenied === true || !mayAccess(ctx.rt, s.principal, ctx.bucket, "s3:ListBucket")) e = s3Error("AccessDenied");
       else if (ctx.key !== "" && e.details?.Key === undefined) e.details = { ...e.details, Key: ctx.key };
     }
+    // (S3's NoSuchBucket names the bucket: here the proxy's, never the upstream's, which a store
+    // that lost its bucket answers with)
+    if (e.code === "NoSuchBucket" && e.details?.BucketName === undefined && ctx.bucket !== undefined) e.details = { ...e.details, BucketName: ctx.bucket.name };
     // (S3's InvalidRange names the range asked for and the object's size)
     if (e.code === "InvalidRange" && e.details === undefined) {
       const size = /^bytes \*\/(\d+)$/.exec(e.headers?.["content-range"] ?? "")?.[1];
