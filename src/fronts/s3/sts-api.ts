@@ -115,7 +115,9 @@ export function parseAssumeRoleWithWebIdentity(
     if (durationSeconds < MIN_DURATION || durationSeconds > MAX_DURATION) {
       // the value is echoed only when short (digits only, so nothing to escape)
       const shown = rawDuration.length <= 12 ? `Value '${rawDuration}' at 'durationSeconds'` : "The value at 'durationSeconds'";
-      return fail(stsError("ValidationError", `1 validation error detected: ${shown} failed to satisfy constraint: Member must have value between ${MIN_DURATION} and ${MAX_DURATION}`));
+      // (AWS's words name the bound that was crossed)
+      const bound = durationSeconds < MIN_DURATION ? `greater than or equal to ${MIN_DURATION}` : `less than or equal to ${MAX_DURATION}`;
+      return fail(stsError("ValidationError", `1 validation error detected: ${shown} failed to satisfy constraint: Member must have value ${bound}`));
     }
     if (durationSeconds > opts.maxSessionSeconds) {
       return fail(stsError("ValidationError", "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."));

@@ -72,9 +72,12 @@ describe("parseAssumeRoleWithWebIdentity", () => {
 
   test("a huge DurationSeconds is out of range (AWS's constraint message), not 'not an integer'", () => {
     expect(parse({ ...base, DurationSeconds: "999999999999" })).toMatchObject({
-      error: { code: "ValidationError", message: "1 validation error detected: Value '999999999999' at 'durationSeconds' failed to satisfy constraint: Member must have value between 900 and 43200" },
+      error: { code: "ValidationError", message: "1 validation error detected: Value '999999999999' at 'durationSeconds' failed to satisfy constraint: Member must have value less than or equal to 43200" },
     });
-    expect(parse({ ...base, DurationSeconds: "9".repeat(20) })).toMatchObject({ error: { code: "ValidationError", message: expect.stringContaining("between 900 and 43200") } });
+    expect(parse({ ...base, DurationSeconds: "9".repeat(20) })).toMatchObject({ error: { code: "ValidationError", message: expect.stringContaining("less than or equal to 43200") } });
+    // (the bound that was crossed, as AWS words it)
+    expect(parse({ ...base, DurationSeconds: "43201" })).toMatchObject({ error: { code: "ValidationError", message: "1 validation error detected: Value '43201' at 'durationSeconds' failed to satisfy constraint: Member must have value less than or equal to 43200" } });
+    expect(parse({ ...base, DurationSeconds: "899" })).toMatchObject({ error: { code: "ValidationError", message: expect.stringContaining("greater than or equal to 900") } });
     expect(parse({ ...base, DurationSeconds: "9".repeat(21) })).toMatchObject({ error: { code: "ValidationError", message: "DurationSeconds must be an integer." } });
   });
 
