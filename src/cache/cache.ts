@@ -376,6 +376,13 @@ export class Cache {
     return (await this.delete(bucket + "/" + key)) ? 1 : 0;
   }
 
+  /** One key purged in each of `buckets` (those that read one store): the number of copies removed. A bucket whose purge fails counts 0. */
+  async purgeObjectIn(buckets: readonly string[], key: string): Promise<number> {
+    if (buckets.length === 1) return this.purgeObject(buckets[0]!, key).catch(() => 0);
+    const counts = await Promise.all(buckets.map((name) => this.purgeObject(name, key).catch(() => 0)));
+    return counts.reduce((a, n) => a + n, 0);
+  }
+
   /** Hot reload removed a bucket: drop its entries and its counters. */
   async removeBucket(bucket: string): Promise<number> {
     const n = await this.purgeBucket(bucket);

@@ -86,8 +86,7 @@ export async function handleAdmin(app: App, rt: Runtime, req: Request, path: str
     // every bucket that reads the same store (an object replaced around the proxy, purged through
     // one bucket, was served on as a HIT through the others). `purged` counts the copies removed.
     const names = named.cacheMates.includes(bucket) ? named.cacheMates : [bucket, ...named.cacheMates];
-    const counts = await Promise.all(names.map((name) => app.cache.purgeObject(name, key)));
-    return json(200, { purged: counts.reduce((a, n) => a + n, 0), ...answeredBy(app) });
+    return json(200, { purged: await app.cache.purgeObjectIn(names, key), ...answeredBy(app) });
   }
   throw new ProxyError("NotFound", { detail: "No such admin endpoint: POST /admin/reload, POST /admin/cache/purge[/{bucket}[/{key}]], GET /admin/cache/stats" });
 }

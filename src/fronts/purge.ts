@@ -32,9 +32,7 @@ function matesOf(ctx: RequestContext): readonly string[] {
 export function purgeWritten(ctx: RequestContext, key: string): Promise<unknown> | undefined {
   const mates = matesOf(ctx);
   if (mates.length === 0) return undefined;
-  const cache = ctx.svc.cache;
-  if (mates.length === 1) return cache.purgeObject(mates[0]!, key).catch(() => 0);
-  return Promise.all(mates.map((name) => cache.purgeObject(name, key).catch(() => 0)));
+  return ctx.svc.cache.purgeObjectIn(mates, key);
 }
 
 /**

@@ -241,10 +241,8 @@ export class Http1Pool {
     req.conn = conn;
     req.connectStarted = performance.now();
     try {
-      Bun.connect<Conn>({ hostname: this.host, port: this.port, data: conn, socket: handlers }).then(
-        () => this.connectSettled(conn),
-        () => this.connectSettled(conn),
-      );
+      const settled = () => this.connectSettled(conn);
+      Bun.connect<Conn>({ hostname: this.host, port: this.port, data: conn, socket: handlers }).then(settled, settled);
     } catch (err) {
       this.onConnectError(conn, err as Error);
     }
