@@ -77,6 +77,8 @@ export function parsePresign(ctx: RequestContext): PresignParams {
   if (!S3_FRONT_BUCKET_NAME.test(ctx.bucketName)) throw new ProxyError("NotImplemented", { detail: "This bucket's name cannot be addressed on the S3 API" });
   if (ctx.key === "") throw bad("A presigned URL names an object: the path has no object key");
   const q = new URLSearchParams(ctx.query);
+  // (a repeated parameter was read as its first value: `method=PUT&method=GET` made a PUT URL)
+  for (const name of PARAMETERS) if (q.getAll(name).length > 1) throw bad(`${name} is given more than once`);
   const method = q.get("method")?.toUpperCase();
   if (method !== "GET" && method !== "PUT" && method !== "POST") throw bad("method must be PUT, POST or GET");
   const max = ctx.rt.config.s3_api!.presign_max_seconds ?? DEFAULT_MAX_SECONDS;
@@ -120,6 +122,9 @@ export function parsePresign(ctx: RequestContext): PresignParams {
   }
   return out;
 }
+
+/** The parameters parsePresign reads: each may be given once. */
+const PARAMETERS = ["method", "expires", "content_type", "max_size", "success_action_status", "success_action_redirect", "response_content_disposition"];
 
 /** An http(s) URL a form upload may be redirected to (printable ASCII, S3's length bound). */
 const REDIRECT = /^https?:\/\/[\x21-\x7e]{1,1016}$/;

@@ -282,6 +282,8 @@ describe("presign requests that are refused", () => {
     const msg = async (r: Response) => ((await r.json()) as { message: string }).message;
     expect(await msg(await presign("/rw/a.txt", ""))).toBe("method must be PUT, POST or GET");
     expect(await msg(await presign("/rw/a.txt", "method=DELETE"))).toBe("method must be PUT, POST or GET");
+    expect(await msg(await presign("/rw/a.txt", "method=PUT&method=GET"))).toBe("method is given more than once");
+    expect(await msg(await presign("/rw/a.txt", "method=GET&expires=60&expires=600"))).toBe("expires is given more than once");
     expect(await msg(await presign("/rw/a.txt", "method=GET&expires=0"))).toBe("expires must be a whole number of seconds from 1 to 600");
     expect(await msg(await presign("/rw/a.txt", "method=GET&expires=1.5"))).toBe("expires must be a whole number of seconds from 1 to 600");
     expect(await msg(await presign("/rw/a.txt", "method=GET&content_type=text/plain"))).toBe("content_type applies to PUT and POST only");
