@@ -181,7 +181,12 @@ describe("listing versions", () => {
     const rest = await (await get("/up", [["versions", ""], ["prefix", "lv/"], ["key-marker", "lv/b c.txt"], ["version-id-marker", "null"], ["delimiter", "/"]])).text();
     expect(rest).toContain("<IsTruncated>false</IsTruncated>");
     expect(rest).toContain("<CommonPrefixes><Prefix>lv/d/</Prefix></CommonPrefixes>");
-    await refused(get("/up", [["versions", ""], ["version-id-marker", "null"]]), 400, "InvalidArgument");
+    const alone = await get("/up", [["versions", ""], ["version-id-marker", "null"]]);
+    const text = await alone.clone().text();
+    await refused(Promise.resolve(alone), 400, "InvalidArgument");
+    // as S3 (and the fixture) names it: the argument and its value
+    expect(text).toContain("<ArgumentName>version-id-marker</ArgumentName>");
+    expect(text).toContain("<ArgumentValue>null</ArgumentValue>");
   });
 
   clientTest("aws")("aws s3api list-object-versions, paginated to the end (one key per page); get-object --version-id null, byte-exact", async () => {

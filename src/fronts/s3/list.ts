@@ -69,7 +69,7 @@ export async function listObjects(ctx: RequestContext, op: "ListObjects" | "List
   for (const [k, v] of query) q.append(k, v);
   checkParams(q, op);
   if (op === "ListObjectVersions" && q.has("version-id-marker") && !q.get("key-marker")) {
-    throw s3Fail(s3Error("InvalidArgument", "A version-id marker cannot be specified without a key marker.", { ArgumentName: "version-id-marker" }));
+    throw s3Fail(s3Error("InvalidArgument", "A version-id marker cannot be specified without a key marker.", { ArgumentName: "version-id-marker", ArgumentValue: q.get("version-id-marker")! }));
   }
   const upstream = bucket.upstream.primary();
   const call = { signal: ctx.req.signal, timing: ctx.timing };
