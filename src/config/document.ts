@@ -282,9 +282,11 @@ function syntaxIssues(text: string, errors: readonly YAMLError[], counter: LineC
   const firstMessage = (e: YAMLError) => `invalid YAML: ${safeYamlMessage(e)}`;
   // An unquoted ${VAR} inside { } or [ ]: its "{" is flow syntax, and every error after the first
   // is that one's cascade. Say so, once, with the two ways out.
+  // (The parser stops at that ${'s "{": so also after a quoted value, on a later line of the
+  // collection, or in JSON, which the line pattern alone missed.)
   const first = errors[0]!;
   const firstLine = first.linePos?.[0]?.line;
-  if (FLOW_PLACEHOLDER.test(lineOf(firstLine))) {
+  if (text.startsWith("${", first.pos[0] - 1) || FLOW_PLACEHOLDER.test(lineOf(firstLine))) {
     return [{ path: [], line: firstLine, column: first.linePos?.[0]?.col, message: `${firstMessage(first)} (an unquoted \${VAR} inside { } or [ ] is read as YAML syntax: for a number or a boolean (a port, a size, true/false) write that mapping in block style, one key per line, where an unquoted \${VAR} takes its value's type; for a string, quote it: "\${VAR}" (a quoted value is always a string))` }];
   }
   const end = text.trimEnd().length;

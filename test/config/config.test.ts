@@ -462,6 +462,21 @@ describe("parseConfig", () => {
     expect(got[0]!.message).toContain('for a string, quote it: "${VAR}"');
   });
 
+  test("an unquoted ${VAR} inside { } or [ ] after a quoted value, on a later line of the collection, or in a JSON config: the same one problem, at the ${", () => {
+    const cases: Array<[string, number, number]> = [
+      [`server: { address: "127.0.0.1", port: \${P} }\n${B}`, 1, 40],
+      [`server: {\n  address: "127.0.0.1",\n  port: \${P}\n}\n${B}`, 3, 10],
+      [`server:\n  trusted_proxies: ["10.0.0.0/8", \${NET}]\n${B}`, 2, 36],
+      [`{"server": {"address": "127.0.0.1", "port": \${P}},\n "buckets": [{"name": "b", "path_prefix": "/b", "s3": {"bucket": "bkt", "endpoint": "http://127.0.0.1:9000"}}]}\n`, 1, 46],
+    ];
+    for (const [yaml, line, column] of cases) {
+      const got = issues(yaml, { P: "8080", NET: "10.1.0.0/16" });
+      expect(got).toHaveLength(1);
+      expect(got[0]!).toMatchObject({ line, column });
+      expect(got[0]!.message).toContain("an unquoted ${VAR} inside { } or [ ] is read as YAML syntax");
+    }
+  });
+
   test("an unknown key names its full path", () => {
     const got = issues(B.replace(' }', ", bogus: 1 }"));
     expect(got).toEqual([{ path: "buckets[0].s3.bogus", message: "unknown key 'bogus'", line: 4 }]);
