@@ -124,10 +124,13 @@ function auditRestartKey(c: Config): string {
   return a.enabled ? JSON.stringify([a.path === undefined ? undefined : normalize(resolveConfigPath(a.path, c.baseDir)), a.max_size_mb, a.max_files]) : "off";
 }
 
-function restartOnlyChanges(next: Config, old: Config): string[] {
+export function restartOnlyChanges(next: Config, old: Config): string[] {
   const a = restartOnly(next);
   const b = restartOnly(old);
-  return Object.keys(a).filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]));
+  const changed = Object.keys(a).filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]));
+  // A listener switched on or off is that change alone: its address and port were not changed
+  // ("metrics.enabled, metrics.address, metrics.port changed" named an address left as it was).
+  return changed.filter((k) => !/^(metrics|s3_api)\.(address|port|engine)$/.test(k) || !changed.includes(`${k.slice(0, k.indexOf("."))}.enabled`));
 }
 
 /** What a reload reads instead of the file: a worker's primary's config text, and the TLS pair it serves. */
