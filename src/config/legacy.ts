@@ -42,6 +42,11 @@ const LEGACY_HINTS: Array<{ match: (p: PathSegment[]) => boolean; message: strin
     message: "write the memory cache's freshness as `default_ttl_seconds` (a bucket's own is its `cache.ttl_seconds`)",
   },
   {
+    // (enabled: true is dropped with a note, adoptOriginalCacheKeys: the original never read it)
+    match: (p) => p.length === 3 && p[0] === "cache" && p[1] === "memory" && p[2] === "enabled",
+    message: "the memory layer is on when cache_layers lists memory (the original never read this key, and kept its memory layer): for no memory layer, write cache_layers without memory",
+  },
+  {
     match: (p) => p.length === 2 && p[0] === "cache" && p[1] === "warming",
     message: "cache pre-warming is not supported: remove this section (objects are cached by the requests that read them)",
   },
@@ -240,6 +245,16 @@ function adoptOriginalCacheKeys(raw: unknown): Adopted {
       }
     }
   }
+  // Keys in the original's own test configs (config.streaming.yaml, config.multi-instance.yaml,
+  // config.redis-ttl-test.yaml) that its code never read: it ignored them, so a config with them
+  // loads here too, and each is said with what does the job here (they were bare unknown keys).
+  for (const [section, key, instead] of IGNORED_BY_ORIGINAL) {
+    const o = c[section];
+    if (!isMap(o) || !(key in o)) continue;
+    if (section === "memory" && key === "enabled" && o.enabled === false) continue; // (meant: no memory layer: said as what it is below)
+    delete (o as Record<string, unknown>)[key];
+    notes.push(`cache.${section}.${key} has no effect (the original never read it either): ${instead}`);
+  }
   if (turnedOn.length > 0 && !("cache_layers" in c)) {
     const layers = ["memory", ...(["disk", "redis"] as const).filter((l) => turnedOn.includes(l) && l in c)];
     c.cache_layers = layers;
@@ -247,6 +262,16 @@ function adoptOriginalCacheKeys(raw: unknown): Adopted {
   }
   return { notes, issues, renamed };
 }
+
+/** Cache keys the original's test configs set and its code never read: [section, key, what to write here]. */
+const IGNORED_BY_ORIGINAL: ReadonlyArray<readonly [string, string, string]> = [
+  ["memory", "enabled", "the memory layer is on when cache_layers lists memory (the default)"],
+  ["memory", "max_memory_cache_size_mb", "the memory layer's size is cache.memory.max_cache_size_mb"],
+  ["memory", "max_entry_size_bytes", "the largest object the memory layer keeps is cache.memory.max_item_size_mb"],
+  ["redis", "connection_timeout_ms", "the connect timeout is cache.redis.connect_timeout_ms"],
+  ["redis", "min_pool_size", "one pipelined connection serves every request"],
+  ["redis", "max_pool_size", "one pipelined connection serves every request"],
+];
 
 /**
  * A bucket's `authorization` keys that belong to the other type (`opa_url` with `type: openfga`,

@@ -293,6 +293,27 @@ describe("parseConfig", () => {
     expect(parseConfig(`jwt: { enabled: true, secret: "${S}", token_sources: [{ type: header, name: x-auth, prefix: "Token " }], claims: [{ claim: "https://example.com/roles", operator: contains, value: "a b" }] }\n${B}`, { env: {} }).jwt!.token_sources[0]!.prefix).toBe("Token ");
   });
 
+  test("cache keys the original's test configs set and its code never read load with a note naming what does the job here; memory.enabled: false is refused with the way to say it", () => {
+    const c = parseConfig(
+      `cache:\n  enabled: true\n  cache_layers: [memory, redis]\n` +
+        `  memory: { enabled: true, max_memory_cache_size_mb: 10, max_entry_size_bytes: 1000 }\n` +
+        `  redis: { redis_url: "redis://127.0.0.1:6379", connection_timeout_ms: 5000, min_pool_size: 5, max_pool_size: 20 }\n${B}`,
+      { env: {} },
+    );
+    expect(c.notes).toEqual([
+      "cache.memory.enabled has no effect (the original never read it either): the memory layer is on when cache_layers lists memory (the default)",
+      "cache.memory.max_memory_cache_size_mb has no effect (the original never read it either): the memory layer's size is cache.memory.max_cache_size_mb",
+      "cache.memory.max_entry_size_bytes has no effect (the original never read it either): the largest object the memory layer keeps is cache.memory.max_item_size_mb",
+      "cache.redis.connection_timeout_ms has no effect (the original never read it either): the connect timeout is cache.redis.connect_timeout_ms",
+      "cache.redis.min_pool_size has no effect (the original never read it either): one pipelined connection serves every request",
+      "cache.redis.max_pool_size has no effect (the original never read it either): one pipelined connection serves every request",
+    ]);
+    expect(c.cache.memory).toMatchObject({ max_cache_size_mb: 1024, max_item_size_mb: 10 });
+    expect(issues(`cache:\n  memory: { enabled: false }\n${B}`).map((i) => `${i.path}: ${i.message}`)).toEqual([
+      "cache.memory.enabled: the memory layer is on when cache_layers lists memory (the original never read this key, and kept its memory layer): for no memory layer, write cache_layers without memory",
+    ]);
+  });
+
   test("${VAR} is substituted from the environment", () => {
     const c = parseConfig(B.replace("bkt", "\"${BKT}\""), { env: { BKT: "from-env" } });
     expect(c.buckets[0].s3.bucket).toBe("from-env");
