@@ -79,6 +79,15 @@ const PROBE_LIMIT = "1000000";
 /** The Redis URLs whose eviction policy this process has looked at (once each: a reload does not warn again). */
 const evictionChecked = new Set<string>();
 
+const NOT_THE_SCRIPT = "Redis answered the rate-limit script with something other than its result";
+
+/** Whether `reply` is RATE_SCRIPT's answer for `keys` keys: {0, 0}, or {i, µs} with KEYS[i] the short one. */
+function isRateReply(reply: unknown, keys: number): reply is [number, number] {
+  if (!Array.isArray(reply) || reply.length !== 2) return false;
+  const [i, wait] = reply as unknown[];
+  return Number.isInteger(i) && (i as number) >= 0 && (i as number) <= keys && typeof wait === "number" && wait >= 0;
+}
+
 const limitOf = (r: RateConfig): Limit => ({ rate: String(r.requests_per_second), burst: String(Math.max(1, r.burst ?? r.requests_per_second)) });
 
 export class RedisRateLimiter {
@@ -217,7 +226,12 @@ export class RedisRateLimiter {
     return this.run(keys, args).then(
       (reply) => {
         this.strikes.answered(sent);
-        const [i, waitUs] = reply as [number, number];
+        // (anything but the script's answer: a server that only looks like Redis; its answer admitted nothing, every request 429)
+        if (!isRateReply(reply, keys.length)) {
+          this.lost(NOT_THE_SCRIPT);
+          return this.local.check(clientIp, bucket);
+        }
+        const [i, waitUs] = reply;
         if (i === 0) return ADMIT;
         const s = Math.ceil(waitUs / 1e6 - 1e-9);
         return { ok: false, scope: scopes[i - 1], retryAfterSeconds: s > 1 ? s : 1 };
@@ -279,7 +293,7 @@ export class RedisRateLimiter {
       // A Redis that answers PING but refuses the script (an ACL without EVALSHA/EVAL, a read-only
       // replica, OOM under noeviction) would be shared again only to fail the next request: the
       // script itself, on a probe key, must run. Its error stays the logged reason, once.
-      await this.run([`${this.prefix}probe`], [PROBE_LIMIT, PROBE_LIMIT]);
+      if (!isRateReply(await this.run([`${this.prefix}probe`], [PROBE_LIMIT, PROBE_LIMIT]), 1)) throw new Error(NOT_THE_SCRIPT);
       if (this.closed) return;
       if (!evictionChecked.has(this.url)) {
         evictionChecked.add(this.url);

@@ -459,3 +459,50 @@ describe("Redis unavailable", () => {
     }
   });
 });
+
+describe("a server that answers like Redis but not the script's result", () => {
+  /** A listener answering +OK to every command, or, with `probeOk`, the script's {0, 0} to the background check's probe only. */
+  function fakeRedis(probeOk: boolean) {
+    return Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        data(s, d) {
+          for (const cmd of new TextDecoder().decode(d).split(/^\*\d+\r\n/m).slice(1)) s.write(probeOk && cmd.includes("rl:probe") ? "*2\r\n:0\r\n:0\r\n" : "+OK\r\n");
+        },
+      },
+    });
+  }
+  const global = source({ enabled: true, global: { requests_per_second: 100, burst: 100 } });
+
+  test("is not taken for a shared limiter (every request was refused 429)", async () => {
+    const srv = fakeRedis(false);
+    const log = recordingLogger();
+    const l = new RedisRateLimiter(global, { url: `redis://127.0.0.1:${srv.port}`, keyPrefix: `t${++prefixN}:`, timeoutMs: 200, share: 1, log, retryMs: 20 });
+    try {
+      await waitFor(() => log.lines.some((x) => x.level === "warn" && String(x.fields?.error).includes("rate-limit script")), { message: () => `the refusal logged (${JSON.stringify(log.lines)})` });
+      expect(l.shared).toBe(false);
+      expect((await l.check("10.0.0.1")).ok).toBe(true);
+    } finally {
+      l.close();
+      srv.stop(true);
+    }
+  });
+
+  test("a request answered with something else is decided locally, and the limits go local", async () => {
+    const srv = fakeRedis(true);
+    const log = recordingLogger();
+    const l = new RedisRateLimiter(global, { url: `redis://127.0.0.1:${srv.port}`, keyPrefix: `t${++prefixN}:`, timeoutMs: 200, share: 1, log, retryMs: 20 });
+    try {
+      await l.whenShared(true);
+      const r = l.check("10.0.0.1");
+      expect(r).toBeInstanceOf(Promise);
+      expect((await r).ok).toBe(true);
+      expect(l.shared).toBe(false);
+      expect(log.lines.some((x) => x.level === "warn" && String(x.fields?.error).includes("rate-limit script"))).toBe(true);
+    } finally {
+      l.close();
+      srv.stop(true);
+    }
+  });
+});
