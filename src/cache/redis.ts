@@ -577,13 +577,15 @@ export class RedisLayer implements CacheLayer {
   }
 
   private onMessage(message: string): void {
-    let m: { id?: unknown; o?: unknown; k?: unknown; v?: unknown };
+    let m: { id?: unknown; o?: unknown; k?: unknown; v?: unknown } | null;
     try {
       m = JSON.parse(message);
     } catch {
       return;
     }
-    if (typeof m.v !== "string" || (m.k !== "key" && m.k !== "prefix")) return;
+    // (JSON that is no object, `null` published by another client: thrown here, out of the
+    // subscription's callback, it was an uncaught exception that stopped every replica at once)
+    if (typeof m?.v !== "string" || (m.k !== "key" && m.k !== "prefix")) return;
     if (typeof m.id === "string") this.seen(m.id);
     if (m.o === this.origin) return;
     this.applyRemote(m.k === "key" ? { kind: "key", key: m.v } : { kind: "prefix", prefix: m.v });

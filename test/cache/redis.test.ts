@@ -344,6 +344,25 @@ describe("replicas", () => {
     expect(memories[2]!.peek("x/1")).toBeDefined(); // published before a2 got it: b would have had it by now
   });
 
+  test("a message on the purge channel that is JSON but no object (null, a number) is ignored: it threw out of the subscription's callback, an uncaught exception that stopped every replica at once", async () => {
+    const l = await layer({ prefix: "junk:" });
+    const got: unknown[] = [];
+    l.onRemoteInvalidation((inv) => void got.push(inv));
+    const thrown: unknown[] = [];
+    const onUncaught = (err: unknown) => void thrown.push(err);
+    process.on("uncaughtException", onUncaught);
+    try {
+      for (const m of ["null", "5", '"x"', "[]"]) await raw.send("PUBLISH", ["junk:invalidate", m]);
+      await raw.send("PUBLISH", ["junk:invalidate", JSON.stringify({ o: "another replica", k: "key", v: "b/after" })]);
+      await waitFor(() => got.length > 0, { message: "the well-formed purge after them" });
+    } finally {
+      process.off("uncaughtException", onUncaught);
+    }
+    expect(thrown).toEqual([]);
+    expect(got).toEqual([{ kind: "key", key: "b/after" }]);
+    expect(l.health().up).toBe(true);
+  });
+
   test("a bucket name with glob characters purges only its own keys", async () => {
     const l = await layer({ prefix: "glob:" });
     await l.put(fresh("a*/1", 10));
