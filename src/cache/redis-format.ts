@@ -67,12 +67,14 @@ export function decodeEntry(value: Uint8Array, key: string, store?: string | nul
   if (v.getUint32(0, true) !== MAGIC) return "not a cache entry";
   const n = v.getUint32(4, true);
   if (FIXED + n > value.byteLength) return "truncated";
-  let meta: { key?: unknown; headers?: unknown; storedAt?: unknown; expiresAt?: unknown; store?: unknown };
+  let meta: { key?: unknown; headers?: unknown; storedAt?: unknown; expiresAt?: unknown; store?: unknown } | null;
   try {
     meta = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(value.subarray(FIXED, FIXED + n)));
   } catch {
     return "corrupt metadata";
   }
+  // (null read as an object threw: the lookup failed instead of missing, and the entry stayed)
+  if (meta === null) return "corrupt metadata";
   if (meta.key !== key) return "another key";
   if (store !== undefined && meta.store !== store) return OTHER_STORE;
   if (typeof meta.storedAt !== "number" || typeof meta.expiresAt !== "number" || typeof meta.headers !== "object" || meta.headers === null) return "corrupt metadata";

@@ -192,6 +192,17 @@ describe("storage", () => {
     expect(l.errors()).toBeGreaterThanOrEqual(2);
   });
 
+  test("an entry whose metadata is JSON null is a miss and is deleted (its lookup threw: with Redis the only layer, every GET of the key was a 500 until its TTL)", async () => {
+    const l = await layer({ prefix: "badnull:" });
+    const value = new Uint8Array(12);
+    new DataView(value.buffer).setUint32(0, 0x31525459, true); // "YTR1"
+    new DataView(value.buffer).setUint32(4, 4, true);
+    value.set(new TextEncoder().encode("null"), 8);
+    await raw.set("badnull:obj:b/null", value as unknown as string);
+    expect(await l.get("b/null")).toBeUndefined();
+    await waitFor(async () => !(await raw.exists("badnull:obj:b/null")), { message: "the entry deleted" });
+  });
+
   test("a value of another type (another program's) under a key of an object, of the recorded run_id or of the purge stream: a miss, replaced, and the layer comes up; it was down (WRONGTYPE) for as long as such a key lived", async () => {
     for (const [i, [key, type]] of [
       ["run-id", "hash"],
