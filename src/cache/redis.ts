@@ -764,7 +764,10 @@ export class RedisLayer implements CacheLayer {
 
   /** STREAM_LIFE: the stream's life (epoch), last-generated-id, entries-added, length, first-entry. */
   private async streamLife(): Promise<[string, string, string, string, string]> {
-    return ((await this.link.run("STREAM", (c) => c.send("EVAL", [STREAM_LIFE, "1", this.stream, "epoch:" + crypto.randomUUID()]))) as unknown[]).map(String) as [string, string, string, string, string];
+    const r = await this.link.run("STREAM", (c) => c.send("EVAL", [STREAM_LIFE, "1", this.stream, "epoch:" + crypto.randomUUID()]));
+    // (a server that only speaks Redis's protocol: its TypeError, quoting this source, was the reason /ready showed)
+    if (!Array.isArray(r) || r.length !== 5) throw new Error("the purge stream's script got an answer that is not its result (is the URL a Redis server?)");
+    return r.map(String) as [string, string, string, string, string];
   }
 
   /** Our own queued purges, deleted and announced in order; what Redis does not take stays queued. */

@@ -384,6 +384,30 @@ describe("replicas", () => {
 });
 
 describe("failure is not an outage", () => {
+  test("a server that answers +OK to every command (no Redis): the layer stays down with a reason in words, not a TypeError quoting the proxy's source (shown by /ready to anyone)", async () => {
+    const fake = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        data(s, d) {
+          for (const _ of new TextDecoder().decode(d).split(/^\*\d+\r\n/m).slice(1)) s.write("+OK\r\n");
+        },
+      },
+    });
+    const l = new RedisLayer({ url: `redis://127.0.0.1:${fake.port}`, keyPrefix: "fake:", maxItemBytes: 1 << 20, connectTimeoutMs: 300, operationTimeoutMs: 300, minBackoffMs: 20, maxBackoffMs: 40 });
+    layers.push(l);
+    try {
+      const reason = await waitFor(() => l.health().state === "down" && l.health().reason, { message: "the layer down, with its reason" });
+      expect(l.health().up).toBe(false);
+      expect(reason).toContain("not its result");
+      expect(reason).not.toMatch(/await|this\.|=>/);
+      expect(await l.get("b/k")).toBeUndefined();
+    } finally {
+      l.close();
+      fake.stop(true);
+    }
+  });
+
   test("Redis killed: requests are served from upstream with no error, the layer is skipped at once, logged once; Redis back: it resumes by itself", async () => {
     await using own = await startRedis();
     const log = captureLog();
