@@ -120,6 +120,18 @@ export class CircuitBreaker {
     }
   }
 
+  /**
+   * A successful readiness probe of the upstream: in half-open, one trial success (without a
+   * slot). A replica no read reaches (a healthy primary ahead of it), or a bucket without traffic,
+   * never closed its half-open breaker: its state gauge said 2 and the breaker alerts fired for
+   * good over an upstream that answered every probe. Elsewhere nothing: a closed breaker's failure
+   * streak is the data path's, and a failed probe is no trial (a probe refused for its own reasons,
+   * a HEAD of the bucket under credentials that may read objects only, must not reopen it).
+   */
+  probeSucceeded(): void {
+    if (this.state === "half_open") this.settle(this.period, true, false);
+  }
+
   private admit(slot: boolean): Admission {
     return new Admitted(this, this.period, slot);
   }

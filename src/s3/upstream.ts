@@ -630,6 +630,12 @@ export class BucketUpstream {
    * policy's AccessDenied is fine.
    */
   async probe(timeoutMs: number): Promise<{ ok: boolean; reason?: string; note?: string }> {
+    const r = await this.probeOnce(timeoutMs);
+    if (r.ok) this.breaker?.probeSucceeded();
+    return r;
+  }
+
+  private async probeOnce(timeoutMs: number): Promise<{ ok: boolean; reason?: string; note?: string }> {
     try {
       const res = await this.probeRequest("HEAD", "", timeoutMs);
       await res.body?.cancel().catch(() => {});

@@ -32,6 +32,22 @@ describe("CircuitBreaker", () => {
     for (let i = 0; i < 100; i++) expect(run(br, true)).toBe(true);
   });
 
+  test("a successful readiness probe is a half-open trial success (success_threshold of them close it, no slot taken); closed or open, it changes nothing", () => {
+    const { br, c } = setup();
+    br.probeSucceeded();
+    expect(br.state).toBe("closed");
+    trip(br);
+    br.probeSucceeded();
+    expect(br.state).toBe("open");
+    c.t += cfg.timeout_seconds * 1000;
+    const held = [br.tryAcquire(), br.tryAcquire()];
+    expect(held.every((a) => a.ok)).toBe(true);
+    br.probeSucceeded();
+    expect(br.state).toBe("half_open");
+    br.probeSucceeded();
+    expect(br.state).toBe("closed");
+  });
+
   test("opens only after failure_threshold CONSECUTIVE failures", () => {
     const { br, changes } = setup();
     trip(br, 2);

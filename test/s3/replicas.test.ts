@@ -273,6 +273,26 @@ describe("breakers per replica", () => {
     expect(sample('yatagarasu_s3_replica_circuit_breaker_state{bucket="products",replica="primary"}')).toBe(0);
   });
 
+  test("a secondary no read reaches (the primary healthy again) leaves half-open on its successful readiness probes; a failed probe does not reopen it", async () => {
+    const { get, behaviour, set, sample } = setup({ "primary.test": 500, "secondary.test": 500 }, BREAKER, ["primary", "secondary"]);
+    for (let i = 0; i < 2; i++) expect((await get()).status).toBe(500);
+    expect(set.replicas.map((r) => r.breakerState)).toEqual(["open", "open"]);
+    behaviour["primary.test"] = 200;
+    await waitFor(() => set.replicas[1].breakerState === "half_open", { timeoutMs: 3000 });
+    expect(await (await get()).text()).toBe("body from primary.test");
+    expect(set.replicas.map((r) => r.breakerState)).toEqual(["closed", "half_open"]);
+    // still failing: its probe fails, and the breaker stays half-open (reads decide)
+    expect((await set.replicas[1].probe(1000)).ok).toBe(false);
+    expect(set.replicas[1].breakerState).toBe("half_open");
+    behaviour["secondary.test"] = 200;
+    for (let i = 0; i < 3; i++) expect(await (await get()).text()).toBe("body from primary.test");
+    // (before: half-open for good, the gauge at 2 and YatagarasuReplicaBreakerOpen firing, though every probe passed)
+    expect(set.replicas[1].breakerState).toBe("half_open");
+    expect((await set.replicas[1].probe(1000)).ok).toBe(true);
+    expect(set.replicas[1].breakerState).toBe("closed");
+    expect(sample('yatagarasu_s3_replica_circuit_breaker_state{bucket="products",replica="secondary"}')).toBe(0);
+  });
+
   test("every breaker open: the client gets CircuitOpen (503) with Retry-After, and no replica is asked", async () => {
     const { get, calls, set } = setup({ "primary.test": 500, "secondary.test": 500 }, BREAKER.replace("timeout_seconds: 0.2", "timeout_seconds: 30"), ["primary", "secondary"]);
     for (let i = 0; i < 2; i++) expect((await get()).status).toBe(500);
