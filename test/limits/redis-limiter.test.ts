@@ -65,10 +65,11 @@ function hammer(ls: RedisRateLimiter[], ms: number, ask: (l: RedisRateLimiter, i
   ).then((m) => ({ ...m, scopes }));
 }
 
-const within10 = (actual: number, expected: number) => {
-  expect(actual).toBeGreaterThanOrEqual(expected * 0.9);
-  expect(actual).toBeLessThanOrEqual(expected * 1.1);
+const within = (actual: number, expected: number, tolerance: number) => {
+  expect(actual).toBeGreaterThanOrEqual(expected * (1 - tolerance));
+  expect(actual).toBeLessThanOrEqual(expected * (1 + tolerance));
 };
+const within10 = (actual: number, expected: number) => within(actual, expected, 0.1);
 
 describe("shared limits", () => {
   test("the global limit holds across two processes together (±10 %), not per process", async () => {
@@ -242,9 +243,11 @@ describe("Redis unavailable", () => {
     // Local decisions are synchronous and each process enforces its share: 1/2 of 50/s.
     const r0 = s.ls[0].check("a");
     expect(r0 instanceof Promise).toBe(false);
+    // (±20 %: one lane each, a second long, on a loaded host a lane's 25 may land at 22; what is
+    // checked is the share, 1/2 of the rate, which the whole rate would exceed by 100 %)
     const local = await hammer(s.ls, 1000, (l) => l.check("a"), 1);
-    within10(local.admitted, 2 * 25 * local.seconds);
-    for (const n of local.perLane) within10(n, 25 * local.seconds);
+    within(local.admitted, 2 * 25 * local.seconds, 0.2);
+    for (const n of local.perLane) within(n, 25 * local.seconds, 0.2);
     for (const log of s.logs) {
       const warns = log.lines.filter((x) => x.level === "warn");
       expect(warns.length).toBe(1); // once per state change, however many requests and rechecks failed
