@@ -243,6 +243,7 @@ export function servePresign(ctx: RequestContext): Response {
   const signedAt = Math.floor(now / 1000) * 1000;
   const session = issueSession({ sessionKey: api.sts!.sessionKey, subject: sub, claims, expiresAt: signedAt + seconds * 1000, now });
   if (session.kind !== "ok") throw bad(`A session cannot be made for this token: ${session.message}`);
+  ctx.session = session.sessionId;
   const expiresAtMs = signedAt + seconds * 1000;
   const answer = (url: string, method: string, rest: Record<string, unknown>): Response => {
     const body = JSON.stringify({ url, method, expires_at: new Date(expiresAtMs).toISOString(), ...rest });

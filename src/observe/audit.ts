@@ -126,6 +126,7 @@ export class AuditTrail {
       trace_id: traceIdOf(ctx),
       principal: ctx.principal,
       identity: ctx.subject ?? "anonymous",
+      session: ctx.session,
       client_ip: clientIp(ctx),
       front: ctx.front,
       // Issuing a presigned URL is not the action it presigns: "presign", and which one.

@@ -107,6 +107,8 @@ export interface RequestContext {
   claims: Claims | undefined;
   /** Who: the JWT `sub`, the S3 identity name, or undefined for anonymous. */
   subject: string | undefined;
+  /** An STS session's id (the one issued, or the one a request is signed with), for the access line and the audit trail. */
+  session: string | undefined;
   /** Who `claims` describe, for the authorizers (set by the front that authenticated the request). */
   principal: PrincipalType;
 
@@ -208,6 +210,7 @@ export function createContext(svc: Services, front: string, req: Request, target
     action: "none",
     claims: undefined,
     subject: undefined,
+    session: undefined,
     principal: "anonymous",
     entered: undefined,
     uploadSlot: undefined,

@@ -97,6 +97,7 @@ export function finish(ctx: RequestContext): void {
       copy_source: ctx.copySource,
       bytes_in: ctx.bytesIn,
       subject: ctx.subject,
+      session: ctx.session,
       cache: ctx.cache,
       error: ctx.bodyError ?? ctx.errorCode,
       reason: ctx.bodyError === undefined ? ctx.errorReason : undefined,

@@ -23,13 +23,14 @@ function linesOf(o: { format: "json" | "text"; base?: Fields; level?: "info" | "
 }
 
 const base: AccessRecord = { request_id: "r1", method: "PUT", path: "/b/k", bucket: "b", status: 200, bytes: 0, duration_ms: 1.5, ttfb_ms: 1, upstream_ms: 0.5, client_ip: "10.0.0.1" };
-const upload: AccessRecord = { ...base, front: "s3", operation: "CopyObject", copy_source: 'b/a "quoted"\nkey', bytes_in: 1048576, subject: "writer" };
+const upload: AccessRecord = { ...base, front: "s3", operation: "CopyObject", copy_source: 'b/a "quoted"\nkey', bytes_in: 1048576, subject: "writer", session: "AbCdEfGhIjKlMnOp" };
 
 test("JSON: operation, copy_source and bytes_in after front, escaped; omitted when undefined", () => {
   const [withBody, get] = linesOf({ format: "json" }, [upload, { ...base, method: "GET", front: "s3", operation: "GetObject", bytes: 10 }]);
   const l = JSON.parse(withBody!) as Record<string, unknown>;
   expect(l).toMatchObject({ front: "s3", operation: "CopyObject", copy_source: 'b/a "quoted"\nkey', bytes_in: 1048576, subject: "writer" });
-  expect(Object.keys(l).slice(Object.keys(l).indexOf("front"), Object.keys(l).indexOf("front") + 5)).toEqual(["front", "operation", "copy_source", "bytes_in", "subject"]);
+  expect(Object.keys(l).slice(Object.keys(l).indexOf("front"), Object.keys(l).indexOf("front") + 6)).toEqual(["front", "operation", "copy_source", "bytes_in", "subject", "session"]);
+  expect(get).not.toContain("session");
   expect(get).not.toContain("bytes_in");
   expect(get).not.toContain("copy_source");
   expect(JSON.parse(get!)).toMatchObject({ operation: "GetObject", bytes: 10 });

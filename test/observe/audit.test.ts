@@ -267,6 +267,46 @@ test("issuing a presigned URL is audited as a presign for the action, not as tha
   }
 });
 
+test("an STS session is named by its id in the audit trail at issuance and on every request signed with it (two sessions of one user told apart); never the token or the secret", async () => {
+  const dir = tempDir();
+  try {
+    await using env = await startAuditEnv(s3, `  enabled: true\n  path: ${join(dir, "audit.log")}\n`);
+    const assume = async (id: string) => {
+      const r = await fetch(`http://127.0.0.1:${env.s3Port}/`, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded", "x-request-id": id },
+        body: new URLSearchParams({ Action: "AssumeRoleWithWebIdentity", Version: "2011-06-15", RoleArn: "arn:aws:iam::123456789012:role/r", RoleSessionName: "s1", WebIdentityToken: hs256({ sub: "dave", exp: exp() }) }),
+      });
+      const xml = await r.text();
+      const el = (n: string) => new RegExp(`<${n}>([^<]*)</${n}>`).exec(xml)![1]!;
+      return { accessKeyId: el("AccessKeyId"), secretAccessKey: el("SecretAccessKey"), sessionToken: el("SessionToken") };
+    };
+    const one = await assume("sts-one");
+    const two = await assume("sts-two");
+    for (const [id, creds] of [["get-one", one], ["get-two", two]] as const) {
+      const v = await smithySigned({ creds, date: new Date(), path: "/data/doc.txt", host: `127.0.0.1:${env.s3Port}` });
+      const headers = new Headers(v.headers);
+      headers.delete("host");
+      headers.set("x-request-id", id);
+      const r = await fetch(`http://127.0.0.1:${env.s3Port}/data/doc.txt`, { headers });
+      expect(r.status).toBe(200);
+      await r.arrayBuffer();
+    }
+    const lines = await env.lines();
+    const byId = new Map(lines.map((l) => [String(l.request_id), l]));
+    const session = (id: string) => byId.get(id)?.session;
+    expect(session("sts-one")).toMatch(/^[A-Za-z0-9_-]{16}$/);
+    expect(session("sts-two")).toMatch(/^[A-Za-z0-9_-]{16}$/);
+    expect(session("sts-one")).not.toBe(session("sts-two"));
+    expect([session("get-one"), session("get-two")]).toEqual([session("sts-one"), session("sts-two")]);
+    expect(byId.get("get-one")).toMatchObject({ principal: "s3_session", identity: "dave" });
+    const text = JSON.stringify(lines);
+    for (const c of [one, two]) for (const secret of [c.secretAccessKey, c.sessionToken]) expect(text).not.toContain(secret);
+  } finally {
+    removeDir(dir);
+  }
+});
+
 test("an STS answer (credentials or error) is counted in bytes like every other answer: audit line and bytes metric", async () => {
   const dir = tempDir();
   try {

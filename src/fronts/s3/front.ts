@@ -180,6 +180,7 @@ export function s3Parse(ctx: RequestContext): undefined {
     ctx.subject = principal.identity;
     ctx.claims = principal.claims;
     ctx.principal = principal.kind === "session" ? "s3_session" : "s3_static";
+    if (principal.kind === "session") ctx.session = principal.session.sessionId;
     // The signed payload of a bodiless request must be the empty one.
     if (v.mode === "sha256" && v.payloadHash !== EMPTY_SHA256 && !bodied) {
       return fail(s3Error("XAmzContentSHA256Mismatch", undefined, { ClientComputedContentSHA256: v.payloadHash, S3ComputedContentSHA256: EMPTY_SHA256 }));

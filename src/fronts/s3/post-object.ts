@@ -357,6 +357,7 @@ export async function postObjectOp(ctx: RequestContext): Promise<Response> {
     ctx.subject = principal.identity;
     ctx.claims = principal.claims;
     ctx.principal = principal.kind === "session" ? "s3_session" : "s3_static";
+    if (principal.kind === "session") ctx.session = principal.session.sessionId;
     // The bucket a condition names is the one posted to (a `bucket` field cannot change it).
     const forPolicy = new Map(fields);
     forPolicy.set("bucket", ctx.bucketName);

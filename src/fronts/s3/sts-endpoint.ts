@@ -139,6 +139,7 @@ export async function assumeRoleWithWebIdentity(ctx: RequestContext, api: S3Iden
   ctx.svc.metrics.auth("success");
   ctx.subject = sub;
   ctx.claims = claims;
+  ctx.session = issued.sessionId;
   return counted(stsResponse({
     credentials: { accessKeyId: issued.accessKeyId, secretAccessKey: issued.secretAccessKey, sessionToken: issued.sessionToken, expiration: issued.expiration },
     subject: sub,

@@ -46,6 +46,8 @@ export interface SessionCredentials {
   sessionToken: string;
   /** ms since the epoch */
   expiration: number;
+  /** The session's random id (its token's jti): the access line and the audit trail name it at issuance and on every use. */
+  sessionId: string;
 }
 
 /** What a verified session token stands for; usable directly as a CredentialLookup principal. */
@@ -154,7 +156,7 @@ export function issueSession(input: {
   if (sessionToken.length > MAX_TOKEN_CHARS) {
     return { kind: "error", message: `the token's subject and claims make a session token longer than ${MAX_TOKEN_CHARS} characters, too large for a session` };
   }
-  return { kind: "ok", ...derive(input.sessionKey, payload), sessionToken, expiration: exp * 1000 };
+  return { kind: "ok", ...derive(input.sessionKey, payload), sessionToken, expiration: exp * 1000, sessionId: jti };
 }
 
 const invalidToken = () => s3Error("InvalidToken");
