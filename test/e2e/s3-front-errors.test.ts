@@ -201,9 +201,19 @@ describe("requests S3 refuses before any permission check", () => {
     await refused(signed({ path: "/data/", query: { policy: "" } }), 501, "NotImplemented");
   });
 
-  test("CreateBucket (PUT on a bucket): a configured bucket is BucketAlreadyOwnedByYou (rclone's bucket check accepts it); another name, or no signature, is AccessDenied", async () => {
-    const mine = await refused(signed({ method: "PUT", path: "/data" }), 409, "BucketAlreadyOwnedByYou");
-    expect(mine.body).toContain("<BucketName>data</BucketName>");
+  test("CreateBucket (PUT on a bucket): a configured bucket is what S3 answers for a bucket one owns (us-east-1: 200, as `aws s3 mb` expects; elsewhere 409 BucketAlreadyOwnedByYou, which rclone's bucket check accepts); another name, or no signature, is AccessDenied", async () => {
+    env.mark();
+    const mine = await signed({ method: "PUT", path: "/data" });
+    expect([mine.status, mine.body, mine.headers.get("location")]).toEqual([200, "", "/data"]);
+    expect(env.upstreamCalls()).toEqual([]);
+    await using eu = await startS3FrontEnv({ region: "eu-west-1" }, env.s3);
+    const v = await smithySigned({ creds: APP, date: new Date(), method: "PUT", path: "/data", region: "eu-west-1", host: `127.0.0.1:${eu.port}` });
+    const h = new Headers(v.headers);
+    h.delete("host");
+    const owned = await fetch(`${eu.endpoint}/data`, { method: "PUT", headers: h });
+    const body = await owned.text();
+    expect([owned.status, /<Code>([^<]*)<\/Code>/.exec(body)?.[1]]).toEqual([409, "BucketAlreadyOwnedByYou"]);
+    expect(body).toContain("<BucketName>data</BucketName>");
     await refused(signed({ method: "PUT", path: "/brand-new-bucket" }), 403, "AccessDenied", /does not create buckets/);
     await refused(send("PUT", "/data", {}), 403, "AccessDenied");
   });

@@ -59,6 +59,8 @@ export interface EnvOptions {
   buckets?: (endpoint: string) => string;
   cache?: boolean;
   sts?: boolean;
+  /** s3_api.region (default REGION, us-east-1). */
+  region?: string;
 }
 
 export function frontYaml(endpoint: string, o: EnvOptions = {}): string {
@@ -92,7 +94,7 @@ ${o.cache ? "cache:\n  enabled: true\n" : ""}${buckets}s3_api:
   enabled: true
   address: 127.0.0.1
   port: 0
-  region: ${REGION}
+  region: ${o.region ?? REGION}
 ${o.sts === false ? "" : `  sts: { enabled: true, session_key: "${STS_KEY}", max_session_seconds: 3600 }\n`}  credentials:
     - access_key_id: "${APP.accessKeyId}"
       secret_access_key: "${APP.secretAccessKey}"

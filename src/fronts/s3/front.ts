@@ -421,7 +421,10 @@ function operate(ctx: RequestContext, s: S3State): Response | Promise<Response> 
       return putAclOp(ctx);
     case "CreateBucket":
       // A configured bucket exists and the principal may use it: S3's answer for a bucket one
-      // already owns (clients such as rclone create the bucket before an upload and accept this).
+      // already owns (clients such as rclone create the bucket before an upload and accept this):
+      // 409 BucketAlreadyOwnedByYou in every region but us-east-1, where S3 answers 200 (its legacy
+      // behaviour: `aws s3 mb` of a bucket one owns succeeds there). Nothing is created either way.
+      if (s.api.region === "us-east-1") return new Response(null, { status: 200, headers: { location: `/${ctx.bucketName}` } });
       return fail(s3Error("BucketAlreadyOwnedByYou", undefined, { BucketName: ctx.bucketName }));
     case "ListObjects":
     case "ListObjectsV2":
