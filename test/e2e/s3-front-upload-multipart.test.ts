@@ -154,6 +154,25 @@ describe("the upstream's refusals, relayed", () => {
   );
 
   test(
+    "Complete with If-Unmodified-Since (S3 takes only If-Match / If-None-Match on it) → 501 NotImplemented before the upstream; the object is not replaced",
+    async () => {
+      const path = "/up/mp/unmodified.bin";
+      await s3.put("up", "mp/unmodified.bin", "old");
+      const id = await create(a, path);
+      const r1 = await part(a, path, id, 1, bytesOf(100, 41));
+      a.mark();
+      const x = await answerOf(await complete(a, path, id, completeXml([{ n: 1, etag: r1.etag }]), { "if-unmodified-since": "Mon, 01 Jan 2001 00:00:00 GMT" }));
+      expect({ status: x.status, code: x.code }).toEqual({ status: 501, code: "NotImplemented" });
+      expect(x.message).toContain("if-unmodified-since");
+      expect(a.upstreamCalls()).toEqual([]);
+      expect(new TextDecoder().decode(await s3.read("up", "mp/unmodified.bin"))).toBe("old");
+      // the upload is still open: completed without the condition, it replaces the object
+      expect((await complete(a, path, id, completeXml([{ n: 1, etag: r1.etag }]))).status).toBe(200);
+    },
+    T,
+  );
+
+  test(
     "an upstream that answers Complete with 200 and an <Error> body: relayed as that error (503 SlowDown, which SDKs retry), never as a success",
     async () => {
       const fake = Bun.serve({

@@ -26,7 +26,7 @@ import { emptyAnswer, errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, 
 import { xmlResponse } from "./operations.ts";
 import { el, isWellFormedResult, maskOwners, rootOf, S3_XMLNS, setFirstElementText, XML_DECL } from "./xml.ts";
 import { childText, type XmlElement } from "./xml-reader.ts";
-import { callOf, fieldText, malformed, partNumberOf, queryValue, readingResult, readXmlBody, requestHeaders, writeUpstream } from "./writes.ts";
+import { callOf, fieldText, malformed, partNumberOf, queryValue, readingResult, readXmlBody, requestHeaders, unkeptWriteCondition, writeUpstream } from "./writes.ts";
 import { purgeIfUnsure, purgeWritten } from "../purge.ts";
 
 const MAX_PARTS = 10_000;
@@ -103,6 +103,10 @@ export function partsOf(doc: XmlElement): CompletedPart[] {
 }
 
 export async function completeMultipartUploadOp(ctx: RequestContext): Promise<Response> {
+  // (Complete is the write that replaces the object: If-Unmodified-Since, which S3 does not take,
+  // is refused here as on PutObject, not dropped and the object replaced whatever its date)
+  const unkept = unkeptWriteCondition(requestHeaders(ctx));
+  if (unkept !== undefined) throw s3Fail(unkept);
   const uploadId = uploadIdOf(ctx);
   // Its x-amz-checksum-* header is the whole object's checksum (FULL_OBJECT, or COMPOSITE's
   // "value-N"), for S3 to check against the parts: relayed, never taken as the XML body's.

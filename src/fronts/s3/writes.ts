@@ -87,15 +87,18 @@ export function unkeptSettingOf(h: Headers): S3Error | undefined {
   for (const name of GRANT_HEADERS) if (h.has(name)) return aclsNotSupported();
   // An append sent as a plain PutObject would replace the object with the appended bytes.
   if (h.has(WRITE_OFFSET)) return s3Error("NotImplemented", "Appending to an object (x-amz-write-offset-bytes) is not supported through this proxy: the request would replace the object.", { Header: WRITE_OFFSET });
-  if (h.has(UNKEPT_WRITE_CONDITION)) {
-    return s3Error("NotImplemented", `A write conditional on ${UNKEPT_WRITE_CONDITION} is not supported through this proxy (only If-Match and If-None-Match are): the object would be written without the condition.`, { Header: UNKEPT_WRITE_CONDITION });
-  }
-  return unkeptSetting(h);
+  return unkeptWriteCondition(h) ?? unkeptSetting(h);
+}
+
+/** A write's If-Unmodified-Since (UNKEPT_WRITE_CONDITION) as S3's error, or undefined without one. */
+export function unkeptWriteCondition(h: Headers): S3Error | undefined {
+  if (!h.has(UNKEPT_WRITE_CONDITION)) return undefined;
+  return s3Error("NotImplemented", `A write conditional on ${UNKEPT_WRITE_CONDITION} is not supported through this proxy (only If-Match and If-None-Match are): the object would be written without the condition.`, { Header: UNKEPT_WRITE_CONDITION });
 }
 
 /**
- * An HTTP precondition S3 does not take on a write (PutObject and CopyObject take If-Match and
- * If-None-Match only), which RFC 9110 applies to any method: refused (501), as on a delete
+ * An HTTP precondition S3 does not take on a write (PutObject, CopyObject and
+ * CompleteMultipartUpload take If-Match and If-None-Match only), which RFC 9110 applies to any method: refused (501), as on a delete
  * (unkeptDeleteCondition), rather than dropped and the object overwritten whatever its date.
  */
 const UNKEPT_WRITE_CONDITION = "if-unmodified-since";
