@@ -221,7 +221,7 @@ clientTest("rclone")(
 );
 
 clientTest("rclone")(
-  "rclone copyto with its default bucket check (CreateBucket first: BucketAlreadyOwnedByYou), byte-exact",
+  "rclone copyto with its default bucket check (CreateBucket first: 200 for a bucket one owns in us-east-1), byte-exact",
   async () => {
     const bytes = new TextEncoder().encode("checked bucket\n");
     const src = file("rclone-check.txt", bytes);
