@@ -197,7 +197,14 @@ export function s3Parse(ctx: RequestContext): undefined {
   // the destination with an empty body).
   const headers = v.kind === "ok" && v.presigned ? withHoistedHeaders(req.headers, v.query) : req.headers;
   const op = operationOf(ctx.method, a, v.query, ctx.method === "PUT" && headers.has("x-amz-copy-source"));
-  if (typeof op !== "string") return fail(op);
+  if (typeof op !== "string") {
+    // An operation this front does not serve, on a bucket it does not serve either: S3's
+    // NoSuchBucket (`aws s3 rb s3://typo` was told DeleteBucket is not implemented).
+    if (op.code === "NotImplemented" && a.bucket !== "" && (a === addressed.a ? ctx.bucket : configuredBucket(ctx.rt, a.bucket)) === undefined) {
+      return fail(s3Error("NoSuchBucket", undefined, { BucketName: a.bucket.slice(0, 255) }));
+    }
+    return fail(op);
+  }
   ctx.operation = op;
   if (op === "CopyObject" || op === "UploadPartCopy") ctx.copySource = copySourceLabel(headers.get("x-amz-copy-source"));
   if ((ctx.method === "GET" || ctx.method === "HEAD") && bodied) return fail(s3Error("UnexpectedContent"));
