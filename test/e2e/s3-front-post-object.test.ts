@@ -236,6 +236,16 @@ describe("refusals store nothing", () => {
     await refused(fetch(`${env.endpoint}/up`, { method: "POST", body: form }), 403, "AccessDenied", "bad/anon.txt");
   });
 
+  test("the fields before the file are at most 20 KiB, their names counted too: fields with long names and empty values are MaxPostPreDataLengthExceeded (they were read without limit, all held)", async () => {
+    const p = policyFor("up", "bad/names.txt");
+    const empty: Record<string, string> = {};
+    for (let i = 0; i < 30; i++) empty[`x-ignore-${String(i).padStart(3, "0")}-${"n".repeat(1000)}`] = "";
+    await refused(postForm(p, file, empty), 400, "MaxPostPreDataLengthExceeded", "bad/names.txt");
+    // under the limit, the same kind of fields pass (x-ignore-* need no condition)
+    const few = Object.fromEntries(Object.entries(empty).slice(0, 5));
+    expect((await postForm(policyFor("up", "ok/names.txt"), file, few)).status).toBe(204);
+  });
+
   test("a key (or any field) that is not valid UTF-8 is MalformedPOSTRequest, never rewritten to U+FFFD (which made two keys one)", async () => {
     const p = policyFor("up", "po/");
     // the form written by hand: FormData would encode the value as UTF-8 itself

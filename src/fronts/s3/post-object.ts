@@ -339,9 +339,12 @@ export async function postObjectOp(ctx: RequestContext): Promise<Response> {
         file = part;
         break;
       }
-      const value = await form.text(MAX_FIELD_BYTES - fieldBytes);
+      // (the name counts before the value is read: counted after, fields with empty values
+      // passed the limit unchecked, and a body of distinct long names was held whole)
+      fieldBytes += Buffer.byteLength(name);
+      const value = fieldBytes > MAX_FIELD_BYTES ? undefined : await form.text(MAX_FIELD_BYTES - fieldBytes);
       if (value === undefined) fail(s3Error("MaxPostPreDataLengthExceeded"));
-      fieldBytes += Buffer.byteLength(value!) + name.length;
+      fieldBytes += Buffer.byteLength(value!);
       if (fields.has(name)) fail(s3Error("InvalidArgument", `Bucket POST can only contain one field named '${name.slice(0, 64)}'.`, { ArgumentName: name.slice(0, 64) }));
       fields.set(name, value!);
     }
