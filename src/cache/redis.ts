@@ -195,6 +195,16 @@ return n`;
 const SET_GEN = `redis.call('DEL', KEYS[1])
 return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])`;
 
+/**
+ * A purge's announcement (KEYS: the stream; ARGV: MAXLEN, origin, kind, value, channel): its
+ * stream entry and its message in one step, so that the messages go out in the stream's order.
+ * Sent apart, a later purge's message could come first: a replica that heard it and lost Redis
+ * before the earlier one's message caught up from past both, and served what the earlier one purged.
+ */
+const ANNOUNCE = `local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'o', ARGV[2], 'k', ARGV[3], 'v', ARGV[4])
+redis.call('PUBLISH', ARGV[5], cjson.encode({ id = id, o = ARGV[2], k = ARGV[3], v = ARGV[4] }))
+return id`;
+
 const noop = () => {};
 /** A key no object has (a bucket name never ends in a slash): read at each connection (resync). */
 const PROBE_KEY = "probe//";
@@ -419,8 +429,8 @@ export class RedisLayer implements CacheLayer {
   }
 
   /**
-   * A write's answer waits for this: its commands (the purge, then its announcement: XADD,
-   * PUBLISH) share one operation_timeout_ms, and what is not done by then goes on behind it (queued
+   * A write's answer waits for this: its commands (the purge, then its announcement: ANNOUNCE)
+   * share one operation_timeout_ms, and what is not done by then goes on behind it (queued
    * if it fails). Each given the whole timeout, a Redis answering just under it held every write
    * three times as long.
    */
@@ -533,7 +543,7 @@ export class RedisLayer implements CacheLayer {
 
   private async announce(inv: RemoteInvalidation): Promise<void> {
     const value = inv.kind === "key" ? inv.key : inv.prefix;
-    const xadd = async () => String(await this.link.run("XADD", (c) => c.send("XADD", [this.stream, "MAXLEN", "~", String(STREAM_MAXLEN), "*", "o", this.origin, "k", inv.kind, "v", value])));
+    const xadd = async () => String(await this.link.run("XADD", (c) => c.send("EVAL", [ANNOUNCE, "1", this.stream, String(STREAM_MAXLEN), this.origin, inv.kind, value, this.channel])));
     let id: string;
     try {
       id = await xadd().catch(async (err: unknown) => {
@@ -553,7 +563,6 @@ export class RedisLayer implements CacheLayer {
       throw err;
     }
     this.seen(id);
-    await this.link.run("PUBLISH", (c) => c.publish(this.channel, JSON.stringify({ id, o: this.origin, k: inv.kind, v: value })));
   }
 
   private enqueue(inv: RemoteInvalidation): void {
