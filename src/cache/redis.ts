@@ -595,7 +595,9 @@ export class RedisLayer implements CacheLayer {
     // (JSON that is no object, `null` published by another client: thrown here, out of the
     // subscription's callback, it was an uncaught exception that stopped every replica at once)
     if (typeof m?.v !== "string" || (m.k !== "key" && m.k !== "prefix")) return;
-    if (typeof m.id === "string") this.seen(m.id);
+    // (not while the link comes up: the catch-up reads the stream from the position, which a message
+    // heard meanwhile moved past the purges missed while away; the catch-up's end covers it)
+    if (typeof m.id === "string" && this.link.up) this.seen(m.id);
     if (m.o === this.origin) return;
     this.applyRemote(m.k === "key" ? { kind: "key", key: m.v } : { kind: "prefix", prefix: m.v });
   }

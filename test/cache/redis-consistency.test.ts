@@ -401,6 +401,44 @@ describe("purges announced out of order", () => {
   });
 });
 
+describe("a purge heard while reconnecting", () => {
+  test("a later purge's message that arrives before the catch-up does not move the catch-up past a purge missed while cut off: the replica does not serve its memory's copy", async () => {
+    const prefix = "reconnect:";
+    const store = s3();
+    const relay = await tcpRelay(redis.port);
+    try {
+      const b = replica({ prefix });
+      // C reaches Redis through the relay; its commands may take a while (each reply late below).
+      const r = new RedisLayer({ url: `redis://127.0.0.1:${relay.port}`, keyPrefix: prefix, maxItemBytes: 1 << 20, connectTimeoutMs: 3000, operationTimeoutMs: 3000, minBackoffMs: 20, maxBackoffMs: 100 });
+      const c = new Cache([new MemoryLayer(1 << 20, 1 << 20), r]);
+      open.push(c);
+      await Promise.all([up(b.redis), up(r)]);
+      await b.cache.delete("b/y"); // a stream exists
+      store.objects.set("b/x", "old x");
+      expect(await read(c, store, "x")).toMatchObject({ x: "MISS", body: "old x" });
+      await c.idle?.();
+      expect(await read(c, store, "x")).toMatchObject({ x: "HIT", layer: "memory", body: "old x" });
+      relay.cut();
+      await waitFor(() => r.health().state === "down", { message: "C's Redis layer to be down" });
+      // x written through B while C is cut off: C misses its message.
+      store.objects.set("b/x", "new x");
+      await b.cache.delete("b/x");
+      // C reconnects (each reply 150 ms late); y is purged once its subscription is made, so that
+      // y's message reaches C before C catches up.
+      relay.delayResponses(150);
+      const subscribed = relay.sent("SUBSCRIBE");
+      relay.restore();
+      await waitFor(() => relay.sent("SUBSCRIBE") > subscribed, { message: "C to subscribe again" });
+      await b.cache.delete("b/y");
+      await up(r);
+      relay.delayResponses(0);
+      expect(await read(c, store, "x")).toMatchObject({ x: "MISS", body: "new x" });
+    } finally {
+      relay.close();
+    }
+  });
+});
+
 describe("Redis restored from an older snapshot (an RDB, an AOF that lost its last second, a lagging replica promoted): the purges after it are lost", () => {
   let snap: RedisServer;
   beforeAll(async () => {
