@@ -55,6 +55,28 @@ async function list(dir: string): Promise<string[]> {
 }
 
 /**
+ * The folders under objects/ (never a symbolic link, which is removed: the link only). A link
+ * there to a folder outside was followed: the files in it with an object's name were indexed,
+ * served, and deleted by the rebuild (not an object), an eviction or a purge, and new objects were
+ * written through it.
+ */
+async function objectFolders(objects: string): Promise<string[]> {
+  let entries;
+  try {
+    entries = await readdir(objects, { withFileTypes: true });
+  } catch {
+    return [];
+  }
+  const out: string[] = [];
+  for (const e of entries) {
+    if (!/^[0-9a-f]{2}$/.test(e.name)) continue;
+    if (e.isDirectory()) out.push(e.name);
+    else if (e.isSymbolicLink()) await unlink(join(objects, e.name)).catch(() => {});
+  }
+  return out;
+}
+
+/**
  * How an object file is opened to be checked: never through a symlink, and without waiting (a FIFO
  * in the folder, or a symlink to one, made a plain open wait for a writer forever, and every
  * lookup, purge and stop waits for the rebuild).
@@ -94,16 +116,18 @@ export async function readObjectFile(file: string, hash: string): Promise<Scanne
 
 export async function scanDir(dir: string): Promise<ScanResult> {
   let tempsRemoved = 0;
+  // Only names of temporary files (tmp/<pid>.<start>.<random>.part) whose writer is gone: every
+  // other file in tmp/ was deleted too, and with tmp/ a symbolic link to a folder outside, every
+  // file in that folder.
   for (const name of await list(join(dir, "tmp"))) {
     const owner = ownerOfTemp(name);
-    if (owner !== undefined && alive(owner)) continue;
+    if (owner === undefined || alive(owner)) continue;
     await unlink(join(dir, "tmp", name)).catch(() => {});
     tempsRemoved++;
   }
 
   const candidates: { file: string; hash: string }[] = [];
-  for (const sub of await list(join(dir, "objects"))) {
-    if (!/^[0-9a-f]{2}$/.test(sub)) continue;
+  for (const sub of await objectFolders(join(dir, "objects"))) {
     for (const name of await list(join(dir, "objects", sub))) {
       const hash = hashOfName(name);
       if (hash !== undefined && hash.startsWith(sub)) candidates.push({ file: join(dir, "objects", sub, name), hash });

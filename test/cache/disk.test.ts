@@ -478,6 +478,42 @@ describe("restart", () => {
     await d2.close();
   });
 
+  // tmp/ a symbolic link to a folder outside: the rebuild deleted every file in that folder (any
+  // name in tmp/ was taken for a crashed write's). objects/<h2> a link to a folder outside: its
+  // files with an object's name were indexed and served, or deleted as "not an object".
+  test("the rebuild deletes nothing outside the folder through a symbolic link, and indexes nothing through one", async () => {
+    const dir = freshDir();
+    const d1 = await open(dir);
+    await d1.put(obj("b/good", 5000));
+    await d1.close();
+    const [good] = files(dir);
+    const outside = join(root, `outside-${n}`);
+    mkdirSync(outside);
+    writeFileSync(join(outside, "important.txt"), "keep me");
+    const named = join(outside, "cd" + "0".repeat(30) + ".x1.obj");
+    writeFileSync(named, "keep me too");
+    // a copy of an object file, outside the folder, under a name the layer would index
+    const sub = good!.split("/").at(-2)!;
+    const copy = join(root, `outside-objects-${n}`);
+    mkdirSync(copy);
+    writeFileSync(join(copy, good!.split("/").at(-1)!), readFileSync(good!));
+    rmSync(join(dir, "objects", sub), { recursive: true });
+    symlinkSync(copy, join(dir, "objects", sub));
+    symlinkSync(outside, join(dir, "objects", "cd"));
+    rmSync(join(dir, "tmp"), { recursive: true });
+    symlinkSync(outside, join(dir, "tmp"));
+    const d2 = await open(dir);
+    expect(readdirSync(outside).sort()).toEqual([named.split("/").at(-1)!, "important.txt"]);
+    expect(readdirSync(copy)).toHaveLength(1);
+    expect(d2.keys()).toEqual([]);
+    expect(await d2.get("b/good")).toBeUndefined();
+    // the links under objects/ are gone (not their targets): new objects are written inside the folder
+    await d2.put(obj("b/good", 5000));
+    expect(readdirSync(copy)).toHaveLength(1);
+    expect(files(dir)).toHaveLength(1);
+    await d2.close();
+  });
+
   test("two versions of one key (a crash between rename and unlink): the newer is kept", async () => {
     const dir = freshDir();
     const a = await open(dir);
