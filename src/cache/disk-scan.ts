@@ -58,7 +58,8 @@ async function list(dir: string): Promise<string[]> {
  * The folders under objects/ (never a symbolic link, which is removed: the link only). A link
  * there to a folder outside was followed: the files in it with an object's name were indexed,
  * served, and deleted by the rebuild (not an object), an eviction or a purge, and new objects were
- * written through it.
+ * written through it. Anything else under a folder's name (a file) is removed too: the objects of
+ * its keys (1/256 of them) could never be stored, each fill failing with ENOTDIR, across restarts.
  */
 async function objectFolders(objects: string): Promise<string[]> {
   let entries;
@@ -71,7 +72,7 @@ async function objectFolders(objects: string): Promise<string[]> {
   for (const e of entries) {
     if (!/^[0-9a-f]{2}$/.test(e.name)) continue;
     if (e.isDirectory()) out.push(e.name);
-    else if (e.isSymbolicLink()) await unlink(join(objects, e.name)).catch(() => {});
+    else await unlink(join(objects, e.name)).catch(() => {});
   }
   return out;
 }

@@ -7,7 +7,7 @@ import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFi
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DiskLayer, onDisk } from "../../src/cache/disk.ts";
-import { HEAD_BYTES } from "../../src/cache/disk-format.ts";
+import { HEAD_BYTES, keyHash } from "../../src/cache/disk-format.ts";
 import { isFileBody, type CachedObject } from "../../src/cache/types.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { bytesOf, object } from "./helpers.ts";
@@ -512,6 +512,17 @@ describe("restart", () => {
     expect(readdirSync(copy)).toHaveLength(1);
     expect(files(dir)).toHaveLength(1);
     await d2.close();
+  });
+
+  test("a file in place of a folder under objects/ is removed at start: its keys are stored again (every fill failed with ENOTDIR)", async () => {
+    const dir = freshDir();
+    mkdirSync(join(dir, "objects"), { recursive: true });
+    writeFileSync(join(dir, "objects", keyHash("b/a").slice(0, 2)), "not a folder");
+    const d = await open(dir);
+    await d.put(obj("b/a", 5000));
+    expect((await d.get("b/a"))?.size).toBe(5000);
+    expect(d.errors()).toBe(0);
+    await d.close();
   });
 
   test("two versions of one key (a crash between rename and unlink): the newer is kept", async () => {
