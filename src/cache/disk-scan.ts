@@ -15,11 +15,18 @@ export interface ScannedFile extends DiskHead {
   file: string;
   fileSize: number;
   mtimeMs: number;
+  /**
+   * The last change of the file (written and renamed, or its times rewritten by a revalidation):
+   * the order of the LRU at start. Not mtimeMs, which is whole seconds (DiskWrite.store): the
+   * objects written within one second came back in any order, the newest evicted first. (Equal
+   * times, a kernel's coarse clock, go by storedAt.)
+   */
+  ctimeMs: number;
   ino: number;
 }
 
 export interface ScanResult {
-  /** Oldest first (by modification time): the order to insert them into the LRU. */
+  /** Oldest first (by ctimeMs): the order to insert them into the LRU. */
   files: ScannedFile[];
   /** Files deleted because they were not complete objects, or an older version of a key. */
   dropped: number;
@@ -107,7 +114,7 @@ export async function readObjectFile(file: string, hash: string): Promise<Scanne
     const h = decodeHead(head, st.size);
     if (typeof h === "string") return h;
     if (keyHash(h.key) !== hash) return "key does not match the file name";
-    return { ...h, file, fileSize: st.size, mtimeMs: st.mtimeMs, ino: st.ino };
+    return { ...h, file, fileSize: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino };
   } catch {
     return "unreadable";
   } finally {
@@ -159,6 +166,6 @@ export async function scanDir(dir: string): Promise<ScanResult> {
       }
     }
   }
-  const files = [...newest.values()].sort((a, b) => a.mtimeMs - b.mtimeMs);
+  const files = [...newest.values()].sort((a, b) => a.ctimeMs - b.ctimeMs || a.storedAt - b.storedAt);
   return { files, dropped, tempsRemoved };
 }
