@@ -125,10 +125,15 @@ export function diskDirProblem(dir: string): string | undefined {
   return undefined;
 }
 
-/** `dir` made owner-only (CACHE_DIR_MODE) when others may reach into it; best effort (a folder of another owner stays as it is). */
+/**
+ * `dir` made owner-only (CACHE_DIR_MODE) when others may reach into it; best effort (a folder of
+ * another owner stays as it is). Not through a symbolic link: the folder it points to, outside
+ * the cache folder, was made 0700 (a shared folder locked away from its other users).
+ */
 function ownerOnly(dir: string): void {
   try {
-    if ((statSync(dir).mode & 0o077) !== 0) chmodSync(dir, CACHE_DIR_MODE);
+    const st = lstatSync(dir);
+    if (st.isDirectory() && (st.mode & 0o077) !== 0) chmodSync(dir, CACHE_DIR_MODE);
   } catch {
     // (not ours to change: the layer works as before)
   }

@@ -5,7 +5,7 @@
  * nginx's proxy_cache writes its files 0600 too).
  */
 import { afterAll, expect, test } from "bun:test";
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Cache } from "../../src/cache/cache.ts";
@@ -50,4 +50,19 @@ test("a cache folder made before (objects/ and tmp/ 0755, files 0644) is made ow
   const disk = new DiskLayer({ dir, maxBytes: 64 << 20, maxItemBytes: 8 << 20 });
   await disk.ready;
   for (const sub of ["objects", "tmp"]) expect([sub, (statSync(join(dir, sub)).mode & 0o777).toString(8)]).toEqual([sub, "700"]);
+});
+
+test("a folder outside the cache folder that tmp/ or objects/ links to keeps its mode", async () => {
+  const dir = join(root, "linked");
+  mkdirSync(dir, { recursive: true });
+  for (const sub of ["objects", "tmp"]) {
+    const outside = join(root, `outside-${sub}`);
+    mkdirSync(outside, { mode: 0o755 });
+    chmodSync(outside, 0o755);
+    symlinkSync(outside, join(dir, sub));
+  }
+  const disk = new DiskLayer({ dir, maxBytes: 64 << 20, maxItemBytes: 8 << 20 });
+  await disk.ready;
+  for (const sub of ["objects", "tmp"]) expect([sub, (statSync(join(root, `outside-${sub}`)).mode & 0o777).toString(8)]).toEqual([sub, "755"]);
+  await disk.close();
 });
