@@ -122,6 +122,13 @@ export async function readObjectFile(file: string, hash: string): Promise<Scanne
   }
 }
 
+/**
+ * Whether `a` was written after `b` (two versions of one key: a crash between the rename of the
+ * newer and the unlink of the older). By the files' ctime, not storedAt: an answer that came with
+ * Age (a CDN in front) is stored as fetched that long ago, and the older version was kept.
+ */
+const written = (a: ScannedFile, b: ScannedFile): boolean => (a.ctimeMs - b.ctimeMs || a.storedAt - b.storedAt) > 0;
+
 export async function scanDir(dir: string): Promise<ScanResult> {
   let tempsRemoved = 0;
   // Only names of temporary files (tmp/<pid>.<start>.<random>.part) whose writer is gone: every
@@ -159,7 +166,7 @@ export async function scanDir(dir: string): Promise<ScanResult> {
       }
       const other = newest.get(r.key);
       if (other === undefined) newest.set(r.key, r);
-      else if (other.storedAt >= r.storedAt) await drop(r.file);
+      else if (!written(r, other)) await drop(r.file);
       else {
         await drop(other.file);
         newest.set(r.key, r);

@@ -540,15 +540,47 @@ describe("restart", () => {
     await d.close();
   });
 
-  test("two versions of one key (a crash between rename and unlink): the newer is kept", async () => {
+  /**
+   * The folder a crash between a write's rename and the unlink of the older version leaves: the
+   * file of `older` then, written later, the file of `newer` (written in a folder of its own and
+   * moved in: an older file put back, or unlinked under a second name, gets a new ctime).
+   */
+  async function twoVersions(older: CachedObject, newer: CachedObject): Promise<string> {
     const dir = freshDir();
     const a = await open(dir);
-    await a.put(obj("b/k", 100, '"old"'));
-    const oldFile = files(dir)[0]!;
-    const saved = readFileSync(oldFile);
-    await a.put({ ...obj("b/k", 200, '"new"'), storedAt: NOW + 5 });
-    writeFileSync(oldFile, saved); // the older version is back, as if its unlink never happened
+    await a.put(older);
+    await a.close();
+    await clockTicks(statSync(files(dir)[0]!).ctimeMs);
+    const other = freshDir();
+    const b = await open(other);
+    await b.put(newer);
+    await b.close();
+    const [file] = files(other);
+    renameSync(file!, join(dir, "objects", file!.split("/").at(-2)!, file!.split("/").at(-1)!));
     expect(files(dir)).toHaveLength(2);
+    return dir;
+  }
+
+  /** Until a file changed now gets a later ctime than `ctimeMs` (a kernel's coarse clock gives one to every change within a tick). */
+  const clockTicks = (ctimeMs: number) =>
+    waitFor(() => {
+      const probe = join(root, "tick");
+      writeFileSync(probe, "");
+      return statSync(probe).ctimeMs > ctimeMs;
+    });
+
+  // The version written last is the newer one, not the one with the later storedAt: an answer that
+  // came with Age (a CDN in front) is stored as fetched that long ago, and the older version was
+  // kept, the newer deleted (its object served again after the restart).
+  test("two versions of one key, the newer fetched with an Age (storedAt earlier than the older's): the one written last is kept", async () => {
+    const dir = await twoVersions(obj("b/k", 100, '"old"'), { ...obj("b/k", 200, '"new"'), storedAt: NOW - 3_600_000 });
+    const c = await open(dir);
+    expect((await c.get("b/k"))!.headers.etag).toBe('"new"');
+    expect(files(dir)).toHaveLength(1);
+  });
+
+  test("two versions of one key (a crash between rename and unlink): the newer is kept", async () => {
+    const dir = await twoVersions(obj("b/k", 100, '"old"'), { ...obj("b/k", 200, '"new"'), storedAt: NOW + 5 });
     const c = await open(dir);
     expect((await c.get("b/k"))!.headers.etag).toBe('"new"');
     expect(files(dir)).toHaveLength(1);
