@@ -79,6 +79,13 @@ test("dashboard covers requests, errors and latency by bucket, cache layers, ups
     expect(needed.test(text) ? "" : String(needed)).toBe("");
 });
 
+test("dashboard: the open file descriptors panel plots the limit beside them (process_max_fds, as the README says)", () => {
+  const ps = dash.panels as Array<{ title: string; targets?: Array<{ expr: string }> }>;
+  const exprs = (ps.find((p) => p.title === "Open file descriptors")?.targets ?? []).map((t) => t.expr);
+  expect(exprs.some((e) => e.startsWith("process_open_fds{"))).toBe(true);
+  expect(exprs.some((e) => e.startsWith("process_max_fds{"))).toBe(true);
+});
+
 test("alerts: each has a severity and a summary; the required conditions are all there", () => {
   for (const r of rules) {
     expect([r.alert, ["critical", "warning"].includes(r.labels?.severity ?? "")]).toEqual([r.alert, true]);
