@@ -444,6 +444,9 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
     const n = f.node;
     if (isMap(n)) {
       const seen = new Map<string, number | undefined>();
+      // (pushed last key first, so the walk reads a mapping in the file's order, as a list: the
+      // substitution bound names the first key past it)
+      const children: Frame[] = [];
       for (const pair of n.items) {
         if (!isPair(pair)) continue;
         // (`*name : value`: an alias of a string is that string as a key, as the yaml package reads it)
@@ -481,8 +484,9 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
         // line is where the reader looks. A scalar is reported where it is.
         const at = isMap(pair.value) || isSeq(pair.value) ? (keyLine ?? line(pair.value)) : (line(pair.value) ?? keyLine);
         if (at !== undefined) lines.set(fmt, at);
-        stack.push({ node: pair.value, fmt, seg: name, parent: f });
+        children.push({ node: pair.value, fmt, seg: name, parent: f });
       }
+      for (let i = children.length - 1; i >= 0; i--) stack.push(children[i]!);
     } else if (isSeq(n)) {
       for (let i = n.items.length - 1; i >= 0; i--) {
         const fmt = child(f.fmt, i);

@@ -398,6 +398,9 @@ describe("parseConfig", () => {
     expect(budget(refs(200), { BIG: MIB })).toEqual([
       { path: "notes[4]", message: `environment variable BIG (${MIB.length} characters) takes the values substituted into the config over ${4 * MIB.length} characters in all: substitute smaller values, or fewer times`, line: 6 },
     ]);
+    // in a mapping too, the key named is the first one past the bound in the file's order (the walk read mappings last key first: x-2 was named)
+    const keys = `${Array.from({ length: 6 }, (_, i) => `x-${i + 1}: "\${BIG}"\n`).join("")}${B}`;
+    expect(budget(keys, { BIG: MIB }).map((i) => [i.path, i.line])).toEqual([["x-5", 5]]);
     const one = budget(B.replace("bkt", '"${HUGE}"'), { HUGE: MIB.repeat(5) });
     expect(one.map((i) => [i.path, i.message.slice(0, 46)])).toEqual([["buckets[0].s3.bucket", `environment variable HUGE (${5 * MIB.length} characters)`]]);
     // in a secret, the variable is not named (what follows a `\${` there may be part of the secret)
