@@ -149,7 +149,14 @@ function parseArgs(argv: string[]): Args | { exit: number; out: string; err?: bo
 /** Loopback: a container's own listener, whose certificate (often self-signed, issued for its public name) says nothing about this check. */
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "[::1]", "::1"]);
 
+/** The proxy variables Bun's fetch goes through (a container given an egress proxy has them). */
+const PROXY_ENV = ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"];
+
 async function healthcheck(url: string): Promise<number> {
+  // This instance's own listener, asked directly: through the proxy the environment names, a
+  // check of the loopback failed while the listener served ("connection refused" was the proxy's),
+  // or passed on the proxy's answer.
+  for (const v of PROXY_ENV) delete process.env[v];
   try {
     // An https:// check of this process's own listener on the loopback does not verify its
     // certificate (self-signed, or issued for a name other than 127.0.0.1); anywhere else it does.

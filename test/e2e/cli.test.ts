@@ -98,6 +98,21 @@ test("--healthcheck: exit 0 on 200; otherwise 1 with the reason on stderr", asyn
   expect([closed.code, closed.stderr]).toEqual([1, "healthcheck: http://127.0.0.1:1/health: connection refused by 127.0.0.1:1: nothing listens there (is the proxy running, and on this port?)\n"]);
 });
 
+test("--healthcheck never goes through the HTTP proxy the environment names (a container's egress proxy cannot reach its loopback: the check failed, or passed on the proxy's answer)", async () => {
+  let relayed = 0;
+  const egress = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => (relayed++, new Response("proxy", { status: 502 })) });
+  const s = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("ok") });
+  try {
+    const via = `http://127.0.0.1:${egress.port}`;
+    const env = { HTTP_PROXY: via, http_proxy: via, HTTPS_PROXY: via, https_proxy: via, ALL_PROXY: via, all_proxy: via };
+    expect(await runCli(["--healthcheck", `http://127.0.0.1:${s.port}/health`], { env })).toEqual({ code: 0, stdout: "", stderr: "" });
+    expect(relayed).toBe(0);
+  } finally {
+    egress.stop(true);
+    s.stop(true);
+  }
+});
+
 test("--healthcheck with the wrong scheme or a listener that never answers says so in its own words, never the runtime's ('pass `verbose: true` ... to fetch()')", async () => {
   const gen = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=hc.example",
     "-keyout", join(dir, "hc-key.pem"), "-out", join(dir, "hc-cert.pem")], { stdout: "ignore", stderr: "ignore" });
