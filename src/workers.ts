@@ -43,6 +43,7 @@
  */
 import type { TlsMaterial } from "./server.ts";
 import type { Subprocess } from "bun";
+import { existsSync } from "node:fs";
 import type { Config } from "./config/load.ts";
 import { renderMerged } from "./observe/metrics.ts";
 import type { Logger } from "./observe/log.ts";
@@ -307,10 +308,17 @@ export function reportGeneration(running: number | undefined, failed?: { generat
 /** argv to start this same program again (compiled binary or `bun src/main.ts`). */
 function selfCommand(): string[] {
   const compiled = Bun.main.startsWith("/$bunfs/") || Bun.main.startsWith("B:/~BUN/");
+  // The executable this process runs, not the file now at its path: an upgrade in place (a package
+  // manager renames the new version over it, or removes it) started a child of another version, or
+  // none (posix_spawn ENOENT: the primary crashed, exit 70, and the group with it).
+  const exe = existsSync(SELF_EXE) ? SELF_EXE : process.execPath;
   // The compiled binary adds its built-in execArgv itself; from source, the primary's own flags
   // (--max-http-header-size) go to the children too.
-  return compiled ? [process.execPath] : [process.execPath, ...process.execArgv, Bun.main];
+  return compiled ? [exe] : [exe, ...process.execArgv, Bun.main];
 }
+
+/** Linux: the running executable, even once removed or replaced on disk. */
+const SELF_EXE = "/proc/self/exe";
 
 export interface Children {
   /** Merges the primary's own snapshot with every live child's (and what dead children had counted). */

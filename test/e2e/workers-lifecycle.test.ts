@@ -6,7 +6,10 @@
  */
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
-import { startProxy, type ProxyProcess, stoppedWorkers } from "./harness.ts";
+import { chmodSync, copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { command, startProxy, type ProxyProcess, stoppedWorkers } from "./harness.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
@@ -125,6 +128,25 @@ test("a child killed with SIGKILL is restarted and the merged counters and histo
   );
   expect(requests(await scrape())).toBe(served());
   expect(await px.stop()).toBe(0);
+});
+
+test("a child that dies after the executable was removed or replaced on disk (an upgrade in place) is restarted from the one running: the group keeps serving", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "yata-exe-"));
+  try {
+    // The group runs from a copy of the runtime (or binary), removed once it serves.
+    const exe = join(dir, "exe");
+    copyFileSync(command()[0], exe);
+    chmodSync(exe, 0o755);
+    await using px = await startProxy(config(), { prefix: ["sh", "-c", 'shift; exec "$0" "$@"', exe] });
+    const first = await px.waitForLog((l) => l.msg === "listening" && l.worker === 1);
+    rmSync(exe);
+    process.kill(Number(first.pid), "SIGKILL");
+    await px.waitForLog((l) => l.msg === "listening" && l.worker === 1 && l.pid !== first.pid);
+    expect((await fetch(px.url("/one/obj.txt"))).status).toBe(200);
+    expect(await px.stop()).toBe(0);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test("a child that does not answer a scrape in time (stopped, busy) keeps its last counts in the merged counters", async () => {
