@@ -510,11 +510,29 @@ export function startChildren(opts: {
 
   const spawn = (i: number) => {
     lastStart[i] = performance.now();
+    let child: Subprocess;
+    try {
+      child = spawnChild(i);
+    } catch (err) {
+      // (no descriptor left for its pipes, a connection flood: EMFILE; no process left: EAGAIN)
+      // Tried again as one that exited at once: thrown from the restart timer, this was an
+      // uncaught exception, and the whole group exited 70.
+      quickExits[i] = (quickExits[i] ?? 0) + 1;
+      const wait = Math.min(MAX_RESTART_DELAY_MS, 1000 * 2 ** (quickExits[i]! - 1));
+      log.error("could not start a worker; retrying", { child: i, error: String((err as Error)?.message ?? err), restart_in_ms: wait });
+      setTimeout(() => !stopping && spawn(i), wait);
+      return;
+    }
+    children[i] = child;
+    reported[i] = {};
+    asked[i] = false;
+  };
+  const spawnChild = (i: number): Subprocess => {
     /** The latest snapshot this child sent: what it had counted when it was last heard from. */
     let last: Snapshot | undefined;
     let exited = false;
     // No --config: a child never reads the file; it asks for the primary's config over IPC ("config-request").
-    const child = Bun.spawn(selfCommand(), {
+    const child: Subprocess = Bun.spawn(selfCommand(), {
       env: { ...process.env, YATAGARASU_WORKER: String(i), YATAGARASU_PORT: String(port), YATAGARASU_WORKERS: String(n) },
       stdio: ["ignore", "inherit", "inherit"],
       ipc(message) {
@@ -585,9 +603,7 @@ export function startChildren(opts: {
         setTimeout(() => !stopping && spawn(i), wait);
       },
     });
-    children[i] = child;
-    reported[i] = {};
-    asked[i] = false;
+    return child;
   };
   for (let i = 1; i < n; i++) spawn(i);
 

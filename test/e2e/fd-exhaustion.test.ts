@@ -113,6 +113,33 @@ async function accepted(port: number, socks: net.Socket[]): Promise<net.Socket> 
   return s;
 }
 
+test("server.workers: 2, a child that dies while the primary has no descriptor left is started again once there are: the group does not exit", async () => {
+  await using px = await startProxy(`server: { address: 127.0.0.1, port: 0, workers: 2, shutdown_timeout: 1 }\nbuckets:\n  - { name: data, path_prefix: /data, s3: { bucket: data, endpoint: "${s3.endpoint}" } }\n`, {
+    prefix: ["prlimit", `--nofile=${LIMIT}:${LIMIT}`, "--"],
+  });
+  const child = await px.waitForLog((l) => l.msg === "listening" && l.worker === 1);
+  const socks: net.Socket[] = [];
+  const open = async () => {
+    const s = await connect(px.port);
+    s.on("error", () => {});
+    // (a head still arriving: not an idle connection, never closed to make room)
+    s.write("GET /health HTTP/1.1\r\nHost: x\r\n");
+    socks.push(s);
+  };
+  try {
+    // The shared port spreads the connections over both processes: more, until the primary's table is full, then some waiting in its backlog.
+    await waitFor(async () => (await open(), fds(px.proc.pid) >= LIMIT), { timeoutMs: 20_000, message: () => `the primary's descriptor table to fill (${fds(px.proc.pid)} of ${LIMIT})` });
+    for (let i = 0; i < LIMIT; i++) await open();
+    process.kill(Number(child.pid), "SIGKILL");
+    await px.waitForLog((l) => l.msg === "could not start a worker; retrying" && l.child === 1, 20_000);
+  } finally {
+    for (const s of socks) s.destroy();
+  }
+  await px.waitForLog((l) => l.msg === "listening" && l.worker === 1 && l.pid !== child.pid, 20_000);
+  expect(px.proc.exitCode).toBeNull();
+  expect(await px.stop()).toBe(0);
+});
+
 describe.each(["bun", "node"])("engine %s", (engine) => {
   test("a disk-cache hit with no file descriptor left is a 503 with Retry-After; the process stays up and serves the object again once connections close", async () => {
     const dir = join(cacheRoot, engine);
