@@ -54,6 +54,15 @@ async function purgingIfUnsure<T extends { status: number }>(ctx: RequestContext
     res = await run();
   } catch (err) {
     await Promise.all(keys.map((k) => purgeWritten(ctx, k)));
+    // The store may apply the write after the proxy gave up on its answer (S3 commits a body it
+    // took whole): a read in between cached the old object again, then served as a HIT for its
+    // TTL while the store held the new one (or none). Purged once more, s3.timeout later (holding
+    // the names, not the request), unless it never went out (refused by an open breaker).
+    if (ctx.timing.attempts > 0) {
+      const mates = matesOf(ctx);
+      const cache = ctx.svc.cache;
+      setTimeout(() => void Promise.all(keys.map((k) => cache.purgeObjectIn(mates, k))), ctx.bucket!.cfg.s3.timeout * 1000).unref();
+    }
     throw err;
   }
   // (a 4xx to a resent write says nothing of the attempt before it, which may have landed)
