@@ -25,7 +25,7 @@ import { EMPTY_SHA256, utf8HeaderValue } from "../../s3/sigv4.ts";
 import { upstreamBucketsOf, withUpstreamWords } from "./relay.ts";
 import { fromProxyError, s3Error, s3ErrorResponse, type S3Error } from "./errors.ts";
 import { s3ErrorOf, s3Fail } from "./fail.ts";
-import type { S3Identities, S3Principal } from "./identities.ts";
+import { adoptPrincipal, type S3Identities, type S3Principal } from "./identities.ts";
 import { listObjects } from "./list.ts";
 import { copyObjectOp, copySourceLabel, uploadPartCopyOp } from "./copy.ts";
 import { getBucketAclOp, getObjectAclOp, putAclOp } from "./acl.ts";
@@ -177,10 +177,7 @@ export function s3Parse(ctx: RequestContext): undefined {
     principal = v.principal;
     // (counted "success" by s3Permit once the grants allow the request: a request they refuse is
     // one outcome, "forbidden", as a claim rule's refusal is on the plain front)
-    ctx.subject = principal.identity;
-    ctx.claims = principal.claims;
-    ctx.principal = principal.kind === "session" ? "s3_session" : "s3_static";
-    if (principal.kind === "session") ctx.session = principal.session.sessionId;
+    adoptPrincipal(ctx, principal);
     // The signed payload of a bodiless request must be the empty one.
     if (v.mode === "sha256" && v.payloadHash !== EMPTY_SHA256 && !bodied) {
       return fail(s3Error("XAmzContentSHA256Mismatch", undefined, { ClientComputedContentSHA256: v.payloadHash, S3ComputedContentSHA256: EMPTY_SHA256 }));

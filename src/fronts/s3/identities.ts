@@ -9,6 +9,7 @@
  */
 import type { Claims } from "../../auth/rules.ts";
 import type { S3ApiConfig, S3Permission } from "../../config/s3-api.ts";
+import type { RequestContext } from "../../proxy/context.ts";
 import { TtlLru } from "../../util/lru.ts";
 import { s3Error, type S3Error } from "./errors.ts";
 import { SigningKeyCache } from "./signing-keys.ts";
@@ -39,6 +40,14 @@ export interface SessionPrincipalEntry {
 }
 
 export type S3Principal = StaticPrincipal | SessionPrincipalEntry;
+
+/** A verified S3 principal as the request's identity (the access line, the audit trail, the authorizer's input). */
+export function adoptPrincipal(ctx: RequestContext, principal: S3Principal): void {
+  ctx.subject = principal.identity;
+  ctx.claims = principal.claims;
+  ctx.principal = principal.kind === "session" ? "s3_session" : "s3_static";
+  if (principal.kind === "session") ctx.session = principal.session.sessionId;
+}
 
 /** Verified sessions remembered per generation (each costs ~1 KiB). */
 export const SESSION_CACHE_SIZE = 10_000;

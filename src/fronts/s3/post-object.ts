@@ -38,7 +38,7 @@ import { s3Error, type S3Error } from "./errors.ts";
 import { isRefusal, s3Fail } from "./fail.ts";
 import { FormDataError, formBoundary, FormReader } from "./form-data.ts";
 import type { S3RequestContext } from "./front.ts";
-import type { S3Principal } from "./identities.ts";
+import { adoptPrincipal, type S3Principal } from "./identities.ts";
 import { mayAccess } from "./permissions.ts";
 import { checkPostPolicy, type PostPolicy } from "./post-policy.ts";
 import { HEADER_VALUE } from "./operations.ts";
@@ -357,10 +357,7 @@ export async function postObjectOp(ctx: RequestContext): Promise<Response> {
       ctx.svc.metrics.auth("invalid");
       throw err;
     }
-    ctx.subject = principal.identity;
-    ctx.claims = principal.claims;
-    ctx.principal = principal.kind === "session" ? "s3_session" : "s3_static";
-    if (principal.kind === "session") ctx.session = principal.session.sessionId;
+    adoptPrincipal(ctx, principal);
     // The bucket a condition names is the one posted to (a `bucket` field cannot change it).
     const forPolicy = new Map(fields);
     forPolicy.set("bucket", ctx.bucketName);
