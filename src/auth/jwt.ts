@@ -40,7 +40,9 @@ export const TOKEN_EXPIRED = "token expired";
 
 const B64URL = /^[A-Za-z0-9_-]*$/;
 
-const utf8 = new TextDecoder();
+// fatal: bytes that are not UTF-8 are refused (RFC 7519 §7.2), not read as U+FFFD; ignoreBOM: a
+// byte order mark is kept, and JSON.parse refuses it, rather than silently dropped.
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 function decodeJson(part: string, what: string): Record<string, unknown> {
   let v: unknown;

@@ -127,6 +127,26 @@ describe("rejections (InvalidToken; the token never appears in the error)", () =
       await bad(`${input}.${sig}`, /payload/);
     }
   });
+  test("a header or payload that is not valid UTF-8, or starts with a byte order mark, is refused (RFC 7519 §7.2)", async () => {
+    // (decoded leniently, a byte that is no UTF-8 became U+FFFD, so distinct signed bytes read as one
+    // claim value, and a BOM was silently dropped: both were accepted)
+    const signed = (header: Uint8Array | string, payload: Uint8Array | string) => {
+      const input = `${b64url(header)}.${b64url(payload)}`;
+      return `${input}.${new Bun.CryptoHasher("sha256", SECRET).update(input).digest("base64url")}`;
+    };
+    const claims = JSON.stringify(good());
+    const header = JSON.stringify({ alg: "HS256" });
+    const bom = (s: string) => Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(s)]);
+    expect(await hs.verify(signed(header, claims))).toMatchObject({ sub: "alice" });
+    await bad(signed(header, Buffer.from(claims.replace('"alice"', '"ali\xffce"'), "latin1")), /payload is not base64url JSON/);
+    await bad(signed(header, bom(claims)), /payload is not base64url JSON/);
+    await bad(signed(bom(header), claims), /header is not base64url JSON/);
+    await bad(signed(Buffer.from('{"alg":"HS256","x":"\xc3"}', "latin1"), claims), /header is not base64url JSON/);
+    const k = keys.RS256!;
+    const rs = await make({ algorithm: "RS256", rsa_public_key_path: k.pemPath });
+    const token = await new CompactSign(Buffer.from(claims.replace('"alice"', '"ali\xffce"'), "latin1")).setProtectedHeader({ alg: "RS256" }).sign(k.privateKey);
+    await bad(token, /payload is not base64url JSON/, rs);
+  });
   test("an asymmetric token whose validly signed payload is not a JSON object says so (as the HMAC path does)", async () => {
     const k = keys.RS256!;
     const rs = await make({ algorithm: "RS256", rsa_public_key_path: k.pemPath });
