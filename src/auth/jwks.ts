@@ -253,6 +253,11 @@ export class JwksClient {
           skipped.push({ kid, reason: `use is ${shown(j.use)}, not sig` });
           continue;
         }
+        // (as jose's key sets: key_ops, when given, must name verify; the key is imported without them)
+        if (j.key_ops !== undefined && !(Array.isArray(j.key_ops) && j.key_ops.includes("verify"))) {
+          skipped.push({ kid, reason: "key_ops do not include verify" });
+          continue;
+        }
         // jose refuses RSA keys under 2048 bits when it verifies (a TypeError): such a key, loaded,
         // ended the search of the keys to try, so a token another key would have verified was refused.
         if (j.kty === "RSA" && typeof j.n === "string" && Buffer.from(j.n, "base64url").length * 8 < 2048) {

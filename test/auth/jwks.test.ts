@@ -494,6 +494,16 @@ test("keys skipped for their use or algorithm are named, with why, in the JWKS k
   });
 });
 
+test("a key whose key_ops omit verify is no verification key (RFC 7517 §4.3), as one with use: enc", async () => {
+  // (key_ops was dropped before import: a key published for encryption only verified tokens)
+  const { auth, logs } = await setup([rs1.jwk, { ...rs2.jwk, use: undefined, key_ops: ["encrypt", "wrapKey"] }, { ...es1.jwk, use: undefined, key_ops: ["verify"] }]);
+  await loaded(auth);
+  expect(logs.lines.find((l) => l.msg === "JWKS keys loaded")?.fields).toMatchObject({ kids: ["rs-1", "es-1"], skipped: [{ kid: "rs-2", reason: "key_ops do not include verify" }] });
+  const enc = await signWith(rs2, claims());
+  await expectProxyError(auth.verify(enc), "InvalidToken", /unknown key id/, enc);
+  expect(await auth.verify(await signWith(es1, claims()))).toMatchObject({ sub: "alice" });
+});
+
 test("a JWKS whose every key is skipped: the failed fetch's log line names them, with why", async () => {
   const { auth, logs } = await setup([{ ...rs2.jwk, kid: "enc-only", use: "enc" }, es1.jwk], { algorithms: [] });
   await waitFor(() => logs.lines.some((l) => l.msg === "JWKS fetch failed; no keys yet"), { message: "the failed fetch logged" });
