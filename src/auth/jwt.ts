@@ -61,6 +61,10 @@ function decodeJson(part: string, what: string): Record<string, unknown> {
 // verification. Bounded: when full it is simply cleared (attacker-chosen headers cannot grow it).
 const headerCache = new Map<string, JoseHeader>();
 const HEADER_CACHE_MAX = 64;
+/** The longest header text cached (an issuer's header: alg, typ, kid; ~40-200 characters). */
+const HEADER_CACHE_ENTRY_MAX = 512;
+/** How many parsed headers are kept (what the bound holds: for tests). */
+export const cachedHeaders = (): number => headerCache.size;
 
 /**
  * Splits a compact JWS and decodes its header (validated as base64url JSON with a string alg, a
@@ -88,8 +92,12 @@ export function parseToken(token: string): ParsedToken {
     // header is never cached, so this runs for every such token.
     if (raw.crit !== undefined) throw new TokenError("unsupported token header: crit (this proxy implements no JWS extension)");
     header = raw as JoseHeader;
-    if (headerCache.size >= HEADER_CACHE_MAX) headerCache.clear();
-    headerCache.set(h, header);
+    // (only an issuer's usual short header: a long one, unsigned as yet, pinned up to 64 of them,
+    // token-sized each, whatever max_token_bytes allows)
+    if (h.length <= HEADER_CACHE_ENTRY_MAX) {
+      if (headerCache.size >= HEADER_CACHE_MAX) headerCache.clear();
+      headerCache.set(h, header);
+    }
   }
   return { header, signingInput: token.slice(0, d2), payloadB64: token.slice(d1 + 1, d2), signatureB64: token.slice(d2 + 1) };
 }
