@@ -59,7 +59,7 @@ describe("rate limits", () => {
 describe("ip_filter", () => {
   let env: Awaited<ReturnType<typeof start>>;
   beforeAll(async () => {
-    env = await start("", "    ip_filter: { blocklist: [127.0.0.0/8] }\n");
+    env = await start(", rate_limit: { enabled: true, global: { requests_per_second: 0.01, burst: 2 } }", "    ip_filter: { blocklist: [127.0.0.0/8] }\n");
   });
   afterAll(() => env?.stop());
 
@@ -72,5 +72,15 @@ describe("ip_filter", () => {
     const sha = await codeOf(await signedFetch(env, { method: "GET", path: "/b/a.txt", creds: C, payloadHash: "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881" }));
     const twice = await codeOf(await signedFetch(env, { method: "GET", path: "/b", query: [["prefix", "a"], ["prefix", "b"]], creds: C }));
     expect([sha, twice]).toEqual([right, right]);
+  });
+
+  test("a blocked address is refused before the rate limits count it: it spends no budget, and is never told SlowDown", async () => {
+    const answers: string[] = [];
+    for (let i = 0; i < 4; i++) answers.push(await codeOf(await signedFetch(env, { method: "GET", path: "/b/a.txt", creds: C })));
+    expect(answers).toEqual(Array(4).fill("403 AccessDenied"));
+    // the global budget is whole: a request no bucket refuses is admitted twice, then throttled
+    const service: string[] = [];
+    for (let i = 0; i < 3; i++) service.push(await codeOf(await signedFetch(env, { method: "GET", path: "/", creds: C })));
+    expect(service).toEqual(["200 undefined", "200 undefined", "503 SlowDown"]);
   });
 });

@@ -1,7 +1,9 @@
 /**
  * Phase: admit. Needs the bucket (set by the front's routing). Concurrency cap (503), the uploads
- * cap (requests with a body, in all and per client address: 503), rate limits
- * (429: global, per bucket, per client address), the bucket's IP allow/block lists (403).
+ * cap (requests with a body, in all and per client address: 503), the bucket's IP allow/block
+ * lists (403), rate limits (429: global, per bucket, per client address). The lists come before
+ * the limits: an address the bucket refuses spends none of its budget (counted first, the 403s of
+ * an address outside a bucket's allowlist spent the bucket's budget, and its own clients got 429).
  * The admission slot is released by the logging step, when the body is done.
  */
 import { ProxyError } from "../../errors.ts";
@@ -21,6 +23,7 @@ export function admit(ctx: RequestContext): undefined | Promise<undefined> {
   }
   ctx.entered = slot === "ok" ? "" : slot.ip;
   if (carriesBody(ctx)) enterUpload(ctx);
+  filterIp(ctx);
   const limiter = ctx.rt.limiter;
   if (limiter) {
     const r = limiter.check(limitKey(clientIp(ctx)), ctx.bucketName);
@@ -29,7 +32,7 @@ export function admit(ctx: RequestContext): undefined | Promise<undefined> {
     if (r instanceof Promise) return r.then((rc) => afterRate(ctx, rc));
     return afterRate(ctx, r);
   }
-  return filterIp(ctx);
+  return undefined;
 }
 
 /**
@@ -69,11 +72,10 @@ function afterRate(ctx: RequestContext, r: RateCheck): undefined {
     ctx.svc.metrics.rateLimited(r.scope);
     throw new ProxyError("TooManyRequests", { detail: `Rate limit exceeded (${r.scope})`, headers: { "retry-after": String(r.retryAfterSeconds) } });
   }
-  return filterIp(ctx);
+  return undefined;
 }
 
-function filterIp(ctx: RequestContext): undefined {
+function filterIp(ctx: RequestContext): void {
   const bucket = ctx.bucket;
   if (bucket !== undefined && addressRefused(ctx, bucket)) throw new ProxyError("Forbidden", { detail: "Your address is not allowed" });
-  return undefined;
 }
