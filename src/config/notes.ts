@@ -6,6 +6,7 @@
 import { accessSync, constants, existsSync, readFileSync, statSync } from "node:fs";
 import { X509Certificate } from "node:crypto";
 import { dirname } from "node:path";
+import { cidrContains, parseCidr, parseIp } from "../http/cidr.ts";
 import type { Config } from "./load.ts";
 import { resolveConfigPath } from "./validate.ts";
 import { userContentReaders } from "./writes.ts";
@@ -163,13 +164,22 @@ export function userContentUnsandboxedNote(config: Config): string | undefined {
 
 const readersList = (readers: ReadonlyMap<string, string[]>) => [...readers].map(([name, by]) => `${name} (reads the store of ${by.join(", ")})`).join(", ");
 
+const FIRST_V4 = parseIp("0.0.0.0")!;
+const LAST_V4 = parseIp("255.255.255.255")!;
+
 /**
- * A server.trusted_proxies range that holds every address (a /0): every client is then a trusted
- * proxy, so any client's own X-Forwarded-For names its address (ip_filter, per-IP limits, logs,
- * OPA input). Valid (a proxy reachable only through its load balancers), but said. Undefined when none.
+ * A server.trusted_proxies range that holds every address (a /0), or every IPv4 address (an IPv6
+ * range holding ::ffff:0:0/96, which IPv4 clients are matched in: `::ffff:0:0/96`, `::/80`; told
+ * by its two ends, since only a /0 was, and those trusted every IPv4 client without a word): every
+ * client is then a trusted proxy, so any client's own X-Forwarded-For names its address
+ * (ip_filter, per-IP limits, logs, OPA input). Valid (a proxy reachable only through its load
+ * balancers), but said. Undefined when none.
  */
 export function trustedProxiesNote(config: Config): string | undefined {
-  const i = config.server.trusted_proxies.findIndex((c) => /\/0+$/.test(c.trim()));
+  const i = config.server.trusted_proxies.findIndex((c) => {
+    const range = parseCidr(c.trim());
+    return range !== null && cidrContains(range, FIRST_V4) && cidrContains(range, LAST_V4);
+  });
   if (i < 0) return undefined;
   return `server.trusted_proxies[${i}] (${config.server.trusted_proxies[i]}) trusts every client address: any client can then name its own address in X-Forwarded-For, and ip_filter, the per-IP limits, the access log's and audit trail's client_ip and OPA's client_ip take it; list only your load balancers' addresses`;
 }

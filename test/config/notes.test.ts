@@ -161,7 +161,9 @@ test("a trusted_proxies range that holds every address (/0) is named: any client
     "server.trusted_proxies[1] (0.0.0.0/0) trusts every client address: any client can then name its own address in X-Forwarded-For, and ip_filter, the per-IP limits, the access log's and audit trail's client_ip and OPA's client_ip take it; list only your load balancers' addresses",
   );
   expect(trustedProxiesNote(cfg(`["::/0"]`))).toStartWith("server.trusted_proxies[0] (::/0) trusts every client address");
-  expect([trustedProxiesNote(cfg(`["10.0.0.0/8", "192.168.0.1"]`)), trustedProxiesNote(cfg(`[]`))]).toEqual([undefined, undefined]);
+  // every IPv4 address written as an IPv6 range (the IPv4-mapped /96, or a wider one holding it) trusts every IPv4 client alike
+  for (const all of ["::ffff:0:0/96", "::ffff:0.0.0.0/96", "::/80"]) expect(trustedProxiesNote(cfg(`["${all}"]`))).toStartWith(`server.trusted_proxies[0] (${all}) trusts every client address`);
+  expect([trustedProxiesNote(cfg(`["10.0.0.0/8", "192.168.0.1"]`)), trustedProxiesNote(cfg(`["::ffff:10.0.0.0/104", "2001:db8::/32", "0.0.0.0/1"]`)), trustedProxiesNote(cfg(`[]`))]).toEqual([undefined, undefined, undefined]);
 });
 
 // s3_api.credentials granting write/delete on a read-only bucket passed --check (which listed the
