@@ -91,9 +91,12 @@ export function listBuckets(ctx: RequestContext, api: S3Identities, principal: S
   }));
 }
 
-/** HeadBucket: 200 with the region clients sign for. */
+/**
+ * HeadBucket: 200 with the region clients sign for, and, as S3 answers for a bucket named by its
+ * own name, `x-amz-access-point-alias: false` (the SDKs' AccessPointAlias: false, not unset).
+ */
 export function headBucket(ctx: RequestContext, api: S3Identities): Response {
-  return new Response(null, { status: 200, headers: { "x-amz-bucket-region": api.region, "x-amz-request-id": ctx.id } });
+  return new Response(null, { status: 200, headers: { "x-amz-bucket-region": api.region, "x-amz-access-point-alias": "false", "x-amz-request-id": ctx.id } });
 }
 
 /**
