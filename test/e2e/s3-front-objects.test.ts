@@ -214,6 +214,14 @@ describe("objects (cached bucket)", () => {
     }
     const anonymous = await fetch(`http://127.0.0.1:${env.port}/data/doc.txt`, { headers: sse });
     expect(anonymous.status).toBe(501);
+    // a presigned URL with the key in its query, as the Ruby SDK's presigner hoists it (S3 reads it
+    // there): refused the same way, never served with the key dropped (it was 200)
+    for (const method of ["GET", "HEAD"]) {
+      const v = await smithyPresigned({ method, creds: APP, date: new Date(), host: `127.0.0.1:${env.port}`, path: "/data/doc.txt", query: sse, expiresIn: 60 });
+      expect(v.rawQuery).toContain("x-amz-server-side-encryption-customer-key=");
+      const pre = await fetch(`${env.endpoint}${v.rawPath}?${v.rawQuery}`, { method });
+      expect([method, pre.status]).toEqual([method, 501]);
+    }
     expect(env.upstreamCalls()).toEqual([]);
   });
 
