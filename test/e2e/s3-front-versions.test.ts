@@ -22,6 +22,7 @@ import { boto3Client } from "../clients/boto3.ts";
 import { clientTest, tempDir, type TempDir } from "../clients/run.ts";
 import { OpaServer } from "../fixtures/opa.ts";
 import { S3Signer } from "../../src/s3/sigv4.ts";
+import { smithyPresigned } from "../fronts/s3/helpers.ts";
 import { answerOf, bytesOf, READER, sha256, expectRefused, signedDeleteObjects, signedFetch, startUploadEnv, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
@@ -322,5 +323,17 @@ describe("object attributes (GetObjectAttributes)", () => {
     expect(opa.requests.map((r) => (r.body as { input: { action: string } }).input.action)).toEqual(["s3:GetObjectAttributes", "s3:GetObjectVersionAttributes"]);
     const missing = await answerOf(await get("/up/attrs/none.txt", [["attributes", ""]], { headers: { "x-amz-object-attributes": "ETag" } }));
     expect({ status: missing.status, code: missing.code }).toEqual({ status: 404, code: "NoSuchKey" });
+  });
+
+  test("a presigned GetObjectAttributes URL with x-amz-object-attributes in its query (the JS SDK's presigner hoists it there, and S3 reads it) is answered, its parameters checked (it was 400 InvalidRequest, the header missing)", async () => {
+    await env.s3.put("up", "attrs/presigned.txt", "1234567");
+    const presigned = async (query: Record<string, string>) => {
+      const v = await smithyPresigned({ creds: WRITER, date: new Date(), host: `127.0.0.1:${env.port}`, path: "/up/attrs/presigned.txt", query: { attributes: "", ...query }, expiresIn: 60 });
+      expect(v.rawQuery).toContain("x-amz-object-attributes=");
+      return fetch(`${env.endpoint}${v.rawPath}?${v.rawQuery}`);
+    };
+    const ok = await presigned({ "x-amz-object-attributes": "ObjectSize" });
+    expect([ok.status, await ok.text()]).toEqual([200, expect.stringContaining("<ObjectSize>7</ObjectSize>")]);
+    await refused(presigned({ "x-amz-object-attributes": "ObjectParts", "x-amz-max-parts": "-1" }), 400, "InvalidArgument");
   });
 });

@@ -12,7 +12,7 @@ import { mapAnswer } from "../../http/map-answer.ts";
 import { fetchIfRange, respond, sandboxed, serveObject } from "../../proxy/phases/object.ts";
 import { getBucketVersioning, getObjectAttributes as getAttributesUpstream, getObjectDirect as getDirectUpstream } from "../../s3/operations/index.ts";
 import { errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, tryParse } from "./relay.ts";
-import { callOf, partNumberOf, queryValue } from "./writes.ts";
+import { callOf, partNumberOf, queryValue, requestHeaders } from "./writes.ts";
 import { S3_FRONT_BUCKET_NAME } from "../../config/s3-api.ts";
 import { s3Error, type S3Error } from "./errors.ts";
 import { NO_PARAMETERS } from "./uri.ts";
@@ -273,18 +273,20 @@ const OBJECT_ATTRIBUTES = new Set(["ETag", "Checksum", "ObjectParts", "StorageCl
  * here first, as S3 checks it; Last-Modified and the version id come back with it.
  */
 export async function objectAttributes(ctx: RequestContext): Promise<Response> {
-  const asked = ctx.req.headers.get("x-amz-object-attributes");
+  // (a presigned URL's headers hoisted into its query count, as S3 reads them: the JS SDK's presigner puts x-amz-object-attributes there)
+  const headers = requestHeaders(ctx);
+  const asked = headers.get("x-amz-object-attributes");
   if (asked === null || asked.trim() === "") throw s3Fail(s3Error("InvalidRequest", "Missing required header for this request: x-amz-object-attributes"));
   for (const a of asked.split(",")) {
     if (!OBJECT_ATTRIBUTES.has(a.trim())) throw s3Fail(s3Error("InvalidArgument", "Invalid attribute name specified.", { ArgumentName: "x-amz-object-attributes", ArgumentValue: a.trim().slice(0, 64) }));
   }
   for (const name of ["x-amz-max-parts", "x-amz-part-number-marker"]) {
-    const v = ctx.req.headers.get(name);
+    const v = headers.get(name);
     if (v !== null && !/^\d{1,9}$/.test(v.trim())) throw s3Fail(s3Error("InvalidArgument", `${name} must be a non-negative integer`, { ArgumentName: name, ArgumentValue: v.slice(0, 64) }));
   }
   const versionId = versionIdOf(ctx);
   const upstream = ctx.bucket!.upstream.primary();
-  const res = await getAttributesUpstream(upstream, { key: ctx.key, versionId, headers: ctx.req.headers }, callOf(ctx));
+  const res = await getAttributesUpstream(upstream, { key: ctx.key, versionId, headers }, callOf(ctx));
   if (res.status !== 200) return relayError(res, upstream.bucket);
   const bytes = await readUpstreamCapped(res, MAX_RESULT_BODY);
   if (bytes === undefined || tryParse(bytes)?.name !== "GetObjectAttributesResponse") {
