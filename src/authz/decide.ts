@@ -17,7 +17,10 @@
  *   - a configuration error: a redirect (never followed: a 3xx would turn the check into a GET
  *     without input, or POST the claims, key and client address to another origin, whose answer
  *     would then decide), any other 4xx (400 a model without the relation asked, 401 a wrong API
- *     token, 404 an unknown store), an answer that is not JSON or too large. Refused
+ *     token, 404 an unknown store), an answer that is not JSON or too large, a TLS handshake that
+ *     failed (a certificate refused: unknown CA, another name, expired; or an https URL to a
+ *     server that speaks http: until 2026-12-06 an outage, so fail_mode open allowed every
+ *     request while whoever answered on that address could not prove to be the authorizer). Refused
  *     (AuthorizerUnavailable) in BOTH modes: fail_mode open covers an authorizer that is down,
  *     not one that is misconfigured. Logged at error once until it answers again.
  * - Every call is counted (onDecision: allow, deny, error), cache hits included.
@@ -28,6 +31,7 @@ import { endClient, startHttpCall } from "../observe/trace/client.ts";
 import type { Span } from "../observe/trace/span.ts";
 import { readCapped } from "../http/read-capped.ts";
 import { AuthorizerUnavailable } from "../errors.ts";
+import { tlsFailure } from "../s3/upstream.ts";
 
 export type Logger = (level: "info" | "warn" | "error", msg: string, fields?: object) => void;
 
@@ -185,15 +189,17 @@ export class DecidingAuthorizer implements Authorizer {
       }
       return allowed ? "allow" : "deny";
     } catch (err) {
-      // Thrown by the transport (refused, reset, DNS, TLS, the timeout) or a BackendError.
-      const outage = !(err instanceof BackendError) || err.outage;
+      // Thrown by the transport (refused, reset, DNS, TLS, the timeout) or a BackendError. A TLS
+      // handshake that failed is a configuration error: the answer cannot be trusted, not absent.
+      const tls = err instanceof BackendError ? undefined : tlsFailure(err);
+      const outage = tls === undefined && (!(err instanceof BackendError) || err.outage);
       const open = outage && this.spec.failMode === "open";
       if (span !== undefined) {
         span.set("yatagarasu.authz.decision", open ? "fail_open" : "fail_closed");
         endClient(span, { error: err });
       }
       const name = (err as Error)?.name;
-      const error = name === "TimeoutError" || name === "AbortError" ? `timed out after ${this.spec.timeoutMs} ms` : ((err as Error)?.message ?? String(err));
+      const error = tls ?? (name === "TimeoutError" || name === "AbortError" ? `timed out after ${this.spec.timeoutMs} ms` : ((err as Error)?.message ?? String(err)));
       const kind = outage ? "outage" : "broken";
       // Once per outage, not once per request (that doubled the log volume while it lasted): the
       // first failure is logged, the others are counted and reported when it answers again.
@@ -210,7 +216,7 @@ export class DecidingAuthorizer implements Authorizer {
           });
         } else {
           // A configuration error (or a hostile redirect) never fails open: an operator must act.
-          this.log("error", `${this.spec.name} refused the check: a configuration error (URL, store or policy, API token, model); requests are refused with 503 until it answers`, {
+          this.log("error", `${this.spec.name} refused the check: a configuration error (URL, TLS certificate, store or policy, API token, model); requests are refused with 503 until it answers`, {
             bucket: input.bucket,
             key: input.key,
             error,

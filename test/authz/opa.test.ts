@@ -1,4 +1,7 @@
 import { afterEach, describe, expect, test, setDefaultTimeout, setSystemTime } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { AuthorizationSchema } from "../../src/config/schema.ts";
 import { createAuthorizer, type AuthzInput } from "../../src/authz/index.ts";
 import { AuthorizerUnavailable } from "../../src/errors.ts";
@@ -264,6 +267,41 @@ describe("a configuration error (4xx, redirect, an answer that is no decision) i
         expect(logs.lines).toEqual([{ level: "error", msg: expect.stringContaining("opa refused the check"), fields: expect.objectContaining({ error: `HTTP ${status} (a redirect: not followed; point the URL at the service itself)` }) }]);
       });
     }
+  }
+  for (const mode of ["closed", "open"] as const) {
+    test(`a TLS handshake that failed (a certificate refused, an https URL to a server speaking http) is refused (503) with opa_fail_mode ${mode}, never allowed`, async () => {
+      // A certificate no CA vouches for: whoever answers on that address is not proven to be OPA.
+      const dir = mkdtempSync(join(tmpdir(), "yata-opa-tls-"));
+      cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+      const gen = Bun.spawn(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=untrusted",
+        "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem")], { stdout: "ignore", stderr: "ignore" });
+      expect(await gen.exited).toBe(0);
+      let asked = 0;
+      const untrusted = Bun.serve({
+        port: 0,
+        hostname: "127.0.0.1",
+        tls: { cert: readFileSync(join(dir, "cert.pem"), "utf8"), key: readFileSync(join(dir, "key.pem"), "utf8") },
+        fetch: () => (asked++, Response.json({ result: true })),
+      });
+      cleanup.push(() => untrusted.stop(true));
+      const plain = OpaServer.start({ "yatagarasu/allow": () => true });
+      cleanup.push(() => plain.close());
+      for (const [url, code] of [[`https://127.0.0.1:${untrusted.port}`, "DEPTH_ZERO_SELF_SIGNED_CERT"], [plain.url.replace("http:", "https:"), "EPROTO"]] as const) {
+        const logs = logCapture();
+        const a = createAuthorizer(AuthorizationSchema.parse({ type: "opa", opa_url: url, opa_policy_path: "yatagarasu/allow", opa_timeout_ms: 5000, opa_fail_mode: mode }), { log: logs.log });
+        cleanup.push(() => a.close?.());
+        expect(await outcome(a.authorize(input()))).toBe("503");
+        expect(logs.lines).toEqual([{ level: "error", msg: expect.stringContaining("opa refused the check: a configuration error"), fields: expect.objectContaining({ error: expect.stringContaining(code) }) }]);
+      }
+      expect([asked, plain.requests.length]).toEqual([0, 0]);
+      // an expired certificate (or one naming another host) likewise
+      for (const code of ["CERT_HAS_EXPIRED", "ERR_TLS_CERT_ALTNAME_INVALID"]) {
+        const a = createAuthorizer(AuthorizationSchema.parse({ type: "opa", opa_url: "https://127.0.0.1:1", opa_policy_path: "p", opa_fail_mode: mode }), {
+          fetch: (async () => Promise.reject(Object.assign(new Error("tls"), { code }))) as unknown as typeof fetch,
+        });
+        expect([code, await outcome(a.authorize(input()))]).toEqual([code, "503"]);
+      }
+    });
   }
   test("redirect: manual is what is asked of fetch", async () => {
     const { f, calls } = fakeFetch(() => Response.json({ result: true }));
