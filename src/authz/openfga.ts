@@ -87,6 +87,15 @@ const chars = (s: string) => {
 };
 
 
+/**
+ * The listings, whose key is their prefix. A listing names every key that starts with it: the
+ * prefix `a/b.txt` lists `a/b.txt.old` and `a/b.txt/x` too, which a viewer of the file `a/b.txt`
+ * may not see (until 2026-12-06 it was asked about `file:<bucket>/a/b.txt`, so that viewer listed
+ * them). A prefix is checked as the folder it is in (`a/b.txt` → `file:<bucket>/a/`, `a/` itself
+ * when it ends with "/", the bucket's `file:<bucket>/` without one), which holds all it can list.
+ */
+const LISTINGS: ReadonlySet<string> = new Set<S3Action>(["s3:ListBucket", "s3:ListBucketVersions", "s3:ListBucketMultipartUploads"]);
+
 /** The user id from the configured claim: a non-empty string (or a finite number), or undefined. */
 function userId(claims: Record<string, unknown> | undefined, claim: string): string | undefined {
   if (!claims) return undefined;
@@ -117,9 +126,10 @@ export function createOpenFgaAuthorizer(cfg: AuthorizationConfig, fetchFn: typeo
         const uid = userId(input.claims, cfg.openfga_user_claim);
         if (uid === undefined) return deny(`the token has no usable '${cfg.openfga_user_claim}' claim`, { bucket: input.bucket });
         const user = `user:${uid}`;
-        const object = `file:${input.bucket}/${input.key}`;
+        const key = input.action !== undefined && LISTINGS.has(input.action) ? input.key.slice(0, input.key.lastIndexOf("/") + 1) : input.key;
+        const object = `file:${input.bucket}/${key}`;
         if (!ID.test(uid) || uid === "*" || chars(user) > 512) return deny("the user id is not a valid OpenFGA id", { bucket: input.bucket });
-        if (!ID.test(`${input.bucket}/${input.key}`) || chars(object) > 256)
+        if (!ID.test(`${input.bucket}/${key}`) || chars(object) > 256)
           return deny("the object key is not a valid OpenFGA id (whitespace, ':' or '#', or longer than 256 characters)", { bucket: input.bucket, key: input.key });
         const relation = input.action !== undefined && WRITE_ACTIONS.has(input.action as S3Action) ? cfg.openfga_write_relation : cfg.openfga_relation;
         const body: Record<string, unknown> = { tuple_key: { user, relation, object } };

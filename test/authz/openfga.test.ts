@@ -80,6 +80,32 @@ describe("the documented model: inheritance through folders", () => {
     });
 });
 
+describe("listings: a prefix lists every key that starts with it, and is checked as the folder it is in", () => {
+  // carol may read the file products/hats/cap.jpg: the prefix `products/hats/cap.jpg` would list
+  // `products/hats/cap.jpg.orig` and `products/hats/cap.jpg/…` too, which she may not see
+  const folders: Tuple[] = [parent("file:catalog/products/shoes/", "catalog/products/shoes/"), parent("file:catalog/", "catalog/")];
+  const cases: Array<[string, string, string, boolean, string]> = [
+    ["carol", "s3:ListBucket", "products/hats/cap.jpg", false, "file:catalog/products/hats/"],
+    ["carol", "s3:ListBucketVersions", "products/hats/cap.jpg", false, "file:catalog/products/hats/"],
+    ["bob", "s3:ListBucket", "products/shoes/", true, "file:catalog/products/shoes/"],
+    ["bob", "s3:ListBucket", "products/shoes/re", true, "file:catalog/products/shoes/"],
+    ["bob", "s3:ListBucket", "products/sho", false, "file:catalog/products/"],
+    ["alice", "s3:ListBucket", "", true, "file:catalog/"],
+    ["alice", "s3:ListBucket", "read", true, "file:catalog/"],
+  ];
+  for (const [user, action, prefix, allowed, object] of cases)
+    test(`${user} ${allowed ? "may" : "may not"} ${action} with prefix "${prefix}" (asked about ${object})`, async () => {
+      const { authz, fga } = setup({}, { tuples: [...TUPLES, ...folders] });
+      expect(await authz.authorize(req(user, prefix, { action }))).toBe(allowed);
+      expect(fga.requests.map((r) => r.body.tuple_key.object)).toEqual([object]);
+    });
+  test("an object read is still asked about the file itself", async () => {
+    const { authz, fga } = setup();
+    expect(await authz.authorize(req("carol", "products/hats/cap.jpg", { action: "s3:GetObject" }))).toBe(true);
+    expect(fga.requests.map((r) => r.body.tuple_key.object)).toEqual(["file:catalog/products/hats/cap.jpg"]);
+  });
+});
+
 describe("protocol", () => {
   test("POST /stores/{id}/check with tuple_key, model id and bearer token when configured", async () => {
     const { authz, fga } = setup({ openfga_authorization_model_id: MODEL_ID, openfga_api_token: "fga-token" }, { apiToken: "fga-token", modelId: MODEL_ID });
