@@ -367,6 +367,20 @@ function checkTlsPair(https: { cert_path: string; key_path: string }, baseDir: s
       const hint = certPem.includes("PRIVATE KEY-----") ? " (it holds a private key: are cert_path and key_path swapped?)" : "";
       issues.push({ path: ["server", "https", "cert_path"], message: `${https.cert_path} is not a PEM certificate ("BEGIN CERTIFICATE")${hint}` });
     }
+    // The listener loads every certificate of the file (the chain after the server's), and refuses
+    // them all for one cut or damaged (BAD_END_LINE: a file read while it was being written);
+    // X509Certificate above read the first one only.
+    const chain = cert === undefined ? [] : certPem.toString("latin1").split("-----BEGIN CERTIFICATE-----").slice(2);
+    const damaged = chain.findIndex((block) => {
+      const end = block.indexOf("-----END CERTIFICATE-----");
+      try {
+        return end < 0 || new X509Certificate(`-----BEGIN CERTIFICATE-----${block.slice(0, end)}-----END CERTIFICATE-----\n`) === undefined;
+      } catch {
+        return true;
+      }
+    });
+    if (damaged >= 0)
+      issues.push({ path: ["server", "https", "cert_path"], message: `${https.cert_path}: certificate ${damaged + 2} of the chain is cut or damaged (a file read while it was being written?)` });
   }
   if (keyPem !== undefined) {
     try {

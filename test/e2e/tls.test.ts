@@ -255,6 +255,24 @@ test("a renewal with an expired certificate (an old pair copied back) fails the 
   }
 });
 
+test("a chain cut short (cert.pem read while it was written) fails --check and the reload, naming the file: the listener would refuse the whole file", async () => {
+  // --check said OK and start failed with a bare "PEM routines: BAD_END_LINE"; a reload answered
+  // "reloaded" while its listeners went on serving the previous pair.
+  const served = { cert: readFileSync(join(certDir, "cert.pem"), "utf8"), key: readFileSync(join(certDir, "key.pem"), "utf8") };
+  const cut = served.cert + served.cert.slice(0, 200);
+  const yaml = `server: { address: 127.0.0.1, port: 0, https: { cert_path: cert.pem, key_path: key.pem } }\nbuckets:\n${bucketYaml({ name: "pub", prefix: "/pub", bucket: "pub", endpoint: s3.endpoint })}`;
+  await using p = await startProxy(yaml, { files: { "cert.pem": served.cert, "key.pem": served.key } });
+  writeFileSync(join(p.dir, "cert.pem"), cut);
+  const checked = await runCli(["--check", "--config", join(p.dir, "config.yaml")]);
+  expect(checked.code).toBe(1);
+  expect(checked.stderr).toContain("server.https.cert_path: cert.pem: certificate 2 of the chain is cut or damaged");
+  p.signal("SIGHUP");
+  const refused = await p.waitForLog((l) => l.msg === "config reload failed; the previous config keeps serving" || l.msg === "config reloaded");
+  expect([refused.msg, String(refused.error)]).toEqual(["config reload failed; the previous config keeps serving", expect.stringContaining("certificate 2 of the chain is cut or damaged")]);
+  const res = await fetch(`https://127.0.0.1:${p.port}/pub/hello.txt`, { tls: { ca: served.cert }, headers: { connection: "close" } } as RequestInit);
+  expect([res.status, await res.text()]).toEqual([200, "hello over tls\n"]);
+});
+
 test("one process with TLS: a second instance on the same port does not start (the TLS listener shares its port only with its own renewals)", async () => {
   const files = { "cert.pem": readFileSync(join(certDir, "cert.pem"), "utf8"), "key.pem": readFileSync(join(certDir, "key.pem"), "utf8") };
   const second = await startProxy(`server: { address: 127.0.0.1, port: ${px.port}, https: { cert_path: cert.pem, key_path: key.pem } }\nbuckets:\n${bucketYaml({ name: "pub", prefix: "/pub", bucket: "pub", endpoint: s3.endpoint })}`, { files }).then(
