@@ -358,6 +358,7 @@ function checkTlsPair(https: { cert_path: string; key_path: string }, baseDir: s
   const keyPem = read("key_path");
   let cert: X509Certificate | undefined;
   let key: KeyObject | undefined;
+  let chainCerts: Array<X509Certificate | undefined> = [];
   if (certPem !== undefined) {
     try {
       // X509Certificate reads DER too; the listener takes PEM only (a bare NO_START_LINE at start).
@@ -370,17 +371,18 @@ function checkTlsPair(https: { cert_path: string; key_path: string }, baseDir: s
     // The listener loads every certificate of the file (the chain after the server's), and refuses
     // them all for one cut or damaged (BAD_END_LINE: a file read while it was being written);
     // X509Certificate above read the first one only.
-    const chain = cert === undefined ? [] : certPem.toString("latin1").split("-----BEGIN CERTIFICATE-----").slice(2);
-    const damaged = chain.findIndex((block) => {
+    const chain = (cert === undefined ? [] : certPem.toString("latin1").split("-----BEGIN CERTIFICATE-----").slice(2)).map((block) => {
       const end = block.indexOf("-----END CERTIFICATE-----");
       try {
-        return end < 0 || new X509Certificate(`-----BEGIN CERTIFICATE-----${block.slice(0, end)}-----END CERTIFICATE-----\n`) === undefined;
+        return end < 0 ? undefined : new X509Certificate(`-----BEGIN CERTIFICATE-----${block.slice(0, end)}-----END CERTIFICATE-----\n`);
       } catch {
-        return true;
+        return undefined;
       }
     });
+    const damaged = chain.indexOf(undefined);
     if (damaged >= 0)
       issues.push({ path: ["server", "https", "cert_path"], message: `${https.cert_path}: certificate ${damaged + 2} of the chain is cut or damaged (a file read while it was being written?)` });
+    chainCerts = chain;
   }
   if (keyPem !== undefined) {
     try {
@@ -399,7 +401,10 @@ function checkTlsPair(https: { cert_path: string; key_path: string }, baseDir: s
     }
   }
   if (cert !== undefined && key !== undefined && !cert.checkPrivateKey(key)) {
-    issues.push({ path: ["server", "https", "key_path"], message: `${https.key_path} is not the private key of the certificate in ${https.cert_path}` });
+    // (the chain written first, `cat chain.pem cert.pem`: the listener serves the file's first certificate)
+    const server = chainCerts.findIndex((c) => c?.checkPrivateKey(key!) === true);
+    const hint = server >= 0 ? ` (it is the key of certificate ${server + 2} in the file: the server's certificate comes first, then its chain)` : "";
+    issues.push({ path: ["server", "https", "key_path"], message: `${https.key_path} is not the private key of the certificate in ${https.cert_path}${hint}` });
   }
   // OpenSSL's default security level refuses an RSA key under 1024 bits at every handshake: the
   // listener would start and no client could connect.

@@ -112,6 +112,11 @@ test("--check refuses a pair the listener would refuse, naming the file: swapped
     const mismatched = await check("cert.pem", "other-key.pem");
     expect(mismatched.code).toBe(1);
     expect(mismatched.stderr).toContain("server.https.key_path: other-key.pem is not the private key of the certificate in cert.pem");
+    // the chain written before the server's certificate (`cat chain.pem cert.pem`): said so, not only "not the key"
+    await Bun.write(join(dir, "reversed.pem"), readFileSync(join(dir, "other-cert.pem"), "utf8") + readFileSync(join(certDir, "cert.pem"), "utf8"));
+    const reversed = await check("reversed.pem", "key.pem");
+    expect(reversed.code).toBe(1);
+    expect(reversed.stderr).toContain("server.https.key_path: key.pem is not the private key of the certificate in reversed.pem (it is the key of certificate 2 in the file: the server's certificate comes first, then its chain)");
     // DER: X509Certificate reads it, the listener does not (a bare NO_START_LINE at start)
     const der = Bun.spawn(["openssl", "x509", "-in", join(dir, "cert.pem"), "-outform", "der", "-out", join(dir, "cert.der")], { stdout: "ignore", stderr: "ignore" });
     expect(await der.exited).toBe(0);
