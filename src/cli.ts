@@ -14,7 +14,7 @@ import { lookup } from "node:dns/promises";
 import { App } from "./app.ts";
 import { ConfigError, loadConfigSource, loadConfigSourceOffThread, parseConfig, type Config } from "./config/load.ts";
 import { summarize } from "./config/summary.ts";
-import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, readOnlyWriteGrantNote, tlsValidityNote, tlsWeakKeyNote, trustedProxiesNote, userContentNote, userContentUnsandboxedNote } from "./config/notes.ts";
+import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, readOnlyWriteGrantNote, tlsChainNote, tlsValidityNote, tlsWeakKeyNote, trustedProxiesNote, userContentNote, userContentUnsandboxedNote } from "./config/notes.ts";
 import { parseIp } from "./http/cidr.ts";
 import { createLogger } from "./observe/log.ts";
 import { listenBun, listenMetrics, listenNode, readTls, type Listener, type TlsMaterial } from "./server.ts";
@@ -196,6 +196,7 @@ function configNotes(config: Config): Array<{ level: "info" | "warn"; text: stri
   add("warn", authorizerTimeoutNote(config));
   add("warn", tlsValidityNote(config));
   add("warn", tlsWeakKeyNote(config));
+  add("warn", tlsChainNote(config));
   add("warn", trustedProxiesNote(config));
   add("warn", readOnlyWriteGrantNote(config));
   add("info", userContentNote(config));

@@ -120,6 +120,32 @@ export function tlsWeakKeyNote(config: Config): string | undefined {
 }
 
 /**
+ * A listener certificate issued by a CA whose certificate the file does not hold (certbot's
+ * cert.pem for fullchain.pem): the listener sends the file's certificates only, so clients that do
+ * not already hold the intermediate (curl, aws-cli, the SDKs) refuse it ("unable to get local
+ * issuer certificate") while a browser may fetch it and work. Undefined when self-issued, when
+ * the file holds its issuer, or when the certificate does not say where its issuer's is published.
+ */
+export function tlsChainNote(config: Config): string | undefined {
+  const https = config.server.https;
+  const cert = listenerCert(config);
+  // Only a certificate that names where its issuer's certificate is published (AIA "CA Issuers",
+  // as public CAs' do): one of a private CA (mkcert, an internal root) is often issued by a root
+  // every client holds, and would be named at every start.
+  if (https === undefined || cert === undefined || cert.issuer === cert.subject || !/CA Issuers/i.test(cert.infoAccess ?? "")) return undefined;
+  let chain: X509Certificate[];
+  try {
+    const text = readFileSync(resolveConfigPath(https.cert_path, config.baseDir), "latin1");
+    chain = (text.match(/-----BEGIN CERTIFICATE-----[^-]*-----END CERTIFICATE-----/g) ?? []).slice(1).map((pem) => new X509Certificate(pem));
+  } catch {
+    return undefined;
+  }
+  if (chain.some((c) => cert.checkIssued(c))) return undefined;
+  const issuer = cert.issuer.replace(/\n/g, ", ");
+  return `the certificate in server.https.cert_path (${https.cert_path}) comes without its issuer's certificate (${issuer}): the listener sends no chain, and clients that do not hold that certificate (curl, aws-cli, the SDKs) refuse it; put the chain after the certificate in the file (certbot: fullchain.pem, not cert.pem)`;
+}
+
+/**
  * Why a renewed listener certificate (`next`, PEM) is not served in place of the one served: it is
  * outside its validity period (expired: an old pair copied back; not yet valid) while the served
  * one is within it, so every client would refuse the renewal. A reload swapped it in with an info

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../../src/config/load.ts";
-import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, readOnlyWriteGrantNote, tlsValidityNote, tlsWeakKeyNote, renewalRefusal, trustedProxiesNote, userContentNote, userContentUnsandboxedNote } from "../../src/config/notes.ts";
+import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, readOnlyWriteGrantNote, tlsChainNote, tlsValidityNote, tlsWeakKeyNote, renewalRefusal, trustedProxiesNote, userContentNote, userContentUnsandboxedNote } from "../../src/config/notes.ts";
 import { isSandboxed, userContentReaders } from "../../src/config/writes.ts";
 
 const B = `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\n`;
@@ -78,6 +78,29 @@ test("a listener certificate with an RSA key under 2048 bits is named; 2048 bits
     expect(tlsWeakKeyNote(await make("rsa1024", ["-newkey", "rsa:1024"]))).toContain("has a 1024-bit RSA key");
     expect(tlsWeakKeyNote(await make("rsa2048", ["-newkey", "rsa:2048"]))).toBeUndefined();
     expect(tlsWeakKeyNote(await make("ec", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]))).toBeUndefined();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// certbot's cert.pem given for fullchain.pem passed in silence: browsers fetched the intermediate
+// and worked, curl, aws-cli and the SDKs refused the listener ("unable to get local issuer certificate").
+test("a listener certificate of a public-style CA (it names its issuer's URL) without its issuer's certificate in the file is named; with the chain, or of a private CA, it is not", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "yata-notes-chain-"));
+  try {
+    const run = async (args: string[]) => expect(await Bun.spawn(["openssl", ...args], { stdout: "ignore", stderr: "ignore" }).exited).toBe(0);
+    const f = (n: string) => join(dir, n);
+    await run(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=Int", "-addext", "basicConstraints=critical,CA:TRUE", "-keyout", f("ca.key"), "-out", f("ca.pem")]);
+    await run(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=localhost", "-keyout", f("key.pem"), "-out", f("leaf.csr")]);
+    writeFileSync(f("aia.ext"), "authorityInfoAccess=caIssuers;URI:http://ca.example/int.der\n");
+    writeFileSync(f("plain.ext"), "subjectAltName=DNS:localhost\n");
+    for (const kind of ["aia", "plain"]) await run(["x509", "-req", "-in", f("leaf.csr"), "-CA", f("ca.pem"), "-CAkey", f("ca.key"), "-CAcreateserial", "-days", "2", "-extfile", f(`${kind}.ext`), "-out", f(`${kind}.pem`)]);
+    writeFileSync(f("full.pem"), readFileSync(f("aia.pem"), "utf8") + readFileSync(f("ca.pem"), "utf8"));
+    const cfg = (cert: string, key = "key.pem") => parseConfig(`server: { https: { enabled: true, cert_path: "${f(cert)}", key_path: "${f(key)}" } }\n${B}`, { env: {} });
+    expect(tlsChainNote(cfg("aia.pem"))).toBe(`the certificate in server.https.cert_path (${f("aia.pem")}) comes without its issuer's certificate (CN=Int): the listener sends no chain, and clients that do not hold that certificate (curl, aws-cli, the SDKs) refuse it; put the chain after the certificate in the file (certbot: fullchain.pem, not cert.pem)`);
+    expect(tlsChainNote(cfg("full.pem"))).toBeUndefined();
+    expect(tlsChainNote(cfg("plain.pem"))).toBeUndefined();
+    expect(tlsChainNote(cfg("ca.pem", "ca.key"))).toBeUndefined();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
