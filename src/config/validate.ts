@@ -344,9 +344,14 @@ function expectedKey(alg: Algorithm): string {
  */
 function checkTlsPair(https: { cert_path: string; key_path: string }, baseDir: string | undefined, issues: Issue[], material?: { cert: string; key: string }): void {
   const read = (k: "cert_path" | "key_path"): Buffer | undefined => {
-    if (material) return Buffer.from(k === "cert_path" ? material.cert : material.key);
     try {
-      return readKeyFile(resolveConfigPath(https[k], baseDir));
+      const pem = material ? Buffer.from(k === "cert_path" ? material.cert : material.key) : readKeyFile(resolveConfigPath(https[k], baseDir));
+      // A byte order mark (a Windows editor's "UTF-8 with BOM"): the listener finds no PEM start
+      // line, and the parsers here skipped to the file's next block (a chain's intermediate: "not
+      // the private key of the certificate") or called the key damaged.
+      if (pem[0] !== 0xef || pem[1] !== 0xbb || pem[2] !== 0xbf) return pem;
+      issues.push({ path: ["server", "https", k], message: `${https[k]} starts with a byte order mark (UTF-8 with BOM): save it without one` });
+      return undefined;
     } catch (err) {
       const code = (err as { code?: string }).code;
       const full = resolveConfigPath(https[k], baseDir);

@@ -117,6 +117,13 @@ test("--check refuses a pair the listener would refuse, naming the file: swapped
     const reversed = await check("reversed.pem", "key.pem");
     expect(reversed.code).toBe(1);
     expect(reversed.stderr).toContain("server.https.key_path: key.pem is not the private key of the certificate in reversed.pem (it is the key of certificate 2 in the file: the server's certificate comes first, then its chain)");
+    // a Windows editor's UTF-8 with BOM: the listener finds no start line; the key was called "not the certificate's" or damaged
+    await Bun.write(join(dir, "bom-cert.pem"), "\ufeff" + readFileSync(join(certDir, "cert.pem"), "utf8"));
+    await Bun.write(join(dir, "bom-key.pem"), "\ufeff" + readFileSync(join(certDir, "key.pem"), "utf8"));
+    const bom = await check("bom-cert.pem", "bom-key.pem");
+    expect(bom.code).toBe(1);
+    expect(bom.stderr).toContain("server.https.cert_path: bom-cert.pem starts with a byte order mark (UTF-8 with BOM): save it without one");
+    expect(bom.stderr).toContain("server.https.key_path: bom-key.pem starts with a byte order mark (UTF-8 with BOM): save it without one");
     // DER: X509Certificate reads it, the listener does not (a bare NO_START_LINE at start)
     const der = Bun.spawn(["openssl", "x509", "-in", join(dir, "cert.pem"), "-outform", "der", "-out", join(dir, "cert.der")], { stdout: "ignore", stderr: "ignore" });
     expect(await der.exited).toBe(0);
