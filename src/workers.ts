@@ -384,7 +384,12 @@ export function startChildren(opts: {
   const reportsChanged = () => {
     for (const w of [...reloadWaiters]) w();
   };
-  const pendingMetrics = new Map<number, (s: Snapshot) => void>();
+  /**
+   * Per slot: the scrapes waiting for its child's snapshot. Any answer serves every scrape waiting
+   * (two at once, an HA pair of Prometheus servers: the second one's waiter replaced the first's,
+   * which then waited its whole second and rendered without that child's gauges).
+   */
+  const pendingMetrics = new Map<number, Set<(s: Snapshot) => void>>();
   /**
    * Per slot: the counters and histograms its live child last reported. A scrape that gets no
    * answer from it in time (busy, stopped, CPU-starved) uses them, so the merged counters do not
@@ -541,7 +546,9 @@ export function startChildren(opts: {
         if (m?.type === "metrics" && m.snapshot && !exited) {
           last = m.snapshot;
           lastCumulative[i] = m.snapshot.filter((f) => f.type !== "gauge");
-          pendingMetrics.get(i)?.(m.snapshot);
+          const waiting = pendingMetrics.get(i);
+          pendingMetrics.delete(i);
+          if (waiting !== undefined) for (const w of waiting) w(m.snapshot);
         }
         if (m?.type === "config-request") {
           const current = opts.current();
@@ -615,17 +622,23 @@ export function startChildren(opts: {
           (c, i) =>
             new Promise<Snapshot | undefined>((resolve) => {
               if (!c) return resolve(undefined);
-              // No answer in time: what it last reported (its counters and histograms, no gauges).
-              const t = setTimeout(() => resolve(lastCumulative[i]), 1000);
-              pendingMetrics.set(i, (s) => {
+              const waiting = pendingMetrics.get(i) ?? new Set<(s: Snapshot) => void>();
+              pendingMetrics.set(i, waiting);
+              const answered = (s: Snapshot) => {
                 clearTimeout(t);
-                pendingMetrics.delete(i);
                 resolve(s);
-              });
+              };
+              // No answer in time: what it last reported (its counters and histograms, no gauges).
+              const t = setTimeout(() => {
+                waiting.delete(answered);
+                resolve(lastCumulative[i]);
+              }, 1000);
+              waiting.add(answered);
               try {
                 c.send({ type: "metrics" });
               } catch {
                 clearTimeout(t);
+                waiting.delete(answered);
                 resolve(lastCumulative[i]);
               }
             }),

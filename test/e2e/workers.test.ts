@@ -111,6 +111,29 @@ test("the primary's metrics listener merges both workers: requests_total equals 
   expect(text).toContain('yatagarasu_build_info{version="0.1.0"} 1\n');
 });
 
+test("two scrapes at once (an HA pair of Prometheus servers) both get every worker's gauges, at once", async () => {
+  // Requests held in flight on both processes (20 connections: each lands on either worker).
+  await s3.put("data", "held.txt", "held body", { contentType: "text/plain" });
+  s3.faults.set("/data/held.txt", { kind: "delay", ms: 20_000 });
+  const leave = new AbortController();
+  const held = Array.from({ length: 20 }, () => fetch(px.url("/one/held.txt"), { headers: { connection: "close" }, signal: leave.signal }).catch(() => undefined));
+  const inFlight = async () => {
+    const text = await (await fetch(`http://127.0.0.1:${px.metricsPort}/metrics`)).text();
+    return Number(/^yatagarasu_http_requests_in_flight (\d+)$/m.exec(text)?.[1]);
+  };
+  try {
+    await waitFor(async () => (await inFlight()) === 20, { timeoutMs: 10_000, message: () => "20 requests in flight" });
+    // The second scrape's wait for the child replaced the first's: that one waited its whole
+    // second for an answer already taken, and rendered without the child's gauges.
+    expect(await Promise.all([inFlight(), inFlight()])).toEqual([20, 20]);
+  } finally {
+    leave.abort();
+    await Promise.all(held);
+    s3.faults.delete("/data/held.txt");
+  }
+  await waitFor(async () => (await inFlight()) === 0, { timeoutMs: 10_000, message: () => "no request in flight" });
+});
+
 test("SIGHUP to the primary reloads every worker", async () => {
   px.writeConfig(config(["one", "two"]));
   px.signal("SIGHUP");
