@@ -122,8 +122,9 @@ export class ReplicaSet implements ObjectUpstream {
     if (replicas.length === 0) throw new RangeError("a replica set needs at least one replica");
     for (const r of replicas) {
       const breaker = r.upstream.breaker;
+      // (without one, closed: its series outlives a reload that removed the breaker, and stayed at its last state, open)
+      r.series?.breaker.set(breaker === undefined ? 0 : BREAKER_STATE_CODE[breaker.state]);
       if (breaker === undefined) continue;
-      r.series?.breaker.set(BREAKER_STATE_CODE[breaker.state]);
       breaker.onStateChange = (to, from) => {
         r.series?.breaker.set(BREAKER_STATE_CODE[to]);
         this.metrics?.setBreakerState(this.bucket, BREAKER_STATE_CODE[this.bestBreakerState()]);

@@ -97,3 +97,22 @@ test("a request the previous generation began, failing after the reload, does no
   expect(gauge("d")).toBe(0);
   expect(gauge("e")).toBeUndefined();
 });
+
+test("a replica whose breaker a reload removes does not keep showing it open (yatagarasu_s3_replica_circuit_breaker_state stayed at 1)", async () => {
+  const replicaSet = (name: string, breaker: boolean) =>
+    `  - name: ${name}\n    path_prefix: /${name}\n    s3:\n      retry: { max_attempts: 1 }\n${breaker ? "      circuit_breaker: { failure_threshold: 2, success_threshold: 1, timeout_seconds: 600 }\n" : ""}      replicas:\n` +
+    `        - { name: first, bucket: bkt, endpoint: "http://127.0.0.1:${dead.port}", priority: 1 }\n` +
+    `        - { name: second, bucket: bkt, endpoint: "http://127.0.0.1:${dead.port}", priority: 2 }\n`;
+  const replicaGauge = (replica: string): number | undefined => {
+    const line = px.app.metrics.render().split("\n").find((l) => l.startsWith(`yatagarasu_s3_replica_circuit_breaker_state{bucket="r",replica="${replica}"}`));
+    return line === undefined ? undefined : Number(line.split(" ").pop());
+  };
+  writeFileSync(configPath, yaml(replicaSet("r", true)));
+  expect((await px.app.reload()).ok).toBe(true);
+  for (let i = 0; i < 2; i++) expect((await fetch(px.url(`/r/k${i}`))).status).toBe(502);
+  expect([replicaGauge("first"), replicaGauge("second")]).toEqual([1, 1]);
+  writeFileSync(configPath, yaml(replicaSet("r", false)));
+  expect((await px.app.reload()).ok).toBe(true);
+  // no breaker: nothing is open (the series says closed, or is gone)
+  expect([replicaGauge("first") ?? 0, replicaGauge("second") ?? 0]).toEqual([0, 0]);
+});
