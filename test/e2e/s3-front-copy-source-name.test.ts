@@ -51,9 +51,10 @@ for (const [label, path] of [["CopyObject", "/up/copied.txt"], ["UploadPartCopy"
   });
 }
 
-test("a copy of an object onto itself that changes only the storage class (which the proxy drops) is refused saying so, not with the upstream's misleading 'without changing ... storage class'", async () => {
+test("a copy of an object onto itself that changes only the storage class or website redirect (which the proxy drops) is refused saying so, not with the upstream's misleading 'without changing ... storage class'", async () => {
   await s3.put("up", "self.txt", "self bytes");
-  for (const headers of [{ "x-amz-storage-class": "STANDARD_IA" }, { "x-amz-server-side-encryption": "AES256" }] as Record<string, string>[]) {
+  // (x-amz-website-redirect-location is not stored either: alone, or with a class, it changes nothing upstream)
+  for (const headers of [{ "x-amz-storage-class": "STANDARD_IA" }, { "x-amz-server-side-encryption": "AES256" }, { "x-amz-website-redirect-location": "/elsewhere.html" }, { "x-amz-storage-class": "STANDARD_IA", "x-amz-website-redirect-location": "/elsewhere.html" }] as Record<string, string>[]) {
     const a = await answerOf(await signedFetch(env, { method: "PUT", path: "/up/self.txt", headers: { "x-amz-copy-source": "/up/self.txt", ...headers } }));
     expect({ status: a.status, code: a.code }).toEqual({ status: 400, code: "InvalidRequest" });
     expect(a.message).toContain("does not pass x-amz-storage-class or x-amz-server-side-encryption");

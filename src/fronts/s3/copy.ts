@@ -155,7 +155,7 @@ export async function copyObjectOp(ctx: RequestContext): Promise<Response> {
   }
   const src = await readableSource(ctx, (headers.get("x-amz-tagging-directive") ?? "COPY") === "COPY");
   if (onlyDroppedChanges(ctx, src, headers)) {
-    throw s3Fail(s3Error("InvalidRequest", "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes. (This proxy does not pass x-amz-storage-class or x-amz-server-side-encryption to its upstream: an object's storage class and encryption are the bucket's.)"));
+    throw s3Fail(s3Error("InvalidRequest", "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes. (This proxy does not pass x-amz-storage-class or x-amz-server-side-encryption to its upstream: an object's storage class and encryption are the bucket's; nor x-amz-website-redirect-location: no website redirect is stored.)"));
   }
   let answer: Response;
   try {
@@ -177,17 +177,20 @@ export async function copyObjectOp(ctx: RequestContext): Promise<Response> {
 
 /**
  * A copy of an object onto itself whose only changes are settings the proxy drops (storage class,
- * x-amz-server-side-encryption: AES256): S3 would change the class, but the upstream is sent a
- * self-copy that changes nothing and refuses it with a message naming the class as changed, which
- * misleads (`aws s3 cp s3://b/k s3://b/k --storage-class STANDARD_IA`, `rclone settier`). Refused
- * here, saying what was dropped.
+ * x-amz-server-side-encryption: AES256, x-amz-website-redirect-location): S3 would change them, but
+ * the upstream is sent a self-copy that changes nothing and refuses it with a message naming them
+ * as changed, which misleads (`aws s3 cp s3://b/k s3://b/k --storage-class STANDARD_IA`, `rclone
+ * settier`, `aws s3api copy-object --website-redirect-location`). Refused here, saying what was dropped.
  */
 function onlyDroppedChanges(ctx: RequestContext, src: ForeignSource, headers: Headers): boolean {
   if (src.from !== ctx.bucket || src.key !== ctx.key || src.versionId !== undefined) return false;
-  if (!headers.has("x-amz-storage-class") && !headers.has("x-amz-server-side-encryption")) return false;
+  if (!DROPPED_SETTINGS.some((name) => headers.has(name))) return false;
   for (const name of DIRECTIVES) if ((headers.get(name) ?? "COPY") === "REPLACE") return false;
-  return !headers.has("x-amz-website-redirect-location");
+  return true;
 }
+
+/** A copy's settings the proxy does not pass to its upstream (see onlyDroppedChanges). */
+const DROPPED_SETTINGS = ["x-amz-storage-class", "x-amz-server-side-encryption", "x-amz-website-redirect-location"];
 
 /**
  * Rethrows a copy's failure; a NoSuchKey becomes AccessDenied unless the caller may list the
