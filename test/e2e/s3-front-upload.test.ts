@@ -275,7 +275,7 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
     );
 
     test(
-      "Object Lock, customer (SSE-C) and KMS keys and appends (x-amz-write-offset-bytes) are refused (400 InvalidRequest / 501 NotImplemented) on PutObject, CopyObject and CreateMultipartUpload, never dropped; SSE-S3 (AES256) passes; an encryption method S3 does not have is 400 InvalidArgument, a storage class it does not have 400 InvalidStorageClass",
+      "Object Lock, customer (SSE-C) and KMS keys and appends (x-amz-write-offset-bytes) are refused (400 InvalidRequest / 501 NotImplemented) on PutObject, CopyObject and CreateMultipartUpload (a copy source's key on UploadPartCopy too), never dropped; SSE-S3 (AES256) passes; an encryption method S3 does not have is 400 InvalidArgument, a storage class it does not have 400 InvalidStorageClass",
       async () => {
         const ok = await signedFetch(env, { method: "PUT", path: "/up/sse/aes.txt", body: bytesOf(10, 4), headers: { "x-amz-server-side-encryption": "AES256" } });
         expect(ok.status).toBe(200);
@@ -287,6 +287,8 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
           ["PUT", { "x-amz-server-side-encryption-customer-algorithm": "AES256", "x-amz-server-side-encryption-customer-key": Buffer.alloc(32, 1).toString("base64") }, 501, "NotImplemented"],
           ["PUT", { "x-amz-object-lock-mode": "COMPLIANCE", "x-amz-copy-source": "/up/sse/aes.txt" }, 400, "InvalidRequest"],
           ["PUT", { "x-amz-copy-source-server-side-encryption-customer-algorithm": "AES256", "x-amz-copy-source": "/up/sse/aes.txt" }, 501, "NotImplemented"],
+          // (UploadPartCopy dropped the source's key: the upstream then said the key was missing)
+          ["PUT", { "x-amz-copy-source-server-side-encryption-customer-algorithm": "AES256", "x-amz-copy-source-server-side-encryption-customer-key": Buffer.alloc(32, 1).toString("base64"), "x-amz-copy-source": "/up/sse/aes.txt" }, 501, "NotImplemented", [["partNumber", "1"], ["uploadId", "upload-1"]]],
           ["POST", { "x-amz-server-side-encryption": "aws:kms:dsse" }, 501, "NotImplemented", [["uploads", ""]]],
           // an append sent as a plain PutObject replaced the object with the appended bytes
           ["PUT", { "x-amz-write-offset-bytes": "10" }, 501, "NotImplemented"],

@@ -26,7 +26,7 @@ import { configuredBucket } from "./route.ts";
 import { sameUpstreamAccount } from "../../config/writes.ts";
 import { copyObjectStreamed, type ForeignSource, type StreamedResult, uploadPartCopyStreamed } from "./copy-streamed.ts";
 import { childText } from "./xml-reader.ts";
-import { callOf, partNumberOf, queryValue, readingResult, requestHeaders, writeUpstream } from "./writes.ts";
+import { callOf, partNumberOf, queryValue, readingResult, requestHeaders, unkeptSourceKey, writeUpstream } from "./writes.ts";
 import { purgeWritten } from "../purge.ts";
 import { cutText } from "../../util/text.ts";
 
@@ -230,6 +230,8 @@ export async function uploadPartCopyOp(ctx: RequestContext): Promise<Response> {
       throw s3Fail(s3Error("InvalidArgument", "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy", { ArgumentName: "x-amz-copy-source-range", ArgumentValue: range.slice(0, 64) }));
     }
   }
+  const refused = unkeptSourceKey(requestHeaders(ctx));
+  if (refused !== undefined) throw s3Fail(refused);
   const src = await readableSource(ctx);
   const pinned = range !== null ? await pinToCached(ctx, src) : false;
   try {

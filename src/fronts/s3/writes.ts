@@ -129,11 +129,22 @@ function unkeptSetting(h: Headers): S3Error | undefined {
     if (!KMS_METHODS.has(sse)) return s3Error("InvalidArgument", "The encryption method specified is not supported", { ArgumentName: "x-amz-server-side-encryption", ArgumentValue: sse.slice(0, 64) });
     return s3Error("NotImplemented", `Server-side encryption ${JSON.stringify(sse)} is not supported through this proxy; objects are stored with the bucket's default encryption (AES256).`);
   }
-  for (const name of CUSTOMER_KEY_HEADERS) {
-    if (h.has(name)) return s3Error("NotImplemented", `Customer-provided or KMS encryption keys (${name}) are not supported through this proxy; objects are stored with the bucket's default encryption.`);
-  }
+  for (const name of CUSTOMER_KEY_HEADERS) if (h.has(name)) return customerKeyRefusal(name);
   return undefined;
 }
+
+const customerKeyRefusal = (name: string) => s3Error("NotImplemented", `Customer-provided or KMS encryption keys (${name}) are not supported through this proxy; objects are stored with the bucket's default encryption.`);
+
+/**
+ * An UploadPartCopy's copy-source customer key (x-amz-copy-source-server-side-encryption-customer-*),
+ * as CopyObject refuses it (unkeptSetting); undefined without one. Dropped, the upstream read the
+ * source without it and answered that the key was missing, though the client had sent it.
+ */
+export function unkeptSourceKey(h: Headers): S3Error | undefined {
+  for (const name of SOURCE_KEY_HEADERS) if (h.has(name)) return customerKeyRefusal(name);
+  return undefined;
+}
+const SOURCE_KEY_HEADERS = ["x-amz-copy-source-server-side-encryption-customer-algorithm", "x-amz-copy-source-server-side-encryption-customer-key"];
 const STORAGE_CLASS = "x-amz-storage-class";
 /** S3's storage classes (its StorageClass enumeration), exactly as written: S3 refuses `standard`. */
 const STORAGE_CLASSES: ReadonlySet<string> = new Set(["STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER", "DEEP_ARCHIVE", "OUTPOSTS", "GLACIER_IR", "SNOW", "EXPRESS_ONEZONE", "FSX_OPENZFS", "FSX_ONTAP"]);
@@ -145,8 +156,7 @@ const CUSTOMER_KEY_HEADERS = [
   "x-amz-server-side-encryption-customer-key",
   "x-amz-server-side-encryption-aws-kms-key-id",
   "x-amz-server-side-encryption-context",
-  "x-amz-copy-source-server-side-encryption-customer-algorithm",
-  "x-amz-copy-source-server-side-encryption-customer-key",
+  ...SOURCE_KEY_HEADERS,
 ];
 
 /**
