@@ -23,7 +23,7 @@ export { DiskLayer } from "./disk.ts";
 export { RedisLayer } from "./redis.ts";
 export { freshnessSeconds, pickHeaders } from "./freshness.ts";
 export { type CachePolicy, type UpstreamFetch } from "./flight.ts";
-export { serveHit, serveWithCache, type CacheStatus, type ServeArgs, type ServeResult } from "./serve.ts";
+export { serveHit, serveWithCache, withCacheStatus, type CacheStatus, type ServeArgs, type ServeResult } from "./serve.ts";
 export { bucketCachePolicy, cacheRestartChanges, cacheRestartKey, cacheStores, diskDir, retireOtherDiskLayouts, storeStamp, upstreamIdentity, type CacheDeps } from "./config.ts";
 export { registerCacheMetrics } from "./metrics.ts";
 export type { CachedObject, CacheLayer, LayerStats, LayerHealth, BucketLayerStats, MaybePromise } from "./types.ts";

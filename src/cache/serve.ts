@@ -173,7 +173,7 @@ async function serveSlow(args: ServeArgs, key: string, now: number, found: Maybe
     }
   } catch (err) {
     counters.misses++; // the upstream error (thrown) reaches the leader and every waiter alike
-    throw err;
+    throw withCacheStatus(err, "MISS");
   }
   return finish(args, outcome, calls, ranged, now);
 }
@@ -291,13 +291,26 @@ async function followFill(args: ServeArgs, tap: FillTap, calls: number, now: num
 /** Sends the request upstream with the client's range/conditional headers; nothing is stored. */
 async function goUpstream(args: ServeArgs, callsSoFar: number): Promise<ServeResult> {
   args.cache.counter(args.bucket).bypassed++;
-  const res = await args.upstream(forwardRequestHeaders(args.reqHeaders), args.signal ?? new AbortController().signal);
+  const res = await args.upstream(forwardRequestHeaders(args.reqHeaders), args.signal ?? new AbortController().signal).catch((err: unknown) => {
+    throw withCacheStatus(err, "BYPASS");
+  });
   let response = res;
   if (args.method === "HEAD") {
     void res.body?.cancel();
     response = new Response(null, { status: res.status, headers: res.headers });
   }
   return { response, cacheStatus: "BYPASS", upstreamCalls: callsSoFar + 1, passthrough: true };
+}
+
+/**
+ * `err` (a ProxyError) with the X-Cache of the answer it becomes, as every answer of a cached bucket
+ * has one (the access line's `cache` is read from it): an upstream that gave no answer (refused,
+ * reset, timed out) was counted as a miss or a bypass, while its 502/504 and its access line said
+ * nothing. One the cache set already (a 412/416 answered from an entry) is kept.
+ */
+export function withCacheStatus(err: unknown, status: string): unknown {
+  if (err instanceof ProxyError && err.headers?.["x-cache"] === undefined) (err as { headers: Record<string, string> | undefined }).headers = { ...err.headers, "x-cache": status };
+  return err;
 }
 
 /** Re-exported for callers that want the object behind a key without serving it (admin, tests). */

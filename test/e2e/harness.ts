@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { App } from "../../src/app.ts";
 import { parseConfig } from "../../src/config/load.ts";
-import { nullLogger } from "../../src/observe/log.ts";
+import { nullLogger, type Logger } from "../../src/observe/log.ts";
 import { listenBun, listenNode, type Listener } from "../../src/server.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { SHIPPED_HEADER_LIMIT } from "../../src/http/header-limit.ts";
@@ -151,9 +151,9 @@ export interface InProcessProxy extends AsyncDisposable {
 }
 
 /** The same App and listener, inside the test process. Logs are discarded unless `log` is given. */
-export async function startInProcess(configYaml: string, opts: { configPath?: string; fetch?: typeof fetch; probeIntervalMs?: number } = {}): Promise<InProcessProxy> {
+export async function startInProcess(configYaml: string, opts: { configPath?: string; fetch?: typeof fetch; probeIntervalMs?: number; log?: Logger } = {}): Promise<InProcessProxy> {
   const config = parseConfig(configYaml, { file: opts.configPath });
-  const app = await App.create(config, { configPath: opts.configPath, log: nullLogger, fetch: opts.fetch, probeIntervalMs: opts.probeIntervalMs });
+  const app = await App.create(config, { configPath: opts.configPath, log: opts.log ?? nullLogger, fetch: opts.fetch, probeIntervalMs: opts.probeIntervalMs });
   const listener: Listener = config.server.engine === "node" ? await listenNode(app, config) : listenBun(app, config);
   const stop = async () => {
     await listener.stop(true);

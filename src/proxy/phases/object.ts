@@ -8,7 +8,7 @@
  * replaced by the whole current object (200), so a client resuming a download with a stale ETag
  * never splices new bytes onto old ones. The cache applies the same rule to stored objects.
  */
-import { serveHit, serveWithCache } from "../../cache/index.ts";
+import { serveHit, serveWithCache, withCacheStatus } from "../../cache/index.ts";
 import { ProxyError } from "../../errors.ts";
 import { bufferUpstreamBody } from "../../http/body-policy.ts";
 import { ifRangeAllows, ifRangeMayMatch } from "../../http/conditional.ts";
@@ -166,8 +166,7 @@ async function serveCached(ctx: RequestContext, method: ObjectMethod): Promise<R
     res = passedChecksums(await respond(ctx, result.response, method), ctx.req.headers);
   } catch (err) {
     // An upstream refusal relayed (412, 416, 403...) says X-Cache too, as every answer of a cached bucket.
-    if (err instanceof ProxyError && err.headers?.["x-cache"] === undefined) (err as { headers: Record<string, string> | undefined }).headers = { ...err.headers, "x-cache": result.cacheStatus };
-    throw err;
+    throw withCacheStatus(err, result.cacheStatus);
   }
   res.headers.set("x-cache", result.cacheStatus);
   return res;
