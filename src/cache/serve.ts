@@ -152,6 +152,10 @@ async function serveSlow(args: ServeArgs, key: string, now: number, found: Maybe
   const ranged = parseRange(reqHeaders.get("range"), Number.MAX_SAFE_INTEGER).kind !== "none";
   const flight = cache.inflight.get(key);
   if (obj === undefined && ranged && flight === undefined) return goUpstream(args, 0);
+  // A request that says no-store: nothing of its answer may be stored (RFC 9111 §5.2.1.5, a MUST),
+  // so with no fill to join it is passed through (a miss filled the cache with it, a stale entry
+  // was revalidated and kept). A fresh entry still answers it (serving stores nothing).
+  if (flight === undefined && NO_STORE.test(reqHeaders.get("cache-control") ?? "")) return goUpstream(args, 0);
 
   let outcome: FlightOutcome;
   let calls = 0;
@@ -287,6 +291,9 @@ async function followFill(args: ServeArgs, tap: FillTap, calls: number, now: num
     if (!following) cursor?.close();
   }
 }
+
+/** Cache-Control's no-store directive (a list member, any case). */
+const NO_STORE = /(?:^|,)\s*no-store\s*(?:,|$)/i;
 
 /** Sends the request upstream with the client's range/conditional headers; nothing is stored. */
 async function goUpstream(args: ServeArgs, callsSoFar: number): Promise<ServeResult> {

@@ -53,6 +53,22 @@ test("stale entry, object deleted upstream → 404 NoSuchKey, entry dropped; the
   expect(await back.text()).toBe("old bytes");
 });
 
+test("a request with Cache-Control: no-store is passed through on a miss (BYPASS) and nothing is stored, a stale entry not refreshed; a fresh entry still answers it", async () => {
+  await s3.put("reval", "nostore.txt", "first");
+  const asked = await fetch(px.url("/c/nostore.txt"), { headers: { "cache-control": "No-Store" } });
+  expect([asked.status, asked.headers.get("x-cache"), await asked.text()]).toEqual([200, "BYPASS", "first"]);
+  // (it was stored: this was a HIT)
+  const next = await fetch(px.url("/c/nostore.txt"));
+  expect([next.headers.get("x-cache"), await next.text()]).toEqual(["MISS", "first"]);
+  const fresh = await fetch(px.url("/c/nostore.txt"), { headers: { "cache-control": "max-age=0, no-store" } });
+  expect([fresh.headers.get("x-cache"), await fresh.text()]).toEqual(["HIT", "first"]);
+  // a stale entry: passed through, not revalidated (a REVALIDATED would have stored the 304's headers)
+  await s3.put("reval", "nostore-stale.txt", "old", { cacheControl: "max-age=0" });
+  expect((await fetch(px.url("/c/nostore-stale.txt"))).headers.get("x-cache")).toBe("MISS");
+  const stale = await fetch(px.url("/c/nostore-stale.txt"), { headers: { "cache-control": "no-store" } });
+  expect([stale.headers.get("x-cache"), await stale.text()]).toEqual(["BYPASS", "old"]);
+});
+
 test("a revalidation answered 403 is relayed as an error and the stale bytes are not served", async () => {
   await s3.put("reval", "denied.txt", "secret-ish", { cacheControl: "max-age=0" });
   expect((await fetch(px.url("/c/denied.txt"))).status).toBe(200);
