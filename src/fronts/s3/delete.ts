@@ -45,6 +45,8 @@ const AUTHZ_CONCURRENCY = 16;
 const DIRECTORY_BUCKET_CONDITIONS = ["LastModifiedTime", "Size"];
 /** What an <Object> of a Delete document may hold (S3's ObjectIdentifier). */
 const OBJECT_FIELDS = new Set(["Key", "VersionId", "ETag", ...DIRECTORY_BUCKET_CONDITIONS]);
+/** The forms of an xsd:boolean (<Quiet>). */
+const QUIET_VALUES = new Set(["true", "false", "1", "0"]);
 const CHECKSUM_HEADERS = ["content-md5", "x-amz-checksum-crc32", "x-amz-checksum-crc32c", "x-amz-checksum-crc64nvme", "x-amz-checksum-sha1", "x-amz-checksum-sha256"];
 
 /** DeleteObject, of the key or (?versionId) of one version; either way the cached copy goes. */
@@ -142,10 +144,11 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
   if (doc.children.some((c) => c.name !== "Object" && c.name !== "Quiet")) throw s3Fail(malformed());
   const objects = childrenNamed(doc, "Object");
   if (objects.length === 0 || objects.length > MAX_DELETE_KEYS) throw s3Fail(malformed());
-  // (S3's schema: a boolean; anything else is MalformedXML)
+  // (S3's schema: an xsd:boolean, whose forms are true, false, 1 and 0, as older SDKs write it;
+  // anything else is MalformedXML)
   const quietText = fieldText(doc, "Quiet")?.trim().toLowerCase();
-  if (quietText !== undefined && quietText !== "true" && quietText !== "false") throw s3Fail(malformed());
-  const quiet = quietText === "true";
+  if (quietText !== undefined && !QUIET_VALUES.has(quietText)) throw s3Fail(malformed());
+  const quiet = quietText === "true" || quietText === "1";
   const outcomes: Outcome[] = objects.map((o) => {
     // (an entry names one key, at most one version and one ETag, each as text: a second one, or
     // elements inside one, is MalformedXML, never silently dropped)
