@@ -233,10 +233,34 @@ export function answeredPrivately(res: Response): Response {
 export function privateCacheControl(value: string | null): string {
   if (value === null) return "private";
   let out = "private";
-  for (const part of value.split(",")) {
+  for (const part of directives(value)) {
     const d = part.trim();
     if (d !== "" && !SHARED_CACHE_DIRECTIVE.test(d)) out += `, ${d}`;
   }
+  return out;
+}
+
+/**
+ * A Cache-Control value's directives: split at the commas outside quoted strings (a comma inside
+ * one, `private="a, b"` or `no-cache="x, y"`, is part of its argument; split there, the list came
+ * out as `private, b"`).
+ */
+function directives(value: string): string[] {
+  const out: string[] = [];
+  let start = 0;
+  let quoted = false;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (quoted) {
+      if (c === 0x5c) i++; // (a quoted-pair: the next character is literal)
+      else if (c === 0x22) quoted = false;
+    } else if (c === 0x22) quoted = true;
+    else if (c === 0x2c) {
+      out.push(value.slice(start, i));
+      start = i + 1;
+    }
+  }
+  out.push(value.slice(start));
   return out;
 }
 

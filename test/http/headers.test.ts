@@ -1,5 +1,5 @@
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
-import { forwardRequestHeaders, keepPassedResponseHeaders, objectHeaders, passResponseHeaders } from "../../src/http/headers.ts";
+import { forwardRequestHeaders, keepPassedResponseHeaders, objectHeaders, passResponseHeaders, privateCacheControl } from "../../src/http/headers.ts";
 import { mapS3Error, errorFromResponse, parseS3ErrorCode } from "../../src/s3/errors.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
@@ -139,6 +139,17 @@ describe("fields a Connection header names are hop-by-hop (RFC 9110 §7.6.1), ei
     keepPassedResponseHeaders(kept);
     expect([kept.has("x-amz-meta-hop"), kept.has("etag"), kept.has("connection"), kept.get("content-type")]).toEqual([false, false, false, "text/plain"]);
     expect(objectHeaders(up())).toEqual({ "content-type": "text/plain" });
+  });
+});
+
+describe("privateCacheControl", () => {
+  test("private, the shared-cache directives dropped, the others kept; a quoted argument's commas are not list separators", () => {
+    expect(privateCacheControl(null)).toBe("private");
+    expect(privateCacheControl("public, max-age=60, s-maxage=600")).toBe("private, max-age=60");
+    // (split at every comma, this came out as `private, b"` and `no-cache="x`, `y"`)
+    expect(privateCacheControl('private="a, b", max-age=5')).toBe("private, max-age=5");
+    expect(privateCacheControl('no-cache="x, y", public')).toBe('private, no-cache="x, y"');
+    expect(privateCacheControl('no-cache="a\\", b", max-age=1')).toBe('private, no-cache="a\\", b", max-age=1');
   });
 });
 
