@@ -222,6 +222,9 @@ describe("objects (cached bucket)", () => {
       const pre = await fetch(`${env.endpoint}${v.rawPath}?${v.rawQuery}`, { method });
       expect([method, pre.status]).toEqual([method, 501]);
     }
+    // GetObjectAttributes likewise (the upstream was asked without the key)
+    const attrs = await signedFetch(env, { method: "GET", path: "/data/doc.txt", query: { attributes: "" }, headers: { ...sse, "x-amz-object-attributes": "ETag" } });
+    expect([attrs.status, (await attrs.text()).includes("<Code>NotImplemented</Code>")]).toEqual([501, true]);
     expect(env.upstreamCalls()).toEqual([]);
   });
 

@@ -240,15 +240,19 @@ export function s3Parse(ctx: RequestContext): undefined {
     ctx.key = prefix;
   }
   let overrides: ReadonlyArray<readonly [string, string]> = NO_PARAMETERS;
-  if (OBJECT_READS.has(op)) {
-    const o = responseOverrides(v.query, principal !== undefined);
-    if (isS3Error(o)) return fail(o);
-    overrides = o;
+  if (OBJECT_READS.has(op) || op === "GetObjectAttributes") {
+    if (op !== "GetObjectAttributes") {
+      const o = responseOverrides(v.query, principal !== undefined);
+      if (isS3Error(o)) return fail(o);
+      overrides = o;
+    }
     // A customer key (SSE-C) is not sent upstream (and a cached copy would be served without it):
     // refused, as on writes, rather than dropped. (Every x-amz-* header present is signed: the
     // signed names tell, with no header lookup on an ordinary GetObject. A presigned URL's
     // parameters hoisted into its query, as the Ruby SDK's presigner puts a customer key there
     // and S3 reads it, are no signed header: looked up among the headers they stand for.)
+    // GetObjectAttributes too: S3 needs the key to read an SSE-C object's attributes, and the
+    // upstream was asked without it.
     if (v.kind === "ok" && headers === req.headers ? v.signedHeaders.some(isCustomerKeyHeader) : headers.has(SSE_C_ALGORITHM) || headers.has("x-amz-server-side-encryption-customer-key")) {
       return fail(s3Error("NotImplemented", "Customer-provided encryption keys (x-amz-server-side-encryption-customer-*) are not supported through this proxy.", { Header: SSE_C_ALGORITHM }));
     }
