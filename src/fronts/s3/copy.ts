@@ -13,7 +13,7 @@
 import type { RequestContext } from "../../proxy/context.ts";
 import { addressRefused } from "../../proxy/phases/admit.ts";
 import { mayOnSource } from "../../proxy/phases/authorize.ts";
-import { copyObject, getObjectTagging, uploadPartCopy } from "../../s3/operations/index.ts";
+import { COPY_SOURCE_CONDITIONS, copyObject, getObjectTagging, uploadPartCopy } from "../../s3/operations/index.ts";
 import { s3Error, type S3Error } from "./errors.ts";
 import { isRefusal, s3ErrorOf, s3Fail } from "./fail.ts";
 import { ProxyError } from "../../errors.ts";
@@ -277,7 +277,6 @@ async function pinToCached(ctx: RequestContext, src: ForeignSource): Promise<boo
   return true;
 }
 
-const COPY_SOURCE_CONDITIONS = ["x-amz-copy-source-if-match", "x-amz-copy-source-if-none-match", "x-amz-copy-source-if-modified-since", "x-amz-copy-source-if-unmodified-since"];
 
 function hasCopySourceCondition(headers: Headers): boolean {
   return COPY_SOURCE_CONDITIONS.some((name) => headers.has(name));

@@ -15,14 +15,14 @@ import { uriEncode } from "../sigv4.ts";
 import type { BucketUpstream } from "../upstream.ts";
 import { type HeaderSource, OBJECT_HEADERS, type OperationContext, partNumberText, pickHeaders } from "./common.ts";
 
+/** The copy source's conditions (CopyObject and UploadPartCopy), as S3 names them. */
+export const COPY_SOURCE_CONDITIONS = ["x-amz-copy-source-if-match", "x-amz-copy-source-if-none-match", "x-amz-copy-source-if-modified-since", "x-amz-copy-source-if-unmodified-since"] as const;
+
 const COPY_HEADERS = {
   names: new Set([
     ...OBJECT_HEADERS,
     "x-amz-metadata-directive",
-    "x-amz-copy-source-if-match",
-    "x-amz-copy-source-if-none-match",
-    "x-amz-copy-source-if-modified-since",
-    "x-amz-copy-source-if-unmodified-since",
+    ...COPY_SOURCE_CONDITIONS,
     "if-match",
     "if-none-match",
     "x-amz-checksum-algorithm",
@@ -69,10 +69,7 @@ export interface UploadPartCopyArgs {
 const PART_COPY_HEADERS = {
   names: new Set([
     "x-amz-copy-source-range",
-    "x-amz-copy-source-if-match",
-    "x-amz-copy-source-if-none-match",
-    "x-amz-copy-source-if-modified-since",
-    "x-amz-copy-source-if-unmodified-since",
+    ...COPY_SOURCE_CONDITIONS,
   ]),
   meta: false,
   contentEncoding: false,
