@@ -38,7 +38,7 @@ import {
   listPartsOp,
 } from "./multipart.ts";
 import { bucketLocation, bucketVersioning, getObject, getObjectDirect, headBucket, listBuckets, objectAttributes, responseOverrides, versionIdOf } from "./operations.ts";
-import { mayAccess } from "./permissions.ts";
+import { mayAccess, sessionAdmitted } from "./permissions.ts";
 import { putObjectOp, uploadPartOp } from "./put-object.ts";
 import { postObjectOp } from "./post-object.ts";
 import { deleteObjectTaggingOp, objectTagging, putObjectTaggingOp } from "./tagging.ts";
@@ -341,7 +341,8 @@ export function s3Permit(ctx: RequestContext): undefined {
   const s = (ctx as S3RequestContext).s3!;
   // PostObject's principal and key are in its form: post-object.ts checks them once it has read them.
   if (s.op === "AssumeRoleWithWebIdentity" || s.op === "PostObject") return undefined;
-  const allowed = ctx.bucket === undefined ? s.principal !== undefined : s.op === "DeleteObjects" ? mayBatchDelete(ctx, s) : mayAccess(ctx.rt, s.principal, ctx.bucket, ctx.action);
+  // (bucket-less: ListBuckets; a session a reload no longer admits is refused it too)
+  const allowed = ctx.bucket === undefined ? s.principal !== undefined && (s.principal.kind !== "session" || sessionAdmitted(ctx.rt, s.principal.claims)) : s.op === "DeleteObjects" ? mayBatchDelete(ctx, s) : mayAccess(ctx.rt, s.principal, ctx.bucket, ctx.action);
   if (!allowed) {
     // (an unsigned request refused counts as a plain-front request without a token: missing)
     ctx.svc.metrics.auth(s.principal === undefined ? "missing" : "forbidden");

@@ -85,18 +85,26 @@ function issuedByTrusted(issuer: string | undefined, audience: string | readonly
 }
 
 /**
+ * Whether the token a session came from is still admitted, bucket aside: jwt.issuer, jwt.audience
+ * and jwt.claims as they are now. A session they no longer admit is refused everything, the
+ * bucket-less ListBuckets included (it answered an empty list, as if the session were still good).
+ */
+export function sessionAdmitted(rt: Runtime, claims: Record<string, unknown>): boolean {
+  const jwt = rt.config.jwt?.enabled ? rt.config.jwt : undefined;
+  if (jwt === undefined) return true;
+  return issuedByTrusted(jwt.issuer, jwt.audience, claims) && firstFailedRule(jwt.claims, claims) === undefined;
+}
+
+/**
  * Whether a session's claims pass the bucket's plain-front read rules (jwt.claims, then auth.claims).
  * jwt.claims hold on every bucket, those without `auth` included: they say which tokens are still
  * good (a revocation cut-off on iat written after the session was issued ends it everywhere, not
  * only where a bucket asks for a token; AWS's aws:TokenIssueTime deny applies to every action).
  */
 function sessionPasses(rt: Runtime, bucket: BucketRuntime, claims: Record<string, unknown>): boolean {
-  const jwt = rt.config.jwt?.enabled ? rt.config.jwt : undefined;
-  if (jwt !== undefined && !issuedByTrusted(jwt.issuer, jwt.audience, claims)) return false;
-  const global = jwt?.claims;
-  if (global !== undefined && firstFailedRule(global, claims) !== undefined) return false;
+  if (!sessionAdmitted(rt, claims)) return false;
   if (!bucket.authRequired) return true;
-  if (global === undefined) return false; // auth without a jwt section cannot be configured; fail closed
+  if (!rt.config.jwt?.enabled) return false; // auth without a jwt section cannot be configured; fail closed
   return firstFailedRule(bucket.extraRules, claims) === undefined;
 }
 

@@ -1,0 +1,39 @@
+/**
+ * A session that a reload no longer admits (jwt.claims tightened, jwt.issuer or jwt.audience
+ * changed) is refused on every request, ListBuckets included (it has no bucket to check the rules on).
+ */
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { ListBucketsCommand, S3Client } from "@aws-sdk/client-s3";
+import { fromWebToken } from "@aws-sdk/credential-provider-web-identity";
+import { startS3Fixture } from "../fixtures/s3.ts";
+import { frontYaml, hs256, startFrontsOn, UPSTREAM, type S3FrontEnv } from "./s3-front-helpers.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
+
+let env: S3FrontEnv;
+let yaml: string;
+const now = () => Math.floor(Date.now() / 1000);
+
+beforeAll(async () => {
+  const s3 = await startS3Fixture({ buckets: [{ name: "data" }, { name: "private" }], credentials: [{ ...UPSTREAM, buckets: ["data", "private"] }] });
+  yaml = frontYaml(s3.endpoint);
+  env = await startFrontsOn(yaml, s3, true);
+});
+afterAll(() => env.stop());
+
+test("ListBuckets with a session a reload revoked (a cut-off on iat in jwt.claims) → 403 AccessDenied, not an empty list", async () => {
+  const c = new S3Client({
+    endpoint: env.endpoint, region: "us-east-1", forcePathStyle: true, maxAttempts: 1,
+    credentials: fromWebToken({ roleArn: "arn:aws:iam::123456789012:role/r", webIdentityToken: hs256({ sub: "alice", iat: now() - 60, exp: now() + 600 }), roleSessionName: "s1", clientConfig: { endpoint: env.endpoint, region: "us-east-1", maxAttempts: 1 } }),
+  });
+  try {
+    expect(((await c.send(new ListBucketsCommand({}))).Buckets ?? []).map((b) => b.Name)).toEqual(["data", "open", "private"]);
+    const cutoff = `  claims: [{ claim: iat, operator: gte, value: ${now()} }]\n`;
+    const r = await env.app.reload(undefined, { text: yaml.replace(`  secret: "`, `${cutoff}  secret: "`), file: "reload.yaml", baseDir: "/tmp" });
+    expect(r).toMatchObject({ ok: true });
+    await expect(c.send(new ListBucketsCommand({}))).rejects.toMatchObject({ name: "AccessDenied", $metadata: { httpStatusCode: 403 } });
+  } finally {
+    c.destroy();
+  }
+});
