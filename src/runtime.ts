@@ -289,8 +289,12 @@ export function publishBreakerStates(rt: Runtime, metrics: Metrics): void {
   metrics.retainBreakers(withBreaker);
 }
 
-/** The config the rate limiter is built from, as one comparable string. */
+/**
+ * The config the rate limiter is built from, as one comparable string. Only buckets with their own
+ * limit: adding or removing one without changes no limit (it gave every client a fresh burst).
+ */
 function limiterSignature(config: Config): string {
   const redisPrefix = (config.cache as { redis?: { key_prefix?: string } } | undefined)?.redis?.key_prefix;
-  return JSON.stringify([config.server.rate_limit ?? null, config.buckets.map((b) => [b.name, b.s3.rate_limit ?? null]), limiterRedisUrl(config) ?? null, redisPrefix ?? null]);
+  const buckets = config.buckets.filter((b) => b.s3.rate_limit).map((b) => [b.name, b.s3.rate_limit]);
+  return JSON.stringify([config.server.rate_limit ?? null, buckets, limiterRedisUrl(config) ?? null, redisPrefix ?? null]);
 }
