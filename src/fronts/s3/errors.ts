@@ -122,12 +122,19 @@ export function s3ErrorResponse(err: S3Error, opts: { requestId: string; resourc
   // (also what the access log counts). A HEAD gets the GET's length, no body: left without one,
   // Bun.serve said content-length: 0 (RFC 9110 §8.6: the GET's length or none). None when the
   // GET's document is unknown (`unknownLength`: guessedFromStatus). A signature's refusal names
-  // the method in its CanonicalRequest: the GET's says GET, one byte shorter.
+  // the method in its CanonicalRequest (and CanonicalRequestBytes): the GET's says GET, shorter.
   if (opts.method === "HEAD" && opts.unknownLength === true) return new Response(null, { status: err.status, headers });
   const creq = err.details?.CanonicalRequest;
-  const asGet = opts.method === "HEAD" && creq?.startsWith("HEAD\n") === true ? renderS3ErrorXml({ ...err, details: { ...err.details, CanonicalRequest: "GET" + creq!.slice(4) } }, { resource: opts.resource, requestId: opts.requestId, hostId }) : xml;
+  const asGet = opts.method === "HEAD" && creq?.startsWith("HEAD\n") === true ? renderS3ErrorXml({ ...err, details: { ...err.details, ...headAsGet(creq!, err.details!.CanonicalRequestBytes) } }, { resource: opts.resource, requestId: opts.requestId, hostId }) : xml;
   headers["content-length"] = String(Buffer.byteLength(asGet));
   return new Response(opts.method === "HEAD" ? null : xml, { status: err.status, headers });
+}
+
+/** A HEAD's CanonicalRequest (and its bytes, "48 45 41 44 0a ...") as the GET's would show them. */
+function headAsGet(creq: string, bytes: string | undefined): Record<string, string> {
+  const out: Record<string, string> = { CanonicalRequest: "GET" + creq.slice(4) };
+  if (bytes !== undefined) out.CanonicalRequestBytes = "47 45 54" + bytes.slice(11);
+  return out;
 }
 
 /** An opaque id for the host that answered (S3's x-amz-id-2 / HostId): a random tag of this process and the request, base64. */

@@ -268,16 +268,29 @@ function verify<P extends { secretAccessKey: string }>(
   return ok;
 }
 
-/** S3's SignatureDoesNotMatch, with what it shows to help debug a client. */
+/**
+ * S3's SignatureDoesNotMatch, with what it shows to help debug a client, in S3's order: the string
+ * to sign and the canonical request, each also as its bytes in hex (StringToSignBytes,
+ * CanonicalRequestBytes: the bytes hashed, which the text, one Latin-1 character per byte, shows
+ * garbled where a header value has UTF-8 in it).
+ */
 function signatureMismatch(akid: string, stringToSign: string, provided: string, creq: string, sessionToken: string | undefined): S3Error {
+  // S3 returns the canonical request to help debug a client; the session token in it is
+  // redacted so that an error body or a log line never carries a credential.
+  const shown = sessionToken ? redact(creq, sessionToken) : creq;
   return s3Error("SignatureDoesNotMatch", undefined, {
     AWSAccessKeyId: akid,
     StringToSign: stringToSign,
     SignatureProvided: provided.slice(0, 128),
-    // S3 returns the canonical request to help debug a client; the session token in it is
-    // redacted so that an error body or a log line never carries a credential.
-    CanonicalRequest: sessionToken ? redact(creq, sessionToken) : creq,
+    StringToSignBytes: hexBytes(stringToSign),
+    CanonicalRequest: shown,
+    CanonicalRequestBytes: hexBytes(shown),
   });
+}
+
+/** Each character's code (a byte: the text is Latin-1) as two hex digits, space-separated, as S3 shows bytes. */
+export function hexBytes(latin1: string): string {
+  return Buffer.from(latin1, "latin1").toString("hex").replace(/(..)(?!$)/g, "$1 ");
 }
 
 /** The request target with every raw "+" read as a space (%20), or undefined when it has none. */

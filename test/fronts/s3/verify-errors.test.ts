@@ -64,6 +64,20 @@ describe("credentials and signature", () => {
     expect(JSON.stringify(r)).not.toContain(CREDS.secretAccessKey);
   });
 
+  test("SignatureDoesNotMatch also shows the string to sign and the canonical request as bytes, in S3's order", async () => {
+    const req = await smithySigned({ path: "/bucket/key", creds: { ...CREDS, secretAccessKey: "wrong" }, date: WHEN, headers: { "x-amz-meta-name": "caf\u00c3\u00a9" } /* café in UTF-8, as a listener gives the bytes */ });
+    const r = verify(req);
+    if (r.kind !== "error") throw new Error("verified");
+    const d = r.details!;
+    expect(Object.keys(d)).toEqual(["AWSAccessKeyId", "StringToSign", "SignatureProvided", "StringToSignBytes", "CanonicalRequest", "CanonicalRequestBytes"]);
+    const hex = (s: string) => [...Buffer.from(s, "latin1")].map((b) => b.toString(16).padStart(2, "0")).join(" ");
+    expect(d.StringToSignBytes).toStartWith("41 57 53 34 2d 48 4d 41 43 2d 53 48 41 32 35 36 0a 32 30 32 34");
+    expect(d.StringToSignBytes).toBe(hex(d.StringToSign!));
+    expect(d.CanonicalRequestBytes).toBe(hex(d.CanonicalRequest!));
+    // the bytes hashed: é as UTF-8 (c3 a9), as the client sent it
+    expect(d.CanonicalRequestBytes).toContain(" 63 61 66 c3 a9 0a ");
+  });
+
   test("the session token never appears in the SignatureDoesNotMatch details", async () => {
     const token = "SECRET-SESSION/TOKEN+==";
     const req = await smithySigned({ path: "/bucket/key", creds: { accessKeyId: "ASIAT", secretAccessKey: "wrong", sessionToken: token }, date: WHEN });
