@@ -172,8 +172,11 @@ function verify<P extends { secretAccessKey: string }>(
       }));
     }
   } else {
-    if (params.dateMs - opts.now > skewMs) return fail(s3Error("AccessDenied", "Request is not yet valid"));
     expiresAt = params.dateMs + params.expires! * 1000;
+    if (params.dateMs - opts.now > skewMs) {
+      // (S3 names the URL's X-Amz-Date in epoch milliseconds here)
+      return fail(s3Error("AccessDenied", "Request is not yet valid", { "X-Amz-Date": String(params.dateMs), Expires: iso(expiresAt), ServerTime: iso(opts.now) }));
+    }
     // Valid for X-Amz-Expires seconds from X-Amz-Date, the end excluded: the same bound as a
     // session's (a presigned URL minted by ?presign carries a session that ends with it, and the
     // URL's own "Request has expired" must win at that last instant, not the session's 400).

@@ -408,6 +408,15 @@ describe("presigned URLs", () => {
     expect(verify(req, { now: T - 901_000 })).toMatchObject({ ...err("AccessDenied", 403), message: "Request is not yet valid" });
   });
 
+  test("not yet valid: S3's details, X-Amz-Date in epoch milliseconds, Expires and ServerTime", async () => {
+    const r = verify(await presigned(3600), { now: T - 86_400_000 });
+    expect(r).toMatchObject({
+      ...err("AccessDenied", 403),
+      message: "Request is not yet valid",
+      details: { "X-Amz-Date": String(T), Expires: "2024-06-01T13:00:00Z", ServerTime: "2024-05-31T12:00:00Z" },
+    });
+  });
+
   test("X-Amz-Expires outside 1..604800 or not a number → 400 AuthorizationQueryParametersError", async () => {
     const req = await presigned(60);
     for (const v of ["0", "604801", "-1", "1e3", "abc", ""]) {
