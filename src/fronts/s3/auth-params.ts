@@ -48,6 +48,7 @@ const malformed = (detail: string, details?: Record<string, string>): S3Error =>
   s3Error("AuthorizationHeaderMalformed", "The authorization header is malformed; " + detail, details);
 const queryError = (message: string, details?: Record<string, string>): S3Error =>
   s3Error("AuthorizationQueryParametersError", message, details);
+const THREE_COMPONENTS = "the authorization header requires three components: Credential, SignedHeaders, and Signature.";
 export const CREDENTIAL_FORM = 'the Credential is mal-formed; expecting "<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request".';
 
 function isError(x: unknown): x is S3Error {
@@ -201,6 +202,9 @@ export function parseHeaderAuth(authorization: string, headers: HeaderSource, re
   const fields = new Map<string, string>();
   if (m !== null) {
     fields.set("Credential", m[1]).set("SignedHeaders", m[2]).set("Signature", m[3]);
+  } else if (sp < 0) {
+    // (the scheme alone: no component at all, not a malformed one named after the scheme)
+    return malformed(THREE_COMPONENTS);
   } else for (const part of authorization.slice(sp + 1).split(",")) {
     const t = part.trim();
     const eq = t.indexOf("=");
@@ -214,7 +218,7 @@ export function parseHeaderAuth(authorization: string, headers: HeaderSource, re
   const signedRaw = fields.get("SignedHeaders");
   const signature = fields.get("Signature");
   if (credential === undefined || signedRaw === undefined || signature === undefined) {
-    return malformed("the authorization header requires three components: Credential, SignedHeaders, and Signature.");
+    return malformed(THREE_COMPONENTS);
   }
   const scope = parseCredential(credential);
   if (scope === undefined) return malformed(CREDENTIAL_FORM);

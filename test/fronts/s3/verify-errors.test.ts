@@ -278,6 +278,13 @@ describe("malformed Authorization header", () => {
     });
   });
 
+  test("the scheme alone → 400 AuthorizationHeaderMalformed: the three components are required", () => {
+    expect(verify(headers("AWS4-HMAC-SHA256"))).toMatchObject({
+      ...err("AuthorizationHeaderMalformed", 400),
+      message: "The authorization header is malformed; the authorization header requires three components: Credential, SignedHeaders, and Signature.",
+    });
+  });
+
   test("SigV2 header → 400 InvalidRequest asking for AWS4-HMAC-SHA256", () => {
     expect(verify(headers("AWS AKIDERRORS:c2lnbmF0dXJl"))).toMatchObject({
       ...err("InvalidRequest", 400),
