@@ -167,6 +167,20 @@ describe("JSON listings", () => {
     const notHtml = await fetch(px.url("/files/docs/"), { headers: { accept: "text/html;q=0, application/json" } });
     expect(notHtml.headers.get("content-type")).toBe("application/json");
   });
+
+  test("preconditions hold on an index as RFC 9110 says for any 2xx: an If-Match tag never matches (412), If-None-Match: * does (304), the rest proceed (they were all ignored: 200)", async () => {
+    const status = async (headers: Record<string, string>, method = "GET") => (await fetch(px.url("/files/docs/"), { method, headers })).status;
+    expect(await status({ "if-match": '"abc"' })).toBe(412);
+    expect(await status({ "if-match": '"abc"' }, "HEAD")).toBe(412);
+    expect(await status({ "if-none-match": "*" })).toBe(304);
+    expect(await status({ "if-match": "*" })).toBe(200);
+    expect(await status({ "if-none-match": '"abc"' })).toBe(200);
+    expect(await status({ "if-modified-since": new Date(Date.now() + 86_400_000).toUTCString() })).toBe(200);
+    expect(await status({ "if-unmodified-since": "Sun, 06 Dec 1999 09:00:00 GMT" })).toBe(200);
+    // (a folder that is not there stays 404: a precondition never answers for a non-2xx)
+    expect(await status({ "if-none-match": "*" }, "HEAD")).toBe(304);
+    expect((await fetch(px.url("/files/nothing-here/"), { headers: { "if-match": '"abc"' } })).status).toBe(404);
+  });
 });
 
 describe("access and errors", () => {

@@ -21,6 +21,7 @@ import { MAX_LISTING_BYTES, parseListing } from "./parse.ts";
 import { encodePath, type RenderInput, renderHtml, renderJson } from "./render.ts";
 import { rawQueryPair } from "../../auth/sources.ts";
 import { isControlTarget } from "../../control/paths.ts";
+import { evaluateConditions } from "../../http/conditional.ts";
 
 /**
  * Longest continuation token taken from a client. S3's grows with the key it resumes after (about
@@ -127,6 +128,12 @@ export async function serveListing(ctx: RequestContext): Promise<Response> {
   if (prefix !== "" && token === undefined && page.entries.length === 0 && page.nextToken === undefined && !page.marker) {
     throw new ProxyError("NoSuchKey", { detail: "Nothing is stored under this folder" });
   }
+  // An index has no entity-tag and no date, yet a precondition still holds or fails (RFC 9110 §13.2.1
+  // applies to every 2xx): If-Match with a tag cannot match (412), If-None-Match: * matches (304);
+  // they were ignored, and a client relying on If-Match got the page as if it had matched.
+  const cond = evaluateConditions(ctx.req.headers, {}, ctx.method);
+  if (cond === "precondition-failed") throw new ProxyError("PreconditionFailed");
+  if (cond === "not-modified") return new Response(null, { status: 304, headers: { "cache-control": "no-store", vary: "Accept" } });
   const mount = bucket.cfg.path_prefix === "/" ? "" : bucket.cfg.path_prefix;
   // A longer path_prefix, or the control plane's paths, take some of a bucket's keys: their links
   // would open those. (isControlTarget reads a target as sent: a key `%68ealth` is not /health.)
