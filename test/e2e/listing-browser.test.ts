@@ -21,12 +21,16 @@ const BIG = Uint8Array.from({ length: 2560 }, (_, i) => (i * 7) & 0xff); // 2.5 
 /** Names that differ only in spaces: each pair looked the same on the page. */
 const LOOKALIKES = ["report.pdf", "report.pdf ", " report.pdf", "a b.txt", "a  b.txt", "a\u00a0b.txt", "c\u2009d.txt", "c d.txt", "dir /x", "dir/x"];
 
+/** A name as long as S3 allows, with no space to break at: three 200-character folders and a file. */
+const LONG = `${"y".repeat(200)}/${"z".repeat(200)}/${"w".repeat(200)}/${"v".repeat(200)}.txt`;
+
 let s3: S3Fixture;
 let px: InProcessProxy;
 
 beforeAll(async () => {
-  s3 = await startS3Fixture({ buckets: [{ name: "site" }, { name: "look" }], credentials: [{ ...CREDS, buckets: ["site", "look"] }] });
+  s3 = await startS3Fixture({ buckets: [{ name: "site" }, { name: "look" }, { name: "long" }], credentials: [{ ...CREDS, buckets: ["site", "look", "long"] }] });
   for (const k of LOOKALIKES) await s3.put("look", k, k);
+  await s3.put("long", LONG, "long");
   // root, in S3's order: "<img…" < "big.bin" < "folder/" < "small.txt" | "zz/" (page size 4)
   await s3.put("site", HOSTILE, "hostile");
   await s3.put("site", "big.bin", BIG);
@@ -43,7 +47,7 @@ ${bucketYaml({ name: "site", prefix: "/site", bucket: "site", endpoint: s3.endpo
     key: CREDS.accessKeyId,
     secret: CREDS.secretAccessKey,
     extra: "    listing: { enabled: true }\n",
-  })}`);
+  })}${bucketYaml({ name: "long", prefix: "/long", bucket: "long", endpoint: s3.endpoint, key: CREDS.accessKeyId, secret: CREDS.secretAccessKey, extra: "    listing: { enabled: true }\n" })}`);
 });
 
 afterAll(async () => {
@@ -130,6 +134,25 @@ clientTest("chromium")(
       bodies.push(await readFile((await download.path())!, "utf8"));
     }
     expect(bodies.sort()).toEqual(LOOKALIKES.filter((k) => !k.includes("/")).sort());
+  },
+  90_000,
+);
+
+clientTest("chromium")(
+  "a long name with nothing to break at wraps: the Size and Last modified columns and the breadcrumbs stay on screen (they were pushed ~700 px past a 1280 px window)",
+  async () => {
+    await using b = await launchBrowser({ context: { viewport: { width: 1280, height: 800 } } });
+    const page = b.page;
+    const folder = LONG.slice(0, LONG.lastIndexOf("/") + 1);
+    for (const path of ["/long/", `/long/${folder}`]) {
+      expect((await page.goto(px.url(path)))?.status()).toBe(200);
+      expect(await page.$eval("html", (html) => html.scrollWidth <= html.clientWidth)).toBe(true);
+      const sizeCell = await page.locator("tbody td:nth-child(2)").last().boundingBox();
+      expect(sizeCell!.x + sizeCell!.width).toBeLessThanOrEqual(1280);
+    }
+    // (and the link still opens the object)
+    const text = await page.locator("tbody td:first-child a").first().textContent();
+    expect(text).toBe(LONG.slice(folder.length));
   },
   90_000,
 );

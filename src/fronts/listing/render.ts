@@ -141,7 +141,7 @@ export function renderHtml(input: RenderInput): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Index of ${title}</title>
-<style>body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;min-width:40em}td,th{padding:.25em 1em .25em 0;text-align:left}tr.folder td:first-child a{font-weight:600}nav{margin-bottom:1em}td:first-child,nav{white-space:pre-wrap}.ctl{color:#b00;font-size:.85em}</style>
+<style>body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;min-width:40em}td,th{padding:.25em 1em .25em 0;text-align:left}tr.folder td:first-child a{font-weight:600}nav{margin-bottom:1em}td:first-child,nav{white-space:pre-wrap;overflow-wrap:anywhere}.ctl{color:#b00;font-size:.85em}</style>
 </head><body>
 <nav aria-label="breadcrumbs">${crumbs.join(" / ")} /</nav>
 <table><thead><tr><th>Name</th><th>Size</th><th>Last modified</th></tr></thead>
