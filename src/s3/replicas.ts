@@ -43,6 +43,11 @@ type ObjectMethod = "GET" | "HEAD";
 /** What the object phase reads through: one BucketUpstream, or a ReplicaSet of several. */
 export interface ObjectUpstream {
   fetchObject(method: ObjectMethod, key: string, forward: Record<string, string>, signal: AbortSignal, timing: UpstreamTiming): Promise<Response>;
+  /**
+   * A read that is not an object's (ListObjects, ListObjectsV2, the folder index): `send` asks one
+   * upstream; a ReplicaSet fails it over as fetchObject does.
+   */
+  read(signal: AbortSignal, timing: UpstreamTiming, send: (upstream: BucketUpstream, maxAttempts: number | undefined) => Promise<Response>): Promise<Response>;
   /** Where writes go, whatever the replicas' health: never a secondary. */
   primary(): BucketUpstream;
 }
@@ -157,6 +162,33 @@ export class ReplicaSet implements ObjectUpstream {
    */
   async fetchObject(method: ObjectMethod, key: string, forward: Record<string, string>, signal: AbortSignal, timing: UpstreamTiming): Promise<Response> {
     if (method !== "GET" && method !== "HEAD") throw new ProxyError("InternalError", { detail: "only reads fail over between replicas; writes go to primary()" });
+    return this.failover(signal, timing, true, async (r, last) => {
+      // A cache fill's attempt but the last: bounded on its own (the replica's timeout plus the
+      // body's allowance), so that a replica too slow for the fill's deadline is failed over from
+      // instead of failing the fill.
+      const bounded = last || timing.attemptBodyMs === undefined ? undefined : boundedAttempt(signal, timerDelay(r.upstream.timeoutMs + timing.attemptBodyMs), r.name);
+      try {
+        const res = await r.upstream.fetchObject(method, key, forward, bounded?.signal ?? signal, timing, last ? undefined : 1);
+        // A fill's body (up to what it buffers) within this replica's share, not after it: read
+        // later, a replica trickling it ran out the fill's whole deadline (504, no failover).
+        return bounded === undefined ? res : await holdBody(res, timing.attemptHoldBytes, bounded.signal);
+      } finally {
+        bounded?.done();
+      }
+    });
+  }
+
+  /**
+   * A read that is not an object's (a listing) with the same failover: `send` asks one replica's
+   * upstream, with `maxAttempts` for its retries (fetchObject's contract). Its answers are not
+   * marked for the caches (a listing is not cached).
+   */
+  read(signal: AbortSignal, timing: UpstreamTiming, send: (upstream: BucketUpstream, maxAttempts: number | undefined) => Promise<Response>): Promise<Response> {
+    return this.failover(signal, timing, false, (r, last) => send(r.upstream, last ? undefined : 1));
+  }
+
+  /** The failover loop of every read: `attempt` asks replica `r` (`last`: no other remains after it). */
+  private async failover(signal: AbortSignal, timing: UpstreamTiming, capSecondary: boolean, attempt: (r: Replica, last: boolean) => Promise<Response>): Promise<Response> {
     const order = readOrder(this.replicas);
     // Every breaker open: ask the primary anyway, so the client gets its CircuitOpen answer with
     // the right Retry-After (or, if its breaker has just half-opened, the trial request).
@@ -169,23 +201,14 @@ export class ReplicaSet implements ObjectUpstream {
       timing.attempts = 0;
       let outcome: Response | unknown;
       let answered = false;
-      // A cache fill's attempt but the last: bounded on its own (the replica's timeout plus the
-      // body's allowance), so that a replica too slow for the fill's deadline is failed over from
-      // instead of failing the fill.
-      const bounded = last || timing.attemptBodyMs === undefined ? undefined : boundedAttempt(signal, timerDelay(r.upstream.timeoutMs + timing.attemptBodyMs), r.name);
       // (the replica being asked: the one that answered, or failed last, or was asked when the
       // request was given up, as the access line names it)
       timing.replica = r.name;
       try {
-        outcome = await r.upstream.fetchObject(method, key, forward, bounded?.signal ?? signal, timing, last ? undefined : 1);
-        // A fill's body (up to what it buffers) within this replica's share, not after it: read
-        // later, a replica trickling it ran out the fill's whole deadline (504, no failover).
-        if (bounded !== undefined) outcome = await holdBody(outcome as Response, timing.attemptHoldBytes, bounded.signal);
+        outcome = await attempt(r, last);
         answered = true;
       } catch (err) {
         outcome = err;
-      } finally {
-        bounded?.done();
       }
       attempts += timing.attempts;
       timing.attempts = attempts;
@@ -194,7 +217,7 @@ export class ReplicaSet implements ObjectUpstream {
         if (res.status < 500 || last) {
           if (r.series) (res.status < 500 ? r.series.success : r.series.failure).value++;
           answeredBy.set(res, r.name);
-          return r === this.replicas[0] ? res : capFreshness(res, this.secondaryTtlSeconds);
+          return r === this.replicas[0] || !capSecondary ? res : capFreshness(res, this.secondaryTtlSeconds);
         }
         res.body?.cancel().catch(() => {});
         if (r.series) r.series.failure.value++;

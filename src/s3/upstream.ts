@@ -603,6 +603,11 @@ export class BucketUpstream {
     }
   }
 
+  /** A read that is not an object's (ObjectUpstream.read): one endpoint, nothing to fail over to. */
+  read(_signal: AbortSignal, _timing: UpstreamTiming, send: (upstream: BucketUpstream, maxAttempts: number | undefined) => Promise<Response>): Promise<Response> {
+    return send(this, undefined);
+  }
+
   /** Where writes go: a single-endpoint bucket is its own primary (a ReplicaSet answers its primary replica). */
   primary(): BucketUpstream {
     return this;

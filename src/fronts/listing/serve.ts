@@ -103,10 +103,13 @@ export async function serveListing(ctx: RequestContext): Promise<Response> {
   const bucket = ctx.bucket!;
   const prefix = ctx.key;
   const token = tokenOf(ctx.query);
-  const res = await listObjectsV2(
-    bucket.upstream.primary(),
-    { prefix: prefix === "" ? undefined : prefix, delimiter: "/", maxKeys: bucket.cfg.listing.max_keys, continuationToken: token, encodingType: "url" },
-    { signal: ctx.req.signal, timing: ctx.timing },
+  // (failed over between replicas as object reads are: see s3/list.ts on continuation tokens)
+  const res = await bucket.upstream.read(ctx.req.signal, ctx.timing, (u, maxAttempts) =>
+    listObjectsV2(
+      u,
+      { prefix: prefix === "" ? undefined : prefix, delimiter: "/", maxKeys: bucket.cfg.listing.max_keys, continuationToken: token, encodingType: "url" },
+      { signal: ctx.req.signal, timing: ctx.timing, maxAttempts },
+    ),
   );
   if (res.status !== 200) {
     const err = await errorFromResponse(res, "GET");

@@ -17,7 +17,7 @@ import type { RequestContext } from "../../proxy/context.ts";
 import { s3Error, S3_ERRORS, type S3ErrorCode } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
 import { xmlResponse } from "./operations.ts";
-import { errorOf, tryParse } from "./relay.ts";
+import { errorOf, tryParse, upstreamBucketsOf } from "./relay.ts";
 import { requestHeaders } from "./writes.ts";
 import { isWellFormedResult, maskOwners, rootOf, setFirstElementText } from "./xml.ts";
 
@@ -49,7 +49,7 @@ function checkParams(q: URLSearchParams, op: "ListObjects" | "ListObjectsV2" | "
  * incorrect", continuation-token) when they name nothing of the upstream (relay.ts errorOf);
  * anything else is InvalidArgument.
  */
-async function relayClientError(res: Response, upstreamBucket: string): Promise<never> {
+async function relayClientError(res: Response, upstreamBucket: readonly string[]): Promise<never> {
   const doc = tryParse(await readUpstreamCapped(res, 65536).catch(() => undefined));
   const code = doc?.name === "Error" ? doc.children.find((c) => c.name === "Code")?.text.trim() : undefined;
   if (code === undefined || !Object.hasOwn(S3_ERRORS, code) || S3_ERRORS[code as S3ErrorCode].status !== 400) throw s3Fail(s3Error("InvalidArgument"));
@@ -71,15 +71,18 @@ export async function listObjects(ctx: RequestContext, op: "ListObjects" | "List
   if (op === "ListObjectVersions" && q.has("version-id-marker") && !q.get("key-marker")) {
     throw s3Fail(s3Error("InvalidArgument", "A version-id marker cannot be specified without a key marker.", { ArgumentName: "version-id-marker", ArgumentValue: q.get("version-id-marker")! }));
   }
-  const upstream = bucket.upstream.primary();
   const call = { signal: ctx.req.signal, timing: ctx.timing };
   // S3 returns the optional fields (RestoreStatus) only when asked: the header goes upstream, and S3 checks its value.
   const optionalObjectAttributes = requestHeaders(ctx).get(OPTIONAL_OBJECT_ATTRIBUTES) ?? undefined;
+  // Listings of the current objects fail over between replicas as object reads do (a V1 marker is a
+  // key, valid on any replica; a V2 continuation token only on the replica that issued it: while the
+  // primary is out, every page comes from the same secondary). Versions stay on the primary: their
+  // ids are one store's.
   const res =
-    op === "ListObjectsV2" ? await listObjectsV2(upstream, { ...listObjectsV2Params(q), optionalObjectAttributes }, call)
-    : op === "ListObjectVersions" ? await listObjectVersions(upstream, { ...listObjectVersionsParams(q), optionalObjectAttributes }, call)
-    : await listObjectsV1(upstream, { ...listObjectsV1Params(q), optionalObjectAttributes }, call);
-  if (res.status === 400) return relayClientError(res, upstream.bucket);
+    op === "ListObjectsV2" ? await bucket.upstream.read(call.signal, call.timing, (u, maxAttempts) => listObjectsV2(u, { ...listObjectsV2Params(q), optionalObjectAttributes }, { ...call, maxAttempts }))
+    : op === "ListObjectVersions" ? await listObjectVersions(bucket.upstream.primary(), { ...listObjectVersionsParams(q), optionalObjectAttributes }, call)
+    : await bucket.upstream.read(call.signal, call.timing, (u, maxAttempts) => listObjectsV1(u, { ...listObjectsV1Params(q), optionalObjectAttributes }, { ...call, maxAttempts }));
+  if (res.status === 400) return relayClientError(res, upstreamBucketsOf(bucket.upstream));
   if (res.status !== 200) throw await errorFromResponse(res, "GET");
   const xml = await readListing(res);
   // A 200 that is not the listing asked for (an <Error> document, an empty body: a store that failed

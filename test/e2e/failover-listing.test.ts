@@ -1,0 +1,66 @@
+/**
+ * Listings fail over between bucket replicas as object reads do: ListObjectsV2, ListObjects (V1)
+ * and the plain front's folder index, while the primary answers 5xx, come from the secondary (they
+ * went to the primary only: `aws s3 ls` and rclone failed while GetObject kept working). Versions
+ * stay on the primary (a version id is one store's). No replica's upstream bucket name reaches
+ * the client, in a listing or in a relayed 400.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { startReplicatedSource, type ReplicatedEnv } from "./s3-front-replica-helpers.ts";
+import { answerOf, signedFetch } from "./s3-front-upload-helpers.ts";
+
+const KEY = { accessKeyId: "AKIDLISTREPLICA0001", secretAccessKey: "list-replica-secret-0123456789abcdef" };
+let w: ReplicatedEnv;
+
+beforeAll(async () => {
+  w = await startReplicatedSource({ key: KEY, primaryBucket: "primary-list-5d2b", secondaryBucket: "secondary-list-8e4c", bucketExtra: "    listing: { enabled: true }\n" });
+  await w.primary.put("primary-list-5d2b", "docs/p.txt", "from primary");
+  await w.secondary.put("secondary-list-8e4c", "docs/s.txt", "from secondary");
+});
+
+afterAll(async () => {
+  await w?.[Symbol.asyncDispose]();
+});
+
+const keysOf = (xml: string) => [...xml.matchAll(/<Key>([^<]*)<\/Key>/g)].map((m) => m[1]);
+
+test("both healthy: listings come from the primary", async () => {
+  const res = await signedFetch(w.env, { method: "GET", path: "/src", query: [["list-type", "2"]] });
+  expect(res.status).toBe(200);
+  expect(keysOf(await res.text())).toEqual(["docs/p.txt"]);
+});
+
+test("the primary answers 500: ListObjectsV2, ListObjects and the folder index come from the secondary; versions stay on the primary", async () => {
+  w.primary.faults.set("/primary-list-5d2b*", { kind: "error500" });
+  try {
+    const v2 = await signedFetch(w.env, { method: "GET", path: "/src", query: [["list-type", "2"], ["prefix", "docs/"]] });
+    const v2Text = await v2.text();
+    expect(v2.status).toBe(200);
+    expect(keysOf(v2Text)).toEqual(["docs/s.txt"]);
+    expect(v2Text).toContain("<Name>src</Name>");
+    expect(v2Text).not.toContain("secondary-list-8e4c");
+
+    const v1 = await signedFetch(w.env, { method: "GET", path: "/src", query: [["marker", "a"]] });
+    expect(v1.status).toBe(200);
+    expect(keysOf(await v1.text())).toEqual(["docs/s.txt"]);
+
+    const index = await fetch(w.env.mainUrl("/src/docs/"), { headers: { accept: "application/json" } });
+    const body = await index.text();
+    expect(index.status).toBe(200);
+    expect(body).toContain("s.txt");
+    expect(body).not.toContain("p.txt");
+
+    // A 400 from the secondary (a continuation token it did not issue) is relayed without its bucket's name.
+    const bad = await signedFetch(w.env, { method: "GET", path: "/src", query: [["list-type", "2"], ["continuation-token", "bm90LWEtdG9rZW4"]] });
+    const badText = await bad.clone().text();
+    expect((await answerOf(bad)).status).toBe(400);
+    expect(badText).not.toContain("secondary-list-8e4c");
+    expect(badText).not.toContain("primary-list-5d2b");
+
+    const versions = await signedFetch(w.env, { method: "GET", path: "/src", query: [["versions", ""]] });
+    expect((await answerOf(versions)).status).toBe(500);
+    expect(w.secondary.requests.some((r) => !r.admin && "versions" in r.query)).toBe(false);
+  } finally {
+    w.primary.faults.clear();
+  }
+});
