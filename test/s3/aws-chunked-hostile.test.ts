@@ -369,6 +369,18 @@ describe("backpressure and memory", () => {
     });
   }
 
+  test("a held chunk dripped in tiny pieces is kept in a few buffers, not one view per piece (a 16 MiB chunk in 16-byte TCP segments held ~220 MiB of views, the byte budget counting 15)", async () => {
+    const payload = new Uint8Array(1024 * 1024 + 8192).map((_, i) => (i * 7) & 255);
+    const body = buildAwsChunkedBody(payload, { signing: CTX, chunkSize: 1024 * 1024 }).body;
+    const { stream, finished } = decodeAwsChunked(source(body, 16).stream, { ...SIGNED, decodedContentLength: payload.length });
+    const parts: Uint8Array[] = [];
+    for await (const p of stream) parts.push(p);
+    await finished;
+    expect(cat(...parts)).toEqual(payload);
+    // one 64 KiB staging buffer per 64 KiB held, where every 16-byte piece used to be its own view (66,048 of them)
+    expect(parts.length).toBeLessThanOrEqual(20);
+  });
+
   test("a consumer cancel cancels the request body and rejects `finished`", async () => {
     const src = source(signed, 16384);
     const { stream, finished } = decodeAwsChunked(src.stream, opts);

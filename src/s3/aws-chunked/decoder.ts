@@ -17,6 +17,7 @@ import { algorithmFromHeaderName, isValidChecksumValue } from "../checksum.ts";
 import { PayloadVerifier } from "../checksum/verify.ts";
 import { PayloadError, SIGNATURE_MISMATCH_MESSAGE, framingError } from "./errors.ts";
 import type { Stage } from "./pump.ts";
+import { Coalescer } from "./coalesce.ts";
 import type { ByteBudget } from "../../limits/byte-budget.ts";
 
 export interface ChunkSigningContext {
@@ -72,6 +73,8 @@ export class ChunkedDecoder implements Stage {
   private decoded = 0;
   private lastSize = -1;
   private pieces: Uint8Array[] = [];
+  /** Small pieces of the held chunk, copied together (coalesce.ts). */
+  private readonly small = new Coalescer();
   /** Bytes of cfg.budget reserved for the chunk being held. */
   private reserved = 0;
   /** Bytes of the signed chunk being held that have arrived. */
@@ -114,7 +117,7 @@ export class ChunkedDecoder implements Stage {
           this.cfg.verifier.update(part);
           if (this.chunkHash) {
             this.chunkHash.update(part);
-            this.pieces.push(part);
+            this.small.push(part, this.pieces, take + this.remaining);
             this.held += take;
             if (this.held > UNCOUNTED_CHUNK_BYTES) this.reserveHeld();
           } else {
@@ -133,6 +136,7 @@ export class ChunkedDecoder implements Stage {
         case State.DataLF:
           if (piece[i++] !== LF) throw framingError("Chunk data is not followed by CRLF.");
           // The chunk is verified and complete: commit it.
+          this.small.flush(this.pieces);
           for (const p of this.pieces) out.push(p);
           this.pieces = [];
           this.dispose();
@@ -221,6 +225,7 @@ export class ChunkedDecoder implements Stage {
     const sig = this.hmac!.copy().update(sts).digest("hex");
     if (!sameString(sig, this.claimed)) {
       this.pieces = [];
+      this.small.drop();
       throw new PayloadError("SignatureDoesNotMatch", "chunk-signature", SIGNATURE_MISMATCH_MESSAGE);
     }
     this.prevSig = sig;
