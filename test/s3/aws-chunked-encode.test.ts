@@ -128,6 +128,17 @@ describe("encodeAwsChunkedUnsignedTrailer", () => {
     expect(maxHeld).toBeLessThanOrEqual(65536 + 5000);
   });
 
+  test("a chunk filled from tiny pieces is held in a few buffers, not one view per piece (16-byte TCP segments made a 256 KiB re-framed chunk hold ~3.5 MiB of views)", async () => {
+    const enc = encodeAwsChunkedUnsignedTrailer(source(payload, 16).stream, "CRC32", { decodedLength: payload.length, chunkSize: 131072 });
+    const parts: Uint8Array[] = [];
+    for await (const p of enc.stream) parts.push(p);
+    await enc.finished;
+    const back = decodeAwsChunked(new Blob([cat(...parts)]).stream(), { mode: "STREAMING-UNSIGNED-PAYLOAD-TRAILER", decodedContentLength: payload.length, trailer: "x-amz-checksum-crc32" });
+    expect((await collect(back.stream)).data).toEqual(payload);
+    // a chunk header, one 64 KiB staging buffer per 64 KiB, the trailer: where every 16-byte piece was its own view (12,501 of them)
+    expect(parts.length).toBeLessThanOrEqual(12);
+  });
+
   test("rejects a chunk size below S3's 8 KiB minimum", () => {
     expect(() => encodeAwsChunkedUnsignedTrailer(source(payload, 1).stream, "CRC32", { decodedLength: 1, chunkSize: 4096 })).toThrow(RangeError);
   });

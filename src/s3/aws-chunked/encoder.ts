@@ -16,6 +16,7 @@
 import { base64Length, checksumHeaderName, create, type ChecksumAlgorithm } from "../checksum.ts";
 import { PayloadError } from "./errors.ts";
 import { pipeStage, type Piped } from "./pump.ts";
+import { Coalescer } from "./coalesce.ts";
 
 export const DEFAULT_ENCODE_CHUNK_SIZE = 64 * 1024;
 const MIN_ENCODE_CHUNK_SIZE = 8 * 1024; // S3's minimum for every chunk but the last
@@ -54,6 +55,8 @@ export function encodeAwsChunkedUnsignedTrailer(
   const CRLF_FULL_HEADER = ascii("\r\n" + chunkSize.toString(16) + "\r\n");
   let pending: Uint8Array[] = [];
   let pendingBytes = 0;
+  // (the pieces of the chunk being filled: small ones copied together, see coalesce.ts)
+  const small = new Coalescer();
   let seen = 0;
   let started = false; // a chunk was written: the next header starts with the previous CRLF
 
@@ -85,14 +88,17 @@ export function encodeAwsChunkedUnsignedTrailer(
         }
         seen += piece.length;
         sum.update(piece);
-        pending.push(piece);
+        small.push(piece, pending, total - seen + piece.length);
         pendingBytes += piece.length;
+        if (pendingBytes < chunkSize) return;
+        small.flush(pending);
         while (pendingBytes >= chunkSize) emit(chunkSize, out);
       },
       end(out) {
         if (seen < total) {
           throw new PayloadError("IncompleteBody", "short", "You did not provide the number of bytes specified by the Content-Length HTTP header.");
         }
+        small.flush(pending);
         if (pendingBytes > 0) emit(pendingBytes, out);
         pending = [];
         out.push(ascii((started ? "\r\n" : "") + "0\r\n" + checksumHeaderName(algorithm) + ":" + sum.digestBase64() + "\r\n\r\n"));
