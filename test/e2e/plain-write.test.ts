@@ -121,6 +121,18 @@ for (const engine of ["bun", "node"] as const) {
       expect(await s3.exists("rw", `${engine}/bad-md5.txt`)).toBe(false);
     }, T);
 
+    test("a checksum the proxy neither checks nor carries (x-amz-checksum-sha512, -xxhash64) is refused 501 before the body, as on the S3 front, and nothing is stored (it was dropped: a wrong one stored 200)", async () => {
+      for (const [name, value] of [["x-amz-checksum-sha512", Buffer.alloc(64).toString("base64")], ["x-amz-checksum-xxhash64", "AAAAAAAAAAA="]]) {
+        const key = `${engine}/unkept-${name.slice(15)}.txt`;
+        const res = await fetch(env.url(`/rw/${key}`), { method: "PUT", body: "abc", headers: { ...bearer(), [name]: value } });
+        expect(res.status).toBe(501);
+        const j = (await res.json()) as { error: string; message: string };
+        expect(j.error).toBe("NotImplemented");
+        expect(j.message).toContain(name);
+        expect(await s3.exists("rw", key)).toBe(false);
+      }
+    }, T);
+
     test("an empty body is a zero-byte object", async () => {
       const res = await fetch(env.url(`/rw/${engine}/empty`), { method: "PUT", body: "", headers: bearer() });
       expect(res.status).toBe(200);

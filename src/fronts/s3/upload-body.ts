@@ -96,7 +96,7 @@ const CHECKSUM_SETTINGS: ReadonlySet<string> = new Set(["x-amz-checksum-algorith
 const KEPT_CHECKSUMS: ReadonlySet<string> = new Set(CHECKSUM_ALGORITHMS.map(checksumHeaderName));
 
 /** An x-amz-checksum-* name (lower-case) this proxy neither checks nor carries upstream. */
-function isUnkeptChecksumName(name: string): boolean {
+export function isUnkeptChecksumName(name: string): boolean {
   return name.startsWith("x-amz-checksum-") && !KEPT_CHECKSUMS.has(name) && !CHECKSUM_SETTINGS.has(name);
 }
 
@@ -115,7 +115,7 @@ function unkeptChecksumHeader(headers: Headers, signed: readonly string[] | unde
   return undefined;
 }
 
-const unkeptChecksum = (name: string): S3Error =>
+export const unkeptChecksum = (name: string): S3Error =>
   s3Error("NotImplemented", `The checksum ${name} is not supported through this proxy (x-amz-checksum-crc32, -crc32c, -crc64nvme, -sha1 and -sha256 are): the body would be stored unchecked.`, { Header: name.slice(0, 64) });
 
 /** The S3 error a body-verification failure is answered with. */

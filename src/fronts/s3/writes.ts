@@ -11,7 +11,7 @@ import { RequestBodyError, type BucketUpstream } from "../../s3/upstream.ts";
 import { s3Error, type S3Error } from "./errors.ts";
 import { s3ErrorOf, s3Fail } from "./fail.ts";
 import type { S3RequestContext } from "./front.ts";
-import { bodyFailure, prepareUploadBody, type PreparedBody } from "./upload-body.ts";
+import { bodyFailure, isUnkeptChecksumName, prepareUploadBody, unkeptChecksum, type PreparedBody } from "./upload-body.ts";
 import { parseXml, XmlError, type XmlElement } from "./xml-reader.ts";
 import { tagProblem } from "./tagging.ts";
 import { parseRawQuery } from "./uri.ts";
@@ -57,7 +57,13 @@ export function objectSettingsProblem(h: Headers, copy: boolean): S3Error | unde
     let bytes = 0;
     // (a header value is bytes, one Latin-1 character each as the listener gives them: its length
     // is its byte count; Buffer.byteLength would count every byte above 0x7F twice)
-    for (const [name, value] of h) if (name.startsWith("x-amz-meta-")) bytes += name.length - 11 + value.length;
+    for (const [name, value] of h) {
+      if (name.startsWith("x-amz-meta-")) bytes += name.length - 11 + value.length;
+      // A checksum the proxy neither checks nor carries (x-amz-checksum-sha512, -xxhash64, …): the
+      // plain front dropped it and stored the body unchecked, a wrong value answered 200 where S3
+      // answers BadDigest (the S3 front refuses it in upload-body.ts too).
+      else if (!copy && isUnkeptChecksumName(name)) return unkeptChecksum(name);
+    }
     if (bytes > MAX_USER_METADATA_BYTES) return s3Error("MetadataTooLarge", undefined, { MaxSizeAllowed: String(MAX_USER_METADATA_BYTES) });
   }
   const tagging = h.get("x-amz-tagging");
