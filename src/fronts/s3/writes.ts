@@ -291,7 +291,7 @@ export async function readXmlBody(ctx: RequestContext, root: string, opts: { obj
     ctx.bytesIn = bytes.byteLength;
   } else {
     try {
-      bytes = new Uint8Array(await readingBody(ctx, new Response(stream).arrayBuffer()));
+      bytes = await readingBody(ctx, readWhole(stream, body.length));
     } catch {
       // (the access log's bytes_in: what came before the failure, when it was counted)
       ctx.bytesIn = body.arrived?.();
@@ -311,6 +311,38 @@ export async function readXmlBody(ctx: RequestContext, root: string, opts: { obj
   }
   if (doc.name !== root) throw s3Fail(malformed());
   return doc;
+}
+
+/**
+ * A body of `length` bytes (at most MAX_XML_BODY) read into one buffer, its pieces copied as they
+ * come: new Response(stream).arrayBuffer() kept every piece until the end, a view and a buffer
+ * each, so a 4 MiB body dripped in 16-byte TCP segments took ~50 MiB. The buffer grows with what
+ * arrived (a client that announces 4 MiB and sends nothing holds nothing). More bytes than
+ * `length` end the read: the result's length then differs from `length`, as a short body's does.
+ */
+export async function readWhole(stream: ReadableStream<Uint8Array>, length: number): Promise<Uint8Array> {
+  let buf = new Uint8Array(Math.min(length, 64 * 1024));
+  let n = 0;
+  const reader = stream.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return buf.subarray(0, n);
+      if (n + value.length > length) {
+        await reader.cancel().catch(() => {});
+        return new Uint8Array(n + value.length);
+      }
+      if (n + value.length > buf.length) {
+        const grown = new Uint8Array(Math.min(length, Math.max(2 * buf.length, n + value.length)));
+        grown.set(buf.subarray(0, n));
+        buf = grown;
+      }
+      buf.set(value, n);
+      n += value.length;
+    }
+  } finally {
+    reader.releaseLock();
+  }
 }
 
 export function malformed(): S3Error {
