@@ -1,7 +1,7 @@
 /**
  * An upstream answer that does not answer the request is not relayed as the object: a 206 to a GET
  * without a Range, a 206 of other bytes than the Range asked for, a 304 to a GET without a
- * condition. They were passed through (an uncached bucket): a client reading a ranged download
+ * condition, a 412 to one without a condition. They were passed through (an uncached bucket): a client reading a ranged download
  * wrote those bytes where it asked for its range. The answers that do match pass as before.
  */
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
@@ -23,6 +23,7 @@ beforeAll(async () => {
       const range = req.headers.get("range");
       const partial = (first: number, last: number) =>
         new Response(BODY.slice(first, last + 1), { status: 206, headers: { "content-range": `bytes ${first}-${last}/1000`, etag: '"e"', "content-type": "text/plain" } });
+      if (key === "always412.txt") return new Response(null, { status: 412 });
       if (req.method === "HEAD") return new Response(null, { headers: { "content-length": "1000", etag: '"e"' } });
       if (key === "always206.txt") return partial(0, 9);
       if (key === "shifted.txt" && range !== null) return partial(500, 509);
@@ -41,6 +42,7 @@ beforeAll(async () => {
 logging: { level: error }
 buckets:
   - { name: b, path_prefix: /b, s3: { bucket: data, endpoint: "http://127.0.0.1:${store.port}", retry: { max_attempts: 1 } } }
+  - { name: c, path_prefix: /c, s3: { bucket: data, endpoint: "http://127.0.0.1:${store.port}", retry: { max_attempts: 1 } }, cache: { enabled: true } }
 `,
     { probeIntervalMs: 600_000 },
   );
@@ -50,8 +52,8 @@ afterAll(async () => {
   store?.stop(true);
 });
 
-const get = async (key: string, headers: Record<string, string> = {}) => {
-  const res = await fetch(px.url(`/b/${key}`), { headers });
+const get = async (key: string, headers: Record<string, string> = {}, bucket = "b") => {
+  const res = await fetch(px.url(`/${bucket}/${key}`), { headers });
   return { status: res.status, body: await res.text(), range: res.headers.get("content-range") };
 };
 
@@ -70,6 +72,16 @@ test("a 206 of other bytes than the Range asked for is the upstream's failure (5
 test("a 304 to a GET without a condition is the upstream's failure (502); with If-None-Match it is relayed", async () => {
   expect((await get("always304.txt")).status).toBe(502);
   expect((await get("always304.txt", { "if-none-match": '"e"' })).status).toBe(304);
+});
+
+test("a 412 to a GET or HEAD without a condition is the upstream's failure (502), uncached and cached; with If-Match it is relayed", async () => {
+  for (const bucket of ["b", "c"]) {
+    const r = await get("always412.txt", {}, bucket);
+    expect(r.status).toBe(502);
+    expect(r.body).toContain("412 Precondition Failed to a request without a condition");
+    expect((await fetch(px.url(`/${bucket}/always412.txt`), { method: "HEAD" })).status).toBe(502);
+  }
+  expect((await get("always412.txt", { "if-match": '"x"' })).status).toBe(412);
 });
 
 test("a 206 that answers the Range (explicit, past the end, suffix) is relayed as before", async () => {

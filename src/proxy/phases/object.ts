@@ -186,6 +186,9 @@ function bodyBytes(res: Response, method: string): number {
 /** Statuses that are answers to an object request, not errors. */
 const ANSWERS = new Set([200, 206, 304]);
 
+/** The request headers a 412 answers (RFC 9110 §13.1: If-Match and If-Unmodified-Since; any condition is taken). */
+const CONDITIONS = ["if-match", "if-unmodified-since", "if-none-match", "if-modified-since"];
+
 /** A GetObject/HeadObject of one part (S3's ?partNumber=). */
 const PART_QUERY = /[?&]partNumber=/;
 
@@ -199,6 +202,9 @@ export function respond(ctx: RequestContext, upstream: Response, method: ObjectM
   if (!ANSWERS.has(status)) {
     if (status === 412 || status === 416) {
       upstream.body?.cancel().catch(() => {});
+      if (status === 412 && !CONDITIONS.some((name) => ctx.req.headers.has(name))) {
+        throw new ProxyError("BadGateway", { detail: "The upstream answered 412 Precondition Failed to a request without a condition" });
+      }
       const headers: Record<string, string> = {};
       const cr = upstream.headers.get("content-range");
       if (status === 416 && cr) headers["content-range"] = cr;
