@@ -649,8 +649,11 @@ export class BucketUpstream {
         // HeadBucket's 404 has no body: a GET of a key that does not exist says whether the bucket
         // is missing (NoSuchBucket: a misnamed or deleted bucket fails every read) or the store
         // answers HEAD of a bucket so (NoSuchKey: fine).
-        const { code } = await this.probeMissingKey(timeoutMs);
+        const { status, code } = await this.probeMissingKey(timeoutMs);
         if (code === "NoSuchBucket") return { ok: false, reason: "the upstream bucket does not exist (NoSuchBucket)" };
+        // A 404 with no S3 error at all is no S3 API answering (a web server, a balancer's default
+        // site, an endpoint with a wrong path): every read is a 404, as the probe's was.
+        if (code === undefined && status === 404) return { ok: false, reason: "the endpoint answered 404 without an S3 error: is s3.endpoint the store's S3 API, with its scheme, port and path?" };
         return { ok: true };
       }
       if (res.status === 403 || res.status === 400 || (res.status >= 300 && res.status < 400)) {

@@ -79,3 +79,12 @@ test("an https port (one that closes on plain http, as Bun's and nginx's stream 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("a web server (no S3 API) answering 404 to everything is not ready: every read would be a 404", async () => {
+  using srv = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (req) => new Response(req.method === "HEAD" ? null : "<html><body>404 Not Found</body></html>", { status: 404, headers: { "content-type": "text/html" } }) });
+  const r = await probeOf(`http://127.0.0.1:${srv.port}`);
+  expect(r).toEqual({ ok: false, reason: "the endpoint answered 404 without an S3 error: is s3.endpoint the store's S3 API, with its scheme, port and path?" });
+  // (an S3 store's own 404s stay told apart: NoSuchKey is ready, NoSuchBucket is not)
+  using store = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (req) => (req.method === "HEAD" ? new Response(null, { status: 404 }) : s3Error(404, "NoSuchKey")(req)) });
+  expect((await probeOf(`http://127.0.0.1:${store.port}`)).ok).toBe(true);
+});
