@@ -32,7 +32,8 @@ export async function handleAdmin(app: App, rt: Runtime, req: Request, path: str
     throw new ProxyError("NotFound", { detail: "The admin API is off: it needs jwt.enabled and jwt.admin_claims (a reload also follows SIGHUP)" });
   }
   // (the subject is told once the token is valid, before the admin rules: a refused attempt is logged with who made it)
-  await rt.auth.authenticateAdmin(req.headers, new URL(req.url), (claims) => who?.(jwtSubject(claims)));
+  const url = new URL(req.url);
+  await rt.auth.authenticateAdmin(req.headers, url, (claims) => who?.(jwtSubject(claims)));
 
   const method = req.method;
   const post = () => {
@@ -77,6 +78,14 @@ export async function handleAdmin(app: App, rt: Runtime, req: Request, path: str
       ((raw[2] !== undefined || slash >= 0) && (key === "" || rawKey !== key))
     ) {
       throw new ProxyError("BadRequest", { detail: "An empty bucket or key in the purge path: POST /admin/cache/purge (everything), /admin/cache/purge/{bucket} or /admin/cache/purge/{bucket}/{key}" });
+    }
+    // What to purge is named by the path alone: a query (`?prefix=img/`, `?bucket=b&key=k`) or a
+    // body (a JSON document naming it) is refused, never ignored: it was a purge of the whole
+    // bucket, or of everything. (A token sent as a query parameter, token_sources type query, is fine.)
+    const headers = req.headers;
+    const hasBody = headers.has("transfer-encoding") || (headers.has("content-length") && headers.get("content-length") !== "0");
+    if (hasBody || [...url.searchParams.keys()].some((k) => !jwt.token_sources.some((s) => s.type === "query" && s.name === k))) {
+      throw new ProxyError("BadRequest", { detail: "A purge takes no query parameters and no body (there is no purge by prefix): POST /admin/cache/purge (everything), /admin/cache/purge/{bucket} or /admin/cache/purge/{bucket}/{key}" });
     }
     if (rest === "") return json(200, { purged: await app.cache.purgeAll(), ...answeredBy(app) });
     const named = rt.buckets.get(bucket);

@@ -159,6 +159,35 @@ describe("cache purge", () => {
     expect((await json(other)).message).toContain("No such admin endpoint");
   });
 
+  test("a purge named in a query or a body (by prefix, ?bucket=&key=, a JSON document) is a 400 that purges nothing, not a purge of the bucket or of everything", async () => {
+    await get("/c/a.txt");
+    await get("/d/a.txt");
+    expect((await get("/c/a.txt")).x).toBe("HIT");
+    const tries: Array<[string, RequestInit]> = [
+      ["/admin/cache/purge/c?prefix=img/", {}],
+      ["/admin/cache/purge?bucket=c&key=a.txt", {}],
+      ["/admin/cache/purge?prefix=", {}],
+      ["/admin/cache/purge", { body: JSON.stringify({ bucket: "c", key: "a.txt" }), headers: { "content-type": "application/json" } }],
+      ["/admin/cache/purge/c", { body: "prefix=img/", headers: { "content-type": "application/x-www-form-urlencoded" } }],
+    ];
+    for (const [path, init] of tries) {
+      const r = await fetch(px.url(path), { ...init, method: "POST", headers: { ...(init.headers as Record<string, string>), ...auth(admin) } });
+      expect({ path, status: r.status }).toEqual({ path, status: 400 });
+      expect((await json(r)).message).toContain("A purge takes no query parameters and no body");
+    }
+    expect((await get("/c/a.txt")).x).toBe("HIT");
+    expect((await get("/d/a.txt")).x).toBe("HIT");
+    // a token sent in its configured query parameter is no such parameter
+    const p = await startProxy(config(bucket("c", "/c")).replace("  algorithm: HS256\n", "  algorithm: HS256\n  token_sources: [{ type: bearer }, { type: query, name: access_token }]\n"));
+    try {
+      const r = await fetch(p.url(`/admin/cache/purge/c?access_token=${admin}`), { method: "POST" });
+      expect(r.status).toBe(200);
+      expect(await json(r)).toEqual({ purged: 0 });
+    } finally {
+      await p.stop();
+    }
+  });
+
   test("purging everything makes every next GET a MISS and goes upstream again", async () => {
     expect((await get("/c/a.txt")).x).toBe("HIT");
     expect((await get("/d/a.txt")).x).toBe("HIT");
