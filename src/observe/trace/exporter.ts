@@ -112,7 +112,7 @@ export class OtlpExporter {
         // collector token) would go wherever the Location points. A 3xx is a failed export.
         redirect: "manual",
       });
-      await res.arrayBuffer().catch(() => {}); // frees the connection for keep-alive
+      await drain(res);
       if (!res.ok) error = res.status >= 300 && res.status < 400 ? `HTTP ${res.status} redirect not followed` : `HTTP ${res.status}`;
     } catch (err) {
       const name = (err as Error)?.name;
@@ -151,6 +151,34 @@ export class OtlpExporter {
     this.kick = undefined;
     await this.flush(timeoutMs);
     this.closed = true;
+  }
+}
+
+/** The most of a collector's answer read (OTLP's is a small ExportTraceServiceResponse). */
+export const MAX_ANSWER_BYTES = 64 * 1024;
+
+/**
+ * Reads the answer's body to its end, which frees the connection for keep-alive, unless it is
+ * longer than MAX_ANSWER_BYTES: then it is cancelled (the connection closes). Reading it whole
+ * (arrayBuffer) held whatever a broken collector sent, until export_timeout_ms: ~1 GB in 3 s.
+ */
+async function drain(res: Response): Promise<void> {
+  const body = res.body;
+  if (body === null) return;
+  const reader = body.getReader();
+  let bytes = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      bytes += value.byteLength;
+      if (bytes > MAX_ANSWER_BYTES) {
+        await reader.cancel();
+        return;
+      }
+    }
+  } catch {
+    // a body cut or timed out: the status already said how the export went
   }
 }
 

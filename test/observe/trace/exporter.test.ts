@@ -165,6 +165,39 @@ describe("exporter", () => {
     }
   });
 
+  test("a collector answering an endless body: at most MAX_ANSWER_BYTES of it is read, the status counts", async () => {
+    let sent = 0;
+    const chunk = new Uint8Array(1 << 20);
+    const endless = Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      fetch: async (req) => {
+        await req.arrayBuffer();
+        return new Response(
+          new ReadableStream({
+            pull(c) {
+              if (sent >= 2 ** 30) return c.close(); // a bound for the test itself
+              sent += chunk.length;
+              c.enqueue(chunk);
+            },
+          }),
+        );
+      },
+    });
+    try {
+      const { e, c } = exporter({ url: `http://127.0.0.1:${endless.port}/v1/traces`, timeoutMs: 2000 });
+      e.add(ended());
+      await e.flush(5000);
+      expect(c.exported.value).toBe(1);
+      // Read whole (until the export timeout), it was hundreds of MiB in memory; now the socket
+      // buffers' worth the server could push before the connection closed.
+      expect(sent).toBeLessThan(32 * 2 ** 20);
+      await e.shutdown(1000);
+    } finally {
+      endless.stop(true);
+    }
+  });
+
   test("a collector that is down: counted as failed, nothing thrown", async () => {
     const dead = Bun.serve({ port: 0, fetch: () => new Response() });
     const port = dead.port;
