@@ -5,6 +5,9 @@
  * Only what the access line may show goes here: the decoded path without its query (tokens may
  * live there), the identity's subject, never a header value that carries credentials.
  *
+ * On the S3 front, yatagarasu.s3.operation names the S3 operation (PutObject, UploadPart,
+ * CompleteMultipartUpload, ...: several share one action), as the access log's `operation` does.
+ *
  * Issuing a presigned URL (plain front, `POST …?presign`) is not the action it presigns, as in the
  * audit trail: "POST presign", yatagarasu.s3.action "presign", and the action the URL is for as
  * yatagarasu.s3.presigned_action (a trace must not count a PutObject that never happened).
@@ -56,6 +59,9 @@ export function endRequestSpan(ctx: RequestContext, span: Span): void {
   if (ctx.bucket !== undefined) span.set("yatagarasu.bucket", ctx.bucketName);
   if (action !== "none") span.set("yatagarasu.s3.action", action);
   if (presign) span.set("yatagarasu.s3.presigned_action", ctx.action);
+  // The S3 front's operation, as the access log and the audit trail name it: the action alone does
+  // not tell a CreateMultipartUpload, an UploadPart or a CopyObject from a PutObject.
+  span.set("yatagarasu.s3.operation", ctx.operation);
   if (ctx.key !== "") span.set("aws.s3.key", ctx.key);
   span.set("yatagarasu.cache", ctx.cache);
   span.set("enduser.id", ctx.subject);
