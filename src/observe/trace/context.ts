@@ -46,12 +46,21 @@ export function parseTraceparent(value: string | null): { traceId: string; spanI
 const KEY = /^(?:[a-z][_0-9a-z\-*/]{0,255}|[a-z0-9][_0-9a-z\-*/]{0,240}@[a-z][_0-9a-z\-*/]{0,13})$/;
 // Values: printable ASCII except "," and "=", not ending in a space, at most 256 characters.
 const VALUE = /^[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]$/;
-/** We pass on at most this much (the spec's minimum a vendor must propagate); a longer state is dropped. */
+/**
+ * We pass on at most this much (the spec's minimum a vendor should propagate): a longer valid state
+ * is truncated as the spec asks, members longer than TRACESTATE_LARGE_MEMBER first, then members
+ * from the end.
+ */
 export const MAX_TRACESTATE = 512;
+const TRACESTATE_LARGE_MEMBER = 128;
 
-/** A valid tracestate (at most 32 members, unique keys, each `key=value`), or undefined. */
+/**
+ * A valid tracestate (at most 32 members, unique keys, each `key=value`), truncated to
+ * MAX_TRACESTATE characters; undefined when invalid or absent. (A valid state longer than 512
+ * characters was dropped whole: one large vendor entry cost every other vendor its state.)
+ */
 export function parseTracestate(value: string | null): string | undefined {
-  if (value === null || value.length > MAX_TRACESTATE) return undefined;
+  if (value === null) return undefined;
   const members: string[] = [];
   const keys = new Set<string>();
   for (const raw of value.split(",")) {
@@ -65,7 +74,16 @@ export function parseTracestate(value: string | null): string | undefined {
     members.push(m);
   }
   if (members.length === 0 || members.length > 32) return undefined;
-  return members.join(",");
+  let length = members.length - 1;
+  for (const m of members) length += m.length;
+  while (length > MAX_TRACESTATE) {
+    let drop = -1;
+    for (let i = members.length - 1; i >= 0 && drop < 0; i--) if (members[i].length > TRACESTATE_LARGE_MEMBER) drop = i;
+    if (drop < 0) drop = members.length - 1;
+    length -= members[drop].length + 1;
+    members.splice(drop, 1);
+  }
+  return members.length === 0 ? undefined : members.join(",");
 }
 
 /** The client's trace context, or undefined (absent or invalid: the request starts a new trace). */

@@ -69,12 +69,32 @@ describe("tracestate", () => {
     "control character in a value": "rojo=a\u0001b",
     "non-ASCII value": "rojo=caf\u00e9",
     "33 members": Array.from({ length: 33 }, (_, i) => `k${i}=v`).join(","),
-    "longer than 512": `a=${"v".repeat(256)},b=${"v".repeat(256)}`,
+    "33 members, each short": Array.from({ length: 33 }, (_, i) => `k${i}=${"v".repeat(20)}`).join(","),
     "only commas": ",,",
   };
   for (const [name, value] of Object.entries(invalid)) {
     test(`invalid: ${name}`, () => expect(parseTracestate(value)).toBeUndefined());
   }
+
+  test("a valid state longer than 512 characters is truncated as W3C asks: members over 128 characters first, then from the end", () => {
+    const big = `big=${"b".repeat(200)}`;
+    const small = (i: number) => `k${i}=${"v".repeat(80)}`; // 83 characters
+    // one large member among small ones: only it goes
+    const withBig = [small(0), big, small(1), small(2), small(3)];
+    expect(withBig.join(",").length).toBeGreaterThan(512);
+    expect(parseTracestate(withBig.join(","))).toBe([small(0), small(1), small(2), small(3)].join(","));
+    // small members only: from the end, until it fits
+    const many = Array.from({ length: 10 }, (_, i) => small(i));
+    expect(parseTracestate(many.join(","))).toBe(many.slice(0, 6).join(",")); // 6 × 83 + 5 = 503; 7 would be 587
+    // the two large members of a 517-character state: the last goes, the first stays
+    expect(parseTracestate(`a=${"v".repeat(256)},b=${"v".repeat(256)}`)).toBe(`a=${"v".repeat(256)}`);
+    // exactly 512 is kept whole
+    const exact = `${"a".repeat(250)}=${"v".repeat(256)},b=vv`;
+    expect(exact.length).toBe(512);
+    expect(parseTracestate(exact)).toBe(exact);
+    // a member alone longer than 512: nothing is left
+    expect(parseTracestate(`${"a".repeat(256)}=${"v".repeat(256)}`)).toBeUndefined();
+  });
 
   test("a valid traceparent with an invalid tracestate keeps the traceparent only; an invalid traceparent drops both", () => {
     expect(remoteParent(new Headers({ traceparent: VALID, tracestate: "Bad=1" }))).toEqual({ traceId: TRACE, spanId: PARENT, sampled: true, traceState: undefined });
