@@ -162,7 +162,9 @@ async function healthcheck(url: string): Promise<number> {
     // certificate (self-signed, or issued for a name other than 127.0.0.1); anywhere else it does.
     const u = new URL(url);
     const own = u.protocol === "https:" && LOOPBACK_HOSTS.has(u.hostname);
-    const res = await fetch(url, { signal: AbortSignal.timeout(3000), ...(own ? { tls: { rejectUnauthorized: false } } : {}) });
+    // A redirect is an answer, never followed: the check is of this URL's listener, not of another
+    // host (reached with the loopback's unverified TLS) or a name that does not resolve.
+    const res = await fetch(url, { redirect: "manual", signal: AbortSignal.timeout(3000), ...(own ? { tls: { rejectUnauthorized: false } } : {}) });
     await res.arrayBuffer().catch(() => undefined);
     if (res.status === 200) return 0;
     write(process.stderr, `healthcheck: ${url} answered ${res.status}\n`);

@@ -98,6 +98,25 @@ test("--healthcheck: exit 0 on 200; otherwise 1 with the reason on stderr", asyn
   expect([closed.code, closed.stderr]).toEqual([1, "healthcheck: http://127.0.0.1:1/health: connection refused by 127.0.0.1:1: nothing listens there (is the proxy running, and on this port?)\n"]);
 });
 
+test("--healthcheck does not follow a redirect: the answer is this URL's, not another server's 200 (or 'does not resolve' for the loopback)", async () => {
+  const other = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("ok") });
+  const s = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch: (req) =>
+      new Response(null, { status: 302, headers: { location: new URL(req.url).pathname === "/health" ? `http://127.0.0.1:${other.port}/health` : "http://nonexistent.invalid/health" } }),
+  });
+  try {
+    for (const path of ["/health", "/elsewhere"]) {
+      const url = `http://127.0.0.1:${s.port}${path}`;
+      expect({ url, ...(await runCli(["--healthcheck", url])) }).toEqual({ url, code: 1, stdout: "", stderr: `healthcheck: ${url} answered 302\n` });
+    }
+  } finally {
+    s.stop(true);
+    other.stop(true);
+  }
+});
+
 test("--healthcheck never goes through the HTTP proxy the environment names (a container's egress proxy cannot reach its loopback: the check failed, or passed on the proxy's answer)", async () => {
   let relayed = 0;
   const egress = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => (relayed++, new Response("proxy", { status: 502 })) });
