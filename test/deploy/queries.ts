@@ -43,7 +43,7 @@ export function metricNamesOf(expr: string): string[] {
   return [...new Set([...expr.matchAll(/\b((?:yatagarasu|process)_[a-zA-Z0-9_]+)/g)].map((m) => m[1]))];
 }
 
-/** Each `metric{matchers}` (or bare metric) of an expression, without its range. */
+/** Each `metric{matchers}` (or bare metric) of an expression, without its range; also the scrape's own `up{…}`. */
 export function selectorsOf(expr: string): string[] {
-  return [...new Set([...expr.matchAll(/\b((?:yatagarasu|process)_[a-zA-Z0-9_]+)(\{[^}]*\})?/g)].map((m) => m[1] + (m[2] ?? "")))];
+  return [...new Set([...expr.matchAll(/\b((?:yatagarasu|process)_[a-zA-Z0-9_]+|up(?=\{))(\{[^}]*\})?/g)].map((m) => m[1] + (m[2] ?? "")))];
 }
