@@ -187,6 +187,8 @@ export function hasDotSegment(key: string): boolean {
 const S3_METHODS = new Set(["GET", "HEAD", "PUT", "POST", "DELETE"]);
 /** A 405's Allow (RFC 9110 §15.5.6). */
 const ALLOW = "GET, HEAD, PUT, POST, DELETE";
+/** The methods a sub-resource may take (a HEAD's 405 names those served). */
+const SUBRESOURCE_METHODS = ["GET", "PUT", "POST", "DELETE"] as const;
 
 const notImplemented = (what: string) => s3Error("NotImplemented", `${what} is not implemented by this proxy.`);
 
@@ -216,6 +218,13 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
       sub ??= k;
       subs++;
     }
+  }
+  // A HEAD naming a sub-resource (or an upload): no sub-resource has a HEAD form, and S3 answers
+  // 405 whether or not the bucket or key exists, its Allow naming the methods the sub-resource
+  // takes (here: those this front serves on it). It was 501, as if HEAD might work elsewhere.
+  if (method === "HEAD" && a.bucket !== "" && (sub !== undefined || (uploadId && a.key !== ""))) {
+    const allow = SUBRESOURCE_METHODS.filter((m) => typeof operationOf(m, a, query) === "string").join(", ");
+    return s3Error("MethodNotAllowed", undefined, { Method: "HEAD", ResourceType: a.key === "" ? "BUCKET" : "OBJECT" }, { allow });
   }
   if (a.bucket === "") {
     if (method === "POST") return "AssumeRoleWithWebIdentity";
