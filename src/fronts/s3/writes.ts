@@ -70,10 +70,24 @@ export function objectSettingsProblem(h: Headers, copy: boolean): S3Error | unde
   if (tagging !== null && (!copy || (h.get("x-amz-tagging-directive") ?? "").trim() === "REPLACE")) {
     // (URL query parameters: read as the S3 front reads a query)
     const tags = parseRawQuery(tagging);
-    if (tags === undefined) return s3Error("InvalidArgument", "The header 'x-amz-tagging' shall be encoded as UTF-8 then URLEncoded URL query parameters without tag name duplicates.", { ArgumentName: "x-amz-tagging" });
+    // A header that is no such query S3 refuses as a whole, InvalidArgument (its message says so),
+    // before it checks any tag: a key given twice (`a=1&a=2`: it was InvalidTag), an empty key
+    // (`=v`), or a pair with a second `=` (`TagSet=[{Key=k,Value=v}]`).
+    if (tags === undefined || !isTaggingQuery(tagging, tags)) return s3Error("InvalidArgument", "The header 'x-amz-tagging' shall be encoded as UTF-8 then URLEncoded URL query parameters without tag name duplicates.", { ArgumentName: "x-amz-tagging" });
     return tagProblem(tags);
   }
   return undefined;
+}
+
+/** Whether an x-amz-tagging header (`raw`, read as `tags`) is URL query parameters of distinct, non-empty names, each pair with one `=` at most. */
+function isTaggingQuery(raw: string, tags: ReadonlyArray<readonly [string, string]>): boolean {
+  for (const pair of raw.split("&")) if (pair.indexOf("=") !== pair.lastIndexOf("=")) return false;
+  const names = new Set<string>();
+  for (const [name] of tags) {
+    if (name === "" || names.has(name)) return false;
+    names.add(name);
+  }
+  return true;
 }
 
 /** A signed header name refuseAcls has to look at. */
