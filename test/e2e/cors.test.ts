@@ -202,13 +202,22 @@ describe("S3 front", () => {
     }
   }, T);
 
-  test("a bucket without cors: the S3 listener's OPTIONS is S3's 403 AccessForbidden (CORS is not enabled for this bucket), without CORS headers", async () => {
+  test("a bucket without cors: the S3 listener's preflight is S3's 403 AccessForbidden (CORS is not enabled for this bucket), without CORS headers; an OPTIONS without Origin its 400, as on a bucket with cors", async () => {
     const res = await preflight(s3Url("/plain/page.txt"), APP, "GET");
     expect(res.status).toBe(403);
     const body = await res.text();
     expect(/<Code>(\w+)/.exec(body)?.[1]).toBe("AccessForbidden");
     expect(body).toContain("CORS is not enabled for this bucket");
     expect(corsHeadersOf(res)).toEqual([]);
+    // S3 reads Origin before the bucket's CORS configuration: an OPTIONS without one is its 400 on
+    // a bucket without cors too (it was the 403); one with Origin alone is the 403
+    for (const headers of [{}, { "access-control-request-method": "GET" }] as Record<string, string>[]) {
+      const r = await fetch(s3Url("/plain/page.txt"), { method: "OPTIONS", headers });
+      const text = await r.text();
+      expect([r.status, /<Code>(\w+)/.exec(text)?.[1], text.includes("Insufficient information. Origin request header needed.")]).toEqual([400, "BadRequest", true]);
+    }
+    const originOnly = await fetch(s3Url("/plain/page.txt"), { method: "OPTIONS", headers: { origin: APP } });
+    expect([originOnly.status, /<Code>(\w+)/.exec(await originOnly.text())?.[1]]).toEqual([403, "AccessForbidden"]);
   }, T);
 });
 
