@@ -187,6 +187,8 @@ export function hasDotSegment(key: string): boolean {
 const S3_METHODS = new Set(["GET", "HEAD", "PUT", "POST", "DELETE"]);
 /** A 405's Allow (RFC 9110 §15.5.6). */
 const ALLOW = "GET, HEAD, PUT, POST, DELETE";
+/** The methods an object's own path takes (a POST goes to its bucket, or to an upload). */
+const OBJECT_ALLOW = "GET, HEAD, PUT, DELETE";
 /** The methods a sub-resource may take (a HEAD's 405 names those served). */
 const SUBRESOURCE_METHODS = ["GET", "PUT", "POST", "DELETE"] as const;
 
@@ -317,7 +319,10 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
     case "POST":
       if (sub === "uploads") return uploadId ? s3Error("InvalidRequest", "?uploads and ?uploadId cannot be combined.") : "CreateMultipartUpload";
       if (uploadId && !partNumber) return "CompleteMultipartUpload";
-      return notImplemented("POST on an object (browser form uploads go to the bucket: POST /<bucket>)");
+      // An object takes no POST of its own (a browser form upload goes to the bucket): S3's 405
+      // naming the object, as for a method S3 has no operation for (it was 501).
+      if (!uploadId) return s3Error("MethodNotAllowed", undefined, { Method: "POST", ResourceType: "OBJECT" }, { allow: OBJECT_ALLOW });
+      return notImplemented("POST on an object with ?partNumber (not a CompleteMultipartUpload)");
     case "DELETE":
       if (partNumber) return notImplemented("DELETE with ?partNumber");
       return uploadId ? "AbortMultipartUpload" : "DeleteObject";

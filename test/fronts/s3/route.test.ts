@@ -137,7 +137,6 @@ describe("operationOf", () => {
   });
   test("anything else is 501 NotImplemented; a bad list-type is InvalidArgument", () => {
     for (const [m, p, s] of [
-      ["POST", "/b/k", ""],
       ["PUT", "/b/k", "versionId=3"],
       ["POST", "/b/k", "uploadId=1&versionId=3"],
       ["DELETE", "/b/k", "uploadId=1&versionId=3"],
@@ -184,13 +183,15 @@ describe("operationOf", () => {
     expect([
       ["DELETE", "/b?acl"], ["POST", "/b?acl"], ["PUT", "/b?versions"], ["PUT", "/b?delete"], ["POST", "/b?versioning"], ["DELETE", "/b?versioning"],
       ["PUT", "/b?location"], ["POST", "/b?policy"], ["DELETE", "/nope?acl"], ["DELETE", "/b/k?acl"], ["POST", "/b/k?tagging"], ["PUT", "/b/k?attributes"],
-      ["DELETE", "/b/k?restore"], ["PUT", "/b/k?uploads"], ["POST", "/b/k?torrent"],
+      ["DELETE", "/b/k?restore"], ["PUT", "/b/k?uploads"], ["POST", "/b/k?torrent"], ["POST", "/b/k"], ["POST", "/b/k?x-id=Foo"],
     ].map(([m, t]) => write405(m!, t!))).toEqual([
       "405 MethodNotAllowed DELETE ACL [GET, PUT]", "405 MethodNotAllowed POST ACL [GET, PUT]", "405 MethodNotAllowed PUT BUCKETVERSIONS [GET]",
       "405 MethodNotAllowed PUT MULTI_OBJECT_DELETE [POST]", "405 MethodNotAllowed POST VERSIONING [GET]", "405 MethodNotAllowed DELETE VERSIONING [GET]",
       "405 MethodNotAllowed PUT LOCATION [GET]", "405 MethodNotAllowed POST BUCKETPOLICY []", "405 MethodNotAllowed DELETE ACL [GET, PUT]",
       "405 MethodNotAllowed DELETE ACL [GET, PUT]", "405 MethodNotAllowed POST OBJECT_TAGGING [GET, PUT, DELETE]", "405 MethodNotAllowed PUT OBJECT_ATTRIBUTES [GET]",
       "405 MethodNotAllowed DELETE RESTORE []", "405 MethodNotAllowed PUT UPLOADS [POST]", "405 MethodNotAllowed POST TORRENT []",
+      // (an object takes no POST of its own: a form upload goes to the bucket)
+      "405 MethodNotAllowed POST OBJECT [GET, HEAD, PUT, DELETE]", "405 MethodNotAllowed POST OBJECT [GET, HEAD, PUT, DELETE]",
     ]);
     for (const [m, t] of [["PUT", "/b?policy"], ["DELETE", "/b?lifecycle"], ["PUT", "/b?versioning"], ["POST", "/b/k?restore"], ["PUT", "/b/k?retention"], ["PUT", "/b/k?annotation"], ["DELETE", "/b?acl&versioning"]]) {
       expect([m, t, write405(m!, t!).slice(0, 18)]).toEqual([m, t, "501 NotImplemented"]);
