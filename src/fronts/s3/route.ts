@@ -269,6 +269,8 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
   if (a.bucket === "") {
     if (method === "POST") return "AssumeRoleWithWebIdentity";
     if (method === "GET" && sub === undefined && !uploadId && !partNumber && !versionId) return "ListBuckets";
+    // (the service takes no PUT or DELETE: S3's 405 naming it, as for PATCH; it was 501)
+    if (method === "PUT" || method === "DELETE") return s3Error("MethodNotAllowed", undefined, { Method: method, ResourceType: "SERVICE" }, { allow: "GET, POST" });
     return notImplemented(`${method} on the service`);
   }
   if (a.key === "") {

@@ -144,7 +144,6 @@ describe("operationOf", () => {
       ["GET", "/b/k", "acl&tagging"],
       ["GET", "/b/k", "acl&uploadId=1"],
       ["DELETE", "/b", ""],
-      ["DELETE", "/", ""],
       ["GET", "/", "acl"],
       ["GET", "/b", "uploadId=1"],
       ["DELETE", "/b/k", "partNumber=1"], // not a DeleteObject of the whole object
@@ -183,7 +182,7 @@ describe("operationOf", () => {
     expect([
       ["DELETE", "/b?acl"], ["POST", "/b?acl"], ["PUT", "/b?versions"], ["PUT", "/b?delete"], ["POST", "/b?versioning"], ["DELETE", "/b?versioning"],
       ["PUT", "/b?location"], ["POST", "/b?policy"], ["DELETE", "/nope?acl"], ["DELETE", "/b/k?acl"], ["POST", "/b/k?tagging"], ["PUT", "/b/k?attributes"],
-      ["DELETE", "/b/k?restore"], ["PUT", "/b/k?uploads"], ["POST", "/b/k?torrent"], ["POST", "/b/k"], ["POST", "/b/k?x-id=Foo"],
+      ["DELETE", "/b/k?restore"], ["PUT", "/b/k?uploads"], ["POST", "/b/k?torrent"], ["POST", "/b/k"], ["POST", "/b/k?x-id=Foo"], ["PUT", "/"], ["DELETE", "/?acl"],
     ].map(([m, t]) => write405(m!, t!))).toEqual([
       "405 MethodNotAllowed DELETE ACL [GET, PUT]", "405 MethodNotAllowed POST ACL [GET, PUT]", "405 MethodNotAllowed PUT BUCKETVERSIONS [GET]",
       "405 MethodNotAllowed PUT MULTI_OBJECT_DELETE [POST]", "405 MethodNotAllowed POST VERSIONING [GET]", "405 MethodNotAllowed DELETE VERSIONING [GET]",
@@ -192,6 +191,8 @@ describe("operationOf", () => {
       "405 MethodNotAllowed DELETE RESTORE []", "405 MethodNotAllowed PUT UPLOADS [POST]", "405 MethodNotAllowed POST TORRENT []",
       // (an object takes no POST of its own: a form upload goes to the bucket)
       "405 MethodNotAllowed POST OBJECT [GET, HEAD, PUT, DELETE]", "405 MethodNotAllowed POST OBJECT [GET, HEAD, PUT, DELETE]",
+      // (nor does the service take a PUT or a DELETE: ListBuckets is its GET, STS its POST)
+      "405 MethodNotAllowed PUT SERVICE [GET, POST]", "405 MethodNotAllowed DELETE SERVICE [GET, POST]",
     ]);
     for (const [m, t] of [["PUT", "/b?policy"], ["DELETE", "/b?lifecycle"], ["PUT", "/b?versioning"], ["POST", "/b/k?restore"], ["PUT", "/b/k?retention"], ["PUT", "/b/k?annotation"], ["DELETE", "/b?acl&versioning"]]) {
       expect([m, t, write405(m!, t!).slice(0, 18)]).toEqual([m, t, "501 NotImplemented"]);
