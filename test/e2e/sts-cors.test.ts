@@ -77,6 +77,9 @@ describe("s3_api.sts.cors", () => {
     expect([r.status, /<Code>(\w+)/.exec(body)?.[1]]).toEqual([403, "AccessForbidden"]);
     expect(body).toContain("CORSResponse: CORS is not enabled for this endpoint.");
     expect(r.headers.get("access-control-allow-origin")).toBeNull();
+    // without Origin it is S3's 400, as on a bucket: S3 reads Origin first (it was the 403)
+    const noOrigin = await fetch(`${plain.s3Endpoint}/`, { method: "OPTIONS" });
+    expect([noOrigin.status, /<Code>(\w+)/.exec(await noOrigin.text())?.[1]]).toEqual([400, "BadRequest"]);
     // with sts.cors, an OPTIONS that is no preflight is S3's 400 naming the missing header
     const bare = await fetch(`${env.s3Endpoint}/`, { method: "OPTIONS", headers: { origin: APP } });
     const bareBody = await bare.text();

@@ -123,15 +123,15 @@ export function s3Address(ctx: RequestContext): undefined {
     return undefined;
   }
 
-  // An OPTIONS the CORS phase did not answer: one without Origin is S3's 400, which S3 answers on a
-  // bucket before it looks at its CORS configuration (it was 403 on a bucket without `cors`); any
-  // other to a bucket without `cors` (or the service, the STS endpoint, without
+  // An OPTIONS the CORS phase did not answer: one without Origin is S3's 400, which S3 answers
+  // before it looks at a CORS configuration (it was 403 on a bucket without `cors`, and on the
+  // service); any other to a bucket without `cors` (or the service, the STS endpoint, without
   // s3_api.sts.cors) S3's 403; to one with it, a preflight lacking Access-Control-Request-Method
   // (browsers send both), S3's 400.
   if (ctx.method === "OPTIONS") {
     const cors = a.bucket === "" ? stsCors(ctx) : configuredBucket(ctx.rt, a.bucket)?.cfg.cors;
     const missing = req.headers.has("origin") ? "Access-Control-Request-Method" : "Origin";
-    if (cors === undefined && (missing !== "Origin" || a.bucket === "")) return fail(s3Error("AccessForbidden", `CORSResponse: CORS is not enabled for this ${a.bucket === "" ? "endpoint" : "bucket"}.`));
+    if (cors === undefined && missing !== "Origin") return fail(s3Error("AccessForbidden", `CORSResponse: CORS is not enabled for this ${a.bucket === "" ? "endpoint" : "bucket"}.`));
     return fail(s3Error("BadRequest", `Insufficient information. ${missing} request header needed.`));
   }
   if (a.bucket !== "") {
