@@ -235,6 +235,65 @@ export interface ParseOptions {
   tls?: { cert: string; key: string };
 }
 
+/** The keys the schema takes in the mapping at `path` (through lists, defaults, transforms and unions). */
+function keysAt(path: readonly PathSegment[]): string[] {
+  type Def = { type: string; shape?: Record<string, unknown>; element?: unknown; innerType?: unknown; in?: unknown; options?: unknown[]; getter?: () => unknown };
+  const def = (s: unknown) => (s as { _zod: { def: Def } })._zod.def;
+  // Down to what holds the keys: an object, or every branch of a union.
+  const objects = (s: unknown, depth = 0): Def[] => {
+    const d = def(s);
+    if (depth > 16) return [];
+    if (d.type === "object") return [d];
+    if (d.type === "union") return (d.options ?? []).flatMap((o) => objects(o, depth + 1));
+    const inner = d.innerType ?? d.in ?? d.getter?.();
+    return inner ? objects(inner, depth + 1) : [];
+  };
+  const within = (s: unknown, depth = 0): unknown[] => {
+    const d = def(s);
+    if (depth > 16) return [];
+    if (d.type === "array" && d.element) return [d.element];
+    if (d.type === "union") return (d.options ?? []).flatMap((o) => within(o, depth + 1));
+    const inner = d.innerType ?? d.in ?? d.getter?.();
+    return inner ? within(inner, depth + 1) : [];
+  };
+  let at: unknown[] = [ConfigSchema];
+  for (const seg of path) at = typeof seg === "number" ? at.flatMap((s) => within(s)) : at.flatMap((s) => objects(s).map((o) => o.shape?.[seg]).filter((x) => x !== undefined));
+  return [...new Set(at.flatMap((s) => objects(s).flatMap((o) => Object.keys(o.shape ?? {}))))];
+}
+
+/**
+ * The known key an unknown one is most likely a typo of (case, `-` for `_`, or at most two letters
+ * added, dropped, changed or swapped), or undefined.
+ */
+function likelyKey(key: string, known: readonly string[]): string | undefined {
+  if (key.length > 64) return undefined;
+  const norm = (k: string) => k.toLowerCase().replace(/-/g, "_");
+  const a = norm(key);
+  let best: string | undefined;
+  let bestD = a.length <= 3 ? 1 : 2;
+  for (const k of known) {
+    const b = norm(k);
+    if (Math.abs(a.length - b.length) > bestD) continue;
+    // (optimal string alignment distance: a swap of two neighbours is one edit)
+    const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
+    for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+    for (let i = 1; i <= a.length; i++) {
+      for (let j = 1; j <= b.length; j++) {
+        const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+        let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+        if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1);
+        d[i]![j] = v;
+      }
+    }
+    const dist = d[a.length]![b.length]!;
+    if (dist < bestD || (dist === bestD && best === undefined)) {
+      best = k;
+      bestD = dist;
+    }
+  }
+  return best;
+}
+
 /** Whether a value is a placeholder of a variable reported unset (left as written). */
 function namesMissingVar(v: unknown, missing: ReadonlySet<string>): boolean {
   if (typeof v !== "string" || missing.size === 0) return false;
@@ -297,7 +356,9 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
           // A legacy key already has its own, better message.
           // (a key with a no-break space or a zero width space in it looks like the right one)
           const unseen = unseenCharacterProblem(k);
-          if (!hinted.has(formatPath([...path, k]))) found.push({ path: [...path, k], message: k === "" ? "an empty key (written '', ~ or null): remove it" : `unknown key '${shownKey(k)}'${unseen ? ` (it ${unseen})` : ""}` });
+          // (suggested for the first 100: a file of 40,000 unknown keys is not worth seconds of comparing)
+          const like = unseen || unknown.length > 100 ? undefined : likelyKey(k, keysAt(path));
+          if (!hinted.has(formatPath([...path, k]))) found.push({ path: [...path, k], message: k === "" ? "an empty key (written '', ~ or null): remove it" : `unknown key '${shownKey(k)}'${unseen ? ` (it ${unseen})` : like ? ` (did you mean '${like}'?)` : ""}` });
         }
         continue;
       }

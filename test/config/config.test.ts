@@ -506,6 +506,24 @@ describe("parseConfig", () => {
     expect(got).toEqual([{ path: "buckets[0].s3.bogus", message: "unknown key 'bogus'", line: 4 }]);
   });
 
+  test("an unknown key that is a typo of a key the mapping takes says which one (at any depth: a bucket's s3 section, a list entry)", () => {
+    const cases: Array<[string, string, string]> = [
+      [`server:\n  prot: 1\n${B}`, "server.prot", "port"],
+      [`server:\n  max-concurrent-requests: 5\n${B}`, "server.max-concurrent-requests", "max_concurrent_requests"],
+      [`server:\n  Workers: 2\n${B}`, "server.Workers", "workers"],
+      [B.replace(" }", ", acess_key: x }"), "buckets[0].s3.acess_key", "access_key"],
+      [B.replace(" }", ", retry: { max_atempts: 2 } }"), "buckets[0].s3.retry.max_atempts", "max_attempts"],
+      [`cache:\n  memroy: {}\n${B}`, "cache.memroy", "memory"],
+      [`jwt:\n  secret: "${"s".repeat(32)}"\n  keys: [{ idd: k, algorithm: HS256, secret: "${"k".repeat(32)}" }]\n${B}`, "jwt.keys[0].idd", "id"],
+    ];
+    for (const [yaml, path, like] of cases) {
+      const got = issues(yaml).find((i) => i.path === path);
+      expect(got?.message).toBe(`unknown key '${path.split(".").at(-1)}' (did you mean '${like}'?)`);
+    }
+    // (nothing close: no guess)
+    expect(issues(`server:\n  zzzzzzzz: 1\n${B}`)).toEqual([{ path: "server.zzzzzzzz", message: "unknown key 'zzzzzzzz'", line: 2 }]);
+  });
+
   test("a long unknown key is shown cut (64 characters): a line read as a key (a file that is no config, a secret pasted where a key goes) is not printed whole", () => {
     const line = `root:$6$${"s".repeat(86)}:19000:0:99999:7:::`;
     const got = issues(`${B}${line}: 1\n`);
@@ -608,7 +626,7 @@ describe("parseConfig", () => {
       message: "invalid YAML: Nested mappings are not allowed in compact mappings (line 6 holds U+00A0 (no-break space) at column 5, which YAML reads as text, not as a space: retype that part of the line)",
     });
     // A plain unknown key, and a syntax error on a line of visible characters, say what they said.
-    expect(issues(`server:\n  prot: 1\n${B}`).map((i) => i.message)).toEqual(["unknown key 'prot'"]);
+    expect(issues(`server:\n  prot: 1\n${B}`).map((i) => i.message)).toEqual(["unknown key 'prot' (did you mean 'port'?)"]);
     expect(issues(`server:\n  port: [1\n`)[0]!.message).not.toContain("holds U+");
   });
 
