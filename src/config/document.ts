@@ -12,7 +12,7 @@
  * is never required.
  */
 import { ellipsized } from "../util/text.ts";
-import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument, Parser, visit, type Document, type Node, type YAMLError } from "yaml";
+import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument, Parser, type Document, type Node, type YAMLError } from "yaml";
 import { formatPath, type PathSegment } from "./path.ts";
 import { unseenOnLine } from "./validate.ts";
 
@@ -48,24 +48,37 @@ export interface ParsedYaml {
 function aliasTargetsOf(doc: Document): Map<unknown, unknown> {
   const anchors = new Map<string, unknown>();
   const targets = new Map<unknown, unknown>();
-  visit(doc, {
-    Alias(_, node) {
-      targets.set(node, anchors.get(node.source) ?? null);
-    },
-    Node(_, node) {
-      if (node.anchor) anchors.set(node.anchor, node);
-    },
+  eachNode(doc, (node) => {
+    if (isAlias(node)) targets.set(node, anchors.get(node.source) ?? null);
+    else if (node.anchor) anchors.set(node.anchor, node);
   });
   return targets;
+}
+
+/**
+ * Every node of the document in document order (a collection before what it holds, a key before
+ * its value), with an explicit stack. The yaml package's visit() copies the path at each node: its
+ * cost grew with the square of the nesting depth (5,500 closed brackets, 11 KB, took 10 s to load).
+ */
+function eachNode(doc: Document, fn: (node: Node) => void): void {
+  const stack: unknown[] = [doc.contents];
+  while (stack.length > 0) {
+    const n = stack.pop();
+    if (isPair(n)) {
+      stack.push(n.value, n.key);
+      continue;
+    }
+    if (!isMap(n) && !isSeq(n) && !isScalar(n) && !isAlias(n)) continue;
+    fn(n);
+    if (isMap(n) || isSeq(n)) for (let i = n.items.length - 1; i >= 0; i--) stack.push(n.items[i]);
+  }
 }
 
 /** Each anchor name's first node in the document (an alias before it names none: YAML reads anchors in order). */
 function firstAnchorsOf(doc: Document): Map<string, unknown> {
   const anchors = new Map<string, unknown>();
-  visit(doc, {
-    Node(_, node) {
-      if (node.anchor && !anchors.has(node.anchor)) anchors.set(node.anchor, node);
-    },
+  eachNode(doc, (node) => {
+    if (!isAlias(node) && node.anchor && !anchors.has(node.anchor)) anchors.set(node.anchor, node);
   });
   return anchors;
 }
@@ -91,6 +104,8 @@ interface Frame {
   fmt: string;
   seg: PathSegment | undefined;
   parent: Frame | undefined;
+  /** Mappings and lists around the node. */
+  depth: number;
 }
 
 function segments(f: Frame | undefined): PathSegment[] {
@@ -243,6 +258,8 @@ const tokenWords = (t: string) => TOKEN_WORDS[t] ?? (/^[a-z-]{1,40}$/.test(t) ? 
 const QUOTING: Array<[RegExp, (m: RegExpExecArray) => string]> = [
   [/^Unexpected ([a-z-]+) token in YAML (?:stream|document)/, (m) => `unexpected ${tokenWords(m[1]!)} (check the brackets, quotes and indentation here and on the line before)`],
   [/^Not a YAML token/, () => "not a YAML token"],
+  // (the yaml package's own recursion, past some 6,000 levels: a RangeError it reports as its error)
+  [/^Maximum call stack size exceeded/, () => NESTED_TOO_DEEP],
   // (its ": " would otherwise be cut as a quote: "Missing , or ")
   [/^Missing , or : between (flow (?:sequence|map) items)/, (m) => `missing , or : between ${m[1]}`],
   [/^Block scalar header includes extra characters/, () => "a block scalar header (| or >) has extra characters after it"],
@@ -323,6 +340,14 @@ function isMergeSource(v: unknown, aliasTargets: Map<unknown, unknown>): boolean
   const one = (x: unknown) => isMap(x) || (isAlias(x) && isMap(aliasTargets.get(x)));
   return one(v) || (isSeq(v) && v.items.every(one));
 }
+
+/**
+ * The deepest nesting of mappings and lists accepted. Every path of the walk is kept as text for
+ * the lines of messages, so its cost grows with the square of the depth (5,500 closed brackets,
+ * 11 KB, took seconds to load), and a few hundred more overflowed the yaml package's stack.
+ */
+export const MAX_NESTING = 64;
+const NESTED_TOO_DEEP = `mappings or lists nested more than ${MAX_NESTING} deep (a config needs fewer than 10)`;
 
 /** The most nodes a config may expand to with its aliases resolved (a 1 MiB file of plain YAML has far fewer). */
 export const MAX_EXPANDED_NODES = 1_000_000;
@@ -438,10 +463,14 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
   /** (said once: past the budget, every later placeholder is refused too) */
   let budgetSaid = false;
   // An explicit stack, not recursion: nesting depth is bounded only by the file size cap.
-  const stack: Frame[] = [{ node: doc.contents, fmt: "", seg: undefined, parent: undefined }];
+  const stack: Frame[] = [{ node: doc.contents, fmt: "", seg: undefined, parent: undefined, depth: 0 }];
   while (stack.length > 0) {
     const f = stack.pop()!;
     const n = f.node;
+    if ((isMap(n) || isSeq(n)) && f.depth >= MAX_NESTING) {
+      issues.push({ path: segments(f), message: NESTED_TOO_DEEP, line: line(n) ?? lines.get(f.fmt) });
+      continue;
+    }
     if (isMap(n)) {
       const seen = new Map<string, number | undefined>();
       // (pushed last key first, so the walk reads a mapping in the file's order, as a list: the
@@ -484,7 +513,7 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
         // line is where the reader looks. A scalar is reported where it is.
         const at = isMap(pair.value) || isSeq(pair.value) ? (keyLine ?? line(pair.value)) : (line(pair.value) ?? keyLine);
         if (at !== undefined) lines.set(fmt, at);
-        children.push({ node: pair.value, fmt, seg: name, parent: f });
+        children.push({ node: pair.value, fmt, seg: name, parent: f, depth: f.depth + 1 });
       }
       for (let i = children.length - 1; i >= 0; i--) stack.push(children[i]!);
     } else if (isSeq(n)) {
@@ -492,7 +521,7 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
         const fmt = child(f.fmt, i);
         const at = line(n.items[i]);
         if (at !== undefined) lines.set(fmt, at);
-        stack.push({ node: n.items[i], fmt, seg: i, parent: f });
+        stack.push({ node: n.items[i], fmt, seg: i, parent: f, depth: f.depth + 1 });
       }
     } else if (isAlias(n)) {
       aliasFrames.set(n, f);

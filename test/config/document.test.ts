@@ -229,6 +229,19 @@ describe("complexity", () => {
     expect(tLarge / tSmall).toBeLessThan(16);
   }, 60_000);
 
+  test("nesting deeper than 64 is refused at its line, in time linear in the depth: 8x the depth costs well under 16x the time (the yaml package's visit() copied the path at every node: 5,500 closed brackets, 11 KB, took 10 s to load); past the yaml package's own stack, the same words", () => {
+    const nested = (depth: number) => `${B}x-deep: ${"[".repeat(depth)}${"]".repeat(depth)}\n`;
+    const DEEP = "mappings or lists nested more than 64 deep (a config needs fewer than 10)";
+    const run = (text: string) => () => expect(issues(text)).toContainEqual(expect.objectContaining({ message: DEEP, line: 5 }));
+    run(nested(500))(); // warm-up (JIT)
+    const tSmall = cpuMs(run(nested(500)), 5);
+    const tLarge = cpuMs(run(nested(4000)), 3);
+    // Linear: ~2-6x measured; quadratic: ~57-86x.
+    expect(tLarge / tSmall).toBeLessThan(16);
+    expect(parseConfig(nested(60), { env: {} }).buckets).toHaveLength(1);
+    expect(issues(`${B}x-deep: ${"[".repeat(20_000)}${"]".repeat(20_000)}\n`).map((i) => i.message)).toContain(`invalid YAML: ${DEEP}`);
+  }, 60_000);
+
   test("a large legal config (18k keys in 2,000 buckets, ~330 KB) parses", () => {
     const parts = ["buckets:\n"];
     for (let i = 0; i < 2000; i++)
