@@ -30,7 +30,7 @@ import type { RateConfig } from "../config/schema.ts";
 import type { Logger } from "../observe/log.ts";
 import { RateLimiter, type RateCheck, type RateLimitSource, type RateScope } from "./rate-limiter.ts";
 import { RATE_SCRIPT, RATE_SCRIPT_SHA1 } from "./redis-script.ts";
-import { ADMIT } from "./token-bucket.ts";
+import { ADMIT, MAX_RETRY_AFTER } from "./token-bucket.ts";
 
 export interface RedisLimiterOptions {
   url: string;
@@ -234,7 +234,7 @@ export class RedisRateLimiter {
         const [i, waitUs] = reply;
         if (i === 0) return ADMIT;
         const s = Math.ceil(waitUs / 1e6 - 1e-9);
-        return { ok: false, scope: scopes[i - 1], retryAfterSeconds: s > 1 ? s : 1 };
+        return { ok: false, scope: scopes[i - 1], retryAfterSeconds: s > 1 ? (s < MAX_RETRY_AFTER ? s : MAX_RETRY_AFTER) : 1 };
       },
       (err) => {
         const reason = err instanceof Error ? err.message : String(err);

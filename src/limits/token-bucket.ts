@@ -6,6 +6,13 @@
 export type Clock = () => number;
 export const monotonicClock: Clock = () => performance.now();
 
+/**
+ * The longest Retry-After sent, in seconds: 2^31, what RFC 9111 (1.2.2) has a recipient take for
+ * any larger delay. A config's `requests_per_second: 1e-300` waited 1e300 s for a token, and
+ * String() wrote that `9.999999999999999e+299`, which is no delay-seconds.
+ */
+export const MAX_RETRY_AFTER = 2 ** 31;
+
 export type TakeResult = { ok: true } | { ok: false; retryAfterSeconds: number };
 
 /** The one admitted result, shared so the hot path does not allocate. */
@@ -60,11 +67,11 @@ export class TokenBucket {
     this.tokens -= n;
   }
 
-  /** Whole seconds until `n` tokens are available (n capped at capacity), minimum 1. */
+  /** Whole seconds until `n` tokens are available (n capped at capacity), minimum 1, at most MAX_RETRY_AFTER. */
   retryAfter(n = 1): number {
     const missing = Math.min(n, this.capacity) - this.tokens;
     // The epsilon keeps float noise (1.0000000000000002 s) from costing a whole extra second.
     const s = Math.ceil(missing / this.ratePerSec - 1e-9);
-    return s > 1 ? s : 1;
+    return s > 1 ? (s < MAX_RETRY_AFTER ? s : MAX_RETRY_AFTER) : 1;
   }
 }

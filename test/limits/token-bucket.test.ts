@@ -17,6 +17,19 @@ describe("TokenBucket", () => {
     expect(b.take().ok).toBe(false);
   });
 
+  test("Retry-After stays a whole number of seconds, at most 2^31 (RFC 9111 1.2.2), for a rate the config made tiny: requests_per_second 1e-300 sent `9.999999999999999e+299`", () => {
+    const c = clock();
+    for (const rate of [1e-300, 1e-20, 1e-9]) {
+      const b = new TokenBucket(rate, rate, c.now);
+      b.take();
+      const r = b.take();
+      expect(r.ok).toBe(false);
+      const header = String((r as { retryAfterSeconds: number }).retryAfterSeconds);
+      expect(header).toMatch(/^\d+$/);
+      expect(Number(header)).toBe(rate < 1 / 2 ** 31 ? 2 ** 31 : Math.ceil(1 / rate - 1e-9));
+    }
+  });
+
   test("refills continuously, in fractions of a token", () => {
     const c = clock();
     const b = new TokenBucket(10, 5, c.now);
