@@ -122,10 +122,17 @@ export const CircuitBreakerSchema = z.strictObject({
 });
 export type CircuitBreakerConfig = z.infer<typeof CircuitBreakerSchema>;
 
+/**
+ * Rates and bursts within what a limiter can hold: one request in ~12 days to a billion a second. A
+ * config's `requests_per_second: 1e-300` (or a burst of 1e300) made the Redis limiter's key expiry
+ * a number Redis refuses, so every request fell back to the local limits.
+ */
+const MIN_RATE = 1e-6;
+const MAX_RATE = 1e9;
 export const RateSchema = z.strictObject({
-  requests_per_second: z.number().positive(),
+  requests_per_second: z.number().min(MIN_RATE, `must be at least ${MIN_RATE} (one request in ~12 days)`).max(MAX_RATE, `must be at most ${MAX_RATE}`),
   /** Bucket capacity; defaults to requests_per_second. */
-  burst: z.number().positive().optional(),
+  burst: z.number().positive().max(MAX_RATE, `must be at most ${MAX_RATE}`).optional(),
 });
 export type RateConfig = z.infer<typeof RateSchema>;
 

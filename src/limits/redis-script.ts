@@ -7,7 +7,7 @@
  *
  * The clock is Redis's own (TIME), so the processes' clocks do not need to agree. Each bucket is a
  * hash {tokens, ts (µs)} that expires once it would have refilled completely (an absent bucket is
- * a full one), so per-IP keys never pile up. A key of another type (written under the prefix by
+ * a full one; at most 1e13 ms, which Lua still writes as an integer), so per-IP keys never pile up. A key of another type (written under the prefix by
  * another client) is replaced by a full bucket: its WRONGTYPE error made every request local and
  * the background check (whose probe key was fine) shared again, flipping every 500 ms.
  *
@@ -51,7 +51,7 @@ for i = 1, #KEYS do
   local rate = tonumber(ARGV[2 * i - 1])
   local burst = tonumber(ARGV[2 * i])
   redis.call('HSET', KEYS[i], 'tokens', level[i] - 1, 'ts', now)
-  redis.call('PEXPIRE', KEYS[i], math.ceil(burst * 1000 / rate) + 1000)
+  redis.call('PEXPIRE', KEYS[i], math.min(math.ceil(burst * 1000 / rate) + 1000, 1e13))
 end
 return { 0, 0 }
 `;

@@ -1064,3 +1064,14 @@ test("each replica's region and endpoint query are checked as a single endpoint'
   expect(said(`buckets:\n  - { name: b, path_prefix: /b, s3: { bucket: bkt, region: "EU West 1", endpoint: "http://127.0.0.1:9001?x" } }\n`)).toEqual([`buckets[0].s3.region: ${region}`, `buckets[0].s3.endpoint: ${query}`]);
   expect(() => parseConfig(two(ok, `region: auto, endpoint: "https://acct.r2.cloudflarestorage.com"`), { env: {} })).not.toThrow();
 });
+
+describe("rate limits within what a limiter can hold", () => {
+  const rate = (r: string) => `server:\n  rate_limit: { global: ${r} }\n${B}`;
+  const said = (yaml: string) => issues(yaml).map((i) => `${i.path}: ${i.message}`);
+  test("a rate below one request in ~12 days, above a billion a second, or a burst above a billion is refused, naming the key", () => {
+    expect(said(rate("{ requests_per_second: 1e-300 }"))).toEqual([expect.stringMatching(/^server\.rate_limit\.global\.requests_per_second: must be at least 0\.000001/)]);
+    expect(said(rate("{ requests_per_second: 1e10 }"))).toEqual([expect.stringMatching(/^server\.rate_limit\.global\.requests_per_second: must be at most/)]);
+    expect(said(rate("{ requests_per_second: 1, burst: 1e300 }"))).toEqual([expect.stringMatching(/^server\.rate_limit\.global\.burst: must be at most/)]);
+    expect(parseConfig(rate("{ requests_per_second: 0.000001, burst: 1000000000 }"), { env: {} }).server.rate_limit!.global!.requests_per_second).toBe(1e-6);
+  });
+});

@@ -142,6 +142,25 @@ describe("shared limits", () => {
   });
 });
 
+describe("the extremes the config allows", () => {
+  test("one request in ~12 days with a burst of a billion: shared, the key's expiry capped at 1e13 ms (burst/rate in ms, 1e18, was written 1e+18 by Lua and refused by PEXPIRE: every request decided locally)", async () => {
+    using s = limiters(source({ enabled: true, global: { requests_per_second: 1e-6, burst: 1e9 } }), 1);
+    await s.ls[0].whenShared(true);
+    const admin = new RedisClient(redis.url);
+    try {
+      await admin.connect();
+      expect((await s.ls[0].check("198.51.100.8")).ok).toBe(true);
+      expect(s.logs[0].lines.filter((r) => r.level === "warn" || r.level === "error")).toEqual([]);
+      expect(s.ls[0].shared).toBe(true);
+      const ttl = Number(await admin.send("PTTL", [`${s.keyPrefix}rl:global`]));
+      expect(ttl).toBeGreaterThan(1e12);
+      expect(ttl).toBeLessThanOrEqual(1e13);
+    } finally {
+      admin.close();
+    }
+  });
+});
+
 describe("a limit's key written by another client", () => {
   test("holding another type (a string SET under the prefix): replaced by a full bucket, the limits stay shared; they flipped shared/local every background check (two log lines a second per process) for as long as the key lived", async () => {
     using s = limiters(source({ enabled: true, global: { requests_per_second: 1000, burst: 1000 } }), 1);
