@@ -116,6 +116,21 @@ test("GetObjectAcl with a versionId: S3's own error for the version (InvalidArgu
   expect((await acl("up", "docs/a.txt", "null")).status).toBe(200);
 });
 
+// PutObjectAcl, PutObjectTagging and DeleteObjectTagging of a missing key relayed S3's NoSuchKey to
+// a caller without `list`, so a writer could probe which keys exist where a GetObject would not tell.
+test("PutObjectAcl, PutObjectTagging and DeleteObjectTagging of a missing key: NoSuchKey only with `list`, AccessDenied without, as GetObject's", async () => {
+  const tags = "<Tagging><TagSet><Tag><Key>a</Key><Value>b</Value></Tag></TagSet></Tagging>";
+  const calls = (bucket: string) => [
+    signedFetch(env, { method: "PUT", path: `/${bucket}/docs/nope.txt`, query: [["acl", ""]], headers: { "x-amz-acl": "private" } }),
+    signedFetch(env, { method: "PUT", path: `/${bucket}/docs/nope.txt`, query: [["tagging", ""]], body: tags }),
+    signedFetch(env, { method: "DELETE", path: `/${bucket}/docs/nope.txt`, query: [["tagging", ""]] }),
+  ];
+  const answers = async (bucket: string) => (await Promise.all(calls(bucket).map((p) => p.then(answerOf)))).map((a) => `${a.status} ${a.code}`);
+  // (WRITER holds read and write on `other`, no list; read, list and write on `up`)
+  expect(await answers("other")).toEqual(["403 AccessDenied", "403 AccessDenied", "403 AccessDenied"]);
+  expect(await answers("up")).toEqual(["404 NoSuchKey", "404 NoSuchKey", "404 NoSuchKey"]);
+});
+
 // An ACL document is owner-only as a whole: a second AccessControlList, Grantee, Permission or ID,
 // or a grant outside the list, grants what the first ones do not (the proxy read the first of
 // each and answered 200, as if a public-read grant in a second list had been applied).

@@ -324,10 +324,13 @@ function repeatedParameter(query: ReadonlyArray<readonly [string, string]>): str
 /** The bucket listings (their authorizer key is the prefix). */
 const LISTINGS: ReadonlySet<S3Operation> = new Set<S3Operation>(["ListObjects", "ListObjectsV2", "ListObjectVersions", "ListMultipartUploads"]);
 
-/** The reads of one key: a missing key is NoSuchKey to a caller who may list the bucket, AccessDenied to others. */
-const KEY_READS: ReadonlySet<S3Operation> = new Set<S3Operation>([
+/**
+ * The operations on one existing key (its reads, and the writes of its tags and ACL): a missing key
+ * is NoSuchKey to a caller who may list the bucket, AccessDenied to others.
+ */
+const KEY_OPS: ReadonlySet<S3Operation> = new Set<S3Operation>([
   "GetObject", "HeadObject", "GetObjectPart", "HeadObjectPart", "GetObjectVersion", "HeadObjectVersion",
-  "GetObjectTagging", "GetObjectAttributes", "GetObjectAcl",
+  "GetObjectTagging", "GetObjectAttributes", "GetObjectAcl", "PutObjectTagging", "DeleteObjectTagging", "PutObjectAcl",
 ]);
 
 const SSE_C_ALGORITHM = "x-amz-server-side-encryption-customer-algorithm";
@@ -393,7 +396,7 @@ function setsTags(op: S3Operation, h: Headers): boolean {
 /** Phase: the operation itself. */
 export function s3Operate(ctx: RequestContext): Response | Promise<Response> {
   const s = (ctx as S3RequestContext).s3!;
-  if (ctx.bucket?.authorizer === undefined || !KEY_READS.has(s.op)) return operate(ctx, s);
+  if (ctx.bucket?.authorizer === undefined || !KEY_OPS.has(s.op)) return operate(ctx, s);
   // A missing key is NoSuchKey only to a caller who may list the bucket: with an authorizer, the
   // grants alone do not say so (renderError), the authorizer is asked for s3:ListBucket too.
   let out: Response | Promise<Response>;
@@ -528,7 +531,7 @@ export const s3Front: Front = {
     const s = (ctx as S3RequestContext).s3;
     // S3 answers a missing key with 404 only to a caller who may list the bucket (s3:ListBucket),
     // and 403 AccessDenied to anyone else, so that a reader cannot learn which keys exist.
-    if (e.code === "NoSuchKey" && s !== undefined && ctx.bucket !== undefined && KEY_READS.has(s.op)) {
+    if (e.code === "NoSuchKey" && s !== undefined && ctx.bucket !== undefined && KEY_OPS.has(s.op)) {
       if (s.listDenied === true || !mayAccess(ctx.rt, s.principal, ctx.bucket, "s3:ListBucket")) e = s3Error("AccessDenied");
       else if (ctx.key !== "" && e.details?.Key === undefined) e.details = { ...e.details, Key: ctx.key };
     }
