@@ -17,6 +17,7 @@ import { isOwnedBytes } from "../../http/owned-response.ts";
 import { answersRange, upstreamRange } from "../../http/range.ts";
 import { mapAnswer } from "../../http/map-answer.ts";
 import { errorFromResponse } from "../../s3/errors.ts";
+import type { UpstreamTiming } from "../../s3/upstream.ts";
 import type { RequestContext } from "../context.ts";
 import { meteredBody } from "../deliver.ts";
 
@@ -122,10 +123,14 @@ async function serveCached(ctx: RequestContext, method: ObjectMethod): Promise<R
     // A fill's attempts on a bucket with replicas are bounded one by one (fillBodyMs).
     upstream: (extra, signal) => {
       const policy = bucket.cachePolicy!;
-      ctx.timing.attemptBodyMs = signal === ctx.req.signal ? undefined : policy.fillBodyMs;
-      // (the body the fill buffers is read within each replica's share: a trickle is failed over from)
-      ctx.timing.attemptHoldBytes = policy.bufferBytes ?? policy.maxItemBytes;
-      return getObject(ctx, "GET", { ...extra, "x-amz-checksum-mode": "ENABLED" }, signal);
+      const headers = { ...extra, "x-amz-checksum-mode": "ENABLED" };
+      if (signal === ctx.req.signal) {
+        // (this request's own trip upstream, bypassing the cache: its deadline applies)
+        ctx.timing.attemptBodyMs = undefined;
+        ctx.timing.attemptHoldBytes = policy.bufferBytes ?? policy.maxItemBytes;
+        return getObject(ctx, "GET", headers, signal);
+      }
+      return fillRead(ctx, headers, signal, policy.fillBodyMs, policy.bufferBytes ?? policy.maxItemBytes);
     },
     signal: ctx.req.signal,
     since: ctx.cacheSince,
@@ -170,6 +175,29 @@ async function serveCached(ctx: RequestContext, method: ObjectMethod): Promise<R
   }
   res.headers.set("x-cache", result.cacheStatus);
   return res;
+}
+
+/**
+ * A fill's upstream read: shared by every request that joins its flight, so it runs under its own
+ * deadlines (the fill's, s3.timeout), never its leader's server.request_timeout. Under the leader's
+ * timing, the leader's deadline cut the fill, and every waiter that joined it was answered 504
+ * ("took longer than the proxy allows") long before its own deadline, over an upstream about to
+ * answer. The attempts, their time and the replica are the leader's access line's, copied back
+ * when the read settles (unless the leader was given up meanwhile: its line is written).
+ * `bodyMs`/`holdBytes`: see UpstreamTiming's attemptBodyMs and attemptHoldBytes.
+ */
+function fillRead(ctx: RequestContext, headers: Record<string, string>, signal: AbortSignal, bodyMs: number | undefined, holdBytes: number): Promise<Response> {
+  const own = ctx.timing;
+  const timing: UpstreamTiming = { upstreamMs: 0, attempts: 0, trace: own.trace, attemptBodyMs: bodyMs, attemptHoldBytes: holdBytes, attemptFrom: undefined, replica: undefined, abandoned: undefined, onAbandon: undefined };
+  const settled = () => {
+    if (own.abandoned !== undefined) return;
+    own.upstreamMs += timing.upstreamMs;
+    own.attempts = timing.attempts;
+    if (timing.replica !== undefined) own.replica = timing.replica;
+  };
+  const read = ctx.bucket!.upstream.fetchObject("GET", ctx.key, headers, signal, timing);
+  read.then(settled, settled);
+  return read;
 }
 
 /** The object's checksum headers stay on an answer only for a client that asked for them, as S3 sends them. */
