@@ -64,9 +64,10 @@ export function createHandler(svc: Services, front: Front, peerOf: (req: Request
       return deliver(ctx, failed(front, ctx, thrown));
     }
     if (out instanceof Response) return deliver(ctx, out);
-    // Answered later: the peer is read now if the log or the audit trail will want it, since
-    // Bun.serve no longer knows it once the client has gone (a 499 would be logged without it).
-    if (ctx.peer === undefined && (svc.audit !== undefined || svc.log.enabled("info"))) ctx.peer = peerOf(req);
+    // Answered later: the peer is read now if the log, the audit trail or the request's span will
+    // want it, since Bun.serve no longer knows it once the client has gone (a 499 would be logged
+    // without it; a span, with logging above info, traced with client.address "").
+    if (ctx.peer === undefined && (svc.audit !== undefined || svc.log.enabled("info") || ctx.span?.recording === true)) ctx.peer = peerOf(req);
     return withDeadline(out, ctx.rt.config.server.request_timeout * 1000, ctx, deadlines).then(
       (res) => deliver(ctx, res),
       // (the deadline's answer never passed the CORS phase, which decorates every other one)
