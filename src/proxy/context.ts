@@ -39,6 +39,7 @@ export type S3Action =
   | "s3:ListMultipartUploadParts"
   | "s3:ListBucketMultipartUploads"
   | "sts:AssumeRoleWithWebIdentity"
+  | "sts:GetCallerIdentity"
   | "none";
 
 /**

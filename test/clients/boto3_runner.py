@@ -34,7 +34,8 @@ def jsonable(v):
 
 def make_client(c, service="s3"):
     kwargs = {
-        "signature_version": "s3v4",
+        # (S3's signer for s3; any other service, sts, gets its own default, plain SigV4)
+        "signature_version": "s3v4" if service == "s3" else "v4",
         "s3": {"addressing_style": c.get("addressingStyle", "path")},
         "retries": {"total_max_attempts": c.get("maxAttempts", 1), "mode": "standard"},
     }

@@ -68,13 +68,13 @@ export function parseCredential(value: string): Scope | undefined {
  * redirector) read the header to re-sign a HeadObject or HeadBucket for the right region (without
  * it, `aws s3 cp s3://b/k .` from a client configured for another region failed with a bare 400).
  */
-export function checkScope(scope: Scope, region: string, fail: (detail: string, details?: Record<string, string>) => S3Error): S3Error | undefined {
+export function checkScope(scope: Scope, region: string, fail: (detail: string, details?: Record<string, string>) => S3Error, service = "s3"): S3Error | undefined {
   if (scope.region !== region) {
     const e = fail(`the region '${scope.region}' is wrong; expecting '${region}'`, { Region: region });
     e.headers = { ...e.headers, "x-amz-bucket-region": region };
     return e;
   }
-  if (scope.service !== "s3") return fail(`incorrect service '${scope.service}'. This endpoint belongs to 's3'.`);
+  if (scope.service !== service) return fail(`incorrect service '${scope.service.slice(0, 32)}'. This endpoint belongs to '${service}'.`);
   if (scope.terminal !== "aws4_request") return fail(`incorrect terminal '${scope.terminal}'. This endpoint uses 'aws4_request'.`);
   return undefined;
 }
@@ -180,7 +180,7 @@ const SIGNATURE_VALUE = /^[^\s,=]+$/;
  * ", Signature=" is parsed and validated once and looked up afterwards. Only a prefix that parsed
  * without error on the fast path is remembered, so a hit answers exactly as a parse would.
  */
-export function parseHeaderAuth(authorization: string, headers: HeaderSource, region: string, memo?: AuthMemo): AuthParams | S3Error {
+export function parseHeaderAuth(authorization: string, headers: HeaderSource, region: string, memo?: AuthMemo, service = "s3"): AuthParams | S3Error {
   let cut = -1;
   if (memo !== undefined) {
     cut = authorization.lastIndexOf(SDK_SIGNATURE);
@@ -224,7 +224,7 @@ export function parseHeaderAuth(authorization: string, headers: HeaderSource, re
   if (scope === undefined) return malformed(CREDENTIAL_FORM);
   const signedHeaders = parseSignedHeaders(signedRaw);
   if (signedHeaders === undefined) return malformed(`the authorization component "SignedHeaders=${signedRaw.slice(0, 64)}" is malformed.`);
-  const scopeProblem = checkScope(scope, region, malformed);
+  const scopeProblem = checkScope(scope, region, malformed, service);
   if (scopeProblem) return scopeProblem;
   if (memo !== undefined && m !== null && cut > 0 && cut <= MAX_MEMO_PREFIX) {
     const sorted = signedHeaders.slice().sort();
@@ -270,7 +270,7 @@ function single(query: ReadonlyArray<readonly [string, string]>, name: string): 
 }
 
 /** X-Amz-Algorithm, -Credential, -Date, -Expires, -SignedHeaders, -Signature of a presigned URL. */
-export function parseQueryAuth(query: ReadonlyArray<readonly [string, string]>, region: string): AuthParams | S3Error {
+export function parseQueryAuth(query: ReadonlyArray<readonly [string, string]>, region: string, service = "s3"): AuthParams | S3Error {
   const get: Record<string, string | undefined> = {};
   // (the session token and payload hash are read by verify.ts: checked here only for a repeat, which
   // would leave it to the reader which one counts)
@@ -295,7 +295,7 @@ export function parseQueryAuth(query: ReadonlyArray<readonly [string, string]>, 
   const scope = parseCredential(credential);
   if (scope === undefined) return queryError("Error parsing the X-Amz-Credential parameter; " + CREDENTIAL_FORM);
   const scopeProblem = checkScope(scope, region, (detail, details) =>
-    queryError("Error parsing the X-Amz-Credential parameter; " + detail, details));
+    queryError("Error parsing the X-Amz-Credential parameter; " + detail, details), service);
   if (scopeProblem) return scopeProblem;
   const dateMs = parseAmzDate(amzDate);
   if (dateMs === undefined) return queryError("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"");

@@ -45,7 +45,7 @@ import { deleteObjectTaggingOp, objectTagging, putObjectTaggingOp } from "./tagg
 import type { PayloadInfo } from "./upload-body.ts";
 import { ACTION_OF, address, bucketFromHost, configuredBucket, keyRefusal, keyTooLong, MAX_KEY_BYTES, operationOf, type S3Operation } from "./route.ts";
 import { stsError, stsErrorResponse } from "./sts-api.ts";
-import { assumeRoleWithWebIdentity } from "./sts-endpoint.ts";
+import { stsEndpoint } from "./sts-endpoint.ts";
 import { decodeComponent, NO_PARAMETERS, parseRawQuery } from "./uri.ts";
 import { isS3Error } from "./auth-params.ts";
 import { UNSIGNED_PAYLOAD, verifySigV4 } from "./verify.ts";
@@ -113,7 +113,9 @@ export function s3Address(ctx: RequestContext): undefined {
   // service: a GetObject of "//b/k" answered 200 with the ListBuckets XML).
   if (a.bucket === "" && a.key !== "") return fail(s3Error("InvalidURI"));
 
-  // STS first: its requests are unsigned (the web identity token is the credential). A GET of the
+  // STS first: AssumeRoleWithWebIdentity is unsigned (the web identity token is the credential),
+  // GetCallerIdentity is signed for the service `sts` and verified by the endpoint once it has read
+  // the body its signature covers. A GET of the
   // service naming an STS `Action` (STS's query-string form, which no S3 request has) is answered
   // in STS's dialect, saying to POST, not as an anonymous ListBuckets' bare AccessDenied.
   if (a.bucket === "" && (ctx.method === "POST" || (ctx.method === "GET" && /(?:^[?]|&)Action=/.test(ctx.query)))) {
@@ -419,7 +421,7 @@ async function missingKey(ctx: RequestContext, s: S3State, err: unknown): Promis
 function operate(ctx: RequestContext, s: S3State): Response | Promise<Response> {
   switch (s.op) {
     case "AssumeRoleWithWebIdentity":
-      return assumeRoleWithWebIdentity(ctx, s.api);
+      return stsEndpoint(ctx, s.api);
     case "ListBuckets":
       return listBuckets(ctx, s.api, s.principal!, s.query);
     case "HeadBucket":

@@ -57,18 +57,20 @@ export class SigningKeyCache {
   }
 }
 
-/** From the cache when one is given, else derived on the spot. */
+/** From the cache when one is given (s3's keys), else derived on the spot. */
 export function signingKeyFor(
   cache: SigningKeyCache | undefined,
   accessKeyId: string,
   secret: string,
   yyyymmdd: string,
   region: string,
+  service = "s3",
 ): { key: Uint8Array; keyed: Bun.CryptoHasher } {
-  return cache ? cache.get(accessKeyId, secret, yyyymmdd, region) : derive(accessKeyId, secret, yyyymmdd, region);
+  // (the cache holds s3's keys only: another service's is derived each time)
+  return cache && service === "s3" ? cache.get(accessKeyId, secret, yyyymmdd, region) : derive(accessKeyId, secret, yyyymmdd, region, service);
 }
 
-function derive(accessKeyId: string, secret: string, yyyymmdd: string, region: string): Entry {
-  const key = deriveSigningKey(secret, yyyymmdd, region, "s3");
+function derive(accessKeyId: string, secret: string, yyyymmdd: string, region: string, service = "s3"): Entry {
+  const key = deriveSigningKey(secret, yyyymmdd, region, service);
   return { accessKeyId, day: yyyymmdd, region, secret, key, keyed: new Bun.CryptoHasher("sha256", key) };
 }

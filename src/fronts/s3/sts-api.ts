@@ -1,6 +1,6 @@
 /**
- * The STS wire format for AssumeRoleWithWebIdentity (AWS Query protocol, version 2011-06-15):
- * parsing the form-encoded request and rendering the XML answer and STS's error body, as
+ * The STS wire format for AssumeRoleWithWebIdentity and GetCallerIdentity (AWS Query protocol,
+ * version 2011-06-15): parsing the form-encoded request and rendering the XML answer and STS's error body, as
  * botocore (aws-cli, boto3) and the JS SDK's web-identity provider read them. Pure functions;
  * verifying the web identity token and issuing the session happen elsewhere (auth/, sts.ts).
  */
@@ -16,18 +16,24 @@ const DEFAULT_DURATION = 3600;
 
 export const STS_ERRORS = {
   AccessDenied: { status: 403, type: "Sender" },
+  /** (a signed call's session token has expired; ExpiredTokenException is a web identity token's) */
+  ExpiredToken: { status: 403, type: "Sender" },
   ExpiredTokenException: { status: 400, type: "Sender" },
   IDPCommunicationError: { status: 400, type: "Sender" },
   IDPRejectedClaim: { status: 403, type: "Sender" },
+  IncompleteSignature: { status: 400, type: "Sender" },
   InternalFailure: { status: 500, type: "Receiver" },
   InvalidAction: { status: 400, type: "Sender" },
+  InvalidClientTokenId: { status: 403, type: "Sender" },
   InvalidIdentityToken: { status: 400, type: "Sender" },
   InvalidParameterValue: { status: 400, type: "Sender" },
   MissingAction: { status: 400, type: "Sender" },
+  MissingAuthenticationToken: { status: 403, type: "Sender" },
   MissingParameter: { status: 400, type: "Sender" },
   /** (S3's code: a request body that stopped arriving; the client's fault, not retried as a 503 would be) */
   RequestTimeout: { status: 400, type: "Sender" },
   ServiceUnavailable: { status: 503, type: "Receiver" },
+  SignatureDoesNotMatch: { status: 403, type: "Sender" },
   ValidationError: { status: 400, type: "Sender" },
 } as const satisfies Record<string, { status: number; type: "Sender" | "Receiver" }>;
 
@@ -60,10 +66,16 @@ const lengthError = (param: string, min: number, max: number) =>
  * (Policy, PolicyArns) are refused: this endpoint cannot apply them, and ignoring one would grant
  * more than the caller asked for.
  */
-export function parseAssumeRoleWithWebIdentity(
-  form: string,
-  opts: { maxSessionSeconds: number },
-): { kind: "ok"; request: AssumeRoleWithWebIdentityRequest } | { kind: "error"; error: StsError } {
+/** A Query protocol call's parameters, each named once, with its Action and Version. */
+export interface StsParameters {
+  kind: "ok";
+  params: URLSearchParams;
+  action: string;
+  version: string;
+}
+
+/** The form-encoded (or query-string) parameters of an STS call; STS's error when they are too long, repeated, or lack Action or Version. */
+export function stsParameters(form: string): StsParameters | { kind: "error"; error: StsError } {
   const fail = (error: StsError) => ({ kind: "error" as const, error });
   if (Buffer.byteLength(form) > MAX_STS_BODY_BYTES) return fail(stsError("ValidationError", "The request body is too large."));
   const p = new URLSearchParams(form);
@@ -78,9 +90,32 @@ export function parseAssumeRoleWithWebIdentity(
   const version = p.get("Version");
   if (action === null) return fail(stsError("MissingAction", "Missing Action"));
   if (version === null) return fail(stsError("MissingParameter", "The request must contain the parameter Version"));
-  if (action !== "AssumeRoleWithWebIdentity" || version !== STS_VERSION) {
-    return fail(stsError("InvalidAction", `Could not find operation ${action.slice(0, 64)} for version ${version.slice(0, 32)}`));
-  }
+  return { kind: "ok", params: p, action, version };
+}
+
+const unknownAction = (action: string, version: string) =>
+  stsError("InvalidAction", `Could not find operation ${action.slice(0, 64)} for version ${version.slice(0, 32)}`);
+
+/**
+ * GetCallerIdentity: Action and Version only (any other parameter is ignored, as STS does). Who
+ * the caller is comes from the request's signature, verified by the endpoint.
+ */
+export function parseGetCallerIdentity(form: string | StsParameters): { kind: "ok" } | { kind: "error"; error: StsError } {
+  const parsed = typeof form === "string" ? stsParameters(form) : form;
+  if (parsed.kind === "error") return parsed;
+  if (parsed.action !== "GetCallerIdentity" || parsed.version !== STS_VERSION) return { kind: "error", error: unknownAction(parsed.action, parsed.version) };
+  return { kind: "ok" };
+}
+
+export function parseAssumeRoleWithWebIdentity(
+  form: string | StsParameters,
+  opts: { maxSessionSeconds: number },
+): { kind: "ok"; request: AssumeRoleWithWebIdentityRequest } | { kind: "error"; error: StsError } {
+  const fail = (error: StsError) => ({ kind: "error" as const, error });
+  const parsed = typeof form === "string" ? stsParameters(form) : form;
+  if (parsed.kind === "error") return parsed;
+  const { params: p, action, version } = parsed;
+  if (action !== "AssumeRoleWithWebIdentity" || version !== STS_VERSION) return fail(unknownAction(action, version));
   for (const name of p.keys()) {
     if (name === "Policy" || name.startsWith("PolicyArns.")) {
       return fail(stsError("InvalidParameterValue", "Session policies (Policy, PolicyArns) are not supported by this endpoint."));
@@ -140,11 +175,47 @@ export function stsTimestamp(ms: number): string {
   return new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
+/** The account of every ARN the endpoint makes up: static identities', and sessions' whose role ARN names none. */
+export const STS_ACCOUNT = "000000000000";
+
 /** arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/SESSION from the role ARN (ACCOUNT 000000000000 if it has none). */
 export function assumedRoleArn(roleArn: string, roleSessionName: string): string {
   const m = /^arn:([a-z0-9-]+):iam::(\d{12}):role\/(?:[^\s]*\/)?([\w+=,.@-]+)$/.exec(roleArn);
-  const [partition, account, role] = m ? [m[1], m[2], m[3]] : ["aws", "000000000000", "web-identity"];
+  const [partition, account, role] = m ? [m[1], m[2], m[3]] : ["aws", STS_ACCOUNT, "web-identity"];
   return `arn:${partition}:sts::${account}:assumed-role/${role}/${roleSessionName}`;
+}
+
+/** The AssumedRoleId of a session (AWS: the role's unique id, AROA…, then ":" and the session name). */
+export function assumedRoleId(roleArn: string, roleSessionName: string): string {
+  return "AROA" + Bun.CryptoHasher.hash("sha256", roleArn, "hex").slice(0, 17).toUpperCase() + ":" + roleSessionName;
+}
+
+/** What GetCallerIdentity answers. */
+export interface CallerIdentity {
+  arn: string;
+  userId: string;
+  account: string;
+}
+
+/**
+ * A static s3_api credential as STS names an IAM user: arn:aws:iam::000000000000:user/IDENTITY,
+ * UserId AIDA… (a stable hash of the identity, as AWS's unique id of a user).
+ */
+export function staticCallerIdentity(identity: string): CallerIdentity {
+  const userId = "AIDA" + Bun.CryptoHasher.hash("sha256", identity, "hex").slice(0, 17).toUpperCase();
+  return { arn: `arn:aws:iam::${STS_ACCOUNT}:user/${identity}`, userId, account: STS_ACCOUNT };
+}
+
+/** A session, as AssumeRoleWithWebIdentity's AssumedRoleUser named it (Arn, AssumedRoleId). */
+export function sessionCallerIdentity(arn: string, assumedRoleId: string): CallerIdentity {
+  const account = arn.split(":")[4];
+  return { arn, userId: assumedRoleId, account: account !== undefined && /^\d{12}$/.test(account) ? account : STS_ACCOUNT };
+}
+
+export function renderGetCallerIdentity(c: CallerIdentity, requestId: string): string {
+  return XML_DECL + '<GetCallerIdentityResponse xmlns="' + STS_XMLNS + '"><GetCallerIdentityResult>' + el("Arn", c.arn) +
+    el("UserId", c.userId) + el("Account", c.account) + "</GetCallerIdentityResult><ResponseMetadata>" + el("RequestId", requestId) +
+    "</ResponseMetadata></GetCallerIdentityResponse>";
 }
 
 export interface AssumeRoleWithWebIdentityAnswer {
@@ -160,12 +231,11 @@ export interface AssumeRoleWithWebIdentityAnswer {
 }
 
 export function renderAssumeRoleWithWebIdentity(a: AssumeRoleWithWebIdentityAnswer): string {
-  const roleId = "AROA" + Bun.CryptoHasher.hash("sha256", a.roleArn, "hex").slice(0, 17).toUpperCase();
   let xml = XML_DECL + '<AssumeRoleWithWebIdentityResponse xmlns="' + STS_XMLNS + '"><AssumeRoleWithWebIdentityResult>';
   xml += el("SubjectFromWebIdentityToken", a.subject);
   if (a.audience !== undefined) xml += el("Audience", a.audience);
   xml += "<AssumedRoleUser>" + el("Arn", assumedRoleArn(a.roleArn, a.roleSessionName)) +
-    el("AssumedRoleId", roleId + ":" + a.roleSessionName) + "</AssumedRoleUser>";
+    el("AssumedRoleId", assumedRoleId(a.roleArn, a.roleSessionName)) + "</AssumedRoleUser>";
   xml += "<Credentials>" + el("AccessKeyId", a.credentials.accessKeyId) + el("SecretAccessKey", a.credentials.secretAccessKey) +
     el("SessionToken", a.credentials.sessionToken) + el("Expiration", stsTimestamp(a.credentials.expiration)) + "</Credentials>";
   if (a.provider !== undefined) xml += el("Provider", a.provider);
@@ -188,6 +258,11 @@ const headersFor = (requestId: string, body: string) => ({
 export function stsResponse(a: AssumeRoleWithWebIdentityAnswer): Response {
   const body = renderAssumeRoleWithWebIdentity(a);
   return new Response(body, { status: 200, headers: headersFor(a.requestId, body) });
+}
+
+export function callerIdentityResponse(c: CallerIdentity, requestId: string): Response {
+  const body = renderGetCallerIdentity(c, requestId);
+  return new Response(body, { status: 200, headers: headersFor(requestId, body) });
 }
 
 export function stsErrorResponse(err: StsError, requestId: string): Response {

@@ -10,6 +10,11 @@
  * and carries the token's claims (sts.ts: stateless, verifiable by any replica with the key).
  * RoleArn is required by the protocol but grants nothing: a session acts as the token's user.
  *
+ * GetCallerIdentity on the same endpoint (`aws sts get-caller-identity --endpoint-url <s3 front>`):
+ * signed with SigV4 for the service `sts` (the body's SHA-256 is the payload hash, verified), it
+ * says which identity the keys are, a static credential's (arn:aws:iam::000000000000:user/IDENTITY)
+ * or a session's (the AssumedRoleUser it was issued as). It needs no permission, as in AWS.
+ *
  * Errors are STS's XML (ErrorResponse), never a token, a claim value or a key.
  */
 import { TOKEN_EXPIRED } from "../../auth/jwt.ts";
@@ -18,17 +23,34 @@ import { authResultOf, ProxyError } from "../../errors.ts";
 import { readCapped } from "../../http/read-capped.ts";
 import { jwtSubject } from "../../observe/audit.ts";
 import type { RequestContext } from "../../proxy/context.ts";
-import type { S3Identities } from "./identities.ts";
+import type { S3Error } from "./errors.ts";
+import { adoptPrincipal, type S3Identities } from "./identities.ts";
 import { issueSession } from "./sts.ts";
 import { readingBody } from "./writes.ts";
-import { MAX_STS_BODY_BYTES, parseAssumeRoleWithWebIdentity, stsError, stsErrorResponse, stsResponse, type StsError } from "./sts-api.ts";
+import {
+  assumedRoleArn,
+  assumedRoleId,
+  callerIdentityResponse,
+  MAX_STS_BODY_BYTES,
+  parseAssumeRoleWithWebIdentity,
+  parseGetCallerIdentity,
+  sessionCallerIdentity,
+  staticCallerIdentity,
+  stsError,
+  stsErrorResponse,
+  stsParameters,
+  stsResponse,
+  type CallerIdentity,
+  type StsError,
+  type StsParameters,
+} from "./sts-api.ts";
+import { verifySigV4 } from "./verify.ts";
 
-/** A request body of at most `max` bytes as text (its size: the access log's bytes_in); undefined when it is longer. */
-async function readCappedText(ctx: RequestContext, max: number): Promise<string | undefined> {
+/** A request body of at most `max` bytes (its size: the access log's bytes_in); undefined when it is longer. */
+async function readCappedBody(ctx: RequestContext, max: number): Promise<Uint8Array | undefined> {
   const bytes = await readCapped(ctx.req, max);
-  if (bytes === undefined) return undefined;
-  ctx.bytesIn = bytes.byteLength;
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8");
+  if (bytes !== undefined) ctx.bytesIn = bytes.byteLength;
+  return bytes;
 }
 
 /** How a JWT verification failure reads in STS's dialect. */
@@ -76,7 +98,8 @@ export function queryAndBody(query: string, body: string): string {
 
 const NOT_A_FORM = "The request body must be application/x-www-form-urlencoded (POST, AWS Query protocol).";
 
-export async function assumeRoleWithWebIdentity(ctx: RequestContext, api: S3Identities): Promise<Response> {
+/** The STS endpoint (POST / on the S3 listener): AssumeRoleWithWebIdentity or GetCallerIdentity, by the call's Action. */
+export async function stsEndpoint(ctx: RequestContext, api: S3Identities): Promise<Response> {
   // The answer's length, for the access log, the audit line and the bytes metric (as every answer).
   const counted = (res: Response): Response => {
     ctx.bytes = Number(res.headers.get("content-length") ?? 0);
@@ -86,8 +109,6 @@ export async function assumeRoleWithWebIdentity(ctx: RequestContext, api: S3Iden
     ctx.errorCode = e.code;
     return counted(stsErrorResponse(e, ctx.id));
   };
-  const auth = ctx.rt.auth;
-  if (api.sts === undefined || auth === undefined) return fail(stsError("InvalidAction", "AssumeRoleWithWebIdentity is not enabled on this endpoint (s3_api.sts)."));
   if (ctx.method !== "POST") return fail(stsError("ValidationError", "STS actions are POST requests (AWS Query protocol): the parameters in a form-encoded body or in the POST's query string."));
   const type = ctx.req.headers.get("content-type") ?? "";
   const form = /^application\/x-www-form-urlencoded\s*(;|$)/i.test(type);
@@ -97,12 +118,91 @@ export async function assumeRoleWithWebIdentity(ctx: RequestContext, api: S3Iden
     return fail(stsError("ValidationError", NOT_A_FORM));
   }
   // (read with ctx.readingBody: a body that stops arriving is the client's RequestTimeout)
-  const body = await readingBody(ctx, readCappedText(ctx, MAX_STS_BODY_BYTES));
-  if (body === undefined) return fail(stsError("ValidationError", "The request body is too large."));
-  if (!form && body !== "") {
+  const bytes = await readingBody(ctx, readCappedBody(ctx, MAX_STS_BODY_BYTES));
+  if (bytes === undefined) return fail(stsError("ValidationError", "The request body is too large."));
+  if (!form && bytes.byteLength > 0) {
     return fail(stsError("ValidationError", NOT_A_FORM));
   }
-  const parsed = parseAssumeRoleWithWebIdentity(queryAndBody(ctx.query, body), { maxSessionSeconds: api.sts.maxSessionSeconds });
+  const body = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8");
+  const parsed = stsParameters(queryAndBody(ctx.query, body));
+  if (parsed.kind === "error") return fail(parsed.error);
+  const reply: Reply = { fail, counted };
+  if (parsed.action === "GetCallerIdentity") return getCallerIdentity(ctx, api, parsed, bytes, reply);
+  return assumeRoleWithWebIdentity(ctx, api, parsed, reply);
+}
+
+/**
+ * A verification failure in STS's words: an unknown key or a foreign session token is
+ * InvalidClientTokenId, an expired session ExpiredToken, a signature for another service or
+ * region, or outside the allowed clock skew, SignatureDoesNotMatch (as STS answers them).
+ */
+function signatureError(e: S3Error): StsError {
+  switch (e.code) {
+    case "InvalidAccessKeyId":
+    case "InvalidToken":
+      return stsError("InvalidClientTokenId", "The security token included in the request is invalid.");
+    case "ExpiredToken":
+      return stsError("ExpiredToken", "The security token included in the request is expired");
+    case "SignatureDoesNotMatch":
+      return stsError("SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.");
+    case "RequestTimeTooSkewed":
+      return stsError("SignatureDoesNotMatch", `Signature expired or not yet current: the request time ${e.details?.RequestTime ?? ""} is more than ${Number(e.details?.MaxAllowedSkewMilliseconds ?? 0) / 1000} s from ${e.details?.ServerTime ?? "now"}.`);
+    case "AuthorizationHeaderMalformed":
+    case "AuthorizationQueryParametersError":
+      if (/incorrect service/.test(e.message)) return stsError("SignatureDoesNotMatch", "Credential should be scoped to correct service: 'sts'.");
+      if (/the region '/.test(e.message)) return stsError("SignatureDoesNotMatch", "Credential should be scoped to a valid region.");
+      return stsError("IncompleteSignature", e.message);
+    case "AccessDenied":
+      return stsError("AccessDenied", e.message);
+    default:
+      return stsError("IncompleteSignature", e.message);
+  }
+}
+
+/** How an STS action answers: an error (named for the access log), or a result (its length counted). */
+interface Reply {
+  fail(e: StsError): Response;
+  counted(res: Response): Response;
+}
+
+function getCallerIdentity(ctx: RequestContext, api: S3Identities, parsed: StsParameters, body: Uint8Array, { fail, counted }: Reply): Response {
+  ctx.operation = "GetCallerIdentity";
+  ctx.action = "sts:GetCallerIdentity";
+  const call = parseGetCallerIdentity(parsed);
+  if (call.kind === "error") return fail(call.error);
+  const v = verifySigV4({ method: ctx.method, rawPath: ctx.rawPath, rawQuery: ctx.query, headers: ctx.req.headers }, api.lookup, {
+    region: api.region,
+    now: api.now(),
+    maxSkewSeconds: api.maxSkewSeconds,
+    sts: { payloadHash: Bun.SHA256.hash(body, "hex") },
+  });
+  const metrics = ctx.svc.metrics;
+  if (v.kind === "anonymous") {
+    metrics.auth("missing");
+    return fail(stsError("MissingAuthenticationToken", "Request is missing Authentication Token"));
+  }
+  if (v.kind === "error") {
+    metrics.auth("invalid");
+    return fail(signatureError(v));
+  }
+  // (no permission: AWS lets no policy deny it; a session answers as the role user it was issued as)
+  const principal = v.principal;
+  adoptPrincipal(ctx, principal);
+  metrics.auth("success");
+  let identity: CallerIdentity;
+  if (principal.kind === "static") identity = staticCallerIdentity(principal.identity);
+  else {
+    // (a session issued before its AssumedRoleUser was kept: the ARN its role would have had without an account)
+    const role = principal.session.assumedRole ?? { arn: assumedRoleArn("", "session"), id: assumedRoleId("", "session") };
+    identity = sessionCallerIdentity(role.arn, role.id);
+  }
+  return counted(callerIdentityResponse(identity, ctx.id));
+}
+
+async function assumeRoleWithWebIdentity(ctx: RequestContext, api: S3Identities, parsedCall: StsParameters, { fail, counted }: Reply): Promise<Response> {
+  const auth = ctx.rt.auth;
+  if (api.sts === undefined || auth === undefined) return fail(stsError("InvalidAction", "AssumeRoleWithWebIdentity is not enabled on this endpoint (s3_api.sts)."));
+  const parsed = parseAssumeRoleWithWebIdentity(parsedCall, { maxSessionSeconds: api.sts.maxSessionSeconds });
   if (parsed.kind === "error") return fail(parsed.error);
   const request = parsed.request;
 
@@ -131,7 +231,8 @@ export async function assumeRoleWithWebIdentity(ctx: RequestContext, api: S3Iden
   const now = Date.now();
   let expiresAt = now + request.durationSeconds * 1000;
   if (typeof claims.exp === "number") expiresAt = Math.min(expiresAt, claims.exp * 1000);
-  const issued = issueSession({ sessionKey: api.sts.sessionKey, subject: sub, claims, expiresAt, now });
+  const assumedRole = { arn: assumedRoleArn(request.roleArn, request.roleSessionName), id: assumedRoleId(request.roleArn, request.roleSessionName) };
+  const issued = issueSession({ sessionKey: api.sts.sessionKey, subject: sub, claims, expiresAt, now, assumedRole });
   if (issued.kind === "error") {
     ctx.svc.metrics.auth("invalid");
     return fail(issued.expired === true ? stsError("ExpiredTokenException", "Token expired") : stsError("InvalidIdentityToken", `The web identity token cannot become a session: ${issued.message}`));

@@ -7,7 +7,9 @@
  *   accessKeyId     = "ASIA" + base32(HMAC(key, "akid\n" + sealed))[0..16)      (20 chars, as AWS)
  *   secretAccessKey = base64(HMAC(key, "secret\n" + sealed))[0..40)            (40 chars, as AWS)
  *
- * The payload is { sub, iat, exp, jti, claims }, encrypted: a session token travels in presigned
+ * The payload is { sub, iat, exp, jti, claims, arn?, rid? }, encrypted (arn and rid: the session's
+ * AssumedRoleUser Arn and AssumedRoleId, which GetCallerIdentity answers; tokens issued before they
+ * were kept have neither): a session token travels in presigned
  * URLs (browser history, proxies' and CDNs' logs, Referer), and the claims of the token it came
  * from (an e-mail address, groups...) must not be readable there, as AWS's own session tokens are
  * opaque. The verifier re-derives the secret from the token, so nothing is stored. Labels keep
@@ -61,6 +63,14 @@ export interface SessionPrincipal {
   expiresAt: number;
   /** Random per-session id, for logs and audit. */
   sessionId: string;
+  /** The AssumedRoleUser it was issued as (absent from tokens issued before it was kept). */
+  assumedRole?: AssumedRole;
+}
+
+/** AssumeRoleWithWebIdentity's AssumedRoleUser: its Arn and AssumedRoleId. */
+export interface AssumedRole {
+  arn: string;
+  id: string;
 }
 
 function hmac(key: string | Uint8Array, label: string, data: string): Uint8Array {
@@ -131,6 +141,7 @@ export function issueSession(input: {
   claims: Claims;
   expiresAt: number;
   now: number;
+  assumedRole?: AssumedRole;
 }): SessionCredentials | { kind: "error"; message: string; expired?: true } {
   checkKey(input.sessionKey);
   if (utf8.encode(input.subject).byteLength > MAX_SUBJECT_BYTES) {
@@ -149,12 +160,13 @@ export function issueSession(input: {
   const exp = Math.floor(input.expiresAt / 1000);
   if (!(exp > iat)) return { kind: "error", message: "the session would already be expired", expired: true };
   const jti = Buffer.from(crypto.getRandomValues(new Uint8Array(12))).toString("base64url");
-  const body = '{"sub":' + JSON.stringify(input.subject) + ',"iat":' + iat + ',"exp":' + exp + ',"jti":"' + jti + '","claims":' + claimsJson + "}";
+  const role = input.assumedRole === undefined ? "" : ',"arn":' + JSON.stringify(input.assumedRole.arn) + ',"rid":' + JSON.stringify(input.assumedRole.id);
+  const body = '{"sub":' + JSON.stringify(input.subject) + ',"iat":' + iat + ',"exp":' + exp + ',"jti":"' + jti + '","claims":' + claimsJson + role + "}";
   const payload = seal(input.sessionKey, body);
   const tag = Buffer.from(hmac(input.sessionKey, "token", payload)).toString("base64url");
   const sessionToken = TOKEN_PREFIX + payload + "." + tag;
   if (sessionToken.length > MAX_TOKEN_CHARS) {
-    return { kind: "error", message: `the token's subject and claims make a session token longer than ${MAX_TOKEN_CHARS} characters, too large for a session` };
+    return { kind: "error", message: `the token's subject and claims (and the role) make a session token longer than ${MAX_TOKEN_CHARS} characters, too large for a session` };
   }
   return { kind: "ok", ...derive(input.sessionKey, payload), sessionToken, expiration: exp * 1000, sessionId: jti };
 }
@@ -192,7 +204,7 @@ export function verifySessionToken(
   if (a.byteLength !== b.byteLength || !timingSafeEqual(a, b)) {
     return s3Error("InvalidAccessKeyId", undefined, { AWSAccessKeyId: accessKeyId.slice(0, 128) });
   }
-  let body: { sub?: unknown; iat?: unknown; exp?: unknown; jti?: unknown; claims?: unknown };
+  let body: { sub?: unknown; iat?: unknown; exp?: unknown; jti?: unknown; claims?: unknown; arn?: unknown; rid?: unknown };
   const json = sealed ? unseal(sessionKey, payload) : Buffer.from(payload, "base64url").toString("utf8");
   if (json === undefined) return invalidToken();
   try {
@@ -200,13 +212,13 @@ export function verifySessionToken(
   } catch {
     return invalidToken(); // cannot happen for a token we signed; kept as a guard
   }
-  const { sub, iat, exp, jti, claims } = body;
+  const { sub, iat, exp, jti, claims, arn, rid } = body;
   if (typeof sub !== "string" || typeof iat !== "number" || typeof exp !== "number" || typeof jti !== "string" ||
     typeof claims !== "object" || claims === null || Array.isArray(claims)) {
     return invalidToken();
   }
   if (now >= exp * 1000) return s3Error("ExpiredToken");
-  return {
+  const principal: SessionPrincipal = {
     accessKeyId: derived.accessKeyId,
     secretAccessKey: derived.secretAccessKey,
     subject: sub,
@@ -215,4 +227,6 @@ export function verifySessionToken(
     expiresAt: exp * 1000,
     sessionId: jti,
   };
+  if (typeof arn === "string" && typeof rid === "string") principal.assumedRole = { arn, id: rid };
+  return principal;
 }

@@ -51,6 +51,12 @@ export interface VerifyOptions {
   maxSkewSeconds: number;
   /** Per-generation cache of signing keys; without it each request derives its key. */
   keyCache?: SigningKeyCache;
+  /**
+   * An STS call (GetCallerIdentity): the credential scope's service must be `sts`, and the payload
+   * hash is the body's SHA-256 computed by the caller (STS's signers send no x-amz-content-sha256),
+   * whatever a header says. Neither the key cache nor the Authorization memo is used (both hold s3's).
+   */
+  sts?: { payloadHash: string };
 }
 
 export interface LookupContext {
@@ -156,7 +162,10 @@ function verify<P extends { secretAccessKey: string }>(
   }
   if (v2Query) return error(V2_UNSUPPORTED());
 
-  const params = authorization !== null ? parseHeaderAuth(authorization, reads, opts.region, opts.keyCache?.authMemo) : parseQueryAuth(query, opts.region);
+  const sts = opts.sts;
+  const params = sts !== undefined
+    ? (authorization !== null ? parseHeaderAuth(authorization, reads, opts.region, undefined, "sts") : parseQueryAuth(query, opts.region, "sts"))
+    : authorization !== null ? parseHeaderAuth(authorization, reads, opts.region, opts.keyCache?.authMemo) : parseQueryAuth(query, opts.region);
   if (isS3Error(params)) return error(params);
   const akid = params.scope.accessKeyId;
   const fail = (e: S3Error) => error(e, akid);
@@ -189,7 +198,7 @@ function verify<P extends { secretAccessKey: string }>(
     }
   }
 
-  const payload = payloadOf(params, query, reads);
+  const payload = sts !== undefined ? { hash: sts.payloadHash, mode: "sha256" as const } : payloadOf(params, query, reads);
   if (isS3Error(payload)) return fail(payload);
 
   // (a list from the memo is sorted: no check needed)
@@ -213,8 +222,10 @@ function verify<P extends { secretAccessKey: string }>(
 
   const creqBytes = writeCanonicalRequest(input, query, names, params.signedLine ?? signedHeadersLine(names), payload.hash, params.presigned);
   if (creqBytes < 0) return fail(s3Error("InvalidURI"));
-  const scope = scopeOf(params.scope.date, opts.region);
-  const key = signingKeyFor(opts.keyCache, akid, principal.secretAccessKey, params.scope.date, opts.region);
+  const scope = sts !== undefined ? credentialScope(params.scope.date, opts.region, "sts") : scopeOf(params.scope.date, opts.region);
+  const key = sts !== undefined
+    ? signingKeyFor(undefined, akid, principal.secretAccessKey, params.scope.date, opts.region, "sts")
+    : signingKeyFor(opts.keyCache, akid, principal.secretAccessKey, params.scope.date, opts.region);
   const stsBytes = writeStringToSign(params.amzDate, scope, creqBytes);
   key.keyed.copy().update(stsBytes).digest(mac);
 

@@ -8,7 +8,13 @@ import { existsSync } from "node:fs";
 import { fromWebToken } from "@aws-sdk/credential-provider-web-identity";
 import {
   assumedRoleArn,
+  assumedRoleId,
+  callerIdentityResponse,
   parseAssumeRoleWithWebIdentity,
+  parseGetCallerIdentity,
+  renderGetCallerIdentity,
+  sessionCallerIdentity,
+  staticCallerIdentity,
   renderAssumeRoleWithWebIdentity,
   renderStsError,
   stsError,
@@ -116,6 +122,46 @@ describe("parseAssumeRoleWithWebIdentity", () => {
   test("a repeated parameter or an oversized body is refused", () => {
     expect(parseAssumeRoleWithWebIdentity(form(base) + "&RoleArn=" + encodeURIComponent(ROLE), { maxSessionSeconds: 3600 })).toMatchObject({ error: { code: "InvalidParameterValue" } });
     expect(parseAssumeRoleWithWebIdentity(form({ ...base, WebIdentityToken: "x".repeat(70_000) }), { maxSessionSeconds: 3600 })).toMatchObject({ error: { code: "ValidationError" } });
+  });
+});
+
+describe("GetCallerIdentity", () => {
+  test("parses Action and Version only (other parameters ignored); another Version or action → InvalidAction; none → MissingAction", () => {
+    expect(parseGetCallerIdentity("Action=GetCallerIdentity&Version=2011-06-15")).toEqual({ kind: "ok" });
+    expect(parseGetCallerIdentity("Version=2011-06-15&Action=GetCallerIdentity&X-Amz-Date=20260101T000000Z")).toEqual({ kind: "ok" });
+    expect(parseGetCallerIdentity("Action=GetCallerIdentity&Version=2010-01-01")).toMatchObject({ kind: "error", error: { code: "InvalidAction", status: 400 } });
+    expect(parseGetCallerIdentity("Action=GetSessionToken&Version=2011-06-15")).toMatchObject({ kind: "error", error: { code: "InvalidAction" } });
+    expect(parseGetCallerIdentity("Version=2011-06-15")).toMatchObject({ kind: "error", error: { code: "MissingAction" } });
+    expect(parseGetCallerIdentity("Action=GetCallerIdentity")).toMatchObject({ kind: "error", error: { code: "MissingParameter" } });
+    expect(parseGetCallerIdentity("Action=GetCallerIdentity&Version=2011-06-15&Action=GetCallerIdentity")).toMatchObject({ kind: "error", error: { code: "InvalidParameterValue" } });
+    expect(parseGetCallerIdentity("Action=GetCallerIdentity&Version=2011-06-15&x=" + "a".repeat(70_000))).toMatchObject({ kind: "error", error: { code: "ValidationError" } });
+  });
+
+  test("a static identity is an IAM user of account 000000000000 with a stable AIDA… id; a session is its AssumedRoleUser", () => {
+    const a = staticCallerIdentity("app1");
+    expect(a).toEqual({ arn: "arn:aws:iam::000000000000:user/app1", userId: expect.stringMatching(/^AIDA[0-9A-F]{17}$/), account: "000000000000" });
+    expect(staticCallerIdentity("app1")).toEqual(a);
+    expect(staticCallerIdentity("app2").userId).not.toBe(a.userId);
+    const arn = assumedRoleArn(ROLE, "s1");
+    expect(sessionCallerIdentity(arn, assumedRoleId(ROLE, "s1"))).toEqual({ arn: "arn:aws:sts::123456789012:assumed-role/reader/s1", userId: assumedRoleId(ROLE, "s1"), account: "123456789012" });
+    expect(assumedRoleId(ROLE, "s1")).toMatch(/^AROA[0-9A-F]{17}:s1$/);
+    expect(sessionCallerIdentity(assumedRoleArn("not an arn", "s1"), "x").account).toBe("000000000000");
+  });
+
+  test("renders GetCallerIdentityResponse as botocore and the JS SDK read it, escaped", async () => {
+    const xml = renderGetCallerIdentity({ arn: "arn:aws:iam::000000000000:user/a&b", userId: "AIDAX", account: "000000000000" }, "req-1");
+    expect(xml).toEndWith('<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult><Arn>arn:aws:iam::000000000000:user/a&amp;b</Arn><UserId>AIDAX</UserId><Account>000000000000</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>req-1</RequestId></ResponseMetadata></GetCallerIdentityResponse>');
+    const root = parseXml(xml);
+    expect(childText(child(root, "GetCallerIdentityResult")!, "Arn")).toBe("arn:aws:iam::000000000000:user/a&b");
+    const res = callerIdentityResponse(staticCallerIdentity("app1"), "req-2");
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("text/xml");
+    expect(Number(res.headers.get("content-length"))).toBe(Buffer.byteLength(await res.text()));
+  });
+
+  test("the STS errors of a signed call: 403 for an unsigned request, a wrong signature, an unknown key, an expired session", () => {
+    for (const code of ["MissingAuthenticationToken", "SignatureDoesNotMatch", "InvalidClientTokenId", "ExpiredToken"] as const) expect(stsError(code, "m").status).toBe(403);
+    expect(stsError("IncompleteSignature", "m").status).toBe(400);
   });
 });
 

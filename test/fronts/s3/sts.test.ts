@@ -171,6 +171,19 @@ describe("verifySessionToken", () => {
   });
 });
 
+describe("the AssumedRoleUser a session was issued as", () => {
+  test("is kept in the sealed token and read back (GetCallerIdentity answers it); a token issued without it has none", () => {
+    const assumedRole = { arn: "arn:aws:sts::123456789012:assumed-role/reader/s1", id: "AROA0123456789ABCDEFG:s1" };
+    const c = issueSession({ sessionKey: KEY, subject: "alice", claims: { team: "a" }, now: NOW, expiresAt: NOW + 600_000, assumedRole });
+    if (c.kind !== "ok") throw new Error(c.message);
+    expect(c.sessionToken).not.toContain("reader"); // (encrypted, as the claims)
+    expect(verifySessionToken(KEY, c.accessKeyId, c.sessionToken, NOW)).toMatchObject({ subject: "alice", assumedRole });
+    const old = issueSession({ sessionKey: KEY, subject: "alice", claims: {}, now: NOW, expiresAt: NOW + 600_000 });
+    if (old.kind !== "ok") throw new Error(old.message);
+    expect("assumedRole" in (verifySessionToken(KEY, old.accessKeyId, old.sessionToken, NOW) as object)).toBe(false);
+  });
+});
+
 describe("session credentials through verifySigV4", () => {
   const lookup = (akid: string, ctx: { sessionToken: string | undefined; now: number }) =>
     ctx.sessionToken === undefined ? undefined : verifySessionToken(KEY, akid, ctx.sessionToken, ctx.now);
