@@ -104,6 +104,16 @@ describe("parseRange: ignored (full 200, like S3)", () => {
     expect(parseRange("bytes=5-3", 0)).toEqual(NONE);
     expect(parseRange("bytes=0-1,2-3", 0)).toEqual(NONE);
   });
+  test("last < first past 2^53, where both round to one number, is still invalid (and nothing is sent upstream)", () => {
+    for (const h of ["bytes=9007199254740993-9007199254740992", "bytes=100000000000000000001-100000000000000000000", " bytes= 18014398509481985-18014398509481984 ,"]) {
+      expect([h, parseRange(h, 1000)]).toEqual([h, NONE]);
+      expect([h, upstreamRange(h)]).toEqual([h, undefined]);
+    }
+    // (equal, or in order, they stay a range: unsatisfiable here)
+    expect(parseRange("bytes=9007199254740993-9007199254740993", 1000)).toEqual(UNSAT);
+    expect(parseRange("bytes=9007199254740992-9007199254740993", 1000)).toEqual(UNSAT);
+    expect(parseRange("bytes=0009007199254740993-9007199254740993", 1000)).toEqual(UNSAT);
+  });
 });
 
 describe("Content-Range values", () => {
