@@ -35,12 +35,15 @@ import type { Logger } from "./observe/log.ts";
 
 
 /**
- * Bun.serve's own request-body cap, on every listener: above the largest upload a front accepts
- * (5 GiB, plus aws-chunked framing on the S3 front), so the fronts refuse an oversized upload
- * themselves, from its Content-Length and in their own dialect, before reading it
- * (server.security_limits.max_body_size is the plain front's upload limit, src/fronts/plain-write.ts).
+ * Bun.serve's own request-body cap, on every listener: above any Content-Length a front reads, so
+ * the fronts refuse an oversized upload themselves, from its Content-Length and in their own
+ * dialect, before reading it (server.security_limits.max_body_size is the plain front's upload
+ * limit, src/fronts/plain-write.ts; the S3 front's is 5 GiB, S3's). It was 5 GiB + 64 MiB (room
+ * for aws-chunked framing): a PUT declaring more got Bun's bare 413 with no body instead of S3's
+ * EntityTooLarge (and the plain front's JSON), and the node engine, which has no such cap,
+ * answered the front's. Every body a front reads is bounded by the front (its declared length).
  */
-export const LISTENER_MAX_BODY = 5 * 1024 ** 3 + 64 * 1024 ** 2;
+export const LISTENER_MAX_BODY = Number.MAX_SAFE_INTEGER;
 
 export interface Listener {
   readonly port: number;
