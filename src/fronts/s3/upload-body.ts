@@ -127,16 +127,27 @@ const fail = (e: S3Error): never => {
   throw s3Fail(e);
 };
 
-function tooLarge(size: number, max: number): never {
+function tooLarge(size: number | bigint, max: number): never {
   return fail(s3Error("EntityTooLarge", undefined, { ProposedSize: String(size), MaxSizeAllowed: String(max) }));
 }
 
-/** A length header's value, or undefined when absent; InvalidArgument when it is not a length. */
-function lengthHeader(headers: Headers, name: string): number | undefined {
+/** S3 reads a length as a 64-bit integer: one up to this is a length (too large), not garbage. */
+const MAX_LONG = 2n ** 63n - 1n;
+
+/**
+ * A length header's value, or undefined when absent; InvalidArgument when it is not a length;
+ * EntityTooLarge (`max`) for one past 2^53, which no number here holds exactly (its digits are
+ * the ProposedSize: it was InvalidArgument, where S3 answers EntityTooLarge).
+ */
+function lengthHeader(headers: Headers, name: string, max: number): number | undefined {
   const raw = headers.get(name);
   if (raw === null) return undefined;
   const v = raw.trim();
-  if (!LENGTH.test(v) || !Number.isSafeInteger(Number(v))) return fail(s3Error("InvalidArgument", `${name} is not a valid length.`, { ArgumentName: name }));
+  if (!LENGTH.test(v) || !Number.isSafeInteger(Number(v))) {
+    const n = /^\d{1,64}$/.test(v) ? BigInt(v) : -1n;
+    if (n > max && n <= MAX_LONG) return tooLarge(n, max);
+    return fail(s3Error("InvalidArgument", `${name} is not a valid length.`, { ArgumentName: name }));
+  }
   return Number(v);
 }
 
@@ -166,7 +177,7 @@ export function prepareUploadBody(req: Request, payload: PayloadInfo, maxBytes: 
     if (isAwsChunkedEncoding(headers.get("content-encoding"))) {
       return fail(s3Error("InvalidArgument", "Content-Encoding aws-chunked needs a STREAMING-* x-amz-content-sha256.", { ArgumentName: "x-amz-content-sha256" }));
     }
-    const length = lengthHeader(headers, "content-length");
+    const length = lengthHeader(headers, "content-length", maxBytes);
     if (length === undefined) return fail(s3Error("MissingContentLength"));
     if (length > maxBytes) return tooLarge(length, maxBytes);
     exp.length = length;
@@ -188,7 +199,7 @@ export function prepareUploadBody(req: Request, payload: PayloadInfo, maxBytes: 
   }
 
   // aws-chunked: the payload's length is x-amz-decoded-content-length; the framed length may be unknown.
-  const decodedLength = lengthHeader(headers, "x-amz-decoded-content-length");
+  const decodedLength = lengthHeader(headers, "x-amz-decoded-content-length", maxBytes);
   if (decodedLength === undefined) return fail(s3Error("MissingContentLength", "You must provide the x-amz-decoded-content-length header with an aws-chunked body."));
   if (decodedLength > maxBytes) return tooLarge(decodedLength, maxBytes);
   // Neither Content-Length nor Transfer-Encoding: HTTP says there is no body at all (S3: 411).

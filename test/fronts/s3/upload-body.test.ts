@@ -67,6 +67,27 @@ describe("header checks, before a byte is read", () => {
     expect(refusal(() => prepareUploadBody(request(bytes(10), { "x-amz-decoded-content-length": "101" }, null), TRAILER, 100))).toBe("400 EntityTooLarge");
   });
 
+  test("a length past 2^53 (up to S3's 64-bit integers) is EntityTooLarge with its exact digits, not InvalidArgument", () => {
+    const refused = (name: string, value: string, payload: PayloadInfo) => {
+      const h = new Headers({ [name]: value, "transfer-encoding": "chunked" });
+      try {
+        prepareUploadBody(new Request("http://proxy/b/k", { method: "PUT", headers: h, body: new Blob([bytes(10)]).stream(), duplex: "half" } as RequestInit), payload, 5 * 1024 ** 3);
+      } catch (e) {
+        const s3 = s3ErrorOf(e as ProxyError)!;
+        return [s3.code, s3.details?.ProposedSize];
+      }
+      return ["accepted"];
+    };
+    for (const [name, payload] of [["content-length", UNSIGNED], ["x-amz-decoded-content-length", TRAILER]] as const) {
+      expect(refused(name, "9007199254740993", payload)).toEqual(["EntityTooLarge", "9007199254740993"]);
+      expect(refused(name, "9223372036854775807", payload)).toEqual(["EntityTooLarge", "9223372036854775807"]);
+      expect(refused(name, "00000000000000000009007199254740993", payload)).toEqual(["EntityTooLarge", "9007199254740993"]);
+      // past 2^63 - 1 it is no integer S3 reads
+      expect(refused(name, "9223372036854775808", payload)).toEqual(["InvalidArgument", undefined]);
+      expect(refused(name, "99999999999999999999", payload)).toEqual(["InvalidArgument", undefined]);
+    }
+  });
+
   test("aws-chunked framing under a non-streaming payload hash, a bad length, a bad Content-MD5, two checksums → S3's 400s", () => {
     expect(refusal(() => prepareUploadBody(request(bytes(10), { "content-encoding": "gzip, aws-chunked" }), UNSIGNED, 100))).toBe("400 InvalidArgument");
     expect(refusal(() => prepareUploadBody(request(bytes(10), { "x-amz-decoded-content-length": "ten" }), TRAILER, 100))).toBe("400 InvalidArgument");
