@@ -316,6 +316,12 @@ describe("object attributes (GetObjectAttributes)", () => {
     await refused(get("/up/attrs/one.txt", [["attributes", ""]]), 400, "InvalidRequest");
     await refused(get("/up/attrs/one.txt", [["attributes", ""]], { headers: { "x-amz-object-attributes": "ETag,Owner" } }), 400, "InvalidArgument");
     await refused(get("/up/attrs/one.txt", [["attributes", ""]], { headers: { "x-amz-object-attributes": "ObjectParts", "x-amz-max-parts": "-1" } }), 400, "InvalidArgument");
+    // any 32-bit integer is a count (S3's): 10 digits, or padded with zeros; past 2^31 - 1 it is not
+    for (const [name, v] of [["x-amz-max-parts", "2147483647"], ["x-amz-max-parts", "0000000000001"], ["x-amz-part-number-marker", "1000000000"]]) {
+      const r = await get("/up/attrs/one.txt", [["attributes", ""]], { headers: { "x-amz-object-attributes": "ObjectSize", [name]: v } });
+      expect([name, v, r.status, await r.text()]).toEqual([name, v, 200, expect.stringContaining("<ObjectSize>5</ObjectSize>")]);
+    }
+    await refused(get("/up/attrs/one.txt", [["attributes", ""]], { headers: { "x-amz-object-attributes": "ObjectParts", "x-amz-max-parts": "2147483648" } }), 400, "InvalidArgument");
     await refused(get("/other/attrs/one.txt", [["attributes", ""]], { creds: READER, headers: { "x-amz-object-attributes": "ETag" } }), 403, "AccessDenied");
     opa.requests.length = 0;
     expect((await get("/opa/attrs/one.txt", [["attributes", ""]], { headers: { "x-amz-object-attributes": "ETag" } })).status).toBe(200);

@@ -282,7 +282,8 @@ export async function objectAttributes(ctx: RequestContext): Promise<Response> {
   }
   for (const name of ["x-amz-max-parts", "x-amz-part-number-marker"]) {
     const v = headers.get(name);
-    if (v !== null && !/^\d{1,9}$/.test(v.trim())) throw s3Fail(s3Error("InvalidArgument", `${name} must be a non-negative integer`, { ArgumentName: name, ArgumentValue: v.slice(0, 64) }));
+    // (S3 reads a 32-bit integer: 9 digits refused 1000000000 and a zero-padded 1, which S3 takes)
+    if (v !== null && !(/^\d{1,64}$/.test(v.trim()) && Number(v) <= 2147483647)) throw s3Fail(s3Error("InvalidArgument", `${name} must be a non-negative integer`, { ArgumentName: name, ArgumentValue: v.slice(0, 64) }));
   }
   const versionId = versionIdOf(ctx);
   const upstream = ctx.bucket!.upstream.primary();
