@@ -258,8 +258,12 @@ export const ServerSchema = z.strictObject({
   /** How often each bucket's upstream is probed in the background for /ready. */
   readiness_probe_interval_seconds: z.number().min(0.1).max(3600).default(5),
   trusted_proxies: z.array(nonEmpty).default([]),
-  /** Objects up to this size are buffered so Content-Length is exact; larger ones stream. */
-  buffer_threshold_bytes: nonNegInt.default(8 * 1024 * 1024),
+  /**
+   * Objects up to this size are buffered so Content-Length is exact; larger ones stream. At most
+   * 4 GiB, the largest buffer Bun allocates: above it every object between 4 GiB and the setting
+   * was a 502 at once (its buffer could not be made).
+   */
+  buffer_threshold_bytes: nonNegInt.max(2 ** 32, { message: "must be at most 4294967296 (4 GiB): a larger body cannot be held in one buffer (larger objects stream)" }).default(8 * 1024 * 1024),
   /**
    * auto: plain-http endpoints use the proxy's own keep-alive HTTP/1.1 client (src/s3/http1.ts,
    * about half the CPU of fetch per request); https endpoints use fetch (Bun's TLS stack).

@@ -1065,6 +1065,15 @@ test("each replica's region and endpoint query are checked as a single endpoint'
   expect(() => parseConfig(two(ok, `region: auto, endpoint: "https://acct.r2.cloudflarestorage.com"`), { env: {} })).not.toThrow();
 });
 
+// Accepted, it made every object between 4 GiB and the setting a 502 at once: its buffer could not be allocated.
+test("server.buffer_threshold_bytes above 4 GiB (the largest buffer Bun makes) is refused, naming the key", () => {
+  const said = (yaml: string) => issues(yaml).map((i) => `${i.path}: ${i.message}`);
+  const at = (n: number) => `server: { buffer_threshold_bytes: ${n} }\n${B}`;
+  expect(said(at(2 ** 32 + 1))).toEqual([expect.stringMatching(/^server\.buffer_threshold_bytes: must be at most 4294967296 \(4 GiB\)/)]);
+  expect(said(at(10 * 1024 ** 3))).toHaveLength(1);
+  expect(parseConfig(at(2 ** 32), { env: {} }).server.buffer_threshold_bytes).toBe(2 ** 32);
+});
+
 describe("rate limits within what a limiter can hold", () => {
   const rate = (r: string) => `server:\n  rate_limit: { global: ${r} }\n${B}`;
   const said = (yaml: string) => issues(yaml).map((i) => `${i.path}: ${i.message}`);
