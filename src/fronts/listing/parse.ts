@@ -40,7 +40,14 @@ export function parseListing(xml: string, prefix: string): ListingPage {
   const root = parseXml(xml, { maxBytes: MAX_LISTING_BYTES, maxElements: MAX_LISTING_ELEMENTS, lenient: true });
   if (root.name !== "ListBucketResult") throw new Error(`unexpected listing root ${root.name}`);
   const urlEncoded = childText(root, "EncodingType") === "url";
-  const decode = (s: string) => (urlEncoded ? decodeURIComponent(s.replace(/\+/g, " ")) : s);
+  // A key is UTF-8: decodeURIComponent refuses an encoded surrogate half (%ED%A0%80), and the
+  // lenient reader's &#xD800; (which an upstream's unencoded listing may carry) is refused here
+  // alike, as a listing that cannot be read; kept, it made the index a 500 (encodeURIComponent threw).
+  const decode = (s: string) => {
+    if (urlEncoded) return decodeURIComponent(s.replace(/\+/g, " "));
+    if (!s.isWellFormed()) throw new Error("a key with a lone surrogate");
+    return s;
+  };
   const folders: ListingEntry[] = [];
   const files: ListingEntry[] = [];
   for (const cp of childrenNamed(root, "CommonPrefixes")) {
