@@ -69,6 +69,14 @@ export function rawTargetFor(url: string, params: Record<string, string>, traili
   const path = q < 0 ? url.slice(pathStart) : url.slice(pathStart, q);
   // A %5C the client sent is still %5C in Bun's URL; only literal backslashes were rewritten.
   if (!dots && backslashes === countEncodedBackslashes(path)) return undefined;
+  // Bun decodes the parameters leniently (%FF, %ZZ, a lone % become U+FFFD): rebuilt from them, a
+  // malformed escape became a key character. Bun's URL keeps the client's escapes: a target with
+  // one is routed as it is, and refused (400) as it is without the backslash and on node.
+  try {
+    decodeURIComponent(path);
+  } catch {
+    return url.slice(pathStart);
+  }
   // Bun orders the parameters by position (s0, s1, ...); sort to be safe.
   const ordered = Object.keys(params)
     .sort((a, b) => Number(a.slice(1)) - Number(b.slice(1)))

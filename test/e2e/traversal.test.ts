@@ -66,6 +66,13 @@ for (const engine of ["node", "bun"]) {
       expect(r.status).toBe(200);
       expect(r.body).toContain("the key ending in a backslash");
     });
+    // Bun.serve's parameters decode %FF, %ZZ and a lone % as U+FFFD: rebuilt from them, the
+    // target with a backslash was served as the key a\<U+FFFD>b (404 here) instead of refused.
+    for (const t of ["/pub/a\\%FFb", "/pub/a\\%ZZb", "/pub/a\\%", "/pub/a\\%ED%A0%80b", "/pub/a\\%C0%AFb"])
+      test(`a malformed percent-encoding beside a backslash is still a 400: ${t}`, async () => {
+        const r = await rawRequest(proxies[engine].port, t);
+        expect({ status: r.status, malformed: r.body.includes("malformed percent-encoding") }).toEqual({ status: 400, malformed: true });
+      });
     test("%5C is a backslash too", async () => {
       const r = await rawRequest(proxies[engine].port, "/pub/dir%5Cfile.txt");
       expect(r.body).toContain("the key with a backslash");
