@@ -72,9 +72,9 @@ describe("non-ASCII user metadata", () => {
 });
 
 /** A POST policy for `key` that also allows (and sets) `fields`, signed as boto3's generate_presigned_post signs it. */
-function postPolicy(key: string, fields: Record<string, string>): { url: string; fields: Record<string, string> } {
+function postPolicy(key: string, fields: Record<string, string>, on: UploadEnv = env): { url: string; fields: Record<string, string> } {
   const now = Math.floor(Date.now() / 1000) * 1000;
-  const p = presignPost({ origin: env.endpoint, bucket: "up", key, region: "us-east-1", accessKeyId: WRITER.accessKeyId, secretAccessKey: WRITER.secretAccessKey, now, expiresAt: now + 300_000, maxSize: 1024 });
+  const p = presignPost({ origin: on.endpoint, bucket: "up", key, region: "us-east-1", accessKeyId: WRITER.accessKeyId, secretAccessKey: WRITER.secretAccessKey, now, expiresAt: now + 300_000, maxSize: 1024 });
   const policy = JSON.parse(Buffer.from(p.fields.policy!, "base64").toString()) as { conditions: unknown[] };
   for (const [k, v] of Object.entries(fields)) policy.conditions.push({ [k]: v });
   const text = Buffer.from(JSON.stringify(policy)).toString("base64");
@@ -83,12 +83,12 @@ function postPolicy(key: string, fields: Record<string, string>): { url: string;
   return { url: p.url, fields: { ...p.fields, ...fields, policy: text, "x-amz-signature": new Bun.CryptoHasher("sha256", sk).update(text).digest("hex") } };
 }
 
-async function postForm(key: string, fields: Record<string, string>) {
-  const p = postPolicy(key, fields);
+async function postForm(key: string, fields: Record<string, string>, on: UploadEnv = env) {
+  const p = postPolicy(key, fields, on);
   const form = new FormData();
   for (const [k, v] of Object.entries(p.fields)) form.append(k, v);
   form.append("file", new Blob(["form file"]), "f.txt");
-  return answerOf(await fetch(p.url, { method: "POST", body: form }));
+  return answerOf(await fetch(p.url, { method: "POST", body: form, redirect: "manual" }));
 }
 
 describe("non-ASCII metadata in a browser form upload (PostObject)", () => {
@@ -119,4 +119,36 @@ describe("non-ASCII metadata in a browser form upload (PostObject)", () => {
     },
     T,
   );
+});
+
+/**
+ * success_action_redirect is a form field (UTF-8 text) that becomes the 303's Location (bytes): a
+ * character above U+00FF threw (500 InternalError after the object was stored), one in
+ * U+0080..U+00FF went as a Latin-1 byte, and a control character reached the wire (the bun engine
+ * sent a malformed answer, the node engine threw). Now each goes as its UTF-8, percent-encoded.
+ */
+describe("a non-ASCII success_action_redirect", () => {
+  for (const engine of ["bun", "node"] as const)
+    test(
+      `${engine} engine: the 303's Location carries it percent-encoded as UTF-8`,
+      async () => {
+        const on = engine === "bun" ? env : await startUploadEnv({ engine }, env.s3);
+        try {
+          const cases: Array<[string, string]> = [
+            ["https://app.example/日本?x=1", "https://app.example/%E6%97%A5%E6%9C%AC?x=1&"],
+            ["https://app.example/caf\u00e9", "https://app.example/caf%C3%A9?"],
+            ["https://app.example/a\u0001b#t\u00e9", "https://app.example/a%01b?"],
+          ];
+          for (const [i, [redirect, starts]] of cases.entries()) {
+            const a = await postForm(`form/redirect-${engine}-${i}.txt`, { success_action_redirect: redirect }, on);
+            expect({ status: a.status, location: a.headers.get("location")?.slice(0, starts.length) }).toEqual({ status: 303, location: starts });
+          }
+          const last = (await postForm(`form/redirect-${engine}-frag.txt`, { success_action_redirect: "https://app.example/p#t\u00e9" }, on)).headers.get("location");
+          expect(last?.endsWith("#t%C3%A9")).toBe(true);
+        } finally {
+          if (on !== env) await on.stop();
+        }
+      },
+      T,
+    );
 });

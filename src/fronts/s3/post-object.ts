@@ -303,8 +303,13 @@ function answer(ctx: RequestContext, fields: ReadonlyMap<string, string>, key: s
   const location = objectLocation(ctx, ctx.bucketName, key);
   const headers: Record<string, string> = { "x-amz-request-id": ctx.id, location };
   if (etag !== "") headers.etag = etag;
-  const redirect = fields.get("success_action_redirect") ?? fields.get("redirect");
-  if (redirect !== undefined && /^https?:\/\/[^\s]+$/i.test(redirect)) {
+  const field = fields.get("success_action_redirect") ?? fields.get("redirect");
+  if (field !== undefined && /^https?:\/\/[^\s]+$/i.test(field)) {
+    // A field is UTF-8 text, a header value bytes: what is not printable ASCII goes as its UTF-8,
+    // percent-encoded (as a browser's URL parser does). Set as it was, a character above U+00FF
+    // threw (500 InternalError, the object stored), one in U+0080..U+00FF went as a Latin-1 byte,
+    // and a control character reached the wire (the bun engine sent a malformed answer).
+    const redirect = /^[\x21-\x7e]*$/.test(field) ? field : field.replace(/[^\x21-\x7e]/gu, encodeURIComponent);
     const q = `bucket=${encodeURIComponent(ctx.bucketName)}&key=${encodeURIComponent(key)}&etag=${encodeURIComponent(etag)}`;
     // (the query goes before a fragment: after it, the browser would never send it)
     const hash = redirect.indexOf("#");
