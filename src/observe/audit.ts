@@ -38,7 +38,7 @@ import { clientIp, type RequestContext } from "../proxy/context.ts";
 import { AuditFile } from "./audit-file.ts";
 import { escapeLineSeparators, type Logger } from "./log.ts";
 import type { CounterChild, Registry } from "./registry.ts";
-import { cutText } from "../util/text.ts";
+import { cutText, wellFormed } from "../util/text.ts";
 
 export type AuditResult = "allowed" | "denied" | "failed";
 
@@ -87,7 +87,7 @@ const MAX_SUB_TEXT = 256;
  */
 export function jwtSubject(claims: Readonly<Record<string, unknown>>): string {
   const sub = claims.sub;
-  if (typeof sub === "string") return cutText(sub, MAX_SUB_TEXT);
+  if (typeof sub === "string") return cutText(wellFormed(sub), MAX_SUB_TEXT);
   if (sub === undefined || sub === null) return "(no sub)";
   return cutText(JSON.stringify(sub) ?? String(sub), MAX_SUB_TEXT);
 }

@@ -8,6 +8,15 @@ export function cutText(text: string, max: number): string {
   return text.slice(0, high >= 0xd800 && high <= 0xdbff ? max - 1 : max);
 }
 
+/**
+ * `text` with each lone surrogate as U+FFFD. A JSON string may hold one (`"\ud800"`, as a JWT's sub
+ * may): written as it was, JSON.stringify gave it as a `\ud800` escape, which strict JSON readers
+ * (RFC 7493, serde_json) refuse, losing the whole access or audit line.
+ */
+export function wellFormed(text: string): string {
+  return text.isWellFormed() ? text : text.toWellFormed();
+}
+
 /** `text` whole up to `max` UTF-16 units; longer, cut (cutText) to `max` - 3 and marked with "...". */
 export function ellipsized(text: string, max: number): string {
   return text.length > max ? `${cutText(text, max - 3)}...` : text;

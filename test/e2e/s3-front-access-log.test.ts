@@ -186,6 +186,31 @@ describe.each(["bun", "node"] as const)("on the %s engine", (engine) => {
     }
   });
 
+  // A JWT's sub is JSON text, which may hold a lone surrogate ("\ud800"): it was written as that
+  // escape in the access line (subject) and the audit line (identity), which strict JSON readers
+  // refuse, for the plain front, STS, and the S3 requests of the session STS gave for the token.
+  test("a JWT sub with a lone surrogate is logged with U+FFFD in its place", async () => {
+    const lone = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+    const token = hs256({ sub: "a\ud800b", team: "a", role: "writer", exp: Math.floor(Date.now() / 1000) + 600 });
+    const plain = await fetch(env.mainUrl("/teamw/log/none.txt"), { headers: { authorization: `Bearer ${token}`, "x-request-id": `lone-plain-${engine}` } });
+    expect(plain.status).toBe(404);
+    await plain.text();
+    const form = `Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=arn:aws:iam::123456789012:role/r&RoleSessionName=lone&WebIdentityToken=${token}`;
+    const sts = await fetch(`http://${host()}/`, { method: "POST", body: form, headers: { "content-type": "application/x-www-form-urlencoded", "x-request-id": `lone-sts-${engine}` } });
+    const xml = await sts.text();
+    expect(sts.status).toBe(200);
+    const field = (name: string) => new RegExp(`<${name}>([^<]*)</${name}>`).exec(xml)![1]!;
+    const creds = { accessKeyId: field("AccessKeyId"), secretAccessKey: field("SecretAccessKey"), sessionToken: field("SessionToken") };
+    const s3 = await signedFetch(env, { method: "GET", path: "/teamw/log/none.txt", creds, headers: { "x-request-id": `lone-s3-${engine}` } });
+    expect(s3.status).toBe(404);
+    await s3.text();
+    for (const id of [`lone-plain-${engine}`, `lone-sts-${engine}`, `lone-s3-${engine}`]) {
+      const [access, audit] = [await accessLine(id), await auditLine(id)];
+      expect({ id, subject: access.subject, identity: audit.identity }).toEqual({ id, subject: "a\ufffdb", identity: "a\ufffdb" });
+      expect(lone.test(String(access.subject)) || lone.test(String(audit.identity))).toBe(false);
+    }
+  });
+
   test("a plain-front PUT logs its bytes_in (and no operation: that is the S3 front's)", async () => {
     const token = hs256({ sub: "w", team: "a", role: "writer", exp: Math.floor(Date.now() / 1000) + 600 });
     const body = bytesOf(100_000, 7);

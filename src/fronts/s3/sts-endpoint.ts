@@ -238,7 +238,6 @@ async function assumeRoleWithWebIdentity(ctx: RequestContext, api: S3Identities,
     return fail(issued.expired === true ? stsError("ExpiredTokenException", "Token expired") : stsError("InvalidIdentityToken", `The web identity token cannot become a session: ${issued.message}`));
   }
   ctx.svc.metrics.auth("success");
-  ctx.subject = sub;
   ctx.claims = claims;
   ctx.session = issued.sessionId;
   return counted(stsResponse({

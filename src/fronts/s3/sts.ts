@@ -27,6 +27,7 @@
  */
 import { createCipheriv, createDecipheriv, timingSafeEqual } from "node:crypto";
 import { s3Error, type S3Error } from "./errors.ts";
+import { wellFormed } from "../../util/text.ts";
 
 export const TOKEN_PREFIX = "YGS2.";
 /** The earlier format (payload in clear): verified, no longer issued. */
@@ -221,7 +222,8 @@ export function verifySessionToken(
   const principal: SessionPrincipal = {
     accessKeyId: derived.accessKeyId,
     secretAccessKey: derived.secretAccessKey,
-    subject: sub,
+    // (the S3 principal's identity in logs and the audit trail: a lone surrogate as U+FFFD, see wellFormed)
+    subject: wellFormed(sub),
     claims: claims as Claims,
     issuedAt: iat * 1000,
     expiresAt: exp * 1000,
