@@ -452,6 +452,11 @@ export class Cache {
     return out;
   }
 
+  /** Settles when every layer is ready to serve or has stopped waiting for its service (start-up waits for it before listening). */
+  async started(): Promise<void> {
+    await Promise.all(this.layers.map((l) => l.started?.()));
+  }
+
   /** Closes every layer (connections, timers, unfinished temporary files). */
   async close(): Promise<void> {
     await Promise.all(this.layers.map((l) => Promise.resolve(l.close?.()).catch(noop)));

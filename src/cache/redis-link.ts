@@ -184,6 +184,8 @@ export class RedisLink {
   private backoff: number;
   private attempt = 0;
   private errorCount = 0;
+  /** Settles when the first connection attempt has ended, up or down (firstAttempt). */
+  private readonly firstTry = Promise.withResolvers<void>();
   /** The last state logged ("up" or "down"): one line per change. */
   private logged: "up" | "down" | undefined;
   private readonly minBackoff: number;
@@ -212,7 +214,12 @@ export class RedisLink {
     this.subTimeoutMs = opts.subscriptionTimeoutMs ?? Math.max(SUBSCRIPTION_TIMEOUT_MS, opts.operationTimeoutMs);
     this.backoff = this.minBackoff;
     this.silentMs = silentAfter(opts.operationTimeoutMs);
-    void this.connect();
+    void this.connect().finally(() => this.firstTry.resolve());
+  }
+
+  /** Settles once the first connection attempt has ended (the link up, or down with a reason). */
+  get firstAttempt(): Promise<void> {
+    return this.firstTry.promise;
   }
 
   /** Serving reads and writes. */

@@ -246,6 +246,7 @@ export class RedisLayer implements CacheLayer {
   private handler: ((inv: RemoteInvalidation) => void | Promise<unknown>) | undefined;
   private maxItemBytes: number;
   private readonly operationTimeoutMs: number;
+  private readonly connectTimeoutMs: number;
   private corrupt = 0;
   private readonly log: LinkLogger | undefined;
   /** Purges refused while the link is up: retried on this timer (refused). */
@@ -281,6 +282,7 @@ export class RedisLayer implements CacheLayer {
     this.runIdTouchMs = opts.runIdTouchMs ?? RUN_ID_TOUCH_MS;
     this.maxItemBytes = opts.maxItemBytes;
     this.operationTimeoutMs = opts.operationTimeoutMs;
+    this.connectTimeoutMs = opts.connectTimeoutMs;
     this.log = opts.log;
     this.link = new RedisLink({
       url: opts.url,
@@ -451,6 +453,15 @@ export class RedisLayer implements CacheLayer {
   /** Redis holds the shared entries; their count and size are Redis's (INFO), not this process's. */
   stats(): LayerStats {
     return { items: 0, bytes: 0, evictions: 0, maxBytes: 0, buckets: {} };
+  }
+
+  /**
+   * Start-up waits for this before it listens: the first connection (and its catch-up) within
+   * connect_timeout_ms + operation_timeout_ms, so the first requests are served from a warm Redis
+   * instead of missing it while it connects. A Redis that does not come up by then is skipped.
+   */
+  started(): Promise<void> {
+    return withTimeout(this.link.firstAttempt, this.connectTimeoutMs + this.operationTimeoutMs, "start").catch(noop);
   }
 
   health(): LayerHealth {

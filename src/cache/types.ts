@@ -129,6 +129,8 @@ export interface CacheLayer {
   errors?(): number;
   /** Releases files, connections and timers (shutdown). */
   close?(): MaybePromise<void>;
+  /** Settles when the layer is ready to serve, or has given up waiting for its service (a bounded wait: Redis). */
+  started?(): Promise<void>;
   /**
    * Layers that outlive the process (disk, Redis): the buckets that cache and the stamps of the
    * stores they read (cacheStores), after a reload; what they store from now on is stamped with them.

@@ -1,0 +1,82 @@
+/**
+ * Start-up with a Redis layer: the process listens once its first connection to Redis (and the
+ * catch-up) is done, so its first request is served from a warm Redis (until 2026-12-06 the first
+ * one or two requests missed it while it connected, and went to S3); a Redis that does not answer
+ * delays the start by connect_timeout_ms + operation_timeout_ms at most.
+ */
+import { RedisClient } from "bun";
+import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { startRedis, type RedisServer } from "../fixtures/services.ts";
+import { bucketYaml, startProxy } from "../e2e/harness.ts";
+import { waitFor } from "../helpers/wait.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers on a loaded machine need more.
+setDefaultTimeout(60_000);
+
+const CREDS = { accessKeyId: "AKIAREDISSTART", secretAccessKey: "redis-start-secret" };
+let s3: S3Fixture;
+let redis: RedisServer;
+
+beforeAll(async () => {
+  [s3, redis] = await Promise.all([startS3Fixture({ buckets: [{ name: "data" }], credentials: [{ ...CREDS, buckets: ["data"] }] }), startRedis()]);
+  await s3.put("data", "a.txt", "body of a.txt\n");
+});
+
+afterAll(async () => {
+  await Promise.all([s3?.stop(), redis?.stop()]);
+});
+
+const config = (url: string) => `server: { address: 127.0.0.1, port: 0 }
+cache: { enabled: true, cache_layers: [memory, redis], redis: { url: "${url}", key_prefix: "start:", connect_timeout_ms: 300, operation_timeout_ms: 300 } }
+buckets:
+${bucketYaml({ name: "c", prefix: "/c", bucket: "data", endpoint: s3.endpoint, key: CREDS.accessKeyId, secret: CREDS.secretAccessKey, extra: "    cache: { enabled: true }\n" })}`;
+
+const upstreamGets = () => s3.requests.filter((r) => !r.admin && r.method === "GET" && r.pathname === "/data/a.txt").length;
+
+test("a process's first request, as soon as it listens, is a HIT from a warm Redis", async () => {
+  const a = await startProxy(config(redis.url));
+  try {
+    await waitFor(async () => (await fetch(a.url("/ready"))).status === 200, { message: "the proxy to be ready" });
+    expect((await fetch(a.url("/c/a.txt"))).headers.get("x-cache")).toBe("MISS");
+    const client = new RedisClient(redis.url);
+    try {
+      await waitFor(async () => await client.exists("start:obj:c/a.txt"), { message: "the fill to reach Redis" });
+    } finally {
+      client.close();
+    }
+  } finally {
+    await a.stop();
+  }
+  const before = upstreamGets();
+  for (let i = 0; i < 3; i++) {
+    const b = await startProxy(config(redis.url));
+    try {
+      const r = await fetch(b.url("/c/a.txt"));
+      expect({ status: r.status, x: r.headers.get("x-cache"), layer: r.headers.get("x-cache-layer"), body: await r.text() }).toEqual({ status: 200, x: "HIT", layer: "redis", body: "body of a.txt\n" });
+    } finally {
+      await b.stop();
+    }
+  }
+  expect(upstreamGets()).toBe(before);
+});
+
+test("a Redis that accepts the connection but never answers delays the start by a bounded time, then is skipped", async () => {
+  const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  try {
+    const t0 = performance.now();
+    const p = await startProxy(config(`redis://127.0.0.1:${silent.port}`));
+    try {
+      // connect_timeout_ms + operation_timeout_ms (600 ms) at most, plus a loaded machine's start-up.
+      expect(performance.now() - t0).toBeLessThan(10_000);
+      const r = await fetch(p.url("/c/a.txt"));
+      expect({ status: r.status, body: await r.text() }).toEqual({ status: 200, body: "body of a.txt\n" });
+      const ready = (await (await fetch(p.url("/ready"))).json()) as { cache_layers: { redis: { up: boolean } } };
+      expect(ready.cache_layers.redis.up).toBe(false);
+    } finally {
+      await p.stop();
+    }
+  } finally {
+    silent.stop(true);
+  }
+});
