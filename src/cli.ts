@@ -401,15 +401,16 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     const tlsListeners = config.server.https?.enabled === true;
     await startFetchClient();
     app = await App.create(config, { configPath, configText: source.text, generation: source.generation, log, share: workers, probeIntervalMs, reloadAll: () => reloadAll(), tls });
-    // A Redis layer's first connection, bounded (connect_timeout_ms + operation_timeout_ms): the
-    // first requests would otherwise miss a warm Redis while it connects and go to the upstream.
-    await app.cache.started();
     // Another process's purges (through the primary), those made while this child started too:
     // applied before it serves, each confirmed once applied.
     if ((workerIndex() ?? 0) > 0) {
       const a = app;
       applyPurgesFromPrimary((inv) => a.cache.applyPeer(inv));
     }
+    // A Redis layer's first connection, bounded (connect_timeout_ms + operation_timeout_ms): the
+    // first requests would otherwise miss a warm Redis while it connects and go to the upstream.
+    // Likewise the shared rate limits' (else decided locally, with full buckets, until then).
+    await Promise.all([app.cache.started(), app.runtime.limiter?.started?.()]);
     try {
       // A TLS listener binds with SO_REUSEPORT (to serve a renewed certificate beside itself), as a
       // group's do: first make sure no other process holds the port (it would share it silently).

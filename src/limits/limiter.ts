@@ -11,6 +11,8 @@ import { RedisRateLimiter } from "./redis-limiter.ts";
 export interface Limiter {
   check(clientIp: string, bucket?: string): RateCheck | Promise<RateCheck>;
   close?(): void;
+  /** Settles once the limits are shared, or the first attempt to share them has ended (a bounded wait: Redis). */
+  started?(): Promise<void>;
 }
 
 /** The config the limiter reads: the limits, the backend, and the cache's Redis (the default URL). */

@@ -122,6 +122,8 @@ export class RedisRateLimiter {
   private checking = false;
   private closed = false;
   private waiters: Array<() => void> = [];
+  /** The first background check (started). */
+  private firstCheck: Promise<void> = Promise.resolve();
   /** Requests in a row whose answer did not come in time (SLOW_STRIKES). */
   private readonly strikes = new SlowStrikes();
 
@@ -149,7 +151,7 @@ export class RedisRateLimiter {
     if (opts.connect !== false) {
       this.timer = setInterval(() => void this.recheck(), this.retryMs);
       this.timer.unref?.();
-      void this.recheck();
+      this.firstCheck = this.recheck();
     }
   }
 
@@ -178,6 +180,15 @@ export class RedisRateLimiter {
     };
     p.then(answered, answered);
     return p;
+  }
+
+  /**
+   * Start-up waits for this before it listens: the first check (connect, the PINGs and the script),
+   * within 4 × redis_timeout_ms more than its connection's, so that a new process's first requests
+   * are counted in the shared limits instead of a full local bucket's. Not shared by then: local.
+   */
+  started(): Promise<void> {
+    return withTimeout(this.firstCheck, this.connectMs + 4 * this.timeoutMs, "start").catch(() => undefined);
   }
 
   /** True while the limits are decided by Redis (shared); false while decided locally. */

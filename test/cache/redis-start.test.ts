@@ -2,7 +2,9 @@
  * Start-up with a Redis layer: the process listens once its first connection to Redis (and the
  * catch-up) is done, so its first request is served from a warm Redis (until 2026-12-06 the first
  * one or two requests missed it while it connected, and went to S3); a Redis that does not answer
- * delays the start by connect_timeout_ms + operation_timeout_ms at most.
+ * delays the start by connect_timeout_ms + operation_timeout_ms at most. Likewise the rate limits
+ * shared through Redis: a new process's first requests are counted in them (until 2026-12-06 they
+ * were decided locally, with full buckets, until it had found Redis).
  */
 import { RedisClient } from "bun";
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
@@ -78,5 +80,30 @@ test("a Redis that accepts the connection but never answers delays the start by 
     }
   } finally {
     silent.stop(true);
+  }
+});
+
+test("a process's first requests, as soon as it listens, are counted in the shared rate limits", async () => {
+  const limited = `server:
+  address: 127.0.0.1
+  port: 0
+  rate_limit: { backend: redis, redis_url: "${redis.url}", redis_timeout_ms: 200, global: { requests_per_second: 0.01, burst: 3 } }
+buckets:
+${bucketYaml({ name: "c", prefix: "/c", bucket: "data", endpoint: s3.endpoint, key: CREDS.accessKeyId, secret: CREDS.secretAccessKey })}`;
+  const a = await startProxy(limited);
+  try {
+    await waitFor(async () => ((await (await fetch(a.url("/ready"))).json()) as { rate_limit?: { shared?: boolean } }).rate_limit?.shared === true, { message: "the limits to be shared" });
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) statuses.push((await fetch(a.url("/c/a.txt"))).status);
+    expect(statuses).toEqual([200, 200, 200, 429]);
+  } finally {
+    await a.stop();
+  }
+  // The shared budget is spent (it refills one request per 100 s): a new process's first request is refused too.
+  const b = await startProxy(limited);
+  try {
+    expect((await fetch(b.url("/c/a.txt"))).status).toBe(429);
+  } finally {
+    await b.stop();
   }
 });
