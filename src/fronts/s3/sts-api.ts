@@ -61,11 +61,6 @@ export interface AssumeRoleWithWebIdentityRequest {
 const lengthError = (param: string, min: number, max: number) =>
   stsError("ValidationError", `1 validation error detected: Value at '${param}' failed to satisfy constraint: Member must have length between ${min} and ${max}`);
 
-/**
- * Parses a form-encoded (or query-string) AssumeRoleWithWebIdentity call. Session policies
- * (Policy, PolicyArns) are refused: this endpoint cannot apply them, and ignoring one would grant
- * more than the caller asked for.
- */
 /** A Query protocol call's parameters, each named once, with its Action and Version. */
 export interface StsParameters {
   kind: "ok";
@@ -107,6 +102,11 @@ export function parseGetCallerIdentity(form: string | StsParameters): { kind: "o
   return { kind: "ok" };
 }
 
+/**
+ * Parses a form-encoded (or query-string) AssumeRoleWithWebIdentity call. Session policies
+ * (Policy, PolicyArns) are refused: this endpoint cannot apply them, and ignoring one would grant
+ * more than the caller asked for.
+ */
 export function parseAssumeRoleWithWebIdentity(
   form: string | StsParameters,
   opts: { maxSessionSeconds: number },
