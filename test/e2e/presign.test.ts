@@ -297,6 +297,11 @@ describe("presign requests that are refused", () => {
     expect(await msg(await presign("/rw/a.txt", "method=PUT&response_content_disposition=attachment"))).toBe("response_content_disposition applies to GET only");
     expect(await msg(await presign("/rw/a.txt", "method=GET&response_content_disposition=%0Abad"))).toStartWith("response_content_disposition must be 1-255 printable ASCII characters");
     expect(await msg(await presign("/rw/", "method=GET"))).toBe("A presigned URL names an object: the path has no object key");
+    // an unknown parameter is refused, never ignored: the URL would lack the constraint asked for
+    const unknown = await presign("/rw/a.txt", "method=PUT&content-type=image/png");
+    expect(unknown.status).toBe(400);
+    expect(await msg(unknown)).toBe('Unknown parameter "content-type": a presign request takes method, expires, content_type, max_size, success_action_status, success_action_redirect, response_content_disposition');
+    expect(await msg(await presign("/rw/a.txt", "method=GET&expires_in=60"))).toStartWith('Unknown parameter "expires_in"');
     const named = await presign("/badname/a.txt", "method=GET");
     expect(named.status).toBe(501);
   }, T);
