@@ -81,7 +81,9 @@ export function parsePresign(ctx: RequestContext): PresignParams {
   for (const name of PARAMETERS) if (q.getAll(name).length > 1) throw bad(`${name} is given more than once`);
   // (an unknown one was ignored: `content-type=image/png` or `expires_in=60` gave a URL without
   // the constraint its caller asked for, any Content-Type or the longest expiry)
-  for (const name of q.keys()) if (name !== "presign" && !PARAMETERS.includes(name)) throw bad(`Unknown parameter ${JSON.stringify(name.slice(0, 64))}: a presign request takes ${PARAMETERS.join(", ")}`);
+  // (the caller's token may be a query parameter too: jwt.token_sources of type query)
+  const tokenNames = ctx.rt.config.jwt?.token_sources.filter((t) => t.type === "query").map((t) => t.name);
+  for (const name of q.keys()) if (name !== "presign" && !PARAMETERS.includes(name) && !tokenNames?.includes(name)) throw bad(`Unknown parameter ${JSON.stringify(name.slice(0, 64))}: a presign request takes ${PARAMETERS.join(", ")}`);
   const method = q.get("method")?.toUpperCase();
   if (method !== "GET" && method !== "PUT" && method !== "POST") throw bad("method must be PUT, POST or GET");
   const max = ctx.rt.config.s3_api!.presign_max_seconds ?? DEFAULT_MAX_SECONDS;

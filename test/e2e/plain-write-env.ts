@@ -52,6 +52,8 @@ export interface WriteEnvOptions {
   stsExtra?: string;
   /** Extra YAML under s3_api (indented by 2). */
   s3Extra?: string;
+  /** Extra keys of the `jwt:` flow map ("token_sources: [...]"). */
+  jwtExtra?: string;
 }
 
 export interface WriteEnv extends AsyncDisposable {
@@ -78,7 +80,7 @@ ${o.sts === false ? "" : `  sts: { enabled: true, session_key: "${STS_KEY}"${o.s
   port: 0
   engine: ${o.engine ?? "bun"}
 ${o.server ?? ""}logging: { level: error }
-jwt: { enabled: true, algorithm: HS256, secret: "${SECRET}" }
+jwt: { enabled: true, algorithm: HS256, secret: "${SECRET}"${o.jwtExtra ? `, ${o.jwtExtra}` : ""} }
 buckets:
 ${o.buckets(endpoint)}${s3}${o.extra ?? ""}`;
 }

@@ -389,3 +389,12 @@ describe("presignUrl", () => {
     expect((await fetch(forged)).status).toBe(403);
   }, T);
 });
+
+describe("a token in a query parameter (jwt.token_sources type query)", () => {
+  test("is not an unknown presign parameter: the URL is issued", async () => {
+    await using q = await startWriteEnv({ buckets, s3Api: true, jwtExtra: "token_sources: [{ type: bearer }, { type: query, name: access_token }]" }, s3);
+    const res = await fetch(q.url(`/rw/a.txt?presign&method=GET&expires=60&access_token=${token()}`), { method: "POST" });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as Presigned).method).toBe("GET");
+  });
+});
