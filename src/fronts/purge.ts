@@ -58,14 +58,19 @@ async function purgingIfUnsure<T extends { status: number }>(ctx: RequestContext
     // took whole): a read in between cached the old object again, then served as a HIT for its
     // TTL while the store held the new one (or none). Purged once more, s3.timeout later (holding
     // the names, not the request), unless it never went out (refused by an open breaker).
-    if (ctx.timing.attempts > 0) {
-      const mates = matesOf(ctx);
-      const cache = ctx.svc.cache;
-      setTimeout(() => void Promise.all(keys.map((k) => cache.purgeObjectIn(mates, k))), ctx.bucket!.cfg.s3.timeout * 1000).unref();
-    }
+    if (ctx.timing.attempts > 0) purgeLater(ctx.svc.cache, matesOf(ctx), keys, ctx.bucket!.cfg.s3.timeout * 1000);
     throw err;
   }
   // (a 4xx to a resent write says nothing of the attempt before it, which may have landed)
   if (res.status >= 500 || (res.status >= 400 && ctx.timing.attempts > 1)) await Promise.all(keys.map((k) => purgeWritten(ctx, k)));
   return res;
+}
+
+/**
+ * purgingIfUnsure's second purge, `ms` later. Its own function so that the timer's closure holds
+ * the names alone: made in purgingIfUnsure it shared the scope that holds `ctx` (captured by the
+ * purge above), and kept the request, its body stream and the held chunks until it fired.
+ */
+function purgeLater(cache: RequestContext["svc"]["cache"], mates: readonly string[], keys: readonly string[], ms: number): void {
+  setTimeout(() => void Promise.all(keys.map((k) => cache.purgeObjectIn(mates, k))), ms).unref();
 }
