@@ -381,6 +381,32 @@ describe("backpressure and memory", () => {
     expect(parts.length).toBeLessThanOrEqual(20);
   });
 
+  test("a held chunk dripped as tiny pieces between large ones costs about its size (each tiny piece took a 64 KiB staging buffer of its own: 16x the chunk)", async () => {
+    const payload = new Uint8Array(1024 * 1024 + 8192).map((_, i) => (i * 7) & 255);
+    const body = buildAwsChunkedBody(payload, { signing: CTX, chunkSize: 1024 * 1024 }).body;
+    // 16 bytes, then 4096, then 16, ...: every tiny piece is staged, every large one kept as a view
+    let off = 0;
+    let small = true;
+    const stream = new ReadableStream<Uint8Array>({
+      pull(c) {
+        if (off >= body.length) return c.close();
+        const n = small ? 16 : 4096;
+        small = !small;
+        c.enqueue(body.slice(off, off + n));
+        off += n;
+      },
+    });
+    const { stream: out, finished } = decodeAwsChunked(stream, { ...SIGNED, decodedContentLength: payload.length });
+    const parts: Uint8Array[] = [];
+    for await (const p of out) parts.push(p);
+    await finished;
+    expect(cat(...parts)).toEqual(payload);
+    const buffers = new Set(parts.map((p) => p.buffer));
+    let held = 0;
+    for (const b of buffers) held += b.byteLength;
+    expect(held).toBeLessThanOrEqual(payload.length + 2 * 65536);
+  });
+
   test("a consumer cancel cancels the request body and rejects `finished`", async () => {
     const src = source(signed, 16384);
     const { stream, finished } = decodeAwsChunked(src.stream, opts);

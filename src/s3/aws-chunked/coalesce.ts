@@ -20,7 +20,10 @@ export class Coalescer {
       into.push(part);
       return;
     }
-    if (this.buf !== undefined && this.used + part.length > this.buf.length) this.flush(into);
+    if (this.buf !== undefined && this.used + part.length > this.buf.length) {
+      this.flush(into);
+      this.buf = undefined;
+    }
     if (this.buf === undefined) {
       this.buf = new Uint8Array(Math.max(part.length, Math.min(STAGE_BYTES, room)));
       this.used = 0;
@@ -29,11 +32,16 @@ export class Coalescer {
     this.used += part.length;
   }
 
-  /** Appends what is staged to `into`. */
+  /**
+   * Appends what is staged to `into`. The staging buffer's unused rest stays for the next small
+   * pieces: a tiny piece between two large ones would otherwise take a staging buffer of its own
+   * (16 bytes held in 64 KiB, a chunk costing 16 times its size).
+   */
   flush(into: Uint8Array[]): void {
-    if (this.buf === undefined) return;
+    if (this.buf === undefined || this.used === 0) return;
     into.push(this.buf.subarray(0, this.used));
-    this.buf = undefined;
+    this.buf = this.used < this.buf.length ? this.buf.subarray(this.used) : undefined;
+    this.used = 0;
   }
 
   drop(): void {
