@@ -161,13 +161,17 @@ export function issueSession(input: {
   const exp = Math.floor(input.expiresAt / 1000);
   if (!(exp > iat)) return { kind: "error", message: "the session would already be expired", expired: true };
   const jti = Buffer.from(crypto.getRandomValues(new Uint8Array(12))).toString("base64url");
+  const sealed = (role: string) => {
+    const payload = seal(input.sessionKey, '{"sub":' + JSON.stringify(input.subject) + ',"iat":' + iat + ',"exp":' + exp + ',"jti":"' + jti + '","claims":' + claimsJson + role + "}");
+    return { payload, sessionToken: TOKEN_PREFIX + payload + "." + Buffer.from(hmac(input.sessionKey, "token", payload)).toString("base64url") };
+  };
   const role = input.assumedRole === undefined ? "" : ',"arn":' + JSON.stringify(input.assumedRole.arn) + ',"rid":' + JSON.stringify(input.assumedRole.id);
-  const body = '{"sub":' + JSON.stringify(input.subject) + ',"iat":' + iat + ',"exp":' + exp + ',"jti":"' + jti + '","claims":' + claimsJson + role + "}";
-  const payload = seal(input.sessionKey, body);
-  const tag = Buffer.from(hmac(input.sessionKey, "token", payload)).toString("base64url");
-  const sessionToken = TOKEN_PREFIX + payload + "." + tag;
+  let { payload, sessionToken } = sealed(role);
+  // The role is kept only when it fits: a subject and claims within their caps become a session,
+  // as they did before it was kept (GetCallerIdentity then names the session without its role).
+  if (sessionToken.length > MAX_TOKEN_CHARS && role !== "") ({ payload, sessionToken } = sealed(""));
   if (sessionToken.length > MAX_TOKEN_CHARS) {
-    return { kind: "error", message: `the token's subject and claims (and the role) make a session token longer than ${MAX_TOKEN_CHARS} characters, too large for a session` };
+    return { kind: "error", message: `the token's subject and claims make a session token longer than ${MAX_TOKEN_CHARS} characters, too large for a session` };
   }
   return { kind: "ok", ...derive(input.sessionKey, payload), sessionToken, expiration: exp * 1000, sessionId: jti };
 }

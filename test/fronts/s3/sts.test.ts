@@ -39,6 +39,16 @@ describe("issueSession", () => {
     expect(big.sessionToken.length).toBeLessThan(4096);
   });
 
+  test("the largest allowed subject and claims still become a session when it has an AssumedRoleUser (the role made the token too long: it was refused, where it was issued before the role was kept)", () => {
+    const assumedRole = { arn: "arn:aws:sts::123456789012:assumed-role/web-identity-reader/" + "s".repeat(64), id: "AROA0123456789ABCDEF0:" + "s".repeat(64) };
+    const big = issue({ subject: "s".repeat(256), claims: { blob: "x".repeat(MAX_CLAIMS_BYTES - 12) }, assumedRole });
+    expect(big.sessionToken.length).toBeLessThanOrEqual(4096);
+    expect(verifySessionToken(KEY, big.accessKeyId, big.sessionToken, NOW + 1000)).toMatchObject({ subject: "s".repeat(256) });
+    // a role that fits is kept
+    const small = issue({ assumedRole });
+    expect(verifySessionToken(KEY, small.accessKeyId, small.sessionToken, NOW + 1000)).toMatchObject({ assumedRole });
+  });
+
   test("claims above the cap, a long subject or an already-past expiry are refused, not trimmed", () => {
     const r = issueSession({ sessionKey: KEY, subject: "a", claims: { blob: "x".repeat(MAX_CLAIMS_BYTES) }, expiresAt: NOW + 1000, now: NOW });
     expect(r).toMatchObject({ kind: "error" });
