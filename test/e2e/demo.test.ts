@@ -72,7 +72,7 @@ test("the curl lines: public object, folder index, 401 without a token, 200 with
   }
 });
 
-clientTest("aws")("the aws-cli lines: ls, cp down, cp up, a server-side copy, a copy across buckets, presign", async () => {
+clientTest("aws")("the aws-cli lines: who the keys are, ls, cp down, cp up, a server-side copy, a copy across buckets, presign", async () => {
   const endpoint = line(/aws --endpoint-url (http:\/\/127\.0\.0\.1:\d+) s3 ls\n/)[1];
   const [, key, secret] = line(/export AWS_ACCESS_KEY_ID=(\S+) AWS_SECRET_ACCESS_KEY=(\S+)/);
   await using aws = awsCli({ endpoint, credentials: { accessKeyId: key, secretAccessKey: secret } });
@@ -103,6 +103,12 @@ clientTest("aws")("the aws-cli lines: ls, cp down, cp up, a server-side copy, a 
       const across = await aws.s3("cp", "s3://public/hello.txt", "s3://private/uploads/hello.txt");
       expect(across.code, across.stderr).toBe(0);
       expect((await aws.s3("cp", "s3://private/uploads/hello.txt", "-")).stdout).toContain("Hello from Yatagarasu");
+    })(),
+    (async () => {
+      expect(line(/aws --endpoint-url http:\/\/127\.0\.0\.1:\d+ (sts get-caller-identity) /)[1]).toBeTruthy();
+      const who = await aws.sts("get-caller-identity");
+      expect(who.code, who.stderr).toBe(0);
+      expect(JSON.parse(who.stdout)).toMatchObject({ Arn: expect.stringMatching(/^arn:aws:iam::000000000000:user\//), Account: "000000000000" });
     })(),
     (async () => {
       const presign = await aws.s3("presign", "s3://public/hello.txt");
