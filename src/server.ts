@@ -338,9 +338,24 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
   // an empty one too, where Bun.serve serves the request: RFC 9110 §10.1.1 makes that a MAY, and
   // the same request must not be served by one engine and refused by the other.
   server.on("checkExpectation", (req: http.IncomingMessage, res: http.ServerResponse) => server.emit("request", req, res));
-  // CONNECT (a tunnel request) is not something a proxy for S3 does: answered, not left hanging.
-  server.on("connect", (_req: http.IncomingMessage, socket: import("node:net").Socket) => {
-    socket.end("HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD, OPTIONS, PUT, POST, DELETE\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+  // CONNECT (a tunnel request) is not something a proxy for S3 does: answered, not left hanging,
+  // by the front as on the bun engine (its 405 with Allow, JSON or S3's XML, the request id), then
+  // closed (what follows is tunnel bytes). It was a bare 405 with no body nor request id.
+  server.on("connect", (req: http.IncomingMessage, socket: import("node:net").Socket) => {
+    socket.on("error", () => {});
+    const headers = new Headers();
+    for (let i = 0; i < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i]!, req.rawHeaders[i + 1]!);
+    const target = req.url?.startsWith("/") === true ? req.url : "/";
+    Promise.resolve(handle(new Request(`http://localhost${target}`, { method: "CONNECT", headers }), socket.remoteAddress ?? "", target))
+      .then(async (res) => {
+        const body = Buffer.from(await res.arrayBuffer());
+        let head = `HTTP/1.1 ${res.status} ${http.STATUS_CODES[res.status] ?? ""}\r\n`;
+        res.headers.forEach((v, k) => {
+          if (k !== "connection" && k !== "content-length" && k !== "transfer-encoding") head += `${k}: ${v}\r\n`;
+        });
+        socket.end(Buffer.concat([Buffer.from(`${head}date: ${new Date().toUTCString()}\r\ncontent-length: ${body.byteLength}\r\nconnection: close\r\n\r\n`, "latin1"), body]));
+      })
+      .catch(() => socket.destroy());
   });
   // Bun 1.4.5's node:http ignores `reusePort` (a second listener on the port failed "Failed to
   // start server. Is port in use?": with server.workers > 1 every worker but the first could not
