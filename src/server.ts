@@ -22,7 +22,7 @@ import { BUN_LISTENER_IDLE_SECONDS, LISTENER_SLOW_BYTES_PER_SECOND, markJsBody, 
 import { rawSegmentPatterns, rawTargetFor } from "./http/raw-target.ts";
 import { resolveConfigPath } from "./config/validate.ts";
 import { NODE_IDLE_MS, plainErrorAnswer, writeNodeResponse, type ErrorAnswer } from "./server/node-response.ts";
-import { outOfDescriptors, toProxyError } from "./errors.ts";
+import { outOfDescriptors, ProxyError, toProxyError } from "./errors.ts";
 import { drainIdleWhenOutOfDescriptors } from "./util/descriptors.ts";
 import { bodyBytesForwarded } from "./server/body-garbage.ts";
 import { wantBlobBodies } from "./http/blob-body.ts";
@@ -148,7 +148,9 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
           return (opts.as?.errorAnswer ?? plainErrorAnswer)(toProxyError(err), crypto.randomUUID());
         }
         app.log.error("listener error", { error: String(err?.message ?? err) });
-        return new Response(JSON.stringify({ error: "InternalError", message: "Internal error" }), { status: 500, headers: { "content-type": "application/json" } });
+        // In the listener's dialect (S3's XML on the S3 listener), with a request id and no-store:
+        // a disk hit whose file an eviction or purge unlinked before Bun opened it lands here.
+        return (opts.as?.errorAnswer ?? plainErrorAnswer)(new ProxyError("InternalError"), crypto.randomUUID());
       },
     });
   let server = serve(opts.as?.port ?? cfg.server.port, tlsOn ? (opts.tls ?? readTls(cfg, opts.baseDir)) : undefined);
