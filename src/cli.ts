@@ -410,7 +410,14 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     // A Redis layer's first connection, bounded (connect_timeout_ms + operation_timeout_ms): the
     // first requests would otherwise miss a warm Redis while it connects and go to the upstream.
     // Likewise the shared rate limits' (else decided locally, with full buckets, until then).
-    await Promise.all([app.cache.started(), app.runtime.limiter?.started?.()]);
+    // A stop signal meanwhile (or before) ends it: nothing is served yet, so nothing to drain (it
+    // waited the whole wait out, then listened, started the children and drained them).
+    await Promise.race([Promise.all([app.cache.started(), app.runtime.limiter?.started?.()]), early.stopped]);
+    if (early.stop !== undefined) {
+      log.info("stopped before serving", { signal: early.stop });
+      await app.close();
+      return 0;
+    }
     try {
       // A TLS listener binds with SO_REUSEPORT (to serve a renewed certificate beside itself), as a
       // group's do: first make sure no other process holds the port (it would share it silently).

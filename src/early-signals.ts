@@ -6,17 +6,25 @@
  * them from then on: a SIGHUP is applied once serving (README: "one received while the process
  * starts is applied once it serves"); a SIGTERM/SIGINT/SIGQUIT stops it: at once (exit 0) if
  * nothing is served yet, else as a drain once the handlers are in place. What comes before the
- * runtime runs any JavaScript (its first few tens of milliseconds) cannot be caught.
+ * runtime runs any JavaScript (its first few tens of milliseconds) cannot be caught. `stopped` ends
+ * the start-up wait for Redis (src/cli.ts serve).
  */
+let stopNow!: () => void;
+
 export const early = {
   hup: false,
   stop: undefined as NodeJS.Signals | undefined,
+  /** Settles once `stop` is set: a start-up wait (Redis) ends early for it. */
+  stopped: new Promise<void>((r) => (stopNow = r)),
   handlers: [] as Array<[NodeJS.Signals, () => void]>,
   catch(): void {
     for (const sig of ["SIGHUP", "SIGTERM", "SIGINT", "SIGQUIT"] as const) {
       const h = () => {
         if (sig === "SIGHUP") early.hup = true;
-        else early.stop ??= sig;
+        else {
+          early.stop ??= sig;
+          stopNow();
+        }
       };
       process.on(sig, h);
       early.handlers.push([sig, h]);
@@ -26,7 +34,9 @@ export const early = {
   },
   onMessage(m: unknown): void {
     const msg = m as { type?: string; signal?: string } | null;
-    if (msg?.type === "shutdown") early.stop ??= (msg.signal === "SIGINT" || msg.signal === "SIGQUIT" ? msg.signal : "SIGTERM");
+    if (msg?.type !== "shutdown") return;
+    early.stop ??= msg.signal === "SIGINT" || msg.signal === "SIGQUIT" ? msg.signal : "SIGTERM";
+    stopNow();
   },
   /** serve() installs its own handlers (or main() runs --check / --healthcheck). */
   release(): void {

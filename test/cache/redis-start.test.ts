@@ -4,13 +4,17 @@
  * one or two requests missed it while it connected, and went to S3); a Redis that does not answer
  * delays the start by connect_timeout_ms + operation_timeout_ms at most. Likewise the rate limits
  * shared through Redis: a new process's first requests are counted in them (until 2026-12-06 they
- * were decided locally, with full buckets, until it had found Redis).
+ * were decided locally, with full buckets, until it had found Redis). A stop signal during that
+ * wait stops the process before it serves, as one while its config loads does.
  */
 import { RedisClient } from "bun";
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { startRedis, type RedisServer } from "../fixtures/services.ts";
-import { bucketYaml, startProxy } from "../e2e/harness.ts";
+import { bucketYaml, command, startProxy } from "../e2e/harness.ts";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { waitFor } from "../helpers/wait.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers on a loaded machine need more.
@@ -107,3 +111,39 @@ ${bucketYaml({ name: "c", prefix: "/c", bucket: "data", endpoint: s3.endpoint, k
     await b.stop();
   }
 });
+
+for (const workers of [1, 2]) {
+  test(`a stop signal while the start waits for Redis exits 0 at once, before serving (workers: ${workers})`, async () => {
+    // Accepts the connections and never answers: the start waits connect_timeout_ms + operation_timeout_ms (20 s).
+    let connections = 0;
+    const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { open: () => void connections++, data() {} } });
+    const dir = mkdtempSync(join(tmpdir(), "yata-redis-start-"));
+    try {
+      const file = join(dir, "config.yaml");
+      writeFileSync(
+        file,
+        `server: { address: 127.0.0.1, port: 0, workers: ${workers} }
+cache: { enabled: true, cache_layers: [memory, redis], redis: { url: "redis://127.0.0.1:${silent.port}", key_prefix: "stop:", connect_timeout_ms: 10000, operation_timeout_ms: 10000 } }
+buckets:
+${bucketYaml({ name: "c", prefix: "/c", bucket: "data", endpoint: s3.endpoint, key: CREDS.accessKeyId, secret: CREDS.secretAccessKey })}`,
+      );
+      const p = Bun.spawn([...command(), "--config", file], { stdout: "pipe", stderr: "pipe" });
+      const out = new Response(p.stdout).text();
+      const err = new Response(p.stderr).text();
+      // (until 2026-12-06 it waited the whole wait out, then listened, started its children and drained)
+      await waitFor(() => connections > 0, { message: "the proxy to connect to Redis" });
+      const t0 = performance.now();
+      p.kill("SIGTERM");
+      const code = await p.exited;
+      const ms = performance.now() - t0;
+      const lines = (await out).split("\n").filter(Boolean).map((l) => JSON.parse(l) as { msg: string; signal?: string });
+      expect({ code, stderr: await err }).toEqual({ code: 0, stderr: "" });
+      expect(lines.filter((l) => l.msg === "listening" || l.msg === "primary started")).toEqual([]);
+      expect(lines.find((l) => l.msg === "stopped before serving")?.signal).toBe("SIGTERM");
+      expect(ms).toBeLessThan(8_000);
+    } finally {
+      silent.stop(true);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
