@@ -622,6 +622,9 @@ export function startChildren(opts: {
           (c, i) =>
             new Promise<Snapshot | undefined>((resolve) => {
               if (!c) return resolve(undefined);
+              // A child still starting (no generation reported: waiting for Redis, say) answers no
+              // scrape before it serves, and has served nothing: it held every scrape a second.
+              if (reported[i]?.running === undefined) return resolve(lastCumulative[i]);
               const waiting = pendingMetrics.get(i) ?? new Set<(s: Snapshot) => void>();
               pendingMetrics.set(i, waiting);
               const answered = (s: Snapshot) => {

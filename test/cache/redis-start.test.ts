@@ -5,7 +5,8 @@
  * delays the start by connect_timeout_ms + operation_timeout_ms at most. Likewise the rate limits
  * shared through Redis: a new process's first requests are counted in them (until 2026-12-06 they
  * were decided locally, with full buckets, until it had found Redis). A stop signal during that
- * wait stops the process before it serves, as one while its config loads does.
+ * wait stops the process before it serves, as one while its config loads does; a scrape of the
+ * primary's metrics while its children wait is not held for them.
  */
 import { RedisClient } from "bun";
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
@@ -147,3 +148,33 @@ ${bucketYaml({ name: "c", prefix: "/c", bucket: "data", endpoint: s3.endpoint, k
     }
   });
 }
+
+test("a scrape of the primary's metrics while its children wait for Redis is answered at once, not after a second", async () => {
+  const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  try {
+    const px = await startProxy(`server: { address: 127.0.0.1, port: 0, workers: 3 }
+metrics: { enabled: true, address: 127.0.0.1, port: 0 }
+cache: { enabled: true, cache_layers: [memory, redis], redis: { url: "redis://127.0.0.1:${silent.port}", key_prefix: "scrape:", connect_timeout_ms: 5000, operation_timeout_ms: 5000 } }
+buckets:
+${bucketYaml({ name: "c", prefix: "/c", bucket: "data", endpoint: s3.endpoint, key: CREDS.accessKeyId, secret: CREDS.secretAccessKey })}`);
+    try {
+      // (the primary waited for Redis too: its children start now, and wait as long)
+      await px.waitForLog((l) => l.msg === "primary started", 30_000);
+      const took: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const t0 = performance.now();
+        const r = await fetch(`http://127.0.0.1:${px.metricsPort}/metrics`);
+        expect(r.status).toBe(200);
+        expect(await r.text()).toContain("yatagarasu_http_requests_total");
+        took.push(performance.now() - t0);
+      }
+      // (until 2026-12-06 each waited a second for the starting children, which answer no scrape before they serve)
+      expect(Math.min(...took)).toBeLessThan(500);
+      expect(px.logs().filter((l) => l.msg === "listening").map((l) => l.worker)).toEqual([0]);
+    } finally {
+      await px.stop();
+    }
+  } finally {
+    silent.stop(true);
+  }
+});
