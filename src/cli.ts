@@ -414,7 +414,7 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     // waited the whole wait out, then listened, started the children and drained them).
     await Promise.race([Promise.all([app.cache.started(), app.runtime.limiter?.started?.()]), early.stopped]);
     if (early.stop !== undefined) {
-      log.info("stopped before serving", { signal: early.stop });
+      log.info("stopped before serving", { signal: early.stop, ...(workerIndex() !== undefined && !process.connected ? { primary: "gone" } : undefined) });
       await app.close();
       return 0;
     }
@@ -604,7 +604,11 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     if (early.stop !== undefined) void shutdown(early.stop);
     else if (early.hup) void (reloadAll() ?? app.reload());
     // A child whose primary is gone (killed with SIGKILL, crashed) drains and exits instead of lingering on the port.
-    if (workerIndex() !== undefined) process.on("disconnect", () => void shutdown("primary gone", 0, "asked"));
+    // (gone already, while the listeners started: that disconnect came before this handler)
+    if (workerIndex() !== undefined) {
+      process.on("disconnect", () => void shutdown("primary gone", 0, "asked"));
+      if (!process.connected) void shutdown("primary gone", 0, "asked");
+    }
     // A child follows every config the primary sends (with each reload), and any sent while it was starting.
     if (workerIndex() !== undefined) {
       onSentConfig(() => void follow());

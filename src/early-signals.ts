@@ -29,8 +29,12 @@ export const early = {
       process.on(sig, h);
       early.handlers.push([sig, h]);
     }
-    // A worker process: its primary's shutdown message while it starts is a stop too.
-    if (process.env.YATAGARASU_WORKER !== undefined && typeof process.send === "function") process.on("message", early.onMessage);
+    // A worker process: its primary's shutdown message while it starts is a stop too, and so is
+    // its primary's going (killed): the disconnect comes once, and serve() would miss it.
+    if (process.env.YATAGARASU_WORKER !== undefined && typeof process.send === "function") {
+      process.on("message", early.onMessage);
+      process.on("disconnect", early.onDisconnect);
+    }
   },
   onMessage(m: unknown): void {
     const msg = m as { type?: string; signal?: string } | null;
@@ -38,11 +42,16 @@ export const early = {
     early.stop ??= msg.signal === "SIGINT" || msg.signal === "SIGQUIT" ? msg.signal : "SIGTERM";
     stopNow();
   },
+  onDisconnect(): void {
+    early.stop ??= "SIGTERM";
+    stopNow();
+  },
   /** serve() installs its own handlers (or main() runs --check / --healthcheck). */
   release(): void {
     for (const [sig, h] of early.handlers) process.off(sig, h);
     early.handlers = [];
     process.off("message", early.onMessage);
+    process.off("disconnect", early.onDisconnect);
   },
 };
 

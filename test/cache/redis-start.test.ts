@@ -6,17 +6,19 @@
  * shared through Redis: a new process's first requests are counted in them (until 2026-12-06 they
  * were decided locally, with full buckets, until it had found Redis). A stop signal during that
  * wait stops the process before it serves, as one while its config loads does; a scrape of the
- * primary's metrics while its children wait is not held for them.
+ * primary's metrics while its children wait is not held for them, and a child whose primary dies
+ * meanwhile stops instead of serving on alone.
  */
 import { RedisClient } from "bun";
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { startRedis, type RedisServer } from "../fixtures/services.ts";
 import { bucketYaml, command, startProxy } from "../e2e/harness.ts";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { waitFor } from "../helpers/wait.ts";
+import { alive, childrenOf } from "../helpers/procs.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers on a loaded machine need more.
 setDefaultTimeout(60_000);
@@ -175,6 +177,50 @@ ${bucketYaml({ name: "c", prefix: "/c", bucket: "data", endpoint: s3.endpoint, k
       await px.stop();
     }
   } finally {
+    silent.stop(true);
+  }
+});
+
+/** Whether process `pid` holds a TCP connection to 127.0.0.1:`port` (its socket inodes in /proc/net/tcp). */
+function connectedTo(pid: number, port: number): boolean {
+  const inodes = new Set<string>();
+  try {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`, { encoding: "utf8" }) ?? "");
+      if (m) inodes.add(m[1]!);
+    }
+  } catch {
+    return false;
+  }
+  const remote = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  return readFileSync("/proc/net/tcp", "utf8").split("\n").slice(1).some((l) => {
+    const f = l.trim().split(/\s+/);
+    return f[2] === remote && inodes.has(f[9]!);
+  });
+}
+
+test("a child whose primary is killed while the child waits for Redis stops, and never listens alone on the port", async () => {
+  const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  let child: number | undefined;
+  try {
+    const px = await startProxy(`server: { address: 127.0.0.1, port: 0, workers: 2 }
+cache: { enabled: true, cache_layers: [memory, redis], redis: { url: "redis://127.0.0.1:${silent.port}", key_prefix: "orphan:", connect_timeout_ms: 2000, operation_timeout_ms: 2000 } }
+buckets:
+${bucketYaml({ name: "c", prefix: "/c", bucket: "data", endpoint: s3.endpoint, key: CREDS.accessKeyId, secret: CREDS.secretAccessKey })}`);
+    try {
+      await px.waitForLog((l) => l.msg === "primary started");
+      child = await waitFor(() => childrenOf(px.proc.pid).find((pid) => connectedTo(pid, silent.port)), { message: "the child to wait for Redis" });
+      px.signal("SIGKILL");
+      await px.exited;
+      // (until 2026-12-06 it missed the primary's going while it waited: it listened once the wait
+      // was over and served on alone for good, holding the port a restarted primary then could not take)
+      await waitFor(() => !alive(child!), { timeoutMs: 10_000, message: "the orphaned child to exit" });
+      expect(px.logs().filter((l) => l.msg === "listening" && l.worker === 1)).toEqual([]);
+    } finally {
+      await px.stop();
+    }
+  } finally {
+    if (child !== undefined && alive(child)) process.kill(child, "SIGKILL");
     silent.stop(true);
   }
 });

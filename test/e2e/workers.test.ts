@@ -4,7 +4,7 @@
  * POST /admin/reload (on either process) reload both to the same generation, the primary's metrics listener merges both,
  * and SIGTERM stops everything with exit code 0.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
@@ -12,6 +12,7 @@ import { nowSec, sign } from "../fixtures/jwt.ts";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { runCli, startProxy, type ProxyProcess, stoppedWorkers } from "./harness.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { alive, childrenOf } from "../helpers/procs.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -27,30 +28,6 @@ const config = (names: string[]) =>
   `server: { address: 127.0.0.1, port: 0, workers: 2 }\nmetrics: { enabled: true, address: 127.0.0.1, port: 0 }\n` +
   `jwt: { enabled: true, algorithm: HS256, secret: "${SECRET}", admin_claims: [{ claim: role, operator: equals, value: admin }] }\nbuckets:\n` +
   names.map((n) => `  - name: ${n}\n    path_prefix: /${n}\n    s3: { bucket: data, endpoint: "${s3.endpoint}" }\n`).join("");
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Pids whose parent is `ppid` (from /proc). */
-function childrenOf(ppid: number): number[] {
-  const out: number[] = [];
-  for (const d of readdirSync("/proc")) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
-      if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === ppid) out.push(Number(d));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
-}
 
 async function getOk(path: string): Promise<void> {
   const res = await fetch(px.url(path), { headers: { connection: "close" } });
