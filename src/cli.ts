@@ -321,6 +321,9 @@ async function serveWorker(): Promise<number> {
   }
 }
 
+/** The longest start-up waits for Redis (the cache layer's first connection, the shared limits' first check) before listening. */
+const START_WAIT_CAP_MS = 5000;
+
 /**
  * Serves `config`, validated from `source.text`: read from `source.path` (a single process or a
  * primary, which reloads that file), or sent by the primary (a worker process: no path).
@@ -412,7 +415,15 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     // Likewise the shared rate limits' (else decided locally, with full buckets, until then).
     // A stop signal meanwhile (or before) ends it: nothing is served yet, so nothing to drain (it
     // waited the whole wait out, then listened, started the children and drained them).
-    await Promise.race([Promise.all([app.cache.started(), app.runtime.limiter?.started?.()]), early.stopped]);
+    // At most START_WAIT_CAP_MS whatever the timeouts (up to 60 s each): a process that does not
+    // listen for a minute fails its orchestrator's probes over a Redis it can serve without.
+    let capped: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.all([app.cache.started(), app.runtime.limiter?.started?.()]),
+      early.stopped,
+      new Promise<void>((r) => (capped = setTimeout(r, START_WAIT_CAP_MS))),
+    ]);
+    clearTimeout(capped);
     if (early.stop !== undefined) {
       log.info("stopped before serving", { signal: early.stop, ...(workerIndex() !== undefined && !process.connected ? { primary: "gone" } : undefined) });
       await app.close();

@@ -90,6 +90,23 @@ test("a Redis that accepts the connection but never answers delays the start by 
   }
 });
 
+test("with Redis timeouts of 10 s each, a Redis that never answers delays the start by 5 s at most (it waited connect_timeout_ms + operation_timeout_ms, 20 s)", async () => {
+  const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  try {
+    const t0 = performance.now();
+    const p = await startProxy(config(`redis://127.0.0.1:${silent.port}`).replace("connect_timeout_ms: 300, operation_timeout_ms: 300", "connect_timeout_ms: 10000, operation_timeout_ms: 10000"));
+    try {
+      // 5 s, plus a loaded machine's start-up
+      expect(performance.now() - t0).toBeLessThan(12_000);
+      expect((await fetch(p.url("/c/a.txt"))).status).toBe(200);
+    } finally {
+      await p.stop();
+    }
+  } finally {
+    silent.stop(true);
+  }
+});
+
 test("a process's first requests, as soon as it listens, are counted in the shared rate limits", async () => {
   const limited = `server:
   address: 127.0.0.1
