@@ -114,7 +114,16 @@ export async function startProxy(configYaml: string, opts: { env?: Record<string
       { timeoutMs, message: () => `a log line.\nstdout:\n${out}\nstderr:\n${err}` },
     );
 
-  const listening = await waitForLog((l) => l.msg === "listening" || l.msg === "primary started");
+  let listening: Record<string, unknown>;
+  try {
+    listening = await waitForLog((l) => l.msg === "listening" || l.msg === "primary started");
+  } catch (err) {
+    // (never listened in time: killed, not left running after the test that gave up on it)
+    if (!exitedFlag) proc.kill("SIGKILL");
+    await exited;
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   const stop = async () => {
     if (!exitedFlag) proc.kill("SIGTERM");
     const code = await exited;
