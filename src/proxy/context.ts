@@ -217,7 +217,7 @@ export function createContext(svc: Services, front: string, req: Request, target
     uploadSlot: undefined,
     uploading: false,
     readingBody: false,
-    timing: { upstreamMs: 0, attempts: 0, trace: span, attemptBodyMs: undefined, attemptHoldBytes: undefined, attemptFrom: undefined, replica: undefined, abandoned: undefined, onAbandon: undefined },
+    timing: { upstreamMs: 0, attempts: 0, trace: span, attemptBodyMs: undefined, attemptHoldBytes: undefined, attemptFrom: undefined, replica: undefined, abandoned: undefined, onAbandon: undefined, fill: undefined },
     status: 0,
     cache: undefined,
     errorCode: undefined,

@@ -14,6 +14,7 @@ import { onSent, writerReports, type Delivered } from "../http/delivery-report.t
 import { clientIp, isWriteAction, type RequestContext } from "./context.ts";
 import { accessLevel } from "../observe/log.ts";
 import { endRequestSpan } from "../observe/trace/request.ts";
+import type { UpstreamTiming } from "../s3/upstream.ts";
 
 export function deliver(ctx: RequestContext, res: Response): Response {
   // The client left before the answer was ready (a cache fill it waited on, which goes on for
@@ -90,7 +91,7 @@ export function finish(ctx: RequestContext): void {
       ttfb_ms: Math.round(ctx.ttfbMs * 1000) / 1000,
       // (with an attempt still in flight: a cache fill its client left goes on without it, and a
       // drain cut by shutdown_timeout writes the line before the attempt ends)
-      upstream_ms: Math.round((ctx.timing.upstreamMs + (ctx.timing.attemptFrom === undefined ? 0 : performance.now() - ctx.timing.attemptFrom)) * 1000) / 1000,
+      upstream_ms: Math.round(waitedUpstream(ctx.timing) * 1000) / 1000,
       client_ip: clientIp(ctx),
       front: ctx.front === "plain" ? undefined : ctx.front,
       operation: ctx.operation,
@@ -202,4 +203,16 @@ export function meteredBody(ctx: RequestContext, src: ReadableStream<Uint8Array>
     },
     { highWaterMark: 0 },
   );
+}
+
+/**
+ * The time a request waited on the upstream so far, its attempt in flight included, and its cache
+ * fill's (a fill runs under a timing of its own: fillRead), whose client may leave before it ends.
+ */
+function waitedUpstream(t: UpstreamTiming): number {
+  const now = performance.now();
+  let ms = t.upstreamMs + (t.attemptFrom === undefined ? 0 : now - t.attemptFrom);
+  const f = t.fill;
+  if (f !== undefined) ms += f.upstreamMs + (f.attemptFrom === undefined ? 0 : now - f.attemptFrom);
+  return ms;
 }

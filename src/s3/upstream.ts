@@ -61,6 +61,11 @@ export interface UpstreamTiming {
    * attempt's bound, so that a replica sending it too slowly is failed over from (ReplicaSet).
    */
   attemptHoldBytes?: number | undefined;
+  /**
+   * A cache fill's own timing while its read is in flight (proxy/phases/object.ts fillRead): the
+   * access line of a leader written meanwhile (its client left) counts the fill's attempt too.
+   */
+  fill?: UpstreamTiming | undefined;
 }
 
 /**

@@ -188,9 +188,13 @@ async function serveCached(ctx: RequestContext, method: ObjectMethod): Promise<R
  */
 function fillRead(ctx: RequestContext, headers: Record<string, string>, signal: AbortSignal, bodyMs: number | undefined, holdBytes: number): Promise<Response> {
   const own = ctx.timing;
-  const timing: UpstreamTiming = { upstreamMs: 0, attempts: 0, trace: own.trace, attemptBodyMs: bodyMs, attemptHoldBytes: holdBytes, attemptFrom: undefined, replica: undefined, abandoned: undefined, onAbandon: undefined };
+  const timing: UpstreamTiming = { upstreamMs: 0, attempts: 0, trace: own.trace, attemptBodyMs: bodyMs, attemptHoldBytes: holdBytes, attemptFrom: undefined, replica: undefined, abandoned: undefined, onAbandon: undefined, fill: undefined };
+  // (seen by the leader's access line if it is written meanwhile: a client that left counts the
+  // time its fill has waited so far)
+  own.fill = timing;
   const settled = () => {
     if (own.abandoned !== undefined) return;
+    own.fill = undefined;
     own.upstreamMs += timing.upstreamMs;
     own.attempts = timing.attempts;
     if (timing.replica !== undefined) own.replica = timing.replica;
