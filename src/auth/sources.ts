@@ -61,6 +61,13 @@ function queryValue(url: URL, name: string): string | null {
   return null;
 }
 
+/** The query parameters a token may come in (sources of type query): a request may carry them beside its own parameters. */
+export function queryTokenNames(sources: readonly TokenSource[]): string[] {
+  const names: string[] = [];
+  for (const s of sources) if (s.type === "query" && s.name !== undefined) names.push(s.name);
+  return names;
+}
+
 /** `url` may be a function: it is only called (once) when a query source is consulted. */
 export function extractToken(sources: readonly TokenSource[], headers: Headers, url: URL | (() => URL)): { token: string; source: TokenSource } | null {
   let u: URL | undefined;

@@ -12,6 +12,7 @@
  */
 import { workerCount, workerIndex } from "../workers.ts";
 import type { App } from "../app.ts";
+import { queryTokenNames } from "../auth/sources.ts";
 import { ProxyError } from "../errors.ts";
 import type { Runtime } from "../runtime.ts";
 import { jwtSubject } from "../observe/audit.ts";
@@ -84,7 +85,8 @@ export async function handleAdmin(app: App, rt: Runtime, req: Request, path: str
     // bucket, or of everything. (A token sent as a query parameter, token_sources type query, is fine.)
     const headers = req.headers;
     const hasBody = headers.has("transfer-encoding") || (headers.has("content-length") && headers.get("content-length") !== "0");
-    if (hasBody || [...url.searchParams.keys()].some((k) => !jwt.token_sources.some((s) => s.type === "query" && s.name === k))) {
+    const tokenNames = queryTokenNames(jwt.token_sources);
+    if (hasBody || [...url.searchParams.keys()].some((k) => !tokenNames.includes(k))) {
       throw new ProxyError("BadRequest", { detail: "A purge takes no query parameters and no body (there is no purge by prefix): POST /admin/cache/purge (everything), /admin/cache/purge/{bucket} or /admin/cache/purge/{bucket}/{key}" });
     }
     if (rest === "") return json(200, { purged: await app.cache.purgeAll(), ...answeredBy(app) });

@@ -32,6 +32,7 @@
  *   may use.
  */
 import { S3_FRONT_BUCKET_NAME } from "../config/s3-api.ts";
+import { queryTokenNames } from "../auth/sources.ts";
 import { ProxyError } from "../errors.ts";
 import type { RequestContext } from "../proxy/context.ts";
 import { ALGORITHM, amzDate, canonicalHeaderValue, canonicalQuery, canonicalRequest, credentialScope, deriveSigningKey, signature, stringToSign, UNSIGNED_PAYLOAD, uriEncode } from "../s3/sigv4.ts";
@@ -82,8 +83,8 @@ export function parsePresign(ctx: RequestContext): PresignParams {
   // (an unknown one was ignored: `content-type=image/png` or `expires_in=60` gave a URL without
   // the constraint its caller asked for, any Content-Type or the longest expiry)
   // (the caller's token may be a query parameter too: jwt.token_sources of type query)
-  const tokenNames = ctx.rt.config.jwt?.token_sources.filter((t) => t.type === "query").map((t) => t.name);
-  for (const name of q.keys()) if (name !== "presign" && !PARAMETERS.includes(name) && !tokenNames?.includes(name)) throw bad(`Unknown parameter ${JSON.stringify(name.slice(0, 64))}: a presign request takes ${PARAMETERS.join(", ")}`);
+  const tokenNames = queryTokenNames(ctx.rt.config.jwt?.token_sources ?? []);
+  for (const name of q.keys()) if (name !== "presign" && !PARAMETERS.includes(name) && !tokenNames.includes(name)) throw bad(`Unknown parameter ${JSON.stringify(name.slice(0, 64))}: a presign request takes ${PARAMETERS.join(", ")}`);
   const method = q.get("method")?.toUpperCase();
   if (method !== "GET" && method !== "PUT" && method !== "POST") throw bad("method must be PUT, POST or GET");
   const max = ctx.rt.config.s3_api!.presign_max_seconds ?? DEFAULT_MAX_SECONDS;

@@ -5,6 +5,7 @@
  * becomes S3's error for it), reading a small XML request body, and invalidating the cache.
  */
 import { ProxyError } from "../../errors.ts";
+import { readCapped } from "../../http/read-capped.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import type { OperationContext } from "../../s3/operations/index.ts";
 import { RequestBodyError, type BucketUpstream } from "../../s3/upstream.ts";
@@ -312,7 +313,8 @@ export async function readXmlBody(ctx: RequestContext, root: string, opts: { obj
       if (ctx.req.signal.aborted) throw ctx.req.signal.reason;
       throw s3Fail(await bodyFailure(body));
     }
-    ctx.bytesIn = bytes.byteLength;
+    // (one longer than announced: what came of it)
+    ctx.bytesIn = bytes.byteLength === body.length ? bytes.byteLength : (body.arrived?.() ?? bytes.byteLength);
     // A plain body without checks passes unverified: its length is still S3's to keep.
     if (bytes.byteLength !== body.length) throw s3Fail(s3Error("IncompleteBody"));
   }
@@ -329,35 +331,15 @@ export async function readXmlBody(ctx: RequestContext, root: string, opts: { obj
 
 /**
  * A body of `length` bytes (at most MAX_XML_BODY) read into one buffer, its pieces copied as they
- * come: new Response(stream).arrayBuffer() kept every piece until the end, a view and a buffer
- * each, so a 4 MiB body dripped in 16-byte TCP segments took ~50 MiB. The buffer grows with what
- * arrived (a client that announces 4 MiB and sends nothing holds nothing). More bytes than
- * `length` end the read: the result's length then differs from `length`, as a short body's does.
+ * come (readCapped: new Response(stream).arrayBuffer() kept every piece until the end, so a 4 MiB
+ * body dripped in 16-byte TCP segments took ~50 MiB). More bytes than `length` end the read: the
+ * result's length then differs from `length`, as a short body's does.
  */
 export async function readWhole(stream: ReadableStream<Uint8Array>, length: number): Promise<Uint8Array> {
-  let buf = new Uint8Array(Math.min(length, 64 * 1024));
-  let n = 0;
-  const reader = stream.getReader();
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) return buf.subarray(0, n);
-      if (n + value.length > length) {
-        await reader.cancel().catch(() => {});
-        return new Uint8Array(n + value.length);
-      }
-      if (n + value.length > buf.length) {
-        const grown = new Uint8Array(Math.min(length, Math.max(2 * buf.length, n + value.length)));
-        grown.set(buf.subarray(0, n));
-        buf = grown;
-      }
-      buf.set(value, n);
-      n += value.length;
-    }
-  } finally {
-    reader.releaseLock();
-  }
+  return (await readCapped({ body: stream, headers: NO_HEADERS }, length)) ?? new Uint8Array(length === 0 ? 1 : 0);
 }
+
+const NO_HEADERS = new Headers();
 
 export function malformed(): S3Error {
   return s3Error("MalformedXML");
