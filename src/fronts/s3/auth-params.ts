@@ -250,7 +250,13 @@ function withRequestTime(parsed: Omit<ParsedScope, "signedLine"> & { signedLine?
   else {
     const d = headers.get("date");
     dateMs = d === null ? undefined : parseHttpDate(d);
-    if (dateMs !== undefined) amzDate = formatAmzDate(new Date(dateMs));
+    if (dateMs !== undefined) {
+      // The time a request is judged by must be signed (an unsigned x-amz-date is refused as any
+      // unsigned x-amz-* header is): else a captured request replays past the skew window with a
+      // fresh Date.
+      if (!parsed.signedHeaders.includes("date")) return s3Error("AccessDenied", "There were headers present in the request which were not signed", { HeadersNotSigned: "date" });
+      amzDate = formatAmzDate(new Date(dateMs));
+    }
   }
   if (dateMs === undefined || amzDate === null) return s3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header");
   if (!amzDate.startsWith(scope.date)) return malformed("Invalid credential date. Date is not the same as X-Amz-Date.");

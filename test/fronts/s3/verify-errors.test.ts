@@ -350,6 +350,31 @@ describe("request time", () => {
   });
 });
 
+describe("request time signed", () => {
+  /** Signed by hand (smithy never signs Date) over `signedNames` of `headers`. */
+  const byHand = (headers: Record<string, string>, signedNames: string[]): VerifyInput => {
+    const c = canonicalHeaders(Object.fromEntries(signedNames.map((n) => [n, headers[n]!])));
+    const creq = canonicalRequest("GET", "/b/k", "", c.canonical, c.signed, EMPTY_SHA256);
+    const sts = stringToSign("20240601T120000Z", credentialScope("20240601", "us-east-1", "s3"), creq);
+    const sig = signature(deriveSigningKey(CREDS.secretAccessKey, "20240601", "us-east-1", "s3"), sts);
+    const authorization = `AWS4-HMAC-SHA256 Credential=${CREDS.accessKeyId}/20240601/us-east-1/s3/aws4_request, SignedHeaders=${c.signed}, Signature=${sig}`;
+    return input("GET", "/b/k", { ...headers, authorization });
+  };
+
+  test("a Date header that times the request but is not signed → 403 AccessDenied (its time would not be authenticated)", () => {
+    const req = byHand({ host: "h", date: "Sat, 01 Jun 2024 12:00:00 GMT", "x-amz-content-sha256": EMPTY_SHA256 }, ["host", "x-amz-content-sha256"]);
+    const r = verify(req);
+    expect(r).toMatchObject({ ...err("AccessDenied", 403), message: "There were headers present in the request which were not signed", details: { HeadersNotSigned: "date" } });
+    // (replayed a day later with a fresh Date: refused the same way, never accepted)
+    expect(verify(withHeader(req, "date", "Sun, 02 Jun 2024 12:00:00 GMT"), { now: T + 86_400_000 })).toMatchObject(err("AccessDenied", 403));
+  });
+
+  test("an unsigned Date beside a signed x-amz-date is only a header (x-amz-date times the request)", async () => {
+    const req = withHeader(await signed(), "date", "Sat, 01 Jun 2024 12:00:00 GMT");
+    expect(verify(req).kind).toBe("ok");
+  });
+});
+
 describe("x-amz-content-sha256", () => {
   const sha = async (value: string | null) => {
     const req = await signed(value === null ? {} : { headers: { "x-amz-content-sha256": value } });
