@@ -175,7 +175,8 @@ function verify<P extends { secretAccessKey: string }>(
   if (!params.presigned) {
     if (Math.abs(opts.now - params.dateMs) > skewMs) {
       return fail(s3Error("RequestTimeTooSkewed", undefined, {
-        RequestTime: params.amzDate,
+        // the header the time was read from, as sent (S3 echoes a Date header as an HTTP date)
+        RequestTime: reads.get("x-amz-date") ?? reads.get("date") ?? params.amzDate,
         ServerTime: iso(opts.now),
         MaxAllowedSkewMilliseconds: String(skewMs),
       }));

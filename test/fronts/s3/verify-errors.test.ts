@@ -369,6 +369,13 @@ describe("request time signed", () => {
     expect(verify(withHeader(req, "date", "Sun, 02 Jun 2024 12:00:00 GMT"), { now: T + 86_400_000 })).toMatchObject(err("AccessDenied", 403));
   });
 
+  test("RequestTimeTooSkewed echoes the Date header that timed the request as sent, not rebuilt as an x-amz-date", () => {
+    const req = byHand({ host: "h", date: "Sat, 01 Jun 2024 12:00:00 GMT", "x-amz-content-sha256": EMPTY_SHA256 }, ["date", "host", "x-amz-content-sha256"]);
+    expect(verify(req).kind).toBe("ok");
+    const r = verify(req, { now: T + 901_000 });
+    expect(r).toMatchObject({ ...err("RequestTimeTooSkewed", 403), details: { RequestTime: "Sat, 01 Jun 2024 12:00:00 GMT" } });
+  });
+
   test("an unsigned Date beside a signed x-amz-date is only a header (x-amz-date times the request)", async () => {
     const req = withHeader(await signed(), "date", "Sat, 01 Jun 2024 12:00:00 GMT");
     expect(verify(req).kind).toBe("ok");
