@@ -106,6 +106,18 @@ describe("JS SDK token-file provider", () => {
   });
 });
 
+describe("Provider in the answer", () => {
+  const provider = (xml: string) => /<Provider>([^<]*)<\/Provider>/.exec(xml)?.[1];
+
+  test("is the token's iss (an OpenID Connect token), whatever ProviderId says; ProviderId only stands in for a token without iss", async () => {
+    const withIss = await assume({ WebIdentityToken: token({ iss: "https://idp.example" }), ProviderId: "www.amazon.com" });
+    expect(withIss.status).toBe(200);
+    expect(provider(withIss.xml)).toBe("https://idp.example");
+    const noIss = await assume({ WebIdentityToken: token({}), ProviderId: "www.amazon.com" });
+    expect(provider(noIss.xml)).toBe("www.amazon.com");
+  });
+});
+
 describe("STS errors (STS's XML, status and code; no token or key in the body)", () => {
   test("a forged token → 400 InvalidIdentityToken", async () => {
     const r = await assume({ WebIdentityToken: hs256({ sub: "alice", exp: now() + 60 }, "another-secret-0123456789abcdefghij") });

@@ -224,7 +224,7 @@ export interface AssumeRoleWithWebIdentityAnswer {
   subject: string;
   roleArn: string;
   roleSessionName: string;
-  /** The token's `aud` (first one if several) and `iss` (or the request's ProviderId). */
+  /** The token's `aud` (first one if several) and `iss` (the request's ProviderId for a token without one). */
   audience?: string;
   provider?: string;
   requestId: string;

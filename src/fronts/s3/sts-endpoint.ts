@@ -246,7 +246,8 @@ async function assumeRoleWithWebIdentity(ctx: RequestContext, api: S3Identities,
     roleArn: request.roleArn,
     roleSessionName: request.roleSessionName,
     audience: matchedAudience(claims.aud, ctx.rt.config.jwt?.audience),
-    provider: request.providerId ?? firstString(claims.iss),
+    // (STS: an OpenID Connect token's iss; ProviderId names an OAuth 2.0 access token's provider, one without iss)
+    provider: firstString(claims.iss) ?? request.providerId,
     requestId: ctx.id,
   }));
 }
