@@ -243,13 +243,15 @@ export function signedHeadersLine(sorted: readonly string[]): string {
 /** The time part of header auth, which changes with every request. */
 function withRequestTime(parsed: Omit<ParsedScope, "signedLine"> & { signedLine?: string }, signature: string, headers: HeaderSource): AuthParams | S3Error {
   const scope = parsed.scope;
-  // The request time: x-amz-date, else the Date header (both must be valid).
+  // The request time: x-amz-date, else the Date header (both must be valid). A Date used for
+  // signing is in ISO 8601 basic format, as S3 documents it (also read: an IMF-fixdate, as the
+  // SigV4 test suite's requests have it).
   let amzDate = headers.get("x-amz-date");
   let dateMs: number | undefined;
   if (amzDate !== null) dateMs = parseAmzDate(amzDate);
   else {
     const d = headers.get("date");
-    dateMs = d === null ? undefined : parseHttpDate(d);
+    dateMs = d === null ? undefined : parseAmzDate(d) ?? parseHttpDate(d);
     if (dateMs !== undefined) {
       // The time a request is judged by must be signed (an unsigned x-amz-date is refused as any
       // unsigned x-amz-* header is): else a captured request replays past the skew window with a

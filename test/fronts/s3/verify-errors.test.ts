@@ -369,6 +369,14 @@ describe("request time signed", () => {
     expect(verify(withHeader(req, "date", "Sun, 02 Jun 2024 12:00:00 GMT"), { now: T + 86_400_000 })).toMatchObject(err("AccessDenied", 403));
   });
 
+  test("a signed Date in ISO 8601 basic format (as S3 documents a Date used for signing) times the request", () => {
+    const req = byHand({ host: "h", date: "20240601T120000Z", "x-amz-content-sha256": EMPTY_SHA256 }, ["date", "host", "x-amz-content-sha256"]);
+    expect(verify(req)).toMatchObject({ kind: "ok", amzDate: "20240601T120000Z" });
+    expect(verify(req, { now: T - 901_000 })).toMatchObject({ ...err("RequestTimeTooSkewed", 403), details: { RequestTime: "20240601T120000Z" } });
+    expect(verify(withHeader(req, "date", "20240601T120001Z"))).toMatchObject(err("SignatureDoesNotMatch", 403));
+    expect(verify(withHeader(req, "date", "20240631T120000Z"))).toMatchObject({ ...err("AccessDenied", 403), message: "AWS authentication requires a valid Date or x-amz-date header" });
+  });
+
   test("RequestTimeTooSkewed echoes the Date header that timed the request as sent, not rebuilt as an x-amz-date", () => {
     const req = byHand({ host: "h", date: "Sat, 01 Jun 2024 12:00:00 GMT", "x-amz-content-sha256": EMPTY_SHA256 }, ["date", "host", "x-amz-content-sha256"]);
     expect(verify(req).kind).toBe("ok");
