@@ -42,8 +42,12 @@ import type { Logger } from "./observe/log.ts";
  * for aws-chunked framing): a PUT declaring more got Bun's bare 413 with no body instead of S3's
  * EntityTooLarge (and the plain front's JSON), and the node engine, which has no such cap,
  * answered the front's. Every body a front reads is bounded by the front (its declared length).
+ * Infinity, not Number.MAX_SAFE_INTEGER: Bun 1.4.5 answers a bare 413 itself to a Content-Length
+ * at or above the cap (2^53 and up got no EntityTooLarge). Bun's parser holds lengths up to
+ * 2^59 - 1; a larger Content-Length gets Bun's own bare 400 with `Connection: close` before any
+ * handler, on both engines (node:http on Bun parses the same way).
  */
-export const LISTENER_MAX_BODY = Number.MAX_SAFE_INTEGER;
+export const LISTENER_MAX_BODY = Infinity;
 
 export interface Listener {
   readonly port: number;

@@ -784,7 +784,8 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
         expect(r.body).toContain("<Code>EntityTooLarge</Code>");
         expect(r.body).toContain(`<ProposedSize>${big}</ProposedSize>`);
         // past 5 GiB + 64 MiB, Bun's own body cap answered a bare 413 on the bun engine
-        for (const length of [String(5 * 1024 ** 3 + 64 * 1024 ** 2 + 1), "6000000000000", String(Number.MAX_SAFE_INTEGER)]) {
+        // (and past 2^53, up to the 2^59 - 1 Bun's parser holds: Bun's own cap answered a bare 413 on the bun engine)
+        for (const length of [String(5 * 1024 ** 3 + 64 * 1024 ** 2 + 1), "6000000000000", String(Number.MAX_SAFE_INTEGER), "9007199254740992", "99999999999999999", "576460752303423487"]) {
           r = await rawRequest(env.port, lines("PUT /up/limits/huge.bin HTTP/1.1", await signedHead("PUT", "/up/limits/huge.bin", { "content-length": length })));
           expect([r.status, /<Code>(\w+)/.exec(r.body)?.[1], /<ProposedSize>(\d+)/.exec(r.body)?.[1]]).toEqual([400, "EntityTooLarge", length]);
         }
