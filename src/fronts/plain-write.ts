@@ -79,7 +79,8 @@ export function uploadLength(ctx: RequestContext): number {
     const chunked = h.get("transfer-encoding") !== null;
     throw new ProxyError("LengthRequired", { detail: chunked ? "Chunked uploads are not accepted: send the body with a Content-Length" : "An upload needs a Content-Length" });
   }
-  if (!/^\d{1,16}$/.test(declared)) throw new ProxyError("BadRequest", { detail: "Content-Length is not a number" });
+  // (any run of digits is a length: 17 or more are simply too large, not "not a number")
+  if (!/^\d+$/.test(declared)) throw new ProxyError("BadRequest", { detail: "Content-Length is not a number" });
   const n = Number(declared);
   if (n > MAX_PUT_BYTES) throw new ProxyError("EntityTooLarge", { detail: "A single upload is at most 5 GiB" });
   const limit = uploadLimit(ctx);
