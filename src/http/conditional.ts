@@ -9,6 +9,7 @@
  * an If-Modified-Since later than the current time, as S3 does (it answers 200, RFC 2616 §14.25's
  * rule): a cached object must not be 304 where the upstream sends it.
  */
+import { utcMs } from "../util/utc.ts";
 
 export type ConditionResult = "proceed" | "not-modified" | "precondition-failed";
 
@@ -183,7 +184,7 @@ function build(year: number, mon: string, day: number, h: string, m: string, s: 
   const mm = Number(m);
   const ss = Number(s);
   if (hh > 23 || mm > 59 || ss > 60 || day < 1) return NaN;
-  const t = Date.UTC(year, month, day, hh, mm, Math.min(ss, 59));
+  const t = utcMs(year, month, day, hh, mm, Math.min(ss, 59));
   return new Date(t).getUTCDate() === day ? t : NaN; // rejects 31 Feb and the like
 }
 

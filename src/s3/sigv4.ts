@@ -10,6 +10,7 @@
  * the signing key (as a keyed HMAC hasher) and the credential-scope strings,
  * and per second the x-amz-date string. Only Bun.CryptoHasher is used.
  */
+import { utcMs } from "../util/utc.ts";
 
 export interface Credentials {
   accessKeyId: string;
@@ -209,7 +210,7 @@ export function parseAmzDate(s: string): number | undefined {
     const day = +m[3];
     // Date.UTC would roll 20240230 over to March 1st, and hour 24 to the next day: reject them
     if (month >= 1 && month <= 12 && day >= 1 && +m[4] <= 23 && +m[5] <= 59 && +m[6] <= 59) {
-      const t = Date.UTC(+m[1], month - 1, day, +m[4], +m[5], +m[6]);
+      const t = utcMs(+m[1], month - 1, day, +m[4], +m[5], +m[6]);
       if (new Date(t).getUTCDate() === day) ms = t;
     }
   }

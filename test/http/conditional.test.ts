@@ -124,6 +124,13 @@ describe("parseHttpDate", () => {
     expect(parseHttpDate("Sun Nov  6 08:49:37 1994")).toBe(t);
     expect(parseHttpDate("Sun Nov 16 08:49:37 1994")).toBe(Date.UTC(1994, 10, 16, 8, 49, 37));
   });
+  test("years 0000 to 0099 are those years, not 1900 to 1999 (Date.UTC's reading)", () => {
+    expect(parseHttpDate("Thu, 01 Jan 0099 00:00:00 GMT")).toBe(Date.parse("0099-01-01T00:00:00Z"));
+    expect(parseHttpDate("Sat, 29 Feb 0000 12:00:00 GMT")).toBe(Date.parse("0000-02-29T12:00:00Z"));
+    expect(parseHttpDate("Thu Jan  1 00:00:00 0099")).toBe(Date.parse("0099-01-01T00:00:00Z"));
+    expect(parseHttpDate("Mon, 01 Jan 0100 00:00:00 GMT")).toBe(Date.parse("0100-01-01T00:00:00Z"));
+    expect(parseHttpDate("Fri, 29 Feb 0001 00:00:00 GMT")).toBeNaN();
+  });
   test("RFC 850 years more than 50 years ahead are in the past century", () => {
     const yy = (new Date().getUTCFullYear() + 60) % 100;
     const d = parseHttpDate(`Monday, 01-Jan-${String(yy).padStart(2, "0")} 00:00:00 GMT`);

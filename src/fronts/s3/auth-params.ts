@@ -5,6 +5,7 @@
  */
 import { ALGORITHM, amzDate as formatAmzDate, parseAmzDate } from "../../s3/sigv4.ts";
 import { LruMap } from "../../util/lru.ts";
+import { utcMs } from "../../util/utc.ts";
 import { s3Error, type S3Error } from "./errors.ts";
 
 export interface Scope {
@@ -103,7 +104,7 @@ function parseSignedHeaders(value: string): string[] | undefined {
 export function parseHttpDate(value: string): number | undefined {
   const m = HTTP_DATE.exec(value);
   if (m === null || +m[4] > 23 || +m[5] > 59 || +m[6] > 59) return undefined;
-  const ms = Date.UTC(+m[3], MONTHS.indexOf(m[2]) / 3, +m[1], +m[4], +m[5], +m[6]);
+  const ms = utcMs(+m[3], MONTHS.indexOf(m[2]) / 3, +m[1], +m[4], +m[5], +m[6]);
   return Number.isFinite(ms) && new Date(ms).getUTCDate() === +m[1] ? ms : undefined;
 }
 

@@ -47,6 +47,13 @@ describe("request times", () => {
       expect([s, parseAmzDate(s)]).toEqual([s, undefined]);
     }
   });
+  test("years 0000 to 0099 are those years, not 1900 to 1999 (Date.UTC's reading); far dates are instants", () => {
+    expect(parseAmzDate("00990101T000000Z")).toBe(Date.parse("0099-01-01T00:00:00Z"));
+    expect(parseAmzDate("00000229T000000Z")).toBe(Date.parse("0000-02-29T00:00:00Z"));
+    expect(parseAmzDate("99991231T235959Z")).toBe(Date.parse("9999-12-31T23:59:59Z"));
+    expect(parseHttpDate("Thu, 01 Jan 0099 00:00:00 GMT")).toBe(Date.parse("0099-01-01T00:00:00Z"));
+    expect(parseHttpDate("Sat, 29 Feb 0000 00:00:00 GMT")).toBe(Date.parse("0000-02-29T00:00:00Z"));
+  });
   test("parseAmzDate remembers only the last string: repeats and alternations answer as a fresh parse", () => {
     const good = "20261201T220000Z";
     const bad = "20261301T220000Z";
