@@ -150,9 +150,10 @@ export function forwardRequestHeaders(h: Headers): Record<string, string> {
       // An invalid HTTP-date is ignored (RFC 9110 §13.1.3-4), as the cache ignores it: never sent
       // for the upstream to read some other way (an ISO date, "0" were 304/412 uncached, 200 cached).
       // So is an If-Modified-Since in the future, which S3 ignores (evaluateConditions) and some
-      // look-alikes (MinIO, Ceph) answer 304.
-      const at = parseHttpDate(v.trim());
-      if (!Number.isNaN(at) && !(name === "if-modified-since" && at > Date.now())) out[name] = v;
+      // look-alikes (MinIO, Ceph) answer 304. A valid one goes as the IMF-fixdate the cache read:
+      // an RFC 850 or asctime date (which HTTP recipients must accept) was sent as written.
+      const at = parseHttpDate(v);
+      if (!Number.isNaN(at) && !(name === "if-modified-since" && at > Date.now())) out[name] = new Date(at).toUTCString();
     } else if (name === "if-match" || name === "if-none-match") {
       // An empty one is absent, as for the cache (it was 412 uncached, 200 cached); any other is
       // sent as the list the cache reads (upstreamEtagList), never for the upstream to read otherwise.

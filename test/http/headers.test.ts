@@ -34,9 +34,14 @@ describe("forwardRequestHeaders", () => {
     for (const bad of ["2026-12-03T15:00:54Z", "thu, 03 dec 2026 15:00:54 gmt", "0", "yesterday"]) {
       expect(forwardRequestHeaders(new Headers({ "if-modified-since": bad, "if-unmodified-since": bad }))).toEqual({});
     }
-    for (const ok of ["Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994", " Wed, 21 Oct 2015 07:28:00 GMT "]) {
-      expect(Object.keys(forwardRequestHeaders(new Headers({ "if-modified-since": ok })))).toEqual(["if-modified-since"]);
+    // Any of the three HTTP-date forms (RFC 9110 §5.6.7) goes upstream as the IMF-fixdate the cache
+    // read it as: an RFC 850 or asctime date was sent as written, for the upstream to read otherwise
+    // (or not at all: S3 documents the IMF-fixdate).
+    for (const ok of ["Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994", " Sun, 06 Nov 1994 08:49:37 GMT "]) {
+      const sent = { "if-modified-since": "Sun, 06 Nov 1994 08:49:37 GMT", "if-unmodified-since": "Sun, 06 Nov 1994 08:49:37 GMT" };
+      expect([ok, forwardRequestHeaders(new Headers({ "if-modified-since": ok, "if-unmodified-since": ok }))]).toEqual([ok, sent]);
     }
+    expect(forwardRequestHeaders(new Headers({ "if-unmodified-since": "Thu Jan  1 00:00:00 0099" }))).toEqual({ "if-unmodified-since": "Thu, 01 Jan 0099 00:00:00 GMT" });
     expect(forwardRequestHeaders(new Headers({ "if-match": "", "if-none-match": "  " }))).toEqual({});
     // An If-Modified-Since later than now: S3 and the cache ignore it (200); MinIO and Ceph answered 304.
     const future = new Date(Date.now() + 86_400_000).toUTCString();
