@@ -9,7 +9,12 @@
  */
 import { anyContains, canonicalIp, type Cidr } from "./cidr.ts";
 
-const PORT = /^\d{1,5}$/;
+/** A TCP port, 1 to 65535 (`:0` and `:99999` are no port: the entry is not an address). */
+function isPort(s: string): boolean {
+  if (!/^\d{1,5}$/.test(s)) return false;
+  const n = Number(s);
+  return n >= 1 && n <= 65535;
+}
 
 /**
  * One X-Forwarded-For entry as a bare IP address in its canonical form (its port and brackets
@@ -22,14 +27,14 @@ export function forwardedAddress(hop: string): string | null {
     const close = hop.indexOf("]");
     if (close < 0) return null;
     const rest = hop.slice(close + 1);
-    if (rest !== "" && !(rest.startsWith(":") && PORT.test(rest.slice(1)))) return null;
+    if (rest !== "" && !(rest.startsWith(":") && isPort(rest.slice(1)))) return null;
     ip = hop.slice(1, close);
     if (!ip.includes(":")) return null;
   } else {
     const colon = hop.indexOf(":");
     // One colon: IPv4 with a port (an IPv6 address has at least two).
     if (colon >= 0 && hop.indexOf(":", colon + 1) < 0) {
-      if (!PORT.test(hop.slice(colon + 1))) return null;
+      if (!isPort(hop.slice(colon + 1))) return null;
       ip = hop.slice(0, colon);
       if (ip.includes(":")) return null;
     }

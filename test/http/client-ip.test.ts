@@ -18,6 +18,8 @@ describe("forwardedAddress", () => {
     expect(forwardedAddress("1.2.3.4:5555")).toBe("1.2.3.4");
     expect(forwardedAddress("[2001:db8::1]:443")).toBe("2001:db8::1");
     expect(forwardedAddress("[2001:db8::1]")).toBe("2001:db8::1");
+    expect(forwardedAddress("1.2.3.4:1")).toBe("1.2.3.4");
+    expect(forwardedAddress("[::1]:65535")).toBe("::1");
   });
 
   test("one address is one text whatever its spelling: IPv4-mapped forms and leading zeros are the IPv4 address, IPv6 is RFC 5952's form", () => {
@@ -38,7 +40,7 @@ describe("forwardedAddress", () => {
   });
 
   test("anything else is not an address", () => {
-    for (const bad of ["not-an-ip", "<script>", "1.2.3.4\r\nX: y", "9".repeat(5000), "garbage", "unknown", "1.2.3.4:", "1.2.3.4:port", "1.2.3.4:123456", "[1.2.3.4]:80", "[::1", "[::1]x", "[::1]:", "fe80::1%eth0", "[fe80::1%<b>]:1", "1.2.3.256", "1.2.3", ""]) {
+    for (const bad of ["not-an-ip", "<script>", "1.2.3.4\r\nX: y", "9".repeat(5000), "garbage", "unknown", "1.2.3.4:", "1.2.3.4:port", "1.2.3.4:123456", "1.2.3.4:99999", "1.2.3.4:65536", "1.2.3.4:0", "1.2.3.4:00000", "[::1]:0", "[2001:db8::1]:99999", "[1.2.3.4]:80", "[::1", "[::1]x", "[::1]:", "fe80::1%eth0", "[fe80::1%<b>]:1", "1.2.3.256", "1.2.3", ""]) {
       expect(forwardedAddress(bad)).toBeNull();
     }
   });
