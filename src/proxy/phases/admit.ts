@@ -58,6 +58,10 @@ export function enterUpload(ctx: RequestContext): void {
 export function addressRefused(ctx: RequestContext, bucket: Pick<BucketRuntime, "allow" | "block">): boolean {
   if (bucket.block.length === 0 && bucket.allow.length === 0) return false;
   const ip = clientIp(ctx);
+  // No address at all (the listener lost the connection's peer: the client left as it sent the
+  // request): a blocklist cannot tell it is not on it, so the request is refused, as an allowlist
+  // refuses it (it was let past a blocklist).
+  if (ip === "") return true;
   return (bucket.block.length > 0 && anyContains(bucket.block, ip)) || (bucket.allow.length > 0 && !anyContains(bucket.allow, ip));
 }
 
