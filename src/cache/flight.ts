@@ -6,6 +6,7 @@
  */
 import { replicaOf } from "../s3/replicas.ts";
 import { ProxyError } from "../errors.ts";
+import { parseHttpDate } from "../http/conditional.ts";
 import { cappedTtl, freshnessSeconds, makeObject, mergeHeaders, pickHeaders, storedTimes } from "./freshness.ts";
 import type { Cache } from "./cache.ts";
 import { FillTap, resumeThrough } from "./fill-tap.ts";
@@ -101,8 +102,8 @@ function notTheStoredResponse(stale: CachedObject, fresh: Headers): boolean {
   const now = fresh.get("last-modified");
   const then = stale.headers["last-modified"];
   if (now === null || then === undefined || now === then) return false;
-  const a = Date.parse(now);
-  const b = Date.parse(then);
+  const a = parseHttpDate(now);
+  const b = parseHttpDate(then);
   return Number.isNaN(a) || Number.isNaN(b) ? true : a !== b;
 }
 

@@ -90,6 +90,19 @@ describe("expiry and revalidation", () => {
     expect(up.calls[1]).toEqual({ "if-modified-since": LM });
   });
 
+  test("a 304 naming another Last-Modified is not the stored response, even one a century apart (0099 vs 1999)", async () => {
+    let n = 0;
+    const up = instantUpstream(() =>
+      ++n === 2
+        ? new Response(null, { status: 304, headers: { "last-modified": "Fri, 01 Jan 1999 00:00:00 GMT" } })
+        : new Response(`v${n}`, { headers: { "last-modified": n === 1 ? "Thu, 01 Jan 0099 00:00:00 GMT" : "Fri, 01 Jan 1999 00:00:00 GMT", "cache-control": "max-age=0" } }),
+    );
+    await serve(up.fn);
+    const r = await serve(up.fn);
+    // (Date.parse read both as 1999: the 304 was taken for the stored 0099 object, v1 served as current)
+    expect([up.calls.length, await text(r.response)]).toEqual([3, "v3"]);
+  });
+
   test("a 404 on revalidation drops the entry", async () => {
     let gone = false;
     const up = instantUpstream(() => (gone ? new Response("no", { status: 404 }) : new Response("x", { headers: { etag: '"e"', "cache-control": "max-age=1" } })));
