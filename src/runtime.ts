@@ -15,7 +15,7 @@ import type { Config } from "./config/load.ts";
 import type { BucketConfig, ClaimRule } from "./config/schema.ts";
 import { bucketsByStore, isSandboxed, sharingStores, userContentReaders } from "./config/writes.ts";
 import { parseCidr, type Cidr } from "./http/cidr.ts";
-import { buildLimiter, limiterRedisUrl, type CircuitBreaker, type Limiter } from "./limits/index.ts";
+import { buildLimiter, limiterKeyPrefix, limiterRedisUrl, type CircuitBreaker, type Limiter } from "./limits/index.ts";
 import type { Logger } from "./observe/log.ts";
 import type { Metrics } from "./observe/metrics.ts";
 import type { Tracer } from "./observe/trace/tracer.ts";
@@ -294,7 +294,7 @@ export function publishBreakerStates(rt: Runtime, metrics: Metrics): void {
  * limit: adding or removing one without changes no limit (it gave every client a fresh burst).
  */
 function limiterSignature(config: Config): string {
-  const redisPrefix = (config.cache as { redis?: { key_prefix?: string } } | undefined)?.redis?.key_prefix;
+  const redisPrefix = limiterKeyPrefix(config);
   const buckets = config.buckets.filter((b) => b.s3.rate_limit).map((b) => [b.name, b.s3.rate_limit]);
   return JSON.stringify([config.server.rate_limit ?? null, buckets, limiterRedisUrl(config) ?? null, redisPrefix ?? null]);
 }

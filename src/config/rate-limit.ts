@@ -1,6 +1,6 @@
 /**
  * Cross-field rules of server.rate_limit (called from validate.ts): the Redis backend needs a
- * Redis, and redis_url means something only with it.
+ * Redis, and redis_url and redis_key_prefix mean something only with it.
  */
 import type { PathSegment } from "./path.ts";
 import { redisUrlProblem, type RawConfig } from "./schema.ts";
@@ -13,7 +13,8 @@ export function rateLimitIssues(cfg: RawConfig): Array<{ path: PathSegment[]; me
   // The cache's Redis section belongs to the cache layers; only its url is read here.
   const cacheUrl = (cfg.cache as { redis?: { url?: unknown } }).redis?.url;
   if (rl.backend !== "redis") {
-    if (rl.redis_url !== undefined) issues.push({ path: at("redis_url"), message: "is only used with backend: redis (set server.rate_limit.backend: redis, or remove it)" });
+    for (const k of ["redis_url", "redis_key_prefix"] as const)
+      if (rl[k] !== undefined) issues.push({ path: at(k), message: "is only used with backend: redis (set server.rate_limit.backend: redis, or remove it)" });
     return issues;
   }
   if (rl.redis_url !== undefined) {

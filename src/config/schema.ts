@@ -286,6 +286,8 @@ export const ServerSchema = z.strictObject({
       backend: z.enum(["memory", "redis"], { error: () => "unknown rate_limit backend; use memory or redis" }).default("memory"),
       /** Redis for the shared limits; default cache.redis.url. */
       redis_url: nonEmpty.optional(),
+      /** Prefix of the limits' keys (`<prefix>rl:...`); default cache.redis.key_prefix, else "yatagarasu:". */
+      redis_key_prefix: nonEmpty.max(128).optional(),
       /** Longest wait for a Redis answer before a request is decided locally. */
       redis_timeout_ms: posInt.max(10_000).default(50),
       /** How many Yatagarasu processes share the limits: each enforces 1/instances of them while Redis is unavailable. */

@@ -17,6 +17,6 @@ export {
 export { backoffDelay, isRetryableStatus } from "./retry.ts";
 export { ConcurrencyLimiter, UploadLimiter } from "./concurrency.ts";
 export { ByteBudget } from "./byte-budget.ts";
-export { buildLimiter, limiterRedisUrl, type Limiter, type LimiterSource } from "./limiter.ts";
+export { buildLimiter, limiterKeyPrefix, limiterRedisUrl, type Limiter, type LimiterSource } from "./limiter.ts";
 export { RedisRateLimiter, type RedisLimiterOptions } from "./redis-limiter.ts";
 export { LruMap } from "../util/lru.ts";

@@ -18,7 +18,7 @@ export interface Limiter {
 /** The config the limiter reads: the limits, the backend, and the cache's Redis (the default URL). */
 export interface LimiterSource extends RateLimitSource {
   server: {
-    rate_limit?: ServerRateLimit & { backend?: "memory" | "redis"; redis_url?: string; redis_timeout_ms?: number; instances?: number };
+    rate_limit?: ServerRateLimit & { backend?: "memory" | "redis"; redis_url?: string; redis_key_prefix?: string; redis_timeout_ms?: number; instances?: number };
   };
   cache?: unknown;
 }
@@ -29,6 +29,11 @@ export function limiterRedisUrl(cfg: LimiterSource): string | undefined {
   return cfg.server.rate_limit?.redis_url ?? cacheRedis?.url;
 }
 
+/** The prefix of the shared limits' keys: server.rate_limit.redis_key_prefix, else cache.redis.key_prefix (undefined: the default). */
+export function limiterKeyPrefix(cfg: LimiterSource): string | undefined {
+  return cfg.server.rate_limit?.redis_key_prefix ?? (cfg.cache as { redis?: { key_prefix?: string } } | undefined)?.redis?.key_prefix;
+}
+
 export function buildLimiter(cfg: LimiterSource, opts: { share: number; log: Logger; connect?: boolean; previous?: Limiter }): Limiter | undefined {
   const rl = cfg.server.rate_limit;
   const anyLimit = rl?.enabled || cfg.buckets.some((b) => b.s3.rate_limit);
@@ -37,7 +42,7 @@ export function buildLimiter(cfg: LimiterSource, opts: { share: number; log: Log
   const url = limiterRedisUrl(cfg);
   // Validation refuses backend: redis without a URL; this is the second line of defence.
   if (url === undefined) throw new Error("server.rate_limit.backend is redis but neither server.rate_limit.redis_url nor cache.redis.url is set");
-  const keyPrefix = (cfg.cache as { redis?: { key_prefix?: string } } | undefined)?.redis?.key_prefix;
+  const keyPrefix = limiterKeyPrefix(cfg);
   return new RedisRateLimiter(cfg, {
     url,
     keyPrefix,

@@ -6,6 +6,7 @@
  * shared again, without a restart.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout } from "bun:test";
+import { RedisClient } from "bun";
 import { App } from "../../src/app.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { RedisRateLimiter } from "../../src/limits/index.ts";
@@ -194,5 +195,32 @@ test("a reload that leaves the limits as they were keeps the budgets spent so fa
   } finally {
     await listener.stop(true);
     app.close();
+  }
+});
+
+test("server.rate_limit.redis_key_prefix keeps two deployments' limits apart on one Redis with the cache off (the prefix came only from cache.redis.key_prefix, which needs the cache's Redis layer)", async () => {
+  const yaml = (prefix: string) =>
+    `server:\n` +
+    `  address: 127.0.0.1\n` +
+    `  port: 0\n` +
+    `  rate_limit: { backend: redis, redis_url: "${redis.url}", redis_key_prefix: "${prefix}", redis_timeout_ms: 500, per_ip: { requests_per_second: 0.001, burst: 1 } }\n` +
+    `buckets:\n` +
+    `  - { name: pub, path_prefix: /pub, s3: { bucket: data, endpoint: "http://127.0.0.1:${upstream.port}" } }\n`;
+  const two = await Promise.all(["deploy-a:", "deploy-b:"].map((p) => App.create(parseConfig(yaml(p), { env: {} }), { log: recordingLogger(), probeIntervalMs: 60_000 })));
+  try {
+    await Promise.all(two.map((app) => limiterOf(app).whenShared(true)));
+    // Each deployment's one-request budget for this address is its own.
+    expect((await two[0]!.runtime.limiter!.check("10.9.9.9")).ok).toBe(true);
+    expect((await two[1]!.runtime.limiter!.check("10.9.9.9")).ok).toBe(true);
+    expect((await two[0]!.runtime.limiter!.check("10.9.9.9")).ok).toBe(false);
+    const probe = new RedisClient(redis.url);
+    try {
+      expect(await probe.exists("deploy-a:rl:ip:10.9.9.9")).toBe(true);
+      expect(await probe.exists("deploy-b:rl:ip:10.9.9.9")).toBe(true);
+    } finally {
+      probe.close();
+    }
+  } finally {
+    for (const app of two) app.close();
   }
 });
