@@ -381,8 +381,15 @@ export const RedisCacheSchema = z.strictObject({
   url: redisUrl,
   /** Every key, channel and stream of the layer starts with it; must not be empty (a purge-all deletes `<prefix>obj:*`). */
   key_prefix: nonEmpty.max(128).default("yatagarasu:"),
-  /** Redis strings are at most 512 MB. */
-  max_item_size_mb: z.number().positive().max(512).default(10),
+  /**
+   * Redis strings are at most 512 MB (proto-max-bulk-len), and an entry is its body and its
+   * metadata in one: 512 was accepted, and an object that size was refused by Redis at every fill.
+   */
+  max_item_size_mb: z
+    .number()
+    .positive()
+    .max(511, "at most 511: a Redis string holds at most 512 MB (proto-max-bulk-len), and an entry holds the object's metadata beside its body")
+    .default(10),
   /** A connection attempt that takes longer fails; the layer is skipped until a reconnect succeeds. */
   connect_timeout_ms: posInt.max(60_000).default(500),
   /** The longest wait for one Redis command; past it the layer is marked down and skipped. */

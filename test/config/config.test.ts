@@ -154,6 +154,14 @@ describe("parseConfig", () => {
     expect(said(`${B}cache:\n  disk:\n    enabled: 1\n    cache_dir: /tmp/yata-d\n`)).toEqual(["7: cache.disk.enabled: expected a boolean, got a number (write true or false)"]);
   });
 
+  test("cache.redis.max_item_size_mb is at most 511: 512 was accepted, but an entry (body and metadata in one Redis string) that size exceeds Redis's 512 MB proto-max-bulk-len and was refused at every fill", () => {
+    const redis = (mb: number) => `cache:\n  cache_layers: [memory, redis]\n  redis: { url: "redis://127.0.0.1:6379", max_item_size_mb: ${mb} }\n${B}`;
+    expect(parseConfig(redis(511), { env: {} }).cache.redis).toMatchObject({ max_item_size_mb: 511 });
+    const said = issues(redis(512));
+    expect(said.map((i) => i.path)).toEqual(["cache.redis.max_item_size_mb"]);
+    expect(said[0]!.message).toContain("at most 511");
+  });
+
   test("a small disk layer needs no max_item_size_mb: its default (1024) shrinks to max_disk_size_mb; written larger, it is a problem", () => {
     const small = parseConfig(`cache:\n  cache_layers: [memory, disk]\n  disk: { path: /tmp/yata-d, max_disk_size_mb: 500 }\n${B}`, { env: {} });
     expect(small.cache.disk).toMatchObject({ max_disk_size_mb: 500, max_item_size_mb: 500 });
