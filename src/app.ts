@@ -310,6 +310,10 @@ export class App implements Services {
     } catch (err) {
       return fail(`cannot build the new runtime: ${(err as Error)?.message ?? String(err)}`);
     }
+    // A new Redis limiter (the limits changed) decides locally, with full local buckets, until it
+    // has found Redis: while the one it replaces shares the limits, the swap waits for the new
+    // one's first check (bounded, as at start), so a reload lets no limited client through.
+    if (next.limiter !== old.limiter && old.limiter instanceof RedisRateLimiter && old.limiter.shared) await next.limiter?.started?.();
     this.runtime = next; // the swap: one reference
     // Breakers the new generation did not take over (their s3 section changed, or they were
     // removed) still see the requests the old one started: their transitions no longer reach the

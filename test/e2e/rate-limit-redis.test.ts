@@ -107,6 +107,15 @@ const within10 = (actual: number, expected: number) => {
   expect(actual).toBeLessThanOrEqual(expected * 1.1);
 };
 
+/** A config with a per-address budget (`burst` requests) that does not refill during a test; `extra`: more rate_limit fields. */
+const perIpConfig = (burst: number, extra = "") =>
+  `server:\n` +
+  `  address: 127.0.0.1\n` +
+  `  port: 0\n` +
+  `  rate_limit: { backend: redis, redis_url: "${redis.url}",${extra} redis_timeout_ms: 500, per_ip: { requests_per_second: 0.001, burst: ${burst} } }\n` +
+  `buckets:\n` +
+  `  - { name: pub, path_prefix: /pub, s3: { bucket: data, endpoint: "http://127.0.0.1:${upstream.port}" } }\n`;
+
 describe("server.rate_limit.backend: redis", () => {
   test("two processes share the global limit: together they admit the configured rate (±10 %)", async () => {
     // Seven requests of eight go to the first App. Shared, it gets about 7/8 of the rate; were
@@ -164,13 +173,7 @@ test("a reload that keeps Redis shared logs nothing about it (each change is log
 
 test("a reload that leaves the limits as they were keeps the budgets spent so far (no fresh local burst while a new connection finds Redis)", async () => {
   // Its own App, with a per-address budget (no other test here limits addresses) that does not refill during the test.
-  const yaml =
-    `server:\n` +
-    `  address: 127.0.0.1\n` +
-    `  port: 0\n` +
-    `  rate_limit: { backend: redis, redis_url: "${redis.url}", redis_timeout_ms: 500, per_ip: { requests_per_second: 0.001, burst: 2 } }\n` +
-    `buckets:\n` +
-    `  - { name: pub, path_prefix: /pub, s3: { bucket: data, endpoint: "http://127.0.0.1:${upstream.port}" } }\n`;
+  const yaml = perIpConfig(2);
   const config = parseConfig(yaml, { env: {} });
   const app = await App.create(config, { log: recordingLogger(), probeIntervalMs: 60_000 });
   const listener = listenBun(app, config);
@@ -199,13 +202,7 @@ test("a reload that leaves the limits as they were keeps the budgets spent so fa
 });
 
 test("server.rate_limit.redis_key_prefix keeps two deployments' limits apart on one Redis with the cache off (the prefix came only from cache.redis.key_prefix, which needs the cache's Redis layer)", async () => {
-  const yaml = (prefix: string) =>
-    `server:\n` +
-    `  address: 127.0.0.1\n` +
-    `  port: 0\n` +
-    `  rate_limit: { backend: redis, redis_url: "${redis.url}", redis_key_prefix: "${prefix}", redis_timeout_ms: 500, per_ip: { requests_per_second: 0.001, burst: 1 } }\n` +
-    `buckets:\n` +
-    `  - { name: pub, path_prefix: /pub, s3: { bucket: data, endpoint: "http://127.0.0.1:${upstream.port}" } }\n`;
+  const yaml = (prefix: string) => perIpConfig(1, ` redis_key_prefix: "${prefix}",`);
   const two = await Promise.all(["deploy-a:", "deploy-b:"].map((p) => App.create(parseConfig(yaml(p), { env: {} }), { log: recordingLogger(), probeIntervalMs: 60_000 })));
   try {
     await Promise.all(two.map((app) => limiterOf(app).whenShared(true)));
@@ -222,5 +219,23 @@ test("server.rate_limit.redis_key_prefix keeps two deployments' limits apart on 
     }
   } finally {
     for (const app of two) app.close();
+  }
+});
+
+test("a reload that changes the limits: the new limiter is shared before it decides (it decided locally, with full local buckets, until its connection found Redis)", async () => {
+  const yaml = perIpConfig(2, ` redis_key_prefix: "reload-change:",`);
+  const app = await App.create(parseConfig(yaml, { env: {} }), { log: recordingLogger(), probeIntervalMs: 60_000 });
+  try {
+    await limiterOf(app).whenShared(true);
+    for (let i = 0; i < 2; i++) expect((await app.runtime.limiter!.check("10.8.8.8", "pub")).ok).toBe(true);
+    const before = app.runtime.limiter;
+    // A bucket limit added: a new limiter (the per-address budget, in Redis, is the same and spent).
+    const r = await app.reload(undefined, { text: yaml.replace("s3: { bucket: data,", "s3: { rate_limit: { requests_per_second: 1000 }, bucket: data,"), file: "reload.yaml", baseDir: "/tmp" });
+    expect(r.ok).toBe(true);
+    expect(app.runtime.limiter).not.toBe(before);
+    expect(limiterOf(app).shared).toBe(true);
+    expect((await app.runtime.limiter!.check("10.8.8.8", "pub")).ok).toBe(false);
+  } finally {
+    app.close();
   }
 });
