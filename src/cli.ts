@@ -12,6 +12,7 @@ import { timerDelay } from "./config/durations.ts";
 import { early } from "./early-signals.ts";
 import { lookup } from "node:dns/promises";
 import { App } from "./app.ts";
+import { RedisRateLimiter } from "./limits/index.ts";
 import { ConfigError, loadConfigSource, loadConfigSourceOffThread, parseConfig, type Config } from "./config/load.ts";
 import { summarize } from "./config/summary.ts";
 import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, readOnlyWriteGrantNote, tlsChainNote, tlsValidityNote, tlsWeakKeyNote, trustedProxiesNote, userContentNote, userContentUnsandboxedNote } from "./config/notes.ts";
@@ -35,6 +36,7 @@ import {
   purgeDone,
   reloadAnswered,
   reportGeneration,
+  START_WAITED_ENV,
   startChildren,
   workerCount,
   workerIndex,
@@ -324,6 +326,12 @@ async function serveWorker(): Promise<number> {
 /** The longest start-up waits for Redis (the cache layer's first connection, the shared limits' first check) before listening. */
 const START_WAIT_CAP_MS = 5000;
 
+/** Whether a Redis this process waited for at start is not found: the rate limits not shared, or a cache layer (Redis) down. */
+function redisMissing(app: App): boolean {
+  const l = app.runtime.limiter;
+  return (l instanceof RedisRateLimiter && !l.shared) || app.cache.layers.some((c) => c.health?.().up === false);
+}
+
 /**
  * Serves `config`, validated from `source.text`: read from `source.path` (a single process or a
  * primary, which reloads that file), or sent by the primary (a worker process: no path).
@@ -417,12 +425,15 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     // waited the whole wait out, then listened, started the children and drained them).
     // At most START_WAIT_CAP_MS whatever the timeouts (up to 60 s each): a process that does not
     // listen for a minute fails its orchestrator's probes over a Redis it can serve without.
+    // A child started with its group whose primary waited in vain (Redis not found) does not wait
+    // again: the group's children listened up to 5 s after the primary, for the same Redis.
     let capped: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      Promise.all([app.cache.started(), app.runtime.limiter?.started?.()]),
-      early.stopped,
-      new Promise<void>((r) => (capped = setTimeout(r, START_WAIT_CAP_MS))),
-    ]);
+    if (process.env[START_WAITED_ENV] !== "1")
+      await Promise.race([
+        Promise.all([app.cache.started(), app.runtime.limiter?.started?.()]),
+        early.stopped,
+        new Promise<void>((r) => (capped = setTimeout(r, START_WAIT_CAP_MS))),
+      ]);
     clearTimeout(capped);
     if (early.stop !== undefined) {
       log.info("stopped before serving", { signal: early.stop, ...(workerIndex() !== undefined && !process.connected ? { primary: "gone" } : undefined) });
@@ -470,6 +481,7 @@ async function serve(config: Config, source: { path?: string; text: string; gene
         applyPurge: (inv) => a.cache.applyPeer(inv),
         purgeSlotFolder: (slot, inv) => purgeUnservedFolder(a.runtime.config.cache, { baseDir: a.runtime.config.baseDir, share: workers, worker: slot }, inv),
         reloadWaitMs,
+        redisWaited: redisMissing(a),
       });
       children = group;
       // Every purge here reaches the children's caches before it settles.

@@ -131,6 +131,9 @@ export interface SentConfig extends ConfigText {
   tls?: TlsMaterial;
 }
 
+/** Set in a child started with its group when the primary's start waited for Redis in vain: it does not wait again. */
+export const START_WAITED_ENV = "YATAGARASU_REDIS_WAITED";
+
 /** How long a starting child waits for the primary's config before it gives up (exit, restarted). */
 const CONFIG_WAIT_MS = 30_000;
 
@@ -373,6 +376,12 @@ export function startChildren(opts: {
   purgeSlotFolder?: (slot: number, inv: RemoteInvalidation) => void;
   /** How long a reload waits for the children (default RELOAD_WAIT_MS). */
   reloadWaitMs?: number;
+  /**
+   * The primary's own start waited for Redis and did not find it: the children started with the
+   * group skip that wait (START_WAITED_ENV), which the group already paid once. A child restarted
+   * later waits, as a process starting alone does.
+   */
+  redisWaited?: boolean;
 }): Children {
   const { n, port, log } = opts;
   const reloadWaitMs = opts.reloadWaitMs ?? RELOAD_WAIT_MS;
@@ -513,11 +522,11 @@ export function startChildren(opts: {
     return { ok: false, partial: true, generation: r.generation, error, workers };
   };
 
-  const spawn = (i: number) => {
+  const spawn = (i: number, first = false) => {
     lastStart[i] = performance.now();
     let child: Subprocess;
     try {
-      child = spawnChild(i);
+      child = spawnChild(i, first && opts.redisWaited === true);
     } catch (err) {
       // (no descriptor left for its pipes, a connection flood: EMFILE; no process left: EAGAIN)
       // Tried again as one that exited at once: thrown from the restart timer, this was an
@@ -532,13 +541,13 @@ export function startChildren(opts: {
     reported[i] = {};
     asked[i] = false;
   };
-  const spawnChild = (i: number): Subprocess => {
+  const spawnChild = (i: number, redisWaited: boolean): Subprocess => {
     /** The latest snapshot this child sent: what it had counted when it was last heard from. */
     let last: Snapshot | undefined;
     let exited = false;
     // No --config: a child never reads the file; it asks for the primary's config over IPC ("config-request").
     const child: Subprocess = Bun.spawn(selfCommand(), {
-      env: { ...process.env, YATAGARASU_WORKER: String(i), YATAGARASU_PORT: String(port), YATAGARASU_WORKERS: String(n) },
+      env: { ...process.env, YATAGARASU_WORKER: String(i), YATAGARASU_PORT: String(port), YATAGARASU_WORKERS: String(n), ...(redisWaited ? { [START_WAITED_ENV]: "1" } : undefined) },
       stdio: ["ignore", "inherit", "inherit"],
       ipc(message) {
         const m = message as { type?: string; snapshot?: Snapshot; id?: number } | null;
@@ -612,7 +621,7 @@ export function startChildren(opts: {
     });
     return child;
   };
-  for (let i = 1; i < n; i++) spawn(i);
+  for (let i = 1; i < n; i++) spawn(i, true);
 
   return {
     async renderMetrics() {
