@@ -8,7 +8,7 @@ import { corsPhase } from "../http/cors.ts";
 import type { RequestContext } from "../proxy/context.ts";
 import type { Front, Phase } from "../proxy/runner.ts";
 import { normalizePath } from "../router.ts";
-import { s3Error } from "./s3/errors.ts";
+import { s3Error, type S3Error } from "./s3/errors.ts";
 import { s3Fail } from "./s3/fail.ts";
 import { address, bucketFromHost, configuredBucket } from "./s3/route.ts";
 import { decodeComponent } from "../util/text.ts";
@@ -58,7 +58,26 @@ export function stsCors(ctx: RequestContext): CorsConfig | undefined {
 }
 
 export const plainCors = (front: () => Front): Phase => corsPhase(front, plainBucketCors);
+/** The methods a preflight may ask S3 about (its Access-Control-Request-Method). */
+const PREFLIGHT_METHODS: ReadonlySet<string> = new Set(["GET", "HEAD", "PUT", "POST", "DELETE"]);
+
+/**
+ * S3's refusal of an OPTIONS request that has an Origin: a 400 BadRequest for an
+ * Access-Control-Request-Method naming no S3 method (before the bucket is looked at), else 403
+ * AccessForbidden with `message`, naming the method asked about (OPTIONS when none) and the
+ * resource, as S3 does (`bucketOnly`: the bucket was not found, S3 names the bucket).
+ */
+export function s3PreflightRefusal(ctx: RequestContext, message: string, bucketOnly = false): S3Error {
+  const asked = ctx.req.headers.get("access-control-request-method");
+  if (asked !== null && !PREFLIGHT_METHODS.has(asked.trim().toUpperCase())) {
+    return s3Error("BadRequest", `Invalid Access-Control-Request-Method: ${asked.slice(0, 32)}`);
+  }
+  const key = bucketOnly ? "" : address(decodeComponent(ctx.rawPath) ?? ctx.rawPath, bucketFromHost(ctx.req.headers.get("host"), ctx.rt.s3Api?.domain)).key;
+  return s3Error("AccessForbidden", message, { Method: asked === null ? "OPTIONS" : asked.trim().toUpperCase().slice(0, 32), ResourceType: key === "" ? "BUCKET" : "OBJECT" });
+}
+
 /** S3's answer to a preflight its CORS rules refuse (403 AccessForbidden, with S3's message). */
-const s3Refusal = () => s3Fail(s3Error("AccessForbidden", "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec."));
+const s3Refusal = (_reason: string, ctx: RequestContext) =>
+  s3Fail(s3PreflightRefusal(ctx, "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec."));
 
 export const s3Cors = (front: () => Front): Phase => corsPhase(front, s3BucketCors, s3Refusal);

@@ -115,7 +115,7 @@ export function corsPhase(
   front: () => Front,
   bucketCors: (ctx: RequestContext) => CorsConfig | undefined,
   /** What a refused preflight throws (its front renders it); default a 403 Forbidden. */
-  refusal: (reason: string) => unknown = (reason) => new ProxyError("Forbidden", { detail: `CORS preflight refused: ${reason}` }),
+  refusal: (reason: string, ctx: RequestContext) => unknown = (reason) => new ProxyError("Forbidden", { detail: `CORS preflight refused: ${reason}` }),
 ): Phase {
   let next = -1;
   const phase: Phase = (ctx) => {
@@ -131,7 +131,7 @@ export function corsPhase(
     if (isPreflight(ctx.method, headers)) {
       const answer = preflight(cors, origin, headers.get("access-control-request-method")!, headers.get("access-control-request-headers"));
       // (refused: no CORS header, but Vary: Origin, as on every answer of a bucket with CORS)
-      if (!answer.ok) return withVaryOrigin(failed(front(), ctx, refusal(answer.reason)));
+      if (!answer.ok) return withVaryOrigin(failed(front(), ctx, refusal(answer.reason, ctx)));
       return new Response(null, { status: 204, headers: answer.headers });
     }
     return runRest(ctx, (res: Response) => withCorsHeaders(res, cors, origin, ctx.method));

@@ -219,6 +219,22 @@ describe("S3 front", () => {
     const originOnly = await fetch(s3Url("/plain/page.txt"), { method: "OPTIONS", headers: { origin: APP } });
     expect([originOnly.status, /<Code>(\w+)/.exec(await originOnly.text())?.[1]]).toEqual([403, "AccessForbidden"]);
   }, T);
+  test("S3's preflight refusals: an Access-Control-Request-Method naming no S3 method is its 400 BadRequest; an unknown bucket 'Bucket not found'; the 403s name the method and the resource", async () => {
+    const read = async (res: Response) => {
+      const body = await res.text();
+      return [res.status, ...["Code", "Message", "Method", "ResourceType"].map((e) => new RegExp(`<${e}>([^<]*)</${e}>`).exec(body)?.[1] ?? null)];
+    };
+    // (with cors, without it, and on an unknown bucket alike: S3 reads the method first)
+    for (const path of ["/web/page.txt", "/plain/page.txt", "/nope/page.txt"]) {
+      expect([path, ...(await read(await preflight(s3Url(path), APP, "FOO")))]).toEqual([path, 400, "BadRequest", "Invalid Access-Control-Request-Method: FOO", null, null]);
+    }
+    expect(await read(await preflight(s3Url("/nope/page.txt"), APP, "GET"))).toEqual([403, "AccessForbidden", "CORSResponse: Bucket not found", "GET", "BUCKET"]);
+    expect(await read(await fetch(s3Url("/nope/"), { method: "OPTIONS", headers: { origin: APP } }))).toEqual([403, "AccessForbidden", "CORSResponse: Bucket not found", "OPTIONS", "BUCKET"]);
+    expect(await read(await preflight(s3Url("/plain/page.txt"), APP, "PUT"))).toEqual([403, "AccessForbidden", "CORSResponse: CORS is not enabled for this bucket.", "PUT", "OBJECT"]);
+    expect(await read(await preflight(s3Url("/plain"), APP, "GET"))).toEqual([403, "AccessForbidden", "CORSResponse: CORS is not enabled for this bucket.", "GET", "BUCKET"]);
+    const [status, code, , method, type] = await read(await preflight(s3Url("/web/page.txt"), EVIL, "PUT"));
+    expect([status, code, method, type]).toEqual([403, "AccessForbidden", "PUT", "OBJECT"]);
+  }, T);
 });
 
 describe("server.request_timeout", () => {

@@ -20,7 +20,7 @@ import { authorize, mayAlso } from "../../proxy/phases/authorize.ts";
 import { guard, splitUrl } from "../../proxy/phases/guard.ts";
 import { failed, type Front } from "../../proxy/runner.ts";
 import { patiently } from "./patient.ts";
-import { s3Cors, stsCors } from "../cors-phases.ts";
+import { s3Cors, s3PreflightRefusal, stsCors } from "../cors-phases.ts";
 import { EMPTY_SHA256, utf8HeaderValue } from "../../s3/sigv4.ts";
 import { upstreamBucketsOf, withUpstreamWords } from "./relay.ts";
 import { fromProxyError, s3Error, s3ErrorResponse, type S3Error } from "./errors.ts";
@@ -131,9 +131,16 @@ export function s3Address(ctx: RequestContext): undefined {
   // s3_api.sts.cors) S3's 403; to one with it, a preflight lacking Access-Control-Request-Method
   // (browsers send both), S3's 400.
   if (ctx.method === "OPTIONS") {
-    const cors = a.bucket === "" ? stsCors(ctx) : configuredBucket(ctx.rt, a.bucket)?.cfg.cors;
+    // With Origin: an Access-Control-Request-Method naming no S3 method is S3's 400 (it was the
+    // 403 of a method the rules do not allow); a bucket that does not exist S3's "Bucket not
+    // found"; the 403s name the method asked about and the resource, as S3's do.
+    const bucket = a.bucket === "" ? undefined : configuredBucket(ctx.rt, a.bucket);
+    const cors = a.bucket === "" ? stsCors(ctx) : bucket?.cfg.cors;
     const missing = req.headers.has("origin") ? "Access-Control-Request-Method" : "Origin";
-    if (cors === undefined && missing !== "Origin") return fail(s3Error("AccessForbidden", `CORSResponse: CORS is not enabled for this ${a.bucket === "" ? "endpoint" : "bucket"}.`));
+    if (cors === undefined && missing !== "Origin") {
+      if (a.bucket !== "" && bucket === undefined) return fail(s3PreflightRefusal(ctx, "CORSResponse: Bucket not found", true));
+      return fail(s3PreflightRefusal(ctx, `CORSResponse: CORS is not enabled for this ${a.bucket === "" ? "endpoint" : "bucket"}.`));
+    }
     return fail(s3Error("BadRequest", `Insufficient information. ${missing} request header needed.`));
   }
   if (a.bucket !== "") {
