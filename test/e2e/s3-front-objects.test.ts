@@ -268,6 +268,9 @@ describe("objects (cached bucket)", () => {
       expect([hb.BucketRegion, hb.AccessPointAlias]).toEqual(["us-east-1", false]);
       const loc = await signedFetch(env, { path: "/data/", query: { location: "" } });
       expect(await loc.text()).toContain('<LocationConstraint xmlns="http://s3.amazonaws.com/doc/2006-03-01/"/>');
+      // asked at a key's path, S3 answers the bucket's (the key ignored; it was 501 NotImplemented)
+      const atKey = await signedFetch(env, { path: "/data/any/key.txt", query: { location: "" } });
+      expect([atKey.status, await atKey.text()]).toEqual([200, await (await signedFetch(env, { path: "/data/", query: { location: "" } })).text()]);
       // refused (unsigned, a wrong secret), the bucket's region is still named, as S3 names it
       const anon = await fetch(`${env.endpoint}/data`, { method: "HEAD" });
       expect([anon.status, anon.headers.get("x-amz-bucket-region")]).toEqual([403, "us-east-1"]);

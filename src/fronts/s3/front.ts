@@ -228,7 +228,8 @@ export function s3Parse(ctx: RequestContext): undefined {
     if (bucket === undefined) return fail(s3Error("NoSuchBucket", undefined, { BucketName: a.bucket.slice(0, 255) }));
     ctx.bucket = bucket;
     ctx.bucketName = bucket.name;
-    if (a.key !== "") {
+    // (a bucket's document asked at a key's path is the bucket's: the key is not its)
+    if (a.key !== "" && op !== "GetBucketLocation" && op !== "GetBucketVersioning") {
       // (a UTF-16 unit is at most 3 UTF-8 bytes: only a long key needs counting)
       if (keyTooLong(a.key)) return fail(s3Error("KeyTooLongError", undefined, { Size: String(Buffer.byteLength(a.key)), MaxSizeAllowed: String(MAX_KEY_BYTES) }));
       const refusal = keyRefusal(a.key);

@@ -257,6 +257,9 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
   // A HEAD naming a sub-resource (or an upload): no sub-resource has a HEAD form, and S3 answers
   // 405 whether or not the bucket or key exists, its Allow naming the methods the sub-resource
   // takes (here: those this front serves on it). It was 501, as if HEAD might work elsewhere.
+  // Two sub-resources at once are S3's 400, without Allow (measured against S3: `HEAD ?acl&versioning`;
+  // it was a 405 with an empty Allow).
+  if (method === "HEAD" && a.bucket !== "" && subs > 1) return s3Error("InvalidRequest", "A request may name one sub-resource only.");
   if (method === "HEAD" && a.bucket !== "" && (sub !== undefined || (uploadId && a.key !== ""))) {
     return s3Error("MethodNotAllowed", undefined, { Method: "HEAD", ResourceType: a.key === "" ? "BUCKET" : "OBJECT" }, { allow: servedMethods(a, query) });
   }
@@ -290,6 +293,11 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
     if (listType === undefined) return "ListObjects";
     if (listType === "2") return "ListObjectsV2";
     return s3Error("InvalidArgument", "Invalid List Type specified", { ArgumentName: "list-type", ArgumentValue: listType.slice(0, 64) });
+  }
+  // A bucket's location or versioning asked at a key's path: S3 answers the bucket's, the key
+  // ignored, as S3 dispatches these at a key path (measured; `?location` there was 501).
+  if (method === "GET" && subs === 1 && !uploadId && !partNumber && !versionId && (sub === "location" || sub === "versioning")) {
+    return sub === "location" ? "GetBucketLocation" : "GetBucketVersioning";
   }
   // An object's metadata (ETag, size, storage class, parts), of the current object or a version.
   if (sub === "attributes" && subs === 1 && !uploadId && !partNumber && method === "GET") return "GetObjectAttributes";

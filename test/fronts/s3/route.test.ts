@@ -75,7 +75,10 @@ describe("operationOf", () => {
     expect(op("GET", "/b", "location")).toBe("GetBucketLocation");
     expect(op("GET", "/b", "versioning")).toBe("GetBucketVersioning");
     expect(op("PUT", "/b", "versioning")).toBe("501 NotImplemented");
-    expect(op("GET", "/b/k", "versioning")).toBe("501 NotImplemented");
+    // (S3 dispatches a bucket's location and versioning at a key's path too: the bucket's, the key ignored)
+    expect(op("GET", "/b/k", "versioning")).toBe("GetBucketVersioning");
+    expect(op("GET", "/b/k/deeper", "location")).toBe("GetBucketLocation");
+    expect(op("GET", "/b/k", "location&versionId=1")).toBe("501 NotImplemented");
     expect(op("GET", "/b", "prefix=a&delimiter=/")).toBe("ListObjects");
     expect(op("GET", "/b/", "list-type=2&max-keys=2")).toBe("ListObjectsV2");
     expect(op("GET", "/b/k", "x-id=GetObject&response-content-type=a")).toBe("GetObject");
@@ -168,9 +171,11 @@ describe("operationOf", () => {
     expect(["/b?acl", "/b?location", "/b?versions", "/b?uploads", "/b?lifecycle", "/nope?acl"].map(head405)).toEqual(
       ["[GET, PUT]", "[GET]", "[GET]", "[GET]", "[]", "[GET, PUT]"].map((allow) => `405 MethodNotAllowed HEAD BUCKET ${allow}`),
     );
-    expect(["/b/k?acl", "/b/k?tagging", "/b/k?attributes", "/b/k?uploadId=1", "/b/k?retention"].map(head405)).toEqual(
-      ["[GET, PUT]", "[GET, PUT, DELETE]", "[GET]", "[GET, POST, DELETE]", "[]"].map((allow) => `405 MethodNotAllowed HEAD OBJECT ${allow}`),
+    expect(["/b/k?acl", "/b/k?tagging", "/b/k?attributes", "/b/k?uploadId=1", "/b/k?retention", "/b/k?location"].map(head405)).toEqual(
+      ["[GET, PUT]", "[GET, PUT, DELETE]", "[GET]", "[GET, POST, DELETE]", "[]", "[GET]"].map((allow) => `405 MethodNotAllowed HEAD OBJECT ${allow}`),
     );
+    // Two sub-resources at once: S3's 400, no Allow (it was a 405 with an empty Allow)
+    expect(["/b?acl&versioning", "/b/k?acl&tagging", "/nope/k?location&acl"].map(head405)).toEqual(Array(3).fill("400 InvalidRequest undefined undefined [undefined]"));
     // A write a sub-resource does not take is S3's 405 naming the sub-resource's type (before the
     // bucket is looked for), Allow the methods served there; one it takes but this front does not
     // serve stays 501.
