@@ -115,6 +115,9 @@ export function s3ErrorResponse(err: S3Error, opts: { requestId: string; resourc
     "x-amz-request-id": escapeHeader(opts.requestId),
     ...err.headers,
   };
+  // Every 503 says when to retry, as the plain front's do: the front's own (request_timeout, an
+  // unreachable upstream, a payload budget, the listener's) lacked one that the limits' had.
+  if (err.status === 503 && headers["retry-after"] === undefined) headers["retry-after"] = "1";
   // (S3's extended request id: SDKs report it as the error's HostId)
   const hostId = hostIdOf(opts.requestId);
   headers["x-amz-id-2"] = hostId;

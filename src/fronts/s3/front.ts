@@ -522,6 +522,8 @@ function stsFailure(e: S3Error, ctx: RequestContext): Response {
   const code = e.code === "RequestTimeout" ? "RequestTimeout" : e.status === 403 ? "AccessDenied" : e.status >= 500 ? "ServiceUnavailable" : "InvalidParameterValue";
   const res = stsErrorResponse(stsError(code, e.message), ctx.id);
   for (const [k, v] of Object.entries(e.headers ?? {})) res.headers.set(k, v);
+  // (a 503 says when to retry, as the S3 answers' do)
+  if (res.status === 503 && !res.headers.has("retry-after")) res.headers.set("retry-after", "1");
   return res;
 }
 

@@ -93,6 +93,9 @@ describe("S3 errors", () => {
     const head = s3ErrorResponse(e, { requestId: "R3", method: "HEAD" });
     expect(head.status).toBe(503);
     expect(await head.text()).toBe("");
+    // every 503 says when to retry (the front's own: request_timeout, an unreachable upstream, the listener's); a given value is kept; other statuses get none
+    const own = [fromProxyError(new ProxyError("GatewayTimeout")), fromProxyError(new ProxyError("UpstreamUnreachable")), s3Error("ServiceUnavailable"), s3Error("SlowDown", undefined, undefined, { "retry-after": "4" }), s3Error("InternalError")];
+    expect(own.map((x) => [x.status, s3ErrorResponse(x, { requestId: "R4" }).headers.get("retry-after")])).toEqual([[503, "1"], [503, "1"], [503, "1"], [503, "4"], [500, null]]);
   });
 
   test("shared-phase ProxyErrors map to S3 codes, keeping their headers", () => {
