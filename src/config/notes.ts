@@ -230,3 +230,15 @@ export function readOnlyWriteGrantNote(config: Config): string | undefined {
   if (found.length === 0) return undefined;
   return `s3_api.credentials grant writes on read-only buckets: ${found.join(", ")}; these requests are refused (AccessDenied) since the bucket is read-only: set the bucket's access: read-write, or drop the grant`;
 }
+
+/**
+ * Buckets whose name has uppercase letters while s3_api.domain is set: a host name is read in
+ * lowercase (as S3 reads it), so they are reached path-style only, as legacy S3 names are; said
+ * so that a virtual-hosted client's NoSuchBucket is no surprise. Undefined when none.
+ */
+export function uppercaseVirtualHostNote(config: Config): string | undefined {
+  if (!config.s3_api?.enabled || config.s3_api.domain === undefined) return undefined;
+  const found = config.buckets.filter((b) => /[A-Z]/.test(b.name)).map((b) => b.name);
+  if (found.length === 0) return undefined;
+  return `bucket names with uppercase letters (${found.join(", ")}): the S3 API reads a host name in lowercase (as S3 does), so these buckets are reached path-style only, not as <bucket>.${config.s3_api.domain}`;
+}

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../../src/config/load.ts";
-import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, readOnlyWriteGrantNote, tlsChainNote, tlsValidityNote, tlsWeakKeyNote, renewalRefusal, trustedProxiesNote, userContentNote, userContentUnsandboxedNote } from "../../src/config/notes.ts";
+import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, readOnlyWriteGrantNote, tlsChainNote, tlsValidityNote, tlsWeakKeyNote, renewalRefusal, trustedProxiesNote, uppercaseVirtualHostNote, userContentNote, userContentUnsandboxedNote } from "../../src/config/notes.ts";
 import { isSandboxed, userContentReaders } from "../../src/config/writes.ts";
 
 const B = `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\n`;
@@ -204,4 +204,15 @@ test("a write or delete grant on a read-only bucket is named; grants on read-wri
   expect(readOnlyWriteGrantNote(cfg("    access: read-only\n", "[delete]"))).toContain("app1 on b (delete)");
   expect(readOnlyWriteGrantNote(cfg("    access: read-write\n    auth: { anonymous_writes: true }\n", "[read, write, delete]"))).toBeUndefined();
   expect(readOnlyWriteGrantNote(cfg("", "[read, list]"))).toBeUndefined();
+});
+
+// A bucket whose name has uppercase letters is reached path-style only once s3_api.domain is set
+// (the host is read in lowercase, as S3 reads it): said at --check and start-up.
+test("buckets with uppercase letters in their name are named when s3_api.domain is set", () => {
+  const cfg = (domain: string, name: string) =>
+    parseConfig(`s3_api:\n  enabled: true\n${domain}buckets:\n  - name: ${name}\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\n`, { env: {} });
+  expect(uppercaseVirtualHostNote(cfg("  domain: s3.example.com\n", "MyBucket"))).toBe(
+    "bucket names with uppercase letters (MyBucket): the S3 API reads a host name in lowercase (as S3 does), so these buckets are reached path-style only, not as <bucket>.s3.example.com",
+  );
+  expect([uppercaseVirtualHostNote(cfg("", "MyBucket")), uppercaseVirtualHostNote(cfg("  domain: s3.example.com\n", "mybucket"))]).toEqual([undefined, undefined]);
 });

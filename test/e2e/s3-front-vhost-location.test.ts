@@ -59,3 +59,18 @@ test("CompleteMultipartUpload on a virtual-hosted host: <Location> is the virtua
   expect(await done.text()).toContain(`<Location>http://${vhost()}/mp/obj.txt</Location>`);
   expect(new TextDecoder().decode((await env.s3.read("up", "mp/obj.txt"))!)).toBe("part one");
 });
+
+test("the virtual host is read in lowercase, as S3 reads it: UP.s3.test is bucket up; a host naming no bucket with uppercase letters is NoSuchBucket saying such a bucket is reached path-style only", async () => {
+  const signedFor = (host: string) => {
+    const signed = new S3Signer(WRITER, "us-east-1").signRequest({ method: "GET", host, path: "/", query: [["list-type", "2"]], headers: {}, payloadHash: "UNSIGNED-PAYLOAD" });
+    return fetch(`${env.endpoint}${signed.path}?${signed.query}`, { headers: { ...signed.headers, host } });
+  };
+  const up = await signedFor(`UP.s3.test:${env.port}`);
+  expect([up.status, /<Name>([^<]*)/.exec(await up.text())?.[1]]).toEqual([200, "up"]);
+  const mixed = await signedFor(`MyBucket.s3.test:${env.port}`);
+  const body = await mixed.text();
+  expect([mixed.status, /<Code>(\w+)/.exec(body)?.[1], /<BucketName>([^<]*)/.exec(body)?.[1]]).toEqual([404, "NoSuchBucket", "mybucket"]);
+  expect(body).toContain("a bucket whose name has uppercase letters is reached path-style only");
+  // (a lowercase host naming no bucket: S3's plain words)
+  expect(await (await signedFor(`nope.s3.test:${env.port}`)).text()).toContain("<Message>The specified bucket does not exist</Message>");
+});

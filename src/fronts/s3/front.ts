@@ -225,7 +225,7 @@ export function s3Parse(ctx: RequestContext): undefined {
     const bucket = a === addressed.a ? ctx.bucket : configuredBucket(ctx.rt, a.bucket);
     // The proxy serves the buckets its config names; it creates none.
     if (bucket === undefined && op === "CreateBucket") return fail(s3Error("AccessDenied", "This proxy does not create buckets: the buckets it serves are those its configuration names."));
-    if (bucket === undefined) return fail(s3Error("NoSuchBucket", undefined, { BucketName: a.bucket.slice(0, 255) }));
+    if (bucket === undefined) return fail(s3Error("NoSuchBucket", hostBucket !== undefined && /[A-Z]/.test(req.headers.get("host") ?? "") ? UPPERCASE_HOST : undefined, { BucketName: a.bucket.slice(0, 255) }));
     ctx.bucket = bucket;
     ctx.bucketName = bucket.name;
     // (a bucket's document asked at a key's path is the bucket's: the key is not its)
@@ -330,6 +330,13 @@ function repeatedParameter(query: ReadonlyArray<readonly [string, string]>): str
   }
   return undefined;
 }
+
+/**
+ * Why a virtual-hosted request whose Host has uppercase letters names no bucket: a host name is
+ * read in lowercase, as S3 reads it, so a bucket whose name has uppercase letters (a legacy name,
+ * which S3 too serves path-style only) is not reached that way.
+ */
+const UPPERCASE_HOST = "The specified bucket does not exist. A host name is read in lowercase: a bucket whose name has uppercase letters is reached path-style only.";
 
 /** The bucket listings (their authorizer key is the prefix). */
 const LISTINGS: ReadonlySet<S3Operation> = new Set<S3Operation>(["ListObjects", "ListObjectsV2", "ListObjectVersions", "ListMultipartUploads"]);
