@@ -276,6 +276,9 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
     if (method === "PUT" || method === "DELETE") return s3Error("MethodNotAllowed", undefined, { Method: method, ResourceType: "SERVICE" }, { allow: "GET, POST" });
     return notImplemented(`${method} on the service`);
   }
+  // Two sub-resources at once name no operation: which one was served depended on their order
+  // (`GET ?location&acl` answered the location, `?acl&location` 501; `POST ?delete&acl` deleted).
+  if (subs > 1) return notImplemented("A request naming several sub-resources");
   if (a.key === "") {
     if (uploadId || partNumber || versionId) return notImplemented(`${method} on a bucket with ?${uploadId ? "uploadId" : partNumber ? "partNumber" : "versionId"}`);
     if (method === "HEAD" && sub === undefined) return "HeadBucket";

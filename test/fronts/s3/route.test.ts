@@ -153,6 +153,15 @@ describe("operationOf", () => {
       ["POST", "/b/k", "uploadId=1&partNumber=1"], // not a CompleteMultipartUpload
       ["GET", "/b", "delete"], // DeleteObjects is a POST
       ["GET", "/b", "acl&versioning"],
+      // (whichever comes first: it was the first one's operation when that one was served)
+      ["GET", "/b", "location&acl"],
+      ["GET", "/b", "versioning&tagging"],
+      ["GET", "/b", "uploads&policy"],
+      ["GET", "/b", "versions&cors"],
+      ["POST", "/b", "delete&acl"],
+      ["POST", "/b/k", "uploads&tagging"],
+      ["POST", "/b/k", "uploads&someNewSubresource"],
+      ["GET", "/b/k", "location&acl"],
     ]) expect(`${m} ${p}?${s} → ${op(m, p, s)}`).toBe(`${m} ${p}?${s} → 501 NotImplemented`);
     // A method S3 has no operation for is S3's 405 MethodNotAllowed, naming the method and resource type.
     for (const m of ["PATCH", "TRACE", "PROPFIND", "CONNECT", "MKCOL"]) {
