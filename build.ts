@@ -195,11 +195,14 @@ function smoke(b: Built): void {
   }
 }
 
-async function writeChecksums(outdir: string): Promise<void> {
+/**
+ * SHA256SUMS lists what this build produced, never a binary an earlier build left beside it (a
+ * `--target arm64` run keeps an older dist/yatagarasu-linux-x64, of another commit).
+ */
+async function writeChecksums(outdir: string, built: readonly Built[]): Promise<void> {
   const lines: string[] = [];
-  for (const arch of ARCHES) {
+  for (const { arch } of built) {
     const p = join(outdir, artifactName(arch));
-    if (!existsSync(p)) continue;
     const h = new Bun.CryptoHasher("sha256");
     // Stream the file so a 100 MiB binary is not held twice in memory.
     for await (const chunk of Bun.file(p).stream()) h.update(chunk);
@@ -281,7 +284,7 @@ async function main(argv: string[]): Promise<number> {
       }
     }
   }
-  await writeChecksums(outdir);
+  await writeChecksums(outdir, built);
   const present = readdirSync(outdir).filter((f) => f.startsWith(`${BINARY_NAME}-linux-`));
   console.log(`${built.length} built, ${failures} failed; ${outdir} holds: ${present.join(", ") || "nothing"}`);
   return failures === 0 ? 0 : 1;

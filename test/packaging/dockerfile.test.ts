@@ -4,7 +4,8 @@
  * commands for real on a copy of the build context.
  */
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
-import { existsSync, readdirSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { ARCHES, BINARY_NAME, DEFAULT_ENTRY, DEFAULT_OUTDIR, artifactName, compileTarget, parseTargets } from "../../build.ts";
 import { execForm, flagsAndWords, isIgnored, parseDockerfile, parseDockerignore, type Stage } from "./dockerfile.ts";
@@ -41,6 +42,23 @@ describe("build.ts artifact names", () => {
     expect(parseTargets(["all"])).toEqual(["x64", "arm64"]);
     expect(parseTargets([])).toEqual(["x64", "arm64"]);
     expect(() => parseTargets(["riscv64"])).toThrow(/unknown target/);
+  });
+
+  test("SHA256SUMS lists only what this build produced, not an older binary of the other arch left in the folder", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "yata-sums-"));
+    try {
+      const entry = join(dir, "entry.ts");
+      writeFileSync(entry, 'console.log("hi");\n');
+      const other = ARCHES.find((a) => a !== "x64")!;
+      writeFileSync(join(dir, artifactName(other)), "an older build\n");
+      const p = Bun.spawn(["bun", "build.ts", "--target", "x64", "--entry", entry, "--outdir", dir, "--no-smoke", "--no-bytecode"], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+      expect(await p.exited).toBe(0);
+      const sums = readFileSync(join(dir, "SHA256SUMS"), "utf8");
+      const hash = new Bun.CryptoHasher("sha256").update(readFileSync(join(dir, artifactName("x64")))).digest("hex");
+      expect(sums).toBe(`${hash}  ${artifactName("x64")}\n`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
