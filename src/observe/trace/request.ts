@@ -24,14 +24,23 @@ import { SpanStatus, type Span } from "./span.ts";
 /** Longest header value (User-Agent, Host) a span carries; a DNS name is at most 253 characters. */
 export const MAX_HEADER_ATTR = 256;
 
+/** The methods OpenTelemetry's HTTP conventions know (RFC 9110 and PATCH); any other is _OTHER. */
+const KNOWN_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]);
+
 export function endRequestSpan(ctx: RequestContext, span: Span): void {
   if (!span.recording) return;
   const now = performance.now();
   const req = ctx.req;
   const presign = ctx.presign !== undefined;
   const action = presign ? "presign" : ctx.action;
-  span.name = action !== "none" ? `${ctx.method} ${action}` : ctx.method;
-  span.set("http.request.method", ctx.method);
+  // OpenTelemetry HTTP semantic conventions: a method outside the known set (methods are
+  // case-sensitive: "get" is one) is recorded as _OTHER, the span named "HTTP", the method as sent
+  // in http.request.method_original.
+  const known = KNOWN_METHODS.has(ctx.method);
+  const method = known ? ctx.method : "HTTP";
+  span.name = action !== "none" ? `${method} ${action}` : method;
+  span.set("http.request.method", known ? ctx.method : "_OTHER");
+  if (!known) span.set("http.request.method_original", ctx.method.slice(0, MAX_HEADER_ATTR));
   span.set("url.path", ctx.path || undefined);
   span.set("url.scheme", ctx.target.startsWith("https:") ? "https" : "http");
   const host = req.headers.get("host");

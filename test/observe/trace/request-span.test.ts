@@ -89,12 +89,12 @@ test("issuing a presigned URL is traced as a presign (name, action, presigned ac
   expect(read.attrs["yatagarasu.s3.presigned_action"]).toBeUndefined();
 });
 
-/** A raw HTTP/1.1 GET with this Host header (fetch sets its own); resolves with the status line. */
-function rawGet(port: number, path: string, host: string, id: string): Promise<string> {
+/** A raw HTTP/1.1 request (a GET unless told) with this Host header (fetch sets its own); resolves with the status line. */
+function rawGet(port: number, path: string, host: string, id: string, method = "GET"): Promise<string> {
   return new Promise((resolve, reject) => {
     const sock = connect(port, "127.0.0.1");
     let got = "";
-    sock.on("connect", () => sock.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nUser-Agent: ${"u".repeat(1000)}\r\nX-Request-Id: ${id}\r\nConnection: close\r\n\r\n`));
+    sock.on("connect", () => sock.write(`${method} ${path} HTTP/1.1\r\nHost: ${host}\r\nUser-Agent: ${"u".repeat(1000)}\r\nX-Request-Id: ${id}\r\nConnection: close\r\n\r\n`));
     sock.on("data", (d) => (got += d.toString("latin1")));
     sock.on("end", () => resolve(got.split("\r\n")[0]!));
     sock.on("error", reject);
@@ -122,4 +122,21 @@ test("a long Host header is cut to 256 characters in server.address, like the Us
   expect((await serverSpan("host-v6-noport")).attrs["server.address"]).toBe("::1");
   // no attribute of any exported span is longer than the longest the README allows for this request
   for (const s of otlp.spans) for (const [k, v] of Object.entries(s.attrs)) if (typeof v === "string") expect({ k, len: v.length <= 256 }).toEqual({ k, len: true });
+});
+
+test("a method outside OpenTelemetry's known set is traced as _OTHER, the span named HTTP, the method as sent in http.request.method_original, on both fronts", async () => {
+  const port = Number(new URL(env.url("/")).port);
+  await rawGet(port, "/data/doc.txt", "localhost", "method-plain", "PROPFIND");
+  await rawGet(env.s3Port, "/data/doc.txt", "localhost", "method-s3", "PURGE");
+  await rawGet(port, "/data/doc.txt", "localhost", "method-known", "DELETE");
+  const plain = await serverSpan("method-plain");
+  expect(plain.name.split(" ")[0]).toBe("HTTP");
+  expect(plain.attrs).toMatchObject({ "http.request.method": "_OTHER", "http.request.method_original": "PROPFIND" });
+  const s3front = await serverSpan("method-s3");
+  expect(s3front.name.split(" ")[0]).toBe("HTTP");
+  expect(s3front.attrs).toMatchObject({ "http.request.method": "_OTHER", "http.request.method_original": "PURGE" });
+  const known = await serverSpan("method-known");
+  expect(known.name.split(" ")[0]).toBe("DELETE");
+  expect(known.attrs["http.request.method"]).toBe("DELETE");
+  expect(known.attrs["http.request.method_original"]).toBeUndefined();
 });
