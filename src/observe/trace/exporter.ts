@@ -22,7 +22,8 @@
  * collector that is down or slow therefore costs at most one pending fetch, and spans beyond
  * max_queue_spans are dropped and counted (yatagarasu_tracing_spans_dropped_total{reason}).
  * A failed export is not retried (its spans are counted as dropped): retrying would only pile
- * up behind a collector that is already failing.
+ * up behind a collector that is already failing. A collector's partial success (a 2xx naming
+ * rejected spans) counts those spans as dropped (export_failed), the rest as exported.
  */
 import type { CounterChild } from "../registry.ts";
 import { encodeSpans, type Resource } from "./otlp.ts";
@@ -58,6 +59,8 @@ export class OtlpExporter {
   private readonly headers: Record<string, string>;
   private readonly fetchImpl: typeof fetch;
   private failing = false;
+  /** The collector's last answer was a partial success (some spans rejected): logged once per change. */
+  private rejecting = false;
   private closed = false;
 
   constructor(private readonly o: ExporterOptions) {
@@ -102,6 +105,7 @@ export class OtlpExporter {
 
   private async send(batch: Span[]): Promise<void> {
     let error: string | undefined;
+    let rejected = 0;
     try {
       const res = await this.fetchImpl(this.o.url, {
         method: "POST",
@@ -112,14 +116,22 @@ export class OtlpExporter {
         // collector token) would go wherever the Location points. A 3xx is a failed export.
         redirect: "manual",
       });
-      await drain(res);
-      if (!res.ok) error = res.status >= 300 && res.status < 400 ? `HTTP ${res.status} redirect not followed` : `HTTP ${res.status}`;
+      const answer = await drain(res);
+      if (res.ok) rejected = Math.min(batch.length, rejectedSpans(answer));
+      else error = res.status >= 300 && res.status < 400 ? `HTTP ${res.status} redirect not followed` : `HTTP ${res.status}`;
     } catch (err) {
       const name = (err as Error)?.name;
       error = name === "TimeoutError" ? `no answer within ${this.o.timeoutMs} ms` : "collector unreachable";
     }
     if (error === undefined) {
-      this.o.counters.exported.value += batch.length;
+      // OTLP partial success: a 2xx whose ExportTraceServiceResponse counts rejected spans. Those
+      // were not stored: dropped, as a failed export's are.
+      this.o.counters.exported.value += batch.length - rejected;
+      this.o.counters.droppedExportFailed.value += rejected;
+      if (rejected > 0 && !this.rejecting) {
+        this.o.log?.("warn", "trace export partially rejected by the collector; the rejected spans are dropped", { endpoint: safeEndpoint(this.o.url), rejected_spans: rejected });
+      }
+      this.rejecting = rejected > 0;
       if (this.failing) this.o.log?.("info", "trace export recovered", { endpoint: safeEndpoint(this.o.url) });
       this.failing = false;
       return;
@@ -162,23 +174,43 @@ export const MAX_ANSWER_BYTES = 64 * 1024;
  * longer than MAX_ANSWER_BYTES: then it is cancelled (the connection closes). Reading it whole
  * (arrayBuffer) held whatever a broken collector sent, until export_timeout_ms: ~1 GB in 3 s.
  */
-async function drain(res: Response): Promise<void> {
+async function drain(res: Response): Promise<Uint8Array[] | undefined> {
   const body = res.body;
-  if (body === null) return;
+  if (body === null) return undefined;
   const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
   let bytes = 0;
   try {
     for (;;) {
       const { done, value } = await reader.read();
-      if (done) return;
+      if (done) return chunks;
       bytes += value.byteLength;
       if (bytes > MAX_ANSWER_BYTES) {
         await reader.cancel();
-        return;
+        return undefined;
       }
+      chunks.push(value);
     }
   } catch {
     // a body cut or timed out: the status already said how the export went
+    return undefined;
+  }
+}
+
+/**
+ * The rejected spans an OTLP/JSON answer reports (`partialSuccess.rejectedSpans`, an int64 that
+ * protobuf's JSON mapping may write as a string; snake_case accepted too), 0 when it names none or
+ * is not JSON.
+ */
+function rejectedSpans(answer: Uint8Array[] | undefined): number {
+  if (answer === undefined || answer.length === 0) return 0;
+  try {
+    const doc = JSON.parse(Buffer.concat(answer).toString("utf8")) as Record<string, unknown> | null;
+    const partial = (doc?.partialSuccess ?? doc?.partial_success) as Record<string, unknown> | null | undefined;
+    const n = Number(partial?.rejectedSpans ?? partial?.rejected_spans ?? 0);
+    return Number.isInteger(n) && n > 0 ? n : 0;
+  } catch {
+    return 0;
   }
 }
 

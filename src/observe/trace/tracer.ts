@@ -27,7 +27,7 @@ export const FLUSH_TIMEOUT_MS = 2000;
 
 function counters(registry: Registry | undefined): TraceCounters {
   if (registry === undefined) return { exported: new CounterChild(), droppedQueueFull: new CounterChild(), droppedExportFailed: new CounterChild() };
-  const dropped = registry.counter("yatagarasu_tracing_spans_dropped_total", "Spans not exported: queue_full (the export queue was full), export_failed (the collector refused, timed out or was unreachable).", ["reason"]);
+  const dropped = registry.counter("yatagarasu_tracing_spans_dropped_total", "Spans not exported: queue_full (the export queue was full), export_failed (the collector refused, timed out or was unreachable, or rejected them in a partial success).", ["reason"]);
   return {
     exported: registry.counter("yatagarasu_tracing_spans_exported_total", "Spans the OTLP collector accepted.").labels(),
     droppedQueueFull: dropped.labels("queue_full"),

@@ -198,6 +198,46 @@ describe("exporter", () => {
     }
   });
 
+  test("a collector's partial success (200 naming rejected spans): those are counted as dropped, the rest as exported, logged once", async () => {
+    const answers = [
+      { partialSuccess: { rejectedSpans: "2", errorMessage: "too big" } }, // int64 as protobuf's JSON mapping writes it
+      { partialSuccess: { rejectedSpans: 1 } },
+      { partialSuccess: {} },
+      { partialSuccess: { rejectedSpans: 99 } }, // never more than were sent
+    ];
+    let i = 0;
+    const collector = Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      fetch: async (req) => {
+        await req.arrayBuffer();
+        return Response.json(answers[i++]);
+      },
+    });
+    try {
+      const { e, c, logs } = exporter({ url: `http://127.0.0.1:${collector.port}/v1/traces` });
+      const batch = async (n: number) => {
+        for (let j = 0; j < n; j++) e.add(ended());
+        await e.flush(3000);
+      };
+      await batch(3);
+      expect({ exported: c.exported.value, dropped: c.droppedExportFailed.value }).toEqual({ exported: 1, dropped: 2 });
+      await batch(3);
+      expect({ exported: c.exported.value, dropped: c.droppedExportFailed.value }).toEqual({ exported: 3, dropped: 3 });
+      await batch(3);
+      expect({ exported: c.exported.value, dropped: c.droppedExportFailed.value }).toEqual({ exported: 6, dropped: 3 });
+      await batch(2);
+      expect({ exported: c.exported.value, dropped: c.droppedExportFailed.value }).toEqual({ exported: 6, dropped: 5 });
+      const warns = logs.filter((l) => l.level === "warn");
+      // once when the rejections start, once again when they start again after a full success
+      expect(warns).toHaveLength(2);
+      expect(warns[0]).toMatchObject({ fields: { rejected_spans: 2, endpoint: `http://127.0.0.1:${collector.port}/v1/traces` } });
+      await e.shutdown(1000);
+    } finally {
+      collector.stop(true);
+    }
+  });
+
   test("a collector that is down: counted as failed, nothing thrown", async () => {
     const dead = Bun.serve({ port: 0, fetch: () => new Response() });
     const port = dead.port;
