@@ -50,14 +50,21 @@ export interface AuthenticatorOptions {
 }
 
 const REALM = 'Bearer realm="yatagarasu"';
-const INVALID_HEADERS = { "WWW-Authenticate": `${REALM}, error="invalid_token"` };
+/**
+ * The challenge of a refused token (RFC 6750 §3): error="invalid_token" and, as error_description,
+ * the error's client-safe detail (the JSON body's message: never the token or a claim value), kept
+ * to the characters §3 allows there (no quote, backslash or control character).
+ */
+export const invalidTokenHeaders = (detail: string) => ({
+  "WWW-Authenticate": `${REALM}, error="invalid_token", error_description="${detail.replace(/[^\x20-\x21\x23-\x5b\x5d-\x7e]/g, "?").slice(0, 200)}"`,
+});
 const CACHE_MAX_AGE_MS = 60_000;
 /** Verifications of one token that a JWKS change may overtake before it gives up (503): rotations are rare, a loop needs a broken JWKS. */
 const MAX_KEY_SET_RACES = 3;
 const NONE: readonly VerifyKey[] = [];
 export const DEFAULT_VERIFY_CACHE_SIZE = 10_000;
 
-const invalid = (detail: string) => new ProxyError("InvalidToken", { detail, headers: INVALID_HEADERS });
+const invalid = (detail: string) => new ProxyError("InvalidToken", { detail, headers: invalidTokenHeaders(detail) });
 /** Echo an alg only when it is short and plain (it is attacker-controlled). */
 const showAlg = (alg: string) => (/^[A-Za-z0-9]{1,16}$/.test(alg) ? alg : "(unprintable)");
 

@@ -33,6 +33,7 @@
  */
 import { S3_FRONT_BUCKET_NAME } from "../config/s3-api.ts";
 import { queryTokenNames } from "../auth/sources.ts";
+import { invalidTokenHeaders } from "../auth/authenticator.ts";
 import { ProxyError } from "../errors.ts";
 import type { RequestContext } from "../proxy/context.ts";
 import { ALGORITHM, amzDate, canonicalHeaderValue, canonicalQuery, canonicalRequest, credentialScope, deriveSigningKey, signature, stringToSign, UNSIGNED_PAYLOAD, uriEncode } from "../s3/sigv4.ts";
@@ -245,7 +246,10 @@ export function servePresign(ctx: RequestContext): Response {
   let until = now + p.expires * 1000;
   if (typeof claims.exp === "number" && Number.isFinite(claims.exp)) until = Math.min(until, claims.exp * 1000);
   const seconds = Math.floor((until - Math.floor(now / 1000) * 1000) / 1000);
-  if (seconds < 1) throw new ProxyError("InvalidToken", { detail: "The token expires too soon to presign a URL", headers: { "www-authenticate": 'Bearer realm="yatagarasu", error="invalid_token"' } });
+  if (seconds < 1) {
+    const detail = "The token expires too soon to presign a URL";
+    throw new ProxyError("InvalidToken", { detail, headers: invalidTokenHeaders(detail) });
+  }
   const signedAt = Math.floor(now / 1000) * 1000;
   const session = issueSession({ sessionKey: api.sts!.sessionKey, subject: sub, claims, expiresAt: signedAt + seconds * 1000, now });
   if (session.kind !== "ok") throw bad(`A session cannot be made for this token: ${session.message}`);

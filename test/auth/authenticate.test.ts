@@ -47,7 +47,7 @@ describe("authenticate", () => {
     const a = await make();
     const t = hmacToken({ alg: "HS256" }, { sub: "x", role: "admin" }, "wrong");
     const e = await expectProxyError(a.authenticate(bearer(t), url()), "InvalidToken", /signature/, t);
-    expect(e.headers).toEqual({ "WWW-Authenticate": 'Bearer realm="yatagarasu", error="invalid_token"' });
+    expect(e.headers).toEqual({ "WWW-Authenticate": 'Bearer realm="yatagarasu", error="invalid_token", error_description="signature verification failed"' });
   });
   test("valid token + rules hold → claims and where the token came from", async () => {
     const a = await make();

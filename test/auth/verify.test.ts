@@ -70,7 +70,10 @@ describe("rejections (InvalidToken; the token never appears in the error)", () =
   });
   test("the WWW-Authenticate header says invalid_token", async () => {
     const e = await bad(hmacToken({ alg: "HS256" }, good(), "nope"), /signature/);
-    expect(e.headers?.["WWW-Authenticate"]).toBe('Bearer realm="yatagarasu", error="invalid_token"');
+    expect(e.headers?.["WWW-Authenticate"]).toBe('Bearer realm="yatagarasu", error="invalid_token", error_description="signature verification failed"');
+    // RFC 6750 §3: no quote, backslash or control character in error_description, whatever the detail says
+    const alg = await bad(`${Buffer.from('{"alg":"x\\"\\u0001"}').toString("base64url")}.${Buffer.from("{}").toString("base64url")}.AA`, /algorithm/);
+    expect(alg.headers?.["WWW-Authenticate"]).toMatch(/^Bearer realm="yatagarasu", error="invalid_token", error_description="[\x20\x21\x23-\x5b\x5d-\x7e]+"$/);
     expect(e.status).toBe(401);
   });
   test("a token without exp: accepted by default (it never expires), refused with jwt.require_exp", async () => {

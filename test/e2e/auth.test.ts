@@ -124,8 +124,12 @@ describe("public and private buckets", () => {
     for (const [what, token] of Object.entries(cases)) {
       const res = await fetch(px.url("/priv/docs/a.txt"), { headers: bearer(token) });
       expect({ what, status: res.status }).toEqual({ what, status: 401 });
-      expect({ what, www: res.headers.get("www-authenticate") }).toEqual({ what, www: 'Bearer realm="yatagarasu", error="invalid_token"' });
-      expect((await json(res)).error).toBe("InvalidToken");
+      // RFC 6750 §3: the description is the body's message (what failed, never the token or a claim value)
+      const body = await json(res);
+      expect(body.error).toBe("InvalidToken");
+      const www = res.headers.get("www-authenticate")!;
+      expect({ what, www }).toEqual({ what, www: `Bearer realm="yatagarasu", error="invalid_token", error_description="${body.message}"` });
+      expect(www).not.toContain(token);
     }
     expect(proxied()).toHaveLength(0);
   });
