@@ -39,6 +39,7 @@ import {
   START_WAITED_ENV,
   startChildren,
   workerCount,
+  nameWorkerProcess,
   workerIndex,
   type Children,
   type ReloadResult,
@@ -347,6 +348,7 @@ async function serve(config: Config, source: { path?: string; text: string; gene
   // With server.workers > 1 this process is the primary (worker 0): it serves too, and spawns workers 1..N-1.
   const primary = workers > 1 && workerIndex() === undefined;
   const worker = primary ? 0 : workerIndex();
+  if (worker !== undefined && worker > 0) nameWorkerProcess(worker);
   const log = createLogger({ level: config.logging.level, format: config.logging.format, base: worker !== undefined ? { worker } : undefined });
 
   /*

@@ -43,7 +43,7 @@
  */
 import type { TlsMaterial } from "./server.ts";
 import type { Subprocess } from "bun";
-import { existsSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import type { Config } from "./config/load.ts";
 import { renderMerged } from "./observe/metrics.ts";
 import type { Logger } from "./observe/log.ts";
@@ -323,6 +323,21 @@ function selfCommand(): string[] {
 /** Linux: the running executable, even once removed or replaced on disk. */
 const SELF_EXE = "/proc/self/exe";
 
+/** A child's argv[0] (`ps -ef`, `pgrep -f`): "yatagarasu: worker 1". */
+export const childTitle = (i: number) => `yatagarasu: worker ${i}`;
+
+/**
+ * A child's process name (`ps -e`, top: the executable's file name, "exe" for /proc/self/exe),
+ * "yatagarasu-w1" (the kernel keeps 15 bytes). Best effort: Linux only.
+ */
+export function nameWorkerProcess(i: number): void {
+  try {
+    writeFileSync("/proc/self/comm", `yatagarasu-w${i}`.slice(0, 15));
+  } catch {
+    // not Linux, or /proc not mounted: the name stays the executable's
+  }
+}
+
 export interface Children {
   /** Merges the primary's own snapshot with every live child's (and what dead children had counted). */
   renderMetrics(): Promise<string>;
@@ -547,6 +562,8 @@ export function startChildren(opts: {
     let exited = false;
     // No --config: a child never reads the file; it asks for the primary's config over IPC ("config-request").
     const child: Subprocess = Bun.spawn(selfCommand(), {
+      // What ps shows for the child (it runs /proc/self/exe, which ps showed as is): which group and which worker.
+      argv0: childTitle(i),
       env: { ...process.env, YATAGARASU_WORKER: String(i), YATAGARASU_PORT: String(port), YATAGARASU_WORKERS: String(n), ...(redisWaited ? { [START_WAITED_ENV]: "1" } : undefined) },
       stdio: ["ignore", "inherit", "inherit"],
       ipc(message) {

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
-import { chmodSync, copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { command, startProxy, type ProxyProcess, stoppedWorkers } from "./harness.ts";
@@ -102,6 +102,17 @@ const wentDown = (before: string, after: string) => {
   const [b, a] = [cumulative(before), cumulative(after)];
   return [...b].filter(([series, v]) => !((a.get(series) ?? -1) >= v));
 };
+
+test("ps tells a child apart: its argv[0] is \"yatagarasu: worker N\" and its process name yatagarasu-wN, not /proc/self/exe and exe", async () => {
+  const { px, pids } = await startGroup();
+  await using _px = px;
+  expect(pids[1]).not.toBe(px.proc.pid!);
+  expect(readFileSync(`/proc/${pids[1]}/cmdline`, "utf8").split("\0")[0]).toBe("yatagarasu: worker 1");
+  expect(readFileSync(`/proc/${pids[1]}/comm`, "utf8").trim()).toBe("yatagarasu-w1");
+  // the primary keeps the command line it was started with
+  expect(readFileSync(`/proc/${px.proc.pid}/cmdline`, "utf8")).not.toContain("worker");
+  expect(await px.stop()).toBe(0);
+});
 
 test("a child killed with SIGKILL is restarted and the merged counters and histograms do not go backwards", async () => {
   const { group, px, scrape, requests, serveUntil, served, before } = await groupServing();
