@@ -246,14 +246,15 @@ function adoptOriginalCacheKeys(raw: unknown): Adopted {
     }
   }
   // Keys in the original's own test configs (config.streaming.yaml, config.multi-instance.yaml,
-  // config.redis-ttl-test.yaml) that its code never read: it ignored them, so a config with them
+  // config.redis-ttl-test.yaml, config.memory-pressure.yaml, config.loadtest-tiered.yaml,
+  // config/loadtest/config.loadtest-diskcache.yaml, config/benchmark/*.yaml) that its code never read: it ignored them, so a config with them
   // loads here too, and each is said with what does the job here (they were bare unknown keys).
   for (const [section, key, instead] of IGNORED_BY_ORIGINAL) {
-    const o = c[section];
+    const o = section === "" ? c : c[section];
     if (!isMap(o) || !(key in o)) continue;
     if (section === "memory" && key === "enabled" && o.enabled === false) continue; // (meant: no memory layer: said as what it is below)
     delete (o as Record<string, unknown>)[key];
-    notes.push(`cache.${section}.${key} has no effect (the original never read it either): ${instead}`);
+    notes.push(`cache.${section === "" ? "" : `${section}.`}${key} has no effect (the original never read it either): ${instead}`);
   }
   if (turnedOn.length > 0 && !("cache_layers" in c)) {
     const layers = ["memory", ...(["disk", "redis"] as const).filter((l) => turnedOn.includes(l) && l in c)];
@@ -263,11 +264,14 @@ function adoptOriginalCacheKeys(raw: unknown): Adopted {
   return { notes, issues, renamed };
 }
 
-/** Cache keys the original's test configs set and its code never read: [section, key, what to write here]. */
+/** Cache keys the original's test configs set and its code never read: [section ("": cache itself), key, what to write here]. */
 const IGNORED_BY_ORIGINAL: ReadonlyArray<readonly [string, string, string]> = [
+  ["", "layers", "the layers are listed in cache.cache_layers"],
   ["memory", "enabled", "the memory layer is on when cache_layers lists memory (the default)"],
   ["memory", "max_memory_cache_size_mb", "the memory layer's size is cache.memory.max_cache_size_mb"],
+  ["memory", "max_memory_cache_mb", "the memory layer's size is cache.memory.max_cache_size_mb"],
   ["memory", "max_entry_size_bytes", "the largest object the memory layer keeps is cache.memory.max_item_size_mb"],
+  ["memory", "max_entry_size_mb", "the largest object the memory layer keeps is cache.memory.max_item_size_mb"],
   ["redis", "connection_timeout_ms", "the connect timeout is cache.redis.connect_timeout_ms"],
   ["redis", "min_pool_size", "one pipelined connection serves every request"],
   ["redis", "max_pool_size", "one pipelined connection serves every request"],

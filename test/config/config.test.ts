@@ -322,6 +322,26 @@ describe("parseConfig", () => {
     ]);
   });
 
+  test("the original's load-test cache keys (cache.layers, memory max_memory_cache_mb / max_entry_size_mb) load with a note, as its code ignored them", () => {
+    // config/loadtest/config.loadtest-diskcache.yaml of the original, as written
+    const c = parseConfig(
+      `cache:\n  layers: ["memory", "disk"]\n  memory:\n    enabled: true\n    max_memory_cache_mb: 256\n    max_entry_size_mb: 10\n` +
+        `  disk:\n    enabled: true\n    cache_dir: "/tmp/yatagarasu-dc"\n    max_disk_cache_size_mb: 1024\n${B}`,
+      { env: {} },
+    );
+    expect(c.notes).toEqual([
+      "cache.layers has no effect (the original never read it either): the layers are listed in cache.cache_layers",
+      "cache.memory.enabled has no effect (the original never read it either): the memory layer is on when cache_layers lists memory (the default)",
+      "cache.memory.max_memory_cache_mb has no effect (the original never read it either): the memory layer's size is cache.memory.max_cache_size_mb",
+      "cache.memory.max_entry_size_mb has no effect (the original never read it either): the largest object the memory layer keeps is cache.memory.max_item_size_mb",
+      "cache.cache_layers is not given: the layers the original's `enabled: true` turns on are used (memory, disk); write cache_layers: [memory, disk] to say so",
+    ]);
+    expect(c.cache.cache_layers).toEqual(["memory", "disk"]);
+    expect(c.cache.memory).toMatchObject({ max_cache_size_mb: 1024, max_item_size_mb: 10 });
+    // config/benchmark/config.benchmark-minio.yaml: `layers: []` ("cache disabled")
+    expect(parseConfig(`cache:\n  layers: []\n${B}`, { env: {} }).cache.cache_layers).toEqual(["memory"]);
+  });
+
   test("${VAR} is substituted from the environment", () => {
     const c = parseConfig(B.replace("bkt", "\"${BKT}\""), { env: { BKT: "from-env" } });
     expect(c.buckets[0].s3.bucket).toBe("from-env");
