@@ -78,7 +78,8 @@ export const JwtSchema = z.strictObject({
   require_exp: z.boolean().default(false),
   // (below a few hundred bytes no signed token fits: every one would be refused)
   max_token_bytes: posInt.min(256).max(1_048_576).default(8192),
-  token_sources: z.array(TokenSourceSchema).min(1).default([{ type: "bearer" }]),
+  // (an empty list is refused when JWT is enabled, in validate.ts: with it off, as the original's own test configs write it, it loads)
+  token_sources: z.array(TokenSourceSchema).default([{ type: "bearer" }]),
   claims: z.array(ClaimRuleSchema).default([]),
   admin_claims: z.array(ClaimRuleSchema).default([]),
 });

@@ -491,6 +491,7 @@ function validateJwt(cfg: RawConfig, baseDir: string | undefined, issues: Issue[
   jwt.keys.forEach((k, i) => {
     if (pemSecret(k.secret)) issues.push({ path: ["jwt", "keys", i, "secret"], message: pemMessage });
   });
+  if (jwt.token_sources.length === 0) issues.push({ path: ["jwt", "token_sources"], message: "JWT is enabled but no token source is listed: list at least one, or leave token_sources out for the default (Authorization: Bearer)" });
   jwt.token_sources.forEach((s, i) => {
     if ((s.type === "header" || s.type === "query") && !s.name) issues.push({ path: ["jwt", "token_sources", i, "name"], message: `token source ${s.type} needs a name` });
     if (s.type === "bearer" && s.name) issues.push({ path: ["jwt", "token_sources", i, "name"], message: "token source bearer always reads Authorization; remove name" });

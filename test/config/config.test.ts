@@ -342,6 +342,15 @@ describe("parseConfig", () => {
     expect(parseConfig(`cache:\n  layers: []\n${B}`, { env: {} }).cache.cache_layers).toEqual(["memory"]);
   });
 
+  test("jwt.token_sources: [] loads with JWT off (the original's own e2e configs); with JWT on it is refused, saying what to write", () => {
+    // the original's tests/e2e config, as written
+    const c = parseConfig(`jwt:\n  enabled: false\n  secret: "dummy-secret"\n  algorithm: "HS256"\n  token_sources: []\n  claims: []\n${B}`, { env: {} });
+    expect(c.jwt!.enabled).toBe(false);
+    expect(issues(`jwt: { enabled: true, secret: "s-0123456789abcdef0123456789abcdef", token_sources: [] }\n${B}`).map((i) => `${i.path}: ${i.message}`)).toEqual([
+      "jwt.token_sources: JWT is enabled but no token source is listed: list at least one, or leave token_sources out for the default (Authorization: Bearer)",
+    ]);
+  });
+
   test("${VAR} is substituted from the environment", () => {
     const c = parseConfig(B.replace("bkt", "\"${BKT}\""), { env: { BKT: "from-env" } });
     expect(c.buckets[0].s3.bucket).toBe("from-env");
