@@ -115,6 +115,9 @@ export function finish(ctx: RequestContext): void {
   if (ctx.span !== undefined) endRequestSpan(ctx, ctx.span);
 }
 
+/** The S3 front's listings of a bucket's uploads and of an upload's parts. */
+const UPLOAD_LISTINGS: ReadonlySet<string> = new Set(["ListParts", "ListMultipartUploads"]);
+
 /**
  * The write a request is, as the metrics name it: the S3 front's operation when its action writes
  * (PutObject, UploadPart, CompleteMultipartUpload, CopyObject, DeleteObjects, PostObject, ...,
@@ -122,7 +125,8 @@ export function finish(ctx: RequestContext): void {
  * PUT and DELETE (refused or not). Undefined for reads, listings and the presign endpoint.
  */
 function writeOperationOf(ctx: RequestContext): string | undefined {
-  if (ctx.front === "s3") return ctx.operation !== undefined && isWriteAction(ctx.action) ? ctx.operation : undefined;
+  // (ListParts and ListMultipartUploads have write actions, as a read-only bucket refuses them, but are listings)
+  if (ctx.front === "s3") return ctx.operation !== undefined && isWriteAction(ctx.action) && !UPLOAD_LISTINGS.has(ctx.operation) ? ctx.operation : undefined;
   if (ctx.front !== "plain") return undefined;
   return ctx.method === "PUT" ? "PutObject" : ctx.method === "DELETE" ? "DeleteObject" : undefined;
 }

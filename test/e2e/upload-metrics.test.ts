@@ -35,7 +35,8 @@ beforeAll(async () => {
   };
   // S3 front: a PutObject of 2000 bytes, one whose payload hash is wrong (XAmzContentSHA256Mismatch),
   // one by an identity without write (AccessDenied), a multipart upload (Create, a part of
-  // 300,000 bytes, Complete), a DeleteObject, and a GetObject (not a write).
+  // 300,000 bytes, ListParts and ListMultipartUploads, Complete), a DeleteObject, and a GetObject
+  // (the reads and listings are not writes).
   await expect2(signedFetch(env, { method: "PUT", path: "/up/m/a.bin", body: bytesOf(2000, 1) }), 200);
   const body = bytesOf(3000, 2);
   await expect2(signedFetch(env, { method: "PUT", path: "/up/m/bad.bin", body, payloadHash: sha256(bytesOf(3000, 3)) }), 400);
@@ -45,6 +46,10 @@ beforeAll(async () => {
   const uploadId = /<UploadId>([^<]+)<\/UploadId>/.exec(await created.text())![1]!;
   const part = await signedFetch(env, { method: "PUT", path: "/up/m/mp.bin", query: [["partNumber", "1"], ["uploadId", uploadId]], body: bytesOf(300_000, 5) });
   expect(part.status).toBe(200);
+  // ListParts and ListMultipartUploads: listings (GETs), not writes, allowed or refused
+  await expect2(signedFetch(env, { method: "GET", path: "/up/m/mp.bin", query: [["uploadId", uploadId]] }), 200);
+  await expect2(signedFetch(env, { method: "GET", path: "/up", query: [["uploads", ""]] }), 200);
+  await expect2(signedFetch(env, { method: "GET", path: "/up/m/mp.bin", query: [["uploadId", uploadId]], creds: READER }), 403);
   const xml = `<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>${part.headers.get("etag")}</ETag></Part></CompleteMultipartUpload>`;
   completeBytes = Buffer.byteLength(xml);
   await expect2(signedFetch(env, { method: "POST", path: "/up/m/mp.bin", query: [["uploadId", uploadId]], body: xml }), 200);
@@ -70,6 +75,9 @@ test("writes are counted by bucket, S3 operation and status, refused ones includ
   expect(sample('yatagarasu_write_requests_total{bucket="up",operation="CompleteMultipartUpload",status="200"}')).toBe(1);
   expect(sample('yatagarasu_write_requests_total{bucket="up",operation="DeleteObject",status="204"}')).toBe(1);
   expect(text).not.toContain('operation="GetObject"');
+  // (listings of a bucket's uploads and of an upload's parts are reads, refused ones too)
+  expect(text).not.toContain('operation="ListParts"');
+  expect(text).not.toContain('operation="ListMultipartUploads"');
   // the plain front's PUT and DELETE
   expect(sample('yatagarasu_write_requests_total{bucket="teamw",operation="PutObject",status="200"}')).toBe(1);
   expect(sample('yatagarasu_write_requests_total{bucket="teamw",operation="DeleteObject",status="204"}')).toBe(1);
