@@ -68,6 +68,13 @@ interface SendCommon {
    * being discarded unread behind a 200.
    */
   emptyAnswer?: boolean;
+  /**
+   * A read whose 2xx body is read whole anyway (a listing: buffered XML): one of unknown length
+   * (S3 sends listings chunked) is held inside the attempt as emptyAnswer's is, so a body cut,
+   * stalled or trickling below the floor fails the attempt (retried, failed over to another
+   * replica) instead of a 502, or a 504 at server.request_timeout, after the head.
+   */
+  holdAnswer?: boolean;
 }
 
 /**

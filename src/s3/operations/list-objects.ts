@@ -51,6 +51,7 @@ export function listObjectsV1(upstream: BucketUpstream, p: ListObjectsV1Params, 
       ["encoding-type", p.encodingType],
     ]),
     headers: listingHeaders(p.optionalObjectAttributes),
+    holdAnswer: true,
     ...ctx,
   });
 }
@@ -71,6 +72,7 @@ export function listObjectsV2(upstream: BucketUpstream, p: ListObjectsV2Params, 
       ["fetch-owner", p.fetchOwner],
     ]),
     headers: listingHeaders(p.optionalObjectAttributes),
+    holdAnswer: true,
     ...ctx,
   });
 }
@@ -101,6 +103,7 @@ export function listObjectVersions(upstream: BucketUpstream, p: ListObjectVersio
       ["encoding-type", p.encodingType],
     ]),
     headers: listingHeaders(p.optionalObjectAttributes),
+    holdAnswer: true,
     ...ctx,
   });
 }

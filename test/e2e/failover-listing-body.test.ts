@@ -1,0 +1,72 @@
+/**
+ * A listing whose body the primary cuts, stalls or trickles after a good head fails over to the
+ * next replica, as an object read's does. S3 sends listings chunked: such a body was not held
+ * inside the attempt, so a cut one answered 502 ("The upstream connection failed while sending
+ * the listing") and a trickling one ran to server.request_timeout (504), while the secondary was
+ * healthy. The primary here is a raw TCP upstream that answers the head, then misbehaves.
+ */
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { startInProcess, type InProcessProxy } from "./harness.ts";
+import { type Fault, listingXml, startFaultUpstream, type FaultUpstream } from "../helpers/fault-upstream.ts";
+
+setDefaultTimeout(30_000);
+
+let fault: Fault;
+let primary: FaultUpstream;
+let secondary: FaultUpstream;
+const full = listingXml(["docs/p.txt", ...Array.from({ length: 20 }, (_, i) => `docs/p${i}.txt`)]);
+
+beforeAll(async () => {
+  primary = await startFaultUpstream(() => fault);
+  secondary = await startFaultUpstream(() => ({ kind: "whole", status: 200, body: listingXml(["docs/s.txt"]) }));
+});
+
+afterAll(() => {
+  primary?.stop();
+  secondary?.stop();
+});
+
+const config = (client: string) =>
+  `server: { address: 127.0.0.1, port: 0, upstream_client: ${client}, request_timeout: 8 }\n` +
+  `buckets:\n  - name: b\n    path_prefix: /b\n    listing: { enabled: true }\n    s3:\n      timeout: 1\n` +
+  `      retry: { max_attempts: 1, initial_backoff_ms: 0, max_backoff_ms: 0 }\n      replicas:\n` +
+  `        - { name: primary, bucket: up, region: us-east-1, endpoint: "${primary.endpoint}", priority: 1 }\n` +
+  `        - { name: secondary, bucket: up, region: us-east-1, endpoint: "${secondary.endpoint}", priority: 2 }\n`;
+
+const faults: Record<string, Fault> = {
+  "cut after its head (chunked)": { kind: "cut", status: 200, body: full, send: 300, chunked: true, then: "close" },
+  "stalled after its head (chunked)": { kind: "cut", status: 200, body: full, send: 300, chunked: true, then: "stall" },
+  "trickled a byte every 200 ms (chunked)": { kind: "trickle", status: 200, body: full, everyMs: 200 },
+};
+
+for (const client of ["auto", "fetch"]) {
+  describe(`upstream_client: ${client}`, () => {
+    let px: InProcessProxy;
+    beforeAll(async () => {
+      px = await startInProcess(config(client));
+    });
+    afterAll(async () => {
+      await px?.stop();
+    });
+
+    test("a whole listing comes from the primary", async () => {
+      fault = { kind: "whole", status: 200, body: full };
+      const res = await fetch(px.url("/b/docs/"), { headers: { accept: "application/json" } });
+      expect(res.status).toBe(200);
+      expect(await res.text()).toContain("p.txt");
+    });
+
+    for (const [name, f] of Object.entries(faults)) {
+      test(`the primary's listing ${name}: the secondary's, within a few s3.timeout, not request_timeout`, async () => {
+        fault = f;
+        const t0 = performance.now();
+        const res = await fetch(px.url("/b/docs/"), { headers: { accept: "application/json" } });
+        const text = await res.text();
+        expect(res.status).toBe(200);
+        expect(text).toContain("s.txt");
+        expect(text).not.toContain("p.txt");
+        expect(performance.now() - t0).toBeLessThan(5000);
+      });
+    }
+  });
+}

@@ -1,0 +1,102 @@
+/**
+ * A fault-injecting S3 upstream on a raw Bun TCP socket: answers every request itself (no
+ * signature check) per a `mode` looked up by the request's path and query, so a test can make a
+ * replica cut, stall or trickle a body after a good head.
+ *
+ *   const up = await startFaultUpstream((req) => ({ kind: "whole", status: 200, body: "..." }));
+ *   up.endpoint; up.requests; up.stop();
+ */
+export type Fault =
+  /** A complete answer with a Content-Length. */
+  | { kind: "whole"; status: number; body: string; headers?: Record<string, string> }
+  /** A head announcing `length` (Content-Length) or chunked, then `body`'s first `send` bytes, then `then`. */
+  | { kind: "cut"; status: number; body: string; send: number; chunked?: boolean; length?: number; then: "close" | "stall"; headers?: Record<string, string> }
+  /** A chunked body sent one byte every `everyMs`. */
+  | { kind: "trickle"; status: number; body: string; everyMs: number; headers?: Record<string, string> };
+
+export interface FaultRequest {
+  method: string;
+  target: string;
+}
+
+export interface FaultUpstream {
+  endpoint: string;
+  requests: FaultRequest[];
+  stop(): void;
+}
+
+export async function startFaultUpstream(decide: (req: FaultRequest) => Fault): Promise<FaultUpstream> {
+  const requests: FaultRequest[] = [];
+  const timers = new Set<ReturnType<typeof setInterval>>();
+  const server = Bun.listen<{ buf: string; timer?: ReturnType<typeof setInterval> }>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      open(s) {
+        s.data = { buf: "" };
+      },
+      data(s, chunk) {
+        s.data.buf += chunk.toString("latin1");
+        for (;;) {
+          const end = s.data.buf.indexOf("\r\n\r\n");
+          if (end < 0) return;
+          const headText = s.data.buf.slice(0, end);
+          s.data.buf = s.data.buf.slice(end + 4);
+          const [method, target] = headText.split("\r\n")[0].split(" ");
+          const req = { method, target };
+          requests.push(req);
+          answer(s, req, decide(req));
+        }
+      },
+      close(s) {
+        if (s.data.timer !== undefined) clearInterval(s.data.timer);
+      },
+      error() {},
+    },
+  });
+  function answer(s: import("bun").Socket<{ buf: string; timer?: ReturnType<typeof setInterval> }>, req: FaultRequest, f: Fault): void {
+    const extra = Object.entries(f.headers ?? {}).map(([k, v]) => `${k}: ${v}\r\n`).join("");
+    const body = Buffer.from(f.body);
+    const head = (framing: string) => `HTTP/1.1 ${f.status} X\r\n${extra}Content-Type: application/xml\r\n${framing}\r\n`;
+    const isHead = req.method === "HEAD";
+    if (f.kind === "whole") {
+      s.write(head(`Content-Length: ${body.length}\r\n`));
+      if (!isHead) s.write(body);
+      return;
+    }
+    if (f.kind === "cut") {
+      const part = body.subarray(0, f.send);
+      if (f.chunked) s.write(head("Transfer-Encoding: chunked\r\n") + (part.length > 0 ? `${part.length.toString(16)}\r\n${part.toString("latin1")}\r\n` : ""));
+      else s.write(head(`Content-Length: ${f.length ?? body.length}\r\n`) + (isHead ? "" : part.toString("latin1")));
+      if (f.then === "close") s.end();
+      return;
+    }
+    s.write(head("Transfer-Encoding: chunked\r\n"));
+    let i = 0;
+    const t = setInterval(() => {
+      if (i >= body.length) {
+        s.write("0\r\n\r\n");
+        clearInterval(t);
+        timers.delete(t);
+        return;
+      }
+      s.write(`1\r\n${String.fromCharCode(body[i++])}\r\n`);
+    }, f.everyMs);
+    timers.add(t);
+    s.data.timer = t;
+  }
+  return {
+    endpoint: `http://127.0.0.1:${server.port}`,
+    requests,
+    stop() {
+      for (const t of timers) clearInterval(t);
+      server.stop(true);
+    },
+  };
+}
+
+/** A ListObjectsV2 (or V1) answer listing `keys`. */
+export function listingXml(keys: string[]): string {
+  const entries = keys.map((k) => `<Contents><Key>${k}</Key><LastModified>2025-01-01T00:00:00.000Z</LastModified><ETag>&quot;e1&quot;</ETag><Size>3</Size><StorageClass>STANDARD</StorageClass></Contents>`).join("");
+  return `<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>up</Name><Prefix></Prefix><KeyCount>${keys.length}</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>${entries}</ListBucketResult>`;
+}
