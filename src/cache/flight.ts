@@ -4,6 +4,7 @@
  * coalesced requests get; `stream` is for the leader only (a body too big to share): when it is
  * written to disk as it streams, the others follow it from the file (`fill`, fill-tap.ts).
  */
+import { readErrorPrefix } from "../s3/errors.ts";
 import { replicaOf } from "../s3/replicas.ts";
 import { ProxyError } from "../errors.ts";
 import { parseHttpDate } from "../http/conditional.ts";
@@ -251,8 +252,16 @@ async function fetchAndShare(
     if (res.status === 404 && stale !== undefined) void cache.delete(key); // deleted upstream
     const len = Number(res.headers.get("content-length") ?? 0);
     if (len > MAX_REPLAY_BYTES) return { shared: { kind: "bypass" }, stream: res, live: true };
-    const body = await res.blob();
-    return { shared: { kind: "replay", status: res.status, headers: [...res.headers], body, replica: replicaOf(res) } };
+    if (res.status < 300 || res.body === null) {
+      const body = await res.blob();
+      return { shared: { kind: "replay", status: res.status, headers: [...res.headers], body, replica: replicaOf(res) } };
+    }
+    // An error's body is waited for only so long (readErrorPrefix): its status is the answer. (A
+    // long Content-Length never sent held the fill until its deadline: 504 instead of a 404.)
+    const { raw, whole } = await readErrorPrefix(res);
+    const headers = new Headers(res.headers);
+    if (!whole) headers.delete("content-length");
+    return { shared: { kind: "replay", status: res.status, headers: [...headers], body: new Blob([raw]), replica: replicaOf(res) } };
   }
 
   // An answer from a secondary replica is stored for its short bound only (capFreshness), in every layer.

@@ -89,9 +89,17 @@ function detailOf(code: ErrorCode, s3Code: string | undefined): string | undefin
 }
 
 /**
+ * How long an error body is waited for (ms): S3 sends its small error document with the head, and
+ * the answer's status alone is enough to answer from. An upstream that announced a long
+ * Content-Length and sent nothing held the client's answer for s3.timeout (504 instead of its 404),
+ * or on the fetch client until server.request_timeout.
+ */
+export const ERROR_BODY_WAIT_MS = 1000;
+
+/**
  * The first 64 KiB of an S3 error body (the rest cancelled) and the <Code> they carry, decoded from
- * the Content-Encoding as far as they were read. `whole`: the body ended within them. Never throws:
- * an unreadable body has no code.
+ * the Content-Encoding as far as they were read, within ERROR_BODY_WAIT_MS (then what came so far).
+ * `whole`: the body ended within them. Never throws: an unreadable body has no code.
  */
 export async function readErrorPrefix(res: Response): Promise<{ raw: Uint8Array; whole: boolean; code: string | undefined; decoded?: Uint8Array }> {
   const chunks: Uint8Array[] = [];
@@ -102,16 +110,23 @@ export async function readErrorPrefix(res: Response): Promise<{ raw: Uint8Array;
   try {
     if (res.body !== null) {
       const reader = res.body.getReader();
-      while (size < MAX_ERROR_BODY) {
-        const { done, value } = await reader.read();
-        if (done) {
-          whole = true;
-          break;
+      const { promise: late, resolve } = Promise.withResolvers<undefined>();
+      const timer = setTimeout(resolve, ERROR_BODY_WAIT_MS, undefined);
+      try {
+        while (size < MAX_ERROR_BODY) {
+          const step = await Promise.race([reader.read(), late]);
+          if (step === undefined) break; // (not whole: what came so far)
+          if (step.done) {
+            whole = true;
+            break;
+          }
+          chunks.push(step.value);
+          size += step.value.byteLength;
         }
-        chunks.push(value);
-        size += value.byteLength;
+      } finally {
+        clearTimeout(timer);
+        if (!whole) reader.cancel().catch(() => {});
       }
-      if (!whole) reader.cancel().catch(() => {});
     }
     const raw = Buffer.concat(chunks);
     const coding = res.headers.get("content-encoding");

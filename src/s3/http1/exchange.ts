@@ -248,13 +248,17 @@ export class Exchange implements BodyOwner, ChunkedSink {
           if (this.phase !== P_DONE) this.pool.finish(this, rest.length > cl);
           return;
         }
-        this.holdUntil = performance.now() + framedTimeoutMs(this.timeoutMs, cl);
-        const buf = Buffer.allocUnsafe(cl);
-        rest.copy(buf, 0);
-        this.buf = buf;
-        this.bufOff = rest.length;
-        this.remaining = cl - rest.length;
-        return;
+        // (an error's body is not held: it streams, and its reader waits for it only so long,
+        // readErrorPrefix; held, one announced long and never sent failed the answer as a timeout)
+        if (this.head!.status < 300) {
+          this.holdUntil = performance.now() + framedTimeoutMs(this.timeoutMs, cl);
+          const buf = Buffer.allocUnsafe(cl);
+          rest.copy(buf, 0);
+          this.buf = buf;
+          this.bufOff = rest.length;
+          this.remaining = cl - rest.length;
+          return;
+        }
       }
     }
     const code = this.head!.status;
