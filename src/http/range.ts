@@ -93,6 +93,23 @@ function scanRange(header: string): { first: number; last: number } | undefined 
   return { first, last };
 }
 
+/** Why a 200 with a Content-Range for part of the object is not relayed (nor cached) as the object. */
+export const PARTIAL_200 = "The upstream answered 200 with a Content-Range for part of the object";
+
+/**
+ * Whether a Content-Range on a 200 (it has no meaning there, RFC 9110 §14.4: only 206 and 416
+ * give it one) names the whole body of `declared` bytes (its Content-Length), as an upstream that
+ * adds it to every GET may: then it is only dropped. Any other (a part of a larger object, or a
+ * body of unknown length) says the 200 carries part of the object: not the object.
+ */
+export function namesWholeBody(contentRangeHeader: string, declared: string | null): boolean {
+  const m = /^\s*bytes\s+(?:(\d{1,16})-(\d{1,16})|\*)\/(\d{1,16})\s*$/i.exec(contentRangeHeader);
+  if (m === null || declared === null) return false;
+  const length = Number(declared);
+  if (Number(m[3]) !== length) return false;
+  return m[1] === undefined ? length === 0 : Number(m[1]) === 0 && Number(m[2]) === length - 1;
+}
+
 /** `Content-Range` value of a 206: `bytes start-end/size`. */
 /**
  * Whether an upstream's 206 Content-Range (`bytes first-last/size`) answers the Range header the

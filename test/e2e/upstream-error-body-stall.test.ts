@@ -4,23 +4,14 @@
  * body inside the attempt and failed it as a timeout (504 for a 404), the fetch client's reader
  * waited until server.request_timeout, and a caching bucket's fill until its deadline (504).
  */
-import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { expect, setDefaultTimeout, test } from "bun:test";
 import { startInProcess } from "./harness.ts";
-import { type Fault, startFaultUpstream, type FaultUpstream } from "../helpers/fault-upstream.ts";
+import { useFaultUpstream } from "../helpers/fault-upstream.ts";
 
 setDefaultTimeout(30_000);
 
 const doc = (code: string) => `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>m</Message><RequestId>1</RequestId></Error>`;
-let fault: Fault;
-let up: FaultUpstream;
-
-beforeAll(async () => {
-  up = await startFaultUpstream(() => fault);
-});
-
-afterAll(() => {
-  up?.stop();
-});
+const w = useFaultUpstream();
 
 for (const client of ["auto", "fetch"]) {
   for (const cached of [false, true]) {
@@ -30,17 +21,17 @@ for (const client of ["auto", "fetch"]) {
           (cached ? "cache: { enabled: true, memory: { max_item_size_mb: 1, max_cache_size_mb: 8 } }\n" : "") +
           `buckets:\n  - name: b\n    path_prefix: /b\n` +
           (cached ? "    cache: { enabled: true }\n" : "") +
-          `    s3: { bucket: up, region: us-east-1, endpoint: "${up.endpoint}", timeout: 8, retry: { max_attempts: 1, initial_backoff_ms: 0, max_backoff_ms: 0 } }\n`,
+          `    s3: { bucket: up, region: us-east-1, endpoint: "${w.up.endpoint}", timeout: 8, retry: { max_attempts: 1, initial_backoff_ms: 0, max_backoff_ms: 0 } }\n`,
       );
       const cases = [[404, "GET", 0], [404, "GET", 30], [404, "HEAD", 0], [403, "GET", 0]] as const;
       for (const [status, method, send] of cases) {
-        fault = { kind: "cut", status, body: doc(status === 404 ? "NoSuchKey" : "AccessDenied"), send, length: 5000, then: "stall" };
+        w.fault = { kind: "cut", status, body: doc(status === 404 ? "NoSuchKey" : "AccessDenied"), send, length: 5000, then: "stall" };
         const res = await fetch(px.url("/b/k"), { method, signal: AbortSignal.timeout(4000) });
         await res.arrayBuffer();
         expect([method, send, res.status]).toEqual([method, send, status]);
       }
       // A whole error body is still read for its code (a 404 NoSuchBucket is the store's, not the key's).
-      fault = { kind: "whole", status: 404, body: doc("NoSuchKey") };
+      w.fault = { kind: "whole", status: 404, body: doc("NoSuchKey") };
       const res = await fetch(px.url("/b/k2"));
       expect(res.status).toBe(404);
       expect(await res.text()).toContain("NoSuchKey");

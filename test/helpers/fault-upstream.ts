@@ -6,6 +6,8 @@
  *   const up = await startFaultUpstream((req) => ({ kind: "whole", status: 200, body: "..." }));
  *   up.endpoint; up.requests; up.stop();
  */
+import { afterAll, beforeAll } from "bun:test";
+
 export type Fault =
   /** A complete answer with a Content-Length. */
   | { kind: "whole"; status: number; body: string; headers?: Record<string, string> }
@@ -99,4 +101,16 @@ export async function startFaultUpstream(decide: (req: FaultRequest) => Fault): 
 export function listingXml(keys: string[]): string {
   const entries = keys.map((k) => `<Contents><Key>${k}</Key><LastModified>2025-01-01T00:00:00.000Z</LastModified><ETag>&quot;e1&quot;</ETag><Size>3</Size><StorageClass>STANDARD</StorageClass></Contents>`).join("");
   return `<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>up</Name><Prefix></Prefix><KeyCount>${keys.length}</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>${entries}</ListBucketResult>`;
+}
+
+/** One fault upstream for a test file, started before its tests and stopped after them; it answers `state.fault`. */
+export function useFaultUpstream(): { fault: Fault; up: FaultUpstream } {
+  const state = { fault: { kind: "whole", status: 200, body: "" } as Fault, up: undefined as unknown as FaultUpstream };
+  beforeAll(async () => {
+    state.up = await startFaultUpstream(() => state.fault);
+  });
+  afterAll(() => {
+    state.up?.stop();
+  });
+  return state;
 }
