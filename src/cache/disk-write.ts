@@ -88,7 +88,8 @@ export class DiskWrite implements LayerWriter {
       const size = fstatSync(fh.fd).size;
       if (size !== this.headBytes + this.written + chunk.byteLength) throw new Error(`the temporary file was changed behind the writer's back: ${size} bytes, not ${this.headBytes + this.written + chunk.byteLength}`);
     } catch (err) {
-      this.target.failed(err, "write", this);
+      // (abandoned meanwhile, a shutdown or a failed fill: its file handle closed under this write on purpose, no disk error)
+      if (!this.finished) this.target.failed(err, "write", this);
       await this.abort();
       throw err;
     }

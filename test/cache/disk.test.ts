@@ -988,3 +988,27 @@ test("the budget counts whole 4 KiB blocks: 200 one-byte objects in a 400 KiB la
   const onDiskNow = () => files(d.dir).reduce((a, f) => a + onDisk(statSync(f, { throwIfNoEntry: false })?.size ?? 0), 0);
   await waitFor(() => onDiskNow() <= 400 * 1024, { timeoutMs: 5000, message: () => `the files within 400 KiB (${onDiskNow()})` });
 });
+
+describe("a write abandoned while a chunk of it is being written", () => {
+  test("is no disk error: a shutdown (close) or an abort racing the write counts and logs none (each clean stop of a process with a fill in progress logged `disk cache error` ERR_OUT_OF_RANGE)", async () => {
+    const warnings: string[] = [];
+    const log = { info() {}, warn: (msg: string) => warnings.push(msg), error() {}, debug() {} } as never;
+    const d = new DiskLayer({ dir: freshDir(), maxBytes: 64 << 20, maxItemBytes: 16 << 20, log });
+    await d.ready;
+    const w = d.openWriter(writerMeta("b/big", 8 << 20))!;
+    await w.write(bytesOf(1 << 20));
+    const inFlight = w.write(bytesOf(4 << 20)).then(
+      () => "written",
+      () => "refused",
+    );
+    await d.close(); // the layer stops while the chunk is written
+    expect(["written", "refused"]).toContain(await inFlight);
+    const a = await open(freshDir());
+    const w2 = a.openWriter(writerMeta("b/other", 8 << 20))!;
+    await w2.write(bytesOf(1 << 20));
+    const racing = w2.write(bytesOf(4 << 20)).catch(() => {});
+    await w2.abort();
+    await racing;
+    expect({ errors: d.errors(), warnings, abortErrors: a.errors() }).toEqual({ errors: 0, warnings: [], abortErrors: 0 });
+  });
+});
