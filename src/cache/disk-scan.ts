@@ -5,7 +5,7 @@
  * of the older one) the newer is kept. Temporary files of writers that are no longer alive are
  * deleted (another live process sharing the folder keeps its own).
  */
-import { constants } from "node:fs";
+import { constants, readFileSync } from "node:fs";
 import { open, readdir, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { decodeHead, hashOfName, HEAD_BYTES, keyHash, metaLength, ownerOfTemp, START_ID, type DiskHead } from "./disk-format.ts";
@@ -47,9 +47,24 @@ function alive(owner: { pid: number; start: string | undefined }): boolean {
   if (pid === process.pid) return owner.start === START_ID;
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
-    return (err as { code?: string }).code === "EPERM"; // exists, but not ours to signal
+    if ((err as { code?: string }).code !== "EPERM") return false; // (EPERM: exists, but not ours to signal)
+  }
+  return !exited(pid);
+}
+
+/**
+ * A process that exited but is not yet reaped by its parent (a zombie) still answers kill(pid, 0):
+ * a writer killed -9 and restarted before that (a parent that reaps late, or never: a PID 1 that
+ * does not) left its temporary file until a later start. Unknown (no /proc): not exited.
+ */
+function exited(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat.charAt(stat.lastIndexOf(")") + 2); // (the name, in parentheses, may hold spaces)
+    return state === "Z" || state === "X";
+  } catch {
+    return false;
   }
 }
 

@@ -885,6 +885,27 @@ await new Promise(() => {});
     expect(await w.commit()).toBe(true);
   });
 
+  test("a crashed writer not yet reaped by its parent (a zombie: kill(pid, 0) still succeeds) is gone: its temporary file is removed at start (a proxy killed -9 and restarted before its parent reaped it left its .part file until the next start)", async () => {
+    const dir = freshDir();
+    mkdirSync(join(dir, "tmp"), { recursive: true });
+    // `sleep 0` exits at once; its parent becomes `sleep`, which never reaps it: a zombie until the parent is killed.
+    const pidFile = join(dir, "zombie.pid");
+    // (echo: a builtin, so the shell waits for no other child, which would reap `sleep 0` too)
+    const parent = Bun.spawn(["sh", "-c", `sleep 0 & echo $! > ${pidFile}; exec sleep 60`]);
+    try {
+      await waitFor(() => existsSync(pidFile) && readFileSync(pidFile, "utf8").endsWith("\n"), { message: "the child's pid" });
+      const pid = Number(readFileSync(pidFile, "utf8").trim());
+      await waitFor(() => / Z /.test(readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\)/, "")), { message: "the child to be a zombie" });
+      const left = join(dir, "tmp", `${pid}.0123456789ab.${crypto.randomUUID()}.part`);
+      writeFileSync(left, new Uint8Array(300_000));
+      await open(dir);
+      expect(existsSync(left)).toBe(false);
+    } finally {
+      parent.kill("SIGKILL");
+      await parent.exited;
+    }
+  });
+
   test("temporary files left by an earlier process with this process's pid (PID 1 in a container, every start) are removed at start; this start's own are not", async () => {
     const dir = freshDir();
     mkdirSync(join(dir, "tmp"), { recursive: true });
