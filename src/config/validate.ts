@@ -92,9 +92,12 @@ export function claimRuleProblem(rule: ClaimRule): string | undefined {
   switch (rule.operator) {
     case "exists":
       return v === undefined || typeof v === "boolean" ? undefined : "operator exists takes no value (or true/false)";
-    case "equals":
     case "contains":
-      return scalar(v) ? undefined : `operator ${rule.operator} needs a string, number or boolean value`;
+      // (every string contains "": the rule held for any token whose claim is a string)
+      if (v === "") return "operator contains needs a non-empty value (every string contains the empty string: the rule would admit any token whose claim is a string)";
+      return scalar(v) ? undefined : "operator contains needs a string, number or boolean value";
+    case "equals":
+      return scalar(v) ? undefined : "operator equals needs a string, number or boolean value";
     case "in":
       return Array.isArray(v) && v.length > 0 && v.every(scalar) ? undefined : "operator in needs a non-empty list of strings, numbers or booleans";
     case "gt":

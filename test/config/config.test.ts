@@ -243,6 +243,20 @@ describe("parseConfig", () => {
     expect(said("claims: [{ claim: role, operator: is, value: admin }]")).toEqual(["jwt.claims[0].operator: unknown operator; use one of equals, in, contains, gt, lt, gte, lte, exists"]);
   });
 
+  test("a contains rule with an empty value is refused: every string contains it, so the rule admitted any token with the claim", () => {
+    const S = "0123456789abcdef0123456789abcdef";
+    const said = (yaml: string) => issues(yaml).map((i) => `${i.path}: ${i.message}`);
+    const msg = "operator contains needs a non-empty value (every string contains the empty string: the rule would admit any token whose claim is a string)";
+    expect(said(`jwt: { enabled: true, secret: "${S}", claims: [{ claim: scope, operator: contains, value: "" }] }\n${B}`)).toEqual([`jwt.claims[0].value: ${msg}`]);
+    // (what an env variable given an empty default leaves: `${GROUP:-}`)
+    expect(issues(`jwt: { enabled: true, secret: "${S}", admin_claims: [{ claim: groups, operator: contains, value: "\${GROUP:-}" }] }\n${B}`).map((i) => `${i.path}: ${i.message}`)).toEqual([`jwt.admin_claims[0].value: ${msg}`]);
+    const bucketRule = B.replace("    s3:", `    auth: { enabled: true, claims: [{ claim: team, operator: contains, value: "" }] }\n    s3:`);
+    expect(said(`jwt: { enabled: true, secret: "${S}" }\n${bucketRule}`)).toEqual([`buckets[0].auth.claims[0].value: ${msg}`]);
+    // a non-empty value, and an empty one for equals (which no non-empty claim meets), stay valid
+    const ok = parseConfig(`jwt: { enabled: true, secret: "${S}", claims: [{ claim: scope, operator: contains, value: "read" }, { claim: x, operator: equals, value: "" }] }\n${B}`, { env: {} });
+    expect(ok.jwt!.claims.map((r) => r.value)).toEqual(["read", ""]);
+  });
+
   test("an alias above its anchor (blocks moved around) says where the anchor is, not that there is none", () => {
     const s3 = "{ bucket: bkt, endpoint: \"http://127.0.0.1:9000\" }";
     const yaml = `buckets:\n  - name: a\n    path_prefix: /a\n    s3: *s3\n  - name: b\n    path_prefix: /b\n    s3: &s3 ${s3}\n`;
