@@ -155,6 +155,15 @@ const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "[::1]", "::1"]);
 /** The proxy variables Bun's fetch goes through (a container given an egress proxy has them). */
 const PROXY_ENV = ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"];
 
+/** A URL as the healthcheck prints it: without a user name or password it may carry (Docker keeps the output in its health log). */
+function shownUrl(url: string): string {
+  const u = new URL(url);
+  if (u.username === "" && u.password === "") return url;
+  u.username = "";
+  u.password = "";
+  return u.href;
+}
+
 async function healthcheck(url: string): Promise<number> {
   // This instance's own listener, asked directly: through the proxy the environment names, a
   // check of the loopback failed while the listener served ("connection refused" was the proxy's),
@@ -170,10 +179,10 @@ async function healthcheck(url: string): Promise<number> {
     const res = await fetch(url, { redirect: "manual", signal: AbortSignal.timeout(3000), ...(own ? { tls: { rejectUnauthorized: false } } : {}) });
     await res.arrayBuffer().catch(() => undefined);
     if (res.status === 200) return 0;
-    write(process.stderr, `healthcheck: ${url} answered ${res.status}\n`);
+    write(process.stderr, `healthcheck: ${shownUrl(url)} answered ${res.status}\n`);
     return 1;
   } catch (err) {
-    write(process.stderr, `healthcheck: ${url}: ${healthcheckFailure(url, err)}\n`);
+    write(process.stderr, `healthcheck: ${shownUrl(url)}: ${healthcheckFailure(url, err)}\n`);
     return 1;
   }
 }

@@ -91,6 +91,9 @@ test("--healthcheck: exit 0 on 200; otherwise 1 with the reason on stderr", asyn
     expect(await runCli(["--healthcheck", `http://127.0.0.1:${s.port}/health`])).toEqual({ code: 0, stdout: "", stderr: "" });
     const down = await runCli(["--healthcheck", `http://127.0.0.1:${s.port}/ready`]);
     expect([down.code, down.stderr]).toEqual([1, `healthcheck: http://127.0.0.1:${s.port}/ready answered 503\n`]);
+    // a user name and password in the URL never reach the output (Docker keeps it in its health log)
+    const withUser = await runCli(["--healthcheck", `http://probe:s3cret-pw@127.0.0.1:${s.port}/ready`]);
+    expect([withUser.code, withUser.stderr]).toEqual([1, `healthcheck: http://127.0.0.1:${s.port}/ready answered 503\n`]);
   } finally {
     s.stop(true);
   }

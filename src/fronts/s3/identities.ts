@@ -34,7 +34,7 @@ export interface SessionPrincipalEntry {
   readonly secretAccessKey: string;
   /** The web identity token's `sub`. */
   readonly identity: string;
-  /** The token's claims (its own timing claims dropped) with `sub`; frozen. */
+  /** The token's claims (its own timing claims kept as issued: exp, iat, nbf) with `sub`; frozen. */
   readonly claims: Claims;
   readonly session: SessionPrincipal;
 }
