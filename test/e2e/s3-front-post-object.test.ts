@@ -143,6 +143,20 @@ describe("uploads", () => {
     await refused(postForm(presignWithExtra(policyFor("up", "form/acl-public.txt"), { acl: "public-read" }), bytesOf(10, 7)), 400, "AccessControlListNotSupported", "form/acl-public.txt");
   });
 
+  test("a versioned store's x-amz-version-id (and its other write headers) reach the form's answer, small or multipart, as S3's PostObject answers them", async () => {
+    const headers = { etag: '"0123456789abcdef0123456789abcdef"', "x-amz-version-id": "3sL4kqtJlcpXroDTDmJ-rmSpXd3dIbrHY", "x-amz-server-side-encryption": "AES256" };
+    env.s3.faults.set("/up/form/versioned.txt", { kind: "reply", status: 200, body: "", method: "PUT", times: 1, headers });
+    const res = await postForm(policyFor("up", "form/versioned.txt"), bytesOf(10, 3));
+    expect([res.status, res.headers.get("etag"), res.headers.get("x-amz-version-id"), res.headers.get("x-amz-server-side-encryption")]).toEqual([204, headers.etag, headers["x-amz-version-id"], "AES256"]);
+    // multipart: the version id comes with CompleteMultipartUpload's answer (set once the first part is on its way: Create is a POST too)
+    const big = postForm(policyFor("up", "form/versioned-big.bin"), bytesOf(6 * MiB, 3));
+    await env.s3.waitForRequest((r) => r.method === "PUT" && r.pathname === "/up/form/versioned-big.bin", 30_000);
+    const complete = `<?xml version="1.0" encoding="UTF-8"?>\n<CompleteMultipartUploadResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Location>x</Location><Bucket>up</Bucket><Key>form/versioned-big.bin</Key><ETag>"0123456789abcdef0123456789abcdef-2"</ETag></CompleteMultipartUploadResult>`;
+    env.s3.faults.set("/up/form/versioned-big.bin", { kind: "reply", status: 200, body: complete, method: "POST", times: 1, headers: { "x-amz-version-id": "v2-big" } });
+    const done = await big;
+    expect([done.status, done.headers.get("etag"), done.headers.get("x-amz-version-id")]).toEqual([204, '"0123456789abcdef0123456789abcdef-2"', "v2-big"]);
+  });
+
   test("success_action_redirect: 303 to it with bucket, key and etag", async () => {
     const p = policyFor("up", "form/redirect.txt");
     // the redirect field must be in the policy: re-sign one that names it

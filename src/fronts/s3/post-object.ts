@@ -20,7 +20,8 @@
  *    content-length-range is enforced as the file streams (EntityTooLarge at once, EntityTooSmall
  *    at its end); nothing is stored then.
  * 5. The answer, as S3's: success_action_redirect → 303 to it with bucket, key and etag;
- *    success_action_status 200 or 201 (a PostResponse document), else 204; ETag and Location.
+ *    success_action_status 200 or 201 (a PostResponse document), else 204; ETag and Location,
+ *    and the write's headers from the upstream's answer (x-amz-version-id, encryption...).
  *
  * Checked: a Content-MD5 field against the file (BadDigest); refused as PutObject refuses the
  * headers (writes.ts unkeptSettingOf): Object Lock, SSE-C and KMS key, grant and append fields.
@@ -42,7 +43,7 @@ import { adoptPrincipal, type S3Principal } from "./identities.ts";
 import { mayAccess } from "./permissions.ts";
 import { checkPostPolicy, type PostPolicy } from "./post-policy.ts";
 import { HEADER_VALUE } from "./operations.ts";
-import { errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, tryParse } from "./relay.ts";
+import { errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayedHeaders, relayError, tryParse } from "./relay.ts";
 import { objectLocation } from "./location.ts";
 import { keyRefusal, MAX_KEY_BYTES } from "./route.ts";
 import { signingKeyFor } from "./signing-keys.ts";
@@ -191,7 +192,7 @@ function contentMd5Of(fields: ReadonlyMap<string, string>): string | undefined {
  * failure. Memory: two part buffers per upload, filled in turn, so the client keeps sending into
  * one while the other goes up (one part in flight at a time, parts in order).
  */
-async function uploadFile(ctx: RequestContext, form: FormReader, key: string, headers: Record<string, string>, policy: PostPolicy, md5?: string): Promise<string> {
+async function uploadFile(ctx: RequestContext, form: FormReader, key: string, headers: Record<string, string>, policy: PostPolicy, md5?: string): Promise<Stored> {
   // (the file's MD5, when the form gave one to check: compared before the object is stored, by
   // the single PutObject or the Complete; a multipart upload refused then is aborted below)
   const hasher = md5 === undefined ? undefined : new Bun.CryptoHasher("md5");
@@ -273,7 +274,7 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
       const etag = endToEnd(res.headers, "etag");
       if (!res.ok) return relayError(res, upstream.bucket);
       await res.body?.cancel().catch(() => {});
-      return etag ?? "";
+      return { etag: etag ?? "", upstream: res };
     }
     if (filled > 0) await flush();
     await inFlight;
@@ -282,7 +283,7 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
     const doc = tryParse(await readUpstreamCapped(done, MAX_RESULT_BODY));
     if (doc?.name !== "CompleteMultipartUploadResult") return fail(errorOf(done.status, doc, upstream.bucket));
     uploadId = undefined;
-    return childText(doc, "ETag") ?? "";
+    return { etag: childText(doc, "ETag") ?? "", upstream: done };
   } finally {
     ctx.uploading = false;
     // The access log's bytes_in: the file's bytes that came (the form's other fields not counted).
@@ -299,9 +300,19 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
   }
 }
 
-function answer(ctx: RequestContext, fields: ReadonlyMap<string, string>, key: string, etag: string): Response {
+/** The stored object's ETag, and the upstream's answer that stored it (PutObject, or CompleteMultipartUpload). */
+interface Stored {
+  etag: string;
+  upstream: Response;
+}
+
+function answer(ctx: RequestContext, fields: ReadonlyMap<string, string>, key: string, stored: Stored): Response {
+  const etag = stored.etag;
   const location = objectLocation(ctx, ctx.bucketName, key);
-  const headers: Record<string, string> = { "x-amz-request-id": ctx.id, location };
+  // the write's headers a client may see (x-amz-version-id on a versioned store, encryption,
+  // expiration, checksums), as S3's PostObject answers them; they were dropped, ETag alone kept
+  const headers: Record<string, string> = Object.fromEntries(relayedHeaders(ctx, stored.upstream));
+  headers.location = location;
   if (etag !== "") headers.etag = etag;
   const field = fields.get("success_action_redirect") ?? fields.get("redirect");
   if (field !== undefined && /^https?:\/\/[^\s]+$/i.test(field)) {
@@ -393,12 +404,12 @@ export async function postObjectOp(ctx: RequestContext): Promise<Response> {
     }
     // (purged unless refused: a write whose answer was lost may have landed, see purgeIfUnsure; a
     // refused form, over its policy's size, a bad digest or the upstream's 4xx, stored nothing)
-    const etag = await uploadFile(ctx, form, key, headers, policy, md5).catch(async (err: unknown) => {
+    const stored = await uploadFile(ctx, form, key, headers, policy, md5).catch(async (err: unknown) => {
       if (!isRefusal(err, ctx.timing.attempts)) await purgeWritten(ctx, key);
       throw err;
     });
     await purgeWritten(ctx, key);
-    return answer(ctx, fields, key, etag);
+    return answer(ctx, fields, key, stored);
   } catch (err) {
     // the form itself was broken (read before the file or in it: either way nothing is stored)
     if (err instanceof FormDataError) throw s3Fail(s3Error("MalformedPOSTRequest", err.message));
