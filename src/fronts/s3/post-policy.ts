@@ -7,7 +7,7 @@
  * expired, every condition must hold, and every form field must be named by a condition, except
  * `x-amz-signature`, `file`, `policy` and `x-ignore-*`, as S3 checks it. Conditions:
  *   {"<field>": "value"} and ["eq", "$<field>", "value"]  exact match ("bucket" is the bucket);
- *   ["starts-with", "$<field>", "prefix"]                 ("" allows any value);
+ *   ["starts-with", "$<field>", "prefix"]                 ("" allows any value; each item of a Content-Type list);
  *   ["content-length-range", min, max]                    the file's size, checked as it streams.
  * Field names are case-insensitive.
  */
@@ -28,6 +28,16 @@ const MAX_POLICY_BYTES = 20 * 1024;
 
 const denied = (why: string): S3Error => s3Error("AccessDenied", `Invalid according to Policy: ${why}`);
 const invalidPolicy = (why: string): S3Error => s3Error("InvalidPolicyDocument", `Invalid Policy: ${why}`);
+
+/**
+ * starts-with: a Content-Type with commas is a list, each item of which must start with the prefix
+ * (as S3 documents; taken as one string, `image/png,text/html` passed an `image/` condition, and a
+ * browser reads such a header's last type). Every other field is one string, commas or not.
+ */
+function startsWith(name: string, value: string, prefix: string): boolean {
+  if (name !== "content-type" || !value.includes(",")) return value.startsWith(prefix);
+  return value.split(",").every((item) => item.replace(/^[ \t]+|[ \t]+$/g, "").startsWith(prefix));
+}
 
 /**
  * Checks the policy (base64 text) against the form's fields (lower-case names; `bucket` is the
@@ -72,7 +82,7 @@ export function checkPostPolicy(policyBase64: string, fields: ReadonlyMap<string
       }
       const name = c[1].slice(1).toLowerCase();
       named.add(name);
-      const ok = op === "eq" ? value(name) === c[2] : value(name).startsWith(c[2]);
+      const ok = op === "eq" ? value(name) === c[2] : startsWith(name, value(name), c[2]);
       if (!ok) return denied(`Policy Condition failed: ${JSON.stringify(c).slice(0, 256)}`);
     } else if (typeof c === "object" && c !== null) {
       const entries = Object.entries(c as Record<string, unknown>);

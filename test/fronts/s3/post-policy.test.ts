@@ -28,6 +28,18 @@ describe("checkPostPolicy", () => {
     expect(check([{ key: "k" }], { key: "k" }, "2026-12-02T12:00:00.001Z")).toMatchObject({ minLength: 0 });
   });
 
+  test("a Content-Type with commas is a list for starts-with, as S3 documents: each item must start with the prefix (image/png,text/html passed an image/ condition, and browsers read the last type)", () => {
+    const ct = (value: string, prefix = "image/") => check([["starts-with", "$Content-Type", prefix]], { "content-type": value });
+    expect(ct("image/jpg,image/png, image/gif")).toMatchObject({ minLength: 0 });
+    expect(ct("image/png,text/html")).toStartWith("AccessDenied: Invalid according to Policy: Policy Condition failed");
+    expect(ct("image/png, text/html")).toStartWith("AccessDenied: Invalid according to Policy: Policy Condition failed");
+    expect(ct("image/png,")).toStartWith("AccessDenied: Invalid according to Policy: Policy Condition failed");
+    expect(ct("text/html,image/png", "")).toMatchObject({ minLength: 0 });
+    // other fields are strings, commas or not; eq compares the whole value
+    expect(check([["starts-with", "$key", "user/"]], { key: "user/a,b" })).toMatchObject({ minLength: 0 });
+    expect(check([["eq", "$Content-Type", "image/png,text/html"]], { "content-type": "image/png,text/html" })).toMatchObject({ minLength: 0 });
+  });
+
   test("an expiration without an offset is UTC, whatever the server's time zone", () => {
     const tz = process.env.TZ;
     try {
