@@ -6,7 +6,7 @@
  * deleted (another live process sharing the folder keeps its own).
  */
 import { constants, readFileSync } from "node:fs";
-import { open, readdir, unlink } from "node:fs/promises";
+import { open, readdir, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { decodeHead, hashOfName, HEAD_BYTES, keyHash, metaLength, ownerOfTemp, START_ID, type DiskHead } from "./disk-format.ts";
 
@@ -42,7 +42,7 @@ const CONCURRENCY = 32;
  * processes are asked by pid: processes sharing a folder must see each other's pids (one PID
  * namespace; server.workers give each worker its own folder anyway).
  */
-function alive(owner: { pid: number; start: string | undefined }): boolean {
+function alive(owner: { pid: number; start: string | undefined }, writtenMs: number): boolean {
   const { pid } = owner;
   if (pid === process.pid) return owner.start === START_ID;
   try {
@@ -50,21 +50,42 @@ function alive(owner: { pid: number; start: string | undefined }): boolean {
   } catch (err) {
     if ((err as { code?: string }).code !== "EPERM") return false; // (EPERM: exists, but not ours to signal)
   }
-  return !exited(pid);
+  return !notTheWriter(pid, writtenMs);
 }
 
 /**
- * A process that exited but is not yet reaped by its parent (a zombie) still answers kill(pid, 0):
- * a writer killed -9 and restarted before that (a parent that reaps late, or never: a PID 1 that
- * does not) left its temporary file until a later start. Unknown (no /proc): not exited.
+ * Whether the live `pid` is not the writer of a temporary file last written at `writtenMs` (Linux,
+ * from /proc; elsewhere it is taken as the writer):
+ * - a dead process not yet reaped (state Z or X), which kill 0 answers for: a writer killed -9
+ *   mid-fill whose parent (a supervisor, a shell as PID 1) had not reaped it when the proxy started
+ *   again had its half file kept as a live writer's;
+ * - a process started after the file was last written: the pid reused by another process (another
+ *   worker of a group restarted in a fresh container, an unrelated program), which kept the dead
+ *   writer's file for as long as it ran.
+ * Either way the file stayed on disk, counted by no max_disk_size_mb.
  */
-function exited(pid: number): boolean {
+function notTheWriter(pid: number, writtenMs: number): boolean {
+  let fields: string[];
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const state = stat.charAt(stat.lastIndexOf(")") + 2); // (the name, in parentheses, may hold spaces)
-    return state === "Z" || state === "X";
+    fields = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // (from field 3, the state; the name may hold spaces)
   } catch {
     return false;
+  }
+  if (fields[0] === "Z" || fields[0] === "X") return true;
+  const ticks = Number(fields[19]); // field 22: the start, in clock ticks (USER_HZ, 100) since boot
+  const boot = bootTime();
+  // (2 s of slack: the boot time is whole seconds)
+  return boot !== undefined && Number.isFinite(ticks) && boot + ticks * 10 > writtenMs + 2000;
+}
+
+/** The boot time (epoch ms, /proc/stat's btime), or undefined. */
+function bootTime(): number | undefined {
+  try {
+    const m = /^btime (\d+)$/m.exec(readFileSync("/proc/stat", "utf8"));
+    return m ? Number(m[1]) * 1000 : undefined;
+  } catch {
+    return undefined;
   }
 }
 
@@ -151,8 +172,11 @@ export async function scanDir(dir: string): Promise<ScanResult> {
   // file in that folder.
   for (const name of await list(join(dir, "tmp"))) {
     const owner = ownerOfTemp(name);
-    if (owner === undefined || alive(owner)) continue;
-    await unlink(join(dir, "tmp", name)).catch(() => {});
+    if (owner === undefined) continue;
+    const file = join(dir, "tmp", name);
+    const written = await stat(file).then((st) => st.mtimeMs, () => undefined);
+    if (written === undefined || alive(owner, written)) continue;
+    await unlink(file).catch(() => {});
     tempsRemoved++;
   }
 

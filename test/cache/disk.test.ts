@@ -3,7 +3,7 @@
  * a miss (never wrong bytes), LRU by bytes, revalidation in place, purges racing writes.
  */
 import { afterAll, describe, expect, setSystemTime, test, setDefaultTimeout } from "bun:test";
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DiskLayer, onDisk } from "../../src/cache/disk.ts";
@@ -926,6 +926,28 @@ await new Promise(() => {});
     await w.write(bytesOf(6));
     expect(await w.commit()).toBe(true);
     expect((await d.get("b/a"))?.size).toBe(10);
+  });
+  test("a temporary file whose pid now names a process started after it was written (the pid reused) is removed at start; a live writer's is kept", async () => {
+    // The writer crashed mid-fill, its pid since taken by another process (another worker of a
+    // group restarted in a fresh container, an unrelated program): the half file was kept, on disk
+    // and uncounted by max_disk_size_mb, for as long as that process ran.
+    const other = Bun.spawn(["sleep", "30"]);
+    try {
+      const dir = freshDir();
+      mkdirSync(join(dir, "tmp"), { recursive: true });
+      const left = join(dir, "tmp", `${other.pid}.0123456789ab.${crypto.randomUUID()}.part`);
+      writeFileSync(left, new Uint8Array(100_000));
+      const hourAgo = new Date(Date.now() - 3_600_000);
+      utimesSync(left, hourAgo, hourAgo);
+      const live = join(dir, "tmp", `${other.pid}.ba9876543210.${crypto.randomUUID()}.part`);
+      writeFileSync(live, new Uint8Array(1000)); // written after the process started: it may be its writer
+      await open(dir);
+      expect(existsSync(left)).toBe(false);
+      expect(existsSync(live)).toBe(true);
+    } finally {
+      other.kill("SIGKILL");
+      await other.exited;
+    }
   });
 });
 
