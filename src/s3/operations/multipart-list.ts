@@ -1,4 +1,8 @@
-/** ListParts and ListMultipartUploads: only S3's paging and filtering parameters pass through. */
+/**
+ * ListParts and ListMultipartUploads: only S3's paging and filtering parameters pass through. Their
+ * answers are listings read whole (sent chunked, as S3 sends them): held inside the attempt
+ * (holdAnswer), as the object listings are, so a body cut or stalled after its head is retried.
+ */
 import type { BucketUpstream } from "../upstream.ts";
 import { type OperationContext, query } from "./common.ts";
 
@@ -19,6 +23,7 @@ export function listParts(upstream: BucketUpstream, a: ListPartsArgs, ctx: Opera
       ["max-parts", a.maxParts],
       ["part-number-marker", a.partNumberMarker],
     ]),
+    holdAnswer: true,
     ...ctx,
   });
 }
@@ -46,6 +51,7 @@ export function listMultipartUploads(upstream: BucketUpstream, p: ListMultipartU
       ["upload-id-marker", p.uploadIdMarker],
       ["encoding-type", p.encodingType],
     ]),
+    holdAnswer: true,
     ...ctx,
   });
 }
