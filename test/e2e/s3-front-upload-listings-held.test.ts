@@ -17,6 +17,9 @@ setDefaultTimeout(30_000);
 
 const CLIENT = { accessKeyId: "AKIDLISTHELD00001", secretAccessKey: "list-held-secret-0123456789" };
 const PARTS = `<?xml version="1.0" encoding="UTF-8"?>\n<ListPartsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>up</Bucket><Key>k</Key><UploadId>abc</UploadId><PartNumberMarker>0</PartNumberMarker><NextPartNumberMarker>1</NextPartNumberMarker><MaxParts>1000</MaxParts><IsTruncated>false</IsTruncated>${"<Part><PartNumber>1</PartNumber><LastModified>2025-01-01T00:00:00.000Z</LastModified><ETag>&quot;e1&quot;</ETag><Size>5242880</Size></Part>".repeat(8)}</ListPartsResult>`;
+const TAGGING = `<?xml version="1.0" encoding="UTF-8"?>\n<Tagging xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><TagSet>${"<Tag><Key>team</Key><Value>blue</Value></Tag>".repeat(8)}</TagSet></Tagging>`;
+const ATTRIBUTES = `<?xml version="1.0" encoding="UTF-8"?>\n<GetObjectAttributesResponse xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><ETag>e1</ETag><StorageClass>STANDARD</StorageClass><ObjectSize>5242880</ObjectSize>${" ".repeat(400)}</GetObjectAttributesResponse>`;
+const VERSIONING = `<?xml version="1.0" encoding="UTF-8"?>\n<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Status>Enabled</Status>${" ".repeat(400)}</VersioningConfiguration>`;
 const UPLOADS = `<?xml version="1.0" encoding="UTF-8"?>\n<ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>up</Bucket><KeyMarker></KeyMarker><UploadIdMarker></UploadIdMarker><NextKeyMarker>k</NextKeyMarker><NextUploadIdMarker>abc</NextUploadIdMarker><MaxUploads>1000</MaxUploads><IsTruncated>false</IsTruncated><Upload><Key>k</Key><UploadId>abc</UploadId><Initiated>2025-01-01T00:00:00.000Z</Initiated><StorageClass>STANDARD</StorageClass></Upload></ListMultipartUploadsResult>`;
 
 /** What the upstream does to the first attempt of the current test; later attempts get the whole body. */
@@ -26,7 +29,7 @@ let up: FaultUpstream;
 
 beforeAll(async () => {
   up = await startFaultUpstream((req) => {
-    const body = req.target.includes("uploadId=") ? PARTS : UPLOADS;
+    const body = req.target.includes("uploadId=") ? PARTS : req.target.includes("?tagging") ? TAGGING : req.target.includes("?attributes") ? ATTRIBUTES : req.target.includes("?versioning") ? VERSIONING : UPLOADS;
     if (req.method !== "GET") return { kind: "whole", status: 200, body: "" }; // (the start-up probe)
     return attempts++ === 0 ? first(body) : { kind: "whole", status: 200, body };
   });
@@ -69,6 +72,9 @@ s3_api: { enabled: true, address: 127.0.0.1, port: 0, region: us-east-1, credent
     for (const [op, path, query, root] of [
       ["ListParts", "/rw/k", [["uploadId", "abc"]], "ListPartsResult"],
       ["ListMultipartUploads", "/rw", [["uploads", ""]], "ListMultipartUploadsResult"],
+      // (the other documents read whole: held alike)
+      ["GetObjectTagging", "/rw/k", [["tagging", ""]], "Tagging"],
+      ["GetBucketVersioning", "/rw", [["versioning", ""]], "VersioningConfiguration"],
     ] as const) {
       test(`${op} whose first answer is cut after its head (chunked): retried and answered`, async () => {
         first = cut;

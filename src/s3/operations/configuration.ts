@@ -2,14 +2,16 @@
  * Bucket and object configuration the S3 front relays: GetBucketVersioning (the upstream bucket's
  * versioning state) and an object's tag set (Get/Put/DeleteObjectTagging; aws-cli reads the
  * source's tags before a multipart copy and sets them on the copy). The Tagging XML is built here
- * from the tags, never relayed from the client, with the Content-MD5 S3 requires.
+ * from the tags, never relayed from the client, with the Content-MD5 S3 requires. The documents
+ * read are read whole: held inside their attempt (holdAnswer), as the listings are, so a body cut
+ * or stalled after its head is retried (it was a 500).
  */
 import type { BucketUpstream } from "../upstream.ts";
 import { type OperationContext, S3_XMLNS, xmlText } from "./common.ts";
 
 /** GET /bucket?versioning: S3's VersioningConfiguration document, or its error. */
 export function getBucketVersioning(upstream: BucketUpstream, ctx: OperationContext): Promise<Response> {
-  return upstream.send({ method: "GET", key: "", query: [["versioning", ""]], ...ctx });
+  return upstream.send({ method: "GET", key: "", query: [["versioning", ""]], holdAnswer: true, ...ctx });
 }
 
 /** The Tagging XML for `tags`, in order. Throws TypeError for a key or value XML cannot carry. */
@@ -35,5 +37,5 @@ export function deleteObjectTagging(upstream: BucketUpstream, key: string, ctx: 
 export function getObjectTagging(upstream: BucketUpstream, key: string, ctx: OperationContext, versionId?: string): Promise<Response> {
   const query: Array<[string, string]> = [["tagging", ""]];
   if (versionId !== undefined) query.push(["versionId", versionId]);
-  return upstream.send({ method: "GET", key, query, ...ctx });
+  return upstream.send({ method: "GET", key, query, holdAnswer: true, ...ctx });
 }

@@ -34,5 +34,6 @@ export function getObjectAttributes(upstream: BucketUpstream, args: { key: strin
   }
   const query: Array<[string, string]> = [["attributes", ""]];
   if (args.versionId !== undefined) query.push(["versionId", args.versionId]);
-  return upstream.send({ method: "GET", key: args.key, query, headers, ...ctx });
+  // (its document is read whole: held inside the attempt, as the listings are)
+  return upstream.send({ method: "GET", key: args.key, query, headers, holdAnswer: true, ...ctx });
 }
