@@ -117,7 +117,8 @@ export function s3ErrorResponse(err: S3Error, opts: { requestId: string; resourc
   };
   // Every 503 says when to retry, as the plain front's do: the front's own (request_timeout, an
   // unreachable upstream, a payload budget, the listener's) lacked one that the limits' had.
-  if (err.status === 503 && headers["retry-after"] === undefined) headers["retry-after"] = "1";
+  // (any case: an error carrying "Retry-After" got a second value, "7, 1")
+  if (err.status === 503 && !Object.keys(headers).some((k) => k.toLowerCase() === "retry-after")) headers["retry-after"] = "1";
   // (S3's extended request id: SDKs report it as the error's HostId)
   const hostId = hostIdOf(opts.requestId);
   headers["x-amz-id-2"] = hostId;

@@ -393,3 +393,11 @@ describe("isWellFormedResult (an upstream's listing or ListParts, before it is r
     expect(ok(page.slice(0, -1))).toBe(false);
   });
 });
+
+test("every 503 says Retry-After once: 1 when the error carries none, its own (in any case) otherwise", () => {
+  expect(s3ErrorResponse(s3Error("ServiceUnavailable"), { requestId: "r" }).headers.get("retry-after")).toBe("1");
+  expect(s3ErrorResponse(s3Error("ServiceUnavailable", undefined, undefined, { "retry-after": "7" }), { requestId: "r" }).headers.get("retry-after")).toBe("7");
+  // (an error carrying the header as "Retry-After" got a second value: "7, 1")
+  expect(s3ErrorResponse(s3Error("ServiceUnavailable", undefined, undefined, { "Retry-After": "7" }), { requestId: "r" }).headers.get("retry-after")).toBe("7");
+  expect(s3ErrorResponse(s3Error("AccessDenied"), { requestId: "r" }).headers.get("retry-after")).toBeNull();
+});
