@@ -16,6 +16,7 @@
  * (x-amz-request-id, x-amz-id-2, server, x-amz-server-side-encryption...) are not leaked.
  */
 import { CHECKSUM_ALGORITHMS, checksumHeaderName } from "../s3/checksum.ts";
+import { UpstreamProtocolError } from "../s3/http1/errors.ts";
 import { upstreamRange } from "./range.ts";
 import { parseHttpDate, upstreamEtagList } from "./conditional.ts";
 
@@ -94,15 +95,40 @@ export function dropChecksumHeaders(h: Headers): void {
  * An upstream answer framed by Transfer-Encoding with a Content-Length field too (the smuggling
  * shape), as fetch hands it over: the body is the decoded chunks, whatever the field claims, so the
  * field is dropped (RFC 9112 §6.3: TE overrides it, and a proxy forwarding the message MUST remove
- * it); kept, the answer to the client would be framed by a length its body does not have. Every
- * other answer is returned as it is (one lookup). The own HTTP/1.1 client's parser drops it itself.
+ * it); kept, the answer to the client would be framed by a length its body does not have.
+ * Content-Length repeated (fetch joins the fields: `5, 5`) is one length when the values agree
+ * (RFC 9110 §8.6), and an UpstreamProtocolError (502, as the own client's parser makes it) when
+ * they differ: a HEAD's joined value was relayed as it was, announced as `Content-Length: 0` by the
+ * bun engine and as the list by the node engine. Every other answer is returned as it is (two
+ * lookups). The own HTTP/1.1 client's parser does all this itself.
  */
 export function withoutOverriddenLength(res: Response): Response {
   const h = res.headers;
-  if (!h.has("transfer-encoding") || !h.has("content-length")) return res;
+  const te = h.has("transfer-encoding");
+  const length = h.get("content-length");
+  if (length === null || (!te && length.indexOf(",") < 0)) return res;
   const headers = new Headers(h);
-  headers.delete("content-length");
+  if (te) headers.delete("content-length");
+  else {
+    const one = agreedLength(length);
+    if (one === undefined) {
+      res.body?.cancel().catch(() => {});
+      throw new UpstreamProtocolError("conflicting upstream Content-Length values");
+    }
+    headers.set("content-length", one);
+  }
   return new Response(res.body, { status: res.status, statusText: res.statusText, headers });
+}
+
+/** The one value of a Content-Length list (`5, 5`), or undefined when its values differ or are not lengths. */
+function agreedLength(list: string): string | undefined {
+  let one: string | undefined;
+  for (const part of list.split(",")) {
+    const v = part.trim();
+    if (!/^\d{1,15}$/.test(v) || (one !== undefined && +v !== +one)) return undefined;
+    one ??= v;
+  }
+  return one;
 }
 
 /** True for a header the cache keeps with an object (lower-case name). */

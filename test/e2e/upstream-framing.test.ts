@@ -29,7 +29,14 @@ const PAYLOADS: Record<string, string> = {
 };
 
 /** GET /b/<name>: a 5-byte body whose Content-Length is repeated with the same value. */
-const REPEATED_LENGTHS: Record<string, string> = { twice: "Content-Length: 5\r\nContent-Length: 5\r\n", list: "Content-Length: 5, 5\r\n" };
+const REPEATED_LENGTHS: Record<string, string> = {
+  twice: "Content-Length: 5\r\nContent-Length: 5\r\n",
+  list: "Content-Length: 5, 5\r\n",
+  conflicting: "Content-Length: 5\r\nContent-Length: 6\r\n",
+  "conflicting-list": "Content-Length: 5, 6\r\n",
+};
+/** The REPEATED_LENGTHS whose values agree: one length. The others are a bad upstream answer. */
+const AGREEING = ["twice", "list"];
 
 let upstream: TCPSocketListener<{ buf: string }>;
 beforeAll(() => {
@@ -175,19 +182,43 @@ describe("an upstream answer whose Content-Length is repeated with the same valu
   // One length (RFC 9110 §8.6), which the client must get as one value: the joined `5, 5` went out
   // as the node engine's Content-Length (Go clients refuse it), and the bun engine answered a HEAD
   // with `Content-Length: 0`.
+  // fetch (https endpoints) takes the field repeated, joined as `5, 5`, and hands a HEAD's over as
+  // it is: the bun engine answered that HEAD with `Content-Length: 0`, the node engine with the
+  // joined list. (Bun's fetch refuses one field holding a list: not asked of it here.)
   for (const engine of ["node", "bun"] as const)
-    test(`${engine} engine: a GET and a HEAD answer with Content-Length: 5, whichever way the upstream repeated it`, async () => {
-      await using px = await startInProcess(
-        `server: { address: 127.0.0.1, port: 0, engine: ${engine} }\n` +
-          `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bk, endpoint: "http://127.0.0.1:${upstream.port}", retry: { max_attempts: 1, initial_backoff_ms: 1, max_backoff_ms: 1 } }\n`,
-      );
-      for (const name of Object.keys(REPEATED_LENGTHS))
-        for (const method of ["GET", "HEAD"]) {
-          const raw = await rawHttp(px.port, `${method} /b/${name} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`);
-          const [head, body] = raw.split("\r\n\r\n");
-          expect(rawStatus(raw), `${method} ${name}`).toBe(200);
-          expect(head.match(/^content-length:.*$/gim), `${method} ${name}`).toEqual([expect.stringMatching(/^content-length: 5$/i)]);
-          expect(body, `${method} ${name}`).toBe(method === "HEAD" ? "" : "hello");
-        }
-    });
+    for (const client of ["auto", "fetch"] as const)
+      test(`${engine} engine, ${client === "auto" ? "own HTTP/1.1" : "fetch"} client: a GET and a HEAD answer with Content-Length: 5, whichever way the upstream repeated it`, async () => {
+        await using px = await startInProcess(
+          `server: { address: 127.0.0.1, port: 0, engine: ${engine}, upstream_client: ${client} }\n` +
+            `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bk, endpoint: "http://127.0.0.1:${upstream.port}", retry: { max_attempts: 1, initial_backoff_ms: 1, max_backoff_ms: 1 } }\n`,
+        );
+        for (const name of client === "fetch" ? ["twice"] : AGREEING)
+          for (const method of ["GET", "HEAD"]) {
+            const raw = await rawHttp(px.port, `${method} /b/${name} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`);
+            const [head, body] = raw.split("\r\n\r\n");
+            expect(rawStatus(raw), `${method} ${name}`).toBe(200);
+            expect(head.match(/^content-length:.*$/gim), `${method} ${name}`).toEqual([expect.stringMatching(/^content-length: 5$/i)]);
+            expect(body, `${method} ${name}`).toBe(method === "HEAD" ? "" : "hello");
+          }
+      });
+});
+
+describe("an upstream answer whose Content-Length is repeated with different values", () => {
+  // Which length is the object's cannot be told (RFC 9112 §6.3: unrecoverable): a bad upstream
+  // answer, never a 200. Through fetch a HEAD was answered 200, with `Content-Length: 0` (bun
+  // engine) or the list `5, 6` (node engine). (A GET's body fetch refused already.)
+  for (const engine of ["node", "bun"] as const)
+    for (const client of ["auto", "fetch"] as const)
+      test(`${engine} engine, ${client === "auto" ? "own HTTP/1.1" : "fetch"} client: a GET and a HEAD are 502`, async () => {
+        await using px = await startInProcess(
+          `server: { address: 127.0.0.1, port: 0, engine: ${engine}, upstream_client: ${client} }\n` +
+            `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bk, endpoint: "http://127.0.0.1:${upstream.port}", retry: { max_attempts: 1, initial_backoff_ms: 1, max_backoff_ms: 1 } }\n`,
+        );
+        for (const name of client === "fetch" ? ["conflicting"] : ["conflicting", "conflicting-list"])
+          for (const method of ["GET", "HEAD"]) {
+            const raw = await rawHttp(px.port, `${method} /b/${name} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`);
+            expect(rawStatus(raw), `${method} ${name}`).toBe(502);
+            expect(raw, `${method} ${name}`).not.toMatch(/^content-length: 5, 6$/im);
+          }
+      });
 });
