@@ -411,11 +411,20 @@ export { NODE_IDLE_MS };
  * passes: an HTTP version other than 1.0 and 1.1 (`GET /k` with none, read as 0.9; `HTTP/2.0`),
  * and an HTTP/1.1 request without Host (RFC 9112 §3.2). With workers they were served (200 and
  * the object) where a single process answered 400; now 400 on both, the connection closed.
+ * The other way round, a Transfer-Encoding whose last coding is not `chunked` (a body of no
+ * knowable length: 400 and close, RFC 9112 §6.3), which Bun.serve and the handed-over parser
+ * refuse: the connections node:http accepts itself served it keep-alive (a PUT's 411, a GET
+ * proxied), then swallowed what the client sent next, unanswered.
  */
 export function wellFormedHead(req: Pick<http.IncomingMessage, "httpVersion" | "headers">): boolean {
+  const te = req.headers["transfer-encoding"];
+  if (te !== undefined && !CHUNKED_LAST.test(te)) return false;
   if (req.httpVersion === "1.0") return true;
   return req.httpVersion === "1.1" && req.headers.host !== undefined;
 }
+
+/** A Transfer-Encoding whose last coding is chunked. */
+const CHUNKED_LAST = /(?:^|,)[ \t]*chunked[ \t]*$/i;
 
 /** How long a new connection has for its first request head (Bun's node:http and Bun.serve: about 10 s). */
 const HEAD_DEADLINE_MS = 10_000;

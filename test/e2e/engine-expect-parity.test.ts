@@ -3,9 +3,15 @@
  * served on both engines. Bun.serve ignores it; node:http answered a bare 417 of its own (no
  * request id, no log line, nothing forwarded), so the same request was served on one engine and
  * refused on the other. RFC 9110 §10.1.1 makes that 417 a MAY.
+ *
+ * A request whose Transfer-Encoding does not end in `chunked` has a body of no knowable length: RFC
+ * 9112 §6.3 has the server answer 400 and close the connection. Bun.serve (bun engine) does; the
+ * node engine's connections Bun's node:http accepts itself were served (a PUT answered 411, a GET
+ * proxied) keep-alive, and the connection then swallowed what the client sent next, unanswered.
+ * Both engines now answer 400 and close, before anything goes upstream.
  */
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
-import { rawHttp, rawStatus } from "../helpers/raw-http.ts";
+import { rawHttp, rawStatus, rawStatuses } from "../helpers/raw-http.ts";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { bucketYaml, startInProcess, type InProcessProxy } from "./harness.ts";
 
@@ -44,3 +50,24 @@ for (const engine of ["bun", "node"]) {
     expect(await (await fetch(proxies[engine].url(`/e/${engine}.txt`))).text()).toBe(body);
   });
 }
+
+const NEXT = "GET /e/next.txt HTTP/1.1\r\nHost: x\r\n\r\n";
+
+for (const engine of ["bun", "node"])
+  test(`${engine} engine: a Transfer-Encoding that does not end in chunked is 400 and the connection closed; nothing goes upstream`, async () => {
+    for (const method of ["PUT", "GET"])
+      for (const coding of ["xchunked", "chunked, gzip", "gzip"]) {
+        const from = s3.requests.length;
+        // (the bound only ends a connection left open: the expectations then fail)
+        const raw = await rawHttp(proxies[engine].port, `${method} /e/a.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ${coding}\r\n\r\n${NEXT}`, 5_000);
+        const head = raw.slice(0, raw.indexOf("\r\n\r\n")).toLowerCase();
+        expect({ method, coding, statuses: rawStatuses(raw), close: head.includes("\r\nconnection: close") }).toEqual({ method, coding, statuses: [400], close: true });
+        // (the readiness probe's HEAD of the bucket aside)
+        expect(s3.requests.slice(from).filter((r) => r.pathname !== "/exp/").map((r) => `${r.method} ${r.pathname}`)).toEqual([]);
+      }
+  });
+
+test("node engine: a body framed by chunked last (`identity, chunked` too) is still read, and the next request answered", async () => {
+  const raw = await rawHttp(proxies.node.port, `GET /e/a.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity, chunked\r\n\r\n0\r\n\r\nGET /e/a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+  expect(rawStatuses(raw)).toEqual([200, 200]);
+});
