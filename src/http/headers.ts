@@ -99,14 +99,21 @@ export function dropChecksumHeaders(h: Headers): void {
  * Content-Length repeated (fetch joins the fields: `5, 5`) is one length when the values agree
  * (RFC 9110 §8.6), and an UpstreamProtocolError (502, as the own client's parser makes it) when
  * they differ: a HEAD's joined value was relayed as it was, announced as `Content-Length: 0` by the
- * bun engine and as the list by the node engine. Every other answer is returned as it is (two
+ * bun engine and as the list by the node engine. A body in a transfer coding other than chunked
+ * (`gzip, chunked`: fetch undoes the chunks only) is an UpstreamProtocolError too: its bytes, still
+ * gzipped, were a 200 of the object (and stored). Every other answer is returned as it is (two
  * lookups). The own HTTP/1.1 client's parser does all this itself.
  */
 export function withoutOverriddenLength(res: Response): Response {
   const h = res.headers;
   const te = h.has("transfer-encoding");
   const length = h.get("content-length");
-  if (length === null || (!te && length.indexOf(",") < 0)) return res;
+  if (!te && (length === null || length.indexOf(",") < 0)) return res;
+  if (te && res.body !== null && h.get("transfer-encoding")!.trim().toLowerCase() !== "chunked") {
+    res.body.cancel().catch(() => {});
+    throw new UpstreamProtocolError("unsupported upstream Transfer-Encoding");
+  }
+  if (length === null) return res;
   const headers = new Headers(h);
   if (te) headers.delete("content-length");
   else {
