@@ -100,3 +100,22 @@ test("alerts: each has a severity and a summary; the required conditions are all
   expect(exprOf("YatagarasuAuditWriteFailing")).toContain("yatagarasu_audit_write_errors_total");
   expect(exprOf("YatagarasuAuthorizerFailing")).toContain('yatagarasu_authz_decisions_total{result="error"}');
 });
+
+test("YatagarasuUploadsArriveDamaged names only codes a write is refused with for a damaged body (a code nothing answers never matches)", () => {
+  const expr = rules.find((r) => r.alert === "YatagarasuUploadsArriveDamaged")?.expr ?? "";
+  const codes = /code=~"([^"]+)"/.exec(expr)?.[1].split("|") ?? [];
+  expect(codes.length).toBeGreaterThan(3);
+  // Where the S3 front builds its refusals: a body check's PayloadError, or an s3Error of the
+  // front (the catalogue of every code, src/fronts/s3/errors.ts, and STS's own are not answers to a write).
+  const src: string[] = [];
+  const walk = (d: string) => {
+    for (const f of readdirSync(d)) {
+      const p = join(d, f);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (p.endsWith(".ts")) src.push(readFileSync(p, "utf8"));
+    }
+  };
+  walk(join(ROOT, "src"));
+  const answered = (code: string) => src.some((t) => t.includes(`PayloadError("${code}"`) || t.includes(`s3Error("${code}"`));
+  expect(codes.filter((c) => !answered(c))).toEqual([]);
+});
