@@ -1,12 +1,13 @@
 /**
  * The README's Observability section names what the proxy writes: every field an access line can
- * carry is in its "Logs" item.
+ * carry is in its "Logs" item, and every metric family is in its metrics table.
  */
 import { afterAll, expect, test } from "bun:test";
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createLogger, type AccessRecord } from "../../src/observe/log.ts";
+import { Metrics } from "../../src/observe/metrics.ts";
 
 const ROOT = join(import.meta.dir, "../..");
 const README = readFileSync(join(ROOT, "README.md"), "utf8");
@@ -38,4 +39,27 @@ test("every field of an access line is documented in the README's Logs item", ()
   expect(fields.length).toBe(Object.keys(rec).length);
   const logs = item("Logs");
   expect(fields.filter((f) => !new RegExp(`[\`, ]${f}[\`,]`).test(logs))).toEqual([]);
+});
+
+test("every metric family the proxy registers is in the README's metrics table, with its type and labels", () => {
+  // Every family registered anywhere in src/ (cache layers, audit, tracing, readiness too), with its type.
+  const types = new Map<string, string>();
+  const walk = (d: string) => {
+    for (const f of readdirSync(d)) {
+      const p = join(d, f);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (p.endsWith(".ts")) for (const m of readFileSync(p, "utf8").matchAll(/\.(counter|gauge|histogram)\(\s*"((?:yatagarasu|process)_[a-z0-9_]+)"/g)) types.set(m[2], m[1]);
+    }
+  };
+  walk(join(ROOT, "src"));
+  expect(types.size).toBeGreaterThan(40);
+  const rows = new Map<string, string[]>();
+  for (const line of README.split("\n")) {
+    const r = /^\| `((?:yatagarasu|process)_[a-z0-9_]+)` \| (\w+) \|([^|]*)\|/.exec(line);
+    if (r) rows.set(r[1], [r[2], r[3].trim().replace(/`/g, "")]);
+  }
+  expect([...types.keys()].filter((n) => !rows.has(n)).sort()).toEqual([]);
+  for (const [n, t] of types) expect([n, rows.get(n)?.[0]]).toEqual([n, t]);
+  // The labels of those the Metrics class registers, as /metrics shows them.
+  for (const f of new Metrics({ version: "test", buckets: ["b"] }).snapshot()) expect([f.name, rows.get(f.name)?.[1]]).toEqual([f.name, f.labelNames.join(", ")]);
 });
