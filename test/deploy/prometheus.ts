@@ -149,3 +149,10 @@ export async function promtoolCheckRules(file: string): Promise<{ code: number; 
   const [a, b, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
   return { code, output: a + b };
 }
+
+/** `promtool test rules <file>`: its unit tests (rule_files relative to the file's folder). */
+export async function promtoolTestRules(file: string): Promise<{ code: number; output: string }> {
+  const p = Bun.spawn([binary("promtool"), "test", "rules", file], { stdout: "pipe", stderr: "pipe" });
+  const [a, b, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  return { code, output: a + b };
+}
