@@ -73,8 +73,9 @@ audit: { enabled: true, path: "${join(dir, "audit.log")}" }
 jwt: { enabled: true, algorithm: HS256, secret: "${JWT_SECRET}" }
 cache:
   enabled: true
-  cache_layers: [memory, redis]
+  cache_layers: [memory, disk, redis]
   memory: { max_item_size_mb: 1, max_cache_size_mb: 16, default_ttl_seconds: 600 }
+  disk: { path: "${join(dir, "disk")}", max_disk_size_mb: 64 }
   redis: { url: "${redis.url}", key_prefix: "deploy:", connect_timeout_ms: 300, operation_timeout_ms: 300 }
 buckets:
   - { name: pub, path_prefix: /pub, s3: ${s3Of()}, cache: { enabled: true } }
