@@ -40,14 +40,17 @@ import { attemptDeadlines, BucketUpstream, logBreaker, type UpstreamDeps, type U
 
 type ObjectMethod = "GET" | "HEAD";
 
+export type ReadSend = (upstream: BucketUpstream, maxAttempts: number | undefined, replica?: string) => Promise<Response>;
+
 /** What the object phase reads through: one BucketUpstream, or a ReplicaSet of several. */
 export interface ObjectUpstream {
   fetchObject(method: ObjectMethod, key: string, forward: Record<string, string>, signal: AbortSignal, timing: UpstreamTiming): Promise<Response>;
   /**
    * A read that is not an object's (ListObjects, ListObjectsV2, the folder index): `send` asks one
-   * upstream; a ReplicaSet fails it over as fetchObject does.
+   * upstream (`replica`: its name, undefined without replicas); a ReplicaSet fails it over as
+   * fetchObject does, asking replica `prefer` first while it is healthy (a listing's next page).
    */
-  read(signal: AbortSignal, timing: UpstreamTiming, send: (upstream: BucketUpstream, maxAttempts: number | undefined) => Promise<Response>): Promise<Response>;
+  read(signal: AbortSignal, timing: UpstreamTiming, send: ReadSend, prefer?: string): Promise<Response>;
   /** Where writes go, whatever the replicas' health: never a secondary. */
   primary(): BucketUpstream;
 }
@@ -181,15 +184,18 @@ export class ReplicaSet implements ObjectUpstream {
   /**
    * A read that is not an object's (a listing) with the same failover: `send` asks one replica's
    * upstream, with `maxAttempts` for its retries (fetchObject's contract). Its answers are not
-   * marked for the caches (a listing is not cached).
+   * marked for the caches (a listing is not cached). `prefer`, when healthy (not skipped or
+   * demoted), is asked first.
    */
-  read(signal: AbortSignal, timing: UpstreamTiming, send: (upstream: BucketUpstream, maxAttempts: number | undefined) => Promise<Response>): Promise<Response> {
-    return this.failover(signal, timing, false, (r, last) => send(r.upstream, last ? undefined : 1));
+  read(signal: AbortSignal, timing: UpstreamTiming, send: ReadSend, prefer?: string): Promise<Response> {
+    return this.failover(signal, timing, false, (r, last) => send(r.upstream, last ? undefined : 1, r.name), prefer);
   }
 
   /** The failover loop of every read: `attempt` asks replica `r` (`last`: no other remains after it). */
-  private async failover(signal: AbortSignal, timing: UpstreamTiming, capSecondary: boolean, attempt: (r: Replica, last: boolean) => Promise<Response>): Promise<Response> {
+  private async failover(signal: AbortSignal, timing: UpstreamTiming, capSecondary: boolean, attempt: (r: Replica, last: boolean) => Promise<Response>, prefer?: string): Promise<Response> {
     const order = readOrder(this.replicas);
+    const preferred = prefer === undefined ? -1 : order.findIndex((r) => r.name === prefer);
+    if (preferred > 0 && order[preferred]!.standing === "preferred") order.unshift(...order.splice(preferred, 1));
     // Every breaker open: ask the primary anyway, so the client gets its CircuitOpen answer with
     // the right Retry-After (or, if its breaker has just half-opened, the trial request).
     if (order.length === 0) order.push(this.replicas[0]);

@@ -610,7 +610,7 @@ export class BucketUpstream {
   }
 
   /** A read that is not an object's (ObjectUpstream.read): one endpoint, nothing to fail over to. */
-  read(_signal: AbortSignal, _timing: UpstreamTiming, send: (upstream: BucketUpstream, maxAttempts: number | undefined) => Promise<Response>): Promise<Response> {
+  read(_signal: AbortSignal, _timing: UpstreamTiming, send: (upstream: BucketUpstream, maxAttempts: number | undefined, replica?: string) => Promise<Response>): Promise<Response> {
     return send(this, undefined);
   }
 

@@ -7,8 +7,8 @@
  * `<Owner>` is the requesting identity's (xml.ts maskOwners), never the upstream's principal.
  *
  * Parameters S3 validates itself (max-keys, encoding-type) are checked here first, with S3's codes,
- * so a bad one never costs an upstream request. An upstream 400 (a continuation token it does not
- * recognise) is relayed with its code; anything else is mapped like an object error.
+ * so a bad one never costs an upstream request, as is a V2 continuation token (the proxy's own:
+ * list-token.ts). An upstream 400 is relayed with its code; anything else is mapped like an object error.
  */
 import { readUpstreamCapped } from "../../http/read-capped.ts";
 import { errorFromResponse } from "../../s3/errors.ts";
@@ -19,7 +19,12 @@ import { s3Fail } from "./fail.ts";
 import { xmlResponse } from "./operations.ts";
 import { errorOf, tryParse, upstreamBucketsOf } from "./relay.ts";
 import { requestHeaders } from "./writes.ts";
-import { isWellFormedResult, maskOwners, rootOf, setFirstElementText } from "./xml.ts";
+import { el, isWellFormedResult, maskOwners, rootOf, setFirstElementText } from "./xml.ts";
+import { decodeEntities } from "./xml-reader.ts";
+import { issueToken, PAST_PREFIX, readToken, s3UrlDecode, s3UrlEncode, sortsAfter, type ListBinding } from "./list-token.ts";
+import type { BucketUpstream } from "../../s3/upstream.ts";
+import type { OperationContext } from "../../s3/operations/common.ts";
+import type { ListObjectsV2Params } from "../../s3/operations/list-objects.ts";
 
 /** A listing page is at most 1000 keys of at most 1 KiB each, plus markup: far below this. */
 const MAX_LISTING_BYTES = 16 * 1024 * 1024;
@@ -75,11 +80,11 @@ export async function listObjects(ctx: RequestContext, op: "ListObjects" | "List
   // S3 returns the optional fields (RestoreStatus) only when asked: the header goes upstream, and S3 checks its value.
   const optionalObjectAttributes = requestHeaders(ctx).get(OPTIONAL_OBJECT_ATTRIBUTES) ?? undefined;
   // Listings of the current objects fail over between replicas as object reads do (a V1 marker is a
-  // key, valid on any replica; a V2 continuation token only on the replica that issued it: while the
-  // primary is out, every page comes from the same secondary). Versions stay on the primary: their
-  // ids are one store's.
+  // key, valid on any replica; V2's continuation tokens are the proxy's own, valid on every replica:
+  // see list-token.ts). Versions stay on the primary: their ids are one store's.
+  const v2 = op === "ListObjectsV2" ? pageRequest(ctx, q) : undefined;
   const res =
-    op === "ListObjectsV2" ? await bucket.upstream.read(call.signal, call.timing, (u, maxAttempts) => listObjectsV2(u, { ...listObjectsV2Params(q), optionalObjectAttributes }, { ...call, maxAttempts }))
+    v2 !== undefined ? await bucket.upstream.read(call.signal, call.timing, (u, maxAttempts, replica) => v2.send(u, replica, { ...call, maxAttempts }, optionalObjectAttributes), v2.from?.replica)
     : op === "ListObjectVersions" ? await listObjectVersions(bucket.upstream.primary(), { ...listObjectVersionsParams(q), optionalObjectAttributes }, call)
     : await bucket.upstream.read(call.signal, call.timing, (u, maxAttempts) => listObjectsV1(u, { ...listObjectsV1Params(q), optionalObjectAttributes }, { ...call, maxAttempts }));
   if (res.status === 400) return relayClientError(res, upstreamBucketsOf(bucket.upstream));
@@ -96,5 +101,106 @@ export async function listObjects(ctx: RequestContext, op: "ListObjects" | "List
     throw s3Fail(s3Error("InternalError", "The upstream's listing could not be read."));
   }
   // The first <Name> is ListBucketResult's (ListVersionsResult's) own (keys and owners are escaped text or other elements).
-  return xmlResponse(ctx, maskOwners(setFirstElementText(xml, "Name", bucket.name), ctx.subject ?? "anonymous"));
+  const named = setFirstElementText(xml, "Name", bucket.name);
+  return xmlResponse(ctx, maskOwners(v2 === undefined ? named : v2.answer(named), ctx.subject ?? "anonymous"));
+}
+
+const incorrectToken = () => s3Fail(s3Error("InvalidArgument", "The continuation token provided is incorrect", { ArgumentName: "continuation-token" }));
+
+/**
+ * One ListObjectsV2 page: the client's continuation token read (refused before any upstream
+ * request when it is not this listing's), `send` asking a replica (with the upstream's token on
+ * the replica that gave it, start-after elsewhere), `answer` giving the client the proxy's token.
+ */
+function pageRequest(ctx: RequestContext, q: URLSearchParams) {
+  const cfg = ctx.bucket!.cfg;
+  const params = listObjectsV2Params(q);
+  const binding: ListBinding = { bucket: ctx.bucket!.name, prefix: params.prefix ?? "", delimiter: params.delimiter ?? "" };
+  const token = params.continuationToken;
+  const read = token === undefined ? undefined : readToken(cfg, binding, token);
+  if (token !== undefined && read === undefined) throw incorrectToken();
+  const from = read === "raw" ? undefined : read;
+  let served = "";
+  let resumed = false;
+  return {
+    from,
+    async send(u: BucketUpstream, replica: string | undefined, call: OperationContext, optionalObjectAttributes: string | undefined): Promise<Response> {
+      served = replica ?? "";
+      resumed = false;
+      const ask = (p: Partial<ListObjectsV2Params>) => listObjectsV2(u, { ...params, ...p, optionalObjectAttributes }, call);
+      if (from === undefined) return ask({});
+      if (from.replica === served) {
+        const res = await ask({ continuationToken: from.upstream });
+        // (a store that no longer takes its own token, restarted: on from the last entry)
+        if (res.status !== 400) return res;
+        await res.body?.cancel().catch(() => {});
+      }
+      resumed = true;
+      return ask({ continuationToken: undefined, startAfter: from.after === "" ? undefined : from.after });
+    },
+    /** The page as the client gets it: the proxy's tokens, and the client's own start-after echoed. */
+    answer(xml: string): string {
+      let out = xml;
+      const next = elementText(xml, "NextContinuationToken");
+      if (next !== undefined) {
+        const encoded = elementText(xml, "EncodingType") === "url";
+        const last = lastEntry(xml, encoded);
+        const after = last ?? from?.after ?? params.startAfter ?? "";
+        out = setFirstElementText(out, "NextContinuationToken", issueToken(cfg, binding, { replica: served, upstream: next, after }));
+      }
+      if (token !== undefined) {
+        if (resumed) {
+          out = removeFirstElement(out, "StartAfter");
+          const encoded = elementText(xml, "EncodingType") === "url";
+          const echo = el("ContinuationToken", token) + (params.startAfter === undefined ? "" : el("StartAfter", encoded ? s3UrlEncode(params.startAfter) : params.startAfter));
+          out = insertBefore(out, "KeyCount", echo) ?? insertBefore(out, "IsTruncated", echo) ?? out;
+        } else {
+          out = setFirstElementText(out, "ContinuationToken", token);
+        }
+      }
+      return out;
+    },
+  };
+}
+
+const PREFIXED = "(?:[A-Za-z_][A-Za-z0-9_.-]*:)?";
+const texts = new Map<string, RegExp>();
+
+function elementRe(name: string, flags = ""): RegExp {
+  let re = texts.get(name + flags);
+  if (re === undefined) texts.set(name + flags, (re = new RegExp(`<(${PREFIXED})${name}>([^<]*)<\\/\\1${name}>`, flags)));
+  return re;
+}
+
+/** The text of the first `name` element, its entities decoded. */
+function elementText(xml: string, name: string): string | undefined {
+  const m = elementRe(name).exec(xml);
+  return m === null ? undefined : decodeEntities(m[2]!);
+}
+
+function removeFirstElement(xml: string, name: string): string {
+  return xml.replace(elementRe(name), "");
+}
+
+/** `xml` with `text` (markup) before the first `name` element, prefixed as that one is; undefined when there is none. */
+function insertBefore(xml: string, name: string, text: string): string | undefined {
+  const m = new RegExp(`<(${PREFIXED})${name}>`).exec(xml);
+  if (m === null) return undefined;
+  const p = m[1]!;
+  return xml.slice(0, m.index) + (p === "" ? text : text.replace(/<(\/?)/g, `<$1${p}`)) + xml.slice(m.index);
+}
+
+const CONTENTS_KEY = new RegExp(`<(${PREFIXED})Contents>\\s*<\\1Key>([^<]*)<`, "g");
+const COMMON_PREFIX = new RegExp(`<(${PREFIXED})CommonPrefixes>\\s*<\\1Prefix>([^<]*)<`, "g");
+
+/** The page's last entry as a start-after: its last key, or its last common prefix followed by PAST_PREFIX. */
+function lastEntry(xml: string, encoded: boolean): string | undefined {
+  const decode = (s: string) => (encoded ? s3UrlDecode(decodeEntities(s)) : decodeEntities(s));
+  let key: string | undefined;
+  let prefix: string | undefined;
+  for (const m of xml.matchAll(CONTENTS_KEY)) key = m[2];
+  for (const m of xml.matchAll(COMMON_PREFIX)) prefix = m[2];
+  const k = key === undefined ? undefined : decode(key);
+  const p = prefix === undefined ? undefined : decode(prefix) + PAST_PREFIX;
+  return k === undefined ? p : p === undefined || sortsAfter(k, p) ? k : p;
 }

@@ -62,7 +62,7 @@ function isXmlChar(cp: number): boolean {
 }
 
 /** Decodes the predefined entities and numeric character references; anything else is an error. */
-function decodeEntities(s: string, lenient = false): string {
+export function decodeEntities(s: string, lenient = false): string {
   if (s.indexOf("&") < 0) return s;
   return s.replace(/&([^;&]{0,12});?/g, (whole, body: string) => {
     if (!whole.endsWith(";")) throw new XmlError("unterminated entity reference");

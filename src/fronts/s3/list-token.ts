@@ -1,0 +1,132 @@
+/**
+ * ListObjectsV2 continuation tokens of the S3 front: the proxy's own, not the upstream's.
+ *
+ * An upstream's NextContinuationToken is valid only on the store that issued it (a replica's is
+ * refused by the others, so a listing failed when the primary failed over between pages) and may
+ * carry its internals (a bucket name). The client gets instead base64url of
+ *
+ *   0x59 0x01 (magic, version) | 12-byte IV | AES-256-GCM of (replica | upstream token | after,
+ *   each a 2-byte length and UTF-8) | its 16-byte tag, authenticating the bucket, prefix and
+ *   delimiter of the listing too
+ *
+ * `replica` served the page (empty for a bucket without replicas); `after` is the page's last entry:
+ * its last key, or for a common prefix the prefix followed by U+10FFFF (UTF-8 f4 8f bf bf, above
+ * every byte a key's UTF-8 can continue with, so every key under the prefix sorts before it). The
+ * next page asks that replica with its token while it is healthy; any other replica (the token's
+ * failed, was skipped, or refused its own token) is asked with start-after = `after`, so no key is
+ * repeated or skipped.
+ *
+ * Encrypted, so the upstream's token (and what it holds) is not readable. The key comes from the bucket's configuration (its name and its replicas' secret keys), so
+ * every process and worker with the same config accepts the tokens of the others, and a token
+ * cannot be moved to another bucket, prefix or delimiter, or altered: such a token, or one in this
+ * form made with another key, is S3's 400 InvalidArgument. A token not in this form (an upstream's,
+ * given out before the change) is passed through as it was during RAW_TOKEN_GRACE_MS after the
+ * process starts (a listing under way across an upgrade), then refused the same way.
+ */
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:crypto";
+import type { BucketConfig } from "../../config/schema.ts";
+
+const MAGIC = 0x59;
+const VERSION = 1;
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
+/** A common prefix's `after`: past every key under it. */
+export const PAST_PREFIX = "\u{10FFFF}";
+/** How long after the start an upstream's own token (from before this change) is still passed through. */
+export const RAW_TOKEN_GRACE_MS = 60 * 60 * 1000;
+const STARTED = Date.now();
+
+export interface ListToken {
+  /** The replica that served the page ("" for a bucket without replicas). */
+  replica: string;
+  /** That replica's NextContinuationToken. */
+  upstream: string;
+  /** Start-after for any other replica ("" for the start). */
+  after: string;
+}
+
+/** What a listing's token is bound to. */
+export interface ListBinding {
+  bucket: string;
+  prefix: string;
+  delimiter: string;
+}
+
+const keys = new WeakMap<BucketConfig, Buffer>();
+
+/** The bucket's token key: the same in every process with the same config. */
+function keyOf(cfg: BucketConfig): Buffer {
+  let key = keys.get(cfg);
+  if (key === undefined) {
+    const h = createHash("sha256").update("yatagarasu list token\0").update(cfg.name);
+    for (const r of cfg.s3.replicas ?? [cfg.s3]) h.update("\0").update(r.bucket ?? "").update("\0").update(r.secret_key ?? "");
+    keys.set(cfg, (key = h.digest()));
+  }
+  return key;
+}
+
+const HEAD = Buffer.from([MAGIC, VERSION]);
+const bound = (b: ListBinding) => Buffer.from(JSON.stringify([b.bucket, b.prefix, b.delimiter]), "utf8");
+
+function field(s: string): Buffer {
+  const bytes = Buffer.from(s, "utf8");
+  const len = Buffer.alloc(2);
+  len.writeUInt16BE(Math.min(bytes.length, 0xffff));
+  return Buffer.concat([len, bytes.subarray(0, 0xffff)]);
+}
+
+export function issueToken(cfg: BucketConfig, b: ListBinding, t: ListToken): string {
+  const iv = randomBytes(IV_BYTES);
+  const cipher = createCipheriv("aes-256-gcm", keyOf(cfg), iv);
+  cipher.setAAD(Buffer.concat([HEAD, bound(b)]));
+  const sealed = Buffer.concat([cipher.update(Buffer.concat([field(t.replica), field(t.upstream), field(t.after)])), cipher.final()]);
+  return Buffer.concat([HEAD, iv, sealed, cipher.getAuthTag()]).toString("base64url");
+}
+
+const BASE64URL = /^[A-Za-z0-9_-]+$/;
+
+/**
+ * The client's token: a ListToken of this listing, "raw" (not in this form, passed through while
+ * the grace lasts), or undefined (refused: InvalidArgument).
+ */
+export function readToken(cfg: BucketConfig, b: ListBinding, token: string, now = Date.now()): ListToken | "raw" | undefined {
+  const bytes = BASE64URL.test(token) ? Buffer.from(token, "base64url") : undefined;
+  if (bytes === undefined || bytes.length < 2 + IV_BYTES + 6 + TAG_BYTES || bytes[0] !== MAGIC || bytes[1] !== VERSION) {
+    return token !== "" && now - STARTED < RAW_TOKEN_GRACE_MS ? "raw" : undefined;
+  }
+  let payload: Buffer;
+  try {
+    const decipher = createDecipheriv("aes-256-gcm", keyOf(cfg), bytes.subarray(2, 2 + IV_BYTES));
+    decipher.setAAD(Buffer.concat([HEAD, bound(b)]));
+    decipher.setAuthTag(bytes.subarray(bytes.length - TAG_BYTES));
+    payload = Buffer.concat([decipher.update(bytes.subarray(2 + IV_BYTES, bytes.length - TAG_BYTES)), decipher.final()]);
+  } catch {
+    return undefined; // (another listing's, altered, or another key's)
+  }
+  const out: string[] = [];
+  let at = 0;
+  for (let i = 0; i < 3; i++) {
+    if (at + 2 > payload.length) return undefined;
+    const len = payload.readUInt16BE(at);
+    if (at + 2 + len > payload.length) return undefined;
+    out.push(payload.subarray(at + 2, at + 2 + len).toString("utf8"));
+    at += 2 + len;
+  }
+  if (at !== payload.length) return undefined;
+  return { replica: out[0]!, upstream: out[1]!, after: out[2]! };
+}
+
+/** S3's encoding-type=url (Java's URLEncoder, space as "+", that also keeps "/"), undone. */
+export function s3UrlDecode(s: string): string {
+  return decodeURIComponent(s.replace(/\+/g, " "));
+}
+
+/** S3's encoding-type=url: A-Za-z0-9 . - _ * / kept, space as "+", every other byte %XX. */
+export function s3UrlEncode(s: string): string {
+  return encodeURIComponent(s).replace(/%20/g, "+").replace(/%2F/g, "/").replace(/[!'()~]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase());
+}
+
+/** Whether `a` sorts after `b` in S3's order (UTF-8 bytes). */
+export function sortsAfter(a: string, b: string): boolean {
+  return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8")) > 0;
+}

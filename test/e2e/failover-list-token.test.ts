@@ -1,0 +1,183 @@
+/**
+ * ListObjectsV2 continuation tokens are the proxy's own (src/fronts/s3/list-token.ts): opaque (no
+ * upstream bucket name, even base64-decoded), bound to the listing (bucket, prefix, delimiter), and
+ * valid on every replica: a paginated listing whose primary dies between pages goes on on the
+ * secondary from the last key (or past the last common prefix), no key repeated or skipped. It
+ * failed before: the primary's token was refused by the secondary (400 InvalidArgument).
+ */
+import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
+import { awsCli } from "../clients/aws.ts";
+import { boto3Client } from "../clients/boto3.ts";
+import { rcloneClient } from "../clients/rclone.ts";
+import { clientTest } from "../clients/run.ts";
+import { startReplicatedSource, type ReplicatedEnv } from "./s3-front-replica-helpers.ts";
+import { answerOf, signedFetch, WRITER } from "./s3-front-upload-helpers.ts";
+
+const KEY = { accessKeyId: "AKIDLISTTOKEN00001", secretAccessKey: "list-token-secret-0123456789abcdef" };
+const PRIMARY = "primary-tok-71ac";
+const SECONDARY = "secondary-tok-2f9e";
+let w: ReplicatedEnv;
+
+// 1100 keys under k/, and 30 folders of two keys each under d/ (a delimiter listing's common prefixes)
+const FLAT = Array.from({ length: 1100 }, (_, i) => `k/${String(i).padStart(4, "0")} x+y`);
+const FOLDERS = Array.from({ length: 30 }, (_, i) => [`d/f${String(i).padStart(2, "0")}/a`, `d/f${String(i).padStart(2, "0")}/b`]).flat();
+
+beforeAll(async () => {
+  w = await startReplicatedSource({ key: KEY, primaryBucket: PRIMARY, secondaryBucket: SECONDARY });
+  const all = [...FLAT, ...FOLDERS, "d/top.txt"];
+  for (let i = 0; i < all.length; i += 100) {
+    await Promise.all(all.slice(i, i + 100).flatMap((k) => [w.primary.put(PRIMARY, k, "p"), w.secondary.put(SECONDARY, k, "s")]));
+  }
+}, 120_000);
+
+afterAll(async () => {
+  await w?.[Symbol.asyncDispose]();
+});
+
+afterEach(() => {
+  w.primary.faults.clear();
+});
+
+const text = (m: RegExpExecArray | null) => m?.[1];
+const keysOf = (xml: string) => [...xml.matchAll(/<Key>([^<]*)<\/Key>/g)].map((m) => m[1]!);
+const prefixesOf = (xml: string) => [...xml.matchAll(/<CommonPrefixes><Prefix>([^<]*)<\/Prefix>/g)].map((m) => m[1]!);
+const list = (query: Array<[string, string]>) => signedFetch(w.env, { method: "GET", path: "/src", query: [["list-type", "2"], ...query] });
+
+/** The primary resets every connection from its next request on, once it has seen a listing (page 1 is served). */
+function killPrimaryAfterFirstListing(): void {
+  w.primary.faults.clear();
+  w.primary.resetLog();
+  w.secondary.resetLog();
+  void w.primary.waitForRequest((e) => !e.admin && e.method === "GET" && "list-type" in e.query, 60_000).then(() => {
+    w.primary.faults.set(`/${PRIMARY}*`, { kind: "reset" });
+  });
+}
+
+/** Page 1 came from the primary; the first page after it from the secondary, with start-after, the rest with the secondary's own token. */
+function expectFailedOverOnce(): void {
+  const listings = (s: typeof w.primary) => s.requests.filter((r) => !r.admin && "list-type" in r.query);
+  // (a reset on a reused connection is tried once more on a new one)
+  const onPrimary = listings(w.primary).map((r) => r.fault);
+  expect(onPrimary[0]).toBeUndefined();
+  expect(new Set(onPrimary.slice(1))).toEqual(new Set(["reset"]));
+  const onSecondary = listings(w.secondary);
+  expect(onSecondary.length).toBeGreaterThan(1);
+  expect(onSecondary.map((r) => [r.query["start-after"] !== undefined, r.query["continuation-token"] !== undefined])).toEqual(onSecondary.map((_, i) => [i === 0, i > 0]));
+}
+
+test("the token is opaque and the primary dying between pages loses no key: flat, then with a delimiter (a page ending on a common prefix)", async () => {
+  w.secondary.resetLog();
+  const first = await list([["prefix", "k/"], ["max-keys", "400"]]);
+  const firstXml = await first.text();
+  expect(first.status).toBe(200);
+  const token = text(/<NextContinuationToken>([^<]*)</.exec(firstXml))!;
+  expect(token).toMatch(/^[A-Za-z0-9_-]+$/);
+  for (const form of [token, Buffer.from(token, "base64url").toString("latin1")]) {
+    expect(form).not.toContain(PRIMARY);
+    expect(form).not.toContain("primary-tok");
+  }
+  w.primary.faults.set(`/${PRIMARY}*`, { kind: "reset" });
+  const keys = keysOf(firstXml);
+  let next: string | undefined = token;
+  while (next !== undefined) {
+    const res = await list([["prefix", "k/"], ["max-keys", "400"], ["continuation-token", next]]);
+    const xml = await res.text();
+    expect(res.status).toBe(200);
+    expect(text(/<ContinuationToken>([^<]*)</.exec(xml))).toBe(next);
+    expect(xml).not.toContain("<StartAfter>");
+    keys.push(...keysOf(xml));
+    next = text(/<NextContinuationToken>([^<]*)</.exec(xml));
+  }
+  expect(keys).toEqual(FLAT);
+  // (the secondary went on from the last key the primary listed, then with its own token)
+  const onSecondary = w.secondary.requests.filter((r) => !r.admin && "list-type" in r.query);
+  expect(onSecondary.map((r) => [String(r.query["start-after"]), r.query["continuation-token"] !== undefined])).toEqual([["k/0399 x+y", false], ["undefined", true]]);
+
+  // With a delimiter, url-encoded: pages of 7 end on a common prefix; the next goes on past every key under it.
+  w.primary.faults.clear();
+  const entries: string[] = [];
+  next = undefined;
+  let pages = 0;
+  do {
+    const res = await list([["prefix", "d/"], ["delimiter", "/"], ["max-keys", "7"], ["encoding-type", "url"], ...(next === undefined ? [] : ([["continuation-token", next]] as Array<[string, string]>))]);
+    const xml = await res.text();
+    expect(res.status).toBe(200);
+    entries.push(...prefixesOf(xml), ...keysOf(xml));
+    next = text(/<NextContinuationToken>([^<]*)</.exec(xml));
+    if (++pages === 1) w.primary.faults.set(`/${PRIMARY}*`, { kind: "reset" });
+  } while (next !== undefined);
+  expect(entries.sort()).toEqual([...Array.from({ length: 30 }, (_, i) => `d/f${String(i).padStart(2, "0")}/`), "d/top.txt"].sort());
+  expect(pages).toBe(5);
+});
+
+test("a token for another prefix, delimiter or bucket, altered, or not one the proxy gave: 400 InvalidArgument, nothing upstream", async () => {
+  const first = await list([["prefix", "k/"], ["max-keys", "2"]]);
+  const token = text(/<NextContinuationToken>([^<]*)</.exec(await first.text()))!;
+  const altered = Buffer.from(token, "base64url");
+  altered[altered.length - 20]! ^= 1;
+  w.primary.resetLog();
+  w.secondary.resetLog();
+  const refused: Array<Array<[string, string]>> = [
+    [["prefix", "d/"], ["continuation-token", token]],
+    [["prefix", "k/"], ["delimiter", "/"], ["continuation-token", token]],
+    [["prefix", "k/"], ["continuation-token", altered.toString("base64url")]],
+    [["prefix", "k/"], ["continuation-token", ""]],
+  ];
+  for (const q of refused) {
+    const a = await answerOf(await list(q));
+    expect([a.status, a.code, a.message]).toEqual([400, "InvalidArgument", "The continuation token provided is incorrect"]);
+    expect(a.body).toContain("<ArgumentName>continuation-token</ArgumentName>");
+  }
+  // another bucket's listing (the writable `up`) refuses it too
+  const other = await answerOf(await signedFetch(w.env, { method: "GET", path: "/up", query: [["list-type", "2"], ["prefix", "k/"], ["continuation-token", token]] }));
+  expect([other.status, other.code]).toEqual([400, "InvalidArgument"]);
+  expect(w.primary.requests.filter((r) => !r.admin)).toEqual([]);
+  expect(w.secondary.requests.filter((r) => !r.admin)).toEqual([]);
+  // the same token where it belongs still works
+  const ok = await list([["prefix", "k/"], ["max-keys", "2"], ["continuation-token", token]]);
+  expect(keysOf(await ok.text())).toEqual(FLAT.slice(2, 4));
+});
+
+clientTest("aws")("aws-cli: list-objects-v2 and `s3 ls --recursive` page through a primary that dies after the first page", async () => {
+  using aws = awsCli({ endpoint: w.env.endpoint, credentials: WRITER });
+  killPrimaryAfterFirstListing();
+  const api = await aws.s3api("list-objects-v2", "--bucket", "src", "--prefix", "k/", "--page-size", "300");
+  expect(api.stderr).toBe("");
+  expect((JSON.parse(api.stdout) as { Contents: Array<{ Key: string }> }).Contents.map((c) => c.Key)).toEqual(FLAT);
+
+  expectFailedOverOnce();
+  killPrimaryAfterFirstListing();
+  const ls = await aws.s3("ls", "--recursive", "--page-size", "250", "s3://src/");
+  expect(ls.stderr).toBe("");
+  expectFailedOverOnce();
+  const listed = ls.stdout.trimEnd().split("\n").map((l) => l.replace(/^\S+ \S+ +\d+ /, ""));
+  expect(listed).toEqual([...FOLDERS, "d/top.txt", ...FLAT]);
+}, 60_000);
+
+clientTest("boto3")("boto3: the list_objects_v2 paginator goes on on the secondary, with and without a delimiter", async () => {
+  const b = boto3Client({ endpoint: w.env.endpoint, credentials: WRITER });
+  killPrimaryAfterFirstListing();
+  const [flat] = await b.run([{ op: "list", Bucket: "src", Prefix: "k/", PageSize: 400 }]);
+  if (!flat!.ok) throw new Error(JSON.stringify(flat!.error));
+  expect((flat!.value as { pages: number }).pages).toBe(3);
+  expect((flat!.value as { keys: Array<{ Key: string }> }).keys.map((k) => k.Key)).toEqual(FLAT);
+  expectFailedOverOnce();
+
+  expectFailedOverOnce();
+  killPrimaryAfterFirstListing();
+  const [folders] = await b.run([{ op: "list", Bucket: "src", Prefix: "d/", Delimiter: "/", PageSize: 4 }]);
+  if (!folders!.ok) throw new Error(JSON.stringify(folders!.error));
+  expectFailedOverOnce();
+  const v = folders!.value as { keys: Array<{ Key: string }>; prefixes: string[] };
+  expect(v.prefixes).toEqual(Array.from({ length: 30 }, (_, i) => `d/f${String(i).padStart(2, "0")}/`));
+  expect(v.keys.map((k) => k.Key)).toEqual(["d/top.txt"]);
+}, 60_000);
+
+clientTest("rclone")("rclone: `lsf -R` (ListObjectsV2, 300 keys a page) pages through a primary that dies after the first page", async () => {
+  using rc = rcloneClient({ endpoint: w.env.endpoint, credentials: WRITER, settings: { list_version: 2, list_chunk: 300 } });
+  killPrimaryAfterFirstListing();
+  const r = await rc.run("lsf", "-R", "--files-only", rc.remote("src/k"));
+  expect(r.stderr).toBe("");
+  expectFailedOverOnce();
+  expect(r.stdout.trimEnd().split("\n").map((l) => `k/${l}`)).toEqual(FLAT);
+}, 60_000);
