@@ -23,7 +23,8 @@ const FLAT = Array.from({ length: 1100 }, (_, i) => `k/${String(i).padStart(4, "
 const FOLDERS = Array.from({ length: 30 }, (_, i) => [`d/f${String(i).padStart(2, "0")}/a`, `d/f${String(i).padStart(2, "0")}/b`]).flat();
 
 beforeAll(async () => {
-  w = await startReplicatedSource({ key: KEY, primaryBucket: PRIMARY, secondaryBucket: SECONDARY });
+  // (the plain front's folder index of the same bucket, 7 entries a page: its tokens are the proxy's too)
+  w = await startReplicatedSource({ key: KEY, primaryBucket: PRIMARY, secondaryBucket: SECONDARY, bucketExtra: "    listing: { enabled: true, max_keys: 7 }\n" });
   const all = [...FLAT, ...FOLDERS, "d/top.txt"];
   for (let i = 0; i < all.length; i += 100) {
     await Promise.all(all.slice(i, i + 100).flatMap((k) => [w.primary.put(PRIMARY, k, "p"), w.secondary.put(SECONDARY, k, "s")]));
@@ -181,3 +182,30 @@ clientTest("rclone")("rclone: `lsf -R` (ListObjectsV2, 300 keys a page) pages th
   expectFailedOverOnce();
   expect(r.stdout.trimEnd().split("\n").map((l) => `k/${l}`)).toEqual(FLAT);
 }, 60_000);
+
+test("the plain front's folder index: its next links carry the proxy's token, and the primary dying between pages loses no entry; a foreign token is 400", async () => {
+  const entries: string[] = [];
+  let next: string | null = "/src/d/";
+  let pages = 0;
+  while (next !== null) {
+    const res = await fetch(w.env.mainUrl(next));
+    expect(res.status).toBe(200);
+    const page = (await res.json()) as { entries: Array<{ name: string }>; next: string | null };
+    entries.push(...page.entries.map((e) => e.name));
+    next = page.next;
+    if (next !== null) {
+      const token = new URL(next, "http://x").searchParams.get("continuation-token")!;
+      expect(Buffer.from(token, "base64url").toString("latin1")).not.toContain("primary-tok");
+    }
+    if (++pages === 1) w.primary.faults.set(`/${PRIMARY}*`, { kind: "reset" });
+  }
+  expect(entries.sort()).toEqual([...Array.from({ length: 30 }, (_, i) => `f${String(i).padStart(2, "0")}/`), "top.txt"].sort());
+  expect(pages).toBe(5);
+  // a token of another folder: refused before any upstream request
+  w.primary.faults.clear();
+  const first = (await (await fetch(w.env.mainUrl("/src/d/"))).json()) as { next: string };
+  const token = new URL(first.next, "http://x").searchParams.get("continuation-token")!;
+  const other = await fetch(w.env.mainUrl(`/src/k/?continuation-token=${token}`));
+  expect(other.status).toBe(400);
+  expect(await other.text()).toContain("not one this listing gave");
+});

@@ -17,6 +17,7 @@ import { ProxyError } from "../../errors.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import { errorFromResponse } from "../../s3/errors.ts";
 import { listObjectsV2 } from "../../s3/operations/list-objects.ts";
+import { issueToken, PAST_PREFIX, readToken, sortsAfter } from "../s3/list-token.ts";
 import { MAX_LISTING_BYTES, parseListing } from "./parse.ts";
 import { encodePath, type RenderInput, renderHtml, renderJson } from "./render.ts";
 import { rawQueryPair } from "../../auth/sources.ts";
@@ -73,6 +74,16 @@ function tokenOf(query: string): string | undefined {
   return token;
 }
 
+/** A page's last entry as a start-after: its greatest key, or folder followed by PAST_PREFIX (past every key in it). */
+function lastEntry(entries: ReadonlyArray<{ key: string; folder: boolean }>): string | undefined {
+  let last: string | undefined;
+  for (const e of entries) {
+    const at = e.folder ? e.key + PAST_PREFIX : e.key;
+    if (last === undefined || sortsAfter(at, last)) last = at;
+  }
+  return last;
+}
+
 async function readListing(res: Response): Promise<string> {
   let bytes: Uint8Array | undefined;
   try {
@@ -99,23 +110,45 @@ function carriedToken(ctx: RequestContext): string | undefined {
   return rawQueryPair(query.slice(1), found.source.name ?? "");
 }
 
+/** A client's continuation-token that this listing did not give (another folder's, altered, or an old one past its grace). */
+const foreignToken = (cause?: unknown) => new ProxyError("BadRequest", { detail: "The continuation-token is not one this listing gave: start again without it", cause });
+
 export async function serveListing(ctx: RequestContext): Promise<Response> {
   const bucket = ctx.bucket!;
   const prefix = ctx.key;
   const token = tokenOf(ctx.query);
-  // (failed over between replicas as object reads are: see s3/list.ts on continuation tokens)
-  const res = await bucket.upstream.read(ctx.req.signal, ctx.timing, (u, maxAttempts) =>
-    listObjectsV2(
-      u,
-      { prefix: prefix === "" ? undefined : prefix, delimiter: "/", maxKeys: bucket.cfg.listing.max_keys, continuationToken: token, encodingType: "url" },
-      { signal: ctx.req.signal, timing: ctx.timing, maxAttempts },
-    ),
+  // The index's continuation tokens are the proxy's own, as the S3 front's (s3/list-token.ts):
+  // valid on every replica of the bucket, so a listing failed over between pages goes on where it
+  // was (the replica that gave the token is asked with its own while it is healthy, any other with
+  // start-after), and no upstream detail shows in the links.
+  const binding = { bucket: bucket.name, prefix, delimiter: "/" };
+  const read = token === undefined ? undefined : readToken(bucket.cfg, binding, token);
+  if (token !== undefined && read === undefined) throw foreignToken();
+  const from = read === "raw" ? undefined : read;
+  let served = "";
+  const res = await bucket.upstream.read(
+    ctx.req.signal,
+    ctx.timing,
+    async (u, maxAttempts, replica) => {
+      served = replica ?? "";
+      const ask = (page: { continuationToken?: string; startAfter?: string }) =>
+        listObjectsV2(u, { prefix: prefix === "" ? undefined : prefix, delimiter: "/", maxKeys: bucket.cfg.listing.max_keys, encodingType: "url", ...page }, { signal: ctx.req.signal, timing: ctx.timing, maxAttempts });
+      if (from === undefined) return ask({ continuationToken: token });
+      if (from.replica === served) {
+        const own = await ask({ continuationToken: from.upstream });
+        // (a store that no longer takes its own token, restarted: on from the last entry)
+        if (own.status !== 400) return own;
+        await own.body?.cancel().catch(() => {});
+      }
+      return ask({ startAfter: from.after === "" ? undefined : from.after });
+    },
+    from?.replica,
   );
   if (res.status !== 200) {
     const err = await errorFromResponse(res, "GET");
     // S3's 400 for a token it did not issue (the prefix is the routed folder, already checked).
     if (token !== undefined && err.code === "BadRequest" && (err.cause as { s3Code?: string } | undefined)?.s3Code === "InvalidArgument") {
-      throw new ProxyError("BadRequest", { detail: "The continuation-token is not one this listing gave: start again without it", cause: err.cause });
+      throw foreignToken(err.cause);
     }
     throw err;
   }
@@ -126,6 +159,7 @@ export async function serveListing(ctx: RequestContext): Promise<Response> {
     if (err instanceof ProxyError) throw err;
     throw new ProxyError("BadGateway", { detail: "The upstream sent a listing that cannot be read", cause: err });
   }
+  if (page.nextToken !== undefined) page = { ...page, nextToken: issueToken(bucket.cfg, binding, { replica: served, upstream: page.nextToken, after: lastEntry(page.entries) ?? from?.after ?? "" }) };
   // A folder with nothing under it and no marker object is no folder: a mistyped path answered 200
   // "This folder is empty." (S3 has no folders; its website endpoint answers such a path 404).
   if (prefix !== "" && token === undefined && page.entries.length === 0 && page.nextToken === undefined && !page.marker) {
