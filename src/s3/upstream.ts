@@ -731,9 +731,11 @@ export function tlsFailure(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   if (code === "EPROTO") return "TLS handshake failed (EPROTO): does the endpoint speak https, with TLS 1.2 or later? (one that speaks plain http is written http://)";
   if (typeof code === "string" && CERT_REFUSED_CODES.has(code)) {
-    // (an issuer this process does not know: most often a private CA, which Redis's check names too)
+    // (an issuer this process does not know: most often a private CA, which Redis's check names too;
+    // or, for a certificate that came alone, an endpoint that sends no chain: its CA may be trusted)
     const untrusted = code.startsWith("UNABLE_TO_") || code.includes("SELF_SIGNED");
-    return `TLS handshake failed: the endpoint's certificate was refused (${code}${untrusted ? "; a private CA's certificate goes in NODE_EXTRA_CA_CERTS" : ""})`;
+    const chain = code === "UNABLE_TO_VERIFY_LEAF_SIGNATURE" ? " does the endpoint send its chain (the intermediate certificates after its own)? Else" : "";
+    return `TLS handshake failed: the endpoint's certificate was refused (${code}${untrusted ? `;${chain} a private CA's certificate goes in NODE_EXTRA_CA_CERTS` : ""})`;
   }
   return undefined;
 }

@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { surelyNotSent, tlsFailure } from "../../src/s3/upstream.ts";
@@ -89,6 +90,48 @@ buckets:
   }
 });
 
+// An endpoint that sends its certificate without the intermediate one, its root CA trusted
+// (NODE_EXTRA_CA_CERTS): /ready and the warning said only "a private CA's certificate goes in
+// NODE_EXTRA_CA_CERTS", where it already was; they now ask whether the endpoint sends its chain.
+test("an https upstream that sends no chain (its CA trusted): /ready and the warning ask for the chain", async () => {
+  const at = (f: string) => join(dir, f);
+  const run = async (...args: string[]) => {
+    const p = Bun.spawn(["openssl", ...args], { stdout: "ignore", stderr: "ignore" });
+    expect([args[0], await p.exited]).toEqual([args[0], 0]);
+  };
+  await writeFile(at("ca.ext"), "basicConstraints=critical,CA:true\nkeyUsage=critical,keyCertSign,cRLSign\n");
+  await writeFile(at("leaf.ext"), "subjectAltName=IP:127.0.0.1\n");
+  await run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=test root", "-keyout", at("root.key"), "-out", at("root.pem"));
+  await run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=test intermediate", "-keyout", at("int.key"), "-out", at("int.csr"));
+  await run("x509", "-req", "-in", at("int.csr"), "-CA", at("root.pem"), "-CAkey", at("root.key"), "-CAcreateserial", "-days", "1", "-extfile", at("ca.ext"), "-out", at("int.pem"));
+  await run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=leaf", "-keyout", at("leaf.key"), "-out", at("leaf.csr"));
+  await run("x509", "-req", "-in", at("leaf.csr"), "-CA", at("int.pem"), "-CAkey", at("int.key"), "-CAcreateserial", "-days", "1", "-extfile", at("leaf.ext"), "-out", at("leaf.pem"));
+  const leafOnly = Bun.serve({ hostname: "127.0.0.1", port: 0, tls: { cert: readFileSync(at("leaf.pem"), "utf8"), key: readFileSync(at("leaf.key"), "utf8") }, fetch: () => new Response("object") });
+  try {
+    await using px = await startProxy(
+      `server: { address: 127.0.0.1, port: 0 }
+buckets:
+  - { name: b, path_prefix: /b, s3: { bucket: data, endpoint: "https://127.0.0.1:${leafOnly.port}", retry: { max_attempts: 1 } } }
+`,
+      { env: { YATAGARASU_PROBE_INTERVAL_MS: "100", NODE_EXTRA_CA_CERTS: at("root.pem") } },
+    );
+    const words =
+      "TLS handshake failed: the endpoint's certificate was refused (UNABLE_TO_VERIFY_LEAF_SIGNATURE; does the endpoint send its chain (the intermediate certificates after its own)? Else a private CA's certificate goes in NODE_EXTRA_CA_CERTS)";
+    // (until the first probe round, the reason is "not probed yet")
+    const reason = await waitFor(
+      async () => {
+        const r = ((await (await fetch(px.url("/ready"))).json()) as { buckets: { b: { reason?: string } } }).buckets.b.reason;
+        return r?.startsWith("upstream") && r;
+      },
+      { message: "the /ready reason", intervalMs: 50 },
+    );
+    expect(reason).toBe(`upstream unreachable: ${words}`);
+    expect(await px.waitForLog((l) => l.level === "warn" && String(l.msg).startsWith("upstream TLS"))).toMatchObject({ msg: `upstream ${words}`, upstream_error: "UNABLE_TO_VERIFY_LEAF_SIGNATURE" });
+  } finally {
+    leafOnly.stop(true);
+  }
+});
+
 test("EPROTO is not 'surely not sent' (Bun's fetch says so for a TLS failure after the request went out too: a write resent would be applied twice); a refused certificate is", () => {
   expect(surelyNotSent(Object.assign(new Error("The TLS handshake failed"), { code: "EPROTO" }))).toBe(false);
   expect(surelyNotSent(Object.assign(new Error("x"), { code: "DEPTH_ZERO_SELF_SIGNED_CERT" }))).toBe(true);
@@ -98,7 +141,9 @@ test("tlsFailure names EPROTO and a refused certificate, and nothing else", () =
   expect(tlsFailure(Object.assign(new Error("x"), { code: "EPROTO" }))).toStartWith("TLS handshake failed (EPROTO): does the endpoint speak https, with TLS 1.2 or later?");
   expect(tlsFailure(Object.assign(new Error("x"), { code: "DEPTH_ZERO_SELF_SIGNED_CERT" }))).toBe("TLS handshake failed: the endpoint's certificate was refused (DEPTH_ZERO_SELF_SIGNED_CERT; a private CA's certificate goes in NODE_EXTRA_CA_CERTS)");
   // an issuer this process does not know says where a private CA goes; another refusal does not
-  expect(tlsFailure(Object.assign(new Error("x"), { code: "UNABLE_TO_VERIFY_LEAF_SIGNATURE" }))).toEndWith("; a private CA's certificate goes in NODE_EXTRA_CA_CERTS)");
+  expect(tlsFailure(Object.assign(new Error("x"), { code: "UNABLE_TO_GET_ISSUER_CERT_LOCALLY" }))).toEndWith("(UNABLE_TO_GET_ISSUER_CERT_LOCALLY; a private CA's certificate goes in NODE_EXTRA_CA_CERTS)");
+  // (a certificate that came without its issuer's: a missing chain, the CA perhaps trusted)
+  expect(tlsFailure(Object.assign(new Error("x"), { code: "UNABLE_TO_VERIFY_LEAF_SIGNATURE" }))).toEndWith("? Else a private CA's certificate goes in NODE_EXTRA_CA_CERTS)");
   expect(tlsFailure(Object.assign(new Error("x"), { code: "CERT_HAS_EXPIRED" }))).toBe("TLS handshake failed: the endpoint's certificate was refused (CERT_HAS_EXPIRED)");
   expect(tlsFailure(Object.assign(new Error("x"), { code: "ECONNRESET" }))).toBeUndefined();
 });
