@@ -25,6 +25,7 @@ import { canonicalQuery, encodeS3Path, S3Signer } from "./sigv4.ts";
 import { readUpstreamCapped } from "../http/read-capped.ts";
 import { CREDENTIAL_CODES, parseS3ErrorCode, readErrorPrefix, SLOW_DOWN_REASON } from "./errors.ts";
 import { decodeComponent } from "../util/text.ts";
+import { certRefusalHint } from "../util/tls-refusal.ts";
 
 export { RequestBodyError } from "./http1/index.ts";
 export type { SendRequest, UpstreamMethod } from "./send.ts";
@@ -731,11 +732,7 @@ export function tlsFailure(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   if (code === "EPROTO") return "TLS handshake failed (EPROTO): does the endpoint speak https, with TLS 1.2 or later? (one that speaks plain http is written http://)";
   if (typeof code === "string" && CERT_REFUSED_CODES.has(code)) {
-    // (an issuer this process does not know: most often a private CA, which Redis's check names too;
-    // or, for a certificate that came alone, an endpoint that sends no chain: its CA may be trusted)
-    const untrusted = code.startsWith("UNABLE_TO_") || code.includes("SELF_SIGNED");
-    const chain = code === "UNABLE_TO_VERIFY_LEAF_SIGNATURE" ? " does the endpoint send its chain (the intermediate certificates after its own)? Else" : "";
-    return `TLS handshake failed: the endpoint's certificate was refused (${code}${untrusted ? `;${chain} a private CA's certificate goes in NODE_EXTRA_CA_CERTS` : ""})`;
+    return `TLS handshake failed: the endpoint's certificate was refused (${code}${certRefusalHint(code, "the endpoint")})`;
   }
   return undefined;
 }

@@ -8,6 +8,7 @@
  * handshake names it; and a connection refused or a host name that does not resolve, which the
  * asking connection's own failure names.
  */
+import { certRefusalHint } from "./tls-refusal.ts";
 
 /**
  * Whether a failed connect is worth asking Redis about (redisAuthFailure): Redis refusing the URL's
@@ -48,7 +49,9 @@ export async function redisAuthFailure(url: string, timeoutMs: number): Promise<
   if (line.startsWith(UNTRUSTED)) {
     const code = line.slice(UNTRUSTED.length);
     if (/ALTNAME|HOST|IP/i.test(code)) return `TLS: the Redis server's certificate does not name the URL's host (${code})`;
-    return `TLS: the Redis server's certificate is not trusted (${code}; a private CA's certificate goes in NODE_EXTRA_CA_CERTS)`;
+    const hint = certRefusalHint(code, "the Redis server");
+    // (expired, not yet valid...: trusted, refused for another reason; the code names it)
+    return hint !== "" ? `TLS: the Redis server's certificate is not trusted (${code}${hint})` : `TLS: the Redis server's certificate was refused (${code})`;
   }
   if (line === NO_HANDSHAKE) return "TLS: the server took the connection but completed no TLS handshake (a Redis server without TLS is addressed with redis://, not rediss://)";
   if (line.startsWith("-WRONGPASS") || /^-ERR invalid (password|username-password pair)/i.test(line)) return "authentication failed (wrong user name or password in the Redis URL)";
