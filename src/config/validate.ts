@@ -201,17 +201,26 @@ function checkUrl(url: string | undefined, path: PathSegment[], instead: string,
   if (problem) issues.push({ path, message: problem });
 }
 
+/** "-----BEGIN " in base64: how every base64-encoded PEM file starts. */
+const BASE64_PEM = "LS0tLS1CRUdJTi";
+
 /**
  * A path-valued key given the PEM text itself (pasted, or a `${VAR}` holding the key rather than
  * its file's path): it names no file, and echoing it in "cannot read <value>" would print a
  * private key in --check's output, the start-up error and the reload's error log line. Said
- * without the value; undefined for anything that looks like a path.
+ * without the value; undefined for anything that looks like a path. So is the PEM in base64 on
+ * one line (a Kubernetes Secret's `data` value, `base64 -w0 key.pem` in a variable), which
+ * starts with BASE64_PEM.
  */
 function pemTextInPath(value: string): string | undefined {
-  if (!/-----BEGIN |[\r\n]/.test(value)) return undefined;
-  if (!value.includes("-----BEGIN ")) return "contains a line break (the newline of a secret file?): give the file's path alone (the value is not shown)";
-  const what = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(value) ? "a private key's PEM text" : "PEM text";
-  return `holds ${what}, not a file path: write the PEM to a file and give its path (the value is not shown)`;
+  const base64 = value.startsWith(BASE64_PEM);
+  if (!base64 && !/-----BEGIN |[\r\n]/.test(value)) return undefined;
+  if (!base64 && !value.includes("-----BEGIN ")) return "contains a line break (the newline of a secret file?): give the file's path alone (the value is not shown)";
+  const text = base64 ? Buffer.from(value, "base64").toString("latin1") : value;
+  const what = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(text) ? "a private key's PEM text" : "PEM text";
+  return base64
+    ? `holds ${what} in base64, not a file path: write the decoded PEM to a file and give its path (the value is not shown)`
+    : `holds ${what}, not a file path: write the PEM to a file and give its path (the value is not shown)`;
 }
 
 /** The most a key or certificate file may hold (a PEM chain is a few KiB). */

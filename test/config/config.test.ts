@@ -942,6 +942,20 @@ describe("listener rules", () => {
     expect(nl.find((i) => i.path === "server.https.cert_path")?.message).toBe("contains a line break (the newline of a secret file?): give the file's path alone (the value is not shown)");
   });
 
+  test("a PEM in base64 on one line (a Kubernetes Secret's data value) given as a path is refused without echoing it: it was printed whole in 'cannot read <value>'", () => {
+    const key = Buffer.from("-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCSECRETSECRETSECRET\n-----END PRIVATE KEY-----\n").toString("base64");
+    const cert = Buffer.from("-----BEGIN CERTIFICATE-----\nMIIDCERTBODYCERTBODY\n-----END CERTIFICATE-----\n").toString("base64");
+    const got = issues(`server:\n  https:\n    cert_path: "\${TLS_CERT}"\n    key_path: "\${TLS_KEY}"\n${B}`, { TLS_KEY: key, TLS_CERT: cert });
+    const text = got.map((i) => `${i.path}: ${i.message}`).join("\n");
+    expect(text).not.toContain(key.slice(0, 40));
+    expect(text).not.toContain(cert.slice(0, 40));
+    expect(got.find((i) => i.path === "server.https.key_path")?.message).toBe("holds a private key's PEM text in base64, not a file path: write the decoded PEM to a file and give its path (the value is not shown)");
+    expect(got.find((i) => i.path === "server.https.cert_path")?.message).toBe("holds PEM text in base64, not a file path: write the decoded PEM to a file and give its path (the value is not shown)");
+    // a jwt key path too
+    const jwt = issues(`jwt:\n  enabled: true\n  algorithm: RS256\n  rsa_public_key_path: "\${K}"\n${B}`, { K: key });
+    expect(jwt.map((i) => i.message).join("\n")).not.toContain(key.slice(0, 40));
+  });
+
   test("https with engine: node is refused with what to do instead (node:http would serve plain HTTP)", () => {
     const got = issues(`server: { engine: node, https: { cert_path: /nonexistent.pem, key_path: /nonexistent.key } }\n${B}`);
     expect(got.some((i) => i.path === "server.https" && i.message.includes("engine: node does not serve TLS"))).toBe(true);
