@@ -22,6 +22,7 @@
  *   Symmetric ("oct") JWKS keys are not supported; HMAC secrets come from the config only.
  */
 import { readCapped } from "../http/read-capped.ts";
+import { fetchErrorMessage } from "../util/text.ts";
 import type { Algorithm } from "../config/schema.ts";
 import { importPublicJwk, jwkAlgorithms, type AsymKey } from "./keys.ts";
 import { describeHttpCall, endClient } from "../observe/trace/client.ts";
@@ -298,7 +299,7 @@ export class JwksClient {
         endClient(span, { error: err });
       }
       const name = (err as Error)?.name;
-      this.lastError = name === "TimeoutError" || name === "AbortError" ? "timed out" : ((err as Error)?.message ?? String(err));
+      this.lastError = name === "TimeoutError" || name === "AbortError" ? "timed out" : fetchErrorMessage(err);
       this.o.log(this.loadedOnce ? "warn" : "error", this.loadedOnce ? "JWKS refresh failed; keeping the last good keys" : "JWKS fetch failed; no keys yet", {
         url: safeUrl(this.o.url),
         error: this.lastError,

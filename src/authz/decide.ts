@@ -32,6 +32,7 @@ import type { Span } from "../observe/trace/span.ts";
 import { readCapped } from "../http/read-capped.ts";
 import { AuthorizerUnavailable } from "../errors.ts";
 import { tlsFailure } from "../s3/upstream.ts";
+import { fetchErrorMessage } from "../util/text.ts";
 
 export type Logger = (level: "info" | "warn" | "error", msg: string, fields?: object) => void;
 
@@ -199,7 +200,7 @@ export class DecidingAuthorizer implements Authorizer {
         endClient(span, { error: err });
       }
       const name = (err as Error)?.name;
-      const error = tls ?? (name === "TimeoutError" || name === "AbortError" ? `timed out after ${this.spec.timeoutMs} ms` : ((err as Error)?.message ?? String(err)));
+      const error = tls ?? (name === "TimeoutError" || name === "AbortError" ? `timed out after ${this.spec.timeoutMs} ms` : fetchErrorMessage(err));
       const kind = outage ? "outage" : "broken";
       // Once per outage, not once per request (that doubled the log volume while it lasted): the
       // first failure is logged, the others are counted and reported when it answers again.

@@ -31,3 +31,13 @@ export function decodeComponent(s: string): string | undefined {
     return undefined;
   }
 }
+
+/**
+ * A failed fetch's message for a log line or a readiness reason, without the advice Bun gives its
+ * own caller ("For more information, pass `verbose: true` in the second argument to fetch()"),
+ * which means nothing to an operator.
+ */
+export function fetchErrorMessage(err: unknown): string {
+  const message = (err as Error)?.message ?? String(err);
+  return message.replace(/\s*For more information, pass `verbose: true` in the second argument to fetch\(\)\.?/, "");
+}

@@ -525,3 +525,16 @@ test("a JWKS of more than 100 keys: the keys loaded line says how many were not 
   expect((line?.fields as { kids?: string[] }).kids).toHaveLength(100);
   expect(line?.fields).toMatchObject({ skipped: [{ kid: undefined, reason: "3 keys past the first 100 are not read" }] });
 });
+
+test("a JWKS endpoint that closes the connection unanswered: the log and readiness say so in our words, without Bun's `verbose: true` hint", async () => {
+  // (a raw listener that accepts and closes: fetch's error message ended "pass `verbose: true` in the second argument to fetch()")
+  const closer = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { open: (s) => void s.end(), data: () => {} } });
+  const logs = logCapture();
+  const auth = await Authenticator.create(jwtConfig({ algorithm: "RS256", jwks_url: `http://127.0.0.1:${closer.port}/jwks.json`, jwks_refresh_interval_secs: 300 }), { log: logs.log });
+  cleanup.push(() => auth.close(), () => closer.stop(true));
+  const line = await waitFor(() => logs.lines.find((l) => l.msg === "JWKS fetch failed; no keys yet"), { message: "the fetch failed" });
+  const error = String((line.fields as { error?: unknown }).error);
+  expect(error).not.toContain("verbose");
+  expect(error).toContain("closed");
+  expect(auth.readiness().reason ?? "").not.toContain("verbose");
+});
