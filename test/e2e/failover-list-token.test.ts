@@ -209,3 +209,21 @@ test("the plain front's folder index: its next links carry the proxy's token, an
   expect(other.status).toBe(400);
   expect(await other.text()).toContain("not one this listing gave");
 });
+
+test("a page whose last key holds a character XML 1.0 does not allow, as S3 writes it (&#x1;), is relayed, and the next page on the secondary starts after that key", async () => {
+  // (S3 lists such a key unencoded as a character reference; the token's start-after read it strictly: 500 InternalError)
+  const NS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"';
+  const body = `<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult ${NS}><Name>${PRIMARY}</Name><Prefix>k/</Prefix><NextContinuationToken>UPSTREAM1</NextContinuationToken><KeyCount>1</KeyCount><MaxKeys>1</MaxKeys><IsTruncated>true</IsTruncated><Contents><Key>k/0005&#x1;</Key><Size>1</Size></Contents></ListBucketResult>`;
+  w.primary.faults.set(`/${PRIMARY}*`, { kind: "reply", status: 200, body, times: 1 });
+  const first = await list([["prefix", "k/"], ["max-keys", "1"]]);
+  const xml = await first.text();
+  expect(first.status).toBe(200);
+  expect(xml).toContain("<Key>k/0005&#x1;</Key>");
+  const token = text(/<NextContinuationToken>([^<]*)</.exec(xml))!;
+  w.primary.faults.set(`/${PRIMARY}*`, { kind: "reset" });
+  w.secondary.resetLog();
+  const next = await list([["prefix", "k/"], ["max-keys", "1"], ["continuation-token", token]]);
+  expect(next.status).toBe(200);
+  expect(keysOf(await next.text())).toEqual([FLAT[5]!]); // ("k/0005 x+y": a space sorts after U+0001)
+  expect(w.secondary.requests.filter((r) => !r.admin && "list-type" in r.query).map((r) => r.query["start-after"])).toEqual(["k/0005\x01"]);
+});

@@ -175,7 +175,7 @@ function elementRe(name: string, flags = ""): RegExp {
 /** The text of the first `name` element, its entities decoded. */
 function elementText(xml: string, name: string): string | undefined {
   const m = elementRe(name).exec(xml);
-  return m === null ? undefined : decodeEntities(m[2]!);
+  return m === null ? undefined : decodeEntities(m[2]!, true);
 }
 
 function removeFirstElement(xml: string, name: string): string {
@@ -195,7 +195,8 @@ const COMMON_PREFIX = new RegExp(`<(${PREFIXED})CommonPrefixes>\\s*<\\1Prefix>([
 
 /** The page's last entry as a start-after: its last key, or its last common prefix followed by PAST_PREFIX. */
 function lastEntry(xml: string, encoded: boolean): string | undefined {
-  const decode = (s: string) => (encoded ? s3UrlDecode(decodeEntities(s)) : decodeEntities(s));
+  // (leniently: S3 writes a key's characters XML 1.0 does not allow as references, &#x1;)
+  const decode = (s: string) => (encoded ? s3UrlDecode(decodeEntities(s, true)) : decodeEntities(s, true));
   let key: string | undefined;
   let prefix: string | undefined;
   for (const m of xml.matchAll(CONTENTS_KEY)) key = m[2];
