@@ -144,7 +144,10 @@ function parseArgs(argv: string[]): Args | { exit: number; out: string; err?: bo
   if (configFlag !== undefined && mode !== undefined && mode !== "--check") return usage(`${mode} and --config cannot be combined`);
   // (one that fits the pattern and still does not parse, a port past 65535 or a bracket left open,
   // was thrown again by the failure's own description: a crash with a stack trace, exit 1)
-  if (info === undefined && args.healthcheck !== undefined && (!/^https?:\/\/[^/\s]+/i.test(args.healthcheck) || !URL.canParse(args.healthcheck))) return usage(`--healthcheck takes an http:// or https:// URL, not '${args.healthcheck.slice(0, 100)}'`);
+  // (shown without a user name and password, as the check's own lines: Docker keeps the output in its health log)
+  if (info === undefined && args.healthcheck !== undefined && (!/^https?:\/\/[^/\s]+/i.test(args.healthcheck) || !URL.canParse(args.healthcheck))) {
+    return usage(`--healthcheck takes an http:// or https:// URL, not '${args.healthcheck.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)\S*@/, "$1").slice(0, 100)}'`);
+  }
   return info ?? args;
 }
 

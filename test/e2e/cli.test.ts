@@ -83,6 +83,9 @@ test("--healthcheck with a URL that does not parse (a port past 65535, an unclos
   for (const [i, url] of urls.entries()) {
     expect({ url, ...results[i] }).toEqual({ url, code: 2, stdout: "", stderr: `error: --healthcheck takes an http:// or https:// URL, not '${url}'\n` });
   }
+  // a user name and password in it are not shown either (Docker keeps the output in its health log)
+  const withUser = await runCli(["--healthcheck", "http://probe:s3cret-pw@127.0.0.1:80800/health"]);
+  expect(withUser).toEqual({ code: 2, stdout: "", stderr: "error: --healthcheck takes an http:// or https:// URL, not 'http://127.0.0.1:80800/health'\n" });
 });
 
 test("--healthcheck: exit 0 on 200; otherwise 1 with the reason on stderr", async () => {
