@@ -17,7 +17,7 @@ import { ProxyError } from "../../errors.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import { errorFromResponse } from "../../s3/errors.ts";
 import { listObjectsV2 } from "../../s3/operations/list-objects.ts";
-import { issueToken, PAST_PREFIX, readToken, sortsAfter } from "../s3/list-token.ts";
+import { askResumed, issueToken, PAST_PREFIX, readToken, sortsAfter, type PageAsk } from "../s3/list-token.ts";
 import { MAX_LISTING_BYTES, parseListing } from "./parse.ts";
 import { encodePath, type RenderInput, renderHtml, renderJson } from "./render.ts";
 import { rawQueryPair } from "../../auth/sources.ts";
@@ -131,16 +131,10 @@ export async function serveListing(ctx: RequestContext): Promise<Response> {
     ctx.timing,
     async (u, maxAttempts, replica) => {
       served = replica ?? "";
-      const ask = (page: { continuationToken?: string; startAfter?: string }) =>
+      const ask = (page: PageAsk) =>
         listObjectsV2(u, { prefix: prefix === "" ? undefined : prefix, delimiter: "/", maxKeys: bucket.cfg.listing.max_keys, encodingType: "url", ...page }, { signal: ctx.req.signal, timing: ctx.timing, maxAttempts });
       if (from === undefined) return ask({ continuationToken: token });
-      if (from.replica === served) {
-        const own = await ask({ continuationToken: from.upstream });
-        // (a store that no longer takes its own token, restarted: on from the last entry)
-        if (own.status !== 400) return own;
-        await own.body?.cancel().catch(() => {});
-      }
-      return ask({ startAfter: from.after === "" ? undefined : from.after });
+      return (await askResumed(from, served, ask)).res;
     },
     from?.replica,
   );

@@ -116,6 +116,26 @@ export function readToken(cfg: BucketConfig, b: ListBinding, token: string, now 
   return { replica: out[0]!, upstream: out[1]!, after: out[2]! };
 }
 
+/** What one page asks an upstream: its own continuation token, or a start-after (or neither: the start). */
+export interface PageAsk {
+  continuationToken?: string;
+  startAfter?: string;
+}
+
+/**
+ * One page of a listing resumed from `from` on replica `served`: with that replica's own token
+ * while it is the one that gave it, else (or when it refuses its own token: a store restarted)
+ * start-after the token's last entry. `resumed`: the page was asked with start-after.
+ */
+export async function askResumed(from: ListToken, served: string, ask: (page: PageAsk) => Promise<Response>): Promise<{ res: Response; resumed: boolean }> {
+  if (from.replica === served) {
+    const own = await ask({ continuationToken: from.upstream });
+    if (own.status !== 400) return { res: own, resumed: false };
+    await own.body?.cancel().catch(() => {});
+  }
+  return { res: await ask({ continuationToken: undefined, startAfter: from.after === "" ? undefined : from.after }), resumed: true };
+}
+
 /** S3's encoding-type=url (Java's URLEncoder, space as "+", that also keeps "/"), undone. */
 export function s3UrlDecode(s: string): string {
   return decodeURIComponent(s.replace(/\+/g, " "));

@@ -21,7 +21,7 @@ import { errorOf, tryParse, upstreamBucketsOf } from "./relay.ts";
 import { requestHeaders } from "./writes.ts";
 import { el, isWellFormedResult, maskOwners, rootOf, setFirstElementText } from "./xml.ts";
 import { decodeEntities } from "./xml-reader.ts";
-import { issueToken, PAST_PREFIX, readToken, s3UrlDecode, s3UrlEncode, sortsAfter, type ListBinding } from "./list-token.ts";
+import { askResumed, issueToken, PAST_PREFIX, readToken, s3UrlDecode, s3UrlEncode, sortsAfter, type ListBinding } from "./list-token.ts";
 import type { BucketUpstream } from "../../s3/upstream.ts";
 import type { OperationContext } from "../../s3/operations/common.ts";
 import type { ListObjectsV2Params } from "../../s3/operations/list-objects.ts";
@@ -129,14 +129,9 @@ function pageRequest(ctx: RequestContext, q: URLSearchParams) {
       resumed = false;
       const ask = (p: Partial<ListObjectsV2Params>) => listObjectsV2(u, { ...params, ...p, optionalObjectAttributes }, call);
       if (from === undefined) return ask({});
-      if (from.replica === served) {
-        const res = await ask({ continuationToken: from.upstream });
-        // (a store that no longer takes its own token, restarted: on from the last entry)
-        if (res.status !== 400) return res;
-        await res.body?.cancel().catch(() => {});
-      }
-      resumed = true;
-      return ask({ continuationToken: undefined, startAfter: from.after === "" ? undefined : from.after });
+      const page = await askResumed(from, served, ask);
+      resumed = page.resumed;
+      return page.res;
     },
     /** The page as the client gets it: the proxy's tokens, and the client's own start-after echoed. */
     answer(xml: string): string {
