@@ -422,6 +422,10 @@ describe("UploadPartCopy and GetObjectTagging", () => {
       const src = { "x-amz-copy-source": "/up/pc/src.bin" };
       await refused(partCopy("pc/refused.bin", uploadId, "1", { ...src, "x-amz-copy-source-range": "bytes=5-1" }), 400, "InvalidArgument");
       await refused(partCopy("pc/refused.bin", uploadId, "1", { ...src, "x-amz-copy-source-range": "bytes=0-" }), 400, "InvalidArgument");
+      // a part is at most 5 GiB: a longer range is refused before the upstream (it went there as it was)
+      env.mark();
+      await refused(partCopy("pc/refused.bin", uploadId, "1", { ...src, "x-amz-copy-source-range": `bytes=0-${5 * 1024 ** 3}` }), 400, "InvalidRequest");
+      expect(env.upstreamCalls().filter((c) => c.method === "PUT")).toEqual([]);
       await refused(partCopy("pc/refused.bin", uploadId, "0", src), 400, "InvalidArgument");
       await refused(partCopy("pc/refused.bin", uploadId, "1", src, READER), 403, "AccessDenied");
       // (another proxy bucket the identity has no grant on)

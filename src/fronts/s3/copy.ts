@@ -24,7 +24,7 @@ import { keyRefusal, MAX_KEY_BYTES } from "./route.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
 import { configuredBucket } from "./route.ts";
 import { sameUpstreamAccount } from "../../config/writes.ts";
-import { copyObjectStreamed, type ForeignSource, type StreamedResult, uploadPartCopyStreamed } from "./copy-streamed.ts";
+import { copyObjectStreamed, MAX_COPY_BYTES, type ForeignSource, type StreamedResult, uploadPartCopyStreamed } from "./copy-streamed.ts";
 import { childText } from "./xml-reader.ts";
 import { callOf, partNumberOf, queryValue, readingResult, requestHeaders, unkeptSourceKey, writeUpstream } from "./writes.ts";
 import { purgeWritten } from "../purge.ts";
@@ -228,6 +228,11 @@ export async function uploadPartCopyOp(ctx: RequestContext): Promise<Response> {
     const m = COPY_RANGE.exec(range.trim());
     if (m === null || Number(m[1]) > Number(m[2])) {
       throw s3Fail(s3Error("InvalidArgument", "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy", { ArgumentName: "x-amz-copy-source-range", ArgumentValue: range.slice(0, 64) }));
+    }
+    // A part is at most 5 GiB: a longer range went upstream as it was (a store that copies it
+    // anyway held the request until s3.timeout), where S3 refuses it.
+    if (Number(m[2]) - Number(m[1]) + 1 > MAX_COPY_BYTES) {
+      throw s3Fail(s3Error("InvalidRequest", `The specified copy source is larger than the maximum allowable size for a copy source: ${MAX_COPY_BYTES}`));
     }
   }
   const refused = unkeptSourceKey(requestHeaders(ctx));
