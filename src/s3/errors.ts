@@ -55,6 +55,10 @@ export function mapS3Error(status: number, s3Code: string | undefined, retryAfte
     // slow down, as S3 says it with 503 SlowDown; not an upstream failure (502).
     else if (status === 429) code = "SlowDown";
     else if (status === 409) code = "Conflict"; // ConditionalRequestConflict, OperationAborted: the client may retry
+    // A bodiless 431: the upstream's head limit is below the proxy's and the client's own headers
+    // (a long If-Match, metadata) passed it: the client's request, as S3 says it (400
+    // RequestHeaderSectionTooLarge), not the upstream's failure (502; S3 front 500, which SDKs retry).
+    else if (status === 431) code = "HeadersTooLarge";
     else if (status >= 500) code = "BadGateway";
     else if (status === 400) code = "BadRequest";
     else code = "BadGateway";

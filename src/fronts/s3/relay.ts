@@ -173,6 +173,8 @@ function errorCode(status: number, doc: XmlElement | undefined, upstreamBucket: 
   if (status === 409) return s3Error("OperationAborted");
   if (status === 411) return s3Error("MissingContentLength");
   if (status === 412) return s3Error("PreconditionFailed");
+  // (the upstream's head limit passed by the client's headers: S3's own word for it, see mapS3Error)
+  if (status === 431) return s3Error("RequestHeaderSectionTooLarge");
   // (a HEAD's refusal has no body to name its code: 416 is a range or, with ?partNumber, a part)
   if (status === 416) return s3Error("InvalidRange");
   // (a HEAD's refusal of a delete marker's version, or of what the store does not implement: the
