@@ -25,14 +25,16 @@ import { ownerOf, renderListBuckets, renderLocationConstraint } from "./xml.ts";
 export const BUCKET_CREATION_DATE = Date.UTC(2000, 0, 1);
 
 /** response-* query parameter → the response header it sets (S3 GetObject). */
-const OVERRIDES: Readonly<Record<string, string>> = {
-  "response-content-type": "content-type",
-  "response-content-language": "content-language",
-  "response-expires": "expires",
-  "response-cache-control": "cache-control",
-  "response-content-disposition": "content-disposition",
-  "response-content-encoding": "content-encoding",
-};
+// (a Map: looked up by the client's query names, where a plain object also answered `constructor`,
+// `toString`, ... with Object.prototype's functions)
+const OVERRIDES: ReadonlyMap<string, string> = new Map([
+  ["response-content-type", "content-type"],
+  ["response-content-language", "content-language"],
+  ["response-expires", "expires"],
+  ["response-cache-control", "cache-control"],
+  ["response-content-disposition", "content-disposition"],
+  ["response-content-encoding", "content-encoding"],
+]);
 /** A header value as the Headers API accepts it (no CR, LF, NUL; Latin-1 only). */
 export const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
@@ -139,7 +141,7 @@ export async function relayDocument(ctx: RequestContext, res: Response, root: st
 export function responseOverrides(query: ReadonlyArray<readonly [string, string]>, signed: boolean): ReadonlyArray<readonly [string, string]> | S3Error {
   let out: Array<[string, string]> | undefined;
   for (const [k, v] of query) {
-    const header = OVERRIDES[k];
+    const header = OVERRIDES.get(k);
     if (header === undefined) continue;
     if (!signed) return s3Error("InvalidRequest", "Request specific response headers cannot be used for anonymous GET requests.");
     // (an empty override sets nothing: the stored value stays, and the answer keeps one
