@@ -25,12 +25,14 @@ import { canonicalUri, parseRawQuery } from "./uri.ts";
 export type PayloadMode = "sha256" | "unsigned" | "streaming" | "streaming-trailer" | "streaming-unsigned-trailer";
 
 export const UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD";
-const MODES: Record<string, PayloadMode> = {
-  "UNSIGNED-PAYLOAD": "unsigned",
-  "STREAMING-AWS4-HMAC-SHA256-PAYLOAD": "streaming",
-  "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER": "streaming-trailer",
-  "STREAMING-UNSIGNED-PAYLOAD-TRAILER": "streaming-unsigned-trailer",
-};
+// (a Map: looked up by the client's header value, where a plain object also answered `constructor`,
+// `toString`, ... with Object.prototype's functions, taken for a mode: the body went up unverified)
+const MODES: ReadonlyMap<string, PayloadMode> = new Map([
+  ["UNSIGNED-PAYLOAD", "unsigned"],
+  ["STREAMING-AWS4-HMAC-SHA256-PAYLOAD", "streaming"],
+  ["STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER", "streaming-trailer"],
+  ["STREAMING-UNSIGNED-PAYLOAD-TRAILER", "streaming-unsigned-trailer"],
+]);
 const ECDSA_MODES = new Set(["STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD", "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD-TRAILER"]);
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
@@ -112,7 +114,7 @@ export type VerifyResult<P> =
 /** The mode for an x-amz-content-sha256 value, or S3's error for a bad one. */
 export function payloadMode(value: string): PayloadMode | S3Error {
   if (SHA256_HEX.test(value)) return "sha256";
-  const mode = MODES[value];
+  const mode = MODES.get(value);
   if (mode !== undefined) return mode;
   if (ECDSA_MODES.has(value)) return SIGV4A_UNSUPPORTED();
   return s3Error(
