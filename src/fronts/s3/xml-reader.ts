@@ -52,7 +52,9 @@ export class XmlError extends Error {
 const NAME = /[A-Za-z_][A-Za-z0-9._:-]*/y;
 const WS = /[ \t\r\n]*/y;
 const ATTR_VALUE = /"([^"<]*)"|'([^'<]*)'/y;
-const PREDEFINED: Record<string, string> = { amp: "&", lt: "<", gt: ">", quot: '"', apos: "'" };
+// (a Map: looked up by the document's entity names, where a plain object also answered
+// `&constructor;`, `&toString;`, ... with Object.prototype's members, decoded as their text)
+const PREDEFINED: ReadonlyMap<string, string> = new Map([["amp", "&"], ["lt", "<"], ["gt", ">"], ["quot", '"'], ["apos", "'"]]);
 // XML 1.0 Char production: TAB, LF, CR, U+0020-U+D7FF, U+E000-U+FFFD, U+10000-U+10FFFF.
 const BAD_CHAR = /[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]/;
 
@@ -66,7 +68,7 @@ export function decodeEntities(s: string, lenient = false): string {
   if (s.indexOf("&") < 0) return s;
   return s.replace(/&([^;&]{0,12});?/g, (whole, body: string) => {
     if (!whole.endsWith(";")) throw new XmlError("unterminated entity reference");
-    const named = PREDEFINED[body];
+    const named = PREDEFINED.get(body);
     if (named !== undefined) return named;
     const m = /^#(?:x([0-9a-fA-F]{1,6})|([0-9]{1,7}))$/.exec(body);
     if (m === null) throw new XmlError("entity references other than &amp; &lt; &gt; &quot; &apos; are not allowed");
