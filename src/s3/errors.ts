@@ -46,7 +46,8 @@ export function s3RequestIdOf(headers: Headers): string | undefined {
 }
 
 export function mapS3Error(status: number, s3Code: string | undefined, retryAfter?: string | null, s3RequestId?: string, s3Body?: Uint8Array): ProxyError {
-  let code: ErrorCode | undefined = s3Code ? BY_S3_CODE[s3Code] : undefined;
+  // (own keys only: an upstream's <Code>constructor</Code> was Object.prototype's function, taken for a code)
+  let code: ErrorCode | undefined = s3Code && Object.hasOwn(BY_S3_CODE, s3Code) ? BY_S3_CODE[s3Code] : undefined;
   if (!code) {
     if (status === 404) code = "NoSuchKey";
     else if (status === 403) code = "AccessDenied";

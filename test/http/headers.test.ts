@@ -208,3 +208,10 @@ describe("S3 error mapping", () => {
     expect(e.code).toBe("AccessDenied");
   });
 });
+
+test("an upstream <Code> that names an Object.prototype member (constructor, toString) is no code: mapped from the status (it threw building the error: a 500)", () => {
+  for (const code of ["constructor", "toString", "__proto__", "hasOwnProperty"]) {
+    expect([code, mapS3Error(500, code).code]).toEqual([code, "BadGateway"]);
+    expect([code, mapS3Error(404, code).code]).toEqual([code, "NoSuchKey"]);
+  }
+});
