@@ -146,7 +146,7 @@ function parseArgs(argv: string[]): Args | { exit: number; out: string; err?: bo
   // was thrown again by the failure's own description: a crash with a stack trace, exit 1)
   // (shown without a user name and password, as the check's own lines: Docker keeps the output in its health log)
   if (info === undefined && args.healthcheck !== undefined && (!/^https?:\/\/[^/\s]+/i.test(args.healthcheck) || !URL.canParse(args.healthcheck))) {
-    return usage(`--healthcheck takes an http:// or https:// URL, not '${args.healthcheck.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)\S*@/, "$1").slice(0, 100)}'`);
+    return usage(`--healthcheck takes an http:// or https:// URL, not '${shownUrl(args.healthcheck).slice(0, 100)}'`);
   }
   return info ?? args;
 }
@@ -158,13 +158,12 @@ const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "[::1]", "::1"]);
 /** The proxy variables Bun's fetch goes through (a container given an egress proxy has them). */
 const PROXY_ENV = ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"];
 
-/** A URL as the healthcheck prints it: without a user name or password it may carry (Docker keeps the output in its health log). */
+/**
+ * A URL as the healthcheck prints it: without a user name or password it may carry (Docker keeps
+ * the output in its health log), whether it parses or not (a userinfo holds no "/", "?" or "#").
+ */
 function shownUrl(url: string): string {
-  const u = new URL(url);
-  if (u.username === "" && u.password === "") return url;
-  u.username = "";
-  u.password = "";
-  return u.href;
+  return url.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#\s]*@/, "$1");
 }
 
 async function healthcheck(url: string): Promise<number> {

@@ -74,19 +74,23 @@ function notTheWriter(pid: number, writtenMs: number): boolean {
   }
   if (fields[0] === "Z" || fields[0] === "X") return true;
   const ticks = Number(fields[19]); // field 22: the start, in clock ticks (USER_HZ, 100) since boot
-  const boot = bootTime();
+  const booted = bootTime();
   // (2 s of slack: the boot time is whole seconds)
-  return boot !== undefined && Number.isFinite(ticks) && boot + ticks * 10 > writtenMs + 2000;
+  return booted !== undefined && Number.isFinite(ticks) && booted + ticks * 10 > writtenMs + 2000;
 }
 
-/** The boot time (epoch ms, /proc/stat's btime), or undefined. */
+/** The boot time (epoch ms, /proc/stat's btime), or undefined: read once (it was read per temporary file). */
+let boot: { ms: number | undefined } | undefined;
 function bootTime(): number | undefined {
-  try {
-    const m = /^btime (\d+)$/m.exec(readFileSync("/proc/stat", "utf8"));
-    return m ? Number(m[1]) * 1000 : undefined;
-  } catch {
-    return undefined;
+  if (boot === undefined) {
+    try {
+      const m = /^btime (\d+)$/m.exec(readFileSync("/proc/stat", "utf8"));
+      boot = { ms: m ? Number(m[1]) * 1000 : undefined };
+    } catch {
+      boot = { ms: undefined };
+    }
   }
+  return boot.ms;
 }
 
 async function list(dir: string): Promise<string[]> {

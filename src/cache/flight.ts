@@ -4,7 +4,7 @@
  * coalesced requests get; `stream` is for the leader only (a body too big to share): when it is
  * written to disk as it streams, the others follow it from the file (`fill`, fill-tap.ts).
  */
-import { namesWholeBody, PARTIAL_200 } from "../http/range.ts";
+import { wholeRangeOf200 } from "../http/range.ts";
 import { readErrorPrefix } from "../s3/errors.ts";
 import { replicaOf } from "../s3/replicas.ts";
 import { ProxyError } from "../errors.ts";
@@ -266,11 +266,7 @@ async function fetchAndShare(
   }
 
   // A 200 with a Content-Range for part of the object is not the object: never stored (see respond()).
-  const partial = res.headers.get("content-range");
-  if (partial !== null && !namesWholeBody(partial, res.headers.get("content-length"))) {
-    void res.body?.cancel();
-    throw new ProxyError("BadGateway", { detail: PARTIAL_200 });
-  }
+  wholeRangeOf200(res);
   // An answer from a secondary replica is stored for its short bound only (capFreshness), in every layer.
   const ttl = cappedTtl(freshnessSeconds(res.headers.get("cache-control"), policy.ttlSeconds, policy.defaultTtlSeconds, { expires: res.headers.get("expires"), date: res.headers.get("date"), now }), res);
   const declared = res.headers.get("content-length");

@@ -69,11 +69,10 @@ const PREFLIGHT_METHODS: ReadonlySet<string> = new Set(["GET", "HEAD", "PUT", "P
  */
 export function s3PreflightRefusal(ctx: RequestContext, message: string, bucketOnly = false): S3Error {
   const asked = ctx.req.headers.get("access-control-request-method");
-  if (asked !== null && !PREFLIGHT_METHODS.has(asked.trim().toUpperCase())) {
-    return s3Error("BadRequest", `Invalid Access-Control-Request-Method: ${asked.slice(0, 32)}`);
-  }
+  const method = asked === null ? "OPTIONS" : asked.trim().toUpperCase();
+  if (asked !== null && !PREFLIGHT_METHODS.has(method)) return s3Error("BadRequest", `Invalid Access-Control-Request-Method: ${asked.slice(0, 32)}`);
   const key = bucketOnly ? "" : address(decodeComponent(ctx.rawPath) ?? ctx.rawPath, bucketFromHost(ctx.req.headers.get("host"), ctx.rt.s3Api?.domain)).key;
-  return s3Error("AccessForbidden", message, { Method: asked === null ? "OPTIONS" : asked.trim().toUpperCase().slice(0, 32), ResourceType: key === "" ? "BUCKET" : "OBJECT" });
+  return s3Error("AccessForbidden", message, { Method: method.slice(0, 32), ResourceType: key === "" ? "BUCKET" : "OBJECT" });
 }
 
 /** S3's answer to a preflight its CORS rules refuse (403 AccessForbidden, with S3's message). */

@@ -106,10 +106,11 @@ export function dropChecksumHeaders(h: Headers): void {
  */
 export function withoutOverriddenLength(res: Response): Response {
   const h = res.headers;
-  const te = h.has("transfer-encoding");
+  const coding = h.get("transfer-encoding");
+  const te = coding !== null;
   const length = h.get("content-length");
   if (!te && (length === null || length.indexOf(",") < 0)) return res;
-  if (te && res.body !== null && h.get("transfer-encoding")!.trim().toLowerCase() !== "chunked") {
+  if (te && res.body !== null && coding.trim().toLowerCase() !== "chunked") {
     res.body.cancel().catch(() => {});
     throw new UpstreamProtocolError("unsupported upstream Transfer-Encoding");
   }

@@ -4,6 +4,8 @@
  * (syntax errors, other units, several ranges) is ignored, so the client gets the full 200 —
  * exactly what S3 answers for such headers.
  */
+import { ProxyError } from "../errors.ts";
+
 
 export type RangeResult =
   | { kind: "none" }
@@ -93,21 +95,22 @@ function scanRange(header: string): { first: number; last: number } | undefined 
   return { first, last };
 }
 
-/** Why a 200 with a Content-Range for part of the object is not relayed (nor cached) as the object. */
-export const PARTIAL_200 = "The upstream answered 200 with a Content-Range for part of the object";
-
 /**
- * Whether a Content-Range on a 200 (it has no meaning there, RFC 9110 §14.4: only 206 and 416
- * give it one) names the whole body of `declared` bytes (its Content-Length), as an upstream that
- * adds it to every GET may: then it is only dropped. Any other (a part of a larger object, or a
- * body of unknown length) says the 200 carries part of the object: not the object.
+ * A 200's Content-Range (it has no meaning there, RFC 9110 §14.4: only 206 and 416 give it one):
+ * false when there is none; true when it names the whole body of the 200's Content-Length (an
+ * upstream that adds it to every GET: the caller drops it); any other (a part of a larger object,
+ * or a body of unknown length) says the 200 carries part of the object, not the object: its body
+ * is cancelled and a BadGateway thrown (relayed as the object, or cached as it, it was wrong).
  */
-export function namesWholeBody(contentRangeHeader: string, declared: string | null): boolean {
-  const m = /^\s*bytes\s+(?:(\d{1,16})-(\d{1,16})|\*)\/(\d{1,16})\s*$/i.exec(contentRangeHeader);
-  if (m === null || declared === null) return false;
+export function wholeRangeOf200(res: Response): boolean {
+  const range = res.headers.get("content-range");
+  if (range === null) return false;
+  const m = /^\s*bytes\s+(?:(\d{1,16})-(\d{1,16})|\*)\/(\d{1,16})\s*$/i.exec(range);
+  const declared = res.headers.get("content-length");
   const length = Number(declared);
-  if (Number(m[3]) !== length) return false;
-  return m[1] === undefined ? length === 0 : Number(m[1]) === 0 && Number(m[2]) === length - 1;
+  if (m !== null && declared !== null && Number(m[3]) === length && (m[1] === undefined ? length === 0 : Number(m[1]) === 0 && Number(m[2]) === length - 1)) return true;
+  res.body?.cancel().catch(() => {});
+  throw new ProxyError("BadGateway", { detail: "The upstream answered 200 with a Content-Range for part of the object" });
 }
 
 /** `Content-Range` value of a 206: `bytes start-end/size`. */

@@ -213,10 +213,7 @@ export function meteredBody(ctx: RequestContext, src: ReadableStream<Uint8Array>
  * The time a request waited on the upstream so far, its attempt in flight included, and its cache
  * fill's (a fill runs under a timing of its own: fillRead), whose client may leave before it ends.
  */
-function waitedUpstream(t: UpstreamTiming): number {
-  const now = performance.now();
-  let ms = t.upstreamMs + (t.attemptFrom === undefined ? 0 : now - t.attemptFrom);
-  const f = t.fill;
-  if (f !== undefined) ms += f.upstreamMs + (f.attemptFrom === undefined ? 0 : now - f.attemptFrom);
-  return ms;
+function waitedUpstream(t: UpstreamTiming, now = performance.now()): number {
+  const own = t.upstreamMs + (t.attemptFrom === undefined ? 0 : now - t.attemptFrom);
+  return t.fill === undefined ? own : own + waitedUpstream(t.fill, now);
 }

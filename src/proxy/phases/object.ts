@@ -14,7 +14,7 @@ import { bufferUpstreamBody } from "../../http/body-policy.ts";
 import { ifRangeAllows, ifRangeMayMatch } from "../../http/conditional.ts";
 import { dropChecksumHeaders, forwardRequestHeaders, keepPassedResponseHeaders, passResponseHeaders, UNTYPED_CONTENT_TYPE } from "../../http/headers.ts";
 import { isOwnedBytes } from "../../http/owned-response.ts";
-import { answersRange, namesWholeBody, PARTIAL_200, upstreamRange } from "../../http/range.ts";
+import { answersRange, upstreamRange, wholeRangeOf200 } from "../../http/range.ts";
 import { mapAnswer } from "../../http/map-answer.ts";
 import { errorFromResponse } from "../../s3/errors.ts";
 import type { UpstreamTiming } from "../../s3/upstream.ts";
@@ -247,14 +247,7 @@ export function respond(ctx: RequestContext, upstream: Response, method: ObjectM
     });
   }
   if (status === 200) {
-    const partial = upstream.headers.get("content-range");
-    if (partial !== null) {
-      if (!namesWholeBody(partial, upstream.headers.get("content-length"))) {
-        upstream.body?.cancel().catch(() => {});
-        throw new ProxyError("BadGateway", { detail: PARTIAL_200 });
-      }
-      upstream.headers.delete("content-range");
-    }
+    if (wholeRangeOf200(upstream)) upstream.headers.delete("content-range");
   } else if (!answersRequest(ctx, upstream)) {
     upstream.body?.cancel().catch(() => {});
     throw new ProxyError("BadGateway", { detail: status === 304 ? "The upstream answered 304 Not Modified to a request without a condition" : "The upstream answered with other bytes than those asked for (its 206 Partial Content does not match the request's Range)" });
