@@ -267,6 +267,13 @@ async function fetchAndShare(
 
   // A 200 with a Content-Range for part of the object is not the object: never stored (see respond()).
   wholeRangeOf200(res);
+  // A stale entry this 200 replaces without being stored itself (no-store, private, too big for
+  // every layer) is dropped: it is of an object the upstream no longer has, and lingered (in
+  // memory and in the shared layers) until evicted, asked about again by every request.
+  const superseded = <T>(out: T): T => {
+    if (stale !== undefined) void cache.delete(key);
+    return out;
+  };
   // An answer from a secondary replica is stored for its short bound only (capFreshness), in every layer.
   const ttl = cappedTtl(freshnessSeconds(res.headers.get("cache-control"), policy.ttlSeconds, policy.defaultTtlSeconds, { expires: res.headers.get("expires"), date: res.headers.get("date"), now }), res);
   const declared = res.headers.get("content-length");
@@ -288,7 +295,7 @@ async function fetchAndShare(
           return { shared, stream: res, live: true, writer, size };
         }
       }
-      return { shared: { kind: "bypass" }, stream: res, live: true };
+      return superseded({ shared: { kind: "bypass" }, stream: res, live: true });
     }
     body = await res.blob();
     if (body.size !== Number(declared)) {
@@ -301,11 +308,13 @@ async function fetchAndShare(
   } else {
     const read = await readUpTo(res.body, bufferBytes);
     if (!(read instanceof Blob)) {
-      return { shared: { kind: "bypass" }, stream: new Response(read, { status: 200, headers: res.headers }), live: true };
+      return superseded({ shared: { kind: "bypass" }, stream: new Response(read, { status: 200, headers: res.headers }), live: true });
     }
     body = read;
   }
   const obj = makeObject(key, body, pickHeaders(res.headers), now, ttl);
-  if (ttl !== null && body.size <= bufferBytes && !cache.purgedSince(epoch, key)) cache.put(obj, fill);
-  return { shared: { kind: "object", obj, status: "MISS", replica: replicaOf(res) } };
+  const shared: Fetched = { shared: { kind: "object", obj, status: "MISS", replica: replicaOf(res) } };
+  if (ttl === null || body.size > bufferBytes) return superseded(shared);
+  if (!cache.purgedSince(epoch, key)) cache.put(obj, fill);
+  return shared;
 }

@@ -299,6 +299,31 @@ describe("an answer marked with capFreshness (a secondary replica's)", () => {
   });
 });
 
+describe("a stale entry", () => {
+  test("a stale entry replaced by a 200 that is not stored itself (no-store; too big) is dropped, not kept to be asked about again", async () => {
+    for (const replacement of [ok(10, { etag: '"v2"', "cache-control": "no-store" }), ok(LIMIT + 1, { etag: '"v2"' })]) {
+      const first = serve();
+      await tick();
+      up.respond(ok(10, { "cache-control": "max-age=1" }));
+      await first;
+      expect(memory.stats().items).toBe(1);
+      clock += 2000; // stale: revalidated with its validators
+      const next = serve();
+      await tick();
+      expect(up.calls.at(-1)?.["if-none-match"]).toBe(ETAG);
+      up.respond(replacement);
+      expect((await next).cacheStatus).toBe(replacement.headers.get("cache-control") === "no-store" ? "MISS" : "BYPASS");
+      expect(memory.stats().items).toBe(0);
+      // the next request asks without validators of an object the upstream no longer has
+      const after = serve();
+      await tick();
+      expect(up.calls.at(-1)?.["if-none-match"]).toBeUndefined();
+      up.respond(ok(10, { etag: '"v2"', "cache-control": "no-store" }));
+      await after;
+    }
+  });
+});
+
 describe("Range on a miss", () => {
   test("goes upstream with the client's range and validators, BYPASS, nothing stored", async () => {
     const r = serve({ range: "bytes=0-9", "if-match": ETAG, "user-agent": "x" });
