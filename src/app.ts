@@ -7,7 +7,7 @@
  * serving, the error is logged and counted.
  */
 import { normalize } from "node:path";
-import { renewalRefusal } from "./config/notes.ts";
+import { renewalNameNote, renewalRefusal } from "./config/notes.ts";
 import { applyCacheConfig, bucketCachePolicy, cacheRestartChanges, cacheRestartKey, cacheStores, createCache, registerCacheMetrics, retireOtherDiskLayouts, upstreamIdentity, type Cache } from "./cache/index.ts";
 import { ConfigError, loadConfigSourceOffThread, type Config } from "./config/load.ts";
 import { resolveConfigPath } from "./config/validate.ts";
@@ -103,7 +103,8 @@ function restartOnly(c: Config): Record<string, unknown> {
     "server.engine": s.engine,
     // Whether the listeners serve TLS, and from which files, however the paths are written
     // (./cert.pem, the absolute path): the same pair is no change. (enabled: false serves plain HTTP.)
-    "server.https": s.https?.enabled === true ? [s.https.cert_path, s.https.key_path].map((p) => normalize(resolveConfigPath(p, c.baseDir))) : false,
+    // (and the suites it offers: a listener's are set when it binds)
+    "server.https": s.https?.enabled === true ? [...[s.https.cert_path, s.https.key_path].map((p) => normalize(resolveConfigPath(p, c.baseDir))), s.https.ciphers ?? ""] : false,
     "metrics.enabled": metrics,
     "metrics.address": metrics ? c.metrics.address : undefined,
     "metrics.port": metrics ? c.metrics.port : undefined,
@@ -423,8 +424,10 @@ export class App implements Services {
       }
     }
     if (renewed > 0) {
+      const dropped = this.tls === undefined ? undefined : renewalNameNote(next.cert, this.tls.cert);
       this.tls = next;
       this.log.info("server.https: the renewed certificate is served to new connections", { cert_path, ...certificateFacts(next.cert) });
+      if (dropped !== undefined) this.log.warn(`server.https: ${dropped}`, { cert_path });
     }
     if (errors.length > 0) this.log.error(`server.https: the certificate or key files changed, but ${renewed > 0 ? "a listener" : "the listeners"} cannot serve them; the previous pair is served until a reload finds a usable one`, { cert_path, error: errors[0] });
   }

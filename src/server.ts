@@ -64,6 +64,15 @@ export interface Listener {
   renewTls?(tls: TlsMaterial): Promise<void>;
 }
 
+/**
+ * The TLS 1.2 suites a listener offers unless server.https.ciphers says otherwise: forward secrecy
+ * and AEAD only (Mozilla's "intermediate" list without the DHE suites, which Bun offers only with
+ * DH parameters). Bun's default also offered RSA key exchange (AES128-GCM-SHA256: a recorded
+ * session is read by whoever later gets the key) and CBC suites with SHA-1 MACs. Every client of
+ * the last decade has one of these; TLS 1.3's suites are not affected.
+ */
+export const TLS_CIPHERS = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
 /** server.https's certificate and key (PEM text). */
 export interface TlsMaterial {
   cert: string;
@@ -131,7 +140,7 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
       hostname: opts.as?.address ?? cfg.server.address,
       port,
       reusePort,
-      tls,
+      tls: tls === undefined ? undefined : { ...tls, ciphers: cfg.server.https?.ciphers ?? TLS_CIPHERS },
       maxRequestBodySize: LISTENER_MAX_BODY,
       idleTimeout: BUN_LISTENER_IDLE_SECONDS,
       // Never Bun's developer error page (on by default unless NODE_ENV=production): an error that

@@ -152,20 +152,62 @@ export function tlsChainNote(config: Config): string | undefined {
  * line. Undefined when it is valid, or when the served one is no better (or either does not parse).
  */
 export function renewalRefusal(next: string, served: string, now = Date.now()): string | undefined {
-  const period = (pem: string): [number, number] | undefined => {
-    try {
-      const c = new X509Certificate(pem);
-      return [Date.parse(c.validFrom), Date.parse(c.validTo)];
-    } catch {
-      return undefined;
-    }
-  };
+  const n = certificateOf(next);
+  const s = certificateOf(served);
+  if (n === undefined || s === undefined) return undefined;
+  const period = (c: X509Certificate): [number, number] => [Date.parse(c.validFrom), Date.parse(c.validTo)];
   const within = (p: [number, number]) => now >= p[0] && now <= p[1];
-  const n = period(next);
-  if (n === undefined || within(n)) return undefined;
-  const s = period(served);
-  if (s === undefined || !within(s)) return undefined;
-  return now > n[1] ? `the renewed certificate expired on ${new Date(n[1]).toISOString()}` : `the renewed certificate is not valid before ${new Date(n[0]).toISOString()}`;
+  if (!within(period(s))) return undefined;
+  const np = period(n);
+  if (!within(np)) return now > np[1] ? `the renewed certificate expired on ${new Date(np[1]).toISOString()}` : `the renewed certificate is not valid before ${new Date(np[0]).toISOString()}`;
+  // Another site's certificate (a wrong file, a cert-manager secret of another Certificate): it
+  // names none of the names the served one does, so every client that reached the listener by
+  // one of them would refuse it. (Some names dropped: renewalNameNote, served with a warning.)
+  const names = certificateNames(s);
+  if (names.length > 0 && !names.some((name) => coversName(n, name))) return `the renewed certificate is for ${certificateNames(n).join(", ") || "no name"}, none of the names the served one is for (${names.join(", ")})`;
+  return undefined;
+}
+
+/**
+ * A renewed certificate that no longer covers some of the names the served one does (a SAN
+ * dropped from a renewal's request): served, since dropping a name may be meant, with this warning
+ * naming what clients reaching the listener by those names will refuse.
+ */
+export function renewalNameNote(next: string, served: string): string | undefined {
+  const n = certificateOf(next);
+  const s = certificateOf(served);
+  if (n === undefined || s === undefined) return undefined;
+  const dropped = certificateNames(s).filter((name) => !coversName(n, name));
+  return dropped.length === 0 ? undefined : `the renewed certificate no longer covers ${dropped.join(", ")} (the served one did): clients that reach the listener by ${dropped.length === 1 ? "that name" : "those names"} refuse it`;
+}
+
+function certificateOf(pem: string): X509Certificate | undefined {
+  try {
+    return new X509Certificate(pem);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The names a certificate is for: its subjectAltName's DNS names and IP addresses, else its subject's CN (as clients read it). */
+function certificateNames(c: X509Certificate): string[] {
+  const alt = c.subjectAltName;
+  if (alt) {
+    const names: string[] = [];
+    for (const entry of alt.split(/,\s*/)) {
+      const m = /^(DNS|IP Address):(.+)$/.exec(entry);
+      if (m !== null) names.push(m[2]);
+    }
+    return names;
+  }
+  const cn = /(?:^|\n)CN=([^\n]+)/.exec(c.subject)?.[1];
+  return cn === undefined ? [] : [cn];
+}
+
+/** Whether `c` is valid for `name` (a wildcard name: for a name it matches). */
+function coversName(c: X509Certificate, name: string): boolean {
+  if (parseIp(name) !== null) return c.checkIP(name) !== undefined;
+  return c.checkHost(name.startsWith("*.") ? `yatagarasu-probe${name.slice(1)}` : name) !== undefined;
 }
 
 /**

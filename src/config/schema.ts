@@ -307,6 +307,8 @@ export const ServerSchema = z.strictObject({
       enabled: z.boolean().default(true),
       cert_path: nonEmpty,
       key_path: nonEmpty,
+      /** TLS 1.2 cipher suites (OpenSSL syntax); default TLS_CIPHERS. TLS 1.3's are always on. */
+      ciphers: nonEmpty.optional(),
     })
     .optional(),
 });

@@ -7,6 +7,7 @@ import { CONTROL_PATHS } from "../control/paths.ts";
 import { createPrivateKey, createPublicKey, type KeyObject, X509Certificate } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
+import { createSecureContext } from "node:tls";
 import { cidrProblem, parseIp } from "../http/cidr.ts";
 import type { Config } from "./load.ts";
 import type { PathSegment } from "./path.ts";
@@ -573,6 +574,13 @@ export function validateConfig(cfg: RawConfig, opts: { baseDir?: string; tls?: {
         : { path: ["s3_api"], message: "the S3 listener takes server.engine (node), which does not serve TLS, and server.https is on: set s3_api.engine: bun, or terminate TLS in front of the proxy" },
     );
   if (cfg.server.https?.enabled) checkTlsPair(cfg.server.https, opts.baseDir, issues, opts.tls);
+  if (cfg.server.https?.enabled && cfg.server.https.ciphers !== undefined) {
+    try {
+      createSecureContext({ ciphers: cfg.server.https.ciphers });
+    } catch {
+      issues.push({ path: ["server", "https", "ciphers"], message: `names no cipher suite TLS 1.2 knows (OpenSSL syntax, e.g. ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256; leave it out for the default)` });
+    }
+  }
   // (a wildcard address takes the port on the addresses it covers: 0.0.0.0:8080 and 127.0.0.1:8080 clash at bind, as the S3 API's check says)
   if (cfg.metrics.enabled && cfg.metrics.port !== 0 && cfg.metrics.port === (port ?? 8080) && bindsClash(cfg.metrics.address, host))
     issues.push({ path: ["metrics", "port"], message: "the metrics listener must not use the proxy's own address and port" });

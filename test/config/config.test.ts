@@ -927,6 +927,13 @@ test("an IPv4-mapped address with a prefix under 96 (trusted_proxies, ip_filter)
 });
 
 describe("listener rules", () => {
+  test("server.https.ciphers naming no suite TLS knows is refused at --check, naming the key (the listener would fail to start); one naming a known suite passes", () => {
+    const bad = issues(`server:\n  https: { cert_path: /nonexistent.pem, key_path: /nonexistent.key, ciphers: "RC4-FOREVER" }\n${B}`);
+    expect(bad.find((i) => i.path === "server.https.ciphers")?.message).toBe("names no cipher suite TLS 1.2 knows (OpenSSL syntax, e.g. ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256; leave it out for the default)");
+    const good = issues(`server:\n  https: { cert_path: /nonexistent.pem, key_path: /nonexistent.key, ciphers: "ECDHE-RSA-AES128-GCM-SHA256:AES128-GCM-SHA256" }\n${B}`);
+    expect(good.find((i) => i.path === "server.https.ciphers")).toBeUndefined();
+  });
+
   test("a PEM's text given as server.https.key_path / cert_path (or a jwt key path) is refused without echoing it: no private key in --check, start-up or reload output", () => {
     const key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCSECRETSECRETSECRET\n-----END PRIVATE KEY-----\n";
     const cert = "-----BEGIN CERTIFICATE-----\nMIIDCERTBODYCERTBODY\n-----END CERTIFICATE-----\n";

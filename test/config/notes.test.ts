@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../../src/config/load.ts";
-import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, readOnlyWriteGrantNote, tlsChainNote, tlsValidityNote, tlsWeakKeyNote, renewalRefusal, trustedProxiesNote, uppercaseVirtualHostNote, userContentNote, userContentUnsandboxedNote } from "../../src/config/notes.ts";
+import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, readOnlyWriteGrantNote, tlsChainNote, tlsValidityNote, tlsWeakKeyNote, renewalNameNote, renewalRefusal, trustedProxiesNote, uppercaseVirtualHostNote, userContentNote, userContentUnsandboxedNote } from "../../src/config/notes.ts";
 import { isSandboxed, userContentReaders } from "../../src/config/writes.ts";
 
 const B = `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\n`;
@@ -127,6 +127,33 @@ test("a renewed certificate outside its validity period is not served in place o
     expect(renewalRefusal(long, short, Date.now())).toBeUndefined();
     expect(renewalRefusal(short, short, Date.now() + 3 * day)).toBeUndefined();
     expect(renewalRefusal("not a certificate", long)).toBeUndefined();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a renewed certificate for none of the served one's names is refused while the served one is valid; one that drops some names is served with a note naming them", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "yata-notes-san-"));
+  try {
+    const make = async (name: string, san: string) => {
+      const gen = Bun.spawn(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", `/CN=${name}`, "-addext", `subjectAltName=${san}`, "-keyout", join(dir, `${name}.key`), "-out", join(dir, `${name}.pem`)], { stdout: "ignore", stderr: "ignore" });
+      expect(await gen.exited).toBe(0);
+      return readFileSync(join(dir, `${name}.pem`), "utf8");
+    };
+    const served = await make("served", "DNS:s3.example.com,DNS:*.s3.example.com,IP:10.0.0.1");
+    const same = await make("same", "DNS:*.s3.example.com,DNS:s3.example.com,IP:10.0.0.1,DNS:new.example.com");
+    const fewer = await make("fewer", "DNS:s3.example.com");
+    const wider = await make("wider", "DNS:*.example.com,DNS:*.s3.example.com,IP:10.0.0.1");
+    const other = await make("other", "DNS:shop.example.org");
+    expect(renewalRefusal(same, served)).toBeUndefined();
+    expect(renewalNameNote(same, served)).toBeUndefined();
+    expect(renewalRefusal(fewer, served)).toBeUndefined();
+    expect(renewalNameNote(fewer, served)).toBe("the renewed certificate no longer covers *.s3.example.com, 10.0.0.1 (the served one did): clients that reach the listener by those names refuse it");
+    expect(renewalRefusal(wider, served)).toBeUndefined();
+    expect(renewalNameNote(wider, served)).toBeUndefined();
+    expect(renewalRefusal(other, served)).toBe("the renewed certificate is for shop.example.org, none of the names the served one is for (s3.example.com, *.s3.example.com, 10.0.0.1)");
+    // (the served one expired: any renewal is no worse)
+    expect(renewalRefusal(other, served, Date.now() + 3 * 86_400_000)).toBeUndefined();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -42,6 +42,19 @@ test("--healthcheck https:// on the loopback checks this TLS listener (a self-si
   expect(await runCli(["--healthcheck", `https://127.0.0.1:${px.port}/health`])).toEqual({ code: 0, stdout: "", stderr: "" });
 });
 
+test("TLS 1.2 offers forward-secret AEAD suites only: RSA key exchange and CBC/SHA-1 suites (Bun's default) are refused; TLS 1.3 is served", async () => {
+  const negotiate = async (...args: string[]) => {
+    const p = Bun.spawn(["openssl", "s_client", "-connect", `127.0.0.1:${px.port}`, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    const out = await new Response(p.stdout).text();
+    await p.exited;
+    return /Cipher is (\S+)/.exec(out)?.[1];
+  };
+  expect(await negotiate("-tls1_2", "-cipher", "AES128-GCM-SHA256")).not.toBe("AES128-GCM-SHA256");
+  expect(await negotiate("-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA")).not.toBe("ECDHE-ECDSA-AES128-SHA");
+  expect(await negotiate("-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256")).toBe("ECDHE-ECDSA-AES128-GCM-SHA256");
+  expect(await negotiate("-tls1_3")).toMatch(/^TLS_/);
+});
+
 test("plain HTTP on the TLS port gets no object", async () => {
   const r = await fetch(`http://127.0.0.1:${px.port}/pub/hello.txt`).then((x) => x.text()).catch(() => "failed");
   expect(r).not.toBe("hello over tls\n");
