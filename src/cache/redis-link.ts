@@ -395,8 +395,12 @@ export class RedisLink {
       await withTimeout(sub.subscribe(this.opts.channel, (m) => this.opts.onMessage(m)), this.opts.operationTimeoutMs, "subscribe");
       const idleTimeout = await redisIdleTimeout(cmd, this.opts.operationTimeoutMs);
       if (!current()) throw new Error("superseded");
+      // (a lost connection and each failed reconnect count as errors: with every request served
+      // by an upper layer no command fails, and the error counter stayed 0 while Redis was down)
       const lost = (err: Error) => {
-        if (this.cmd === cmd) this.down(`connection lost: ${describe(err)}`);
+        if (this.cmd !== cmd) return;
+        this.errorCount++;
+        this.down(`connection lost: ${describe(err)}`);
       };
       cmd.onclose = lost;
       sub.onclose = lost;
@@ -421,7 +425,9 @@ export class RedisLink {
       }
       if (!current()) return;
       const auth = worthAskingWhy(err, connected, this.opts.url) ? await redisAuthFailure(this.opts.url, this.opts.connectTimeoutMs) : undefined;
-      if (current()) this.down(`connect: ${auth ?? describe(err)}`);
+      if (!current()) return;
+      this.errorCount++;
+      this.down(`connect: ${auth ?? describe(err)}`);
     }
   }
 

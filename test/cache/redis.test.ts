@@ -444,6 +444,22 @@ describe("failure is not an outage", () => {
     check.close();
   });
 
+  test("Redis killed while the memory layer serves every request: the layer's error counter moves (the lost connection, each failed reconnect), not only its up state; it stayed 0, no command having failed", async () => {
+    await using own = await startRedis();
+    const rl = await layer({ url: own.url, prefix: "quiet:" });
+    const memory = new MemoryLayer(1 << 20, 1 << 20);
+    const cache = new Cache([memory, rl]);
+    const up = instantUpstream(() => new Response("hello", { headers: { "content-length": "5" } }));
+    const get = () => serveWithCache({ cache, bucket: "b", key: "hot", method: "GET", reqHeaders: new Headers(), policy: { defaultTtlSeconds: 60, maxItemBytes: 1 << 20 }, upstream: up.fn });
+    await (await get()).response.text();
+    const before = rl.errors();
+    await own.kill();
+    await waitFor(() => !rl.health().up, { message: "the layer to notice Redis is gone" });
+    for (let i = 0; i < 10; i++) expect((await get()).response.headers.get("x-cache-layer") ?? "memory").toBe("memory");
+    // (reconnects every 20..200 ms, each refused)
+    await waitFor(() => rl.errors() >= before + 3, { message: "the error counter to count the outage" });
+  });
+
   /** A layer on `url` goes down with `reason`, logged once as that, never with `secret`. */
   async function downOnce(url: string, reason: string, secret: string, connectTimeoutMs: number): Promise<void> {
     const log = captureLog();
