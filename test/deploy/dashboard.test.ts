@@ -7,6 +7,7 @@ import { expect, test, setDefaultTimeout } from "bun:test";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
+import { Metrics } from "../../src/observe/metrics.ts";
 import { dashboardQueries, metricNamesOf } from "./queries.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
@@ -118,4 +119,13 @@ test("YatagarasuUploadsArriveDamaged names only codes a write is refused with fo
   walk(join(ROOT, "src"));
   const answered = (code: string) => src.some((t) => t.includes(`PayloadError("${code}"`) || t.includes(`s3Error("${code}"`));
   expect(codes.filter((c) => !answered(c))).toEqual([]);
+});
+
+test("dashboard: $bucket lists every configured bucket, an idle one (no request yet) included: its query reads a series the proxy exports for each from the start", () => {
+  const v = (dash.templating.list as Array<{ name: string; query: { query: string }; definition: string }>).find((x) => x.name === "bucket")!;
+  expect(v.definition).toBe(v.query.query);
+  const m = /^label_values\((\w+)\{instance=~"\$instance"\}, bucket\)$/.exec(v.query.query);
+  expect(m?.[1]).toBeDefined();
+  const text = new Metrics({ version: "t", buckets: ["idle"], processMetrics: false }).render();
+  expect(text.split("\n").filter((l) => l.startsWith(`${m![1]}{`) && l.includes('bucket="idle"'))).toHaveLength(1);
 });
