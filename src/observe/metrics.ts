@@ -64,7 +64,8 @@ interface BucketSeries {
   name: string;
   /** Key: method index * 1000 + status. */
   requests: Map<number, CounterChild>;
-  duration: HistogramChild;
+  /** By method index (GET's created with the bucket, the others at their first request). */
+  duration: (HistogramChild | undefined)[];
   bytes: CounterChild;
   s3: Map<S3Outcome, CounterChild>;
   s3Duration: HistogramChild | undefined;
@@ -84,7 +85,12 @@ export class Metrics {
   readonly registry = new Registry();
   private readonly r = this.registry;
   private readonly requests = this.r.counter("yatagarasu_http_requests_total", "HTTP requests answered, by bucket, method and status.", ["bucket", "method", "status"]);
-  private readonly duration = this.r.histogram("yatagarasu_http_request_duration_seconds", "Time from request arrival to response headers, in seconds.", ["bucket"], DURATION_BUCKETS);
+  private readonly duration = this.r.histogram(
+    "yatagarasu_http_request_duration_seconds",
+    "Time from request arrival to response headers, in seconds, by bucket and method (a PUT's or POST's includes receiving its body).",
+    ["bucket", "method"],
+    DURATION_BUCKETS,
+  );
   private readonly inflight = this.r.gauge("yatagarasu_http_requests_in_flight", "HTTP requests currently being handled.").labels();
   private readonly bytes = this.r.counter("yatagarasu_http_response_bytes_total", "Response body bytes sent.", ["bucket"]);
   private readonly bodyErrors = this.r.counter("yatagarasu_http_response_body_errors_total", "Responses whose body failed after the head was sent (upstream cut or stalled, client gone), by reason.", ["bucket", "reason"]);
@@ -157,7 +163,7 @@ export class Metrics {
       s.requests.set(key, c);
     }
     c.value++;
-    s.duration.observe(durationSec);
+    (s.duration[m] ??= this.duration.labels(s.name, METHODS[m])).observe(durationSec);
     if (bytes > 0) s.bytes.value += bytes;
   }
 
@@ -288,7 +294,7 @@ export class Metrics {
       this.series.set(name, {
         name,
         requests: new Map(),
-        duration: this.duration.labels(name),
+        duration: [this.duration.labels(name, "GET")],
         bytes: this.bytes.labels(name),
         s3: new Map(),
         s3Duration: configured ? this.s3Duration.labels(name) : undefined,

@@ -149,7 +149,7 @@ describe("exposition format", () => {
     for (const authorizer of ["opa", "openfga"]) for (const result of ["allow", "deny", "error"]) expect(find(p, "yatagarasu_authz_decisions_total", { authorizer, result })).toBe(0);
     expect(find(p, "yatagarasu_config_reloads_total", { result: "failure" })).toBe(0);
     expect(find(p, "yatagarasu_s3_retries_total", { bucket: "photos" })).toBe(0);
-    expect(find(p, "yatagarasu_http_request_duration_seconds_count", { bucket: "_health" })).toBe(0);
+    expect(find(p, "yatagarasu_http_request_duration_seconds_count", { bucket: "_health", method: "GET" })).toBe(0);
     expect(find(p, "yatagarasu_build_info", { version: "1.2.3" })).toBe(1);
     expect(find(p, "yatagarasu_http_requests_in_flight")).toBe(0);
   });
@@ -170,7 +170,7 @@ describe("exposition format", () => {
     const m = make();
     for (const d of [0.0004, 0.003, 0.003, 0.1, 0.2, 20]) m.observeRequest("photos", "GET", 200, d, 0);
     const p = parse(m.render());
-    const le = (b: string) => find(p, "yatagarasu_http_request_duration_seconds_bucket", { bucket: "photos", le: b });
+    const le = (b: string) => find(p, "yatagarasu_http_request_duration_seconds_bucket", { bucket: "photos", method: "GET", le: b });
     expect(le("0.0005")).toBe(1);
     expect(le("0.001")).toBe(1);
     expect(le("0.0025")).toBe(1);
@@ -180,8 +180,8 @@ describe("exposition format", () => {
     expect(le("0.25")).toBe(5);
     expect(le("10")).toBe(5);
     expect(le("+Inf")).toBe(6);
-    expect(find(p, "yatagarasu_http_request_duration_seconds_count", { bucket: "photos" })).toBe(6);
-    expect(find(p, "yatagarasu_http_request_duration_seconds_sum", { bucket: "photos" })).toBeCloseTo(20.3064, 6);
+    expect(find(p, "yatagarasu_http_request_duration_seconds_count", { bucket: "photos", method: "GET" })).toBe(6);
+    expect(find(p, "yatagarasu_http_request_duration_seconds_sum", { bucket: "photos", method: "GET" })).toBeCloseTo(20.3064, 6);
     const buckets = p.samples.filter((s) => s.name.endsWith("_bucket") && s.labels.bucket === "photos" && s.name.startsWith("yatagarasu_http"));
     expect(buckets.length).toBe(15);
     for (let i = 1; i < buckets.length; i++) expect(buckets[i].value).toBeGreaterThanOrEqual(buckets[i - 1].value);
@@ -468,9 +468,9 @@ describe("renderMerged", () => {
     expect(find(p, "yatagarasu_http_requests_total", { bucket: "photos", method: "GET", status: "200" })).toBe(2);
     expect(find(p, "yatagarasu_http_requests_total", { bucket: "photos", method: "GET", status: "404" })).toBe(1);
     expect(find(p, "yatagarasu_http_response_bytes_total", { bucket: "photos" })).toBe(150);
-    const le = (x: string) => find(p, "yatagarasu_http_request_duration_seconds_bucket", { bucket: "photos", le: x });
+    const le = (x: string) => find(p, "yatagarasu_http_request_duration_seconds_bucket", { bucket: "photos", method: "GET", le: x });
     expect([le("0.001"), le("0.005"), le("0.25"), le("+Inf")]).toEqual([1, 2, 3, 3]);
-    expect(find(p, "yatagarasu_http_request_duration_seconds_count", { bucket: "photos" })).toBe(3);
+    expect(find(p, "yatagarasu_http_request_duration_seconds_count", { bucket: "photos", method: "GET" })).toBe(3);
     expect(find(p, "yatagarasu_http_requests_in_flight")).toBe(5);
     expect(find(p, "yatagarasu_config_generation")).toBe(5);
     expect(find(p, "yatagarasu_build_info", { version: "1.2.3" })).toBe(1);
