@@ -67,6 +67,7 @@ interface BucketSeries {
   /** By method index (GET's created with the bucket, the others at their first request). */
   duration: (HistogramChild | undefined)[];
   bytes: CounterChild;
+  throttled: CounterChild;
   s3: Map<S3Outcome, CounterChild>;
   s3Duration: HistogramChild | undefined;
   s3Retries: CounterChild | undefined;
@@ -93,6 +94,11 @@ export class Metrics {
   );
   private readonly inflight = this.r.gauge("yatagarasu_http_requests_in_flight", "HTTP requests currently being handled.").labels();
   private readonly bytes = this.r.counter("yatagarasu_http_response_bytes_total", "Response body bytes sent.", ["bucket"]);
+  private readonly throttled = this.r.counter(
+    "yatagarasu_http_throttled_total",
+    "Requests answered 503 to make the client slow down (also in yatagarasu_http_requests_total): refused by a rate, concurrency or upload limit of the proxy (SlowDown on the S3 front, Overloaded on the plain front), or the upstream's SlowDown passed on. Not a failure of the proxy or the upstream.",
+    ["bucket"],
+  );
   private readonly bodyErrors = this.r.counter("yatagarasu_http_response_body_errors_total", "Responses whose body failed after the head was sent (upstream cut or stalled, client gone), by reason.", ["bucket", "reason"]);
   private readonly s3 = this.r.counter("yatagarasu_s3_requests_total", "Upstream S3 requests by status (error: connection failure, timeout: no answer in time).", ["bucket", "status"]);
   private readonly s3Duration = this.r.histogram("yatagarasu_s3_request_duration_seconds", "Upstream S3 request time until response headers, in seconds.", ["bucket"], DURATION_BUCKETS);
@@ -123,7 +129,7 @@ export class Metrics {
   private readonly cacheBytes = this.r.gauge("yatagarasu_cache_bytes", "Bytes currently held by the cache.").labels();
   private readonly cacheItems = this.r.gauge("yatagarasu_cache_items", "Objects currently held by the cache.").labels();
   private readonly cacheCoalesced = this.r.counter("yatagarasu_cache_coalesced_total", "Requests served by joining an upstream fetch already in progress.").labels();
-  private readonly bucketFamilies = [this.requests, this.duration, this.bytes, this.bodyErrors, this.writes, this.writeErrors, this.requestBytes, this.s3, this.s3Duration, this.s3Retries, this.breaker, this.cacheHits, this.cacheMisses];
+  private readonly bucketFamilies = [this.requests, this.duration, this.bytes, this.throttled, this.bodyErrors, this.writes, this.writeErrors, this.requestBytes, this.s3, this.s3Duration, this.s3Retries, this.breaker, this.cacheHits, this.cacheMisses];
   private readonly series = new Map<string, BucketSeries>();
   private none!: BucketSeries;
   /** Bucket names configured at some point in this process's life (their series are kept). */
@@ -165,6 +171,11 @@ export class Metrics {
     c.value++;
     (s.duration[m] ??= this.duration.labels(s.name, METHODS[m])).observe(durationSec);
     if (bytes > 0) s.bytes.value += bytes;
+  }
+
+  /** A request answered 503 to slow down (see yatagarasu_http_throttled_total); also counted by observeRequest. */
+  throttle(bucket: string): void {
+    (this.series.get(bucket) ?? this.none).throttled.value++;
   }
 
   /** A response whose body did not complete. `reason` is one of a few fixed codes (bounded cardinality). */
@@ -296,6 +307,7 @@ export class Metrics {
         requests: new Map(),
         duration: [this.duration.labels(name, "GET")],
         bytes: this.bytes.labels(name),
+        throttled: this.throttled.labels(name),
         s3: new Map(),
         s3Duration: configured ? this.s3Duration.labels(name) : undefined,
         s3Retries: configured ? this.s3Retries.labels(name) : undefined,

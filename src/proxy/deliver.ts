@@ -58,6 +58,11 @@ function gone(ctx: RequestContext, res: Response): Response {
   return new Response(null, { status: 499 });
 }
 
+/** The error codes of a 503 that tells the client to slow down (S3's SlowDown; the plain front's Overloaded, a concurrency or upload cap). */
+function isThrottle(code: string | undefined): boolean {
+  return code === "SlowDown" || code === "Overloaded";
+}
+
 export function finish(ctx: RequestContext): void {
   if (ctx.finished) return;
   ctx.finished = true;
@@ -68,6 +73,8 @@ export function finish(ctx: RequestContext): void {
   svc.metrics.inFlight(-1);
   svc.metrics.observeRequest(ctx.bucketName, ctx.method, ctx.status, ctx.ttfbMs / 1000, ctx.bytes);
   if (ctx.bodyError !== undefined) svc.metrics.bodyFailed(ctx.bucketName, ctx.bodyError);
+  // (a limit's refusal or the upstream's SlowDown: a 503 that is no failure, told apart for the error-ratio alert)
+  if (ctx.status === 503 && isThrottle(ctx.errorCode ?? ctx.s3Code)) svc.metrics.throttle(ctx.bucketName);
   const write = writeOperationOf(ctx);
   // (an error code with a status below 400: a failure S3-style after a 200 head, src/fronts/s3/patient.ts)
   if (write !== undefined) svc.metrics.observeWrite(ctx.bucketName, write, ctx.status, ctx.status >= 400 || ctx.bodyError !== undefined || ctx.errorCode !== undefined ? (ctx.errorCode ?? ctx.s3Code ?? ctx.bodyError) : undefined);

@@ -124,6 +124,11 @@ describe("the S3 front", () => {
       const text = env.app.metrics.render();
       expect(sample(text, 'yatagarasu_write_requests_total{bucket="slow",operation="PutObject",status="503"}')).toBe(1);
       expect(sample(text, 'yatagarasu_write_errors_total{bucket="slow",operation="PutObject",code="SlowDown"}')).toBe(1);
+      // a throttle, not a failure (the error-ratio alert leaves it out); the upstream's failures
+      // answered on bucket up above (500, and their 5xx in the request counter) are not throttles
+      expect(sample(text, 'yatagarasu_http_throttled_total{bucket="slow"}')).toBe(1);
+      expect(sample(text, 'yatagarasu_http_requests_total{bucket="slow",method="PUT",status="503"}')).toBe(1);
+      expect(text).toContain('yatagarasu_http_throttled_total{bucket="up"} 0\n');
       const line = lineOf(res.headers.get("x-amz-request-id"));
       expect({ operation: line?.operation, error: line?.error, s3_error: line?.s3_error, bucket: line?.bucket }).toEqual({ operation: "PutObject", error: "SlowDown", s3_error: "SlowDown", bucket: "slow" });
     },

@@ -98,6 +98,7 @@ const EXPECTED: [string, string][] = [
   ["yatagarasu_http_request_duration_seconds", "histogram"],
   ["yatagarasu_http_requests_in_flight", "gauge"],
   ["yatagarasu_http_response_bytes_total", "counter"],
+  ["yatagarasu_http_throttled_total", "counter"],
   ["yatagarasu_s3_requests_total", "counter"],
   ["yatagarasu_s3_request_duration_seconds", "histogram"],
   ["yatagarasu_s3_retries_total", "counter"],
