@@ -227,3 +227,24 @@ test("a page whose last key holds a character XML 1.0 does not allow, as S3 writ
   expect(keysOf(await next.text())).toEqual([FLAT[5]!]); // ("k/0005 x+y": a space sorts after U+0001)
   expect(w.secondary.requests.filter((r) => !r.admin && "list-type" in r.query).map((r) => r.query["start-after"])).toEqual(["k/0005\x01"]);
 });
+
+test("a page whose entries list Key after Size and ETag (MinIO, Ceph, R2), with a namespace prefix or not, goes on on the secondary after its last key and past its last common prefix", async () => {
+  // (the token's last entry read only a <Key> first in <Contents>: none was found, and the next page started over)
+  const NS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"';
+  const flat = `<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult ${NS}><Name>${PRIMARY}</Name><Prefix>k/</Prefix><NextContinuationToken>UPSTREAM1</NextContinuationToken><KeyCount>2</KeyCount><MaxKeys>2</MaxKeys><IsTruncated>true</IsTruncated><Contents><Size>1</Size><ETag>&quot;x&quot;</ETag><Key>k/0001 x+y</Key></Contents><Contents><LastModified>2024-01-01T00:00:00.000Z</LastModified><Size>1</Size><Key>k/0002 x+y</Key><StorageClass>STANDARD</StorageClass></Contents></ListBucketResult>`;
+  const prefixed = `<?xml version="1.0" encoding="UTF-8"?>\n<s3:ListBucketResult xmlns:s3="http://s3.amazonaws.com/doc/2006-03-01/"><s3:Name>${PRIMARY}</s3:Name><s3:Prefix>d/</s3:Prefix><s3:Delimiter>/</s3:Delimiter><s3:NextContinuationToken>UPSTREAM2</s3:NextContinuationToken><s3:KeyCount>2</s3:KeyCount><s3:MaxKeys>2</s3:MaxKeys><s3:IsTruncated>true</s3:IsTruncated><s3:CommonPrefixes><s3:Prefix>d/f00/</s3:Prefix></s3:CommonPrefixes><s3:CommonPrefixes><s3:Prefix>d/f01/</s3:Prefix></s3:CommonPrefixes></s3:ListBucketResult>`;
+  for (const [query, body, expected] of [
+    [[["prefix", "k/"], ["max-keys", "2"]], flat, [FLAT[3]!, FLAT[4]!]],
+    [[["prefix", "d/"], ["delimiter", "/"], ["max-keys", "2"]], prefixed, ["d/f02/", "d/f03/"]],
+  ] as Array<[Array<[string, string]>, string, string[]]>) {
+    w.primary.faults.set(`/${PRIMARY}*`, { kind: "reply", status: 200, body, times: 1 });
+    const first = await list(query);
+    expect(first.status).toBe(200);
+    const token = text(/<(?:s3:)?NextContinuationToken>([^<]*)</.exec(await first.text()))!;
+    w.primary.faults.set(`/${PRIMARY}*`, { kind: "reset" });
+    const next = await list([...query, ["continuation-token", token]]);
+    const xml = await next.text();
+    expect(next.status).toBe(200);
+    expect([...keysOf(xml), ...prefixesOf(xml)]).toEqual(expected);
+  }
+});

@@ -185,17 +185,25 @@ function insertBefore(xml: string, name: string, text: string): string | undefin
   return xml.slice(0, m.index) + (p === "" ? text : text.replace(/<(\/?)/g, `<$1${p}`)) + xml.slice(m.index);
 }
 
-const CONTENTS_KEY = new RegExp(`<(${PREFIXED})Contents>\\s*<\\1Key>([^<]*)<`, "g");
-const COMMON_PREFIX = new RegExp(`<(${PREFIXED})CommonPrefixes>\\s*<\\1Prefix>([^<]*)<`, "g");
+// (an entry's children in any order: MinIO, Ceph and R2 write Size, ETag or LastModified before Key)
+const CONTENTS = new RegExp(`<(${PREFIXED})Contents>([\\s\\S]*?)<\\/\\1Contents>`, "g");
+const COMMON_PREFIXES = new RegExp(`<(${PREFIXED})CommonPrefixes>([\\s\\S]*?)<\\/\\1CommonPrefixes>`, "g");
+
+/** The text of the last `entry` element's `name` child (undecoded). */
+function lastChildText(xml: string, entry: RegExp, name: string): string | undefined {
+  let last: RegExpExecArray | undefined;
+  for (const m of xml.matchAll(entry)) last = m;
+  if (last === undefined) return undefined;
+  const p = last[1]!.replace(/\./g, "\\.");
+  return new RegExp(`<${p}${name}>([^<]*)<\\/${p}${name}>`).exec(last[2]!)?.[1];
+}
 
 /** The page's last entry as a start-after: its last key, or its last common prefix followed by PAST_PREFIX. */
 function lastEntry(xml: string, encoded: boolean): string | undefined {
   // (leniently: S3 writes a key's characters XML 1.0 does not allow as references, &#x1;)
   const decode = (s: string) => (encoded ? s3UrlDecode(decodeEntities(s, true)) : decodeEntities(s, true));
-  let key: string | undefined;
-  let prefix: string | undefined;
-  for (const m of xml.matchAll(CONTENTS_KEY)) key = m[2];
-  for (const m of xml.matchAll(COMMON_PREFIX)) prefix = m[2];
+  const key = lastChildText(xml, CONTENTS, "Key");
+  const prefix = lastChildText(xml, COMMON_PREFIXES, "Prefix");
   const k = key === undefined ? undefined : decode(key);
   const p = prefix === undefined ? undefined : decode(prefix) + PAST_PREFIX;
   return k === undefined ? p : p === undefined || sortsAfter(k, p) ? k : p;
