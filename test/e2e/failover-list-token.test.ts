@@ -248,3 +248,20 @@ test("a page whose entries list Key after Size and ETag (MinIO, Ceph, R2), with 
     expect([...keysOf(xml), ...prefixesOf(xml)]).toEqual(expected);
   }
 });
+
+test("the folder index: a page holding only the folder's marker object goes on on the secondary after that key, not from the start", async () => {
+  // (the marker is no entry of its folder: the page had no last entry, and the secondary was asked for the folder from its start)
+  const NS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"';
+  const body = `<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult ${NS}><Name>${PRIMARY}</Name><Prefix>d/</Prefix><Delimiter>/</Delimiter><EncodingType>url</EncodingType><NextContinuationToken>UPSTREAM1</NextContinuationToken><KeyCount>1</KeyCount><MaxKeys>1</MaxKeys><IsTruncated>true</IsTruncated><Contents><Key>d/</Key><Size>0</Size></Contents></ListBucketResult>`;
+  w.primary.faults.set(`/${PRIMARY}*`, { kind: "reply", status: 200, body, times: 1 });
+  const first = await fetch(w.env.mainUrl("/src/d/"));
+  expect(first.status).toBe(200);
+  const page = (await first.json()) as { entries: unknown[]; next: string };
+  expect(page.entries).toEqual([]);
+  w.primary.faults.set(`/${PRIMARY}*`, { kind: "reset" });
+  w.secondary.resetLog();
+  const next = await fetch(w.env.mainUrl(page.next));
+  expect(next.status).toBe(200);
+  await next.arrayBuffer();
+  expect(w.secondary.requests.filter((r) => !r.admin && "list-type" in r.query).map((r) => r.query["start-after"])).toEqual(["d/"]);
+});

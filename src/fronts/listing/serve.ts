@@ -153,7 +153,8 @@ export async function serveListing(ctx: RequestContext): Promise<Response> {
     if (err instanceof ProxyError) throw err;
     throw new ProxyError("BadGateway", { detail: "The upstream sent a listing that cannot be read", cause: err });
   }
-  if (page.nextToken !== undefined) page = { ...page, nextToken: issueToken(bucket.cfg, binding, { replica: served, upstream: page.nextToken, after: lastEntry(page.entries) ?? from?.after ?? "" }) };
+  // (a page holding only the folder's marker object, the prefix itself, ends at that key)
+  if (page.nextToken !== undefined) page = { ...page, nextToken: issueToken(bucket.cfg, binding, { replica: served, upstream: page.nextToken, after: lastEntry(page.entries) ?? (page.marker ? prefix : from?.after) ?? "" }) };
   // A folder with nothing under it and no marker object is no folder: a mistyped path answered 200
   // "This folder is empty." (S3 has no folders; its website endpoint answers such a path 404).
   if (prefix !== "" && token === undefined && page.entries.length === 0 && page.nextToken === undefined && !page.marker) {
