@@ -12,6 +12,7 @@ import { rcloneClient } from "../clients/rclone.ts";
 import { clientTest } from "../clients/run.ts";
 import { startReplicatedSource, type ReplicatedEnv } from "./s3-front-replica-helpers.ts";
 import { answerOf, signedFetch, WRITER } from "./s3-front-upload-helpers.ts";
+import { sortsAfter } from "../../src/fronts/s3/list-token.ts";
 
 const KEY = { accessKeyId: "AKIDLISTTOKEN00001", secretAccessKey: "list-token-secret-0123456789abcdef" };
 const PRIMARY = "primary-tok-71ac";
@@ -264,4 +265,31 @@ test("the folder index: a page holding only the folder's marker object goes on o
   expect(next.status).toBe(200);
   await next.arrayBuffer();
   expect(w.secondary.requests.filter((r) => !r.admin && "list-type" in r.query).map((r) => r.query["start-after"])).toEqual(["d/"]);
+});
+
+test("a page ending on a common prefix goes on on the secondary past every key under it, those going on after a U+10FFFF too (S3's UTF-8 order)", async () => {
+  // (the start-after was the prefix followed by U+10FFFF: "d/f01/\u{10FFFF}x" sorts after it, and a
+  // store that does not skip the common prefix a start-after falls in listed that prefix again)
+  const startsAfter = () => w.secondary.requests.filter((r) => !r.admin && "list-type" in r.query).map((r) => String(r.query["start-after"]));
+  const expectPast = (after: string | undefined, p: string) => {
+    expect(after!.startsWith(p)).toBe(true);
+    for (const k of [p + "\u{10FFFF}x", p + "\u{10FFFF}\u{10FFFF}\u{10FFFF}", p + "\u{10FFFF}".repeat(200) + "\uFFFF"]) expect(sortsAfter(after!, k)).toBe(true);
+    expect(sortsAfter(after!, p.slice(0, -1) + "0")).toBe(false);
+  };
+  const first = await list([["prefix", "d/"], ["delimiter", "/"], ["max-keys", "2"]]);
+  const token = text(/<NextContinuationToken>([^<]*)</.exec(await first.text()))!;
+  w.primary.faults.set(`/${PRIMARY}*`, { kind: "reset" });
+  w.secondary.resetLog();
+  const next = await list([["prefix", "d/"], ["delimiter", "/"], ["max-keys", "2"], ["continuation-token", token]]);
+  expect(prefixesOf(await next.text())).toEqual(["d/f02/", "d/f03/"]);
+  expectPast(startsAfter()[0], "d/f01/");
+
+  // the folder index (7 entries a page: f00/ to f06/)
+  w.primary.faults.clear();
+  const page = (await (await fetch(w.env.mainUrl("/src/d/"))).json()) as { next: string };
+  w.primary.faults.set(`/${PRIMARY}*`, { kind: "reset" });
+  w.secondary.resetLog();
+  const second = await fetch(w.env.mainUrl(page.next));
+  expect(((await second.json()) as { entries: Array<{ name: string }> }).entries[0]!.name).toBe("f07/");
+  expectPast(startsAfter()[0], "d/f06/");
 });

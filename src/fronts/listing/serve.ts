@@ -17,7 +17,7 @@ import { ProxyError } from "../../errors.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import { errorFromResponse } from "../../s3/errors.ts";
 import { listObjectsV2 } from "../../s3/operations/list-objects.ts";
-import { askResumed, issueToken, PAST_PREFIX, readToken, sortsAfter, type PageAsk } from "../s3/list-token.ts";
+import { askResumed, issueToken, laterEntry, readToken, type LastEntry, type PageAsk } from "../s3/list-token.ts";
 import { MAX_LISTING_BYTES, parseListing } from "./parse.ts";
 import { encodePath, type RenderInput, renderHtml, renderJson } from "./render.ts";
 import { rawQueryPair } from "../../auth/sources.ts";
@@ -74,13 +74,10 @@ function tokenOf(query: string): string | undefined {
   return token;
 }
 
-/** A page's last entry as a start-after: its greatest key, or folder followed by PAST_PREFIX (past every key in it). */
-function lastEntry(entries: ReadonlyArray<{ key: string; folder: boolean }>): string | undefined {
-  let last: string | undefined;
-  for (const e of entries) {
-    const at = e.folder ? e.key + PAST_PREFIX : e.key;
-    if (last === undefined || sortsAfter(at, last)) last = at;
-  }
+/** A page's last entry: its greatest key, or folder (the next page starts past every key in it). */
+function lastEntry(entries: ReadonlyArray<{ key: string; folder: boolean }>): LastEntry | undefined {
+  let last: LastEntry | undefined;
+  for (const e of entries) last = laterEntry(last, { after: e.key, past: e.folder });
   return last;
 }
 
@@ -154,7 +151,10 @@ export async function serveListing(ctx: RequestContext): Promise<Response> {
     throw new ProxyError("BadGateway", { detail: "The upstream sent a listing that cannot be read", cause: err });
   }
   // (a page holding only the folder's marker object, the prefix itself, ends at that key)
-  if (page.nextToken !== undefined) page = { ...page, nextToken: issueToken(bucket.cfg, binding, { replica: served, upstream: page.nextToken, after: lastEntry(page.entries) ?? (page.marker ? prefix : from?.after) ?? "" }) };
+  if (page.nextToken !== undefined) {
+    const last = lastEntry(page.entries) ?? (page.marker ? { after: prefix, past: false } : from) ?? { after: "", past: false };
+    page = { ...page, nextToken: issueToken(bucket.cfg, binding, { replica: served, upstream: page.nextToken, after: last.after, past: last.past }) };
+  }
   // A folder with nothing under it and no marker object is no folder: a mistyped path answered 200
   // "This folder is empty." (S3 has no folders; its website endpoint answers such a path 404).
   if (prefix !== "" && token === undefined && page.entries.length === 0 && page.nextToken === undefined && !page.marker) {

@@ -5,16 +5,16 @@
  * refused by the others, so a listing failed when the primary failed over between pages) and may
  * carry its internals (a bucket name). The client gets instead base64url of
  *
- *   0x59 0x01 (magic, version) | 12-byte IV | AES-256-GCM of (replica | upstream token | after,
- *   each a 2-byte length and UTF-8) | its 16-byte tag, authenticating the bucket, prefix and
- *   delimiter of the listing too
+ *   0x59 0x02 (magic, version) | 12-byte IV | AES-256-GCM of (flags | replica | upstream token |
+ *   after, each but the flags byte a 2-byte length and UTF-8) | its 16-byte tag, authenticating
+ *   the bucket, prefix and delimiter of the listing too
  *
  * `replica` served the page (empty for a bucket without replicas); `after` is the page's last entry:
- * its last key, or for a common prefix the prefix followed by U+10FFFF (UTF-8 f4 8f bf bf, above
- * every byte a key's UTF-8 can continue with, so every key under the prefix sorts before it). The
- * next page asks that replica with its token while it is healthy; any other replica (the token's
- * failed, was skipped, or refused its own token) is asked with start-after = `after`, so no key is
- * repeated or skipped.
+ * its last key, or a common prefix (flags bit 0). The next page asks that replica with its token
+ * while it is healthy; any other replica (the token's failed, was skipped, or refused its own
+ * token) is asked with start-after = `after`, or past a common prefix pastPrefix(`after`), so no
+ * key is repeated or skipped. (Version 1, without flags, wrote a common prefix followed by
+ * U+10FFFF: read as that prefix.)
  *
  * Encrypted, so the upstream's token (and what it holds) is not readable. The key comes from the bucket's configuration (its name and its replicas' secret keys), so
  * every process and worker with the same config accepts the tokens of the others, and a token
@@ -27,21 +27,49 @@ import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:
 import type { BucketConfig } from "../../config/schema.ts";
 
 const MAGIC = 0x59;
-const VERSION = 1;
+const VERSION = 2;
+const VERSION_1 = 1;
+/** S3's longest key, in UTF-8 bytes. */
+const MAX_KEY_BYTES = 1024;
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
-/** A common prefix's `after`: past every key under it. */
-export const PAST_PREFIX = "\u{10FFFF}";
+/** The greatest code point (UTF-8 f4 8f bf bf). */
+const MAX_CHAR = "\u{10FFFF}";
+/** The greatest character of 1, 2 and 3 UTF-8 bytes. */
+const MAX_CHAR_OF = ["", "\x7f", "\u07ff", "\uffff"];
+
+/**
+ * A start-after past every key under the common prefix `p`, in S3's order (UTF-8 bytes): `p`
+ * filled up to S3's longest key with the greatest characters. `p` + U+10FFFF alone was passed by
+ * the keys under `p` that go on after a U+10FFFF (the common prefix listed again on a store that
+ * does not skip the prefix a start-after falls in).
+ */
+export function pastPrefix(p: string): string {
+  const room = MAX_KEY_BYTES - Buffer.byteLength(p, "utf8");
+  return room <= 0 ? p + MAX_CHAR : p + MAX_CHAR.repeat(room >> 2) + MAX_CHAR_OF[room & 3];
+}
+
+/** A page's last entry: a key, or a common prefix (`past`: the next page starts past every key under it). */
+export interface LastEntry {
+  after: string;
+  past: boolean;
+}
+
+/** The later of two entries in S3's order (a key is never under a common prefix of the same page). */
+export function laterEntry(a: LastEntry | undefined, b: LastEntry): LastEntry {
+  if (a === undefined) return b;
+  return sortsAfter(b.past ? b.after + MAX_CHAR : b.after, a.past ? a.after + MAX_CHAR : a.after) ? b : a;
+}
 /** How long after the start an upstream's own token (from before this change) is still passed through. */
 export const RAW_TOKEN_GRACE_MS = 60 * 60 * 1000;
 const STARTED = Date.now();
 
-export interface ListToken {
+export interface ListToken extends LastEntry {
   /** The replica that served the page ("" for a bucket without replicas). */
   replica: string;
   /** That replica's NextContinuationToken. */
   upstream: string;
-  /** Start-after for any other replica ("" for the start). */
+  /** Start-after for any other replica ("" for the start), or (`past`) the common prefix to start past. */
   after: string;
 }
 
@@ -66,6 +94,7 @@ function keyOf(cfg: BucketConfig): Buffer {
 }
 
 const HEAD = Buffer.from([MAGIC, VERSION]);
+const HEAD_1 = Buffer.from([MAGIC, VERSION_1]);
 const bound = (b: ListBinding) => Buffer.from(JSON.stringify([b.bucket, b.prefix, b.delimiter]), "utf8");
 
 function field(s: string): Buffer {
@@ -79,7 +108,7 @@ export function issueToken(cfg: BucketConfig, b: ListBinding, t: ListToken): str
   const iv = randomBytes(IV_BYTES);
   const cipher = createCipheriv("aes-256-gcm", keyOf(cfg), iv);
   cipher.setAAD(Buffer.concat([HEAD, bound(b)]));
-  const sealed = Buffer.concat([cipher.update(Buffer.concat([field(t.replica), field(t.upstream), field(t.after)])), cipher.final()]);
+  const sealed = Buffer.concat([cipher.update(Buffer.concat([Buffer.from([t.past ? 1 : 0]), field(t.replica), field(t.upstream), field(t.after)])), cipher.final()]);
   return Buffer.concat([HEAD, iv, sealed, cipher.getAuthTag()]).toString("base64url");
 }
 
@@ -91,20 +120,22 @@ const BASE64URL = /^[A-Za-z0-9_-]+$/;
  */
 export function readToken(cfg: BucketConfig, b: ListBinding, token: string, now = Date.now()): ListToken | "raw" | undefined {
   const bytes = BASE64URL.test(token) ? Buffer.from(token, "base64url") : undefined;
-  if (bytes === undefined || bytes.length < 2 + IV_BYTES + 6 + TAG_BYTES || bytes[0] !== MAGIC || bytes[1] !== VERSION) {
+  if (bytes === undefined || bytes.length < 2 + IV_BYTES + 6 + TAG_BYTES || bytes[0] !== MAGIC || (bytes[1] !== VERSION && bytes[1] !== VERSION_1)) {
     return token !== "" && now - STARTED < RAW_TOKEN_GRACE_MS ? "raw" : undefined;
   }
   let payload: Buffer;
   try {
     const decipher = createDecipheriv("aes-256-gcm", keyOf(cfg), bytes.subarray(2, 2 + IV_BYTES));
-    decipher.setAAD(Buffer.concat([HEAD, bound(b)]));
+    decipher.setAAD(Buffer.concat([bytes[1] === VERSION ? HEAD : HEAD_1, bound(b)]));
     decipher.setAuthTag(bytes.subarray(bytes.length - TAG_BYTES));
     payload = Buffer.concat([decipher.update(bytes.subarray(2 + IV_BYTES, bytes.length - TAG_BYTES)), decipher.final()]);
   } catch {
     return undefined; // (another listing's, altered, or another key's)
   }
   const out: string[] = [];
-  let at = 0;
+  const v1 = bytes[1] === VERSION_1;
+  if (!v1 && (payload.length === 0 || payload[0]! > 1)) return undefined;
+  let at = v1 ? 0 : 1;
   for (let i = 0; i < 3; i++) {
     if (at + 2 > payload.length) return undefined;
     const len = payload.readUInt16BE(at);
@@ -113,7 +144,8 @@ export function readToken(cfg: BucketConfig, b: ListBinding, token: string, now 
     at += 2 + len;
   }
   if (at !== payload.length) return undefined;
-  return { replica: out[0]!, upstream: out[1]!, after: out[2]! };
+  if (v1) return out[2]!.endsWith(MAX_CHAR) ? { replica: out[0]!, upstream: out[1]!, after: out[2]!.slice(0, -MAX_CHAR.length), past: true } : { replica: out[0]!, upstream: out[1]!, after: out[2]!, past: false };
+  return { replica: out[0]!, upstream: out[1]!, after: out[2]!, past: payload[0] === 1 };
 }
 
 /** What one page asks an upstream: its own continuation token, or a start-after (or neither: the start). */
@@ -133,7 +165,8 @@ export async function askResumed(from: ListToken, served: string, ask: (page: Pa
     if (own.status !== 400) return { res: own, resumed: false };
     await own.body?.cancel().catch(() => {});
   }
-  return { res: await ask({ continuationToken: undefined, startAfter: from.after === "" ? undefined : from.after }), resumed: true };
+  const startAfter = from.past ? pastPrefix(from.after) : from.after;
+  return { res: await ask({ continuationToken: undefined, startAfter: startAfter === "" ? undefined : startAfter }), resumed: true };
 }
 
 /** S3's encoding-type=url (Java's URLEncoder, space as "+", that also keeps "/"), undone. */

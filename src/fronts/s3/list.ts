@@ -21,7 +21,7 @@ import { errorOf, tryParse, upstreamBucketsOf } from "./relay.ts";
 import { requestHeaders } from "./writes.ts";
 import { el, isWellFormedResult, maskOwners, rootOf, setFirstElementText } from "./xml.ts";
 import { decodeEntities } from "./xml-reader.ts";
-import { askResumed, issueToken, PAST_PREFIX, readToken, s3UrlDecode, s3UrlEncode, sortsAfter, type ListBinding } from "./list-token.ts";
+import { askResumed, issueToken, laterEntry, readToken, s3UrlDecode, s3UrlEncode, type LastEntry, type ListBinding } from "./list-token.ts";
 import type { BucketUpstream } from "../../s3/upstream.ts";
 import type { OperationContext } from "../../s3/operations/common.ts";
 import type { ListObjectsV2Params } from "../../s3/operations/list-objects.ts";
@@ -140,8 +140,8 @@ function pageRequest(ctx: RequestContext, q: URLSearchParams) {
       if (next !== undefined) {
         const encoded = elementText(xml, "EncodingType") === "url";
         const last = lastEntry(xml, encoded);
-        const after = last ?? from?.after ?? params.startAfter ?? "";
-        out = setFirstElementText(out, "NextContinuationToken", issueToken(cfg, binding, { replica: served, upstream: next, after }));
+        const after = last ?? from ?? { after: params.startAfter ?? "", past: false };
+        out = setFirstElementText(out, "NextContinuationToken", issueToken(cfg, binding, { replica: served, upstream: next, after: after.after, past: after.past }));
       }
       if (token !== undefined) {
         if (resumed) {
@@ -198,13 +198,12 @@ function lastChildText(xml: string, entry: RegExp, name: string): string | undef
   return new RegExp(`<${p}${name}>([^<]*)<\\/${p}${name}>`).exec(last[2]!)?.[1];
 }
 
-/** The page's last entry as a start-after: its last key, or its last common prefix followed by PAST_PREFIX. */
-function lastEntry(xml: string, encoded: boolean): string | undefined {
+/** The page's last entry: its last key, or its last common prefix. */
+function lastEntry(xml: string, encoded: boolean): LastEntry | undefined {
   // (leniently: S3 writes a key's characters XML 1.0 does not allow as references, &#x1;)
   const decode = (s: string) => (encoded ? s3UrlDecode(decodeEntities(s, true)) : decodeEntities(s, true));
   const key = lastChildText(xml, CONTENTS, "Key");
   const prefix = lastChildText(xml, COMMON_PREFIXES, "Prefix");
-  const k = key === undefined ? undefined : decode(key);
-  const p = prefix === undefined ? undefined : decode(prefix) + PAST_PREFIX;
-  return k === undefined ? p : p === undefined || sortsAfter(k, p) ? k : p;
+  const k = key === undefined ? undefined : { after: decode(key), past: false };
+  return prefix === undefined ? k : laterEntry(k, { after: decode(prefix), past: true });
 }

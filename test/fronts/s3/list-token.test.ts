@@ -1,11 +1,11 @@
 import { expect, test } from "bun:test";
 import type { BucketConfig } from "../../../src/config/schema.ts";
-import { issueToken, PAST_PREFIX, RAW_TOKEN_GRACE_MS, readToken, s3UrlDecode, s3UrlEncode } from "../../../src/fronts/s3/list-token.ts";
+import { issueToken, pastPrefix, RAW_TOKEN_GRACE_MS, readToken, s3UrlDecode, s3UrlEncode, sortsAfter } from "../../../src/fronts/s3/list-token.ts";
 
 const cfg = (secret: string) =>
   ({ name: "src", s3: { bucket: "one-b", secret_key: secret, replicas: [{ name: "one", bucket: "one-b", secret_key: secret }, { name: "two", bucket: "two-b", secret_key: "s2" }] } }) as unknown as BucketConfig;
 const binding = { bucket: "src", prefix: "k/", delimiter: "" };
-const t = { replica: "one", upstream: "eyJiIjoib25lLWIifQ==", after: "k/0399 é" };
+const t = { replica: "one", upstream: "eyJiIjoib25lLWIifQ==", after: "k/0399 é", past: false };
 
 test("a token reads back in another process with the same config (the key is the config's, not the process's), and hides the upstream's token", () => {
   const token = issueToken(cfg("s1"), binding, t);
@@ -15,7 +15,7 @@ test("a token reads back in another process with the same config (the key is the
   expect(Buffer.from(token, "base64url").toString("utf8")).not.toContain("k/0399");
   // every token differs (a fresh IV), each reads back the same
   expect(issueToken(cfg("s1"), binding, t)).not.toBe(token);
-  const common = { ...t, after: "d/f01/" + PAST_PREFIX };
+  const common = { ...t, after: "d/f01/", past: true };
   expect(readToken(cfg("s1"), binding, issueToken(cfg("s1"), binding, common))).toEqual(common);
 });
 
@@ -44,4 +44,42 @@ test("an upstream's own token (from before the change) passes through for the gr
 test("S3's encoding-type=url round trip", () => {
   for (const k of ["a b+c/d", "é!'()*~.-_", "%41"]) expect(s3UrlDecode(s3UrlEncode(k))).toBe(k);
   expect(s3UrlEncode("a b+c/d*")).toBe("a+b%2Bc/d*");
+});
+
+test("past a common prefix: after every key under it of up to S3's 1,024 bytes, in UTF-8 byte order, before every key outside it", () => {
+  // (the prefix followed by U+10FFFF alone sorted before "d/f01/\u{10FFFF}x": that common prefix was listed again)
+  const cases: Array<[prefix: string, firstOutside: string]> = [
+    ["d/f01/", "d/f010"],
+    ["é/\u{10FFFF}/", "é/\u{10FFFF}0"],
+    ["a\u{10FFFF}", "b"],
+    ["x".repeat(1000) + "/", "x".repeat(1000) + "0"],
+    ["y".repeat(1021) + "/", "y".repeat(1021) + "0"],
+    ["z".repeat(1022) + "/", "z".repeat(1022) + "0"],
+    ["w".repeat(1023) + "/", "w".repeat(1023) + "0"],
+  ];
+  for (const [p, outside] of cases) {
+    const past = pastPrefix(p);
+    const room = 1024 - Buffer.byteLength(p);
+    expect(Buffer.byteLength(past)).toBe(room > 0 ? 1024 : 1028);
+    const under = ["", "a", "\u{10FFFF}", "\u{10FFFF}x", "\uFFFF\uFFFF", "\u{10FFFF}".repeat(room >> 2) + ["", "\x7f", "\u07ff", "\uffff"][room & 3]];
+    for (const k of under.map((s) => p + s).filter((k) => Buffer.byteLength(k) <= 1024)) expect(sortsAfter(past, k) || past === k).toBe(true);
+    expect(sortsAfter(outside, past)).toBe(true);
+  }
+});
+
+test("a version 1 token (a common prefix as the prefix followed by U+10FFFF) reads as that prefix", () => {
+  const { createCipheriv, createHash } = require("node:crypto") as typeof import("node:crypto");
+  const c = cfg("s1");
+  const h = createHash("sha256").update("yatagarasu list token\0").update(c.name);
+  for (const r of c.s3.replicas!) h.update("\0").update(r.bucket ?? "").update("\0").update(r.secret_key ?? "");
+  const field = (s: string) => {
+    const b = Buffer.from(s, "utf8");
+    return Buffer.concat([Buffer.from([b.length >> 8, b.length & 255]), b]);
+  };
+  const iv = Buffer.alloc(12, 7);
+  const cipher = createCipheriv("aes-256-gcm", h.digest(), iv);
+  cipher.setAAD(Buffer.concat([Buffer.from([0x59, 1]), Buffer.from(JSON.stringify([binding.bucket, binding.prefix, binding.delimiter]))]));
+  const sealed = Buffer.concat([cipher.update(Buffer.concat([field("one"), field("U1"), field("k/d/\u{10FFFF}")])), cipher.final()]);
+  const v1 = Buffer.concat([Buffer.from([0x59, 1]), iv, sealed, cipher.getAuthTag()]).toString("base64url");
+  expect(readToken(c, binding, v1)).toEqual({ replica: "one", upstream: "U1", after: "k/d/", past: true });
 });
