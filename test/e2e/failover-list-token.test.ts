@@ -293,3 +293,52 @@ test("a page ending on a common prefix goes on on the secondary past every key u
   expect(((await second.json()) as { entries: Array<{ name: string }> }).entries[0]!.name).toBe("f07/");
   expectPast(startsAfter()[0], "d/f06/");
 });
+
+// Keys of S3's longest (1,024 bytes), stored for one test only (the others list the whole bucket).
+const LONG = [0, 1, 2].map((i) => "long/" + ("x".repeat(199) + "/").repeat(4) + "y".repeat(218) + i);
+async function withLongKeys(run: () => Promise<void>): Promise<void> {
+  await Promise.all(LONG.flatMap((k) => [w.primary.put(PRIMARY, k, "p"), w.secondary.put(SECONDARY, k, "s")]));
+  try {
+    await run();
+  } finally {
+    w.primary.faults.clear();
+    await Promise.all(LONG.flatMap((k) => [w.primary.remove(PRIMARY, k), w.secondary.remove(SECONDARY, k)]));
+  }
+}
+
+test("a page ending on a 1,024-byte key (S3's longest) gives a token under 2 KiB, and the listing goes on after it on the same replica and on the secondary", async () => {
+  // (the token held the key twice, once in the upstream's own token: ~3.3 KiB)
+  expect(LONG.map((k) => Buffer.byteLength(k))).toEqual([1024, 1024, 1024]);
+  await withLongKeys(async () => {
+    const keys: string[] = [];
+    let next: string | undefined;
+    let pages = 0;
+    do {
+      const res = await list([["prefix", "long/"], ["max-keys", "1"], ...(next === undefined ? [] : ([["continuation-token", next]] as Array<[string, string]>))]);
+      const xml = await res.text();
+      expect(res.status).toBe(200);
+      keys.push(...keysOf(xml));
+      expect(text(/<ContinuationToken>([^<]*)</.exec(xml))).toBe(next);
+      expect(xml).not.toContain("<StartAfter>");
+      next = text(/<NextContinuationToken>([^<]*)</.exec(xml));
+      if (next !== undefined) expect(next.length).toBeLessThan(2048);
+      if (++pages === 2) w.primary.faults.set(`/${PRIMARY}*`, { kind: "reset" });
+    } while (next !== undefined);
+    expect(keys).toEqual(LONG);
+  });
+});
+
+clientTest("boto3")("boto3 and aws-cli: 1,024-byte keys a page each, through a primary that dies after the first page", async () => {
+  await withLongKeys(async () => {
+    const b = boto3Client({ endpoint: w.env.endpoint, credentials: WRITER });
+    killPrimaryAfterFirstListing();
+    const [listed] = await b.run([{ op: "list", Bucket: "src", Prefix: "long/", PageSize: 1 }]);
+    if (!listed!.ok) throw new Error(JSON.stringify(listed!.error));
+    expect((listed!.value as { keys: Array<{ Key: string }> }).keys.map((k) => k.Key)).toEqual(LONG);
+    using aws = awsCli({ endpoint: w.env.endpoint, credentials: WRITER });
+    killPrimaryAfterFirstListing();
+    const api = await aws.s3api("list-objects-v2", "--bucket", "src", "--prefix", "long/", "--page-size", "1");
+    expect(api.stderr).toBe("");
+    expect((JSON.parse(api.stdout) as { Contents: Array<{ Key: string }> }).Contents.map((c) => c.Key)).toEqual(LONG);
+  });
+}, 60_000);

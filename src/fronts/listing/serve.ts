@@ -17,7 +17,7 @@ import { ProxyError } from "../../errors.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import { errorFromResponse } from "../../s3/errors.ts";
 import { listObjectsV2 } from "../../s3/operations/list-objects.ts";
-import { askResumed, issueToken, laterEntry, readToken, type LastEntry, type PageAsk } from "../s3/list-token.ts";
+import { askResumed, laterEntry, nextToken, readToken, type LastEntry, type PageAsk } from "../s3/list-token.ts";
 import { MAX_LISTING_BYTES, parseListing } from "./parse.ts";
 import { encodePath, type RenderInput, renderHtml, renderJson } from "./render.ts";
 import { rawQueryPair } from "../../auth/sources.ts";
@@ -152,8 +152,8 @@ export async function serveListing(ctx: RequestContext): Promise<Response> {
   }
   // (a page holding only the folder's marker object, the prefix itself, ends at that key)
   if (page.nextToken !== undefined) {
-    const last = lastEntry(page.entries) ?? (page.marker ? { after: prefix, past: false } : from) ?? { after: "", past: false };
-    page = { ...page, nextToken: issueToken(bucket.cfg, binding, { replica: served, upstream: page.nextToken, after: last.after, past: last.past }) };
+    const last = lastEntry(page.entries) ?? (page.marker ? { after: prefix, past: false } : undefined);
+    page = { ...page, nextToken: nextToken(bucket.cfg, binding, served, page.nextToken, last, from ?? { after: "", past: false }) };
   }
   // A folder with nothing under it and no marker object is no folder: a mistyped path answered 200
   // "This folder is empty." (S3 has no folders; its website endpoint answers such a path 404).

@@ -16,6 +16,12 @@
  * key is repeated or skipped. (Version 1, without flags, wrote a common prefix followed by
  * U+10FFFF: read as that prefix.)
  *
+ * An upstream token longer than KEEP_UPSTREAM_BYTES is left out when the page has a last entry
+ * (S3's, MinIO's and others' encode the key it resumes after): the replica that gave it is then
+ * asked with start-after too, the same page. Kept, a page ending on a 1,024-byte key gave a token
+ * of ~3.3 KiB (the key twice, once in the upstream's base64), which with a long prefix and a
+ * presigned query passed common request-line limits (8 KiB); now ~1.4 KiB at most.
+ *
  * Encrypted, so the upstream's token (and what it holds) is not readable. The key comes from the bucket's configuration (its name and its replicas' secret keys), so
  * every process and worker with the same config accepts the tokens of the others, and a token
  * cannot be moved to another bucket, prefix or delimiter, or altered: such a token, or one in this
@@ -60,6 +66,8 @@ export function laterEntry(a: LastEntry | undefined, b: LastEntry): LastEntry {
   if (a === undefined) return b;
   return sortsAfter(b.past ? b.after + MAX_CHAR : b.after, a.past ? a.after + MAX_CHAR : a.after) ? b : a;
 }
+/** Longest upstream token kept in a token whose page has a last entry (to resume from without it). */
+const KEEP_UPSTREAM_BYTES = 256;
 /** How long after the start an upstream's own token (from before this change) is still passed through. */
 export const RAW_TOKEN_GRACE_MS = 60 * 60 * 1000;
 const STARTED = Date.now();
@@ -112,6 +120,16 @@ export function issueToken(cfg: BucketConfig, b: ListBinding, t: ListToken): str
   return Buffer.concat([HEAD, iv, sealed, cipher.getAuthTag()]).toString("base64url");
 }
 
+/**
+ * The token of a page replica `served` answered with NextContinuationToken `upstream`: it resumes
+ * after the page's `last` entry, or (a page without entries) at `earlier` (where the page started).
+ */
+export function nextToken(cfg: BucketConfig, b: ListBinding, served: string, upstream: string, last: LastEntry | undefined, earlier: LastEntry): string {
+  const at = last ?? earlier;
+  const keep = last === undefined || Buffer.byteLength(upstream, "utf8") <= KEEP_UPSTREAM_BYTES;
+  return issueToken(cfg, b, { replica: served, upstream: keep ? upstream : "", after: at.after, past: at.past });
+}
+
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
 
 /**
@@ -156,11 +174,11 @@ export interface PageAsk {
 
 /**
  * One page of a listing resumed from `from` on replica `served`: with that replica's own token
- * while it is the one that gave it, else (or when it refuses its own token: a store restarted)
+ * while it is the one that gave it (and the token holds it), else (or when it refuses its own token: a store restarted)
  * start-after the token's last entry. `resumed`: the page was asked with start-after.
  */
 export async function askResumed(from: ListToken, served: string, ask: (page: PageAsk) => Promise<Response>): Promise<{ res: Response; resumed: boolean }> {
-  if (from.replica === served) {
+  if (from.replica === served && from.upstream !== "") {
     const own = await ask({ continuationToken: from.upstream });
     if (own.status !== 400) return { res: own, resumed: false };
     await own.body?.cancel().catch(() => {});

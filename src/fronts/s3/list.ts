@@ -21,7 +21,7 @@ import { errorOf, tryParse, upstreamBucketsOf } from "./relay.ts";
 import { requestHeaders } from "./writes.ts";
 import { el, isWellFormedResult, maskOwners, rootOf, setFirstElementText } from "./xml.ts";
 import { decodeEntities } from "./xml-reader.ts";
-import { askResumed, issueToken, laterEntry, readToken, s3UrlDecode, s3UrlEncode, type LastEntry, type ListBinding } from "./list-token.ts";
+import { askResumed, laterEntry, nextToken, readToken, s3UrlDecode, s3UrlEncode, type LastEntry, type ListBinding } from "./list-token.ts";
 import type { BucketUpstream } from "../../s3/upstream.ts";
 import type { OperationContext } from "../../s3/operations/common.ts";
 import type { ListObjectsV2Params } from "../../s3/operations/list-objects.ts";
@@ -140,8 +140,7 @@ function pageRequest(ctx: RequestContext, q: URLSearchParams) {
       if (next !== undefined) {
         const encoded = elementText(xml, "EncodingType") === "url";
         const last = lastEntry(xml, encoded);
-        const after = last ?? from ?? { after: params.startAfter ?? "", past: false };
-        out = setFirstElementText(out, "NextContinuationToken", issueToken(cfg, binding, { replica: served, upstream: next, after: after.after, past: after.past }));
+        out = setFirstElementText(out, "NextContinuationToken", nextToken(cfg, binding, served, next, last, from ?? { after: params.startAfter ?? "", past: false }));
       }
       if (token !== undefined) {
         if (resumed) {

@@ -1,6 +1,6 @@
 import { expect, test } from "bun:test";
 import type { BucketConfig } from "../../../src/config/schema.ts";
-import { issueToken, pastPrefix, RAW_TOKEN_GRACE_MS, readToken, s3UrlDecode, s3UrlEncode, sortsAfter } from "../../../src/fronts/s3/list-token.ts";
+import { issueToken, nextToken, pastPrefix, RAW_TOKEN_GRACE_MS, readToken, s3UrlDecode, s3UrlEncode, sortsAfter } from "../../../src/fronts/s3/list-token.ts";
 
 const cfg = (secret: string) =>
   ({ name: "src", s3: { bucket: "one-b", secret_key: secret, replicas: [{ name: "one", bucket: "one-b", secret_key: secret }, { name: "two", bucket: "two-b", secret_key: "s2" }] } }) as unknown as BucketConfig;
@@ -82,4 +82,15 @@ test("a version 1 token (a common prefix as the prefix followed by U+10FFFF) rea
   const sealed = Buffer.concat([cipher.update(Buffer.concat([field("one"), field("U1"), field("k/d/\u{10FFFF}")])), cipher.final()]);
   const v1 = Buffer.concat([Buffer.from([0x59, 1]), iv, sealed, cipher.getAuthTag()]).toString("base64url");
   expect(readToken(c, binding, v1)).toEqual({ replica: "one", upstream: "U1", after: "k/d/", past: true });
+});
+
+test("an upstream token longer than 256 bytes is left out when the page has a last entry (the next page resumes after it), kept when it has none", () => {
+  const long = "T".repeat(1400);
+  const last = { after: "k/" + "é".repeat(511), past: false };
+  const earlier = { after: "k/0", past: false };
+  const dropped = nextToken(cfg("s1"), binding, "one", long, last, earlier);
+  expect(dropped.length).toBeLessThan(1500);
+  expect(readToken(cfg("s1"), binding, dropped)).toEqual({ replica: "one", upstream: "", ...last });
+  expect(readToken(cfg("s1"), binding, nextToken(cfg("s1"), binding, "one", "short", last, earlier))).toEqual({ replica: "one", upstream: "short", ...last });
+  expect(readToken(cfg("s1"), binding, nextToken(cfg("s1"), binding, "one", long, undefined, earlier))).toEqual({ replica: "one", upstream: long, ...earlier });
 });
