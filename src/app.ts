@@ -174,6 +174,13 @@ export class App implements Services {
     this.uploads = new UploadLimiter(...uploadCaps(runtime.config, opts.share));
     this.formBuffers = new ByteBudget(formBufferBytes(runtime.config));
     this.tls = opts.tls;
+    if (this.tls !== undefined) this.servedCertificate(this.tls.cert);
+  }
+
+  /** The metric of the served certificate's expiry (a certificate that does not parse: none). */
+  private servedCertificate(pem: string): void {
+    const notAfter = certificateFacts(pem).not_after;
+    if (notAfter !== undefined) this.metrics.tlsCertificate(Date.parse(notAfter));
   }
 
   /**
@@ -426,6 +433,7 @@ export class App implements Services {
     if (renewed > 0) {
       const dropped = this.tls === undefined ? undefined : renewalNameNote(next.cert, this.tls.cert);
       this.tls = next;
+      this.servedCertificate(next.cert);
       this.log.info("server.https: the renewed certificate is served to new connections", { cert_path, ...certificateFacts(next.cert) });
       if (dropped !== undefined) this.log.warn(`server.https: ${dropped}`, { cert_path });
     }

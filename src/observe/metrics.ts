@@ -111,6 +111,12 @@ export class Metrics {
   readonly replicas = new ReplicaMetrics(this.r);
   private readonly reloads = this.r.counter("yatagarasu_config_reloads_total", "Configuration reloads by result (with several workers: once per reload of the group, plus each worker that failed to apply it).", ["result"]);
   private readonly generation = this.r.gauge("yatagarasu_config_generation", "Generation number of the active configuration.", [], "max").labels();
+  private readonly certificateNotAfter = this.r.gauge(
+    "yatagarasu_tls_certificate_not_after_timestamp_seconds",
+    "When the certificate the TLS listeners serve expires (its notAfter), in seconds since the epoch; absent without server.https (several processes: the earliest).",
+    [],
+    "min",
+  );
   private readonly writes = this.r.counter(
     "yatagarasu_write_requests_total",
     "Uploads, copies, deletes and multipart calls answered (S3 front, and PUT/DELETE on the plain front), by bucket, S3 operation and status.",
@@ -155,6 +161,11 @@ export class Metrics {
     this.resetBucketSet(opts.buckets ?? []);
     this.r.onCollect(() => this.collectCache());
     if (opts.processMetrics !== false) registerProcessMetrics(this.r);
+  }
+
+  /** The served TLS certificate's notAfter (ms since the epoch), at start and after each renewal. */
+  tlsCertificate(notAfterMs: number): void {
+    this.certificateNotAfter.labels().set(notAfterMs / 1000);
   }
 
   /** One answered HTTP request. `bucket`: configured name or a fixed label value. */

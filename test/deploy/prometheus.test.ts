@@ -167,7 +167,9 @@ describe("every query returns series", () => {
       await prom.query(a.expr); // throws on an error
       const sels = selectorsOf(a.expr);
       expect(sels.length).toBeGreaterThan(0);
-      for (const sel of sels) if ((await prom.query(sel)).length === 0) empty.push(`${a.name}: ${sel}`);
+      // (the certificate's expiry exists only with server.https, which this proxy does not serve:
+      // test/app/tls-expiry-metric.test.ts exports it, alerts.test.yml fires on it)
+      for (const sel of sels) if (!sel.startsWith("yatagarasu_tls_certificate_not_after_timestamp_seconds") && (await prom.query(sel)).length === 0) empty.push(`${a.name}: ${sel}`);
     }
     expect(empty).toEqual([]);
   });

@@ -112,6 +112,7 @@ const EXPECTED: [string, string][] = [
   ["yatagarasu_s3_replica_circuit_breaker_state", "gauge"],
   ["yatagarasu_config_reloads_total", "counter"],
   ["yatagarasu_config_generation", "gauge"],
+  ["yatagarasu_tls_certificate_not_after_timestamp_seconds", "gauge"],
   ["yatagarasu_build_info", "gauge"],
   ["yatagarasu_cache_hits_total", "counter"],
   ["yatagarasu_cache_misses_total", "counter"],
