@@ -302,6 +302,11 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
   if (method === "GET" && subs === 1 && !uploadId && !partNumber && !versionId && (sub === "location" || sub === "versioning")) {
     return sub === "location" ? "GetBucketLocation" : "GetBucketVersioning";
   }
+  // A bucket's listing of uploads or versions asked at a key's path: S3 refuses it, 400
+  // InvalidRequest in its own words, the key being no listing's (it was 501, as if served elsewhere).
+  if (method === "GET" && (sub === "uploads" || sub === "versions")) {
+    return s3Error("InvalidRequest", sub === "uploads" ? "Key is not expected for the GET method ?uploads subresource" : "There is no such thing as the ?versions sub-resource for a key");
+  }
   // An object's metadata (ETag, size, storage class, parts), of the current object or a version.
   if (sub === "attributes" && subs === 1 && !uploadId && !partNumber && method === "GET") return "GetObjectAttributes";
   if (sub === "acl" && subs === 1 && !uploadId && !partNumber && (method === "GET" || method === "PUT")) return method === "GET" ? "GetObjectAcl" : "PutObjectAcl";

@@ -79,6 +79,9 @@ describe("operationOf", () => {
     expect(op("GET", "/b/k", "versioning")).toBe("GetBucketVersioning");
     expect(op("GET", "/b/k/deeper", "location")).toBe("GetBucketLocation");
     expect(op("GET", "/b/k", "location&versionId=1")).toBe("501 NotImplemented");
+    // (but a bucket's listing of uploads or versions is S3's 400 there, not the bucket's listing)
+    expect(op("GET", "/b/k", "uploads")).toBe("400 InvalidRequest");
+    expect(op("GET", "/b/k/deeper", "versions&prefix=a")).toBe("400 InvalidRequest");
     expect(op("GET", "/b", "prefix=a&delimiter=/")).toBe("ListObjects");
     expect(op("GET", "/b/", "list-type=2&max-keys=2")).toBe("ListObjectsV2");
     expect(op("GET", "/b/k", "x-id=GetObject&response-content-type=a")).toBe("GetObject");
