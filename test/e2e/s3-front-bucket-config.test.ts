@@ -3,13 +3,27 @@
  * s3api get-bucket-*, boto3): what S3 answers, never a 501 where S3 has an answer.
  */
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
-import { answerOf, signedFetch, startUploadEnv, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
+import { awsCli } from "../clients/aws.ts";
+import { boto3Client } from "../clients/boto3.ts";
+import { clientTest } from "../clients/run.ts";
+import { s3cmdClient } from "../clients/s3cmd.ts";
+import { answerOf, READER, signedFetch, startUploadEnv, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
 
 setDefaultTimeout(60_000);
 
+const WEB = { accessKeyId: "AKIDBUCKETCONFIG", secretAccessKey: "bucket-config-secret-0123456789" };
+
 let env: UploadEnv;
 beforeAll(async () => {
-  env = await startUploadEnv();
+  env = await startUploadEnv({
+    // (a bucket with a `cors` section; WEB holds only `read` on it)
+    moreBuckets: (endpoint) => `  - name: web
+    path_prefix: /web
+    s3: { bucket: up, endpoint: "${endpoint}", access_key: "AKIDUPSTREAMWRITE", secret_key: "upstream-writer-secret-0123456789" }
+    cors: { allowed_origins: ["https://app.example.com", "https://*.example.org"], allowed_methods: [GET, PUT], allowed_headers: ["x-amz-*"], max_age: 300 }
+`,
+    moreCredentials: `    - { access_key_id: "${WEB.accessKeyId}", secret_access_key: "${WEB.secretAccessKey}", identity: webber, buckets: { web: [read] } }\n`,
+  });
   await env.s3.put("up", "docs/a.txt", "hello");
 });
 afterAll(() => env.stop());
@@ -25,4 +39,84 @@ test("GET ?uploads and ?versions at a key's path: S3's 400 InvalidRequest, nothi
     const a = await answerOf(await signedFetch(env, { method: "GET", path: "/up/docs/a.txt", query: [[sub, ""]], creds: WRITER }));
     expect({ sub, status: a.status, code: a.code, message: a.message, upstream: env.upstreamCalls().length }).toEqual({ sub, status: 400, code: "InvalidRequest", message, upstream: 0 });
   }
+});
+
+// The bucket's configuration documents were 501 NotImplemented (GetBucketPolicy, GetBucketCors,
+// GetBucketRequestPayment, ...): s3cmd info printed "none" for a CORS the bucket has, and
+// aws-cli / boto3 callers got an error S3 never sends. Now: the bucket's `cors` as S3's
+// CORSConfiguration, fixed answers for what the proxy decides (payer, object ownership, logging,
+// notifications), and S3's own "not configured" 404 for the rest; from config, nothing upstream.
+clientTest("aws")("aws-cli get-bucket-cors / -policy / -request-payment / -acl: the bucket's CORS, S3's not-configured errors, BucketOwner; any grant will do", async () => {
+  using aws = awsCli({ endpoint: env.endpoint, credentials: WEB });
+  using writer = awsCli({ endpoint: env.endpoint, credentials: WRITER });
+  env.mark();
+  const [cors, noCors, policy, payment, acl, denied] = await Promise.all([
+    aws.s3api("get-bucket-cors", "--bucket", "web"),
+    writer.s3api("get-bucket-cors", "--bucket", "up"),
+    aws.s3api("get-bucket-policy", "--bucket", "web"),
+    aws.s3api("get-bucket-request-payment", "--bucket", "web"),
+    aws.s3api("get-bucket-acl", "--bucket", "web"),
+    aws.s3api("get-bucket-cors", "--bucket", "up"),
+  ]);
+  expect(cors.stderr).toBe("");
+  expect(JSON.parse(cors.stdout)).toEqual({
+    CORSRules: [{
+      AllowedHeaders: ["x-amz-*"], AllowedMethods: ["GET", "PUT"], AllowedOrigins: ["https://app.example.com", "https://*.example.org"],
+      ExposeHeaders: ["etag", "x-amz-checksum-crc32", "x-amz-checksum-crc32c", "x-amz-checksum-crc64nvme", "x-amz-checksum-sha1", "x-amz-checksum-sha256", "x-amz-checksum-type", "x-amz-version-id"],
+      MaxAgeSeconds: 300,
+    }],
+  });
+  expect(noCors.stderr).toMatch(/\(NoSuchCORSConfiguration\) when calling the GetBucketCors operation.*: The CORS configuration does not exist/);
+  expect(policy.stderr).toMatch(/\(NoSuchBucketPolicy\) when calling the GetBucketPolicy operation.*: The bucket policy does not exist/);
+  expect(JSON.parse(payment.stdout)).toEqual({ Payer: "BucketOwner" });
+  expect(JSON.parse(acl.stdout).Grants[0].Permission).toBe("FULL_CONTROL");
+  // (WEB holds no grant on `up`)
+  expect(denied.stderr).toContain("AccessDenied");
+  expect(env.upstreamCalls()).toEqual([]);
+});
+
+clientTest("boto3")("boto3: every bucket configuration read answers as S3 does for a bucket without it, or from config", async () => {
+  const b = boto3Client({ endpoint: env.endpoint, credentials: READER });
+  const calls: Array<[string, string]> = [
+    ["get_bucket_policy", "NoSuchBucketPolicy"],
+    ["get_bucket_policy_status", "NoSuchBucketPolicy"],
+    ["get_bucket_encryption", "ServerSideEncryptionConfigurationNotFoundError"],
+    ["get_bucket_tagging", "NoSuchTagSet"],
+    ["get_bucket_lifecycle_configuration", "NoSuchLifecycleConfiguration"],
+    ["get_bucket_website", "NoSuchWebsiteConfiguration"],
+    ["get_public_access_block", "NoSuchPublicAccessBlockConfiguration"],
+    ["get_object_lock_configuration", "ObjectLockConfigurationNotFoundError"],
+    ["get_bucket_replication", "ReplicationConfigurationNotFoundError"],
+    ["get_bucket_cors", "NoSuchCORSConfiguration"],
+  ];
+  const fixed: string[] = ["get_bucket_ownership_controls", "get_bucket_logging", "get_bucket_notification_configuration", "get_bucket_accelerate_configuration", "get_bucket_request_payment"];
+  env.mark();
+  const results = await b.run([...calls.map(([method]) => ({ op: "call" as const, method, params: { Bucket: "up" } })), ...fixed.map((method) => ({ op: "call" as const, method, params: { Bucket: "up" } }))]);
+  for (const [i, [method, code]] of calls.entries()) {
+    const r = results[i]!;
+    expect({ method, got: r.ok ? "ok" : `${r.error.status} ${r.error.code}` }).toEqual({ method, got: `404 ${code}` });
+  }
+  const values = results.slice(calls.length).map((r) => (r.ok ? r.value : r.error));
+  for (const v of values) delete v.ResponseMetadata;
+  for (const v of values) delete v.HTTPStatusCode;
+  expect(values).toEqual([
+    { OwnershipControls: { Rules: [{ ObjectOwnership: "BucketOwnerEnforced" }] } },
+    {},
+    {},
+    {},
+    { Payer: "BucketOwner" },
+  ]);
+  expect(env.upstreamCalls()).toEqual([]);
+});
+
+clientTest("s3cmd")("s3cmd info of a bucket and of a key: the payer, the bucket's CORS, no policy", async () => {
+  using s3cmd = s3cmdClient({ endpoint: env.endpoint, credentials: WRITER });
+  using webber = s3cmdClient({ endpoint: env.endpoint, credentials: WEB });
+  const [bucket, key, web] = await Promise.all([s3cmd.run("info", "s3://up"), s3cmd.run("info", "s3://up/docs/a.txt"), webber.run("info", "s3://web")]);
+  for (const r of [bucket, key, web]) expect([r.code, r.stderr]).toEqual([0, ""]);
+  expect(bucket.stdout).toMatch(/Payer:\s+BucketOwner/);
+  expect(bucket.stdout).toMatch(/Policy:\s+none/);
+  expect(bucket.stdout).toMatch(/CORS:\s+none/);
+  expect(key.stdout).toMatch(/ACL:\s+writer: FULL_CONTROL/);
+  expect(web.stdout).toContain("<AllowedOrigin>https://app.example.com</AllowedOrigin>");
 });

@@ -204,7 +204,9 @@ describe("requests S3 refuses before any permission check", () => {
     await refused(signed({ method: "DELETE", path: "/data/hello.txt" }), 403, "AccessDenied");
     await refused(signed({ method: "PUT", path: "/data/hello.txt", query: { acl: "" }, headers: { "x-amz-acl": "private" } }), 403, "AccessDenied");
     await refused(signed({ path: "/data/hello.txt", query: { cors: "" } }), 501, "NotImplemented");
-    await refused(signed({ path: "/data/", query: { policy: "" } }), 501, "NotImplemented");
+    await refused(signed({ path: "/data/", query: { inventory: "" } }), 501, "NotImplemented");
+    // (a bucket's policy is S3's answer for a bucket without one: bucket-config.ts)
+    await refused(signed({ path: "/data/", query: { policy: "" } }), 404, "NoSuchBucketPolicy");
   });
 
   test("CreateBucket (PUT on a bucket): a configured bucket is what S3 answers for a bucket one owns (us-east-1: 200, as `aws s3 mb` expects; elsewhere 409 BucketAlreadyOwnedByYou, which rclone's bucket check accepts); another name, or no signature, is AccessDenied", async () => {

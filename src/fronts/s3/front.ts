@@ -29,6 +29,7 @@ import { adoptPrincipal, type S3Identities, type S3Principal } from "./identitie
 import { listObjects } from "./list.ts";
 import { copyObjectOp, copySourceLabel, uploadPartCopyOp } from "./copy.ts";
 import { getBucketAclOp, getObjectAclOp, putAclOp } from "./acl.ts";
+import { bucketConfigOp } from "./bucket-config.ts";
 import { deleteObjectOp, deleteObjectsOp } from "./delete.ts";
 import {
   abortMultipartUploadOp,
@@ -449,6 +450,22 @@ function operate(ctx: RequestContext, s: S3State): Response | Promise<Response> 
       return getBucketAclOp(ctx);
     case "GetObjectAcl":
       return getObjectAclOp(ctx);
+    case "GetBucketPolicy":
+    case "GetBucketPolicyStatus":
+    case "GetBucketCors":
+    case "GetBucketRequestPayment":
+    case "GetBucketEncryption":
+    case "GetBucketTagging":
+    case "GetBucketLifecycleConfiguration":
+    case "GetBucketWebsite":
+    case "GetPublicAccessBlock":
+    case "GetBucketOwnershipControls":
+    case "GetBucketLogging":
+    case "GetBucketNotificationConfiguration":
+    case "GetBucketAccelerateConfiguration":
+    case "GetObjectLockConfiguration":
+    case "GetBucketReplication":
+      return bucketConfigOp(ctx, s.op);
     case "PutBucketAcl":
     case "PutObjectAcl":
       return putAclOp(ctx);

@@ -11,8 +11,9 @@
  *   DeleteObject(s), of a key or of a version;
  *   AbortMultipartUpload, ListParts and ListMultipartUploads need `write` or `delete`.
  *   GetObjectAcl needs `read`, PutObjectAcl and PutBucketAcl `write` (acl.ts: ACLs are read, not changed);
- *   GetBucketLocation, GetBucketAcl and CreateBucket (answered BucketAlreadyOwnedByYou) need any grant (all
- *   answer from config, revealing no more than the grant itself), and so does GetBucketVersioning
+ *   GetBucketLocation, GetBucketAcl, the other bucket configuration reads (bucket-config.ts) and CreateBucket
+ *   (answered BucketAlreadyOwnedByYou) need any grant (all answer from config, revealing no more than
+ *   the grant itself and the bucket's `cors`, which a preflight tells anyone), and so does GetBucketVersioning
  *   (the bucket's versioning state, which a writer needs as much as a reader); HeadBucket is
  *   s3:ListBucket, as in S3, so it needs `list`. A bucket it was not granted is AccessDenied.
  * - An STS session: what its token's user may do on the plain front. Reads: a bucket without

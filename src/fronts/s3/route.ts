@@ -15,6 +15,21 @@ export type S3Operation =
   | "GetBucketLocation"
   | "GetBucketVersioning"
   | "GetBucketAcl"
+  | "GetBucketPolicy"
+  | "GetBucketPolicyStatus"
+  | "GetBucketCors"
+  | "GetBucketRequestPayment"
+  | "GetBucketEncryption"
+  | "GetBucketTagging"
+  | "GetBucketLifecycleConfiguration"
+  | "GetBucketWebsite"
+  | "GetPublicAccessBlock"
+  | "GetBucketOwnershipControls"
+  | "GetBucketLogging"
+  | "GetBucketNotificationConfiguration"
+  | "GetBucketAccelerateConfiguration"
+  | "GetObjectLockConfiguration"
+  | "GetBucketReplication"
   | "PutBucketAcl"
   | "GetObjectAcl"
   | "PutObjectAcl"
@@ -53,6 +68,21 @@ export const ACTION_OF: Readonly<Record<S3Operation, S3Action>> = {
   GetBucketLocation: "s3:GetBucketLocation",
   GetBucketVersioning: "s3:GetBucketVersioning",
   GetBucketAcl: "s3:GetBucketAcl",
+  GetBucketPolicy: "s3:GetBucketPolicy",
+  GetBucketPolicyStatus: "s3:GetBucketPolicyStatus",
+  GetBucketCors: "s3:GetBucketCORS",
+  GetBucketRequestPayment: "s3:GetBucketRequestPayment",
+  GetBucketEncryption: "s3:GetEncryptionConfiguration",
+  GetBucketTagging: "s3:GetBucketTagging",
+  GetBucketLifecycleConfiguration: "s3:GetLifecycleConfiguration",
+  GetBucketWebsite: "s3:GetBucketWebsite",
+  GetPublicAccessBlock: "s3:GetBucketPublicAccessBlock",
+  GetBucketOwnershipControls: "s3:GetBucketOwnershipControls",
+  GetBucketLogging: "s3:GetBucketLogging",
+  GetBucketNotificationConfiguration: "s3:GetBucketNotification",
+  GetBucketAccelerateConfiguration: "s3:GetAccelerateConfiguration",
+  GetObjectLockConfiguration: "s3:GetBucketObjectLockConfiguration",
+  GetBucketReplication: "s3:GetReplicationConfiguration",
   PutBucketAcl: "s3:PutBucketAcl",
   GetObjectAcl: "s3:GetObjectAcl",
   PutObjectAcl: "s3:PutObjectAcl",
@@ -85,6 +115,20 @@ export const ACTION_OF: Readonly<Record<S3Operation, S3Action>> = {
   DeleteObjects: "s3:DeleteObject",
   AssumeRoleWithWebIdentity: "sts:AssumeRoleWithWebIdentity",
 };
+
+/** The bucket configuration reads, by sub-resource (GET /<bucket>?<sub>), answered from config (bucket-config.ts). */
+export const BUCKET_CONFIG_READS: ReadonlyMap<string, BucketConfigRead> = new Map<string, BucketConfigRead>([
+  ["policy", "GetBucketPolicy"], ["policyStatus", "GetBucketPolicyStatus"], ["cors", "GetBucketCors"],
+  ["requestPayment", "GetBucketRequestPayment"], ["encryption", "GetBucketEncryption"], ["tagging", "GetBucketTagging"],
+  ["lifecycle", "GetBucketLifecycleConfiguration"], ["website", "GetBucketWebsite"], ["publicAccessBlock", "GetPublicAccessBlock"],
+  ["ownershipControls", "GetBucketOwnershipControls"], ["logging", "GetBucketLogging"], ["notification", "GetBucketNotificationConfiguration"],
+  ["accelerate", "GetBucketAccelerateConfiguration"], ["object-lock", "GetObjectLockConfiguration"], ["replication", "GetBucketReplication"],
+]);
+
+export type BucketConfigRead = Extract<S3Operation,
+  | "GetBucketPolicy" | "GetBucketPolicyStatus" | "GetBucketCors" | "GetBucketRequestPayment" | "GetBucketEncryption" | "GetBucketTagging"
+  | "GetBucketLifecycleConfiguration" | "GetBucketWebsite" | "GetPublicAccessBlock" | "GetBucketOwnershipControls" | "GetBucketLogging"
+  | "GetBucketNotificationConfiguration" | "GetBucketAccelerateConfiguration" | "GetObjectLockConfiguration" | "GetBucketReplication">;
 
 /** S3 limits keys to 1024 bytes of UTF-8. */
 export const MAX_KEY_BYTES = 1024;
@@ -292,6 +336,8 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
     if (sub === "versioning") return "GetBucketVersioning";
     if (sub === "uploads") return "ListMultipartUploads";
     if (sub === "versions") return "ListObjectVersions";
+    const config = sub === undefined ? undefined : BUCKET_CONFIG_READS.get(sub);
+    if (config !== undefined) return config;
     if (sub !== undefined) return notImplemented(`The ?${sub} sub-resource`);
     if (listType === undefined) return "ListObjects";
     if (listType === "2") return "ListObjectsV2";

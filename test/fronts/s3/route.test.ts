@@ -181,7 +181,7 @@ describe("operationOf", () => {
       return typeof r === "string" ? r : `${r.status} ${r.code} ${r.details?.Method} ${r.details?.ResourceType} [${r.headers?.allow}]`;
     };
     expect(["/b?acl", "/b?location", "/b?versions", "/b?uploads", "/b?lifecycle", "/nope?acl"].map(head405)).toEqual(
-      ["[GET, PUT]", "[GET]", "[GET]", "[GET]", "[]", "[GET, PUT]"].map((allow) => `405 MethodNotAllowed HEAD BUCKET ${allow}`),
+      ["[GET, PUT]", "[GET]", "[GET]", "[GET]", "[GET]", "[GET, PUT]"].map((allow) => `405 MethodNotAllowed HEAD BUCKET ${allow}`),
     );
     expect(["/b/k?acl", "/b/k?tagging", "/b/k?attributes", "/b/k?uploadId=1", "/b/k?retention", "/b/k?location"].map(head405)).toEqual(
       ["[GET, PUT]", "[GET, PUT, DELETE]", "[GET]", "[GET, POST, DELETE]", "[]", "[GET]"].map((allow) => `405 MethodNotAllowed HEAD OBJECT ${allow}`),
@@ -203,7 +203,7 @@ describe("operationOf", () => {
     ].map(([m, t]) => write405(m!, t!))).toEqual([
       "405 MethodNotAllowed DELETE ACL [GET, PUT]", "405 MethodNotAllowed POST ACL [GET, PUT]", "405 MethodNotAllowed PUT BUCKETVERSIONS [GET]",
       "405 MethodNotAllowed PUT MULTI_OBJECT_DELETE [POST]", "405 MethodNotAllowed POST VERSIONING [GET]", "405 MethodNotAllowed DELETE VERSIONING [GET]",
-      "405 MethodNotAllowed PUT LOCATION [GET]", "405 MethodNotAllowed POST BUCKETPOLICY []", "405 MethodNotAllowed DELETE ACL [GET, PUT]",
+      "405 MethodNotAllowed PUT LOCATION [GET]", "405 MethodNotAllowed POST BUCKETPOLICY [GET]", "405 MethodNotAllowed DELETE ACL [GET, PUT]",
       "405 MethodNotAllowed DELETE ACL [GET, PUT]", "405 MethodNotAllowed POST OBJECT_TAGGING [GET, PUT, DELETE]", "405 MethodNotAllowed PUT OBJECT_ATTRIBUTES [GET]",
       "405 MethodNotAllowed DELETE RESTORE []", "405 MethodNotAllowed PUT UPLOADS [POST]", "405 MethodNotAllowed POST TORRENT []",
       // (an object takes no POST of its own: a form upload goes to the bucket)
@@ -222,6 +222,13 @@ describe("operationOf", () => {
     expect(op("PUT", "/b/k", "acl")).toBe("PutObjectAcl");
     expect(op("GET", "/b", "acl")).toBe("GetBucketAcl");
     expect(op("PUT", "/b", "acl")).toBe("PutBucketAcl");
+    // a bucket's configuration documents (bucket-config.ts): answered from config, at the bucket's path only
+    expect(["policy", "policyStatus", "cors", "requestPayment", "encryption", "tagging", "lifecycle", "website", "publicAccessBlock", "ownershipControls", "logging", "notification"].map((s) => op("GET", "/b", s))).toEqual([
+      "GetBucketPolicy", "GetBucketPolicyStatus", "GetBucketCors", "GetBucketRequestPayment", "GetBucketEncryption", "GetBucketTagging",
+      "GetBucketLifecycleConfiguration", "GetBucketWebsite", "GetPublicAccessBlock", "GetBucketOwnershipControls", "GetBucketLogging", "GetBucketNotificationConfiguration",
+    ]);
+    expect([ACTION_OF.GetBucketCors, ACTION_OF.GetBucketEncryption, ACTION_OF.GetPublicAccessBlock]).toEqual(["s3:GetBucketCORS", "s3:GetEncryptionConfiguration", "s3:GetBucketPublicAccessBlock"]);
+    expect([op("PUT", "/b", "cors"), op("GET", "/b/k", "policy"), op("GET", "/b", "cors&versionId=1")]).toEqual(["501 NotImplemented", "501 NotImplemented", "501 NotImplemented"]);
     expect([ACTION_OF.GetObjectAcl, ACTION_OF.PutObjectAcl, ACTION_OF.GetBucketAcl, ACTION_OF.PutBucketAcl]).toEqual(["s3:GetObjectAcl", "s3:PutObjectAcl", "s3:GetBucketAcl", "s3:PutBucketAcl"]);
     expect(op("GET", "/b/k", "partNumber=2")).toBe("GetObjectPart");
     expect(op("HEAD", "/b/k", "partNumber=2&response-content-type=a")).toBe("HeadObjectPart");
@@ -234,7 +241,7 @@ describe("operationOf", () => {
     expect(op("PUT", "/b/k", "tagging")).toBe("PutObjectTagging");
     expect(op("DELETE", "/b/k", "tagging")).toBe("DeleteObjectTagging");
     expect(op("PUT", "/b/k", "tagging&versionId=2")).toBe("501 NotImplemented");
-    expect(op("GET", "/b", "tagging")).toBe("501 NotImplemented"); // a bucket's tags: not served
+    expect(op("GET", "/b", "tagging")).toBe("GetBucketTagging"); // a bucket's tags: S3's NoSuchTagSet (bucket-config.ts)
     expect(op("GET", "/b", "list-type=3")).toBe("400 InvalidArgument");
     expect(op("PUT", "/b/k", "partNumber=1")).toBe("400 InvalidRequest");
     expect(op("PUT", "/b/k", "uploadId=1")).toBe("400 InvalidRequest"); // UploadPart needs both

@@ -1,0 +1,69 @@
+/**
+ * A bucket's configuration documents, as clients probe them (s3cmd info, aws s3api get-bucket-*,
+ * desktop S3 browsers): answered from this proxy's configuration, never relayed. The bucket a
+ * client sees is the proxy's: its access is decided by the grants, claim rules and authorizers,
+ * not by the upstream bucket's policy, tags or settings, which name the upstream's account, keys
+ * and principals and are no client's to read. What the proxy has no such setting for is S3's own
+ * "not configured" answer for a bucket without it (404 with S3's code and <BucketName>), which the
+ * clients take as "none". Any grant on the bucket will do, as for GetBucketLocation and GetBucketAcl.
+ */
+import type { CorsConfig } from "../../config/cors.ts";
+import type { RequestContext } from "../../proxy/context.ts";
+import { s3Error, type S3ErrorCode } from "./errors.ts";
+import { s3Fail } from "./fail.ts";
+import { xmlResponse } from "./operations.ts";
+import type { BucketConfigRead } from "./route.ts";
+import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
+
+/**
+ * S3's answer for a bucket without the setting. The proxy has no bucket policy (GetBucketPolicyStatus
+ * is NoSuchBucketPolicy too, as on S3), tags, lifecycle rules, website, public access block, Object
+ * Lock (writes with Object Lock settings are refused) or replication of its own, and sets no default
+ * encryption (whether the store encrypts at rest is the store's, not promised here).
+ */
+const NOT_CONFIGURED: Partial<Record<BucketConfigRead, S3ErrorCode>> = {
+  GetBucketPolicy: "NoSuchBucketPolicy",
+  GetBucketPolicyStatus: "NoSuchBucketPolicy",
+  GetBucketEncryption: "ServerSideEncryptionConfigurationNotFoundError",
+  GetBucketTagging: "NoSuchTagSet",
+  GetBucketLifecycleConfiguration: "NoSuchLifecycleConfiguration",
+  GetBucketWebsite: "NoSuchWebsiteConfiguration",
+  GetPublicAccessBlock: "NoSuchPublicAccessBlockConfiguration",
+  GetObjectLockConfiguration: "ObjectLockConfigurationNotFoundError",
+  GetBucketReplication: "ReplicationConfigurationNotFoundError",
+};
+
+const doc = (root: string, inner: string) => XML_DECL + "<" + root + ' xmlns="' + S3_XMLNS + '">' + inner + "</" + root + ">";
+
+/** The bucket's `cors` as S3's CORSConfiguration: one rule. */
+export function renderCors(cors: CorsConfig): string {
+  let rule = "";
+  for (const h of cors.allowed_headers) rule += el("AllowedHeader", h);
+  for (const m of cors.allowed_methods) rule += el("AllowedMethod", m);
+  for (const o of cors.allowed_origins) rule += el("AllowedOrigin", o);
+  for (const h of cors.expose_headers) rule += el("ExposeHeader", h);
+  return doc("CORSConfiguration", "<CORSRule>" + rule + el("MaxAgeSeconds", String(cors.max_age)) + "</CORSRule>");
+}
+
+export function bucketConfigOp(ctx: RequestContext, op: BucketConfigRead): Response {
+  const bucket = ctx.bucket!;
+  switch (op) {
+    case "GetBucketCors":
+      if (bucket.cfg.cors === undefined) break;
+      return xmlResponse(ctx, renderCors(bucket.cfg.cors));
+    case "GetBucketRequestPayment":
+      return xmlResponse(ctx, doc("RequestPaymentConfiguration", "<Payer>BucketOwner</Payer>"));
+    // (ACLs are answered as on a bucket with ACLs disabled, S3's default since 2023: acl.ts)
+    case "GetBucketOwnershipControls":
+      return xmlResponse(ctx, doc("OwnershipControls", "<Rule><ObjectOwnership>BucketOwnerEnforced</ObjectOwnership></Rule>"));
+    // (S3 answers these three with an empty document when nothing is set)
+    case "GetBucketLogging":
+      return xmlResponse(ctx, doc("BucketLoggingStatus", ""));
+    case "GetBucketNotificationConfiguration":
+      return xmlResponse(ctx, doc("NotificationConfiguration", ""));
+    case "GetBucketAccelerateConfiguration":
+      return xmlResponse(ctx, doc("AccelerateConfiguration", ""));
+    default:
+  }
+  throw s3Fail(s3Error(NOT_CONFIGURED[op] ?? "NoSuchCORSConfiguration", undefined, { BucketName: bucket.name }));
+}
