@@ -52,6 +52,8 @@ export interface Boto3Error {
   code: string;
   message: string;
   status: number | null;
+  /** The error document's other elements (<Key>, <UploadId>, <BucketName>, ...), as botocore read them; absent for a Python exception. */
+  fields?: Record<string, string>;
 }
 
 /** `value` is the JSON of the response (ResponseMetadata folded into HTTPStatusCode). */

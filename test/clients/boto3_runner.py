@@ -155,7 +155,9 @@ def main():
         except ClientError as e:
             err = e.response.get("Error", {})
             status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            results.append({"ok": False, "error": {"code": err.get("Code", ""), "message": err.get("Message", ""), "status": status}})
+            # (the error document's other elements, as botocore parsed them: <Key>, <UploadId>, <BucketName>, ...)
+            fields = {k: v for k, v in err.items() if k not in ("Code", "Message")}
+            results.append({"ok": False, "error": {"code": err.get("Code", ""), "message": err.get("Message", ""), "status": status, "fields": fields}})
         except Exception as e:  # noqa: BLE001 - reported to the test, which decides
             results.append({"ok": False, "error": {"code": type(e).__name__, "message": str(e), "status": None}})
     versions = {"boto3": boto3.__version__, "botocore": botocore.__version__, "python": sys.version.split()[0]}

@@ -120,3 +120,20 @@ clientTest("s3cmd")("s3cmd info of a bucket and of a key: the payer, the bucket'
   expect(key.stdout).toMatch(/ACL:\s+writer: FULL_CONTROL/);
   expect(web.stdout).toContain("<AllowedOrigin>https://app.example.com</AllowedOrigin>");
 });
+
+// S3's NoSuchUpload names the upload (<UploadId>), as its NoSuchKey names the key; the front
+// relayed the upstream's refusal without it.
+clientTest("boto3")("boto3: UploadPart, ListParts, AbortMultipartUpload and CompleteMultipartUpload of an unknown upload: NoSuchUpload with its <UploadId>; a missing key's NoSuchKey has <Key>", async () => {
+  const b = boto3Client({ endpoint: env.endpoint, credentials: WRITER });
+  const UploadId = "no-such-upload-id";
+  const at = { Bucket: "up", Key: "docs/b.txt", UploadId };
+  const results = await b.run([
+    { op: "call", method: "upload_part", params: { ...at, PartNumber: 1, Body: "x" } },
+    { op: "call", method: "list_parts", params: at },
+    { op: "call", method: "abort_multipart_upload", params: at },
+    { op: "call", method: "complete_multipart_upload", params: { ...at, MultipartUpload: { Parts: [{ PartNumber: 1, ETag: '"x"' }] } } },
+    { op: "call", method: "get_object", params: { Bucket: "up", Key: "docs/nope.txt" } },
+  ]);
+  const errors = results.map((r) => (r.ok ? "ok" : { code: r.error.code, UploadId: r.error.fields?.UploadId, Key: r.error.fields?.Key }));
+  expect(errors).toEqual([...Array(4).fill({ code: "NoSuchUpload", UploadId, Key: undefined }), { code: "NoSuchKey", UploadId: undefined, Key: "docs/nope.txt" }]);
+});

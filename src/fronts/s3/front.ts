@@ -50,7 +50,7 @@ import { stsEndpoint } from "./sts-endpoint.ts";
 import { decodeComponent, NO_PARAMETERS, parseRawQuery } from "./uri.ts";
 import { isS3Error } from "./auth-params.ts";
 import { UNSIGNED_PAYLOAD, verifySigV4 } from "./verify.ts";
-import { refuseAcls } from "./writes.ts";
+import { queryValue, refuseAcls } from "./writes.ts";
 
 /** What the S3 front learns about a request, beside the shared context. */
 export interface S3State {
@@ -570,6 +570,12 @@ export const s3Front: Front = {
     if (e.code === "NoSuchKey" && s !== undefined && ctx.bucket !== undefined && KEY_OPS.has(s.op)) {
       if (s.listDenied === true || !mayAccess(ctx.rt, s.principal, ctx.bucket, "s3:ListBucket")) e = s3Error("AccessDenied");
       else if (ctx.key !== "" && e.details?.Key === undefined) e.details = { ...e.details, Key: ctx.key };
+    }
+    // (S3's NoSuchUpload names the upload asked for, as the client wrote it: the upstream's answer
+    // is not relayed word for word, and an empty id is refused before it goes out)
+    if (e.code === "NoSuchUpload" && e.details?.UploadId === undefined && s !== undefined) {
+      const id = queryValue(ctx, "uploadId");
+      if (id !== undefined) e.details = { ...e.details, UploadId: id.slice(0, 1024) };
     }
     // (S3's NoSuchBucket names the bucket: here the proxy's, never the upstream's, which a store
     // that lost its bucket answers with)
