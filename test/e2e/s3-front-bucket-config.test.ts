@@ -137,3 +137,17 @@ clientTest("boto3")("boto3: UploadPart, ListParts, AbortMultipartUpload and Comp
   const errors = results.map((r) => (r.ok ? "ok" : { code: r.error.code, UploadId: r.error.fields?.UploadId, Key: r.error.fields?.Key }));
   expect(errors).toEqual([...Array(4).fill({ code: "NoSuchUpload", UploadId, Key: undefined }), { code: "NoSuchKey", UploadId: undefined, Key: "docs/nope.txt" }]);
 });
+
+// A `response-` parameter S3 does not know (a typo of response-content-disposition) is S3's 400
+// InvalidArgument naming it; the front ignored it and served the object without the header asked for.
+test("GetObject / HeadObject with an unknown response-* parameter: S3's 400 InvalidArgument naming it; the known ones still apply", async () => {
+  const get = (method: string, query: Array<[string, string]>) => signedFetch(env, { method, path: "/up/docs/a.txt", query });
+  const typo = await answerOf(await get("GET", [["response-content-dispositon", "attachment"]]));
+  expect([typo.status, typo.code, typo.message, /<ArgumentName>([^<]*)</.exec(typo.body)?.[1], /<ArgumentValue>([^<]*)</.exec(typo.body)?.[1]]).toEqual([
+    400, "InvalidArgument", "response-content-dispositon is not in the set of overridable response headers. Please refer to the S3 API documentation for a complete list of overridable response headers.",
+    "response-content-dispositon", "attachment",
+  ]);
+  expect((await get("HEAD", [["response-foo", ""]])).status).toBe(400);
+  const ok = await get("GET", [["response-content-disposition", "attachment"], ["x-id", "GetObject"]]);
+  expect([ok.status, ok.headers.get("content-disposition"), await ok.text()]).toEqual([200, "attachment", "hello"]);
+});

@@ -142,7 +142,14 @@ export function responseOverrides(query: ReadonlyArray<readonly [string, string]
   let out: Array<[string, string]> | undefined;
   for (const [k, v] of query) {
     const header = OVERRIDES.get(k);
-    if (header === undefined) continue;
+    if (header === undefined) {
+      // (a `response-` parameter S3 does not know, a typo of one: S3 refuses it rather than
+      // answer without the header asked for; one char code first, the X-Amz-* ones pass at once)
+      if (k.charCodeAt(0) === 114 /* r */ && k.startsWith("response-")) {
+        return s3Error("InvalidArgument", `${k.slice(0, 64)} is not in the set of overridable response headers. Please refer to the S3 API documentation for a complete list of overridable response headers.`, { ArgumentName: k.slice(0, 64), ArgumentValue: v.slice(0, 256) });
+      }
+      continue;
+    }
     if (!signed) return s3Error("InvalidRequest", "Request specific response headers cannot be used for anonymous GET requests.");
     // (an empty override sets nothing: the stored value stays, and the answer keeps one
     // Content-Type; set empty, the listener added its own default beside it)
