@@ -151,3 +151,18 @@ test("GetObject / HeadObject with an unknown response-* parameter: S3's 400 Inva
   const ok = await get("GET", [["response-content-disposition", "attachment"], ["x-id", "GetObject"]]);
   expect([ok.status, ok.headers.get("content-disposition"), await ok.text()]).toEqual([200, "attachment", "hello"]);
 });
+
+// S3's NoSuchVersion names the key and the version (<Key>, <VersionId>); the front's had neither.
+clientTest("boto3")("boto3: GetObject, GetObjectAcl and GetObjectAttributes of a version that does not exist: NoSuchVersion with <Key> and <VersionId>", async () => {
+  const b = boto3Client({ endpoint: env.endpoint, credentials: WRITER });
+  // (an id of S3's form that the fixture's buckets never hold)
+  const VersionId = "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrH";
+  const at = { Bucket: "up", Key: "docs/a.txt", VersionId };
+  const results = await b.run([
+    { op: "call", method: "get_object", params: at },
+    { op: "call", method: "get_object_acl", params: at },
+    { op: "call", method: "get_object_attributes", params: { ...at, ObjectAttributes: ["ETag"] } },
+  ]);
+  const errors = results.map((r) => (r.ok ? "ok" : { code: r.error.code, Key: r.error.fields?.Key, VersionId: r.error.fields?.VersionId }));
+  expect(errors).toEqual(Array(3).fill({ code: "NoSuchVersion", Key: "docs/a.txt", VersionId }));
+});

@@ -571,6 +571,11 @@ export const s3Front: Front = {
       if (s.listDenied === true || !mayAccess(ctx.rt, s.principal, ctx.bucket, "s3:ListBucket")) e = s3Error("AccessDenied");
       else if (ctx.key !== "" && e.details?.Key === undefined) e.details = { ...e.details, Key: ctx.key };
     }
+    // (S3's NoSuchVersion names the key and the version asked for)
+    if (e.code === "NoSuchVersion" && e.details?.VersionId === undefined && s !== undefined && ctx.key !== "") {
+      const versionId = queryValue(ctx, "versionId");
+      if (versionId !== undefined) e.details = { ...e.details, Key: ctx.key, VersionId: versionId.slice(0, 1024) };
+    }
     // (S3's NoSuchUpload names the upload asked for, as the client wrote it: the upstream's answer
     // is not relayed word for word, and an empty id is refused before it goes out)
     if (e.code === "NoSuchUpload" && e.details?.UploadId === undefined && s !== undefined) {
