@@ -294,6 +294,27 @@ function likelyKey(key: string, known: readonly string[]): string | undefined {
   return best;
 }
 
+/**
+ * Where an unknown key would be known, one level down or up from where it was written (a bucket's
+ * `region` is `s3.region`, a top-level `port` is `server.port`...), or undefined when nowhere
+ * near, or in more than three places. A new user's misplaced key read "unknown key 'region'",
+ * though the README documents `region`.
+ */
+function placesOf(key: string, path: readonly PathSegment[]): string[] | undefined {
+  const found = new Set<string>();
+  const look = (at: PathSegment[], shown: string) => {
+    if (keysAt(at).includes(key)) found.add(shown ? `${shown}.${key}` : key);
+  };
+  for (const c of keysAt(path)) {
+    look([...path, c], formatPath([...path, c]));
+    look([...path, c, 0], `${formatPath([...path, c])}[]`);
+  }
+  // up: the mapping that holds this one (past the list it is an entry of)
+  const up = typeof path.at(-1) === "number" ? path.slice(0, -2) : path.slice(0, -1);
+  if (path.length > 0) look(up, formatPath(up));
+  return found.size > 0 && found.size <= 3 ? [...found] : undefined;
+}
+
 /** Whether a value is a placeholder of a variable reported unset (left as written). */
 function namesMissingVar(v: unknown, missing: ReadonlySet<string>): boolean {
   if (typeof v !== "string" || missing.size === 0) return false;
@@ -358,7 +379,9 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
           const unseen = unseenCharacterProblem(k);
           // (suggested for the first 100: a file of 40,000 unknown keys is not worth seconds of comparing)
           const like = unseen || unknown.length > 100 ? undefined : likelyKey(k, keysAt(path));
-          if (!hinted.has(formatPath([...path, k]))) found.push({ path: [...path, k], message: k === "" ? "an empty key (written '', ~ or null): remove it" : `unknown key '${shownKey(k)}'${unseen ? ` (it ${unseen})` : like ? ` (did you mean '${like}'?)` : ""}` });
+          const places = unseen || like || unknown.length > 100 ? undefined : placesOf(k, path);
+          const where = places ? ` (a key of another section: ${places.length > 1 ? `${places.slice(0, -1).join(", ")} or ${places.at(-1)}` : places[0]})` : "";
+          if (!hinted.has(formatPath([...path, k]))) found.push({ path: [...path, k], message: k === "" ? "an empty key (written '', ~ or null): remove it" : `unknown key '${shownKey(k)}'${unseen ? ` (it ${unseen})` : like ? ` (did you mean '${like}'?)` : where}` });
         }
         continue;
       }

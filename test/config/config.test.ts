@@ -575,6 +575,20 @@ describe("parseConfig", () => {
     expect(issues(`server:\n  zzzzzzzz: 1\n${B}`)).toEqual([{ path: "server.zzzzzzzz", message: "unknown key 'zzzzzzzz'", line: 2 }]);
   });
 
+  // A documented key in the wrong section (a bucket's `region` beside `s3:`, a top-level `port`)
+  // read a bare "unknown key 'region'", though the README documents `region`.
+  test("an unknown key that is a key of a section one level down or up says where it goes", () => {
+    const got = (yaml: string, path: string) => issues(yaml).find((i) => i.path === path)?.message;
+    const bucket = `buckets:\n  - name: b\n    path_prefix: /b\n`;
+    expect(got(`${bucket}    region: us-east-1\n    s3: { bucket: bkt }\n`, "buckets[0].region")).toBe("unknown key 'region' (a key of another section: buckets[0].s3.region)");
+    expect(got(`${bucket}    claims: []\n    s3: { bucket: bkt }\n`, "buckets[0].claims")).toBe("unknown key 'claims' (a key of another section: buckets[0].auth.claims)");
+    expect(got(`${bucket}    s3: { bucket: bkt, cache: { enabled: true } }\n`, "buckets[0].s3.cache")).toBe("unknown key 'cache' (a key of another section: buckets[0].cache)");
+    expect(got(`port: 8080\n${B}`, "port")).toBe("unknown key 'port' (a key of another section: server.port, metrics.port or s3_api.port)");
+    // a typo still gets its guess, and a key known nowhere near gets nothing
+    expect(got(`${bucket}    s3: { bucket: bkt, regoin: us-east-1 }\n`, "buckets[0].s3.regoin")).toBe("unknown key 'regoin' (did you mean 'region'?)");
+    expect(got(`server:\n  zzzzzzzz: 1\n${B}`, "server.zzzzzzzz")).toBe("unknown key 'zzzzzzzz'");
+  });
+
   test("a long unknown key is shown cut (64 characters): a line read as a key (a file that is no config, a secret pasted where a key goes) is not printed whole", () => {
     const line = `root:$6$${"s".repeat(86)}:19000:0:99999:7:::`;
     const got = issues(`${B}${line}: 1\n`);
