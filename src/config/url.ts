@@ -13,6 +13,14 @@ export function unbracketedIpv6(url: string): boolean {
   return /^[a-z][a-z0-9+.-]*:\/\/(?:[^/?#@]*@)?[0-9a-f]*:[0-9a-f]*:/i.test(url);
 }
 
+/** A host with an optional port and path but no scheme (`minio:9000`, `127.0.0.1:9000/`, `[::1]:9000`): a URL with its `http://` left out. */
+export function schemeless(url: string): boolean {
+  return !/^https?:/i.test(url) && /^(?:[a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(?::\d+)?(?:\/(?!\/)\S*)?$/i.test(url);
+}
+
+/** The words a message about a URL without its scheme ends with. */
+export const NO_SCHEME = "it has no scheme: write http:// or https:// before the host";
+
 /**
  * A URL-valued key's schema. A value that is not a URL gets `message`, and one whose host is an
  * IPv6 address without its brackets (`http://::1:9000`, which no URL parser reads) is told so:
@@ -23,7 +31,8 @@ export function urlKey(message?: string, protocol?: RegExp) {
     protocol,
     error: (iss) => {
       const s = typeof iss.input === "string" ? iss.input : "";
-      return unbracketedIpv6(s) ? `${message ?? "is not a URL"}: an IPv6 host goes in brackets (http://[::1]:9000)` : message;
+      if (unbracketedIpv6(s)) return `${message ?? "is not a URL"}: an IPv6 host goes in brackets (http://[::1]:9000)`;
+      return schemeless(s) ? `${message ?? "is not a URL"}: ${NO_SCHEME}` : message;
     },
   });
 }

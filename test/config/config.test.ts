@@ -750,6 +750,22 @@ describe("parseConfig", () => {
     expect(parseConfig(y, { env: { AK: "AKIAOK", ST: "tok\u00e9", FT: "fga\u00a0tok" } }).buckets[0]!.authorization?.openfga_api_token).toBe("fga\u00a0tok");
   });
 
+  // "must be a valid http(s) URL" for `127.0.0.1:9000` (and "must be an http:// or https:// URL"
+  // for `minio:9000`, which parses as scheme `minio:`) left the reader to guess what was wrong.
+  test("an endpoint or URL key written without its scheme (host:port) says so", () => {
+    const end = ": it has no scheme: write http:// or https:// before the host";
+    const at = (v: string) => issues(B.replace("http://127.0.0.1:9000", v)).map((i) => i.message);
+    expect(at("127.0.0.1:9000")).toEqual([`must be a valid http(s) URL${end}`]);
+    expect(at("minio:9000")).toEqual([`must be an http:// or https:// URL${end}`]);
+    expect(at("s3.example.com")).toEqual([`must be a valid http(s) URL${end}`]);
+    expect(issues(`jwt: { algorithm: RS256, jwks_url: "idp.example.com:8443/jwks.json" }\n${B}`).map((i) => `${i.path}: ${i.message}`)).toEqual([`jwt.jwks_url: must be an http:// or https:// URL${end}`]);
+    const rep = issues(`buckets:\n  - name: b\n    path_prefix: /b\n    s3: { replicas: [{ name: r, bucket: bkt, endpoint: "minio:9000" }] }\n`);
+    expect(rep.map((i) => `${i.path}: ${i.message}`)).toEqual([`buckets[0].s3.replicas[0].endpoint: must be an http:// or https:// URL${end}`]);
+    // another scheme, or no URL at all, is not told to add one
+    expect(at("ftp://x")).toEqual(["must be an http:// or https:// URL"]);
+    expect(at("not a url")).toEqual(["must be a valid http(s) URL"]);
+  });
+
   test("an invalid endpoint URL is rejected", () => {
     const got = issues(B.replace("http://127.0.0.1:9000", "not a url"));
     expect(got).toEqual([{ path: "buckets[0].s3.endpoint", message: "must be a valid http(s) URL", line: 4 }]);
