@@ -213,10 +213,10 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
       : buildLimiter(config, { share: deps.share ?? 1, log: deps.log, connect: deps.start !== false, previous: previous?.limiter });
   const targets: ProbeTarget[] = [];
   for (const b of buckets.values()) {
-    if (b.replicas) for (const r of b.replicas) targets.push({ id: probeId(b.name, r.name), key: probeKey(b.cfg, r.name), probe: (ms) => r.probe(ms) });
+    if (b.replicas) for (const r of b.replicas) targets.push({ id: probeId(b.name, r.name), key: probeKey(b.cfg, r.name), upstream: r.upstream.origin, probe: (ms) => r.probe(ms) });
     else {
       const u = b.upstream.primary();
-      targets.push({ id: b.name, key: probeKey(b.cfg), probe: (ms) => u.probe(ms) });
+      targets.push({ id: b.name, key: probeKey(b.cfg), upstream: u.origin, probe: (ms) => u.probe(ms) });
     }
   }
   const prober = new Prober(targets, deps.probeIntervalMs ?? config.server.readiness_probe_interval_seconds * 1000, undefined, previous?.prober, (level, msg, fields) =>

@@ -9,6 +9,8 @@ export interface ProbeTarget {
   readonly id: string;
   /** What the probe asks (endpoint, bucket, credentials...): a reload keeps the last result of a target whose key is unchanged. */
   readonly key?: string;
+  /** Where the probe goes (scheme, host and port: "http://127.0.0.1:9000"), named in the log line of a failure. */
+  readonly upstream?: string;
   probe(timeoutMs: number): Promise<{ ok: boolean; reason?: string; note?: string }>;
 }
 
@@ -94,7 +96,7 @@ export class Prober {
           if (this.stopped) return; // (a shutdown closed its upstream connection: no "probe failed" warning for that)
           const was = this.states.get(t.id);
           this.states.set(t.id, { ...r, checked_at: new Date().toISOString() });
-          if (this.log !== undefined && was !== undefined) this.tell(t.id, was, r);
+          if (this.log !== undefined && was !== undefined) this.tell(t, was, r);
         }),
       );
       this.rounds++;
@@ -107,14 +109,15 @@ export class Prober {
   }
 
   /** Logs a change of a target's state (`was`: its state before this probe; "not probed yet" has no checked_at). */
-  private tell(id: string, was: BucketProbeState, now: { ok: boolean; reason?: string }): void {
+  private tell({ id, upstream }: ProbeTarget, was: BucketProbeState, now: { ok: boolean; reason?: string }): void {
     const probed = was.checked_at !== undefined;
     if (now.ok) {
       if (probed && !was.ok) this.log!("info", "upstream probe: ready again", targetFields(id));
       return;
     }
     if (probed && !was.ok && was.reason === now.reason) return; // (still down, for the same reason: said already)
-    this.log!("warn", "upstream probe failed: not ready", { ...targetFields(id), reason: now.reason ?? "unknown" });
+    // (the upstream is named here, never in /ready's reasons, which anyone reaching the listener reads)
+    this.log!("warn", "upstream probe failed: not ready", { ...targetFields(id), ...(upstream ? { upstream } : undefined), reason: now.reason ?? "unknown" });
   }
 
   /** The last probe of a bucket (by name) or of a replica (by probeId). */

@@ -227,8 +227,8 @@ export class BucketUpstream {
   /** The bucket's name upstream (s3.bucket): what x-amz-copy-source names. */
   readonly bucket: string;
   readonly breaker: CircuitBreaker | undefined;
-  /** e.g. "http://127.0.0.1:9000" */
-  private readonly origin: string;
+  /** e.g. "http://127.0.0.1:9000" (never userinfo: the config refuses it) */
+  readonly origin: string;
   private readonly host: string;
   /** "/bucket" for path-style, "" for virtual-host style. */
   private readonly bucketPath: string;

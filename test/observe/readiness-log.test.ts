@@ -66,3 +66,53 @@ test("a probe still in flight when the prober stops (shutdown closes its connect
   await round;
   expect(lines).toEqual([]);
 });
+
+// The shipped config.yaml run without the demo's S3 logged "upstream unreachable (ECONNREFUSED)"
+// for each bucket, and nothing in the log said which endpoint (the 502s' access lines neither).
+test("a failed probe's log line names the upstream it asked (scheme, host, port); /ready's reasons still do not", async () => {
+  const lines: Array<Record<string, unknown>> = [];
+  const log: ProbeLog = (_level, _msg, fields) => lines.push(fields);
+  const prober = new Prober(
+    [
+      { id: "b", upstream: "http://127.0.0.1:9000", probe: scripted([{ ok: false, reason: "upstream unreachable (ECONNREFUSED)" }]) },
+      { id: probeId("r", "west"), upstream: "https://s3.us-west-2.amazonaws.com", probe: scripted([{ ok: false, reason: "timed out" }]) },
+    ],
+    60_000,
+    2000,
+    undefined,
+    log,
+  );
+  await prober.round();
+  expect(lines).toEqual([
+    { bucket: "b", upstream: "http://127.0.0.1:9000", reason: "upstream unreachable (ECONNREFUSED)" },
+    { bucket: "r", replica: "west", upstream: "https://s3.us-west-2.amazonaws.com", reason: "timed out" },
+  ]);
+  expect(JSON.stringify(prober.state("b"))).not.toContain("9000");
+});
+
+test("the runtime's probe targets carry each bucket's (and replica's) upstream origin", async () => {
+  const { parseConfig } = await import("../../src/config/load.ts");
+  const { buildRuntime } = await import("../../src/runtime.ts");
+  const { nullLogger } = await import("../../src/observe/log.ts");
+  // two ports nothing listens on (taken, then let go)
+  const [p1, p2] = [0, 0].map(() => {
+    const l = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    const port = l.port;
+    l.stop(true);
+    return port;
+  });
+  const cfg = parseConfig(
+    `buckets:\n  - { name: a, path_prefix: /a, s3: { bucket: bkt, endpoint: "http://127.0.0.1:${p1}" } }\n  - name: r\n    path_prefix: /r\n    s3:\n      replicas:\n        - { name: one, bucket: rb, endpoint: "http://127.0.0.1:${p2}", priority: 1 }\n`,
+    { env: {} },
+  );
+  const lines: Array<Record<string, unknown>> = [];
+  const log = { ...nullLogger, log: (_level: string, msg: string, fields?: Record<string, unknown>) => void lines.push({ msg, ...fields }) };
+  const rt = await buildRuntime(cfg, 1, { log, start: false });
+  try {
+    await rt.prober.round();
+    const failed = lines.filter((l) => l.msg === "upstream probe failed: not ready").map((l) => [l.bucket, l.upstream]);
+    expect(failed.sort()).toEqual([["a", `http://127.0.0.1:${p1}`], ["r", `http://127.0.0.1:${p2}`]]);
+  } finally {
+    rt.close();
+  }
+});
