@@ -441,9 +441,14 @@ export class RedisLayer implements CacheLayer {
     return (await this.invalidate({ kind: "key", key }, this.operationTimeoutMs)) > 0;
   }
 
+  /**
+   * An admin purge's answer and a reload wait for this: bounded likewise (its generation, scan,
+   * unlinks and announcement each had the whole timeout, without bound on the scan's rounds: a
+   * slow Redis held them for seconds); the count is what was deleted by then, the rest goes on.
+   */
   purgePrefix(prefix: string): Promise<number> {
     this.purges.prefix(prefix);
-    return this.invalidate({ kind: "prefix", prefix });
+    return this.invalidate({ kind: "prefix", prefix }, this.operationTimeoutMs);
   }
 
   resize(_maxBytes: number, maxItemBytes: number = this.maxItemBytes): void {
@@ -484,16 +489,16 @@ export class RedisLayer implements CacheLayer {
    * Returns keys deleted (so far, when `withinMs` passed first).
    */
   private async invalidate(inv: RemoteInvalidation, withinMs?: number): Promise<number> {
-    let n = 0;
+    const deleted = { n: 0 };
     const done = (async () => {
-      n = await this.removeFromRedis(inv);
+      await this.removeFromRedis(inv, deleted);
       await this.announce(inv);
     })().catch((err) => {
       this.enqueue(inv);
       this.refused(err);
     });
     await (withinMs === undefined ? done : withTimeout(done, withinMs, "purge").catch(noop));
-    return n;
+    return deleted.n;
   }
 
   /**
@@ -522,18 +527,20 @@ export class RedisLayer implements CacheLayer {
     this.replayTimer.unref?.();
   }
 
-  private async removeFromRedis(inv: RemoteInvalidation): Promise<number> {
+  /** Deletes `inv`'s entries from Redis, counting them into `deleted` as they go. */
+  private async removeFromRedis(inv: RemoteInvalidation, deleted: { n: number } = { n: 0 }): Promise<void> {
     const gen = crypto.randomUUID();
     if (inv.kind === "key") {
       const [genKey] = this.genKeys(inv.key).slice(2);
       try {
-        return Number(await this.link.run("PURGE", (c) => c.send("EVAL", [PURGE_KEY, "3", genKey!, this.objPrefix + inv.key, this.objPrefix + inv.key + BULK_SUFFIX, gen, String(GEN_TTL_MS)])));
+        deleted.n += Number(await this.link.run("PURGE", (c) => c.send("EVAL", [PURGE_KEY, "3", genKey!, this.objPrefix + inv.key, this.objPrefix + inv.key + BULK_SUFFIX, gen, String(GEN_TTL_MS)])));
       } catch (err) {
         // Refused all the same (a Redis busy with a script, ...): the DEL at least.
         if ((err as { code?: string }).code !== "ERR_REDIS_SERVER_ERROR") throw err;
         this.link.run("DEL", (c) => c.send("UNLINK", [this.objPrefix + inv.key + BULK_SUFFIX])).catch(noop);
-        return this.link.run("DEL", (c) => c.del(this.objPrefix + inv.key));
+        deleted.n += await this.link.run("DEL", (c) => c.del(this.objPrefix + inv.key));
       }
+      return;
     }
     // A bucket's generation, or everything's for any other prefix, is bumped before its keys go.
     const genKey = inv.prefix.indexOf("/") === inv.prefix.length - 1 && inv.prefix.length > 1 ? this.genPrefix + "b:" + inv.prefix.slice(0, -1) : this.genPrefix + "all";
@@ -542,14 +549,12 @@ export class RedisLayer implements CacheLayer {
     });
     const pattern = matchPrefix(this.objPrefix + inv.prefix);
     let cursor = "0";
-    let n = 0;
     do {
       const [next, keys] = await this.link.run("SCAN", (c) => c.scan(cursor, "MATCH", pattern, "COUNT", SCAN_COUNT));
       cursor = next;
       // (a large entry's key is counted with its stub's)
-      if (keys.length > 0) n += Math.max(0, Number(await this.link.run("UNLINK", (c) => c.send("UNLINK", keys))) - keys.filter((k) => k.endsWith(BULK_SUFFIX)).length);
+      if (keys.length > 0) deleted.n += Math.max(0, Number(await this.link.run("UNLINK", (c) => c.send("UNLINK", keys))) - keys.filter((k) => k.endsWith(BULK_SUFFIX)).length);
     } while (cursor !== "0");
-    return n;
   }
 
   private async announce(inv: RemoteInvalidation): Promise<void> {

@@ -728,25 +728,30 @@ console.log(JSON.stringify(await Promise.all(urls.map((u) => redisAuthFailure(u,
     });
   });
 
-  test("a Redis answering a little under operation_timeout_ms: a key's purge (what a write's answer waits for) is done waiting within about operation_timeout_ms, its commands sharing it (each waited up to the whole timeout: 3 × it); the rest still reaches the other replicas, the layer stays up, nothing logged", async () => {
-    const prefix = "slow-write:";
-    await slowRedis(prefix, async (aRedis, slow) => {
-      const aMemory = new MemoryLayer(1 << 20, 1 << 20);
-      const bMemory = new MemoryLayer(1 << 20, 1 << 20);
-      const a = new Cache([aMemory, aRedis]);
-      const b = new Cache([bMemory, await layer({ prefix })]);
-      a.put(fresh("b/1", 10));
-      b.put(fresh("b/1", 10));
-      await waitFor(() => raw.exists(prefix + "obj:b/1"), { message: "the object in Redis" });
-      slow();
-      const started = performance.now();
-      await a.purgeObject("b", "1");
-      expect(performance.now() - started).toBeLessThan(SLOW_TIMEOUT_MS * 1.3);
-      expect(aMemory.peek("b/1")).toBeUndefined();
-      await waitFor(() => bMemory.peek("b/1") === undefined, { timeoutMs: 5000, message: "the purge to reach B" });
-      expect(await raw.exists(prefix + "obj:b/1")).toBe(false);
+  const slowPurges: [string, string, (c: Cache) => Promise<number>][] = [
+    ["a key's purge (what a write's answer waits for) is done waiting within about operation_timeout_ms, its commands sharing it (each waited up to the whole timeout: 3 × it)", "slow-write:", (c) => c.purgeObject("b", "1")],
+    ["a bucket's purge (what an admin purge and a reload wait for) is done waiting within about operation_timeout_ms (its generation, scan, unlink and announcement each waited up to the whole timeout: 4 × it)", "slow-bucket:", (c) => c.purgeBucket("b")],
+  ];
+  for (const [what, prefix, purge] of slowPurges) {
+    test(`a Redis answering a little under operation_timeout_ms: ${what}; the rest still reaches Redis and the other replicas, the layer stays up, nothing logged`, async () => {
+      await slowRedis(prefix, async (aRedis, slow) => {
+        const aMemory = new MemoryLayer(1 << 20, 1 << 20);
+        const bMemory = new MemoryLayer(1 << 20, 1 << 20);
+        const a = new Cache([aMemory, aRedis]);
+        const b = new Cache([bMemory, await layer({ prefix })]);
+        a.put(fresh("b/1", 10));
+        b.put(fresh("b/1", 10));
+        await waitFor(() => raw.exists(prefix + "obj:b/1"), { message: "the object in Redis" });
+        slow();
+        const started = performance.now();
+        expect(await purge(a)).toBe(1);
+        expect(performance.now() - started).toBeLessThan(SLOW_TIMEOUT_MS * 1.3);
+        expect(aMemory.peek("b/1")).toBeUndefined();
+        await waitFor(() => bMemory.peek("b/1") === undefined, { timeoutMs: 5000, message: "the purge to reach B" });
+        await waitFor(async () => !(await raw.exists(prefix + "obj:b/1")), { timeoutMs: 5000, message: "the purge to reach Redis" });
+      });
     });
-  });
+  }
 
   test("a purge made while a late answer is awaited (Redis slow once, the layer up) is queued, reaches the other replicas once Redis answers, and is not logged as refused", async () => {
     const prefix = "slow-purge:";
