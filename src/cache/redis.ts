@@ -82,6 +82,8 @@ const SCAN_COUNT = "1000";
 /** Retry backoff of purges Redis refused while connected. */
 const REPLAY_MIN_MS = 250;
 const REPLAY_MAX_MS = 10_000;
+/** At close (shutdown), the longest wait for the purges still under way or queued. */
+const CLOSE_FLUSH_MS = 2_000;
 
 /**
  * How long a purge generation lives: a fill that began before the purge and stores after this
@@ -239,6 +241,8 @@ export class RedisLayer implements CacheLayer {
   private readonly recent = new Map<string, number>();
   private pending: RemoteInvalidation[] = [];
   private pendingOverflow = false;
+  /** Purges whose commands are still running (close() lets them finish). */
+  private readonly underway = new Set<Promise<void>>();
   /** The last invalidation-stream id seen (published or received). */
   private lastSeen: string | undefined;
   /** The life of the stream lastSeen is a position in (STREAM_LIFE), once known. */
@@ -477,9 +481,20 @@ export class RedisLayer implements CacheLayer {
     return this.link.errors + this.corrupt;
   }
 
-  close(): void {
+  /**
+   * Purges still under way (a write's, past its answer's bound) or queued (refused, awaiting their
+   * retry) are sent first, for at most CLOSE_FLUSH_MS: closed at once, they were lost with the
+   * process, and replicas that did not hear them kept the object until its TTL. Nothing is
+   * waited for while Redis is down (the queue is then lost: see Known limits).
+   */
+  async close(): Promise<void> {
     clearTimeout(this.replayTimer);
     clearInterval(this.runIdTimer);
+    if (this.link.up && (this.underway.size > 0 || this.pending.length > 0 || this.pendingOverflow)) {
+      const flush = Promise.allSettled([...this.underway]).then(() => (this.pending.length > 0 || this.pendingOverflow ? this.replayPending() : undefined));
+      await withTimeout(flush, CLOSE_FLUSH_MS, "close").catch(noop);
+      clearTimeout(this.replayTimer);
+    }
     this.link.close();
   }
 
@@ -497,6 +512,8 @@ export class RedisLayer implements CacheLayer {
       this.enqueue(inv);
       this.refused(err);
     });
+    this.underway.add(done);
+    void done.finally(() => this.underway.delete(done));
     await (withinMs === undefined ? done : withTimeout(done, withinMs, "purge").catch(noop));
     return deleted.n;
   }

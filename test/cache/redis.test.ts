@@ -857,38 +857,63 @@ console.log(JSON.stringify(await Promise.all(urls.map((u) => redisAuthFailure(u,
     }
   });
 
-  test("a purge a full Redis refuses (maxmemory + noeviction) still reaches the connected replicas, is logged, and is written to the stream once Redis takes writes again", async () => {
-    await using own = await startRedis();
+  /** A Redis of its own, holding b/1 for two replicas A and B (prefix "full:" or the given one), then made full (maxmemory + noeviction: XADD refused). */
+  async function fullRedis(prefix: string, log?: ReturnType<typeof captureLog>) {
+    const own = await startRedis();
     const admin = new RedisClient(own.url);
     await admin.connect();
-    try {
-      const prefix = "full:";
-      const log = captureLog();
-      const aMemory = new MemoryLayer(1 << 20, 1 << 20);
-      const bMemory = new MemoryLayer(1 << 20, 1 << 20);
-      const a = new Cache([aMemory, await layer({ url: own.url, prefix, log })]);
-      const b = new Cache([bMemory, await layer({ url: own.url, prefix })]);
-      for (const c of [a, b]) c.put(fresh("b/1", 10));
-      await waitFor(() => admin.exists(prefix + "obj:b/1"));
-      // Fill Redis past a small maxmemory, then refuse writes.
-      for (let i = 0; i < 40; i++) await admin.set(`junk:${i}`, "x".repeat(64 * 1024));
-      await admin.send("CONFIG", ["SET", "maxmemory-policy", "noeviction"]);
-      await admin.send("CONFIG", ["SET", "maxmemory", "1mb"]);
-      await expect(admin.send("XADD", [prefix + "probe", "*", "a", "b"])).rejects.toThrow(/OOM/);
+    const aMemory = new MemoryLayer(1 << 20, 1 << 20);
+    const bMemory = new MemoryLayer(1 << 20, 1 << 20);
+    const a = new Cache([aMemory, await layer({ url: own.url, prefix, log })]);
+    const b = new Cache([bMemory, await layer({ url: own.url, prefix })]);
+    for (const c of [a, b]) c.put(fresh("b/1", 10));
+    await waitFor(() => admin.exists(prefix + "obj:b/1"));
+    // Fill Redis past a small maxmemory, then refuse writes.
+    for (let i = 0; i < 40; i++) await admin.set(`junk:${i}`, "x".repeat(64 * 1024));
+    await admin.send("CONFIG", ["SET", "maxmemory-policy", "noeviction"]);
+    await admin.send("CONFIG", ["SET", "maxmemory", "1mb"]);
+    return {
+      admin,
+      a,
+      aMemory,
+      bMemory,
+      async [Symbol.asyncDispose]() {
+        admin.close();
+        await own.stop();
+      },
+    };
+  }
 
-      await a.purgeObject("b", "1");
-      expect(aMemory.peek("b/1")).toBeUndefined();
-      await waitFor(() => bMemory.peek("b/1") === undefined, { timeoutMs: 2000, message: "the refused purge to reach B anyway" });
-      expect(await admin.exists(prefix + "obj:b/1")).toBe(false); // (DEL is allowed when full)
-      expect(log.lines.some((l) => l.level === "warn" && /refused a purge/.test(l.msg) && /OOM/.test(String(l.fields?.reason)))).toBe(true);
-      expect(Number(await admin.send("XLEN", [prefix + "invalidations"]))).toBe(0);
+  test("a purge a full Redis refuses (maxmemory + noeviction) still reaches the connected replicas, is logged, and is written to the stream once Redis takes writes again", async () => {
+    const prefix = "full:";
+    const log = captureLog();
+    await using full = await fullRedis(prefix, log);
+    const { admin, a, aMemory, bMemory } = full;
+    await expect(admin.send("XADD", [prefix + "probe", "*", "a", "b"])).rejects.toThrow(/OOM/);
 
-      await admin.send("CONFIG", ["SET", "maxmemory", "0"]);
-      await waitFor(async () => Number(await admin.send("XLEN", [prefix + "invalidations"])) === 1, { timeoutMs: 5000, message: "the queued purge to reach the stream" });
-      await waitFor(() => log.lines.some((l) => /took the queued purges/.test(l.msg)), { message: "the recovery to be logged" });
-    } finally {
-      admin.close();
-    }
+    await a.purgeObject("b", "1");
+    expect(aMemory.peek("b/1")).toBeUndefined();
+    await waitFor(() => bMemory.peek("b/1") === undefined, { timeoutMs: 2000, message: "the refused purge to reach B anyway" });
+    expect(await admin.exists(prefix + "obj:b/1")).toBe(false); // (DEL is allowed when full)
+    expect(log.lines.some((l) => l.level === "warn" && /refused a purge/.test(l.msg) && /OOM/.test(String(l.fields?.reason)))).toBe(true);
+    expect(Number(await admin.send("XLEN", [prefix + "invalidations"]))).toBe(0);
+
+    await admin.send("CONFIG", ["SET", "maxmemory", "0"]);
+    await waitFor(async () => Number(await admin.send("XLEN", [prefix + "invalidations"])) === 1, { timeoutMs: 5000, message: "the queued purge to reach the stream" });
+    await waitFor(() => log.lines.some((l) => /took the queued purges/.test(l.msg)), { message: "the recovery to be logged" });
+  });
+
+  test("purges still queued or under way when the layer closes (shutdown) are sent first, within a bound: they were dropped with the process, and the other replicas kept the object until its TTL", async () => {
+    const prefix = "closing:";
+    await using full = await fullRedis(prefix);
+    const { admin, a, bMemory } = full;
+    await a.purgeObject("b", "1"); // the stream refuses it: queued, retried 250 ms later
+    await admin.send("CONFIG", ["SET", "maxmemory", "0"]);
+    const started = performance.now();
+    await a.close(); // before that retry
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(Number(await admin.send("XLEN", [prefix + "invalidations"]))).toBe(1);
+    await waitFor(() => bMemory.peek("b/1") === undefined, { timeoutMs: 2000, message: "the purge to reach B" });
   });
 
   test("Redis turned into a read-only replica while the layer is connected (a failover that demotes it): the layer is down with Redis's READONLY refusal, as at connect, so a purge it refused does not leave this replica serving the object from it; promoted again: up, and the purge replayed", async () => {
