@@ -42,6 +42,9 @@ export const positionFileOf = (instance: string | undefined): string => (instanc
 /** The position is written at most this often (and at close). */
 const POSITION_EVERY_MS = 1000;
 
+/** How often files that could not be deleted (a read-only file system) are tried again. */
+const UNDELETED_RETRY_MS = 5000;
+
 /** Room kept for an object's head when deciding whether it fits. */
 const HEAD_ALLOWANCE = HEAD_BYTES + 4096;
 
@@ -217,11 +220,41 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   private maxItemBytes: number;
   private readonly fsync: boolean;
   private readonly log: DiskLogger | undefined;
+  /** A file remove() could neither delete nor mark: tried again later (undeleted). */
+  private keepDeleting(file: string): void {
+    this.undeleted.add(file);
+    if (this.undeletedTimer !== undefined || this.closing) return;
+    this.undeletedTimer = setTimeout(() => {
+      this.undeletedTimer = undefined;
+      void this.deleteAgain().then(() => {
+        if (this.undeleted.size > 0 && !this.closing) this.keepDeleting(this.undeleted.values().next().value!);
+      });
+    }, UNDELETED_RETRY_MS);
+    this.undeletedTimer.unref?.();
+  }
+
+  private async deleteAgain(): Promise<void> {
+    for (const file of [...this.undeleted]) {
+      const gone = await unlink(file).then(
+        () => true,
+        (err) => (err as { code?: string }).code === "ENOENT" || invalidateHead(file),
+      );
+      if (gone) this.undeleted.delete(file);
+    }
+  }
+
   /** Restored entries are misses until release() (a Redis layer catches up on purges first). */
   private holding = false;
   /** close() began: no write is opened any more. */
   private closing = false;
   private restored = 0;
+  /**
+   * Files purged, evicted or replaced that could be neither deleted nor marked (a read-only file
+   * system): deleted again every UNDELETED_RETRY_MS and at close, so that a process stopped after
+   * the file system is writable again does not leave them for the next start to serve.
+   */
+  private readonly undeleted = new Set<string>();
+  private undeletedTimer: ReturnType<typeof setTimeout> | undefined;
   /** Files being unlinked: a position is written only once the purges before it are on disk. */
   private readonly unlinking = new Set<Promise<void>>();
   private position: { stream: string; id: string; epoch: string } | undefined;
@@ -560,6 +593,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     // of another store) must be gone even when the process stops right after starting, or the
     // next start on this folder, configured otherwise, would serve them.
     await this.ready;
+    clearTimeout(this.undeletedTimer);
+    await this.deleteAgain();
     if (this.positionTimer !== undefined) {
       clearTimeout(this.positionTimer);
       this.positionTimer = undefined;
@@ -765,7 +800,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     const p: Promise<void> = unlink(e.file).catch(async (err) => {
       if ((err as { code?: string }).code === "ENOENT") return;
       this.failed(err, "unlink");
-      await invalidateHead(e.file);
+      if (!(await invalidateHead(e.file))) this.keepDeleting(e.file);
     });
     this.unlinking.add(p);
     void p.then(() => this.unlinking.delete(p));
@@ -776,15 +811,16 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
 /**
  * Zeroes an object file's magic (its first 4 bytes) so that disk-scan.ts drops it ("not an object
  * file"): for a file that could not be deleted. Needs write permission on the file only, not on
- * its folder; on a read-only file system it fails too (silently: the unlink's error was counted).
+ * its folder; on a read-only file system it fails too (false; the unlink's error was counted).
  */
-async function invalidateHead(file: string): Promise<void> {
+async function invalidateHead(file: string): Promise<boolean> {
   let fh;
   try {
     fh = await open(file, "r+");
     await fh.write(new Uint8Array(4), 0, 4, 0);
+    return true;
   } catch {
-    // nothing more can be done
+    return false;
   } finally {
     await fh?.close().catch(() => {});
   }
