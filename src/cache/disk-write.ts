@@ -9,6 +9,7 @@ import { fstatSync } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import { mkdir, open, unlink } from "node:fs/promises";
 import { dirname } from "node:path";
+import { TRAILER_BYTES, trailerBytes } from "./disk-format.ts";
 import type { FillFile } from "./fill-tap.ts";
 import type { LayerWriter, ObjectMeta } from "./types.ts";
 
@@ -34,6 +35,8 @@ export class DiskWrite implements LayerWriter {
   readonly headBytes: number;
   /** Body bytes written to the temporary file so far. */
   written = 0;
+  /** CRC-32 of those bytes (the file's trailer: disk-format.ts). */
+  private crc = 0;
   private finished = false;
   private gone: Promise<void> | undefined;
   /** LayerWriter: the temporary file, which requests following the fill read (fill-tap.ts). */
@@ -94,6 +97,7 @@ export class DiskWrite implements LayerWriter {
       throw err;
     }
     this.written += chunk.byteLength;
+    this.crc = Bun.hash.crc32(chunk, this.crc);
   }
 
   /** Writes a whole Blob (a put of an object already in memory, or a copy of another file). */
@@ -119,6 +123,7 @@ export class DiskWrite implements LayerWriter {
       const fh = await this.fh;
       let st;
       try {
+        await writeAll(fh, trailerBytes(this.crc));
         if (this.fsync) await fh.sync();
         st = await fh.stat();
         // A whole second, which a revalidation rewriting the times in place can put back exactly
@@ -133,7 +138,8 @@ export class DiskWrite implements LayerWriter {
       // (appended to, never written at an offset: a file cut short or grown behind the writer's
       // back has another length here, where its bytes would otherwise have been stored with a
       // hole of zeros where the cut part was, and served as the object)
-      if (st.size !== this.headBytes + this.meta.size) throw new Error(`the temporary file was changed behind the writer's back: ${st.size} bytes, not ${this.headBytes + this.meta.size}`);
+      const size = this.headBytes + this.meta.size + TRAILER_BYTES;
+      if (st.size !== size) throw new Error(`the temporary file was changed behind the writer's back: ${st.size} bytes, not ${size}`);
       this.identity = { ino: st.ino, mtimeMs: st.mtimeMs };
       return await this.target.adopt(this);
     } catch (err) {

@@ -24,7 +24,7 @@ import { lstat, open, rename, unlink, mkdir, writeFile } from "node:fs/promises"
 import { dirname, join } from "node:path";
 import { UNTYPED_CONTENT_TYPE } from "../http/headers.ts";
 import { LruMap } from "../util/lru.ts";
-import { encodeHead, HEAD_BYTES, keyHash, newVersion, objectPath, tempName, timesBytes } from "./disk-format.ts";
+import { bodyIntact, encodeHead, HEAD_BYTES, keyHash, newVersion, objectPath, tempName, timesBytes, TRAILER_BYTES } from "./disk-format.ts";
 import { scanDir, type ScannedFile } from "./disk-scan.ts";
 import { CACHE_DIR_MODE, DiskWrite, type FileIdentity, type WriteTarget } from "./disk-write.ts";
 import { PurgeLog } from "./purge-log.ts";
@@ -87,6 +87,13 @@ interface Entry extends FileIdentity {
   refreshing: number;
   /** When its version was last had from the upstream, as the order writes are opened in (opens; 0: found at start). */
   seen: number;
+  /**
+   * Found at start with a CRC-32 of its body not checked yet by this process (check): its first
+   * hit waits for the check, unless the background pass after the rebuild got to it first.
+   */
+  unchecked: boolean;
+  /** The check under way (shared by the hits that wait for it). */
+  checking?: Promise<boolean>;
 }
 
 /**
@@ -317,7 +324,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     const tooLarge = kept.filter((f) => f.size > this.maxItemBytes);
     for (const f of tooLarge) await unlink(f.file).catch(() => {});
     const fitting = tooLarge.length === 0 ? kept : kept.filter((f) => f.size <= this.maxItemBytes);
-    for (const f of fitting) this.insert(f.key, f, true);
+    for (const f of fitting) this.insert(f.key, f, true, 0, f.trailer > 0);
     this.restored = fitting.length;
     await this.evictDown().catch(() => {}); // `ready` never rejects: lookups wait on it
     this.log?.info("disk cache index rebuilt", {
@@ -330,6 +337,33 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       temporary_removed: r.tempsRemoved,
       ms: Math.round(performance.now() - started),
     });
+    void this.checkRestored();
+  }
+
+  /**
+   * The files found at start, checked against their CRC-32 one at a time in the background (most
+   * recently used first), so that their first hits seldom wait for it; a damaged one is dropped.
+   */
+  private async checkRestored(): Promise<void> {
+    for (const e of [...this.lru.newestFirst()]) {
+      if (this.closing) return;
+      if (e.unchecked && this.lru.peek(e.key) === e && !(await this.check(e)) && this.lru.peek(e.key) === e) await this.remove(e, true);
+    }
+  }
+
+  /**
+   * Whether `e`'s body still has the CRC-32 it was written with (bit rot, or bytes changed at the
+   * same length behind the layer's back, is a miss): once per entry and process, only for files
+   * found at start (the writes of this process computed it from the bytes they wrote). A hit pays
+   * nothing once it is done: no hash on the sendfile path.
+   */
+  private check(e: Entry): Promise<boolean> {
+    e.checking ??= bodyIntact(e.file, e.bodyOffset, e.size).then((ok) => {
+      if (ok) e.unchecked = false;
+      else this.failed(new Error("the body does not match its CRC-32"), "check");
+      return ok;
+    });
+    return e.checking;
   }
 
   /**
@@ -401,8 +435,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       size = -1;
     }
     if (this.lru.peek(key) !== e || (e.restored && this.holding)) return undefined; // replaced or purged meanwhile; or held
-    if (size !== e.fileSize) {
-      await this.remove(e, true);
+    if (size !== e.fileSize || (e.unchecked && !(await this.check(e)))) {
+      if (this.lru.peek(key) === e) await this.remove(e, true);
       return undefined;
     }
     const type = e.headers["content-type"] ?? UNTYPED_CONTENT_TYPE;
@@ -422,6 +456,11 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     await this.ready;
     const e = this.lru.peek(obj.key);
     if (e !== undefined && !(e.restored && this.holding) && this.sameBody(e, obj)) {
+      // (a damaged file is neither refreshed nor copied: dropped, and the object not stored)
+      if (e.unchecked && !(await this.check(e))) {
+        if (this.lru.peek(obj.key) === e) await this.remove(e, true);
+        return;
+      }
       if (sameHeaders(e.headers, obj.headers)) return this.queueRefresh(e, obj.storedAt, obj.expiresAt);
       obj = { ...obj, body: Bun.file(e.file).slice(e.bodyOffset, e.bodyOffset + e.size) }; // copy from our own file
       this.lru.get(obj.key);
@@ -512,7 +551,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       await unlink(file).catch(() => {});
       return false;
     }
-    const fileSize = w.headBytes + meta.size;
+    const fileSize = w.headBytes + meta.size + TRAILER_BYTES;
     const current = this.lru.peek(meta.key);
     const replaced = current !== undefined ? this.remove(current, true) : undefined;
     this.giveBack(w);
@@ -715,11 +754,11 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     }
   }
 
-  private insert(key: string, f: Omit<Entry, "key" | "bucket" | "restored" | "refreshing" | "seen">, restored = false, seen = 0): void {
+  private insert(key: string, f: Omit<Entry, "key" | "bucket" | "restored" | "refreshing" | "seen" | "unchecked">, restored = false, seen = 0, unchecked = false): void {
     const name = bucketOf(key);
     let b = this.perBucket.get(name);
     if (b === undefined) this.perBucket.set(name, (b = { items: 0, bytes: 0, evictions: 0 }));
-    const e: Entry = { key, file: f.file, fileSize: f.fileSize, bodyOffset: f.bodyOffset, size: f.size, storedAt: f.storedAt, expiresAt: f.expiresAt, headers: f.headers, bucket: b, restored, ino: f.ino, mtimeMs: f.mtimeMs, refreshing: 0, seen };
+    const e: Entry = { key, file: f.file, fileSize: f.fileSize, bodyOffset: f.bodyOffset, size: f.size, storedAt: f.storedAt, expiresAt: f.expiresAt, headers: f.headers, bucket: b, restored, ino: f.ino, mtimeMs: f.mtimeMs, refreshing: 0, seen, unchecked };
     this.lru.insert(key, e);
     const charged = onDisk(e.fileSize);
     this.bytes += charged;

@@ -692,6 +692,27 @@ describe("never wrong bytes", () => {
     expect(existsSync(f)).toBe(false);
   });
 
+  test("a body changed at the same length while the process was down (bit rot) is a miss after the restart, never served: its CRC-32, recorded when written, is checked before its first hit (and in the background); the file is deleted, a disk error counted", async () => {
+    const dir = freshDir();
+    const d1 = await open(dir);
+    for (const k of ["b/rotten", "b/rotten-late", "b/sound"]) await d1.put(obj(k, 100_000));
+    await d1.close();
+    for (const k of ["b/rotten", "b/rotten-late"]) {
+      const f = files(dir).find((f) => readFileSync(f).includes(k))!;
+      const bytes = readFileSync(f);
+      bytes[bytes.byteLength - 50_000] ^= 0x10; // one bit, mid-body
+      writeFileSync(f, bytes);
+    }
+    const d2 = await open(dir);
+    expect(await d2.get("b/rotten")).toBeUndefined();
+    expect(await bodyOf(await d2.get("b/sound"))).toEqual(bytesOf(100_000));
+    await waitFor(() => !d2.keys().includes("b/rotten-late"), { message: "the background check to drop the other damaged file" });
+    expect(files(dir)).toHaveLength(1);
+    expect(d2.errors()).toBe(2);
+    await d2.put(obj("b/rotten", 100_000));
+    expect(await bodyOf(await d2.get("b/rotten"))).toEqual(bytesOf(100_000));
+  });
+
   test("an object file replaced by a symbolic link (to a file outside of the same size) is a miss, never its target's bytes", async () => {
     const dir = freshDir();
     const d = await open(dir);
