@@ -21,6 +21,7 @@ import { MemoryLayer } from "./memory.ts";
 import { RedisLayer } from "./redis.ts";
 import type { CacheLayer, RemoteInvalidation } from "./types.ts";
 import { keyHash } from "./disk-format.ts";
+import { liveOthers } from "./disk-scan.ts";
 
 const MiB = 1024 * 1024;
 const mb = (n: number) => Math.floor(n * MiB);
@@ -58,7 +59,7 @@ function diskBase(cfg: NonNullable<CacheConfig["disk"]>, deps: CacheDeps): strin
  * start with another `server.workers` cached, unchecked and never purged by the writes made since
  * (workers 1 -> 2 -> 1 served, from disk, an object replaced while the folder was not in use).
  * A group's worker 0 deletes `<path>`'s own entries and the folders of workers >= N; the others
- * touch nothing.
+ * touch nothing. A folder another instance (another proxy sharing the path) runs on is kept.
  */
 export function retireOtherLayouts(cfg: NonNullable<CacheConfig["disk"]>, deps: CacheDeps): string[] {
   const base = diskBase(cfg, deps);
@@ -74,7 +75,8 @@ export function retireOtherLayouts(cfg: NonNullable<CacheConfig["disk"]>, deps: 
   for (const name of names) {
     const w = /^worker-(\d+)$/.exec(name);
     const retire = share > 1 ? (w !== null ? Number(w[1]) >= share : name === "objects" || name === "tmp") : w !== null;
-    if (!retire) continue;
+    // (not the folder another proxy runs on now: its lock names a live process of another instance)
+    if (!retire || liveOthers(w !== null ? join(base, name) : base, deps.instance).size > 0) continue;
     rmSync(join(base, name), { recursive: true, force: true });
     gone.push(name);
   }

@@ -47,6 +47,8 @@ export interface DiskHead {
   bodyOffset: number;
   /** Bytes after the body: TRAILER_BYTES (its CRC-32), or 0 in a file written before it was recorded. */
   trailer: number;
+  /** The instance (DiskLayerOptions.instance) that wrote it; undefined: none named (or written before 2026-12-06). */
+  owner?: string | undefined;
   /** The store the object was read from (its bucket's storeStamp when written); undefined in files written before it was recorded. */
   store?: string | undefined;
 }
@@ -103,8 +105,8 @@ export function timesBytes(storedAt: number, expiresAt: number): Uint8Array {
 }
 
 /** The head of a file for `meta` (everything before the body); `store`: the stamp of the store it was read from. */
-export function encodeHead(meta: ObjectMeta, store?: string): Uint8Array {
-  const json = new TextEncoder().encode(JSON.stringify(store === undefined ? { key: meta.key, headers: meta.headers } : { key: meta.key, headers: meta.headers, store }));
+export function encodeHead(meta: ObjectMeta, store?: string, owner?: string): Uint8Array {
+  const json = new TextEncoder().encode(JSON.stringify({ key: meta.key, headers: meta.headers, store, owner }));
   const out = new Uint8Array(HEAD_BYTES + json.byteLength);
   const v = new DataView(out.buffer);
   v.setUint32(0, MAGIC, true);
@@ -147,7 +149,7 @@ export function decodeHead(head: Uint8Array, fileSize: number): DiskHead | strin
   } catch {
     return "corrupt metadata";
   }
-  const p = parsed as { key?: unknown; headers?: unknown; store?: unknown };
+  const p = parsed as { key?: unknown; headers?: unknown; store?: unknown; owner?: unknown };
   if (typeof p.key !== "string" || typeof p.headers !== "object" || p.headers === null) return "corrupt metadata";
   const headers: Record<string, string> = {};
   for (const [k, val] of Object.entries(p.headers as Record<string, unknown>)) {
@@ -156,7 +158,7 @@ export function decodeHead(head: Uint8Array, fileSize: number): DiskHead | strin
   }
   if (!headersCanBeAnswered(headers)) return "corrupt metadata";
   if (headers["content-length"] !== String(size)) return "metadata does not match the body size";
-  return { key: p.key, headers, storedAt, expiresAt, size, bodyOffset, trailer, store: typeof p.store === "string" ? p.store : undefined };
+  return { key: p.key, headers, storedAt, expiresAt, size, bodyOffset, trailer, store: typeof p.store === "string" ? p.store : undefined, owner: typeof p.owner === "string" ? p.owner : undefined };
 }
 
 /** The trailer of a body whose CRC-32 is `crc`. */

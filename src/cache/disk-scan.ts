@@ -5,7 +5,7 @@
  * of the older one) the newer is kept. Temporary files of writers that are no longer alive are
  * deleted (another live process sharing the folder keeps its own).
  */
-import { constants, readFileSync } from "node:fs";
+import { constants, readdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { open, readdir, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { decodeHead, hashOfName, HEAD_BYTES, keyHash, metaLength, ownerOfTemp, START_ID, type DiskHead } from "./disk-format.ts";
@@ -169,7 +169,52 @@ export async function readObjectFile(file: string, hash: string): Promise<Scanne
  */
 const written = (a: ScannedFile, b: ScannedFile): boolean => (a.ctimeMs - b.ctimeMs || a.storedAt - b.storedAt) > 0;
 
-export async function scanDir(dir: string): Promise<ScanResult> {
+/** The lock file of a running instance (DiskLayerOptions.instance) in a disk folder: "<pid> <START_ID>". */
+export const lockFileOf = (instance: string): string => `instance-${instance}.lock`;
+
+/** Writes this process's lock for `instance` in `dir` (it names the files' owner while it runs). */
+export function takeLock(dir: string, instance: string): void {
+  writeFileSync(join(dir, lockFileOf(instance)), `${process.pid} ${START_ID}\n`, { mode: 0o600 });
+}
+
+/** Removes this process's lock for `instance` (not one a later process of the instance wrote since). */
+export function dropLock(dir: string, instance: string): void {
+  const file = join(dir, lockFileOf(instance));
+  try {
+    if (readFileSync(file, "utf8") === `${process.pid} ${START_ID}\n`) unlinkSync(file);
+  } catch {
+    // (gone already)
+  }
+}
+
+/**
+ * The instances other than `mine` whose lock in `dir` names a process still running (the pid's
+ * start checked, as for temporary files): another proxy sharing the folder, whose files a start
+ * must neither index nor delete.
+ */
+export function liveOthers(dir: string, mine: string | undefined): Set<string> {
+  const out = new Set<string>();
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return out;
+  }
+  for (const name of names) {
+    const m = /^instance-(.+)\.lock$/.exec(name);
+    if (m === null || m[1] === mine) continue;
+    try {
+      const [pid, start] = readFileSync(join(dir, name), "utf8").trim().split(" ");
+      if (alive({ pid: Number(pid), start }, statSync(join(dir, name)).mtimeMs)) out.add(m[1]!);
+    } catch {
+      // (gone meanwhile, or unreadable: not a live owner)
+    }
+  }
+  return out;
+}
+
+/** `spare`: files the scan must neither return nor delete (another running instance's: liveOthers). */
+export async function scanDir(dir: string, spare: (f: ScannedFile) => boolean = () => false): Promise<ScanResult> {
   let tempsRemoved = 0;
   // Only names of temporary files (tmp/<pid>.<start>.<random>.part) whose writer is gone: every
   // other file in tmp/ was deleted too, and with tmp/ a symbolic link to a folder outside, every
@@ -207,6 +252,7 @@ export async function scanDir(dir: string): Promise<ScanResult> {
         await drop(batch[j]!.file);
         continue;
       }
+      if (spare(r)) continue;
       const other = newest.get(r.key);
       if (other === undefined) newest.set(r.key, r);
       else if (!written(r, other)) await drop(r.file);

@@ -25,7 +25,7 @@ import { dirname, join } from "node:path";
 import { UNTYPED_CONTENT_TYPE } from "../http/headers.ts";
 import { LruMap } from "../util/lru.ts";
 import { bodyIntact, encodeHead, HEAD_BYTES, keyHash, newVersion, objectPath, tempName, timesBytes, TRAILER_BYTES } from "./disk-format.ts";
-import { scanDir, type ScannedFile } from "./disk-scan.ts";
+import { dropLock, liveOthers, scanDir, takeLock, type ScannedFile } from "./disk-scan.ts";
 import { CACHE_DIR_MODE, DiskWrite, type FileIdentity, type WriteTarget } from "./disk-write.ts";
 import { PurgeLog } from "./purge-log.ts";
 import { bucketOf, isFileBody, type BucketLayerStats, type CachedObject, type CacheLayer, type LayerStats, type LayerWriter, type ObjectMeta, type StreamCheckpoint } from "./types.ts";
@@ -272,6 +272,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
 
   /** Creates the folders (throws, with the path, when it cannot) and starts rebuilding the index. */
   private readonly positionFile: string;
+  /** This process among those that may share the folder (DiskLayerOptions.instance): its files' owner. */
+  private readonly instance: string | undefined;
 
   constructor(opts: DiskLayerOptions) {
     this.dir = opts.dir;
@@ -281,6 +283,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     this.fsync = opts.fsync ?? false;
     this.log = opts.log;
     this.positionFile = positionFileOf(opts.instance);
+    this.instance = opts.instance;
     this.stores = opts.stores;
     try {
       mkdirSync(join(this.dir, "objects"), { recursive: true, mode: CACHE_DIR_MODE });
@@ -289,6 +292,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       // the files in them stay readable to the process only (mkdir's mode applies to new folders).
       for (const sub of ["objects", "tmp"]) ownerOnly(join(this.dir, sub));
       accessSync(this.dir, constants.W_OK | constants.R_OK);
+      if (this.instance !== undefined) takeLock(this.dir, this.instance);
     } catch (err) {
       throw new Error(`cache.disk.path: cannot use ${this.dir}: ${describeFsError(err)}`);
     }
@@ -314,7 +318,11 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
 
   private async rebuild(): Promise<void> {
     const started = performance.now();
-    const r = await scanDir(this.dir).catch((err) => {
+    // Another instance running on the folder (another proxy: another port) keeps its files: this
+    // start neither indexes nor deletes them (it deleted those of buckets it does not cache, older
+    // copies of a key, and what went past its own budget, and the other served misses).
+    const others = liveOthers(this.dir, this.instance);
+    const r = await scanDir(this.dir, (f) => f.owner !== undefined && others.has(f.owner)).catch((err) => {
       this.failed(err, "scan");
       return { files: [] as ScannedFile[], dropped: 0, tempsRemoved: 0 };
     });
@@ -507,7 +515,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     if (this.closing) return undefined;
     const { key, headers, storedAt, expiresAt, size } = meta;
     const m = { key, headers, storedAt, expiresAt, size };
-    const head = encodeHead(m, this.stores?.get(bucketOf(key)));
+    const head = encodeHead(m, this.stores?.get(bucketOf(key)), this.instance);
     const room = onDisk(head.byteLength + size);
     const cap = this.cap();
     if (cap < this.maxBytes && room > cap) return undefined; // the file system is full (outOfRoom)
@@ -641,6 +649,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     }
     await this.positionWrite;
     await abandoned;
+    if (this.instance !== undefined) dropLock(this.dir, this.instance);
   }
 
   /** Restored entries are misses until release() (called once, before any lookup: Cache wires it with a Redis layer). */

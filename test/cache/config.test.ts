@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { bucketCachePolicy, cacheRestartChanges, cacheRestartKey, diskDir } from "../../src/cache/index.ts";
 import { purgeUnservedFolder, retireOtherLayouts } from "../../src/cache/config.ts";
+import { takeLock } from "../../src/cache/disk-scan.ts";
 import { keyHash, objectPath } from "../../src/cache/disk-format.ts";
 import { redisTarget } from "../../src/cache/redis-link.ts";
 import { ConfigError, parseConfig } from "../../src/config/load.ts";
@@ -197,6 +198,24 @@ describe("retireOtherLayouts: the disk folders another server.workers left", () 
     }
     // a folder not there yet: nothing to do
     expect(retireOtherLayouts({ path: join(tmpdir(), "yata-layout-absent-zz") } as never, { share: 1 })).toEqual([]);
+  });
+
+  test("a layout another proxy is running on (its lock names a live process, another instance) is left alone: a start with another server.workers deleted its whole disk cache", () => {
+    for (const [deps, locked, left] of [
+      [{ share: 1, instance: "8081" }, "worker-1", ["elsewhere", "objects", "redis-position-8080.json", "tmp", "worker-1"]],
+      [{ share: 2, worker: 0, instance: "8081" }, ".", ["elsewhere", "instance-8080.lock", "objects", "redis-position-8080.json", "tmp", "worker-0", "worker-1"]],
+      // (its own instance's lock: this group's earlier layout, retired as before)
+      [{ share: 2, worker: 0, instance: "8080" }, ".", ["elsewhere", "instance-8080.lock", "redis-position-8080.json", "worker-0", "worker-1"]],
+    ] as const) {
+      const base = layout();
+      try {
+        takeLock(join(base, locked), "8080");
+        retireOtherLayouts({ path: base } as never, deps);
+        expect([deps, readdirSync(base).sort()]).toEqual([deps, [...left]]);
+      } finally {
+        rmSync(base, { recursive: true, force: true });
+      }
+    }
   });
 });
 

@@ -674,6 +674,34 @@ describe("restart: the store each file was read from", () => {
   });
 });
 
+describe("two proxies sharing one folder", () => {
+  const at = (dir: string, instance: string, stores: ReadonlyMap<string, string>) => {
+    const d = new DiskLayer({ dir, maxBytes: 64 << 20, maxItemBytes: 16 << 20, stores, instance });
+    return d.ready.then(() => d);
+  };
+  test("a start neither deletes nor indexes the files of another instance running on the folder (it deleted those of buckets it does not cache, and the other served misses); once that one stopped, they are dropped as before", async () => {
+    const dir = freshDir();
+    const a = await at(dir, "8080", new Map([["x", "store-x"]]));
+    await a.put(obj("x/k", 5000));
+    const b = await at(dir, "8081", new Map([["y", "store-y"]]));
+    await b.put(obj("y/k", 5000));
+    expect(b.keys()).toEqual(["y/k"]);
+    expect(await bodyOf(await a.get("x/k"))).toEqual(bytesOf(5000));
+    // b restarts while a runs: a's file is still a's
+    await b.close();
+    const b2 = await at(dir, "8081", new Map([["y", "store-y"]]));
+    expect(b2.keys()).toEqual(["y/k"]);
+    expect(await bodyOf(await a.get("x/k"))).toEqual(bytesOf(5000));
+    // a stopped for good: its files are no longer anyone's, and go as files of a bucket b does not cache
+    await a.close();
+    await b2.close();
+    const b3 = await at(dir, "8081", new Map([["y", "store-y"]]));
+    expect(b3.keys()).toEqual(["y/k"]);
+    expect(files(dir)).toHaveLength(1);
+    await b3.close();
+  });
+});
+
 describe("never wrong bytes", () => {
   test("a file deleted behind the layer's back is a miss and leaves the index", async () => {
     const d = await open(freshDir());
