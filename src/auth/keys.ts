@@ -100,9 +100,13 @@ export async function loadStaticKeys(cfg: JwtConfig, baseDir: string | undefined
 
   const legacy: VerifyKey[] = [];
   const used = new Set<string>();
+  // jwt.secret serves only the HS* algorithms declared for it (algorithm, algorithms[]): one named
+  // only by a jwt.keys entry is that entry's, so a token signed with jwt.secret under it (an HS256
+  // secret, a header saying HS512) is refused, not verified by a hash the issuer never chose.
+  const declared = new Set<Algorithm>([cfg.algorithm, ...(cfg.algorithms ?? [])]);
   for (const alg of allowed) {
     if (isHmacAlg(alg)) {
-      if (cfg.secret) legacy.push(new HmacKey(alg, cfg.secret));
+      if (cfg.secret && declared.has(alg)) legacy.push(new HmacKey(alg, cfg.secret));
       continue;
     }
     const files: string[] = [];

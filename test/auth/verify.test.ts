@@ -217,6 +217,22 @@ describe("kid selection", () => {
     const t = hmacToken({ alg: "HS256", kid: "b" }, fresh(), "secret-b");
     await expectProxyError(a.verify(t), "InvalidToken", /unknown key id/, t); // kid b is HS384 only
   });
+  test("jwt.secret verifies only the HS* algorithms declared for it (algorithm, algorithms[]), not one named only by a jwt.keys entry", async () => {
+    const keySecret = "key-secret-0123456789abcdefghijklmnop";
+    const a = await make({ algorithm: "HS256", secret: SECRET, keys: [{ id: "k512", algorithm: "HS512", secret: keySecret }] });
+    expect(await a.verify(hmacToken({ alg: "HS256" }, fresh(), SECRET))).toMatchObject({ sub: "alice" });
+    expect(await a.verify(hmacToken({ alg: "HS512", kid: "k512" }, fresh(), keySecret, "sha512"))).toMatchObject({ sub: "alice" });
+    expect(await a.verify(hmacToken({ alg: "HS512" }, fresh(), keySecret, "sha512"))).toMatchObject({ sub: "alice" });
+    for (const [alg, hash] of [["HS512", "sha512"], ["HS384", "sha384"]] as const) {
+      for (const kid of [undefined, "k512", "nobody"]) {
+        const t = hmacToken({ alg, ...(kid ? { kid } : {}) }, fresh(), SECRET, hash);
+        await expectProxyError(a.verify(t), "InvalidToken", alg === "HS384" ? /not accepted/ : kid === "nobody" ? /unknown key id/ : /signature verification failed/, t);
+      }
+    }
+    // declared in algorithms[]: the secret serves it
+    const b = await make({ algorithm: "HS256", algorithms: ["HS512"], secret: SECRET });
+    expect(await b.verify(hmacToken({ alg: "HS512" }, fresh(), SECRET, "sha512"))).toMatchObject({ sub: "alice" });
+  });
   test("rotating `secret` without an outage (README): the old secret under jwt.keys still verifies kid-less tokens, the new one too, a third never", async () => {
     const oldSecret = "old-secret-0123456789abcdefghijklmnop";
     const newSecret = "new-secret-0123456789abcdefghijklmnop";
