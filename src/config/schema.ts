@@ -62,7 +62,8 @@ export const JwtSchema = z.strictObject({
   algorithm: z.enum(ALGORITHMS, { error: () => `unsupported algorithm; use one of ${ALGORITHMS.join(", ")}` }).default("HS256"),
   /** Additional algorithms accepted besides `algorithm` (e.g. for several JWKS key types). */
   algorithms: z.array(z.enum(ALGORITHMS)).optional(),
-  secret: nonEmpty.optional(),
+  // (empty is refused when JWT is enabled, in validate.ts: with it off, `secret: ""` loads, as the original's configs write it)
+  secret: z.string().optional(),
   rsa_public_key_path: nonEmpty.optional(),
   ecdsa_public_key_path: nonEmpty.optional(),
   /** PEM for PS* / EdDSA (or any asymmetric algorithm). */

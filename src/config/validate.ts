@@ -453,11 +453,12 @@ function validateJwt(cfg: RawConfig, baseDir: string | undefined, issues: Issue[
     for (const { i } of authBuckets) issues.push({ path: ["buckets", i, "auth", "enabled"], message: "auth is enabled but there is no enabled top-level `jwt:` section" });
     return;
   }
+  if (jwt.secret === "") issues.push({ path: ["jwt", "secret"], message: "must not be empty" });
   const algs = new Set<Algorithm>([jwt.algorithm, ...(jwt.algorithms ?? []), ...jwt.keys.map((k) => k.algorithm)]);
   const hasAsymSource = !!(jwt.rsa_public_key_path || jwt.ecdsa_public_key_path || jwt.public_key_path || jwt.jwks_url || jwt.keys.some((k) => k.path));
   for (const alg of [jwt.algorithm, ...(jwt.algorithms ?? [])]) {
     if (isHmac(alg)) {
-      if (!jwt.secret && !jwt.keys.some((k) => k.algorithm === alg && k.secret))
+      if (jwt.secret === undefined && !jwt.keys.some((k) => k.algorithm === alg && k.secret))
         issues.push({ path: ["jwt", "secret"], message: `algorithm ${alg} needs a key source: set jwt.secret (or a jwt.keys entry with a secret)` });
     } else if (!hasAsymSource) {
       issues.push({ path: ["jwt", "algorithm"], message: `algorithm ${alg} needs a key source: set jwks_url, rsa_public_key_path, ecdsa_public_key_path, public_key_path or a jwt.keys entry with a path` });

@@ -365,6 +365,13 @@ describe("parseConfig", () => {
     ]);
   });
 
+  test("jwt.secret: \"\" loads with JWT off (the original's configs write `jwt: { enabled: false, secret: \"\" }`); with JWT on it is refused once", () => {
+    expect(parseConfig(`jwt: { enabled: false, secret: "" }\n${B}`, { env: {} }).jwt!.enabled).toBe(false);
+    expect(parseConfig(`jwt:\n  enabled: false\n  secret: ""\n  algorithm: HS256\n${B}`, { env: {} }).jwt!.enabled).toBe(false);
+    expect(issues(`jwt: { enabled: true, secret: "" }\n${B}`).map((i) => `${i.path}: ${i.message}`)).toEqual(["jwt.secret: must not be empty"]);
+    expect(issues(`jwt: { enabled: true, secret: "", algorithm: RS256, jwks_url: "https://idp.test/jwks" }\n${B}`).map((i) => `${i.path}: ${i.message}`)).toEqual(["jwt.secret: must not be empty"]);
+  });
+
   test("${VAR} is substituted from the environment", () => {
     const c = parseConfig(B.replace("bkt", "\"${BKT}\""), { env: { BKT: "from-env" } });
     expect(c.buckets[0].s3.bucket).toBe("from-env");
