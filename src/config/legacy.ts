@@ -13,7 +13,38 @@ function safeDecode(s: string): string {
   }
 }
 
-const LEGACY_HINTS: Array<{ match: (p: PathSegment[]) => boolean; message: string }> = [
+/** A bucket's `authorization` keys, as read without their opa_ / openfga_ prefix: for each, the types that have it. */
+const UNPREFIXED_AUTHZ: Record<string, Array<"opa" | "openfga">> = {
+  url: ["opa"],
+  policy_path: ["opa"],
+  endpoint: ["openfga"],
+  store_id: ["openfga"],
+  authorization_model_id: ["openfga"],
+  api_token: ["openfga"],
+  user_claim: ["openfga"],
+  relation: ["openfga"],
+  write_relation: ["openfga"],
+  timeout_ms: ["opa", "openfga"],
+  cache_ttl_seconds: ["opa", "openfga"],
+  fail_mode: ["opa", "openfga"],
+};
+const isAuthzKey = (p: PathSegment[]) => p.length === 4 && p[0] === "buckets" && p[2] === "authorization";
+
+const LEGACY_HINTS: Array<{ match: (p: PathSegment[]) => boolean; message: string | ((p: PathSegment[], parent: Record<string, unknown>) => string) }> = [
+  {
+    // `authorization: { type: opa, url, policy_path }`: every key here is prefixed by its type.
+    match: (p) => isAuthzKey(p) && Object.hasOwn(UNPREFIXED_AUTHZ, p[3]!),
+    message: (p, parent) => {
+      const k = String(p[3]);
+      const types = UNPREFIXED_AUTHZ[k]!.filter((t) => parent.type === t);
+      const names = (types.length > 0 ? types : UNPREFIXED_AUTHZ[k]!).map((t) => `\`${t}_${k}\``);
+      return `the authorization keys carry their type's prefix: write ${names.join(" (type: opa) or ")}${names.length > 1 ? " (type: openfga)" : ""}`;
+    },
+  },
+  {
+    match: (p) => isAuthzKey(p) && (p[3] === "opa" || p[3] === "openfga"),
+    message: (p) => `write the ${p[3] === "opa" ? "OPA" : "OpenFGA"} settings beside \`type\`, each key with the prefix ${String(p[3])}_ (e.g. \`${p[3] === "opa" ? "opa_url" : "openfga_endpoint"}\`), not in an \`${String(p[3])}:\` section`,
+  },
   {
     match: (p) => p.length === 4 && p[0] === "buckets" && p[2] === "auth" && p[3] === "jwt",
     message:
@@ -114,7 +145,7 @@ export function findLegacy(value: unknown, path: PathSegment[], out: Array<{ pat
     for (const [k, v] of Object.entries(value)) {
       const p = [...path, k];
       const hint = LEGACY_HINTS.find((h) => h.match(p));
-      if (hint) out.push({ path: p, message: hint.message });
+      if (hint) out.push({ path: p, message: typeof hint.message === "string" ? hint.message : hint.message(p, value as Record<string, unknown>) });
       else findLegacy(v, p, out);
     }
   }

@@ -840,6 +840,29 @@ describe("parseConfig", () => {
     ]);
   });
 
+  test("authorization keys without their opa_ / openfga_ prefix (url, store_id, an opa: section) are refused naming the key to write", () => {
+    const J = `jwt: { secret: "s-0123456789abcdef0123456789abcdef" }\nbuckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\n    auth: { enabled: true }\n`;
+    const hints = (authz: string) => issues(`${J}    authorization: ${authz}\n`).filter((i) => !/required for type/.test(i.message)).map((i) => `${i.path}: ${i.message}`);
+    const pre = "the authorization keys carry their type's prefix: write";
+    expect(hints(`{ type: opa, url: "http://opa:8181", policy_path: a/allow, timeout_ms: 100 }`)).toEqual([
+      `buckets[0].authorization.url: ${pre} \`opa_url\``,
+      `buckets[0].authorization.policy_path: ${pre} \`opa_policy_path\``,
+      `buckets[0].authorization.timeout_ms: ${pre} \`opa_timeout_ms\``,
+    ]);
+    expect(hints(`{ type: openfga, endpoint: "http://fga:8080", store_id: s1, fail_mode: open }`)).toEqual([
+      `buckets[0].authorization.endpoint: ${pre} \`openfga_endpoint\``,
+      `buckets[0].authorization.store_id: ${pre} \`openfga_store_id\``,
+      `buckets[0].authorization.fail_mode: ${pre} \`openfga_fail_mode\``,
+    ]);
+    expect(hints(`{ type: opa, opa: { url: "http://opa:8181" } }`)).toEqual([
+      "buckets[0].authorization.opa: write the OPA settings beside `type`, each key with the prefix opa_ (e.g. `opa_url`), not in an `opa:` section",
+    ]);
+    // a type that is refused (or absent) names both
+    expect(hints(`{ type: rego, cache_ttl_seconds: 5 }`).filter((i) => i.includes("cache_ttl"))).toEqual([
+      `buckets[0].authorization.cache_ttl_seconds: ${pre} \`opa_cache_ttl_seconds\` (type: opa) or \`openfga_cache_ttl_seconds\` (type: openfga)`,
+    ]);
+  });
+
   test("several problems are all listed at once", () => {
     const y = `server: { bogus: 1 }\nbuckets:\n  - name: b\n    path_prefix: nope\n    s3: { bucket: bkt, endpoint: "x", extra: 1 }\n`;
     const got = issues(y).map((i) => i.path).sort();
