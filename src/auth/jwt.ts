@@ -44,16 +44,35 @@ const B64URL = /^[A-Za-z0-9_-]*$/;
 // byte order mark is kept, and JSON.parse refuses it, rather than silently dropped.
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
+/**
+ * How deep a token's header or claims may nest (objects and arrays). Real claims nest a few levels;
+ * thousands overflowed the stack of whatever walks them recursively (the authorizers' cache key
+ * hashed them: a 500). JSON text of n characters nests at most n/2 deep, so only text longer than
+ * twice this is walked: an ordinary token costs nothing more.
+ */
+export const MAX_CLAIMS_DEPTH = 256;
+
+/** Whether `v` nests deeper than `left` more levels (recursion bounded by `left`). */
+function nestsDeeper(v: unknown, left: number): boolean {
+  if (v === null || typeof v !== "object") return false;
+  if (left === 0) return true;
+  for (const x of Array.isArray(v) ? v : Object.values(v)) if (nestsDeeper(x, left - 1)) return true;
+  return false;
+}
+
 function decodeJson(part: string, what: string): Record<string, unknown> {
   let v: unknown;
+  let text: string;
   try {
     // Uint8Array.fromBase64 + TextDecoder: about half the cost of Buffer.from(x, "base64url").toString(),
     // and it throws on characters outside the alphabet instead of skipping them.
-    v = JSON.parse(utf8.decode(Uint8Array.fromBase64(part, { alphabet: "base64url" })));
+    text = utf8.decode(Uint8Array.fromBase64(part, { alphabet: "base64url" }));
+    v = JSON.parse(text);
   } catch {
     throw new TokenError(`malformed token: ${what} is not base64url JSON`);
   }
   if (v === null || typeof v !== "object" || Array.isArray(v)) throw new TokenError(`malformed token: ${what} is not a JSON object`);
+  if (text.length > 2 * MAX_CLAIMS_DEPTH && nestsDeeper(v, MAX_CLAIMS_DEPTH)) throw new TokenError(`malformed token: the ${what} values nest deeper than ${MAX_CLAIMS_DEPTH} levels`);
   return v as Record<string, unknown>;
 }
 

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { CompactSign } from "jose";
 import { Authenticator } from "../../src/auth/index.ts";
+import { MAX_CLAIMS_DEPTH } from "../../src/auth/jwt.ts";
 import { b64url, hmacToken, jwtConfig, makeKeyPair, nowSec, rawToken, sign, signWith, tempDir, type AsymAlg, type TestKey } from "../fixtures/jwt.ts";
 import { expectProxyError } from "./helpers.ts";
 
@@ -192,6 +193,21 @@ describe("rejections (InvalidToken; the token never appears in the error)", () =
     await bad(`${t.slice(0, -4)}${t.endsWith("AAAA") ? "BBBB" : "AAAA"}`, /signature/, es);
     await bad(await signWith(keys.ES256!, fresh({ exp: nowSec() - 120 }), null), /expired/, es);
     await bad(await signWith(keys.RS256!, fresh(), null), /RS256 is not accepted/, es);
+  });
+});
+
+describe("claims nesting", () => {
+  test("a payload nesting deeper than MAX_CLAIMS_DEPTH is refused; as deep is accepted, and a short payload is never walked", async () => {
+    const a = await make({ algorithm: "HS256", secret: SECRET, max_token_bytes: 65536 });
+    // the payload object is one level: `a` holds depth - 1 more
+    const deep = (depth: number) => fresh({ a: JSON.parse(`${"[".repeat(depth - 1)}${"]".repeat(depth - 1)}`) });
+    expect(await a.verify(hmacToken({ alg: "HS256" }, deep(MAX_CLAIMS_DEPTH), SECRET))).toMatchObject({ sub: "alice" });
+    for (const depth of [MAX_CLAIMS_DEPTH + 1, 20_000]) {
+      const t = hmacToken({ alg: "HS256" }, deep(depth), SECRET);
+      await expectProxyError(a.verify(t), "InvalidToken", `malformed token: the payload values nest deeper than ${MAX_CLAIMS_DEPTH} levels`, t);
+    }
+    const o = hmacToken({ alg: "HS256" }, fresh({ a: JSON.parse(`${'{"b":'.repeat(MAX_CLAIMS_DEPTH)}1${"}".repeat(MAX_CLAIMS_DEPTH)}`) }), SECRET);
+    await expectProxyError(a.verify(o), "InvalidToken", /nest deeper/, o);
   });
 });
 
