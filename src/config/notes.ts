@@ -8,7 +8,7 @@ import { X509Certificate } from "node:crypto";
 import { dirname } from "node:path";
 import { cidrContains, parseCidr, parseIp } from "../http/cidr.ts";
 import type { Config } from "./load.ts";
-import { resolveConfigPath } from "./validate.ts";
+import { resolveConfigPath, unseenCharacter } from "./validate.ts";
 import { userContentReaders } from "./writes.ts";
 
 /** The demo's published secrets (config.yaml's defaults), and any value still saying "change-me". */
@@ -283,4 +283,33 @@ export function uppercaseVirtualHostNote(config: Config): string | undefined {
   const found = config.buckets.filter((b) => /[A-Z]/.test(b.name)).map((b) => b.name);
   if (found.length === 0) return undefined;
   return `bucket names with uppercase letters (${found.join(", ")}): the S3 API reads a host name in lowercase (as S3 does), so these buckets are reached path-style only, not as <bucket>.${config.s3_api.domain}`;
+}
+
+/**
+ * Claim-rule values holding a character no one can see (a zero width space, a bidi control, a
+ * no-break space; see unseenCharacter): valid (an issuer's values may hold a zero width joiner or
+ * non-joiner, as Persian names do), but one pasted by mistake makes the rule match no token, and
+ * every token is refused with a message that looks right ("claim 'role' must equal admin").
+ * Claim names are refused for it (validate.ts checkRules); values are warned about. Undefined when none.
+ */
+export function unseenClaimValueNote(config: Config): string | undefined {
+  const found: string[] = [];
+  const scan = (rules: ReadonlyArray<{ value?: unknown }>, at: string) =>
+    rules.forEach((r, i) => {
+      const values = Array.isArray(r.value) ? r.value.map((v, j) => [v, `${at}[${i}].value[${j}]`] as const) : [[r.value, `${at}[${i}].value`] as const];
+      for (const [v, path] of values) {
+        const unseen = typeof v === "string" ? unseenCharacter(v) : undefined;
+        if (unseen) found.push(`${path} (${unseen})`);
+      }
+    });
+  if (config.jwt?.enabled) {
+    scan(config.jwt.claims, "jwt.claims");
+    scan(config.jwt.admin_claims, "jwt.admin_claims");
+  }
+  config.buckets.forEach((b, i) => {
+    scan(b.auth.claims, `buckets[${i}].auth.claims`);
+    scan(b.auth.write_claims, `buckets[${i}].auth.write_claims`);
+  });
+  if (found.length === 0) return undefined;
+  return `claim-rule values holding a character that cannot be seen: ${found.join(", ")}; a token matches only if its claim holds the same character: remove it unless the issuer's values really do`;
 }

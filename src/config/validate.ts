@@ -163,6 +163,12 @@ function unseenName(c: string, cp: number): string {
  * the start or the end is not.
  */
 export function unseenCharacterProblem(value: string): string | undefined {
+  const found = unseenCharacter(value);
+  return found === undefined ? undefined : `contains ${found}: a character that cannot be seen in the config, most likely pasted by mistake; remove it`;
+}
+
+/** The first character of `value` that cannot be seen (see unseenCharacterProblem), as "U+200B (zero width space) at position 5", or undefined. */
+export function unseenCharacter(value: string): string | undefined {
   if (!UNSEEN.test(value)) return undefined;
   const chars = [...value];
   for (let i = 0; i < chars.length; i++) {
@@ -171,7 +177,7 @@ export function unseenCharacterProblem(value: string): string | undefined {
     const cp = c.codePointAt(0)!;
     if (cp === 0x20 && i > 0 && i < chars.length - 1) continue;
     const where = cp !== 0x20 ? `at position ${i + 1}` : i === 0 ? "at the start (position 1)" : `at the end (position ${i + 1})`;
-    return `contains U+${cp.toString(16).toUpperCase().padStart(4, "0")} (${unseenName(c, cp)}) ${where}: a character that cannot be seen in the config, most likely pasted by mistake; remove it`;
+    return `U+${cp.toString(16).toUpperCase().padStart(4, "0")} (${unseenName(c, cp)}) ${where}`;
   }
   return undefined;
 }

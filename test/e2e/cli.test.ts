@@ -221,6 +221,18 @@ test("--check fails (exit 1) when the disk layer's folder cannot be used by this
   }
 });
 
+test("claim-rule values holding an invisible character (zero width space, bidi control) are a note of --check, named by path and code point, never silently accepted", async () => {
+  const secret = "cli-note-secret-0123456789abcdefghij";
+  const cfg = `jwt: { enabled: true, secret: "${secret}", claims: [{ claim: role, operator: equals, value: "admin\u200b" }], admin_claims: [{ claim: team, operator: in, value: [ops, "\u202eops"] }] }\n${bucket()}`;
+  const check = await runCli(["--check", "--config", file("claim-values-unseen.yaml", cfg)]);
+  expect(check.code).toBe(0);
+  expect(check.stdout).toContain(
+    "note: claim-rule values holding a character that cannot be seen: jwt.claims[0].value (U+200B (zero width space) at position 6), jwt.admin_claims[0].value[1] (U+202E (right-to-left override) at position 1); a token matches only if its claim holds the same character: remove it unless the issuer's values really do\n",
+  );
+  const plain = await runCli(["--check", "--config", file("claim-values-plain.yaml", `jwt: { enabled: true, secret: "${secret}", claims: [{ claim: role, operator: equals, value: "a b" }] }\n${bucket()}`)]);
+  expect(plain.stdout).not.toContain("cannot be seen");
+});
+
 test("an audit folder that does not exist (it is not created) is a note of --check and a warning at start-up, in the same words", async () => {
   const cfg = `audit: { enabled: true, path: "${join(dir, "no-audit-dir/audit.log")}" }\n${bucket()}`;
   const words = `audit.path ${join(dir, "no-audit-dir/audit.log")}: the folder ${join(dir, "no-audit-dir")} does not exist, and the proxy does not create it: create it (writable by this user), or point audit.path elsewhere; until then audit events would be queued, then dropped`;
