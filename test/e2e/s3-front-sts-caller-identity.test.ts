@@ -111,6 +111,21 @@ describe("signed as the JS SDK signs", () => {
     expect((await signedPost(APP, { query: FORM, body: "" })).status).toBe(200);
   });
 
+  test("the Query protocol's GET form (GET /?Action=GetCallerIdentity), signed in its headers or presigned (as EKS's aws-iam-authenticator tokens are), as AWS STS answers it", async () => {
+    const s = await assume("get");
+    expect(await signedPost(APP, { method: "GET", query: FORM })).toMatchObject({ status: 200, xml: expect.stringContaining(`<Arn>${APP_ARN}</Arn>`) });
+    expect(await signedPost(s.creds, { method: "GET", query: FORM })).toMatchObject({ status: 200, xml: expect.stringContaining(`<Arn>${s.arn}</Arn>`) });
+    const url = new URL(env.endpoint);
+    const signer = new SignatureV4({ service: "sts", region: "us-east-1", credentials: APP, sha256: Sha256 });
+    const pre = await signer.presign({ method: "GET", protocol: "http:", hostname: url.hostname, port: Number(url.port), path: "/", query: Object.fromEntries(new URLSearchParams(FORM)), headers: { host: url.host } }, { expiresIn: 60 });
+    const presigned = await fetch(`${env.endpoint}/?${new URLSearchParams(pre.query as Record<string, string>)}`);
+    expect({ status: presigned.status, xml: await presigned.text() }).toMatchObject({ status: 200, xml: expect.stringContaining(`<Arn>${APP_ARN}</Arn>`) });
+    // refused as a POST is: a wrong secret, unsigned
+    expect(await signedPost({ ...APP, secretAccessKey: "wrong" }, { method: "GET", query: FORM })).toMatchObject({ status: 403, code: "SignatureDoesNotMatch" });
+    const unsigned = await fetch(`${env.endpoint}/?${FORM}`);
+    expect({ status: unsigned.status, code: /<Code>([^<]*)<\/Code>/.exec(await unsigned.text())?.[1] }).toEqual({ status: 403, code: "MissingAuthenticationToken" });
+  });
+
   test("nothing reaches the upstream", async () => {
     env.mark();
     expect((await signedPost(APP)).status).toBe(200);

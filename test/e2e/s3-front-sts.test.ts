@@ -42,6 +42,17 @@ async function assume(fields: Record<string, string>, contentType = "application
 const s3With = (credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string } | (() => Promise<{ accessKeyId: string; secretAccessKey: string }>)) =>
   new S3Client({ endpoint: env.endpoint, region: "us-east-1", forcePathStyle: true, credentials, maxAttempts: 1 });
 
+/** What the credentials of an AssumeRoleWithWebIdentity answer read of jwtonly/secret.txt. */
+async function readsWith(xml: string): Promise<string> {
+  const get = (tag: string) => new RegExp(`<${tag}>([^<]*)</${tag}>`).exec(xml)![1]!;
+  const client = s3With({ accessKeyId: get("AccessKeyId"), secretAccessKey: get("SecretAccessKey"), sessionToken: get("SessionToken") });
+  try {
+    return await (await client.send(new GetObjectCommand({ Bucket: "jwtonly", Key: "secret.txt" }))).Body!.transformToString();
+  } finally {
+    client.destroy();
+  }
+}
+
 clientTest("aws")(
   "aws sts assume-role-with-web-identity, then aws s3 cp with the temporary credentials",
   async () => {
@@ -148,14 +159,23 @@ describe("STS errors (STS's XML, status and code; no token or key in the body)",
     expect((await assume({ WebIdentityToken: token({}), Action: "AssumeRole" })).code).toBe("InvalidAction");
   });
 
-  test("STS's query-string form (GET /?Action=…) → 400 ValidationError saying to POST, in STS's dialect (it was an anonymous ListBuckets' bare AccessDenied)", async () => {
-    const q = new URLSearchParams({ Action: "AssumeRoleWithWebIdentity", Version: "2011-06-15", RoleArn: ROLE, RoleSessionName: "s1", WebIdentityToken: token({}) });
-    const res = await fetch(`${env.endpoint}/?${q}`);
+  test("STS's query-string form (GET /?Action=…, STS's documented sample request) → credentials that read, validated as the POST's", async () => {
+    const q = (fields: Record<string, string>) => new URLSearchParams({ Action: "AssumeRoleWithWebIdentity", Version: "2011-06-15", RoleArn: ROLE, RoleSessionName: "get", ...fields });
+    const res = await fetch(`${env.endpoint}/?${q({ WebIdentityToken: token({ team: "a" }), DurationSeconds: "900" })}`);
     const xml = await res.text();
-    expect(res.status).toBe(400);
-    expect(xml).toContain("<ErrorResponse");
-    expect(xml).toContain("<Code>ValidationError</Code>");
-    expect(xml).toContain("POST");
+    expect({ status: res.status, code: /<Code>([^<]*)<\/Code>/.exec(xml)?.[1] }).toEqual({ status: 200, code: undefined });
+    expect(xml).toContain("<AssumeRoleWithWebIdentityResponse");
+    expect(await readsWith(xml)).toBe("team a only");
+    // the same validation as a POST: a bad token, a long duration, a missing parameter, another action
+    const code = async (fields: Record<string, string>) => {
+      const r = await fetch(`${env.endpoint}/?${q(fields)}`);
+      return `${r.status} ${/<Code>([^<]*)<\/Code>/.exec(await r.text())?.[1]}`;
+    };
+    expect(await code({ WebIdentityToken: token({}, -60) })).toBe("400 ExpiredTokenException");
+    expect(await code({ WebIdentityToken: "not-a-jwt" })).toBe("400 InvalidIdentityToken");
+    expect(await code({ WebIdentityToken: token({}), DurationSeconds: "7200" })).toBe("400 ValidationError");
+    expect(await code({})).toBe("400 MissingParameter");
+    expect(await code({ WebIdentityToken: token({}), Action: "AssumeRole" })).toBe("400 InvalidAction");
     // a plain GET of the service is still ListBuckets (anonymous: S3's AccessDenied)
     expect((await fetch(`${env.endpoint}/?x-id=ListBuckets`)).status).toBe(403);
   });
@@ -166,13 +186,7 @@ describe("STS errors (STS's XML, status and code; no token or key in the body)",
     const res = await fetch(`${env.endpoint}/?${q}`, { method: "POST" });
     const xml = await res.text();
     expect({ status: res.status, code: /<Code>([^<]*)<\/Code>/.exec(xml)?.[1] }).toEqual({ status: 200, code: undefined });
-    const get = (tag: string) => new RegExp(`<${tag}>([^<]*)</${tag}>`).exec(xml)![1]!;
-    const client = s3With({ accessKeyId: get("AccessKeyId"), secretAccessKey: get("SecretAccessKey"), sessionToken: get("SessionToken") });
-    try {
-      expect(await (await client.send(new GetObjectCommand({ Bucket: "jwtonly", Key: "secret.txt" }))).Body!.transformToString()).toBe("team a only");
-    } finally {
-      client.destroy();
-    }
+    expect(await readsWith(xml)).toBe("team a only");
     const notForm = await fetch(`${env.endpoint}/?${q}`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
     expect({ status: notForm.status, code: /<Code>([^<]*)<\/Code>/.exec(await notForm.text())?.[1] }).toEqual({ status: 400, code: "ValidationError" });
     const both = await fetch(`${env.endpoint}/?${q}`, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: "DurationSeconds=1200" });

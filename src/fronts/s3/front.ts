@@ -117,8 +117,8 @@ export function s3Address(ctx: RequestContext): undefined {
   // STS first: AssumeRoleWithWebIdentity is unsigned (the web identity token is the credential),
   // GetCallerIdentity is signed for the service `sts` and verified by the endpoint once it has read
   // the body its signature covers. A GET of the
-  // service naming an STS `Action` (STS's query-string form, which no S3 request has) is answered
-  // in STS's dialect, saying to POST, not as an anonymous ListBuckets' bare AccessDenied.
+  // service naming an STS `Action` (STS's query-string form, which no S3 request has) is an STS
+  // call too, as AWS STS answers it.
   if (a.bucket === "" && (ctx.method === "POST" || (ctx.method === "GET" && /(?:^[?]|&)Action=/.test(ctx.query)))) {
     ctx.action = ACTION_OF.AssumeRoleWithWebIdentity;
     ctx.operation = "AssumeRoleWithWebIdentity";

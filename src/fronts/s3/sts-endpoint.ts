@@ -1,6 +1,7 @@
 /**
  * AssumeRoleWithWebIdentity on the S3 listener: `POST /` with a form-encoded body, or with the
- * parameters in its query string and no body (STS reads both; minio-go sends them so), so
+ * parameters in its query string and no body (STS reads both; minio-go sends them so), or
+ * `GET /?Action=…` (the Query protocol's GET form, STS's documented sample request), so
  * `aws sts assume-role-with-web-identity --endpoint-url <s3 front>`, the SDKs' web-identity
  * credential providers and minio-go's work unchanged.
  *
@@ -109,7 +110,7 @@ export async function stsEndpoint(ctx: RequestContext, api: S3Identities): Promi
     ctx.errorCode = e.code;
     return counted(stsErrorResponse(e, ctx.id));
   };
-  if (ctx.method !== "POST") return fail(stsError("ValidationError", "STS actions are POST requests (AWS Query protocol): the parameters in a form-encoded body or in the POST's query string."));
+  if (ctx.method !== "POST" && ctx.method !== "GET") return fail(stsError("ValidationError", "STS actions are GET or POST requests (AWS Query protocol): the parameters in the query string or in a form-encoded body."));
   const type = ctx.req.headers.get("content-type") ?? "";
   const form = /^application\/x-www-form-urlencoded\s*(;|$)/i.test(type);
   // The Query protocol's parameters may also be in the query string of the POST, with an empty
