@@ -1,12 +1,15 @@
 /**
  * A session that a reload no longer admits (jwt.claims tightened, jwt.issuer or jwt.audience
- * changed) is refused on every request, ListBuckets included (it has no bucket to check the rules on).
+ * changed) is refused on every request, ListBuckets and GetCallerIdentity included (they have no
+ * bucket to check the rules on).
  */
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { ListBucketsCommand, S3Client } from "@aws-sdk/client-s3";
 import { fromWebToken } from "@aws-sdk/credential-provider-web-identity";
 import { startS3Fixture } from "../fixtures/s3.ts";
-import { frontYaml, hs256, startFrontsOn, UPSTREAM, type S3FrontEnv } from "./s3-front-helpers.ts";
+import { Sha256 } from "@smithy/core/checksum";
+import { SignatureV4 } from "@smithy/signature-v4";
+import { APP, frontYaml, hs256, startFrontsOn, UPSTREAM, type S3FrontEnv } from "./s3-front-helpers.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -36,4 +39,28 @@ test("ListBuckets with a session a reload revoked (a cut-off on iat in jwt.claim
   } finally {
     c.destroy();
   }
+});
+
+test("GetCallerIdentity with a session a reload revoked → 403 AccessDenied in STS's dialect (it answered the session's ARN as if still good); a static key still answers", async () => {
+  expect(await env.app.reload(undefined, { text: yaml, file: "reload.yaml", baseDir: "/tmp" })).toMatchObject({ ok: true });
+  const form = new URLSearchParams({ Action: "AssumeRoleWithWebIdentity", Version: "2011-06-15", RoleArn: "arn:aws:iam::123456789012:role/r", RoleSessionName: "who", WebIdentityToken: hs256({ sub: "alice", iat: now() - 60, exp: now() + 600 }) });
+  const xml = await (await fetch(env.endpoint + "/", { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: form.toString() })).text();
+  const get = (tag: string) => new RegExp(`<${tag}>([^<]*)</${tag}>`).exec(xml)![1]!;
+  const session = { accessKeyId: get("AccessKeyId"), secretAccessKey: get("SecretAccessKey"), sessionToken: get("SessionToken") };
+  const whoAmI = async (credentials: typeof session | typeof APP) => {
+    const url = new URL(env.endpoint);
+    const body = "Action=GetCallerIdentity&Version=2011-06-15";
+    const signed = await new SignatureV4({ service: "sts", region: "us-east-1", credentials, sha256: Sha256 }).sign({
+      method: "POST", protocol: "http:", hostname: url.hostname, port: Number(url.port), path: "/",
+      headers: { host: url.host, "content-type": "application/x-www-form-urlencoded" }, body,
+    });
+    const res = await fetch(env.endpoint + "/", { method: "POST", headers: signed.headers, body });
+    const text = await res.text();
+    return { status: res.status, code: /<Code>([^<]*)<\/Code>/.exec(text)?.[1], arn: /<Arn>([^<]*)<\/Arn>/.exec(text)?.[1] };
+  };
+  expect(await whoAmI(session)).toEqual({ status: 200, code: undefined, arn: get("Arn") });
+  const cutoff = `  claims: [{ claim: iat, operator: gte, value: ${now()} }]\n`;
+  expect(await env.app.reload(undefined, { text: yaml.replace(`  secret: "`, `${cutoff}  secret: "`), file: "reload.yaml", baseDir: "/tmp" })).toMatchObject({ ok: true });
+  expect(await whoAmI(session)).toEqual({ status: 403, code: "AccessDenied", arn: undefined });
+  expect(await whoAmI(APP)).toEqual({ status: 200, code: undefined, arn: "arn:aws:iam::000000000000:user/app1" });
 });

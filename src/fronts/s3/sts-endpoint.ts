@@ -26,6 +26,7 @@ import { jwtSubject } from "../../observe/audit.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import type { S3Error } from "./errors.ts";
 import { adoptPrincipal, type S3Identities } from "./identities.ts";
+import { sessionAdmitted } from "./permissions.ts";
 import { issueSession } from "./sts.ts";
 import { readingBody } from "./writes.ts";
 import {
@@ -189,6 +190,12 @@ function getCallerIdentity(ctx: RequestContext, api: S3Identities, parsed: StsPa
   // (no permission: AWS lets no policy deny it; a session answers as the role user it was issued as)
   const principal = v.principal;
   adoptPrincipal(ctx, principal);
+  // A session a reload no longer admits (jwt.claims tightened: an iat cut-off after a revocation;
+  // jwt.issuer or jwt.audience changed) is refused everything else; it answered here as if still good.
+  if (principal.kind === "session" && !sessionAdmitted(ctx.rt, principal.claims)) {
+    metrics.auth("forbidden");
+    return fail(stsError("AccessDenied", "The session is no longer admitted: the token it was issued from does not pass the current jwt rules."));
+  }
   metrics.auth("success");
   let identity: CallerIdentity;
   if (principal.kind === "static") identity = staticCallerIdentity(principal.identity);
