@@ -312,9 +312,18 @@ describe("request time", () => {
       expect(r).toMatchObject(err("RequestTimeTooSkewed", 403));
       if (r.kind === "error") expect(r.details).toMatchObject({ RequestTime: "20240601T120000Z", MaxAllowedSkewMilliseconds: "900000" });
     }
-    // beyond by less than a second is still beyond
-    expect(verify(req, { now: T + 900_001 })).toMatchObject(err("RequestTimeTooSkewed", 403));
+    // beyond by less than a second is still beyond (the past side counts from the end of the
+    // request time's second: the client signed at some instant of it)
+    expect(verify(req, { now: T + 900_999 }).kind).toBe("ok");
+    expect(verify(req, { now: T + 901_000 })).toMatchObject(err("RequestTimeTooSkewed", 403));
     expect(verify(req, { now: T - 900_001 })).toMatchObject(err("RequestTimeTooSkewed", 403));
+  });
+
+  test("max_clock_skew_seconds: 1 admits a client whose clock is right, whatever instant of its x-amz-date's second it signed at (it refused one that signed late in the second and arrived a little later)", async () => {
+    const req = await signed();
+    // signed at T + 0.95 s (x-amz-date says T), arrived 100 ms later; or signed at T, arrived after 1 s
+    for (const now of [T, T + 1050, T + 1999, T - 1000]) expect({ now: now - T, kind: verify(req, { now, maxSkewSeconds: 1 }).kind }).toEqual({ now: now - T, kind: "ok" });
+    for (const now of [T + 2000, T - 1001]) expect(verify(req, { now, maxSkewSeconds: 1 })).toMatchObject(err("RequestTimeTooSkewed", 403));
     expect(verify(req, { now: T + 900_000 }).kind).toBe("ok");
     expect(verify(req, { now: T - 900_000 }).kind).toBe("ok");
   });
