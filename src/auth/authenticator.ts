@@ -72,6 +72,14 @@ function describeSource(s: TokenSource): string {
   return s.type === "bearer" ? "Authorization: Bearer" : s.type === "header" ? `header ${s.name}` : `query parameter ${s.name}`;
 }
 
+/**
+ * The keyRef (jwt.ts) of the key that verified a token, by its claims object (frozen, shared by the
+ * verified-token cache); an STS session's claims carry its own (bindKeyRef). See holdsKey.
+ */
+const KEY_REFS = new WeakMap<Claims, string>();
+export const keyRefOf = (claims: Claims): string | undefined => KEY_REFS.get(claims);
+export const bindKeyRef = (claims: Claims, ref: string): void => void KEY_REFS.set(claims, ref);
+
 /** Tokens longer than this are not kept in the verified-token cache (their claims can weigh tens of KB). */
 const MAX_CACHED_TOKEN = 4096;
 
@@ -85,6 +93,8 @@ export class Authenticator {
   /** Precomputed candidate lists (the HS fast path must not allocate them per request). */
   private readonly legacyByAlg = new Map<string, VerifyKey[]>();
   private readonly noKidByAlg = new Map<string, VerifyKey[]>();
+  /** keyRefs of the static keys (jwt.secret, PEMs, jwt.keys[]). */
+  private readonly staticRefs: ReadonlySet<string>;
 
   private constructor(
     private readonly cfg: JwtConfig,
@@ -100,6 +110,17 @@ export class Authenticator {
     const add = (m: Map<string, VerifyKey[]>, k: VerifyKey) => m.set(k.alg, [...(m.get(k.alg) ?? []), k]);
     for (const k of keys.legacy) add(this.legacyByAlg, k);
     for (const k of [...keys.legacy, ...keys.byKid.values()]) add(this.noKidByAlg, k);
+    this.staticRefs = new Set([...keys.legacy, ...keys.byKid.values()].map((k) => k.ref));
+  }
+
+  /**
+   * Whether the key of this keyRef still verifies tokens: a static key of this generation, or a
+   * JWKS key of the current set (true while no JWKS set is loaded yet: nothing to tell). An STS
+   * session issued from a token of a key removed since (a reload, a JWKS rotation) is refused.
+   */
+  holdsKey(ref: string): boolean {
+    if (this.staticRefs.has(ref)) return true;
+    return this.jwks === undefined ? false : (this.jwks.holdsRef(ref) ?? true);
   }
 
   static async create(cfg: JwtConfig, opts: AuthenticatorOptions = {}): Promise<Authenticator> {
@@ -159,7 +180,8 @@ export class Authenticator {
       const alg = t.header.alg;
       if (!this.allowed.has(alg)) throw invalid(`token algorithm ${showAlg(alg)} is not accepted (allowed: ${[...this.allowed].join(", ")})`);
       if (!isHmacAlg(alg)) return this.verifyAsymAndKeep(token, t, now);
-      return this.keep(token, this.verifyHmac(t), now);
+      const { claims, key } = this.verifyHmac(t);
+      return this.keep(token, claims, now, key.ref);
     } catch (err) {
       if (err instanceof TokenError) throw invalid(err.message);
       throw err;
@@ -176,7 +198,7 @@ export class Authenticator {
     try {
       for (let attempt = 1; ; attempt++) {
         const { claims, key } = await this.verifyAsym(token, t);
-        if (!key.fromJwks || this.jwks?.holds(key)) return this.keep(token, claims, Math.max(startedAt, this.now()));
+        if (!key.fromJwks || this.jwks?.holds(key)) return this.keep(token, claims, Math.max(startedAt, this.now()), key.ref);
         if (attempt === MAX_KEY_SET_RACES)
           throw new ProxyError("KeysUnavailable", { detail: "the token verification keys (JWKS) kept changing during verification", headers: { "Retry-After": "1" } });
       }
@@ -187,9 +209,10 @@ export class Authenticator {
   }
 
   /** Registered-claims check (exp, nbf, iss, aud...), then freeze and remember a valid token. */
-  private keep(token: string, claims: Claims, now: number): Claims {
+  private keep(token: string, claims: Claims, now: number, ref: string): Claims {
     checkRegisteredClaims(claims, this.policy, now);
     Object.freeze(claims);
+    KEY_REFS.set(claims, ref);
     // (a large token is verified each time, not kept: 10,000 distinct 6 KB tokens with 430 claims
     // each held ~290 MB; an ordinary token is well under 2 KB)
     if (this.cache && token.length <= MAX_CACHED_TOKEN) {
@@ -295,10 +318,10 @@ export class Authenticator {
     return this.noKidByAlg.get(alg) ?? NONE;
   }
 
-  private verifyHmac(t: ParsedToken): Claims {
+  private verifyHmac(t: ParsedToken): { claims: Claims; key: VerifyKey } {
     const keys = this.staticCandidates(t.header.kid, t.header.alg, true);
     if (keys.length === 0) throw invalid(t.header.kid !== undefined ? "unknown key id (kid)" : "no key for the token's algorithm");
-    for (const k of keys) if ((k as HmacKey).verify(t)) return decodePayload(t.payloadB64);
+    for (const k of keys) if ((k as HmacKey).verify(t)) return { claims: decodePayload(t.payloadB64), key: k };
     assertBase64url(t); // a clearer message when the token is mangled
     throw invalid("signature verification failed");
   }

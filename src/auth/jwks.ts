@@ -179,6 +179,11 @@ export class JwksClient {
     return this.keys.includes(key);
   }
 
+  /** Whether a key of this keyRef is in the current key set; undefined while none is loaded (nothing to tell). */
+  holdsRef(ref: string): boolean | undefined {
+    return this.loadedOnce ? this.keys.some((k) => k.ref === ref) : undefined;
+  }
+
   /**
    * Whether keys are loaded, and why not. `exposed`: for /ready, which anyone who reaches the
    * listener may read: the reason names no URL and no host (the identity provider's address is
@@ -269,7 +274,7 @@ export class JwksClient {
         if (algs.length === 0) skipped.push({ kid, reason: typeof j.alg === "string" ? `algorithm ${shown(j.alg)} is not accepted` : `no accepted algorithm for key type ${shown(j.kty)}` });
         for (const alg of algs) {
           try {
-            keys.push({ alg, kid, key: await importPublicJwk(j, alg), fromJwks: true });
+            keys.push({ alg, kid, ...(await importPublicJwk(j, alg)), fromJwks: true });
             used.push([alg, kid, j.n, j.e, j.x, j.y]);
           } catch {
             this.o.log("warn", "JWKS key skipped: cannot import", { kid, alg });

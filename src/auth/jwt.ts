@@ -132,6 +132,14 @@ export function decodePayload(payloadB64: string): Claims {
 
 const HASH: Record<string, "sha256" | "sha384" | "sha512"> = { HS256: "sha256", HS384: "sha384", HS512: "sha512" };
 
+/**
+ * A key's name that is the same in every generation and on every replica: a hash of an HMAC
+ * secret, or of a public key's members (as a PEM or as a JWK alike). An STS session keeps the
+ * name of the key its web identity token was verified with, so a session whose key has since been
+ * removed (a reload, a JWKS rotation) is refused, as its token now is.
+ */
+export const keyRef = (material: string): string => new Bun.CryptoHasher("sha256").update(material).digest("base64url").slice(0, 22);
+
 /** Compares two strings in time that depends only on their length. */
 function constantTimeEqual(a: string, b: string): boolean {
   if (a.length !== b.length) return false;
@@ -147,6 +155,8 @@ function constantTimeEqual(a: string, b: string): boolean {
  */
 export class HmacKey {
   private readonly base: Bun.CryptoHasher;
+  /** keyRef of the secret (keys.ts): what an STS session remembers of it. */
+  readonly ref: string;
   constructor(
     readonly alg: Algorithm,
     secret: string,
@@ -154,6 +164,7 @@ export class HmacKey {
     const hash = HASH[alg];
     if (!hash) throw new Error(`${alg} is not an HMAC algorithm`);
     this.base = new Bun.CryptoHasher(hash, secret);
+    this.ref = keyRef(`hmac\n${secret}`);
   }
 
   verify(t: ParsedToken): boolean {

@@ -11,12 +11,14 @@ import { createPublicKey } from "node:crypto";
 import { isAbsolute, join } from "node:path";
 import { importJWK, importSPKI } from "jose";
 import type { Algorithm, JwtConfig } from "../config/schema.ts";
-import { HmacKey } from "./jwt.ts";
+import { HmacKey, keyRef } from "./jwt.ts";
 
 export interface AsymKey {
   alg: Algorithm;
   kid?: string;
   key: CryptoKey;
+  /** keyRef of its public members (an STS session remembers it, see Authenticator.holdsKey). */
+  ref: string;
   /** From the JWKS, which can drop it at any refresh (static keys live as long as the config). */
   fromJwks?: true;
 }
@@ -29,12 +31,15 @@ export function allowedAlgorithms(cfg: JwtConfig): Set<Algorithm> {
   return new Set<Algorithm>([cfg.algorithm, ...(cfg.algorithms ?? []), ...cfg.keys.map((k) => k.algorithm)]);
 }
 
+const publicRef = (jwk: Record<string, unknown>): string => keyRef(JSON.stringify([jwk.kty, jwk.crv, jwk.n, jwk.e, jwk.x, jwk.y]));
+
 /** Reads any public-key PEM (SPKI, PKCS#1 RSA, or an X.509 certificate) and imports it for one algorithm. */
-export async function importPem(file: string, alg: Algorithm, baseDir: string | undefined): Promise<CryptoKey> {
+export async function importPem(file: string, alg: Algorithm, baseDir: string | undefined): Promise<{ key: CryptoKey; ref: string }> {
   const full = isAbsolute(file) || !baseDir ? file : join(baseDir, file);
   const pem = await Bun.file(full).text();
-  const spki = createPublicKey(pem).export({ type: "spki", format: "pem" }) as string;
-  return importSPKI(spki, alg);
+  const pub = createPublicKey(pem);
+  const spki = pub.export({ type: "spki", format: "pem" }) as string;
+  return { key: await importSPKI(spki, alg), ref: publicRef(pub.export({ format: "jwk" }) as Record<string, unknown>) };
 }
 
 /** Algorithms a JWK can serve, among those allowed (its own `alg` when it names one). */
@@ -57,13 +62,13 @@ export function jwkAlgorithms(jwk: Record<string, unknown>, allowed: ReadonlySet
 const PUBLIC_MEMBERS: Record<string, string[]> = { RSA: ["n", "e"], EC: ["crv", "x", "y"], OKP: ["crv", "x"] };
 
 /** Imports the public part of a JWK for one algorithm (private members, if any, are dropped). */
-export async function importPublicJwk(jwk: Record<string, unknown>, alg: Algorithm): Promise<CryptoKey> {
+export async function importPublicJwk(jwk: Record<string, unknown>, alg: Algorithm): Promise<{ key: CryptoKey; ref: string }> {
   const kty = String(jwk.kty);
   const pub: Record<string, unknown> = { kty };
   for (const m of PUBLIC_MEMBERS[kty] ?? []) pub[m] = jwk[m];
   const key = await importJWK(pub, alg);
   if (key instanceof Uint8Array) throw new Error("symmetric JWK");
-  return key;
+  return { key, ref: publicRef(pub) };
 }
 
 export interface StaticKeys {
@@ -75,7 +80,7 @@ export interface StaticKeys {
   unusedFiles: string[];
 }
 
-async function tryImport(file: string, alg: Algorithm, baseDir: string | undefined): Promise<CryptoKey | undefined> {
+async function tryImport(file: string, alg: Algorithm, baseDir: string | undefined): Promise<{ key: CryptoKey; ref: string } | undefined> {
   try {
     return await importPem(file, alg, baseDir);
   } catch {
@@ -93,7 +98,7 @@ export async function loadStaticKeys(cfg: JwtConfig, baseDir: string | undefined
       key = new HmacKey(k.algorithm, k.secret);
     } else {
       if (!k.path) throw new Error(`jwt.keys '${k.id}': ${k.algorithm} needs a PEM path`);
-      key = { alg: k.algorithm, kid: k.id, key: await importPem(k.path, k.algorithm, baseDir) };
+      key = { alg: k.algorithm, kid: k.id, ...(await importPem(k.path, k.algorithm, baseDir)) };
     }
     byKid.set(k.id, key);
   }
@@ -116,7 +121,7 @@ export async function loadStaticKeys(cfg: JwtConfig, baseDir: string | undefined
     for (const f of files) {
       const key = await tryImport(f, alg, baseDir);
       if (key) {
-        legacy.push({ alg, key });
+        legacy.push({ alg, ...key });
         used.add(f);
       }
     }

@@ -33,7 +33,7 @@
  */
 import { S3_FRONT_BUCKET_NAME } from "../config/s3-api.ts";
 import { queryTokenNames } from "../auth/sources.ts";
-import { invalidTokenHeaders } from "../auth/authenticator.ts";
+import { invalidTokenHeaders, keyRefOf } from "../auth/authenticator.ts";
 import { ProxyError } from "../errors.ts";
 import type { RequestContext } from "../proxy/context.ts";
 import { ALGORITHM, amzDate, canonicalHeaderValue, canonicalQuery, canonicalRequest, credentialScope, deriveSigningKey, signature, stringToSign, UNSIGNED_PAYLOAD, uriEncode } from "../s3/sigv4.ts";
@@ -251,7 +251,7 @@ export function servePresign(ctx: RequestContext): Response {
     throw new ProxyError("InvalidToken", { detail, headers: invalidTokenHeaders(detail) });
   }
   const signedAt = Math.floor(now / 1000) * 1000;
-  const session = issueSession({ sessionKey: api.sts!.sessionKey, subject: sub, claims, expiresAt: signedAt + seconds * 1000, now });
+  const session = issueSession({ sessionKey: api.sts!.sessionKey, subject: sub, claims, expiresAt: signedAt + seconds * 1000, now, keyRef: keyRefOf(claims) });
   if (session.kind !== "ok") throw bad(`A session cannot be made for this token: ${session.message}`);
   ctx.session = session.sessionId;
   const expiresAtMs = signedAt + seconds * 1000;

@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, setSystemTime, spyOn, test, setDefaultTimeout } from "bun:test";
 import { Authenticator } from "../../src/auth/index.ts";
+import { keyRefOf } from "../../src/auth/authenticator.ts";
 import { JwksServer, jwtConfig, logCapture, makeKeyPair, nowSec, sign, signWith, tempDir, type TestKey } from "../fixtures/jwt.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { expectProxyError } from "./helpers.ts";
@@ -103,6 +104,21 @@ test("rotation: an unknown kid triggers a refetch that finds the new key", async
   clock.now += 10_000;
   expect(await auth.verify(await signWith(rs2, claims()))).toMatchObject({ sub: "alice" });
   expect(server.fetchCount).toBe(2);
+});
+
+test("holdsKey: the key that verified a token (keyRefOf its claims) is held while the JWKS has it, not once a rotation removed it; the same key as a PEM has the same keyRef", async () => {
+  const { server, auth, clock } = await setup();
+  await loaded(auth);
+  const ref = keyRefOf(await auth.verify(await signWith(rs1, claims())))!;
+  expect(auth.holdsKey(ref)).toBe(true);
+  const pem = await Authenticator.create(jwtConfig({ algorithm: "RS256", public_key_path: rs1.pemPath }));
+  cleanup.push(() => pem.close());
+  expect(keyRefOf(await pem.verify(await signWith(rs1, claims(), null)))).toBe(ref);
+  server.setKeys([rs2.jwk]);
+  clock.now += 10_000;
+  await auth.refreshKeys();
+  expect(auth.holdsKey(ref)).toBe(false);
+  expect(auth.holdsKey(keyRefOf(await auth.verify(await signWith(rs2, claims())))!)).toBe(true);
 });
 
 test("rotation after the wall clock stepped back an hour (NTP, a restored VM): the unknown kid is refetched 10 s later, not after the periodic refresh", async () => {

@@ -9,7 +9,8 @@ import { fromWebToken } from "@aws-sdk/credential-provider-web-identity";
 import { startS3Fixture } from "../fixtures/s3.ts";
 import { Sha256 } from "@smithy/core/checksum";
 import { SignatureV4 } from "@smithy/signature-v4";
-import { APP, frontYaml, hs256, startFrontsOn, UPSTREAM, type S3FrontEnv } from "./s3-front-helpers.ts";
+import { sign } from "../fixtures/jwt.ts";
+import { APP, frontYaml, hs256, JWT_SECRET, startFrontsOn, UPSTREAM, type S3FrontEnv } from "./s3-front-helpers.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -24,6 +25,30 @@ beforeAll(async () => {
   env = await startFrontsOn(yaml, s3, true);
 });
 afterAll(() => env.stop());
+
+type Creds = { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+
+/** Session credentials from AssumeRoleWithWebIdentity (POST), and the AssumedRoleUser's ARN. */
+async function assume(webIdentityToken: string): Promise<{ session: Creds; arn: string }> {
+  const form = new URLSearchParams({ Action: "AssumeRoleWithWebIdentity", Version: "2011-06-15", RoleArn: "arn:aws:iam::123456789012:role/r", RoleSessionName: "who", WebIdentityToken: webIdentityToken });
+  const xml = await (await fetch(env.endpoint + "/", { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: form.toString() })).text();
+  const get = (tag: string) => new RegExp(`<${tag}>([^<]*)</${tag}>`).exec(xml)![1]!;
+  return { session: { accessKeyId: get("AccessKeyId"), secretAccessKey: get("SecretAccessKey"), sessionToken: get("SessionToken") }, arn: get("Arn") };
+}
+
+/** GetCallerIdentity, signed as the JS SDK signs. */
+async function whoAmI(credentials: Creds) {
+  const url = new URL(env.endpoint);
+  const body = "Action=GetCallerIdentity&Version=2011-06-15";
+  const signed = await new SignatureV4({ service: "sts", region: "us-east-1", credentials, sha256: Sha256 }).sign({
+    method: "POST", protocol: "http:", hostname: url.hostname, port: Number(url.port), path: "/",
+    headers: { host: url.host, "content-type": "application/x-www-form-urlencoded" }, body,
+  });
+  const res = await fetch(env.endpoint + "/", { method: "POST", headers: signed.headers, body });
+  const text = await res.text();
+  return { status: res.status, code: /<Code>([^<]*)<\/Code>/.exec(text)?.[1], arn: /<Arn>([^<]*)<\/Arn>/.exec(text)?.[1] };
+}
+
 
 test("ListBuckets with a session a reload revoked (a cut-off on iat in jwt.claims) → 403 AccessDenied, not an empty list", async () => {
   const c = new S3Client({
@@ -43,24 +68,37 @@ test("ListBuckets with a session a reload revoked (a cut-off on iat in jwt.claim
 
 test("GetCallerIdentity with a session a reload revoked → 403 AccessDenied in STS's dialect (it answered the session's ARN as if still good); a static key still answers", async () => {
   expect(await env.app.reload(undefined, { text: yaml, file: "reload.yaml", baseDir: "/tmp" })).toMatchObject({ ok: true });
-  const form = new URLSearchParams({ Action: "AssumeRoleWithWebIdentity", Version: "2011-06-15", RoleArn: "arn:aws:iam::123456789012:role/r", RoleSessionName: "who", WebIdentityToken: hs256({ sub: "alice", iat: now() - 60, exp: now() + 600 }) });
-  const xml = await (await fetch(env.endpoint + "/", { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: form.toString() })).text();
-  const get = (tag: string) => new RegExp(`<${tag}>([^<]*)</${tag}>`).exec(xml)![1]!;
-  const session = { accessKeyId: get("AccessKeyId"), secretAccessKey: get("SecretAccessKey"), sessionToken: get("SessionToken") };
-  const whoAmI = async (credentials: typeof session | typeof APP) => {
-    const url = new URL(env.endpoint);
-    const body = "Action=GetCallerIdentity&Version=2011-06-15";
-    const signed = await new SignatureV4({ service: "sts", region: "us-east-1", credentials, sha256: Sha256 }).sign({
-      method: "POST", protocol: "http:", hostname: url.hostname, port: Number(url.port), path: "/",
-      headers: { host: url.host, "content-type": "application/x-www-form-urlencoded" }, body,
-    });
-    const res = await fetch(env.endpoint + "/", { method: "POST", headers: signed.headers, body });
-    const text = await res.text();
-    return { status: res.status, code: /<Code>([^<]*)<\/Code>/.exec(text)?.[1], arn: /<Arn>([^<]*)<\/Arn>/.exec(text)?.[1] };
-  };
-  expect(await whoAmI(session)).toEqual({ status: 200, code: undefined, arn: get("Arn") });
+  const { session, arn } = await assume(hs256({ sub: "alice", iat: now() - 60, exp: now() + 600 }));
+  expect(await whoAmI(session)).toEqual({ status: 200, code: undefined, arn });
   const cutoff = `  claims: [{ claim: iat, operator: gte, value: ${now()} }]\n`;
   expect(await env.app.reload(undefined, { text: yaml.replace(`  secret: "`, `${cutoff}  secret: "`), file: "reload.yaml", baseDir: "/tmp" })).toMatchObject({ ok: true });
   expect(await whoAmI(session)).toEqual({ status: 403, code: "AccessDenied", arn: undefined });
   expect(await whoAmI(APP)).toEqual({ status: 200, code: undefined, arn: "arn:aws:iam::000000000000:user/app1" });
+});
+
+test("a session whose token's signing key a reload removed (a jwt.keys entry dropped) → refused everything, GetCallerIdentity included, as its token now is; a session of a kept key still works", async () => {
+  const OLD = "s3-front-old-jwt-secret-0123456789abcdef";
+  const withOld = yaml.replace(`  secret: "`, `  keys: [{ id: old, algorithm: HS256, secret: "${OLD}" }]\n  secret: "`);
+  expect(await env.app.reload(undefined, { text: withOld, file: "reload.yaml", baseDir: "/tmp" })).toMatchObject({ ok: true });
+  const old = await assume(await sign({ sub: "alice", exp: now() + 600 }, { alg: "HS256", key: OLD }));
+  const kept = await assume(await sign({ sub: "bob", exp: now() + 600 }, { alg: "HS256", key: JWT_SECRET }));
+  const list = async (credentials: Creds) => {
+    const c = new S3Client({ endpoint: env.endpoint, region: "us-east-1", forcePathStyle: true, maxAttempts: 1, credentials });
+    try {
+      return ((await c.send(new ListBucketsCommand({}))).Buckets ?? []).map((b) => b.Name).join(",");
+    } catch (e) {
+      return (e as Error).name;
+    } finally {
+      c.destroy();
+    }
+  };
+  for (const s of [old, kept]) {
+    expect(await list(s.session)).toBe("data,open,private");
+    expect(await whoAmI(s.session)).toMatchObject({ status: 200, arn: s.arn });
+  }
+  expect(await env.app.reload(undefined, { text: yaml, file: "reload.yaml", baseDir: "/tmp" })).toMatchObject({ ok: true });
+  expect(await list(old.session)).toBe("AccessDenied");
+  expect(await whoAmI(old.session)).toEqual({ status: 403, code: "AccessDenied", arn: undefined });
+  expect(await list(kept.session)).toBe("data,open,private");
+  expect(await whoAmI(kept.session)).toMatchObject({ status: 200, arn: kept.arn });
 });

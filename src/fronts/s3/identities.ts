@@ -8,6 +8,7 @@
  * the session key drops every remembered session at once.
  */
 import type { Claims } from "../../auth/rules.ts";
+import { bindKeyRef } from "../../auth/authenticator.ts";
 import type { S3ApiConfig, S3Permission } from "../../config/s3-api.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import { TtlLru } from "../../util/lru.ts";
@@ -112,6 +113,7 @@ export class S3Identities {
       claims: Object.freeze({ ...verified.claims, sub: verified.subject }),
       session: verified,
     };
+    if (verified.keyRef !== undefined) bindKeyRef(entry.claims, verified.keyRef);
     this.sessions.set(token, entry, verified.expiresAt);
     return entry;
   };

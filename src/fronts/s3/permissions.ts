@@ -25,6 +25,7 @@
  * - Anonymous: what an anonymous plain-front request may do: GetObject and HeadObject on a bucket
  *   without `auth`. Nothing else (no listing, no older versions, no writes).
  */
+import { keyRefOf } from "../../auth/authenticator.ts";
 import { firstFailedRule } from "../../auth/rules.ts";
 import type { S3Permission } from "../../config/s3-api.ts";
 import { isWriteAction, type S3Action } from "../../proxy/context.ts";
@@ -87,12 +88,16 @@ function issuedByTrusted(issuer: string | undefined, audience: string | readonly
 
 /**
  * Whether the token a session came from is still admitted, bucket aside: jwt.issuer, jwt.audience
- * and jwt.claims as they are now. A session they no longer admit is refused everything, the
+ * and jwt.claims as they are now, and the key that verified it still held (Authenticator.holdsKey).
+ * A session they no longer admit is refused everything, the
  * bucket-less ListBuckets included (it answered an empty list, as if the session were still good).
  */
 export function sessionAdmitted(rt: Runtime, claims: Record<string, unknown>): boolean {
   const jwt = rt.config.jwt?.enabled ? rt.config.jwt : undefined;
   if (jwt === undefined) return true;
+  // (the key its token was verified with, removed since: the token is refused now, and so is the session)
+  const ref = keyRefOf(claims);
+  if (ref !== undefined && rt.auth !== undefined && !rt.auth.holdsKey(ref)) return false;
   return issuedByTrusted(jwt.issuer, jwt.audience, claims) && firstFailedRule(jwt.claims, claims) === undefined;
 }
 

@@ -18,6 +18,7 @@
  *
  * Errors are STS's XML (ErrorResponse), never a token, a claim value or a key.
  */
+import { keyRefOf } from "../../auth/authenticator.ts";
 import { TOKEN_EXPIRED } from "../../auth/jwt.ts";
 import { describeRule, firstFailedRule, type Claims } from "../../auth/rules.ts";
 import { authResultOf, ProxyError } from "../../errors.ts";
@@ -240,7 +241,7 @@ async function assumeRoleWithWebIdentity(ctx: RequestContext, api: S3Identities,
   let expiresAt = now + request.durationSeconds * 1000;
   if (typeof claims.exp === "number") expiresAt = Math.min(expiresAt, claims.exp * 1000);
   const assumedRole = { arn: assumedRoleArn(request.roleArn, request.roleSessionName), id: assumedRoleId(request.roleArn, request.roleSessionName) };
-  const issued = issueSession({ sessionKey: api.sts.sessionKey, subject: sub, claims, expiresAt, now, assumedRole });
+  const issued = issueSession({ sessionKey: api.sts.sessionKey, subject: sub, claims, expiresAt, now, assumedRole, keyRef: keyRefOf(claims) });
   if (issued.kind === "error") {
     ctx.svc.metrics.auth("invalid");
     return fail(issued.expired === true ? stsError("ExpiredTokenException", "Token expired") : stsError("InvalidIdentityToken", `The web identity token cannot become a session: ${issued.message}`));

@@ -7,7 +7,8 @@
  *   accessKeyId     = "ASIA" + base32(HMAC(key, "akid\n" + sealed))[0..16)      (20 chars, as AWS)
  *   secretAccessKey = base64(HMAC(key, "secret\n" + sealed))[0..40)            (40 chars, as AWS)
  *
- * The payload is { sub, iat, exp, jti, claims, arn?, rid? }, encrypted (arn and rid: the session's
+ * The payload is { sub, iat, exp, jti, claims, arn?, rid?, key? }, encrypted (key: the keyRef of
+ * the key that verified the web identity token, so the session ends when that key is removed; arn and rid: the session's
  * AssumedRoleUser Arn and AssumedRoleId, which GetCallerIdentity answers; tokens issued before they
  * were kept have neither): a session token travels in presigned
  * URLs (browser history, proxies' and CDNs' logs, Referer), and the claims of the token it came
@@ -66,6 +67,8 @@ export interface SessionPrincipal {
   sessionId: string;
   /** The AssumedRoleUser it was issued as (absent from tokens issued before it was kept). */
   assumedRole?: AssumedRole;
+  /** The keyRef of the key its web identity token was verified with (absent from tokens issued before it was kept). */
+  keyRef?: string;
 }
 
 /** AssumeRoleWithWebIdentity's AssumedRoleUser: its Arn and AssumedRoleId. */
@@ -143,6 +146,8 @@ export function issueSession(input: {
   expiresAt: number;
   now: number;
   assumedRole?: AssumedRole;
+  /** The keyRef of the key that verified the token (Authenticator keyRefOf). */
+  keyRef?: string;
 }): SessionCredentials | { kind: "error"; message: string; expired?: true } {
   checkKey(input.sessionKey);
   if (utf8.encode(input.subject).byteLength > MAX_SUBJECT_BYTES) {
@@ -161,8 +166,9 @@ export function issueSession(input: {
   const exp = Math.floor(input.expiresAt / 1000);
   if (!(exp > iat)) return { kind: "error", message: "the session would already be expired", expired: true };
   const jti = Buffer.from(crypto.getRandomValues(new Uint8Array(12))).toString("base64url");
+  const key = input.keyRef === undefined ? "" : ',"key":' + JSON.stringify(input.keyRef);
   const sealed = (role: string) => {
-    const payload = seal(input.sessionKey, '{"sub":' + JSON.stringify(input.subject) + ',"iat":' + iat + ',"exp":' + exp + ',"jti":"' + jti + '","claims":' + claimsJson + role + "}");
+    const payload = seal(input.sessionKey, '{"sub":' + JSON.stringify(input.subject) + ',"iat":' + iat + ',"exp":' + exp + ',"jti":"' + jti + '","claims":' + claimsJson + key + role + "}");
     return { payload, sessionToken: TOKEN_PREFIX + payload + "." + Buffer.from(hmac(input.sessionKey, "token", payload)).toString("base64url") };
   };
   const role = input.assumedRole === undefined ? "" : ',"arn":' + JSON.stringify(input.assumedRole.arn) + ',"rid":' + JSON.stringify(input.assumedRole.id);
@@ -209,7 +215,7 @@ export function verifySessionToken(
   if (a.byteLength !== b.byteLength || !timingSafeEqual(a, b)) {
     return s3Error("InvalidAccessKeyId", undefined, { AWSAccessKeyId: accessKeyId.slice(0, 128) });
   }
-  let body: { sub?: unknown; iat?: unknown; exp?: unknown; jti?: unknown; claims?: unknown; arn?: unknown; rid?: unknown };
+  let body: { sub?: unknown; iat?: unknown; exp?: unknown; jti?: unknown; claims?: unknown; arn?: unknown; rid?: unknown; key?: unknown };
   const json = sealed ? unseal(sessionKey, payload) : Buffer.from(payload, "base64url").toString("utf8");
   if (json === undefined) return invalidToken();
   try {
@@ -217,7 +223,7 @@ export function verifySessionToken(
   } catch {
     return invalidToken(); // cannot happen for a token we signed; kept as a guard
   }
-  const { sub, iat, exp, jti, claims, arn, rid } = body;
+  const { sub, iat, exp, jti, claims, arn, rid, key } = body;
   if (typeof sub !== "string" || typeof iat !== "number" || typeof exp !== "number" || typeof jti !== "string" ||
     typeof claims !== "object" || claims === null || Array.isArray(claims)) {
     return invalidToken();
@@ -234,5 +240,6 @@ export function verifySessionToken(
     sessionId: jti,
   };
   if (typeof arn === "string" && typeof rid === "string") principal.assumedRole = { arn, id: rid };
+  if (typeof key === "string") principal.keyRef = key;
   return principal;
 }
