@@ -15,6 +15,7 @@ setDefaultTimeout(30_000);
 const SECRET = "e2e-hostile-secret-0123456789abcdef";
 const CREDS = { accessKeyId: "AKIAE2EHOSTILE", secretAccessKey: "e2e-hostile-secret" };
 const BODY = "hostile body\n";
+const KEY512 = "e2e-hostile-hs512-key-0123456789abcdef";
 
 let s3: S3Fixture, px: ProxyProcess, opa: OpaServer;
 
@@ -36,6 +37,7 @@ jwt:
   enabled: true
   algorithm: HS256
   secret: "${SECRET}"
+  keys: [{ id: k512, algorithm: HS512, secret: "${KEY512}" }]
   leeway_seconds: 0
   max_token_bytes: 60000
 buckets:
@@ -65,5 +67,32 @@ describe("claims nested deep", () => {
     const ok = await fetch(px.url("/opa/docs/a.txt"), { headers: bearer(await hs(good({ org: { team: { unit: ["x"] } } }))) });
     expect(ok.status).toBe(200);
     expect(await ok.text()).toBe(BODY);
+  });
+});
+
+describe("hostile headers and timing claims (jose-made tokens)", () => {
+  test("jku, x5u, an embedded jwk and a kid naming a path are ignored (the configured secret decides); crit is refused; nbf in the future and exp exactly now are refused", async () => {
+    const status = async (token: string) => {
+      const res = await fetch(px.url("/priv/docs/a.txt"), { headers: bearer(token) });
+      const body = res.status === 200 ? await res.text() : (await json(res)).message;
+      return `${res.status} ${body}`;
+    };
+    const withHeader = (header: Record<string, unknown>, key = SECRET) => sign(good(), { alg: "HS256", key, header });
+    for (const header of [{ jku: "http://127.0.0.1:1/jwks.json" }, { x5u: "http://127.0.0.1:1/cert.pem" }, { jwk: { kty: "oct", k: "AAAA" } }, { kid: "../../../../../dev/null" }])
+      expect({ header, got: await status(await withHeader(header)) }).toEqual({ header, got: `200 ${BODY}` });
+    // signed with what those headers point at (an attacker's key, an empty file's contents): refused
+    for (const header of [{ jku: "http://127.0.0.1:1/jwks.json" }, { kid: "../../../../../dev/null" }])
+      expect(await status(await withHeader(header, "attacker-key-0123456789abcdef0123"))).toBe("401 signature verification failed");
+    expect(await status(hmacToken({ alg: "HS256", crit: ["exp"] }, good(), SECRET))).toStartWith("401 unsupported token header: crit");
+    expect(await status(await hs(good({ nbf: nowSec() + 60 })))).toBe("401 token not valid yet (nbf)");
+    expect(await status(await hs(good({ exp: nowSec() })))).toBe("401 token expired");
+  });
+
+  test("jwt.secret (HS256) does not verify a token whose header says HS512, the algorithm of a jwt.keys entry; that entry's own key does", async () => {
+    for (const kid of [null, "k512"]) {
+      const res = await fetch(px.url("/priv/docs/a.txt"), { headers: bearer(await sign(good(), { alg: "HS512", key: SECRET, kid })) });
+      expect({ kid, status: res.status, message: (await json(res)).message }).toEqual({ kid, status: 401, message: "signature verification failed" });
+    }
+    for (const kid of [null, "k512"]) expect((await fetch(px.url("/priv/docs/a.txt"), { headers: bearer(await sign(good(), { alg: "HS512", key: KEY512, kid })) })).status).toBe(200);
   });
 });
