@@ -3,7 +3,7 @@
  *
  *   cache_layers: [memory, disk, redis]     fastest first, any subset in this order
  *   memory: { max_item_size_mb, max_cache_size_mb, default_ttl_seconds }
- *   disk:   { path, max_disk_size_mb, max_item_size_mb, fsync }
+ *   disk:   { path, max_disk_size_mb, max_item_size_mb, fsync, verify_at_start }
  *   redis:  { url, key_prefix, max_item_size_mb, connect_timeout_ms, operation_timeout_ms }
  *
  * The memory layer always exists (so a reload can enable the cache); disk and Redis exist only
@@ -127,7 +127,7 @@ export function buildLayers(cfg: CacheConfig, deps: CacheDeps): CacheLayer[] {
       if (name === "memory") layers.push(new MemoryLayer(mb(cfg.memory.max_cache_size_mb), mb(cfg.memory.max_item_size_mb)));
       else if (name === "disk" && cfg.disk) {
         const d = cfg.disk;
-        layers.push(new DiskLayer({ dir: diskDir(d, deps), maxBytes: Math.floor(mb(d.max_disk_size_mb) / share), maxItemBytes: mb(d.max_item_size_mb), fsync: d.fsync, log: deps.log, share, instance: deps.instance, stores: deps.stores }));
+        layers.push(new DiskLayer({ dir: diskDir(d, deps), maxBytes: Math.floor(mb(d.max_disk_size_mb) / share), maxItemBytes: mb(d.max_item_size_mb), fsync: d.fsync, verify: d.verify_at_start, log: deps.log, share, instance: deps.instance, stores: deps.stores }));
       } else if (name === "redis" && cfg.redis) {
         const r = cfg.redis;
         layers.push(

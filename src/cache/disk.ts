@@ -59,6 +59,8 @@ export interface DiskLayerOptions {
   maxBytes: number;
   maxItemBytes: number;
   fsync?: boolean;
+  /** Check the files found at start against their CRC-32 (in the background, and before each one's first hit); default true. */
+  verify?: boolean;
   log?: DiskLogger | undefined;
   /** Processes sharing the configured budget (maxBytes is already this process's part). */
   share?: number;
@@ -226,6 +228,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   private fullUntil = 0;
   private maxItemBytes: number;
   private readonly fsync: boolean;
+  private readonly verify: boolean;
   private readonly log: DiskLogger | undefined;
   /** A file remove() could neither delete nor mark: tried again later (undeleted). */
   private keepDeleting(file: string): void {
@@ -281,6 +284,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     this.maxBytes = opts.maxBytes;
     this.maxItemBytes = opts.maxItemBytes;
     this.fsync = opts.fsync ?? false;
+    this.verify = opts.verify ?? true;
     this.log = opts.log;
     this.positionFile = positionFileOf(opts.instance);
     this.instance = opts.instance;
@@ -332,7 +336,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     const tooLarge = kept.filter((f) => f.size > this.maxItemBytes);
     for (const f of tooLarge) await unlink(f.file).catch(() => {});
     const fitting = tooLarge.length === 0 ? kept : kept.filter((f) => f.size <= this.maxItemBytes);
-    for (const f of fitting) this.insert(f.key, f, true, 0, f.trailer > 0);
+    for (const f of fitting) this.insert(f.key, f, true, 0, this.verify && f.trailer > 0);
     this.restored = fitting.length;
     await this.evictDown().catch(() => {}); // `ready` never rejects: lookups wait on it
     this.log?.info("disk cache index rebuilt", {
@@ -345,7 +349,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       temporary_removed: r.tempsRemoved,
       ms: Math.round(performance.now() - started),
     });
-    void this.checkRestored();
+    if (this.verify) void this.checkRestored();
   }
 
   /**

@@ -378,6 +378,8 @@ export const DiskCacheSchema = z
     max_item_size_mb: z.number().positive().optional(),
     /** fsync each object before it becomes visible (survives power loss; a flush per fill). */
     fsync: z.boolean().default(false),
+    /** Check the files found at start against their CRC-32 (bit rot): a start then reads the folder once. */
+    verify_at_start: z.boolean().default(true),
   })
   .transform((d) => ({ ...d, max_item_size_mb: d.max_item_size_mb ?? Math.min(1024, d.max_disk_size_mb) }));
 

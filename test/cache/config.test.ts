@@ -40,7 +40,7 @@ describe("validation", () => {
       disk: { path: "/var/cache/yatagarasu", max_disk_size_mb: 10240, max_item_size_mb: 1024 },
       redis: { url: "redis://cache.internal:6379/2", key_prefix: "yatagarasu:", max_item_size_mb: 10, connect_timeout_ms: 500 },
     });
-    expect(c.disk).toEqual({ path: "/var/cache/yatagarasu", max_disk_size_mb: 10240, max_item_size_mb: 1024, fsync: false });
+    expect(c.disk).toEqual({ path: "/var/cache/yatagarasu", max_disk_size_mb: 10240, max_item_size_mb: 1024, fsync: false, verify_at_start: true });
     expect(c.redis).toEqual({ url: "redis://cache.internal:6379/2", key_prefix: "yatagarasu:", max_item_size_mb: 10, connect_timeout_ms: 500, operation_timeout_ms: 500 });
     expect(CacheSchema.parse({ cache_layers: ["redis"], redis: { url: "rediss://:pw@h:6380" } }).redis!.key_prefix).toBe("yatagarasu:");
   });
@@ -166,7 +166,7 @@ describe("restart and folders", () => {
   });
 
   test("a relative path is relative to the config file's folder; workers get their own folder", () => {
-    const disk = { path: "cache", max_disk_size_mb: 100, max_item_size_mb: 10, fsync: false };
+    const disk = { path: "cache", max_disk_size_mb: 100, max_item_size_mb: 10, fsync: false, verify_at_start: true };
     expect(diskDir(disk, { baseDir: "/etc/yata" })).toBe("/etc/yata/cache");
     expect(diskDir({ ...disk, path: "/var/c" }, { baseDir: "/etc/yata", share: 4, worker: 2 })).toBe("/var/c/worker-2");
     expect(diskDir({ ...disk, path: "/var/c" }, { share: 4, worker: undefined })).toBe("/var/c/worker-0");

@@ -741,6 +741,24 @@ describe("never wrong bytes", () => {
     expect(await bodyOf(await d2.get("b/rotten"))).toEqual(bytesOf(100_000));
   });
 
+  test("verify_at_start: false checks nothing at start (a large folder is not read through; served as written, as before the CRC)", async () => {
+    const dir = freshDir();
+    const d1 = await open(dir);
+    await d1.put(obj("b/rotten", 100_000));
+    await d1.close();
+    const f = files(dir)[0]!;
+    const bytes = readFileSync(f);
+    bytes[bytes.byteLength - 50_000] ^= 0x10;
+    writeFileSync(f, bytes);
+    const d2 = new DiskLayer({ dir, maxBytes: 64 << 20, maxItemBytes: 16 << 20, verify: false });
+    await d2.ready;
+    const served = await bodyOf(await d2.get("b/rotten"));
+    expect(served.byteLength).toBe(100_000);
+    expect(served).not.toEqual(bytesOf(100_000));
+    expect(d2.errors()).toBe(0);
+    await d2.close();
+  });
+
   test("an object file replaced by a symbolic link (to a file outside of the same size) is a miss, never its target's bytes", async () => {
     const dir = freshDir();
     const d = await open(dir);
