@@ -66,7 +66,7 @@ test("dashboard covers requests, errors and latency by bucket, cache layers, ups
   for (const needed of [
     /sum by \(bucket\) \(rate\(yatagarasu_http_requests_total/,
     /status=~"5\.\."/,
-    /histogram_quantile\(0\.99, sum by \(bucket, le\) \(rate\(yatagarasu_http_request_duration_seconds_bucket/,
+    /histogram_quantile\(0\.99, sum by \(bucket, method, le\) \(rate\(yatagarasu_http_request_duration_seconds_bucket/,
     /sum by \(layer\) \(rate\(yatagarasu_cache_layer_hits_total/,
     /sum by \(layer\) \(rate\(yatagarasu_cache_layer_evictions_total/,
     /yatagarasu_s3_request_duration_seconds_bucket/,
@@ -128,4 +128,21 @@ test("dashboard: $bucket lists every configured bucket, an idle one (no request 
   expect(m?.[1]).toBeDefined();
   const text = new Metrics({ version: "t", buckets: ["idle"], processMetrics: false }).render();
   expect(text.split("\n").filter((l) => l.startsWith(`${m![1]}{`) && l.includes('bucket="idle"'))).toHaveLength(1);
+});
+
+test("dashboard: the 5xx ratios count what YatagarasuHighErrorRatio counts (no 501 NotImplemented, no 503 telling the client to slow down) over the same buckets", () => {
+  const alert = rules.find((r) => r.alert === "YatagarasuHighErrorRatio")!.expr;
+  const fiveXx = dashboardQueries(dash).filter((q) => /status=~"5\.\."/.test(q.expr));
+  expect(fiveXx.map((q) => q.panel).sort()).toEqual(["5xx ratio", "Error ratio by bucket"]);
+  // The alert's ratio with its grouping taken out, and the dashboard's with its variables (All): the same query.
+  const strip = (e: string) =>
+    e.replace(/sum by \([^)]*\)/g, "sum").replace(/instance=~"\.\*",bucket=~"\.\*",/g, "").replace(/\[[^\]]+\]/g, "[w]").replace(/\s+/g, "");
+  const ratio = strip(alert.slice(0, alert.lastIndexOf(") > 0.05") + 1));
+  for (const q of fiveXx) expect([q.panel, strip(q.expr)]).toEqual([q.panel, ratio]);
+});
+
+test("dashboard: latency from yatagarasu_http_request_duration_seconds is shown by method or for GET alone, never an upload's time mixed into a download's", () => {
+  const latency = dashboardQueries(dash).filter((q) => q.expr.includes("yatagarasu_http_request_duration_seconds_bucket"));
+  expect(latency.length).toBeGreaterThan(0);
+  for (const q of latency) expect([q.panel, /sum by \([^)]*\bmethod\b[^)]*\)|method="GET"/.test(q.expr)]).toEqual([q.panel, true]);
 });
