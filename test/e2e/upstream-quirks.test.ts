@@ -284,6 +284,24 @@ describe("an S3-front listing that is not XML (a document cut short behind a 200
   });
 });
 
+describe("an S3-front encoding-type=url listing whose last key is not %-encoded right (the upstream's fault)", () => {
+  test("is InternalError naming the upstream's listing, never the proxy's own crash; the plain front's folder index is a 502", async () => {
+    const p = await startProxy({ engine: "bun", client: "auto" });
+    for (const startAfter of [undefined, "badpct/0"]) {
+      const query: Record<string, string> = { "list-type": "2", prefix: "badpct/", "encoding-type": "url", ...(startAfter === undefined ? {} : { "start-after": startAfter }) };
+      const r = await p.s3("GET", "/nc", { query });
+      const xml = await r.text();
+      expect({ startAfter, status: r.status }).toEqual({ startAfter, status: 500 });
+      expect(xml).toContain("<Code>InternalError</Code>");
+      expect(xml).toContain("<Message>The upstream sent a listing that cannot be read</Message>");
+      expect(xml).not.toContain("bad-pct-next");
+    }
+    const plain = await fetch(p.main("/nc/badpct/"));
+    expect(plain.status).toBe(502);
+    await plain.body?.cancel();
+  });
+});
+
 describe("an S3-front listing written with a namespace prefix (<s3:ListBucketResult xmlns:s3=...>)", () => {
   test("names the proxy bucket and masks the owner as an unprefixed one does (V1, V2, versions)", async () => {
     const p = await startProxy({ engine: "bun", client: "auto" });

@@ -10,6 +10,7 @@
  * so a bad one never costs an upstream request, as is a V2 continuation token (the proxy's own:
  * list-token.ts). An upstream 400 is relayed with its code; anything else is mapped like an object error.
  */
+import { ProxyError } from "../../errors.ts";
 import { readUpstreamCapped } from "../../http/read-capped.ts";
 import { errorFromResponse } from "../../s3/errors.ts";
 import { listObjectsV1, listObjectsV1Params, listObjectsV2, listObjectsV2Params, listObjectVersions, listObjectVersionsParams, OPTIONAL_OBJECT_ATTRIBUTES } from "../../s3/operations/index.ts";
@@ -200,7 +201,16 @@ function lastChildText(xml: string, entry: RegExp, name: string): string | undef
 /** The page's last entry: its last key, or its last common prefix. */
 function lastEntry(xml: string, encoded: boolean): LastEntry | undefined {
   // (leniently: S3 writes a key's characters XML 1.0 does not allow as references, &#x1;)
-  const decode = (s: string) => (encoded ? s3UrlDecode(decodeEntities(s, true)) : decodeEntities(s, true));
+  // A broken escape in an encoded key (%ZZ, a cut UTF-8 sequence) is the upstream's fault, as on the
+  // plain front: it was the proxy's own InternalError (a URIError thrown here).
+  const decode = (s: string) => {
+    if (!encoded) return decodeEntities(s, true);
+    try {
+      return s3UrlDecode(decodeEntities(s, true));
+    } catch (err) {
+      throw new ProxyError("BadGateway", { detail: "The upstream sent a listing that cannot be read", cause: err });
+    }
+  };
   const key = lastChildText(xml, CONTENTS, "Key");
   const prefix = lastChildText(xml, COMMON_PREFIXES, "Prefix");
   const k = key === undefined ? undefined : { after: decode(key), past: false };
