@@ -31,6 +31,7 @@
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:crypto";
 import type { BucketConfig } from "../../config/schema.ts";
+import { ProxyError } from "../../errors.ts";
 
 const MAGIC = 0x59;
 const VERSION = 2;
@@ -105,11 +106,16 @@ const HEAD = Buffer.from([MAGIC, VERSION]);
 const HEAD_1 = Buffer.from([MAGIC, VERSION_1]);
 const bound = (b: ListBinding) => Buffer.from(JSON.stringify([b.bucket, b.prefix, b.delimiter]), "utf8");
 
+/** Longest field (its length is 2 bytes). */
+const MAX_FIELD_BYTES = 0xffff;
+
 function field(s: string): Buffer {
   const bytes = Buffer.from(s, "utf8");
+  // (never cut short: a token resuming elsewhere than the page's end; nextToken keeps within it)
+  if (bytes.length > MAX_FIELD_BYTES) throw new RangeError(`a list token field of ${bytes.length} bytes`);
   const len = Buffer.alloc(2);
-  len.writeUInt16BE(Math.min(bytes.length, 0xffff));
-  return Buffer.concat([len, bytes.subarray(0, 0xffff)]);
+  len.writeUInt16BE(bytes.length);
+  return Buffer.concat([len, bytes]);
 }
 
 export function issueToken(cfg: BucketConfig, b: ListBinding, t: ListToken): string {
@@ -123,10 +129,17 @@ export function issueToken(cfg: BucketConfig, b: ListBinding, t: ListToken): str
 /**
  * The token of a page replica `served` answered with NextContinuationToken `upstream`: it resumes
  * after the page's `last` entry, or (a page without entries) at `earlier` (where the page started).
+ * An entry, or an upstream token needed to resume, over 64 KiB (S3's keys are at most 1 KiB, its
+ * tokens far shorter) cannot be carried whole: the page is the upstream's failure (it was cut
+ * short, and the next page resumed elsewhere).
  */
 export function nextToken(cfg: BucketConfig, b: ListBinding, served: string, upstream: string, last: LastEntry | undefined, earlier: LastEntry): string {
   const at = last ?? earlier;
-  const keep = last === undefined || Buffer.byteLength(upstream, "utf8") <= KEEP_UPSTREAM_BYTES;
+  const upstreamBytes = Buffer.byteLength(upstream, "utf8");
+  const keep = last === undefined || upstreamBytes <= KEEP_UPSTREAM_BYTES;
+  if ((keep && upstreamBytes > MAX_FIELD_BYTES) || Buffer.byteLength(at.after, "utf8") > MAX_FIELD_BYTES) {
+    throw new ProxyError("BadGateway", { detail: "The upstream's listing cannot be resumed: an entry or its continuation token is over 64 KiB" });
+  }
   return issueToken(cfg, b, { replica: served, upstream: keep ? upstream : "", after: at.after, past: at.past });
 }
 

@@ -94,3 +94,24 @@ test("an upstream token longer than 256 bytes is left out when the page has a la
   expect(readToken(cfg("s1"), binding, nextToken(cfg("s1"), binding, "one", "short", last, earlier))).toEqual({ replica: "one", upstream: "short", ...last });
   expect(readToken(cfg("s1"), binding, nextToken(cfg("s1"), binding, "one", long, undefined, earlier))).toEqual({ replica: "one", upstream: long, ...earlier });
 });
+
+test("a field over 65,535 bytes is never cut short: an upstream token that long is left out when the page has a last entry, else the page is the upstream's failure (BadGateway), as is a last entry that long", () => {
+  const { ProxyError } = require("../../../src/errors.ts") as typeof import("../../../src/errors.ts");
+  const huge = "T".repeat(70_000);
+  const last = { after: "k/1", past: false };
+  const earlier = { after: "k/0", past: false };
+  expect(readToken(cfg("s1"), binding, nextToken(cfg("s1"), binding, "one", huge, last, earlier))).toEqual({ replica: "one", upstream: "", ...last });
+  const refused = (f: () => unknown) => {
+    try {
+      f();
+    } catch (err) {
+      return err instanceof ProxyError ? err.code : String(err);
+    }
+    return "issued";
+  };
+  // (it was issued with the upstream token or the key cut to 65,535 bytes: the next page asked for another one)
+  expect(refused(() => nextToken(cfg("s1"), binding, "one", huge, undefined, earlier))).toBe("BadGateway");
+  expect(refused(() => nextToken(cfg("s1"), binding, "one", "short", { after: "k/" + "é".repeat(35_000), past: false }, earlier))).toBe("BadGateway");
+  expect(refused(() => issueToken(cfg("s1"), binding, { ...t, after: "x".repeat(65_536) }))).not.toBe("issued");
+  expect(readToken(cfg("s1"), binding, issueToken(cfg("s1"), binding, { ...t, after: "x".repeat(65_535) }))).toEqual({ ...t, after: "x".repeat(65_535) });
+});
