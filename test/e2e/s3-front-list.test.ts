@@ -142,6 +142,17 @@ describe("ListObjectsV2", () => {
     }
     expect(await raw("/data/", { "list-type": "2", "max-keys": "0" + "2147483648" })).toMatchObject({ status: 400, code: "InvalidArgument" });
   });
+
+  test("an empty max-keys is as if none were given, as MinIO, Ceph RGW and versitygw read it: the default page (1000), on V2, V1 and versions; the upstream gets none", async () => {
+    // It was refused 400 InvalidArgument ("Provided max-keys not an integer...").
+    const seen: string[] = [];
+    for (const op of [{ "list-type": "2" }, {}, { versions: "" }] as Array<Record<string, string>>) {
+      env.mark();
+      const r = await raw("/data/", { ...op, "max-keys": "" });
+      seen.push(`${JSON.stringify(op)} ${r.status} ${/<MaxKeys>(\d+)</.exec(r.body)?.[1]} ${env.upstreamCalls().map((c) => c.query["max-keys"] ?? "none")}`);
+    }
+    expect(seen).toEqual(['{"list-type":"2"} 200 1000 none', "{} 200 1000 none", '{"versions":""} 200 1000 none']);
+  });
 });
 
 describe("x-amz-optional-object-attributes", () => {

@@ -36,7 +36,8 @@ const NEGATIVE = /^-\d{1,10}$/;
 
 function checkParams(q: URLSearchParams, op: "ListObjects" | "ListObjectsV2" | "ListObjectVersions"): void {
   const maxKeys = q.get("max-keys");
-  if (maxKeys !== null && (!MAX_KEYS.test(maxKeys) || Number(maxKeys) > 2147483647)) {
+  // (an empty one is none: the default page, as MinIO, Ceph RGW and versitygw read it; not sent upstream)
+  if (maxKeys !== null && maxKeys !== "" && (!MAX_KEYS.test(maxKeys) || Number(maxKeys) > 2147483647)) {
     // S3 words an integer it read but that is below 0 apart from a value that is no integer (ListObjects V1 and V2)
     if (op !== "ListObjectVersions" && NEGATIVE.test(maxKeys) && Number(maxKeys) < 0 && Number(maxKeys) >= -2147483648) {
       throw s3Fail(s3Error("InvalidArgument", "Argument maxKeys must be an integer between 0 and 2147483647", { ArgumentName: "maxKeys", ArgumentValue: maxKeys }));

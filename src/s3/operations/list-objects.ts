@@ -108,10 +108,11 @@ export function listObjectVersions(upstream: BucketUpstream, p: ListObjectVersio
   });
 }
 
-/** max-keys as the upstream gets it: digits as their number ("0002" is 2: S3 parses an integer), anything else as sent. */
+/** max-keys as the upstream gets it: digits as their number ("0002" is 2: S3 parses an integer), empty as none, anything else as sent. */
 function maxKeysOf(q: URLSearchParams): string | undefined {
   const v = q.get("max-keys");
-  return v !== null && /^\d+$/.test(v) && v.length > 1 && v.startsWith("0") ? String(Number(v)) : (v ?? undefined);
+  if (v === null || v === "") return undefined;
+  return /^\d+$/.test(v) && v.length > 1 && v.startsWith("0") ? String(Number(v)) : v;
 }
 
 /** The ListObjectVersions parameters of a client's query string (only those; the rest is ignored). */
