@@ -19,7 +19,7 @@ import type { Config } from "./config/load.ts";
 import { createMainHandler } from "./fronts/index.ts";
 import type { Handler } from "./proxy/runner.ts";
 import { BUN_LISTENER_IDLE_SECONDS, LISTENER_SLOW_BYTES_PER_SECOND, markJsBody, markPeer } from "./http/framed-body.ts";
-import { rawSegmentPatterns, rawTargetFor } from "./http/raw-target.ts";
+import { fallbackRewritten, rawSegmentPatterns, rawTargetFor } from "./http/raw-target.ts";
 import { resolveConfigPath } from "./config/validate.ts";
 import { NODE_IDLE_MS, plainErrorAnswer, writeNodeResponse, type ErrorAnswer } from "./server/node-response.ts";
 import { outOfDescriptors, ProxyError, toProxyError } from "./errors.ts";
@@ -124,16 +124,13 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
   const answer = (srv: Bun.Server<undefined>, res: Response | Promise<Response>): Response | Promise<Response> =>
     retired.size === 0 || !retired.has(srv) ? res : res instanceof Promise ? res.then(withConnectionClose) : withConnectionClose(res);
   const routes = Object.fromEntries(
-    rawSegmentPatterns().map((p) => {
-      const slash = p.endsWith("/");
-      return [
-        p,
-        (req: Bun.BunRequest, srv: Bun.Server<undefined>) => {
-          if (req.method === "PUT" || req.method === "POST") markPeer(req, srv);
-          return answer(srv, closeAsAsked(req, expectGuard(req, handle(req, undefined, rawTargetFor(req.url, req.params as Record<string, string>, slash)))));
-        },
-      ];
-    }),
+    rawSegmentPatterns().map(({ pattern, trailingSlash, empty }) => [
+      pattern,
+      (req: Bun.BunRequest, srv: Bun.Server<undefined>) => {
+        if (req.method === "PUT" || req.method === "POST") markPeer(req, srv);
+        return answer(srv, closeAsAsked(req, expectGuard(req, handle(req, undefined, rawTargetFor(req.url, req.params as Record<string, string>, trailingSlash, empty)))));
+      },
+    ]),
   );
   const serve = (port: number, tls: TlsMaterial | undefined): Bun.Server<undefined> =>
     Bun.serve({
@@ -151,7 +148,7 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
       routes,
       fetch(req, srv) {
         if (req.method === "PUT" || req.method === "POST") markPeer(req, srv);
-        return answer(srv, closeAsAsked(req, expectGuard(req, handle(req))));
+        return answer(srv, closeAsAsked(req, expectGuard(req, handle(req, undefined, fallbackRewritten(req.url)))));
       },
       error(err) {
         // A file body (a disk-cache hit) is opened by Bun once the answer is under way: with no

@@ -15,21 +15,57 @@
  *   key is the one the client sent (`a\b`), encoded toward S3 like any other character;
  * - otherwise (nearly always) nothing is rebuilt: the URL is what the client sent.
  *
- * Not covered: targets with an empty segment (`//`) or deeper than MAX_DEPTH segments take Bun's
- * fallback `fetch` without parameters (README Known limits).
+ * A target with one empty segment (`/b//../k`, `//..`) has routes of its own (`/:s0//:s2`, `//:s1`,
+ * ...): Bun resolved `/b//../k` to `/b/k`, served as that key (node refused the `..`), and `//..`
+ * to `/`, a ListBuckets. Not covered: targets with two or more empty segments or deeper than
+ * MAX_DEPTH segments take Bun's fallback `fetch` without parameters (README Known limits); there,
+ * a URL with at most one empty segment and MAX_DEPTH segments (fallbackRewritten) was shortened by
+ * dot segments (it would have matched a route as sent), and is refused as one.
  */
 
 export const MAX_DEPTH = 32;
 
-/** `/:s0`, `/:s0/`, `/:s0/:s1`, ... — the route patterns that expose raw segments. */
-export function rawSegmentPatterns(): string[] {
-  const out: string[] = [];
-  let p = "";
-  for (let i = 0; i < MAX_DEPTH; i++) {
-    p += `/:s${i}`;
-    out.push(p, `${p}/`);
+/** A route pattern exposing raw segments: `empty`, the position of its empty segment (-1: none). */
+export interface RawSegmentPattern {
+  pattern: string;
+  trailingSlash: boolean;
+  empty: number;
+}
+
+/** `/:s0`, `/:s0/`, `/:s0/:s1`, ... and each with one empty segment (`//:s1`, `/:s0//:s2`, `/:s0//`...). */
+export function rawSegmentPatterns(): RawSegmentPattern[] {
+  const out: RawSegmentPattern[] = [];
+  for (let depth = 1; depth <= MAX_DEPTH; depth++) {
+    for (let empty = -1; empty < depth; empty++) {
+      const p = "/" + Array.from({ length: depth }, (_, i) => (i === empty ? "" : `:s${i}`)).join("/");
+      // (an empty last segment is a trailing slash after the one before: `/:s0//`)
+      if (empty !== depth - 1) out.push({ pattern: p, trailingSlash: false, empty });
+      out.push({ pattern: `${p}/`, trailingSlash: true, empty });
+    }
   }
   return out;
+}
+
+/**
+ * Bun's fallback (no route matched) for a URL that was not sent as it is: the target to route on,
+ * refused as a dot segment (InvalidPath) as the node engine refuses what the client sent; undefined
+ * when the URL may be the client's (two or more empty segments, deeper than MAX_DEPTH, or `/`).
+ */
+export function fallbackRewritten(url: string): string | undefined {
+  const pathStart = url.indexOf("/", url.indexOf("://") + 3);
+  if (pathStart < 0) return undefined;
+  const q = url.indexOf("?", pathStart);
+  const path = q < 0 ? url.slice(pathStart) : url.slice(pathStart, q);
+  if (path === "/") return undefined;
+  let empties = 0;
+  let depth = 0;
+  for (let i = 0; i < path.length; i++) {
+    if (path.charCodeAt(i) !== 47) continue;
+    depth++;
+    if (path.charCodeAt(i + 1) === 47) empties++;
+  }
+  if (path.endsWith("/")) depth--;
+  return empties <= 1 && depth <= MAX_DEPTH ? `${path.endsWith("/") ? path.slice(0, -1) : path}/..${q < 0 ? "" : url.slice(q)}` : undefined;
 }
 
 function countBackslashes(s: string): number {
@@ -54,7 +90,7 @@ function countEncodedBackslashes(s: string): number {
  * what the client sent. The trailing slash comes from the pattern, never from Bun's URL: Bun
  * resolves `/b/a/..` to `/b/` and reads `/b/a\` as `/b/a/`, a slash the client never sent.
  */
-export function rawTargetFor(url: string, params: Record<string, string>, trailingSlash: boolean): string | undefined {
+export function rawTargetFor(url: string, params: Record<string, string>, trailingSlash: boolean, empty = -1): string | undefined {
   let dots = false;
   let backslashes = 0;
   for (const k in params) {
@@ -77,10 +113,11 @@ export function rawTargetFor(url: string, params: Record<string, string>, traili
   } catch {
     return url.slice(pathStart);
   }
-  // Bun orders the parameters by position (s0, s1, ...); sort to be safe.
+  // Bun orders the parameters by position (s0, s1, ...); sort to be safe. (The empty segment where the pattern has it.)
   const ordered = Object.keys(params)
     .sort((a, b) => Number(a.slice(1)) - Number(b.slice(1)))
     .map((k) => params[k]);
+  if (empty >= 0) ordered.splice(empty, 0, "");
   const trailing = trailingSlash ? "/" : "";
   return `/${ordered.map((s) => encodeSegment(s)).join("/")}${trailing}${q < 0 ? "" : url.slice(q)}`;
 }

@@ -8,6 +8,8 @@
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { connect } from "node:net";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { parseConfig } from "../../src/config/load.ts";
+import { listenS3 } from "../../src/server/s3-listener.ts";
 import { bucketYaml, startInProcess, type InProcessProxy } from "./harness.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
@@ -45,10 +47,14 @@ afterAll(async () => {
 // (a dot segment at the end too: Bun's URL resolves `/pub/a/..` to `/pub/`, with a slash the client never sent)
 const ESCAPES = ["/pub/../etc/passwd", "/pub/a/../../x", "/pub/%2e%2e/x", "/pub/%2E%2e/x", "/pub/.%2e/x", "/pub/./ok.txt", "/pub/a/..", "/pub/a/.", "/pub/a/b/..", "/pub/a/../"];
 const ENCODED = ["/pub/a%2F..%2Fb", "/pub/%00x", "/pub/a%0d%0ab", "/pub/%zz"];
+// With an empty segment (`//`) Bun.serve took its fallback, with the dot segments resolved: /pub//../ok.txt
+// was served as /pub/ok.txt, /pub//../../other/x routed to /other/x (node refused both). Two empty
+// segments are the fallback still: refused when the dot segments shortened the URL out of that form.
+const EMPTY_SEGMENT = ["/pub//../ok.txt", "/pub/a//..", "/pub//..", "//../pub/ok.txt", "/pub//%2e%2e/ok.txt", "/pub//x//../../ok.txt", "/pub//x//../../../pub/ok.txt"];
 
 for (const engine of ["node", "bun"]) {
   describe(`${engine} engine (routes on the raw request target)`, () => {
-    for (const t of [...ESCAPES, ...ENCODED]) test(`rejects ${t} with 400`, async () => expect(await rawGet(proxies[engine].port, t)).toBe(400));
+    for (const t of [...ESCAPES, ...ENCODED, ...EMPTY_SEGMENT]) test(`rejects ${t} with 400`, async () => expect(await rawGet(proxies[engine].port, t)).toBe(400));
     test("a plain key still works", async () => expect(await rawGet(proxies[engine].port, "/pub/ok.txt")).toBe(200));
     test("a literal backslash is a key character: /pub/dir\\file.txt is the key dir\\file.txt, not dir/file.txt", async () => {
       const r = await rawRequest(proxies[engine].port, "/pub/dir\\file.txt");
@@ -79,3 +85,26 @@ for (const engine of ["node", "bun"]) {
     });
   });
 }
+
+describe("the S3 front answers a dot segment after an empty one the same on both engines (S3's words)", () => {
+  test("//.. is InvalidURI, /pub//../ok.txt a key refused: on bun it was ListBuckets (403) and the object (200)", async () => {
+    const seen: string[] = [];
+    for (const engine of ["bun", "node"]) {
+      const yaml = `server: { address: 127.0.0.1, port: 0, engine: ${engine} }\nbuckets:\n${bucketYaml({ name: "pub", prefix: "/pub", bucket: "pub", endpoint: s3.endpoint })}s3_api: { enabled: true, address: 127.0.0.1, port: 0, region: us-east-1, credentials: [{ access_key_id: AKIDTRAVERSAL0001, secret_access_key: traversal-secret-0123456789abcdef, identity: t, buckets: { pub: [read, list] } }] }\n`;
+      const px = await startInProcess(yaml);
+      const front = (await listenS3(px.app, parseConfig(yaml)))!;
+      try {
+        for (const t of ["//..", "/pub//../ok.txt", "//../pub/ok.txt", "/pub/a//.."]) {
+          const r = await rawRequest(front.port, t);
+          seen.push(`${engine} ${t} ${r.status} ${/<Code>([^<]*)</.exec(r.body)?.[1]}`);
+        }
+      } finally {
+        await front.stop(true);
+        await px.stop();
+      }
+    }
+    const answers = (engine: string) => seen.filter((l) => l.startsWith(engine + " ")).map((l) => l.slice(engine.length + 1));
+    expect(answers("bun")).toEqual(answers("node"));
+    expect(answers("node")).toEqual(["//.. 400 InvalidURI", "/pub//../ok.txt 400 InvalidArgument", "//../pub/ok.txt 400 InvalidURI", "/pub/a//.. 400 InvalidArgument"]);
+  });
+});
