@@ -420,19 +420,20 @@ export { NODE_IDLE_MS };
  * The other way round, a Transfer-Encoding whose last coding is not `chunked` (a body of no
  * knowable length: 400 and close, RFC 9112 §6.3), which Bun.serve and the handed-over parser
  * refuse: the connections node:http accepts itself served it keep-alive (a PUT's 411, a GET
- * proxied), then swallowed what the client sent next, unanswered. So is a coding other than
- * `identity` before the `chunked` (`gzip, chunked`), which Bun.serve refuses too: node:http undid
- * the chunks only (a GET was served, a PUT's body read still gzipped).
+ * proxied), then swallowed what the client sent next, unanswered. So is any coding before the
+ * `chunked` (`gzip, chunked`), which Bun.serve refuses too: node:http undid the chunks only (a GET
+ * was served, a PUT's body read still gzipped); `identity, chunked` included (identity is no
+ * transfer coding since RFC 7230), which Bun.serve answers with its own 400 and node:http served.
  */
 export function wellFormedHead(req: Pick<http.IncomingMessage, "httpVersion" | "headers">): boolean {
   const te = req.headers["transfer-encoding"];
-  if (te !== undefined && !CHUNKED_LAST.test(te)) return false;
+  if (te !== undefined && !CHUNKED_ONLY.test(te)) return false;
   if (req.httpVersion === "1.0") return true;
   return req.httpVersion === "1.1" && req.headers.host !== undefined;
 }
 
-/** A Transfer-Encoding whose last coding is chunked, with none but identity before it. */
-const CHUNKED_LAST = /^(?:[ \t]*identity[ \t]*,)*[ \t]*chunked[ \t]*$/i;
+/** A Transfer-Encoding of chunked alone (what Bun.serve takes). */
+const CHUNKED_ONLY = /^[ \t]*chunked[ \t]*$/i;
 
 /** How long a new connection has for its first request head (Bun's node:http and Bun.serve: about 10 s). */
 const HEAD_DEADLINE_MS = 10_000;
