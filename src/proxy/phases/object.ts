@@ -258,12 +258,14 @@ export function respond(ctx: RequestContext, upstream: Response, method: ObjectM
     // The own client's answer, body already read whole: answered as it is, headers filtered in place.
     if (!keepPassedResponseHeaders(upstream.headers) && status !== 304) upstream.headers.set("content-type", UNTYPED_CONTENT_TYPE);
     if (range) dropChecksumHeaders(upstream.headers);
+    if (range && method === "HEAD") rangeLength(upstream.headers);
     if (method === "GET" && status !== 304) ctx.bytes = Number(upstream.headers.get("content-length") ?? 0);
     return upstream;
   }
   const headers = passResponseHeaders(upstream.headers, new Headers());
   if (status !== 304 && !headers.has("content-type")) headers.set("content-type", UNTYPED_CONTENT_TYPE);
   if (range) dropChecksumHeaders(headers);
+  if (range && method === "HEAD") rangeLength(headers);
   if (method === "HEAD" || status === 304) {
     upstream.body?.cancel().catch(() => {});
     return new Response(null, { status, headers });
@@ -273,6 +275,17 @@ export function respond(ctx: RequestContext, upstream: Response, method: ObjectM
   if (bufferUpstreamBody(length, ctx.rt.config.server.buffer_threshold_bytes)) return respondBuffered(ctx, upstream, status, headers, length);
   if (upstream.body === null) return new Response(null, { status, headers });
   return new Response(meteredBody(ctx, upstream.body, length), { status, headers });
+}
+
+/**
+ * A HEAD's 206 whose upstream sent no length (its HEAD answered chunked): the length its GET would
+ * send, the range's (RFC 9110 §8.6), from the Content-Range. Without one, the bun engine said
+ * `Transfer-Encoding: chunked` (server.ts headAnswer) where the range's bytes are known.
+ */
+function rangeLength(headers: Headers): void {
+  if (headers.has("content-length")) return;
+  const m = /^bytes (\d{1,15})-(\d{1,15})\//.exec(headers.get("content-range") ?? "");
+  if (m !== null && Number(m[2]) >= Number(m[1])) headers.set("content-length", String(Number(m[2]) - Number(m[1]) + 1));
 }
 
 /**
