@@ -283,7 +283,10 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
   // bare 431 where the bun engine, whose listener takes heads up to its own limit, has the proxy
   // answer 414 (the proxy counts header fields against max_header_size itself, guard.ts).
   const maxHeaderSize = Math.max(cfg.server.security_limits.max_header_size + 1024, listenerHeaderLimit());
-  const server = http.createServer({ maxHeaderSize }, (req, res) => {
+  // requireHostHeader off: Bun's node:http answered an HTTP/1.1 request without Host itself, a 400
+  // chunked (Transfer-Encoding: chunked and a 0 chunk); wellFormedHead refuses it here instead, as
+  // for a connection handed over (400, Content-Length: 0, close).
+  const server = http.createServer({ maxHeaderSize, requireHostHeader: false }, (req, res) => {
     const abort = new AbortController();
     res.on("close", () => {
       if (!res.writableFinished) abort.abort();

@@ -90,3 +90,16 @@ for (const engine of ["bun", "node"]) {
     }
   });
 }
+
+for (const engine of ["bun", "node"])
+  test(`${engine} engine, both fronts: an HTTP/1.1 request without Host is 400, not chunked, and the connection closed (node: Content-Length: 0); HTTP/1.0 needs none`, async () => {
+    // (the node engine's was Bun's node:http's own, chunked: Transfer-Encoding: chunked and a 0 chunk;
+    // the bun engine's is Bun.serve's own, before any handler: no length, ended by the close)
+    for (const port of [Number(new URL(proxies[engine].url("/")).port), fronts[engine].port]) {
+      const got = await raw(port, "GET /h/a.txt HTTP/1.1\r\n\r\n", 5_000);
+      const head = got.slice(0, got.indexOf("\r\n\r\n")).toLowerCase().split("\r\n");
+      expect({ status: status(got), length: head.includes("content-length: 0"), chunked: head.some((l) => l.startsWith("transfer-encoding")), close: head.includes("connection: close") }).toEqual({ status: 400, length: engine === "node", chunked: false, close: true });
+    }
+    const old = await raw(Number(new URL(proxies[engine].url("/")).port), "GET /h/a.txt HTTP/1.0\r\n\r\n", 5_000);
+    expect([status(old), old.endsWith("body of a")]).toEqual([200, true]);
+  });
