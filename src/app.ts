@@ -71,16 +71,26 @@ export interface AppOptions {
 /** The form uploads' buffer budget of this process. */
 /** The upload caps of one process (a worker's share, as max_concurrent_requests). */
 /** This process's share of max_concurrent_requests, and of what one address may hold (default: a quarter of the cap). */
+/**
+ * One process's part of a cap the group shares: 1/N of it, but at least `floor` (never more than
+ * the cap itself). The kernel spreads a client's connections over the processes at random, not
+ * evenly: with server.workers: 32 the default upload caps came to 4 per process and 1 per address,
+ * and `aws s3 sync`'s 10 concurrent uploads met SlowDown whenever three of them landed on one
+ * process (about one sync in eight), failing after the CLI's retries with larger files.
+ */
+function perProcess(cap: number, share: number, floor: number): number {
+  return Math.max(1, Math.floor(cap / share), Math.min(cap, floor));
+}
+
 function requestCaps(c: Config, share = 1): [number, number] {
-  const max = Math.max(1, Math.floor(c.server.max_concurrent_requests / share));
   const perIp = c.server.max_concurrent_requests_per_ip ?? Math.ceil(c.server.max_concurrent_requests / 4);
-  return [max, Math.max(1, Math.floor(perIp / share))];
+  return [perProcess(c.server.max_concurrent_requests, share, 16), perProcess(perIp, share, 8)];
 }
 
 function uploadCaps(c: Config, share = 1): [number, number] {
   // Both per process, as requestCaps: a per-address cap left whole let one address take every
   // upload slot of a worker (it is counted only once that many are in flight).
-  return [Math.max(1, Math.floor(c.server.max_concurrent_uploads / share)), Math.max(1, Math.floor(c.server.max_concurrent_uploads_per_ip / share))];
+  return [perProcess(c.server.max_concurrent_uploads, share, 8), perProcess(c.server.max_concurrent_uploads_per_ip, share, 4)];
 }
 
 function formBufferBytes(c: Config): number {

@@ -52,4 +52,28 @@ describe("UploadLimiter (server.max_concurrent_uploads, _per_ip)", () => {
       }
     }
   });
+
+  test("with many workers a process's part of each cap keeps a floor (8 uploads, 4 per address: counted from 4, so up to 8): 1/32 of the defaults was 4 and 1, and aws s3 sync's 10 concurrent uploads, spread over the processes at random, met SlowDown whenever three landed on one", async () => {
+    const cfg = parseConfig(`server: { address: 127.0.0.1, port: 0, workers: 32 }\nbuckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9" }\n`);
+    const app = await App.create(cfg, { log: nullLogger, share: 32, probeIntervalMs: 3_600_000 });
+    try {
+      let held = 0;
+      for (let i = 0; i < 200; i++) {
+        const r = app.uploads.tryEnter(() => "203.0.113.9");
+        if (r === "ok" || typeof r === "object") held++;
+      }
+      expect(held).toBe(8);
+      expect([app.uploads.max, app.uploads.maxPerIp]).toEqual([8, 4]);
+      expect([app.concurrency.max, app.concurrency.maxPerIp]).toEqual([31, 8]);
+    } finally {
+      await app.close();
+    }
+    // (a cap set below the floor is kept as set)
+    const small = await App.create(parseConfig(`server: { address: 127.0.0.1, port: 0, workers: 32, max_concurrent_uploads: 2, max_concurrent_uploads_per_ip: 1 }\nbuckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9" }\n`), { log: nullLogger, share: 32, probeIntervalMs: 3_600_000 });
+    try {
+      expect([small.uploads.max, small.uploads.maxPerIp]).toEqual([2, 1]);
+    } finally {
+      await small.close();
+    }
+  });
 });
