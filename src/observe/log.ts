@@ -58,6 +58,8 @@ export interface AccessRecord {
   subject?: string;
   /** The STS session (its id) a request was signed with, or that an AssumeRoleWithWebIdentity issued. */
   session?: string;
+  /** The S3 front: true for a request signed in its query string (a presigned URL); omitted otherwise. */
+  presigned?: true;
   cache?: string;
   error?: string;
   /** Why a token or a claim rule was refused (InvalidToken, Forbidden): the client-safe detail, never the token or a claim's value. */
@@ -74,7 +76,7 @@ export interface AccessRecord {
   trace_id?: string;
   span_id?: string;
 }
-const ACCESS_KEYS = ["request_id", "method", "path", "bucket", "status", "bytes", "duration_ms", "ttfb_ms", "upstream_ms", "client_ip", "front", "operation", "copy_source", "bytes_in", "subject", "session", "cache", "error", "reason", "s3_error", "s3_request_id", "upstream_error", "attempts", "replica", "trace_id", "span_id"];
+const ACCESS_KEYS = ["request_id", "method", "path", "bucket", "status", "bytes", "duration_ms", "ttfb_ms", "upstream_ms", "client_ip", "front", "operation", "copy_source", "bytes_in", "subject", "session", "presigned", "cache", "error", "reason", "s3_error", "s3_request_id", "upstream_error", "attempts", "replica", "trace_id", "span_id"];
 
 // U+2028 LINE SEPARATOR and U+2029 PARAGRAPH SEPARATOR: JSON.stringify leaves them raw (valid
 // JSON), but a reader that splits on Unicode line breaks (JavaScript before ES2019, some log
@@ -260,6 +262,7 @@ export function createLogger(opts: { level: Level; format: "json" | "text"; fd?:
     if (r.bytes_in !== undefined) line += `,"bytes_in":${jnum(r.bytes_in)}`;
     if (r.subject !== undefined) line += `,"subject":${jstr(r.subject)}`;
     if (r.session !== undefined) line += `,"session":${jstr(r.session)}`;
+    if (r.presigned !== undefined) line += `,"presigned":true`;
     if (r.cache !== undefined) line += `,"cache":${jstr(r.cache)}`;
     if (r.error !== undefined) line += `,"error":${jstr(r.error)}`;
     if (r.reason !== undefined) line += `,"reason":${jstr(r.reason)}`;

@@ -125,6 +125,8 @@ export interface RequestContext {
   subject: string | undefined;
   /** An STS session's id (the one issued, or the one a request is signed with), for the access line and the audit trail. */
   session: string | undefined;
+  /** The S3 front: the request was signed in its query string (a presigned URL), for the access line. */
+  presigned: boolean;
   /** Who `claims` describe, for the authorizers (set by the front that authenticated the request). */
   principal: PrincipalType;
 
@@ -227,6 +229,7 @@ export function createContext(svc: Services, front: string, req: Request, target
     claims: undefined,
     subject: undefined,
     session: undefined,
+    presigned: false,
     principal: "anonymous",
     entered: undefined,
     uploadSlot: undefined,

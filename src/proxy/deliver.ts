@@ -106,6 +106,7 @@ export function finish(ctx: RequestContext): void {
       bytes_in: ctx.bytesIn,
       subject: ctx.subject,
       session: ctx.session,
+      presigned: ctx.presigned ? true : undefined,
       cache: ctx.cache,
       error: ctx.bodyError ?? ctx.errorCode,
       reason: ctx.bodyError === undefined ? ctx.errorReason : undefined,

@@ -19,6 +19,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs"
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { presignUrl } from "../../src/fronts/presign.ts";
 import { createLogger } from "../../src/observe/log.ts";
 import { S3Signer } from "../../src/s3/sigv4.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -148,6 +149,23 @@ describe.each(["bun", "node"] as const)("on the %s engine", (engine) => {
     expect(get).toMatchObject({ method: "GET", status: 200, bytes: 5000, operation: "GetObject" });
     expect("bytes_in" in get).toBe(false);
     expect("copy_source" in get).toBe(false);
+  });
+
+  // The line did not say a request was presigned: a link that failed (expired, mis-signed) or a
+  // download through one read like any signed request.
+  test("a presigned request's line says presigned: true, verified or refused; a header-signed one has no such field", async () => {
+    expect((await put(`pre-src-${engine}`, "/up/log/pre.bin", bytesOf(100, 7))).status).toBe(200);
+    const url = (expires: number, now = Date.now()) =>
+      presignUrl({ origin: `http://${host()}`, bucket: "up", key: "log/pre.bin", region: "us-east-1", ...WRITER, now, method: "GET", expires });
+    const ok = await fetch(url(60), { headers: { "x-request-id": `pre-ok-${engine}` } });
+    expect(ok.status).toBe(200);
+    await ok.arrayBuffer();
+    const expired = await fetch(url(1, Date.now() - 60_000), { headers: { "x-request-id": `pre-expired-${engine}` } });
+    expect(expired.status).toBe(403);
+    await expired.text();
+    expect(await accessLine(`pre-ok-${engine}`)).toMatchObject({ status: 200, operation: "GetObject", presigned: true });
+    expect(await accessLine(`pre-expired-${engine}`)).toMatchObject({ status: 403, presigned: true });
+    expect("presigned" in (await accessLine(`pre-src-${engine}`))).toBe(false);
   });
 
   test("a copy source that parses is cut in the logs as one that does not is: any client can send one near the header limit", async () => {

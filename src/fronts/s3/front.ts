@@ -172,6 +172,8 @@ export function s3Parse(ctx: RequestContext): undefined {
   });
   if (v.kind === "error") {
     metrics.auth("invalid");
+    // (a presigned URL refused, expired or mis-signed, is logged as one: the line tells why a link failed)
+    ctx.presigned = QUERY_SIGNED.test(ctx.query);
     addressedBy(ctx, a);
     return fail({ code: v.code, status: v.status, message: v.message, details: v.details, headers: v.headers });
   }
@@ -187,6 +189,7 @@ export function s3Parse(ctx: RequestContext): undefined {
   const bodied = v.kind === "ok" ? verifiedHasBody(v, req.headers) : announcesBody(req.headers);
   if (v.kind === "ok") {
     principal = v.principal;
+    ctx.presigned = v.presigned;
     // (counted "success" by s3Permit once the grants allow the request: a request they refuse is
     // one outcome, "forbidden", as a claim rule's refusal is on the plain front)
     adoptPrincipal(ctx, principal);
@@ -296,6 +299,9 @@ function addressedBy(ctx: RequestContext, a: { bucket: string; key: string }): v
   ctx.bucketName = bucket.name;
   if (a.key !== "" && !keyTooLong(a.key)) ctx.key = a.key;
 }
+
+/** A query string that signs its request (SigV4's X-Amz-Algorithm, -Credential, -Signature). */
+const QUERY_SIGNED = /[?&]X-Amz-(?:Algorithm|Credential|Signature)=/;
 
 /** A presigned URL's own parameters (SigV4 query auth), never headers. */
 const QUERY_AUTH = new Set(["x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-expires", "x-amz-signedheaders", "x-amz-signature", "x-amz-security-token", "x-amz-content-sha256"]);
