@@ -65,3 +65,17 @@ test("a copy of an object onto itself that changes only the storage class or web
   await ok.arrayBuffer();
   expect(new TextDecoder().decode((await s3.read("up", "self.txt"))!)).toBe("self bytes");
 });
+
+// A raw "+" in x-amz-copy-source named a key with a plus; S3 reads it as a space (the path's
+// reading too), as the SDKs' users learnt (aws-sdk-js#1821: an unencoded "+0000.jpg" source is
+// NoSuchKey on S3); a plus is sent as %2B, as every SDK sends it.
+test("x-amz-copy-source: a raw '+' is a space, '%2B' a plus, as S3 reads them", async () => {
+  await s3.put("up", "plus/a b.txt", "spaced");
+  await s3.put("up", "plus/a+b.txt", "plussed");
+  for (const [source, want] of [["/up/plus/a+b.txt", "spaced"], ["/up/plus/a%2Bb.txt", "plussed"], ["up/plus/a%20b.txt", "spaced"]] as const) {
+    const res = await signedFetch(env, { method: "PUT", path: "/up/plus/dst.txt", headers: { "x-amz-copy-source": source } });
+    expect(`${source} ${res.status}`).toBe(`${source} 200`);
+    await res.arrayBuffer();
+    expect(new TextDecoder().decode((await s3.read("up", "plus/dst.txt"))!)).toBe(want);
+  }
+});

@@ -3,8 +3,8 @@
  * checked by the shared phases); the source needs `read` and its bucket authorizer's s3:GetObject
  * on the source key, checked here, as S3 checks both, and its bucket's ip_filter.
  *
- * x-amz-copy-source names a proxy bucket (`/bucket/key`, `bucket/key`, URL-encoded, optional
- * `?versionId=`): the request's own, or another one. Within one S3 service reached with one
+ * x-amz-copy-source names a proxy bucket (`/bucket/key`, `bucket/key`, URL-encoded, a raw `+` a
+ * space, optional `?versionId=`): the request's own, or another one. Within one S3 service reached with one
  * identity (the same bucket, or two proxy buckets whose primaries share endpoint, region and
  * keys: sameUpstreamAccount) the upstream copies server-side, no byte through the proxy.
  * Otherwise the two buckets may live on different endpoints with different credentials, where no
@@ -58,7 +58,9 @@ export function parseCopySource(raw: string): CopySource | S3Error {
   }
   let decoded: string;
   try {
-    decoded = decodeURIComponent(v);
+    // A raw "+" in the bucket and key is a space, as S3 reads it (an unencoded "k+1" names "k 1":
+    // aws-sdk-js#1821, aws-sdk-php#379); a plus is "%2B", as every SDK encodes it.
+    decoded = decodeURIComponent(v.includes("+") ? v.replaceAll("+", " ") : v);
   } catch {
     return BAD_SOURCE();
   }

@@ -98,7 +98,9 @@ describe("mayAccess, writes", () => {
 describe("parseCopySource", () => {
   test("S3's forms: leading slash or not, URL-encoded, ?versionId", () => {
     expect(parseCopySource("/b/a%20b%2Bc/%C3%BC.txt")).toEqual({ bucket: "b", key: "a b+c/ü.txt" });
-    expect(parseCopySource("b/k+1")).toEqual({ bucket: "b", key: "k+1" });
+    // a raw "+" in the key is a space, as S3 reads it (SDKs send a plus as %2B)
+    expect(parseCopySource("b/k+1")).toEqual({ bucket: "b", key: "k 1" });
+    expect(parseCopySource("b/k%2B1+2")).toEqual({ bucket: "b", key: "k+1 2" });
     expect(parseCopySource("/b/k?versionId=v%201")).toEqual({ bucket: "b", key: "k", versionId: "v 1" });
     // a version id's "+" and "/" as botocore sends them (unencoded): S3 reads a plus, not a space
     expect(parseCopySource("b/k?versionId=3sL4kqtJ+rmSp/Xd3d")).toEqual({ bucket: "b", key: "k", versionId: "3sL4kqtJ+rmSp/Xd3d" });
