@@ -134,7 +134,7 @@ describe("CopyObject across proxy buckets", () => {
       const xml = await r.text();
       expect(r.status).toBe(200);
       expect(xml).toMatch(/^<\?xml[^>]*\?>\n?<CopyObjectResult xmlns="http:\/\/s3.amazonaws.com\/doc\/2006-03-01\/"><ETag>&quot;[0-9a-f]{32}&quot;<\/ETag><LastModified>\d{4}-\d\d-\d\dT[\d:.]+Z<\/LastModified>/);
-      expect(calls()).toEqual([`GET /far/docs/a%20b.txt ${FAR_KEY.accessKeyId}`, `GET /far/docs/a%20b.txt ${FAR_KEY.accessKeyId}`, `PUT /up/copied/a%20b.txt ${UPSTREAM_WRITER.accessKeyId}`]);
+      expect(calls()).toEqual([`GET /far/docs/a%20b.txt ${FAR_KEY.accessKeyId}`, `GET /far/docs/a%20b.txt ${FAR_KEY.accessKeyId}`, `PUT /up/copied/a%20b.txt ${UPSTREAM_WRITER.accessKeyId}`, `HEAD /up/copied/a%20b.txt ${UPSTREAM_WRITER.accessKeyId}`]);
       expect(await text("up", "copied/a b.txt")).toBe("streamed across");
       const head = await signedFetch(env, { method: "HEAD", path: "/up/copied/a%20b.txt", creds: COPIER });
       expect(head.headers.get("content-type")).toBe("text/x-far");
@@ -142,6 +142,28 @@ describe("CopyObject across proxy buckets", () => {
       expect(head.headers.get("x-amz-meta-owner")).toBe("far-team");
       const tags = await signedFetch(env, { method: "GET", path: "/up/copied/a%20b.txt", query: [["tagging", ""]], creds: COPIER });
       expect(await tags.text()).toContain("<Tag><Key>k</Key><Value>v 1</Value></Tag>");
+    },
+    T,
+  );
+
+  // The result's LastModified was the PutObject answer's Date (S3 sends no Last-Modified there):
+  // when the answer was sent, not the stored object's time, which a HEAD of it then disagreed with.
+  test(
+    "streamed: the result's LastModified is the stored object's (a HEAD of what was written), not the write answer's Date",
+    async () => {
+      await s3.put("far", "docs/lm.txt", "last modified");
+      const { etag } = await s3.put("up", "copied/lm.txt", "last modified");
+      s3.faults.set("/up/copied/lm.txt", { kind: "reply", status: 200, body: "", method: "PUT", times: 1, headers: { etag, date: "Mon, 01 Jan 2001 00:00:00 GMT" } });
+      try {
+        const r = await copy("/up/copied/lm.txt", "/far/docs/lm.txt");
+        const xml = await r.text();
+        expect(r.status).toBe(200);
+        const head = await signedFetch(env, { method: "HEAD", path: "/up/copied/lm.txt", creds: COPIER });
+        const stored = new Date(head.headers.get("last-modified")!).toISOString();
+        expect(/<LastModified>([^<]+)<\/LastModified>/.exec(xml)?.[1]).toBe(stored);
+      } finally {
+        s3.faults.clear();
+      }
     },
     T,
   );
