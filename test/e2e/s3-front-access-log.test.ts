@@ -30,6 +30,7 @@ import { bytesOf, chunkedRequest, hs256, lines, rawRequest, sha256, signedFetch,
 setDefaultTimeout(30_000);
 
 const MiB = 1024 * 1024;
+const COPIER = { accessKeyId: "AKIDLOGCOPIER0001", secretAccessKey: "log-copier-secret-0123456789abcd" };
 type Line = Record<string, unknown>;
 
 describe.each(["bun", "node"] as const)("on the %s engine", (engine) => {
@@ -46,7 +47,11 @@ describe.each(["bun", "node"] as const)("on the %s engine", (engine) => {
     logFd = openSync(logPath(), "w");
     log = createLogger({ level: "info", format: "json", fd: logFd });
     const s3 = await startUploadFixture();
-    const yaml = `${uploadYaml(s3.endpoint, { engine })}audit:\n  enabled: true\n  path: ${auditPath()}\n`;
+    // (upalt: the fixture's bucket `up` through other keys, so a copy between up and upalt is streamed through the proxy)
+    const admin = s3.adminCredentials;
+    const moreBuckets = () => `  - name: upalt\n    path_prefix: /upalt\n    access: read-write\n    s3: { bucket: up, endpoint: "${s3.endpoint}", access_key: "${admin.accessKeyId}", secret_key: "${admin.secretAccessKey}" }\n`;
+    const moreCredentials = `    - { access_key_id: "${COPIER.accessKeyId}", secret_access_key: "${COPIER.secretAccessKey}", identity: copier, buckets: { up: [read, write], upalt: [read, write] } }\n`;
+    const yaml = `${uploadYaml(s3.endpoint, { engine, moreBuckets, moreCredentials })}audit:\n  enabled: true\n  path: ${auditPath()}\n`;
     env = await startFrontsOn(yaml, s3, true, log);
   });
   afterAll(async () => {
@@ -166,6 +171,22 @@ describe.each(["bun", "node"] as const)("on the %s engine", (engine) => {
     expect(await accessLine(`pre-ok-${engine}`)).toMatchObject({ status: 200, operation: "GetObject", presigned: true });
     expect(await accessLine(`pre-expired-${engine}`)).toMatchObject({ status: 403, presigned: true });
     expect("presigned" in (await accessLine(`pre-src-${engine}`))).toBe(false);
+  });
+
+  // A copy streamed between buckets of different keys moves the source's bytes through the proxy
+  // into the destination, as an upload does: its line had no bytes_in, so those bytes showed nowhere.
+  test("a streamed CopyObject and UploadPartCopy log the bytes they wrote as bytes_in", async () => {
+    expect((await put(`scopy-src-${engine}`, "/up/log/scopy.bin", bytesOf(70_000, 8))).status).toBe(200);
+    const c = await signedFetch(env, { method: "PUT", path: "/upalt/log/scopy-dst.bin", headers: { "x-request-id": `scopy-${engine}`, "x-amz-copy-source": "/up/log/scopy.bin" }, creds: COPIER });
+    expect(c.status).toBe(200);
+    await c.text();
+    expect(await accessLine(`scopy-${engine}`)).toMatchObject({ status: 200, operation: "CopyObject", copy_source: "up/log/scopy.bin", bytes_in: 70_000 });
+    const created = await signedFetch(env, { method: "POST", path: "/upalt/log/spart.bin", query: [["uploads", ""]], creds: COPIER });
+    const uploadId = /<UploadId>([^<]+)<\/UploadId>/.exec(await created.text())![1]!;
+    const p = await signedFetch(env, { method: "PUT", path: "/upalt/log/spart.bin", query: [["partNumber", "1"], ["uploadId", uploadId]], headers: { "x-request-id": `spart-${engine}`, "x-amz-copy-source": "/up/log/scopy.bin", "x-amz-copy-source-range": "bytes=0-999" }, creds: COPIER });
+    expect(p.status).toBe(200);
+    await p.text();
+    expect(await accessLine(`spart-${engine}`)).toMatchObject({ status: 200, operation: "UploadPartCopy", bytes_in: 1000 });
   });
 
   test("a copy source that parses is cut in the logs as one that does not is: any client can send one near the header limit", async () => {

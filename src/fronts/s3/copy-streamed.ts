@@ -74,6 +74,8 @@ interface SourceRead {
   checksum?: { algorithm: ChecksumAlgorithm; value: string };
   /** Why stallGuarded failed the body (it stalled, or trickled too slowly), once it did: the error's detail. */
   failure?: string;
+  /** The source's bytes handed to the write so far (the access log's bytes_in). */
+  passed: number;
 }
 
 /**
@@ -134,7 +136,7 @@ async function readSource(ctx: RequestContext, src: ForeignSource, range: { firs
   if (length > MAX_COPY_BYTES) {
     refuse(s3Error("InvalidRequest", `The specified copy source is larger than the maximum allowable size for a copy source: ${MAX_COPY_BYTES}`));
   }
-  return { res, length, stallMs: src.from.cfg.s3.timeout * 1000, checksum: range === undefined ? fullObjectChecksum(res.headers) : undefined };
+  return { res, length, stallMs: src.from.cfg.s3.timeout * 1000, checksum: range === undefined ? fullObjectChecksum(res.headers) : undefined, passed: 0 };
 }
 
 /**
@@ -147,7 +149,7 @@ async function readSource(ctx: RequestContext, src: ForeignSource, range: { firs
  * Only a read that waits counts: a write that holds the copy back (a slow destination) is not the
  * source's stall. The chunks pass as they are.
  */
-function stallGuarded(body: ReadableStream<Uint8Array>, ms: number, length: number, onFail: (detail: string) => void): ReadableStream<Uint8Array> {
+function stallGuarded(body: ReadableStream<Uint8Array>, ms: number, length: number, onFail: (detail: string) => void, onBytes: (n: number) => void): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   /** When the pending read started; -1 while none is pending. */
   let waitingSince = -1;
@@ -182,7 +184,10 @@ function stallGuarded(body: ReadableStream<Uint8Array>, ms: number, length: numb
           if (r.done) {
             stop();
             c.close();
-          } else c.enqueue(r.value);
+          } else {
+            onBytes(r.value.byteLength);
+            c.enqueue(r.value);
+          }
         } catch (err) {
           stop();
           c.error(err);
@@ -242,7 +247,7 @@ async function sourceTags(ctx: RequestContext, src: ForeignSource, read: SourceR
  * `algorithm`'s checksum as the trailer.
  */
 function bodyOf(read: SourceRead, algorithm: ChecksumAlgorithm | undefined): { body: ReadableStream<Uint8Array>; contentLength: number; awsChunked?: AwsChunkedBody; releaseChunks?: boolean } {
-  const source = read.res.body === null ? new Response(new Uint8Array(0)).body! : stallGuarded(read.res.body, read.stallMs, read.length, (why) => (read.failure = why));
+  const source = read.res.body === null ? new Response(new Uint8Array(0)).body! : stallGuarded(read.res.body, read.stallMs, read.length, (why) => (read.failure = why), (n) => (read.passed += n));
   // The source's chunks are the copy's own (fresh socket buffers): freed as the write takes them.
   // Not through the encoder, whose chunk headers are shared constants.
   if (algorithm === undefined) return { body: source, contentLength: read.length, releaseChunks: true };
@@ -254,7 +259,8 @@ function bodyOf(read: SourceRead, algorithm: ChecksumAlgorithm | undefined): { b
 /**
  * Runs the write: while the source streams, server.request_timeout is put off as for an upload
  * body (both upstreams' stall checks bound it). A source that failed part-way cut the write
- * (RequestBodyError: nothing stored): BadGateway, saying so.
+ * (RequestBodyError: nothing stored): BadGateway, saying so. The bytes handed on are the request's
+ * bytes_in, as an upload's body (the source's payload: aws-chunked framing not counted).
  */
 async function writing(ctx: RequestContext, read: SourceRead, send: (call: OperationContext) => Promise<Response>): Promise<Response> {
   const was = ctx.uploading;
@@ -268,6 +274,7 @@ async function writing(ctx: RequestContext, read: SourceRead, send: (call: Opera
     throw err;
   } finally {
     ctx.uploading = was;
+    ctx.bytesIn = read.passed;
   }
 }
 
