@@ -39,6 +39,7 @@ import type { RequestContext } from "../proxy/context.ts";
 import { ALGORITHM, amzDate, canonicalHeaderValue, canonicalQuery, canonicalRequest, credentialScope, deriveSigningKey, signature, stringToSign, UNSIGNED_PAYLOAD, uriEncode } from "../s3/sigv4.ts";
 import { bucketFromHost } from "./s3/route.ts";
 import { issueSession } from "./s3/sts.ts";
+import { uploadLimit } from "./plain-write.ts";
 
 export interface PresignParams {
   method: "GET" | "PUT" | "POST";
@@ -251,7 +252,9 @@ export function servePresign(ctx: RequestContext): Response {
     throw new ProxyError("InvalidToken", { detail, headers: invalidTokenHeaders(detail) });
   }
   const signedAt = Math.floor(now / 1000) * 1000;
-  const session = issueSession({ sessionKey: api.sts!.sessionKey, subject: sub, claims, expiresAt: signedAt + seconds * 1000, now, keyRef: keyRefOf(claims) });
+  // A PUT URL is an upload through this front: its body is held to this front's limit (max_body_size), not the S3 front's 5 GiB.
+  const maxBodyBytes = p.method === "PUT" ? uploadLimit(ctx) : undefined;
+  const session = issueSession({ sessionKey: api.sts!.sessionKey, subject: sub, claims, expiresAt: signedAt + seconds * 1000, now, keyRef: keyRefOf(claims), maxBodyBytes });
   if (session.kind !== "ok") throw bad(`A session cannot be made for this token: ${session.message}`);
   ctx.session = session.sessionId;
   const expiresAtMs = signedAt + seconds * 1000;

@@ -179,6 +179,23 @@ describe("presigned PUT", () => {
     expect(await s3.read("rw", "up/file.bin")).toEqual(body);
   }, T);
 
+  // A PUT URL the plain front minted let its holder upload up to the S3 front's 5 GiB, past the
+  // plain front's server.security_limits.max_body_size (10 MiB here, the default) that the same
+  // token's PUT there is held to.
+  test("a PUT URL carries the plain front's max_body_size: a larger body is S3's EntityTooLarge, unstored", async () => {
+    const limit = 10 * 1024 * 1024;
+    const p = (await (await presign("/rw/up/big.bin", "method=PUT&expires=300")).json()) as Presigned;
+    const res = await fetch(p.url, { method: "PUT", body: new Uint8Array(limit + 1) });
+    const xml = await res.text();
+    expect(res.status).toBe(400);
+    expect(xml).toContain("<Code>EntityTooLarge</Code>");
+    expect(xml).toContain(`<MaxSizeAllowed>${limit}</MaxSizeAllowed>`);
+    expect(await s3.exists("rw", "up/big.bin")).toBe(false);
+    const ok = await fetch(p.url, { method: "PUT", body: new Uint8Array(limit) });
+    expect(ok.status).toBe(200);
+    expect(await s3.exists("rw", "up/big.bin")).toBe(true);
+  }, T);
+
   test("content_type is signed: the upload must send exactly it", async () => {
     const p = (await (await presign("/rw/up/typed.txt", "method=PUT&content_type=text/plain")).json()) as Presigned;
     expect(p.headers).toEqual({ "content-type": "text/plain" });

@@ -27,7 +27,10 @@ import { purgeIfUnsure, purgeWritten } from "../purge.ts";
 
 export async function putObjectOp(ctx: RequestContext): Promise<Response> {
   const upstream = writeUpstream(ctx);
-  const body = await readingBody(ctx, readSmallBody(ctx.req, prepareUploadBody(ctx.req, (ctx as S3RequestContext).s3!.payload!, MAX_UPLOAD_BYTES, { small: true, budget: ctx.svc.formBuffers })));
+  const s = (ctx as S3RequestContext).s3!;
+  // (a session the plain front's ?presign made for a PUT URL carries that front's limit)
+  const max = s.principal?.kind === "session" ? (s.principal.session.maxBodyBytes ?? MAX_UPLOAD_BYTES) : MAX_UPLOAD_BYTES;
+  const body = await readingBody(ctx, readSmallBody(ctx.req, prepareUploadBody(ctx.req, s.payload!, max, { small: true, budget: ctx.svc.formBuffers })));
   const key = ctx.key;
   const a = body.args;
   // (field by field: a spread of body.args took JavaScriptCore's generic copy, per PutObject)

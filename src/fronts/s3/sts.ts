@@ -69,6 +69,8 @@ export interface SessionPrincipal {
   assumedRole?: AssumedRole;
   /** The keyRef of the key its web identity token was verified with (absent from tokens issued before it was kept). */
   keyRef?: string;
+  /** The largest upload body it may send: a presigned PUT's session carries the plain front's max_body_size. */
+  maxBodyBytes?: number;
 }
 
 /** AssumeRoleWithWebIdentity's AssumedRoleUser: its Arn and AssumedRoleId. */
@@ -148,6 +150,8 @@ export function issueSession(input: {
   assumedRole?: AssumedRole;
   /** The keyRef of the key that verified the token (Authenticator keyRefOf). */
   keyRef?: string;
+  /** The largest upload body the session may send (a presigned PUT: the plain front's limit). */
+  maxBodyBytes?: number;
 }): SessionCredentials | { kind: "error"; message: string; expired?: true } {
   checkKey(input.sessionKey);
   if (utf8.encode(input.subject).byteLength > MAX_SUBJECT_BYTES) {
@@ -167,8 +171,9 @@ export function issueSession(input: {
   if (!(exp > iat)) return { kind: "error", message: "the session would already be expired", expired: true };
   const jti = Buffer.from(crypto.getRandomValues(new Uint8Array(12))).toString("base64url");
   const key = input.keyRef === undefined ? "" : ',"key":' + JSON.stringify(input.keyRef);
+  const max = input.maxBodyBytes === undefined ? "" : ',"max":' + input.maxBodyBytes;
   const sealed = (role: string) => {
-    const payload = seal(input.sessionKey, '{"sub":' + JSON.stringify(input.subject) + ',"iat":' + iat + ',"exp":' + exp + ',"jti":"' + jti + '","claims":' + claimsJson + key + role + "}");
+    const payload = seal(input.sessionKey, '{"sub":' + JSON.stringify(input.subject) + ',"iat":' + iat + ',"exp":' + exp + ',"jti":"' + jti + '","claims":' + claimsJson + key + role + max + "}");
     return { payload, sessionToken: TOKEN_PREFIX + payload + "." + Buffer.from(hmac(input.sessionKey, "token", payload)).toString("base64url") };
   };
   const role = input.assumedRole === undefined ? "" : ',"arn":' + JSON.stringify(input.assumedRole.arn) + ',"rid":' + JSON.stringify(input.assumedRole.id);
@@ -215,7 +220,7 @@ export function verifySessionToken(
   if (a.byteLength !== b.byteLength || !timingSafeEqual(a, b)) {
     return s3Error("InvalidAccessKeyId", undefined, { AWSAccessKeyId: accessKeyId.slice(0, 128) });
   }
-  let body: { sub?: unknown; iat?: unknown; exp?: unknown; jti?: unknown; claims?: unknown; arn?: unknown; rid?: unknown; key?: unknown };
+  let body: { sub?: unknown; iat?: unknown; exp?: unknown; jti?: unknown; claims?: unknown; arn?: unknown; rid?: unknown; key?: unknown; max?: unknown };
   const json = sealed ? unseal(sessionKey, payload) : Buffer.from(payload, "base64url").toString("utf8");
   if (json === undefined) return invalidToken();
   try {
@@ -223,7 +228,7 @@ export function verifySessionToken(
   } catch {
     return invalidToken(); // cannot happen for a token we signed; kept as a guard
   }
-  const { sub, iat, exp, jti, claims, arn, rid, key } = body;
+  const { sub, iat, exp, jti, claims, arn, rid, key, max } = body;
   if (typeof sub !== "string" || typeof iat !== "number" || typeof exp !== "number" || typeof jti !== "string" ||
     typeof claims !== "object" || claims === null || Array.isArray(claims)) {
     return invalidToken();
@@ -241,5 +246,6 @@ export function verifySessionToken(
   };
   if (typeof arn === "string" && typeof rid === "string") principal.assumedRole = { arn, id: rid };
   if (typeof key === "string") principal.keyRef = key;
+  if (typeof max === "number") principal.maxBodyBytes = max;
   return principal;
 }
