@@ -23,6 +23,7 @@
  * condition S3 refused: nothing changed).
  */
 import { clientIp, type RequestContext } from "../../proxy/context.ts";
+import { mayAlso } from "../../proxy/phases/authorize.ts";
 import { deleteObject, deleteObjects, type DeleteEntry } from "../../s3/operations/index.ts";
 import { s3Error } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
@@ -49,6 +50,25 @@ const OBJECT_FIELDS = new Set(["Key", "VersionId", "ETag", ...DIRECTORY_BUCKET_C
 const QUIET_VALUES = new Set(["true", "false", "1", "0"]);
 const CHECKSUM_HEADERS = ["content-md5", "x-amz-checksum-crc32", "x-amz-checksum-crc32c", "x-amz-checksum-crc64nvme", "x-amz-checksum-sha1", "x-amz-checksum-sha256"];
 
+/**
+ * A delete's Object Lock headers passed on: x-amz-mfa (the bucket owner's MFA device, for a
+ * version's delete on a bucket with MFA delete: the upstream checks it, and it grants nothing the
+ * request's own authorization did not), and x-amz-bypass-governance-retention: true only when the
+ * bucket's authorizer allows s3:BypassGovernanceRetention, a permission of its own in S3 that a
+ * delete grant does not include (without an authorizer, or refused, it is dropped: the upstream
+ * then refuses a version under governance retention as S3 refuses a caller without the permission).
+ * Undefined when there are none (every delete but these).
+ */
+async function objectLockHeaders(ctx: RequestContext, headers: Headers): Promise<Record<string, string> | undefined> {
+  const mfa = headers.get("x-amz-mfa");
+  const bypass = headers.get("x-amz-bypass-governance-retention");
+  if (mfa === null && bypass === null) return undefined;
+  const out: Record<string, string> = {};
+  if (mfa !== null) out["x-amz-mfa"] = mfa;
+  if (bypass?.trim().toLowerCase() === "true" && ctx.bucket?.authorizer !== undefined && (await mayAlso(ctx, "s3:BypassGovernanceRetention"))) out["x-amz-bypass-governance-retention"] = "true";
+  return out;
+}
+
 /** DeleteObject, of the key or (?versionId) of one version; either way the cached copy goes. */
 export async function deleteObjectOp(ctx: RequestContext): Promise<Response> {
   const versionId = versionIdOf(ctx);
@@ -56,8 +76,9 @@ export async function deleteObjectOp(ctx: RequestContext): Promise<Response> {
   const unkept = unkeptDeleteCondition(headers);
   if (unkept !== undefined) throw s3Fail(unkept);
   const ifMatch = headers.get("if-match") ?? undefined;
+  const lock = await objectLockHeaders(ctx, headers);
   const upstream = writeUpstream(ctx);
-  const res = await purgeIfUnsure(ctx, [ctx.key], () => deleteObject(upstream, { key: ctx.key, versionId, ...(ifMatch === undefined ? {} : { ifMatch }) }, callOf(ctx)));
+  const res = await purgeIfUnsure(ctx, [ctx.key], () => deleteObject(upstream, { key: ctx.key, versionId, ...(ifMatch === undefined ? {} : { ifMatch }), ...(lock === undefined ? {} : { headers: lock }) }, callOf(ctx)));
   // (any 2xx: S3 answers 204, a gateway may say 200 or 202; the object is gone either way)
   if (!res.ok) return relayError(res, upstream.bucket);
   const purged = purgeWritten(ctx, ctx.key);
@@ -184,6 +205,7 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
   let res: Response | undefined;
   if (send.length > 0) {
     const upstream = writeUpstream(ctx);
+    const lock = await objectLockHeaders(ctx, requestHeaders(ctx));
     // Unique entries upstream (an entry and its condition); every occurrence in the request gets
     // that entry's result. The same entry named with different conditions (an <ETag> and none, two
     // <ETag>s) goes upstream once per condition.
@@ -194,7 +216,7 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
       unique.set(conditionalId(o), e);
     }
     const sentKeys = [...new Set(send.map((o) => o.key))];
-    res = await purgeIfUnsure(ctx, sentKeys, () => deleteObjects(upstream, { keys: [...unique.values()] }, callOf(ctx)));
+    res = await purgeIfUnsure(ctx, sentKeys, () => deleteObjects(upstream, { keys: [...unique.values()], ...(lock === undefined ? {} : { headers: lock }) }, callOf(ctx)));
     if (res.status !== 200) return relayError(res, upstream.bucket);
     // (a 200 whose result is cut or unreadable: any key sent may have been deleted)
     const unsure = () => Promise.all(sentKeys.map((k) => purgeWritten(ctx, k)));

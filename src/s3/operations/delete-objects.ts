@@ -12,12 +12,13 @@ import { type OperationContext, S3_XMLNS, xmlText } from "./common.ts";
  * conditional delete: an ETag, or `*` for any object) S3 deletes only when the current object
  * matches: 412 PreconditionFailed when its ETag differs, 404 NoSuchKey when there is none.
  */
-export function deleteObject(upstream: BucketUpstream, args: { key: string; versionId?: string; ifMatch?: string }, ctx: OperationContext): Promise<Response> {
+export function deleteObject(upstream: BucketUpstream, args: { key: string; versionId?: string; ifMatch?: string; headers?: Record<string, string> }, ctx: OperationContext): Promise<Response> {
+  const headers = args.ifMatch === undefined ? args.headers : { ...args.headers, "if-match": args.ifMatch };
   return upstream.send({
     method: "DELETE",
     key: args.key,
     query: args.versionId === undefined ? undefined : [["versionId", args.versionId]],
-    ...(args.ifMatch === undefined ? {} : { headers: { "if-match": args.ifMatch } }),
+    ...(headers === undefined ? {} : { headers }),
     emptyAnswer: true,
     ...ctx,
   });
@@ -35,6 +36,8 @@ export interface DeleteObjectsArgs {
   keys: ReadonlyArray<string | DeleteEntry>;
   /** Only errors in S3's answer. */
   quiet?: boolean;
+  /** More request headers (Object Lock's x-amz-bypass-governance-retention, x-amz-mfa). */
+  headers?: Record<string, string>;
 }
 
 /** The DeleteObjects XML. Throws TypeError for a key XML cannot carry. */
@@ -58,6 +61,7 @@ export function deleteObjectsXml(keys: ReadonlyArray<string | DeleteEntry>, quie
 export async function deleteObjects(upstream: BucketUpstream, args: DeleteObjectsArgs, ctx: OperationContext): Promise<Response> {
   const body = new TextEncoder().encode(deleteObjectsXml(args.keys, args.quiet));
   const headers = {
+    ...args.headers,
     "content-type": "application/xml",
     "content-md5": new Bun.CryptoHasher("md5").update(body).digest("base64"),
   };

@@ -1,0 +1,68 @@
+/**
+ * Object Lock's delete headers on the S3 front (DeleteObject, DeleteObjects): x-amz-mfa (the bucket
+ * owner's MFA device, for a version's delete on a bucket with MFA delete) and
+ * x-amz-bypass-governance-retention were dropped, so no client could ever delete a version under
+ * governance retention or on an MFA-delete bucket through the proxy. x-amz-mfa is now passed on
+ * (the upstream checks it); the bypass only when the bucket's authorizer allows
+ * s3:BypassGovernanceRetention, a permission of its own in S3 that a delete grant does not include.
+ */
+import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
+import { OpaServer } from "../fixtures/opa.ts";
+import { READER, signedFetch, startUploadEnv, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
+
+// Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
+setDefaultTimeout(30_000);
+
+let env: UploadEnv;
+let opa: OpaServer;
+
+beforeAll(async () => {
+  // everything, but the governance bypass for role=writer only
+  opa = OpaServer.start({
+    "yatagarasu/allow": (input: { action: string; jwt_claims: { role?: string } | null }) => input.action !== "s3:BypassGovernanceRetention" || input.jwt_claims?.role === "writer",
+  });
+  env = await startUploadEnv({ opaUrl: opa.url });
+});
+
+afterAll(async () => {
+  await env?.stop();
+  opa?.close();
+});
+
+const LOCK = { "x-amz-mfa": "arn:aws:iam::123456789012:mfa/root 123456", "x-amz-bypass-governance-retention": "true" };
+
+/** What the upstream received of the two headers, per request that reached it. */
+const sent = () => env.upstreamCalls().map((c) => `${c.method} mfa=${c.headers["x-amz-mfa"] ?? "-"} bypass=${c.headers["x-amz-bypass-governance-retention"] ?? "-"}`);
+
+test("DeleteObject: x-amz-mfa passed on; the bypass only where the authorizer allows s3:BypassGovernanceRetention", async () => {
+  const mfa = "mfa=arn:aws:iam::123456789012:mfa/root 123456";
+  for (const [path, creds, want] of [
+    ["/opa/lock/a.txt", WRITER, `DELETE ${mfa} bypass=true`],
+    ["/opa/lock/b.txt", READER, `DELETE ${mfa} bypass=-`],
+    // (no authorizer: a delete grant is no bypass)
+    ["/up/lock/c.txt", WRITER, `DELETE ${mfa} bypass=-`],
+  ] as const) {
+    await env.s3.put("up", path.slice(path.indexOf("/", 1) + 1), "locked");
+    env.mark();
+    const r = await signedFetch(env, { method: "DELETE", path, query: [["versionId", "v1"]], headers: LOCK, creds });
+    await r.arrayBuffer();
+    expect(sent()).toEqual([want]);
+  }
+  // (none asked: none sent)
+  env.mark();
+  const plain = await signedFetch(env, { method: "DELETE", path: "/opa/lock/d.txt" });
+  expect(plain.status).toBe(204);
+  expect(sent()).toEqual(["DELETE mfa=- bypass=-"]);
+});
+
+test("DeleteObjects: the same", async () => {
+  const xml = "<Delete><Object><Key>lock/e.txt</Key></Object></Delete>";
+  const md5 = new Bun.CryptoHasher("md5").update(xml).digest("base64");
+  for (const [creds, want] of [[WRITER, "bypass=true"], [READER, "bypass=-"]] as const) {
+    env.mark();
+    const r = await signedFetch(env, { method: "POST", path: "/opa", query: [["delete", ""]], body: xml, headers: { "content-md5": md5, ...LOCK }, creds });
+    expect(r.status).toBe(200);
+    await r.text();
+    expect(sent()).toEqual([`POST mfa=arn:aws:iam::123456789012:mfa/root 123456 ${want}`]);
+  }
+});
