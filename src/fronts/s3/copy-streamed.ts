@@ -33,7 +33,7 @@ import type { RequestContext } from "../../proxy/context.ts";
 import type { BucketRuntime } from "../../runtime.ts";
 import { encodeAwsChunkedUnsignedTrailer } from "../../s3/aws-chunked.ts";
 import { algorithmFromHeaderName, CHECKSUM_ALGORITHMS, checksumHeaderName, type ChecksumAlgorithm } from "../../s3/checksum.ts";
-import { getObjectDirect, getObjectTagging, listParts, OBJECT_HEADERS, pickHeaders, putObject, uploadPart, type AwsChunkedBody, type OperationContext, type PutObjectArgs } from "../../s3/operations/index.ts";
+import { EXPECTED_OWNER, getObjectDirect, getObjectTagging, listParts, OBJECT_HEADERS, SOURCE_EXPECTED_OWNER, pickHeaders, putObject, uploadPart, type AwsChunkedBody, type OperationContext, type PutObjectArgs } from "../../s3/operations/index.ts";
 import { RequestBodyError } from "../../s3/upstream.ts";
 import { s3Error } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
@@ -89,6 +89,9 @@ async function readSource(ctx: RequestContext, src: ForeignSource, range: { firs
     const v = h.get(name);
     if (v !== null) forward[as] = v;
   }
+  // (the source bucket's expected owner is its read's: the source upstream checks it)
+  const owner = h.get(SOURCE_EXPECTED_OWNER);
+  if (owner !== null) forward[EXPECTED_OWNER] = owner;
   if (range !== undefined) forward.range = `bytes=${range.first}-${range.last}`;
   // The source bucket's primary only, as a server-side copy reads it: a copy is a write, and a
   // secondary's lagging object written to the destination stays there (a read's stale answer
@@ -96,8 +99,9 @@ async function readSource(ctx: RequestContext, src: ForeignSource, range: { firs
   const up = src.from.upstream.primary();
   // (every replica's name hidden all the same)
   const upstreamBuckets = upstreamBucketsOf(src.from.upstream);
+  // (fetchObject signs only the checksum mode of the x-amz-* headers: an owner check goes the signed-everything way)
   const res =
-    src.versionId === undefined
+    src.versionId === undefined && owner === null
       ? await up.fetchObject("GET", src.key, forward, ctx.req.signal, ctx.timing)
       : await getObjectDirect(up, { method: "GET", key: src.key, versionId: src.versionId, headers: forward }, callOf(ctx));
   const refuse = (e: Parameters<typeof s3Fail>[0]): never => {
@@ -339,7 +343,7 @@ export async function copyObjectStreamed(ctx: RequestContext, src: ForeignSource
   try {
     const replace = (h.get("x-amz-metadata-directive") ?? "").trim() === "REPLACE";
     const headers = pickHeaders(replace ? h : read.res.headers, SOURCE_OBJECT_HEADERS);
-    for (const name of ["if-match", "if-none-match"]) {
+    for (const name of ["if-match", "if-none-match", EXPECTED_OWNER]) {
       const v = h.get(name);
       if (v !== null) headers[name] = v;
     }
@@ -400,7 +404,9 @@ export async function uploadPartCopyStreamed(ctx: RequestContext, src: ForeignSo
   try {
     body = bodyOf(read, algorithm);
     const b = body;
-    const res = await writing(ctx, read, (call) => uploadPart(up, { key, uploadId: part.uploadId, partNumber: part.partNumber, ...b }, call));
+    const owner = requestHeaders(ctx).get(EXPECTED_OWNER);
+    const headers = owner === null ? undefined : { [EXPECTED_OWNER]: owner };
+    const res = await writing(ctx, read, (call) => uploadPart(up, { key, uploadId: part.uploadId, partNumber: part.partNumber, headers, ...b }, call));
     return await resultOf(res, read, up.bucket);
   } finally {
     release(read, body);

@@ -24,7 +24,7 @@
  */
 import { clientIp, type RequestContext } from "../../proxy/context.ts";
 import { mayAlso } from "../../proxy/phases/authorize.ts";
-import { deleteObject, deleteObjects, type DeleteEntry } from "../../s3/operations/index.ts";
+import { deleteObject, deleteObjects, EXPECTED_OWNER, type DeleteEntry } from "../../s3/operations/index.ts";
 import { s3Error } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
 import type { S3RequestContext } from "./front.ts";
@@ -51,7 +51,8 @@ const QUIET_VALUES = new Set(["true", "false", "1", "0"]);
 const CHECKSUM_HEADERS = ["content-md5", "x-amz-checksum-crc32", "x-amz-checksum-crc32c", "x-amz-checksum-crc64nvme", "x-amz-checksum-sha1", "x-amz-checksum-sha256"];
 
 /**
- * A delete's Object Lock headers passed on: x-amz-mfa (the bucket owner's MFA device, for a
+ * A delete's headers passed on beside its condition: x-amz-expected-bucket-owner (the upstream
+ * checks the bucket's owner), and Object Lock's: x-amz-mfa (the bucket owner's MFA device, for a
  * version's delete on a bucket with MFA delete: the upstream checks it, and it grants nothing the
  * request's own authorization did not), and x-amz-bypass-governance-retention: true only when the
  * bucket's authorizer allows s3:BypassGovernanceRetention, a permission of its own in S3 that a
@@ -59,11 +60,13 @@ const CHECKSUM_HEADERS = ["content-md5", "x-amz-checksum-crc32", "x-amz-checksum
  * then refuses a version under governance retention as S3 refuses a caller without the permission).
  * Undefined when there are none (every delete but these).
  */
-async function objectLockHeaders(ctx: RequestContext, headers: Headers): Promise<Record<string, string> | undefined> {
+async function passedDeleteHeaders(ctx: RequestContext, headers: Headers): Promise<Record<string, string> | undefined> {
+  const owner = headers.get(EXPECTED_OWNER);
   const mfa = headers.get("x-amz-mfa");
   const bypass = headers.get("x-amz-bypass-governance-retention");
-  if (mfa === null && bypass === null) return undefined;
+  if (owner === null && mfa === null && bypass === null) return undefined;
   const out: Record<string, string> = {};
+  if (owner !== null) out[EXPECTED_OWNER] = owner;
   if (mfa !== null) out["x-amz-mfa"] = mfa;
   if (bypass?.trim().toLowerCase() === "true" && ctx.bucket?.authorizer !== undefined && (await mayAlso(ctx, "s3:BypassGovernanceRetention"))) out["x-amz-bypass-governance-retention"] = "true";
   return out;
@@ -76,7 +79,7 @@ export async function deleteObjectOp(ctx: RequestContext): Promise<Response> {
   const unkept = unkeptDeleteCondition(headers);
   if (unkept !== undefined) throw s3Fail(unkept);
   const ifMatch = headers.get("if-match") ?? undefined;
-  const lock = await objectLockHeaders(ctx, headers);
+  const lock = await passedDeleteHeaders(ctx, headers);
   const upstream = writeUpstream(ctx);
   const res = await purgeIfUnsure(ctx, [ctx.key], () => deleteObject(upstream, { key: ctx.key, versionId, ...(ifMatch === undefined ? {} : { ifMatch }), ...(lock === undefined ? {} : { headers: lock }) }, callOf(ctx)));
   // (any 2xx: S3 answers 204, a gateway may say 200 or 202; the object is gone either way)
@@ -205,7 +208,7 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
   let res: Response | undefined;
   if (send.length > 0) {
     const upstream = writeUpstream(ctx);
-    const lock = await objectLockHeaders(ctx, requestHeaders(ctx));
+    const lock = await passedDeleteHeaders(ctx, requestHeaders(ctx));
     // Unique entries upstream (an entry and its condition); every occurrence in the request gets
     // that entry's result. The same entry named with different conditions (an <ETag> and none, two
     // <ETag>s) goes upstream once per condition.

@@ -29,6 +29,13 @@ export const CHECKSUM_VALUE_HEADERS: readonly string[] = CHECKSUM_ALGORITHMS.map
 /** Headers that describe the stored object (PutObject, CreateMultipartUpload, CopyObject with REPLACE). */
 export const OBJECT_HEADERS: readonly string[] = ["cache-control", "content-disposition", "content-language", "content-type", "expires"];
 
+/**
+ * S3's owner checks, passed on with the writes: the account the client expects to own the bucket
+ * (and a copy's source bucket); the upstream refuses the request (403) when it does not.
+ */
+export const EXPECTED_OWNER = "x-amz-expected-bucket-owner";
+export const SOURCE_EXPECTED_OWNER = "x-amz-source-expected-bucket-owner";
+
 /** aws-chunked as one of a Content-Encoding's codings. */
 const AWS_CHUNKED = /(?:^|,)\s*aws-chunked\s*(?:,|$)/i;
 

@@ -13,7 +13,7 @@
  */
 import { uriEncode } from "../sigv4.ts";
 import type { BucketUpstream } from "../upstream.ts";
-import { type HeaderSource, OBJECT_HEADERS, type OperationContext, partNumberText, pickHeaders } from "./common.ts";
+import { EXPECTED_OWNER, type HeaderSource, OBJECT_HEADERS, type OperationContext, partNumberText, pickHeaders, SOURCE_EXPECTED_OWNER } from "./common.ts";
 
 /** The copy source's conditions (CopyObject and UploadPartCopy), as S3 names them. */
 export const COPY_SOURCE_CONDITIONS = ["x-amz-copy-source-if-match", "x-amz-copy-source-if-none-match", "x-amz-copy-source-if-modified-since", "x-amz-copy-source-if-unmodified-since"] as const;
@@ -28,6 +28,8 @@ const COPY_HEADERS = {
     "x-amz-checksum-algorithm",
     "x-amz-tagging-directive",
     "x-amz-tagging",
+    EXPECTED_OWNER,
+    SOURCE_EXPECTED_OWNER,
   ]),
   meta: true,
   contentEncoding: true,
@@ -70,6 +72,8 @@ const PART_COPY_HEADERS = {
   names: new Set([
     "x-amz-copy-source-range",
     ...COPY_SOURCE_CONDITIONS,
+    EXPECTED_OWNER,
+    SOURCE_EXPECTED_OWNER,
   ]),
   meta: false,
   contentEncoding: false,

@@ -13,6 +13,7 @@ import {
   CHECKSUM_VALUE_HEADERS,
   framing,
   type HeaderSource,
+  EXPECTED_OWNER,
   OBJECT_HEADERS,
   type OperationContext,
   partNumberText,
@@ -23,12 +24,12 @@ import {
 } from "./common.ts";
 
 const CREATE_HEADERS = {
-  names: new Set([...OBJECT_HEADERS, "x-amz-checksum-algorithm", "x-amz-checksum-type", "x-amz-tagging"]),
+  names: new Set([...OBJECT_HEADERS, "x-amz-checksum-algorithm", "x-amz-checksum-type", "x-amz-tagging", EXPECTED_OWNER]),
   meta: true,
   contentEncoding: true,
 };
-const PART_HEADERS = { names: new Set(["content-md5", ...CHECKSUM_VALUE_HEADERS, "x-amz-sdk-checksum-algorithm"]) };
-const COMPLETE_HEADERS = { names: new Set([...CHECKSUM_VALUE_HEADERS, "x-amz-checksum-type", "x-amz-mp-object-size", "if-match", "if-none-match"]) };
+const PART_HEADERS = { names: new Set(["content-md5", ...CHECKSUM_VALUE_HEADERS, "x-amz-sdk-checksum-algorithm", EXPECTED_OWNER]) };
+const COMPLETE_HEADERS = { names: new Set([...CHECKSUM_VALUE_HEADERS, "x-amz-checksum-type", "x-amz-mp-object-size", "if-match", "if-none-match", EXPECTED_OWNER]) };
 
 /** POST /bucket/key?uploads: S3's XML answer carries the UploadId. */
 export function createMultipartUpload(upstream: BucketUpstream, args: { key: string; headers?: HeaderSource }, ctx: OperationContext): Promise<Response> {

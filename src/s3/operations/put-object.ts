@@ -14,6 +14,7 @@ import {
   CHECKSUM_VALUE_HEADERS,
   framing,
   type HeaderSource,
+  EXPECTED_OWNER,
   OBJECT_HEADERS,
   type OperationContext,
   pickHeaders,
@@ -21,7 +22,7 @@ import {
 } from "./common.ts";
 
 const PUT_HEADERS = {
-  names: new Set([...OBJECT_HEADERS, "content-md5", ...CHECKSUM_VALUE_HEADERS, "x-amz-sdk-checksum-algorithm", "if-match", "if-none-match", "x-amz-tagging"]),
+  names: new Set([...OBJECT_HEADERS, "content-md5", ...CHECKSUM_VALUE_HEADERS, "x-amz-sdk-checksum-algorithm", "if-match", "if-none-match", "x-amz-tagging", EXPECTED_OWNER]),
   meta: true,
   contentEncoding: true,
 };
