@@ -447,9 +447,18 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       size = -1;
     }
     if (this.lru.peek(key) !== e || (e.restored && this.holding)) return undefined; // replaced or purged meanwhile; or held
-    if (size !== e.fileSize || (e.unchecked && !(await this.check(e)))) {
-      if (this.lru.peek(key) === e) await this.remove(e, true);
+    if (size !== e.fileSize) {
+      await this.remove(e, true);
       return undefined;
+    }
+    if (e.unchecked) {
+      const intact = await this.check(e);
+      // (purged or replaced while the check read the file: its file is gone, Bun's 500)
+      if (this.lru.peek(key) !== e) return undefined;
+      if (!intact) {
+        await this.remove(e, true);
+        return undefined;
+      }
     }
     const type = e.headers["content-type"] ?? UNTYPED_CONTENT_TYPE;
     const body = Bun.file(e.file).slice(e.bodyOffset, e.bodyOffset + e.size, type);
