@@ -477,10 +477,12 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     await this.ready;
     const e = this.lru.peek(obj.key);
     if (e !== undefined && !(e.restored && this.holding) && this.sameBody(e, obj)) {
-      // (a damaged file is neither refreshed nor copied: dropped, and the object not stored)
-      if (e.unchecked && !(await this.check(e))) {
-        if (this.lru.peek(obj.key) === e) await this.remove(e, true);
-        return;
+      // (a damaged file is neither refreshed nor copied: dropped, and the object not stored; nor
+      // one purged or replaced while it was checked: its file is gone, and a purge is not undone)
+      if (e.unchecked) {
+        const intact = await this.check(e);
+        if (this.lru.peek(obj.key) !== e) return;
+        if (!intact) return this.remove(e, true);
       }
       if (sameHeaders(e.headers, obj.headers)) return this.queueRefresh(e, obj.storedAt, obj.expiresAt);
       obj = { ...obj, body: Bun.file(e.file).slice(e.bodyOffset, e.bodyOffset + e.size) }; // copy from our own file

@@ -741,32 +741,51 @@ describe("never wrong bytes", () => {
     expect(await bodyOf(await d2.get("b/rotten"))).toEqual(bytesOf(100_000));
   });
 
-  test("a key purged while its first hit after a restart waits for the CRC-32 check is a miss, never the purged file (Bun opened it after the head: a 500)", async () => {
-    const dir = freshDir();
+  /** A layer restarted on `dir` holding b/k, whose CRC-32 checks' answers are held until `release` (the background pass asks first: `checks`). */
+  async function heldChecks(dir: string) {
     const d1 = await open(dir);
     await d1.put(obj("b/k", 100_000));
     await d1.close();
-    const d2 = new DiskLayer({ dir, maxBytes: 64 << 20, maxItemBytes: 16 << 20 });
-    // (the checks' answers held until the purge is done: a large file's read-through takes that
-    // long, and a file unlinked while it is read is read to its end all the same)
+    const d = new DiskLayer({ dir, maxBytes: 64 << 20, maxItemBytes: 16 << 20 });
+    // (a large file's read-through takes that long, and a file unlinked while it is read is read to its end all the same)
     type Checked = { file: string; bodyOffset: number; size: number; unchecked: boolean; checking?: Promise<boolean> };
-    const layer = d2 as unknown as { check(e: Checked): Promise<boolean> };
-    let checks = 0;
-    let release!: () => void;
-    const held = new Promise<void>((r) => (release = r));
+    const layer = d as unknown as { check(e: Checked): Promise<boolean> };
+    const out = { d, checks: 0, release: () => {} };
+    const held = new Promise<void>((r) => (out.release = r));
     layer.check = (e) => {
-      checks++;
+      out.checks++;
       e.checking ??= bodyIntact(e.file, e.bodyOffset, e.size).then((ok) => held.then(() => ((e.unchecked = !ok), ok)));
       return e.checking;
     };
-    await d2.ready;
-    const hit = d2.get("b/k");
-    await waitFor(() => checks >= 2, { message: "the hit to wait for the check (the background pass asks first)" });
-    expect(await d2.delete("b/k")).toBe(true);
-    release();
+    await d.ready;
+    return out;
+  }
+
+  test("a key purged while its first hit after a restart waits for the CRC-32 check is a miss, never the purged file (Bun opened it after the head: a 500)", async () => {
+    const dir = freshDir();
+    const h = await heldChecks(dir);
+    const hit = h.d.get("b/k");
+    await waitFor(() => h.checks >= 2, { message: "the hit to wait for the check (the background pass asks first)" });
+    expect(await h.d.delete("b/k")).toBe(true);
+    h.release();
     expect(await hit).toBeUndefined();
     expect(files(dir)).toHaveLength(0);
-    await d2.close();
+    await h.d.close();
+  });
+
+  test("a key purged while a revalidation's put after a restart waits for the CRC-32 check is not stored again: no copy from the purged file (its write was left open, its room reserved, until a restart)", async () => {
+    const dir = freshDir();
+    const h = await heldChecks(dir);
+    // (the same body, other headers: a copy of the file with the new head)
+    const put = h.d.put(object("b/k", 100_000, { ...headersOf(), "cache-control": "max-age=5" }, NOW, 60));
+    await waitFor(() => h.checks >= 2, { message: "the put to wait for the check" });
+    expect(await h.d.delete("b/k")).toBe(true);
+    h.release();
+    await put;
+    expect(await h.d.get("b/k")).toBeUndefined();
+    expect(readdirSync(join(dir, "tmp"))).toEqual([]);
+    expect((h.d as unknown as { reserved: number }).reserved).toBe(0);
+    await h.d.close();
   });
 
   test("verify_at_start: false checks nothing at start (a large folder is not read through; served as written, as before the CRC)", async () => {
