@@ -102,7 +102,14 @@ export class DiskWrite implements LayerWriter {
 
   /** Writes a whole Blob (a put of an object already in memory, or a copy of another file). */
   async writeBlob(body: Blob): Promise<void> {
-    for await (const chunk of body.stream()) await this.write(chunk as Uint8Array);
+    try {
+      for await (const chunk of body.stream()) await this.write(chunk as Uint8Array);
+    } catch (err) {
+      // (the Blob's own read failed, a file-backed body's file gone: the write ends, as a chunk's failure ends it)
+      if (!this.finished) this.target.failed(err, "write", this);
+      await this.abort();
+      throw err;
+    }
   }
 
   async commit(): Promise<boolean> {

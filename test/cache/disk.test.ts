@@ -883,6 +883,19 @@ describe("never wrong bytes", () => {
 });
 
 describe("atomic writes", () => {
+  test("an object whose body cannot be read (a file-backed body whose file is gone) is not stored, and its write ends: no temporary file, no room kept", async () => {
+    const d = await open(freshDir());
+    const gone = join(root, `gone-${n}`);
+    writeFileSync(gone, bytesOf(5000));
+    const o = { ...obj("b/k", 5000), body: Bun.file(gone) };
+    rmSync(gone);
+    await d.put(o);
+    expect(await d.get("b/k")).toBeUndefined();
+    await waitFor(() => readdirSync(join(d.dir, "tmp")).length === 0, { message: "the temporary file to be deleted" });
+    expect((d as unknown as { reserved: number }).reserved).toBe(0);
+    await d.close();
+  });
+
   test("a streaming write is invisible until committed, and committed only at exactly its size", async () => {
     const d = await open(freshDir());
     const meta = writerMeta("b/s", 3000);
