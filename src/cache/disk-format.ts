@@ -170,21 +170,23 @@ export function trailerBytes(crc: number): Uint8Array {
 
 /**
  * Whether the body of `file` (`size` bytes from `bodyOffset`) still has the CRC-32 its trailer
- * recorded: read through once, a chunk at a time (memory flat). False when it cannot be read.
+ * recorded: read through once, a chunk at a time (memory flat). "gone": the file no longer exists
+ * (purged or evicted meanwhile); "unreadable": it could not be read now (no file descriptor left,
+ * an I/O error), which says nothing of its bytes.
  */
-export async function bodyIntact(file: string, bodyOffset: number, size: number): Promise<boolean> {
+export async function bodyIntact(file: string, bodyOffset: number, size: number): Promise<"intact" | "damaged" | "gone" | "unreadable"> {
   try {
     const f = Bun.file(file);
     const stored = new DataView(await f.slice(bodyOffset + size, bodyOffset + size + TRAILER_BYTES).arrayBuffer());
-    if (stored.byteLength !== TRAILER_BYTES) return false;
+    if (stored.byteLength !== TRAILER_BYTES) return "damaged";
     let crc = 0;
     let read = 0;
     for await (const chunk of f.slice(bodyOffset, bodyOffset + size).stream()) {
       crc = Bun.hash.crc32(chunk, crc);
       read += chunk.byteLength;
     }
-    return read === size && crc >>> 0 === stored.getUint32(0, true);
-  } catch {
-    return false;
+    return read === size && crc >>> 0 === stored.getUint32(0, true) ? "intact" : "damaged";
+  } catch (err) {
+    return (err as NodeJS.ErrnoException)?.code === "ENOENT" ? "gone" : "unreadable";
   }
 }

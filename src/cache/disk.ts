@@ -95,7 +95,7 @@ interface Entry extends FileIdentity {
    */
   unchecked: boolean;
   /** The check under way (shared by the hits that wait for it). */
-  checking?: Promise<boolean>;
+  checking?: Promise<"intact" | "damaged" | "unreadable"> | undefined;
 }
 
 /**
@@ -359,7 +359,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   private async checkRestored(): Promise<void> {
     for (const e of [...this.lru.newestFirst()]) {
       if (this.closing) return;
-      if (e.unchecked && this.lru.peek(e.key) === e && !(await this.check(e)) && this.lru.peek(e.key) === e) await this.remove(e, true);
+      if (e.unchecked && this.lru.peek(e.key) === e && (await this.check(e)) === "damaged" && this.lru.peek(e.key) === e) await this.remove(e, true);
     }
   }
 
@@ -369,11 +369,18 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
    * found at start (the writes of this process computed it from the bytes they wrote). A hit pays
    * nothing once it is done: no hash on the sendfile path.
    */
-  private check(e: Entry): Promise<boolean> {
-    e.checking ??= bodyIntact(e.file, e.bodyOffset, e.size).then((ok) => {
-      if (ok) e.unchecked = false;
-      else this.failed(new Error("the body does not match its CRC-32"), "check");
-      return ok;
+  private check(e: Entry): Promise<"intact" | "damaged" | "unreadable"> {
+    e.checking ??= bodyIntact(e.file, e.bodyOffset, e.size).then((r) => {
+      if (r === "intact") e.unchecked = false;
+      else if (r === "damaged") this.failed(new Error("the body does not match its CRC-32"), "check");
+      else if (r === "unreadable") {
+        // (no descriptor left, an I/O error: nothing is known of the bytes; not served this
+        // time, checked again by the next hit, never deleted for it)
+        e.checking = undefined;
+        this.failed(new Error("the body could not be read to check its CRC-32"), "check");
+      }
+      // ("gone": deleted meanwhile, by a purge or an eviction, or behind the layer's back; a miss)
+      return r === "gone" ? "damaged" : r;
     });
     return e.checking;
   }
@@ -452,10 +459,10 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       return undefined;
     }
     if (e.unchecked) {
-      const intact = await this.check(e);
+      const checked = await this.check(e);
       // (purged or replaced while the check read the file: its file is gone, Bun's 500)
-      if (this.lru.peek(key) !== e) return undefined;
-      if (!intact) {
+      if (this.lru.peek(key) !== e || checked === "unreadable") return undefined;
+      if (checked === "damaged") {
         await this.remove(e, true);
         return undefined;
       }
@@ -480,9 +487,9 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       // (a damaged file is neither refreshed nor copied: dropped, and the object not stored; nor
       // one purged or replaced while it was checked: its file is gone, and a purge is not undone)
       if (e.unchecked) {
-        const intact = await this.check(e);
-        if (this.lru.peek(obj.key) !== e) return;
-        if (!intact) return this.remove(e, true);
+        const checked = await this.check(e);
+        if (this.lru.peek(obj.key) !== e || checked === "unreadable") return;
+        if (checked === "damaged") return this.remove(e, true);
       }
       if (sameHeaders(e.headers, obj.headers)) return this.queueRefresh(e, obj.storedAt, obj.expiresAt);
       obj = { ...obj, body: Bun.file(e.file).slice(e.bodyOffset, e.bodyOffset + e.size) }; // copy from our own file

@@ -135,7 +135,6 @@ export class Metrics {
   private readonly cacheBytes = this.r.gauge("yatagarasu_cache_bytes", "Bytes currently held by the cache.").labels();
   private readonly cacheItems = this.r.gauge("yatagarasu_cache_items", "Objects currently held by the cache.").labels();
   private readonly cacheCoalesced = this.r.counter("yatagarasu_cache_coalesced_total", "Requests served by joining an upstream fetch already in progress.").labels();
-  private readonly bucketFamilies = [this.requests, this.duration, this.bytes, this.throttled, this.bodyErrors, this.writes, this.writeErrors, this.requestBytes, this.s3, this.s3Duration, this.s3Retries, this.breaker, this.cacheHits, this.cacheMisses];
   private readonly series = new Map<string, BucketSeries>();
   private none!: BucketSeries;
   /** Bucket names configured at some point in this process's life (their series are kept). */

@@ -748,13 +748,14 @@ describe("never wrong bytes", () => {
     await d1.close();
     const d = new DiskLayer({ dir, maxBytes: 64 << 20, maxItemBytes: 16 << 20 });
     // (a large file's read-through takes that long, and a file unlinked while it is read is read to its end all the same)
-    type Checked = { file: string; bodyOffset: number; size: number; unchecked: boolean; checking?: Promise<boolean> };
-    const layer = d as unknown as { check(e: Checked): Promise<boolean> };
+    type Result = "intact" | "damaged" | "unreadable";
+    type Checked = { file: string; bodyOffset: number; size: number; unchecked: boolean; checking?: Promise<Result> | undefined };
+    const layer = d as unknown as { check(e: Checked): Promise<Result> };
     const out = { d, checks: 0, release: () => {} };
     const held = new Promise<void>((r) => (out.release = r));
     layer.check = (e) => {
       out.checks++;
-      e.checking ??= bodyIntact(e.file, e.bodyOffset, e.size).then((ok) => held.then(() => ((e.unchecked = !ok), ok)));
+      e.checking ??= bodyIntact(e.file, e.bodyOffset, e.size).then((r) => held.then((): Result => ((e.unchecked = r !== "intact"), r === "gone" ? "damaged" : r)));
       return e.checking;
     };
     await d.ready;
@@ -788,12 +789,30 @@ describe("never wrong bytes", () => {
     await h.d.close();
   });
 
-  test("verify_at_start: false checks nothing at start (a large folder is not read through; served as written, as before the CRC)", async () => {
+  /** A folder holding one object file of `size` bytes under `key`, written by a layer since closed: [folder, file]. */
+  async function oneFile(key: string, size: number): Promise<[string, string]> {
     const dir = freshDir();
     const d1 = await open(dir);
-    await d1.put(obj("b/rotten", 100_000));
+    await d1.put(obj(key, size));
     await d1.close();
-    const f = files(dir)[0]!;
+    return [dir, files(dir)[0]!];
+  }
+
+  test("bodyIntact tells a damaged body from a file gone or unreadable (no descriptor left, EISDIR here): only a damaged one is deleted as bit rot; the others say nothing of the bytes", async () => {
+    const [dir, f] = await oneFile("b/k", 10_000);
+    const size = 10_000;
+    const bodyOffset = readFileSync(f).byteLength - size - 4;
+    expect(await bodyIntact(f, bodyOffset, size)).toBe("intact");
+    expect(await bodyIntact(f + ".missing", bodyOffset, size)).toBe("gone");
+    expect(await bodyIntact(dir, bodyOffset, size)).toBe("unreadable");
+    const bytes = readFileSync(f);
+    bytes[bodyOffset + 5] ^= 1;
+    writeFileSync(f, bytes);
+    expect(await bodyIntact(f, bodyOffset, size)).toBe("damaged");
+  });
+
+  test("verify_at_start: false checks nothing at start (a large folder is not read through; served as written, as before the CRC)", async () => {
+    const [dir, f] = await oneFile("b/rotten", 100_000);
     const bytes = readFileSync(f);
     bytes[bytes.byteLength - 50_000] ^= 0x10;
     writeFileSync(f, bytes);
