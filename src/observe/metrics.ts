@@ -96,7 +96,7 @@ export class Metrics {
   private readonly bytes = this.r.counter("yatagarasu_http_response_bytes_total", "Response body bytes sent.", ["bucket"]);
   private readonly throttled = this.r.counter(
     "yatagarasu_http_throttled_total",
-    "Requests answered 503 to make the client slow down (also in yatagarasu_http_requests_total): refused by a rate, concurrency or upload limit of the proxy (SlowDown on the S3 front, Overloaded on the plain front), or the upstream's SlowDown passed on. Not a failure of the proxy or the upstream.",
+    "Requests answered 503 to make the client slow down (also in yatagarasu_http_requests_total): refused by a rate, concurrency or upload limit of the proxy (SlowDown on the S3 front; on the plain front a concurrency or upload cap's Overloaded, its rate limits answering 429), or the upstream's SlowDown passed on. Not a failure of the proxy or the upstream.",
     ["bucket"],
   );
   private readonly bodyErrors = this.r.counter("yatagarasu_http_response_body_errors_total", "Responses whose body failed after the head was sent (upstream cut or stalled, client gone), by reason.", ["bucket", "reason"]);
