@@ -28,6 +28,7 @@ import { bodyIntact, encodeHead, HEAD_BYTES, keyHash, newVersion, objectPath, te
 import { dropLock, liveOthers, scanDir, takeLock, type ScannedFile } from "./disk-scan.ts";
 import { CACHE_DIR_MODE, DiskWrite, type FileIdentity, type WriteTarget } from "./disk-write.ts";
 import { PurgeLog } from "./purge-log.ts";
+import { idAfter } from "./redis-format.ts";
 import { bucketOf, isFileBody, type BucketLayerStats, type CachedObject, type CacheLayer, type LayerStats, type LayerWriter, type ObjectMeta, type StreamCheckpoint } from "./types.ts";
 
 /**
@@ -39,6 +40,17 @@ import { bucketOf, isFileBody, type BucketLayerStats, type CachedObject, type Ca
  */
 export const POSITION_FILE = "redis-position.json";
 export const positionFileOf = (instance: string | undefined): string => (instance === undefined ? POSITION_FILE : `redis-position-${instance}.json`);
+/** A position file's position in `stream`, or undefined (missing, unreadable, another stream). */
+function readPosition(file: string, stream: string): { id: string; epoch: string | undefined } | undefined {
+  try {
+    const p = JSON.parse(readFileSync(file, "utf8")) as { stream?: unknown; id?: unknown; epoch?: unknown };
+    if (p.stream !== stream || typeof p.id !== "string" || !/^\d+-\d+$/.test(p.id)) return undefined;
+    return { id: p.id, epoch: typeof p.epoch === "string" ? p.epoch : undefined };
+  } catch {
+    return undefined;
+  }
+}
+
 /** The position is written at most this often (and at close). */
 const POSITION_EVERY_MS = 1000;
 
@@ -277,6 +289,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   private readonly positionFile: string;
   /** This process among those that may share the folder (DiskLayerOptions.instance): its files' owner. */
   private readonly instance: string | undefined;
+  /** The other instances (no longer running) whose files the rebuild indexed: up to date with their own positions only. */
+  private readonly adopted = new Set<string>();
 
   constructor(opts: DiskLayerOptions) {
     this.dir = opts.dir;
@@ -338,6 +352,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     const fitting = tooLarge.length === 0 ? kept : kept.filter((f) => f.size <= this.maxItemBytes);
     for (const f of fitting) this.insert(f.key, f, true, 0, this.verify && f.trailer > 0);
     this.restored = fitting.length;
+    for (const f of fitting) if (f.owner !== undefined && f.owner !== this.instance) this.adopted.add(f.owner);
     await this.evictDown().catch(() => {}); // `ready` never rejects: lookups wait on it
     this.log?.info("disk cache index rebuilt", {
       dir: this.dir,
@@ -347,6 +362,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       ...(this.stores === undefined ? undefined : { dropped_not_cached: notCached, dropped_other_store: otherStore, dropped_unrecorded: unrecorded }),
       ...(tooLarge.length > 0 ? { dropped_too_large: tooLarge.length } : undefined),
       temporary_removed: r.tempsRemoved,
+      ...(this.adopted.size > 0 ? { of_stopped_instances: fitting.filter((f) => f.owner !== undefined && this.adopted.has(f.owner)).length } : undefined),
       ms: Math.round(performance.now() - started),
     });
     if (this.verify) void this.checkRestored();
@@ -684,14 +700,20 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     return this.holding ? this.restored : 0;
   }
 
+  /**
+   * This process's position, or the oldest of it and those of the stopped instances whose files
+   * the rebuild indexed (adopted): those files missed the purges made since their writer stopped,
+   * which this process heard with no copy to delete (they were served, purged, as disk hits).
+   * Unknown for one of them, or in another life of the stream: undefined (the entries dropped).
+   */
   loadPosition(stream: string): { id: string; epoch: string | undefined } | undefined {
-    try {
-      const p = JSON.parse(readFileSync(join(this.dir, this.positionFile), "utf8")) as { stream?: unknown; id?: unknown; epoch?: unknown };
-      if (p.stream !== stream || typeof p.id !== "string" || !/^\d+-\d+$/.test(p.id)) return undefined;
-      return { id: p.id, epoch: typeof p.epoch === "string" ? p.epoch : undefined };
-    } catch {
-      return undefined;
+    let out: { id: string; epoch: string | undefined } | undefined;
+    for (const file of [this.positionFile, ...[...this.adopted].map(positionFileOf)]) {
+      const p = readPosition(join(this.dir, file), stream);
+      if (p === undefined || (out !== undefined && p.epoch !== out.epoch)) return undefined;
+      if (out === undefined || idAfter(out.id, p.id)) out = p;
     }
+    return out;
   }
 
   savePosition(stream: string, id: string, epoch: string): void {

@@ -95,3 +95,10 @@ export function decodeEntry(value: Uint8Array, key: string, store?: string | nul
 export function matchPrefix(prefix: string): string {
   return prefix.replace(/[*?[\]\\]/g, (c) => "\\" + c) + "*";
 }
+
+/** Stream ids ("ms-seq") in order. */
+export function idAfter(a: string, b: string): boolean {
+  const [am, as] = a.split("-").map(Number) as [number, number];
+  const [bm, bs] = b.split("-").map(Number) as [number, number];
+  return am > bm || (am === bm && as > bs);
+}

@@ -44,7 +44,7 @@
  * - Failure is not an outage: reads and writes are skipped while the link is down (redis-link.ts).
  */
 import { PurgeLog } from "./purge-log.ts";
-import { BULK_BYTES, BULK_SUFFIX, decodeEntry, encodeEntry, encodeStub, matchPrefix, OTHER_STORE, stubLength } from "./redis-format.ts";
+import { BULK_BYTES, BULK_SUFFIX, decodeEntry, encodeEntry, encodeStub, idAfter, matchPrefix, OTHER_STORE, stubLength } from "./redis-format.ts";
 import { RedisLink, redisDatabase, RedisUnavailable, type LinkLogger } from "./redis-link.ts";
 import { RedisTimeout, withTimeout } from "../util/redis-wait.ts";
 import { bucketOf, type CachedObject, type CacheLayer, type FillToken, type LayerHealth, type LayerStats, type ObjectMeta, type RemoteInvalidation, type SharedWait, type StreamCheckpoint } from "./types.ts";
@@ -216,13 +216,6 @@ const RUN_ID_TOUCH_MS = 30_000;
 /** Redis's refusal of a command on another program's key of another type. */
 function wrongType(err: unknown): boolean {
   return /^WRONGTYPE /.test((err as { message?: string }).message ?? "");
-}
-
-/** Stream ids ("ms-seq") in order. */
-function idAfter(a: string, b: string): boolean {
-  const [am, as] = a.split("-").map(Number) as [number, number];
-  const [bm, bs] = b.split("-").map(Number) as [number, number];
-  return am > bm || (am === bm && as > bs);
 }
 
 function matches(inv: RemoteInvalidation, key: string): boolean {

@@ -118,6 +118,34 @@ async function firstLife(prefix: string, store: ReturnType<typeof s3>): Promise<
   return dir;
 }
 
+/**
+ * A (instance 8081) and C (8082) share a folder; A fills k ("one") and kept, then stops. While A is
+ * down k is overwritten ("two") through another replica; C hears the purge (it holds no copy),
+ * saves a later position, and stops too.
+ */
+async function purgedWhileOneOfTwoDown(prefix: string): Promise<{ store: ReturnType<typeof s3>; dir: string }> {
+  const store = s3();
+  const dir = mkdtempSync(join(root, "shared-"));
+  const a = replica({ prefix, dir, instance: "8081" });
+  const c = replica({ prefix, dir, instance: "8082" });
+  await Promise.all([up(a.redis), up(c.redis)]);
+  store.objects.set("b/k", "one");
+  store.objects.set("b/kept", "kept");
+  expect(await read(a.cache, store, "k")).toMatchObject({ x: "MISS", body: "one" });
+  expect(await read(a.cache, store, "kept")).toMatchObject({ x: "MISS", body: "kept" });
+  await waitFor(() => a.disk!.keys().length === 2, { message: "the fills to reach the shared disk" });
+  await a.cache.idle?.();
+  await a.cache.close(); // A stops (its lock dropped, its position saved)
+  const b = replica({ prefix, dir: mkdtempSync(join(root, "b-")) });
+  await up(b.redis);
+  store.objects.set("b/k", "two");
+  await b.cache.delete("b/k");
+  await c.cache.delete("b/unrelated"); // (C's position moves past k's purge)
+  await c.cache.idle?.();
+  await c.cache.close();
+  return { store, dir };
+}
+
 describe("a replica restarted on its disk folder", () => {
   test("replays the purges made while it was down: the overwritten and deleted objects are not served, the others are (from disk)", async () => {
     const prefix = "restart1:";
@@ -140,28 +168,19 @@ describe("a replica restarted on its disk folder", () => {
   });
 
   test("two processes sharing one disk folder: the one restarted replays from its own position, not the later one the other saved (it served its stale file until TTL)", async () => {
-    const prefix = "restart-shared:";
-    const store = s3();
-    const dir = mkdtempSync(join(root, "shared-"));
-    const a = replica({ prefix, dir, instance: "8081" });
-    const c = replica({ prefix, dir, instance: "8082" });
-    await Promise.all([up(a.redis), up(c.redis)]);
-    store.objects.set("b/k", "one");
-    expect(await read(a.cache, store, "k")).toMatchObject({ x: "MISS", body: "one" });
-    await waitFor(() => a.disk!.keys().length === 1, { message: "the fill to reach the shared disk" });
-    await a.cache.idle?.();
-    await a.cache.close(); // A stops (its position saved)
-    // While A is down: k is overwritten through another replica; C (same folder) applies the purge and saves a later position.
-    const b = replica({ prefix, dir: mkdtempSync(join(root, "b-")) });
-    await up(b.redis);
-    store.objects.set("b/k", "two");
-    await b.cache.delete("b/k");
-    await c.cache.delete("b/unrelated"); // (C's position moves past k's purge)
-    await c.cache.idle?.();
-    await c.cache.close();
-    const a2 = replica({ prefix, dir, instance: "8081" });
+    const { store, dir } = await purgedWhileOneOfTwoDown("restart-shared:");
+    const a2 = replica({ prefix: "restart-shared:", dir, instance: "8081" });
     await up(a2.redis);
     expect(await read(a2.cache, store, "k")).toMatchObject({ x: "MISS", body: "two" });
+  });
+
+  test("the other process restarted while the first is still down indexes the first one's files up to date: it replays from the older position of the two (it served the stopped instance's file, purged meanwhile, as a disk HIT)", async () => {
+    const { store, dir } = await purgedWhileOneOfTwoDown("restart-adopt:");
+    // C restarts, A still down: A's files are no running instance's, so C indexes them.
+    const c2 = replica({ prefix: "restart-adopt:", dir, instance: "8082" });
+    await up(c2.redis);
+    expect(await read(c2.cache, store, "k")).toMatchObject({ x: "MISS", body: "two" });
+    expect(await read(c2.cache, store, "kept")).toMatchObject({ x: "HIT", layer: "disk", body: "kept" });
   });
 
   test("the stream was trimmed past its saved position: its restored entries are dropped", async () => {
