@@ -9,6 +9,7 @@
 import { normalize } from "node:path";
 import { renewalNameNote, renewalRefusal } from "./config/notes.ts";
 import { applyCacheConfig, bucketCachePolicy, cacheRestartChanges, cacheRestartKey, cacheStores, createCache, registerCacheMetrics, retireOtherDiskLayouts, upstreamIdentity, type Cache } from "./cache/index.ts";
+import type { DiskLayer } from "./cache/disk.ts";
 import { ConfigError, loadConfigSourceOffThread, type Config } from "./config/load.ts";
 import { resolveConfigPath } from "./config/validate.ts";
 import { readinessOf } from "./control/ready.ts";
@@ -198,6 +199,7 @@ export class App implements Services {
    * listeners are bound (cli.ts): an instance that cannot start must change nothing.
    */
   retireOtherDiskLayouts(): void {
+    (this.cache.layer("disk") as DiskLayer | undefined)?.claimLock();
     const c = this.runtime.config;
     retireOtherDiskLayouts(c.cache, { baseDir: c.baseDir, log: this.log, share: this.opts.share, worker: workerIndex() });
   }

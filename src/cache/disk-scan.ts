@@ -172,9 +172,31 @@ const written = (a: ScannedFile, b: ScannedFile): boolean => (a.ctimeMs - b.ctim
 /** The lock file of a running instance (DiskLayerOptions.instance) in a disk folder: "<pid> <START_ID>". */
 export const lockFileOf = (instance: string): string => `instance-${instance}.lock`;
 
-/** Writes this process's lock for `instance` in `dir` (it names the files' owner while it runs). */
-export function takeLock(dir: string, instance: string): void {
-  writeFileSync(join(dir, lockFileOf(instance)), `${process.pid} ${START_ID}\n`, { mode: 0o600 });
+/** Whether the lock file `file` names a process still running (the pid's start checked, as for temporary files), other than one that wrote `except`. */
+function liveLock(file: string, except?: string): boolean {
+  try {
+    const text = readFileSync(file, "utf8");
+    if (text === except) return false;
+    const [pid, start] = text.trim().split(" ");
+    return alive({ pid: Number(pid), start }, statSync(file).mtimeMs);
+  } catch {
+    return false; // (gone meanwhile, or unreadable: not a live owner)
+  }
+}
+
+/**
+ * Writes this process's lock for `instance` in `dir` (it names the files' owner while it runs);
+ * false, leaving it, when it names another running process, unless `force` (this process holds the
+ * instance's port now): a second start on the instance's port, which fails to bind (the cache opens
+ * first), rewrote it with its own pid, and the running one's files were then a stopped instance's
+ * to the next start of another proxy on the folder.
+ */
+export function takeLock(dir: string, instance: string, force = false): boolean {
+  const file = join(dir, lockFileOf(instance));
+  const mine = `${process.pid} ${START_ID}\n`;
+  if (!force && liveLock(file, mine)) return false; // (this process's own is taken again: a layer opened again in it)
+  writeFileSync(file, mine, { mode: 0o600 });
+  return true;
 }
 
 /** Removes this process's lock for `instance` (not one a later process of the instance wrote since). */
@@ -202,13 +224,7 @@ export function liveOthers(dir: string, mine: string | undefined): Set<string> {
   }
   for (const name of names) {
     const m = /^instance-(.+)\.lock$/.exec(name);
-    if (m === null || m[1] === mine) continue;
-    try {
-      const [pid, start] = readFileSync(join(dir, name), "utf8").trim().split(" ");
-      if (alive({ pid: Number(pid), start }, statSync(join(dir, name)).mtimeMs)) out.add(m[1]!);
-    } catch {
-      // (gone meanwhile, or unreadable: not a live owner)
-    }
+    if (m !== null && m[1] !== mine && liveLock(join(dir, name))) out.add(m[1]!);
   }
   return out;
 }

@@ -25,7 +25,7 @@ import { dirname, join } from "node:path";
 import { UNTYPED_CONTENT_TYPE } from "../http/headers.ts";
 import { LruMap } from "../util/lru.ts";
 import { bodyIntact, encodeHead, HEAD_BYTES, keyHash, newVersion, objectPath, tempName, timesBytes, TRAILER_BYTES } from "./disk-format.ts";
-import { dropLock, liveOthers, scanDir, takeLock, type ScannedFile } from "./disk-scan.ts";
+import { dropLock, liveOthers, lockFileOf, scanDir, takeLock, type ScannedFile } from "./disk-scan.ts";
 import { CACHE_DIR_MODE, DiskWrite, type FileIdentity, type WriteTarget } from "./disk-write.ts";
 import { PurgeLog } from "./purge-log.ts";
 import { idAfter } from "./redis-format.ts";
@@ -289,6 +289,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   private readonly positionFile: string;
   /** This process among those that may share the folder (DiskLayerOptions.instance): its files' owner. */
   private readonly instance: string | undefined;
+  /** Another process of this instance held the lock at start (a second start on its port, or the previous one still stopping): taken by claimLock. */
+  private lockedOut = false;
   /** The other instances (no longer running) whose files the rebuild indexed: up to date with their own positions only. */
   private readonly adopted = new Set<string>();
 
@@ -310,7 +312,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       // the files in them stay readable to the process only (mkdir's mode applies to new folders).
       for (const sub of ["objects", "tmp"]) ownerOnly(join(this.dir, sub));
       accessSync(this.dir, constants.W_OK | constants.R_OK);
-      if (this.instance !== undefined) takeLock(this.dir, this.instance);
+      this.lockedOut = this.instance !== undefined && !takeLock(this.dir, this.instance);
     } catch (err) {
       throw new Error(`cache.disk.path: cannot use ${this.dir}: ${describeFsError(err)}`);
     }
@@ -340,6 +342,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     // start neither indexes nor deletes them (it deleted those of buckets it does not cache, older
     // copies of a key, and what went past its own budget, and the other served misses).
     const others = liveOthers(this.dir, this.instance);
+    if (this.lockedOut) this.log?.warn("disk cache: another running process holds this instance's lock (a second start on its port, or the previous process still stopping): taken once this one's listeners are bound", { dir: this.dir, lock: lockFileOf(this.instance!) });
     const r = await scanDir(this.dir, (f) => f.owner !== undefined && others.has(f.owner)).catch((err) => {
       this.failed(err, "scan");
       return { files: [] as ScannedFile[], dropped: 0, tempsRemoved: 0 };
@@ -688,6 +691,17 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     await this.positionWrite;
     await abandoned;
     if (this.instance !== undefined) dropLock(this.dir, this.instance);
+  }
+
+  /** This process holds the instance's port (its listeners are bound): the lock is its own, whoever held it at start. */
+  claimLock(): void {
+    if (!this.lockedOut || this.instance === undefined || this.closing) return;
+    try {
+      takeLock(this.dir, this.instance, true);
+      this.lockedOut = false;
+    } catch (err) {
+      this.failed(err, "lock");
+    }
   }
 
   /** Restored entries are misses until release() (called once, before any lookup: Cache wires it with a Redis layer). */

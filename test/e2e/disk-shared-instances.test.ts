@@ -1,0 +1,79 @@
+/**
+ * Proxies (other ports) sharing one disk cache folder, as real processes: each holds
+ * instance-<port>.lock while it runs, and a start leaves alone the files of an instance whose lock
+ * names a running process. A second start on a running instance's port (a mistake, or an
+ * orchestrator starting the new one before the old one is gone) cannot bind and exits 3; before,
+ * it had rewritten the lock with its own pid on its way (the cache opens before the listeners
+ * bind), so the running proxy's files looked like a stopped instance's to the next start of
+ * another proxy on the folder, which deleted them (here: a bucket it does not cache).
+ */
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { freePort } from "../fixtures/services.ts";
+import { waitFor } from "../helpers/wait.ts";
+import { bucketYaml, runCli, startProxy, type ProxyProcess } from "./harness.ts";
+
+setDefaultTimeout(30_000);
+
+const CREDS = { accessKeyId: "AKIASHAREDINSTANCES", secretAccessKey: "shared-instances-secret" };
+
+let s3: S3Fixture;
+let dir: string;
+const running: ProxyProcess[] = [];
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "yata-shared-instances-"));
+  s3 = await startS3Fixture({ buckets: [{ name: "up-a" }], credentials: [{ ...CREDS, buckets: ["up-a"] }] });
+  await s3.put("up-a", "hello.txt", "hello from up-a");
+});
+
+afterAll(async () => {
+  await Promise.all(running.map((p) => p.stop()));
+  await s3?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const config = (port: number, cached: boolean) => `server: { address: 127.0.0.1, port: ${port} }
+metrics: { enabled: false }
+cache:
+  enabled: true
+  cache_layers: [disk]
+  disk: { path: "${join(dir, "cache")}", max_disk_size_mb: 64, max_item_size_mb: 16 }
+buckets:
+${bucketYaml({ name: "other", prefix: "/other", bucket: "up-a", endpoint: s3.endpoint, key: CREDS.accessKeyId, secret: CREDS.secretAccessKey, extra: `    cache: { enabled: ${cached} }\n` })}`;
+
+/** The object files in the shared folder. */
+const objectFiles = () => [...new Bun.Glob("objects/*/*.obj").scanSync(join(dir, "cache"))];
+
+async function get(px: ProxyProcess, path: string) {
+  const r = await fetch(px.url(path));
+  return { body: await r.text(), cache: r.headers.get("x-cache"), layer: r.headers.get("x-cache-layer") };
+}
+
+test("a second start on a running proxy's port fails without taking its lock: another proxy started on the folder afterwards keeps the running one's files", async () => {
+  const port = freePort();
+  const p = await startProxy(config(port, true));
+  running.push(p);
+  expect(await get(p, "/other/hello.txt")).toEqual({ body: "hello from up-a", cache: "MISS", layer: null });
+  await waitFor(() => objectFiles().length === 1, { message: "the disk fill" });
+  const lock = join(dir, "cache", `instance-${port}.lock`);
+  const held = readFileSync(lock, "utf8");
+
+  // The same config started again: the port is taken.
+  const again = join(dir, "again.yaml");
+  writeFileSync(again, config(port, true));
+  const second = await runCli(["--config", again]);
+  expect(second.code).toBe(3);
+  expect(second.stdout).toContain("another running process holds this instance's lock");
+  expect(readFileSync(lock, "utf8")).toBe(held);
+
+  // Another proxy (another port) on the folder, whose config does not cache the bucket.
+  const q = await startProxy(config(0, false));
+  running.push(q);
+  expect(await q.waitForLog((l) => l.msg === "disk cache index rebuilt")).toMatchObject({ objects: 0, dropped_not_cached: 0 });
+  expect(objectFiles().length).toBe(1);
+  expect(await get(p, "/other/hello.txt")).toEqual({ body: "hello from up-a", cache: "HIT", layer: "disk" });
+});
