@@ -201,7 +201,8 @@ export class App implements Services {
   retireOtherDiskLayouts(): void {
     (this.cache.layer("disk") as DiskLayer | undefined)?.claimLock();
     const c = this.runtime.config;
-    retireOtherDiskLayouts(c.cache, { baseDir: c.baseDir, log: this.log, share: this.opts.share, worker: workerIndex() });
+    // (the instance, as the disk layer's: its own lock in a folder is no other proxy's)
+    void retireOtherDiskLayouts(c.cache, { baseDir: c.baseDir, log: this.log, share: this.opts.share, worker: workerIndex(), instance: String(c.server.port) });
   }
 
   static async create(config: Config, opts: AppOptions = {}): Promise<App> {

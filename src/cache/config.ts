@@ -13,6 +13,7 @@
  */
 import { timerDelay } from "../config/durations.ts";
 import { readdirSync, rmSync } from "node:fs";
+import { unlink } from "node:fs/promises";
 import { isAbsolute, join, resolve } from "node:path";
 import type { BucketConfig, CacheConfig } from "../config/schema.ts";
 import type { CachePolicy } from "./flight.ts";
@@ -21,7 +22,7 @@ import { MemoryLayer } from "./memory.ts";
 import { RedisLayer } from "./redis.ts";
 import type { CacheLayer, RemoteInvalidation } from "./types.ts";
 import { keyHash } from "./disk-format.ts";
-import { liveOthers } from "./disk-scan.ts";
+import { liveOthers, scanDir, type ScannedFile } from "./disk-scan.ts";
 
 const MiB = 1024 * 1024;
 const mb = (n: number) => Math.floor(n * MiB);
@@ -59,9 +60,10 @@ function diskBase(cfg: NonNullable<CacheConfig["disk"]>, deps: CacheDeps): strin
  * start with another `server.workers` cached, unchecked and never purged by the writes made since
  * (workers 1 -> 2 -> 1 served, from disk, an object replaced while the folder was not in use).
  * A group's worker 0 deletes `<path>`'s own entries and the folders of workers >= N; the others
- * touch nothing. A folder another instance (another proxy sharing the path) runs on is kept.
+ * touch nothing. A folder another instance (another proxy sharing the path) runs on is kept, and
+ * pushed to `shared`: only this instance's files in it are to go (ownFilesGone).
  */
-export function retireOtherLayouts(cfg: NonNullable<CacheConfig["disk"]>, deps: CacheDeps): string[] {
+export function retireOtherLayouts(cfg: NonNullable<CacheConfig["disk"]>, deps: CacheDeps, shared: string[] = []): string[] {
   const base = diskBase(cfg, deps);
   const share = deps.share ?? 1;
   if (share > 1 && (deps.worker ?? 0) !== 0) return [];
@@ -76,7 +78,12 @@ export function retireOtherLayouts(cfg: NonNullable<CacheConfig["disk"]>, deps: 
     const w = /^worker-(\d+)$/.exec(name);
     const retire = share > 1 ? (w !== null ? Number(w[1]) >= share : name === "objects" || name === "tmp") : w !== null;
     // (not the folder another proxy runs on now: its lock names a live process of another instance)
-    if (!retire || liveOthers(w !== null ? join(base, name) : base, deps.instance).size > 0) continue;
+    if (!retire) continue;
+    const dir = w !== null ? join(base, name) : base;
+    if (liveOthers(dir, deps.instance).size > 0) {
+      if (!shared.includes(dir)) shared.push(dir);
+      continue;
+    }
     rmSync(join(base, name), { recursive: true, force: true });
     gone.push(name);
   }
@@ -88,10 +95,28 @@ export function retireOtherLayouts(cfg: NonNullable<CacheConfig["disk"]>, deps: 
  * listeners are bound (cli.ts), so that a second instance that cannot start (its port in use)
  * changes nothing: it deleted the running instance's whole disk cache.
  */
-export function retireOtherDiskLayouts(cfg: CacheConfig, deps: CacheDeps): void {
+export async function retireOtherDiskLayouts(cfg: CacheConfig, deps: CacheDeps): Promise<void> {
   if (!cfg.enabled || cfg.disk === undefined || !cfg.cache_layers.includes("disk")) return;
-  const retired = retireOtherLayouts(cfg.disk, deps);
+  const shared: string[] = [];
+  const retired = retireOtherLayouts(cfg.disk, deps, shared);
   if (retired.length > 0) deps.log?.info("disk cache: folders of another server.workers layout deleted", { path: cfg.disk.path, folders: retired });
+  const own = await ownFilesGone(shared, deps.instance);
+  if (own > 0) deps.log?.info("disk cache: files of another server.workers layout deleted from folders another instance runs on", { path: cfg.disk.path, files: own });
+}
+
+/**
+ * This instance's files in the folders of its other layout that another instance runs on: kept
+ * with the folder, they were served again, unpurged since, when this instance went back to that
+ * layout (workers 1 -> 2 -> 1 beside another proxy: the object replaced meanwhile, a disk HIT).
+ */
+async function ownFilesGone(folders: string[], instance: string | undefined): Promise<number> {
+  if (instance === undefined) return 0;
+  let n = 0;
+  for (const dir of folders) {
+    const { files } = await scanDir(dir, (f) => f.owner !== instance).catch(() => ({ files: [] as ScannedFile[] }));
+    for (const f of files) await unlink(f.file).then(() => n++, () => {});
+  }
+  return n;
 }
 
 /**

@@ -7,6 +7,8 @@ import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFi
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DiskLayer, onDisk } from "../../src/cache/disk.ts";
+import { retireOtherDiskLayouts } from "../../src/cache/config.ts";
+import { CacheSchema } from "../../src/config/schema.ts";
 import { bodyIntact, HEAD_BYTES, keyHash } from "../../src/cache/disk-format.ts";
 import { isFileBody, type CachedObject } from "../../src/cache/types.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -699,6 +701,23 @@ describe("two proxies sharing one folder", () => {
     expect(b3.keys()).toEqual(["y/k"]);
     expect(files(dir)).toHaveLength(1);
     await b3.close();
+  });
+
+  test("workers 1 -> 2 -> 1 beside another proxy on the folder: its files there go when it leaves the layout, the other's stay (kept with the folder, they were served again, the object replaced meanwhile)", async () => {
+    const dir = freshDir();
+    const cfg = CacheSchema.parse({ enabled: true, cache_layers: ["memory", "disk"], disk: { path: dir } });
+    const a = await at(dir, "8080", new Map([["x", "store-x"]]));
+    await a.put(obj("x/k", 5000));
+    const b = await at(dir, "8081", new Map([["x", "store-x"]]));
+    await b.put(obj("x/other", 5000));
+    await a.close();
+    // a restarts with server.workers: 2 (its worker 0 retires the single layout, where b runs)...
+    await retireOtherDiskLayouts(cfg, { share: 2, worker: 0, instance: "8080" });
+    // ... and with 1 again: what it cached in the folder before is not served (a write through it meanwhile purged its workers' folders only)
+    const a2 = await at(dir, "8080", new Map([["x", "store-x"]]));
+    expect(a2.keys()).toEqual([]);
+    expect(await bodyOf(await b.get("x/other"))).toEqual(bytesOf(5000));
+    await Promise.all([a2.close(), b.close()]);
   });
 });
 
