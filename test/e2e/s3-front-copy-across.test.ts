@@ -168,6 +168,28 @@ describe("CopyObject across proxy buckets", () => {
     T,
   );
 
+  // The HEAD's answer was taken whatever object it described: a store that ignores If-Match (or
+  // another writer's object, when the write named no ETag) gave another object's Last-Modified.
+  test(
+    "streamed: a HEAD answered by another object (another ETag) leaves the result's LastModified the write's",
+    async () => {
+      await s3.put("far", "docs/lm2.txt", "last modified 2");
+      const other = { etag: '"0123456789abcdef0123456789abcdef"', "last-modified": "Mon, 01 Jan 2001 00:00:00 GMT" };
+      s3.faults.set("/up/copied/lm2.txt", { kind: "reply", status: 200, body: "", method: "HEAD", times: 1, headers: other });
+      try {
+        const before = Date.now() - 2000;
+        const r = await copy("/up/copied/lm2.txt", "/far/docs/lm2.txt");
+        const xml = await r.text();
+        expect(r.status).toBe(200);
+        expect(s3.faults.hits("/up/copied/lm2.txt")).toBe(1);
+        expect(Date.parse(/<LastModified>([^<]+)<\/LastModified>/.exec(xml)![1]!)).toBeGreaterThan(before);
+      } finally {
+        s3.faults.clear();
+      }
+    },
+    T,
+  );
+
   test(
     "x-amz-metadata-directive / x-amz-tagging-directive REPLACE: the request's type, metadata and tags instead of the source's",
     async () => {

@@ -373,17 +373,22 @@ export async function copyObjectStreamed(ctx: RequestContext, src: ForeignSource
  * The copy's LastModified as the destination stored it: a PutObject's answer has no Last-Modified
  * (S3 sends none), and its Date is when the answer was sent, not the object's time (a store that
  * stamps an object when its upload starts, or whose clock differs from its answers'). A HEAD of
- * what was written (its version, or its ETag) tells; when it cannot, the answer's Date stays.
+ * what was written (its version, or its ETag) tells, when it answers with that ETag; when it
+ * cannot, or nothing names what was written, the answer's Date stays.
  */
 async function storedLastModified(ctx: RequestContext, up: ReturnType<typeof writeUpstream>, key: string, result: StreamedResult): Promise<void> {
   const at = result.fields.findIndex(([name]) => name === "LastModified");
   if (at < 0 || endToEnd(result.res.headers, "last-modified") !== null) return;
   const versionId = endToEnd(result.res.headers, "x-amz-version-id") ?? undefined;
   const etag = result.fields.find(([name]) => name === "ETag")?.[1];
+  // (neither names what was written: the HEAD could only describe whatever object is there now)
+  if (versionId === undefined && etag === undefined) return;
   try {
     const res = await getObjectDirect(up, { method: "HEAD", key, versionId, headers: etag === undefined ? undefined : { "if-match": etag } }, callOf(ctx));
     await res.body?.cancel().catch(() => {});
-    const when = res.status === 200 ? Date.parse(endToEnd(res.headers, "last-modified") ?? "") : NaN;
+    // (another object answering, a store that ignores If-Match, another writer's since: not the copy's time)
+    const same = etag === undefined || endToEnd(res.headers, "etag")?.trim() === etag.trim();
+    const when = res.status === 200 && same ? Date.parse(endToEnd(res.headers, "last-modified") ?? "") : NaN;
     if (Number.isFinite(when)) result.fields[at] = ["LastModified", new Date(when).toISOString()];
   } catch {
     // (the copy is done: its answer keeps the write's Date)
