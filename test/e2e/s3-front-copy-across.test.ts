@@ -190,6 +190,27 @@ describe("CopyObject across proxy buckets", () => {
     T,
   );
 
+  // The HEAD is for the result's LastModified only (the copy is stored): an upstream's SlowDown on
+  // it was retried as a read is (3 HEADs and their backoff before a done copy's answer).
+  test(
+    "streamed: the LastModified HEAD is asked once; a SlowDown leaves the write's time",
+    async () => {
+      await s3.put("far", "docs/lm3.txt", "last modified 3");
+      s3.faults.set("/up/copied/lm3.txt", { kind: "slowdown", method: "HEAD" });
+      try {
+        const r = await copy("/up/copied/lm3.txt", "/far/docs/lm3.txt");
+        const xml = await r.text();
+        expect(r.status).toBe(200);
+        expect(xml).toContain("<LastModified>");
+        expect(s3.faults.hits("/up/copied/lm3.txt")).toBe(1);
+        expect(await text("up", "copied/lm3.txt")).toBe("last modified 3");
+      } finally {
+        s3.faults.clear();
+      }
+    },
+    T,
+  );
+
   test(
     "x-amz-metadata-directive / x-amz-tagging-directive REPLACE: the request's type, metadata and tags instead of the source's",
     async () => {

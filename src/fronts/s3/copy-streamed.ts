@@ -384,7 +384,8 @@ async function storedLastModified(ctx: RequestContext, up: ReturnType<typeof wri
   // (neither names what was written: the HEAD could only describe whatever object is there now)
   if (versionId === undefined && etag === undefined) return;
   try {
-    const res = await getObjectDirect(up, { method: "HEAD", key, versionId, headers: etag === undefined ? undefined : { "if-match": etag } }, callOf(ctx));
+    // (once: the copy is stored, and this only refines its answer; no retries, no backoff before it)
+    const res = await getObjectDirect(up, { method: "HEAD", key, versionId, headers: etag === undefined ? undefined : { "if-match": etag } }, { ...callOf(ctx), maxAttempts: 1 });
     await res.body?.cancel().catch(() => {});
     // (another object answering, a store that ignores If-Match, another writer's since: not the copy's time)
     const same = etag === undefined || endToEnd(res.headers, "etag")?.trim() === etag.trim();
