@@ -64,3 +64,24 @@ test("the primary answers 500: ListObjectsV2, ListObjects and the folder index c
     w.primary.faults.clear();
   }
 });
+
+// A store that said a V2 page was truncated without a NextContinuationToken (against S3's
+// contract) had it relayed as it was: a page with more to come and nothing to ask for it by, which
+// the SDKs' paginators (aws s3 ls, aws s3 sync) take for the end of the listing, silently short.
+test("ListObjectsV2: a truncated page the upstream gave no NextContinuationToken gets the proxy's, resuming after its last key", async () => {
+  for (const k of ["a", "b", "c"]) await w.primary.put("primary-list-5d2b", `t/${k}`, k);
+  const xml = `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>primary-list-5d2b</Name><Prefix>t/</Prefix><KeyCount>1</KeyCount><MaxKeys>1</MaxKeys><IsTruncated>true</IsTruncated><Contents><Key>t/a</Key><Size>1</Size></Contents></ListBucketResult>`;
+  w.primary.faults.set("/primary-list-5d2b", { kind: "reply", status: 200, body: xml, method: "GET", times: 1 });
+  try {
+    const q: Array<[string, string]> = [["list-type", "2"], ["prefix", "t/"], ["max-keys", "1"]];
+    const first = await (await signedFetch(w.env, { method: "GET", path: "/src", query: q })).text();
+    expect(keysOf(first)).toEqual(["t/a"]);
+    const token = /<NextContinuationToken>([^<]+)<\/NextContinuationToken>/.exec(first)?.[1];
+    expect(token).toBeDefined();
+    const rest = await signedFetch(w.env, { method: "GET", path: "/src", query: [["list-type", "2"], ["prefix", "t/"], ["continuation-token", token!]] });
+    expect(rest.status).toBe(200);
+    expect(keysOf(await rest.text())).toEqual(["t/b", "t/c"]);
+  } finally {
+    w.primary.faults.clear();
+  }
+});

@@ -143,6 +143,11 @@ function pageRequest(ctx: RequestContext, q: URLSearchParams) {
         const encoded = elementText(xml, "EncodingType") === "url";
         const last = lastEntry(xml, encoded);
         out = setFirstElementText(out, "NextContinuationToken", nextToken(cfg, binding, served, next, last, from ?? { after: params.startAfter ?? "", past: false }));
+      } else if (elementText(xml, "IsTruncated") === "true") {
+        // A store that says the page is truncated without a token (S3 always gives one): the
+        // proxy's resumes after the page's last entry (start-after), else the paginators end here.
+        const last = lastEntry(xml, elementText(xml, "EncodingType") === "url");
+        if (last !== undefined) out = insertBefore(out, "IsTruncated", el("NextContinuationToken", nextToken(cfg, binding, served, "", last, last))) ?? out;
       }
       if (token !== undefined) {
         if (resumed) {
