@@ -52,6 +52,12 @@ export interface AuthzInput {
   clientIp: string;
   /** The request's span (tracing on): the call gets a child span and sends traceparent. Not part of the decision or its cache key. */
   trace?: Span;
+  /**
+   * A permission that fail_mode open must not grant when the authorizer is down (503 instead):
+   * one beyond what the request's own authorization gave (s3:BypassGovernanceRetention, which
+   * makes governance-retained versions deletable). Not part of the decision or its cache key.
+   */
+  failClosed?: boolean;
 }
 
 export type PrincipalType = "jwt" | "s3_static" | "s3_session" | "anonymous";
@@ -154,7 +160,7 @@ export class DecidingAuthorizer implements Authorizer {
       return outcome === "allow";
     }
     count?.("error");
-    if (outcome === "outage" && this.spec.failMode === "open") return true;
+    if (outcome === "outage" && this.spec.failMode === "open" && input.failClosed !== true) return true;
     throw new AuthorizerUnavailable();
   }
 

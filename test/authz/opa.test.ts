@@ -223,6 +223,15 @@ describe("an outage (timeout, unreachable, 5xx, 429) follows opa_fail_mode: clos
       expect(await authz.authorize(input())).toBe(mode !== "open"); // the failure was not cached
     });
   }
+  test("a permission asked fail-closed (failClosed: s3:BypassGovernanceRetention) is refused (503) through an outage even with opa_fail_mode open; the request's own action still fails open", async () => {
+    const { opa, authz } = setup({ "yatagarasu/allow": () => true }, { opa_fail_mode: "open", opa_cache_ttl_seconds: 0 });
+    opa.down();
+    expect(await outcome(authz.authorize(input()))).toBe(true);
+    expect(await outcome(authz.authorize({ ...input(), action: "s3:BypassGovernanceRetention", failClosed: true }))).toBe("503");
+    opa.restore();
+    expect(await authz.authorize({ ...input(), action: "s3:BypassGovernanceRetention", failClosed: true })).toBe(true);
+  });
+
   test("an outage is logged once, not once per request; its end is logged with the number of requests it failed", async () => {
     const { opa, authz, logs } = setup({ "yatagarasu/allow": () => true }, { opa_fail_mode: "closed", opa_cache_ttl_seconds: 0 });
     opa.down();

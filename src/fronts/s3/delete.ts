@@ -57,7 +57,9 @@ const CHECKSUM_HEADERS = ["content-md5", "x-amz-checksum-crc32", "x-amz-checksum
  * request's own authorization did not), and x-amz-bypass-governance-retention: true only when the
  * bucket's authorizer allows s3:BypassGovernanceRetention, a permission of its own in S3 that a
  * delete grant does not include (without an authorizer, or refused, it is dropped: the upstream
- * then refuses a version under governance retention as S3 refuses a caller without the permission).
+ * then refuses a version under governance retention as S3 refuses a caller without the permission;
+ * with the authorizer down, 503 whatever its fail mode: fail_mode open keeps objects readable
+ * through an outage, it must not make retained versions deletable).
  * Undefined when there are none (every delete but these).
  */
 async function passedDeleteHeaders(ctx: RequestContext, headers: Headers): Promise<Record<string, string> | undefined> {
@@ -68,7 +70,7 @@ async function passedDeleteHeaders(ctx: RequestContext, headers: Headers): Promi
   const out: Record<string, string> = {};
   if (owner !== null) out[EXPECTED_OWNER] = owner;
   if (mfa !== null) out["x-amz-mfa"] = mfa;
-  if (bypass?.trim().toLowerCase() === "true" && ctx.bucket?.authorizer !== undefined && (await mayAlso(ctx, "s3:BypassGovernanceRetention"))) out["x-amz-bypass-governance-retention"] = "true";
+  if (bypass?.trim().toLowerCase() === "true" && ctx.bucket?.authorizer !== undefined && (await mayAlso(ctx, "s3:BypassGovernanceRetention", true))) out["x-amz-bypass-governance-retention"] = "true";
   return out;
 }
 
