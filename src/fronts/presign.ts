@@ -12,7 +12,7 @@
  *          "fields": {"key": "<key>", "policy": "…", "x-amz-signature": "…", …}}
  *   S3's browser form upload (the S3 front's PostObject): a form or FormData with these fields,
  *   then the file as the last field named `file`. The policy allows exactly this key, sizes
- *   0..max_size (default 5 GiB) and, with content_type, only that Content-Type.
+ *   0..max_size (default server.security_limits.max_body_size) and, with content_type, only that Content-Type.
  *
  * The request is the action it presigns (s3:PutObject or s3:GetObject) on the plain front: it
  * passes the bucket's admission, the token's verification, the claim rules (write_claims for a
@@ -107,7 +107,7 @@ export function parsePresign(ctx: RequestContext): PresignParams {
     if (method !== "POST") throw bad("max_size applies to POST only");
     if (!/^\d{1,11}$/.test(size) || Number(size) > MAX_POST_SIZE) throw bad(`max_size must be a whole number of bytes, at most ${MAX_POST_SIZE}`);
   }
-  if (method === "POST") out.maxSize = size === null ? MAX_POST_SIZE : Number(size);
+  if (method === "POST" && size !== null) out.maxSize = Number(size);
   const status = q.get("success_action_status");
   const redirect = q.get("success_action_redirect");
   if (status !== null || redirect !== null) {
@@ -282,7 +282,10 @@ export function servePresign(ctx: RequestContext): Response {
     contentType: p.contentType,
   };
   if (p.method === "POST") {
-    const post = presignPost({ ...base, expiresAt: expiresAtMs, maxSize: p.maxSize ?? MAX_POST_SIZE, successStatus: p.successStatus, successRedirect: p.successRedirect });
+    // (a form upload is one through this front too: held to max_body_size by default, as a PUT URL)
+    const limit = uploadLimit(ctx);
+    if (p.maxSize !== undefined && p.maxSize > limit) throw bad(`max_size must be at most ${limit} bytes (server.security_limits.max_body_size)`);
+    const post = presignPost({ ...base, expiresAt: expiresAtMs, maxSize: p.maxSize ?? limit, successStatus: p.successStatus, successRedirect: p.successRedirect });
     return answer(post.url, "POST", { fields: post.fields });
   }
   const url = presignUrl({ ...base, method: p.method, expires: seconds, responseContentDisposition: p.responseContentDisposition });

@@ -258,6 +258,17 @@ describe("presigned POST (S3's browser form upload)", () => {
     expect(await s3.exists("rw", "forms/two.txt")).toBe(false);
   }, T);
 
+  test("a POST policy is held to the plain front's max_body_size (10 MiB here) by default, and max_size may not exceed it (it was 5 GiB)", async () => {
+    const res = await presign("/rw/forms/big.bin", "method=POST&expires=120");
+    expect(res.status).toBe(200);
+    const p = (await res.json()) as PostPolicy;
+    const policy = JSON.parse(Buffer.from(p.fields.policy!, "base64").toString()) as { conditions: unknown[] };
+    expect(policy.conditions).toContainEqual(["content-length-range", 0, 10 * 1024 * 1024]);
+    const over = await presign("/rw/forms/big.bin", `method=POST&max_size=${10 * 1024 * 1024 + 1}`);
+    expect(over.status).toBe(400);
+    expect(((await over.json()) as { message: string }).message).toBe(`max_size must be at most ${10 * 1024 * 1024} bytes (server.security_limits.max_body_size)`);
+  }, T);
+
   test("success_action_status / success_action_redirect: fixed by the policy, honoured by the upload, nothing else allowed", async () => {
     const created = (await (await presign("/rw/forms/st.txt", "method=POST&success_action_status=201")).json()) as PostPolicy;
     expect(created.fields.success_action_status).toBe("201");
