@@ -13,8 +13,9 @@
  * its last key, or a common prefix (flags bit 0). The next page asks that replica with its token
  * while it is healthy; any other replica (the token's failed, was skipped, or refused its own
  * token) is asked with start-after = `after`, or past a common prefix pastPrefix(`after`), so no
- * key is repeated or skipped. (Version 1, without flags, wrote a common prefix followed by
- * U+10FFFF: read as that prefix.)
+ * key is repeated or skipped. (Version 1, without flags, holds a common prefix followed by
+ * U+10FFFF: read as that prefix. It is still what issueToken writes when it says the same, for
+ * the releases that read only it; see there.)
  *
  * An upstream token longer than KEEP_UPSTREAM_BYTES is left out when the page has a last entry
  * (S3's, MinIO's and others' encode the key it resumes after): the replica that gave it is then
@@ -118,12 +119,28 @@ function field(s: string): Buffer {
   return Buffer.concat([len, bytes]);
 }
 
+/**
+ * The replica of a version 1 token without its upstream's token: a name no replica has (REPLICA_NAME),
+ * so that every replica is asked with start-after (a release reading only version 1 asked the
+ * replica of the token with an empty continuation-token).
+ */
+const NO_REPLICA = "*";
+
 export function issueToken(cfg: BucketConfig, b: ListBinding, t: ListToken): string {
+  // Version 1 whenever it says the same (version 2 only for a key ending in U+10FFFF, which it
+  // would read as a common prefix): a fleet being upgraded from (or rolled back to) a release
+  // reading only version 1 goes on with the listings its other replicas began.
+  const after = t.past ? t.after + MAX_CHAR : t.after;
+  const v1 = (t.past || !t.after.endsWith(MAX_CHAR)) && Buffer.byteLength(after, "utf8") <= MAX_FIELD_BYTES;
+  const head = v1 ? HEAD_1 : HEAD;
   const iv = randomBytes(IV_BYTES);
   const cipher = createCipheriv("aes-256-gcm", keyOf(cfg), iv);
-  cipher.setAAD(Buffer.concat([HEAD, bound(b)]));
-  const sealed = Buffer.concat([cipher.update(Buffer.concat([Buffer.from([t.past ? 1 : 0]), field(t.replica), field(t.upstream), field(t.after)])), cipher.final()]);
-  return Buffer.concat([HEAD, iv, sealed, cipher.getAuthTag()]).toString("base64url");
+  cipher.setAAD(Buffer.concat([head, bound(b)]));
+  const fields = v1
+    ? [field(t.upstream === "" ? NO_REPLICA : t.replica), field(t.upstream), field(after)]
+    : [Buffer.from([t.past ? 1 : 0]), field(t.replica), field(t.upstream), field(t.after)];
+  const sealed = Buffer.concat([cipher.update(Buffer.concat(fields)), cipher.final()]);
+  return Buffer.concat([head, iv, sealed, cipher.getAuthTag()]).toString("base64url");
 }
 
 /**

@@ -84,13 +84,56 @@ test("a version 1 token (a common prefix as the prefix followed by U+10FFFF) rea
   expect(readToken(c, binding, v1)).toEqual({ replica: "one", upstream: "U1", after: "k/d/", past: true });
 });
 
+test("a token today's proxy gives out is read by a release reading only version 1 (a fleet mid-upgrade or rolled back): the same replica, upstream token and start-after, and without an upstream token no replica's own ask", () => {
+  const { createDecipheriv, createHash } = require("node:crypto") as typeof import("node:crypto");
+  const c = cfg("s1");
+  // 749f3f6's readToken and askResumed: version 1 only, the replica of the token asked with its upstream token (even empty)
+  const readV1 = (token: string) => {
+    const bytes = Buffer.from(token, "base64url");
+    expect([bytes[0], bytes[1]]).toEqual([0x59, 1]);
+    const h = createHash("sha256").update("yatagarasu list token\0").update(c.name);
+    for (const r of c.s3.replicas!) h.update("\0").update(r.bucket ?? "").update("\0").update(r.secret_key ?? "");
+    const decipher = createDecipheriv("aes-256-gcm", h.digest(), bytes.subarray(2, 14));
+    decipher.setAAD(Buffer.concat([Buffer.from([0x59, 1]), Buffer.from(JSON.stringify([binding.bucket, binding.prefix, binding.delimiter]))]));
+    decipher.setAuthTag(bytes.subarray(bytes.length - 16));
+    const payload = Buffer.concat([decipher.update(bytes.subarray(14, bytes.length - 16)), decipher.final()]);
+    const out: string[] = [];
+    let at = 0;
+    for (let i = 0; i < 3; i++) {
+      const len = payload.readUInt16BE(at);
+      out.push(payload.subarray(at + 2, at + 2 + len).toString("utf8"));
+      at += 2 + len;
+    }
+    expect(at).toBe(payload.length);
+    return { replica: out[0]!, upstream: out[1]!, after: out[2]! };
+  };
+  const asks = (token: string, served: string) => {
+    const r = readV1(token);
+    return r.replica === served ? { continuationToken: r.upstream } : { startAfter: r.after };
+  };
+  const earlier = { after: "k/0", past: false };
+  const key = nextToken(c, binding, "one", "U1", { after: "k/0399 é", past: false }, earlier);
+  expect(asks(key, "one")).toEqual({ continuationToken: "U1" });
+  expect(asks(key, "two")).toEqual({ startAfter: "k/0399 é" });
+  expect(asks(nextToken(c, binding, "one", "U1", { after: "k/d/", past: true }, earlier), "two")).toEqual({ startAfter: "k/d/\u{10FFFF}" });
+  expect(asks(nextToken(c, binding, "one", "U1", undefined, earlier), "one")).toEqual({ continuationToken: "U1" });
+  // (the long upstream token left out: start-after on every replica, the one that served the page too)
+  const dropped = nextToken(c, binding, "one", "T".repeat(1400), { after: "k/long", past: false }, earlier);
+  for (const served of ["one", "two", ""]) expect(asks(dropped, served)).toEqual({ startAfter: "k/long" });
+  expect(readToken(c, binding, dropped)).toEqual({ replica: "*", upstream: "", after: "k/long", past: false });
+  // (a key ending in U+10FFFF, which version 1 would read as a common prefix: version 2)
+  const edge = { replica: "one", upstream: "U1", after: "k/\u{10FFFF}", past: false };
+  expect(Buffer.from(issueToken(c, binding, edge), "base64url")[1]).toBe(2);
+  expect(readToken(c, binding, issueToken(c, binding, edge))).toEqual(edge);
+});
+
 test("an upstream token longer than 256 bytes is left out when the page has a last entry (the next page resumes after it), kept when it has none", () => {
   const long = "T".repeat(1400);
   const last = { after: "k/" + "é".repeat(511), past: false };
   const earlier = { after: "k/0", past: false };
   const dropped = nextToken(cfg("s1"), binding, "one", long, last, earlier);
   expect(dropped.length).toBeLessThan(1500);
-  expect(readToken(cfg("s1"), binding, dropped)).toEqual({ replica: "one", upstream: "", ...last });
+  expect(readToken(cfg("s1"), binding, dropped)).toEqual({ replica: "*", upstream: "", ...last });
   expect(readToken(cfg("s1"), binding, nextToken(cfg("s1"), binding, "one", "short", last, earlier))).toEqual({ replica: "one", upstream: "short", ...last });
   expect(readToken(cfg("s1"), binding, nextToken(cfg("s1"), binding, "one", long, undefined, earlier))).toEqual({ replica: "one", upstream: long, ...earlier });
 });
@@ -100,7 +143,7 @@ test("a field over 65,535 bytes is never cut short: an upstream token that long 
   const huge = "T".repeat(70_000);
   const last = { after: "k/1", past: false };
   const earlier = { after: "k/0", past: false };
-  expect(readToken(cfg("s1"), binding, nextToken(cfg("s1"), binding, "one", huge, last, earlier))).toEqual({ replica: "one", upstream: "", ...last });
+  expect(readToken(cfg("s1"), binding, nextToken(cfg("s1"), binding, "one", huge, last, earlier))).toEqual({ replica: "*", upstream: "", ...last });
   const refused = (f: () => unknown) => {
     try {
       f();
