@@ -7,15 +7,19 @@
  *   12  f64 expiresAt   epoch ms  ┘ (16 bytes inside one sector)
  *   20  f64 size        body bytes
  *   28  u32 metaLen     bytes of the JSON that follows
- *   32  JSON {"key", "headers", "store"}
+ *   32  JSON {"key", "headers", "store", "owner", "crc"}, "crc" last: 8 hex digits, the body's CRC-32
  *   32 + metaLen        the body, exactly `size` bytes: served with Bun.file(path).slice(...)
- *   .. + size           "YTC2" only: u32 CRC-32 of the body (TRAILER_BYTES)
+ *   .. + size           "YTC2" only: u32 CRC-32 of the body (TRAILER_BYTES), in place of "crc"
  *
  * A file whose length is not 32 + metaLen + size (+ 4 for "YTC2") (truncated, or grown by someone
- * else) is not an object. The CRC is computed as the body is written (~8 GB/s) and checked once
- * per file and process, before the file's first hit after a start (disk.ts verify): a body
- * changed at the same length (bit rot) is then a miss, never served. Files written before
- * 2026-12-06 ("YTC1") have none and are served unchecked. Names: objects/<h2>/<h32>.<version>.obj, where h32 is the first 32 hex digits of the
+ * else) is not an object. The CRC is computed as the body is written (~8 GB/s), written over the
+ * head's placeholder before the rename (CRC_DIGITS: at a fixed place), and checked once per file
+ * and process, before the file's first hit after a start (disk.ts verify): a body changed at the
+ * same length (bit rot) is then a miss, never served. Files written before 2026-12-06 have no
+ * "crc" and are served unchecked. Files are written as "YTC1", which releases before the CRC
+ * read (ignoring "crc" and "owner"), so a rollback or an older replica sharing the folder keeps
+ * them; "YTC2" (the CRC as a trailer, which those releases deleted at start as no object file)
+ * was written by builds of 2026-12-06 only, and is read. Names: objects/<h2>/<h32>.<version>.obj, where h32 is the first 32 hex digits of the
  * key's SHA-256 and h2 its first two (256 folders); each write gets a new version, so a file that
  * a response is being sent from is never replaced under it. Temporary files:
  * tmp/<pid>.<random>.part (the pid says whether the writer is still alive).
@@ -30,10 +34,13 @@
 import { headersCanBeAnswered, type ObjectMeta } from "./types.ts";
 
 export const HEAD_BYTES = 32;
-const MAGIC_V1 = 0x31435459; // "YTC1" read as little-endian u32
-const MAGIC = 0x32435459; // "YTC2": the body's CRC-32 follows it
+const MAGIC_V1 = 0x31435459; // "YTC1" read as little-endian u32 (what is written)
+const MAGIC = 0x32435459; // "YTC2": the body's CRC-32 follows it (read only)
+/** The head's "crc" placeholder; its 8 hex digits are CRC_DIGITS bytes from the head's end (before `"}`). */
+const CRC_PLACEHOLDER = "00000000";
+export const CRC_DIGITS = 10;
 /** Bytes after the body of a file written now: its CRC-32. */
-export const TRAILER_BYTES = 4;
+const TRAILER_BYTES = 4;
 /** Metadata larger than this is refused (S3 caps user metadata at 2 KB; headers stay far below). */
 export const MAX_META_BYTES = 64 * 1024;
 
@@ -47,6 +54,8 @@ export interface DiskHead {
   bodyOffset: number;
   /** Bytes after the body: TRAILER_BYTES (its CRC-32), or 0 in a file written before it was recorded. */
   trailer: number;
+  /** The body's CRC-32 recorded in the head ("crc"); undefined in a file without one (a trailer's is read by bodyIntact). */
+  crc?: number | undefined;
   /** The instance (DiskLayerOptions.instance) that wrote it; undefined: none named (or written before 2026-12-06). */
   owner?: string | undefined;
   /** The store the object was read from (its bucket's storeStamp when written); undefined in files written before it was recorded. */
@@ -104,12 +113,15 @@ export function timesBytes(storedAt: number, expiresAt: number): Uint8Array {
   return b;
 }
 
-/** The head of a file for `meta` (everything before the body); `store`: the stamp of the store it was read from. */
+/**
+ * The head of a file for `meta` (everything before the body); `store`: the stamp of the store it
+ * was read from. Its CRC-32 is a placeholder, written over when the body is complete (crcDigits).
+ */
 export function encodeHead(meta: ObjectMeta, store?: string, owner?: string): Uint8Array {
-  const json = new TextEncoder().encode(JSON.stringify({ key: meta.key, headers: meta.headers, store, owner }));
+  const json = new TextEncoder().encode(JSON.stringify({ key: meta.key, headers: meta.headers, store, owner, crc: CRC_PLACEHOLDER }));
   const out = new Uint8Array(HEAD_BYTES + json.byteLength);
   const v = new DataView(out.buffer);
-  v.setUint32(0, MAGIC, true);
+  v.setUint32(0, MAGIC_V1, true);
   out.set(timesBytes(meta.storedAt, meta.expiresAt), 4);
   v.setFloat64(20, meta.size, true);
   v.setUint32(28, json.byteLength, true);
@@ -149,7 +161,7 @@ export function decodeHead(head: Uint8Array, fileSize: number): DiskHead | strin
   } catch {
     return "corrupt metadata";
   }
-  const p = parsed as { key?: unknown; headers?: unknown; store?: unknown; owner?: unknown };
+  const p = parsed as { key?: unknown; headers?: unknown; store?: unknown; owner?: unknown; crc?: unknown };
   if (typeof p.key !== "string" || typeof p.headers !== "object" || p.headers === null) return "corrupt metadata";
   const headers: Record<string, string> = {};
   for (const [k, val] of Object.entries(p.headers as Record<string, unknown>)) {
@@ -158,34 +170,37 @@ export function decodeHead(head: Uint8Array, fileSize: number): DiskHead | strin
   }
   if (!headersCanBeAnswered(headers)) return "corrupt metadata";
   if (headers["content-length"] !== String(size)) return "metadata does not match the body size";
-  return { key: p.key, headers, storedAt, expiresAt, size, bodyOffset, trailer, store: typeof p.store === "string" ? p.store : undefined, owner: typeof p.owner === "string" ? p.owner : undefined };
+  const crc = trailer === 0 && typeof p.crc === "string" && /^[0-9a-f]{8}$/.test(p.crc) ? parseInt(p.crc, 16) : undefined;
+  return { key: p.key, headers, storedAt, expiresAt, size, bodyOffset, trailer, crc, store: typeof p.store === "string" ? p.store : undefined, owner: typeof p.owner === "string" ? p.owner : undefined };
 }
 
-/** The trailer of a body whose CRC-32 is `crc`. */
-export function trailerBytes(crc: number): Uint8Array {
-  const b = new Uint8Array(TRAILER_BYTES);
-  new DataView(b.buffer).setUint32(0, crc >>> 0, true);
-  return b;
+/** The head's "crc" digits for a body whose CRC-32 is `crc` (written CRC_DIGITS bytes before the head's end). */
+export function crcDigits(crc: number): Uint8Array {
+  return new TextEncoder().encode((crc >>> 0).toString(16).padStart(8, "0"));
 }
 
 /**
- * Whether the body of `file` (`size` bytes from `bodyOffset`) still has the CRC-32 its trailer
- * recorded: read through once, a chunk at a time (memory flat). "gone": the file no longer exists
+ * Whether the body of `file` (`size` bytes from `bodyOffset`) still has the CRC-32 its head
+ * (`recorded`) or else its trailer recorded: read through once, a chunk at a time (memory flat). "gone": the file no longer exists
  * (purged or evicted meanwhile); "unreadable": it could not be read now (no file descriptor left,
  * an I/O error), which says nothing of its bytes.
  */
-export async function bodyIntact(file: string, bodyOffset: number, size: number): Promise<"intact" | "damaged" | "gone" | "unreadable"> {
+export async function bodyIntact(file: string, bodyOffset: number, size: number, recorded?: number): Promise<"intact" | "damaged" | "gone" | "unreadable"> {
   try {
     const f = Bun.file(file);
-    const stored = new DataView(await f.slice(bodyOffset + size, bodyOffset + size + TRAILER_BYTES).arrayBuffer());
-    if (stored.byteLength !== TRAILER_BYTES) return "damaged";
+    let expected = recorded;
+    if (expected === undefined) {
+      const stored = new DataView(await f.slice(bodyOffset + size, bodyOffset + size + TRAILER_BYTES).arrayBuffer());
+      if (stored.byteLength !== TRAILER_BYTES) return "damaged";
+      expected = stored.getUint32(0, true);
+    }
     let crc = 0;
     let read = 0;
     for await (const chunk of f.slice(bodyOffset, bodyOffset + size).stream()) {
       crc = Bun.hash.crc32(chunk, crc);
       read += chunk.byteLength;
     }
-    return read === size && crc >>> 0 === stored.getUint32(0, true) ? "intact" : "damaged";
+    return read === size && crc >>> 0 === expected ? "intact" : "damaged";
   } catch (err) {
     return (err as NodeJS.ErrnoException)?.code === "ENOENT" ? "gone" : "unreadable";
   }

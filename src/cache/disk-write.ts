@@ -5,11 +5,11 @@
  * anything else, a failure, a purge or a shutdown deletes the temporary file. A crash leaves only
  * a tmp/ file, which the next start removes; it is never under objects/, so never served.
  */
-import { fstatSync } from "node:fs";
+import { constants, fstatSync } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import { mkdir, open, unlink } from "node:fs/promises";
 import { dirname } from "node:path";
-import { TRAILER_BYTES, trailerBytes } from "./disk-format.ts";
+import { CRC_DIGITS, crcDigits } from "./disk-format.ts";
 import type { FillFile } from "./fill-tap.ts";
 import type { LayerWriter, ObjectMeta } from "./types.ts";
 
@@ -35,7 +35,7 @@ export class DiskWrite implements LayerWriter {
   readonly headBytes: number;
   /** Body bytes written to the temporary file so far. */
   written = 0;
-  /** CRC-32 of those bytes (the file's trailer: disk-format.ts). */
+  /** CRC-32 of those bytes (written in the file's head at the commit: disk-format.ts). */
   private crc = 0;
   private finished = false;
   private gone: Promise<void> | undefined;
@@ -130,7 +130,7 @@ export class DiskWrite implements LayerWriter {
       const fh = await this.fh;
       let st;
       try {
-        await writeAll(fh, trailerBytes(this.crc));
+        await writeCrc(this.tmp, this.headBytes - CRC_DIGITS, crcDigits(this.crc));
         if (this.fsync) await fh.sync();
         st = await fh.stat();
         // A whole second, which a revalidation rewriting the times in place can put back exactly
@@ -145,7 +145,7 @@ export class DiskWrite implements LayerWriter {
       // (appended to, never written at an offset: a file cut short or grown behind the writer's
       // back has another length here, where its bytes would otherwise have been stored with a
       // hole of zeros where the cut part was, and served as the object)
-      const size = this.headBytes + this.meta.size + TRAILER_BYTES;
+      const size = this.headBytes + this.meta.size;
       if (st.size !== size) throw new Error(`the temporary file was changed behind the writer's back: ${st.size} bytes, not ${size}`);
       this.identity = { ino: st.ino, mtimeMs: st.mtimeMs };
       return await this.target.adopt(this);
@@ -188,6 +188,20 @@ async function writeAll(fh: FileHandle, buf: Uint8Array): Promise<void> {
  * short, never gets a hole); its folder is recreated if it was removed behind the layer's back
  * (an operator's `rm -rf` of the cache folder: fills would otherwise fail until a restart).
  */
+/**
+ * Writes the body's CRC-32 over its placeholder in the head, at `at`: through a handle of its own,
+ * the writer's appends whatever the offset (O_APPEND).
+ */
+async function writeCrc(tmp: string, at: number, digits: Uint8Array): Promise<void> {
+  const fh = await open(tmp, constants.O_WRONLY | (constants.O_NOFOLLOW ?? 0));
+  try {
+    const { bytesWritten } = await fh.write(digits, 0, digits.byteLength, at);
+    if (bytesWritten !== digits.byteLength) throw new Error("the CRC-32 could not be written in the head");
+  } finally {
+    await fh.close();
+  }
+}
+
 async function openCreating(tmp: string): Promise<FileHandle> {
   try {
     return await open(tmp, "ax", FILE_MODE);

@@ -24,7 +24,7 @@ import { lstat, open, rename, unlink, mkdir, writeFile } from "node:fs/promises"
 import { dirname, join } from "node:path";
 import { UNTYPED_CONTENT_TYPE } from "../http/headers.ts";
 import { LruMap } from "../util/lru.ts";
-import { bodyIntact, encodeHead, HEAD_BYTES, keyHash, newVersion, objectPath, tempName, timesBytes, TRAILER_BYTES } from "./disk-format.ts";
+import { bodyIntact, encodeHead, HEAD_BYTES, keyHash, newVersion, objectPath, tempName, timesBytes } from "./disk-format.ts";
 import { dropLock, liveOthers, lockFileOf, scanDir, takeLock, type ScannedFile } from "./disk-scan.ts";
 import { CACHE_DIR_MODE, DiskWrite, type FileIdentity, type WriteTarget } from "./disk-write.ts";
 import { PurgeLog } from "./purge-log.ts";
@@ -106,6 +106,8 @@ interface Entry extends FileIdentity {
    * hit waits for the check, unless the background pass after the rebuild got to it first.
    */
   unchecked: boolean;
+  /** The CRC-32 its head recorded (found at start; undefined: none, or a trailer's). */
+  crc?: number | undefined;
   /** The check under way (shared by the hits that wait for it). */
   checking?: Promise<"intact" | "damaged" | "unreadable"> | undefined;
 }
@@ -353,7 +355,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     const tooLarge = kept.filter((f) => f.size > this.maxItemBytes);
     for (const f of tooLarge) await unlink(f.file).catch(() => {});
     const fitting = tooLarge.length === 0 ? kept : kept.filter((f) => f.size <= this.maxItemBytes);
-    for (const f of fitting) this.insert(f.key, f, true, 0, this.verify && f.trailer > 0);
+    for (const f of fitting) this.insert(f.key, f, true, 0, this.verify && (f.trailer > 0 || f.crc !== undefined));
     this.restored = fitting.length;
     for (const f of fitting) if (f.owner !== undefined && f.owner !== this.instance) this.adopted.add(f.owner);
     await this.evictDown().catch(() => {}); // `ready` never rejects: lookups wait on it
@@ -389,7 +391,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
    * nothing once it is done: no hash on the sendfile path.
    */
   private check(e: Entry): Promise<"intact" | "damaged" | "unreadable"> {
-    e.checking ??= bodyIntact(e.file, e.bodyOffset, e.size).then((r) => {
+    e.checking ??= bodyIntact(e.file, e.bodyOffset, e.size, e.crc).then((r) => {
       if (r === "intact") e.unchecked = false;
       else if (r === "damaged") this.failed(new Error("the body does not match its CRC-32"), "check");
       else if (r === "unreadable") {
@@ -600,7 +602,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       await unlink(file).catch(() => {});
       return false;
     }
-    const fileSize = w.headBytes + meta.size + TRAILER_BYTES;
+    const fileSize = w.headBytes + meta.size;
     const current = this.lru.peek(meta.key);
     const replaced = current !== undefined ? this.remove(current, true) : undefined;
     this.giveBack(w);
@@ -825,7 +827,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     const name = bucketOf(key);
     let b = this.perBucket.get(name);
     if (b === undefined) this.perBucket.set(name, (b = { items: 0, bytes: 0, evictions: 0 }));
-    const e: Entry = { key, file: f.file, fileSize: f.fileSize, bodyOffset: f.bodyOffset, size: f.size, storedAt: f.storedAt, expiresAt: f.expiresAt, headers: f.headers, bucket: b, restored, ino: f.ino, mtimeMs: f.mtimeMs, refreshing: 0, seen, unchecked };
+    const e: Entry = { key, file: f.file, fileSize: f.fileSize, bodyOffset: f.bodyOffset, size: f.size, storedAt: f.storedAt, expiresAt: f.expiresAt, headers: f.headers, bucket: b, restored, ino: f.ino, mtimeMs: f.mtimeMs, refreshing: 0, seen, unchecked, crc: f.crc };
     this.lru.insert(key, e);
     const charged = onDisk(e.fileSize);
     this.bytes += charged;

@@ -768,13 +768,13 @@ describe("never wrong bytes", () => {
     const d = new DiskLayer({ dir, maxBytes: 64 << 20, maxItemBytes: 16 << 20 });
     // (a large file's read-through takes that long, and a file unlinked while it is read is read to its end all the same)
     type Result = "intact" | "damaged" | "unreadable";
-    type Checked = { file: string; bodyOffset: number; size: number; unchecked: boolean; checking?: Promise<Result> | undefined };
+    type Checked = { file: string; bodyOffset: number; size: number; crc?: number | undefined; unchecked: boolean; checking?: Promise<Result> | undefined };
     const layer = d as unknown as { check(e: Checked): Promise<Result> };
     const out = { d, checks: 0, release: () => {} };
     const held = new Promise<void>((r) => (out.release = r));
     layer.check = (e) => {
       out.checks++;
-      e.checking ??= bodyIntact(e.file, e.bodyOffset, e.size).then((r) => held.then((): Result => ((e.unchecked = r !== "intact"), r === "gone" ? "damaged" : r)));
+      e.checking ??= bodyIntact(e.file, e.bodyOffset, e.size, e.crc).then((r) => held.then((): Result => ((e.unchecked = r !== "intact"), r === "gone" ? "damaged" : r)));
       return e.checking;
     };
     await d.ready;
@@ -820,14 +820,59 @@ describe("never wrong bytes", () => {
   test("bodyIntact tells a damaged body from a file gone or unreadable (no descriptor left, EISDIR here): only a damaged one is deleted as bit rot; the others say nothing of the bytes", async () => {
     const [dir, f] = await oneFile("b/k", 10_000);
     const size = 10_000;
-    const bodyOffset = readFileSync(f).byteLength - size - 4;
-    expect(await bodyIntact(f, bodyOffset, size)).toBe("intact");
-    expect(await bodyIntact(f + ".missing", bodyOffset, size)).toBe("gone");
-    expect(await bodyIntact(dir, bodyOffset, size)).toBe("unreadable");
+    const bodyOffset = readFileSync(f).byteLength - size;
+    const crc = Bun.hash.crc32(readFileSync(f).subarray(bodyOffset)) >>> 0;
+    expect(await bodyIntact(f, bodyOffset, size, crc)).toBe("intact");
+    expect(await bodyIntact(f + ".missing", bodyOffset, size, crc)).toBe("gone");
+    expect(await bodyIntact(dir, bodyOffset, size, crc)).toBe("unreadable");
     const bytes = readFileSync(f);
     bytes[bodyOffset + 5] ^= 1;
     writeFileSync(f, bytes);
-    expect(await bodyIntact(f, bodyOffset, size)).toBe("damaged");
+    expect(await bodyIntact(f, bodyOffset, size, crc)).toBe("damaged");
+  });
+
+  test("a file written today is one the previous release (749f3f6: \"YTC1\", 32 + metaLen + size bytes, the JSON's key and headers) keeps at start, so a rollback or an older replica on the folder does not delete the cache; its CRC-32 is in the head, checked after a restart", async () => {
+    const [dir, f] = await oneFile("b/k", 10_000);
+    const bytes = readFileSync(f);
+    const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    expect(v.getUint32(0, true)).toBe(0x31435459);
+    const metaLen = v.getUint32(28, true);
+    expect(bytes.byteLength).toBe(HEAD_BYTES + metaLen + v.getFloat64(20, true));
+    const meta = JSON.parse(new TextDecoder().decode(bytes.subarray(HEAD_BYTES, HEAD_BYTES + metaLen)));
+    expect(meta.key).toBe("b/k");
+    expect(meta.crc).toBe((Bun.hash.crc32(bytes.subarray(HEAD_BYTES + metaLen)) >>> 0).toString(16).padStart(8, "0"));
+    bytes[bytes.byteLength - 5_000] ^= 0x10;
+    writeFileSync(f, bytes);
+    const d2 = await open(dir);
+    expect(await d2.get("b/k")).toBeUndefined();
+    expect(d2.errors()).toBe(1);
+    await d2.close();
+  });
+
+  test("a file of the CRC-32 trailer's form (\"YTC2\", written by builds of 2026-12-06) is still read and checked", async () => {
+    const [dir, f] = await oneFile("b/k", 10_000);
+    const bytes = readFileSync(f);
+    const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const metaLen = v.getUint32(28, true);
+    const meta = JSON.parse(new TextDecoder().decode(bytes.subarray(HEAD_BYTES, HEAD_BYTES + metaLen)));
+    delete meta.crc;
+    const json = new TextEncoder().encode(JSON.stringify(meta));
+    const body = bytes.subarray(HEAD_BYTES + metaLen);
+    const head = new Uint8Array(bytes.subarray(0, HEAD_BYTES));
+    new DataView(head.buffer).setUint32(0, 0x32435459, true);
+    new DataView(head.buffer).setUint32(28, json.byteLength, true);
+    const trailer = new Uint8Array(4);
+    new DataView(trailer.buffer).setUint32(0, Bun.hash.crc32(body) >>> 0, true);
+    writeFileSync(f, Buffer.concat([head, json, body, trailer]));
+    const d2 = await open(dir);
+    expect(await bodyOf(await d2.get("b/k"))).toEqual(bytesOf(10_000));
+    await d2.close();
+    const rotten = readFileSync(f);
+    rotten[rotten.byteLength - 5_000] ^= 0x10;
+    writeFileSync(f, rotten);
+    const d3 = await open(dir);
+    expect(await d3.get("b/k")).toBeUndefined();
+    await d3.close();
   });
 
   test("verify_at_start: false checks nothing at start (a large folder is not read through; served as written, as before the CRC)", async () => {
