@@ -9,17 +9,15 @@
  *   28  u32 metaLen     bytes of the JSON that follows
  *   32  JSON {"key", "headers", "store", "owner", "crc"}, "crc" last: 8 hex digits, the body's CRC-32
  *   32 + metaLen        the body, exactly `size` bytes: served with Bun.file(path).slice(...)
- *   .. + size           "YTC2" only: u32 CRC-32 of the body (TRAILER_BYTES), in place of "crc"
  *
- * A file whose length is not 32 + metaLen + size (+ 4 for "YTC2") (truncated, or grown by someone
+ * A file whose length is not 32 + metaLen + size (truncated, or grown by someone
  * else) is not an object. The CRC is computed as the body is written (~8 GB/s), written over the
  * head's placeholder before the rename (CRC_DIGITS: at a fixed place), and checked once per file
  * and process, before the file's first hit after a start (disk.ts verify): a body changed at the
  * same length (bit rot) is then a miss, never served. Files written before 2026-12-06 have no
- * "crc" and are served unchecked. Files are written as "YTC1", which releases before the CRC
- * read (ignoring "crc" and "owner"), so a rollback or an older replica sharing the folder keeps
- * them; "YTC2" (the CRC as a trailer, which those releases deleted at start as no object file)
- * was written by builds of 2026-12-06 only, and is read. Names: objects/<h2>/<h32>.<version>.obj, where h32 is the first 32 hex digits of the
+ * "crc" and are served unchecked. The format stays "YTC1", which releases before the CRC read
+ * (ignoring "crc" and "owner"), so a rollback or an older replica sharing the folder keeps the
+ * files. Names: objects/<h2>/<h32>.<version>.obj, where h32 is the first 32 hex digits of the
  * key's SHA-256 and h2 its first two (256 folders); each write gets a new version, so a file that
  * a response is being sent from is never replaced under it. Temporary files:
  * tmp/<pid>.<random>.part (the pid says whether the writer is still alive).
@@ -34,13 +32,10 @@
 import { headersCanBeAnswered, type ObjectMeta } from "./types.ts";
 
 export const HEAD_BYTES = 32;
-const MAGIC_V1 = 0x31435459; // "YTC1" read as little-endian u32 (what is written)
-const MAGIC = 0x32435459; // "YTC2": the body's CRC-32 follows it (read only)
+const MAGIC = 0x31435459; // "YTC1" read as little-endian u32
 /** The head's "crc" placeholder; its 8 hex digits are CRC_DIGITS bytes from the head's end (before `"}`). */
 const CRC_PLACEHOLDER = "00000000";
 export const CRC_DIGITS = 10;
-/** Bytes after the body of a file written now: its CRC-32. */
-const TRAILER_BYTES = 4;
 /** Metadata larger than this is refused (S3 caps user metadata at 2 KB; headers stay far below). */
 export const MAX_META_BYTES = 64 * 1024;
 
@@ -52,9 +47,7 @@ export interface DiskHead {
   size: number;
   /** Where the body starts. */
   bodyOffset: number;
-  /** Bytes after the body: TRAILER_BYTES (its CRC-32), or 0 in a file written before it was recorded. */
-  trailer: number;
-  /** The body's CRC-32 recorded in the head ("crc"); undefined in a file without one (a trailer's is read by bodyIntact). */
+  /** The body's CRC-32 recorded in the head ("crc"); undefined in a file written before it was. */
   crc?: number | undefined;
   /** The instance (DiskLayerOptions.instance) that wrote it; undefined: none named (or written before 2026-12-06). */
   owner?: string | undefined;
@@ -121,7 +114,7 @@ export function encodeHead(meta: ObjectMeta, store?: string, owner?: string): Ui
   const json = new TextEncoder().encode(JSON.stringify({ key: meta.key, headers: meta.headers, store, owner, crc: CRC_PLACEHOLDER }));
   const out = new Uint8Array(HEAD_BYTES + json.byteLength);
   const v = new DataView(out.buffer);
-  v.setUint32(0, MAGIC_V1, true);
+  v.setUint32(0, MAGIC, true);
   out.set(timesBytes(meta.storedAt, meta.expiresAt), 4);
   v.setFloat64(20, meta.size, true);
   v.setUint32(28, json.byteLength, true);
@@ -133,8 +126,7 @@ export function encodeHead(meta: ObjectMeta, store?: string, owner?: string): Ui
 export function metaLength(fixed: Uint8Array): number | string {
   if (fixed.byteLength < HEAD_BYTES) return "shorter than a head";
   const v = new DataView(fixed.buffer, fixed.byteOffset, HEAD_BYTES);
-  const magic = v.getUint32(0, true);
-  if (magic !== MAGIC && magic !== MAGIC_V1) return "not an object file";
+  if (v.getUint32(0, true) !== MAGIC) return "not an object file";
   const n = v.getUint32(28, true);
   return n > MAX_META_BYTES ? "metadata too large" : n;
 }
@@ -153,8 +145,7 @@ export function decodeHead(head: Uint8Array, fileSize: number): DiskHead | strin
   const size = v.getFloat64(20, true);
   if (!Number.isSafeInteger(size) || size < 0 || !Number.isFinite(storedAt) || !Number.isFinite(expiresAt)) return "corrupt head";
   const bodyOffset = HEAD_BYTES + n;
-  const trailer = v.getUint32(0, true) === MAGIC ? TRAILER_BYTES : 0;
-  if (fileSize !== bodyOffset + size + trailer) return fileSize < bodyOffset + size + trailer ? "truncated" : "longer than its head says";
+  if (fileSize !== bodyOffset + size) return fileSize < bodyOffset + size ? "truncated" : "longer than its head says";
   let parsed: unknown;
   try {
     parsed = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(head.subarray(HEAD_BYTES, bodyOffset)));
@@ -170,8 +161,8 @@ export function decodeHead(head: Uint8Array, fileSize: number): DiskHead | strin
   }
   if (!headersCanBeAnswered(headers)) return "corrupt metadata";
   if (headers["content-length"] !== String(size)) return "metadata does not match the body size";
-  const crc = trailer === 0 && typeof p.crc === "string" && /^[0-9a-f]{8}$/.test(p.crc) ? parseInt(p.crc, 16) : undefined;
-  return { key: p.key, headers, storedAt, expiresAt, size, bodyOffset, trailer, crc, store: typeof p.store === "string" ? p.store : undefined, owner: typeof p.owner === "string" ? p.owner : undefined };
+  const crc = typeof p.crc === "string" && /^[0-9a-f]{8}$/.test(p.crc) ? parseInt(p.crc, 16) : undefined;
+  return { key: p.key, headers, storedAt, expiresAt, size, bodyOffset, crc, store: typeof p.store === "string" ? p.store : undefined, owner: typeof p.owner === "string" ? p.owner : undefined };
 }
 
 /** The head's "crc" digits for a body whose CRC-32 is `crc` (written CRC_DIGITS bytes before the head's end). */
@@ -181,19 +172,13 @@ export function crcDigits(crc: number): Uint8Array {
 
 /**
  * Whether the body of `file` (`size` bytes from `bodyOffset`) still has the CRC-32 its head
- * (`recorded`) or else its trailer recorded: read through once, a chunk at a time (memory flat). "gone": the file no longer exists
+ * recorded (`expected`): read through once, a chunk at a time (memory flat). "gone": the file no longer exists
  * (purged or evicted meanwhile); "unreadable": it could not be read now (no file descriptor left,
  * an I/O error), which says nothing of its bytes.
  */
-export async function bodyIntact(file: string, bodyOffset: number, size: number, recorded?: number): Promise<"intact" | "damaged" | "gone" | "unreadable"> {
+export async function bodyIntact(file: string, bodyOffset: number, size: number, expected: number): Promise<"intact" | "damaged" | "gone" | "unreadable"> {
   try {
     const f = Bun.file(file);
-    let expected = recorded;
-    if (expected === undefined) {
-      const stored = new DataView(await f.slice(bodyOffset + size, bodyOffset + size + TRAILER_BYTES).arrayBuffer());
-      if (stored.byteLength !== TRAILER_BYTES) return "damaged";
-      expected = stored.getUint32(0, true);
-    }
     let crc = 0;
     let read = 0;
     for await (const chunk of f.slice(bodyOffset, bodyOffset + size).stream()) {

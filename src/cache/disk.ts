@@ -355,7 +355,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     const tooLarge = kept.filter((f) => f.size > this.maxItemBytes);
     for (const f of tooLarge) await unlink(f.file).catch(() => {});
     const fitting = tooLarge.length === 0 ? kept : kept.filter((f) => f.size <= this.maxItemBytes);
-    for (const f of fitting) this.insert(f.key, f, true, 0, this.verify && (f.trailer > 0 || f.crc !== undefined));
+    for (const f of fitting) this.insert(f.key, f, true, 0, this.verify && f.crc !== undefined);
     this.restored = fitting.length;
     for (const f of fitting) if (f.owner !== undefined && f.owner !== this.instance) this.adopted.add(f.owner);
     await this.evictDown().catch(() => {}); // `ready` never rejects: lookups wait on it
@@ -391,7 +391,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
    * nothing once it is done: no hash on the sendfile path.
    */
   private check(e: Entry): Promise<"intact" | "damaged" | "unreadable"> {
-    e.checking ??= bodyIntact(e.file, e.bodyOffset, e.size, e.crc).then((r) => {
+    e.checking ??= bodyIntact(e.file, e.bodyOffset, e.size, e.crc!).then((r) => {
       if (r === "intact") e.unchecked = false;
       else if (r === "damaged") this.failed(new Error("the body does not match its CRC-32"), "check");
       else if (r === "unreadable") {
