@@ -157,7 +157,10 @@ def main():
             status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             # (the error document's other elements, as botocore parsed them: <Key>, <UploadId>, <BucketName>, ...)
             fields = {k: v for k, v in err.items() if k not in ("Code", "Message")}
-            results.append({"ok": False, "error": {"code": err.get("Code", ""), "message": err.get("Message", ""), "status": status, "fields": fields}})
+            error = {"code": err.get("Code", ""), "message": err.get("Message", ""), "status": status}
+            if fields:
+                error["fields"] = fields
+            results.append({"ok": False, "error": error})
         except Exception as e:  # noqa: BLE001 - reported to the test, which decides
             results.append({"ok": False, "error": {"code": type(e).__name__, "message": str(e), "status": None}})
     versions = {"boto3": boto3.__version__, "botocore": botocore.__version__, "python": sys.version.split()[0]}
