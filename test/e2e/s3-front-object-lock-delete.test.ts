@@ -17,9 +17,10 @@ let env: UploadEnv;
 let opa: OpaServer;
 
 beforeAll(async () => {
-  // everything, but the governance bypass for role=writer only
+  // everything, but the governance bypass for role=writer only, and never under legal/
   opa = OpaServer.start({
-    "yatagarasu/allow": (input: { action: string; jwt_claims: { role?: string } | null }) => input.action !== "s3:BypassGovernanceRetention" || input.jwt_claims?.role === "writer",
+    "yatagarasu/allow": (input: { action: string; key: string; jwt_claims: { role?: string } | null }) =>
+      input.action !== "s3:BypassGovernanceRetention" || (input.jwt_claims?.role === "writer" && !input.key.startsWith("legal/")),
   });
   env = await startUploadEnv({ opaUrl: opa.url });
 });
@@ -61,6 +62,20 @@ test("DeleteObjects: the same", async () => {
   for (const [creds, want] of [[WRITER, "bypass=true"], [READER, "bypass=-"]] as const) {
     env.mark();
     const r = await signedFetch(env, { method: "POST", path: "/opa", query: [["delete", ""]], body: xml, headers: { "content-md5": md5, ...LOCK }, creds });
+    expect(r.status).toBe(200);
+    await r.text();
+    expect(sent()).toEqual([`POST mfa=arn:aws:iam::123456789012:mfa/root 123456 ${want}`]);
+  }
+});
+
+test("DeleteObjects: the bypass is asked per key (a policy scoped by key), and sent only when every key sent has it", async () => {
+  // (it was asked once with the bucket's empty key: a policy refusing the bypass under legal/ was
+  // allowed for the request, whose header then applied to legal/'s retained versions too)
+  for (const [keys, want] of [[["lock/g.txt", "legal/h.txt"], "bypass=-"], [["lock/g.txt", "lock/i.txt"], "bypass=true"]] as const) {
+    const xml = `<Delete>${keys.map((k) => `<Object><Key>${k}</Key></Object>`).join("")}</Delete>`;
+    const md5 = new Bun.CryptoHasher("md5").update(xml).digest("base64");
+    env.mark();
+    const r = await signedFetch(env, { method: "POST", path: "/opa", query: [["delete", ""]], body: xml, headers: { "content-md5": md5, ...LOCK }, creds: WRITER });
     expect(r.status).toBe(200);
     await r.text();
     expect(sent()).toEqual([`POST mfa=arn:aws:iam::123456789012:mfa/root 123456 ${want}`]);

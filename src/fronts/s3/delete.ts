@@ -62,7 +62,7 @@ const CHECKSUM_HEADERS = ["content-md5", "x-amz-checksum-crc32", "x-amz-checksum
  * through an outage, it must not make retained versions deletable).
  * Undefined when there are none (every delete but these).
  */
-async function passedDeleteHeaders(ctx: RequestContext, headers: Headers): Promise<Record<string, string> | undefined> {
+async function passedDeleteHeaders(ctx: RequestContext, headers: Headers, keys: readonly string[] = [ctx.key]): Promise<Record<string, string> | undefined> {
   const owner = headers.get(EXPECTED_OWNER);
   const mfa = headers.get("x-amz-mfa");
   const bypass = headers.get("x-amz-bypass-governance-retention");
@@ -70,8 +70,34 @@ async function passedDeleteHeaders(ctx: RequestContext, headers: Headers): Promi
   const out: Record<string, string> = {};
   if (owner !== null) out[EXPECTED_OWNER] = owner;
   if (mfa !== null) out["x-amz-mfa"] = mfa;
-  if (bypass?.trim().toLowerCase() === "true" && ctx.bucket?.authorizer !== undefined && (await mayAlso(ctx, "s3:BypassGovernanceRetention", true))) out["x-amz-bypass-governance-retention"] = "true";
+  if (bypass?.trim().toLowerCase() === "true" && ctx.bucket?.authorizer !== undefined && (await mayBypass(ctx, keys))) out["x-amz-bypass-governance-retention"] = "true";
   return out;
+}
+
+/**
+ * Whether the authorizer allows s3:BypassGovernanceRetention on every key of `keys` (S3 checks it
+ * per object; the header covers a DeleteObjects' every key): asked with each key, as the deletes
+ * are, so that a policy refusing it under some prefix is not asked about the bucket instead.
+ */
+async function mayBypass(ctx: RequestContext, keys: readonly string[]): Promise<boolean> {
+  if (keys.length === 1 && keys[0] === ctx.key) return mayAlso(ctx, "s3:BypassGovernanceRetention", true);
+  const authorizer = ctx.bucket!.authorizer!;
+  const ip = clientIp(ctx);
+  let next = 0;
+  let all = true;
+  const worker = async () => {
+    while (all && next < keys.length) {
+      const key = keys[next++]!;
+      try {
+        if (!(await authorizer.authorize({ claims: ctx.claims, principal: ctx.principal, bucket: ctx.bucketName, key, path: `/${ctx.bucketName}/${key}`, method: "DELETE", action: "s3:BypassGovernanceRetention", clientIp: ip, trace: ctx.span, failClosed: true }))) all = false;
+      } catch (err) {
+        all = false; // the other workers stop asking (the outage fails the request: 503)
+        throw err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(AUTHZ_CONCURRENCY, keys.length) }, worker));
+  return all;
 }
 
 /** DeleteObject, of the key or (?versionId) of one version; either way the cached copy goes. */
@@ -210,7 +236,8 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
   let res: Response | undefined;
   if (send.length > 0) {
     const upstream = writeUpstream(ctx);
-    const lock = await passedDeleteHeaders(ctx, requestHeaders(ctx));
+    const sentKeys = [...new Set(send.map((o) => o.key))];
+    const lock = await passedDeleteHeaders(ctx, requestHeaders(ctx), sentKeys);
     // Unique entries upstream (an entry and its condition); every occurrence in the request gets
     // that entry's result. The same entry named with different conditions (an <ETag> and none, two
     // <ETag>s) goes upstream once per condition.
@@ -220,7 +247,6 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
       if (o.etag !== undefined) e.etag = o.etag;
       unique.set(conditionalId(o), e);
     }
-    const sentKeys = [...new Set(send.map((o) => o.key))];
     res = await purgeIfUnsure(ctx, sentKeys, () => deleteObjects(upstream, { keys: [...unique.values()], ...(lock === undefined ? {} : { headers: lock }) }, callOf(ctx)));
     if (res.status !== 200) return relayError(res, upstream.bucket);
     // (a 200 whose result is cut or unreadable: any key sent may have been deleted)
