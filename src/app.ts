@@ -202,7 +202,10 @@ export class App implements Services {
     (this.cache.layer("disk") as DiskLayer | undefined)?.claimLock();
     const c = this.runtime.config;
     // (the instance, as the disk layer's: its own lock in a folder is no other proxy's)
-    void retireOtherDiskLayouts(c.cache, { baseDir: c.baseDir, log: this.log, share: this.opts.share, worker: workerIndex(), instance: String(c.server.port) });
+    // (a folder that cannot be deleted: logged, the process serving on; it was an unhandled rejection, an exit)
+    retireOtherDiskLayouts(c.cache, { baseDir: c.baseDir, log: this.log, share: this.opts.share, worker: workerIndex(), instance: String(c.server.port) }).catch((err) =>
+      this.log.error("disk cache: the folders of another server.workers layout could not be deleted", { path: c.cache.disk?.path, error: String((err as Error)?.message ?? err) }),
+    );
   }
 
   static async create(config: Config, opts: AppOptions = {}): Promise<App> {
