@@ -761,12 +761,20 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     const pending = [...this.unlinking];
     this.positionWrite = this.positionWrite.then(async () => {
       await Promise.all(pending);
-      const file = join(this.dir, this.positionFile);
-      try {
-        await writeFile(file + ".tmp", JSON.stringify(pos));
-        await rename(file + ".tmp", file);
-      } catch (err) {
-        this.failed(err, "position");
+      // The adopted instances' files are this process's now, purged with its own: their position
+      // moves with its own (while their writer stays stopped), or every later start replayed the
+      // purges from where that writer stopped, and dropped the whole folder once the stream was
+      // trimmed past it.
+      const live = this.adopted.size === 0 ? undefined : liveOthers(this.dir, this.instance);
+      const files = [this.positionFile, ...[...this.adopted].filter((a) => !live!.has(a)).map(positionFileOf)];
+      for (const name of files) {
+        const file = join(this.dir, name);
+        try {
+          await writeFile(file + ".tmp", JSON.stringify(pos));
+          await rename(file + ".tmp", file);
+        } catch (err) {
+          this.failed(err, "position");
+        }
       }
     });
     return this.positionWrite;

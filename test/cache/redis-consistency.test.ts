@@ -10,7 +10,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { RedisClient } from "bun";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Cache } from "../../src/cache/cache.ts";
@@ -181,6 +181,18 @@ describe("a replica restarted on its disk folder", () => {
     await up(c2.redis);
     expect(await read(c2.cache, store, "k")).toMatchObject({ x: "MISS", body: "two" });
     expect(await read(c2.cache, store, "kept")).toMatchObject({ x: "HIT", layer: "disk", body: "kept" });
+  });
+
+  test("the adopter's position moves the stopped instance's too: a later start does not replay from where that instance stopped (once the stream was trimmed past it, every entry was dropped)", async () => {
+    const { store, dir } = await purgedWhileOneOfTwoDown("adopt-moves:");
+    const c2 = replica({ prefix: "adopt-moves:", dir, instance: "8082" });
+    await up(c2.redis);
+    expect(await read(c2.cache, store, "kept")).toMatchObject({ x: "HIT", layer: "disk", body: "kept" });
+    await c2.cache.delete("b/unrelated-2"); // (C's position moves on)
+    await c2.cache.idle?.();
+    await c2.cache.close();
+    const position = (instance: string) => JSON.parse(readFileSync(join(dir, `redis-position-${instance}.json`), "utf8")) as { id: string };
+    expect(position("8081").id).toBe(position("8082").id);
   });
 
   test("the stream was trimmed past its saved position: its restored entries are dropped", async () => {
