@@ -41,7 +41,7 @@ async function assume(name: string): Promise<{ creds: Creds; arn: string; id: st
 }
 
 /** POST / signed as the JS SDK signs (SignatureV4, the body's SHA-256 as payload hash); `send` replaces the body after signing. */
-async function signedPost(creds: Creds, o: { service?: string; region?: string; body?: string; send?: string; path?: string; query?: string; method?: string; headers?: Record<string, string>; date?: Date } = {}) {
+async function signedPost(creds: Creds, o: { service?: string; region?: string; body?: string; send?: string; path?: string; query?: string; method?: string; headers?: Record<string, string>; after?: Record<string, string>; date?: Date } = {}) {
   const url = new URL(env.endpoint);
   const body = o.body ?? FORM;
   const signer = new SignatureV4({ service: o.service ?? "sts", region: o.region ?? "us-east-1", credentials: creds, sha256: Sha256 });
@@ -56,7 +56,7 @@ async function signedPost(creds: Creds, o: { service?: string; region?: string; 
     headers: { host: url.host, ...(method === "POST" ? { "content-type": "application/x-www-form-urlencoded; charset=utf-8" } : {}), ...o.headers },
     body: method === "POST" ? body : undefined,
   }, { signingDate: o.date });
-  const res = await fetch(env.endpoint + (o.path ?? "/") + (o.query === undefined ? "" : "?" + o.query), { method, headers: signed.headers, body: method === "POST" ? (o.send ?? body) : undefined });
+  const res = await fetch(env.endpoint + (o.path ?? "/") + (o.query === undefined ? "" : "?" + o.query), { method, headers: { ...signed.headers, ...o.after }, body: method === "POST" ? (o.send ?? body) : undefined });
   const xml = await res.text();
   return { status: res.status, code: /<Code>([^<]*)<\/Code>/.exec(xml)?.[1], xml };
 }
@@ -124,6 +124,13 @@ describe("signed as the JS SDK signs", () => {
     expect(await signedPost({ ...APP, secretAccessKey: "wrong" }, { method: "GET", query: FORM })).toMatchObject({ status: 403, code: "SignatureDoesNotMatch" });
     const unsigned = await fetch(`${env.endpoint}/?${FORM}`);
     expect({ status: unsigned.status, code: /<Code>([^<]*)<\/Code>/.exec(await unsigned.text())?.[1] }).toEqual({ status: 403, code: "MissingAuthenticationToken" });
+  });
+
+  test("x-amz-* headers added after signing are not refused (STS, unlike S3, asks only host and the request time to be signed); a session token so added is read", async () => {
+    expect(await signedPost(APP, { after: { "x-amz-user-agent": "aws-sdk-js/3", "x-amz-meta-x": "1" } })).toMatchObject({ status: 200, xml: expect.stringContaining(`<Arn>${APP_ARN}</Arn>`) });
+    const s = await assume("after");
+    const { sessionToken, ...keys } = s.creds;
+    expect(await signedPost(keys, { after: { "x-amz-security-token": sessionToken! } })).toMatchObject({ status: 200, xml: expect.stringContaining(`<Arn>${s.arn}</Arn>`) });
   });
 
   test("nothing reaches the upstream", async () => {

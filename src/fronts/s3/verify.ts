@@ -213,7 +213,10 @@ function verify<P extends { secretAccessKey: string }>(
   const names = params.signedLine !== undefined || isSorted(params.signedHeaders) ? params.signedHeaders : params.signedHeaders.slice().sort();
   const present = readSignedValues(reads, names);
   const accounted = present + (params.presigned ? 0 : 1);
-  const unsigned = unsignedHeaders(input.headers, names, accounted);
+  let unsigned = unsignedHeaders(input.headers, names, accounted);
+  // Only S3 refuses an unsigned x-amz-* header: STS (as AWS's other Query-protocol services) asks
+  // only host and the request time to be signed, and reads a session token added after signing.
+  if (sts !== undefined && unsigned.length > 0) unsigned = unsigned.filter((h) => h === "host" || h === "x-amz-date");
   if (unsigned.length > 0) {
     return fail(s3Error("AccessDenied", "There were headers present in the request which were not signed", { HeadersNotSigned: unsigned.join(", ") }));
   }
@@ -222,8 +225,8 @@ function verify<P extends { secretAccessKey: string }>(
   if (params.presigned) {
     for (const [k, v] of query) if (k === "X-Amz-Security-Token") sessionToken = v;
   }
-  // (present, it is signed: an unsigned x-amz-* header was refused just above)
-  if (sessionToken === undefined && names.includes("x-amz-security-token")) sessionToken = reads.get("x-amz-security-token") ?? undefined;
+  // (present, it is signed: an unsigned x-amz-* header was refused just above, but for STS)
+  if (sessionToken === undefined && (sts !== undefined || names.includes("x-amz-security-token"))) sessionToken = reads.get("x-amz-security-token") ?? undefined;
   const principal = lookup(akid, { sessionToken, now: opts.now });
   if (principal === undefined) return fail(s3Error("InvalidAccessKeyId", undefined, { AWSAccessKeyId: akid }));
   if (!("secretAccessKey" in principal)) return fail(principal);
