@@ -28,7 +28,6 @@ import { ProxyError } from "../../errors.ts";
 import { endToEnd } from "../../http/headers.ts";
 import { framedTimeoutMs } from "../../s3/http1/budget.ts";
 import { enterUpload } from "../../proxy/phases/admit.ts";
-import { storesOf } from "../../config/writes.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import type { BucketRuntime } from "../../runtime.ts";
 import { encodeAwsChunkedUnsignedTrailer } from "../../s3/aws-chunked.ts";
@@ -331,11 +330,6 @@ function release(read: SourceRead, body: ReturnType<typeof bodyOf> | undefined):
 export async function copyObjectStreamed(ctx: RequestContext, src: ForeignSource): Promise<StreamedResult> {
   const h = requestHeaders(ctx);
   const asked = askedAlgorithm(h);
-  // Two proxy buckets on one store with other keys: the copy may name the destination itself,
-  // which S3 refuses unless something of the object changes (the metadata, here).
-  if (src.key === ctx.key && src.versionId === undefined && storesOf(src.from.cfg)[0] === storesOf(ctx.bucket!.cfg)[0] && (h.get("x-amz-metadata-directive") ?? "").trim() !== "REPLACE") {
-    throw s3Fail(s3Error("InvalidRequest", "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."));
-  }
   // (it holds an upstream read and write while it runs: an upload slot, as admission takes one for a body)
   enterUpload(ctx);
   const read = await readSource(ctx, src, undefined);

@@ -13,7 +13,7 @@
 import type { RequestContext } from "../../proxy/context.ts";
 import { addressRefused } from "../../proxy/phases/admit.ts";
 import { mayOnSource } from "../../proxy/phases/authorize.ts";
-import { COPY_SOURCE_CONDITIONS, copyObject, getObjectTagging, uploadPartCopy } from "../../s3/operations/index.ts";
+import { COPY_SOURCE_CONDITIONS, copyObject, getObjectDirect, getObjectTagging, OBJECT_HEADERS, pickHeaders, uploadPartCopy } from "../../s3/operations/index.ts";
 import { s3Error, type S3Error } from "./errors.ts";
 import { isRefusal, s3ErrorOf, s3Fail } from "./fail.ts";
 import { ProxyError } from "../../errors.ts";
@@ -23,7 +23,7 @@ import { errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, tryParse, xml
 import { keyRefusal, MAX_KEY_BYTES } from "./route.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
 import { configuredBucket } from "./route.ts";
-import { sameUpstreamAccount } from "../../config/writes.ts";
+import { sameUpstreamAccount, storesOf } from "../../config/writes.ts";
 import { copyObjectStreamed, MAX_COPY_BYTES, type ForeignSource, type StreamedResult, uploadPartCopyStreamed } from "./copy-streamed.ts";
 import { childText } from "./xml-reader.ts";
 import { callOf, partNumberOf, queryValue, readingResult, requestHeaders, unkeptSourceKey, writeUpstream } from "./writes.ts";
@@ -161,10 +161,12 @@ export async function copyObjectOp(ctx: RequestContext): Promise<Response> {
   }
   let answer: Response;
   try {
-    if (serverSide(ctx, src)) {
+    const alias = aliasedSelf(ctx, src, headers);
+    if (alias || serverSide(ctx, src)) {
       await refuseDeniedTags(ctx, src);
       const upstream = writeUpstream(ctx);
-      const res = await copyObject(upstream, { key: ctx.key, sourceKey: src.key, sourceBucket: src.from.upstream.primary().bucket, sourceVersionId: src.versionId, headers: requestHeaders(ctx) }, callOf(ctx));
+      const sent = alias ? await keptAsReplaced(ctx, upstream, headers) : requestHeaders(ctx);
+      const res = await copyObject(upstream, { key: ctx.key, sourceKey: src.key, sourceBucket: src.from.upstream.primary().bucket, sourceVersionId: src.versionId, headers: sent }, callOf(ctx));
       answer = await copyResult(ctx, res, "CopyObjectResult", [upstream.bucket, src.from.upstream.primary().bucket]);
     } else answer = streamedAnswer(ctx, await copyObjectStreamed(ctx, src), "CopyObjectResult");
   } catch (err) {
@@ -175,6 +177,40 @@ export async function copyObjectOp(ctx: RequestContext): Promise<Response> {
   }
   await purgeWritten(ctx, ctx.key);
   return answer;
+}
+
+/**
+ * A copy between two proxy buckets on one store, the same key, no version, the metadata kept: the
+ * client named two buckets, a copy S3 answers 200 (a new object with the source's bytes, metadata
+ * and tags), but the upstream is asked to copy an object onto itself unchanged and refuses it (400
+ * InvalidRequest). Sent server-side (one store: the destination's credentials copy within it)
+ * as the self-copy S3 accepts (keptAsReplaced).
+ */
+function aliasedSelf(ctx: RequestContext, src: ForeignSource, headers: Headers): boolean {
+  if (src.from === ctx.bucket || src.key !== ctx.key || src.versionId !== undefined) return false;
+  if ((headers.get("x-amz-metadata-directive") ?? "COPY") === "REPLACE") return false;
+  return storesOf(src.from.cfg)[0] === storesOf(ctx.bucket!.cfg)[0];
+}
+
+/**
+ * The request's headers with x-amz-metadata-directive REPLACE and the object's own metadata (a
+ * HEAD's Content-Type, Cache-Control, Content-Disposition, Content-Encoding, Content-Language,
+ * Expires, x-amz-meta-*), so the upstream rewrites the object as it is (tags: the directive's, as
+ * sent). Without a source condition of the client's the copy is pinned to the ETag the HEAD saw
+ * (an object replaced in between is not given the old one's metadata). A HEAD that fails leaves
+ * the request as it was: the upstream answers the copy (a missing source's NoSuchKey).
+ */
+async function keptAsReplaced(ctx: RequestContext, upstream: ReturnType<typeof writeUpstream>, headers: Headers): Promise<Headers> {
+  const res = await getObjectDirect(upstream, { method: "HEAD", key: ctx.key }, callOf(ctx));
+  await res.body?.cancel().catch(() => {});
+  if (res.status !== 200) return headers;
+  const out = new Headers(headers);
+  for (const name of [...out.keys()]) if (OBJECT_HEADERS.includes(name) || name === "content-encoding" || name.startsWith("x-amz-meta-")) out.delete(name);
+  for (const [name, v] of Object.entries(pickHeaders(res.headers, { names: new Set(OBJECT_HEADERS), meta: true, contentEncoding: true }))) out.set(name, v);
+  out.set("x-amz-metadata-directive", "REPLACE");
+  const etag = res.headers.get("etag");
+  if (etag !== null && !hasCopySourceCondition(headers)) out.set("x-amz-copy-source-if-match", etag);
+  return out;
 }
 
 /**
