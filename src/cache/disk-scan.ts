@@ -5,7 +5,7 @@
  * of the older one) the newer is kept. Temporary files of writers that are no longer alive are
  * deleted (another live process sharing the folder keeps its own).
  */
-import { constants, readdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { constants, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { open, readdir, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { decodeHead, hashOfName, HEAD_BYTES, keyHash, metaLength, ownerOfTemp, START_ID, type DiskHead } from "./disk-format.ts";
@@ -199,14 +199,55 @@ export function takeLock(dir: string, instance: string, force = false): boolean 
   return true;
 }
 
-/** Removes this process's lock for `instance` (not one a later process of the instance wrote since). */
+/** Removes this process's lock for `instance` (not one a later process of the instance wrote since), and its list of adopted instances. */
 export function dropLock(dir: string, instance: string): void {
   const file = join(dir, lockFileOf(instance));
   try {
-    if (readFileSync(file, "utf8") === `${process.pid} ${START_ID}\n`) unlinkSync(file);
+    if (readFileSync(file, "utf8") === `${process.pid} ${START_ID}\n`) {
+      rmSync(join(dir, adoptedFileOf(instance)), { force: true });
+      unlinkSync(file);
+    }
   } catch {
     // (gone already)
   }
+}
+
+/** The stopped instances whose files a running instance adopted at its start ("<instance> <start, ms>" a line), read by the others' starts while its lock is live. */
+const adoptedFileOf = (instance: string): string => `instance-${instance}.adopted`;
+
+/** Records the instances whose files this instance's start (at `since`) indexed (none: the record removed). */
+export function recordAdopted(dir: string, instance: string, adopted: ReadonlySet<string>, since: number): void {
+  const file = join(dir, adoptedFileOf(instance));
+  if (adopted.size === 0) rmSync(file, { force: true });
+  else writeFileSync(file, [...adopted].map((name) => `${name} ${since}\n`).join(""), { mode: 0o600 });
+}
+
+/**
+ * Instance → the files of it a start must neither index nor delete, those written before the
+ * time given: all of the others running on the folder (liveOthers), and of a stopped one, `mine`
+ * included, those one of them adopted at its start (written before it). Those are its own now: it
+ * counts them against its size limit, evicts and purges them (a proxy back on the folder took
+ * them back as well, and both counted them). A file's time is its ctime (its rename into place;
+ * the modification time is kept to the second).
+ */
+export function sparedInstances(dir: string, mine: string | undefined): Map<string, number> {
+  const live = liveOthers(dir, mine);
+  const out = new Map<string, number>();
+  for (const other of live) out.set(other, Infinity);
+  for (const other of live) {
+    let text: string;
+    try {
+      text = readFileSync(join(dir, adoptedFileOf(other)), "utf8");
+    } catch {
+      continue; // (adopted none)
+    }
+    for (const line of text.split("\n")) {
+      const [name, since] = line.split(" ");
+      const before = Number(since);
+      if (name !== undefined && name !== "" && Number.isFinite(before) && !live.has(name)) out.set(name, Math.max(out.get(name) ?? -Infinity, before));
+    }
+  }
+  return out;
 }
 
 /**

@@ -25,7 +25,7 @@ import { dirname, join } from "node:path";
 import { UNTYPED_CONTENT_TYPE } from "../http/headers.ts";
 import { LruMap } from "../util/lru.ts";
 import { bodyIntact, encodeHead, HEAD_BYTES, keyHash, newVersion, objectPath, tempName, timesBytes } from "./disk-format.ts";
-import { dropLock, liveOthers, lockFileOf, scanDir, takeLock, type ScannedFile } from "./disk-scan.ts";
+import { dropLock, liveOthers, lockFileOf, recordAdopted, scanDir, sparedInstances, takeLock, type ScannedFile } from "./disk-scan.ts";
 import { CACHE_DIR_MODE, DiskWrite, type FileIdentity, type WriteTarget } from "./disk-write.ts";
 import { PurgeLog } from "./purge-log.ts";
 import { idAfter } from "./redis-format.ts";
@@ -295,6 +295,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   private lockedOut = false;
   /** The other instances (no longer running) whose files the rebuild indexed: up to date with their own positions only. */
   private readonly adopted = new Set<string>();
+  /** When the rebuild that adopted them began (recordAdopted). */
+  private adoptedSince = 0;
 
   constructor(opts: DiskLayerOptions) {
     this.dir = opts.dir;
@@ -343,12 +345,14 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     // Another instance running on the folder (another proxy: another port) keeps its files: this
     // start neither indexes nor deletes them (it deleted those of buckets it does not cache, older
     // copies of a key, and what went past its own budget, and the other served misses).
-    const others = liveOthers(this.dir, this.instance);
+    const spared = sparedInstances(this.dir, this.instance);
     if (this.lockedOut) this.log?.warn("disk cache: another running process holds this instance's lock (a second start on its port, or the previous process still stopping): taken once this one's listeners are bound", { dir: this.dir, lock: lockFileOf(this.instance!) });
-    const r = await scanDir(this.dir, (f) => f.owner !== undefined && others.has(f.owner)).catch((err) => {
+    const r = await scanDir(this.dir, (f) => f.owner !== undefined && f.ctimeMs < (spared.get(f.owner) ?? -Infinity)).catch((err) => {
       this.failed(err, "scan");
       return { files: [] as ScannedFile[], dropped: 0, tempsRemoved: 0 };
     });
+    // (every file adopted was in place before the scan ended: those of a returning proxy are later; +1: a file's ctime has a fraction of a millisecond)
+    const since = Date.now() + 1;
     const { kept, notCached, otherStore, unrecorded } = await this.dropForeign(r.files);
     // Objects larger than max_item_size_mb (lowered since they were stored) are not the layer's
     // any more, as a reload's resize evicts them: they were indexed and served after a restart.
@@ -358,6 +362,9 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     for (const f of fitting) this.insert(f.key, f, true, 0, this.verify && f.crc !== undefined);
     this.restored = fitting.length;
     for (const f of fitting) if (f.owner !== undefined && f.owner !== this.instance) this.adopted.add(f.owner);
+    // (said to the others' starts: those files are this process's now; see sparedInstances)
+    this.adoptedSince = since;
+    if (this.instance !== undefined && !this.lockedOut) this.recordAdopted();
     await this.evictDown().catch(() => {}); // `ready` never rejects: lookups wait on it
     this.log?.info("disk cache index rebuilt", {
       dir: this.dir,
@@ -695,12 +702,22 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     if (this.instance !== undefined) dropLock(this.dir, this.instance);
   }
 
+  /** Says which stopped instances' files this process adopted (a failure only logged: their returning proxy then counts them too). */
+  private recordAdopted(): void {
+    try {
+      recordAdopted(this.dir, this.instance!, this.adopted, this.adoptedSince);
+    } catch (err) {
+      this.failed(err, "lock");
+    }
+  }
+
   /** This process holds the instance's port (its listeners are bound): the lock is its own, whoever held it at start. */
   claimLock(): void {
     if (!this.lockedOut || this.instance === undefined || this.closing) return;
     try {
       takeLock(this.dir, this.instance, true);
       this.lockedOut = false;
+      this.recordAdopted();
     } catch (err) {
       this.failed(err, "lock");
     }

@@ -703,6 +703,29 @@ describe("two proxies sharing one folder", () => {
     await b3.close();
   });
 
+  test("a proxy back after another adopted its files (a start while it was down) takes back none of them while the adopter runs: each file is counted by one proxy; they are its own again once the adopter stopped", async () => {
+    const dir = freshDir();
+    const x = new Map([["x", "store-x"]]);
+    const a = await at(dir, "8080", x);
+    await a.put(obj("x/old", 5000));
+    await a.close();
+    // b starts while a is down: it adopts a's file
+    const b = await at(dir, "8081", x);
+    expect(b.keys()).toEqual(["x/old"]);
+    // a comes back: the file is b's now (b counts it, evicts it, purges it), not a's too
+    const a2 = await at(dir, "8080", x);
+    expect(a2.keys()).toEqual([]);
+    await a2.put(obj("x/new", 5000));
+    expect(b.keys()).toEqual(["x/old"]);
+    expect(await bodyOf(await b.get("x/old"))).toEqual(bytesOf(5000));
+    // b stopped: a's next start takes back its files, both
+    await b.close();
+    await a2.close();
+    const a3 = await at(dir, "8080", x);
+    expect(a3.keys().sort()).toEqual(["x/new", "x/old"]);
+    await a3.close();
+  });
+
   test("workers 1 -> 2 -> 1 beside another proxy on the folder: its files there go when it leaves the layout, the other's stay (kept with the folder, they were served again, the object replaced meanwhile)", async () => {
     const dir = freshDir();
     const cfg = CacheSchema.parse({ enabled: true, cache_layers: ["memory", "disk"], disk: { path: dir } });
