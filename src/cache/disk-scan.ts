@@ -172,6 +172,9 @@ const written = (a: ScannedFile, b: ScannedFile): boolean => (a.ctimeMs - b.ctim
 /** The lock file of a running instance (DiskLayerOptions.instance) in a disk folder: "<pid> <START_ID>". */
 export const lockFileOf = (instance: string): string => `instance-${instance}.lock`;
 
+/** What this process writes in a lock it holds. */
+const MY_LOCK = `${process.pid} ${START_ID}\n`;
+
 /** Whether the lock file `file` names a process still running (the pid's start checked, as for temporary files), other than one that wrote `except`. */
 function liveLock(file: string, except?: string): boolean {
   try {
@@ -193,9 +196,8 @@ function liveLock(file: string, except?: string): boolean {
  */
 export function takeLock(dir: string, instance: string, force = false): boolean {
   const file = join(dir, lockFileOf(instance));
-  const mine = `${process.pid} ${START_ID}\n`;
-  if (!force && liveLock(file, mine)) return false; // (this process's own is taken again: a layer opened again in it)
-  writeFileSync(file, mine, { mode: 0o600 });
+  if (!force && liveLock(file, MY_LOCK)) return false; // (this process's own is taken again: a layer opened again in it)
+  writeFileSync(file, MY_LOCK, { mode: 0o600 });
   return true;
 }
 
@@ -203,7 +205,7 @@ export function takeLock(dir: string, instance: string, force = false): boolean 
 export function dropLock(dir: string, instance: string): void {
   const file = join(dir, lockFileOf(instance));
   try {
-    if (readFileSync(file, "utf8") === `${process.pid} ${START_ID}\n`) {
+    if (readFileSync(file, "utf8") === MY_LOCK) {
       rmSync(join(dir, adoptedFileOf(instance)), { force: true });
       unlinkSync(file);
     }
