@@ -109,6 +109,31 @@ clientTest("boto3")("boto3: every bucket configuration read answers as S3 does f
   expect(env.upstreamCalls()).toEqual([]);
 });
 
+// ListBucketAnalyticsConfigurations, ListBucketInventoryConfigurations, ListBucketMetricsConfigurations
+// and ListBucketIntelligentTieringConfigurations were 501 NotImplemented: S3 answers a bucket with
+// none an empty list, and one asked by its id NoSuchConfiguration.
+clientTest("boto3")("boto3: the analytics, inventory, metrics and Intelligent-Tiering configurations: empty lists, NoSuchConfiguration by id, nothing upstream", async () => {
+  const b = boto3Client({ endpoint: env.endpoint, credentials: READER });
+  const kinds = ["analytics", "inventory", "metrics", "intelligent_tiering"];
+  env.mark();
+  const results = await b.run([
+    ...kinds.map((k) => ({ op: "call" as const, method: `list_bucket_${k}_configurations`, params: { Bucket: "up" } })),
+    ...kinds.map((k) => ({ op: "call" as const, method: `get_bucket_${k}_configuration`, params: { Bucket: "up", Id: "nope" } })),
+  ]);
+  const got = results.map((r) => (r.ok ? { IsTruncated: r.value.IsTruncated, keys: Object.keys(r.value).filter((k) => k !== "ResponseMetadata" && k !== "HTTPStatusCode").sort() } : `${r.error.status} ${r.error.code}`));
+  expect(got).toEqual([...Array(4).fill({ IsTruncated: false, keys: ["IsTruncated"] }), ...Array(4).fill("404 NoSuchConfiguration")]);
+  expect(env.upstreamCalls()).toEqual([]);
+});
+
+clientTest("aws")("aws-cli list-bucket-analytics-configurations / -metrics-: an empty list", async () => {
+  using aws = awsCli({ endpoint: env.endpoint, credentials: READER });
+  const [analytics, metrics] = await Promise.all([
+    aws.s3api("list-bucket-analytics-configurations", "--bucket", "up"),
+    aws.s3api("list-bucket-metrics-configurations", "--bucket", "up"),
+  ]);
+  for (const r of [analytics, metrics]) expect([r.stderr, JSON.parse(r.stdout)]).toEqual(["", { IsTruncated: false }]);
+});
+
 clientTest("s3cmd")("s3cmd info of a bucket and of a key: the payer, the bucket's CORS, no policy", async () => {
   using s3cmd = s3cmdClient({ endpoint: env.endpoint, credentials: WRITER });
   using webber = s3cmdClient({ endpoint: env.endpoint, credentials: WEB });

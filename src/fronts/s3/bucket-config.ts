@@ -31,6 +31,18 @@ const NOT_CONFIGURED: Partial<Record<BucketConfigRead, S3ErrorCode>> = {
   GetPublicAccessBlock: "NoSuchPublicAccessBlockConfiguration",
   GetObjectLockConfiguration: "ObjectLockConfigurationNotFoundError",
   GetBucketReplication: "ReplicationConfigurationNotFoundError",
+  GetBucketAnalyticsConfiguration: "NoSuchConfiguration",
+  GetBucketInventoryConfiguration: "NoSuchConfiguration",
+  GetBucketMetricsConfiguration: "NoSuchConfiguration",
+  GetBucketIntelligentTieringConfiguration: "NoSuchConfiguration",
+};
+
+/** S3's list of a bucket's analytics, inventory, metrics or S3 Intelligent-Tiering configurations, by its root: the proxy has none (an empty list). */
+const CONFIG_LISTS: Partial<Record<BucketConfigRead, string>> = {
+  ListBucketAnalyticsConfigurations: "ListBucketAnalyticsConfigurationResult",
+  ListBucketInventoryConfigurations: "ListInventoryConfigurationsResult",
+  ListBucketMetricsConfigurations: "ListMetricsConfigurationsResult",
+  ListBucketIntelligentTieringConfigurations: "ListBucketIntelligentTieringConfigurationsOutput",
 };
 
 const doc = (root: string, inner: string) => XML_DECL + "<" + root + ' xmlns="' + S3_XMLNS + '">' + inner + "</" + root + ">";
@@ -63,7 +75,10 @@ export function bucketConfigOp(ctx: RequestContext, op: BucketConfigRead): Respo
       return xmlResponse(ctx, doc("NotificationConfiguration", ""));
     case "GetBucketAccelerateConfiguration":
       return xmlResponse(ctx, doc("AccelerateConfiguration", ""));
-    default:
+    default: {
+      const list = CONFIG_LISTS[op];
+      if (list !== undefined) return xmlResponse(ctx, doc(list, "<IsTruncated>false</IsTruncated>"));
+    }
   }
   throw s3Fail(s3Error(NOT_CONFIGURED[op] ?? "NoSuchCORSConfiguration", undefined, { BucketName: bucket.name }));
 }

@@ -53,6 +53,7 @@ export const S3_ERRORS = {
   MissingSecurityHeader: { status: 400, message: "Your request is missing a required header." },
   NoSuchBucket: { status: 404, message: "The specified bucket does not exist" },
   NoSuchBucketPolicy: { status: 404, message: "The bucket policy does not exist" },
+  NoSuchConfiguration: { status: 404, message: "The specified configuration does not exist." },
   NoSuchCORSConfiguration: { status: 404, message: "The CORS configuration does not exist" },
   NoSuchKey: { status: 404, message: "The specified key does not exist." },
   NoSuchLifecycleConfiguration: { status: 404, message: "The lifecycle configuration does not exist" },

@@ -471,6 +471,14 @@ function operate(ctx: RequestContext, s: S3State): Response | Promise<Response> 
     case "GetBucketAccelerateConfiguration":
     case "GetObjectLockConfiguration":
     case "GetBucketReplication":
+    case "ListBucketAnalyticsConfigurations":
+    case "ListBucketInventoryConfigurations":
+    case "ListBucketMetricsConfigurations":
+    case "ListBucketIntelligentTieringConfigurations":
+    case "GetBucketAnalyticsConfiguration":
+    case "GetBucketInventoryConfiguration":
+    case "GetBucketMetricsConfiguration":
+    case "GetBucketIntelligentTieringConfiguration":
       return bucketConfigOp(ctx, s.op);
     case "PutBucketAcl":
     case "PutObjectAcl":

@@ -30,6 +30,14 @@ export type S3Operation =
   | "GetBucketAccelerateConfiguration"
   | "GetObjectLockConfiguration"
   | "GetBucketReplication"
+  | "ListBucketAnalyticsConfigurations"
+  | "ListBucketInventoryConfigurations"
+  | "ListBucketMetricsConfigurations"
+  | "ListBucketIntelligentTieringConfigurations"
+  | "GetBucketAnalyticsConfiguration"
+  | "GetBucketInventoryConfiguration"
+  | "GetBucketMetricsConfiguration"
+  | "GetBucketIntelligentTieringConfiguration"
   | "PutBucketAcl"
   | "GetObjectAcl"
   | "PutObjectAcl"
@@ -83,6 +91,14 @@ export const ACTION_OF: Readonly<Record<S3Operation, S3Action>> = {
   GetBucketAccelerateConfiguration: "s3:GetAccelerateConfiguration",
   GetObjectLockConfiguration: "s3:GetBucketObjectLockConfiguration",
   GetBucketReplication: "s3:GetReplicationConfiguration",
+  ListBucketAnalyticsConfigurations: "s3:GetAnalyticsConfiguration",
+  ListBucketInventoryConfigurations: "s3:GetInventoryConfiguration",
+  ListBucketMetricsConfigurations: "s3:GetMetricsConfiguration",
+  ListBucketIntelligentTieringConfigurations: "s3:GetIntelligentTieringConfiguration",
+  GetBucketAnalyticsConfiguration: "s3:GetAnalyticsConfiguration",
+  GetBucketInventoryConfiguration: "s3:GetInventoryConfiguration",
+  GetBucketMetricsConfiguration: "s3:GetMetricsConfiguration",
+  GetBucketIntelligentTieringConfiguration: "s3:GetIntelligentTieringConfiguration",
   PutBucketAcl: "s3:PutBucketAcl",
   GetObjectAcl: "s3:GetObjectAcl",
   PutObjectAcl: "s3:PutObjectAcl",
@@ -123,12 +139,22 @@ export const BUCKET_CONFIG_READS: ReadonlyMap<string, BucketConfigRead> = new Ma
   ["lifecycle", "GetBucketLifecycleConfiguration"], ["website", "GetBucketWebsite"], ["publicAccessBlock", "GetPublicAccessBlock"],
   ["ownershipControls", "GetBucketOwnershipControls"], ["logging", "GetBucketLogging"], ["notification", "GetBucketNotificationConfiguration"],
   ["accelerate", "GetBucketAccelerateConfiguration"], ["object-lock", "GetObjectLockConfiguration"], ["replication", "GetBucketReplication"],
+  ["analytics", "ListBucketAnalyticsConfigurations"], ["inventory", "ListBucketInventoryConfigurations"], ["metrics", "ListBucketMetricsConfigurations"],
+  ["intelligent-tiering", "ListBucketIntelligentTieringConfigurations"],
+]);
+
+/** The configurations a bucket holds by id: `GET /<bucket>?<sub>&id=<id>` reads one of those the list names. */
+const BUCKET_CONFIG_BY_ID: ReadonlyMap<BucketConfigRead, BucketConfigRead> = new Map<BucketConfigRead, BucketConfigRead>([
+  ["ListBucketAnalyticsConfigurations", "GetBucketAnalyticsConfiguration"], ["ListBucketInventoryConfigurations", "GetBucketInventoryConfiguration"],
+  ["ListBucketMetricsConfigurations", "GetBucketMetricsConfiguration"], ["ListBucketIntelligentTieringConfigurations", "GetBucketIntelligentTieringConfiguration"],
 ]);
 
 export type BucketConfigRead = Extract<S3Operation,
   | "GetBucketPolicy" | "GetBucketPolicyStatus" | "GetBucketCors" | "GetBucketRequestPayment" | "GetBucketEncryption" | "GetBucketTagging"
   | "GetBucketLifecycleConfiguration" | "GetBucketWebsite" | "GetPublicAccessBlock" | "GetBucketOwnershipControls" | "GetBucketLogging"
-  | "GetBucketNotificationConfiguration" | "GetBucketAccelerateConfiguration" | "GetObjectLockConfiguration" | "GetBucketReplication">;
+  | "GetBucketNotificationConfiguration" | "GetBucketAccelerateConfiguration" | "GetObjectLockConfiguration" | "GetBucketReplication"
+  | "ListBucketAnalyticsConfigurations" | "ListBucketInventoryConfigurations" | "ListBucketMetricsConfigurations" | "ListBucketIntelligentTieringConfigurations"
+  | "GetBucketAnalyticsConfiguration" | "GetBucketInventoryConfiguration" | "GetBucketMetricsConfiguration" | "GetBucketIntelligentTieringConfiguration">;
 
 /** S3 limits keys to 1024 bytes of UTF-8. */
 export const MAX_KEY_BYTES = 1024;
@@ -337,7 +363,10 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
     if (sub === "uploads") return "ListMultipartUploads";
     if (sub === "versions") return "ListObjectVersions";
     const config = sub === undefined ? undefined : BUCKET_CONFIG_READS.get(sub);
-    if (config !== undefined) return config;
+    if (config !== undefined) {
+      const byId = BUCKET_CONFIG_BY_ID.get(config);
+      return byId !== undefined && query.some(([k]) => k === "id") ? byId : config;
+    }
     if (sub !== undefined) return notImplemented(`The ?${sub} sub-resource`);
     if (listType === undefined) return "ListObjects";
     if (listType === "2") return "ListObjectsV2";

@@ -228,6 +228,12 @@ describe("operationOf", () => {
       "GetBucketLifecycleConfiguration", "GetBucketWebsite", "GetPublicAccessBlock", "GetBucketOwnershipControls", "GetBucketLogging", "GetBucketNotificationConfiguration",
     ]);
     expect([ACTION_OF.GetBucketCors, ACTION_OF.GetBucketEncryption, ACTION_OF.GetPublicAccessBlock]).toEqual(["s3:GetBucketCORS", "s3:GetEncryptionConfiguration", "s3:GetBucketPublicAccessBlock"]);
+    // (a bucket's analytics, inventory, metrics and Intelligent-Tiering configurations: listed, or one by its id; they were 501)
+    expect(["analytics", "inventory", "metrics", "intelligent-tiering", "analytics&id=a", "id=a&metrics", "intelligent-tiering&id=x&continuation-token=t"].map((s) => op("GET", "/b", s))).toEqual([
+      "ListBucketAnalyticsConfigurations", "ListBucketInventoryConfigurations", "ListBucketMetricsConfigurations", "ListBucketIntelligentTieringConfigurations",
+      "GetBucketAnalyticsConfiguration", "GetBucketMetricsConfiguration", "GetBucketIntelligentTieringConfiguration",
+    ]);
+    expect([ACTION_OF.ListBucketInventoryConfigurations, ACTION_OF.GetBucketInventoryConfiguration]).toEqual(["s3:GetInventoryConfiguration", "s3:GetInventoryConfiguration"]);
     expect([op("PUT", "/b", "cors"), op("GET", "/b/k", "policy"), op("GET", "/b", "cors&versionId=1")]).toEqual(["501 NotImplemented", "501 NotImplemented", "501 NotImplemented"]);
     expect([ACTION_OF.GetObjectAcl, ACTION_OF.PutObjectAcl, ACTION_OF.GetBucketAcl, ACTION_OF.PutBucketAcl]).toEqual(["s3:GetObjectAcl", "s3:PutObjectAcl", "s3:GetBucketAcl", "s3:PutBucketAcl"]);
     expect(op("GET", "/b/k", "partNumber=2")).toBe("GetObjectPart");
