@@ -41,6 +41,23 @@ test("GET ?uploads and ?versions at a key's path: S3's 400 InvalidRequest, nothi
   }
 });
 
+// S3 dispatches a bucket's sub-resources at a key's path too and answers the bucket's document, the
+// key ignored (as it does ?location); the proxy answered 501 NotImplemented for ?cors, ?policy, ...
+test("GET ?cors, ?policy, ?requestPayment at a key's path: the bucket's documents, the key (even one the proxy refuses) ignored", async () => {
+  env.mark();
+  const at = (path: string, sub: string, creds = WRITER) => signedFetch(env, { method: "GET", path, query: [[sub, ""]], creds });
+  const [cors, policy, payer, refusedKey] = await Promise.all([
+    answerOf(await at("/web/any/key.txt", "cors", WEB)),
+    answerOf(await at("/up/docs/a.txt", "policy")),
+    answerOf(await at("/up/no/such/key", "requestPayment")),
+    answerOf(await at("/up/a//b", "requestPayment")),
+  ]);
+  expect([cors.status, cors.body]).toEqual([200, expect.stringContaining("<AllowedOrigin>https://app.example.com</AllowedOrigin>")]);
+  expect([policy.status, policy.code, /<BucketName>([^<]*)</.exec(policy.body)?.[1]]).toEqual([404, "NoSuchBucketPolicy", "up"]);
+  for (const p of [payer, refusedKey]) expect([p.status, p.body]).toEqual([200, expect.stringContaining("<Payer>BucketOwner</Payer>")]);
+  expect(env.upstreamCalls()).toEqual([]);
+});
+
 // The bucket's configuration documents were 501 NotImplemented (GetBucketPolicy, GetBucketCors,
 // GetBucketRequestPayment, ...): s3cmd info printed "none" for a CORS the bucket has, and
 // aws-cli / boto3 callers got an error S3 never sends. Now: the bucket's `cors` as S3's

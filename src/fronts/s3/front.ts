@@ -44,7 +44,7 @@ import { putObjectOp, uploadPartOp } from "./put-object.ts";
 import { postObjectOp } from "./post-object.ts";
 import { deleteObjectTaggingOp, objectTagging, putObjectTaggingOp } from "./tagging.ts";
 import type { PayloadInfo } from "./upload-body.ts";
-import { ACTION_OF, address, bucketFromHost, configuredBucket, keyRefusal, keyTooLong, MAX_KEY_BYTES, operationOf, type S3Operation } from "./route.ts";
+import { ACTION_OF, address, bucketFromHost, configuredBucket, KEY_IGNORED, keyRefusal, keyTooLong, MAX_KEY_BYTES, operationOf, type S3Operation } from "./route.ts";
 import { stsError, stsErrorResponse } from "./sts-api.ts";
 import { stsEndpoint } from "./sts-endpoint.ts";
 import { decodeComponent, NO_PARAMETERS, parseRawQuery } from "./uri.ts";
@@ -233,7 +233,7 @@ export function s3Parse(ctx: RequestContext): undefined {
     ctx.bucket = bucket;
     ctx.bucketName = bucket.name;
     // (a bucket's document asked at a key's path is the bucket's: the key is not its)
-    if (a.key !== "" && op !== "GetBucketLocation" && op !== "GetBucketVersioning") {
+    if (a.key !== "" && (op === "GetObject" || !KEY_IGNORED.has(op))) {
       // (a UTF-16 unit is at most 3 UTF-8 bytes: only a long key needs counting)
       if (keyTooLong(a.key)) return fail(s3Error("KeyTooLongError", undefined, { Size: String(Buffer.byteLength(a.key)), MaxSizeAllowed: String(MAX_KEY_BYTES) }));
       const refusal = keyRefusal(a.key);

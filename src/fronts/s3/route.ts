@@ -156,6 +156,16 @@ export type BucketConfigRead = Extract<S3Operation,
   | "ListBucketAnalyticsConfigurations" | "ListBucketInventoryConfigurations" | "ListBucketMetricsConfigurations" | "ListBucketIntelligentTieringConfigurations"
   | "GetBucketAnalyticsConfiguration" | "GetBucketInventoryConfiguration" | "GetBucketMetricsConfiguration" | "GetBucketIntelligentTieringConfiguration">;
 
+/** The bucket configuration read `GET ?<sub>` names (one of a list by its `id`), or undefined. */
+function bucketConfigRead(sub: string, query: ReadonlyArray<readonly [string, string]>): BucketConfigRead | undefined {
+  const config = BUCKET_CONFIG_READS.get(sub);
+  const byId = config === undefined ? undefined : BUCKET_CONFIG_BY_ID.get(config);
+  return byId !== undefined && query.some(([k]) => k === "id") ? byId : config;
+}
+
+/** The bucket's operations S3 serves at a key's path too, the key ignored (not the request's key: no key checks, nothing asked about it). */
+export const KEY_IGNORED: ReadonlySet<S3Operation> = new Set<S3Operation>(["GetBucketLocation", "GetBucketVersioning", ...BUCKET_CONFIG_READS.values(), ...BUCKET_CONFIG_BY_ID.values()]);
+
 /** S3 limits keys to 1024 bytes of UTF-8. */
 export const MAX_KEY_BYTES = 1024;
 
@@ -362,20 +372,21 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
     if (sub === "versioning") return "GetBucketVersioning";
     if (sub === "uploads") return "ListMultipartUploads";
     if (sub === "versions") return "ListObjectVersions";
-    const config = sub === undefined ? undefined : BUCKET_CONFIG_READS.get(sub);
-    if (config !== undefined) {
-      const byId = BUCKET_CONFIG_BY_ID.get(config);
-      return byId !== undefined && query.some(([k]) => k === "id") ? byId : config;
-    }
+    const config = sub === undefined ? undefined : bucketConfigRead(sub, query);
+    if (config !== undefined) return config;
     if (sub !== undefined) return notImplemented(`The ?${sub} sub-resource`);
     if (listType === undefined) return "ListObjects";
     if (listType === "2") return "ListObjectsV2";
     return s3Error("InvalidArgument", "Invalid List Type specified", { ArgumentName: "list-type", ArgumentValue: listType.slice(0, 64) });
   }
-  // A bucket's location or versioning asked at a key's path: S3 answers the bucket's, the key
-  // ignored, as S3 dispatches these at a key path (measured; `?location` there was 501).
-  if (method === "GET" && subs === 1 && !uploadId && !partNumber && !versionId && (sub === "location" || sub === "versioning")) {
-    return sub === "location" ? "GetBucketLocation" : "GetBucketVersioning";
+  // A bucket's location, versioning or configuration document asked at a key's path: S3 answers
+  // the bucket's, the key ignored, as S3 dispatches a bucket's sub-resources at a key path
+  // (measured; `?location` there was 501, and so were `?cors`, `?policy`, ... until 2026-12).
+  // (`?tagging` there is the object's own.)
+  if (method === "GET" && subs === 1 && !uploadId && !partNumber && !versionId && sub !== undefined && sub !== "tagging") {
+    if (sub === "location" || sub === "versioning") return sub === "location" ? "GetBucketLocation" : "GetBucketVersioning";
+    const config = bucketConfigRead(sub, query);
+    if (config !== undefined) return config;
   }
   // A bucket's listing of uploads or versions asked at a key's path: S3 refuses it, 400
   // InvalidRequest in its own words, the key being no listing's (it was 501, as if served elsewhere).

@@ -234,7 +234,11 @@ describe("operationOf", () => {
       "GetBucketAnalyticsConfiguration", "GetBucketMetricsConfiguration", "GetBucketIntelligentTieringConfiguration",
     ]);
     expect([ACTION_OF.ListBucketInventoryConfigurations, ACTION_OF.GetBucketInventoryConfiguration]).toEqual(["s3:GetInventoryConfiguration", "s3:GetInventoryConfiguration"]);
-    expect([op("PUT", "/b", "cors"), op("GET", "/b/k", "policy"), op("GET", "/b", "cors&versionId=1")]).toEqual(["501 NotImplemented", "501 NotImplemented", "501 NotImplemented"]);
+    expect([op("PUT", "/b", "cors"), op("GET", "/b", "cors&versionId=1"), op("GET", "/b/k", "policy&versionId=1")]).toEqual(["501 NotImplemented", "501 NotImplemented", "501 NotImplemented"]);
+    // (S3 dispatches a bucket's documents at a key's path too, the key ignored: they were 501; `?tagging` there is the object's)
+    expect(["policy", "cors", "requestPayment", "object-lock", "metrics", "analytics&id=a", "tagging"].map((s) => op("GET", "/b/k/deeper", s))).toEqual([
+      "GetBucketPolicy", "GetBucketCors", "GetBucketRequestPayment", "GetObjectLockConfiguration", "ListBucketMetricsConfigurations", "GetBucketAnalyticsConfiguration", "GetObjectTagging",
+    ]);
     expect([ACTION_OF.GetObjectAcl, ACTION_OF.PutObjectAcl, ACTION_OF.GetBucketAcl, ACTION_OF.PutBucketAcl]).toEqual(["s3:GetObjectAcl", "s3:PutObjectAcl", "s3:GetBucketAcl", "s3:PutBucketAcl"]);
     expect(op("GET", "/b/k", "partNumber=2")).toBe("GetObjectPart");
     expect(op("HEAD", "/b/k", "partNumber=2&response-content-type=a")).toBe("HeadObjectPart");
