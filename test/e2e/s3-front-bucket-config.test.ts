@@ -163,6 +163,28 @@ clientTest("s3cmd")("s3cmd info of a bucket and of a key: the payer, the bucket'
   expect(web.stdout).toContain("<AllowedOrigin>https://app.example.com</AllowedOrigin>");
 });
 
+// Setting or deleting a bucket's configuration (s3cmd payer / delcors, aws s3api put-bucket-cors,
+// delete-bucket-policy) was 501 NotImplemented, as if another server might take it. The setting is
+// the proxy's configuration: S3's 403 AccessDenied for a caller without the permission, naming it;
+// on a bucket the proxy does not serve, NoSuchBucket. Nothing reaches the upstream.
+clientTest("s3cmd", "aws")("s3cmd payer / delcors, aws-cli put-bucket-cors / delete-bucket-policy: 403 AccessDenied naming the setting, nothing upstream", async () => {
+  using s3cmd = s3cmdClient({ endpoint: env.endpoint, credentials: WRITER });
+  using aws = awsCli({ endpoint: env.endpoint, credentials: WRITER });
+  env.mark();
+  const [payer, versioning, cors, policy, nope] = await Promise.all([
+    s3cmd.run("payer", "s3://up"),
+    s3cmd.run("delcors", "s3://up"),
+    aws.s3api("put-bucket-cors", "--bucket", "up", "--cors-configuration", '{"CORSRules":[{"AllowedMethods":["GET"],"AllowedOrigins":["*"]}]}'),
+    aws.s3api("delete-bucket-policy", "--bucket", "up"),
+    aws.s3api("delete-bucket-policy", "--bucket", "nope"),
+  ]);
+  for (const r of [payer, versioning]) expect([r.code !== 0, r.stderr]).toEqual([true, expect.stringContaining("AccessDenied")]);
+  expect(cors.stderr).toMatch(/\(AccessDenied\) when calling the PutBucketCors operation.*: This bucket.s \?cors setting is this proxy.s configuration/);
+  expect(policy.stderr).toContain("(AccessDenied) when calling the DeleteBucketPolicy operation");
+  expect(nope.stderr).toContain("(NoSuchBucket)");
+  expect(env.upstreamCalls()).toEqual([]);
+});
+
 // S3's NoSuchUpload names the upload (<UploadId>), as its NoSuchKey names the key; the front
 // relayed the upstream's refusal without it.
 clientTest("boto3")("boto3: UploadPart, ListParts, AbortMultipartUpload and CompleteMultipartUpload of an unknown upload: NoSuchUpload with its <UploadId>; a missing key's NoSuchKey has <Key>", async () => {

@@ -284,7 +284,7 @@ describe("objects (cached bucket)", () => {
     }
   });
 
-  test("GetBucketVersioning relays the upstream bucket's state; it needs a grant on the bucket; setting it is not implemented", async () => {
+  test("GetBucketVersioning relays the upstream bucket's state; it needs a grant on the bucket; setting it is the proxy's (AccessDenied)", async () => {
     const c = client(env);
     const lister = client(env, LISTER);
     try {
@@ -298,7 +298,7 @@ describe("objects (cached bucket)", () => {
       await expect(lister.send(new GetBucketVersioningCommand({ Bucket: "private" }))).rejects.toMatchObject({ name: "AccessDenied", $metadata: { httpStatusCode: 403 } });
       const anon = await fetch(`${env.endpoint}/open?versioning`);
       expect([anon.status, (await anon.text()).includes("<Code>AccessDenied</Code>")]).toEqual([403, true]);
-      await expect(c.send(new PutBucketVersioningCommand({ Bucket: "data", VersioningConfiguration: { Status: "Enabled" } }))).rejects.toMatchObject({ name: "NotImplemented", $metadata: { httpStatusCode: 501 } });
+      await expect(c.send(new PutBucketVersioningCommand({ Bucket: "data", VersioningConfiguration: { Status: "Enabled" } }))).rejects.toMatchObject({ name: "AccessDenied", $metadata: { httpStatusCode: 403 } });
       expect(env.upstreamCalls()).toEqual([]);
       // an upstream that refuses is relayed with S3's code and status; a busy one with Retry-After
       env.s3.faults.set("/data", { kind: "error", status: 403, code: "AccessDenied", times: 1, method: "GET" });

@@ -210,9 +210,9 @@ export function s3Parse(ctx: RequestContext): undefined {
   const headers = v.kind === "ok" && v.presigned ? withHoistedHeaders(req.headers, v.query) : req.headers;
   const op = operationOf(ctx.method, a, v.query, ctx.method === "PUT" && headers.has("x-amz-copy-source"));
   if (typeof op !== "string") {
-    // An operation this front does not serve, on a bucket it does not serve either: S3's
+    // An operation this front does not serve (or a bucket setting it refuses), on a bucket it does not serve either: S3's
     // NoSuchBucket (`aws s3 rb s3://typo` was told DeleteBucket is not implemented).
-    if (op.code === "NotImplemented" && a.bucket !== "" && (a === addressed.a ? ctx.bucket : configuredBucket(ctx.rt, a.bucket)) === undefined) {
+    if ((op.code === "NotImplemented" || op.code === "AccessDenied") && a.bucket !== "" && (a === addressed.a ? ctx.bucket : configuredBucket(ctx.rt, a.bucket)) === undefined) {
       return fail(s3Error("NoSuchBucket", undefined, { BucketName: a.bucket.slice(0, 255) }));
     }
     return fail(op);

@@ -305,6 +305,8 @@ function servedMethods(a: Addressed, query: ReadonlyArray<readonly [string, stri
   return SUBRESOURCE_METHODS.filter((m) => known.includes(m) && typeof operationOf(m, a, query) === "string").join(", ");
 }
 
+const configWriteRefusal = (sub: string) =>
+  s3Error("AccessDenied", `This bucket's ?${sub} setting is this proxy's configuration: it cannot be set or deleted through the S3 API.`);
 const notImplemented = (what: string) => s3Error("NotImplemented", `${what} is not implemented by this proxy.`);
 
 /** The operation of a request, or S3's error for one this front does not serve. `copySource`: x-amz-copy-source is present. */
@@ -367,6 +369,10 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
     // A browser form upload (S3's POST Object): authenticated by its signed policy, not the request.
     if (method === "POST" && sub === undefined) return "PostObject";
     if (method === "PUT" && sub === undefined) return "CreateBucket";
+    // Setting or deleting a setting the bucket's configuration documents answer from config: the
+    // proxy's, not the caller's to change (S3's 403 for a caller without the permission; it was 501,
+    // as if another server might take it: `s3cmd payer`, `setcors`, `setversioning`, ...).
+    if (method !== "GET" && sub !== undefined && (sub === "versioning" || BUCKET_CONFIG_READS.has(sub))) return configWriteRefusal(sub);
     if (method !== "GET") return notImplemented(`${method} on a bucket`);
     if (sub === "location") return "GetBucketLocation";
     if (sub === "versioning") return "GetBucketVersioning";

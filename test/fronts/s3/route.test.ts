@@ -74,7 +74,7 @@ describe("operationOf", () => {
     expect(op("HEAD", "/b")).toBe("HeadBucket");
     expect(op("GET", "/b", "location")).toBe("GetBucketLocation");
     expect(op("GET", "/b", "versioning")).toBe("GetBucketVersioning");
-    expect(op("PUT", "/b", "versioning")).toBe("501 NotImplemented");
+    expect(op("PUT", "/b", "versioning")).toBe("403 AccessDenied");
     // (S3 dispatches a bucket's location and versioning at a key's path too: the bucket's, the key ignored)
     expect(op("GET", "/b/k", "versioning")).toBe("GetBucketVersioning");
     expect(op("GET", "/b/k/deeper", "location")).toBe("GetBucketLocation");
@@ -211,7 +211,11 @@ describe("operationOf", () => {
       // (nor does the service take a PUT or a DELETE: ListBuckets is its GET, STS its POST)
       "405 MethodNotAllowed PUT SERVICE [GET, POST]", "405 MethodNotAllowed DELETE SERVICE [GET, POST]",
     ]);
-    for (const [m, t] of [["PUT", "/b?policy"], ["DELETE", "/b?lifecycle"], ["PUT", "/b?versioning"], ["POST", "/b/k?restore"], ["PUT", "/b/k?retention"], ["PUT", "/b/k?annotation"], ["DELETE", "/b?acl&versioning"]]) {
+    // (setting a bucket's configuration: the proxy's, S3's 403 for a caller without the permission; it was 501)
+    for (const [m, t] of [["PUT", "/b?policy"], ["DELETE", "/b?lifecycle"], ["PUT", "/b?versioning"], ["PUT", "/b?requestPayment"], ["PUT", "/b?cors"], ["DELETE", "/b?metrics&id=m"], ["PUT", "/b?tagging"]]) {
+      expect([m, t, write405(m!, t!).slice(0, 16)]).toEqual([m, t, "403 AccessDenied"]);
+    }
+    for (const [m, t] of [["PUT", "/b?abac"], ["POST", "/b/k?restore"], ["PUT", "/b/k?retention"], ["PUT", "/b/k?annotation"], ["DELETE", "/b?acl&versioning"]]) {
       expect([m, t, write405(m!, t!).slice(0, 18)]).toEqual([m, t, "501 NotImplemented"]);
     }
     expect(operationOf("PUT", address("/b/k", undefined), [["partNumber", "1"], ["uploadId", "u"]], true)).toBe("UploadPartCopy");
@@ -234,7 +238,7 @@ describe("operationOf", () => {
       "GetBucketAnalyticsConfiguration", "GetBucketMetricsConfiguration", "GetBucketIntelligentTieringConfiguration",
     ]);
     expect([ACTION_OF.ListBucketInventoryConfigurations, ACTION_OF.GetBucketInventoryConfiguration]).toEqual(["s3:GetInventoryConfiguration", "s3:GetInventoryConfiguration"]);
-    expect([op("PUT", "/b", "cors"), op("GET", "/b", "cors&versionId=1"), op("GET", "/b/k", "policy&versionId=1")]).toEqual(["501 NotImplemented", "501 NotImplemented", "501 NotImplemented"]);
+    expect([op("GET", "/b", "cors&versionId=1"), op("GET", "/b/k", "policy&versionId=1")]).toEqual(["501 NotImplemented", "501 NotImplemented"]);
     // (S3 dispatches a bucket's documents at a key's path too, the key ignored: they were 501; `?tagging` there is the object's)
     expect(["policy", "cors", "requestPayment", "object-lock", "metrics", "analytics&id=a", "tagging"].map((s) => op("GET", "/b/k/deeper", s))).toEqual([
       "GetBucketPolicy", "GetBucketCors", "GetBucketRequestPayment", "GetObjectLockConfiguration", "ListBucketMetricsConfigurations", "GetBucketAnalyticsConfiguration", "GetObjectTagging",
