@@ -72,10 +72,14 @@ export function listenerUrl(scheme: "http" | "https", address: string, port: num
 export function bindsClash(a: string, b: string): boolean {
   // One address however written (0:0:0:0:0:0:0:1 is ::1, ::ffff:127.0.0.1 is 127.0.0.1, 0::0 is
   // ::): compared as written, such a pair passed --check and the second bind failed at start.
-  const strip = (x: string) => canonicalIp(x) ?? x;
+  // A host name is compared without case or a final dot; `localhost` is the loopback, whichever of
+  // 127.0.0.1 and ::1 the system gives first (with 127.0.0.1 it passed --check, and the start failed).
+  const strip = (x: string) => canonicalIp(x) ?? x.toLowerCase().replace(/\.$/, "");
   const x = strip(a);
   const y = strip(b);
   if (x === y || x === "::" || y === "::") return true;
+  const loopback = (s: string) => s === "localhost" || s === "127.0.0.1" || s === "::1";
+  if ((x === "localhost" || y === "localhost") && loopback(x) && loopback(y)) return true;
   const v4 = (s: string) => !s.includes(":");
   return (x === "0.0.0.0" && v4(y)) || (y === "0.0.0.0" && v4(x));
 }

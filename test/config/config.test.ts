@@ -145,6 +145,11 @@ describe("parseConfig", () => {
     for (const [main, metrics] of [["::1", "0:0:0:0:0:0:0:1"], ["127.0.0.1", "::ffff:127.0.0.1"], ["0::0", "127.0.0.1"], ["[::1]", "0::1"]]) {
       expect(said(`server: { address: "${main}", port: 28080 }\nmetrics: { enabled: true, address: "${metrics}", port: 28080 }\n${B}`)).toEqual(clash);
     }
+    // localhost is the loopback (passed --check; the start failed: "metrics address 127.0.0.1:28080 is already in use", by the proxy's own main listener)
+    for (const [main, metrics] of [["localhost", "127.0.0.1"], ["LocalHost.", "::1"], ["localhost", "localhost"], ["localhost", "0.0.0.0"]]) {
+      expect(said(`server: { address: "${main}", port: 28080 }\nmetrics: { enabled: true, address: "${metrics}", port: 28080 }\n${B}`)).toEqual(clash);
+    }
+    expect(parseConfig(`server: { address: localhost, port: 28080 }\nmetrics: { enabled: true, address: 127.0.0.2, port: 28080 }\n${B}`, { env: {} }).metrics.port).toBe(28080);
   });
 
   test("the original's cache layer `enabled` given as a string (\"true\") is named as a type problem, not as an unknown key of a section cache_layers lacks", () => {
