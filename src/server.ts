@@ -19,7 +19,7 @@ import type { Config } from "./config/load.ts";
 import { createMainHandler } from "./fronts/index.ts";
 import type { Handler } from "./proxy/runner.ts";
 import { BUN_LISTENER_IDLE_SECONDS, LISTENER_SLOW_BYTES_PER_SECOND, markJsBody, markPeer } from "./http/framed-body.ts";
-import { fallbackRewritten, rawSegmentPatterns, rawTargetFor } from "./http/raw-target.ts";
+import { fallbackRewritten, rawPrefixPatterns, rawSegmentPatterns, rawTargetFor, wildcardRewritten } from "./http/raw-target.ts";
 import { resolveConfigPath } from "./config/validate.ts";
 import { NODE_IDLE_MS, plainErrorAnswer, writeNodeResponse, type ErrorAnswer } from "./server/node-response.ts";
 import { outOfDescriptors, ProxyError, toProxyError } from "./errors.ts";
@@ -132,6 +132,11 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
       },
     ]),
   );
+  for (const { pattern, leadingEmpty } of rawPrefixPatterns())
+    routes[pattern] = (req: Bun.BunRequest, srv: Bun.Server<undefined>) => {
+      if (req.method === "PUT" || req.method === "POST") markPeer(req, srv);
+      return answer(srv, closeAsAsked(req, expectGuard(req, handle(req, undefined, wildcardRewritten(req.url, req.params as Record<string, string>, leadingEmpty)))));
+    };
   const serve = (port: number, tls: TlsMaterial | undefined): Bun.Server<undefined> =>
     Bun.serve({
       hostname: opts.as?.address ?? cfg.server.address,

@@ -17,10 +17,13 @@
  *
  * A target with one empty segment (`/b//../k`, `//..`) has routes of its own (`/:s0//:s2`, `//:s1`,
  * ...): Bun resolved `/b//../k` to `/b/k`, served as that key (node refused the `..`), and `//..`
- * to `/`, a ListBuckets. Not covered: targets with two or more empty segments or deeper than
- * MAX_DEPTH segments take Bun's fallback `fetch` without parameters (README Known limits); there,
- * a URL with at most one empty segment and MAX_DEPTH segments (fallbackRewritten) was shortened by
- * dot segments (it would have matched a route as sent), and is refused as one.
+ * to `/`, a ListBuckets. Targets with two or more empty segments or deeper than MAX_DEPTH
+ * segments take wildcard routes (rawPrefixPatterns), which expose only the raw segments before the
+ * first empty one: a dot segment among them, or a URL that no longer starts with them, is refused,
+ * so a dot segment further on cannot leave the client's bucket; one that stays inside it is resolved
+ * as Bun did (README Known limits). A URL with at most one empty segment and MAX_DEPTH segments
+ * (fallbackRewritten) was shortened by dot segments (it would have matched a route as sent), and
+ * is refused as one.
  */
 
 export const MAX_DEPTH = 32;
@@ -44,6 +47,57 @@ export function rawSegmentPatterns(): RawSegmentPattern[] {
     }
   }
   return out;
+}
+
+/**
+ * Wildcard routes for the targets the table above does not parametrise (two or more empty
+ * segments, deeper than MAX_DEPTH): `/:s0/*` ... `/:s0/.../:s31/*`, and with a leading empty
+ * segment `//*`, `//:s1/*` ... Bun takes the deepest that matches, so the parameters are the raw
+ * segments before the first empty one (or the first MAX_DEPTH); `leading` is the raw target's
+ * start they spell (`/a/b/`, `//a/`, `///`).
+ */
+export function rawPrefixPatterns(): { pattern: string; leadingEmpty: boolean }[] {
+  const out: { pattern: string; leadingEmpty: boolean }[] = [{ pattern: "//*", leadingEmpty: true }];
+  for (let depth = 1; depth <= MAX_DEPTH; depth++) {
+    const params = Array.from({ length: depth }, (_, i) => `:s${i}`);
+    out.push({ pattern: `/${params.join("/")}/*`, leadingEmpty: false });
+    if (depth < MAX_DEPTH) out.push({ pattern: `//${params.map((_, i) => `:s${i + 1}`).join("/")}/*`, leadingEmpty: true });
+  }
+  return out;
+}
+
+/**
+ * The target to route on for a wildcard route (rawPrefixPatterns): Bun resolved the dot segments
+ * of these targets, so `/b/../other///k` reached bucket `other` and `/b/../admin///x` the control
+ * plane (node refused both). A raw leading segment that is `.`/`..`, or a URL whose start is no
+ * longer the raw one (a dot segment further on climbed into it), is refused as a dot segment
+ * (InvalidPath), as on node, and so is a URL the table above would have matched (fallbackRewritten);
+ * otherwise undefined (the URL keeps the client's start: Bun's own
+ * normalization of the rest is README's Known limit).
+ */
+export function wildcardRewritten(url: string, params: Record<string, string>, leadingEmpty: boolean): string | undefined {
+  const segs = Object.keys(params)
+    .sort((a, b) => Number(a.slice(1)) - Number(b.slice(1)))
+    .map((k) => params[k]);
+  const pathStart = url.indexOf("/", url.indexOf("://") + 3);
+  const q = url.indexOf("?", pathStart);
+  const path = q < 0 ? url.slice(pathStart) : url.slice(pathStart, q);
+  // Refused with the raw start (up to its first dot segment) and a `..`: routed on the client's
+  // bucket as on node (the S3 front names the bucket before it refuses the key), never Bun's.
+  const dot = segs.findIndex((s) => s === "." || s === "..");
+  const refused = `${leadingEmpty ? "/" : ""}/${(dot < 0 ? segs : segs.slice(0, dot + 1)).map(encodeSegment).join("/")}/..${q < 0 ? "" : url.slice(q)}`;
+  if (dot >= 0) return refused;
+  // (a URL the dot segments shortened into the parametrised form: refused as on the fallback)
+  if (fallbackRewritten(url) !== undefined) return refused;
+  // (a literal `\` is a `/` in Bun's URL, a %5C is still %5C: both compared as `/`; a %2F is one in the decoded path too)
+  const leading = `${leadingEmpty ? "/" : ""}/${segs.join("/")}/`.replaceAll("\\", "/");
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(path).replaceAll("\\", "/");
+  } catch {
+    return undefined; // a malformed escape: refused by the router as it is
+  }
+  return decoded.startsWith(leading) ? undefined : refused;
 }
 
 /**

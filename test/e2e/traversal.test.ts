@@ -52,9 +52,14 @@ const ENCODED = ["/pub/a%2F..%2Fb", "/pub/%00x", "/pub/a%0d%0ab", "/pub/%zz"];
 // segments are the fallback still: refused when the dot segments shortened the URL out of that form.
 const EMPTY_SEGMENT = ["/pub//../ok.txt", "/pub/a//..", "/pub//..", "//../pub/ok.txt", "/pub//%2e%2e/ok.txt", "/pub//x//../../ok.txt", "/pub//x//../../../pub/ok.txt"];
 
+// Two or more empty segments (or deeper than 32): Bun resolved the dot segments and the URL kept
+// that form, so /other/../pub///ok.txt was served from bucket pub and /pub/../health/// was the
+// health check (node refused both). Now a URL whose start is not the raw one is refused.
+const ACROSS_PREFIX = ["/other/../pub///ok.txt", "/other/x/../../pub///ok.txt", "/x//y//../../../../pub///ok.txt", "///../../pub//ok.txt//", "/pub/../health///", `/other/${"a/".repeat(33)}${"../".repeat(34)}pub/ok.txt`];
+
 for (const engine of ["node", "bun"]) {
   describe(`${engine} engine (routes on the raw request target)`, () => {
-    for (const t of [...ESCAPES, ...ENCODED, ...EMPTY_SEGMENT]) test(`rejects ${t} with 400`, async () => expect(await rawGet(proxies[engine].port, t)).toBe(400));
+    for (const t of [...ESCAPES, ...ENCODED, ...EMPTY_SEGMENT, ...ACROSS_PREFIX]) test(`rejects ${t} with 400`, async () => expect(await rawGet(proxies[engine].port, t)).toBe(400));
     test("a plain key still works", async () => expect(await rawGet(proxies[engine].port, "/pub/ok.txt")).toBe(200));
     test("a literal backslash is a key character: /pub/dir\\file.txt is the key dir\\file.txt, not dir/file.txt", async () => {
       const r = await rawRequest(proxies[engine].port, "/pub/dir\\file.txt");
@@ -66,6 +71,8 @@ for (const engine of ["node", "bun"]) {
     test("a backslash cannot reroute to another prefix: /other/..\\pub/ok.txt is not bucket pub", async () => {
       expect(await rawGet(proxies[engine].port, "/other/..\\pub/ok.txt")).toBe(404);
       expect(await rawGet(proxies[engine].port, "/pub/..\\pub/ok.txt")).not.toBe(200);
+      // (two empty segments: Bun's URL, /pub//ok.txt//, was served from pub; node: no bucket `other\..\pub`)
+      expect(await rawGet(proxies[engine].port, "/other\\..\\pub//ok.txt//")).not.toBe(200);
     });
     test("a key ending in a literal backslash is that key (no slash added)", async () => {
       const r = await rawRequest(proxies[engine].port, "/pub/end\\");
@@ -87,6 +94,7 @@ for (const engine of ["node", "bun"]) {
 }
 
 describe("the S3 front answers a dot segment after an empty one the same on both engines (S3's words)", () => {
+  // (and with two empty segments: on bun /other/../pub///ok.txt was pub's object, the second bucket other's NoSuchBucket)
   test("//.. is InvalidURI, /pub//../ok.txt a key refused: on bun it was ListBuckets (403) and the object (200)", async () => {
     const seen: string[] = [];
     for (const engine of ["bun", "node"]) {
@@ -94,7 +102,7 @@ describe("the S3 front answers a dot segment after an empty one the same on both
       const px = await startInProcess(yaml);
       const front = (await listenS3(px.app, parseConfig(yaml)))!;
       try {
-        for (const t of ["//..", "/pub//../ok.txt", "//../pub/ok.txt", "/pub/a//.."]) {
+        for (const t of ["//..", "/pub//../ok.txt", "//../pub/ok.txt", "/pub/a//..", "/other/../pub///ok.txt", "/pub/x//y//../../../../../other///k"]) {
           const r = await rawRequest(front.port, t);
           seen.push(`${engine} ${t} ${r.status} ${/<Code>([^<]*)</.exec(r.body)?.[1]}`);
         }
@@ -105,6 +113,6 @@ describe("the S3 front answers a dot segment after an empty one the same on both
     }
     const answers = (engine: string) => seen.filter((l) => l.startsWith(engine + " ")).map((l) => l.slice(engine.length + 1));
     expect(answers("bun")).toEqual(answers("node"));
-    expect(answers("node")).toEqual(["//.. 400 InvalidURI", "/pub//../ok.txt 400 InvalidArgument", "//../pub/ok.txt 400 InvalidURI", "/pub/a//.. 400 InvalidArgument"]);
+    expect(answers("node")).toEqual(["//.. 400 InvalidURI", "/pub//../ok.txt 400 InvalidArgument", "//../pub/ok.txt 400 InvalidURI", "/pub/a//.. 400 InvalidArgument", "/other/../pub///ok.txt 404 NoSuchBucket", "/pub/x//y//../../../../../other///k 400 InvalidArgument"]);
   });
 });
