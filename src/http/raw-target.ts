@@ -87,6 +87,10 @@ export function wildcardRewritten(url: string, params: Record<string, string>, l
   const dot = segs.findIndex((s) => s === "." || s === "..");
   const refused = `${leadingEmpty ? "/" : ""}/${(dot < 0 ? segs : segs.slice(0, dot + 1)).map(encodeSegment).join("/")}/..${q < 0 ? "" : url.slice(q)}`;
   if (dot >= 0) return refused;
+  // `//*`: two or more leading empty segments, so no raw segment names the bucket (`///a/../b//k`
+  // was bucket b, `///x/../health` the health check): refused unless the URL is still three or more
+  // slashes only (`///..` became `//`, `///a/../../..` became `/`: ListBuckets on the S3 front).
+  if (leadingEmpty && segs.length === 0) return /^\/{3,}$/.test(path) ? undefined : refused;
   // (a URL the dot segments shortened into the parametrised form: refused as on the fallback)
   if (fallbackRewritten(url) !== undefined) return refused;
   // (a literal `\` is a `/` in Bun's URL, a %5C is still %5C: both compared as `/`; a %2F is one in the decoded path too)
