@@ -15,18 +15,30 @@
  *   key is the one the client sent (`a\b`), encoded toward S3 like any other character;
  * - otherwise (nearly always) nothing is rebuilt: the URL is what the client sent.
  *
- * A target with one empty segment (`/b//../k`, `//..`) has routes of its own (`/:s0//:s2`, `//:s1`,
- * ...): Bun resolved `/b//../k` to `/b/k`, served as that key (node refused the `..`), and `//..`
- * to `/`, a ListBuckets. Targets with two or more empty segments or deeper than MAX_DEPTH
- * segments take wildcard routes (rawPrefixPatterns), which expose only the raw segments before the
+ * A target with one empty segment (`/b//../k`, `//..`) of up to MAX_EMPTY_DEPTH segments has routes
+ * of its own (`/:s0//:s2`, `//:s1`, ...): Bun resolved `/b//../k` to `/b/k`, served as that key
+ * (node refused the `..`), and `//..` to `/`, a ListBuckets. Deeper ones, targets with two or more
+ * empty segments and those deeper than MAX_DEPTH segments take wildcard routes (rawPrefixPatterns), which expose only the raw segments before the
  * first empty one: a dot segment among them, or a URL that no longer starts with them, is refused,
  * so a dot segment further on cannot leave the client's bucket; one that stays inside it is resolved
- * as Bun did (README Known limits). A URL with at most one empty segment and MAX_DEPTH segments
- * (fallbackRewritten) was shortened by dot segments (it would have matched a route as sent), and
+ * as Bun did (README Known limits). A URL of a form that has routes (routed: fallbackRewritten)
+ * was shortened by dot segments (it would have matched a route as sent), and
  * is refused as one.
  */
 
 export const MAX_DEPTH = 32;
+/**
+ * The deepest target with one empty segment that has routes of its own (every position of the
+ * empty segment: 64 routes). Each route costs Bun's router ~5 KB of memory per listener: up to
+ * MAX_DEPTH they were 1,024 routes, ~10 MiB of RSS per process (two listeners). A deeper one takes
+ * the wildcard routes, as two empty segments do.
+ */
+export const MAX_EMPTY_DEPTH = 8;
+
+/** Whether a target of `depth` segments, `empties` of them empty, has a parametrised route (rawSegmentPatterns). */
+function routed(depth: number, empties: number): boolean {
+  return depth <= (empties === 0 ? MAX_DEPTH : empties === 1 ? MAX_EMPTY_DEPTH : -1);
+}
 
 /** A route pattern exposing raw segments: `empty`, the position of its empty segment (-1: none). */
 export interface RawSegmentPattern {
@@ -39,7 +51,7 @@ export interface RawSegmentPattern {
 export function rawSegmentPatterns(): RawSegmentPattern[] {
   const out: RawSegmentPattern[] = [];
   for (let depth = 1; depth <= MAX_DEPTH; depth++) {
-    for (let empty = -1; empty < depth; empty++) {
+    for (let empty = -1; empty < (depth <= MAX_EMPTY_DEPTH ? depth : 0); empty++) {
       const p = "/" + Array.from({ length: depth }, (_, i) => (i === empty ? "" : `:s${i}`)).join("/");
       // (an empty last segment is a trailing slash after the one before: `/:s0//`)
       if (empty !== depth - 1) out.push({ pattern: p, trailingSlash: false, empty });
@@ -123,7 +135,7 @@ export function fallbackRewritten(url: string): string | undefined {
     if (path.charCodeAt(i + 1) === 47) empties++;
   }
   if (path.endsWith("/")) depth--;
-  return empties <= 1 && depth <= MAX_DEPTH ? `${path.endsWith("/") ? path.slice(0, -1) : path}/..${q < 0 ? "" : url.slice(q)}` : undefined;
+  return routed(depth, empties) ? `${path.endsWith("/") ? path.slice(0, -1) : path}/..${q < 0 ? "" : url.slice(q)}` : undefined;
 }
 
 function countBackslashes(s: string): number {
