@@ -203,8 +203,10 @@ describe("requests S3 refuses before any permission check", () => {
     await refused(signed({ method: "PUT", path: "/data/new.txt", body: "x" }), 403, "AccessDenied");
     await refused(signed({ method: "DELETE", path: "/data/hello.txt" }), 403, "AccessDenied");
     await refused(signed({ method: "PUT", path: "/data/hello.txt", query: { acl: "" }, headers: { "x-amz-acl": "private" } }), 403, "AccessDenied");
-    await refused(signed({ path: "/data/hello.txt", query: { cors: "" } }), 501, "NotImplemented");
-    await refused(signed({ path: "/data/", query: { inventory: "" } }), 501, "NotImplemented");
+    await refused(signed({ path: "/data/hello.txt", query: { torrent: "" } }), 501, "NotImplemented");
+    await refused(signed({ path: "/data/", query: { abac: "" } }), 501, "NotImplemented");
+    // (a bucket's configuration documents are answered from config, at a key's path too: bucket-config.ts)
+    await refused(signed({ path: "/data/hello.txt", query: { cors: "" } }), 404, "NoSuchCORSConfiguration");
     // (a bucket's policy is S3's answer for a bucket without one: bucket-config.ts)
     await refused(signed({ path: "/data/", query: { policy: "" } }), 404, "NoSuchBucketPolicy");
   });
