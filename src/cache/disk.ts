@@ -387,8 +387,21 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   private async checkRestored(): Promise<void> {
     for (const e of [...this.lru.newestFirst()]) {
       if (this.closing) return;
-      if (e.unchecked && this.lru.peek(e.key) === e && (await this.check(e)) === "damaged" && this.lru.peek(e.key) === e) await this.remove(e, true);
+      if (e.unchecked && this.lru.peek(e.key) === e) await this.usable(e);
     }
+  }
+
+  /**
+   * Whether `e` may be served or copied now: a file found at start is checked against its CRC-32
+   * first (check); a damaged one is dropped; one purged or replaced while it was read is gone (its
+   * file unlinked: served, Bun's 500); an unreadable one is a miss this time.
+   */
+  private async usable(e: Entry): Promise<boolean> {
+    if (!e.unchecked) return true;
+    const checked = await this.check(e);
+    if (this.lru.peek(e.key) !== e) return false;
+    if (checked === "damaged") await this.remove(e, true);
+    return checked === "intact";
   }
 
   /**
@@ -486,15 +499,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       await this.remove(e, true);
       return undefined;
     }
-    if (e.unchecked) {
-      const checked = await this.check(e);
-      // (purged or replaced while the check read the file: its file is gone, Bun's 500)
-      if (this.lru.peek(key) !== e || checked === "unreadable") return undefined;
-      if (checked === "damaged") {
-        await this.remove(e, true);
-        return undefined;
-      }
-    }
+    if (!(await this.usable(e))) return undefined;
     const type = e.headers["content-type"] ?? UNTYPED_CONTENT_TYPE;
     const body = Bun.file(e.file).slice(e.bodyOffset, e.bodyOffset + e.size, type);
     return { key, body, headers: { ...e.headers }, storedAt: e.storedAt, expiresAt: e.expiresAt, size: e.size, tpl: undefined, source: "disk" };
@@ -514,11 +519,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     if (e !== undefined && !(e.restored && this.holding) && this.sameBody(e, obj)) {
       // (a damaged file is neither refreshed nor copied: dropped, and the object not stored; nor
       // one purged or replaced while it was checked: its file is gone, and a purge is not undone)
-      if (e.unchecked) {
-        const checked = await this.check(e);
-        if (this.lru.peek(obj.key) !== e || checked === "unreadable") return;
-        if (checked === "damaged") return this.remove(e, true);
-      }
+      if (!(await this.usable(e))) return;
       if (sameHeaders(e.headers, obj.headers)) return this.queueRefresh(e, obj.storedAt, obj.expiresAt);
       obj = { ...obj, body: Bun.file(e.file).slice(e.bodyOffset, e.bodyOffset + e.size) }; // copy from our own file
       this.lru.get(obj.key);

@@ -15,29 +15,7 @@ export type S3Operation =
   | "GetBucketLocation"
   | "GetBucketVersioning"
   | "GetBucketAcl"
-  | "GetBucketPolicy"
-  | "GetBucketPolicyStatus"
-  | "GetBucketCors"
-  | "GetBucketRequestPayment"
-  | "GetBucketEncryption"
-  | "GetBucketTagging"
-  | "GetBucketLifecycleConfiguration"
-  | "GetBucketWebsite"
-  | "GetPublicAccessBlock"
-  | "GetBucketOwnershipControls"
-  | "GetBucketLogging"
-  | "GetBucketNotificationConfiguration"
-  | "GetBucketAccelerateConfiguration"
-  | "GetObjectLockConfiguration"
-  | "GetBucketReplication"
-  | "ListBucketAnalyticsConfigurations"
-  | "ListBucketInventoryConfigurations"
-  | "ListBucketMetricsConfigurations"
-  | "ListBucketIntelligentTieringConfigurations"
-  | "GetBucketAnalyticsConfiguration"
-  | "GetBucketInventoryConfiguration"
-  | "GetBucketMetricsConfiguration"
-  | "GetBucketIntelligentTieringConfiguration"
+  | BucketConfigRead
   | "PutBucketAcl"
   | "GetObjectAcl"
   | "PutObjectAcl"
@@ -149,12 +127,13 @@ const BUCKET_CONFIG_BY_ID: ReadonlyMap<BucketConfigRead, BucketConfigRead> = new
   ["ListBucketMetricsConfigurations", "GetBucketMetricsConfiguration"], ["ListBucketIntelligentTieringConfigurations", "GetBucketIntelligentTieringConfiguration"],
 ]);
 
-export type BucketConfigRead = Extract<S3Operation,
+/** The bucket configuration reads, answered from config (bucket-config.ts). */
+export type BucketConfigRead =
   | "GetBucketPolicy" | "GetBucketPolicyStatus" | "GetBucketCors" | "GetBucketRequestPayment" | "GetBucketEncryption" | "GetBucketTagging"
   | "GetBucketLifecycleConfiguration" | "GetBucketWebsite" | "GetPublicAccessBlock" | "GetBucketOwnershipControls" | "GetBucketLogging"
   | "GetBucketNotificationConfiguration" | "GetBucketAccelerateConfiguration" | "GetObjectLockConfiguration" | "GetBucketReplication"
   | "ListBucketAnalyticsConfigurations" | "ListBucketInventoryConfigurations" | "ListBucketMetricsConfigurations" | "ListBucketIntelligentTieringConfigurations"
-  | "GetBucketAnalyticsConfiguration" | "GetBucketInventoryConfiguration" | "GetBucketMetricsConfiguration" | "GetBucketIntelligentTieringConfiguration">;
+  | "GetBucketAnalyticsConfiguration" | "GetBucketInventoryConfiguration" | "GetBucketMetricsConfiguration" | "GetBucketIntelligentTieringConfiguration";
 
 /** The bucket configuration read `GET ?<sub>` names (one of a list by its `id`), or undefined. */
 function bucketConfigRead(sub: string, query: ReadonlyArray<readonly [string, string]>): BucketConfigRead | undefined {
