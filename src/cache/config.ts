@@ -113,7 +113,8 @@ async function ownFilesGone(folders: string[], instance: string | undefined): Pr
   if (instance === undefined) return 0;
   let n = 0;
   for (const dir of folders) {
-    const { files } = await scanDir(dir, (f) => f.owner !== instance).catch(() => ({ files: [] as ScannedFile[] }));
+    // (shared: a file it cannot read may be the other's, and is left)
+    const { files } = await scanDir(dir, (f) => f.owner !== instance, true).catch(() => ({ files: [] as ScannedFile[] }));
     for (const f of files) await unlink(f.file).then(() => n++, () => {});
   }
   return n;

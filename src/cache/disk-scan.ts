@@ -272,8 +272,14 @@ export function liveOthers(dir: string, mine: string | undefined): Set<string> {
   return out;
 }
 
-/** `spare`: files the scan must neither return nor delete (another running instance's: liveOthers). */
-export async function scanDir(dir: string, spare: (f: ScannedFile) => boolean = () => false): Promise<ScanResult> {
+/**
+ * `spare`: files the scan must neither return nor delete (another running instance's: liveOthers).
+ * `shared`: another instance runs on the folder: a file that is not an object this release can
+ * read is left in place, since it may be that one's (a later release's format; one this process
+ * could not open now): the scan deleted it, and the other instance lost the object. It is dropped
+ * by a start that finds no other instance running.
+ */
+export async function scanDir(dir: string, spare: (f: ScannedFile) => boolean = () => false, shared = false): Promise<ScanResult> {
   let tempsRemoved = 0;
   // Only names of temporary files (tmp/<pid>.<start>.<random>.part) whose writer is gone: every
   // other file in tmp/ was deleted too, and with tmp/ a symbolic link to a folder outside, every
@@ -308,7 +314,7 @@ export async function scanDir(dir: string, spare: (f: ScannedFile) => boolean = 
     for (let j = 0; j < read.length; j++) {
       const r = read[j]!;
       if (typeof r === "string") {
-        await drop(batch[j]!.file);
+        if (!shared) await drop(batch[j]!.file);
         continue;
       }
       if (spare(r)) continue;

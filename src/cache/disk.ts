@@ -347,7 +347,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     // copies of a key, and what went past its own budget, and the other served misses).
     const spared = sparedInstances(this.dir, this.instance);
     if (this.lockedOut) this.log?.warn("disk cache: another running process holds this instance's lock (a second start on its port, or the previous process still stopping): taken once this one's listeners are bound", { dir: this.dir, lock: lockFileOf(this.instance!) });
-    const r = await scanDir(this.dir, (f) => f.owner !== undefined && f.ctimeMs < (spared.get(f.owner) ?? -Infinity)).catch((err) => {
+    // (spared holds every instance running on the folder: none, and no file here can be another's)
+    const r = await scanDir(this.dir, (f) => f.owner !== undefined && f.ctimeMs < (spared.get(f.owner) ?? -Infinity), spared.size > 0).catch((err) => {
       this.failed(err, "scan");
       return { files: [] as ScannedFile[], dropped: 0, tempsRemoved: 0 };
     });

@@ -742,6 +742,31 @@ describe("two proxies sharing one folder", () => {
     expect(await bodyOf(await b.get("x/other"))).toEqual(bytesOf(5000));
     await Promise.all([a2.close(), b.close()]);
   });
+  test("a file this release cannot read (a later format, written by a newer release of the other proxy) in a folder another instance runs on is left alone, by a start there and by the cleanup of a layout this instance left (both deleted it: the other's object was lost)", async () => {
+    const dir = freshDir();
+    const cfg = CacheSchema.parse({ enabled: true, cache_layers: ["memory", "disk"], disk: { path: dir } });
+    const x = new Map([["x", "store-x"]]);
+    const b = await at(dir, "8081", x);
+    await b.put(obj("x/other", 5000));
+    const [file] = files(dir);
+    const later = readFileSync(file!);
+    later.set(new TextEncoder().encode("YTC9"), 0); // (a format this release does not know)
+    const unknown = join(dir, "objects", keyHash("x/later").slice(0, 2), `${keyHash("x/later")}.zzzzzzzz1.obj`);
+    mkdirSync(join(unknown, ".."), { recursive: true });
+    writeFileSync(unknown, later);
+    // a starts on the folder b runs on, then leaves that layout (server.workers: 2)
+    const a = await at(dir, "8080", x);
+    expect(existsSync(unknown)).toBe(true);
+    await a.close();
+    await retireOtherDiskLayouts(cfg, { share: 2, worker: 0, instance: "8080" });
+    expect(existsSync(unknown)).toBe(true);
+    expect(await bodyOf(await b.get("x/other"))).toEqual(bytesOf(5000));
+    // once no other instance runs on the folder, such a file is no one's: dropped as before
+    await b.close();
+    const b2 = await at(dir, "8081", x);
+    expect(existsSync(unknown)).toBe(false);
+    await b2.close();
+  });
 });
 
 describe("never wrong bytes", () => {
