@@ -66,6 +66,16 @@ export function newVersion(): string {
   return Date.now().toString(36) + seq.toString(36) + Math.floor(Math.random() * 36 ** 4).toString(36);
 }
 
+/**
+ * When the file at `file` (an objectPath) was put in place: the time its version begins with (8
+ * base-36 digits from 1972 to 2059, newVersion), which no rewrite in place changes. Undefined for
+ * a name of another form.
+ */
+export function namedAt(file: string): number | undefined {
+  const m = /\.([0-9a-z]{9,})\.obj$/.exec(file);
+  return m === null ? undefined : parseInt(m[1]!.slice(0, 8), 36);
+}
+
 /** objects/<h2>/<h32>.<version>.obj, relative to the layer's directory. */
 export function objectPath(hash: string, version: string): string {
   return `objects/${hash.slice(0, 2)}/${hash}.${version}.obj`;

@@ -229,8 +229,9 @@ export function recordAdopted(dir: string, instance: string, adopted: ReadonlySe
  * time given: all of the others running on the folder (liveOthers), and of a stopped one, `mine`
  * included, those one of them adopted at its start (written before it). Those are its own now: it
  * counts them against its size limit, evicts and purges them (a proxy back on the folder took
- * them back as well, and both counted them). A file's time is its ctime (its rename into place;
- * the modification time is kept to the second).
+ * them back as well, and both counted them). A file's time is when it was put in place, in its
+ * name (namedAt; the modification time is kept to the second, and the ctime moves when a
+ * revalidation rewrites the file's times in place).
  */
 export function sparedInstances(dir: string, mine: string | undefined): Map<string, number> {
   const live = liveOthers(dir, mine);

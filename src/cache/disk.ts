@@ -24,7 +24,7 @@ import { lstat, open, rename, unlink, mkdir, writeFile } from "node:fs/promises"
 import { dirname, join } from "node:path";
 import { UNTYPED_CONTENT_TYPE } from "../http/headers.ts";
 import { LruMap } from "../util/lru.ts";
-import { bodyIntact, encodeHead, HEAD_BYTES, keyHash, newVersion, objectPath, tempName, timesBytes } from "./disk-format.ts";
+import { bodyIntact, encodeHead, HEAD_BYTES, keyHash, namedAt, newVersion, objectPath, tempName, timesBytes } from "./disk-format.ts";
 import { dropLock, liveOthers, lockFileOf, recordAdopted, scanDir, sparedInstances, takeLock, type ScannedFile } from "./disk-scan.ts";
 import { CACHE_DIR_MODE, DiskWrite, type FileIdentity, type WriteTarget } from "./disk-write.ts";
 import { PurgeLog } from "./purge-log.ts";
@@ -348,7 +348,10 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     const spared = sparedInstances(this.dir, this.instance);
     if (this.lockedOut) this.log?.warn("disk cache: another running process holds this instance's lock (a second start on its port, or the previous process still stopping): taken once this one's listeners are bound", { dir: this.dir, lock: lockFileOf(this.instance!) });
     // (spared holds every instance running on the folder: none, and no file here can be another's)
-    const r = await scanDir(this.dir, (f) => f.owner !== undefined && f.ctimeMs < (spared.get(f.owner) ?? -Infinity), spared.size > 0).catch((err) => {
+    // (a file's time is when it was put in place, in its name: not its ctime, which the adopter's
+    // revalidation of the file, rewriting its times in place, moved past the adoption, and a
+    // proxy back on the folder took the file back while the adopter ran, both counting it)
+    const r = await scanDir(this.dir, (f) => f.owner !== undefined && (namedAt(f.file) ?? f.ctimeMs) < (spared.get(f.owner) ?? -Infinity), spared.size > 0).catch((err) => {
       this.failed(err, "scan");
       return { files: [] as ScannedFile[], dropped: 0, tempsRemoved: 0 };
     });

@@ -703,15 +703,21 @@ describe("two proxies sharing one folder", () => {
     await b3.close();
   });
 
-  test("a proxy back after another adopted its files (a start while it was down) takes back none of them while the adopter runs: each file is counted by one proxy; they are its own again once the adopter stopped", async () => {
-    const dir = freshDir();
-    const x = new Map([["x", "store-x"]]);
+  /** 8080 writes x/old and stops; 8081 starts meanwhile and adopts the file. */
+  const adoptedBy8081 = async (dir: string, x: ReadonlyMap<string, string>) => {
     const a = await at(dir, "8080", x);
     await a.put(obj("x/old", 5000));
     await a.close();
-    // b starts while a is down: it adopts a's file
     const b = await at(dir, "8081", x);
     expect(b.keys()).toEqual(["x/old"]);
+    return b;
+  };
+
+  test("a proxy back after another adopted its files (a start while it was down) takes back none of them while the adopter runs: each file is counted by one proxy; they are its own again once the adopter stopped", async () => {
+    const dir = freshDir();
+    const x = new Map([["x", "store-x"]]);
+    // b starts while a is down: it adopts a's file
+    const b = await adoptedBy8081(dir, x);
     // a comes back: the file is b's now (b counts it, evicts it, purges it), not a's too
     const a2 = await at(dir, "8080", x);
     expect(a2.keys()).toEqual([]);
@@ -724,6 +730,23 @@ describe("two proxies sharing one folder", () => {
     const a3 = await at(dir, "8080", x);
     expect(a3.keys().sort()).toEqual(["x/new", "x/old"]);
     await a3.close();
+  });
+
+  test("the adopter's revalidation of an adopted file (its times rewritten in place, which changes the file's ctime) leaves it the adopter's: the proxy back on the folder took it back, and both counted it", async () => {
+    const dir = freshDir();
+    const x = new Map([["x", "store-x"]]);
+    const b = await adoptedBy8081(dir, x);
+    const [file] = files(dir);
+    const changed = statSync(file!).ctimeMs;
+    // (the clock past the file's ctime, whose granularity is the kernel's tick)
+    await waitFor(() => Date.now() > changed + 50, { message: "the clock to move on" });
+    const found = (await b.get("x/old"))!;
+    await b.put({ ...found, storedAt: NOW + 1, expiresAt: NOW + 100_000, source: undefined });
+    expect(statSync(file!).ctimeMs).toBeGreaterThan(changed);
+    const a2 = await at(dir, "8080", x);
+    expect(a2.keys()).toEqual([]);
+    expect(await bodyOf(await b.get("x/old"))).toEqual(bytesOf(5000));
+    await Promise.all([a2.close(), b.close()]);
   });
 
   test("workers 1 -> 2 -> 1 beside another proxy on the folder: its files there go when it leaves the layout, the other's stay (kept with the folder, they were served again, the object replaced meanwhile)", async () => {
