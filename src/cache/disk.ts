@@ -19,13 +19,13 @@
  *   (written by an earlier version) is dropped too: its store cannot be known. The check is
  *   made once, at start; a hit costs nothing more.
  */
-import { mkdirSync, accessSync, chmodSync, constants, lstatSync, readFileSync, statSync, statfsSync } from "node:fs";
-import { lstat, open, rename, unlink, mkdir, writeFile } from "node:fs/promises";
+import { mkdirSync, accessSync, chmodSync, constants, existsSync, lstatSync, readFileSync, statSync, statfsSync, writeFileSync } from "node:fs";
+import { lstat, open, readdir, rename, unlink, mkdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { UNTYPED_CONTENT_TYPE } from "../http/headers.ts";
 import { LruMap } from "../util/lru.ts";
-import { bodyIntact, encodeHead, HEAD_BYTES, keyHash, namedAt, newVersion, objectPath, tempName, timesBytes } from "./disk-format.ts";
-import { dropLock, liveOthers, lockFileOf, recordAdopted, scanDir, sparedInstances, takeLock, type ScannedFile } from "./disk-scan.ts";
+import { bodyIntact, encodeHead, hashOfName, HEAD_BYTES, keyHash, namedAt, newVersion, objectPath, tempName, timesBytes } from "./disk-format.ts";
+import { dropLock, liveOthers, lockFileOf, readObjectFile, recordAdopted, scanDir, sparedInstances, takeLock, type ScannedFile } from "./disk-scan.ts";
 import { CACHE_DIR_MODE, DiskWrite, type FileIdentity, type WriteTarget } from "./disk-write.ts";
 import { PurgeLog } from "./purge-log.ts";
 import { idAfter } from "./redis-format.ts";
@@ -50,6 +50,22 @@ function readPosition(file: string, stream: string): { id: string; epoch: string
     return undefined;
   }
 }
+
+/**
+ * Written in a folder by a start that finds another instance running on it, and never removed:
+ * the folder may hold files of an instance that stopped while another ran, which no running
+ * instance indexes and which purges must reach (DiskLayer.sweep).
+ */
+export const SHARED_MARK = "instances-shared";
+
+/**
+ * Whether a file found in the folder is a running instance's (`spared`: sparedInstances): another
+ * one's, or a stopped one's adopted by another. A file's time is when it was put in place, in its
+ * name: not its ctime, which the adopter's revalidation of the file, rewriting its times in place,
+ * moved past the adoption, and a proxy back on the folder took the file back while the adopter
+ * ran, both counting it.
+ */
+const heldBy = (spared: ReadonlyMap<string, number>) => (f: ScannedFile): boolean => f.owner !== undefined && (namedAt(f.file) ?? f.ctimeMs) < (spared.get(f.owner) ?? -Infinity);
 
 /** The position is written at most this often (and at close). */
 const POSITION_EVERY_MS = 1000;
@@ -297,6 +313,9 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   private readonly adopted = new Set<string>();
   /** When the rebuild that adopted them began (recordAdopted). */
   private adoptedSince = 0;
+  /** Another instance ran on the folder at once with this one or another (mayHoldStrangers). */
+  private sharedSeen = false;
+  private sharedCheckedAt = -Infinity;
 
   constructor(opts: DiskLayerOptions) {
     this.dir = opts.dir;
@@ -346,12 +365,10 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     // start neither indexes nor deletes them (it deleted those of buckets it does not cache, older
     // copies of a key, and what went past its own budget, and the other served misses).
     const spared = sparedInstances(this.dir, this.instance);
+    if (spared.size > 0) this.markShared();
     if (this.lockedOut) this.log?.warn("disk cache: another running process holds this instance's lock (a second start on its port, or the previous process still stopping): taken once this one's listeners are bound", { dir: this.dir, lock: lockFileOf(this.instance!) });
     // (spared holds every instance running on the folder: none, and no file here can be another's)
-    // (a file's time is when it was put in place, in its name: not its ctime, which the adopter's
-    // revalidation of the file, rewriting its times in place, moved past the adoption, and a
-    // proxy back on the folder took the file back while the adopter ran, both counting it)
-    const r = await scanDir(this.dir, (f) => f.owner !== undefined && (namedAt(f.file) ?? f.ctimeMs) < (spared.get(f.owner) ?? -Infinity), spared.size > 0).catch((err) => {
+    const r = await scanDir(this.dir, heldBy(spared), spared.size > 0).catch((err) => {
       this.failed(err, "scan");
       return { files: [] as ScannedFile[], dropped: 0, tempsRemoved: 0 };
     });
@@ -648,6 +665,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   async delete(key: string): Promise<boolean> {
     this.purges.key(key);
     await this.ready;
+    this.sweep((k) => k === key, keyHash(key));
     const e = this.lru.peek(key);
     if (e === undefined) return false;
     await this.remove(e, true);
@@ -657,6 +675,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   async purgePrefix(prefix: string): Promise<number> {
     this.purges.prefix(prefix);
     await this.ready;
+    this.sweep((k) => k.startsWith(prefix));
     const gone: Promise<void>[] = [];
     for (const e of [...this.lru.newestFirst()]) if (e.key.startsWith(prefix)) gone.push(this.remove(e, true));
     await Promise.all(gone);
@@ -703,8 +722,62 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       await this.writePosition();
     }
     await this.positionWrite;
+    await Promise.all([...this.unlinking]);
     await abandoned;
     if (this.instance !== undefined) dropLock(this.dir, this.instance);
+  }
+
+  /** The folder is shared (SHARED_MARK), said to the instances that started before, alone. */
+  private markShared(): void {
+    this.sharedSeen = true;
+    try {
+      writeFileSync(join(this.dir, SHARED_MARK), "");
+    } catch (err) {
+      this.failed(err, "lock");
+    }
+  }
+
+  /** Whether the folder may hold files of a stopped instance that no running one indexes (SHARED_MARK, looked for at most once a second: a folder of one instance costs a purge nothing). */
+  private mayHoldStrangers(): boolean {
+    if (this.sharedSeen || this.instance === undefined) return this.sharedSeen;
+    const now = performance.now();
+    if (now - this.sharedCheckedAt < 1000) return false;
+    this.sharedCheckedAt = now;
+    return (this.sharedSeen = existsSync(join(this.dir, SHARED_MARK)));
+  }
+
+  /**
+   * A purge (of the keys `match` takes; `hash`: of one key) reaches the files in the folder that
+   * no running instance holds: those of an instance that stopped while another ran, which no
+   * running instance indexes until a start adopts them. It reached none of them: the start that
+   * adopted them, or their own proxy back, served them purged (without a Redis layer, whose replay
+   * of the purge stream covered them). In the background, its unlinks awaited as the purge's own.
+   */
+  private sweep(match: (key: string) => boolean, hash?: string): void {
+    if (!this.mayHoldStrangers()) return;
+    const p = this.sweepFiles(match, hash).catch((err) => this.failed(err, "purge"));
+    this.unlinking.add(p);
+    void p.then(() => this.unlinking.delete(p));
+  }
+
+  private async sweepFiles(match: (key: string) => boolean, hash: string | undefined): Promise<void> {
+    // (asked only once a file is found: a key's purge seldom finds one)
+    let running: ((f: ScannedFile) => boolean) | undefined;
+    const objects = join(this.dir, "objects");
+    // (folders only, never through a symbolic link put there: disk-scan.ts objectFolders)
+    const entries = await readdir(objects, { withFileTypes: true }).catch(() => []);
+    const subs = entries.filter((d) => d.isDirectory() && /^[0-9a-f]{2}$/.test(d.name) && (hash === undefined || hash.startsWith(d.name))).map((d) => d.name);
+    for (const sub of subs) {
+      for (const name of await readdir(join(objects, sub)).catch(() => [] as string[])) {
+        const h = hashOfName(name);
+        if (h === undefined || (hash !== undefined && h !== hash)) continue;
+        const file = join(objects, sub, name);
+        const f = await readObjectFile(file, h);
+        // (not one it cannot read, which may be a running instance's; nor this process's own, indexed)
+        if (typeof f === "string" || !match(f.key) || this.lru.peek(f.key)?.file === file || (running ??= heldBy(sparedInstances(this.dir, this.instance)))(f)) continue;
+        await unlink(file).catch(() => {});
+      }
+    }
   }
 
   /** Says which stopped instances' files this process adopted (a failure only logged: their returning proxy then counts them too). */

@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DiskLayer, onDisk } from "../../src/cache/disk.ts";
 import { retireOtherDiskLayouts } from "../../src/cache/config.ts";
+import { readObjectFile } from "../../src/cache/disk-scan.ts";
 import { CacheSchema } from "../../src/config/schema.ts";
 import { bodyIntact, HEAD_BYTES, keyHash } from "../../src/cache/disk-format.ts";
 import { isFileBody, type CachedObject } from "../../src/cache/types.ts";
@@ -747,6 +748,42 @@ describe("two proxies sharing one folder", () => {
     expect(a2.keys()).toEqual([]);
     expect(await bodyOf(await b.get("x/old"))).toEqual(bytesOf(5000));
     await Promise.all([a2.close(), b.close()]);
+  });
+
+  test("a purge reaches the files of an instance that stopped (no running instance's): they were purged by none until a start adopted them, and then served, purged, by the adopter or by their own proxy back; a running instance's own copy is its own", async () => {
+    const dir = freshDir();
+    const x = new Map([["x", "store-x"]]);
+    const a = await at(dir, "8080", x);
+    for (const k of ["x/k", "x/p/1", "x/p/2", "x/q"]) await a.put(obj(k, 5000));
+    const b = await at(dir, "8081", x);
+    await b.put(obj("x/k", 4000));
+    const c = await at(dir, "8082", x);
+    await c.put(obj("x/p/1", 3000));
+    // a stops while b and c run: its files are no running instance's
+    await a.close();
+    /** The files of `key` written by the stopped 8080. */
+    const ofA = async (key: string) => {
+      const out: string[] = [];
+      for (const f of files(dir).filter((f) => f.includes(keyHash(key)))) {
+        const r = await readObjectFile(f, keyHash(key));
+        if (typeof r !== "string" && r.owner === "8080") out.push(f);
+      }
+      return out;
+    };
+    expect(await ofA("x/k")).toHaveLength(1);
+    expect(await b.delete("x/k")).toBe(true);
+    await waitFor(async () => (await ofA("x/k")).length === 0, { message: "the stopped instance's copy of x/k to be purged" });
+    expect(await b.purgePrefix("x/p/")).toBe(0);
+    await waitFor(async () => (await ofA("x/p/1")).length + (await ofA("x/p/2")).length === 0, { message: "the stopped instance's copies under x/p/ to be purged" });
+    // c's own copy is c's (its own proxy purges it), and a's file of another key stays
+    expect(await bodyOf(await c.get("x/p/1"))).toEqual(bytesOf(3000));
+    expect(await ofA("x/q")).toHaveLength(1);
+    await Promise.all([b.close(), c.close()]);
+    // a back: none of its purged files, c's own copy (not purged through c) adopted
+    const a2 = await at(dir, "8080", x);
+    expect(a2.keys().sort()).toEqual(["x/p/1", "x/q"]);
+    expect(await bodyOf(await a2.get("x/p/1"))).toEqual(bytesOf(3000));
+    await a2.close();
   });
 
   test("workers 1 -> 2 -> 1 beside another proxy on the folder: its files there go when it leaves the layout, the other's stay (kept with the folder, they were served again, the object replaced meanwhile)", async () => {
