@@ -34,6 +34,21 @@ test("another listing, an altered token or another key: refused", () => {
   expect(readToken(cfg("s1"), binding, token.slice(0, -4))).toBeUndefined();
 });
 
+test("a token with one more base64url character, or other unused bits in its last one, is refused (base64url decoding ignored them: the token read as the same)", () => {
+  const token = issueToken(cfg("s1"), binding, t);
+  expect(readToken(cfg("s1"), binding, token)).toEqual(t);
+  for (const c of ["A", "Q", "-", "_"]) expect(readToken(cfg("s1"), binding, token + c)).toBeUndefined();
+  // the last character's unused low bits set (the same bytes decoded): another spelling, refused
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  const unused = [0, 0, 15, 3][token.length % 4]!;
+  if (unused > 0) {
+    const last = alphabet.indexOf(token.at(-1)!);
+    const respelled = token.slice(0, -1) + alphabet[last | unused];
+    expect(Buffer.from(respelled, "base64url")).toEqual(Buffer.from(token, "base64url"));
+    expect(readToken(cfg("s1"), binding, respelled)).toBeUndefined();
+  }
+});
+
 test("an upstream's own token (from before the change) passes through for the grace period after the start, then is refused", () => {
   const raw = "1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=";
   expect(readToken(cfg("s1"), binding, raw)).toBe("raw");
