@@ -5,7 +5,7 @@
  *     allowed_origins: [https://app.example.com]      # origins, patterns with one "*" (https://*.example.com), or "*" alone
  *     allowed_methods: [GET, HEAD, PUT, POST, DELETE]  # default [GET, HEAD]
  *     allowed_headers: [authorization, content-type]   # request headers a preflight may ask for (one "*" in a name: x-amz-*); "*" = any
- *     expose_headers: [ETag]                           # response headers scripts may read (default: ETag and the checksums, DEFAULT_EXPOSE)
+ *     expose_headers: [ETag]                           # response headers scripts may read (default: ETag, the checksums, Content-Range and Accept-Ranges, DEFAULT_EXPOSE)
  *     max_age: 600                                     # seconds a browser may cache a preflight
  *
  * Values are normalized here (origins and header names lower-case), so the request path compares
@@ -94,9 +94,12 @@ const methods = z
  * What scripts may read by default: the ETag, and the checksums S3 returns for a part or an
  * object. A browser multipart upload needs both: the 2025 AWS SDKs (lib-storage's Upload) create
  * the upload with a CRC32 checksum and must send each part's checksum, read from the UploadPart
- * answer, in CompleteMultipartUpload (S3 refuses the completion without them).
+ * answer, in CompleteMultipartUpload (S3 refuses the completion without them). And a range read's
+ * Content-Range and Accept-Ranges (not CORS-safelisted, as Content-Length is): without them a
+ * page's fetch with a Range header could not learn the object's size nor which bytes it got
+ * (pdf.js, zip and media readers check them before reading by ranges).
  */
-export const DEFAULT_EXPOSE = ["etag", "x-amz-checksum-crc32", "x-amz-checksum-crc32c", "x-amz-checksum-crc64nvme", "x-amz-checksum-sha1", "x-amz-checksum-sha256", "x-amz-checksum-type", "x-amz-version-id"] as const;
+export const DEFAULT_EXPOSE = ["etag", "x-amz-checksum-crc32", "x-amz-checksum-crc32c", "x-amz-checksum-crc64nvme", "x-amz-checksum-sha1", "x-amz-checksum-sha256", "x-amz-checksum-type", "x-amz-version-id", "content-range", "accept-ranges"] as const;
 
 export const CorsSchema = z.strictObject({
   allowed_origins: z

@@ -33,7 +33,7 @@ describe("buckets[].cors", () => {
       allowed_origins: ["https://app.example.com:8443"],
       allowed_methods: ["GET", "PUT"],
       allowed_headers: ["authorization"],
-      expose_headers: ["etag", "x-amz-checksum-crc32", "x-amz-checksum-crc32c", "x-amz-checksum-crc64nvme", "x-amz-checksum-sha1", "x-amz-checksum-sha256", "x-amz-checksum-type", "x-amz-version-id"],
+      expose_headers: ["etag", "x-amz-checksum-crc32", "x-amz-checksum-crc32c", "x-amz-checksum-crc64nvme", "x-amz-checksum-sha1", "x-amz-checksum-sha256", "x-amz-checksum-type", "x-amz-version-id", "content-range", "accept-ranges"],
       max_age: 600,
     });
     expect(parseConfig(yaml(""), { env: {} }).buckets[0]!.cors).toBeUndefined();

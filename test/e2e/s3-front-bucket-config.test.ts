@@ -79,7 +79,7 @@ clientTest("aws")("aws-cli get-bucket-cors / -policy / -request-payment / -acl: 
   expect(JSON.parse(cors.stdout)).toEqual({
     CORSRules: [{
       AllowedHeaders: ["x-amz-*"], AllowedMethods: ["GET", "PUT"], AllowedOrigins: ["https://app.example.com", "https://*.example.org"],
-      ExposeHeaders: ["etag", "x-amz-checksum-crc32", "x-amz-checksum-crc32c", "x-amz-checksum-crc64nvme", "x-amz-checksum-sha1", "x-amz-checksum-sha256", "x-amz-checksum-type", "x-amz-version-id"],
+      ExposeHeaders: ["etag", "x-amz-checksum-crc32", "x-amz-checksum-crc32c", "x-amz-checksum-crc64nvme", "x-amz-checksum-sha1", "x-amz-checksum-sha256", "x-amz-checksum-type", "x-amz-version-id", "content-range", "accept-ranges"],
       MaxAgeSeconds: 300,
     }],
   });

@@ -116,7 +116,7 @@ describe("withCorsHeaders", () => {
   test("an allowed origin gets Allow-Origin, Expose-Headers and Vary: Origin added to an existing Vary", () => {
     const res = withCorsHeaders(new Response("x", { headers: { vary: "Accept" } }), app, "https://app.example.com", "GET");
     expect(res.headers.get("access-control-allow-origin")).toBe("https://app.example.com");
-    expect(res.headers.get("access-control-expose-headers")).toBe("etag, x-amz-checksum-crc32, x-amz-checksum-crc32c, x-amz-checksum-crc64nvme, x-amz-checksum-sha1, x-amz-checksum-sha256, x-amz-checksum-type, x-amz-version-id");
+    expect(res.headers.get("access-control-expose-headers")).toBe("etag, x-amz-checksum-crc32, x-amz-checksum-crc32c, x-amz-checksum-crc64nvme, x-amz-checksum-sha1, x-amz-checksum-sha256, x-amz-checksum-type, x-amz-version-id, content-range, accept-ranges");
     expect(res.headers.get("vary")).toBe("Accept, Origin");
     // (as S3 answers a listed origin: a page fetching with credentials: "include" is not refused)
     expect(res.headers.get("access-control-allow-credentials")).toBe("true");
