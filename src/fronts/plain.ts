@@ -13,7 +13,8 @@
  * the action s3:ListBucket with the key as prefix: it passes the same admission, authentication
  * and authorization as an object, and the last phase answers it with the folder's index
  * (src/fronts/listing/serve.ts). Without listing, such a path is what it always was: an object
- * key (404 NoSuchKey for the bucket root).
+ * key (404 NoSuchKey for the bucket root). With listing, a missing key that names a folder is a
+ * 302 to the folder (orFolder).
  *
  * The front owns only what is plain-HTTP-specific (routing by prefix, JWT extraction, the JSON
  * error dialect); admission, authorization and serving are the shared phases in src/proxy/.
@@ -26,10 +27,12 @@ import { jwtSubject } from "../observe/audit.ts";
 import { isWriteAction, type RequestContext } from "../proxy/context.ts";
 import type { BucketRuntime } from "../runtime.ts";
 import { admit } from "../proxy/phases/admit.ts";
-import { authorize } from "../proxy/phases/authorize.ts";
+import { authorize, mayAlso } from "../proxy/phases/authorize.ts";
 import { guard } from "../proxy/phases/guard.ts";
 import { serveObject } from "../proxy/phases/object.ts";
 import { serveListing } from "./listing/serve.ts";
+import { encodePath } from "./listing/render.ts";
+import { listObjectsV2 } from "../s3/operations/list-objects.ts";
 import type { Front } from "../proxy/runner.ts";
 import { normalizePath } from "../router.ts";
 import { plainCors } from "./cors-phases.ts";
@@ -176,7 +179,7 @@ export function serve(ctx: RequestContext): Response | Promise<Response> {
   const method = ctx.method;
   if (method === "GET" || method === "HEAD") {
     if (ctx.action === "s3:ListBucket") return serveListing(ctx);
-    const res = serveObject(ctx);
+    const res = ctx.bucket!.cfg.listing.enabled ? orFolder(ctx) : serveObject(ctx);
     if (!ctx.bucket!.restricted) return res;
     return mapAnswer(res, answeredPrivately);
   }
@@ -185,6 +188,34 @@ export function serve(ctx: RequestContext): Response | Promise<Response> {
   return servePresign(ctx);
 }
 
+/**
+ * A listing bucket's object read whose key is missing but names a folder (`dir` with keys under
+ * `dir/`): 302 to the folder's index (`dir/`, the query kept), as S3's website endpoint and web
+ * servers answer such a path; it was a JSON 404. Only a missing key costs the one-key listing.
+ */
+function orFolder(ctx: RequestContext): Response | Promise<Response> {
+  let res: Response | Promise<Response>;
+  try {
+    res = serveObject(ctx);
+  } catch (err) {
+    return folderOr(ctx, err);
+  }
+  return res instanceof Promise ? res.catch((err: unknown) => folderOr(ctx, err)) : res;
+}
+
+async function folderOr(ctx: RequestContext, err: unknown): Promise<Response> {
+  if (!(err instanceof ProxyError) || err.code !== "NoSuchKey" || keyTooLong(ctx.key + "/")) throw err;
+  // (only to a caller the authorizer lets list that folder: the redirect says something is in it)
+  if (!(await mayAlso(ctx, "s3:ListBucket", true, ctx.key + "/", ctx.path + "/").catch(() => false))) throw err;
+  const bucket = ctx.bucket!;
+  const folder = await bucket.upstream
+    .read(ctx.req.signal, ctx.timing, (u, maxAttempts) => listObjectsV2(u, { prefix: ctx.key + "/", maxKeys: 1 }, { signal: ctx.req.signal, timing: ctx.timing, maxAttempts }))
+    .then(async (res) => res.status === 200 && /<(?:[A-Za-z_][\w.-]*:)?Contents>/.test(await res.text()))
+    .catch(() => false);
+  if (!folder) throw err;
+  // (from the routed path, encoded: never the raw target, whose "//" could make it another host's)
+  return new Response(null, { status: 302, headers: { location: encodePath(ctx.path) + "/" + ctx.query, "cache-control": "no-store" } });
+}
 
 /** Phase: the JWT → claims (401/403), synchronously for HMAC tokens and verified-token cache hits. */
 export function authenticate(ctx: RequestContext): undefined | Promise<undefined> {

@@ -54,7 +54,7 @@ let opa: OpaServer;
 beforeAll(async () => {
   s3 = await startS3Fixture({ buckets: [{ name: "data" }, { name: "shadow" }, { name: "void" }], credentials: [{ ...CREDS, buckets: ["data", "shadow", "void"] }] });
   for (const [k, v] of Object.entries(KEYS)) await s3.put("data", k, v);
-  opa = OpaServer.start({ "yatagarasu/allow": (input) => input?.action === "s3:ListBucket" && String(input?.key).startsWith("open/") });
+  opa = OpaServer.start({ "yatagarasu/allow": (input) => input?.action === "s3:GetObject" || (input?.action === "s3:ListBucket" && String(input?.key).startsWith("open/")) });
   const b = (name: string, prefix: string, extra: string, bucket = "data") =>
     bucketYaml({ name, prefix, bucket, endpoint: s3.endpoint, key: CREDS.accessKeyId, secret: CREDS.secretAccessKey, extra });
   px = await startInProcess(`server: { address: 127.0.0.1, port: 0 }
@@ -245,6 +245,23 @@ describe("access and errors", () => {
     expect(closed.status).toBe(403);
     const root = await fetch(px.url("/opa/"));
     expect(root.status).toBe(403);
+  });
+
+  test("a folder's path without its trailing slash is 302 to the folder (the query kept), only when something is under it and the authorizer lets the caller list it; else 404", async () => {
+    const go = async (path: string) => {
+      const res = await fetch(px.url(path), { redirect: "manual" });
+      return [path, res.status, res.headers.get("location")];
+    };
+    expect(await go("/files/docs")).toEqual(["/files/docs", 302, "/files/docs/"]);
+    expect(await go("/files/docs/deep?v=1")).toEqual(["/files/docs/deep?v=1", 302, "/files/docs/deep/?v=1"]);
+    expect(await go("/files/doc")).toEqual(["/files/doc", 404, null]);
+    expect(await go("/opa/open")).toEqual(["/opa/open", 302, "/opa/open/"]);
+    // (listing closed/ is denied: the redirect would tell that something is in it)
+    expect(await go("/opa/closed")).toEqual(["/opa/closed", 404, null]);
+    // listing off: no listing upstream, as before
+    s3.resetLog();
+    expect(await go("/nolist/docs")).toEqual(["/nolist/docs", 404, null]);
+    expect(listings()).toHaveLength(0);
   });
 
   test("listing off: the folder path is an object key as before (404 NoSuchKey), no listing upstream", async () => {

@@ -43,8 +43,8 @@ export function mayOnSource(ctx: RequestContext, from: BucketRuntime, key: strin
   return authorizer.authorize({ claims: ctx.claims, principal: ctx.principal, bucket: from.name, key, path: `/${from.name}/${key}`, method: "GET", action, clientIp: clientIp(ctx), trace: ctx.span });
 }
 
-export function mayAlso(ctx: RequestContext, action: string, failClosed = false): Promise<boolean> {
+export function mayAlso(ctx: RequestContext, action: string, failClosed = false, key = ctx.key, path = authzPath(ctx)): Promise<boolean> {
   const authorizer = ctx.bucket?.authorizer;
   if (authorizer === undefined) return Promise.resolve(true);
-  return authorizer.authorize({ claims: ctx.claims, principal: ctx.principal, bucket: ctx.bucketName, key: ctx.key, path: authzPath(ctx), method: ctx.method, action, clientIp: clientIp(ctx), trace: ctx.span, failClosed });
+  return authorizer.authorize({ claims: ctx.claims, principal: ctx.principal, bucket: ctx.bucketName, key, path, method: ctx.method, action, clientIp: clientIp(ctx), trace: ctx.span, failClosed });
 }
