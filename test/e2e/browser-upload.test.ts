@@ -145,7 +145,12 @@ async function formUploadInPage(a: { plain: string; jwt: string; size: number; m
   for (const [k, v] of Object.entries(p.fields)) form2.append(k, v);
   form2.append("file", new Blob([bytes]), "photo.bin");
   const post = await fetch(p.url, { method: "POST", body: form2 });
-  return { presignStatus: presign.status, url: p.url, extraStatus: extra.status, extraBody: await extra.text(), postStatus: post.status, etag: post.headers.get("etag") };
+  // a file past the policy's maximum: S3's EntityTooLarge, naming the file's size
+  const form3 = new FormData();
+  for (const [k, v] of Object.entries(p.fields)) form3.append(k, v);
+  form3.append("file", new Blob([new Uint8Array(3 * a.maxSize + 4097)]), "photo.bin");
+  const over = await fetch(p.url, { method: "POST", body: form3 });
+  return { presignStatus: presign.status, url: p.url, extraStatus: extra.status, extraBody: await extra.text(), postStatus: post.status, etag: post.headers.get("etag"), overStatus: over.status, overBody: await over.text() };
 }
 
 clientTest("chromium")(
@@ -158,9 +163,10 @@ clientTest("chromium")(
     expect(r.url).toBe(`${env.s3Endpoint}/web`);
     expect([r.presignStatus, r.extraStatus, r.postStatus]).toEqual([200, 403, 204]);
     expect(r.extraBody).toContain("Extra input fields: success_action_status");
+    expect([r.overStatus, /<Code>(\w+)</.exec(r.overBody)?.[1], /<ProposedSize>(\d+)</.exec(r.overBody)?.[1], /<MaxSizeAllowed>(\d+)</.exec(r.overBody)?.[1]]).toEqual([400, "EntityTooLarge", String(6 * SIZE + 4097), String(2 * SIZE)]);
     expect(r.etag).toBe(`"${new Bun.CryptoHasher("md5").update(expected).digest("hex")}"`);
     expect(await s3.read("rw", "from-form/photo.bin")).toEqual(expected);
-    expect(b.errors.filter((e) => !/403/.test(e))).toEqual([]);
+    expect(b.errors.filter((e) => !/403|400/.test(e))).toEqual([]);
   },
   90_000,
 );

@@ -17,7 +17,8 @@
  *    (test/e2e/s3-front-upload-memory.test.ts holds it under 64 MiB): the request's chunks are
  *    freed as they are copied (FormReader's releaseChunks); left to the garbage collector they
  *    piled up to 25-50 MiB, 65 once on a loaded CI host.
- *    content-length-range is enforced as the file streams (EntityTooLarge at once, EntityTooSmall
+ *    content-length-range is enforced as the file streams (past the maximum nothing more is
+ *    kept, and EntityTooLarge names the file's size once it has been read, as S3's; EntityTooSmall
  *    at its end); nothing is stored then.
  * 5. The answer, as S3's: success_action_redirect → 303 to it with bucket, key and etag;
  *    success_action_status 200 or 201 (a PostResponse document), else 204; ETag and Location,
@@ -249,8 +250,13 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
   try {
     for await (const chunk of form.body()) {
       total += chunk.byteLength;
+      if (total > max) {
+        // S3 reads the file on and names its size (ProposedSize), not the bytes read when the limit
+        // was passed; nothing of the rest is kept (up to S3's largest POST, after which it is cut).
+        if (total <= MAX_UPLOAD_BYTES) continue;
+        break;
+      }
       hasher?.update(chunk);
-      if (total > max) fail(s3Error("EntityTooLarge", undefined, { ProposedSize: String(total), MaxSizeAllowed: String(max) }));
       let at = 0;
       while (at < chunk.byteLength) {
         // a full buffer goes up only when more follows: a file of exactly 5 MiB is one PutObject
@@ -266,6 +272,7 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
         at += n;
       }
     }
+    if (total > max) fail(s3Error("EntityTooLarge", undefined, { ProposedSize: String(total), MaxSizeAllowed: String(max) }));
     if (total < policy.minLength) fail(s3Error("EntityTooSmall", undefined, { ProposedSize: String(total), MinSizeAllowed: String(policy.minLength) }));
     if (hasher !== undefined && hasher.digest("base64") !== md5) fail(s3Error("BadDigest", "The Content-MD5 you specified did not match what we received."));
     if (uploadId === undefined) {
