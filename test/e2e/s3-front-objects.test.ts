@@ -584,6 +584,12 @@ describe("OPA with the S3 action, virtual-hosted style, ListBuckets owner", () =
     const second = await page({ "max-buckets": "1", "continuation-token": token! });
     expect(second.status).toBe(200);
     expect(names(second.body)).toEqual(["private"]);
+    // a repeated parameter is read from its first occurrence, as S3 reads it (the last was read)
+    const repeated = await signedFetch(env, { path: "/", query: { "max-buckets": ["1", "5"], "continuation-token": [token!, "garbage!"] } });
+    const rb = await repeated.text();
+    expect([repeated.status, names(rb)]).toEqual([200, ["private"]]);
+    const back = await signedFetch(env, { path: "/", query: { prefix: ["d", "p"] } });
+    expect(names(await back.text())).toEqual(["data"]);
     for (const bad of ["garbage!", "AAAA", Buffer.from("no/slash").toString("base64url"), `${token}=`]) {
       const r = await page({ "max-buckets": "1", "continuation-token": bad });
       expect({ bad, status: r.status, code: /<Code>(\w+)/.exec(r.body)?.[1], arg: /<ArgumentName>([^<]+)/.exec(r.body)?.[1] }).toEqual({ bad, status: 400, code: "InvalidArgument", arg: "continuation-token" });

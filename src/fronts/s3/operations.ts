@@ -57,14 +57,21 @@ const MAX_BUCKETS_LIMIT = 10_000;
 
 /**
  * ListBuckets: the principal's buckets, with S3's prefix, max-buckets, continuation-token and
- * bucket-region (every bucket is in s3_api.region, as BucketRegion says: another region has none).
+ * bucket-region (every bucket is in s3_api.region, as BucketRegion says: another region has none),
+ * each read from its first occurrence.
  */
 export function listBuckets(ctx: RequestContext, api: S3Identities, principal: S3Principal, query: ReadonlyArray<readonly [string, string]>): Response {
   let prefix: string | undefined;
   let max = MAX_BUCKETS_LIMIT;
   let after: string | undefined;
   let region: string | undefined;
+  // A parameter given more than once is read from its first occurrence, as S3 reads it (the later
+  // ones are ignored, unchecked): the last one was read, so `continuation-token=A&continuation-token=B`
+  // resumed after B.
+  const seen = new Set<string>();
   for (const [k, v] of query) {
+    if (seen.has(k)) continue;
+    seen.add(k);
     if (k === "prefix") prefix = v;
     else if (k === "bucket-region") region = v;
     else if (k === "max-buckets") {
