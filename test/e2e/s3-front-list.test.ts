@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { ListObjectsCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import { issueSession } from "../../src/fronts/s3/sts.ts";
-import { smithySigned } from "../fronts/s3/helpers.ts";
+import { smithyPresigned, smithySigned } from "../fronts/s3/helpers.ts";
 import { APP, startS3FrontEnv, STS_KEY, UPSTREAM, type S3FrontEnv } from "./s3-front-helpers.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
@@ -41,6 +41,39 @@ async function raw(path: string, query: Record<string, string>, creds: { accessK
 const s3Fault = (path: string, spec: Parameters<S3FrontEnv["s3"]["faults"]["set"]>[1]) => env.s3.faults.set(path, { ...spec, method: "GET" });
 
 describe("ListObjectsV2", () => {
+  test("a presigned listing with a session token and a long prefix whose first page fits max_uri_length (8 KiB) is continued: the proxy's token does not count against it (the next page was 414 InvalidURI)", async () => {
+    const big = issueSession({ sessionKey: STS_KEY, subject: "bob", claims: { groups: "g".repeat(2540) }, expiresAt: Date.now() + 600_000, now: Date.now() });
+    if (big.kind !== "ok") throw new Error(big.message);
+    const creds = { accessKeyId: big.accessKeyId, secretAccessKey: big.secretAccessKey, sessionToken: big.sessionToken };
+    const prefix = ("é".repeat(120) + "/").repeat(4); // (folders: the fixture stores keys as files)
+    const keys = [0, 1, 2].map((i) => prefix + "k".repeat(58) + i);
+    for (const k of keys) await env.s3.put("data", k, "x");
+    const page = async (token?: string) => {
+      const v = await smithyPresigned({ creds, date: new Date(), path: "/open", query: { "list-type": "2", "max-keys": "1", prefix, ...(token === undefined ? {} : { "continuation-token": token }) }, host: `127.0.0.1:${env.port}`, expiresIn: 300 });
+      const target = `${v.rawPath}?${v.rawQuery}`;
+      const res = await fetch(`${env.endpoint}${target}`);
+      const body = await res.text();
+      return { length: target.length, status: res.status, code: /<Code>([^<]*)</.exec(body)?.[1], keys: [...body.matchAll(/<Key>([^<]*)</g)].map((m) => m[1]), next: /<NextContinuationToken>([^<]*)</.exec(body)?.[1] };
+    };
+    try {
+      const listed: string[] = [];
+      let p = await page();
+      expect([p.status, p.length < 8192]).toEqual([200, true]);
+      listed.push(...p.keys);
+      let longest = 0;
+      while (p.next !== undefined) {
+        p = await page(p.next);
+        longest = Math.max(longest, p.length);
+        expect([p.status, p.code]).toEqual([200, undefined]);
+        listed.push(...p.keys);
+      }
+      expect(longest).toBeGreaterThan(8192);
+      expect(listed).toEqual(keys);
+    } finally {
+      for (const k of keys) await env.s3.remove("data", k);
+    }
+  });
+
   test("<Name> is the proxy bucket's name: bucket `open` lists upstream bucket `data` and never names it", async () => {
     const c = sdk(session); // a session may list a bucket without auth
     try {

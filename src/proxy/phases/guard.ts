@@ -24,16 +24,32 @@ function headerBytes(h: Headers): number {
   return n;
 }
 
+/**
+ * Room a listing's continuation-token takes beyond max_uri_length: the proxy's own tokens
+ * (src/fronts/s3/list-token.ts) hold up to a 1,024-byte key and a 256-byte upstream token, ~1.8
+ * KiB in base64url. A listing whose first page fitted (a long prefix, a presigned URL with a
+ * session token) is then always continued: its next page, the same URL with the token, was 414
+ * (InvalidURI on the S3 front) once the token passed the limit.
+ */
+const CONTINUATION_ROOM = 2048;
+const CONTINUATION = /[?&]continuation-token=([^&]*)/;
+
+/** The length of a query's first continuation-token parameter, at most CONTINUATION_ROOM. */
+function continuationLength(query: string): number {
+  const m = CONTINUATION.exec(query);
+  return m === null ? 0 : Math.min(m[0].length, CONTINUATION_ROOM);
+}
+
 export function guard(ctx: RequestContext): undefined {
   const server = ctx.rt.config.server;
   const limits = server.security_limits;
   const target = ctx.target;
-  if (target.length > limits.max_uri_length + 64) throw new ProxyError("UriTooLong");
+  if (target.length > limits.max_uri_length + 64 + CONTINUATION_ROOM) throw new ProxyError("UriTooLong");
   const { path, query } = splitUrl(target);
   ctx.rawPath = path;
   ctx.path = path; // logged as received until routing normalizes it
   ctx.query = query;
-  if (path.length + query.length > limits.max_uri_length) throw new ProxyError("UriTooLong");
+  if (path.length + query.length > limits.max_uri_length && path.length + query.length - continuationLength(query) > limits.max_uri_length) throw new ProxyError("UriTooLong");
   // RFC 9112 §3.2: more than one Host (the listeners join them with ", ") or a Host that is not
   // host[:port] (userinfo, whitespace, a path, a port that is not 0-65535) is a 400, never read as
   // some host (the S3 front's virtual-hosted addressing took `bucket.domain:abc` as the bucket).
