@@ -267,6 +267,33 @@ test("the folder index: a page holding only the folder's marker object goes on o
   expect(w.secondary.requests.filter((r) => !r.admin && "list-type" in r.query).map((r) => r.query["start-after"])).toEqual(["d/"]);
 });
 
+test("the folder index: a page a store listed in its own order (UTF-16, not S3's UTF-8) resumes after the last key it listed, as the S3 front's token does, not after its greatest in S3's order", async () => {
+  // (in UTF-16 "\u{1F600}" (D83D...) sorts before "\uFFFD"; in UTF-8 (F0... after EF...) after it: resumed after
+  // the greatest, that store listed "d/\uFFFD.txt" again)
+  const NS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"';
+  const enc = (k: string) => encodeURIComponent(k).replace(/%2F/g, "/");
+  const long = "u".repeat(300); // (an upstream token over 256 bytes is left out: the next page is asked with start-after)
+  const body = `<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult ${NS}><Name>${PRIMARY}</Name><Prefix>d/</Prefix><Delimiter>/</Delimiter><EncodingType>url</EncodingType><NextContinuationToken>${long}</NextContinuationToken><KeyCount>2</KeyCount><MaxKeys>2</MaxKeys><IsTruncated>true</IsTruncated><Contents><Key>${enc("d/\u{1F600}.txt")}</Key><Size>1</Size></Contents><Contents><Key>${enc("d/\uFFFD.txt")}</Key><Size>1</Size></Contents></ListBucketResult>`;
+  w.primary.faults.set(`/${PRIMARY}*`, { kind: "reply", status: 200, body, times: 1 });
+  const first = await fetch(w.env.mainUrl("/src/d/"));
+  expect(first.status).toBe(200);
+  const page = (await first.json()) as { entries: Array<{ name: string }>; next: string };
+  expect(page.entries.map((e) => e.name)).toEqual(["\u{1F600}.txt", "\uFFFD.txt"]);
+  w.primary.resetLog();
+  const next = await fetch(w.env.mainUrl(page.next));
+  expect(next.status).toBe(200);
+  await next.arrayBuffer();
+  expect(w.primary.requests.filter((r) => !r.admin && "list-type" in r.query).map((r) => r.query["start-after"])).toEqual(["d/\uFFFD.txt"]);
+  // the S3 front's token the same
+  w.primary.faults.set(`/${PRIMARY}*`, { kind: "reply", status: 200, body, times: 1 });
+  const query: Array<[string, string]> = [["prefix", "d/"], ["delimiter", "/"], ["max-keys", "2"], ["encoding-type", "url"]];
+  const s3first = await list(query);
+  const token = text(/<NextContinuationToken>([^<]*)</.exec(await s3first.text()))!;
+  w.primary.resetLog();
+  expect((await list([...query, ["continuation-token", token]])).status).toBe(200);
+  expect(w.primary.requests.filter((r) => !r.admin && "list-type" in r.query).map((r) => r.query["start-after"])).toEqual(["d/\uFFFD.txt"]);
+});
+
 test("a page ending on a common prefix goes on on the secondary past every key under it, those going on after a U+10FFFF too (S3's UTF-8 order)", async () => {
   // (the start-after was the prefix followed by U+10FFFF: "d/f01/\u{10FFFF}x" sorts after it, and a
   // store that does not skip the common prefix a start-after falls in listed that prefix again)

@@ -74,11 +74,21 @@ function tokenOf(query: string): string | undefined {
   return token;
 }
 
-/** A page's last entry: its greatest key, or folder (the next page starts past every key in it). */
+/**
+ * A page's last entry: its last key or its last folder as the store listed them (the next page
+ * starts past every key in a folder), the later of the two, as the S3 front's tokens take it
+ * (list.ts). A store that lists in an order of its own (UTF-16 code units, where S3 compares UTF-8
+ * bytes) takes start-after in that order too: the page's greatest key in S3's order, which it had
+ * listed before others, listed those again.
+ */
 function lastEntry(entries: ReadonlyArray<{ key: string; folder: boolean }>): LastEntry | undefined {
-  let last: LastEntry | undefined;
-  for (const e of entries) last = laterEntry(last, { after: e.key, past: e.folder });
-  return last;
+  let key: LastEntry | undefined;
+  let folder: LastEntry | undefined;
+  for (const e of entries) {
+    if (e.folder) folder = { after: e.key, past: true };
+    else key = { after: e.key, past: false };
+  }
+  return folder === undefined ? key : laterEntry(key, folder);
 }
 
 async function readListing(res: Response): Promise<string> {
