@@ -21,6 +21,7 @@ import { createLogger } from "./observe/log.ts";
 import { listenBun, listenMetrics, listenNode, readTls, type Listener, type TlsMaterial } from "./server.ts";
 import { listenS3 } from "./server/s3-listener.ts";
 import { startFetchClient } from "./util/descriptors.ts";
+import { collectWhenIdle } from "./server/body-garbage.ts";
 import { connectTimeoutNote, fetchConcurrencyWarning, poolSizeNote } from "./s3/upstream.ts";
 import { cacheOffNote, cacheUnusedNote, diskDir, purgeUnservedFolder } from "./cache/config.ts";
 import { diskDirProblem } from "./cache/disk.ts";
@@ -527,6 +528,8 @@ async function serve(config: Config, source: { path?: string; text: string; gene
   if (workerIndex() === undefined) {
     for (const n of configNotes(config)) log[n.level](n.text);
   }
+  // Garbage a burst of requests left is collected once the process is idle (body-garbage.ts).
+  const stopIdleCollect = collectWhenIdle();
   if (primary) log.info("primary started", { workers, port: listener.port, pid: process.pid, ...(metrics ? { metrics_port: metrics.port } : undefined) });
   // Workers report their port to the primary (tests and the primary's own log use it).
   if (workerIndex() !== undefined) process.send?.({ type: "listening", port: listener.port });
@@ -612,6 +615,7 @@ async function serve(config: Config, source: { path?: string; text: string; gene
         }
       }
       await metrics?.stop(true);
+      stopIdleCollect();
       // Tracing: the spans of the drained requests go out before exit (bounded wait).
       await app.tracer?.shutdown();
       await app.close();

@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { bodyGarbageWatch } from "../../src/server/body-garbage.ts";
+import { bodyGarbageWatch, collectWhenIdle, idleCollector } from "../../src/server/body-garbage.ts";
 
 const MiB = 1 << 20;
 
@@ -45,4 +45,50 @@ test("an RSS that falls (a collection of the runtime's own) lowers the floor gro
   rss = 190 * MiB;
   watch(4 * MiB);
   expect(collected).toBe(1); // 70 MiB past 120, though under 200 + 40
+});
+
+test("the idle collector: one full collection when a burst that grew the RSS 8 MiB ends, none under load, none again while idle", () => {
+  let rss = 90 * MiB;
+  let cpuUs = 0;
+  const collections: number[] = [];
+  const tick = idleCollector({
+    rss: () => rss,
+    cpuMicros: () => cpuUs,
+    collect: () => {
+      collections.push(rss);
+      rss = 90 * MiB; // the burst's garbage freed
+    },
+  });
+  const second = (busy: boolean, growMiB = 0) => {
+    cpuUs += busy ? 900_000 : 1_000; // 90 % / 0.1 % of a core
+    rss += growMiB * MiB;
+    return tick(1_000);
+  };
+  expect(second(false)).toBe(false); // the floor: 90 MiB
+  // under load the RSS grows (a burst's garbage): never collected while busy
+  for (let i = 0; i < 30; i++) expect(second(true, 1)).toBe(false);
+  expect(collections).toEqual([]);
+  // the first idle second: one collection
+  expect(second(false)).toBe(true);
+  expect(collections).toEqual([120 * MiB]);
+  // idle from then on: nothing more, however long
+  for (let i = 0; i < 100; i++) expect(second(false)).toBe(false);
+  expect(collections).toHaveLength(1);
+  // growth under 8 MiB past the floor (a cache filling a little) is left alone
+  for (let i = 0; i < 7; i++) second(true, 1);
+  expect(second(false)).toBe(false);
+  // a second burst: one more
+  second(true, 2);
+  expect(second(false)).toBe(true);
+  expect(collections).toHaveLength(2);
+});
+
+test("the idle collector's timer is unref'd and stops", async () => {
+  let reads = 0;
+  const stop = collectWhenIdle({ rss: () => (reads++, 0), cpuMicros: () => 0, collect: () => {}, everyMs: 5 });
+  while (reads < 3) await Bun.sleep(5);
+  stop();
+  const at = reads;
+  await Bun.sleep(30);
+  expect(reads).toBe(at);
 });
