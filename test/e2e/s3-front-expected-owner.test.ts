@@ -79,3 +79,15 @@ test("CopyObject: server-side, both headers go with the copy; streamed, the sour
   expect(calls).toContain("GET /up/owner/src.txt 444455556666 -");
   expect(calls).toContain("PUT /up/owner/copy2.txt 111122223333 -");
 });
+
+test("AbortMultipartUpload, PutObjectTagging and DeleteObjectTagging carry x-amz-expected-bucket-owner upstream (they were sent without it)", async () => {
+  await s3.put("up", "owner/tagged.txt", "t");
+  const created = await signedFetch(env, { method: "POST", path: "/up/owner/aborted.bin", query: [["uploads", ""]], creds: COPIER });
+  const uploadId = /<UploadId>([^<]+)<\/UploadId>/.exec(await created.text())![1]!;
+  env.mark();
+  expect((await signedFetch(env, { method: "DELETE", path: "/up/owner/aborted.bin", query: [["uploadId", uploadId]], headers: OWNER, creds: COPIER })).status).toBe(204);
+  const tagging = `<Tagging><TagSet><Tag><Key>a</Key><Value>b</Value></Tag></TagSet></Tagging>`;
+  expect((await signedFetch(env, { method: "PUT", path: "/up/owner/tagged.txt", query: [["tagging", ""]], body: tagging, headers: OWNER, creds: COPIER })).status).toBe(200);
+  expect((await signedFetch(env, { method: "DELETE", path: "/up/owner/tagged.txt", query: [["tagging", ""]], headers: OWNER, creds: COPIER })).status).toBe(204);
+  expect(sent()).toEqual(["DELETE /up/owner/aborted.bin 111122223333 -", "PUT /up/owner/tagged.txt 111122223333 -", "DELETE /up/owner/tagged.txt 111122223333 -"]);
+});

@@ -149,7 +149,7 @@ export async function abortMultipartUploadOp(ctx: RequestContext): Promise<Respo
   }
   const uploadId = uploadIdOf(ctx);
   const upstream = writeUpstream(ctx);
-  const res = await abortMultipartUpload(upstream, { key: ctx.key, uploadId }, callOf(ctx));
+  const res = await abortMultipartUpload(upstream, { key: ctx.key, uploadId, headers: requestHeaders(ctx) }, callOf(ctx));
   if (!res.ok) return relayError(res, upstream.bucket);
   return emptyAnswer(ctx, res, 204);
 }

@@ -15,7 +15,7 @@ import { s3Error, type S3Error } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
 import { relayDocument } from "./operations.ts";
 import { emptyAnswer, relayError } from "./relay.ts";
-import { callOf, fieldText, malformed, readXmlBody, single, writeUpstream } from "./writes.ts";
+import { callOf, fieldText, malformed, readXmlBody, requestHeaders, single, writeUpstream } from "./writes.ts";
 import { purgeIfUnsure, purgeWritten } from "../purge.ts";
 import type { XmlElement } from "./xml-reader.ts";
 
@@ -84,7 +84,7 @@ export async function putObjectTaggingOp(ctx: RequestContext): Promise<Response>
   let res: Response;
   try {
     // (a tag change whose answer is lost may have landed: the cached tag count goes too, see purgeIfUnsure)
-    res = await purgeIfUnsure(ctx, [ctx.key], () => putObjectTagging(upstream, ctx.key, tags, callOf(ctx)));
+    res = await purgeIfUnsure(ctx, [ctx.key], () => putObjectTagging(upstream, ctx.key, tags, callOf(ctx), requestHeaders(ctx)));
   } catch (err) {
     // A key or value XML 1.0 cannot carry (a control character): S3 cannot have received it either.
     if (err instanceof TypeError) throw s3Fail(s3Error("InvalidTag", "A tag key or value contains a character XML cannot carry"));
@@ -97,7 +97,7 @@ export async function putObjectTaggingOp(ctx: RequestContext): Promise<Response>
 
 export async function deleteObjectTaggingOp(ctx: RequestContext): Promise<Response> {
   const upstream = writeUpstream(ctx);
-  const res = await purgeIfUnsure(ctx, [ctx.key], () => deleteObjectTagging(upstream, ctx.key, callOf(ctx)));
+  const res = await purgeIfUnsure(ctx, [ctx.key], () => deleteObjectTagging(upstream, ctx.key, callOf(ctx), requestHeaders(ctx)));
   if (!res.ok) return relayError(res, upstream.bucket);
   await purgeWritten(ctx, ctx.key);
   return emptyAnswer(ctx, res, 204);

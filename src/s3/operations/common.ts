@@ -36,6 +36,9 @@ export const OBJECT_HEADERS: readonly string[] = ["cache-control", "content-disp
 export const EXPECTED_OWNER = "x-amz-expected-bucket-owner";
 export const SOURCE_EXPECTED_OWNER = "x-amz-source-expected-bucket-owner";
 
+/** A write's headers when the owner check is all it passes on (AbortMultipartUpload, the tagging writes). */
+export const OWNER_HEADERS = { names: new Set([EXPECTED_OWNER]) };
+
 /** aws-chunked as one of a Content-Encoding's codings. */
 const AWS_CHUNKED = /(?:^|,)\s*aws-chunked\s*(?:,|$)/i;
 

@@ -7,7 +7,7 @@
  * or stalled after its head is retried (it was a 500).
  */
 import type { BucketUpstream } from "../upstream.ts";
-import { type OperationContext, S3_XMLNS, xmlText } from "./common.ts";
+import { type HeaderSource, type OperationContext, OWNER_HEADERS, pickHeaders, S3_XMLNS, xmlText } from "./common.ts";
 
 /** GET /bucket?versioning: S3's VersioningConfiguration document, or its error. */
 export function getBucketVersioning(upstream: BucketUpstream, ctx: OperationContext): Promise<Response> {
@@ -22,15 +22,15 @@ export function taggingXml(tags: ReadonlyArray<readonly [string, string]>): stri
 }
 
 /** PUT /bucket/key?tagging: the object's tag set replaced (S3 answers 200, no body). */
-export function putObjectTagging(upstream: BucketUpstream, key: string, tags: ReadonlyArray<readonly [string, string]>, ctx: OperationContext): Promise<Response> {
+export function putObjectTagging(upstream: BucketUpstream, key: string, tags: ReadonlyArray<readonly [string, string]>, ctx: OperationContext, passed?: HeaderSource): Promise<Response> {
   const body = new TextEncoder().encode(taggingXml(tags));
-  const headers = { "content-type": "application/xml", "content-md5": new Bun.CryptoHasher("md5").update(body).digest("base64") };
+  const headers = { ...pickHeaders(passed, OWNER_HEADERS), "content-type": "application/xml", "content-md5": new Bun.CryptoHasher("md5").update(body).digest("base64") };
   return upstream.send({ method: "PUT", key, query: [["tagging", ""]], headers, body, emptyAnswer: true, ...ctx });
 }
 
 /** DELETE /bucket/key?tagging: the object's tags removed (S3 answers 204). */
-export function deleteObjectTagging(upstream: BucketUpstream, key: string, ctx: OperationContext): Promise<Response> {
-  return upstream.send({ method: "DELETE", key, query: [["tagging", ""]], emptyAnswer: true, ...ctx });
+export function deleteObjectTagging(upstream: BucketUpstream, key: string, ctx: OperationContext, passed?: HeaderSource): Promise<Response> {
+  return upstream.send({ method: "DELETE", key, query: [["tagging", ""]], headers: pickHeaders(passed, OWNER_HEADERS), emptyAnswer: true, ...ctx });
 }
 
 /** GET /bucket/key?tagging: S3's Tagging document, or its error. */

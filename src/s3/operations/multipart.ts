@@ -16,6 +16,7 @@ import {
   EXPECTED_OWNER,
   OBJECT_HEADERS,
   type OperationContext,
+  OWNER_HEADERS,
   partNumberText,
   pickHeaders,
   S3_XMLNS,
@@ -102,6 +103,6 @@ export async function completeMultipartUpload(
 }
 
 /** DELETE /bucket/key?uploadId=ID: 204; the parts are discarded. */
-export function abortMultipartUpload(upstream: BucketUpstream, args: { key: string; uploadId: string }, ctx: OperationContext): Promise<Response> {
-  return upstream.send({ method: "DELETE", key: args.key, query: [["uploadId", args.uploadId]], emptyAnswer: true, ...ctx });
+export function abortMultipartUpload(upstream: BucketUpstream, args: { key: string; uploadId: string; headers?: HeaderSource }, ctx: OperationContext): Promise<Response> {
+  return upstream.send({ method: "DELETE", key: args.key, query: [["uploadId", args.uploadId]], headers: pickHeaders(args.headers, OWNER_HEADERS), emptyAnswer: true, ...ctx });
 }
