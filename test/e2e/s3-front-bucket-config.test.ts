@@ -185,6 +185,38 @@ clientTest("s3cmd", "aws")("s3cmd payer / delcors, aws-cli put-bucket-cors / del
   expect(env.upstreamCalls()).toEqual([]);
 });
 
+// S3 dispatches a bucket's sub-resources at a key's path, the key ignored (the reads above), and
+// so a setting's write there is the bucket's: the proxy answered 501 NotImplemented where the
+// bucket's path gives 403 AccessDenied naming the setting. DeleteBucket of a bucket the proxy
+// serves was 501 too: the buckets are its configuration's, refused as CreateBucket of another name is.
+clientTest("aws")("PUT ?cors / DELETE ?policy / PUT ?requestPayment at a key's path, DeleteBucket: 403 AccessDenied as at the bucket's path, nothing upstream", async () => {
+  env.mark();
+  const at = async (method: string, path: string, sub?: string, body?: string) => answerOf(await signedFetch(env, { method, path, query: sub === undefined ? [] : [[sub, ""]], body, creds: WRITER }));
+  const cors = '<CORSConfiguration><CORSRule><AllowedMethod>GET</AllowedMethod><AllowedOrigin>*</AllowedOrigin></CORSRule></CORSConfiguration>';
+  const answers = await Promise.all([
+    at("PUT", "/up/docs/a.txt", "cors", cors),
+    at("DELETE", "/up/docs/a.txt", "policy"),
+    at("PUT", "/up/no/such/key", "requestPayment", "<RequestPaymentConfiguration><Payer>Requester</Payer></RequestPaymentConfiguration>"),
+    at("DELETE", "/up/docs/a.txt", "website"),
+    at("DELETE", "/up"),
+  ]);
+  expect(answers.map((a) => `${a.status} ${a.code} ${a.message}`)).toEqual([
+    "403 AccessDenied This bucket&apos;s ?cors setting is this proxy&apos;s configuration: it cannot be set or deleted through the S3 API.",
+    "403 AccessDenied This bucket&apos;s ?policy setting is this proxy&apos;s configuration: it cannot be set or deleted through the S3 API.",
+    "403 AccessDenied This bucket&apos;s ?requestPayment setting is this proxy&apos;s configuration: it cannot be set or deleted through the S3 API.",
+    "403 AccessDenied This bucket&apos;s ?website setting is this proxy&apos;s configuration: it cannot be set or deleted through the S3 API.",
+    "403 AccessDenied This proxy does not delete buckets: the buckets it serves are those its configuration names.",
+  ]);
+  // (a method the bucket's sub-resource does not take is its 405 at a key's path too)
+  const post = await at("POST", "/up/docs/a.txt", "cors");
+  expect([post.status, post.code, /<ResourceType>([^<]*)</.exec(post.body)?.[1]]).toEqual([405, "MethodNotAllowed", "CORS"]);
+  using aws = awsCli({ endpoint: env.endpoint, credentials: WRITER });
+  const rb = await aws.s3api("delete-bucket", "--bucket", "up");
+  expect(rb.stderr).toContain("(AccessDenied) when calling the DeleteBucket operation");
+  expect(env.upstreamCalls()).toEqual([]);
+  expect(await env.s3.read("up", "docs/a.txt")).toBeDefined();
+});
+
 // S3's NoSuchUpload names the upload (<UploadId>), as its NoSuchKey names the key; the front
 // relayed the upstream's refusal without it.
 clientTest("boto3")("boto3: UploadPart, ListParts, AbortMultipartUpload and CompleteMultipartUpload of an unknown upload: NoSuchUpload with its <UploadId>; a missing key's NoSuchKey has <Key>", async () => {

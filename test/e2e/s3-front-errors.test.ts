@@ -192,11 +192,11 @@ describe("requests S3 refuses before any permission check", () => {
     expect(r.body).toContain("<BucketName>nosuch</BucketName>");
     expect(r.body).toContain("<Resource>/nosuch/key</Resource>");
     // an operation this front does not serve, on an unknown bucket: NoSuchBucket too (DeleteBucket
-    // of a typo was NotImplemented); on a configured bucket it stays NotImplemented
+    // of a typo was NotImplemented); on a configured bucket it is AccessDenied (s3-front-bucket-config.test.ts)
     const rb = await refused(signed({ method: "DELETE", path: "/nosuch" }), 404, "NoSuchBucket");
     expect(rb.body).toContain("<BucketName>nosuch</BucketName>");
     await refused(signed({ path: "/nosuch", query: { policy: "" } }), 404, "NoSuchBucket");
-    await refused(signed({ method: "DELETE", path: "/data" }), 501, "NotImplemented");
+    await refused(signed({ method: "DELETE", path: "/data" }), 403, "AccessDenied");
   });
 
   test("writes to a read-only bucket → 403 AccessDenied; other sub-resources → 501 NotImplemented", async () => {

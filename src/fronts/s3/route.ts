@@ -326,7 +326,8 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
   }
   // A write one sub-resource does not take: S3's 405 naming the sub-resource's type (it was 501,
   // or NoSuchBucket on a bucket not configured), its Allow the methods served there.
-  const known = sub === undefined || subs > 1 || a.bucket === "" || method === "GET" ? undefined : (a.key === "" ? BUCKET_SUBRESOURCE_WRITES : OBJECT_SUBRESOURCE_WRITES).get(sub);
+  // (at a key's path, a bucket's sub-resource is the bucket's, as S3 dispatches it there)
+  const known = sub === undefined || subs > 1 || a.bucket === "" || method === "GET" ? undefined : (a.key === "" ? undefined : OBJECT_SUBRESOURCE_WRITES.get(sub)) ?? BUCKET_SUBRESOURCE_WRITES.get(sub);
   if (known !== undefined && !known.writes.includes(method)) {
     return s3Error("MethodNotAllowed", undefined, { Method: method, ResourceType: known.type }, { allow: servedMethods(a, query, ["GET", ...known.writes]) });
   }
@@ -352,6 +353,8 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
     // proxy's, not the caller's to change (S3's 403 for a caller without the permission; it was 501,
     // as if another server might take it: `s3cmd payer`, `setcors`, `setversioning`, ...).
     if (method !== "GET" && sub !== undefined && (sub === "versioning" || BUCKET_CONFIG_READS.has(sub))) return configWriteRefusal(sub);
+    // DeleteBucket: the buckets are the configuration's, as for CreateBucket of another name (it was 501).
+    if (method === "DELETE" && sub === undefined) return s3Error("AccessDenied", "This proxy does not delete buckets: the buckets it serves are those its configuration names.");
     if (method !== "GET") return notImplemented(`${method} on a bucket`);
     if (sub === "location") return "GetBucketLocation";
     if (sub === "versioning") return "GetBucketVersioning";
@@ -372,6 +375,11 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
     if (sub === "location" || sub === "versioning") return sub === "location" ? "GetBucketLocation" : "GetBucketVersioning";
     const config = bucketConfigRead(sub, query);
     if (config !== undefined) return config;
+  }
+  // Setting or deleting a bucket's setting at a key's path: the bucket's, refused as at its path
+  // (it was 501). (`?tagging` and `?acl` there are the object's own.)
+  if (method !== "GET" && subs === 1 && !uploadId && !partNumber && !versionId && sub !== undefined && !OBJECT_SUBRESOURCE_WRITES.has(sub) && (sub === "versioning" || BUCKET_CONFIG_READS.has(sub))) {
+    return configWriteRefusal(sub);
   }
   // A bucket's listing of uploads or versions asked at a key's path: S3 refuses it, 400
   // InvalidRequest in its own words, the key being no listing's (it was 501, as if served elsewhere).

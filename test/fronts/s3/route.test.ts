@@ -149,7 +149,6 @@ describe("operationOf", () => {
       ["GET", "/b", "versionId=3"],
       ["GET", "/b/k", "acl&tagging"],
       ["GET", "/b/k", "acl&uploadId=1"],
-      ["DELETE", "/b", ""],
       ["GET", "/", "acl"],
       ["GET", "/b", "uploadId=1"],
       ["DELETE", "/b/k", "partNumber=1"], // not a DeleteObject of the whole object
@@ -166,6 +165,11 @@ describe("operationOf", () => {
       ["POST", "/b/k", "uploads&someNewSubresource"],
       ["GET", "/b/k", "location&acl"],
     ]) expect(`${m} ${p}?${s} → ${op(m, p, s)}`).toBe(`${m} ${p}?${s} → 501 NotImplemented`);
+    // DeleteBucket, and a bucket setting's write at a key's path (the bucket's, as S3 dispatches it): 403 AccessDenied, as a setting's write at the bucket's path (they were 501).
+    for (const [m, p, s] of [["DELETE", "/b", ""], ["PUT", "/b/k", "cors"], ["DELETE", "/b/k", "policy"], ["PUT", "/b/k", "versioning"]]) {
+      const r = operationOf(m!, address(p!, undefined), s === "" ? [] : [[s!, ""]]);
+      expect(`${m} ${p}?${s} → ${typeof r === "string" ? r : `${r.status} ${r.code}`}`).toBe(`${m} ${p}?${s} → 403 AccessDenied`);
+    }
     // A method S3 has no operation for is S3's 405 MethodNotAllowed, naming the method and resource type.
     for (const m of ["PATCH", "TRACE", "PROPFIND", "CONNECT", "MKCOL"]) {
       for (const [p, type] of [["/", "SERVICE"], ["/b", "BUCKET"], ["/b/k", "OBJECT"]] as const) {
