@@ -483,6 +483,32 @@ describe("UploadPartCopy into an upload created with a checksum algorithm (strea
   );
 });
 
+// S3 may answer a copy 200 and report its failure in the body (an <Error> document after the head
+// went out); a streamed copy's write whose answer was such a 200 was reported as the copy's success
+// (the body was never read): nothing, or not the source, was stored while the client was told 200.
+describe("a streamed copy's write answered 200 with an <Error> body", () => {
+  const ERROR_BODY = `<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>`;
+  test(
+    "CopyObject and UploadPartCopy: the error is the answer (500 InternalError), not a result",
+    async () => {
+      await s3.put("far", "docs/err.txt", "will fail");
+      s3.faults.set("/up/copied/err.txt", { kind: "reply", status: 200, body: ERROR_BODY, method: "PUT", times: 1 });
+      const create = await signedFetch(env, { method: "POST", path: "/up/parts/err.bin", query: [["uploads", ""]], creds: COPIER });
+      const uploadId = /<UploadId>([^<]+)<\/UploadId>/.exec(await create.text())![1]!;
+      s3.faults.set("/up/parts/err.bin", { kind: "reply", status: 200, body: ERROR_BODY, method: "PUT", times: 1 });
+      try {
+        const object = await answerOf(await copy("/up/copied/err.txt", "/far/docs/err.txt"));
+        const part = await answerOf(await signedFetch(env, { method: "PUT", path: "/up/parts/err.bin", query: [["partNumber", "1"], ["uploadId", uploadId]], headers: { "x-amz-copy-source": "/far/docs/err.txt" }, creds: COPIER }));
+        expect([object.status, object.code, part.status, part.code]).toEqual([500, "InternalError", 500, "InternalError"]);
+        expect(s3.faults.hits("/up/copied/err.txt") + s3.faults.hits("/up/parts/err.bin")).toBe(2);
+      } finally {
+        s3.faults.clear();
+      }
+    },
+    T,
+  );
+});
+
 describe("UploadPartCopy when ListParts is refused (a key without s3:ListMultipartUploadParts)", () => {
   test(
     "the part is still copied (without a checksum of its own)",
