@@ -82,6 +82,30 @@ describe("a copy's missing source", () => {
     T,
   );
 
+  // S3's NoSuchKey for a copy's missing source names the source's key (<Key>), as a GetObject's
+  // names its key; the proxy's had no <Key> (it is the client's key: never the upstream's name).
+  test(
+    "CopyObject and UploadPartCopy: the NoSuchKey names the source's key, server-side and streamed",
+    async () => {
+      const create = await signedFetch(env, { method: "POST", path: "/up/part-dst.bin", query: [["uploads", ""]], creds: LISTER });
+      const uploadId = /<UploadId>([^<]+)<\/UploadId>/.exec(await create.text())![1]!;
+      const part = (source: string) => signedFetch(env, { method: "PUT", path: "/up/part-dst.bin", query: [["partNumber", "1"], ["uploadId", uploadId]], headers: { "x-amz-copy-source": source }, creds: LISTER });
+      const answers = await Promise.all([
+        signedFetch(env, { method: "PUT", path: "/up/dst.txt", headers: { "x-amz-copy-source": "/up/gone/a%20b.txt" }, creds: LISTER }),
+        signedFetch(env, { method: "PUT", path: "/up/dst.txt", headers: { "x-amz-copy-source": "/far/gone/c.txt" }, creds: LISTER }),
+        part("/up/gone/d.txt"),
+        part("/far/gone/e.txt"),
+      ].map(async (r) => answerOf(await r)));
+      expect(answers.map((a) => `${a.status} ${a.code} ${/<Key>([^<]*)<\/Key>/.exec(a.body)?.[1]}`)).toEqual([
+        "404 NoSuchKey gone/a b.txt",
+        "404 NoSuchKey gone/c.txt",
+        "404 NoSuchKey gone/d.txt",
+        "404 NoSuchKey gone/e.txt",
+      ]);
+    },
+    T,
+  );
+
   test(
     "the AccessDenied's access line still names the upstream refusal it hides (s3_request_id), server-side and streamed",
     async () => {

@@ -238,12 +238,17 @@ const DROPPED_SETTINGS = ["x-amz-storage-class", "x-amz-server-side-encryption",
  * missing one, is refused the same way to such a caller: the answer cannot say which key it names.)
  */
 async function hideMissingSource(ctx: RequestContext, src: ForeignSource, err: unknown): Promise<never> {
-  if (!(err instanceof ProxyError) || s3ErrorOf(err)?.code !== "NoSuchKey") throw err;
+  const e = err instanceof ProxyError ? s3ErrorOf(err) : undefined;
+  if (e?.code !== "NoSuchKey") throw err;
   const from = src.from;
   const principal = (ctx as S3RequestContext).s3!.principal;
   const mayList = mayAccess(ctx.rt, principal, from, "s3:ListBucket") && (await mayOnSource(ctx, from, src.key, "s3:ListBucket"));
   // (the upstream's request id kept: the access log still names the refusal it came from)
-  throw mayList ? err : s3Fail(s3Error("AccessDenied"), (err.cause as { s3RequestId?: string } | undefined)?.s3RequestId);
+  if (!mayList) throw s3Fail(s3Error("AccessDenied"), ((err as ProxyError).cause as { s3RequestId?: string } | undefined)?.s3RequestId);
+  // S3's NoSuchKey names the missing source's key (as the client named it). Not with an If-Match,
+  // whose NoSuchKey may be the destination's.
+  if (e.details?.Key === undefined && !requestHeaders(ctx).has("if-match")) e.details = { ...e.details, Key: src.key };
+  throw err;
 }
 
 const DIRECTIVES = ["x-amz-metadata-directive", "x-amz-tagging-directive"] as const;
