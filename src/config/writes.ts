@@ -54,6 +54,12 @@ function serviceKey(endpoint: string | undefined, region: string): string {
   return `${host}:${port}${u.pathname.replace(/\/+$/, "")}`;
 }
 
+/** Whether every store `b` reads (its primary and replicas) is AWS S3 (as serviceKey reads an endpoint, or none). */
+export function onAwsS3(b: BucketConfig): boolean {
+  const s3 = b.s3;
+  return [s3, ...(s3.replicas ?? [])].every((r) => serviceKey(r.endpoint, r.region).startsWith("aws"));
+}
+
 /**
  * Whether two buckets' primaries are one S3 service reached with one identity (the endpoint as
  * storeKey reads it, the region, the keys): the destination's credentials then read the source as

@@ -8,6 +8,8 @@
  * clients take as "none". Any grant on the bucket will do, as for GetBucketLocation and GetBucketAcl.
  */
 import type { CorsConfig } from "../../config/cors.ts";
+import type { BucketConfig } from "../../config/schema.ts";
+import { onAwsS3 } from "../../config/writes.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import { s3Error, type S3ErrorCode } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
@@ -19,7 +21,7 @@ import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
  * S3's answer for a bucket without the setting. The proxy has no bucket policy (GetBucketPolicyStatus
  * is NoSuchBucketPolicy too, as on S3), tags, lifecycle rules, website, public access block, Object
  * Lock (writes with Object Lock settings are refused) or replication of its own, and sets no default
- * encryption (whether the store encrypts at rest is the store's, not promised here).
+ * encryption (see defaultEncryption).
  */
 const NOT_CONFIGURED: Partial<Record<BucketConfigRead, S3ErrorCode>> = {
   GetBucketPolicy: "NoSuchBucketPolicy",
@@ -57,9 +59,26 @@ export function renderCors(cors: CorsConfig): string {
   return doc("CORSConfiguration", "<CORSRule>" + rule + el("MaxAgeSeconds", String(cors.max_age)) + "</CORSRule>");
 }
 
+/**
+ * GetBucketEncryption's document, or undefined for S3's "not configured". Since January 2023 every
+ * AWS S3 bucket encrypts new objects with SSE-S3 at least, and GetBucketEncryption answers that rule
+ * (AES256) where it answered ServerSideEncryptionConfigurationNotFoundError before: so for a bucket
+ * whose every store is AWS S3 (a bucket set to SSE-KMS there says so in its objects' answers, which
+ * are relayed). Another store's encryption at rest is unknown here and nothing the proxy promises.
+ */
+export function defaultEncryption(cfg: BucketConfig): string | undefined {
+  if (!onAwsS3(cfg)) return undefined;
+  return doc("ServerSideEncryptionConfiguration", "<Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>AES256</SSEAlgorithm></ApplyServerSideEncryptionByDefault><BucketKeyEnabled>false</BucketKeyEnabled></Rule>");
+}
+
 export function bucketConfigOp(ctx: RequestContext, op: BucketConfigRead): Response {
   const bucket = ctx.bucket!;
   switch (op) {
+    case "GetBucketEncryption": {
+      const encryption = defaultEncryption(bucket.cfg);
+      if (encryption === undefined) break;
+      return xmlResponse(ctx, encryption);
+    }
     case "GetBucketCors":
       if (bucket.cfg.cors === undefined) break;
       return xmlResponse(ctx, renderCors(bucket.cfg.cors));
