@@ -509,6 +509,42 @@ describe("a streamed copy's write answered 200 with an <Error> body", () => {
   );
 });
 
+// A streamed part copy's CopyPartResult LastModified was the UploadPart answer's Date (S3 sends no
+// Last-Modified there): when the answer was sent, not the part's time, which ListParts then gave
+// otherwise. S3's is the copied part's time ("when the object was uploaded": the part, as MinIO and
+// moto answer it too).
+describe("a streamed part copy's LastModified", () => {
+  test(
+    "is the stored part's (ListParts), not the UploadPart answer's Date; an answer whose part is another's keeps the Date",
+    async () => {
+      const body = "part copied for its time";
+      await s3.put("far", "parts/lm-src.txt", body);
+      const create = await signedFetch(env, { method: "POST", path: "/up/parts/lm.bin", query: [["uploads", ""]], creds: COPIER });
+      const uploadId = /<UploadId>([^<]+)<\/UploadId>/.exec(await create.text())![1]!;
+      // (the part stored first with the same bytes: the faked answer below then describes it)
+      const put = await signedFetch(env, { method: "PUT", path: "/up/parts/lm.bin", query: [["partNumber", "1"], ["uploadId", uploadId]], body, creds: COPIER });
+      const etag = put.headers.get("etag")!;
+      const old = "Mon, 01 Jan 2001 00:00:00 GMT";
+      s3.faults.set("/up/parts/lm.bin", { kind: "reply", status: 200, body: "", method: "PUT", times: 1, headers: { etag, date: old } });
+      try {
+        const r = await signedFetch(env, { method: "PUT", path: "/up/parts/lm.bin", query: [["partNumber", "1"], ["uploadId", uploadId]], headers: { "x-amz-copy-source": "/far/parts/lm-src.txt" }, creds: COPIER });
+        const xml = await r.text();
+        expect(r.status).toBe(200);
+        const parts = await (await signedFetch(env, { method: "GET", path: "/up/parts/lm.bin", query: [["uploadId", uploadId]], creds: COPIER })).text();
+        const stored = /<Part>.*?<LastModified>([^<]+)<\/LastModified>/s.exec(parts)![1]!;
+        expect(/<LastModified>([^<]+)<\/LastModified>/.exec(xml)?.[1]).toBe(new Date(stored).toISOString());
+        // (a part whose ETag is not the answer's: not this copy's time, the answer's Date stays)
+        s3.faults.set("/up/parts/lm.bin", { kind: "reply", status: 200, body: "", method: "PUT", times: 1, headers: { etag: '"0123456789abcdef0123456789abcdef"', date: old } });
+        const other = await signedFetch(env, { method: "PUT", path: "/up/parts/lm.bin", query: [["partNumber", "1"], ["uploadId", uploadId]], headers: { "x-amz-copy-source": "/far/parts/lm-src.txt" }, creds: COPIER });
+        expect(/<LastModified>([^<]+)<\/LastModified>/.exec(await other.text())?.[1]).toBe(new Date(old).toISOString());
+      } finally {
+        s3.faults.clear();
+      }
+    },
+    T,
+  );
+});
+
 describe("UploadPartCopy when ListParts is refused (a key without s3:ListMultipartUploadParts)", () => {
   test(
     "the part is still copied (without a checksum of its own)",

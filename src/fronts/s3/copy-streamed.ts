@@ -411,9 +411,35 @@ export async function uploadPartCopyStreamed(ctx: RequestContext, src: ForeignSo
     const owner = requestHeaders(ctx).get(EXPECTED_OWNER);
     const headers = owner === null ? undefined : { [EXPECTED_OWNER]: owner };
     const res = await writing(ctx, read, (call) => uploadPart(up, { key, uploadId: part.uploadId, partNumber: part.partNumber, headers, ...b }, call));
-    return await resultOf(res, read, up.bucket);
+    const result = await resultOf(res, read, up.bucket);
+    await storedPartLastModified(ctx, up, part, result);
+    return result;
   } finally {
     release(read, body);
+  }
+}
+
+/**
+ * The part copy's LastModified as the destination stored the part (S3's CopyPartResult gives the
+ * part's time): an UploadPart's answer has no Last-Modified, and its Date is when the answer was
+ * sent. ListParts from just before the part tells, when it lists that part with the ETag the write
+ * answered; else (another part there, a store without ListParts or refusing it) the Date stays.
+ */
+async function storedPartLastModified(ctx: RequestContext, up: ReturnType<typeof writeUpstream>, part: { uploadId: string; partNumber: number }, result: StreamedResult): Promise<void> {
+  const at = result.fields.findIndex(([name]) => name === "LastModified");
+  const etag = result.fields.find(([name]) => name === "ETag")?.[1];
+  if (at < 0 || etag === undefined || endToEnd(result.res.headers, "last-modified") !== null) return;
+  try {
+    // (once: the part is stored, and this only refines its answer)
+    const res = await listParts(up, { key: ctx.key, uploadId: part.uploadId, maxParts: 1, partNumberMarker: part.partNumber - 1 }, { ...callOf(ctx), maxAttempts: 1 });
+    if (res.status !== 200) return void (await res.body?.cancel().catch(() => {}));
+    const doc = tryParse(await readUpstreamCapped(res, MAX_RESULT_BODY));
+    const listed = doc?.name === "ListPartsResult" ? childrenNamed(doc, "Part").find((p) => childText(p, "PartNumber")?.trim() === String(part.partNumber)) : undefined;
+    if (listed === undefined || childText(listed, "ETag")?.trim() !== etag.trim()) return;
+    const when = Date.parse(childText(listed, "LastModified") ?? "");
+    if (Number.isFinite(when)) result.fields[at] = ["LastModified", new Date(when).toISOString()];
+  } catch {
+    // (the part is stored: its answer keeps the write's Date)
   }
 }
 
