@@ -149,3 +149,32 @@ test("S3 front: a refused PostObject keeps the key's cached copies; a 5xx purges
   expect(await get(`/mirror/${key}`)).toEqual({ status: 200, cache: "HIT", body: "v1" });
   await purgedUnsure(key, () => postForm(key, "v2"), 204);
 });
+
+// (a copy between two proxy buckets of one store onto the same key is sent as the store's self-copy,
+// which rewrites the source's object too: its cached copies in every bucket of the store go)
+test("S3 front: a copy between two proxy buckets of one store onto the same key (the store rewrites the object) and a REPLACE self-copy: no cached copy is served after it", async () => {
+  const key = "s3/self-copy.txt";
+  await s3.put("rw", key, "same", { contentType: "text/x-old" });
+  await warm(key, "same");
+  const host = `127.0.0.1:${env.s3Port}`;
+  const signer = new S3Signer(CLIENT, "us-east-1");
+  const copy = (dest: string, source: string, extra: Record<string, string> = {}) => {
+    const headers = { "x-amz-copy-source": source, ...extra };
+    return fetch(`${env.s3Endpoint}${dest}`, { method: "PUT", headers: { ...signer.sign({ method: "PUT", host, path: dest, headers, payloadHash: "UNSIGNED-PAYLOAD" }), ...headers } });
+  };
+  const aliased = await copy(`/rw/${key}`, `/crw/${key}`);
+  expect([aliased.status, await aliased.text()]).toEqual([200, expect.stringContaining("<CopyObjectResult")]);
+  for (const path of [`/mirror/${key}`, `/crw/${key}`]) {
+    const r = await fetch(env.url(path), { headers: bearer() });
+    expect({ path, cache: r.headers.get("x-cache") }).toEqual({ path, cache: "MISS" });
+  }
+  // (cached again by the reads above)
+  expect(await get(`/mirror/${key}`)).toMatchObject({ cache: "HIT" });
+  const replaced = await copy(`/crw/${key}`, `/crw/${key}`, { "x-amz-metadata-directive": "REPLACE", "content-type": "text/x-new" });
+  expect(replaced.status).toBe(200);
+  await replaced.text();
+  for (const path of [`/mirror/${key}`, `/crw/${key}`]) {
+    const r = await fetch(env.url(path), { headers: bearer() });
+    expect({ path, cache: r.headers.get("x-cache"), type: r.headers.get("content-type") }).toEqual({ path, cache: "MISS", type: "text/x-new" });
+  }
+});
