@@ -175,7 +175,8 @@ function wantsNumberOrBoolean(issue: z.core.$ZodIssue): boolean {
 }
 
 function wanted(expected: string): string {
-  return expected === "object" ? "a mapping" : expected === "array" ? "a list" : expected === "int" ? "an integer" : `a ${expected}`;
+  // (zod calls a mapping of free keys, such as a credential's `buckets`, a "record")
+  return expected === "object" || expected === "record" ? "a mapping" : expected === "array" ? "a list" : expected === "int" ? "an integer" : `a ${expected}`;
 }
 
 /**
