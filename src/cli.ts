@@ -100,6 +100,8 @@ const CHILD_DRAIN_GRACE_MS = 5000;
 
 interface Args {
   config: string;
+  /** --config was given (else `config` is the default, ./config.yaml). */
+  configGiven?: boolean;
   check: boolean;
   healthcheck?: string;
 }
@@ -142,6 +144,7 @@ function parseArgs(argv: string[]): Args | { exit: number; out: string; err?: bo
       return usage(`unknown argument '${a}': to check a config and exit, use --check`);
     } else return { exit: 2, out: `error: unknown argument '${a}'\n\n${HELP}`, err: true };
   }
+  args.configGiven = configFlag !== undefined;
   if (configFlag !== undefined && mode !== undefined && mode !== "--check") return usage(`${mode} and --config cannot be combined`);
   // (one that fits the pattern and still does not parse, a port past 65535 or a bracket left open,
   // was thrown again by the failure's own description: a crash with a stack trace, exit 1)
@@ -249,13 +252,16 @@ function healthcheckFailure(url: string, err: unknown): string {
  * reload uses, so it validates by the very code path a SIGHUP takes (and proves, in the compiled
  * executable, that the worker entry is there).
  */
-async function load(path: string, offThread: boolean): Promise<{ config: Config; text: string } | number> {
+async function load(path: string, offThread: boolean, given = true): Promise<{ config: Config; text: string } | number> {
   try {
     return await (offThread ? loadConfigSourceOffThread(path) : loadConfigSource(path));
   } catch (err) {
     if (err instanceof ConfigError) {
       const more = err.more ? "; the checks across keys run once these are fixed" : "";
-      write(process.stderr, `invalid config (${err.issues.length} problem${err.issues.length === 1 ? "" : "s"}${more}):\n${err.message}\n`);
+      // (a first run with no arguments, in a folder without config.yaml: say that it is the default)
+      const byDefault = !given && err.issues.length === 1 && /^cannot read config.*: file not found$/.test(err.issues[0]!.message);
+      const hint = byDefault ? " (no --config was given, and ./config.yaml is the default: give --config PATH)" : "";
+      write(process.stderr, `invalid config (${err.issues.length} problem${err.issues.length === 1 ? "" : "s"}${more}):\n${err.message}${hint}\n`);
       return 1;
     }
     write(process.stderr, `cannot load config: ${(err as Error)?.message ?? err}\n`);
@@ -680,7 +686,7 @@ async function main(argv: string[]): Promise<number> {
   if (parsed.healthcheck) return healthcheck(parsed.healthcheck);
   // A worker process of a group never reads the config file: its primary sends what it validated.
   if (!parsed.check && workerIndex() !== undefined) return serveWorker();
-  const loaded = await load(parsed.config, parsed.check);
+  const loaded = await load(parsed.config, parsed.check, parsed.configGiven);
   if (typeof loaded === "number") return loaded;
   const { config } = loaded;
   if (!parsed.check && early.stop !== undefined) {

@@ -538,7 +538,7 @@ export async function readConfigText(path: string): Promise<string> {
     return decodeConfigText(buf.subarray(0, total), path);
   } catch (err) {
     if (err instanceof ConfigError) throw err;
-    throw fail(`cannot read config: ${readFailure(err)}`);
+    throw fail(`cannot read config${shownFull(path)}: ${readFailure(err)}`);
   } finally {
     await fh?.close().catch(() => {});
   }
@@ -570,7 +570,7 @@ export function readConfigTextSync(path: string): string {
     return decodeConfigText(buf.subarray(0, total), path);
   } catch (err) {
     if (err instanceof ConfigError) throw err;
-    throw fail(`cannot read config: ${readFailure(err)}`);
+    throw fail(`cannot read config${shownFull(path)}: ${readFailure(err)}`);
   } finally {
     if (fd !== undefined) {
       try {
@@ -624,6 +624,12 @@ function decodeConfigText(bytes: Uint8Array, path: string): string {
     const column = new TextDecoder().decode(bytes.subarray(lineStart, bad)).length + 1;
     throw fail("the config is not UTF-8 text: this line holds a byte sequence that is not UTF-8 (not shown: it may be part of a secret); save the file as UTF-8", line, column);
   }
+}
+
+/** A relative config path's absolute form, in parentheses (the folder it was looked for in: a service's working directory is not always the one expected), or "". */
+function shownFull(path: string): string {
+  const full = resolve(path);
+  return full === path ? "" : ` (${full})`;
 }
 
 function readFailure(err: unknown): string {

@@ -304,6 +304,15 @@ test("a missing config file exits 1 with 'file not found'", async () => {
   expect(r.stderr).toBe(`invalid config (1 problem):\n${p}: cannot read config: file not found\n`);
 });
 
+test("a missing config given by a relative path, or the default ./config.yaml, names the folder it was looked for in (and the default says it is one)", async () => {
+  const sub = join(dir, "no-config-here");
+  mkdirSync(sub, { recursive: true });
+  const [byDefault, relative, check] = await Promise.all([runCli([], { cwd: sub }), runCli(["--check", "--config", "my.yaml"], { cwd: sub }), runCli(["--check"], { cwd: sub })]);
+  expect([byDefault.code, byDefault.stderr]).toEqual([1, `invalid config (1 problem):\nconfig.yaml: cannot read config (${join(sub, "config.yaml")}): file not found (no --config was given, and ./config.yaml is the default: give --config PATH)\n`]);
+  expect([check.code, check.stderr]).toEqual([1, byDefault.stderr]);
+  expect([relative.code, relative.stderr]).toEqual([1, `invalid config (1 problem):\nmy.yaml: cannot read config (${join(sub, "my.yaml")}): file not found\n`]);
+});
+
 test("serving with a missing config file also exits 1", async () => {
   const r = await runCli(["--config", join(dir, "nope.yaml")]);
   expect(r.code).toBe(1);
