@@ -95,6 +95,9 @@ function valueAt(raw: unknown, path: readonly PropertyKey[]): unknown {
   return v;
 }
 
+/** A `...` key: the original README's examples abbreviate a section so (`s3: { bucket: team-a-bucket, ... }`). */
+const PLACEHOLDER_KEY = "'...' stands for the rest of this section in the original README's examples: write the section's keys in its place (see the configuration reference)";
+
 /** What a value is, in YAML's words (never the value itself: it may be a secret). */
 function kindOf(v: unknown): string {
   if (v === null) return "null";
@@ -382,7 +385,7 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
           const like = unseen || unknown.length > 100 ? undefined : likelyKey(k, keysAt(path));
           const places = unseen || like || unknown.length > 100 ? undefined : placesOf(k, path);
           const where = places ? ` (a key of another section: ${places.length > 1 ? `${places.slice(0, -1).join(", ")} or ${places.at(-1)}` : places[0]})` : "";
-          if (!hinted.has(formatPath([...path, k]))) found.push({ path: [...path, k], message: k === "" ? "an empty key (written '', ~ or null): remove it" : `unknown key '${shownKey(k)}'${unseen ? ` (it ${unseen})` : like ? ` (did you mean '${like}'?)` : where}` });
+          if (!hinted.has(formatPath([...path, k]))) found.push({ path: [...path, k], message: k === "" ? "an empty key (written '', ~ or null): remove it" : k === "..." || k === "\u2026" ? PLACEHOLDER_KEY : `unknown key '${shownKey(k)}'${unseen ? ` (it ${unseen})` : like ? ` (did you mean '${like}'?)` : where}` });
         }
         continue;
       }

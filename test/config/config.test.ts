@@ -816,6 +816,11 @@ describe("parseConfig", () => {
     for (const i of got) expect(i.message).toContain("is given as `name`");
   });
 
+  test("the original README's `s3: { bucket: team-a-bucket, ... }` says the '...' is a placeholder to fill in (it said only \"buckets[0].s3....: unknown key '...'\")", () => {
+    const got = issues(`buckets:\n  - name: team-a\n    path_prefix: /team-a\n    s3: { bucket: "team-a-bucket", ... }\n`);
+    expect(got).toEqual([{ path: "buckets[0].s3....", message: "'...' stands for the rest of this section in the original README's examples: write the section's keys in its place (see the configuration reference)", line: 4 }]);
+  });
+
   // The original's config.example.yaml offered these sections (its code never read them): a bare
   // "unknown key" left the user to guess which of our keys does the job.
   test("the original example's shutdown / limits / rate_limiting / circuit_breaker sections and https.min_tls_version name what to write instead", () => {
