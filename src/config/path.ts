@@ -30,3 +30,11 @@ export function shownKey(key: string): string {
 export function shownPath(path: readonly PathSegment[]): string {
   return formatPath(path.map((s) => (typeof s === "string" ? shownKey(s) : s)));
 }
+
+/**
+ * A file or folder path that starts with `~` (`~/cache`, `~me/key.pem`): only a shell expands it,
+ * and read as written it named a folder called "~" under the config's folder (which the disk
+ * cache then created). Refused by the path keys' schemas with TILDE_PATH_MESSAGE.
+ */
+export const TILDE_PATH = /^~[A-Za-z0-9._-]*(\/|$)/;
+export const TILDE_PATH_MESSAGE = "a leading ~ is not expanded here (a shell does that, not the config): write the full path, or ${HOME}/… (environment variables are substituted)";

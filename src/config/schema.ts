@@ -12,6 +12,7 @@ import { ReplicaSchema, resolveS3 } from "./replicas.ts";
 import { S3ApiSchema } from "./s3-api.ts";
 import { AuditSchema } from "./audit.ts";
 import { CorsSchema } from "./cors.ts";
+import { TILDE_PATH, TILDE_PATH_MESSAGE } from "./path.ts";
 import { TracingSchema } from "./tracing.ts";
 import { timerMs, timerMsOrZero, timerSeconds, timerSecondsInt, timerSecondsOrZero } from "./durations.ts";
 
@@ -19,6 +20,8 @@ const posInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
 const seconds = timerSeconds;
 const nonEmpty = z.string().min(1, "must not be empty");
+/** A file or folder path (relative ones against the config's folder): not empty, no leading ~. */
+const filePath = nonEmpty.refine((s) => !TILDE_PATH.test(s), TILDE_PATH_MESSAGE);
 
 export const ALGORITHMS = [
   "HS256", "HS384", "HS512",
@@ -54,7 +57,7 @@ export const JwtKeySchema = z.strictObject({
   id: nonEmpty,
   algorithm: z.enum(ALGORITHMS),
   secret: nonEmpty.optional(),
-  path: nonEmpty.optional(),
+  path: filePath.optional(),
 });
 
 export const JwtSchema = z.strictObject({
@@ -64,10 +67,10 @@ export const JwtSchema = z.strictObject({
   algorithms: z.array(z.enum(ALGORITHMS)).optional(),
   // (empty is refused when JWT is enabled, in validate.ts: with it off, `secret: ""` loads, as the original's configs write it)
   secret: z.string().optional(),
-  rsa_public_key_path: nonEmpty.optional(),
-  ecdsa_public_key_path: nonEmpty.optional(),
+  rsa_public_key_path: filePath.optional(),
+  ecdsa_public_key_path: filePath.optional(),
   /** PEM for PS* / EdDSA (or any asymmetric algorithm). */
-  public_key_path: nonEmpty.optional(),
+  public_key_path: filePath.optional(),
   jwks_url: urlKey().optional(),
   jwks_refresh_interval_secs: timerSecondsInt.default(300),
   keys: z.array(JwtKeySchema).default([]),
@@ -306,8 +309,8 @@ export const ServerSchema = z.strictObject({
   https: z
     .strictObject({
       enabled: z.boolean().default(true),
-      cert_path: nonEmpty,
-      key_path: nonEmpty,
+      cert_path: filePath,
+      key_path: filePath,
       /** TLS 1.2 cipher suites (OpenSSL syntax); default TLS_CIPHERS. TLS 1.3's are always on. */
       ciphers: nonEmpty.optional(),
     })
@@ -372,7 +375,7 @@ export const redisUrl = z.string().superRefine((v, ctx) => {
 export const DiskCacheSchema = z
   .strictObject({
     /** Directory of the disk layer (created when missing); relative to the config file's folder. */
-    path: nonEmpty,
+    path: filePath,
     max_disk_size_mb: z.number().positive().default(10240),
     /** Default 1024, or max_disk_size_mb when that is smaller (a 500 MiB disk layer needs no second setting). */
     max_item_size_mb: z.number().positive().optional(),

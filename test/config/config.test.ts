@@ -821,6 +821,19 @@ describe("parseConfig", () => {
     expect(got).toEqual([{ path: "buckets[0].s3....", message: "'...' stands for the rest of this section in the original README's examples: write the section's keys in its place (see the configuration reference)", line: 4 }]);
   });
 
+  test("a file or folder path starting with ~ is refused (it is not expanded: `path: ~/yata-cache` made a folder named '~' in the config's folder)", () => {
+    const got = issues(
+      `server:\n  https: { cert_path: ~/cert.pem, key_path: "~me/key.pem" }\ncache:\n  cache_layers: [memory, disk]\n  disk: { path: ~/yata-cache }\naudit: { enabled: true, path: "~" }\njwt: { enabled: true, algorithm: RS256, public_key_path: ~/jwt.pem, keys: [{ id: k, algorithm: RS256, path: ~/k.pem }] }\n${B}`,
+    );
+    const msg = "a leading ~ is not expanded here (a shell does that, not the config): write the full path, or ${HOME}/… (environment variables are substituted)";
+    expect(got.map((i) => `${i.path}: ${i.message}`)).toEqual(
+      ["server.https.cert_path", "server.https.key_path", "cache.disk.path", "audit.path", "jwt.public_key_path", "jwt.keys[0].path"].map((p) => `${p}: ${msg}`),
+    );
+    // (a name that merely starts with "~" inside a folder, or ${HOME}, is fine)
+    const ok = parseConfig(`cache:\n  cache_layers: [memory, disk]\n  disk: { path: "\${HOME}/yata-cache" }\naudit: { enabled: true, path: ./~audit.log }\n${B}`, { env: { HOME: "/home/me" } });
+    expect([ok.cache.disk?.path, ok.audit?.path]).toEqual(["/home/me/yata-cache", "./~audit.log"]);
+  });
+
   // The original's config.example.yaml offered these sections (its code never read them): a bare
   // "unknown key" left the user to guess which of our keys does the job.
   test("the original example's shutdown / limits / rate_limiting / circuit_breaker sections and https.min_tls_version name what to write instead", () => {
