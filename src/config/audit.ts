@@ -10,12 +10,12 @@
  * The whole section is restart-only (the App owns one open file for the process's life).
  */
 import { z } from "zod";
-import { TILDE_PATH, TILDE_PATH_MESSAGE } from "./path.ts";
+import { filePath } from "./path.ts";
 
 export const AuditSchema = z
   .strictObject({
     enabled: z.boolean().default(false),
-    path: z.string().min(1, "must not be empty").refine((s) => !TILDE_PATH.test(s), TILDE_PATH_MESSAGE).optional(),
+    path: filePath.optional(),
     /** Fractions are allowed (tests rotate at a few KiB); 1 TiB is far beyond any sane file. */
     max_size_mb: z.number().positive().max(1024 * 1024).default(100),
     max_files: z.number().int().min(1).max(1000).default(10),

@@ -1,3 +1,4 @@
+import { z } from "zod";
 import { ellipsized } from "../util/text.ts";
 
 /** YAML paths as config errors name them: `buckets[1].s3.region` ("" for the document root). */
@@ -32,9 +33,16 @@ export function shownPath(path: readonly PathSegment[]): string {
 }
 
 /**
- * A file or folder path that starts with `~` (`~/cache`, `~me/key.pem`): only a shell expands it,
- * and read as written it named a folder called "~" under the config's folder (which the disk
- * cache then created). Refused by the path keys' schemas with TILDE_PATH_MESSAGE.
+ * A file or folder path (relative ones against the config's folder): not empty, and not starting
+ * with `~` or a bare `$NAME`, which only a shell expands: read as written, `~/cache` or
+ * `$HOME/cache` named a folder called "~" or "$HOME" under the config's folder (which the disk
+ * cache then created).
  */
-export const TILDE_PATH = /^~[A-Za-z0-9._-]*(\/|$)/;
-export const TILDE_PATH_MESSAGE = "a leading ~ is not expanded here (a shell does that, not the config): write the full path, or ${HOME}/… (environment variables are substituted)";
+export const filePath = z
+  .string()
+  .min(1, "must not be empty")
+  .superRefine((s, ctx) => {
+    const bare = /^\$([A-Za-z_][A-Za-z0-9_]*)(\/|$)/.exec(s);
+    if (/^~[A-Za-z0-9._-]*(\/|$)/.test(s)) ctx.addIssue({ code: "custom", message: "a leading ~ is not expanded here (a shell does that, not the config): write the full path, or ${HOME}/… (environment variables are substituted)" });
+    else if (bare) ctx.addIssue({ code: "custom", message: `$${bare[1]} is not substituted (it looks like an environment variable: write \${${bare[1]}}, only that form is substituted)` });
+  });

@@ -12,7 +12,7 @@ import { ReplicaSchema, resolveS3 } from "./replicas.ts";
 import { S3ApiSchema } from "./s3-api.ts";
 import { AuditSchema } from "./audit.ts";
 import { CorsSchema } from "./cors.ts";
-import { TILDE_PATH, TILDE_PATH_MESSAGE } from "./path.ts";
+import { filePath } from "./path.ts";
 import { TracingSchema } from "./tracing.ts";
 import { timerMs, timerMsOrZero, timerSeconds, timerSecondsInt, timerSecondsOrZero } from "./durations.ts";
 
@@ -20,8 +20,6 @@ const posInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
 const seconds = timerSeconds;
 const nonEmpty = z.string().min(1, "must not be empty");
-/** A file or folder path (relative ones against the config's folder): not empty, no leading ~. */
-const filePath = nonEmpty.refine((s) => !TILDE_PATH.test(s), TILDE_PATH_MESSAGE);
 
 export const ALGORITHMS = [
   "HS256", "HS384", "HS512",

@@ -829,6 +829,10 @@ describe("parseConfig", () => {
     expect(got.map((i) => `${i.path}: ${i.message}`)).toEqual(
       ["server.https.cert_path", "server.https.key_path", "cache.disk.path", "audit.path", "jwt.public_key_path", "jwt.keys[0].path"].map((p) => `${p}: ${msg}`),
     );
+    // nor is $HOME (only ${HOME} is substituted: it made a folder named "$HOME")
+    expect(issues(`cache:\n  cache_layers: [memory, disk]\n  disk: { path: $HOME/yata-cache }\n${B}`).map((i) => `${i.path}: ${i.message}`)).toEqual([
+      "cache.disk.path: $HOME is not substituted (it looks like an environment variable: write ${HOME}, only that form is substituted)",
+    ]);
     // (a name that merely starts with "~" inside a folder, or ${HOME}, is fine)
     const ok = parseConfig(`cache:\n  cache_layers: [memory, disk]\n  disk: { path: "\${HOME}/yata-cache" }\naudit: { enabled: true, path: ./~audit.log }\n${B}`, { env: { HOME: "/home/me" } });
     expect([ok.cache.disk?.path, ok.audit?.path]).toEqual(["/home/me/yata-cache", "./~audit.log"]);
