@@ -450,7 +450,7 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
     throw report(found.map(toIssue));
   }
   if (semantic.issues.length > 0) throw report(semantic.issues.map(toIssue));
-  const notes = [...adopted.notes, ...otherAuthorizerKeys(raw), ...unexpandedTemplates(semantic.config), ...paddedSecrets(raw)];
+  const notes = [...adopted.notes, ...otherAuthorizerKeys(raw), ...unexpandedTemplates(raw), ...paddedSecrets(raw)];
   if (notes.length > 0) semantic.config.notes = notes;
   return semantic.config;
 }
@@ -460,16 +460,39 @@ const CREDENTIAL_KEYS = ["access_key", "secret_key", "session_token"] as const;
 /** `$VAR` without braces (only `${VAR}` is substituted here), or a Helm/Go template left in. */
 const TEMPLATE = /^\$[A-Za-z_][A-Za-z0-9_]*$|\{\{.*\}\}/;
 
-/** Notes for credentials that look like templates nobody expanded: they are sent to S3 as they are. */
-function unexpandedTemplates(cfg: Config): string[] {
-  const notes: string[] = [];
-  cfg.buckets.forEach((b, i) => {
-    for (const k of CREDENTIAL_KEYS) {
-      const v = b.s3[k];
-      if (typeof v === "string" && TEMPLATE.test(v)) notes.push(`buckets[${i}].s3.${k} looks like a template that was not expanded ($VAR or {{ }}): only \${VAR} is substituted here, so it is sent to S3 as written`);
-    }
+/**
+ * The secret-bearing values of the config as written (after ${VAR} substitution), with their
+ * paths: `s3` for the ones sent to S3 (a bucket's or replica's keys), `internal` for the STS
+ * session keys, which only this proxy (and its replicas) use on both ends.
+ */
+function secretValues(raw: unknown): Array<{ path: PathSegment[]; value: unknown; s3?: boolean; internal?: boolean }> {
+  const out: Array<{ path: PathSegment[]; value: unknown; s3?: boolean; internal?: boolean }> = [];
+  const obj = (v: unknown): Record<string, unknown> | undefined => (typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined);
+  const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+  const doc = obj(raw);
+  list(doc?.buckets).forEach((b, i) => {
+    const s3 = obj(obj(b)?.s3);
+    for (const k of CREDENTIAL_KEYS) out.push({ path: ["buckets", i, "s3", k], value: s3?.[k], s3: true });
+    list(s3?.replicas).forEach((r, j) => {
+      for (const k of CREDENTIAL_KEYS) out.push({ path: ["buckets", i, "s3", "replicas", j, k], value: obj(r)?.[k], s3: true });
+    });
   });
-  return notes;
+  const s3Api = obj(doc?.s3_api);
+  list(s3Api?.credentials).forEach((c, i) => out.push({ path: ["s3_api", "credentials", i, "secret_access_key"], value: obj(c)?.secret_access_key }));
+  const sts = obj(s3Api?.sts);
+  out.push({ path: ["s3_api", "sts", "session_key"], value: sts?.session_key, internal: true });
+  list(sts?.previous_session_keys).forEach((k, i) => out.push({ path: ["s3_api", "sts", "previous_session_keys", i], value: k, internal: true }));
+  const jwt = obj(doc?.jwt);
+  out.push({ path: ["jwt", "secret"], value: jwt?.secret });
+  list(jwt?.keys).forEach((k, i) => out.push({ path: ["jwt", "keys", i, "secret"], value: obj(k)?.secret }));
+  return out;
+}
+
+/** Notes for secrets that look like templates nobody expanded: they are used (sent to S3) as they are. Named, never shown. */
+function unexpandedTemplates(raw: unknown): string[] {
+  return secretValues(raw)
+    .filter((s) => typeof s.value === "string" && TEMPLATE.test(s.value))
+    .map((s) => `${formatPath(s.path)} looks like a template that was not expanded ($VAR or {{ }}): only \${VAR} is substituted here, so it is ${s.s3 ? "sent to S3" : "used"} as written`);
 }
 
 /**
@@ -478,26 +501,9 @@ function unexpandedTemplates(cfg: Config): string[] {
  * with nothing pointing at the whitespace. Named, never shown.
  */
 function paddedSecrets(raw: unknown): string[] {
-  const notes: string[] = [];
-  const at = (v: unknown, path: PathSegment[]): void => {
-    if (typeof v !== "string" || v === "" || v.trim() === v) return;
-    notes.push(`${formatPath(path)} ${/\s$/.test(v) ? "ends" : "starts"} with whitespace (the newline of a secret file?): it is used as written, whitespace included, so signatures or tokens made with the trimmed value are refused`);
-  };
-  const obj = (v: unknown): Record<string, unknown> | undefined => (typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined);
-  const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
-  const doc = obj(raw);
-  list(doc?.buckets).forEach((b, i) => {
-    const s3 = obj(obj(b)?.s3);
-    for (const k of CREDENTIAL_KEYS) at(s3?.[k], ["buckets", i, "s3", k]);
-    list(s3?.replicas).forEach((r, j) => {
-      for (const k of CREDENTIAL_KEYS) at(obj(r)?.[k], ["buckets", i, "s3", "replicas", j, k]);
-    });
-  });
-  list(obj(doc?.s3_api)?.credentials).forEach((c, i) => at(obj(c)?.secret_access_key, ["s3_api", "credentials", i, "secret_access_key"]));
-  const jwt = obj(doc?.jwt);
-  at(jwt?.secret, ["jwt", "secret"]);
-  list(jwt?.keys).forEach((k, i) => at(obj(k)?.secret, ["jwt", "keys", i, "secret"]));
-  return notes;
+  return secretValues(raw)
+    .filter((s): s is typeof s & { value: string } => !s.internal && typeof s.value === "string" && s.value !== "" && s.value.trim() !== s.value)
+    .map((s) => `${formatPath(s.path)} ${/\s$/.test(s.value) ? "ends" : "starts"} with whitespace (the newline of a secret file?): it is used as written, whitespace included, so signatures or tokens made with the trimmed value are refused`);
 }
 
 /** A deep copy of `raw` without the keys at `paths` (each the path of one key). */

@@ -1088,6 +1088,20 @@ describe("bucket names, regions and endpoints that would misbehave are refused w
       "buckets[0].s3.access_key looks like a template that was not expanded ($VAR or {{ }}): only ${VAR} is substituted here, so it is sent to S3 as written",
       "buckets[0].s3.secret_key looks like a template that was not expanded ($VAR or {{ }}): only ${VAR} is substituted here, so it is sent to S3 as written",
     ]);
+    // so are the other secrets (a replica's keys, the JWT and STS keys, an S3 front secret): `secret: $JWT_SECRET` loaded silently when the name was 32 characters or more, and every token was refused
+    const others = parseConfig(
+      `buckets:\n  - name: b\n    path_prefix: /b\n    s3:\n      replicas:\n        - { name: r1, bucket: bkt, endpoint: "http://127.0.0.1:9000", access_key: AKIAREPLICA, secret_key: $REPLICA_SECRET, priority: 1 }\n` +
+        `jwt: { enabled: true, secret: $YATAGARASU_JWT_SIGNING_SECRET_FROM_VAULT, keys: [{ id: k2, algorithm: HS256, secret: "{{ .Values.jwtKey2 }}-0123456789abcdef" }] }\n` +
+        `s3_api:\n  enabled: true\n  sts: { enabled: true, session_key: $STS_SESSION_KEY_FROM_THE_VAULT_0123 }\n  credentials: [{ access_key_id: AKIA1, secret_access_key: "{{ .Values.app1 }}", identity: app, buckets: { b: [read] } }]\n`,
+      { env: {} },
+    );
+    expect(others.notes).toEqual([
+      "buckets[0].s3.replicas[0].secret_key looks like a template that was not expanded ($VAR or {{ }}): only ${VAR} is substituted here, so it is sent to S3 as written",
+      "s3_api.credentials[0].secret_access_key looks like a template that was not expanded ($VAR or {{ }}): only ${VAR} is substituted here, so it is used as written",
+      "s3_api.sts.session_key looks like a template that was not expanded ($VAR or {{ }}): only ${VAR} is substituted here, so it is used as written",
+      "jwt.secret looks like a template that was not expanded ($VAR or {{ }}): only ${VAR} is substituted here, so it is used as written",
+      "jwt.keys[0].secret looks like a template that was not expanded ($VAR or {{ }}): only ${VAR} is substituted here, so it is used as written",
+    ]);
     // a secret with whitespace at an end (a secret file's newline) is named, never shown
     const padded = parseConfig(bucketYaml("b", `endpoint: "http://127.0.0.1:9000", access_key: " AKIAPADDED", secret_key: "padded-secret-value\\n"`), { env: {} });
     expect(padded.notes).toEqual([
