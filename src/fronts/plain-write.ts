@@ -14,10 +14,11 @@
  *
  * Uploads:
  * - Content-Length is required (411 without, also for chunked bodies: S3 needs the length before
- *   the first byte, and a chunked body's length is known only at its end). The body is streamed to
- *   the bucket's primary upstream with exactly that length, never buffered; a body that ends early
- *   or a client that disconnects cuts the upstream request before its last byte, so nothing is
- *   stored.
+ *   the first byte, and a chunked body's length is known only at its end). A body of at most
+ *   64 KiB is read whole and sent as bytes (retried after an upstream 5xx, as a GET is); a larger
+ *   one is streamed to the bucket's primary upstream with exactly that length, never buffered. A
+ *   body that ends early or a client that disconnects sends nothing, or cuts the upstream request
+ *   before its last byte: nothing is stored.
  * - At most server.security_limits.max_body_size bytes (default 10 MiB), and never more than S3's
  *   5 GiB single PUT: 413 EntityTooLarge, from the header, before any byte is read.
  * - What describes the object passes through (Content-Type, Content-MD5, x-amz-meta-*,
@@ -33,6 +34,8 @@
  * Redis, every other replica's layers) before it is answered.
  */
 import { framedRequestBody } from "../http/framed-body.ts";
+import { UNSIGNED_PAYLOAD } from "../s3/sigv4.ts";
+import { SMALL_BODY_BYTES } from "./s3/upload-body.ts";
 import { endToEnd } from "../http/headers.ts";
 import { describeRule, firstFailedRule, type Claims } from "../auth/rules.ts";
 import { ProxyError } from "../errors.ts";
@@ -104,6 +107,34 @@ async function writeError(res: Response, method: string): Promise<ProxyError> {
   return e;
 }
 
+/**
+ * A small body (at most SMALL_BODY_BYTES, as the S3 front's), read whole before anything goes
+ * upstream: sent as bytes, it is replayable (an upstream 5xx is retried, s3.retry) and goes over a
+ * pooled upstream connection, without a stream on either side. Streamed, it had one attempt (the
+ * upstream's 500 answered 502) and a fresh upstream connection per PUT.
+ */
+async function readWhole(ctx: RequestContext, length: number): Promise<Uint8Array> {
+  const req = ctx.req;
+  let bytes: Uint8Array | undefined;
+  // (the body arrives at its client's pace, as a streamed one does: server.request_timeout waits)
+  ctx.uploading = true;
+  try {
+    bytes = await req.bytes();
+  } catch (err) {
+    if (req.signal.aborted) throw err;
+  } finally {
+    ctx.uploading = false;
+  }
+  if (bytes === undefined || bytes.byteLength !== length) throw new ProxyError("BadRequest", { detail: "The request body ended before its Content-Length" });
+  return bytes;
+}
+
+/** A larger body, streamed to the upstream with its exact length (natively on Bun: framed-body.ts). */
+function streamedBody(req: Request, length: number): { body: Uint8Array } | { body: ReadableStream<Uint8Array>; contentLength: number } {
+  const source = framedRequestBody(req, length);
+  return source === null ? { body: new Uint8Array(0) } : { body: source, contentLength: length };
+}
+
 async function purge(ctx: RequestContext): Promise<void> {
   await purgeWritten(ctx, ctx.key);
 }
@@ -120,8 +151,7 @@ export async function servePut(ctx: RequestContext): Promise<Response> {
   if (req.headers.has("x-amz-tagging") && !(await mayAlso(ctx, "s3:PutObjectTagging")))
     throw new ProxyError("Forbidden", { detail: "The authorization policy denied setting the object's tags" });
   const length = uploadLength(ctx);
-  const source = length === 0 ? null : framedRequestBody(req, length);
-  const body = source === null ? { body: new Uint8Array(0) } : { body: source, contentLength: length };
+  const body = length <= SMALL_BODY_BYTES ? { body: length === 0 ? new Uint8Array(0) : await readWhole(ctx, length), payloadHash: UNSIGNED_PAYLOAD } : streamedBody(req, length);
   let res: Response;
   ctx.uploading = true;
   try {
