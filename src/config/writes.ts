@@ -57,7 +57,11 @@ function serviceKey(endpoint: string | undefined, region: string): string {
 /** Whether every store `b` reads (its primary and replicas) is AWS S3 (as serviceKey reads an endpoint, or none). */
 export function onAwsS3(b: BucketConfig): boolean {
   const s3 = b.s3;
-  return [s3, ...(s3.replicas ?? [])].every((r) => serviceKey(r.endpoint, r.region).startsWith("aws"));
+  // (the service key exactly: another store's is its host, which may begin with "aws" too)
+  return [s3, ...(s3.replicas ?? [])].every((r) => {
+    const service = serviceKey(r.endpoint, r.region);
+    return service === "aws" || service === "aws-cn";
+  });
 }
 
 /**

@@ -17,6 +17,9 @@ test("an AWS S3 bucket (no endpoint, or an amazonaws.com one, replicas too): S3'
   expect(defaultEncryption(bucket('endpoint: "https://s3.us-east-2.amazonaws.com", region: us-east-2'))).toBe(aes);
   expect(defaultEncryption(bucket('endpoint: "http://127.0.0.1:9000"'))).toBeUndefined();
   expect(defaultEncryption(bucket('endpoint: "https://minio.example.com"'))).toBeUndefined();
+  // (a host that merely begins with "aws" is not AWS S3)
+  expect(defaultEncryption(bucket('endpoint: "http://aws-minio.internal:9000"'))).toBeUndefined();
+  expect(defaultEncryption(bucket('endpoint: "https://awsstore.example.com"'))).toBeUndefined();
   expect(defaultEncryption(bucket('replicas: [{ name: a, bucket: bk, region: us-east-1 }, { name: r, bucket: bk2, region: eu-west-1 }]'))).toBe(aes);
   // (a replica elsewhere: what a read finds there is not promised encrypted)
   expect(defaultEncryption(bucket('replicas: [{ name: a, bucket: bk, region: us-east-1 }, { name: r, bucket: bk, endpoint: "http://10.0.0.1:9000", region: us-east-1 }]'))).toBeUndefined();
