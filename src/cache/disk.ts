@@ -764,11 +764,19 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     // (asked only once a file is found: a key's purge seldom finds one)
     let running: ((f: ScannedFile) => boolean) | undefined;
     const objects = join(this.dir, "objects");
-    // (folders only, never through a symbolic link put there: disk-scan.ts objectFolders)
-    const entries = await readdir(objects, { withFileTypes: true }).catch(() => []);
-    const subs = entries.filter((d) => d.isDirectory() && /^[0-9a-f]{2}$/.test(d.name) && (hash === undefined || hash.startsWith(d.name))).map((d) => d.name);
+    // (folders only, never through a symbolic link put there: disk-scan.ts objectFolders; a key's
+    // one folder looked at alone)
+    const subs =
+      hash !== undefined
+        ? (await lstat(join(objects, hash.slice(0, 2))).catch(() => undefined))?.isDirectory()
+          ? [hash.slice(0, 2)]
+          : []
+        : (await readdir(objects, { withFileTypes: true }).catch(() => [])).filter((d) => d.isDirectory() && /^[0-9a-f]{2}$/.test(d.name)).map((d) => d.name);
     for (const sub of subs) {
       for (const name of await readdir(join(objects, sub)).catch(() => [] as string[])) {
+        // (a stop does not wait out a whole folder's sweep, which reads every file's head: the files not
+        // reached yet keep the purged object, as every stranger's file did before sweeps)
+        if (this.closing) return;
         const h = hashOfName(name);
         if (h === undefined || (hash !== undefined && h !== hash)) continue;
         const file = join(objects, sub, name);
