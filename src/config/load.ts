@@ -141,6 +141,7 @@ function zodMessage(issue: z.core.$ZodIssue, raw: unknown, fromVar?: string): st
     if (byVar !== undefined) hint = byVar;
     else if (typeof v === "string" && (expected === "number" || expected === "int") && /^\s*-?\d+(\.\d+)?\s*$/.test(v)) hint = " (write it without quotes)";
     else if (typeof v === "string" && (expected === "number" || expected === "int") && v.includes("${")) hint = " (it still holds a ${...}: a ${NAME:-default} inside another one's default is not substituted; give the default as a plain value)";
+    else if (typeof v === "string" && (expected === "number" || expected === "int") && issue.path.at(-1) === "port") hint = " (a port number, 0-65535, without quotes)";
     else if (typeof v === "string" && (expected === "number" || expected === "int")) hint = " (a plain number: seconds, bytes or a count, no unit)";
     else if (typeof v === "string" && expected === "boolean") hint = " (write true or false, without quotes)";
     return `expected ${wanted(expected)}, got ${kindOf(v)}${hint}`;

@@ -212,6 +212,9 @@ describe("parseConfig", () => {
     const one = (yaml: string) => issues(yaml).map((i) => `${i.path}: ${i.message}`);
     expect(one(`server: { port: "8080" }\n${B}`)).toEqual(["server.port: expected a number, got a string (write it without quotes)"]);
     expect(one(`server: { request_timeout: 5s }\n${B}`)).toEqual(["server.request_timeout: expected a number, got a string (a plain number: seconds, bytes or a count, no unit)"]);
+    // a port is no count of seconds or bytes: `port: 8080x` was told "seconds, bytes or a count, no unit"
+    expect(one(`server: { port: 8080x }\n${B}`)).toEqual(["server.port: expected a number, got a string (a port number, 0-65535, without quotes)"]);
+    expect(one(`metrics: { port: 9090/tcp }\n${B}`)).toEqual(["metrics.port: expected a number, got a string (a port number, 0-65535, without quotes)"]);
     expect(one(`server: { port: 8080.5 }\n${B}`)).toEqual(["server.port: expected an integer, got a number with a fraction"]);
     expect(one(`server: { port: 1e400 }\n${B}`)).toEqual(["server.port: expected a number, got infinity (.inf, or a number too large to hold: YAML reads 1e400 as infinity)"]);
     expect(one(`server: { port: .inf }\n${B}`)).toEqual(["server.port: expected a number, got infinity (.inf, or a number too large to hold: YAML reads 1e400 as infinity)"]);
