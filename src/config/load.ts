@@ -504,7 +504,22 @@ function unexpandedTemplates(raw: unknown): string[] {
 function paddedSecrets(raw: unknown): string[] {
   return secretValues(raw)
     .filter((s): s is typeof s & { value: string } => !s.internal && typeof s.value === "string" && s.value !== "" && s.value.trim() !== s.value)
-    .map((s) => `${formatPath(s.path)} ${/\s$/.test(s.value) ? "ends" : "starts"} with whitespace (the newline of a secret file?): it is used as written, whitespace included, so signatures or tokens made with the trimmed value are refused`);
+    .map((s) => {
+      const v = s.value;
+      const lead = /^\s*/.exec(v)![0],
+        trail = v.trim() === "" ? "" : /\s*$/.exec(v)![0];
+      const ends = [lead && `starts with ${spaces(lead)}`, trail && `ends with ${spaces(trail)}`].filter(Boolean).join(" and ");
+      const guess = /\n$/.test(trail) ? " (the last line end of a secret file or of echo?)" : "";
+      return `${formatPath(s.path)} ${ends}${guess}: it is used as written, whitespace included, so signatures or tokens made with the trimmed value are refused`;
+    });
+}
+
+/** Whitespace at an end of a secret, in words ("a newline", "2 spaces"), never the secret. */
+function spaces(w: string): string {
+  const words: Record<string, string> = { "\n": "a newline", "\r\n": "a CR LF line end", " ": "a space", "\t": "a tab" };
+  if (words[w]) return words[w];
+  if (/^ +$/.test(w)) return `${w.length} spaces`;
+  return `${w.length} whitespace characters (${[...w].map((c) => `U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")}`).join(" ")})`;
 }
 
 /** A deep copy of `raw` without the keys at `paths` (each the path of one key). */

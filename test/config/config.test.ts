@@ -1107,11 +1107,18 @@ describe("bucket names, regions and endpoints that would misbehave are refused w
     ]);
     // a secret with whitespace at an end (a secret file's newline) is named, never shown
     const padded = parseConfig(bucketYaml("b", `endpoint: "http://127.0.0.1:9000", access_key: " AKIAPADDED", secret_key: "padded-secret-value\\n"`), { env: {} });
+    // (it says which end and what is there: a leading space was guessed to be a secret file's newline,
+    // and a value padded at both ends was said only to end with whitespace)
     expect(padded.notes).toEqual([
-      "buckets[0].s3.access_key starts with whitespace (the newline of a secret file?): it is used as written, whitespace included, so signatures or tokens made with the trimmed value are refused",
-      "buckets[0].s3.secret_key ends with whitespace (the newline of a secret file?): it is used as written, whitespace included, so signatures or tokens made with the trimmed value are refused",
+      "buckets[0].s3.access_key starts with a space: it is used as written, whitespace included, so signatures or tokens made with the trimmed value are refused",
+      "buckets[0].s3.secret_key ends with a newline (the last line end of a secret file or of echo?): it is used as written, whitespace included, so signatures or tokens made with the trimmed value are refused",
     ]);
     expect(JSON.stringify(padded.notes)).not.toContain("padded-secret-value");
+    const both = parseConfig(bucketYaml("b", `endpoint: "http://127.0.0.1:9000", access_key: "AKIAPADDED  ", secret_key: "\\tpadded-secret-value\\u00a0\\r\\n"`), { env: {} });
+    expect(both.notes).toEqual([
+      "buckets[0].s3.access_key ends with 2 spaces: it is used as written, whitespace included, so signatures or tokens made with the trimmed value are refused",
+      "buckets[0].s3.secret_key starts with a tab and ends with 3 whitespace characters (U+00A0 U+000D U+000A) (the last line end of a secret file or of echo?): it is used as written, whitespace included, so signatures or tokens made with the trimmed value are refused",
+    ]);
     expect(issues(`server: { address: "999.1.1.1" }\n${B}`).map((i) => `${i.path}: ${i.message}`)).toEqual(["server.address: '999.1.1.1' is not an IPv4 address (each part 0-255)"]);
     // A part with a leading zero is octal to the system's resolver: "127.0.0.010" passed as 127.0.0.10
     // and the listener was bound to 127.0.0.8 (metrics' and the S3 API's too).
