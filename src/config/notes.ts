@@ -286,6 +286,24 @@ export function uppercaseVirtualHostNote(config: Config): string | undefined {
 }
 
 /**
+ * Bucket names under 3 characters: S3's rule is 3 to 63 (255 for a legacy us-east-1 name, still at
+ * least 3), so AWS S3 and most S3 stores have no such bucket, and SDKs that check names before
+ * sending (the AWS SDK for Java, minio-go) refuse one. An upstream bucket (some stores, s3rver, accept
+ * them) and, with s3_api on, a bucket's name as S3 clients address it. Named by path. Undefined when none.
+ */
+export function shortBucketNameNote(config: Config): string | undefined {
+  const found: string[] = [];
+  const short = (name: string) => [...name].length < 3;
+  config.buckets.forEach((b, i) => {
+    if (config.s3_api?.enabled && short(b.name)) found.push(`buckets[${i}].name (the S3 API's bucket name)`);
+    if (b.s3.replicas) b.s3.replicas.forEach((r, j) => short(r.bucket) && found.push(`buckets[${i}].s3.replicas[${j}].bucket`));
+    else if (short(b.s3.bucket)) found.push(`buckets[${i}].s3.bucket`);
+  });
+  if (found.length === 0) return undefined;
+  return `bucket names under 3 characters (${found.join(", ")}): S3 bucket names are 3 to 63 characters, so AWS S3 and most S3 stores have no such bucket, and S3 clients that check names (the AWS SDK for Java, minio-go) refuse it before sending: rename them to 3 or more characters`;
+}
+
+/**
  * Claim-rule values holding a character no one can see (a zero width space, a bidi control, a
  * no-break space; see unseenCharacter): valid (an issuer's values may hold a zero width joiner or
  * non-joiner, as Persian names do), but one pasted by mistake makes the rule match no token, and

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../../src/config/load.ts";
-import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, readOnlyWriteGrantNote, tlsChainNote, tlsValidityNote, tlsWeakKeyNote, renewalNameNote, renewalRefusal, trustedProxiesNote, uppercaseVirtualHostNote, userContentNote, userContentUnsandboxedNote } from "../../src/config/notes.ts";
+import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, readOnlyWriteGrantNote, shortBucketNameNote, tlsChainNote, tlsValidityNote, tlsWeakKeyNote, renewalNameNote, renewalRefusal, trustedProxiesNote, uppercaseVirtualHostNote, userContentNote, userContentUnsandboxedNote } from "../../src/config/notes.ts";
 import { isSandboxed, userContentReaders } from "../../src/config/writes.ts";
 
 const B = `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\n`;
@@ -242,4 +242,19 @@ test("buckets with uppercase letters in their name are named when s3_api.domain 
     "bucket names with uppercase letters (MyBucket): the S3 API reads a host name in lowercase (as S3 does), so these buckets are reached path-style only, not as <bucket>.s3.example.com",
   );
   expect([uppercaseVirtualHostNote(cfg("", "MyBucket")), uppercaseVirtualHostNote(cfg("  domain: s3.example.com\n", "mybucket"))]).toEqual([undefined, undefined]);
+});
+
+// S3 bucket names are 3 to 63 characters (a legacy us-east-1 name up to 255, never under 3): a 2-character
+// upstream bucket or S3-front bucket name was accepted without a word, and AWS S3 has no such bucket.
+test("bucket names under 3 characters are named: an upstream bucket, a replica's, and a bucket's name when s3_api is on", () => {
+  const cfg = (s3api: string, name: string, s3: string) =>
+    parseConfig(`${s3api}buckets:\n  - name: ${name}\n    path_prefix: /b\n    s3: ${s3}\n  - { name: other, path_prefix: /o, s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" } }\n`, { env: {} });
+  const up = `{ bucket: up, endpoint: "http://127.0.0.1:9000" }`;
+  const replicas = `{ replicas: [{ name: r1, bucket: rep, endpoint: "http://127.0.0.1:9000" }, { name: r2, bucket: r2, endpoint: "http://127.0.0.1:9001", priority: 2 }] }`;
+  expect(shortBucketNameNote(cfg("s3_api: { enabled: true }\n", "ab", up))).toBe(
+    "bucket names under 3 characters (buckets[0].name (the S3 API's bucket name), buckets[0].s3.bucket): S3 bucket names are 3 to 63 characters, so AWS S3 and most S3 stores have no such bucket, and S3 clients that check names (the AWS SDK for Java, minio-go) refuse it before sending: rename them to 3 or more characters",
+  );
+  expect(shortBucketNameNote(cfg("", "ab", replicas))).toContain("(buckets[0].s3.replicas[1].bucket)");
+  expect(shortBucketNameNote(cfg("", "ab", `{ bucket: bkt, endpoint: "http://127.0.0.1:9000" }`))).toBeUndefined();
+  expect(shortBucketNameNote(cfg("s3_api: { enabled: true }\n", "abc", `{ bucket: bkt, endpoint: "http://127.0.0.1:9000" }`))).toBeUndefined();
 });
