@@ -647,9 +647,11 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     process.on("SIGINT", () => void shutdown("SIGINT"));
     // (nginx's graceful stop: drained like SIGTERM, not a core dump)
     process.on("SIGQUIT", () => void shutdown("SIGQUIT"));
-    // Every process of a group reloads to the same generation: SIGHUP to a child asks the primary.
+    // Every process of a group reloads to the same generation: SIGHUP to a child asks the primary
+    // (one sent to the whole group, reaching every process, is one reload).
     early.release();
-    process.on("SIGHUP", () => void (reloadAll() ?? app.reload()));
+    const hup = (): Promise<ReloadResult> => (workerIndex() !== undefined ? askPrimaryToReloadAll(() => app.runtime.generation, true) : children?.hup(0)) ?? app.reload();
+    process.on("SIGHUP", () => void hup());
     if (early.stop !== undefined) void shutdown(early.stop);
     else if (early.hup) void (reloadAll() ?? app.reload());
     // A child whose primary is gone (killed with SIGKILL, crashed) drains and exits instead of lingering on the port.

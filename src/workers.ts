@@ -259,6 +259,9 @@ export interface ReloadResult {
  */
 export const RELOAD_WAIT_MS = 10_000;
 
+/** How far apart the SIGHUPs of one signal to the whole group may reach its processes (Children.hup). */
+const HUP_GROUP_MS = 1000;
+
 let reloadAsks = 0;
 const pendingReloads = new Map<number, (r: ReloadResult) => void>();
 
@@ -266,9 +269,10 @@ const pendingReloads = new Map<number, (r: ReloadResult) => void>();
  * In a child: asks the primary to reload every process (SIGHUP or the admin API on this child)
  * and resolves with the primary's answer once it has arrived: the primary answers once every
  * child (this one included) has reported its outcome, so the answer says where this child stands
- * too. In a single process or the primary: undefined (nobody to ask).
+ * too. In a single process or the primary: undefined (nobody to ask). `hup`: asked by a SIGHUP
+ * (the primary counts one sent to the whole group once, see Children.hup).
  */
-export function askPrimaryToReloadAll(ownGeneration: () => number): Promise<ReloadResult> | undefined {
+export function askPrimaryToReloadAll(ownGeneration: () => number, hup = false): Promise<ReloadResult> | undefined {
   if (!process.send || !process.connected) return undefined;
   const id = ++reloadAsks;
   return new Promise<ReloadResult>((resolve) => {
@@ -282,7 +286,7 @@ export function askPrimaryToReloadAll(ownGeneration: () => number): Promise<Relo
     pendingReloads.set(id, answer);
     process.on("disconnect", gone);
     try {
-      process.send!({ type: "reload-all", id });
+      process.send!(hup ? { type: "reload-all", id, hup } : { type: "reload-all", id });
     } catch {
       gone();
     }
@@ -347,6 +351,13 @@ export interface Children {
    * after the reload wait (RELOAD_WAIT_MS): `workers` says where each stands.
    */
   reloadAll(): Promise<ReloadResult>;
+  /**
+   * A SIGHUP received by process `from` (0: the primary): one sent to the whole group (`kill -HUP
+   * -<pgid>`, `systemctl kill -s HUP`, a terminal's hangup) reaches every process at once, and is
+   * one reload, not one per process: a SIGHUP of a process that has not had one within
+   * HUP_GROUP_MS of the latest SIGHUP's reload joins that reload.
+   */
+  hup(from: number): Promise<ReloadResult>;
   /** Cuts every child's drain short (a second signal to the primary). */
   cut(): void;
   /**
@@ -537,6 +548,18 @@ export function startChildren(opts: {
     return { ok: false, partial: true, generation: r.generation, error, workers };
   };
 
+  /** The latest SIGHUP's reload: when it started, the processes whose SIGHUP it is. */
+  let lastHup: { at: number; from: Set<number>; result: Promise<ReloadResult> } | undefined;
+  const hup = (from: number): Promise<ReloadResult> => {
+    const now = performance.now();
+    if (lastHup !== undefined && now - lastHup.at < HUP_GROUP_MS && !lastHup.from.has(from)) {
+      lastHup.from.add(from);
+      return lastHup.result;
+    }
+    lastHup = { at: now, from: new Set([from]), result: reloadAll() };
+    return lastHup.result;
+  };
+
   const spawn = (i: number, first = false) => {
     lastStart[i] = performance.now();
     let child: Subprocess;
@@ -567,7 +590,7 @@ export function startChildren(opts: {
       env: { ...process.env, YATAGARASU_WORKER: String(i), YATAGARASU_PORT: String(port), YATAGARASU_WORKERS: String(n), ...(redisWaited ? { [START_WAITED_ENV]: "1" } : undefined) },
       stdio: ["ignore", "inherit", "inherit"],
       ipc(message) {
-        const m = message as { type?: string; snapshot?: Snapshot; id?: number } | null;
+        const m = message as { type?: string; snapshot?: Snapshot; id?: number; hup?: boolean } | null;
         // A late answer from a child that has exited is not its replacement's (and is retired already).
         if (m?.type === "metrics" && m.snapshot && !exited) {
           last = m.snapshot;
@@ -600,7 +623,7 @@ export function startChildren(opts: {
           else void Promise.all([opts.applyPurge(inv).catch(() => undefined), broadcastPurge(inv, i)]).then(answer);
         }
         if (m?.type === "reload-all") {
-          void reloadAll().then((result) => {
+          void (m.hup === true ? hup(i) : reloadAll()).then((result) => {
             if (children[i] === child) tell(child, { type: "reload-result", id: m.id, result });
           });
         }
@@ -679,6 +702,7 @@ export function startChildren(opts: {
       return renderMerged([opts.own(), ...live, retired], seenTotals);
     },
     reloadAll,
+    hup,
     broadcastPurge,
     cut() {
       for (const c of children) if (c) tell(c, { type: "shutdown", cut: true }, "SIGTERM");
