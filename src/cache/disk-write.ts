@@ -105,8 +105,10 @@ export class DiskWrite implements LayerWriter {
     try {
       for await (const chunk of body.stream()) await this.write(chunk as Uint8Array);
     } catch (err) {
-      // (the Blob's own read failed, a file-backed body's file gone: the write ends, as a chunk's failure ends it)
-      if (!this.finished) this.target.failed(err, "write", this);
+      // (the Blob's own read failed: the write ends, as a chunk's failure ends it; a file-backed
+      // body's file gone, a revalidation's copy of a file purged meanwhile, here or by another
+      // process on a shared folder, is no disk error)
+      if (!this.finished && (err as { code?: string }).code !== "ENOENT") this.target.failed(err, "write", this);
       await this.abort();
       throw err;
     }

@@ -923,7 +923,9 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       }
     } catch (err) {
       if (this.lru.peek(e.key) === e) this.remove(e, true);
-      this.failed(err, "refresh");
+      // (gone: deleted meanwhile, by a purge here or by another process on a shared folder; a
+      // miss, no error, as a hit's check finds it)
+      if ((err as { code?: string }).code !== "ENOENT") this.failed(err, "refresh");
       return;
     } finally {
       e.refreshing--;

@@ -1282,6 +1282,25 @@ describe("revalidation", () => {
     expect(files(d.dir)).toHaveLength(1);
   });
 
+  test("a revalidation whose file is deleted just before it is rewritten or copied (a purge of the key, here or by another process on a shared folder) is a miss, no disk error: it counted one and logged `disk cache error` refresh (or write) ENOENT, which the YatagarasuDiskCacheFailing alert counts", async () => {
+    const warnings: string[] = [];
+    const log = { info() {}, warn: (msg: string) => warnings.push(msg), error() {}, debug() {} } as never;
+    const d = new DiskLayer({ dir: freshDir(), maxBytes: 64 << 20, maxItemBytes: 16 << 20, log });
+    await d.ready;
+    for (const newHeaders of [{}, { "cache-control": "max-age=5" }] as Record<string, string>[]) {
+      await d.put(obj("b/k", 5000));
+      const f = files(d.dir)[0]!;
+      const found = (await d.get("b/k"))!;
+      // same body: its times rewritten in place, or (new headers) copied from its file
+      const revalidation = d.put({ ...found, headers: { ...found.headers, ...newHeaders }, storedAt: NOW + 100_000, expiresAt: NOW + 200_000, source: undefined });
+      rmSync(f); // deleted as the revalidation starts (before its file is opened)
+      await revalidation;
+      expect(await d.get("b/k")).toBeUndefined();
+      expect(files(d.dir)).toEqual([]);
+    }
+    expect({ errors: d.errors(), warnings }).toEqual({ errors: 0, warnings: [] });
+  });
+
   test("same body, new headers: a new version copied from the old file", async () => {
     const d = await open(freshDir());
     await d.put(obj("b/k", 5000));
