@@ -19,7 +19,7 @@ export function worthAskingWhy(err: unknown, connected: boolean, url: string): b
   return (err as { code?: string } | undefined)?.code === "ERR_REDIS_CONNECTION_CLOSED" || (!connected && url.startsWith("rediss:"));
 }
 
-/** "authentication failed (...)" / "authentication required (...)" / "TLS: ... not trusted (...)" / "connection refused (...)" / Redis's own refusal (of the connection, or of the URL's database), or undefined when Redis refused nothing (or could not be asked within timeoutMs). */
+/** "authentication failed (...)" / "authentication required (...)" / "TLS: ... not trusted (...)" / "connection refused (...)" / "no answer within N ms" (a server that took the connection and said nothing: a Redis stalled or slower than the timeout, which Bun's client reported as a closed connection) / Redis's own refusal (of the connection, or of the URL's database), or undefined when Redis refused nothing. */
 export async function redisAuthFailure(url: string, timeoutMs: number): Promise<string | undefined> {
   let u: URL;
   try {
@@ -53,6 +53,7 @@ export async function redisAuthFailure(url: string, timeoutMs: number): Promise<
     // (expired, not yet valid...: trusted, refused for another reason; the code names it)
     return hint !== "" ? `TLS: the Redis server's certificate is not trusted (${code}${hint})` : `TLS: the Redis server's certificate was refused (${code})`;
   }
+  if (line === NO_ANSWER) return `no answer within ${timeoutMs} ms`;
   if (line === NO_HANDSHAKE) return "TLS: the server took the connection but completed no TLS handshake (a Redis server without TLS is addressed with redis://, not rediss://)";
   if (line.startsWith("-WRONGPASS") || /^-ERR invalid (password|username-password pair)/i.test(line)) return "authentication failed (wrong user name or password in the Redis URL)";
   if (line.startsWith("-NOAUTH")) return "authentication required (the Redis URL gives no password)";
@@ -69,6 +70,9 @@ const UNTRUSTED = "\0untrusted:";
 
 /** firstLine's answer when a TLS connection was opened but its handshake never completed (a plain-text server waits for a line, or closes). */
 const NO_HANDSHAKE = "\0no-handshake";
+
+/** firstLine's answer when the connection was opened (its handshake done) but no whole reply line came within the timeout. */
+const NO_ANSWER = "\0no-answer";
 
 /** The first `lines` reply lines, joined by CRLF (the first alone when fewer came). */
 function firstLine(hostname: string, port: number, tls: boolean, payload: string, timeoutMs: number, lines = 1): Promise<string | undefined> {
@@ -89,7 +93,7 @@ function firstLine(hostname: string, port: number, tls: boolean, payload: string
       resolve(v);
     };
     const unreachable = (err: unknown) => finish(UNREACHABLE + ((err as { code?: string } | undefined)?.code ?? ""));
-    const timer = setTimeout(() => finish(unshaken()), timeoutMs);
+    const timer = setTimeout(() => finish(unshaken() ?? answered() ?? (opened ? NO_ANSWER : undefined)), timeoutMs);
     Bun.connect({
       hostname,
       port,

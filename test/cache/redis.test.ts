@@ -522,6 +522,15 @@ describe("failure is not an outage", () => {
       await downOnce(url, reason, "Some-pw", 1000);
   });
 
+  test("a server that takes the connection and never answers (a Redis stalled or slower than connect_timeout_ms): down, and the reason says no answer came in time, not a closed connection (ERR_REDIS_CONNECTION_CLOSED, which Redis never did)", async () => {
+    const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    try {
+      await downOnce(`redis://:Some-pw-9@127.0.0.1:${silent.port}`, "connect: no answer within 300 ms", "Some-pw", 300);
+    } finally {
+      silent.stop(true);
+    }
+  });
+
   test("a Redis user without a command the layer needs (an ACL without SUBSCRIBE): down, and the reason is Redis's own refusal, not a bare error code", async () => {
     await using own = await startRedis();
     const admin = new RedisClient(own.url);
