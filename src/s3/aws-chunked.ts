@@ -22,7 +22,7 @@ import { pipeStage, SOURCE_IDLE_MS, type Piped, type SlowSource } from "./aws-ch
 import type { ByteBudget } from "../limits/byte-budget.ts";
 
 export { PayloadError, isPayloadError, type PayloadErrorCode, type PayloadErrorReason } from "./aws-chunked/errors.ts";
-export type { ChunkSigningContext } from "./aws-chunked/decoder.ts";
+export { maxAwsChunkedLength, type ChunkSigningContext } from "./aws-chunked/decoder.ts";
 export {
   encodeAwsChunkedUnsignedTrailer,
   awsChunkedEncodedLength,
@@ -81,6 +81,54 @@ function invalid(message: string): PayloadError {
 }
 
 export function decodeAwsChunked(source: ReadableStream<Uint8Array>, opts: DecodeOptions): DecodedBody {
+  const { decoder, verifier, trailerAlgorithm } = newDecoder(opts);
+  const piped = pipeStage(source, decoder, { total: opts.decodedContentLength }, SOURCE_IDLE_MS, opts.slow);
+  return {
+    ...piped,
+    trailerChecksum: () => (trailerAlgorithm ? verifier.computed(trailerAlgorithm) : undefined),
+  };
+}
+
+export interface DecodedBytes {
+  /** The payload: x-amz-decoded-content-length bytes, every check passed. */
+  payload: Uint8Array;
+  /** The trailer's checksum header and value (the client's, checked against the payload), when there is a trailer. */
+  trailer?: { name: string; value: string };
+}
+
+/**
+ * A decoder of a whole aws-chunked body (read into memory), with the same checks as
+ * decodeAwsChunked (every chunk signature, the trailer signature and checksum, the decoded length):
+ * the returned function, called once, gives the payload or throws the PayloadError of the first
+ * failure. Impossible headers throw here, before the body is read. Any body the stream decoder
+ * accepts is at most maxAwsChunkedLength(decodedContentLength, minChunkSize) bytes long.
+ */
+export function awsChunkedBytesDecoder(opts: DecodeOptions): (body: Uint8Array) => DecodedBytes {
+  const { decoder, verifier, trailerAlgorithm, trailerHeader } = newDecoder(opts);
+  return (body) => {
+    const out: Uint8Array[] = [];
+    try {
+      decoder.feed(body, out);
+      decoder.end(out);
+    } finally {
+      decoder.dispose();
+    }
+    let payload: Uint8Array;
+    if (out.length === 1) payload = out[0]!;
+    else {
+      payload = new Uint8Array(opts.decodedContentLength);
+      let at = 0;
+      for (const p of out) {
+        payload.set(p, at);
+        at += p.byteLength;
+      }
+    }
+    return { payload, trailer: trailerAlgorithm === undefined ? undefined : { name: trailerHeader!, value: verifier.computed(trailerAlgorithm)! } };
+  };
+}
+
+/** The decoder and verifier of `opts` (throws a PayloadError for impossible headers). */
+function newDecoder(opts: DecodeOptions) {
   if (!isStreamingMode(opts.mode)) throw invalid("Unsupported x-amz-content-sha256 streaming mode.");
   const signed = opts.mode !== "STREAMING-UNSIGNED-PAYLOAD-TRAILER";
   const trailers = opts.mode !== "STREAMING-AWS4-HMAC-SHA256-PAYLOAD";
@@ -110,9 +158,5 @@ export function decodeAwsChunked(source: ReadableStream<Uint8Array>, opts: Decod
     minChunkSize: opts.minChunkSize ?? 0,
     budget: opts.budget,
   });
-  const piped = pipeStage(source, decoder, { total }, SOURCE_IDLE_MS, opts.slow);
-  return {
-    ...piped,
-    trailerChecksum: () => (trailerAlgorithm ? verifier.computed(trailerAlgorithm) : undefined),
-  };
+  return { decoder, verifier, trailerAlgorithm, trailerHeader };
 }

@@ -12,12 +12,14 @@ import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { canonicalHeaders, canonicalRequest, deriveSigningKey, signature, stringToSign } from "../../src/s3/sigv4.ts";
 import {
   PayloadError,
+  awsChunkedBytesDecoder,
   buildAwsChunkedBody,
   decodeAwsChunked,
+  maxAwsChunkedLength,
   type ChunkSigningContext,
   type DecodeOptions,
 } from "../../src/s3/aws-chunked.ts";
-import { checksumHeaderName, type ChecksumAlgorithm } from "../../src/s3/checksum.ts";
+import { checksumBase64, checksumHeaderName, type ChecksumAlgorithm } from "../../src/s3/checksum.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -347,5 +349,47 @@ describe("a body from the real @aws-sdk/client-s3 (default checksums, streamed b
     tampered[100] ^= 1;
     const bad = await decode(tampered, { mode: "STREAMING-UNSIGNED-PAYLOAD-TRAILER", decodedContentLength: payload.length, trailer: h.get("x-amz-trailer") });
     expect((bad.error as PayloadError).code).toBe("BadDigest");
+  });
+});
+
+describe("a whole body decoded at once (awsChunkedBytesDecoder, a small upload read whole)", () => {
+  const whole = (body: Uint8Array, opts: DecodeOptions) => {
+    try {
+      return awsChunkedBytesDecoder(opts)(body);
+    } catch (e) {
+      return e;
+    }
+  };
+
+  test("the documented bodies: the payload, and the trailer's checksum as it was checked", () => {
+    const signed = whole(DOC_BODY, SIGNED) as { payload: Uint8Array; trailer?: unknown };
+    expect(Buffer.from(signed.payload).equals(Buffer.from(PAYLOAD))).toBe(true);
+    expect(signed.trailer).toBeUndefined();
+    const trailer = whole(DOC_TRAILER_BODY, SIGNED_TRAILER) as { payload: Uint8Array; trailer?: unknown };
+    expect(Buffer.from(trailer.payload).equals(Buffer.from(PAYLOAD))).toBe(true);
+    expect(trailer.trailer).toEqual({ name: "x-amz-checksum-crc32c", value: DOC_TRAILER.crc32c });
+  });
+
+  test("what fails the stream decoder fails it too: a changed data byte, a changed trailer signature, a cut body", () => {
+    const data = DOC_BODY.slice();
+    data[data.length - 200] = 0x62;
+    expect((whole(data, SIGNED) as PayloadError).code).toBe("SignatureDoesNotMatch");
+    const sig = latin1(Buffer.from(DOC_TRAILER_BODY).toString("latin1").replace(DOC_TRAILER.trailer, DOC_TRAILER.trailer.slice(0, 63) + "0"));
+    expect((whole(sig, SIGNED_TRAILER) as PayloadError).code).toBe("SignatureDoesNotMatch");
+    expect((whole(DOC_TRAILER_BODY.subarray(0, DOC_TRAILER_BODY.length - 2), SIGNED_TRAILER) as PayloadError).code).toBe("IncompleteBody");
+  });
+
+  test("maxAwsChunkedLength bounds the longest framing the decoder takes (8 KiB chunks, signed, a trailer, padded size lines)", () => {
+    const payload = A(65536);
+    const built = buildAwsChunkedBody(payload, { signing: ctx(DOC.seed), chunkSize: 8192, trailers: [["x-amz-checksum-crc32", "AAAAAA=="]] });
+    expect(built.body.byteLength).toBeLessThanOrEqual(maxAwsChunkedLength(65536, 8192));
+    // size lines of 16 hex digits (leading zeros), as the decoder takes them
+    const lines: Uint8Array[] = [];
+    for (let i = 0; i < 8; i++) lines.push(latin1(`${(8192).toString(16).padStart(16, "0")}\r\n`), A(8192), latin1("\r\n"));
+    lines.push(latin1(`${"0".repeat(16)}\r\nx-amz-checksum-crc32:${checksumBase64("CRC32", payload)}\r\n\r\n`));
+    const padded = cat(...lines);
+    const r = whole(padded, { mode: "STREAMING-UNSIGNED-PAYLOAD-TRAILER", decodedContentLength: 65536, minChunkSize: 8192, trailer: "x-amz-checksum-crc32" });
+    expect(r).not.toBeInstanceOf(PayloadError);
+    expect(padded.byteLength).toBeLessThanOrEqual(maxAwsChunkedLength(65536, 8192));
   });
 });

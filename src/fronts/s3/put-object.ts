@@ -4,7 +4,7 @@
  * the upstream gave them). Limits, checked before a byte is read: a single PUT and a part are at
  * most 5 GiB (EntityTooLarge); a part number is 1..10000 (InvalidArgument). The 5 MiB minimum of
  * every part but the last is the upstream's to enforce, at CompleteMultipartUpload (EntityTooSmall):
- * only it knows which part is last. A plain body of at most 64 KiB is read whole and verified
+ * only it knows which part is last. A plain body of at most 64 KiB (an aws-chunked one: decoded) is read whole and verified
  * before it is sent (upload-body.ts SMALL_BODY_BYTES): the upstream request can then be retried.
  *
  * S3 answers 200; any 2xx of an S3-compatible upstream (a WebDAV-style 201 or 204) is a success,
@@ -34,7 +34,7 @@ export async function putObjectOp(ctx: RequestContext): Promise<Response> {
   const key = ctx.key;
   const a = body.args;
   // (field by field: a spread of body.args took JavaScriptCore's generic copy, per PutObject)
-  const res = await purgeIfUnsure(ctx, [key], () => sendBody(ctx, body, (call) => putObject(upstream, { key, headers: requestHeaders(ctx), body: a.body, contentLength: a.contentLength, payloadHash: a.payloadHash, awsChunked: a.awsChunked } as PutObjectArgs, call)));
+  const res = await purgeIfUnsure(ctx, [key], () => sendBody(ctx, body, (call) => putObject(upstream, { key, headers: requestHeaders(ctx), body: a.body, contentLength: a.contentLength, payloadHash: a.payloadHash, awsChunked: a.awsChunked, checksum: a.checksum } as PutObjectArgs, call)));
   if (!res.ok) return relayError(res, upstream.bucket);
   const purged = purgeWritten(ctx, key);
   if (purged !== undefined) await purged;
@@ -50,7 +50,7 @@ export async function uploadPartOp(ctx: RequestContext): Promise<Response> {
   const body = await readingBody(ctx, readSmallBody(ctx.req, prepareUploadBody(ctx.req, (ctx as S3RequestContext).s3!.payload!, MAX_UPLOAD_BYTES, { small: true, budget: ctx.svc.formBuffers })));
   const key = ctx.key;
   const a = body.args;
-  const res = await sendBody(ctx, body, (call) => uploadPart(upstream, { key, uploadId, partNumber, headers: requestHeaders(ctx), body: a.body, contentLength: a.contentLength, payloadHash: a.payloadHash, awsChunked: a.awsChunked } as UploadPartArgs, call));
+  const res = await sendBody(ctx, body, (call) => uploadPart(upstream, { key, uploadId, partNumber, headers: requestHeaders(ctx), body: a.body, contentLength: a.contentLength, payloadHash: a.payloadHash, awsChunked: a.awsChunked, checksum: a.checksum } as UploadPartArgs, call));
   if (!res.ok) return relayError(res, upstream.bucket);
   return emptyAnswer(ctx, res, 200);
 }

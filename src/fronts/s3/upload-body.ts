@@ -20,15 +20,19 @@
  *
  * `reframe: false` (small XML bodies the front reads itself): always the decoded payload.
  * `small: true`: a plain body of at most SMALL_BODY_BYTES is left unread (`readWhole`) for
- * readSmallBody.
+ * readSmallBody, and so is an aws-chunked one whose decoded payload is at most that
+ * (`readFramed`): readSmallBody reads it whole (its framing bounded by maxAwsChunkedLength),
+ * decodes and verifies all of it, then it goes upstream as bytes with the trailer's checksum as
+ * its x-amz-checksum-* header, replayable like a small plain body.
  *
  * Length rules (checked from the headers, before a byte is read): Content-Length is required
  * unless the body is aws-chunked with x-amz-decoded-content-length (411 MissingContentLength), and
  * the payload may not exceed `maxBytes` (EntityTooLarge).
  */
 import type { ByteBudget } from "../../limits/byte-budget.ts";
-import { decodeAwsChunked, encodeAwsChunkedUnsignedTrailer, isPayloadError, type ChunkSigningContext, type PayloadError, type StreamingMode } from "../../s3/aws-chunked.ts";
+import { awsChunkedBytesDecoder, decodeAwsChunked, encodeAwsChunkedUnsignedTrailer, type DecodedBytes, isPayloadError, maxAwsChunkedLength, type ChunkSigningContext, type PayloadError, type StreamingMode } from "../../s3/aws-chunked.ts";
 import { framedRequestBody, LISTENER_SLOW_BODY } from "../../http/framed-body.ts";
+import { readCapped } from "../../http/read-capped.ts";
 import { algorithmFromHeaderName, CHECKSUM_ALGORITHMS, checksumHeaderName } from "../../s3/checksum.ts";
 import { expectationsFromHeaders, PayloadVerifier, verifyPayloadStream, type PayloadExpectations } from "../../s3/checksum/verify.ts";
 import type { UploadBodyArgs } from "../../s3/operations/index.ts";
@@ -72,6 +76,8 @@ export interface PreparedBody {
   finished: Promise<void> | undefined;
   /** A small plain body left unread for readSmallBody, with what it must satisfy. */
   readWhole?: PayloadExpectations;
+  /** A small aws-chunked body (decoded length at most SMALL_BODY_BYTES) left unread for readSmallBody, to be decoded with these options. */
+  readFramed?: { decode: (body: Uint8Array) => DecodedBytes; maxLength: number };
   /**
    * The payload bytes that came through so far, for a body verified or decoded on its way
    * (pipeStage's count, aws-chunked framing not counted). Undefined for bytes read whole (their
@@ -204,11 +210,25 @@ export function prepareUploadBody(req: Request, payload: PayloadInfo, maxBytes: 
   if (decodedLength > maxBytes) return tooLarge(decodedLength, maxBytes);
   // Neither Content-Length nor Transfer-Encoding: HTTP says there is no body at all (S3: 411).
   if (headers.get("content-length") === null && headers.get("transfer-encoding") === null) return fail(s3Error("MissingContentLength"));
-  const source = req.body;
-  if (source === null) return fail(s3Error("IncompleteBody"));
   const trailer = headers.get("x-amz-trailer");
   // (one of S3's newer algorithms in the trailer: refused before the body, not after all of it came)
   if (trailer !== null && isUnkeptChecksumName(trailer.trim().toLowerCase())) return fail(unkeptChecksum(trailer.trim().toLowerCase()));
+  if (opts.small === true && decodedLength <= SMALL_BODY_BYTES) {
+    const framedLength = lengthHeader(headers, "content-length", maxBytes);
+    // (a framing longer than the payload can take would fail to decode: refused unread)
+    const maxLength = maxAwsChunkedLength(decodedLength, MIN_CHUNK_BYTES);
+    if (framedLength !== undefined && framedLength > maxLength) return fail(framedTooLong());
+    let decode: (body: Uint8Array) => DecodedBytes;
+    try {
+      decode = awsChunkedBytesDecoder({ mode: streaming, signing: payload.signing, decodedContentLength: decodedLength, trailer, expect: exp, minChunkSize: MIN_CHUNK_BYTES });
+    } catch (e) {
+      if (isPayloadError(e)) return fail(payloadS3Error(e));
+      throw e;
+    }
+    return { args: { body: EMPTY, contentLength: decodedLength, payloadHash: UNSIGNED_PAYLOAD }, length: decodedLength, finished: undefined, readFramed: { decode, maxLength } };
+  }
+  const source = req.body;
+  if (source === null) return fail(s3Error("IncompleteBody"));
   let decoded: ReturnType<typeof decodeAwsChunked>;
   try {
     // S3 refuses a chunk under 8 KiB that is not the last, in every streaming mode (403
@@ -243,7 +263,10 @@ export function prepareUploadBody(req: Request, payload: PayloadInfo, maxBytes: 
  */
 export async function readSmallBody(req: Request, prepared: PreparedBody): Promise<PreparedBody> {
   const exp = prepared.readWhole;
-  if (exp === undefined) return prepared.args.contentLength === 0 ? readEmptyStream(req, prepared) : prepared;
+  if (exp === undefined) {
+    if (prepared.readFramed !== undefined) return readFramedBody(req, prepared.readFramed);
+    return prepared.args.contentLength === 0 ? readEmptyStream(req, prepared) : prepared;
+  }
   let bytes: Uint8Array;
   try {
     bytes = await req.bytes();
@@ -264,6 +287,35 @@ export async function readSmallBody(req: Request, prepared: PreparedBody): Promi
   }
   return { args: { body: bytes, payloadHash: prepared.args.payloadHash }, length: bytes.byteLength, finished: undefined };
 }
+
+/**
+ * A small aws-chunked body (prepareUploadBody's `readFramed`) read whole, at most its framing's
+ * bound, then decoded and verified completely (chunk signatures, trailer signature and checksum,
+ * length) before anything goes upstream: the payload as bytes, replayable, with the trailer's
+ * checksum as its x-amz-checksum-* header, so the upstream checks and stores it as the trailer's.
+ */
+async function readFramedBody(req: Request, framed: NonNullable<PreparedBody["readFramed"]>): Promise<PreparedBody> {
+  let bytes: Uint8Array | undefined;
+  try {
+    // (a declared length was checked against the bound; chunked transfer coding is read up to it)
+    bytes = req.headers.has("content-length") ? await req.bytes() : await readCapped(req, framed.maxLength);
+  } catch (err) {
+    if (req.signal.aborted) throw err;
+    return fail(s3Error("IncompleteBody"));
+  }
+  if (bytes === undefined) return fail(framedTooLong());
+  let decoded: DecodedBytes;
+  try {
+    decoded = framed.decode(bytes);
+  } catch (e) {
+    if (isPayloadError(e)) return fail(payloadS3Error(e));
+    throw e;
+  }
+  return { args: { body: decoded.payload, payloadHash: UNSIGNED_PAYLOAD, checksum: decoded.trailer }, length: decoded.payload.byteLength, finished: undefined };
+}
+
+/** An aws-chunked body longer than its decoded length's framing can be (the decoder's own error for more bytes than declared). */
+const framedTooLong = (): S3Error => s3Error("InvalidRequest", "The aws-chunked body holds more bytes than x-amz-decoded-content-length.");
 
 /**
  * A verified stream whose payload is empty (aws-chunked with x-amz-decoded-content-length: 0) read

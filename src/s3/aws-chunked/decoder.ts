@@ -58,6 +58,17 @@ const LF = 10;
 const UNSIGNED_SIZE = /^([0-9a-fA-F]{1,16})$/;
 const SIGNED_SIZE = /^([0-9a-fA-F]{1,16});chunk-signature=([^;]*)$/;
 
+/**
+ * The most bytes an aws-chunked body of `decodedLength` payload bytes can take and still be accepted
+ * by the decoder with `minChunkSize` (> 0): every chunk but the last holds at least minChunkSize
+ * bytes, each size line and trailer line is at most MAX_LINE, at most MAX_TRAILER_LINES trailer
+ * lines. A longer body cannot decode: it may be refused from its length alone.
+ */
+export function maxAwsChunkedLength(decodedLength: number, minChunkSize: number): number {
+  const chunks = Math.floor(decodedLength / minChunkSize) + 1;
+  return decodedLength + (chunks + 1) * MAX_LINE + 2 * chunks + MAX_TRAILER_LINES * MAX_LINE + 2;
+}
+
 function sameString(a: string, b: string): boolean {
   if (a.length !== b.length) return false;
   let diff = 0;

@@ -113,6 +113,8 @@ export type UploadBodyArgs = UploadBody & {
   /** x-amz-content-sha256: hex SHA-256 of the body or UNSIGNED-PAYLOAD (default: computed for bytes, unsigned for streams). */
   payloadHash?: string;
   awsChunked?: AwsChunkedBody;
+  /** A checksum of the bytes to send as its x-amz-checksum-* header (a small aws-chunked upload's trailer, decoded: the upstream checks and stores it). */
+  checksum?: { name: string; value: string };
   /** The stream's chunks are this upload's own (SendRequest.releaseChunks). */
   releaseChunks?: boolean;
 };
@@ -121,11 +123,16 @@ export type UploadBodyArgs = UploadBody & {
  * Headers and payload hash for an upload body. With aws-chunked framing: Content-Encoding gets
  * aws-chunked appended (after the object's own codings, as the AWS SDKs do), the decoded length
  * and trailer are declared, and x-amz-checksum-* value headers are dropped (the trailer carries the
- * checksum; S3 refuses two). Throws TypeError on an inconsistent framing.
+ * checksum; S3 refuses two). Without it, `checksum` (if any) goes as its header. Throws TypeError
+ * on an inconsistent framing.
  */
 export function framing(args: UploadBodyArgs, headers: Record<string, string>): string | undefined {
   const chunked = args.awsChunked;
-  if (chunked === undefined) return args.payloadHash;
+  if (chunked === undefined) {
+    const c = args.checksum;
+    if (c !== undefined) headers[c.name] = c.value;
+    return args.payloadHash;
+  }
   if (!Number.isSafeInteger(chunked.decodedLength) || chunked.decodedLength < 0) throw new TypeError("invalid awsChunked.decodedLength");
   const trailer = chunked.trailer.toLowerCase();
   if (algorithmFromHeaderName(trailer) === undefined) throw new TypeError("awsChunked.trailer must name an x-amz-checksum-* header");
