@@ -331,6 +331,22 @@ describe("object attributes (GetObjectAttributes)", () => {
     expect({ status: missing.status, code: missing.code }).toEqual({ status: 404, code: "NoSuchKey" });
   });
 
+  test("Checksum: an object stored with a checksum reports it (and its type) as S3 does, where S3 puts it in the document; one stored without reports none", async () => {
+    const { PutObjectCommand } = await import("@aws-sdk/client-s3");
+    await env.s3.client().send(new PutObjectCommand({ Bucket: "up", Key: "attrs/summed.txt", Body: "checksummed", ChecksumAlgorithm: "CRC32" }));
+    await env.s3.put("up", "attrs/plain.txt", "plain");
+    const all = "ETag,Checksum,ObjectParts,StorageClass,ObjectSize";
+    const summed = await get("/up/attrs/summed.txt", [["attributes", ""]], { headers: { "x-amz-object-attributes": all } });
+    const md5 = (s: string) => new Bun.CryptoHasher("md5").update(s).digest("hex");
+    const crc32 = Buffer.alloc(4);
+    crc32.writeUInt32BE(Bun.hash.crc32("checksummed"));
+    expect([summed.status, await summed.text()]).toEqual([200, expect.stringContaining(`<ETag>${md5("checksummed")}</ETag><Checksum><ChecksumCRC32>${crc32.toString("base64")}</ChecksumCRC32><ChecksumType>FULL_OBJECT</ChecksumType></Checksum><StorageClass>STANDARD</StorageClass><ObjectSize>11</ObjectSize>`)]);
+    const notAsked = await get("/up/attrs/summed.txt", [["attributes", ""]], { headers: { "x-amz-object-attributes": "ObjectSize" } });
+    expect(await notAsked.text()).not.toContain("<Checksum>");
+    const plain = await get("/up/attrs/plain.txt", [["attributes", ""]], { headers: { "x-amz-object-attributes": all } });
+    expect([plain.status, await plain.text()]).toEqual([200, expect.stringContaining(`<ETag>${md5("plain")}</ETag><StorageClass>STANDARD</StorageClass><ObjectSize>5</ObjectSize>`)]);
+  });
+
   test("a presigned GetObjectAttributes URL with x-amz-object-attributes in its query (the JS SDK's presigner hoists it there, and S3 reads it) is answered, its parameters checked (it was 400 InvalidRequest, the header missing)", async () => {
     await env.s3.put("up", "attrs/presigned.txt", "1234567");
     const presigned = async (query: Record<string, string>) => {
