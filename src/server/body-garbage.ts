@@ -22,15 +22,29 @@ export function bodyGarbageWatch(rss: () => number = process.memoryUsage.rss, co
     unchecked += bytes;
     if (unchecked < CHECK_BYTES) return;
     unchecked = 0;
-    const now = rss();
+    const now = rssOrUndefined(rss);
+    if (now === undefined) return;
     if (floor < 0 || now < floor) {
       floor = now;
       return;
     }
     if (now - floor < GROWTH_BYTES) return;
     collect();
-    floor = rss();
+    floor = rssOrUndefined(rss) ?? -1;
   };
+}
+
+/**
+ * The RSS, or undefined when it cannot be read: Bun reads it from /proc, which takes a file
+ * descriptor, and a process with none left threw from a timer (an uncaught exception: the idle
+ * collector's tick stopped the whole process at once when descriptors ran out).
+ */
+function rssOrUndefined(rss: () => number): number | undefined {
+  try {
+    return rss();
+  } catch {
+    return undefined;
+  }
 }
 
 /** The process's own (every node-engine request body counts toward it). */
@@ -77,11 +91,12 @@ export function idleCollector(o: IdleCollectOptions = {}): (elapsedMs: number) =
     const nowCpu = cpuMicros();
     const busy = nowCpu - cpu > elapsedMs * 1000 * IDLE_CPU_SHARE;
     cpu = nowCpu;
-    const now = rss();
+    const now = rssOrUndefined(rss);
+    if (now === undefined) return false;
     if (floor < 0 || now < floor) floor = now;
     if (busy || now - floor < IDLE_GROWTH_BYTES) return false;
     collect();
-    floor = rss();
+    floor = rssOrUndefined(rss) ?? -1;
     cpu = cpuMicros();
     return true;
   };

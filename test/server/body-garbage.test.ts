@@ -92,3 +92,24 @@ test("the idle collector's timer is unref'd and stops", async () => {
   await Bun.sleep(30);
   expect(reads).toBe(at);
 });
+
+test("an RSS that cannot be read (no file descriptor left for /proc) skips the check: neither watch throws, and both go on once it can be read", () => {
+  let rss = 100 * MiB;
+  let failing = true;
+  const read = () => {
+    if (failing) throw new Error("Failed to get memory usage");
+    return rss;
+  };
+  let collections = 0;
+  const watch = bodyGarbageWatch(read, () => collections++);
+  const tick = idleCollector({ rss: read, cpuMicros: () => 0, collect: () => collections++ });
+  expect(() => watch(64 * MiB)).not.toThrow();
+  expect(tick(1000)).toBe(false);
+  failing = false;
+  watch(64 * MiB);
+  tick(1000);
+  rss += 64 * MiB;
+  watch(64 * MiB);
+  expect(tick(1000)).toBe(true);
+  expect(collections).toBe(2);
+});
