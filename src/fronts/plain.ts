@@ -214,7 +214,9 @@ async function folderOr(ctx: RequestContext, err: unknown): Promise<Response> {
     .catch(() => false);
   if (!folder) throw err;
   // (from the routed path, encoded: never the raw target, whose "//" could make it another host's)
-  return new Response(null, { status: 302, headers: { location: encodePath(ctx.path) + "/" + ctx.query, "cache-control": "no-store" } });
+  // Content-Length: 0 said by the answer itself, so a HEAD carries it as the GET does on either
+  // engine (node:http adds it to an empty GET only: its HEAD had none).
+  return new Response(null, { status: 302, headers: { location: encodePath(ctx.path) + "/" + ctx.query, "cache-control": "no-store", "content-length": "0" } });
 }
 
 /** Phase: the JWT → claims (401/403), synchronously for HMAC tokens and verified-token cache hits. */
