@@ -257,6 +257,7 @@ export function respond(ctx: RequestContext, upstream: Response, method: ObjectM
   if (isOwnedBytes(upstream)) {
     // The own client's answer, body already read whole: answered as it is, headers filtered in place.
     if (!keepPassedResponseHeaders(upstream.headers) && status !== 304) upstream.headers.set("content-type", UNTYPED_CONTENT_TYPE);
+    if (status === 304) upstream.headers.delete("content-length"); // (see below)
     if (range) dropChecksumHeaders(upstream.headers);
     if (range && method === "HEAD") rangeLength(upstream.headers);
     if (method === "GET" && status !== 304) ctx.bytes = Number(upstream.headers.get("content-length") ?? 0);
@@ -268,6 +269,9 @@ export function respond(ctx: RequestContext, upstream: Response, method: ObjectM
   if (range && method === "HEAD") rangeLength(headers);
   if (method === "HEAD" || status === 304) {
     upstream.body?.cancel().catch(() => {});
+    // A 304 goes out without a Content-Length, as the cache's own 304 (respond.ts): an upstream's
+    // (0 for a 26-byte object, say) was relayed, against RFC 9110 §8.6, by an uncached bucket only.
+    if (status === 304) headers.delete("content-length");
     return new Response(null, { status, headers });
   }
   const declared = upstream.headers.get("content-length");
