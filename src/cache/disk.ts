@@ -665,7 +665,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   async delete(key: string): Promise<boolean> {
     this.purges.key(key);
     await this.ready;
-    this.sweep((k) => k === key, keyHash(key));
+    this.sweep(key, false);
     const e = this.lru.peek(key);
     if (e === undefined) return false;
     await this.remove(e, true);
@@ -675,7 +675,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   async purgePrefix(prefix: string): Promise<number> {
     this.purges.prefix(prefix);
     await this.ready;
-    this.sweep((k) => k.startsWith(prefix));
+    this.sweep(prefix, true);
     const gone: Promise<void>[] = [];
     for (const e of [...this.lru.newestFirst()]) if (e.key.startsWith(prefix)) gone.push(this.remove(e, true));
     await Promise.all(gone);
@@ -747,15 +747,17 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   }
 
   /**
-   * A purge (of the keys `match` takes; `hash`: of one key) reaches the files in the folder that
+   * A purge (of `key`, or of the keys it begins when `prefix`) reaches the files in the folder that
    * no running instance holds: those of an instance that stopped while another ran, which no
    * running instance indexes until a start adopts them. It reached none of them: the start that
    * adopted them, or their own proxy back, served them purged (without a Redis layer, whose replay
    * of the purge stream covered them). In the background, its unlinks awaited as the purge's own.
+   * (Nothing is computed before the check: a folder of one instance costs a PutObject's purge nothing.)
    */
-  private sweep(match: (key: string) => boolean, hash?: string): void {
+  private sweep(key: string, prefix: boolean): void {
     if (!this.mayHoldStrangers()) return;
-    const p = this.sweepFiles(match, hash).catch((err) => this.failed(err, "purge"));
+    const match = prefix ? (k: string) => k.startsWith(key) : (k: string) => k === key;
+    const p = this.sweepFiles(match, prefix ? undefined : keyHash(key)).catch((err) => this.failed(err, "purge"));
     this.unlinking.add(p);
     void p.then(() => this.unlinking.delete(p));
   }
