@@ -419,8 +419,8 @@ async function serve(config: Config, source: { path?: string; text: string; gene
       const r = await app.reload(sent.generation, sent);
       reportGeneration(app.runtime.generation, r.ok ? undefined : { generation: sent.generation, error: r.error ?? "reload failed" });
     }));
-  /** A reload of the whole group: the primary's own (then its children's); a child asks the primary. Undefined: this process alone. */
-  const reloadAll = (): Promise<ReloadResult> | undefined => (workerIndex() !== undefined ? askPrimaryToReloadAll(() => app.runtime.generation) : children?.reloadAll());
+  /** A reload of the whole group: the primary's own (then its children's); a child asks the primary. Undefined: this process alone. `hup`: asked by a SIGHUP (Children.hup: one sent to the whole group is one reload). */
+  const reloadAll = (hup = false): Promise<ReloadResult> | undefined => (workerIndex() !== undefined ? askPrimaryToReloadAll(() => app.runtime.generation, hup) : hup ? children?.hup(0) : children?.reloadAll());
   try {
     // server.readiness_probe_interval_seconds sets the probe period; YATAGARASU_PROBE_INTERVAL_MS overrides it (tests).
     const probeEnv = Number(process.env.YATAGARASU_PROBE_INTERVAL_MS);
@@ -650,8 +650,7 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     // Every process of a group reloads to the same generation: SIGHUP to a child asks the primary
     // (one sent to the whole group, reaching every process, is one reload).
     early.release();
-    const hup = (): Promise<ReloadResult> => (workerIndex() !== undefined ? askPrimaryToReloadAll(() => app.runtime.generation, true) : children?.hup(0)) ?? app.reload();
-    process.on("SIGHUP", () => void hup());
+    process.on("SIGHUP", () => void (reloadAll(true) ?? app.reload()));
     if (early.stop !== undefined) void shutdown(early.stop);
     else if (early.hup) void (reloadAll() ?? app.reload());
     // A child whose primary is gone (killed with SIGKILL, crashed) drains and exits instead of lingering on the port.
