@@ -39,7 +39,7 @@ import { s3Fail } from "./fail.ts";
 import { errorOf, readUpstreamCapped, relayError, MAX_RESULT_BODY, tryParse, upstreamBucketsOf } from "./relay.ts";
 import { taggingHeader } from "./tagging.ts";
 import { callOf, requestHeaders, writeUpstream } from "./writes.ts";
-import { childrenNamed, childText } from "./xml-reader.ts";
+import { childrenNamed, childText, type XmlElement } from "./xml-reader.ts";
 import type { CopySource } from "./copy.ts";
 
 /** S3's largest copy source (CopyObject) and copied part (UploadPartCopy). */
@@ -431,10 +431,8 @@ async function storedPartLastModified(ctx: RequestContext, up: ReturnType<typeof
   if (at < 0 || etag === undefined || endToEnd(result.res.headers, "last-modified") !== null) return;
   try {
     // (once: the part is stored, and this only refines its answer)
-    const res = await listParts(up, { key: ctx.key, uploadId: part.uploadId, maxParts: 1, partNumberMarker: part.partNumber - 1 }, { ...callOf(ctx), maxAttempts: 1 });
-    if (res.status !== 200) return void (await res.body?.cancel().catch(() => {}));
-    const doc = tryParse(await readUpstreamCapped(res, MAX_RESULT_BODY));
-    const listed = doc?.name === "ListPartsResult" ? childrenNamed(doc, "Part").find((p) => childText(p, "PartNumber")?.trim() === String(part.partNumber)) : undefined;
+    const doc = await listPartsResult(up, { key: ctx.key, uploadId: part.uploadId, maxParts: 1, partNumberMarker: part.partNumber - 1 }, { ...callOf(ctx), maxAttempts: 1 });
+    const listed = doc === undefined ? undefined : childrenNamed(doc, "Part").find((p) => childText(p, "PartNumber")?.trim() === String(part.partNumber));
     if (listed === undefined || childText(listed, "ETag")?.trim() !== etag.trim()) return;
     const when = Date.parse(childText(listed, "LastModified") ?? "");
     if (Number.isFinite(when)) result.fields[at] = ["LastModified", new Date(when).toISOString()];
@@ -443,17 +441,22 @@ async function storedPartLastModified(ctx: RequestContext, up: ReturnType<typeof
   }
 }
 
-/** The checksum algorithm a multipart upload was created with (ListParts says), or undefined (none, or the upstream does not say or refuses to). */
-async function uploadAlgorithm(ctx: RequestContext, uploadId: string): Promise<ChecksumAlgorithm | undefined> {
-  const up = writeUpstream(ctx);
-  const res = await listParts(up, { key: ctx.key, uploadId, maxParts: 1 }, callOf(ctx));
-  // Not known (a key without s3:ListMultipartUploadParts, a store without ListParts): the part
-  // goes without a checksum, as before; a gone upload is the part's own NoSuchUpload.
+/** ListParts' ListPartsResult, or undefined for any other answer (its body cancelled) or a body that cannot be read. */
+async function listPartsResult(up: ReturnType<typeof writeUpstream>, args: Parameters<typeof listParts>[1], call: OperationContext): Promise<XmlElement | undefined> {
+  const res = await listParts(up, args, call);
   if (res.status !== 200) {
     await res.body?.cancel().catch(() => {});
     return undefined;
   }
   const doc = tryParse(await readUpstreamCapped(res, MAX_RESULT_BODY).catch(() => undefined));
-  const named = doc?.name === "ListPartsResult" ? childText(doc, "ChecksumAlgorithm")?.trim().toUpperCase() : undefined;
+  return doc?.name === "ListPartsResult" ? doc : undefined;
+}
+
+/** The checksum algorithm a multipart upload was created with (ListParts says), or undefined (none, or the upstream does not say or refuses to). */
+async function uploadAlgorithm(ctx: RequestContext, uploadId: string): Promise<ChecksumAlgorithm | undefined> {
+  // Not known (a key without s3:ListMultipartUploadParts, a store without ListParts): the part
+  // goes without a checksum, as before; a gone upload is the part's own NoSuchUpload.
+  const doc = await listPartsResult(writeUpstream(ctx), { key: ctx.key, uploadId, maxParts: 1 }, callOf(ctx));
+  const named = doc === undefined ? undefined : childText(doc, "ChecksumAlgorithm")?.trim().toUpperCase();
   return CHECKSUM_ALGORITHMS.find((a) => a === named);
 }
