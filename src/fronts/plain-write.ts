@@ -113,17 +113,12 @@ async function writeError(res: Response, method: string): Promise<ProxyError> {
  * pooled upstream connection, without a stream on either side. Streamed, it had one attempt (the
  * upstream's 500 answered 502) and a fresh upstream connection per PUT.
  */
-async function readWhole(ctx: RequestContext, length: number): Promise<Uint8Array> {
-  const req = ctx.req;
+async function readWhole(req: Request, length: number): Promise<Uint8Array> {
   let bytes: Uint8Array | undefined;
-  // (the body arrives at its client's pace, as a streamed one does: server.request_timeout waits)
-  ctx.uploading = true;
   try {
     bytes = await req.bytes();
   } catch (err) {
     if (req.signal.aborted) throw err;
-  } finally {
-    ctx.uploading = false;
   }
   if (bytes === undefined || bytes.byteLength !== length) throw new ProxyError("BadRequest", { detail: "The request body ended before its Content-Length" });
   return bytes;
@@ -151,10 +146,11 @@ export async function servePut(ctx: RequestContext): Promise<Response> {
   if (req.headers.has("x-amz-tagging") && !(await mayAlso(ctx, "s3:PutObjectTagging")))
     throw new ProxyError("Forbidden", { detail: "The authorization policy denied setting the object's tags" });
   const length = uploadLength(ctx);
-  const body = length <= SMALL_BODY_BYTES ? { body: length === 0 ? new Uint8Array(0) : await readWhole(ctx, length), payloadHash: UNSIGNED_PAYLOAD } : streamedBody(req, length);
   let res: Response;
+  // (the body arrives at its client's pace, read whole or streamed: server.request_timeout waits)
   ctx.uploading = true;
   try {
+    const body = length <= SMALL_BODY_BYTES ? { body: length === 0 ? new Uint8Array(0) : await readWhole(req, length), payloadHash: UNSIGNED_PAYLOAD } : streamedBody(req, length);
     res = await purgeIfUnsure(ctx, [ctx.key], () => putObject(ctx.bucket!.upstream.primary(), { key: ctx.key, headers: req.headers, ...body }, { signal: req.signal, timing: ctx.timing }));
   } catch (err) {
     // A client that left is answered 499 by the runner; a body that ended early while it stayed is its error.
