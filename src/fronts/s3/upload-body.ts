@@ -76,8 +76,8 @@ export interface PreparedBody {
   finished: Promise<void> | undefined;
   /** A small plain body left unread for readSmallBody, with what it must satisfy. */
   readWhole?: PayloadExpectations;
-  /** A small aws-chunked body (decoded length at most SMALL_BODY_BYTES) left unread for readSmallBody, to be decoded with these options. */
-  readFramed?: { decode: (body: Uint8Array) => DecodedBytes; maxLength: number };
+  /** A small aws-chunked body (decoded length at most SMALL_BODY_BYTES) left unread for readSmallBody, to be decoded with these options (`framedLength`: its Content-Length, checked against maxLength; undefined for chunked transfer coding). */
+  readFramed?: { decode: (body: Uint8Array) => DecodedBytes; maxLength: number; framedLength: number | undefined };
   /**
    * The payload bytes that came through so far, for a body verified or decoded on its way
    * (pipeStage's count, aws-chunked framing not counted). Undefined for bytes read whole (their
@@ -225,7 +225,7 @@ export function prepareUploadBody(req: Request, payload: PayloadInfo, maxBytes: 
       if (isPayloadError(e)) return fail(payloadS3Error(e));
       throw e;
     }
-    return { args: { body: EMPTY, contentLength: decodedLength, payloadHash: UNSIGNED_PAYLOAD }, length: decodedLength, finished: undefined, readFramed: { decode, maxLength } };
+    return { args: { body: EMPTY, contentLength: decodedLength, payloadHash: UNSIGNED_PAYLOAD }, length: decodedLength, finished: undefined, readFramed: { decode, maxLength, framedLength } };
   }
   const source = req.body;
   if (source === null) return fail(s3Error("IncompleteBody"));
@@ -298,7 +298,7 @@ async function readFramedBody(req: Request, framed: NonNullable<PreparedBody["re
   let bytes: Uint8Array | undefined;
   try {
     // (a declared length was checked against the bound; chunked transfer coding is read up to it)
-    bytes = req.headers.has("content-length") ? await req.bytes() : await readCapped(req, framed.maxLength);
+    bytes = framed.framedLength !== undefined ? await req.bytes() : await readCapped(req, framed.maxLength);
   } catch (err) {
     if (req.signal.aborted) throw err;
     return fail(s3Error("IncompleteBody"));
