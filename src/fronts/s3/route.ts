@@ -284,6 +284,8 @@ function servedMethods(a: Addressed, query: ReadonlyArray<readonly [string, stri
   return SUBRESOURCE_METHODS.filter((m) => known.includes(m) && typeof operationOf(m, a, query) === "string").join(", ");
 }
 
+/** A bucket setting the proxy answers from its configuration (?versioning, ?cors, ?policy, ...): a write to it is configWriteRefusal. */
+const isBucketSetting = (sub: string) => sub === "versioning" || BUCKET_CONFIG_READS.has(sub);
 const configWriteRefusal = (sub: string) =>
   s3Error("AccessDenied", `This bucket's ?${sub} setting is this proxy's configuration: it cannot be set or deleted through the S3 API.`);
 const notImplemented = (what: string) => s3Error("NotImplemented", `${what} is not implemented by this proxy.`);
@@ -352,7 +354,7 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
     // Setting or deleting a setting the bucket's configuration documents answer from config: the
     // proxy's, not the caller's to change (S3's 403 for a caller without the permission; it was 501,
     // as if another server might take it: `s3cmd payer`, `setcors`, `setversioning`, ...).
-    if (method !== "GET" && sub !== undefined && (sub === "versioning" || BUCKET_CONFIG_READS.has(sub))) return configWriteRefusal(sub);
+    if (method !== "GET" && sub !== undefined && isBucketSetting(sub)) return configWriteRefusal(sub);
     // DeleteBucket: the buckets are the configuration's, as for CreateBucket of another name (it was 501).
     if (method === "DELETE" && sub === undefined) return s3Error("AccessDenied", "This proxy does not delete buckets: the buckets it serves are those its configuration names.");
     if (method !== "GET") return notImplemented(`${method} on a bucket`);
@@ -378,7 +380,7 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
   }
   // Setting or deleting a bucket's setting at a key's path: the bucket's, refused as at its path
   // (it was 501). (`?tagging` and `?acl` there are the object's own.)
-  if (method !== "GET" && subs === 1 && !uploadId && !partNumber && !versionId && sub !== undefined && !OBJECT_SUBRESOURCE_WRITES.has(sub) && (sub === "versioning" || BUCKET_CONFIG_READS.has(sub))) {
+  if (method !== "GET" && subs === 1 && !uploadId && !partNumber && !versionId && sub !== undefined && !OBJECT_SUBRESOURCE_WRITES.has(sub) && isBucketSetting(sub)) {
     return configWriteRefusal(sub);
   }
   // A bucket's listing of uploads or versions asked at a key's path: S3 refuses it, 400
