@@ -652,7 +652,7 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     early.release();
     process.on("SIGHUP", () => void (reloadAll(true) ?? app.reload()));
     if (early.stop !== undefined) void shutdown(early.stop);
-    else if (early.hup) void (reloadAll() ?? app.reload());
+    else if (early.hup) void (reloadAll(true) ?? app.reload());
     // A child whose primary is gone (killed with SIGKILL, crashed) drains and exits instead of lingering on the port.
     // (gone already, while the listeners started: that disconnect came before this handler)
     if (workerIndex() !== undefined) {
