@@ -66,6 +66,7 @@ export const bodyBytesForwarded = bodyGarbageWatch();
 const IDLE_CHECK_MS = 1_000;
 const IDLE_CPU_SHARE = 0.05;
 const IDLE_GROWTH_BYTES = 8 << 20;
+const IDLE_GROWTH_MAX = 64 << 20;
 
 export interface IdleCollectOptions {
   rss?: () => number;
@@ -86,6 +87,11 @@ export function idleCollector(o: IdleCollectOptions = {}): (elapsedMs: number) =
     });
   const collect = o.collect ?? (() => Bun.gc(true));
   let floor = -1;
+  // The growth that starts a collection: doubled (up to IDLE_GROWTH_MAX) after one that freed
+  // little, since that growth was live (a memory cache filling under light load) and every 8 MiB
+  // of it cost a full collection (14-38 ms, the process stopped); back to IDLE_GROWTH_BYTES after
+  // one that freed a quarter of it.
+  let growth = IDLE_GROWTH_BYTES;
   let cpu = cpuMicros();
   return (elapsedMs) => {
     const nowCpu = cpuMicros();
@@ -94,9 +100,11 @@ export function idleCollector(o: IdleCollectOptions = {}): (elapsedMs: number) =
     const now = rssOrUndefined(rss);
     if (now === undefined) return false;
     if (floor < 0 || now < floor) floor = now;
-    if (busy || now - floor < IDLE_GROWTH_BYTES) return false;
+    if (busy || now - floor < growth) return false;
     collect();
-    floor = rssOrUndefined(rss) ?? -1;
+    const after = rssOrUndefined(rss);
+    growth = after !== undefined && now - after < growth / 4 ? Math.min(growth * 2, IDLE_GROWTH_MAX) : IDLE_GROWTH_BYTES;
+    floor = after ?? -1;
     cpu = cpuMicros();
     return true;
   };

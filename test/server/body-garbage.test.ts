@@ -113,3 +113,27 @@ test("an RSS that cannot be read (no file descriptor left for /proc) skips the c
   expect(tick(1000)).toBe(true);
   expect(collections).toBe(2);
 });
+
+test("the idle collector backs off when its collections free little (live growth: a memory cache filling under light load), and comes back to 8 MiB once one frees garbage again", () => {
+  let rss = 100 * MiB;
+  let collections = 0;
+  let frees = 0; // what the next collection frees
+  const tick = idleCollector({ rss: () => rss, cpuMicros: () => 0, collect: () => (collections++, (rss -= frees)) });
+  tick(1000);
+  // 160 MiB of live growth, 8 MiB per idle second: without the back-off, 20 full collections
+  for (let i = 0; i < 20; i++) {
+    rss += 8 * MiB;
+    tick(1000);
+  }
+  expect(collections).toBeGreaterThanOrEqual(3);
+  expect(collections).toBeLessThanOrEqual(5);
+  // A burst's garbage again: collected, and the threshold is 8 MiB once more
+  const before = collections;
+  frees = 72 * MiB;
+  rss += 72 * MiB; // past the back-off's ceiling (64 MiB)
+  tick(1000);
+  expect(collections).toBe(before + 1);
+  frees = 8 * MiB;
+  rss += 8 * MiB;
+  expect(tick(1000)).toBe(true);
+});
