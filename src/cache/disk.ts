@@ -67,6 +67,13 @@ export const SHARED_MARK = "instances-shared";
  */
 const heldBy = (spared: ReadonlyMap<string, number>) => (f: ScannedFile): boolean => f.owner !== undefined && (namedAt(f.file) ?? f.ctimeMs) < (spared.get(f.owner) ?? -Infinity);
 
+/**
+ * How often an instance alone on its folder looks for another running there: the previous release
+ * takes its lock but writes no SHARED_MARK, and once it stopped its files were no running
+ * instance's, out of every purge's reach (its proxy back, upgraded, served them purged).
+ */
+const SHARED_WATCH_MS = 1000;
+
 /** The position is written at most this often (and at close). */
 const POSITION_EVERY_MS = 1000;
 
@@ -316,6 +323,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   /** Another instance ran on the folder at once with this one or another (mayHoldStrangers). */
   private sharedSeen = false;
   private sharedCheckedAt = -Infinity;
+  private sharedWatch: ReturnType<typeof setInterval> | undefined;
 
   constructor(opts: DiskLayerOptions) {
     this.dir = opts.dir;
@@ -399,6 +407,18 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       ms: Math.round(performance.now() - started),
     });
     if (this.verify) void this.checkRestored();
+    if (this.instance !== undefined && !this.sharedSeen && !this.closing) this.watchShared();
+  }
+
+  /** Marks the folder shared once another instance runs on it (SHARED_WATCH_MS), or sees it marked. */
+  private watchShared(): void {
+    this.sharedWatch = setInterval(() => {
+      if (this.sharedSeen || existsSync(join(this.dir, SHARED_MARK))) this.sharedSeen = true;
+      else if (liveOthers(this.dir, this.instance).size > 0) this.markShared();
+      else return;
+      clearInterval(this.sharedWatch);
+    }, SHARED_WATCH_MS);
+    this.sharedWatch.unref?.();
   }
 
   /**
@@ -715,6 +735,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     // next start on this folder, configured otherwise, would serve them.
     await this.ready;
     clearTimeout(this.undeletedTimer);
+    clearInterval(this.sharedWatch);
     await this.deleteAgain();
     if (this.positionTimer !== undefined) {
       clearTimeout(this.positionTimer);

@@ -786,6 +786,24 @@ describe("two proxies sharing one folder", () => {
     await a2.close();
   });
 
+  test("an instance of the previous release started beside one of this release (it writes no instances-shared): once it stops, a purge through the running one reaches its files; none did, and its proxy back (upgraded) served them purged", async () => {
+    const dir = freshDir();
+    const x = new Map([["x", "store-x"]]);
+    const a = await at(dir, "8080", x);
+    const b = await at(dir, "8081", x);
+    // (the previous release takes the lock but marks nothing: as if b were one)
+    rmSync(join(dir, "instances-shared"), { force: true });
+    await b.put(obj("x/k", 4000));
+    await waitFor(() => existsSync(join(dir, "instances-shared")), { message: "the running instance to see the other's lock and mark the folder shared" });
+    await b.close();
+    expect(await a.delete("x/k")).toBe(false);
+    await waitFor(() => files(dir).length === 0, { message: "the stopped instance's copy of x/k to be purged" });
+    await a.close();
+    const b2 = await at(dir, "8081", x);
+    expect(b2.keys()).toEqual([]);
+    await b2.close();
+  });
+
   test("workers 1 -> 2 -> 1 beside another proxy on the folder: its files there go when it leaves the layout, the other's stay (kept with the folder, they were served again, the object replaced meanwhile)", async () => {
     const dir = freshDir();
     const cfg = CacheSchema.parse({ enabled: true, cache_layers: ["memory", "disk"], disk: { path: dir } });
