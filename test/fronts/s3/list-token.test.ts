@@ -142,6 +142,22 @@ test("a token today's proxy gives out is read by a release reading only version 
   expect(readToken(c, binding, issueToken(c, binding, edge))).toEqual(edge);
 });
 
+test("the tokens the previous release (3dab9c4) wrote, captured from it, are read here as it read them (a listing begun on an old replica goes on on a new one; decoding is strict about the spelling since)", () => {
+  const c = cfg("s1");
+  const old = {
+    key: "WQGQTNh2XnqnTiucGAbhni86xbhXhyTIfa2SbJL--crd4s4x3o8DcDlNPnOeOGrsX3E",
+    folder: "WQFU5kE_xXIXgu-nN0KNiXJckzscWgBg4Z4aQG5aFDzyjD9UK_V_znMlEub2E59gfg",
+    empty: "WQHNpcODjc_tIQluCOWamIrmfUl-jEVAi0dHSUooUL_6-vLti_B80nyiKQQ",
+    dropped: "WQH9ehsU8s7DOuWxquj-1p-7nnNPvMgnDmhgZkGZpzrXSaOtW61wiX28wg",
+    edge: "WQJMMJy6AMbJU4O2suRk02UiTJuRkU3HrS_7zknhmA8DAH7g9hZ90h8VVvWCEmWM",
+  };
+  expect(readToken(c, binding, old.key)).toEqual({ replica: "one", upstream: "U1", after: "k/0399 é", past: false });
+  expect(readToken(c, binding, old.folder)).toEqual({ replica: "one", upstream: "U1", after: "k/d/", past: true });
+  expect(readToken(c, binding, old.empty)).toEqual({ replica: "one", upstream: "U1", after: "k/0", past: false });
+  expect(readToken(c, binding, old.dropped)).toEqual({ replica: "*", upstream: "", after: "k/long", past: false });
+  expect(readToken(c, binding, old.edge)).toEqual({ replica: "one", upstream: "U1", after: "k/\u{10FFFF}", past: false });
+});
+
 test("an upstream token longer than 256 bytes is left out when the page has a last entry (the next page resumes after it), kept when it has none", () => {
   const long = "T".repeat(1400);
   const last = { after: "k/" + "é".repeat(511), past: false };
