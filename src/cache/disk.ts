@@ -320,9 +320,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   private readonly adopted = new Set<string>();
   /** When the rebuild that adopted them began (recordAdopted). */
   private adoptedSince = 0;
-  /** Another instance ran on the folder at once with this one or another (mayHoldStrangers). */
+  /** Another instance ran on the folder at once with this one or another (SHARED_MARK: markShared, watchShared). */
   private sharedSeen = false;
-  private sharedCheckedAt = -Infinity;
   private sharedWatch: ReturnType<typeof setInterval> | undefined;
 
   constructor(opts: DiskLayerOptions) {
@@ -758,15 +757,6 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     }
   }
 
-  /** Whether the folder may hold files of a stopped instance that no running one indexes (SHARED_MARK, looked for at most once a second: a folder of one instance costs a purge nothing). */
-  private mayHoldStrangers(): boolean {
-    if (this.sharedSeen || this.instance === undefined) return this.sharedSeen;
-    const now = performance.now();
-    if (now - this.sharedCheckedAt < 1000) return false;
-    this.sharedCheckedAt = now;
-    return (this.sharedSeen = existsSync(join(this.dir, SHARED_MARK)));
-  }
-
   /**
    * A purge (of `key`, or of the keys it begins when `prefix`) reaches the files in the folder that
    * no running instance holds: those of an instance that stopped while another ran, which no
@@ -776,7 +766,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
    * (Nothing is computed before the check: a folder of one instance costs a PutObject's purge nothing.)
    */
   private sweep(key: string, prefix: boolean): void {
-    if (!this.mayHoldStrangers()) return;
+    // (the folder may hold a stopped instance's files only once marked shared: watchShared)
+    if (!this.sharedSeen) return;
     const match = prefix ? (k: string) => k.startsWith(key) : (k: string) => k === key;
     const p = this.sweepFiles(match, prefix ? undefined : keyHash(key)).catch((err) => this.failed(err, "purge"));
     this.unlinking.add(p);
