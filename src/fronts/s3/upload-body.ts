@@ -1,7 +1,8 @@
 /**
  * A client's upload body, turned into what goes upstream: verified as it streams, never buffered
- * whole, and failing (the stream errors, never ends cleanly) on anything wrong, so that the
- * upstream request is aborted and S3 stores nothing.
+ * whole (but a body of at most SMALL_BODY_BYTES, `small` below, read whole and verified before
+ * anything is sent), and failing (the stream errors, never ends cleanly) on anything wrong, so
+ * that the upstream request is aborted and S3 stores nothing.
  *
  * By payload mode (x-amz-content-sha256, as verifySigV4 classified it):
  * - hex SHA-256: checked here on the way (XAmzContentSHA256Mismatch) AND forwarded as the upstream

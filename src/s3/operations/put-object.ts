@@ -1,9 +1,10 @@
 /**
  * PutObject: the body streamed to S3 with its exact length (or re-framed as aws-chunked with an
- * unsigned trailer, see AwsChunkedBody). What describes the object passes through: Content-Type,
- * Content-MD5, x-amz-meta-*, Cache-Control, Content-Disposition, Content-Encoding (without
- * aws-chunked), Content-Language, Expires, the x-amz-checksum-* values, x-amz-sdk-checksum-algorithm,
- * and the conditional-write headers If-Match / If-None-Match. Nothing else (no ACLs, no storage
+ * unsigned trailer, see AwsChunkedBody), or sent as bytes (a small body read whole: replayable).
+ * What describes the object passes through: Content-Type, Content-MD5, x-amz-meta-*,
+ * Cache-Control, Content-Disposition, Content-Encoding (without aws-chunked), Content-Language,
+ * Expires, the x-amz-checksum-* values, x-amz-sdk-checksum-algorithm, and the conditional-write
+ * headers If-Match / If-None-Match. Nothing else (no ACLs, no storage
  * class, no encryption settings: those are the bucket owner's, not the client's).
  *
  * S3 answers with the ETag (and any checksum) in headers; the caller relays them as they are.
