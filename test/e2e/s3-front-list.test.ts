@@ -74,6 +74,17 @@ describe("ListObjectsV2", () => {
     }
   });
 
+  test("a continuation-token longer than the proxy's (2 KiB) gets no room beyond max_uri_length: a 9 KiB one on a short listing is InvalidURI, never passed upstream (it was read as an upstream's token and sent there)", async () => {
+    const before = env.s3.requests.length;
+    const fake = "A".repeat(9000);
+    const r = await raw("/open", { "list-type": "2", "continuation-token": fake }, session);
+    expect([r.status, r.code]).toEqual([400, "InvalidURI"]);
+    expect(env.s3.requests.slice(before).filter((q) => !q.admin && q.query["continuation-token"] !== undefined)).toHaveLength(0);
+    // (one of the proxy's size still gets the room: refused for what it is, not for the URI's length)
+    const room = await raw("/open", { "list-type": "2", prefix: "p".repeat(7000), "continuation-token": "A".repeat(2000) }, session);
+    expect(room.code).not.toBe("InvalidURI");
+  });
+
   test("<Name> is the proxy bucket's name: bucket `open` lists upstream bucket `data` and never names it", async () => {
     const c = sdk(session); // a session may list a bucket without auth
     try {

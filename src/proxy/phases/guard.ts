@@ -34,10 +34,15 @@ function headerBytes(h: Headers): number {
 const CONTINUATION_ROOM = 2048;
 const CONTINUATION = /[?&]continuation-token=([^&]*)/;
 
-/** The length of a query's first continuation-token parameter, at most CONTINUATION_ROOM. */
+/**
+ * The length of a query's first continuation-token parameter when it is at most CONTINUATION_ROOM,
+ * else 0: a longer token is none of the proxy's and gets no room (2 KiB of any longer one was not
+ * counted, so a 9 KiB token on a short listing passed an 8 KiB limit, and during the raw-token
+ * grace went upstream as the store's own).
+ */
 function continuationLength(query: string): number {
   const m = CONTINUATION.exec(query);
-  return m === null ? 0 : Math.min(m[0].length, CONTINUATION_ROOM);
+  return m === null || m[0].length > CONTINUATION_ROOM ? 0 : m[0].length;
 }
 
 export function guard(ctx: RequestContext): undefined {
