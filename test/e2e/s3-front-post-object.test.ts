@@ -18,7 +18,7 @@ import { writeFileSync } from "node:fs";
 import { boto3Client } from "../clients/boto3.ts";
 import { clientTest, runProcess, tempDir, type TempDir } from "../clients/run.ts";
 import { OpaServer } from "../fixtures/opa.ts";
-import { answerOf, bytesOf, READER, sha256, startUploadEnv, uploadYaml, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
+import { answerOf, bytesOf, lines, rawRequest, READER, sha256, startUploadEnv, uploadYaml, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
 import { presignPost } from "../../src/fronts/presign.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
@@ -361,6 +361,34 @@ test("a client that goes away after a part went up: the multipart upload is abor
   expect(env.s3.multipartUploads().filter((u) => u.key === "cut/away.bin")).toEqual([]);
   // its part buffers went back to the process's budget before the abort
   expect(env.app.formBuffers.reserved).toBe(0);
+});
+
+test("a client that stops sending half-way through the form (still connected) is answered S3's 400 RequestTimeout, not left to the listener's idle timeout; nothing stored, no upload left", async () => {
+  const { formBodyLimits } = await import("../../src/fronts/s3/post-object.ts");
+  const saved = { ...formBodyLimits };
+  // (the bound lowered: production waits S3's 20 s, or the listener's slow-body rule's 55 s)
+  formBodyLimits.idleMs = 300;
+  formBodyLimits.slow = { bytes: 1024 * 1024 * 1024, waitMs: 1_000 };
+  try {
+    for (const [key, inFile] of [["stall/in-fields.bin", false], ["stall/in-file.bin", true]] as const) {
+      const p = policyFor("up", key);
+      const boundary = "----stallboundary";
+      let form = "";
+      for (const [k, v] of Object.entries(p.fields)) form += `--${boundary}\r\nContent-Disposition: form-data; name="${k}"\r\n\r\n${v}\r\n`;
+      form += `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="s.bin"\r\n\r\n` + "x".repeat(1000);
+      // half of the form (in the fields, or in the file), then nothing more
+      const sent = inFile ? form : form.slice(0, form.indexOf("policy") + 20);
+      const started = performance.now();
+      const reply = await rawRequest(env.port, lines("POST /up HTTP/1.1", { host: `127.0.0.1:${env.port}`, "content-type": `multipart/form-data; boundary=${boundary}`, "content-length": String(form.length * 2) }), [new TextEncoder().encode(sent)], { timeoutMs: 20_000 });
+      expect({ key, status: reply.status, code: /<Code>([^<]*)</.exec(reply.body)?.[1] }).toEqual({ key, status: 400, code: "RequestTimeout" });
+      expect(reply.body).toContain("Your socket connection to the server was not read from or written to within the timeout period");
+      expect(performance.now() - started).toBeLessThan(10_000);
+      expect(await env.s3.exists("up", key)).toBe(false);
+      expect(env.s3.multipartUploads().filter((u) => u.key === key)).toEqual([]);
+    }
+  } finally {
+    Object.assign(formBodyLimits, saved);
+  }
 });
 
 test("form uploads share the process's buffer budget (s3_api.form_upload_buffer_mib): one that would exceed it is 503 SlowDown with Retry-After, nothing stored; the budget is whole again after", async () => {

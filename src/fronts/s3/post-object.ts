@@ -52,7 +52,9 @@ import { MAX_UPLOAD_BYTES } from "./upload-body.ts";
 import { sameSignature } from "./verify.ts";
 import { aclsNotSupported, callOf, MAX_USER_METADATA_BYTES, OWNER_ONLY_ACLS, unkeptSettingOf, writeUpstream } from "./writes.ts";
 import { purgeWritten } from "../purge.ts";
-import { ownsBodyChunks } from "../../http/framed-body.ts";
+import { LISTENER_SLOW_BODY, ownsBodyChunks } from "../../http/framed-body.ts";
+import { pipeStage, SOURCE_IDLE_MS } from "../../s3/aws-chunked/pump.ts";
+import { isPayloadError } from "../../s3/aws-chunked/errors.ts";
 import { endToEnd } from "../../http/headers.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
 import { childText, parseXml, XmlError, type XmlElement } from "./xml-reader.ts";
@@ -66,6 +68,15 @@ const FIRST_BUFFER_BYTES = 256 * 1024;
 export const POST_PART_BYTES = 5 * 1024 * 1024;
 /** Headers of the object a form field may set (lower-case field names). */
 const OBJECT_FIELDS = new Set(["content-type", "cache-control", "content-disposition", "content-encoding", "content-language", "expires"]);
+
+/**
+ * How long the form's client may keep a read of its body waiting, as for any upload body (the
+ * pump's rules, upload-body.ts): S3's ~20 s for a client gone quiet, and the listener's slow-body
+ * rule (LISTENER_SLOW_BODY), so a stalled form is answered 400 RequestTimeout before Bun.serve
+ * would close its connection unanswered. In-process tests lower it.
+ */
+export const formBodyLimits = { idleMs: SOURCE_IDLE_MS, slow: LISTENER_SLOW_BODY };
+const PASS_THROUGH = { feed: (piece: Uint8Array, out: Uint8Array[]) => void out.push(piece), end: () => {} };
 
 const fail = (e: S3Error): never => {
   throw s3Fail(e);
@@ -351,11 +362,16 @@ export async function postObjectOp(ctx: RequestContext): Promise<Response> {
   if (length !== null && Number(length) > MAX_UPLOAD_BYTES + MAX_FIELD_BYTES + 64 * 1024) fail(s3Error("EntityTooLarge"));
   if (ctx.req.body === null) fail(s3Error("IncorrectNumberOfFilesInPostRequest"));
   // Each chunk is copied into a part buffer (or read as a field) before the next is asked for.
-  const form = new FormReader(ctx.req.body!, boundary!, { releaseChunks: ownsBodyChunks(ctx.req) });
+  // (through the pump, which times a client that stops sending: unwatched, the form waited for
+  // the listener's idle timeout, ~68 s, and its connection was closed with no answer)
+  const body = pipeStage(ctx.req.body!, PASS_THROUGH, "none", formBodyLimits.idleMs, formBodyLimits.slow).stream;
+  const form = new FormReader(body, boundary!, { releaseChunks: ownsBodyChunks(ctx.req) });
   try {
     const fields = new Map<string, string>();
     let fieldBytes = 0;
     let file: { filename?: string } | undefined;
+    // (the fields are read whole before anything goes upstream: server.request_timeout passing now is the client's, RequestTimeout)
+    ctx.readingBody = true;
     for (let part = await form.nextPart(); part !== undefined; part = await form.nextPart()) {
       const name = part.name.toLowerCase();
       if (name === "file") {
@@ -371,6 +387,7 @@ export async function postObjectOp(ctx: RequestContext): Promise<Response> {
       if (fields.has(name)) fail(s3Error("InvalidArgument", `Bucket POST can only contain one field named '${name.slice(0, 64)}'.`, { ArgumentName: name.slice(0, 64) }));
       fields.set(name, value!);
     }
+    ctx.readingBody = false;
     if (file === undefined) fail(s3Error("IncorrectNumberOfFilesInPostRequest"));
     const now = (ctx as S3RequestContext).s3!.api.now();
     let principal: S3Principal;
@@ -420,8 +437,11 @@ export async function postObjectOp(ctx: RequestContext): Promise<Response> {
   } catch (err) {
     // the form itself was broken (read before the file or in it: either way nothing is stored)
     if (err instanceof FormDataError) throw s3Fail(s3Error("MalformedPOSTRequest", err.message));
+    // the client stopped sending (RequestTimeout); one that went away is the runner's (499)
+    if (isPayloadError(err) && err.code === "RequestTimeout" && !ctx.req.signal.aborted) throw s3Fail(s3Error("RequestTimeout"));
     throw err;
   } finally {
+    ctx.readingBody = false;
     form.cancel();
   }
 }
