@@ -44,9 +44,14 @@ beforeAll(async () => {
     path_prefix: /far
     access: read-write
     s3: { bucket: far, endpoint: "${s3.endpoint}", access_key: "${FAR_KEY.accessKeyId}", secret_key: "${FAR_KEY.secretAccessKey}" }
+  - name: opaopen
+    path_prefix: /opaopen
+    access: read-write
+    s3: { bucket: up, endpoint: "${s3.endpoint}", access_key: "${UPSTREAM_WRITER.accessKeyId}", secret_key: "${UPSTREAM_WRITER.secretAccessKey}" }
+    authorization: { type: opa, opa_url: "${opa.url}", opa_policy_path: yatagarasu/allow, opa_cache_ttl_seconds: 0, opa_fail_mode: open }
 `,
       moreCredentials: `    - { access_key_id: "${PROBER.accessKeyId}", secret_access_key: "${PROBER.secretAccessKey}", identity: prober, buckets: { up: [read, write], far: [read, write] } }
-    - { access_key_id: "${LISTER.accessKeyId}", secret_access_key: "${LISTER.secretAccessKey}", identity: lister, buckets: { up: [read, list, write], far: [read, list, write], opa: [read, list, write] } }
+    - { access_key_id: "${LISTER.accessKeyId}", secret_access_key: "${LISTER.secretAccessKey}", identity: lister, buckets: { up: [read, list, write], far: [read, list, write], opa: [read, list, write], opaopen: [read, list, write] } }
 `,
     }),
     s3,
@@ -126,6 +131,21 @@ describe("a copy's missing source", () => {
     async () => {
       expect(await copy("/up/dst.txt", "/opa/missing.txt", LISTER)).toBe("403 AccessDenied");
       expect(await copy("/up/dst3.txt", "/opa/there.txt", LISTER)).toBe("200 ");
+    },
+    T,
+  );
+
+  test(
+    "the source bucket's authorizer cannot answer (set to fail open): the s3:ListBucket check fails closed, AccessDenied, not NoSuchKey",
+    async () => {
+      opa.failWith({ status: 500 });
+      try {
+        expect(await copy("/up/dst5.txt", "/opaopen/missing.txt", LISTER)).toBe("403 AccessDenied");
+        // (the copy itself is let through, as the bucket's fail mode says)
+        expect(await copy("/up/dst6.txt", "/opaopen/there.txt", LISTER)).toBe("200 ");
+      } finally {
+        opa.failWith(null);
+      }
     },
     T,
   );

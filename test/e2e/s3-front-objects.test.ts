@@ -416,6 +416,17 @@ describe("stored checksums on a cached bucket, for an object the cache does not 
   });
 });
 
+/** Bucket `data` with an OPA authorizer (fail mode `failMode`), and `private` without one. */
+const opaBuckets = (ep: string, opaUrl: string, failMode: "open" | "closed") => `buckets:
+  - name: data
+    path_prefix: /data
+    s3: { bucket: data, endpoint: "${ep}", access_key: "AKIDUPSTREAMREAD", secret_key: "upstream-secret-key-0123456789" }
+    authorization: { type: opa, opa_url: "${opaUrl}", opa_policy_path: s3/allow, opa_cache_ttl_seconds: 0, opa_fail_mode: ${failMode} }
+  - name: private
+    path_prefix: /private
+    s3: { bucket: private, endpoint: "${ep}", access_key: "AKIDUPSTREAMREAD", secret_key: "upstream-secret-key-0123456789" }
+`;
+
 describe("OPA with the S3 action, virtual-hosted style, ListBuckets owner", () => {
   let env: S3FrontEnv;
   let opa: OpaServer;
@@ -429,15 +440,7 @@ describe("OPA with the S3 action, virtual-hosted style, ListBuckets owner", () =
     env = await startS3FrontEnv({
       s3Extra: "  domain: s3.test\n",
       extra: `audit: { enabled: true, path: "${join(auditDir, "audit.log")}" }\n`,
-      buckets: (ep) => `buckets:
-  - name: data
-    path_prefix: /data
-    s3: { bucket: data, endpoint: "${ep}", access_key: "AKIDUPSTREAMREAD", secret_key: "upstream-secret-key-0123456789" }
-    authorization: { type: opa, opa_url: "${opa.url}", opa_policy_path: s3/allow, opa_cache_ttl_seconds: 0 }
-  - name: private
-    path_prefix: /private
-    s3: { bucket: private, endpoint: "${ep}", access_key: "AKIDUPSTREAMREAD", secret_key: "upstream-secret-key-0123456789" }
-`,
+      buckets: (ep) => opaBuckets(ep, opa.url, "closed"),
     });
     await env.s3.put("data", "a.txt", "AAA");
   });
@@ -606,6 +609,42 @@ describe("OPA with the S3 action, virtual-hosted style, ListBuckets owner", () =
     expect(await names({ "bucket-region": "us-east-1" })).toEqual({ status: 200, names: ["data", "private"], regions: ["us-east-1"] });
     expect(await names({ "bucket-region": "eu-west-1" })).toEqual({ status: 200, names: [], regions: [] });
     expect(await names({ "bucket-region": "eu-west-1", "max-buckets": "1" })).toEqual({ status: 200, names: [], regions: [] });
+  });
+});
+
+describe("OPA failing open (opa_fail_mode: open)", () => {
+  let env: S3FrontEnv;
+  let opa: OpaServer;
+  beforeAll(async () => {
+    opa = OpaServer.start({ "s3/allow": () => true });
+    env = await startS3FrontEnv({
+      buckets: (ep) => opaBuckets(ep, opa.url, "open"),
+    });
+    await env.s3.put("data", "a.txt", "AAA");
+  });
+  afterAll(async () => {
+    await env.stop();
+    opa.close();
+  });
+
+  test("a missing key while the authorizer cannot answer is AccessDenied, not NoSuchKey: whether the caller may list the bucket is not known (the check fails closed, as the plain front's folder check); an existing key is still served (fail open)", async () => {
+    const allowed = await signedFetch(env, { path: "/data/nope.txt" });
+    expect([allowed.status, /<Code>(\w+)/.exec(await allowed.text())?.[1]]).toEqual([404, "NoSuchKey"]);
+    opa.failWith({ status: 500 });
+    try {
+      for (const method of ["GET", "HEAD"] as const) {
+        const n = opa.requests.length;
+        const r = await signedFetch(env, { method, path: "/data/nope.txt" });
+        const text = await r.text();
+        expect([method, r.status, method === "GET" ? /<Code>(\w+)/.exec(text)?.[1] : ""]).toEqual([method, 403, method === "GET" ? "AccessDenied" : ""]);
+        // (it was asked: the answer is the outage's, not a grant's)
+        expect(opa.requests.slice(n).map((q) => (q.body as any).input.action)).toContain("s3:ListBucket");
+      }
+      const there = await signedFetch(env, { path: "/data/a.txt" });
+      expect([there.status, await there.text()]).toEqual([200, "AAA"]);
+    } finally {
+      opa.failWith(null);
+    }
   });
 });
 

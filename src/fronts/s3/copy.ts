@@ -242,7 +242,8 @@ async function hideMissingSource(ctx: RequestContext, src: ForeignSource, err: u
   if (e?.code !== "NoSuchKey") throw err;
   const from = src.from;
   const principal = (ctx as S3RequestContext).s3!.principal;
-  const mayList = mayAccess(ctx.rt, principal, from, "s3:ListBucket") && (await mayOnSource(ctx, from, src.key, "s3:ListBucket"));
+  // (failing closed, as a read's missing key (front.ts missingKey): an authorizer that cannot answer does not say so)
+  const mayList = mayAccess(ctx.rt, principal, from, "s3:ListBucket") && (await mayOnSource(ctx, from, src.key, "s3:ListBucket", true).catch(() => false));
   // (the upstream's request id kept: the access log still names the refusal it came from)
   if (!mayList) throw s3Fail(s3Error("AccessDenied"), ((err as ProxyError).cause as { s3RequestId?: string } | undefined)?.s3RequestId);
   // S3's NoSuchKey names the missing source's key (as the client named it). Not with an If-Match,

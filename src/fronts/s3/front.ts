@@ -435,7 +435,9 @@ export function s3Operate(ctx: RequestContext): Response | Promise<Response> {
 /** Rethrows `err`; a NoSuchKey first asks the authorizer whether the caller may list the key's name. */
 async function missingKey(ctx: RequestContext, s: S3State, err: unknown): Promise<never> {
   if (err instanceof ProxyError && (s3ErrorOf(err) ?? fromProxyError(err)).code === "NoSuchKey" && mayAccess(ctx.rt, s.principal, ctx.bucket!, "s3:ListBucket")) {
-    if (!(await mayAlso(ctx, "s3:ListBucket"))) s.listDenied = true;
+    // Fails closed, as the plain front's folder check: an authorizer that cannot answer (even one
+    // set to fail open) does not say the caller may learn which keys exist (AccessDenied).
+    if (!(await mayAlso(ctx, "s3:ListBucket", true).catch(() => false))) s.listDenied = true;
   }
   throw err;
 }

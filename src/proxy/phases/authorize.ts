@@ -37,10 +37,10 @@ export function authorize(ctx: RequestContext): undefined | Promise<undefined> {
  * The same question about another object the request reads (a copy's source): `from`'s
  * authorizer, asked as a GET of `key` in that bucket. True when the bucket has none.
  */
-export function mayOnSource(ctx: RequestContext, from: BucketRuntime, key: string, action: string): Promise<boolean> {
+export function mayOnSource(ctx: RequestContext, from: BucketRuntime, key: string, action: string, failClosed = false): Promise<boolean> {
   const authorizer = from.authorizer;
   if (authorizer === undefined) return Promise.resolve(true);
-  return authorizer.authorize({ claims: ctx.claims, principal: ctx.principal, bucket: from.name, key, path: `/${from.name}/${key}`, method: "GET", action, clientIp: clientIp(ctx), trace: ctx.span });
+  return authorizer.authorize({ claims: ctx.claims, principal: ctx.principal, bucket: from.name, key, path: `/${from.name}/${key}`, method: "GET", action, clientIp: clientIp(ctx), trace: ctx.span, failClosed });
 }
 
 export function mayAlso(ctx: RequestContext, action: string, failClosed = false, key = ctx.key, path = authzPath(ctx)): Promise<boolean> {
