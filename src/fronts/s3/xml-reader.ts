@@ -3,7 +3,8 @@
  * (CompleteMultipartUpload, DeleteObjects). It reads elements, attributes, text, CDATA, comments
  * and the XML declaration, and nothing else: a DOCTYPE, an entity declaration or any entity other
  * than the five predefined ones and numeric references is an error, so there is no XXE and no
- * entity expansion. Input size, depth and element count are capped before any work is done.
+ * entity expansion. Input size, depth, element count and (a client's) entity references are capped
+ * before the work is done.
  * Element names are reduced to their local name (`s3:Key` → `Key`), as the S3 schema is unprefixed.
  *
  * A client's document (not `lenient`) is also held to what S3's schemas allow everywhere: no text
@@ -30,6 +31,12 @@ export interface XmlLimits {
   /** Maximum number of elements (default 100,000). */
   maxElements?: number;
   /**
+   * Maximum number of entity and character references in the whole document (a client's: default
+   * MAX_ENTITY_REFERENCES; an upstream's, `lenient`: no limit). Each costs a decode: a 4 MiB body
+   * of ~840,000 `&amp;` held the event loop for ~0.2-0.6 s.
+   */
+  maxEntities?: number;
+  /**
    * An upstream's answer, not a client's request: characters XML 1.0 does not allow (raw, or as
    * character references) are kept. S3 keys may hold any UTF-8 character, U+0001 included, and
    * stores write them into their listings and results as they are (s3rver raw, others as
@@ -49,6 +56,13 @@ export class XmlError extends Error {
   }
 }
 
+/**
+ * The references a client's document may hold (S3's MalformedXML beyond). Well above what S3's
+ * documents carry: a CompleteMultipartUpload of 10,000 parts whose ETags are written
+ * `&quot;...&quot;` has 20,000; a DeleteObjects of 1,000 keys, 100 escaped characters in each key.
+ */
+export const MAX_ENTITY_REFERENCES = 100_000;
+
 const NAME = /[A-Za-z_][A-Za-z0-9._:-]*/y;
 const WS = /[ \t\r\n]*/y;
 const ATTR_VALUE = /"([^"<]*)"|'([^'<]*)'/y;
@@ -63,9 +77,18 @@ function isXmlChar(cp: number): boolean {
     (cp >= 0xe000 && cp <= 0xfffd) || (cp >= 0x10000 && cp <= 0x10ffff);
 }
 
-/** Decodes the predefined entities and numeric character references; anything else is an error. */
-export function decodeEntities(s: string, lenient = false): string {
-  if (s.indexOf("&") < 0) return s;
+/**
+ * Decodes the predefined entities and numeric character references; anything else is an error.
+ * `budget`: the references the document may still hold, taken one per reference (an error past it).
+ */
+export function decodeEntities(s: string, lenient = false, budget?: { left: number }): string {
+  let at = s.indexOf("&");
+  if (at < 0) return s;
+  // (counted before decoding: replace() finds every match before its callback runs, so a throw
+  // from the callback would come after the work)
+  if (budget !== undefined) {
+    for (; at >= 0; at = s.indexOf("&", at + 1)) if (--budget.left < 0) throw new XmlError("too many entity references");
+  }
   return s.replace(/&([^;&]{0,12});?/g, (whole, body: string) => {
     if (!whole.endsWith(";")) throw new XmlError("unterminated entity reference");
     const named = PREDEFINED.get(body);
@@ -106,6 +129,8 @@ export function parseXml(input: string | Uint8Array, limits: XmlLimits = {}): Xm
   // a DeleteObjects naming "a\r\nb" deletes "a\nb"); `&#13;` still means CR.
   if (src.includes("\r")) src = src.replace(/\r\n?/g, "\n");
   const lenient = limits.lenient === true;
+  const maxEntities = limits.maxEntities ?? (lenient ? undefined : MAX_ENTITY_REFERENCES);
+  const entities = maxEntities === undefined ? undefined : { left: maxEntities };
   if (!lenient && BAD_CHAR.test(src)) throw new XmlError("XML body contains a character XML does not allow");
 
   let pos = 0;
@@ -163,7 +188,7 @@ export function parseXml(input: string | Uint8Array, limits: XmlLimits = {}): Xm
         if (/[^ \t\r\n]/.test(raw)) fail("text outside the root element");
       } else {
         if (raw.includes("]]>")) fail("']]>' in text");
-        stack[stack.length - 1].text += decodeEntities(raw, lenient);
+        stack[stack.length - 1].text += decodeEntities(raw, lenient, entities);
       }
       pos = textEnd;
       continue;
@@ -216,7 +241,7 @@ export function parseXml(input: string | Uint8Array, limits: XmlLimits = {}): Xm
         if (m === null) fail("expected a quoted attribute value");
         pos = ATTR_VALUE.lastIndex;
         if (Object.hasOwn(node.attrs, attr)) fail(`duplicate attribute ${attr}`);
-        node.attrs[attr] = decodeEntities(m![1] ?? m![2], lenient);
+        node.attrs[attr] = decodeEntities(m![1] ?? m![2], lenient, entities);
       }
       const selfClosing = src[pos] === "/";
       pos += selfClosing ? 2 : 1;

@@ -3,7 +3,7 @@ import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { ProxyError } from "../../../src/errors.ts";
 import { escapeXml, isWellFormedResult, maskOwners, renderListBuckets, renderLocationConstraint, setFirstElementText } from "../../../src/fronts/s3/xml.ts";
 import { fromProxyError, renderS3ErrorXml, s3Error, s3ErrorResponse, S3_ERRORS } from "../../../src/fronts/s3/errors.ts";
-import { child, childrenNamed, childText, parseXml, XmlError } from "../../../src/fronts/s3/xml-reader.ts";
+import { child, childrenNamed, childText, MAX_ENTITY_REFERENCES, parseXml, XmlError } from "../../../src/fronts/s3/xml-reader.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -209,15 +209,16 @@ describe("parseXml", () => {
     expect(() => parseXml(new Uint8Array([0x3c, 0x61, 0x3e, 0xff, 0x3c, 0x2f, 0x61, 0x3e]))).toThrow("UTF-8");
   });
 
+  const catchErr = (f: () => unknown) => {
+    try {
+      f();
+    } catch (e) {
+      return e as XmlError;
+    }
+    throw new Error("did not throw");
+  };
+
   test("size, depth and element caps answer 'too-large' before the work is done", () => {
-    const catchErr = (f: () => unknown) => {
-      try {
-        f();
-      } catch (e) {
-        return e as XmlError;
-      }
-      throw new Error("did not throw");
-    };
     expect(catchErr(() => parseXml("<a>" + "x".repeat(100) + "</a>", { maxBytes: 50 })).reason).toBe("too-large");
     expect(catchErr(() => parseXml(new Uint8Array(51), { maxBytes: 50 })).reason).toBe("too-large");
     expect(catchErr(() => parseXml("<a>" + "é".repeat(30) + "</a>", { maxBytes: 50 })).reason).toBe("too-large"); // bytes, not chars
@@ -232,6 +233,28 @@ describe("parseXml", () => {
     expect(childrenNamed(parseXml(del), "Object").length).toBe(1000);
     const parts = Array.from({ length: 10000 }, (_, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>"${"0".repeat(32)}"</ETag><ChecksumCRC32>AAAAAA==</ChecksumCRC32></Part>`);
     expect(childrenNamed(parseXml("<CompleteMultipartUpload>" + parts.join("") + "</CompleteMultipartUpload>"), "Part").length).toBe(10000);
+  });
+
+  test("a client's document holds at most MAX_ENTITY_REFERENCES references, counted over the whole document (text and attributes) before any is decoded; S3's largest documents, escaped, fit; an upstream's answer (lenient) is not limited", () => {
+    expect(MAX_ENTITY_REFERENCES).toBe(100_000);
+    const half = MAX_ENTITY_REFERENCES / 2;
+    const two = (extra: number) => `<Delete><Object><Key>${"&amp;".repeat(half)}</Key></Object><Object><Key a="${"&lt;".repeat(extra)}">${"&#x41;".repeat(half)}</Key></Object></Delete>`;
+    const ok = parseXml(two(0), { maxBytes: 4 * 1024 * 1024 });
+    expect(childrenNamed(ok, "Object").map((o) => childText(o, "Key")!.length)).toEqual([half, half]);
+    const over = catchErr(() => parseXml(two(1), { maxBytes: 4 * 1024 * 1024 }));
+    expect([over.reason, over.message]).toEqual(["malformed", "too many entity references"]);
+    // a 4 MiB body of ~840,000 references (it held the event loop ~0.6 s): refused at the count
+    const flood = "<Delete><Object><Key>" + "&amp;".repeat(838_000) + "</Key></Object></Delete>";
+    expect(catchErr(() => parseXml(flood, { maxBytes: 4 * 1024 * 1024 })).message).toBe("too many entity references");
+    expect(childText(child(parseXml(flood, { maxBytes: 4 * 1024 * 1024, lenient: true }), "Object")!, "Key")!.length).toBe(838_000);
+    // S3's largest documents, escaped as SDKs write them: 10,000 parts with quoted ETags (20,000
+    // references), 1,000 keys of 100 escaped characters each (100,000)
+    const parts = Array.from({ length: 10000 }, (_, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>&quot;${"0".repeat(32)}&quot;</ETag></Part>`);
+    const complete = parseXml("<CompleteMultipartUpload>" + parts.join("") + "</CompleteMultipartUpload>", { maxBytes: 4 * 1024 * 1024 });
+    expect(childText(childrenNamed(complete, "Part")[9999]!, "ETag")).toBe(`"${"0".repeat(32)}"`);
+    const del = "<Delete>" + Array.from({ length: 1000 }, (_, i) => `<Object><Key>${"a&amp;&lt;&gt;&#xD;".repeat(25)}${i}</Key></Object>`).join("") + "</Delete>";
+    expect(childText(childrenNamed(parseXml(del, { maxBytes: 4 * 1024 * 1024 }), "Object")[999]!, "Key")).toBe("a&<>\r".repeat(25) + "999");
+    expect(parseXml(`<Tagging><TagSet><Tag><Key>a&amp;b</Key><Value>&lt;v&gt;</Value></Tag></TagSet></Tagging>`).name).toBe("Tagging");
   });
 
   test("attribute names like __proto__ stay plain data", () => {
