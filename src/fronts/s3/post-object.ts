@@ -50,7 +50,7 @@ import { keyRefusal, MAX_KEY_BYTES } from "./route.ts";
 import { signingKeyFor } from "./signing-keys.ts";
 import { MAX_UPLOAD_BYTES } from "./upload-body.ts";
 import { sameSignature } from "./verify.ts";
-import { aclsNotSupported, callOf, MAX_USER_METADATA_BYTES, OWNER_ONLY_ACLS, unkeptSettingOf, writeUpstream } from "./writes.ts";
+import { aclsNotSupported, callOf, MAX_USER_METADATA_BYTES, OWNER_ONLY_ACLS, unkeptSettingOf, writeUpstream, XML_ELEMENT_LIMITS } from "./writes.ts";
 import { purgeWritten } from "../purge.ts";
 import { LISTENER_SLOW_BODY, ownsBodyChunks } from "../../http/framed-body.ts";
 import { pipeStage, SOURCE_IDLE_MS } from "../../s3/aws-chunked/pump.ts";
@@ -160,7 +160,7 @@ function objectHeaders(fields: ReadonlyMap<string, string>): Record<string, stri
   if (tagging !== undefined) {
     let doc: XmlElement;
     try {
-      doc = parseXml(tagging);
+      doc = parseXml(tagging, { maxElements: XML_ELEMENT_LIMITS.Tagging });
     } catch (err) {
       if (err instanceof XmlError) return fail(s3Error("MalformedXML", "The XML in the tagging field was not well-formed or did not validate against S3's schema."));
       throw err;

@@ -13,8 +13,9 @@ import type { S3Principal } from "../../../src/fronts/s3/identities.ts";
 import { partsOf } from "../../../src/fronts/s3/multipart.ts";
 import { mayAccess } from "../../../src/fronts/s3/permissions.ts";
 import { errorOf } from "../../../src/fronts/s3/relay.ts";
-import { parseXml } from "../../../src/fronts/s3/xml-reader.ts";
-import { readWhole } from "../../../src/fronts/s3/writes.ts";
+import { parseXml, type XmlError } from "../../../src/fronts/s3/xml-reader.ts";
+import { parseClientXml, readWhole, XML_ELEMENT_LIMITS } from "../../../src/fronts/s3/writes.ts";
+import { tagsOf } from "../../../src/fronts/s3/tagging.ts";
 import { heapStats } from "bun:jsc";
 import type { ProxyError } from "../../../src/errors.ts";
 
@@ -229,5 +230,52 @@ describe("readWhole (the XML bodies the front reads itself: DeleteObjects, Compl
     expect((await readWhole(dripped(1000, 100).stream, 2000)).byteLength).toBe(1000);
     expect((await readWhole(dripped(3000, 100).stream, 2000)).byteLength).not.toBe(2000);
     expect((await readWhole(dripped(0, 100).stream, 0)).byteLength).toBe(0);
+  });
+});
+
+describe("a client's XML document: the elements its kind's largest valid form needs, no more", () => {
+  const repeat = (n: number, f: (i: number) => string) => Array.from({ length: n }, (_, i) => f(i)).join("");
+  const largest = {
+    Delete: "<Delete><Quiet>true</Quiet>" + repeat(1000, (i) => `<Object><Key>k${i}</Key><VersionId>v</VersionId><ETag>"e"</ETag><LastModifiedTime>2026-01-01T00:00:00Z</LastModifiedTime><Size>1</Size></Object>`) + "</Delete>",
+    CompleteMultipartUpload: "<CompleteMultipartUpload>" + repeat(10000, (i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>"${"0".repeat(32)}"</ETag><ChecksumCRC32>AAAAAA==</ChecksumCRC32></Part>`) + "</CompleteMultipartUpload>",
+    Tagging: "<Tagging><TagSet>" + repeat(50, (i) => `<Tag><Key>k${i}</Key><Value>v</Value></Tag>`) + "</TagSet></Tagging>",
+    AccessControlPolicy: "<AccessControlPolicy><Owner><ID>o</ID><DisplayName>o</DisplayName></Owner><AccessControlList>" +
+      repeat(100, () => `<Grant><Grantee><ID>o</ID><DisplayName>o</DisplayName><EmailAddress>a@b</EmailAddress><URI>u</URI></Grantee><Permission>READ</Permission></Grant>`) + "</AccessControlList></AccessControlPolicy>",
+  };
+  const elements = (xml: string) => xml.match(/<[A-Za-z]/g)!.length;
+  const code = (f: () => unknown) => {
+    try {
+      f();
+    } catch (e) {
+      return s3ErrorOf(e as ProxyError)?.code;
+    }
+    return "none";
+  };
+
+  test("the largest valid document of each kind is exactly its limit and is read; one element more is MalformedXML", () => {
+    for (const [root, xml] of Object.entries(largest) as Array<[keyof typeof largest, string]>) {
+      expect([root, elements(xml)]).toEqual([root, XML_ELEMENT_LIMITS[root]]);
+      expect(parseClientXml(xml, root).name).toBe(root);
+      const over = xml.replace(/<\/[A-Za-z]+>$/, "<x/>$&");
+      expect([root, elements(over), code(() => parseClientXml(over, root))]).toEqual([root, XML_ELEMENT_LIMITS[root] + 1, "MalformedXML"]);
+    }
+    // (and the checks after the reader still answer what S3 answers)
+    expect(partsOf(parseClientXml(largest.CompleteMultipartUpload, "CompleteMultipartUpload")).length).toBe(10000);
+    expect(code(() => tagsOf(parseClientXml(largest.Tagging, "Tagging")))).toBe("InvalidTag");
+  });
+
+  test("the reader stops at the element past the limit, before reading on", () => {
+    for (const root of Object.keys(largest) as Array<keyof typeof largest>) {
+      const limit = XML_ELEMENT_LIMITS[root];
+      // (what follows the element past the limit is not XML at all: reading it would be another error)
+      const xml = `<${root}>` + "<a/>".repeat(limit) + "<!DOCTYPE x>";
+      let err: unknown;
+      try {
+        parseXml(xml, { maxElements: limit });
+      } catch (e) {
+        err = e;
+      }
+      expect([root, (err as XmlError).message]).toEqual([root, "too many XML elements"]);
+    }
   });
 });
