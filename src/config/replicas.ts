@@ -76,7 +76,7 @@ export function bucketNameProblem(name: string): string | undefined {
   if (BUCKET_NAME.test(name)) return undefined;
   const n = [...name].length;
   const why = n < 2 || n > 255 ? `it is ${n} character${n === 1 ? "" : "s"} long` : !/^[a-z0-9]/i.test(name) ? "it does not start with a letter or a digit" : "it holds a character other than those";
-  return `is not a valid S3 bucket name (${why}): a bucket name is 2 to 255 characters, letters, digits, '.', '-' and '_', starting with a letter or a digit`;
+  return `is not a valid S3 bucket name (${why}): S3 bucket names are 3 to 63 characters (accepted here: up to 255, as a legacy us-east-1 bucket's, and 2 with a warning) of letters, digits, '.', '-' and '_', starting with a letter or a digit`;
 }
 export const MAX_REPLICAS = 8;
 

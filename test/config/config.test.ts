@@ -502,8 +502,8 @@ describe("parseConfig", () => {
     expect(JSON.stringify(wrong)).not.toContain("7f3");
   });
 
-  test("an invalid S3 bucket name says why and gives the rule (a one-letter name got only 'is not a valid S3 bucket name'), for a replica too", () => {
-    const rule = "a bucket name is 2 to 255 characters, letters, digits, '.', '-' and '_', starting with a letter or a digit";
+  test("an invalid S3 bucket name says why and gives the rule (a one-letter name got only 'is not a valid S3 bucket name'; the rule is S3's, with what is accepted beyond it: it said 2 to 255, and a 2-character name then got a warning to rename it), for a replica too", () => {
+    const rule = "S3 bucket names are 3 to 63 characters (accepted here: up to 255, as a legacy us-east-1 bucket's, and 2 with a warning) of letters, digits, '.', '-' and '_', starting with a letter or a digit";
     expect(issues(B.replace("bkt", "b"))).toEqual([{ path: "buckets[0].s3.bucket", message: `is not a valid S3 bucket name (it is 1 character long): ${rule}`, line: 4 }]);
     expect(issues(B.replace("bkt", "-bkt")).map((i) => i.message)).toEqual([`is not a valid S3 bucket name (it does not start with a letter or a digit): ${rule}`]);
     expect(issues(B.replace("bkt", '"b kt"')).map((i) => i.message)).toEqual([`is not a valid S3 bucket name (it holds a character other than those): ${rule}`]);
