@@ -3,6 +3,11 @@ import type { Config } from "./load.ts";
 import { listenerUrl, printableUrl } from "./url.ts";
 import { summarizeS3Api } from "./s3-api.ts";
 
+/** A rate limit that is set, as `name=N/s` (with its burst when given); "" when it is not (it said `global=-/s`). */
+function rateOf(name: string, r: { requests_per_second: number; burst?: number } | undefined): string {
+  return r === undefined ? "" : `${name}=${r.requests_per_second}/s${r.burst === undefined ? "" : ` (burst ${r.burst})`}`;
+}
+
 /** `verdict`: the headline's word on the config ("OK" only when --check exits 0). */
 export function summarize(c: Config, file: string, verdict = "OK"): string {
   const s = c.server;
@@ -10,7 +15,7 @@ export function summarize(c: Config, file: string, verdict = "OK"): string {
   lines.push(`config ${file}: ${verdict}`);
   lines.push(`listen      ${listenerUrl(s.https?.enabled ? "https" : "http", s.address, s.port)}  engine=${s.engine} workers=${s.workers} shutdown_timeout=${s.shutdown_timeout}s`);
   lines.push(`limits      max_concurrent=${s.max_concurrent_requests} uri<=${s.security_limits.max_uri_length}B headers<=${s.security_limits.max_header_size}B` +
-    (s.rate_limit?.enabled ? ` rate: global=${s.rate_limit.global?.requests_per_second ?? "-"}/s per_ip=${s.rate_limit.per_ip?.requests_per_second ?? "-"}/s` : ""));
+    (s.rate_limit?.enabled ? ` rate: ${[rateOf("global", s.rate_limit.global), rateOf("per_ip", s.rate_limit.per_ip)].filter(Boolean).join(" ") || "none set"}` : ""));
   lines.push(`metrics     ${c.metrics.enabled ? `${listenerUrl("http", c.metrics.address, c.metrics.port)}/metrics` : "off"}`);
   lines.push(`logging     ${c.logging.level} ${c.logging.format}`);
   if (c.jwt?.enabled) {

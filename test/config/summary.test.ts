@@ -75,6 +75,15 @@ describe("--check summary", () => {
     expect(b).toMatch(/→ ro \(s3:\/\/bkt @ aws:us-east-1\) anonymous public\n/);
   });
 
+  test("the limits line prints the rates that are set, and only those (a per-address rate alone printed global=-/s)", () => {
+    const limits = (rate: string) => summarize(parseConfig(`server: { rate_limit: ${rate} }\nbuckets:\n  - { name: b, path_prefix: /b, s3: { bucket: bkt } }\n`, { env: {} }), "c.yaml").split("\n").find((l) => l.startsWith("limits"))!;
+    expect(limits("{ per_ip: { requests_per_second: 5 } }")).toEndWith(" rate: per_ip=5/s");
+    expect(limits("{ global: { requests_per_second: 100, burst: 200 } }")).toEndWith(" rate: global=100/s (burst 200)");
+    expect(limits("{ global: { requests_per_second: 100 }, per_ip: { requests_per_second: 5, burst: 10 } }")).toEndWith(" rate: global=100/s per_ip=5/s (burst 10)");
+    expect(limits("{ enabled: false, per_ip: { requests_per_second: 5 } }")).not.toContain("rate");
+    expect(text).toContain(" rate: global=100/s\n");
+  });
+
   test("a minimal config says off for what it does not use", () => {
     const min = summarize(parseConfig("buckets:\n  - { name: b, path_prefix: /b, s3: { bucket: bkt } }\n", { env: {} }), "c.yaml");
     expect(min).toContain("cache       off");
