@@ -520,7 +520,9 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     write(process.stderr, `could not start: ${why}\n`);
     return 3;
   }
-  log.info("listening", {
+  // (a port `port: 0` chose is told by this line only: written at any logging.level, still as info)
+  const chosen = config.server.port === 0 || (metrics !== undefined && config.metrics.port === 0) || (s3Listener !== undefined && config.s3_api?.port === 0);
+  log.log("info", "listening", {
     version: VERSION,
     commit: COMMIT,
     address: config.server.address,
@@ -531,7 +533,7 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     buckets: config.buckets.length,
     generation: app.runtime.generation,
     pid: process.pid,
-  });
+  }, chosen);
   if (workerIndex() === undefined) {
     for (const n of configNotes(config)) log[n.level](n.text);
   }

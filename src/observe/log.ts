@@ -21,7 +21,8 @@ export interface Logger {
   /** A reload's logging section: level and format apply from the next line on. */
   reconfigure?(o: { level: Level; format: "json" | "text" }): void;
   enabled(level: Level): boolean;
-  log(level: Level, msg: string, fields?: Fields): void;
+  /** `always`: written whatever the level (the start's `listening` line when it tells a port `port: 0` chose, which nothing else logs). */
+  log(level: Level, msg: string, fields?: Fields, always?: boolean): void;
   trace(msg: string, fields?: Fields): void;
   debug(msg: string, fields?: Fields): void;
   info(msg: string, fields?: Fields): void;
@@ -237,8 +238,8 @@ export function createLogger(opts: { level: Level; format: "json" | "text"; fd?:
     return `${line}\n`;
   };
 
-  const log = (level: Level, msg: string, fields?: Fields) => {
-    if (RANK[level] < min) return;
+  const log = (level: Level, msg: string, fields?: Fields, always?: boolean) => {
+    if (RANK[level] < min && always !== true) return;
     enqueue(format(level, msg, fields));
   };
 
