@@ -530,7 +530,10 @@ export function startChildren(opts: {
       check();
     });
 
+  /** How many reloads of the group have started (a SIGHUP joins the latest SIGHUP's only if it is the latest of all). */
+  let reloads = 0;
   const reloadAll = async (): Promise<ReloadResult> => {
+    reloads++;
     const r = await opts.reloadSelf();
     if (!r.ok) return r;
     // What the primary runs now (the text it validated), never the file as a child would find it.
@@ -549,15 +552,18 @@ export function startChildren(opts: {
   };
 
   /** The latest SIGHUP's reload: when it started, the processes whose SIGHUP it is. */
-  let lastHup: { at: number; from: Set<number>; result: Promise<ReloadResult> } | undefined;
+  let lastHup: { at: number; seq: number; from: Set<number>; result: Promise<ReloadResult> } | undefined;
   const hup = (from: number): Promise<ReloadResult> => {
     const now = performance.now();
-    if (lastHup !== undefined && now - lastHup.at < HUP_GROUP_MS && !lastHup.from.has(from)) {
+    // (not once another reload has started since: a SIGHUP after an admin reload within the second
+    // joined the earlier signal's reload, long done, and the file was never read again)
+    if (lastHup !== undefined && now - lastHup.at < HUP_GROUP_MS && lastHup.seq === reloads && !lastHup.from.has(from)) {
       lastHup.from.add(from);
       return lastHup.result;
     }
-    lastHup = { at: now, from: new Set([from]), result: reloadAll() };
-    return lastHup.result;
+    const result = reloadAll();
+    lastHup = { at: now, seq: reloads, from: new Set([from]), result };
+    return result;
   };
 
   const spawn = (i: number, first = false) => {

@@ -36,5 +36,16 @@ logging: { level: info }
   const admin = await sign({ sub: "ops", role: "admin" }, { alg: "HS256", key: SECRET });
   const res = await fetch(px.url("/admin/reload"), { method: "POST", headers: { authorization: `Bearer ${admin}`, connection: "close" } });
   expect([res.status, ((await res.json()) as { generation: number }).generation]).toEqual([200, 3]);
+  // (the line may come through the pipe after the answer)
+  await px.waitForLog((l) => l.msg === "every worker reloaded" && l.generation === 3);
   expect(px.logs().filter((l) => l.msg === "every worker reloaded").map((l) => l.generation)).toEqual([2, 3]);
+  // SIGHUP to the primary alone, an admin reload, then SIGHUP to the child within the grouping's
+  // second: the child's is a reload of its own. It joined the primary's signal's reload, long done
+  // (another reload since), and nothing was reloaded: the file edited meanwhile never applied.
+  px.signal("SIGHUP");
+  await px.waitForLog((l) => l.msg === "every worker reloaded" && l.generation === 4);
+  const again = await fetch(px.url("/admin/reload"), { method: "POST", headers: { authorization: `Bearer ${admin}`, connection: "close" } });
+  expect(again.status).toBe(200);
+  process.kill(child.pid as number, "SIGHUP");
+  await px.waitForLog((l) => l.msg === "every worker reloaded" && l.generation === 6, 5000);
 });
