@@ -24,7 +24,21 @@ afterAll(async () => {
 
 const keysOf = (xml: string) => [...xml.matchAll(/<Key>([^<]*)<\/Key>/g)].map((m) => m[1]);
 
+/**
+ * Waits until /ready says the primary serves: a readiness probe that failed demotes it until the
+ * next one passes (every 5 s), and one fails while the 500 fault below is set, or when a loaded
+ * host keeps it past its 2 s timeout (both flaked "listings come from the primary").
+ */
+async function primaryServing(): Promise<void> {
+  for (;;) {
+    const r = (await (await fetch(w.env.mainUrl("/ready"))).json()) as { buckets?: Record<string, { serving?: string }> };
+    if (r.buckets?.src?.serving === "one") return;
+    await Bun.sleep(50);
+  }
+}
+
 test("both healthy: listings come from the primary", async () => {
+  await primaryServing();
   const res = await signedFetch(w.env, { method: "GET", path: "/src", query: [["list-type", "2"]] });
   expect(res.status).toBe(200);
   expect(keysOf(await res.text())).toEqual(["docs/p.txt"]);
@@ -71,6 +85,7 @@ test("the primary answers 500: ListObjectsV2, ListObjects and the folder index c
 test("ListObjectsV2: a truncated page the upstream gave no NextContinuationToken gets the proxy's, resuming after its last key", async () => {
   for (const k of ["a", "b", "c"]) await w.primary.put("primary-list-5d2b", `t/${k}`, k);
   const xml = `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>primary-list-5d2b</Name><Prefix>t/</Prefix><KeyCount>1</KeyCount><MaxKeys>1</MaxKeys><IsTruncated>true</IsTruncated><Contents><Key>t/a</Key><Size>1</Size></Contents></ListBucketResult>`;
+  await primaryServing();
   w.primary.faults.set("/primary-list-5d2b", { kind: "reply", status: 200, body: xml, method: "GET", times: 1 });
   try {
     const q: Array<[string, string]> = [["list-type", "2"], ["prefix", "t/"], ["max-keys", "1"]];
