@@ -18,6 +18,11 @@ export interface Validators {
   etag?: string | undefined;
   /** An HTTP-date, as sent in Last-Modified. */
   lastModified?: string | undefined;
+  /**
+   * Epoch ms of the Date the validators were current at (a response's Date; a cache entry's time
+   * stored or revalidated): If-Range only (undefined or NaN: unknown).
+   */
+  date?: number | undefined;
 }
 
 function present(h: Headers, name: string): string | null {
@@ -55,7 +60,11 @@ export function evaluateConditions(reqHeaders: Headers, v: Validators, method: s
 
 /**
  * If-Range (RFC 9110 §13.1.5): true when the Range header may be honoured. An entity-tag must
- * match strongly; a date must equal Last-Modified exactly. Anything unparseable → false (send 200).
+ * match strongly; a date must equal Last-Modified exactly and be a strong validator: a cache (or
+ * this proxy relaying an answer) may take Last-Modified as strong only when its Date is at least
+ * one second after it (§8.8.2.2; an object written twice within that second has one Last-Modified
+ * for both versions). So a date matches only when `v.date` is at least Last-Modified + 1 s.
+ * Anything unparseable → false (send 200).
  */
 export function ifRangeAllows(ifRange: string | null, v: Validators): boolean {
   if (ifRange === null) return true;
@@ -64,7 +73,7 @@ export function ifRangeAllows(ifRange: string | null, v: Validators): boolean {
   if (value.startsWith('"')) return etagListMatches(value, v.etag, true, true);
   if (v.lastModified === undefined) return false;
   const d = parseHttpDate(value);
-  return !Number.isNaN(d) && d === parseHttpDate(v.lastModified);
+  return !Number.isNaN(d) && d === parseHttpDate(v.lastModified) && v.date !== undefined && v.date >= d + 1000;
 }
 
 interface Tag {

@@ -142,6 +142,23 @@ describe("Range from a cached body", () => {
     expect((await serve({ range: "bytes=0-1", "if-range": ETAG })).response.status).toBe(206);
     expect((await serve({ range: "bytes=0-1", "if-range": LM })).response.status).toBe(206);
   });
+
+  test("If-Range with Last-Modified matches only when the entry is dated a second or more after it (RFC 9110 §8.8.2.2)", async () => {
+    // An object stored in the very second it was last modified: it may have changed again within
+    // that second, under the same Last-Modified. The date is then a weak validator: the whole 200.
+    const lm = Date.parse(LM);
+    for (const [storedAt, status] of [[lm + 400, 200], [lm + 999, 200], [lm + 1000, 206]] as const) {
+      clock = storedAt;
+      cache = new Cache([new MemoryLayer(1 << 20, 10_000)]);
+      await bytes((await serve()).response);
+      clock = storedAt + 5_000;
+      const hit = await serve({ range: "bytes=0-1", "if-range": LM });
+      expect(`${storedAt - lm}: ${hit.cacheStatus} ${hit.response.status}`).toBe(`${storedAt - lm}: HIT ${status}`);
+      await hit.response.arrayBuffer();
+      // (a weak entity-tag never matches either)
+      expect((await serve({ range: "bytes=0-1", "if-range": `W/${ETAG}` })).response.status).toBe(200);
+    }
+  });
 });
 
 describe("conditionals from cache", () => {

@@ -39,6 +39,9 @@ for (const prefix of ["/plain", "/cached"]) {
       const v2 = "VERSION-TWO-abcdefghijklmnopqrstuvwxyz";
       const { etag: newEtag } = await s3.put("ifr", key, v2);
       expect(newEtag).not.toBe(oldEtag);
+      // Written a minute ago: a Last-Modified a second or more before the answer's Date is a
+      // strong validator (RFC 9110 §8.8.2.2), as If-Range requires of a date.
+      s3.setLastModified("ifr", key, new Date(Date.now() - 60_000));
       // Last-Modified through the uncached bucket, so the cached bucket has not seen the key yet
       // (its range requests then take the cache's bypass path to the upstream).
       const ph = await fetch(px.url(`/plain/${key}`), { method: "HEAD" });
@@ -68,6 +71,17 @@ for (const prefix of ["/plain", "/cached"]) {
       const current = await fetch(px.url(o.path), { headers: { range: "bytes=0-3", "if-range": o.newLastModified } });
       expect(current.status).toBe(206);
       expect(await current.text()).toBe(o.v2.slice(0, 4));
+    });
+
+    test("the exact Last-Modified when it is not a second or more before the answer's Date → 200 whole (a weak date)", async () => {
+      const o = await replaced();
+      // (in the future: the same second as the upstream's Date would depend on the clock's ticking)
+      const now = new Date(Math.floor(Date.now() / 1000) * 1000 + 5_000);
+      s3.setLastModified("ifr", o.path.slice(prefix.length + 1), now);
+      const lm = now.toUTCString();
+      const res = await fetch(px.url(o.path), { headers: { range: "bytes=0-3", "if-range": lm } });
+      expect(res.status).toBe(200);
+      expect(await res.text()).toBe(o.v2);
     });
 
     test("a weak entity-tag never matches → 200 whole", async () => {

@@ -172,10 +172,24 @@ describe("If-Range", () => {
     expect(ifRangeAllows(` ${ETAG} `, v)).toBe(true);
   });
   test("date must equal Last-Modified exactly", () => {
-    expect(ifRangeAllows(LM, v)).toBe(true);
-    expect(ifRangeAllows(AFTER, v)).toBe(false);
-    expect(ifRangeAllows("garbage", v)).toBe(false);
-    expect(ifRangeAllows(LM, { etag: ETAG })).toBe(false);
+    const dated = { ...v, date: parseHttpDate(AFTER) };
+    expect(ifRangeAllows(LM, dated)).toBe(true);
+    expect(ifRangeAllows(AFTER, dated)).toBe(false);
+    expect(ifRangeAllows(BEFORE, dated)).toBe(false);
+    expect(ifRangeAllows("garbage", dated)).toBe(false);
+    expect(ifRangeAllows(LM, { etag: ETAG, date: parseHttpDate(AFTER) })).toBe(false);
+  });
+  test("a date is a validator only when Date is at least one second after Last-Modified (RFC 9110 §8.8.2.2, §13.1.5)", () => {
+    const lm = parseHttpDate(LM);
+    // the same second: the object may have changed twice within it, both versions one Last-Modified
+    expect(ifRangeAllows(LM, { ...v, date: lm })).toBe(false);
+    expect(ifRangeAllows(LM, { ...v, date: lm + 999 })).toBe(false);
+    expect(ifRangeAllows(LM, { ...v, date: lm + 1000 })).toBe(true);
+    // no Date known (an answer without one): weak, never a match
+    expect(ifRangeAllows(LM, v)).toBe(false);
+    expect(ifRangeAllows(LM, { ...v, date: NaN })).toBe(false);
+    // (an entity-tag needs no Date)
+    expect(ifRangeAllows(ETAG, { ...v, date: lm })).toBe(true);
   });
   test("etagListMatches helper", () => {
     expect(etagListMatches("*", undefined, true)).toBe(true);

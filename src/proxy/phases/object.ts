@@ -11,7 +11,7 @@
 import { serveHit, serveWithCache, withCacheStatus } from "../../cache/index.ts";
 import { ProxyError } from "../../errors.ts";
 import { bufferUpstreamBody } from "../../http/body-policy.ts";
-import { ifRangeAllows, ifRangeMayMatch } from "../../http/conditional.ts";
+import { ifRangeAllows, ifRangeMayMatch, parseHttpDate, type Validators } from "../../http/conditional.ts";
 import { dropChecksumHeaders, forwardRequestHeaders, keepPassedResponseHeaders, passResponseHeaders, UNTYPED_CONTENT_TYPE } from "../../http/headers.ts";
 import { isOwnedBytes } from "../../http/owned-response.ts";
 import { answersRange, upstreamRange, wholeRangeOf200 } from "../../http/range.ts";
@@ -99,8 +99,10 @@ export async function fetchIfRange(fetch: (headers: Record<string, string>) => P
   return whole;
 }
 
-function validators(res: Response): { etag: string | undefined; lastModified: string | undefined } {
-  return { etag: res.headers.get("etag") ?? undefined, lastModified: res.headers.get("last-modified") ?? undefined };
+/** An answer's validators, with its Date (If-Range takes its Last-Modified as strong only a second or more before it). */
+function validators(res: Response): Validators {
+  const h = res.headers;
+  return { etag: h.get("etag") ?? undefined, lastModified: h.get("last-modified") ?? undefined, date: parseHttpDate(h.get("date") ?? "") };
 }
 
 async function serveCached(ctx: RequestContext, method: ObjectMethod): Promise<Response> {
