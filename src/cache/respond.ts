@@ -81,8 +81,11 @@ function refusalHeaders(obj: CachedObject, xCache: string): Record<string, strin
   return xCache === "HIT" ? { "x-cache": xCache, "x-cache-layer": obj.source ?? "memory" } : { "x-cache": xCache };
 }
 
-function notModifiedHeaders(headers: Record<string, string>, age: number, xCache: string, layer?: string): Headers {
-  const h = new Headers({ age: String(age), "x-cache": xCache });
+/** `age` undefined: an answer passed on from the upstream, whose 200 carries only the upstream's own Age, if any. */
+function notModifiedHeaders(headers: Record<string, string>, age: number | undefined, xCache: string, layer?: string): Headers {
+  const h = new Headers({ "x-cache": xCache });
+  const a = age === undefined ? headers.age : String(age);
+  if (a !== undefined) h.set("age", a);
   if (layer !== undefined) h.set("x-cache-layer", layer);
   for (const name of NOT_MODIFIED_HEADERS) {
     const v = headers[name];
@@ -91,8 +94,13 @@ function notModifiedHeaders(headers: Record<string, string>, age: number, xCache
   return h;
 }
 
-/** A 304 carrying `headers`' validators and cache headers (RFC 9110 §15.4.5). */
-export function notModified(headers: Record<string, string>, age: number, xCache: string): Response {
+/**
+ * A 304 carrying `headers`' validators and cache headers (RFC 9110 §15.4.5). `age`: the Age of an
+ * answer from the cache; undefined for one passed on from the upstream (a BYPASS, a streaming
+ * fill's first client), which carries the Age its 200 would: the upstream's, if it sent one
+ * (RFC 9111 §5.1: Age is a cache's estimate; it said `Age: 0` on an answer no cache gave).
+ */
+export function notModified(headers: Record<string, string>, age: number | undefined, xCache: string): Response {
   return new Response(null, { status: 304, headers: notModifiedHeaders(headers, age, xCache) });
 }
 

@@ -254,7 +254,7 @@ async function finish(args: ServeArgs, outcome: FlightOutcome, calls: number, ra
   if (cond === "not-modified") {
     const h: Record<string, string> = {};
     stream.headers.forEach((value, name) => (h[name.toLowerCase()] = value));
-    return { response: notModified(h, 0, status), cacheStatus: status, upstreamCalls: calls, passthrough: false };
+    return { response: notModified(h, undefined, status), cacheStatus: status, upstreamCalls: calls, passthrough: false };
   }
   const response = args.method === "HEAD" ? new Response(null, { status: stream.status, headers: stream.headers }) : stream;
   return { response, cacheStatus: status, upstreamCalls: calls, passthrough: true };

@@ -233,3 +233,27 @@ describe("conditionals from cache", () => {
     expect((await serve()).cacheStatus).toBe("HIT");
   });
 });
+
+describe("a 304 for an answer passed on from the upstream (too large to store: BYPASS)", () => {
+  const big = { ...s3Headers, "cache-control": "max-age=60", expires: "Thu, 01 Jan 2099 00:00:00 GMT" };
+  const tiny = { ttlSeconds: 600, defaultTtlSeconds: 3600, maxItemBytes: 100 };
+
+  test("carries what its 200 carries: the cache headers, and no Age of its own (RFC 9110 §15.4.5, RFC 9111 §5.1)", async () => {
+    up = instantUpstream(() => new Response(BODY, { headers: big }));
+    const whole = await serve({}, "GET", { policy: tiny, key: "big.bin" });
+    expect(whole.cacheStatus).toBe("BYPASS");
+    await whole.response.arrayBuffer();
+    const r = await serve({ "if-none-match": ETAG }, "GET", { policy: tiny, key: "big.bin" });
+    expect([r.cacheStatus, r.response.status]).toEqual(["BYPASS", 304]);
+    const h = r.response.headers;
+    for (const name of ["etag", "last-modified", "cache-control", "expires"]) expect(`${name}: ${h.get(name)}`).toBe(`${name}: ${whole.response.headers.get(name)}`);
+    expect(whole.response.headers.get("age")).toBeNull();
+    expect(h.get("age")).toBeNull();
+  });
+
+  test("an upstream's own Age (a cache behind this one) is carried, as its 200 carries it", async () => {
+    up = instantUpstream(() => new Response(BODY, { headers: { ...big, age: "42" } }));
+    const r = await serve({ "if-none-match": ETAG }, "GET", { policy: tiny, key: "big.bin" });
+    expect([r.cacheStatus, r.response.status, r.response.headers.get("age")]).toEqual(["BYPASS", 304, "42"]);
+  });
+});
