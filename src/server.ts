@@ -17,6 +17,7 @@ import { Readable } from "node:stream";
 import type { App } from "./app.ts";
 import type { Config } from "./config/load.ts";
 import { createMainHandler } from "./fronts/index.ts";
+import { serverAllow } from "./fronts/plain.ts";
 import type { Handler } from "./proxy/runner.ts";
 import { BUN_LISTENER_IDLE_SECONDS, LISTENER_SLOW_BYTES_PER_SECOND, markJsBody, markPeer } from "./http/framed-body.ts";
 import { fallbackRewritten, rawPrefixPatterns, rawSegmentPatterns, rawTargetFor, wildcardRewritten } from "./http/raw-target.ts";
@@ -100,6 +101,8 @@ export interface ListenAs {
   handler: (app: App, peerOf?: (req: Request) => string) => Handler;
   /** How this listener writes an error it answers itself (default: the plain front's JSON). */
   errorAnswer?: ErrorAnswer;
+  /** The Allow of this listener's answer to `OPTIONS *` (default: the plain front's). */
+  asteriskAllow?: (app: App) => string;
 }
 
 /** How long a listener replaced by a renewed certificate goes on serving with `Connection: close` (see listenBun). */
@@ -288,6 +291,8 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
   // bare 431 where the bun engine, whose listener takes heads up to its own limit, has the proxy
   // answer 414 (the proxy counts header fields against max_header_size itself, guard.ts).
   const maxHeaderSize = Math.max(cfg.server.security_limits.max_header_size + 1024, listenerHeaderLimit());
+  /** The Allow of an answer to `OPTIONS *` (answerAsteriskOptions). */
+  const asteriskAllow = opts.as?.asteriskAllow ?? ((a: App) => serverAllow(a.runtime));
   // requireHostHeader off: Bun's node:http answered an HTTP/1.1 request without Host itself, a 400
   // chunked (Transfer-Encoding: chunked and a 0 chunk); wellFormedHead refuses it here instead, as
   // for a connection handed over (400, Content-Length: 0, close).
@@ -310,6 +315,12 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
     if (abort.signal.aborted || res.destroyed) return;
     if (!wellFormedHead(req)) {
       res.writeHead(400, { connection: "close", "content-length": "0" }).end();
+      return;
+    }
+    // `OPTIONS *` as a connection handed over parses it (answerAsteriskOptions: the others' parser
+    // refuses it): the same answer, and the connection goes on.
+    if (req.url === "*" && req.method === "OPTIONS") {
+      res.writeHead(200, { allow: asteriskAllow(app), "content-length": "0" }).end();
       return;
     }
     const headers = new Headers();
@@ -353,7 +364,9 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
   };
   let stopping = false;
   configureNodeServer(server);
-  server.on("clientError", answerClientError);
+  server.on("clientError", (err: Error & { code?: string; rawPacket?: unknown }, socket: import("node:net").Socket) => {
+    if (!answerAsteriskOptions(err, socket, () => asteriskAllow(app))) answerClientError(err, socket);
+  });
   // node:http answers a bare 417 (no request id, no log line) to an Expect without 100-continue,
   // an empty one too, where Bun.serve serves the request: RFC 9110 §10.1.1 makes that a MAY, and
   // the same request must not be served by one engine and refused by the other.
@@ -491,6 +504,29 @@ function exchangeOnHandedOver(req: http.IncomingMessage, res: http.ServerRespons
  * exchange, whose answer already said so) and the close. A parse error in the body of the request
  * being served (a bad chunk) ends that exchange at once, as before.
  */
+/** An `OPTIONS *` request line (the asterisk-form target, RFC 9112 §3.2.4), as the first bytes of a request. */
+const ASTERISK_OPTIONS = /^OPTIONS \* HTTP\/1\.[01]\r?\n/;
+
+/**
+ * `OPTIONS *` (RFC 9110 §9.3.7: the server's options, not a resource's): node:http's parser takes
+ * no asterisk-form target and reports a parse error, which answerClientError made a bare 400. When
+ * the bytes it failed on are such a request line and nothing else is under way on the connection,
+ * it is answered 200 with `allow()` and no content, and the connection closed (the parser cannot go
+ * on past its error). True when answered. (The bun engine cannot: Bun.serve answers its own bare
+ * 400 before any handler runs; see README, Known limits.)
+ */
+export function answerAsteriskOptions(err: Error & { rawPacket?: unknown }, socket: import("node:net").Socket, allow: () => string): boolean {
+  const raw = err.rawPacket;
+  if (!Buffer.isBuffer(raw) || !ASTERISK_OPTIONS.test(raw.toString("latin1", 0, 24))) return false;
+  // (an exchange under way, or the bytes the body of one already answered: the usual answer)
+  const answered = lastRequests.get(socket);
+  if (connectionTurns.get(socket) !== undefined || (answered !== undefined && !answered.complete) || !socket.writable) return false;
+  socket.end(`HTTP/1.1 200 OK\r\nAllow: ${allow()}\r\nContent-Length: 0\r\nDate: ${new Date().toUTCString()}\r\nConnection: close\r\n\r\n`);
+  // (a client that never closes its side: the socket goes after a while)
+  setTimeout(() => socket.destroy(), 5_000).unref?.();
+  return true;
+}
+
 export function answerClientError(err: Error & { code?: string }, socket: import("node:net").Socket): void {
   const status = err.code === "HPE_HEADER_OVERFLOW" ? "431 Request Header Fields Too Large" : "400 Bad Request";
   const answer = `HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`;

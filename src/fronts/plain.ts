@@ -25,7 +25,7 @@ import { mapAnswer } from "../http/map-answer.ts";
 import { authResultOf, ClaimRuleRefusal, ProxyError, toProxyError } from "../errors.ts";
 import { jwtSubject } from "../observe/audit.ts";
 import { isWriteAction, type RequestContext } from "../proxy/context.ts";
-import type { BucketRuntime } from "../runtime.ts";
+import type { BucketRuntime, Runtime } from "../runtime.ts";
 import { admit } from "../proxy/phases/admit.ts";
 import { authorize, mayAlso } from "../proxy/phases/authorize.ts";
 import { guard } from "../proxy/phases/guard.ts";
@@ -43,6 +43,12 @@ import { decodeComponent } from "../util/text.ts";
 
 function allowOf(bucket: BucketRuntime | undefined): string {
   return bucket?.cfg.access === "read-write" ? WRITE_ALLOW : READ_ALLOW;
+}
+
+/** The methods the plain front takes on some path (`OPTIONS *`, RFC 9110 §9.3.7): a write bucket's when there is one. */
+export function serverAllow(rt: Runtime): string {
+  for (const b of rt.buckets.values()) if (b.cfg.access === "read-write") return WRITE_ALLOW;
+  return READ_ALLOW;
 }
 
 /** 405 for a method the path's bucket does not take: Allow and the message name what it does take (as OPTIONS does). */

@@ -11,6 +11,7 @@ import type { Config } from "../config/load.ts";
 import type { ProxyError } from "../errors.ts";
 import { fromProxyError, s3ErrorResponse } from "../fronts/s3/errors.ts";
 import { s3Front } from "../fronts/s3/front.ts";
+import { S3_SERVER_ALLOW } from "../fronts/s3/route.ts";
 import { createHandler } from "../proxy/runner.ts";
 import { listenBun, listenNode, type Listener, type TlsMaterial } from "../server.ts";
 
@@ -22,6 +23,7 @@ export async function listenS3(app: App, cfg: Config, opts: { reusePort?: boolea
     port: s3.port,
     handler: (a: App, peerOf?: (req: Request) => string) => createHandler(a, s3Front, peerOf),
     errorAnswer: (err: ProxyError, requestId: string) => s3ErrorResponse(fromProxyError(err), { requestId }),
+    asteriskAllow: () => S3_SERVER_ALLOW,
   };
   return (s3.engine ?? cfg.server.engine) === "node" ? listenNode(app, cfg, { reusePort: opts.reusePort, as }) : listenBun(app, cfg, { ...opts, as });
 }

@@ -246,6 +246,8 @@ export function hasDotSegment(key: string): boolean {
 const S3_METHODS = new Set(["GET", "HEAD", "PUT", "POST", "DELETE"]);
 /** A 405's Allow (RFC 9110 §15.5.6). */
 const ALLOW = "GET, HEAD, PUT, POST, DELETE";
+/** The methods the S3 front takes on some path (`OPTIONS *`): S3's and a CORS preflight's. */
+export const S3_SERVER_ALLOW = `${ALLOW}, OPTIONS`;
 /** The methods an object's own path takes (a POST goes to its bucket, or to an upload). */
 const OBJECT_ALLOW = "GET, HEAD, PUT, DELETE";
 /** The methods a sub-resource may take (a HEAD's 405 names those served). */
