@@ -7,6 +7,7 @@
  */
 
 import type { FillFile } from "./fill-tap.ts";
+import { isObjectHeader } from "../http/headers.ts";
 
 /**
  * The stored body is a Blob, not a Uint8Array, on purpose (measured on Bun 1.4.5):
@@ -189,10 +190,14 @@ export function bucketOf(key: string): string {
 /**
  * Whether stored headers can be answered: a value with CR/LF or NUL, a name that is no token or a
  * character above U+00FF (bytes edited by hand or damaged in a layer that outlives the process)
- * made every hit of the entry a 500 (new Headers throws when the answer is built). Such an entry
+ * made every hit of the entry a 500 (new Headers throws when the answer is built). So must each
+ * name be one the cache stores (isObjectHeader, and the body's Content-Length): an entry written
+ * under the layer's names by another process (a client of the same Redis, of the same folder) with
+ * Set-Cookie, Location or Access-Control-Allow-Origin had them sent with every hit. Such an entry
  * is corrupt: a miss, and deleted.
  */
 export function headersCanBeAnswered(headers: Record<string, string>): boolean {
+  for (const name in headers) if (name !== "content-length" && !isObjectHeader(name)) return false;
   try {
     new Headers(headers);
     return true;
