@@ -71,9 +71,18 @@ export function capFreshness(res: Response, seconds: number): Response {
   return res;
 }
 
-/** `ttl` (from freshnessSeconds) as far as `res` may be stored: at most its capFreshness cap. */
+/** Vary's "*" member (a list member, or the whole value). */
+const VARY_STAR = /(?:^|,)\s*\*\s*(?:,|$)/;
+
+/**
+ * `ttl` (from freshnessSeconds) as far as `res` may be stored: at most its capFreshness cap; null
+ * when its Vary holds "*", which no stored response ever matches (RFC 9111 §4.1): it was stored
+ * and served as a HIT.
+ */
 export function cappedTtl(ttl: number | null, res: Response): number | null {
   if (ttl === null) return null;
+  const vary = res.headers.get("vary");
+  if (vary !== null && VARY_STAR.test(vary)) return null;
   const cap = caps.get(res);
   return cap === undefined || ttl <= cap ? ttl : cap;
 }
