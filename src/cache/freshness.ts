@@ -76,13 +76,16 @@ const VARY_STAR = /(?:^|,)\s*\*\s*(?:,|$)/;
 
 /**
  * `ttl` (from freshnessSeconds) as far as `res` may be stored: at most its capFreshness cap; null
- * when its Vary holds "*", which no stored response ever matches (RFC 9111 §4.1): it was stored
- * and served as a HIT.
+ * when its Vary holds "*", which no stored response ever matches (RFC 9111 §4.1), or when it is of
+ * an object encrypted with a customer key (SSE-C), readable only with that key, which a fill never
+ * sends (an upstream that answered without it, as AWS S3 does not): each was stored and served as
+ * a HIT to every later reader.
  */
 export function cappedTtl(ttl: number | null, res: Response): number | null {
   if (ttl === null) return null;
   const vary = res.headers.get("vary");
   if (vary !== null && VARY_STAR.test(vary)) return null;
+  if (res.headers.has("x-amz-server-side-encryption-customer-algorithm")) return null;
   const cap = caps.get(res);
   return cap === undefined || ttl <= cap ? ttl : cap;
 }
