@@ -111,6 +111,17 @@ describe("JWT PEM keys that cannot verify their algorithm", () => {
     expect(await said(`  algorithm: RS256\n  rsa_public_key_path: ${ec256}\n  jwks_url: https://idp.example.com/jwks\n`)).toBe("loaded");
   });
 
+  // with no key source at all, every algorithm was told at jwt.algorithm to set any PEM key, the
+  // EC one for RS256 too (which cannot verify it: the next --check then refused that file)
+  test("an algorithm with no key source at all is named at its own line, with only the key files that can verify it", async () => {
+    expect(await said(`  algorithm: RS256\n`)).toEqual([
+      "jwt.algorithm: algorithm RS256 needs a key source: set jwks_url, rsa_public_key_path, public_key_path or a jwt.keys entry of RS256 with a path",
+    ]);
+    expect(await said(`  algorithm: HS256\n  secret: ${"s".repeat(32)}\n  algorithms: [HS256, EdDSA]\n`)).toEqual([
+      "jwt.algorithms[1]: algorithm EdDSA needs a key source: set jwks_url, public_key_path or a jwt.keys entry of EdDSA with a path",
+    ]);
+  });
+
   // --check and the start said nothing; every token, correctly signed, was then 401 "signature verification failed"
   test("an RSA key under 2048 bits (which the JWT library refuses when it verifies) is a config error, wherever it is named", async () => {
     const weak = pem("rsa1024.pem", "rsa", { modulusLength: 1024 });
