@@ -69,7 +69,9 @@ const invalid = (detail: string) => new ProxyError("InvalidToken", { detail, hea
 const showAlg = (alg: string) => (/^[A-Za-z0-9]{1,16}$/.test(alg) ? alg : "(unprintable)");
 
 function describeSource(s: TokenSource): string {
-  return s.type === "bearer" ? "Authorization: Bearer" : s.type === "header" ? `header ${s.name}` : `query parameter ${s.name}`;
+  // (a header's prefix too: a token sent without it counts as none, and "header X-Auth-Token" alone did not say why)
+  if (s.type === "header") return s.prefix ? `header ${s.name}: ${s.prefix}${s.prefix.endsWith(" ") ? "" : " "}<token>` : `header ${s.name}`;
+  return s.type === "bearer" ? "Authorization: Bearer" : `query parameter ${s.name}`;
 }
 
 /**

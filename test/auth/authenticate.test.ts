@@ -34,6 +34,13 @@ describe("authenticate", () => {
     expect(e.status).toBe(401);
     expect(e.headers).toEqual({ "WWW-Authenticate": 'Bearer realm="yatagarasu"' });
   });
+  // a token sent in the header without its prefix was told "a token is required (header X-Auth-Token)": the header it sent
+  test("a header source with a prefix is named with it, so a token sent without the prefix is told what the header must hold", async () => {
+    const a = await make({ token_sources: [{ type: "header", name: "X-Auth-Token", prefix: "Token " }, { type: "header", name: "X-Api-Key" }] });
+    const t = token({ role: "admin" });
+    await expectProxyError(a.authenticate(new Headers({ "x-auth-token": t }), url()), "Unauthorized", /token is required \(header X-Auth-Token: Token <token>, header X-Api-Key\)/);
+    expect((await a.authenticate(new Headers({ "x-auth-token": `token ${t}` }), url())).claims.sub).toBe("alice");
+  });
   test("an S3 client's signature (header or presigned query) instead of a token: the 401 says where S3 clients go; a plain one does not", async () => {
     const a = await make();
     const sigv4 = new Headers({ authorization: "AWS4-HMAC-SHA256 Credential=AKID/20261203/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00" });
