@@ -22,7 +22,7 @@ export function summarize(c: Config, file: string, verdict = "OK"): string {
     const j = c.jwt;
     const algs = [...new Set([j.algorithm, ...(j.algorithms ?? []), ...j.keys.map((k) => k.algorithm)])].join(",");
     const keys = [j.secret ? "secret" : "", j.rsa_public_key_path ? "rsa-pem" : "", j.ecdsa_public_key_path ? "ec-pem" : "", j.public_key_path ? "pem" : "", j.keys.length ? `${j.keys.length} keys` : "", j.jwks_url ? "jwks" : ""].filter(Boolean).join("+");
-    lines.push(`jwt         ${algs} via ${keys}; sources=${j.token_sources.map((t) => t.type + (t.name ? `:${t.name}` : "")).join(",")}; ${j.claims.length} claim rules; admin API ${j.admin_claims.length ? "on" : "off"}`);
+    lines.push(`jwt         ${algs} via ${keys}; sources=${j.token_sources.map((t) => t.type + (t.name ? `:${t.name}` : "")).join(",")}; ${j.claims.length} claim rule${j.claims.length === 1 ? "" : "s"}; admin API ${j.admin_claims.length ? "on" : "off"}`);
   } else lines.push("jwt         off");
   lines.push(`cache       ${c.cache.enabled ? cacheLayers(c) : "off"}`);
   const rl = s.rate_limit;

@@ -92,4 +92,10 @@ describe("--check summary", () => {
     expect(min).not.toContain("replica");
     expect(min).not.toContain("rate limits shared");
   });
+
+  test("the jwt line counts claim rules in the singular for one (it said `1 claim rules`)", () => {
+    const jwtLine = (claims: string) => summarize(parseConfig(`jwt: { enabled: true, secret: "0123456789abcdef0123456789abcdef", claims: ${claims} }\nbuckets:\n  - { name: b, path_prefix: /b, s3: { bucket: bkt } }\n`, { env: {} }), "c.yaml").split("\n").find((l) => l.startsWith("jwt"))!;
+    expect(jwtLine('[{ claim: role, operator: equals, value: admin }]')).toContain("; 1 claim rule;");
+    expect(jwtLine('[{ claim: role, operator: equals, value: admin }, { claim: team, operator: equals, value: a }]')).toContain("; 2 claim rules;");
+  });
 });
