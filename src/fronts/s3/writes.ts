@@ -326,15 +326,16 @@ export async function readXmlBody(ctx: RequestContext, root: ClientDocument, opt
  * them (every start tag): the reader refuses the next one before parsing on (its 100,000 default
  * cost a 4 MiB body 60-200 ms of the event loop, where a Delete needs 6,002).
  * - Delete: <Quiet> and 1,000 <Object>s, each with Key, VersionId, ETag, LastModifiedTime, Size.
- * - CompleteMultipartUpload: 10,000 <Part>s with PartNumber, ETag and one checksum (a part carries
- *   the checksum of its upload's one algorithm).
+ * - CompleteMultipartUpload: 10,000 <Part>s with PartNumber, ETag and each of the 5 checksum
+ *   elements a part may carry (a client may send several: counting one refused such a valid body as
+ *   MalformedXML past 40,001 elements).
  * - Tagging: a bucket's 50 tags (an object takes 10: 11 to 50 still get S3's InvalidTag).
  * - AccessControlPolicy: Owner (ID, DisplayName) and S3's 100 grants, each a Grant with Permission
  *   and a Grantee with ID, DisplayName, EmailAddress and URI.
  */
 export const XML_ELEMENT_LIMITS = {
   Delete: 2 + 1000 * 6,
-  CompleteMultipartUpload: 1 + 10_000 * 4,
+  CompleteMultipartUpload: 1 + 10_000 * (3 + 5),
   Tagging: 2 + 50 * 3,
   AccessControlPolicy: 5 + 100 * 7,
 } as const;

@@ -14,7 +14,7 @@ import { partsOf } from "../../../src/fronts/s3/multipart.ts";
 import { mayAccess } from "../../../src/fronts/s3/permissions.ts";
 import { errorOf } from "../../../src/fronts/s3/relay.ts";
 import { parseXml, type XmlError } from "../../../src/fronts/s3/xml-reader.ts";
-import { parseClientXml, readWhole, XML_ELEMENT_LIMITS } from "../../../src/fronts/s3/writes.ts";
+import { MAX_XML_BODY, parseClientXml, readWhole, XML_ELEMENT_LIMITS } from "../../../src/fronts/s3/writes.ts";
 import { tagsOf } from "../../../src/fronts/s3/tagging.ts";
 import { heapStats } from "bun:jsc";
 import type { ProxyError } from "../../../src/errors.ts";
@@ -237,7 +237,9 @@ describe("a client's XML document: the elements its kind's largest valid form ne
   const repeat = (n: number, f: (i: number) => string) => Array.from({ length: n }, (_, i) => f(i)).join("");
   const largest = {
     Delete: "<Delete><Quiet>true</Quiet>" + repeat(1000, (i) => `<Object><Key>k${i}</Key><VersionId>v</VersionId><ETag>"e"</ETag><LastModifiedTime>2026-01-01T00:00:00Z</LastModifiedTime><Size>1</Size></Object>`) + "</Delete>",
-    CompleteMultipartUpload: "<CompleteMultipartUpload>" + repeat(10000, (i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>"${"0".repeat(32)}"</ETag><ChecksumCRC32>AAAAAA==</ChecksumCRC32></Part>`) + "</CompleteMultipartUpload>",
+    CompleteMultipartUpload: "<CompleteMultipartUpload>" + repeat(10000, (i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>&quot;${"0".repeat(32)}&quot;</ETag>` +
+      // (every checksum element on every part, as a client that sends them all does: 5 more elements a part)
+      `<ChecksumCRC32>AAAAAA==</ChecksumCRC32><ChecksumCRC32C>AAAAAA==</ChecksumCRC32C><ChecksumCRC64NVME>AAAAAAAAAAA=</ChecksumCRC64NVME><ChecksumSHA1>${"A".repeat(27)}=</ChecksumSHA1><ChecksumSHA256>${"A".repeat(43)}=</ChecksumSHA256></Part>`) + "</CompleteMultipartUpload>",
     Tagging: "<Tagging><TagSet>" + repeat(50, (i) => `<Tag><Key>k${i}</Key><Value>v</Value></Tag>`) + "</TagSet></Tagging>",
     AccessControlPolicy: "<AccessControlPolicy><Owner><ID>o</ID><DisplayName>o</DisplayName></Owner><AccessControlList>" +
       repeat(100, () => `<Grant><Grantee><ID>o</ID><DisplayName>o</DisplayName><EmailAddress>a@b</EmailAddress><URI>u</URI></Grantee><Permission>READ</Permission></Grant>`) + "</AccessControlList></AccessControlPolicy>",
@@ -260,7 +262,11 @@ describe("a client's XML document: the elements its kind's largest valid form ne
       expect([root, elements(over), code(() => parseClientXml(over, root))]).toEqual([root, XML_ELEMENT_LIMITS[root] + 1, "MalformedXML"]);
     }
     // (and the checks after the reader still answer what S3 answers)
-    expect(partsOf(parseClientXml(largest.CompleteMultipartUpload, "CompleteMultipartUpload")).length).toBe(10000);
+    const parts = partsOf(parseClientXml(largest.CompleteMultipartUpload, "CompleteMultipartUpload"));
+    expect(parts.length).toBe(10000);
+    expect(parts[9999]).toMatchObject({ partNumber: 10000, checksumCRC32: "AAAAAA==", checksumCRC32C: "AAAAAA==", checksumCRC64NVME: "AAAAAAAAAAA=", checksumSHA256: "A".repeat(43) + "=" });
+    // (and it is within the body cap: a client's 10,000 parts with every checksum fit)
+    expect(largest.CompleteMultipartUpload.length).toBeLessThan(MAX_XML_BODY);
     expect(code(() => tagsOf(parseClientXml(largest.Tagging, "Tagging")))).toBe("InvalidTag");
   });
 
