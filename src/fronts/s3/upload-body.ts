@@ -214,11 +214,16 @@ export function prepareUploadBody(req: Request, payload: PayloadInfo, maxBytes: 
   const trailer = headers.get("x-amz-trailer");
   // (one of S3's newer algorithms in the trailer: refused before the body, not after all of it came)
   if (trailer !== null && isUnkeptChecksumName(trailer.trim().toLowerCase())) return fail(unkeptChecksum(trailer.trim().toLowerCase()));
+  // (a framing longer than the payload can take would fail to decode: refused unread, small or
+  // streamed; one longer than any framing of `maxBytes` is S3's EntityTooLarge: the small path said
+  // InvalidRequest, the streaming one read on, waiting for bytes that would never decode)
+  const framedLength = lengthHeader(headers, "content-length", maxBytes);
+  const maxLength = maxAwsChunkedLength(decodedLength, MIN_CHUNK_BYTES);
+  if (framedLength !== undefined && framedLength > maxLength) {
+    if (framedLength > maxAwsChunkedLength(maxBytes, MIN_CHUNK_BYTES)) return tooLarge(framedLength, maxBytes);
+    return fail(framedTooLong());
+  }
   if (opts.small === true && decodedLength <= SMALL_BODY_BYTES) {
-    const framedLength = lengthHeader(headers, "content-length", maxBytes);
-    // (a framing longer than the payload can take would fail to decode: refused unread)
-    const maxLength = maxAwsChunkedLength(decodedLength, MIN_CHUNK_BYTES);
-    if (framedLength !== undefined && framedLength > maxLength) return fail(framedTooLong());
     let decode: (body: Uint8Array) => DecodedBytes;
     try {
       decode = awsChunkedBytesDecoder({ mode: streaming, signing: payload.signing, decodedContentLength: decodedLength, trailer, expect: exp, minChunkSize: MIN_CHUNK_BYTES });
