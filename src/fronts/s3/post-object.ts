@@ -17,9 +17,9 @@
  *    (test/e2e/s3-front-upload-memory.test.ts holds it under 64 MiB): the request's chunks are
  *    freed as they are copied (FormReader's releaseChunks); left to the garbage collector they
  *    piled up to 25-50 MiB, 65 once on a loaded CI host.
- *    content-length-range is enforced as the file streams (past the maximum nothing more is
- *    kept, and EntityTooLarge names the file's size once it has been read, as S3's; EntityTooSmall
- *    at its end); nothing is stored then.
+ *    content-length-range is enforced as the file streams (past the maximum reading stops:
+ *    EntityTooLarge, naming the file's size as S3's does, from the form's Content-Length, and the
+ *    connection is closed, the rest unread; EntityTooSmall at its end); nothing is stored then.
  * 5. The answer, as S3's: success_action_redirect → 303 to it with bucket, key and etag;
  *    success_action_status 200 or 201 (a PostResponse document), else 204; ETag and Location,
  *    and the write's headers from the upstream's answer (x-amz-version-id, encryption...).
@@ -259,13 +259,20 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
   };
   ctx.uploading = true;
   try {
+    const fileStart = form.position;
     for await (const chunk of form.body()) {
       total += chunk.byteLength;
       if (total > max) {
-        // S3 reads the file on and names its size (ProposedSize), not the bytes read when the limit
-        // was passed; nothing of the rest is kept (up to S3's largest POST, after which it is cut).
-        if (total <= MAX_UPLOAD_BYTES) continue;
-        break;
+        // Reading stops here, and the answer closes the connection (the rest is never read: it
+        // was, up to 5 GiB, before the answer). S3 names the file's size (ProposedSize), not the
+        // bytes read when the limit was passed: the form's length less what came before the file
+        // and the closing delimiter after it (the file is the form's last part); the bytes read
+        // without a length.
+        const declared = Number(ctx.req.headers.get("content-length") ?? NaN);
+        const size = Number.isSafeInteger(declared) ? Math.max(total, declared - fileStart - form.closingLength) : total;
+        const e = s3Error("EntityTooLarge", undefined, { ProposedSize: String(size), MaxSizeAllowed: String(max) });
+        e.headers = { connection: "close" };
+        fail(e);
       }
       hasher?.update(chunk);
       let at = 0;
@@ -283,7 +290,6 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
         at += n;
       }
     }
-    if (total > max) fail(s3Error("EntityTooLarge", undefined, { ProposedSize: String(total), MaxSizeAllowed: String(max) }));
     if (total < policy.minLength) fail(s3Error("EntityTooSmall", undefined, { ProposedSize: String(total), MinSizeAllowed: String(policy.minLength) }));
     if (hasher !== undefined && hasher.digest("base64") !== md5) fail(s3Error("BadDigest", "The Content-MD5 you specified did not match what we received."));
     if (uploadId === undefined) {
@@ -359,7 +365,12 @@ export async function postObjectOp(ctx: RequestContext): Promise<Response> {
   const boundary = formBoundary(ctx.req.headers.get("content-type"));
   if (boundary === undefined) fail(s3Error("PreconditionFailed", "Bucket POST must be of the enclosure-type multipart/form-data", { Condition: "Bucket POST must be of the enclosure-type multipart/form-data" }));
   const length = ctx.req.headers.get("content-length");
-  if (length !== null && Number(length) > MAX_UPLOAD_BYTES + MAX_FIELD_BYTES + 64 * 1024) fail(s3Error("EntityTooLarge"));
+  if (length !== null && Number(length) > MAX_UPLOAD_BYTES + MAX_FIELD_BYTES + 64 * 1024) {
+    // (the connection closed after the answer: the body is never read, rather than read and dropped)
+    const e = s3Error("EntityTooLarge");
+    e.headers = { connection: "close" };
+    fail(e);
+  }
   if (ctx.req.body === null) fail(s3Error("IncorrectNumberOfFilesInPostRequest"));
   // Each chunk is copied into a part buffer (or read as a field) before the next is asked for.
   // (through the pump, which times a client that stops sending: unwatched, the form waited for
