@@ -92,12 +92,12 @@ clientTest("aws")("aws-cli get-bucket-cors / -policy / -request-payment / -acl: 
   expect(env.upstreamCalls()).toEqual([]);
 });
 
+// (GetBucketEncryption is relayed: s3-front-bucket-encryption.test.ts)
 clientTest("boto3")("boto3: every bucket configuration read answers as S3 does for a bucket without it, or from config", async () => {
   const b = boto3Client({ endpoint: env.endpoint, credentials: READER });
   const calls: Array<[string, string]> = [
     ["get_bucket_policy", "NoSuchBucketPolicy"],
     ["get_bucket_policy_status", "NoSuchBucketPolicy"],
-    ["get_bucket_encryption", "ServerSideEncryptionConfigurationNotFoundError"],
     ["get_bucket_tagging", "NoSuchTagSet"],
     ["get_bucket_lifecycle_configuration", "NoSuchLifecycleConfiguration"],
     ["get_bucket_website", "NoSuchWebsiteConfiguration"],

@@ -1,6 +1,7 @@
 /**
  * A bucket's configuration documents, as clients probe them (s3cmd info, aws s3api get-bucket-*,
- * desktop S3 browsers): answered from this proxy's configuration, never relayed. The bucket a
+ * desktop S3 browsers): answered from this proxy's configuration, never relayed (but the default
+ * encryption rule, bucketEncryption). The bucket a
  * client sees is the proxy's: its access is decided by the grants, claim rules and authorizers,
  * not by the upstream bucket's policy, tags or settings, which name the upstream's account, keys
  * and principals and are no client's to read. What the proxy has no such setting for is S3's own
@@ -14,6 +15,10 @@ import type { RequestContext } from "../../proxy/context.ts";
 import { s3Error, type S3ErrorCode } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
 import { xmlResponse } from "./operations.ts";
+import { getBucketEncryption } from "../../s3/operations/index.ts";
+import { readUpstreamCapped, relayError, tryParse } from "./relay.ts";
+import { callOf } from "./writes.ts";
+import { childText, type XmlElement } from "./xml-reader.ts";
 import type { BucketConfigRead } from "./route.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
 
@@ -71,14 +76,48 @@ export function defaultEncryption(cfg: BucketConfig): string | undefined {
   return doc("ServerSideEncryptionConfiguration", "<Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>AES256</SSEAlgorithm></ApplyServerSideEncryptionByDefault><BucketKeyEnabled>false</BucketKeyEnabled></Rule>");
 }
 
-export function bucketConfigOp(ctx: RequestContext, op: BucketConfigRead): Response {
+/** An upstream's ServerSideEncryptionConfiguration is a rule or two; anything near this is not one. */
+const MAX_ENCRYPTION_BYTES = 64 * 1024;
+
+/** The rules of an upstream's ServerSideEncryptionConfiguration, rebuilt (their key's ARN left out); undefined for another document. */
+function relayedEncryption(upstreamDoc: XmlElement | undefined): string | undefined {
+  if (upstreamDoc?.name !== "ServerSideEncryptionConfiguration") return undefined;
+  let rules = "";
+  for (const rule of upstreamDoc.children) {
+    if (rule.name !== "Rule") continue;
+    const byDefault = rule.children.find((c) => c.name === "ApplyServerSideEncryptionByDefault");
+    const algorithm = byDefault === undefined ? undefined : childText(byDefault, "SSEAlgorithm");
+    if (algorithm === undefined || !/^[A-Za-z0-9:_-]{1,32}$/.test(algorithm)) return undefined;
+    const bucketKey = childText(rule, "BucketKeyEnabled");
+    rules += "<Rule><ApplyServerSideEncryptionByDefault>" + el("SSEAlgorithm", algorithm) + "</ApplyServerSideEncryptionByDefault>" + (bucketKey === "true" || bucketKey === "false" ? el("BucketKeyEnabled", bucketKey) : "") + "</Rule>";
+  }
+  return rules === "" ? undefined : doc("ServerSideEncryptionConfiguration", rules);
+}
+
+/**
+ * GetBucketEncryption: the upstream bucket's rule, asked with the bucket's credentials, so a bucket
+ * set to SSE-KMS says so (it was AES256 from config for any AWS S3 bucket). Its KMSMasterKeyID, an
+ * ARN naming the upstream's account, is left out, as object answers drop the KMS key id header.
+ * Credentials that may not read it (AccessDenied), a store without it (NotImplemented, or another
+ * document than S3's): the answer from config (defaultEncryption). Another error is relayed.
+ */
+async function bucketEncryption(ctx: RequestContext): Promise<Response> {
+  const upstream = ctx.bucket!.upstream.primary();
+  const res = await getBucketEncryption(upstream, callOf(ctx));
+  if (res.status !== 200 && res.status !== 403 && res.status !== 405 && res.status !== 501) return relayError(res, upstream.bucket);
+  const relayed = res.status === 200 ? relayedEncryption(tryParse(await readUpstreamCapped(res, MAX_ENCRYPTION_BYTES))) : undefined;
+  if (res.status !== 200) await res.body?.cancel().catch(() => {});
+  if (relayed !== undefined) return xmlResponse(ctx, relayed);
+  const encryption = defaultEncryption(ctx.bucket!.cfg);
+  if (encryption === undefined) throw s3Fail(s3Error("ServerSideEncryptionConfigurationNotFoundError", undefined, { BucketName: ctx.bucket!.name }));
+  return xmlResponse(ctx, encryption);
+}
+
+export function bucketConfigOp(ctx: RequestContext, op: BucketConfigRead): Response | Promise<Response> {
   const bucket = ctx.bucket!;
   switch (op) {
-    case "GetBucketEncryption": {
-      const encryption = defaultEncryption(bucket.cfg);
-      if (encryption === undefined) break;
-      return xmlResponse(ctx, encryption);
-    }
+    case "GetBucketEncryption":
+      return bucketEncryption(ctx);
     case "GetBucketCors":
       if (bucket.cfg.cors === undefined) break;
       return xmlResponse(ctx, renderCors(bucket.cfg.cors));

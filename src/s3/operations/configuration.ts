@@ -1,6 +1,6 @@
 /**
  * Bucket and object configuration the S3 front relays: GetBucketVersioning (the upstream bucket's
- * versioning state) and an object's tag set (Get/Put/DeleteObjectTagging; aws-cli reads the
+ * versioning state), GetBucketEncryption (its default encryption rule) and an object's tag set (Get/Put/DeleteObjectTagging; aws-cli reads the
  * source's tags before a multipart copy and sets them on the copy). The Tagging XML is built here
  * from the tags, never relayed from the client, with the Content-MD5 S3 requires. The documents
  * read are read whole: held inside their attempt (holdAnswer), as the listings are, so a body cut
@@ -12,6 +12,11 @@ import { type HeaderSource, type OperationContext, OWNER_HEADERS, pickHeaders, S
 /** GET /bucket?versioning: S3's VersioningConfiguration document, or its error. */
 export function getBucketVersioning(upstream: BucketUpstream, ctx: OperationContext): Promise<Response> {
   return upstream.send({ method: "GET", key: "", query: [["versioning", ""]], holdAnswer: true, ...ctx });
+}
+
+/** GET /bucket?encryption: S3's ServerSideEncryptionConfiguration document, or its error. */
+export function getBucketEncryption(upstream: BucketUpstream, ctx: OperationContext): Promise<Response> {
+  return upstream.send({ method: "GET", key: "", query: [["encryption", ""]], holdAnswer: true, ...ctx });
 }
 
 /** The Tagging XML for `tags`, in order. Throws TypeError for a key or value XML cannot carry. */

@@ -3,7 +3,7 @@
  * operation, each a function (upstream, args, ctx) → S3's Response, on BucketUpstream.send:
  *   list-objects.ts    listObjectsV1, listObjectsV2, listObjectVersions (+ their parameters from a client's query)
  *   head-bucket.ts     headBucket
- *   configuration.ts   getBucketVersioning, getObjectTagging, putObjectTagging, deleteObjectTagging
+ *   configuration.ts   getBucketVersioning, getBucketEncryption, getObjectTagging, putObjectTagging, deleteObjectTagging
  *   put-object.ts      putObject (streamed; plain or aws-chunked with an unsigned trailer)
  *   multipart.ts       createMultipartUpload, uploadPart, completeMultipartUpload, abortMultipartUpload
  *   multipart-list.ts  listParts, listMultipartUploads
