@@ -15,6 +15,7 @@ import { clientIp, isWriteAction, type RequestContext } from "./context.ts";
 import { accessLevel } from "../observe/log.ts";
 import { endRequestSpan } from "../observe/trace/request.ts";
 import type { UpstreamTiming } from "../s3/upstream.ts";
+import { PROCESS_HOST_ID } from "../fronts/s3/errors.ts";
 
 export function deliver(ctx: RequestContext, res: Response): Response {
   // The client left before the answer was ready (a cache fill it waited on, which goes on for
@@ -23,8 +24,13 @@ export function deliver(ctx: RequestContext, res: Response): Response {
   if (ctx.req.signal.aborted) return gone(ctx, res);
   ctx.status = res.status;
   res.headers.set("x-request-id", ctx.id);
-  // S3 answers every request with x-amz-request-id: the SDKs report it (RequestId) with each call.
-  if (ctx.front === "s3") res.headers.set("x-amz-request-id", ctx.id);
+  // S3 answers every request with x-amz-request-id and x-amz-id-2: the SDKs report them (RequestId,
+  // the extended request id) with each call. (An error's x-amz-id-2 names its request: kept; the
+  // status, not a header lookup, tells it.)
+  if (ctx.front === "s3") {
+    res.headers.set("x-amz-request-id", ctx.id);
+    if (res.status < 400) res.headers.set("x-amz-id-2", PROCESS_HOST_ID);
+  }
   // Stopping (a stop signal, its shutdown_delay included): the connection is closed after this
   // answer, and says so, as the node engine's listener does. Bun.serve closed it silently after the
   // answer: a keep-alive client (Python's http.client, boto3) that reused it got RemoteDisconnected.

@@ -153,6 +153,11 @@ function headAsGet(creq: string, bytes: string | undefined): Record<string, stri
 
 /** An opaque id for the host that answered (S3's x-amz-id-2 / HostId): a random tag of this process and the request, base64. */
 const PROCESS_TAG = crypto.randomUUID().slice(0, 13);
+/**
+ * The x-amz-id-2 of a successful answer: S3 sends one on every answer (SDKs report it as the
+ * extended request id); this process's tag alone, made once (an error's names its request too).
+ */
+export const PROCESS_HOST_ID = Buffer.from(PROCESS_TAG).toString("base64");
 function hostIdOf(requestId: string): string {
   return Buffer.from(`${PROCESS_TAG}/${requestId}`).toString("base64");
 }
