@@ -183,6 +183,9 @@ export class App implements Services {
     this.log = log;
     this.concurrency = new ConcurrencyLimiter(...requestCaps(runtime.config, opts.share));
     this.uploads = new UploadLimiter(...uploadCaps(runtime.config, opts.share));
+    // (read at scrape time: an upload pays nothing for it; with workers, summed over the processes)
+    const uploading = metrics.registry.gauge("yatagarasu_uploads_in_flight", "Requests whose body is being received now (server.max_concurrent_uploads counts them).").labels();
+    metrics.registry.onCollect(() => uploading.set(this.uploads.inFlight));
     this.formBuffers = new ByteBudget(formBufferBytes(runtime.config));
     this.tls = opts.tls;
     if (this.tls !== undefined) this.servedCertificate(this.tls.cert);

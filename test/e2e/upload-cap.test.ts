@@ -48,6 +48,8 @@ describe("server.max_concurrent_uploads", () => {
     const a = await stallUpload(env.port, "stall-a");
     const b = await stallUpload(env.port, "stall-b");
     await waitFor(() => env.app.uploads.inFlight === 2, { message: "both stalled uploads admitted" });
+    // (an operator sees the slots in use: there was only the refusals' counter)
+    expect(env.app.metrics.render()).toContain("\nyatagarasu_uploads_in_flight 2\n");
     const refused = await put(env, "legit.txt");
     expect(refused.status).toBe(503);
     expect(refused.headers.get("retry-after")).toBe("1");
