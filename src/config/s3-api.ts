@@ -55,7 +55,6 @@ export const S3CredentialSchema = z.strictObject({
     z.array(z.enum(S3_PERMISSIONS, { error: () => `unknown permission; use ${S3_PERMISSIONS.join(", ")}` })).min(1, "grant at least one of read, list, write, delete"),
   ),
 });
-export type S3CredentialConfig = z.infer<typeof S3CredentialSchema>;
 
 export const S3StsSchema = z.strictObject({
   enabled: z.boolean().default(true),

@@ -31,7 +31,6 @@ export const ALGORITHMS = [
 export type Algorithm = (typeof ALGORITHMS)[number];
 
 export const OPERATORS = ["equals", "in", "contains", "gt", "lt", "gte", "lte", "exists"] as const;
-export type Operator = (typeof OPERATORS)[number];
 
 const jsonValue: z.ZodType<unknown> = z.unknown();
 
@@ -170,7 +169,6 @@ export const S3Schema = z.strictObject({
   rate_limit: RateSchema.optional(),
   replicas: z.array(ReplicaSchema).optional(),
 }).transform(resolveS3);
-export type S3Config = z.infer<typeof S3Schema>;
 
 export const BucketAuthSchema = z.strictObject({
   enabled: z.boolean().default(false),
@@ -314,7 +312,6 @@ export const ServerSchema = z.strictObject({
     })
     .optional(),
 });
-export type ServerConfig = z.infer<typeof ServerSchema>;
 
 /** Cache layers, fastest first; `cache_layers` lists any subset in this order. */
 export const CACHE_LAYERS = ["memory", "disk", "redis"] as const;

@@ -39,7 +39,7 @@ import { SMALL_BODY_BYTES } from "./s3/upload-body.ts";
 import { endToEnd } from "../http/headers.ts";
 import { describeRule, firstFailedRule, type Claims } from "../auth/rules.ts";
 import { ProxyError } from "../errors.ts";
-import type { RequestContext, S3Action } from "../proxy/context.ts";
+import type { RequestContext } from "../proxy/context.ts";
 import type { BucketRuntime } from "../runtime.ts";
 import { errorFromResponse } from "../s3/errors.ts";
 import { mayAlso } from "../proxy/phases/authorize.ts";
