@@ -22,7 +22,7 @@
  *   Symmetric ("oct") JWKS keys are not supported; HMAC secrets come from the config only.
  */
 import { readCapped } from "../http/read-capped.ts";
-import { fetchErrorMessage } from "../util/text.ts";
+import { fetchErrorMessage, urlForLogs } from "../util/text.ts";
 import type { Algorithm } from "../config/schema.ts";
 import { importPublicJwk, jwkAlgorithms, type AsymKey } from "./keys.ts";
 import { describeHttpCall, endClient } from "../observe/trace/client.ts";
@@ -61,16 +61,6 @@ export interface JwksSeed {
   readonly url: string;
   readonly keys: readonly AsymKey[];
   readonly fingerprint: string;
-}
-
-/** The URL without credentials or query, for logs and readiness messages. */
-function safeUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.origin}${u.pathname}`;
-  } catch {
-    return "(invalid url)";
-  }
 }
 
 export class JwksClient {
@@ -120,7 +110,7 @@ export class JwksClient {
       clearTimeout(timer);
     }
     if (this.loadedOnce) return { ok: true };
-    if (this.inflight !== undefined) return { ok: false, reason: `JWKS keys from ${safeUrl(this.o.url)} not loaded: no answer within ${Math.ceil(ms / 1000)} s` };
+    if (this.inflight !== undefined) return { ok: false, reason: `JWKS keys from ${urlForLogs(this.o.url)} not loaded: no answer within ${Math.ceil(ms / 1000)} s` };
     return this.readiness();
   }
 
@@ -194,7 +184,7 @@ export class JwksClient {
     if (this.loadedOnce) return { ok: true };
     const why = this.lastError ?? (this.inflight ? "first fetch in progress" : "not fetched yet");
     if (exposed) return { ok: false, reason: `JWKS keys not loaded: ${failureKind(why)} (the log names the URL)` };
-    return { ok: false, reason: `JWKS keys from ${safeUrl(this.o.url)} not loaded: ${why}` };
+    return { ok: false, reason: `JWKS keys from ${urlForLogs(this.o.url)} not loaded: ${why}` };
   }
 
   close(): void {
@@ -291,7 +281,7 @@ export class JwksClient {
       if (fp !== this.fingerprint) {
         this.keys = keys;
         this.fingerprint = fp;
-        this.o.log("info", "JWKS keys loaded", { url: safeUrl(this.o.url), keys: keys.length, kids: [...new Set(keys.map((k) => k.kid))], ...(skipped.length > 0 ? { skipped } : {}) });
+        this.o.log("info", "JWKS keys loaded", { url: urlForLogs(this.o.url), keys: keys.length, kids: [...new Set(keys.map((k) => k.kid))], ...(skipped.length > 0 ? { skipped } : {}) });
         this.o.onChange?.();
       }
       if (span !== undefined) {
@@ -306,7 +296,7 @@ export class JwksClient {
       const name = (err as Error)?.name;
       this.lastError = name === "TimeoutError" || name === "AbortError" ? "timed out" : fetchErrorMessage(err);
       this.o.log(this.loadedOnce ? "warn" : "error", this.loadedOnce ? "JWKS refresh failed; keeping the last good keys" : "JWKS fetch failed; no keys yet", {
-        url: safeUrl(this.o.url),
+        url: urlForLogs(this.o.url),
         error: this.lastError,
         ...(skipped.length > 0 ? { skipped } : {}),
       });
@@ -318,7 +308,7 @@ export class JwksClient {
 function redirectTarget(location: string | null, base: string): string {
   if (location === null) return "";
   try {
-    return ` to ${safeUrl(new URL(location, base).href)}`;
+    return ` to ${urlForLogs(new URL(location, base).href)}`;
   } catch {
     return "";
   }

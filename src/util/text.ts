@@ -41,3 +41,13 @@ export function fetchErrorMessage(err: unknown): string {
   const message = (err as Error)?.message ?? String(err);
   return message.replace(/\s*For more information, pass `verbose: true` in the second argument to fetch\(\)\.?/, "");
 }
+
+/** The URL without credentials or query, for logs and readiness messages. */
+export function urlForLogs(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.origin}${u.pathname}`;
+  } catch {
+    return "(invalid url)";
+  }
+}

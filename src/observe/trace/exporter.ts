@@ -28,6 +28,7 @@
 import type { CounterChild } from "../registry.ts";
 import { encodeSpans, type Resource } from "./otlp.ts";
 import type { Span } from "./span.ts";
+import { urlForLogs } from "../../util/text.ts";
 
 export interface TraceCounters {
   exported: CounterChild;
@@ -129,15 +130,15 @@ export class OtlpExporter {
       this.o.counters.exported.value += batch.length - rejected;
       this.o.counters.droppedExportFailed.value += rejected;
       if (rejected > 0 && !this.rejecting) {
-        this.o.log?.("warn", "trace export partially rejected by the collector; the rejected spans are dropped", { endpoint: safeEndpoint(this.o.url), rejected_spans: rejected });
+        this.o.log?.("warn", "trace export partially rejected by the collector; the rejected spans are dropped", { endpoint: urlForLogs(this.o.url), rejected_spans: rejected });
       }
       this.rejecting = rejected > 0;
-      if (this.failing) this.o.log?.("info", "trace export recovered", { endpoint: safeEndpoint(this.o.url) });
+      if (this.failing) this.o.log?.("info", "trace export recovered", { endpoint: urlForLogs(this.o.url) });
       this.failing = false;
       return;
     }
     this.o.counters.droppedExportFailed.value += batch.length;
-    if (!this.failing) this.o.log?.("warn", "trace export failed; spans are dropped until the collector answers", { endpoint: safeEndpoint(this.o.url), error });
+    if (!this.failing) this.o.log?.("warn", "trace export failed; spans are dropped until the collector answers", { endpoint: urlForLogs(this.o.url), error });
     this.failing = true;
   }
 
@@ -211,15 +212,5 @@ function rejectedSpans(answer: Uint8Array[] | undefined): number {
     return Number.isInteger(n) && n > 0 ? n : 0;
   } catch {
     return 0;
-  }
-}
-
-/** The endpoint without credentials or query, for logs. */
-export function safeEndpoint(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.origin}${u.pathname}`;
-  } catch {
-    return "(invalid url)";
   }
 }
