@@ -20,7 +20,7 @@ import { type Http1Pool, UpstreamConnectTimeoutError, UpstreamPools, UpstreamPro
 import { RequestBodyError } from "./http1/index.ts";
 import { isFramedBody } from "../http/framed-body.ts";
 import { withoutOverriddenLength } from "../http/headers.ts";
-import { contentLengthOf, fetchFramed, fetchWithBody, holdPaced, prepareSend, type SendRequest, wholeAnswer } from "./send.ts";
+import { contentLengthOf, exchangeController, fetchFramed, fetchWithBody, holdPaced, prepareSend, type SendRequest, wholeAnswer } from "./send.ts";
 import { canonicalQuery, encodeS3Path, S3Signer } from "./sigv4.ts";
 import { readUpstreamCapped } from "../http/read-capped.ts";
 import { CREDENTIAL_CODES, parseS3ErrorCode, readErrorPrefix, SLOW_DOWN_REASON } from "./errors.ts";
@@ -567,15 +567,7 @@ export class BucketUpstream {
     // not run while connecting; checked on Bun 1.4.5), so on this path s3.connect_timeout is not
     // enforced: the timer below (s3.timeout, until response headers) bounds connecting too. The
     // start-up log says so (connectTimeoutNote).
-    // One controller for both the timeout and the client's abort (forwarded by a listener, which
-    // stays attached so a client abort also stops the body read): AbortSignal.any() cost ~10-15 %
-    // of proxied req/s in bench/load.ts.
-    const timeout = new AbortController();
-    if (clientSignal.aborted) timeout.abort(clientSignal.reason);
-    else clientSignal.addEventListener("abort", () => timeout.abort(clientSignal.reason), { once: true });
-    // Given up by its deadline (abandonUpstream): the exchange, its body read included, is cut.
-    if (timing.abandoned !== undefined) timeout.abort(timing.abandoned);
-    else (timing.onAbandon ??= []).push(() => timeout.abort(timing.abandoned));
+    const timeout = exchangeController(clientSignal, timing);
     const timer = setTimeout(() => timeout.abort(new TimeoutError("upstream timeout")), this.timeoutMs);
     try {
       const res = withoutOverriddenLength(
