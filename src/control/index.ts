@@ -1,8 +1,8 @@
 /**
  * The control plane of the main listener: /health, /ready and /admin/* (the metrics live on their
- * own listener). It shares the request runner and the logging step with the proxy fronts, so it
- * is logged and counted the same way, but none of the proxy phases: no routing to buckets, no
- * rate limits, no cache, no upstream. It reads App state; nothing on the proxy path imports it.
+ * own listener). It shares the request runner, the guard phase and the logging step with the proxy
+ * fronts, so it is logged and counted the same way, but none of the other proxy phases: no routing
+ * to buckets, no rate limits, no cache, no upstream. It reads App state; nothing on the proxy path imports it.
  */
 import type { App } from "../app.ts";
 import { ProxyError } from "../errors.ts";
