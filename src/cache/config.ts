@@ -44,8 +44,6 @@ export interface CacheDeps {
    * with it. Undefined (tests of a layer alone): nothing is stamped or dropped.
    */
   stores?: ReadonlyMap<string, string> | undefined;
-  /** Tests: shorter Redis reconnect backoff. */
-  redisBackoffMs?: { min: number; max: number } | undefined;
 }
 
 /** The disk layer's folder for this process. */
@@ -164,8 +162,6 @@ export function buildLayers(cfg: CacheConfig, deps: CacheDeps): CacheLayer[] {
             connectTimeoutMs: r.connect_timeout_ms,
             operationTimeoutMs: r.operation_timeout_ms,
             log: deps.log,
-            minBackoffMs: deps.redisBackoffMs?.min,
-            maxBackoffMs: deps.redisBackoffMs?.max,
             stores: deps.stores,
           }),
         );
