@@ -26,19 +26,12 @@ export interface XmlElement {
 export interface XmlLimits {
   /** Maximum input size in bytes (default 2 MiB: 10,000 Complete parts or 1,000 Delete keys fit). */
   maxBytes?: number;
-  /** Maximum element nesting (default 16). */
-  maxDepth?: number;
   /** Maximum number of elements (default 100,000). */
   maxElements?: number;
   /**
-   * Maximum number of entity and character references in the whole document (a client's: default
-   * MAX_ENTITY_REFERENCES; an upstream's, `lenient`: no limit). Each costs a decode: a 4 MiB body
-   * of ~840,000 `&amp;` held the event loop for ~0.2-0.6 s.
-   */
-  maxEntities?: number;
-  /**
    * An upstream's answer, not a client's request: characters XML 1.0 does not allow (raw, or as
-   * character references) are kept. S3 keys may hold any UTF-8 character, U+0001 included, and
+   * character references) are kept, and entity and character references are not counted against
+   * MAX_ENTITY_REFERENCES. S3 keys may hold any UTF-8 character, U+0001 included, and
    * stores write them into their listings and results as they are (s3rver raw, others as
    * `&#x1;`); refusing the document lost the answer of a write the upstream had made.
    */
@@ -60,8 +53,12 @@ export class XmlError extends Error {
  * The references a client's document may hold (S3's MalformedXML beyond). Well above what S3's
  * documents carry: a CompleteMultipartUpload of 10,000 parts whose ETags are written
  * `&quot;...&quot;` has 20,000; a DeleteObjects of 1,000 keys, 100 escaped characters in each key.
+ * Each costs a decode: a 4 MiB body of ~840,000 `&amp;` held the event loop for ~0.2-0.6 s.
  */
 export const MAX_ENTITY_REFERENCES = 100_000;
+
+/** Maximum element nesting. */
+const MAX_DEPTH = 16;
 
 const NAME = /[A-Za-z_][A-Za-z0-9._:-]*/y;
 const WS = /[ \t\r\n]*/y;
@@ -109,7 +106,6 @@ function localName(qname: string): string {
 /** Parses a small XML document and returns its root element. Throws XmlError on anything else. */
 export function parseXml(input: string | Uint8Array, limits: XmlLimits = {}): XmlElement {
   const maxBytes = limits.maxBytes ?? 2 * 1024 * 1024;
-  const maxDepth = limits.maxDepth ?? 16;
   const maxElements = limits.maxElements ?? 100_000;
 
   let src: string;
@@ -129,8 +125,7 @@ export function parseXml(input: string | Uint8Array, limits: XmlLimits = {}): Xm
   // a DeleteObjects naming "a\r\nb" deletes "a\nb"); `&#13;` still means CR.
   if (src.includes("\r")) src = src.replace(/\r\n?/g, "\n");
   const lenient = limits.lenient === true;
-  const maxEntities = limits.maxEntities ?? (lenient ? undefined : MAX_ENTITY_REFERENCES);
-  const entities = maxEntities === undefined ? undefined : { left: maxEntities };
+  const entities = lenient ? undefined : { left: MAX_ENTITY_REFERENCES };
   if (!lenient && BAD_CHAR.test(src)) throw new XmlError("XML body contains a character XML does not allow");
 
   let pos = 0;
@@ -255,7 +250,7 @@ export function parseXml(input: string | Uint8Array, limits: XmlLimits = {}): Xm
       if (selfClosing) {
         if (stack.length === 0) root = node;
       } else {
-        if (stack.length >= maxDepth) throw new XmlError("XML nesting too deep", "too-large");
+        if (stack.length >= MAX_DEPTH) throw new XmlError("XML nesting too deep", "too-large");
         stack.push(node);
         qnames.push(qname);
         if (!lenient) declared.push(own);
