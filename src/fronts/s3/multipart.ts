@@ -17,6 +17,7 @@ import {
   createMultipartUpload,
   listMultipartUploads,
   listParts,
+  PART_CHECKSUMS,
   type CompletedPart,
 } from "../../s3/operations/index.ts";
 import { s3Error } from "./errors.ts";
@@ -30,14 +31,7 @@ import { callOf, fieldText, malformed, partNumberOf, queryValue, readingResult, 
 import { purgeIfUnsure, purgeWritten } from "../purge.ts";
 
 const MAX_PARTS = 10_000;
-const CHECKSUM_ELEMENTS = ["ChecksumCRC32", "ChecksumCRC32C", "ChecksumCRC64NVME", "ChecksumSHA1", "ChecksumSHA256"] as const;
-const FIELD: Record<(typeof CHECKSUM_ELEMENTS)[number], keyof CompletedPart> = {
-  ChecksumCRC32: "checksumCRC32",
-  ChecksumCRC32C: "checksumCRC32C",
-  ChecksumCRC64NVME: "checksumCRC64NVME",
-  ChecksumSHA1: "checksumSHA1",
-  ChecksumSHA256: "checksumSHA256",
-};
+const CHECKSUM_ELEMENTS = PART_CHECKSUMS.map(([element]) => element);
 /** What a <Part> may hold (S3's CompletedPart): anything else is MalformedXML, never skipped. */
 const PART_FIELDS: ReadonlySet<string> = new Set(["PartNumber", "ETag", ...CHECKSUM_ELEMENTS]);
 /** S3's newer part checksums, which this proxy does not carry (as their headers, upload-body.ts): refused, never dropped. */
@@ -94,9 +88,9 @@ export function partsOf(doc: XmlElement): CompletedPart[] {
     const etag = fieldText(p, "ETag")?.trim();
     if (etag === undefined || etag === "") throw s3Fail(malformed());
     const part: CompletedPart = { partNumber: n, etag };
-    for (const name of CHECKSUM_ELEMENTS) {
+    for (const [name, field] of PART_CHECKSUMS) {
       const v = fieldText(p, name)?.trim();
-      if (v !== undefined) (part as unknown as Record<string, string>)[FIELD[name]] = v;
+      if (v !== undefined) part[field] = v;
     }
     return part;
   });

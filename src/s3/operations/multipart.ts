@@ -64,7 +64,8 @@ export interface CompletedPart {
   checksumSHA256?: string;
 }
 
-const PART_CHECKSUMS = [
+/** A part's checksum elements in S3's XML (in S3's order), each with its CompletedPart field. */
+export const PART_CHECKSUMS = [
   ["ChecksumCRC32", "checksumCRC32"],
   ["ChecksumCRC32C", "checksumCRC32C"],
   ["ChecksumCRC64NVME", "checksumCRC64NVME"],
