@@ -361,12 +361,14 @@ function redisMissing(app: App): boolean {
 async function serve(config: Config, source: { path?: string; text: string; generation?: number; tls?: TlsMaterial }): Promise<number> {
   const configPath = source.path;
   const forcedPort = process.env.YATAGARASU_PORT;
+  /** A worker process its primary started (YATAGARASU_WORKER set). */
+  const child = workerIndex() !== undefined;
   // A worker listens on the port the primary chose, but the App keeps the file's config: reload
   // compares restart-only settings against the file, and `port: 0` must not read as a port change.
-  const listenConfig = workerIndex() !== undefined && forcedPort ? { ...config, server: { ...config.server, port: Number(forcedPort) } } : config;
+  const listenConfig = child && forcedPort ? { ...config, server: { ...config.server, port: Number(forcedPort) } } : config;
   const workers = workerCount(config);
   // With server.workers > 1 this process is the primary (worker 0): it serves too, and spawns workers 1..N-1.
-  const primary = workers > 1 && workerIndex() === undefined;
+  const primary = workers > 1 && !child;
   const worker = primary ? 0 : workerIndex();
   if (worker !== undefined && worker > 0) nameWorkerProcess(worker);
   const log = createLogger({ level: config.logging.level, format: config.logging.format, base: worker !== undefined ? { worker } : undefined });
@@ -420,7 +422,7 @@ async function serve(config: Config, source: { path?: string; text: string; gene
       reportGeneration(app.runtime.generation, r.ok ? undefined : { generation: sent.generation, error: r.error ?? "reload failed" });
     }));
   /** A reload of the whole group: the primary's own (then its children's); a child asks the primary. Undefined: this process alone. `hup`: asked by a SIGHUP (Children.hup: one sent to the whole group is one reload). */
-  const reloadAll = (hup = false): Promise<ReloadResult> | undefined => (workerIndex() !== undefined ? askPrimaryToReloadAll(() => app.runtime.generation, hup) : hup ? children?.hup(0) : children?.reloadAll());
+  const reloadAll = (hup = false): Promise<ReloadResult> | undefined => (child ? askPrimaryToReloadAll(() => app.runtime.generation, hup) : hup ? children?.hup(0) : children?.reloadAll());
   try {
     // server.readiness_probe_interval_seconds sets the probe period; YATAGARASU_PROBE_INTERVAL_MS overrides it (tests).
     const probeEnv = Number(process.env.YATAGARASU_PROBE_INTERVAL_MS);
@@ -459,26 +461,27 @@ async function serve(config: Config, source: { path?: string; text: string; gene
       ]);
     clearTimeout(capped);
     if (early.stop !== undefined) {
-      log.info("stopped before serving", { signal: early.stop, ...(workerIndex() !== undefined && !process.connected ? { primary: "gone" } : undefined) });
+      log.info("stopped before serving", { signal: early.stop, ...(child && !process.connected ? { primary: "gone" } : undefined) });
       await app.close();
       return 0;
     }
+    // A TLS listener binds with SO_REUSEPORT (to serve a renewed certificate beside itself), as a
+    // group's do: first make sure no other process holds the port (it would share it silently).
+    const exclusive = primary || (tlsListeners && !child);
     try {
-      // A TLS listener binds with SO_REUSEPORT (to serve a renewed certificate beside itself), as a
-      // group's do: first make sure no other process holds the port (it would share it silently).
-      if (primary || (tlsListeners && workerIndex() === undefined)) probeExclusive(config.server.address, listenConfig.server.port);
+      if (exclusive) probeExclusive(config.server.address, listenConfig.server.port);
       listener = config.server.engine === "node" ? await listenNode(app, listenConfig, { reusePort: workers > 1 }) : listenBun(app, listenConfig, { reusePort: workers > 1, baseDir: config.baseDir, tls });
     } catch (err) {
       throw await listenFailure("main", config.server.address, listenConfig.server.port, err);
     }
     try {
-      if ((primary || (tlsListeners && workerIndex() === undefined)) && config.s3_api?.enabled) probeExclusive(config.s3_api.address, config.s3_api.port);
+      if (exclusive && config.s3_api?.enabled) probeExclusive(config.s3_api.address, config.s3_api.port);
       s3Listener = await listenS3(app, config, { reusePort: workers > 1, baseDir: config.baseDir, tls });
     } catch (err) {
       const s3 = config.s3_api!;
       throw await listenFailure("s3_api", s3.address, s3.port, err, "s3_api listener: ");
     }
-    if (config.metrics.enabled && workerIndex() === undefined) {
+    if (config.metrics.enabled && !child) {
       try {
         // Bun.serve with development: false binds beside another process's such listener (another
         // instance's metrics port): scrapes would land on either process in turn.
@@ -534,14 +537,14 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     generation: app.runtime.generation,
     pid: process.pid,
   }, chosen);
-  if (workerIndex() === undefined) {
+  if (!child) {
     for (const n of configNotes(config)) log[n.level](n.text);
   }
   // Garbage a burst of requests left is collected once the process is idle (body-garbage.ts).
   const stopIdleCollect = collectWhenIdle();
   if (primary) log.info("primary started", { workers, port: listener.port, pid: process.pid, ...(metrics ? { metrics_port: metrics.port } : undefined) });
   // Workers report their port to the primary (tests and the primary's own log use it).
-  if (workerIndex() !== undefined) process.send?.({ type: "listening", port: listener.port });
+  if (child) process.send?.({ type: "listening", port: listener.port });
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -657,12 +660,12 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     else if (early.hup) void (reloadAll(true) ?? app.reload());
     // A child whose primary is gone (killed with SIGKILL, crashed) drains and exits instead of lingering on the port.
     // (gone already, while the listeners started: that disconnect came before this handler)
-    if (workerIndex() !== undefined) {
+    if (child) {
       process.on("disconnect", () => void shutdown("primary gone", 0, "asked"));
       if (!process.connected) void shutdown("primary gone", 0, "asked");
     }
     // A child follows every config the primary sends (with each reload), and any sent while it was starting.
-    if (workerIndex() !== undefined) {
+    if (child) {
       onSentConfig(() => void follow());
       void follow();
     }
