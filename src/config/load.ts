@@ -541,9 +541,10 @@ export function parseConfig(text: string, opts: ParseOptions = {}): Config {
 /**
  * Reads a config file, at most MAX_CONFIG_BYTES of it: a huge file is refused from its size, and
  * one with no real size (/dev/zero, a pipe) cannot make it read forever. Throws ConfigError
- * (never a raw fs error). Asynchronous on purpose, at start-up and for --check: a SIGTERM or
- * SIGHUP that arrives while the file is read (a pipe, a slow mount) is handled then, "stopped
- * before serving" (early-signals.test.ts); a blocking read deferred it past the start.
+ * (never a raw fs error). Asynchronous on purpose, at start-up (--check and reloads read on the
+ * loader thread: readConfigTextSync): a SIGTERM or SIGHUP that arrives while the file is read (a
+ * pipe, a slow mount) is handled then, "stopped before serving" (early-signals.test.ts); a
+ * blocking read deferred it past the start.
  */
 export async function readConfigText(path: string): Promise<string> {
   const fail = (message: string) => new ConfigError([{ path: "", message }], path);
@@ -662,7 +663,7 @@ function readFailure(err: unknown): string {
   return code === "ENOENT" ? "file not found" : code === "EACCES" ? "permission denied" : code === "EISDIR" ? "is a directory" : "cannot be read";
 }
 
-/** Reads a config file and validates it, on the calling thread (start-up, --check). */
+/** Reads a config file and validates it, on the calling thread (loadConfigSource without the text; tests and benchmarks). */
 export async function loadConfig(path: string, env?: Record<string, string | undefined>): Promise<Config> {
   return (await loadConfigSource(path, env)).config;
 }
