@@ -266,7 +266,7 @@ export const ServerSchema = z.strictObject({
    */
   buffer_threshold_bytes: nonNegInt.max(2 ** 32, { message: "must be at most 4294967296 (4 GiB): a larger body cannot be held in one buffer (larger objects stream)" }).default(8 * 1024 * 1024),
   /**
-   * auto: plain-http endpoints use the proxy's own keep-alive HTTP/1.1 client (src/s3/http1.ts,
+   * auto: plain-http endpoints use the proxy's own keep-alive HTTP/1.1 client (src/s3/http1/,
    * about half the CPU of fetch per request); https endpoints use fetch (Bun's TLS stack).
    * fetch: fetch() for every endpoint.
    */
