@@ -126,20 +126,19 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
   const retired = new Map<Bun.Server<undefined>, { timer: ReturnType<typeof setTimeout> | undefined; accepting: (() => void) | undefined }>();
   const answer = (srv: Bun.Server<undefined>, res: Response | Promise<Response>): Response | Promise<Response> =>
     retired.size === 0 || !retired.has(srv) ? res : res instanceof Promise ? res.then(withConnectionClose) : withConnectionClose(res);
+  /** Every route's entry: the request handled at the raw target its route read. */
+  const respond = (req: Request, srv: Bun.Server<undefined>, rawTarget: string | undefined): Response | Promise<Response> => {
+    if (req.method === "PUT" || req.method === "POST") markPeer(req, srv);
+    return answer(srv, closeAsAsked(req, expectGuard(req, handle(req, undefined, rawTarget))));
+  };
   const routes = Object.fromEntries(
     rawSegmentPatterns().map(({ pattern, trailingSlash, empty }) => [
       pattern,
-      (req: Bun.BunRequest, srv: Bun.Server<undefined>) => {
-        if (req.method === "PUT" || req.method === "POST") markPeer(req, srv);
-        return answer(srv, closeAsAsked(req, expectGuard(req, handle(req, undefined, rawTargetFor(req.url, req.params as Record<string, string>, trailingSlash, empty)))));
-      },
+      (req: Bun.BunRequest, srv: Bun.Server<undefined>) => respond(req, srv, rawTargetFor(req.url, req.params as Record<string, string>, trailingSlash, empty)),
     ]),
   );
   for (const { pattern, leadingEmpty } of rawPrefixPatterns())
-    routes[pattern] = (req: Bun.BunRequest, srv: Bun.Server<undefined>) => {
-      if (req.method === "PUT" || req.method === "POST") markPeer(req, srv);
-      return answer(srv, closeAsAsked(req, expectGuard(req, handle(req, undefined, wildcardRewritten(req.url, req.params as Record<string, string>, leadingEmpty)))));
-    };
+    routes[pattern] = (req: Bun.BunRequest, srv: Bun.Server<undefined>) => respond(req, srv, wildcardRewritten(req.url, req.params as Record<string, string>, leadingEmpty));
   const serve = (port: number, tls: TlsMaterial | undefined): Bun.Server<undefined> =>
     Bun.serve({
       hostname: opts.as?.address ?? cfg.server.address,
@@ -155,8 +154,7 @@ export function listenBun(app: App, cfg: Config, opts: { reusePort?: boolean; ba
       // literal `\` or a dot segment is routed as the client sent it, never as Bun rewrote it.
       routes,
       fetch(req, srv) {
-        if (req.method === "PUT" || req.method === "POST") markPeer(req, srv);
-        return answer(srv, closeAsAsked(req, expectGuard(req, handle(req, undefined, fallbackRewritten(req.url)))));
+        return respond(req, srv, fallbackRewritten(req.url));
       },
       error(err) {
         // A file body (a disk-cache hit) is opened by Bun once the answer is under way: with no
