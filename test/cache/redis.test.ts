@@ -993,15 +993,16 @@ console.log(JSON.stringify(await Promise.all(urls.map((u) => redisAuthFailure(u,
   test.each([
     ["that may read it (CONFIG GET)", ""],
     ["that may not read it (an ACL without CONFIG: the README's)", "noconfig"],
-  ])("a Redis that closes idle clients after 2 s (its `timeout` setting, below the 5 s subscription check), to a user %s: an idle layer keeps its command connection, never down, nothing logged", async (_, user) => {
+  ])("a Redis that closes idle clients after 1 s (its `timeout` setting, its lowest; below the subscription check, 2.5 s here), to a user %s: an idle layer keeps its command connection, never down, nothing logged", async (_, user) => {
     await using own = await startRedis();
     const log = captureLog();
     const config = new RedisClient(own.url);
     await config.connect();
-    await config.send("CONFIG", ["SET", "timeout", "2"]);
+    await config.send("CONFIG", ["SET", "timeout", "1"]);
     if (user !== "") await config.send("ACL", ["SETUSER", user, "on", ">pw", "~*", "&*", "+@all", "-config"]);
     config.close();
-    const rl = await layer({ url: user === "" ? own.url : own.url.replace("redis://", `redis://${user}:pw@`), prefix: "idle:", log });
+    // (the check shortened from its 5 s so that each idle sweep waited for below takes 1-2 s, not 2-3 s)
+    const rl = await layer({ url: user === "" ? own.url : own.url.replace("redis://", `redis://${user}:pw@`), prefix: "idle:", log, subscriptionCheckMs: 2500 });
     // Two idle clients closed by Redis in turn: its idle sweep ran past the layer's connections too.
     await idleSweeps(own.url);
     expect(log.lines.filter((l) => l.level === "warn")).toEqual([]);
