@@ -153,7 +153,8 @@ test("--healthcheck with the wrong scheme or a listener that never answers says 
       [`https://127.0.0.1:${plain.port}/health`, `TLS handshake with 127.0.0.1:${plain.port} failed: is the listener plain http? try http://127.0.0.1:${plain.port}/health`],
       [`http://127.0.0.1:${silent.port}/health`, `no answer from 127.0.0.1:${silent.port} within 3 s`],
     ];
-    for (const [url, why] of cases) expect({ url, ...(await runCli(["--healthcheck", url])) }).toEqual({ url, code: 1, stdout: "", stderr: `healthcheck: ${url}: ${why}\n` });
+    const results = await runEach(cases.map(([url]) => ["--healthcheck", url]));
+    for (const [i, [url, why]] of cases.entries()) expect({ url, ...results[i] }).toEqual({ url, code: 1, stdout: "", stderr: `healthcheck: ${url}: ${why}\n` });
   } finally {
     tls.stop(true);
     plain.stop(true);
@@ -439,10 +440,16 @@ test("--check's problem list (stderr) and summary (stdout) reach a slow reader t
     const p = Bun.spawn(["sh", "-c", `"$@" ${redirect} | (sleep 1; wc -c)`, "sh", ...command(), ...args], { stdout: "pipe", stderr: "inherit" });
     return (await new Response(p.stdout).text()).trim();
   };
-  expect(Number((await slow(["--check", "--config", badPath], "stderr")).split("\n")[0])).toBe(Buffer.byteLength(whole.stderr));
-  // the serving mode's config-error path too
-  expect(Number((await slow(["--config", badPath], "stderr")).split("\n")[0])).toBe(Buffer.byteLength(whole.stderr));
+  // (the three readers at once: each one's second of not reading is its own)
+  const [checkErr, serveErr, checkOut] = await Promise.all([
+    slow(["--check", "--config", badPath], "stderr"),
+    // the serving mode's config-error path too
+    slow(["--config", badPath], "stderr"),
+    slow(["--check", "--config", goodPath], "stdout"),
+  ]);
+  expect(Number(checkErr.split("\n")[0])).toBe(Buffer.byteLength(whole.stderr));
+  expect(Number(serveErr.split("\n")[0])).toBe(Buffer.byteLength(whole.stderr));
   expect(summary.code).toBe(0);
   expect(summary.stdout.length).toBeGreaterThan(70_000);
-  expect(Number((await slow(["--check", "--config", goodPath], "stdout")).split("\n")[0])).toBe(Buffer.byteLength(summary.stdout));
+  expect(Number(checkOut.split("\n")[0])).toBe(Buffer.byteLength(summary.stdout));
 }, 60_000);
