@@ -8,7 +8,7 @@
  * The upstream is a stand-in store in the test process: a write is taken and never answered, and
  * applied when the test says so.
  */
-import { afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { App } from "../../src/app.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { nullLogger } from "../../src/observe/log.ts";
@@ -17,11 +17,6 @@ import { waitFor } from "../helpers/wait.ts";
 import { bearer, SECRET } from "./plain-write-env.ts";
 
 setDefaultTimeout(30_000);
-
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()!();
-});
 
 /** A store holding one object, `/rw/k`, whose writes are taken and never answered; `land()` applies the last one. */
 function lateStore() {
@@ -51,13 +46,16 @@ function lateStore() {
   return { server, writeTaken, land: () => pending!() };
 }
 
+// The four tests run at once (each has its own store and proxy, and mostly waits out s3.timeout).
 for (const engine of ["bun", "node"] as const) {
   describe(`a lost write answer, applied later by the store (${engine} engine)`, () => {
     for (const method of ["PUT", "DELETE"] as const) {
-      test(`${method}: a read between the 504 and the store applying it does not leave the old object cached`, async () => {
-        const store = lateStore();
-        cleanups.push(() => store.server.stop(true));
-        const config = parseConfig(`server: { address: 127.0.0.1, port: 0, engine: ${engine} }
+      test.concurrent(`${method}: a read between the 504 and the store applying it does not leave the old object cached`, async () => {
+        const cleanups: Array<() => Promise<void> | void> = [];
+        try {
+          const store = lateStore();
+          cleanups.push(() => store.server.stop(true));
+          const config = parseConfig(`server: { address: 127.0.0.1, port: 0, engine: ${engine} }
 logging: { level: error }
 jwt: { enabled: true, algorithm: HS256, secret: "${SECRET}" }
 cache: { enabled: true }
@@ -69,36 +67,39 @@ buckets:
     cache: { enabled: true, ttl_seconds: 600 }
     s3: { bucket: rw, endpoint: "http://127.0.0.1:${store.server.port}", access_key: AKIALATESTORE0000001, secret_key: "late-store-secret-00000000000000000000000", timeout: 1, retry: { max_attempts: 1 } }
 `);
-        const app = await App.create(config, { log: nullLogger, probeIntervalMs: 600_000 });
-        const main: Listener = engine === "node" ? await listenNode(app, config) : listenBun(app, config);
-        cleanups.push(async () => {
-          await main.stop(true);
-          app.close();
-        });
-        const url = `http://127.0.0.1:${main.port}/rw/k`;
-        const read = async () => {
-          const r = await fetch(url, { headers: bearer() });
-          return { status: r.status, cache: r.headers.get("x-cache"), body: await r.text() };
-        };
-        expect((await read()).cache).toBe("MISS");
-        expect(await read()).toEqual({ status: 200, cache: "HIT", body: "old" });
+          const app = await App.create(config, { log: nullLogger, probeIntervalMs: 600_000 });
+          const main: Listener = engine === "node" ? await listenNode(app, config) : listenBun(app, config);
+          cleanups.push(async () => {
+            await main.stop(true);
+            app.close();
+          });
+          const url = `http://127.0.0.1:${main.port}/rw/k`;
+          const read = async () => {
+            const r = await fetch(url, { headers: bearer() });
+            return { status: r.status, cache: r.headers.get("x-cache"), body: await r.text() };
+          };
+          expect((await read()).cache).toBe("MISS");
+          expect(await read()).toEqual({ status: 200, cache: "HIT", body: "old" });
 
-        const write = await fetch(url, { method, headers: bearer(), ...(method === "PUT" ? { body: "new" } : {}) });
-        await write.text();
-        await store.writeTaken;
-        expect(write.status).toBe(504);
-        // the store has not applied it yet: the old object, read and cached again
-        expect(await read()).toEqual({ status: 200, cache: "MISS", body: "old" });
-        store.land();
-        // (before: a HIT of "old" for the 600 s TTL)
-        const want = method === "PUT" ? { status: 200, body: "new" } : { status: 404 };
-        await waitFor(
-          async () => {
-            const r = await read();
-            return r.status === want.status && (want.body === undefined || r.body === want.body);
-          },
-          { timeoutMs: 10_000, intervalMs: 20, message: `the store's ${method === "PUT" ? "new object" : "delete"} to be served` },
-        );
+          const write = await fetch(url, { method, headers: bearer(), ...(method === "PUT" ? { body: "new" } : {}) });
+          await write.text();
+          await store.writeTaken;
+          expect(write.status).toBe(504);
+          // the store has not applied it yet: the old object, read and cached again
+          expect(await read()).toEqual({ status: 200, cache: "MISS", body: "old" });
+          store.land();
+          // (before: a HIT of "old" for the 600 s TTL)
+          const want = method === "PUT" ? { status: 200, body: "new" } : { status: 404 };
+          await waitFor(
+            async () => {
+              const r = await read();
+              return r.status === want.status && (want.body === undefined || r.body === want.body);
+            },
+            { timeoutMs: 10_000, intervalMs: 20, message: `the store's ${method === "PUT" ? "new object" : "delete"} to be served` },
+          );
+        } finally {
+          while (cleanups.length > 0) await cleanups.pop()!();
+        }
       });
     }
   });
