@@ -34,14 +34,14 @@ function startStore() {
       if (!line.startsWith("GET ")) return void sock.end("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
       state.gets++;
       if (line.includes("/trickle/")) {
-        // 64 KiB at 8 KiB/s: never silent for long, but slower than any body is given time for
+        // 32 KiB at 4 KiB/s (8 s): never silent for long, but slower than any body is given time for
         sock.on("close", () => state.trickleClosed++);
-        sock.write(`HTTP/1.1 200 OK\r\nContent-Length: ${64 * 1024}\r\nContent-Type: application/octet-stream\r\n\r\n`);
+        sock.write(`HTTP/1.1 200 OK\r\nContent-Length: ${32 * 1024}\r\nContent-Type: application/octet-stream\r\n\r\n`);
         let sent = 0;
         const tick = setInterval(() => {
-          if (sock.destroyed || sent >= 64 * 1024) return clearInterval(tick);
-          sock.write(Buffer.alloc(2048, 5));
-          sent += 2048;
+          if (sock.destroyed || sent >= 32 * 1024) return clearInterval(tick);
+          sock.write(Buffer.alloc(1024, 5));
+          sent += 1024;
         }, 250);
         return;
       }
@@ -170,9 +170,9 @@ describe.each([
 });
 
 describe.each(["auto", "fetch"] as const)("a source that trickles, never stalling (upstream client %s)", (client) => {
-  // Before, only a read waiting s3.timeout failed a streamed copy: 2 KiB every 250 ms held it (and
+  // Before, only a read waiting s3.timeout failed a streamed copy: 1 KiB every 250 ms held it (and
   // its upload slot) for as long as the source kept that up. Now the reads may wait s3.timeout plus
-  // 1 s per 16 KiB in all (5 s for these 64 KiB), as a held body may.
+  // 1 s per 16 KiB in all (3 s for these 32 KiB), as a held body may.
   let store: ReturnType<typeof startStore>;
   let env: UploadEnv;
   beforeAll(async () => {
