@@ -492,16 +492,6 @@ function exchangeOnHandedOver(req: http.IncomingMessage, res: http.ServerRespons
   });
 }
 
-/**
- * A request node:http cannot parse (a malformed head, bytes after a `Connection: close` request, a
- * head over the limit). node:http's default answer, a bare 400 written at once, went out in place
- * of the answer to a pipelined request still being served: a PUT was stored, or a DELETE done,
- * while its client read 400 (and the DELETE's 400 came before the upstream had even answered), and
- * a GET's object never reached its client. The connection's earlier exchanges are now answered
- * first, then the 400 (431 for a head too large; nothing more after a `Connection: close`
- * exchange, whose answer already said so) and the close. A parse error in the body of the request
- * being served (a bad chunk) ends that exchange at once, as before.
- */
 /** An `OPTIONS *` request line (the asterisk-form target, RFC 9112 §3.2.4), as the first bytes of a request. */
 const ASTERISK_OPTIONS = /^OPTIONS \* HTTP\/1\.[01]\r?\n/;
 
@@ -525,6 +515,16 @@ export function answerAsteriskOptions(err: Error & { rawPacket?: unknown }, sock
   return true;
 }
 
+/**
+ * A request node:http cannot parse (a malformed head, bytes after a `Connection: close` request, a
+ * head over the limit). node:http's default answer, a bare 400 written at once, went out in place
+ * of the answer to a pipelined request still being served: a PUT was stored, or a DELETE done,
+ * while its client read 400 (and the DELETE's 400 came before the upstream had even answered), and
+ * a GET's object never reached its client. The connection's earlier exchanges are now answered
+ * first, then the 400 (431 for a head too large; nothing more after a `Connection: close`
+ * exchange, whose answer already said so) and the close. A parse error in the body of the request
+ * being served (a bad chunk) ends that exchange at once, as before.
+ */
 export function answerClientError(err: Error & { code?: string }, socket: import("node:net").Socket): void {
   const status = err.code === "HPE_HEADER_OVERFLOW" ? "431 Request Header Fields Too Large" : "400 Bad Request";
   const answer = `HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`;

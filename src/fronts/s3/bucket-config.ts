@@ -1,10 +1,9 @@
 /**
  * A bucket's configuration documents, as clients probe them (s3cmd info, aws s3api get-bucket-*,
  * desktop S3 browsers): answered from this proxy's configuration, never relayed (but the default
- * encryption rule, bucketEncryption). The bucket a
- * client sees is the proxy's: its access is decided by the grants, claim rules and authorizers,
- * not by the upstream bucket's policy, tags or settings, which name the upstream's account, keys
- * and principals and are no client's to read. What the proxy has no such setting for is S3's own
+ * encryption rule: bucketEncryption). The bucket a client sees is the proxy's: its access is
+ * decided by the grants, claim rules and authorizers, not by the upstream bucket's policy, tags or
+ * settings, which name the upstream's account, keys and principals and are no client's to read. What the proxy has no such setting for is S3's own
  * "not configured" answer for a bucket without it (404 with S3's code and <BucketName>), which the
  * clients take as "none". Any grant on the bucket will do, as for GetBucketLocation and GetBucketAcl.
  */
@@ -68,8 +67,8 @@ export function renderCors(cors: CorsConfig): string {
  * GetBucketEncryption's document, or undefined for S3's "not configured". Since January 2023 every
  * AWS S3 bucket encrypts new objects with SSE-S3 at least, and GetBucketEncryption answers that rule
  * (AES256) where it answered ServerSideEncryptionConfigurationNotFoundError before: so for a bucket
- * whose every store is AWS S3 (a bucket set to SSE-KMS there says so in its objects' answers, which
- * are relayed). Another store's encryption at rest is unknown here and nothing the proxy promises.
+ * whose every store is AWS S3, when the store's own rule cannot be read (bucketEncryption relays it
+ * otherwise). Another store's encryption at rest is unknown here and nothing the proxy promises.
  */
 export function defaultEncryption(cfg: BucketConfig): string | undefined {
   if (!onAwsS3(cfg)) return undefined;
