@@ -6,7 +6,7 @@
  */
 import type { CachedObject, CacheLayer, FillToken, LayerHealth, LayerStats, LayerWriter, MaybePromise, ObjectMeta, RemoteInvalidation, SharedWait } from "./types.ts";
 import { isFileBody } from "./types.ts";
-import type { FlightOutcome } from "./flight.ts";
+import type { CachePolicy, FlightOutcome } from "./flight.ts";
 import type { FillTap } from "./fill-tap.ts";
 import { MemoryLayer } from "./memory.ts";
 import { DiskLayer } from "./disk.ts";
@@ -81,6 +81,9 @@ function settled<T, F = undefined>(call: () => MaybePromise<T>, failed?: F): Pro
     return Promise.resolve(failed as F);
   }
 }
+
+/** What a bucket's policy bounds in an entry read from a lower layer (Cache.get). */
+export type EntryBounds = Pick<CachePolicy, "maxItemBytes">;
 
 export class Cache {
   readonly layers: readonly CacheLayer[];
@@ -163,21 +166,23 @@ export class Cache {
   /**
    * First layer holding `key` wins; a hit in a lower layer is copied into the layers above it (in
    * the background). `trace` (a recording request span): each layer's lookup gets a span. `wait`:
-   * the request's wait on the shared layer (fillToken).
+   * the request's wait on the shared layer (fillToken). `policy`: the bucket's, whose largest item a
+   * lower layer's entry may not exceed.
    */
-  get(key: string, trace?: Span, wait?: SharedWait): MaybePromise<CachedObject | undefined> {
+  get(key: string, trace?: Span, wait?: SharedWait, policy?: EntryBounds): MaybePromise<CachedObject | undefined> {
     const hit = trace === undefined ? this.first.get(key, wait) : tracedLayerGet(this.first, key, trace, wait);
     if (this.layers.length === 1 || (hit !== undefined && !(hit instanceof Promise))) return hit;
-    return this.getSlow(key, hit, trace, wait);
+    return this.getSlow(key, hit, trace, wait, policy);
   }
 
-  private async getSlow(key: string, firstHit: MaybePromise<CachedObject | undefined>, trace?: Span, wait?: SharedWait): Promise<CachedObject | undefined> {
+  private async getSlow(key: string, firstHit: MaybePromise<CachedObject | undefined>, trace?: Span, wait?: SharedWait, policy?: EntryBounds): Promise<CachedObject | undefined> {
     const epoch = this.purges.now;
     const found = await Promise.resolve(firstHit).catch(() => undefined);
     if (found !== undefined) return found;
+    const maxBytes = policy?.maxItemBytes;
     for (let i = 1; i < this.layers.length; i++) {
       // A layer answers a miss for its own failures; a throw is one more failure, not the client's.
-      const obj = await Promise.resolve(trace === undefined ? this.layers[i]!.get(key, wait) : tracedLayerGet(this.layers[i]!, key, trace, wait)).catch(() => undefined);
+      const obj = await Promise.resolve(trace === undefined ? this.layers[i]!.get(key, wait, maxBytes) : tracedLayerGet(this.layers[i]!, key, trace, wait, maxBytes)).catch(() => undefined);
       if (obj !== undefined) {
         // Found before a purge that happened while we asked, or in a layer a purge under way has
         // not reached yet: serve it, but do not copy it upward.

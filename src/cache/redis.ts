@@ -72,6 +72,11 @@ export interface RedisLayerOptions {
   stores?: ReadonlyMap<string, string> | undefined;
 }
 
+/**
+ * What an entry holds besides its body (redis-format.ts): its magic, the metadata JSON (its key,
+ * the stored headers of an upstream head of at most 64 KiB, escaped), generously.
+ */
+const ENTRY_META_BYTES = 256 * 1024;
 /** Entries kept in the invalidation stream (approximately: MAXLEN ~). */
 export const STREAM_MAXLEN = 10_000;
 const PENDING_LIMIT = 1000;
@@ -367,7 +372,7 @@ export class RedisLayer implements CacheLayer {
    * away. The wait for the GET is added to `wait` (fillToken); a large entry's own read is not (it
    * has a deadline of its own).
    */
-  get(key: string, wait?: SharedWait): CachedObject | undefined | Promise<CachedObject | undefined> {
+  get(key: string, wait?: SharedWait, maxBytes?: number): CachedObject | undefined | Promise<CachedObject | undefined> {
     if (!this.link.up) return undefined;
     const k = this.objPrefix + key;
     const sent = wait === undefined ? 0 : performance.now();
@@ -376,7 +381,12 @@ export class RedisLayer implements CacheLayer {
         if (wait !== undefined) wait.ms += performance.now() - sent;
         if (value === null) return undefined;
         const length = stubLength(value);
-        return length === undefined ? this.decode(key, value) : this.getBulk(key, length);
+        if (length === undefined) return this.decode(key, value);
+        // A stub claiming more than any entry this bucket stores (a forged or damaged one, written
+        // under key_prefix by another client): corrupt, deleted unread. Trusted, its entry was read
+        // whatever its size, up to Redis's 512 MB, into this process, for every lookup of the key.
+        if (length > Math.min(maxBytes ?? this.maxItemBytes, this.maxItemBytes) + ENTRY_META_BYTES) return this.corruptEntry(key);
+        return this.getBulk(key, length);
       },
       () => {
         if (wait !== undefined) wait.ms += performance.now() - sent;
@@ -402,6 +412,11 @@ export class RedisLayer implements CacheLayer {
     const obj = decodeEntry(value, key, this.storeOf(key));
     if (typeof obj !== "string") return obj;
     if (obj === OTHER_STORE) return undefined; // another store's (or an earlier version's): a miss, that a fill replaces
+    return this.corruptEntry(key);
+  }
+
+  /** A corrupt entry: counted, deleted (with its large entry), a miss. */
+  private corruptEntry(key: string): undefined {
     this.corrupt++;
     const k = this.objPrefix + key;
     this.link.run("DEL", (c) => c.send("UNLINK", [k, k + BULK_SUFFIX])).catch(noop);

@@ -114,7 +114,7 @@ export function serveWithCache(args: ServeArgs): Promise<ServeResult> {
   // (a miss's lookup and its fill's purge generations wait on Redis within one operation_timeout_ms;
   // nothing to count, and no object per hit, without a shared layer)
   const wait: SharedWait | undefined = args.cache.shared ? { ms: 0 } : undefined;
-  const found = args.cache.get(key, args.trace, wait);
+  const found = args.cache.get(key, args.trace, wait, args.policy);
   if (!isFresh(found, now)) return serveSlow(args, key, now, found, since, wait);
   try {
     return Promise.resolve({ response: hit(args.cache, args.bucket, found, args.reqHeaders, args.method, now), cacheStatus: "HIT", upstreamCalls: 0, passthrough: false });
@@ -143,7 +143,7 @@ async function serveSlow(args: ServeArgs, key: string, now: number, found: Maybe
     if (fill.state === "complete") {
       // Its file was being renamed into place: once committed, the object is a hit.
       await fill.ended;
-      return serveSlow(args, key, now, cache.get(key, args.trace, wait), since, wait);
+      return serveSlow(args, key, now, cache.get(key, args.trace, wait, args.policy), since, wait);
     }
   }
 

@@ -107,8 +107,12 @@ export interface SharedWait {
 
 export interface CacheLayer {
   readonly name: string;
-  /** Synchronous when the layer can be (memory): the hot path then has no extra await. A shared layer adds its wait to `wait`. */
-  get(key: string, wait?: SharedWait): MaybePromise<CachedObject | undefined>;
+  /**
+   * Synchronous when the layer can be (memory): the hot path then has no extra await. A shared layer
+   * adds its wait to `wait`. `maxBytes`: the bucket's largest item; a layer that can tell an entry's
+   * size before reading it (Redis's large entries) refuses a larger one unread.
+   */
+  get(key: string, wait?: SharedWait, maxBytes?: number): MaybePromise<CachedObject | undefined>;
   /** Stores or replaces. A layer may refuse (too big); it never throws for that. */
   put(obj: CachedObject): MaybePromise<void>;
   delete(key: string): MaybePromise<boolean>;

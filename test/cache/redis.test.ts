@@ -192,6 +192,27 @@ describe("storage", () => {
     expect(l.errors()).toBeGreaterThanOrEqual(2);
   });
 
+  test("a large entry's stub claiming more than the layer's max_item_size_mb, or the bucket's, is a miss and is deleted unread (it was read whatever it claimed, up to Redis's 512 MB)", async () => {
+    const MiB = 1 << 20;
+    // written by a layer with a larger limit under the same prefix (another client of the same Redis)
+    const writer = await layer({ prefix: "bigstub:", maxItemBytes: 8 * MiB });
+    const l = await layer({ prefix: "bigstub:", maxItemBytes: MiB });
+    await writer.put(fresh("b/big", 2 * MiB));
+    expect(String(await raw.get("bigstub:obj:b/big"))).toStartWith("YTRB");
+    expect(await l.get("b/big")).toBeUndefined();
+    await waitFor(async () => !(await raw.exists("bigstub:obj:b/big")) && !(await raw.exists("bigstub:obj:b/big\u0000bulk")), { message: "the stub and its entry deleted" });
+    expect(l.errors()).toBeGreaterThanOrEqual(1);
+    // within the layer's limit but above the bucket's (its policy, through the cache): a miss, deleted
+    await writer.put(fresh("b/big2", 2 * MiB));
+    expect((await writer.get("b/big2", undefined, 4 * MiB))?.size).toBe(2 * MiB);
+    const up = instantUpstream(() => new Response(bytesOf(10), { headers: { etag: '"x"', "content-length": "10" } }));
+    const cache = new Cache([new MemoryLayer(1 << 20, 1 << 20), writer]);
+    const served = await serveWithCache({ cache, bucket: "b", key: "big2", method: "GET", reqHeaders: new Headers(), policy: { defaultTtlSeconds: 60, maxItemBytes: MiB }, upstream: up.fn });
+    expect(served.cacheStatus).toBe("MISS");
+    expect(up.calls).toHaveLength(1);
+    await cache.idle();
+  });
+
   test("an entry whose metadata is JSON null is a miss and is deleted (its lookup threw: with Redis the only layer, every GET of the key was a 500 until its TTL)", async () => {
     const l = await layer({ prefix: "badnull:" });
     const value = new Uint8Array(12);

@@ -88,7 +88,7 @@ export function describeHttpCall(span: Span, method: string, url: string): void 
 }
 
 /** One cache layer's lookup as an internal span (hit, miss or error), keeping the layer's sync/async answer. */
-export function tracedLayerGet(layer: CacheLayer, key: string, parent: Span, wait?: SharedWait): MaybePromise<CachedObject | undefined> {
+export function tracedLayerGet(layer: CacheLayer, key: string, parent: Span, wait?: SharedWait, maxBytes?: number): MaybePromise<CachedObject | undefined> {
   const span = parent.child(`cache lookup ${layer.name}`, SpanKind.INTERNAL);
   span.set("yatagarasu.cache.layer", layer.name);
   const done = (obj: CachedObject | undefined) => {
@@ -99,7 +99,7 @@ export function tracedLayerGet(layer: CacheLayer, key: string, parent: Span, wai
   };
   let found: MaybePromise<CachedObject | undefined>;
   try {
-    found = layer.get(key, wait);
+    found = layer.get(key, wait, maxBytes);
   } catch (err) {
     span.fail(errorType(err));
     span.end();
