@@ -7,6 +7,7 @@
 import type { CachedObject, CacheLayer, FillToken, LayerHealth, LayerStats, LayerWriter, MaybePromise, ObjectMeta, RemoteInvalidation, SharedWait } from "./types.ts";
 import { isFileBody } from "./types.ts";
 import type { CachePolicy, FlightOutcome } from "./flight.ts";
+import { freshnessSeconds } from "./freshness.ts";
 import type { FillTap } from "./fill-tap.ts";
 import { MemoryLayer } from "./memory.ts";
 import { DiskLayer } from "./disk.ts";
@@ -83,7 +84,20 @@ function settled<T, F = undefined>(call: () => MaybePromise<T>, failed?: F): Pro
 }
 
 /** What a bucket's policy bounds in an entry read from a lower layer (Cache.get). */
-export type EntryBounds = Pick<CachePolicy, "maxItemBytes">;
+export type EntryBounds = Pick<CachePolicy, "ttlSeconds" | "defaultTtlSeconds" | "maxItemBytes">;
+
+/**
+ * `obj` (from a layer below the first) fresh for no longer than this proxy would have stored it
+ * for: from its storedAt, its own stored s-maxage or max-age, else the bucket's TTL. An entry of a
+ * layer that outlives the process or is shared (disk, Redis: written under the layer's names by
+ * another program, or under a longer TTL before a reload) was trusted with any expiresAt, and its
+ * copy promoted into memory stayed fresh that long, after its Redis key had expired or was gone.
+ */
+function entryWithin(obj: CachedObject, policy: EntryBounds): CachedObject {
+  const ttl = freshnessSeconds(obj.headers["cache-control"] ?? null, policy.ttlSeconds, policy.defaultTtlSeconds);
+  const until = obj.storedAt + (ttl ?? 0) * 1000;
+  return obj.expiresAt <= until ? obj : { ...obj, expiresAt: until };
+}
 
 export class Cache {
   readonly layers: readonly CacheLayer[];
@@ -167,7 +181,7 @@ export class Cache {
    * First layer holding `key` wins; a hit in a lower layer is copied into the layers above it (in
    * the background). `trace` (a recording request span): each layer's lookup gets a span. `wait`:
    * the request's wait on the shared layer (fillToken). `policy`: the bucket's, whose largest item a
-   * lower layer's entry may not exceed.
+   * lower layer's entry may not exceed, nor be fresh longer than it would store it (entryWithin).
    */
   get(key: string, trace?: Span, wait?: SharedWait, policy?: EntryBounds): MaybePromise<CachedObject | undefined> {
     const hit = trace === undefined ? this.first.get(key, wait) : tracedLayerGet(this.first, key, trace, wait);
@@ -182,7 +196,8 @@ export class Cache {
     const maxBytes = policy?.maxItemBytes;
     for (let i = 1; i < this.layers.length; i++) {
       // A layer answers a miss for its own failures; a throw is one more failure, not the client's.
-      const obj = await Promise.resolve(trace === undefined ? this.layers[i]!.get(key, wait, maxBytes) : tracedLayerGet(this.layers[i]!, key, trace, wait, maxBytes)).catch(() => undefined);
+      const got = await Promise.resolve(trace === undefined ? this.layers[i]!.get(key, wait, maxBytes) : tracedLayerGet(this.layers[i]!, key, trace, wait, maxBytes)).catch(() => undefined);
+      const obj = got === undefined || policy === undefined ? got : entryWithin(got, policy);
       if (obj !== undefined) {
         // Found before a purge that happened while we asked, or in a layer a purge under way has
         // not reached yet: serve it, but do not copy it upward.

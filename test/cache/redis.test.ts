@@ -341,6 +341,32 @@ describe("replicas", () => {
     expect(b.stats().layers.redis).toMatchObject({ hits: 1, health: { up: true, state: "up" } });
   });
 
+  test("an entry claiming a far-future expiresAt (written under key_prefix by another client) is fresh for no longer than the bucket's TTL or its own stored max-age from its storedAt, and so is its copy promoted into memory: it stayed fresh there for its claim after the Redis key was gone", async () => {
+    const prefix = "farexp:";
+    const memory = new MemoryLayer(1 << 20, 1 << 20);
+    const cache = new Cache([memory, await layer({ prefix })]);
+    const now = Date.now();
+    const forge = async (key: string, headers: Record<string, string>, storedAt: number) => {
+      const obj = { ...object(key, 100, { etag: '"f"', ...headers }, storedAt, 60), expiresAt: now + 10 * 365 * 86_400_000 };
+      await raw.send("SET", [prefix + "obj:" + key, encodeEntry(obj, bytesOf(100)) as unknown as string, "PX", "600000"]);
+    };
+    const policy = { ttlSeconds: 60, defaultTtlSeconds: 3600, maxItemBytes: 1 << 20 };
+    await forge("b/ttl", {}, now);
+    await forge("b/maxage", { "cache-control": "max-age=30" }, now);
+    expect((await cache.get("b/ttl", undefined, undefined, policy))?.expiresAt).toBe(now + 60_000);
+    expect((await cache.get("b/maxage", undefined, undefined, policy))?.expiresAt).toBe(now + 30_000);
+    await waitFor(() => memory.peek("b/ttl") !== undefined && memory.peek("b/maxage") !== undefined, { message: "the promotions" });
+    expect(memory.peek("b/ttl")!.expiresAt).toBe(now + 60_000);
+    expect(memory.peek("b/maxage")!.expiresAt).toBe(now + 30_000);
+    // stored 5 s ago, the bucket's TTL 1 s: stale, revalidated upstream, not a HIT for ten years
+    await forge("b/old", {}, now - 5000);
+    const up = instantUpstream(() => new Response(bytesOf(100), { headers: { etag: '"f"', "content-length": "100" } }));
+    const served = await serveWithCache({ cache, bucket: "b", key: "old", method: "GET", reqHeaders: new Headers(), policy: { ...policy, ttlSeconds: 1 }, upstream: up.fn });
+    expect(served.cacheStatus).not.toBe("HIT");
+    expect(up.calls).toHaveLength(1);
+    await cache.idle();
+  });
+
   test("a purge on one replica (object, bucket, all) deletes from Redis and reaches every other replica's memory within 1 s", async () => {
     const prefix = "rep2:";
     const memories = [0, 1, 2].map(() => new MemoryLayer(1 << 20, 1 << 20));

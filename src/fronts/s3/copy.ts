@@ -317,7 +317,7 @@ export async function uploadPartCopyOp(ctx: RequestContext): Promise<Response> {
 async function pinToCached(ctx: RequestContext, src: ForeignSource): Promise<boolean> {
   const state = (ctx as S3RequestContext).s3!;
   if (src.versionId !== undefined || src.from.cachePolicy === null || hasCopySourceCondition(state.headers)) return false;
-  const cached = await ctx.svc.cache.get(src.from.name + "/" + src.key);
+  const cached = await ctx.svc.cache.get(src.from.name + "/" + src.key, undefined, undefined, src.from.cachePolicy);
   const etag = cached?.headers.etag;
   if (etag === undefined) return false;
   const headers = new Headers(state.headers);
