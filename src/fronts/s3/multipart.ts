@@ -8,7 +8,8 @@
  * S3's XML answers name the upstream bucket: the front writes its own documents from them with the
  * proxy bucket's name (and, for Complete, a Location on this endpoint). CompleteMultipartUpload may
  * answer 200 with an <Error> body (a failure after the head went out): that is relayed as the
- * error it is, never as a success.
+ * error it is, never as a success. A 404 naming no code, to a call on an upload id, is S3's
+ * NoSuchUpload (not the object's NoSuchKey, which SDKs and rclone take for a missing object).
  */
 import type { RequestContext } from "../../proxy/context.ts";
 import {
@@ -20,7 +21,7 @@ import {
   PART_CHECKSUMS,
   type CompletedPart,
 } from "../../s3/operations/index.ts";
-import { s3Error } from "./errors.ts";
+import { s3Error, type S3ErrorCode } from "./errors.ts";
 import { objectLocation } from "./location.ts";
 import { s3Fail } from "./fail.ts";
 import { emptyAnswer, errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, tryParse, xmlAnswer } from "./relay.ts";
@@ -108,7 +109,7 @@ export async function completeMultipartUploadOp(ctx: RequestContext): Promise<Re
   const upstream = writeUpstream(ctx);
   const key = ctx.key;
   const res = await purgeIfUnsure(ctx, [key], () => completeMultipartUpload(upstream, { key, uploadId, parts, headers: requestHeaders(ctx) }, callOf(ctx)));
-  if (res.status !== 200) return relayError(res, upstream.bucket);
+  if (res.status !== 200) return relayError(res, upstream.bucket, "NoSuchUpload");
   // (a 200 whose result is cut or stalls, or carries an error, may have completed the object)
   let doc: XmlElement;
   try {
@@ -144,7 +145,7 @@ export async function abortMultipartUploadOp(ctx: RequestContext): Promise<Respo
   const uploadId = uploadIdOf(ctx);
   const upstream = writeUpstream(ctx);
   const res = await abortMultipartUpload(upstream, { key: ctx.key, uploadId, headers: requestHeaders(ctx) }, callOf(ctx));
-  if (!res.ok) return relayError(res, upstream.bucket);
+  if (!res.ok) return relayError(res, upstream.bucket, "NoSuchUpload");
   return emptyAnswer(ctx, res, 204);
 }
 
@@ -163,8 +164,8 @@ function integerParam(ctx: RequestContext, name: string): string | undefined {
  * InternalError, as for ListObjects: its text could name the store's internals. Answered as the
  * object listings are (xmlResponse): a signed caller's answer says Cache-Control: private.
  */
-async function relayListing(ctx: RequestContext, res: Response, upstreamBucket: string, root: string): Promise<Response> {
-  if (res.status !== 200) return relayError(res, upstreamBucket);
+async function relayListing(ctx: RequestContext, res: Response, upstreamBucket: string, root: string, notFound?: S3ErrorCode): Promise<Response> {
+  if (res.status !== 200) return relayError(res, upstreamBucket, notFound);
   const bytes = await readUpstreamCapped(res, MAX_RESULT_BODY);
   if (bytes === undefined) throw s3Fail(s3Error("InternalError", "The upstream listing is too large."));
   const text = new TextDecoder().decode(bytes);
@@ -177,7 +178,7 @@ export async function listPartsOp(ctx: RequestContext): Promise<Response> {
   const uploadId = uploadIdOf(ctx);
   const upstream = writeUpstream(ctx);
   const args = { key: ctx.key, uploadId, maxParts: integerParam(ctx, "max-parts"), partNumberMarker: integerParam(ctx, "part-number-marker") };
-  return relayListing(ctx, await listParts(upstream, args, callOf(ctx)), upstream.bucket, "ListPartsResult");
+  return relayListing(ctx, await listParts(upstream, args, callOf(ctx)), upstream.bucket, "ListPartsResult", "NoSuchUpload");
 }
 
 export async function listMultipartUploadsOp(ctx: RequestContext): Promise<Response> {

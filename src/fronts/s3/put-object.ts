@@ -51,6 +51,6 @@ export async function uploadPartOp(ctx: RequestContext): Promise<Response> {
   const key = ctx.key;
   const a = body.args;
   const res = await sendBody(ctx, body, (call) => uploadPart(upstream, { key, uploadId, partNumber, headers: requestHeaders(ctx), body: a.body, contentLength: a.contentLength, payloadHash: a.payloadHash, awsChunked: a.awsChunked, checksum: a.checksum } as UploadPartArgs, call));
-  if (!res.ok) return relayError(res, upstream.bucket);
+  if (!res.ok) return relayError(res, upstream.bucket, "NoSuchUpload");
   return emptyAnswer(ctx, res, 200);
 }

@@ -223,13 +223,21 @@ export function tryParse(bytes: Uint8Array | undefined): XmlElement | undefined 
   }
 }
 
-/** Throws the client's version of an upstream error answer (the body is read, at most 64 KiB). */
-export async function relayError(res: Response, upstreamBucket: string | readonly string[]): Promise<never> {
+/**
+ * Throws the client's version of an upstream error answer (the body is read, at most 64 KiB).
+ * `notFound`: what a 404 that names no code is (an operation on an upload id: NoSuchUpload, as S3
+ * answers it; NoSuchKey by default).
+ */
+export async function relayError(res: Response, upstreamBucket: string | readonly string[], notFound?: S3ErrorCode): Promise<never> {
   const body = res.body === null ? undefined : await readUpstreamCapped(res, MAX_ERROR_BODY).catch(() => undefined);
   const doc = tryParse(body);
+  const coded = doc?.name === "Error" && doc.children.some((c) => c.name === "Code");
   // (a 503 with S3's reason phrase and no readable code, as a HEAD's: S3's SlowDown)
   const slowDown = res.status === 503 && doc?.name !== "Error" && SLOW_DOWN_REASON.test(res.statusText);
-  const e = slowDown ? s3Error("SlowDown", undefined, undefined, { "retry-after": retryAfterOf(res.headers.get("retry-after")) }) : errorOf(res.status, doc, upstreamBucket, res.headers.get("retry-after"));
-  const coded = doc?.name === "Error" && doc.children.some((c) => c.name === "Code");
+  const e = slowDown
+    ? s3Error("SlowDown", undefined, undefined, { "retry-after": retryAfterOf(res.headers.get("retry-after")) })
+    : res.status === 404 && !coded && notFound !== undefined
+      ? s3Error(notFound)
+      : errorOf(res.status, doc, upstreamBucket, res.headers.get("retry-after"));
   throw s3Fail(e, s3RequestIdOf(res.headers), coded ? undefined : res.status);
 }
