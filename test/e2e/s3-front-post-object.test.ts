@@ -223,6 +223,18 @@ describe("refusals store nothing", () => {
     expect(await env.s3.exists("up", "form/md5.bin")).toBe(true);
   });
 
+  test("the upload the proxy made for a large file refused as gone (another client aborted it: NoSuchUpload, or a codeless 404) is S3's 500 InternalError for a POST whose store failed, not the upload's NoSuchUpload the form's client never made; nothing stored, no upload left", async () => {
+    const big = bytesOf(6 * MiB, 48);
+    env.s3.faults.set("/up/bad/lost.bin", { kind: "error", status: 404, code: "NoSuchUpload", method: "PUT" });
+    env.s3.faults.set("/up/bad/lost2.bin", { kind: "reply", status: 404, body: "", method: "PUT" });
+    try {
+      await refused(postForm(policyFor("up", "bad/lost.bin"), big), 500, "InternalError", "bad/lost.bin");
+      await refused(postForm(policyFor("up", "bad/lost2.bin"), big), 500, "InternalError", "bad/lost2.bin");
+    } finally {
+      env.s3.faults.clear();
+    }
+  });
+
   test("Object Lock, customer (SSE-C) and KMS key fields are refused as PutObject's headers are (they were dropped: the object stored unlocked, with the bucket's encryption); AES256 passes", async () => {
     const cases: Array<[Record<string, string>, number, string]> = [
       [{ "x-amz-object-lock-mode": "COMPLIANCE", "x-amz-object-lock-retain-until-date": "2030-01-01T00:00:00Z" }, 400, "InvalidRequest"],

@@ -35,9 +35,10 @@ import { authorize, mayAlso } from "../../proxy/phases/authorize.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import { abortMultipartUpload, completeMultipartUpload, createMultipartUpload, putObject, uploadPart, type CompletedPart } from "../../s3/operations/index.ts";
 import { ALGORITHM, parseAmzDate, utf8HeaderValue } from "../../s3/sigv4.ts";
+import { s3RequestIdOf } from "../../s3/errors.ts";
 import { checkScope, CREDENTIAL_FORM, parseCredential } from "./auth-params.ts";
 import { s3Error, type S3Error } from "./errors.ts";
-import { isRefusal, s3Fail } from "./fail.ts";
+import { isRefusal, s3ErrorOf, s3Fail } from "./fail.ts";
 import { FormDataError, formBoundary, FormReader } from "./form-data.ts";
 import type { S3RequestContext } from "./front.ts";
 import { adoptPrincipal, type S3Principal } from "./identities.ts";
@@ -243,7 +244,7 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
   const send = async (body: Uint8Array, partNumber: number) => {
     const res = await uploadPart(upstream, { key, uploadId: uploadId!, partNumber, body }, call);
     const etag = res.headers.get("etag");
-    if (!res.ok || etag === null) return relayError(res, upstream.bucket);
+    if (!res.ok || etag === null) return relayUploadError(res, upstream.bucket);
     await res.body?.cancel().catch(() => {});
     parts[partNumber - 1] = { partNumber, etag };
   };
@@ -303,9 +304,9 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
     if (filled > 0) await flush();
     await inFlight;
     const done = await completeMultipartUpload(upstream, { key, uploadId, parts }, call);
-    if (done.status !== 200) return relayError(done, upstream.bucket);
+    if (done.status !== 200) return relayUploadError(done, upstream.bucket);
     const doc = tryParse(await readUpstreamCapped(done, MAX_RESULT_BODY));
-    if (doc?.name !== "CompleteMultipartUploadResult") return fail(errorOf(done.status, doc, upstream.bucket));
+    if (doc?.name !== "CompleteMultipartUploadResult") return fail(ownUploadError(errorOf(done.status, doc, upstream.bucket)));
     uploadId = undefined;
     return { etag: childText(doc, "ETag") ?? "", upstream: done };
   } finally {
@@ -322,6 +323,26 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
       await abortMultipartUpload(upstream, { key, uploadId: id }, { signal: AbortSignal.timeout(30_000), timing: call.timing }).then((r) => r.body?.cancel(), () => {}).catch(() => {});
     }
   }
+}
+
+/**
+ * The codes of a refusal of the multipart upload the proxy made for a large form file (its parts,
+ * its Complete): another client aborted it (NoSuchUpload), or its parts were lost. The form's
+ * client made no upload and can do nothing about one: it is S3's answer to a POST whose store
+ * failed inside it, 500 InternalError (which clients retry). NoSuchUpload was shown to the form.
+ */
+const OWN_UPLOAD_CODES: ReadonlySet<string> = new Set(["NoSuchUpload", "InvalidPart", "InvalidPartOrder"]);
+
+function ownUploadError(e: S3Error): S3Error {
+  return OWN_UPLOAD_CODES.has(e.code) ? s3Error("InternalError") : e;
+}
+
+/** relayError for a call on the proxy's own upload (a codeless 404 is its NoSuchUpload), as ownUploadError answers it. */
+function relayUploadError(res: Response, upstreamBucket: string): Promise<never> {
+  return relayError(res, upstreamBucket, "NoSuchUpload").catch((err: unknown) => {
+    const e = err instanceof ProxyError ? s3ErrorOf(err) : undefined;
+    throw e !== undefined && OWN_UPLOAD_CODES.has(e.code) ? s3Fail(ownUploadError(e), s3RequestIdOf(res.headers)) : err;
+  });
 }
 
 /** The stored object's ETag, and the upstream's answer that stored it (PutObject, or CompleteMultipartUpload). */
