@@ -78,3 +78,42 @@ for (const engine of ["bun", "node"]) {
     expect(headOf(kept[0]).filter((h) => h.startsWith("connection:") && h.includes("close"))).toEqual([]);
   });
 }
+
+/**
+ * A request saying `Connection: close` with `size` bytes of body, all written before the answer is
+ * read (as Python's urllib does): the answer's status line, and the socket error met, if any.
+ */
+function closeWithBody(port: number, request: string, size: number): Promise<{ status: string; error?: string }> {
+  return new Promise((resolve) => {
+    let answer = "";
+    let error: string | undefined;
+    const sock = connect(port, "127.0.0.1", () => {
+      sock.write(request.replace("\r\n\r\n", `\r\ncontent-length: ${size}\r\nconnection: close\r\n\r\n`));
+      sock.end(Buffer.alloc(size, 120));
+    });
+    sock.on("data", (d) => (answer += d.toString("latin1")));
+    sock.on("error", (e: NodeJS.ErrnoException) => (error = e.code ?? String(e)));
+    sock.on("close", () => resolve({ status: answer.slice(0, answer.indexOf("\r\n")), error }));
+  });
+}
+
+for (const engine of ["bun", "node"]) {
+  test(`${engine} engine: an early refusal of a Connection: close request whose body the client sends before reading reaches it (raw socket, Python's urllib); the connection was closed with the body unread, and the client saw a broken pipe instead`, async () => {
+    const url = proxies[engine].url("/c/upload.bin");
+    const port = Number(new URL(url).port);
+    for (const size of [8 << 20, 2 << 20]) {
+      expect({ size, ...(await closeWithBody(port, "PUT /c/upload.bin HTTP/1.1\r\nhost: x\r\n\r\n", size)) }).toEqual({ size, status: expect.stringMatching(/^HTTP\/1\.1 40[35] /) });
+    }
+    const script = `import urllib.request, urllib.error
+try:
+    urllib.request.urlopen(urllib.request.Request(${JSON.stringify(url)}, data=b"x" * (8 << 20), method="PUT"), timeout=20)
+    print("ok")
+except urllib.error.HTTPError as e:
+    print(e.code)
+except Exception as e:
+    print(repr(e))`;
+    const py = Bun.spawn(["python3", "-c", script], { stdout: "pipe", stderr: "pipe" });
+    const [out] = await Promise.all([new Response(py.stdout).text(), py.exited]);
+    expect(out.trim()).toMatch(/^40[35]$/);
+  });
+}
