@@ -31,7 +31,8 @@
  * - Metrics: the primary serves the metrics listener and merges its own snapshot with the
  *   children's (over IPC). Counters and histograms never go backwards while the primary lives:
  *   the last values a dead child reported are kept and added to the others' (gauges are not:
- *   they show the live processes only).
+ *   they show the live processes only; a live child that does not answer in time counts with
+ *   its last snapshot, gauges included).
  * - Cache purges: a purge in any process (a write, a delete, the admin API) goes to every other
  *   process over IPC (a child's through the primary), and the purging process waits until each has
  *   dropped the key from its own layers (memory, its disk folder), at most PURGE_WAIT_MS: a write's
@@ -426,11 +427,13 @@ export function startChildren(opts: {
    */
   const pendingMetrics = new Map<number, Set<(s: Snapshot) => void>>();
   /**
-   * Per slot: the counters and histograms its live child last reported. A scrape that gets no
-   * answer from it in time (busy, stopped, CPU-starved) uses them, so the merged counters do not
-   * drop by that child's share and come back at the next scrape (a reset to Prometheus's rate()).
+   * Per slot: the snapshot its live child last reported. A scrape that gets no answer from it in
+   * time (busy, stopped, CPU-starved) uses it, so the merged counters do not drop by that child's
+   * share and come back at the next scrape (a reset to Prometheus's rate()), nor do the summed
+   * gauges (cache bytes, in-flight requests: a busy child's share vanished from a few scrapes in a
+   * hundred under load).
    */
-  const lastCumulative: Array<Snapshot | undefined> = [];
+  const lastReported: Array<Snapshot | undefined> = [];
   /** Each merged counter and histogram sum as the last scrape gave it (renderMerged: rounding never reads as a reset). */
   const seenTotals = new Map<string, number>();
   /** Purges sent to children, by id: the children still to confirm each. */
@@ -600,7 +603,7 @@ export function startChildren(opts: {
         // A late answer from a child that has exited is not its replacement's (and is retired already).
         if (m?.type === "metrics" && m.snapshot && !exited) {
           last = m.snapshot;
-          lastCumulative[i] = m.snapshot.filter((f) => f.type !== "gauge");
+          lastReported[i] = m.snapshot;
           const waiting = pendingMetrics.get(i);
           pendingMetrics.delete(i);
           if (waiting !== undefined) for (const w of waiting) w(m.snapshot);
@@ -648,7 +651,7 @@ export function startChildren(opts: {
         // Its counters stay in the merged output: a scrape must never see a counter go down.
         if (last) retired = mergeSnapshots([retired, last.filter((f) => f.type !== "gauge")]);
         last = undefined;
-        lastCumulative[i] = undefined;
+        lastReported[i] = undefined;
         if (stopping) {
           // A child that crashed or was killed (the OOM killer) during the drain took its
           // transfers with it, unlogged: without this line the group's log says nothing of them.
@@ -679,17 +682,17 @@ export function startChildren(opts: {
               if (!c) return resolve(undefined);
               // A child still starting (no generation reported: waiting for Redis, say) answers no
               // scrape before it serves, and has served nothing: it held every scrape a second.
-              if (reported[i]?.running === undefined) return resolve(lastCumulative[i]);
+              if (reported[i]?.running === undefined) return resolve(lastReported[i]);
               const waiting = pendingMetrics.get(i) ?? new Set<(s: Snapshot) => void>();
               pendingMetrics.set(i, waiting);
               const answered = (s: Snapshot) => {
                 clearTimeout(t);
                 resolve(s);
               };
-              // No answer in time: what it last reported (its counters and histograms, no gauges).
+              // No answer in time: what it last reported.
               const t = setTimeout(() => {
                 waiting.delete(answered);
-                resolve(lastCumulative[i]);
+                resolve(lastReported[i]);
               }, 1000);
               waiting.add(answered);
               try {
@@ -697,7 +700,7 @@ export function startChildren(opts: {
               } catch {
                 clearTimeout(t);
                 waiting.delete(answered);
-                resolve(lastCumulative[i]);
+                resolve(lastReported[i]);
               }
             }),
         ),

@@ -175,6 +175,28 @@ test("a child that does not answer a scrape in time (stopped, busy) keeps its la
   expect(await px.stop()).toBe(0);
 });
 
+test("a child that does not answer a scrape in time still counts in the merged gauges with what it last reported (a busy child's share did not vanish from cache bytes, in-flight...)", async () => {
+  const cached = config().replace(`endpoint: "${s3.endpoint}" }\n`, `endpoint: "${s3.endpoint}" }\n    cache: { enabled: true }\n`);
+  expect(cached).toContain("cache: { enabled: true }");
+  const px = await startProxy(cached);
+  await using _px = px;
+  const listening = await Promise.all([0, 1].map((w) => px.waitForLog((l) => l.msg === "listening" && l.worker === w)));
+  const { scrape, servedBy, serveUntil } = counting(px, 2);
+  await serveUntil(() => servedBy(0) > 0 && servedBy(1) > 0, "both workers to serve (and cache) obj.txt");
+  const items = (text: string) => Number(/^yatagarasu_cache_items (\S+)$/m.exec(text)?.[1] ?? 0);
+  expect(items(await scrape())).toBe(2);
+  process.kill(Number(listening[1].pid), "SIGSTOP");
+  let during: string;
+  try {
+    during = await scrape(); // the child cannot answer: the primary waits 1 s for it
+  } finally {
+    process.kill(Number(listening[1].pid), "SIGCONT");
+  }
+  expect(items(during)).toBe(2);
+  expect(during).toContain('yatagarasu_build_info{version="0.1.0"} 1\n');
+  expect(await px.stop()).toBe(0);
+});
+
 test("a child that dies while a scrape waits for another is not counted twice (its counts are retired once)", async () => {
   const px = await startProxy(config().replace("workers: 2", "workers: 3"));
   await using _px = px;
