@@ -290,3 +290,16 @@ export function cacheUnusedNote(config: { cache: { enabled?: boolean }; buckets:
   if (config.cache.enabled !== true || config.buckets.some((b) => b.cache?.enabled === true)) return undefined;
   return "cache.enabled is true but no bucket sets its own cache: { enabled: true }, so nothing is cached: add it to each bucket to cache (a bucket caches only when its own cache section says so)";
 }
+
+/**
+ * With several worker processes each disk layer holds 1/N of max_disk_size_mb (buildLayers): a
+ * share below max_item_size_mb leaves the objects between the two never disk-cached, which
+ * nothing said (a soak's 50 MiB objects under workers: 2, an 80 MiB disk and 60 MiB items).
+ */
+export function diskShareNote(cache: CacheConfig, workers: number): string | undefined {
+  const d = cache.disk;
+  if (workers <= 1 || !cache.enabled || d === undefined || !cache.cache_layers.includes("disk")) return undefined;
+  const share = Math.floor((d.max_disk_size_mb / workers) * 100) / 100;
+  if (share >= d.max_item_size_mb) return undefined;
+  return `cache.disk: with ${workers} worker processes each holds 1/${workers} of max_disk_size_mb (${share} MiB), less than max_item_size_mb (${d.max_item_size_mb} MiB), so objects over ${share} MiB are never disk-cached: raise max_disk_size_mb to at least ${d.max_item_size_mb * workers}, or lower max_item_size_mb`;
+}

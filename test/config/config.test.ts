@@ -1,7 +1,7 @@
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { generateKeyPairSync } from "node:crypto";
 import { ConfigError, loadConfig, parseConfig, type ConfigIssue } from "../../src/config/load.ts";
-import { bucketCachePolicy, cacheOffNote, cacheUnusedNote } from "../../src/cache/config.ts";
+import { bucketCachePolicy, cacheOffNote, cacheUnusedNote, diskShareNote } from "../../src/cache/config.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -84,6 +84,16 @@ describe("parseConfig", () => {
     // the cache on (and its layers listed by --check) but no bucket opting in: nothing is cached, and that is said
     expect(cacheUnusedNote(parseConfig(`cache: { enabled: true }\n${B}`, { env: {} }))).toStartWith("cache.enabled is true but no bucket sets its own cache: { enabled: true }, so nothing is cached");
     expect([cacheUnusedNote(implicit), cacheUnusedNote(parseConfig(B, { env: {} })), cacheUnusedNote(off)]).toEqual([undefined, undefined, undefined]);
+  });
+
+  test("workers whose disk share is below max_item_size_mb are told which objects are never disk-cached (80 MiB over 2 workers with 60 MiB items said nothing)", () => {
+    const disk = (d: string) => parseConfig(`cache: { enabled: true, cache_layers: [memory, disk], disk: { path: /tmp/d, ${d} } }\n${B}`, { env: {} }).cache;
+    expect(diskShareNote(disk("max_disk_size_mb: 80, max_item_size_mb: 60"), 2)).toStartWith(
+      "cache.disk: with 2 worker processes each holds 1/2 of max_disk_size_mb (40 MiB), less than max_item_size_mb (60 MiB), so objects over 40 MiB are never disk-cached: raise max_disk_size_mb to at least 120",
+    );
+    expect(diskShareNote(disk("max_disk_size_mb: 80, max_item_size_mb: 60"), 1)).toBeUndefined();
+    expect(diskShareNote(disk("max_disk_size_mb: 120, max_item_size_mb: 60"), 2)).toBeUndefined();
+    expect(diskShareNote(parseConfig(`cache: { enabled: false, cache_layers: [memory, disk], disk: { path: /tmp/d, max_disk_size_mb: 80, max_item_size_mb: 60 } }\n${B}`, { env: {} }).cache, 4)).toBeUndefined();
   });
 
   test("the original's audit_log and server.coalescing sections load, with what to write instead", () => {
