@@ -26,6 +26,7 @@ import { NODE_IDLE_MS, plainErrorAnswer, writeNodeResponse, type ErrorAnswer } f
 import { outOfDescriptors, ProxyError, toProxyError } from "./errors.ts";
 import { drainIdleWhenOutOfDescriptors } from "./util/descriptors.ts";
 import { bodyBytesForwarded } from "./server/body-garbage.ts";
+import { asksClose, drainRefusedBody, refusedBodyRead, unreadBody } from "./server/refused-body.ts";
 import { wantBlobBodies } from "./http/blob-body.ts";
 import { markWriterReports } from "./http/delivery-report.ts";
 import { validHost } from "./http/host.ts";
@@ -241,47 +242,22 @@ function expectGuard(req: Request, res: Response | Promise<Response>): Response 
   return res instanceof Promise ? res.then(close) : close(res);
 }
 
-/** A Connection field holding `close`. */
-const CLOSE_ASKED = /(?:^|,)[ \t]*close[ \t]*(?:,|$)/i;
-
 /**
  * Bun.serve closes the connection after answering a request whose Connection field holds `close`,
  * but says nothing of it in the answer; RFC 9112 §9.6 asks the server to (SHOULD), and the node
- * engine does. It closes it in its native code as soon as the answer is sent, the request's body
- * unread or not: a client still sending it (Python's urllib asks to close every connection, and
- * sends the whole body before it reads) met a reset and saw "Broken pipe", not the answer. So an
- * answer given before the body was read (a refusal) first reads and drops the rest of it, up to
- * CLOSE_DISCARD_BYTES (a client that stops sending is ended by the listener's idle timeout), as
- * Bun.serve itself does on a kept connection. Not when the client may withhold its body (Expect).
+ * engine does.
  */
 function closeAsAsked(req: Request, res: Response | Promise<Response>): Response | Promise<Response> {
-  const connection = req.headers.get("connection");
-  if (connection === null || !CLOSE_ASKED.test(connection)) return res;
-  if (req.body !== null && !req.bodyUsed && req.headers.get("expect") === null) {
-    return Promise.resolve(res).then(async (r) => {
-      if (!req.bodyUsed) await dropRest(req.body!);
-      return withConnectionClose(r);
-    });
-  }
-  return res instanceof Promise ? res.then(withConnectionClose) : withConnectionClose(res);
-}
-
-/** The most of an unread body read and dropped before an early answer closes its connection (closeAsAsked). */
-export const CLOSE_DISCARD_BYTES = 16 << 20;
-
-async function dropRest(body: ReadableStream<Uint8Array>): Promise<void> {
-  const reader = body.getReader();
-  let n = 0;
-  try {
-    while (n <= CLOSE_DISCARD_BYTES) {
-      const { done, value } = await reader.read();
-      if (done) return;
-      n += value.byteLength;
-    }
-    await reader.cancel();
-  } catch {
-    // (the client went away, or the listener ended it: nothing more to drop)
-  }
+  if (!asksClose(req.headers.get("connection"))) return res;
+  // A body left unread (a refusal answered before it) is read and dropped first, within bounds:
+  // closed under the client still sending, the connection went out as a reset that could reach
+  // it before the answer (src/server/refused-body.ts). Only where Bun sent the 100 (or none was
+  // asked for): a client told nothing withholds its body, and expectGuard closes at once.
+  const expect = req.headers.get("expect");
+  const withheld = expect !== null && expect !== "100-continue";
+  const close = (answer: Response): Response | Promise<Response> =>
+    withheld || !unreadBody(req) ? withConnectionClose(answer) : drainRefusedBody(req.body!).then(() => withConnectionClose(answer));
+  return res instanceof Promise ? res.then(close) : close(res);
 }
 
 /** `r` with `Connection: close`. */
@@ -378,23 +354,21 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
         // before reading the answer (aws-cli, boto3, most HTTP libraries) gets it at once. Left
         // unread, the body filled the socket buffers and the client stalled for the idle timeout
         // (60 s), then saw the connection reset. (The web stream made of it is abandoned.)
-        let hold: Promise<void> | undefined;
         if (!req.complete) {
           req.removeAllListeners("data");
           req.removeAllListeners("readable");
           req.on("error", () => {});
-          // A request that asked to close its connection (Python's urllib always does) has the
-          // same: the answer goes out at once, and the connection closes once the body has come,
-          // within the same bound (watchedNodeBody's idle timer ends the connection). Closed at
-          // the answer, the rest of the body met a reset: the client, still sending, saw "Broken
-          // pipe" instead of the answer. Not for a client that may withhold its body (Expect).
-          if (req.headers.expect === undefined && CLOSE_ASKED.test(req.headers.connection ?? "")) hold = new Promise((settled) => (req.once("end", settled), req.once("close", settled)));
           req.resume();
+          // An answer that closes the connection waits for that rest (within bounds): closed
+          // under a client still sending, the connection was reset (src/server/refused-body.ts).
+          // (Not for an Expect node:http did not answer with its 100: such a client withholds its body.)
+          const expect = req.headers.expect;
+          if (asksClose(req.headers.connection) && (expect === undefined || /^100-continue$/i.test(expect))) return refusedBodyRead(req).then(() => writeNodeResponse(res, response, req.method === "HEAD", idleMs, opts.as?.errorAnswer));
         }
         // Draining: this answer is the connection's last (RFC 9112 §9.6), so the drain ends when
         // the requests in flight do, not at shutdown_timeout.
         if (stopping) res.setHeader("connection", "close");
-        return writeNodeResponse(res, response, req.method === "HEAD", idleMs, opts.as?.errorAnswer, hold);
+        return writeNodeResponse(res, response, req.method === "HEAD", idleMs, opts.as?.errorAnswer);
       },
       () => res.destroy(),
     );

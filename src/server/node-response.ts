@@ -138,13 +138,8 @@ export type ErrorAnswer = (err: ProxyError, requestId: string) => Response;
 /** The plain front's (and the control plane's) JSON error. */
 export const plainErrorAnswer: ErrorAnswer = (err, requestId) => err.toResponse(requestId);
 
-/**
- * `hold`: the answer is written whole, but its end (which closes a connection the request asked
- * to close) waits for it (the request's unread body read and dropped: see listenNode).
- */
-export async function writeNodeResponse(res: http.ServerResponse, response: Response, isHead: boolean, idleMs = NODE_IDLE_MS, answerOf: ErrorAnswer = plainErrorAnswer, hold?: Promise<void>): Promise<NodeWriteResult> {
+export async function writeNodeResponse(res: http.ServerResponse, response: Response, isHead: boolean, idleMs = NODE_IDLE_MS, answerOf: ErrorAnswer = plainErrorAnswer): Promise<NodeWriteResult> {
   let result: NodeWriteResult = { status: response.status, bytes: 0, error: new Error("not written") };
-  if (hold !== undefined) res = heldEnd(res, hold);
   try {
     result = await write(res, response, isHead, idleMs, answerOf);
     return result;
@@ -157,18 +152,6 @@ export async function writeNodeResponse(res: http.ServerResponse, response: Resp
       replaced: result.code !== undefined,
     });
   }
-}
-
-/** `res` whose end() sends what it is given and flushes the head at once, and ends once `hold` settles. */
-function heldEnd(res: http.ServerResponse, hold: Promise<void>): http.ServerResponse {
-  const end = res.end.bind(res);
-  res.end = ((chunk?: unknown) => {
-    if (chunk !== undefined && typeof chunk !== "function") res.write(chunk as Uint8Array);
-    else res.flushHeaders();
-    void hold.then(() => end());
-    return res;
-  }) as typeof res.end;
-  return res;
 }
 
 async function write(res: http.ServerResponse, response: Response, isHead: boolean, idleMs: number, answerOf: ErrorAnswer): Promise<NodeWriteResult> {
