@@ -21,15 +21,21 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 class ToyDiskLayer implements CacheLayer {
   readonly name = "disk";
   private readonly meta = new Map<string, Omit<CachedObject, "body">>();
+  /**
+   * Each layer its own folder: two of them in one cache sharing one file per key (a lower layer's
+   * hit promoted into the other rewrote the very file being served, which read back empty now and
+   * then: the "layer that throws" case failed once in a loaded CI).
+   */
+  private readonly dir = mkdtempSync(join(dir, "layer-"));
   async get(key: string) {
     const m = this.meta.get(key);
-    return m && { ...m, body: Bun.file(join(dir, encodeURIComponent(key))), tpl: undefined };
+    return m && { ...m, body: Bun.file(join(this.dir, encodeURIComponent(key))), tpl: undefined };
   }
   /** Writes in progress (the cache does not await a layer's put), so tests can wait for them. */
   private readonly pending = new Set<Promise<void>>();
   put(obj: CachedObject): Promise<void> {
     const p = (async () => {
-      await Bun.write(join(dir, encodeURIComponent(obj.key)), obj.body);
+      await Bun.write(join(this.dir, encodeURIComponent(obj.key)), obj.body);
       const { body: _b, tpl: _t, ...m } = obj;
       this.meta.set(obj.key, m);
     })();
