@@ -92,8 +92,11 @@ export type EntryBounds = Pick<CachePolicy, "ttlSeconds" | "defaultTtlSeconds" |
  * layer that outlives the process or is shared (disk, Redis: written under the layer's names by
  * another program, or under a longer TTL before a reload) was trusted with any expiresAt, and its
  * copy promoted into memory stayed fresh that long, after its Redis key had expired or was gone.
+ * Null for one this proxy never stores (cappedTtl): an SSE-C object's answer, which releases up to
+ * 5d9d45c stored and served as a HIT to every reader (a miss now, deleted from that layer).
  */
-function entryWithin(obj: CachedObject, policy: EntryBounds): CachedObject {
+function entryWithin(obj: CachedObject, policy: EntryBounds): CachedObject | null {
+  if (obj.headers["x-amz-server-side-encryption-customer-algorithm"] !== undefined) return null;
   const ttl = freshnessSeconds(obj.headers["cache-control"] ?? null, policy.ttlSeconds, policy.defaultTtlSeconds);
   const until = obj.storedAt + (ttl ?? 0) * 1000;
   return obj.expiresAt <= until ? obj : { ...obj, expiresAt: until };
@@ -198,6 +201,10 @@ export class Cache {
       // A layer answers a miss for its own failures; a throw is one more failure, not the client's.
       const got = await Promise.resolve(trace === undefined ? this.layers[i]!.get(key, wait, maxBytes) : tracedLayerGet(this.layers[i]!, key, trace, wait, maxBytes)).catch(() => undefined);
       const obj = got === undefined || policy === undefined ? got : entryWithin(got, policy);
+      if (obj === null) {
+        void settled(() => this.layers[i]!.delete(key));
+        continue;
+      }
       if (obj !== undefined) {
         // Found before a purge that happened while we asked, or in a layer a purge under way has
         // not reached yet: serve it, but do not copy it upward.
