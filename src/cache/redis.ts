@@ -382,10 +382,12 @@ export class RedisLayer implements CacheLayer {
         if (value === null) return undefined;
         const length = stubLength(value);
         if (length === undefined) return this.decode(key, value);
-        // A stub claiming more than any entry this bucket stores (a forged or damaged one, written
-        // under key_prefix by another client): corrupt, deleted unread. Trusted, its entry was read
-        // whatever its size, up to Redis's 512 MB, into this process, for every lookup of the key.
-        if (length > Math.min(maxBytes ?? this.maxItemBytes, this.maxItemBytes) + ENTRY_META_BYTES) return this.corruptEntry(key);
+        // A stub claiming more than any entry this bucket stores here: a miss, its entry never read.
+        // Trusted, a forged or damaged one (written under key_prefix by another client) had its
+        // entry read whatever its size, up to Redis's 512 MB, into this process, for every lookup
+        // of the key. Not deleted, nor counted as corrupt: a replica sharing this Redis with a
+        // larger max_item_size_mb (a rolling change of it) wrote it, and serves it.
+        if (length > Math.min(maxBytes ?? this.maxItemBytes, this.maxItemBytes) + ENTRY_META_BYTES) return undefined;
         return this.getBulk(key, length);
       },
       () => {
