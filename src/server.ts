@@ -28,7 +28,7 @@ import { drainIdleWhenOutOfDescriptors } from "./util/descriptors.ts";
 import { bodyBytesForwarded } from "./server/body-garbage.ts";
 import { asksClose, drainRefusedBody, refusedBodyRead, unreadBody } from "./server/refused-body.ts";
 import { wantBlobBodies } from "./http/blob-body.ts";
-import { markWriterReports } from "./http/delivery-report.ts";
+import { markWriterReports, reportHeld } from "./http/delivery-report.ts";
 import { validHost } from "./http/host.ts";
 import { listenerHeaderLimit } from "./http/header-limit.ts";
 import { editHeaders } from "./http/headers.ts";
@@ -363,7 +363,11 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
           // under a client still sending, the connection was reset (src/server/refused-body.ts).
           // (Not for an Expect node:http did not answer with its 100: such a client withholds its body.)
           const expect = req.headers.expect;
-          if (asksClose(req.headers.connection) && (expect === undefined || /^100-continue$/i.test(expect))) return refusedBodyRead(req).then(() => writeNodeResponse(res, response, req.method === "HEAD", idleMs, opts.as?.errorAnswer));
+          // (The request's slots are given back meanwhile: reportHeld.)
+          if (asksClose(req.headers.connection) && (expect === undefined || /^100-continue$/i.test(expect))) {
+            reportHeld(response);
+            return refusedBodyRead(req).then(() => writeNodeResponse(res, response, req.method === "HEAD", idleMs, opts.as?.errorAnswer));
+          }
         }
         // Draining: this answer is the connection's last (RFC 9112 §9.6), so the drain ends when
         // the requests in flight do, not at shutdown_timeout.

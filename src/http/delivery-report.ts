@@ -22,7 +22,7 @@ export interface Delivered {
 
 interface Marks {
   [REPORTS]?: true;
-  [ON_SENT]?: (d: Delivered) => void;
+  [ON_SENT]?: (d: Delivered | undefined) => void;
 }
 
 /** A request whose listener reports what it sent (the node engine's). */
@@ -34,8 +34,11 @@ export function writerReports(req: Request): boolean {
   return (req as Request & Marks)[REPORTS] === true;
 }
 
-/** `fn` runs once, when the listener has sent `res` (or failed to). */
-export function onSent(res: Response, fn: (d: Delivered) => void): void {
+/**
+ * `fn` runs once, when the listener has sent `res` (or failed to); before that with `undefined`
+ * when the listener holds `res` back for the client (reportHeld).
+ */
+export function onSent(res: Response, fn: (d: Delivered | undefined) => void): void {
   (res as Response & Marks)[ON_SENT] = fn;
 }
 
@@ -45,4 +48,14 @@ export function reportSent(res: Response, d: Delivered): void {
   if (fn === undefined) return;
   m[ON_SENT] = undefined;
   fn(d);
+}
+
+/**
+ * The listener holds `res` back while it reads and drops the client's refused body (up to 5 s,
+ * src/server/refused-body.ts): the request's admission slots are given back now, its access line
+ * still written when `res` is sent. Held, they let clients that send nothing past a refused
+ * upload's first bytes take every request slot without credentials.
+ */
+export function reportHeld(res: Response): void {
+  (res as Response & Marks)[ON_SENT]?.(undefined);
 }

@@ -44,7 +44,9 @@ export function deliver(ctx: RequestContext, res: Response): Response {
   return res;
 }
 
-function sent(ctx: RequestContext, d: Delivered): void {
+function sent(ctx: RequestContext, d: Delivered | undefined): void {
+  // (held back while a refused body is drained: the slots go now, the line when it is sent)
+  if (d === undefined) return leaveSlots(ctx);
   ctx.status = d.status;
   ctx.bytes = d.bytes;
   if (d.replaced) ctx.errorCode = d.error;
@@ -69,13 +71,19 @@ function isThrottle(code: string | undefined): boolean {
   return code === "SlowDown" || code === "Overloaded";
 }
 
+/** Gives back the request's admission and upload slots (once). */
+function leaveSlots(ctx: RequestContext): void {
+  if (ctx.entered !== undefined) ctx.svc.concurrency.leave(ctx.entered);
+  if (ctx.uploadSlot !== undefined) ctx.svc.uploads.leave(ctx.uploadSlot);
+  ctx.entered = ctx.uploadSlot = undefined;
+}
+
 export function finish(ctx: RequestContext): void {
   if (ctx.finished) return;
   ctx.finished = true;
   ctx.streaming = false;
   const svc = ctx.svc;
-  if (ctx.entered !== undefined) svc.concurrency.leave(ctx.entered);
-  if (ctx.uploadSlot !== undefined) svc.uploads.leave(ctx.uploadSlot);
+  leaveSlots(ctx);
   svc.metrics.inFlight(-1);
   svc.metrics.observeRequest(ctx.bucketName, ctx.method, ctx.status, ctx.ttfbMs / 1000, ctx.bytes);
   if (ctx.bodyError !== undefined) svc.metrics.bodyFailed(ctx.bucketName, ctx.bodyError);

@@ -8,9 +8,11 @@
  * read and dropped (within bounds) before the closing answer.
  */
 import { expect, setDefaultTimeout, test } from "bun:test";
-import { connect } from "node:net";
+import { connect, type Socket } from "node:net";
 import { refusedDrainLimits } from "../../src/server/refused-body.ts";
-import { startUploadEnv } from "./s3-front-upload-helpers.ts";
+import { startUploadEnv, startUploadFixture, uploadYaml } from "./s3-front-upload-helpers.ts";
+import { startFrontsOn } from "./s3-front-helpers.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 setDefaultTimeout(30_000);
 
@@ -73,3 +75,34 @@ test("the drain is bounded: a client that sends part of its body and then nothin
     Object.assign(refusedDrainLimits, saved);
   }
 });
+
+for (const engine of ["bun", "node"] as const)
+  test(`${engine} engine: a refused body being drained holds no request or upload slot (stalled anonymous uploads do not take the proxy)`, async () => {
+    const saved = { ...refusedDrainLimits };
+    refusedDrainLimits.ms = 20_000;
+    const s3 = await startUploadFixture();
+    const caps = "max_concurrent_requests: 16, max_concurrent_requests_per_ip: 16, max_concurrent_uploads: 16, max_concurrent_uploads_per_ip: 16";
+    await using env = await startFrontsOn(uploadYaml(s3.endpoint, { engine }).replace(`engine: ${engine}`, `engine: ${engine}, ${caps}`), s3, true);
+    const socks: Socket[] = [];
+    try {
+      let admitted = 0;
+      const tryEnter = env.app.concurrency.tryEnter.bind(env.app.concurrency);
+      env.app.concurrency.tryEnter = (ip) => (admitted++, tryEnter(ip));
+      // each: an anonymous PUT (403 AccessDenied), Connection: close, a first chunk and then nothing
+      for (let i = 0; i < 16; i++) {
+        const sock = connect(env.port, "127.0.0.1");
+        sock.on("error", () => {});
+        sock.write(`PUT /ro/deny/x HTTP/1.1\r\nHost: 127.0.0.1:${env.port}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n4\r\nabcd\r\n`);
+        socks.push(sock);
+      }
+      await waitFor(() => admitted >= 16, { message: () => `16 admitted (${admitted})` });
+      await waitFor(() => env.app.concurrency.inFlight === 0 && env.app.uploads.inFlight === 0, {
+        timeoutMs: 3000,
+        message: () => `slots given back (requests ${env.app.concurrency.inFlight}, uploads ${env.app.uploads.inFlight})`,
+      });
+      expect((await fetch(env.endpoint + "/ro/x")).status).toBe(403);
+    } finally {
+      for (const s of socks) s.destroy();
+      Object.assign(refusedDrainLimits, saved);
+    }
+  });
