@@ -98,8 +98,13 @@ export type EntryBounds = Pick<CachePolicy, "ttlSeconds" | "defaultTtlSeconds" |
 function entryWithin(obj: CachedObject, policy: EntryBounds): CachedObject | null {
   if (obj.headers["x-amz-server-side-encryption-customer-algorithm"] !== undefined) return null;
   const ttl = freshnessSeconds(obj.headers["cache-control"] ?? null, policy.ttlSeconds, policy.defaultTtlSeconds);
-  const until = obj.storedAt + (ttl ?? 0) * 1000;
-  return obj.expiresAt <= until ? obj : { ...obj, expiresAt: until };
+  // (a storedAt in the future, as such an entry may claim, counts from now: from its claim, it was
+  // fresh that much longer, and its If-Range dates strong)
+  const now = Date.now();
+  const storedAt = obj.storedAt <= now ? obj.storedAt : now;
+  const until = storedAt + (ttl ?? 0) * 1000;
+  if (obj.expiresAt <= until && storedAt === obj.storedAt) return obj;
+  return { ...obj, storedAt, expiresAt: obj.expiresAt <= until ? obj.expiresAt : until };
 }
 
 export class Cache {

@@ -368,6 +368,22 @@ describe("replicas", () => {
     await cache.idle();
   });
 
+  test("an entry claiming a storedAt in the future (and a far-future expiresAt) is bounded from now, not from its claim: it was fresh for the claim's ten years, its memory copy too", async () => {
+    const prefix = "futstored:";
+    const memory = new MemoryLayer(1 << 20, 1 << 20);
+    const cache = new Cache([memory, await layer({ prefix })]);
+    const now = Date.now();
+    const future = now + 10 * 365 * 86_400_000;
+    const obj = { ...object("b/fut", 100, { etag: '"f"' }, future, 60), expiresAt: future };
+    await raw.send("SET", [prefix + "obj:b/fut", encodeEntry(obj, bytesOf(100)) as unknown as string, "PX", "600000"]);
+    const policy = { ttlSeconds: 60, defaultTtlSeconds: 3600, maxItemBytes: 1 << 20 };
+    const got = await cache.get("b/fut", undefined, undefined, policy);
+    expect(got!.expiresAt).toBeLessThanOrEqual(Date.now() + 60_000);
+    await waitFor(() => memory.peek("b/fut") !== undefined, { message: "the promotion" });
+    expect(memory.peek("b/fut")!.expiresAt).toBeLessThanOrEqual(Date.now() + 60_000);
+    await cache.idle();
+  });
+
   test("a purge on one replica (object, bucket, all) deletes from Redis and reaches every other replica's memory within 1 s", async () => {
     const prefix = "rep2:";
     const memories = [0, 1, 2].map(() => new MemoryLayer(1 << 20, 1 << 20));
