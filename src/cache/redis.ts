@@ -381,14 +381,17 @@ export class RedisLayer implements CacheLayer {
         if (wait !== undefined) wait.ms += performance.now() - sent;
         if (value === null) return undefined;
         const length = stubLength(value);
-        if (length === undefined) return this.decode(key, value);
-        // A stub claiming more than any entry this bucket stores here: a miss, its entry never read.
-        // Trusted, a forged or damaged one (written under key_prefix by another client) had its
-        // entry read whatever its size, up to Redis's 512 MB, into this process, for every lookup
-        // of the key. Not deleted, nor counted as corrupt: a replica sharing this Redis with a
-        // larger max_item_size_mb (a rolling change of it) wrote it, and serves it.
-        if (length > Math.min(maxBytes ?? this.maxItemBytes, this.maxItemBytes) + ENTRY_META_BYTES) return undefined;
-        return this.getBulk(key, length);
+        const limit = Math.min(maxBytes ?? this.maxItemBytes, this.maxItemBytes) + ENTRY_META_BYTES;
+        // An entry larger than any this bucket stores here, written whole or behind a stub that
+        // says so: a miss, its entry never read (a stub's). Trusted, a forged or damaged one
+        // (written under key_prefix by another client) had its entry read whatever its size, up
+        // to Redis's 512 MB, into this process, for every lookup of the key. Not deleted, nor
+        // counted as corrupt: a replica sharing this Redis with a larger max_item_size_mb (a
+        // rolling change of it) wrote it, and serves it. (A stub claiming less than its entry
+        // holds is corrupt: getBulk.)
+        if (length === undefined) return value.byteLength > limit ? undefined : this.decode(key, value);
+        if (length > limit) return undefined;
+        return this.getBulk(key, length, limit);
       },
       () => {
         if (wait !== undefined) wait.ms += performance.now() - sent;
@@ -400,12 +403,14 @@ export class RedisLayer implements CacheLayer {
   /**
    * A large entry, over a connection of its own within a deadline scaled with its length: its
    * failure is this lookup's miss, the link stays up (redis-link.ts runBulk). Read apart from its
-   * stub, it may be a later fill's, as whole (a purge deletes both; a miss when gone).
+   * stub, it may be a later fill's, as whole (a purge deletes both; a miss when gone). One past
+   * `limit` is corrupt as its stub would have been: a stub claiming less than its entry holds (a
+   * forged one) had the entry served whatever its size.
    */
-  private getBulk(key: string, length: number): Promise<CachedObject | undefined> {
+  private getBulk(key: string, length: number, limit: number): Promise<CachedObject | undefined> {
     const k = this.objPrefix + key + BULK_SUFFIX;
     return this.link.runBulk("read", "GET", length, (c) => c.getBuffer(k)).then(
-      (value) => (value === null ? undefined : this.decode(key, value)),
+      (value) => (value === null ? undefined : value.byteLength > limit ? this.corruptEntry(key) : this.decode(key, value)),
       () => undefined,
     );
   }

@@ -192,7 +192,7 @@ describe("storage", () => {
     expect(l.errors()).toBeGreaterThanOrEqual(2);
   });
 
-  test("a large entry's stub claiming more than the layer's max_item_size_mb, or the bucket's, is a miss, its entry unread (it was read whatever it claimed, up to Redis's 512 MB), and left for a replica whose larger limit holds it", async () => {
+  test("a large entry's stub claiming more than the layer's max_item_size_mb, or the bucket's, is a miss, its entry unread (it was read whatever it claimed, up to Redis's 512 MB), and left for a replica whose larger limit holds it; an entry past them behind a stub claiming less is corrupt, deleted", async () => {
     const MiB = 1 << 20;
     // written by a layer with a larger limit under the same prefix (another client of the same Redis)
     const writer = await layer({ prefix: "bigstub:", maxItemBytes: 8 * MiB });
@@ -203,6 +203,13 @@ describe("storage", () => {
     // (not deleted, not an error: the writer, a replica with the larger limit, still serves it)
     expect(l.errors()).toBe(0);
     expect((await writer.get("b/big"))?.size).toBe(2 * MiB);
+    // a stub claiming less than its entry holds (another client's): a miss, deleted (the entry was
+    // read and served whatever its size); an entry written whole past the limit: a miss
+    await writer.put(fresh("b/low", 2 * MiB));
+    await raw.send("SET", ["bigstub:obj:b/low", "YTRB1000", "PX", "600000"]);
+    await raw.send("SET", ["bigstub:obj:b/whole", encodeEntry({ ...fresh("b/whole", 2 * MiB), body: new Blob([]) }, bytesOf(2 * MiB)) as unknown as string, "PX", "600000"]);
+    expect([await l.get("b/low", undefined, MiB), await l.get("b/whole", undefined, MiB)]).toEqual([undefined, undefined]);
+    await waitFor(async () => !(await raw.exists("bigstub:obj:b/low\u0000bulk")), { message: "the inconsistent entry deleted" });
     // within the layer's limit but above the bucket's (its policy, through the cache): a miss, deleted
     await writer.put(fresh("b/big2", 2 * MiB));
     expect((await writer.get("b/big2", undefined, 4 * MiB))?.size).toBe(2 * MiB);
