@@ -405,12 +405,16 @@ export class RedisLayer implements CacheLayer {
    * failure is this lookup's miss, the link stays up (redis-link.ts runBulk). Read apart from its
    * stub, it may be a later fill's, as whole (a purge deletes both; a miss when gone). One past
    * `limit` is corrupt as its stub would have been: a stub claiming less than its entry holds (a
-   * forged one) had the entry served whatever its size.
+   * forged one) had the entry served whatever its size. Its length is asked first (STRLEN, on
+   * the same connection): the GET of one past `limit` had the whole of it, up to Redis's 512 MB,
+   * read into this process (within the deadline its stub's length gave) before it was found too
+   * large. (Bun's client gives bytes for GET only, not GETRANGE; one round trip more per large read.)
    */
   private getBulk(key: string, length: number, limit: number): Promise<CachedObject | undefined> {
     const k = this.objPrefix + key + BULK_SUFFIX;
-    return this.link.runBulk("read", "GET", length, (c) => c.getBuffer(k)).then(
-      (value) => (value === null ? undefined : value.byteLength > limit ? this.corruptEntry(key) : this.decode(key, value)),
+    const read = async (c: Bun.RedisClient): Promise<Uint8Array | null | "too large"> => ((await c.strlen(k)) > limit ? "too large" : c.getBuffer(k));
+    return this.link.runBulk("read", "GET", length, read).then(
+      (value) => (value === null ? undefined : value === "too large" || value.byteLength > limit ? this.corruptEntry(key) : this.decode(key, value)),
       () => undefined,
     );
   }

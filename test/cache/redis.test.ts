@@ -221,6 +221,19 @@ describe("storage", () => {
     await cache.idle();
   });
 
+  test("a large entry past the layer's limit behind a stub claiming less is never read into the process: its length is asked first (the whole of it was read, then found too large)", async () => {
+    const MiB = 1 << 20;
+    const l = await layer({ prefix: "bigbulk:", maxItemBytes: MiB });
+    await raw.send("SET", ["bigbulk:obj:b/forged", "YTRB1000", "PX", "600000"]);
+    await raw.set("bigbulk:obj:b/forged\u0000bulk", bytesOf(16 * MiB) as unknown as string);
+    const sent = async () => Number(/total_net_output_bytes:(\d+)/.exec(String(await raw.send("INFO", ["stats"])))![1]);
+    const before = await sent();
+    expect(await l.get("b/forged", undefined, MiB)).toBeUndefined();
+    // (Redis sent no more than a few commands' answers, not the 16 MiB)
+    expect((await sent()) - before).toBeLessThan(MiB);
+    await waitFor(async () => !(await raw.exists("bigbulk:obj:b/forged\u0000bulk")), { message: "the inconsistent entry deleted" });
+  });
+
   test("an entry whose metadata is JSON null is a miss and is deleted (its lookup threw: with Redis the only layer, every GET of the key was a 500 until its TTL)", async () => {
     const l = await layer({ prefix: "badnull:" });
     const value = new Uint8Array(12);
