@@ -506,7 +506,16 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     return size <= this.maxItemBytes && size + HEAD_ALLOWANCE <= this.maxBytes;
   }
 
-  async get(key: string): Promise<CachedObject | undefined> {
+  get(key: string): Promise<CachedObject | undefined> {
+    return this.find(key, 2);
+  }
+
+  /**
+   * The lookup; `again`: how many more times it looks again when the key's entry was replaced by a
+   * later write (another fill's) while it was being checked: that version is the answer, where the
+   * key was a miss for a moment (and the miss started yet another fill).
+   */
+  private async find(key: string, again: number): Promise<CachedObject | undefined> {
     await this.ready;
     const e = this.lru.get(key);
     if (e === undefined || (e.restored && this.holding)) return undefined;
@@ -534,15 +543,21 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     } catch {
       size = -1;
     }
-    if (this.lru.peek(key) !== e || (e.restored && this.holding)) return undefined; // replaced or purged meanwhile; or held
+    if (this.lru.peek(key) !== e || (e.restored && this.holding)) return this.replaced(key, e, again); // replaced or purged meanwhile; or held
     if (size !== e.fileSize) {
       await this.remove(e, true);
       return undefined;
     }
-    if (!(await this.usable(e))) return undefined;
+    if (!(await this.usable(e))) return this.replaced(key, e, again);
     const type = e.headers["content-type"] ?? UNTYPED_CONTENT_TYPE;
     const body = Bun.file(e.file).slice(e.bodyOffset, e.bodyOffset + e.size, type);
     return { key, body, headers: { ...e.headers }, storedAt: e.storedAt, expiresAt: e.expiresAt, size: e.size, tpl: undefined, source: "disk" };
+  }
+
+  /** The key's newer entry, when a write put one in place of `e` (find); else a miss. */
+  private replaced(key: string, e: Entry, again: number): Promise<CachedObject | undefined> | undefined {
+    const now = this.lru.peek(key);
+    return now === undefined || now === e || again === 0 || (now.restored && this.holding) ? undefined : this.find(key, again - 1);
   }
 
   /** Stores `obj`. A revalidated entry whose body is unchanged only gets its times (and headers) rewritten. */

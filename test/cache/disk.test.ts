@@ -124,6 +124,31 @@ async function onTmpfs(size: string, open: (dir: string) => DiskLayer, fn: (d: D
   }
 }
 
+describe("two writes of one key", () => {
+  test("a lookup under way while a later write replaces the key's file finds the new version, never a miss (a second fill of the key made it a MISS meanwhile)", async () => {
+    const dir = freshDir();
+    const d1 = await open(dir);
+    await d1.put(obj("b/k", 1000, '"old"'));
+    await d1.close();
+    const d = await open(dir);
+    // (restored: its first lookup checks its CRC, here held until the write below is in place)
+    const old = (d as unknown as { lru: { peek(k: string): { unchecked: boolean; checking?: Promise<string> } } }).lru.peek("b/k");
+    await waitFor(() => !old.unchecked, { message: "the check made at start" });
+    const checked = Promise.withResolvers<string>();
+    old.unchecked = true;
+    old.checking = checked.promise;
+    const w = d.openWriter({ ...writerMeta("b/k", 10), headers: { ...headersOf('"new"'), "content-length": "10" } })!;
+    await w.write(bytesOf(10));
+    const lookup = d.get("b/k");
+    expect(await w.commit()).toBe(true);
+    checked.resolve("intact");
+    const got = await lookup;
+    expect(got?.headers.etag).toBe('"new"');
+    expect(await bodyOf(got)).toEqual(bytesOf(10));
+    await d.close();
+  });
+});
+
 describe("a file system smaller than max_disk_size_mb", () => {
   // The disk filled up long before max_disk_size_mb (a small volume, or one shared with other
   // data): every later fill failed with ENOSPC and nothing new was cached until an operator freed
