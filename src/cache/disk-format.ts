@@ -7,7 +7,8 @@
  *   12  f64 expiresAt   epoch ms  ┘ (16 bytes inside one sector)
  *   20  f64 size        body bytes
  *   28  u32 metaLen     bytes of the JSON that follows
- *   32  JSON {"key", "headers", "store", "owner", "crc"}, "crc" last: 8 hex digits, the body's CRC-32
+ *   32  JSON {"key", "headers", "store", "owner", "date", "crc"}, "crc" last: 8 hex digits, the body's CRC-32
+ *                       ("date": the upstream answer's, CachedObject.date; none before 2026-12-07)
  *   32 + metaLen        the body, exactly `size` bytes: served with Bun.file(path).slice(...)
  *
  * A file whose length is not 32 + metaLen + size (truncated, or grown by someone
@@ -53,6 +54,8 @@ export interface DiskHead {
   owner?: string | undefined;
   /** The store the object was read from (its bucket's storeStamp when written); undefined in files written before it was recorded. */
   store?: string | undefined;
+  /** The upstream answer's Date (CachedObject.date); undefined in files written before it was recorded. */
+  date?: number | undefined;
 }
 
 export function keyHash(key: string): string {
@@ -121,7 +124,7 @@ export function timesBytes(storedAt: number, expiresAt: number): Uint8Array {
  * was read from. Its CRC-32 is a placeholder, written over when the body is complete (crcDigits).
  */
 export function encodeHead(meta: ObjectMeta, store?: string, owner?: string): Uint8Array {
-  const json = new TextEncoder().encode(JSON.stringify({ key: meta.key, headers: meta.headers, store, owner, crc: CRC_PLACEHOLDER }));
+  const json = new TextEncoder().encode(JSON.stringify({ key: meta.key, headers: meta.headers, store, owner, date: meta.date, crc: CRC_PLACEHOLDER }));
   const out = new Uint8Array(HEAD_BYTES + json.byteLength);
   const v = new DataView(out.buffer);
   v.setUint32(0, MAGIC, true);
@@ -162,7 +165,7 @@ export function decodeHead(head: Uint8Array, fileSize: number): DiskHead | strin
   } catch {
     return "corrupt metadata";
   }
-  const p = parsed as { key?: unknown; headers?: unknown; store?: unknown; owner?: unknown; crc?: unknown };
+  const p = parsed as { key?: unknown; headers?: unknown; store?: unknown; owner?: unknown; date?: unknown; crc?: unknown };
   if (typeof p.key !== "string" || typeof p.headers !== "object" || p.headers === null) return "corrupt metadata";
   const headers: Record<string, string> = {};
   for (const [k, val] of Object.entries(p.headers as Record<string, unknown>)) {
@@ -172,7 +175,7 @@ export function decodeHead(head: Uint8Array, fileSize: number): DiskHead | strin
   if (!headersCanBeAnswered(headers)) return "corrupt metadata";
   if (headers["content-length"] !== String(size)) return "metadata does not match the body size";
   const crc = typeof p.crc === "string" && /^[0-9a-f]{8}$/.test(p.crc) ? parseInt(p.crc, 16) : undefined;
-  return { key: p.key, headers, storedAt, expiresAt, size, bodyOffset, crc, store: typeof p.store === "string" ? p.store : undefined, owner: typeof p.owner === "string" ? p.owner : undefined };
+  return { key: p.key, headers, storedAt, expiresAt, size, bodyOffset, crc, store: typeof p.store === "string" ? p.store : undefined, owner: typeof p.owner === "string" ? p.owner : undefined, date: typeof p.date === "number" && Number.isFinite(p.date) ? p.date : undefined };
 }
 
 /** The head's "crc" digits for a body whose CRC-32 is `crc` (written CRC_DIGITS bytes before the head's end). */

@@ -116,6 +116,8 @@ interface Entry extends FileIdentity {
   readonly size: number;
   storedAt: number;
   expiresAt: number;
+  /** The upstream answer's Date (CachedObject.date; a revalidation's in-place refresh keeps the stored one). */
+  readonly date?: number | undefined;
   readonly headers: Record<string, string>;
   readonly bucket: BucketLayerStats;
   /** Found by the index rebuild (stored by an earlier process): held while the layer holds them. */
@@ -551,7 +553,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     if (!(await this.usable(e))) return this.replaced(key, e, again);
     const type = e.headers["content-type"] ?? UNTYPED_CONTENT_TYPE;
     const body = Bun.file(e.file).slice(e.bodyOffset, e.bodyOffset + e.size, type);
-    return { key, body, headers: { ...e.headers }, storedAt: e.storedAt, expiresAt: e.expiresAt, size: e.size, tpl: undefined, source: "disk" };
+    return { key, body, headers: { ...e.headers }, storedAt: e.storedAt, expiresAt: e.expiresAt, date: e.date, size: e.size, tpl: undefined, source: "disk" };
   }
 
   /** The key's newer entry, when a write put one in place of `e` (find); else a miss. */
@@ -619,8 +621,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   private begin(meta: ObjectMeta): DiskWrite | undefined {
     // (none once closing: close() waits for the writes it abandons, and a later one would be left behind)
     if (this.closing) return undefined;
-    const { key, headers, storedAt, expiresAt, size } = meta;
-    const m = { key, headers, storedAt, expiresAt, size };
+    const { key, headers, storedAt, expiresAt, date, size } = meta;
+    const m = { key, headers, storedAt, expiresAt, date, size };
     const head = encodeHead(m, this.stores?.get(bucketOf(key)), this.instance);
     const room = onDisk(head.byteLength + size);
     const cap = this.cap();
@@ -969,7 +971,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     const name = bucketOf(key);
     let b = this.perBucket.get(name);
     if (b === undefined) this.perBucket.set(name, (b = { items: 0, bytes: 0, evictions: 0 }));
-    const e: Entry = { key, file: f.file, fileSize: f.fileSize, bodyOffset: f.bodyOffset, size: f.size, storedAt: f.storedAt, expiresAt: f.expiresAt, headers: f.headers, bucket: b, restored, ino: f.ino, mtimeMs: f.mtimeMs, refreshing: 0, seen, unchecked, crc: f.crc };
+    const e: Entry = { key, file: f.file, fileSize: f.fileSize, bodyOffset: f.bodyOffset, size: f.size, storedAt: f.storedAt, expiresAt: f.expiresAt, date: f.date, headers: f.headers, bucket: b, restored, ino: f.ino, mtimeMs: f.mtimeMs, refreshing: 0, seen, unchecked, crc: f.crc };
     this.lru.insert(key, e);
     const charged = onDisk(e.fileSize);
     this.bytes += charged;

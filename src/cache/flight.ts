@@ -9,7 +9,7 @@ import { readErrorPrefix } from "../s3/errors.ts";
 import { replicaOf } from "../s3/replicas.ts";
 import { ProxyError } from "../errors.ts";
 import { parseHttpDate } from "../http/conditional.ts";
-import { cappedTtl, freshnessSeconds, makeObject, mergeHeaders, pickHeaders, storedTimes } from "./freshness.ts";
+import { cappedTtl, freshnessSeconds, makeObject, mergeHeaders, pickHeaders, storedTimes, upstreamDate } from "./freshness.ts";
 import type { Cache } from "./cache.ts";
 import { FillTap, resumeThrough } from "./fill-tap.ts";
 import { teeToWriter, watchStalls } from "./stream-fill.ts";
@@ -243,7 +243,9 @@ async function fetchAndShare(
     const headers = mergeHeaders(stale.headers, res.headers);
     // A 304 from a secondary replica (capFreshness) refreshes the entry for its short bound only.
     const ttl = cappedTtl(freshnessSeconds(headers["cache-control"] ?? null, policy.ttlSeconds, policy.defaultTtlSeconds, { expires: headers.expires, date: res.headers.get("date"), now }), res);
-    const obj = makeObject(key, stale.body, headers, now, ttl);
+    // (its Date, as a 304 updates the stored answer's; the stored one when it sent none)
+    const date = upstreamDate(res.headers);
+    const obj = makeObject(key, stale.body, headers, now, ttl, date === 0 ? stale.date : date);
     if (ttl === null) void cache.delete(key);
     else if (!cache.purgedSince(epoch, key)) cache.put(obj, fill);
     return { shared: { kind: "object", obj, status: "REVALIDATED", replica: replicaOf(res) } };
@@ -286,7 +288,7 @@ async function fetchAndShare(
       if (ttl !== null && size <= policy.maxItemBytes && res.body !== null && !cache.purgedSince(epoch, key)) {
         const headers = pickHeaders(res.headers);
         headers["content-length"] = String(size);
-        const meta = { key, headers, ...storedTimes(headers, now, ttl), size };
+        const meta = { key, headers, ...storedTimes(headers, now, ttl), date: upstreamDate(res.headers), size };
         const writer = cache.openWriter(meta, epoch, fill.token);
         if (writer !== undefined) {
           const tap = writer.file !== undefined ? new FillTap(meta, epoch, writer.file) : undefined;
@@ -312,7 +314,7 @@ async function fetchAndShare(
     }
     body = read;
   }
-  const obj = makeObject(key, body, pickHeaders(res.headers), now, ttl);
+  const obj = makeObject(key, body, pickHeaders(res.headers), now, ttl, upstreamDate(res.headers));
   const shared: Fetched = { shared: { kind: "object", obj, status: "MISS", replica: replicaOf(res) } };
   if (ttl === null || body.size > bufferBytes) return superseded(shared);
   if (!cache.purgedSince(epoch, key)) cache.put(obj, fill);

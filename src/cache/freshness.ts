@@ -114,17 +114,30 @@ export function mergeHeaders(stored: Record<string, string>, fresh: Headers): Re
   return out;
 }
 
-/** A cache entry for `body`; `ttlSeconds` null means "serve once, don't store" (expires now). */
+/** A cache entry for `body`; `ttlSeconds` null means "serve once, don't store" (expires now); `date`: upstreamDate. */
 export function makeObject(
   key: string,
   body: Blob,
   headers: Record<string, string>,
   now: number,
   ttlSeconds: number | null,
+  date?: number,
 ): CachedObject {
   headers["content-length"] = String(body.size);
   const { storedAt, expiresAt } = storedTimes(headers, now, ttlSeconds);
-  return { key, body, headers, storedAt, expiresAt, size: body.size, tpl: undefined };
+  return { key, body, headers, storedAt, expiresAt, date, size: body.size, tpl: undefined };
+}
+
+/**
+ * The Date of an upstream answer, epoch ms of the upstream's clock (0: none, or not a valid
+ * HTTP-date), kept with the entry (CachedObject.date). The proxy's clock, which If-Range was
+ * measured against, is not the upstream's: a proxy ahead of it took a Last-Modified written in
+ * the second it was fetched for a strong validator (a 206 of bytes another write of that second
+ * may have replaced), one behind it a strong one for weak, where an uncached answer said otherwise.
+ */
+export function upstreamDate(h: Headers): number {
+  const d = parseHttpDate(h.get("date") ?? "");
+  return Number.isNaN(d) ? 0 : d;
 }
 
 /**

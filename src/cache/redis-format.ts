@@ -4,7 +4,7 @@
  *
  *    0  "YTR1"         magic and format version
  *    4  u32 metaLen
- *    8  JSON {"key", "headers", "storedAt", "expiresAt", "store"}
+ *    8  JSON {"key", "headers", "storedAt", "expiresAt", "date", "store"} ("date": the upstream's, since 2026-12-07)
  *    8 + metaLen       the body (content-length = its size, checked on read)
  *
  * Keys: <key_prefix>obj:<bucket>/<object key>. The key is repeated inside, and checked, so a
@@ -46,7 +46,7 @@ export function stubLength(value: Uint8Array): number | undefined {
 export const OTHER_STORE = "another store";
 
 export function encodeEntry(obj: CachedObject, body: Uint8Array, store?: string): Uint8Array {
-  const meta = { key: obj.key, headers: obj.headers, storedAt: obj.storedAt, expiresAt: obj.expiresAt };
+  const meta = { key: obj.key, headers: obj.headers, storedAt: obj.storedAt, expiresAt: obj.expiresAt, date: obj.date };
   const json = new TextEncoder().encode(JSON.stringify(store === undefined ? meta : { ...meta, store }));
   const out = new Uint8Array(FIXED + json.byteLength + body.byteLength);
   const v = new DataView(out.buffer);
@@ -67,7 +67,7 @@ export function decodeEntry(value: Uint8Array, key: string, store?: string | nul
   if (v.getUint32(0, true) !== MAGIC) return "not a cache entry";
   const n = v.getUint32(4, true);
   if (FIXED + n > value.byteLength) return "truncated";
-  let meta: { key?: unknown; headers?: unknown; storedAt?: unknown; expiresAt?: unknown; store?: unknown } | null;
+  let meta: { key?: unknown; headers?: unknown; storedAt?: unknown; expiresAt?: unknown; date?: unknown; store?: unknown } | null;
   try {
     meta = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(value.subarray(FIXED, FIXED + n)));
   } catch {
@@ -88,7 +88,8 @@ export function decodeEntry(value: Uint8Array, key: string, store?: string | nul
   const size = value.byteLength - FIXED - n;
   if (headers["content-length"] !== String(size)) return "body size does not match";
   const body = new Blob([value.subarray(FIXED + n)]);
-  return { key, body, headers, storedAt: meta.storedAt, expiresAt: meta.expiresAt, size, tpl: undefined, source: "redis" };
+  const date = typeof meta.date === "number" && Number.isFinite(meta.date) ? meta.date : undefined;
+  return { key, body, headers, storedAt: meta.storedAt, expiresAt: meta.expiresAt, date, size, tpl: undefined, source: "redis" };
 }
 
 /** SCAN MATCH pattern for keys starting with `prefix` (glob characters escaped). */

@@ -135,7 +135,7 @@ export function respondFromObject(
   const range = reqHeaders.get("range");
   if (range !== null) {
     const r = parseRange(range, obj.size);
-    if (r.kind !== "none" && ifRangeAllows(reqHeaders.get("if-range"), { etag: obj.headers.etag, lastModified: obj.headers["last-modified"], date: obj.storedAt })) {
+    if (r.kind !== "none" && ifRangeAllows(reqHeaders.get("if-range"), { etag: obj.headers.etag, lastModified: obj.headers["last-modified"], date: obj.date ?? obj.storedAt })) {
       if (r.kind === "unsatisfiable") {
         // (X-Cache as on every answer from a cached object)
         throw new ProxyError("RangeNotSatisfiable", { headers: { "content-range": unsatisfiedRange(obj.size), ...refusalHeaders(obj, status) } });
@@ -198,7 +198,7 @@ export function respondFromFill(
   const range = reqHeaders.get("range");
   if (range !== null) {
     const r = parseRange(range, meta.size);
-    if (r.kind !== "none" && ifRangeAllows(reqHeaders.get("if-range"), { ...v, date: meta.storedAt })) {
+    if (r.kind !== "none" && ifRangeAllows(reqHeaders.get("if-range"), { ...v, date: meta.date ?? meta.storedAt })) {
       if (r.kind === "unsatisfiable") throw new ProxyError("RangeNotSatisfiable", { headers: { "content-range": unsatisfiedRange(meta.size), "x-cache": "MISS" } });
       h.set("content-range", contentRange(r.start, r.end, meta.size));
       h.set("content-length", String(r.end - r.start + 1));

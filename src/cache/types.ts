@@ -32,6 +32,12 @@ export interface CachedObject {
   storedAt: number;
   /** Epoch ms after which the object must be revalidated before use. */
   expiresAt: number;
+  /**
+   * Epoch ms of the upstream answer's Date (its own clock), 0 when it sent none or an invalid one:
+   * If-Range takes Last-Modified as strong only a second or more before it, as for an uncached
+   * answer. Undefined in an entry written before it was kept (storedAt stands in, as it did).
+   */
+  date?: number | undefined;
   /** Body size in bytes. */
   size: number;
   /**
