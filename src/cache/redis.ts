@@ -233,6 +233,8 @@ export class RedisLayer implements CacheLayer {
   /** Who published an invalidation (a process ignores its own). */
   private readonly origin = crypto.randomUUID();
   private readonly objPrefix: string;
+  /** STRLEN before a large entry's GET (getBulk); off once Redis refuses it to this user (NOPERM). */
+  private strlenAllowed = true;
   private readonly channel: string;
   private readonly stream: string;
   private readonly purges = new PurgeLog();
@@ -412,7 +414,19 @@ export class RedisLayer implements CacheLayer {
    */
   private getBulk(key: string, length: number, limit: number): Promise<CachedObject | undefined> {
     const k = this.objPrefix + key + BULK_SUFFIX;
-    const read = async (c: Bun.RedisClient): Promise<Uint8Array | null | "too large"> => ((await c.strlen(k)) > limit ? "too large" : c.getBuffer(k));
+    const read = async (c: Bun.RedisClient): Promise<Uint8Array | null | "too large"> => {
+      if (this.strlenAllowed) {
+        try {
+          if ((await c.strlen(k)) > limit) return "too large";
+        } catch (err) {
+          // A user made with an ACL line from before STRLEN was used (no +strlen): read as before
+          // (the GET's deadline bounds it), rather than every large entry being a miss.
+          if (!/NOPERM/i.test(String((err as Error)?.message))) throw err;
+          this.strlenAllowed = false;
+        }
+      }
+      return c.getBuffer(k);
+    };
     return this.link.runBulk("read", "GET", length, read).then(
       (value) => (value === null ? undefined : value === "too large" || value.byteLength > limit ? this.corruptEntry(key) : this.decode(key, value)),
       () => undefined,

@@ -87,3 +87,29 @@ test.each(["", "/1"])("a Redis user created with the README's ACL line runs the 
     admin.close();
   }
 });
+
+test("a user made with the ACL line of a release before STRLEN (no +strlen) still gets its large entries: read as before, not a miss each", async () => {
+  const admin = new RedisClient(redis.url);
+  await admin.send("ACL", (await readmeAcl("Acl-pw-43")).filter((w) => w !== "+strlen"));
+  const url = redis.url.replace("redis://", "redis://yatagarasu:Acl-pw-43@");
+  const log = recordingLogger();
+  const layer = new RedisLayer({ url, keyPrefix: "yatagarasu:", maxItemBytes: 8 << 20, connectTimeoutMs: 1000, operationTimeoutMs: 1000, log, minBackoffMs: 20, maxBackoffMs: 200 });
+  try {
+    await waitFor(() => layer.health().up, { message: () => `the layer up (${layer.health().reason})` });
+    const size = 2 << 20;
+    const up = instantUpstream(() => new Response(bytesOf(size), { headers: { etag: '"x"', "content-length": String(size) } }));
+    const args = { bucket: "b", key: "old-acl", method: "GET" as const, reqHeaders: new Headers(), policy: { defaultTtlSeconds: 60, maxItemBytes: 8 << 20 }, upstream: up.fn };
+    expect((await serveWithCache({ ...args, cache: new Cache([layer]) })).cacheStatus).toBe("MISS");
+    await waitFor(() => admin.exists("yatagarasu:obj:b/old-acl"), { message: "the entry to reach Redis" });
+    for (let i = 0; i < 2; i++) {
+      const got = await layer.get("b/old-acl");
+      expect(got?.size).toBe(size);
+      expect(new Uint8Array(await got!.body.arrayBuffer())).toEqual(bytesOf(size));
+    }
+    expect(layer.errors()).toBe(0);
+  } finally {
+    layer.close();
+    await admin.send("ACL", ["DELUSER", "yatagarasu"]);
+    admin.close();
+  }
+});
