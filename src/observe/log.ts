@@ -249,7 +249,7 @@ export function createLogger(opts: { level: Level; format: "json" | "text"; fd?:
   const plainBase = !ACCESS_KEYS.some((k) => k in base) && !Object.values(base).some((v) => v === undefined);
   let fastAccess = fmt === "json" && plainBase;
   const access = (r: AccessRecord) => {
-    const lvl = accessLevel(r.status);
+    const lvl = accessLevel(r.status, r.bucket);
     if (RANK[lvl] < min) return;
     if (!fastAccess) {
       const f: Fields = {};
@@ -301,11 +301,14 @@ export function createLogger(opts: { level: Level; format: "json" | "text"; fd?:
 /**
  * An access line's level: `warn` for a 5xx (the upstream failed, timed out or was refused to it,
  * the proxy failed or was overloaded), so a deployment logging at `warn` sees failing requests, not
- * only the probe's view of an upstream; `info` for the rest, 501 NotImplemented included (a
+ * only the probe's view of an upstream; `debug` for a health or readiness probe answered 2xx
+ * (bucket `_health`: /health, /ready), which a kubelet or load balancer sends every few seconds
+ * (one info line each flooded the log); `info` for the rest, 501 NotImplemented included (a
  * request this proxy does not serve, such as SSE-C or SigV4a: the client's, not a failure).
  */
-export function accessLevel(status: number): "info" | "warn" {
-  return status >= 500 && status !== 501 ? "warn" : "info";
+export function accessLevel(status: number, bucket: string): "debug" | "info" | "warn" {
+  if (status >= 500) return status !== 501 ? "warn" : "info";
+  return status < 300 && bucket === "_health" ? "debug" : "info";
 }
 
 /** A logger that discards everything (tests, benchmarks). */

@@ -24,7 +24,8 @@ afterAll(async () => {
 test("SIGTERM to worker 0 with shutdown_delay: every worker answers /health 503 during the delay while objects are still served, then the group exits 0", async () => {
   const DELAY_S = 4;
   await using px = await startProxy(
-    `server: { address: 127.0.0.1, port: 0, workers: 2, shutdown_timeout: 10, shutdown_delay: ${DELAY_S} }\n` +
+    // (logging at debug: a 200 /health's access line, which tells which worker answered, is at debug)
+    `server: { address: 127.0.0.1, port: 0, workers: 2, shutdown_timeout: 10, shutdown_delay: ${DELAY_S} }\nlogging: { level: debug }\n` +
       `buckets:\n  - name: one\n    path_prefix: /one\n    s3: { bucket: data, endpoint: "${s3.endpoint}" }\n`,
   );
   await Promise.all([0, 1].map((w) => px.waitForLog((l) => l.msg === "listening" && l.worker === w)));
