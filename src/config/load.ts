@@ -126,7 +126,77 @@ function variableHint(v: unknown, wants: "number" | "boolean", fromVar: string |
   return undefined;
 }
 
+/** A number schema's lower and upper bounds ([value, inclusive]), found along `path` through defaults, optionals, unions, lists and mappings. */
+interface Bounds {
+  min?: [number, boolean];
+  max?: [number, boolean];
+}
+
+function numberBounds(schema: z.core.$ZodType, path: readonly PropertyKey[]): Bounds | undefined {
+  const def = schema._zod.def as z.core.$ZodTypeDef & Record<string, unknown>;
+  switch (def.type) {
+    case "default":
+    case "prefault":
+    case "optional":
+    case "nullable":
+    case "readonly":
+    case "nonoptional":
+    case "catch":
+      return numberBounds(def.innerType as z.core.$ZodType, path);
+    case "pipe":
+      return numberBounds(def.in as z.core.$ZodType, path);
+    case "union":
+      for (const o of def.options as z.core.$ZodType[]) {
+        const b = numberBounds(o, path);
+        if (b !== undefined) return b;
+      }
+      return undefined;
+    case "object": {
+      const field = path.length === 0 ? undefined : (def.shape as Record<PropertyKey, z.core.$ZodType | undefined>)[path[0]!];
+      return field === undefined ? undefined : numberBounds(field, path.slice(1));
+    }
+    case "array":
+      return path.length === 0 ? undefined : numberBounds(def.element as z.core.$ZodType, path.slice(1));
+    case "record":
+      return path.length === 0 ? undefined : numberBounds(def.valueType as z.core.$ZodType, path.slice(1));
+    case "number": {
+      if (path.length > 0) return undefined;
+      const b: Bounds = {};
+      for (const c of (def.checks ?? []) as z.core.$ZodCheck[]) {
+        const cd = c._zod.def as { check: string; value?: unknown; inclusive?: boolean };
+        if (typeof cd.value !== "number") continue;
+        if (cd.check === "greater_than" && (b.min === undefined || cd.value >= b.min[0])) b.min = [cd.value, cd.inclusive === true];
+        if (cd.check === "less_than" && (b.max === undefined || cd.value <= b.max[0])) b.max = [cd.value, cd.inclusive === true];
+      }
+      return b;
+    }
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * A number out of range, in the project's words: the range allowed (both bounds where the key has
+ * them) and the value given ("must be from 0 to 65535, got 70000"); zod said "Too big: expected
+ * number to be <=65535". Undefined for any other issue, and for a bound with its own message.
+ */
+function rangeMessage(issue: z.core.$ZodIssue, v: unknown, path: readonly PropertyKey[]): string | undefined {
+  if (issue.code !== "too_big" && issue.code !== "too_small") return undefined;
+  if ((issue.origin !== "number" && issue.origin !== "int") || typeof v !== "number" || !/^Too (?:big|small): /.test(issue.message)) return undefined;
+  const b = numberBounds(ConfigSchema, path) ?? {};
+  if (issue.code === "too_big") b.max = [Number(issue.maximum), issue.inclusive === true];
+  else b.min = [Number(issue.minimum), issue.inclusive === true];
+  const { min, max } = b;
+  const range =
+    min !== undefined && max !== undefined && min[1] && max[1]
+      ? `from ${min[0]} to ${max[0]}`
+      : [min && `${min[1] ? "at least" : "more than"} ${min[0]}`, max && `${max[1] ? "at most" : "less than"} ${max[0]}`].filter(Boolean).join(" and ");
+  return `must be ${range}, got ${v}`;
+}
+
 function zodMessage(issue: z.core.$ZodIssue, raw: unknown, fromVar?: string): string {
+  const range = rangeMessage(issue, valueAt(raw, issue.path), issue.path);
+  if (range !== undefined) return range;
   if (issue.code === "unrecognized_keys") return `unknown key${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `'${shownKey(k)}'`).join(", ")}`;
   // A key of a fixed set left out (a claim rule without operator, a jwt.keys entry without
   // algorithm): it was "unknown operator" or zod's "Invalid option", as if one had been written.
@@ -158,7 +228,7 @@ function zodMessage(issue: z.core.$ZodIssue, raw: unknown, fromVar?: string): st
         if (sub.path.length > 0) continue;
         if (sub.code === "invalid_type") wants.push(wanted(sub.expected));
         else if (sub.code === "invalid_value") wants.push(...sub.values.map((x) => JSON.stringify(x)));
-        else return sub.message;
+        else return rangeMessage(sub, v, issue.path) ?? sub.message;
       }
     }
     if (wants.length === 0) return issue.message;

@@ -127,13 +127,13 @@ describe("parseConfig", () => {
   test("a problem with a key written in the original's words is reported at that key and its line, not at the name it is read as", () => {
     const said = (yaml: string) => issues(yaml).map((i) => `${i.line}: ${i.path}: ${i.message}`);
     const disk = said(`${B}cache:\n  cache_layers: [memory, disk]\n  disk:\n    enabled: true\n    cache_dir: 5\n    max_disk_cache_size_mb: 0\n`);
-    expect(disk).toEqual([expect.stringMatching(/^9: cache\.disk\.cache_dir: expected a string/), expect.stringMatching(/^10: cache\.disk\.max_disk_cache_size_mb: Too small/)]);
+    expect(disk).toEqual([expect.stringMatching(/^9: cache\.disk\.cache_dir: expected a string/), expect.stringMatching(/^10: cache\.disk\.max_disk_cache_size_mb: must be more than 0, got 0$/)]);
     const redis = said(`${B}cache:\n  cache_layers: [memory, redis]\n  redis:\n    redis_url: "http://localhost:6379"\n    redis_key_prefix: 7\n`);
     expect(redis).toEqual([expect.stringMatching(/^8: cache\.redis\.redis_url: must be a redis:\/\/ or rediss:\/\/ URL/), expect.stringMatching(/^9: cache\.redis\.redis_key_prefix: expected a string/)]);
     const audit = said(`${B}audit_log:\n  enabled: true\n  file:\n    path: 42\n    max_file_size_mb: -1\n    max_backup_files: "x"\n`);
     expect(audit).toEqual([
       expect.stringMatching(/^8: audit_log\.file\.path: expected a string/),
-      expect.stringMatching(/^9: audit_log\.file\.max_file_size_mb: Too small/),
+      expect.stringMatching(/^9: audit_log\.file\.max_file_size_mb: must be more than 0 and at most 1048576, got -1$/),
       expect.stringMatching(/^10: audit_log\.file\.max_backup_files: expected a number/),
     ]);
     // a path the original's form leaves out: named where it goes, at the section's line
@@ -238,10 +238,16 @@ describe("parseConfig", () => {
     expect(one(`server: { workers: "four" }\n${B}`)).toEqual(['server.workers: expected a number or "auto", got a string']);
     expect(one(`server: { workers: "2" }\n${B}`)).toEqual(['server.workers: expected a number or "auto", got a string (write it without quotes)']);
     expect(one(`server:\n  ~: 1\n${B}`)).toEqual(["server.: an empty key (written '', ~ or null): remove it"]);
-    expect(one(`server: { workers: 100 }\n${B}`)).toEqual(["server.workers: Too big: expected number to be <=64"]);
+    // a number out of range says the range and the value given, in the project's words (zod's were "Too big: expected number to be <=64")
+    expect(one(`server: { workers: 100 }\n${B}`)).toEqual(["server.workers: must be from 1 to 64, got 100"]);
+    expect(one(`server: { port: 70000 }\n${B}`)).toEqual(["server.port: must be from 0 to 65535, got 70000"]);
+    expect(one(`metrics: { port: -1 }\n${B}`)).toEqual(["metrics.port: must be from 0 to 65535, got -1"]);
+    expect(one(`server: { request_timeout: -1 }\n${B}`)).toEqual(["server.request_timeout: must be more than 0 and at most 2147483, got -1"]);
+    expect(one(`cache: { memory: { max_item_size_mb: 0 } }\n${B}`)).toEqual(["cache.memory.max_item_size_mb: must be more than 0, got 0"]);
+    expect(one(B.replace("endpoint:", "retry: { max_attempts: 0 }, endpoint:"))).toEqual(["buckets[0].s3.retry.max_attempts: must be from 1 to 10, got 0"]);
     // a leeway of hours kept every expired token good; a token limit under any signed token refused them all
-    expect(one(`jwt: { leeway_seconds: 1000000000000 }\n${B}`)).toEqual(["jwt.leeway_seconds: Too big: expected number to be <=3600"]);
-    expect(one(`jwt: { max_token_bytes: 10 }\n${B}`)).toEqual(["jwt.max_token_bytes: Too small: expected number to be >=256"]);
+    expect(one(`jwt: { leeway_seconds: 1000000000000 }\n${B}`)).toEqual(["jwt.leeway_seconds: must be from 0 to 3600, got 1000000000000"]);
+    expect(one(`jwt: { max_token_bytes: 10 }\n${B}`)).toEqual(["jwt.max_token_bytes: must be from 256 to 1048576, got 10"]);
     expect(one(`jwt: { audience: 12345 }\n${B}`)).toContain("jwt.audience: expected a string or a list, got an integer");
     const secret = one(B.replace("endpoint:", "access_key: k, secret_key: [hunter2-secret], endpoint:"));
     expect(secret).toEqual(["buckets[0].s3.secret_key: expected a string, got a list"]);
