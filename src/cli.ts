@@ -15,7 +15,7 @@ import { App } from "./app.ts";
 import { RedisRateLimiter } from "./limits/index.ts";
 import { ConfigError, loadConfigSource, loadConfigSourceOffThread, parseConfig, type Config } from "./config/load.ts";
 import { summarize } from "./config/summary.ts";
-import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, readOnlyWriteGrantNote, shortBucketNameNote, tlsChainNote, unseenClaimValueNote, uppercaseVirtualHostNote, tlsValidityNote, tlsWeakKeyNote, trustedProxiesNote, userContentNote, userContentUnsandboxedNote } from "./config/notes.ts";
+import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, presignPortNote, readOnlyWriteGrantNote, shortBucketNameNote, tlsChainNote, unseenClaimValueNote, uppercaseVirtualHostNote, tlsValidityNote, tlsWeakKeyNote, trustedProxiesNote, userContentNote, userContentUnsandboxedNote } from "./config/notes.ts";
 import { parseIp } from "./http/cidr.ts";
 import { createLogger } from "./observe/log.ts";
 import { listenBun, listenMetrics, listenNode, readTls, type Listener, type TlsMaterial } from "./server.ts";
@@ -222,6 +222,7 @@ function configNotes(config: Config): Array<{ level: "info" | "warn"; text: stri
   add("warn", readOnlyWriteGrantNote(config));
   add("warn", uppercaseVirtualHostNote(config));
   add("warn", shortBucketNameNote(config));
+  add("warn", presignPortNote(config));
   add("warn", unseenClaimValueNote(config));
   add("info", userContentNote(config));
   add("warn", userContentUnsandboxedNote(config));

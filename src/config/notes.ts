@@ -286,6 +286,18 @@ export function uppercaseVirtualHostNote(config: Config): string | undefined {
 }
 
 /**
+ * s3_api.port: 0 (a port chosen at start) with presigned URLs possible (s3_api.sts) and no
+ * s3_api.public_url: a presigned URL names the S3 listener's port, which nobody knows before the
+ * start, so every presign request (POST ?presign on the plain front) is answered 501. It loaded
+ * and --check passed without a word. Undefined otherwise.
+ */
+export function presignPortNote(config: Config): string | undefined {
+  const api = config.s3_api;
+  if (!api?.enabled || !api.sts?.enabled || api.port !== 0 || api.public_url !== undefined) return undefined;
+  return "s3_api.port is 0 (a port chosen at start) and s3_api.public_url is not set: a presigned URL (POST /<prefix>/<key>?presign) names the S3 API's port, which is not known in advance, so every presign request is answered 501; set s3_api.public_url (where clients reach the S3 API) or a fixed s3_api.port";
+}
+
+/**
  * Bucket names under 3 characters: S3's rule is 3 to 63 (255 for a legacy us-east-1 name, still at
  * least 3), so AWS S3 and most S3 stores have no such bucket, and SDKs that check names before
  * sending (the AWS SDK for Java, minio-go) refuse one. An upstream bucket (some stores, s3rver, accept

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../../src/config/load.ts";
-import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, readOnlyWriteGrantNote, shortBucketNameNote, tlsChainNote, tlsValidityNote, tlsWeakKeyNote, renewalNameNote, renewalRefusal, trustedProxiesNote, uppercaseVirtualHostNote, userContentNote, userContentUnsandboxedNote } from "../../src/config/notes.ts";
+import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, presignPortNote, readOnlyWriteGrantNote, shortBucketNameNote, tlsChainNote, tlsValidityNote, tlsWeakKeyNote, renewalNameNote, renewalRefusal, trustedProxiesNote, uppercaseVirtualHostNote, userContentNote, userContentUnsandboxedNote } from "../../src/config/notes.ts";
 import { isSandboxed, userContentReaders } from "../../src/config/writes.ts";
 
 const B = `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\n`;
@@ -257,4 +257,15 @@ test("bucket names under 3 characters are named: an upstream bucket, a replica's
   expect(shortBucketNameNote(cfg("", "ab", replicas))).toContain("(buckets[0].s3.replicas[1].bucket)");
   expect(shortBucketNameNote(cfg("", "ab", `{ bucket: bkt, endpoint: "http://127.0.0.1:9000" }`))).toBeUndefined();
   expect(shortBucketNameNote(cfg("s3_api: { enabled: true }\n", "abc", `{ bucket: bkt, endpoint: "http://127.0.0.1:9000" }`))).toBeUndefined();
+});
+
+// s3_api.port: 0 with STS (presigned URLs) and no public_url: every presign request is answered
+// 501 (the URL would name a port nobody knows in advance), and --check said nothing.
+test("s3_api.port: 0 with presigned URLs possible and no public_url is named; a fixed port or a public_url is not", () => {
+  const cfg = (extra: string) =>
+    parseConfig(`jwt: { enabled: true, algorithm: HS256, secret: "k2J8s9dPq0xVb3nT6yWz1rLm4cF7hG5a" }\ns3_api:\n  enabled: true\n${extra}  sts: { enabled: true, session_key: "k2J8s9dPq0xVb3nT6yWz1rLm4cF7hG5aQ" }\n${B}`, { env: {} });
+  expect(presignPortNote(cfg("  port: 0\n"))).toStartWith("s3_api.port is 0 (a port chosen at start) and s3_api.public_url is not set:");
+  expect(presignPortNote(cfg("  port: 0\n  public_url: https://s3.example.com\n"))).toBeUndefined();
+  expect(presignPortNote(cfg("  port: 9000\n"))).toBeUndefined();
+  expect(presignPortNote(parseConfig(`s3_api: { enabled: true, port: 0 }\n${B}`, { env: {} }))).toBeUndefined();
 });
