@@ -18,7 +18,7 @@ import type { App } from "./app.ts";
 import type { Config } from "./config/load.ts";
 import { createMainHandler } from "./fronts/index.ts";
 import { serverAllow } from "./fronts/plain.ts";
-import type { Handler } from "./proxy/runner.ts";
+import { createHandler, type Front, type Handler } from "./proxy/runner.ts";
 import { BUN_LISTENER_IDLE_SECONDS, LISTENER_SLOW_BYTES_PER_SECOND, markJsBody, markPeer } from "./http/framed-body.ts";
 import { fallbackRewritten, rawPrefixPatterns, rawSegmentPatterns, rawTargetFor, wildcardRewritten } from "./http/raw-target.ts";
 import { resolveConfigPath } from "./config/validate.ts";
@@ -32,7 +32,7 @@ import { markWriterReports, reportHeld } from "./http/delivery-report.ts";
 import { validHost } from "./http/host.ts";
 import { listenerHeaderLimit } from "./http/header-limit.ts";
 import { editHeaders } from "./http/headers.ts";
-import { splitUrl } from "./proxy/phases/guard.ts";
+import { guard, splitUrl } from "./proxy/phases/guard.ts";
 import type { Logger } from "./observe/log.ts";
 
 
@@ -104,6 +104,8 @@ export interface ListenAs {
   errorAnswer?: ErrorAnswer;
   /** The Allow of this listener's answer to `OPTIONS *` (default: the plain front's). */
   asteriskAllow?: (app: App) => string;
+  /** The front this listener's answer to `OPTIONS *` is logged as (default: the plain front). */
+  front?: string;
 }
 
 /** How long a listener replaced by a renewed certificate goes on serving with `Connection: close` (see listenBun). */
@@ -299,6 +301,8 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
   const maxHeaderSize = Math.max(cfg.server.security_limits.max_header_size + 1024, listenerHeaderLimit());
   /** The Allow of an answer to `OPTIONS *` (answerAsteriskOptions). */
   const asteriskAllow = opts.as?.asteriskAllow ?? ((a: App) => serverAllow(a.runtime));
+  /** `OPTIONS *`, a request like any other (its access line, request id and the guard's limits). */
+  const asterisk = createHandler(app, asteriskFront(opts.as?.front ?? "plain", () => asteriskAllow(app), opts.as?.errorAnswer ?? plainErrorAnswer));
   // requireHostHeader off: Bun's node:http answered an HTTP/1.1 request without Host itself, a 400
   // chunked (Transfer-Encoding: chunked and a 0 chunk); wellFormedHead refuses it here instead, as
   // for a connection handed over (400, Content-Length: 0, close).
@@ -324,11 +328,8 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
       return;
     }
     // `OPTIONS *` as a connection handed over parses it (answerAsteriskOptions: the others' parser
-    // refuses it): the same answer, and the connection goes on.
-    if (req.url === "*" && req.method === "OPTIONS") {
-      res.writeHead(200, { allow: asteriskAllow(app), "content-length": "0" }).end();
-      return;
-    }
+    // refuses it): the same answer (asteriskFront), and the connection goes on.
+    const asteriskForm = req.url === "*" && req.method === "OPTIONS";
     const headers = new Headers();
     const raw = req.rawHeaders;
     for (let i = 0; i < raw.length; i += 2) headers.append(raw[i], raw[i + 1]);
@@ -336,18 +337,18 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
     try {
       // Origin-form targets ("/path?query"), and absolute-form ones, which a server must accept
       // too (RFC 9112 §3.2.2) and which route on their path alike; the host part is irrelevant.
-      if (req.url !== undefined && !req.url.startsWith("/")) req.url = originFormOf(req.url);
-      if (!req.url?.startsWith("/")) throw new Error("not origin-form");
+      if (req.url !== undefined && !req.url.startsWith("/") && !asteriskForm) req.url = originFormOf(req.url);
+      if (!req.url?.startsWith("/") && !asteriskForm) throw new Error("not origin-form");
       // A body only where the method may have one (the S3 front's STS form; uploads), streamed.
       const body = req.method === "GET" || req.method === "HEAD" ? undefined : watchedNodeBody(req, idleMs);
-      request = new Request(`http://localhost${req.url}`, { method: req.method, headers, signal: abort.signal, body, duplex: "half" } as RequestInit);
+      request = new Request(`http://localhost${asteriskForm ? "/" : req.url}`, { method: req.method, headers, signal: abort.signal, body, duplex: "half" } as RequestInit);
       if (body !== undefined) markJsBody(request);
       markWriterReports(request);
     } catch {
       res.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify({ error: "BadRequest", message: "The request is malformed" }));
       return;
     }
-    Promise.resolve(handle(request, req.socket.remoteAddress ?? "", req.url)).then(
+    Promise.resolve((asteriskForm ? asterisk : handle)(request, req.socket.remoteAddress ?? "", req.url)).then(
       (response) => {
         // Answered before the body was all read (a refusal: 401, 403, 413, a bad signature...):
         // the rest is read and dropped, as Bun.serve does, so a client that sends its whole body
@@ -355,6 +356,7 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
         // unread, the body filled the socket buffers and the client stalled for the idle timeout
         // (60 s), then saw the connection reset. (The web stream made of it is abandoned.)
         if (!req.complete) {
+          endsBody(req);
           req.removeAllListeners("data");
           req.removeAllListeners("readable");
           req.on("error", () => {});
@@ -380,7 +382,7 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
   let stopping = false;
   configureNodeServer(server);
   server.on("clientError", (err: Error & { code?: string; rawPacket?: unknown }, socket: import("node:net").Socket) => {
-    if (!answerAsteriskOptions(err, socket, () => asteriskAllow(app))) answerClientError(err, socket);
+    if (!answerAsteriskOptions(err, socket, maxHeaderSize, (r) => asterisk(r, socket.remoteAddress ?? "", "*"))) answerClientError(err, socket);
   });
   // node:http answers a bare 417 (no request id, no log line) to an Expect without 100-continue,
   // an empty one too, where Bun.serve serves the request: RFC 9110 §10.1.1 makes that a MAY, and
@@ -395,14 +397,7 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
     for (let i = 0; i < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i]!, req.rawHeaders[i + 1]!);
     const target = req.url?.startsWith("/") === true ? req.url : "/";
     Promise.resolve(handle(new Request(`http://localhost${target}`, { method: "CONNECT", headers }), socket.remoteAddress ?? "", target))
-      .then(async (res) => {
-        const body = Buffer.from(await res.arrayBuffer());
-        let head = `HTTP/1.1 ${res.status} ${http.STATUS_CODES[res.status] ?? ""}\r\n`;
-        res.headers.forEach((v, k) => {
-          if (k !== "connection" && k !== "content-length" && k !== "transfer-encoding") head += `${k}: ${v}\r\n`;
-        });
-        socket.end(Buffer.concat([Buffer.from(`${head}date: ${new Date().toUTCString()}\r\ncontent-length: ${body.byteLength}\r\nconnection: close\r\n\r\n`, "latin1"), body]));
-      })
+      .then((res) => endWithAnswer(socket, res))
       .catch(() => socket.destroy());
   });
   // Bun 1.4.5's node:http ignores `reusePort` (a second listener on the port failed "Failed to
@@ -511,25 +506,111 @@ function exchangeOnHandedOver(req: http.IncomingMessage, res: http.ServerRespons
 
 /** An `OPTIONS *` request line (the asterisk-form target, RFC 9112 §3.2.4), as the first bytes of a request. */
 const ASTERISK_OPTIONS = /^OPTIONS \* HTTP\/1\.[01]\r?\n/;
+/** A header field line (RFC 9110 §5.1 token, then the value without its surrounding blanks). */
+const FIELD_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*?)[ \t]*$/;
+
+/**
+ * The listener's answer to `OPTIONS *`, as a front of its own (the request's access line, its
+ * request id, the guard's limits on the head): 200, `allow()` and no content.
+ */
+function asteriskFront(name: string, allow: () => string, errorAnswer: ErrorAnswer): Front {
+  return {
+    name,
+    phases: [guard, () => new Response(null, { status: 200, headers: { allow: allow(), "content-length": "0" } })],
+    renderError: (err, ctx) => errorAnswer(err, ctx.id),
+  };
+}
+
+/**
+ * Connections where the body of a request answered before it was all read ended in the bytes
+ * being parsed now (until the next turn of the event loop): an `OPTIONS *` request line that
+ * node:http then fails on began with that body's last bytes, and is no request line.
+ */
+const bodyEndedNow = new WeakSet<object>();
+
+/** Notes, for answerAsteriskOptions, when the body of `req` (answered before it was all read) ends. */
+function endsBody(req: http.IncomingMessage): void {
+  const socket = req.socket as object;
+  req.once("end", () => {
+    bodyEndedNow.add(socket);
+    setImmediate(() => bodyEndedNow.delete(socket));
+  });
+}
+
+/**
+ * The head of an `OPTIONS *` request node:http could not parse, as a Request; "overflow" for a
+ * head over the listener's limit (node:http's 431, as for any other request); undefined for one
+ * that is incomplete, malformed (the usual 400), or announces a body (which could not be read).
+ */
+function asteriskRequest(raw: Buffer, maxHeaderSize: number): Request | "overflow" | undefined {
+  const text = raw.toString("latin1");
+  const end = text.search(/\r?\n\r?\n/);
+  if (end < 0) return raw.length > maxHeaderSize ? "overflow" : undefined;
+  if (end > maxHeaderSize) return "overflow";
+  const lines = text.slice(0, end).split(/\r?\n/);
+  const version = /^OPTIONS \* HTTP\/(1\.[01])$/.exec(lines[0]!)?.[1];
+  if (version === undefined) return undefined;
+  const headers = new Headers();
+  try {
+    for (const line of lines.slice(1)) {
+      const m = FIELD_LINE.exec(line);
+      if (m === null) return undefined;
+      headers.append(m[1]!, m[2]!);
+    }
+  } catch {
+    return undefined; // (a value Headers refuses: a control character)
+  }
+  const length = headers.get("content-length");
+  if (headers.has("transfer-encoding") || (length !== null && length.trim() !== "0")) return undefined;
+  if (version === "1.1" && !headers.has("host")) return undefined;
+  return new Request("http://localhost/", { method: "OPTIONS", headers });
+}
 
 /**
  * `OPTIONS *` (RFC 9110 §9.3.7: the server's options, not a resource's): node:http's parser takes
  * no asterisk-form target and reports a parse error, which answerClientError made a bare 400. When
- * the bytes it failed on are such a request line and nothing else is under way on the connection,
- * it is answered 200 with `allow()` and no content, and the connection closed (the parser cannot go
- * on past its error). True when answered. (The bun engine cannot: Bun.serve answers its own bare
- * 400 before any handler runs; see README, Known limits.)
+ * the bytes it failed on are such a request's whole head and nothing else is under way on the
+ * connection, the head is handed to `answer` (asteriskFront: logged, with a request id, as any
+ * other request) and its answer written, then the connection closed (the parser cannot go on past
+ * its error); a head over `maxHeaderSize` gets node:http's 431. True when taken care of. (The bun
+ * engine cannot: Bun.serve answers its own bare 400 before any handler runs; see README, Known limits.)
  */
-export function answerAsteriskOptions(err: Error & { rawPacket?: unknown }, socket: import("node:net").Socket, allow: () => string): boolean {
+export function answerAsteriskOptions(
+  err: Error & { rawPacket?: unknown },
+  socket: import("node:net").Socket,
+  maxHeaderSize: number,
+  answer: (req: Request) => Response | Promise<Response>,
+): boolean {
   const raw = err.rawPacket;
   if (!Buffer.isBuffer(raw) || !ASTERISK_OPTIONS.test(raw.toString("latin1", 0, 24))) return false;
-  // (an exchange under way, or the bytes the body of one already answered: the usual answer)
+  // (an exchange under way, or the bytes the body of one already answered, those that ended it
+  // included: the usual answer)
   const answered = lastRequests.get(socket);
-  if (connectionTurns.get(socket) !== undefined || (answered !== undefined && !answered.complete) || !socket.writable) return false;
-  socket.end(`HTTP/1.1 200 OK\r\nAllow: ${allow()}\r\nContent-Length: 0\r\nDate: ${new Date().toUTCString()}\r\nConnection: close\r\n\r\n`);
-  // (a client that never closes its side: the socket goes after a while)
-  setTimeout(() => socket.destroy(), 5_000).unref?.();
+  if (connectionTurns.get(socket) !== undefined || (answered !== undefined && !answered.complete) || bodyEndedNow.has(socket) || !socket.writable) return false;
+  const req = asteriskRequest(raw, maxHeaderSize);
+  if (req === undefined) return false;
+  if (req === "overflow") {
+    answerClientError(Object.assign(new Error("request head too large"), { code: "HPE_HEADER_OVERFLOW" }), socket);
+    return true;
+  }
+  Promise.resolve(answer(req))
+    .then((res) => endWithAnswer(socket, res))
+    .then(
+      // (a client that never closes its side: the socket goes after a while)
+      () => setTimeout(() => socket.destroy(), 5_000).unref?.(),
+      () => socket.destroy(),
+    );
   return true;
+}
+
+/** Writes `res` whole on a connection node:http parses no more (a CONNECT's, an `OPTIONS *` it refused), then closes it. */
+async function endWithAnswer(socket: import("node:net").Socket, res: Response): Promise<void> {
+  const body = Buffer.from(await res.arrayBuffer());
+  let head = `HTTP/1.1 ${res.status} ${http.STATUS_CODES[res.status] ?? ""}\r\n`;
+  res.headers.forEach((v, k) => {
+    if (k !== "connection" && k !== "content-length" && k !== "transfer-encoding") head += `${k}: ${v}\r\n`;
+  });
+  socket.end(Buffer.concat([Buffer.from(`${head}date: ${new Date().toUTCString()}\r\ncontent-length: ${body.byteLength}\r\nconnection: close\r\n\r\n`, "latin1"), body]));
 }
 
 /**

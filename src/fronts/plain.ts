@@ -45,10 +45,19 @@ function allowOf(bucket: BucketRuntime | undefined): string {
   return bucket?.cfg.access === "read-write" ? WRITE_ALLOW : READ_ALLOW;
 }
 
-/** The methods the plain front takes on some path (`OPTIONS *`, RFC 9110 §9.3.7): a write bucket's when there is one. */
+/**
+ * The methods the main listener takes on some path (`OPTIONS *`, RFC 9110 §9.3.7): a write
+ * bucket's when there is one, and POST when presigned URLs (`?presign`: s3_api.sts, and a port
+ * to name, publicOrigin) or the admin API (jwt.admin_claims) take it (it was left out).
+ */
 export function serverAllow(rt: Runtime): string {
-  for (const b of rt.buckets.values()) if (b.cfg.access === "read-write") return WRITE_ALLOW;
-  return READ_ALLOW;
+  let write = false;
+  for (const b of rt.buckets.values()) if (b.cfg.access === "read-write") write = true;
+  const { jwt, s3_api: api } = rt.config;
+  const presign = rt.s3Api?.sts !== undefined && (api?.public_url !== undefined || api?.port !== 0);
+  const post = presign || (rt.auth !== undefined && jwt?.enabled === true && jwt.admin_claims.length > 0);
+  if (!post) return write ? WRITE_ALLOW : READ_ALLOW;
+  return write ? "GET, HEAD, PUT, POST, DELETE, OPTIONS" : "GET, HEAD, POST, OPTIONS";
 }
 
 /** 405 for a method the path's bucket does not take: Allow and the message name what it does take (as OPTIONS does). */

@@ -24,6 +24,7 @@ export async function listenS3(app: App, cfg: Config, opts: { reusePort?: boolea
     handler: (a: App, peerOf?: (req: Request) => string) => createHandler(a, s3Front, peerOf),
     errorAnswer: (err: ProxyError, requestId: string) => s3ErrorResponse(fromProxyError(err), { requestId }),
     asteriskAllow: () => S3_SERVER_ALLOW,
+    front: "s3",
   };
   return (s3.engine ?? cfg.server.engine) === "node" ? listenNode(app, cfg, { reusePort: opts.reusePort, as }) : listenBun(app, cfg, { ...opts, as });
 }

@@ -14,7 +14,13 @@ import { parseConfig } from "../../src/config/load.ts";
 import { listenNode } from "../../src/server.ts";
 import { startS3Fixture } from "../fixtures/s3.ts";
 import { rawHttp, rawStatus, rawStatuses } from "../helpers/raw-http.ts";
-import { startS3FrontEnv, UPSTREAM, type S3FrontEnv } from "./s3-front-helpers.ts";
+import { frontYaml, startFrontsOn, startS3FrontEnv, UPSTREAM, type S3FrontEnv } from "./s3-front-helpers.ts";
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createLogger } from "../../src/observe/log.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -55,6 +61,91 @@ describe("node engine", () => {
 
   test("another target Bun's node:http cannot parse is still the bare 400", async () => {
     expect(rawStatus(await rawHttp(env.port, "GET * HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 10_000))).toBe(400);
+  });
+});
+
+/**
+ * Writes each of `parts` once everything the server sent so far holds as many answers as parts
+ * written before it (a client that waits for its answer), then reads until the server closes.
+ */
+function stepwise(port: number, parts: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(port, "127.0.0.1");
+    let buf = "";
+    let next = 0;
+    const more = () => {
+      while (next < parts.length && (buf.match(/HTTP\/1\.1 \d{3}/g) ?? []).length >= next) sock.write(parts[next++]!);
+    };
+    const t = setTimeout(() => sock.destroy(), 10_000);
+    sock.on("connect", more);
+    sock.on("data", (d) => {
+      buf += d.toString("latin1");
+      more();
+    });
+    sock.on("error", reject);
+    sock.on("close", () => {
+      clearTimeout(t);
+      resolve(buf);
+    });
+  });
+}
+
+describe("node engine: OPTIONS * as any other request", () => {
+  let env: S3FrontEnv;
+  let dir: string;
+  let fd: number;
+  let file: string;
+  let log: ReturnType<typeof createLogger>;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "yata-options-asterisk-"));
+    file = join(dir, "log");
+    fd = openSync(file, "w");
+    log = createLogger({ level: "info", format: "json", fd });
+    const s3 = await startS3Fixture({ buckets: [{ name: "data" }, { name: "private" }], credentials: [{ ...UPSTREAM, buckets: ["data", "private"] }] });
+    // (s3_api.public_url: presigned URLs can be handed out, so the main listener takes POST ?presign)
+    env = await startFrontsOn(frontYaml(s3.endpoint, { engine: "node", s3Extra: '  engine: node\n  public_url: "https://s3.example.com"\n' }), s3, true, log);
+  });
+  afterAll(async () => {
+    await env?.stop();
+    closeSync(fd);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const mainPort = () => Number(new URL(env.mainUrl("/")).port);
+  const accessLines = () => {
+    log.flush();
+    return readFileSync(file, "utf8").split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === "request");
+  };
+
+  test("an access line and a request id, on both listeners; the main listener's Allow names POST (presign)", async () => {
+    const main = parse(await rawHttp(mainPort(), ASK, 10_000));
+    expect([main.status, main.fields.allow, main.fields["content-length"]]).toEqual([200, "GET, HEAD, POST, OPTIONS", "0"]);
+    expect(main.fields["x-request-id"]).toMatch(/^[0-9a-f-]{36}$/);
+    const s3 = parse(await rawHttp(env.port, ASK, 10_000));
+    expect([s3.status, s3.fields.allow]).toEqual([200, "GET, HEAD, PUT, POST, DELETE, OPTIONS"]);
+    expect(s3.fields["x-amz-request-id"]).toBe(s3.fields["x-request-id"]);
+    const lines = await waitFor(() => {
+      const found = accessLines().filter((l) => l.path === "*");
+      return found.length === 2 ? found : undefined;
+    }, { timeoutMs: 5_000, message: "two access lines for OPTIONS *" });
+    expect(lines.map((l) => [l.method, l.status, l.front, l.request_id])).toEqual([
+      ["OPTIONS", 200, undefined, main.fields["x-request-id"]],
+      ["OPTIONS", 200, "s3", s3.fields["x-request-id"]],
+    ]);
+  });
+
+  test("100 KiB of header fields: 431, as any other request gets", async () => {
+    const big = `X-Big: ${"a".repeat(100 * 1024)}\r\n`;
+    expect(rawStatus(await rawHttp(mainPort(), `GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n${big}\r\n`, 10_000))).toBe(431);
+    expect(rawStatus(await rawHttp(mainPort(), `OPTIONS * HTTP/1.1\r\nHost: 127.0.0.1\r\n${big}\r\n`, 10_000))).toBe(431);
+  });
+
+  test("an OPTIONS * line whose first bytes complete the body of a request answered before it: 400, as for any other", async () => {
+    // (a PUT the read-only bucket refuses before its body: 3 bytes announced, none sent; `OPT` ends it)
+    const put = "PUT /data/k.txt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\n\r\n";
+    expect(rawStatuses(await stepwise(mainPort(), [put, ASK]))).toEqual([405, 400]);
+    expect(rawStatuses(await stepwise(mainPort(), [put, `GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`]))).toEqual([405, 400]);
+    // (the body sent with its head: OPTIONS * is a request of its own)
+    expect(rawStatuses(await stepwise(mainPort(), [`${put}abc`, ASK]))).toEqual([405, 200]);
   });
 });
 
