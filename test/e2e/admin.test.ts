@@ -318,6 +318,8 @@ describe("reload and the cache", () => {
 
 describe("the control plane's answers in the access log", () => {
   test("/ready, /health and an admin answer are logged with the bytes of their JSON body, not 0", async () => {
+    // (logging at debug: a 2xx probe's access line is at debug)
+    await using px = await startProxy(config(bucket("c", "/c")).replace("server: { address: 127.0.0.1, port: 0 }\n", "server: { address: 127.0.0.1, port: 0 }\nlogging: { level: debug }\n"));
     for (const [path, init, id] of [
       ["/ready", {}, "bytes-ready"],
       ["/health", {}, "bytes-health"],
