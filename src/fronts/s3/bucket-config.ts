@@ -15,7 +15,7 @@ import { s3Error, type S3ErrorCode } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
 import { xmlResponse } from "./operations.ts";
 import { getBucketEncryption } from "../../s3/operations/index.ts";
-import { readUpstreamCapped, relayError, tryParse } from "./relay.ts";
+import { readUpstreamCapped, relayError, tryParse, upstreamBucketsOf } from "./relay.ts";
 import { callOf } from "./writes.ts";
 import { childText, type XmlElement } from "./xml-reader.ts";
 import type { BucketConfigRead } from "./route.ts";
@@ -97,18 +97,35 @@ function relayedEncryption(upstreamDoc: XmlElement | undefined): string | undefi
  * GetBucketEncryption: the upstream bucket's rule, asked with the bucket's credentials, so a bucket
  * set to SSE-KMS says so (it was AES256 from config for any AWS S3 bucket). Its KMSMasterKeyID, an
  * ARN naming the upstream's account, is left out, as object answers drop the KMS key id header.
- * Credentials that may not read it (AccessDenied), a store without it (NotImplemented, or another
- * document than S3's): the answer from config (defaultEncryption). Another error is relayed.
+ * Asked as a listing is: failing over between the bucket's replicas (the primary alone answered
+ * its outage to the client). Credentials that may not read it (AccessDenied), a store without it
+ * (NotImplemented, or another document than S3's): the answer from config (defaultEncryption). The
+ * store's "not configured" (404 ServerSideEncryptionConfigurationNotFoundError) is S3's answer with
+ * the client's BucketName (it had none). A 400 is the upstream refusing the proxy's own request,
+ * no client's error: S3's InternalError (it was relayed, InvalidArgument and all). Another error
+ * is relayed as S3's (relayError: never the upstream's bucket name or internals).
  */
 async function bucketEncryption(ctx: RequestContext): Promise<Response> {
-  const upstream = ctx.bucket!.upstream.primary();
-  const res = await getBucketEncryption(upstream, callOf(ctx));
-  if (res.status !== 200 && res.status !== 403 && res.status !== 405 && res.status !== 501) return relayError(res, upstream.bucket);
+  const bucket = ctx.bucket!;
+  const call = callOf(ctx);
+  const res = await bucket.upstream.read(call.signal, call.timing, (u, maxAttempts) => getBucketEncryption(u, { ...call, maxAttempts }));
+  const notConfigured = () => s3Fail(s3Error("ServerSideEncryptionConfigurationNotFoundError", undefined, { BucketName: bucket.name }));
+  if (res.status === 404) {
+    const body = await readUpstreamCapped(res, MAX_ENCRYPTION_BYTES).catch(() => undefined);
+    const upstreamDoc = tryParse(body);
+    if (upstreamDoc?.name === "Error" && childText(upstreamDoc, "Code")?.trim() === "ServerSideEncryptionConfigurationNotFoundError") throw notConfigured();
+    return relayError(new Response(body ?? null, { status: 404, headers: res.headers }), upstreamBucketsOf(bucket.upstream));
+  }
+  if (res.status === 400) {
+    await res.body?.cancel().catch(() => {});
+    throw s3Fail(s3Error("InternalError", "The upstream refused the proxy's request for the bucket's encryption configuration."));
+  }
+  if (res.status !== 200 && res.status !== 403 && res.status !== 405 && res.status !== 501) return relayError(res, upstreamBucketsOf(bucket.upstream));
   const relayed = res.status === 200 ? relayedEncryption(tryParse(await readUpstreamCapped(res, MAX_ENCRYPTION_BYTES))) : undefined;
   if (res.status !== 200) await res.body?.cancel().catch(() => {});
   if (relayed !== undefined) return xmlResponse(ctx, relayed);
-  const encryption = defaultEncryption(ctx.bucket!.cfg);
-  if (encryption === undefined) throw s3Fail(s3Error("ServerSideEncryptionConfigurationNotFoundError", undefined, { BucketName: ctx.bucket!.name }));
+  const encryption = defaultEncryption(bucket.cfg);
+  if (encryption === undefined) throw notConfigured();
   return xmlResponse(ctx, encryption);
 }
 
