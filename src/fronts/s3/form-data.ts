@@ -115,8 +115,6 @@ export class FormReader {
   private readonly delimiter: Uint8Array;
   private buf: Uint8Array = new Uint8Array(0);
   private ended = false;
-  /** Bytes of the body read so far (`buf`'s unread ones included). */
-  private taken = 0;
   /** Whether chunks are released once used (releaseChunk), and the one `buf` views now. */
   private readonly releasing: boolean;
   private owned: Uint8Array | null = null;
@@ -141,7 +139,6 @@ export class FormReader {
       this.ended = true;
       return false;
     }
-    this.taken += value.byteLength;
     const previous = this.owned;
     if (this.buf.length === 0) {
       this.buf = value;
@@ -157,16 +154,6 @@ export class FormReader {
     // used before this read was asked for.
     if (previous !== null) releaseChunk(previous);
     return true;
-  }
-
-  /** The body's bytes used so far: at a part's start, the offset of its body. */
-  get position(): number {
-    return this.taken - this.buf.length;
-  }
-
-  /** The closing delimiter's bytes, with the CRLF that ends the body ("\r\n--boundary--\r\n"). */
-  get closingLength(): number {
-    return this.delimiter.length + 4;
   }
 
   /** The next part's head, or undefined after the closing delimiter. */

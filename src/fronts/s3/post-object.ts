@@ -260,18 +260,16 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
   };
   ctx.uploading = true;
   try {
-    const fileStart = form.position;
     for await (const chunk of form.body()) {
       total += chunk.byteLength;
       if (total > max) {
         // Reading stops here, and the answer closes the connection (the rest is never read: it
-        // was, up to 5 GiB, before the answer). S3 names the file's size (ProposedSize), not the
-        // bytes read when the limit was passed: the form's length less what came before the file
-        // and the closing delimiter after it (the file is the form's last part); the bytes read
-        // without a length.
-        const declared = Number(ctx.req.headers.get("content-length") ?? NaN);
-        const size = Number.isSafeInteger(declared) ? Math.max(total, declared - fileStart - form.closingLength) : total;
-        const e = s3Error("EntityTooLarge", undefined, { ProposedSize: String(size), MaxSizeAllowed: String(max) });
+        // was, up to 5 GiB, before the answer). S3 names the file's size (ProposedSize), which is
+        // not known while its end is unread: the form's Content-Length less the usual closing
+        // delimiter was 2 bytes short without the final CRLF and counted fields after the file
+        // (which S3 ignores) as file, and the bytes read so far are not its size either. Left
+        // out, as S3 leaves it out where it cannot know it.
+        const e = s3Error("EntityTooLarge", undefined, { MaxSizeAllowed: String(max) });
         e.headers = { connection: "close" };
         fail(e);
       }
