@@ -239,6 +239,9 @@ describe("refusals store nothing", () => {
     const cases: Array<[Record<string, string>, number, string]> = [
       [{ "x-amz-object-lock-mode": "COMPLIANCE", "x-amz-object-lock-retain-until-date": "2030-01-01T00:00:00Z" }, 400, "InvalidRequest"],
       [{ "x-amz-object-lock-legal-hold": "ON" }, 400, "InvalidRequest"],
+      // (a storage class a general-purpose bucket does not take, as PutObject's header: it was accepted and dropped)
+      [{ "x-amz-storage-class": "EXPRESS_ONEZONE" }, 400, "InvalidStorageClass"],
+      [{ "x-amz-storage-class": "BOGUS" }, 400, "InvalidStorageClass"],
       [{ "x-amz-server-side-encryption": "aws:kms" }, 501, "NotImplemented"],
       [{ "x-amz-server-side-encryption-customer-algorithm": "AES256", "x-amz-server-side-encryption-customer-key": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=" }, 501, "NotImplemented"],
     ];

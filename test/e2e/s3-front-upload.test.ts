@@ -306,8 +306,9 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
           const a = await answerOf(await signedFetch(env, { method, path: "/up/sse/refused.txt", headers: { "x-amz-server-side-encryption": value }, query, body: method === "PUT" ? bytesOf(10, 3) : undefined }));
           expect({ value, status: a.status, code: a.code, message: a.message }).toEqual({ value, status: 400, code: "InvalidArgument", message: "The encryption method specified is not supported" });
         }
-        // a storage class S3 does not have is its 400 InvalidStorageClass (it was dropped and the write stored), on PutObject, CreateMultipartUpload and CopyObject
-        for (const [method, value, query, source] of [["PUT", "BOGUS"], ["PUT", "standard"], ["POST", "GLACIER2", [["uploads", ""]]], ["PUT", "COLD", undefined, "/up/sse/aes.txt"]] as Array<[string, string, Array<[string, string]>?, string?]>) {
+        // a storage class S3 does not have is its 400 InvalidStorageClass (it was dropped and the write stored), on PutObject, CreateMultipartUpload and CopyObject;
+        // so is one a general-purpose bucket does not take (directory buckets', Outposts', Snowball's, FSx's: they were accepted and dropped)
+        for (const [method, value, query, source] of [["PUT", "BOGUS"], ["PUT", "standard"], ["POST", "GLACIER2", [["uploads", ""]]], ["PUT", "COLD", undefined, "/up/sse/aes.txt"], ["PUT", "EXPRESS_ONEZONE"], ["POST", "SNOW", [["uploads", ""]]], ["PUT", "FSX_ONTAP", undefined, "/up/sse/aes.txt"], ["PUT", "FSX_OPENZFS"], ["PUT", "OUTPOSTS"]] as Array<[string, string, Array<[string, string]>?, string?]>) {
           const headers: Record<string, string> = { "x-amz-storage-class": value, ...(source ? { "x-amz-copy-source": source } : {}) };
           const a = await answerOf(await signedFetch(env, { method, path: "/up/sse/refused.txt", headers, query, body: method === "PUT" && !source ? bytesOf(10, 3) : undefined }));
           expect({ value, status: a.status, code: a.code }).toEqual({ value, status: 400, code: "InvalidStorageClass" });

@@ -167,8 +167,14 @@ export function unkeptSourceKey(h: Headers): S3Error | undefined {
 }
 const SOURCE_KEY_HEADERS = ["x-amz-copy-source-server-side-encryption-customer-algorithm", "x-amz-copy-source-server-side-encryption-customer-key"];
 const STORAGE_CLASS = "x-amz-storage-class";
-/** S3's storage classes (its StorageClass enumeration), exactly as written: S3 refuses `standard`. */
-const STORAGE_CLASSES: ReadonlySet<string> = new Set(["STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER", "DEEP_ARCHIVE", "OUTPOSTS", "GLACIER_IR", "SNOW", "EXPRESS_ONEZONE", "FSX_OPENZFS", "FSX_ONTAP"]);
+/**
+ * The storage classes of S3's general-purpose buckets (the proxy's buckets are such), exactly as
+ * written: S3 refuses `standard`. The rest of S3's StorageClass enumeration is other stores':
+ * EXPRESS_ONEZONE directory buckets', OUTPOSTS S3 on Outposts', SNOW Snowball Edge's, FSX_OPENZFS
+ * and FSX_ONTAP those of access points to FSx file systems; a general-purpose bucket answers them
+ * 400 InvalidStorageClass, as here (they were accepted and dropped, the object stored as STANDARD).
+ */
+const STORAGE_CLASSES: ReadonlySet<string> = new Set(["STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER", "DEEP_ARCHIVE", "GLACIER_IR"]);
 /** S3's encryption methods besides AES256 (SSE-S3): SSE-KMS and DSSE-KMS. */
 const KMS_METHODS: ReadonlySet<string> = new Set(["aws:kms", "aws:kms:dsse"]);
 const OBJECT_LOCK_HEADERS = ["x-amz-object-lock-mode", "x-amz-object-lock-retain-until-date", "x-amz-object-lock-legal-hold"];
