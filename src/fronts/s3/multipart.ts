@@ -11,11 +11,14 @@
  * error it is, never as a success. A 404 naming no code, to a call on an upload id, is S3's
  * NoSuchUpload (not the object's NoSuchKey, which SDKs and rclone take for a missing object).
  */
+import { endToEnd } from "../../http/headers.ts";
 import type { RequestContext } from "../../proxy/context.ts";
+import type { BucketUpstream } from "../../s3/upstream.ts";
 import {
   abortMultipartUpload,
   completeMultipartUpload,
   createMultipartUpload,
+  getObjectDirect,
   listMultipartUploads,
   listParts,
   PART_CHECKSUMS,
@@ -121,13 +124,26 @@ export async function completeMultipartUploadOp(ctx: RequestContext): Promise<Re
   await purgeWritten(ctx, key);
   const bucket = ctx.bucket!.name;
   let xml = XML_DECL + `<CompleteMultipartUploadResult xmlns="${S3_XMLNS}">` + el("Location", objectLocation(ctx, bucket, key)) + el("Bucket", bucket) + el("Key", key);
-  const etag = childText(doc, "ETag");
+  const etag = childText(doc, "ETag") ?? (await completedEtag(ctx, upstream, res));
   if (etag !== undefined) xml += el("ETag", etag);
   for (const name of [...CHECKSUM_ELEMENTS, "ChecksumType"]) {
     const v = childText(doc, name);
     if (v !== undefined) xml += el(name, v);
   }
   return xmlAnswer(ctx, res, xml + "</CompleteMultipartUploadResult>");
+}
+
+/**
+ * The ETag of the object a Complete made, when its result had none (S3's always has): a HEAD of it
+ * (of the version the Complete named, if any; else of the key, which a write since may have
+ * replaced). Not an error: the object exists, and a retried Complete would be NoSuchUpload.
+ * Undefined when the HEAD does not say.
+ */
+async function completedEtag(ctx: RequestContext, upstream: BucketUpstream, res: Response): Promise<string | undefined> {
+  const versionId = res.headers.get("x-amz-version-id") ?? undefined;
+  const head = await getObjectDirect(upstream, { method: "HEAD", key: ctx.key, versionId }, callOf(ctx)).catch(() => undefined);
+  await head?.body?.cancel().catch(() => {});
+  return head?.ok ? (endToEnd(head.headers, "etag") ?? undefined) : undefined;
 }
 
 /**

@@ -8,7 +8,7 @@
  * before it is sent (upload-body.ts SMALL_BODY_BYTES): the upstream request can then be retried.
  *
  * S3 answers 200; any 2xx of an S3-compatible upstream (a WebDAV-style 201 or 204) is a success,
- * answered 200 as S3 does.
+ * answered 200 as S3 does, when it has the ETag S3 always gives (else 500 InternalError: noEtagFailure).
  *
  * Passed through to the upstream (src/s3/operations put-object.ts / multipart.ts): Content-Type,
  * Content-MD5, x-amz-meta-*, Cache-Control, Content-Disposition, Content-Encoding (without
@@ -20,7 +20,7 @@ import { putObject, uploadPart, type PutObjectArgs, type UploadPartArgs } from "
 import { s3Error } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
 import type { S3RequestContext } from "./front.ts";
-import { emptyAnswer, relayError } from "./relay.ts";
+import { emptyAnswer, noEtagFailure, relayError } from "./relay.ts";
 import { MAX_UPLOAD_BYTES, prepareUploadBody, readSmallBody } from "./upload-body.ts";
 import { partNumberOf, queryValue, readingBody, requestHeaders, sendBody, writeUpstream } from "./writes.ts";
 import { purgeIfUnsure, purgeWritten } from "../purge.ts";
@@ -38,6 +38,7 @@ export async function putObjectOp(ctx: RequestContext): Promise<Response> {
   if (!res.ok) return relayError(res, upstream.bucket);
   const purged = purgeWritten(ctx, key);
   if (purged !== undefined) await purged;
+  if (!res.headers.has("etag")) noEtagFailure(res);
   return emptyAnswer(ctx, res, 200);
 }
 
@@ -52,5 +53,6 @@ export async function uploadPartOp(ctx: RequestContext): Promise<Response> {
   const a = body.args;
   const res = await sendBody(ctx, body, (call) => uploadPart(upstream, { key, uploadId, partNumber, headers: requestHeaders(ctx), body: a.body, contentLength: a.contentLength, payloadHash: a.payloadHash, awsChunked: a.awsChunked, checksum: a.checksum } as UploadPartArgs, call));
   if (!res.ok) return relayError(res, upstream.bucket, "NoSuchUpload");
+  if (!res.headers.has("etag")) noEtagFailure(res);
   return emptyAnswer(ctx, res, 200);
 }

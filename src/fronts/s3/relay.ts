@@ -82,6 +82,16 @@ export function emptyAnswer(ctx: RequestContext, res: Response, status = res.sta
   return new Response(null, { status, headers: relayedHeaders(ctx, res) });
 }
 
+/**
+ * A PutObject or UploadPart the upstream answered 2xx without the ETag S3 always gives: S3's 500
+ * InternalError (the SDKs retry it), not a 200 without one (a multipart client had no ETag to
+ * name the part by in its Complete; a PutObject's client none to check its object by).
+ */
+export function noEtagFailure(res: Response): never {
+  res.body?.cancel().catch(() => {});
+  throw s3Fail(s3Error("InternalError", "The upstream stored the data but answered without an ETag."));
+}
+
 /** An XML answer the front wrote (with the upstream's relayed headers). */
 export function xmlAnswer(ctx: RequestContext, res: Response | undefined, xml: string, status = 200): Response {
   const headers = relayedHeaders(ctx, res);
