@@ -73,9 +73,18 @@ describe("objects (cached bucket)", () => {
     expect(hv.headers.get("cache-control")).toBe("public, max-age=3600, s-maxage=600");
     const v = await signedFetch(env, { path: "/private/pub.txt", query: { versionId: "null" } });
     expect([v.status, v.headers.get("cache-control")]).toEqual([200, "private, max-age=3600"]);
-    // the signed request's own response-cache-control is what it asked for
+    // the signed request's own response-cache-control is what it asked for, kept private: `public`
+    // or `s-maxage` asked for would let a shared cache keep the restricted object under its URL
+    // (a header-signed request's URL has no signature) and serve it to anyone (it replaced `private`)
     const asked = await signedFetch(env, { path: "/private/pub.txt", query: { "response-cache-control": "no-store" } });
-    expect(asked.headers.get("cache-control")).toBe("no-store");
+    expect(asked.headers.get("cache-control")).toBe("private, no-store");
+    for (const [query, expected] of [[{ "response-cache-control": "public" }, "private"], [{ "response-cache-control": "public, max-age=60, s-maxage=600" }, "private, max-age=60"], [{ "response-cache-control": "public", versionId: "null" }, "private"]] as const) {
+      const r = await signedFetch(env, { path: "/private/pub.txt", query: { ...query } });
+      expect([r.status, r.headers.get("cache-control")]).toEqual([200, expected]);
+    }
+    // (an open bucket's answer is the overrides' as asked)
+    const openAsked = await signedFetch(env, { path: "/data/pub.txt", query: { "response-cache-control": "public, s-maxage=5" } });
+    expect(openAsked.headers.get("cache-control")).toBe("public, s-maxage=5");
     const open = await signedFetch(env, { path: "/data/pub.txt" });
     expect(open.headers.get("cache-control")).toBe("public, max-age=3600");
     // a version is never an anonymous read, on any bucket

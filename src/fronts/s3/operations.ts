@@ -257,8 +257,9 @@ export async function getObjectDirect(ctx: RequestContext, overrides: ReadonlyAr
   if (out.status < 400) for (const [k, v] of extra) out.headers.set(k, v);
   // (user content, as serveObject answers it: a part or an old version of an uploaded page too)
   if (ctx.bucket!.sandboxed) sandboxed(out);
-  // (a version is never an anonymous read: answered privately on any bucket, see getObject)
-  return applyOverrides((ctx.bucket!.restricted || versionId !== undefined) && method !== "HEAD" ? answeredPrivately(out) : out, overrides);
+  // (a version is never an anonymous read: answered privately on any bucket, its overrides too, see getObject)
+  const overridden = applyOverrides(out, overrides);
+  return (ctx.bucket!.restricted || versionId !== undefined) && method !== "HEAD" ? answeredPrivately(overridden) : overridden;
 }
 
 /**
@@ -267,7 +268,10 @@ export async function getObjectDirect(ctx: RequestContext, overrides: ReadonlyAr
  * made private first, as the plain front does for its authenticated answers: a shared cache
  * between a client and this front would otherwise keep an object stored `public` under its URL,
  * without the signature, and serve it to anyone (RFC 9111 §3.5 lets `public` override the
- * Authorization rule). A response-cache-control the signed request itself asks for is its own.
+ * Authorization rule). A response-cache-control the signed request itself asks for is its own,
+ * made private alike: `public` or `s-maxage` asked for let a shared cache keep the restricted
+ * object under its URL (a header-signed request's has no signature) and serve it to anyone (it
+ * replaced `private`); its other directives (no-store, max-age, ...) stay.
  */
 export function getObject(ctx: RequestContext, overrides: ReadonlyArray<readonly [string, string]>): Response | Promise<Response> {
   const out = serveObject(ctx);
@@ -276,7 +280,7 @@ export function getObject(ctx: RequestContext, overrides: ReadonlyArray<readonly
   // CreateMultipartUpload (a made-up `private` was stored on every such copy).
   const restricted = ctx.bucket!.restricted && ctx.method !== "HEAD";
   if (overrides.length === 0 && !restricted) return out;
-  return mapAnswer(out, (r) => applyOverrides(restricted ? answeredPrivately(r) : r, overrides));
+  return mapAnswer(out, (r) => (restricted ? answeredPrivately(applyOverrides(r, overrides)) : applyOverrides(r, overrides)));
 }
 
 
