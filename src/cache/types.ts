@@ -7,7 +7,7 @@
  */
 
 import type { FillFile } from "./fill-tap.ts";
-import { isObjectHeader } from "../http/headers.ts";
+import { isObjectHeader, UNPASSED_OBJECT_LOCK_HEADERS } from "../http/headers.ts";
 
 /**
  * The stored body is a Blob, not a Uint8Array, on purpose (measured on Bun 1.4.5):
@@ -207,7 +207,7 @@ export function bucketOf(key: string): string {
  * is corrupt: a miss, and deleted.
  */
 export function headersCanBeAnswered(headers: Record<string, string>): boolean {
-  for (const name in headers) if (name !== "content-length" && !isObjectHeader(name)) return false;
+  for (const name in headers) if (name !== "content-length" && !isObjectHeader(name) && !UNPASSED_OBJECT_LOCK_HEADERS.has(name)) return false;
   try {
     new Headers(headers);
     return true;

@@ -55,9 +55,6 @@ const OBJECT_HEADERS: ReadonlySet<string> = new Set([
   "x-amz-storage-class",
   "x-amz-restore",
   "x-amz-tagging-count",
-  "x-amz-object-lock-mode",
-  "x-amz-object-lock-retain-until-date",
-  "x-amz-object-lock-legal-hold",
   "x-amz-website-redirect-location",
   "x-amz-replication-status",
   "x-amz-expiration",
@@ -143,6 +140,15 @@ function agreedLength(list: string): string | undefined {
 export function isObjectHeader(name: string): boolean {
   return OBJECT_HEADERS.has(name) || name.startsWith("x-amz-meta-");
 }
+
+/**
+ * An object's Object Lock state, which S3 shows only to a requester that may read the object's
+ * retention (s3:GetObjectRetention) or legal hold (s3:GetObjectLegalHold): no grant of this proxy
+ * gives that (it serves neither, and refuses Object Lock writes), so no reader gets them, and the
+ * cache no longer stores them. Entries an earlier release stored with them are still answerable
+ * (headersCanBeAnswered), not corrupt: served with them until their TTL.
+ */
+export const UNPASSED_OBJECT_LOCK_HEADERS: ReadonlySet<string> = new Set(["x-amz-object-lock-mode", "x-amz-object-lock-retain-until-date", "x-amz-object-lock-legal-hold"]);
 
 /**
  * The fields a message's Connection header names, lower-case, other than the `close` and

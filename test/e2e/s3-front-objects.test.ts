@@ -92,6 +92,21 @@ describe("objects (cached bucket)", () => {
     expect([version.status, version.headers.get("cache-control")]).toEqual([200, "private, max-age=3600"]);
   });
 
+  test("an object's Object Lock state (x-amz-object-lock-*) reaches no reader: S3 shows it only to one that may read its retention or legal hold, which no grant here gives; a miss and a hit", async () => {
+    const lock = { etag: '"0123456789abcdef0123456789abcdef"', "last-modified": "Mon, 01 Jan 2024 00:00:00 GMT", "content-type": "text/plain", "x-amz-object-lock-mode": "COMPLIANCE", "x-amz-object-lock-retain-until-date": "2030-01-01T00:00:00.000Z", "x-amz-object-lock-legal-hold": "ON" };
+    env.s3.faults.set("/data/locked.txt", { kind: "reply", status: 200, body: "locked", headers: lock, method: "GET" });
+    try {
+      for (let i = 0; i < 2; i++) {
+        const g = await signedFetch(env, { path: "/data/locked.txt" });
+        expect([g.status, await g.text(), g.headers.get("x-amz-object-lock-mode"), g.headers.get("x-amz-object-lock-retain-until-date"), g.headers.get("x-amz-object-lock-legal-hold")]).toEqual([200, "locked", null, null, null]);
+      }
+      const plain = await fetch(env.mainUrl("/data/locked.txt"));
+      expect([plain.status, plain.headers.get("x-amz-object-lock-mode")]).toEqual([200, null]);
+    } finally {
+      env.s3.faults.clear();
+    }
+  });
+
   test("the object's state S3 reports (StorageClass here) reaches the SDK on a miss and on a cache hit, GetObject and HeadObject", async () => {
     await env.s3.put("data", "ia.txt", "infrequent", { storageClass: "STANDARD_IA" });
     const c = client(env);
