@@ -13,7 +13,7 @@ import { early } from "./early-signals.ts";
 import { lookup } from "node:dns/promises";
 import { App } from "./app.ts";
 import { RedisRateLimiter } from "./limits/index.ts";
-import { ConfigError, loadConfigSource, loadConfigSourceOffThread, parseConfig, type Config } from "./config/load.ts";
+import { ConfigError, likelyKey, loadConfigSource, loadConfigSourceOffThread, parseConfig, type Config } from "./config/load.ts";
 import { summarize } from "./config/summary.ts";
 import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, presignPortNote, readOnlyWriteGrantNote, shortBucketNameNote, tlsChainNote, unseenClaimValueNote, uppercaseVirtualHostNote, tlsValidityNote, tlsWeakKeyNote, trustedProxiesNote, userContentNote, userContentUnsandboxedNote } from "./config/notes.ts";
 import { parseIp } from "./http/cidr.ts";
@@ -106,6 +106,21 @@ interface Args {
   healthcheck?: string;
 }
 
+const OPTIONS = ["--config", "--check", "--healthcheck", "--version", "--help"];
+
+/**
+ * What an unknown argument was probably meant as: a config file named without --config (`yatagarasu
+ * config.yaml`), an option written with `=` that takes its value after a space, or a misspelt option.
+ */
+function unknownArgHint(a: string, configGiven: boolean): string {
+  if (!a.startsWith("-")) return configGiven ? "" : `: to use it as the config file, write --config ${a}`;
+  const eq = a.indexOf("=");
+  const name = a.slice(0, eq);
+  if (eq > 0 && OPTIONS.includes(name)) return name === "--healthcheck" ? `: write ${name} ${a.slice(eq + 1)} (with a space)` : `: ${name} takes no value`;
+  const like = a.startsWith("--") ? likelyKey(a, OPTIONS) : undefined;
+  return like ? ` (did you mean ${like}?)` : "";
+}
+
 function parseArgs(argv: string[]): Args | { exit: number; out: string; err?: boolean } {
   const args: Args = { config: "config.yaml", check: false };
   // --help and --version answer once the whole command line is known to be valid.
@@ -142,7 +157,7 @@ function parseArgs(argv: string[]): Args | { exit: number; out: string; err?: bo
     } else if (a === "--test" || a === "-t") {
       // (the original project's and nginx's spelling of "check the config and exit")
       return usage(`unknown argument '${a}': to check a config and exit, use --check`);
-    } else return { exit: 2, out: `error: unknown argument '${a}'\n\n${HELP}`, err: true };
+    } else return { exit: 2, out: `error: unknown argument '${a}'${unknownArgHint(a, configFlag !== undefined)}\n\n${HELP}`, err: true };
   }
   args.configGiven = configFlag !== undefined;
   if (configFlag !== undefined && mode !== undefined && mode !== "--check") return usage(`${mode} and --config cannot be combined`);

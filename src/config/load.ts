@@ -340,7 +340,7 @@ function keysAt(path: readonly PathSegment[]): string[] {
  * The known key an unknown one is most likely a typo of (case, `-` for `_`, or at most two letters
  * added, dropped, changed or swapped), or undefined.
  */
-function likelyKey(key: string, known: readonly string[]): string | undefined {
+export function likelyKey(key: string, known: readonly string[]): string | undefined {
   if (key.length > 64) return undefined;
   const norm = (k: string) => k.toLowerCase().replace(/-/g, "_");
   const a = norm(key);

@@ -54,6 +54,22 @@ test("an unknown flag exits 2 and names the flag on stderr, also beside --versio
   }
 });
 
+test("an unknown argument says what it was probably meant as: a config file without --config, an option with '=', a misspelt option", async () => {
+  const cases: Array<[string[], string]> = [
+    [["config.yaml"], "error: unknown argument 'config.yaml': to use it as the config file, write --config config.yaml"],
+    [["--check", "my.yaml"], "error: unknown argument 'my.yaml': to use it as the config file, write --config my.yaml"],
+    [["--config", "a.yaml", "b.yaml"], "error: unknown argument 'b.yaml'\n"],
+    [["--healthcheck=http://127.0.0.1:1/health"], "error: unknown argument '--healthcheck=http://127.0.0.1:1/health': write --healthcheck http://127.0.0.1:1/health (with a space)"],
+    [["--version=1"], "error: unknown argument '--version=1': --version takes no value"],
+    [["--conifg", "config.yaml"], "error: unknown argument '--conifg' (did you mean --config?)"],
+    [["--chek"], "error: unknown argument '--chek' (did you mean --check?)"],
+  ];
+  for (const [i, r] of (await runEach(cases.map(([args]) => args))).entries()) {
+    expect([r.code, r.stdout]).toEqual([2, ""]);
+    expect(r.stderr).toStartWith(cases[i]![1]);
+  }
+});
+
 test("conflicting options exit 2 with what conflicts on stderr, running nothing", async () => {
   const cases: Array<[string[], string]> = [
     [["--healthcheck", "--check"], "error: --healthcheck and --check cannot be combined\n"],
