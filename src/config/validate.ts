@@ -390,7 +390,12 @@ function checkTlsPair(https: { cert_path: string; key_path: string }, baseDir: s
       cert = new X509Certificate(certPem);
     } catch {
       const hint = certPem.includes("PRIVATE KEY-----") ? " (it holds a private key: are cert_path and key_path swapped?)" : "";
-      issues.push({ path: ["server", "https", "cert_path"], message: `${https.cert_path} is not a PEM certificate ("BEGIN CERTIFICATE")${hint}` });
+      // (a PEM certificate that does not parse is cut or damaged, as a later one of the chain is said to be below)
+      const damaged = hint === "" && certPem.includes("-----BEGIN CERTIFICATE-----");
+      issues.push({
+        path: ["server", "https", "cert_path"],
+        message: damaged ? `${https.cert_path}: certificate 1 of the chain is cut or damaged (a file read while it was being written?)` : `${https.cert_path} is not a PEM certificate ("BEGIN CERTIFICATE")${hint}`,
+      });
     }
     // The listener loads every certificate of the file (the chain after the server's), and refuses
     // them all for one cut or damaged (BAD_END_LINE: a file read while it was being written);

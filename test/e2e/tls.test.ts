@@ -280,6 +280,22 @@ test("a renewal with an expired certificate (an old pair copied back) fails the 
   }
 });
 
+test("a certificate file cut inside its first certificate is named as cut, not as 'not a PEM certificate'", async () => {
+  // It holds "BEGIN CERTIFICATE": "is not a PEM certificate (\"BEGIN CERTIFICATE\")" sent the reader looking for the wrong cause.
+  const dir = mkdtempSync(join(tmpdir(), "yata-tls-cut-"));
+  try {
+    const cert = readFileSync(join(certDir, "cert.pem"), "utf8");
+    writeFileSync(join(dir, "cert.pem"), cert.slice(0, 200));
+    writeFileSync(join(dir, "key.pem"), readFileSync(join(certDir, "key.pem")));
+    writeFileSync(join(dir, "config.yaml"), `server: { address: 127.0.0.1, port: 0, https: { cert_path: cert.pem, key_path: key.pem } }\nbuckets:\n${bucketYaml({ name: "pub", prefix: "/pub", bucket: "pub", endpoint: s3.endpoint })}`);
+    const checked = await runCli(["--check", "--config", join(dir, "config.yaml")]);
+    expect(checked.code).toBe(1);
+    expect(checked.stderr).toContain("server.https.cert_path: cert.pem: certificate 1 of the chain is cut or damaged");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("a chain cut short (cert.pem read while it was written) fails --check and the reload, naming the file: the listener would refuse the whole file", async () => {
   // --check said OK and start failed with a bare "PEM routines: BAD_END_LINE"; a reload answered
   // "reloaded" while its listeners went on serving the previous pair.
