@@ -3,7 +3,7 @@
  * config file (or the text it is given) and posts back the plain result and the text. Only the
  * ConfigError's issues or an error message cross back, never a stack.
  */
-import { ConfigError, parseConfigUnfrozen, readConfigTextSync } from "./load.ts";
+import { ConfigError, parseConfigUnfrozen, readConfigTextBlocking } from "./load.ts";
 import type { LoadReply, LoadRequest } from "./offthread.ts";
 
 declare const self: Worker;
@@ -13,8 +13,8 @@ self.onmessage = async (e: MessageEvent<LoadRequest>) => {
   let reply: LoadReply;
   try {
     // (blocking calls: a read that never ends holds this thread, which the timeout abandons, never
-    // one of the runtime's shared I/O threads: see readConfigTextSync)
-    const text = e.data.text ?? readConfigTextSync(path);
+    // one of the runtime's shared I/O threads: see readConfigTextBlocking)
+    const text = e.data.text ?? (await readConfigTextBlocking(path));
     const config = parseConfigUnfrozen(text, { file: path, env, baseDir });
     // As JSON text when it round-trips: JSON.parse on the serving thread is 3-5x cheaper than
     // structured-clone deserialization of the same object (an 80,000-value list: ~25 vs ~110 ms).

@@ -8,7 +8,7 @@
  * same work on a worker thread, for reloads in a serving process.
  */
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
-import { open, type FileHandle } from "node:fs/promises";
+import { open } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import type { z } from "zod";
 import { ALIAS_CYCLE, MAX_EXPANDED_NODES, parseYamlConfig, safeYamlMessage, withinExpansionLimit } from "./document.ts";
@@ -612,32 +612,15 @@ export function parseConfig(text: string, opts: ParseOptions = {}): Config {
  * Reads a config file, at most MAX_CONFIG_BYTES of it: a huge file is refused from its size, and
  * one with no real size (/dev/zero, a pipe) cannot make it read forever. Throws ConfigError
  * (never a raw fs error). Asynchronous on purpose, at start-up (--check and reloads read on the
- * loader thread: readConfigTextSync): a SIGTERM or SIGHUP that arrives while the file is read (a
- * pipe, a slow mount) is handled then, "stopped before serving" (early-signals.test.ts); a
+ * loader thread: readConfigTextBlocking): a SIGTERM or SIGHUP that arrives while the file is read
+ * (a pipe, a slow mount) is handled then, "stopped before serving" (early-signals.test.ts); a
  * blocking read deferred it past the start.
  */
-export async function readConfigText(path: string): Promise<string> {
-  const fail = (message: string) => new ConfigError([{ path: "", message }], path);
-  let fh: FileHandle | undefined;
-  try {
-    fh = await open(path, "r");
-    const st = await fh.stat();
-    if (st.isFile() && st.size > MAX_CONFIG_BYTES) throw fail(tooLarge(String(st.size)));
-    const buf = Buffer.allocUnsafe(MAX_CONFIG_BYTES + 1);
-    let total = 0;
-    for (;;) {
-      const { bytesRead } = await fh.read(buf, total, buf.length - total, null);
-      if (bytesRead === 0) break;
-      total += bytesRead;
-      if (total > MAX_CONFIG_BYTES) throw fail(tooLarge(`more than ${MAX_CONFIG_BYTES}`));
-    }
-    return decodeConfigText(buf.subarray(0, total), path);
-  } catch (err) {
-    if (err instanceof ConfigError) throw err;
-    throw fail(`cannot read config${shownFull(path)}: ${readFailure(err)}`);
-  } finally {
-    await fh?.close().catch(() => {});
-  }
+export function readConfigText(path: string): Promise<string> {
+  return readConfigFile(path, async (p) => {
+    const fh = await open(p, "r");
+    return { stat: () => fh.stat(), read: async (buf, offset, length) => (await fh.read(buf, offset, length, null)).bytesRead, close: () => fh.close() };
+  });
 }
 
 /**
@@ -648,17 +631,32 @@ export async function readConfigText(path: string): Promise<string> {
  * had timed out every later async file operation of the process (disk cache reads and writes, the
  * audit trail, the next reload's own read) waited behind them forever.
  */
-export function readConfigTextSync(path: string): string {
+export function readConfigTextBlocking(path: string): Promise<string> {
+  return readConfigFile(path, (p) => {
+    const fd = openSync(p, "r");
+    return { stat: () => fstatSync(fd), read: (buf, offset, length) => readSync(fd, buf, offset, length, null), close: () => closeSync(fd) };
+  });
+}
+
+/** An open config file: asynchronous calls (readConfigText) or blocking ones (readConfigTextBlocking). */
+interface ConfigFile {
+  stat(): { isFile(): boolean; size: number } | Promise<{ isFile(): boolean; size: number }>;
+  read(buf: Buffer, offset: number, length: number): number | Promise<number>;
+  close(): unknown;
+}
+
+/** The bounded read of readConfigText and readConfigTextBlocking, through `openFile`'s calls. */
+async function readConfigFile(path: string, openFile: (path: string) => ConfigFile | Promise<ConfigFile>): Promise<string> {
   const fail = (message: string) => new ConfigError([{ path: "", message }], path);
-  let fd: number | undefined;
+  let file: ConfigFile | undefined;
   try {
-    fd = openSync(path, "r");
-    const st = fstatSync(fd);
+    file = await openFile(path);
+    const st = await file.stat();
     if (st.isFile() && st.size > MAX_CONFIG_BYTES) throw fail(tooLarge(String(st.size)));
     const buf = Buffer.allocUnsafe(MAX_CONFIG_BYTES + 1);
     let total = 0;
     for (;;) {
-      const bytesRead = readSync(fd, buf, total, buf.length - total, null);
+      const bytesRead = await file.read(buf, total, buf.length - total);
       if (bytesRead === 0) break;
       total += bytesRead;
       if (total > MAX_CONFIG_BYTES) throw fail(tooLarge(`more than ${MAX_CONFIG_BYTES}`));
@@ -668,11 +666,9 @@ export function readConfigTextSync(path: string): string {
     if (err instanceof ConfigError) throw err;
     throw fail(`cannot read config${shownFull(path)}: ${readFailure(err)}`);
   } finally {
-    if (fd !== undefined) {
-      try {
-        closeSync(fd);
-      } catch {}
-    }
+    try {
+      await file?.close();
+    } catch {}
   }
 }
 
