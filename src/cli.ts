@@ -17,7 +17,7 @@ import { ConfigError, likelyKey, loadConfigSource, loadConfigSourceOffThread, pa
 import { summarize } from "./config/summary.ts";
 import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, presignPortNote, readOnlyWriteGrantNote, shortBucketNameNote, tlsChainNote, unseenClaimValueNote, uppercaseVirtualHostNote, tlsValidityNote, tlsWeakKeyNote, trustedProxiesNote, userContentNote, userContentUnsandboxedNote } from "./config/notes.ts";
 import { parseIp } from "./http/cidr.ts";
-import { createLogger } from "./observe/log.ts";
+import { createLogger, type Logger } from "./observe/log.ts";
 import { listenBun, listenMetrics, listenNode, readTls, type Listener, type TlsMaterial } from "./server.ts";
 import { listenS3 } from "./server/s3-listener.ts";
 import { startFetchClient } from "./util/descriptors.ts";
@@ -372,11 +372,132 @@ function redisMissing(app: App): boolean {
 }
 
 /**
+ * Crash policy. An uncaught exception means some code stopped half-way with nothing to handle
+ * it: whatever state it was changing may be inconsistent, so this process must not go on
+ * serving for days. It is logged as fatal (message and stack; never config values), the
+ * listener stops accepting, in-flight requests get at most server.shutdown_timeout to finish,
+ * and the process exits EXIT_CRASH (70) so the supervisor restarts it and alerts can tell a
+ * crash from a clean stop (0) or a bad config (1).
+ *
+ * An unhandled rejection gets the same policy, as Node's default (--unhandled-rejections=throw)
+ * and Bun's: it is an exception thrown in an async function that nobody awaited, so the same
+ * half-done state is possible, and "log and go on" would hide the bug for good. Draining first
+ * means no in-flight request is cut off by it.
+ *
+ * Before the listener is up there is nothing to drain: log and exit at once (the `handle` this
+ * installs; runUntilStopped replaces it with the drain).
+ */
+function handleCrashes(log: Logger): { handle: (kind: string, err: unknown) => void } {
+  const fatal = {
+    handle: (kind: string, err: unknown): void => {
+      logFatal(log, kind, err);
+      log.flush();
+      process.exit(EXIT_CRASH);
+    },
+  };
+  process.on("uncaughtException", (err) => fatal.handle("uncaught exception", err));
+  process.on("unhandledRejection", (reason) => fatal.handle("unhandled rejection", reason));
+  return fatal;
+}
+
+function logFatal(log: Logger, kind: string, err: unknown): void {
+  const e = err instanceof Error ? err : undefined;
+  log.error(kind, { fatal: true, error: e ? e.message : String(err), ...(e?.stack ? { stack: e.stack.slice(0, 8192) } : undefined), exit_code: EXIT_CRASH });
+}
+
+/**
+ * A Redis layer's first connection, bounded (connect_timeout_ms + operation_timeout_ms): the
+ * first requests would otherwise miss a warm Redis while it connects and go to the upstream.
+ * Likewise the shared rate limits' (else decided locally, with full buckets, until then).
+ * A stop signal meanwhile (or before) ends it: nothing is served yet, so nothing to drain (it
+ * waited the whole wait out, then listened, started the children and drained them).
+ * At most START_WAIT_CAP_MS whatever the timeouts (up to 60 s each): a process that does not
+ * listen for a minute fails its orchestrator's probes over a Redis it can serve without.
+ * A child started with its group whose primary waited in vain (Redis not found) does not wait
+ * again: the group's children listened up to 5 s after the primary, for the same Redis.
+ */
+async function waitForRedisAtStart(app: App): Promise<void> {
+  if (process.env[START_WAITED_ENV] === "1") return;
+  let capped: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    Promise.all([app.cache.started(), app.runtime.limiter?.started?.()]),
+    early.stopped,
+    new Promise<void>((r) => (capped = setTimeout(r, START_WAIT_CAP_MS))),
+  ]);
+  clearTimeout(capped);
+}
+
+/** What a process listens on: the main listener, the S3 API's and the metrics' when enabled. */
+interface Listening {
+  listener: Listener;
+  s3Listener?: Listener;
+  metrics?: Listener;
+}
+
+/** Binds every listener of this process; throws a listenFailure (exit 3) when one cannot bind. */
+async function listenAll(
+  app: App,
+  config: Config,
+  listenConfig: Config,
+  o: { primary: boolean; child: boolean; workers: number; tls: TlsMaterial | undefined; renderMetrics: () => string | Promise<string> },
+): Promise<Listening> {
+  const { workers, tls } = o;
+  let listener: Listener;
+  let s3Listener: Listener | undefined;
+  let metrics: Listener | undefined;
+  // A TLS listener binds with SO_REUSEPORT (to serve a renewed certificate beside itself), as a
+  // group's do: first make sure no other process holds the port (it would share it silently).
+  const exclusive = o.primary || (config.server.https?.enabled === true && !o.child);
+  try {
+    if (exclusive) probeExclusive(config.server.address, listenConfig.server.port);
+    listener = config.server.engine === "node" ? await listenNode(app, listenConfig, { reusePort: workers > 1 }) : listenBun(app, listenConfig, { reusePort: workers > 1, baseDir: config.baseDir, tls });
+  } catch (err) {
+    throw await listenFailure("main", config.server.address, listenConfig.server.port, err);
+  }
+  try {
+    if (exclusive && config.s3_api?.enabled) probeExclusive(config.s3_api.address, config.s3_api.port);
+    s3Listener = await listenS3(app, config, { reusePort: workers > 1, baseDir: config.baseDir, tls });
+  } catch (err) {
+    const s3 = config.s3_api!;
+    throw await listenFailure("s3_api", s3.address, s3.port, err, "s3_api listener: ");
+  }
+  if (config.metrics.enabled && !o.child) {
+    try {
+      // Bun.serve with development: false binds beside another process's such listener (another
+      // instance's metrics port): scrapes would land on either process in turn.
+      probeExclusive(config.metrics.address, config.metrics.port);
+      metrics = listenMetrics(config, o.renderMetrics, app.log);
+    } catch (err) {
+      throw await listenFailure("metrics", config.metrics.address, config.metrics.port, err, "metrics listener: ");
+    }
+  }
+  return { listener, s3Listener, metrics };
+}
+
+/** A primary's worker processes, started once everything the primary listens on is up (they get the port it bound). */
+function startGroup(app: App, o: { workers: number; port: number; log: Logger; reloadWaitMs: number | undefined }): Children {
+  const group = startChildren({
+    n: o.workers,
+    port: o.port,
+    log: o.log,
+    own: () => app.metrics.snapshot(),
+    reloadSelf: () => app.reload(),
+    current: () => app.currentConfig(),
+    applyPurge: (inv) => app.cache.applyPeer(inv),
+    purgeSlotFolder: (slot, inv) => purgeUnservedFolder(app.runtime.config.cache, { baseDir: app.runtime.config.baseDir, share: o.workers, worker: slot }, inv),
+    reloadWaitMs: o.reloadWaitMs,
+    redisWaited: redisMissing(app),
+  });
+  // Every purge here reaches the children's caches before it settles.
+  app.cache.setPeers({ publish: (inv) => group.broadcastPurge(inv) });
+  return group;
+}
+
+/**
  * Serves `config`, validated from `source.text`: read from `source.path` (a single process or a
  * primary, which reloads that file), or sent by the primary (a worker process: no path).
  */
 async function serve(config: Config, source: { path?: string; text: string; generation?: number; tls?: TlsMaterial }): Promise<number> {
-  const configPath = source.path;
   const forcedPort = process.env.YATAGARASU_PORT;
   /** A worker process its primary started (YATAGARASU_WORKER set). */
   const child = workerIndex() !== undefined;
@@ -389,42 +510,14 @@ async function serve(config: Config, source: { path?: string; text: string; gene
   const worker = primary ? 0 : workerIndex();
   if (worker !== undefined && worker > 0) nameWorkerProcess(worker);
   const log = createLogger({ level: config.logging.level, format: config.logging.format, base: worker !== undefined ? { worker } : undefined });
-
-  /*
-   * Crash policy. An uncaught exception means some code stopped half-way with nothing to handle
-   * it: whatever state it was changing may be inconsistent, so this process must not go on
-   * serving for days. It is logged as fatal (message and stack; never config values), the
-   * listener stops accepting, in-flight requests get at most server.shutdown_timeout to finish,
-   * and the process exits EXIT_CRASH (70) so the supervisor restarts it and alerts can tell a
-   * crash from a clean stop (0) or a bad config (1).
-   *
-   * An unhandled rejection gets the same policy, as Node's default (--unhandled-rejections=throw)
-   * and Bun's: it is an exception thrown in an async function that nobody awaited, so the same
-   * half-done state is possible, and "log and go on" would hide the bug for good. Draining first
-   * means no in-flight request is cut off by it.
-   *
-   * Before the listener is up there is nothing to drain: log and exit at once.
-   */
-  const logFatal = (kind: string, err: unknown) => {
-    const e = err instanceof Error ? err : undefined;
-    log.error(kind, { fatal: true, error: e ? e.message : String(err), ...(e?.stack ? { stack: e.stack.slice(0, 8192) } : undefined), exit_code: EXIT_CRASH });
-  };
-  let onFatal = (kind: string, err: unknown): void => {
-    logFatal(kind, err);
-    log.flush();
-    process.exit(EXIT_CRASH);
-  };
-  process.on("uncaughtException", (err) => onFatal("uncaught exception", err));
-  process.on("unhandledRejection", (reason) => onFatal("unhandled rejection", reason));
+  const fatal = handleCrashes(log);
   // SIGUSR1/SIGUSR2 are ignored (a copied logrotate `kill -USR1` killed it; the logs go to
   // stdout, there is nothing to reopen). SIGHUP/SIGTERM/SIGINT/SIGQUIT before the listeners are
   // up: caught since main() began (see `early`).
   for (const sig of ["SIGUSR1", "SIGUSR2"] as const) process.on(sig, () => log.info("signal ignored", { signal: sig }));
 
   let app: App;
-  let listener: Listener;
-  let metrics: Listener | undefined;
-  let s3Listener: Listener | undefined;
+  let listening: Listening;
   let children: Children | undefined;
   /**
    * In a child: the configs the primary sent, followed one after the other (the newest sent each
@@ -438,6 +531,8 @@ async function serve(config: Config, source: { path?: string; text: string; gene
       const r = await app.reload(sent.generation, sent);
       reportGeneration(app.runtime.generation, r.ok ? undefined : { generation: sent.generation, error: r.error ?? "reload failed" });
     }));
+  // A reload (admin API or SIGHUP) reaches every process of the group: a child asks the
+  // primary, the primary reloads and then sends its children the config it now runs.
   /** A reload of the whole group: the primary's own (then its children's); a child asks the primary. Undefined: this process alone. `hup`: asked by a SIGHUP (Children.hup: one sent to the whole group is one reload). */
   const reloadAll = (hup = false): Promise<ReloadResult> | undefined => (child ? askPrimaryToReloadAll(() => app.runtime.generation, hup) : hup ? children?.hup(0) : children?.reloadAll());
   try {
@@ -447,92 +542,26 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     // YATAGARASU_RELOAD_WAIT_MS overrides how long a reload of the group waits for the children (tests).
     const waitEnv = Number(process.env.YATAGARASU_RELOAD_WAIT_MS);
     const reloadWaitMs = Number.isInteger(waitEnv) && waitEnv > 0 ? waitEnv : undefined;
-    // A reload (admin API or SIGHUP) reaches every process of the group: a child asks the
-    // primary, the primary reloads and then sends its children the config it now runs.
     // The certificate every listener serves: the primary's (sent with its config), else read now.
     const tls = source.tls ?? readTls(config, config.baseDir);
-    const tlsListeners = config.server.https?.enabled === true;
     await startFetchClient();
-    app = await App.create(config, { configPath, configText: source.text, generation: source.generation, log, share: workers, probeIntervalMs, reloadAll: () => reloadAll(), tls });
+    const a = (app = await App.create(config, { configPath: source.path, configText: source.text, generation: source.generation, log, share: workers, probeIntervalMs, reloadAll: () => reloadAll(), tls }));
     // Another process's purges (through the primary), those made while this child started too:
     // applied before it serves, each confirmed once applied.
-    if ((workerIndex() ?? 0) > 0) {
-      const a = app;
-      applyPurgesFromPrimary((inv) => a.cache.applyPeer(inv));
-    }
-    // A Redis layer's first connection, bounded (connect_timeout_ms + operation_timeout_ms): the
-    // first requests would otherwise miss a warm Redis while it connects and go to the upstream.
-    // Likewise the shared rate limits' (else decided locally, with full buckets, until then).
-    // A stop signal meanwhile (or before) ends it: nothing is served yet, so nothing to drain (it
-    // waited the whole wait out, then listened, started the children and drained them).
-    // At most START_WAIT_CAP_MS whatever the timeouts (up to 60 s each): a process that does not
-    // listen for a minute fails its orchestrator's probes over a Redis it can serve without.
-    // A child started with its group whose primary waited in vain (Redis not found) does not wait
-    // again: the group's children listened up to 5 s after the primary, for the same Redis.
-    let capped: ReturnType<typeof setTimeout> | undefined;
-    if (process.env[START_WAITED_ENV] !== "1")
-      await Promise.race([
-        Promise.all([app.cache.started(), app.runtime.limiter?.started?.()]),
-        early.stopped,
-        new Promise<void>((r) => (capped = setTimeout(r, START_WAIT_CAP_MS))),
-      ]);
-    clearTimeout(capped);
+    if ((workerIndex() ?? 0) > 0) applyPurgesFromPrimary((inv) => a.cache.applyPeer(inv));
+    await waitForRedisAtStart(app);
     if (early.stop !== undefined) {
       log.info("stopped before serving", { signal: early.stop, ...(child && !process.connected ? { primary: "gone" } : undefined) });
       await app.close();
       return 0;
     }
-    // A TLS listener binds with SO_REUSEPORT (to serve a renewed certificate beside itself), as a
-    // group's do: first make sure no other process holds the port (it would share it silently).
-    const exclusive = primary || (tlsListeners && !child);
-    try {
-      if (exclusive) probeExclusive(config.server.address, listenConfig.server.port);
-      listener = config.server.engine === "node" ? await listenNode(app, listenConfig, { reusePort: workers > 1 }) : listenBun(app, listenConfig, { reusePort: workers > 1, baseDir: config.baseDir, tls });
-    } catch (err) {
-      throw await listenFailure("main", config.server.address, listenConfig.server.port, err);
-    }
-    try {
-      if (exclusive && config.s3_api?.enabled) probeExclusive(config.s3_api.address, config.s3_api.port);
-      s3Listener = await listenS3(app, config, { reusePort: workers > 1, baseDir: config.baseDir, tls });
-    } catch (err) {
-      const s3 = config.s3_api!;
-      throw await listenFailure("s3_api", s3.address, s3.port, err, "s3_api listener: ");
-    }
-    if (config.metrics.enabled && !child) {
-      try {
-        // Bun.serve with development: false binds beside another process's such listener (another
-        // instance's metrics port): scrapes would land on either process in turn.
-        probeExclusive(config.metrics.address, config.metrics.port);
-        metrics = listenMetrics(config, () => children?.renderMetrics() ?? app.metrics.render(), app.log);
-      } catch (err) {
-        throw await listenFailure("metrics", config.metrics.address, config.metrics.port, err, "metrics listener: ");
-      }
-    }
+    listening = await listenAll(app, config, listenConfig, { primary, child, workers, tls, renderMetrics: () => children?.renderMetrics() ?? a.metrics.render() });
     // Only now that this process holds its ports (a second instance would have failed above).
     app.retireOtherDiskLayouts();
-    app.setListeners(s3Listener === undefined ? [listener] : [listener, s3Listener]);
-    // Children start once everything the primary listens on is up (they get the port it bound).
-    if (primary) {
-      const a = app;
-      const group = startChildren({
-        n: workers,
-        port: listener.port,
-        log,
-        own: () => a.metrics.snapshot(),
-        reloadSelf: () => a.reload(),
-        current: () => a.currentConfig(),
-        applyPurge: (inv) => a.cache.applyPeer(inv),
-        purgeSlotFolder: (slot, inv) => purgeUnservedFolder(a.runtime.config.cache, { baseDir: a.runtime.config.baseDir, share: workers, worker: slot }, inv),
-        reloadWaitMs,
-        redisWaited: redisMissing(a),
-      });
-      children = group;
-      // Every purge here reaches the children's caches before it settles.
-      a.cache.setPeers({ publish: (inv) => group.broadcastPurge(inv) });
-    } else if ((workerIndex() ?? 0) > 0) {
-      // A child's purges go through the primary to every other process of the group.
-      app.cache.setPeers({ publish: (inv) => askPrimaryToPurge(inv) ?? Promise.resolve() });
-    }
+    app.setListeners(listening.s3Listener === undefined ? [listening.listener] : [listening.listener, listening.s3Listener]);
+    if (primary) children = startGroup(app, { workers, port: listening.listener.port, log, reloadWaitMs });
+    // A child's purges go through the primary to every other process of the group.
+    else if ((workerIndex() ?? 0) > 0) app.cache.setPeers({ publish: (inv) => askPrimaryToPurge(inv) ?? Promise.resolve() });
   } catch (err) {
     const why = (err as Error)?.message ?? String(err);
     log.error("could not start", { error: why });
@@ -540,6 +569,7 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     write(process.stderr, `could not start: ${why}\n`);
     return 3;
   }
+  const { listener, s3Listener, metrics } = listening;
   // (a port `port: 0` chose is told by this line only: written at any logging.level, still as info)
   const chosen = config.server.port === 0 || (metrics !== undefined && config.metrics.port === 0) || (s3Listener !== undefined && config.s3_api?.port === 0);
   log.log("info", "listening", {
@@ -562,7 +592,27 @@ async function serve(config: Config, source: { path?: string; text: string; gene
   if (primary) log.info("primary started", { workers, port: listener.port, pid: process.pid, ...(metrics ? { metrics_port: metrics.port } : undefined) });
   // Workers report their port to the primary (tests and the primary's own log use it).
   if (child) process.send?.({ type: "listening", port: listener.port });
+  return runUntilStopped({ app, log, listening, children, primary, child, fatal, reloadAll, follow, stopIdleCollect });
+}
 
+/**
+ * Serves until a stop (a signal, the primary asking, the primary gone, or a crash), then drains
+ * and resolves with the exit code: 0 for a signal, EXIT_CRASH once anything was fatal. Wires the
+ * process's signals and its primary's messages.
+ */
+function runUntilStopped(s: {
+  app: App;
+  log: Logger;
+  listening: Listening;
+  children: Children | undefined;
+  primary: boolean;
+  child: boolean;
+  fatal: { handle: (kind: string, err: unknown) => void };
+  reloadAll: (hup?: boolean) => Promise<ReloadResult> | undefined;
+  follow: () => void;
+  stopIdleCollect: () => void;
+}): Promise<number> {
+  const { app, log, listening, children, primary, child, reloadAll, stopIdleCollect } = s;
   return new Promise<number>((resolve) => {
     let stopping = false;
     let exitCode = 0;
@@ -571,7 +621,7 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     let cutDrain!: () => void;
     const drainCut = new Promise<"cut">((r) => (cutDrain = () => r("cut")));
     /**
-     * Drains and resolves with the exit code: 0 for a signal, EXIT_CRASH once anything was fatal.
+     * Drains and resolves with the exit code.
      * `how`: a signal to this process; the primary (or its loss) asking a child to drain; or the
      * primary cutting the drain short. A child that is asked and also gets the signal itself (a
      * signal to the process group) counts one signal, in either order.
@@ -616,34 +666,9 @@ async function serve(config: Config, source: { path?: string; text: string; gene
         await Promise.race([new Promise<void>((r) => setTimeout(r, delayS * 1000).unref?.()), drainCut]);
       }
       log.info("draining", { signal, timeout_s: timeoutS });
-      const graceful = Promise.all([listener.stop(false), s3Listener?.stop(false)]);
-      const drained = await Promise.race([
-        graceful.then(() => "drained" as const),
-        new Promise<"timeout">((r) => setTimeout(() => r("timeout"), timeoutS * 1000).unref?.()),
-        drainCut,
-      ]);
-      if (drained !== "drained") {
-        if (drained === "timeout") log.warn("shutdown timeout reached: closing remaining connections");
-        await Promise.all([listener.stop(true), s3Listener?.stop(true)]);
-        // The cut requests finish on their own (their upstream exchanges abort, then they are
-        // logged and release their slots): wait for that, briefly, so that each still gets its
-        // access line (ClientClosedRequest) before the exit (a cut upload had none).
-        for (let i = 0; i < 100 && app.concurrency.inFlight > 0; i++) await Bun.sleep(10);
-        await new Promise((r) => setImmediate(r));
-      }
-      if (childrenDone && children) {
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const late = await Promise.race([
-          childrenDone.then(() => false),
-          new Promise<boolean>((r) => (timer = setTimeout(() => r(true), timerDelay(Math.max(0, childrenDeadline - performance.now()))))),
-        ]);
-        clearTimeout(timer);
-        if (late) {
-          log.warn("workers still running after the drain: killing them", { workers: children.kill() });
-          await childrenDone;
-        }
-      }
-      await metrics?.stop(true);
+      await closeListeners(app, listening, timeoutS, drainCut, log);
+      if (childrenDone && children) await waitForChildren(children, childrenDone, childrenDeadline, log);
+      await listening.metrics?.stop(true);
       stopIdleCollect();
       // Tracing: the spans of the drained requests go out before exit (bounded wait).
       await app.tracer?.shutdown();
@@ -653,8 +678,8 @@ async function serve(config: Config, source: { path?: string; text: string; gene
       log.flush();
       resolve(exitCode);
     };
-    onFatal = (kind, err) => {
-      logFatal(kind, err);
+    s.fatal.handle = (kind, err) => {
+      logFatal(log, kind, err);
       if (!stopping) {
         // The drain itself runs on code that just failed once: if it cannot finish, exit anyway.
         setTimeout(() => {
@@ -683,8 +708,8 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     }
     // A child follows every config the primary sends (with each reload), and any sent while it was starting.
     if (child) {
-      onSentConfig(() => void follow());
-      void follow();
+      onSentConfig(() => void s.follow());
+      void s.follow();
     }
     process.on("message", (m: unknown) => {
       const msg = m as { type?: string; generation?: number; signal?: string; cut?: boolean; delay_s?: number; id?: number; result?: ReloadResult } | null;
@@ -694,6 +719,41 @@ async function serve(config: Config, source: { path?: string; text: string; gene
       if (msg?.type === "purge-done") purgeDone(msg);
     });
   });
+}
+
+/**
+ * Stops accepting and waits for the requests in flight: at most `timeoutS`, or until the drain is
+ * cut (a second signal, the primary), then closes the connections left.
+ */
+async function closeListeners(app: App, { listener, s3Listener }: Listening, timeoutS: number, drainCut: Promise<"cut">, log: Logger): Promise<void> {
+  const graceful = Promise.all([listener.stop(false), s3Listener?.stop(false)]);
+  const drained = await Promise.race([
+    graceful.then(() => "drained" as const),
+    new Promise<"timeout">((r) => setTimeout(() => r("timeout"), timeoutS * 1000).unref?.()),
+    drainCut,
+  ]);
+  if (drained === "drained") return;
+  if (drained === "timeout") log.warn("shutdown timeout reached: closing remaining connections");
+  await Promise.all([listener.stop(true), s3Listener?.stop(true)]);
+  // The cut requests finish on their own (their upstream exchanges abort, then they are
+  // logged and release their slots): wait for that, briefly, so that each still gets its
+  // access line (ClientClosedRequest) before the exit (a cut upload had none).
+  for (let i = 0; i < 100 && app.concurrency.inFlight > 0; i++) await Bun.sleep(10);
+  await new Promise((r) => setImmediate(r));
+}
+
+/** Waits for the children's drain until `deadline` (performance.now()), then kills those still running. */
+async function waitForChildren(children: Children, childrenDone: Promise<unknown>, deadline: number, log: Logger): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = await Promise.race([
+    childrenDone.then(() => false),
+    new Promise<boolean>((r) => (timer = setTimeout(() => r(true), timerDelay(Math.max(0, deadline - performance.now()))))),
+  ]);
+  clearTimeout(timer);
+  if (late) {
+    log.warn("workers still running after the drain: killing them", { workers: children.kill() });
+    await childrenDone;
+  }
 }
 
 async function main(argv: string[]): Promise<number> {
