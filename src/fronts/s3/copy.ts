@@ -26,7 +26,7 @@ import { configuredBucket } from "./route.ts";
 import { sameUpstreamAccount, storesOf } from "../../config/writes.ts";
 import { copyObjectStreamed, MAX_COPY_BYTES, type ForeignSource, type StreamedResult, uploadPartCopyStreamed } from "./copy-streamed.ts";
 import { childText } from "./xml-reader.ts";
-import { callOf, partNumberOf, queryValue, readingResult, requestHeaders, unkeptSourceKey, writeUpstream } from "./writes.ts";
+import { callOf, readingResult, requestHeaders, unkeptSourceKey, uploadPartOf, writeUpstream } from "./writes.ts";
 import { purgeWritten } from "../purge.ts";
 import { cutText } from "../../util/text.ts";
 
@@ -263,10 +263,7 @@ const COPY_RANGE = /^bytes=(\d{1,15})-(\d{1,15})$/;
  * threshold). The destination needs `write`, the source `read`, as for CopyObject.
  */
 export async function uploadPartCopyOp(ctx: RequestContext): Promise<Response> {
-  const partNumber = partNumberOf(queryValue(ctx, "partNumber"));
-  if (typeof partNumber !== "number") throw s3Fail(partNumber);
-  const uploadId = queryValue(ctx, "uploadId") ?? "";
-  if (uploadId === "") throw s3Fail(s3Error("NoSuchUpload"));
+  const { partNumber, uploadId } = uploadPartOf(ctx);
   const range = requestHeaders(ctx).get("x-amz-copy-source-range");
   if (range !== null) {
     const m = COPY_RANGE.exec(range.trim());

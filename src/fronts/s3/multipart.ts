@@ -31,7 +31,7 @@ import { emptyAnswer, errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, 
 import { xmlResponse } from "./operations.ts";
 import { el, isWellFormedResult, maskOwners, rootOf, S3_XMLNS, setFirstElementText, XML_DECL } from "./xml.ts";
 import { childText, type XmlElement } from "./xml-reader.ts";
-import { callOf, fieldText, malformed, partNumberOf, queryValue, readingResult, readXmlBody, requestHeaders, unkeptWriteCondition, writeUpstream } from "./writes.ts";
+import { callOf, fieldText, malformed, partNumberOf, queryValue, readingResult, readXmlBody, requestHeaders, unkeptWriteCondition, uploadIdOf, writeUpstream } from "./writes.ts";
 import { purgeIfUnsure, purgeWritten } from "../purge.ts";
 
 const MAX_PARTS = 10_000;
@@ -43,12 +43,6 @@ const UNKEPT_ALGORITHMS: ReadonlySet<string> = new Set(["SHA512", "MD5", "XXHASH
 const UNKEPT_PART_CHECKSUMS: ReadonlySet<string> = new Set([...UNKEPT_ALGORITHMS].map((a) => "Checksum" + a));
 /** Digits (leading zeros allowed, as an integer parse reads them; the value is checked where used). */
 const INTEGER = /^\d{1,64}$/;
-
-function uploadIdOf(ctx: RequestContext): string {
-  const id = queryValue(ctx, "uploadId") ?? "";
-  if (id === "") throw s3Fail(s3Error("NoSuchUpload"));
-  return id;
-}
 
 /** Reads a successful XML answer; a 200 carrying <Error> (or not XML at all) is thrown as the error. */
 async function resultDoc(res: Response, root: string, upstreamBucket: string): Promise<XmlElement> {

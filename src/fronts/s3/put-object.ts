@@ -17,12 +17,10 @@
  */
 import type { RequestContext } from "../../proxy/context.ts";
 import { putObject, uploadPart, type PutObjectArgs, type UploadPartArgs } from "../../s3/operations/index.ts";
-import { s3Error } from "./errors.ts";
-import { s3Fail } from "./fail.ts";
 import type { S3RequestContext } from "./front.ts";
 import { emptyAnswer, noEtagFailure, relayError } from "./relay.ts";
 import { MAX_UPLOAD_BYTES, prepareUploadBody, readSmallBody } from "./upload-body.ts";
-import { partNumberOf, queryValue, readingBody, requestHeaders, sendBody, writeUpstream } from "./writes.ts";
+import { readingBody, requestHeaders, sendBody, uploadPartOf, writeUpstream } from "./writes.ts";
 import { purgeIfUnsure, purgeWritten } from "../purge.ts";
 
 export async function putObjectOp(ctx: RequestContext): Promise<Response> {
@@ -43,10 +41,7 @@ export async function putObjectOp(ctx: RequestContext): Promise<Response> {
 }
 
 export async function uploadPartOp(ctx: RequestContext): Promise<Response> {
-  const partNumber = partNumberOf(queryValue(ctx, "partNumber"));
-  if (typeof partNumber !== "number") throw s3Fail(partNumber);
-  const uploadId = queryValue(ctx, "uploadId") ?? "";
-  if (uploadId === "") throw s3Fail(s3Error("NoSuchUpload"));
+  const { partNumber, uploadId } = uploadPartOf(ctx);
   const upstream = writeUpstream(ctx);
   const body = await readingBody(ctx, readSmallBody(ctx.req, prepareUploadBody(ctx.req, (ctx as S3RequestContext).s3!.payload!, MAX_UPLOAD_BYTES, { small: true, budget: ctx.svc.formBuffers })));
   const key = ctx.key;

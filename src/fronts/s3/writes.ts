@@ -407,6 +407,20 @@ export function partNumberOf(text: string | undefined): number | S3Error {
   return s3Error("InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive", { ArgumentName: "partNumber", ArgumentValue: v.slice(0, 32) });
 }
 
+/** The multipart upload a request names (?uploadId=): a missing or empty one is NoSuchUpload. */
+export function uploadIdOf(ctx: RequestContext): string {
+  const id = queryValue(ctx, "uploadId") ?? "";
+  if (id === "") throw s3Fail(s3Error("NoSuchUpload"));
+  return id;
+}
+
+/** The part an UploadPart or UploadPartCopy names: ?partNumber= (checked first), then ?uploadId=. */
+export function uploadPartOf(ctx: RequestContext): { partNumber: number; uploadId: string } {
+  const partNumber = partNumberOf(queryValue(ctx, "partNumber"));
+  if (typeof partNumber !== "number") throw s3Fail(partNumber);
+  return { partNumber, uploadId: uploadIdOf(ctx) };
+}
+
 /** The value of a query parameter (the last one, as S3 reads them), or undefined. */
 export function queryValue(ctx: RequestContext, name: string): string | undefined {
   let out: string | undefined;
