@@ -151,7 +151,7 @@ const PLAIN_TO_TLS_PORT = /Client sent an HTTP request to an HTTPS server|The pl
 /**
  * Reads (at most 64 KiB of) an S3 error body and maps it. Never throws. The error document read
  * (one with a <Code>) goes with the error's cause as `s3Body`: the S3 front relays S3's message and
- * details from it, as it does a write's (fronts/s3/relay.ts upstreamRefusalOf); the plain front
+ * details from it, as it does a write's (fronts/s3/relay.ts withUpstreamWords); the plain front
  * keeps its own words.
  */
 export async function errorFromResponse(res: Response, method: string): Promise<ProxyError> {

@@ -66,7 +66,7 @@ export interface S3State {
   readonly payload?: PayloadInfo;
   /**
    * The request's headers as S3 reads them: the listener's, plus, for a presigned URL, the x-amz-*
-   * headers its signer hoisted into the query (hoistedHeaders). Writes build their upstream
+   * headers its signer hoisted into the query (withHoistedHeaders). Writes build their upstream
    * request from these.
    */
   readonly headers: Headers;
