@@ -242,17 +242,8 @@ export function s3Parse(ctx: RequestContext): undefined {
     }
   }
   if (LISTINGS.has(op)) {
-    // The authorizer is asked about the prefix a listing names, as the plain front asks about the
-    // folder it lists (a policy can then allow listing some prefixes only): the key of the
-    // listing's s3:ListBucket (s3:ListBucketVersions, s3:ListBucketMultipartUploads) is its prefix.
-    // A parameter given twice is refused: the authorizer must be asked about exactly the prefix
-    // the upstream lists (S3 reads the first `prefix=`; checking another one let
-    // `?prefix=&prefix=pub/` list the whole bucket under a policy that allows `pub/` only).
-    const repeated = repeatedParameter(v.query);
-    if (repeated !== undefined) return fail(s3Error("InvalidArgument", `The ${repeated.slice(0, 64)} parameter may appear only once in a listing.`, { ArgumentName: repeated.slice(0, 64) }));
-    let prefix = "";
-    for (const [k, val] of v.query) if (k === "prefix") prefix = val;
-    if (prefix.includes("\0")) return fail(s3Error("InvalidArgument", "A prefix with a NUL character is not served by this proxy.", { ArgumentName: "prefix" }));
+    const prefix = listingPrefix(v.query);
+    if (typeof prefix !== "string") return fail(prefix);
     ctx.key = prefix;
   }
   let overrides: ReadonlyArray<readonly [string, string]> = NO_PARAMETERS;
@@ -327,6 +318,23 @@ function withHoistedHeaders(headers: Headers, query: ReadonlyArray<readonly [str
     (out ??= new Headers(headers)).append(name, utf8HeaderValue(v));
   }
   return out ?? headers;
+}
+
+/**
+ * The prefix a listing names, its key for the authorizer, as the plain front asks about the folder
+ * it lists (a policy can then allow listing some prefixes only): the key of the listing's
+ * s3:ListBucket (s3:ListBucketVersions, s3:ListBucketMultipartUploads). A parameter given twice is
+ * refused: the authorizer must be asked about exactly the prefix the upstream lists (S3 reads the
+ * first `prefix=`; checking another one let `?prefix=&prefix=pub/` list the whole bucket under a
+ * policy that allows `pub/` only).
+ */
+function listingPrefix(query: ReadonlyArray<readonly [string, string]>): string | S3Error {
+  const repeated = repeatedParameter(query);
+  if (repeated !== undefined) return s3Error("InvalidArgument", `The ${repeated.slice(0, 64)} parameter may appear only once in a listing.`, { ArgumentName: repeated.slice(0, 64) });
+  let prefix = "";
+  for (const [k, val] of query) if (k === "prefix") prefix = val;
+  if (prefix.includes("\0")) return s3Error("InvalidArgument", "A prefix with a NUL character is not served by this proxy.", { ArgumentName: "prefix" });
+  return prefix;
 }
 
 /** The first parameter name that appears more than once, or undefined. */
