@@ -418,7 +418,10 @@ export async function fetchWithBody(
   // not arm the head timer again, past the `finally` that cleared it (it aborted the answer
   // s3.timeout later, while the client was reading it).
   let settled = false;
+  // The streamed body's last byte was handed to fetch (a success before it cannot be the store's).
+  let bodySent = false;
   const armHeadTimer = () => {
+    bodySent = true;
     if (stallCheck !== undefined) clearInterval(stallCheck);
     stallCheck = undefined;
     if (settled) return;
@@ -444,6 +447,13 @@ export async function fetchWithBody(
     const res = withoutOverriddenLength(await fetchImpl(url, { method, headers, body: init, signal: ctrl.signal, decompress: false, redirect: "manual", duplex: "half" } as RequestInit));
     settled = true;
     clearTimeout(timer);
+    if (guarded !== undefined && !bodySent && res.status < 300) {
+      // (as the own client's: src/s3/http1/exchange.ts startBody)
+      res.body?.cancel().catch(() => {});
+      const err = new UpstreamProtocolError("upstream answered success before the request body was sent");
+      ctrl.abort(err); // (fetch would go on sending the body)
+      throw err;
+    }
     // (a HEAD's answer has no body, whatever its Content-Length says)
     return method === "HEAD" ? res : await writeAnswer(res, answerUpTo, ctrl, timeoutMs, emptyAnswer);
   } catch (err) {

@@ -7,6 +7,7 @@
  */
 import { expect, test } from "bun:test";
 import { fetchWithBody } from "../../src/s3/send.ts";
+import { UpstreamProtocolError } from "../../src/s3/http1/index.ts";
 
 test("an answer that comes before the request body ends is not aborted s3.timeout after the body ends", async () => {
   const TIMEOUT_MS = 50;
@@ -50,4 +51,29 @@ test("an answer that comes before the request body ends is not aborted s3.timeou
   while (performance.now() < until && !answerAborted) await Bun.sleep(TIMEOUT_MS / 5);
   expect(answerAborted).toBe(false);
   await res.body!.cancel();
+});
+
+test("a success before the request body was all handed over is the upstream's failure (it never got the object); a refusal is relayed", async () => {
+  // The upstream: answers at once, reading none of the body.
+  const answering = (status: number) =>
+    (async () => new Response(null, { status, headers: { etag: '"e"' } })) as unknown as typeof fetch;
+  // A body whose first chunk comes and whose rest never does (a slow client).
+  const halfSent = () => {
+    let first = true;
+    return new ReadableStream<Uint8Array>({
+      pull(c) {
+        if (!first) return new Promise<void>(() => {});
+        first = false;
+        c.enqueue(new Uint8Array(16));
+      },
+    });
+  };
+  const err = await fetchWithBody(answering(200), "PUT", "http://upstream.test/b/k", {}, halfSent(), 1_000_000, new AbortController().signal, 5000, undefined, 1024).then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(UpstreamProtocolError);
+  expect((err as Error).message).toContain("before the request body was sent");
+  const refused = await fetchWithBody(answering(403), "PUT", "http://upstream.test/b/k", {}, halfSent(), 1_000_000, new AbortController().signal, 5000, undefined, 1024);
+  expect(refused.status).toBe(403);
 });

@@ -231,6 +231,14 @@ export class Exchange implements BodyOwner, ChunkedSink {
 
   /** The head is parsed; `rest` holds whatever followed it in the same read. */
   private startBody(rest: Buffer): void {
+    // A success before the request was all sent (a bytes body's tail still pending, a stream not
+    // yet ended) cannot be the store's answer to that body (S3 answers a write once it has every
+    // byte): relayed, the client was told 200 for an object the store never got. An early refusal
+    // (403, 400...) is the store's to give, and passes.
+    if (this.head!.status < 300 && (this.pending !== null || (this.writer !== null && !this.writer.complete))) {
+      this.pool.fail(this, new UpstreamProtocolError("upstream answered success before the request body was sent"));
+      return;
+    }
     const framing = this.head!.framing;
     if (framing === "none") {
       this.settle(null);

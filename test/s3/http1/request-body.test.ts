@@ -1,6 +1,7 @@
 /** Http1Pool: a streamed request body's batched writes (src/s3/http1/request-body.ts). */
 import { afterEach, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { WRITE_BATCH_BYTES } from "../../../src/s3/http1/request-body.ts";
+import { UpstreamProtocolError } from "../../../src/s3/http1/index.ts";
 import { waitFor } from "../../helpers/wait.ts";
 import { cleanup, pool, rawServer } from "./helpers.ts";
 
@@ -120,5 +121,54 @@ describe("Http1Pool: a streamed body never goes on a pooled socket", () => {
     expect(srv.conns.length).toBe(2); // the upload opened its own
     expect(srv.conns[1]!.requests[0]).toStartWith("PUT /up ");
     expect(srv.conns[0]!.requests).toHaveLength(1); // the pooled socket was left alone
+  });
+});
+
+describe("Http1Pool: an answer before the request body was all sent", () => {
+  /** A body of `total` bytes whose first chunk is sent and whose rest never comes (the client is slow). */
+  const halfSent = (total: number) => {
+    let first = true;
+    let cancelled = false;
+    const body = new ReadableStream<Uint8Array>({
+      pull(c) {
+        if (!first) return new Promise<void>(() => {});
+        first = false;
+        c.enqueue(new Uint8Array(1000).fill(7));
+      },
+      cancel() {
+        cancelled = true;
+      },
+    });
+    return { body, total, cancelled: () => cancelled };
+  };
+
+  test("a 200 is the upstream's failure (it never got the object), and the body is no longer read; a 403 is relayed", async () => {
+    const srv = rawServer((c) => {
+      void waitFor(() => c.buf.length >= 1000).then(() =>
+        c.socket.write(c.requests[0]!.startsWith("PUT /ok ") ? "HTTP/1.1 200 OK\r\netag: \"e\"\r\ncontent-length: 0\r\n\r\n" : "HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n"),
+      );
+    });
+    const p = pool(srv.port);
+    const ok = halfSent(1_000_000);
+    const err = await p.request("PUT", "/ok", {}, { timeoutMs: 5000, body: ok.body, contentLength: ok.total }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(UpstreamProtocolError);
+    expect((err as Error).message).toContain("before the request body was sent");
+    await waitFor(ok.cancelled, { message: "the body to be cancelled" });
+    const refused = halfSent(1_000_000);
+    expect((await p.request("PUT", "/no", {}, { timeoutMs: 5000, body: refused.body, contentLength: refused.total })).status).toBe(403);
+  });
+
+  test("so is a 200 before a bytes body's tail left the socket (a 32 MiB body, answered once its first bytes are in)", async () => {
+    const srv = rawServer((c) => c.socket.write("HTTP/1.1 200 OK\r\netag: \"e\"\r\ncontent-length: 0\r\n\r\n"));
+    const p = pool(srv.port);
+    const err = await p.request("PUT", "/big", {}, { timeoutMs: 5000, body: new Uint8Array(32 * 1024 * 1024) }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(UpstreamProtocolError);
+    expect((err as Error).message).toContain("before the request body was sent");
   });
 });
