@@ -40,6 +40,12 @@ export class Prober {
   /** Set by stop(): a probe still in flight then (its connection cut by the shutdown's pool close, or a reload's retired generation) is neither recorded nor logged. */
   private stopped = false;
   private waiters: Array<() => void> = [];
+  /**
+   * Targets the replaced generation last logged as not ready whose probe a reload changed (their
+   * result is not carried over): their first answer here is logged as ready again (a bucket whose
+   * endpoint or credentials a reload fixed had a "not ready" line and never one saying it was back).
+   */
+  private readonly downBefore = new Set<string>();
   rounds = 0;
 
   constructor(
@@ -59,6 +65,9 @@ export class Prober {
     for (const t of targets) {
       const was = previous !== undefined && t.key !== undefined ? previous.carried(t.id, t.key) : undefined;
       this.states.set(t.id, was ?? { ok: false, reason: "not probed yet" });
+      const before = was === undefined ? previous?.state(t.id) : undefined;
+      // (or one the replaced generation had itself from its own predecessor, not probed since: two reloads in a row)
+      if (before !== undefined && !before.ok && (before.checked_at !== undefined || previous!.downBefore.has(t.id))) this.downBefore.add(t.id);
     }
   }
 
@@ -110,7 +119,7 @@ export class Prober {
 
   /** Logs a change of a target's state (`was`: its state before this probe; "not probed yet" has no checked_at). */
   private tell({ id, upstream }: ProbeTarget, was: BucketProbeState, now: { ok: boolean; reason?: string }): void {
-    const probed = was.checked_at !== undefined;
+    const probed = was.checked_at !== undefined || this.downBefore.delete(id);
     if (now.ok) {
       if (probed && !was.ok) this.log!("info", "upstream probe: ready again", targetFields(id));
       return;

@@ -48,6 +48,28 @@ test("a reload's prober that carries a target's last result over logs nothing fo
   expect(lines).toEqual(["warn upstream probe failed: not ready", "info upstream probe: ready again"]);
 });
 
+// A bucket logged "not ready" and then fixed by a reload (its endpoint, credentials or region
+// corrected: the probe's key changes, so nothing carries over) never got its "ready again" line:
+// a log reader kept the bucket down for good.
+test("a target logged not ready, whose probe a reload changed, is logged ready again when the new probe answers", async () => {
+  const lines: string[] = [];
+  const log: ProbeLog = (level, msg, fields) => lines.push(`${level} ${msg} ${String(fields.bucket)}`);
+  // (the bucket "b" down, "fine" up; each with the probe key a generation gives it)
+  const targets = (key: string, b: { ok: boolean; reason?: string }) => [
+    { id: "b", key, probe: scripted([b]) },
+    { id: "fine", key, probe: scripted([{ ok: true }]) },
+  ];
+  const first = new Prober(targets("old", { ok: false, reason: "upstream unreachable (ECONNREFUSED)" }), 60_000, 2000, undefined, log);
+  await first.round();
+  expect(lines).toEqual(["warn upstream probe failed: not ready b"]);
+  const second = new Prober(targets("new", { ok: true }), 60_000, 2000, first, log);
+  // (two reloads in a row: the second before the first's generation probed)
+  const third = new Prober(targets("newer", { ok: true }), 60_000, 2000, second, log);
+  await third.round();
+  await third.round();
+  expect(lines).toEqual(["warn upstream probe failed: not ready b", "info upstream probe: ready again b"]);
+});
+
 test("a probe still in flight when the prober stops (shutdown closes its connection) logs no failure", async () => {
   const lines: string[] = [];
   const log: ProbeLog = (level, msg) => lines.push(`${level} ${msg}`);
