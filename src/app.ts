@@ -19,7 +19,7 @@ import { createAuditTrail, type AuditTrail } from "./observe/audit.ts";
 import { createLogger, type Logger } from "./observe/log.ts";
 import { Metrics } from "./observe/metrics.ts";
 import { Tracer } from "./observe/trace/tracer.ts";
-import { breakersOf, buildRuntime, publishBreakerStates, type Runtime, type RuntimeDeps } from "./runtime.ts";
+import { buildRuntime, publishBreakerStates, retireBreakers, type Runtime, type RuntimeDeps } from "./runtime.ts";
 import { UpstreamPools } from "./s3/http1/index.ts";
 import { VERSION } from "./version.ts";
 import { workerIndex, type ConfigText, type ReloadResult, type SentConfig } from "./workers.ts";
@@ -342,12 +342,8 @@ export class App implements Services {
     // one's first check (bounded, as at start), so a reload lets no limited client through.
     if (next.limiter !== old.limiter && old.limiter instanceof RedisRateLimiter && old.limiter.shared) await next.limiter?.started?.();
     this.runtime = next; // the swap: one reference
-    // Breakers the new generation did not take over (their s3 section changed, or they were
-    // removed) still see the requests the old one started: their transitions no longer reach the
-    // gauge or the log (a request begun before the reload opened a replaced breaker and set the
-    // bucket's gauge to 1 while its new breaker was closed, or brought back a removed one's series).
-    const carried = breakersOf(next);
-    for (const b of breakersOf(old)) if (!carried.has(b)) b.onStateChange = undefined;
+    // Breakers the new generation did not take over: detached from the gauge and the log (see retireBreakers).
+    retireBreakers(old, next, this.log);
     this.configText = text;
     this.log.reconfigure?.({ level: config.logging.level, format: config.logging.format });
     this.tracer?.configure(config.tracing);

@@ -21,7 +21,7 @@ import type { Metrics } from "./observe/metrics.ts";
 import type { Tracer } from "./observe/trace/tracer.ts";
 import { probeId, Prober, type ProbeTarget } from "./observe/readiness.ts";
 import { Router } from "./router.ts";
-import type { BucketUpstream } from "./s3/upstream.ts";
+import { logBreaker, type BucketUpstream } from "./s3/upstream.ts";
 import type { Http1Pool, UpstreamPools } from "./s3/http1/index.ts";
 import { S3Identities } from "./fronts/s3/identities.ts";
 import { buildUpstream, ReplicaSet, type ObjectUpstream, type Replica } from "./s3/replicas.ts";
@@ -166,7 +166,7 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
   // Breakers a reload takes over: a bucket (or replica) whose s3 section is as it was keeps its
   // breaker, open or not (a reload for any reason closed every open breaker, silently, and sent
   // requests at a dead upstream again).
-  const breakers = new Map(previous === undefined ? [] : breakerEntries(previous));
+  const breakers = new Map(previous === undefined ? [] : breakerEntries(previous).map(([k, b]) => [k, b] as const));
   try {
     for (const b of config.buckets) {
       const upstream = buildUpstream(
@@ -254,23 +254,41 @@ function breakerKey(bucket: string, probe: string): string {
   return `${bucket}\u0000${probe}`;
 }
 
-/** Every circuit breaker of a generation (its buckets' and their replicas'), with its breakerKey. */
-function breakerEntries(rt: Runtime): Array<[string, CircuitBreaker]> {
-  const out: Array<[string, CircuitBreaker]> = [];
+/** Every circuit breaker of a generation (its buckets' and their replicas'), with its breakerKey and the log fields naming it. */
+function breakerEntries(rt: Runtime): Array<[string, CircuitBreaker, Record<string, string>]> {
+  const out: Array<[string, CircuitBreaker, Record<string, string>]> = [];
   for (const b of rt.buckets.values()) {
     if (b.replicas) {
-      for (const r of b.replicas) if (r.upstream.breaker) out.push([breakerKey(b.name, probeKey(b.cfg, r.name)), r.upstream.breaker]);
+      for (const r of b.replicas) if (r.upstream.breaker) out.push([breakerKey(b.name, probeKey(b.cfg, r.name)), r.upstream.breaker, { bucket: b.name, replica: r.name }]);
     } else {
       const single = (b.upstream as BucketUpstream).breaker;
-      if (single) out.push([breakerKey(b.name, probeKey(b.cfg)), single]);
+      if (single) out.push([breakerKey(b.name, probeKey(b.cfg)), single, { bucket: b.name }]);
     }
   }
   return out;
 }
 
 /** Every circuit breaker of a generation. */
-export function breakersOf(rt: Runtime): Set<CircuitBreaker> {
+function breakersOf(rt: Runtime): Set<CircuitBreaker> {
   return new Set(breakerEntries(rt).map(([, b]) => b));
+}
+
+/**
+ * The breakers of `old` that `next` did not take over (their s3 section changed, or they were
+ * removed): they still see the requests the old generation started, but their transitions no
+ * longer reach the gauge or the log (a request begun before the reload opened a replaced breaker
+ * and set the bucket's gauge to 1 while its new breaker was closed, or brought back a removed
+ * one's series). One that was not closed is logged closed by the reload: its "circuit breaker
+ * open" line had no sequel, and a log reader kept the bucket refused for good.
+ */
+export function retireBreakers(old: Runtime, next: Runtime, log: Logger): void {
+  const carried = breakersOf(next);
+  for (const [, b, fields] of breakerEntries(old)) {
+    if (carried.has(b)) continue;
+    b.onStateChange = undefined;
+    const was = b.state;
+    if (was !== "closed") logBreaker((level, msg, f) => log.log(level, msg, f), { ...fields, reason: "replaced or removed by a reload" }, "closed", was);
+  }
 }
 
 /**

@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { bucketYaml, startInProcess, type InProcessProxy } from "./harness.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { nullLogger } from "../../src/observe/log.ts";
 
 setDefaultTimeout(30_000);
 
@@ -37,11 +38,14 @@ const BREAKER = ", retry: { max_attempts: 1 }, circuit_breaker: { failure_thresh
 const bucket = (name: string, breaker: boolean) => bucketYaml({ name, prefix: `/${name}`, bucket: "bkt", endpoint: `http://127.0.0.1:${dead.port}` }).replace(" }\n", `${breaker ? BREAKER : ""} }\n`);
 const yaml = (buckets: string, level = "error") => `server: { address: 127.0.0.1, port: 0, readiness_probe_interval_seconds: 3600 }\nlogging: { level: ${level} }\nbuckets:\n${buckets}`;
 let px: InProcessProxy;
+/** The breaker transitions the proxy logged: "<msg> <bucket> <from>-><to>". */
+const breakerLines: string[] = [];
+const log = { ...nullLogger, log: (_level: string, msg: string, f?: Record<string, unknown>) => void (msg.startsWith("circuit breaker") && breakerLines.push(`${msg} ${String(f?.bucket)} ${String(f?.from)}->${String(f?.to)}`)) };
 
 beforeAll(async () => {
   const text = yaml(bucket("a", true) + bucket("b", true));
   writeFileSync(configPath, text);
-  px = await startInProcess(text, { configPath, probeIntervalMs: 3_600_000 });
+  px = await startInProcess(text, { configPath, probeIntervalMs: 3_600_000, log });
 });
 afterAll(async () => {
   await px?.stop();
@@ -115,4 +119,23 @@ test("a replica whose breaker a reload removes does not keep showing it open (ya
   expect((await px.app.reload()).ok).toBe(true);
   // no breaker: nothing is open (the series says closed, or is gone)
   expect([replicaGauge("first") ?? 0, replicaGauge("second") ?? 0]).toEqual([0, 0]);
+});
+
+// A breaker logged open ("circuit breaker open", warn) and then replaced by a reload (the bucket's
+// endpoint fixed: a new breaker, closed) or removed never had a line saying so: a log reader kept
+// the bucket refused for good. The reload now logs it closed.
+test("an open breaker a reload replaces or removes is logged closed", async () => {
+  writeFileSync(configPath, yaml(bucket("f", true) + bucket("g", true)));
+  expect((await px.app.reload()).ok).toBe(true);
+  breakerLines.length = 0;
+  for (const b of ["f", "g"]) for (let i = 0; i < 2; i++) expect((await fetch(px.url(`/${b}/k${i}`))).status).toBe(502);
+  expect(breakerLines.sort()).toEqual(["circuit breaker open f closed->open", "circuit breaker open g closed->open"]);
+  // f's breaker replaced (its config changed), g's removed
+  writeFileSync(configPath, yaml(bucket("f", true).replace("timeout_seconds: 600", "timeout_seconds: 601") + bucket("g", false)));
+  expect((await px.app.reload()).ok).toBe(true);
+  expect(breakerLines.slice(2).sort()).toEqual(["circuit breaker closed f open->closed", "circuit breaker closed g open->closed"]);
+  // a reload that keeps f's breaker (closed now) logs nothing more
+  writeFileSync(configPath, yaml(bucket("f", true).replace("timeout_seconds: 600", "timeout_seconds: 601") + bucket("g", false), "warn"));
+  expect((await px.app.reload()).ok).toBe(true);
+  expect(breakerLines.length).toBe(4);
 });
