@@ -8,11 +8,12 @@
  *   yatagarasu_s3_failovers_total{bucket,from,to}                 a read moved on from one replica to the next
  *   yatagarasu_s3_replica_circuit_breaker_state{bucket,replica}   0 closed, 1 open, 2 half-open
  *
- * Cardinality is bounded by the config: configured buckets × their replicas (at most 8) × 3
- * results; failover pairs at most replicas². Single-endpoint buckets have no series here (their
- * traffic is in yatagarasu_s3_requests_total, which also counts every replica's attempts under
- * the bucket's name). `configure` (each runtime build) drops the series of replicas no longer
- * configured and creates zero-valued ones for new replicas.
+ * Cardinality is bounded by the config: buckets × their replicas (at most 8) × 3 results, as
+ * configured during the process's life; failover pairs at most replicas². Single-endpoint buckets
+ * have no series here (their traffic is in yatagarasu_s3_requests_total, which also counts every
+ * replica's attempts under the bucket's name). `configure` (each runtime build) drops the breaker
+ * gauge of replicas no longer configured (their counters stay) and creates zero-valued series for
+ * new replicas.
  */
 import type { CounterChild, Counter, Gauge, GaugeChild, Registry } from "./registry.ts";
 
@@ -40,12 +41,13 @@ export class ReplicaMetrics {
   /** Declares the replica sets of a new config generation; returns the series per bucket and replica. */
   configure(sets: ReadonlyMap<string, readonly string[]>): Map<string, Map<string, ReplicaSeries>> {
     const keep = (bucket: string, replica: string) => sets.get(bucket)?.includes(replica) === true;
-    for (const f of [this.requests, this.breakers]) f.retain("bucket", (b) => sets.has(b));
-    // retain() looks at one label; the pairs need two, so unknown pairs go through remove().
-    const snap = [this.requests.snapshot(), this.breakers.snapshot(), this.failovers.snapshot()];
-    for (const s of snap[0].series) if (!keep(s.labels[0], s.labels[1])) this.requests.remove(...s.labels);
-    for (const s of snap[1].series) if (!keep(s.labels[0], s.labels[1])) this.breakers.remove(...s.labels);
-    for (const s of snap[2].series) if (!keep(s.labels[0], s.labels[1]) || !keep(s.labels[0], s.labels[2])) this.failovers.remove(...s.labels);
+    // A replica (or bucket) no longer configured keeps its counters, as a removed bucket keeps its
+    // own (metrics.ts): with server.workers > 1 a dead child's counts stay in the merged output, so
+    // dropping them here took the merged series back to that share alone (a reset to Prometheus).
+    // Its breaker gauge goes (nobody's breaker). retain() looks at one label; the pairs need two,
+    // so unknown pairs go through remove().
+    this.breakers.retain("bucket", (b) => sets.has(b));
+    for (const s of this.breakers.snapshot().series) if (!keep(s.labels[0], s.labels[1])) this.breakers.remove(...s.labels);
     const out = new Map<string, Map<string, ReplicaSeries>>();
     for (const [bucket, names] of sets) {
       const m = new Map<string, ReplicaSeries>();

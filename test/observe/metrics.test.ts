@@ -447,6 +447,32 @@ describe("renderMerged", () => {
     expect([sumOf(reset), valueOf(reset)]).toEqual([10, 0.5]);
   });
 
+  // With server.workers > 1, a dead child's counters stay in the merged output (worker 0's
+  // `retired`); a reload that removed a replica dropped that replica's counters from the live
+  // processes only, so its merged series fell back to the dead child's share: a reset to
+  // Prometheus (an increase() spike for a replica no longer configured). A removed replica now
+  // keeps its counters, as a removed bucket keeps its own; only its breaker gauge goes.
+  test("a replica a reload removes keeps its counters: the merged series with a dead child's share does not go down", () => {
+    const worker0 = make();
+    const child = make();
+    for (const m of [worker0, child]) {
+      const two = m.replicas.configure(new Map([["photos", ["one", "two"]]])).get("photos")!.get("two")!;
+      two.success.value += 3;
+      two.failoverTo.get("one")!.value += 2;
+    }
+    const retired = JSON.parse(JSON.stringify(child.snapshot())); // (the child died: what it last reported)
+    const merged = () => parse(renderMerged([worker0.snapshot(), retired]));
+    const before = merged();
+    expect(find(before, "yatagarasu_s3_replica_requests_total", { bucket: "photos", replica: "two", result: "success" })).toBe(6);
+    expect(find(before, "yatagarasu_s3_failovers_total", { bucket: "photos", from: "two", to: "one" })).toBe(4);
+    worker0.replicas.configure(new Map([["photos", ["one"]]])); // the reload
+    const after = merged();
+    expect(find(after, "yatagarasu_s3_replica_requests_total", { bucket: "photos", replica: "two", result: "success" })).toBe(6);
+    expect(find(after, "yatagarasu_s3_failovers_total", { bucket: "photos", from: "two", to: "one" })).toBe(4);
+    // (the gauge goes: a removed replica's breaker is nobody's)
+    expect(find(parse(worker0.render()), "yatagarasu_s3_replica_circuit_breaker_state", { bucket: "photos", replica: "two" })).toBeUndefined();
+  });
+
   test("sums counters, histograms and summable gauges; max for generation, build_info, breaker", () => {
     const a = make();
     const b = make();
