@@ -27,7 +27,8 @@ setDefaultTimeout(60_000);
 let s3: S3Fixture;
 
 const config = (names: string[]) =>
-  `server: { address: 127.0.0.1, port: 0, workers: 2 }\nbuckets:\n` +
+  // (logging at debug: servedConfigs tells the workers apart by the access lines of 200 /ready answers, at debug)
+  `server: { address: 127.0.0.1, port: 0, workers: 2 }\nlogging: { level: debug }\nbuckets:\n` +
   names.map((n) => `  - name: ${n}\n    path_prefix: /${n}\n    s3: { bucket: data, endpoint: "${s3.endpoint}" }\n`).join("");
 
 beforeAll(async () => {
