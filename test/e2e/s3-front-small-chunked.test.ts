@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { checksumBase64 } from "../../src/s3/checksum.ts";
 import { startFrontsOn } from "./s3-front-helpers.ts";
-import { answerOf, bytesOf, chunkedRequest, lines, rawRequest, sha256, startUploadEnv, startUploadFixture, uploadYaml, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
+import { answerOf, bytesOf, chunkedRequest, lines, rawRequest, sha256, shortRefusedDrain, startUploadEnv, startUploadFixture, uploadYaml, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(60_000);
@@ -103,6 +103,7 @@ describe("a small aws-chunked PutObject is retried after an upstream 500", () =>
 });
 
 describe("a small aws-chunked body that fails its checks: S3's error, nothing sent upstream", () => {
+  shortRefusedDrain(); // (a body shorter than its Content-Length: answered after 0.5 s, not 5)
   const payload = bytesOf(20_000, 9);
   const refused = async (key: string, head: string[], body: Uint8Array, status: number, code: string) => {
     env.mark();

@@ -14,9 +14,10 @@
  *   teamw   read-write, auth: team=a to read, and role=writer to write (STS sessions)
  *   opa     read-write, OPA authorizer (set `opaUrl`)   WRITER: read list write delete
  */
-import { expect } from "bun:test";
+import { afterAll, beforeAll, expect } from "bun:test";
 import { connect } from "node:net";
 import { buildAwsChunkedBody } from "../../src/s3/aws-chunked.ts";
+import { refusedDrainLimits } from "../../src/server/refused-body.ts";
 import { amzDate, canonicalHeaders, canonicalRequest, credentialScope, deriveSigningKey, S3Signer, signature, stringToSign } from "../../src/s3/sigv4.ts";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { hs256, JWT_SECRET, startFrontsOn, STS_KEY, type S3FrontEnv } from "./s3-front-helpers.ts";
@@ -290,6 +291,21 @@ export function rawRequest(port: number, head: string[], body: Uint8Array[] = []
       clearTimeout(timer);
       reject(e);
     });
+  });
+}
+
+/**
+ * For the tests of the enclosing scope: a refused body shorter than its Content-Length, its answer
+ * closing (rawRequest's `connection: close`), is answered once the drain gives up on the rest
+ * (REFUSED_DRAIN_MS, 5 s); here after `ms`. The drain's own bound is refused-body-close's subject.
+ */
+export function shortRefusedDrain(ms = 500): void {
+  const saved = { ...refusedDrainLimits };
+  beforeAll(() => {
+    refusedDrainLimits.ms = ms;
+  });
+  afterAll(() => {
+    Object.assign(refusedDrainLimits, saved);
   });
 }
 
