@@ -95,7 +95,8 @@ beforeAll(async () => {
       `server: { address: 127.0.0.1, port: 0, request_timeout: 40, buffer_threshold_bytes: 16384${client === "fetch" ? ", upstream_client: fetch" : ""} }\n` +
         `metrics: { enabled: true, address: 127.0.0.1, port: 0 }\n` +
         `cache: { enabled: true, cache_layers: [memory], memory: { max_item_size_mb: 1, max_cache_size_mb: 8 } }\n` +
-        `buckets:\n` + bucket("live", false) + bucket("cached", true),
+        // a bucket per test (its own failure counter and breaker), so the tests can overlap
+        `buckets:\n` + bucket("live-len", false) + bucket("live-chunked", false) + bucket("cached-len", true) + bucket("cached-chunked", true),
     );
   }
   // Bodies up to 1 MiB held by the client (bound: 1 s + 100 KB at 16 KiB/s, ~7 s); the fill
@@ -119,11 +120,13 @@ for (const client of ["own", "fetch"] as const) {
   describe(`a primary trickling a body within buffer_threshold_bytes (${client === "own" ? "own client" : "fetch"})`, () => {
     for (const bucket of ["live", "cached"] as const) {
       for (const key of ["k.bin", "chunked.bin"] as const) {
-        test(`${bucket} bucket, ${key === "k.bin" ? "Content-Length" : "chunked"}: the secondary answers the whole object; the primary's failure is counted`, async () => {
+        // each waits ~2 s on a trickle, sharing nothing with the others: they run together
+        test.concurrent(`${bucket} bucket, ${key === "k.bin" ? "Content-Length" : "chunked"}: the secondary answers the whole object; the primary's failure is counted`, async () => {
           const px = proxies[client];
-          const failures = `yatagarasu_s3_replica_requests_total{bucket="${bucket}",replica="primary",result="failure"}`;
+          const name = `${bucket}-${key === "k.bin" ? "len" : "chunked"}`;
+          const failures = `yatagarasu_s3_replica_requests_total{bucket="${name}",replica="primary",result="failure"}`;
           const before = await metric(px, failures);
-          const res = await fetch(px.url(`/${bucket}/${key}`));
+          const res = await fetch(px.url(`/${name}/${key}`));
           const body = new Uint8Array(await res.arrayBuffer());
           expect([res.status, body.byteLength, body.every((b) => b === 83)]).toEqual([200, SIZE, true]); // "S": the secondary's, whole
           expect(await metric(px, failures)).toBe(before + 1);
@@ -133,7 +136,7 @@ for (const client of ["own", "fetch"] as const) {
   });
 }
 
-test("a cache fill: the primary's share of the fill's deadline spent, the secondary answers (the fill's deadline covers both)", async () => {
+test.concurrent("a cache fill: the primary's share of the fill's deadline spent, the secondary answers (the fill's deadline covers both)", async () => {
   const px = proxies.big;
   const failures = `yatagarasu_s3_replica_requests_total{bucket="cached",replica="primary",result="failure"}`;
   const before = await metric(px, failures);
