@@ -1074,7 +1074,8 @@ console.log(JSON.stringify(await Promise.all(urls.map((u) => redisAuthFailure(u,
     }
   });
 
-  test.each([
+  // each on a Redis of its own, waiting out its idle sweeps: the two run at once
+  test.concurrent.each([
     ["that may read it (CONFIG GET)", ""],
     ["that may not read it (an ACL without CONFIG: the README's)", "noconfig"],
   ])("a Redis that closes idle clients after 1 s (its `timeout` setting, its lowest; below the subscription check, 2.5 s here), to a user %s: an idle layer keeps its command connection, never down, nothing logged", async (_, user) => {

@@ -183,7 +183,8 @@ describe("a limit's key written by another client", () => {
 });
 
 describe("a Redis that closes idle clients", () => {
-  test.each([
+  // each on a Redis of its own, waiting out its idle sweeps: the two run at once
+  test.concurrent.each([
     ["that may read it (CONFIG GET)", ""],
     ["that may not read it (an ACL without CONFIG: the README's)", "noconfig"],
   ])("after 1 s (its `timeout` setting, below the 2 s idle PING), to a user %s: idle limits stay shared, nothing logged", async (_, user) => {
