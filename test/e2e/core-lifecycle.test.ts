@@ -62,7 +62,10 @@ test("SIGTERM lets an in-flight slow response finish with 200 and Connection: cl
   expect(px.logs().some((l) => l.msg === "stopped")).toBe(true);
 });
 
-test("engine node: an answer given during the drain closes its connection, so the drain ends with the requests in flight, not at shutdown_timeout", async () => {
+// The tests below run at once: each has its own proxy process (and keys and faults of its own on
+// the shared fixture), and mostly waits on a slow upstream or a drain. The one above stays alone:
+// it checks that its closed port refuses, which a proxy starting meanwhile could take.
+test.concurrent("engine node: an answer given during the drain closes its connection, so the drain ends with the requests in flight, not at shutdown_timeout", async () => {
   await using px = await startProxy(config.replace("port: 0,", "port: 0, engine: node,"));
   // (a key of its own: waitForRequest also sees the requests of the tests before)
   await s3.put("life", "slow-node.txt", "finished after the signal");
@@ -77,7 +80,7 @@ test("engine node: an answer given during the drain closes its connection, so th
   expect(px.logs().some((l) => String(l.msg).includes("shutdown timeout reached"))).toBe(false);
 });
 
-test("engine node: a keep-alive connection whose answer began before the signal is closed once that answer ends, so the drain does not wait for shutdown_timeout", async () => {
+test.concurrent("engine node: a keep-alive connection whose answer began before the signal is closed once that answer ends, so the drain does not wait for shutdown_timeout", async () => {
   // (buffer_threshold_bytes small: the trickled object streams, its head sent before the signal)
   await using px = await startProxy(config.replace("port: 0,", "port: 0, engine: node, buffer_threshold_bytes: 4096,"));
   await s3.put("life", "trickle-node.bin", "y".repeat(BIG));
@@ -105,7 +108,7 @@ test("engine node: a keep-alive connection whose answer began before the signal 
   expect(px.logs().some((l) => String(l.msg).includes("shutdown timeout reached"))).toBe(false);
 });
 
-test("SIGINT drains and exits 0", async () => {
+test.concurrent("SIGINT drains and exits 0", async () => {
   await using px = await startProxy(config);
   expect(await (await fetch(px.url("/life/a.txt"))).text()).toBe("a");
   px.signal("SIGINT");
@@ -113,7 +116,7 @@ test("SIGINT drains and exits 0", async () => {
   expect(px.logs().find((l) => l.msg === "draining")?.signal).toBe("SIGINT");
 });
 
-test("server.shutdown_delay: after SIGTERM /ready answers 503 while requests are still served, then the drain closes the listeners and the process exits 0", async () => {
+test.concurrent("server.shutdown_delay: after SIGTERM /ready answers 503 while requests are still served, then the drain closes the listeners and the process exits 0", async () => {
   await using px = await startProxy(config.replace("shutdown_timeout: 10", "shutdown_timeout: 10, shutdown_delay: 2"));
   for (let i = 0; i < 200 && (await fetch(px.url("/ready"))).status !== 200; i++) await Bun.sleep(25); // (until the bucket was probed)
   expect((await fetch(px.url("/ready"))).status).toBe(200);
@@ -128,7 +131,7 @@ test("server.shutdown_delay: after SIGTERM /ready answers 503 while requests are
   expect(msgs.indexOf("draining")).toBeGreaterThan(msgs.indexOf("not ready: waiting before closing the listeners"));
 });
 
-test("an upload still arriving when shutdown_timeout cuts the drain gets its access line (ClientClosedRequest) before the exit (it had none unless the audit trail was on)", async () => {
+test.concurrent("an upload still arriving when shutdown_timeout cuts the drain gets its access line (ClientClosedRequest) before the exit (it had none unless the audit trail was on)", async () => {
   const W = { accessKeyId: "AKIDLIFECYCLEWRITER", secretAccessKey: "lifecycle-writer-secret-0123456789" };
   await using up = await startS3Fixture({ buckets: [{ name: "life" }], credentials: [{ ...W, buckets: ["life"], write: true }] });
   const rw = `server: { address: 127.0.0.1, port: 0, shutdown_timeout: 1 }\nbuckets:\n${bucketYaml({ name: "life", prefix: "/life", bucket: "life", endpoint: up.endpoint, key: W.accessKeyId, secret: W.secretAccessKey, extra: "    access: read-write\n    auth: { anonymous_writes: true }\n" })}`;
@@ -146,7 +149,7 @@ test("an upload still arriving when shutdown_timeout cuts the drain gets its acc
   expect(await up.exists("life", "cut-upload.bin")).toBe(false);
 });
 
-test("SIGUSR1 and SIGUSR2 are ignored (a copied logrotate `kill -USR1` killed the process); SIGQUIT drains and exits 0 like SIGTERM", async () => {
+test.concurrent("SIGUSR1 and SIGUSR2 are ignored (a copied logrotate `kill -USR1` killed the process); SIGQUIT drains and exits 0 like SIGTERM", async () => {
   await using px = await startProxy(config);
   px.signal("SIGUSR1");
   px.signal("SIGUSR2");
@@ -157,7 +160,7 @@ test("SIGUSR1 and SIGUSR2 are ignored (a copied logrotate `kill -USR1` killed th
   expect(px.logs().find((l) => l.msg === "draining")?.signal).toBe("SIGQUIT");
 });
 
-test("a second SIGTERM during the drain cuts it short: the cut transfer still gets its access line and audit line (ClientClosedRequest), then exit 0", async () => {
+test.concurrent("a second SIGTERM during the drain cuts it short: the cut transfer still gets its access line and audit line (ClientClosedRequest), then exit 0", async () => {
   // (a small buffer_threshold_bytes: the trickled body, of unknown length, is held only up to it, then streams)
   await using px = await startProxy(`${config.replace("shutdown_timeout: 10", "shutdown_timeout: 10, buffer_threshold_bytes: 4096")}audit: { enabled: true, path: audit.log }\n`);
   s3.faults.set("/life/big.bin", { kind: "slowBody", bytesPerTick: 1000, ms: 50 });
