@@ -165,7 +165,10 @@ describe("framed request bodies go upstream through fetch natively", () => {
     });
   }
 
-  test("an upload still flowing after s3.timeout (+ Bun's 4-8 s tick) is not cut: fetch's timeout bounds the whole request, so a framed body gets s3.timeout plus its time at 16 KiB/s", async () => {
+  // These two run at once: each mostly waits (on the client's pace, on Bun's 4 s timer ticks), on
+  // servers of its own. framedLimits.stallMs, which the second lowers, is no part of the first's
+  // budget that matters: s3.timeout plus 2.5 MiB at the floor (minutes) against its ~10 s.
+  test.concurrent("an upload still flowing after s3.timeout (+ Bun's 4-8 s tick) is not cut: fetch's timeout bounds the whole request, so a framed body gets s3.timeout plus its time at 16 KiB/s", async () => {
     using up = upstreamOf(fx.endpoint, 1);
     using fr = front(up.upstream);
     const chunk = patternBytes(128 * 1024);
@@ -186,7 +189,7 @@ describe("framed request bodies go upstream through fetch natively", () => {
     expect((await fx.read("fr", "slow.bin"))!.byteLength).toBe(chunks * chunk.byteLength);
   }, 40_000);
 
-  test("an upstream that stops reading mid-body, and one that never answers, time out (Bun checks the timer in 4 s ticks)", async () => {
+  test.concurrent("an upstream that stops reading mid-body, and one that never answers, time out (Bun checks the timer in 4 s ticks)", async () => {
     // Reads the head, then never reads again: the body backs up into the proxy, then the client.
     const stalled = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data(s) { s.pause(); }, error() {} } });
     using never = rawServer({ respond: () => "" });
