@@ -54,7 +54,9 @@ const cfg = (port: number) =>
 
 const timing = () => ({ upstreamMs: 0, attempts: 0 }) as { upstreamMs: number; attempts: number; replica?: string };
 
-describe("a held body of unknown length trickling below the floor", () => {
+// The three run at once: each has its own trickler, pools and upstream, and mostly waits (~3 s)
+// on a trickle of 5 KB/s, far under their 8 s bound.
+describe.concurrent("a held body of unknown length trickling below the floor", () => {
   for (const client of ["auto", "fetch"] as const) {
     test(`${client === "auto" ? "own client" : "fetch"}: the attempt fails soon after s3.timeout, not when the whole hold's deadline passes`, async () => {
       const up = trickler();
