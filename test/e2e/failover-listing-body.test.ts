@@ -11,27 +11,36 @@ import { type Fault, listingXml, startFaultUpstream, type FaultUpstream } from "
 
 setDefaultTimeout(30_000);
 
-let fault: Fault;
-let primary: FaultUpstream;
 let secondary: FaultUpstream;
 const full = listingXml(["docs/p.txt", ...Array.from({ length: 20 }, (_, i) => `docs/p${i}.txt`)]);
 
 beforeAll(async () => {
-  primary = await startFaultUpstream(() => fault);
   secondary = await startFaultUpstream(() => ({ kind: "whole", status: 200, body: listingXml(["docs/s.txt"]) }));
 });
 
 afterAll(() => {
-  primary?.stop();
   secondary?.stop();
 });
 
-const config = (client: string) =>
+const config = (client: string, primary: string) =>
   `server: { address: 127.0.0.1, port: 0, upstream_client: ${client}, request_timeout: 8 }\n` +
   `buckets:\n  - name: b\n    path_prefix: /b\n    listing: { enabled: true }\n    s3:\n      timeout: 1\n` +
   `      retry: { max_attempts: 1, initial_backoff_ms: 0, max_backoff_ms: 0 }\n      replicas:\n` +
-  `        - { name: primary, bucket: up, region: us-east-1, endpoint: "${primary.endpoint}", priority: 1 }\n` +
+  `        - { name: primary, bucket: up, region: us-east-1, endpoint: "${primary}", priority: 1 }\n` +
   `        - { name: secondary, bucket: up, region: us-east-1, endpoint: "${secondary.endpoint}", priority: 2 }\n`;
+
+/** A primary answering every request with `fault`, and a proxy in front of it and the secondary. */
+async function world(client: string, fault: Fault): Promise<{ px: InProcessProxy } & AsyncDisposable> {
+  const primary = await startFaultUpstream(() => fault);
+  const px = await startInProcess(config(client, primary.endpoint));
+  return {
+    px,
+    [Symbol.asyncDispose]: async () => {
+      await px.stop();
+      primary.stop();
+    },
+  };
+}
 
 const faults: Record<string, Fault> = {
   "cut after its head (chunked)": { kind: "cut", status: 200, body: full, send: 300, chunked: true, then: "close" },
@@ -39,28 +48,22 @@ const faults: Record<string, Fault> = {
   "trickled a byte every 200 ms (chunked)": { kind: "trickle", status: 200, body: full, everyMs: 200 },
 };
 
+// Every test has a primary and a proxy of its own (the secondary only answers, the same to all)
+// and mostly waits out s3.timeout on its primary: they run at once.
 for (const client of ["auto", "fetch"]) {
   describe(`upstream_client: ${client}`, () => {
-    let px: InProcessProxy;
-    beforeAll(async () => {
-      px = await startInProcess(config(client));
-    });
-    afterAll(async () => {
-      await px?.stop();
-    });
-
-    test("a whole listing comes from the primary", async () => {
-      fault = { kind: "whole", status: 200, body: full };
-      const res = await fetch(px.url("/b/docs/"), { headers: { accept: "application/json" } });
+    test.concurrent("a whole listing comes from the primary", async () => {
+      await using w = await world(client, { kind: "whole", status: 200, body: full });
+      const res = await fetch(w.px.url("/b/docs/"), { headers: { accept: "application/json" } });
       expect(res.status).toBe(200);
       expect(await res.text()).toContain("p.txt");
     });
 
     for (const [name, f] of Object.entries(faults)) {
-      test(`the primary's listing ${name}: the secondary's, within a few s3.timeout, not request_timeout`, async () => {
-        fault = f;
+      test.concurrent(`the primary's listing ${name}: the secondary's, within a few s3.timeout, not request_timeout`, async () => {
+        await using w = await world(client, f);
         const t0 = performance.now();
-        const res = await fetch(px.url("/b/docs/"), { headers: { accept: "application/json" } });
+        const res = await fetch(w.px.url("/b/docs/"), { headers: { accept: "application/json" } });
         const text = await res.text();
         expect(res.status).toBe(200);
         expect(text).toContain("s.txt");
