@@ -45,6 +45,13 @@ test("an upstream's 404 ServerSideEncryptionConfigurationNotFoundError: S3's ans
   }
 });
 
+test("an upstream's other 404 sent gzipped: its code relayed (the body, decoded once, was decoded again and lost: NoSuchKey)", async () => {
+  const xml = `<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message><BucketName>${PRIMARY}</BucketName></Error>`;
+  faultBoth(w.primary, PRIMARY, { kind: "reply", status: 404, body: Bun.gzipSync(new TextEncoder().encode(xml)), headers: { "content-encoding": "gzip" }, method: "GET" });
+  const a = await encryption().finally(() => w.primary.faults.clear());
+  expect([a.status, a.code, a.text.includes(PRIMARY)]).toEqual([404, "NoSuchBucket", false]);
+});
+
 test("an upstream's 400 (to the proxy's own request) is S3's InternalError; its 503 S3's ServiceUnavailable; no upstream bucket named", async () => {
   faultBoth(w.primary, PRIMARY, { kind: "error", status: 400, code: "InvalidArgument", message: `bad ${PRIMARY}`, method: "GET" });
   try {

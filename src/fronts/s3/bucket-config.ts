@@ -114,7 +114,11 @@ async function bucketEncryption(ctx: RequestContext): Promise<Response> {
     const body = await readUpstreamCapped(res, MAX_ENCRYPTION_BYTES).catch(() => undefined);
     const upstreamDoc = tryParse(body);
     if (upstreamDoc?.name === "Error" && childText(upstreamDoc, "Code")?.trim() === "ServerSideEncryptionConfigurationNotFoundError") throw notConfigured();
-    return relayError(new Response(body ?? null, { status: 404, headers: res.headers }), upstreamBucketsOf(bucket.upstream));
+    // (the body as read: decoded, so without the Content-Encoding it came in, which had relayError
+    // decode it again, fail, and answer a bucket's NoSuchBucket as NoSuchKey)
+    const headers = new Headers(res.headers);
+    headers.delete("content-encoding");
+    return relayError(new Response(body ?? null, { status: 404, headers }), upstreamBucketsOf(bucket.upstream));
   }
   if (res.status === 400) {
     await res.body?.cancel().catch(() => {});
