@@ -45,7 +45,7 @@ import { adoptPrincipal, type S3Principal } from "./identities.ts";
 import { mayAccess } from "./permissions.ts";
 import { checkPostPolicy, type PostPolicy } from "./post-policy.ts";
 import { HEADER_VALUE } from "./operations.ts";
-import { errorOf, MAX_RESULT_BODY, noEtagFailure, readUpstreamCapped, relayedHeaders, relayError, tryParse } from "./relay.ts";
+import { errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayedHeaders, relayError, tryParse } from "./relay.ts";
 import { objectLocation } from "./location.ts";
 import { keyRefusal, MAX_KEY_BYTES } from "./route.ts";
 import { signingKeyFor } from "./signing-keys.ts";
@@ -296,9 +296,8 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
       // (not one the upstream's Connection header names: hop-by-hop, the proxy's alone, as relay.ts drops it)
       const etag = endToEnd(res.headers, "etag");
       if (!res.ok) return relayError(res, upstream.bucket);
-      if (etag === null) noEtagFailure(res);
       await res.body?.cancel().catch(() => {});
-      return { etag, upstream: res };
+      return { etag: etag ?? "", upstream: res };
     }
     if (filled > 0) await flush();
     await inFlight;

@@ -83,9 +83,10 @@ export function emptyAnswer(ctx: RequestContext, res: Response, status = res.sta
 }
 
 /**
- * A PutObject or UploadPart the upstream answered 2xx without the ETag S3 always gives: S3's 500
+ * An UploadPart the upstream answered 2xx without the ETag S3 always gives: S3's 500
  * InternalError (the SDKs retry it), not a 200 without one (a multipart client had no ETag to
- * name the part by in its Complete; a PutObject's client none to check its object by).
+ * name the part by in its Complete). (A PutObject's is relayed without one: its object is stored,
+ * and a WebDAV-style store, whose 201/204 is a success, gives none.)
  */
 export function noEtagFailure(res: Response): never {
   res.body?.cancel().catch(() => {});
