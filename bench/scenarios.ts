@@ -116,14 +116,18 @@ export async function startRedisServer(dir: string): Promise<RedisProc> {
 }
 
 const HEALTH = "    location = /health { return 200 'ok'; }";
+/** The origin's ETag for every PUT it takes (it stores no checksum: one value will do). */
+const PUT_ETAG = "bench-put";
 
 export async function startOrigin(fx: Fixture): Promise<Nginx> {
   // One worker: the origin's cost is paid equally by nginx proxy_pass and Yatagarasu. PUT (WebDAV)
   // for the upload scenarios: it writes under the root; GETs are served as before.
   // /sink/ takes a PUT and answers 200 without storing it (the 1 KiB PutObject scenario: an
-  // origin that writes a file per request would bound it, not the proxy).
+  // origin that writes a file per request would bound it, not the proxy). A PUT's answer carries
+  // an ETag, as S3's does (the S3 front answers a stored write without one 500); a GET's keeps
+  // nginx's own (an add_header ETag of "" would remove it).
   return startNginx("origin", fx, 1, {
-    s3: () => `${HEALTH}\n    location /sink/ { return 200; }\n    root ${fx.root};\n    client_max_body_size 6g;\n    dav_methods PUT;\n    create_full_put_path on;`,
+    s3: () => `${HEALTH}\n    location /sink/ { add_header ETag '"${PUT_ETAG}"'; return 200; }\n    location / { if ($request_method = PUT) { add_header ETag '"${PUT_ETAG}"'; } }\n    root ${fx.root};\n    client_max_body_size 6g;\n    dav_methods PUT;\n    create_full_put_path on;`,
   });
 }
 
