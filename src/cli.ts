@@ -113,6 +113,7 @@ const OPTIONS = ["--config", "--check", "--healthcheck", "--version", "--help"];
  * config.yaml`), an option written with `=` that takes its value after a space, or a misspelt option.
  */
 function unknownArgHint(a: string, configGiven: boolean): string {
+  a = shownArg(a);
   if (!a.startsWith("-")) return configGiven ? "" : `: to use it as the config file, write --config ${a}`;
   const eq = a.indexOf("=");
   const name = a.slice(0, eq);
@@ -157,7 +158,7 @@ function parseArgs(argv: string[]): Args | { exit: number; out: string; err?: bo
     } else if (a === "--test" || a === "-t") {
       // (the original project's and nginx's spelling of "check the config and exit")
       return usage(`unknown argument '${a}': to check a config and exit, use --check`);
-    } else return { exit: 2, out: `error: unknown argument '${a}'${unknownArgHint(a, configFlag !== undefined)}\n\n${HELP}`, err: true };
+    } else return { exit: 2, out: `error: unknown argument '${shownArg(a)}'${unknownArgHint(a, configFlag !== undefined)}\n\n${HELP}`, err: true };
   }
   args.configGiven = configFlag !== undefined;
   if (configFlag !== undefined && mode !== undefined && mode !== "--check") return usage(`${mode} and --config cannot be combined`);
@@ -183,6 +184,11 @@ const PROXY_ENV = ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "AL
  */
 function shownUrl(url: string): string {
   return url.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#\s]*@/, "$1");
+}
+
+/** An argument as an error shows it: a URL in it (`--healthcheck=URL`, a URL without its option) without its user name or password, as shownUrl. */
+function shownArg(a: string): string {
+  return a.replace(/([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#\s]*@/, "$1");
 }
 
 async function healthcheck(url: string): Promise<number> {

@@ -70,6 +70,18 @@ test("an unknown argument says what it was probably meant as: a config file with
   }
 });
 
+test("an unknown argument holding a URL with a user name and password is shown without them (Docker keeps the output in its health log)", async () => {
+  const cases: Array<[string[], string]> = [
+    [["--healthcheck=http://probe:Hc-secret-7@127.0.0.1:1/health"], "error: unknown argument '--healthcheck=http://127.0.0.1:1/health': write --healthcheck http://127.0.0.1:1/health (with a space)"],
+    [["http://probe:Hc-secret-7@127.0.0.1:1/health"], "error: unknown argument 'http://127.0.0.1:1/health': to use it as the config file, write --config http://127.0.0.1:1/health"],
+  ];
+  for (const [i, r] of (await runEach(cases.map(([args]) => args))).entries()) {
+    expect([r.code, r.stdout]).toEqual([2, ""]);
+    expect(r.stderr).toStartWith(cases[i]![1]);
+    expect(r.stderr).not.toContain("Hc-secret-7");
+  }
+});
+
 test("conflicting options exit 2 with what conflicts on stderr, running nothing", async () => {
   const cases: Array<[string[], string]> = [
     [["--healthcheck", "--check"], "error: --healthcheck and --check cannot be combined\n"],
