@@ -66,8 +66,9 @@ export class Prober {
       const was = previous !== undefined && t.key !== undefined ? previous.carried(t.id, t.key) : undefined;
       this.states.set(t.id, was ?? { ok: false, reason: "not probed yet" });
       const before = was === undefined ? previous?.state(t.id) : undefined;
-      // (or one the replaced generation had itself from its own predecessor, not probed since: two reloads in a row)
-      if (before !== undefined && !before.ok && (before.checked_at !== undefined || previous!.downBefore.has(t.id))) this.downBefore.add(t.id);
+      // (or one the replaced generation had itself from its own predecessor, not probed since: two
+      // reloads in a row, the second changing the probe again or not: its "not probed yet" carried)
+      if ((before !== undefined && !before.ok && before.checked_at !== undefined) || previous?.downBefore.has(t.id) === true) this.downBefore.add(t.id);
     }
   }
 

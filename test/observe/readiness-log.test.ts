@@ -70,6 +70,21 @@ test("a target logged not ready, whose probe a reload changed, is logged ready a
   expect(lines).toEqual(["warn upstream probe failed: not ready b", "info upstream probe: ready again b"]);
 });
 
+// The second of two reloads in a row that changed nothing the probe asks (another bucket's edit)
+// carries the first one's "not probed yet" over: the fix the first reload brought still gets its line.
+test("a target logged not ready, whose probe a reload changed, is logged ready again also when a second reload that keeps its probe comes first", async () => {
+  const lines: string[] = [];
+  const log: ProbeLog = (level, msg, fields) => lines.push(`${level} ${msg} ${String(fields.bucket)}`);
+  const targets = (key: string, b: { ok: boolean; reason?: string }) => [{ id: "b", key, probe: scripted([b]) }];
+  const first = new Prober(targets("old", { ok: false, reason: "upstream unreachable (ECONNREFUSED)" }), 60_000, 2000, undefined, log);
+  await first.round();
+  const second = new Prober(targets("new", { ok: true }), 60_000, 2000, first, log);
+  const third = new Prober(targets("new", { ok: true }), 60_000, 2000, second, log);
+  await third.round();
+  await third.round();
+  expect(lines).toEqual(["warn upstream probe failed: not ready b", "info upstream probe: ready again b"]);
+});
+
 test("a probe still in flight when the prober stops (shutdown closes its connection) logs no failure", async () => {
   const lines: string[] = [];
   const log: ProbeLog = (level, msg) => lines.push(`${level} ${msg}`);
