@@ -74,6 +74,21 @@ test("an upstream's 400 (to the proxy's own request) is S3's InternalError; its 
   }
 });
 
+test("the primary answers 501 NotImplemented (a store without the call): the answer without it, as a single store's, the secondary not asked (it was taken for the primary's failure: the secondary's 503 reached the client)", async () => {
+  faultBoth(w.primary, PRIMARY, { kind: "error", status: 501, code: "NotImplemented", method: "GET" });
+  faultBoth(w.secondary, SECONDARY, { kind: "error", status: 503, code: "ServiceUnavailable", method: "GET" });
+  const asked = w.secondary.requests.filter((r) => !r.admin && "encryption" in r.query).length;
+  try {
+    const a = await encryption();
+    expect([a.status, a.code]).toEqual([404, "ServerSideEncryptionConfigurationNotFoundError"]);
+    expect(a.text).toContain("<BucketName>src</BucketName>");
+    expect(w.secondary.requests.filter((r) => !r.admin && "encryption" in r.query).length).toBe(asked);
+  } finally {
+    w.primary.faults.clear();
+    w.secondary.faults.clear();
+  }
+});
+
 test("the primary answers 500 (or is down): the rule from the secondary (last: the primary stays demoted until its next probe)", async () => {
   faultBoth(w.primary, PRIMARY, { kind: "error500" });
   try {

@@ -108,7 +108,15 @@ function relayedEncryption(upstreamDoc: XmlElement | undefined): string | undefi
 async function bucketEncryption(ctx: RequestContext): Promise<Response> {
   const bucket = ctx.bucket!;
   const call = callOf(ctx);
-  const res = await bucket.upstream.read(call.signal, call.timing, (u, maxAttempts) => getBucketEncryption(u, { ...call, maxAttempts }));
+  const res = await bucket.upstream.read(call.signal, call.timing, async (u, maxAttempts) => {
+    const r = await getBucketEncryption(u, { ...call, maxAttempts });
+    if (r.status !== 501) return r;
+    // A store without the call (501 NotImplemented) has answered: as the 405 of one, which the
+    // failover takes for an answer (a 5xx is a replica's failure: the next one was asked, and its
+    // outage reached the client where this answer gives the config's rule).
+    await r.body?.cancel().catch(() => {});
+    return new Response(null, { status: 405 });
+  });
   const notConfigured = () => s3Fail(s3Error("ServerSideEncryptionConfigurationNotFoundError", undefined, { BucketName: bucket.name }));
   if (res.status === 404) {
     const body = await readUpstreamCapped(res, MAX_ENCRYPTION_BYTES).catch(() => undefined);
