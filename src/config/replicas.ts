@@ -15,7 +15,7 @@
  * set of one), and `replicas`, when given, is sorted by priority.
  */
 import { z } from "zod";
-import { NO_SCHEME, schemeless, urlKey, userinfoProblem } from "./url.ts";
+import { emptyLabelHostProblem, NO_SCHEME, schemeless, urlKey, userinfoProblem } from "./url.ts";
 import { timerSeconds } from "./durations.ts";
 
 const nonEmpty = z.string().min(1, "must not be empty");
@@ -165,7 +165,7 @@ export function resolveS3<T extends S3Fields>(s3: T, ctx: Ctx): ResolvedS3<T> {
     }
     if (r.endpoint !== undefined) {
       if (!/^https?:\/\//i.test(r.endpoint)) bad(at("endpoint"), `must be an http:// or https:// URL${schemeless(r.endpoint) ? `: ${NO_SCHEME}` : ""}`);
-      const p = userinfoProblem(r.endpoint, "S3 credentials go in access_key and secret_key") ?? endpointQueryProblem(r.endpoint);
+      const p = userinfoProblem(r.endpoint, "S3 credentials go in access_key and secret_key") ?? endpointQueryProblem(r.endpoint) ?? emptyLabelHostProblem(r.endpoint);
       if (p) bad(at("endpoint"), p);
     }
     // (checked here, each replica at its own place: the bucket's checks see only the primary's)

@@ -49,6 +49,27 @@ export function userinfoProblem(url: string, instead: string): string | undefine
   return `must not contain a user name or password (user:password@host): ${instead}`;
 }
 
+/**
+ * Why a URL's host is no host name: empty, or with an empty label (`https://...`, the original
+ * README's placeholder for "your endpoint", `http://minio..local`). It parsed, passed --check and
+ * every request then failed with ENOTFOUND. A final dot (`minio.`, a fully qualified name) is fine.
+ * Undefined when the host is fine (or the value is no URL: the schema says so).
+ */
+export function emptyLabelHostProblem(url: string): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return undefined;
+  }
+  const host = u.hostname;
+  // (not http(s), `minio:9000` among them: the scheme check says what is wrong)
+  if (!/^https?:$/.test(u.protocol) || host.startsWith("[")) return undefined;
+  const name = host.length > 1 && host.endsWith(".") ? host.slice(0, -1) : host;
+  if (name !== "" && !name.split(".").includes("")) return undefined;
+  return `its host '${host}' is not a host name (a label between dots is empty: the original README's \`https://...\` is a placeholder): write the real URL in its place`;
+}
+
 /** A URL as it may be printed: scheme, host, port and path; never userinfo, query or fragment. */
 export function printableUrl(url: string): string {
   try {

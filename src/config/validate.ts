@@ -14,7 +14,7 @@ import type { PathSegment } from "./path.ts";
 import { cacheLayerIssues, type Algorithm, type ClaimRule, type RawConfig } from "./schema.ts";
 import { rateLimitIssues } from "./rate-limit.ts";
 import { bucketNameProblem, endpointQueryProblem, headerCredentialProblem, regionProblem } from "./replicas.ts";
-import { bindsClash, NO_SCHEME, schemeless, userinfoProblem } from "./url.ts";
+import { bindsClash, emptyLabelHostProblem, NO_SCHEME, schemeless, userinfoProblem } from "./url.ts";
 import { validateS3Api } from "./s3-api.ts";
 import { bucketWriteIssues } from "./writes.ts";
 
@@ -204,7 +204,7 @@ function checkUrl(url: string | undefined, path: PathSegment[], instead: string,
   if (!/^https?:\/\//i.test(url)) issues.push({ path, message: `must be an http:// or https:// URL${schemeless(url) ? `: ${NO_SCHEME}` : ""}` });
   // "http://host:" parses (the scheme's default port), but says a port was meant and left out
   else if (/^https?:\/\/[^/?#]*:(?:[/?#]|$)/i.test(url) && !/^https?:\/\/\[[^\]]*\](?:[/?#]|$)/i.test(url)) issues.push({ path, message: "has a ':' with no port after it: give the port, or leave out the ':'" });
-  const problem = userinfoProblem(url, instead);
+  const problem = userinfoProblem(url, instead) ?? emptyLabelHostProblem(url);
   if (problem) issues.push({ path, message: problem });
 }
 

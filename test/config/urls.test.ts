@@ -94,6 +94,23 @@ describe("userinfo in URL-valued keys is refused", () => {
   });
 });
 
+describe("a URL whose host is no host name is refused", () => {
+  const NO_HOST = (host: string) =>
+    `its host '${host}' is not a host name (a label between dots is empty: the original README's \`https://...\` is a placeholder): write the real URL in its place`;
+
+  test("the original README's `endpoint: \"https://...\"` placeholder is refused, not loaded to fail every request with ENOTFOUND", () => {
+    expect(issues(bucket(', endpoint: "https://..."'))).toEqual([{ path: "buckets[0].s3.endpoint", message: NO_HOST("..."), line: 4 }]);
+    const rep = issues(`buckets:\n  - name: b\n    path_prefix: /b\n    s3: { replicas: [{ name: r, bucket: bkt, endpoint: "http://minio..local:9000" }] }\n`);
+    expect(rep).toEqual([{ path: "buckets[0].s3.replicas[0].endpoint", message: NO_HOST("minio..local"), line: 4 }]);
+    expect(issues(`jwt: { secret: s-0123456789abcdef0123456789abcdef, jwks_url: "https://.example.com/jwks" }\n${bucket()}`)).toContainEqual({ path: "jwt.jwks_url", message: NO_HOST(".example.com"), line: 1 });
+  });
+
+  test("a fully qualified name (one final dot) and IPv6 hosts pass", () => {
+    expect(parseConfig(bucket(', endpoint: "http://minio.svc.cluster.local.:9000"'), { env: {} }).buckets[0].s3.endpoint).toBe("http://minio.svc.cluster.local.:9000");
+    expect(parseConfig(bucket(', endpoint: "http://[::1]:9000"'), { env: {} }).buckets[0].s3.endpoint).toBe("http://[::1]:9000");
+  });
+});
+
 describe("printableUrl", () => {
   test("drops userinfo, query and fragment; keeps scheme, host, port and path", () => {
     expect(printableUrl(`http://${USER}:${PASSWORD}@h.example:9000/p?X-Amz-Security-Token=t#f`)).toBe("http://h.example:9000/p");
