@@ -32,7 +32,7 @@ export interface ParsedYaml {
   issues: PathIssue[];
   /** Formatted paths whose unquoted `${VAR}` took its value's YAML type (a number or boolean): the variable's name. */
   typedVars: Map<string, string>;
-  /** Formatted paths whose value is one quoted `"${VAR}"` (always a string): the variable's name. */
+  /** Formatted paths whose value is one quoted `"${VAR}"` or `"${VAR:-default}"` (always a string): the placeholder as written, without `${` `}`. */
   quotedVars: Map<string, string>;
   /** Formatted paths whose unquoted value was exactly one `${VAR}` and stayed a string (its value reads as no number or boolean): the variable's name. */
   stringVars: Map<string, string>;
@@ -571,7 +571,7 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
         },
         (name, isString) => (isString ? stringVars : typedVars).set(f.fmt, name),
       );
-      const quoted = n.type !== "PLAIN" && typeof n.source === "string" ? /^\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}$/.exec(n.source) : null;
+      const quoted = n.type !== "PLAIN" && typeof n.source === "string" ? /^\$\{([A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?)\}$/.exec(n.source) : null;
       if (quoted) quotedVars.set(f.fmt, quoted[1]!);
     }
   }

@@ -330,6 +330,19 @@ describe("messages that say where and what to do", () => {
     expect(err.message).not.toContain("other");
   });
 
+  test("a quoted \"${VAR:-default}\" where a number goes is quoted back with its default (the advice had dropped it: `write ${PORTX} without quotes`)", () => {
+    expect(issues(`server:\n  port: "\${PORTX:-8081}"\n${B}`)).toEqual([
+      {
+        path: "server.port",
+        line: 2,
+        message:
+          "\"${PORTX:-8081}\" is quoted, so its value is a string, and a number or a boolean goes here: write ${PORTX:-8081} without quotes, and if it is inside { } or [ ], write that mapping in block style, one key per line (there an unquoted ${PORTX:-8081} takes its value's type)",
+      },
+    ]);
+    // and the advice works: unquoted, in block style, the default is a number
+    expect(parseConfig(`server:\n  port: \${PORTX:-8081}\n${B}`, { env: {} }).server.port).toBe(8081);
+  });
+
   // M3: the flow-style advice went in a circle: quoting "${PORTV}" then said "write it without quotes"
   test("a placeholder in flow style: the advice leads to block style for a number, and a quoted one says so too", () => {
     const flow = error(`server: { address: 127.0.0.1, port: \${PORTV} }\n${B}`).issues;
