@@ -108,6 +108,17 @@ interface Args {
 
 const OPTIONS = ["--config", "--check", "--healthcheck", "--version", "--help"];
 
+/** The original's (Pingora's) options that have no counterpart here, with what to do instead. */
+const NO_DAEMON = "the original's daemon mode is not supported: run yatagarasu in the foreground under a supervisor (systemd, Docker, Kubernetes), which keeps its log";
+const ORIGINAL_ONLY = new Map([
+  ["-d", NO_DAEMON],
+  ["--daemon", NO_DAEMON],
+  [
+    "--upgrade",
+    "the original's in-place binary upgrade is not supported: start the new version beside the old one behind a load balancer and stop the old one with SIGTERM (server.shutdown_delay lets the balancer stop sending first; see Upgrading and rolling back in the README)",
+  ],
+]);
+
 /**
  * What an unknown argument was probably meant as: a config file named without --config (`yatagarasu
  * config.yaml`), an option written with `=` that takes its value after a space, or a misspelt option.
@@ -158,6 +169,9 @@ function parseArgs(argv: string[]): Args | { exit: number; out: string; err?: bo
     } else if (a === "--test" || a === "-t") {
       // (the original project's and nginx's spelling of "check the config and exit")
       return usage(`unknown argument '${a}': to check a config and exit, use --check`);
+    } else if (ORIGINAL_ONLY.has(a)) {
+      // (the original's Pingora options: a unit file or script written for it stopped at "unknown argument")
+      return usage(`unknown argument '${a}': ${ORIGINAL_ONLY.get(a)}`);
     } else return { exit: 2, out: `error: unknown argument '${shownArg(a)}'${unknownArgHint(a, configFlag !== undefined)}\n\n${HELP}`, err: true };
   }
   args.configGiven = configFlag !== undefined;

@@ -54,6 +54,16 @@ test("an unknown flag exits 2 and names the flag on stderr, also beside --versio
   }
 });
 
+test("the original's -d/--daemon and --upgrade say they are not supported and what to do instead (they said only \"unknown argument\" and the usage)", async () => {
+  const flags = ["-d", "--daemon", "--upgrade"];
+  for (const [i, r] of (await runEach(flags.map((flag) => [flag, "-c", "config.yaml"]))).entries()) {
+    expect([r.code, r.stdout]).toEqual([2, ""]);
+    expect(r.stderr).toStartWith(`error: unknown argument '${flags[i]}': the original's `);
+    expect(r.stderr).toContain(flags[i] === "--upgrade" ? "start the new version beside the old one behind a load balancer" : "run yatagarasu in the foreground under a supervisor");
+    expect(r.stderr).not.toContain("Usage:");
+  }
+});
+
 test("an unknown argument says what it was probably meant as: a config file without --config, an option with '=', a misspelt option", async () => {
   const cases: Array<[string[], string]> = [
     [["config.yaml"], "error: unknown argument 'config.yaml': to use it as the config file, write --config config.yaml"],
