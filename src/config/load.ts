@@ -214,6 +214,8 @@ function zodMessage(issue: z.core.$ZodIssue, raw: unknown, fromVar?: string): st
     else if (typeof v === "string" && (expected === "number" || expected === "int") && issue.path.at(-1) === "port") hint = " (a port number, 0-65535, without quotes)";
     else if (typeof v === "string" && (expected === "number" || expected === "int")) hint = " (a plain number: seconds, bytes or a count, no unit)";
     else if (typeof v === "string" && expected === "boolean") hint = " (write true or false, without quotes)";
+    // (`jwt:` with every line under it commented out: the original read that as no section at all)
+    else if (v === null && (expected === "object" || expected === "record")) hint = " (the key has no value, as when every line under it is commented out: write its keys indented below it, or remove the key)";
     return `expected ${wanted(expected)}, got ${kindOf(v)}${hint}`;
   }
   if (issue.code === "invalid_union") {

@@ -709,12 +709,21 @@ describe("parseConfig", () => {
     });
   }
 
+  test("a section left without a value (every line under it commented out) says to write its keys or remove it (it said only \"expected a mapping, got null\")", () => {
+    const got = issues(`jwt:\n#  enabled: true\n#  secret: \${JWT_SECRET}\n${B}    auth:\n`);
+    const why = "expected a mapping, got null (the key has no value, as when every line under it is commented out: write its keys indented below it, or remove the key)";
+    expect(got).toEqual([
+      { path: "jwt", message: why, line: 1 },
+      { path: "buckets[0].auth", message: why, line: 8 },
+    ]);
+  });
+
   // No-break spaces are what copying YAML out of a web page or a chat leaves as indentation; the
   // report said "unknown key '  port'" or "server.port: unknown key 'port'" (a zero width space
   // before it), or only a YAML error, and the key looked right to whoever read it.
   test("an unknown key, or a YAML error on a line, holding a character no one can see names it and where it is", () => {
     const nbsp = issues(`server:\n\u00a0\u00a0port: 1\n${B}`).map((i) => `${i.line} ${i.path}: ${i.message}`);
-    expect(nbsp).toEqual(["1 server: expected a mapping, got null", "2 \u00a0\u00a0port: unknown key '\u00a0\u00a0port' (it contains U+00A0 (no-break space) at position 1: a character that cannot be seen in the config, most likely pasted by mistake; remove it)"]);
+    expect(nbsp).toEqual(["1 server: expected a mapping, got null (the key has no value, as when every line under it is commented out: write its keys indented below it, or remove the key)", "2 \u00a0\u00a0port: unknown key '\u00a0\u00a0port' (it contains U+00A0 (no-break space) at position 1: a character that cannot be seen in the config, most likely pasted by mistake; remove it)"]);
     const zw = issues(`server:\n  \u200bport: 1\n${B}`).map((i) => `${i.line} ${i.path}: ${i.message}`);
     expect(zw).toEqual(["2 server.\u200bport: unknown key '\u200bport' (it contains U+200B (zero width space) at position 1: a character that cannot be seen in the config, most likely pasted by mistake; remove it)"]);
     const syntax = issues(`buckets:\n  - name: b\n    path_prefix: /b\n    s3:\n      bucket: bkt\n    \u00a0\u00a0region: us-east-1\n      endpoint: "http://127.0.0.1:9000"\n`);
