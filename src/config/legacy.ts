@@ -393,5 +393,21 @@ function adoptOriginalSections(raw: Record<string, unknown>): Adopted {
     );
     delete server.coalescing;
   }
+  const metricsNote = loopbackMetricsNote(raw);
+  if (metricsNote) notes.push(metricsNote);
   return { notes, issues, renamed };
+}
+
+/**
+ * The original's configs have no metrics.address: here the metrics listener then binds the
+ * loopback only, so with the proxy on every address (0.0.0.0, ::), a Prometheus on another host
+ * (a Kubernetes scrape of the pod's metrics port) found nothing, and nothing said why.
+ */
+function loopbackMetricsNote(raw: Record<string, unknown>): string | undefined {
+  const { metrics, server } = raw;
+  if (!isMap(metrics) || metrics.enabled !== true || metrics.address !== undefined) return undefined;
+  const address = isMap(server) && typeof server.address === "string" ? server.address : undefined;
+  // (a wildcard as the original wrote it too: "0.0.0.0:8080", "[::]:8080")
+  if (address === undefined || !/^(?:0\.0\.0\.0|::|\[::\])(?::\d+)?$/.test(address)) return undefined;
+  return "metrics.address is not set, so /metrics listens on 127.0.0.1 only while the proxy listens on every address: a Prometheus on another host (a Kubernetes scrape of the pod) cannot reach it; set metrics.address: 0.0.0.0 to serve it there, or 127.0.0.1 to keep it local and this note quiet";
 }

@@ -1254,6 +1254,16 @@ describe("settings accepted but read by nothing are said (notes)", () => {
     expect(parseConfig(`buckets:\n  - name: c\n    path_prefix: /c\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\n    authorization: { type: opa, opa_url: "http://127.0.0.1:2", opa_policy_path: "x/allow" }\n`, { env: {} }).notes).toBeUndefined();
   });
 
+  test("the original's metrics section beside a proxy on every address says /metrics listens on the loopback only (a scrape from another host found nothing)", () => {
+    const notes = (server: string, metrics: string) => parseConfig(`server: { address: "${server}" }\nmetrics: { enabled: true${metrics} }\n${B}`, { env: {} }).notes;
+    const note = "metrics.address is not set, so /metrics listens on 127.0.0.1 only while the proxy listens on every address: a Prometheus on another host (a Kubernetes scrape of the pod) cannot reach it; set metrics.address: 0.0.0.0 to serve it there, or 127.0.0.1 to keep it local and this note quiet";
+    expect(notes("0.0.0.0:8080", ", port: 9090")).toEqual([note]);
+    expect(notes("::", "")).toEqual([note]);
+    // said where the listener is: nothing to add
+    expect(notes("0.0.0.0", ', address: "127.0.0.1"')).toBeUndefined();
+    expect(notes("127.0.0.1:8080", "")).toBeUndefined();
+  });
+
   test("the original's disk.sendfile: false (disk hits always use sendfile here)", () => {
     const c = parseConfig(`cache:\n  cache_layers: [memory, disk]\n  disk: { cache_dir: /tmp/yata-sendfile-note, sendfile: false }\n${B}`, { env: {} });
     expect(c.notes).toEqual([expect.stringContaining("cache.disk.sendfile: false (the original's) has no effect here")]);
