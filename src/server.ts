@@ -26,7 +26,7 @@ import { NODE_IDLE_MS, plainErrorAnswer, writeNodeResponse, type ErrorAnswer } f
 import { outOfDescriptors, ProxyError, toProxyError } from "./errors.ts";
 import { drainIdleWhenOutOfDescriptors } from "./util/descriptors.ts";
 import { bodyBytesForwarded } from "./server/body-garbage.ts";
-import { asksClose, drainRefusedBody, refusedBodyRead, unreadBody } from "./server/refused-body.ts";
+import { asksClose, drainRefusedBody, refusedBodyRead, unboundedBody, unreadBody } from "./server/refused-body.ts";
 import { wantBlobBodies } from "./http/blob-body.ts";
 import { markWriterReports, reportHeld } from "./http/delivery-report.ts";
 import { validHost } from "./http/host.ts";
@@ -250,7 +250,10 @@ function expectGuard(req: Request, res: Response | Promise<Response>): Response 
  * engine does.
  */
 function closeAsAsked(req: Request, res: Response | Promise<Response>): Response | Promise<Response> {
-  if (!asksClose(req.headers.get("connection"))) return res;
+  const asked = asksClose(req.headers.get("connection"));
+  // Kept alive, a chunked body or one declared past the drain's bound that the answer leaves
+  // unread (a refusal) closes the connection the same way, not dropped at the client's pace.
+  if (!asked && (req.body === null || !unboundedBody(req.headers.get("content-length"), req.headers.get("transfer-encoding")))) return res;
   // A body left unread (a refusal answered before it) is read and dropped first, within bounds:
   // closed under the client still sending, the connection went out as a reset that could reach
   // it before the answer (src/server/refused-body.ts). Only where Bun sent the 100 (or none was
@@ -258,7 +261,11 @@ function closeAsAsked(req: Request, res: Response | Promise<Response>): Response
   const expect = req.headers.get("expect");
   const withheld = expect !== null && expect !== "100-continue";
   const close = (answer: Response): Response | Promise<Response> =>
-    withheld || !unreadBody(req) ? withConnectionClose(answer) : drainRefusedBody(req.body!).then(() => withConnectionClose(answer));
+    !asked && (req.bodyUsed || req.body!.locked)
+      ? answer
+      : withheld || !unreadBody(req)
+        ? withConnectionClose(answer)
+        : drainRefusedBody(req.body!).then(() => withConnectionClose(answer));
   return res instanceof Promise ? res.then(close) : close(res);
 }
 
@@ -365,8 +372,11 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
           // under a client still sending, the connection was reset (src/server/refused-body.ts).
           // (Not for an Expect node:http did not answer with its 100: such a client withholds its body.)
           const expect = req.headers.expect;
+          // Kept alive, a chunked body or one past the drain's bound is not read at the client's pace: the answer closes.
+          const closes = asksClose(req.headers.connection) || unboundedBody(req.headers["content-length"], req.headers["transfer-encoding"]);
+          if (closes) res.setHeader("connection", "close");
           // (The request's slots are given back meanwhile: reportHeld.)
-          if (asksClose(req.headers.connection) && (expect === undefined || /^100-continue$/i.test(expect))) {
+          if (closes && (expect === undefined || /^100-continue$/i.test(expect))) {
             reportHeld(response);
             return refusedBodyRead(req).then(() => writeNodeResponse(res, response, req.method === "HEAD", idleMs, opts.as?.errorAnswer));
           }

@@ -15,6 +15,12 @@
  * Bounds: REFUSED_DRAIN_BYTES and REFUSED_DRAIN_MS. Past either the answer goes out all the same
  * and the connection closes under the rest, as S3 does with a large refused upload (clients
  * reading the answer only after their whole body, boto's broken pipe, see the same there).
+ *
+ * Kept alive, the engines dropped any unread body at the client's pace (a PUT declaring 1 GiB,
+ * refused 403 or 405 at once, was read for as long as the client sent, ~60 s and more), where S3
+ * answers such a request and closes. A declared length past REFUSED_DRAIN_BYTES, or a chunked body
+ * (its length untold), now has its answer close the connection as if the request had asked it to,
+ * under the same bounds; a refused body of a declared length within them keeps its connection.
  */
 import type http from "node:http";
 
@@ -29,6 +35,11 @@ export const refusedDrainLimits = { bytes: REFUSED_DRAIN_BYTES, ms: REFUSED_DRAI
 /** Whether a Connection field value holds `close`. */
 export function asksClose(connection: string | null | undefined): boolean {
   return connection != null && /(?:^|,)[ \t]*close[ \t]*(?:,|$)/i.test(connection);
+}
+
+/** Whether a body so framed may pass the byte bound: chunked, or a Content-Length above it (a request with both is refused by either engine). */
+export function unboundedBody(contentLength: string | null | undefined, transferEncoding: string | null | undefined): boolean {
+  return contentLength != null ? Number(contentLength) > refusedDrainLimits.bytes : transferEncoding != null;
 }
 
 /**

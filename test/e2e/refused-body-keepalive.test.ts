@@ -1,0 +1,79 @@
+/**
+ * A refused upload on a kept-alive connection (403 on the S3 front, 405 on the plain front's
+ * read-only bucket) whose body was left unread: the engines dropped that body at the client's pace
+ * (a PUT declaring 1 GiB was read for as long as the client sent, ~60 s and more). S3 answers such a
+ * request and closes. A chunked body, or one declared past 64 MiB (REFUSED_DRAIN_BYTES), now gets
+ * an answer saying `Connection: close`, and the connection closes (within the refused-body
+ * bounds); a refused body of a smaller declared length keeps its connection.
+ */
+import { expect, setDefaultTimeout, test } from "bun:test";
+import { connect } from "node:net";
+import { startUploadEnv } from "./s3-front-upload-helpers.ts";
+
+setDefaultTimeout(30_000);
+
+/** A kept-alive PUT declaring `declared` (a length, or chunked) refused at once; the client pushes body bytes without end. */
+function pushing(port: number, framing: string): Promise<{ head: string; pushed: number; closed: boolean }> {
+  return new Promise((resolve) => {
+    const sock = connect(port, "127.0.0.1");
+    const chunk = Buffer.alloc(256 * 1024, 1);
+    let answer = "";
+    let pushed = 0;
+    let closed = false;
+    let stopAt = Infinity;
+    const finish = () => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve({ head: answer.split("\r\n\r\n")[0], pushed, closed });
+    };
+    const timer = setTimeout(finish, 8000);
+    const pump = () => {
+      while (!sock.destroyed && pushed < stopAt) {
+        pushed += chunk.length;
+        if (!sock.write(framing === "chunked" ? Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, Buffer.from("\r\n")]) : chunk)) return void sock.once("drain", pump);
+      }
+    };
+    sock.on("data", (d) => {
+      answer += d.toString("latin1");
+      // once the answer is in, the client pushes 512 MiB more: a proxy that drains it reads it all
+      if (answer.includes("\r\n\r\n") && stopAt === Infinity) stopAt = pushed + 512 * 1024 * 1024;
+    });
+    sock.on("error", () => {});
+    sock.on("close", () => ((closed = true), finish()));
+    const length = framing === "chunked" ? "Transfer-Encoding: chunked" : `Content-Length: ${framing}`;
+    sock.write(`PUT /ro/deny/x HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n${length}\r\n\r\n`);
+    pump();
+  });
+}
+
+for (const engine of ["bun", "node"] as const)
+  for (const framing of [String(1024 ** 3), "chunked"])
+    test(`${engine} engine: a kept-alive refused upload declaring ${framing === "chunked" ? "a chunked body" : "1 GiB"} is answered with Connection: close and closed, not drained at the client's pace`, async () => {
+      await using env = await startUploadEnv({ engine });
+      for (const [port, status] of [[env.port, "403"], [Number(new URL(env.mainUrl("/")).port), "405"]] as const) {
+        const got = await pushing(port, framing);
+        expect(got.head).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+        expect(got.head.toLowerCase()).toContain("connection: close");
+        expect(got.closed).toBe(true);
+      }
+    });
+
+for (const engine of ["bun", "node"] as const)
+  test(`${engine} engine: a small refused upload keeps its kept-alive connection, and the next request on it is answered`, async () => {
+    await using env = await startUploadEnv({ engine });
+    const got = await new Promise<string>((resolve) => {
+      const sock = connect(env.port, "127.0.0.1");
+      let answer = "";
+      sock.on("data", (d) => {
+        answer += d.toString("latin1");
+        if ((answer.match(/HTTP\/1\.1 /g) ?? []).length === 2 && /\r\n\r\n[^]*\r\n\r\n/.test(answer)) sock.end();
+      });
+      sock.on("error", () => {});
+      sock.on("close", () => resolve(answer));
+      const body = "x".repeat(1000);
+      sock.write(`PUT /ro/deny/x HTTP/1.1\r\nHost: 127.0.0.1:${env.port}\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+      sock.write(`GET /ro/deny/x HTTP/1.1\r\nHost: 127.0.0.1:${env.port}\r\n\r\n`);
+    });
+    expect(got.match(/HTTP\/1\.1 \d\d\d/g)).toEqual(["HTTP/1.1 403", "HTTP/1.1 403"]);
+    expect(got.toLowerCase()).not.toContain("connection: close");
+  });
