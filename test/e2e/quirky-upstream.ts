@@ -83,6 +83,21 @@ function listBucketXml(q: URLSearchParams): string {
     const key = q.get("start-after") === null ? "badpct/%E2%82" : "badpct/%ZZ";
     return `${top}<MaxKeys>1</MaxKeys><EncodingType>url</EncodingType><IsTruncated>true</IsTruncated>${entry(key)}${v2 ? "<KeyCount>1</KeyCount><NextContinuationToken>bad-pct-next</NextContinuationToken>" : ""}</ListBucketResult>`;
   }
+  if (prefix.startsWith("junk-")) {
+    // a listing no S3 could give for the prefix: a negative or non-numeric Size, a LastModified of
+    // "junk", a key or a common prefix outside the prefix asked for; junk-ok/ is a fair one
+    const e = (k: string, size: string, modified: string) => `<Contents><Key>${k}</Key><LastModified>${modified}</LastModified><ETag>&quot;e1&quot;</ETag><Size>${size}</Size></Contents>`;
+    const date = "2025-01-01T00:00:00.000Z";
+    const entries = {
+      "junk-ok/": e("junk-ok/a.txt", "0", date) + e("junk-ok/b.txt", "26", "2025-06-30T23:59:59Z") + "<CommonPrefixes><Prefix>junk-ok/d/</Prefix></CommonPrefixes>",
+      "junk-size/": e("junk-size/a.txt", "26", date) + e("junk-size/b.txt", "-5", date),
+      "junk-nan/": e("junk-nan/a.txt", "many", date),
+      "junk-date/": e("junk-date/a.txt", "26", "junk"),
+      "junk-outside/": e("junk-outside/a.txt", "26", date) + e("other/secret.txt", "26", date),
+      "junk-cp/": "<CommonPrefixes><Prefix>other/</Prefix></CommonPrefixes>",
+    }[prefix] ?? "";
+    return `${top}<MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>${entries}${v2 ? "<KeyCount>2</KeyCount>" : ""}</ListBucketResult>`;
+  }
   if (prefix === "nsprefix/") {
     return `<?xml version="1.0" encoding="UTF-8"?><s3:ListBucketResult xmlns:s3="http://s3.amazonaws.com/doc/2006-03-01/"><s3:Name>fakebucket</s3:Name><s3:Prefix>nsprefix/</s3:Prefix><s3:MaxKeys>1000</s3:MaxKeys><s3:IsTruncated>false</s3:IsTruncated><s3:Contents><s3:Key>nsprefix/a.txt</s3:Key><s3:LastModified>2025-01-01T00:00:00.000Z</s3:LastModified><s3:ETag>"e1"</s3:ETag><s3:Size>26</s3:Size><s3:Owner><s3:ID>upstream-secret-owner-id</s3:ID><s3:DisplayName>upstream-admin</s3:DisplayName></s3:Owner></s3:Contents>${v2 ? "<s3:KeyCount>1</s3:KeyCount>" : ""}</s3:ListBucketResult>`;
   }

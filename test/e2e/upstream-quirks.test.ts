@@ -303,6 +303,25 @@ describe("an S3-front encoding-type=url listing whose last key is not %-encoded 
   });
 });
 
+describe("an S3-front listing no S3 could give (a Size of -5 or \"many\", a LastModified of \"junk\", keys outside the prefix asked)", () => {
+  test("is InternalError, never relayed (V1, V2, versions): the key outside the prefix never reaches the client; a fair listing is relayed", async () => {
+    const p = await startProxy({ engine: "bun", client: "auto" });
+    const answers = (prefix: string) =>
+      Promise.all(
+        ([{ "list-type": "2", prefix }, { prefix }, { versions: "", prefix }] as Array<Record<string, string>>).map(async (query) => {
+          const r = await p.s3("GET", "/nc", { query });
+          return { query, status: r.status, xml: await r.text() };
+        }),
+      );
+    for (const prefix of ["junk-size/", "junk-nan/", "junk-date/", "junk-outside/", "junk-cp/"])
+      for (const a of await answers(prefix)) {
+        expect({ query: a.query, status: a.status, unreadable: a.xml.includes("<Code>InternalError</Code><Message>The upstream sent a listing that cannot be read</Message>") }).toEqual({ query: a.query, status: 500, unreadable: true });
+        expect(a.xml).not.toContain("other/");
+      }
+    for (const a of await answers("junk-ok/")) expect({ query: a.query, status: a.status, listed: a.xml.includes("<Key>junk-ok/b.txt</Key>") }).toEqual({ query: a.query, status: 200, listed: true });
+  });
+});
+
 describe("an S3-front listing written with a namespace prefix (<s3:ListBucketResult xmlns:s3=...>)", () => {
   test("names the proxy bucket and masks the owner as an unprefixed one does (V1, V2, versions)", async () => {
     const p = await startProxy({ engine: "bun", client: "auto" });

@@ -102,6 +102,7 @@ export async function listObjects(ctx: RequestContext, op: "ListObjects" | "List
   if (root !== (op === "ListObjectVersions" ? "ListVersionsResult" : "ListBucketResult") || !isWellFormedResult(xml, MAX_LISTING_BYTES)) {
     throw s3Fail(s3Error("InternalError", "The upstream's listing could not be read."));
   }
+  checkEntries(xml, q.get("prefix") ?? "", elementText(xml, "EncodingType") === "url");
   // The first <Name> is ListBucketResult's (ListVersionsResult's) own (keys and owners are escaped text or other elements).
   const named = setFirstElementText(xml, "Name", bucket.name);
   return xmlResponse(ctx, maskOwners(v2 === undefined ? named : v2.answer(named), ctx.subject ?? "anonymous"));
@@ -204,19 +205,56 @@ function lastChildText(xml: string, entry: RegExp, name: string): string | undef
   return new RegExp(`<${p}${name}>([^<]*)<\\/${p}${name}>`).exec(last[2]!)?.[1];
 }
 
-/** The page's last entry: its last key, or its last common prefix. */
-function lastEntry(xml: string, encoded: boolean): LastEntry | undefined {
+const ENTRIES = new RegExp(`<(${PREFIXED})(Contents|Version|DeleteMarker|CommonPrefixes)>([\\s\\S]*?)<\\/\\1\\2>`, "g");
+const SIZE = /^\d{1,16}$/;
+const LAST_MODIFIED = /^\d{4}-[01]\d-[0-3]\dT[0-2]\d:[0-5]\d:[0-6]\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d)$/;
+
+/** The text of `body`'s first `<tag>` child (undecoded). */
+function childOf(body: string, tag: string): string | undefined {
+  const i = body.indexOf(`<${tag}>`);
+  if (i < 0) return undefined;
+  const j = body.indexOf(`</${tag}>`, i);
+  return j < 0 ? undefined : body.slice(i + tag.length + 2, j);
+}
+
+/**
+ * Every entry of the upstream's listing is one S3 could give for it: its key (a common prefix's
+ * too) starts with the prefix asked for, its Size is a whole number of bytes, its LastModified an
+ * ISO 8601 time. A listing that breaks this (a store's bug: a Size of -5, a LastModified of
+ * "junk", keys outside the prefix, which an identity granted a prefix may not list) was relayed as
+ * it came; it is the upstream's InternalError now, as a listing that cannot be read, rather than
+ * edited (its KeyCount and token would no longer say what it holds).
+ */
+function checkEntries(xml: string, prefix: string, encoded: boolean): void {
+  const bad = () => new ProxyError("BadGateway", { detail: "The upstream sent a listing that cannot be read" });
+  for (const m of xml.matchAll(ENTRIES)) {
+    const p = m[1]!;
+    const body = m[3]!;
+    const key = childOf(body, m[2] === "CommonPrefixes" ? `${p}Prefix` : `${p}Key`);
+    if (key === undefined) throw bad();
+    if (prefix !== "" && !decodedKey(key, encoded).startsWith(prefix)) throw bad();
+    const size = childOf(body, `${p}Size`);
+    const modified = childOf(body, `${p}LastModified`);
+    if ((size !== undefined && !SIZE.test(size.trim())) || (modified !== undefined && !LAST_MODIFIED.test(modified.trim()))) throw bad();
+  }
+}
+
+/** A listed key or prefix as the client named it (entities, and %-escapes in an encoding-type=url listing, decoded). */
+function decodedKey(s: string, encoded: boolean): string {
   // (leniently: S3 writes a key's characters XML 1.0 does not allow as references, &#x1;)
   // A broken escape in an encoded key (%ZZ, a cut UTF-8 sequence) is the upstream's fault, as on the
   // plain front: it was the proxy's own InternalError (a URIError thrown here).
-  const decode = (s: string) => {
-    if (!encoded) return decodeEntities(s, true);
-    try {
-      return s3UrlDecode(decodeEntities(s, true));
-    } catch (err) {
-      throw new ProxyError("BadGateway", { detail: "The upstream sent a listing that cannot be read", cause: err });
-    }
-  };
+  if (!encoded) return decodeEntities(s, true);
+  try {
+    return s3UrlDecode(decodeEntities(s, true));
+  } catch (err) {
+    throw new ProxyError("BadGateway", { detail: "The upstream sent a listing that cannot be read", cause: err });
+  }
+}
+
+/** The page's last entry: its last key, or its last common prefix. */
+function lastEntry(xml: string, encoded: boolean): LastEntry | undefined {
+  const decode = (s: string) => decodedKey(s, encoded);
   const key = lastChildText(xml, CONTENTS, "Key");
   const prefix = lastChildText(xml, COMMON_PREFIXES, "Prefix");
   const k = key === undefined ? undefined : { after: decode(key), past: false };
