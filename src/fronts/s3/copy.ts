@@ -21,6 +21,7 @@ import type { S3RequestContext } from "./front.ts";
 import { mayAccess } from "./permissions.ts";
 import { errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, tryParse, xmlAnswer } from "./relay.ts";
 import { keyRefusal, MAX_KEY_BYTES } from "./route.ts";
+import { versionIdProblem } from "./operations.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
 import { configuredBucket } from "./route.ts";
 import { sameUpstreamAccount, storesOf } from "../../config/writes.ts";
@@ -53,7 +54,9 @@ export function parseCopySource(raw: string): CopySource | S3Error {
     } catch {
       return BAD_SOURCE();
     }
-    if (versionId === "") return BAD_SOURCE();
+    // (S3's own words for an empty or overlong id, as for a GET's ?versionId: the source was named)
+    const problem = versionIdProblem(versionId);
+    if (problem !== undefined) return s3Error("InvalidArgument", problem, { ArgumentName: "x-amz-copy-source" });
     v = v.slice(0, q);
   }
   let decoded: string;

@@ -107,7 +107,15 @@ describe("parseCopySource", () => {
     expect(parseCopySource("b/k?versionId=3sL4kqtJ+rmSp/Xd3d")).toEqual({ bucket: "b", key: "k", versionId: "3sL4kqtJ+rmSp/Xd3d" });
   });
   test("no key, no bucket, a bad escape, another query parameter → InvalidArgument", () => {
-    for (const bad of ["", "/", "/b", "/b/", "//k", "/b/%E0%A4%A", "/b/k?acl", "/b/k?versionId=", "/b/k?versionId=a&versionId=b", "/b/k?versionId=%E0%A4"]) expect(`${bad} → ${"code" in parseCopySource(bad) ? "refused" : "parsed"}`).toBe(`${bad} → refused`);
+    for (const bad of ["", "/", "/b", "/b/", "//k", "/b/%E0%A4%A", "/b/k?acl", "/b/k?versionId=a&versionId=b", "/b/k?versionId=%E0%A4"]) expect(`${bad} → ${"code" in parseCopySource(bad) ? "refused" : "parsed"}`).toBe(`${bad} → refused`);
+  });
+  test("an empty or overlong ?versionId= is S3's version id error, not one saying the bucket and key are missing", () => {
+    const refusal = (raw: string) => {
+      const r = parseCopySource(raw);
+      return "code" in r ? `${r.code}: ${r.message}` : "parsed";
+    };
+    expect(refusal("/b/k?versionId=")).toBe("InvalidArgument: Version id cannot be the empty string");
+    expect(refusal(`/b/k?versionId=${"v".repeat(1025)}`)).toBe("InvalidArgument: Invalid version id specified");
   });
 });
 
