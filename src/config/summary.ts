@@ -1,4 +1,5 @@
 /** The one-screen summary printed by `--check`. Never prints secrets: only whether they are set. */
+import { isAbsolute, join } from "node:path";
 import type { Config } from "./load.ts";
 import { listenerUrl, printableUrl } from "./url.ts";
 import { summarizeS3Api } from "./s3-api.ts";
@@ -6,6 +7,15 @@ import { summarizeS3Api } from "./s3-api.ts";
 /** A rate limit that is set, as `name=N/s` (with its burst when given); "" when it is not (it said `global=-/s`). */
 function rateOf(name: string, r: { requests_per_second: number; burst?: number } | undefined): string {
   return r === undefined ? "" : `${name}=${r.requests_per_second}/s${r.burst === undefined ? "" : ` (burst ${r.burst})`}`;
+}
+
+/**
+ * A file or folder as the proxy opens it: a relative one resolves against the config file's
+ * folder (Config.baseDir), not the folder --check runs in, so it is shown resolved, with what was written.
+ */
+function shownPath(p: string | undefined, baseDir: string): string {
+  if (p === undefined || isAbsolute(p)) return String(p);
+  return `${join(baseDir, p)} ("${p}", relative to the config's folder)`;
 }
 
 /** `verdict`: the headline's word on the config ("OK" only when --check exits 0). */
@@ -31,7 +41,7 @@ export function summarize(c: Config, file: string, verdict = "OK"): string {
     lines.push(`rate limits shared in Redis ${url ? printableUrl(url) : "(no URL)"} (timeout ${rl.redis_timeout_ms} ms; alone, each of ${rl.instances} process(es) enforces 1/${rl.instances})`);
   }
   lines.push(`tracing     ${c.tracing.enabled && c.tracing.otlp_endpoint ? `OTLP ${printableUrl(c.tracing.otlp_endpoint)} sample=${c.tracing.sample_ratio} service=${c.tracing.service_name}` : "off"}`);
-  lines.push(`audit       ${c.audit.enabled ? `${c.audit.path} (rotate at ${c.audit.max_size_mb} MiB, keep ${c.audit.max_files})` : "off"}`);
+  lines.push(`audit       ${c.audit.enabled ? `${shownPath(c.audit.path, c.baseDir)} (rotate at ${c.audit.max_size_mb} MiB, keep ${c.audit.max_files})` : "off"}`);
   lines.push(`buckets     ${c.buckets.length}`);
   for (const b of c.buckets) {
     // Validation refuses credentials in endpoints; printableUrl is the second line of defence.
@@ -62,7 +72,7 @@ function cacheLayers(c: Config): string {
   return c.cache.cache_layers
     .map((layer) => {
       if (layer === "memory") return `memory ${m.max_cache_size_mb} MiB (items<=${m.max_item_size_mb} MiB)`;
-      if (layer === "disk") return `disk ${c.cache.disk?.path} ${c.cache.disk?.max_disk_size_mb} MiB (items<=${c.cache.disk?.max_item_size_mb} MiB${c.cache.disk?.fsync ? ", fsync" : ""})`;
+      if (layer === "disk") return `disk ${shownPath(c.cache.disk?.path, c.baseDir)} ${c.cache.disk?.max_disk_size_mb} MiB (items<=${c.cache.disk?.max_item_size_mb} MiB${c.cache.disk?.fsync ? ", fsync" : ""})`;
       const r = c.cache.redis;
       return `redis ${r ? printableUrl(r.url) : ""} (items<=${r?.max_item_size_mb} MiB)`;
     })

@@ -99,3 +99,12 @@ describe("--check summary", () => {
     expect(jwtLine('[{ claim: role, operator: equals, value: admin }, { claim: team, operator: equals, value: a }]')).toContain("; 2 claim rules;");
   });
 });
+
+describe("--check summary: relative paths", () => {
+  test("a relative disk-cache folder and audit file are shown resolved against the config's folder (where the proxy opens them), with what was written", () => {
+    const yaml = `cache: { enabled: true, cache_layers: [memory, disk], disk: { path: ./cache } }\naudit: { enabled: true, path: logs/audit.log }\nbuckets:\n  - { name: b, path_prefix: /b, s3: { bucket: bkt } }\n`;
+    const text = summarize(parseConfig(yaml, { env: {}, baseDir: "/etc/yata" }), "/etc/yata/config.yaml");
+    expect(text).toContain(`disk /etc/yata/cache ("./cache", relative to the config's folder) `);
+    expect(text).toContain(`audit       /etc/yata/logs/audit.log ("logs/audit.log", relative to the config's folder) (rotate at`);
+  });
+});
