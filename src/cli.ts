@@ -15,7 +15,7 @@ import { App } from "./app.ts";
 import { RedisRateLimiter } from "./limits/index.ts";
 import { ConfigError, likelyKey, loadConfigSource, loadConfigSourceOffThread, parseConfig, type Config } from "./config/load.ts";
 import { summarize } from "./config/summary.ts";
-import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, presignPortNote, readOnlyWriteGrantNote, shortBucketNameNote, tlsChainNote, unseenClaimValueNote, uppercaseVirtualHostNote, tlsValidityNote, tlsWeakKeyNote, trustedProxiesNote, userContentNote, userContentUnsandboxedNote } from "./config/notes.ts";
+import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, presignPortNote, privateKeyPemNote, readOnlyWriteGrantNote, shortBucketNameNote, tlsChainNote, unseenClaimValueNote, uppercaseVirtualHostNote, tlsValidityNote, tlsWeakKeyNote, trustedProxiesNote, userContentNote, userContentUnsandboxedNote } from "./config/notes.ts";
 import { parseIp } from "./http/cidr.ts";
 import { createLogger, type Logger } from "./observe/log.ts";
 import { listenBun, listenMetrics, listenNode, readTls, type Listener, type TlsMaterial } from "./server.ts";
@@ -248,6 +248,7 @@ function configNotes(config: Config): Array<{ level: "info" | "warn"; text: stri
   add("warn", cacheUnusedNote(config));
   add("warn", diskShareNote(config.cache, workerCount(config)));
   add("warn", demoSecretsNote(config));
+  add("warn", privateKeyPemNote(config));
   add("warn", auditPathNote(config));
   add("warn", authorizerTimeoutNote(config));
   add("warn", tlsValidityNote(config));

@@ -15,6 +15,35 @@ import { userContentReaders } from "./writes.ts";
 const DEMO_SECRETS = new Set(["demo-jwt-secret-change-me-0123456789abcdef", "demo-sts-session-key-change-me-0123456789", "demo-client-secret-0123456789"]);
 const isDemo = (v: string | undefined) => v !== undefined && (DEMO_SECRETS.has(v) || /change-?me/i.test(v));
 
+/**
+ * The jwt key files (rsa_public_key_path, ecdsa_public_key_path, public_key_path, keys[].path)
+ * that hold a private key. It works (the public key is derived from it), which is why it was
+ * taken without a word; but the proxy needs only the public half, and whoever reads the file (a
+ * backup, a config repository, a support bundle) can sign tokens this proxy and every service
+ * trusting that issuer accepts.
+ */
+export function privateKeyPemNote(config: Config): string | undefined {
+  const j = config.jwt;
+  if (!j?.enabled) return undefined;
+  const files: Array<[string, string | undefined]> = [
+    ["jwt.rsa_public_key_path", j.rsa_public_key_path],
+    ["jwt.ecdsa_public_key_path", j.ecdsa_public_key_path],
+    ["jwt.public_key_path", j.public_key_path],
+    ...j.keys.map((k, i): [string, string | undefined] => [`jwt.keys[${i}].path`, k.path]),
+  ];
+  const found = files.filter(([, file]) => {
+    if (file === undefined) return false;
+    try {
+      return /-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----/.test(readFileSync(resolveConfigPath(file, config.baseDir), "latin1"));
+    } catch {
+      return false; // (an unreadable file is a config error of its own)
+    }
+  });
+  if (found.length === 0) return undefined;
+  const named = found.map(([key, file]) => `${key} (${file})`).join(", ");
+  return `${named} ${found.length === 1 ? "holds a private key" : "hold private keys"}: tokens are verified with the public key derived from it, but the proxy needs only that, and whoever reads the file can sign tokens it accepts; give the public key instead (openssl pkey -in KEY -pubout -out KEY.pub)`;
+}
+
 /** The keys whose value is a published demo secret (never the values), or undefined. */
 export function demoSecretsNote(config: Config): string | undefined {
   const found: string[] = [];

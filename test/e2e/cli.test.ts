@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { generateKeyPairSync } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pkg from "../../package.json" with { type: "json" };
@@ -221,6 +222,21 @@ test("--check says when a JWT key file fits none of the accepted algorithms (an 
   expect(unused.stdout).toContain("note: the JWT key file ec.pem fits none of the accepted algorithms (jwt.algorithm / jwt.algorithms), so it is not used\n");
   const used = await runCli(["--check", "--config", file("jwt-used.yaml", jwt(", algorithms: [HS256, ES256]"))]);
   expect([used.code, used.stdout.includes("fits none")]).toEqual([0, false]);
+});
+
+test("--check says when a JWT public-key path holds a private key (it works, but the file can sign tokens); not for the public key", async () => {
+  const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  file("rsa-private.pem", privateKey.export({ type: "pkcs8", format: "pem" }).toString());
+  file("rsa-public.pem", publicKey.export({ type: "spki", format: "pem" }).toString());
+  const jwt = (pem: string) => `jwt: { enabled: true, algorithm: RS256, rsa_public_key_path: ${pem} }\n${bucket()}`;
+  const [priv, pub] = await runEach([
+    ["--check", "--config", file("jwt-private.yaml", jwt("rsa-private.pem"))],
+    ["--check", "--config", file("jwt-public.yaml", jwt("rsa-public.pem"))],
+  ]);
+  expect(priv!.code).toBe(0);
+  expect(priv!.stdout).toContain("note: jwt.rsa_public_key_path (rsa-private.pem) holds a private key: ");
+  expect(priv!.stdout + priv!.stderr).not.toContain("BEGIN PRIVATE KEY");
+  expect([pub!.code, pub!.stdout.includes("private key")]).toEqual([0, false]);
 });
 
 test("--check fails (exit 1) when the disk layer's folder cannot be used by this user, as start-up would (exit 3), and says why in words; with server.workers, each worker's folder", async () => {
