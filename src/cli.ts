@@ -86,6 +86,7 @@ Usage:
   yatagarasu --check [--config PATH]  validate the config, print a summary, exit 0 or 1
   yatagarasu --healthcheck [URL]      GET URL (default http://127.0.0.1:8080/health), exit 0 on 200
   yatagarasu --version | --help
+Short forms: -c PATH (or --config=PATH) for --config PATH, -V for --version, -h for --help.
 
 Signals: SIGTERM/SIGINT/SIGQUIT drain and exit 0 (a second one cuts the drain short, a third exits at once);
   SIGHUP reloads the config (of every worker); SIGUSR1/SIGUSR2 are ignored.

@@ -39,6 +39,8 @@ test("--help prints usage and exits 0", async () => {
   expect(r.code).toBe(0);
   expect(r.stdout).toStartWith(`yatagarasu ${pkg.version}`);
   expect(r.stdout).toContain("--check");
+  // the short forms the parser takes are documented
+  expect(r.stdout).toContain("Short forms: -c PATH (or --config=PATH) for --config PATH, -V for --version, -h for --help.\n");
   expect(r.stdout).toContain("Exit codes:");
 });
 
