@@ -449,6 +449,22 @@ async function waitForRedisAtStart(app: App): Promise<void> {
   clearTimeout(capped);
 }
 
+/**
+ * A child listens once its first readiness probe round is done (at most FIRST_PROBE_WAIT_MS; a
+ * probe gives up after 2 s): its workers serve meanwhile (a child restarted after a crash), and
+ * listening at once (SO_REUSEPORT gives it a share of the connections) it answered /ready 503 "not
+ * probed yet" beside ready ones until that round ended, and a scrape read yatagarasu_ready 0
+ * (min over the workers) for a ready group. The primary listens at once: /ready is its to say.
+ */
+async function firstProbeRound(app: App): Promise<void> {
+  const prober = app.runtime.prober;
+  if (prober.rounds > 0) return;
+  let capped: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([prober.nextRound(), early.stopped, new Promise<void>((r) => (capped = setTimeout(r, FIRST_PROBE_WAIT_MS)))]);
+  clearTimeout(capped);
+}
+const FIRST_PROBE_WAIT_MS = 5000;
+
 /** What a process listens on: the main listener, the S3 API's and the metrics' when enabled. */
 interface Listening {
   listener: Listener;
@@ -572,6 +588,7 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     // applied before it serves, each confirmed once applied.
     if ((workerIndex() ?? 0) > 0) applyPurgesFromPrimary((inv) => a.cache.applyPeer(inv));
     await waitForRedisAtStart(app);
+    if (child) await firstProbeRound(app);
     if (early.stop !== undefined) {
       log.info("stopped before serving", { signal: early.stop, ...(child && !process.connected ? { primary: "gone" } : undefined) });
       await app.close();
