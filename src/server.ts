@@ -847,8 +847,9 @@ export function listenMetrics(cfg: Config, render: () => string | Promise<string
     port: cfg.metrics.port,
     development: false,
     fetch(req) {
-      // The metrics listener never reads a body: an Expect Bun did not answer is the same desync.
-      return expectGuard(req, metricsAnswer(req, render));
+      // The metrics listener never reads a body: an Expect Bun did not answer is the same desync,
+      // and a chunked one is not read at the client's pace (closeAsAsked).
+      return closeAsAsked(req, expectGuard(req, metricsAnswer(req, render)));
     },
     error(err) {
       log?.error("metrics listener error", { error: String(err?.message ?? err) });

@@ -8,12 +8,14 @@
  */
 import { expect, setDefaultTimeout, test } from "bun:test";
 import { connect } from "node:net";
+import { parseConfig } from "../../src/config/load.ts";
+import { listenMetrics } from "../../src/server.ts";
 import { startUploadEnv } from "./s3-front-upload-helpers.ts";
 
 setDefaultTimeout(30_000);
 
 /** A kept-alive PUT declaring `declared` (a length, or chunked) refused at once; the client pushes body bytes without end. */
-function pushing(port: number, framing: string): Promise<{ head: string; pushed: number; closed: boolean }> {
+function pushing(port: number, framing: string, path = "/ro/deny/x"): Promise<{ head: string; pushed: number; closed: boolean }> {
   return new Promise((resolve) => {
     const sock = connect(port, "127.0.0.1");
     const chunk = Buffer.alloc(256 * 1024, 1);
@@ -41,7 +43,7 @@ function pushing(port: number, framing: string): Promise<{ head: string; pushed:
     sock.on("error", () => {});
     sock.on("close", () => ((closed = true), finish()));
     const length = framing === "chunked" ? "Transfer-Encoding: chunked" : `Content-Length: ${framing}`;
-    sock.write(`PUT /ro/deny/x HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n${length}\r\n\r\n`);
+    sock.write(`PUT ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n${length}\r\n\r\n`);
     pump();
   });
 }
@@ -77,3 +79,17 @@ for (const engine of ["bun", "node"] as const)
     expect(got.match(/HTTP\/1\.1 \d\d\d/g)).toEqual(["HTTP/1.1 403", "HTTP/1.1 403"]);
     expect(got.toLowerCase()).not.toContain("connection: close");
   });
+
+test("the metrics listener too: a kept-alive chunked PUT /metrics gets its 405 with Connection: close, not a read of the whole body", async () => {
+  const cfg = parseConfig("metrics: { enabled: true, address: 127.0.0.1, port: 0 }\nbuckets:\n  - { name: b, path_prefix: /b, s3: { bucket: data, endpoint: \"http://127.0.0.1:9\" } }\n", { env: {} });
+  // (one declaring more than 128 MiB gets Bun's own 413, which closes)
+  const m = listenMetrics(cfg, () => "");
+  try {
+    const got = await pushing(m.port, "chunked", "/metrics");
+    expect(got.head).toMatch(/^HTTP\/1\.1 405 /);
+    expect(got.head.toLowerCase()).toContain("connection: close");
+    expect(got.closed).toBe(true);
+  } finally {
+    await m.stop(true);
+  }
+});
