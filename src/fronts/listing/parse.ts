@@ -3,6 +3,7 @@
  * outside the requested prefix are dropped (defence in depth: the upstream was asked for the
  * prefix, but an index must never show more than the folder it names).
  */
+import { readableEntryFields } from "../s3/list-fields.ts";
 import { child, childrenNamed, childText, parseXml } from "../s3/xml-reader.ts";
 
 export interface ListingEntry {
@@ -58,11 +59,15 @@ export function parseListing(xml: string, prefix: string): ListingPage {
   let marker = false;
   for (const c of childrenNamed(root, "Contents")) {
     const key = decode(childText(c, "Key") ?? "");
+    // (a Size or LastModified no S3 could give, -5, "many", "junk", makes the listing unreadable, as
+    // on the S3 front: it showed as 0 bytes, and the date as it came)
+    const size = childText(c, "Size");
+    const modified = childText(c, "LastModified");
+    if (!readableEntryFields(size, modified)) throw new Error("an entry's Size or LastModified is not one S3 could give");
     // The "folder marker" object some tools create (the prefix itself) is not an entry of its own folder.
     if (key === prefix) marker = true;
     if (!key.startsWith(prefix) || key === prefix) continue;
-    const size = Number(childText(c, "Size") ?? "0");
-    files.push({ key, name: key.slice(prefix.length), folder: false, size: Number.isFinite(size) ? size : 0, lastModified: childText(c, "LastModified") ?? "" });
+    files.push({ key, name: key.slice(prefix.length), folder: false, size: Number(size ?? "0"), lastModified: modified?.trim() ?? "" });
   }
   const truncated = childText(root, "IsTruncated") === "true";
   const next = child(root, "NextContinuationToken")?.text;

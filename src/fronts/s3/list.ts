@@ -23,6 +23,7 @@ import { requestHeaders } from "./writes.ts";
 import { el, isWellFormedResult, maskOwners, rootOf, setFirstElementText } from "./xml.ts";
 import { decodeEntities } from "./xml-reader.ts";
 import { askResumed, laterEntry, nextToken, readToken, s3UrlDecode, s3UrlEncode, type LastEntry, type ListBinding } from "./list-token.ts";
+import { readableEntryFields } from "./list-fields.ts";
 import type { BucketUpstream } from "../../s3/upstream.ts";
 import type { OperationContext } from "../../s3/operations/common.ts";
 import type { ListObjectsV2Params } from "../../s3/operations/list-objects.ts";
@@ -206,8 +207,6 @@ function lastChildText(xml: string, entry: RegExp, name: string): string | undef
 }
 
 const ENTRIES = new RegExp(`<(${PREFIXED})(Contents|Version|DeleteMarker|CommonPrefixes)>([\\s\\S]*?)<\\/\\1\\2>`, "g");
-const SIZE = /^\d{1,16}$/;
-const LAST_MODIFIED = /^\d{4}-[01]\d-[0-3]\dT[0-2]\d:[0-5]\d:[0-6]\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d)$/;
 
 /** The text of `body`'s first `<tag>` child (undecoded). */
 function childOf(body: string, tag: string): string | undefined {
@@ -233,9 +232,7 @@ function checkEntries(xml: string, prefix: string, encoded: boolean): void {
     const key = childOf(body, m[2] === "CommonPrefixes" ? `${p}Prefix` : `${p}Key`);
     if (key === undefined) throw bad();
     if (prefix !== "" && !decodedKey(key, encoded).startsWith(prefix)) throw bad();
-    const size = childOf(body, `${p}Size`);
-    const modified = childOf(body, `${p}LastModified`);
-    if ((size !== undefined && !SIZE.test(size.trim())) || (modified !== undefined && !LAST_MODIFIED.test(modified.trim()))) throw bad();
+    if (!readableEntryFields(childOf(body, `${p}Size`), childOf(body, `${p}LastModified`))) throw bad();
   }
 }
 

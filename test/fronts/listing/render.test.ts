@@ -32,6 +32,16 @@ describe("parseListing", () => {
     expect(page.entries.map((e) => e.key)).toEqual(["a b+c", "x&y"]);
   });
 
+  test("an entry whose Size or LastModified no S3 could give makes the listing unreadable (as on the S3 front), not 0 bytes or a junk date", () => {
+    const entry = (size: string, modified: string) => xml(`<Contents><Key>docs/a.txt</Key><LastModified>${modified}</LastModified><Size>${size}</Size></Contents>`);
+    const date = "2025-01-01T00:00:00.000Z";
+    for (const [size, modified] of [["many", date], ["-5", date], ["", date], ["1.5", date], ["26", "junk"], ["26", ""]]) {
+      expect(() => parseListing(entry(size!, modified!), "docs/")).toThrow();
+    }
+    expect(parseListing(entry("26", "2025-06-30T23:59:59Z"), "docs/").entries[0]).toMatchObject({ size: 26, lastModified: "2025-06-30T23:59:59Z" });
+    expect(parseListing(xml(`<Contents><Key>docs/a.txt</Key></Contents>`), "docs/").entries[0]).toMatchObject({ size: 0, lastModified: "" });
+  });
+
   test("a DOCTYPE (entity expansion) is refused", () => {
     expect(() => parseListing(`<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><ListBucketResult>&a;</ListBucketResult>`, "")).toThrow();
   });
