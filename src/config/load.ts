@@ -194,9 +194,30 @@ function rangeMessage(issue: z.core.$ZodIssue, v: unknown, path: readonly Proper
   return `must be ${range}, got ${v}`;
 }
 
+/**
+ * A value outside a key's fixed set (`logging.level: INFO`, `engine: Bun`), in the project's
+ * words: the values allowed and the value given, and the one it differs from only in case ("did
+ * you mean info?"); zod said "Invalid option: expected one of "trace"|"debug"|…". A value that
+ * came from a ${VAR} is named by its variable, not shown. Undefined for any other issue, and for
+ * a set with its own message.
+ */
+function optionMessage(issue: z.core.$ZodIssue, v: unknown, fromVar: string | undefined): string | undefined {
+  if (issue.code !== "invalid_value" || !issue.message.startsWith("Invalid option") || !issue.values.every((x) => typeof x === "string")) return undefined;
+  const values = issue.values as string[];
+  const allowed = `expected one of ${values.join(", ")}`;
+  if (v === undefined) return undefined;
+  if (typeof v !== "string") return `${allowed}, got ${kindOf(v)}`;
+  const match = values.find((x) => x.toLowerCase() === v.trim().toLowerCase());
+  const cased = values.every((x) => x === x.toLowerCase()) ? "lower case" : "case-sensitive";
+  if (fromVar !== undefined) return `${allowed}, got the value of \${${fromVar}}${match === undefined ? "" : ` (the values are ${cased}: set ${fromVar} to ${match})`}`;
+  return `${allowed}, got ${JSON.stringify(v)}${match === undefined ? "" : ` (the values are ${cased}: did you mean ${match}?)`}`;
+}
+
 function zodMessage(issue: z.core.$ZodIssue, raw: unknown, fromVar?: string): string {
   const range = rangeMessage(issue, valueAt(raw, issue.path), issue.path);
   if (range !== undefined) return range;
+  const option = optionMessage(issue, valueAt(raw, issue.path), fromVar);
+  if (option !== undefined) return option;
   if (issue.code === "unrecognized_keys") return `unknown key${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `'${shownKey(k)}'`).join(", ")}`;
   // A key of a fixed set left out (a claim rule without operator, a jwt.keys entry without
   // algorithm): it was "unknown operator" or zod's "Invalid option", as if one had been written.

@@ -238,6 +238,13 @@ describe("parseConfig", () => {
     expect(one(`server: { workers: "four" }\n${B}`)).toEqual(['server.workers: expected a number or "auto", got a string']);
     expect(one(`server: { workers: "2" }\n${B}`)).toEqual(['server.workers: expected a number or "auto", got a string (write it without quotes)']);
     expect(one(`server:\n  ~: 1\n${B}`)).toEqual(["server.: an empty key (written '', ~ or null): remove it"]);
+    // a value outside a fixed set says the values, the value given, and the one it differs from in case (zod said "Invalid option: expected one of "trace"|...")
+    expect(one(`logging: { level: INFO }\n${B}`)).toEqual(['logging.level: expected one of trace, debug, info, warn, error, got "INFO" (the values are lower case: did you mean info?)']);
+    expect(one(`server: { engine: Bun }\n${B}`)).toEqual(['server.engine: expected one of bun, node, got "Bun" (the values are lower case: did you mean bun?)']);
+    expect(one(`server: { upstream_client: Fetch }\n${B}`)).toEqual(['server.upstream_client: expected one of auto, fetch, got "Fetch" (the values are lower case: did you mean fetch?)']);
+    expect(one(`logging: { level: loud }\n${B}`)).toEqual(['logging.level: expected one of trace, debug, info, warn, error, got "loud"']);
+    expect(one(`logging: { level: 3 }\n${B}`)).toEqual(["logging.level: expected one of trace, debug, info, warn, error, got an integer"]);
+    expect(issues(`logging:\n  level: \${LL}\n${B}`, { LL: "Debug" }).map((i) => `${i.path}: ${i.message}`)).toEqual(["logging.level: expected one of trace, debug, info, warn, error, got the value of ${LL} (the values are lower case: set LL to debug)"]);
     // a number out of range says the range and the value given, in the project's words (zod's were "Too big: expected number to be <=64")
     expect(one(`server: { workers: 100 }\n${B}`)).toEqual(["server.workers: must be from 1 to 64, got 100"]);
     expect(one(`server: { port: 70000 }\n${B}`)).toEqual(["server.port: must be from 0 to 65535, got 70000"]);
