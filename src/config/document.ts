@@ -562,7 +562,7 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
         n,
         env,
         budget,
-        (name, empty) => (hidden ? sayHidden() : issues.push({ path: segments(f), message: `environment variable ${name} is ${empty ? "set but empty" : "not set"}`, line: lines.get(f.fmt) })),
+        (name, empty) => (hidden ? sayHidden() : issues.push({ path: segments(f), message: `environment variable ${name} is ${empty ? `set but empty (give it a value, or write \${${name}:-default} to use a default when it is empty)` : "not set"}`, line: lines.get(f.fmt) })),
         (name, chars) => {
           if (budgetSaid) return;
           budgetSaid = true;

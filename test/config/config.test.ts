@@ -502,7 +502,7 @@ describe("parseConfig", () => {
 
   test("a missing variable is reported with its YAML path and line", () => {
     expect(issues(B.replace("bkt", "\"${NOPE_VAR}\""))).toEqual([{ path: "buckets[0].s3.bucket", message: "environment variable NOPE_VAR is not set", line: 4 }]);
-    expect(issues(B.replace("bkt", "\"${EMPTY_VAR}\""), { EMPTY_VAR: "" })).toEqual([{ path: "buckets[0].s3.bucket", message: "environment variable EMPTY_VAR is set but empty", line: 4 }]);
+    expect(issues(B.replace("bkt", "\"${EMPTY_VAR}\""), { EMPTY_VAR: "" })).toEqual([{ path: "buckets[0].s3.bucket", message: "environment variable EMPTY_VAR is set but empty (give it a value, or write ${EMPTY_VAR:-default} to use a default when it is empty)", line: 4 }]);
     // unquoted, a value that reads as a number takes that type: named, with the fix, never echoed
     const typed = issues(`jwt:\n  secret: \${NUM_SECRET}\n${B}`, { NUM_SECRET: "123456789012345678901234567890123456" });
     expect(typed).toEqual([{ path: "jwt.secret", message: '${NUM_SECRET} was written without quotes and its value reads as a number or boolean: write "${NUM_SECRET}" (quoted) to keep it a string', line: 2 }]);
