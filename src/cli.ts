@@ -130,7 +130,9 @@ function unknownArgHint(a: string, configGiven: boolean): string {
   const eq = a.indexOf("=");
   const name = a.slice(0, eq);
   if (eq > 0 && OPTIONS.includes(name)) return name === "--healthcheck" ? `: write ${name} ${a.slice(eq + 1)} (with a space)` : `: ${name} takes no value`;
-  const like = a.startsWith("--") ? likelyKey(a, OPTIONS) : undefined;
+  // (a long option written with one dash, as Go's flags take them: -config, -config=x.yaml, -chek)
+  const long = a.startsWith("--") ? a : a.length > 2 ? `-${eq > 0 ? name : a}` : undefined;
+  const like = long === undefined ? undefined : OPTIONS.includes(long) ? long : likelyKey(long, OPTIONS);
   return like ? ` (did you mean ${like}?)` : "";
 }
 
@@ -143,6 +145,8 @@ function parseArgs(argv: string[]): Args | { exit: number; out: string; err?: bo
   let mode: string | undefined;
   let configFlag: string | undefined;
   const usage = (msg: string) => ({ exit: 2, out: `error: ${msg}\n`, err: true });
+  // (a config file named before --config, `x.yaml --config y.yaml`, was told "write --config x.yaml")
+  const configAnywhere = argv.some((a) => a === "--config" || a === "-c" || a.startsWith("--config="));
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const isConfig = a === "--config" || a === "-c" || a.startsWith("--config=");
@@ -173,7 +177,7 @@ function parseArgs(argv: string[]): Args | { exit: number; out: string; err?: bo
     } else if (ORIGINAL_ONLY.has(a)) {
       // (the original's Pingora options: a unit file or script written for it stopped at "unknown argument")
       return usage(`unknown argument '${a}': ${ORIGINAL_ONLY.get(a)}`);
-    } else return { exit: 2, out: `error: unknown argument '${shownArg(a)}'${unknownArgHint(a, configFlag !== undefined)}\n\n${HELP}`, err: true };
+    } else return { exit: 2, out: `error: unknown argument '${shownArg(a)}'${unknownArgHint(a, configFlag !== undefined || configAnywhere)}\n\n${HELP}`, err: true };
   }
   args.configGiven = configFlag !== undefined;
   if (configFlag !== undefined && mode !== undefined && mode !== "--check") return usage(`${mode} and --config cannot be combined`);

@@ -76,6 +76,13 @@ test("an unknown argument says what it was probably meant as: a config file with
     [["--version=1"], "error: unknown argument '--version=1': --version takes no value"],
     [["--conifg", "config.yaml"], "error: unknown argument '--conifg' (did you mean --config?)"],
     [["--chek"], "error: unknown argument '--chek' (did you mean --check?)"],
+    // a long option with one dash (Go's style) names the two-dash one
+    [["-config", "config.yaml"], "error: unknown argument '-config' (did you mean --config?)"],
+    [["-config=config.yaml"], "error: unknown argument '-config=config.yaml' (did you mean --config?)"],
+    [["-check"], "error: unknown argument '-check' (did you mean --check?)"],
+    // a config file named before --config is not told "write --config" (it was: "write --config a.yaml")
+    [["a.yaml", "--config", "b.yaml"], "error: unknown argument 'a.yaml'\n"],
+    [["a.yaml", "--config=b.yaml"], "error: unknown argument 'a.yaml'\n"],
   ];
   for (const [i, r] of (await runEach(cases.map(([args]) => args))).entries()) {
     expect([r.code, r.stdout]).toEqual([2, ""]);
