@@ -130,6 +130,8 @@ function variableHint(v: unknown, wants: "number" | "boolean", fromVar: string |
 interface Bounds {
   min?: [number, boolean];
   max?: [number, boolean];
+  /** A whole number (`.int()`): "more than 0" reads as "at least 1". */
+  int?: boolean;
 }
 
 function numberBounds(schema: z.core.$ZodType, path: readonly PropertyKey[]): Bounds | undefined {
@@ -161,9 +163,10 @@ function numberBounds(schema: z.core.$ZodType, path: readonly PropertyKey[]): Bo
       return path.length === 0 ? undefined : numberBounds(def.valueType as z.core.$ZodType, path.slice(1));
     case "number": {
       if (path.length > 0) return undefined;
-      const b: Bounds = {};
+      const b: Bounds = { int: typeof def.format === "string" && def.format.includes("int") };
       for (const c of (def.checks ?? []) as z.core.$ZodCheck[]) {
-        const cd = c._zod.def as { check: string; value?: unknown; inclusive?: boolean };
+        const cd = c._zod.def as { check: string; value?: unknown; inclusive?: boolean; format?: string };
+        if (cd.check === "number_format" && cd.format?.includes("int")) b.int = true;
         if (typeof cd.value !== "number") continue;
         if (cd.check === "greater_than" && (b.min === undefined || cd.value >= b.min[0])) b.min = [cd.value, cd.inclusive === true];
         if (cd.check === "less_than" && (b.max === undefined || cd.value <= b.max[0])) b.max = [cd.value, cd.inclusive === true];
@@ -186,6 +189,9 @@ function rangeMessage(issue: z.core.$ZodIssue, v: unknown, path: readonly Proper
   const b = numberBounds(ConfigSchema, path) ?? {};
   if (issue.code === "too_big") b.max = [Number(issue.maximum), issue.inclusive === true];
   else b.min = [Number(issue.minimum), issue.inclusive === true];
+  // (a whole number's exclusive bound as the inclusive one past it: "at least 1", not "more than 0")
+  if (b.int && b.min !== undefined && !b.min[1] && Number.isInteger(b.min[0])) b.min = [b.min[0] + 1, true];
+  if (b.int && b.max !== undefined && !b.max[1] && Number.isInteger(b.max[0])) b.max = [b.max[0] - 1, true];
   const { min, max } = b;
   const range =
     min !== undefined && max !== undefined && min[1] && max[1]

@@ -251,6 +251,8 @@ describe("parseConfig", () => {
     expect(one(`metrics: { port: -1 }\n${B}`)).toEqual(["metrics.port: must be from 0 to 65535, got -1"]);
     expect(one(`server: { request_timeout: -1 }\n${B}`)).toEqual(["server.request_timeout: must be more than 0 and at most 2147483, got -1"]);
     expect(one(`cache: { memory: { max_item_size_mb: 0 } }\n${B}`)).toEqual(["cache.memory.max_item_size_mb: must be more than 0, got 0"]);
+    // a whole number's exclusive bound reads as the inclusive one past it ("more than 0" for a count)
+    expect(one(B.replace("endpoint:", "circuit_breaker: { failure_threshold: 0 }, endpoint:"))).toEqual(["buckets[0].s3.circuit_breaker.failure_threshold: must be at least 1, got 0"]);
     expect(one(B.replace("endpoint:", "retry: { max_attempts: 0 }, endpoint:"))).toEqual(["buckets[0].s3.retry.max_attempts: must be from 1 to 10, got 0"]);
     // a leeway of hours kept every expired token good; a token limit under any signed token refused them all
     expect(one(`jwt: { leeway_seconds: 1000000000000 }\n${B}`)).toEqual(["jwt.leeway_seconds: must be from 0 to 3600, got 1000000000000"]);
