@@ -46,6 +46,8 @@ export class Prober {
    * endpoint or credentials a reload fixed had a "not ready" line and never one saying it was back).
    */
   private readonly downBefore = new Set<string>();
+  /** Targets the generation replacing this one no longer probes: a probe of theirs still in flight is not logged (their last line is the reload's). */
+  private readonly removed = new Set<string>();
   rounds = 0;
 
   constructor(
@@ -69,6 +71,15 @@ export class Prober {
       // (or one the replaced generation had itself from its own predecessor, not probed since: two
       // reloads in a row, the second changing the probe again or not: its "not probed yet" carried)
       if ((before !== undefined && !before.ok && before.checked_at !== undefined) || previous?.downBefore.has(t.id) === true) this.downBefore.add(t.id);
+    }
+    // A target the reload removed (its bucket, or its replica) whose last line was "not ready" gets
+    // a closing one: it had none, and a log reader kept the bucket down for good.
+    if (previous === undefined) return;
+    const kept = new Set(targets.map((t) => t.id));
+    for (const [id, was] of previous.states) {
+      if (kept.has(id)) continue;
+      previous.removed.add(id);
+      if (!was.ok && (was.checked_at !== undefined || previous.downBefore.has(id))) log?.("info", "upstream probe: no longer probed", { ...targetFields(id), reason: "removed by a reload" });
     }
   }
 
@@ -106,7 +117,7 @@ export class Prober {
           if (this.stopped) return; // (a shutdown closed its upstream connection: no "probe failed" warning for that)
           const was = this.states.get(t.id);
           this.states.set(t.id, { ...r, checked_at: new Date().toISOString() });
-          if (this.log !== undefined && was !== undefined) this.tell(t, was, r);
+          if (this.log !== undefined && was !== undefined && !this.removed.has(t.id)) this.tell(t, was, r);
         }),
       );
       this.rounds++;

@@ -153,3 +153,36 @@ test("the runtime's probe targets carry each bucket's (and replica's) upstream o
     rt.close();
   }
 });
+
+// A bucket (or replica) logged "not ready" and then removed by a reload had no closing line (a
+// retired circuit breaker gets one): a log reader kept the bucket down for good.
+test("a target logged not ready that a reload removes gets a closing line; one that was ready, or a probe of it still in flight, logs nothing", async () => {
+  const lines: string[] = [];
+  const log: ProbeLog = (level, msg, fields) => lines.push(`${level} ${msg} ${String(fields.bucket)}${fields.replica === undefined ? "" : `/${String(fields.replica)}`} ${String(fields.reason ?? "")}`.trim());
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  let late = false;
+  const first = new Prober(
+    [
+      { id: "gone", key: "k", probe: scripted([{ ok: false, reason: "HTTP 403" }]) },
+      { id: probeId("rep", "west"), key: "k", probe: scripted([{ ok: false, reason: "timed out" }]) },
+      { id: "fine", key: "k", probe: scripted([{ ok: true }]) },
+      // ready at the first round; its second, in flight across the reload, fails
+      { id: "late", key: "k", probe: async () => (late ? (await gate, { ok: false, reason: "timed out" }) : ((late = true), { ok: true })) },
+      { id: "kept", key: "k", probe: scripted([{ ok: false, reason: "HTTP 403" }]) },
+    ],
+    60_000,
+    2000,
+    undefined,
+    log,
+  );
+  await first.round();
+  expect(lines).toEqual(["warn upstream probe failed: not ready gone HTTP 403", "warn upstream probe failed: not ready rep/west timed out", "warn upstream probe failed: not ready kept HTTP 403"]);
+  const inFlight = first.round();
+  lines.length = 0;
+  new Prober([{ id: "kept", key: "k", probe: scripted([{ ok: false, reason: "HTTP 403" }]) }], 60_000, 2000, first, log);
+  expect(lines).toEqual(["info upstream probe: no longer probed gone removed by a reload", "info upstream probe: no longer probed rep/west removed by a reload"]);
+  release();
+  await inFlight;
+  expect(lines.length).toBe(2);
+});
