@@ -11,7 +11,8 @@
  *   - preferred: otherwise, in priority order.
  *
  * Within one request, a connect error, a connection reset before the response head, a timeout or
- * a 5xx moves the read on to the next replica; a 4xx never does (a 404 is an answer). All this
+ * a 5xx moves the read on to the next replica; a 4xx never does (a 404 is an answer), nor a 501
+ * NotImplemented (a store refusing what it does not implement: its breaker counts it a success). All this
  * happens before the response head is handed to the pipeline, so before any byte reaches the
  * client; a body that breaks later is not retried anywhere (bytes may have been sent).
  *
@@ -158,7 +159,7 @@ export class ReplicaSet implements ObjectUpstream {
 
   /**
    * GET/HEAD with failover (see the module comment). Same contract as BucketUpstream.fetchObject:
-   * resolves with the answering replica's response for any status below 500 (and for a 5xx from
+   * resolves with the answering replica's response for any status below 500 or 501 (and for a 5xx from
    * the last replica tried); throws ProxyError when no replica gave an HTTP answer.
    * `timing.replica` names the replica that answered; `timing.attempts` counts every attempt.
    * A secondary's answer is marked with capFreshness(secondaryTtlSeconds).
@@ -220,8 +221,11 @@ export class ReplicaSet implements ObjectUpstream {
       timing.attempts = attempts;
       if (answered) {
         const res = outcome as Response;
-        if (res.status < 500 || last) {
-          if (r.series) (res.status < 500 ? r.series.success : r.series.failure).value++;
+        // (a 501 NotImplemented, a store refusing what it does not implement, is its answer, as its
+        // breaker counts it: failed over, the next replica's outage reached the client instead)
+        const answer = res.status < 500 || res.status === 501;
+        if (answer || last) {
+          if (r.series) (answer ? r.series.success : r.series.failure).value++;
           answeredBy.set(res, r.name);
           return r === this.replicas[0] || !capSecondary ? res : capFreshness(res, this.secondaryTtlSeconds);
         }

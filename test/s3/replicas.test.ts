@@ -9,6 +9,7 @@ import { parseConfig } from "../../src/config/load.ts";
 import { ProxyError } from "../../src/errors.ts";
 import { Metrics } from "../../src/observe/metrics.ts";
 import { buildUpstream, readOrder, ReplicaSet } from "../../src/s3/replicas.ts";
+import { listObjectsV2 } from "../../src/s3/operations/list-objects.ts";
 import { abandonUpstream, BucketUpstream } from "../../src/s3/upstream.ts";
 import { waitFor } from "../helpers/wait.ts";
 
@@ -189,14 +190,21 @@ describe("failover within one request", () => {
     expect(t.upstreamMs).toBeGreaterThanOrEqual(90);
   });
 
-  for (const status of [404, 403, 412]) {
+  // (a 501 NotImplemented too: the breaker counts it a success; failed over, the primary was
+  // charged a failure and the secondary's outage, a 503, reached the client)
+  for (const status of [404, 403, 412, 501]) {
     test(`a ${status} from the primary is an answer: no failover`, async () => {
-      const { get, count, timing } = setup({ "primary.test": status, "secondary.test": 200 });
+      const { get, set, count, timing, sample } = setup({ "primary.test": status, "secondary.test": 503 });
       const t = timing();
       const res = await get(t);
       expect(res.status).toBe(status);
       expect(t.replica).toBe("primary");
       expect(count("primary.test")).toBe(1);
+      expect(count("secondary.test")).toBe(0);
+      expect(sample('yatagarasu_s3_replica_requests_total{bucket="products",replica="primary",result="success"}')).toBe(1);
+      // a listing alike
+      const listed = await set.read(new AbortController().signal, timing(), (u, maxAttempts) => listObjectsV2(u, {}, { signal: new AbortController().signal, timing: timing(), maxAttempts }));
+      expect(listed.status).toBe(status);
       expect(count("secondary.test")).toBe(0);
     });
   }
