@@ -249,11 +249,14 @@ function expectGuard(req: Request, res: Response | Promise<Response>): Response 
  * but says nothing of it in the answer; RFC 9112 §9.6 asks the server to (SHOULD), and the node
  * engine does.
  */
-function closeAsAsked(req: Request, res: Response | Promise<Response>): Response | Promise<Response> {
+export function closeAsAsked(req: Request, res: Response | Promise<Response>): Response | Promise<Response> {
   const asked = asksClose(req.headers.get("connection"));
   // Kept alive, a chunked body or one declared past the drain's bound that the answer leaves
   // unread (a refusal) closes the connection the same way, not dropped at the client's pace.
-  if (!asked && (req.body === null || !unboundedBody(req.headers.get("content-length"), req.headers.get("transfer-encoding")))) return res;
+  // (a GET or HEAD, whose body Bun never gives, before any field is read; then the fields before
+  // req.body, which makes the request's ReadableStream a small PutObject, read whole with
+  // req.bytes(), never needs: 1 us and more each, upload-body.ts)
+  if (!asked && (req.method === "GET" || req.method === "HEAD" || !unboundedBody(req.headers.get("content-length"), req.headers.get("transfer-encoding")) || req.body === null)) return res;
   // A body left unread (a refusal answered before it) is read and dropped first, within bounds:
   // closed under the client still sending, the connection went out as a reset that could reach
   // it before the answer (src/server/refused-body.ts). Only where Bun sent the 100 (or none was

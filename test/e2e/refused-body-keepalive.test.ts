@@ -9,7 +9,7 @@
 import { expect, setDefaultTimeout, test } from "bun:test";
 import { connect } from "node:net";
 import { parseConfig } from "../../src/config/load.ts";
-import { listenMetrics } from "../../src/server.ts";
+import { closeAsAsked, listenMetrics } from "../../src/server.ts";
 import { startUploadEnv } from "./s3-front-upload-helpers.ts";
 
 setDefaultTimeout(30_000);
@@ -92,4 +92,21 @@ test("the metrics listener too: a kept-alive chunked PUT /metrics gets its 405 w
   } finally {
     await m.stop(true);
   }
+});
+
+test("a kept-alive request framed within the bound (a small PutObject, a GET) is answered as it is, its body stream never made (a small PutObject reads it whole with req.bytes())", () => {
+  let made = 0;
+  const answer = new Response("ok");
+  let read = 0;
+  const request = (method: string, fields: Record<string, string>) => {
+    const headers = new Headers(fields);
+    const counted = { get: (name: string) => (name === "connection" || read++, headers.get(name)) };
+    return { method, headers: counted, bodyUsed: false, get body() { made++; return null; } } as unknown as Request;
+  };
+  for (const fields of [{ "content-length": "1024" }, { "content-length": "0" }, {}] as Array<Record<string, string>>) expect(closeAsAsked(request("PUT", fields), answer)).toBe(answer);
+  expect(made).toBe(0);
+  // (and a GET or HEAD, whose body Bun never gives, reads no field past Connection)
+  read = 0;
+  for (const method of ["GET", "HEAD"]) expect(closeAsAsked(request(method, {}), answer)).toBe(answer);
+  expect(read).toBe(0);
 });
