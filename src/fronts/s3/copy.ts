@@ -90,7 +90,8 @@ const MAX_LOGGED_SOURCE = 2048;
 export function copySourceLabel(raw: string | null): string | undefined {
   if (raw === null) return undefined;
   const src = parseCopySource(raw);
-  const label = "code" in src ? raw : src.versionId === undefined ? `${src.bucket}/${src.key}` : `${src.bucket}/${src.key}?versionId=${src.versionId}`;
+  // (one that does not parse as written, without the leading "/" a parsed one's label has not either)
+  const label = "code" in src ? (raw.startsWith("/") ? raw.slice(1) : raw) : src.versionId === undefined ? `${src.bucket}/${src.key}` : `${src.bucket}/${src.key}?versionId=${src.versionId}`;
   return cutText(label, MAX_LOGGED_SOURCE);
 }
 
