@@ -381,7 +381,13 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
           // (The request's slots are given back meanwhile: reportHeld.)
           if (closes && (expect === undefined || /^100-continue$/i.test(expect))) {
             reportHeld(response);
-            return refusedBodyRead(req).then(() => writeNodeResponse(res, response, req.method === "HEAD", idleMs, opts.as?.errorAnswer));
+            // (a body that turns out malformed while drained ends the drain: its refusal is the answer, not node's 400: answerClientError)
+            const socket = req.socket;
+            const malformed = new Promise<void>((resolve) => refusalsDraining.set(socket, resolve));
+            return Promise.race([refusedBodyRead(req), malformed]).then(() => {
+              refusalsDraining.delete(socket);
+              return writeNodeResponse(res, response, req.method === "HEAD", idleMs, opts.as?.errorAnswer);
+            });
           }
         }
         // Draining: this answer is the connection's last (RFC 9112 §9.6), so the drain ends when
@@ -643,6 +649,14 @@ async function endWithAnswer(socket: import("node:net").Socket, res: Response): 
 export function answerClientError(err: Error & { code?: string }, socket: import("node:net").Socket): void {
   const status = err.code === "HPE_HEADER_OVERFLOW" ? "431 Request Header Fields Too Large" : "400 Bad Request";
   const answer = `HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`;
+  const draining = refusalsDraining.get(socket);
+  if (draining !== undefined) {
+    // The error is in the body of a refused request being drained before its closing answer
+    // (listenNode): that answer goes out, then the close (a bare 400 went out in its place).
+    refusalsDraining.delete(socket);
+    draining();
+    return;
+  }
   const turns = connectionTurns.get(socket);
   const answered = lastRequests.get(socket);
   if (turns === undefined && answered !== undefined && !answered.complete) {
@@ -698,6 +712,8 @@ interface Turns {
 const connectionTurns = new WeakMap<object, Turns>();
 /** Per connection, its latest request (answerClientError: is the error in the body of one already answered?). */
 const lastRequests = new WeakMap<object, http.IncomingMessage>();
+/** Per socket: ends the drain of a refused body before its closing answer (listenNode), when that body turns out malformed. */
+const refusalsDraining = new WeakMap<object, () => void>();
 
 /**
  * The most requests one connection may have waiting behind the one being served (inTurn). node:http
