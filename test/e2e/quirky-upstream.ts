@@ -69,6 +69,12 @@ function listBucketXml(q: URLSearchParams): string {
     parts.push(v2 ? "<KeyCount>10000</KeyCount>" : "", "</ListBucketResult>");
     return parts.join("");
   }
+  if (prefix === "commented/") {
+    // a store's listing with comments holding opening tags (never closed: they are comments), a
+    // truncated V2 page; S3 writes none, but the document is well-formed and its one entry fair
+    const noise = "<!--<Contents><CommonPrefixes>-->".repeat(20_000) + Array.from({ length: 10_000 }, (_, i) => `<!--<o${i}:Owner>-->`).join("");
+    return `${top}<MaxKeys>1</MaxKeys>${noise}<IsTruncated>true</IsTruncated>${entry("commented/a.txt")}${v2 ? "<KeyCount>1</KeyCount><NextContinuationToken>commented-next</NextContinuationToken>" : "<NextMarker>commented/a.txt</NextMarker>"}</ListBucketResult>`;
+  }
   if (prefix === "cut/") {
     // a store that failed behind a 200: the document ends mid-<Owner> (the Content-Length is right)
     return `${top}<MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated><Contents><Key>cut/a.txt</Key><Size>26</Size><Owner><ID>upstream-secret-owner-id</ID></Own`;

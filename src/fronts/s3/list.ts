@@ -20,7 +20,7 @@ import { s3Fail } from "./fail.ts";
 import { xmlResponse } from "./operations.ts";
 import { errorOf, tryParse, upstreamBucketsOf } from "./relay.ts";
 import { requestHeaders } from "./writes.ts";
-import { el, isWellFormedResult, maskOwners, rootOf, setFirstElementText } from "./xml.ts";
+import { el, isWellFormedResult, markupOnly, maskOwners, rootOf, setFirstElementText } from "./xml.ts";
 import { decodeEntities } from "./xml-reader.ts";
 import { askResumed, laterEntry, nextToken, readToken, s3UrlDecode, s3UrlEncode, type LastEntry, type ListBinding } from "./list-token.ts";
 import { readableEntryFields } from "./list-fields.ts";
@@ -226,7 +226,7 @@ function childOf(body: string, tag: string): string | undefined {
  */
 function checkEntries(xml: string, prefix: string, encoded: boolean): void {
   const bad = () => new ProxyError("BadGateway", { detail: "The upstream sent a listing that cannot be read" });
-  for (const m of xml.matchAll(ENTRIES)) {
+  for (const m of markupOnly(xml).matchAll(ENTRIES)) {
     const p = m[1]!;
     const body = m[3]!;
     const key = childOf(body, m[2] === "CommonPrefixes" ? `${p}Prefix` : `${p}Key`);
@@ -252,8 +252,9 @@ function decodedKey(s: string, encoded: boolean): string {
 /** The page's last entry: its last key, or its last common prefix. */
 function lastEntry(xml: string, encoded: boolean): LastEntry | undefined {
   const decode = (s: string) => decodedKey(s, encoded);
-  const key = lastChildText(xml, CONTENTS, "Key");
-  const prefix = lastChildText(xml, COMMON_PREFIXES, "Prefix");
+  const markup = markupOnly(xml);
+  const key = lastChildText(markup, CONTENTS, "Key");
+  const prefix = lastChildText(markup, COMMON_PREFIXES, "Prefix");
   const k = key === undefined ? undefined : { after: decode(key), past: false };
   return prefix === undefined ? k : laterEntry(k, { after: decode(prefix), past: true });
 }

@@ -113,6 +113,19 @@ const CLOSE_REST = /\s*>/y;
 const MAYBE_OWNER = /[<:](?:Owner|Initiator)[\s>]/;
 
 /**
+ * `xml` with the `<` in its comments, CDATA sections and processing instructions made spaces (the
+ * same length), for the searches of a relayed listing's elements (its entries, list.ts; its
+ * owners, maskOwners), which run from an opening tag to its closing one: from each `<Contents>` in
+ * a comment, never closed, the search ran to the end of the document (quadratic: 680 KB of
+ * `<!--<Contents>-->` held the event loop ~10 s, a 16 MiB listing for hours). S3 writes none of
+ * them: such a listing (the common case) is searched as it is.
+ */
+export function markupOnly(xml: string): string {
+  if (xml.indexOf("<!") < 0 && xml.indexOf("<?", 1) < 0) return xml;
+  return xml.replace(/<!--[\s\S]*?-->|<!\[CDATA\[[\s\S]*?\]\]>|<\?[\s\S]*?\?>/g, (m) => m.replaceAll("<", " "));
+}
+
+/**
  * A relayed listing's Owner and Initiator elements (ListObjects with fetch-owner, ListObjectVersions,
  * ListParts, ListMultipartUploads) name the upstream's principal: its canonical id, or the bucket's
  * own access key id. They are replaced by the requesting identity's, as ListBuckets reports it,
@@ -125,18 +138,21 @@ export function maskOwners(xml: string, identity: string): string {
   // closing one (an upstream's broken or hostile 200), each opening tag's search ran to the end of
   // the document (quadratic: 512 KB held the event loop ~11 s). A closing tag that is not found
   // after one opening tag is not found after any later one.
+  // (and in markupOnly's copy: opening tags in comments, each with a prefix of its own, were
+  // searched to the end one by one)
+  const scan = markupOnly(xml);
   let out = "";
   let last = 0;
   const unclosed = new Set<string>();
   OWNER_OPEN.lastIndex = 0;
-  for (let m = OWNER_OPEN.exec(xml); m !== null; m = OWNER_OPEN.exec(xml)) {
+  for (let m = OWNER_OPEN.exec(scan); m !== null; m = OWNER_OPEN.exec(scan)) {
     const [open, p, name, attrs] = m as unknown as [string, string, string, string | undefined];
     const close = "</" + p + name;
     if (unclosed.has(close)) continue;
     let end = -1;
-    for (let c = xml.indexOf(close, m.index + open.length); c >= 0; c = xml.indexOf(close, c + close.length)) {
+    for (let c = scan.indexOf(close, m.index + open.length); c >= 0; c = scan.indexOf(close, c + close.length)) {
       CLOSE_REST.lastIndex = c + close.length;
-      if (CLOSE_REST.exec(xml) !== null) {
+      if (CLOSE_REST.exec(scan) !== null) {
         end = CLOSE_REST.lastIndex;
         break;
       }
