@@ -14,6 +14,7 @@ import type { z } from "zod";
 import { ALIAS_CYCLE, MAX_EXPANDED_NODES, parseYamlConfig, safeYamlMessage, withinExpansionLimit } from "./document.ts";
 import { adoptOriginal, findLegacy, otherAuthorizerKeys, renamedPath } from "./legacy.ts";
 import { formatPath, shownKey, shownPath, type PathSegment } from "./path.ts";
+import { ellipsized } from "../util/text.ts";
 import { ConfigSchema, type RawConfig } from "./schema.ts";
 import { unseenCharacterProblem, validateConfig } from "./validate.ts";
 
@@ -216,7 +217,8 @@ function optionMessage(issue: z.core.$ZodIssue, v: unknown, fromVar: string | un
   const match = values.find((x) => x.toLowerCase() === v.trim().toLowerCase());
   const cased = values.every((x) => x === x.toLowerCase()) ? "lower case" : "case-sensitive";
   if (fromVar !== undefined) return `${allowed}, got the value of \${${fromVar}}${match === undefined ? "" : ` (the values are ${cased}: set ${fromVar} to ${match})`}`;
-  return `${allowed}, got ${JSON.stringify(v)}${match === undefined ? "" : ` (the values are ${cased}: did you mean ${match}?)`}`;
+  // (cut as a key is: a 200 KB value was echoed whole, in the log and the admin reload's answer too)
+  return `${allowed}, got ${JSON.stringify(ellipsized(v, 64))}${match === undefined ? "" : ` (the values are ${cased}: did you mean ${match}?)`}`;
 }
 
 function zodMessage(issue: z.core.$ZodIssue, raw: unknown, fromVar?: string): string {

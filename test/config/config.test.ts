@@ -244,6 +244,8 @@ describe("parseConfig", () => {
     expect(one(`server: { upstream_client: Fetch }\n${B}`)).toEqual(['server.upstream_client: expected one of auto, fetch, got "Fetch" (the values are lower case: did you mean fetch?)']);
     expect(one(`logging: { level: loud }\n${B}`)).toEqual(['logging.level: expected one of trace, debug, info, warn, error, got "loud"']);
     expect(one(`logging: { level: 3 }\n${B}`)).toEqual(["logging.level: expected one of trace, debug, info, warn, error, got an integer"]);
+    // (a long value given is cut, as keys are: 200 KB of it made a 200 KB line, in the log and the admin reload's answer too)
+    expect(one(`logging: { level: "${"x".repeat(200_000)}" }\n${B}`)).toEqual([`logging.level: expected one of trace, debug, info, warn, error, got "${"x".repeat(61)}..."`]);
     expect(issues(`logging:\n  level: \${LL}\n${B}`, { LL: "Debug" }).map((i) => `${i.path}: ${i.message}`)).toEqual(["logging.level: expected one of trace, debug, info, warn, error, got the value of ${LL} (the values are lower case: set LL to debug)"]);
     // a number out of range says the range and the value given, in the project's words (zod's were "Too big: expected number to be <=64")
     expect(one(`server: { workers: 100 }\n${B}`)).toEqual(["server.workers: must be from 1 to 64, got 100"]);
