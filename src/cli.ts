@@ -199,15 +199,16 @@ const PROXY_ENV = ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "AL
 
 /**
  * A URL as the healthcheck prints it: without a user name or password it may carry (Docker keeps
- * the output in its health log), whether it parses or not (a userinfo holds no "/", "?" or "#").
+ * the output in its health log), whether it parses or not (a userinfo holds no "/", "?" or "#";
+ * it may hold a space: a password with one was shown, cut only up to the space).
  */
 function shownUrl(url: string): string {
-  return url.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#\s]*@/, "$1");
+  return url.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#]*@/, "$1");
 }
 
-/** An argument as an error shows it: a URL in it (`--healthcheck=URL`, a URL without its option) without its user name or password, as shownUrl. */
+/** An argument as an error shows it: every URL in it (`--healthcheck=URL`, a URL without its option, a list of them) without its user name or password, as shownUrl. */
 function shownArg(a: string): string {
-  return a.replace(/([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#\s]*@/, "$1");
+  return a.replace(/([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#]*@/g, "$1");
 }
 
 async function healthcheck(url: string): Promise<number> {
