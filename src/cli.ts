@@ -13,7 +13,7 @@ import { early } from "./early-signals.ts";
 import { lookup } from "node:dns/promises";
 import { App } from "./app.ts";
 import { RedisRateLimiter } from "./limits/index.ts";
-import { ConfigError, likelyKey, loadConfigSource, loadConfigSourceOffThread, parseConfig, type Config } from "./config/load.ts";
+import { ConfigError, likelyKey, loadConfigSource, loadConfigSourceOffThread, parseConfig, printable, type Config } from "./config/load.ts";
 import { summarize } from "./config/summary.ts";
 import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, presignPortNote, privateKeyPemNote, readOnlyWriteGrantNote, shortBucketNameNote, tlsChainNote, unseenClaimValueNote, uppercaseVirtualHostNote, tlsValidityNote, tlsWeakKeyNote, trustedProxiesNote, userContentNote, userContentUnsandboxedNote } from "./config/notes.ts";
 import { parseIp } from "./http/cidr.ts";
@@ -203,7 +203,8 @@ const PROXY_ENV = ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "AL
  * it may hold a space: a password with one was shown, cut only up to the space).
  */
 function shownUrl(url: string): string {
-  return url.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#]*@/, "$1");
+  // (its control characters escaped, as the config's problems show them: an escape sequence acted on the terminal)
+  return printable(url.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#]*@/, "$1"));
 }
 
 /**
@@ -211,7 +212,7 @@ function shownUrl(url: string): string {
  * (a scheme starts where no scheme character precedes it: tried at each letter of a long word, the search was quadratic, 128 KB ~10 s)
  */
 function shownArg(a: string): string {
-  return a.replace(/(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#]*@/g, "$1");
+  return printable(a.replace(/(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#]*@/g, "$1"));
 }
 
 async function healthcheck(url: string): Promise<number> {

@@ -57,9 +57,14 @@ export function formatIssues(issues: ConfigIssue[], file?: string): string {
       const where = file ? `${file}${i.line ? `:${i.line}${col}` : ""}` : i.line ? `line ${i.line}${i.column ? `, column ${i.column}` : ""}` : "";
       const path = i.path ? `${i.path}: ` : "";
       const line = `${where ? `${where}: ` : ""}${path}${i.message}`;
-      return line.replace(UNPRINTABLE, (c) => (c === "\r" ? "\\r" : c === "\t" ? "\\t" : c === "\n" ? "\\n" : c <= "\xff" ? `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}` : `\\u${c.charCodeAt(0).toString(16)}`));
+      return printable(line);
     })
     .join("\n");
+}
+
+/** `text` with its control characters and bidirectional overrides (UNPRINTABLE) written as escapes, for a terminal (formatIssues, the CLI's usage errors). */
+export function printable(text: string): string {
+  return text.replace(UNPRINTABLE, (c) => (c === "\r" ? "\\r" : c === "\t" ? "\\t" : c === "\n" ? "\\n" : c <= "\xff" ? `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}` : `\\u${c.charCodeAt(0).toString(16)}`));
 }
 
 /**

@@ -114,6 +114,18 @@ test("a password with a space, or in a second URL of one argument, is not shown 
   }
 });
 
+test("an argument's control characters are shown escaped, as the config's problems show them (an escape sequence in it acted on the terminal)", async () => {
+  const cases: Array<[string[], string]> = [
+    [["--con\x1b[2Jfig"], "error: unknown argument '--con\\x1b[2Jfig'"],
+    [["a\rb.yaml"], "error: unknown argument 'a\\rb.yaml': to use it as the config file, write --config a\\rb.yaml"],
+    [["--healthcheck", "ftp://127.0.0.1:1/\x1b[2J"], "error: --healthcheck takes an http:// or https:// URL, not 'ftp://127.0.0.1:1/\\x1b[2J'"],
+  ];
+  for (const [i, r] of (await runEach(cases.map(([args]) => args))).entries()) {
+    expect(r.stderr).toStartWith(cases[i]![1]);
+    expect(r.stderr).not.toMatch(/[\x1b\r]/);
+  }
+});
+
 test("a long unknown argument is answered at once (the search for a URL's user name in it started over at each of its letters: 128 KB took ~10 s)", async () => {
   const started = performance.now();
   const [r] = await runEach([["x".repeat(130_000)]]);
