@@ -34,7 +34,7 @@ export interface ParsedYaml {
   typedVars: Map<string, string>;
   /** Formatted paths whose value is one quoted `"${VAR}"` or `"${VAR:-default}"` (always a string): the placeholder as written, without `${` `}`. */
   quotedVars: Map<string, string>;
-  /** Formatted paths whose unquoted value was exactly one `${VAR}` and stayed a string (its value reads as no number or boolean): the variable's name. */
+  /** Formatted paths whose value was exactly one `${VAR}` from the environment and stayed a string (quoted, or its value reads as no number or boolean): the variable's name. */
   stringVars: Map<string, string>;
   /** Each alias node and the node it names (null: no anchor of that name before it). */
   aliasTargets: Map<unknown, unknown>;
@@ -178,7 +178,13 @@ function substituteScalar(
     budget.left -= value.length;
     return value;
   });
-  if (!failed && node.type === "PLAIN" && WHOLE_RE.test(text)) {
+  if (!failed && node.type !== "PLAIN" && WHOLE_RE.test(text)) {
+    node.value = replaced;
+    // A quoted "${VAR}" is its variable's value alike: named, never shown (a value outside a fixed
+    // set, `format: "${SECRET}"`, showed it)
+    const name = /^\$\{([A-Za-z_][A-Za-z0-9_]*)/.exec(text)?.[1];
+    if (name !== undefined && env[name] !== undefined && env[name] !== "") typed?.(name, true);
+  } else if (!failed && node.type === "PLAIN" && WHOLE_RE.test(text)) {
     // Only a number or a boolean is adopted; anything else stays the string it is. The value is
     // never parsed as YAML text that could fail: a parse error would quote it, and it may be a
     // secret (`secret_key: ${SK}` with SK = "[abc…").

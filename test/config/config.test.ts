@@ -247,6 +247,9 @@ describe("parseConfig", () => {
     // (a long value given is cut, as keys are: 200 KB of it made a 200 KB line, in the log and the admin reload's answer too)
     expect(one(`logging: { level: "${"x".repeat(200_000)}" }\n${B}`)).toEqual([`logging.level: expected one of trace, debug, info, warn, error, got "${"x".repeat(61)}..."`]);
     expect(issues(`logging:\n  level: \${LL}\n${B}`, { LL: "Debug" }).map((i) => `${i.path}: ${i.message}`)).toEqual(["logging.level: expected one of trace, debug, info, warn, error, got the value of ${LL} (the values are lower case: set LL to debug)"]);
+    // quoted alike: the value of a variable is never shown (it was: got "s3cr3t-value")
+    expect(issues(`logging: { format: "\${LF}" }\n${B}`, { LF: "s3cr3t-value" }).map((i) => `${i.path}: ${i.message}`)).toEqual(["logging.format: expected one of json, text, got the value of ${LF}"]);
+    expect(issues(`logging:\n  level: '\${LL}'\n${B}`, { LL: "Debug" }).map((i) => `${i.path}: ${i.message}`)).toEqual(["logging.level: expected one of trace, debug, info, warn, error, got the value of ${LL} (the values are lower case: set LL to debug)"]);
     // a number out of range says the range and the value given, in the project's words (zod's were "Too big: expected number to be <=64")
     expect(one(`server: { workers: 100 }\n${B}`)).toEqual(["server.workers: must be from 1 to 64, got 100"]);
     expect(one(`server: { port: 70000 }\n${B}`)).toEqual(["server.port: must be from 0 to 65535, got 70000"]);
