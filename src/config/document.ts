@@ -36,6 +36,8 @@ export interface ParsedYaml {
   quotedVars: Map<string, string>;
   /** Formatted paths whose value was exactly one `${VAR}` from the environment and stayed a string (quoted, or its value reads as no number or boolean): the variable's name. */
   stringVars: Map<string, string>;
+  /** Formatted paths whose value holds a `${VAR}` from the environment among other text: the (first) variable's name. */
+  partVars: Map<string, string>;
   /** Each alias node and the node it names (null: no anchor of that name before it). */
   aliasTargets: Map<unknown, unknown>;
 }
@@ -156,9 +158,11 @@ function substituteScalar(
   missing: (name: string, empty: boolean) => void,
   tooLarge: (name: string, chars: number) => void,
   typed?: (name: string, isString: boolean) => void,
+  part?: (name: string) => void,
 ): void {
   const text = node.value as string;
   let failed = false;
+  let fromEnv: string | undefined;
   const replaced = text.replace(ENV_RE, (whole: string, name: string | undefined, def: string | undefined) => {
     if (name === undefined) return "${";
     const v = env[name];
@@ -176,8 +180,10 @@ function substituteScalar(
       return whole;
     }
     budget.left -= value.length;
+    if (value === v) fromEnv ??= name;
     return value;
   });
+  if (!failed && fromEnv !== undefined && !WHOLE_RE.test(text)) part?.(fromEnv);
   if (!failed && node.type !== "PLAIN" && WHOLE_RE.test(text)) {
     node.value = replaced;
     // A quoted "${VAR}" is its variable's value alike: named, never shown (a value outside a fixed
@@ -451,6 +457,7 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
   const typedVars = new Map<string, string>();
   const quotedVars = new Map<string, string>();
   const stringVars = new Map<string, string>();
+  const partVars = new Map<string, string>();
   const rootLine = line(doc.contents);
   const aliasTargets = aliasTargetsOf(doc);
   // An alias with no anchor before it: a value that starts with * (most often), or an anchor
@@ -576,6 +583,7 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
           issues.push({ path: segments(f), message: `${who} (${chars} characters) takes the values substituted into the config over ${MAX_SUBSTITUTED_CHARS} characters in all: substitute smaller values, or fewer times`, line: lines.get(f.fmt) });
         },
         (name, isString) => (isString ? stringVars : typedVars).set(f.fmt, name),
+        (name) => partVars.set(f.fmt, name),
       );
       const quoted = n.type !== "PLAIN" && typeof n.source === "string" ? /^\$\{([A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?)\}$/.exec(n.source) : null;
       if (quoted) quotedVars.set(f.fmt, quoted[1]!);
@@ -600,5 +608,5 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
     }
     return rootLine;
   };
-  return { doc, lineOf, issues, typedVars, quotedVars, stringVars, aliasTargets };
+  return { doc, lineOf, issues, typedVars, quotedVars, stringVars, partVars, aliasTargets };
 }

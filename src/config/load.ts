@@ -213,7 +213,7 @@ function rangeMessage(issue: z.core.$ZodIssue, v: unknown, path: readonly Proper
  * came from a ${VAR} is named by its variable, not shown. Undefined for any other issue, and for
  * a set with its own message.
  */
-function optionMessage(issue: z.core.$ZodIssue, v: unknown, fromVar: string | undefined): string | undefined {
+function optionMessage(issue: z.core.$ZodIssue, v: unknown, fromVar: string | undefined, partVar: string | undefined): string | undefined {
   if (issue.code !== "invalid_value" || !issue.message.startsWith("Invalid option") || !issue.values.every((x) => typeof x === "string")) return undefined;
   const values = issue.values as string[];
   const allowed = `expected one of ${values.join(", ")}`;
@@ -222,14 +222,16 @@ function optionMessage(issue: z.core.$ZodIssue, v: unknown, fromVar: string | un
   const match = values.find((x) => x.toLowerCase() === v.trim().toLowerCase());
   const cased = values.every((x) => x === x.toLowerCase()) ? "lower case" : "case-sensitive";
   if (fromVar !== undefined) return `${allowed}, got the value of \${${fromVar}}${match === undefined ? "" : ` (the values are ${cased}: set ${fromVar} to ${match})`}`;
+  // (nor one holding a variable's value among other text: "x${SECRET}" showed it)
+  if (partVar !== undefined) return `${allowed}, got a value holding \${${partVar}}`;
   // (cut as a key is: a 200 KB value was echoed whole, in the log and the admin reload's answer too)
   return `${allowed}, got ${JSON.stringify(ellipsized(v, 64))}${match === undefined ? "" : ` (the values are ${cased}: did you mean ${match}?)`}`;
 }
 
-function zodMessage(issue: z.core.$ZodIssue, raw: unknown, fromVar?: string): string {
+function zodMessage(issue: z.core.$ZodIssue, raw: unknown, fromVar?: string, partVar?: string): string {
   const range = rangeMessage(issue, valueAt(raw, issue.path), issue.path);
   if (range !== undefined) return range;
-  const option = optionMessage(issue, valueAt(raw, issue.path), fromVar);
+  const option = optionMessage(issue, valueAt(raw, issue.path), fromVar, partVar);
   if (option !== undefined) return option;
   if (issue.code === "unrecognized_keys") return `unknown key${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `'${shownKey(k)}'`).join(", ")}`;
   // A key of a fixed set left out (a claim rule without operator, a jwt.keys entry without
@@ -519,7 +521,7 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
         found.push({ path, message: `\${${typedVar}} was written without quotes and its value reads as a number or boolean: write "\${${typedVar}}" (quoted) to keep it a string` });
         continue;
       }
-      found.push({ path, message: zodMessage(i, raw, y.stringVars.get(formatPath(path))) });
+      found.push({ path, message: zodMessage(i, raw, y.stringVars.get(formatPath(path)), y.partVars.get(formatPath(path))) });
     }
     // The rest is checked as if the unknown keys and the refused values were not there (a refused
     // value with a default takes it), so the report also lists what the semantic checks would

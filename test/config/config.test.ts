@@ -250,6 +250,9 @@ describe("parseConfig", () => {
     // quoted alike: the value of a variable is never shown (it was: got "s3cr3t-value")
     expect(issues(`logging: { format: "\${LF}" }\n${B}`, { LF: "s3cr3t-value" }).map((i) => `${i.path}: ${i.message}`)).toEqual(["logging.format: expected one of json, text, got the value of ${LF}"]);
     expect(issues(`logging:\n  level: '\${LL}'\n${B}`, { LL: "Debug" }).map((i) => `${i.path}: ${i.message}`)).toEqual(["logging.level: expected one of trace, debug, info, warn, error, got the value of ${LL} (the values are lower case: set LL to debug)"]);
+    // nor among other text (it was: got "xs3cr3t-value"); a default written in the file is the file's, shown
+    expect(issues(`logging:\n  level: x\${LL}\n  format: "x\${LF}"\n${B}`, { LF: "s3cr3t-value", LL: "s3cr3t-2" }).map((i) => `${i.path}: ${i.message}`)).toEqual(["logging.level: expected one of trace, debug, info, warn, error, got a value holding ${LL}", "logging.format: expected one of json, text, got a value holding ${LF}"]);
+    expect(one(`logging: { format: "x\${NOPE_UNSET_LF:-y}" }\n${B}`)).toEqual(['logging.format: expected one of json, text, got "xy"']);
     // a number out of range says the range and the value given, in the project's words (zod's were "Too big: expected number to be <=64")
     expect(one(`server: { workers: 100 }\n${B}`)).toEqual(["server.workers: must be from 1 to 64, got 100"]);
     expect(one(`server: { port: 70000 }\n${B}`)).toEqual(["server.port: must be from 0 to 65535, got 70000"]);
