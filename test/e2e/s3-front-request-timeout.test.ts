@@ -17,7 +17,10 @@ beforeAll(async () => {
 });
 afterAll(() => env?.stop());
 
-test("a PutObject body that stops half-way (client still connected) → 400 RequestTimeout after request_timeout; nothing upstream", async () => {
+// The four run at once, each mostly waiting (request_timeout, a trickled answer). The first three
+// share env and none of them reaches the upstream, so each one's "nothing upstream since mark()"
+// holds beside the others; the fourth, which does reach it, has an environment of its own.
+test.concurrent("a PutObject body that stops half-way (client still connected) → 400 RequestTimeout after request_timeout; nothing upstream", async () => {
   const host = `127.0.0.1:${env.port}`;
   const hash = new Bun.CryptoHasher("sha256").update(new Uint8Array(1000)).digest("hex");
   const signed = new S3Signer(WRITER, "us-east-1").signRequest({ method: "PUT", host, path: "/up/stalled.bin", payloadHash: hash });
@@ -33,7 +36,7 @@ test("a PutObject body that stops half-way (client still connected) → 400 Requ
   expect(await env.s3.exists("up", "stalled.bin")).toBe(false);
 });
 
-test("an XML body the proxy reads itself (DeleteObjects, CompleteMultipartUpload) that stops half-way → 400 RequestTimeout after request_timeout, not after the listener's idle timeout; nothing upstream", async () => {
+test.concurrent("an XML body the proxy reads itself (DeleteObjects, CompleteMultipartUpload) that stops half-way → 400 RequestTimeout after request_timeout, not after the listener's idle timeout; nothing upstream", async () => {
   const host = `127.0.0.1:${env.port}`;
   for (const [path, name, value] of [["/up", "delete", ""], ["/up/stalled.xml", "uploadId", "abc"]] as const) {
     const query = `${name}=${value}`;
@@ -49,14 +52,15 @@ test("an XML body the proxy reads itself (DeleteObjects, CompleteMultipartUpload
   }
 });
 
-test("an STS form body that stops half-way → STS's 400 RequestTimeout (not a retryable 503)", async () => {
+test.concurrent("an STS form body that stops half-way → STS's 400 RequestTimeout (not a retryable 503)", async () => {
   const reply = await rawRequest(env.port, lines("POST / HTTP/1.1", { host: `127.0.0.1:${env.port}`, "content-type": "application/x-www-form-urlencoded", "content-length": "2000" }), [new TextEncoder().encode("Action=AssumeRoleWithWebIdentity&")], { timeoutMs: 15_000 });
   expect(reply.status).toBe(400);
   expect(reply.body).toContain("<ErrorResponse");
   expect(reply.body).toContain("<Code>RequestTimeout</Code>");
 });
 
-test("a CompleteMultipartUpload (and a CopyObject) that S3 answers slowly (200 at once, then its result a few bytes at a time, as S3 keeps a long Complete alive) is not cut at request_timeout: the client gets S3's result", async () => {
+test.concurrent("a CompleteMultipartUpload (and a CopyObject) that S3 answers slowly (200 at once, then its result a few bytes at a time, as S3 keeps a long Complete alive) is not cut at request_timeout: the client gets S3's result", async () => {
+  const env = await startUploadEnv({ requestTimeout: 1 });
   const sdk = new S3Client({ endpoint: env.endpoint, region: "us-east-1", forcePathStyle: true, credentials: WRITER, maxAttempts: 1 });
   try {
     const { UploadId } = await sdk.send(new CreateMultipartUploadCommand({ Bucket: "up", Key: "slow/complete.bin" }));
@@ -74,5 +78,6 @@ test("a CompleteMultipartUpload (and a CopyObject) that S3 answers slowly (200 a
     expect(copied.CopyObjectResult?.ETag).toBeTruthy();
   } finally {
     sdk.destroy();
+    await env.stop();
   }
 });
