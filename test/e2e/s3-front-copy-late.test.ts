@@ -169,38 +169,40 @@ describe.each([
   );
 });
 
-describe.each(["auto", "fetch"] as const)("a source that trickles, never stalling (upstream client %s)", (client) => {
+describe.concurrent("a source that trickles, never stalling", () => {
   // Before, only a read waiting s3.timeout failed a streamed copy: 1 KiB every 250 ms held it (and
   // its upload slot) for as long as the source kept that up. Now the reads may wait s3.timeout plus
   // 1 s per 16 KiB in all (3 s for these 32 KiB), as a held body may.
-  let store: ReturnType<typeof startStore>;
-  let env: UploadEnv;
-  beforeAll(async () => {
-    store = startStore();
-    const yaml = uploadYaml(s3.endpoint, {
-      moreBuckets: () => `  - name: trickle\n    path_prefix: /trickle\n    s3: { bucket: trickle, endpoint: "http://127.0.0.1:${store.port}", timeout: 1, retry: { max_attempts: 1 } }\n`,
-      moreCredentials: `    - { access_key_id: "${COPIER.accessKeyId}", secret_access_key: "${COPIER.secretAccessKey}", identity: copier, buckets: { up: [read, write], trickle: [read] } }\n`,
-      // (a body this small is streamed, not read whole inside its attempt)
-    }).replace("engine: bun", `engine: bun, upstream_client: ${client}, buffer_threshold_bytes: 1024`);
-    env = await startFrontsOn(yaml, s3, false);
-  });
-  afterAll(async () => {
-    await env?.[Symbol.asyncDispose]();
-    store?.close();
-  });
-
-  test(
-    "the copy fails with the <Error> document, the source's connection is closed, the upload aborted, nothing stored",
-    async () => {
-      const key = `late/trickled-${client}.bin`;
-      s3.resetLog();
-      const res = await signedFetch(env, { method: "PUT", path: `/up/${key}`, headers: { "x-amz-copy-source": "/trickle/src.bin" }, creds: COPIER });
-      const body = await res.text();
-      expect(body).toMatch(/<Error><Code>InternalError<\/Code><Message>The copy source&apos;s upstream sent the object too slowly: nothing was written/);
-      await waitFor(() => store.trickleClosed >= 1, { message: "the source's connection to be closed" });
-      await waitFor(() => s3.requests.some((e) => e.method === "PUT" && e.pathname === `/up/${key}` && e.body === "aborted"), { message: "the upload to be aborted" });
-      expect(await s3.exists("up", key)).toBe(false);
-    },
-    T,
-  );
+  // The two run at once (each mostly waits on its trickle): each has its own store and proxy, and
+  // writes its own key to the shared fixture, whose log it searches for that key only.
+  for (const client of ["auto", "fetch"] as const) {
+    test(
+      `upstream client ${client}: the copy fails with the <Error> document, the source's connection is closed, the upload aborted, nothing stored`,
+      async () => {
+        const store = startStore();
+        const yaml = uploadYaml(s3.endpoint, {
+          moreBuckets: () => `  - name: trickle\n    path_prefix: /trickle\n    s3: { bucket: trickle, endpoint: "http://127.0.0.1:${store.port}", timeout: 1, retry: { max_attempts: 1 } }\n`,
+          moreCredentials: `    - { access_key_id: "${COPIER.accessKeyId}", secret_access_key: "${COPIER.secretAccessKey}", identity: copier, buckets: { up: [read, write], trickle: [read] } }\n`,
+          // (a body this small is streamed, not read whole inside its attempt)
+        }).replace("engine: bun", `engine: bun, upstream_client: ${client}, buffer_threshold_bytes: 1024`);
+        const env = await startFrontsOn(yaml, s3, false).catch((e) => {
+          store.close();
+          throw e;
+        });
+        try {
+          const key = `late/trickled-${client}.bin`;
+          const res = await signedFetch(env, { method: "PUT", path: `/up/${key}`, headers: { "x-amz-copy-source": "/trickle/src.bin" }, creds: COPIER });
+          const body = await res.text();
+          expect(body).toMatch(/<Error><Code>InternalError<\/Code><Message>The copy source&apos;s upstream sent the object too slowly: nothing was written/);
+          await waitFor(() => store.trickleClosed >= 1, { message: "the source's connection to be closed" });
+          await waitFor(() => s3.requests.some((e) => e.method === "PUT" && e.pathname === `/up/${key}` && e.body === "aborted"), { message: "the upload to be aborted" });
+          expect(await s3.exists("up", key)).toBe(false);
+        } finally {
+          await env[Symbol.asyncDispose]();
+          store.close();
+        }
+      },
+      T,
+    );
+  }
 });
