@@ -70,7 +70,9 @@ test("a process's first request, as soon as it listens, is a HIT from a warm Red
   expect(upstreamGets()).toBe(before);
 });
 
-test("a Redis that accepts the connection but never answers delays the start by a bounded time, then is skipped", async () => {
+// These three run at once: each mostly waits on a Redis of its own that never answers, and has
+// its own proxy; none of them counts the fixture's requests, Redis keys or another's logs.
+test.concurrent("a Redis that accepts the connection but never answers delays the start by a bounded time, then is skipped", async () => {
   const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
   try {
     const t0 = performance.now();
@@ -90,7 +92,7 @@ test("a Redis that accepts the connection but never answers delays the start by 
   }
 });
 
-test("with Redis timeouts of 10 s each, a Redis that never answers delays the start by 5 s at most (it waited connect_timeout_ms + operation_timeout_ms, 20 s)", async () => {
+test.concurrent("with Redis timeouts of 10 s each, a Redis that never answers delays the start by 5 s at most (it waited connect_timeout_ms + operation_timeout_ms, 20 s)", async () => {
   const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
   try {
     const t0 = performance.now();
@@ -103,6 +105,29 @@ test("with Redis timeouts of 10 s each, a Redis that never answers delays the st
       await p.stop();
     }
   } finally {
+    silent.stop(true);
+  }
+});
+
+test.concurrent("a child whose primary is killed while the child waits for Redis stops, and never listens alone on the port", async () => {
+  const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  let child: number | undefined;
+  try {
+    const px = await startProxy(pairConfig(silent.port, "orphan:", 2000));
+    try {
+      await px.waitForLog((l) => l.msg === "primary started");
+      [child] = await waitForChildren(px, 1, silent.port);
+      px.signal("SIGKILL");
+      await px.exited;
+      // (until 2026-12-06 it missed the primary's going while it waited: it listened once the wait
+      // was over and served on alone for good, holding the port a restarted primary then could not take)
+      await waitFor(() => !alive(child!), { timeoutMs: 10_000, message: "the orphaned child to exit" });
+      expect(px.logs().filter((l) => l.msg === "listening" && l.worker === 1)).toHaveLength(1);
+    } finally {
+      await px.stop();
+    }
+  } finally {
+    if (child !== undefined && alive(child)) process.kill(child, "SIGKILL");
     silent.stop(true);
   }
 });
@@ -255,29 +280,6 @@ test("a group whose primary waited for Redis in vain: its children do not wait a
       await px.stop();
     }
   } finally {
-    silent.stop(true);
-  }
-});
-
-test("a child whose primary is killed while the child waits for Redis stops, and never listens alone on the port", async () => {
-  const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  let child: number | undefined;
-  try {
-    const px = await startProxy(pairConfig(silent.port, "orphan:", 2000));
-    try {
-      await px.waitForLog((l) => l.msg === "primary started");
-      [child] = await waitForChildren(px, 1, silent.port);
-      px.signal("SIGKILL");
-      await px.exited;
-      // (until 2026-12-06 it missed the primary's going while it waited: it listened once the wait
-      // was over and served on alone for good, holding the port a restarted primary then could not take)
-      await waitFor(() => !alive(child!), { timeoutMs: 10_000, message: "the orphaned child to exit" });
-      expect(px.logs().filter((l) => l.msg === "listening" && l.worker === 1)).toHaveLength(1);
-    } finally {
-      await px.stop();
-    }
-  } finally {
-    if (child !== undefined && alive(child)) process.kill(child, "SIGKILL");
     silent.stop(true);
   }
 });
