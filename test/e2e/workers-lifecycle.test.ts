@@ -103,17 +103,6 @@ const wentDown = (before: string, after: string) => {
   return [...b].filter(([series, v]) => !((a.get(series) ?? -1) >= v));
 };
 
-test("ps tells a child apart: its argv[0] is \"yatagarasu: worker N\" and its process name yatagarasu-wN, not /proc/self/exe and exe", async () => {
-  const { px, pids } = await startGroup();
-  await using _px = px;
-  expect(pids[1]).not.toBe(px.proc.pid!);
-  expect(readFileSync(`/proc/${pids[1]}/cmdline`, "utf8").split("\0")[0]).toBe("yatagarasu: worker 1");
-  expect(readFileSync(`/proc/${pids[1]}/comm`, "utf8").trim()).toBe("yatagarasu-w1");
-  // the primary keeps the command line it was started with
-  expect(readFileSync(`/proc/${px.proc.pid}/cmdline`, "utf8")).not.toContain("worker");
-  expect(await px.stop()).toBe(0);
-});
-
 test("a child killed with SIGKILL is restarted and the merged counters and histograms do not go backwards", async () => {
   const { group, px, scrape, requests, serveUntil, served, before } = await groupServing();
   await using _px = px;
@@ -139,25 +128,6 @@ test("a child killed with SIGKILL is restarted and the merged counters and histo
   );
   expect(requests(await scrape())).toBe(served());
   expect(await px.stop()).toBe(0);
-});
-
-test("a child that dies after the executable was removed or replaced on disk (an upgrade in place) is restarted from the one running: the group keeps serving", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "yata-exe-"));
-  try {
-    // The group runs from a copy of the runtime (or binary), removed once it serves.
-    const exe = join(dir, "exe");
-    copyFileSync(command()[0], exe);
-    chmodSync(exe, 0o755);
-    await using px = await startProxy(config(), { prefix: ["sh", "-c", 'shift; exec "$0" "$@"', exe] });
-    const first = await px.waitForLog((l) => l.msg === "listening" && l.worker === 1);
-    rmSync(exe);
-    process.kill(Number(first.pid), "SIGKILL");
-    await px.waitForLog((l) => l.msg === "listening" && l.worker === 1 && l.pid !== first.pid);
-    expect((await fetch(px.url("/one/obj.txt"))).status).toBe(200);
-    expect(await px.stop()).toBe(0);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
 });
 
 test("a child that does not answer a scrape in time (stopped, busy) keeps its last counts in the merged counters", async () => {
@@ -221,7 +191,40 @@ test("a child that dies while a scrape waits for another is not counted twice (i
   expect(await px.stop()).toBe(0);
 });
 
-test("a child that cannot drain (stopped, wedged) is killed once the drain's deadline passes: the group exits, nothing is left on the port", async () => {
+// The last four run at once: each has its own group and mostly waits (a copy of the executable,
+// a drain's deadline, a trickled body); none scrapes metrics, and only the last one touches the
+// fixture's faults (big.bin, which no other test reads).
+test.concurrent("ps tells a child apart: its argv[0] is \"yatagarasu: worker N\" and its process name yatagarasu-wN, not /proc/self/exe and exe", async () => {
+  const { px, pids } = await startGroup();
+  await using _px = px;
+  expect(pids[1]).not.toBe(px.proc.pid!);
+  expect(readFileSync(`/proc/${pids[1]}/cmdline`, "utf8").split("\0")[0]).toBe("yatagarasu: worker 1");
+  expect(readFileSync(`/proc/${pids[1]}/comm`, "utf8").trim()).toBe("yatagarasu-w1");
+  // the primary keeps the command line it was started with
+  expect(readFileSync(`/proc/${px.proc.pid}/cmdline`, "utf8")).not.toContain("worker");
+  expect(await px.stop()).toBe(0);
+});
+
+test.concurrent("a child that dies after the executable was removed or replaced on disk (an upgrade in place) is restarted from the one running: the group keeps serving", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "yata-exe-"));
+  try {
+    // The group runs from a copy of the runtime (or binary), removed once it serves.
+    const exe = join(dir, "exe");
+    copyFileSync(command()[0], exe);
+    chmodSync(exe, 0o755);
+    await using px = await startProxy(config(), { prefix: ["sh", "-c", 'shift; exec "$0" "$@"', exe] });
+    const first = await px.waitForLog((l) => l.msg === "listening" && l.worker === 1);
+    rmSync(exe);
+    process.kill(Number(first.pid), "SIGKILL");
+    await px.waitForLog((l) => l.msg === "listening" && l.worker === 1 && l.pid !== first.pid);
+    expect((await fetch(px.url("/one/obj.txt"))).status).toBe(200);
+    expect(await px.stop()).toBe(0);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test.concurrent("a child that cannot drain (stopped, wedged) is killed once the drain's deadline passes: the group exits, nothing is left on the port", async () => {
   const px = await startProxy(config().replace("shutdown_timeout: 30", "shutdown_timeout: 1"));
   await using _px = px;
   const listening = await Promise.all([0, 1].map((w) => px.waitForLog((l) => l.msg === "listening" && l.worker === w)));
@@ -255,7 +258,7 @@ test("a child that cannot drain (stopped, wedged) is killed once the drain's dea
   }
 });
 
-test("SIGTERM to the whole process group drains each worker once; a second one cuts every drain and the cut transfers are still logged", async () => {
+test.concurrent("SIGTERM to the whole process group drains each worker once; a second one cuts every drain and the cut transfers are still logged", async () => {
   const { pids, ...group } = await startGroup();
   await using px = group.px;
   s3.faults.set("/data/big.bin", { kind: "slowBody", bytesPerTick: 1000, ms: 50 });
