@@ -123,29 +123,6 @@ test("a child restarted while the file on disk is invalid starts on the primary'
   expect(await px.stop()).toBe(0);
 });
 
-test("a restarted child that cannot apply the primary's config (a PEM file it names is gone) waits for the next one: no crash loop", async () => {
-  const pem = generateKeyPairSync("ec", { namedCurve: "P-256" }).publicKey.export({ type: "spki", format: "pem" }).toString();
-  const yaml = config(["one"]).replace("buckets:\n", "jwt: { enabled: true, algorithm: ES256, ecdsa_public_key_path: jwt.pem }\nbuckets:\n");
-  const px = await startProxy(yaml, { files: { "jwt.pem": pem } });
-  await using _ = px;
-  const pids = (await Promise.all([0, 1].map((w) => px.waitForLog((l) => l.msg === "listening" && l.worker === w)))).map((l) => Number(l.pid));
-  rmSync(join(px.dir, "jwt.pem"));
-  process.kill(pids[1], "SIGKILL");
-  await waitFor(() => px.output().includes("cannot apply the primary's config (generation 1); waiting for its next one"), { timeoutMs: 15_000, message: () => px.output() });
-  // Still waiting 2 s later, not restarted over and over.
-  const restarts = () => px.logs().filter((l) => l.msg === "worker exited unexpectedly; restarting").length;
-  await Bun.sleep(2000); // the window a crash loop (one restart a second) would show in
-  expect(restarts()).toBe(1);
-  // The PEM back, a reload: the waiting child starts on the primary's new generation, the PEM resolved in the config file's folder.
-  writeFileSync(join(px.dir, "jwt.pem"), pem);
-  px.signal("SIGHUP");
-  const started = await px.waitForLog((l) => l.msg === "listening" && l.worker === 1 && Number(l.pid) !== pids[1]);
-  expect(started.generation).toBe(2);
-  expect(await servedConfigs(px, started)).toEqual([served(2, ["one"])]);
-  expect(restarts()).toBe(1);
-  expect(await px.stop()).toBe(0);
-});
-
 test("a reload whose file changes right after the primary read it: every process runs what the primary read", async () => {
   const group = await startGroup(["one"]);
   await using px = group.px;
@@ -200,7 +177,32 @@ test("a reload whose file changes right after the primary read it: every process
   expect(await px.stop()).toBe(0);
 });
 
-test("a child that cannot start (its disk cache folder is a file: exit 3) is restarted after 1, 2, 4... s, not every second for ever; the primary keeps serving", async () => {
+// The last three run at once: each has its own group and mostly waits (a child restarted after
+// 1, 2, 4 s; a crash loop's window; a group stopping).
+test.concurrent("a restarted child that cannot apply the primary's config (a PEM file it names is gone) waits for the next one: no crash loop", async () => {
+  const pem = generateKeyPairSync("ec", { namedCurve: "P-256" }).publicKey.export({ type: "spki", format: "pem" }).toString();
+  const yaml = config(["one"]).replace("buckets:\n", "jwt: { enabled: true, algorithm: ES256, ecdsa_public_key_path: jwt.pem }\nbuckets:\n");
+  const px = await startProxy(yaml, { files: { "jwt.pem": pem } });
+  await using _ = px;
+  const pids = (await Promise.all([0, 1].map((w) => px.waitForLog((l) => l.msg === "listening" && l.worker === w)))).map((l) => Number(l.pid));
+  rmSync(join(px.dir, "jwt.pem"));
+  process.kill(pids[1], "SIGKILL");
+  await waitFor(() => px.output().includes("cannot apply the primary's config (generation 1); waiting for its next one"), { timeoutMs: 15_000, message: () => px.output() });
+  // Still waiting 2 s later, not restarted over and over.
+  const restarts = () => px.logs().filter((l) => l.msg === "worker exited unexpectedly; restarting").length;
+  await Bun.sleep(2000); // the window a crash loop (one restart a second) would show in
+  expect(restarts()).toBe(1);
+  // The PEM back, a reload: the waiting child starts on the primary's new generation, the PEM resolved in the config file's folder.
+  writeFileSync(join(px.dir, "jwt.pem"), pem);
+  px.signal("SIGHUP");
+  const started = await px.waitForLog((l) => l.msg === "listening" && l.worker === 1 && Number(l.pid) !== pids[1]);
+  expect(started.generation).toBe(2);
+  expect(await servedConfigs(px, started)).toEqual([served(2, ["one"])]);
+  expect(restarts()).toBe(1);
+  expect(await px.stop()).toBe(0);
+});
+
+test.concurrent("a child that cannot start (its disk cache folder is a file: exit 3) is restarted after 1, 2, 4... s, not every second for ever; the primary keeps serving", async () => {
   // It was respawned once a second as long as the group ran, the error log filling.
   const dc = mkdtempSync(join(tmpdir(), "yata-workers-dc-"));
   writeFileSync(join(dc, "worker-1"), "not a folder");
@@ -215,7 +217,7 @@ test("a child that cannot start (its disk cache folder is a file: exit 3) is res
   expect(await px.stop()).toBe(0);
 });
 
-test("SIGTERM to the primary while a child is still starting stops the whole group (the child missed the shutdown message and the group never stopped)", async () => {
+test.concurrent("SIGTERM to the primary while a child is still starting stops the whole group (the child missed the shutdown message and the group never stopped)", async () => {
   for (let round = 0; round < 3; round++) {
     const px = await startProxy(config(["one"]));
     await using _ = px;
