@@ -160,7 +160,9 @@ async function goneKeyStatuses(g: Group, perWorker = 4): Promise<number[]> {
   return statuses;
 }
 
-test("after POST /admin/reload answers 200, every worker refuses the s3_api key it removed and accepts it once another restores it (on whichever process the call lands)", async () => {
+// The four run at once: each has its own group (its own S3 port) and its own JWKS paths, and
+// mostly waits (slow JWKS fetches, a stopped child's reload wait, a child's restart).
+test.concurrent("after POST /admin/reload answers 200, every worker refuses the s3_api key it removed and accepts it once another restores it (on whichever process the call lands)", async () => {
   const g = await startGroup();
   await using px = g.px;
   expect(new Set(await goneKeyStatuses(g))).toEqual(new Set([200]));
@@ -196,7 +198,7 @@ test("after POST /admin/reload answers 200, every worker refuses the s3_api key 
   expect(await px.stop()).toBe(0);
 });
 
-test("a child that cannot apply the reload: 500 'partial' naming it, with where every worker stands; the next good reload brings both back together", async () => {
+test.concurrent("a child that cannot apply the reload: 500 'partial' naming it, with where every worker stands; the next good reload brings both back together", async () => {
   const g = await startGroup();
   await using px = g.px;
   writeConfig(px, config({ s3Port: g.s3Port, jwksUrl: jwksUrl("fail"), gone: false }));
@@ -225,7 +227,7 @@ test("a child that cannot apply the reload: 500 'partial' naming it, with where 
   expect(await px.stop()).toBe(0);
 });
 
-test("a child that does not answer (stopped): the SIGHUP's reload ends after the reload wait with an error line naming it; it catches up once it runs again", async () => {
+test.concurrent("a child that does not answer (stopped): the SIGHUP's reload ends after the reload wait with an error line naming it; it catches up once it runs again", async () => {
   const g = await startGroup({ env: { YATAGARASU_RELOAD_WAIT_MS: "1000" } });
   await using px = g.px;
   process.kill(g.pids[1]!, "SIGSTOP");
@@ -251,7 +253,7 @@ test("a child that does not answer (stopped): the SIGHUP's reload ends after the
   expect(await px.stop()).toBe(0);
 });
 
-test("a child restarting when the reload comes is waited for (its replacement reports the new generation); two reloads at once each answer with every worker on their generation or later", async () => {
+test.concurrent("a child restarting when the reload comes is waited for (its replacement reports the new generation); two reloads at once each answer with every worker on their generation or later", async () => {
   const g = await startGroup();
   await using px = g.px;
   process.kill(g.pids[1]!, "SIGKILL");
