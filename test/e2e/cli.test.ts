@@ -216,30 +216,6 @@ test("--healthcheck never goes through the HTTP proxy the environment names (a c
   }
 });
 
-test("--healthcheck with the wrong scheme or a listener that never answers says so in its own words, never the runtime's ('pass `verbose: true` ... to fetch()')", async () => {
-  const gen = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=hc.example",
-    "-keyout", join(dir, "hc-key.pem"), "-out", join(dir, "hc-cert.pem")], { stdout: "ignore", stderr: "ignore" });
-  expect(gen.exitCode).toBe(0);
-  const tls = Bun.serve({ hostname: "127.0.0.1", port: 0, tls: { key: Bun.file(join(dir, "hc-key.pem")), cert: Bun.file(join(dir, "hc-cert.pem")) }, fetch: () => new Response("ok") });
-  const plain = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("ok") });
-  const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  try {
-    // (the https listener itself: certificate not verified on the loopback)
-    expect((await runCli(["--healthcheck", `https://127.0.0.1:${tls.port}/health`])).code).toBe(0);
-    const cases: Array<[string, string]> = [
-      [`http://127.0.0.1:${tls.port}/health`, `connection reset by 127.0.0.1:${tls.port}: is the listener https? try https://127.0.0.1:${tls.port}/health`],
-      [`https://127.0.0.1:${plain.port}/health`, `TLS handshake with 127.0.0.1:${plain.port} failed: is the listener plain http? try http://127.0.0.1:${plain.port}/health`],
-      [`http://127.0.0.1:${silent.port}/health`, `no answer from 127.0.0.1:${silent.port} within 3 s`],
-    ];
-    const results = await runEach(cases.map(([url]) => ["--healthcheck", url]));
-    for (const [i, [url, why]] of cases.entries()) expect({ url, ...results[i] }).toEqual({ url, code: 1, stdout: "", stderr: `healthcheck: ${url}: ${why}\n` });
-  } finally {
-    tls.stop(true);
-    plain.stop(true);
-    silent.stop(true);
-  }
-});
-
 test("--check on a valid config exits 0 with a summary that never prints the secret", async () => {
   const p = file("ok.yaml", `server: { address: "127.0.0.1:8089" }\n${bucket()}`);
   const r = await runCli(["--check", "--config", p]);
@@ -517,7 +493,34 @@ test("--check notes that the original's s3.connection_pool_size has no effect he
 
 // --check's output went through process.exit right after the write: through a pipe (64 KiB) whose
 // reader was not quick, the problem list and the summary were cut off at 64 or 128 KiB.
-test("--check's problem list (stderr) and summary (stdout) reach a slow reader through a pipe whole, and the exit code is kept", async () => {
+// These two run at once: the first mostly waits out the healthcheck's 3 s for a listener that never
+// answers, the second is mostly its children's work and a reader's second of sleep; each has its
+// own listeners and files.
+test.concurrent("--healthcheck with the wrong scheme or a listener that never answers says so in its own words, never the runtime's ('pass `verbose: true` ... to fetch()')", async () => {
+  const gen = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=hc.example",
+    "-keyout", join(dir, "hc-key.pem"), "-out", join(dir, "hc-cert.pem")], { stdout: "ignore", stderr: "ignore" });
+  expect(gen.exitCode).toBe(0);
+  const tls = Bun.serve({ hostname: "127.0.0.1", port: 0, tls: { key: Bun.file(join(dir, "hc-key.pem")), cert: Bun.file(join(dir, "hc-cert.pem")) }, fetch: () => new Response("ok") });
+  const plain = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("ok") });
+  const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  try {
+    // (the https listener itself: certificate not verified on the loopback)
+    expect((await runCli(["--healthcheck", `https://127.0.0.1:${tls.port}/health`])).code).toBe(0);
+    const cases: Array<[string, string]> = [
+      [`http://127.0.0.1:${tls.port}/health`, `connection reset by 127.0.0.1:${tls.port}: is the listener https? try https://127.0.0.1:${tls.port}/health`],
+      [`https://127.0.0.1:${plain.port}/health`, `TLS handshake with 127.0.0.1:${plain.port} failed: is the listener plain http? try http://127.0.0.1:${plain.port}/health`],
+      [`http://127.0.0.1:${silent.port}/health`, `no answer from 127.0.0.1:${silent.port} within 3 s`],
+    ];
+    const results = await runEach(cases.map(([url]) => ["--healthcheck", url]));
+    for (const [i, [url, why]] of cases.entries()) expect({ url, ...results[i] }).toEqual({ url, code: 1, stdout: "", stderr: `healthcheck: ${url}: ${why}\n` });
+  } finally {
+    tls.stop(true);
+    plain.stop(true);
+    silent.stop(true);
+  }
+});
+
+test.concurrent("--check's problem list (stderr) and summary (stdout) reach a slow reader through a pipe whole, and the exit code is kept", async () => {
   const bad = ["buckets:\n"];
   const good = ["buckets:\n"];
   for (let i = 0; i < 3000; i++) bad.push(`  - { name: b${i}, path_prefix: p${i}, s3: { bucket: my-products-bucket, endpoint: "http://127.0.0.1:9" } }\n`);
