@@ -55,7 +55,7 @@ function listingXml(q: URLSearchParams): string {
   // ?versions is answered as S3 does, with a ListVersionsResult of <Version> entries; except under
   // wrongroot/, an upstream that ignores ?versions and answers a ListBucketResult
   if (!q.has("versions") || q.get("prefix") === "wrongroot/") return xml;
-  return xml.replace(/(<\/?(?:s3:)?)ListBucketResult\b/g, "$1ListVersionsResult").replace(/(<\/?(?:s3:)?)Contents>/g, "$1Version>");
+  return xml.replace(/(<\/?(?:s3:)?)ListBucketResult\b/g, "$1ListVersionsResult").replace(/(<\/?(?:s3:)?)Contents( ?)>/g, "$1Version$2>");
 }
 
 function listBucketXml(q: URLSearchParams): string {
@@ -74,6 +74,13 @@ function listBucketXml(q: URLSearchParams): string {
     // truncated V2 page; S3 writes none, but the document is well-formed and its one entry fair
     const noise = "<!--<Contents><CommonPrefixes>-->".repeat(20_000) + Array.from({ length: 10_000 }, (_, i) => `<!--<o${i}:Owner>-->`).join("");
     return `${top}<MaxKeys>1</MaxKeys>${noise}<IsTruncated>true</IsTruncated>${entry("commented/a.txt")}${v2 ? "<KeyCount>1</KeyCount><NextContinuationToken>commented-next</NextContinuationToken>" : "<NextMarker>commented/a.txt</NextMarker>"}</ListBucketResult>`;
+  }
+  if (prefix === "spaced/") {
+    // a well-formed listing whose end tags carry the white space XML allows before ">" (</Contents >):
+    // 20,000 entries, then one fair entry; S3 writes none
+    const spaced = '<Contents><Key>spaced/x</Key><Size>1</Size></Contents >'.repeat(20_000);
+    // (no end tag written exactly: an exact one anywhere ends every search there, in one match)
+    return `${top}<MaxKeys>20001</MaxKeys><IsTruncated>false</IsTruncated>${spaced}${entry("spaced/z.txt").replace("</Contents>", "</Contents >")}${v2 ? "<KeyCount>20001</KeyCount>" : ""}</ListBucketResult >`;
   }
   if (prefix === "cut/") {
     // a store that failed behind a 200: the document ends mid-<Owner> (the Content-Length is right)
