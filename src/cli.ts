@@ -185,7 +185,7 @@ function parseArgs(argv: string[]): Args | { exit: number; out: string; err?: bo
   // was thrown again by the failure's own description: a crash with a stack trace, exit 1)
   // (shown without a user name and password, as the check's own lines: Docker keeps the output in its health log)
   if (info === undefined && args.healthcheck !== undefined && (!/^https?:\/\/[^/\s]+/i.test(args.healthcheck) || !URL.canParse(args.healthcheck))) {
-    return usage(`--healthcheck takes an http:// or https:// URL, not '${shownUrl(args.healthcheck).slice(0, 100)}'`);
+    return usage(`--healthcheck takes an http:// or https:// URL, not '${shownArg(args.healthcheck).slice(0, 100)}'`);
   }
   return info ?? args;
 }
@@ -202,13 +202,10 @@ const PROXY_ENV = ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "AL
  * the output in its health log), whether it parses or not (a userinfo holds no "/", "?" or "#";
  * it may hold a space: a password with one was shown, cut only up to the space).
  */
-function shownUrl(url: string): string {
-  // (its control characters escaped, as the config's problems show them: an escape sequence acted on the terminal)
-  return printable(url.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#]*@/, "$1"));
-}
-
 /**
- * An argument as an error shows it: every URL in it (`--healthcheck=URL`, a URL without its option, a list of them) without its user name or password, as shownUrl.
+ * An argument (or a --healthcheck URL) as an error shows it: every URL in it (`--healthcheck=URL`,
+ * a URL without its option, a list of them) without its user name or password, and its control
+ * characters escaped, as the config's problems show them (an escape sequence acted on the terminal).
  * (a scheme starts where no scheme character precedes it: tried at each letter of a long word, the search was quadratic, 128 KB ~10 s)
  */
 function shownArg(a: string): string {
@@ -230,10 +227,10 @@ async function healthcheck(url: string): Promise<number> {
     const res = await fetch(url, { redirect: "manual", signal: AbortSignal.timeout(3000), ...(own ? { tls: { rejectUnauthorized: false } } : {}) });
     await res.arrayBuffer().catch(() => undefined);
     if (res.status === 200) return 0;
-    write(process.stderr, `healthcheck: ${shownUrl(url)} answered ${res.status}\n`);
+    write(process.stderr, `healthcheck: ${shownArg(url)} answered ${res.status}\n`);
     return 1;
   } catch (err) {
-    write(process.stderr, `healthcheck: ${shownUrl(url)}: ${healthcheckFailure(url, err)}\n`);
+    write(process.stderr, `healthcheck: ${shownArg(url)}: ${healthcheckFailure(url, err)}\n`);
     return 1;
   }
 }
