@@ -12,7 +12,8 @@
  *
  * Within one request, a connect error, a connection reset before the response head, a timeout or
  * a 5xx moves the read on to the next replica; a 4xx never does (a 404 is an answer), nor a 501
- * NotImplemented (a store refusing what it does not implement: its breaker counts it a success). All this
+ * NotImplemented (a store refusing what it does not implement: its breaker counts it a success),
+ * nor S3's 503 SlowDown (a throttle, passed on for the client to back off: not counted either). All this
  * happens before the response head is handed to the pipeline, so before any byte reaches the
  * client; a body that breaks later is not retried anywhere (bytes may have been sent).
  *
@@ -37,7 +38,7 @@ import { isOwnedBytes, markOwnedBytes } from "../http/owned-response.ts";
 import { BREAKER_STATE_CODE, type BreakerState, type CircuitBreaker } from "../limits/index.ts";
 import type { Metrics } from "../observe/metrics.ts";
 import type { ReplicaSeries } from "../observe/replica-metrics.ts";
-import { attemptDeadlines, BucketUpstream, logBreaker, type UpstreamDeps, type UpstreamTiming } from "./upstream.ts";
+import { attemptDeadlines, BucketUpstream, logBreaker, slowDownOf, type UpstreamDeps, type UpstreamTiming } from "./upstream.ts";
 
 type ObjectMethod = "GET" | "HEAD";
 
@@ -159,7 +160,7 @@ export class ReplicaSet implements ObjectUpstream {
 
   /**
    * GET/HEAD with failover (see the module comment). Same contract as BucketUpstream.fetchObject:
-   * resolves with the answering replica's response for any status below 500 or 501 (and for a 5xx from
+   * resolves with the answering replica's response for any status below 500, 501 or 503 SlowDown (and for a 5xx from
    * the last replica tried); throws ProxyError when no replica gave an HTTP answer.
    * `timing.replica` names the replica that answered; `timing.attempts` counts every attempt.
    * A secondary's answer is marked with capFreshness(secondaryTtlSeconds).
@@ -220,10 +221,18 @@ export class ReplicaSet implements ObjectUpstream {
       attempts += timing.attempts;
       timing.attempts = attempts;
       if (answered) {
-        const res = outcome as Response;
+        let res = outcome as Response;
         // (a 501 NotImplemented, a store refusing what it does not implement, is its answer, as its
-        // breaker counts it: failed over, the next replica's outage reached the client instead)
-        const answer = res.status < 500 || res.status === 501;
+        // breaker counts it: failed over, the next replica's outage reached the client instead; so
+        // is S3's 503 SlowDown, a throttle on one prefix by a store that is up, which the breaker
+        // does not count either: failed over, a throttled primary's load, and its clients'
+        // back-off, went to a secondary that may lag behind its writes)
+        let answer = res.status < 500 || res.status === 501;
+        if (res.status === 503) {
+          const told = await slowDownOf(res);
+          res = told.res;
+          answer = told.slowDown;
+        }
         if (answer || last) {
           if (r.series) (answer ? r.series.success : r.series.failure).value++;
           answeredBy.set(res, r.name);

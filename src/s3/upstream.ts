@@ -75,7 +75,7 @@ export interface UpstreamTiming {
  * on in a Response of the same status and headers (Content-Length dropped when the rest was not
  * read). A HEAD's 503 has no body: only its reason phrase can tell.
  */
-async function slowDownOf(res: Response): Promise<{ slowDown: boolean; res: Response }> {
+export async function slowDownOf(res: Response): Promise<{ slowDown: boolean; res: Response }> {
   if (SLOW_DOWN_REASON.test(res.statusText)) return { slowDown: true, res };
   if (res.body === null) return { slowDown: false, res };
   const { raw, whole, code } = await readErrorPrefix(res);
@@ -628,7 +628,8 @@ export class BucketUpstream {
 
   /**
    * A cheap signed request for readiness: HEAD of the bucket root (any HTTP answer but 5xx means
-   * reachable; a 404 is asked again: a bucket that does not exist is not ready). A 403 there has no body to say why, so a GET of a key that does not exist asks
+   * reachable, and S3's 503 SlowDown: throttled, up; a 404 is asked again: a bucket that does not
+   * exist is not ready; a 501, a store without HeadBucket, is asked again as a 403 is). A 403 there has no body to say why, so a GET of a key that does not exist asks
    * again: an upstream that refuses the bucket's credentials themselves (a wrong secret, an
    * unknown or expired key) makes every request fail, so the bucket is not ready; a read-only
    * policy's AccessDenied is fine.
@@ -643,23 +644,30 @@ export class BucketUpstream {
     try {
       const res = await this.probeRequest("HEAD", "", timeoutMs);
       await res.body?.cancel().catch(() => {});
-      if (res.status >= 500) return { ok: false, reason: `upstream answered ${res.status}` };
+      // S3's 503 SlowDown (told by its reason phrase: a HEAD has no body) is a throttle by a store
+      // that is up, as the breaker and failover count it: ready.
+      if (res.status === 503 && SLOW_DOWN_REASON.test(res.statusText)) return { ok: true, note: "the probe got 503 SlowDown (throttled)" };
+      // (a 501: a store that does not implement HeadBucket, asked again below with a GET)
+      if (res.status >= 500 && res.status !== 501) return { ok: false, reason: `upstream answered ${res.status}` };
       if (res.status === 404) {
         // HeadBucket's 404 has no body: a GET of a key that does not exist says whether the bucket
         // is missing (NoSuchBucket: a misnamed or deleted bucket fails every read) or the store
         // answers HEAD of a bucket so (NoSuchKey: fine).
         const { status, code } = await this.probeMissingKey(timeoutMs);
-        if (code === "NoSuchBucket") return { ok: false, reason: "the upstream bucket does not exist (NoSuchBucket)" };
+        if (code === "NoSuchBucket") return NO_SUCH_BUCKET;
         // A 404 with no S3 error at all is no S3 API answering (a web server, a balancer's default
         // site, an endpoint with a wrong path): every read is a 404, as the probe's was.
         if (code === undefined && status === 404) return { ok: false, reason: "the endpoint answered 404 without an S3 error: is s3.endpoint the store's S3 API, with its scheme, port and path?" };
         return { ok: true };
       }
-      if (res.status === 403 || res.status === 400 || (res.status >= 300 && res.status < 400)) {
+      if (res.status === 403 || res.status === 400 || res.status === 501 || (res.status >= 300 && res.status < 400)) {
         // (S3 answers a request signed for another region 400 AuthorizationHeaderMalformed, and
         // one sent to another region's endpoint 301 PermanentRedirect: every read fails so too)
         const got = await this.probeMissingKey(timeoutMs);
         const code = got.code;
+        // (after a 501 to the HEAD: the store's reads answer 5xx too, or its bucket is missing)
+        if (got.status >= 500 && got.status !== 501 && code !== "SlowDown") return { ok: false, reason: `upstream answered ${got.status}` };
+        if (code === "NoSuchBucket") return NO_SUCH_BUCKET;
         if (code === "AuthorizationHeaderMalformed") return { ok: false, reason: "the upstream refuses the bucket's signature: is s3.region the bucket's region? (AuthorizationHeaderMalformed)" };
         // (not the credentials: this host's clock, which every signature carries)
         if (code === "RequestTimeTooSkewed") return { ok: false, reason: "the upstream refuses the request's time: is this host's clock right (NTP)? (RequestTimeTooSkewed)" };
@@ -678,6 +686,7 @@ export class BucketUpstream {
         // A read-only IAM policy (GetObject without ListBucket) answers a bucket HEAD with 403:
         // the upstream is reachable, which is what readiness is about.
         if (res.status === 403) return { ok: true, note: "the probe got 403 (fine for read-only credentials)" };
+        if (res.status === 501) return { ok: true, note: `the upstream does not implement HeadBucket (501); a GET got ${got.status}${code === undefined ? "" : ` (${code})`}` };
         return { ok: true, note: `the probe got ${res.status}${code === undefined ? "" : ` (${code})`}` };
       }
       return { ok: true };
@@ -708,6 +717,9 @@ export class BucketUpstream {
     this.log?.("warn", `upstream ${tls}`, { bucket: this.name, endpoint: this.origin, upstream_error: errorType(err) });
   }
 }
+
+/** The probe's verdict on a bucket the upstream does not have. */
+const NO_SUCH_BUCKET = { ok: false, reason: "the upstream bucket does not exist (NoSuchBucket)" } as const;
 
 /** The codes of a certificate the TLS handshake refused. */
 const CERT_REFUSED_CODES = new Set([

@@ -59,6 +59,21 @@ for (const client of ["auto", "fetch"]) {
       expect(await res.text()).toContain("p.txt");
     });
 
+    // (S3's throttle, which the breaker does not count: until 2026-12-07 it failed over, the primary
+    // charged a failure and its throttled reads sent to a secondary that may lag)
+    test.concurrent("S3's 503 SlowDown on the primary is its answer (503 with Retry-After), an object's and a listing's: the secondary is not asked", async () => {
+      // (S3's reason phrase too: its readiness probe, a HEAD, tells SlowDown by it alone; a primary
+      // whose probe failed would be asked after the secondary)
+      const slowDown = "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+      await using w = await world(client, { kind: "whole", status: 503, reason: "Slow Down", body: slowDown, headers: { "retry-after": "2" } });
+      for (const path of [`/b/slow-${client}.txt`, `/b/slow-${client}/`]) {
+        const res = await fetch(w.px.url(path), { headers: { accept: "application/json" } });
+        expect([path, res.status, res.headers.get("retry-after")]).toEqual([path, 503, "2"]);
+        await res.arrayBuffer();
+      }
+      expect(secondary.requests.filter((r) => r.target.includes(`slow-${client}`))).toEqual([]);
+    });
+
     for (const [name, f] of Object.entries(faults)) {
       test.concurrent(`the primary's listing ${name}: the secondary's, within a few s3.timeout, not request_timeout`, async () => {
         await using w = await world(client, f);

@@ -10,7 +10,7 @@ import { afterAll, beforeAll } from "bun:test";
 
 export type Fault =
   /** A complete answer with a Content-Length. */
-  | { kind: "whole"; status: number; body: string; headers?: Record<string, string> }
+  | { kind: "whole"; status: number; body: string; headers?: Record<string, string>; reason?: string }
   /** A head announcing `length` (Content-Length) or chunked, then `body`'s first `send` bytes, then `then`. */
   | { kind: "cut"; status: number; body: string; send: number; chunked?: boolean; length?: number; then: "close" | "stall"; headers?: Record<string, string> }
   /** A chunked body sent one byte every `everyMs`. */
@@ -59,7 +59,7 @@ export async function startFaultUpstream(decide: (req: FaultRequest) => Fault): 
   function answer(s: import("bun").Socket<{ buf: string; timer?: ReturnType<typeof setInterval> }>, req: FaultRequest, f: Fault): void {
     const extra = Object.entries(f.headers ?? {}).map(([k, v]) => `${k}: ${v}\r\n`).join("");
     const body = Buffer.from(f.body);
-    const head = (framing: string) => `HTTP/1.1 ${f.status} X\r\n${extra}Content-Type: application/xml\r\n${framing}\r\n`;
+    const head = (framing: string) => `HTTP/1.1 ${f.status} ${(f.kind === "whole" && f.reason) || "X"}\r\n${extra}Content-Type: application/xml\r\n${framing}\r\n`;
     const isHead = req.method === "HEAD";
     if (f.kind === "whole") {
       s.write(head(`Content-Length: ${body.length}\r\n`));

@@ -63,6 +63,21 @@ test("still ready: a store whose HEAD of a bucket is 400 but whose GET of a miss
   expect((await probeOf(`http://127.0.0.1:${ro.port}`)).ok).toBe(true);
 });
 
+test("a store that is up is ready: no HeadBucket (501) but a GET of a missing key NoSuchKey; S3's 503 Slow Down (a throttle); not when its GET fails too", async () => {
+  const store = (head: Response, get: (req: Request) => Response) => Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (req: Request) => (req.method === "HEAD" ? head.clone() : get(req)) as globalThis.Response });
+  using noHead = store(new Response(null, { status: 501 }), s3Error(404, "NoSuchKey"));
+  expect(await probeOf(`http://127.0.0.1:${noHead.port}`)).toEqual({ ok: true, note: "the upstream does not implement HeadBucket (501); a GET got 404 (NoSuchKey)" });
+  // (S3's reason phrase, which Bun.serve does not send: a HEAD's SlowDown is told by it alone)
+  using throttled = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data(s) { s.write("HTTP/1.1 503 Slow Down\r\nContent-Length: 0\r\n\r\n"); } } });
+  expect(await probeOf(`http://127.0.0.1:${throttled.port}`)).toEqual({ ok: true, note: "the probe got 503 SlowDown (throttled)" });
+  using down = store(new Response(null, { status: 501 }), s3Error(500, "InternalError"));
+  expect(await probeOf(`http://127.0.0.1:${down.port}`)).toEqual({ ok: false, reason: "upstream answered 500" });
+  using missing = store(new Response(null, { status: 501 }), s3Error(404, "NoSuchBucket"));
+  expect(await probeOf(`http://127.0.0.1:${missing.port}`)).toEqual({ ok: false, reason: "the upstream bucket does not exist (NoSuchBucket)" });
+  using unavailable = store(new Response(null, { status: 503 }), s3Error(503, "ServiceUnavailable"));
+  expect(await probeOf(`http://127.0.0.1:${unavailable.port}`)).toEqual({ ok: false, reason: "upstream answered 503" });
+});
+
 test("an https port (one that closes on plain http, as Bun's and nginx's stream TLS do) reached with http:// gets the https hint", async () => {
   const { mkdtempSync, readFileSync, rmSync } = await import("node:fs");
   const { join } = await import("node:path");

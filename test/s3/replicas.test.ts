@@ -16,7 +16,7 @@ import { waitFor } from "../helpers/wait.ts";
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
 
-type Behaviour = number | "refuse" | "hang";
+type Behaviour = number | "refuse" | "hang" | "slowdown";
 
 /** A fetch whose answer depends on the host: each replica is its own "endpoint". */
 function endpoints(initial: Record<string, Behaviour>) {
@@ -34,6 +34,8 @@ function endpoints(initial: Record<string, Behaviour>) {
         signal?.addEventListener("abort", () => reject(signal.reason), { once: true });
       });
     }
+    // (S3's throttle: 503 with the SlowDown code, a HEAD's told by its reason phrase only)
+    if (b === "slowdown") return new Response(init?.method === "HEAD" ? null : "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>", { status: 503, statusText: "Slow Down" });
     return new Response(b === 200 ? `body from ${host}` : `<Error><Code>E${b}</Code></Error>`, { status: b ?? 599 });
   }) as typeof fetch;
   return { behaviour, calls, fetchImpl, count: (host: string) => calls.filter((c) => c.startsWith(host + " ")).length };
@@ -208,6 +210,25 @@ describe("failover within one request", () => {
       expect(count("secondary.test")).toBe(0);
     });
   }
+
+  // S3's 503 SlowDown: a throttle by a store that is up, which the breaker does not count; failed
+  // over, the primary was charged a failure and its throttled reads went to a secondary that may lag
+  test("S3's 503 SlowDown from the primary is passed on (body and all), no failover, the primary not charged (a bare 503 fails over, above)", async () => {
+    const { get, set, count, timing, sample } = setup({ "primary.test": "slowdown", "secondary.test": 200 });
+    const t = timing();
+    const res = await get(t);
+    expect(res.status).toBe(503);
+    expect(await res.text()).toContain("<Code>SlowDown</Code>");
+    expect(t.replica).toBe("primary");
+    expect(count("secondary.test")).toBe(0);
+    expect(sample('yatagarasu_s3_replica_requests_total{bucket="products",replica="primary",result="success"}')).toBe(1);
+    expect(sample('yatagarasu_s3_replica_requests_total{bucket="products",replica="primary",result="failure"}')).toBe(0);
+    const head = await set.fetchObject("HEAD", "dir/k.txt", {}, new AbortController().signal, timing());
+    expect(head.status).toBe(503);
+    const listed = await set.read(new AbortController().signal, timing(), (u, maxAttempts) => listObjectsV2(u, {}, { signal: new AbortController().signal, timing: timing(), maxAttempts }));
+    expect(listed.status).toBe(503);
+    expect(count("secondary.test")).toBe(0);
+  });
 
   test("failing replicas are passed in order; the last one gets the whole retry budget and its 5xx is the answer", async () => {
     const { get, count, timing } = setup({ "primary.test": 502, "secondary.test": "refuse", "tertiary.test": 500 });
