@@ -865,6 +865,9 @@ export function listenMetrics(cfg: Config, render: () => string | Promise<string
     hostname: cfg.metrics.address,
     port: cfg.metrics.port,
     development: false,
+    // (Bun's default cap, 128 MiB, answered a larger declared body a bare 413 before this handler:
+    // its 404 or 405 is the answer, and closeAsAsked closes the connection on the unread body)
+    maxRequestBodySize: LISTENER_MAX_BODY,
     fetch(req) {
       // The metrics listener never reads a body: an Expect Bun did not answer is the same desync,
       // and a chunked one is not read at the client's pace (closeAsAsked).
@@ -883,6 +886,6 @@ async function metricsAnswer(req: Request, render: () => string | Promise<string
   const host = req.headers.get("host");
   if (host !== null && !validHost(host)) return new Response("Bad request: the Host header must name one host (host or host:port)\n", { status: 400 });
   if (splitUrl(req.url).path !== "/metrics") return new Response("Not found: metrics are at /metrics\n", { status: 404 });
-  if (req.method !== "GET" && req.method !== "HEAD") return new Response(null, { status: 405, headers: { allow: "GET, HEAD" } });
+  if (req.method !== "GET" && req.method !== "HEAD") return new Response("Method not allowed: /metrics answers GET and HEAD\n", { status: 405, headers: { allow: "GET, HEAD" } });
   return new Response(await render(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
 }
