@@ -264,6 +264,21 @@ describe("access and errors", () => {
     expect(listings()).toHaveLength(0);
   });
 
+  // (S3 allows them, the S3 front serves them: until 2026-12-07 this front refused such paths, and
+  // its index listed their entries without a link)
+  test("a folder and a key with control characters: the redirect's Location and the links percent-encode them, the page shows code points, the link opens the object", async () => {
+    await s3.put("data", "tab\tnl\n/k\x01.txt", "ctl");
+    const folder = await fetch(px.url("/files/tab%09nl%0A"), { redirect: "manual" });
+    expect([folder.status, folder.headers.get("location")]).toEqual([302, "/files/tab%09nl%0A/"]);
+    const page = (await (await fetch(px.url("/files/tab%09nl%0A/"))).json()) as Page;
+    expect(page.entries).toEqual([{ name: "k\x01.txt", type: "object", size: 3, last_modified: expect.any(String) }]);
+    const html = await (await fetch(px.url("/files/tab%09nl%0A/"), { headers: { accept: "text/html" } })).text();
+    expect(html).toContain('href="/files/tab%09nl%0A/k%01.txt"');
+    expect(html).toContain("k<span class=\"ctl\">⟨U+0001⟩</span>.txt");
+    const res = await fetch(px.url("/files/tab%09nl%0A/k%01.txt"));
+    expect([res.status, await res.text()]).toEqual([200, "ctl"]);
+  });
+
   test("listing off: the folder path is an object key as before (404 NoSuchKey), no listing upstream", async () => {
     s3.resetLog();
     for (const path of ["/nolist/", "/nolist", "/nolist/docs/"]) {

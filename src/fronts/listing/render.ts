@@ -30,11 +30,15 @@ const BIDI_CONTROLS =
 // beside `a b.txt`). (Runs of plain spaces inside a name are kept on the page: white-space: pre-wrap.)
 const UNSEEN_SPACES = /^ | $|[\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]/g;
 
+// Control characters (C0, DEL, C1): a tab or a line break in a name shows as white space, the
+// others as nothing; on the page each is its code point.
+const CONTROLS = /[\x00-\x1f\x7f-\x9f]/g;
+
 const codePoint = (c: string) => `<span class="ctl">⟨U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")}⟩</span>`;
 
-/** A key name as page text: HTML-escaped, and every bidi control, invisible character or unseen space shown as its code point (`⟨U+202E⟩`), never applied. */
+/** A key name as page text: HTML-escaped, and every control, bidi control, invisible character or unseen space shown as its code point (`⟨U+202E⟩`), never applied. */
 export function displayName(s: string): string {
-  return escapeHtml(s).replace(UNSEEN_SPACES, codePoint).replace(BIDI_CONTROLS, codePoint);
+  return escapeHtml(s).replace(UNSEEN_SPACES, codePoint).replace(BIDI_CONTROLS, codePoint).replace(CONTROLS, codePoint);
 }
 
 /** A URL path segment-wise encoded (so `#`, `?`, `%` and spaces in keys stay part of the path). */
@@ -43,7 +47,7 @@ export function encodePath(path: string): string {
 }
 
 /**
- * Whether the plain front serves a key: it refuses paths with control characters and with `.` or
+ * Whether the plain front serves a key: it refuses paths with a NUL character and with `.` or
  * `..` segments (router.ts, raw-target.ts), which S3 keys may hold (stored through the S3 front),
  * and reads an empty segment (a leading "/", or "//") as none, since routing collapses slashes (a
  * folder `docs//` linked back to `docs/`; under a bucket at "/", `//` named no host at all).
@@ -51,10 +55,9 @@ export function encodePath(path: string): string {
  * Such entries are listed without a link (HTML) or with `"served": false` (JSON), never with a
  * link that can only fail (a browser resolves `/files/..` to `/`, another page altogether).
  */
-const CONTROL = /[\x00-\x1f\x7f]/;
 const DOT_SEGMENT = /(?:^|\/)\.\.?(?:\/|$)/;
 function servable(input: RenderInput, key: string): boolean {
-  if (CONTROL.test(key) || DOT_SEGMENT.test(key) || key.charCodeAt(0) === 47 || key.includes("//")) return false;
+  if (key.includes("\0") || DOT_SEGMENT.test(key) || key.charCodeAt(0) === 47 || key.includes("//")) return false;
   return input.routesHere === undefined || input.routesHere(`${input.mount}/${key}`);
 }
 
@@ -109,7 +112,7 @@ export function renderJson(input: RenderInput): string {
     prefix: page.prefix,
     entries: page.entries.map((e) => {
       const entry: Record<string, unknown> = e.folder ? { name: e.name, type: "folder" } : { name: e.name, type: "object", size: e.size, last_modified: e.lastModified };
-      if (!servable(input, e.key)) entry.served = false; // (control characters, dot segments, another route: see servable)
+      if (!servable(input, e.key)) entry.served = false; // (a NUL, dot segments, another route: see servable)
       return entry;
     }),
     next: nextHref(input) ?? null,
@@ -130,7 +133,7 @@ export function renderHtml(input: RenderInput): string {
     const cls = e.folder ? "folder" : "object";
     const size = e.folder ? "—" : `<span title="${e.size} bytes">${escapeHtml(humanSize(e.size))}</span>`;
     const date = e.lastModified ? `<time datetime="${escapeHtml(e.lastModified)}">${escapeHtml(e.lastModified.replace("T", " ").replace(/\.\d+Z$|Z$/, " UTC"))}</time>` : "";
-    const cell = servable(input, e.key) ? `<a href="${href}"${e.folder ? "" : " download"}>${name}</a>` : `<span class="unserved" title="not served on this front: the name has control characters or a . or .. segment, or its path belongs to another bucket or to the proxy (the S3 API serves it)">${name}</span>`;
+    const cell = servable(input, e.key) ? `<a href="${href}"${e.folder ? "" : " download"}>${name}</a>` : `<span class="unserved" title="not served on this front: the name has a NUL character or a . or .. segment, or its path belongs to another bucket or to the proxy (the S3 API serves it)">${name}</span>`;
     return `<tr class="${cls}"><td>${cell}</td><td>${size}</td><td>${date}</td></tr>`;
   });
   // (a page can hold no entry and still have a next one: a folder's marker object, `dir/` itself,

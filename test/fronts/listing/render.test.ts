@@ -110,15 +110,19 @@ describe("render", () => {
     expect(j.entries[1]).toEqual({ name: 'x"y#?.txt', type: "object", size: 5242880, last_modified: "2026-01-02T03:04:05.000Z" });
     expect(j.next).toBe("/pub/a%20b/?continuation-token=t%26%3C1%3E");
   });
-  test("a key with control characters (the plain front refuses such paths) is listed without a link, and marked served: false in JSON", () => {
-    const ctl = { prefix: "", entries: [{ key: "a\tb.txt", name: "a\tb.txt", folder: false, size: 1, lastModified: "" }, { key: "k\nx/", name: "k\nx/", folder: true, size: 0, lastModified: "" }, { key: "ok.txt", name: "ok.txt", folder: false, size: 1, lastModified: "" }], nextToken: undefined };
+  test("a key with control characters is linked (percent-encoded) and shown with each as its code point; one with a NUL (the plain front refuses it) is listed without a link, served: false in JSON", () => {
+    const ctl = { prefix: "", entries: [{ key: "a\tb.txt", name: "a\tb.txt", folder: false, size: 1, lastModified: "" }, { key: "k\nx/", name: "k\nx/", folder: true, size: 0, lastModified: "" }, { key: "n\0l.txt", name: "n\0l.txt", folder: false, size: 1, lastModified: "" }, { key: "ok.txt", name: "ok.txt", folder: false, size: 1, lastModified: "" }], nextToken: undefined };
     const html = renderHtml({ page: ctl, mount: "/pub", bucket: "pub" });
-    expect(html).not.toContain("a%09b.txt");
-    expect(html).not.toContain("k%0Ax");
+    expect(html).toContain('href="/pub/a%09b.txt"');
+    expect(html).toContain('href="/pub/k%0Ax/"');
+    expect(html).toContain("a<span class=\"ctl\">⟨U+0009⟩</span>b.txt");
+    expect(html).toContain("k<span class=\"ctl\">⟨U+000A⟩</span>x/");
+    expect(html).not.toMatch(/[\x00-\x08\x0b-\x1f]/);
+    expect(html).not.toContain("n%00l.txt");
     expect(html).toContain('<span class="unserved"');
     expect(html).toContain('href="/pub/ok.txt"');
     const j = JSON.parse(renderJson({ page: ctl, mount: "/pub", bucket: "pub" }));
-    expect(j.entries.map((e: { served?: boolean }) => e.served)).toEqual([false, false, undefined]);
+    expect(j.entries.map((e: { served?: boolean }) => e.served)).toEqual([undefined, undefined, false, undefined]);
   });
   test("keys with a . or .. segment (the plain front refuses such paths; a browser would resolve the link to another page) are listed without a link, served: false; '...' and 'a..b' are ordinary names", () => {
     const e = (key: string, folder = false) => ({ key, name: key, folder, size: 1, lastModified: "" });
