@@ -592,11 +592,15 @@ function asteriskRequest(raw: Buffer, maxHeaderSize: number): Request | "overflo
 /**
  * `OPTIONS *` (RFC 9110 §9.3.7: the server's options, not a resource's): node:http's parser takes
  * no asterisk-form target and reports a parse error, which answerClientError made a bare 400. When
- * the bytes it failed on are such a request's whole head and nothing else is under way on the
- * connection, the head is handed to `answer` (asteriskFront: logged, with a request id, as any
- * other request) and its answer written, then the connection closed (the parser cannot go on past
- * its error); a head over `maxHeaderSize` gets node:http's 431. True when taken care of. (The bun
- * engine cannot: Bun.serve answers its own bare 400 before any handler runs; see README, Known limits.)
+ * the bytes it failed on hold such a request's whole head (alone, or after requests it parsed from
+ * the same packet: pipelined), the head is handed to `answer` (asteriskFront: logged, with a
+ * request id, as any other request) and its answer written once the connection's earlier
+ * exchanges are answered, then the connection closed (the parser cannot go on past its error); a
+ * head over `maxHeaderSize` gets node:http's 431. True when taken care of. A head split across
+ * packets cannot be: Bun 1.4.5's node:http gives only the packet it failed on, and no later byte
+ * of that connection reaches a listener (no 'data' or 'readable', bytesRead 0), so its fields
+ * cannot be read (README, Known limits). (The bun engine cannot at all: Bun.serve answers its own
+ * bare 400 before any handler runs.)
  */
 export function answerAsteriskOptions(
   err: Error & { rawPacket?: unknown },
@@ -605,24 +609,37 @@ export function answerAsteriskOptions(
   answer: (req: Request) => Response | Promise<Response>,
 ): boolean {
   const raw = err.rawPacket;
-  if (!Buffer.isBuffer(raw) || !ASTERISK_OPTIONS.test(raw.toString("latin1", 0, 24))) return false;
-  // (an exchange under way, or the bytes the body of one already answered, those that ended it
-  // included: the usual answer)
+  if (!Buffer.isBuffer(raw)) return false;
   const answered = lastRequests.get(socket);
-  if (connectionTurns.get(socket) !== undefined || (answered !== undefined && !answered.complete) || bodyEndedNow.has(socket) || !socket.writable) return false;
-  const req = asteriskRequest(raw, maxHeaderSize);
+  const turns = connectionTurns.get(socket);
+  // (the bytes the body of a request already answered, those that ended it included, or a request
+  // whose body is still being read: the usual answer)
+  if ((answered !== undefined && !answered.complete) || (turns !== undefined && !turns.req.complete) || bodyEndedNow.has(socket) || !socket.writable) return false;
+  // node:http hands over the whole packet it failed on: one that began with requests it parsed
+  // (pipelined: `GET /a ...` then `OPTIONS *` in one write) holds those first (they were 400 too).
+  // The first asterisk-form line after them is where it failed (an earlier one would be inside a
+  // parsed request's body, which is no request line: answered as this one, then the connection closed).
+  const at = turns === undefined ? 0 : Math.max(0, raw.indexOf("OPTIONS * HTTP/1."));
+  if (!ASTERISK_OPTIONS.test(raw.toString("latin1", at, at + 24))) return false;
+  const req = asteriskRequest(at === 0 ? raw : raw.subarray(at), maxHeaderSize);
   if (req === undefined) return false;
   if (req === "overflow") {
     answerClientError(Object.assign(new Error("request head too large"), { code: "HPE_HEADER_OVERFLOW" }), socket);
     return true;
   }
-  Promise.resolve(answer(req))
-    .then((res) => endWithAnswer(socket, res))
-    .then(
-      // (a client that never closes its side: the socket goes after a while)
-      () => setTimeout(() => socket.destroy(), 5_000).unref?.(),
-      () => socket.destroy(),
-    );
+  const respond = () => {
+    if (socket.destroyed || !socket.writable) return void socket.destroy();
+    Promise.resolve(answer(req))
+      .then((res) => endWithAnswer(socket, res))
+      .then(
+        // (a client that never closes its side: the socket goes after a while)
+        () => setTimeout(() => socket.destroy(), 5_000).unref?.(),
+        () => socket.destroy(),
+      );
+  };
+  // (after the connection's earlier exchanges are answered, in order, as inTurn runs requests)
+  if (turns === undefined) respond();
+  else void turns.tail.then(respond);
   return true;
 }
 

@@ -133,6 +133,26 @@ describe("node engine: OPTIONS * as any other request", () => {
     ]);
   });
 
+  // (node:http hands over the whole packet it failed on, the requests it parsed first included:
+  // its OPTIONS * was a bare 400)
+  test("pipelined behind other requests in one packet: they are answered first, in order, then OPTIONS * (200, Allow, its access line), then the close", async () => {
+    const get = (path: string) => `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Request-Id: piped-${path.length}\r\n\r\n`;
+    const raw = await rawHttp(mainPort(), `${get("/health")}${get("/data/no-such-key.txt")}${ASK}`, 10_000);
+    expect(rawStatuses(raw)).toEqual([200, 404, 200]);
+    const last = parse(raw.slice(raw.lastIndexOf("HTTP/1.1 ")));
+    expect([last.fields.allow, last.fields["content-length"], last.fields.connection]).toEqual(["GET, HEAD, POST, OPTIONS", "0", "close"]);
+    await waitFor(() => accessLines().some((l) => l.path === "*" && l.request_id === last.fields["x-request-id"]), { timeoutMs: 5_000, message: "the pipelined OPTIONS * access line" });
+    // (on the S3 listener alike)
+    expect(rawStatuses(await rawHttp(env.port, `GET /data/no-such-key.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n${ASK}`, 10_000))).toEqual([403, 200]);
+  });
+
+  // (Known limits: Bun's node:http gives the packet it failed on and no later byte of the
+  // connection, so a head whose fields are still to come cannot be read; asserted so that a Bun
+  // that changes this is noticed)
+  test("a request line whose fields have not arrived yet: the bare 400 at once", async () => {
+    expect(rawStatus(await rawHttp(mainPort(), "OPTIONS * HTTP/1.1\r\n", 10_000))).toBe(400);
+  });
+
   test("100 KiB of header fields: 431, as any other request gets", async () => {
     const big = `X-Big: ${"a".repeat(100 * 1024)}\r\n`;
     expect(rawStatus(await rawHttp(mainPort(), `GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n${big}\r\n`, 10_000))).toBe(431);
