@@ -60,6 +60,14 @@ export const MAX_ENTITY_REFERENCES = 100_000;
 /** Maximum element nesting. */
 const MAX_DEPTH = 16;
 
+/**
+ * Attributes one element may carry (S3's documents carry at most two: xmlns:xsi and xsi:type on
+ * a Grantee); a document carries at most as many as its element cap. Each costs a property of
+ * its element's attribute record and a prefix check: one start tag of 100,000 attributes (~1 MB)
+ * held the event loop ~1 s, and a 4 MiB body's ~330,000 several.
+ */
+export const MAX_ATTRIBUTES = 32;
+
 const NAME = /[A-Za-z_][A-Za-z0-9._:-]*/y;
 const WS = /[ \t\r\n]*/y;
 const ATTR_VALUE = /"([^"<]*)"|'([^'<]*)'/y;
@@ -130,24 +138,28 @@ export function parseXml(input: string | Uint8Array, limits: XmlLimits = {}): Xm
 
   let pos = 0;
   let elements = 0;
+  let allAttributes = 0;
   const stack: XmlElement[] = [];
   const qnames: string[] = []; // the open elements' names as written, for matching end tags
   let root: XmlElement | undefined;
-  // (strict: the namespace prefixes each open element declares, for the prefix check)
-  const declared: Array<string[] | null> = [];
-  const isDeclared = (prefix: string, own: string[] | null): boolean => {
-    if (prefix === "xml" || own?.includes(prefix)) return true;
-    for (let i = declared.length - 1; i >= 0; i--) if (declared[i]?.includes(prefix)) return true;
+  // (strict: the namespace prefixes each open element declares, for the prefix check; Sets, not
+  // arrays: each name's check searched every declaration, so one start tag of thousands of
+  // `xmlns:pN` declarations and as many `pN:a` attributes or child elements was quadratic, a
+  // 640 KB DeleteObjects or Complete held the event loop ~14 s and a 2 MB one ~4 minutes)
+  const declared: Array<Set<string> | null> = [];
+  const isDeclared = (prefix: string, own: Set<string> | null): boolean => {
+    if (prefix === "xml" || own?.has(prefix)) return true;
+    for (let i = declared.length - 1; i >= 0; i--) if (declared[i]?.has(prefix)) return true;
     return false;
   };
-  const checkPrefix = (qname: string, own: string[] | null): void => {
+  const checkPrefix = (qname: string, own: Set<string> | null): void => {
     const colon = qname.indexOf(":");
     if (colon < 0) return;
     const prefix = qname.slice(0, colon);
     if (prefix === "xmlns") return;
     if (colon === 0 || colon === qname.length - 1 || qname.indexOf(":", colon + 1) >= 0 || !isDeclared(prefix, own)) fail(`undeclared namespace prefix in <${qname}>`);
   };
-  const closeStrict = (node: XmlElement, own: string[] | null): void => {
+  const closeStrict = (node: XmlElement, own: Set<string> | null): void => {
     if (node.children.length > 0 && /[^ \t\n]/.test(node.text)) fail(`text mixed with elements in <${node.name}>`);
     checkPrefix(qnames[qnames.length - 1] ?? "", own);
   };
@@ -221,11 +233,13 @@ export function parseXml(input: string | Uint8Array, limits: XmlLimits = {}): Xm
       const qname = readName();
       const node: XmlElement = { name: localName(qname), attrs: Object.create(null), children: [], text: "" };
       if (++elements > maxElements) throw new XmlError("too many XML elements", "too-large");
+      let attributes = 0;
       for (;;) {
         const before = pos;
         skipWs();
         if (src[pos] === ">" || src.startsWith("/>", pos)) break;
         if (pos === before) fail("expected whitespace before an attribute");
+        if (++attributes > MAX_ATTRIBUTES || ++allAttributes > maxElements) throw new XmlError("too many XML attributes", "too-large");
         const attr = readName();
         skipWs();
         if (src[pos] !== "=") fail("expected '=' after an attribute name");
@@ -240,9 +254,9 @@ export function parseXml(input: string | Uint8Array, limits: XmlLimits = {}): Xm
       }
       const selfClosing = src[pos] === "/";
       pos += selfClosing ? 2 : 1;
-      let own: string[] | null = null;
+      let own: Set<string> | null = null;
       if (!lenient) {
-        for (const a in node.attrs) if (a.startsWith("xmlns:")) (own ??= []).push(a.slice(6));
+        for (const a in node.attrs) if (a.startsWith("xmlns:")) (own ??= new Set()).add(a.slice(6));
         for (const a in node.attrs) checkPrefix(a, own);
         if (selfClosing) checkPrefix(qname, own);
       }

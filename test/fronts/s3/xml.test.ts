@@ -3,7 +3,7 @@ import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { ProxyError } from "../../../src/errors.ts";
 import { escapeXml, isWellFormedResult, maskOwners, renderListBuckets, renderLocationConstraint, setFirstElementText } from "../../../src/fronts/s3/xml.ts";
 import { fromProxyError, renderS3ErrorXml, s3Error, s3ErrorResponse, S3_ERRORS } from "../../../src/fronts/s3/errors.ts";
-import { child, childrenNamed, childText, MAX_ENTITY_REFERENCES, parseXml, XmlError } from "../../../src/fronts/s3/xml-reader.ts";
+import { child, childrenNamed, childText, MAX_ATTRIBUTES, MAX_ENTITY_REFERENCES, parseXml, XmlError } from "../../../src/fronts/s3/xml-reader.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -226,6 +226,22 @@ describe("parseXml", () => {
     expect(parseXml("<a>".repeat(16) + "</a>".repeat(16)).name).toBe("a");
     expect(catchErr(() => parseXml("<r>" + "<k/>".repeat(10) + "</r>", { maxElements: 10 })).reason).toBe("too-large");
     expect(childrenNamed(parseXml("<r>" + "<k/>".repeat(9) + "</r>", { maxElements: 10 }), "k").length).toBe(9);
+  });
+
+  test("attributes: at most MAX_ATTRIBUTES on one element and as many as the element cap in a document, refused as they are read (thousands of xmlns:pN declarations with pN:a attributes on one start tag held the event loop for seconds, the prefix check quadratic)", () => {
+    expect(MAX_ATTRIBUTES).toBe(32);
+    const tag = (n: number) => `<Delete xmlns:p="u" ` + Array.from({ length: n - 1 }, (_, i) => `p:a${i}=""`).join(" ") + "/>";
+    expect(Object.keys(parseXml(tag(MAX_ATTRIBUTES)).attrs).length).toBe(MAX_ATTRIBUTES);
+    const over = catchErr(() => parseXml(tag(MAX_ATTRIBUTES + 1)));
+    expect([over.reason, over.message]).toEqual(["too-large", "too many XML attributes"]);
+    // the attack's shape: 5,000 declarations and 5,000 names using the last one (~150 KB)
+    const decl = Array.from({ length: 5000 }, (_, i) => `xmlns:p${i}=""`).join(" ");
+    const flood = `<Delete ${decl} ${Array.from({ length: 5000 }, (_, i) => `p4999:a${i}=""`).join(" ")}/>`;
+    expect(catchErr(() => parseXml(flood)).message).toBe("too many XML attributes");
+    // over the whole document: as many attributes as elements at most (the root's and 9 children's here)
+    const spread = (n: number) => `<r b="">` + `<k a=""/>`.repeat(n) + "</r>";
+    expect(childrenNamed(parseXml(spread(9), { maxElements: 10 }), "k").length).toBe(9);
+    expect(catchErr(() => parseXml(spread(9).replace("<k ", '<k c="" '), { maxElements: 10 })).message).toBe("too many XML attributes");
   });
 
   test("a 1,000-key Delete and a 10,000-part Complete fit the default limits", () => {
