@@ -46,6 +46,7 @@ import type { TlsMaterial } from "./server.ts";
 import type { Subprocess } from "bun";
 import { existsSync, writeFileSync } from "node:fs";
 import type { Config } from "./config/load.ts";
+import { workerProcesses } from "./config/schema.ts";
 import { renderMerged } from "./observe/metrics.ts";
 import type { Logger } from "./observe/log.ts";
 import { mergeSnapshots, type Snapshot } from "./observe/registry.ts";
@@ -108,8 +109,7 @@ const QUICK_EXIT_MS = 10_000;
 const MAX_RESTART_DELAY_MS = 30_000;
 
 export function workerCount(cfg: Config): number {
-  const w = cfg.server.workers;
-  return w === "auto" ? Math.max(1, navigator.hardwareConcurrency || 1) : w;
+  return workerProcesses(cfg.server.workers);
 }
 
 /** The config text a worker process runs: the exact text its primary validated, and how it resolves. */

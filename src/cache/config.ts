@@ -15,7 +15,7 @@ import { timerDelay } from "../config/durations.ts";
 import { readdirSync, rmSync } from "node:fs";
 import { unlink } from "node:fs/promises";
 import { isAbsolute, join, resolve } from "node:path";
-import type { BucketConfig, CacheConfig } from "../config/schema.ts";
+import { diskShareMb, type BucketConfig, type CacheConfig } from "../config/schema.ts";
 import type { CachePolicy } from "./flight.ts";
 import { DiskLayer, type DiskLogger } from "./disk.ts";
 import { MemoryLayer } from "./memory.ts";
@@ -299,7 +299,7 @@ export function cacheUnusedNote(config: { cache: { enabled?: boolean }; buckets:
 export function diskShareNote(cache: CacheConfig, workers: number): string | undefined {
   const d = cache.disk;
   if (workers <= 1 || !cache.enabled || d === undefined || !cache.cache_layers.includes("disk")) return undefined;
-  const share = Math.floor((d.max_disk_size_mb / workers) * 100) / 100;
+  const share = diskShareMb(d.max_disk_size_mb, workers);
   if (share >= d.max_item_size_mb) return undefined;
   return `cache.disk: with ${workers} worker processes each holds 1/${workers} of max_disk_size_mb (${share} MiB), less than max_item_size_mb (${d.max_item_size_mb} MiB), so objects over ${share} MiB are never disk-cached: raise max_disk_size_mb to at least ${d.max_item_size_mb * workers}, or lower max_item_size_mb`;
 }

@@ -15,7 +15,7 @@ import { ALIAS_CYCLE, MAX_EXPANDED_NODES, parseYamlConfig, safeYamlMessage, with
 import { adoptOriginal, findLegacy, otherAuthorizerKeys, renamedPath } from "./legacy.ts";
 import { formatPath, shownKey, shownPath, type PathSegment } from "./path.ts";
 import { ellipsized } from "../util/text.ts";
-import { ConfigSchema, type RawConfig } from "./schema.ts";
+import { ConfigSchema, diskShareMb, workerProcesses, type RawConfig } from "./schema.ts";
 import { unseenCharacterProblem, validateConfig } from "./validate.ts";
 
 export { formatPath, type PathSegment } from "./path.ts";
@@ -559,9 +559,23 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
     throw report(found.map(toIssue));
   }
   if (semantic.issues.length > 0) throw report(semantic.issues.map(toIssue));
+  diskItemDefault(raw, semantic.config);
   const notes = [...adopted.notes, ...otherAuthorizerKeys(raw), ...unexpandedTemplates(raw), ...paddedSecrets(raw)];
   if (notes.length > 0) semantic.config.notes = notes;
   return semantic.config;
+}
+
+/**
+ * A disk layer's max_item_size_mb left out is 1024, or what each process holds when smaller: with
+ * `server.workers` each holds 1/N of max_disk_size_mb (diskShareNote), and the default had been the
+ * whole of it (workers: 2 over 256 MiB took items up to 256 MiB that no process had room for, and
+ * start-up warned to raise max_disk_size_mb or lower max_item_size_mb, neither of them written).
+ */
+function diskItemDefault(raw: unknown, config: Config): void {
+  const disk = config.cache.disk;
+  const written = (raw as { cache?: { disk?: { max_item_size_mb?: unknown } } }).cache?.disk?.max_item_size_mb !== undefined;
+  if (disk === undefined || written) return;
+  disk.max_item_size_mb = Math.min(disk.max_item_size_mb, diskShareMb(disk.max_disk_size_mb, workerProcesses(config.server.workers)));
 }
 
 /** Secret-bearing keys of a bucket's s3 section (a value there that looks like an unexpanded template is named, never shown). */

@@ -372,7 +372,7 @@ export const DiskCacheSchema = z
     /** Directory of the disk layer (created when missing); relative to the config file's folder. */
     path: filePath,
     max_disk_size_mb: z.number().positive().default(10240),
-    /** Default 1024, or max_disk_size_mb when that is smaller (a 500 MiB disk layer needs no second setting). */
+    /** Default 1024, or max_disk_size_mb when that is smaller (a 500 MiB disk layer needs no second setting); with server.workers, each process's share of it (diskItemDefault, load.ts). */
     max_item_size_mb: z.number().positive().optional(),
     /** fsync each object before it becomes visible (survives power loss; a flush per fill). */
     fsync: z.boolean().default(false),
@@ -380,6 +380,16 @@ export const DiskCacheSchema = z
     verify_at_start: z.boolean().default(true),
   })
   .transform((d) => ({ ...d, max_item_size_mb: d.max_item_size_mb ?? Math.min(1024, d.max_disk_size_mb) }));
+
+/** The processes `server.workers` runs (`auto`: one per CPU). */
+export function workerProcesses(workers: number | "auto"): number {
+  return workers === "auto" ? Math.max(1, navigator.hardwareConcurrency || 1) : workers;
+}
+
+/** What each of `workers` processes holds of the disk layer's max_disk_size_mb (MiB, to 2 decimals). */
+export function diskShareMb(maxDiskMb: number, workers: number): number {
+  return Math.floor((maxDiskMb / workers) * 100) / 100;
+}
 
 export const RedisCacheSchema = z.strictObject({
   url: redisUrl,

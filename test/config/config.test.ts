@@ -96,6 +96,17 @@ describe("parseConfig", () => {
     expect(diskShareNote(parseConfig(`cache: { enabled: false, cache_layers: [memory, disk], disk: { path: /tmp/d, max_disk_size_mb: 80, max_item_size_mb: 60 } }\n${B}`, { env: {} }).cache, 4)).toBeUndefined();
   });
 
+  test("a disk max_item_size_mb left out is each worker's share when smaller (workers: 2 over 256 MiB took 256 MiB items and warned to change two keys never written)", () => {
+    const disk = (server: string, d: string) => parseConfig(`server: { ${server} }\ncache: { enabled: true, cache_layers: [memory, disk], disk: { path: /tmp/d, ${d} } }\n${B}`, { env: {} }).cache;
+    const two = disk("workers: 2", "max_disk_size_mb: 256");
+    expect(two.disk?.max_item_size_mb).toBe(128);
+    expect(diskShareNote(two, 2)).toBeUndefined();
+    expect(disk("workers: 1", "max_disk_size_mb: 256").disk?.max_item_size_mb).toBe(256);
+    expect(disk("workers: 4", "max_disk_size_mb: 10240").disk?.max_item_size_mb).toBe(1024);
+    // written, it is kept, and the note still says what it costs
+    expect(disk("workers: 2", "max_disk_size_mb: 256, max_item_size_mb: 200").disk?.max_item_size_mb).toBe(200);
+  });
+
   test("the original's audit_log and server.coalescing sections load, with what to write instead", () => {
     const c = parseConfig(`server: { coalescing: { enabled: true, strategy: streaming } }\naudit_log:\n  enabled: true\n  outputs: [file, syslog]\n  file: { path: /var/log/yata/audit.log, max_file_size_mb: 50, max_backup_files: 5 }\n${B}`, { env: {} });
     expect(c.audit).toEqual({ enabled: true, path: "/var/log/yata/audit.log", max_size_mb: 50, max_files: 5 });
