@@ -30,7 +30,7 @@
  * is dropped. Files written before the stamp existed have none (and are dropped: their store
  * cannot be known); an older version reading a stamped file ignores the field.
  */
-import { headersCanBeAnswered, type ObjectMeta } from "./types.ts";
+import { storedEntryHeaders, type ObjectMeta } from "./types.ts";
 
 export const HEAD_BYTES = 32;
 const MAGIC = 0x31435459; // "YTC1" read as little-endian u32
@@ -167,15 +167,12 @@ export function decodeHead(head: Uint8Array, fileSize: number): DiskHead | strin
   }
   const p = parsed as { key?: unknown; headers?: unknown; store?: unknown; owner?: unknown; date?: unknown; crc?: unknown };
   if (typeof p.key !== "string" || typeof p.headers !== "object" || p.headers === null) return "corrupt metadata";
-  const headers: Record<string, string> = {};
-  for (const [k, val] of Object.entries(p.headers as Record<string, unknown>)) {
-    if (typeof val !== "string") return "corrupt metadata";
-    headers[k] = val;
-  }
-  if (!headersCanBeAnswered(headers)) return "corrupt metadata";
+  const headers = storedEntryHeaders(p.headers);
+  if (headers === undefined) return "corrupt metadata";
   if (headers["content-length"] !== String(size)) return "metadata does not match the body size";
   const crc = typeof p.crc === "string" && /^[0-9a-f]{8}$/.test(p.crc) ? parseInt(p.crc, 16) : undefined;
-  return { key: p.key, headers, storedAt, expiresAt, size, bodyOffset, crc, store: typeof p.store === "string" ? p.store : undefined, owner: typeof p.owner === "string" ? p.owner : undefined, date: typeof p.date === "number" && Number.isFinite(p.date) ? p.date : undefined };
+  const date = typeof p.date === "number" && Number.isFinite(p.date) ? p.date : undefined;
+  return { key: p.key, headers, storedAt, expiresAt, size, bodyOffset, crc, store: typeof p.store === "string" ? p.store : undefined, owner: typeof p.owner === "string" ? p.owner : undefined, date };
 }
 
 /** The head's "crc" digits for a body whose CRC-32 is `crc` (written CRC_DIGITS bytes before the head's end). */

@@ -20,7 +20,7 @@
  * and the entry itself over a connection of its own with a deadline scaled with its size
  * (redis-link.ts runBulk). The suffix keeps it under <key>'s prefix (a prefix purge's SCAN finds it).
  */
-import { headersCanBeAnswered, type CachedObject } from "./types.ts";
+import { storedEntryHeaders, type CachedObject } from "./types.ts";
 
 const MAGIC = 0x31525459; // "YTR1" read as little-endian u32
 const FIXED = 8;
@@ -78,13 +78,9 @@ export function decodeEntry(value: Uint8Array, key: string, store?: string | nul
   if (meta.key !== key) return "another key";
   if (store !== undefined && meta.store !== store) return OTHER_STORE;
   if (typeof meta.storedAt !== "number" || typeof meta.expiresAt !== "number" || typeof meta.headers !== "object" || meta.headers === null) return "corrupt metadata";
-  const headers: Record<string, string> = {};
-  for (const [k, val] of Object.entries(meta.headers as Record<string, unknown>)) {
-    if (typeof val !== "string") return "corrupt metadata";
-    headers[k] = val;
-  }
   // (a value edited by hand under key_prefix: every hit on every replica was a 500 until its TTL)
-  if (!headersCanBeAnswered(headers)) return "corrupt metadata";
+  const headers = storedEntryHeaders(meta.headers);
+  if (headers === undefined) return "corrupt metadata";
   const size = value.byteLength - FIXED - n;
   if (headers["content-length"] !== String(size)) return "body size does not match";
   const body = new Blob([value.subarray(FIXED + n)]);

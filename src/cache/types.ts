@@ -207,11 +207,27 @@ export function bucketOf(key: string): string {
  * is corrupt: a miss, and deleted.
  */
 export function headersCanBeAnswered(headers: Record<string, string>): boolean {
-  for (const name in headers) if (name !== "content-length" && !isObjectHeader(name) && !UNPASSED_OBJECT_LOCK_HEADERS.has(name)) return false;
+  for (const name in headers) if (name !== "content-length" && !isObjectHeader(name)) return false;
   try {
     new Headers(headers);
     return true;
   } catch {
     return false;
   }
+}
+
+/**
+ * The headers of an entry read from a layer that outlives the process (disk file head, Redis
+ * entry: `raw`, parsed JSON), or undefined when they make it corrupt (a value that is no string,
+ * headersCanBeAnswered). The Object Lock headers a release before 2026-12-07 stored are dropped
+ * here, once per entry read (a disk file's at the index rebuild), never per hit: no reader may
+ * see them (UNPASSED_OBJECT_LOCK_HEADERS), and such entries were served with them until their TTL.
+ */
+export function storedEntryHeaders(raw: object): Record<string, string> | undefined {
+  const headers: Record<string, string> = {};
+  for (const [k, val] of Object.entries(raw as Record<string, unknown>)) {
+    if (typeof val !== "string") return undefined;
+    if (!UNPASSED_OBJECT_LOCK_HEADERS.has(k)) headers[k] = val;
+  }
+  return headersCanBeAnswered(headers) ? headers : undefined;
 }

@@ -145,8 +145,8 @@ export function isObjectHeader(name: string): boolean {
  * An object's Object Lock state, which S3 shows only to a requester that may read the object's
  * retention (s3:GetObjectRetention) or legal hold (s3:GetObjectLegalHold): no grant of this proxy
  * gives that (it serves neither, and refuses Object Lock writes), so no reader gets them, and the
- * cache no longer stores them. Entries an earlier release stored with them are still answerable
- * (headersCanBeAnswered), not corrupt: served with them until their TTL.
+ * cache no longer stores them. Entries an earlier release stored with them are not corrupt: read
+ * from their layer without them (storedEntryHeaders, src/cache/types.ts).
  */
 export const UNPASSED_OBJECT_LOCK_HEADERS: ReadonlySet<string> = new Set(["x-amz-object-lock-mode", "x-amz-object-lock-retain-until-date", "x-amz-object-lock-legal-hold"]);
 

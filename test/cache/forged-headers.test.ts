@@ -23,6 +23,7 @@ let px: ProxyProcess;
 beforeAll(async () => {
   [s3, redis] = await Promise.all([startS3Fixture({ buckets: [{ name: "data" }], credentials: [{ ...CREDS, buckets: ["data"] }] }), startRedis()]);
   await s3.put("data", "a.txt", "the real body\n", { contentType: "text/plain" });
+  await s3.put("data", "lock.txt", "locked body\n", { contentType: "text/plain" });
   px = await startProxy(`server: { address: 127.0.0.1, port: 0 }
 cache:
   enabled: true
@@ -61,6 +62,34 @@ test("a Redis entry carrying headers the cache never stores is a miss, not serve
   }
 });
 
+/** The entry of `key` a fill stored in Redis (key_prefix "f:"), decoded, and its store stamp. */
+async function storedEntry(client: RedisClient, key: string) {
+  await waitFor(async () => (await client.exists(`f:obj:${key}`)) === true, { message: "the fill to reach Redis" });
+  const stored = (await client.getBuffer(`f:obj:${key}`))!;
+  const meta = JSON.parse(new TextDecoder().decode(stored.subarray(8, 8 + new DataView(stored.buffer, stored.byteOffset).getUint32(4, true))));
+  const entry = decodeEntry(stored, key, meta.store);
+  if (typeof entry === "string") throw new Error(entry);
+  return { entry, body: stored.subarray(stored.byteLength - entry.size), store: meta.store as string };
+}
+
+const LOCK = { "x-amz-object-lock-mode": "GOVERNANCE", "x-amz-object-lock-retain-until-date": "2030-01-01T00:00:00.000Z", "x-amz-object-lock-legal-hold": "ON" };
+
+test("an entry an earlier release stored with the Object Lock headers is served without them (a HIT, not corrupt)", async () => {
+  expect((await fetch(px.url("/c/lock.txt"))).status).toBe(200);
+  const client = new RedisClient(redis.url);
+  try {
+    const { entry, body, store } = await storedEntry(client, "c/lock.txt");
+    await client.set("f:obj:c/lock.txt", Buffer.from(encodeEntry({ ...entry, headers: { ...entry.headers, ...LOCK } }, body, store)));
+    for (const method of ["GET", "HEAD"]) {
+      const r = await fetch(px.url("/c/lock.txt"), { method });
+      const lock = Object.keys(LOCK).map((h) => r.headers.get(h));
+      expect([r.status, r.headers.get("x-cache"), ...lock, await r.text()]).toEqual([200, "HIT", null, null, null, method === "GET" ? "locked body\n" : ""]);
+    }
+  } finally {
+    client.close();
+  }
+});
+
 test("a disk file's head naming such a header is corrupt too (the same check)", () => {
   const meta = { key: "c/a.txt", headers: { "content-type": "text/plain", "content-length": "3" }, storedAt: 1, expiresAt: 2, size: 3 };
   const size = (h: Uint8Array) => h.byteLength + 3;
@@ -68,4 +97,7 @@ test("a disk file's head naming such a header is corrupt too (the same check)", 
   expect(typeof decodeHead(ok, size(ok))).toBe("object");
   const forged = encodeHead({ ...meta, headers: { ...meta.headers, "set-cookie": "session=attacker" } }, "s");
   expect(decodeHead(forged, size(forged))).toBe("corrupt metadata");
+  // (an earlier release's Object Lock headers: dropped when the head is read, the entry kept)
+  const locked = encodeHead({ ...meta, headers: { ...meta.headers, ...LOCK } }, "s");
+  expect((decodeHead(locked, size(locked)) as { headers?: unknown }).headers).toEqual(meta.headers);
 });
