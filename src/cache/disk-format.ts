@@ -30,7 +30,7 @@
  * is dropped. Files written before the stamp existed have none (and are dropped: their store
  * cannot be known); an older version reading a stamped file ignores the field.
  */
-import { storedEntryHeaders, type ObjectMeta } from "./types.ts";
+import { storedEntryHeaders, storedExpiry, type ObjectMeta } from "./types.ts";
 
 export const HEAD_BYTES = 32;
 const MAGIC = 0x31435459; // "YTC1" read as little-endian u32
@@ -172,7 +172,7 @@ export function decodeHead(head: Uint8Array, fileSize: number): DiskHead | strin
   if (headers["content-length"] !== String(size)) return "metadata does not match the body size";
   const crc = typeof p.crc === "string" && /^[0-9a-f]{8}$/.test(p.crc) ? parseInt(p.crc, 16) : undefined;
   const date = typeof p.date === "number" && Number.isFinite(p.date) ? p.date : undefined;
-  return { key: p.key, headers, storedAt, expiresAt, size, bodyOffset, crc, store: typeof p.store === "string" ? p.store : undefined, owner: typeof p.owner === "string" ? p.owner : undefined, date };
+  return { key: p.key, headers, storedAt, expiresAt: storedExpiry(storedAt, expiresAt, date), size, bodyOffset, crc, store: typeof p.store === "string" ? p.store : undefined, owner: typeof p.owner === "string" ? p.owner : undefined, date };
 }
 
 /** The head's "crc" digits for a body whose CRC-32 is `crc` (written CRC_DIGITS bytes before the head's end). */

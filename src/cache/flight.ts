@@ -245,7 +245,8 @@ async function fetchAndShare(
     const ttl = cappedTtl(freshnessSeconds(headers["cache-control"] ?? null, policy.ttlSeconds, policy.defaultTtlSeconds, { expires: headers.expires, date: res.headers.get("date"), now }), res);
     // (its Date, as a 304 updates the stored answer's; the stored one when it sent none)
     const date = upstreamDate(res.headers);
-    const obj = makeObject(key, stale.body, headers, now, ttl, date === 0 ? stale.date : date);
+    // (0, none sent, when an earlier release's entry had none either: one kept from now on, storedExpiry)
+    const obj = makeObject(key, stale.body, headers, now, ttl, date === 0 ? (stale.date ?? 0) : date);
     if (ttl === null) void cache.delete(key);
     else if (!cache.purgedSince(epoch, key)) cache.put(obj, fill);
     return { shared: { kind: "object", obj, status: "REVALIDATED", replica: replicaOf(res) } };

@@ -20,7 +20,7 @@
  * and the entry itself over a connection of its own with a deadline scaled with its size
  * (redis-link.ts runBulk). The suffix keeps it under <key>'s prefix (a prefix purge's SCAN finds it).
  */
-import { storedEntryHeaders, type CachedObject } from "./types.ts";
+import { storedEntryHeaders, storedExpiry, type CachedObject } from "./types.ts";
 
 const MAGIC = 0x31525459; // "YTR1" read as little-endian u32
 const FIXED = 8;
@@ -85,7 +85,7 @@ export function decodeEntry(value: Uint8Array, key: string, store?: string | nul
   if (headers["content-length"] !== String(size)) return "body size does not match";
   const body = new Blob([value.subarray(FIXED + n)]);
   const date = typeof meta.date === "number" && Number.isFinite(meta.date) ? meta.date : undefined;
-  return { key, body, headers, storedAt: meta.storedAt, expiresAt: meta.expiresAt, date, size, tpl: undefined, source: "redis" };
+  return { key, body, headers, storedAt: meta.storedAt, expiresAt: storedExpiry(meta.storedAt, meta.expiresAt, date), date, size, tpl: undefined, source: "redis" };
 }
 
 /** SCAN MATCH pattern for keys starting with `prefix` (glob characters escaped). */

@@ -231,3 +231,15 @@ export function storedEntryHeaders(raw: object): Record<string, string> | undefi
   }
   return headersCanBeAnswered(headers) ? headers : undefined;
 }
+
+/**
+ * When an entry read from a layer that outlives the process must next be revalidated: at once for
+ * one without the upstream's Date (CachedObject.date), which only releases before 2026-12-07 wrote:
+ * they stored answers with `Vary: *` (the stored headers do not keep Vary), which no stored answer
+ * may be reused for (RFC 9111 §4.1), and such entries were served as HITs until their TTL. Its
+ * revalidation (a conditional GET, 304 when unchanged) drops it when the answer says `Vary: *`
+ * (cappedTtl) and otherwise stores the Date, fresh again from then on.
+ */
+export function storedExpiry(storedAt: number, expiresAt: number, date: number | undefined): number {
+  return date === undefined && expiresAt > storedAt ? storedAt : expiresAt;
+}

@@ -24,6 +24,7 @@ beforeAll(async () => {
   [s3, redis] = await Promise.all([startS3Fixture({ buckets: [{ name: "data" }], credentials: [{ ...CREDS, buckets: ["data"] }] }), startRedis()]);
   await s3.put("data", "a.txt", "the real body\n", { contentType: "text/plain" });
   await s3.put("data", "lock.txt", "locked body\n", { contentType: "text/plain" });
+  await s3.put("data", "old.txt", "an old entry\n", { contentType: "text/plain" });
   px = await startProxy(`server: { address: 127.0.0.1, port: 0 }
 cache:
   enabled: true
@@ -90,6 +91,28 @@ test("an entry an earlier release stored with the Object Lock headers is served 
   }
 });
 
+test("an entry without the upstream's Date (only releases that stored Vary: * answers wrote one) is revalidated once, never a HIT as it is", async () => {
+  expect((await fetch(px.url("/c/old.txt"))).status).toBe(200);
+  const client = new RedisClient(redis.url);
+  try {
+    const { entry, body, store } = await storedEntry(client, "c/old.txt");
+    const conditional = () => s3.requests.filter((r) => r.method === "GET" && r.pathname === "/data/old.txt" && r.headers["if-none-match"] !== undefined).length;
+    const before = conditional();
+    await client.set("f:obj:c/old.txt", Buffer.from(encodeEntry({ ...entry, date: undefined }, body, store)), "PX", 600_000);
+    const seen: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const r = await fetch(px.url("/c/old.txt"));
+      seen.push(`${r.status} ${r.headers.get("x-cache")} ${await r.text()}`);
+      // (the revalidated entry's store reaches Redis after the answer)
+      if (i === 0) await waitFor(async () => { const e = decodeEntry((await client.getBuffer("f:obj:c/old.txt"))!, "c/old.txt", store); return typeof e !== "string" && e.date !== undefined; }, { message: "the revalidated entry in Redis" });
+    }
+    expect(seen).toEqual(["200 REVALIDATED an old entry\n", "200 HIT an old entry\n"]);
+    expect(conditional() - before).toBe(1);
+  } finally {
+    client.close();
+  }
+});
+
 test("a disk file's head naming such a header is corrupt too (the same check)", () => {
   const meta = { key: "c/a.txt", headers: { "content-type": "text/plain", "content-length": "3" }, storedAt: 1, expiresAt: 2, size: 3 };
   const size = (h: Uint8Array) => h.byteLength + 3;
@@ -100,4 +123,8 @@ test("a disk file's head naming such a header is corrupt too (the same check)", 
   // (an earlier release's Object Lock headers: dropped when the head is read, the entry kept)
   const locked = encodeHead({ ...meta, headers: { ...meta.headers, ...LOCK } }, "s");
   expect((decodeHead(locked, size(locked)) as { headers?: unknown }).headers).toEqual(meta.headers);
+  // (a head without the upstream's Date, an earlier release's: stale, revalidated once)
+  const dated = { ...meta, storedAt: 1000, expiresAt: 9000 };
+  expect(decodeHead(encodeHead({ ...dated, date: 500 }, "s"), size(encodeHead({ ...dated, date: 500 }, "s")))).toMatchObject({ storedAt: 1000, expiresAt: 9000 });
+  expect(decodeHead(encodeHead(dated, "s"), size(encodeHead(dated, "s")))).toMatchObject({ storedAt: 1000, expiresAt: 1000 });
 });

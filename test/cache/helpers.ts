@@ -1,11 +1,15 @@
 import { makeObject } from "../../src/cache/freshness.ts";
 import type { CachedObject } from "../../src/cache/types.ts";
 
-/** A cached object of `size` bytes (value i & 255 at offset i) fresh for `ttl` seconds from `now`. */
+/**
+ * A cached object of `size` bytes (value i & 255 at offset i) fresh for `ttl` seconds from `now`,
+ * with the upstream Date `now` (as this release stores every fill: an entry without one is an
+ * earlier release's, revalidated when read back from disk or Redis, storedExpiry).
+ */
 export function object(key: string, size: number, headers: Record<string, string> = {}, now = 0, ttl = 60): CachedObject {
   const bytes = new Uint8Array(size);
   for (let i = 0; i < size; i++) bytes[i] = i & 255;
-  return makeObject(key, new Blob([bytes]), { ...headers }, now, ttl);
+  return makeObject(key, new Blob([bytes]), { ...headers }, now, ttl, now);
 }
 
 export function bytesOf(size: number): Uint8Array<ArrayBuffer> {
