@@ -8,7 +8,10 @@
  *   20  f64 size        body bytes
  *   28  u32 metaLen     bytes of the JSON that follows
  *   32  JSON {"key", "headers", "store", "owner", "date", "crc"}, "crc" last: 8 hex digits, the body's CRC-32
- *                       ("date": the upstream answer's, CachedObject.date; none before 2026-12-07)
+ *                       ("date": the upstream answer's, CachedObject.date; none before 2026-12-07;
+ *                       since 2026-12-08 a number or null right-aligned in DATE_WIDTH characters,
+ *                       JSON white space before it, just before "crc": rewritten in place with the
+ *                       times by a revalidation, whose Date it is from then on: dateSlot)
  *   32 + metaLen        the body, exactly `size` bytes: served with Bun.file(path).slice(...)
  *
  * A file whose length is not 32 + metaLen + size (truncated, or grown by someone
@@ -37,6 +40,11 @@ const MAGIC = 0x31435459; // "YTC1" read as little-endian u32
 /** The head's "crc" placeholder; its 8 hex digits are CRC_DIGITS bytes from the head's end (before `"}`). */
 const CRC_PLACEHOLDER = "00000000";
 export const CRC_DIGITS = 10;
+/** What follows the date's slot: `,"crc":"<8 digits>"}`. */
+const AFTER_DATE = 18;
+/** The date's slot: epoch ms (13 digits until 2286) or null, right-aligned. */
+const DATE_WIDTH = 16;
+const DATE_KEY = new TextEncoder().encode('"date":');
 /** Metadata larger than this is refused (S3 caps user metadata at 2 KB; headers stay far below). */
 export const MAX_META_BYTES = 64 * 1024;
 
@@ -56,6 +64,8 @@ export interface DiskHead {
   store?: string | undefined;
   /** The upstream answer's Date (CachedObject.date); undefined in files written before it was recorded. */
   date?: number | undefined;
+  /** Whether the head holds the date in its fixed-width slot (dateBytes; not in files written before 2026-12-08). */
+  dateSlot?: boolean;
 }
 
 export function keyHash(key: string): string {
@@ -124,7 +134,8 @@ export function timesBytes(storedAt: number, expiresAt: number): Uint8Array {
  * was read from. Its CRC-32 is a placeholder, written over when the body is complete (crcDigits).
  */
 export function encodeHead(meta: ObjectMeta, store?: string, owner?: string): Uint8Array {
-  const json = new TextEncoder().encode(JSON.stringify({ key: meta.key, headers: meta.headers, store, owner, date: meta.date, crc: CRC_PLACEHOLDER }));
+  const fields = JSON.stringify({ key: meta.key, headers: meta.headers, store, owner });
+  const json = new TextEncoder().encode(`${fields.slice(0, -1)},"date":${dateField(meta.date)},"crc":"${CRC_PLACEHOLDER}"}`);
   const out = new Uint8Array(HEAD_BYTES + json.byteLength);
   const v = new DataView(out.buffer);
   v.setUint32(0, MAGIC, true);
@@ -172,7 +183,31 @@ export function decodeHead(head: Uint8Array, fileSize: number): DiskHead | strin
   if (headers["content-length"] !== String(size)) return "metadata does not match the body size";
   const crc = typeof p.crc === "string" && /^[0-9a-f]{8}$/.test(p.crc) ? parseInt(p.crc, 16) : undefined;
   const date = typeof p.date === "number" && Number.isFinite(p.date) ? p.date : undefined;
-  return { key: p.key, headers, storedAt, expiresAt: storedExpiry(storedAt, expiresAt, date), size, bodyOffset, crc, store: typeof p.store === "string" ? p.store : undefined, owner: typeof p.owner === "string" ? p.owner : undefined, date };
+  return { key: p.key, headers, storedAt, expiresAt: storedExpiry(storedAt, expiresAt, date), size, bodyOffset, crc, store: typeof p.store === "string" ? p.store : undefined, owner: typeof p.owner === "string" ? p.owner : undefined, date, dateSlot: hasDateSlot(head, bodyOffset) };
+}
+
+/** A date's slot: the number (null for none, or one too wide) right-aligned in DATE_WIDTH characters. */
+function dateField(date: number | undefined): string {
+  const v = date !== undefined && Number.isSafeInteger(date) ? String(date) : "null";
+  return (v.length <= DATE_WIDTH ? v : "null").padStart(DATE_WIDTH, " ");
+}
+
+/** Where the date's slot of a head ending at `bodyOffset` begins (written with dateBytes). */
+export function dateOffset(bodyOffset: number): number {
+  return bodyOffset - AFTER_DATE - DATE_WIDTH;
+}
+
+/** The bytes of a date's slot (at dateOffset of a head that has one: DiskHead.dateSlot). */
+export function dateBytes(date: number | undefined): Uint8Array {
+  return new TextEncoder().encode(dateField(date));
+}
+
+/** Whether `head` (ending at `bodyOffset`) holds its date in the slot a revalidation rewrites. */
+function hasDateSlot(head: Uint8Array, bodyOffset: number): boolean {
+  const at = dateOffset(bodyOffset) - DATE_KEY.byteLength;
+  if (at < HEAD_BYTES) return false;
+  for (let i = 0; i < DATE_KEY.byteLength; i++) if (head[at + i] !== DATE_KEY[i]) return false;
+  return /^ *(?:-?\d+|null)$/.test(new TextDecoder().decode(head.subarray(at + DATE_KEY.byteLength, bodyOffset - AFTER_DATE)));
 }
 
 /** The head's "crc" digits for a body whose CRC-32 is `crc` (written CRC_DIGITS bytes before the head's end). */

@@ -24,7 +24,7 @@ import { lstat, open, readdir, rename, unlink, mkdir, writeFile } from "node:fs/
 import { dirname, join } from "node:path";
 import { UNTYPED_CONTENT_TYPE } from "../http/headers.ts";
 import { LruMap } from "../util/lru.ts";
-import { bodyIntact, encodeHead, hashOfName, HEAD_BYTES, keyHash, namedAt, newVersion, objectPath, tempName, timesBytes } from "./disk-format.ts";
+import { bodyIntact, dateBytes, dateOffset, encodeHead, hashOfName, HEAD_BYTES, keyHash, namedAt, newVersion, objectPath, tempName, timesBytes } from "./disk-format.ts";
 import { dropLock, liveOthers, lockFileOf, readObjectFile, recordAdopted, scanDir, sparedInstances, takeLock, type ScannedFile } from "./disk-scan.ts";
 import { CACHE_DIR_MODE, DiskWrite, type FileIdentity, type WriteTarget } from "./disk-write.ts";
 import { PurgeLog } from "./purge-log.ts";
@@ -116,8 +116,10 @@ interface Entry extends FileIdentity {
   readonly size: number;
   storedAt: number;
   expiresAt: number;
-  /** The upstream answer's Date (CachedObject.date; a revalidation's in-place refresh keeps the stored one). */
-  readonly date?: number | undefined;
+  /** The upstream answer's Date (CachedObject.date): a revalidation's, rewritten in place with the times when the head has its slot. */
+  date?: number | undefined;
+  /** Whether the file's head holds the date in the slot a revalidation rewrites (disk-format.ts dateOffset; not in files written before 2026-12-08). */
+  readonly dateSlot: boolean;
   readonly headers: Record<string, string>;
   readonly bucket: BucketLayerStats;
   /** Found by the index rebuild (stored by an earlier process): held while the layer holds them. */
@@ -577,7 +579,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       // (a damaged file is neither refreshed nor copied: dropped, and the object not stored; nor
       // one purged or replaced while it was checked: its file is gone, and a purge is not undone)
       if (!(await this.usable(e))) return;
-      if (sameHeaders(e.headers, obj.headers)) return this.queueRefresh(e, obj.storedAt, obj.expiresAt);
+      // (its Date too: a file without the slot for it, an earlier release's, is copied once with the new one)
+      if (sameHeaders(e.headers, obj.headers) && (e.dateSlot || obj.date === e.date)) return this.queueRefresh(e, obj.storedAt, obj.expiresAt, obj.date);
       obj = { ...obj, body: Bun.file(e.file).slice(e.bodyOffset, e.bodyOffset + e.size) }; // copy from our own file
       this.lru.get(obj.key);
       // The source of the copy is never what is evicted to make room for the copy (an object over
@@ -671,7 +674,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     const current = this.lru.peek(meta.key);
     const replaced = current !== undefined ? this.remove(current, true) : undefined;
     this.giveBack(w);
-    this.insert(meta.key, { ...meta, file, fileSize, bodyOffset: w.headBytes, ...w.identity }, false, seen);
+    this.insert(meta.key, { ...meta, file, fileSize, bodyOffset: w.headBytes, dateSlot: true, ...w.identity }, false, seen);
     await Promise.all([replaced, this.evictDown()]);
     return true;
   }
@@ -925,14 +928,19 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
    * behind its back (refreshTimes' check), neither put the modification time back, and the next
    * hit took the file for rewritten (a miss, the file deleted).
    */
-  private queueRefresh(e: Entry, storedAt: number, expiresAt: number): Promise<void> {
-    const run = (this.refreshes.get(e) ?? Promise.resolve()).then(() => this.refreshTimes(e, storedAt, expiresAt));
+  private queueRefresh(e: Entry, storedAt: number, expiresAt: number, date: number | undefined): Promise<void> {
+    const run = (this.refreshes.get(e) ?? Promise.resolve()).then(() => this.refreshTimes(e, storedAt, expiresAt, date));
     this.refreshes.set(e, run);
     return run;
   }
 
-  /** A revalidation: the 16 bytes of times, rewritten in place (the body is not touched). */
-  private async refreshTimes(e: Entry, storedAt: number, expiresAt: number): Promise<void> {
+  /**
+   * A revalidation: the 16 bytes of times, and the upstream's Date in its slot, rewritten in place
+   * (the body is not touched). The Date stayed the one the file was written with: If-Range and the
+   * entry's next revalidation weighed Last-Modified against an old Date, and a Date-less entry
+   * (storedExpiry) was revalidated on every read.
+   */
+  private async refreshTimes(e: Entry, storedAt: number, expiresAt: number, date: number | undefined): Promise<void> {
     const since = this.purges.now;
     e.seen = ++this.opens;
     e.refreshing++;
@@ -942,6 +950,10 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       try {
         const before = await fh.stat();
         await fh.write(timesBytes(storedAt, expiresAt), 0, 16, 4);
+        if (e.dateSlot && date !== e.date) {
+          const d = dateBytes(date);
+          await fh.write(d, 0, d.byteLength, dateOffset(e.bodyOffset));
+        }
         // Its modification time put back (a whole second: DiskWrite.store), unless it had already
         // changed behind our back: another process sharing the folder (README) that indexed the
         // file took the revalidation for a rewrite, a miss, and deleted the file for both.
@@ -964,14 +976,15 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     if (!this.purges.purgedSince(since, e.key) && this.lru.peek(e.key) === e) {
       e.storedAt = storedAt;
       e.expiresAt = expiresAt;
+      if (e.dateSlot) e.date = date;
     }
   }
 
-  private insert(key: string, f: Omit<Entry, "key" | "bucket" | "restored" | "refreshing" | "seen" | "unchecked">, restored = false, seen = 0, unchecked = false): void {
+  private insert(key: string, f: Omit<Entry, "key" | "bucket" | "restored" | "refreshing" | "seen" | "unchecked" | "dateSlot"> & { dateSlot?: boolean | undefined }, restored = false, seen = 0, unchecked = false): void {
     const name = bucketOf(key);
     let b = this.perBucket.get(name);
     if (b === undefined) this.perBucket.set(name, (b = { items: 0, bytes: 0, evictions: 0 }));
-    const e: Entry = { key, file: f.file, fileSize: f.fileSize, bodyOffset: f.bodyOffset, size: f.size, storedAt: f.storedAt, expiresAt: f.expiresAt, date: f.date, headers: f.headers, bucket: b, restored, ino: f.ino, mtimeMs: f.mtimeMs, refreshing: 0, seen, unchecked, crc: f.crc };
+    const e: Entry = { key, file: f.file, fileSize: f.fileSize, bodyOffset: f.bodyOffset, size: f.size, storedAt: f.storedAt, expiresAt: f.expiresAt, date: f.date, dateSlot: f.dateSlot ?? false, headers: f.headers, bucket: b, restored, ino: f.ino, mtimeMs: f.mtimeMs, refreshing: 0, seen, unchecked, crc: f.crc };
     this.lru.insert(key, e);
     const charged = onDisk(e.fileSize);
     this.bytes += charged;

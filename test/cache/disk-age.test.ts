@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Cache } from "../../src/cache/cache.ts";
 import { DiskLayer } from "../../src/cache/disk.ts";
+import { dateBytes, dateOffset, decodeHead, encodeHead, HEAD_BYTES } from "../../src/cache/disk-format.ts";
 import { serveWithCache } from "../../src/cache/serve.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { bytesOf, controlledUpstream, tick } from "./helpers.ts";
@@ -81,6 +82,53 @@ test("a 304 with an Age refreshes the disk file in place, and answers from it co
   const restored = await serve();
   expect([restored.cacheStatus, restored.response.headers.get("age")]).toEqual(["HIT", "5"]);
   await disk.close();
+});
+
+test("a 304's Date is the entry's from then on: rewritten in place with the times, after a restart too (the stored one was kept)", async () => {
+  const dir = join(root, "d3");
+  let clock = 1_700_000_000_000;
+  let disk = await openDisk(dir);
+  const cache = new Cache([disk]);
+  const up = controlledUpstream();
+  const serve = () => serveWithCache({ cache, bucket: "b", key: "k", method: "GET", reqHeaders: new Headers(), policy, upstream: up.fn, now: () => clock });
+  const date = (ms: number) => new Date(ms).toUTCString();
+
+  const first = serve();
+  await tick();
+  up.respond(new Response(bytesOf(SIZE), { headers: { etag: ETAG, "content-length": String(SIZE), "cache-control": "max-age=60", date: date(clock) } }));
+  await (await first).response.arrayBuffer();
+  await waitFor(async () => files(dir).length === 1 && (await disk.get("b/k")) !== undefined);
+  const stored = files(dir);
+  expect((await disk.get("b/k"))?.date).toBe(clock);
+
+  for (const later of [61_000, 86_400_000]) {
+    clock += later; // stale: revalidated
+    const next = serve();
+    await waitFor(() => up.waiting === 1);
+    up.respond(new Response(null, { status: 304, headers: { etag: ETAG, date: date(clock) } }));
+    expect((await next).cacheStatus).toBe("REVALIDATED");
+    await waitFor(async () => (await disk.get("b/k"))?.storedAt === clock);
+    expect([(await disk.get("b/k"))?.date, files(dir)]).toEqual([clock, stored]); // the same file, its Date rewritten
+  }
+  await disk.close();
+  disk = await openDisk(dir);
+  expect(await disk.get("b/k")).toMatchObject({ date: clock, storedAt: clock, expiresAt: clock + 60_000 });
+  await disk.close();
+});
+
+test("the Date's slot in a file's head: rewritten in place, read back; an earlier release's head (no slot) is told apart", () => {
+  const meta = { key: "b/k", headers: { "content-length": "3" }, storedAt: 1, expiresAt: 2, size: 3 };
+  for (const date of [1_700_000_000_000, 0, -1000, undefined]) {
+    const head = encodeHead({ ...meta, date: 5 });
+    head.set(dateBytes(date), dateOffset(head.byteLength));
+    expect(decodeHead(head, head.byteLength + 3)).toMatchObject({ date, dateSlot: true, crc: 0 }); // (the CRC placeholder after it untouched)
+  }
+  const old = new TextEncoder().encode(JSON.stringify({ key: "b/k", headers: meta.headers, date: 1_700_000_000_000, crc: "00000000" }));
+  const head = new Uint8Array(HEAD_BYTES + old.byteLength);
+  head.set(encodeHead({ ...meta, date: 5 }).subarray(0, HEAD_BYTES));
+  new DataView(head.buffer).setUint32(28, old.byteLength, true);
+  head.set(old, HEAD_BYTES);
+  expect(decodeHead(head, head.byteLength + 3)).toMatchObject({ date: 1_700_000_000_000, dateSlot: false });
 });
 
 test("a new version fetched with an Age larger than the time since the old one was stored replaces it on disk", async () => {
