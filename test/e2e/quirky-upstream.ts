@@ -55,7 +55,7 @@ function listingXml(q: URLSearchParams): string {
   // ?versions is answered as S3 does, with a ListVersionsResult of <Version> entries; except under
   // wrongroot/, an upstream that ignores ?versions and answers a ListBucketResult
   if (!q.has("versions") || q.get("prefix") === "wrongroot/") return xml;
-  return xml.replace(/(<\/?(?:s3:)?)ListBucketResult\b/g, "$1ListVersionsResult").replace(/(<\/?(?:s3:)?)Contents( ?)>/g, "$1Version$2>");
+  return xml.replace(/(<\/?(?:s3:)?)ListBucketResult\b/g, "$1ListVersionsResult").replace(/(<\/?(?:s3:)?)Contents(\s[^<>]*)?>/g, "$1Version$2>");
 }
 
 function listBucketXml(q: URLSearchParams): string {
@@ -110,6 +110,22 @@ function listBucketXml(q: URLSearchParams): string {
       "junk-cp/": "<CommonPrefixes><Prefix>other/</Prefix></CommonPrefixes>",
     }[prefix] ?? "";
     return `${top}<MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>${entries}${v2 ? "<KeyCount>2</KeyCount>" : ""}</ListBucketResult>`;
+  }
+  if (prefix === "nschild/" || prefix === "nschild-out/") {
+    // S3's namespace declared twice (default and s3:), the entries' children written with the prefix,
+    // one entry declaring a prefix of its own (valid XML: the same names as S3's unprefixed ones);
+    // nschild-out/: a fair entry, then one with its own prefix declared that lists a key outside the prefix
+    const date = "2025-01-01T00:00:00.000Z";
+    const own = (k: string) => `<Contents xmlns:x="http://s3.amazonaws.com/doc/2006-03-01/"><x:Key>${k}</x:Key><x:LastModified>${date}</x:LastModified><x:Size>26</x:Size></Contents>`;
+    const entries = prefix === "nschild/"
+      ? `<Contents><s3:Key>nschild/a.txt</s3:Key><s3:LastModified>${date}</s3:LastModified><s3:Size>26</s3:Size></Contents>${own("nschild/b.txt")}<CommonPrefixes><s3:Prefix>nschild/d/</s3:Prefix></CommonPrefixes>`
+      : `${entry("nschild-out/a.txt")}${own("other/b.txt")}`;
+    return `<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult${NS} xmlns:s3="http://s3.amazonaws.com/doc/2006-03-01/"><Name>fakebucket</Name><Prefix>${prefix}</Prefix><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>${entries}${v2 ? "<KeyCount>3</KeyCount>" : ""}</ListBucketResult>`;
+  }
+  if (prefix === "cdata/" || prefix === "cdata-out/") {
+    // keys written in CDATA sections, one with a comment inside (valid XML: cdata/a&b <1>.txt, cdata/x.txt)
+    const x = prefix === "cdata/" ? "cdata/" : "other/";
+    return `${top}<MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>${entry(`<![CDATA[${prefix}a&b <1>.txt]]>`)}${entry(`${x}<!-- c -->x<![CDATA[.]]>txt`)}<CommonPrefixes><Prefix><![CDATA[${x}d/]]></Prefix></CommonPrefixes>${v2 ? "<KeyCount>3</KeyCount>" : ""}</ListBucketResult>`;
   }
   if (prefix === "nsprefix/") {
     return `<?xml version="1.0" encoding="UTF-8"?><s3:ListBucketResult xmlns:s3="http://s3.amazonaws.com/doc/2006-03-01/"><s3:Name>fakebucket</s3:Name><s3:Prefix>nsprefix/</s3:Prefix><s3:MaxKeys>1000</s3:MaxKeys><s3:IsTruncated>false</s3:IsTruncated><s3:Contents><s3:Key>nsprefix/a.txt</s3:Key><s3:LastModified>2025-01-01T00:00:00.000Z</s3:LastModified><s3:ETag>"e1"</s3:ETag><s3:Size>26</s3:Size><s3:Owner><s3:ID>upstream-secret-owner-id</s3:ID><s3:DisplayName>upstream-admin</s3:DisplayName></s3:Owner></s3:Contents>${v2 ? "<s3:KeyCount>1</s3:KeyCount>" : ""}</s3:ListBucketResult>`;

@@ -353,3 +353,22 @@ describe("an S3-front listing written with a namespace prefix (<s3:ListBucketRes
     }
   });
 });
+
+describe("a listing written in ways S3 does not but XML allows (both fronts, V1, V2, versions)", () => {
+  const queries = (prefix: string) => [{ "list-type": "2", prefix }, { prefix }, { versions: "", prefix }] as Array<Record<string, string>>;
+  test.each([
+    ["entries whose children carry a namespace prefix of their own (<Contents><s3:Key>, <Contents xmlns:x=...><x:Key>)", "nschild", "<x:Key>nschild/b.txt</x:Key>", ["d/", "a.txt", "b.txt"]],
+    ["keys in CDATA sections (with a comment inside one)", "cdata", "<Key><![CDATA[cdata/a&b <1>.txt]]></Key>", ["d/", "a&b <1>.txt", "x.txt"]],
+  ])("%s are read as XML reads them (they were InternalError), and still checked: keys outside the prefix are refused", async (_what, name, relayed, names) => {
+    const p = await startProxy({ engine: "bun", client: "auto" });
+    for (const [prefix, status, listed] of [[`${name}/`, 200, true], [`${name}-out/`, 500, false]] as const)
+      for (const query of queries(prefix)) {
+        const r = await p.s3("GET", "/nc", { query });
+        const xml = await r.text();
+        expect({ query, status: r.status, listed: xml.includes(relayed), leaked: xml.includes("other/") }).toEqual({ query, status, listed, leaked: false });
+      }
+    const index = await fetch(p.main(`/nc/${name}/`));
+    expect(index.status).toBe(200);
+    expect(((await index.json()) as { entries: Array<{ name: string }> }).entries.map((e) => e.name)).toEqual(names);
+  });
+});

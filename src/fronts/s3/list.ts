@@ -98,16 +98,24 @@ export async function listObjects(ctx: RequestContext, op: "ListObjects" | "List
   // bucket, and its text could name the store's internals).
   // (and the root element is the one the operation answers with: an upstream that ignored
   // ?versions and listed the current objects would read as a bucket with no versions)
-  const root = rootOf(xml);
-  // (and a document that is not XML, cut short or with a DOCTYPE, is not relayed either)
-  if (root !== (op === "ListObjectVersions" ? "ListVersionsResult" : "ListBucketResult") || !isWellFormedResult(xml, MAX_LISTING_BYTES)) {
-    throw s3Fail(s3Error("InternalError", "The upstream's listing could not be read."));
-  }
-  xml = exactCloseTags(xml);
-  checkEntries(xml, q.get("prefix") ?? "", elementText(xml, "EncodingType") === "url");
+  xml = readableListing(xml, op === "ListObjectVersions" ? "ListVersionsResult" : "ListBucketResult", q.get("prefix") ?? "");
   // The first <Name> is ListBucketResult's (ListVersionsResult's) own (keys and owners are escaped text or other elements).
   const named = setFirstElementText(xml, "Name", bucket.name);
   return xmlResponse(ctx, maskOwners(v2 === undefined ? named : v2.answer(named), ctx.subject ?? "anonymous"));
+}
+
+/**
+ * The upstream's listing as it is relayed (its end tags exact), once checked: `root` its root element, whole XML, every entry one S3
+ * could give for `prefix` (checkEntries). Linear in the listing's length, hostile ones too.
+ */
+export function readableListing(xml: string, root: string, prefix: string): string {
+  // (and a document that is not XML, cut short or with a DOCTYPE, is not relayed either)
+  if (rootOf(xml) !== root || !isWellFormedResult(xml, MAX_LISTING_BYTES)) {
+    throw s3Fail(s3Error("InternalError", "The upstream's listing could not be read."));
+  }
+  xml = exactCloseTags(xml);
+  checkEntries(xml, prefix, elementText(xml, "EncodingType") === "url");
+  return xml;
 }
 
 const incorrectToken = () => s3Fail(s3Error("InvalidArgument", "The continuation token provided is incorrect", { ArgumentName: "continuation-token" }));
@@ -194,37 +202,82 @@ function insertBefore(xml: string, name: string, text: string): string | undefin
   return xml.slice(0, m.index) + (p === "" ? text : text.replace(/<(\/?)/g, `<$1${p}`)) + xml.slice(m.index);
 }
 
-// (an entry's children in any order: MinIO, Ceph and R2 write Size, ETag or LastModified before Key)
-const CONTENTS = new RegExp(`<(${PREFIXED})Contents>([\\s\\S]*?)<\\/\\1Contents>`, "g");
-const COMMON_PREFIXES = new RegExp(`<(${PREFIXED})CommonPrefixes>([\\s\\S]*?)<\\/\\1CommonPrefixes>`, "g");
+// (an entry's children in any order: MinIO, Ceph and R2 write Size, ETag or LastModified before
+// Key; each with a namespace prefix of its own or none, as XML allows: `<Contents><s3:Key>` under
+// xmlns:s3, `<Contents xmlns:x="..."><x:Key>`; S3 writes neither, an entry with attributes was not
+// checked at all, one whose children were prefixed otherwise was refused)
+const ATTRS = "(?:\\s[^<>]*)?(?<!/)>";
+const ENTRIES = new RegExp(`<(${PREFIXED})(Contents|Version|DeleteMarker|CommonPrefixes)${ATTRS}([\\s\\S]*?)<\\/\\1\\2>`, "g");
+const CHILDREN = new RegExp(`<(${PREFIXED})(Key|Prefix|Size|LastModified)${ATTRS}([^<]*)<\\/\\1\\2>`, "g");
 
-/** The text of the last `entry` element's `name` child (undecoded). */
-function lastChildText(xml: string, entry: RegExp, name: string): string | undefined {
-  let last: RegExpExecArray | undefined;
-  for (const m of xml.matchAll(entry)) last = m;
-  if (last === undefined) return undefined;
-  const p = last[1]!.replace(/\./g, "\\.");
-  return new RegExp(`<${p}${name}>([^<]*)<\\/${p}${name}>`).exec(last[2]!)?.[1];
+/** Where group `g` of `m` (the last group before the match's end tag) starts in the text searched. */
+function groupStart(m: RegExpExecArray | RegExpMatchArray, g: number): number {
+  return m.index! + m[0].length - (m[1]!.length + m[2]!.length + 3) - m[g]!.length;
 }
 
-const ENTRIES = new RegExp(`<(${PREFIXED})(Contents|Version|DeleteMarker|CommonPrefixes)>([\\s\\S]*?)<\\/\\1\\2>`, "g");
+/**
+ * An element's text as XML reads it: `raw` is what its tags enclose, in `xml` (the document, whole
+ * and checked: isWellFormedResult), with CDATA sections taken as they are, comments and processing
+ * instructions dropped, references decoded (leniently: S3 writes a key's characters XML 1.0 does
+ * not allow as references, &#x1;). Undefined when an element is inside.
+ */
+function textOf(raw: string): string | undefined {
+  if (raw.indexOf("<") < 0) return decodeEntities(raw, true);
+  let out = "";
+  for (let i = 0; ; ) {
+    const lt = raw.indexOf("<", i);
+    if ((lt < 0 ? raw.length : lt) > i) out += decodeEntities(raw.slice(i, lt < 0 ? raw.length : lt), true);
+    if (lt < 0) return out;
+    const [open, close] = raw.startsWith("<![CDATA[", lt) ? ["<![CDATA[", "]]>"] : raw.startsWith("<!--", lt) ? ["<!--", "-->"] : raw.startsWith("<?", lt) ? ["<?", "?>"] : ["", ""];
+    const end = open === "" ? -1 : raw.indexOf(close, lt + open.length);
+    if (end < 0) return undefined;
+    if (open === "<![CDATA[") out += raw.slice(lt + open.length, end);
+    i = end + close.length;
+  }
+}
+
+interface Entry {
+  kind: string;
+  /** Its Key (a common prefix's Prefix), Size and LastModified as XML reads them; undefined when absent. */
+  key?: string;
+  size?: string;
+  modified?: string;
+}
+
+/**
+ * The listing's entries, in document order (the first of each child). The searches run in
+ * markupOnly's copy (a `<` in a CDATA section or comment is no tag), the texts are read from `xml`
+ * at the same offsets.
+ */
+function entriesOf(xml: string): Entry[] {
+  const markup = markupOnly(xml);
+  const out: Entry[] = [];
+  ENTRIES.lastIndex = 0;
+  for (let m = ENTRIES.exec(markup); m !== null; m = ENTRIES.exec(markup)) {
+    const from = groupStart(m, 3);
+    const body = m[3]!;
+    const e: Entry = { kind: m[2]! };
+    const keyName = e.kind === "CommonPrefixes" ? "Prefix" : "Key";
+    CHILDREN.lastIndex = 0;
+    for (let c = CHILDREN.exec(body); c !== null; c = CHILDREN.exec(body)) {
+      const name = c[2] === keyName ? "key" : c[2] === "Size" ? "size" : c[2] === "LastModified" ? "modified" : undefined;
+      if (name === undefined || e[name] !== undefined) continue;
+      const at = from + groupStart(c, 3);
+      e[name] = textOf(xml.slice(at, at + c[3]!.length)) ?? "\0";
+    }
+    out.push(e);
+  }
+  return out;
+}
 
 /**
  * `xml` with its end tags written without the white space XML allows before their `>`
- * (`</Contents >`): the entry scans (ENTRIES, CONTENTS, COMMON_PREFIXES) look for an exact end
+ * (`</Contents >`): the entry scans (ENTRIES, CHILDREN) look for an exact end
  * tag, and each opening tag of a listing whose end tags all had a space was searched to the end
  * of the document: a 680 KB listing held the event loop ~9 s (quadratic). No S3 writes such a tag.
  */
 function exactCloseTags(xml: string): string {
   return /<\/[^<>\s]+\s/.test(xml) ? xml.replace(/<\/([^<>\s]+)\s+>/g, "</$1>") : xml;
-}
-
-/** The text of `body`'s first `<tag>` child (undecoded). */
-function childOf(body: string, tag: string): string | undefined {
-  const i = body.indexOf(`<${tag}>`);
-  if (i < 0) return undefined;
-  const j = body.indexOf(`</${tag}>`, i);
-  return j < 0 ? undefined : body.slice(i + tag.length + 2, j);
 }
 
 /**
@@ -237,35 +290,33 @@ function childOf(body: string, tag: string): string | undefined {
  */
 function checkEntries(xml: string, prefix: string, encoded: boolean): void {
   const bad = () => new ProxyError("BadGateway", { detail: "The upstream sent a listing that cannot be read" });
-  for (const m of markupOnly(xml).matchAll(ENTRIES)) {
-    const p = m[1]!;
-    const body = m[3]!;
-    const key = childOf(body, m[2] === "CommonPrefixes" ? `${p}Prefix` : `${p}Key`);
-    if (key === undefined) throw bad();
-    if (prefix !== "" && !decodedKey(key, encoded).startsWith(prefix)) throw bad();
-    if (!readableEntryFields(childOf(body, `${p}Size`), childOf(body, `${p}LastModified`))) throw bad();
+  for (const e of entriesOf(xml)) {
+    if (e.key === undefined) throw bad();
+    if (prefix !== "" && !decodedKey(e.key, encoded).startsWith(prefix)) throw bad();
+    if (!readableEntryFields(e.size, e.modified)) throw bad();
   }
 }
 
-/** A listed key or prefix as the client named it (entities, and %-escapes in an encoding-type=url listing, decoded). */
+/** A listed key or prefix (as XML reads it) as the client named it (%-escapes in an encoding-type=url listing decoded). */
 function decodedKey(s: string, encoded: boolean): string {
-  // (leniently: S3 writes a key's characters XML 1.0 does not allow as references, &#x1;)
   // A broken escape in an encoded key (%ZZ, a cut UTF-8 sequence) is the upstream's fault, as on the
   // plain front: it was the proxy's own InternalError (a URIError thrown here).
-  if (!encoded) return decodeEntities(s, true);
+  if (!encoded) return s;
   try {
-    return s3UrlDecode(decodeEntities(s, true));
+    return s3UrlDecode(s);
   } catch (err) {
     throw new ProxyError("BadGateway", { detail: "The upstream sent a listing that cannot be read", cause: err });
   }
 }
 
 /** The page's last entry: its last key, or its last common prefix. */
-function lastEntry(xml: string, encoded: boolean): LastEntry | undefined {
-  const decode = (s: string) => decodedKey(s, encoded);
-  const markup = markupOnly(xml);
-  const key = lastChildText(markup, CONTENTS, "Key");
-  const prefix = lastChildText(markup, COMMON_PREFIXES, "Prefix");
-  const k = key === undefined ? undefined : { after: decode(key), past: false };
-  return prefix === undefined ? k : laterEntry(k, { after: decode(prefix), past: true });
+export function lastEntry(xml: string, encoded: boolean): LastEntry | undefined {
+  let key: string | undefined;
+  let prefix: string | undefined;
+  for (const e of entriesOf(xml)) {
+    if (e.kind === "Contents") key = e.key ?? key;
+    else if (e.kind === "CommonPrefixes") prefix = e.key ?? prefix;
+  }
+  const k = key === undefined ? undefined : { after: decodedKey(key, encoded), past: false };
+  return prefix === undefined ? k : laterEntry(k, { after: decodedKey(prefix, encoded), past: true });
 }
