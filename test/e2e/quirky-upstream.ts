@@ -127,6 +127,10 @@ function listBucketXml(q: URLSearchParams): string {
     const x = prefix === "cdata/" ? "cdata/" : "other/";
     return `${top}<MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>${entry(`<![CDATA[${prefix}a&b <1>.txt]]>`)}${entry(`${x}<!-- c -->x<![CDATA[.]]>txt`)}<CommonPrefixes><Prefix><![CDATA[${x}d/]]></Prefix></CommonPrefixes>${v2 ? "<KeyCount>3</KeyCount>" : ""}</ListBucketResult>`;
   }
+  if (prefix === "rawenc/") {
+    // a store that echoes encoding-type=url without url-encoding its keys (a "%" that starts no escape, a space, a "+")
+    return `${top}<MaxKeys>1000</MaxKeys><EncodingType>url</EncodingType><IsTruncated>false</IsTruncated>${entry("rawenc/100% sure.txt")}${entry("rawenc/a+b.txt")}<CommonPrefixes><Prefix>rawenc/d d/</Prefix></CommonPrefixes>${v2 ? "<KeyCount>3</KeyCount>" : ""}</ListBucketResult>`;
+  }
   if (prefix === "nsprefix/") {
     return `<?xml version="1.0" encoding="UTF-8"?><s3:ListBucketResult xmlns:s3="http://s3.amazonaws.com/doc/2006-03-01/"><s3:Name>fakebucket</s3:Name><s3:Prefix>nsprefix/</s3:Prefix><s3:MaxKeys>1000</s3:MaxKeys><s3:IsTruncated>false</s3:IsTruncated><s3:Contents><s3:Key>nsprefix/a.txt</s3:Key><s3:LastModified>2025-01-01T00:00:00.000Z</s3:LastModified><s3:ETag>"e1"</s3:ETag><s3:Size>26</s3:Size><s3:Owner><s3:ID>upstream-secret-owner-id</s3:ID><s3:DisplayName>upstream-admin</s3:DisplayName></s3:Owner></s3:Contents>${v2 ? "<s3:KeyCount>1</s3:KeyCount>" : ""}</s3:ListBucketResult>`;
   }

@@ -3,6 +3,7 @@
  * outside the requested prefix are dropped (defence in depth: the upstream was asked for the
  * prefix, but an index must never show more than the folder it names).
  */
+import { isUrlEncodedForm, s3UrlDecode } from "../s3/list-token.ts";
 import { readableEntryFields } from "../s3/list-fields.ts";
 import { child, childrenNamed, childText, parseXml } from "../s3/xml-reader.ts";
 
@@ -40,24 +41,27 @@ const MAX_LISTING_ELEMENTS = 10_000 * 20;
 export function parseListing(xml: string, prefix: string): ListingPage {
   const root = parseXml(xml, { maxBytes: MAX_LISTING_BYTES, maxElements: MAX_LISTING_ELEMENTS, lenient: true });
   if (root.name !== "ListBucketResult") throw new Error(`unexpected listing root ${root.name}`);
-  const urlEncoded = childText(root, "EncodingType") === "url";
+  const prefixes = childrenNamed(root, "CommonPrefixes");
+  const contents = childrenNamed(root, "Contents");
+  // (a store that echoes encoding-type=url without encoding its keys: see list.ts encodedListing)
+  const urlEncoded = childText(root, "EncodingType") === "url" && [...prefixes.map((c) => childText(c, "Prefix")), ...contents.map((c) => childText(c, "Key"))].every((k) => isUrlEncodedForm(k ?? ""));
   // A key is UTF-8: decodeURIComponent refuses an encoded surrogate half (%ED%A0%80), and the
   // lenient reader's &#xD800; (which an upstream's unencoded listing may carry) is refused here
   // alike, as a listing that cannot be read; kept, it made the index a 500 (encodeURIComponent threw).
   const decode = (s: string) => {
-    if (urlEncoded) return decodeURIComponent(s.replace(/\+/g, " "));
+    if (urlEncoded) return s3UrlDecode(s);
     if (!s.isWellFormed()) throw new Error("a key with a lone surrogate");
     return s;
   };
   const folders: ListingEntry[] = [];
   const files: ListingEntry[] = [];
-  for (const cp of childrenNamed(root, "CommonPrefixes")) {
+  for (const cp of prefixes) {
     const key = decode(childText(cp, "Prefix") ?? "");
     if (!key.startsWith(prefix) || key.length <= prefix.length) continue;
     folders.push({ key, name: key.slice(prefix.length), folder: true, size: 0, lastModified: "" });
   }
   let marker = false;
-  for (const c of childrenNamed(root, "Contents")) {
+  for (const c of contents) {
     const key = decode(childText(c, "Key") ?? "");
     // (a Size or LastModified no S3 could give, -5, "many", "junk", makes the listing unreadable, as
     // on the S3 front: it showed as 0 bytes, and the date as it came)

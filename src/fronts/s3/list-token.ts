@@ -226,6 +226,22 @@ export function s3UrlDecode(s: string): string {
   return decodeURIComponent(s.replace(/\+/g, " "));
 }
 
+/**
+ * Whether `s` can be a url-encoded key as a store writes one in an encoding-type=url listing: no
+ * space, control or non-ASCII character, and every "%" an escape, the escapes UTF-8. Stores differ
+ * on which ASCII characters they escape (S3 keeps only A-Za-z0-9 . - _ * /), so those are not read.
+ */
+export function isUrlEncodedForm(s: string): boolean {
+  if (/[^!-~]/.test(s)) return false;
+  if (!s.includes("%")) return true;
+  try {
+    decodeURIComponent(s);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** S3's encoding-type=url: A-Za-z0-9 . - _ * / kept, space as "+", every other byte %XX. */
 export function s3UrlEncode(s: string): string {
   return encodeURIComponent(s).replace(/%20/g, "+").replace(/%2F/g, "/").replace(/[!'()~]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase());

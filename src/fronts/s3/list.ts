@@ -20,9 +20,9 @@ import { s3Fail } from "./fail.ts";
 import { xmlResponse } from "./operations.ts";
 import { errorOf, tryParse, upstreamBucketsOf } from "./relay.ts";
 import { requestHeaders } from "./writes.ts";
-import { el, isWellFormedResult, markupOnly, maskOwners, rootOf, setFirstElementText } from "./xml.ts";
+import { el, escapeXml, isWellFormedResult, markupOnly, maskOwners, rootOf, setFirstElementText } from "./xml.ts";
 import { decodeEntities } from "./xml-reader.ts";
-import { askResumed, laterEntry, nextToken, readToken, s3UrlDecode, s3UrlEncode, type LastEntry, type ListBinding } from "./list-token.ts";
+import { askResumed, isUrlEncodedForm, laterEntry, nextToken, readToken, s3UrlDecode, s3UrlEncode, type LastEntry, type ListBinding } from "./list-token.ts";
 import { readableEntryFields } from "./list-fields.ts";
 import type { BucketUpstream } from "../../s3/upstream.ts";
 import type { OperationContext } from "../../s3/operations/common.ts";
@@ -105,7 +105,8 @@ export async function listObjects(ctx: RequestContext, op: "ListObjects" | "List
 }
 
 /**
- * The upstream's listing as it is relayed (its end tags exact), once checked: `root` its root element, whole XML, every entry one S3
+ * The upstream's listing as it is relayed (its end tags exact, its keys encoded when it says they
+ * are and they are not), once checked: `root` its root element, whole XML, every entry one S3
  * could give for `prefix` (checkEntries). Linear in the listing's length, hostile ones too.
  */
 export function readableListing(xml: string, root: string, prefix: string): string {
@@ -114,7 +115,9 @@ export function readableListing(xml: string, root: string, prefix: string): stri
     throw s3Fail(s3Error("InternalError", "The upstream's listing could not be read."));
   }
   xml = exactCloseTags(xml);
-  checkEntries(xml, prefix, elementText(xml, "EncodingType") === "url");
+  const encoded = elementText(xml, "EncodingType") === "url";
+  if (encoded) xml = encodedListing(xml);
+  checkEntries(xml, prefix, encoded);
   return xml;
 }
 
@@ -209,6 +212,8 @@ function insertBefore(xml: string, name: string, text: string): string | undefin
 const ATTRS = "(?:\\s[^<>]*)?(?<!/)>";
 const ENTRIES = new RegExp(`<(${PREFIXED})(Contents|Version|DeleteMarker|CommonPrefixes)${ATTRS}([\\s\\S]*?)<\\/\\1\\2>`, "g");
 const CHILDREN = new RegExp(`<(${PREFIXED})(Key|Prefix|Size|LastModified)${ATTRS}([^<]*)<\\/\\1\\2>`, "g");
+/** The fields S3 url-encodes in an encoding-type=url listing. */
+const ENCODED_FIELDS = new RegExp(`<(${PREFIXED})(Key|Prefix|Delimiter|Marker|NextMarker|StartAfter|KeyMarker|NextKeyMarker)${ATTRS}([^<]*)<\\/\\1\\2>`, "g");
 
 /** Where group `g` of `m` (the last group before the match's end tag) starts in the text searched. */
 function groupStart(m: RegExpExecArray | RegExpMatchArray, g: number): number {
@@ -271,8 +276,32 @@ function entriesOf(xml: string): Entry[] {
 }
 
 /**
+ * A listing that echoes encoding-type=url, with its keys url-encoded by the proxy when the store did
+ * not encode them: when one of the fields S3 encodes holds what no url-encoding leaves (a space, a
+ * control or non-ASCII character, a "%" that starts no escape of UTF-8), every one is encoded, so
+ * a client that decodes them (every AWS SDK does, since EncodingType says so) reads the keys stored
+ * ("100% sure.txt" was the whole listing's InternalError, "a+b" read as "a b"). A store that does
+ * not encode and whose keys hold none of these is read as encoded: a "+" or "%41" is ambiguous.
+ */
+function encodedListing(xml: string): string {
+  const markup = markupOnly(xml);
+  const fields = [...markup.matchAll(ENCODED_FIELDS)].map((m) => {
+    const at = groupStart(m, 3);
+    return { at, end: at + m[3]!.length, text: textOf(xml.slice(at, at + m[3]!.length)) ?? "" };
+  });
+  if (fields.every((f) => isUrlEncodedForm(f.text))) return xml;
+  let out = "";
+  let last = 0;
+  for (const f of fields) {
+    out += xml.slice(last, f.at) + escapeXml(s3UrlEncode(f.text));
+    last = f.end;
+  }
+  return out + xml.slice(last);
+}
+
+/**
  * `xml` with its end tags written without the white space XML allows before their `>`
- * (`</Contents >`): the entry scans (ENTRIES, CHILDREN) look for an exact end
+ * (`</Contents >`): the entry scans (ENTRIES, CHILDREN, ENCODED_FIELDS) look for an exact end
  * tag, and each opening tag of a listing whose end tags all had a space was searched to the end
  * of the document: a 680 KB listing held the event loop ~9 s (quadratic). No S3 writes such a tag.
  */
@@ -299,8 +328,8 @@ function checkEntries(xml: string, prefix: string, encoded: boolean): void {
 
 /** A listed key or prefix (as XML reads it) as the client named it (%-escapes in an encoding-type=url listing decoded). */
 function decodedKey(s: string, encoded: boolean): string {
-  // A broken escape in an encoded key (%ZZ, a cut UTF-8 sequence) is the upstream's fault, as on the
-  // plain front: it was the proxy's own InternalError (a URIError thrown here).
+  // A broken escape in an encoded key (%ZZ, a cut UTF-8 sequence) cannot be left by encodedListing:
+  // were it, it is the upstream's fault, as on the plain front, not the proxy's own InternalError.
   if (!encoded) return s;
   try {
     return s3UrlDecode(s);
