@@ -378,6 +378,48 @@ test("a client that goes away after a part went up: the multipart upload is abor
   expect(env.app.formBuffers.reserved).toBe(0);
 });
 
+test("a client that goes away while the multipart upload's Create is on its way: the upload the upstream made is aborted all the same (it was left behind, its id never read)", async () => {
+  const key = "cut/in-create.bin";
+  const p = policyFor("up", key);
+  const boundary = "----createcut";
+  let head = "";
+  for (const [k, v] of Object.entries(p.fields)) head += `--${boundary}\r\nContent-Disposition: form-data; name="${k}"\r\n\r\n${v}\r\n`;
+  head += `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="c.bin"\r\n\r\n`;
+  // (the Create answered late, as a store under load may: the client is gone meanwhile)
+  env.s3.faults.set(`/up/${key}`, { kind: "delay", ms: 400, method: "POST", times: 1 });
+  const ours = (r: { pathname: string }) => r.pathname.endsWith(`/${key}`);
+  const aborted = env.s3.waitForRequest((r) => ours(r) && r.method === "DELETE" && r.query.uploadId !== undefined && r.status !== 0, 10_000);
+  try {
+    let drained = () => {};
+    const socket = await Bun.connect({ hostname: "127.0.0.1", port: env.port, socket: { data() {}, drain: () => drained() } });
+    // (the Create's arrival at the upstream: logged before its delay)
+    const created = env.s3.waitForRequest((r) => ours(r) && r.method === "POST", 10_000);
+    socket.write(`POST /up HTTP/1.1\r\nHost: 127.0.0.1:${env.port}\r\nContent-Type: multipart/form-data; boundary=${boundary}\r\nContent-Length: ${head.length + 20 * MiB}\r\n\r\n${head}`);
+    // a part's worth and a bit: the Create goes out; once it reached the upstream, the client is gone
+    const sent = bytesOf(5 * MiB + 4096, 45);
+    let gone = false;
+    const writing = (async () => {
+      for (let at = 0; at < sent.length && !gone; ) {
+        const chunk = sent.subarray(at, at + 256 * 1024);
+        const wait = new Promise<void>((resolve) => (drained = resolve));
+        const n = socket.write(chunk);
+        at += n;
+        if (n < chunk.length) await wait;
+      }
+    })();
+    await created;
+    gone = true;
+    socket.terminate();
+    drained();
+    await writing;
+    expect((await aborted).status).toBe(204);
+  } finally {
+    env.s3.faults.clear();
+  }
+  expect(await env.s3.exists("up", key)).toBe(false);
+  expect(env.s3.multipartUploads().filter((u) => u.key === key)).toEqual([]);
+});
+
 test("a client that stops sending half-way through the form (still connected) is answered S3's 400 RequestTimeout, not left to the listener's idle timeout; nothing stored, no upload left", async () => {
   const { formBodyLimits } = await import("../../src/fronts/s3/post-object.ts");
   const saved = { ...formBodyLimits };

@@ -233,8 +233,12 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
   const parts: CompletedPart[] = [];
   /** The part going up (its buffer is free again once it settled). */
   let inFlight: Promise<void> | undefined;
+  // The proxy's own calls on the upload it makes, its Create and its abort, are not cut by the
+  // client's signal (a client gone, or cut, while the Create was on its way left the upload the
+  // upstream made behind, its id never read), each bounded on its own.
+  const own = () => ({ signal: AbortSignal.timeout(OWN_CALL_MS), timing: call.timing });
   const start = async () => {
-    const created = await createMultipartUpload(upstream, { key, headers }, call);
+    const created = await createMultipartUpload(upstream, { key, headers }, own());
     if (created.status !== 200) return relayError(created, upstream.bucket);
     const doc = tryParse(await readUpstreamCapped(created, MAX_RESULT_BODY));
     const id = doc === undefined ? undefined : childText(doc, "UploadId");
@@ -318,10 +322,13 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
       await inFlight?.catch(() => {});
       // best effort: the parts sent so far must not linger (nor ever become an object)
       // (not with the client's signal: it may be why the upload failed)
-      await abortMultipartUpload(upstream, { key, uploadId: id }, { signal: AbortSignal.timeout(30_000), timing: call.timing }).then((r) => r.body?.cancel(), () => {}).catch(() => {});
+      await abortMultipartUpload(upstream, { key, uploadId: id }, own()).then((r) => r.body?.cancel(), () => {}).catch(() => {});
     }
   }
 }
+
+/** The bound of the proxy's own Create and abort of a form upload's multipart upload. */
+const OWN_CALL_MS = 30_000;
 
 /**
  * The codes of a refusal of the multipart upload the proxy made for a large form file (its parts,
