@@ -20,6 +20,8 @@ import { clientTest, runProcess, tempDir, type TempDir } from "../clients/run.ts
 import { OpaServer } from "../fixtures/opa.ts";
 import { answerOf, bytesOf, lines, rawRequest, READER, sha256, startUploadEnv, uploadYaml, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
 import { presignPost } from "../../src/fronts/presign.ts";
+import { recordingLogger } from "../helpers/logger.ts";
+import { startFrontsOn } from "./s3-front-helpers.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(60_000);
@@ -418,6 +420,27 @@ test("a client that goes away while the multipart upload's Create is on its way:
   }
   expect(await env.s3.exists("up", key)).toBe(false);
   expect(env.s3.multipartUploads().filter((u) => u.key === key)).toEqual([]);
+});
+
+test("an abort of the form's multipart upload that the upstream refuses is logged at warn (bucket, key, upload id, status): its parts, which no client knows of, were left behind silently", async () => {
+  const log = recordingLogger();
+  const logged = await startFrontsOn(uploadYaml(env.s3.endpoint, { opaUrl: opa.url }), env.s3, false, log);
+  const key = "bad/unabortable.bin";
+  env.s3.faults.set(`/up/${key}`, { kind: "error", status: 403, code: "AccessDenied", method: "DELETE", times: 1 });
+  try {
+    // a Content-MD5 the file does not match, found once parts went up: the upload is aborted, and the abort refused
+    const p = presignWithExtra(policyFor("up", key), { "Content-MD5": new Bun.CryptoHasher("md5").update("other").digest("base64") });
+    const a = await answerOf(await postForm({ ...p, url: p.url.replace(env.endpoint, logged.endpoint) }, bytesOf(6 * MiB, 49)));
+    expect({ status: a.status, code: a.code }).toEqual({ status: 400, code: "BadDigest" });
+    const left = env.s3.multipartUploads().filter((u) => u.key === key);
+    expect(left.length).toBe(1);
+    const warned = log.lines.filter((l) => l.level === "warn" && l.msg.includes("could not be aborted"));
+    expect(warned.map((l) => l.fields)).toEqual([{ request_id: expect.any(String), bucket: "up", key, upload_id: left[0]!.uploadId, status: 403 }]);
+    expect(JSON.stringify(log.lines)).not.toContain(WRITER.secretAccessKey);
+  } finally {
+    env.s3.faults.clear();
+    await logged.stop();
+  }
 });
 
 test("a client that stops sending half-way through the form (still connected) is answered S3's 400 RequestTimeout, not left to the listener's idle timeout; nothing stored, no upload left", async () => {

@@ -322,7 +322,18 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
       await inFlight?.catch(() => {});
       // best effort: the parts sent so far must not linger (nor ever become an object)
       // (not with the client's signal: it may be why the upload failed)
-      await abortMultipartUpload(upstream, { key, uploadId: id }, own()).then((r) => r.body?.cancel(), () => {}).catch(() => {});
+      const res = await abortMultipartUpload(upstream, { key, uploadId: id }, own()).catch((err: unknown) => err);
+      if (res instanceof Response) await res.body?.cancel().catch(() => {});
+      // (204, or 404: gone already; anything else leaves its parts stored, and billed, until a lifecycle rule's AbortIncompleteMultipartUpload)
+      if (!(res instanceof Response) || (!res.ok && res.status !== 404)) {
+        ctx.svc.log.warn("a form upload's multipart upload could not be aborted: its parts stay in the bucket until it is aborted (aws s3api abort-multipart-upload) or a lifecycle rule removes it", {
+          request_id: ctx.id,
+          bucket: upstream.bucket,
+          key,
+          upload_id: id,
+          ...(res instanceof Response ? { status: res.status } : { error: res instanceof Error ? res.name : "unknown" }),
+        });
+      }
     }
   }
 }
