@@ -13,7 +13,7 @@ import { early } from "./early-signals.ts";
 import { lookup } from "node:dns/promises";
 import { App } from "./app.ts";
 import { RedisRateLimiter } from "./limits/index.ts";
-import { ConfigError, likelyKey, loadConfigSource, loadConfigSourceOffThread, parseConfig, printable, type Config } from "./config/load.ts";
+import { ConfigError, likelyKey, loadConfigSource, loadConfigSourceOffThread, parseConfig, shownArgument, type Config } from "./config/load.ts";
 import { summarize } from "./config/summary.ts";
 import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, presignPortNote, privateKeyPemNote, readOnlyWriteGrantNote, shortBucketNameNote, tlsChainNote, unseenClaimValueNote, uppercaseVirtualHostNote, tlsValidityNote, tlsWeakKeyNote, trustedProxiesNote, userContentNote, userContentUnsandboxedNote } from "./config/notes.ts";
 import { parseIp } from "./http/cidr.ts";
@@ -197,20 +197,8 @@ const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "[::1]", "::1"]);
 /** The proxy variables Bun's fetch goes through (a container given an egress proxy has them). */
 const PROXY_ENV = ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"];
 
-/**
- * A URL as the healthcheck prints it: without a user name or password it may carry (Docker keeps
- * the output in its health log), whether it parses or not (a userinfo holds no "/", "?" or "#";
- * it may hold a space: a password with one was shown, cut only up to the space).
- */
-/**
- * An argument (or a --healthcheck URL) as an error shows it: every URL in it (`--healthcheck=URL`,
- * a URL without its option, a list of them) without its user name or password, and its control
- * characters escaped, as the config's problems show them (an escape sequence acted on the terminal).
- * (a scheme starts where no scheme character precedes it: tried at each letter of a long word, the search was quadratic, 128 KB ~10 s)
- */
-function shownArg(a: string): string {
-  return printable(a.replace(/(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#]*@/g, "$1"));
-}
+/** An argument (or a --healthcheck URL) as an error shows it: shownArgument (credentials hidden, control characters escaped). */
+const shownArg = shownArgument;
 
 async function healthcheck(url: string): Promise<number> {
   // This instance's own listener, asked directly: through the proxy the environment names, a
@@ -305,8 +293,8 @@ async function load(path: string, offThread: boolean, given = true): Promise<{ c
     if (err instanceof ConfigError) {
       const more = err.more ? "; the checks across keys run once these are fixed" : "";
       // (a first run with no arguments, in a folder without config.yaml: say that it is the default)
-      const byDefault = !given && err.issues.length === 1 && /^cannot read config.*: file not found$/.test(err.issues[0]!.message);
-      const hint = byDefault ? " (no --config was given, and ./config.yaml is the default: give --config PATH)" : "";
+      const notFound = err.issues.length === 1 && /^cannot read config.*: file not found$/.test(err.issues[0]!.message);
+      const hint = !notFound ? "" : !given ? " (no --config was given, and ./config.yaml is the default: give --config PATH)" : /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(path) ? " (--config takes a file's path: a URL is not fetched)" : "";
       write(process.stderr, `invalid config (${err.issues.length} problem${err.issues.length === 1 ? "" : "s"}${more}):\n${err.message}${hint}\n`);
       return 1;
     }

@@ -37,7 +37,7 @@ export class ConfigError extends Error {
     /** The checks across keys (a duplicate prefix, a short secret...) could not run yet: a required value was refused. */
     readonly more = false,
   ) {
-    super(formatIssues(issues, file));
+    super(formatIssues(issues, file === undefined ? undefined : shownArgument(file)));
     this.name = "ConfigError";
   }
 }
@@ -60,6 +60,25 @@ export function formatIssues(issues: ConfigIssue[], file?: string): string {
       return printable(line);
     })
     .join("\n");
+}
+
+/**
+ * A command-line argument (a --config path, an unknown argument, a --healthcheck URL) as a message
+ * shows it: without the user name and password of every URL in it (`https://user:pass@host/x`
+ * → `https://host/x`; the `user:pass@host` of one written without its scheme, or with its `//`
+ * folded into one `/` as a resolved path has it, → `***@host`), and its control characters
+ * escaped (printable). Docker keeps a container's output in its health log.
+ * (a scheme starts where no scheme character precedes it: tried at each letter of a long word, the search was quadratic, 128 KB ~10 s;
+ * the scheme-less form is looked for in each word between white space and '/', once)
+ */
+export function shownArgument(a: string): string {
+  const hidden = a.replace(/(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#]*@/g, "$1").replace(/[^\s/]+/g, (word) => {
+    const at = word.lastIndexOf("@");
+    const colon = word.indexOf(":");
+    // (marked, so that `a:secret@b` is not shown as another file's name, `b`; `--option=user:pass@host` keeps its `--option=`)
+    return at < 0 || colon < 0 || colon > at ? word : `${word.slice(0, word.lastIndexOf("=", colon) + 1)}***@${word.slice(at + 1)}`;
+  });
+  return printable(hidden);
 }
 
 /** `text` with its control characters and bidirectional overrides (UNPRINTABLE) written as escapes, for a terminal (formatIssues, the CLI's usage errors). */
@@ -773,7 +792,7 @@ function decodeConfigText(bytes: Uint8Array, path: string): string {
 /** A relative config path's absolute form, in parentheses (the folder it was looked for in: a service's working directory is not always the one expected), or "". */
 function shownFull(path: string): string {
   const full = resolve(path);
-  return full === path ? "" : ` (${full})`;
+  return full === path ? "" : ` (${shownArgument(full)})`;
 }
 
 function readFailure(err: unknown): string {

@@ -132,6 +132,23 @@ test("a long unknown argument is answered at once (the search for a URL's user n
   expect({ code: r!.code, fast: performance.now() - started < 3_000 }).toEqual({ code: 2, fast: true });
 });
 
+test("a --config path that looks like a URL or user:password@host is shown without the user name and password, in every problem's place too", async () => {
+  const named = join(dir, "cfg:Cfg-secret-9@host");
+  writeFileSync(named, "server: { port: 70000 }\n" + bucket());
+  const [url, schemeless, served, existing] = await runEach([
+    ["--check", "--config=https://probe:Cfg-secret-9@example.invalid/x.yaml"],
+    ["--check", "--config", "probe:Cfg-secret-9@example.invalid"],
+    ["--config", "probe:Cfg-secret-9@example.invalid"],
+    ["--check", "--config", named],
+  ]);
+  const cwd = process.cwd();
+  expect([url!.code, url!.stderr]).toEqual([1, `invalid config (1 problem):\nhttps://example.invalid/x.yaml: cannot read config (${cwd}/https:/***@example.invalid/x.yaml): file not found (--config takes a file's path: a URL is not fetched)\n`]);
+  expect([schemeless!.code, schemeless!.stderr]).toEqual([1, `invalid config (1 problem):\n***@example.invalid: cannot read config (${cwd}/***@example.invalid): file not found\n`]);
+  expect([served!.code, served!.stderr]).toEqual([1, schemeless!.stderr]);
+  expect([existing!.code, existing!.stderr]).toEqual([1, `invalid config (1 problem):\n${dir}/***@host:1: server.port: must be from 0 to 65535, got 70000\n`]);
+  for (const r of [url!, schemeless!, served!, existing!]) expect(r.stderr + r.stdout).not.toContain("Cfg-secret-9");
+});
+
 test("conflicting options exit 2 with what conflicts on stderr, running nothing", async () => {
   const cases: Array<[string[], string]> = [
     [["--healthcheck", "--check"], "error: --healthcheck and --check cannot be combined\n"],
