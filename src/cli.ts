@@ -185,7 +185,7 @@ function parseArgs(argv: string[]): Args | { exit: number; out: string; err?: bo
   // was thrown again by the failure's own description: a crash with a stack trace, exit 1)
   // (shown without a user name and password, as the check's own lines: Docker keeps the output in its health log)
   if (info === undefined && args.healthcheck !== undefined && (!/^https?:\/\/[^/\s]+/i.test(args.healthcheck) || !URL.canParse(args.healthcheck))) {
-    return usage(`--healthcheck takes an http:// or https:// URL, not '${shownArg(args.healthcheck).slice(0, 100)}'`);
+    return usage(`--healthcheck takes an http:// or https:// URL, not '${shownArg(args.healthcheck)}'`);
   }
   return info ?? args;
 }
@@ -197,7 +197,7 @@ const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "[::1]", "::1"]);
 /** The proxy variables Bun's fetch goes through (a container given an egress proxy has them). */
 const PROXY_ENV = ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"];
 
-/** An argument (or a --healthcheck URL) as an error shows it: shownArgument (credentials hidden, control characters escaped). */
+/** An argument (or a --healthcheck URL) as an error shows it: shownArgument (credentials hidden, cut, control characters escaped). */
 const shownArg = shownArgument;
 
 async function healthcheck(url: string): Promise<number> {

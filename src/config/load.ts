@@ -14,7 +14,7 @@ import type { z } from "zod";
 import { ALIAS_CYCLE, MAX_EXPANDED_NODES, parseYamlConfig, safeYamlMessage, withinExpansionLimit } from "./document.ts";
 import { adoptOriginal, findLegacy, otherAuthorizerKeys, renamedPath } from "./legacy.ts";
 import { formatPath, shownKey, shownPath, type PathSegment } from "./path.ts";
-import { ellipsized } from "../util/text.ts";
+import { cutText, ellipsized } from "../util/text.ts";
 import { ConfigSchema, diskShareMb, workerProcesses, type RawConfig } from "./schema.ts";
 import { unseenCharacterProblem, validateConfig } from "./validate.ts";
 
@@ -66,8 +66,9 @@ export function formatIssues(issues: ConfigIssue[], file?: string): string {
  * A command-line argument (a --config path, an unknown argument, a --healthcheck URL) as a message
  * shows it: without the user name and password of every URL in it (`https://user:pass@host/x`
  * → `https://host/x`; the `user:pass@host` of one written without its scheme, or with its `//`
- * folded into one `/` as a resolved path has it, → `***@host`), and its control characters
- * escaped (printable). Docker keeps a container's output in its health log.
+ * folded into one `/` as a resolved path has it, → `***@host`), cut to SHOWN_ARGUMENT characters with its length said, and its
+ * control characters escaped (printable). Docker keeps a container's output in its health log; a
+ * 100 KB argument was echoed whole, twice.
  * (a scheme starts where no scheme character precedes it: tried at each letter of a long word, the search was quadratic, 128 KB ~10 s;
  * the scheme-less form is looked for in each word between white space and '/', once)
  */
@@ -78,8 +79,11 @@ export function shownArgument(a: string): string {
     // (marked, so that `a:secret@b` is not shown as another file's name, `b`; `--option=user:pass@host` keeps its `--option=`)
     return at < 0 || colon < 0 || colon > at ? word : `${word.slice(0, word.lastIndexOf("=", colon) + 1)}***@${word.slice(at + 1)}`;
   });
-  return printable(hidden);
+  return printable(hidden.length > SHOWN_ARGUMENT ? `${cutText(hidden, SHOWN_ARGUMENT)}... (${hidden.length} characters)` : hidden);
 }
+
+/** The longest argument a message shows whole (shownArgument). */
+const SHOWN_ARGUMENT = 200;
 
 /** `text` with its control characters and bidirectional overrides (UNPRINTABLE) written as escapes, for a terminal (formatIssues, the CLI's usage errors). */
 export function printable(text: string): string {

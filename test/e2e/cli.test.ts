@@ -132,6 +132,15 @@ test("a long unknown argument is answered at once (the search for a URL's user n
   expect({ code: r!.code, fast: performance.now() - started < 3_000 }).toEqual({ code: 2, fast: true });
 });
 
+test("a long unknown argument is cut in the message, with its length (100 KB was echoed whole, twice)", async () => {
+  const long = `${"x".repeat(100_000)}SEEN-AT-THE-END`;
+  const [unknown, hc] = await runEach([[long], ["--healthcheck", `ftp://h/${long}`]]);
+  expect(unknown!.code).toBe(2);
+  expect(unknown!.stderr).toStartWith(`error: unknown argument '${"x".repeat(200)}... (100015 characters)': to use it as the config file, write --config ${"x".repeat(200)}... (100015 characters)\n`);
+  expect(hc!.stderr).toBe(`error: --healthcheck takes an http:// or https:// URL, not 'ftp://h/${"x".repeat(192)}... (100023 characters)'\n`);
+  for (const r of [unknown!, hc!]) expect(r.stderr).not.toContain("SEEN-AT-THE-END");
+});
+
 test("a --config path that looks like a URL or user:password@host is shown without the user name and password, in every problem's place too", async () => {
   const named = join(dir, "cfg:Cfg-secret-9@host");
   writeFileSync(named, "server: { port: 70000 }\n" + bucket());
