@@ -274,7 +274,11 @@ function zodMessage(issue: z.core.$ZodIssue, raw: unknown, fromVar?: string, par
     else if (typeof v === "string" && (expected === "number" || expected === "int")) hint = " (a plain number: seconds, bytes or a count, no unit)";
     else if (typeof v === "string" && expected === "boolean") hint = " (write true or false, without quotes)";
     // (`jwt:` with every line under it commented out: the original read that as no section at all)
-    else if (v === null && (expected === "object" || expected === "record")) hint = " (the key has no value, as when every line under it is commented out: write its keys indented below it, or remove the key)";
+    // (only a key the config can do without is told it may be removed: `s3:` cannot)
+    else if (v === null && (expected === "object" || expected === "record")) {
+      const entry = typeof issue.path.at(-1) === "number";
+      hint = ` (the ${entry ? "entry" : "key"} has no value, as when every line under it is commented out: write its keys indented below it${entry ? ", or remove the entry" : optionalAt(issue.path) ? ", or remove the key" : "; it is required"})`;
+    }
     return `expected ${wanted(expected)}, got ${kindOf(v)}${hint}`;
   }
   if (issue.code === "invalid_union") {
@@ -371,8 +375,19 @@ export interface ParseOptions {
   tls?: { cert: string; key: string };
 }
 
+/** Whether the key at `path` may be left out (every schema found there takes no value), and false when none is found. */
+function optionalAt(path: readonly PropertyKey[]): boolean {
+  const at = schemasAt(path.filter((s): s is PathSegment => typeof s !== "symbol"));
+  return at.length > 0 && at.every((s) => (s as z.ZodType).safeParse(undefined).success);
+}
+
 /** The keys the schema takes in the mapping at `path` (through lists, defaults, transforms and unions). */
 function keysAt(path: readonly PathSegment[]): string[] {
+  return [...new Set(schemasAt(path, true).flatMap((o) => Object.keys((o as { shape?: object }).shape ?? {})))];
+}
+
+/** The schemas of the value at `path` (through lists, defaults, transforms and unions); with `mappings`, what holds the keys there (their object definitions). */
+function schemasAt(path: readonly PathSegment[], mappings = false): unknown[] {
   type Def = { type: string; shape?: Record<string, unknown>; element?: unknown; innerType?: unknown; in?: unknown; options?: unknown[]; getter?: () => unknown };
   const def = (s: unknown) => (s as { _zod: { def: Def } })._zod.def;
   // Down to what holds the keys: an object, or every branch of a union.
@@ -394,7 +409,7 @@ function keysAt(path: readonly PathSegment[]): string[] {
   };
   let at: unknown[] = [ConfigSchema];
   for (const seg of path) at = typeof seg === "number" ? at.flatMap((s) => within(s)) : at.flatMap((s) => objects(s).map((o) => o.shape?.[seg]).filter((x) => x !== undefined));
-  return [...new Set(at.flatMap((s) => objects(s).flatMap((o) => Object.keys(o.shape ?? {}))))];
+  return mappings ? at.flatMap((s) => objects(s)) : at;
 }
 
 /**

@@ -746,6 +746,15 @@ describe("parseConfig", () => {
     ]);
   });
 
+  test("a required section, or a list entry, left without a value is not told it may be removed (an empty s3: said \"or remove the key\")", () => {
+    const got = issues(`buckets:\n  -\n  - name: b\n    path_prefix: /b\n    s3:\n`);
+    const why = (what: string, end: string) => `expected a mapping, got null (the ${what} has no value, as when every line under it is commented out: write its keys indented below it${end})`;
+    expect(got).toEqual([
+      { path: "buckets[0]", message: why("entry", ", or remove the entry"), line: 2 },
+      { path: "buckets[1].s3", message: why("key", "; it is required"), line: 5 },
+    ]);
+  });
+
   // No-break spaces are what copying YAML out of a web page or a chat leaves as indentation; the
   // report said "unknown key '  port'" or "server.port: unknown key 'port'" (a zero width space
   // before it), or only a YAML error, and the key looked right to whoever read it.
