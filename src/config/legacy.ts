@@ -3,7 +3,7 @@
  * each gets a message saying what to write instead of a bare "unknown key".
  */
 import { shownKey, type PathSegment } from "./path.ts";
-import { MAX_REDIS_DB } from "./schema.ts";
+import { DEFAULT_SERVER_ADDRESS, MAX_REDIS_DB } from "./schema.ts";
 
 function safeDecode(s: string): string {
   try {
@@ -406,8 +406,11 @@ function adoptOriginalSections(raw: Record<string, unknown>): Adopted {
 function loopbackMetricsNote(raw: Record<string, unknown>): string | undefined {
   const { metrics, server } = raw;
   if (!isMap(metrics) || metrics.enabled !== true || metrics.address !== undefined) return undefined;
-  const address = isMap(server) && typeof server.address === "string" ? server.address : undefined;
+  // (the effective address: left out, or with no server section, it is the default, every address;
+  // the note was given only when server.address was written)
+  const written = isMap(server) ? server.address : undefined;
+  const address = written === undefined ? DEFAULT_SERVER_ADDRESS : written;
   // (a wildcard as the original wrote it too: "0.0.0.0:8080", "[::]:8080")
-  if (address === undefined || !/^(?:0\.0\.0\.0|::|\[::\])(?::\d+)?$/.test(address)) return undefined;
+  if (typeof address !== "string" || !/^(?:0\.0\.0\.0|::|\[::\])(?::\d+)?$/.test(address)) return undefined;
   return "metrics.address is not set, so /metrics listens on 127.0.0.1 only while the proxy listens on every address: a Prometheus on another host (a Kubernetes scrape of the pod) cannot reach it; set metrics.address: 0.0.0.0 to serve it there, or 127.0.0.1 to keep it local and this note quiet";
 }

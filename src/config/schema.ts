@@ -221,9 +221,12 @@ export const BucketSchema = z.strictObject({
 });
 export type BucketConfig = z.infer<typeof BucketSchema>;
 
+/** server.address left out: every IPv4 address. */
+export const DEFAULT_SERVER_ADDRESS = "0.0.0.0";
+
 export const ServerSchema = z.strictObject({
   /** "0.0.0.0", "::", or "host:port" (the original README's form). */
-  address: nonEmpty.default("0.0.0.0"),
+  address: nonEmpty.default(DEFAULT_SERVER_ADDRESS),
   port: z.number().int().min(0).max(65535).optional(),
   shutdown_timeout: timerSecondsOrZero.default(30),
   /**

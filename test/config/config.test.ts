@@ -1299,6 +1299,10 @@ describe("settings accepted but read by nothing are said (notes)", () => {
     // said where the listener is: nothing to add
     expect(notes("0.0.0.0", ', address: "127.0.0.1"')).toBeUndefined();
     expect(notes("127.0.0.1:8080", "")).toBeUndefined();
+    // server.address left out is every address too (the note followed only a written one)
+    expect(parseConfig(`metrics: { enabled: true }\n${B}`, { env: {} }).notes).toEqual([note]);
+    expect(parseConfig(`server: { port: 8081 }\nmetrics: { enabled: true }\n${B}`, { env: {} }).notes).toEqual([note]);
+    expect(parseConfig(`server: { port: 8081 }\nmetrics: { enabled: false }\n${B}`, { env: {} }).notes).toBeUndefined();
   });
 
   test("the original's disk.sendfile: false (disk hits always use sendfile here)", () => {
