@@ -251,8 +251,31 @@ function optionMessage(issue: z.core.$ZodIssue, v: unknown, fromVar: string | un
   return `${allowed}, got ${JSON.stringify(ellipsized(v, 64))}${match === undefined ? "" : ` (the values are ${cased}: did you mean ${match}?)`}`;
 }
 
+/**
+ * A bound with its own message (a timer's "must be at most 2147483 seconds (about 24.8 days): a
+ * longer wait does not fit a timer"), or a string's length (zod's "Too big: expected string to have
+ * <=255 characters"), with what was given: the number, or the string's length (never the string:
+ * it may be a secret). They said what was allowed only. Undefined for any other issue.
+ */
+function givenBoundMessage(issue: z.core.$ZodIssue, v: unknown): string | undefined {
+  if (issue.code !== "too_big" && issue.code !== "too_small") return undefined;
+  const bound = Number(issue.code === "too_big" ? issue.maximum : issue.minimum);
+  let message = issue.message;
+  let got: string;
+  if (typeof v === "number" && (issue.origin === "number" || issue.origin === "int")) got = String(v);
+  else if (typeof v === "string" && issue.origin === "string") {
+    // ("must not be empty": nothing to add)
+    if (issue.code === "too_small" && bound <= 1) return undefined;
+    if (/^Too (?:big|small): /.test(message)) message = `must be ${issue.code === "too_big" ? "at most" : "at least"} ${bound} characters`;
+    got = `${v.length} character${v.length === 1 ? "" : "s"}`;
+  } else return undefined;
+  // (before the reason the message gives after ": ")
+  const why = message.indexOf(": ");
+  return why < 0 ? `${message}, got ${got}` : `${message.slice(0, why)}, got ${got}${message.slice(why)}`;
+}
+
 function zodMessage(issue: z.core.$ZodIssue, raw: unknown, fromVar?: string, partVar?: string): string {
-  const range = rangeMessage(issue, valueAt(raw, issue.path), issue.path);
+  const range = rangeMessage(issue, valueAt(raw, issue.path), issue.path) ?? givenBoundMessage(issue, valueAt(raw, issue.path));
   if (range !== undefined) return range;
   const option = optionMessage(issue, valueAt(raw, issue.path), fromVar, partVar);
   if (option !== undefined) return option;

@@ -149,9 +149,9 @@ export function validateS3Api(cfg: Whole, main: { host: string; port: number }, 
   if (sts !== undefined && !sts.enabled && sts.cors !== undefined) issues.push({ path: at("sts", "cors"), message: "has no effect while sts is disabled (sts.enabled: false)" });
   if (sts?.enabled) {
     if (!sts.session_key) issues.push({ path: at("sts", "session_key"), message: `required when sts is enabled (at least ${MIN_SESSION_KEY_BYTES} bytes, the same on every replica)` });
-    else if (Buffer.byteLength(sts.session_key) < MIN_SESSION_KEY_BYTES) issues.push({ path: at("sts", "session_key"), message: `must be at least ${MIN_SESSION_KEY_BYTES} bytes` });
+    else if (Buffer.byteLength(sts.session_key) < MIN_SESSION_KEY_BYTES) issues.push({ path: at("sts", "session_key"), message: `must be at least ${MIN_SESSION_KEY_BYTES} bytes, got ${Buffer.byteLength(sts.session_key)}` });
     (sts.previous_session_keys ?? []).forEach((k, i) => {
-      if (Buffer.byteLength(k) < MIN_SESSION_KEY_BYTES) issues.push({ path: at("sts", "previous_session_keys", i), message: `must be at least ${MIN_SESSION_KEY_BYTES} bytes` });
+      if (Buffer.byteLength(k) < MIN_SESSION_KEY_BYTES) issues.push({ path: at("sts", "previous_session_keys", i), message: `must be at least ${MIN_SESSION_KEY_BYTES} bytes, got ${Buffer.byteLength(k)}` });
     });
     if (!cfg.jwt?.enabled) issues.push({ path: at("sts", "enabled"), message: "temporary credentials are issued for JWTs: configure an enabled top-level `jwt:` section" });
   }

@@ -405,7 +405,7 @@ export const RedisCacheSchema = z.strictObject({
   max_item_size_mb: z
     .number()
     .positive()
-    .max(511, "at most 511: a Redis string holds at most 512 MB (proto-max-bulk-len), and an entry holds the object's metadata beside its body")
+    .max(511, "must be at most 511: a Redis string holds at most 512 MB (proto-max-bulk-len), and an entry holds the object's metadata beside its body")
     .default(10),
   /** A connection attempt that takes longer fails; the layer is skipped until a reconnect succeeds. */
   connect_timeout_ms: posInt.max(60_000).default(500),
@@ -450,9 +450,9 @@ export function cacheLayerIssues(c: CacheConfig): Array<{ path: Array<string | n
     if (layers.includes(name) && c[name] === undefined) out.push({ path: [name], message: `cache_layers lists ${name}: the cache.${name} section is required` });
     if (!layers.includes(name) && c[name] !== undefined) out.push({ path: [name], message: `cache.${name} is set but cache_layers does not list ${name}: add it there or remove this section` });
   }
-  if (c.disk && c.disk.max_item_size_mb > c.disk.max_disk_size_mb) out.push({ path: ["disk", "max_item_size_mb"], message: "must not exceed max_disk_size_mb" });
+  if (c.disk && c.disk.max_item_size_mb > c.disk.max_disk_size_mb) out.push({ path: ["disk", "max_item_size_mb"], message: `must not exceed max_disk_size_mb (${c.disk.max_disk_size_mb}), got ${c.disk.max_item_size_mb}` });
   // (an item the layer could never hold: the start-up summary said "memory 1024 MiB (items<=2048 MiB)")
-  if (layers.includes("memory") && c.memory.max_item_size_mb > c.memory.max_cache_size_mb) out.push({ path: ["memory", "max_item_size_mb"], message: "must not exceed max_cache_size_mb" });
+  if (layers.includes("memory") && c.memory.max_item_size_mb > c.memory.max_cache_size_mb) out.push({ path: ["memory", "max_item_size_mb"], message: `must not exceed max_cache_size_mb (${c.memory.max_cache_size_mb}), got ${c.memory.max_item_size_mb}` });
   return out;
 }
 

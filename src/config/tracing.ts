@@ -42,7 +42,7 @@ export const TracingSchema = z
       const why = userinfoProblem(t.otlp_endpoint, "put the collector's credentials in tracing.headers");
       if (why) ctx.addIssue({ code: "custom", path: ["otlp_endpoint"], message: why });
     }
-    if (t.max_export_batch > t.max_queue_spans) ctx.addIssue({ code: "custom", path: ["max_export_batch"], message: "must not exceed max_queue_spans" });
+    if (t.max_export_batch > t.max_queue_spans) ctx.addIssue({ code: "custom", path: ["max_export_batch"], message: `must not exceed max_queue_spans (${t.max_queue_spans}), got ${t.max_export_batch}` });
     for (const [name, value] of Object.entries(t.headers ?? {})) {
       // Messages name the header, never its value (it is usually a credential).
       if (!HEADER_NAME.test(name)) ctx.addIssue({ code: "custom", path: ["headers", name], message: "is not a valid header name" });

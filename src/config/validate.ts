@@ -550,7 +550,7 @@ export function validateConfig(cfg: RawConfig, opts: { baseDir?: string; tls?: {
     if (cfg.server.port !== undefined) issues.push({ path: ["server", "port"], message: `the port is given twice: in server.address (${m[2]}) and in server.port` });
     host = m[1].replace(/^\[|\]$/g, "");
     port = Number(m[2]);
-    if (port > 65535) issues.push({ path: ["server", "address"], message: "port must be at most 65535" });
+    if (port > 65535) issues.push({ path: ["server", "address"], message: `port must be at most 65535, got ${port}` });
   }
   {
     const problem = listenAddressProblem(m ? host : cfg.server.address, "server.address");
@@ -639,7 +639,7 @@ export function validateConfig(cfg: RawConfig, opts: { baseDir?: string; tls?: {
     }
     checkUrl(s3.endpoint, at("s3", "endpoint"), "S3 credentials go in access_key and secret_key", issues);
     if (s3.retry && s3.retry.max_backoff_ms < s3.retry.initial_backoff_ms)
-      issues.push({ path: at("s3", "retry", "max_backoff_ms"), message: "must be at least initial_backoff_ms" });
+      issues.push({ path: at("s3", "retry", "max_backoff_ms"), message: `must be at least initial_backoff_ms (${s3.retry.initial_backoff_ms}), got ${s3.retry.max_backoff_ms}` });
     const nameProblem = bucketNameProblem(s3.bucket);
     if (nameProblem) issues.push({ path: at("s3", "bucket"), message: nameProblem });
 

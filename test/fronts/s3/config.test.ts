@@ -69,7 +69,7 @@ describe("s3_api", () => {
         expect.stringMatching(/^s3_api\.max_clock_skew_seconds: /),
         "s3_api.bogus: unknown key 'bogus'",
         expect.stringMatching(/^s3_api\.credentials\[0\]\.access_key_id: must be 3-128/),
-        "s3_api.credentials[0].secret_access_key: must be at least 16 characters",
+        "s3_api.credentials[0].secret_access_key: must be at least 16 characters, got 5 characters",
         expect.stringMatching(/^s3_api\.credentials\[0\]\.identity: /),
         expect.stringMatching(/^s3_api\.credentials\[0\]\.buckets\.products\[0\]: unknown permission; use read, list, write, delete/),
       ]),
@@ -95,7 +95,7 @@ s3_api:
         "s3_api.credentials[1].access_key_id: duplicate access key id (also credentials[0])",
         "s3_api.credentials[1].claims.sub: sub is always the identity: remove it (set identity instead)",
         "s3_api.credentials[2].access_key_id: must not start with ASIA: that prefix marks temporary (STS) credentials",
-        "s3_api.sts.session_key: must be at least 32 bytes",
+        "s3_api.sts.session_key: must be at least 32 bytes, got 9",
         "s3_api.sts.enabled: temporary credentials are issued for JWTs: configure an enabled top-level `jwt:` section",
       ]),
     );

@@ -101,7 +101,7 @@ describe("S3Identities.lookup", () => {
   });
 
   test("previous_session_keys: each at least 32 bytes", () => {
-    expect(() => parseConfig(yaml().replace(/( {2}sts: \{ session_key: "[^"]*")/, '$1, previous_session_keys: ["short"]'), { env: {} })).toThrow(/previous_session_keys\[0\]: must be at least 32 bytes/);
+    expect(() => parseConfig(yaml().replace(/( {2}sts: \{ session_key: "[^"]*")/, '$1, previous_session_keys: ["short"]'), { env: {} })).toThrow(/previous_session_keys\[0\]: must be at least 32 bytes, got 5$/m);
   });
 
   test("a reload that rotates a static secret verifies with the new one only", async () => {

@@ -349,9 +349,9 @@ describe("tracing config", () => {
     expect(problems(cfg("{ enabled: true }"))).toContain("tracing.otlp_endpoint: is required when tracing is enabled");
     expect(problems(cfg(`{ otlp_endpoint: "ftp://x" }`))).toContain("tracing.otlp_endpoint: must be an http(s) URL");
     expect(problems(cfg(`{ otlp_endpoint: "http://u:pw@otel:4318" }`))).toContain("tracing.otlp_endpoint: must not contain a user name or password");
-    expect(problems(cfg("{ sample_ratio: 1.5 }"))).toContain("tracing.sample_ratio: must be within 0..1");
-    expect(problems(cfg("{ sample_ratio: -0.1 }"))).toContain("tracing.sample_ratio: must be within 0..1");
-    expect(problems(cfg("{ max_queue_spans: 100, max_export_batch: 200 }"))).toContain("tracing.max_export_batch: must not exceed max_queue_spans");
+    expect(problems(cfg("{ sample_ratio: 1.5 }"))).toContain("tracing.sample_ratio: must be within 0..1, got 1.5");
+    expect(problems(cfg("{ sample_ratio: -0.1 }"))).toContain("tracing.sample_ratio: must be within 0..1, got -0.1");
+    expect(problems(cfg("{ max_queue_spans: 100, max_export_batch: 200 }"))).toContain("tracing.max_export_batch: must not exceed max_queue_spans (100), got 200");
     expect(problems(cfg("{ exporter: otlp }"))).toContain("tracing");
     const h = problems(cfg(`{ headers: { "bad name": "\${OTLP_TOKEN}", traceparent: "\${OTLP_TOKEN}", x-ok: "a\\nb", x-curly: "Bearer \u201ctok-secret-777\u201d" } }`));
     expect(h).toContain("is not a valid header name");
