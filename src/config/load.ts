@@ -237,18 +237,25 @@ function rangeMessage(issue: z.core.$ZodIssue, v: unknown, path: readonly Proper
  * a set with its own message.
  */
 function optionMessage(issue: z.core.$ZodIssue, v: unknown, fromVar: string | undefined, partVar: string | undefined): string | undefined {
-  if (issue.code !== "invalid_value" || !issue.message.startsWith("Invalid option") || !issue.values.every((x) => typeof x === "string")) return undefined;
+  if (issue.code !== "invalid_value" || !issue.values.every((x) => typeof x === "string")) return undefined;
   const values = issue.values as string[];
-  const allowed = `expected one of ${values.join(", ")}`;
+  // A set with its own message ("unknown operator; use one of equals, in, ...") said what was
+  // allowed only: the value given goes after its first clause (`unknown operator "equal"; use ...`).
+  const own = !issue.message.startsWith("Invalid option");
+  const allowed = own ? issue.message : `expected one of ${values.join(", ")}`;
+  const cut = allowed.indexOf(";");
+  const said = (got: string, hint = "") => (own && cut > 0 ? `${allowed.slice(0, cut)}, got ${got}${allowed.slice(cut)}${hint}` : `${allowed}, got ${got}${hint}`);
   if (v === undefined) return undefined;
-  if (typeof v !== "string") return `${allowed}, got ${kindOf(v)}`;
+  if (typeof v !== "string") return said(kindOf(v));
   const match = values.find((x) => x.toLowerCase() === v.trim().toLowerCase());
   const cased = values.every((x) => x === x.toLowerCase()) ? "lower case" : "case-sensitive";
-  if (fromVar !== undefined) return `${allowed}, got the value of \${${fromVar}}${match === undefined ? "" : ` (the values are ${cased}: set ${fromVar} to ${match})`}`;
+  if (fromVar !== undefined) return said(`the value of \${${fromVar}}`, match === undefined ? "" : ` (the values are ${cased}: set ${fromVar} to ${match})`);
   // (nor one holding a variable's value among other text: "x${SECRET}" showed it)
-  if (partVar !== undefined) return `${allowed}, got a value holding \${${partVar}}`;
+  if (partVar !== undefined) return said(`a value holding \${${partVar}}`);
+  // (a near miss, `equal` for equals, `headers` for header, is named as a misspelt key is; not for a short one: `is` is not `in`)
+  const near = match === undefined && v.trim().length > 3 ? likelyKey(v.trim(), values) : undefined;
   // (cut as a key is: a 200 KB value was echoed whole, in the log and the admin reload's answer too)
-  return `${allowed}, got ${JSON.stringify(ellipsized(v, 64))}${match === undefined ? "" : ` (the values are ${cased}: did you mean ${match}?)`}`;
+  return said(JSON.stringify(ellipsized(v, 64)), match !== undefined ? ` (the values are ${cased}: did you mean ${match}?)` : near !== undefined ? ` (did you mean ${near}?)` : "");
 }
 
 /**

@@ -46,7 +46,7 @@ describe("validation", () => {
   });
 
   test.each([
-    ["  cache_layers: [memory, ssd]", "cache.cache_layers[1]", "unknown cache layer; use memory, disk, redis"],
+    ["  cache_layers: [memory, ssd]", "cache.cache_layers[1]", "unknown cache layer, got \"ssd\"; use memory, disk, redis"],
     ["  cache_layers: []", "cache.cache_layers", "list at least one layer"],
     ["  cache_layers: [memory, memory]", "cache.cache_layers", "a layer is listed twice"],
     ["  cache_layers: [disk, memory]\n  disk: { path: /tmp/c }", "cache.cache_layers", "fastest first: memory, disk, redis"],

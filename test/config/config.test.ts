@@ -288,6 +288,21 @@ describe("parseConfig", () => {
     expect(JSON.stringify(found)).not.toContain("MyLiteralS3cret");
   });
 
+  test("a value outside a fixed set with its own message names the value given, and the value it is likely a slip of (it said only \"unknown operator; use one of ...\")", () => {
+    const said = (jwt: string, bucket = "") => issues(`jwt:\n  enabled: true\n  secret: "${"s".repeat(32)}"\n${jwt}\n${B.replace("path_prefix: /b", `path_prefix: /b${bucket}`)}`).map((i) => `${i.line} ${i.path}: ${i.message}`);
+    expect(said("  algorithm: hs256", "\n    access: readonly")).toEqual([
+      "4 jwt.algorithm: unsupported algorithm, got \"hs256\"; use one of HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA (the values are case-sensitive: did you mean HS256?)",
+      "8 buckets[0].access: unknown access, got \"readonly\"; use read-only or read-write (did you mean read-only?)",
+    ]);
+    expect(said("  claims: [{ claim: role, operator: equal, value: admin }]\n  token_sources: [{ type: headers, name: X-Token }]")).toEqual([
+      "4 jwt.claims[0].operator: unknown operator, got \"equal\"; use one of equals, in, contains, gt, lt, gte, lte, exists (did you mean equals?)",
+      "5 jwt.token_sources[0].type: unknown token source type, got \"headers\"; use bearer, header or query (did you mean header?)",
+    ]);
+    // (a value from a ${VAR} is named by the variable, never shown)
+    const fromVar = issues(`jwt:\n  enabled: true\n  secret: "${"s".repeat(32)}"\n  algorithm: \${ALG}\n${B}`, { ALG: "hs256-Alg-Value-7" }).map((i) => i.message);
+    expect(fromVar).toEqual(["unsupported algorithm, got the value of ${ALG}; use one of HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA"]);
+  });
+
   test("a key of a fixed set that was left out says required and the choices, not 'unknown operator' or zod's 'Invalid option' as if one had been written", () => {
     const S = "0123456789abcdef0123456789abcdef";
     const said = (jwt: string) => issues(`jwt: { enabled: true, secret: "${S}", ${jwt} }\n${B}`).map((i) => `${i.path}: ${i.message}`);
@@ -295,7 +310,7 @@ describe("parseConfig", () => {
     expect(said("token_sources: [{ name: x-token }]")).toEqual(["jwt.token_sources[0].type: required: one of bearer, header, query"]);
     expect(said(`keys: [{ id: k1, secret: "${S}" }]`)).toEqual(["jwt.keys[0].algorithm: required: one of HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA"]);
     // one written but not in the set is still named as such
-    expect(said("claims: [{ claim: role, operator: is, value: admin }]")).toEqual(["jwt.claims[0].operator: unknown operator; use one of equals, in, contains, gt, lt, gte, lte, exists"]);
+    expect(said("claims: [{ claim: role, operator: is, value: admin }]")).toEqual(["jwt.claims[0].operator: unknown operator, got \"is\"; use one of equals, in, contains, gt, lt, gte, lte, exists"]);
   });
 
   test("a contains rule with an empty value is refused: every string contains it, so the rule admitted any token with the claim", () => {

@@ -38,7 +38,7 @@ describe("server.rate_limit.backend", () => {
     expect(bad).toContain("server.rate_limit.redis_url: must be a redis:// or rediss:// URL");
     expect(bad).not.toContain("secret");
     expect(problems(cfg(`{ redis_url: "redis://h:6379" }`))).toContain("server.rate_limit.redis_url: is only used with backend: redis");
-    expect(problems(cfg("{ backend: memcached }"))).toContain("unknown rate_limit backend; use memory or redis");
+    expect(problems(cfg("{ backend: memcached }"))).toContain('unknown rate_limit backend, got "memcached"; use memory or redis');
   });
 
   test("without redis_url, the cache's Redis is used", () => {

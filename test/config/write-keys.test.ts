@@ -49,7 +49,7 @@ describe("buckets[].cors", () => {
     expect(issues(yaml("    cors: { allowed_origins: [] }\n"))).toEqual([{ path: "buckets[0].cors.allowed_origins", message: "list at least one origin" }]);
     expect(issues(yaml("    cors: { allowed_origins: [https://a.example], allowed_methods: [PATCH] }\n"))[0]).toEqual({
       path: "buckets[0].cors.allowed_methods[0]",
-      message: "unknown method; use GET, HEAD, PUT, POST, DELETE",
+      message: 'unknown method, got "PATCH"; use GET, HEAD, PUT, POST, DELETE',
     });
     expect(issues(yaml('    cors: { allowed_origins: [https://a.example], allowed_headers: ["bad header"] }\n'))[0]!.path).toBe("buckets[0].cors.allowed_headers[0]");
     expect(issues(yaml('    cors: { allowed_origins: [https://a.example], expose_headers: ["*"] }\n'))[0]!.path).toBe("buckets[0].cors.expose_headers[0]");
