@@ -286,6 +286,14 @@ function zodMessage(issue: z.core.$ZodIssue, raw: unknown, fromVar?: string, par
   if (range !== undefined) return range;
   const option = optionMessage(issue, valueAt(raw, issue.path), fromVar, partVar);
   if (option !== undefined) return option;
+  // (a path_prefix without its leading "/": it said "must start with /" only; a ${VAR}'s value is never shown)
+  const given = valueAt(raw, issue.path);
+  if (issue.code === "invalid_format" && issue.format === "starts_with" && typeof given === "string") {
+    const p = (issue as { prefix?: string }).prefix ?? "";
+    if (fromVar !== undefined) return `${issue.message}, got the value of \${${fromVar}}`;
+    if (partVar !== undefined) return `${issue.message}, got a value holding \${${partVar}}`;
+    return `${issue.message}, got ${JSON.stringify(ellipsized(given, 64))} (write ${JSON.stringify(ellipsized(p + given, 64))})`;
+  }
   if (issue.code === "unrecognized_keys") return `unknown key${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `'${shownKey(k)}'`).join(", ")}`;
   // A key of a fixed set left out (a claim rule without operator, a jwt.keys entry without
   // algorithm): it was "unknown operator" or zod's "Invalid option", as if one had been written.

@@ -807,7 +807,9 @@ describe("parseConfig", () => {
   });
 
   test("a path_prefix not starting with / is rejected", () => {
-    expect(issues(B.replace("path_prefix: /b", "path_prefix: b"))).toEqual([{ path: "buckets[0].path_prefix", message: "must start with /", line: 3 }]);
+    expect(issues(B.replace("path_prefix: /b", "path_prefix: b"))).toEqual([{ path: "buckets[0].path_prefix", message: 'must start with /, got "b" (write "/b")', line: 3 }]);
+    // (from a \${VAR}: named, its value never shown)
+    expect(issues(B.replace("path_prefix: /b", "path_prefix: ${P}"), { P: "Prefix-Value-3" })[0]!.message).toBe("must start with /, got the value of ${P}");
   });
 
   test("access_key without secret_key is rejected on secret_key", () => {
