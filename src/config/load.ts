@@ -311,6 +311,11 @@ function zodMessage(issue: z.core.$ZodIssue, raw: unknown, fromVar?: string, par
     else if (typeof v === "string" && (expected === "number" || expected === "int") && issue.path.at(-1) === "port") hint = " (a port number, 0-65535, without quotes)";
     else if (typeof v === "string" && (expected === "number" || expected === "int")) hint = " (a plain number: seconds, bytes or a count, no unit)";
     else if (typeof v === "string" && expected === "boolean") hint = " (write true or false, without quotes)";
+    // (the original's `address: 8080`: a port alone)
+    else if (typeof v === "number" && expected === "string" && formatPath(issue.path as PathSegment[]) === "server.address") hint = " (an address such as 0.0.0.0, or host:port as the original wrote it; a port alone goes in server.port)";
+    // (`secret: 12345`, `bucket: 2024`, `value: true`: YAML reads an unquoted number or true/false as one, and a secret's
+    // digits may not even survive it: 0x1F is 31, 1e3 is 1000)
+    else if ((typeof v === "number" || typeof v === "boolean") && expected === "string") hint = ` (YAML reads an unquoted ${typeof v === "number" ? "number" : "true or false"} as one: write it in quotes to make it text)`;
     // (`jwt:` with every line under it commented out: the original read that as no section at all)
     // (only a key the config can do without is told it may be removed: `s3:` cannot)
     else if (v === null && (expected === "object" || expected === "record")) {

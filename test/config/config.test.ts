@@ -288,6 +288,16 @@ describe("parseConfig", () => {
     expect(JSON.stringify(found)).not.toContain("MyLiteralS3cret");
   });
 
+  test("a number or true/false where text goes says YAML read it so and to quote it; the original's `address: 8080` says where a port goes (both said only \"expected a string, got an integer\")", () => {
+    const got = issues(`server:\n  address: 8080\njwt:\n  enabled: true\n  secret: 123456789012345678901234567890123\n${B.replace("bucket: bkt", "bucket: 2024")}`).map((i) => `${i.line} ${i.path}: ${i.message}`);
+    expect(got).toEqual([
+      "2 server.address: expected a string, got an integer (an address such as 0.0.0.0, or host:port as the original wrote it; a port alone goes in server.port)",
+      "5 jwt.secret: expected a string, got an integer (YAML reads an unquoted number as one: write it in quotes to make it text)",
+      "9 buckets[0].s3.bucket: expected a string, got an integer (YAML reads an unquoted number as one: write it in quotes to make it text)",
+    ]);
+    expect(issues(`jwt:\n  enabled: true\n  secret: true\n${B}`).map((i) => i.message)).toEqual(["expected a string, got a boolean (YAML reads an unquoted true or false as one: write it in quotes to make it text)"]);
+  });
+
   test("a value outside a fixed set with its own message names the value given, and the value it is likely a slip of (it said only \"unknown operator; use one of ...\")", () => {
     const said = (jwt: string, bucket = "") => issues(`jwt:\n  enabled: true\n  secret: "${"s".repeat(32)}"\n${jwt}\n${B.replace("path_prefix: /b", `path_prefix: /b${bucket}`)}`).map((i) => `${i.line} ${i.path}: ${i.message}`);
     expect(said("  algorithm: hs256", "\n    access: readonly")).toEqual([
