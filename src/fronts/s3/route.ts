@@ -347,42 +347,20 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
   if (subs > 1) return notImplemented("A request naming several sub-resources");
   if (a.key === "") {
     if (uploadId || partNumber || versionId) return notImplemented(`${method} on a bucket with ?${uploadId ? "uploadId" : partNumber ? "partNumber" : "versionId"}`);
-    if (method === "HEAD" && sub === undefined) return "HeadBucket";
-    if (sub === "acl" && subs === 1 && (method === "GET" || method === "PUT")) return method === "GET" ? "GetBucketAcl" : "PutBucketAcl";
-    if (method === "POST" && sub === "delete") return "DeleteObjects";
-    // A browser form upload (S3's POST Object): authenticated by its signed policy, not the request.
-    if (method === "POST" && sub === undefined) return "PostObject";
-    if (method === "PUT" && sub === undefined) return "CreateBucket";
-    // Setting or deleting a setting the bucket's configuration documents answer from config: the
-    // proxy's, not the caller's to change (S3's 403 for a caller without the permission; it was 501,
-    // as if another server might take it: `s3cmd payer`, `setcors`, `setversioning`, ...).
-    if (method !== "GET" && sub !== undefined && isBucketSetting(sub)) return configWriteRefusal(sub);
-    // DeleteBucket: the buckets are the configuration's, as for CreateBucket of another name (it was 501).
-    if (method === "DELETE" && sub === undefined) return s3Error("AccessDenied", "This proxy does not delete buckets: the buckets it serves are those its configuration names.");
-    if (method !== "GET") return notImplemented(`${method} on a bucket`);
-    if (sub === "location") return "GetBucketLocation";
-    if (sub === "versioning") return "GetBucketVersioning";
-    if (sub === "uploads") return "ListMultipartUploads";
-    if (sub === "versions") return "ListObjectVersions";
-    const config = sub === undefined ? undefined : bucketConfigRead(sub, query);
-    if (config !== undefined) return config;
-    if (sub !== undefined) return notImplemented(`The ?${sub} sub-resource`);
-    if (listType === undefined) return "ListObjects";
-    if (listType === "2") return "ListObjectsV2";
-    return s3Error("InvalidArgument", "Invalid List Type specified", { ArgumentName: "list-type", ArgumentValue: listType.slice(0, 64) });
+    return bucketOperation(method, sub, listType, query);
   }
   // A bucket's location, versioning or configuration document asked at a key's path: S3 answers
   // the bucket's, the key ignored, as S3 dispatches a bucket's sub-resources at a key path
   // (measured; `?location` there was 501, and so were `?cors`, `?policy`, ... until 2026-12).
   // (`?tagging` there is the object's own.)
-  if (method === "GET" && subs === 1 && !uploadId && !partNumber && !versionId && sub !== undefined && sub !== "tagging") {
+  if (method === "GET" && sub !== undefined && sub !== "tagging" && !uploadId && !partNumber && !versionId) {
     if (sub === "location" || sub === "versioning") return sub === "location" ? "GetBucketLocation" : "GetBucketVersioning";
     const config = bucketConfigRead(sub, query);
     if (config !== undefined) return config;
   }
   // Setting or deleting a bucket's setting at a key's path: the bucket's, refused as at its path
   // (it was 501). (`?tagging` and `?acl` there are the object's own.)
-  if (method !== "GET" && subs === 1 && !uploadId && !partNumber && !versionId && sub !== undefined && !OBJECT_SUBRESOURCE_WRITES.has(sub) && isBucketSetting(sub)) {
+  if (method !== "GET" && sub !== undefined && !uploadId && !partNumber && !versionId && !OBJECT_SUBRESOURCE_WRITES.has(sub) && isBucketSetting(sub)) {
     return configWriteRefusal(sub);
   }
   // A bucket's listing of uploads or versions asked at a key's path: S3 refuses it, 400
@@ -391,9 +369,9 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
     return s3Error("InvalidRequest", sub === "uploads" ? "Key is not expected for the GET method ?uploads subresource" : "There is no such thing as the ?versions sub-resource for a key");
   }
   // An object's metadata (ETag, size, storage class, parts), of the current object or a version.
-  if (sub === "attributes" && subs === 1 && !uploadId && !partNumber && method === "GET") return "GetObjectAttributes";
-  if (sub === "acl" && subs === 1 && !uploadId && !partNumber && (method === "GET" || method === "PUT")) return method === "GET" ? "GetObjectAcl" : "PutObjectAcl";
-  if (sub === "tagging" && subs === 1 && !uploadId && !partNumber && !versionId) {
+  if (sub === "attributes" && !uploadId && !partNumber && method === "GET") return "GetObjectAttributes";
+  if (sub === "acl" && !uploadId && !partNumber && (method === "GET" || method === "PUT")) return method === "GET" ? "GetObjectAcl" : "PutObjectAcl";
+  if (sub === "tagging" && !uploadId && !partNumber && !versionId) {
     if (method === "GET") return "GetObjectTagging";
     if (method === "PUT") return "PutObjectTagging";
     if (method === "DELETE") return "DeleteObjectTagging";
@@ -430,4 +408,34 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
     default:
       return notImplemented(`${method} on an object`);
   }
+}
+
+/**
+ * The operation of a request at a bucket's own path (no key), naming at most one sub-resource
+ * (`sub`) and no upload, part or version (operationOf).
+ */
+function bucketOperation(method: string, sub: string | undefined, listType: string | undefined, query: ReadonlyArray<readonly [string, string]>): S3Operation | S3Error {
+  if (method === "HEAD" && sub === undefined) return "HeadBucket";
+  if (sub === "acl" && (method === "GET" || method === "PUT")) return method === "GET" ? "GetBucketAcl" : "PutBucketAcl";
+  if (method === "POST" && sub === "delete") return "DeleteObjects";
+  // A browser form upload (S3's POST Object): authenticated by its signed policy, not the request.
+  if (method === "POST" && sub === undefined) return "PostObject";
+  if (method === "PUT" && sub === undefined) return "CreateBucket";
+  // Setting or deleting a setting the bucket's configuration documents answer from config: the
+  // proxy's, not the caller's to change (S3's 403 for a caller without the permission; it was 501,
+  // as if another server might take it: `s3cmd payer`, `setcors`, `setversioning`, ...).
+  if (method !== "GET" && sub !== undefined && isBucketSetting(sub)) return configWriteRefusal(sub);
+  // DeleteBucket: the buckets are the configuration's, as for CreateBucket of another name (it was 501).
+  if (method === "DELETE" && sub === undefined) return s3Error("AccessDenied", "This proxy does not delete buckets: the buckets it serves are those its configuration names.");
+  if (method !== "GET") return notImplemented(`${method} on a bucket`);
+  if (sub === "location") return "GetBucketLocation";
+  if (sub === "versioning") return "GetBucketVersioning";
+  if (sub === "uploads") return "ListMultipartUploads";
+  if (sub === "versions") return "ListObjectVersions";
+  const config = sub === undefined ? undefined : bucketConfigRead(sub, query);
+  if (config !== undefined) return config;
+  if (sub !== undefined) return notImplemented(`The ?${sub} sub-resource`);
+  if (listType === undefined) return "ListObjects";
+  if (listType === "2") return "ListObjectsV2";
+  return s3Error("InvalidArgument", "Invalid List Type specified", { ArgumentName: "list-type", ArgumentValue: listType.slice(0, 64) });
 }
