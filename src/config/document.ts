@@ -12,7 +12,7 @@
  * is never required.
  */
 import { ellipsized } from "../util/text.ts";
-import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument, Parser, type Document, type Node, type YAMLError } from "yaml";
+import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument, Parser, type Document, type Node, type Scalar, type YAMLError } from "yaml";
 import { formatPath, type PathSegment } from "./path.ts";
 import { unseenOnLine } from "./validate.ts";
 
@@ -433,6 +433,67 @@ export function aliasInsideItsAnchor(root: unknown, aliasTargets: Map<unknown, u
   return undefined;
 }
 
+/** What parseYamlConfig's walk keeps across the scalars holding `${`: its issues and ParsedYaml's variable records. */
+interface Substitution {
+  env: Record<string, string | undefined>;
+  /** What may still be substituted, and whether going past it was said (once: every later placeholder is refused too). */
+  budget: { left: number; said: boolean };
+  issues: PathIssue[];
+  typedVars: Map<string, string>;
+  quotedVars: Map<string, string>;
+  stringVars: Map<string, string>;
+  partVars: Map<string, string>;
+}
+
+/** A scalar holding `${` at frame `f` (its line `at`): its placeholders substituted, each one this loader does not take said. */
+function placeholders(n: Scalar & { value: string }, f: Frame, at: number | undefined, s: Substitution): void {
+  // A secret written in the file that holds `${` (beside other text) is not a placeholder to
+  // name: the text after `${` is part of the secret (it was echoed by --check and the logs).
+  // (an item of a list is named by the list's key: previous_session_keys[0])
+  const named = typeof f.seg === "number" ? f.parent?.seg : f.seg;
+  const hidden = typeof named === "string" && SECRET_KEY_RE.test(named) && !WHOLE_RE.test(n.value);
+  const HIDDEN = "holds a `${` that is not a placeholder this loader substitutes, or names a variable that is not set (not shown: it may be part of a secret); a literal `${` is written `$${`";
+  let hiddenSaid = false;
+  const sayHidden = () => {
+    if (!hiddenSaid) s.issues.push({ path: segments(f), message: HIDDEN, line: at });
+    hiddenSaid = true;
+  };
+  // A shell form this loader does not expand (${VAR:?msg}, ${VAR:=x}, ${VAR+x}, ...) would stay
+  // in the value as written: said, with the variable's name and the operator only.
+  for (const m of n.value.matchAll(UNSUPPORTED_RE)) {
+    if (hidden) sayHidden();
+    else s.issues.push({ path: segments(f), message: `\${${m[1]}${m[2]}…} is not supported: only \${VAR} and \${VAR:-default} are substituted`, line: at });
+  }
+  // `${` before no variable name (`${1AK}`, `${ AK }`, `${}`): left in the value as written
+  // (sent to S3 as a credential) with no word; a literal `${` is written `$${`.
+  for (const m of n.value.matchAll(NOT_A_NAME_RE)) {
+    if (hidden) sayHidden();
+    else s.issues.push({ path: segments(f), message: `${m[0].length > 40 ? m[0].slice(0, 40) + "…" : m[0]} is not a placeholder: a variable name is letters, digits and _, not starting with a digit (a literal \`\${\` is written \`$\${\`)`, line: at });
+  }
+  // ${A:-${B}} read ${B as A's default: the value became the literal text "${B}" (sent to S3
+  // as a credential, or a secret "too short"). Said, with the outer variable's name only (in
+  // a secret too: no secret holds `${NAME:-${` by chance).
+  for (const m of n.value.matchAll(NESTED_DEFAULT_RE)) {
+    s.issues.push({ path: segments(f), message: `\${${m[1]}:-\${…}} is not supported: a default is taken as written, so write it without a variable (only \${VAR} and \${VAR:-default} are substituted)`, line: at });
+  }
+  substituteScalar(
+    n,
+    s.env,
+    s.budget,
+    (name, empty) => (hidden ? sayHidden() : s.issues.push({ path: segments(f), message: `environment variable ${name} is ${empty ? `set but empty (give it a value, or write \${${name}:-default} to use a default when it is empty)` : "not set"}`, line: at })),
+    (name, chars) => {
+      if (s.budget.said) return;
+      s.budget.said = true;
+      const who = hidden ? "a variable substituted here" : `environment variable ${name}`;
+      s.issues.push({ path: segments(f), message: `${who} (${chars} characters) takes the values substituted into the config over ${MAX_SUBSTITUTED_CHARS} characters in all: substitute smaller values, or fewer times`, line: at });
+    },
+    (name, isString) => (isString ? s.stringVars : s.typedVars).set(f.fmt, name),
+    (name) => s.partVars.set(f.fmt, name),
+  );
+  const quoted = n.type !== "PLAIN" && typeof n.source === "string" ? /^\$\{([A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?)\}$/.exec(n.source) : null;
+  if (quoted) s.quotedVars.set(f.fmt, quoted[1]!);
+}
+
 /**
  * Parses YAML text. YAML syntax errors are returned as `syntax` (with lines); otherwise the
  * document comes back with ${VAR}s substituted and every duplicate key and missing variable listed.
@@ -453,11 +514,8 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
     return r ? counter.linePos(r[0]).line : undefined;
   };
   const lines = new Map<string, number>();
-  const issues: PathIssue[] = [];
-  const typedVars = new Map<string, string>();
-  const quotedVars = new Map<string, string>();
-  const stringVars = new Map<string, string>();
-  const partVars = new Map<string, string>();
+  const sub: Substitution = { env, budget: { left: MAX_SUBSTITUTED_CHARS, said: false }, issues: [], typedVars: new Map(), quotedVars: new Map(), stringVars: new Map(), partVars: new Map() };
+  const { issues, typedVars, quotedVars, stringVars, partVars } = sub;
   const rootLine = line(doc.contents);
   const aliasTargets = aliasTargetsOf(doc);
   // An alias with no anchor before it: a value that starts with * (most often), or an anchor
@@ -472,9 +530,6 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
   };
   /** Where each alias the walk meets sits (a key's alias is met as a key, not here). */
   const aliasFrames = new Map<unknown, Frame>();
-  const budget = { left: MAX_SUBSTITUTED_CHARS };
-  /** (said once: past the budget, every later placeholder is refused too) */
-  let budgetSaid = false;
   // An explicit stack, not recursion: nesting depth is bounded only by the file size cap.
   const stack: Frame[] = [{ node: doc.contents, fmt: "", seg: undefined, parent: undefined, depth: 0 }];
   while (stack.length > 0) {
@@ -542,51 +597,7 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
       // echo its name: it may well be the secret.
       if (!aliasTargets.get(n)) issues.push({ path: segments(f), message: noAnchor(n), line: line(n) ?? lines.get(f.fmt) });
     } else if (isScalar(n) && typeof n.value === "string" && n.value.includes("${")) {
-      // A secret written in the file that holds `${` (beside other text) is not a placeholder to
-      // name: the text after `${` is part of the secret (it was echoed by --check and the logs).
-      // (an item of a list is named by the list's key: previous_session_keys[0])
-      const named = typeof f.seg === "number" ? f.parent?.seg : f.seg;
-      const hidden = typeof named === "string" && SECRET_KEY_RE.test(named) && !WHOLE_RE.test(n.value);
-      const HIDDEN = "holds a `${` that is not a placeholder this loader substitutes, or names a variable that is not set (not shown: it may be part of a secret); a literal `${` is written `$${`";
-      let hiddenSaid = false;
-      const sayHidden = () => {
-        if (!hiddenSaid) issues.push({ path: segments(f), message: HIDDEN, line: lines.get(f.fmt) });
-        hiddenSaid = true;
-      };
-      // A shell form this loader does not expand (${VAR:?msg}, ${VAR:=x}, ${VAR+x}, ...) would stay
-      // in the value as written: said, with the variable's name and the operator only.
-      for (const m of n.value.matchAll(UNSUPPORTED_RE)) {
-        if (hidden) sayHidden();
-        else issues.push({ path: segments(f), message: `\${${m[1]}${m[2]}…} is not supported: only \${VAR} and \${VAR:-default} are substituted`, line: lines.get(f.fmt) });
-      }
-      // `${` before no variable name (`${1AK}`, `${ AK }`, `${}`): left in the value as written
-      // (sent to S3 as a credential) with no word; a literal `${` is written `$${`.
-      for (const m of n.value.matchAll(NOT_A_NAME_RE)) {
-        if (hidden) sayHidden();
-        else issues.push({ path: segments(f), message: `${m[0].length > 40 ? m[0].slice(0, 40) + "…" : m[0]} is not a placeholder: a variable name is letters, digits and _, not starting with a digit (a literal \`\${\` is written \`$\${\`)`, line: lines.get(f.fmt) });
-      }
-      // ${A:-${B}} read ${B as A's default: the value became the literal text "${B}" (sent to S3
-      // as a credential, or a secret "too short"). Said, with the outer variable's name only (in
-      // a secret too: no secret holds `${NAME:-${` by chance).
-      for (const m of n.value.matchAll(NESTED_DEFAULT_RE)) {
-        issues.push({ path: segments(f), message: `\${${m[1]}:-\${…}} is not supported: a default is taken as written, so write it without a variable (only \${VAR} and \${VAR:-default} are substituted)`, line: lines.get(f.fmt) });
-      }
-      substituteScalar(
-        n,
-        env,
-        budget,
-        (name, empty) => (hidden ? sayHidden() : issues.push({ path: segments(f), message: `environment variable ${name} is ${empty ? `set but empty (give it a value, or write \${${name}:-default} to use a default when it is empty)` : "not set"}`, line: lines.get(f.fmt) })),
-        (name, chars) => {
-          if (budgetSaid) return;
-          budgetSaid = true;
-          const who = hidden ? "a variable substituted here" : `environment variable ${name}`;
-          issues.push({ path: segments(f), message: `${who} (${chars} characters) takes the values substituted into the config over ${MAX_SUBSTITUTED_CHARS} characters in all: substitute smaller values, or fewer times`, line: lines.get(f.fmt) });
-        },
-        (name, isString) => (isString ? stringVars : typedVars).set(f.fmt, name),
-        (name) => partVars.set(f.fmt, name),
-      );
-      const quoted = n.type !== "PLAIN" && typeof n.source === "string" ? /^\$\{([A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?)\}$/.exec(n.source) : null;
-      if (quoted) quotedVars.set(f.fmt, quoted[1]!);
+      placeholders(n as Scalar & { value: string }, f, lines.get(f.fmt), sub);
     }
   }
   const cycle = aliasInsideItsAnchor(doc.contents, aliasTargets);
