@@ -360,35 +360,10 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
     }
     Promise.resolve((asteriskForm ? asterisk : handle)(request, req.socket.remoteAddress ?? "", req.url)).then(
       (response) => {
-        // Answered before the body was all read (a refusal: 401, 403, 413, a bad signature...):
-        // the rest is read and dropped, as Bun.serve does, so a client that sends its whole body
-        // before reading the answer (aws-cli, boto3, most HTTP libraries) gets it at once. Left
-        // unread, the body filled the socket buffers and the client stalled for the idle timeout
-        // (60 s), then saw the connection reset. (The web stream made of it is abandoned.)
+        // (answered before the body was all read: a refusal, whose body is read and dropped)
         if (!req.complete) {
-          endsBody(req);
-          req.removeAllListeners("data");
-          req.removeAllListeners("readable");
-          req.on("error", () => {});
-          req.resume();
-          // An answer that closes the connection waits for that rest (within bounds): closed
-          // under a client still sending, the connection was reset (src/server/refused-body.ts).
-          // (Not for an Expect node:http did not answer with its 100: such a client withholds its body.)
-          const expect = req.headers.expect;
-          // Kept alive, a chunked body or one past the drain's bound is not read at the client's pace: the answer closes.
-          const closes = asksClose(req.headers.connection) || unboundedBody(req.headers["content-length"], req.headers["transfer-encoding"]);
-          if (closes) res.setHeader("connection", "close");
-          // (The request's slots are given back meanwhile: reportHeld.)
-          if (closes && (expect === undefined || /^100-continue$/i.test(expect))) {
-            reportHeld(response);
-            // (a body that turns out malformed while drained ends the drain: its refusal is the answer, not node's 400: answerClientError)
-            const socket = req.socket;
-            const malformed = new Promise<void>((resolve) => refusalsDraining.set(socket, resolve));
-            return Promise.race([refusedBodyRead(req), malformed]).then(() => {
-              refusalsDraining.delete(socket);
-              return writeNodeResponse(res, response, req.method === "HEAD", idleMs, opts.as?.errorAnswer);
-            });
-          }
+          const drained = afterRefusedBody(req, res, response);
+          if (drained !== undefined) return drained.then(() => writeNodeResponse(res, response, req.method === "HEAD", idleMs, opts.as?.errorAnswer));
         }
         // Draining: this answer is the connection's last (RFC 9112 §9.6), so the drain ends when
         // the requests in flight do, not at shutdown_timeout.
@@ -407,18 +382,8 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
   // an empty one too, where Bun.serve serves the request: RFC 9110 §10.1.1 makes that a MAY, and
   // the same request must not be served by one engine and refused by the other.
   server.on("checkExpectation", (req: http.IncomingMessage, res: http.ServerResponse) => server.emit("request", req, res));
-  // CONNECT (a tunnel request) is not something a proxy for S3 does: answered, not left hanging,
-  // by the front as on the bun engine (its 405 with Allow, JSON or S3's XML, the request id), then
-  // closed (what follows is tunnel bytes). It was a bare 405 with no body nor request id.
-  server.on("connect", (req: http.IncomingMessage, socket: import("node:net").Socket) => {
-    socket.on("error", () => {});
-    const headers = new Headers();
-    for (let i = 0; i < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i]!, req.rawHeaders[i + 1]!);
-    const target = req.url?.startsWith("/") === true ? req.url : "/";
-    Promise.resolve(handle(new Request(`http://localhost${target}`, { method: "CONNECT", headers }), socket.remoteAddress ?? "", target))
-      .then((res) => endWithAnswer(socket, res))
-      .catch(() => socket.destroy());
-  });
+  // CONNECT: answered by the front, then closed (answerConnect).
+  server.on("connect", (req: http.IncomingMessage, socket: import("node:net").Socket) => answerConnect(req, socket, handle));
   // Bun 1.4.5's node:http ignores `reusePort` (a second listener on the port failed "Failed to
   // start server. Is port in use?": with server.workers > 1 every worker but the first could not
   // start, and was restarted for ever). Its node:net honours it: then the port is bound by a
@@ -457,6 +422,53 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
         if (force) server.closeAllConnections();
       }),
   };
+}
+
+/**
+ * A request answered before its body was all read (a refusal: 401, 403, 413, a bad signature...):
+ * the rest is read and dropped, as Bun.serve does, so a client that sends its whole body before
+ * reading the answer (aws-cli, boto3, most HTTP libraries) gets it at once. Left unread, the body
+ * filled the socket buffers and the client stalled for the idle timeout (60 s), then saw the
+ * connection reset. (The web stream made of it is abandoned.) An answer that closes the connection
+ * waits for that rest (within bounds): the promise of it, after which the answer is written;
+ * undefined when the answer is written at once.
+ */
+function afterRefusedBody(req: http.IncomingMessage, res: http.ServerResponse, response: Response): Promise<void> | undefined {
+  endsBody(req);
+  req.removeAllListeners("data");
+  req.removeAllListeners("readable");
+  req.on("error", () => {});
+  req.resume();
+  // (closed under a client still sending, the connection was reset: src/server/refused-body.ts;
+  // not for an Expect node:http did not answer with its 100: such a client withholds its body)
+  const expect = req.headers.expect;
+  // Kept alive, a chunked body or one past the drain's bound is not read at the client's pace: the answer closes.
+  const closes = asksClose(req.headers.connection) || unboundedBody(req.headers["content-length"], req.headers["transfer-encoding"]);
+  if (closes) res.setHeader("connection", "close");
+  if (!closes || (expect !== undefined && !/^100-continue$/i.test(expect))) return undefined;
+  // (The request's slots are given back meanwhile: reportHeld.)
+  reportHeld(response);
+  // (a body that turns out malformed while drained ends the drain: its refusal is the answer, not node's 400: answerClientError)
+  const socket = req.socket;
+  const malformed = new Promise<void>((resolve) => refusalsDraining.set(socket, resolve));
+  return Promise.race([refusedBodyRead(req), malformed]).then(() => {
+    refusalsDraining.delete(socket);
+  });
+}
+
+/**
+ * CONNECT (a tunnel request) is not something a proxy for S3 does: answered, not left hanging, by
+ * the front as on the bun engine (its 405 with Allow, JSON or S3's XML, the request id), then
+ * closed (what follows is tunnel bytes). It was a bare 405 with no body nor request id.
+ */
+function answerConnect(req: http.IncomingMessage, socket: import("node:net").Socket, handle: ReturnType<typeof createMainHandler>): void {
+  socket.on("error", () => {});
+  const headers = new Headers();
+  for (let i = 0; i < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i]!, req.rawHeaders[i + 1]!);
+  const target = req.url?.startsWith("/") === true ? req.url : "/";
+  Promise.resolve(handle(new Request(`http://localhost${target}`, { method: "CONNECT", headers }), socket.remoteAddress ?? "", target))
+    .then((res) => endWithAnswer(socket, res))
+    .catch(() => socket.destroy());
 }
 
 export { NODE_IDLE_MS };
