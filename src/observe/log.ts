@@ -142,12 +142,11 @@ function textValue(v: unknown): string {
 /** What log lines may wait in memory while the log reader does not take them (beyond: dropped, counted). */
 const MAX_QUEUED_BYTES = 8 * 1024 * 1024;
 
-export function createLogger(opts: { level: Level; format: "json" | "text"; fd?: number; base?: Fields }): Logger {
-  let level = opts.level;
-  let min = RANK[level];
-  let fmt = opts.format;
-  const fd = opts.fd ?? 1;
-  const base = opts.base ?? {};
+/**
+ * Lines for `fd`, queued and written once per event-loop turn; `droppedLine` is the line telling how
+ * many were dropped, written once the reader takes data again.
+ */
+function lineWriter(fd: number, droppedLine: (count: number) => string): { enqueue(line: string): void; flush(): void } {
   let queue: string[] = [];
   let queued = 0;
   let scheduled = false;
@@ -206,7 +205,7 @@ export function createLogger(opts: { level: Level; format: "json" | "text"; fd?:
   const resume = () => {
     pending = false;
     if (dropped > 0) {
-      queue.unshift(format("warn", "log lines dropped", { count: dropped, reason: "the log reader did not keep up" }));
+      queue.unshift(droppedLine(dropped));
       dropped = 0;
     }
     if (queue.length > 0) schedule();
@@ -229,6 +228,16 @@ export function createLogger(opts: { level: Level; format: "json" | "text"; fd?:
     const out = take();
     if (!pending) put(out);
   };
+
+  return { enqueue, flush };
+}
+
+export function createLogger(opts: { level: Level; format: "json" | "text"; fd?: number; base?: Fields }): Logger {
+  let level = opts.level;
+  let min = RANK[level];
+  let fmt = opts.format;
+  const base = opts.base ?? {};
+  const { enqueue, flush } = lineWriter(opts.fd ?? 1, (count) => format("warn", "log lines dropped", { count, reason: "the log reader did not keep up" }));
 
   const format = (level: Level, msg: string, fields: Fields | undefined): string => {
     const rec: Fields = { ts: isoNow(), level, msg, ...base, ...(fields ? scrub(fields) : undefined) };
