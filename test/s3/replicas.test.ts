@@ -221,6 +221,8 @@ describe("failover within one request", () => {
     expect(await res.text()).toContain("<Code>SlowDown</Code>");
     expect(t.replica).toBe("primary");
     expect(count("secondary.test")).toBe(0);
+    // (one attempt, as every replica but the last gets: README, the proxy's retry is the last one's)
+    expect([count("primary.test"), t.attempts]).toEqual([1, 1]);
     expect(sample('yatagarasu_s3_replica_requests_total{bucket="products",replica="primary",result="success"}')).toBe(1);
     expect(sample('yatagarasu_s3_replica_requests_total{bucket="products",replica="primary",result="failure"}')).toBe(0);
     const head = await set.fetchObject("HEAD", "dir/k.txt", {}, new AbortController().signal, timing());
