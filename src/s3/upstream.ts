@@ -620,10 +620,14 @@ export class BucketUpstream {
   }
 
   /** The S3 error code of a GET of a key that does not exist (what a bodiless HEAD answer could not say), with its status and Location. */
-  private async probeMissingKey(timeoutMs: number): Promise<{ status: number; code: string | undefined; location: string | null }> {
+  private async probeMissingKey(timeoutMs: number): Promise<{ status: number; code: string | undefined; location: string | null; failed: boolean }> {
     const get = await this.probeRequest("GET", `.yatagarasu-readiness-probe-${crypto.randomUUID()}`, timeoutMs);
     const body = await readUpstreamCapped(get, 64 * 1024).catch(() => undefined);
-    return { status: get.status, code: body === undefined ? undefined : parseS3ErrorCode(new TextDecoder().decode(body)), location: get.headers.get("location") };
+    const code = body === undefined ? undefined : parseS3ErrorCode(new TextDecoder().decode(body));
+    // failed: a 5xx that is neither a 501 nor S3's SlowDown (its code, or its "Slow Down" reason
+    // phrase when the body is empty): the store's reads fail, so the bucket is not ready
+    const failed = get.status >= 500 && get.status !== 501 && code !== "SlowDown" && !(get.status === 503 && SLOW_DOWN_REASON.test(get.statusText));
+    return { status: get.status, code, location: get.headers.get("location"), failed };
   }
 
   /**
@@ -653,7 +657,8 @@ export class BucketUpstream {
         // HeadBucket's 404 has no body: a GET of a key that does not exist says whether the bucket
         // is missing (NoSuchBucket: a misnamed or deleted bucket fails every read) or the store
         // answers HEAD of a bucket so (NoSuchKey: fine).
-        const { status, code } = await this.probeMissingKey(timeoutMs);
+        const { status, code, failed } = await this.probeMissingKey(timeoutMs);
+        if (failed) return { ok: false, reason: `upstream answered ${status}` };
         if (code === "NoSuchBucket") return NO_SUCH_BUCKET;
         // A 404 with no S3 error at all is no S3 API answering (a web server, a balancer's default
         // site, an endpoint with a wrong path): every read is a 404, as the probe's was.
@@ -666,7 +671,7 @@ export class BucketUpstream {
         const got = await this.probeMissingKey(timeoutMs);
         const code = got.code;
         // (after a 501 to the HEAD: the store's reads answer 5xx too, or its bucket is missing)
-        if (got.status >= 500 && got.status !== 501 && code !== "SlowDown") return { ok: false, reason: `upstream answered ${got.status}` };
+        if (got.failed) return { ok: false, reason: `upstream answered ${got.status}` };
         if (code === "NoSuchBucket") return NO_SUCH_BUCKET;
         if (code === "AuthorizationHeaderMalformed") return { ok: false, reason: "the upstream refuses the bucket's signature: is s3.region the bucket's region? (AuthorizationHeaderMalformed)" };
         // (not the credentials: this host's clock, which every signature carries)

@@ -76,6 +76,12 @@ test("a store that is up is ready: no HeadBucket (501) but a GET of a missing ke
   expect(await probeOf(`http://127.0.0.1:${missing.port}`)).toEqual({ ok: false, reason: "the upstream bucket does not exist (NoSuchBucket)" });
   using unavailable = store(new Response(null, { status: 503 }), s3Error(503, "ServiceUnavailable"));
   expect(await probeOf(`http://127.0.0.1:${unavailable.port}`)).toEqual({ ok: false, reason: "upstream answered 503" });
+  // a HEAD 404 whose GET of a missing key fails with a 5xx: the store's reads fail, not ready
+  using broken404 = store(new Response(null, { status: 404 }), s3Error(500, "InternalError"));
+  expect(await probeOf(`http://127.0.0.1:${broken404.port}`)).toEqual({ ok: false, reason: "upstream answered 500" });
+  // the follow-up GET's SlowDown told by S3's reason phrase alone (an empty body): throttled, up
+  using slowGet = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data(s, d) { s.write(d.toString().startsWith("HEAD") ? "HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\n\r\n" : "HTTP/1.1 503 Slow Down\r\nContent-Length: 0\r\n\r\n"); } } });
+  expect(await probeOf(`http://127.0.0.1:${slowGet.port}`)).toEqual({ ok: true, note: "the upstream does not implement HeadBucket (501); a GET got 503" });
 });
 
 test("an https port (one that closes on plain http, as Bun's and nginx's stream TLS do) reached with http:// gets the https hint", async () => {
