@@ -537,6 +537,8 @@ function exchangeOnHandedOver(req: http.IncomingMessage, res: http.ServerRespons
 
 /** An `OPTIONS *` request line (the asterisk-form target, RFC 9112 §3.2.4), as the first bytes of a request. */
 const ASTERISK_OPTIONS = /^OPTIONS \* HTTP\/1\.[01]\r?\n/;
+/** A request line in origin or absolute form (RFC 9112 §3: a token method, a target, the version). */
+const REQUEST_LINE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^ \r\n]+ HTTP\/1\.[01]\r?\n/;
 /**
  * A header field line (RFC 9110 §5.1 token, then the value; Headers trims the blanks around it). A
  * lazy value before `[ \t]*$` backtracked quadratically: one line of 60 KB of blanks held the
@@ -628,11 +630,16 @@ export function answerAsteriskOptions(
   // whose body is still being read: the usual answer)
   if ((answered !== undefined && !answered.complete) || (turns !== undefined && !turns.req.complete) || bodyEndedNow.has(socket) || !socket.writable) return false;
   // node:http hands over the whole packet it failed on: one that began with requests it parsed
-  // (pipelined: `GET /a ...` then `OPTIONS *` in one write) holds those first (they were 400 too).
+  // (pipelined: `GET /a ...` then `OPTIONS *` in one write) holds those first (they were 400 too),
+  // whether they are still under way or already answered (a `GET /health` is answered before the
+  // parser reaches the next line: looked for only while one was under way, it was a bare 400).
   // The first asterisk-form line after them is where it failed (an earlier one would be inside a
   // parsed request's body, which is no request line: answered as this one, then the connection closed).
-  const at = turns === undefined ? 0 : Math.max(0, raw.indexOf("OPTIONS * HTTP/1."));
+  const at = turns === undefined && answered === undefined ? 0 : Math.max(0, raw.indexOf("OPTIONS * HTTP/1."));
   if (!ASTERISK_OPTIONS.test(raw.toString("latin1", at, at + 24))) return false;
+  // (after parsed requests the packet begins with one: bytes that are none, after an exchange in
+  // an earlier packet, are what the parser failed on)
+  if (at > 0 && !REQUEST_LINE.test(raw.toString("latin1", 0, at))) return false;
   const req = asteriskRequest(at === 0 ? raw : raw.subarray(at), maxHeaderSize);
   if (req === undefined) return false;
   if (req === "overflow") {
