@@ -155,6 +155,9 @@ describe("parseXml", () => {
   test("line ends are normalised as XML 1.0 §2.11 says: CRLF and a lone CR read as LF; &#13; stays CR", () => {
     const doc = parseXml("<Delete>\r\n<Object><Key>a\r\nb\rc&#13;d</Key></Object><Object><Key><![CDATA[e\r\nf]]></Key></Object></Delete>");
     expect(childrenNamed(doc, "Object").map((o) => childText(o, "Key"))).toEqual(["a\nb\nc\rd", "e\nf"]);
+    // a body's bytes alike, around characters of several bytes and at either end
+    const bytes = new TextEncoder().encode("\r\n<Delete>\r<Object><Key>\r😀\r\r\né\r\n&#13;\n</Key></Object><Object><Key><![CDATA[\r\r\n]]></Key></Object></Delete>\r");
+    expect(childrenNamed(parseXml(bytes), "Object").map((o) => childText(o, "Key"))).toEqual(["\n😀\n\né\n\r\n", "\n\n"]);
   });
 
   test("prefixed names are reduced to local names; comments and a BOM are ignored", () => {
