@@ -650,7 +650,15 @@ export class BucketUpstream {
       await res.body?.cancel().catch(() => {});
       // S3's 503 SlowDown (told by its reason phrase: a HEAD has no body) is a throttle by a store
       // that is up, as the breaker and failover count it: ready.
-      if (res.status === 503 && SLOW_DOWN_REASON.test(res.statusText)) return { ok: true, note: "the probe got 503 SlowDown (throttled)" };
+      if (res.status === 503 && SLOW_DOWN_REASON.test(res.statusText)) return SLOWED_DOWN;
+      if (res.status === 503) {
+        // A store that says SlowDown in its error body only, under the usual reason phrase (MinIO,
+        // whose Go server writes "Service Unavailable"): a HEAD has no body to tell it by, and the
+        // throttled primary was not ready, its reads sent to a secondary; a GET of a missing key says
+        // which 503 it is.
+        const got = await this.probeMissingKey(timeoutMs);
+        return got.status === 503 && !got.failed ? SLOWED_DOWN : { ok: false, reason: "upstream answered 503" };
+      }
       // (a 501: a store that does not implement HeadBucket, asked again below with a GET)
       if (res.status >= 500 && res.status !== 501) return { ok: false, reason: `upstream answered ${res.status}` };
       if (res.status === 404) {
@@ -722,6 +730,9 @@ export class BucketUpstream {
     this.log?.("warn", `upstream ${tls}`, { bucket: this.name, endpoint: this.origin, upstream_error: errorType(err) });
   }
 }
+
+/** The probe's verdict on a store throttling it (S3's 503 SlowDown): up, as the breaker and failover count it. */
+const SLOWED_DOWN = { ok: true, note: "the probe got 503 SlowDown (throttled)" } as const;
 
 /** The probe's verdict on a bucket the upstream does not have. */
 const NO_SUCH_BUCKET = { ok: false, reason: "the upstream bucket does not exist (NoSuchBucket)" } as const;

@@ -82,6 +82,10 @@ test("a store that is up is ready: no HeadBucket (501) but a GET of a missing ke
   // the follow-up GET's SlowDown told by S3's reason phrase alone (an empty body): throttled, up
   using slowGet = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data(s, d) { s.write(d.toString().startsWith("HEAD") ? "HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\n\r\n" : "HTTP/1.1 503 Slow Down\r\nContent-Length: 0\r\n\r\n"); } } });
   expect(await probeOf(`http://127.0.0.1:${slowGet.port}`)).toEqual({ ok: true, note: "the upstream does not implement HeadBucket (501); a GET got 503" });
+  // (a store that says SlowDown in the body only, its reason phrase the usual one, as MinIO's Go
+  // server writes it: the HEAD cannot tell, a GET of a missing key does; it was not ready)
+  using slowBody = store(new Response(null, { status: 503 }), s3Error(503, "SlowDown"));
+  expect(await probeOf(`http://127.0.0.1:${slowBody.port}`)).toEqual({ ok: true, note: "the probe got 503 SlowDown (throttled)" });
 });
 
 test("an https port (one that closes on plain http, as Bun's and nginx's stream TLS do) reached with http:// gets the https hint", async () => {
