@@ -549,6 +549,8 @@ async function serve(config: Config, source: { path?: string; text: string; gene
   for (const sig of ["SIGUSR1", "SIGUSR2"] as const) process.on(sig, () => log.info("signal ignored", { signal: sig }));
 
   let app: App;
+  /** The App, once created: closed when the start fails after it. */
+  let created: App | undefined;
   let listening: Listening;
   let children: Children | undefined;
   /**
@@ -577,7 +579,7 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     // The certificate every listener serves: the primary's (sent with its config), else read now.
     const tls = source.tls ?? readTls(config, config.baseDir);
     await startFetchClient();
-    const a = (app = await App.create(config, { configPath: source.path, configText: source.text, generation: source.generation, log, share: workers, probeIntervalMs, reloadAll: () => reloadAll(), tls }));
+    const a = (created = app = await App.create(config, { configPath: source.path, configText: source.text, generation: source.generation, log, share: workers, probeIntervalMs, reloadAll: () => reloadAll(), tls }));
     // Another process's purges (through the primary), those made while this child started too:
     // applied before it serves, each confirmed once applied.
     if ((workerIndex() ?? 0) > 0) applyPurgesFromPrimary((inv) => a.cache.applyPeer(inv));
@@ -600,6 +602,8 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     log.error("could not start", { error: why });
     log.flush();
     write(process.stderr, `could not start: ${why}\n`);
+    // (the disk cache's lock removed: a start that could not bind leaves the folder as it found it)
+    await created?.close();
     return 3;
   }
   const { listener, s3Listener, metrics } = listening;

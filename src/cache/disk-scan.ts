@@ -172,15 +172,23 @@ const written = (a: ScannedFile, b: ScannedFile): boolean => (a.ctimeMs - b.ctim
 /** The lock file of a running instance (DiskLayerOptions.instance) in a disk folder: "<pid> <START_ID>". */
 export const lockFileOf = (instance: string): string => `instance-${instance}.lock`;
 
-/** What this process writes in a lock it holds. */
+/**
+ * What this process writes in a lock it holds: "<pid> <START_ID>", followed by " starting" until
+ * its listeners are bound (takeLock's `bound`). A start that then fails to bind (its port in use)
+ * removes its lock; until then a running instance alone on the folder does not take it for
+ * another proxy sharing the folder (watchShared: liveOthers' `boundOnly`), while starts still
+ * spare its files. (An earlier release reads the pid and start only.)
+ */
 const MY_LOCK = `${process.pid} ${START_ID}\n`;
+const MY_STARTING_LOCK = `${process.pid} ${START_ID} starting\n`;
 
-/** Whether the lock file `file` names a process still running (the pid's start checked, as for temporary files), other than one that wrote `except`. */
-function liveLock(file: string, except?: string): boolean {
+/** Whether the lock file `file` names a process still running (the pid's start checked, as for temporary files), other than this one with `notMine`; with `boundOnly`, one whose listeners are bound. */
+function liveLock(file: string, o: { notMine?: boolean; boundOnly?: boolean } = {}): boolean {
   try {
     const text = readFileSync(file, "utf8");
-    if (text === except) return false;
-    const [pid, start] = text.trim().split(" ");
+    if (o.notMine === true && (text === MY_LOCK || text === MY_STARTING_LOCK)) return false;
+    const [pid, start, state] = text.trim().split(" ");
+    if (o.boundOnly === true && state === "starting") return false;
     return alive({ pid: Number(pid), start }, statSync(file).mtimeMs);
   } catch {
     return false; // (gone meanwhile, or unreadable: not a live owner)
@@ -188,16 +196,16 @@ function liveLock(file: string, except?: string): boolean {
 }
 
 /**
- * Writes this process's lock for `instance` in `dir` (it names the files' owner while it runs);
- * false, leaving it, when it names another running process, unless `force` (this process holds the
- * instance's port now): a second start on the instance's port, which fails to bind (the cache opens
- * first), rewrote it with its own pid, and the running one's files were then a stopped instance's
- * to the next start of another proxy on the folder.
+ * Writes this process's lock for `instance` in `dir` (it names the files' owner while it runs;
+ * `bound`: its listeners are bound); false, leaving it, when it names another running process,
+ * unless `force` (this process holds the instance's port now): a second start on the instance's
+ * port, which fails to bind (the cache opens first), rewrote it with its own pid, and the running
+ * one's files were then a stopped instance's to the next start of another proxy on the folder.
  */
-export function takeLock(dir: string, instance: string, force = false): boolean {
+export function takeLock(dir: string, instance: string, force = false, bound = true): boolean {
   const file = join(dir, lockFileOf(instance));
-  if (!force && liveLock(file, MY_LOCK)) return false; // (this process's own is taken again: a layer opened again in it)
-  writeFileSync(file, MY_LOCK, { mode: 0o600 });
+  if (!force && liveLock(file, { notMine: true })) return false; // (this process's own is taken again: a layer opened again in it)
+  writeFileSync(file, bound ? MY_LOCK : MY_STARTING_LOCK, { mode: 0o600 });
   return true;
 }
 
@@ -205,7 +213,8 @@ export function takeLock(dir: string, instance: string, force = false): boolean 
 export function dropLock(dir: string, instance: string): void {
   const file = join(dir, lockFileOf(instance));
   try {
-    if (readFileSync(file, "utf8") === MY_LOCK) {
+    const text = readFileSync(file, "utf8");
+    if (text === MY_LOCK || text === MY_STARTING_LOCK) {
       rmSync(join(dir, adoptedFileOf(instance)), { force: true });
       unlinkSync(file);
     }
@@ -258,7 +267,7 @@ export function sparedInstances(dir: string, mine: string | undefined): Map<stri
  * start checked, as for temporary files): another proxy sharing the folder, whose files a start
  * must neither index nor delete.
  */
-export function liveOthers(dir: string, mine: string | undefined): Set<string> {
+export function liveOthers(dir: string, mine: string | undefined, boundOnly = false): Set<string> {
   const out = new Set<string>();
   let names: string[];
   try {
@@ -268,7 +277,7 @@ export function liveOthers(dir: string, mine: string | undefined): Set<string> {
   }
   for (const name of names) {
     const m = /^instance-(.+)\.lock$/.exec(name);
-    if (m !== null && m[1] !== mine && liveLock(join(dir, name))) out.add(m[1]!);
+    if (m !== null && m[1] !== mine && liveLock(join(dir, name), { boundOnly })) out.add(m[1]!);
   }
   return out;
 }

@@ -326,6 +326,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   private adoptedSince = 0;
   /** Another instance ran on the folder at once with this one or another (SHARED_MARK: markShared, watchShared). */
   private sharedSeen = false;
+  /** claimLock was called: this process's listeners are bound. */
+  private bound = false;
   private sharedWatch: ReturnType<typeof setInterval> | undefined;
 
   constructor(opts: DiskLayerOptions) {
@@ -338,6 +340,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     this.log = opts.log;
     this.positionFile = positionFileOf(opts.instance);
     this.instance = opts.instance;
+    this.bound = opts.instance === undefined; // (no lock to claim)
     this.stores = opts.stores;
     try {
       mkdirSync(join(this.dir, "objects"), { recursive: true, mode: CACHE_DIR_MODE });
@@ -346,7 +349,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       // the files in them stay readable to the process only (mkdir's mode applies to new folders).
       for (const sub of ["objects", "tmp"]) ownerOnly(join(this.dir, sub));
       accessSync(this.dir, constants.W_OK | constants.R_OK);
-      this.lockedOut = this.instance !== undefined && !takeLock(this.dir, this.instance);
+      // (a start's lock until its listeners are bound: claimLock)
+      this.lockedOut = this.instance !== undefined && !takeLock(this.dir, this.instance, false, false);
     } catch (err) {
       throw new Error(`cache.disk.path: cannot use ${this.dir}: ${describeFsError(err)}`);
     }
@@ -376,7 +380,11 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     // start neither indexes nor deletes them (it deleted those of buckets it does not cache, older
     // copies of a key, and what went past its own budget, and the other served misses).
     const spared = sparedInstances(this.dir, this.instance);
-    if (spared.size > 0) this.markShared();
+    // (marked once this process's listeners are bound, claimLock: a start that fails to bind leaves the folder as it found it)
+    if (spared.size > 0) {
+      this.sharedSeen = true;
+      if (this.bound) this.markShared();
+    }
     if (this.lockedOut) this.log?.warn("disk cache: another running process holds this instance's lock (a second start on its port, or the previous process still stopping): taken once this one's listeners are bound", { dir: this.dir, lock: lockFileOf(this.instance!) });
     // (spared holds every instance running on the folder: none, and no file here can be another's)
     const r = await scanDir(this.dir, heldBy(spared), spared.size > 0).catch((err) => {
@@ -417,7 +425,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   private watchShared(): void {
     this.sharedWatch = setInterval(() => {
       if (this.sharedSeen || existsSync(join(this.dir, SHARED_MARK))) this.sharedSeen = true;
-      else if (liveOthers(this.dir, this.instance).size > 0) this.markShared();
+      else if (liveOthers(this.dir, this.instance, true).size > 0) this.markShared();
       else return;
       clearInterval(this.sharedWatch);
     }, SHARED_WATCH_MS);
@@ -831,16 +839,23 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     }
   }
 
-  /** This process holds the instance's port (its listeners are bound): the lock is its own, whoever held it at start. */
+  /**
+   * This process holds the instance's port (its listeners are bound): the lock is its own, whoever
+   * held it at start, and says so; the folder is marked shared if the start found another running.
+   */
   claimLock(): void {
-    if (!this.lockedOut || this.instance === undefined || this.closing) return;
+    if (this.instance === undefined || this.closing || this.bound) return;
+    this.bound = true;
     try {
       takeLock(this.dir, this.instance, true);
-      this.lockedOut = false;
-      this.recordAdopted();
+      if (this.lockedOut) {
+        this.lockedOut = false;
+        this.recordAdopted();
+      }
     } catch (err) {
       this.failed(err, "lock");
     }
+    if (this.sharedSeen) this.markShared();
   }
 
   /** Restored entries are misses until release() (called once, before any lookup: Cache wires it with a Redis layer). */

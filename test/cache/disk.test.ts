@@ -705,7 +705,8 @@ describe("restart: the store each file was read from", () => {
 describe("two proxies sharing one folder", () => {
   const at = (dir: string, instance: string, stores: ReadonlyMap<string, string>) => {
     const d = new DiskLayer({ dir, maxBytes: 64 << 20, maxItemBytes: 16 << 20, stores, instance });
-    return d.ready.then(() => d);
+    // (its listeners bound, as cli.ts says once they are: the folder marked shared only then)
+    return d.ready.then(() => (d.claimLock(), d));
   };
   test("a start neither deletes nor indexes the files of another instance running on the folder (it deleted those of buckets it does not cache, and the other served misses); once that one stopped, they are dropped as before", async () => {
     const dir = freshDir();

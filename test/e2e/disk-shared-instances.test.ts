@@ -8,7 +8,7 @@
  * another proxy on the folder, which deleted them (here: a bucket it does not cache).
  */
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
@@ -36,12 +36,12 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const config = (port: number, cached: boolean) => `server: { address: 127.0.0.1, port: ${port} }
+const config = (port: number, cached: boolean, folder = "cache") => `server: { address: 127.0.0.1, port: ${port} }
 metrics: { enabled: false }
 cache:
   enabled: true
   cache_layers: [disk]
-  disk: { path: "${join(dir, "cache")}", max_disk_size_mb: 64, max_item_size_mb: 16 }
+  disk: { path: "${join(dir, folder)}", max_disk_size_mb: 64, max_item_size_mb: 16 }
 buckets:
 ${bucketYaml({ name: "other", prefix: "/other", bucket: "up-a", endpoint: s3.endpoint, key: CREDS.accessKeyId, secret: CREDS.secretAccessKey, extra: `    cache: { enabled: ${cached} }\n` })}`;
 
@@ -76,4 +76,23 @@ test("a second start on a running proxy's port fails without taking its lock: an
   expect(await q.waitForLog((l) => l.msg === "disk cache index rebuilt")).toMatchObject({ objects: 0, dropped_not_cached: 0 });
   expect(objectFiles().length).toBe(1);
   expect(await get(p, "/other/hello.txt")).toEqual({ body: "hello from up-a", cache: "HIT", layer: "disk" });
+});
+
+test("a start that fails to bind (its port in use) beside a running proxy leaves the folder as it found it: it left its lock, and wrote instances-shared, never removed, after which every purge scanned the folder", async () => {
+  const p = await startProxy(config(0, true, "alone"));
+  running.push(p);
+  await p.waitForLog((l) => l.msg === "disk cache index rebuilt");
+  const busy = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("taken") });
+  try {
+    const folder = () => readdirSync(join(dir, "alone")).sort();
+    const before = folder();
+    const path = join(dir, "busy.yaml");
+    writeFileSync(path, config(busy.port!, true, "alone"));
+    const r = await runCli(["--config", path]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain(`is already in use`);
+    expect(folder()).toEqual(before);
+  } finally {
+    busy.stop(true);
+  }
 });
