@@ -239,18 +239,21 @@ export class Cache {
    * Stores in every layer that would keep it. Slow layers are not awaited; their failures are
    * dropped (a layer logs its own). A local layer that won't keep it drops its older version, or
    * that older version, found first, would be served (or revalidated) forever.
+   * A fill's store that waits for the shared layer's verdict (putGuarded) is returned: its flight
+   * stays joinable until then (serve.ts), the object being in no layer meanwhile.
    */
-  put(obj: CachedObject, fill?: { since: number; token: FillToken | undefined }): void {
+  put(obj: CachedObject, fill?: { since: number; token: FillToken | undefined }): Promise<void> | undefined {
     const targets = this.layers.filter((l) => l.accepts?.(obj.size, obj.key, obj.headers) ?? true);
     const guard = this.guard;
     if (guard === undefined || fill === undefined) {
       this.dropOlder(obj.key, targets);
       void this.putInto(targets, obj);
-      return;
+      return undefined;
     }
     const p = this.putGuarded(obj, targets, guard, fill).catch(noop);
     this.storing.add(p);
     void p.then(() => this.storing.delete(p));
+    return p;
   }
 
   /** Resolves once the fills' stores begun so far are done or refused (shutdown, tests). */

@@ -79,6 +79,13 @@ export interface FlightOutcome {
   stream?: Response | undefined;
   /** Leader only: `stream` is also being written to a streaming layer (disk): a miss that fills. */
   filling?: boolean;
+  /**
+   * The store of `shared`'s object while it waits for the shared layer's verdict (Cache.put): the
+   * object is in no layer until then, so the flight stays joinable (serve.ts). Without it, a miss
+   * arriving after the fill answered and before Redis took the object (a large one: the whole
+   * value sent first) went upstream again.
+   */
+  stored?: Promise<void> | undefined;
 }
 
 /** Error bodies bigger than this are not buffered for replay (S3's are a few hundred bytes). */
@@ -197,7 +204,7 @@ export async function runFlight(
       }
       return { shared: out.shared, stream: new Response(body, { status: stream.status, headers: stream.headers }), filling: out.writer !== undefined };
     }
-    return { shared: out.shared, stream };
+    return { shared: out.shared, stream, stored: out.stored };
   } finally {
     clearTimeout(timer);
   }
@@ -248,8 +255,8 @@ async function fetchAndShare(
     // (0, none sent, when an earlier release's entry had none either: one kept from now on, storedExpiry)
     const obj = makeObject(key, stale.body, headers, now, ttl, date === 0 ? (stale.date ?? 0) : date);
     if (ttl === null) void cache.delete(key);
-    else if (!cache.purgedSince(epoch, key)) cache.put(obj, fill);
-    return { shared: { kind: "object", obj, status: "REVALIDATED", replica: replicaOf(res) } };
+    const stored = ttl !== null && !cache.purgedSince(epoch, key) ? cache.put(obj, fill) : undefined;
+    return { shared: { kind: "object", obj, status: "REVALIDATED", replica: replicaOf(res) }, stored };
   }
 
   if (res.status !== 200) {
@@ -318,6 +325,6 @@ async function fetchAndShare(
   const obj = makeObject(key, body, pickHeaders(res.headers), now, ttl, upstreamDate(res.headers));
   const shared: Fetched = { shared: { kind: "object", obj, status: "MISS", replica: replicaOf(res) } };
   if (ttl === null || body.size > bufferBytes) return superseded(shared);
-  if (!cache.purgedSince(epoch, key)) cache.put(obj, fill);
+  if (!cache.purgedSince(epoch, key)) shared.stored = cache.put(obj, fill);
   return shared;
 }

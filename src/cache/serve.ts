@@ -164,9 +164,12 @@ async function serveSlow(args: ServeArgs, key: string, now: number, found: Maybe
       counters.coalesced++;
       outcome = { shared: (await untilClientGone(flight, args.signal)).shared };
     } else {
-      const p: Promise<FlightOutcome> = runFlight(cache, key, obj, args.policy, args.upstream, now, since, wait).finally(() => {
+      const p: Promise<FlightOutcome> = runFlight(cache, key, obj, args.policy, args.upstream, now, since, wait);
+      // (left once its object is stored: until then a miss joins it, the object in no layer yet)
+      const leave = () => {
         if (cache.inflight.get(key) === p) cache.inflight.delete(key);
-      });
+      };
+      p.then((o) => (o.stored === undefined ? leave() : void o.stored.then(leave)), leave);
       // Joinable only if its key was not purged since this request was admitted: a request held
       // (by its authorizer, say) across a write or a reload that repointed its bucket reads what
       // the purge dropped, and no request admitted after the purge may get it. (A purge later on

@@ -102,6 +102,24 @@ describe("shared through Redis", () => {
     await waitFor(async () => (await get(b, "/c/b.txt")).x === "MISS", { timeoutMs: 1000, message: "B to miss after A's purge" });
     expect(upstreamGets("b.txt")).toBe(before + 1);
   });
+  test("a miss that comes after a fill answered but before Redis took the object joins that fill (the object was in no layer until then: a second upstream GET)", async () => {
+    // 1 MiB: stored over the bulk connection (a large value takes a while to send); its EVAL held
+    // by CLIENT PAUSE WRITE (reads go on) for as long as the store's deadline lets it wait
+    await s3.put("data", "large.bin", "L".repeat(1 << 20));
+    const client = new RedisClient(redis.url);
+    try {
+      await client.send("CLIENT", ["PAUSE", "5000", "WRITE"]);
+      try {
+        expect(await get(a, "/c/large.bin")).toMatchObject({ status: 200, x: "MISS" });
+        expect((await get(a, "/c/large.bin")).status).toBe(200);
+      } finally {
+        await client.send("CLIENT", ["UNPAUSE"]);
+      }
+    } finally {
+      client.close();
+    }
+    expect(upstreamGets("large.bin")).toBe(1);
+  });
 });
 
 describe("Redis failure is not an outage", () => {
