@@ -164,6 +164,17 @@ describe("presigned URLs", () => {
   });
 });
 
+describe("partial credentials: never anonymous", () => {
+  test("a session token without a signature (query or header) → 400 InvalidToken, where the same request without it is served anonymously; a lone X-Amz-Credential, X-Amz-Signature or X-Amz-Algorithm → 400 AuthorizationQueryParametersError", async () => {
+    expect((await send("GET", "/data/hello.txt", {})).status).toBe(200);
+    await refused(send("GET", "/data/hello.txt?X-Amz-Security-Token=garbage", {}), 400, "InvalidToken");
+    await refused(send("GET", "/data/hello.txt", { "x-amz-security-token": "garbage" }), 400, "InvalidToken");
+    await refused(send("GET", `/data/hello.txt?X-Amz-Credential=${APP.accessKeyId}%2F20240601%2Fus-east-1%2Fs3%2Faws4_request`, {}), 400, "AuthorizationQueryParametersError");
+    await refused(send("GET", "/data/hello.txt?X-Amz-Signature=abcd", {}), 400, "AuthorizationQueryParametersError");
+    await refused(send("GET", "/data/hello.txt?X-Amz-Algorithm=AWS4-HMAC-SHA256", {}), 400, "AuthorizationQueryParametersError");
+  });
+});
+
 describe("permissions", () => {
   test("a bucket the identity was not granted → 403 AccessDenied", async () => {
     await refused(signed({ path: "/jwtonly/secret.txt" }), 403, "AccessDenied");

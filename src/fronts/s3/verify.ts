@@ -149,12 +149,20 @@ function verify<P extends { secretAccessKey: string }>(
   const authorization = reads.get("authorization");
   let v4Query = false;
   let v2Query = false;
+  let queryToken = false;
   for (const [name] of query) {
     if (PRESIGN_MARKERS.includes(name)) v4Query = true;
     else if (name === "AWSAccessKeyId" || name === "Signature") v2Query = true;
+    else if (name === "X-Amz-Security-Token") queryToken = true;
   }
   const mechanisms = (authorization !== null ? 1 : 0) + (v4Query ? 1 : 0) + (v2Query ? 1 : 0);
-  if (mechanisms === 0) return { kind: "anonymous", query };
+  if (mechanisms === 0) {
+    // A session token with no signature is a credential that cannot be verified: S3 refuses it
+    // (InvalidToken), it never serves such a request as anonymous (it was, on a public bucket).
+    // (STS reads a token on signed calls only; an unsigned one is its own, sts-endpoint.ts.)
+    if (opts.sts === undefined && (queryToken || reads.get("x-amz-security-token") !== null)) return error(s3Error("InvalidToken"));
+    return { kind: "anonymous", query };
+  }
   if (mechanisms > 1) {
     return error(s3Error(
       "InvalidArgument",
