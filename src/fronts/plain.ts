@@ -223,8 +223,10 @@ async function folderOr(ctx: RequestContext, err: unknown): Promise<Response> {
   // (only to a caller the authorizer lets list that folder: the redirect says something is in it)
   if (!(await mayAlso(ctx, "s3:ListBucket", true, ctx.key + "/", ctx.path + "/").catch(() => false))) throw err;
   const bucket = ctx.bucket!;
+  // (encoding-type=url, as the index asks: S3's way to list a key XML 1.0 cannot carry, ESC say;
+  // only whether a <Contents> came is read, so nothing to decode)
   const folder = await bucket.upstream
-    .read(ctx.req.signal, ctx.timing, (u, maxAttempts) => listObjectsV2(u, { prefix: ctx.key + "/", maxKeys: 1 }, { signal: ctx.req.signal, timing: ctx.timing, maxAttempts }))
+    .read(ctx.req.signal, ctx.timing, (u, maxAttempts) => listObjectsV2(u, { prefix: ctx.key + "/", maxKeys: 1, encodingType: "url" }, { signal: ctx.req.signal, timing: ctx.timing, maxAttempts }))
     .then(async (res) => res.status === 200 && /<(?:[A-Za-z_][\w.-]*:)?Contents>/.test(await res.text()))
     .catch(() => false);
   if (!folder) throw err;
