@@ -856,6 +856,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       this.failed(err, "lock");
     }
     if (this.sharedSeen) this.markShared();
+    if (this.position !== undefined) this.savePosition(this.position.stream, this.position.id, this.position.epoch);
   }
 
   /** Restored entries are misses until release() (called once, before any lookup: Cache wires it with a Redis layer). */
@@ -886,7 +887,9 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
 
   savePosition(stream: string, id: string, epoch: string): void {
     this.position = { stream, id, epoch };
-    if (this.positionTimer !== undefined) return;
+    // (written once this process's listeners are bound, claimLock: a start that fails to bind
+    // leaves the folder as it found it; it wrote its instance's position, even a running one's)
+    if (this.positionTimer !== undefined || !this.bound) return;
     this.positionTimer = setTimeout(() => {
       this.positionTimer = undefined;
       void this.writePosition();

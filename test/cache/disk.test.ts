@@ -708,6 +708,24 @@ describe("two proxies sharing one folder", () => {
     // (its listeners bound, as cli.ts says once they are: the folder marked shared only then)
     return d.ready.then(() => (d.claimLock(), d));
   };
+  test("a start that never bound its listeners (exit 3) leaves the folder as it found it: its lock gone, no instances-shared, and no Redis stream position (it wrote one, over a running instance's of the same port too); once bound, all are written", async () => {
+    const dir = freshDir();
+    const a = await at(dir, "8080", new Map());
+    const before = readdirSync(dir).sort();
+    const failed = new DiskLayer({ dir, maxBytes: 64 << 20, maxItemBytes: 16 << 20, instance: "8081" });
+    await failed.ready;
+    failed.savePosition("stream", "1-0", "life");
+    await failed.close();
+    expect(readdirSync(dir).sort()).toEqual(before);
+    const bound = new DiskLayer({ dir, maxBytes: 64 << 20, maxItemBytes: 16 << 20, instance: "8081" });
+    await bound.ready;
+    bound.savePosition("stream", "1-0", "life");
+    bound.claimLock();
+    await bound.close();
+    expect(readdirSync(dir).sort()).toEqual([...before, "instances-shared", "redis-position-8081.json"].sort());
+    await a.close();
+  });
+
   test("a start neither deletes nor indexes the files of another instance running on the folder (it deleted those of buckets it does not cache, and the other served misses); once that one stopped, they are dropped as before", async () => {
     const dir = freshDir();
     const a = await at(dir, "8080", new Map([["x", "store-x"]]));

@@ -69,6 +69,8 @@ function replica(opts: { prefix: string; dir?: string; url?: string; disk?: bool
   const memory = new MemoryLayer(1 << 20, 1 << 20);
   layers.push(memory);
   const disk = opts.dir !== undefined ? new DiskLayer({ dir: opts.dir, maxBytes: 1 << 24, maxItemBytes: 1 << 20, instance: opts.instance }) : undefined;
+  // (its listeners bound, as cli.ts says once they are: its position is written only then)
+  disk?.claimLock();
   if (disk) layers.push(disk);
   layers.push(r);
   const cache = new Cache(layers);
