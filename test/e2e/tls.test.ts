@@ -108,56 +108,67 @@ test("--check refuses a pair the listener would refuse, naming the file: swapped
   const dir = mkdtempSync(join(tmpdir(), "yata-tls-pair-"));
   try {
     // (async: the S3 fixture runs in this process)
-    const other = Bun.spawn(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
-      "-subj", "/CN=other", "-keyout", join(dir, "other-key.pem"), "-out", join(dir, "other-cert.pem")], { stdout: "ignore", stderr: "ignore" });
-    expect(await other.exited).toBe(0);
+    const openssl = async (...args: string[]) => expect(await Bun.spawn(["openssl", ...args], { stdout: "ignore", stderr: "ignore" }).exited).toBe(0);
+    /** A pair of a key type `newkey` (openssl req -newkey and -pkeyopt): `name`.pem and `name`.key. */
+    const newPair = (name: string, newkey: string[]) => openssl("req", "-x509", "-newkey", ...newkey, "-nodes", "-days", "1", "-subj", `/CN=${name}`, "-keyout", join(dir, `${name}.key`), "-out", join(dir, `${name}.pem`));
     await Bun.write(join(dir, "cert.pem"), readFileSync(join(certDir, "cert.pem")));
     await Bun.write(join(dir, "key.pem"), readFileSync(join(certDir, "key.pem")));
+    // a Windows editor's UTF-8 with BOM: the listener finds no start line; the key was called "not the certificate's" or damaged
+    await Bun.write(join(dir, "bom-cert.pem"), "\ufeff" + readFileSync(join(certDir, "cert.pem"), "utf8"));
+    await Bun.write(join(dir, "bom-key.pem"), "\ufeff" + readFileSync(join(certDir, "key.pem"), "utf8"));
+    // The files first, then every --check at once (each a process of its own, with a config of its own).
+    await Promise.all([
+      openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=other", "-keyout", join(dir, "other-key.pem"), "-out", join(dir, "other-cert.pem")),
+      // DER: X509Certificate reads it, the listener does not (a bare NO_START_LINE at start)
+      openssl("x509", "-in", join(dir, "cert.pem"), "-outform", "der", "-out", join(dir, "cert.der")),
+      newPair("pss", ["rsa-pss", "-pkeyopt", "rsa_keygen_bits:2048"]),
+      newPair("weak", ["rsa:512"]),
+      newPair("p224", ["ec", "-pkeyopt", "ec_paramgen_curve:secp224r1"]),
+    ]);
+    // the chain written before the server's certificate (`cat chain.pem cert.pem`)
+    await Bun.write(join(dir, "reversed.pem"), readFileSync(join(dir, "other-cert.pem"), "utf8") + readFileSync(join(certDir, "cert.pem"), "utf8"));
+    let configs = 0;
     const check = async (cert: string, key: string) => {
-      await Bun.write(join(dir, "c.yaml"), `server: { https: { cert_path: ${cert}, key_path: ${key} } }\nbuckets:\n${bucketYaml({ name: "pub", prefix: "/pub", bucket: "pub", endpoint: s3.endpoint })}`);
-      return runCli(["--check", "--config", join(dir, "c.yaml")]);
+      const file = join(dir, `c${++configs}.yaml`);
+      await Bun.write(file, `server: { https: { cert_path: ${cert}, key_path: ${key} } }\nbuckets:\n${bucketYaml({ name: "pub", prefix: "/pub", bucket: "pub", endpoint: s3.endpoint })}`);
+      return runCli(["--check", "--config", file]);
     };
-    const swapped = await check("key.pem", "cert.pem");
+    const [swapped, mismatched, reversed, bom, derCheck, pss, weak, p224, good] = await Promise.all([
+      check("key.pem", "cert.pem"),
+      check("cert.pem", "other-key.pem"),
+      check("reversed.pem", "key.pem"),
+      check("bom-cert.pem", "bom-key.pem"),
+      check("cert.der", "key.pem"),
+      check("pss.pem", "pss.key"),
+      check("weak.pem", "weak.key"),
+      check("p224.pem", "p224.key"),
+      check("cert.pem", "key.pem"),
+    ]);
     expect(swapped.code).toBe(1);
     expect(swapped.stderr).toContain("server.https.cert_path: key.pem is not a PEM certificate");
     expect(swapped.stderr).toContain("are cert_path and key_path swapped?");
     expect(swapped.stderr).not.toContain("BEGIN EC PRIVATE KEY");
-    const mismatched = await check("cert.pem", "other-key.pem");
     expect(mismatched.code).toBe(1);
     expect(mismatched.stderr).toContain("server.https.key_path: other-key.pem is not the private key of the certificate in cert.pem");
-    // the chain written before the server's certificate (`cat chain.pem cert.pem`): said so, not only "not the key"
-    await Bun.write(join(dir, "reversed.pem"), readFileSync(join(dir, "other-cert.pem"), "utf8") + readFileSync(join(certDir, "cert.pem"), "utf8"));
-    const reversed = await check("reversed.pem", "key.pem");
+    // the chain before the server's certificate: said so, not only "not the key"
     expect(reversed.code).toBe(1);
     expect(reversed.stderr).toContain("server.https.key_path: key.pem is not the private key of the certificate in reversed.pem (it is the key of certificate 2 in the file: the server's certificate comes first, then its chain)");
-    // a Windows editor's UTF-8 with BOM: the listener finds no start line; the key was called "not the certificate's" or damaged
-    await Bun.write(join(dir, "bom-cert.pem"), "\ufeff" + readFileSync(join(certDir, "cert.pem"), "utf8"));
-    await Bun.write(join(dir, "bom-key.pem"), "\ufeff" + readFileSync(join(certDir, "key.pem"), "utf8"));
-    const bom = await check("bom-cert.pem", "bom-key.pem");
     expect(bom.code).toBe(1);
     expect(bom.stderr).toContain("server.https.cert_path: bom-cert.pem starts with a byte order mark (UTF-8 with BOM): save it without one");
     expect(bom.stderr).toContain("server.https.key_path: bom-key.pem starts with a byte order mark (UTF-8 with BOM): save it without one");
-    // DER: X509Certificate reads it, the listener does not (a bare NO_START_LINE at start)
-    const der = Bun.spawn(["openssl", "x509", "-in", join(dir, "cert.pem"), "-outform", "der", "-out", join(dir, "cert.der")], { stdout: "ignore", stderr: "ignore" });
-    expect(await der.exited).toBe(0);
-    const derCheck = await check("cert.der", "key.pem");
     expect(derCheck.code).toBe(1);
     expect(derCheck.stderr).toContain("server.https.cert_path: cert.der is not a PEM certificate");
-    // A pair of a key type `newkey` (openssl req -newkey and -pkeyopt), then what --check says of it.
-    const refusedPair = async (name: string, newkey: string[], says: string) => {
-      const gen = Bun.spawn(["openssl", "req", "-x509", "-newkey", ...newkey, "-nodes", "-days", "1", "-subj", `/CN=${name}`, "-keyout", join(dir, `${name}.key`), "-out", join(dir, `${name}.pem`)], { stdout: "ignore", stderr: "ignore" });
-      expect(await gen.exited).toBe(0);
-      const r = await check(`${name}.pem`, `${name}.key`);
+    /** What --check said of a pair made by newPair. */
+    const refusedPair = (name: string, r: { code: number; stderr: string }, says: string) => {
       expect({ name, code: r.code }).toEqual({ name, code: 1 });
       expect(r.stderr).toContain(`server.https.key_path: ${name}.key ${says}`);
     };
     // a PEM key of a type the runtime cannot use: said so, not "not a PEM private key"
-    await refusedPair("pss", ["rsa-pss", "-pkeyopt", "rsa_keygen_bits:2048"], "holds a PEM private key that cannot be used");
+    refusedPair("pss", pss, "holds a PEM private key that cannot be used");
     // an RSA key TLS refuses at every handshake (under 1024 bits): the listener started and no client connected
-    await refusedPair("weak", ["rsa:512"], "is a 512-bit RSA key: TLS refuses it at every handshake");
+    refusedPair("weak", weak, "is a 512-bit RSA key: TLS refuses it at every handshake");
     // key types the listener cannot load (it failed to start with UNSUPPORTED_ALGORITHM after --check said OK)
-    await refusedPair("p224", ["ec", "-pkeyopt", "ec_paramgen_curve:secp224r1"], "is a secp224r1 key the listener cannot use");
-    const good = await check("cert.pem", "key.pem");
+    refusedPair("p224", p224, "is a secp224r1 key the listener cannot use");
     expect({ code: good.code, stderr: good.stderr }).toMatchObject({ code: 0 });
   } finally {
     rmSync(dir, { recursive: true, force: true });
