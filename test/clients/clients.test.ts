@@ -40,12 +40,18 @@ clientTest("aws")(
   "aws s3 ls, ls --recursive, cp down (ranged) and special keys, byte-exact",
   async () => {
     using admin = awsCli(target(s3.adminCredentials));
-    const buckets = await admin.s3("ls");
+    using aws = awsCli(target());
+    using dir = tempDir();
+    // the reads that send no Range run at once (each aws start costs seconds on a loaded machine);
+    // the ranged download runs alone below, its requests counted
+    const [buckets, ls, special] = await Promise.all([
+      admin.s3("ls"),
+      aws.s3("ls", `s3://${BUCKET}/`, "--recursive"),
+      // one process for all the awkward keys
+      aws.s3("cp", `s3://${BUCKET}/special/`, dir.path, "--recursive"),
+    ]);
     ok(buckets);
     expect(buckets.stdout).toMatch(new RegExp(`\\s${BUCKET}\\n`));
-
-    using aws = awsCli(target());
-    const ls = await aws.s3("ls", `s3://${BUCKET}/`, "--recursive");
     ok(ls);
     const listed = ls.stdout.trim().split("\n").map((l) => l.replace(/^\S+ \S+\s+\d+ /, ""));
     expect(listed.sort()).toEqual([...objects.keys()].sort());
@@ -58,9 +64,6 @@ clientTest("aws")(
     // aws-cli downloads objects over its 8 MiB threshold in ranged parts
     expect(s3.requests.filter((e) => e.method === "GET" && e.headers.range).length).toBeGreaterThan(1);
 
-    // one process for all the awkward keys (each aws start costs seconds on a loaded machine)
-    using dir = tempDir();
-    const special = await aws.s3("cp", `s3://${BUCKET}/special/`, dir.path, "--recursive");
     ok(special);
     for (const key of SPECIAL_KEYS) {
       expect(sha256(new Uint8Array(readFileSync(dir.file(key.slice("special/".length)))))).toBe(sha256(objects.get(key)!));
@@ -73,8 +76,11 @@ clientTest("aws")(
   "aws s3 presign gives a URL that fetch() downloads; a wrong secret gets SignatureDoesNotMatch",
   async () => {
     using aws = awsCli(target());
+    using bad = awsCli(target(WRONG));
     const key = SPECIAL_KEYS[0]!;
-    const p = await aws.s3("presign", `s3://${BUCKET}/${key}`, "--expires-in", "60");
+    // both processes at once (each aws start costs seconds on a loaded machine)
+    // (a listing, not a GET: aws s3 cp starts with a HEAD, whose 403 has no body to name the error)
+    const [p, get] = await Promise.all([aws.s3("presign", `s3://${BUCKET}/${key}`, "--expires-in", "60"), bad.s3("ls", `s3://${BUCKET}/`)]);
     ok(p);
     const url = p.stdout.trim();
     expect(url).toContain("X-Amz-Signature=");
@@ -82,9 +88,6 @@ clientTest("aws")(
     expect(res.status).toBe(200);
     expect(sha256(new Uint8Array(await res.arrayBuffer()))).toBe(sha256(objects.get(key)!));
 
-    using bad = awsCli(target(WRONG));
-    // a listing, not a GET: aws s3 cp starts with a HEAD, whose 403 has no body to name the error
-    const get = await bad.s3("ls", `s3://${BUCKET}/`);
     expect(get.code).not.toBe(0);
     expect(get.stderr).toContain("SignatureDoesNotMatch");
   },
@@ -112,25 +115,28 @@ clientTest("s3cmd")(
   "s3cmd ls and get, byte-exact; a wrong secret fails",
   async () => {
     using s3cmd = s3cmdClient(target());
-    const ls = await s3cmd.run("ls", "--recursive", `s3://${BUCKET}/`);
+    using bad = s3cmdClient(target(WRONG));
+    using dir = tempDir();
+    // the four processes at once (each s3cmd start costs a second or more on a loaded machine)
+    const [ls, big, special, r] = await Promise.all([
+      s3cmd.run("ls", "--recursive", `s3://${BUCKET}/`),
+      s3cmd.run("get", `s3://${BUCKET}/${BIG_KEY}`, dir.file("big")),
+      s3cmd.run("get", "--recursive", `s3://${BUCKET}/special/`, `${dir.path}/`),
+      // a listing: s3cmd get starts with a HEAD, whose 403 has no body to name the error
+      bad.run("ls", `s3://${BUCKET}/`),
+    ]);
     ok(ls);
     const prefix = `s3://${BUCKET}/`;
     const urls = ls.stdout.trim().split("\n").map((l) => l.slice(l.indexOf(prefix) + prefix.length));
     expect(urls.sort()).toEqual([...objects.keys()].sort());
 
-    using dir = tempDir();
-    const big = await s3cmd.run("get", `s3://${BUCKET}/${BIG_KEY}`, dir.file("big"));
     ok(big);
     expect(sha256(new Uint8Array(readFileSync(dir.file("big"))))).toBe(sha256(objects.get(BIG_KEY)!));
-    const special = await s3cmd.run("get", "--recursive", `s3://${BUCKET}/special/`, `${dir.path}/`);
     ok(special);
     for (const key of SPECIAL_KEYS) {
       expect(sha256(new Uint8Array(readFileSync(dir.file(key.slice("special/".length)))))).toBe(sha256(objects.get(key)!));
     }
 
-    using bad = s3cmdClient(target(WRONG));
-    // a listing: s3cmd get starts with a HEAD, whose 403 has no body to name the error
-    const r = await bad.run("ls", `s3://${BUCKET}/`);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain("SignatureDoesNotMatch");
   },
@@ -141,7 +147,10 @@ clientTest("rclone")(
   "rclone ls and copy, byte-exact; a wrong secret fails",
   async () => {
     using rc = rcloneClient(target());
-    const ls = await rc.run("ls", rc.remote(BUCKET));
+    using bad = rcloneClient(target(WRONG));
+    using dir = tempDir();
+    // the three processes at once
+    const [ls, cp, r] = await Promise.all([rc.run("ls", rc.remote(BUCKET)), rc.run("copy", rc.remote(BUCKET), dir.path), bad.run("ls", bad.remote(BUCKET))]);
     ok(ls);
     const entries = ls.stdout
       .trim()
@@ -150,15 +159,11 @@ clientTest("rclone")(
       .map((m) => [m[2]!, Number(m[1])] as const);
     expect(new Map(entries)).toEqual(new Map([...objects].map(([k, v]) => [k, v.byteLength] as const)));
 
-    using dir = tempDir();
-    const cp = await rc.run("copy", rc.remote(BUCKET), dir.path);
     ok(cp);
     for (const [key, body] of objects) {
       expect(sha256(new Uint8Array(readFileSync(dir.file(key))))).toBe(sha256(body));
     }
 
-    using bad = rcloneClient(target(WRONG));
-    const r = await bad.run("ls", bad.remote(BUCKET));
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain("SignatureDoesNotMatch");
   },
@@ -171,6 +176,8 @@ clientTest("python3", "boto3")(
     using dir = tempDir();
     const b = boto3Client(target());
     s3.resetLog();
+    // the wrong secret's process runs meanwhile (a GET without Range: the ranged GETs counted below are the download's)
+    const badRun = boto3Client(target(WRONG)).run([{ op: "get_object", Bucket: BUCKET, Key: "hello.txt" }]);
     const [all, prefixed, dl, special, missing] = await b.run([
       { op: "list", Bucket: BUCKET },
       { op: "list", Bucket: BUCKET, Prefix: "dir/", Delimiter: "/" },
@@ -190,7 +197,7 @@ clientTest("python3", "boto3")(
     expect(sha256(new Uint8Array(readFileSync(dir.file("special"))))).toBe(sha256(objects.get(SPECIAL_KEYS[3]!)!));
     expect(missing).toEqual({ ok: false, error: { code: "404", message: "Not Found", status: 404 } });
 
-    const [bad] = await boto3Client(target(WRONG)).run([{ op: "get_object", Bucket: BUCKET, Key: "hello.txt" }]);
+    const [bad] = await badRun;
     expect(bad).toMatchObject({ ok: false, error: { code: "SignatureDoesNotMatch", status: 403 } });
   },
   T,
