@@ -82,7 +82,8 @@ async function uploadInPage(a: { plain: string; jwt: string; size: number }): Pr
   };
 }
 
-clientTest("chromium")(
+// The two tests run at once: each has a browser of its own and writes keys of its own.
+clientTest("chromium").concurrent(
   "a page on an allowed origin presigns, PUTs a file straight to the S3 listener and reads it back byte-exact; another origin is refused by the browser",
   async () => {
     await using b = await launchBrowser();
@@ -153,7 +154,7 @@ async function formUploadInPage(a: { plain: string; jwt: string; size: number; m
   return { presignStatus: presign.status, url: p.url, extraStatus: extra.status, extraBody: await extra.text(), postStatus: post.status, etag: post.headers.get("etag"), overStatus: over.status, overBody: await over.text() };
 }
 
-clientTest("chromium")(
+clientTest("chromium").concurrent(
   "a page on an allowed origin gets a presigned POST policy and uploads with an HTML-form POST (FormData) to the S3 listener, byte-exact; a field the policy does not name is refused",
   async () => {
     await using b = await launchBrowser();
