@@ -51,25 +51,28 @@ clientTest("aws")(
   "aws s3 ls, ls --recursive, cp of 40 MiB to stdout and of the awkward keys, byte-exact",
   async () => {
     using aws = awsCli(target);
-    const buckets = await aws.s3("ls");
+    using dir = tempDir();
+    env.mark();
+    // the five processes at once (each aws start costs seconds on a loaded machine)
+    const [buckets, ls, under, big, special] = await Promise.all([
+      aws.s3("ls"),
+      aws.s3("ls", "s3://data/", "--recursive"),
+      aws.s3("ls", "s3://data/dir/"),
+      aws.s3("cp", `s3://data/${BIG_KEY}`, "-"),
+      aws.s3("cp", "s3://data/special/", dir.path, "--recursive"),
+    ]);
     ok(buckets);
     expect(buckets.stdout.trim().split("\n").map((l) => l.split(/\s+/).at(-1))).toEqual(["data", "private"]);
 
-    env.mark();
-    const ls = await aws.s3("ls", "s3://data/", "--recursive");
     ok(ls);
     expect(ls.stdout.trim().split("\n").map((l) => l.replace(/^\S+ \S+\s+\d+ /, "")).sort(byUtf8)).toEqual(allKeys);
-    const under = await aws.s3("ls", "s3://data/dir/");
     ok(under);
     expect(under.stdout).toMatch(/PRE sub\/\n/);
 
-    const big = await aws.s3("cp", `s3://data/${BIG_KEY}`, "-");
     ok(big);
     expect(big.bytes.byteLength).toBe(BIG_SIZE);
     expect(sha256(big.bytes)).toBe(sha256(objects.get(BIG_KEY)!));
 
-    using dir = tempDir();
-    const special = await aws.s3("cp", "s3://data/special/", dir.path, "--recursive");
     ok(special);
     for (const key of SPECIAL_KEYS) expect(sha256(new Uint8Array(readFileSync(dir.file(key.slice("special/".length)))))).toBe(sha256(objects.get(key)!));
     reSigned();
@@ -108,23 +111,26 @@ clientTest("aws", "python3", "boto3")(
   async () => {
     const key = SPECIAL_KEYS[3]!;
     using aws = awsCli({ ...target, s3Settings: { signature_version: "s3v4" } });
-    const p = await aws.s3("presign", `s3://data/${key}`, "--expires-in", "60");
-    ok(p);
-    const url = p.stdout.trim();
-    expect(url).toContain("X-Amz-Signature=");
     using dir = tempDir();
-    const curl = Bun.spawn(["curl", "-sS", "-o", dir.file("out"), "-w", "%{http_code}", url], { stdout: "pipe", stderr: "pipe" });
-    const [status, code] = await Promise.all([new Response(curl.stdout).text(), curl.exited]);
-    expect({ code, status }).toEqual({ code: 0, status: "200" });
-    expect(sha256(new Uint8Array(readFileSync(dir.file("out"))))).toBe(sha256(objects.get(key)!));
-
     // botocore (boto3; aws-cli v1) presigns with SigV2 unless signature_version says s3v4
     const script = `import boto3, sys
 from botocore.config import Config
 kw = dict(endpoint_url=sys.argv[1], region_name="us-east-1", aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3])
 for cfg in (Config(s3={"addressing_style": "path"}), Config(s3={"addressing_style": "path"}, signature_version="s3v4")):
     print(boto3.client("s3", config=cfg, **kw).generate_presigned_url("get_object", Params={"Bucket": "data", "Key": "hello.txt"}))`;
-    const py = await runProcess(["/usr/bin/python3", "-c", script, env.endpoint, APP.accessKeyId, APP.secretAccessKey], { env: isolatedEnv(dir.path) });
+    // the two presigning processes at once (each Python start costs seconds on a loaded machine)
+    const [p, py] = await Promise.all([
+      aws.s3("presign", `s3://data/${key}`, "--expires-in", "60"),
+      runProcess(["/usr/bin/python3", "-c", script, env.endpoint, APP.accessKeyId, APP.secretAccessKey], { env: isolatedEnv(dir.path) }),
+    ]);
+    ok(p);
+    const url = p.stdout.trim();
+    expect(url).toContain("X-Amz-Signature=");
+    const curl = Bun.spawn(["curl", "-sS", "-o", dir.file("out"), "-w", "%{http_code}", url], { stdout: "pipe", stderr: "pipe" });
+    const [status, code] = await Promise.all([new Response(curl.stdout).text(), curl.exited]);
+    expect({ code, status }).toEqual({ code: 0, status: "200" });
+    expect(sha256(new Uint8Array(readFileSync(dir.file("out"))))).toBe(sha256(objects.get(key)!));
+
     expect({ code: py.code, stderr: py.stderr }).toEqual({ code: 0, stderr: "" });
     const [v2, v4] = py.stdout.trim().split("\n");
     expect(v2).toContain("Signature=");
@@ -142,18 +148,21 @@ clientTest("s3cmd")(
   async () => {
     using s3cmd = s3cmdClient(target);
     env.mark();
-    const ls = await s3cmd.run("ls", "--recursive", "s3://data/");
-    ok(ls);
-    const urls = ls.stdout.trim().split("\n").map((l) => l.slice(l.indexOf("s3://data/") + "s3://data/".length));
-    expect(urls.sort(byUtf8)).toEqual(allKeys);
     using dir = tempDir();
     // s3cmd needs Content-Length on a GetObject; the bun engine streams this one without it
     await using nodeEnv = await startS3FrontEnv({ s3Extra: "  engine: node\n" }, env.s3);
     using viaNode = s3cmdClient({ ...target, endpoint: nodeEnv.endpoint });
-    const big = await viaNode.run("get", `s3://data/${BIG_KEY}`, dir.file("big"));
+    // the three processes at once (each s3cmd start costs a second or more on a loaded machine)
+    const [ls, big, special] = await Promise.all([
+      s3cmd.run("ls", "--recursive", "s3://data/"),
+      viaNode.run("get", `s3://data/${BIG_KEY}`, dir.file("big")),
+      s3cmd.run("get", "--recursive", "s3://data/special/", `${dir.path}/`),
+    ]);
+    ok(ls);
+    const urls = ls.stdout.trim().split("\n").map((l) => l.slice(l.indexOf("s3://data/") + "s3://data/".length));
+    expect(urls.sort(byUtf8)).toEqual(allKeys);
     ok(big);
     expect(sha256(new Uint8Array(readFileSync(dir.file("big"))))).toBe(sha256(objects.get(BIG_KEY)!));
-    const special = await s3cmd.run("get", "--recursive", "s3://data/special/", `${dir.path}/`);
     ok(special);
     for (const key of SPECIAL_KEYS) expect(sha256(new Uint8Array(readFileSync(dir.file(key.slice("special/".length)))))).toBe(sha256(objects.get(key)!));
     reSigned();
@@ -187,12 +196,11 @@ clientTest("rclone")(
   async () => {
     using rc = rcloneClient(target);
     env.mark();
-    const ls = await rc.run("ls", rc.remote("data"));
+    using dir = tempDir();
+    const [ls, cp] = await Promise.all([rc.run("ls", rc.remote("data")), rc.run("copy", rc.remote("data"), dir.path)]);
     ok(ls);
     const entries = ls.stdout.trim().split("\n").map((l) => /^\s*(\d+) (.*)$/.exec(l)!).map((m) => [m[2]!, Number(m[1])] as const);
     expect(new Map(entries)).toEqual(new Map([...objects].map(([k, v]) => [k, v.byteLength] as const)));
-    using dir = tempDir();
-    const cp = await rc.run("copy", rc.remote("data"), dir.path);
     ok(cp);
     for (const [key, body] of objects) expect(sha256(new Uint8Array(readFileSync(dir.file(key))))).toBe(sha256(body));
     reSigned();
