@@ -461,6 +461,8 @@ export class BucketUpstream {
     // chunk): the upstream was reached, it answered wrongly. The message is the client's own fixed
     // text, never the upstream's bytes.
     if (err instanceof UpstreamProtocolError && !err.closed) return new ProxyError("BadGateway", { detail: `The upstream sent a response the proxy cannot read (${err.message})`, cause: err });
+    const unreadable = fetchUnreadable(err);
+    if (unreadable !== undefined) return new ProxyError("BadGateway", { detail: `The upstream sent a response the proxy cannot read (${unreadable})`, cause: err });
     // (it answered, then the connection was cut: not "could not be reached")
     if (err instanceof UpstreamProtocolError && err.midBody) return new ProxyError("BadGateway", { detail: "The upstream connection failed while sending the object", cause: err });
     // The request went out and the connection closed (reset, cut) with no answer: the upstream
@@ -784,6 +786,24 @@ const NOT_CONNECTED_CODES = new Set([
   // a CompleteMultipartUpload or a conditional create resent would be sent twice.)
   ...CERT_REFUSED_CODES,
 ]);
+
+/**
+ * fetch's errors (https endpoints, `upstream_client: fetch`) for an answer it could not parse, as
+ * the own client's parser names them: the upstream answered, wrongly. They read "The upstream
+ * connection closed before it answered" (a cut, not a bad answer: an operator looked at the
+ * network instead of the store). Still retried as before (failedAttempt), never a surelyNotSent.
+ */
+const FETCH_UNREADABLE: ReadonlyMap<string, string> = new Map([
+  ["Malformed_HTTP_Response", "malformed upstream response head"],
+  ["InvalidContentLength", "invalid upstream Content-Length"],
+  ["ResponseHeadersTooLarge", "upstream response head too large"],
+]);
+
+function fetchUnreadable(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return typeof code === "string" ? FETCH_UNREADABLE.get(code) : undefined;
+}
+
 export function surelyNotSent(err: unknown): boolean {
   if (err instanceof UpstreamConnectTimeoutError) return true;
   if (!(err instanceof Error)) return false;

@@ -41,6 +41,9 @@ const REPEATED_LENGTHS: Record<string, string> = {
 /** GET /b/<name>: a 5-byte body with an x-amz-meta-big of this many bytes (over and under the own client's 64 KiB head). */
 const BIG_HEADS: Record<string, number> = { "head-over": 70_000, "head-under": 60_000 };
 
+/** GET /b/<name>: a head neither client can read (then the connection closed). */
+const UNREADABLE: Record<string, string> = { "bad-length": "Content-Length: abc\r\n", "nul-field": "X-Amz-Meta-A: a\0b\r\nContent-Length: 5\r\n" };
+
 /** The REPEATED_LENGTHS whose values agree: one length. The others are a bad upstream answer. */
 const AGREEING = ["twice", "list"];
 
@@ -65,6 +68,12 @@ beforeAll(() => {
           const gz = gzipSync("hello");
           const head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: gzip, chunked\r\n\r\n";
           s.write(method === "HEAD" ? head : Buffer.concat([Buffer.from(`${head}${gz.length.toString(16)}\r\n`), gz, Buffer.from("\r\n0\r\n\r\n")]));
+          return;
+        }
+        const unreadable = UNREADABLE[name];
+        if (unreadable !== undefined) {
+          s.write(`HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n${unreadable}\r\n${method === "HEAD" ? "" : "hello"}`);
+          s.end();
           return;
         }
         if (name === "reval-over") {
@@ -299,5 +308,23 @@ describe("an upstream answer whose head is over 64 KiB (a 70 KB x-amz-meta-* val
         reval.push(`${res.status} ${res.headers.get("x-amz-meta-big")?.length ?? 0} ${(await res.text()).slice(0, 11)}`);
       }
       expect(reval).toEqual(["200 0 hello", '502 0 {"error":"B']);
+    });
+});
+
+describe("an upstream answer head neither client can read (Content-Length: abc, a NUL in a field)", () => {
+  // The own client's parser names it; fetch's error read "The upstream connection closed before it
+  // answered", a cut rather than a bad answer, and so the log and the client were told.
+  for (const client of ["auto", "fetch"] as const)
+    test(`${client === "auto" ? "own HTTP/1.1" : "fetch"} client: 502 "The upstream sent a response the proxy cannot read"`, async () => {
+      await using px = await startInProcess(
+        `server: { address: 127.0.0.1, port: 0, upstream_client: ${client} }\n` +
+          `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bk, endpoint: "http://127.0.0.1:${upstream.port}", retry: { max_attempts: 1 } }\n`,
+      );
+      const seen: string[] = [];
+      for (const name of Object.keys(UNREADABLE)) {
+        const res = await fetch(px.url(`/b/${name}`));
+        seen.push(`${name} ${res.status} ${((await res.json()) as { message: string }).message.replace(/ \(.*/, "")}`);
+      }
+      expect(seen).toEqual(Object.keys(UNREADABLE).map((name) => `${name} 502 The upstream sent a response the proxy cannot read`));
     });
 });
