@@ -288,8 +288,10 @@ export function liveOthers(dir: string, mine: string | undefined, boundOnly = fa
  * read is left in place, since it may be that one's (a later release's format; one this process
  * could not open now): the scan deleted it, and the other instance lost the object. It is dropped
  * by a start that finds no other instance running.
+ * `remove`: how a dropped file (not an object, an older copy of a key) is deleted (the disk layer
+ * defers it until its listeners are bound).
  */
-export async function scanDir(dir: string, spare: (f: ScannedFile) => boolean = () => false, shared = false): Promise<ScanResult> {
+export async function scanDir(dir: string, spare: (f: ScannedFile) => boolean = () => false, shared = false, remove: (file: string) => Promise<void> = (file) => unlink(file).catch(() => {})): Promise<ScanResult> {
   let tempsRemoved = 0;
   // Only names of temporary files (tmp/<pid>.<start>.<random>.part) whose writer is gone: every
   // other file in tmp/ was deleted too, and with tmp/ a symbolic link to a folder outside, every
@@ -316,7 +318,7 @@ export async function scanDir(dir: string, spare: (f: ScannedFile) => boolean = 
   const newest = new Map<string, ScannedFile>();
   const drop = async (file: string) => {
     dropped++;
-    await unlink(file).catch(() => {});
+    await remove(file);
   };
   for (let i = 0; i < candidates.length; i += CONCURRENCY) {
     const batch = candidates.slice(i, i + CONCURRENCY);

@@ -17,7 +17,8 @@
  *   reads now, is deleted, never indexed: a restart drops what a reload would have purged (a
  *   bucket pointed at another store, a cache switched off, a bucket removed). A file with no stamp
  *   (written by an earlier version) is dropped too: its store cannot be known. The check is
- *   made once, at start; a hit costs nothing more.
+ *   made once, at start; a hit costs nothing more. Files dropped before the listeners are bound
+ *   are deleted only once they are (claimLock): a start that fails to bind deletes none.
  */
 import { mkdirSync, accessSync, chmodSync, constants, existsSync, lstatSync, readFileSync, statSync, statfsSync, writeFileSync } from "node:fs";
 import { lstat, open, readdir, rename, unlink, mkdir, writeFile } from "node:fs/promises";
@@ -328,6 +329,13 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   private sharedSeen = false;
   /** claimLock was called: this process's listeners are bound. */
   private bound = false;
+  /**
+   * Files this process dropped before its listeners were bound (the rebuild's: of buckets it does
+   * not cache, older copies of a key, too large, past its budget), deleted once they are
+   * (claimLock): a start that failed to bind (its port in use) deleted them, another config's
+   * cache (the folder's proxy stopped) lost with a mistaken start.
+   */
+  private unbound: string[] = [];
   private sharedWatch: ReturnType<typeof setInterval> | undefined;
 
   constructor(opts: DiskLayerOptions) {
@@ -387,7 +395,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     }
     if (this.lockedOut) this.log?.warn("disk cache: another running process holds this instance's lock (a second start on its port, or the previous process still stopping): taken once this one's listeners are bound", { dir: this.dir, lock: lockFileOf(this.instance!) });
     // (spared holds every instance running on the folder: none, and no file here can be another's)
-    const r = await scanDir(this.dir, heldBy(spared), spared.size > 0).catch((err) => {
+    const r = await scanDir(this.dir, heldBy(spared), spared.size > 0, (file) => this.discard(file)).catch((err) => {
       this.failed(err, "scan");
       return { files: [] as ScannedFile[], dropped: 0, tempsRemoved: 0 };
     });
@@ -397,7 +405,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     // Objects larger than max_item_size_mb (lowered since they were stored) are not the layer's
     // any more, as a reload's resize evicts them: they were indexed and served after a restart.
     const tooLarge = kept.filter((f) => f.size > this.maxItemBytes);
-    for (const f of tooLarge) await unlink(f.file).catch(() => {});
+    for (const f of tooLarge) await this.discard(f.file);
     const fitting = tooLarge.length === 0 ? kept : kept.filter((f) => f.size <= this.maxItemBytes);
     for (const f of fitting) this.insert(f.key, f, true, 0, this.verify && f.crc !== undefined);
     this.restored = fitting.length;
@@ -502,7 +510,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       else otherStore++;
       gone.push(f);
     }
-    for (let i = 0; i < gone.length; i += 64) await Promise.all(gone.slice(i, i + 64).map((f) => unlink(f.file).catch(() => {})));
+    for (let i = 0; i < gone.length; i += 64) await Promise.all(gone.slice(i, i + 64).map((f) => this.discard(f.file)));
     return { kept, notCached, otherStore, unrecorded };
   }
 
@@ -841,10 +849,11 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
 
   /**
    * This process holds the instance's port (its listeners are bound): the lock is its own, whoever
-   * held it at start, and says so; the folder is marked shared if the start found another running.
+   * held it at start, and says so; the folder is marked shared if the start found another running;
+   * the files dropped so far are deleted (resolves once they are).
    */
-  claimLock(): void {
-    if (this.instance === undefined || this.closing || this.bound) return;
+  claimLock(): Promise<void> {
+    if (this.instance === undefined || this.closing || this.bound) return Promise.resolve();
     this.bound = true;
     try {
       takeLock(this.dir, this.instance, true);
@@ -857,6 +866,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     }
     if (this.sharedSeen) this.markShared();
     if (this.position !== undefined) this.savePosition(this.position.stream, this.position.id, this.position.epoch);
+    return Promise.all(this.unbound.splice(0).map((file) => this.discard(file))).then(() => {});
   }
 
   /** Restored entries are misses until release() (called once, before any lookup: Cache wires it with a Redis layer). */
@@ -1074,16 +1084,24 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       e.bucket.items--;
       e.bucket.bytes -= charged;
     }
-    if (!unlinkFile) return Promise.resolve();
+    return unlinkFile ? this.discard(e.file) : Promise.resolve();
+  }
+
+  /** Deletes a file the layer dropped; before the listeners are bound, once they are (unbound). */
+  private discard(file: string): Promise<void> {
+    if (!this.bound) {
+      this.unbound.push(file);
+      return Promise.resolve();
+    }
     // A file that cannot be deleted (a folder made read-only) is no longer counted: say so (the
     // disk error warning and yatagarasu_cache_layer_errors_total), it was silent. It is also made
     // unreadable as an object (its head's magic zeroed; the body, which a response may be sending,
     // is untouched), so the index rebuilt at the next start drops it: a purged (or replaced) file
     // left in place had come back as a HIT after a restart, the old object served as fresh.
-    const p: Promise<void> = unlink(e.file).catch(async (err) => {
+    const p: Promise<void> = unlink(file).catch(async (err) => {
       if ((err as { code?: string }).code === "ENOENT") return;
       this.failed(err, "unlink");
-      if (!(await invalidateHead(e.file))) this.keepDeleting(e.file);
+      if (!(await invalidateHead(file))) this.keepDeleting(file);
     });
     this.unlinking.add(p);
     void p.then(() => this.unlinking.delete(p));

@@ -3,7 +3,7 @@
  * a miss (never wrong bytes), LRU by bytes, revalidation in place, purges racing writes.
  */
 import { afterAll, describe, expect, setSystemTime, test, setDefaultTimeout } from "bun:test";
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from "node:fs";
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DiskLayer, onDisk } from "../../src/cache/disk.ts";
@@ -706,7 +706,7 @@ describe("two proxies sharing one folder", () => {
   const at = (dir: string, instance: string, stores: ReadonlyMap<string, string>) => {
     const d = new DiskLayer({ dir, maxBytes: 64 << 20, maxItemBytes: 16 << 20, stores, instance });
     // (its listeners bound, as cli.ts says once they are: the folder marked shared only then)
-    return d.ready.then(() => (d.claimLock(), d));
+    return d.ready.then(async () => (await d.claimLock(), d));
   };
   test("a start that never bound its listeners (exit 3) leaves the folder as it found it: its lock gone, no instances-shared, and no Redis stream position (it wrote one, over a running instance's of the same port too); once bound, all are written", async () => {
     const dir = freshDir();
@@ -724,6 +724,31 @@ describe("two proxies sharing one folder", () => {
     await bound.close();
     expect(readdirSync(dir).sort()).toEqual([...before, "instances-shared", "redis-position-8081.json"].sort());
     await a.close();
+  });
+
+  test("a start that never bound its listeners (exit 3) deletes no file: those of buckets it does not cache, older copies of a key and items past its max_item_size_mb went (another config's cache, its proxy stopped, lost with a mistaken start); once bound, they go", async () => {
+    const dir = freshDir();
+    const a = await at(dir, "8080", new Map([["x", "store-x"]]));
+    await a.put(obj("x/k", 5000));
+    await a.put(obj("x/big", 50_000));
+    await a.close();
+    // an older copy of x/k beside the current one (a crash between the rename and the unlink)
+    const [current] = files(dir).filter((f) => statSync(f).size < 50_000);
+    copyFileSync(current!, current!.replace(/\.[0-9a-z]+\.obj$/, ".0a.obj"));
+    const before = files(dir).sort();
+    expect(before).toHaveLength(3);
+    const opts = { dir, maxBytes: 64 << 20, maxItemBytes: 10_000, instance: "8080" };
+    const failed = new DiskLayer({ ...opts, stores: new Map([["y", "store-y"]]) });
+    await failed.ready;
+    await failed.close();
+    const smaller = new DiskLayer({ ...opts, stores: new Map([["x", "store-x"]]) });
+    await smaller.ready;
+    expect(smaller.keys()).toEqual(["x/k"]);
+    await smaller.close();
+    expect(files(dir).sort()).toEqual(before);
+    const bound = await at(dir, "8080", new Map([["y", "store-y"]]));
+    expect(files(dir)).toEqual([]);
+    await bound.close();
   });
 
   test("a start neither deletes nor indexes the files of another instance running on the folder (it deleted those of buckets it does not cache, and the other served misses); once that one stopped, they are dropped as before", async () => {

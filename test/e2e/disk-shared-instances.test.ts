@@ -96,3 +96,21 @@ test("a start that fails to bind (its port in use) beside a running proxy leaves
     busy.stop(true);
   }
 });
+
+test("a start that fails to bind, with a config that does not cache the bucket, deletes none of the files of the folder's stopped proxy (its index rebuild deleted them before the bind failed)", async () => {
+  const p = await startProxy(config(0, true, "mistaken"));
+  expect(await get(p, "/other/hello.txt")).toMatchObject({ cache: "MISS" });
+  const files = () => [...new Bun.Glob("objects/*/*.obj").scanSync(join(dir, "mistaken"))];
+  await waitFor(() => files().length === 1, { message: "the disk fill" });
+  await p.stop();
+  const busy = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("taken") });
+  try {
+    const path = join(dir, "mistaken.yaml");
+    writeFileSync(path, config(busy.port!, false, "mistaken"));
+    const r = await runCli(["--config", path]);
+    expect(r.code).toBe(3);
+    expect(files()).toHaveLength(1);
+  } finally {
+    busy.stop(true);
+  }
+});
