@@ -69,14 +69,25 @@ export interface UpstreamTiming {
   fill?: UpstreamTiming | undefined;
 }
 
+/** MinIO's error code on an answer without a body (a HEAD's), where S3 says nothing. */
+const MINIO_ERROR_CODE = "x-minio-error-code";
+
+/** A 503 HEAD's verdict, told by a GET of its key (BucketUpstream.tellHead503): slowDownOf's answer for it. */
+const slowDownTold = new WeakMap<Response, boolean>();
+
 /**
- * Whether a 503 is S3's SlowDown: its reason phrase ("503 Slow Down", S3's own), else the <Code>
- * of its error body. The body's first 64 KiB are read (what errorFromResponse reads too) and handed
- * on in a Response of the same status and headers (Content-Length dropped when the rest was not
- * read). A HEAD's 503 has no body: only its reason phrase can tell.
+ * Whether a 503 is S3's SlowDown: its reason phrase ("503 Slow Down", S3's own), MinIO's
+ * x-minio-error-code header (it writes "503 Service Unavailable" and, on a HEAD, no body), else
+ * the <Code> of its error body. The body's first 64 KiB are read (what errorFromResponse reads
+ * too) and handed on in a Response of the same status and headers (Content-Length dropped when
+ * the rest was not read). A HEAD's 503 that says neither was asked again as a GET (tellHead503).
  */
 export async function slowDownOf(res: Response): Promise<{ slowDown: boolean; res: Response }> {
   if (SLOW_DOWN_REASON.test(res.statusText)) return { slowDown: true, res };
+  const minio = res.headers.get(MINIO_ERROR_CODE);
+  if (minio !== null) return { slowDown: minio === "SlowDown", res };
+  const told = slowDownTold.get(res);
+  if (told !== undefined) return { slowDown: told, res };
   if (res.body === null) return { slowDown: false, res };
   const { raw, whole, code } = await readErrorPrefix(res);
   const headers = new Headers(res.headers);
@@ -323,12 +334,13 @@ export class BucketUpstream {
     // request refused before it went out says nothing about this upstream).
     if (timing.abandoned !== undefined) return Promise.reject(timing.abandoned);
     // Without a breaker there is nothing to release: no async layer of its own (one promise less per request).
-    if (this.breaker === undefined) return this.attempts(method, key, forward, signal, timing, max, undefined);
+    // (a HEAD's 503 told by a GET where it matters: tellHead503)
+    if (this.breaker === undefined) return this.attempts(method, key, forward, signal, timing, max, undefined, maxAttempts !== undefined);
     // A streamed answer whose body the upstream then cut or stalled counts against the breaker
     // (own client): a replica that sends heads and then fails every large body is skipped after
     // failure_threshold of them, as one that fails before the head is. (The admission's bodyEnded:
     // a body that ends after the breaker moved on to another state is not counted.)
-    return this.guarded(this.breaker, signal, (bodyEnded) => this.attempts(method, key, forward, signal, timing, max, bodyEnded));
+    return this.guarded(this.breaker, signal, (bodyEnded) => this.attempts(method, key, forward, signal, timing, max, bodyEnded, true));
   }
 
   /**
@@ -373,8 +385,24 @@ export class BucketUpstream {
     }
   }
 
-  private attempts(method: "GET" | "HEAD", key: string, forward: Record<string, string>, signal: AbortSignal, timing: UpstreamTiming, max: number, bodyEnded: ((whole: boolean) => void) | undefined): Promise<Response> {
-    return this.retrying(method, key, timing, signal, max, (span) => this.once(method, key, forward, signal, timing, span, bodyEnded));
+  private attempts(method: "GET" | "HEAD", key: string, forward: Record<string, string>, signal: AbortSignal, timing: UpstreamTiming, max: number, bodyEnded: ((whole: boolean) => void) | undefined, tell = false): Promise<Response> {
+    const got = this.retrying(method, key, timing, signal, max, (span) => this.once(method, key, forward, signal, timing, span, bodyEnded));
+    return tell && method === "HEAD" ? got.then((res) => (res.status === 503 ? this.tellHead503(res, key, signal, timing) : res)) : got;
+  }
+
+  /**
+   * A HEAD's 503 that says neither SlowDown nor what else it is (no "Slow Down" reason phrase, no
+   * x-minio-error-code, no body): a GET of the key's first byte asks the store which it is, as a
+   * GET's 503 says it in its body (its verdict recorded for slowDownOf). Without it a throttled
+   * store's HEAD was failed over (and charged to its breaker) while a GET of the same key got its
+   * 503 SlowDown. Asked only where the verdict is used: a breaker, or a replica but the last.
+   */
+  private async tellHead503(res: Response, key: string, signal: AbortSignal, timing: UpstreamTiming): Promise<Response> {
+    if (SLOW_DOWN_REASON.test(res.statusText) || res.headers.has(MINIO_ERROR_CODE)) return res;
+    const got = await this.once("GET", key, { range: "bytes=0-0" }, signal, timing, undefined, undefined).catch(() => undefined);
+    if (got?.status === 503) slowDownTold.set(res, (await slowDownOf(got)).slowDown);
+    else got?.body?.cancel().catch(() => {});
+    return res;
   }
 
   /**

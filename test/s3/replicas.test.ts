@@ -16,7 +16,7 @@ import { waitFor } from "../helpers/wait.ts";
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
 
-type Behaviour = number | "refuse" | "hang" | "slowdown";
+type Behaviour = number | "refuse" | "hang" | "slowdown" | "minio-slowdown" | "mute-slowdown";
 
 /** A fetch whose answer depends on the host: each replica is its own "endpoint". */
 function endpoints(initial: Record<string, Behaviour>) {
@@ -36,6 +36,13 @@ function endpoints(initial: Record<string, Behaviour>) {
     }
     // (S3's throttle: 503 with the SlowDown code, a HEAD's told by its reason phrase only)
     if (b === "slowdown") return new Response(init?.method === "HEAD" ? null : "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>", { status: 503, statusText: "Slow Down" });
+    // (MinIO's: the usual reason phrase, the code in the body, a HEAD's in x-minio-error-code; a
+    // store that tells a HEAD nothing at all)
+    if (b === "minio-slowdown" || b === "mute-slowdown") {
+      const head = init?.method === "HEAD";
+      const headers: Record<string, string> = head && b === "minio-slowdown" ? { "x-minio-error-code": "SlowDown" } : {};
+      return new Response(head ? null : "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>", { status: 503, statusText: "Service Unavailable", headers });
+    }
     return new Response(b === 200 ? `body from ${host}` : `<Error><Code>E${b}</Code></Error>`, { status: b ?? 599 });
   }) as typeof fetch;
   return { behaviour, calls, fetchImpl, count: (host: string) => calls.filter((c) => c.startsWith(host + " ")).length };
@@ -231,6 +238,30 @@ describe("failover within one request", () => {
     expect(listed.status).toBe(503);
     expect(count("secondary.test")).toBe(0);
   });
+
+  // A HEAD's 503 has no body: a store that says SlowDown in the body only (MinIO, under "503 Service
+  // Unavailable") had its HEAD failed over (and the primary charged a failure) while a GET of the
+  // same key got the primary's 503 SlowDown
+  for (const b of ["minio-slowdown", "mute-slowdown"] as const) {
+    test(`${b}: a HEAD of a throttled primary gets its 503 as a GET does, no failover, the primary not charged; a bare 503 to a HEAD still fails over`, async () => {
+      const { get, set, count, timing, sample, behaviour } = setup({ "primary.test": b, "secondary.test": 200 });
+      const head = () => set.fetchObject("HEAD", "dir/k.txt", {}, new AbortController().signal, timing());
+      expect((await get()).status).toBe(503);
+      expect((await head()).status).toBe(503);
+      expect(count("secondary.test")).toBe(0);
+      // (MinIO's header tells it at once; a HEAD told nothing is asked again as a GET of the key's first byte)
+      expect(count("primary.test")).toBe(b === "minio-slowdown" ? 2 : 3);
+      expect(sample('yatagarasu_s3_replica_requests_total{bucket="products",replica="primary",result="failure"}')).toBe(0);
+      behaviour["primary.test"] = 503;
+      expect((await head()).status).toBe(200);
+      expect(count("secondary.test")).toBe(1);
+      // with a breaker (one failure opens it): the throttled HEAD is no failure, as the GET is not
+      const guarded = setup({ "primary.test": b, "secondary.test": 200 }, `${FAST_RETRY}, circuit_breaker: { failure_threshold: 1, timeout_seconds: 60 }`);
+      expect((await guarded.set.fetchObject("HEAD", "dir/k.txt", {}, new AbortController().signal, timing())).status).toBe(503);
+      expect(guarded.set.replicas[0].breakerState).toBe("closed");
+      expect(guarded.count("secondary.test")).toBe(0);
+    });
+  }
 
   test("failing replicas are passed in order; the last one gets the whole retry budget and its 5xx is the answer", async () => {
     const { get, count, timing } = setup({ "primary.test": 502, "secondary.test": "refuse", "tertiary.test": 500 });
