@@ -72,7 +72,11 @@ export interface UpstreamTiming {
 /** MinIO's error code on an answer without a body (a HEAD's), where S3 says nothing. */
 const MINIO_ERROR_CODE = "x-minio-error-code";
 
-/** A 503 HEAD's verdict, told by a GET of its key (BucketUpstream.tellHead503): slowDownOf's answer for it. */
+/**
+ * slowDownOf's verdict on a 503 already told: the copy of a body it read (with a breaker, guarded
+ * reads it, and a replica set's failover asks again), or a HEAD's told by a GET of its key
+ * (BucketUpstream.tellHead503).
+ */
 const slowDownTold = new WeakMap<Response, boolean>();
 
 /**
@@ -92,7 +96,9 @@ export async function slowDownOf(res: Response): Promise<{ slowDown: boolean; re
   const { raw, whole, code } = await readErrorPrefix(res);
   const headers = new Headers(res.headers);
   if (!whole) headers.delete("content-length");
-  return { slowDown: code === "SlowDown", res: new Response(raw, { status: res.status, statusText: res.statusText, headers }) };
+  const copy = new Response(raw, { status: res.status, statusText: res.statusText, headers });
+  slowDownTold.set(copy, code === "SlowDown");
+  return { slowDown: code === "SlowDown", res: copy };
 }
 
 /**

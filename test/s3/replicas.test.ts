@@ -10,7 +10,7 @@ import { ProxyError } from "../../src/errors.ts";
 import { Metrics } from "../../src/observe/metrics.ts";
 import { buildUpstream, readOrder, ReplicaSet } from "../../src/s3/replicas.ts";
 import { listObjectsV2 } from "../../src/s3/operations/list-objects.ts";
-import { abandonUpstream, BucketUpstream } from "../../src/s3/upstream.ts";
+import { abandonUpstream, BucketUpstream, slowDownOf } from "../../src/s3/upstream.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
@@ -237,6 +237,18 @@ describe("failover within one request", () => {
     const listed = await set.read(new AbortController().signal, timing(), (u, maxAttempts) => listObjectsV2(u, {}, { signal: new AbortController().signal, timing: timing(), maxAttempts }));
     expect(listed.status).toBe(503);
     expect(count("secondary.test")).toBe(0);
+  });
+
+  // With a breaker, guarded reads a 503's body to tell SlowDown, and failover asked the copy again:
+  // a second 64 KiB read and parse, a third Response, per 503
+  test("a 503's body is read once: asked again, slowDownOf answers the copy it made as it is", async () => {
+    for (const code of ["SlowDown", "ServiceUnavailable"]) {
+      const first = await slowDownOf(new Response(`<Error><Code>${code}</Code></Error>`, { status: 503 }));
+      const again = await slowDownOf(first.res);
+      expect(again.slowDown).toBe(code === "SlowDown");
+      expect(again.res).toBe(first.res);
+      expect(await again.res.text()).toBe(`<Error><Code>${code}</Code></Error>`);
+    }
   });
 
   // A HEAD's 503 has no body: a store that says SlowDown in the body only (MinIO, under "503 Service
