@@ -37,7 +37,7 @@ export class ConfigError extends Error {
     /** The checks across keys (a duplicate prefix, a short secret...) could not run yet: a required value was refused. */
     readonly more = false,
   ) {
-    super(formatIssues(issues, file === undefined ? undefined : shownArgument(file)));
+    super(formatIssues(issues, file));
     this.name = "ConfigError";
   }
 }
@@ -46,38 +46,45 @@ export class ConfigError extends Error {
 const UNPRINTABLE = /[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/g;
 
 /**
- * One issue per line, as --check and a failed start print them to a terminal. A key or value the
+ * One issue per line, as --check and a failed start print them to a terminal, each after the
+ * file's name and line (`config.yaml:3: ...`). A file name shown otherwise than written (cut,
+ * or its password hidden: shownArgument) is said once, on a line of its own, and each issue
+ * gives its line only: a 200-character name was repeated on every line. A key or value the
  * config wrote with control characters (`"x\e[2J\r": 1`, quoted in the file) is shown escaped: it
  * cleared the terminal, or a carriage return hid the problem behind what followed it.
  */
 export function formatIssues(issues: ConfigIssue[], file?: string): string {
-  return issues
-    .map((i) => {
-      const col = i.line && i.column ? `:${i.column}` : "";
-      const where = file ? `${file}${i.line ? `:${i.line}${col}` : ""}` : i.line ? `line ${i.line}${i.column ? `, column ${i.column}` : ""}` : "";
-      const path = i.path ? `${i.path}: ` : "";
-      const line = `${where ? `${where}: ` : ""}${path}${i.message}`;
-      return printable(line);
-    })
-    .join("\n");
+  const shown = file === undefined ? undefined : shownArgument(file);
+  const once = shown !== undefined && shown !== file && issues.length > 1;
+  const lines = issues.map((i) => {
+    const col = i.line && i.column ? `:${i.column}` : "";
+    const where = shown && !once ? `${shown}${i.line ? `:${i.line}${col}` : ""}` : i.line ? `line ${i.line}${i.column ? `, column ${i.column}` : ""}` : "";
+    const path = i.path ? `${i.path}: ` : "";
+    return printable(`${where ? `${where}: ` : ""}${path}${i.message}`);
+  });
+  return (once ? [`${shown}:`, ...lines] : lines).join("\n");
 }
 
 /**
  * A command-line argument (a --config path, an unknown argument, a --healthcheck URL) as a message
- * shows it: without the user name and password of every URL in it (`https://user:pass@host/x`
- * → `https://host/x`; the `user:pass@host` of one written without its scheme, or with its `//`
- * folded into one `/` as a resolved path has it, → `***@host`), cut to SHOWN_ARGUMENT characters with its length said, and its
- * control characters escaped (printable). Docker keeps a container's output in its health log; a
- * 100 KB argument was echoed whole, twice.
+ * shows it: without the user name and password of every URL in it, in both its forms
+ * (`https://user:pass@host/x` → `https://host/x`, and so its resolved path, where the `//` is folded
+ * into one `/`: `/cwd/https:/host/x`); a `user:pass@host` written without a scheme, or a password
+ * holding a `/` (no URL has one: it is `%2F` there), is marked instead, everything up to the
+ * word's last `@` hidden (`a:se/cr=et@b` → `***@b`, so not shown as another file's name, `b`;
+ * `--option=user:pass@host` keeps its `--option=`). Then cut to SHOWN_ARGUMENT characters with its
+ * length said, and its control characters escaped (printable). Docker keeps a container's output
+ * in its health log; a 100 KB argument was echoed whole, twice.
  * (a scheme starts where no scheme character precedes it: tried at each letter of a long word, the search was quadratic, 128 KB ~10 s;
- * the scheme-less form is looked for in each word between white space and '/', once)
+ * each word between white space is looked at once)
  */
 export function shownArgument(a: string): string {
-  const hidden = a.replace(/(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#]*@/g, "$1").replace(/[^\s/]+/g, (word) => {
+  const hidden = a.replace(/(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*:\/\/?)[^/?#]*@/g, "$1").replace(/\S+/g, (word) => {
     const at = word.lastIndexOf("@");
-    const colon = word.indexOf(":");
-    // (marked, so that `a:secret@b` is not shown as another file's name, `b`; `--option=user:pass@host` keeps its `--option=`)
-    return at < 0 || colon < 0 || colon > at ? word : `${word.slice(0, word.lastIndexOf("=", colon) + 1)}***@${word.slice(at + 1)}`;
+    // (a `:` that starts no `//` or folded `/` of a scheme: an `@` without one before it, `me@host.yaml`, `http://h/a@b`, is no password)
+    const colon = word.search(/:(?!\/)/);
+    if (colon < 0 || colon > at) return word;
+    return `${word.slice(0, Math.max(word.lastIndexOf("/", colon), word.lastIndexOf("=", colon)) + 1)}***@${word.slice(at + 1)}`;
   });
   return printable(hidden.length > SHOWN_ARGUMENT ? `${cutText(hidden, SHOWN_ARGUMENT)}... (${hidden.length} characters)` : hidden);
 }

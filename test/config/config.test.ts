@@ -1,6 +1,6 @@
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { generateKeyPairSync } from "node:crypto";
-import { ConfigError, loadConfig, parseConfig, type ConfigIssue } from "../../src/config/load.ts";
+import { ConfigError, formatIssues, loadConfig, parseConfig, shownArgument, type ConfigIssue } from "../../src/config/load.ts";
 import { bucketCachePolicy, cacheOffNote, cacheUnusedNote, diskShareNote } from "../../src/cache/config.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
@@ -674,6 +674,29 @@ describe("parseConfig", () => {
     // a typo still gets its guess, and a key known nowhere near gets nothing
     expect(got(`${bucket}    s3: { bucket: bkt, regoin: us-east-1 }\n`, "buckets[0].s3.regoin")).toBe("unknown key 'regoin' (did you mean 'region'?)");
     expect(got(`server:\n  zzzzzzzz: 1\n${B}`, "server.zzzzzzzz")).toBe("unknown key 'zzzzzzzz'");
+  });
+
+  test("a config path or argument is shown without its password in both its forms (`https://h`, resolved `https:/h`), one holding / or = too; a name shown otherwise than written is said once above its problems", () => {
+    expect(["https://u:p@h/x.yaml", "/cwd/https:/u:p@h/x.yaml", "a:se/cr=et@b", "/cwd/a:se/cr=et@b", "--config=u:p/w@h", "https://u:se/cr@h/x", "me@host.yaml", "user@host:path"].map(shownArgument)).toEqual([
+      "https://h/x.yaml",
+      "/cwd/https:/h/x.yaml",
+      "***@b",
+      "/cwd/***@b",
+      "--config=***@h",
+      "https://***@h/x",
+      "me@host.yaml",
+      "user@host:path",
+    ]);
+    const two: ConfigIssue[] = [
+      { path: "server.port", message: "bad", line: 2 },
+      { path: "buckets", message: "worse", line: 3, column: 4 },
+    ];
+    const long = `/d/${"x".repeat(220)}.yaml`;
+    expect(formatIssues(two, long)).toBe(`${long.slice(0, 200)}... (${long.length} characters):\nline 2: server.port: bad\nline 3, column 4: buckets: worse`);
+    expect(formatIssues(two, "/d/u:p@h.yaml")).toBe("/d/***@h.yaml:\nline 2: server.port: bad\nline 3, column 4: buckets: worse");
+    // a name shown as written, or one problem, keeps the file:line form
+    expect(formatIssues(two, "/d/c.yaml")).toBe("/d/c.yaml:2: server.port: bad\n/d/c.yaml:3:4: buckets: worse");
+    expect(formatIssues(two.slice(0, 1), "/d/u:p@h.yaml")).toBe("/d/***@h.yaml:2: server.port: bad");
   });
 
   test("a long unknown key is shown cut (64 characters): a line read as a key (a file that is no config, a secret pasted where a key goes) is not printed whole", () => {

@@ -141,21 +141,31 @@ test("a long unknown argument is cut in the message, with its length (100 KB was
   for (const r of [unknown!, hc!]) expect(r.stderr).not.toContain("SEEN-AT-THE-END");
 });
 
-test("a --config path that looks like a URL or user:password@host is shown without the user name and password, in every problem's place too", async () => {
+test("a --config path that looks like a URL or user:password@host is shown without the user name and password, in every problem's place too, alike in both its forms, a password with / or = too", async () => {
   const named = join(dir, "cfg:Cfg-secret-9@host");
   writeFileSync(named, "server: { port: 70000 }\n" + bucket());
-  const [url, schemeless, served, existing] = await runEach([
+  // a name shown cut (over 200 characters) is said once, not on each problem's line
+  const long = join(dir, `${"d".repeat(220)}.yaml`);
+  writeFileSync(long, "server: { port: 70000, address: 7 }\n" + bucket());
+  const [url, schemeless, served, existing, slash, cut] = await runEach([
     ["--check", "--config=https://probe:Cfg-secret-9@example.invalid/x.yaml"],
     ["--check", "--config", "probe:Cfg-secret-9@example.invalid"],
     ["--config", "probe:Cfg-secret-9@example.invalid"],
     ["--check", "--config", named],
+    ["--check", "--config", "a:Cfg-se/cr=et-9@b"],
+    ["--check", "--config", long],
   ]);
   const cwd = process.cwd();
-  expect([url!.code, url!.stderr]).toEqual([1, `invalid config (1 problem):\nhttps://example.invalid/x.yaml: cannot read config (${cwd}/https:/***@example.invalid/x.yaml): file not found (--config takes a file's path: a URL is not fetched)\n`]);
+  expect([url!.code, url!.stderr]).toEqual([1, `invalid config (1 problem):\nhttps://example.invalid/x.yaml: cannot read config (${cwd}/https:/example.invalid/x.yaml): file not found (--config takes a file's path: a URL is not fetched)\n`]);
   expect([schemeless!.code, schemeless!.stderr]).toEqual([1, `invalid config (1 problem):\n***@example.invalid: cannot read config (${cwd}/***@example.invalid): file not found\n`]);
   expect([served!.code, served!.stderr]).toEqual([1, schemeless!.stderr]);
   expect([existing!.code, existing!.stderr]).toEqual([1, `invalid config (1 problem):\n${dir}/***@host:1: server.port: must be from 0 to 65535, got 70000\n`]);
-  for (const r of [url!, schemeless!, served!, existing!]) expect(r.stderr + r.stdout).not.toContain("Cfg-secret-9");
+  expect([slash!.code, slash!.stderr]).toEqual([1, `invalid config (1 problem):\n***@b: cannot read config (${cwd}/***@b): file not found\n`]);
+  expect(cut!.code).toBe(1);
+  const cutLines = cut!.stderr.split("\n");
+  expect(cutLines[1]).toBe(`${`${long}`.slice(0, 200)}... (${long.length} characters):`);
+  expect(cutLines.slice(2).map((l) => l.replace(/:.*/, ""))).toEqual(["line 1", "line 1", ""]);
+  for (const r of [url!, schemeless!, served!, existing!, slash!]) expect(r.stderr + r.stdout).not.toMatch(/Cfg-se/);
 });
 
 test("conflicting options exit 2 with what conflicts on stderr, running nothing", async () => {
