@@ -327,7 +327,11 @@ function zodMessage(issue: z.core.$ZodIssue, raw: unknown, fromVar?: string, par
     // (only a key the config can do without is told it may be removed: `s3:` cannot)
     else if (v === null && (expected === "object" || expected === "record")) {
       const entry = typeof issue.path.at(-1) === "number";
-      hint = ` (the ${entry ? "entry" : "key"} has no value, as when every line under it is commented out: write its keys indented below it${entry ? ", or remove the entry" : optionalAt(issue.path) ? ", or remove the key" : "; it is required"})`;
+      // (cache.disk / cache.redis with cache_layers listing it: removed alone, it is "the cache.redis section is required")
+      const layer = issue.path.length === 2 && issue.path[0] === "cache" && (issue.path[1] === "disk" || issue.path[1] === "redis") ? issue.path[1] : undefined;
+      const listed = layer !== undefined && ([valueAt(raw, ["cache", "cache_layers"])].flat() as unknown[]).includes(layer);
+      const or = entry ? ", or remove the entry" : listed ? `, or remove it and ${layer} from cache_layers` : optionalAt(issue.path) ? ", or remove the key" : "; it is required";
+      hint = ` (the ${entry ? "entry" : "key"} has no value, as when every line under it is commented out: write its keys indented below it${or})`;
     }
     return `expected ${wanted(expected)}, got ${kindOf(v)}${hint}`;
   }

@@ -803,6 +803,14 @@ describe("parseConfig", () => {
     ]);
   });
 
+  test("an empty cache.redis: (or cache.disk:) that cache_layers lists is told to go with its layer: removed alone, it is \"the cache.redis section is required\"", () => {
+    const why = (end: string) => `expected a mapping, got null (the key has no value, as when every line under it is commented out: write its keys indented below it${end})`;
+    expect(issues(`cache:\n  cache_layers: [memory, redis]\n  redis:\n${B}`)).toEqual([{ path: "cache.redis", message: why(", or remove it and redis from cache_layers"), line: 3 }]);
+    expect(issues(`cache:\n  cache_layers: [memory, disk]\n  disk:\n${B}`)).toEqual([{ path: "cache.disk", message: why(", or remove it and disk from cache_layers"), line: 3 }]);
+    // not listed: removing it is all it takes
+    expect(issues(`cache:\n  cache_layers: [memory, disk]\n  redis:\n${B}`)).toEqual([{ path: "cache.redis", message: why(", or remove the key"), line: 3 }]);
+  });
+
   // No-break spaces are what copying YAML out of a web page or a chat leaves as indentation; the
   // report said "unknown key '  port'" or "server.port: unknown key 'port'" (a zero width space
   // before it), or only a YAML error, and the key looked right to whoever read it.
