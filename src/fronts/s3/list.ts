@@ -304,9 +304,18 @@ function encodedListing(xml: string): string {
  * (`</Contents >`): the entry scans (ENTRIES, CHILDREN, ENCODED_FIELDS) look for an exact end
  * tag, and each opening tag of a listing whose end tags all had a space was searched to the end
  * of the document: a 680 KB listing held the event loop ~9 s (quadratic). No S3 writes such a tag.
+ * Only tags are rewritten: the tags are found in markupOnly's copy (the same offsets), so a key
+ * whose CDATA text holds `</x >` is relayed as stored (it was `</x>`).
  */
 function exactCloseTags(xml: string): string {
-  return /<\/[^<>\s]+\s/.test(xml) ? xml.replace(/<\/([^<>\s]+)\s+>/g, "</$1>") : xml;
+  if (!/<\/[^<>\s]+\s/.test(xml)) return xml;
+  let out = "";
+  let last = 0;
+  for (const m of markupOnly(xml).matchAll(/<\/([^<>\s]+)\s+>/g)) {
+    out += `${xml.slice(last, m.index)}</${m[1]}>`;
+    last = m.index + m[0].length;
+  }
+  return out + xml.slice(last);
 }
 
 /**
