@@ -25,6 +25,7 @@ import { VERSION } from "./version.ts";
 import { workerIndex, type ConfigText, type ReloadResult, type SentConfig } from "./workers.ts";
 import { readTls, type Listener, type TlsMaterial } from "./server.ts";
 import { X509Certificate } from "node:crypto";
+import { OpenWork } from "./util/open-work.ts";
 
 /**
  * What a request's phases may use besides their RequestContext: the current generation and the
@@ -40,6 +41,8 @@ export interface Services {
   readonly uploads: UploadLimiter;
   /** Bytes browser form uploads may hold in their part buffers together (s3_api.form_upload_buffer_mib). */
   readonly formBuffers: ByteBudget;
+  /** Form uploads' multipart uploads not yet completed or aborted: a shutdown waits for them (OpenWork). */
+  readonly openWork: OpenWork;
   readonly draining: boolean;
   /** The audit trail (audit.enabled), written by the logging step. */
   readonly audit?: AuditTrail;
@@ -156,6 +159,7 @@ export class App implements Services {
   readonly concurrency: ConcurrencyLimiter;
   readonly uploads: UploadLimiter;
   readonly formBuffers: ByteBudget;
+  readonly openWork = new OpenWork();
   draining = false;
   audit: AuditTrail | undefined;
   /** Outlives reloads: a reload reconfigures it (doReload). */

@@ -98,6 +98,8 @@ Exit codes: 0 ok, 1 invalid config (or --check NOT OK, a failed --healthcheck), 
 const EXIT_CRASH = 70;
 /** How long after the drain (server.shutdown_delay + shutdown_timeout) a child still running is waited for before it is killed. */
 const CHILD_DRAIN_GRACE_MS = 5000;
+/** How long after the drain's end a form upload's abort of its multipart upload is waited for (below CHILD_DRAIN_GRACE_MS, with the cut requests' ~1 s). */
+const OPEN_WORK_GRACE_MS = 3000;
 
 interface Args {
   config: string;
@@ -704,6 +706,7 @@ function runUntilStopped(s: {
       }
       log.info("draining", { signal, timeout_s: timeoutS });
       await closeListeners(app, listening, timeoutS, drainCut, log);
+      await settleOpenWork(app, log);
       if (childrenDone && children) await waitForChildren(children, childrenDone, childrenDeadline, log);
       await listening.metrics?.stop(true);
       stopIdleCollect();
@@ -777,6 +780,19 @@ async function closeListeners(app: App, { listener, s3Listener }: Listening, tim
   // access line (ClientClosedRequest) before the exit (a cut upload had none).
   for (let i = 0; i < 100 && app.concurrency.inFlight > 0; i++) await Bun.sleep(10);
   await new Promise((r) => setImmediate(r));
+}
+
+/**
+ * After the drain: a form upload cut by it aborts its multipart upload (PostObject), which may take
+ * longer than the cut requests' wait; up to OPEN_WORK_GRACE_MS more for those, then a warn line for
+ * each given up on (its parts stay in the bucket). The abort was dropped with the exit, unsaid.
+ */
+async function settleOpenWork(app: App, log: Logger): Promise<void> {
+  if (app.openWork.size === 0) return;
+  log.info("waiting for form uploads' multipart uploads to be aborted", { uploads: app.openWork.size, max_wait_s: OPEN_WORK_GRACE_MS / 1000 });
+  for (const left of await app.openWork.settle(OPEN_WORK_GRACE_MS)) {
+    log.warn("stopping with a form upload's multipart upload not aborted: its parts stay in the bucket until it is aborted (aws s3api abort-multipart-upload) or a lifecycle rule removes it", left);
+  }
 }
 
 /** Waits for the children's drain until `deadline` (performance.now()), then kills those still running. */

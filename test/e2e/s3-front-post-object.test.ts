@@ -22,6 +22,7 @@ import { answerOf, bytesOf, lines, rawRequest, READER, sha256, startUploadEnv, u
 import { presignPost } from "../../src/fronts/presign.ts";
 import { recordingLogger } from "../helpers/logger.ts";
 import { startFrontsOn } from "./s3-front-helpers.ts";
+import { startProxy } from "./harness.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(60_000);
@@ -441,6 +442,47 @@ test("an abort of the form's multipart upload that the upstream refuses is logge
     env.s3.faults.clear();
     await logged.stop();
   }
+});
+
+test("a form upload cut by the shutdown's drain has its multipart upload aborted before the exit: the process waits for an abort slower than the cut requests' ~1 s (it exited first, the abort dropped, nothing logged)", async () => {
+  const key = "cut/at-shutdown.bin";
+  // (the spawned server, so that its shutdown runs: info lines, to read its s3_port)
+  await using px = await startProxy(uploadYaml(env.s3.endpoint, { opaUrl: opa.url }).replace("level: error", "level: info"));
+  const s3Port = Number(px.logs().find((l) => l.msg === "listening")?.s3_port);
+  const p = policyFor("up", key);
+  const boundary = "----shutdowncut";
+  let head = "";
+  for (const [k, v] of Object.entries(p.fields)) head += `--${boundary}\r\nContent-Disposition: form-data; name="${k}"\r\n\r\n${v}\r\n`;
+  head += `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="c.bin"\r\n\r\n`;
+  const ours = (r: { pathname: string }) => r.pathname.endsWith(`/${key}`);
+  // (the abort answered late, as a store under load may)
+  env.s3.faults.set(`/up/${key}`, { kind: "delay", ms: 1500, method: "DELETE", times: 1 });
+  let exitedAt = 0;
+  const socket = await Bun.connect({ hostname: "127.0.0.1", port: s3Port, socket: { data() {} } });
+  try {
+    const part = env.s3.waitForRequest((r) => ours(r) && r.method === "PUT" && r.query.partNumber === "1", 10_000);
+    // a part's worth and a bit, of a file said to be 20 MiB: the first part goes up, the rest never comes
+    socket.write(`POST /up HTTP/1.1\r\nHost: 127.0.0.1:${s3Port}\r\nContent-Type: multipart/form-data; boundary=${boundary}\r\nContent-Length: ${head.length + 20 * MiB}\r\n\r\n${head}`);
+    const sent = bytesOf(5 * MiB + 4096, 46);
+    for (let at = 0; at < sent.length; ) {
+      at += socket.write(sent.subarray(at, at + 256 * 1024));
+      await Bun.sleep(0);
+    }
+    await part;
+    px.signal("SIGTERM");
+    await px.waitForLog((l) => l.msg === "draining");
+    px.signal("SIGTERM"); // (a second signal cuts the drain at once)
+    expect(await px.exited).toBe(0);
+    exitedAt = Date.now();
+  } finally {
+    socket.terminate();
+    env.s3.faults.clear();
+  }
+  // the process waited for the abort's answer (the fixture carries out a request whose client is gone: the proxy's exit is what tells)
+  const abort = env.s3.requests.find((r) => ours(r) && r.method === "DELETE" && r.query.uploadId !== undefined);
+  expect({ status: abort?.status, answered: exitedAt - (abort?.at ?? exitedAt) >= 1_400 }).toEqual({ status: 204, answered: true });
+  expect(env.s3.multipartUploads().filter((u) => u.key === key)).toEqual([]);
+  expect(px.logs().filter((l) => l.level === "warn" && String(l.msg).includes("multipart upload"))).toEqual([]);
 });
 
 test("a client that stops sending half-way through the form (still connected) is answered S3's 400 RequestTimeout, not left to the listener's idle timeout; nothing stored, no upload left", async () => {

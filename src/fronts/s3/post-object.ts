@@ -237,13 +237,18 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
   // client's signal (a client gone, or cut, while the Create was on its way left the upload the
   // upstream made behind, its id never read), each bounded on its own.
   const own = () => ({ signal: AbortSignal.timeout(OWN_CALL_MS), timing: call.timing });
+  // (open from its Create until completed or aborted: a shutdown waits for it, and says which it gave up on)
+  const open: Record<string, string> = { bucket: upstream.bucket, key };
+  let closeWork: (() => void) | undefined;
   const start = async () => {
+    closeWork = ctx.svc.openWork.add(open);
     const created = await createMultipartUpload(upstream, { key, headers }, own());
     if (created.status !== 200) return relayError(created, upstream.bucket);
     const doc = tryParse(await readUpstreamCapped(created, MAX_RESULT_BODY));
     const id = doc === undefined ? undefined : childText(doc, "UploadId");
     if (id === undefined || id === "") return fail(s3Error("InternalError", "The upstream did not start the upload."));
     uploadId = id;
+    open.upload_id = id;
   };
   const send = async (body: Uint8Array, partNumber: number) => {
     const res = await uploadPart(upstream, { key, uploadId: uploadId!, partNumber, body }, call);
@@ -335,6 +340,7 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
         });
       }
     }
+    closeWork?.();
   }
 }
 
