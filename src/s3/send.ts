@@ -148,10 +148,12 @@ export function contentLengthOf(res: Response): number {
  * closed before it was answered 200 on fetch where the own client answered 502. Bounded like an
  * upload's body: s3.timeout plus the body at 16 KiB/s, after which `abort` is aborted; a body
  * over STALL_CHECKED_FROM also by s3.timeout without a byte, as the own client's sweep bounds it
- * (readStallChecked). Answers without a length, or longer, are returned as they are.
+ * (readStallChecked). Answers without a length, or longer, are returned as they are. `res` has a
+ * body (a GET's 200 or 206; writeAnswer returns one without, a 204's): its `body` is not read
+ * here, which made a ReadableStream for each answer the fetch client read whole.
  */
 export async function wholeAnswer(res: Response, upTo: number, abort: AbortController, timeoutMs: number): Promise<Response> {
-  const length = res.body === null ? -1 : contentLengthOf(res);
+  const length = contentLengthOf(res);
   if (length < 0 || length > upTo) return res;
   if (length > STALL_CHECKED_FROM) return readStallChecked(res, length, abort, timeoutMs);
   const timer = setTimeout(() => abort.abort(new UpstreamTimeoutError("the upstream stalled while sending the object")), framedTimeoutMs(timeoutMs, length));
@@ -213,7 +215,8 @@ async function readStallChecked(res: Response, length: number, abort: AbortContr
  */
 function writeAnswer(res: Response, upTo: number, abort: AbortController, timeoutMs: number, emptyAnswer: boolean | undefined): Response | Promise<Response> {
   if (res.headers.get("content-length") === "0") return res;
-  if (emptyAnswer !== true || res.body === null || res.status < 200 || res.status > 299 || upTo <= 0 || contentLengthOf(res) >= 0) return wholeAnswer(res, upTo, abort, timeoutMs);
+  // (no body, a 204's: returned as it is; wholeAnswer reads one)
+  if (emptyAnswer !== true || res.body === null || res.status < 200 || res.status > 299 || upTo <= 0 || contentLengthOf(res) >= 0) return res.body === null ? res : wholeAnswer(res, upTo, abort, timeoutMs);
   return holdPaced(res, upTo, abort, timeoutMs);
 }
 

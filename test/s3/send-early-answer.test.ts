@@ -77,3 +77,13 @@ test("a success before the request body was all handed over is the upstream's fa
   const refused = await fetchWithBody(answering(403), "PUT", "http://upstream.test/b/k", {}, halfSent(), 1_000_000, new AbortController().signal, 5000, undefined, 1024);
   expect(refused.status).toBe(403);
 });
+
+test("wholeAnswer reads a GET's answer of known length whole without its `body` (reading it made a ReadableStream for each answer on the fetch client: AWS S3, upstream_client: fetch)", async () => {
+  const { wholeAnswer } = await import("../../src/s3/send.ts");
+  const res = new Response(new Uint8Array(1024).fill(97), { headers: { "content-length": "1024" } });
+  let read = 0;
+  const body = Object.getOwnPropertyDescriptor(Response.prototype, "body")!.get!;
+  Object.defineProperty(res, "body", { get: () => (read++, body.call(res)) });
+  const whole = await wholeAnswer(res, 4096, new AbortController(), 1_000);
+  expect([read, (await whole.arrayBuffer()).byteLength]).toEqual([0, 1024]);
+});
