@@ -84,6 +84,8 @@ export function shownArgument(a: string): string {
     // (a `:` that starts no `//` or folded `/` of a scheme: an `@` without one before it, `me@host.yaml`, `http://h/a@b`, is no password)
     const colon = word.search(/:(?!\/)/);
     if (colon < 0 || colon > at) return word;
+    // (a URL's port, digits up to its path: `http://h:8080/a@b` names no password)
+    if (word.lastIndexOf(":/", colon) >= 0 && /^\d+(?:[/?#]|$)/.test(word.slice(colon + 1))) return word;
     return `${word.slice(0, Math.max(word.lastIndexOf("/", colon), word.lastIndexOf("=", colon)) + 1)}***@${word.slice(at + 1)}`;
   });
   return printable(hidden.length > SHOWN_ARGUMENT ? `${cutText(hidden, SHOWN_ARGUMENT)}... (${hidden.length} characters)` : hidden);

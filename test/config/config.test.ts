@@ -677,7 +677,7 @@ describe("parseConfig", () => {
   });
 
   test("a config path or argument is shown without its password in both its forms (`https://h`, resolved `https:/h`), one holding / or = too; a name shown otherwise than written is said once above its problems", () => {
-    expect(["https://u:p@h/x.yaml", "/cwd/https:/u:p@h/x.yaml", "a:se/cr=et@b", "/cwd/a:se/cr=et@b", "--config=u:p/w@h", "https://u:se/cr@h/x", "me@host.yaml", "user@host:path"].map(shownArgument)).toEqual([
+    expect(["https://u:p@h/x.yaml", "/cwd/https:/u:p@h/x.yaml", "a:se/cr=et@b", "/cwd/a:se/cr=et@b", "--config=u:p/w@h", "https://u:se/cr@h/x", "me@host.yaml", "user@host:path", "http://h:8080/a@b", "https://u:p@h:8080/a@b"].map(shownArgument)).toEqual([
       "https://h/x.yaml",
       "/cwd/https:/h/x.yaml",
       "***@b",
@@ -686,6 +686,8 @@ describe("parseConfig", () => {
       "https://***@h/x",
       "me@host.yaml",
       "user@host:path",
+      "http://h:8080/a@b",
+      "https://h:8080/a@b",
     ]);
     const two: ConfigIssue[] = [
       { path: "server.port", message: "bad", line: 2 },
