@@ -127,6 +127,13 @@ function listBucketXml(q: URLSearchParams): string {
     const x = prefix === "cdata/" ? "cdata/" : "other/";
     return `${top}<MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>${entry(`<![CDATA[${prefix}a&b <1>.txt]]>`)}${entry(`${x}<!-- c -->x<![CDATA[.]]>txt`)}<CommonPrefixes><Prefix><![CDATA[${x}d/]]></Prefix></CommonPrefixes>${v2 ? "<KeyCount>3</KeyCount>" : ""}</ListBucketResult>`;
   }
+  if (prefix === "half enc/" || prefix === "surr/") {
+    // half enc/: a store that encodes its keys but echoes the Prefix as sent (Ozone; Supabase's NextMarker
+    // alike): keys half enc/100%.txt, half enc/a+b.txt, half enc/d d/; surr/: one that does not encode,
+    // a key holding a lone surrogate (no UTF-8 string)
+    const entries = prefix === "surr/" ? entry("surr/&#xD800; x") : `${entry("half+enc/100%25.txt")}${entry("half+enc/a%2Bb.txt")}<CommonPrefixes><Prefix>half+enc/d+d/</Prefix></CommonPrefixes>`;
+    return `${top}<MaxKeys>1000</MaxKeys><EncodingType>url</EncodingType><IsTruncated>false</IsTruncated>${entries}${v2 ? "<KeyCount>3</KeyCount>" : ""}</ListBucketResult>`;
+  }
   if (prefix === "rawenc/") {
     // a store that echoes encoding-type=url without url-encoding its keys (a "%" that starts no escape, a space, a "+")
     return `${top}<MaxKeys>1000</MaxKeys><EncodingType>url</EncodingType><IsTruncated>false</IsTruncated>${entry("rawenc/100% sure.txt")}${entry("rawenc/a+b.txt")}<CommonPrefixes><Prefix>rawenc/d d/</Prefix></CommonPrefixes>${v2 ? "<KeyCount>3</KeyCount>" : ""}</ListBucketResult>`;

@@ -370,16 +370,27 @@ describe("a listing written in ways S3 does not but XML allows (both fronts, V1,
     expect(index.status).toBe(200);
     expect(((await index.json()) as { entries: Array<{ name: string }> }).entries.map((e) => e.name)).toEqual(names);
   });
-  test("a store that echoes EncodingType=url without encoding its keys: the proxy encodes them, so a client that decodes (as every AWS SDK does) reads the keys stored", async () => {
-    const p = await startProxy({ engine: "bun", client: "auto" });
-    for (const query of queries("rawenc/").map((q) => ({ ...q, "encoding-type": "url" }))) {
+  /** Each listing of `prefix` (V2, V1, versions) asked with encoding-type=url is 200, its keys (decoded as an SDK does) `keys`. */
+  const expectDecodedKeys = async (p: Awaited<ReturnType<typeof startProxy>>, prefix: string, keys: string[]) => {
+    for (const query of queries(prefix).map((q) => ({ ...q, "encoding-type": "url" }))) {
       const r = await p.s3("GET", "/nc", { query });
       const xml = await r.text();
-      const keys = [...xml.matchAll(/<(?:Key|Prefix)>([^<]*)<\/(?:Key|Prefix)>/g)].map((m) => decodeURIComponent(m[1]!.replace(/\+/g, " ")));
-      expect({ query, status: r.status, keys }).toEqual({ query, status: 200, keys: ["rawenc/", "rawenc/100% sure.txt", "rawenc/a+b.txt", "rawenc/d d/"] });
+      const decoded = [...xml.matchAll(/<(?:Key|Prefix)>([^<]*)<\/(?:Key|Prefix)>/g)].map((m) => decodeURIComponent(m[1]!.replace(/\+/g, " ")));
+      expect({ query, status: r.status, keys: decoded }).toEqual({ query, status: 200, keys });
     }
+  };
+  test("a store that echoes EncodingType=url without encoding its keys: the proxy encodes them, so a client that decodes (as every AWS SDK does) reads the keys stored", async () => {
+    const p = await startProxy({ engine: "bun", client: "auto" });
+    await expectDecodedKeys(p, "rawenc/", ["rawenc/", "rawenc/100% sure.txt", "rawenc/a+b.txt", "rawenc/d d/"]);
     const index = await fetch(p.main("/nc/rawenc/"));
     expect(index.status).toBe(200);
     expect(((await index.json()) as { entries: Array<{ name: string }> }).entries.map((e) => e.name)).toEqual(["d d/", "100% sure.txt", "a+b.txt"]);
+  });
+  test("a store that encodes its keys but echoes the Prefix as asked (a space in it): only the Prefix is encoded (the keys were encoded twice, or the listing refused); a lone surrogate is a listing that cannot be read", async () => {
+    const p = await startProxy({ engine: "bun", client: "auto" });
+    await expectDecodedKeys(p, "half enc/", ["half enc/", "half enc/100%.txt", "half enc/a+b.txt", "half enc/d d/"]);
+    const r = await p.s3("GET", "/nc", { query: { "list-type": "2", prefix: "surr/", "encoding-type": "url" } });
+    const xml = await r.text();
+    expect({ status: r.status, message: /<Message>([^<]*)/.exec(xml)?.[1] }).toEqual({ status: 500, message: "The upstream sent a listing that cannot be read" });
   });
 });

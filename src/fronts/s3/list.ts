@@ -277,22 +277,36 @@ function entriesOf(xml: string): Entry[] {
 
 /**
  * A listing that echoes encoding-type=url, with its keys url-encoded by the proxy when the store did
- * not encode them: when one of the fields S3 encodes holds what no url-encoding leaves (a space, a
- * control or non-ASCII character, a "%" that starts no escape of UTF-8), every one is encoded, so
- * a client that decodes them (every AWS SDK does, since EncodingType says so) reads the keys stored
- * ("100% sure.txt" was the whole listing's InternalError, "a+b" read as "a b"). A store that does
- * not encode and whose keys hold none of these is read as encoded: a "+" or "%41" is ambiguous.
+ * not encode them: when a key (an entry's Key, a common prefix's Prefix) holds what no url-encoding
+ * leaves (a space, a control or non-ASCII character, a "%" that starts no escape of UTF-8), every
+ * field S3 encodes is encoded, so a client that decodes them (every AWS SDK does, since
+ * EncodingType says so) reads the keys stored ("100% sure.txt" was the whole listing's
+ * InternalError, "a+b" read as "a b"). Keys without such a character are read as encoded (a "+" or
+ * "%41" is ambiguous), and then only an echoed field (the Prefix, Delimiter or markers) that holds
+ * one is encoded, alone: stores that encode the keys but echo the Prefix or NextMarker as sent
+ * (Ozone, Supabase) had their keys encoded twice (or the listing refused: "run books/" asked).
  */
 function encodedListing(xml: string): string {
   const markup = markupOnly(xml);
+  // (the entries' spans, in order: a field inside one is a key, one outside them an echoed field)
+  const entries: Array<[number, number]> = [];
+  ENTRIES.lastIndex = 0;
+  for (let m = ENTRIES.exec(markup); m !== null; m = ENTRIES.exec(markup)) entries.push([m.index, m.index + m[0].length]);
+  let entry = 0;
   const fields = [...markup.matchAll(ENCODED_FIELDS)].map((m) => {
     const at = groupStart(m, 3);
-    return { at, end: at + m[3]!.length, text: textOf(xml.slice(at, at + m[3]!.length)) ?? "" };
+    while (entry < entries.length && entries[entry]![1] <= at) entry++;
+    const key = entry < entries.length && entries[entry]![0] < at;
+    return { at, end: at + m[3]!.length, key, text: textOf(xml.slice(at, at + m[3]!.length)) ?? "" };
   });
-  if (fields.every((f) => isUrlEncodedForm(f.text))) return xml;
+  const keysEncoded = fields.every((f) => !f.key || isUrlEncodedForm(f.text));
+  const encode = fields.filter((f) => !keysEncoded || !isUrlEncodedForm(f.text));
+  if (encode.length === 0) return xml;
   let out = "";
   let last = 0;
-  for (const f of fields) {
+  for (const f of encode) {
+    // (a lone surrogate, &#xD800;, is no key: the listing cannot be read, as on the plain front)
+    if (!f.text.isWellFormed()) throw new ProxyError("BadGateway", { detail: "The upstream sent a listing that cannot be read" });
     out += xml.slice(last, f.at) + escapeXml(s3UrlEncode(f.text));
     last = f.end;
   }
