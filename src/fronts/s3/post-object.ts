@@ -240,13 +240,45 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
   // (open from its Create until completed or aborted: a shutdown waits for it, and says which it gave up on)
   const open: Record<string, string> = { bucket: upstream.bucket, key };
   let closeWork: (() => void) | undefined;
+  /** Aborts the upload `id` (best effort: its parts must not linger, nor ever become an object); a failure is logged. */
+  const abandon = async (id: string) => {
+    const res = await abortMultipartUpload(upstream, { key, uploadId: id }, own()).catch((err: unknown) => err);
+    if (res instanceof Response) await res.body?.cancel().catch(() => {});
+    // (204, or 404: gone already; anything else leaves its parts stored, and billed, until a lifecycle rule's AbortIncompleteMultipartUpload)
+    if (!(res instanceof Response) || (!res.ok && res.status !== 404)) {
+      ctx.svc.log.warn("a form upload's multipart upload could not be aborted: its parts stay in the bucket until it is aborted (aws s3api abort-multipart-upload) or a lifecycle rule removes it", {
+        request_id: ctx.id,
+        bucket: upstream.bucket,
+        key,
+        upload_id: id,
+        ...(res instanceof Response ? { status: res.status } : { error: res instanceof Error ? res.name : "unknown" }),
+      });
+    }
+  };
   const start = async () => {
-    closeWork = ctx.svc.openWork.add(open);
-    const created = await createMultipartUpload(upstream, { key, headers }, own());
+    const close = (closeWork = ctx.svc.openWork.add(open));
+    const creating = createMultipartUpload(upstream, { key, headers }, own());
+    // A client gone meanwhile is answered now (its buffers released, reserved in the shared budget):
+    // waited for, a Create the store was slow to answer held them up to OWN_CALL_MS after it left
+    // (a pile of them made other uploads SlowDown); the upload it makes is aborted once it is known,
+    // its open work closed only then (a shutdown waits for that abort too).
+    const created = await untilGone(creating, call.signal, () => {
+      closeWork = undefined;
+      void creating
+        .then(async (res) => {
+          const id = res.status === 200 ? uploadIdOf(await readUpstreamCapped(res, MAX_RESULT_BODY).catch(() => undefined)) : undefined;
+          if (res.status !== 200) await res.body?.cancel().catch(() => {});
+          if (id !== undefined) {
+            open.upload_id = id;
+            await abandon(id);
+          }
+        })
+        .catch(() => {})
+        .finally(close);
+    });
     if (created.status !== 200) return relayError(created, upstream.bucket);
-    const doc = tryParse(await readUpstreamCapped(created, MAX_RESULT_BODY));
-    const id = doc === undefined ? undefined : childText(doc, "UploadId");
-    if (id === undefined || id === "") return fail(s3Error("InternalError", "The upstream did not start the upload."));
+    const id = uploadIdOf(await readUpstreamCapped(created, MAX_RESULT_BODY));
+    if (id === undefined) return fail(s3Error("InternalError", "The upstream did not start the upload."));
     uploadId = id;
     open.upload_id = id;
   };
@@ -325,23 +357,38 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
       const id = uploadId;
       // the part in flight settles first (an abort during it could leave that part behind)
       await inFlight?.catch(() => {});
-      // best effort: the parts sent so far must not linger (nor ever become an object)
       // (not with the client's signal: it may be why the upload failed)
-      const res = await abortMultipartUpload(upstream, { key, uploadId: id }, own()).catch((err: unknown) => err);
-      if (res instanceof Response) await res.body?.cancel().catch(() => {});
-      // (204, or 404: gone already; anything else leaves its parts stored, and billed, until a lifecycle rule's AbortIncompleteMultipartUpload)
-      if (!(res instanceof Response) || (!res.ok && res.status !== 404)) {
-        ctx.svc.log.warn("a form upload's multipart upload could not be aborted: its parts stay in the bucket until it is aborted (aws s3api abort-multipart-upload) or a lifecycle rule removes it", {
-          request_id: ctx.id,
-          bucket: upstream.bucket,
-          key,
-          upload_id: id,
-          ...(res instanceof Response ? { status: res.status } : { error: res instanceof Error ? res.name : "unknown" }),
-        });
-      }
+      await abandon(id);
     }
     closeWork?.();
   }
+}
+
+/** The UploadId of a CreateMultipartUpload result; undefined when there is none. */
+function uploadIdOf(body: Uint8Array | undefined): string | undefined {
+  const doc = body === undefined ? undefined : tryParse(body);
+  const id = doc === undefined ? undefined : childText(doc, "UploadId");
+  return id === "" ? undefined : id;
+}
+
+/**
+ * `p`, or `signal`'s reason as soon as it aborts (the client gone): `p` then goes on, and
+ * `onGone` (called then) takes care of what it answers.
+ */
+function untilGone<T>(p: Promise<T>, signal: AbortSignal | undefined, onGone: () => void): Promise<T> {
+  if (signal === undefined) return p;
+  return new Promise<T>((resolve, reject) => {
+    const gone = () => {
+      reject(signal.reason);
+      onGone();
+    };
+    if (signal.aborted) return gone();
+    signal.addEventListener("abort", gone, { once: true });
+    p.then(
+      (v) => (signal.removeEventListener("abort", gone), resolve(v)),
+      (err: unknown) => (signal.removeEventListener("abort", gone), reject(err)),
+    );
+  });
 }
 
 /** The bound of the proxy's own Create and abort of a form upload's multipart upload. */
