@@ -604,8 +604,9 @@ async function serve(config: Config, source: { path?: string; text: string; gene
     log.error("could not start", { error: why });
     log.flush();
     write(process.stderr, `could not start: ${why}\n`);
-    // (the disk cache's lock removed: a start that could not bind leaves the folder as it found it)
-    await created?.close();
+    // (the disk cache's lock removed: a start that could not bind leaves the folder as it found it;
+    // not close(), which waited for the disk index rebuild, seconds or minutes for a large folder)
+    created?.abandonStart();
     return 3;
   }
   const { listener, s3Listener, metrics } = listening;

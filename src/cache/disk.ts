@@ -295,6 +295,17 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     }
   }
 
+  /**
+   * This process's listeners could not be bound (it exits): its starting lock is removed now, the
+   * rebuild left to the exit (which close() would wait for), as nothing else this start did is kept
+   * (the folder marked shared and the stream position are written only once bound: claimLock).
+   */
+  abandonStart(): void {
+    if (this.instance === undefined || this.bound) return;
+    this.closing = true;
+    dropLock(this.dir, this.instance);
+  }
+
   /** Restored entries are misses until release() (a Redis layer catches up on purges first). */
   private holding = false;
   /** close() began: no write is opened any more. */
