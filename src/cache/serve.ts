@@ -150,7 +150,7 @@ async function serveSlow(args: ServeArgs, key: string, now: number, found: Maybe
   // A Range S3 would honour (a single byte range) on a miss is not worth a full fill: pass it
   // through (a HEAD's too: S3's HeadObject answers a Range with 206, see respondFromObject).
   const ranged = parseRange(reqHeaders.get("range"), Number.MAX_SAFE_INTEGER).kind !== "none";
-  const flight = cache.inflight.get(key);
+  const flight = joinableFlight(cache, key, now);
   if (obj === undefined && ranged && flight === undefined) return goUpstream(args, 0);
   // A request that says no-store: nothing of its answer may be stored (RFC 9111 §5.2.1.5, a MUST),
   // so with no fill to join it is passed through (a miss filled the cache with it, a stale entry
@@ -169,7 +169,11 @@ async function serveSlow(args: ServeArgs, key: string, now: number, found: Maybe
       const leave = () => {
         if (cache.inflight.get(key) === p) cache.inflight.delete(key);
       };
-      p.then((o) => (o.stored === undefined ? leave() : void o.stored.then(leave)), leave);
+      p.then((o) => {
+        if (o.stored === undefined) return leave();
+        answered.set(p, o);
+        void o.stored.then(leave);
+      }, leave);
       // Joinable only if its key was not purged since this request was admitted: a request held
       // (by its authorizer, say) across a write or a reload that repointed its bucket reads what
       // the purge dropped, and no request admitted after the purge may get it. (A purge later on
@@ -183,6 +187,25 @@ async function serveSlow(args: ServeArgs, key: string, now: number, found: Maybe
     throw withCacheStatus(err, "MISS");
   }
   return finish(args, outcome, calls, ranged, now);
+}
+
+/** The outcomes of the flights that answered and stay joinable while their object is stored (Cache.put). */
+const answered = new WeakMap<Promise<FlightOutcome>, FlightOutcome>();
+
+/**
+ * The key's flight to join, unless it answered already and its object is stale by `now`: kept
+ * joinable until the shared layer took the object (its store's deadline, and its turn behind
+ * others'), which can outlast the object's freshness (a 1 s max-age, a no-cache one at once), and
+ * a request that came then was answered that copy as if fresh, never revalidated (RFC 9111 §4).
+ * That flight leaves the table (its store goes on); the request makes its own. (A request that
+ * joined while the flight was under way takes its answer, whatever its freshness, as before.)
+ */
+function joinableFlight(cache: Cache, key: string, now: number): Promise<FlightOutcome> | undefined {
+  const flight = cache.inflight.get(key);
+  const done = flight === undefined ? undefined : answered.get(flight);
+  if (done === undefined || done.shared.kind !== "object" || now < done.shared.obj.expiresAt) return flight;
+  cache.inflight.delete(key);
+  return undefined;
 }
 
 /**

@@ -3,6 +3,7 @@ import { Cache } from "../../src/cache/cache.ts";
 import { capFreshness } from "../../src/cache/freshness.ts";
 import { MemoryLayer } from "../../src/cache/memory.ts";
 import { serveWithCache, type ServeArgs } from "../../src/cache/serve.ts";
+import type { CacheLayer } from "../../src/cache/types.ts";
 import { bytesOf, chunkedBody, controlledUpstream, tick } from "./helpers.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
@@ -117,6 +118,45 @@ describe("coalescing", () => {
     expect(up.calls.length).toBe(2);
     up.respond(new Response("nope", { status: 404 }));
     expect((await second).response.status).toBe(404);
+  });
+});
+
+describe("a flight kept joinable while a shared layer (Redis) takes its object", () => {
+  /** A shared layer that holds nothing and whose stores (putIf) wait until released. */
+  const slowShared = () => {
+    const held: Array<(stored: boolean) => void> = [];
+    const stats = { items: 0, bytes: 0, evictions: 0, maxBytes: 0, buckets: {} };
+    const layer: CacheLayer = {
+      name: "redis",
+      get: () => undefined,
+      put: () => {},
+      delete: () => false,
+      purgePrefix: () => 0,
+      stats: () => stats,
+      fillToken: () => ["0", "0", "0"],
+      putIf: () => new Promise<boolean>((resolve) => held.push(resolve)),
+    };
+    return { layer, release: () => held.splice(0).forEach((r) => r(true)) };
+  };
+
+  test("is joined while its object is fresh, and no longer once it is stale: that request asks upstream (it was answered the stale copy as fresh, never revalidated)", async () => {
+    const shared = slowShared();
+    cache = new Cache([memory, shared.layer]);
+    const first = serve();
+    await tick();
+    up.respond(ok(100, { "cache-control": "max-age=1" }));
+    expect((await first).cacheStatus).toBe("MISS");
+    clock += 500;
+    const fresh = await serve();
+    expect([up.calls.length, await fresh.response.text()]).toEqual([1, new TextDecoder().decode(bytesOf(100))]);
+    clock += 1000; // its store still under way
+    const later = serve();
+    await tick();
+    expect(up.calls.length).toBe(2);
+    up.respond(ok(100, { "cache-control": "max-age=1" }));
+    expect((await later).cacheStatus).toBe("MISS");
+    shared.release();
+    await cache.idle();
   });
 });
 
