@@ -42,17 +42,25 @@ function probeMethod(ctx: RequestContext): void {
   if (m !== "GET" && m !== "HEAD" && m !== "OPTIONS") throw new ProxyError("MethodNotAllowed", { headers: { allow: "GET, HEAD, OPTIONS" } });
 }
 
+/**
+ * The code of a probe's 503 from the shutdown signal on (through shutdown_delay): the answer a load
+ * balancer is meant to get, logged at info (src/observe/log.ts accessLevel), not as a failure at warn.
+ */
+const DRAINING = "Draining";
+
 function controlAnswer(ctx: RequestContext): Response | Promise<Response> {
   const p = (ctx.path = normalizePath(ctx.rawPath));
   const app = ctx.svc as App;
   if (p === "/health") {
     ctx.bucketName = "_health";
     probeMethod(ctx);
+    if (app.draining) ctx.errorCode = DRAINING;
     return answer(ctx, json(app.draining ? 503 : 200, { status: app.draining ? "draining" : "ok" }));
   }
   if (p === "/ready") {
     ctx.bucketName = "_health";
     probeMethod(ctx);
+    if (app.draining) ctx.errorCode = DRAINING;
     const r = readinessOf(ctx.rt, app.draining, app.cache);
     return answer(ctx, json(r.ready ? 200 : 503, r));
   }

@@ -258,7 +258,7 @@ export function createLogger(opts: { level: Level; format: "json" | "text"; fd?:
   const plainBase = !ACCESS_KEYS.some((k) => k in base) && !Object.values(base).some((v) => v === undefined);
   let fastAccess = fmt === "json" && plainBase;
   const access = (r: AccessRecord) => {
-    const lvl = accessLevel(r.status, r.bucket);
+    const lvl = accessLevel(r.status, r.bucket, r.error);
     if (RANK[lvl] < min) return;
     if (!fastAccess) {
       const f: Fields = {};
@@ -313,10 +313,12 @@ export function createLogger(opts: { level: Level; format: "json" | "text"; fd?:
  * only the probe's view of an upstream; `debug` for a health or readiness probe answered 2xx
  * (bucket `_health`: /health, /ready), which a kubelet or load balancer sends every few seconds
  * (one info line each flooded the log); `info` for the rest, 501 NotImplemented included (a
- * request this proxy does not serve, such as SSE-C or SigV4a: the client's, not a failure).
+ * request this proxy does not serve, such as SSE-C or SigV4a: the client's, not a failure), and a
+ * probe's 503 `Draining` from a shutdown signal on (what shutdown_delay is for: every rolling
+ * deploy wrote a warn line per probe through it).
  */
-export function accessLevel(status: number, bucket: string): "debug" | "info" | "warn" {
-  if (status >= 500) return status !== 501 ? "warn" : "info";
+export function accessLevel(status: number, bucket: string, error?: string): "debug" | "info" | "warn" {
+  if (status >= 500) return status !== 501 && error !== "Draining" ? "warn" : "info";
   return status < 300 && bucket === "_health" ? "debug" : "info";
 }
 

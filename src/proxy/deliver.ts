@@ -102,7 +102,7 @@ export function finish(ctx: RequestContext): void {
     log.warn("response body failed", { request_id: ctx.id, bucket: ctx.bucketName, status: ctx.status, bytes: ctx.bytes, declared_bytes: ctx.declaredBytes >= 0 ? ctx.declaredBytes : undefined, error: ctx.bodyError });
   }
   // (at the line's own level: a 5xx is at warn, which a log at warn keeps)
-  if (log.enabled(accessLevel(ctx.status, ctx.bucketName))) {
+  if (log.enabled(accessLevel(ctx.status, ctx.bucketName, ctx.errorCode))) {
     const total = performance.now() - ctx.start;
     log.access({
       request_id: ctx.id,

@@ -1,7 +1,8 @@
 /**
  * Health and readiness probes (/health, /ready) answered 2xx are logged at debug, not info: a
  * kubelet or load balancer probing every few seconds added an info access line each time, which
- * flooded a log kept at info. A failing probe keeps its usual level (a 503 at warn).
+ * flooded a log kept at info. A failing probe keeps its usual level (a 503 at warn); the 503
+ * `Draining` of a shutdown (what shutdown_delay is for) is at info, not warn.
  */
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
@@ -24,8 +25,8 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function linesAt(level: Level): Promise<Array<Record<string, unknown>>> {
-  const file = join(dir, `log-${level}`);
+async function linesAt(level: Level, draining = false): Promise<Array<Record<string, unknown>>> {
+  const file = join(dir, `log-${level}${draining ? "-draining" : ""}`);
   const fd = openSync(file, "w");
   const log = createLogger({ level, format: "json", fd });
   const config = parseConfig(`server: { address: 127.0.0.1, port: 0 }
@@ -35,6 +36,7 @@ buckets:
 `);
   const app = await App.create(config, { log, probeIntervalMs: 600_000 });
   const listener = listenBun(app, config);
+  app.draining = draining; // (as a shutdown signal sets it: the shutdown_delay's 503s)
   try {
     for (const path of ["/health", "/ready", "/nowhere"]) {
       const res = await fetch(`http://127.0.0.1:${listener.port}${path}`);
@@ -67,5 +69,14 @@ test("at debug, the probe's line is there, at debug", async () => {
     ["debug", 200, "/health"],
     ["warn", 503, "/ready"],
     ["info", 404, "/nowhere"],
+  ]);
+});
+
+test("from a shutdown signal on, the probes' 503 (Draining, what shutdown_delay tells load balancers) is at info, not warn", async () => {
+  const lines = await linesAt("info", true);
+  expect(lines.map((l) => [l.level, l.status, l.path, l.error])).toEqual([
+    ["info", 503, "/health", "Draining"],
+    ["info", 503, "/ready", "Draining"],
+    ["info", 404, "/nowhere", "NotFound"],
   ]);
 });
