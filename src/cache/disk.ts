@@ -157,6 +157,10 @@ export function describeFsError(err: unknown): string {
   }
   if (code === "EROFS") return "the file system is read-only (EROFS)";
   if (code === "ENOTDIR") return "a part of the path is a file, not a folder (ENOTDIR)";
+  // (at start the layer writes its lock file in the folder: a file system left full, by other files
+  // or by the cache's own, once answered this start with a bare "ENOSPC")
+  if (code === "ENOSPC") return "the file system holding it is full (ENOSPC): free some space on it, or set a folder on another one";
+  if (code === "EDQUOT") return "this user's disk quota there is used up (EDQUOT): raise it, free some space, or set a folder on another file system";
   return code ?? String(err);
 }
 

@@ -6,7 +6,7 @@ import { afterAll, describe, expect, setSystemTime, test, setDefaultTimeout } fr
 import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DiskLayer, onDisk } from "../../src/cache/disk.ts";
+import { DiskLayer, describeFsError, onDisk } from "../../src/cache/disk.ts";
 import { retireOtherDiskLayouts } from "../../src/cache/config.ts";
 import { readObjectFile } from "../../src/cache/disk-scan.ts";
 import { CacheSchema } from "../../src/config/schema.ts";
@@ -1427,6 +1427,11 @@ test("an unusable folder is a clear error naming the key and the path", () => {
   const file = join(root, "a-file");
   writeFileSync(file, "x");
   expect(() => new DiskLayer({ dir: join(file, "sub"), maxBytes: 1 << 20, maxItemBytes: 1 << 10 })).toThrow(`cache.disk.path: cannot use ${join(file, "sub")}: a part of the path is a file, not a folder (ENOTDIR)`);
+});
+
+test("a folder on a full file system (or past its user's quota) says so: start-up had exit 3 with a bare ENOSPC", () => {
+  expect(describeFsError(Object.assign(new Error("no space"), { code: "ENOSPC" }))).toBe("the file system holding it is full (ENOSPC): free some space on it, or set a folder on another one");
+  expect(describeFsError(Object.assign(new Error("quota"), { code: "EDQUOT" }))).toBe("this user's disk quota there is used up (EDQUOT): raise it, free some space, or set a folder on another file system");
 });
 
 test("the budget counts whole 4 KiB blocks: 200 one-byte objects in a 400 KiB layer keep about 100 (counted by bytes, all 200 stayed, taking 800 KiB)", async () => {
