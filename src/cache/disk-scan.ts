@@ -44,6 +44,10 @@ const CONCURRENCY = 32;
  */
 function alive(owner: { pid: number; start: string | undefined }, writtenMs: number): boolean {
   const { pid } = owner;
+  // (an empty or garbled file, such as a lock whose write failed on a full file system, reads as pid
+  // 0 or below: kill 0 asks this process's own group, -1 every process, and both "answered", so such
+  // a lock was a running owner's and the next start on the port warned another process held it)
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
   if (pid === process.pid) return owner.start === START_ID;
   try {
     process.kill(pid, 0);

@@ -751,6 +751,20 @@ describe("two proxies sharing one folder", () => {
     await bound.close();
   });
 
+  test("an empty or garbled lock (a start whose lock write failed on a full file system left it empty) is no running process's: read as pid 0 or -1, alive, the next start on the port was warned another process held it and did not take it", async () => {
+    for (const text of ["", "-1 x"]) {
+      const dir = freshDir();
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, "instance-8081.lock"), text);
+      const warnings: string[] = [];
+      const d = new DiskLayer({ dir, maxBytes: 64 << 20, maxItemBytes: 16 << 20, instance: "8081", log: { info() {}, warn: (m: string) => void warnings.push(m) } });
+      await d.ready;
+      expect(warnings.filter((w) => w.includes("holds this instance's lock"))).toEqual([]);
+      expect(readFileSync(join(dir, "instance-8081.lock"), "utf8")).not.toBe(text); // (taken: this start's)
+      await d.close();
+    }
+  });
+
   test("a start neither deletes nor indexes the files of another instance running on the folder (it deleted those of buckets it does not cache, and the other served misses); once that one stopped, they are dropped as before", async () => {
     const dir = freshDir();
     const a = await at(dir, "8080", new Map([["x", "store-x"]]));
