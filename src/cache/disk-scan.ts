@@ -209,7 +209,14 @@ function liveLock(file: string, o: { notMine?: boolean; boundOnly?: boolean } = 
 export function takeLock(dir: string, instance: string, force = false, bound = true): boolean {
   const file = join(dir, lockFileOf(instance));
   if (!force && liveLock(file, { notMine: true })) return false; // (this process's own is taken again: a layer opened again in it)
-  writeFileSync(file, bound ? MY_LOCK : MY_STARTING_LOCK, { mode: 0o600 });
+  try {
+    writeFileSync(file, bound ? MY_LOCK : MY_STARTING_LOCK, { mode: 0o600 });
+  } catch (err) {
+    // (a full file system, ENOSPC: the file made or emptied, its text not written; a start that
+    // stops on it, exit 3, left that empty lock in the folder for good)
+    rmSync(file, { force: true });
+    throw err;
+  }
   return true;
 }
 

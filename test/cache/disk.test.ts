@@ -765,6 +765,22 @@ describe("two proxies sharing one folder", () => {
     }
   });
 
+  test.skipIf(process.getuid?.() !== 0)("a start on a full file system (its lock write failing, ENOSPC: exit 3) leaves no empty lock behind", () => {
+    const mnt = mkdtempSync(join(tmpdir(), "yata-disk-full-"));
+    const mounted = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", mnt]);
+    expect(mounted.exitCode, mounted.stderr.toString()).toBe(0);
+    try {
+      const dir = join(mnt, "cache");
+      for (const sub of ["objects", "tmp"]) mkdirSync(join(dir, sub), { recursive: true, mode: 0o700 });
+      expect(() => writeFileSync(join(mnt, "filler"), new Uint8Array(1 << 20))).toThrow("ENOSPC");
+      expect(() => new DiskLayer({ dir, maxBytes: 64 << 20, maxItemBytes: 16 << 20, instance: "8081" })).toThrow("(ENOSPC)");
+      expect(readdirSync(dir).sort()).toEqual(["objects", "tmp"]);
+    } finally {
+      Bun.spawnSync(["umount", mnt]);
+      rmSync(mnt, { recursive: true, force: true });
+    }
+  });
+
   test("a start neither deletes nor indexes the files of another instance running on the folder (it deleted those of buckets it does not cache, and the other served misses); once that one stopped, they are dropped as before", async () => {
     const dir = freshDir();
     const a = await at(dir, "8080", new Map([["x", "store-x"]]));
