@@ -178,7 +178,6 @@ function verify<P extends { secretAccessKey: string }>(
     : authorization !== null ? parseHeaderAuth(authorization, reads, opts.region, opts.keyCache?.authMemo) : parseQueryAuth(query, opts.region);
   if (isS3Error(params)) return error(params);
   const akid = params.scope.accessKeyId;
-  const fail = (e: S3Error) => error(e, akid);
 
   const skewMs = opts.maxSkewSeconds * 1000;
   let expiresAt: number | undefined;
@@ -189,33 +188,33 @@ function verify<P extends { secretAccessKey: string }>(
     // signed at plus the way here came to a second (with 50 ms on the way, one request in 20).
     const skewed = opts.now >= params.dateMs ? opts.now - (params.dateMs + 999) : params.dateMs - opts.now;
     if (skewed > skewMs) {
-      return fail(s3Error("RequestTimeTooSkewed", undefined, {
+      return error(s3Error("RequestTimeTooSkewed", undefined, {
         // the header the time was read from, as sent (S3 echoes a Date header as an HTTP date)
         RequestTime: reads.get("x-amz-date") ?? reads.get("date") ?? params.amzDate,
         ServerTime: iso(opts.now),
         MaxAllowedSkewMilliseconds: String(skewMs),
-      }));
+      }), akid);
     }
   } else {
     expiresAt = params.dateMs + params.expires! * 1000;
     if (params.dateMs - opts.now > skewMs) {
       // (S3 names the URL's X-Amz-Date in epoch milliseconds here)
-      return fail(s3Error("AccessDenied", "Request is not yet valid", { "X-Amz-Date": String(params.dateMs), Expires: iso(expiresAt), ServerTime: iso(opts.now) }));
+      return error(s3Error("AccessDenied", "Request is not yet valid", { "X-Amz-Date": String(params.dateMs), Expires: iso(expiresAt), ServerTime: iso(opts.now) }), akid);
     }
     // Valid for X-Amz-Expires seconds from X-Amz-Date, the end excluded: the same bound as a
     // session's (a presigned URL minted by ?presign carries a session that ends with it, and the
     // URL's own "Request has expired" must win at that last instant, not the session's 400).
     if (opts.now >= expiresAt) {
-      return fail(s3Error("AccessDenied", "Request has expired", {
+      return error(s3Error("AccessDenied", "Request has expired", {
         "X-Amz-Expires": String(params.expires),
         Expires: iso(expiresAt),
         ServerTime: iso(opts.now),
-      }));
+      }), akid);
     }
   }
 
   const payload = sts !== undefined ? { hash: sts.payloadHash, mode: "sha256" as const } : payloadOf(params, query, reads);
-  if (isS3Error(payload)) return fail(payload);
+  if (isS3Error(payload)) return error(payload, akid);
 
   // (a list from the memo is sorted: no check needed)
   const names = params.signedLine !== undefined || isSorted(params.signedHeaders) ? params.signedHeaders : params.signedHeaders.slice().sort();
@@ -226,7 +225,7 @@ function verify<P extends { secretAccessKey: string }>(
   // only host and the request time to be signed, and reads a session token added after signing.
   if (sts !== undefined && unsigned.length > 0) unsigned = unsigned.filter((h) => h === "host" || h === "x-amz-date");
   if (unsigned.length > 0) {
-    return fail(s3Error("AccessDenied", "There were headers present in the request which were not signed", { HeadersNotSigned: unsigned.join(", ") }));
+    return error(s3Error("AccessDenied", "There were headers present in the request which were not signed", { HeadersNotSigned: unsigned.join(", ") }), akid);
   }
 
   let sessionToken: string | undefined;
@@ -236,11 +235,11 @@ function verify<P extends { secretAccessKey: string }>(
   // (present, it is signed: an unsigned x-amz-* header was refused just above, but for STS)
   if (sessionToken === undefined && (sts !== undefined || names.includes("x-amz-security-token"))) sessionToken = reads.get("x-amz-security-token") ?? undefined;
   const principal = lookup(akid, { sessionToken, now: opts.now });
-  if (principal === undefined) return fail(s3Error("InvalidAccessKeyId", undefined, { AWSAccessKeyId: akid }));
-  if (!("secretAccessKey" in principal)) return fail(principal);
+  if (principal === undefined) return error(s3Error("InvalidAccessKeyId", undefined, { AWSAccessKeyId: akid }), akid);
+  if (!("secretAccessKey" in principal)) return error(principal, akid);
 
   const creqBytes = writeCanonicalRequest(input, query, names, params.signedLine ?? signedHeadersLine(names), payload.hash, params.presigned);
-  if (creqBytes < 0) return fail(s3Error("InvalidURI"));
+  if (creqBytes < 0) return error(s3Error("InvalidURI"), akid);
   const scope = sts !== undefined ? credentialScope(params.scope.date, opts.region, "sts") : scopeOf(params.scope.date, opts.region);
   const key = sts !== undefined
     ? signingKeyFor(undefined, akid, principal.secretAccessKey, params.scope.date, opts.region, "sts")
@@ -259,24 +258,10 @@ function verify<P extends { secretAccessKey: string }>(
     // The error shows the literal reading's canonical request.
     const literal = scratch.creq.latin1Slice(0, creqBytes);
     const literalSts = scratch.sts.latin1Slice(0, stsBytes.byteLength);
-    const signedLine = params.signedLine ?? signedHeadersLine(names);
-    const matches = (target: VerifyInput, q: ReadonlyArray<readonly [string, string]>, joined: boolean): boolean => {
-      const n = writeCanonicalRequest(target, q, names, signedLine, payload.hash, params.presigned, joined);
-      if (n < 0) return false;
-      key.keyed.copy().update(writeStringToSign(params.amzDate, scope, n)).digest(mac);
-      return macMatches(params.signature);
-    };
-    const joined = hasJoinedValue(names.length);
-    const alt = plusAsSpaceVariant(input);
-    const altQuery = alt === undefined ? undefined : parseRawQuery(alt.rawQuery);
-    if (joined && matches(input, query, true)) {
-      // (the literal path and query)
-    } else if (alt !== undefined && altQuery !== undefined && (matches(alt, altQuery, false) || (joined && matches(alt, altQuery, true)))) {
-      verifiedQuery = altQuery;
-      plusAsSpace = true;
-    } else {
-      return fail(signatureMismatch(akid, literalSts, params.signature, literal, sessionToken));
-    }
+    const other = otherReading(input, query, names, params, payload.hash, key.keyed, scope);
+    if (other === undefined) return error(signatureMismatch(akid, literalSts, params.signature, literal, sessionToken), akid);
+    verifiedQuery = other.query;
+    plusAsSpace = other.plusAsSpace;
   }
 
   const ok: Verified<P> = {
@@ -299,6 +284,35 @@ function verify<P extends { secretAccessKey: string }>(
   if (sessionToken !== undefined) ok.sessionToken = sessionToken;
   if (expiresAt !== undefined) ok.expiresAt = expiresAt;
   return ok;
+}
+
+/**
+ * The signature checked over verify's other readings of what was received (its own function: a
+ * closure over verify's locals made every request allocate their scope, the signature good or not).
+ * The reading that matched, or undefined when none does. Overwrites the scratch buffers.
+ */
+function otherReading(
+  input: VerifyInput,
+  query: ReadonlyArray<readonly [string, string]>,
+  names: readonly string[],
+  params: AuthParams,
+  payloadHash: string,
+  keyed: Bun.CryptoHasher,
+  scope: string,
+): { query: ReadonlyArray<readonly [string, string]>; plusAsSpace: boolean } | undefined {
+  const signedLine = params.signedLine ?? signedHeadersLine(names);
+  const matches = (target: VerifyInput, q: ReadonlyArray<readonly [string, string]>, joined: boolean): boolean => {
+    const n = writeCanonicalRequest(target, q, names, signedLine, payloadHash, params.presigned, joined);
+    if (n < 0) return false;
+    keyed.copy().update(writeStringToSign(params.amzDate, scope, n)).digest(mac);
+    return macMatches(params.signature);
+  };
+  const joined = hasJoinedValue(names.length);
+  if (joined && matches(input, query, true)) return { query, plusAsSpace: false }; // (the literal path and query)
+  const alt = plusAsSpaceVariant(input);
+  const altQuery = alt === undefined ? undefined : parseRawQuery(alt.rawQuery);
+  if (alt !== undefined && altQuery !== undefined && (matches(alt, altQuery, false) || (joined && matches(alt, altQuery, true)))) return { query: altQuery, plusAsSpace: true };
+  return undefined;
 }
 
 /**

@@ -8,6 +8,7 @@ import { parseHeaderAuth } from "../../../src/fronts/s3/auth-params.ts";
 import { SigningKeyCache } from "../../../src/fronts/s3/signing-keys.ts";
 import { verifySigV4, type VerifyInput } from "../../../src/fronts/s3/verify.ts";
 import { lookupOf, smithySigned } from "./helpers.ts";
+import { cellsPerCall } from "../../helpers/alloc.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -125,5 +126,20 @@ describe("hostile SignedHeaders (unauthenticated: parsed before the key is looke
     // an SDK's ordinary prefix still is
     expect("signedHeaders" in parseHeaderAuth(authWith("AKIDSDK", ["host", "x-amz-content-sha256", "x-amz-date"]), headers, "us-east-1", cache.authMemo)).toBe(true);
     expect(cache.authMemo.size).toBe(1);
+  });
+});
+
+describe("verification: allocation per request", () => {
+  test("a good signature costs no closure (nor its scope): the other readings are tried in their own function", async () => {
+    const cache = new SigningKeyCache();
+    const a = await signed();
+    const o = opts(cache);
+    // (a lookup that allocates nothing itself, as the front's: lookupOf's find takes a closure per call)
+    const one = (akid: string) => (akid === CREDS.accessKeyId ? CREDS : undefined);
+    expect(verifySigV4(a, one, o).kind).toBe("ok");
+    const cells = await cellsPerCall(() => verifySigV4(a, one, o));
+    // (one Function and one JSLexicalEnvironment per request before: the `fail` and `matches` closures)
+    expect(cells.Function ?? 0).toBeLessThan(0.5);
+    expect(cells.JSLexicalEnvironment ?? 0).toBeLessThan(0.5);
   });
 });
