@@ -37,10 +37,23 @@ export function runPhases(phases: readonly Phase[], ctx: RequestContext, from = 
     const out = phases[i](ctx);
     if (out === undefined) continue;
     if (out instanceof Response) return out;
-    const next = i + 1;
-    return out.then((r) => (r === undefined ? runPhases(phases, ctx, next) : r));
+    return i + 1 === phases.length ? out.then(lastAnswer) : thenRest(out, phases, ctx, i + 1);
   }
-  // A front whose last phase can pass is a programming error, not a client's.
+  return noAnswer();
+}
+
+// (functions of their own, not closures in runPhases: a closure over its loop made every phase it
+// ran allocate a scope, on synchronous answers too)
+function thenRest(out: Promise<PhaseResult>, phases: readonly Phase[], ctx: RequestContext, next: number): Promise<Response> {
+  return out.then((r) => (r === undefined ? runPhases(phases, ctx, next) : r));
+}
+
+function lastAnswer(r: PhaseResult): Response {
+  return r === undefined ? noAnswer() : r;
+}
+
+/** A front whose last phase can pass is a programming error, not a client's. */
+function noAnswer(): never {
   throw new ProxyError("InternalError", { detail: "No phase answered the request" });
 }
 
@@ -68,15 +81,15 @@ export function createHandler(svc: Services, front: Front, peerOf: (req: Request
     // want it, since Bun.serve no longer knows it once the client has gone (a 499 would be logged
     // without it; a span, with logging above info, traced with client.address "").
     if (ctx.peer === undefined && (svc.audit !== undefined || svc.log.enabled("info") || ctx.span?.recording === true)) ctx.peer = peerOf(req);
-    return withDeadline(out, ctx.rt.config.server.request_timeout * 1000, ctx, deadlines).then(
-      (res) => deliver(ctx, res),
-      // (the deadline's answer never passed the CORS phase, which decorates every other one)
-      (thrown) => {
-        const res = failed(front, ctx, thrown);
-        return deliver(ctx, ctx.corsHeaders === undefined ? res : ctx.corsHeaders(res));
-      },
-    );
+    return withDeadline(out, ctx.rt.config.server.request_timeout * 1000, ctx, front, deadlines);
   };
+}
+
+/** The answer to a request whose phases failed (or whose deadline passed), delivered. */
+function deliverFailure(front: Front, ctx: RequestContext, thrown: unknown): Response {
+  const res = failed(front, ctx, thrown);
+  // (the deadline's answer never passed the CORS phase, which decorates every other one)
+  return deliver(ctx, ctx.corsHeaders === undefined ? res : ctx.corsHeaders(res));
 }
 
 /** How often a handler's pending deadlines are checked: a late request gets its 504 at most this much after the deadline. */
@@ -86,8 +99,11 @@ interface Deadline {
   due: number;
   readonly ms: number;
   readonly ctx: RequestContext;
+  readonly front: Front;
   late: boolean;
-  readonly reject: (err: ProxyError) => void;
+  /** Settle the request: with its delivered answer, or (that failing) as the listener's error. */
+  readonly resolve: (res: Response) => void;
+  readonly reject: (err: unknown) => void;
 }
 
 /**
@@ -130,7 +146,11 @@ class Deadlines {
         : new ProxyError("GatewayTimeout", { detail: "The request took longer than the proxy allows (server.request_timeout)" });
       // What the phases still wait for upstream is cut, not left to run on its own.
       abandonUpstream(d.ctx.timing, err);
-      d.reject(err);
+      try {
+        d.resolve(deliverFailure(d.front, d.ctx, err));
+      } catch (thrown) {
+        d.reject(thrown);
+      }
     }
   }
 }
@@ -146,19 +166,32 @@ class Deadlines {
  * listener's idle timeout and s3.timeout's stall check: while `ctx.uploading`, the deadline is
  * put off by whole periods, so it bounds what happens before and after the body.
  */
-function withDeadline(p: Promise<Response>, ms: number, ctx: RequestContext, deadlines: Deadlines): Promise<Response> {
+function withDeadline(p: Promise<Response>, ms: number, ctx: RequestContext, front: Front, deadlines: Deadlines): Promise<Response> {
+  // (the answer is delivered here, in p's own reactions: no further promise per request)
   return new Promise<Response>((resolve, reject) => {
-    const d: Deadline = { due: performance.now() + ms, ms, ctx, late: false, reject };
+    const d: Deadline = { due: performance.now() + ms, ms, ctx, front, late: false, resolve, reject };
     deadlines.add(d);
     p.then(
       (res) => {
         deadlines.remove(d);
-        if (d.late) res.body?.cancel().catch(() => {});
-        else resolve(res);
+        if (d.late) {
+          res.body?.cancel().catch(() => {});
+          return;
+        }
+        try {
+          resolve(deliver(ctx, res));
+        } catch (thrown) {
+          reject(thrown); // (as a throw in a .then callback would: the listener's own error answer)
+        }
       },
       (err) => {
         deadlines.remove(d);
-        if (!d.late) reject(err);
+        if (d.late) return;
+        try {
+          resolve(deliverFailure(front, ctx, err));
+        } catch (thrown) {
+          reject(thrown);
+        }
       },
     );
   });

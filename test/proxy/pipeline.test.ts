@@ -4,6 +4,9 @@ import { App } from "../../src/app.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { nullLogger } from "../../src/observe/log.ts";
 import { createMainHandler } from "../../src/fronts/index.ts";
+import type { RequestContext } from "../../src/proxy/context.ts";
+import { createHandler, runPhases, type Front, type Phase } from "../../src/proxy/runner.ts";
+import { cellsPerCall } from "../helpers/alloc.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -144,5 +147,25 @@ describe("pipeline", () => {
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ status: "ok" });
     expect(seen.length).toBe(n);
+  });
+});
+
+describe("the runner: allocation per request", () => {
+  const res = new Response("x");
+  const ctx = {} as RequestContext;
+  test("phases run synchronously allocate no scope (the loop's closure allocated one per phase, on every request)", async () => {
+    const phases: Phase[] = [() => undefined, () => undefined, () => res];
+    expect(runPhases(phases, ctx)).toBe(res);
+    expect((await cellsPerCall(() => runPhases(phases, ctx))).JSLexicalEnvironment ?? 0).toBeLessThan(0.5);
+  });
+
+  test("an answer that waits is delivered in its own reactions: no closure for the last phase, no second promise layer", async () => {
+    const front: Front = { name: "t", phases: [() => Promise.resolve(res)], renderError: () => new Response(null, { status: 500 }) };
+    const h = createHandler(app, front);
+    expect(await h(new Request("http://proxy.test/t"))).toBe(res);
+    const cells = await cellsPerCall(() => h(new Request("http://proxy.test/t")));
+    // (8 functions and 5 promises before: runPhases' closure, a then() to deliver with two more)
+    expect(cells.Function).toBeLessThanOrEqual(5);
+    expect(cells.Promise).toBeLessThanOrEqual(4);
   });
 });
