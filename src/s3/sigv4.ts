@@ -11,6 +11,7 @@
  * and per second the x-amz-date string. Only Bun.CryptoHasher is used.
  */
 import { utcMs } from "../util/utc.ts";
+import { ASCII_TEXT, Scratch } from "./byte-view.ts";
 
 export interface Credentials {
   accessKeyId: string;
@@ -272,6 +273,16 @@ function hasKeys(o: object): boolean {
   return false;
 }
 
+/**
+ * The signer's scratch: the canonical request, then the string to sign, then the Authorization
+ * header are written here as bytes and hashed from here (no string joined per line, flattened and
+ * encoded per request). Signing is synchronous, so one buffer serves every signer.
+ */
+const scratch = new Scratch(4096);
+/** The SHA-256 of the canonical request, then the HMAC (CryptoHasher.digest into a TypedArray wants 64 bytes). */
+const digest = new Uint8Array(32);
+const mac = new Uint8Array(64);
+
 export class S3Signer {
   private readonly accessKeyId: string;
   private readonly secret: string;
@@ -280,6 +291,8 @@ export class S3Signer {
   /** signed list and tail of the canonical request when only host + x-amz-* are signed */
   private readonly defaultSigned: string;
   private readonly defaultTail: string;
+  /** The credentials, region or service are not all ASCII: what holds them is written as UTF-8. */
+  private readonly utf8: boolean;
 
   private second = NaN;
   private date = "";
@@ -304,6 +317,7 @@ export class S3Signer {
     // The canonical request after x-amz-date's line, up to the payload hash (appended per request).
     this.defaultTail = (this.token ? "x-amz-security-token:" + canonicalHeaderValue(this.token) + "\n" : "") +
       "\n" + this.defaultSigned + "\n";
+    this.utf8 = !ASCII_TEXT.test(this.accessKeyId + (this.token ?? "") + region + service);
   }
 
   /** How many times the signing key was derived (once per UTC day in use). */
@@ -356,14 +370,26 @@ export class S3Signer {
     this.tick();
     const date = this.date;
     const hash = payloadHash ?? EMPTY_SHA256;
-    let creq: string;
-    let auth: string;
     let bytes = false;
     if (extra === undefined || !hasKeys(extra)) {
       // Only the headers the signer sets (a GET, and a PUT with no object headers): no sort, no map.
-      creq = method + "\n" + path + "\n" + query + "\nhost:" + canonicalHeaderValue(host) +
-        "\nx-amz-content-sha256:" + hash + "\nx-amz-date:" + date + "\n" + this.defaultTail + hash;
-      auth = this.authDefault;
+      // (ASCII all: the method, the path and query as encoded, a URL's host, the hash and date;
+      // the configured parts, the session token's line here, are written as UTF-8 if they need it)
+      let n = scratch.put(method, 0);
+      n = scratch.put("\n", n);
+      n = scratch.put(path, n);
+      n = scratch.put("\n", n);
+      n = scratch.put(query, n);
+      n = scratch.put("\nhost:", n);
+      n = scratch.put(canonicalHeaderValue(host), n);
+      n = scratch.put("\nx-amz-content-sha256:", n);
+      n = scratch.put(hash, n);
+      n = scratch.put("\nx-amz-date:", n);
+      n = scratch.put(date, n);
+      n = scratch.put("\n", n);
+      n = scratch.put(this.defaultTail, n, this.utf8);
+      n = scratch.put(hash, n);
+      return this.signed(this.authorization(this.authDefault, n), date, hash);
     } else {
       const h: Record<string, string> = Object.create(null);
       if (extra !== undefined) {
@@ -383,14 +409,32 @@ export class S3Signer {
       h["x-amz-date"] = date;
       if (this.token) h["x-amz-security-token"] = this.token;
       const c = canonicalHeaders(h);
-      creq = canonicalRequest(method, path, query, c.canonical, c.signed, hash);
-      auth = this.authBase + c.signed + ", Signature=";
+      const creq = canonicalRequest(method, path, query, c.canonical, c.signed, hash);
+      return this.signed(this.authorization(this.authBase + c.signed + ", Signature=", scratch.put(creq, 0, !bytes)), date, hash);
     }
-    // Header values are hashed as the bytes that go on the wire (one Latin-1 character per byte, see
-    // wireValue): as UTF-8 they would differ from those bytes wherever a value has one above 0x7F.
-    const sts = ALGORITHM + "\n" + date + this.scopeLine + sha256Hex(bytes ? Buffer.from(creq, "latin1") : creq);
+  }
+
+  /**
+   * The Authorization header: `prefix` then the signature of the canonical request written in the
+   * scratch buffer (its first `creqBytes` bytes). The string to sign and the header are written
+   * there too: one string made, the header's.
+   */
+  private authorization(prefix: string, creqBytes: number): string {
+    Bun.SHA256.hash(scratch.view(creqBytes), digest);
+    let n = scratch.put(ALGORITHM, 0);
+    n = scratch.put("\n", n);
+    n = scratch.put(this.date, n);
+    n = scratch.put(this.scopeLine, n, this.utf8);
+    n = scratch.putHex(digest, 32, n);
+    this.keyed!.copy().update(scratch.view(n)).digest(mac);
+    n = scratch.putHex(mac, 32, scratch.put(prefix, 0, this.utf8));
+    return scratch.text(n, this.utf8);
+  }
+
+  /** The headers the signer sets. */
+  private signed(authorization: string, date: string, hash: string): Record<string, string> {
     const out: Record<string, string> = {
-      authorization: auth + this.keyed!.copy().update(sts).digest("hex"),
+      authorization,
       "x-amz-date": date,
       "x-amz-content-sha256": hash,
     };

@@ -320,8 +320,9 @@ export class BucketUpstream {
   /** The encoded URL path and the headers for one signed (or anonymous) request. */
   /** `signed`: headers to sign besides the signer's own (S3 refuses an unsigned x-amz-* header). */
   private prepare(method: string, key: string, signed?: Record<string, string>): { path: string; headers: Record<string, string> } {
-    const path = encodeS3Path(`${this.bucketPath}/${key}`);
-    const headers = this.signer ? this.signer.sign({ method, host: this.host, path: `${this.bucketPath}/${key}`, headers: signed }) : {};
+    const raw = this.bucketPath + "/" + key;
+    const path = encodeS3Path(raw);
+    const headers = this.signer ? this.signer.sign({ method, host: this.host, path: raw, headers: signed }) : {};
     return { path, headers };
   }
 

@@ -1,4 +1,5 @@
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
+import { cellsPerCall } from "../helpers/alloc.ts";
 import { S3Client, GetObjectCommand, HeadObjectCommand } from "@aws-sdk/client-s3";
 import { SignatureV4 } from "@smithy/signature-v4";
 import { Sha256 } from "@smithy/core/checksum";
@@ -447,5 +448,14 @@ describe("S3Signer", () => {
   test("invalid clock throws", () => {
     const s = new S3Signer(creds, "us-east-1", "s3", () => new Date(NaN));
     expect(() => s.sign({ method: "GET", host: "h", path: "/" })).toThrow(RangeError);
+  });
+});
+
+describe("S3Signer: allocation per signature", () => {
+  test("a GET's signature makes one string (its Authorization), not one per line of the canonical request", async () => {
+    const s = new S3Signer({ accessKeyId: "AKID", secretAccessKey: "secret" }, "us-east-1");
+    const cells = await cellsPerCall(() => s.sign({ method: "GET", host: "127.0.0.1:9000", path: "/bucket/1k.bin" }));
+    // (19 strings before: the canonical request and the string to sign joined piece by piece, two hex digests)
+    expect(cells.string).toBeLessThanOrEqual(1);
   });
 });

@@ -20,6 +20,7 @@ import { isS3Error, parseHeaderAuth, parseQueryAuth, PRESIGN_MARKERS, V2_UNSUPPO
 import { s3Error, type S3Error } from "./errors.ts";
 import { signingKeyFor, type SigningKeyCache } from "./signing-keys.ts";
 import { canonicalUri, parseRawQuery } from "./uri.ts";
+import { HEX_DIGITS, viewOf } from "../../s3/byte-view.ts";
 
 /** How the body is (or is not) covered by the signature; the upload path acts on it. */
 export type PayloadMode = "sha256" | "unsigned" | "streaming" | "streaming-trailer" | "streaming-unsigned-trailer";
@@ -387,7 +388,7 @@ const scratch = { creq: bufferOf(4096), sts: bufferOf(512) };
 /** The canonical request's SHA-256, then the HMAC (CryptoHasher.digest into a TypedArray wants 64 bytes). */
 const digest = new Uint8Array(32);
 const mac = new Uint8Array(64);
-const HEX = new Uint8Array(16).map((_, i) => "0123456789abcdef".charCodeAt(i));
+const HEX = HEX_DIGITS;
 const NL = 0x0a;
 
 /**
@@ -460,21 +461,6 @@ function writeStringToSign(amzDate: string, scope: string, creqBytes: number): U
     b[n++] = HEX[x & 15]!;
   }
   return viewOf(b, n);
-}
-
-/**
- * The first `n` bytes of a scratch buffer, as a view kept per length (hashing takes a whole
- * TypedArray; a subarray per request is an object per request). Views of a buffer that was
- * replaced (grown) are dropped with it.
- */
-const VIEWS = new WeakMap<Uint8Array, Uint8Array[]>();
-/** Longer canonical requests (rare) get a view each time: at most this many views are kept per buffer. */
-const MAX_VIEW = 4096;
-function viewOf(buf: Uint8Array, n: number): Uint8Array {
-  if (n > MAX_VIEW) return buf.subarray(0, n);
-  let views = VIEWS.get(buf);
-  if (views === undefined) VIEWS.set(buf, (views = new Array<Uint8Array>(MAX_VIEW + 1))); // (sized: indexed storage, not a sparse map)
-  return (views[n] ??= buf.subarray(0, n));
 }
 
 /** The credential scope string, kept for the last date and region (it changes once a day). */
