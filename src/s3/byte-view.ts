@@ -1,8 +1,9 @@
 /**
  * Bytes written and hashed (or sliced into one string) from a buffer kept for the process, by the
- * synchronous writers of the request paths (the signer's canonical request and string to sign;
- * SigV4 verification hashes its own the same way). Writing each piece into it replaces joining a
- * string per piece (a rope cell each, flattened again when hashed or sent).
+ * synchronous writers of the request paths (the signer's canonical request and string to sign,
+ * the own client's request head; SigV4 verification hashes its own the same way). Writing each
+ * piece into it replaces joining a string per piece (a rope cell each, flattened again when
+ * hashed or sent).
  */
 
 /** Node's Buffer methods Bun has too, untyped in @types/node. */
@@ -46,6 +47,14 @@ export class Scratch {
   /** The first `n` bytes as a string: one character per byte, or decoded as UTF-8 when `utf8`. */
   text(n: number, utf8 = false): string {
     return utf8 ? this.buf.utf8Slice(0, n) : this.buf.latin1Slice(0, n);
+  }
+
+  /** Writes the two bytes `a` and `b` (a line end, a separator) at `at`; the offset after them. */
+  put2(a: number, b: number, at: number): number {
+    this.room(at, 2);
+    this.buf[at] = a;
+    this.buf[at + 1] = b;
+    return at + 2;
   }
 
   /** The first `n` bytes of `bytes` as lowercase hex at `at`; the offset after them. */

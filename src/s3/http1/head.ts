@@ -43,15 +43,16 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const BAD_HEAD_CHARS = /\r(?!\n)|(?<!\r)\n|\0/;
 /** Control characters other than HTAB, in a field value (CR and LF are line ends by now). */
 const BAD_VALUE_CHARS = /[\x00-\x08\x0a-\x1f\x7f]/;
-const STATUS_LINE = /^HTTP\/1\.([01]) ([1-5][0-9]{2})(?: ([^]*))?$/;
+/** The status line at the start of a head: `HTTP/1.x NNN`, then its end or a space and the reason phrase (any text). */
+const STATUS_LINE = /^HTTP\/1\.[01] [1-5][0-9]{2}(?: |\r|$)/;
 const DIGITS = /^[0-9]+$/;
 
 const error = (message: string): HeadParse => ({ kind: "error", message });
 
 /** Trim optional whitespace (SP / HTAB only, not other Unicode spaces). */
-function trimOws(s: string, from: number): string {
+function trimOws(s: string, from: number, to = s.length): string {
   let a = from;
-  let b = s.length;
+  let b = to;
   while (a < b && (s.charCodeAt(a) === 32 || s.charCodeAt(a) === 9)) a++;
   while (b > a && (s.charCodeAt(b - 1) === 32 || s.charCodeAt(b - 1) === 9)) b--;
   return s.slice(a, b);
@@ -92,34 +93,40 @@ export function parseResponseHead(buf: Buffer, isHead: boolean, scanFrom = 0): H
   if (end > MAX_HEAD) return error("upstream response head too large");
   const text = buf.toString("latin1", 0, idx);
   if (BAD_HEAD_CHARS.test(text)) return error("invalid characters in upstream response head");
-  const lines = text.split("\r\n");
-  const m = STATUS_LINE.exec(lines[0]);
-  if (m === null) return error("malformed upstream status line");
-  const status = +m[2];
+  // (read in place: no array of lines, no string per line, no match array per head)
+  if (!STATUS_LINE.test(text)) return error("malformed upstream status line");
+  const status = (text.charCodeAt(9) - 48) * 100 + (text.charCodeAt(10) - 48) * 10 + (text.charCodeAt(11) - 48);
   if (status === 101) return error("unexpected upstream status 101");
-  const http10 = m[1] === "0";
+  const http10 = text.charCodeAt(7) === 48; // "HTTP/1.0"
+  let lineEnd = text.indexOf("\r\n");
+  const statusText = text.slice(13, lineEnd < 0 ? text.length : lineEnd);
   const headers = new Headers();
   let contentLength = -1;
   let lengthRepeated = false;
   let te: string | null = null;
   let connection: string | null = null;
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i];
-    const c0 = line.charCodeAt(0);
+  while (lineEnd >= 0) {
+    const start = lineEnd + 2;
+    lineEnd = text.indexOf("\r\n", start);
+    const stop = lineEnd < 0 ? text.length : lineEnd;
+    const c0 = text.charCodeAt(start);
     if (c0 === 32 || c0 === 9) return error("obsolete line folding in upstream response");
-    const colon = line.indexOf(":");
-    if (colon <= 0) return error("malformed upstream response header");
-    const name = line.slice(0, colon);
+    const colon = text.indexOf(":", start);
+    if (colon <= start || colon >= stop) return error("malformed upstream response header");
+    const name = text.slice(start, colon);
     if (!TOKEN.test(name)) return error("malformed upstream response header");
-    const value = trimOws(line, colon + 1);
+    const value = trimOws(text, colon + 1, stop);
     if (BAD_VALUE_CHARS.test(value)) return error("invalid characters in upstream response header");
     const n = name.length;
     if (n === 14 || n === 17 || n === 10) {
       const lower = name.toLowerCase();
       if (lower === "content-length") {
-        const parts = value.split(",");
-        for (let j = 0; j < parts.length; j++) {
-          const p = trimOws(parts[j], 0);
+        // (each comma-separated part, read in place: one value, no array)
+        for (let from = 0; from <= value.length; ) {
+          const comma = value.indexOf(",", from);
+          const to = comma < 0 ? value.length : comma;
+          const p = trimOws(value, from, to);
+          from = to + 1;
           if (!DIGITS.test(p) || p.length > 15) return error("invalid upstream Content-Length");
           const v = +p;
           if (contentLength !== -1) {
@@ -184,5 +191,5 @@ export function parseResponseHead(buf: Buffer, isHead: boolean, scanFrom = 0): H
     framing = "close";
     keepAlive = false;
   }
-  return { kind: "head", head: { status, statusText: m[3] ?? "", headers, framing, contentLength: length, keepAlive }, end };
+  return { kind: "head", head: { status, statusText, headers, framing, contentLength: length, keepAlive }, end };
 }

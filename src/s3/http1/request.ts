@@ -1,3 +1,4 @@
+import { ASCII_TEXT, Scratch } from "../byte-view.ts";
 import { isAsciiHeaderValue, wireValue } from "../sigv4.ts";
 
 /**
@@ -17,6 +18,13 @@ export type Http1Method = "GET" | "HEAD" | "PUT" | "POST" | "DELETE";
 
 const METHODS = new Set<string>(["GET", "HEAD", "PUT", "POST", "DELETE"]);
 
+/** Where a head is written: buildRequestHead is synchronous (see Scratch). */
+const scratch = new Scratch(1024);
+const CR = 0x0d;
+const LF = 0x0a;
+const COLON = 0x3a;
+const SP = 0x20;
+
 /**
  * `METHOD path HTTP/1.1`, Host, then the caller's headers, then `content-length` when
  * `contentLength` is given (a request body follows; PUT/POST always get one, 0 without a body,
@@ -30,7 +38,15 @@ export function buildRequestHead(method: string, path: string, hostHeader: strin
   if (!METHODS.has(method)) return new Error("unsupported request method");
   if (contentLength !== undefined && !(Number.isSafeInteger(contentLength) && contentLength >= 0)) return new Error("invalid request content length");
   if (path.charCodeAt(0) !== 47 || BAD_PATH.test(path)) return new Error("invalid request target");
-  let head = `${method} ${path} HTTP/1.1\r\nhost: ${hostHeader}\r\n`;
+  // (written piece by piece into the scratch, then taken as one string: no string per piece; the
+  // target and Host, ASCII as the pool's callers give them, are written as UTF-8 otherwise)
+  const utf8 = !ASCII_TEXT.test(path) || !ASCII_TEXT.test(hostHeader);
+  let n = scratch.put(method, 0);
+  n = scratch.put(" ", n);
+  n = scratch.put(path, n, utf8);
+  n = scratch.put(" HTTP/1.1\r\nhost: ", n);
+  n = scratch.put(hostHeader, n, utf8);
+  n = scratch.put2(CR, LF, n);
   let bytes = false;
   for (const name in headers) {
     let value = headers[name];
@@ -43,15 +59,19 @@ export function buildRequestHead(method: string, path: string, hostHeader: strin
       value = wireValue(value);
       bytes = true;
     }
-    const n = name.length;
-    if (n === 4 || n === 14 || n === 17) {
+    const len = name.length;
+    if (len === 4 || len === 14 || len === 17) {
       const lower = name.toLowerCase();
       if (lower === "host" || lower === "content-length" || lower === "transfer-encoding") continue;
     }
-    head += `${name}: ${value}\r\n`;
+    n = scratch.put(name, n);
+    n = scratch.put2(COLON, SP, n);
+    n = scratch.put(value, n); // (one byte per character: ASCII, or wireValue's bytes)
+    n = scratch.put2(CR, LF, n);
   }
-  if (contentLength !== undefined) head += `content-length: ${contentLength}\r\n`;
-  else if (method === "PUT" || method === "POST") head += "content-length: 0\r\n";
-  // A string is written as UTF-8: a head with bytes above 0x7F goes as its Latin-1 bytes instead.
-  return bytes ? Buffer.from(`${head}\r\n`, "latin1") : `${head}\r\n`;
+  if (contentLength !== undefined) n = scratch.put(`content-length: ${contentLength}\r\n`, n);
+  else if (method === "PUT" || method === "POST") n = scratch.put("content-length: 0\r\n", n);
+  n = scratch.put2(CR, LF, n);
+  // A head with bytes above 0x7F goes as those bytes (a string is written as UTF-8).
+  return bytes ? Buffer.from(scratch.buf.subarray(0, n)) : scratch.text(n, utf8);
 }

@@ -2,6 +2,7 @@
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { type HeadParse, MAX_HEAD, parseResponseHead, type ResponseHead } from "../../../src/s3/http1/head.ts";
 import { buildRequestHead } from "../../../src/s3/http1/request.ts";
+import { cellsPerCall } from "../../helpers/alloc.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -175,5 +176,19 @@ describe("buildRequestHead: header values as bytes", () => {
     expect(text).toContain("x-amz-meta-name: café\r\n");
     expect(text).toContain("x-amz-meta-text: 日本\r\n");
     for (const bad of ["a\rb", "a\nb", "a\0b", "é\r\n"]) expect(buildRequestHead("GET", "/b/k", "h:1", { "x-amz-meta-x": bad })).toBeInstanceOf(Error);
+  });
+});
+
+describe("the own client's heads: allocation per request", () => {
+  test("a GET's request head is one string; a 7-field response head is read without an array or a string per line", async () => {
+    const signed = { authorization: `AWS4-HMAC-SHA256 Credential=AKID/20261207/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature=${"a".repeat(64)}`, "x-amz-date": "20261207T040000Z", "x-amz-content-sha256": "UNSIGNED-PAYLOAD" };
+    // (13 strings before: one per piece joined)
+    expect((await cellsPerCall(() => buildRequestHead("GET", "/bucket/1k.bin", "127.0.0.1:9000", signed))).string).toBeLessThanOrEqual(1);
+    const wire = bytes("HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\netag: \"e\"\r\nlast-modified: Mon, 07 Dec 2026 00:00:00 GMT\r\nx-amz-request-id: A\r\nx-amz-id-2: B\r\ndate: Mon, 07 Dec 2026 04:00:00 GMT\r\ncontent-length: 1024\r\n\r\n");
+    expect(head(parseResponseHead(wire, false)).statusText).toBe("OK");
+    const cells = await cellsPerCall(() => parseResponseHead(wire, false));
+    // (27 strings and 3 arrays before: the lines split, the status line matched, Content-Length split)
+    expect(cells.Array ?? 0).toBeLessThan(0.5);
+    expect(cells.string).toBeLessThanOrEqual(2 + 2 * 7); // the head's text, the reason phrase, each field's name and value
   });
 });
