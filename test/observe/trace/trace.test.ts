@@ -89,6 +89,7 @@ beforeAll(async () => {
   s3 = await startS3Fixture({ buckets: [{ name: "data" }], credentials: [{ ...CREDS, buckets: ["data"] }] });
   for (const k of ["tree.txt", "query.txt", "plain.txt", "unsampled.txt", "fresh.txt"]) await s3.put("data", k, `body of ${k}\n`);
   token = await signWith(key, { sub: "alice", exp: Math.floor(Date.now() / 1000) + 600 });
+  // (opa_timeout_ms: the default 100 ms, which nothing here measures, was a 503 on a loaded host)
   px = await start(`server: { address: 127.0.0.1, port: 0 }
 jwt:
   enabled: true
@@ -105,7 +106,7 @@ tracing:
   service_name: yatagarasu-test
   export_interval_ms: 20
 buckets:
-${bucketYaml(s3, "c", `    cache: { enabled: true }\n    auth: { enabled: true }\n    authorization: { type: opa, opa_url: "${opa.url}", opa_policy_path: yatagarasu/allow, opa_cache_ttl_seconds: 0 }\n`)}${bucketYaml(s3, "p")}`);
+${bucketYaml(s3, "c", `    cache: { enabled: true }\n    auth: { enabled: true }\n    authorization: { type: opa, opa_url: "${opa.url}", opa_policy_path: yatagarasu/allow, opa_cache_ttl_seconds: 0, opa_timeout_ms: 5000 }\n`)}${bucketYaml(s3, "p")}`);
   await waitFor(() => jwks.fetchCount > 0);
 });
 
