@@ -913,12 +913,15 @@ console.log(JSON.stringify(await Promise.all(urls.map((u) => redisAuthFailure(u,
       const l = await layer({ url: `redis://127.0.0.1:${relay.port}`, prefix: "slow-always:", log });
       await l.put(fresh("b/a", 10));
       log.lines.length = 0;
-      relay.delayResponses(600);
+      // Each answer comes 900 ms late: past the 300 ms timeout even when a stall of this process
+      // (a loaded host) gives a lookup its 300 ms again (withTimeout), and under SILENT_MS (4 × 300
+      // ms): late, not silent. (At 600 ms, a stall of 50 ms let the answer in: a hit, in time.)
+      relay.delayResponses(900);
       await waitFor(
         async () => {
           const started = performance.now();
           expect(await l.get("b/a")).toBeUndefined();
-          expect(performance.now() - started).toBeLessThan(600);
+          expect(performance.now() - started).toBeLessThan(900); // a miss, without waiting for the answer
           return !l.health().up;
         },
         { timeoutMs: 10_000, message: "the layer down" },
