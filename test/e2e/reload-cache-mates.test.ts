@@ -47,14 +47,21 @@ for (const before of ["none", "off"] as const) {
     px = await startInProcess(yaml(before), { configPath, probeIntervalMs: 3_600_000 });
     const key = `k-${before}.txt`;
     await s3.put("data", key, "old");
-    s3.faults.set(`/data/${key}`, { kind: "delay", ms: 1500, times: 1, method: "PUT" });
+    // The PUT is held upstream until the read below is done (a fixed delay ran out on a loaded
+    // host before the reload and the read had, and the read got "new"); 20 s at most.
+    const release = Promise.withResolvers<void>();
+    s3.faults.set(`/data/${key}`, { kind: "delay", ms: 20_000, until: release.promise, times: 1, method: "PUT" });
     const put = fetch(px.url(`/rw/${key}`), { method: "PUT", body: "new", headers: { authorization: `Bearer ${token({}, SECRET)}` } });
     // the PUT is admitted and held upstream (the fixture has taken it, with its delay fault)
     await s3.waitForRequest((e) => e.method === "PUT" && e.fault === "delay" && e.pathname === `/data/${key}`);
     writeFileSync(configPath, yaml("on"));
     expect((await px.app.reload()).ok).toBe(true);
     // Read through the new bucket while the write is under way: the old object, cached.
-    expect(await (await fetch(px.url(`/mirror/${key}`))).text()).toBe("old");
+    try {
+      expect(await (await fetch(px.url(`/mirror/${key}`))).text()).toBe("old");
+    } finally {
+      release.resolve();
+    }
     expect((await put).status).toBe(200);
     const after = await fetch(px.url(`/mirror/${key}`));
     expect(await after.text()).toBe("new");
