@@ -35,12 +35,14 @@ export interface UploadEnvOptions {
   /** More proxy buckets (YAML list items, indented by 2) and credentials (indented by 4). */
   moreBuckets?: (endpoint: string) => string;
   moreCredentials?: string;
+  /** Bucket up's s3.timeout in seconds (default: the proxy's, 20). */
+  upstreamTimeout?: number;
   /** server.request_timeout in seconds (default: the proxy's). */
   requestTimeout?: number;
 }
 
 export function uploadYaml(endpoint: string, o: UploadEnvOptions = {}): string {
-  const up = `bucket: up, endpoint: "${endpoint}", access_key: "${UPSTREAM_WRITER.accessKeyId}", secret_key: "${UPSTREAM_WRITER.secretAccessKey}"`;
+  const up = `bucket: up, endpoint: "${endpoint}", access_key: "${UPSTREAM_WRITER.accessKeyId}", secret_key: "${UPSTREAM_WRITER.secretAccessKey}"${o.upstreamTimeout === undefined ? "" : `, timeout: ${o.upstreamTimeout}`}`;
   // (opa_timeout_ms: the default 100 ms, which no test here measures, was a 503 on a loaded host)
   const opa = o.opaUrl ? `    authorization: { type: opa, opa_url: "${o.opaUrl}", opa_policy_path: yatagarasu/allow, opa_cache_ttl_seconds: 0, opa_timeout_ms: 5000 }\n` : "";
   return `server: { address: 127.0.0.1, port: 0, engine: ${o.engine ?? "bun"}${o.requestTimeout === undefined ? "" : `, request_timeout: ${o.requestTimeout}`} }

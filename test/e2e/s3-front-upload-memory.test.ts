@@ -197,7 +197,11 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
     const admin = s3.adminCredentials;
     const far = `  - name: far\n    path_prefix: /far\n    s3: { bucket: up, endpoint: "${s3.endpoint}", access_key: "${admin.accessKeyId}", secret_key: "${admin.secretAccessKey}" }\n`;
     const copier = `    - { access_key_id: "${COPIER.accessKeyId}", secret_access_key: "${COPIER.secretAccessKey}", identity: copier, buckets: { up: [read, write], far: [read] } }\n`;
-    px = await startProxy(uploadYaml(s3.endpoint, { engine, moreBuckets: () => far, moreCredentials: copier }).replace("logging: { level: error }", "logging: { level: info }"));
+    // upstreamTimeout: the fixture answers a Complete once it has assembled the object (S3 answers
+    // at once and keeps it alive), 1-10 s for the form upload's 1 GiB of 205 parts at load 6-8,
+    // and past the default 20 s at load 13-28 the form upload was a 503; the test measures memory
+    // only.
+    px = await startProxy(uploadYaml(s3.endpoint, { engine, upstreamTimeout: 120, moreBuckets: () => far, moreCredentials: copier }).replace("logging: { level: error }", "logging: { level: info }"));
     port = Number(px.logs().find((l) => l.msg === "listening")!.s3_port);
   }, 60_000);
   afterAll(async () => {
