@@ -12,6 +12,9 @@ import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "
 import type { Socket, TCPSocketListener } from "bun";
 import { connect, type Socket as NetSocket } from "node:net";
 import { gzipSync } from "node:zlib";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { startInProcess } from "./harness.ts";
 import { rawHttp, rawStatus } from "../helpers/raw-http.ts";
 import { startBothFronts } from "../helpers/both-fronts.ts";
@@ -48,6 +51,9 @@ const UNREADABLE: Record<string, string> = { "bad-length": "Content-Length: abc\
 const AGREEING = ["twice", "list"];
 
 let upstream: TCPSocketListener<{ buf: string }>;
+/** The connections that served a `head-over-long` answer, each settled when it closes. */
+const longHeadClosed: Promise<void>[] = [];
+const closers = new WeakMap<object, () => void>();
 beforeAll(() => {
   upstream = Bun.listen<{ buf: string }>({
     hostname: "127.0.0.1",
@@ -55,6 +61,9 @@ beforeAll(() => {
     socket: {
       open(s) {
         s.data = { buf: "" };
+      },
+      close(s) {
+        closers.get(s)?.();
       },
       data(s: Socket<{ buf: string }>, d) {
         s.data.buf += d.toString("latin1");
@@ -80,6 +89,13 @@ beforeAll(() => {
           // a 200 to revalidate on every read, then a 304 with a 70 KB x-amz-meta-* value
           const fresh = /\r\nif-none-match:/i.test(headText);
           s.write(fresh ? `HTTP/1.1 304 Not Modified\r\nETag: "e1"\r\nCache-Control: no-cache\r\nX-Amz-Meta-Big: ${"m".repeat(70_000)}\r\n\r\n` : `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nETag: "e1"\r\nCache-Control: no-cache\r\nContent-Length: 5\r\n\r\n${method === "HEAD" ? "" : "hello"}`);
+          return;
+        }
+        if (name === "head-over-long") {
+          // a 70 KB head, then the first 64 KiB of a 64 MiB body, the rest never sent: the
+          // connection stays open until the proxy lets go of the answer
+          longHeadClosed.push(new Promise<void>((resolve) => closers.set(s, resolve)));
+          s.write(`HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Amz-Meta-Big: ${"m".repeat(70_000)}\r\nContent-Length: ${64 * 1024 * 1024}\r\n\r\n${"b".repeat(65536)}`);
           return;
         }
         const meta = BIG_HEADS[name];
@@ -327,4 +343,38 @@ describe("an upstream answer head neither client can read (Content-Length: abc, 
       }
       expect(seen).toEqual(Object.keys(UNREADABLE).map((name) => `${name} 502 The upstream sent a response the proxy cannot read`));
     });
+});
+
+describe("an upstream answer whose head is over 64 KiB, its body still coming", () => {
+  test("fetch client: the 502 lets go of the upstream answer's body (its connection closed), uncached and cached", async () => {
+    // The 502 was thrown with the answer's body unread and never cancelled: fetch held the
+    // upstream connection (and what it had read) until the collector took the answer. The
+    // answers are kept here (a spy on fetch), so only a cancel closes their connections.
+    const kept: Response[] = [];
+    const diskDir = mkdtempSync(join(tmpdir(), "head-over-long-"));
+    const real = globalThis.fetch;
+    globalThis.fetch = Object.assign(async (...args: Parameters<typeof fetch>) => {
+      const res = await real(...args);
+      kept.push(res);
+      return res;
+    }, real);
+    try {
+      const bucket = (name: string, cache: boolean) =>
+        `  - name: ${name}\n    path_prefix: /${name}\n    auth: { enabled: false }\n${cache ? "    cache: { enabled: true }\n" : ""}    s3: { bucket: bk, endpoint: "http://127.0.0.1:${upstream.port}", retry: { max_attempts: 1 } }\n`;
+      // (a disk layer: the cached bucket's 64 MiB answer is one it would store as it streams)
+      await using px = await startInProcess(`server: { address: 127.0.0.1, port: 0, upstream_client: fetch }\ncache: { enabled: true, cache_layers: [memory, disk], disk: { path: "${diskDir}", max_disk_size_mb: 256 } }\nbuckets:\n${bucket("b", false)}${bucket("c", true)}`);
+      for (const b of ["b", "c"]) {
+        const from = longHeadClosed.length;
+        const res = await real(px.url(`/${b}/head-over-long`));
+        expect(`${b} ${res.status} ${(await res.text()).slice(0, 11)}`).toBe(`${b} 502 {"error":"B`);
+        expect(longHeadClosed.length).toBe(from + 1);
+        const closed = await Promise.race([longHeadClosed[from]!.then(() => "closed"), Bun.sleep(3000).then(() => "still open after 3 s")]);
+        expect(`${b} ${closed}`).toBe(`${b} closed`);
+      }
+      expect(kept.length).toBeGreaterThanOrEqual(2); // (the two answers, kept alive to here)
+    } finally {
+      globalThis.fetch = real;
+      rmSync(diskDir, { recursive: true, force: true });
+    }
+  });
 });
