@@ -54,6 +54,18 @@ async function get(px: ProxyProcess, path: string) {
   return { body: await r.text(), cache: r.headers.get("x-cache"), layer: r.headers.get("x-cache-layer") };
 }
 
+/** The CLI started on a config (`<name>.yaml`, `config(port, ...args)`) whose port another server holds: it must fail to bind (exit 3). */
+async function startOnBusyPort(name: string, ...args: [cached: boolean, folder: string]) {
+  const busy = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("taken") });
+  try {
+    const path = join(dir, `${name}.yaml`);
+    writeFileSync(path, config(busy.port!, ...args));
+    return await runCli(["--config", path]);
+  } finally {
+    busy.stop(true);
+  }
+}
+
 test("a second start on a running proxy's port fails without taking its lock: another proxy started on the folder afterwards keeps the running one's files", async () => {
   const port = freePort();
   const p = await startProxy(config(port, true));
@@ -83,19 +95,12 @@ test("a start that fails to bind (its port in use) beside a running proxy leaves
   const p = await startProxy(config(0, true, "alone"));
   running.push(p);
   await p.waitForLog((l) => l.msg === "disk cache index rebuilt");
-  const busy = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("taken") });
-  try {
-    const folder = () => readdirSync(join(dir, "alone")).sort();
-    const before = folder();
-    const path = join(dir, "busy.yaml");
-    writeFileSync(path, config(busy.port!, true, "alone"));
-    const r = await runCli(["--config", path]);
-    expect(r.code).toBe(3);
-    expect(r.stderr).toContain(`is already in use`);
-    expect(folder()).toEqual(before);
-  } finally {
-    busy.stop(true);
-  }
+  const folder = () => readdirSync(join(dir, "alone")).sort();
+  const before = folder();
+  const r = await startOnBusyPort("busy", true, "alone");
+  expect(r.code).toBe(3);
+  expect(r.stderr).toContain(`is already in use`);
+  expect(folder()).toEqual(before);
 });
 
 test("a start that fails to bind, with a config that does not cache the bucket, deletes none of the files of the folder's stopped proxy (its index rebuild deleted them before the bind failed)", async () => {
@@ -104,16 +109,9 @@ test("a start that fails to bind, with a config that does not cache the bucket, 
   const files = () => [...new Bun.Glob("objects/*/*.obj").scanSync(join(dir, "mistaken"))];
   await waitFor(() => files().length === 1, { message: "the disk fill" });
   await p.stop();
-  const busy = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("taken") });
-  try {
-    const path = join(dir, "mistaken.yaml");
-    writeFileSync(path, config(busy.port!, false, "mistaken"));
-    const r = await runCli(["--config", path]);
-    expect(r.code).toBe(3);
-    expect(files()).toHaveLength(1);
-  } finally {
-    busy.stop(true);
-  }
+  const r = await startOnBusyPort("mistaken", false, "mistaken");
+  expect(r.code).toBe(3);
+  expect(files()).toHaveLength(1);
 });
 
 test("a start that fails to bind exits at once, its lock removed: it waited for the disk index rebuild first (a folder of 40,000 files: 11 s, where it took 0.6 s)", async () => {
@@ -127,15 +125,8 @@ test("a start that fails to bind exits at once, its lock removed: it waited for 
     mkdirSync(dirname(file), { recursive: true });
     writeFileSync(file, Buffer.concat([encodeHead({ key, headers: { "content-length": "1" }, storedAt: now, expiresAt: now + 3_600_000, size: 1, date: now }), Buffer.from("x")]));
   }
-  const busy = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("taken") });
-  try {
-    const path = join(dir, "large.yaml");
-    writeFileSync(path, config(busy.port!, true, "large"));
-    const r = await runCli(["--config", path]);
-    expect(r.code).toBe(3);
-    const left = readdirSync(join(folder, "objects"), { recursive: true }).filter((n) => String(n).endsWith(".obj")).length;
-    expect({ waitedForTheRebuild: left === 0, lock: readdirSync(folder).filter((n) => n.endsWith(".lock")) }).toEqual({ waitedForTheRebuild: false, lock: [] });
-  } finally {
-    busy.stop(true);
-  }
+  const r = await startOnBusyPort("large", true, "large");
+  expect(r.code).toBe(3);
+  const left = readdirSync(join(folder, "objects"), { recursive: true }).filter((n) => String(n).endsWith(".obj")).length;
+  expect({ waitedForTheRebuild: left === 0, lock: readdirSync(folder).filter((n) => n.endsWith(".lock")) }).toEqual({ waitedForTheRebuild: false, lock: [] });
 });
