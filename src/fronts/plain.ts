@@ -134,7 +134,8 @@ export function route(ctx: RequestContext): Response | undefined {
     ctx.action = "s3:ListBucket";
     return undefined;
   }
-  if (found.key === "") throw new ProxyError("NoSuchKey", { detail: "The path names a bucket but no object key" });
+  // (a folder index is what a GET of the bucket's root looks for: say it is off, not only that a key is missing)
+  if (found.key === "") throw new ProxyError("NoSuchKey", { detail: "The path names a bucket but no object key (folder listings are off for this bucket: listing.enabled)" });
   checkKeyLength(found.key);
   if (ctx.query !== "" && namesReadSelector(ctx.query)) {
     throw new ProxyError("BadRequest", { detail: "versionId and partNumber select what S3 returns and are not supported on the plain front (it serves the current object); use the S3 API front" });

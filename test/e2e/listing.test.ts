@@ -298,7 +298,10 @@ describe("access and errors", () => {
     s3.resetLog();
     for (const path of ["/nolist/", "/nolist", "/nolist/docs/"]) {
       const res = await fetch(px.url(path));
-      expect({ path, status: res.status, error: ((await res.json()) as { error: string }).error }).toEqual({ path, status: 404, error: "NoSuchKey" });
+      const body = (await res.json()) as { error: string; message: string };
+      expect({ path, status: res.status, error: body.error }).toEqual({ path, status: 404, error: "NoSuchKey" });
+      // (the bucket's root says why it is no index: it said only that the path named no key)
+      if (path !== "/nolist/docs/") expect(body.message).toBe("The path names a bucket but no object key (folder listings are off for this bucket: listing.enabled)");
     }
     expect(listings()).toHaveLength(0);
     // and an object still reads on a bucket with listing on
