@@ -735,7 +735,8 @@ export class BucketUpstream {
         }
         // A read-only IAM policy (GetObject without ListBucket) answers a bucket HEAD with 403:
         // the upstream is reachable, which is what readiness is about.
-        if (res.status === 403) return { ok: true, note: "the probe got 403 (fine for read-only credentials)" };
+        // (unsigned, the 403 may as well be a private bucket asked without the keys it needs: say so)
+        if (res.status === 403) return { ok: true, note: this.signer ? "the probe got 403 (fine for read-only credentials)" : "the probe got 403, unsigned: no s3.access_key (fine for a bucket anyone may read but not list)" };
         if (res.status === 501) return { ok: true, note: `the upstream does not implement HeadBucket (501); a GET got ${got.status}${code === undefined ? "" : ` (${code})`}` };
         return { ok: true, note: `the probe got ${res.status}${code === undefined ? "" : ` (${code})`}` };
       }
