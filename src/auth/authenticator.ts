@@ -80,6 +80,15 @@ function describeSource(s: TokenSource): string {
  */
 const KEY_REFS = new WeakMap<Claims, string>();
 export const keyRefOf = (claims: Claims): string | undefined => KEY_REFS.get(claims);
+
+/**
+ * What a plain-front refusal adds for an S3 client pointed at that listener (SigV4 or SigV2, in
+ * `Authorization` or the query string): where its signature is read. "" for any other request.
+ */
+export function s3ListenerHint(auth: string | null, q: URLSearchParams): string {
+  const signed = (auth !== null && /^AWS4?[- ]/i.test(auth)) || q.has("X-Amz-Signature") || (q.has("AWSAccessKeyId") && q.has("Signature"));
+  return signed ? "; this request carries an S3 (AWS) signature: S3 clients use the S3 API listener (s3_api.port), not this one" : "";
+}
 export const bindKeyRef = (claims: Claims, ref: string): void => void KEY_REFS.set(claims, ref);
 
 /** Tokens longer than this are not kept in the verified-token cache (their claims can weigh tens of KB). */
@@ -245,10 +254,7 @@ export class Authenticator {
   private missing(headers: Headers, url: URL | (() => URL)): ProxyError {
     const where = this.cfg.token_sources.map(describeSource).join(", ");
     // (an S3 client pointed at this listener: say where its signature is read, not only "a token")
-    const auth = headers.get("authorization");
-    const q = (typeof url === "function" ? url() : url).searchParams;
-    const s3Signed = (auth !== null && /^AWS4?[- ]/i.test(auth)) || q.has("X-Amz-Signature") || (q.has("AWSAccessKeyId") && q.has("Signature"));
-    const hint = s3Signed ? "; this request carries an S3 (AWS) signature: S3 clients use the S3 API listener (s3_api.port), not this one" : "";
+    const hint = s3ListenerHint(headers.get("authorization"), (typeof url === "function" ? url() : url).searchParams);
     return new ProxyError("Unauthorized", { detail: `a token is required (${where})${hint}`, headers: { "WWW-Authenticate": REALM } });
   }
 

@@ -20,9 +20,10 @@
  * error dialect); admission, authorization and serving are the shared phases in src/proxy/.
  */
 import type { Claims } from "../auth/rules.ts";
+import { s3ListenerHint } from "../auth/authenticator.ts";
 import { answeredPrivately } from "../http/headers.ts";
 import { mapAnswer } from "../http/map-answer.ts";
-import { authResultOf, ClaimRuleRefusal, ProxyError, toProxyError } from "../errors.ts";
+import { authResultOf, CATALOGUE, ClaimRuleRefusal, ProxyError, toProxyError } from "../errors.ts";
 import { jwtSubject } from "../observe/audit.ts";
 import { isWriteAction, type RequestContext } from "../proxy/context.ts";
 import type { BucketRuntime, Runtime } from "../runtime.ts";
@@ -71,13 +72,22 @@ function checkKeyLength(key: string): void {
   if (keyTooLong(key)) throw new ProxyError("KeyTooLong");
 }
 
+/**
+ * The 404 of a path no bucket maps, or of a bucket's root (`detail`): an S3 client pointed at this
+ * listener (aws s3 ls: `GET /`, `GET /<bucket>?list-type=2`) is told where S3 requests go.
+ */
+function notHere(ctx: RequestContext, code: "NotFound" | "NoSuchKey", detail?: string): ProxyError {
+  const hint = s3ListenerHint(ctx.req.headers.get("authorization"), new URLSearchParams(ctx.query));
+  return hint === "" && detail === undefined ? new ProxyError(code) : new ProxyError(code, { detail: (detail ?? CATALOGUE[code].message) + hint });
+}
+
 /** PUT, DELETE, and POST ?presign: the bucket, the key and the action, or why not (404/405/411/413/501). */
 function routeWrite(ctx: RequestContext): undefined {
   const method = ctx.method;
   const presign = method === "POST" && /^\?(?:[^#]*&)?presign(?:[=&]|$)/.test(ctx.query);
   const found = ctx.rt.router.match(ctx.path);
   // (a path no bucket maps is 404 for every method, as for GET, PUT and DELETE)
-  if (!found) throw new ProxyError("NotFound");
+  if (!found) throw notHere(ctx, "NotFound");
   if (method === "POST" && !presign) throw methodNotAllowed(ctx);
   ctx.bucket = found.bucket;
   ctx.bucketName = found.bucket.name;
@@ -124,7 +134,7 @@ export function route(ctx: RequestContext): Response | undefined {
   if (method === "PUT" || method === "DELETE" || method === "POST") return routeWrite(ctx);
   if (method !== "GET" && method !== "HEAD") throw methodNotAllowed(ctx);
   const found = ctx.rt.router.match(ctx.path);
-  if (!found) throw new ProxyError("NotFound");
+  if (!found) throw notHere(ctx, "NotFound");
   ctx.bucket = found.bucket;
   ctx.bucketName = found.bucket.name;
   ctx.key = found.key;
@@ -135,7 +145,7 @@ export function route(ctx: RequestContext): Response | undefined {
     return undefined;
   }
   // (a folder index is what a GET of the bucket's root looks for: say it is off, not only that a key is missing)
-  if (found.key === "") throw new ProxyError("NoSuchKey", { detail: "The path names a bucket but no object key (folder listings are off for this bucket: listing.enabled)" });
+  if (found.key === "") throw notHere(ctx, "NoSuchKey", "The path names a bucket but no object key (folder listings are off for this bucket: listing.enabled)");
   checkKeyLength(found.key);
   if (ctx.query !== "" && namesReadSelector(ctx.query)) {
     throw new ProxyError("BadRequest", { detail: "versionId and partNumber select what S3 returns and are not supported on the plain front (it serves the current object); use the S3 API front" });

@@ -303,6 +303,16 @@ describe("access and errors", () => {
       // (the bucket's root says why it is no index: it said only that the path named no key)
       if (path !== "/nolist/docs/") expect(body.message).toBe("The path names a bucket but no object key (folder listings are off for this bucket: listing.enabled)");
     }
+    // an S3 client pointed at this listener (aws s3 ls: GET / and GET /<bucket>?list-type=2, signed):
+    // both 404s say where S3 requests go (the root's pointed it at listing.enabled, the miss at nothing)
+    const sigv4 = { authorization: "AWS4-HMAC-SHA256 Credential=AKID/20261207/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00" };
+    const elsewhere = "; this request carries an S3 (AWS) signature: S3 clients use the S3 API listener (s3_api.port), not this one";
+    for (const path of ["/", "/nolist?list-type=2&prefix=&delimiter=%2F"]) {
+      const res = await fetch(px.url(path), { headers: sigv4 });
+      const body = (await res.json()) as { message: string };
+      expect({ path, status: res.status, hint: body.message.endsWith(elsewhere) }).toEqual({ path, status: 404, hint: true });
+    }
+    expect(((await (await fetch(px.url("/"))).json()) as { message: string }).message).toBe("No bucket is mapped to this path");
     expect(listings()).toHaveLength(0);
     // and an object still reads on a bucket with listing on
     const obj = await fetch(px.url("/files/docs/readme.md"));
