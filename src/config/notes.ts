@@ -327,6 +327,17 @@ export function presignPortNote(config: Config): string | undefined {
 }
 
 /**
+ * s3_api on with no credentials and STS off: no identity exists, so every signed S3 request (what
+ * aws-cli, boto3, rclone and the SDKs send) is answered 403 InvalidAccessKeyId, and only unsigned
+ * requests for buckets without auth are served. --check said "0 credentials" and nothing more.
+ */
+export function s3ApiNoIdentityNote(config: Config): string | undefined {
+  const api = config.s3_api;
+  if (!api?.enabled || api.credentials.length > 0 || api.sts?.enabled) return undefined;
+  return "s3_api is enabled with no s3_api.credentials and sts off: no access key exists, so every signed S3 request (aws-cli, boto3, rclone, the SDKs) is answered 403 InvalidAccessKeyId and only unsigned requests to buckets without auth are served; add an s3_api.credentials entry or enable s3_api.sts";
+}
+
+/**
  * Bucket names under 3 characters: S3's rule is 3 to 63 (255 for a legacy us-east-1 name, still at
  * least 3), so AWS S3 and most S3 stores have no such bucket, and SDKs that check names before
  * sending (the AWS SDK for Java, minio-go) refuse one. An upstream bucket (some stores, s3rver, accept

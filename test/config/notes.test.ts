@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../../src/config/load.ts";
-import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, presignPortNote, readOnlyWriteGrantNote, shortBucketNameNote, tlsChainNote, tlsValidityNote, tlsWeakKeyNote, renewalNameNote, renewalRefusal, trustedProxiesNote, uppercaseVirtualHostNote, userContentNote, userContentUnsandboxedNote } from "../../src/config/notes.ts";
+import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, presignPortNote, readOnlyWriteGrantNote, s3ApiNoIdentityNote, shortBucketNameNote, tlsChainNote, tlsValidityNote, tlsWeakKeyNote, renewalNameNote, renewalRefusal, trustedProxiesNote, uppercaseVirtualHostNote, userContentNote, userContentUnsandboxedNote } from "../../src/config/notes.ts";
 import { isSandboxed, userContentReaders } from "../../src/config/writes.ts";
 
 const B = `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\n`;
@@ -268,4 +268,14 @@ test("s3_api.port: 0 with presigned URLs possible and no public_url is named; a 
   expect(presignPortNote(cfg("  port: 0\n  public_url: https://s3.example.com\n"))).toBeUndefined();
   expect(presignPortNote(cfg("  port: 9000\n"))).toBeUndefined();
   expect(presignPortNote(parseConfig(`s3_api: { enabled: true, port: 0 }\n${B}`, { env: {} }))).toBeUndefined();
+});
+
+// s3_api on with neither credentials nor STS: every signed request is InvalidAccessKeyId, and
+// --check said "OK ... 0 credentials" with no word.
+test("s3_api with no credentials and sts off is named; a credential or sts is enough", () => {
+  const jwt = `jwt: { enabled: true, algorithm: HS256, secret: "k2J8s9dPq0xVb3nT6yWz1rLm4cF7hG5a" }\n`;
+  expect(s3ApiNoIdentityNote(parseConfig(`s3_api: { enabled: true }\n${B}`, { env: {} }))).toStartWith("s3_api is enabled with no s3_api.credentials and sts off:");
+  expect(s3ApiNoIdentityNote(parseConfig(`s3_api:\n  enabled: true\n  credentials:\n    - { access_key_id: AKIAEXAMPLE1, secret_access_key: "s3cr3t-s3cr3t-s3cr3t-s3cr3t", identity: app, buckets: { b: [read] } }\n${B}`, { env: {} }))).toBeUndefined();
+  expect(s3ApiNoIdentityNote(parseConfig(`${jwt}s3_api: { enabled: true, sts: { enabled: true, session_key: "k2J8s9dPq0xVb3nT6yWz1rLm4cF7hG5aQ" } }\n${B}`, { env: {} }))).toBeUndefined();
+  expect(s3ApiNoIdentityNote(parseConfig(B, { env: {} }))).toBeUndefined();
 });
