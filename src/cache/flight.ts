@@ -294,14 +294,7 @@ async function fetchAndShare(
       // Too big to buffer: a streaming layer (disk) may take it while it streams to this client
       // (not when its key was purged since the request began: it would not be kept).
       if (ttl !== null && size <= policy.maxItemBytes && res.body !== null && !cache.purgedSince(epoch, key)) {
-        let headers: Record<string, string>;
-        try {
-          headers = pickHeaders(res.headers);
-        } catch (err) {
-          // (a head too large, 502: the body is let go of, not left to hold the connection until collected)
-          void res.body.cancel().catch(() => {});
-          throw err;
-        }
+        const headers = pickHeaders(res.headers);
         headers["content-length"] = String(size);
         const meta = { key, headers, ...storedTimes(headers, now, ttl), date: upstreamDate(res.headers), size };
         const writer = cache.openWriter(meta, epoch, fill.token);

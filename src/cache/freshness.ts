@@ -2,7 +2,7 @@
  * What may be stored, for how long, and with which headers.
  */
 import { parseHttpDate } from "../http/conditional.ts";
-import { checkHeadSize, isObjectHeader } from "../http/headers.ts";
+import { isObjectHeader } from "../http/headers.ts";
 import type { CachedObject } from "./types.ts";
 
 /** RFC 9111 §1.2.2: delta-seconds too large to represent count as 2^31. */
@@ -102,18 +102,15 @@ export function initialAge(headers: Record<string, string>): number {
   return v === undefined || !/^\d+$/.test(v) ? 0 : Math.min(Number(v), MAX_DELTA);
 }
 
-/** RFC 9111 §4.3.4: a 304 updates the stored headers it carries (never Content-Length); a head too large (checkHeadSize) is a 502. */
+/** RFC 9111 §4.3.4: a 304 updates the stored headers it carries (never Content-Length). */
 export function mergeHeaders(stored: Record<string, string>, fresh: Headers): Record<string, string> {
   const out = { ...stored };
   // (the copy is as old as the 304 says: one without Age comes from the origin, age 0)
   delete out.age;
-  let size = 0;
   fresh.forEach((value, name) => {
-    size += name.length + value.length + 4;
     const n = name.toLowerCase();
     if (isObjectHeader(n)) out[n] = value;
   });
-  checkHeadSize(size);
   return out;
 }
 

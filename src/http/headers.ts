@@ -16,7 +16,6 @@
  * (x-amz-request-id, x-amz-id-2, server, x-amz-server-side-encryption...) are not leaked.
  */
 import { CHECKSUM_ALGORITHMS, checksumHeaderName } from "../s3/checksum.ts";
-import { ProxyError } from "../errors.ts";
 import { UpstreamProtocolError } from "../s3/http1/errors.ts";
 import { MAX_HEAD } from "../s3/http1/head.ts";
 import { upstreamRange } from "./range.ts";
@@ -209,27 +208,36 @@ export function forwardRequestHeaders(h: Headers): Record<string, string> {
 const isPassedResponseHeader = (k: string) => isObjectHeader(k) || FRAMING_HEADERS.has(k);
 
 /**
- * An upstream answer whose fields sum to more than the own HTTP/1.1 client reads (MAX_HEAD, 64 KiB):
- * that client answers it 502 from its parser, but fetch (https endpoints, `upstream_client: fetch`)
- * takes a head of up to 1 MiB, and an x-amz-meta-* value of a megabyte or an ETag of 200 KB was
- * relayed (and stored by a cached bucket) whole: a head most clients refuse (Node reads 16 KiB,
- * Bun's fetch failed on the cached copy). Checked by the passes over the fields that relay or
- * store them anyway (a sum per field, no pass of its own): `size` is the fields' lengths summed,
- * 4 more each (`: ` and CRLF).
+ * A fetch answer (https endpoints, `upstream_client: fetch`) as the attempt hands it on: its head
+ * no larger than the own HTTP/1.1 client reads (MAX_HEAD, 64 KiB: its fields' lengths summed, 4
+ * more each for `: ` and CRLF), then withoutOverriddenLength's framing checks. fetch takes a head
+ * of up to 1 MiB, and an x-amz-meta-* value of a megabyte or an ETag of 200 KB was relayed (and
+ * stored) whole, a head most clients refuse; checked after the attempt (in the passes that relay or
+ * store the fields), it was a 502 of an attempt counted a success: not retried, not counted by the
+ * breaker, not failed over, where the own client's parser fails the attempt. Now an
+ * UpstreamProtocolError inside the attempt, as the parser's: the same 502, "The upstream sent a
+ * response the proxy cannot read (upstream response head too large)", on either client. The body
+ * is cancelled, so fetch lets go of the connection at once. The own client's answers need no check
+ * here: its parser refuses a head over MAX_HEAD (raw bytes, at least this sum).
  */
-export function checkHeadSize(size: number): void {
-  if (size > MAX_HEAD) throw new ProxyError("BadGateway", { detail: "The upstream sent a response the proxy cannot read (upstream response head too large)" });
+export function fetchedAnswer(res: Response): Response {
+  let size = 0;
+  res.headers.forEach((v, k) => {
+    size += k.length + v.length + 4;
+  });
+  if (size > MAX_HEAD) {
+    res.body?.cancel().catch(() => {});
+    throw new UpstreamProtocolError("upstream response head too large");
+  }
+  return withoutOverriddenLength(res);
 }
 
 /** Copies the allowed upstream response headers into `out`. (forEach, not for-of: no [name, value] array per header.) */
 export function passResponseHeaders(upstream: Headers, out: Headers): Headers {
   const hop = connectionListed(upstream);
-  let size = 0;
   upstream.forEach((v, k) => {
-    size += k.length + v.length + 4;
     if (isPassedResponseHeader(k) && (hop === undefined || !hop.includes(k))) out.set(k, v);
   });
-  checkHeadSize(size);
   return out;
 }
 
@@ -247,35 +255,28 @@ export function keepHeaders(h: Headers, keep: (name: string) => boolean): void {
 
 /**
  * Leaves in place exactly what passResponseHeaders copies; whether a Content-Type is among them
- * (told by the pass over the headers it makes anyway, not by another lookup). A head too large
- * (checkHeadSize) is a 502.
+ * (told by the pass over the headers it makes anyway, not by another lookup).
  */
 export function keepPassedResponseHeaders(h: Headers): boolean {
   const hop = connectionListed(h);
   let drop: string[] | undefined;
   let typed = false;
-  let size = 0;
-  h.forEach((v, k) => {
-    size += k.length + v.length + 4;
+  h.forEach((_v, k) => {
     if (!isPassedResponseHeader(k) || (hop !== undefined && hop.includes(k))) (drop ??= []).push(k);
     else if (k === "content-type") typed = true;
   });
-  checkHeadSize(size);
   if (drop !== undefined) for (let i = 0; i < drop.length; i++) h.delete(drop[i]!);
   return typed;
 }
 
-/** The object's own headers of an upstream response (lower-case names), as the cache stores them; a head too large (checkHeadSize) is a 502. */
+/** The object's own headers of an upstream response (lower-case names), as the cache stores them. */
 export function objectHeaders(h: Headers): Record<string, string> {
   const out: Record<string, string> = {};
   const hop = connectionListed(h);
-  let size = 0;
   h.forEach((value, name) => {
-    size += name.length + value.length + 4;
     const n = name.toLowerCase();
     if (isObjectHeader(n) && (hop === undefined || !hop.includes(n))) out[n] = value;
   });
-  checkHeadSize(size);
   return out;
 }
 

@@ -13,7 +13,7 @@
  *   natively (fetchFramed), whichever client the bucket uses otherwise. It cannot run long or end
  *   short without failing, so it needs no guard.
  */
-import { withoutOverriddenLength } from "../http/headers.ts";
+import { fetchedAnswer } from "../http/headers.ts";
 import { BUN_LISTENER_IDLE_SECONDS, framedBodyPeer } from "../http/framed-body.ts";
 import { watchReceiveQueue } from "../http/receive-queue.ts";
 import { timerDelay } from "../config/durations.ts";
@@ -365,7 +365,7 @@ export async function fetchFramed(
     // client too; a TCP connect is small beside a body over 64 KiB. (https keeps its pool: a TLS
     // handshake is not, and S3 closes idle connections itself.)
     const keepalive = !url.startsWith("http:");
-    const res = withoutOverriddenLength(await fetchImpl(url, { method, headers, body, signal, decompress: false, redirect: "manual", duplex: "half", keepalive, timeout: framedBudgetMs(timeoutMs, contentLength) } as RequestInit));
+    const res = fetchedAnswer(await fetchImpl(url, { method, headers, body, signal, decompress: false, redirect: "manual", duplex: "half", keepalive, timeout: framedBudgetMs(timeoutMs, contentLength) } as RequestInit));
     unwatch?.();
     return await writeAnswer(res, answerUpTo, ctrl, timeoutMs, emptyAnswer);
   } catch (err) {
@@ -447,7 +447,7 @@ export async function fetchWithBody(
     armHeadTimer();
   }
   try {
-    const res = withoutOverriddenLength(await fetchImpl(url, { method, headers, body: init, signal: ctrl.signal, decompress: false, redirect: "manual", duplex: "half" } as RequestInit));
+    const res = fetchedAnswer(await fetchImpl(url, { method, headers, body: init, signal: ctrl.signal, decompress: false, redirect: "manual", duplex: "half" } as RequestInit));
     settled = true;
     clearTimeout(timer);
     if (guarded !== undefined && !bodySent && res.status < 300) {

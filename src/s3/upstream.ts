@@ -19,7 +19,7 @@ import type { Span } from "../observe/trace/span.ts";
 import { type Http1Pool, UpstreamConnectTimeoutError, UpstreamPools, UpstreamProtocolError, UpstreamTimeoutError } from "./http1/index.ts";
 import { RequestBodyError } from "./http1/index.ts";
 import { isFramedBody } from "../http/framed-body.ts";
-import { withoutOverriddenLength } from "../http/headers.ts";
+import { fetchedAnswer } from "../http/headers.ts";
 import { contentLengthOf, exchangeController, fetchFramed, fetchWithBody, holdPaced, prepareSend, type SendRequest, wholeAnswer } from "./send.ts";
 import { canonicalQuery, encodeS3Path, S3Signer } from "./sigv4.ts";
 import { readUpstreamCapped } from "../http/read-capped.ts";
@@ -607,7 +607,7 @@ export class BucketUpstream {
     const timeout = exchangeController(clientSignal, timing);
     const timer = setTimeout(() => timeout.abort(new TimeoutError("upstream timeout")), this.timeoutMs);
     try {
-      const res = withoutOverriddenLength(
+      const res = fetchedAnswer(
         await this.fetchImpl(url, {
           method,
           headers,

@@ -265,14 +265,7 @@ export function respond(ctx: RequestContext, upstream: Response, method: ObjectM
     if (method === "GET" && status !== 304) ctx.bytes = Number(upstream.headers.get("content-length") ?? 0);
     return upstream;
   }
-  let headers: Headers;
-  try {
-    headers = passResponseHeaders(upstream.headers, new Headers());
-  } catch (err) {
-    // (a head too large, 502: its body is let go of, not left to hold the connection until collected)
-    upstream.body?.cancel().catch(() => {});
-    throw err;
-  }
+  const headers = passResponseHeaders(upstream.headers, new Headers());
   if (status !== 304 && !headers.has("content-type")) headers.set("content-type", UNTYPED_CONTENT_TYPE);
   if (range) dropChecksumHeaders(headers);
   if (range && method === "HEAD") rangeLength(headers);
