@@ -8,6 +8,7 @@
 
 import type { FillFile } from "./fill-tap.ts";
 import { isObjectHeader, UNPASSED_OBJECT_LOCK_HEADERS } from "../http/headers.ts";
+import { quotedEtag } from "../http/conditional.ts";
 
 /**
  * The stored body is a Blob, not a Uint8Array, on purpose (measured on Bun 1.4.5):
@@ -227,7 +228,8 @@ export function storedEntryHeaders(raw: object): Record<string, string> | undefi
   const headers: Record<string, string> = {};
   for (const [k, val] of Object.entries(raw as Record<string, unknown>)) {
     if (typeof val !== "string") return undefined;
-    if (!UNPASSED_OBJECT_LOCK_HEADERS.has(k)) headers[k] = val;
+    // (an ETag a release before 2026-12-07 stored bare, as a store sent it: quoted as it is now stored)
+    if (!UNPASSED_OBJECT_LOCK_HEADERS.has(k)) headers[k] = k === "etag" ? quotedEtag(val) : val;
   }
   return headersCanBeAnswered(headers) ? headers : undefined;
 }

@@ -160,6 +160,30 @@ export function etagListMatches(list: string, etag: string | undefined, strong: 
 const OPAQUE_TAG = /^[\x21\x23-\x7e\x80-\xff]*$/;
 
 /**
+ * An upstream's ETag as S3 writes it: quoted. Some S3-compatible stores send it bare
+ * (`ETag: abc123`), which was relayed and cached as is: an entity-tag must be quoted (RFC 9110
+ * §8.8.3), so HTTP caches and browsers in front of the proxy may not take it as a validator, and
+ * the If-Match / If-None-Match a client builds from it (or a multipart Complete's part ETags) then
+ * differ from what every other S3 store hands out. A bare one made of etagc characters is quoted
+ * (`W/abc` as `W/"abc"`); a quoted one, and anything that cannot be one entity-tag (empty, a
+ * space, a quote inside), is left as sent. Conditions compare either form alike (etagListMatches).
+ */
+export function quotedEtag(v: string): string {
+  if (v.charCodeAt(0) === 34) return v;
+  const weak = v.startsWith("W/");
+  const opaque = weak ? v.slice(2) : v;
+  if (opaque === "" || opaque.charCodeAt(0) === 34 || !OPAQUE_TAG.test(opaque)) return v;
+  return `${weak ? "W/" : ""}"${opaque}"`;
+}
+
+/** Whether two ETags (or XML <ETag> texts) name the same tag, quoted or not (strong comparison: a weak one never matches). */
+export function sameEtag(a: string, b: string): boolean {
+  const x = parseTag(a.trim());
+  const y = parseTag(b.trim());
+  return !x.weak && !y.weak && x.opaque === y.opaque;
+}
+
+/**
  * The If-Match / If-None-Match value to send upstream: the entity-tags etagListMatches reads,
  * written as RFC 9110 writes them (`"a", W/"b"`), or `*` alone. So the upstream cannot read a
  * malformed list another way than the cache does (`"x", *` was 304 uncached and 200 cached,

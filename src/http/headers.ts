@@ -19,7 +19,7 @@ import { CHECKSUM_ALGORITHMS, checksumHeaderName } from "../s3/checksum.ts";
 import { UpstreamProtocolError } from "../s3/http1/errors.ts";
 import { MAX_HEAD } from "../s3/http1/head.ts";
 import { upstreamRange } from "./range.ts";
-import { parseHttpDate, upstreamEtagList } from "./conditional.ts";
+import { parseHttpDate, quotedEtag, upstreamEtagList } from "./conditional.ts";
 
 /**
  * The Content-Type an object the upstream sent without one goes out with, on every path (uncached,
@@ -218,17 +218,22 @@ const isPassedResponseHeader = (k: string) => isObjectHeader(k) || FRAMING_HEADE
  * UpstreamProtocolError inside the attempt, as the parser's: the same 502, "The upstream sent a
  * response the proxy cannot read (upstream response head too large)", on either client. The body
  * is cancelled, so fetch lets go of the connection at once. The own client's answers need no check
- * here: its parser refuses a head over MAX_HEAD (raw bytes, at least this sum).
+ * here: its parser refuses a head over MAX_HEAD (raw bytes, at least this sum). A bare ETag is
+ * quoted here, as that parser quotes it (quotedEtag), so every consumer sees S3's form.
  */
 export function fetchedAnswer(res: Response): Response {
   let size = 0;
+  let bare: string | undefined;
   res.headers.forEach((v, k) => {
     size += k.length + v.length + 4;
+    // (an ETag some S3-compatible stores send bare, quoted as the own client's parser quotes it: quotedEtag)
+    if (k === "etag" && v.charCodeAt(0) !== 34) bare = v;
   });
   if (size > MAX_HEAD) {
     res.body?.cancel().catch(() => {});
     throw new UpstreamProtocolError("upstream response head too large");
   }
+  if (bare !== undefined) res.headers.set("etag", quotedEtag(bare));
   return withoutOverriddenLength(res);
 }
 

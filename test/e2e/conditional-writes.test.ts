@@ -173,6 +173,25 @@ describe("S3 front", () => {
     expect(await viaProxy("mp/sdk.txt")).toBe("from parts");
   });
 
+  test("a store that writes its ETags without quotes (`ETag: abc123`): PutObject, UploadPart, CompleteMultipartUpload and CopyObject answer them quoted, as S3 does; the quoted one is accepted back in If-Match", async () => {
+    env.s3.faults.set("/up/bare/*", { kind: "unquotedEtag" });
+    try {
+      const quoted = /^"[0-9a-f]{32}(?:-\d+)?"$/;
+      const put = await sdk.send(new PutObjectCommand({ Bucket: "up", Key: "bare/put.txt", Body: "bare put" }));
+      const again = await sdk.send(new PutObjectCommand({ Bucket: "up", Key: "bare/put.txt", Body: "bare put 2", IfMatch: put.ETag }));
+      const copy = await sdk.send(new CopyObjectCommand({ Bucket: "up", Key: "bare/copy.txt", CopySource: "up/bare/put.txt" }));
+      const { UploadId } = await sdk.send(new CreateMultipartUploadCommand({ Bucket: "up", Key: "bare/mp.txt" }));
+      const part = await sdk.send(new UploadPartCommand({ Bucket: "up", Key: "bare/mp.txt", UploadId, PartNumber: 1, Body: "one part" }));
+      const done = await sdk.send(new CompleteMultipartUploadCommand({ Bucket: "up", Key: "bare/mp.txt", UploadId, MultipartUpload: { Parts: [{ PartNumber: 1, ETag: part.ETag }] } }));
+      const etags = [put.ETag, again.ETag, copy.CopyObjectResult?.ETag, part.ETag, done.ETag];
+      expect(etags.map((e) => quoted.test(e ?? ""))).toEqual([true, true, true, true, true]);
+      expect(copy.CopyObjectResult?.ETag).toBe(again.ETag);
+      expect(env.s3.faults.hits("/up/bare/*")).toBeGreaterThanOrEqual(6);
+    } finally {
+      env.s3.faults.delete("/up/bare/*");
+    }
+  });
+
   test("CopyObject: CopySourceIfMatch wrong → 412 and the (cached) destination keeps its bytes; right → copied and served", async () => {
     const { ETag } = await sdk.send(new PutObjectCommand({ Bucket: "up", Key: "copy/src.txt", Body: "source" }));
     await sdk.send(new PutObjectCommand({ Bucket: "up", Key: "copy/dst.txt", Body: "destination" }));

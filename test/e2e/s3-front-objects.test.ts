@@ -158,6 +158,44 @@ describe("objects (cached bucket)", () => {
     expect([stale.status, await stale.text()]).toEqual([200, "0123456789"]);
   });
 
+  test("an upstream ETag without quotes (`ETag: abc123`, as some S3-compatible stores send it) reaches clients quoted, as S3 sends it: both fronts, cached (miss, hit) and not; conditions match either form", async () => {
+    const put = await env.s3.put("data", "bare-etag.txt", "bare body");
+    env.s3.faults.set("/data/bare-etag.txt", { kind: "unquotedEtag" });
+    try {
+      const bare = put.etag.replace(/"/g, "");
+      const seen: string[] = [];
+      const note = async (label: string, res: Response) => {
+        seen.push(`${label} ${res.status} ${res.headers.get("etag")}`);
+        await res.body?.cancel();
+      };
+      // (S3 front first: the cached bucket's miss, then the plain front's hit; /open is the same upstream bucket, uncached)
+      await note("s3 get", await signedFetch(env, { path: "/data/bare-etag.txt" }));
+      await note("s3 head", await signedFetch(env, { method: "HEAD", path: "/data/bare-etag.txt" }));
+      await note("plain hit", await fetch(env.mainUrl("/data/bare-etag.txt")));
+      await note("plain uncached", await fetch(env.mainUrl("/open/bare-etag.txt")));
+      await note("plain uncached head", await fetch(env.mainUrl("/open/bare-etag.txt"), { method: "HEAD" }));
+      for (const tag of [put.etag, bare]) {
+        await note(`hit if-none-match ${tag === bare ? "bare" : "quoted"}`, await fetch(env.mainUrl("/data/bare-etag.txt"), { headers: { "if-none-match": tag } }));
+        await note(`hit if-match ${tag === bare ? "bare" : "quoted"}`, await fetch(env.mainUrl("/data/bare-etag.txt"), { headers: { "if-match": tag } }));
+      }
+      expect(seen).toEqual([
+        `s3 get 200 ${put.etag}`,
+        `s3 head 200 ${put.etag}`,
+        `plain hit 200 ${put.etag}`,
+        `plain uncached 200 ${put.etag}`,
+        `plain uncached head 200 ${put.etag}`,
+        `hit if-none-match quoted 304 ${put.etag}`,
+        `hit if-match quoted 200 ${put.etag}`,
+        `hit if-none-match bare 304 ${put.etag}`,
+        `hit if-match bare 200 ${put.etag}`,
+      ]);
+      expect(put.etag).toMatch(/^"[0-9a-f]{32}"$/);
+      expect(env.s3.faults.hits("/data/bare-etag.txt")).toBe(3);
+    } finally {
+      env.s3.faults.delete("/data/bare-etag.txt");
+    }
+  });
+
   test("response-* overrides: applied to this answer only (signed and presigned), never to the cached copy", async () => {
     const over = await signedFetch(env, { path: "/data/doc.txt", query: { "response-content-type": "application/x-over", "response-content-disposition": 'attachment; filename="x.txt"', "response-cache-control": "no-cache" } });
     expect([over.status, over.headers.get("content-type"), over.headers.get("content-disposition"), over.headers.get("cache-control")]).toEqual([200, "application/x-over", 'attachment; filename="x.txt"', "no-cache"]);

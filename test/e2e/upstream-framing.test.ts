@@ -104,6 +104,11 @@ beforeAll(() => {
         // asked first), and the first time each flaky-* path is asked
         const overOnce = name.startsWith("flaky-") && !flakySeen.has(path);
         if (name.startsWith("flaky-")) flakySeen.add(path);
+        if (name === "bare-etag") {
+          // an ETag without quotes, as some S3-compatible stores send it
+          s.write(`HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nETag: abc123\r\nContent-Length: 5\r\n\r\n${method === "HEAD" ? "" : "hello"}`);
+          return;
+        }
         const meta = overOnce || path === "/pri/rep" ? BIG_HEADS["head-over"] : BIG_HEADS[name] ?? (name.startsWith("flaky-") || name === "rep" ? 0 : undefined);
         if (meta !== undefined) {
           s.write(`HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nETag: "e1"\r\nX-Amz-Meta-Big: ${"m".repeat(meta)}\r\nContent-Length: 5\r\n\r\n${method === "HEAD" ? "" : "hello"}`);
@@ -296,27 +301,38 @@ describe("an upstream answer in a transfer coding other than chunked (`gzip, chu
       });
 });
 
+/** The S3-front credential of bothFrontsOver's proxy: it reads both buckets. */
+const FRONT_CREDS = { accessKeyId: "AKIDBIGHEAD00001", secretAccessKey: "big-head-secret-0123456789" };
+
+/** Both fronts over the raw upstream with upstream_client `client`: bucket `b` uncached, `c` cached, each tried once. */
+function bothFrontsOver(client: "auto" | "fetch") {
+  const bucket = (name: string, cache: boolean) =>
+    `  - name: ${name}\n    path_prefix: /${name}\n    auth: { enabled: false }\n${cache ? "    cache: { enabled: true }\n" : ""}    s3: { bucket: bk, endpoint: "http://127.0.0.1:${upstream.port}", access_key: AKIDBIGHEADUP001, secret_key: big-head-upstream-0123456789, retry: { max_attempts: 1 } }\n`;
+  return startBothFronts(
+    "bun",
+    `server: { address: 127.0.0.1, port: 0, upstream_client: ${client} }\ncache: { enabled: true }\nbuckets:\n${bucket("b", false)}${bucket("c", true)}` +
+      `s3_api: { address: 127.0.0.1, port: 0, credentials: [{ access_key_id: ${FRONT_CREDS.accessKeyId}, secret_access_key: ${FRONT_CREDS.secretAccessKey}, identity: r, buckets: { b: [read], c: [read] } }] }\n`,
+  );
+}
+
+/** `method` of `path` on bothFrontsOver's plain front and, signed, on its S3 front. */
+async function askBoth(px: Awaited<ReturnType<typeof bothFrontsOver>>, path: string, method: string): Promise<[Response, Response]> {
+  const signed = new S3Signer(FRONT_CREDS, "us-east-1").signRequest({ method, host: `127.0.0.1:${px.front.port}`, path });
+  return [await fetch(`${px.main}${path}`, { method }), await fetch(`${px.front.endpoint}${signed.path}`, { method, headers: signed.headers })];
+}
+
 describe("an upstream answer whose head is over 64 KiB (a 70 KB x-amz-meta-* value)", () => {
   // The own client's parser answers it 502; fetch (https endpoints) takes a head of up to 1 MiB, and
   // it was relayed whole (and stored by a cached bucket), a head most clients refuse. Both clients,
   // both fronts, uncached and cached: a bad upstream answer. One of 60 KB is relayed as before.
-  const CREDS = { accessKeyId: "AKIDBIGHEAD00001", secretAccessKey: "big-head-secret-0123456789" };
   for (const client of ["auto", "fetch"] as const)
     test(`${client === "auto" ? "own HTTP/1.1" : "fetch"} client: 502 on the plain front, 500 InternalError on the S3 front, GET and HEAD; 60 KB relayed`, async () => {
-      const bucket = (name: string, cache: boolean) =>
-        `  - name: ${name}\n    path_prefix: /${name}\n    auth: { enabled: false }\n${cache ? "    cache: { enabled: true }\n" : ""}    s3: { bucket: bk, endpoint: "http://127.0.0.1:${upstream.port}", access_key: AKIDBIGHEADUP001, secret_key: big-head-upstream-0123456789, retry: { max_attempts: 1 } }\n`;
-      await using px = await startBothFronts(
-        "bun",
-        `server: { address: 127.0.0.1, port: 0, upstream_client: ${client} }\ncache: { enabled: true }\nbuckets:\n${bucket("b", false)}${bucket("c", true)}` +
-          `s3_api: { address: 127.0.0.1, port: 0, credentials: [{ access_key_id: ${CREDS.accessKeyId}, secret_access_key: ${CREDS.secretAccessKey}, identity: r, buckets: { b: [read], c: [read] } }] }\n`,
-      );
+      await using px = await bothFrontsOver(client);
       const seen: string[] = [];
       for (const name of Object.keys(BIG_HEADS))
         for (const b of ["b", "c"])
           for (const method of ["GET", "HEAD"]) {
-            const plain = await fetch(`${px.main}/${b}/${name}`, { method });
-            const signed = new S3Signer(CREDS, "us-east-1").signRequest({ method, host: `127.0.0.1:${px.front.port}`, path: `/${b}/${name}` });
-            const s3 = await fetch(`${px.front.endpoint}${signed.path}`, { method, headers: signed.headers });
+            const [plain, s3] = await askBoth(px, `/${b}/${name}`, method);
             const code = /<Code>(\w+)</.exec(await s3.text())?.[1] ?? "";
             seen.push(`${name} ${b} ${method} ${plain.status} ${plain.headers.get("x-amz-meta-big")?.length ?? 0} ${(await plain.text()).slice(0, 11)} | ${s3.status} ${code} ${s3.headers.get("x-amz-meta-big")?.length ?? 0}`);
           }
@@ -353,6 +369,22 @@ describe("an upstream answer whose head is over 64 KiB is a failed attempt, on e
         got.push(`${path} ${res.status} ${body.startsWith("{") ? JSON.parse(body).error : body}`);
       }
       expect(got).toEqual([`/r/flaky-${client} 200 hello`, "/f/rep 200 hello", "/k/head-over 502 BadGateway", "/k/head-under 503 CircuitOpen"]);
+    });
+});
+
+describe("an upstream ETag without quotes (`ETag: abc123`)", () => {
+  // Relayed and cached as is: S3 quotes its ETags (RFC 9110 §8.8.3), and clients compare them.
+  for (const client of ["auto", "fetch"] as const)
+    test(`${client === "auto" ? "own HTTP/1.1" : "fetch"} client: quoted on both fronts, uncached and cached (miss and hit)`, async () => {
+      await using px = await bothFrontsOver(client);
+      const seen: string[] = [];
+      for (const b of ["b", "c"])
+        for (const method of ["GET", "HEAD", "GET"]) {
+          const [plain, s3] = await askBoth(px, `/${b}/bare-etag`, method);
+          seen.push(`${b} ${method} ${plain.status} ${plain.headers.get("etag")} ${s3.status} ${s3.headers.get("etag")}`);
+          await Promise.all([plain.text(), s3.text()]);
+        }
+      expect(seen).toEqual(["b GET", "b HEAD", "b GET", "c GET", "c HEAD", "c GET"].map((x) => `${x} 200 "abc123" 200 "abc123"`));
     });
 });
 

@@ -1,5 +1,5 @@
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
-import { etagListMatches, evaluateConditions, ifRangeAllows, parseHttpDate } from "../../src/http/conditional.ts";
+import { etagListMatches, evaluateConditions, ifRangeAllows, parseHttpDate, quotedEtag, sameEtag } from "../../src/http/conditional.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -194,5 +194,16 @@ describe("If-Range", () => {
   test("etagListMatches helper", () => {
     expect(etagListMatches("*", undefined, true)).toBe(true);
     expect(etagListMatches('"a"', undefined, false)).toBe(false);
+  });
+});
+
+describe("an upstream ETag without quotes", () => {
+  test("quotedEtag quotes a bare one (a weak one too) and leaves what cannot be one entity-tag as sent", () => {
+    expect(["abc123", '"abc123"', "W/abc", 'W/"abc"', "", "a b", 'a"b', "d41d8cd98f00b204e9800998ecf8427e-3"].map(quotedEtag)).toEqual([
+      '"abc123"', '"abc123"', 'W/"abc"', 'W/"abc"', "", "a b", 'a"b', '"d41d8cd98f00b204e9800998ecf8427e-3"',
+    ]);
+  });
+  test("sameEtag compares the quoted and bare forms alike, strongly", () => {
+    expect([sameEtag("abc", '"abc"'), sameEtag(' "abc" ', "abc"), sameEtag("abc", '"abd"'), sameEtag('W/"abc"', '"abc"')]).toEqual([true, true, false, false]);
   });
 });

@@ -24,6 +24,7 @@
  * so the destination verifies the bytes it stores are the source's. x-amz-checksum-algorithm
  * (the copy's own checksum) is computed on the way and sent as an aws-chunked trailer.
  */
+import { sameEtag } from "../../http/conditional.ts";
 import { ProxyError } from "../../errors.ts";
 import { endToEnd } from "../../http/headers.ts";
 import { framedTimeoutMs } from "../../s3/http1/budget.ts";
@@ -386,7 +387,8 @@ async function storedLastModified(ctx: RequestContext, up: ReturnType<typeof wri
     const res = await getObjectDirect(up, { method: "HEAD", key, versionId, headers: etag === undefined ? undefined : { "if-match": etag } }, { ...callOf(ctx), maxAttempts: 1 });
     await res.body?.cancel().catch(() => {});
     // (another object answering, a store that ignores If-Match, another writer's since: not the copy's time)
-    const same = etag === undefined || endToEnd(res.headers, "etag")?.trim() === etag.trim();
+    const answered = endToEnd(res.headers, "etag");
+    const same = etag === undefined || (answered !== null && sameEtag(answered, etag));
     const when = res.status === 200 && same ? Date.parse(endToEnd(res.headers, "last-modified") ?? "") : NaN;
     if (Number.isFinite(when)) result.fields[at] = ["LastModified", new Date(when).toISOString()];
   } catch {
@@ -433,7 +435,8 @@ async function storedPartLastModified(ctx: RequestContext, up: ReturnType<typeof
     // (once: the part is stored, and this only refines its answer)
     const doc = await listPartsResult(up, { key: ctx.key, uploadId: part.uploadId, maxParts: 1, partNumberMarker: part.partNumber - 1 }, { ...callOf(ctx), maxAttempts: 1 });
     const listed = doc === undefined ? undefined : childrenNamed(doc, "Part").find((p) => childText(p, "PartNumber")?.trim() === String(part.partNumber));
-    if (listed === undefined || childText(listed, "ETag")?.trim() !== etag.trim()) return;
+    const listedEtag = listed === undefined ? undefined : childText(listed, "ETag");
+    if (listed === undefined || listedEtag === undefined || !sameEtag(listedEtag, etag)) return;
     const when = Date.parse(childText(listed, "LastModified") ?? "");
     if (Number.isFinite(when)) result.fields[at] = ["LastModified", new Date(when).toISOString()];
   } catch {

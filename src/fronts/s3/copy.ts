@@ -10,6 +10,7 @@
  * Otherwise the two buckets may live on different endpoints with different credentials, where no
  * server-side copy exists: the proxy streams the source into the destination (copy-streamed.ts).
  */
+import { quotedEtag } from "../../http/conditional.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import { addressRefused } from "../../proxy/phases/admit.ts";
 import { mayOnSource } from "../../proxy/phases/authorize.ts";
@@ -354,7 +355,8 @@ async function copyResult(ctx: RequestContext, res: Response, root: "CopyObjectR
   let xml = XML_DECL + `<${root} xmlns="${S3_XMLNS}">`;
   for (const name of ["ETag", "LastModified", "ChecksumType", "ChecksumCRC32", "ChecksumCRC32C", "ChecksumCRC64NVME", "ChecksumSHA1", "ChecksumSHA256"]) {
     const v = childText(doc, name);
-    if (v !== undefined) xml += el(name, v);
+    // (a bare ETag some S3-compatible stores write, quoted as S3 writes it, as the header is: quotedEtag)
+    if (v !== undefined) xml += el(name, name === "ETag" ? quotedEtag(v.trim()) : v);
   }
   return xmlAnswer(ctx, res, xml + `</${root}>`);
 }

@@ -11,6 +11,7 @@
  * error it is, never as a success. A 404 naming no code, to a call on an upload id, is S3's
  * NoSuchUpload (not the object's NoSuchKey, which SDKs and rclone take for a missing object).
  */
+import { quotedEtag } from "../../http/conditional.ts";
 import { endToEnd } from "../../http/headers.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import type { BucketUpstream } from "../../s3/upstream.ts";
@@ -119,7 +120,8 @@ export async function completeMultipartUploadOp(ctx: RequestContext): Promise<Re
   const bucket = ctx.bucket!.name;
   let xml = XML_DECL + `<CompleteMultipartUploadResult xmlns="${S3_XMLNS}">` + el("Location", objectLocation(ctx, bucket, key)) + el("Bucket", bucket) + el("Key", key);
   const etag = childText(doc, "ETag") ?? (await completedEtag(ctx, upstream, res));
-  if (etag !== undefined) xml += el("ETag", etag);
+  // (a bare ETag some S3-compatible stores write, quoted as S3 writes it, as the header is: quotedEtag)
+  if (etag !== undefined) xml += el("ETag", quotedEtag(etag.trim()));
   for (const name of [...CHECKSUM_ELEMENTS, "ChecksumType"]) {
     const v = childText(doc, name);
     if (v !== undefined) xml += el(name, v);

@@ -30,6 +30,7 @@
  * Cache-Control, Content-Disposition, Content-Encoding, Content-Language, Expires, x-amz-meta-*,
  * and the tags of a `tagging` field (S3's XML Tagging document, sent as x-amz-tagging).
  */
+import { quotedEtag } from "../../http/conditional.ts";
 import { ProxyError } from "../../errors.ts";
 import { authorize, mayAlso } from "../../proxy/phases/authorize.ts";
 import type { RequestContext } from "../../proxy/context.ts";
@@ -347,7 +348,8 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
     const doc = tryParse(await readUpstreamCapped(done, MAX_RESULT_BODY));
     if (doc?.name !== "CompleteMultipartUploadResult") return fail(ownUploadError(errorOf(done.status, doc, upstream.bucket)));
     uploadId = undefined;
-    return { etag: childText(doc, "ETag") ?? "", upstream: done };
+    // (a bare ETag some S3-compatible stores write, quoted as S3 writes it: quotedEtag)
+    return { etag: quotedEtag(childText(doc, "ETag")?.trim() ?? ""), upstream: done };
   } finally {
     ctx.uploading = false;
     // The access log's bytes_in: the file's bytes that came (the form's other fields not counted).

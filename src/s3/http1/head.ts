@@ -13,6 +13,8 @@
  */
 
 /** How the body is delimited. */
+import { quotedEtag } from "../../http/conditional.ts";
+
 export type Framing = "none" | "length" | "chunked" | "close";
 
 export interface ResponseHead {
@@ -36,6 +38,11 @@ export type HeadParse =
   | { kind: "head"; head: ResponseHead; end: number };
 
 export const MAX_HEAD = 64 * 1024;
+
+/** Whether a 4-character field name is ETag, in any case (no lower-cased copy). */
+function isEtagName(name: string): boolean {
+  return (name.charCodeAt(0) | 32) === 101 && (name.charCodeAt(1) | 32) === 116 && (name.charCodeAt(2) | 32) === 97 && (name.charCodeAt(3) | 32) === 103;
+}
 
 const CRLFCRLF = Buffer.from("\r\n\r\n");
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -115,10 +122,13 @@ export function parseResponseHead(buf: Buffer, isHead: boolean, scanFrom = 0): H
     if (colon <= start || colon >= stop) return error("malformed upstream response header");
     const name = text.slice(start, colon);
     if (!TOKEN.test(name)) return error("malformed upstream response header");
-    const value = trimOws(text, colon + 1, stop);
+    let value = trimOws(text, colon + 1, stop);
     if (BAD_VALUE_CHARS.test(value)) return error("invalid characters in upstream response header");
     const n = name.length;
-    if (n === 14 || n === 17 || n === 10) {
+    // (an ETag some S3-compatible stores send bare, quoted as S3 sends it: quotedEtag; the name told
+    // by its characters, not toLowerCase, which made a string for every `Date` field)
+    if (n === 4 && value.charCodeAt(0) !== 34 && isEtagName(name)) value = quotedEtag(value);
+    else if (n === 14 || n === 17 || n === 10) {
       const lower = name.toLowerCase();
       if (lower === "content-length") {
         // (each comma-separated part, read in place: one value, no array)
