@@ -110,7 +110,25 @@ export function wholeRangeOf200(res: Response): boolean {
   const length = Number(declared);
   if (m !== null && declared !== null && Number(m[3]) === length && (m[1] === undefined ? length === 0 : Number(m[1]) === 0 && Number(m[2]) === length - 1)) return true;
   res.body?.cancel().catch(() => {});
-  throw new ProxyError("BadGateway", { detail: "The upstream answered 200 with a Content-Range for part of the object" });
+  throw new ProxyError("BadGateway", { detail: m === null ? unreadableContentRange(200) : "The upstream answered 200 with a Content-Range for part of the object" });
+}
+
+/** A byte range's Content-Range, `bytes first-last/size` (size `*`: unknown), as a 206 carries it. */
+const RANGE_206 = /^\s*bytes\s+(\d{1,16})-(\d{1,16})\/(\d{1,16}|\*)\s*$/i;
+
+/** Whether a 206's Content-Range is a byte range at all (`bytes first-last/size`, first <= last). */
+export function readableContentRange(header: string | null): boolean {
+  const m = header === null ? null : RANGE_206.exec(header);
+  return m !== null && Number(m[1]) <= Number(m[2]);
+}
+
+/**
+ * The 502's words for an upstream answer whose Content-Range is no byte range (`garbage`, a 206
+ * without one): what was wrong, never the upstream's value. (It read "for part of the object" on
+ * a 200, and "other bytes than those asked for" on a 206, neither of which the proxy could know.)
+ */
+export function unreadableContentRange(status: 200 | 206, missing = false): string {
+  return `The upstream answered ${status === 200 ? "200" : "206 Partial Content"} ${missing ? "without a Content-Range" : "with a Content-Range the proxy cannot parse (not a byte range)"}`;
 }
 
 /** `Content-Range` value of a 206: `bytes start-end/size`. */
@@ -123,7 +141,7 @@ export function wholeRangeOf200(res: Response): boolean {
  */
 export function answersRange(sent: string | undefined, contentRangeHeader: string | null): boolean {
   if (sent === undefined || contentRangeHeader === null) return false;
-  const m = /^\s*bytes\s+(\d{1,16})-(\d{1,16})\/(\d{1,16}|\*)\s*$/i.exec(contentRangeHeader);
+  const m = RANGE_206.exec(contentRangeHeader);
   if (m === null) return false;
   const first = Number(m[1]);
   const last = Number(m[2]);

@@ -7,6 +7,8 @@
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { answersRange } from "../../src/http/range.ts";
 import { startInProcess, type InProcessProxy } from "./harness.ts";
+import { startBothFronts } from "../helpers/both-fronts.ts";
+import { S3Signer } from "../../src/s3/sigv4.ts";
 
 setDefaultTimeout(30_000);
 
@@ -26,6 +28,8 @@ beforeAll(async () => {
       if (key === "always412.txt") return new Response(null, { status: 412 });
       if (req.method === "HEAD") return new Response(null, { headers: { "content-length": "1000", etag: '"e"' } });
       if (key === "always206.txt") return partial(0, 9);
+      if (key === "garbled206.txt") return new Response(BODY.slice(0, 10), { status: 206, headers: { "content-range": "bytes=0-9 of rgw1.internal", etag: '"e"' } });
+      if (key === "bare206.txt") return new Response(BODY.slice(0, 10), { status: 206, headers: { etag: '"e"' } });
       if (key === "shifted.txt" && range !== null) return partial(500, 509);
       if (key === "always304.txt") return new Response(null, { status: 304, headers: { etag: '"e"' } });
       if (key === "honest.txt" && range !== null) {
@@ -67,6 +71,27 @@ test("a 206 of other bytes than the Range asked for is the upstream's failure (5
   const r = await get("shifted.txt", { range: "bytes=0-9" });
   expect(r.status).toBe(502);
   expect(r.body).not.toContain("5678");
+});
+
+test("a 206 whose Content-Range is no byte range, or missing, is 502 saying so (never the value); a part's read (?partNumber=, S3 front) is 500 InternalError, not relayed", async () => {
+  const said = async (key: string) => {
+    const res = await fetch(px.url(`/b/${key}`), { headers: { range: "bytes=0-9" } });
+    return `${res.status} ${JSON.parse(await res.text()).message}`;
+  };
+  expect([await said("garbled206.txt"), await said("bare206.txt")]).toEqual([
+    "502 The upstream answered 206 Partial Content with a Content-Range the proxy cannot parse (not a byte range)",
+    "502 The upstream answered 206 Partial Content without a Content-Range",
+  ]);
+  const creds = { accessKeyId: "AKIDPARTREAD0001", secretAccessKey: "part-read-secret-0123456789" };
+  await using both = await startBothFronts(
+    "bun",
+    `server: { address: 127.0.0.1, port: 0 }\nbuckets:\n  - { name: b, path_prefix: /b, s3: { bucket: data, endpoint: "http://127.0.0.1:${store.port}", retry: { max_attempts: 1 } } }\n` +
+      `s3_api: { address: 127.0.0.1, port: 0, credentials: [{ access_key_id: ${creds.accessKeyId}, secret_access_key: ${creds.secretAccessKey}, identity: r, buckets: { b: [read] } }] }\n`,
+  );
+  const signed = new S3Signer(creds, "us-east-1").signRequest({ method: "GET", host: `127.0.0.1:${both.front.port}`, path: "/b/garbled206.txt", query: [["partNumber", "1"]] });
+  const part = await fetch(`${both.front.endpoint}${signed.path}?${signed.query}`, { headers: signed.headers });
+  const xml = await part.text();
+  expect([part.status, /<Code>(\w+)</.exec(xml)?.[1], part.headers.get("content-range"), xml.includes("rgw1")]).toEqual([500, "InternalError", null, false]);
 });
 
 test("a 304 to a GET without a condition is the upstream's failure (502); with If-None-Match it is relayed", async () => {

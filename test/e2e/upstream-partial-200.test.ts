@@ -13,7 +13,7 @@ setDefaultTimeout(30_000);
 const w = useFaultUpstream();
 
 for (const cached of [false, true]) {
-  test(`cache ${cached ? "on" : "off"}: a 200 with a Content-Range for part of the object is 502 and not stored; one for the whole body is answered without it`, async () => {
+  test(`cache ${cached ? "on" : "off"}: a 200 with a Content-Range for part of the object is 502 and not stored, one that is no byte range a 502 that says so; one for the whole body is answered without it`, async () => {
     await using px = await startInProcess(
       `server: { address: 127.0.0.1, port: 0 }\n` +
         (cached ? "cache: { enabled: true, memory: { max_item_size_mb: 1, max_cache_size_mb: 8 } }\n" : "") +
@@ -31,6 +31,15 @@ for (const cached of [false, true]) {
     w.fault = { kind: "whole", status: 200, body: "x".repeat(100), headers: { ETag: '"f"' } };
     const again = await fetch(px.url("/b/part"));
     expect([again.status, (await again.text()).length]).toEqual([200, 100]);
+
+    // One that is no byte range at all: the 502 says so (it said "for part of the object"), never the value.
+    w.fault = { kind: "whole", status: 200, body: "abcdefghij", headers: { "Content-Range": "garbage-from-rgw1.internal", ETag: '"e"' } };
+    for (const method of ["GET", "HEAD"]) {
+      const res = await fetch(px.url("/b/garbled"), { method });
+      const body = await res.text();
+      expect([method, res.status, res.headers.get("content-range")]).toEqual([method, 502, null]);
+      if (method === "GET") expect(JSON.parse(body).message).toBe("The upstream answered 200 with a Content-Range the proxy cannot parse (not a byte range)");
+    }
 
     w.fault = { kind: "whole", status: 200, body: "abcdefghij", headers: { "Content-Range": "bytes 0-9/10", ETag: '"e"' } };
     const whole = await fetch(px.url("/b/whole"));

@@ -14,7 +14,7 @@ import { bufferUpstreamBody } from "../../http/body-policy.ts";
 import { ifRangeAllows, ifRangeMayMatch, parseHttpDate, type Validators } from "../../http/conditional.ts";
 import { dropChecksumHeaders, forwardRequestHeaders, keepPassedResponseHeaders, passResponseHeaders, UNTYPED_CONTENT_TYPE } from "../../http/headers.ts";
 import { isOwnedBytes } from "../../http/owned-response.ts";
-import { answersRange, upstreamRange, wholeRangeOf200 } from "../../http/range.ts";
+import { answersRange, readableContentRange, unreadableContentRange, upstreamRange, wholeRangeOf200 } from "../../http/range.ts";
 import { mapAnswer } from "../../http/map-answer.ts";
 import { errorFromResponse } from "../../s3/errors.ts";
 import type { UpstreamTiming } from "../../s3/upstream.ts";
@@ -252,7 +252,7 @@ export function respond(ctx: RequestContext, upstream: Response, method: ObjectM
     if (wholeRangeOf200(upstream)) upstream.headers.delete("content-range");
   } else if (!answersRequest(ctx, upstream)) {
     upstream.body?.cancel().catch(() => {});
-    throw new ProxyError("BadGateway", { detail: status === 304 ? "The upstream answered 304 Not Modified to a request without a condition" : "The upstream answered with other bytes than those asked for (its 206 Partial Content does not match the request's Range)" });
+    throw new ProxyError("BadGateway", { detail: status === 304 ? "The upstream answered 304 Not Modified to a request without a condition" : mismatched206(upstream.headers.get("content-range")) });
   }
   // A part's answer (?partNumber) keeps the part's checksum, as S3 sends it.
   const range = status === 206 && !PART_QUERY.test(ctx.query);
@@ -304,9 +304,16 @@ function rangeLength(headers: Headers): void {
 function answersRequest(ctx: RequestContext, upstream: Response): boolean {
   const h = ctx.req.headers;
   if (upstream.status === 304) return h.has("if-none-match") || h.has("if-modified-since");
-  if (PART_QUERY.test(ctx.query)) return true;
+  // (a part's 206 names the part's range, whatever was asked: a byte range all the same)
+  if (PART_QUERY.test(ctx.query)) return readableContentRange(upstream.headers.get("content-range"));
   const range = h.get("range");
   return answersRange(range === null ? undefined : upstreamRange(range), upstream.headers.get("content-range"));
+}
+
+/** The 502's words for a 206 that does not answer the request: its Content-Range missing or no byte range, else another range than asked. */
+function mismatched206(contentRange: string | null): string {
+  if (!readableContentRange(contentRange)) return unreadableContentRange(206, contentRange === null);
+  return "The upstream answered with other bytes than those asked for (its 206 Partial Content does not match the request's Range)";
 }
 
 /** A known-size body keeps Content-Length under Bun.serve (a stream would lose it): read it whole first. */
