@@ -33,6 +33,23 @@ export const CREDENTIAL_CODES: ReadonlySet<string> = new Set(["SignatureDoesNotM
 /** S3's reason phrase for SlowDown ("503 Slow Down"): it tells a throttle when no body can (a HEAD's). */
 export const SLOW_DOWN_REASON = /^slow ?down$/i;
 
+/** MinIO's error code on an answer without a body (a HEAD's), where S3 says nothing. */
+export const MINIO_ERROR_CODE = "x-minio-error-code";
+
+/**
+ * The verdict on a 503 already told SlowDown or not (src/s3/upstream.ts slowDownOf): the copy of
+ * a body it read, or a HEAD's told by a GET of its key (BucketUpstream.tellHead503).
+ */
+export const slowDownTold = new WeakMap<Response, boolean>();
+
+/**
+ * Whether a 503 says SlowDown without a body to say it in (a HEAD's): S3's "Slow Down" reason
+ * phrase, MinIO's x-minio-error-code, or the verdict of a GET of its key (slowDownTold).
+ */
+export function bodilessSlowDown(res: Response): boolean {
+  return res.status === 503 && (SLOW_DOWN_REASON.test(res.statusText) || res.headers.get(MINIO_ERROR_CODE) === "SlowDown" || slowDownTold.get(res) === true);
+}
+
 export function parseS3ErrorCode(xml: string): string | undefined {
   const m = /<Code>([^<]{1,64})<\/Code>/.exec(xml);
   return m?.[1];
@@ -157,8 +174,10 @@ const PLAIN_TO_TLS_PORT = /Client sent an HTTP request to an HTTPS server|The pl
 export async function errorFromResponse(res: Response, method: string): Promise<ProxyError> {
   const read = method !== "HEAD" && res.body ? await readErrorPrefix(res) : undefined;
   let s3Code = read?.code;
-  // (no code, as a HEAD has none, but S3's "503 Slow Down" reason phrase: its SlowDown)
-  if (s3Code === undefined && res.status === 503 && SLOW_DOWN_REASON.test(res.statusText)) s3Code = "SlowDown";
+  // (no code, as a HEAD has none, but S3's "503 Slow Down" reason phrase, MinIO's header or a GET
+  // of the key saying SlowDown: its SlowDown, as a GET's is; a HEAD's told by MinIO's header alone
+  // was ServiceUnavailable until 2026-12-07, logged as an outage)
+  if (s3Code === undefined && bodilessSlowDown(res)) s3Code = "SlowDown";
   // An https port asked in plain http (the bucket's s3.endpoint written http://) answers every
   // request 400 without an S3 error: the upstream's failure (502, logged as upstream_error
   // HTTP_400), not the client's 400, which no SDK retries and which blamed its request. Only on

@@ -23,7 +23,7 @@ import { fetchedAnswer } from "../http/headers.ts";
 import { contentLengthOf, exchangeController, fetchFramed, fetchWithBody, holdPaced, prepareSend, type SendRequest, wholeAnswer } from "./send.ts";
 import { canonicalQuery, encodeS3Path, S3Signer } from "./sigv4.ts";
 import { readUpstreamCapped } from "../http/read-capped.ts";
-import { CREDENTIAL_CODES, parseS3ErrorCode, readErrorPrefix, SLOW_DOWN_REASON } from "./errors.ts";
+import { CREDENTIAL_CODES, MINIO_ERROR_CODE, parseS3ErrorCode, readErrorPrefix, SLOW_DOWN_REASON, slowDownTold } from "./errors.ts";
 import { decodeComponent } from "../util/text.ts";
 import { certRefusalHint } from "../util/tls-refusal.ts";
 
@@ -69,15 +69,6 @@ export interface UpstreamTiming {
   fill?: UpstreamTiming | undefined;
 }
 
-/** MinIO's error code on an answer without a body (a HEAD's), where S3 says nothing. */
-const MINIO_ERROR_CODE = "x-minio-error-code";
-
-/**
- * slowDownOf's verdict on a 503 already told: the copy of a body it read (with a breaker, guarded
- * reads it, and a replica set's failover asks again), or a HEAD's told by a GET of its key
- * (BucketUpstream.tellHead503).
- */
-const slowDownTold = new WeakMap<Response, boolean>();
 
 /**
  * Whether a 503 is S3's SlowDown: its reason phrase ("503 Slow Down", S3's own), MinIO's

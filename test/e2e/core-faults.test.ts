@@ -44,6 +44,28 @@ test("S3 SlowDown (503, not retried with max_attempts: 1) → 503 SlowDown with 
   expect(s3.faults.hits("/faults/slow.txt")).toBe(1);
 });
 
+test("a HEAD's SlowDown told only by MinIO's x-minio-error-code header (503 Service Unavailable, no body) → the 503 SlowDown a GET's gets, headers only (Retry-After), logged as SlowDown (was ServiceUnavailable, an outage)", async () => {
+  const minio = { kind: "error", status: 503, code: "SlowDown", message: "Please reduce your request rate.", headers: { "x-minio-error-code": "SlowDown" } } as const;
+  s3.faults.set("/faults/minio-slow.txt", minio);
+  const shape = (r: Response) => {
+    const h = Object.fromEntries([...r.headers].filter(([k]) => !["date", "x-request-id", "content-length", "transfer-encoding"].includes(k)));
+    return { status: r.status, headers: h };
+  };
+  const get = await fetch(px.url("/faults/minio-slow.txt"), { headers: { "x-request-id": "f-minio-get" } });
+  expectCleanBody(await get.text(), "SlowDown");
+  const head = await fetch(px.url("/faults/minio-slow.txt"), { method: "HEAD", headers: { "x-request-id": "f-minio-head" } });
+  expect(shape(head)).toEqual(shape(get));
+  expect(head.headers.get("retry-after")).toBe("1");
+  // (what the operator sees: a throttle, as the GET's, not an outage: ServiceUnavailable, warn, upstream_error HTTP_503)
+  const lineOf = async (id: string) => {
+    const l = await px.waitForLog((e) => e.msg === "request" && e.request_id === id);
+    return { level: l.level, status: l.status, error: l.error, s3_error: l.s3_error, upstream_error: l.upstream_error };
+  };
+  expect(await lineOf("f-minio-head")).toEqual(await lineOf("f-minio-get"));
+  expect(await lineOf("f-minio-head")).toMatchObject({ status: 503, error: "SlowDown", s3_error: "SlowDown" });
+  expect(s3.faults.hits("/faults/minio-slow.txt")).toBe(2);
+});
+
 test("S3 500 InternalError → 502 BadGateway", async () => {
   s3.faults.set("/faults/e500.txt", { kind: "error500" });
   const r = await errorOf("/faults/e500.txt");

@@ -1,6 +1,6 @@
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { forwardRequestHeaders, keepPassedResponseHeaders, objectHeaders, passResponseHeaders, privateCacheControl } from "../../src/http/headers.ts";
-import { mapS3Error, errorFromResponse, parseS3ErrorCode } from "../../src/s3/errors.ts";
+import { mapS3Error, errorFromResponse, parseS3ErrorCode, slowDownTold } from "../../src/s3/errors.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -206,6 +206,20 @@ describe("S3 error mapping", () => {
   test("a HEAD error (no body) maps by status", async () => {
     const e = await errorFromResponse(new Response(null, { status: 403 }), "HEAD");
     expect(e.code).toBe("AccessDenied");
+  });
+
+  test("a HEAD's 503 says SlowDown by S3's reason phrase, MinIO's x-minio-error-code, or a GET of its key's verdict; a bare one is ServiceUnavailable", async () => {
+    const told = new Response(null, { status: 503, statusText: "Service Unavailable" });
+    slowDownTold.set(told, true);
+    const answers = [
+      new Response(null, { status: 503, statusText: "Slow Down" }),
+      new Response(null, { status: 503, statusText: "Service Unavailable", headers: { "x-minio-error-code": "SlowDown" } }),
+      told,
+      new Response(null, { status: 503, statusText: "Service Unavailable" }),
+      new Response(null, { status: 503, statusText: "Service Unavailable", headers: { "x-minio-error-code": "ServiceUnavailable" } }),
+    ];
+    const codes = await Promise.all(answers.map(async (r) => (await errorFromResponse(r, "HEAD")).code));
+    expect(codes).toEqual(["SlowDown", "SlowDown", "SlowDown", "ServiceUnavailable", "ServiceUnavailable"]);
   });
 });
 
