@@ -55,9 +55,6 @@ export interface PresignParams {
   responseContentDisposition?: string;
 }
 
-/** S3's largest single upload, and a POST policy's default size limit. */
-const MAX_POST_SIZE = 5 * 1024 ** 3;
-
 /** The plain-front context of a presign request (set by the route phase). */
 export type PresignContext = RequestContext & { presign?: PresignParams };
 
@@ -105,7 +102,10 @@ export function parsePresign(ctx: RequestContext): PresignParams {
   const size = q.get("max_size");
   if (size !== null) {
     if (method !== "POST") throw bad("max_size applies to POST only");
-    if (!/^\d{1,11}$/.test(size) || Number(size) > MAX_POST_SIZE) throw bad(`max_size must be a whole number of bytes, at most ${MAX_POST_SIZE}`);
+    // (one bound, the one that holds: a size over 5 GiB was told "at most 5368709120", and one
+    // under it "at most" max_body_size, two limits for one parameter)
+    const limit = uploadLimit(ctx);
+    if (!/^\d{1,16}$/.test(size) || Number(size) > limit) throw bad(`max_size must be a whole number of bytes from 0 to ${limit} (server.security_limits.max_body_size)`);
   }
   if (method === "POST" && size !== null) out.maxSize = Number(size);
   const status = q.get("success_action_status");
@@ -282,10 +282,9 @@ export function servePresign(ctx: RequestContext): Response {
     contentType: p.contentType,
   };
   if (p.method === "POST") {
-    // (a form upload is one through this front too: held to max_body_size by default, as a PUT URL)
-    const limit = uploadLimit(ctx);
-    if (p.maxSize !== undefined && p.maxSize > limit) throw bad(`max_size must be at most ${limit} bytes (server.security_limits.max_body_size)`);
-    const post = presignPost({ ...base, expiresAt: expiresAtMs, maxSize: p.maxSize ?? limit, successStatus: p.successStatus, successRedirect: p.successRedirect });
+    // (a form upload is one through this front too: held to max_body_size by default, as a PUT URL;
+    // a larger max_size is refused by parsePresign)
+    const post = presignPost({ ...base, expiresAt: expiresAtMs, maxSize: p.maxSize ?? uploadLimit(ctx), successStatus: p.successStatus, successRedirect: p.successRedirect });
     return answer(post.url, "POST", { fields: post.fields });
   }
   const url = presignUrl({ ...base, method: p.method, expires: seconds, responseContentDisposition: p.responseContentDisposition });
