@@ -124,8 +124,23 @@ function shortKey(k: string): string {
   return ellipsized(k, 60);
 }
 
-/** A line with a flow collection opened before an unquoted ${ (inside it). */
-const FLOW_PLACEHOLDER = /[{[][^}\]"']*(?<!["'])\$\{/;
+/**
+ * Whether a line has a flow collection opened before an unquoted ${ (inside it): a `{` or `[`
+ * with neither a closing bracket nor a quote between it and the `${`. One pass: the regular
+ * expression it replaces, /[{[][^}\]"']*\$\{/, scanned on from every bracket, quadratic in a line
+ * of brackets (a 100 KB config whose one line `x: a[[[…[ b: c` is a syntax error took minutes
+ * to say so, and its load was cut after 30 s as "took longer than 30 s").
+ */
+function flowPlaceholderOn(line: string): boolean {
+  let open = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line.charCodeAt(i);
+    if (c === 0x24 && open && line.charCodeAt(i + 1) === 0x7b) return true; // "${" after an open "{" or "["
+    if (c === 0x7b || c === 0x5b) open = true; // "{" "["
+    else if (c === 0x7d || c === 0x5d || c === 0x22 || c === 0x27) open = false; // "}" "]" '"' "'"
+  }
+  return false;
+}
 
 /** What YAML could read as a number or a boolean (1.2 core schema, as the yaml package's default). */
 const SCALAR_RE = /^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|0x[0-9a-fA-F]+|0o[0-7]+|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)|true|True|TRUE|false|False|FALSE)$/;
@@ -315,7 +330,7 @@ function syntaxIssues(text: string, errors: readonly YAMLError[], counter: LineC
   // collection, or in JSON, which the line pattern alone missed.)
   const first = errors[0]!;
   const firstLine = first.linePos?.[0]?.line;
-  if (text.startsWith("${", first.pos[0] - 1) || FLOW_PLACEHOLDER.test(lineOf(firstLine))) {
+  if (text.startsWith("${", first.pos[0] - 1) || flowPlaceholderOn(lineOf(firstLine))) {
     return [{ path: [], line: firstLine, column: first.linePos?.[0]?.col, message: `${firstMessage(first)} (an unquoted \${VAR} inside { } or [ ] is read as YAML syntax: for a number or a boolean (a port, a size, true/false) write that mapping in block style, one key per line, where an unquoted \${VAR} takes its value's type; for a string, quote it: "\${VAR}" (a quoted value is always a string))` }];
   }
   const end = text.trimEnd().length;

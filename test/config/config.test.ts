@@ -639,6 +639,21 @@ describe("parseConfig", () => {
     }
   });
 
+  test("a syntax error on a long line of brackets is told at once (the ${VAR}-in-brackets check was quadratic in them: minutes, cut at 30 s)", () => {
+    // 100,000 "[" in a plain scalar, then a stray ": " (a syntax error on that line): the yaml
+    // package reads it in milliseconds; the check for an unquoted ${ inside brackets scanned on from
+    // every "[" (72 s on a loaded 2-core host; a few ms in one pass)
+    const started = performance.now();
+    const got = issues(`x-junk: a${"[".repeat(100_000)} b: c\n${B}`);
+    expect(performance.now() - started).toBeLessThan(2000);
+    expect(got[0]!).toMatchObject({ line: 1 });
+    expect(got[0]!.message).toStartWith("invalid YAML:");
+    expect(got[0]!.message).not.toContain("${VAR}");
+    // the check itself still tells a ${ inside brackets from one after them or in quotes
+    expect(issues(`server: { port: \${P} }\n${B}`, { P: "1" })[0]!.message).toContain("an unquoted ${VAR} inside { } or [ ]");
+    expect(issues(`x-a: a[b] b: "\${P}"\n${B}`, { P: "1" })[0]!.message).not.toContain("${VAR}");
+  });
+
   test("an unknown key names its full path", () => {
     const got = issues(B.replace(' }', ", bogus: 1 }"));
     expect(got).toEqual([{ path: "buckets[0].s3.bogus", message: "unknown key 'bogus'", line: 4 }]);
