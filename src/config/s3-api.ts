@@ -44,6 +44,9 @@ const HOSTNAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9
 export const S3_PERMISSIONS = ["read", "list", "write", "delete"] as const;
 export type S3Permission = (typeof S3_PERMISSIONS)[number];
 
+/** The largest `claims` of a static credential, as JSON (what OPA and OpenFGA are sent). */
+export const MAX_CREDENTIAL_CLAIMS_BYTES = 64 * 1024;
+
 export const S3CredentialSchema = z.strictObject({
   access_key_id: z.string().regex(ACCESS_KEY_ID, "must be 3-128 letters, digits, '.', '_' or '-'"),
   secret_access_key: z.string().min(16, "must be at least 16 characters"),
@@ -139,6 +142,11 @@ export function validateS3Api(cfg: Whole, main: { host: string; port: number }, 
     if (s.sts?.enabled && c.access_key_id.startsWith(SESSION_KEY_PREFIX))
       issues.push({ path: at("credentials", i, "access_key_id"), message: `must not start with ${SESSION_KEY_PREFIX}: that prefix marks temporary (STS) credentials` });
     if (c.claims && "sub" in c.claims) issues.push({ path: at("credentials", i, "claims", "sub"), message: "sub is always the identity: remove it (set identity instead)" });
+    // (free-form, and YAML aliases multiply them: a 2 KB file held 13 MB of claims, which the
+    // serving thread parsed at every reload, ~0.1-0.4 s with nothing else answered, and an
+    // authorizer was sent with every request; a token's claims are held to jwt.max_token_bytes)
+    const claimBytes = c.claims === undefined ? 0 : Buffer.byteLength(JSON.stringify(c.claims));
+    if (claimBytes > MAX_CREDENTIAL_CLAIMS_BYTES) issues.push({ path: at("credentials", i, "claims"), message: `must be at most ${MAX_CREDENTIAL_CLAIMS_BYTES} bytes as JSON (YAML aliases expanded), got ${claimBytes}` });
     for (const b of Object.keys(c.buckets)) {
       if (!names.has(b)) issues.push({ path: at("credentials", i, "buckets", b), message: `no bucket is named '${b}' (a grant names a bucket's \`name\`)` });
       else if (!S3_FRONT_BUCKET_NAME.test(b)) issues.push({ path: at("credentials", i, "buckets", b), message: "S3 clients cannot address this bucket name: use letters, digits, '.', '-' and '_' only" });

@@ -100,6 +100,12 @@ s3_api:
       ]),
     );
     expect(got).toHaveLength(8);
+    // a credential's claims are free-form, and aliases multiply them: a few lines made megabytes
+    // (here 9^5 = 59,049 strings, 1.2 MB as JSON) that every reload parsed on the serving thread
+    const bomb = ["x-a: &a [" + Array(9).fill('"lolololololololol"').join(",") + "]", ..."bcde".split("").map((n, i) => `x-${n}: &${n} [${Array(9).fill(`*${"abcde"[i]}`).join(",")}]`)].join("\n");
+    const claimed = (claims: string) => `${bomb}\n${BUCKETS}s3_api:\n  credentials:\n    - { access_key_id: AKIDONE, secret_access_key: "${SECRET}", identity: one, claims: ${claims}, buckets: { products: [read] } }\n`;
+    expect(paths(claimed("{ groups: *e }"))).toEqual(["s3_api.credentials[0].claims: must be at most 65536 bytes as JSON (YAML aliases expanded), got 1195752"]);
+    expect(parseConfig(claimed("{ groups: *c }"), { env: {} }).s3_api!.credentials[0]!.claims!.groups).toHaveLength(9); // (16 KB: taken)
     expect(paths(`${BUCKETS}metrics: { enabled: true, port: 9091 }\ns3_api: { port: 9091 }\n`)).toEqual(["s3_api.port: the S3 API must not use the metrics listener's port"]);
     expect(paths(`${BUCKETS}${JWT}s3_api: { sts: { enabled: true } }\n`)).toEqual([
       "s3_api.sts.session_key: required when sts is enabled (at least 32 bytes, the same on every replica)",
