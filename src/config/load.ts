@@ -72,23 +72,46 @@ export function formatIssues(issues: ConfigIssue[], file?: string): string {
  * into one `/`: `/cwd/https:/host/x`); a `user:pass@host` written without a scheme, or a password
  * holding a `/` (no URL has one: it is `%2F` there), is marked instead, everything up to the
  * word's last `@` hidden (`a:se/cr=et@b` → `***@b`, so not shown as another file's name, `b`;
- * `--option=user:pass@host` keeps its `--option=`). Then cut to SHOWN_ARGUMENT characters with its
- * length said, and its control characters escaped (printable). Docker keeps a container's output
- * in its health log; a 100 KB argument was echoed whole, twice.
+ * `--option=user:pass@host` keeps its `--option=`). A password holding white space (`a:se cr@b`,
+ * a tab, quoted or not) spans words: from the first word with a `user:` and no `@` of its own,
+ * everything up to the argument's last `@` is hidden (it was shown whole). Then cut to
+ * SHOWN_ARGUMENT characters with its length said, and its control characters escaped (printable).
+ * Docker keeps a container's output in its health log; a 100 KB argument was echoed whole, twice.
  * (a scheme starts where no scheme character precedes it: tried at each letter of a long word, the search was quadratic, 128 KB ~10 s;
  * each word between white space is looked at once)
  */
 export function shownArgument(a: string): string {
-  const hidden = a.replace(/(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*:\/\/?)[^/?#]*@/g, "$1").replace(/\S+/g, (word) => {
-    const at = word.lastIndexOf("@");
-    // (a `:` that starts no `//` or folded `/` of a scheme: an `@` without one before it, `me@host.yaml`, `http://h/a@b`, is no password)
-    const colon = word.search(/:(?!\/)/);
-    if (colon < 0 || colon > at) return word;
-    // (a URL's port, digits up to its path: `http://h:8080/a@b` names no password)
-    if (word.lastIndexOf(":/", colon) >= 0 && /^\d+(?:[/?#]|$)/.test(word.slice(colon + 1))) return word;
-    return `${word.slice(0, Math.max(word.lastIndexOf("/", colon), word.lastIndexOf("=", colon)) + 1)}***@${word.slice(at + 1)}`;
-  });
+  const hidden = hideSpannedPassword(
+    a.replace(/(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*:\/\/?)[^/?#]*@/g, "$1").replace(/\S+/g, (word) => {
+      const at = word.lastIndexOf("@");
+      const start = passwordStart(word);
+      // (the `:` after start is the one passwordStart found: no `/` comes between them)
+      return start < 0 || word.indexOf(":", start) > at ? word : `${word.slice(0, start)}***@${word.slice(at + 1)}`;
+    }),
+  );
   return printable(hidden.length > SHOWN_ARGUMENT ? `${cutText(hidden, SHOWN_ARGUMENT)}... (${hidden.length} characters)` : hidden);
+}
+
+/**
+ * Where a `user:pass` in `word` starts (after the last `/` or `=` before its `:`), or -1 when it has none.
+ * (a `:` that starts no `//` or folded `/` of a scheme: an `@` without one before it, `me@host.yaml`, `http://h/a@b`, is no password;
+ * nor does a URL's port, digits up to its path: `http://h:8080/a@b`)
+ */
+function passwordStart(word: string): number {
+  const colon = word.search(/:(?!\/)/);
+  if (colon < 0 || (word.lastIndexOf(":/", colon) >= 0 && /^\d+(?:[/?#]|$)/.test(word.slice(colon + 1)))) return -1;
+  return Math.max(word.lastIndexOf("/", colon), word.lastIndexOf("=", colon)) + 1;
+}
+
+/** `text` with a password that holds white space (`a:se cr@b`: its words looked at one by one show it) hidden up to the last `@` (shownArgument). */
+function hideSpannedPassword(text: string): string {
+  const at = text.lastIndexOf("@");
+  if (at < 0) return text;
+  for (const m of text.slice(0, at).matchAll(/\S+/g)) {
+    const start = passwordStart(m[0]);
+    if (start >= 0 && !m[0].includes("@")) return `${text.slice(0, m.index + start)}***${text.slice(at)}`;
+  }
+  return text;
 }
 
 /** The longest argument a message shows whole (shownArgument). */

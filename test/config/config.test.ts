@@ -704,6 +704,18 @@ describe("parseConfig", () => {
       "http://h:8080/a@b",
       "https://h:8080/a@b",
     ]);
+    // a password holding white space, without a scheme, was shown whole (neither of its words holds user:password@host)
+    expect(["a:se cr@b", "a:se\tcr@b", "--config=a:se cr@b", `a:"se cr"@b`, "x a:s e c@r@b", "a:se%20cr@b", "me x:y@b", "x:1 me@b", "user@host:path x@b"].map(shownArgument)).toEqual([
+      "***@b",
+      "***@b",
+      "--config=***@b",
+      "***@b",
+      "x ***@b",
+      "***@b",
+      "me ***@b",
+      "***@b",
+      "user@host:path x@b",
+    ]);
     const two: ConfigIssue[] = [
       { path: "server.port", message: "bad", line: 2 },
       { path: "buckets", message: "worse", line: 3, column: 4 },

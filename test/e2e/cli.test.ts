@@ -102,11 +102,15 @@ test("an unknown argument holding a URL with a user name and password is shown w
   }
 });
 
-test("a password with a space, or in a second URL of one argument, is not shown either (the user name and password were cut only up to a space, and in the first URL only)", async () => {
+test("a password with a space (or a tab, quoted or not; with or without a scheme), or in a second URL of one argument, is not shown either (the user name and password were cut only up to a space, and in the first URL only)", async () => {
   const cases: Array<[string[], string]> = [
     [["--healthcheck", "http://probe:Hc secret 8@127.0.0.1:1/health"], "healthcheck: http://127.0.0.1:1/health: "],
     [["--healthcheck=http://probe:Hc secret 8@127.0.0.1:1/health"], "error: unknown argument '--healthcheck=http://127.0.0.1:1/health': write --healthcheck http://127.0.0.1:1/health (with a space)"],
     [["http://127.0.0.1:1/a,http://probe:Hc-secret-8@127.0.0.1:1/b"], "error: unknown argument 'http://127.0.0.1:1/a,http://127.0.0.1:1/b': to use it as the config file, write --config http://127.0.0.1:1/a,http://127.0.0.1:1/b"],
+    // without a scheme: its words were looked at one by one, and neither `a:Hc` nor `secret@b` holds a user:password@host (shown whole)
+    [["a:Hc secret 8@b"], "error: unknown argument '***@b': to use it as the config file, write --config ***@b"],
+    [["--check", "--config", "a:Hc\tsecret@b"], "invalid config (1 problem):\n***@b: cannot read config ("],
+    [["--healthcheck", `a:"Hc secret"@b`], "error: --healthcheck takes an http:// or https:// URL, not '***@b'"],
   ];
   for (const [i, r] of (await runEach(cases.map(([args]) => args))).entries()) {
     expect(r.stderr).toStartWith(cases[i]![1]);
