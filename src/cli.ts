@@ -24,7 +24,7 @@ import { startFetchClient } from "./util/descriptors.ts";
 import { collectWhenIdle } from "./server/body-garbage.ts";
 import { connectTimeoutNote, fetchConcurrencyWarning, poolSizeNote } from "./s3/upstream.ts";
 import { cacheOffNote, cacheUnusedNote, diskDir, diskShareNote, purgeUnservedFolder } from "./cache/config.ts";
-import { diskDirProblem } from "./cache/disk.ts";
+import { diskDirProblem, diskRoomWarning, folderBytes } from "./cache/disk.ts";
 import { loadStaticKeys } from "./auth/keys.ts";
 import { COMMIT, VERSION, VERSION_LINE } from "./version.ts";
 import {
@@ -852,6 +852,12 @@ async function main(argv: string[]): Promise<number> {
     }
     write(process.stdout, summarize(config, parsed.config, unusable === 0 ? "OK" : `NOT OK: valid, but the proxy would not start with it as this user (${unusable === 1 ? "the error" : `${unusable} errors`} above)`));
     for (const n of configNotes(config)) write(process.stdout, `note: ${n.text}\n`);
+    // (the free space where the disk layer's folder is, the cache's own files there counted as room: the start-up log says it after its index is rebuilt)
+    if (unusable === 0 && config.cache.enabled && config.cache.cache_layers.includes("disk") && config.cache.disk) {
+      const base = diskDir(config.cache.disk, { baseDir: config.baseDir });
+      const room = diskRoomWarning(base, config.cache.disk.max_disk_size_mb * 1024 * 1024, () => folderBytes(base));
+      if (room !== undefined) write(process.stdout, `note: ${room}\n`);
+    }
     // What the start-up log warns about the JWT keys, said here too (a key the config names but no
     // accepted algorithm can use is a key that silently does nothing).
     if (config.jwt?.enabled) {

@@ -20,7 +20,7 @@
  *   made once, at start; a hit costs nothing more. Files dropped before the listeners are bound
  *   are deleted only once they are (claimLock): a start that fails to bind deletes none.
  */
-import { mkdirSync, accessSync, chmodSync, constants, existsSync, lstatSync, readFileSync, statSync, statfsSync, writeFileSync } from "node:fs";
+import { mkdirSync, accessSync, chmodSync, constants, existsSync, lstatSync, readdirSync, readFileSync, statSync, statfsSync, writeFileSync } from "node:fs";
 import { lstat, open, readdir, rename, unlink, mkdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { UNTYPED_CONTENT_TYPE } from "../http/headers.ts";
@@ -197,6 +197,56 @@ function ownerOnly(dir: string): void {
   }
 }
 
+/** The file system holding `dir` (its nearest existing folder: --check runs before the folder is made): its size, and what this user may still write on it; undefined when statfs fails. */
+function volumeOf(dir: string): { total: number; free: number } | undefined {
+  for (let at = dir; ; at = dirname(at)) {
+    try {
+      const fs = statfsSync(at);
+      return { total: fs.blocks * fs.frsize, free: fs.bavail * fs.bsize };
+    } catch (err) {
+      if ((err as { code?: string }).code !== "ENOENT" || dirname(at) === at) return undefined;
+    }
+  }
+}
+
+/**
+ * What `max_disk_size_mb` (`configured` bytes, every worker's part together) is short of on the
+ * file system holding `dir`, as --check (a `note:`) and the start-up log (a warning) say it, or
+ * undefined when there is room: more than the free space there besides what the cache's files
+ * already take (`held`, asked only then). A warning, not a refusal, as nginx's proxy_cache_path
+ * takes a max_size above the free space (its min_free evicts as the file system fills): the layer works, evicting
+ * its least recently used files when the file system fills (outOfRoom), but it holds less than
+ * configured, and the volume's other writers find it full. --check said nothing of free space.
+ */
+export function diskRoomWarning(dir: string, configured: number, held: () => number): string | undefined {
+  const v = volumeOf(dir);
+  if (v === undefined || v.total === 0 || configured <= v.free) return undefined;
+  const mine = held();
+  if (configured <= v.free + mine) return undefined;
+  const mib = (b: number) => Math.round(b / (1024 * 1024));
+  return `cache.disk: max_disk_size_mb (${mib(configured)} MiB) is more than the file system holding ${dir} has free (${mib(v.free)} MiB${mine > 0 ? `, besides the ${mib(mine)} MiB the cache's files take there` : ""}): the cache fills it, then evicts its least recently used objects and holds less than configured, and the file system's other users find it full; free some space, lower max_disk_size_mb, or set a folder on another file system`;
+}
+
+/** The bytes of the files under `dir` (0 when it is missing): what a disk cache folder holds, for diskRoomWarning. */
+export function folderBytes(dir: string): number {
+  let total = 0;
+  const folders = [dir];
+  for (let at = folders.pop(); at !== undefined; at = folders.pop()) {
+    let entries: import("node:fs").Dirent[];
+    try {
+      entries = readdirSync(at, { withFileTypes: true });
+    } catch {
+      continue;
+    }
+    for (const e of entries) {
+      const file = join(at, e.name);
+      if (e.isDirectory()) folders.push(file);
+      else if (e.isFile()) total += statSync(file, { throwIfNoEntry: false })?.size ?? 0;
+    }
+  }
+  return total;
+}
+
 /** Why `mkdir -p target` would fail for this process (undefined: it would not); `dir` names the messages. */
 function mkdirProblem(target: string, dir: string): string | undefined {
   let at = target;
@@ -260,6 +310,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   /** Each entry's last revalidation (queueRefresh). */
   private readonly refreshes = new WeakMap<Entry, Promise<void>>();
   private bytes = 0;
+  /** max_disk_size_mb is over the file system's whole size (said at start: warnIfLargerThanVolume). */
+  private largerThanVolume = false;
   /** Room set aside for the writes in progress (their temporary files), counted with `bytes` against maxBytes. */
   private reserved = 0;
   /** Entries whose file a same-body revalidation is copying from (never evicted meanwhile). */
@@ -393,6 +445,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     // (max_disk_size_mb, all workers' parts together: each has its folder on the same file system)
     const configured = this.maxBytes * this.share;
     if (total > 0 && configured > total) {
+      this.largerThanVolume = true;
       this.log?.warn("disk cache: max_disk_size_mb is larger than the file system holding the folder; objects are evicted when it fills", { dir: this.dir, configured_bytes: configured, file_system_bytes: total });
     }
   }
@@ -429,6 +482,9 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     this.adoptedSince = since;
     if (this.instance !== undefined && !this.lockedOut) this.recordAdopted();
     await this.evictDown().catch(() => {}); // `ready` never rejects: lookups wait on it
+    // (a size over the whole file system was said at start, warnIfLargerThanVolume; the workers' parts taken alike)
+    const room = this.largerThanVolume ? undefined : diskRoomWarning(this.dir, this.maxBytes * this.share, () => this.bytes * this.share);
+    if (room !== undefined) this.log?.warn(room, { dir: this.dir });
     this.log?.info("disk cache index rebuilt", {
       dir: this.dir,
       objects: this.lru.size,

@@ -3,10 +3,10 @@
  * a miss (never wrong bytes), LRU by bytes, revalidation in place, purges racing writes.
  */
 import { afterAll, describe, expect, setSystemTime, test, setDefaultTimeout } from "bun:test";
-import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from "node:fs";
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DiskLayer, describeFsError, onDisk } from "../../src/cache/disk.ts";
+import { DiskLayer, describeFsError, diskRoomWarning, onDisk } from "../../src/cache/disk.ts";
 import { retireOtherDiskLayouts } from "../../src/cache/config.ts";
 import { readObjectFile } from "../../src/cache/disk-scan.ts";
 import { CacheSchema } from "../../src/config/schema.ts";
@@ -181,6 +181,49 @@ describe("max_disk_size_mb larger than the file system, shared by worker process
     await onTmpfs("20m", (dir) => new DiskLayer({ dir: join(dir, "worker-0"), maxBytes: 16 << 20, maxItemBytes: 1 << 20, share: 4, instance: "w0", log }), async () => {
       expect(warnings).toContain("disk cache: max_disk_size_mb is larger than the file system holding the folder; objects are evicted when it fills");
     });
+  });
+});
+
+describe("max_disk_size_mb larger than the free space on the file system", () => {
+  // Only a size over the file system's whole size was said (at start; --check said nothing of
+  // space): a 200 GB cache on a 252 GB disk with 70 GB free started silently, then filled the
+  // disk for its other users. Said once the index is rebuilt (the cache's own files there count as room).
+  const MiB = 1 << 20;
+  const volume = () => {
+    const fs = statfsSync(root);
+    return { total: fs.blocks * fs.frsize, free: fs.bavail * fs.bsize };
+  };
+  // (a file system whose free space is its whole size, an empty tmpfs, has no size between them)
+  test.skipIf(volume().total - volume().free < 64 * MiB)("is a warning at start, not a refusal: the layer starts and caches", async () => {
+    const { total, free } = volume();
+    // (between the free space and the whole size: the root's reserved blocks alone keep them apart on ext4)
+    const maxBytes = Math.floor((free + total) / 2);
+    const warnings: string[] = [];
+    const dir = freshDir();
+    const d = new DiskLayer({ dir, maxBytes, maxItemBytes: 1 << 20, log: { info() {}, warn: (m: string) => void warnings.push(m) } });
+    await d.ready;
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(new RegExp(`^cache\\.disk: max_disk_size_mb \\(${Math.round(maxBytes / MiB)} MiB\\) is more than the file system holding ${dir} has free \\(\\d+ MiB\\): the cache fills it, then evicts its least recently used objects and holds less than configured, and the file system's other users find it full; free some space, lower max_disk_size_mb, or set a folder on another file system$`));
+    await d.put(obj("b/k", 10));
+    expect(await bodyOf(await d.get("b/k"))).toEqual(bytesOf(10));
+    await d.close();
+    // room enough: nothing said
+    warnings.length = 0;
+    const small = new DiskLayer({ dir: freshDir(), maxBytes: 64 * MiB, maxItemBytes: 1 << 20, log: { info() {}, warn: (m: string) => void warnings.push(m) } });
+    await small.ready;
+    await small.close();
+    expect(warnings).toEqual([]);
+  });
+
+  test("what the cache's files already take there counts as room (a full cache restarting is no warning); a folder not made yet is looked at through its parent", () => {
+    const { free } = volume();
+    const dir = join(freshDir(), "not", "made");
+    const configured = free + 512 * MiB;
+    expect(diskRoomWarning(dir, configured, () => 1024 * MiB)).toBeUndefined();
+    expect(diskRoomWarning(dir, configured, () => 0)).toStartWith(`cache.disk: max_disk_size_mb (${Math.round(configured / MiB)} MiB) is more than the file system holding ${dir} has free (`);
+    expect(diskRoomWarning(dir, configured, () => 256 * MiB)).toContain(", besides the 256 MiB the cache's files take there): ");
+    // (the folder is not walked while the free space is enough)
+    expect(diskRoomWarning(dir, 1, () => { throw new Error("walked"); })).toBeUndefined();
   });
 });
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, statfsSync, symlinkSync, writeFileSync } from "node:fs";
 import { generateKeyPairSync } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -329,6 +329,17 @@ test("--check fails (exit 1) when the disk layer's folder cannot be used by this
     const start = await runCli(["--config", file(`disk-${name}-serve.yaml`, cfg(name, "server: { address: 127.0.0.1, port: 0 }\n"))]);
     expect(`${name} ${start.code}`).toBe(`${name} 3`);
   }
+});
+
+test("--check notes a max_disk_size_mb above the free space on the disk folder's file system (it said nothing of space), a warning: exit 0", async () => {
+  const fs = statfsSync(dir);
+  const mb = Math.ceil((fs.bavail * fs.bsize) / (1 << 20)) * 1000;
+  const cfg = (size: number) => `cache: { enabled: true, cache_layers: [memory, disk], disk: { path: "room/cache", max_disk_size_mb: ${size} } }\n${bucket()}`;
+  const [over, fits] = await runEach([["--check", "--config", file("disk-room-over.yaml", cfg(mb))], ["--check", "--config", file("disk-room-fits.yaml", cfg(10))]]);
+  expect([over!.code, over!.stderr]).toEqual([0, ""]);
+  expect(over!.stdout).toStartWith(`config ${join(dir, "disk-room-over.yaml")}: OK`);
+  expect(over!.stdout).toMatch(new RegExp(`\nnote: cache\\.disk: max_disk_size_mb \\(${mb} MiB\\) is more than the file system holding ${join(dir, "room/cache")} has free \\(\\d+ MiB\\): the cache fills it, then evicts its least recently used objects and holds less than configured, and the file system's other users find it full; free some space, lower max_disk_size_mb, or set a folder on another file system\n`));
+  expect([fits!.code, fits!.stdout.includes("has free")]).toEqual([0, false]);
 });
 
 test("claim-rule values holding an invisible character (zero width space, bidi control) are a note of --check, named by path and code point, never silently accepted", async () => {
