@@ -492,7 +492,7 @@ describe("failure is not an outage", () => {
     }
   });
 
-  test("Redis killed: requests are served from upstream with no error, the layer is skipped at once, logged once; Redis back: it resumes by itself", async () => {
+  test("Redis killed: requests are served from upstream with no error, the layer is skipped at once, logged once (and its reconnects' refusal once); Redis back: it resumes by itself", async () => {
     await using own = await startRedis();
     const log = captureLog();
     // (an operation timeout far above the bound below: "skipped, not waited for" stays plain on a
@@ -514,7 +514,10 @@ describe("failure is not an outage", () => {
       expect(performance.now() - started).toBeLessThan(1000); // skipped, not waited for (operation_timeout_ms 2000)
     }
     expect(rl.health()).toMatchObject({ up: false });
-    expect(log.lines.filter((l) => l.level === "warn")).toHaveLength(1); // once per state change, not per request
+    // once per change, not per request nor per reconnect: the lost connection, then the reconnects refused
+    const errors = rl.errors();
+    await waitFor(() => rl.errors() >= errors + 3, { message: "a few reconnects refused" });
+    expect(log.lines.filter((l) => l.level === "warn").map((l) => l.fields?.reason)).toEqual(["connection lost: ERR_REDIS_CONNECTION_CLOSED", "connect: connection refused (nothing listens at the URL's host and port)"]);
     expect(JSON.stringify(log.lines)).not.toContain("password");
 
     await own.start();
@@ -566,6 +569,36 @@ describe("failure is not an outage", () => {
     ] as const;
     for (const [url, reason] of cases) await downOnce(url, reason, "pw-", 300);
     await layer({ url: withAuth("default:Right-pw-4711"), prefix: "auth:" });
+  });
+
+  test("the password changed while connected (CONFIG SET requirepass), then the connections lost: the refusal at reconnect is logged once, beside the lost connection, not at each retry (it was only in /ready), never the password; the old one back: up", async () => {
+    await using own = await startRedis({ password: "Old-pw-4711" });
+    const admin = new RedisClient(own.url.replace("redis://", "redis://:Old-pw-4711@"));
+    await admin.connect();
+    const connections = async () => Number(/total_connections_received:(\d+)/.exec(String(await admin.send("INFO", ["stats"])))![1]);
+    try {
+      const log = captureLog();
+      const l = await layer({ url: own.url.replace("redis://", "redis://:Old-pw-4711@"), prefix: "newpw:", log });
+      // (an authenticated connection stays so: Redis refuses the old password only to new ones)
+      await admin.send("CONFIG", ["SET", "requirepass", "New-pw-0815"]);
+      await admin.send("CLIENT", ["KILL", "TYPE", "normal", "SKIPME", "yes"]);
+      await admin.send("CLIENT", ["KILL", "TYPE", "pubsub"]);
+      const refused = "connect: authentication failed (wrong user name or password in the Redis URL)";
+      await waitFor(() => l.health().reason === refused, { message: "the layer down with Redis's refusal" });
+      // a few more attempts (two connections each, a third asks why), none logged again
+      const from = await connections();
+      await waitFor(async () => (await connections()) - from >= 9, { message: "the layer to try again a few times" });
+      const warned = log.lines.filter((x) => x.level === "warn");
+      expect(warned.map((x) => x.msg)).toEqual(["redis cache layer unavailable: skipped until it answers again", "redis cache layer still unavailable, for another reason"]);
+      expect(warned[0]!.fields?.reason).toStartWith("connection lost: ");
+      expect(warned[1]!.fields?.reason).toBe(refused);
+      expect(JSON.stringify(log.lines)).not.toContain("pw-");
+      await admin.send("CONFIG", ["SET", "requirepass", "Old-pw-4711"]);
+      await waitFor(() => l.health().up, { message: "the layer up again with the password back" });
+      expect(log.lines.filter((x) => x.msg === "redis cache layer up")).toHaveLength(2);
+    } finally {
+      admin.close();
+    }
   });
 
   test("a database the Redis does not have (/20 of 16): down, and the reason is Redis's own refusal of the SELECT at every attempt, not a closed connection (a wrong password is still named as such)", async () => {
