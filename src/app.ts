@@ -402,7 +402,9 @@ export class App implements Services {
     // Pools of endpoints the new generation no longer uses: idle sockets close now, requests
     // still in flight on the old generation finish on theirs.
     this.deps.pools?.retainOnly(next.pools);
-    this.log.info("config reloaded", { generation: next.generation, buckets: config.buckets.length });
+    // Written whatever the new logging.level (at info, as the start's listening line): a reload to
+    // `warn` left no line saying it had happened, the success line being info.
+    this.log.log("info", "config reloaded", { generation: next.generation, buckets: config.buckets.length }, true);
     if (tls !== undefined) this.renewTls(config, tls);
     return { ok: true, generation: next.generation };
   }

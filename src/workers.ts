@@ -546,7 +546,7 @@ export function startChildren(opts: {
     const workers: WorkerReload[] = [{ worker: 0, status: "reloaded", generation: r.generation }, ...others];
     const short = others.filter((w) => w.status === "failed" || w.status === "no answer");
     if (short.length === 0) {
-      log.info("every worker reloaded", { generation: r.generation, workers: n });
+      log.log("info", "every worker reloaded", { generation: r.generation, workers: n }, true); // (whatever the level: see App.reload's line)
       return { ...r, workers };
     }
     const error = short.map((w) => `worker ${w.worker}: ${w.status === "failed" ? `failed (${w.error})` : `no answer within ${reloadWaitMs / 1000} s`}`).join("; ");

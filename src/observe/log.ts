@@ -21,7 +21,7 @@ export interface Logger {
   /** A reload's logging section: level and format apply from the next line on. */
   reconfigure?(o: { level: Level; format: "json" | "text" }): void;
   enabled(level: Level): boolean;
-  /** `always`: written whatever the level (the start's `listening` line when it tells a port `port: 0` chose, which nothing else logs). */
+  /** `always`: written whatever the level (the start's `listening` line when it tells a port `port: 0` chose, which nothing else logs; a reload's success line). */
   log(level: Level, msg: string, fields?: Fields, always?: boolean): void;
   trace(msg: string, fields?: Fields): void;
   debug(msg: string, fields?: Fields): void;
