@@ -281,6 +281,22 @@ describe("refusals store nothing", () => {
     expect((await postForm(policyFor("up", "ok/names.txt"), file, few)).status).toBe(204);
   });
 
+  test("the fields that become the object's headers fit S3's PUT limits: over 8 KB of headers is RequestHeaderSectionTooLarge (they went upstream, up to ~62 KB of head), over 2 KB of x-amz-meta-* MetadataTooLarge; under them the object is stored with them", async () => {
+    // (conditions by prefix: the values named in the policy too would pass the fields' 20 KiB first)
+    const startsWith = (p: Post, fields: Record<string, string>): Post => {
+      const policy = JSON.parse(Buffer.from(p.fields.policy!, "base64").toString()) as { conditions: unknown[] };
+      for (const k of Object.keys(fields)) policy.conditions.push(["starts-with", `$${k}`, ""]);
+      const text = Buffer.from(JSON.stringify(policy)).toString("base64");
+      return { url: p.url, fields: { ...p.fields, ...fields, policy: text, "x-amz-signature": sign(text, p.fields["x-amz-date"]!.slice(0, 8)) } };
+    };
+    const headers = (n: number) => ({ "Content-Disposition": `attachment; filename="${"d".repeat(n)}.txt"`, "Cache-Control": `max-age=60, ${"x".repeat(n)}` });
+    await refused(postForm(startsWith(policyFor("up", "bad/heads.txt"), headers(4100)), file), 400, "RequestHeaderSectionTooLarge", "bad/heads.txt", /take \d+ bytes as headers; S3 takes at most 8192 bytes/);
+    await refused(postForm(startsWith(policyFor("up", "bad/meta.txt"), { "x-amz-meta-big": "m".repeat(2100) }), file), 400, "MetadataTooLarge", "bad/meta.txt");
+    expect((await postForm(startsWith(policyFor("up", "ok/heads.txt"), headers(3500)), file)).status).toBe(204);
+    const head = await env.s3.client().send(new (await import("@aws-sdk/client-s3")).HeadObjectCommand({ Bucket: "up", Key: "ok/heads.txt" }));
+    expect(head.CacheControl).toBe(headers(3500)["Cache-Control"]);
+  });
+
   test("a key (or any field) that is not valid UTF-8 is MalformedPOSTRequest, never rewritten to U+FFFD (which made two keys one)", async () => {
     const p = policyFor("up", "po/");
     // the form written by hand: FormData would encode the value as UTF-8 itself

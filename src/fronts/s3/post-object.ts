@@ -171,8 +171,19 @@ function objectHeaders(fields: ReadonlyMap<string, string>): Record<string, stri
     const tags = tagsOf(doc);
     if (tags.length > 0) out["x-amz-tagging"] = taggingHeader(tags);
   }
+  // The object's headers go upstream in a PutObject (or CreateMultipartUpload), whose header
+  // section S3 takes up to 8 KB: within the fields' 20 KiB, header fields such as a long
+  // Content-Disposition, percent-encoded tags (up to 9 bytes a character) and the rest made a head
+  // of up to ~62 KB, close to the upstream head limit (64 KiB) and refused by S3 itself.
+  let headerBytes = 0;
+  for (const name in out) headerBytes += name.length + out[name]!.length + 4; // (name: value CRLF)
+  if (headerBytes > MAX_OBJECT_HEADER_BYTES)
+    fail(s3Error("RequestHeaderSectionTooLarge", `The form fields that become the object's headers (Content-Type, Cache-Control, Content-Disposition, Content-Encoding, Content-Language, Expires, x-amz-meta-*, tagging) take ${headerBytes} bytes as headers; S3 takes at most ${MAX_OBJECT_HEADER_BYTES} bytes of headers in a PUT.`));
   return out;
 }
+
+/** S3's limit on a PUT request's header section (8 KB), which the form's object headers must fit (objectHeaders). */
+const MAX_OBJECT_HEADER_BYTES = 8 * 1024;
 
 /** The form's x-amz-* setting fields (not its credentials, signature or metadata) as the headers PutObject would carry them in. */
 function settingFields(fields: ReadonlyMap<string, string>): Headers {
