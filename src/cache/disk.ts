@@ -751,6 +751,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     } catch (err) {
       if ((err as { code?: string }).code !== "ENOENT") throw err;
       await mkdir(join(file, ".."), { recursive: true, mode: CACHE_DIR_MODE }); // the folder was removed behind our back
+      this.relock();
       await rename(w.tmp, file);
     }
     if (this.purges.purgedSince(w.since, meta.key)) {
@@ -907,6 +908,27 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
         await unlink(file).catch(() => {});
       }
     }
+  }
+
+  /**
+   * The folder was emptied while this process ran (an operator's `rm -rf` of its contents: a fill
+   * found objects/ gone): its lock went with it, and the next start of another proxy on the folder
+   * took this running instance's files for a stopped one's (it adopted them, both counting,
+   * evicting and purging them, or deleted those of buckets it does not cache). The lock (with the
+   * record of adopted instances, and the shared mark) is written again before the fill's file is
+   * put in place. Only on that error path: a stat, no per-request work.
+   */
+  private relock(): void {
+    if (this.instance === undefined || !this.bound || this.closing || existsSync(join(this.dir, lockFileOf(this.instance)))) return;
+    try {
+      takeLock(this.dir, this.instance, true);
+    } catch (err) {
+      this.failed(err, "lock");
+      return;
+    }
+    this.recordAdopted();
+    if (this.sharedSeen) this.markShared();
+    this.log?.warn("disk cache: the folder was emptied while this process ran; its lock is written again", { dir: this.dir, lock: lockFileOf(this.instance) });
   }
 
   /** Says which stopped instances' files this process adopted (a failure only logged: their returning proxy then counts them too). */

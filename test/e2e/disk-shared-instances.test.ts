@@ -91,6 +91,27 @@ test("a second start on a running proxy's port fails without taking its lock: an
   expect(await get(p, "/other/hello.txt")).toEqual({ body: "hello from up-a", cache: "HIT", layer: "disk" });
 });
 
+test("a folder emptied while its proxy runs (rm -rf of its contents) gets the proxy's lock back with its next fill: another proxy started on the folder afterwards took the running one's files for a stopped one's (here: deleted them, a bucket it does not cache)", async () => {
+  const port = freePort();
+  const p = await startProxy(config(port, true, "emptied"));
+  running.push(p);
+  const folder = join(dir, "emptied");
+  const files = () => [...new Bun.Glob("objects/*/*.obj").scanSync(folder)];
+  expect(await get(p, "/other/hello.txt")).toMatchObject({ cache: "MISS" });
+  await waitFor(() => files().length === 1, { message: "the disk fill" });
+  for (const name of readdirSync(folder)) rmSync(join(folder, name), { recursive: true, force: true });
+  // (its file gone: a miss, filled again into the emptied folder)
+  expect(await get(p, "/other/hello.txt")).toMatchObject({ cache: "MISS" });
+  await waitFor(() => files().length === 1, { message: "the disk fill into the emptied folder" });
+  expect(readFileSync(join(folder, `instance-${port}.lock`), "utf8")).toStartWith(`${p.proc.pid} `);
+
+  const q = await startProxy(config(0, false, "emptied"));
+  running.push(q);
+  expect(await q.waitForLog((l) => l.msg === "disk cache index rebuilt")).toMatchObject({ objects: 0, dropped_not_cached: 0 });
+  expect(await get(p, "/other/hello.txt")).toEqual({ body: "hello from up-a", cache: "HIT", layer: "disk" });
+  expect(p.logs().filter((l) => String(l.msg).includes("its lock is written again"))).toHaveLength(1);
+});
+
 test("a start that fails to bind (its port in use) beside a running proxy leaves the folder as it found it: it left its lock, and wrote instances-shared, never removed, after which every purge scanned the folder", async () => {
   const p = await startProxy(config(0, true, "alone"));
   running.push(p);
