@@ -81,6 +81,17 @@ const evictionChecked = new Set<string>();
 
 const NOT_THE_SCRIPT = "Redis answered the rate-limit script with something other than its result";
 
+/**
+ * After Redis refused a request's script (an error reply, not a timeout or a lost connection), the
+ * background check shares the limits again no sooner than retryMs, doubled at each refusal that
+ * comes within REFUSAL_HOLD_CHECKS × retryMs of the limits shared again, up to that (30 s by
+ * default). Its probe may run where the requests' scripts do not: a Redis at its maxmemory with
+ * noeviction refuses every write while its memory is over the limit, and keys expiring bring it
+ * under for a moment. The limits flipped shared/local at every check (two log lines each time,
+ * and the Redis buckets and the local share both admitting: twice the limit went through).
+ */
+const REFUSAL_HOLD_CHECKS = 60;
+
 /** Whether `reply` is RATE_SCRIPT's answer for `keys` keys: {0, 0}, or {i, µs} with KEYS[i] the short one. */
 function isRateReply(reply: unknown, keys: number): reply is [number, number] {
   if (!Array.isArray(reply) || reply.length !== 2) return false;
@@ -126,6 +137,10 @@ export class RedisRateLimiter {
   private firstCheck: Promise<void> = Promise.resolve();
   /** Requests in a row whose answer did not come in time (SLOW_STRIKES). */
   private readonly strikes = new SlowStrikes();
+  /** When the limits were last shared again; the hold after the last refusal; until when the background check waits (REFUSAL_HOLD_CHECKS). */
+  private sharedAt = -Infinity;
+  private refusalHoldMs = 0;
+  private localUntil = 0;
 
   constructor(cfg: RateLimitSource, opts: RedisLimiterOptions) {
     this.local = RateLimiter.fromConfig(cfg, { share: opts.share });
@@ -252,7 +267,7 @@ export class RedisRateLimiter {
         // One slow answer (a fork, another client's slow command) is this request's local decision
         // only: local at the first, a Redis answering around the timeout went local and shared
         // again (logged both times, a fresh local burst) at every slow answer.
-        if (!(err instanceof RedisTimeout)) this.lost(reason);
+        if (!(err instanceof RedisTimeout)) this.lost(reason, (err as { code?: string }).code === "ERR_REDIS_SERVER_ERROR");
         else if (this.strikes.timedOut(sent)) this.lost(`${reason} (${SLOW_STRIKES} requests in a row)`);
         return this.local.check(clientIp, bucket);
       },
@@ -269,9 +284,15 @@ export class RedisRateLimiter {
     return withTimeout(call, this.timeoutMs, "Redis");
   }
 
-  /** Redis failed: decide locally from now on, until recheck() gets an answer. */
-  private lost(reason: string): void {
+  /** Redis failed: decide locally from now on, until recheck() gets an answer (after a refusal: no sooner than its hold). */
+  private lost(reason: string, refusal = false): void {
     if (this.closed) return;
+    if (refusal && this.up) {
+      const now = performance.now();
+      const cap = this.retryMs * REFUSAL_HOLD_CHECKS;
+      this.refusalHoldMs = now - this.sharedAt < cap ? Math.min(cap, Math.max(this.retryMs, this.refusalHoldMs * 2)) : this.retryMs;
+      this.localUntil = now + this.refusalHoldMs;
+    }
     this.up = false;
     this.strikes.reset();
     this.report(false, reason);
@@ -289,7 +310,7 @@ export class RedisRateLimiter {
     const stalled = now - this.lastTick > this.retryMs + STALL_MS;
     this.lastTick = now;
     if (this.up) return this.watch(stalled);
-    if (this.checking || this.closed) return;
+    if (this.checking || this.closed || now < this.localUntil) return;
     this.checking = true;
     try {
       // Connected by its own account, but silent for silentMs: the flow is lost (no FIN or RST came). A new connection.
@@ -311,6 +332,7 @@ export class RedisRateLimiter {
         void this.checkEviction();
       }
       this.up = true;
+      this.sharedAt = performance.now();
       this.report(true);
     } catch (err) {
       // (asked only when the reason is to be logged)

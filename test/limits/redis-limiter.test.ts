@@ -419,6 +419,32 @@ describe("Redis unavailable", () => {
     expect(JSON.stringify(log.lines)).not.toContain("Noscript-pw");
   });
 
+  test("Redis refuses the requests' script but not the background check's (OOM at maxmemory, under it again whenever keys expire; here a user whose key pattern covers the probe's key only): local, asked again after twice as long at each refusal that follows; it flipped shared/local every check (two log lines each, both the Redis buckets and the local share admitting)", async () => {
+    const prefix = `t${++prefixN}:`;
+    const admin = new RedisClient(redis.url);
+    await admin.send("ACL", ["SETUSER", "probeonly", "on", ">Probeonly-pw-1", "resetkeys", `~${prefix}rl:probe`, "+@all"]);
+    admin.close();
+    const log = recordingLogger();
+    const l = new RedisRateLimiter(source({ enabled: true, global: { requests_per_second: 10_000, burst: 10_000 } }), { url: `redis://probeonly:Probeonly-pw-1@${redis.url.slice("redis://".length)}`, keyPrefix: prefix, timeoutMs: 200, share: 1, log, retryMs: 20 });
+    const changes = () => log.lines.filter((x) => x.msg.includes("shared through Redis") || x.level === "warn");
+    try {
+      await l.whenShared(true);
+      // 40 background checks' worth of traffic: a re-share at each, without the hold
+      const end = performance.now() + 800;
+      while (performance.now() < end) {
+        await l.check("a");
+        await new Promise((r) => setImmediate(r));
+      }
+    } finally {
+      l.close();
+    }
+    const shares = changes().filter((x) => x.level === "info").length;
+    expect(changes().find((x) => x.level === "warn")?.fields?.error).toContain("NOPERM");
+    // held 20, 40, 80, 160, 320 ms after each refusal: at most 6 shares (the first included) in 800 ms
+    expect(shares).toBeLessThanOrEqual(6);
+    expect(shares).toBeGreaterThanOrEqual(2);
+  });
+
   test("a Redis that may evict keys (maxmemory set, maxmemory-policy allkeys-lru) gets one warning that the limits need noeviction; shared all the same", async () => {
     await using own = await startRedis();
     const admin = new RedisClient(own.url);
