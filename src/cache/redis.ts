@@ -700,7 +700,15 @@ export class RedisLayer implements CacheLayer {
     // once: refused (NOPERM, an ACL without them), the layer stays down, logged once, as for the
     // others. Left to the first lookup, it came up and went down again, logged both times, at
     // every reconnect (every 100 ms to 2 s) for as long as the ACL lasted.
-    await Promise.all([this.link.run("MGET", (c) => c.send("MGET", this.genKeys(PROBE_KEY))), this.link.run("GET", (c) => c.get(this.objPrefix + PROBE_KEY))]);
+    // And a write (DEL of a key no object has): a Redis demoted to a replica (a failover) answers
+    // every read here and refuses writes (READONLY), so the layer came up on it, served what the
+    // purges it refused could not delete, and went down at the next fill's store, up again at the
+    // next reconnect, every second or two (two log lines each time) for as long as it was a replica.
+    await Promise.all([
+      this.link.run("MGET", (c) => c.send("MGET", this.genKeys(PROBE_KEY))),
+      this.link.run("GET", (c) => c.get(this.objPrefix + PROBE_KEY)),
+      this.link.run("DEL", (c) => c.del(this.objPrefix + PROBE_KEY)),
+    ]);
     if (!this.synced) await this.firstSync();
     else await this.catchUp(this.lastSeen ?? "0-0", this.epoch);
     await this.replayPending();

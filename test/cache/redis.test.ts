@@ -1110,6 +1110,31 @@ console.log(JSON.stringify(await Promise.all(urls.map((u) => redisAuthFailure(u,
     }
   });
 
+  test("Redis demoted to a read-only replica with no purge queued (a fill's store refused): the layer stays down through its reconnects, one warning; it came up at each (its reads answered), served from it, and went down at the next store, every second or two", async () => {
+    await using own = await startRedis();
+    const log = captureLog();
+    const rl = await layer({ url: own.url, prefix: "ro2:", log });
+    const admin = new RedisClient(own.url);
+    await admin.connect();
+    try {
+      const cache = new Cache([new MemoryLayer(1 << 20, 1 << 20), rl]);
+      await admin.send("REPLICAOF", ["127.0.0.1", String(await freePort())]);
+      cache.put(fresh("b/1", 10));
+      await waitFor(() => !rl.health().up, { message: "the refused store to take the layer down" });
+      const connections = async () => Number(/total_connections_received:(\d+)/.exec(String(await admin.send("INFO", ["stats"])))?.[1]);
+      const before = await connections();
+      // two reconnects (a command and a subscribed connection each), or the layer up again
+      await waitFor(async () => rl.health().up || (await connections()) >= before + 4, { timeoutMs: 5000, message: "two reconnects" });
+      expect(rl.health()).toMatchObject({ up: false, reason: expect.stringContaining("READONLY") });
+      expect(log.lines.filter((l) => l.msg === "redis cache layer up")).toHaveLength(1); // (the first connection's)
+      expect(log.lines.filter((l) => l.level === "warn")).toHaveLength(1);
+      await admin.send("REPLICAOF", ["NO", "ONE"]);
+      await waitFor(() => rl.health().up, { timeoutMs: 5000, message: "the layer to come back once Redis takes writes" });
+    } finally {
+      admin.close();
+    }
+  });
+
   // each on a Redis of its own, waiting out its idle sweeps: the two run at once
   test.concurrent.each([
     ["that may read it (CONFIG GET)", ""],
