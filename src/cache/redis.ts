@@ -215,6 +215,8 @@ return id`;
 const noop = () => {};
 /** A key no object has (a bucket name never ends in a slash): read at each connection (resync). */
 const PROBE_KEY = "probe//";
+/** A refused store is logged at most this often (storeRefused). */
+const STORE_REFUSAL_LOG_MS = 30_000;
 /** How often the run-id key is read (kept recently used, see checkRestart). */
 const RUN_ID_TOUCH_MS = 30_000;
 
@@ -255,6 +257,8 @@ export class RedisLayer implements CacheLayer {
   private readonly log: LinkLogger | undefined;
   /** Purges refused while the link is up: retried on this timer (refused). */
   private refusing = false;
+  /** When a store's refusal was last logged (storeRefused). */
+  private storeRefusalLogged = -Infinity;
   private replayTimer: ReturnType<typeof setTimeout> | undefined;
   private replayDelayMs = REPLAY_MIN_MS;
   private readonly genPrefix: string;
@@ -360,9 +364,28 @@ export class RedisLayer implements CacheLayer {
     try {
       const r = await this.link.runStore("EVAL", value.length, (c) => c.send("EVAL", [STORE_IF, "5", ...this.genKeys(obj.key), k, k + BULK_SUFFIX, ...token, value as string, String(ttl), stub]));
       return Number(r) === 1;
-    } catch {
+    } catch (err) {
+      this.storeRefused(err);
       return undefined;
     }
+  }
+
+  /**
+   * A store Redis refused with the link up (an error reply: a full Redis, maxmemory with
+   * noeviction, refuses every write; NOREPLICAS): the layer still serves what Redis holds but
+   * shares no new object, which only yatagarasu_cache_layer_errors_total said (a purge's refusal
+   * was logged, a store's never). Logged at most every STORE_REFUSAL_LOG_MS: a Redis at its
+   * maxmemory, under it whenever keys expire, refuses some stores and takes others.
+   */
+  private storeRefused(err: unknown): void {
+    if (!this.link.up || (err as { code?: string }).code !== "ERR_REDIS_SERVER_ERROR") return;
+    const now = performance.now();
+    if (now - this.storeRefusalLogged < STORE_REFUSAL_LOG_MS) return;
+    this.storeRefusalLogged = now;
+    this.log?.warn("redis cache layer refused to store an object: objects it refuses are not shared through Redis (the local layers keep them)", {
+      reason: (err instanceof Error ? err.message : String(err)).slice(0, 200),
+      errors: this.errors(),
+    });
   }
 
   accepts(size: number): boolean {
@@ -463,7 +486,7 @@ export class RedisLayer implements CacheLayer {
       // A large value goes over a connection of its own: a purge sent meanwhile may have reached
       // Redis first (one that arrives after this is answered deletes it again: remember()).
       () => (this.purges.purgedSince(since, obj.key) ? this.link.run("DEL", (c) => c.send("UNLINK", [k, k + BULK_SUFFIX])) : undefined),
-      noop,
+      (err) => this.storeRefused(err),
     ).catch(noop);
   }
 

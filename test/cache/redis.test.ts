@@ -1067,6 +1067,21 @@ console.log(JSON.stringify(await Promise.all(urls.map((u) => redisAuthFailure(u,
     await waitFor(() => log.lines.some((l) => /took the queued purges/.test(l.msg)), { message: "the recovery to be logged" });
   });
 
+  test("stores a full Redis refuses (maxmemory + noeviction) are logged, with Redis's reason, at most every 30 s: only yatagarasu_cache_layer_errors_total told that no new object was shared", async () => {
+    const log = captureLog();
+    await using full = await fullRedis("fullstore:", log);
+    const { a } = full;
+    const refusals = () => log.lines.filter((l) => /refused to store/.test(l.msg));
+    a.put(fresh("b/2", 10));
+    await waitFor(() => refusals().length > 0, { message: "the refused store to be logged" });
+    expect(refusals()[0]).toMatchObject({ level: "warn", fields: { reason: expect.stringContaining("OOM") } });
+    const rl = a.layers[1] as RedisLayer;
+    const errors = rl.errors();
+    a.put(fresh("b/3", 10));
+    await waitFor(() => rl.errors() > errors, { message: "the second refusal" });
+    expect(refusals()).toHaveLength(1);
+  });
+
   test("purges still queued or under way when the layer closes (shutdown) are sent first, within a bound: they were dropped with the process, and the other replicas kept the object until its TTL", async () => {
     const prefix = "closing:";
     await using full = await fullRedis(prefix);
