@@ -74,6 +74,11 @@ export function uploadLimit(ctx: RequestContext): number {
   return Math.min(ctx.rt.config.server.security_limits.max_body_size, MAX_PUT_BYTES);
 }
 
+/** What sets uploadLimit, for the messages that name it: max_body_size, or S3's 5 GiB when max_body_size is larger. */
+export function uploadLimitSource(ctx: RequestContext): string {
+  return ctx.rt.config.server.security_limits.max_body_size < MAX_PUT_BYTES ? "server.security_limits.max_body_size" : "5 GiB, S3's largest single upload";
+}
+
 /** A PUT's length from its headers (route time, before anything is read): 400, 411 or 413. */
 export function uploadLength(ctx: RequestContext): number {
   const h = ctx.req.headers;

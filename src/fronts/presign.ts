@@ -39,7 +39,7 @@ import type { RequestContext } from "../proxy/context.ts";
 import { ALGORITHM, amzDate, canonicalHeaderValue, canonicalQuery, canonicalRequest, credentialScope, deriveSigningKey, signature, stringToSign, UNSIGNED_PAYLOAD, uriEncode } from "../s3/sigv4.ts";
 import { bucketFromHost } from "./s3/route.ts";
 import { issueSession } from "./s3/sts.ts";
-import { uploadLimit } from "./plain-write.ts";
+import { uploadLimit, uploadLimitSource } from "./plain-write.ts";
 
 export interface PresignParams {
   method: "GET" | "PUT" | "POST";
@@ -105,7 +105,7 @@ export function parsePresign(ctx: RequestContext): PresignParams {
     // (one bound, the one that holds: a size over 5 GiB was told "at most 5368709120", and one
     // under it "at most" max_body_size, two limits for one parameter)
     const limit = uploadLimit(ctx);
-    if (!/^\d{1,16}$/.test(size) || Number(size) > limit) throw bad(`max_size must be a whole number of bytes from 0 to ${limit} (server.security_limits.max_body_size)`);
+    if (!/^\d{1,16}$/.test(size) || Number(size) > limit) throw bad(`max_size must be a whole number of bytes from 0 to ${limit} (${uploadLimitSource(ctx)})`);
   }
   if (method === "POST" && size !== null) out.maxSize = Number(size);
   const status = q.get("success_action_status");

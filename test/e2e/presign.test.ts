@@ -275,6 +275,12 @@ describe("presigned POST (S3's browser form upload)", () => {
     }
   }, T);
 
+  test("with max_body_size above 5 GiB, max_size's bound is S3's 5 GiB and the message names it, not max_body_size (which it was said to be)", async () => {
+    await using big = await startWriteEnv({ buckets, s3Api: true, server: `  security_limits: { max_body_size: ${6 * 1024 ** 3} }\n` }, s3);
+    const over = await fetch(big.url(`/rw/forms/big.bin?presign&method=POST&max_size=${5 * 1024 ** 3 + 1}`), { method: "POST", headers: bearer() });
+    expect([over.status, ((await over.json()) as { message: string }).message]).toEqual([400, `max_size must be a whole number of bytes from 0 to ${5 * 1024 ** 3} (5 GiB, S3's largest single upload)`]);
+  }, T);
+
   test("success_action_status / success_action_redirect: fixed by the policy, honoured by the upload, nothing else allowed", async () => {
     const created = (await (await presign("/rw/forms/st.txt", "method=POST&success_action_status=201")).json()) as PostPolicy;
     expect(created.fields.success_action_status).toBe("201");
