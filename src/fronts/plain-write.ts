@@ -92,7 +92,9 @@ export function uploadLength(ctx: RequestContext): number {
   const n = Number(declared);
   if (n > MAX_PUT_BYTES) throw new ProxyError("EntityTooLarge", { detail: "A single upload is at most 5 GiB" });
   const limit = uploadLimit(ctx);
-  if (n > limit) throw new ProxyError("EntityTooLarge", { detail: `This proxy accepts uploads of at most ${limit} bytes (server.security_limits.max_body_size); larger files go through the S3 API front as multipart uploads` });
+  // (the S3 API front named only when it is on: without s3_api the way it named did not exist)
+  const past = ctx.rt.s3Api === undefined ? "" : "; larger files go through the S3 API front as multipart uploads";
+  if (n > limit) throw new ProxyError("EntityTooLarge", { detail: `This proxy accepts uploads of at most ${limit} bytes (server.security_limits.max_body_size)${past}` });
   // The plain front stores the body as sent: aws-chunked framing would become the object.
   if (/(^|,)\s*aws-chunked\s*(,|$)/i.test(h.get("content-encoding") ?? "")) throw new ProxyError("BadRequest", { detail: "aws-chunked bodies are for the S3 API, not the plain front" });
   return n;

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "
 import { presignUrl } from "../../src/fronts/presign.ts";
 import { S3Signer } from "../../src/s3/sigv4.ts";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
-import { bearer, bucket, startWriteEnv, STS_KEY, token, WRITER, type WriteEnv } from "./plain-write-env.ts";
+import { bearer, bucket, rawRequest, startWriteEnv, STS_KEY, token, WRITER, type WriteEnv } from "./plain-write-env.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -273,6 +273,11 @@ describe("presigned POST (S3's browser form upload)", () => {
     for (const size of [5 * 1024 ** 3, 5 * 1024 ** 3 + 1, -1]) {
       expect(((await (await presign("/rw/forms/big.bin", `method=POST&max_size=${size}`)).json()) as { message: string }).message).toBe(bound);
     }
+  }, T);
+
+  test("a PUT over max_body_size on a proxy that runs the S3 API front is told to go there as a multipart upload", async () => {
+    const r = await rawRequest(env.port, `PUT /rw/forms/big.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token()}\r\nContent-Length: ${10 * 1024 * 1024 + 1}\r\n\r\n`, "abc");
+    expect([r.status, r.text.includes(`"This proxy accepts uploads of at most ${10 * 1024 * 1024} bytes (server.security_limits.max_body_size); larger files go through the S3 API front as multipart uploads"`)]).toEqual([413, true]);
   }, T);
 
   test("with max_body_size above 5 GiB, max_size's bound is S3's 5 GiB and the message names it, not max_body_size (which it was said to be)", async () => {
