@@ -81,14 +81,13 @@ export function formatIssues(issues: ConfigIssue[], file?: string): string {
  * each word between white space is looked at once)
  */
 export function shownArgument(a: string): string {
-  const hidden = hideSpannedPassword(
-    a.replace(/(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*:\/\/?)[^/?#]*@/g, "$1").replace(/\S+/g, (word) => {
-      const at = word.lastIndexOf("@");
-      const start = passwordStart(word);
-      // (the `:` after start is the one passwordStart found: no `/` comes between them)
-      return start < 0 || word.indexOf(":", start) > at ? word : `${word.slice(0, start)}***@${word.slice(at + 1)}`;
-    }),
-  );
+  // (the spanned password first: hidden word by word first, `a:s@e cr@b` showed `***@e cr@b`)
+  const hidden = hideSpannedPassword(a.replace(/(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*:\/\/?)[^/?#]*@/g, "$1")).replace(/\S+/g, (word) => {
+    const at = word.lastIndexOf("@");
+    const start = passwordStart(word);
+    // (the `:` after start is the one passwordStart found: no `/` comes between them)
+    return start < 0 || word.indexOf(":", start) > at ? word : `${word.slice(0, start)}***@${word.slice(at + 1)}`;
+  });
   return printable(hidden.length > SHOWN_ARGUMENT ? `${cutText(hidden, SHOWN_ARGUMENT)}... (${hidden.length} characters)` : hidden);
 }
 
@@ -103,13 +102,19 @@ function passwordStart(word: string): number {
   return Math.max(word.lastIndexOf("/", colon), word.lastIndexOf("=", colon)) + 1;
 }
 
-/** `text` with a password that holds white space (`a:se cr@b`: its words looked at one by one show it) hidden up to the last `@` (shownArgument). */
+/**
+ * `text` with a password that holds white space (`a:se cr@b`: its words looked at one by one show
+ * it) hidden up to the last `@` (shownArgument): from the first word with a `user:` whose own `@`,
+ * if any, comes after that `:` (`a:s@e cr@b`, a password holding both, is hidden whole; the `@` of
+ * `user@host:path` comes before it: no password).
+ */
 function hideSpannedPassword(text: string): string {
   const at = text.lastIndexOf("@");
   if (at < 0) return text;
   for (const m of text.slice(0, at).matchAll(/\S+/g)) {
     const start = passwordStart(m[0]);
-    if (start >= 0 && !m[0].includes("@")) return `${text.slice(0, m.index + start)}***${text.slice(at)}`;
+    const own = m[0].indexOf("@", start);
+    if (start >= 0 && (own < 0 || own > m[0].indexOf(":", start))) return `${text.slice(0, m.index + start)}***${text.slice(at)}`;
   }
   return text;
 }

@@ -705,7 +705,7 @@ describe("parseConfig", () => {
       "https://h:8080/a@b",
     ]);
     // a password holding white space, without a scheme, was shown whole (neither of its words holds user:password@host)
-    expect(["a:se cr@b", "a:se\tcr@b", "--config=a:se cr@b", `a:"se cr"@b`, "x a:s e c@r@b", "a:se%20cr@b", "me x:y@b", "x:1 me@b", "user@host:path x@b"].map(shownArgument)).toEqual([
+    expect(["a:se cr@b", "a:se\tcr@b", "--config=a:se cr@b", `a:"se cr"@b`, "x a:s e c@r@b", "a:se%20cr@b", "me x:y@b", "x:1 me@b", "user@host:path x@b", "a:s@e cr@b", "--config=a:s@e\tc r@b"].map(shownArgument)).toEqual([
       "***@b",
       "***@b",
       "--config=***@b",
@@ -715,6 +715,9 @@ describe("parseConfig", () => {
       "me ***@b",
       "***@b",
       "user@host:path x@b",
+      // (a password holding an `@` and white space: its part after the `@` was shown, `***@e cr@b`)
+      "***@b",
+      "--config=***@b",
     ]);
     const two: ConfigIssue[] = [
       { path: "server.port", message: "bad", line: 2 },
