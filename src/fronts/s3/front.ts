@@ -164,12 +164,7 @@ export function s3Parse(ctx: RequestContext): undefined {
   const hostBucket = addressed.hostBucket;
   let a = addressed.a;
   const metrics = ctx.svc.metrics;
-  const v = verifySigV4({ method: ctx.method, rawPath: ctx.rawPath, rawQuery: ctx.query, headers: req.headers }, api.lookup, {
-    region: api.region,
-    now: api.now(),
-    maxSkewSeconds: api.maxSkewSeconds,
-    keyCache: api.keyCache,
-  });
+  const v = verifySigV4({ method: ctx.method, rawPath: ctx.rawPath, rawQuery: ctx.query, headers: req.headers }, api.lookup, api.verifyOptions());
   if (v.kind === "error") {
     metrics.auth("invalid");
     // (a presigned URL refused, expired or mis-signed, is logged as one: the line tells why a link failed)

@@ -15,7 +15,7 @@ import { TtlLru } from "../../util/lru.ts";
 import { s3Error, type S3Error } from "./errors.ts";
 import { SigningKeyCache } from "./signing-keys.ts";
 import { verifySessionToken, type SessionPrincipal } from "./sts.ts";
-import type { CredentialLookup, LookupContext } from "./verify.ts";
+import type { CredentialLookup, LookupContext, VerifyOptions } from "./verify.ts";
 
 export interface StaticPrincipal {
   readonly kind: "static";
@@ -65,6 +65,8 @@ export class S3Identities {
    * examples, whose signatures are dated 2013; nothing else changes it.
    */
   now: () => number = Date.now;
+  /** verifySigV4's options, one object for the generation (see verifyOptions). */
+  private readonly verifying: VerifyOptions;
   private readonly byKey = new Map<string, StaticPrincipal>();
   private readonly sessions = new TtlLru<SessionPrincipalEntry>(SESSION_CACHE_SIZE);
 
@@ -72,6 +74,7 @@ export class S3Identities {
     this.region = cfg.region;
     this.maxSkewSeconds = cfg.max_clock_skew_seconds;
     this.domain = cfg.domain;
+    this.verifying = { region: this.region, now: 0, maxSkewSeconds: this.maxSkewSeconds, keyCache: this.keyCache };
     this.sts = cfg.sts?.enabled && cfg.sts.session_key
       ? { sessionKey: cfg.sts.session_key, previousKeys: cfg.sts.previous_session_keys ?? [], maxSessionSeconds: cfg.sts.max_session_seconds }
       : undefined;
@@ -87,6 +90,15 @@ export class S3Identities {
         grants,
       });
     }
+  }
+
+  /**
+   * verifySigV4's options for a request now: the generation's one object with the clock read
+   * (verifySigV4 is synchronous and keeps nothing of it: a literal per request was one more object).
+   */
+  verifyOptions(): VerifyOptions {
+    this.verifying.now = this.now();
+    return this.verifying;
   }
 
   /** verifySigV4's credential lookup: a principal, S3's error, or undefined for an unknown key. */

@@ -1,0 +1,62 @@
+/**
+ * Allocation budgets of the S3 front's hot requests (bench/load.ts's s3_get_vs_signed and
+ * s3_put_vs_get): a SigV4-verified GetObject and a 1 KiB UNSIGNED-PAYLOAD PutObject, handed to the
+ * front's handler directly, the upstream an in-process fetch. Cell counts are exact (load does not
+ * change them), so a change that brings back a per-request object fails here; the figures are the
+ * loop's own Request included (bench/signed-vs-anon.ts ALLOC=1 counts the same way). The client's
+ * signature and the verifier's clock are fixed (a second rolling over mid-count makes new strings).
+ */
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { App } from "../../../src/app.ts";
+import { parseConfig } from "../../../src/config/load.ts";
+import { s3Front } from "../../../src/fronts/s3/front.ts";
+import { nullLogger } from "../../../src/observe/log.ts";
+import { createHandler } from "../../../src/proxy/runner.ts";
+import { S3Signer } from "../../../src/s3/sigv4.ts";
+import { cellsPerCall } from "../../helpers/alloc.ts";
+
+setDefaultTimeout(10_000); // explicit: the runner's 5 s default is not a choice made here
+
+const AT = new Date("2026-12-07T05:00:00Z");
+const body = new Uint8Array(1024).fill(97);
+const upstream = (async (_url: string | URL | Request, init?: RequestInit) =>
+  init?.method === "PUT"
+    ? new Response(null, { headers: { "content-length": "0", etag: '"e"' } })
+    : new Response(body, { headers: { "content-length": "1024", etag: '"e"', "content-type": "application/octet-stream" } })) as typeof fetch;
+const YAML = `logging: { level: warn }
+buckets:
+  - { name: pub, path_prefix: /pub, s3: { bucket: pub, endpoint: "http://upstream.test:9000" } }
+  - { name: sink, path_prefix: /sink, access: read-write, s3: { bucket: sink, endpoint: "http://upstream.test:9000" } }
+s3_api:
+  address: 127.0.0.1
+  port: 0
+  credentials:
+    - { access_key_id: AKIABUDGET0000000000, secret_access_key: budget-secret-0123456789abcdef, identity: budget, buckets: { pub: [read], sink: [write] } }
+`;
+
+let app: App;
+let handle: ReturnType<typeof createHandler>;
+const signer = new S3Signer({ accessKeyId: "AKIABUDGET0000000000", secretAccessKey: "budget-secret-0123456789abcdef" }, "us-east-1", "s3", () => AT);
+const getHeaders = { ...signer.sign({ method: "GET", host: "s3.test", path: "/pub/1k.bin" }), host: "s3.test" };
+const putHeaders = { ...signer.sign({ method: "PUT", host: "s3.test", path: "/sink/1k.bin", payloadHash: "UNSIGNED-PAYLOAD" }), host: "s3.test", "content-length": "1024" };
+
+beforeAll(async () => {
+  app = await App.create(parseConfig(YAML, { env: {} }), { log: nullLogger, fetch: upstream, probeIntervalMs: 3_600_000 });
+  app.runtime.s3Api!.now = () => AT.getTime();
+  handle = createHandler(app, s3Front, () => "127.0.0.1");
+});
+afterAll(() => app.close());
+
+async function served(req: Request): Promise<void> {
+  const res = await handle(req, "127.0.0.1");
+  if (res.status !== 200) throw new Error(`status ${res.status}: ${await res.text()}`);
+  await res.arrayBuffer();
+}
+
+describe("S3 front: objects per request", () => {
+  test("GetObject: verifySigV4's options are the generation's one object, not a literal per request", async () => {
+    const cells = await cellsPerCall(() => served(new Request("http://s3.test/pub/1k.bin", { headers: getHeaders })));
+    // (23.9 objects before, with the options literal; 22.9 with the generation's)
+    expect(cells.Object).toBeLessThanOrEqual(23.4);
+  });
+});
