@@ -34,7 +34,7 @@ import type { ByteBudget } from "../../limits/byte-budget.ts";
 import { awsChunkedBytesDecoder, decodeAwsChunked, encodeAwsChunkedUnsignedTrailer, type DecodedBytes, isPayloadError, maxAwsChunkedLength, type ChunkSigningContext, type PayloadError, type StreamingMode } from "../../s3/aws-chunked.ts";
 import { framedRequestBody, LISTENER_SLOW_BODY } from "../../http/framed-body.ts";
 import { readCapped } from "../../http/read-capped.ts";
-import { algorithmFromHeaderName, CHECKSUM_ALGORITHMS, checksumHeaderName } from "../../s3/checksum.ts";
+import { algorithmFromHeaderName, CHECKSUM_ALGORITHMS, checksumHeaderName, type ChecksumAlgorithm } from "../../s3/checksum.ts";
 import { expectationsFromHeaders, PayloadVerifier, verifyPayloadStream, type PayloadExpectations } from "../../s3/checksum/verify.ts";
 import type { UploadBodyArgs } from "../../s3/operations/index.ts";
 import { UNSIGNED_PAYLOAD } from "../../s3/sigv4.ts";
@@ -249,12 +249,21 @@ export function prepareUploadBody(req: Request, payload: PayloadInfo, maxBytes: 
   if (algorithm === undefined || opts.reframe === false) {
     return { args: { body: decoded.stream, contentLength: decodedLength, payloadHash: UNSIGNED_PAYLOAD }, length: decodedLength, finished: decoded.finished, arrived: decoded.passed };
   }
+  return reframed(decoded, algorithm, decodedLength, trailer!.trim().toLowerCase());
+}
+
+/**
+ * The decoded payload re-framed toward the upstream as STREAMING-UNSIGNED-PAYLOAD-TRAILER with the
+ * client's trailer checksum. (Its own function: the closure over `framed` made prepareUploadBody
+ * allocate a scope on every upload, a small plain one too.)
+ */
+function reframed(decoded: ReturnType<typeof decodeAwsChunked>, algorithm: ChecksumAlgorithm, decodedLength: number, trailer: string): PreparedBody {
   const framed = encodeAwsChunkedUnsignedTrailer(decoded.stream, algorithm, { decodedLength, chunkSize: REFRAME_CHUNK_BYTES });
   // The decoder's failure is the one to report (the encoder only sees its source erroring).
   const finished = decoded.finished.then(() => framed.finished);
   finished.catch(() => {});
   return {
-    args: { body: framed.stream, contentLength: framed.encodedLength, awsChunked: { decodedLength, trailer: trailer!.trim().toLowerCase() } },
+    args: { body: framed.stream, contentLength: framed.encodedLength, awsChunked: { decodedLength, trailer } },
     length: decodedLength,
     finished,
     // the payload as decoded, not the framing it is sent on with
@@ -291,7 +300,10 @@ export async function readSmallBody(req: Request, prepared: PreparedBody): Promi
     if (isPayloadError(e)) return fail(payloadS3Error(e));
     throw e;
   }
-  return { args: { body: bytes, payloadHash: prepared.args.payloadHash }, length: bytes.byteLength, finished: undefined };
+  // (the placeholder replaced in place: a new PreparedBody and arguments were two objects per small upload)
+  prepared.args.body = bytes;
+  prepared.readWhole = undefined;
+  return prepared;
 }
 
 /**

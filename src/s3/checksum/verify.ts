@@ -39,12 +39,16 @@ type HeaderSource = Headers | Record<string, string | undefined>;
 /** Each algorithm with its value header's name, built once (every upload looks each one up). */
 const CHECKSUM_HEADERS = CHECKSUM_ALGORITHMS.map((algorithm) => [algorithm, checksumHeaderName(algorithm)] as const);
 
-function headerGetter(h: HeaderSource): (name: string) => string | undefined {
-  if (h instanceof Headers) return (n) => h.get(n) ?? undefined;
+/** `h` as read by name: Headers as they are (no getter closure per upload), a record with its names lower-cased. */
+function readable(h: HeaderSource): HeaderSource {
+  if (h instanceof Headers) return h;
   const lower: Record<string, string | undefined> = {};
   for (const k of Object.keys(h)) lower[k.toLowerCase()] = h[k];
-  return (n) => lower[n];
+  return lower;
 }
+
+/** The value of the (lower-case) header `n` of readable()'s result. */
+const valueOf = (h: HeaderSource, n: string): string | undefined => (h instanceof Headers ? (h.get(n) ?? undefined) : h[n]);
 
 /**
  * The expectations a request's headers set, validated. Throws PayloadError with S3's answer for a
@@ -58,10 +62,10 @@ function headerGetter(h: HeaderSource): (name: string) => string | undefined {
  * and the body's length itself: x-amz-content-sha256 and Content-Length are not read.
  */
 export function expectationsFromHeaders(headers: HeaderSource, opts: { signed?: readonly string[]; objectChecksums?: boolean; payloadKnown?: boolean } = {}): PayloadExpectations {
-  const get = headerGetter(headers);
+  const h = readable(headers);
   const exp: PayloadExpectations = {};
 
-  const sha = opts.payloadKnown === true ? undefined : get("x-amz-content-sha256")?.trim();
+  const sha = opts.payloadKnown === true ? undefined : valueOf(h, "x-amz-content-sha256")?.trim();
   if (sha !== undefined && sha !== "" && sha !== "UNSIGNED-PAYLOAD" && !sha.startsWith("STREAMING-")) {
     if (!HEX64.test(sha)) {
       throw new PayloadError("InvalidRequest", "bad-header", "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-... or a SHA-256 hex value.");
@@ -69,7 +73,7 @@ export function expectationsFromHeaders(headers: HeaderSource, opts: { signed?: 
     exp.sha256Hex = sha.toLowerCase();
   }
 
-  const md5 = get("content-md5")?.trim();
+  const md5 = valueOf(h, "content-md5")?.trim();
   if (md5 !== undefined) {
     if (!MD5_B64.test(md5) || Buffer.from(md5, "base64").length !== 16) {
       throw new PayloadError("InvalidDigest", "bad-header", "The Content-MD5 you specified is not valid.");
@@ -80,7 +84,7 @@ export function expectationsFromHeaders(headers: HeaderSource, opts: { signed?: 
   if (opts.objectChecksums !== true) for (const [algorithm, name] of CHECKSUM_HEADERS) {
     // (a verified request's x-amz-* headers are all among its signed ones: no lookup for the others)
     if (opts.signed !== undefined && !opts.signed.includes(name)) continue;
-    const value = get(name)?.trim();
+    const value = valueOf(h, name)?.trim();
     if (value === undefined) continue;
     if (exp.checksum) {
       throw new PayloadError("InvalidRequest", "bad-header", "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.");
@@ -92,7 +96,7 @@ export function expectationsFromHeaders(headers: HeaderSource, opts: { signed?: 
   }
 
   if (opts.payloadKnown === true) return exp;
-  const len = get("content-length")?.trim();
+  const len = valueOf(h, "content-length")?.trim();
   if (len !== undefined && /^\d{1,16}$/.test(len) && Number.isSafeInteger(Number(len))) exp.length = Number(len);
   return exp;
 }

@@ -58,23 +58,25 @@ function allowed(allow: HeaderAllowlist, lower: string): boolean {
 export function pickHeaders(src: HeaderSource | undefined, allow: HeaderAllowlist): Record<string, string> {
   const out: Record<string, string> = {};
   if (src === undefined) return out;
-  const take = (lower: string, value: string | undefined) => {
-    if (value === undefined || !allowed(allow, lower)) return;
-    if (lower !== "content-encoding" || allow.names.has(lower)) out[lower] = value;
-    else {
-      const stripped = withoutAwsChunked(value);
-      if (stripped !== "") out[lower] = stripped;
-    }
-  };
   // Names first, a value only for the names kept: forEach makes every value's string (the
   // Authorization header's too), 0.74 against 0.42 µs for an SDK's request headers.
   if (src instanceof Headers) {
     // A client's fields its Connection header names are hop-by-hop (RFC 9110 §7.6.1), as on a GET
     // (forwardRequestHeaders): a PUT with `Connection: x-amz-meta-a` stored x-amz-meta-a.
     const hop = connectionListed(src);
-    for (const name of src.keys()) if (allowed(allow, name) && (hop === undefined || !hop.includes(name))) take(name, src.get(name) ?? undefined);
-  } else for (const name of Object.keys(src)) take(name.toLowerCase(), src[name]);
+    for (const name of src.keys()) if (allowed(allow, name) && (hop === undefined || !hop.includes(name))) take(out, allow, name, src.get(name) ?? undefined);
+  } else for (const name of Object.keys(src)) take(out, allow, name.toLowerCase(), src[name]);
   return out;
+}
+
+/** pickHeaders' step for one header (a function of its own: a closure over `out` was made per call). */
+function take(out: Record<string, string>, allow: HeaderAllowlist, lower: string, value: string | undefined): void {
+  if (value === undefined || !allowed(allow, lower)) return;
+  if (lower !== "content-encoding" || allow.names.has(lower)) out[lower] = value;
+  else {
+    const stripped = withoutAwsChunked(value);
+    if (stripped !== "") out[lower] = stripped;
+  }
 }
 
 /**
