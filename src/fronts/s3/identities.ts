@@ -15,7 +15,7 @@ import { TtlLru } from "../../util/lru.ts";
 import { s3Error, type S3Error } from "./errors.ts";
 import { SigningKeyCache } from "./signing-keys.ts";
 import { verifySessionToken, type SessionPrincipal } from "./sts.ts";
-import type { CredentialLookup, LookupContext, VerifyOptions } from "./verify.ts";
+import type { CredentialLookup, VerifyOptions } from "./verify.ts";
 
 export interface StaticPrincipal {
   readonly kind: "static";
@@ -102,19 +102,18 @@ export class S3Identities {
   }
 
   /** verifySigV4's credential lookup: a principal, S3's error, or undefined for an unknown key. */
-  readonly lookup: CredentialLookup<S3Principal> = (accessKeyId: string, ctx: LookupContext): S3Principal | S3Error | undefined => {
-    const token = ctx.sessionToken;
+  readonly lookup: CredentialLookup<S3Principal> = (accessKeyId: string, token: string | undefined, now: number): S3Principal | S3Error | undefined => {
     if (token === undefined) return this.byKey.get(accessKeyId);
     // S3 refuses a session token beside a long-term key; without STS every token is foreign.
     if (this.byKey.has(accessKeyId) || this.sts === undefined) return s3Error("InvalidToken");
-    const hit = this.sessions.get(token, ctx.now);
+    const hit = this.sessions.get(token, now);
     if (hit !== undefined) {
       return hit.accessKeyId === accessKeyId ? hit : s3Error("InvalidAccessKeyId", undefined, { AWSAccessKeyId: accessKeyId.slice(0, 128) });
     }
-    let verified = verifySessionToken(this.sts.sessionKey, accessKeyId, token, ctx.now);
+    let verified = verifySessionToken(this.sts.sessionKey, accessKeyId, token, now);
     // (a session issued before a rotation: not issued with the current key, so its tag failed)
     for (let i = 0; "code" in verified && verified.code === "InvalidToken" && i < this.sts.previousKeys.length; i++) {
-      verified = verifySessionToken(this.sts.previousKeys[i]!, accessKeyId, token, ctx.now);
+      verified = verifySessionToken(this.sts.previousKeys[i]!, accessKeyId, token, now);
     }
     if ("code" in verified) return verified;
     const entry: SessionPrincipalEntry = {

@@ -113,7 +113,7 @@ function authenticate(ctx: RequestContext, fields: ReadonlyMap<string, string>, 
   if (scopeProblem !== undefined) fail(scopeProblem);
   const { accessKeyId, date: day, region } = scope;
   if (parseAmzDate(date!) === undefined || date!.slice(0, 8) !== day) fail(s3Error("InvalidArgument", "x-amz-date must be yyyymmddThhmmssZ of the credential's day", { ArgumentName: "x-amz-date" }));
-  const principal = api.lookup(accessKeyId, { sessionToken: fields.get("x-amz-security-token"), now });
+  const principal = api.lookup(accessKeyId, fields.get("x-amz-security-token"), now);
   if (principal === undefined) return fail(s3Error("InvalidAccessKeyId", undefined, { AWSAccessKeyId: accessKeyId }));
   if (!("secretAccessKey" in principal)) return fail(principal);
   const expected = signingKeyFor(api.keyCache, accessKeyId, principal.secretAccessKey, day, region).keyed.copy().update(policy!).digest("hex");

@@ -62,18 +62,14 @@ export interface VerifyOptions {
   sts?: { payloadHash: string };
 }
 
-export interface LookupContext {
-  /** x-amz-security-token (header auth) or X-Amz-Security-Token (presigned), if sent. */
-  sessionToken: string | undefined;
-  now: number;
-}
-
 /**
  * Finds the secret for an access key. Returns the principal (anything carrying the secret), an
  * S3Error (e.g. ExpiredToken for an expired session), or undefined for an unknown key. A static
- * key must reject a session token it does not expect (S3: InvalidToken).
+ * key must reject a session token it does not expect (S3: InvalidToken). `sessionToken`:
+ * x-amz-security-token (header auth) or X-Amz-Security-Token (presigned), if sent; `now` in ms.
+ * (Plain arguments: a context object was one more allocation per verified request.)
  */
-export type CredentialLookup<P extends { secretAccessKey: string }> = (accessKeyId: string, ctx: LookupContext) => P | S3Error | undefined;
+export type CredentialLookup<P extends { secretAccessKey: string }> = (accessKeyId: string, sessionToken: string | undefined, now: number) => P | S3Error | undefined;
 
 export interface Verified<P> {
   kind: "ok";
@@ -235,7 +231,7 @@ function verify<P extends { secretAccessKey: string }>(
   }
   // (present, it is signed: an unsigned x-amz-* header was refused just above, but for STS)
   if (sessionToken === undefined && (sts !== undefined || names.includes("x-amz-security-token"))) sessionToken = reads.get("x-amz-security-token") ?? undefined;
-  const principal = lookup(akid, { sessionToken, now: opts.now });
+  const principal = lookup(akid, sessionToken, opts.now);
   if (principal === undefined) return error(s3Error("InvalidAccessKeyId", undefined, { AWSAccessKeyId: akid }), akid);
   if (!("secretAccessKey" in principal)) return error(principal, akid);
 

@@ -24,10 +24,10 @@ export interface TestCred {
 
 /** A static-key lookup that, like S3 for long-term keys, refuses a session token. */
 export function lookupOf(...creds: TestCred[]) {
-  return (accessKeyId: string, ctx: { sessionToken: string | undefined }) => {
+  return (accessKeyId: string, sessionToken: string | undefined) => {
     const c = creds.find((x) => x.accessKeyId === accessKeyId);
     if (c === undefined) return undefined;
-    if (ctx.sessionToken !== undefined) return { code: "InvalidToken" as const, status: 400, message: "The provided token is malformed or otherwise invalid." };
+    if (sessionToken !== undefined) return { code: "InvalidToken" as const, status: 400, message: "The provided token is malformed or otherwise invalid." };
     return c;
   };
 }

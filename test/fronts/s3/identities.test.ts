@@ -47,37 +47,37 @@ const ok = (p: unknown): S3Principal => {
 describe("S3Identities.lookup", () => {
   test("a static key: its secret, identity and claims (sub = identity, frozen); unknown key: undefined", async () => {
     const api = (await runtime()).s3Api!;
-    const p = ok(api.lookup("AKIDREADER", { sessionToken: undefined, now: NOW }));
+    const p = ok(api.lookup("AKIDREADER", undefined, NOW));
     expect(p).toMatchObject({ kind: "static", secretAccessKey: "app-secret-0123456789", identity: "reader", claims: { team: "b", sub: "reader" } });
     expect(Object.isFrozen(p.claims)).toBe(true);
-    expect(api.lookup("AKIDNOBODY", { sessionToken: undefined, now: NOW })).toBeUndefined();
+    expect(api.lookup("AKIDNOBODY", undefined, NOW)).toBeUndefined();
   });
 
   test("a static key with a session token is InvalidToken (as S3 for long-term keys)", async () => {
     const api = (await runtime()).s3Api!;
-    expect(api.lookup("AKIDREADER", { sessionToken: "YGS1.x.y", now: NOW })).toMatchObject({ code: "InvalidToken", status: 400 });
+    expect(api.lookup("AKIDREADER", "YGS1.x.y", NOW)).toMatchObject({ code: "InvalidToken", status: 400 });
   });
 
   test("a session: verified once, then remembered; the wrong key id, an expired one, a forged token", async () => {
     const api = (await runtime()).s3Api!;
     const s = session({ team: "a", org: "acme" });
-    const p = ok(api.lookup(s.accessKeyId, { sessionToken: s.sessionToken, now: NOW }));
+    const p = ok(api.lookup(s.accessKeyId, s.sessionToken, NOW));
     expect(p).toMatchObject({ kind: "session", secretAccessKey: s.secretAccessKey, identity: "alice", claims: { team: "a", org: "acme", sub: "alice" } });
     // remembered: the same object comes back
-    expect(api.lookup(s.accessKeyId, { sessionToken: s.sessionToken, now: NOW + 1000 })).toBe(p);
+    expect(api.lookup(s.accessKeyId, s.sessionToken, NOW + 1000)).toBe(p);
     // its key id without its token is no key at all (S3: InvalidAccessKeyId), remembered or not
-    expect(api.lookup(s.accessKeyId, { sessionToken: undefined, now: NOW + 1000 })).toBeUndefined();
-    expect(api.lookup("ASIAAAAAAAAAAAAAAAAA", { sessionToken: s.sessionToken, now: NOW })).toMatchObject({ code: "InvalidAccessKeyId" });
-    expect(api.lookup(s.accessKeyId, { sessionToken: s.sessionToken, now: NOW + 3600_000 })).toMatchObject({ code: "ExpiredToken", status: 400 });
-    expect(api.lookup(s.accessKeyId, { sessionToken: tamper(s.sessionToken), now: NOW })).toMatchObject({ code: "InvalidToken" });
+    expect(api.lookup(s.accessKeyId, undefined, NOW + 1000)).toBeUndefined();
+    expect(api.lookup("ASIAAAAAAAAAAAAAAAAA", s.sessionToken, NOW)).toMatchObject({ code: "InvalidAccessKeyId" });
+    expect(api.lookup(s.accessKeyId, s.sessionToken, NOW + 3600_000)).toMatchObject({ code: "ExpiredToken", status: 400 });
+    expect(api.lookup(s.accessKeyId, tamper(s.sessionToken), NOW)).toMatchObject({ code: "InvalidToken" });
   });
 
   test("a reload with another session key revokes every session; one without STS refuses tokens", async () => {
     const s = session({ org: "acme" });
     const rotated = (await runtime(yaml("another-session-key-0123456789abcdef"))).s3Api!;
-    expect(rotated.lookup(s.accessKeyId, { sessionToken: s.sessionToken, now: NOW })).toMatchObject({ code: "InvalidToken" });
+    expect(rotated.lookup(s.accessKeyId, s.sessionToken, NOW)).toMatchObject({ code: "InvalidToken" });
     const noSts = (await runtime(yaml().replace(/ {2}sts: .*\n/, ""))).s3Api!;
-    expect(noSts.lookup(s.accessKeyId, { sessionToken: s.sessionToken, now: NOW })).toMatchObject({ code: "InvalidToken" });
+    expect(noSts.lookup(s.accessKeyId, s.sessionToken, NOW)).toMatchObject({ code: "InvalidToken" });
   });
 
   test("previous_session_keys: a rotation keeps earlier sessions until they expire; new ones use session_key", async () => {
@@ -85,19 +85,19 @@ describe("S3Identities.lookup", () => {
     const old = session({ org: "acme" });
     const rt = await runtime(yaml(NEW_KEY).replace(/( {2}sts: \{ session_key: "[^"]*")/, `$1, previous_session_keys: ["${STS_KEY}"]`));
     const api = rt.s3Api!;
-    expect(ok(api.lookup(old.accessKeyId, { sessionToken: old.sessionToken, now: NOW }))).toMatchObject({ kind: "session", secretAccessKey: old.secretAccessKey });
+    expect(ok(api.lookup(old.accessKeyId, old.sessionToken, NOW))).toMatchObject({ kind: "session", secretAccessKey: old.secretAccessKey });
     const fresh = session({ org: "acme" }, NEW_KEY);
-    expect(ok(api.lookup(fresh.accessKeyId, { sessionToken: fresh.sessionToken, now: NOW }))).toMatchObject({ kind: "session", secretAccessKey: fresh.secretAccessKey });
+    expect(ok(api.lookup(fresh.accessKeyId, fresh.sessionToken, NOW))).toMatchObject({ kind: "session", secretAccessKey: fresh.secretAccessKey });
     // still expired, forged and mismatched as with the current key
     const late = session({ org: "acme" }, STS_KEY, 1000);
-    expect(api.lookup(late.accessKeyId, { sessionToken: late.sessionToken, now: NOW + 2000 })).toMatchObject({ code: "ExpiredToken" });
+    expect(api.lookup(late.accessKeyId, late.sessionToken, NOW + 2000)).toMatchObject({ code: "ExpiredToken" });
     const lateFresh = session({ org: "acme" }, NEW_KEY, 1000); // expired, issued with the current key
-    expect(api.lookup(lateFresh.accessKeyId, { sessionToken: lateFresh.sessionToken, now: NOW + 2000 })).toMatchObject({ code: "ExpiredToken" });
-    expect(api.lookup(fresh.accessKeyId, { sessionToken: old.sessionToken, now: NOW })).toMatchObject({ code: "InvalidAccessKeyId" });
-    expect(api.lookup(old.accessKeyId, { sessionToken: tamper(old.sessionToken), now: NOW })).toMatchObject({ code: "InvalidToken" });
+    expect(api.lookup(lateFresh.accessKeyId, lateFresh.sessionToken, NOW + 2000)).toMatchObject({ code: "ExpiredToken" });
+    expect(api.lookup(fresh.accessKeyId, old.sessionToken, NOW)).toMatchObject({ code: "InvalidAccessKeyId" });
+    expect(api.lookup(old.accessKeyId, tamper(old.sessionToken), NOW)).toMatchObject({ code: "InvalidToken" });
     // a key neither current nor previous: refused
     const other = session({ org: "acme" }, "third-session-key-0123456789abcdefgh");
-    expect(api.lookup(other.accessKeyId, { sessionToken: other.sessionToken, now: NOW })).toMatchObject({ code: "InvalidToken" });
+    expect(api.lookup(other.accessKeyId, other.sessionToken, NOW)).toMatchObject({ code: "InvalidToken" });
   });
 
   test("previous_session_keys: each at least 32 bytes", () => {
@@ -106,14 +106,14 @@ describe("S3Identities.lookup", () => {
 
   test("a reload that rotates a static secret verifies with the new one only", async () => {
     const api = (await runtime(yaml(STS_KEY, "rotated-secret-0123456789"))).s3Api!;
-    expect(ok(api.lookup("AKIDREADER", { sessionToken: undefined, now: NOW })).secretAccessKey).toBe("rotated-secret-0123456789");
+    expect(ok(api.lookup("AKIDREADER", undefined, NOW)).secretAccessKey).toBe("rotated-secret-0123456789");
   });
 });
 
 describe("permissions", () => {
   test("static grants: read → GetObject, list → ListBucket, either → HeadBucket/GetBucketLocation; ungranted bucket → none", async () => {
     const rt = await runtime();
-    const p = ok(rt.s3Api!.lookup("AKIDREADER", { sessionToken: undefined, now: NOW }));
+    const p = ok(rt.s3Api!.lookup("AKIDREADER", undefined, NOW));
     const b = (n: string) => rt.buckets.get(n)!;
     const table = (bucket: string) => ["s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketLocation"].map((a) => mayAccess(rt, p, b(bucket), a as never));
     expect(table("team")).toEqual([true, true, false, false, true]); // grant wins over the bucket's claim rules (team: b ≠ a)
@@ -126,7 +126,7 @@ describe("permissions", () => {
     const rt = await runtime();
     const look = (claims: Record<string, unknown>) => {
       const s = session(claims);
-      return ok(rt.s3Api!.lookup(s.accessKeyId, { sessionToken: s.sessionToken, now: NOW }));
+      return ok(rt.s3Api!.lookup(s.accessKeyId, s.sessionToken, NOW));
     };
     const names = (p: S3Principal) => visibleBuckets(rt, p, () => true).map((x) => x.name);
     expect(names(look({ org: "acme", team: "a" }))).toEqual(["pub", "team", "auth"]);
@@ -143,7 +143,7 @@ describe("permissions", () => {
     const s = session({ org: "acme", team: "a", iss: "https://idp.test", aud: ["other", "yata"] });
     const names = async (trust: string) => {
       const rt = await runtime(withTrust(trust));
-      const p = ok(rt.s3Api!.lookup(s.accessKeyId, { sessionToken: s.sessionToken, now: NOW }));
+      const p = ok(rt.s3Api!.lookup(s.accessKeyId, s.sessionToken, NOW));
       return visibleBuckets(rt, p, () => true).map((x) => x.name);
     };
     expect(await names('issuer: "https://idp.test", audience: yata')).toEqual(["pub", "team", "auth"]);

@@ -195,8 +195,8 @@ describe("the AssumedRoleUser a session was issued as", () => {
 });
 
 describe("session credentials through verifySigV4", () => {
-  const lookup = (akid: string, ctx: { sessionToken: string | undefined; now: number }) =>
-    ctx.sessionToken === undefined ? undefined : verifySessionToken(KEY, akid, ctx.sessionToken, ctx.now);
+  const lookup = (akid: string, sessionToken: string | undefined, now: number) =>
+    sessionToken === undefined ? undefined : verifySessionToken(KEY, akid, sessionToken, now);
 
   test("a request signed with session credentials verifies, and carries the token's claims", async () => {
     const c = issue();

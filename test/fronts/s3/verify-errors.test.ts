@@ -453,7 +453,7 @@ describe("presigned URLs", () => {
     const req = await presigned(60, { creds: { ...CREDS, sessionToken: "session-token" } });
     const expired = { code: "ExpiredToken" as const, status: 400, message: "The provided token has expired." };
     // the session's bound: valid while now < its end (as verifySessionToken and the session memo)
-    const sessionLookup = (accessKeyId: string, ctx: { now: number }) => (ctx.now >= T + 60_000 ? expired : accessKeyId === CREDS.accessKeyId ? CREDS : undefined);
+    const sessionLookup = (accessKeyId: string, _token: string | undefined, now: number) => (now >= T + 60_000 ? expired : accessKeyId === CREDS.accessKeyId ? CREDS : undefined);
     expect(verifySigV4(req, sessionLookup, { ...opts, now: T + 59_999 }).kind).toBe("ok");
     expect(verifySigV4(req, sessionLookup, { ...opts, now: T + 60_000 })).toMatchObject({ ...err("AccessDenied", 403), message: "Request has expired" });
   });

@@ -105,8 +105,8 @@ describe("@smithy/signature-v4 header auth", () => {
   test("with a session token (the lookup sees the token)", async () => {
     const token = "FwoGZXIvYXdzEJr//////////wEaDH+token/with+chars==";
     const seen: Array<string | undefined> = [];
-    const sessionLookup = (akid: string, ctx: { sessionToken: string | undefined }) => {
-      seen.push(ctx.sessionToken);
+    const sessionLookup = (akid: string, sessionToken: string | undefined) => {
+      seen.push(sessionToken);
       return akid === "ASIASESSION" ? { secretAccessKey: "session-secret" } : undefined;
     };
     const req = await smithySigned({ path: sdkPath("b", "a b"), creds: { accessKeyId: "ASIASESSION", secretAccessKey: "session-secret", sessionToken: token }, date: WHEN });
@@ -161,7 +161,7 @@ describe("presigned URLs (@smithy/signature-v4 presign, as s3-request-presigner 
       expiresIn: 60,
     });
     expect(req.rawQuery).toContain("X-Amz-Security-Token=");
-    const r = expectOk(verifySigV4(req, (akid, ctx) => (akid === "ASIAPRESIGN" && ctx.sessionToken === token ? { secretAccessKey: "ps" } : undefined), opts));
+    const r = expectOk(verifySigV4(req, (akid, sessionToken) => (akid === "ASIAPRESIGN" && sessionToken === token ? { secretAccessKey: "ps" } : undefined), opts));
     expect(r.sessionToken).toBe(token);
   });
 
@@ -225,7 +225,7 @@ describe("@aws-sdk/client-s3 requests (captured before sending)", () => {
   test("GetObject with session credentials", async () => {
     const token = "SESSION/TOKEN+==";
     const req = await capture(new GetObjectCommand({ Bucket: "bkt", Key: "k" }), { accessKeyId: "ASIAX", secretAccessKey: "sx", sessionToken: token });
-    const r = expectOk(verifySigV4(req, (akid, ctx) => (ctx.sessionToken === token ? { secretAccessKey: "sx" } : undefined), { ...opts, now: nowOf(req) }));
+    const r = expectOk(verifySigV4(req, (_akid, sessionToken) => (sessionToken === token ? { secretAccessKey: "sx" } : undefined), { ...opts, now: nowOf(req) }));
     expect(r.accessKeyId).toBe("ASIAX");
   });
 });
