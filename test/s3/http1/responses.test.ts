@@ -2,6 +2,7 @@
 import { afterEach, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { isOwnedBytes } from "../../../src/http/owned-response.ts";
 import { UpstreamProtocolError } from "../../../src/s3/http1/index.ts";
+import { cellsPerCall } from "../../helpers/alloc.ts";
 import { waitFor } from "../../helpers/wait.ts";
 import { cleanup, T, ok, onCleanup, pool, rawServer, rejection, writePaced } from "./helpers.ts";
 
@@ -273,5 +274,19 @@ describe("Http1Pool: responses", () => {
     expect(h.headers.get("etag")).toBe('"e"');
     expect(p.idleCount).toBeGreaterThan(0);
     expect(p.idleCount).toBeLessThanOrEqual(50);
+  });
+});
+
+describe("Http1Pool: objects per request", () => {
+  test("a pooled GET makes no executor closure (nor the scope it held) for its promise", async () => {
+    const srv = rawServer((c) => c.socket.write(ok("hello")));
+    const p = pool(srv.port);
+    const cells = await cellsPerCall(async () => {
+      const res = await p.request("GET", "/b/k", {}, T);
+      await res.arrayBuffer();
+    });
+    // (before: 3 scopes and 4 functions: the executor, and the request's scope it closed over)
+    expect(cells.JSLexicalEnvironment ?? 0).toBeLessThan(0.5);
+    expect(cells.Function).toBeLessThanOrEqual(3);
   });
 });
