@@ -134,7 +134,7 @@ export function corsPhase(
       if (!answer.ok) return withVaryOrigin(failed(front(), ctx, refusal(answer.reason, ctx)));
       return new Response(null, { status: 204, headers: answer.headers });
     }
-    return runRest(ctx, (res: Response) => withCorsHeaders(res, cors, origin, ctx.method));
+    return runRest(ctx, corsDecorator(cors, origin, ctx.method));
   };
   /** Runs the front's phases after this one and decorates their answer, errors included. */
   const runRest = (ctx: RequestContext, decorate: (res: Response) => Response): Response | Promise<Response> => {
@@ -151,6 +151,14 @@ export function corsPhase(
     return out.then(decorate, (thrown) => decorate(failed(f, ctx, thrown)));
   };
   return phase;
+}
+
+/**
+ * The decoration of a CORS request's answer. (Made here, not in the phase: a closure there over its
+ * locals made every request allocate the phase's scope, those without Origin or CORS too.)
+ */
+function corsDecorator(cors: CorsConfig, origin: string, method: string): (res: Response) => Response {
+  return (res) => withCorsHeaders(res, cors, origin, method);
 }
 
 const corsBuckets = new WeakMap<Runtime, boolean>();
