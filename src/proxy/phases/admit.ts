@@ -29,7 +29,7 @@ export function admit(ctx: RequestContext): undefined | Promise<undefined> {
     const r = limiter.check(limitKey(clientIp(ctx)), ctx.bucketName);
     // Only the Redis-shared limiter answers with a promise (and only while Redis is reachable):
     // the memory backend keeps this phase synchronous.
-    if (r instanceof Promise) return r.then((rc) => afterRate(ctx, rc));
+    if (r instanceof Promise) return afterRateLater(ctx, r);
     return afterRate(ctx, r);
   }
   return undefined;
@@ -43,7 +43,7 @@ export function admit(ctx: RequestContext): undefined | Promise<undefined> {
 export function enterUpload(ctx: RequestContext): void {
   if (ctx.uploadSlot !== undefined) return;
   const svc = ctx.svc;
-  const r = svc.uploads.tryEnter(() => limitKey(clientIp(ctx)));
+  const r = svc.uploads.tryEnter(uploaderKey, ctx);
   if (r === "uploads" || r === "uploads_per_ip") {
     svc.metrics.rateLimited(r);
     throw new ProxyError("Overloaded", {
@@ -53,6 +53,9 @@ export function enterUpload(ctx: RequestContext): void {
   }
   ctx.uploadSlot = r === "ok" ? "" : r.ip;
 }
+
+/** The address an upload is counted under, asked for only near the cap (a function, not a closure per upload). */
+const uploaderKey = (ctx: RequestContext): string => limitKey(clientIp(ctx));
 
 /** Whether `bucket`'s ip_filter refuses the request's client address. */
 export function addressRefused(ctx: RequestContext, bucket: Pick<BucketRuntime, "allow" | "block">): boolean {
@@ -69,6 +72,11 @@ export function addressRefused(ctx: RequestContext, bucket: Pick<BucketRuntime, 
 function carriesBody(ctx: RequestContext): boolean {
   const m = ctx.method;
   return (m === "PUT" || m === "POST" || m === "PATCH") && announcesBody(ctx.req.headers);
+}
+
+/** afterRate once the shared limiter answers. (Its own function: a closure in admit over `ctx` made admit allocate a scope on every request.) */
+function afterRateLater(ctx: RequestContext, r: Promise<RateCheck>): Promise<undefined> {
+  return r.then((rc) => afterRate(ctx, rc));
 }
 
 function afterRate(ctx: RequestContext, r: RateCheck): undefined {
