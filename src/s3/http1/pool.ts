@@ -311,7 +311,8 @@ export class Http1Pool {
     if (typeof head === "string") out.write(head, 0);
     else out.set(head, 0);
     out.set(body, headBytes);
-    const n = conn.socket!.write(out.subarray(0, total));
+    // (offset and length, not a subarray: no view of the scratch buffer per request)
+    const n = conn.socket!.write(out, 0, total);
     if (n < 0) {
       // The pooled socket was already closed by the peer.
       this.onClose(conn, undefined);

@@ -289,4 +289,16 @@ describe("Http1Pool: objects per request", () => {
     expect(cells.JSLexicalEnvironment ?? 0).toBeLessThan(0.5);
     expect(cells.Function).toBeLessThanOrEqual(3);
   });
+
+  test("a bytes PUT goes out from the reused buffer without a view of it per request", async () => {
+    const srv = rawServer((c) => c.socket.write(ok("")));
+    const p = pool(srv.port);
+    const body = new Uint8Array(1024).fill(97);
+    const cells = await cellsPerCall(async () => {
+      const res = await p.request("PUT", "/b/k", {}, { ...T, body });
+      await res.arrayBuffer();
+    });
+    // (4 before: the head and body's view of the scratch buffer, written with write(buffer, 0, length) now)
+    expect(cells.Uint8Array).toBeLessThanOrEqual(3);
+  });
 });
