@@ -407,10 +407,18 @@ export function s3Authorize(ctx: RequestContext): undefined | Promise<undefined>
   if (op === "DeleteObjects" || op === "PostObject") return undefined;
   const checked = authorize(ctx);
   if (checked === undefined || !setsTags(op, s.headers)) return checked;
-  return checked.then(async () => {
-    if (!(await mayAlso(ctx, "s3:PutObjectTagging"))) throw new ProxyError("Forbidden", { detail: "The authorization policy denied setting the object's tags" });
-    return undefined;
-  });
+  return thenMayTag(ctx, checked);
+}
+
+/**
+ * The authorizer's decision, then its s3:PutObjectTagging for a write that sets tags. (Functions of
+ * their own here and below, not closures in the phases: a closure over a phase's `ctx` made the
+ * phase allocate a scope on every request, a GetObject's too.)
+ */
+async function thenMayTag(ctx: RequestContext, checked: Promise<undefined>): Promise<undefined> {
+  await checked;
+  if (!(await mayAlso(ctx, "s3:PutObjectTagging"))) throw new ProxyError("Forbidden", { detail: "The authorization policy denied setting the object's tags" });
+  return undefined;
 }
 
 /** Whether a write sets the object's tags from its x-amz-tagging header. */
@@ -432,7 +440,11 @@ export function s3Operate(ctx: RequestContext): Response | Promise<Response> {
   } catch (err) {
     return missingKey(ctx, s, err);
   }
-  return out instanceof Promise ? out.catch((err: unknown) => missingKey(ctx, s, err)) : out;
+  return out instanceof Promise ? catchMissingKey(ctx, s, out) : out;
+}
+
+function catchMissingKey(ctx: RequestContext, s: S3State, out: Promise<Response>): Promise<Response> {
+  return out.catch((err: unknown) => missingKey(ctx, s, err));
 }
 
 /** Rethrows `err`; a NoSuchKey first asks the authorizer whether the caller may list the key's name. */
@@ -522,16 +534,16 @@ function operate(ctx: RequestContext, s: S3State): Response | Promise<Response> 
       return postObjectOp(ctx);
     case "CopyObject":
       refuseAcls(ctx);
-      return patiently(ctx, copyObjectOp(ctx), (e) => failed(s3Front, ctx, e));
+      return patientlyAnswered(ctx, copyObjectOp(ctx));
     case "UploadPart":
       return uploadPartOp(ctx);
     case "UploadPartCopy":
-      return patiently(ctx, uploadPartCopyOp(ctx), (e) => failed(s3Front, ctx, e));
+      return patientlyAnswered(ctx, uploadPartCopyOp(ctx));
     case "CreateMultipartUpload":
       refuseAcls(ctx);
       return createMultipartUploadOp(ctx);
     case "CompleteMultipartUpload":
-      return patiently(ctx, completeMultipartUploadOp(ctx), (e) => failed(s3Front, ctx, e));
+      return patientlyAnswered(ctx, completeMultipartUploadOp(ctx));
     case "AbortMultipartUpload":
       return abortMultipartUploadOp(ctx);
     case "ListParts":
@@ -544,6 +556,11 @@ function operate(ctx: RequestContext, s: S3State): Response | Promise<Response> 
     case "DeleteObjects":
       return deleteObjectsOp(ctx);
   }
+}
+
+/** `work` answered patiently (patient.ts), a failure rendered as this front's error. */
+function patientlyAnswered(ctx: RequestContext, work: Promise<Response>): Promise<Response> {
+  return patiently(ctx, work, (e) => failed(s3Front, ctx, e));
 }
 
 /**
