@@ -70,7 +70,7 @@ test("a process's first request, as soon as it listens, is a HIT from a warm Red
   expect(upstreamGets()).toBe(before);
 });
 
-// These three run at once: each mostly waits on a Redis of its own that never answers, and has
+// These four run at once: each mostly waits on a Redis of its own that never answers, and has
 // its own proxy; none of them counts the fixture's requests, Redis keys or another's logs.
 test.concurrent("a Redis that accepts the connection but never answers delays the start by a bounded time, then is skipped", async () => {
   const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
@@ -128,6 +128,38 @@ test.concurrent("a child whose primary is killed while the child waits for Redis
     }
   } finally {
     if (child !== undefined && alive(child)) process.kill(child, "SIGKILL");
+    silent.stop(true);
+  }
+});
+
+test.concurrent("a scrape of the primary's metrics while its children wait for Redis is answered at once, not after a second", async () => {
+  const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  try {
+    const px = await startProxy(`server: { address: 127.0.0.1, port: 0, workers: 3 }
+metrics: { enabled: true, address: 127.0.0.1, port: 0 }
+cache: { enabled: true, cache_layers: [memory, redis], redis: { url: "redis://127.0.0.1:${silent.port}", key_prefix: "scrape:", connect_timeout_ms: 5000, operation_timeout_ms: 5000 } }
+buckets:
+${bucketYaml({ name: "c", prefix: "/c", bucket: "data", endpoint: s3.endpoint, key: CREDS.accessKeyId, secret: CREDS.secretAccessKey })}`);
+    try {
+      // (the primary waited for Redis in vain: the children it starts with the group do not wait
+      // again; their replacements do, as a process starting alone does)
+      await px.waitForLog((l) => l.msg === "primary started", 30_000);
+      await waitForChildren(px, 2, silent.port);
+      const took: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const t0 = performance.now();
+        const r = await fetch(`http://127.0.0.1:${px.metricsPort}/metrics`);
+        expect(r.status).toBe(200);
+        expect(await r.text()).toContain("yatagarasu_http_requests_total");
+        took.push(performance.now() - t0);
+      }
+      // (until 2026-12-06 each waited a second for the starting children, which answer no scrape before they serve)
+      expect(Math.min(...took)).toBeLessThan(500);
+      expect(px.logs().filter((l) => l.msg === "listening").map((l) => l.worker as number).sort()).toEqual([0, 1, 2]);
+    } finally {
+      await px.stop();
+    }
+  } finally {
     silent.stop(true);
   }
 });
@@ -192,38 +224,6 @@ ${bucketYaml({ name: "c", prefix: "/c", bucket: "data", endpoint: s3.endpoint, k
     }
   });
 }
-
-test("a scrape of the primary's metrics while its children wait for Redis is answered at once, not after a second", async () => {
-  const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  try {
-    const px = await startProxy(`server: { address: 127.0.0.1, port: 0, workers: 3 }
-metrics: { enabled: true, address: 127.0.0.1, port: 0 }
-cache: { enabled: true, cache_layers: [memory, redis], redis: { url: "redis://127.0.0.1:${silent.port}", key_prefix: "scrape:", connect_timeout_ms: 5000, operation_timeout_ms: 5000 } }
-buckets:
-${bucketYaml({ name: "c", prefix: "/c", bucket: "data", endpoint: s3.endpoint, key: CREDS.accessKeyId, secret: CREDS.secretAccessKey })}`);
-    try {
-      // (the primary waited for Redis in vain: the children it starts with the group do not wait
-      // again; their replacements do, as a process starting alone does)
-      await px.waitForLog((l) => l.msg === "primary started", 30_000);
-      await waitForChildren(px, 2, silent.port);
-      const took: number[] = [];
-      for (let i = 0; i < 3; i++) {
-        const t0 = performance.now();
-        const r = await fetch(`http://127.0.0.1:${px.metricsPort}/metrics`);
-        expect(r.status).toBe(200);
-        expect(await r.text()).toContain("yatagarasu_http_requests_total");
-        took.push(performance.now() - t0);
-      }
-      // (until 2026-12-06 each waited a second for the starting children, which answer no scrape before they serve)
-      expect(Math.min(...took)).toBeLessThan(500);
-      expect(px.logs().filter((l) => l.msg === "listening").map((l) => l.worker as number).sort()).toEqual([0, 1, 2]);
-    } finally {
-      await px.stop();
-    }
-  } finally {
-    silent.stop(true);
-  }
-});
 
 /** Whether process `pid` holds a TCP connection to 127.0.0.1:`port` (its socket inodes in /proc/net/tcp). */
 function connectedTo(pid: number, port: number): boolean {
