@@ -207,6 +207,15 @@ export function forwardRequestHeaders(h: Headers): Record<string, string> {
 /** The upstream response headers a client gets: the object's own headers and the framing. */
 const isPassedResponseHeader = (k: string) => isObjectHeader(k) || FRAMING_HEADERS.has(k);
 
+// fetchedAnswer's pass over the fields, with no closure per answer (forEach is synchronous).
+let headSize = 0;
+let bareEtag: string | undefined;
+function sumField(v: string, k: string): void {
+  headSize += k.length + v.length + 4;
+  // (an ETag some S3-compatible stores send bare, quoted as the own client's parser quotes it: quotedEtag)
+  if (k === "etag" && v.charCodeAt(0) !== 34) bareEtag = v;
+}
+
 /**
  * A fetch answer (https endpoints, `upstream_client: fetch`) as the attempt hands it on: its head
  * no larger than the own HTTP/1.1 client reads (MAX_HEAD, 64 KiB: its fields' lengths summed, 4
@@ -222,13 +231,11 @@ const isPassedResponseHeader = (k: string) => isObjectHeader(k) || FRAMING_HEADE
  * quoted here, as that parser quotes it (quotedEtag), so every consumer sees S3's form.
  */
 export function fetchedAnswer(res: Response): Response {
-  let size = 0;
-  let bare: string | undefined;
-  res.headers.forEach((v, k) => {
-    size += k.length + v.length + 4;
-    // (an ETag some S3-compatible stores send bare, quoted as the own client's parser quotes it: quotedEtag)
-    if (k === "etag" && v.charCodeAt(0) !== 34) bare = v;
-  });
+  headSize = 0;
+  bareEtag = undefined;
+  res.headers.forEach(sumField);
+  const size = headSize;
+  const bare = bareEtag;
   if (size > MAX_HEAD) {
     res.body?.cancel().catch(() => {});
     throw new UpstreamProtocolError("upstream response head too large");
