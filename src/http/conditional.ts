@@ -176,6 +176,17 @@ export function quotedEtag(v: string): string {
   return `${weak ? "W/" : ""}"${opaque}"`;
 }
 
+/**
+ * An ETag as a condition sent upstream pins an object with it (x-amz-copy-source-if-match): its
+ * strong form, quoted. S3's ETags are strong; a `W/` one comes from a layer in front of the store
+ * (a compressing proxy weakens what it rewrites), and If-Match compares strongly (RFC 9110
+ * §13.1.1), so `W/"x"` never matches: a copy pinned with it was 412 PreconditionFailed while the
+ * object was unchanged. `"x"` matches the store's own tag, as S3's comparison of the text does.
+ */
+export function strongEtag(v: string): string {
+  return quotedEtag(v.startsWith("W/") ? v.slice(2) : v);
+}
+
 /** Whether two ETags (or XML <ETag> texts) name the same tag, quoted or not (strong comparison: a weak one never matches). */
 export function sameEtag(a: string, b: string): boolean {
   const x = parseTag(a.trim());

@@ -357,6 +357,28 @@ describe("CopyObject across proxy buckets", () => {
   );
 
   test(
+    "the same-key copy between two proxy buckets on one store, a store sending weak ETags (W/\"x\"): pinned to the strong form, which the store matches (200, metadata kept), not to W/\"x\" (412)",
+    async () => {
+      const key = "self/weak.txt";
+      const put = await s3.put("up", key, "weakly", { contentType: "text/x-weak" });
+      s3.faults.set(`/up/${key}`, { kind: "weakEtag", method: "HEAD" });
+      try {
+        env.mark();
+        const r = await copy(`/up/${key}`, `/upalt/${key}`);
+        await r.text();
+        expect(r.status).toBe(200);
+        const pinned = env.upstreamCalls().find((c) => c.method === "PUT" && c.pathname === `/up/${key}`);
+        expect(pinned?.headers["x-amz-copy-source-if-match"]).toBe(put.etag);
+      } finally {
+        s3.faults.delete(`/up/${key}`);
+      }
+      const head = await signedFetch(env, { method: "HEAD", path: `/up/${key}`, creds: COPIER });
+      expect(head.headers.get("content-type")).toBe("text/x-weak");
+    },
+    T,
+  );
+
+  test(
     "a source version id with + and / (as botocore sends it, unencoded) reaches the source's upstream as it is",
     async () => {
       await s3.put("far", "ver/v.txt", "versioned");

@@ -10,7 +10,7 @@
  * Otherwise the two buckets may live on different endpoints with different credentials, where no
  * server-side copy exists: the proxy streams the source into the destination (copy-streamed.ts).
  */
-import { quotedEtag } from "../../http/conditional.ts";
+import { quotedEtag, strongEtag } from "../../http/conditional.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import { addressRefused } from "../../proxy/phases/admit.ts";
 import { mayOnSource } from "../../proxy/phases/authorize.ts";
@@ -201,7 +201,7 @@ function aliasedSelf(ctx: RequestContext, src: ForeignSource, headers: Headers):
  * The request's headers with x-amz-metadata-directive REPLACE and the object's own metadata (a
  * HEAD's Content-Type, Cache-Control, Content-Disposition, Content-Encoding, Content-Language,
  * Expires, x-amz-meta-*), so the upstream rewrites the object as it is (tags: the directive's, as
- * sent). Without a source condition of the client's the copy is pinned to the ETag the HEAD saw
+ * sent). Without a source condition of the client's the copy is pinned to the ETag the HEAD saw (strong: strongEtag)
  * (an object replaced in between is not given the old one's metadata). A HEAD that fails leaves
  * the request as it was: the upstream answers the copy (a missing source's NoSuchKey).
  */
@@ -214,7 +214,7 @@ async function keptAsReplaced(ctx: RequestContext, upstream: ReturnType<typeof w
   for (const [name, v] of Object.entries(pickHeaders(res.headers, { names: new Set(OBJECT_HEADERS), meta: true, contentEncoding: true }))) out.set(name, v);
   out.set("x-amz-metadata-directive", "REPLACE");
   const etag = res.headers.get("etag");
-  if (etag !== null && !hasCopySourceCondition(headers)) out.set("x-amz-copy-source-if-match", etag);
+  if (etag !== null && !hasCopySourceCondition(headers)) out.set("x-amz-copy-source-if-match", strongEtag(etag));
   return out;
 }
 
@@ -323,7 +323,7 @@ async function pinToCached(ctx: RequestContext, src: ForeignSource): Promise<boo
   const etag = cached?.headers.etag;
   if (etag === undefined) return false;
   const headers = new Headers(state.headers);
-  headers.set("x-amz-copy-source-if-match", etag);
+  headers.set("x-amz-copy-source-if-match", strongEtag(etag));
   (state as { headers: Headers }).headers = headers;
   return true;
 }
