@@ -48,6 +48,7 @@
  */
 import { RedisClient } from "bun";
 import { redisAuthFailure, worthAskingWhy } from "../util/redis-auth.ts";
+import { OutageReasons } from "../util/outage-reasons.ts";
 import { keepAlivePeriod, redisIdleTimeout, RedisTimeout, silentAfter, SLOW_STRIKES, SlowStrikes, withTimeout } from "../util/redis-wait.ts";
 
 export type LinkState = "connecting" | "syncing" | "up" | "down" | "closed";
@@ -139,9 +140,6 @@ function refusesLayer(err: unknown): boolean {
   return /^(READONLY|NOPERM) /.test((err as { message?: string }).message ?? "");
 }
 
-/** The reasons one outage of the layer logs at most (RedisLink.down): a Redis alternating between failures is not logged at every retry. */
-const OUTAGE_REASONS = 4;
-
 /** How often the subscribed connection is PINGed, to find a flow lost without a close. */
 export const SUBSCRIPTION_CHECK_MS = 5000;
 /** The longest wait for that PING's answer (operation_timeout_ms when it is longer). */
@@ -192,7 +190,7 @@ export class RedisLink {
   /** The last state logged ("up" or "down"): one line per change. */
   private logged: "up" | "down" | undefined;
   /** The reasons the current outage has logged (down): each once, OUTAGE_REASONS at most. */
-  private readonly saidReasons = new Set<string>();
+  private readonly saidReasons = new OutageReasons();
   private readonly minBackoff: number;
   private readonly maxBackoff: number;
   /** The subscribed connection's PING timer (watchSubscription). */
@@ -506,14 +504,10 @@ export class RedisLink {
     const what = reason.slice(reason.indexOf(": ") + 1);
     if (this.logged !== "down") {
       this.logged = "down";
-      this.saidReasons.clear();
-      this.saidReasons.add(what);
+      this.saidReasons.start(what);
       this.opts.log?.warn("redis cache layer unavailable: skipped until it answers again", { redis: redisTarget(this.opts.url), reason });
-    } else if (!this.saidReasons.has(what) && this.saidReasons.size < OUTAGE_REASONS) {
-      // A reason that changes while the layer is down, once each, not at every retry: a connection
-      // lost, then Redis refusing the URL's password at each reconnect (its requirepass changed),
-      // was logged as the lost connection only; the refusal was in /ready alone.
-      this.saidReasons.add(what);
+    } else if (this.saidReasons.isNew(what)) {
+      // (a reason that changes while the layer is down, once each, not at every retry: OutageReasons)
       this.opts.log?.warn("redis cache layer still unavailable, for another reason", { redis: redisTarget(this.opts.url), reason });
     }
     if (this.retry !== undefined) return;

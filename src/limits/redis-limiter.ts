@@ -12,7 +12,7 @@
  * request needs it (RECHECK_PINGS PINGs in a row, each within the timeout: a
  * Redis merely slower than `redis_timeout_ms` keeps the decisions local instead of flapping) and
  * to run the script (a Redis that answers PING but refuses EVALSHA stays local, logged once). The local limiter enforces this process's share of the limits: 1/(instances × workers)
- * of each rate. Each change of state is logged once.
+ * of each rate. Each change of state is logged once, and each other reason while local once more (OutageReasons).
  *
  * A connection whose flow is lost without a close (a NAT or conntrack entry dropped: no FIN, no
  * RST) still reports connected, and the kernel would give up on it only after many minutes: when
@@ -24,6 +24,7 @@
  * are used together in one script, which Redis Cluster would refuse across slots).
  */
 import { RedisClient } from "bun";
+import { OutageReasons } from "../util/outage-reasons.ts";
 import { redisAuthFailure, worthAskingWhy } from "../util/redis-auth.ts";
 import { keepAlivePeriod, redisIdleTimeout, RedisTimeout, silentAfter, SLOW_STRIKES, SlowStrikes, STALL_MS, withTimeout } from "../util/redis-wait.ts";
 import type { RateConfig } from "../config/schema.ts";
@@ -75,6 +76,15 @@ export const IDLE_PING_MS = 1000;
 
 /** The probe bucket's rate and capacity: the background check's script run never runs it dry. */
 const PROBE_LIMIT = "1000000";
+
+/**
+ * A reason as an outage's reasons count it (OutageReasons): every way of not answering in time (a
+ * request's SLOW_STRIKES, a check's PING or connect, a silent connection, redisAuthFailure's
+ * wait), whatever its wait, is one reason, a slow Redis, logged once, not a line per way.
+ */
+function reasonKind(reason: string | undefined): string {
+  return reason === undefined ? "" : /\bno answer\b/.test(reason) ? "no answer" : reason;
+}
 
 /** The Redis URLs whose eviction policy this process has looked at (once each: a reload does not warn again). */
 const evictionChecked = new Set<string>();
@@ -129,6 +139,10 @@ export class RedisRateLimiter {
   private up = false;
   /** undefined until the first outcome, so the first one is logged whichever it is. */
   private reported: boolean | undefined;
+  /** The reasons the current outage has logged (local): each once, OUTAGE_REASONS at most. */
+  private readonly reasons = new OutageReasons();
+  /** The last failed check's own error, and what Redis said about it when asked (redisAuthFailure). */
+  private asked: { raw: string; why: string | undefined } | undefined;
   private timer: ReturnType<typeof setInterval> | undefined;
   private checking = false;
   private closed = false;
@@ -335,12 +349,25 @@ export class RedisRateLimiter {
       this.sharedAt = performance.now();
       this.report(true);
     } catch (err) {
-      // (asked only when the reason is to be logged)
-      const auth = this.reported !== false && worthAskingWhy(err, this.client.connected, this.url) ? await redisAuthFailure(this.url, this.connectMs) : undefined;
-      if (!this.closed) this.report(false, auth ?? (err instanceof Error ? err.message : String(err)));
+      const raw = err instanceof Error ? err.message : String(err);
+      const auth = worthAskingWhy(err, this.client.connected, this.url) ? await this.whyRefused(raw) : undefined;
+      if (!this.closed) this.report(false, auth ?? raw);
     } finally {
       this.checking = false;
     }
+  }
+
+  /**
+   * What Redis says about a failed connect (redisAuthFailure), asked again only when the client's
+   * own error changes: asked at the first check alone, a Redis whose password changed after the
+   * connection was lost was logged as the lost connection only; asked at every check, it would
+   * be a second connection each retryMs for as long as the refusal lasts.
+   */
+  private async whyRefused(raw: string): Promise<string | undefined> {
+    if (this.asked?.raw === raw) return this.asked.why;
+    const why = await redisAuthFailure(this.url, this.connectMs);
+    this.asked = { raw, why };
+    return why;
   }
 
   /**
@@ -407,8 +434,16 @@ export class RedisRateLimiter {
   private report(up: boolean, reason?: string): void {
     if (this.reported !== up) {
       this.reported = up;
-      if (up) this.log.info("rate limits are shared through Redis", {});
-      else this.log.warn("Redis is unavailable for the rate limits: this process enforces its local share until it is back", { error: reason });
+      if (up) {
+        this.asked = undefined;
+        this.log.info("rate limits are shared through Redis", {});
+      } else {
+        this.reasons.start(reasonKind(reason));
+        this.log.warn("Redis is unavailable for the rate limits: this process enforces its local share until it is back", { error: reason });
+      }
+    } else if (!up && this.reasons.isNew(reasonKind(reason))) {
+      // (a reason that changes while the limits are local, once each, not at every check: OutageReasons)
+      this.log.warn("Redis is still unavailable for the rate limits, for another reason", { error: reason });
     }
     const w = this.waiters;
     this.waiters = [];

@@ -481,6 +481,35 @@ describe("Redis unavailable", () => {
     }
   });
 
+  test("the password changed while connected (CONFIG SET requirepass), then the connection lost: the refusal at the checks that follow is logged once, beside the lost connection (it was never logged), never the password; the old one back: shared", async () => {
+    await using own = await startRedis({ password: "Old-pw-4711" });
+    const admin = new RedisClient(own.url.replace("redis://", "redis://:Old-pw-4711@"));
+    await admin.connect();
+    const connections = async () => Number(/total_connections_received:(\d+)/.exec(String(await admin.send("INFO", ["stats"])))![1]);
+    const log = recordingLogger();
+    const l = new RedisRateLimiter(source({ enabled: true, global: { requests_per_second: 5, burst: 2 } }), { url: own.url.replace("redis://", "redis://:Old-pw-4711@"), timeoutMs: 100, share: 1, log, retryMs: 50 });
+    try {
+      await l.whenShared(true);
+      // (an authenticated connection stays so: Redis refuses the old password only to new ones)
+      await admin.send("CONFIG", ["SET", "requirepass", "New-pw-0815"]);
+      await admin.send("CLIENT", ["KILL", "TYPE", "normal", "SKIPME", "yes"]);
+      const refused = "authentication failed (wrong user name or password in the Redis URL)";
+      const warned = () => log.lines.filter((x) => x.level === "warn");
+      await waitFor(() => warned().some((x) => x.fields?.error === refused), { message: () => `the refusal logged (${JSON.stringify(warned())})` });
+      // a few more checks (each a connection), none logged again
+      const from = await connections();
+      await waitFor(async () => (await connections()) - from >= 5, { message: "a few more checks" });
+      expect(warned().map((x) => x.msg)).toEqual(["Redis is unavailable for the rate limits: this process enforces its local share until it is back", "Redis is still unavailable for the rate limits, for another reason"]);
+      expect(warned()[1]!.fields?.error).toBe(refused);
+      expect(JSON.stringify(log.lines)).not.toContain("pw-");
+      await admin.send("CONFIG", ["SET", "requirepass", "Old-pw-4711"]);
+      await l.whenShared(true);
+    } finally {
+      l.close();
+      admin.close();
+    }
+  });
+
   test("rediss:// to a Redis without TLS: decided locally, one warning naming the missing TLS handshake and redis://", async () => {
     const log = recordingLogger();
     const l = new RedisRateLimiter(source({ enabled: true, global: { requests_per_second: 5, burst: 2 } }), { url: redis.url.replace("redis://", "rediss://"), timeoutMs: 100, share: 1, log, retryMs: 50 });

@@ -1,0 +1,34 @@
+/**
+ * The reasons one Redis outage logs (the cache layer's link, the shared rate limits): the one it
+ * started with, then each other reason once, OUTAGE_REASONS in all. A Redis whose password changed
+ * while connected (CONFIG SET requirepass: open connections stay authenticated) is first a lost
+ * connection, then a refusal at every reconnect; logged as the lost connection only, the refusal
+ * was in /ready alone. Never a line at each retry: a Redis alternating between failures is not
+ * logged every time it alternates.
+ */
+export const OUTAGE_REASONS = 4;
+
+export class OutageReasons {
+  private readonly said = new Set<string>();
+
+  /** An outage starts, logged with `what`: the reasons an earlier one said are forgotten. */
+  start(what: string): void {
+    this.said.clear();
+    this.said.add(what);
+  }
+
+  /**
+   * Whether `what`, met while the outage lasts, is to be logged: not said yet in this outage, and
+   * fewer than OUTAGE_REASONS said. The first one met in an outage whose start this did not see (a
+   * reload's new limiter, its predecessor having logged the start) is taken as said.
+   */
+  isNew(what: string): boolean {
+    if (this.said.size === 0) {
+      this.said.add(what);
+      return false;
+    }
+    if (this.said.has(what) || this.said.size >= OUTAGE_REASONS) return false;
+    this.said.add(what);
+    return true;
+  }
+}
