@@ -151,7 +151,7 @@ export function buildLayers(cfg: CacheConfig, deps: CacheDeps): CacheLayer[] {
       if (name === "memory") layers.push(new MemoryLayer(mb(cfg.memory.max_cache_size_mb), mb(cfg.memory.max_item_size_mb)));
       else if (name === "disk" && cfg.disk) {
         const d = cfg.disk;
-        layers.push(new DiskLayer({ dir: diskDir(d, deps), maxBytes: Math.floor(mb(d.max_disk_size_mb) / share), maxItemBytes: mb(d.max_item_size_mb), fsync: d.fsync, verify: d.verify_at_start, log: deps.log, share, instance: deps.instance, stores: deps.stores }));
+        layers.push(new DiskLayer({ dir: diskDir(d, deps), maxBytes: Math.floor(mb(d.max_disk_size_mb) / share), maxItemBytes: mb(d.max_item_size_mb), fsync: d.fsync, verify: d.verify_at_start, log: deps.log, share, instance: deps.instance, stores: deps.stores, groupWarnings: (deps.worker ?? 0) === 0 }));
       } else if (name === "redis" && cfg.redis) {
         const r = cfg.redis;
         layers.push(

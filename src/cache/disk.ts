@@ -103,6 +103,13 @@ export interface DiskLayerOptions {
   /** This process among those that may share the folder (its position file: positionFileOf). */
   instance?: string;
   /**
+   * Whether this process logs the start's warnings about max_disk_size_mb against the file system
+   * (larger than it, more than it has free): about the whole group's budget, so its first process
+   * alone says them (buildLayers: worker 0), as the config's start-up notes; with server.workers N
+   * they were N identical lines. Default true.
+   */
+  groupWarnings?: boolean;
+  /**
    * The buckets that cache, with their store's stamp (CacheDeps.stores): written into each file,
    * and at start files of other buckets or with another stamp are dropped. Undefined: no stamp, no check.
    */
@@ -295,6 +302,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   readonly storesFiles = true;
   readonly dir: string;
   readonly share: number;
+  /** DiskLayerOptions.groupWarnings. */
+  private readonly groupWarnings: boolean;
   /** Resolves when the index has been rebuilt from the folder. */
   readonly ready: Promise<void>;
   private readonly lru = new LruMap<Entry>(Infinity);
@@ -408,6 +417,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   constructor(opts: DiskLayerOptions) {
     this.dir = opts.dir;
     this.share = Math.max(1, opts.share ?? 1);
+    this.groupWarnings = opts.groupWarnings ?? true;
     this.maxBytes = opts.maxBytes;
     this.maxItemBytes = opts.maxItemBytes;
     this.fsync = opts.fsync ?? false;
@@ -446,7 +456,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     const configured = this.maxBytes * this.share;
     if (total > 0 && configured > total) {
       this.largerThanVolume = true;
-      this.log?.warn("disk cache: max_disk_size_mb is larger than the file system holding the folder; objects are evicted when it fills", { dir: this.dir, configured_bytes: configured, file_system_bytes: total });
+      if (this.groupWarnings) this.log?.warn("disk cache: max_disk_size_mb is larger than the file system holding the folder; objects are evicted when it fills", { dir: this.dir, configured_bytes: configured, file_system_bytes: total });
     }
   }
 
@@ -483,7 +493,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     if (this.instance !== undefined && !this.lockedOut) this.recordAdopted();
     await this.evictDown().catch(() => {}); // `ready` never rejects: lookups wait on it
     // (a size over the whole file system was said at start, warnIfLargerThanVolume; the workers' parts taken alike)
-    const room = this.largerThanVolume ? undefined : diskRoomWarning(this.dir, this.maxBytes * this.share, () => this.bytes * this.share);
+    const room = this.largerThanVolume || !this.groupWarnings ? undefined : diskRoomWarning(this.dir, this.maxBytes * this.share, () => this.bytes * this.share);
     if (room !== undefined) this.log?.warn(room, { dir: this.dir });
     this.log?.info("disk cache index rebuilt", {
       dir: this.dir,

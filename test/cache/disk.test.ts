@@ -7,7 +7,7 @@ import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readd
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DiskLayer, describeFsError, diskRoomWarning, onDisk } from "../../src/cache/disk.ts";
-import { retireOtherDiskLayouts } from "../../src/cache/config.ts";
+import { buildLayers, retireOtherDiskLayouts } from "../../src/cache/config.ts";
 import { readObjectFile } from "../../src/cache/disk-scan.ts";
 import { CacheSchema } from "../../src/config/schema.ts";
 import { bodyIntact, HEAD_BYTES, keyHash } from "../../src/cache/disk-format.ts";
@@ -224,6 +224,40 @@ describe("max_disk_size_mb larger than the free space on the file system", () =>
     expect(diskRoomWarning(dir, configured, () => 256 * MiB)).toContain(", besides the 256 MiB the cache's files take there): ");
     // (the folder is not walked while the free space is enough)
     expect(diskRoomWarning(dir, 1, () => { throw new Error("walked"); })).toBeUndefined();
+  });
+});
+
+describe("max_disk_size_mb against the file system, with server.workers", () => {
+  // Each worker's layer said the group's warning: with server.workers N, N identical lines.
+  const MiB = 1 << 20;
+  const volume = () => {
+    const fs = statfsSync(root);
+    return { total: fs.blocks * fs.frsize, free: fs.bavail * fs.bsize };
+  };
+  /** The warnings of a group of 3 processes' disk layers (buildLayers, workers 0-2) for `mb`. */
+  async function groupWarnings(mb: number): Promise<string[]> {
+    const warnings: string[] = [];
+    const log = { info() {}, warn: (m: string) => void warnings.push(m) };
+    const cfg = CacheSchema.parse({ enabled: true, cache_layers: ["disk"], disk: { path: freshDir(), max_disk_size_mb: mb, max_item_size_mb: 1 } });
+    const layers = [0, 1, 2].flatMap((worker) => buildLayers(cfg, { log, share: 3, worker, instance: "8080" })) as DiskLayer[];
+    try {
+      await Promise.all(layers.map((l) => l.ready));
+    } finally {
+      await Promise.all(layers.map((l) => l.close()));
+    }
+    return warnings;
+  }
+
+  test("larger than the file system: said once for the group (its worker 0), not by each worker", async () => {
+    const warnings = await groupWarnings(Math.ceil((volume().total * 2) / MiB));
+    expect(warnings).toEqual(["disk cache: max_disk_size_mb is larger than the file system holding the folder; objects are evicted when it fills"]);
+  });
+
+  test.skipIf(volume().total - volume().free < 64 * MiB)("more than the file system has free: said once for the group (its worker 0), not by each worker", async () => {
+    const { total, free } = volume();
+    const warnings = await groupWarnings(Math.floor((free + total) / 2 / MiB));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain("worker-0 has free (");
   });
 });
 
