@@ -42,10 +42,15 @@ buckets:
   - name: signed
     path_prefix: /signed
     s3: { bucket: bucket, endpoint: "${endpoint}", access_key: AKIABENCH0000000000, secret_key: "bench-secret-0123456789abcdefghijklmn" }
+  - name: jwt
+    path_prefix: /jwt
+    auth: { enabled: true }
+    s3: { bucket: bucket, endpoint: "${endpoint}", access_key: AKIABENCH0000000000, secret_key: "bench-secret-0123456789abcdefghijklmn" }
   - name: sink
     path_prefix: /sink
     access: read-write
     s3: { bucket: sink, endpoint: "${endpoint}", access_key: AKIABENCH0000000000, secret_key: "bench-secret-0123456789abcdefghijklmn" }
+jwt: { enabled: true, secret: "bench-jwt-secret-0123456789abcdefgh" }
 s3_api:
   address: 127.0.0.1
   port: 0
@@ -62,12 +67,17 @@ const clientSigner = new S3Signer({ accessKeyId: "AKIABENCHCLIENT00000", secretA
 const s3PutHeaders = { ...clientSigner.sign({ method: "PUT", host: "s3.test", path: "/sink/put-1k.bin", payloadHash: "UNSIGNED-PAYLOAD" }), host: "s3.test", "content-length": "1024" };
 const s3Headers = { ...new S3Signer({ accessKeyId: "AKIABENCHCLIENT00000", secretAccessKey: "bench-client-secret-0123456789abcdef" }, "us-east-1").sign({ method: "GET", host: "s3.test", path: "/signed/1k.bin" }), host: "s3.test" };
 
-async function round(path: string, front: "plain" | "s3" | "s3put" = "plain"): Promise<number> {
-  const url = front === "plain" ? `http://proxy.test${path}` : `http://s3.test${path}`;
-  const h = front === "plain" ? handle : s3Handle;
+// ALLOC's jwt case: the plain signed GET of a bucket that requires a JWT (HS256, no exp: verified once, then the verified-token cache's).
+const jwtPart = (o: object) => Buffer.from(JSON.stringify(o)).toString("base64url");
+const jwtUnsigned = `${jwtPart({ alg: "HS256", typ: "JWT" })}.${jwtPart({ sub: "bench" })}`;
+const jwtHeaders = { authorization: `Bearer ${jwtUnsigned}.${new Bun.CryptoHasher("sha256", "bench-jwt-secret-0123456789abcdefgh").update(jwtUnsigned).digest("base64url")}` };
+
+async function round(path: string, front: "plain" | "jwt" | "s3" | "s3put" = "plain"): Promise<number> {
+  const url = front === "plain" || front === "jwt" ? `http://proxy.test${path}` : `http://s3.test${path}`;
+  const h = front === "plain" || front === "jwt" ? handle : s3Handle;
   const before = process.cpuUsage();
   for (let i = 0; i < N; i++) {
-    const req = front === "plain" ? new Request(url) : front === "s3" ? new Request(url, { headers: s3Headers }) : new Request(url, { method: "PUT", headers: s3PutHeaders, body });
+    const req = front === "plain" ? new Request(url) : front === "jwt" ? new Request(url, { headers: jwtHeaders }) : front === "s3" ? new Request(url, { headers: s3Headers }) : new Request(url, { method: "PUT", headers: s3PutHeaders, body });
     const res = await h(req, "127.0.0.1");
     // Measure answers, not refusals (an earlier version timed the S3 front's 403s).
     if (res.status !== 200) throw new Error(`${front} ${path}: status ${res.status} ${await res.text()}`);
@@ -89,7 +99,7 @@ async function allocations(): Promise<void> {
   const M = child === undefined ? 400 : 100;
   const counts = () => heapStats().objectTypeCounts as Record<string, number>;
   const rows: Record<string, Record<string, number>> = {};
-  const cases = { plain: ["/signed/1k.bin", "plain"], s3: ["/signed/1k.bin", "s3"], s3put: ["/sink/put-1k.bin", "s3put"] } as const;
+  const cases = { plain: ["/signed/1k.bin", "plain"], jwt: ["/jwt/1k.bin", "jwt"], s3: ["/signed/1k.bin", "s3"], s3put: ["/sink/put-1k.bin", "s3put"] } as const;
   for (const [id, [path, front]] of Object.entries(cases)) {
     N = 2_000;
     await round(path, front); // warm

@@ -24,7 +24,7 @@ import { allowedAlgorithms, isHmacAlg, loadStaticKeys, type AsymKey, type Static
 import { monotonicClock } from "../limits/token-bucket.ts";
 import { TtlLru } from "../util/lru.ts";
 import { describeRule, firstFailedRule, type Claims } from "./rules.ts";
-import { extractToken } from "./sources.ts";
+import { extractToken, urlOf, type UrlSource } from "./sources.ts";
 
 export interface AuthenticatorOptions {
   /** Folder that relative PEM paths are resolved against (the config file's folder). */
@@ -164,7 +164,7 @@ export class Authenticator {
     return a;
   }
 
-  extract(headers: Headers, url: URL | (() => URL)): { token: string; source: TokenSource } | null {
+  extract(headers: Headers, url: UrlSource): { token: string; source: TokenSource } | null {
     return extractToken(this.cfg.token_sources, headers, url);
   }
 
@@ -237,11 +237,16 @@ export class Authenticator {
    * authenticate() for the request path: returns the claims synchronously whenever verifyFast
    * does, throws ProxyError synchronously; the URL is only built when a query source needs it.
    */
-  authenticateFast(headers: Headers, url: URL | (() => URL), extraRules: readonly ClaimRule[] = []): Claims | Promise<Claims> {
+  authenticateFast(headers: Headers, url: UrlSource, extraRules: readonly ClaimRule[] = []): Claims | Promise<Claims> {
     const found = this.extract(headers, url);
     if (!found) throw this.missing(headers, url);
     const c = this.verifyFast(found.token);
-    return c instanceof Promise ? c.then((claims) => this.admit(claims, extraRules)) : this.admit(c, extraRules);
+    return c instanceof Promise ? this.admitLater(c, extraRules) : this.admit(c, extraRules);
+  }
+
+  /** (a method of its own: the closure over authenticateFast's arguments made it allocate a scope on every call) */
+  private admitLater(pending: Promise<Claims>, extraRules: readonly ClaimRule[]): Promise<Claims> {
+    return pending.then((claims) => this.admit(claims, extraRules));
   }
 
   /** The global jwt.claims rules, then the bucket's: the claims, or a 403. */
@@ -251,10 +256,10 @@ export class Authenticator {
     return claims;
   }
 
-  private missing(headers: Headers, url: URL | (() => URL)): ProxyError {
+  private missing(headers: Headers, url: UrlSource): ProxyError {
     const where = this.cfg.token_sources.map(describeSource).join(", ");
     // (an S3 client pointed at this listener: say where its signature is read, not only "a token")
-    const hint = s3ListenerHint(headers.get("authorization"), (typeof url === "function" ? url() : url).searchParams);
+    const hint = s3ListenerHint(headers.get("authorization"), urlOf(url).searchParams);
     return new ProxyError("Unauthorized", { detail: `a token is required (${where})${hint}`, headers: { "WWW-Authenticate": REALM } });
   }
 

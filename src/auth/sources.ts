@@ -68,11 +68,22 @@ export function queryTokenNames(sources: readonly TokenSource[]): string[] {
   return names;
 }
 
-/** `url` may be a function: it is only called (once) when a query source is consulted. */
-export function extractToken(sources: readonly TokenSource[], headers: Headers, url: URL | (() => URL)): { token: string; source: TokenSource } | null {
+/**
+ * A request's URL as the token sources read it: the URL, a function that makes it, or the request's
+ * raw query ("" or "?…"); the last two are made a URL only when it is read (urlOf), so a request
+ * with its token in a header builds none (and its caller needs no closure to say so).
+ */
+export type UrlSource = URL | (() => URL) | string;
+
+export function urlOf(url: UrlSource): URL {
+  return typeof url === "string" ? new URL(`http://x/${url}`) : typeof url === "function" ? url() : url;
+}
+
+/** `url` may be a function or a raw query: it is only made a URL (once) when a query source is consulted. */
+export function extractToken(sources: readonly TokenSource[], headers: Headers, url: UrlSource): { token: string; source: TokenSource } | null {
   let u: URL | undefined;
   for (const source of sources) {
-    const token = source.type === "query" ? queryValue((u ??= typeof url === "function" ? url() : url), source.name ?? "") : fromHeader(headers, source);
+    const token = source.type === "query" ? queryValue((u ??= urlOf(url)), source.name ?? "") : fromHeader(headers, source);
     if (token !== null) return { token, source };
   }
   return null;

@@ -247,52 +247,67 @@ async function folderOr(ctx: RequestContext, err: unknown): Promise<Response> {
   return new Response(null, { status: 302, headers: { location: encodePath(ctx.path) + "/" + ctx.query, "cache-control": "no-store", "content-length": "0" } });
 }
 
-/** Phase: the JWT → claims (401/403), synchronously for HMAC tokens and verified-token cache hits. */
+/**
+ * Phase: the JWT → claims (401/403), synchronously for HMAC tokens and verified-token cache hits.
+ * (Its continuations are functions of their own, not closures in the phase: a closure over the
+ * phase's locals made it allocate a scope, and the closures themselves, on every request, an
+ * anonymous GET's too.)
+ */
 export function authenticate(ctx: RequestContext): undefined | Promise<undefined> {
   const bucket = ctx.bucket!;
-  const metrics = ctx.svc.metrics;
-  const write = isWriteAction(ctx.action);
   // A presigned URL is issued for a token's user, whether or not the bucket needs one to read.
-  const presign = (ctx as PresignContext).presign !== undefined;
-  const refuseWrite = (claims: Claims | undefined): void => {
-    const why = write ? writeRefusal(bucket, claims) : undefined;
-    if (why === undefined) return;
-    metrics.auth("forbidden");
-    throw new ProxyError("Forbidden", { detail: why });
-  };
-  if (!bucket.authRequired && !presign) {
-    refuseWrite(undefined);
+  if (!bucket.authRequired && (ctx as PresignContext).presign === undefined) {
+    refuseWrite(ctx, undefined);
     return undefined;
   }
-  const refuse = (err: unknown): never => {
-    const e = toProxyError(err);
-    metrics.auth(authResultOf(e));
-    // A valid token that a claim rule refused: the log and audit line name its subject.
-    if (e instanceof ClaimRuleRefusal) {
-      ctx.subject = jwtSubject(e.claims);
-      ctx.principal = "jwt";
-    }
-    throw e;
-  };
   const auth = ctx.rt.auth;
-  if (!auth) return refuse(new ProxyError("InternalError"));
-  const accept = (claims: Claims): undefined => {
-    // named even when write_claims refuses (the audit line says who was refused)
-    ctx.subject = jwtSubject(claims);
-    ctx.principal = "jwt";
-    refuseWrite(claims);
-    metrics.auth("success");
-    ctx.claims = claims;
-    return undefined;
-  };
+  if (!auth) return refuseToken(ctx, new ProxyError("InternalError"));
   let claims: Claims | Promise<Claims>;
   try {
-    const query = ctx.query;
-    claims = auth.authenticateFast(ctx.req.headers, () => new URL(query ? `http://x/${query}` : "http://x/"), bucket.extraRules);
+    // (the raw query: made a URL only when a query token source, or the 401's hint, reads it)
+    claims = auth.authenticateFast(ctx.req.headers, ctx.query, bucket.extraRules);
   } catch (err) {
-    return refuse(err);
+    return refuseToken(ctx, err);
   }
-  return claims instanceof Promise ? claims.then(accept, refuse) : accept(claims);
+  return claims instanceof Promise ? acceptTokenLater(ctx, claims) : acceptToken(ctx, claims);
+}
+
+/** A write that write_claims refuses to `claims` (no token: undefined): 403. */
+function refuseWrite(ctx: RequestContext, claims: Claims | undefined): void {
+  const why = isWriteAction(ctx.action) ? writeRefusal(ctx.bucket!, claims) : undefined;
+  if (why === undefined) return;
+  ctx.svc.metrics.auth("forbidden");
+  throw new ProxyError("Forbidden", { detail: why });
+}
+
+/** A token refused (missing, invalid, a claim rule's 403): counted, and thrown. */
+function refuseToken(ctx: RequestContext, err: unknown): never {
+  const e = toProxyError(err);
+  ctx.svc.metrics.auth(authResultOf(e));
+  // A valid token that a claim rule refused: the log and audit line name its subject.
+  if (e instanceof ClaimRuleRefusal) {
+    ctx.subject = jwtSubject(e.claims);
+    ctx.principal = "jwt";
+  }
+  throw e;
+}
+
+function acceptToken(ctx: RequestContext, claims: Claims): undefined {
+  // named even when write_claims refuses (the audit line says who was refused)
+  ctx.subject = jwtSubject(claims);
+  ctx.principal = "jwt";
+  refuseWrite(ctx, claims);
+  ctx.svc.metrics.auth("success");
+  ctx.claims = claims;
+  return undefined;
+}
+
+/** A token verified asynchronously (a JWKS key, not yet in the verified-token cache). */
+function acceptTokenLater(ctx: RequestContext, claims: Promise<Claims>): Promise<undefined> {
+  return claims.then(
+    (c) => acceptToken(ctx, c),
+    (err: unknown) => refuseToken(ctx, err),
+  );
 }
 
 export const plainFront: Front = {

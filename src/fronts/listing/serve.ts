@@ -112,7 +112,7 @@ function carriedToken(ctx: RequestContext): string | undefined {
   const auth = ctx.rt.auth;
   if (!ctx.bucket!.authRequired || auth === undefined || ctx.query === "") return undefined;
   const query = ctx.query;
-  const found = auth.extract(ctx.req.headers, () => new URL(`http://x/${query}`));
+  const found = auth.extract(ctx.req.headers, query);
   if (found === null || found.source.type !== "query") return undefined;
   return rawQueryPair(query.slice(1), found.source.name ?? "");
 }
