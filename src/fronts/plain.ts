@@ -226,7 +226,12 @@ function orFolder(ctx: RequestContext): Response | Promise<Response> {
   } catch (err) {
     return folderOr(ctx, err);
   }
-  return res instanceof Promise ? res.catch((err: unknown) => folderOr(ctx, err)) : res;
+  return res instanceof Promise ? catchFolder(ctx, res) : res;
+}
+
+/** (a function of its own: a closure over orFolder's `ctx` made it allocate a scope on every read of a listing bucket, a cache hit's too) */
+function catchFolder(ctx: RequestContext, res: Promise<Response>): Promise<Response> {
+  return res.catch((err: unknown) => folderOr(ctx, err));
 }
 
 async function folderOr(ctx: RequestContext, err: unknown): Promise<Response> {

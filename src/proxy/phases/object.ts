@@ -54,6 +54,14 @@ function serveObjectAsStored(ctx: RequestContext): Response | Promise<Response> 
     }
     return serveCached(ctx, method);
   }
+  return fetchAndRespond(ctx, method);
+}
+
+/**
+ * The upstream's answer, relayed. (A function of its own: its closure over `ctx` made
+ * serveObjectAsStored allocate a scope on every request, a cache hit's too.)
+ */
+function fetchAndRespond(ctx: RequestContext, method: ObjectMethod): Promise<Response> {
   return getObject(ctx, method, forwardRequestHeaders(ctx.req.headers), ctx.req.signal).then((upstream) => respond(ctx, upstream, method));
 }
 
