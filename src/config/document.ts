@@ -12,7 +12,7 @@
  * is never required.
  */
 import { ellipsized } from "../util/text.ts";
-import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument, Parser, type Document, type Node, type Scalar, type YAMLError } from "yaml";
+import { isAlias, isMap, isPair, isScalar, isSeq, Lexer, LineCounter, parse as parseYaml, parseDocument, Parser, type Document, type Node, type Scalar, type YAMLError } from "yaml";
 import { formatPath, type PathSegment } from "./path.ts";
 import { unseenOnLine } from "./validate.ts";
 
@@ -376,6 +376,55 @@ function isMergeSource(v: unknown, aliasTargets: Map<unknown, unknown>): boolean
 export const MAX_NESTING = 64;
 const NESTED_TOO_DEEP = `mappings or lists nested more than ${MAX_NESTING} deep (a config needs fewer than 10)`;
 
+/**
+ * Where the text first nests more than MAX_NESTING deep on one line (flow brackets, and the
+ * compact block indicators `- - -` / `? ? ?` before them), as an offset, or undefined; found
+ * before the yaml package parses it. The package's parser recurses at each level: a 1 MiB line
+ * of 500,000 `[` and as many `]` took 4 s of CPU to be refused, at the column where its stack
+ * overflowed (5998), and 400,000 `- ` on one line ended the load with "Maximum call stack size
+ * exceeded". Two linear passes: a scan of the characters that counts every bracket and every
+ * `- ` or `? ` of the line (it stops at once on a config that never comes near the limit), and
+ * only when that count passes the limit, the yaml package's lexer, which tells brackets and
+ * indicators from the same characters in quoted and block scalars, plain values and comments,
+ * up to the first token past the limit. (Deeper nesting the scan does not see, such as brackets
+ * inside quotes between the opening ones, is still refused by the walk or the parser's own error.)
+ */
+export function nestedTooDeepAt(text: string): number | undefined {
+  let flow = 0;
+  let run = 0;
+  let near = false;
+  for (let i = 0; i < text.length && !near; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x5b || c === 0x7b) near = ++flow + run > MAX_NESTING; // "[" "{"
+    else if (c === 0x5d || c === 0x7d) flow = flow > 0 ? flow - 1 : 0; // "]" "}"
+    else if (c === 0x0a) run = 0;
+    else if (c === 0x2d || c === 0x3f) { // "-" "?" before a space, a tab or a line end
+      const d = text.charCodeAt(i + 1);
+      if (d === 0x20 || d === 0x09 || d === 0x0a || d === 0x0d || Number.isNaN(d)) near = flow + ++run > MAX_NESTING;
+    }
+  }
+  if (!near) return undefined;
+  // The lexer's tokens are slices of the text, but for its markers of a document, a flow's end
+  // and a scalar (one character each, not in the text); a scalar's marker comes before it.
+  flow = 0;
+  run = 0;
+  let offset = 0;
+  let scalar = false;
+  for (const tok of new Lexer().lex(text)) {
+    if (scalar) scalar = false;
+    else if (tok === "\x1f" || tok === "\x02" || tok === "\x18") {
+      scalar = tok === "\x1f";
+      continue;
+    } else if (tok === "[" || tok === "{") {
+      if (++flow + run > MAX_NESTING) return offset;
+    } else if (tok === "]" || tok === "}") flow = flow > 0 ? flow - 1 : 0;
+    else if (tok[0] === "\n" || tok[0] === "\r") run = 0;
+    else if ((tok === "-" || tok === "?") && flow === 0 && ++run > MAX_NESTING) return offset;
+    offset += tok.length;
+  }
+  return undefined;
+}
+
 /** The most nodes a config may expand to with its aliases resolved (a 1 MiB file of plain YAML has far fewer). */
 export const MAX_EXPANDED_NODES = 1_000_000;
 
@@ -518,6 +567,13 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
   // merge: YAML 1.1 merge keys (`<<: *defaults`), which many configs with many buckets use.
   // logLevel "error": the package's warnings (a complex key "will be stringified ... Set mapAsMap")
   // would go to stderr through process.emitWarning, a stray non-JSON line; the walk below reports them.
+  const deep = nestedTooDeepAt(text);
+  if (deep !== undefined) {
+    const lineStart = text.lastIndexOf("\n", deep - 1) + 1;
+    let line = 1;
+    for (let i = text.indexOf("\n"); i >= 0 && i < lineStart; i = text.indexOf("\n", i + 1)) line++;
+    return { syntax: [{ path: [], message: NESTED_TOO_DEEP, line, column: deep - lineStart + 1 }] };
+  }
   const doc = parseDocument(text, { lineCounter: counter, prettyErrors: true, uniqueKeys: false, merge: true, logLevel: "error" });
   // A tag the package cannot resolve (`!vault x`, `!!js/function f`) is only its warning, and the
   // value would be read as the plain string after it (a `secret_key: !vault prod/s3` used as written).

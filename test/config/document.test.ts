@@ -106,7 +106,8 @@ describe("size cap", () => {
 
 describe("hostile shapes", () => {
   test("deep nesting is a clear error, not a crash; a cascade of YAML errors is listed as 10 and a count", () => {
-    const err = error(`${B}x: ${"[".repeat(20_000)}\n`);
+    expect(issues(`${B}x: ${"[".repeat(20_000)}\n`)).toEqual([{ path: "", message: "mappings or lists nested more than 64 deep (a config needs fewer than 10)", line: 5, column: 68 }]);
+    const err = error(`${B}x: ${"[".repeat(60)}\n`);
     expect(err.issues[0].message).toStartWith("invalid YAML");
     expect(err.issues).toHaveLength(11);
     expect(err.issues[10].message).toMatch(/^invalid YAML: \d+ more errors not listed$/);
@@ -229,28 +230,40 @@ describe("complexity", () => {
     expect(tLarge / tSmall).toBeLessThan(16);
   }, 60_000);
 
-  test("nesting deeper than 64 is refused at its line, in time linear in the depth: 8x the depth costs well under 16x the time (the yaml package's visit() copied the path at every node: 5,500 closed brackets, 11 KB, took 10 s to load); past the yaml package's own stack, the same words", () => {
+  const DEEP = "mappings or lists nested more than 64 deep (a config needs fewer than 10)";
+
+  test("nesting deeper than 64 is refused at its line (the walk: the mapping at the root is one level)", () => {
     const nested = (depth: number) => `${B}x-deep: ${"[".repeat(depth)}${"]".repeat(depth)}\n`;
-    const DEEP = "mappings or lists nested more than 64 deep (a config needs fewer than 10)";
-    const run = (text: string) => () => expect(issues(text)).toContainEqual(expect.objectContaining({ message: DEEP, line: 5 }));
-    const small = run(nested(500)), large = run(nested(4000));
-    // Eight small runs against one large one, in turns after a warm-up of both: process.cpuUsage()
-    // counts the JIT's and the collector's threads too, and a burst of theirs was a large share of
-    // one small run (a few ms): 8.8-13.7x measured under load, once over 16.
-    const eightSmall = () => {
-      for (let i = 0; i < 8; i++) small();
-    };
-    for (let i = 0; i < 2; i++) eightSmall(), large(); // warm-up (JIT)
-    let tSmall = Infinity, tLarge = Infinity;
-    for (let i = 0; i < 6; i++) {
-      tSmall = Math.min(tSmall, cpuMs(eightSmall, 1) / 8);
-      tLarge = Math.min(tLarge, cpuMs(large, 1));
-    }
-    // Linear: ~2-6x measured; quadratic: ~57-86x.
-    expect(tLarge / tSmall).toBeLessThan(16);
     expect(parseConfig(nested(60), { env: {} }).buckets).toHaveLength(1);
-    expect(issues(`${B}x-deep: ${"[".repeat(20_000)}${"]".repeat(20_000)}\n`).map((i) => i.message)).toContain(`invalid YAML: ${DEEP}`);
-  }, 60_000);
+    expect(issues(nested(64))).toContainEqual(expect.objectContaining({ message: DEEP, line: 5 }));
+  });
+
+  // The yaml package's parser recurses at each level: a 1 MiB line of brackets took 4 s of CPU (20 s
+  // on a loaded host) to be refused "invalid YAML: ... nested more than 64 deep" at the column where
+  // its stack overflowed (5993), and 400,000 `- ` on one line ended the load with "cannot load
+  // config: cannot load config: Maximum call stack size exceeded". Now refused before it parses, at
+  // the bracket or indicator that passes 64.
+  test("a 1 MiB line nested past 64 (brackets, or compact `- - -`) is refused at once, at the column where it passes 64", () => {
+    for (const [text, line, column] of [
+      [`x: ${"[".repeat(500_000)}${"]".repeat(500_000)}\n${B}`, 1, 3 + 65],
+      [`x: ${"{a: ".repeat(200_000)}1${"}".repeat(200_000)}\n${B}`, 1, 3 + 64 * 4 + 1],
+      [`${B}x:\n  ${"- ".repeat(400_000)}a\n`, 6, 3 + 64 * 2],
+      [`${B}x:\n  - - ? - ${"[".repeat(70)}${"]".repeat(70)}\n`, 6, 11 + 60],
+    ] as const) {
+      expect(Buffer.byteLength(text)).toBeLessThan(MAX_CONFIG_BYTES);
+      let err: ConfigError | undefined;
+      const cpu = cpuMs(() => void (err = error(text, "c.yaml")), 1);
+      expect(err!.issues).toEqual([{ path: "", message: DEEP, line, column }]);
+      expect(err!.message.split("\n")[0]).toBe(`c.yaml:${line}:${column}: ${DEEP}`);
+      expect(cpu).toBeLessThan(500); // 0.1-1 ms measured; 2-4 s before
+    }
+  });
+
+  test("brackets and dashes that open nothing are not counted: in quotes, block scalars, plain values and comments", () => {
+    const b = "[".repeat(100);
+    const text = `${B}x-a: "${b}{{"\nx-b: '${b}'\nx-c: |\n  ${b}\n  ${"- ".repeat(100)}\nx-d: a${b}\nx-e: a ${"- ".repeat(100)}b\n# ${b}\nx-f: [${'"[[[[[[[[[[", '.repeat(10)}'[[[[[[[[[['] # ${b}\nx-g: [[[[${b.replace(/\[/g, "a")}]]]]\n`;
+    expect(parseConfig(text, { env: {} }).buckets).toHaveLength(1);
+  });
 
   test("a large legal config (18k keys in 2,000 buckets, ~330 KB) parses", () => {
     const parts = ["buckets:\n"];
