@@ -17,6 +17,10 @@ import {
   CopyObjectCommand,
   CreateMultipartUploadCommand,
   GetObjectCommand,
+  ListObjectsCommand,
+  ListObjectsV2Command,
+  ListObjectVersionsCommand,
+  ListPartsCommand,
   PutObjectCommand,
   S3Client,
   UploadPartCommand,
@@ -189,6 +193,35 @@ describe("S3 front", () => {
       expect(env.s3.faults.hits("/up/bare/*")).toBeGreaterThanOrEqual(6);
     } finally {
       env.s3.faults.delete("/up/bare/*");
+    }
+  });
+
+  test("a store that writes its listings' ETags without quotes (`<ETag>abc</ETag>`): ListObjects V1 and V2, ListObjectVersions and ListParts give them quoted, as S3 does (and as HEAD gives them)", async () => {
+    const a = await sdk.send(new PutObjectCommand({ Bucket: "up", Key: "barelist/a.txt", Body: "a" }));
+    const b = await sdk.send(new PutObjectCommand({ Bucket: "up", Key: "barelist/b.txt", Body: "bb" }));
+    const { UploadId } = await sdk.send(new CreateMultipartUploadCommand({ Bucket: "up", Key: "barelist/mp.txt" }));
+    const part = await sdk.send(new UploadPartCommand({ Bucket: "up", Key: "barelist/mp.txt", UploadId, PartNumber: 1, Body: "one part" }));
+    env.s3.faults.set("/up", { kind: "unquotedEtag" });
+    env.s3.faults.set("/up/barelist/*", { kind: "unquotedEtag" });
+    try {
+      const prefix = "barelist/";
+      const v2 = await sdk.send(new ListObjectsV2Command({ Bucket: "up", Prefix: prefix }));
+      const v1 = await sdk.send(new ListObjectsCommand({ Bucket: "up", Prefix: prefix }));
+      const versions = await sdk.send(new ListObjectVersionsCommand({ Bucket: "up", Prefix: prefix }));
+      const parts = await sdk.send(new ListPartsCommand({ Bucket: "up", Key: "barelist/mp.txt", UploadId }));
+      expect({
+        v2: v2.Contents?.map((c) => c.ETag),
+        v1: v1.Contents?.map((c) => c.ETag),
+        versions: versions.Versions?.map((v) => v.ETag),
+        parts: parts.Parts?.map((p) => p.ETag),
+      }).toEqual({ v2: [a.ETag, b.ETag], v1: [a.ETag, b.ETag], versions: [a.ETag, b.ETag], parts: [part.ETag] });
+      expect(a.ETag).toMatch(/^"[0-9a-f]{32}"$/);
+      expect(env.s3.faults.hits("/up")).toBe(3);
+      expect(env.s3.faults.hits("/up/barelist/*")).toBe(1);
+    } finally {
+      env.s3.faults.delete("/up");
+      env.s3.faults.delete("/up/barelist/*");
+      await sdk.send(new CompleteMultipartUploadCommand({ Bucket: "up", Key: "barelist/mp.txt", UploadId, MultipartUpload: { Parts: [{ PartNumber: 1, ETag: part.ETag }] } }));
     }
   });
 

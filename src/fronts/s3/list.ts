@@ -20,7 +20,7 @@ import { s3Fail } from "./fail.ts";
 import { xmlResponse } from "./operations.ts";
 import { errorOf, tryParse, upstreamBucketsOf } from "./relay.ts";
 import { requestHeaders } from "./writes.ts";
-import { el, escapeXml, isWellFormedResult, markupOnly, maskOwners, rootOf, setFirstElementText } from "./xml.ts";
+import { el, escapeXml, isWellFormedResult, markupOnly, maskOwners, quoteListingEtags, rootOf, setFirstElementText } from "./xml.ts";
 import { decodeEntities } from "./xml-reader.ts";
 import { askResumed, isUrlEncodedForm, laterEntry, nextToken, readToken, s3UrlDecode, s3UrlEncode, type LastEntry, type ListBinding } from "./list-token.ts";
 import { readableEntryFields } from "./list-fields.ts";
@@ -106,8 +106,9 @@ export async function listObjects(ctx: RequestContext, op: "ListObjects" | "List
 
 /**
  * The upstream's listing as it is relayed (its end tags exact, its keys encoded when it says they
- * are and they are not), once checked: `root` its root element, whole XML, every entry one S3
- * could give for `prefix` (checkEntries). Linear in the listing's length, hostile ones too.
+ * are and they are not, its bare ETags quoted), once checked: `root` its root element, whole XML,
+ * every entry one S3 could give for `prefix` (checkEntries). Linear in the listing's length,
+ * hostile ones too.
  */
 export function readableListing(xml: string, root: string, prefix: string): string {
   // (and a document that is not XML, cut short or with a DOCTYPE, is not relayed either)
@@ -118,7 +119,7 @@ export function readableListing(xml: string, root: string, prefix: string): stri
   const encoded = elementText(xml, "EncodingType") === "url";
   if (encoded) xml = encodedListing(xml);
   checkEntries(xml, prefix, encoded);
-  return xml;
+  return quoteListingEtags(xml);
 }
 
 const incorrectToken = () => s3Fail(s3Error("InvalidArgument", "The continuation token provided is incorrect", { ArgumentName: "continuation-token" }));

@@ -30,7 +30,7 @@ import { objectLocation } from "./location.ts";
 import { s3Fail } from "./fail.ts";
 import { emptyAnswer, errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, tryParse, xmlAnswer } from "./relay.ts";
 import { xmlResponse } from "./operations.ts";
-import { el, isWellFormedResult, maskOwners, rootOf, S3_XMLNS, setFirstElementText, XML_DECL } from "./xml.ts";
+import { el, isWellFormedResult, maskOwners, quoteListingEtags, rootOf, S3_XMLNS, setFirstElementText, XML_DECL } from "./xml.ts";
 import { childText, type XmlElement } from "./xml-reader.ts";
 import { callOf, fieldText, malformed, partNumberOf, queryValue, readingResult, readXmlBody, requestHeaders, unkeptWriteCondition, uploadIdOf, writeUpstream } from "./writes.ts";
 import { purgeIfUnsure, purgeWritten } from "../purge.ts";
@@ -182,8 +182,10 @@ async function relayListing(ctx: RequestContext, res: Response, upstreamBucket: 
   if (bytes === undefined) throw s3Fail(s3Error("InternalError", "The upstream listing is too large."));
   const text = new TextDecoder().decode(bytes);
   if (rootOf(text) !== root || !isWellFormedResult(text, MAX_RESULT_BODY)) throw s3Fail(s3Error("InternalError", "The upstream's listing could not be read."));
-  // (as the other listings: Cache-Control private to a signed caller, never kept by a shared cache)
-  return xmlResponse(ctx, maskOwners(setFirstElementText(text, "Bucket", ctx.bucket!.name), ctx.subject ?? "anonymous"));
+  // (as the other listings: Cache-Control private to a signed caller, never kept by a shared cache;
+  // a ListParts' bare part ETags quoted, as the object listings')
+  const named = setFirstElementText(root === "ListPartsResult" ? quoteListingEtags(text) : text, "Bucket", ctx.bucket!.name);
+  return xmlResponse(ctx, maskOwners(named, ctx.subject ?? "anonymous"));
 }
 
 export async function listPartsOp(ctx: RequestContext): Promise<Response> {
