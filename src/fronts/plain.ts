@@ -21,6 +21,7 @@
  */
 import type { Claims } from "../auth/rules.ts";
 import { s3ListenerHint } from "../auth/authenticator.ts";
+import { isPreflight } from "../http/cors.ts";
 import { answeredPrivately } from "../http/headers.ts";
 import { mapAnswer } from "../http/map-answer.ts";
 import { authResultOf, CATALOGUE, ClaimRuleRefusal, ProxyError, toProxyError } from "../errors.ts";
@@ -128,7 +129,15 @@ export function route(ctx: RequestContext): Response | undefined {
   const method = ctx.method;
   if (method === "OPTIONS") {
     const bucket = ctx.rt.router.match(ctx.path)?.bucket;
-    if (bucket !== undefined) ctx.bucketName = bucket.name;
+    // A path no bucket maps was 204 with Allow (a preflight to it too, without a CORS header): it is
+    // 404, as for every other method; a CORS preflight (Origin and Access-Control-Request-Method)
+    // 403, as a preflight a bucket's rules refuse, and as S3 refuses one to a bucket that does not
+    // exist (403 "CORSResponse: Bucket not found", as the S3 front does).
+    if (bucket === undefined) {
+      if (ctx.req.headers.has("origin") && isPreflight(method, ctx.req.headers)) throw new ProxyError("Forbidden", { detail: "CORS preflight refused: no bucket is mapped to this path" });
+      throw notHere(ctx, "NotFound");
+    }
+    ctx.bucketName = bucket.name;
     return new Response(null, { status: 204, headers: { allow: allowOf(bucket) } });
   }
   if (method === "PUT" || method === "DELETE" || method === "POST") return routeWrite(ctx);

@@ -136,6 +136,19 @@ describe("plain front", () => {
     expect((await preflight(env.url("/ro-cors/page.txt"), "http://example.test:3000", "GET")).status).toBe(403);
   }, T);
 
+  // (it was 204 with Allow and no CORS header, a preflight too)
+  test("a path no bucket maps: a preflight is 403 without CORS headers (as S3 answers one to a bucket that does not exist, and the S3 listener does), any other OPTIONS 404 NotFound, as a GET of it", async () => {
+    const answer = async (res: Response) => [res.status, res.headers.get("allow"), corsHeadersOf(res), res.headers.get("content-type"), await res.json()];
+    const pre = await preflight(env.url("/nosuch/x"), APP, "GET");
+    expect(await answer(pre)).toEqual([403, null, [], "application/json", expect.objectContaining({ error: "Forbidden", message: "CORS preflight refused: no bucket is mapped to this path" })]);
+    const get = await fetch(env.url("/nosuch/x"), { headers: { origin: APP } });
+    const { request_id: _, ...getBody } = (await get.json()) as Record<string, unknown>;
+    for (const headers of [{}, { origin: APP }, { "access-control-request-method": "GET" }] as Record<string, string>[]) {
+      expect(await answer(await fetch(env.url("/nosuch/x"), { method: "OPTIONS", headers }))).toEqual([404, null, [], "application/json", { ...getBody, request_id: expect.any(String) }]);
+    }
+    expect(get.status).toBe(404);
+  }, T);
+
   test("a bucket without cors answers as before: OPTIONS 204 with Allow and no CORS headers, GET without them", async () => {
     const res = await preflight(env.url("/plain/page.txt"), APP, "GET");
     expect(res.status).toBe(204);
