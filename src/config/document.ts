@@ -574,7 +574,16 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
     for (let i = text.indexOf("\n"); i >= 0 && i < lineStart; i = text.indexOf("\n", i + 1)) line++;
     return { syntax: [{ path: [], message: NESTED_TOO_DEEP, line, column: deep - lineStart + 1 }] };
   }
-  const doc = parseDocument(text, { lineCounter: counter, prettyErrors: true, uniqueKeys: false, merge: true, logLevel: "error" });
+  let doc: Document;
+  try {
+    doc = parseDocument(text, { lineCounter: counter, prettyErrors: true, uniqueKeys: false, merge: true, logLevel: "error" });
+  } catch (err) {
+    // Block nesting over many lines (each line's `- - -` indented under the last's) that the
+    // pre-pass does not follow: the package's parser recursed out of the stack and threw, and the
+    // load ended "cannot load config: cannot load config: Maximum call stack size exceeded."
+    if (err instanceof RangeError && /call stack/i.test(err.message)) return { syntax: [{ path: [], message: NESTED_TOO_DEEP }] };
+    throw err;
+  }
   // A tag the package cannot resolve (`!vault x`, `!!js/function f`) is only its warning, and the
   // value would be read as the plain string after it (a `secret_key: !vault prod/s3` used as written).
   const unresolved = doc.warnings.filter((w) => w.code === "TAG_RESOLVE_FAILED");

@@ -187,6 +187,20 @@ describe("loadConfigOffThread", () => {
     expect(Object.isFrozen(off.buckets[0].auth.claims[0].value)).toBe(true);
   });
 
+  // The worker's stack is smaller than the main thread's: block nesting built over lines (each
+  // line's 60 `- ` indented under the last's, 7,200 deep in 870 KB), which the pre-pass of single
+  // lines does not follow, overflowed the yaml package's parser there, and the load ended "cannot
+  // load config: cannot load config: Maximum call stack size exceeded."
+  test("block nesting over many lines past the parser's stack is the nesting error, not a stack overflow", async () => {
+    const lines = ["x-deep:"];
+    for (let k = 0, indent = 2; k < 120; k++, indent += 120) lines.push(" ".repeat(indent) + "- ".repeat(60));
+    const p = file("deep-lines.yaml", `${lines.join("\n")}a\n${B}`);
+    const off = await loadConfigOffThread(p, { env: {} }).catch((e) => e);
+    expect(off).toBeInstanceOf(ConfigError);
+    // (where the stack runs out decides whether the package reports it, with a line, or throws: either reads so)
+    expect(off.message).toMatch(/^[^\n]*: (?:invalid YAML: )?mappings or lists nested more than 64 deep \(a config needs fewer than 10\)$/);
+  });
+
   test("an invalid config rejects with the same ConfigError (issues, file, lines)", async () => {
     const p = file("bad.yaml", `server: { bogus: 1 }\n${B}`);
     const off = await loadConfigOffThread(p, { env: {} }).catch((e) => e);
