@@ -20,7 +20,7 @@ function setup(policies: Record<string, Policy>, cfg: Record<string, unknown> = 
   const opa = OpaServer.start(policies);
   const clock = { now: 1_000_000 };
   const logs = logCapture();
-  const authz = createAuthorizer(AuthorizationSchema.parse({ type: "opa", opa_url: opa.url, opa_policy_path: "yatagarasu/allow", ...cfg }), { now: () => clock.now, log: logs.log });
+  const authz = createAuthorizer(AuthorizationSchema.parse({ type: "opa", opa_url: opa.url, opa_policy_path: "yatagarasu/allow", opa_timeout_ms: 5000, ...cfg }), { now: () => clock.now, log: logs.log });
   cleanup.push(() => authz.close?.(), () => opa.close());
   return { opa, clock, logs, authz };
 }
@@ -43,7 +43,7 @@ describe("decision cache and the wall clock", () => {
     let allowed = true;
     const opa = OpaServer.start({ "yatagarasu/allow": () => allowed });
     // (the default clock, as the proxy runs it)
-    const authz = createAuthorizer(AuthorizationSchema.parse({ type: "opa", opa_url: opa.url, opa_policy_path: "yatagarasu/allow", opa_cache_ttl_seconds: 1 }));
+    const authz = createAuthorizer(AuthorizationSchema.parse({ type: "opa", opa_url: opa.url, opa_policy_path: "yatagarasu/allow", opa_cache_ttl_seconds: 1, opa_timeout_ms: 5000 }));
     cleanup.push(() => authz.close?.(), () => opa.close(), () => setSystemTime());
     expect(await authz.authorize(input())).toBe(true);
     expect(await authz.authorize(input())).toBe(true);
@@ -354,7 +354,7 @@ describe("onDecision: every call is counted, cache hits included", () => {
   test("allow, deny, error (an outage in open mode too)", async () => {
     const counted: string[] = [];
     const opa = OpaServer.start({ "yatagarasu/allow": isAdmin });
-    const authz = createAuthorizer(AuthorizationSchema.parse({ type: "opa", opa_url: opa.url, opa_policy_path: "yatagarasu/allow", opa_fail_mode: "open" }), {
+    const authz = createAuthorizer(AuthorizationSchema.parse({ type: "opa", opa_url: opa.url, opa_policy_path: "yatagarasu/allow", opa_fail_mode: "open", opa_timeout_ms: 5000 }), {
       onDecision: (a, r) => void counted.push(`${a} ${r}`),
     });
     cleanup.push(() => authz.close?.(), () => opa.close());

@@ -35,7 +35,7 @@ function setup(cfg: Record<string, unknown> = {}, server: Parameters<typeof Open
   const fga = OpenFgaServer.start({ storeId: STORE, tuples: TUPLES, ...server });
   const clock = { now: 5_000_000 };
   const logs = logCapture();
-  const authz = createAuthorizer(AuthorizationSchema.parse({ type: "openfga", openfga_endpoint: fga.url, openfga_store_id: STORE, ...cfg }), { now: () => clock.now, log: logs.log });
+  const authz = createAuthorizer(AuthorizationSchema.parse({ type: "openfga", openfga_endpoint: fga.url, openfga_store_id: STORE, openfga_timeout_ms: 5000, ...cfg }), { now: () => clock.now, log: logs.log });
   cleanup.push(() => authz.close?.(), () => fga.close());
   return { fga, clock, logs, authz };
 }

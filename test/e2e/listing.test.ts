@@ -64,7 +64,7 @@ ${b("files", "/files", "    listing: { enabled: true, max_keys: 3 }\n")}${b("pri
     "priv",
     "/priv",
     "    auth: { enabled: true }\n    listing: { enabled: true }\n",
-  )}${b("opa", "/opa", `    listing: { enabled: true }\n    authorization: { type: opa, opa_url: "${opa.url}", opa_policy_path: yatagarasu/allow, opa_cache_ttl_seconds: 0 }\n`)}${b(
+  )}${b("opa", "/opa", `    listing: { enabled: true }\n    authorization: { type: opa, opa_url: "${opa.url}", opa_policy_path: yatagarasu/allow, opa_cache_ttl_seconds: 0, opa_timeout_ms: 5000 }\n`)}${b(
     "gone",
     "/gone",
     "    listing: { enabled: true }\n",

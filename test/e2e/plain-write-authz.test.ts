@@ -40,8 +40,8 @@ beforeAll(async () => {
   env = await startWriteEnv(
     {
       buckets: (ep) =>
-        bucket("opa", "/opa", "rw", ep, `    access: read-write\n    auth: { enabled: true }\n    authorization: { type: opa, opa_url: "${opa.url}", opa_policy_path: uploads/allow, opa_cache_ttl_seconds: 60 }\n`) +
-        bucket("fga", "/fga", "rw", ep, `    access: read-write\n    auth: { enabled: true }\n    authorization: { type: openfga, openfga_endpoint: "${fga.url}", openfga_store_id: "${STORE}" }\n`),
+        bucket("opa", "/opa", "rw", ep, `    access: read-write\n    auth: { enabled: true }\n    authorization: { type: opa, opa_url: "${opa.url}", opa_policy_path: uploads/allow, opa_cache_ttl_seconds: 60, opa_timeout_ms: 5000 }\n`) +
+        bucket("fga", "/fga", "rw", ep, `    access: read-write\n    auth: { enabled: true }\n    authorization: { type: openfga, openfga_endpoint: "${fga.url}", openfga_store_id: "${STORE}", openfga_timeout_ms: 5000 }\n`),
     },
     s3,
   );

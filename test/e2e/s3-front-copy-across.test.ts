@@ -58,7 +58,7 @@ beforeAll(async () => {
   const far = `bucket: far, endpoint: "${s3.endpoint}", access_key: "${FAR_KEY.accessKeyId}", secret_key: "${FAR_KEY.secretAccessKey}"`;
   const upWriter = `bucket: up, endpoint: "${s3.endpoint}", access_key: "${UPSTREAM_WRITER.accessKeyId}", secret_key: "${UPSTREAM_WRITER.secretAccessKey}"`;
   const admin = s3.adminCredentials;
-  const authz = `    authorization: { type: opa, opa_url: "${opa.url}", opa_policy_path: yatagarasu/allow, opa_cache_ttl_seconds: 0 }\n`;
+  const authz = `    authorization: { type: opa, opa_url: "${opa.url}", opa_policy_path: yatagarasu/allow, opa_cache_ttl_seconds: 0, opa_timeout_ms: 5000 }\n`;
   env = await startFrontsOn(
     uploadYaml(s3.endpoint, {
       moreBuckets: () => `  - name: far

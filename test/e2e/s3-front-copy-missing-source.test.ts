@@ -48,7 +48,7 @@ beforeAll(async () => {
     path_prefix: /opaopen
     access: read-write
     s3: { bucket: up, endpoint: "${s3.endpoint}", access_key: "${UPSTREAM_WRITER.accessKeyId}", secret_key: "${UPSTREAM_WRITER.secretAccessKey}" }
-    authorization: { type: opa, opa_url: "${opa.url}", opa_policy_path: yatagarasu/allow, opa_cache_ttl_seconds: 0, opa_fail_mode: open }
+    authorization: { type: opa, opa_url: "${opa.url}", opa_policy_path: yatagarasu/allow, opa_cache_ttl_seconds: 0, opa_fail_mode: open, opa_timeout_ms: 5000 }
 `,
       moreCredentials: `    - { access_key_id: "${PROBER.accessKeyId}", secret_access_key: "${PROBER.secretAccessKey}", identity: prober, buckets: { up: [read, write], far: [read, write] } }
     - { access_key_id: "${LISTER.accessKeyId}", secret_access_key: "${LISTER.secretAccessKey}", identity: lister, buckets: { up: [read, list, write], far: [read, list, write], opa: [read, list, write], opaopen: [read, list, write] } }

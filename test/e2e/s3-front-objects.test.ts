@@ -483,7 +483,7 @@ const opaBuckets = (ep: string, opaUrl: string, failMode: "open" | "closed") => 
   - name: data
     path_prefix: /data
     s3: { bucket: data, endpoint: "${ep}", access_key: "AKIDUPSTREAMREAD", secret_key: "upstream-secret-key-0123456789" }
-    authorization: { type: opa, opa_url: "${opaUrl}", opa_policy_path: s3/allow, opa_cache_ttl_seconds: 0, opa_fail_mode: ${failMode} }
+    authorization: { type: opa, opa_url: "${opaUrl}", opa_policy_path: s3/allow, opa_cache_ttl_seconds: 0, opa_fail_mode: ${failMode}, opa_timeout_ms: 5000 }
   - name: private
     path_prefix: /private
     s3: { bucket: private, endpoint: "${ep}", access_key: "AKIDUPSTREAMREAD", secret_key: "upstream-secret-key-0123456789" }

@@ -52,7 +52,7 @@ beforeAll(async () => {
     access: read-write
     s3: { bucket: up, endpoint: "${endpoint}", access_key: "AKIDUPSTREAMWRITE", secret_key: "upstream-writer-secret-0123456789" }
     auth: { enabled: true }
-    authorization: { type: openfga, openfga_endpoint: "${fga.url}", openfga_store_id: "${fga.storeId}", openfga_cache_ttl_seconds: 0 }
+    authorization: { type: openfga, openfga_endpoint: "${fga.url}", openfga_store_id: "${fga.storeId}", openfga_cache_ttl_seconds: 0, openfga_timeout_ms: 5000 }
 `,
     moreCredentials: `    - { access_key_id: "${ALICE.accessKeyId}", secret_access_key: "${ALICE.secretAccessKey}", identity: alice, buckets: { fga: [read, list, write, delete] } }
 `,

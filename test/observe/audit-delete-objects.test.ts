@@ -36,7 +36,7 @@ test("a DeleteObjects line names each entry with its own result: deleted, refuse
     path_prefix: /store
     access: read-write
     s3: { bucket: store, endpoint: "${ep}", access_key: "${UP.accessKeyId}", secret_key: "${UP.secretAccessKey}" }
-    authorization: { type: opa, opa_url: "${opa.url}", opa_policy_path: yatagarasu/allow, opa_cache_ttl_seconds: 0 }
+    authorization: { type: opa, opa_url: "${opa.url}", opa_policy_path: yatagarasu/allow, opa_cache_ttl_seconds: 0, opa_timeout_ms: 5000 }
   - { name: data, path_prefix: /data, s3: { bucket: store, endpoint: "${ep}", access_key: "${UP.accessKeyId}", secret_key: "${UP.secretAccessKey}" } }
   - { name: private, path_prefix: /private, s3: { bucket: store, endpoint: "${ep}", access_key: "${UP.accessKeyId}", secret_key: "${UP.secretAccessKey}" } }
 `;

@@ -64,7 +64,7 @@ describe("OpenFGA", () => {
   afterAll(() => fga.close());
 
   test("a check is a client span under the request's, sent traceparent, and records no API token", async () => {
-    const authz = createAuthorizer(AuthorizationSchema.parse({ type: "openfga", openfga_endpoint: fga.url, openfga_store_id: fga.storeId, openfga_api_token: "fga-api-token-secret-42", openfga_cache_ttl_seconds: 0 }));
+    const authz = createAuthorizer(AuthorizationSchema.parse({ type: "openfga", openfga_endpoint: fga.url, openfga_store_id: fga.storeId, openfga_api_token: "fga-api-token-secret-42", openfga_cache_ttl_seconds: 0, openfga_timeout_ms: 5000 }));
     const { spans, root } = capture();
     const input = { claims: { sub: "alice" }, principal: "jwt" as const, bucket: "b", key: "k.txt", path: "/b/k.txt", method: "GET", action: "s3:GetObject", clientIp: "10.0.0.1", trace: root };
     expect(await authz.authorize(input)).toBe(true);
