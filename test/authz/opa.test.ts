@@ -200,8 +200,12 @@ describe("an outage (timeout, unreachable, 5xx, 429) follows opa_fail_mode: clos
       expect(await outcome(authz.authorize(input()))).toBe(failed);
       expect(logs.lines).toContainEqual({ level: "warn", msg: expect.stringContaining(`opa unavailable; failing ${mode}`), fields: expect.objectContaining({ error: "timed out after 40 ms" }) });
       opa.restore();
-      expect(await authz.authorize(input())).toBe(mode !== "open"); // the failure was not cached
-      expect(opa.requests).toHaveLength(2);
+      // the failure was not cached: OPA is asked again and the policy's answer (not the fail mode's) decides.
+      // On a loaded host the in-process OPA may not answer within 40 ms again (another outage, not cached
+      // either), or never have read the timed-out request, or read it late: so asked until it answers in time
+      const asked = opa.requests.length;
+      await waitFor(async () => (await outcome(authz.authorize(input()))) === (mode !== "open"), { message: "the policy's answer" });
+      expect(opa.requests.length).toBeGreaterThan(asked);
     });
     for (const status of [500, 503, 429]) {
       test(`HTTP ${status} → ${mode}`, async () => {
