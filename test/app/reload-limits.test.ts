@@ -4,10 +4,12 @@
  * own: until 2026-12-06 any change to the bucket list built a new limiter, and every client got a
  * fresh burst (per address and global) from a reload that only added a bucket.
  */
-import { expect, test } from "bun:test";
+import { expect, test, setDefaultTimeout } from "bun:test";
 import { App } from "../../src/app.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { nullLogger as quiet } from "../../src/observe/log.ts";
+
+setDefaultTimeout(30_000);
 
 const bucket = (name: string, extra = "") => `  - { name: ${name}, path_prefix: /${name}, s3: { bucket: bkt, endpoint: "http://127.0.0.1:9"${extra} } }\n`;
 const yaml = (buckets: string) =>

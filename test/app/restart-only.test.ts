@@ -1,6 +1,8 @@
-import { expect, test } from "bun:test";
+import { expect, test, setDefaultTimeout } from "bun:test";
 import { restartOnlyChanges } from "../../src/app.ts";
 import { parseConfig } from "../../src/config/load.ts";
+
+setDefaultTimeout(30_000);
 
 const B = "buckets:\n  - { name: b, path_prefix: /b, s3: { bucket: bkt, endpoint: \"http://127.0.0.1:9\" } }\n";
 const cfg = (extra: string) => parseConfig(`server: { address: 127.0.0.1, port: 0 }\n${extra}${B}`, { env: {} });

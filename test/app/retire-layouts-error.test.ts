@@ -3,7 +3,7 @@
  * server.workers layout that cannot be deleted is logged, and the process serves on (the call
  * became asynchronous and its rejection went unhandled: an exit of a process already serving).
  */
-import { expect, spyOn, test } from "bun:test";
+import { expect, spyOn, test, setDefaultTimeout } from "bun:test";
 import * as fs from "node:fs";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -12,6 +12,8 @@ import { App } from "../../src/app.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { recordingLogger } from "../helpers/logger.ts";
+
+setDefaultTimeout(30_000);
 
 test("a layout folder that cannot be deleted is an error line, not an unhandled rejection", async () => {
   const base = mkdtempSync(join(tmpdir(), "yata-retire-"));

@@ -4,7 +4,7 @@
  * failing was seen when clients began to refuse the listener; the YatagarasuTlsCertificateExpiring
  * alert reads it).
  */
-import { expect, test } from "bun:test";
+import { expect, test, setDefaultTimeout } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,6 +12,8 @@ import { X509Certificate } from "node:crypto";
 import { App } from "../../src/app.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { nullLogger as quiet } from "../../src/observe/log.ts";
+
+setDefaultTimeout(30_000);
 
 const METRIC = "yatagarasu_tls_certificate_not_after_timestamp_seconds";
 

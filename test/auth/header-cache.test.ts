@@ -2,8 +2,10 @@
  * The parsed-header cache of src/auth/jwt.ts: bounded in entries, and holding only short headers
  * (an issuer's alg/typ/kid), since a header is cached before its token's signature is checked.
  */
-import { expect, test } from "bun:test";
+import { expect, test, setDefaultTimeout } from "bun:test";
 import { cachedHeaders, parseToken } from "../../src/auth/jwt.ts";
+
+setDefaultTimeout(30_000);
 
 const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString("base64url");
 const token = (header: Record<string, unknown>) => `${b64(header)}.${b64({ sub: "x" })}.c2ln`;

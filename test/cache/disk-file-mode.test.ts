@@ -4,7 +4,7 @@
  * user cannot read around the proxy's authorization (they were 0644 under the usual umask 022;
  * nginx's proxy_cache writes its files 0600 too).
  */
-import { afterAll, expect, test } from "bun:test";
+import { afterAll, expect, test, setDefaultTimeout } from "bun:test";
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,6 +13,8 @@ import { DiskLayer } from "../../src/cache/disk.ts";
 import { serveWithCache } from "../../src/cache/serve.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { instantUpstream } from "./helpers.ts";
+
+setDefaultTimeout(30_000);
 
 const root = mkdtempSync(join(tmpdir(), "yata-disk-mode-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

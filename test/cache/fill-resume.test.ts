@@ -2,9 +2,11 @@
  * resumeThrough: the rest of a fill's body after a disk error is taken from the upstream only as
  * the exact 206 of the fill's own version.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { resumeThrough } from "../../src/cache/fill-tap.ts";
 import type { ObjectMeta } from "../../src/cache/types.ts";
+
+setDefaultTimeout(30_000);
 
 const meta = { key: "b/k", headers: { etag: '"aaa"', "content-length": "100" }, storedAt: 0, expiresAt: 1, size: 100 } as unknown as ObjectMeta;
 

@@ -4,7 +4,7 @@
  * `source: "disk"` and was counted as a "lower" hit, then subtracted from the first layer's
  * count, so a disk-only cache reported 0 disk hits however many it served.
  */
-import { afterAll, expect, test } from "bun:test";
+import { afterAll, expect, test, setDefaultTimeout } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,6 +14,8 @@ import { MemoryLayer } from "../../src/cache/memory.ts";
 import { serveWithCache } from "../../src/cache/serve.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { instantUpstream } from "./helpers.ts";
+
+setDefaultTimeout(30_000);
 
 const root = mkdtempSync(join(tmpdir(), "yata-layer-hits-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

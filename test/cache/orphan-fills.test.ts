@@ -4,10 +4,12 @@
  * that such a fill is dropped (upstream cancelled, nothing stored). Before, every client that
  * started a large object and left at once added a download that ran to its end, unbounded.
  */
-import { expect, test } from "bun:test";
+import { expect, test, setDefaultTimeout } from "bun:test";
 import { MAX_ORPHAN_DRAINS, runningOrphanDrains, teeToWriter } from "../../src/cache/stream-fill.ts";
 import type { LayerWriter } from "../../src/cache/types.ts";
 import { waitFor } from "../helpers/wait.ts";
+
+setDefaultTimeout(30_000);
 
 /** An upstream body that sends one chunk, then one more each time `step()` is called, until `end()`. */
 function pacedUpstream() {

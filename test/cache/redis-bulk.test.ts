@@ -6,10 +6,12 @@
  * The commands here are the test's own (an awaited gate stands for Redis moving bytes), so the
  * order is checked, not a speed.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { BULK_QUEUE_BYTES, RedisLink, STORE_BYTES_PER_SECOND } from "../../src/cache/redis-link.ts";
 import { startRedis, type RedisServer } from "../fixtures/services.ts";
 import { waitFor } from "../helpers/wait.ts";
+
+setDefaultTimeout(30_000);
 
 let redis: RedisServer;
 let link: RedisLink;

@@ -4,9 +4,11 @@
  * with them stay answerable: not corrupt (a miss, deleted, counted as a layer error on upgrade),
  * and are served without them (dropped when the entry is read from its layer).
  */
-import { expect, test } from "bun:test";
+import { expect, test, setDefaultTimeout } from "bun:test";
 import { headersCanBeAnswered, storedEntryHeaders } from "../../src/cache/types.ts";
 import { isObjectHeader, objectHeaders } from "../../src/http/headers.ts";
+
+setDefaultTimeout(30_000);
 
 test("object-lock headers: not picked from an upstream answer, still answerable in an entry stored before", () => {
   const upstream = new Headers({ etag: '"x"', "x-amz-object-lock-mode": "GOVERNANCE", "x-amz-object-lock-retain-until-date": "2030-01-01T00:00:00.000Z", "x-amz-object-lock-legal-hold": "OFF" });

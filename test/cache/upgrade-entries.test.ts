@@ -6,11 +6,13 @@
  * copies the previous release left on disk and in Redis were still served, to every reader, until
  * their TTL, and a look-alike's 304 without the header kept them fresh for ever.
  */
-import { expect, test } from "bun:test";
+import { expect, test, setDefaultTimeout } from "bun:test";
 import { Cache } from "../../src/cache/cache.ts";
 import { MemoryLayer } from "../../src/cache/memory.ts";
 import { serveWithCache } from "../../src/cache/serve.ts";
 import { bytesOf, instantUpstream, object } from "./helpers.ts";
+
+setDefaultTimeout(30_000);
 
 const SSEC = { "x-amz-server-side-encryption-customer-algorithm": "AES256", "x-amz-server-side-encryption-customer-key-md5": "bWQ1bWQ1bWQ1bWQ1bWQ1bQ==" };
 const policy = { ttlSeconds: 60, defaultTtlSeconds: 3600, maxItemBytes: 1 << 20 };

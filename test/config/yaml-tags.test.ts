@@ -4,8 +4,10 @@
  * `secret_key: !vault prod/s3` was used literally. It is an error naming the line, never the
  * value. A `!!binary` or `!!timestamp` value where a string goes was "got a mapping".
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { ConfigError, parseConfig } from "../../src/config/load.ts";
+
+setDefaultTimeout(30_000);
 
 function messages(yaml: string): string[] {
   try {

@@ -3,9 +3,11 @@
  * mounted at "/", however the target spells them: routing decodes escapes and collapses repeated
  * slashes, so the control check must too (//health and /%2Fhealth read a root bucket's object).
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { isControlTarget } from "../../src/control/paths.ts";
 import { startInProcess } from "../e2e/harness.ts";
+
+setDefaultTimeout(30_000);
 
 describe("isControlTarget", () => {
   test("the reserved paths as routing reads them: escapes decoded, repeated slashes collapsed", () => {

@@ -4,9 +4,11 @@
  * the key or channel it refused. A stand-in Redis answers in 7.2's words (the local redis-server
  * may be older, whose NOPERM names no user).
  */
-import { expect, test } from "bun:test";
+import { expect, test, setDefaultTimeout } from "bun:test";
 import { startInProcess } from "../e2e/harness.ts";
 import { waitFor } from "../helpers/wait.ts";
+
+setDefaultTimeout(30_000);
 
 /** A Redis that completes HELLO and refuses every other command with `refusal(command)`. */
 function refusingRedis(refusal: (command: string) => string) {

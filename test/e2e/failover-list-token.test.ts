@@ -5,7 +5,7 @@
  * secondary from the last key (or past the last common prefix), no key repeated or skipped. It
  * failed before: the primary's token was refused by the secondary (400 InvalidArgument).
  */
-import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { awsCli } from "../clients/aws.ts";
 import { boto3Client } from "../clients/boto3.ts";
 import { rcloneClient } from "../clients/rclone.ts";
@@ -13,6 +13,8 @@ import { clientTest } from "../clients/run.ts";
 import { startReplicatedSource, type ReplicatedEnv } from "./s3-front-replica-helpers.ts";
 import { answerOf, signedFetch, WRITER } from "./s3-front-upload-helpers.ts";
 import { sortsAfter } from "../../src/fronts/s3/list-token.ts";
+
+setDefaultTimeout(30_000);
 
 const KEY = { accessKeyId: "AKIDLISTTOKEN00001", secretAccessKey: "list-token-secret-0123456789abcdef" };
 const PRIMARY = "primary-tok-71ac";

@@ -5,9 +5,11 @@
  * stay on the primary (a version id is one store's). No replica's upstream bucket name reaches
  * the client, in a listing or in a relayed 400.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { startReplicatedSource, type ReplicatedEnv } from "./s3-front-replica-helpers.ts";
 import { answerOf, signedFetch } from "./s3-front-upload-helpers.ts";
+
+setDefaultTimeout(30_000);
 
 const KEY = { accessKeyId: "AKIDLISTREPLICA0001", secretAccessKey: "list-replica-secret-0123456789abcdef" };
 let w: ReplicatedEnv;

@@ -10,11 +10,13 @@
  * theirs, equal to the GET's: a SignatureDoesNotMatch names the method in its CanonicalRequest,
  * and the HEAD's was one byte longer than the GET's.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { connect } from "node:net";
 import { oneBucketYaml, startBothFronts } from "../helpers/both-fronts.ts";
 import { rawStatuses } from "../helpers/raw-http.ts";
 import { signedFetch } from "./s3-front-upload-helpers.ts";
+
+setDefaultTimeout(30_000);
 
 const CREDS = { accessKeyId: "AKIDHEADLENGTH01", secretAccessKey: "head-length-secret-0123456789abcd" };
 const ERROR_XML = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InvalidArgument</Code><Message>Invalid version id specified</Message><ArgumentName>versionId</ArgumentName><ArgumentValue>abc</ArgumentValue><RequestId>R1</RequestId></Error>`;

@@ -5,9 +5,11 @@
  * takes from upstream documents) it reached the renderer, where encodeURIComponent threw: a 500
  * InternalError for the JSON and the HTML index alike, on both engines. Both are now the 502.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { startRawStore, type RawStore } from "../helpers/raw-store.ts";
 import { oneBucketYaml, startBothFronts } from "../helpers/both-fronts.ts";
+
+setDefaultTimeout(30_000);
 
 const CREDS = { accessKeyId: "AKIDLONESURROGATE", secretAccessKey: "lone-surrogate-secret-0123456789" };
 const listing = (contents: string) => {

@@ -12,7 +12,7 @@
  *   `_misses_total{bucket}` and `yatagarasu_cache_coalesced_total` went back to zero (the series
  *   gone), counters that must never go down.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { heapStats } from "bun:jsc";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -23,6 +23,8 @@ import { recordingLogger } from "../helpers/logger.ts";
 import { bucketYaml, startInProcess, type InProcessProxy } from "./harness.ts";
 import { startFrontsOn } from "./s3-front-helpers.ts";
 import { READER, signedFetch, uploadYaml, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
+
+setDefaultTimeout(30_000);
 
 const T = 30_000;
 

@@ -5,11 +5,13 @@
  * (src/fronts/s3/relay.ts). The plain front echoed it, on every engine and client, and so did the
  * S3 front's PostObject (a browser form upload: its ETag header and PostResponse).
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { startRawStore, type RawStore } from "../helpers/raw-store.ts";
 import { ENGINES_AND_CLIENTS, oneBucketYaml, startBothFronts } from "../helpers/both-fronts.ts";
 import { presignPost } from "../../src/fronts/presign.ts";
 import { signedFetch } from "./s3-front-upload-helpers.ts";
+
+setDefaultTimeout(30_000);
 
 const CREDS = { accessKeyId: "AKIDHOPETAG00001", secretAccessKey: "hop-etag-secret-0123456789abcdef" };
 let store: RawStore;

@@ -7,10 +7,12 @@
  * answered the catalogue's "Invalid Argument" with no details, on either kind of bucket. On both
  * engines of the S3 listener.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { startFrontsOn, UPSTREAM, type S3FrontEnv } from "./s3-front-helpers.ts";
 import { signedFetch } from "./s3-front-upload-helpers.ts";
+
+setDefaultTimeout(30_000);
 
 const T = 30_000;
 const CLIENT = { accessKeyId: "AKIDCACHEDERRORS1", secretAccessKey: "cached-errors-secret-0123456789ab" };

@@ -3,7 +3,7 @@
  * are one upstream service reached with one identity, streamed through the proxy otherwise (the
  * fixture's bucket `far` is readable only with its own key, which cannot read `up`, and the reverse).
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { createServer, type AddressInfo } from "node:net";
 import { CopyObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { awsCli } from "../clients/aws.ts";
@@ -12,6 +12,8 @@ import { OpaServer } from "../fixtures/opa.ts";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { startFrontsOn } from "./s3-front-helpers.ts";
 import { answerOf, bytesOf, sha256, signedFetch, UPSTREAM_WRITER, uploadYaml, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
+
+setDefaultTimeout(30_000);
 
 const T = 60_000;
 const FAR_KEY = { accessKeyId: "AKIDUPSTREAMFAR01", secretAccessKey: "upstream-far-secret-0123456789abc" };

@@ -4,12 +4,14 @@
  * that hold their answer until the test lets them go, or stall part-way: no timing is measured,
  * only the order of events (the client has its head while the source still holds).
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { createServer, type AddressInfo, type Socket } from "node:net";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { startFrontsOn } from "./s3-front-helpers.ts";
 import { signedFetch, UPSTREAM_WRITER, uploadYaml, type UploadEnv } from "./s3-front-upload-helpers.ts";
+
+setDefaultTimeout(30_000);
 
 const T = 60_000;
 const COPIER = { accessKeyId: "AKIDCOPIERLATE001", secretAccessKey: "copier-late-secret-0123456789abcd" };

@@ -6,7 +6,7 @@
  * And a part copy by range from a caching bucket is pinned to the cached copy's ETag (the client
  * sized its ranges from a HeadObject the cache answered).
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { OpaServer } from "../fixtures/opa.ts";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { recordingLogger } from "../helpers/logger.ts";
@@ -14,6 +14,8 @@ import { waitFor } from "../helpers/wait.ts";
 import type { AccessRecord } from "../../src/observe/log.ts";
 import { startFrontsOn } from "./s3-front-helpers.ts";
 import { answerOf, signedFetch, UPSTREAM_WRITER, uploadYaml, type UploadEnv } from "./s3-front-upload-helpers.ts";
+
+setDefaultTimeout(30_000);
 
 const T = 30_000;
 const FAR_KEY = { accessKeyId: "AKIDUPSTREAMFAR02", secretAccessKey: "upstream-far-secret-0123456789xyz" };

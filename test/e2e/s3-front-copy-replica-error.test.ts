@@ -5,10 +5,12 @@
  * there (an UploadPartCopy per part could even take parts from different replicas' versions). It
  * failed over like a read. And no replica's upstream bucket name reaches the client in an error.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import type { S3Fixture } from "../fixtures/s3.ts";
 import { startReplicatedSource, type ReplicatedEnv } from "./s3-front-replica-helpers.ts";
 import { answerOf, signedFetch, type UploadEnv } from "./s3-front-upload-helpers.ts";
+
+setDefaultTimeout(30_000);
 
 const KEY = { accessKeyId: "AKIDCOPYREPLICA0001", secretAccessKey: "copy-replica-secret-0123456789abcdef" };
 let dest: S3Fixture;

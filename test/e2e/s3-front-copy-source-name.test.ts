@@ -4,10 +4,12 @@
  * bucket name must not reach the client, as the destination's never does. Only the destination's
  * name was masked in the copy's relayed message.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { startFrontsOn } from "./s3-front-helpers.ts";
 import { answerOf, signedFetch, UPSTREAM_WRITER, uploadYaml, type UploadEnv } from "./s3-front-upload-helpers.ts";
+
+setDefaultTimeout(30_000);
 
 const SOURCE_UPSTREAM = "hidden-src-4d2b";
 let s3: S3Fixture;

@@ -6,10 +6,12 @@
  * upstream's Connection header names is hop-by-hop (RFC 9110 §7.6.1), the proxy's alone, and the
  * other answers already drop it (src/http/headers.ts, src/fronts/s3/relay.ts); these relayed it.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { startRawStore, type RawStore } from "../helpers/raw-store.ts";
 import { oneBucketYaml, startBothFronts } from "../helpers/both-fronts.ts";
 import { signedFetch } from "./s3-front-upload-helpers.ts";
+
+setDefaultTimeout(30_000);
 
 const CREDS = { accessKeyId: "AKIDHOPREADS0001", secretAccessKey: "hop-reads-secret-0123456789abcdef" };
 const HOP = "Connection: close, x-amz-mp-parts-count, x-amz-version-id, last-modified, x-amz-delete-marker\r\nx-amz-mp-parts-count: 3\r\nx-amz-version-id: v1\r\nx-amz-delete-marker: false\r\nLast-Modified: Wed, 01 Jan 2025 00:00:00 GMT\r\n";

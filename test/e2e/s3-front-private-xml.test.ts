@@ -4,8 +4,10 @@
  * nothing, so a presigned listing URL was heuristically cacheable by a shared cache under its URL,
  * past its expiry, for anyone holding it.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { signedFetch, startUploadEnv, type UploadEnv } from "./s3-front-upload-helpers.ts";
+
+setDefaultTimeout(30_000);
 
 let env: UploadEnv;
 

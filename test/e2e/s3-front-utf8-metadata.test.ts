@@ -15,10 +15,12 @@
  *   2 KiB check counted each byte above 0x7F as two (Buffer.byteLength of the character), so
  *   metadata of 1 to 2 KiB of UTF-8 was refused with MetadataTooLarge.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { smithyPresigned } from "../fronts/s3/helpers.ts";
 import { presignPost } from "../../src/fronts/presign.ts";
 import { answerOf, signedFetch, startUploadEnv, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
+
+setDefaultTimeout(30_000);
 
 const T = 30_000;
 let env: UploadEnv;

@@ -4,11 +4,13 @@
  * virtual-hosted URL, as S3 gives it: the path is the key alone. It was path-style on the
  * virtual-hosted host (`http://up.s3.test/up/key`), a URL that names key `up/key` there.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { presignPost } from "../../src/fronts/presign.ts";
 import { S3Signer } from "../../src/s3/sigv4.ts";
 import { startUploadFixture, uploadYaml, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
 import { startFrontsOn } from "./s3-front-helpers.ts";
+
+setDefaultTimeout(30_000);
 
 let env: UploadEnv;
 beforeAll(async () => {

@@ -4,11 +4,13 @@
  * so after a PUT or DELETE answered 503/504 the old object (or a deleted one) was served as a HIT
  * for the rest of its TTL while the store held the new one, or none.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { type S3Fixture } from "../fixtures/s3.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { startFrontsOn } from "./s3-front-helpers.ts";
 import { signedDeleteObjects, signedFetch, startUploadFixture, UPSTREAM_WRITER, uploadYaml, type UploadEnv } from "./s3-front-upload-helpers.ts";
+
+setDefaultTimeout(30_000);
 
 const T = 30_000;
 const QUICK = { accessKeyId: "AKIDQUICKWRITER01", secretAccessKey: "quick-writer-secret-0123456789ab" };

@@ -1,6 +1,8 @@
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { parseCidr, type Cidr } from "../../src/http/cidr.ts";
 import { clientIpOf, forwardedAddress } from "../../src/http/client-ip.ts";
+
+setDefaultTimeout(30_000);
 
 const trusted: Cidr[] = [parseCidr("127.0.0.0/8")!, parseCidr("10.0.0.0/8")!];
 const xff = (v: string) => new Headers({ "x-forwarded-for": v });

@@ -1,6 +1,8 @@
 /** validHost: the Host forms the guard phase and the metrics listener accept (src/http/host.ts). */
-import { expect, test } from "bun:test";
+import { expect, test, setDefaultTimeout } from "bun:test";
 import { validHost } from "../../src/http/host.ts";
+
+setDefaultTimeout(30_000);
 
 test("host[:port] with a reg-name, IPv4 or [IPv6] and a port of 1-5 digits up to 65535; an empty Host", () => {
   for (const h of ["", "a", "example.com", "EXAMPLE.com:8080", "x:0", "x:65535", "x:00080", "1.2.3.4", "1.2.3.4:9000", "a_b-c~d.e", "a%41b", "bucket.s3.example.com:443", "[::1]", "[::1]:8080", "[2001:db8::1]", "[::ffff:1.2.3.4]:80", "[fe80::1%25eth0]", "[fe80::1%25en%2d0]:1", "a!$&'()*+;=b"]) {

@@ -1,5 +1,7 @@
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { limitKey } from "../../src/http/cidr.ts";
+
+setDefaultTimeout(30_000);
 
 describe("limitKey: what per-address limits count a client by", () => {
   test("an IPv6 client is its /64 (a host picks any address of its /64: keyed on the address, it evaded every per-address cap)", () => {

@@ -4,8 +4,10 @@
  * them, 1,152 in all) took ~10 MiB of RSS per process with two listeners (measured: two Bun.serve
  * with the table, 47.8 MiB, against 33.4 MiB with this one).
  */
-import { expect, test } from "bun:test";
+import { expect, test, setDefaultTimeout } from "bun:test";
 import { fallbackRewritten, MAX_DEPTH, MAX_EMPTY_DEPTH, rawPrefixPatterns, rawSegmentPatterns } from "../../src/http/raw-target.ts";
+
+setDefaultTimeout(30_000);
 
 test("the route table stays small: every depth without an empty segment, one empty segment up to MAX_EMPTY_DEPTH, and the wildcard routes", () => {
   const segments = rawSegmentPatterns();

@@ -1,5 +1,7 @@
-import { expect, test } from "bun:test";
+import { expect, test, setDefaultTimeout } from "bun:test";
 import { ByteBudget } from "../../src/limits/index.ts";
+
+setDefaultTimeout(30_000);
 
 test("ByteBudget: reservations up to max; release frees them; a lowered max keeps what is held but admits nothing more", () => {
   const b = new ByteBudget(10);

@@ -1,8 +1,10 @@
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { parseConfig } from "../../src/config/load.ts";
 import { UploadLimiter } from "../../src/limits/concurrency.ts";
 import { App } from "../../src/app.ts";
 import { nullLogger } from "../../src/observe/log.ts";
+
+setDefaultTimeout(30_000);
 
 describe("UploadLimiter (server.max_concurrent_uploads, _per_ip)", () => {
   test("with the default caps one address can hold at most half the upload slots (64 of 128): another address still gets in (with 64 per address it took all 128)", () => {

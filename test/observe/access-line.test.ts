@@ -3,11 +3,13 @@
  * JSON path as the generic path writes them (same names, same order), escaped where a client
  * controls the value (a copy source is a key), omitted when undefined, and in the text format.
  */
-import { afterAll, expect, test } from "bun:test";
+import { afterAll, expect, test, setDefaultTimeout } from "bun:test";
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createLogger, type AccessRecord, type Fields } from "../../src/observe/log.ts";
+
+setDefaultTimeout(30_000);
 
 const dir = mkdtempSync(join(tmpdir(), "yata-accessline-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

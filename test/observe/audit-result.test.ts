@@ -1,7 +1,9 @@
 /** The audit trail's result of a request (src/observe/audit.ts resultOf), from its outcome. */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { resultOf } from "../../src/observe/audit.ts";
 import type { RequestContext } from "../../src/proxy/context.ts";
+
+setDefaultTimeout(30_000);
 
 const ctx = (o: Partial<Pick<RequestContext, "status" | "errorCode" | "bodyError" | "s3Code">>) => ({ status: 200, errorCode: undefined, bodyError: undefined, s3Code: undefined, ...o }) as RequestContext;
 

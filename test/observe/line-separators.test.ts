@@ -6,7 +6,7 @@
  * other JSON log lines and the audit trail write them escaped (\u2028, \u2029, \u0085, \u009b),
  * still parsing back to the same value.
  */
-import { afterAll, expect, test } from "bun:test";
+import { afterAll, expect, test, setDefaultTimeout } from "bun:test";
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,6 +14,8 @@ import { createAuditTrail } from "../../src/observe/audit.ts";
 import { createLogger, nullLogger, type AccessRecord, type Fields } from "../../src/observe/log.ts";
 import { Registry } from "../../src/observe/registry.ts";
 import type { RequestContext } from "../../src/proxy/context.ts";
+
+setDefaultTimeout(30_000);
 
 const dir = mkdtempSync(join(tmpdir(), "yata-linesep-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

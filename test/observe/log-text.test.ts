@@ -5,11 +5,13 @@
  * an S3 key holding ESC sequences reached the log raw and cleared or recoloured the terminal of
  * whoever tailed it.
  */
-import { afterAll, expect, test } from "bun:test";
+import { afterAll, expect, test, setDefaultTimeout } from "bun:test";
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createLogger } from "../../src/observe/log.ts";
+
+setDefaultTimeout(30_000);
 
 const dir = mkdtempSync(join(tmpdir(), "yata-logtext-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -2,12 +2,14 @@
  * The README's Observability section names what the proxy writes: every field an access line can
  * carry is in its "Logs" item, and every metric family is in its metrics table.
  */
-import { afterAll, expect, test } from "bun:test";
+import { afterAll, expect, test, setDefaultTimeout } from "bun:test";
 import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createLogger, type AccessRecord } from "../../src/observe/log.ts";
 import { Metrics } from "../../src/observe/metrics.ts";
+
+setDefaultTimeout(30_000);
 
 const ROOT = join(import.meta.dir, "../..");
 const README = readFileSync(join(ROOT, "README.md"), "utf8");

@@ -3,8 +3,10 @@
  * probe. Until session 27 nothing was logged at any level: with `logging.level: warn`, a bucket
  * whose upstream went away (every request 502, /ready 503) left the log empty.
  */
-import { expect, test } from "bun:test";
+import { expect, test, setDefaultTimeout } from "bun:test";
 import { probeId, Prober, type ProbeLog } from "../../src/observe/readiness.ts";
+
+setDefaultTimeout(30_000);
 
 function scripted(results: Array<{ ok: boolean; reason?: string }>) {
   let i = 0;

@@ -1,8 +1,10 @@
 /** ip_filter's decision for one client address (src/proxy/phases/admit.ts addressRefused). */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { parseCidr, type Cidr } from "../../src/http/cidr.ts";
 import type { RequestContext } from "../../src/proxy/context.ts";
 import { addressRefused } from "../../src/proxy/phases/admit.ts";
+
+setDefaultTimeout(30_000);
 
 const cidrs = (...s: string[]): Cidr[] => s.map((c) => parseCidr(c)!);
 // (the address resolved once per request: clientIp reads it from the context)

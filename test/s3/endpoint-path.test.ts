@@ -3,11 +3,13 @@
  * wire as the AWS SDK puts it, encoded once, before the bucket and the key.
  */
 import { GetObjectCommand, S3Client } from "@aws-sdk/client-s3";
-import { expect, test } from "bun:test";
+import { expect, test, setDefaultTimeout } from "bun:test";
 import type { BucketConfig } from "../../src/config/schema.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { storesOf } from "../../src/config/writes.ts";
 import { BucketUpstream } from "../../src/s3/upstream.ts";
+
+setDefaultTimeout(30_000);
 
 /** The path the AWS SDK sends for a GetObject of `key` at `endpoint`, path-style. */
 async function sdkPath(endpoint: string, bucket: string, key: string): Promise<string> {

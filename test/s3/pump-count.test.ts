@@ -3,9 +3,11 @@
  * verified or decoded upload body: the payload as it came (a held-back piece included), never
  * the aws-chunked framing, and only what came before a source that broke off.
  */
-import { expect, test } from "bun:test";
+import { expect, test, setDefaultTimeout } from "bun:test";
 import { buildAwsChunkedBody, decodeAwsChunked } from "../../src/s3/aws-chunked.ts";
 import { pipeStage } from "../../src/s3/aws-chunked/pump.ts";
+
+setDefaultTimeout(30_000);
 
 const passThrough = { feed: (p: Uint8Array, out: Uint8Array[]) => void out.push(p), end: () => {} };
 

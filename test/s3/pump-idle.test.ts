@@ -4,9 +4,11 @@
  * RequestTimeout once a read has waited SOURCE_IDLE_MS; a source that is merely slow, or a
  * consumer that does not read, is never timed.
  */
-import { expect, test } from "bun:test";
+import { expect, test, setDefaultTimeout } from "bun:test";
 import { pipeStage, SOURCE_IDLE_MS } from "../../src/s3/aws-chunked/pump.ts";
 import { isPayloadError } from "../../src/s3/aws-chunked/errors.ts";
+
+setDefaultTimeout(30_000);
 
 const passThrough = { feed: (p: Uint8Array, out: Uint8Array[]) => void out.push(p), end: () => {} };
 

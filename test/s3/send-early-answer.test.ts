@@ -5,9 +5,11 @@
  * the body ending after the answer armed it again, past the `finally` that clears it, and
  * `s3.timeout` later it aborted the answer the client was still reading.
  */
-import { expect, test } from "bun:test";
+import { expect, test, setDefaultTimeout } from "bun:test";
 import { fetchWithBody } from "../../src/s3/send.ts";
 import { UpstreamProtocolError } from "../../src/s3/http1/index.ts";
+
+setDefaultTimeout(30_000);
 
 test("an answer that comes before the request body ends is not aborted s3.timeout after the body ends", async () => {
   const TIMEOUT_MS = 50;

@@ -1,5 +1,7 @@
-import { expect, test } from "bun:test";
+import { expect, test, setDefaultTimeout } from "bun:test";
 import { bodyGarbageWatch, collectWhenIdle, idleCollector } from "../../src/server/body-garbage.ts";
+
+setDefaultTimeout(30_000);
 
 const MiB = 1 << 20;
 

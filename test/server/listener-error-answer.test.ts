@@ -5,12 +5,14 @@
  * main one, no-store, nothing of the failure (its path) in it. It was a bare JSON 500 on both, with
  * no request id, the same on the S3 listener, whose clients parse XML.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { App } from "../../src/app.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { listenBun } from "../../src/server.ts";
 import { fromProxyError, s3ErrorResponse } from "../../src/fronts/s3/errors.ts";
 import { nullLogger } from "../../src/observe/log.ts";
+
+setDefaultTimeout(30_000);
 
 const MISSING = "/tmp/yatagarasu-listener-error-answer-no-such-file";
 const cfg = parseConfig(`server: { address: 127.0.0.1, port: 0 }\nbuckets:\n  - { name: b, path_prefix: /b, s3: { bucket: bb, endpoint: "http://127.0.0.1:1" } }\n`);

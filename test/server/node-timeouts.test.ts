@@ -5,11 +5,13 @@
  * connection until that 408), and an answer that takes long once the body is in (a slow
  * CompleteMultipartUpload) is not cut (a listener-wide socket timeout cut it at 60 s).
  */
-import { expect, test } from "bun:test";
+import { expect, test, setDefaultTimeout } from "bun:test";
 import http from "node:http";
 import { connect, type AddressInfo } from "node:net";
 import { configureNodeServer, NODE_IDLE_MS, watchedNodeBody } from "../../src/server.ts";
 import { waitFor } from "../helpers/wait.ts";
+
+setDefaultTimeout(30_000);
 
 test("requestTimeout off; the body idle timeout is Bun.serve's (60 s)", () => {
   const server = http.createServer();

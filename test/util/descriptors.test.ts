@@ -1,5 +1,7 @@
-import { expect, test } from "bun:test";
+import { expect, test, setDefaultTimeout } from "bun:test";
 import { startFetchClient } from "../../src/util/descriptors.ts";
+
+setDefaultTimeout(30_000);
 
 test("startFetchClient sends nothing to an HTTP proxy the environment names (nor waits for one)", async () => {
   const seen: string[] = [];

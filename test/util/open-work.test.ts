@@ -1,5 +1,7 @@
-import { expect, test } from "bun:test";
+import { expect, test, setDefaultTimeout } from "bun:test";
 import { OpenWork } from "../../src/util/open-work.ts";
+
+setDefaultTimeout(30_000);
 
 test("a shutdown's wait for open work: ends once all is closed, or at its bound with what is still open (each named by its fields, an upload id learnt late included)", async () => {
   const work = new OpenWork();

@@ -5,9 +5,11 @@
  * every bucket, an answer AWS S3 no longer gives. A store that is not AWS S3 stays "not configured"
  * (its encryption at rest is unknown to the proxy).
  */
-import { expect, test } from "bun:test";
+import { expect, test, setDefaultTimeout } from "bun:test";
 import { parseConfig } from "../../../src/config/load.ts";
 import { defaultEncryption } from "../../../src/fronts/s3/bucket-config.ts";
+
+setDefaultTimeout(30_000);
 
 const bucket = (s3: string) => parseConfig(`buckets:\n  - { name: b, path_prefix: /b, s3: { ${s3.startsWith("replicas") ? "" : "bucket: bk, "}${s3} } }\n`, { env: {} }).buckets[0]!;
 

@@ -1,5 +1,7 @@
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { FormDataError, formBoundary, FormReader } from "../../../src/fronts/s3/form-data.ts";
+
+setDefaultTimeout(30_000);
 
 const enc = new TextEncoder();
 const BOUNDARY = "----WebKitFormBoundaryAbC123";

@@ -1,6 +1,8 @@
-import { expect, test } from "bun:test";
+import { expect, test, setDefaultTimeout } from "bun:test";
 import type { BucketConfig } from "../../../src/config/schema.ts";
 import { issueToken, nextToken, pastPrefix, RAW_TOKEN_GRACE_MS, readToken, s3UrlDecode, s3UrlEncode, sortsAfter } from "../../../src/fronts/s3/list-token.ts";
+
+setDefaultTimeout(30_000);
 
 const cfg = (secret: string) =>
   ({ name: "src", s3: { bucket: "one-b", secret_key: secret, replicas: [{ name: "one", bucket: "one-b", secret_key: secret }, { name: "two", bucket: "two-b", secret_key: "s2" }] } }) as unknown as BucketConfig;

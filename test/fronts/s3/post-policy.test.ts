@@ -1,5 +1,7 @@
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { checkPostPolicy } from "../../../src/fronts/s3/post-policy.ts";
+
+setDefaultTimeout(30_000);
 
 const NOW = Date.parse("2026-12-02T12:00:00Z");
 const b64 = (doc: unknown) => Buffer.from(JSON.stringify(doc)).toString("base64");

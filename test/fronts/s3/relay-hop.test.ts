@@ -4,10 +4,12 @@
  * relayed, as on reads (test/http/headers.test.ts). Before, `Connection: close, x-amz-version-id`
  * on a PUT's answer gave the client the version id anyway.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { markOwnedBytes } from "../../../src/http/owned-response.ts";
 import type { RequestContext } from "../../../src/proxy/context.ts";
 import { emptyAnswer, xmlAnswer } from "../../../src/fronts/s3/relay.ts";
+
+setDefaultTimeout(30_000);
 
 const ctx = { id: "REQ1" } as RequestContext;
 const upstream = (connection: string) =>

@@ -1,9 +1,11 @@
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import type { ProxyError } from "../../../src/errors.ts";
 import { s3ErrorOf } from "../../../src/fronts/s3/fail.ts";
 import { tagsOf } from "../../../src/fronts/s3/tagging.ts";
 import { objectSettingsProblem } from "../../../src/fronts/s3/writes.ts";
 import { parseXml } from "../../../src/fronts/s3/xml-reader.ts";
+
+setDefaultTimeout(30_000);
 
 const code = (xml: string) => {
   try {

@@ -4,8 +4,10 @@
  * code] }" (and `&__proto__;` to "[object Object]"), and that key was deleted upstream. Only the
  * five predefined entities exist: anything else is malformed (S3's MalformedXML).
  */
-import { expect, test } from "bun:test";
+import { expect, test, setDefaultTimeout } from "bun:test";
 import { parseXml, XmlError } from "../../../src/fronts/s3/xml-reader.ts";
+
+setDefaultTimeout(30_000);
 
 test("&constructor; &toString; &__proto__; &hasOwnProperty; are not entities", () => {
   for (const name of ["constructor", "toString", "__proto__", "hasOwnProperty", "valueOf"]) {

@@ -4,8 +4,10 @@
  * is at least one second after its Last-Modified (RFC 9110 §8.8.2.2, §13.1.5): else the object may
  * have changed twice within that second, both versions under one Last-Modified.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { fetchIfRange } from "../../../src/proxy/phases/object.ts";
+
+setDefaultTimeout(30_000);
 
 const ETAG = '"0123456789abcdef"';
 const LM = "Wed, 21 Oct 2015 07:28:00 GMT";
