@@ -771,9 +771,11 @@ console.log(JSON.stringify(await Promise.all(urls.map((u) => redisAuthFailure(u,
       const first = performance.now() - started;
       expect(first).toBeGreaterThanOrEqual(150);
       expect(first).toBeLessThan(1000);
-      started = performance.now();
-      expect(await rl.get("b/k")).toBeUndefined();
-      expect(performance.now() - started).toBeLessThan(20);
+      // at once: settled before a 0 ms timer fires (without waiting on anything; under 20 ms said the same
+      // on an idle core only)
+      const second = Promise.resolve(rl.get("b/k"));
+      expect(await Promise.race([second.then(() => "settled"), Bun.sleep(0).then(() => "a timer first")])).toBe("settled");
+      expect(await second).toBeUndefined();
       await waitFor(() => !rl.health().up, { timeoutMs: 5000, message: "the layer down once Redis has not answered for 1 s" });
       expect(rl.health()).toMatchObject({ up: false, state: expect.stringMatching(/down|connecting/) });
       // the command named once (it read "GET: GET: no answer ..." in the warning; a reconnect under way may have replaced it with its own reason since)
