@@ -6,24 +6,11 @@ import { Cache } from "../src/cache/cache.ts";
 import { makeObject } from "../src/cache/freshness.ts";
 import { MemoryLayer } from "../src/cache/memory.ts";
 import { serveWithCache } from "../src/cache/serve.ts";
+import { measure as measureOps, measureAsync as measureOpsAsync } from "./measure.ts";
 
-/** Runs `fn` `warmup` times, then `iterations` times; returns ns per op. */
-function measure(fn: () => unknown, iterations = 500_000, warmup = 50_000): number {
-  let sink: unknown;
-  for (let i = 0; i < warmup; i++) sink = fn();
-  const start = Bun.nanoseconds();
-  for (let i = 0; i < iterations; i++) sink = fn();
-  const ns = (Bun.nanoseconds() - start) / iterations;
-  if (sink === Symbol.for("never")) console.log(sink);
-  return ns;
-}
-
-async function measureAsync(fn: () => Promise<unknown>, iterations = 200_000, warmup = 20_000): Promise<number> {
-  for (let i = 0; i < warmup; i++) await fn();
-  const start = Bun.nanoseconds();
-  for (let i = 0; i < iterations; i++) await fn();
-  return (Bun.nanoseconds() - start) / iterations;
-}
+/** ns per op of `fn` (bench/measure.ts: the fastest of its rounds). */
+const measure = (fn: () => unknown, iterations = 500_000, warmup = 50_000): number => measureOps(fn, iterations, warmup);
+const measureAsync = (fn: () => Promise<unknown>, iterations = 200_000, warmup = 20_000): Promise<number> => measureOpsAsync(fn, iterations, warmup);
 
 const report = (label: string, ns: number) => console.log(`${label}: ${ns.toFixed(0)} ns/op`);
 

@@ -9,6 +9,7 @@ import { afterAll, expect, test, setDefaultTimeout } from "bun:test";
 setDefaultTimeout(120_000);
 import { Authenticator } from "../src/auth/index.ts";
 import { hmacToken, jwtConfig, makeKeyPair, nowSec, signWith, tempDir } from "../test/fixtures/jwt.ts";
+import { measureAsync } from "./measure.ts";
 
 const tmp = tempDir();
 const opened: Authenticator[] = [];
@@ -25,12 +26,7 @@ afterAll(() => {
  * in a real request (so a cache lookup pays for hashing the whole token, as it would in production).
  */
 const POOL = 1024;
-async function measure(fn: (i: number) => Promise<unknown>, iterations: number, warmup = Math.ceil(iterations / 10)): Promise<number> {
-  for (let i = 0; i < warmup; i++) await fn(i % POOL);
-  const start = Bun.nanoseconds();
-  for (let i = 0; i < iterations; i++) await fn(i % POOL);
-  return (Bun.nanoseconds() - start) / iterations;
-}
+const measure = (fn: (i: number) => Promise<unknown>, iterations: number, warmup?: number): Promise<number> => measureAsync((i) => fn(i % POOL), iterations, warmup);
 
 /** A typical ~270-byte access token; `jti` makes every token of the pool distinct. */
 const claims = (i: number) => ({ sub: "user-1234", iss: "https://idp.example.com", aud: "yatagarasu", role: "editor", groups: ["eng", "ops"], iat: nowSec(), exp: nowSec() + 3600, jti: `t-${i}` });

@@ -12,16 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig, parseConfig } from "../src/config/load.ts";
 import { normalizePath, Router } from "../src/router.ts";
-
-function measure(fn: (i: number) => unknown, iterations: number, warmup = Math.ceil(iterations / 10)): number {
-  let sink: unknown;
-  for (let i = 0; i < warmup; i++) sink = fn(i);
-  const start = Bun.nanoseconds();
-  for (let i = 0; i < iterations; i++) sink = fn(i);
-  const ns = (Bun.nanoseconds() - start) / iterations;
-  if (sink === Symbol.for("never")) console.log(sink);
-  return ns;
-}
+import { measure } from "./measure.ts";
 
 const N = 100;
 /** A mix of prefix shapes: one segment, two segments, and a root bucket. */

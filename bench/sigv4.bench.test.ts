@@ -3,17 +3,10 @@ import { expect, test, setDefaultTimeout } from "bun:test";
 // Figures, not assertions on time; on a loaded machine a measurement can take longer than bun's 5 s default.
 setDefaultTimeout(120_000);
 import { S3Signer, uriEncode, type SignableRequest } from "../src/s3/sigv4.ts";
+import { measure as measureOps } from "./measure.ts";
 
-/** Runs `fn` `warmup` times, then `iterations` times; returns ns per op. */
-function measure(fn: () => unknown, iterations = 200_000, warmup = 20_000): number {
-  let sink: unknown;
-  for (let i = 0; i < warmup; i++) sink = fn();
-  const start = Bun.nanoseconds();
-  for (let i = 0; i < iterations; i++) sink = fn();
-  const ns = (Bun.nanoseconds() - start) / iterations;
-  if (sink === Symbol.for("never")) console.log(sink); // keep results observable
-  return ns;
-}
+/** ns per op of `fn` (bench/measure.ts: the fastest of its rounds). */
+const measure = (fn: () => unknown, iterations = 200_000, warmup = 20_000): number => measureOps(fn, iterations, warmup);
 
 const report = (label: string, ns: number) =>
   console.log(`${label}: ${ns >= 1000 ? (ns / 1000).toFixed(2) + " µs" : ns.toFixed(0) + " ns"}/op`);
