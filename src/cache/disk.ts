@@ -445,13 +445,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
 
   /** A max_disk_size_mb the file system cannot hold works (outOfRoom evicts) but is said at start. */
   private warnIfLargerThanVolume(): void {
-    let total: number;
-    try {
-      const fs = statfsSync(this.dir);
-      total = fs.blocks * fs.frsize;
-    } catch {
-      return;
-    }
+    const total = volumeOf(this.dir)?.total;
+    if (total === undefined) return;
     // (max_disk_size_mb, all workers' parts together: each has its folder on the same file system)
     const configured = this.maxBytes * this.share;
     if (total > 0 && configured > total) {
@@ -1145,13 +1140,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
    */
   private outOfRoom(now: number, failedBytes = 0): void {
     if (this.fullUntil !== 0 && now - (this.fullUntil - FULL_HOLD_MS) < 1000) return;
-    let free = 0;
-    try {
-      const fs = statfsSync(this.dir);
-      free = fs.bavail * fs.bsize;
-    } catch {
-      // (unknown: what the layer holds is what it can have)
-    }
+    // (unknown: what the layer holds is what it can have)
+    const free = volumeOf(this.dir)?.free ?? 0;
     this.fullCap = Math.floor(Math.min(Math.max(this.bytes, free + failedBytes), this.cap()) * 0.9);
     this.fullUntil = now + FULL_HOLD_MS;
     this.log?.warn("disk cache: the file system is full; evicting least recently used objects", { dir: this.dir, cap_bytes: this.fullCap, configured_bytes: this.maxBytes, for_seconds: FULL_HOLD_MS / 1000 });
