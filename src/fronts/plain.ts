@@ -135,6 +135,10 @@ export function route(ctx: RequestContext): Response | undefined {
     // exist (403 "CORSResponse: Bucket not found", as the S3 front does).
     if (bucket === undefined) {
       if (ctx.req.headers.has("origin") && isPreflight(method, ctx.req.headers)) throw new ProxyError("Forbidden", { detail: "CORS preflight refused: no bucket is mapped to this path" });
+      // (but the root, the server's own options: HAProxy's `option httpchk` default is `OPTIONS /
+      // HTTP/1.0`, and a 404 there marked every proxy down; on the bun engine `OPTIONS *` never
+      // reaches a handler)
+      if (ctx.path === "/") return new Response(null, { status: 204, headers: { allow: serverAllow(ctx.rt) } });
       throw notHere(ctx, "NotFound");
     }
     ctx.bucketName = bucket.name;

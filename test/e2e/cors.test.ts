@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "bun:test";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
-import { bearer, bucket, startWriteEnv, WRITER, type WriteEnv } from "./plain-write-env.ts";
+import { bearer, bucket, rawRequest, startWriteEnv, WRITER, type WriteEnv } from "./plain-write-env.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -147,6 +147,14 @@ describe("plain front", () => {
       expect(await answer(await fetch(env.url("/nosuch/x"), { method: "OPTIONS", headers }))).toEqual([404, null, [], "application/json", { ...getBody, request_id: expect.any(String) }]);
     }
     expect(get.status).toBe(404);
+  }, T);
+
+  // (the commit that made the above 404 made this one 404 too: every proxy behind HAProxy's default check went down)
+  test("OPTIONS / where no bucket maps the root, as HAProxy's `option httpchk` sends it by default (OPTIONS / HTTP/1.0, no Host), is 204 with the server's Allow", async () => {
+    const res = await rawRequest(Number(new URL(env.url("/")).port), "OPTIONS / HTTP/1.0\r\n\r\n");
+    expect(res.status).toBe(204);
+    expect(res.text).toMatch(/\r\nallow: GET, HEAD, PUT, (?:POST, )?DELETE, OPTIONS\r\n/i);
+    expect((await preflight(env.url("/"), APP, "GET")).status).toBe(403);
   }, T);
 
   test("a bucket without cors answers as before: OPTIONS 204 with Allow and no CORS headers, GET without them", async () => {
