@@ -21,6 +21,7 @@
 import { fstatSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import type { ObjectMeta } from "./types.ts";
+import { sameEtag } from "../http/conditional.ts";
 
 /** Largest read a follower makes at once. */
 export const FOLLOW_CHUNK_BYTES = 256 * 1024;
@@ -368,21 +369,34 @@ interface Reader {
 /**
  * The resume of a fill's readers through `upstream`: bytes [pos, end) of the object with the
  * fill's ETag (If-Match: another version is a 412, no resume), taken only as the exact 206 that
- * names that ETag.
+ * names that ETag. The fill's ETag is quoted (quotedEtag, where the answer was read) even when the
+ * store sent it bare (`ETag: abc123`); such a store may compare If-Match with its bare tag as text
+ * and refuse the quoted one (412) though the object is unchanged: a 412 is asked once more with
+ * the bare tag, which matches only that same tag.
  */
 export function resumeThrough(upstream: (extra: Record<string, string>, signal: AbortSignal) => Promise<Response>, meta: ObjectMeta): ResumeFromUpstream | undefined {
   const etag = meta.headers.etag;
   if (etag === undefined || etag.startsWith("W/")) return undefined;
   return async (pos, end, signal) => {
-    const res = await upstream({ range: `bytes=${pos}-${end - 1}`, "if-match": etag }, signal);
-    const range = res.headers.get("content-range");
-    // The answer's own ETag too: a replica (or S3-compatible store) that ignores If-Match answered
-    // another version's bytes of the same size, spliced after the fill's as one complete body.
-    const answered = res.headers.get("etag");
-    if (res.status !== 206 || res.body === null || range?.trim() !== `bytes ${pos}-${end - 1}/${meta.size}` || answered === null || answered.trim() !== etag.trim()) {
+    const range = `bytes=${pos}-${end - 1}`;
+    let res = await upstream({ range, "if-match": etag }, signal);
+    if (res.status === 412 && etag.charCodeAt(0) === 34 && etag.length > 2) {
       void res.body?.cancel().catch(() => {});
-      return undefined;
+      res = await upstream({ range, "if-match": etag.slice(1, -1) }, signal);
     }
-    return res.body as ReadableStream<Uint8Array>;
+    return exactRest(res, etag, pos, end, meta.size);
   };
+}
+
+/** `res`'s body when it is exactly bytes [pos, end) of the `size`-byte object tagged `etag` (quoted or not), else undefined (the body cancelled). */
+function exactRest(res: Response, etag: string, pos: number, end: number, size: number): ReadableStream<Uint8Array> | undefined {
+  const range = res.headers.get("content-range");
+  // The answer's own ETag too: a replica (or S3-compatible store) that ignores If-Match answered
+  // another version's bytes of the same size, spliced after the fill's as one complete body.
+  const answered = res.headers.get("etag");
+  if (res.status !== 206 || res.body === null || range?.trim() !== `bytes ${pos}-${end - 1}/${size}` || answered === null || !sameEtag(answered, etag)) {
+    void res.body?.cancel().catch(() => {});
+    return undefined;
+  }
+  return res.body as ReadableStream<Uint8Array>;
 }
