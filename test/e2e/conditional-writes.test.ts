@@ -225,6 +225,21 @@ describe("S3 front", () => {
     }
   });
 
+  test("a listing whose first <ETag> is quoted and a later one bare (objects written before and after a store's change) gives every one quoted", async () => {
+    // Only the first <ETag> was looked at: the later bare one reached clients bare.
+    const entry = (key: string, etag: string) => `<Contents><Key>${key}</Key><LastModified>2026-12-07T00:00:00.000Z</LastModified><ETag>${etag}</ETag><Size>1</Size><StorageClass>STANDARD</StorageClass></Contents>`;
+    const body =
+      `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>up</Name><Prefix>mixed/</Prefix><KeyCount>3</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>` +
+      entry("mixed/a", "&quot;aaaa&quot;") + entry("mixed/b", "bbbb") + entry("mixed/c", '"cccc"') + `</ListBucketResult>`;
+    env.s3.faults.set("/up", { kind: "reply", status: 200, body, times: 1 });
+    try {
+      const v2 = await sdk.send(new ListObjectsV2Command({ Bucket: "up", Prefix: "mixed/" }));
+      expect(v2.Contents?.map((c) => `${c.Key} ${c.ETag}`)).toEqual(['mixed/a "aaaa"', 'mixed/b "bbbb"', 'mixed/c "cccc"']);
+    } finally {
+      env.s3.faults.delete("/up");
+    }
+  });
+
   test("CopyObject: CopySourceIfMatch wrong → 412 and the (cached) destination keeps its bytes; right → copied and served", async () => {
     const { ETag } = await sdk.send(new PutObjectCommand({ Bucket: "up", Key: "copy/src.txt", Body: "source" }));
     await sdk.send(new PutObjectCommand({ Bucket: "up", Key: "copy/dst.txt", Body: "destination" }));
