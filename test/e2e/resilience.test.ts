@@ -42,8 +42,11 @@ beforeAll(async () => {
     `buckets:\n` +
     bucket("retry", `retry: { max_attempts: 3, initial_backoff_ms: 10, max_backoff_ms: 20 }`) +
     bucket("tmo", `timeout: 0.5, retry: { max_attempts: 3, initial_backoff_ms: 10, max_backoff_ms: 20 }`) +
-    bucket("brk", `retry: { max_attempts: 1, initial_backoff_ms: 10, max_backoff_ms: 10 }, circuit_breaker: { failure_threshold: 3, success_threshold: 1, timeout_seconds: 1, half_open_max_requests: 1 }`) +
-    bucket("brk2", `retry: { max_attempts: 1, initial_backoff_ms: 10, max_backoff_ms: 10 }, circuit_breaker: { failure_threshold: 3, success_threshold: 1, timeout_seconds: 1, half_open_max_requests: 1 }`);
+    // (timeout_seconds 3: what a test checks of an open breaker must happen before it half-opens,
+    // and a loaded host can pause the test for a second or two; 1 s let such a pause turn the
+    // refused request into the half-open probe)
+    bucket("brk", `retry: { max_attempts: 1, initial_backoff_ms: 10, max_backoff_ms: 10 }, circuit_breaker: { failure_threshold: 3, success_threshold: 1, timeout_seconds: 3, half_open_max_requests: 1 }`) +
+    bucket("brk2", `retry: { max_attempts: 1, initial_backoff_ms: 10, max_backoff_ms: 10 }, circuit_breaker: { failure_threshold: 3, success_threshold: 1, timeout_seconds: 3, half_open_max_requests: 1 }`);
   px = await startProxy(yaml);
 });
 afterAll(async () => {
@@ -151,7 +154,7 @@ describe("circuit breaker", () => {
     }
   });
 
-  test("3 failures open it: the 4th request is refused at once without reaching S3; it half-opens after 1 s and a good probe closes it", async () => {
+  test("3 failures open it: the 4th request is refused without reaching S3; it half-opens after timeout_seconds and a good probe closes it", async () => {
     s3.faults.set("/data/flaky.txt", { kind: "error500" });
     for (let i = 0; i < 3; i++) {
       const res = await fetch(px.url("/brk/flaky.txt"));
@@ -160,11 +163,11 @@ describe("circuit breaker", () => {
     }
     expect(fixtureHitsOf("/data/flaky.txt")).toBe(3);
 
-    const started = performance.now();
+    // (refused by the open breaker: S3 was not asked, the fixture's count below; no wall-clock
+    // bound, which a loaded host's pause failed while the proxy did nothing wrong)
     const refused = await fetch(px.url("/brk/flaky.txt"));
-    expect(performance.now() - started).toBeLessThan(250);
     expect(refused.status).toBe(503);
-    expect(refused.headers.get("retry-after")).toBe("1");
+    expect(["1", "2", "3"]).toContain(refused.headers.get("retry-after")!); // (the seconds left of timeout_seconds, rounded up)
     expect(await refused.json()).toMatchObject({ error: "CircuitOpen" });
     expect(fixtureHitsOf("/data/flaky.txt")).toBe(3);
 
