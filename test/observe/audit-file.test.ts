@@ -103,9 +103,13 @@ test("a full disk (/dev/full): counted per attempt, logged once, lines kept (bou
   expect(failing[0].fields).toMatchObject({ path: "/dev/full", error: "ENOSPC" });
   expect(log.lines.filter((l) => l.msg.startsWith("audit trail queue full")).length).toBe(1);
   expect(f.pending).toBe(90); // the three queued lines wait for the disk
-  const t0 = performance.now();
-  for (let i = 0; i < 1000; i++) f.append(line(i)); // never waits, never throws
-  expect(performance.now() - t0).toBeLessThan(200);
+  // Never waits, never throws: append() gives nothing to wait for (no promise), tries no write of
+  // the failing disk in the caller's turn (errors unchanged), and counts the drops at once (a
+  // wall-clock bound on the loop, 200 ms, failed on a loaded host).
+  const results = new Set<unknown>();
+  for (let i = 0; i < 1000; i++) results.add(f.append(line(i)));
+  expect([...results]).toEqual([undefined]);
+  expect(errors).toBe(3);
   expect(dropped).toBe(1001);
   await f.close();
   expect(dropped).toBe(1004); // still failing at close: the queued three are lost, and counted
