@@ -47,6 +47,10 @@ beforeAll(async () => {
   [s3, redis] = await Promise.all([startS3Fixture({ buckets: [{ name: "data" }], credentials: [{ ...CREDS, buckets: ["data"] }] }), startRedis()]);
   for (const k of ["a.txt", "b.txt", ...KEYS]) await s3.put("data", k, `body of ${k}\n`);
   admin = await sign({ sub: "ops", role: "admin", exp: nowSec() + 600 }, { alg: "HS256", key: SECRET });
+  // (Redis timeouts of 5 s: nothing here measures them (a killed Redis is a closed connection, seen
+  // at once). At 300 ms a Redis slow to answer on a loaded host, right after its restart above
+  // all, failed a store or a reconnect's commands: A's fill never reached Redis, or the layer came
+  // back after the wait.)
   const config = `server: { address: 127.0.0.1, port: 0 }
 metrics: { enabled: true, address: 127.0.0.1, port: 0 }
 jwt:
@@ -59,7 +63,7 @@ cache:
   cache_layers: [memory, disk, redis]
   memory: { max_item_size_mb: 1, max_cache_size_mb: 16, default_ttl_seconds: 600 }
   disk: { path: "${dir}", max_disk_size_mb: 64, max_item_size_mb: 16 }
-  redis: { url: "\${REDIS_URL}", key_prefix: "e2e:", connect_timeout_ms: 300, operation_timeout_ms: 300 }
+  redis: { url: "\${REDIS_URL}", key_prefix: "e2e:", connect_timeout_ms: 5000, operation_timeout_ms: 5000 }
 buckets:
 ${bucketYaml({ name: "c", prefix: "/c", bucket: "data", endpoint: s3.endpoint, key: CREDS.accessKeyId, secret: CREDS.secretAccessKey, extra: "    cache: { enabled: true }\n" })}`;
   const env = { REDIS_URL: redis.url, YATAGARASU_PROBE_INTERVAL_MS: "100" };
@@ -136,7 +140,7 @@ describe("Redis failure is not an outage", () => {
       }
     };
     const running = Promise.all([load(a), load(b), load(a), load(b)]);
-    await waitFor(() => done >= 200);
+    await waitFor(() => done >= 200, { timeoutMs: 30_000 });
     await redis.kill();
     for (const px of [a, b]) {
       await waitFor(async () => {
@@ -153,7 +157,7 @@ describe("Redis failure is not an outage", () => {
     expect(failed).toBe(0);
     expect(done).toBeGreaterThanOrEqual(2000);
     for (const px of [a, b]) {
-      await waitFor(async () => (await metric(px, 'yatagarasu_cache_layer_up{layer="redis"}')) === 'yatagarasu_cache_layer_up{layer="redis"} 1', { timeoutMs: 5000, message: "the layer to come back" });
+      await waitFor(async () => (await metric(px, 'yatagarasu_cache_layer_up{layer="redis"}')) === 'yatagarasu_cache_layer_up{layer="redis"} 1', { timeoutMs: 15_000, message: "the layer to come back" }); // (reconnects back off up to 2.5 s)
       const ready = (await (await fetch(px.url("/ready"))).json()) as { degraded?: string[] };
       expect(ready.degraded ?? []).not.toContainEqual(expect.stringContaining("cache layer redis"));
       expect(px.logs().filter((l) => l.msg === "redis cache layer unavailable: skipped until it answers again")).toHaveLength(1);
