@@ -20,7 +20,9 @@ export const AuditSchema = z
     max_size_mb: z.number().positive().max(1024 * 1024).default(100),
     max_files: z.number().int().min(1).max(1000).default(10),
   })
+  // Worded without naming a key: the original's audit_log form reports it at audit_log.file.path,
+  // where "set audit.path" sent its user to write an `audit` section beside it (refused: both given).
   .superRefine((a, ctx) => {
-    if (a.enabled && a.path === undefined) ctx.addIssue({ code: "custom", path: ["path"], message: "audit.enabled needs a file: set audit.path (e.g. /var/log/yatagarasu/audit.log)" });
+    if (a.enabled && a.path === undefined) ctx.addIssue({ code: "custom", path: ["path"], message: "required while the audit trail is enabled: the file it is written to (e.g. /var/log/yatagarasu/audit.log)" });
   });
 export type AuditConfig = z.infer<typeof AuditSchema>;

@@ -148,7 +148,9 @@ describe("parseConfig", () => {
       expect.stringMatching(/^10: audit_log\.file\.max_backup_files: expected a number/),
     ]);
     // a path the original's form leaves out: named where it goes, at the section's line
-    expect(said(`${B}audit_log:\n  enabled: true\n  outputs: [file]\n`)).toEqual([expect.stringMatching(/^5: audit_log\.file\.path: audit\.enabled needs a file/)]);
+    // (it said "audit.enabled needs a file: set audit.path", and an `audit:` beside `audit_log:` is refused)
+    expect(said(`${B}audit_log:\n  enabled: true\n  outputs: [file]\n`)).toEqual([expect.stringMatching(/^5: audit_log\.file\.path: required while the audit trail is enabled/)]);
+    expect(said(`${B}audit_log:\n  enabled: true\n  outputs: [file]\n`)[0]).not.toContain("audit.path");
   });
 
   test("the metrics listener on the main listener's port is refused when one of the two addresses is the wildcard, as for the S3 API", () => {

@@ -380,7 +380,7 @@ describe("config", () => {
 
   test("defaults: off; enabled needs a path; sizes and counts are checked with their YAML path", () => {
     expect(parseConfig(base).audit).toEqual({ enabled: false, max_size_mb: 100, max_files: 10 });
-    expect(problems("audit: { enabled: true }")).toContain("audit.path: audit.enabled needs a file");
+    expect(problems("audit: { enabled: true }")).toContain("audit.path: required while the audit trail is enabled");
     expect(problems("audit: { enabled: true, path: a.log, max_size_mb: 0 }")).toContain("audit.max_size_mb");
     expect(problems("audit: { enabled: true, path: a.log, max_files: 0 }")).toContain("audit.max_files");
     expect(problems("audit: { enabled: true, path: a.log, rotate: daily }")).toContain("rotate");
