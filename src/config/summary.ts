@@ -1,6 +1,7 @@
 /** The one-screen summary printed by `--check`. Never prints secrets: only whether they are set. */
 import { isAbsolute, join } from "node:path";
 import type { Config } from "./load.ts";
+import { workerProcesses } from "./schema.ts";
 import { listenerUrl, printableUrl } from "./url.ts";
 import { summarizeS3Api } from "./s3-api.ts";
 
@@ -38,7 +39,10 @@ export function summarize(c: Config, file: string, verdict = "OK"): string {
   const rl = s.rate_limit;
   if (rl?.enabled && rl.backend === "redis") {
     const url = rl.redis_url ?? c.cache.redis?.url;
-    lines.push(`rate limits shared in Redis ${url ? printableUrl(url) : "(no URL)"} (timeout ${rl.redis_timeout_ms} ms; alone, each of ${rl.instances} process(es) enforces 1/${rl.instances})`);
+    // Each process's local share is 1/instances, and 1/workers of that (src/limits/limiter.ts).
+    const w = workerProcesses(s.workers);
+    const alone = w === 1 ? `each of ${rl.instances} process(es) enforces 1/${rl.instances}` : `each of ${rl.instances} instance(s) enforces 1/${rl.instances}, each of its ${w} workers 1/${rl.instances * w}`;
+    lines.push(`rate limits shared in Redis ${url ? printableUrl(url) : "(no URL)"} (timeout ${rl.redis_timeout_ms} ms; alone, ${alone})`);
   }
   lines.push(`tracing     ${c.tracing.enabled && c.tracing.otlp_endpoint ? `OTLP ${printableUrl(c.tracing.otlp_endpoint)} sample=${c.tracing.sample_ratio} service=${c.tracing.service_name}` : "off"}`);
   lines.push(`audit       ${c.audit.enabled ? `${shownPath(c.audit.path, c.baseDir)} (rotate at ${c.audit.max_size_mb} MiB, keep ${c.audit.max_files})` : "off"}`);

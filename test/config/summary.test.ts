@@ -41,6 +41,11 @@ describe("--check summary", () => {
     expect(text).toMatch(/replica 2 usw2: s3:\/\/a-usw2 @ aws:us-west-2 signed/);
   });
 
+  test("the shared limits' local fallback counts the workers too: 1/(instances × workers) per process (it said 1/instances)", () => {
+    const two = summarize(parseConfig(FULL.replace("server:\n", "server:\n  workers: 2\n"), { env: {} }), "c.yaml");
+    expect(two).toContain("alone, each of 3 instance(s) enforces 1/3, each of its 2 workers 1/6)");
+  });
+
   test("prints no secret: neither the replicas' keys nor the Redis password", () => {
     expect(text).not.toContain(SECRET);
     expect(text).not.toContain(REDIS_PASSWORD);
