@@ -1,5 +1,6 @@
 /** The one-screen summary printed by `--check`. Never prints secrets: only whether they are set. */
-import { isAbsolute, join } from "node:path";
+import { basename, isAbsolute, join } from "node:path";
+import { auditPath } from "../observe/audit.ts";
 import type { Config } from "./load.ts";
 import { workerProcesses } from "./schema.ts";
 import { listenerUrl, printableUrl } from "./url.ts";
@@ -45,7 +46,10 @@ export function summarize(c: Config, file: string, verdict = "OK"): string {
     lines.push(`rate limits shared in Redis ${url ? printableUrl(url) : "(no URL)"} (timeout ${rl.redis_timeout_ms} ms; alone, ${alone})`);
   }
   lines.push(`tracing     ${c.tracing.enabled && c.tracing.otlp_endpoint ? `OTLP ${printableUrl(c.tracing.otlp_endpoint)} sample=${c.tracing.sample_ratio} service=${c.tracing.service_name}` : "off"}`);
-  lines.push(`audit       ${c.audit.enabled ? `${shownPath(c.audit.path, c.baseDir)} (rotate at ${c.audit.max_size_mb} MiB, keep ${c.audit.max_files})` : "off"}`);
+  // With several workers each writes a file of its own (auditPath): name them, or the file named is one nobody writes.
+  const auditWorkers = workerProcesses(s.workers);
+  const perWorker = auditWorkers > 1 && c.audit.enabled ? `, one file per worker: ${basename(auditPath(c.audit, { baseDir: c.baseDir, share: auditWorkers, worker: 0 }))} … ${basename(auditPath(c.audit, { baseDir: c.baseDir, share: auditWorkers, worker: auditWorkers - 1 }))}` : "";
+  lines.push(`audit       ${c.audit.enabled ? `${shownPath(c.audit.path, c.baseDir)} (rotate at ${c.audit.max_size_mb} MiB, keep ${c.audit.max_files}${perWorker})` : "off"}`);
   lines.push(`buckets     ${c.buckets.length}`);
   for (const b of c.buckets) {
     // Validation refuses credentials in endpoints; printableUrl is the second line of defence.

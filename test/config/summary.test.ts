@@ -30,6 +30,7 @@ buckets:
 
 describe("--check summary", () => {
   const text = summarize(parseConfig(FULL, { env: {} }), "c.yaml");
+  const twoWorkers = summarize(parseConfig(FULL.replace("server:\n", "server:\n  workers: 2\n"), { env: {} }), "c.yaml");
 
   test("lists every cache layer in order, the shared limiter, tracing, audit and each replica", () => {
     expect(text).toContain("cache       memory 1024 MiB (items<=10 MiB) → disk /var/cache/yata 2048 MiB (items<=1024 MiB) → redis redis://cache.internal:6379/0 (items<=10 MiB), ttl 3600s");
@@ -42,8 +43,11 @@ describe("--check summary", () => {
   });
 
   test("the shared limits' local fallback counts the workers too: 1/(instances × workers) per process (it said 1/instances)", () => {
-    const two = summarize(parseConfig(FULL.replace("server:\n", "server:\n  workers: 2\n"), { env: {} }), "c.yaml");
-    expect(two).toContain("alone, each of 3 instance(s) enforces 1/3, each of its 2 workers 1/6)");
+    expect(twoWorkers).toContain("alone, each of 3 instance(s) enforces 1/3, each of its 2 workers 1/6)");
+  });
+
+  test("with workers the audit line names each worker's file (it named audit.log, which no process writes then)", () => {
+    expect(twoWorkers).toContain("audit       /var/log/yata/audit.log (rotate at 100 MiB, keep 10, one file per worker: audit.worker-0.log … audit.worker-1.log)");
   });
 
   test("prints no secret: neither the replicas' keys nor the Redis password", () => {
