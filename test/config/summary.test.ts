@@ -50,6 +50,11 @@ describe("--check summary", () => {
     expect(twoWorkers).toContain("audit       /var/log/yata/audit.log (rotate at 100 MiB, keep 10, one file per worker: audit.worker-0.log … audit.worker-1.log)");
   });
 
+  test("workers: auto is shown with the number of processes it starts here (it said workers=auto, the number nowhere)", () => {
+    const auto = summarize(parseConfig("server: { workers: auto }\nbuckets:\n  - { name: b, path_prefix: /b, s3: { bucket: bkt } }\n", { env: {} }), "c.yaml");
+    expect(auto).toContain(`workers=auto (${Math.max(1, navigator.hardwareConcurrency)} here) `);
+  });
+
   test("prints no secret: neither the replicas' keys nor the Redis password", () => {
     expect(text).not.toContain(SECRET);
     expect(text).not.toContain(REDIS_PASSWORD);
