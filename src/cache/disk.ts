@@ -437,7 +437,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       // (a start's lock until its listeners are bound: claimLock)
       this.lockedOut = this.instance !== undefined && !takeLock(this.dir, this.instance, false, false);
     } catch (err) {
-      throw new Error(`cache.disk.path: cannot use ${this.dir}: ${describeFsError(err)}`);
+      // (--check's walk names what a bare code does not: a symbolic link to nothing, `objects` a file)
+      throw new Error(`cache.disk.path: cannot use ${this.dir}: ${diskDirProblem(this.dir) ?? describeFsError(err)}`);
     }
     this.warnIfLargerThanVolume();
     this.ready = this.rebuild();

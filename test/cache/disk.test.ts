@@ -1538,6 +1538,16 @@ test("an unusable folder is a clear error naming the key and the path", () => {
   expect(() => new DiskLayer({ dir: join(file, "sub"), maxBytes: 1 << 20, maxItemBytes: 1 << 10 })).toThrow(`cache.disk.path: cannot use ${join(file, "sub")}: a part of the path is a file, not a folder (ENOTDIR)`);
 });
 
+test("start-up names why as --check does: a symbolic link to nothing, or `objects` a file (it said a bare ENOENT or EEXIST)", () => {
+  const dangling = join(root, "dangling-start");
+  symlinkSync(join(root, "no-such-mount"), dangling);
+  expect(() => new DiskLayer({ dir: dangling, maxBytes: 1 << 20, maxItemBytes: 1 << 10 })).toThrow(`cache.disk.path: cannot use ${dangling}: it is a symbolic link to nothing (ENOENT)`);
+  const objFile = join(root, "objects-a-file");
+  mkdirSync(objFile);
+  writeFileSync(join(objFile, "objects"), "x");
+  expect(() => new DiskLayer({ dir: objFile, maxBytes: 1 << 20, maxItemBytes: 1 << 10 })).toThrow(`cache.disk.path: cannot use ${objFile}: ${join(objFile, "objects")} in it is a file, not a folder (EEXIST)`);
+});
+
 test("a folder on a full file system (or past its user's quota) says so: start-up had exit 3 with a bare ENOSPC", () => {
   expect(describeFsError(Object.assign(new Error("no space"), { code: "ENOSPC" }))).toBe("the file system holding it is full (ENOSPC): free some space on it, or set a folder on another one");
   expect(describeFsError(Object.assign(new Error("quota"), { code: "EDQUOT" }))).toBe("this user's disk quota there is used up (EDQUOT): raise it, free some space, or set a folder on another file system");
