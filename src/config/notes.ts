@@ -383,3 +383,18 @@ export function unseenClaimValueNote(config: Config): string | undefined {
   if (found.length === 0) return undefined;
   return `claim-rule values holding a character that cannot be seen: ${found.join(", ")}; a token matches only if its claim holds the same character: remove it unless the issuer's values really do`;
 }
+
+/**
+ * `server.rate_limit.instances` (or `redis_timeout_ms`) beside the memory backend: read only with
+ * `backend: redis` (each process's local share while Redis is away), so `instances: 3` written to
+ * hold a total across three replicas lets each enforce the whole rate, three times it in all, and
+ * nothing said so (redis_url and redis_key_prefix there are refused; these load, as they always
+ * did). Only values other than the defaults can be told from the parsed config. Undefined when none.
+ */
+export function rateLimitMemoryNote(config: Config): string | undefined {
+  const rl = config.server.rate_limit;
+  if (!rl?.enabled || rl.backend === "redis") return undefined;
+  const unused = [rl.instances !== 1 ? `instances (${rl.instances})` : "", rl.redis_timeout_ms !== 50 ? `redis_timeout_ms (${rl.redis_timeout_ms})` : ""].filter(Boolean);
+  if (unused.length === 0) return undefined;
+  return `server.rate_limit.${unused.join(" and ")} ${unused.length === 1 ? "is" : "are"} only used with backend: redis: with backend memory each process enforces the whole of every rate (split over its own workers only), so N replicas let N times it through; set backend: redis to hold the limits across replicas, or remove ${unused.length === 1 ? "it" : "them"}`;
+}

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../../src/config/load.ts";
-import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, presignPortNote, readOnlyWriteGrantNote, s3ApiNoIdentityNote, shortBucketNameNote, tlsChainNote, tlsValidityNote, tlsWeakKeyNote, renewalNameNote, renewalRefusal, trustedProxiesNote, uppercaseVirtualHostNote, userContentNote, userContentUnsandboxedNote } from "../../src/config/notes.ts";
+import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, presignPortNote, rateLimitMemoryNote, readOnlyWriteGrantNote, s3ApiNoIdentityNote, shortBucketNameNote, tlsChainNote, tlsValidityNote, tlsWeakKeyNote, renewalNameNote, renewalRefusal, trustedProxiesNote, uppercaseVirtualHostNote, userContentNote, userContentUnsandboxedNote } from "../../src/config/notes.ts";
 import { isSandboxed, userContentReaders } from "../../src/config/writes.ts";
 
 setDefaultTimeout(30_000);
@@ -280,4 +280,15 @@ test("s3_api with no credentials and sts off is named; a credential or sts is en
   expect(s3ApiNoIdentityNote(parseConfig(`s3_api:\n  enabled: true\n  credentials:\n    - { access_key_id: AKIAEXAMPLE1, secret_access_key: "s3cr3t-s3cr3t-s3cr3t-s3cr3t", identity: app, buckets: { b: [read] } }\n${B}`, { env: {} }))).toBeUndefined();
   expect(s3ApiNoIdentityNote(parseConfig(`${jwt}s3_api: { enabled: true, sts: { enabled: true, session_key: "k2J8s9dPq0xVb3nT6yWz1rLm4cF7hG5aQ" } }\n${B}`, { env: {} }))).toBeUndefined();
   expect(s3ApiNoIdentityNote(parseConfig(B, { env: {} }))).toBeUndefined();
+});
+
+test("rate_limit.instances beside the memory backend is named: read only with backend redis, it left each replica the whole rate (nothing said so)", () => {
+  const rl = (body: string) => rateLimitMemoryNote(parseConfig(`server:\n  rate_limit: { global: { requests_per_second: 10 }${body} }\n${B}`, { env: {} }));
+  expect(rl(", instances: 3")).toBe(
+    "server.rate_limit.instances (3) is only used with backend: redis: with backend memory each process enforces the whole of every rate (split over its own workers only), so N replicas let N times it through; set backend: redis to hold the limits across replicas, or remove it",
+  );
+  expect(rl(", instances: 3, redis_timeout_ms: 20")).toStartWith("server.rate_limit.instances (3) and redis_timeout_ms (20) are only used with backend: redis");
+  expect(rl("")).toBeUndefined();
+  expect(rl(", instances: 3, enabled: false")).toBeUndefined();
+  expect(rl(`, instances: 3, backend: redis, redis_url: "redis://127.0.0.1:6379"`)).toBeUndefined();
 });
