@@ -880,9 +880,14 @@ export function watchedNodeBody(req: http.IncomingMessage, idleMs = NODE_IDLE_MS
   );
 }
 
-/** The path and query of an absolute-form target ("http://host/p?q" → "/p?q"); anything else unchanged (then refused). */
+/**
+ * The path and query of an absolute-form target ("http://host/p?q" → "/p?q"); anything else unchanged (then refused).
+ * A `#` after the host is kept, as in an origin-form target (README: not the start of a fragment; it
+ * stays in the key or the last query value), which is what Bun.serve routes too; one in the host
+ * part is no host (refused).
+ */
 export function originFormOf(target: string): string {
-  const m = /^https?:\/\/[^/?#]*([/?][^#]*)?$/i.exec(target);
+  const m = /^https?:\/\/[^/?#]*([/?].*)?$/i.exec(target);
   if (m === null) return target;
   const rest = m[1] ?? "/";
   return rest.startsWith("?") ? `/${rest}` : rest;

@@ -22,7 +22,7 @@ function pipelined(port: number, paths: string[]): Promise<string> {
 
 beforeAll(async () => {
   s3 = await startS3Fixture({ buckets: [{ name: "pipe", public: true }], credentials: [] });
-  for (const k of ["a.txt", "b.txt", "c.txt"]) await s3.put("pipe", k, `body of ${k}`);
+  for (const k of ["a.txt", "b.txt", "c.txt", "h#1.txt"]) await s3.put("pipe", k, `body of ${k}`);
   for (const engine of ["bun", "node"]) {
     proxies[engine] = await startInProcess(
       `server: { address: 127.0.0.1, port: 0, engine: ${engine} }\ncache: { enabled: true }\nbuckets:\n` +
@@ -63,5 +63,16 @@ test("both engines: an absolute-form target routes on its path (RFC 9112 §3.2.2
     // listener's idle timeout (60 s) closed it.
     const connectAnswer = await Promise.race([raw(port, `CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n`), Bun.sleep(5_000).then(() => "still open after 5 s")]);
     expect({ engine, status: statuses(connectAnswer)[0] }).toEqual({ engine, status: 405 });
+  }
+});
+
+test("both engines: a # in an absolute-form target's path or query stays in it, as in origin-form (the node engine answered 400 'The request is malformed')", async () => {
+  for (const engine of ["bun", "node"]) {
+    const port = proxies[engine].port;
+    for (const target of ["/pipe/h#1.txt", "http://proxy.example/pipe/h#1.txt", "http://proxy.example/pipe/h%231.txt?v=#x"]) {
+      const answer = await raw(port, `GET ${target} HTTP/1.1\r\nHost: proxy.example\r\nConnection: close\r\n\r\n`);
+      expect({ engine, target, status: statuses(answer)[0] }).toEqual({ engine, target, status: 200 });
+      expect(answer).toContain("body of h#1.txt");
+    }
   }
 });
