@@ -355,7 +355,8 @@ export async function listenNode(app: App, cfg: Config, opts: { reusePort?: bool
       if (body !== undefined) markJsBody(request);
       markWriterReports(request);
     } catch {
-      res.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify({ error: "BadRequest", message: "The request is malformed" }));
+      // (in the listener's dialect, with a request id, as the fronts answer other malformed requests)
+      void writeNodeResponse(res, (opts.as?.errorAnswer ?? plainErrorAnswer)(new ProxyError("BadRequest"), crypto.randomUUID()), req.method === "HEAD", idleMs, opts.as?.errorAnswer);
       return;
     }
     Promise.resolve((asteriskForm ? asterisk : handle)(request, req.socket.remoteAddress ?? "", req.url)).then(

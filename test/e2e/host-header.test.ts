@@ -103,3 +103,18 @@ for (const engine of ["bun", "node"])
     const old = await raw(Number(new URL(proxies[engine].url("/")).port), "GET /h/a.txt HTTP/1.0\r\n\r\n", 5_000);
     expect([status(old), old.endsWith("body of a")]).toEqual([200, true]);
   });
+
+test("node engine, both fronts: an absolute-form target whose host part is no host (a # in it) is 400 in the front's dialect with a request id and a Content-Length (it was the plain front's JSON without either, chunked, on the S3 front too)", async () => {
+  const fronts_ = [
+    { port: Number(new URL(proxies.node.url("/")).port), prefix: "/h", dialect: (body: string) => JSON.parse(body).error === "BadRequest" && typeof JSON.parse(body).request_id === "string" },
+    { port: fronts.node.port, prefix: "", dialect: (body: string) => body.includes("<Code>InvalidRequest</Code>") && body.includes("<RequestId>") },
+  ];
+  for (const { port, prefix, dialect } of fronts_) {
+    for (const target of [`http://x#${prefix}/a.txt`, `https://x#y${prefix}/a.txt?q=1`]) {
+      const r = await raw(port, `GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+      const head = r.slice(0, r.indexOf("\r\n\r\n")).toLowerCase();
+      const body = r.slice(r.indexOf("\r\n\r\n") + 4);
+      expect({ port, target, status: status(r), length: /\r\ncontent-length: \d+/.test(head), dialect: dialect(body) }).toEqual({ port, target, status: 400, length: true, dialect: true });
+    }
+  }
+});
