@@ -123,6 +123,16 @@ export class RateLimiter {
     return ADMIT;
   }
 
+  /**
+   * The `scope` limit (`key`: the address, or the bucket's name) was found spent at clock reading
+   * `at`: its bucket here holds no more than it has refilled since (TokenBucket.drainedAt); a
+   * per-IP entry is made for it if need be.
+   */
+  spentAt(scope: RateScope, key: string, at: number): void {
+    const b = scope === "global" ? this.global : scope === "bucket" ? this.bucketLimits.get(key) : this.perIpOn ? this.ipEntry(key) : undefined;
+    b?.drainedAt(at);
+  }
+
   /** Drops per-IP entries idle for longer than `idle_seconds`. Called lazily by `check`. */
   prune(): void {
     const now = this.now();

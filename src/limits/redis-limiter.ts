@@ -102,6 +102,9 @@ const NOT_THE_SCRIPT = "Redis answered the rate-limit script with something othe
  */
 const REFUSAL_HOLD_CHECKS = 60;
 
+/** Refused limits remembered for the switch to local (RedisRateLimiter.refused): an address each, beyond the global and the buckets' few. */
+const MAX_REFUSED = 10_000;
+
 /** Whether `reply` is RATE_SCRIPT's answer for `keys` keys: {0, 0}, or {i, µs} with KEYS[i] the short one. */
 function isRateReply(reply: unknown, keys: number): reply is [number, number] {
   if (!Array.isArray(reply) || reply.length !== 2) return false;
@@ -155,6 +158,15 @@ export class RedisRateLimiter {
   private sharedAt = -Infinity;
   private refusalHoldMs = 0;
   private localUntil = 0;
+  /**
+   * The limits Redis refused since the last local decision (scope and key, e.g. `bucket b`), with
+   * when (the latest): the local share's buckets for them are drained as of then (RateLimiter.spentAt)
+   * before the next local decision (localCheck), the share's of a limit being hit being spent too.
+   * Left full, each switch to local (Redis frozen or restarted: seconds without an answer) let a
+   * whole extra burst of each refused limit through, in every process. A limit only admitting
+   * keeps its full local share (a bursty client under it is not refused at a slow answer).
+   */
+  private readonly refused = new Map<string, number>();
 
   constructor(cfg: RateLimitSource, opts: RedisLimiterOptions) {
     this.local = RateLimiter.fromConfig(cfg, { share: opts.share });
@@ -262,19 +274,21 @@ export class RedisRateLimiter {
     if (keys.length === 0) return ADMIT;
     // A command already waited past the timeout and its answer is not in yet: this one would wait as long.
     const sent = performance.now();
-    if (this.silentSince !== undefined && sent - this.silentSince >= this.timeoutMs) return this.local.check(clientIp, bucket);
+    if (this.silentSince !== undefined && sent - this.silentSince >= this.timeoutMs) return this.localCheck(clientIp, bucket);
     return this.run(keys, args).then(
       (reply) => {
         this.strikes.answered(sent);
         // (anything but the script's answer: a server that only looks like Redis; its answer admitted nothing, every request 429)
         if (!isRateReply(reply, keys.length)) {
           this.lost(NOT_THE_SCRIPT);
-          return this.local.check(clientIp, bucket);
+          return this.localCheck(clientIp, bucket);
         }
         const [i, waitUs] = reply;
         if (i === 0) return ADMIT;
+        const scope = scopes[i - 1]!;
+        this.noteRefused(scope, scope === "per_ip" ? clientIp : scope === "bucket" ? bucket! : "");
         const s = Math.ceil(waitUs / 1e6 - 1e-9);
-        return { ok: false, scope: scopes[i - 1], retryAfterSeconds: s > 1 ? (s < MAX_RETRY_AFTER ? s : MAX_RETRY_AFTER) : 1 };
+        return { ok: false, scope, retryAfterSeconds: s > 1 ? (s < MAX_RETRY_AFTER ? s : MAX_RETRY_AFTER) : 1 };
       },
       (err) => {
         const reason = err instanceof Error ? err.message : String(err);
@@ -283,9 +297,32 @@ export class RedisRateLimiter {
         // again (logged both times, a fresh local burst) at every slow answer.
         if (!(err instanceof RedisTimeout)) this.lost(reason, (err as { code?: string }).code === "ERR_REDIS_SERVER_ERROR");
         else if (this.strikes.timedOut(sent)) this.lost(`${reason} (${SLOW_STRIKES} requests in a row)`);
-        return this.local.check(clientIp, bucket);
+        return this.localCheck(clientIp, bucket);
       },
     );
+  }
+
+  /** Remembers a refusal (the latest of each limit; the oldest forgotten beyond MAX_REFUSED). */
+  private noteRefused(scope: RateScope, key: string): void {
+    const id = `${scope} ${key}`;
+    const m = this.refused;
+    m.delete(id);
+    m.set(id, performance.now());
+    if (m.size > MAX_REFUSED) m.delete(m.keys().next().value!);
+  }
+
+  /** A local decision while the limits are shared, or were until this request's answer failed: after the refused limits' drain. */
+  private localCheck(clientIp: string, bucket: string | undefined): RateCheck {
+    if (this.refused.size > 0) this.drainRefused();
+    return this.local.check(clientIp, bucket);
+  }
+
+  private drainRefused(): void {
+    for (const [id, at] of this.refused) {
+      const sp = id.indexOf(" ");
+      this.local.spentAt(id.slice(0, sp) as RateScope, id.slice(sp + 1), at);
+    }
+    this.refused.clear();
   }
 
   /** EVALSHA within the timeout; EVAL when Redis does not hold the script (a restarted Redis). */
@@ -308,6 +345,7 @@ export class RedisRateLimiter {
       this.localUntil = now + this.refusalHoldMs;
     }
     this.up = false;
+    if (this.refused.size > 0) this.drainRefused();
     this.strikes.reset();
     this.report(false, reason);
   }

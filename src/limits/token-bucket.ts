@@ -62,6 +62,16 @@ export class TokenBucket {
     return { ok: false, retryAfterSeconds: this.retryAfter(n) };
   }
 
+  /**
+   * As if the bucket had been left with one token at clock reading `at` (≤ now) and refilled at its
+   * rate since, unless it holds less: a bucket known spent then (elsewhere: a shared limit refused).
+   */
+  drainedAt(at: number): void {
+    const t = this.available();
+    const refilled = 1 + ((this.last - at) * this.ratePerSec) / 1000;
+    if (refilled < t) this.tokens = refilled;
+  }
+
   /** Removes `n` tokens without checking (the caller has checked with `available()`). */
   consume(n = 1): void {
     this.tokens -= n;

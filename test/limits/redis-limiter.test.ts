@@ -374,6 +374,35 @@ describe("Redis unavailable", () => {
     }
   });
 
+  test("Redis frozen (SIGSTOP; here its connection black-holed) once the shared buckets are spent: the local share starts spent too, not full (a whole extra burst per process went through at each switch)", async () => {
+    const relay = await tcpRelay(redis.port);
+    // local share (1/2): 0.5/s, burst 10; per address and for the bucket (a slow refill: a loaded host's pauses add little)
+    const limit = { requests_per_second: 1, burst: 20 };
+    const l = new RedisRateLimiter(source({ enabled: true, per_ip: { ...limit, max_entries: 100, idle_seconds: 60 } }, [{ name: "b", s3: { rate_limit: limit } }]), { url: `redis://127.0.0.1:${relay.port}`, keyPrefix: `t${++prefixN}:`, timeoutMs: 50, share: 2, log: recordingLogger(), retryMs: 50 });
+    try {
+      await l.whenShared(true);
+      // Spent in Redis: address "a"'s bucket, and bucket b's (each request from a new address).
+      let n = 0;
+      while ((await l.check("a")).ok) n++;
+      while ((await l.check(`x${n}`, "b")).ok) n++;
+      expect(n).toBeGreaterThanOrEqual(40);
+      expect(l.shared).toBe(true);
+      expect(relay.blackhole()).toBe(1);
+      // Decided locally from here on (the first after a 50 ms wait): at most the one token a
+      // drained bucket keeps, and what 0.5/s refills meanwhile; full, each admitted 10 more.
+      const admitted = { a: 0, b: 0 };
+      for (let i = 0; i < 10; i++) {
+        if ((await l.check("a")).ok) admitted.a++;
+        if ((await l.check(`y${i}`, "b")).ok) admitted.b++;
+      }
+      expect(admitted.a).toBeLessThanOrEqual(3);
+      expect(admitted.b).toBeLessThanOrEqual(3);
+    } finally {
+      l.close();
+      relay.close();
+    }
+  });
+
   test("with no request asking, a Redis that stops answering is still found (an idle PING): no longer shared within about two seconds, then shared again over a new connection", async () => {
     // Before, only a request's own timeout noticed: /ready said "shared" for as long as no
     // rate-limited request came (24 s and counting, with Redis frozen).
