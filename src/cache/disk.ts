@@ -754,6 +754,10 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     const file = join(this.dir, rel);
     try {
       await rename(w.tmp, file);
+      // In a folder shared with another instance, that one's fill may have made the emptied
+      // folders again first (its rename found them gone, this one's did not): the lock is looked
+      // at with each file stored there (a stat per fill, in shared folders only).
+      if (this.sharedSeen) this.relock();
     } catch (err) {
       if ((err as { code?: string }).code !== "ENOENT") throw err;
       await mkdir(join(file, ".."), { recursive: true, mode: CACHE_DIR_MODE }); // the folder was removed behind our back
@@ -922,7 +926,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
    * took this running instance's files for a stopped one's (it adopted them, both counting,
    * evicting and purging them, or deleted those of buckets it does not cache). The lock (with the
    * record of adopted instances, and the shared mark) is written again before the fill's file is
-   * put in place. Only on that error path: a stat, no per-request work.
+   * put in place. On that error path, and (a stat) at each fill stored in a shared folder, where
+   * another instance may have made the folders again first: no per-request work.
    */
   private relock(): void {
     if (this.instance === undefined || !this.bound || this.closing || existsSync(join(this.dir, lockFileOf(this.instance)))) return;

@@ -112,6 +112,32 @@ test("a folder emptied while its proxy runs (rm -rf of its contents) gets the pr
   expect(p.logs().filter((l) => String(l.msg).includes("its lock is written again"))).toHaveLength(1);
 });
 
+test("a folder emptied while two proxies run on it: the one whose fill lands in the folders the other made again (its rename found nothing gone) gets its lock back too; without it, another proxy started on the folder deleted that one's files", async () => {
+  const folder = join(dir, "emptied-shared");
+  const [port1, port2] = [freePort(), freePort()];
+  const p1 = await startProxy(config(port1, true, "emptied-shared"));
+  running.push(p1);
+  const p2 = await startProxy(config(port2, true, "emptied-shared"));
+  running.push(p2);
+  const files = () => [...new Bun.Glob("objects/*/*.obj").scanSync(folder)];
+  for (const p of [p1, p2]) expect(await get(p, "/other/hello.txt")).toMatchObject({ cache: "MISS" });
+  await waitFor(() => files().length === 2, { message: "both disk fills" });
+  for (const name of readdirSync(folder)) rmSync(join(folder, name), { recursive: true, force: true });
+  // p1's fill makes objects/<xx>/ again (and writes its lock); p2's then finds it there
+  expect(await get(p1, "/other/hello.txt")).toMatchObject({ cache: "MISS" });
+  await waitFor(() => files().length === 1, { message: "p1's fill into the emptied folder" });
+  expect(await get(p2, "/other/hello.txt")).toMatchObject({ cache: "MISS" });
+  await waitFor(() => files().length === 2, { message: "p2's fill into the emptied folder" });
+  const locks = () => readdirSync(folder).filter((n) => n.endsWith(".lock")).sort();
+  await waitFor(() => locks().length === 2, { timeoutMs: 1000, message: () => `both locks back (${locks().join(", ")})` });
+  expect(readFileSync(join(folder, `instance-${port2}.lock`), "utf8")).toStartWith(`${p2.proc.pid} `);
+
+  const q = await startProxy(config(0, false, "emptied-shared"));
+  running.push(q);
+  expect(await q.waitForLog((l) => l.msg === "disk cache index rebuilt")).toMatchObject({ dropped_not_cached: 0 });
+  expect(await get(p2, "/other/hello.txt")).toEqual({ body: "hello from up-a", cache: "HIT", layer: "disk" });
+});
+
 test("a start that fails to bind (its port in use) beside a running proxy leaves the folder as it found it: it left its lock, and wrote instances-shared, never removed, after which every purge scanned the folder", async () => {
   const p = await startProxy(config(0, true, "alone"));
   running.push(p);
