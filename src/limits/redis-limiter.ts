@@ -30,7 +30,7 @@ import { keepAlivePeriod, redisIdleTimeout, RedisTimeout, silentAfter, SLOW_STRI
 import type { RateConfig } from "../config/schema.ts";
 import type { Logger } from "../observe/log.ts";
 import { RateLimiter, type RateCheck, type RateLimitSource, type RateScope } from "./rate-limiter.ts";
-import { RATE_SCRIPT, RATE_SCRIPT_SHA1 } from "./redis-script.ts";
+import { DRAIN_SCRIPT, RATE_SCRIPT, RATE_SCRIPT_SHA1 } from "./redis-script.ts";
 import { ADMIT, MAX_RETRY_AFTER } from "./token-bucket.ts";
 
 export interface RedisLimiterOptions {
@@ -105,12 +105,28 @@ const REFUSAL_HOLD_CHECKS = 60;
 /** Refused limits remembered for the switch to local (RedisRateLimiter.refused): an address each, beyond the global and the buckets' few. */
 const MAX_REFUSED = 10_000;
 
+/** Keys a DRAIN_SCRIPT call drains. */
+const DRAIN_BATCH = 500;
+
 /** Whether `reply` is RATE_SCRIPT's answer for `keys` keys: {0, 0}, or {i, µs} with KEYS[i] the short one. */
 function isRateReply(reply: unknown, keys: number): reply is [number, number] {
   if (!Array.isArray(reply) || reply.length !== 2) return false;
   const [i, wait] = reply as unknown[];
   return Number.isInteger(i) && (i as number) >= 0 && (i as number) <= keys && typeof wait === "number" && wait >= 0;
 }
+
+/** Records a refusal of the `scope` limit (`key`: the address or bucket name) now: the latest of each, the oldest forgotten beyond MAX_REFUSED. */
+function remember(m: Map<string, number>, scope: RateScope, key: string): void {
+  const id = `${scope} ${key}`;
+  m.delete(id);
+  m.set(id, performance.now());
+  if (m.size > MAX_REFUSED) m.delete(m.keys().next().value!);
+}
+
+const splitRefused = (id: string): [RateScope, string] => {
+  const sp = id.indexOf(" ");
+  return [id.slice(0, sp) as RateScope, id.slice(sp + 1)];
+};
 
 const limitOf = (r: RateConfig): Limit => ({ rate: String(r.requests_per_second), burst: String(Math.max(1, r.burst ?? r.requests_per_second)) });
 
@@ -167,6 +183,12 @@ export class RedisRateLimiter {
    * keeps its full local share (a bursty client under it is not refused at a slow answer).
    */
   private readonly refused = new Map<string, number>();
+  /**
+   * The limits the local share refused while the limits were local (as `refused`): drained in
+   * Redis before they are shared again (DRAIN_SCRIPT), since nobody charged the Redis buckets
+   * meanwhile. They had refilled, and a whole extra burst went through as the limits came back.
+   */
+  private readonly refusedLocally = new Map<string, number>();
 
   constructor(cfg: RateLimitSource, opts: RedisLimiterOptions) {
     this.local = RateLimiter.fromConfig(cfg, { share: opts.share });
@@ -251,7 +273,11 @@ export class RedisRateLimiter {
    * (the local decision); a promise while the limits are shared.
    */
   check(clientIp: string, bucket?: string): RateCheck | Promise<RateCheck> {
-    if (!this.up) return this.local.check(clientIp, bucket);
+    if (!this.up) {
+      const r = this.local.check(clientIp, bucket);
+      if (!r.ok) remember(this.refusedLocally, r.scope, r.scope === "per_ip" ? clientIp : r.scope === "bucket" ? bucket! : "");
+      return r;
+    }
     const keys: string[] = [];
     const args: string[] = [];
     const scopes: RateScope[] = [];
@@ -286,7 +312,7 @@ export class RedisRateLimiter {
         const [i, waitUs] = reply;
         if (i === 0) return ADMIT;
         const scope = scopes[i - 1]!;
-        this.noteRefused(scope, scope === "per_ip" ? clientIp : scope === "bucket" ? bucket! : "");
+        remember(this.refused, scope, scope === "per_ip" ? clientIp : scope === "bucket" ? bucket! : "");
         const s = Math.ceil(waitUs / 1e6 - 1e-9);
         return { ok: false, scope, retryAfterSeconds: s > 1 ? (s < MAX_RETRY_AFTER ? s : MAX_RETRY_AFTER) : 1 };
       },
@@ -302,15 +328,6 @@ export class RedisRateLimiter {
     );
   }
 
-  /** Remembers a refusal (the latest of each limit; the oldest forgotten beyond MAX_REFUSED). */
-  private noteRefused(scope: RateScope, key: string): void {
-    const id = `${scope} ${key}`;
-    const m = this.refused;
-    m.delete(id);
-    m.set(id, performance.now());
-    if (m.size > MAX_REFUSED) m.delete(m.keys().next().value!);
-  }
-
   /** A local decision while the limits are shared, or were until this request's answer failed: after the refused limits' drain. */
   private localCheck(clientIp: string, bucket: string | undefined): RateCheck {
     if (this.refused.size > 0) this.drainRefused();
@@ -319,10 +336,31 @@ export class RedisRateLimiter {
 
   private drainRefused(): void {
     for (const [id, at] of this.refused) {
-      const sp = id.indexOf(" ");
-      this.local.spentAt(id.slice(0, sp) as RateScope, id.slice(sp + 1), at);
+      const [scope, key] = splitRefused(id);
+      this.local.spentAt(scope, key, at);
     }
     this.refused.clear();
+  }
+
+  /** DRAIN_SCRIPT over the limits refused locally (a failure ignored: they come back as they are). */
+  private async drainShared(): Promise<void> {
+    if (this.refusedLocally.size === 0) return;
+    const keys: string[] = [];
+    const args: string[] = [];
+    const now = performance.now();
+    for (const [id, at] of this.refusedLocally) {
+      const [scope, key] = splitRefused(id);
+      const limit = scope === "global" ? this.global && { ...this.global, key: this.globalKey } : scope === "per_ip" ? this.perIp && { ...this.perIp, key: `${this.prefix}ip:${key}` } : this.buckets.get(key);
+      if (limit === undefined) continue;
+      keys.push(limit.key);
+      args.push(limit.rate, limit.burst, String(Math.round((now - at) * 1000)));
+    }
+    this.refusedLocally.clear();
+    // (DRAIN_BATCH keys a call: up to MAX_REFUSED addresses would hold Redis up for one long script)
+    for (let i = 0; i < keys.length; i += DRAIN_BATCH) {
+      const k = keys.slice(i, i + DRAIN_BATCH);
+      await withTimeout(this.send("EVAL", [DRAIN_SCRIPT, String(k.length), ...k, ...args.slice(3 * i, 3 * (i + DRAIN_BATCH))]), this.connectMs, "Redis").catch(() => undefined);
+    }
   }
 
   /** EVALSHA within the timeout; EVAL when Redis does not hold the script (a restarted Redis). */
@@ -378,6 +416,7 @@ export class RedisRateLimiter {
       // replica, OOM under noeviction) would be shared again only to fail the next request: the
       // script itself, on a probe key, must run. Its error stays the logged reason, once.
       if (!isRateReply(await this.run([`${this.prefix}probe`], [PROBE_LIMIT, PROBE_LIMIT]), 1)) throw new Error(NOT_THE_SCRIPT);
+      await this.drainShared();
       if (this.closed) return;
       if (!evictionChecked.has(this.url)) {
         evictionChecked.add(this.url);

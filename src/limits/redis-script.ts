@@ -17,15 +17,13 @@
  *                    first without one (its own wait sent a client back to be refused by the next)
  */
 
-export const RATE_SCRIPT = `
+/** Lua: `now` (Redis's clock, µs). */
+const NOW = `
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local level = {}
-local short = 0
-local wait = 0
-for i = 1, #KEYS do
-  local rate = tonumber(ARGV[2 * i - 1])
-  local burst = tonumber(ARGV[2 * i])
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])`;
+
+/** Lua: the tokens of KEYS[i] now (rate, burst given), a key of another type deleted (a full bucket). */
+const LEVEL = `
   local s = redis.pcall('HMGET', KEYS[i], 'tokens', 'ts')
   if s.err then
     redis.call('DEL', KEYS[i])
@@ -37,7 +35,20 @@ for i = 1, #KEYS do
     tokens = burst
   elseif now > ts then
     tokens = math.min(burst, tokens + (now - ts) * rate / 1000000)
-  end
+  end`;
+
+/** Lua: KEYS[i] holds `stored` tokens as of now, and expires once it would be full again. */
+const STORE = `
+  redis.call('HSET', KEYS[i], 'tokens', stored, 'ts', now)
+  redis.call('PEXPIRE', KEYS[i], math.min(math.ceil(burst * 1000 / rate) + 1000, 1e13))`;
+
+export const RATE_SCRIPT = `${NOW}
+local level = {}
+local short = 0
+local wait = 0
+for i = 1, #KEYS do
+  local rate = tonumber(ARGV[2 * i - 1])
+  local burst = tonumber(ARGV[2 * i])${LEVEL}
   if tokens < 1 then
     if short == 0 then short = i end
     wait = math.max(wait, math.ceil((1 - tokens) * 1000000 / rate))
@@ -50,10 +61,28 @@ end
 for i = 1, #KEYS do
   local rate = tonumber(ARGV[2 * i - 1])
   local burst = tonumber(ARGV[2 * i])
-  redis.call('HSET', KEYS[i], 'tokens', level[i] - 1, 'ts', now)
-  redis.call('PEXPIRE', KEYS[i], math.min(math.ceil(burst * 1000 / rate) + 1000, 1e13))
+  local stored = level[i] - 1${STORE}
 end
 return { 0, 0 }
+`;
+
+/**
+ * The limits refused while they were decided locally, drained in Redis as the limits are shared
+ * again: each bucket holds no more than one token as of `age` µs ago refilled since (the local
+ * share's drain, RateLimiter.spentAt), not what it refilled to while nobody charged it.
+ *
+ *   KEYS[i]                       the bucket keys
+ *   ARGV[3i-2, 3i-1, 3i]          rate, capacity and age (µs) of KEYS[i]
+ */
+export const DRAIN_SCRIPT = `${NOW}
+for i = 1, #KEYS do
+  local rate = tonumber(ARGV[3 * i - 2])
+  local burst = tonumber(ARGV[3 * i - 1])${LEVEL}
+  local stored = math.min(burst, 1 + tonumber(ARGV[3 * i]) * rate / 1000000)
+  if stored < tokens then${STORE}
+  end
+end
+return 0
 `;
 
 export const RATE_SCRIPT_SHA1 = new Bun.CryptoHasher("sha1").update(RATE_SCRIPT).digest("hex");

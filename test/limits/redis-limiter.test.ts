@@ -403,6 +403,29 @@ describe("Redis unavailable", () => {
     }
   });
 
+  test("Redis back after the local shares were being hit: its buckets start spent as the limits are shared again, not refilled by the outage (a whole extra burst went through as they came back)", async () => {
+    const relay = await tcpRelay(redis.port);
+    // local share (1/2): 0.5/s, burst 10 (a slow refill: a loaded host's pauses add little)
+    const l = new RedisRateLimiter(source({ enabled: true, global: { requests_per_second: 1, burst: 20 } }), { url: `redis://127.0.0.1:${relay.port}`, keyPrefix: `t${++prefixN}:`, timeoutMs: 50, share: 2, log: recordingLogger(), retryMs: 50 });
+    try {
+      await l.whenShared(true);
+      relay.cut();
+      await l.whenShared(false);
+      let local = 0;
+      while ((await l.check("a")).ok) local++;
+      expect(local).toBeGreaterThanOrEqual(10); // the local share's burst, then refused
+      relay.restore();
+      await l.whenShared(true);
+      let shared = 0;
+      for (let i = 0; i < 10; i++) if ((await l.check("a")).ok) shared++;
+      // at most the one token a drained bucket keeps, and what 1/s refills meanwhile; untouched, it held 20
+      expect(shared).toBeLessThanOrEqual(3);
+    } finally {
+      l.close();
+      relay.close();
+    }
+  });
+
   test("with no request asking, a Redis that stops answering is still found (an idle PING): no longer shared within about two seconds, then shared again over a new connection", async () => {
     // Before, only a request's own timeout noticed: /ready said "shared" for as long as no
     // rate-limited request came (24 s and counting, with Redis frozen).
