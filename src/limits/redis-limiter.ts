@@ -313,6 +313,8 @@ export class RedisRateLimiter {
         if (i === 0) return ADMIT;
         const scope = scopes[i - 1]!;
         remember(this.refused, scope, scope === "per_ip" ? clientIp : scope === "bucket" ? bucket! : "");
+        // (answered after another request's failure made the limits local: drained now, lost() has run)
+        if (!this.up) this.drainRefused();
         const s = Math.ceil(waitUs / 1e6 - 1e-9);
         return { ok: false, scope, retryAfterSeconds: s > 1 ? (s < MAX_RETRY_AFTER ? s : MAX_RETRY_AFTER) : 1 };
       },

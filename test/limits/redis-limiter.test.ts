@@ -426,6 +426,32 @@ describe("Redis unavailable", () => {
     }
   });
 
+  test("a refusal answered after another request's failure made the limits local (its answer was in flight): the local share is drained at once, not left full until the next switch", async () => {
+    const prefix = `t${++prefixN}:`;
+    const admin = new RedisClient(redis.url);
+    // (bucket x's key is refused to this user: a request to x is an error reply, the addresses' keys run)
+    await admin.send("ACL", ["SETUSER", "ipsonly", "on", ">Ipsonly-pw-1", "resetkeys", `~${prefix}rl:probe`, `~${prefix}rl:ip:*`, "+@all"]);
+    admin.close();
+    // local share (1/2) of the address limit: 0.5/s, burst 10 (a slow refill: a loaded host's pauses add little)
+    const l = new RedisRateLimiter(source({ enabled: true, per_ip: { requests_per_second: 1, burst: 20, max_entries: 100, idle_seconds: 60 } }, [{ name: "x", s3: { rate_limit: { requests_per_second: 1000 } } }]), { url: `redis://ipsonly:Ipsonly-pw-1@${redis.url.slice("redis://".length)}`, keyPrefix: prefix, timeoutMs: 500, share: 2, log: recordingLogger(), retryMs: 5000 }); // (the refusal holds it local 5 s)
+    try {
+      await l.whenShared(true);
+      // address a spent in Redis, admitted every time (no refusal yet)
+      for (let i = 0; i < 20; i++) expect(await l.check("a")).toEqual({ ok: true });
+      // Both in flight: the first's error reply makes the limits local, then a's refusal comes in.
+      const [failed, refused] = await Promise.all([l.check("b", "x"), l.check("a")]);
+      expect(failed.ok).toBe(true); // decided locally
+      expect(refused).toMatchObject({ ok: false, scope: "per_ip" });
+      expect(l.shared).toBe(false);
+      let admitted = 0;
+      for (let i = 0; i < 10; i++) if ((l.check("a") as RateCheck).ok) admitted++;
+      // the one token a drained bucket keeps, and what 0.5/s refills meanwhile; full, it admitted 10
+      expect(admitted).toBeLessThanOrEqual(3);
+    } finally {
+      l.close();
+    }
+  });
+
   test("with no request asking, a Redis that stops answering is still found (an idle PING): no longer shared within about two seconds, then shared again over a new connection", async () => {
     // Before, only a request's own timeout noticed: /ready said "shared" for as long as no
     // rate-limited request came (24 s and counting, with Redis frozen).
