@@ -393,7 +393,8 @@ export function unseenClaimValueNote(config: Config): string | undefined {
  */
 export function rateLimitMemoryNote(config: Config): string | undefined {
   const rl = config.server.rate_limit;
-  if (!rl?.enabled || rl.backend === "redis") return undefined;
+  // (enabled: false turns off the global and per-IP limits only: buckets' own limits are enforced still, as buildLimiter does)
+  if (rl === undefined || rl.backend === "redis" || !(rl.enabled || config.buckets.some((b) => b.s3.rate_limit !== undefined))) return undefined;
   const unused = [rl.instances !== 1 ? `instances (${rl.instances})` : "", rl.redis_timeout_ms !== 50 ? `redis_timeout_ms (${rl.redis_timeout_ms})` : ""].filter(Boolean);
   if (unused.length === 0) return undefined;
   return `server.rate_limit.${unused.join(" and ")} ${unused.length === 1 ? "is" : "are"} only used with backend: redis: with backend memory each process enforces the whole of every rate (split over its own workers only), so N replicas let N times it through; set backend: redis to hold the limits across replicas, or remove ${unused.length === 1 ? "it" : "them"}`;

@@ -290,5 +290,8 @@ test("rate_limit.instances beside the memory backend is named: read only with ba
   expect(rl(", instances: 3, redis_timeout_ms: 20")).toStartWith("server.rate_limit.instances (3) and redis_timeout_ms (20) are only used with backend: redis");
   expect(rl("")).toBeUndefined();
   expect(rl(", instances: 3, enabled: false")).toBeUndefined();
+  // enabled: false turns off the global and per-IP limits only: a bucket's own limit is still enforced per process
+  const limited = `buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000", rate_limit: { requests_per_second: 10 } }\n`;
+  expect(rateLimitMemoryNote(parseConfig(`server:\n  rate_limit: { enabled: false, instances: 3 }\n${limited}`, { env: {} }))).toStartWith("server.rate_limit.instances (3) is only used with backend: redis");
   expect(rl(`, instances: 3, backend: redis, redis_url: "redis://127.0.0.1:6379"`)).toBeUndefined();
 });
