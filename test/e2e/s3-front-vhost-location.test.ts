@@ -5,6 +5,7 @@
  * virtual-hosted host (`http://up.s3.test/up/key`), a URL that names key `up/key` there.
  */
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
+import { connect } from "node:net";
 import { presignPost } from "../../src/fronts/presign.ts";
 import { S3Signer } from "../../src/s3/sigv4.ts";
 import { startUploadFixture, uploadYaml, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
@@ -75,4 +76,27 @@ test("the virtual host is read in lowercase, as S3 reads it: UP.s3.test is bucke
   expect(body).toContain("a bucket whose name has uppercase letters is reached path-style only");
   // (a lowercase host naming no bucket: S3's plain words)
   expect(await (await signedFor(`nope.s3.test:${env.port}`)).text()).toContain("<Message>The specified bucket does not exist</Message>");
+});
+
+/** A vhost request signed for `path` and written byte for byte on a socket (fetch turns `///k` into `/k`); the raw answer. */
+function vhostRaw(method: string, path: string, body = ""): Promise<string> {
+  const signed = new S3Signer(WRITER, "us-east-1").signRequest({ method, host: vhost(), path, query: [], headers: {}, payloadHash: "UNSIGNED-PAYLOAD" });
+  const head = [`${method} ${signed.path} HTTP/1.1`, `host: ${vhost()}`, ...Object.entries(signed.headers).map(([k, v]) => `${k}: ${v}`), `content-length: ${body.length}`, "connection: close"];
+  return new Promise<string>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const sock = connect(env.port, "127.0.0.1", () => sock.write(`${head.join("\r\n")}\r\n\r\n${body}`));
+    sock.on("data", (d: Buffer) => chunks.push(d));
+    sock.on("error", reject);
+    sock.on("close", () => resolve(Buffer.concat(chunks).toString()));
+  });
+}
+
+test("virtual-hosted, a key starting with '//' (target `///k`) is 400 InvalidArgument naming the empty segment, as path-style and the node engine answer it, nothing upstream; it was SignatureDoesNotMatch on the bun engine (its listener hands `///k` over as a dot segment), as if the secret were wrong", async () => {
+  for (const [method, path] of [["PUT", "///double.txt"], ["GET", "///double.txt"], ["DELETE", "////a/b.txt"], ["GET", "//lead.txt"]] as const) {
+    env.mark();
+    const raw = await vhostRaw(method, path, method === "PUT" ? "x" : "");
+    expect([method, path, raw.slice(0, 12), /<Code>(\w+)/.exec(raw)?.[1]]).toEqual([method, path, "HTTP/1.1 400", "InvalidArgument"]);
+    expect(raw).toContain("empty path segment");
+    expect(env.upstreamCalls()).toEqual([]);
+  }
 });

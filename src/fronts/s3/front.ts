@@ -44,7 +44,7 @@ import { putObjectOp, uploadPartOp } from "./put-object.ts";
 import { postObjectOp } from "./post-object.ts";
 import { deleteObjectTaggingOp, objectTagging, putObjectTaggingOp } from "./tagging.ts";
 import type { PayloadInfo } from "./upload-body.ts";
-import { ACTION_OF, address, bucketFromHost, configuredBucket, KEY_IGNORED, keyRefusal, keyTooLong, MAX_KEY_BYTES, operationOf, type S3Operation } from "./route.ts";
+import { ACTION_OF, address, bucketFromHost, configuredBucket, EMPTY_SEGMENT_REFUSAL, KEY_IGNORED, keyRefusal, keyTooLong, MAX_KEY_BYTES, operationOf, type S3Operation } from "./route.ts";
 import { stsError, stsErrorResponse } from "./sts-api.ts";
 import { stsEndpoint } from "./sts-endpoint.ts";
 import { decodeComponent, NO_PARAMETERS, parseRawQuery } from "./uri.ts";
@@ -151,6 +151,12 @@ export function s3Address(ctx: RequestContext): undefined {
       ctx.bucketName = bucket.name;
     }
   }
+  // Virtual-hosted, a key starting with "/" (a target starting "//") is never served (keyRefusal),
+  // and the bun listener cannot see a target with two leading empty segments raw (`///k`: it hands
+  // it over as a dot segment, src/http/raw-target.ts), so its signature never verified: a client
+  // with the key `//k` was told SignatureDoesNotMatch, as if its secret were wrong. Refused here,
+  // before the signature, as the path-style "//bucket/key" is: a refusal whoever asks.
+  if (hostBucket !== undefined && a.key.charCodeAt(0) === 47) return fail(s3Error("InvalidArgument", EMPTY_SEGMENT_REFUSAL, { ArgumentName: "key" }));
   (ctx as S3RequestContext).s3Addressed = { a, hostBucket };
   return undefined;
 }

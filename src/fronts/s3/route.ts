@@ -211,6 +211,9 @@ export function address(decodedPath: string, hostBucket: string | undefined): Ad
   return slash < 0 ? { bucket: decodedPath.slice(from), key: "" } : { bucket: decodedPath.slice(from, slash), key: decodedPath.slice(slash + 1) };
 }
 
+/** keyRefusal's words for a key with an empty segment. */
+export const EMPTY_SEGMENT_REFUSAL = "Object keys with an empty path segment (a leading '/' or '//') are not served by this proxy.";
+
 /**
  * Why the proxy does not serve `key`, or undefined. Refused, on every operation that names a key
  * (the request's, a copy source's, a DeleteObjects entry's, a form's):
@@ -225,7 +228,7 @@ export function address(decodedPath: string, hostBucket: string | undefined): Ad
 export function keyRefusal(key: string): string | undefined {
   if (hasDotSegment(key)) return "Object keys with '.' or '..' path segments are not served by this proxy.";
   if (key.includes("\0")) return "Object keys with a NUL character are not served by this proxy.";
-  if (key.charCodeAt(0) === 47 || key.includes("//")) return "Object keys with an empty path segment (a leading '/' or '//') are not served by this proxy.";
+  if (key.charCodeAt(0) === 47 || key.includes("//")) return EMPTY_SEGMENT_REFUSAL;
   return undefined;
 }
 
