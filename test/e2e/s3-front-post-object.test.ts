@@ -271,6 +271,14 @@ describe("refusals store nothing", () => {
     await refused(fetch(`${env.endpoint}/up`, { method: "POST", body: form }), 403, "AccessDenied", "bad/anon.txt");
   });
 
+  test("a form whose file comes first (an HTML form with the file input on top): its fields, after the file, are ignored as by S3, and S3's words name the cause (it was AccessDenied, as if the form were unsigned)", async () => {
+    const p = policyFor("up", "bad/file-first.txt");
+    const form = new FormData();
+    form.append("file", new Blob([file]), "a.txt");
+    for (const [k, v] of Object.entries(p.fields)) form.append(k, v);
+    await refused(fetch(p.url, { method: "POST", body: form }), 400, "InvalidArgument", "bad/file-first.txt", /must contain a field named (&apos;|')key(&apos;|').+check the order of the fields/);
+  });
+
   test("the fields before the file are at most 20 KiB, their names counted too: fields with long names and empty values are MaxPostPreDataLengthExceeded (they were read without limit, all held)", async () => {
     const p = policyFor("up", "bad/names.txt");
     const empty: Record<string, string> = {};

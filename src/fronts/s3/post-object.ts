@@ -503,6 +503,9 @@ export async function postObjectOp(ctx: RequestContext): Promise<Response> {
     }
     ctx.readingBody = false;
     if (file === undefined) fail(s3Error("IncorrectNumberOfFilesInPostRequest"));
+    // S3 asks for the key before the signature: a form whose file came first has no fields (those
+    // after the file are ignored), and S3's words name the cause (an HTML form, file input on top).
+    if (!fields.has("key")) fail(missing("key"));
     const now = (ctx as S3RequestContext).s3!.api.now();
     let principal: S3Principal;
     try {
