@@ -85,6 +85,9 @@ export function parsePresign(ctx: RequestContext): PresignParams {
   const tokenNames = queryTokenNames(ctx.rt.config.jwt?.token_sources ?? []);
   for (const name of q.keys()) if (name !== "presign" && !PARAMETERS.includes(name) && !tokenNames.includes(name)) throw bad(`Unknown parameter ${JSON.stringify(name.slice(0, 64))}: a presign request takes ${PARAMETERS.join(", ")}`);
   const method = q.get("method")?.toUpperCase();
+  // (a page that POSTs its parameters as a JSON or form body, {"method":"PUT"}, was told "method
+  // must be PUT, POST or GET", as if its PUT were refused: the body is not read)
+  if (method === undefined) throw bad("method is required in the query string: ?presign&method=PUT, POST or GET (a presign request's parameters are read from the query only, never from its body)");
   if (method !== "GET" && method !== "PUT" && method !== "POST") throw bad("method must be PUT, POST or GET");
   const max = ctx.rt.config.s3_api!.presign_max_seconds ?? DEFAULT_MAX_SECONDS;
   const e = q.get("expires");

@@ -325,7 +325,10 @@ describe("presign requests that are refused", () => {
 
   test("bad parameters are 400 with a clear message", async () => {
     const msg = async (r: Response) => ((await r.json()) as { message: string }).message;
-    expect(await msg(await presign("/rw/a.txt", ""))).toBe("method must be PUT, POST or GET");
+    expect(await msg(await presign("/rw/a.txt", ""))).toStartWith("method is required in the query string: ?presign&method=PUT, POST or GET");
+    // parameters sent as a body, as a page's fetch or axios.post(url, {...}) sends them: the message says where they go
+    const inBody = await fetch(env.url("/rw/a.txt?presign"), { method: "POST", headers: { ...bearer(), "content-type": "application/json" }, body: JSON.stringify({ method: "PUT" }) });
+    expect([inBody.status, await msg(inBody)]).toEqual([400, "method is required in the query string: ?presign&method=PUT, POST or GET (a presign request's parameters are read from the query only, never from its body)"]);
     expect(await msg(await presign("/rw/a.txt", "method=DELETE"))).toBe("method must be PUT, POST or GET");
     expect(await msg(await presign("/rw/a.txt", "method=PUT&method=GET"))).toBe("method is given more than once");
     expect(await msg(await presign("/rw/a.txt", "method=GET&expires=60&expires=600"))).toBe("expires is given more than once");
