@@ -48,10 +48,18 @@ export function purgeIfUnsure<T extends { status: number }>(ctx: RequestContext,
   return matesOf(ctx).length === 0 ? run() : purgingIfUnsure(ctx, keys, run);
 }
 
-async function purgingIfUnsure<T extends { status: number }>(ctx: RequestContext, keys: readonly string[], run: () => Promise<T>): Promise<T> {
+/**
+ * purgeIfUnsure for one key's write already started (`sent`: the promise of an async function,
+ * which never throws synchronously): no closure, and no array unless a bucket caches the store.
+ */
+export function purgedIfUnsure<T extends { status: number }>(ctx: RequestContext, key: string, sent: Promise<T>): Promise<T> {
+  return matesOf(ctx).length === 0 ? sent : purgingIfUnsure(ctx, [key], sent);
+}
+
+async function purgingIfUnsure<T extends { status: number }>(ctx: RequestContext, keys: readonly string[], sent: (() => Promise<T>) | Promise<T>): Promise<T> {
   let res: T;
   try {
-    res = await run();
+    res = await (typeof sent === "function" ? sent() : sent);
   } catch (err) {
     await Promise.all(keys.map((k) => purgeWritten(ctx, k)));
     // The store may apply the write after the proxy gave up on its answer (S3 commits a body it

@@ -21,34 +21,60 @@ import type { RequestContext } from "../../proxy/context.ts";
 import { putObject, uploadPart, type PutObjectArgs, type UploadPartArgs } from "../../s3/operations/index.ts";
 import type { S3RequestContext } from "./front.ts";
 import { emptyAnswer, noEtagFailure, relayError } from "./relay.ts";
-import { MAX_UPLOAD_BYTES, prepareUploadBody, readSmallBody } from "./upload-body.ts";
-import { readingBody, requestHeaders, sendBody, uploadPartOf, writeUpstream } from "./writes.ts";
-import { purgeIfUnsure, purgeWritten } from "../purge.ts";
+import { MAX_UPLOAD_BYTES, prepareUploadBody, readSmallBody, unreadBody, wholeBodyRead, type PreparedBody } from "./upload-body.ts";
+import { callOf, requestHeaders, sendBody, uploadPartOf, writeUpstream } from "./writes.ts";
+import { purgedIfUnsure, purgeWritten } from "../purge.ts";
 
-export async function putObjectOp(ctx: RequestContext): Promise<Response> {
+export function putObjectOp(ctx: RequestContext): Promise<Response> {
+  return upload(ctx, false);
+}
+
+export function uploadPartOp(ctx: RequestContext): Promise<Response> {
+  return upload(ctx, true);
+}
+
+/**
+ * PutObject (`part` false) or UploadPart. Two async layers between the handler and the upstream
+ * write, this one and sendBody's: a small body's req.bytes() is awaited here and the write's
+ * promise handed to sendBody (readingBody, readSmallBody and putObject were three more layers, a
+ * promise, a generator and a scope each, and two closures carried the write: per small PUT).
+ */
+async function upload(ctx: RequestContext, part: boolean): Promise<Response> {
+  const p = part ? uploadPartOf(ctx) : undefined;
   const upstream = writeUpstream(ctx);
   const s = (ctx as S3RequestContext).s3!;
   // (a session the plain front's ?presign made for a PUT URL carries that front's limit)
-  const max = s.principal?.kind === "session" ? (s.principal.session.maxBodyBytes ?? MAX_UPLOAD_BYTES) : MAX_UPLOAD_BYTES;
-  const body = await readingBody(ctx, readSmallBody(ctx.req, prepareUploadBody(ctx.req, s.payload!, max, { small: true, budget: ctx.svc.formBuffers })));
+  const max = !part && s.principal?.kind === "session" ? (s.principal.session.maxBodyBytes ?? MAX_UPLOAD_BYTES) : MAX_UPLOAD_BYTES;
+  const req = ctx.req;
+  let body: PreparedBody = prepareUploadBody(req, s.payload!, max, { small: true, budget: ctx.svc.formBuffers });
+  // (a deadline passing while the body is read whole is the client's: see RequestContext.readingBody)
+  ctx.readingBody = true;
+  try {
+    if (body.readWhole === undefined) body = await readSmallBody(req, body);
+    else {
+      let bytes: Uint8Array;
+      try {
+        bytes = await req.bytes();
+      } catch (err) {
+        return unreadBody(req, err);
+      }
+      wholeBodyRead(body, bytes);
+    }
+  } finally {
+    ctx.readingBody = false;
+  }
   const key = ctx.key;
   const a = body.args;
   // (field by field: a spread of body.args took JavaScriptCore's generic copy, per PutObject)
-  const res = await purgeIfUnsure(ctx, [key], () => sendBody(ctx, body, (call) => putObject(upstream, { key, headers: requestHeaders(ctx), body: a.body, contentLength: a.contentLength, payloadHash: a.payloadHash, awsChunked: a.awsChunked, checksum: a.checksum } as PutObjectArgs, call)));
+  if (p !== undefined) {
+    const res = await sendBody(ctx, body, uploadPart(upstream, { key, uploadId: p.uploadId, partNumber: p.partNumber, headers: requestHeaders(ctx), body: a.body, contentLength: a.contentLength, payloadHash: a.payloadHash, awsChunked: a.awsChunked, checksum: a.checksum } as UploadPartArgs, callOf(ctx)));
+    if (!res.ok) return relayError(res, upstream.bucket, "NoSuchUpload");
+    if (!res.headers.has("etag")) noEtagFailure(res);
+    return emptyAnswer(ctx, res, 200);
+  }
+  const res = await purgedIfUnsure(ctx, key, sendBody(ctx, body, putObject(upstream, { key, headers: requestHeaders(ctx), body: a.body, contentLength: a.contentLength, payloadHash: a.payloadHash, awsChunked: a.awsChunked, checksum: a.checksum } as PutObjectArgs, callOf(ctx))));
   if (!res.ok) return relayError(res, upstream.bucket);
   const purged = purgeWritten(ctx, key);
   if (purged !== undefined) await purged;
-  return emptyAnswer(ctx, res, 200);
-}
-
-export async function uploadPartOp(ctx: RequestContext): Promise<Response> {
-  const { partNumber, uploadId } = uploadPartOf(ctx);
-  const upstream = writeUpstream(ctx);
-  const body = await readingBody(ctx, readSmallBody(ctx.req, prepareUploadBody(ctx.req, (ctx as S3RequestContext).s3!.payload!, MAX_UPLOAD_BYTES, { small: true, budget: ctx.svc.formBuffers })));
-  const key = ctx.key;
-  const a = body.args;
-  const res = await sendBody(ctx, body, (call) => uploadPart(upstream, { key, uploadId, partNumber, headers: requestHeaders(ctx), body: a.body, contentLength: a.contentLength, payloadHash: a.payloadHash, awsChunked: a.awsChunked, checksum: a.checksum } as UploadPartArgs, call));
-  if (!res.ok) return relayError(res, upstream.bucket, "NoSuchUpload");
-  if (!res.headers.has("etag")) noEtagFailure(res);
   return emptyAnswer(ctx, res, 200);
 }

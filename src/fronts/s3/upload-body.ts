@@ -277,8 +277,7 @@ function reframed(decoded: ReturnType<typeof decodeAwsChunked>, algorithm: Check
  * body that fails its checks or ends early.
  */
 export async function readSmallBody(req: Request, prepared: PreparedBody): Promise<PreparedBody> {
-  const exp = prepared.readWhole;
-  if (exp === undefined) {
+  if (prepared.readWhole === undefined) {
     if (prepared.readFramed !== undefined) return readFramedBody(req, prepared.readFramed);
     return prepared.args.contentLength === 0 ? readEmptyStream(req, prepared) : prepared;
   }
@@ -286,9 +285,24 @@ export async function readSmallBody(req: Request, prepared: PreparedBody): Promi
   try {
     bytes = await req.bytes();
   } catch (err) {
-    if (req.signal.aborted) throw err;
-    return fail(s3Error("IncompleteBody"));
+    return unreadBody(req, err);
   }
+  return wholeBodyRead(prepared, bytes);
+}
+
+/** req.bytes() of a small body failed: the client's abort as it is, anything else IncompleteBody. */
+export function unreadBody(req: Request, err: unknown): never {
+  if (req.signal.aborted) throw err;
+  return fail(s3Error("IncompleteBody"));
+}
+
+/**
+ * `prepared`'s small plain body (`readWhole`) checked once read (`bytes`, all of req.bytes()): its
+ * length and its checksums; throws S3's error. Apart from readSmallBody so that PutObject and
+ * UploadPart await req.bytes() themselves (an async layer less per small upload).
+ */
+export function wholeBodyRead(prepared: PreparedBody, bytes: Uint8Array): PreparedBody {
+  const exp = prepared.readWhole!;
   if (bytes.byteLength !== prepared.length) return fail(s3Error("IncompleteBody"));
   try {
     if (exp.sha256Hex !== undefined || exp.contentMd5 !== undefined || exp.checksum !== undefined) {

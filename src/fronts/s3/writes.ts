@@ -247,16 +247,17 @@ export function callOf(ctx: RequestContext): OperationContext {
 }
 
 /**
- * Runs `send` with the verified body. While the body streams, ctx.uploading puts off
+ * Awaits `sending`, the upload of the verified body just started (with callOf(ctx): a promise, not
+ * a closure to call, none made per upload). While the body streams, ctx.uploading puts off
  * server.request_timeout (the client's pace bounds it: the idle timeout, the stall check). A body
  * that failed (RequestBodyError: the upstream request was cut, nothing stored) is answered with
  * the verification's S3 error; a client that went away is left to the runner (499).
  */
-export async function sendBody(ctx: RequestContext, body: PreparedBody, send: (call: OperationContext) => Promise<Response>): Promise<Response> {
+export async function sendBody(ctx: RequestContext, body: PreparedBody, sending: Promise<Response>): Promise<Response> {
   ctx.uploading = true;
   let ok = false;
   try {
-    const res = await send(callOf(ctx));
+    const res = await sending;
     ok = res.ok;
     return res;
   } catch (err) {

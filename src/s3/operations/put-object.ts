@@ -9,7 +9,7 @@
  *
  * S3 answers with the ETag (and any checksum) in headers; the caller relays them as they are.
  */
-import type { BucketUpstream } from "../upstream.ts";
+import type { BucketUpstream, SendRequest } from "../upstream.ts";
 import {
   uploadRequest,
   CHECKSUM_VALUE_HEADERS,
@@ -34,9 +34,17 @@ export type PutObjectArgs = UploadBodyArgs & {
   headers?: HeaderSource;
 };
 
-/** PUT /bucket/key with the body. */
-export async function putObject(upstream: BucketUpstream, args: PutObjectArgs, ctx: OperationContext): Promise<Response> {
-  const headers = pickHeaders(args.headers, PUT_HEADERS);
-  const payloadHash = framing(args, headers);
-  return upstream.send(uploadRequest(args.key, undefined, headers, payloadHash, args, ctx));
+/**
+ * PUT /bucket/key with the body. Not async (a layer of its own was one more promise and generator
+ * per PutObject): bad arguments still reject, never throw.
+ */
+export function putObject(upstream: BucketUpstream, args: PutObjectArgs, ctx: OperationContext): Promise<Response> {
+  let req: SendRequest;
+  try {
+    const headers = pickHeaders(args.headers, PUT_HEADERS);
+    req = uploadRequest(args.key, undefined, headers, framing(args, headers), args, ctx);
+  } catch (err) {
+    return Promise.reject(err);
+  }
+  return upstream.send(req);
 }
