@@ -126,6 +126,30 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
     );
 
     test(
+      "a small PutObject: object headers sent unsigned pass through beside the signed x-amz-meta-* and checksum (each looked up by name), and the others do not",
+      async () => {
+        const body = bytesOf(1024, 7);
+        const key = "plain/unsigned-object-headers.bin";
+        const signedOnes = { "x-amz-meta-owner": "qa", "x-amz-checksum-crc32": crc32(body), "x-amz-storage-class": "STANDARD" };
+        const unsigned = { "content-type": "application/x-yata", "cache-control": "max-age=5", "content-disposition": "inline", "content-language": "ja", expires: "Thu, 01 Dec 2044 16:00:00 GMT", "content-md5": md5(body), "content-encoding": "identity" };
+        const signed = new S3Signer(WRITER, "us-east-1").signRequest({ method: "PUT", host: host(), path: `/up/${key}`, headers: signedOnes, payloadHash: "UNSIGNED-PAYLOAD" });
+        expect(signed.headers.authorization).not.toContain("content-type");
+        const r = await fetch(env.endpoint + signed.path, { method: "PUT", headers: { ...unsigned, "x-custom": "no", ...signedOnes, ...signed.headers }, body });
+        expect((await answerOf(r)).status).toBe(200);
+        const up = env.s3.requests.findLast((e) => e.method === "PUT" && e.pathname === `/up/${key}`)!;
+        const names = ["content-type", "cache-control", "content-disposition", "content-language", "expires", "content-md5", "content-encoding", "x-amz-meta-owner", "x-amz-checksum-crc32", "x-amz-storage-class", "x-custom"];
+        expect(Object.fromEntries(names.map((n) => [n, up.headers[n]])) as Record<string, string | undefined>).toEqual({
+          ...unsigned,
+          "x-amz-meta-owner": "qa",
+          "x-amz-checksum-crc32": crc32(body),
+          "x-amz-storage-class": undefined,
+          "x-custom": undefined,
+        });
+      },
+      T,
+    );
+
+    test(
       "upstream refusals keep S3's code: 409 ConditionalRequestConflict on PutObject, 403 InvalidObjectState (an archived object) on GetObject",
       async () => {
         env.s3.faults.set("/up/codes/conflict.txt", { kind: "error", status: 409, code: "ConditionalRequestConflict", message: "conflict", method: "PUT", times: 1 });

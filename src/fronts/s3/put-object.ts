@@ -65,14 +65,18 @@ async function upload(ctx: RequestContext, part: boolean): Promise<Response> {
   }
   const key = ctx.key;
   const a = body.args;
+  const headers = requestHeaders(ctx);
+  // (every x-amz-* header of a verified request is signed: looked up by the signed names, not
+  // found by a pass over the headers; a presigned URL's hoisted ones are not among them)
+  const signedHeaders = headers === req.headers ? s.payload!.signedHeaders : undefined;
   // (field by field: a spread of body.args took JavaScriptCore's generic copy, per PutObject)
   if (p !== undefined) {
-    const res = await sendBody(ctx, body, uploadPart(upstream, { key, uploadId: p.uploadId, partNumber: p.partNumber, headers: requestHeaders(ctx), body: a.body, contentLength: a.contentLength, payloadHash: a.payloadHash, awsChunked: a.awsChunked, checksum: a.checksum } as UploadPartArgs, callOf(ctx)));
+    const res = await sendBody(ctx, body, uploadPart(upstream, { key, uploadId: p.uploadId, partNumber: p.partNumber, headers, signedHeaders, body: a.body, contentLength: a.contentLength, payloadHash: a.payloadHash, awsChunked: a.awsChunked, checksum: a.checksum } as UploadPartArgs, callOf(ctx)));
     if (!res.ok) return relayError(res, upstream.bucket, "NoSuchUpload");
     if (!res.headers.has("etag")) noEtagFailure(res);
     return emptyAnswer(ctx, res, 200);
   }
-  const res = await purgedIfUnsure(ctx, key, sendBody(ctx, body, putObject(upstream, { key, headers: requestHeaders(ctx), body: a.body, contentLength: a.contentLength, payloadHash: a.payloadHash, awsChunked: a.awsChunked, checksum: a.checksum } as PutObjectArgs, callOf(ctx))));
+  const res = await purgedIfUnsure(ctx, key, sendBody(ctx, body, putObject(upstream, { key, headers, signedHeaders, body: a.body, contentLength: a.contentLength, payloadHash: a.payloadHash, awsChunked: a.awsChunked, checksum: a.checksum } as PutObjectArgs, callOf(ctx))));
   if (!res.ok) return relayError(res, upstream.bucket);
   const purged = purgeWritten(ctx, key);
   if (purged !== undefined) await purged;

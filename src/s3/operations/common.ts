@@ -54,8 +54,14 @@ function allowed(allow: HeaderAllowlist, lower: string): boolean {
   return allow.names.has(lower) || (allow.meta === true && lower.startsWith("x-amz-meta-")) || (allow.contentEncoding === true && lower === "content-encoding");
 }
 
-/** The allowed headers of `src`, names lower-cased. */
-export function pickHeaders(src: HeaderSource | undefined, allow: HeaderAllowlist): Record<string, string> {
+/**
+ * The allowed headers of `src`, names lower-cased. `signed`: names of which every x-amz-* header
+ * of `src` is one (a verified S3-front request's signed names, UploadBodyArgs.signedHeaders): the
+ * allowed x-amz-* names are looked up among them and the others by name, with no pass over
+ * `src` (its keys() iterator made an object per header and a string per uncommon name: ~8 cells
+ * per upload; 0.43 µs either way for 5 headers, 1.4 against 0.6 µs for an SDK's 14).
+ */
+export function pickHeaders(src: HeaderSource | undefined, allow: HeaderAllowlist, signed?: readonly string[]): Record<string, string> {
   const out: Record<string, string> = {};
   if (src === undefined) return out;
   // Names first, a value only for the names kept: forEach makes every value's string (the
@@ -64,9 +70,35 @@ export function pickHeaders(src: HeaderSource | undefined, allow: HeaderAllowlis
     // A client's fields its Connection header names are hop-by-hop (RFC 9110 §7.6.1), as on a GET
     // (forwardRequestHeaders): a PUT with `Connection: x-amz-meta-a` stored x-amz-meta-a.
     const hop = connectionListed(src);
-    for (const name of src.keys()) if (allowed(allow, name) && (hop === undefined || !hop.includes(name))) take(out, allow, name, src.get(name) ?? undefined);
+    if (signed !== undefined) {
+      // (plain names sort before x-amz-*: `out` is in keys()' order, as below)
+      const plain = plainNamesOf(allow);
+      for (let i = 0; i < plain.length; i++) pick(out, allow, src, plain[i]!, hop);
+      for (let i = 0; i < signed.length; i++) {
+        const name = signed[i]!;
+        if (name.startsWith("x-amz-") && allowed(allow, name)) pick(out, allow, src, name, hop);
+      }
+    } else for (const name of src.keys()) if (allowed(allow, name) && (hop === undefined || !hop.includes(name))) take(out, allow, name, src.get(name) ?? undefined);
   } else for (const name of Object.keys(src)) take(out, allow, name.toLowerCase(), src[name]);
   return out;
+}
+
+/** pickHeaders' step for a name looked up (present, and not hop-by-hop). */
+function pick(out: Record<string, string>, allow: HeaderAllowlist, src: Headers, name: string, hop: string[] | undefined): void {
+  const value = src.get(name);
+  if (value !== null && (hop === undefined || !hop.includes(name))) take(out, allow, name, value);
+}
+
+const PLAIN_NAMES = new WeakMap<HeaderAllowlist, readonly string[]>();
+/** The names `allow` passes that are no x-amz-* header (Content-Encoding included when it passes), sorted. */
+function plainNamesOf(allow: HeaderAllowlist): readonly string[] {
+  let plain = PLAIN_NAMES.get(allow);
+  if (plain === undefined) {
+    const names = [...allow.names].filter((n) => !n.startsWith("x-amz-"));
+    if (allow.contentEncoding === true && !names.includes("content-encoding")) names.push("content-encoding");
+    PLAIN_NAMES.set(allow, (plain = names.sort()));
+  }
+  return plain;
 }
 
 /** pickHeaders' step for one header (a function of its own: a closure over `out` was made per call). */
@@ -119,6 +151,8 @@ export type UploadBodyArgs = UploadBody & {
   checksum?: { name: string; value: string };
   /** The stream's chunks are this upload's own (SendRequest.releaseChunks). */
   releaseChunks?: boolean;
+  /** Names among which is every x-amz-* header of the args' `headers` (the client's signed names, verified): see pickHeaders. */
+  signedHeaders?: readonly string[];
 };
 
 /**

@@ -47,7 +47,7 @@ export type UploadPartArgs = UploadBodyArgs & {
 
 /** PUT /bucket/key?partNumber=N&uploadId=ID with the part's body; S3 answers with its ETag. */
 export async function uploadPart(upstream: BucketUpstream, args: UploadPartArgs, ctx: OperationContext): Promise<Response> {
-  const headers = pickHeaders(args.headers, PART_HEADERS);
+  const headers = pickHeaders(args.headers, PART_HEADERS, args.signedHeaders);
   const payloadHash = framing(args, headers);
   const q: Array<[string, string]> = [["partNumber", partNumberText(args.partNumber)], ["uploadId", args.uploadId]];
   return upstream.send(uploadRequest(args.key, q, headers, payloadHash, args, ctx));

@@ -41,7 +41,7 @@ export type PutObjectArgs = UploadBodyArgs & {
 export function putObject(upstream: BucketUpstream, args: PutObjectArgs, ctx: OperationContext): Promise<Response> {
   let req: SendRequest;
   try {
-    const headers = pickHeaders(args.headers, PUT_HEADERS);
+    const headers = pickHeaders(args.headers, PUT_HEADERS, args.signedHeaders);
     req = uploadRequest(args.key, undefined, headers, framing(args, headers), args, ctx);
   } catch (err) {
     return Promise.reject(err);

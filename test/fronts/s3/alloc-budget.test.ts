@@ -74,6 +74,14 @@ describe("S3 front: objects per request", () => {
     expect(cells.Array).toBeLessThanOrEqual(2.5);
   });
 
+  test("PutObject of 1 KiB: the object headers it passes on are looked up by the signed names, with no pass over the request's headers", async () => {
+    const cells = await putCells();
+    // (before: 37.9 objects, 19 strings and a Headers Iterator: keys() made a result object per header; 31.9, 17 and none after)
+    expect(cells.Object).toBeLessThanOrEqual(32.4);
+    expect(cells.string).toBeLessThanOrEqual(17.5);
+    expect(cells["Headers Iterator"] ?? 0).toBe(0);
+  });
+
   test("admission makes no scope of its own (its rate-limit continuation closed over the request), nor a closure for an upload's slot", async () => {
     const [get, put] = [await getCells(), await putCells()];
     // (before: 35 scopes per GetObject; 37 scopes and 22 functions per PutObject)
