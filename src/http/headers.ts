@@ -256,13 +256,25 @@ export function passResponseHeaders(upstream: Headers, out: Headers): Headers {
 /**
  * Removes, in place, every header `keep` refuses (a response the proxy owns, see
  * src/http/owned-response.ts). Names are gathered first: deleting while iterating skips entries.
+ * (forEach calls one module function, which reads `keep` from keeping and gathers into dropped:
+ * a closure over both, and the array, were 1 function, 2 scopes and 1 array per write's answer.
+ * `keep` must not call keepHeaders.)
  */
 export function keepHeaders(h: Headers, keep: (name: string) => boolean): void {
-  let drop: string[] | undefined;
-  h.forEach((_v, k) => {
-    if (!keep(k)) (drop ??= []).push(k);
-  });
-  if (drop !== undefined) for (let i = 0; i < drop.length; i++) h.delete(drop[i]!);
+  keeping = keep;
+  dropped.length = 0;
+  try {
+    h.forEach(gatherDropped);
+  } finally {
+    keeping = undefined;
+  }
+  for (let i = 0; i < dropped.length; i++) h.delete(dropped[i]!);
+  dropped.length = 0;
+}
+let keeping: ((name: string) => boolean) | undefined;
+const dropped: string[] = [];
+function gatherDropped(_v: string, k: string): void {
+  if (!keeping!(k)) dropped.push(k);
 }
 
 /**

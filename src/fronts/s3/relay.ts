@@ -49,6 +49,9 @@ const isPassed = (name: string) => PASSED.has(name);
  */
 const passes = (name: string, hop: string[] | undefined) => PASSED.has(name) && (hop === undefined || !hop.includes(name));
 
+/** passes() with `hop`, as keepHeaders' predicate (made apart: a closure in emptyAnswer gave it a scope on every write). */
+const passingWithout = (hop: string[]) => (name: string) => passes(name, hop);
+
 /** The elements of an upstream <Error> besides Code and Message that reach the client (relay.ts errorOf). */
 const RELAYED_DETAILS = new Set(["Condition", "ArgumentName", "PartNumberRequested", "ActualPartCount", "ProposedSize", "MinSizeAllowed", "MaxSizeAllowed", "PartNumber"]);
 /** A detail's value: a plain word or number (no dots: a host name is no detail). */
@@ -73,7 +76,7 @@ export function emptyAnswer(ctx: RequestContext, res: Response, status = res.sta
     const length = h.get("content-length");
     if (length === null || length === "0") {
       const hop = connectionListed(h);
-      keepHeaders(h, hop === undefined ? isPassed : (name) => passes(name, hop));
+      keepHeaders(h, hop === undefined ? isPassed : passingWithout(hop));
       h.set("x-amz-request-id", ctx.id);
       return res;
     }

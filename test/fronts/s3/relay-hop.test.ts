@@ -8,6 +8,7 @@ import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { markOwnedBytes } from "../../../src/http/owned-response.ts";
 import type { RequestContext } from "../../../src/proxy/context.ts";
 import { emptyAnswer, xmlAnswer } from "../../../src/fronts/s3/relay.ts";
+import { cellsPerCall } from "../../helpers/alloc.ts";
 
 setDefaultTimeout(30_000);
 
@@ -36,5 +37,15 @@ describe("a write's answer drops the fields the upstream's Connection header nam
       markOwnedBytes(owned);
       expect(seen(emptyAnswer(ctx, owned).headers)).toEqual({ version: "v1", etag: '"e"', crc: "AAAAAA==", connection: null });
     }
+  });
+  test("the own client's answer is filtered in place with no closure, scope or array of its own (1 function, 2 scopes, 1 array per PutObject before)", async () => {
+    const owned = () => {
+      const res = new Response(null, { status: 200, headers: upstream("keep-alive") });
+      markOwnedBytes(res);
+      return res;
+    };
+    const [made, answered] = [await cellsPerCall(owned), await cellsPerCall(() => emptyAnswer(ctx, owned()))];
+    const more = (type: string) => (answered[type] ?? 0) - (made[type] ?? 0);
+    expect({ functions: more("Function"), scopes: more("JSLexicalEnvironment"), arrays: more("Array") }).toEqual({ functions: 0, scopes: 0, arrays: 0 });
   });
 });
