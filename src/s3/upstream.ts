@@ -542,10 +542,13 @@ export class BucketUpstream {
     // since the upstream may have applied it: re-sent, a conditional create that won would be
     // answered 412, a completed upload NoSuchUpload.
     const resendable = isResendable(req.method, req.query, headers, req.conditional === true);
-    const run = () => this.retrying(req.method, req.key, req.timing, req.signal, max, (span) => this.sendOnce(req, headers, body, payloadHash, resendable, span), isBodyError, resendable ? undefined : surelyNotSent);
+    const attempt = (span: Span | undefined) => this.sendOnce(req, headers, body, payloadHash, resendable, span);
+    const retryable = resendable ? undefined : surelyNotSent;
+    // (without a breaker, no closure around the loop: one function less per write)
+    if (this.breaker === undefined) return this.retrying(req.method, req.key, req.timing, req.signal, max, attempt, isBodyError, retryable);
     // A streamed body arrives at its client's pace: in half-open it takes no probe slot (a slow
     // upload held one for minutes, refusing the bucket's other requests over a recovered upstream).
-    return this.breaker === undefined ? run() : this.guarded(this.breaker, req.signal, run, !streamed);
+    return this.guarded(this.breaker, req.signal, () => this.retrying(req.method, req.key, req.timing, req.signal, max, attempt, isBodyError, retryable), !streamed);
   }
 
   /** One attempt. Not async: the pool's promise is returned as it is (retrying() awaits it and catches a synchronous throw). */
