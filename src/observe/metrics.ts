@@ -71,8 +71,8 @@ interface BucketSeries {
   s3: Map<S3Outcome, CounterChild>;
   s3Duration: HistogramChild | undefined;
   s3Retries: CounterChild | undefined;
-  /** Key: operation + " " + status. */
-  writes: Map<string, CounterChild>;
+  /** By operation, then status (no key string joined per write). */
+  writes: Map<string, Map<number, CounterChild>>;
   /** Key: operation + " " + code. */
   writeErrors: Map<string, CounterChild>;
   requestBytes: CounterChild | undefined;
@@ -202,11 +202,12 @@ export class Metrics {
   observeWrite(bucket: string, operation: string, status: number, code: string | undefined): void {
     const s = this.series.get(bucket) ?? this.none;
     const st = status >= 100 && status <= 599 ? status | 0 : 0;
-    const key = `${operation} ${st}`;
-    let c = s.writes.get(key);
+    let byStatus = s.writes.get(operation);
+    if (byStatus === undefined) s.writes.set(operation, (byStatus = new Map()));
+    let c = byStatus.get(st);
     if (c === undefined) {
       c = this.writes.labels(s.name, operation, String(st));
-      s.writes.set(key, c);
+      byStatus.set(st, c);
     }
     c.value++;
     if (st < 400 && code === undefined) return;
