@@ -48,35 +48,43 @@ export function purgeIfUnsure<T extends { status: number }>(ctx: RequestContext,
   return matesOf(ctx).length === 0 ? run() : purgingIfUnsure(ctx, keys, run);
 }
 
-/**
- * purgeIfUnsure for one key's write already started (`sent`: the promise of an async function,
- * which never throws synchronously): no closure, and no array unless a bucket caches the store.
- */
-export function purgedIfUnsure<T extends { status: number }>(ctx: RequestContext, key: string, sent: Promise<T>): Promise<T> {
-  return matesOf(ctx).length === 0 ? sent : purgingIfUnsure(ctx, [key], sent);
-}
-
-async function purgingIfUnsure<T extends { status: number }>(ctx: RequestContext, keys: readonly string[], sent: (() => Promise<T>) | Promise<T>): Promise<T> {
+async function purgingIfUnsure<T extends { status: number }>(ctx: RequestContext, keys: readonly string[], run: () => Promise<T>): Promise<T> {
   let res: T;
   try {
-    res = await (typeof sent === "function" ? sent() : sent);
+    res = await run();
   } catch (err) {
-    await Promise.all(keys.map((k) => purgeWritten(ctx, k)));
-    // The store may apply the write after the proxy gave up on its answer (S3 commits a body it
-    // took whole): a read in between cached the old object again, then served as a HIT for its
-    // TTL while the store held the new one (or none). Purged once more, s3.timeout later (holding
-    // the names, not the request), unless it never went out (refused by an open breaker).
-    if (ctx.timing.attempts > 0) purgeLater(ctx.svc.cache, matesOf(ctx), keys, ctx.bucket!.cfg.s3.timeout * 1000);
+    await purgeAfterLoss(ctx, keys);
     throw err;
   }
-  // (a 4xx to a resent write says nothing of the attempt before it, which may have landed)
-  if (res.status >= 500 || (res.status >= 400 && ctx.timing.attempts > 1)) await Promise.all(keys.map((k) => purgeWritten(ctx, k)));
+  const purging = purgeUnsureAnswer(ctx, keys, res.status);
+  if (purging !== undefined) await purging;
   return res;
 }
 
 /**
- * purgingIfUnsure's second purge, `ms` later. Its own function so that the timer's closure holds
- * the names alone: made in purgingIfUnsure it shared the scope that holds `ctx` (captured by the
+ * purgeIfUnsure's step for a write that threw (its outcome unknown), for a caller that awaits the
+ * write itself (PutObject: no closure, no extra async layer per write).
+ */
+export async function purgeAfterLoss(ctx: RequestContext, keys: readonly string[]): Promise<void> {
+  if (matesOf(ctx).length === 0) return;
+  await Promise.all(keys.map((k) => purgeWritten(ctx, k)));
+  // The store may apply the write after the proxy gave up on its answer (S3 commits a body it
+  // took whole): a read in between cached the old object again, then served as a HIT for its
+  // TTL while the store held the new one (or none). Purged once more, s3.timeout later (holding
+  // the names, not the request), unless it never went out (refused by an open breaker).
+  if (ctx.timing.attempts > 0) purgeLater(ctx.svc.cache, matesOf(ctx), keys, ctx.bucket!.cfg.s3.timeout * 1000);
+}
+
+/** purgeIfUnsure's step for a write answered `status`: the keys' purge when that leaves its outcome unsure, else undefined. */
+export function purgeUnsureAnswer(ctx: RequestContext, keys: readonly string[], status: number): Promise<unknown> | undefined {
+  // (a 4xx to a resent write says nothing of the attempt before it, which may have landed)
+  if (!(status >= 500 || (status >= 400 && ctx.timing.attempts > 1)) || matesOf(ctx).length === 0) return undefined;
+  return Promise.all(keys.map((k) => purgeWritten(ctx, k)));
+}
+
+/**
+ * purgeAfterLoss's second purge, `ms` later. Its own function so that the timer's closure holds
+ * the names alone: made in purgeAfterLoss it shared the scope that holds `ctx` (captured by the
  * purge above), and kept the request, its body stream and the held chunks until it fired.
  */
 function purgeLater(cache: RequestContext["svc"]["cache"], mates: readonly string[], keys: readonly string[], ms: number): void {

@@ -22,8 +22,8 @@ import { putObject, uploadPart, type PutObjectArgs, type UploadPartArgs } from "
 import type { S3RequestContext } from "./front.ts";
 import { emptyAnswer, noEtagFailure, relayError } from "./relay.ts";
 import { MAX_UPLOAD_BYTES, prepareUploadBody, readSmallBody, unreadBody, wholeBodyRead, type PreparedBody } from "./upload-body.ts";
-import { callOf, requestHeaders, sendBody, uploadPartOf, writeUpstream } from "./writes.ts";
-import { purgedIfUnsure, purgeWritten } from "../purge.ts";
+import { bodyBytesIn, callOf, requestHeaders, uploadFailure, uploadPartOf, writeUpstream } from "./writes.ts";
+import { purgeAfterLoss, purgeUnsureAnswer, purgeWritten } from "../purge.ts";
 
 export function putObjectOp(ctx: RequestContext): Promise<Response> {
   return upload(ctx, false);
@@ -34,10 +34,12 @@ export function uploadPartOp(ctx: RequestContext): Promise<Response> {
 }
 
 /**
- * PutObject (`part` false) or UploadPart. Two async layers between the handler and the upstream
- * write, this one and sendBody's: a small body's req.bytes() is awaited here and the write's
- * promise handed to sendBody (readingBody, readSmallBody and putObject were three more layers, a
- * promise, a generator and a scope each, and two closures carried the write: per small PUT).
+ * PutObject (`part` false) or UploadPart, in one async function from the body's read to the
+ * answer: a small body's req.bytes() is awaited here, and so is the upstream write (sendBody,
+ * readingBody, readSmallBody and putObject were four more layers, a promise, a generator and a
+ * scope each, and two closures carried the write: per small PUT). While the body streams,
+ * ctx.uploading puts off server.request_timeout (see uploadFailure). A PutObject whose outcome
+ * is unsure (no answer, a 5xx) purges the key as purgeIfUnsure does.
  */
 async function upload(ctx: RequestContext, part: boolean): Promise<Response> {
   const p = part ? uploadPartOf(ctx) : undefined;
@@ -70,15 +72,30 @@ async function upload(ctx: RequestContext, part: boolean): Promise<Response> {
   // found by a pass over the headers; a presigned URL's hoisted ones are not among them)
   const signedHeaders = headers === req.headers ? s.payload!.signedHeaders : undefined;
   // (field by field: a spread of body.args took JavaScriptCore's generic copy, per PutObject)
-  if (p !== undefined) {
-    const res = await sendBody(ctx, body, uploadPart(upstream, { key, uploadId: p.uploadId, partNumber: p.partNumber, headers, signedHeaders, body: a.body, contentLength: a.contentLength, payloadHash: a.payloadHash, awsChunked: a.awsChunked, checksum: a.checksum } as UploadPartArgs, callOf(ctx)));
-    if (!res.ok) return relayError(res, upstream.bucket, "NoSuchUpload");
-    if (!res.headers.has("etag")) noEtagFailure(res);
-    return emptyAnswer(ctx, res, 200);
+  const sending =
+    p !== undefined
+      ? uploadPart(upstream, { key, uploadId: p.uploadId, partNumber: p.partNumber, headers, signedHeaders, body: a.body, contentLength: a.contentLength, payloadHash: a.payloadHash, awsChunked: a.awsChunked, checksum: a.checksum } as UploadPartArgs, callOf(ctx))
+      : putObject(upstream, { key, headers, signedHeaders, body: a.body, contentLength: a.contentLength, payloadHash: a.payloadHash, awsChunked: a.awsChunked, checksum: a.checksum } as PutObjectArgs, callOf(ctx));
+  ctx.uploading = true;
+  let res: Response;
+  try {
+    res = await sending;
+  } catch (err) {
+    const failure = await uploadFailure(ctx, body, err);
+    if (p === undefined) await purgeAfterLoss(ctx, [key]);
+    throw failure;
   }
-  const res = await purgedIfUnsure(ctx, key, sendBody(ctx, body, putObject(upstream, { key, headers, signedHeaders, body: a.body, contentLength: a.contentLength, payloadHash: a.payloadHash, awsChunked: a.awsChunked, checksum: a.checksum } as PutObjectArgs, callOf(ctx))));
-  if (!res.ok) return relayError(res, upstream.bucket);
-  const purged = purgeWritten(ctx, key);
-  if (purged !== undefined) await purged;
+  ctx.uploading = false;
+  ctx.bytesIn = bodyBytesIn(body, res.ok);
+  if (!res.ok) {
+    if (p === undefined) await purgeUnsureAnswer(ctx, [key], res.status);
+    return relayError(res, upstream.bucket, p === undefined ? undefined : "NoSuchUpload");
+  }
+  if (p !== undefined) {
+    if (!res.headers.has("etag")) noEtagFailure(res);
+  } else {
+    const purged = purgeWritten(ctx, key);
+    if (purged !== undefined) await purged;
+  }
   return emptyAnswer(ctx, res, 200);
 }

@@ -247,25 +247,18 @@ export function callOf(ctx: RequestContext): OperationContext {
 }
 
 /**
- * Awaits `sending`, the upload of the verified body just started (with callOf(ctx): a promise, not
- * a closure to call, none made per upload). While the body streams, ctx.uploading puts off
- * server.request_timeout (the client's pace bounds it: the idle timeout, the stall check). A body
- * that failed (RequestBodyError: the upstream request was cut, nothing stored) is answered with
- * the verification's S3 error; a client that went away is left to the runner (499).
+ * An upload's failure (its upstream write threw), as the client gets it: a body that failed
+ * (RequestBodyError: the upstream request was cut, nothing stored) is the verification's S3 error;
+ * anything else is returned as it is (a client that went away is left to the runner: 499). Ends
+ * the upload's ctx.uploading (which put off server.request_timeout while the body streamed: the
+ * client's pace bounds it, the idle timeout, the stall check) and records what arrived (bytesIn).
  */
-export async function sendBody(ctx: RequestContext, body: PreparedBody, sending: Promise<Response>): Promise<Response> {
-  ctx.uploading = true;
-  let ok = false;
+export async function uploadFailure(ctx: RequestContext, body: PreparedBody, err: unknown): Promise<unknown> {
   try {
-    const res = await sending;
-    ok = res.ok;
-    return res;
-  } catch (err) {
-    if (err instanceof RequestBodyError && !ctx.req.signal.aborted) throw s3Fail(await bodyFailure(body));
-    throw err;
+    return err instanceof RequestBodyError && !ctx.req.signal.aborted ? s3Fail(await bodyFailure(body)) : err;
   } finally {
     ctx.uploading = false;
-    ctx.bytesIn = bodyBytesIn(body, ok);
+    ctx.bytesIn = bodyBytesIn(body, false);
   }
 }
 
