@@ -118,7 +118,8 @@ export function prepareSend(req: SendRequest): PreparedSend {
   const headers: Record<string, string> = {};
   const given = req.headers;
   if (given !== undefined) {
-    for (const name of Object.keys(given)) {
+    // (for-in, not Object.keys: no array per request; `given` is a plain record)
+    for (const name in given) {
       const value = given[name];
       if (!HEADER_NAME.test(name)) throw new TypeError("invalid request header name");
       // The name only: a value may be a secret.
