@@ -18,14 +18,12 @@ import { s3Front } from "../src/fronts/s3/front.ts";
 import { nullLogger } from "../src/observe/log.ts";
 import { createHandler } from "../src/proxy/runner.ts";
 import { S3Signer } from "../src/s3/sigv4.ts";
+import { BENCH_S3_CLIENT, inProcessYaml, STUB_BODY, stubUpstream } from "./in-process.ts";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 6);
 let N = Number(process.env.BENCH_REQUESTS ?? 50_000);
-const body = new Uint8Array(1024).fill(97);
-const upstream = (async (_url: string | URL | Request, init?: RequestInit) =>
-  init?.method === "PUT"
-    ? new Response(null, { headers: { "content-length": "0", etag: '"e"' } })
-    : new Response(init?.method === "HEAD" ? null : body, { headers: { "content-length": "1024", etag: '"e"', "content-type": "application/octet-stream" } })) as typeof fetch;
+const body = STUB_BODY;
+const upstream = stubUpstream;
 
 // ALLOC=own: a real upstream (a fixed 1 KiB answer with S3's headers) in a child process, reached
 // by the own HTTP/1.1 client as on the live path; its allocations are not this process's.
@@ -33,39 +31,15 @@ const child = process.env.ALLOC === "own"
   ? Bun.spawn([process.execPath, "-e", `const body = Buffer.alloc(1024, 97); const s = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (req) => new Response(req.method === "PUT" ? null : body, { headers: { "content-type": "application/octet-stream", etag: '"e"', "last-modified": "Mon, 07 Dec 2026 00:00:00 GMT", "x-amz-request-id": "0A1B2C3D4E5F6789", "x-amz-id-2": "bench" } }) }); console.log(s.port);`], { stdout: "pipe" })
   : undefined;
 const endpoint = child === undefined ? "http://upstream.test:9000" : `http://127.0.0.1:${parseInt(new TextDecoder().decode((await child.stdout.getReader().read()).value))}`;
-const yaml = `server: { address: 127.0.0.1, port: 0, max_concurrent_requests: 100000 }
-logging: { level: warn }
-buckets:
-  - name: anon
-    path_prefix: /anon
-    s3: { bucket: bucket, endpoint: "${endpoint}" }
-  - name: signed
-    path_prefix: /signed
-    s3: { bucket: bucket, endpoint: "${endpoint}", access_key: AKIABENCH0000000000, secret_key: "bench-secret-0123456789abcdefghijklmn" }
-  - name: jwt
-    path_prefix: /jwt
-    auth: { enabled: true }
-    s3: { bucket: bucket, endpoint: "${endpoint}", access_key: AKIABENCH0000000000, secret_key: "bench-secret-0123456789abcdefghijklmn" }
-  - name: sink
-    path_prefix: /sink
-    access: read-write
-    s3: { bucket: sink, endpoint: "${endpoint}", access_key: AKIABENCH0000000000, secret_key: "bench-secret-0123456789abcdefghijklmn" }
-jwt: { enabled: true, secret: "bench-jwt-secret-0123456789abcdefgh" }
-s3_api:
-  address: 127.0.0.1
-  port: 0
-  max_clock_skew_seconds: 3600
-  credentials:
-    - { access_key_id: "AKIABENCHCLIENT00000", secret_access_key: "bench-client-secret-0123456789abcdef", identity: bench, buckets: { signed: [read], sink: [write] } }
-`;
+const yaml = inProcessYaml(endpoint);
 const app = await App.create(parseConfig(yaml, { env: {} }), { log: nullLogger, fetch: child === undefined ? upstream : undefined, probeIntervalMs: 3_600_000 });
 const handle = createMainHandler(app, () => "127.0.0.1");
 const s3Handle = createHandler(app, s3Front, () => "127.0.0.1");
 // The S3 front's client signs as an SDK would (one signature, replayed: the skew allows an hour).
 // The signer leaves Host to the HTTP client, which the wire carries; a Request built here must set it.
-const clientSigner = new S3Signer({ accessKeyId: "AKIABENCHCLIENT00000", secretAccessKey: "bench-client-secret-0123456789abcdef" }, "us-east-1");
+const clientSigner = new S3Signer(BENCH_S3_CLIENT, "us-east-1");
 const s3PutHeaders = { ...clientSigner.sign({ method: "PUT", host: "s3.test", path: "/sink/put-1k.bin", payloadHash: "UNSIGNED-PAYLOAD" }), host: "s3.test", "content-length": "1024" };
-const s3Headers = { ...new S3Signer({ accessKeyId: "AKIABENCHCLIENT00000", secretAccessKey: "bench-client-secret-0123456789abcdef" }, "us-east-1").sign({ method: "GET", host: "s3.test", path: "/signed/1k.bin" }), host: "s3.test" };
+const s3Headers = { ...new S3Signer(BENCH_S3_CLIENT, "us-east-1").sign({ method: "GET", host: "s3.test", path: "/signed/1k.bin" }), host: "s3.test" };
 
 // ALLOC's jwt case: the plain signed GET of a bucket that requires a JWT (HS256, no exp: verified once, then the verified-token cache's).
 const jwtPart = (o: object) => Buffer.from(JSON.stringify(o)).toString("base64url");

@@ -1,0 +1,59 @@
+/**
+ * In-process A/B of source trees in ONE process: each tree's App is built side by side (its own
+ * module graph), and their rounds interleave, so the host's load falls on every tree alike. Times
+ * the S3 front's GetObject and 1 KiB PutObject (UNSIGNED-PAYLOAD) against a fetch stub, CPU µs per
+ * request, as bench/signed-vs-anon.ts does for one tree; prints each tree's medians, its PUT/GET,
+ * and how the last tree's PUT compares with the first's round by round.
+ *
+ *   bun bench/inproc-ab.ts <before-tree> <after-tree>      (R=8 rounds, N=20000 requests)
+ */
+import { resolve } from "node:path";
+import { BENCH_S3_CLIENT, inProcessYaml, STUB_BODY, stubUpstream } from "./in-process.ts";
+
+const body = STUB_BODY;
+const yaml = inProcessYaml("http://upstream.test:9000");
+
+const trees = process.argv.slice(2).length > 0 ? process.argv.slice(2).map((t) => resolve(t)) : [resolve(import.meta.dir, "..")];
+const hs: Array<(r: Request, ip: string) => Promise<Response>> = [];
+let putH: Record<string, string> = {}, getH: Record<string, string> = {};
+for (const t of trees) {
+  const { App } = await import(`${t}/src/app.ts`);
+  const { parseConfig } = await import(`${t}/src/config/load.ts`);
+  const { s3Front } = await import(`${t}/src/fronts/s3/front.ts`);
+  const { nullLogger } = await import(`${t}/src/observe/log.ts`);
+  const { createHandler } = await import(`${t}/src/proxy/runner.ts`);
+  const { S3Signer } = await import(`${t}/src/s3/sigv4.ts`);
+  const app = await App.create(parseConfig(yaml, { env: {} }), { log: nullLogger, fetch: stubUpstream, probeIntervalMs: 3_600_000 });
+  hs.push(createHandler(app, s3Front, () => "127.0.0.1"));
+  const sg = new S3Signer(BENCH_S3_CLIENT, "us-east-1");
+  putH = { ...sg.sign({ method: "PUT", host: "s3.test", path: "/sink/put-1k.bin", payloadHash: "UNSIGNED-PAYLOAD" }), host: "s3.test", "content-length": "1024" };
+  getH = { ...sg.sign({ method: "GET", host: "s3.test", path: "/signed/1k.bin" }), host: "s3.test" };
+}
+const N = Number(process.env.N ?? 20000);
+async function round(h: (r: Request, ip: string) => Promise<Response>, put: boolean): Promise<number> {
+  const c0 = process.cpuUsage();
+  for (let i = 0; i < N; i++) {
+    const req = put ? new Request("http://s3.test/sink/put-1k.bin", { method: "PUT", headers: putH, body }) : new Request("http://s3.test/signed/1k.bin", { headers: getH });
+    const res = await h(req, "127.0.0.1");
+    if (res.status !== 200) throw new Error(String(res.status));
+    await res.arrayBuffer();
+  }
+  const d = process.cpuUsage(c0);
+  return (d.user + d.system) / N;
+}
+for (const h of hs) { await round(h, true); await round(h, false); }
+const R = Number(process.env.R ?? 8);
+const put: number[][] = trees.map(() => []);
+const get: number[][] = trees.map(() => []);
+for (let r = 0; r < R; r++) {
+  const order = r % 2 ? hs.map((_, i) => hs.length - 1 - i) : hs.map((_, i) => i);
+  for (const i of order) {
+    put[i]!.push(await round(hs[i]!, true));
+    get[i]!.push(await round(hs[i]!, false));
+  }
+}
+const med = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1]!;
+trees.forEach((t, i) => console.log(`${t}: GET ${med(get[i]!).toFixed(2)} µs  PUT ${med(put[i]!).toFixed(2)} µs  PUT/GET ${med(put[i]!.map((p, k) => p / get[i]![k]!)).toFixed(3)}  (PUT rounds ${put[i]!.map((x) => x.toFixed(1)).join(" ")})`));
+const last = put.length - 1;
+if (last > 0) console.log(`PUT of the last tree lower than the first's in ${put[last]!.filter((p, k) => p < put[0]![k]!).length}/${R} rounds; median paired difference ${med(put[last]!.map((p, k) => p - put[0]![k]!)).toFixed(2)} µs`);
+process.exit(0);
