@@ -104,7 +104,9 @@ test("a write made while a worker is down: its replacement does not serve the ol
   const killed = await writeWhileWorker1IsDown("/rw/r.txt", "r.txt");
   const put = px.logs().findIndex((l) => l.msg === "request" && l.method === "PUT" && l.path === "/rw/r.txt");
   const replacement = () => px.logs().findIndex((l, i) => i > killed && l.msg === "listening" && l.worker === 1);
-  await waitFor(() => replacement() >= 0, { message: () => "worker 1's replacement" });
+  // (the replacement starts after a back-off of at least 2 s, then as long as a start takes: a
+  // loaded host, two test files at a time beside it, took longer than the default 5 s once)
+  await waitFor(() => replacement() >= 0, { timeoutMs: 20_000, message: () => "worker 1's replacement" });
   expect(put).toBeLessThan(replacement());
   await readFromBoth("/rw/r.txt", "v2");
 });
