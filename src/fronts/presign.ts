@@ -88,6 +88,15 @@ export function parsePresign(ctx: RequestContext): PresignParams {
   // (a page that POSTs its parameters as a JSON or form body, {"method":"PUT"}, was told "method
   // must be PUT, POST or GET", as if its PUT were refused: the body is not read)
   if (method === undefined) throw bad("method is required in the query string: ?presign&method=PUT, POST or GET (a presign request's parameters are read from the query only, never from its body)");
+  // Parameters sent as a body with `method` in the query (a page's fetch or axios.post(url,
+  // {content_type, expires})) were ignored without a word: a URL without the Content-Type condition
+  // and with the longest expiry. A body that can hold a parameter is refused; none, or axios's
+  // empty `{}`, is fine (a header read: the body itself is never read).
+  const headers = ctx.req.headers;
+  const length = headers.get("content-length");
+  if ((length !== null && length.trim() !== "" && !/^\s*[0-2]\s*$/.test(length)) || headers.has("transfer-encoding")) {
+    throw bad("A presign request's parameters are read from the query string only, never from its body: send them there (?presign&method=PUT&expires=300&content_type=...) and no body");
+  }
   if (method !== "GET" && method !== "PUT" && method !== "POST") throw bad("method must be PUT, POST or GET");
   const max = ctx.rt.config.s3_api!.presign_max_seconds ?? DEFAULT_MAX_SECONDS;
   const e = q.get("expires");

@@ -329,6 +329,14 @@ describe("presign requests that are refused", () => {
     // parameters sent as a body, as a page's fetch or axios.post(url, {...}) sends them: the message says where they go
     const inBody = await fetch(env.url("/rw/a.txt?presign"), { method: "POST", headers: { ...bearer(), "content-type": "application/json" }, body: JSON.stringify({ method: "PUT" }) });
     expect([inBody.status, await msg(inBody)]).toEqual([400, "method is required in the query string: ?presign&method=PUT, POST or GET (a presign request's parameters are read from the query only, never from its body)"]);
+    // ... and with method in the query, the body's parameters were ignored: a URL without the
+    // Content-Type condition and with the longest expiry. Refused; axios's empty `{}` is fine.
+    const bodyToo = await fetch(env.url("/rw/a.txt?presign&method=PUT"), { method: "POST", headers: { ...bearer(), "content-type": "application/json" }, body: JSON.stringify({ content_type: "image/png", expires: 60 }) });
+    expect([bodyToo.status, await msg(bodyToo)]).toEqual([400, "A presign request's parameters are read from the query string only, never from its body: send them there (?presign&method=PUT&expires=300&content_type=...) and no body"]);
+    const form = await fetch(env.url("/rw/a.txt?presign&method=PUT"), { method: "POST", headers: bearer(), body: new URLSearchParams({ expires: "60" }) });
+    expect(form.status).toBe(400);
+    const emptyObject = await fetch(env.url("/rw/a.txt?presign&method=PUT"), { method: "POST", headers: { ...bearer(), "content-type": "application/json" }, body: "{}" });
+    expect(emptyObject.status).toBe(200);
     expect(await msg(await presign("/rw/a.txt", "method=DELETE"))).toBe("method must be PUT, POST or GET");
     expect(await msg(await presign("/rw/a.txt", "method=PUT&method=GET"))).toBe("method is given more than once");
     expect(await msg(await presign("/rw/a.txt", "method=GET&expires=60&expires=600"))).toBe("expires is given more than once");
