@@ -826,6 +826,31 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
     );
 
     test(
+      "a body sent with a write S3 takes none (DeleteObject, CopyObject, CreateMultipartUpload, AbortMultipartUpload): 400 UnexpectedContent, nothing done upstream",
+      async () => {
+        await env.s3.put("up", "limits/keep.txt", "kept");
+        await env.s3.put("up", "limits/src.txt", "source");
+        env.mark();
+        const body = "x".repeat(100);
+        const sent = [
+          // (a signed payload hash that is not the body's: it was never compared, and the key was deleted)
+          () => signedFetch(env, { method: "DELETE", path: "/up/limits/keep.txt", body, payloadHash: sha256(new TextEncoder().encode("other")) }),
+          () => signedFetch(env, { method: "DELETE", path: "/up/limits/keep.txt", body }),
+          () => signedFetch(env, { method: "PUT", path: "/up/limits/keep.txt", body, headers: { "x-amz-copy-source": "/up/limits/src.txt" } }),
+          () => signedFetch(env, { method: "POST", path: "/up/limits/keep.txt", query: [["uploads", ""]], body }),
+          () => signedFetch(env, { method: "DELETE", path: "/up/limits/keep.txt", query: [["uploadId", "some-upload"]], body }),
+        ];
+        for (const send of sent) {
+          const a = await answerOf(await send());
+          expect({ status: a.status, code: a.code }).toEqual({ status: 400, code: "UnexpectedContent" });
+        }
+        expect(env.upstreamCalls()).toEqual([]);
+        expect(new TextDecoder().decode(await stored("limits/keep.txt"))).toBe("kept");
+      },
+      T,
+    );
+
+    test(
       "UploadPart number 10001 (and 0, ' 1', '+1', '1.0'): 400 InvalidArgument, the upstream never asked",
       async () => {
         env.mark();

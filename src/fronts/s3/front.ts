@@ -220,7 +220,7 @@ export function s3Parse(ctx: RequestContext): undefined {
   }
   ctx.operation = op;
   if (op === "CopyObject" || op === "UploadPartCopy") ctx.copySource = copySourceLabel(headers.get("x-amz-copy-source"));
-  if ((ctx.method === "GET" || ctx.method === "HEAD") && bodied) return fail(s3Error("UnexpectedContent"));
+  if (bodied && (ctx.method === "GET" || ctx.method === "HEAD" || TAKES_NO_BODY.has(op))) return fail(s3Error("UnexpectedContent"));
   ctx.action = ACTION_OF[op];
   if (op === "GetObjectAttributes" && v.query.some(([k]) => k === "versionId")) ctx.action = "s3:GetObjectVersionAttributes";
   else if ((op === "GetObjectAcl" || op === "PutObjectAcl") && v.query.some(([k]) => k === "versionId")) ctx.action = op === "GetObjectAcl" ? "s3:GetObjectVersionAcl" : "s3:PutObjectVersionAcl";
@@ -370,6 +370,13 @@ const SSE_C_ALGORITHM = "x-amz-server-side-encryption-customer-algorithm";
 const isCustomerKeyHeader = (name: string) => name.startsWith("x-amz-server-side-encryption-customer-");
 
 /** The object reads that take S3's response-* overrides. */
+/**
+ * The writes whose request has no body in S3's API: one sent a body is refused before anything is
+ * done (S3's UnexpectedContent, as a GET's), not carried out while its body is still arriving (a
+ * client cut off half-way was left without an answer, its object deleted or copied over) and its
+ * signed payload hash never compared with the body it came with.
+ */
+const TAKES_NO_BODY: ReadonlySet<S3Operation> = new Set<S3Operation>(["DeleteObject", "DeleteObjectVersion", "DeleteObjectTagging", "AbortMultipartUpload", "CreateMultipartUpload", "CopyObject", "UploadPartCopy"]);
 const OBJECT_READS: ReadonlySet<S3Operation> = new Set<S3Operation>(["GetObject", "HeadObject", "GetObjectPart", "HeadObjectPart", "GetObjectVersion", "HeadObjectVersion"]);
 
 const ANONYMOUS_PAYLOAD: PayloadInfo = Object.freeze({ mode: "unsigned", hash: UNSIGNED_PAYLOAD });
