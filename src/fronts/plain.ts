@@ -21,6 +21,7 @@
  */
 import type { Claims } from "../auth/rules.ts";
 import { s3ListenerHint } from "../auth/authenticator.ts";
+import { announcesBody } from "../http/body-policy.ts";
 import { isPreflight } from "../http/cors.ts";
 import { answeredPrivately } from "../http/headers.ts";
 import { mapAnswer } from "../http/map-answer.ts";
@@ -118,6 +119,9 @@ function routeWrite(ctx: RequestContext): undefined {
     uploadLength(ctx);
     ctx.action = "s3:PutObject";
   } else {
+    // A DELETE's body would be ignored: the object was deleted while it was still arriving (a
+    // client cut off half-way got no answer, its object gone), so one sent with a body is refused.
+    if (announcesBody(ctx.req.headers)) throw new ProxyError("BadRequest", { detail: "A DELETE takes no body" });
     ctx.action = "s3:DeleteObject";
   }
   return undefined;

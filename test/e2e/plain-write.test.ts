@@ -147,6 +147,17 @@ for (const engine of ["bun", "node"] as const) {
       expect((await fetch(env.url(`/rw/${engine}/never-was`), { method: "DELETE", headers: bearer() })).status).toBe(204);
     }, T);
 
+    test("a DELETE sent with a body is 400 and the object stays (the delete was done while the body was still arriving: a client cut off half-way lost its object with no answer)", async () => {
+      const key = `${engine}/del-body.txt`;
+      await s3.put("rw", key, "keep me");
+      const from = s3.requests.length;
+      const res = await fetch(env.url(`/rw/${key}`), { method: "DELETE", body: "x".repeat(10), headers: bearer() });
+      const j = (await res.json()) as { error: string; message: string };
+      expect([res.status, j.error, j.message]).toEqual([400, "BadRequest", "A DELETE takes no body"]);
+      expect(upstream(from, "DELETE", `/rw/${key}`)).toEqual([]);
+      expect(new TextDecoder().decode(await s3.read("rw", key))).toBe("keep me");
+    }, T);
+
     test("PUT and DELETE naming an S3 operation in the query (?versionId, ?uploadId, ?tagging, ?partNumber&uploadId, ?acl, ?uploads, encoded or not) are 400 and the current object is untouched (read as plain writes they deleted or replaced it)", async () => {
       const key = `${engine}/subres.txt`;
       await s3.put("rw", key, "keep me");
