@@ -369,7 +369,6 @@ const KEY_OPS: ReadonlySet<S3Operation> = new Set<S3Operation>([
 const SSE_C_ALGORITHM = "x-amz-server-side-encryption-customer-algorithm";
 const isCustomerKeyHeader = (name: string) => name.startsWith("x-amz-server-side-encryption-customer-");
 
-/** The object reads that take S3's response-* overrides. */
 /**
  * The writes whose request has no body in S3's API: one sent a body is refused before anything is
  * done (S3's UnexpectedContent, as a GET's), not carried out while its body is still arriving (a
@@ -377,6 +376,7 @@ const isCustomerKeyHeader = (name: string) => name.startsWith("x-amz-server-side
  * signed payload hash never compared with the body it came with.
  */
 const TAKES_NO_BODY: ReadonlySet<S3Operation> = new Set<S3Operation>(["DeleteObject", "DeleteObjectVersion", "DeleteObjectTagging", "AbortMultipartUpload", "CreateMultipartUpload", "CopyObject", "UploadPartCopy"]);
+/** The object reads that take S3's response-* overrides. */
 const OBJECT_READS: ReadonlySet<S3Operation> = new Set<S3Operation>(["GetObject", "HeadObject", "GetObjectPart", "HeadObjectPart", "GetObjectVersion", "HeadObjectVersion"]);
 
 const ANONYMOUS_PAYLOAD: PayloadInfo = Object.freeze({ mode: "unsigned", hash: UNSIGNED_PAYLOAD });
