@@ -378,15 +378,21 @@ export class App implements Services {
     // key could read), so they go (the cache is keyed by the proxy
     // bucket's name). Every cache layer, Redis included: the other replicas drop them too.
     const before = new Map(old.config.buckets.map((b) => [b.name, upstreamIdentity(b)]));
-    const cachedBefore = new Map(old.config.buckets.map((b) => [b.name, bucketCachePolicy(old.config.cache, b) !== null]));
+    const policyBefore = new Map(old.config.buckets.map((b) => [b.name, bucketCachePolicy(old.config.cache, b)]));
     for (const b of config.buckets) {
       const was = before.get(b.name);
+      const policy = bucketCachePolicy(config.cache, b);
+      const oldPolicy = policyBefore.get(b.name);
       if (was !== undefined && was !== upstreamIdentity(b)) {
         purging.push(this.cache.purgeBucket(b.name).then(() => this.log.info("cache purged: the bucket reads another store, or with another access key, since this reload", { bucket: b.name })));
-      } else if (cachedBefore.get(b.name) === true && bucketCachePolicy(config.cache, b) === null) {
+      } else if (oldPolicy && policy === null) {
         // Its cache is off from now on: its entries (here, and in Redis for the other replicas)
         // would come back, stale, if it were switched on again.
         purging.push(this.cache.purgeBucket(b.name).then(() => this.log.info("cache purged: the bucket no longer caches since this reload", { bucket: b.name })));
+      } else if (oldPolicy && policy && (policy.ttlSeconds !== oldPolicy.ttlSeconds || policy.defaultTtlSeconds !== oldPolicy.defaultTtlSeconds)) {
+        // Another TTL: what memory holds is fresh no longer than the new one gives it (the lower
+        // layers' entries are bounded as they are read).
+        this.cache.shortenFreshness(b.name, policy);
       }
     }
     await Promise.all(purging);

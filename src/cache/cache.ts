@@ -460,6 +460,16 @@ export class Cache {
     for (const l of this.layers) l.setStores?.(stores);
   }
 
+  /**
+   * After a reload that changed `bucket`'s TTL (its ttl_seconds or default_ttl_seconds): its entries
+   * in memory fresh for no longer than `policy` gives them from when they were stored, as an entry
+   * of a lower layer is when read (entryWithin). A shortened TTL left them HITs until the old one ran out.
+   */
+  shortenFreshness(bucket: string, policy: EntryBounds): void {
+    const memory = this.layer("memory");
+    if (memory instanceof MemoryLayer) memory.shorten(bucket + "/", (obj) => entryWithin(obj, policy)?.expiresAt ?? 0);
+  }
+
   /** New memory capacity / item limit (bytes) after a reload; other layers are resized by name (applyCacheConfig). */
   resize(maxBytes: number, maxItemBytes?: number): void {
     this.layer("memory")?.resize?.(maxBytes, maxItemBytes);

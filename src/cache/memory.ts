@@ -106,6 +106,19 @@ export class MemoryLayer implements CacheLayer {
     return count;
   }
 
+  /**
+   * Brings forward the expiry of the entries whose key starts with `prefix` to `until(entry)` where
+   * that is sooner: a reload that shortened their bucket's TTL (a lower layer's entry is bounded as
+   * it is read, Cache.get; one held here was checked against its stored expiry alone).
+   */
+  shorten(prefix: string, until: (obj: CachedObject) => number): void {
+    for (const e of this.lru.newestFirst()) {
+      if (!e.key.startsWith(prefix)) continue;
+      const t = until(e.obj);
+      if (t < e.obj.expiresAt) e.obj.expiresAt = t;
+    }
+  }
+
   /** Applies a new capacity and item limit; evicts least-recently-used entries (and now-oversized ones) until it fits. */
   resize(maxBytes: number, maxItemBytes: number = this.maxItemBytes): void {
     this.maxBytes = maxBytes;

@@ -22,8 +22,8 @@ let s3: S3Fixture;
 let px: InProcessProxy;
 const dir = mkdtempSync(join(tmpdir(), "yata-reload-cache-"));
 const configPath = join(dir, "config.yaml");
-const yaml = (upstream: string, level = "warn", cached = true) =>
-  `server: { address: 127.0.0.1, port: 0, readiness_probe_interval_seconds: 3600 }\nlogging: { level: ${level} }\ncache: { enabled: true, memory: { max_item_size_mb: 1 } }\nbuckets:\n${bucketYaml({ name: "pub", prefix: "/pub", bucket: upstream, endpoint: s3.endpoint, extra: `    cache: { enabled: ${cached} }\n` })}`;
+const yaml = (upstream: string, level = "warn", cached = true, ttl = "") =>
+  `server: { address: 127.0.0.1, port: 0, readiness_probe_interval_seconds: 3600 }\nlogging: { level: ${level} }\ncache: { enabled: true, memory: { max_item_size_mb: 1 } }\nbuckets:\n${bucketYaml({ name: "pub", prefix: "/pub", bucket: upstream, endpoint: s3.endpoint, extra: `    cache: { enabled: ${cached}${ttl} }\n` })}`;
 
 beforeAll(async () => {
   s3 = await startS3Fixture({ buckets: [{ name: "first-bucket", public: true }, { name: "second-bucket", public: true }], credentials: [] });
@@ -106,6 +106,33 @@ test("a reload that switches a bucket's cache off drops its entries: switched on
   writeFileSync(configPath, yaml("second-bucket"));
   expect((await px.app.reload()).ok).toBe(true);
   expect(await get()).toEqual({ body: "changed while the cache was off", cache: "MISS" });
+});
+
+test("a reload that shortens a bucket's TTL applies to the objects already in memory: fresh no longer than the new TTL from when they were stored (they were HITs until the old one ran out)", async () => {
+  writeFileSync(configPath, yaml("second-bucket", "warn", true, ", ttl_seconds: 600"));
+  expect((await px.app.reload()).ok).toBe(true);
+  await s3.put("second-bucket", "hello.txt", "stored under a 600 s TTL");
+  await px.app.cache.purgeBucket("pub");
+  expect(await get()).toEqual({ body: "stored under a 600 s TTL", cache: "MISS" });
+  expect(await get()).toEqual({ body: "stored under a 600 s TTL", cache: "HIT" });
+  // the same TTL written again (another level): still fresh
+  writeFileSync(configPath, yaml("second-bucket", "error", true, ", ttl_seconds: 600"));
+  expect((await px.app.reload()).ok).toBe(true);
+  expect((await get()).cache).toBe("HIT");
+  // shortened to 0: stale at once, revalidated (and fresh again for 0 s: revalidated each time)
+  writeFileSync(configPath, yaml("second-bucket", "warn", true, ", ttl_seconds: 0"));
+  expect((await px.app.reload()).ok).toBe(true);
+  expect(await get()).toEqual({ body: "stored under a 600 s TTL", cache: "REVALIDATED" });
+  await s3.put("second-bucket", "hello.txt", "changed upstream");
+  expect(await get()).toEqual({ body: "changed upstream", cache: "MISS" });
+  // the bucket's own TTL left out: default_ttl_seconds, shortened the same way
+  writeFileSync(configPath, yaml("second-bucket").replace("memory: { max_item_size_mb: 1 }", "memory: { max_item_size_mb: 1, default_ttl_seconds: 600 }"));
+  expect((await px.app.reload()).ok).toBe(true);
+  expect((await get()).body).toBe("changed upstream");
+  expect((await get()).cache).toBe("HIT");
+  writeFileSync(configPath, yaml("second-bucket").replace("memory: { max_item_size_mb: 1 }", "memory: { max_item_size_mb: 1, default_ttl_seconds: 0 }"));
+  expect((await px.app.reload()).ok).toBe(true);
+  expect((await get()).cache).toBe("REVALIDATED");
 });
 
 test("a request held by its authorizer across a reload that repoints its bucket is answered from the old store, but that object is never served afterwards, nor kept on disk across a restart", async () => {
