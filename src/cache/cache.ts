@@ -464,8 +464,11 @@ export class Cache {
    * After a reload that changed `bucket`'s TTL (its ttl_seconds or default_ttl_seconds): its entries
    * in memory fresh for no longer than `policy` gives them from when they were stored, as an entry
    * of a lower layer is when read (entryWithin). A shortened TTL left them HITs until the old one ran out.
+   * A fill of the bucket still under way (begun on the old TTL) stores nothing, as after a purge:
+   * it stored its answer fresh for the old TTL.
    */
   shortenFreshness(bucket: string, policy: EntryBounds): void {
+    this.purges.prefix(bucket + "/");
     const memory = this.layer("memory");
     if (memory instanceof MemoryLayer) memory.shorten(bucket + "/", (obj) => entryWithin(obj, policy)?.expiresAt ?? 0);
   }

@@ -135,6 +135,23 @@ test("a reload that shortens a bucket's TTL applies to the objects already in me
   expect((await get()).cache).toBe("REVALIDATED");
 });
 
+test("a fill under way when a reload shortens its bucket's TTL does not store what it read fresh for the old TTL", async () => {
+  writeFileSync(configPath, yaml("second-bucket", "warn", true, ", ttl_seconds: 600"));
+  expect((await px.app.reload()).ok).toBe(true);
+  await s3.put("second-bucket", "fill.txt", "filled across the reload");
+  let release!: () => void;
+  s3.faults.set("/second-bucket/fill.txt", { kind: "delay", ms: 10_000, until: new Promise<void>((r) => (release = r)), times: 1 });
+  const early = fetch(px.url("/pub/fill.txt"));
+  await s3.waitForRequest((r) => r.method === "GET" && r.pathname === "/second-bucket/fill.txt");
+  writeFileSync(configPath, yaml("second-bucket", "warn", true, ", ttl_seconds: 0"));
+  expect((await px.app.reload()).ok).toBe(true);
+  release();
+  const first = await early;
+  expect({ body: await first.text(), cache: first.headers.get("x-cache") }).toEqual({ body: "filled across the reload", cache: "MISS" });
+  const next = await fetch(px.url("/pub/fill.txt"));
+  expect({ body: await next.text(), cache: next.headers.get("x-cache") }).toEqual({ body: "filled across the reload", cache: "MISS" });
+});
+
 test("a request held by its authorizer across a reload that repoints its bucket is answered from the old store, but that object is never served afterwards, nor kept on disk across a restart", async () => {
   using opa = OpaServer.start({ "yatagarasu/allow": () => true });
   const diskDir = join(dir, "held-disk");
