@@ -389,10 +389,10 @@ export class App implements Services {
         // Its cache is off from now on: its entries (here, and in Redis for the other replicas)
         // would come back, stale, if it were switched on again.
         purging.push(this.cache.purgeBucket(b.name).then(() => this.log.info("cache purged: the bucket no longer caches since this reload", { bucket: b.name })));
-      } else if (oldPolicy && policy && (policy.ttlSeconds !== oldPolicy.ttlSeconds || policy.defaultTtlSeconds !== oldPolicy.defaultTtlSeconds)) {
-        // Another TTL: what memory holds is fresh no longer than the new one gives it (the lower
+      } else if (oldPolicy && policy && (policy.ttlSeconds !== oldPolicy.ttlSeconds || policy.defaultTtlSeconds !== oldPolicy.defaultTtlSeconds || policy.maxItemBytes < oldPolicy.maxItemBytes)) {
+        // Another TTL or a smaller largest item: what memory holds is bounded by them (the lower
         // layers' entries are bounded as they are read).
-        this.cache.shortenFreshness(b.name, policy);
+        this.cache.boundBucket(b.name, policy);
       }
     }
     await Promise.all(purging);

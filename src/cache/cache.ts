@@ -461,16 +461,17 @@ export class Cache {
   }
 
   /**
-   * After a reload that changed `bucket`'s TTL (its ttl_seconds or default_ttl_seconds): its entries
-   * in memory fresh for no longer than `policy` gives them from when they were stored, as an entry
-   * of a lower layer is when read (entryWithin). A shortened TTL left them HITs until the old one ran out.
-   * A fill of the bucket still under way (begun on the old TTL) stores nothing, as after a purge:
-   * it stored its answer fresh for the old TTL.
+   * After a reload that changed `bucket`'s TTL (its ttl_seconds or default_ttl_seconds) or lowered
+   * its largest item: its entries in memory bounded by `policy` as an entry of a lower layer is when
+   * read (entryWithin, and the layers' item limit): one now too large is dropped, the others fresh
+   * for no longer than the new TTL from when they were stored. They stayed HITs until the old TTL
+   * ran out. A fill of the bucket still under way (begun on the old policy) stores nothing, as after
+   * a purge: it stored its answer under the old TTL and size limit.
    */
-  shortenFreshness(bucket: string, policy: EntryBounds): void {
+  boundBucket(bucket: string, policy: EntryBounds): void {
     this.purges.prefix(bucket + "/");
     const memory = this.layer("memory");
-    if (memory instanceof MemoryLayer) memory.shorten(bucket + "/", (obj) => entryWithin(obj, policy)?.expiresAt ?? 0);
+    if (memory instanceof MemoryLayer) memory.bound(bucket + "/", policy.maxItemBytes, (obj) => entryWithin(obj, policy)?.expiresAt ?? 0);
   }
 
   /** New memory capacity / item limit (bytes) after a reload; other layers are resized by name (applyCacheConfig). */

@@ -107,13 +107,18 @@ export class MemoryLayer implements CacheLayer {
   }
 
   /**
-   * Brings forward the expiry of the entries whose key starts with `prefix` to `until(entry)` where
-   * that is sooner: a reload that shortened their bucket's TTL (a lower layer's entry is bounded as
-   * it is read, Cache.get; one held here was checked against its stored expiry alone).
+   * Bounds the entries whose key starts with `prefix` by their bucket's policy after a reload that
+   * changed it: one over `maxItemBytes` is evicted, the others' expiry brought forward to
+   * `until(entry)` where that is sooner (a lower layer's entry is bounded as it is read, Cache.get;
+   * one held here was checked against its stored expiry alone).
    */
-  shorten(prefix: string, until: (obj: CachedObject) => number): void {
-    for (const e of this.lru.newestFirst()) {
+  bound(prefix: string, maxItemBytes: number, until: (obj: CachedObject) => number): void {
+    for (const e of [...this.lru.newestFirst()]) {
       if (!e.key.startsWith(prefix)) continue;
+      if (e.obj.size > maxItemBytes) {
+        this.evict(e);
+        continue;
+      }
       const t = until(e.obj);
       if (t < e.obj.expiresAt) e.obj.expiresAt = t;
     }

@@ -152,6 +152,25 @@ test("a fill under way when a reload shortens its bucket's TTL does not store wh
   expect({ body: await next.text(), cache: next.headers.get("x-cache") }).toEqual({ body: "filled across the reload", cache: "MISS" });
 });
 
+test("a reload that lowers a bucket's max_item_size_mb drops its larger objects from memory, as the lower layers no longer serve them (they were HITs until evicted or stale)", async () => {
+  writeFileSync(configPath, yaml("second-bucket", "warn", true, ", max_item_size_mb: 1"));
+  expect((await px.app.reload()).ok).toBe(true);
+  await s3.put("second-bucket", "large.bin", "L".repeat(300_000));
+  await s3.put("second-bucket", "small.txt", "small");
+  const read = async (key: string) => {
+    const res = await fetch(px.url(`/pub/${key}`));
+    return { size: (await res.arrayBuffer()).byteLength, cache: res.headers.get("x-cache") };
+  };
+  for (const key of ["large.bin", "small.txt"]) await read(key);
+  expect(await read("large.bin")).toEqual({ size: 300_000, cache: "HIT" });
+  writeFileSync(configPath, yaml("second-bucket", "warn", true, ", max_item_size_mb: 0.25"));
+  expect((await px.app.reload()).ok).toBe(true);
+  // over the bucket's limit now: passed through, as an object never cached (and not stored again)
+  expect(await read("large.bin")).toEqual({ size: 300_000, cache: "BYPASS" });
+  expect(await read("large.bin")).toEqual({ size: 300_000, cache: "BYPASS" });
+  expect(await read("small.txt")).toEqual({ size: 5, cache: "HIT" });
+});
+
 test("a request held by its authorizer across a reload that repoints its bucket is answered from the old store, but that object is never served afterwards, nor kept on disk across a restart", async () => {
   using opa = OpaServer.start({ "yatagarasu/allow": () => true });
   const diskDir = join(dir, "held-disk");
