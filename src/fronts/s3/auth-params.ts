@@ -180,15 +180,17 @@ const SIGNATURE_VALUE = /^[^\s,=]+$/;
  * same Credential and SignedHeaders, only the signature and the time change; the part before
  * ", Signature=" is parsed and validated once and looked up afterwards. Only a prefix that parsed
  * without error on the fast path is remembered, so a hit answers exactly as a parse would.
+ * `into`: an object the params are written into (verification keeps one for the process), not a
+ * new one per request.
  */
-export function parseHeaderAuth(authorization: string, headers: HeaderSource, region: string, memo?: AuthMemo, service = "s3"): AuthParams | S3Error {
+export function parseHeaderAuth(authorization: string, headers: HeaderSource, region: string, memo?: AuthMemo, service = "s3", into?: AuthParams): AuthParams | S3Error {
   let cut = -1;
   if (memo !== undefined) {
     cut = authorization.lastIndexOf(SDK_SIGNATURE);
     const hit = cut > 0 && cut <= MAX_MEMO_PREFIX ? memo.get(authorization, cut, region) : undefined;
     if (hit !== undefined) {
       const signature = authorization.slice(cut + SDK_SIGNATURE.length);
-      if (SIGNATURE_VALUE.test(signature)) return withRequestTime(hit, signature, headers);
+      if (SIGNATURE_VALUE.test(signature)) return withRequestTime(hit, signature, headers, into);
     }
   }
   const sp = authorization.indexOf(" ");
@@ -231,9 +233,9 @@ export function parseHeaderAuth(authorization: string, headers: HeaderSource, re
     const sorted = signedHeaders.slice().sort();
     const parsed: ParsedScope = { scope, signedHeaders: sorted, signedLine: signedHeadersLine(sorted) };
     memo.set(authorization, cut, region, parsed);
-    return withRequestTime(parsed, signature, headers);
+    return withRequestTime(parsed, signature, headers, into);
   }
-  return withRequestTime({ scope, signedHeaders }, signature, headers);
+  return withRequestTime({ scope, signedHeaders }, signature, headers, into);
 }
 
 /** The line of the canonical request that lists the signed headers (sorted): "\n" + "a;b;c" + "\n". */
@@ -241,8 +243,8 @@ export function signedHeadersLine(sorted: readonly string[]): string {
   return "\n" + sorted.join(";") + "\n";
 }
 
-/** The time part of header auth, which changes with every request. */
-function withRequestTime(parsed: Omit<ParsedScope, "signedLine"> & { signedLine?: string }, signature: string, headers: HeaderSource): AuthParams | S3Error {
+/** The time part of header auth, which changes with every request; the params written `into` the object given (else a new one). */
+function withRequestTime(parsed: Omit<ParsedScope, "signedLine"> & { signedLine?: string }, signature: string, headers: HeaderSource, into: AuthParams | undefined): AuthParams | S3Error {
   const scope = parsed.scope;
   // The request time: x-amz-date, else the Date header (both must be valid). A Date used for
   // signing is in ISO 8601 basic format, as S3 documents it (also read: an IMF-fixdate, as the
@@ -264,7 +266,15 @@ function withRequestTime(parsed: Omit<ParsedScope, "signedLine"> & { signedLine?
   if (dateMs === undefined || amzDate === null) return s3Error("AccessDenied", "AWS authentication requires a valid Date or x-amz-date header");
   if (!amzDate.startsWith(scope.date)) return malformed("Invalid credential date. Date is not the same as X-Amz-Date.");
   // (one literal, signedLine included even when undefined: one shape for every request's params)
-  return { presigned: false, scope, signedHeaders: parsed.signedHeaders, signature, amzDate, dateMs, signedLine: parsed.signedLine };
+  if (into === undefined) return { presigned: false, scope, signedHeaders: parsed.signedHeaders, signature, amzDate, dateMs, signedLine: parsed.signedLine };
+  into.presigned = false;
+  into.scope = scope;
+  into.signedHeaders = parsed.signedHeaders;
+  into.signature = signature;
+  into.amzDate = amzDate;
+  into.dateMs = dateMs;
+  into.signedLine = parsed.signedLine;
+  return into;
 }
 
 /** The value of a query parameter that must appear at most once. */

@@ -44,12 +44,12 @@ import { putObjectOp, uploadPartOp } from "./put-object.ts";
 import { postObjectOp } from "./post-object.ts";
 import { deleteObjectTaggingOp, objectTagging, putObjectTaggingOp } from "./tagging.ts";
 import type { PayloadInfo } from "./upload-body.ts";
-import { ACTION_OF, address, bucketFromHost, configuredBucket, EMPTY_SEGMENT_REFUSAL, KEY_IGNORED, keyRefusal, keyTooLong, MAX_KEY_BYTES, operationOf, type S3Operation } from "./route.ts";
+import { ACTION_OF, address, type Addressed, bucketFromHost, configuredBucket, EMPTY_SEGMENT_REFUSAL, KEY_IGNORED, keyRefusal, keyTooLong, MAX_KEY_BYTES, operationOf, type S3Operation } from "./route.ts";
 import { stsError, stsErrorResponse } from "./sts-api.ts";
 import { stsEndpoint } from "./sts-endpoint.ts";
 import { decodeComponent, NO_PARAMETERS, parseRawQuery } from "./uri.ts";
 import { isS3Error } from "./auth-params.ts";
-import { UNSIGNED_PAYLOAD, verifySigV4 } from "./verify.ts";
+import { UNSIGNED_PAYLOAD, verifyRequest } from "./verify.ts";
 import { queryValue, refuseAcls } from "./writes.ts";
 
 /** What the S3 front learns about a request, beside the shared context. */
@@ -78,7 +78,7 @@ export interface S3State {
 export type S3RequestContext = RequestContext & {
   s3?: S3State;
   /** The request's address (s3Address), for s3Parse. */
-  s3Addressed?: { a: { bucket: string; key: string }; hostBucket: string | undefined };
+  s3Addressed?: Addressed;
 };
 
 const fail = (e: S3Error): never => {
@@ -157,8 +157,13 @@ export function s3Address(ctx: RequestContext): undefined {
   // with the key `//k` was told SignatureDoesNotMatch, as if its secret were wrong. Refused here,
   // before the signature, as the path-style "//bucket/key" is: a refusal whoever asks.
   if (hostBucket !== undefined && a.key.charCodeAt(0) === 47) return fail(s3Error("InvalidArgument", EMPTY_SEGMENT_REFUSAL, { ArgumentName: "key" }));
-  (ctx as S3RequestContext).s3Addressed = { a, hostBucket };
+  (ctx as S3RequestContext).s3Addressed = a;
   return undefined;
+}
+
+/** The bucket a virtual-hosted request's Host names (s3Address's reading), for the rare paths that need it again. */
+function hostBucketOf(ctx: RequestContext, api: S3Identities): string | undefined {
+  return api.domain === undefined ? undefined : bucketFromHost(ctx.req.headers.get("host"), api.domain);
 }
 
 /** Phase (after admission): SigV4 identity, operation, bucket and key. Synchronous. */
@@ -167,10 +172,9 @@ export function s3Parse(ctx: RequestContext): undefined {
   if (addressed === undefined) return undefined; // (the STS endpoint: s3Address set it up)
   const api = ctx.rt.s3Api!;
   const req = ctx.req;
-  const hostBucket = addressed.hostBucket;
-  let a = addressed.a;
+  let a = addressed;
   const metrics = ctx.svc.metrics;
-  const v = verifySigV4({ method: ctx.method, rawPath: ctx.rawPath, rawQuery: ctx.query, headers: req.headers }, api.lookup, api.verifyOptions());
+  const v = verifyRequest(ctx, api.lookup, api.verifyOptions());
   if (v.kind === "error") {
     metrics.auth("invalid");
     // (a presigned URL refused, expired or mis-signed, is logged as one: the line tells why a link failed)
@@ -183,7 +187,7 @@ export function s3Parse(ctx: RequestContext): undefined {
     const spaced = decodeComponent(ctx.rawPath.replaceAll("+", "%20"));
     if (spaced === undefined) return fail(s3Error("InvalidURI"));
     ctx.path = spaced;
-    a = address(spaced, hostBucket);
+    a = address(spaced, hostBucketOf(ctx, api));
   }
   let principal: S3Principal | undefined;
   let payload: PayloadInfo = ANONYMOUS_PAYLOAD;
@@ -198,10 +202,13 @@ export function s3Parse(ctx: RequestContext): undefined {
     if (v.mode === "sha256" && v.payloadHash !== EMPTY_SHA256 && !bodied) {
       return fail(s3Error("XAmzContentSHA256Mismatch", undefined, { ClientComputedContentSHA256: v.payloadHash, S3ComputedContentSHA256: EMPTY_SHA256 }));
     }
-    payload = { mode: v.mode, hash: v.payloadHash, signedHeaders: v.signedHeaders, headerHash: !v.presigned };
-    // The seed of the chunk-signature chain (the two signed aws-chunked modes).
-    if (v.mode === "streaming" || v.mode === "streaming-trailer") {
-      payload.signing = { signingKey: v.signingKey, amzDate: v.amzDate, scope: v.scope, seedSignature: v.seedSignature };
+    // (what the uploads read: a GET or HEAD has no body to verify, none is made for it)
+    if (ctx.method !== "GET" && ctx.method !== "HEAD") {
+      payload = { mode: v.mode, hash: v.payloadHash, signedHeaders: v.signedHeaders, headerHash: !v.presigned };
+      // The seed of the chunk-signature chain (the two signed aws-chunked modes).
+      if (v.mode === "streaming" || v.mode === "streaming-trailer") {
+        payload.signing = { signingKey: v.signingKey, amzDate: v.amzDate, scope: v.scope, seedSignature: v.seedSignature };
+      }
     }
   }
 
@@ -213,7 +220,7 @@ export function s3Parse(ctx: RequestContext): undefined {
   if (typeof op !== "string") {
     // An operation this front does not serve (or a bucket setting it refuses), on a bucket it does not serve either: S3's
     // NoSuchBucket (`aws s3 rb s3://typo` was told DeleteBucket is not implemented).
-    if ((op.code === "NotImplemented" || op.code === "AccessDenied") && a.bucket !== "" && (a === addressed.a ? ctx.bucket : configuredBucket(ctx.rt, a.bucket)) === undefined) {
+    if ((op.code === "NotImplemented" || op.code === "AccessDenied") && a.bucket !== "" && (a === addressed ? ctx.bucket : configuredBucket(ctx.rt, a.bucket)) === undefined) {
       return fail(s3Error("NoSuchBucket", undefined, { BucketName: a.bucket.slice(0, 255) }));
     }
     return fail(op);
@@ -227,10 +234,10 @@ export function s3Parse(ctx: RequestContext): undefined {
 
   if (a.bucket !== "") {
     // (s3Address looked it up, for admission; again only when the key's reading moved the address)
-    const bucket = a === addressed.a ? ctx.bucket : configuredBucket(ctx.rt, a.bucket);
+    const bucket = a === addressed ? ctx.bucket : configuredBucket(ctx.rt, a.bucket);
     // The proxy serves the buckets its config names; it creates none.
     if (bucket === undefined && op === "CreateBucket") return fail(s3Error("AccessDenied", "This proxy does not create buckets: the buckets it serves are those its configuration names."));
-    if (bucket === undefined) return fail(s3Error("NoSuchBucket", hostBucket !== undefined && /[A-Z]/.test(req.headers.get("host") ?? "") ? UPPERCASE_HOST : undefined, { BucketName: a.bucket.slice(0, 255) }));
+    if (bucket === undefined) return fail(s3Error("NoSuchBucket", hostBucketOf(ctx, api) !== undefined && /[A-Z]/.test(req.headers.get("host") ?? "") ? UPPERCASE_HOST : undefined, { BucketName: a.bucket.slice(0, 255) }));
     ctx.bucket = bucket;
     ctx.bucketName = bucket.name;
     // (a bucket's document asked at a key's path is the bucket's: the key is not its)
@@ -609,7 +616,7 @@ export const s3Front: Front = {
     // one refused for its signature is: the write metrics count it, the access log and the audit
     // trail name it.
     const addressed = (ctx as S3RequestContext).s3Addressed;
-    if (ctx.operation === undefined && addressed !== undefined && (ctx as S3RequestContext).s3 === undefined) addressedBy(ctx, addressed.a);
+    if (ctx.operation === undefined && addressed !== undefined && (ctx as S3RequestContext).s3 === undefined) addressedBy(ctx, addressed);
     let e = err.code === "UriTooLong" ? uriTooLong(ctx) : (s3ErrorOf(err) ?? fromProxyError(err));
     // (a shared read's upstream refusal keeps S3's message and details, as a write's does)
     if (ctx.bucket !== undefined && s3ErrorOf(err) === undefined) e = withUpstreamWords(e, err.cause, upstreamBucketsOf(ctx.bucket.upstream));

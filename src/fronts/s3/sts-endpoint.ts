@@ -47,7 +47,7 @@ import {
   type StsError,
   type StsParameters,
 } from "./sts-api.ts";
-import { verifySigV4 } from "./verify.ts";
+import { verifyRequest } from "./verify.ts";
 
 /** A request body of at most `max` bytes (its size: the access log's bytes_in); undefined when it is longer. */
 async function readCappedBody(ctx: RequestContext, max: number): Promise<Uint8Array | undefined> {
@@ -173,7 +173,7 @@ function getCallerIdentity(ctx: RequestContext, api: S3Identities, parsed: StsPa
   ctx.action = "sts:GetCallerIdentity";
   const call = parseGetCallerIdentity(parsed);
   if (call.kind === "error") return fail(call.error);
-  const v = verifySigV4({ method: ctx.method, rawPath: ctx.rawPath, rawQuery: ctx.query, headers: ctx.req.headers }, api.lookup, {
+  const v = verifyRequest(ctx, api.lookup, {
     region: api.region,
     now: api.now(),
     maxSkewSeconds: api.maxSkewSeconds,

@@ -136,6 +136,33 @@ export function verifySigV4<P extends { secretAccessKey: string }>(
   }
 }
 
+/**
+ * verifySigV4 of an incoming request, from its context (method, raw path and query, headers). The
+ * input is one object kept for the process (verification is synchronous and keeps nothing of it):
+ * it lets go of the request's headers and target when verification ends.
+ */
+export function verifyRequest<P extends { secretAccessKey: string }>(
+  ctx: { readonly method: string; readonly rawPath: string; readonly query: string; readonly req: { readonly headers: Headers } },
+  lookup: CredentialLookup<P>,
+  opts: VerifyOptions,
+): VerifyResult<P> {
+  const input = requestInput;
+  input.method = ctx.method;
+  input.rawPath = ctx.rawPath;
+  input.rawQuery = ctx.query;
+  input.headers = ctx.req.headers;
+  reads.start(input.headers);
+  try {
+    return verify(input, lookup, opts);
+  } finally {
+    reads.end();
+    input.rawPath = input.rawQuery = "";
+    input.headers = NO_HEADERS;
+  }
+}
+const NO_HEADERS = new Headers();
+const requestInput: VerifyInput = { method: "", rawPath: "", rawQuery: "", headers: NO_HEADERS };
+
 function verify<P extends { secretAccessKey: string }>(
   input: VerifyInput,
   lookup: CredentialLookup<P>,
@@ -172,7 +199,7 @@ function verify<P extends { secretAccessKey: string }>(
   const sts = opts.sts;
   const params = sts !== undefined
     ? (authorization !== null ? parseHeaderAuth(authorization, reads, opts.region, undefined, "sts") : parseQueryAuth(query, opts.region, "sts"))
-    : authorization !== null ? parseHeaderAuth(authorization, reads, opts.region, opts.keyCache?.authMemo) : parseQueryAuth(query, opts.region);
+    : authorization !== null ? parseHeaderAuth(authorization, reads, opts.region, opts.keyCache?.authMemo, "s3", headerParams) : parseQueryAuth(query, opts.region);
   if (isS3Error(params)) return error(params);
   const akid = params.scope.accessKeyId;
 
@@ -210,8 +237,17 @@ function verify<P extends { secretAccessKey: string }>(
     }
   }
 
-  const payload = sts !== undefined ? { hash: sts.payloadHash, mode: "sha256" as const } : payloadOf(params, query, reads);
-  if (isS3Error(payload)) return error(payload, akid);
+  let payloadHash: string;
+  let mode: PayloadMode;
+  if (sts !== undefined) {
+    payloadHash = sts.payloadHash;
+    mode = "sha256";
+  } else {
+    const refused = payloadOf(params, query, reads);
+    if (refused !== undefined) return error(refused, akid);
+    payloadHash = signedPayload.hash;
+    mode = signedPayload.mode;
+  }
 
   // (a list from the memo is sorted: no check needed)
   const names = params.signedLine !== undefined || isSorted(params.signedHeaders) ? params.signedHeaders : params.signedHeaders.slice().sort();
@@ -235,7 +271,7 @@ function verify<P extends { secretAccessKey: string }>(
   if (principal === undefined) return error(s3Error("InvalidAccessKeyId", undefined, { AWSAccessKeyId: akid }), akid);
   if (!("secretAccessKey" in principal)) return error(principal, akid);
 
-  const creqBytes = writeCanonicalRequest(input, query, names, params.signedLine ?? signedHeadersLine(names), payload.hash, params.presigned);
+  const creqBytes = writeCanonicalRequest(input, query, names, params.signedLine ?? signedHeadersLine(names), payloadHash, params.presigned);
   if (creqBytes < 0) return error(s3Error("InvalidURI"), akid);
   const scope = sts !== undefined ? credentialScope(params.scope.date, opts.region, "sts") : scopeOf(params.scope.date, opts.region);
   const key = sts !== undefined
@@ -255,7 +291,7 @@ function verify<P extends { secretAccessKey: string }>(
     // The error shows the literal reading's canonical request.
     const literal = scratch.creq.latin1Slice(0, creqBytes);
     const literalSts = scratch.sts.latin1Slice(0, stsBytes.byteLength);
-    const other = otherReading(input, query, names, params, payload.hash, key.keyed, scope);
+    const other = otherReading(input, query, names, params, payloadHash, key.keyed, scope);
     if (other === undefined) return error(signatureMismatch(akid, literalSts, params.signature, literal, sessionToken), akid);
     verifiedQuery = other.query;
     plusAsSpace = other.plusAsSpace;
@@ -265,8 +301,8 @@ function verify<P extends { secretAccessKey: string }>(
     kind: "ok",
     accessKeyId: akid,
     principal,
-    payloadHash: payload.hash,
-    mode: payload.mode,
+    payloadHash,
+    mode,
     signingKey: key.key,
     // equal to the one computed (just compared): the seed of an aws-chunked chain
     seedSignature: params.signature,
@@ -520,17 +556,27 @@ function error(e: S3Error, accessKeyId?: string): { kind: "error"; accessKeyId?:
   return accessKeyId === undefined ? { kind: "error", ...e } : { kind: "error", accessKeyId, ...e };
 }
 
+/** Header auth's params (verification is synchronous and keeps nothing of them: one object serves every request). */
+const headerParams: AuthParams = { presigned: false, scope: { accessKeyId: "", date: "", region: "", service: "", terminal: "" }, signedHeaders: [], signature: "", amzDate: "", dateMs: 0, signedLine: undefined };
+
+/** payloadOf's answer (verification is synchronous: one object serves every request, read at once). */
+const signedPayload: { hash: string; mode: PayloadMode } = { hash: "", mode: "sha256" };
+
 /**
- * The signed payload hash. Header auth: x-amz-content-sha256 is required. Presigned: the
- * X-Amz-Content-Sha256 query parameter, else a signed x-amz-content-sha256 header, else
- * UNSIGNED-PAYLOAD; streaming modes make no sense for a URL and are refused.
+ * The signed payload hash, into signedPayload (or S3's error). Header auth: x-amz-content-sha256 is
+ * required. Presigned: the X-Amz-Content-Sha256 query parameter, else a signed x-amz-content-sha256
+ * header, else UNSIGNED-PAYLOAD; streaming modes make no sense for a URL and are refused.
  */
-function payloadOf(params: AuthParams, query: ReadonlyArray<readonly [string, string]>, headers: HeaderSource): { hash: string; mode: PayloadMode } | S3Error {
+function payloadOf(params: AuthParams, query: ReadonlyArray<readonly [string, string]>, headers: HeaderSource): S3Error | undefined {
   let value: string | null = null;
   if (params.presigned) {
     for (const [k, v] of query) if (k === "X-Amz-Content-Sha256") value = v;
     if (value === null && params.signedHeaders.includes("x-amz-content-sha256")) value = headers.get("x-amz-content-sha256");
-    if (value === null) return { hash: UNSIGNED_PAYLOAD, mode: "unsigned" };
+    if (value === null) {
+      signedPayload.hash = UNSIGNED_PAYLOAD;
+      signedPayload.mode = "unsigned";
+      return undefined;
+    }
   } else {
     value = headers.get("x-amz-content-sha256");
     if (value === null) return s3Error("InvalidRequest", "Missing required header for this request: x-amz-content-sha256");
@@ -540,7 +586,9 @@ function payloadOf(params: AuthParams, query: ReadonlyArray<readonly [string, st
   if (params.presigned && mode !== "sha256" && mode !== "unsigned") {
     return s3Error("InvalidArgument", "A presigned URL must sign UNSIGNED-PAYLOAD or a SHA-256 payload hash.", { ArgumentName: "X-Amz-Content-Sha256" });
   }
-  return { hash: value, mode };
+  signedPayload.hash = value;
+  signedPayload.mode = mode;
+  return undefined;
 }
 
 /** Headers clients commonly send unsigned, most common first (none is an x-amz-* header): every upload's length, an SDK's User-Agent, … */
