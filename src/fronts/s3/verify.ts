@@ -90,9 +90,9 @@ export interface Verified<P> {
   signedHeaders: readonly string[];
   /** Every header present is a signed one (or the Authorization header). */
   allSigned: boolean;
-  sessionToken?: string;
+  sessionToken?: string | undefined;
   /** Presigned only: the instant (ms) the URL stops being valid. */
-  expiresAt?: number;
+  expiresAt?: number | undefined;
   /** The decoded query, in order (what was verified). */
   query: ReadonlyArray<readonly [string, string]>;
   /**
@@ -100,7 +100,7 @@ export interface Verified<P> {
    * reading: it signs such a path with %20; a client that sends spaces as "+", as URLSearchParams
    * and @aws-lite do, is accepted by S3): the request's key and query are then read that way too.
    */
-  plusAsSpace?: true;
+  plusAsSpace?: true | undefined;
 }
 
 export type VerifyResult<P> =
@@ -153,7 +153,7 @@ export function verifyRequest<P extends { secretAccessKey: string }>(
   input.headers = ctx.req.headers;
   reads.start(input.headers);
   try {
-    return verify(input, lookup, opts);
+    return verify(input, lookup, opts, verifiedKept as Verified<P>);
   } finally {
     reads.end();
     input.rawPath = input.rawQuery = "";
@@ -167,6 +167,7 @@ function verify<P extends { secretAccessKey: string }>(
   input: VerifyInput,
   lookup: CredentialLookup<P>,
   opts: VerifyOptions,
+  into?: Verified<P>,
 ): VerifyResult<P> {
   const query = parseRawQuery(input.rawQuery);
   if (query === undefined) return error(s3Error("InvalidURI"));
@@ -297,27 +298,43 @@ function verify<P extends { secretAccessKey: string }>(
     plusAsSpace = other.plusAsSpace;
   }
 
-  const ok: Verified<P> = {
-    kind: "ok",
-    accessKeyId: akid,
-    principal,
-    payloadHash,
-    mode,
-    signingKey: key.key,
-    // equal to the one computed (just compared): the seed of an aws-chunked chain
-    seedSignature: params.signature,
-    scope,
-    amzDate: params.amzDate,
-    presigned: params.presigned,
-    signedHeaders: names,
-    allSigned: (input.headers as Headers & { count: number }).count === accounted,
-    query: verifiedQuery,
-  };
-  if (plusAsSpace) ok.plusAsSpace = true;
-  if (sessionToken !== undefined) ok.sessionToken = sessionToken;
-  if (expiresAt !== undefined) ok.expiresAt = expiresAt;
+  // (every field written, the optional ones too: a kept object carries nothing of an earlier request)
+  const ok = into ?? unfilled<P>();
+  ok.accessKeyId = akid;
+  ok.principal = principal;
+  ok.payloadHash = payloadHash;
+  ok.mode = mode;
+  ok.signingKey = key.key;
+  // equal to the one computed (just compared): the seed of an aws-chunked chain
+  ok.seedSignature = params.signature;
+  ok.scope = scope;
+  ok.amzDate = params.amzDate;
+  ok.presigned = params.presigned;
+  ok.signedHeaders = names;
+  ok.allSigned = (input.headers as Headers & { count: number }).count === accounted;
+  ok.query = verifiedQuery;
+  ok.plusAsSpace = plusAsSpace ? true : undefined;
+  ok.sessionToken = sessionToken;
+  ok.expiresAt = expiresAt;
   return ok;
 }
+
+/** A Verified to fill, every field present (one shape, whether new or kept). */
+function unfilled<P>(): Verified<P> {
+  return {
+    kind: "ok", accessKeyId: "", principal: undefined as P, payloadHash: "", mode: "sha256", signingKey: NO_KEY, seedSignature: "", scope: "", amzDate: "",
+    presigned: false, signedHeaders: NO_NAMES, allSigned: false, query: NO_QUERY, plusAsSpace: undefined, sessionToken: undefined, expiresAt: undefined,
+  };
+}
+const NO_KEY = new Uint8Array(0);
+const NO_NAMES: readonly string[] = [];
+const NO_QUERY: ReadonlyArray<readonly [string, string]> = [];
+/**
+ * verifyRequest's answer: one object kept for the process, filled anew by each verification (its
+ * callers, s3Parse and STS's GetCallerIdentity, read it at once and keep only its fields).
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const verifiedKept: Verified<any> = unfilled();
 
 /**
  * The signature checked over verify's other readings of what was received (its own function: a

@@ -1,6 +1,6 @@
 /** Every way a SigV4 request can be refused, with S3's code and status; and the anonymous case. */
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
-import { verifySigV4, type VerifyInput } from "../../../src/fronts/s3/verify.ts";
+import { verifyRequest, verifySigV4, type VerifyInput } from "../../../src/fronts/s3/verify.ts";
 import {
   EMPTY_SHA256,
   canonicalHeaders,
@@ -538,5 +538,25 @@ describe("presigned URLs", () => {
     const query = await presigned();
     expect(verify({ ...header, rawQuery: query.rawQuery })).toMatchObject(err("InvalidArgument", 400));
     expect(verify({ ...header, rawQuery: "AWSAccessKeyId=x&Signature=y" })).toMatchObject(err("InvalidArgument", 400));
+  });
+});
+
+describe("verifyRequest: one answer object, kept for the process", () => {
+  const asContext = (i: VerifyInput) => ({ method: i.method, rawPath: i.rawPath, query: i.rawQuery, req: { headers: i.headers } });
+  const anyToken = () => CREDS;
+
+  test("each request's answer is its own: a presigned URL's session and expiry, a '+'-as-space reading, do not carry over to the next request", async () => {
+    const url = await presigned(60, { creds: { ...CREDS, sessionToken: "session-token" } });
+    const spaced = await signed({ path: "/bucket/a%20b" });
+    const plain = await signed();
+    const first = verifyRequest(asContext(url), anyToken, opts);
+    expect(first).toMatchObject({ kind: "ok", presigned: true, sessionToken: "session-token", expiresAt: T + 60_000 });
+    const second = verifyRequest(asContext({ ...spaced, rawPath: "/bucket/a+b" }), anyToken, opts);
+    expect(second).toMatchObject({ kind: "ok", presigned: false, plusAsSpace: true, sessionToken: undefined, expiresAt: undefined });
+    const third = verifyRequest(asContext(plain), anyToken, opts);
+    expect(third).toMatchObject({ kind: "ok", presigned: false, plusAsSpace: undefined, sessionToken: undefined, expiresAt: undefined, query: [] });
+    // (as verifySigV4 answers the same request)
+    const { plusAsSpace: _p, sessionToken: _s, expiresAt: _e, ...fields } = third as Extract<typeof third, { kind: "ok" }>;
+    expect(verifySigV4(plain, anyToken, opts)).toMatchObject(fields);
   });
 });
