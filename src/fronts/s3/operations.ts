@@ -280,6 +280,11 @@ export function getObject(ctx: RequestContext, overrides: ReadonlyArray<readonly
   // CreateMultipartUpload (a made-up `private` was stored on every such copy).
   const restricted = ctx.bucket!.restricted && ctx.method !== "HEAD";
   if (overrides.length === 0 && !restricted) return out;
+  return overridden(out, overrides, restricted);
+}
+
+/** getObject's answer with the response-* overrides applied, and made private if `restricted` (its own function: the closure's scope, made on entry, was a GetObject's even with neither). */
+function overridden(out: Response | Promise<Response>, overrides: ReadonlyArray<readonly [string, string]>, restricted: boolean): Response | Promise<Response> {
   return mapAnswer(out, (r) => (restricted ? answeredPrivately(applyOverrides(r, overrides)) : applyOverrides(r, overrides)));
 }
 
