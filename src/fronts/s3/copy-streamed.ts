@@ -28,6 +28,7 @@ import { sameEtag } from "../../http/conditional.ts";
 import { ProxyError } from "../../errors.ts";
 import { endToEnd } from "../../http/headers.ts";
 import { framedTimeoutMs } from "../../s3/http1/budget.ts";
+import { stallGuarded } from "../../http/stall-guard.ts";
 import { enterUpload } from "../../proxy/phases/admit.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import type { BucketRuntime } from "../../runtime.ts";
@@ -143,69 +144,6 @@ async function readSource(ctx: RequestContext, src: ForeignSource, range: { firs
   return { res, length, stallMs: src.from.cfg.s3.timeout * 1000, checksum: range === undefined ? fullObjectChecksum(res.headers) : undefined, passed: 0 };
 }
 
-/**
- * The source's body, failed when it sends nothing for `ms` (the source bucket's s3.timeout): the
- * own client checks a body's stalls itself, fetch (https endpoints) does not after the head, and
- * while a copy is kept alive (patient.ts) no client timeout would end it either (a stalled https
- * source held a copy for Bun's 5-minute fetch limit). A source that trickles (a few bytes each
- * time, never stalling) is failed too once its reads have waited longer in all than `length`
- * takes at the slowest steady rate a body is given (budget.ts: s3.timeout + 1 s per 16 KiB).
- * Only a read that waits counts: a write that holds the copy back (a slow destination) is not the
- * source's stall. The chunks pass as they are.
- */
-function stallGuarded(body: ReadableStream<Uint8Array>, ms: number, length: number, onFail: (detail: string) => void, onBytes: (n: number) => void): ReadableStream<Uint8Array> {
-  const reader = body.getReader();
-  /** When the pending read started; -1 while none is pending. */
-  let waitingSince = -1;
-  /** How long the reads that completed waited, in all. */
-  let waited = 0;
-  const budget = framedTimeoutMs(ms, length);
-  let timer: ReturnType<typeof setInterval> | undefined;
-  const stop = () => clearInterval(timer);
-  return new ReadableStream<Uint8Array>(
-    {
-      start(c) {
-        timer = setInterval(() => {
-          if (waitingSince < 0) return;
-          const waiting = performance.now() - waitingSince;
-          const stalled = waiting >= ms;
-          if (!stalled && waited + waiting < budget) return;
-          stop();
-          const err = new ProxyError("GatewayTimeout", {
-            detail: stalled ? "The copy source's upstream stalled while sending the object: nothing was written" : "The copy source's upstream sent the object too slowly: nothing was written",
-          });
-          onFail(err.message);
-          reader.cancel(err).catch(() => {});
-          c.error(err);
-        }, Math.max(50, Math.min(1000, ms / 4)));
-      },
-      async pull(c) {
-        waitingSince = performance.now();
-        try {
-          const r = await reader.read();
-          waited += performance.now() - waitingSince;
-          waitingSince = -1;
-          if (r.done) {
-            stop();
-            c.close();
-          } else {
-            onBytes(r.value.byteLength);
-            c.enqueue(r.value);
-          }
-        } catch (err) {
-          stop();
-          c.error(err);
-        }
-      },
-      cancel(reason) {
-        stop();
-        return reader.cancel(reason);
-      },
-    },
-    { highWaterMark: 0 },
-  );
-}
-
 const rangeError = (size: string | undefined) =>
   s3Error("InvalidArgument", size === undefined ? "Range specified is not valid for the source object" : `Range specified is not valid for source object of size: ${size}`, { ArgumentName: "x-amz-copy-source-range" });
 
@@ -251,7 +189,20 @@ async function sourceTags(ctx: RequestContext, src: ForeignSource, read: SourceR
  * `algorithm`'s checksum as the trailer.
  */
 function bodyOf(read: SourceRead, algorithm: ChecksumAlgorithm | undefined): { body: ReadableStream<Uint8Array>; contentLength: number; awsChunked?: AwsChunkedBody; releaseChunks?: boolean } {
-  const source = read.res.body === null ? new Response(new Uint8Array(0)).body! : stallGuarded(read.res.body, read.stallMs, read.length, (why) => (read.failure = why), (n) => (read.passed += n));
+  // The source's body, failed when it sends nothing for its bucket's s3.timeout (while a copy is
+  // kept alive, patient.ts, no client timeout would end it: a stalled https source held a copy for
+  // Bun's 5-minute fetch limit), or when it trickles, never silent that long, once its reads have
+  // waited longer in all than `length` takes at the slowest steady rate a body is given (budget.ts).
+  const source =
+    read.res.body === null
+      ? new Response(new Uint8Array(0)).body!
+      : stallGuarded(read.res.body, {
+          ms: read.stallMs,
+          budgetMs: framedTimeoutMs(read.stallMs, read.length),
+          detail: (stalled) => (stalled ? "The copy source's upstream stalled while sending the object: nothing was written" : "The copy source's upstream sent the object too slowly: nothing was written"),
+          onFail: (why) => (read.failure = why),
+          onBytes: (n) => (read.passed += n),
+        });
   // The source's chunks are the copy's own (fresh socket buffers): freed as the write takes them.
   // Not through the encoder, whose chunk headers are shared constants.
   if (algorithm === undefined) return { body: source, contentLength: read.length, releaseChunks: true };

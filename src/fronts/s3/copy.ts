@@ -350,7 +350,7 @@ function streamedAnswer(ctx: RequestContext, r: StreamedResult, root: "CopyObjec
  */
 async function copyResult(ctx: RequestContext, res: Response, root: "CopyObjectResult" | "CopyPartResult", upstreamBuckets: readonly string[]): Promise<Response> {
   if (res.status !== 200) return relayError(res, upstreamBuckets);
-  const doc = tryParse(await readingResult(ctx, () => readUpstreamCapped(res, MAX_RESULT_BODY)));
+  const doc = tryParse(await readingResult(ctx, res, (r) => readUpstreamCapped(r, MAX_RESULT_BODY)));
   if (doc?.name !== root) throw s3Fail(errorOf(res.status, doc, upstreamBuckets));
   let xml = XML_DECL + `<${root} xmlns="${S3_XMLNS}">`;
   for (const name of ["ETag", "LastModified", "ChecksumType", "ChecksumCRC32", "ChecksumCRC32C", "ChecksumCRC64NVME", "ChecksumSHA1", "ChecksumSHA256"]) {

@@ -111,7 +111,7 @@ export async function completeMultipartUploadOp(ctx: RequestContext): Promise<Re
   // (a 200 whose result is cut or stalls, or carries an error, may have completed the object)
   let doc: XmlElement;
   try {
-    doc = await readingResult(ctx, () => resultDoc(res, "CompleteMultipartUploadResult", upstream.bucket));
+    doc = await readingResult(ctx, res, (r) => resultDoc(r, "CompleteMultipartUploadResult", upstream.bucket));
   } catch (err) {
     await purgeWritten(ctx, key);
     throw err;

@@ -6,6 +6,7 @@
  */
 import { ProxyError } from "../../errors.ts";
 import { readCapped } from "../../http/read-capped.ts";
+import { stallGuarded } from "../../http/stall-guard.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import type { OperationContext } from "../../s3/operations/index.ts";
 import { RequestBodyError, type BucketUpstream } from "../../s3/upstream.ts";
@@ -211,17 +212,21 @@ export function requestHeaders(ctx: RequestContext): Headers {
 }
 
 /**
- * Awaits `p`, the read of an upstream's 200 answer to a long-running operation (CompleteMultipartUpload,
+ * `read` of `res`, an upstream's 200 answer to a long-running operation (CompleteMultipartUpload,
  * CopyObject, UploadPartCopy: S3 sends its head at once, then whitespace while it works, "several
  * minutes" for a large Complete), with the request's deadline put off as for an upload body
- * (ctx.uploading): s3.timeout's stall check on the body bounds it instead. Cut at
- * server.request_timeout, the client got a 503 while S3 finished the object.
+ * (ctx.uploading): s3.timeout's stall check on the body bounds it instead (cut at
+ * server.request_timeout, the client got a 503 while S3 finished the object). The check is
+ * stall-guard.ts's on both upstream clients: fetch has none of its own once the head is in (a
+ * result that stopped coming held the client, kept alive by patient.ts, until Bun's fetch gave up).
  */
-export async function readingResult<T>(ctx: RequestContext, p: () => Promise<T>): Promise<T> {
+export async function readingResult<T>(ctx: RequestContext, res: Response, read: (res: Response) => Promise<T>): Promise<T> {
   const was = ctx.uploading;
   ctx.uploading = true;
   try {
-    return await p();
+    if (res.body === null) return await read(res);
+    const body = stallGuarded(res.body, { ms: writeUpstream(ctx).timeoutMs, budgetMs: Infinity, detail: () => "The upstream stalled while sending the operation's result" });
+    return await read(new Response(body, { status: res.status, headers: res.headers }));
   } finally {
     ctx.uploading = was;
   }

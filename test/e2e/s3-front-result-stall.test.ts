@@ -1,0 +1,52 @@
+/**
+ * A CopyObject, UploadPartCopy or CompleteMultipartUpload the upstream answers 200 and then stops
+ * sending its result document (the head, a few bytes, nothing more): S3 keeps such an answer alive
+ * with whitespace, so the read is bounded by s3.timeout's stall check, not by
+ * server.request_timeout. Through fetch (https endpoints, `upstream_client: fetch`) nothing checked
+ * the stall: the client had its 200 head (the proxy's own keep-alive, patient.ts) and then waited
+ * for as long as the upstream held the connection (Bun's fetch gives up after 5 minutes).
+ */
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { S3Signer } from "../../src/s3/sigv4.ts";
+import { oneBucketYaml, startBothFronts } from "../helpers/both-fronts.ts";
+import { startFaultUpstream, type FaultUpstream } from "../helpers/fault-upstream.ts";
+
+setDefaultTimeout(30_000);
+
+const CLIENT = { accessKeyId: "AKIDRESULTSTALL01", secretAccessKey: "result-stall-secret-0123456789" };
+const RESULT = `<?xml version="1.0" encoding="UTF-8"?>\n<CopyObjectResult><ETag>"e1"</ETag><LastModified>2025-01-01T00:00:00.000Z</LastModified></CopyObjectResult>`;
+const COMPLETE = `<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>"e1"</ETag></Part></CompleteMultipartUpload>`;
+
+let up: FaultUpstream;
+beforeAll(async () => {
+  // every write: a 200 head, the document's first 40 bytes as a chunk, then nothing (the connection held open)
+  up = await startFaultUpstream(() => ({ kind: "cut", status: 200, body: RESULT, send: 40, chunked: true, then: "stall" }));
+});
+afterAll(() => up?.stop());
+
+describe.concurrent("a 200 whose result document stalls", () => {
+  for (const client of ["auto", "fetch"] as const) {
+    test(`upstream_client ${client}: CopyObject, UploadPartCopy and CompleteMultipartUpload end with an error after s3.timeout, not at the upstream's pleasure`, async () => {
+      const yaml = oneBucketYaml({ engine: "bun", client, port: Number(new URL(up.endpoint).port), creds: CLIENT, grants: "[read, list, write, delete]", writable: true, s3Extra: ", timeout: 1" }).replace("upstream_client:", "request_timeout: 6, upstream_client:");
+      await using px = await startBothFronts("bun", yaml);
+      const host = `127.0.0.1:${px.front.port}`;
+      const signed = (method: string, path: string, query: Array<[string, string]>, headers: Record<string, string>, body?: string) => {
+        const s = new S3Signer(CLIENT, "us-east-1").signRequest({ method, host, path, query, headers, payloadHash: "UNSIGNED-PAYLOAD" });
+        return fetch(`http://${host}${s.path}${s.query ? `?${s.query}` : ""}`, { method, headers: { ...headers, ...s.headers }, body, signal: AbortSignal.timeout(8000) });
+      };
+      const calls = {
+        CopyObject: () => signed("PUT", "/b/copy", [], { "x-amz-copy-source": "/b/src" }),
+        UploadPartCopy: () => signed("PUT", "/b/part", [["partNumber", "1"], ["uploadId", "u1"]], { "x-amz-copy-source": "/b/src" }),
+        CompleteMultipartUpload: () => signed("POST", "/b/done", [["uploadId", "u1"]], {}, COMPLETE),
+      };
+      for (const [name, call] of Object.entries(calls)) {
+        const res = await call();
+        const body = await res.text();
+        // (before the keep-alive interval, 1 s here: the 503; after it, S3's 200 with the <Error> document)
+        const code = /<Error><Code>([^<]+)<\/Code>/.exec(body)?.[1];
+        expect([name, res.status === 200 ? "late" : res.status, code]).toEqual([name, expect.anything(), "ServiceUnavailable"]);
+        expect(body).not.toContain("ETag");
+      }
+    });
+  }
+});
