@@ -11,8 +11,8 @@ import { afterAll, beforeAll } from "bun:test";
 export type Fault =
   /** A complete answer with a Content-Length. */
   | { kind: "whole"; status: number; body: string; headers?: Record<string, string>; reason?: string }
-  /** A head announcing `length` (Content-Length) or chunked, then `body`'s first `send` bytes, then `then`. */
-  | { kind: "cut"; status: number; body: string; send: number; chunked?: boolean; length?: number; then: "close" | "stall"; headers?: Record<string, string> }
+  /** A head announcing `length` (Content-Length) or chunked, then `body`'s first `send` bytes (and `tail`'s raw bytes, in the same write), then `then`. */
+  | { kind: "cut"; status: number; body: string; send: number; chunked?: boolean; length?: number; tail?: string; then: "close" | "stall"; headers?: Record<string, string> }
   /** A chunked body sent one byte every `everyMs`. */
   | { kind: "trickle"; status: number; body: string; everyMs: number; headers?: Record<string, string> };
 
@@ -68,8 +68,8 @@ export async function startFaultUpstream(decide: (req: FaultRequest) => Fault): 
     }
     if (f.kind === "cut") {
       const part = body.subarray(0, f.send);
-      if (f.chunked) s.write(head("Transfer-Encoding: chunked\r\n") + (part.length > 0 ? `${part.length.toString(16)}\r\n${part.toString("latin1")}\r\n` : ""));
-      else s.write(head(`Content-Length: ${f.length ?? body.length}\r\n`) + (isHead ? "" : part.toString("latin1")));
+      if (f.chunked) s.write(head("Transfer-Encoding: chunked\r\n") + (part.length > 0 ? `${part.length.toString(16)}\r\n${part.toString("latin1")}\r\n` : "") + (f.tail ?? ""));
+      else s.write(head(`Content-Length: ${f.length ?? body.length}\r\n`) + (isHead ? "" : part.toString("latin1") + (f.tail ?? "")));
       if (f.then === "close") s.end();
       return;
     }

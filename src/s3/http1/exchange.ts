@@ -61,6 +61,8 @@ export class Exchange implements BodyOwner, ChunkedSink {
   /** A body of unknown length (chunked, close-delimited) held until it ends or passes bufferBodyUpTo. */
   private pre: Buffer[] | null = null;
   private preBytes = 0;
+  /** The held chunked body passed bufferBodyUpTo in the read being decoded: streamHeld once it is. */
+  private overflowed = false;
   /** When the held body of unknown length began, and the most its hold may take (see heldBodyDue). */
   private preFrom = 0;
   private preCap = 0;
@@ -322,11 +324,19 @@ export class Exchange implements BodyOwner, ChunkedSink {
     if (decoder !== null) {
       const status = decoder.feed(data, this);
       if (this.phase !== P_BODY) return; // failed or cancelled meanwhile
+      if (status === "error") {
+        // (a held body is handed over only below: malformed in this read, it fails the attempt)
+        this.pool.fail(this, new UpstreamProtocolError(decoder.error));
+        return;
+      }
+      if (this.overflowed) {
+        this.overflowed = false;
+        this.streamHeld();
+        if (this.phase !== P_BODY) return;
+      }
       if (status === "done") {
         this.endOfStream();
         this.pool.finish(this, decoder.end < data.length);
-      } else if (status === "error") {
-        this.pool.fail(this, new UpstreamProtocolError(decoder.error));
       }
       return;
     }
@@ -360,7 +370,13 @@ export class Exchange implements BodyOwner, ChunkedSink {
     if (pre !== null) {
       pre.push(chunk as Buffer);
       this.preBytes += chunk.byteLength;
-      if (this.preBytes > this.pool.bufferBodyUpTo) this.streamHeld();
+      // (a chunked body is handed over once the whole read is decoded, receiveBody: handed over in
+      // the middle of it, a malformed chunk later in the same read failed a stream nothing observed
+      // yet, a 200 cut before its first byte and Bun's print of the error, not a failed attempt)
+      if (this.preBytes > this.pool.bufferBodyUpTo) {
+        if (this.decoder !== null) this.overflowed = true;
+        else this.streamHeld();
+      }
       else this.holdUntil = heldBodyDue(this.preFrom, this.timeoutMs, this.preBytes, this.preCap);
       return;
     }
