@@ -379,6 +379,7 @@ export class App implements Services {
     // bucket's name). Every cache layer, Redis included: the other replicas drop them too.
     const before = new Map(old.config.buckets.map((b) => [b.name, upstreamIdentity(b)]));
     const policyBefore = new Map(old.config.buckets.map((b) => [b.name, bucketCachePolicy(old.config.cache, b)]));
+    const bounded = new Map<string, NonNullable<ReturnType<typeof bucketCachePolicy>>>();
     for (const b of config.buckets) {
       const was = before.get(b.name);
       const policy = bucketCachePolicy(config.cache, b);
@@ -392,9 +393,11 @@ export class App implements Services {
       } else if (oldPolicy && policy && (policy.ttlSeconds !== oldPolicy.ttlSeconds || policy.defaultTtlSeconds !== oldPolicy.defaultTtlSeconds || policy.maxItemBytes < oldPolicy.maxItemBytes)) {
         // Another TTL or a smaller largest item: what memory holds is bounded by them (the lower
         // layers' entries are bounded as they are read).
-        this.cache.boundBucket(b.name, policy);
+        bounded.set(b.name, policy);
       }
     }
+    // (one walk over memory for every such bucket: a default_ttl_seconds change names them all)
+    if (bounded.size > 0) this.cache.boundBuckets(bounded);
     await Promise.all(purging);
     this.metrics.resetBucketSet([...kept]);
     publishBreakerStates(next, this.metrics);

@@ -9,7 +9,7 @@ import { isFileBody } from "./types.ts";
 import type { CachePolicy, FlightOutcome } from "./flight.ts";
 import { freshnessSeconds } from "./freshness.ts";
 import type { FillTap } from "./fill-tap.ts";
-import { MemoryLayer } from "./memory.ts";
+import { type EntryBound, MemoryLayer } from "./memory.ts";
 import { DiskLayer } from "./disk.ts";
 import { RedisLayer } from "./redis.ts";
 import { PurgeLog } from "./purge-log.ts";
@@ -461,17 +461,22 @@ export class Cache {
   }
 
   /**
-   * After a reload that changed `bucket`'s TTL (its ttl_seconds or default_ttl_seconds) or lowered
-   * its largest item: its entries in memory bounded by `policy` as an entry of a lower layer is when
-   * read (entryWithin, and the layers' item limit): one now too large is dropped, the others fresh
-   * for no longer than the new TTL from when they were stored. They stayed HITs until the old TTL
-   * ran out. A fill of the bucket still under way (begun on the old policy) stores nothing, as after
-   * a purge: it stored its answer under the old TTL and size limit.
+   * After a reload that changed these buckets' TTL (their ttl_seconds or default_ttl_seconds) or
+   * lowered their largest item (`policies`, by bucket name): their entries in memory bounded by
+   * their new policy as an entry of a lower layer is when read (entryWithin, and the layers' item
+   * limit): one now too large is dropped, the others fresh for no longer than the new TTL from when
+   * they were stored. They stayed HITs until the old TTL ran out. A fill of such a bucket still
+   * under way (begun on the old policy) stores nothing, as after a purge: it stored its answer under
+   * the old TTL and size limit. Memory is walked once for them all.
    */
-  boundBucket(bucket: string, policy: EntryBounds): void {
-    this.purges.prefix(bucket + "/");
+  boundBuckets(policies: ReadonlyMap<string, EntryBounds>): void {
+    const bounds = new Map<string, EntryBound>();
+    for (const [bucket, policy] of policies) {
+      this.purges.prefix(bucket + "/");
+      bounds.set(bucket, { maxItemBytes: policy.maxItemBytes, until: (obj) => entryWithin(obj, policy)?.expiresAt ?? 0 });
+    }
     const memory = this.layer("memory");
-    if (memory instanceof MemoryLayer) memory.bound(bucket + "/", policy.maxItemBytes, (obj) => entryWithin(obj, policy)?.expiresAt ?? 0);
+    if (memory instanceof MemoryLayer) memory.bound(bounds);
   }
 
   /** New memory capacity / item limit (bytes) after a reload; other layers are resized by name (applyCacheConfig). */

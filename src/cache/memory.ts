@@ -40,6 +40,23 @@ interface Entry {
   readonly bucket: BucketLayerStats;
 }
 
+/** A bucket's bounds after a reload (MemoryLayer.bound): its largest item, and how long an entry may stay fresh. */
+export interface EntryBound {
+  maxItemBytes: number;
+  /** The latest expiry `obj` may have (0: expired). */
+  until: (obj: CachedObject) => number;
+}
+
+/** The index of `key`'s `n`th '/' (n >= 1), or -1. */
+function nthSlash(key: string, n: number): number {
+  let at = -1;
+  for (let i = 0; i < n; i++) {
+    at = key.indexOf("/", at + 1);
+    if (at < 0) return -1;
+  }
+  return at;
+}
+
 export class MemoryLayer implements CacheLayer {
   readonly name = "memory";
   /** Recency order; the bound is in bytes (evictDown), so the entry count is unbounded. */
@@ -107,21 +124,32 @@ export class MemoryLayer implements CacheLayer {
   }
 
   /**
-   * Bounds the entries whose key starts with `prefix` by their bucket's policy after a reload that
-   * changed it: one over `maxItemBytes` is evicted, the others' expiry brought forward to
-   * `until(entry)` where that is sooner (a lower layer's entry is bounded as it is read, Cache.get;
-   * one held here was checked against its stored expiry alone).
+   * Bounds the entries of the buckets in `bounds` (by bucket name: an entry's key is "bucket/key")
+   * by their bucket's policy after a reload that changed it: one over its `maxItemBytes` is
+   * evicted, the others' expiry brought forward to `until(entry)` where that is sooner (a lower
+   * layer's entry is bounded as it is read, Cache.get; one held here was checked against its stored
+   * expiry alone). One walk over the entries, however many buckets changed: a walk per bucket held
+   * the event loop 2.5 s for 100 buckets and 200,000 entries (a default_ttl_seconds change).
    */
-  bound(prefix: string, maxItemBytes: number, until: (obj: CachedObject) => number): void {
-    for (const e of [...this.lru.newestFirst()]) {
-      if (!e.key.startsWith(prefix)) continue;
-      if (e.obj.size > maxItemBytes) {
-        this.evict(e);
+  bound(bounds: ReadonlyMap<string, EntryBound>): void {
+    // (a bucket's name may hold a '/' itself: its entries' keys are looked up at that many slashes)
+    const depths = [...new Set([...bounds.keys()].map((name) => name.split("/").length))];
+    let over: Entry[] | undefined;
+    for (const e of this.lru.newestFirst()) {
+      let b: EntryBound | undefined;
+      for (let i = 0; b === undefined && i < depths.length; i++) {
+        const slash = nthSlash(e.key, depths[i]!);
+        if (slash >= 0) b = bounds.get(e.key.slice(0, slash));
+      }
+      if (b === undefined) continue;
+      if (e.obj.size > b.maxItemBytes) {
+        (over ??= []).push(e); // (evicted after the walk: not while iterating the list)
         continue;
       }
-      const t = until(e.obj);
+      const t = b.until(e.obj);
       if (t < e.obj.expiresAt) e.obj.expiresAt = t;
     }
+    if (over !== undefined) for (const e of over) this.evict(e);
   }
 
   /** Applies a new capacity and item limit; evicts least-recently-used entries (and now-oversized ones) until it fits. */
