@@ -90,9 +90,9 @@ function routeWrite(ctx: RequestContext): undefined {
   const found = ctx.rt.router.match(ctx.path);
   // (a path no bucket maps is 404 for every method, as for GET, PUT and DELETE)
   if (!found) throw notHere(ctx, "NotFound");
-  if (method === "POST" && !presign) throw methodNotAllowed(ctx);
   ctx.bucket = found.bucket;
   ctx.bucketName = found.bucket.name;
+  if (method === "POST" && !presign) throw methodNotAllowed(ctx);
   ctx.key = found.key;
   checkKeyLength(found.key);
   if (presign) {
@@ -149,11 +149,13 @@ export function route(ctx: RequestContext): Response | undefined {
     return new Response(null, { status: 204, headers: { allow: allowOf(bucket) } });
   }
   if (method === "PUT" || method === "DELETE" || method === "POST") return routeWrite(ctx);
-  if (method !== "GET" && method !== "HEAD") throw methodNotAllowed(ctx);
   const found = ctx.rt.router.match(ctx.path);
+  // (a path no bucket maps is 404 for every method; another method on a mapped one is 405,
+  // counted and logged under its bucket)
   if (!found) throw notHere(ctx, "NotFound");
   ctx.bucket = found.bucket;
   ctx.bucketName = found.bucket.name;
+  if (method !== "GET" && method !== "HEAD") throw methodNotAllowed(ctx);
   ctx.key = found.key;
   if ((found.key === "" || found.key.endsWith("/")) && found.bucket.cfg.listing.enabled) {
     // (a folder longer than a key can be holds nothing: refused here, never listed upstream)

@@ -336,6 +336,21 @@ describe("errors", () => {
     });
   }
 
+  test("another method: 404 on a path no bucket maps, as every method gets there; 405 on a mapped one, logged under its bucket", async () => {
+    for (const method of ["PATCH", "PROPFIND"]) {
+      const res = await get("/nowhere/x", { method });
+      expect({ method, status: res.status, error: ((await res.json()) as { error: string }).error }).toEqual({ method, status: 404, error: "NotFound" });
+    }
+    for (const method of ["PATCH", "POST"]) {
+      const id = `m405-${method}`;
+      const res = await get("/pub/hello.txt", { method, body: "x", headers: { "x-request-id": id } });
+      expect(res.status).toBe(405);
+      await res.arrayBuffer();
+      const line = await px.waitForLog((l) => l.msg === "request" && l.request_id === id);
+      expect({ method, bucket: line.bucket }).toEqual({ method, bucket: "pub" });
+    }
+  });
+
   test("OPTIONS → 204 with Allow", async () => {
     const res = await get("/pub/hello.txt", { method: "OPTIONS" });
     expect(res.status).toBe(204);
