@@ -240,6 +240,14 @@ describe("S3 front", () => {
     const originOnly = await fetch(s3Url("/plain/page.txt"), { method: "OPTIONS", headers: { origin: APP } });
     expect([originOnly.status, /<Code>(\w+)/.exec(await originOnly.text())?.[1]]).toEqual([403, "AccessForbidden"]);
   }, T);
+  test("the S3 listener's preflights and OPTIONS are counted under the bucket they name, with cors or without (a bucket without cors's were _none)", async () => {
+    const count = (bucket: string, status: number) => Number(new RegExp(`^yatagarasu_http_requests_total\\{bucket="${bucket}",method="OPTIONS",status="${status}"\\} (\\d+)$`, "m").exec(env.app.metrics.render())?.[1] ?? 0);
+    const before = [count("web", 204), count("plain", 403), count("plain", 400)];
+    await (await preflight(s3Url("/web/page.txt"), APP, "GET")).arrayBuffer();
+    await (await preflight(s3Url("/plain/page.txt"), APP, "GET")).arrayBuffer();
+    await (await fetch(s3Url("/plain/page.txt"), { method: "OPTIONS" })).arrayBuffer();
+    expect([count("web", 204), count("plain", 403), count("plain", 400)]).toEqual(before.map((n) => n + 1));
+  }, T);
   test("S3's preflight refusals: an Access-Control-Request-Method naming no S3 method is its 400 BadRequest; an unknown bucket 'Bucket not found'; the 403s name the method and the resource", async () => {
     const read = async (res: Response) => {
       const body = await res.text();

@@ -136,6 +136,12 @@ export function s3Address(ctx: RequestContext): undefined {
     // 403 of a method the rules do not allow); a bucket that does not exist S3's "Bucket not
     // found"; the 403s name the method asked about and the resource, as S3's do.
     const bucket = a.bucket === "" ? undefined : configuredBucket(ctx.rt, a.bucket);
+    // (counted and logged under the bucket it names, as a bucket with cors's preflight and the
+    // plain front's are: a bucket without cors's was `_none`)
+    if (bucket !== undefined) {
+      ctx.bucket = bucket;
+      ctx.bucketName = bucket.name;
+    }
     const cors = a.bucket === "" ? stsCors(ctx) : bucket?.cfg.cors;
     const missing = req.headers.has("origin") ? "Access-Control-Request-Method" : "Origin";
     if (cors === undefined && missing !== "Origin") {
