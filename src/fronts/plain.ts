@@ -151,8 +151,9 @@ export function route(ctx: RequestContext): Response | undefined {
   if (method === "PUT" || method === "DELETE" || method === "POST") return routeWrite(ctx);
   const found = ctx.rt.router.match(ctx.path);
   // (a path no bucket maps is 404 for every method; another method on a mapped one is 405,
-  // counted and logged under its bucket)
-  if (!found) throw notHere(ctx, "NotFound");
+  // counted and logged under its bucket. CONNECT names no path, an authority (`host:443`): 405,
+  // as the S3 listener and the node engine answer it, whatever the router makes of it)
+  if (!found) throw method === "CONNECT" ? methodNotAllowed(ctx) : notHere(ctx, "NotFound");
   ctx.bucket = found.bucket;
   ctx.bucketName = found.bucket.name;
   if (method !== "GET" && method !== "HEAD") throw methodNotAllowed(ctx);
