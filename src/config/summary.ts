@@ -25,7 +25,9 @@ export function summarize(c: Config, file: string, verdict = "OK"): string {
   const s = c.server;
   const lines: string[] = [];
   lines.push(`config ${file}: ${verdict}`);
-  lines.push(`listen      ${listenerUrl(s.https?.enabled ? "https" : "http", s.address, s.port)}  engine=${s.engine} workers=${s.workers === "auto" ? `auto (${workerProcesses("auto")} here)` : s.workers} shutdown_timeout=${s.shutdown_timeout}s`);
+  // (the processes the listeners run in: workers, `auto` resolved on this machine)
+  const workers = workerProcesses(s.workers);
+  lines.push(`listen      ${listenerUrl(s.https?.enabled ? "https" : "http", s.address, s.port)}  engine=${s.engine} workers=${s.workers === "auto" ? `auto (${workers} here)` : s.workers} shutdown_timeout=${s.shutdown_timeout}s`);
   lines.push(`limits      max_concurrent=${s.max_concurrent_requests} uri<=${s.security_limits.max_uri_length}B headers<=${s.security_limits.max_header_size}B` +
     (s.rate_limit?.enabled ? ` rate: ${[rateOf("global", s.rate_limit.global), rateOf("per_ip", s.rate_limit.per_ip)].filter(Boolean).join(" ") || "none set"}` : ""));
   lines.push(`metrics     ${c.metrics.enabled ? `${listenerUrl("http", c.metrics.address, c.metrics.port)}/metrics` : "off"}`);
@@ -41,14 +43,12 @@ export function summarize(c: Config, file: string, verdict = "OK"): string {
   if (rl?.enabled && rl.backend === "redis") {
     const url = rl.redis_url ?? c.cache.redis?.url;
     // Each process's local share is 1/instances, and 1/workers of that (src/limits/limiter.ts).
-    const w = workerProcesses(s.workers);
-    const alone = w === 1 ? `each of ${rl.instances} process(es) enforces 1/${rl.instances}` : `each of ${rl.instances} instance(s) enforces 1/${rl.instances}, each of its ${w} workers 1/${rl.instances * w}`;
+    const alone = workers === 1 ? `each of ${rl.instances} process(es) enforces 1/${rl.instances}` : `each of ${rl.instances} instance(s) enforces 1/${rl.instances}, each of its ${workers} workers 1/${rl.instances * workers}`;
     lines.push(`rate limits shared in Redis ${url ? printableUrl(url) : "(no URL)"} (timeout ${rl.redis_timeout_ms} ms; alone, ${alone})`);
   }
   lines.push(`tracing     ${c.tracing.enabled && c.tracing.otlp_endpoint ? `OTLP ${printableUrl(c.tracing.otlp_endpoint)} sample=${c.tracing.sample_ratio} service=${c.tracing.service_name}` : "off"}`);
   // With several workers each writes a file of its own (auditPath): name them, or the file named is one nobody writes.
-  const auditWorkers = workerProcesses(s.workers);
-  const perWorker = auditWorkers > 1 && c.audit.enabled ? `, one file per worker: ${basename(auditPath(c.audit, { baseDir: c.baseDir, share: auditWorkers, worker: 0 }))} … ${basename(auditPath(c.audit, { baseDir: c.baseDir, share: auditWorkers, worker: auditWorkers - 1 }))}` : "";
+  const perWorker = workers > 1 && c.audit.enabled ? `, one file per worker: ${basename(auditPath(c.audit, { baseDir: c.baseDir, share: workers, worker: 0 }))} … ${basename(auditPath(c.audit, { baseDir: c.baseDir, share: workers, worker: workers - 1 }))}` : "";
   lines.push(`audit       ${c.audit.enabled ? `${shownPath(c.audit.path, c.baseDir)} (rotate at ${c.audit.max_size_mb} MiB, keep ${c.audit.max_files}${perWorker})` : "off"}`);
   lines.push(`buckets     ${c.buckets.length}`);
   for (const b of c.buckets) {
