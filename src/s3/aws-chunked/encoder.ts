@@ -105,6 +105,11 @@ export function encodeAwsChunkedUnsignedTrailer(
       },
     },
     "none",
+    // Not timed here: the source times itself (an upload's decoder, each read of the client; a
+    // copy's source, stall-guard.ts). Timed, a signed chunk the decoder holds until it is whole
+    // (up to 16 MiB, arriving steadily) counted as the source's silence: 400 RequestTimeout after
+    // 20 s for a client still sending.
+    Infinity,
   );
 
   const encodedLength = awsChunkedEncodedLength(total, algorithm, chunkSize);

@@ -59,6 +59,10 @@ export interface SlowSource {
   readonly waitMs: number;
 }
 
+/**
+ * `idleMs`: how long one read of `source` may wait (Infinity: not timed, for a source that
+ * times its own: see encoder.ts); `slow`: see SlowSource.
+ */
 export function pipeStage(source: ReadableStream<Uint8Array>, stage: Stage, hold: HoldBack, idleMs = SOURCE_IDLE_MS, slow?: SlowSource): Piped {
   let resolve!: () => void;
   let reject!: (err: unknown) => void;
@@ -133,7 +137,8 @@ export function pipeStage(source: ReadableStream<Uint8Array>, stage: Stage, hold
           try {
             const read = reader.read();
             const ms = slow ? Math.min(idleMs, Math.max(0, slow.waitMs - waited)) : idleMs;
-            r = await Promise.race([read, new Promise<never>((_, rej) => (timer = setTimeout(() => rej(idleError()), ms)))]);
+            // (Infinity: a source timed by its own stage, such as a decoder's output)
+            r = ms === Infinity ? await read : await Promise.race([read, new Promise<never>((_, rej) => (timer = setTimeout(() => rej(idleError()), ms)))]);
           } catch (err) {
             const e = err instanceof PayloadError ? err : truncatedError(err);
             fail(e);

@@ -4,11 +4,13 @@
  * byte is read (411, EntityTooLarge, InvalidArgument, InvalidDigest); and the S3 error a failing
  * body is answered with. The re-framed trailer mode is decoded back with the project's decoder.
  */
-import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import { describe, expect, jest, setDefaultTimeout, test } from "bun:test";
 import { ProxyError } from "../../../src/errors.ts";
 import { awsChunkedEncodedLength, buildAwsChunkedBody, decodeAwsChunked } from "../../../src/s3/aws-chunked.ts";
 import { s3ErrorOf } from "../../../src/fronts/s3/fail.ts";
 import { bodyFailure, prepareUploadBody, REFRAME_CHUNK_BYTES, type PayloadInfo } from "../../../src/fronts/s3/upload-body.ts";
+import { SOURCE_IDLE_MS } from "../../../src/s3/aws-chunked/pump.ts";
+import { deriveSigningKey } from "../../../src/s3/sigv4.ts";
 
 setDefaultTimeout(10_000); // explicit: the runner's 5 s default is not a choice made here
 
@@ -158,6 +160,47 @@ describe("what goes upstream", () => {
     p = prepareUploadBody(request(good.subarray(0, 9000), headers, null), TRAILER, 100_000);
     expect(await drain(p.args.body)).toBeInstanceOf(Error);
     expect(await bodyFailure(p)).toMatchObject({ code: "IncompleteBody", status: 400 });
+  });
+
+  test("a signed trailer upload whose chunk arrives steadily over more than S3's idle limit is re-framed whole: only a client gone quiet is timed, not the wait for a held chunk", async () => {
+    // STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER: each signed chunk is held until its signature
+    // is checked, so the re-framing stage waits for the whole chunk. That wait is not the
+    // client's silence (the decoder times each read of the client itself): a 1 MiB chunk at
+    // 40 KiB/s (25 s, pieces every 2.5 s) was answered 400 RequestTimeout after 20 s.
+    const payload = bytes(1024 * 1024);
+    const day = "20261207";
+    const signing = { signingKey: deriveSigningKey("secret", day, "us-east-1", "s3"), amzDate: `${day}T000000Z`, scope: `${day}/us-east-1/s3/aws4_request`, seedSignature: "a".repeat(64) };
+    const framed = buildAwsChunkedBody(payload, { signing, chunkSize: payload.byteLength, trailers: [["x-amz-checksum-crc32", crc32(payload)]] }).body;
+    const PIECES = 10;
+    const EVERY = (SOURCE_IDLE_MS * 1.25) / PIECES; // 2.5 s apart, 25 s in all
+    jest.useFakeTimers();
+    try {
+      let sent = 0;
+      const source = new ReadableStream<Uint8Array>({
+        async pull(c) {
+          if (sent >= framed.byteLength) return c.close();
+          await new Promise((r) => setTimeout(r, EVERY));
+          const n = Math.ceil(framed.byteLength / PIECES);
+          c.enqueue(framed.slice(sent, sent + n));
+          sent += n;
+        },
+      });
+      const headers = new Headers({ "content-encoding": "aws-chunked", "x-amz-decoded-content-length": String(payload.byteLength), "x-amz-trailer": "x-amz-checksum-crc32", "content-length": String(framed.byteLength) });
+      const req = new Request("http://proxy/b/k", { method: "PUT", headers, body: source, duplex: "half" } as RequestInit);
+      const p = prepareUploadBody(req, { mode: "streaming-trailer", hash: "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER", signing }, 10_000_000);
+      const out = drain(p.args.body);
+      let settled = false;
+      void out.finally(() => (settled = true));
+      for (let i = 0; i < PIECES * 4 && !settled; i++) {
+        jest.advanceTimersByTime(EVERY / 2);
+        for (let k = 0; k < 50; k++) await Promise.resolve();
+      }
+      const got = await out;
+      expect(got instanceof Error ? got.message : got.byteLength).toBe(p.args.contentLength!);
+      await p.finished;
+    } finally {
+      jest.useRealTimers();
+    }
   });
 
   test("reframe: false (XML bodies the front reads itself): the decoded payload, Content-Length = the decoded length", async () => {
