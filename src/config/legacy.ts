@@ -207,8 +207,7 @@ function adoptOriginalCacheKeys(raw: unknown): Adopted {
     } else {
       // `enabled: "true"`, `yes`, 1: named as what it is (it read as an unknown key of a section
       // cache_layers does not list). The rest of the section is checked as if it were on.
-      const got = enabled === null ? "null" : typeof enabled === "string" ? "a string" : typeof enabled === "number" ? "a number" : Array.isArray(enabled) ? "a list" : typeof enabled === "object" ? "a mapping" : typeof enabled;
-      issues.push({ path: ["cache", section, "enabled"], message: `expected a boolean, got ${got} (write true or false${typeof enabled === "string" ? ", without quotes" : ""})` });
+      issues.push({ path: ["cache", section, "enabled"], message: notBoolean(enabled) });
       delete o.enabled;
       if (listed === undefined) turnedOn.push(section);
     }
@@ -223,7 +222,7 @@ function adoptOriginalCacheKeys(raw: unknown): Adopted {
       rename(d, "disk", "cache_dir", "path");
       rename(d, "disk", "max_disk_cache_size_mb", "max_disk_size_mb");
       if ("sendfile" in d) {
-        if (d.sendfile === false) notes.push("cache.disk.sendfile: false (the original's) has no effect here: disk-cache hits are always sent with sendfile (Bun.file)");
+        adoptSendfile(d.sendfile, notes, issues);
         delete d.sendfile;
       }
       if (original && !("path" in d)) d.path = "/var/cache/yatagarasu";
@@ -293,6 +292,41 @@ function adoptOriginalCacheKeys(raw: unknown): Adopted {
     notes.push(`cache.cache_layers is not given: the layers the original's \`enabled: true\` turns on are used (${layers.join(", ")}); write cache_layers: [${layers.join(", ")}] to say so`);
   }
   return { notes, issues, renamed };
+}
+
+const kindOf = (v: unknown): string =>
+  v === null ? "null" : typeof v === "string" ? "a string" : typeof v === "number" ? "a number" : Array.isArray(v) ? "a list" : typeof v === "object" ? "a mapping" : typeof v;
+
+const notBoolean = (v: unknown): string => `expected a boolean, got ${kindOf(v)} (write true or false${typeof v === "string" ? ", without quotes" : ""})`;
+
+/**
+ * The original's `cache.disk.sendfile` (its SendfileConfig: `{ enabled, threshold_bytes }`, "use
+ * sendfile for files > 64KB"): every disk-cache hit is sent with sendfile here (Bun.file), whatever
+ * its size, so `enabled: false` and `threshold_bytes` have no effect, and a note says so (until
+ * 2026-12-07 only the bare `sendfile: false`, a form the original did not read, had one: the
+ * mapping of its config.example.yaml was dropped in silence, a misspelt key in it too).
+ */
+function adoptSendfile(v: unknown, notes: string[], issues: Adopted["issues"]): void {
+  const path = ["cache", "disk", "sendfile"];
+  const always = "has no effect here: disk-cache hits are always sent with sendfile (Bun.file), whatever their size";
+  if (v === true) return;
+  if (v === false) {
+    notes.push(`cache.disk.sendfile: false (the original's) ${always}`);
+    return;
+  }
+  if (!isMap(v)) {
+    issues.push({ path, message: `expected a mapping (the original's \`{ enabled, threshold_bytes }\`), true or false, got ${kindOf(v)}` });
+    return;
+  }
+  for (const [k, x] of Object.entries(v)) {
+    if (k === "enabled") {
+      if (x === false) notes.push(`cache.disk.sendfile.enabled: false (the original's) ${always}`);
+      else if (x !== true) issues.push({ path: [...path, k], message: notBoolean(x) });
+    } else if (k === "threshold_bytes") {
+      if (typeof x === "number" && Number.isInteger(x) && x >= 0) notes.push(`cache.disk.sendfile.threshold_bytes (the original's) ${always}`);
+      else issues.push({ path: [...path, k], message: `must be a whole number of bytes, at least 0, got ${typeof x === "number" ? x : kindOf(x)}` });
+    } else issues.push({ path: [...path, k], message: `unknown key '${k}': the original's sendfile section has \`enabled\` and \`threshold_bytes\`, and neither has an effect here (disk-cache hits are always sent with sendfile)` });
+  }
 }
 
 /** Cache keys the original's test configs set and its code never read: [section ("": cache itself), key, what to write here]. */

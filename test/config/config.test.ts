@@ -1401,6 +1401,19 @@ describe("settings accepted but read by nothing are said (notes)", () => {
     const c = parseConfig(`cache:\n  cache_layers: [memory, disk]\n  disk: { cache_dir: /tmp/yata-sendfile-note, sendfile: false }\n${B}`, { env: {} });
     expect(c.notes).toEqual([expect.stringContaining("cache.disk.sendfile: false (the original's) has no effect here")]);
     expect(parseConfig(`cache:\n  cache_layers: [memory, disk]\n  disk: { cache_dir: /tmp/yata-sendfile-note, sendfile: true }\n${B}`, { env: {} }).notes).toBeUndefined();
+    // the original's own form (its SendfileConfig, config.example.yaml): `{ enabled, threshold_bytes }`,
+    // dropped in silence until 2026-12-07 (a misspelt key in it too)
+    const disk = (sendfile: string) => `cache:\n  cache_layers: [memory, disk]\n  disk:\n    cache_dir: /tmp/yata-sendfile-note\n    sendfile:\n${sendfile}${B}`;
+    expect(parseConfig(disk(`      enabled: false\n      threshold_bytes: 1048576\n`), { env: {} }).notes).toEqual([
+      "cache.disk.sendfile.enabled: false (the original's) has no effect here: disk-cache hits are always sent with sendfile (Bun.file), whatever their size",
+      "cache.disk.sendfile.threshold_bytes (the original's) has no effect here: disk-cache hits are always sent with sendfile (Bun.file), whatever their size",
+    ]);
+    expect(parseConfig(disk(`      enabled: true\n`), { env: {} }).notes).toBeUndefined();
+    expect(issues(disk(`      enabeld: false\n      threshold_bytes: -1\n`)).map((i) => `${i.line} ${i.path}: ${i.message}`)).toEqual([
+      "6 cache.disk.sendfile.enabeld: unknown key 'enabeld': the original's sendfile section has `enabled` and `threshold_bytes`, and neither has an effect here (disk-cache hits are always sent with sendfile)",
+      "7 cache.disk.sendfile.threshold_bytes: must be a whole number of bytes, at least 0, got -1",
+    ]);
+    expect(issues(disk(`      enabled: "no"\n`)).map((i) => `${i.path}: ${i.message}`)).toEqual(['cache.disk.sendfile.enabled: expected a boolean, got a string (write true or false, without quotes)']);
   });
 });
 
