@@ -369,6 +369,33 @@ const AUDIT_LOG_KEYS = new Set(["enabled", "outputs", "log_level", "file", "sysl
 const AUDIT_LOG_FILE_KEYS = new Set(["path", "max_file_size_mb", "max_backup_files", "rotation_policy", "buffer_size"]);
 
 /**
+ * The original's audit_log keys that have no counterpart here (its src/config/audit.rs):
+ * `log_level` (a level that drops lines: here every request on a front gets one), the file's
+ * `rotation_policy: daily` (here the file rotates by size) and `buffer_size` (here lines are
+ * written within a second). Each is said when it asks for what is not done (until 2026-12-07 all
+ * three were dropped in silence, a value the original refused too); a value outside the
+ * original's own set is a problem, as it was there.
+ */
+function unreadAuditKeys(a: Record<string, unknown>, file: Record<string, unknown>, issues: Adopted["issues"]): string[] {
+  const notes: string[] = [];
+  const oneOf = (path: PathSegment[], v: unknown, values: readonly string[]): boolean => {
+    if (typeof v === "string" && values.includes(v)) return true;
+    issues.push({ path, message: `expected one of ${values.join(", ")}, got ${typeof v === "string" ? JSON.stringify(shownKey(v)) : v === null ? "null" : typeof v}` });
+    return false;
+  };
+  if (a.log_level !== undefined && oneOf(["audit_log", "log_level"], a.log_level, ["debug", "info", "warn", "error"]) && (a.log_level === "warn" || a.log_level === "error"))
+    notes.push(`audit_log.log_level: ${a.log_level} (the original's) has no effect here: the audit trail has a line for every request on a front (allowed, denied or failed; its \`result\` tells them apart)`);
+  if (file.rotation_policy !== undefined && oneOf(["audit_log", "file", "rotation_policy"], file.rotation_policy, ["size", "daily"]) && file.rotation_policy === "daily")
+    notes.push("audit_log.file.rotation_policy: daily (the original's) has no effect here: the audit file rotates by size only (max_file_size_mb, read as audit.max_size_mb)");
+  if (file.buffer_size !== undefined) {
+    if (typeof file.buffer_size === "number" && Number.isInteger(file.buffer_size) && file.buffer_size >= 0)
+      notes.push("audit_log.file.buffer_size (the original's) has no effect here: audit lines are written at least once a second, sooner once 256 KiB are waiting");
+    else issues.push({ path: ["audit_log", "file", "buffer_size"], message: "must be a whole number of bytes, at least 0" });
+  }
+  return notes;
+}
+
+/**
  * The original's `audit_log` (its src/proxy/init.rs: `enabled`, `outputs: [file | syslog | s3]`,
  * `file: { path, max_file_size_mb, max_backup_files }`) and `server.coalescing` (`enabled`,
  * `strategy`), rewritten in place before validation:
@@ -406,6 +433,7 @@ function adoptOriginalSections(raw: Record<string, unknown>): Adopted {
       const others = outputs.filter((o) => o !== "file");
       if (others.length > 0) notes.push(`audit_log.outputs (the original's) lists ${others.map(String).join(", ")}: the audit trail is written to its file only (audit.path); ship that file to syslog or S3 with the tools that collect your other logs`);
       if (a.enabled === true && !outputs.includes("file")) audit.enabled = false;
+      notes.push(...unreadAuditKeys(a, file, issues));
       notes.push("audit_log (the original's section) is read as `audit` (file.path → path, max_file_size_mb → max_size_mb, max_backup_files → max_files): write it so");
       raw.audit = audit;
       delete raw.audit_log;

@@ -133,6 +133,24 @@ describe("parseConfig", () => {
       { env: {} },
     );
     expect(c.audit).toEqual({ enabled: true, path: "/var/log/yata/audit.log", max_size_mb: 50, max_files: 5 });
+    // ... and what they ask for that is not done is said (until 2026-12-07 dropped in silence)
+    expect(c.notes).toEqual([
+      expect.stringContaining("audit_log.outputs (the original's) lists syslog, s3"),
+      "audit_log.log_level: warn (the original's) has no effect here: the audit trail has a line for every request on a front (allowed, denied or failed; its `result` tells them apart)",
+      "audit_log.file.buffer_size (the original's) has no effect here: audit lines are written at least once a second, sooner once 256 KiB are waiting",
+      expect.stringContaining("audit_log (the original's section) is read as `audit`"),
+    ]);
+    const daily = parseConfig(`${B}audit_log:\n  enabled: true\n  log_level: info\n  file: { path: /var/log/yata/audit.log, rotation_policy: daily }\n`, { env: {} });
+    expect(daily.notes).toEqual([
+      "audit_log.file.rotation_policy: daily (the original's) has no effect here: the audit file rotates by size only (max_file_size_mb, read as audit.max_size_mb)",
+      expect.stringContaining("audit_log (the original's section) is read as `audit`"),
+    ]);
+    // values the original refused too
+    expect(said(`${B}audit_log:\n  enabled: true\n  log_level: warning\n  file:\n    path: /var/log/yata/audit.log\n    rotation_policy: hourly\n    buffer_size: -1\n`)).toEqual([
+      '7: audit_log.log_level: expected one of debug, info, warn, error, got "warning"',
+      '10: audit_log.file.rotation_policy: expected one of size, daily, got "hourly"',
+      "11: audit_log.file.buffer_size: must be a whole number of bytes, at least 0",
+    ]);
   });
 
   test("a problem with a key written in the original's words is reported at that key and its line, not at the name it is read as", () => {
