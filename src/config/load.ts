@@ -290,7 +290,10 @@ function optionMessage(issue: z.core.$ZodIssue, v: unknown, fromVar: string | un
   // (nor one holding a variable's value among other text: "x${SECRET}" showed it)
   if (partVar !== undefined) return said(`a value holding \${${partVar}}`);
   // (a near miss, `equal` for equals, `headers` for header, is named as a misspelt key is; not for a short one: `is` is not `in`)
-  const near = match === undefined && v.trim().length > 3 ? likelyKey(v.trim(), values) : undefined;
+  // (`bearer_header`, the slip the original's README warns of, is no near miss of either value: its
+  // first part is the value meant, as in `bearer_token` or `query_param`)
+  const head = match === undefined ? v.trim().toLowerCase().split(/[_\- ]/)[0] : undefined;
+  const near = match === undefined ? (head !== v.trim().toLowerCase() ? values.find((x) => x === head) : undefined) ?? (v.trim().length > 3 ? likelyKey(v.trim(), values) : undefined) : undefined;
   // (cut as a key is: a 200 KB value was echoed whole, in the log and the admin reload's answer too)
   return said(JSON.stringify(ellipsized(v, 64)), match !== undefined ? ` (the values are ${cased}: did you mean ${match}?)` : near !== undefined ? ` (did you mean ${near}?)` : "");
 }

@@ -328,6 +328,11 @@ describe("parseConfig", () => {
       "4 jwt.claims[0].operator: unknown operator, got \"equal\"; use one of equals, in, contains, gt, lt, gte, lte, exists (did you mean equals?)",
       "5 jwt.token_sources[0].type: unknown token source type, got \"headers\"; use bearer, header or query (did you mean header?)",
     ]);
+    // (the slip the original's README warns of: `bearer_header` is `bearer`; `query_param` is `query`)
+    expect(said("  token_sources: [{ type: bearer_header }, { type: query_param, name: t }]")).toEqual([
+      "4 jwt.token_sources[0].type: unknown token source type, got \"bearer_header\"; use bearer, header or query (did you mean bearer?)",
+      "4 jwt.token_sources[1].type: unknown token source type, got \"query_param\"; use bearer, header or query (did you mean query?)",
+    ]);
     // (a value from a ${VAR} is named by the variable, never shown)
     const fromVar = issues(`jwt:\n  enabled: true\n  secret: "${"s".repeat(32)}"\n  algorithm: \${ALG}\n${B}`, { ALG: "hs256-Alg-Value-7" }).map((i) => i.message);
     expect(fromVar).toEqual(["unsupported algorithm, got the value of ${ALG}; use one of HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA"]);
