@@ -173,10 +173,15 @@ export class ReplicaSet implements ObjectUpstream {
       // instead of failing the fill.
       const bounded = last || timing.attemptBodyMs === undefined ? undefined : boundedAttempt(signal, timerDelay(r.upstream.timeoutMs + timing.attemptBodyMs), r.name);
       try {
-        const res = await r.upstream.fetchObject(method, key, forward, bounded?.signal ?? signal, timing, last ? undefined : 1);
+        const pending = r.upstream.fetchObject(method, key, forward, bounded?.signal ?? signal, timing, last ? undefined : 1);
+        if (bounded === undefined) return await pending;
+        // (the breaker admits the attempt synchronously, in fetchObject: this is the body recorder
+        // of the state period it was admitted in, as its ticket's bodyEnded is)
+        const bodyEnded = r.upstream.breaker?.bodyRecorder;
+        const res = await pending;
         // A fill's body (up to what it buffers) within this replica's share, not after it: read
         // later, a replica trickling it ran out the fill's whole deadline (504, no failover).
-        return bounded === undefined ? res : await holdBody(res, timing.attemptHoldBytes, bounded.signal);
+        return await heldBody(res, timing.attemptHoldBytes, bounded.signal, signal, bodyEnded, r.upstream.pool !== undefined);
       } finally {
         bounded?.done();
       }
@@ -282,6 +287,28 @@ async function holdBody(res: Response, upTo: number | undefined, signal: AbortSi
   const whole = new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
   markOwnedBytes(whole);
   return whole;
+}
+
+/**
+ * holdBody, its outcome told to the replica's breaker (`bodyEnded`: the recorder of the period the
+ * attempt was admitted in). The breaker took the attempt for a success at its head; a body that
+ * then fails here is a body failed after a good head (CircuitBreaker.recordBody), as a streamed
+ * one's is. Uncounted, a replica that answered every fill's head and then trickled its body past
+ * its share was failed over from every time (counted `failure` in the replica metrics) while its
+ * breaker stayed closed: every fill paid its whole share again. Not counted: the caller's abort
+ * (the fill's own deadline), and on the own client (`ownClient`) a cut or stall, which its pool
+ * already counts (onBodyEnd); the attempt's share running out is counted on both.
+ */
+async function heldBody(res: Response, upTo: number | undefined, bounded: AbortSignal, caller: AbortSignal, bodyEnded: ((whole: boolean) => void) | undefined, ownClient: boolean): Promise<Response> {
+  try {
+    const out = await holdBody(res, upTo, bounded);
+    // (held whole: the fetch client's body outcome, which nothing else records)
+    if (!ownClient && out !== res) bodyEnded?.(true);
+    return out;
+  } catch (err) {
+    if (!caller.aborted && (!ownClient || attemptDeadlines.has(err as object))) bodyEnded?.(false);
+    throw err;
+  }
 }
 
 /** An attempt's own signal: the caller's, or its time (`ms`) running out, a GatewayTimeout (the replica's failure). */

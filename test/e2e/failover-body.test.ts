@@ -87,11 +87,19 @@ describe("a cache fill cut mid-body on the fetch client (an object above buffer_
   let cached: ProxyProcess;
   beforeAll(async () => {
     await primary.put("p-bucket", "fill.bin", body("F").repeat(4)); // 256 KiB
+    await secondary.put("s-bucket", "fill.bin", body("G").repeat(4));
+    const replica = (name: string, bucket: string, endpoint: string, priority: number) =>
+      `        - { name: ${name}, bucket: ${bucket}, region: us-east-1, endpoint: "${endpoint}", access_key: "${KEY.accessKeyId}", secret_key: "${KEY.secretAccessKey}", priority: ${priority} }\n`;
     cached = await startProxy(
       `server: { address: 127.0.0.1, port: 0, upstream_client: fetch, buffer_threshold_bytes: 65536 }\n` +
+        `metrics: { enabled: true, address: 127.0.0.1, port: 0 }\n` +
         `cache: { enabled: true, memory: { max_item_size_mb: 1, max_cache_size_mb: 8 } }\n` +
         `buckets:\n  - name: cached\n    path_prefix: /cached\n    cache: { enabled: true }\n` +
-        `    s3: { bucket: p-bucket, region: us-east-1, endpoint: "http://127.0.0.1:${relay.port}", access_key: "${KEY.accessKeyId}", secret_key: "${KEY.secretAccessKey}", retry: { max_attempts: 1, initial_backoff_ms: 0, max_backoff_ms: 0 } }\n`,
+        `    s3: { bucket: p-bucket, region: us-east-1, endpoint: "http://127.0.0.1:${relay.port}", access_key: "${KEY.accessKeyId}", secret_key: "${KEY.secretAccessKey}", retry: { max_attempts: 1, initial_backoff_ms: 0, max_backoff_ms: 0 } }\n` +
+        `  - name: replicated\n    path_prefix: /replicated\n    cache: { enabled: true }\n    s3:\n      retry: { max_attempts: 1 }\n` +
+        `      circuit_breaker: { failure_threshold: 1, success_threshold: 1, timeout_seconds: 60, half_open_max_requests: 1 }\n      replicas:\n` +
+        replica("primary", "p-bucket", `http://127.0.0.1:${relay.port}`, 1) +
+        replica("secondary", "s-bucket", secondary.endpoint, 2),
     );
   });
   afterAll(async () => {
@@ -110,5 +118,23 @@ describe("a cache fill cut mid-body on the fetch client (an object above buffer_
     const whole = await fetch(cached.url("/cached/fill.bin"));
     expect([whole.status, whole.headers.get("x-cache"), (await whole.text()).length]).toEqual([200, "MISS", 256 * 1024]);
     expect(cached.output()).not.toContain("unexpected error");
+  });
+
+  // The fill's body (above buffer_threshold_bytes) is read after the head, which the breaker had
+  // counted a success; on the fetch client nothing counted its cut: failed over every time, the
+  // primary's breaker stayed closed.
+  test("with replicas: the secondary answers, and the cut is charged to the primary's breaker (it opens)", async () => {
+    const state = async () => {
+      const text = await (await fetch(`http://127.0.0.1:${cached.metricsPort}/metrics`)).text();
+      return text.split("\n").find((l) => l.startsWith('yatagarasu_s3_replica_circuit_breaker_state{bucket="replicated",replica="primary"} '))?.split(" ")[1];
+    };
+    relay.truncateResponses(100_000);
+    try {
+      const res = await fetch(cached.url("/replicated/fill.bin"));
+      expect([res.status, await res.text()]).toEqual([200, body("G").repeat(4)]);
+      expect(await state()).toBe("1");
+    } finally {
+      relay.truncateResponses(undefined);
+    }
   });
 });

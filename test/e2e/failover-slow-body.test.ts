@@ -80,14 +80,14 @@ async function metric(px: ProxyProcess, series: string): Promise<number> {
 beforeAll(async () => {
   secondary = await startS3Fixture({ buckets: [{ name: "s-bucket" }], credentials: [{ ...KEY, buckets: ["s-bucket"] }] });
   for (const k of ["k.bin", "chunked.bin"]) await secondary.put("s-bucket", k, new Uint8Array(SIZE).fill(83));
-  await secondary.put("s-bucket", "big.bin", new Uint8Array(BIG).fill(83));
+  for (const k of ["big.bin", "big2.bin"]) await secondary.put("s-bucket", k, new Uint8Array(BIG).fill(83));
   slow = startSlowPrimary();
   const replica = (name: string, bucket: string, endpoint: string, priority: number) =>
     `        - { name: ${name}, bucket: ${bucket}, region: us-east-1, endpoint: "${endpoint}", access_key: "${KEY.accessKeyId}", secret_key: "${KEY.secretAccessKey}", priority: ${priority} }\n`;
-  const bucket = (name: string, cache: boolean) =>
+  const bucket = (name: string, cache: boolean, extra = "") =>
     `  - name: ${name}\n    path_prefix: /${name}\n` +
     (cache ? "    cache: { enabled: true }\n" : "") +
-    `    s3:\n      timeout: 1\n      retry: { max_attempts: 1 }\n      replicas:\n` +
+    `    s3:\n      timeout: 1\n      retry: { max_attempts: 1 }\n${extra}      replicas:\n` +
     replica("primary", "p-bucket", `http://127.0.0.1:${slow.port}`, 1) +
     replica("secondary", "s-bucket", secondary.endpoint, 2);
   for (const client of ["own", "fetch"] as const) {
@@ -96,7 +96,8 @@ beforeAll(async () => {
         `metrics: { enabled: true, address: 127.0.0.1, port: 0 }\n` +
         `cache: { enabled: true, cache_layers: [memory], memory: { max_item_size_mb: 1, max_cache_size_mb: 8 } }\n` +
         // a bucket per test (its own failure counter and breaker), so the tests can overlap
-        `buckets:\n` + bucket("live-len", false) + bucket("live-chunked", false) + bucket("cached-len", true) + bucket("cached-chunked", true),
+        `buckets:\n` + bucket("live-len", false) + bucket("live-chunked", false) + bucket("cached-len", true) + bucket("cached-chunked", true) +
+        bucket("cached-breaker", true, "      circuit_breaker: { failure_threshold: 1, success_threshold: 1, timeout_seconds: 60, half_open_max_requests: 1 }\n"),
     );
   }
   // Bodies up to 1 MiB held by the client (bound: 1 s + 100 KB at 16 KiB/s, ~7 s); the fill
@@ -133,6 +134,25 @@ for (const client of ["own", "fetch"] as const) {
         });
       }
     }
+  });
+}
+
+// The fill's body (above buffer_threshold_bytes) is read after the attempt's head, which the
+// breaker had counted a success: the primary failed over from on every fill (its failure counted
+// in the replica metrics) kept a closed breaker, and each fill paid its share (~2 s) again.
+for (const client of ["own", "fetch"] as const) {
+  test.concurrent(`a cache fill whose share the primary spends trickling is charged to its breaker (${client === "own" ? "own client" : "fetch"}): the next fill skips it`, async () => {
+    const px = proxies[client];
+    const served = async (key: string) => {
+      const res = await fetch(px.url(`/cached-breaker/${key}`));
+      const body = new Uint8Array(await res.arrayBuffer());
+      return [res.status, body.byteLength, body.every((b) => b === 83)];
+    };
+    expect(await served("big.bin")).toEqual([200, BIG, true]);
+    expect(await metric(px, `yatagarasu_s3_replica_circuit_breaker_state{bucket="cached-breaker",replica="primary"}`)).toBe(1);
+    const asked = await metric(px, `yatagarasu_s3_replica_requests_total{bucket="cached-breaker",replica="primary",result="skipped"}`);
+    expect(await served("big2.bin")).toEqual([200, BIG, true]);
+    expect(await metric(px, `yatagarasu_s3_replica_requests_total{bucket="cached-breaker",replica="primary",result="skipped"}`)).toBe(asked + 1);
   });
 }
 
