@@ -10,8 +10,8 @@
  *                from the data path): tried only after every other replica;
  *   - preferred: otherwise, in priority order.
  *
- * Within one request, a connect error, a connection reset before the response head, a timeout or
- * a 5xx moves the read on to the next replica; a 4xx never does (a 404 is an answer), nor a 501
+ * Within one request, a connect error, a connection reset before the response head, a timeout,
+ * a 5xx or a redirect (3xx but 304: never followed, the replica's failure) moves the read on to the next replica; a 4xx never does (a 404 is an answer), nor a 501
  * NotImplemented (a store refusing what it does not implement: its breaker counts it a success),
  * nor S3's 503 SlowDown (a throttle, passed on for the client to back off: not counted either). All this
  * happens before the response head is handed to the pipeline, so before any byte reaches the
@@ -160,7 +160,7 @@ export class ReplicaSet implements ObjectUpstream {
 
   /**
    * GET/HEAD with failover (see the module comment). Same contract as BucketUpstream.fetchObject:
-   * resolves with the answering replica's response for any status below 500, 501 or 503 SlowDown (and for a 5xx from
+   * resolves with the answering replica's response for any status below 500 but a redirect, 501 or 503 SlowDown (and for a 5xx or redirect from
    * the last replica tried); throws ProxyError when no replica gave an HTTP answer.
    * `timing.replica` names the replica that answered; `timing.attempts` counts every attempt.
    * A secondary's answer is marked with capFreshness(secondaryTtlSeconds).
@@ -232,8 +232,13 @@ export class ReplicaSet implements ObjectUpstream {
         // is S3's 503 SlowDown, a throttle on one prefix by a store that is up, which the breaker
         // does not count either: failed over, a throttled primary's load, and its clients'
         // back-off, went to a secondary that may lag behind its writes)
-        let answer = res.status < 500 || res.status === 501;
-        if (res.status === 503) {
+        // A redirect (not a 304) is the replica's failure, as its client is told (502, the S3 front's
+        // 500 InternalError: its s3.endpoint or s3.region does not name where its bucket is, or S3's
+        // 307 while a new bucket's name spreads): failed over, as a 5xx is. Taken for the answer, a
+        // healthy secondary holding the object was never asked, and the replica counted a success.
+        const status = res.status;
+        let answer = status < 500 ? status < 300 || status >= 400 || status === 304 : status === 501;
+        if (status === 503) {
           const told = await slowDownOf(res);
           res = told.res;
           answer = told.slowDown;

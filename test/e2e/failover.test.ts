@@ -118,6 +118,26 @@ describe("bucket replicas", () => {
     expect(secondary.requests.filter((r) => !r.admin && r.pathname.endsWith("/only-on-secondary.txt"))).toEqual([]);
   });
 
+  // A redirect is the replica's failure (never followed: 502 naming its s3.endpoint/s3.region), so
+  // the next replica is asked. It was taken for the answer: 502 though the secondary held the
+  // object, and the primary counted a success.
+  test("a redirect from the primary (S3's 307 TemporaryRedirect, 301 PermanentRedirect) fails over: the secondary answers, the primary's failure is counted", async () => {
+    const failures = 'yatagarasu_s3_replica_requests_total{bucket="products",replica="primary",result="failure"}';
+    try {
+      for (const [status, code] of [[307, "TemporaryRedirect"], [301, "PermanentRedirect"]] as const) {
+        const before = await metric(failures);
+        primary.faults.set("/p-use1/hello.txt", { kind: "reply", status, body: `<Error><Code>${code}</Code><Message>Please re-send this request to the specified endpoint.</Message><Endpoint>p-use1.s3.us-west-2.amazonaws.com</Endpoint></Error>`, headers: { location: "https://p-use1.s3.us-west-2.amazonaws.com/hello.txt" } });
+        for (const method of ["GET", "HEAD"]) {
+          const res = await fetch(px.url("/products/hello.txt"), { method });
+          expect([method, res.status, await res.text()]).toEqual([method, 200, method === "GET" ? "from secondary" : ""]);
+        }
+        expect(await metric(failures)).toBe(before + 2);
+      }
+    } finally {
+      primary.faults.delete("/p-use1/hello.txt");
+    }
+  });
+
   test("the primary's endpoint dies under load: no failed request, traffic moves to the secondary, /ready names the failed replica; it recovers: traffic moves back", async () => {
     const failoversBefore = await metric('yatagarasu_s3_failovers_total{bucket="products",from="primary",to="secondary"}');
     const l = load(4);
