@@ -34,6 +34,7 @@
  * Redis, every other replica's layers) before it is answered.
  */
 import { framedRequestBody } from "../http/framed-body.ts";
+import { chunkedBodyEmpty, chunkedOnly, REFUSED_BODY_CLOSE } from "../http/body-policy.ts";
 import { UNSIGNED_PAYLOAD } from "../s3/sigv4.ts";
 import { SMALL_BODY_BYTES } from "./s3/upload-body.ts";
 import { endToEnd } from "../http/headers.ts";
@@ -49,6 +50,9 @@ import { deleteObject, putObject } from "../s3/operations/index.ts";
 import { RequestBodyError } from "../s3/upstream.ts";
 
 /** S3's largest single PUT. */
+/** A DELETE's refusal of a body. */
+export const DELETE_BODY = "A DELETE takes no body";
+
 export const MAX_PUT_BYTES = 5 * 1024 ** 3;
 
 export const READ_ALLOW = "GET, HEAD, OPTIONS";
@@ -204,6 +208,9 @@ export async function serveDelete(ctx: RequestContext): Promise<Response> {
   // never dropped: the delete would happen without them.
   const unkept = unkeptDeleteCondition(ctx.req.headers);
   if (unkept !== undefined) throw new ProxyError("NotImplemented", { detail: unkept.message });
+  // A chunked body (route let it pass: its length is told when it ends) is no body when it turns
+  // out empty (`0\r\n\r\n`: some HTTP stacks frame a bodiless request so); with content it is refused.
+  if (chunkedOnly(ctx.req.headers) && !(await chunkedBodyEmpty(ctx.req, ctx))) throw new ProxyError("BadRequest", { detail: DELETE_BODY, headers: REFUSED_BODY_CLOSE });
   const ifMatch = ctx.req.headers.get("if-match") ?? undefined;
   const res = await purgeIfUnsure(ctx, [ctx.key], () => deleteObject(ctx.bucket!.upstream.primary(), { key: ctx.key, ...(ifMatch === undefined ? {} : { ifMatch }) }, { signal: ctx.req.signal, timing: ctx.timing }));
   // (any 2xx: S3 answers 204, a gateway may say 200 or 202; the object is gone either way)

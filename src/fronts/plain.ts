@@ -21,7 +21,7 @@
  */
 import type { Claims } from "../auth/rules.ts";
 import { s3ListenerHint } from "../auth/authenticator.ts";
-import { announcesBody } from "../http/body-policy.ts";
+import { announcesBody, chunkedOnly } from "../http/body-policy.ts";
 import { isPreflight } from "../http/cors.ts";
 import { answeredPrivately } from "../http/headers.ts";
 import { mapAnswer } from "../http/map-answer.ts";
@@ -39,7 +39,7 @@ import { listObjectsV2 } from "../s3/operations/list-objects.ts";
 import type { Front } from "../proxy/runner.ts";
 import { normalizePath } from "../router.ts";
 import { plainCors } from "./cors-phases.ts";
-import { READ_ALLOW, serveDelete, servePut, uploadLength, WRITE_ALLOW, writeRefusal } from "./plain-write.ts";
+import { DELETE_BODY, READ_ALLOW, serveDelete, servePut, uploadLength, WRITE_ALLOW, writeRefusal } from "./plain-write.ts";
 import { parsePresign, servePresign, type PresignContext } from "./presign.ts";
 import { keyTooLong, SUBRESOURCES } from "./s3/route.ts";
 import { decodeComponent } from "../util/text.ts";
@@ -121,7 +121,8 @@ function routeWrite(ctx: RequestContext): undefined {
   } else {
     // A DELETE's body would be ignored: the object was deleted while it was still arriving (a
     // client cut off half-way got no answer, its object gone), so one sent with a body is refused.
-    if (announcesBody(ctx.req.headers)) throw new ProxyError("BadRequest", { detail: "A DELETE takes no body" });
+    // (a chunked one, whose length is told when it ends, is read before the delete: serveDelete)
+    if (announcesBody(ctx.req.headers) && !chunkedOnly(ctx.req.headers)) throw new ProxyError("BadRequest", { detail: DELETE_BODY });
     ctx.action = "s3:DeleteObject";
   }
   return undefined;

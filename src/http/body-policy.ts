@@ -8,6 +8,7 @@
  * The node engine keeps an explicit Content-Length while streaming, so it only needs to buffer
  * small generated bodies that have none (errors, JSON).
  */
+import { drainRefusedBody } from "../server/refused-body.ts";
 
 /** node engine: a body without Content-Length up to this size is buffered to give it one. */
 export const SMALL_GENERATED_BODY_BYTES = 64 * 1024;
@@ -22,6 +23,49 @@ export function announcesBody(h: Headers): boolean {
   const len = h.get("content-length");
   return (len !== null && len.trim() !== "0") || h.has("transfer-encoding");
 }
+
+/**
+ * A body announced by Transfer-Encoding alone (chunked: no Content-Length, or 0), whose length is
+ * told only when it ends, so that it may be empty: `0\r\n\r\n` (some HTTP stacks frame every
+ * request so, bodiless ones too; S3 accepts them).
+ */
+export function chunkedOnly(h: Headers): boolean {
+  const len = h.get("content-length");
+  return (len === null || len.trim() === "0") && h.has("transfer-encoding");
+}
+
+/**
+ * Whether a chunked body (chunkedOnly) turns out empty, for a request that takes none: read until
+ * it ends or shows a byte. One that is not empty is read and dropped within the refused-body
+ * drain's bounds (src/server/refused-body.ts) before its refusal, which then closes the connection
+ * (REFUSED_BODY_CLOSE), as the refusal of a chunked body left unread does. A body that fails
+ * (malformed, the client gone) is not empty. ctx.readingBody is set meanwhile: a client that
+ * never ends its body is late (RequestTimeout), not the upstream.
+ */
+export async function chunkedBodyEmpty(req: Request, ctx: { readingBody: boolean }): Promise<boolean> {
+  const body = req.body;
+  if (body === null) return true;
+  ctx.readingBody = true;
+  const reader = body.getReader();
+  let empty = false;
+  try {
+    for (;;) {
+      const r = await reader.read();
+      if (r.done) empty = true;
+      if (r.done || r.value.byteLength > 0) break;
+    }
+  } catch {
+    // (failed: not empty)
+  } finally {
+    reader.releaseLock();
+  }
+  if (!empty) await drainRefusedBody(body);
+  ctx.readingBody = false;
+  return empty;
+}
+
+/** The headers of a refusal after chunkedBodyEmpty found a body: the connection closes (the drain may have stopped at its bounds). */
+export const REFUSED_BODY_CLOSE: Readonly<Record<string, string>> = Object.freeze({ connection: "close" });
 
 /**
  * A Content-Length sent twice with one value, which the listeners join ("2, 2"), made that one

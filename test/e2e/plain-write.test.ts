@@ -158,6 +158,18 @@ for (const engine of ["bun", "node"] as const) {
       expect(new TextDecoder().decode(await s3.read("rw", key))).toBe("keep me");
     }, T);
 
+    test("a DELETE whose chunked body turns out empty (Transfer-Encoding: chunked, 0\\r\\n\\r\\n) deletes; one with content is 400 and the object stays", async () => {
+      const key = `${engine}/del-chunked.txt`;
+      await s3.put("rw", key, "keep me");
+      const head = `DELETE /rw/${key} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token()}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n`;
+      const full = await rawRequest(env.port, head, "3\r\nabc\r\n0\r\n\r\n");
+      expect([full.status, /"message":"([^"]*)"/.exec(full.text)?.[1]]).toEqual([400, "A DELETE takes no body"]);
+      expect(await s3.exists("rw", key)).toBe(true);
+      const empty = await rawRequest(env.port, head, "0\r\n\r\n");
+      expect(empty.status).toBe(204);
+      expect(await s3.exists("rw", key)).toBe(false);
+    }, T);
+
     test("PUT and DELETE naming an S3 operation in the query (?versionId, ?uploadId, ?tagging, ?partNumber&uploadId, ?acl, ?uploads, encoded or not) are 400 and the current object is untouched (read as plain writes they deleted or replaced it)", async () => {
       const key = `${engine}/subres.txt`;
       await s3.put("rw", key, "keep me");

@@ -851,6 +851,43 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
     );
 
     test(
+      "an empty chunked body (Transfer-Encoding: chunked, 0\\r\\n\\r\\n) on a write S3 takes no body is no body: DeleteObject, CopyObject, CreateMultipartUpload, AbortMultipartUpload are done; a chunked body with content stays UnexpectedContent, nothing done",
+      async () => {
+        const EMPTY = new TextEncoder().encode("0\r\n\r\n");
+        const send = (method: string, path: string, query: Array<[string, string]>, body: Uint8Array, o: { payloadHash?: string; headers?: Record<string, string> } = {}) => {
+          const signed = new S3Signer(WRITER, "us-east-1").signRequest({ method, host: host(), path, query, headers: o.headers, payloadHash: o.payloadHash ?? "UNSIGNED-PAYLOAD" });
+          const target = signed.path + (signed.query ? `?${signed.query}` : "");
+          return rawRequest(env.port, lines(`${method} ${target} HTTP/1.1`, { host: host(), ...o.headers, ...signed.headers, "transfer-encoding": "chunked" }), [body]);
+        };
+        const code = (r: { body: string }) => /<Code>(\w+)/.exec(r.body)?.[1];
+        await env.s3.put("up", "limits/te-src.txt", "source");
+        await env.s3.put("up", "limits/te-keep.txt", "kept");
+        // with content: refused before anything is done, as a body of a declared length is
+        env.mark();
+        const full = await send("DELETE", "/up/limits/te-keep.txt", [], new TextEncoder().encode("5\r\nhello\r\n0\r\n\r\n"));
+        expect([full.status, code(full)]).toEqual([400, "UnexpectedContent"]);
+        // empty, but signed as a payload that is not the empty one
+        const mis = await send("DELETE", "/up/limits/te-keep.txt", [], EMPTY, { payloadHash: sha256(new TextEncoder().encode("other")) });
+        expect([mis.status, code(mis)]).toEqual([400, "XAmzContentSHA256Mismatch"]);
+        expect(env.upstreamCalls()).toEqual([]);
+        expect(await env.s3.exists("up", "limits/te-keep.txt")).toBe(true);
+
+        const copy = await send("PUT", "/up/limits/te-copy.txt", [], EMPTY, { headers: { "x-amz-copy-source": "/up/limits/te-src.txt" } });
+        expect([copy.status, copy.body]).toEqual([200, expect.stringContaining("<CopyObjectResult")]);
+        expect(new TextDecoder().decode(await stored("limits/te-copy.txt"))).toBe("source");
+        const del = await send("DELETE", "/up/limits/te-keep.txt", [], EMPTY, { payloadHash: sha256(new Uint8Array(0)) });
+        expect(del.status).toBe(204);
+        expect(await env.s3.exists("up", "limits/te-keep.txt")).toBe(false);
+        const created = await send("POST", "/up/limits/te-mpu.bin", [["uploads", ""]], EMPTY);
+        const uploadId = /<UploadId>([^<]+)<\/UploadId>/.exec(created.body)?.[1];
+        expect([created.status, typeof uploadId]).toEqual([200, "string"]);
+        const aborted = await send("DELETE", "/up/limits/te-mpu.bin", [["uploadId", uploadId!]], EMPTY);
+        expect(aborted.status).toBe(204);
+      },
+      T,
+    );
+
+    test(
       "UploadPart number 10001 (and 0, ' 1', '+1', '1.0'): 400 InvalidArgument, the upstream never asked",
       async () => {
         env.mark();

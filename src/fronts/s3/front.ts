@@ -13,7 +13,7 @@
  * statuses (RequestId = the request id); the STS endpoint answers in STS's dialect.
  */
 import { guessedFromStatus, ProxyError } from "../../errors.ts";
-import { announcesBody, collapseRepeatedLength } from "../../http/body-policy.ts";
+import { announcesBody, chunkedBodyEmpty, chunkedOnly, collapseRepeatedLength, REFUSED_BODY_CLOSE } from "../../http/body-policy.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import { admit } from "../../proxy/phases/admit.ts";
 import { authorize, mayAlso } from "../../proxy/phases/authorize.ts";
@@ -172,8 +172,8 @@ function hostBucketOf(ctx: RequestContext, api: S3Identities): string | undefine
   return api.domain === undefined ? undefined : bucketFromHost(ctx.req.headers.get("host"), api.domain);
 }
 
-/** Phase (after admission): SigV4 identity, operation, bucket and key. Synchronous. */
-export function s3Parse(ctx: RequestContext): undefined {
+/** Phase (after admission): SigV4 identity, operation, bucket and key. Synchronous, but for a chunked body to an operation that takes none (noContent). */
+export function s3Parse(ctx: RequestContext): undefined | Promise<undefined> {
   const addressed = (ctx as S3RequestContext).s3Addressed;
   if (addressed === undefined) return undefined; // (the STS endpoint: s3Address set it up)
   const api = ctx.rt.s3Api!;
@@ -233,7 +233,12 @@ export function s3Parse(ctx: RequestContext): undefined {
   }
   ctx.operation = op;
   if (op === "CopyObject" || op === "UploadPartCopy") ctx.copySource = copySourceLabel(headers.get("x-amz-copy-source"));
-  if (bodied && (ctx.method === "GET" || ctx.method === "HEAD" || TAKES_NO_BODY.has(op))) return fail(s3Error("UnexpectedContent"));
+  // (a chunked body, whose length is told when it ends, is read below: empty, it is no content)
+  let unread = false;
+  if (bodied && (ctx.method === "GET" || ctx.method === "HEAD" || TAKES_NO_BODY.has(op))) {
+    if (ctx.method === "GET" || ctx.method === "HEAD" || !chunkedOnly(req.headers)) return fail(s3Error("UnexpectedContent"));
+    unread = true;
+  }
   ctx.action = ACTION_OF[op];
   if (op === "GetObjectAttributes" && v.query.some(([k]) => k === "versionId")) ctx.action = "s3:GetObjectVersionAttributes";
   else if ((op === "GetObjectAcl" || op === "PutObjectAcl") && v.query.some(([k]) => k === "versionId")) ctx.action = op === "GetObjectAcl" ? "s3:GetObjectVersionAcl" : "s3:PutObjectVersionAcl";
@@ -279,6 +284,20 @@ export function s3Parse(ctx: RequestContext): undefined {
     }
   }
   (ctx as S3RequestContext).s3 = { api, op, principal, query: v.query, overrides, payload, headers };
+  return unread ? noContent(ctx, payload) : undefined;
+}
+
+/**
+ * A request that takes no body, sent a chunked one (Transfer-Encoding, no length): S3 accepts it
+ * when it turns out empty (`0\r\n\r\n`: some HTTP stacks frame bodiless requests so); one with
+ * content is UnexpectedContent, as a body of a declared length is at once. Empty, a signed payload
+ * hash must be the empty body's, as for a request sent without a body.
+ */
+async function noContent(ctx: RequestContext, payload: PayloadInfo): Promise<undefined> {
+  if (!(await chunkedBodyEmpty(ctx.req, ctx))) return fail(s3Error("UnexpectedContent", undefined, undefined, REFUSED_BODY_CLOSE));
+  if (payload.mode === "sha256" && payload.hash !== EMPTY_SHA256) {
+    return fail(s3Error("XAmzContentSHA256Mismatch", undefined, { ClientComputedContentSHA256: payload.hash, S3ComputedContentSHA256: EMPTY_SHA256 }));
+  }
   return undefined;
 }
 
