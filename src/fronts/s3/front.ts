@@ -365,10 +365,16 @@ function listingPrefix(query: ReadonlyArray<readonly [string, string]>): string 
   const repeated = repeatedParameter(query);
   if (repeated !== undefined) return s3Error("InvalidArgument", `The ${repeated.slice(0, 64)} parameter may appear only once in a listing.`, { ArgumentName: repeated.slice(0, 64) });
   let prefix = "";
-  for (const [k, val] of query) if (k === "prefix") prefix = val;
-  if (prefix.includes("\0")) return s3Error("InvalidArgument", "A prefix with a NUL character is not served by this proxy.", { ArgumentName: "prefix" });
+  for (const [k, val] of query) {
+    if (k === "prefix") prefix = val;
+    // (and a position or delimiter echoed in the listing: a NUL has no form in XML, not even S3's &#x0;)
+    if (val.includes("\0") && ECHOED_LISTING_PARAMETERS.has(k)) return s3Error("InvalidArgument", `A ${k} with a NUL character is not served by this proxy.`, { ArgumentName: k });
+  }
   return prefix;
 }
+
+/** The listing parameters a listing echoes as text (not url-encoded without encoding-type=url). */
+const ECHOED_LISTING_PARAMETERS: ReadonlySet<string> = new Set(["prefix", "delimiter", "marker", "start-after", "key-marker", "version-id-marker", "upload-id-marker"]);
 
 /** The first parameter name that appears more than once, or undefined. */
 function repeatedParameter(query: ReadonlyArray<readonly [string, string]>): string | undefined {

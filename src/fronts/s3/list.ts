@@ -20,7 +20,7 @@ import { s3Fail } from "./fail.ts";
 import { xmlResponse } from "./operations.ts";
 import { errorOf, tryParse, upstreamBucketsOf } from "./relay.ts";
 import { requestHeaders } from "./writes.ts";
-import { el, escapeXml, isWellFormedResult, markupOnly, maskOwners, quoteListingEtags, rootOf, setFirstElementText } from "./xml.ts";
+import { controlsAsReferences, el, escapeListingText, escapeXml, isWellFormedResult, markupOnly, maskOwners, quoteListingEtags, rootOf, setFirstElementText } from "./xml.ts";
 import { decodeEntities } from "./xml-reader.ts";
 import { askResumed, isUrlEncodedForm, laterEntry, nextToken, readToken, s3UrlDecode, s3UrlEncode, type LastEntry, type ListBinding } from "./list-token.ts";
 import { readableEntryFields } from "./list-fields.ts";
@@ -101,7 +101,8 @@ export async function listObjects(ctx: RequestContext, op: "ListObjects" | "List
   xml = readableListing(xml, op === "ListObjectVersions" ? "ListVersionsResult" : "ListBucketResult", q.get("prefix") ?? "");
   // The first <Name> is ListBucketResult's (ListVersionsResult's) own (keys and owners are escaped text or other elements).
   const named = setFirstElementText(xml, "Name", bucket.name);
-  return xmlResponse(ctx, maskOwners(v2 === undefined ? named : v2.answer(named), ctx.subject ?? "anonymous"));
+  // (a control character in a key or an echoed parameter: S3's reference, never raw)
+  return xmlResponse(ctx, controlsAsReferences(maskOwners(v2 === undefined ? named : v2.answer(named), ctx.subject ?? "anonymous")));
 }
 
 /**
@@ -168,7 +169,7 @@ function pageRequest(ctx: RequestContext, q: URLSearchParams) {
         if (resumed) {
           out = removeFirstElement(out, "StartAfter");
           const encoded = elementText(xml, "EncodingType") === "url";
-          const echo = el("ContinuationToken", token) + (params.startAfter === undefined ? "" : el("StartAfter", encoded ? s3UrlEncode(params.startAfter) : params.startAfter));
+          const echo = el("ContinuationToken", token) + (params.startAfter === undefined ? "" : `<StartAfter>${encoded ? escapeXml(s3UrlEncode(params.startAfter)) : escapeListingText(params.startAfter)}</StartAfter>`);
           out = insertBefore(out, "KeyCount", echo) ?? insertBefore(out, "IsTruncated", echo) ?? out;
         } else {
           out = setFirstElementText(out, "ContinuationToken", token);

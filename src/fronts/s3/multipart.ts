@@ -30,7 +30,7 @@ import { objectLocation } from "./location.ts";
 import { s3Fail } from "./fail.ts";
 import { emptyAnswer, errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, tryParse, xmlAnswer } from "./relay.ts";
 import { xmlResponse } from "./operations.ts";
-import { el, isWellFormedResult, maskOwners, quoteListingEtags, rootOf, S3_XMLNS, setFirstElementText, XML_DECL } from "./xml.ts";
+import { controlsAsReferences, el, isWellFormedResult, maskOwners, quoteListingEtags, rootOf, S3_XMLNS, setFirstElementText, XML_DECL } from "./xml.ts";
 import { childText, type XmlElement } from "./xml-reader.ts";
 import { callOf, fieldText, malformed, partNumberOf, queryValue, readingResult, readXmlBody, requestHeaders, unkeptWriteCondition, uploadIdOf, writeUpstream } from "./writes.ts";
 import { purgeIfUnsure, purgeWritten } from "../purge.ts";
@@ -185,7 +185,7 @@ async function relayListing(ctx: RequestContext, res: Response, upstreamBucket: 
   // (as the other listings: Cache-Control private to a signed caller, never kept by a shared cache;
   // a ListParts' bare part ETags quoted, as the object listings')
   const named = setFirstElementText(root === "ListPartsResult" ? quoteListingEtags(text) : text, "Bucket", ctx.bucket!.name);
-  return xmlResponse(ctx, maskOwners(named, ctx.subject ?? "anonymous"));
+  return xmlResponse(ctx, controlsAsReferences(maskOwners(named, ctx.subject ?? "anonymous")));
 }
 
 export async function listPartsOp(ctx: RequestContext): Promise<Response> {

@@ -46,6 +46,29 @@ export function escapeXml(text: string): string {
   return out + text.slice(last);
 }
 
+/** The C0 controls XML 1.0 cannot carry (all but TAB, LF and CR). */
+const FORBIDDEN_C0 = /[\x00-\x08\x0b\x0c\x0e-\x1f]/;
+const FORBIDDEN_C0_G = /[\x00-\x08\x0b\x0c\x0e-\x1f]/g;
+const FORBIDDEN_C0_SPLIT = /([\x00-\x08\x0b\x0c\x0e-\x1f])/;
+const asReference = (c: string): string => "&#x" + c.charCodeAt(0).toString(16) + ";";
+
+/**
+ * A relayed listing with the C0 controls it holds raw (a key, or a parameter the store echoes: a
+ * Marker, StartAfter, Prefix, Delimiter or KeyMarker holding one) written as S3 writes them in
+ * its listings: numeric references (`&#x1;`). XML 1.0 allows neither form; S3's is the one the
+ * readers of its listings take (lenient ones decode it, XML 1.1 ones too), a raw control no
+ * parser does. `encoding-type=url` avoids both (they are url-encoded: %01).
+ */
+export function controlsAsReferences(xml: string): string {
+  return FORBIDDEN_C0.test(xml) ? xml.replace(FORBIDDEN_C0_G, asReference) : xml;
+}
+
+/** escapeXml for a listing parameter the front echoes itself: its C0 controls as S3's references (controlsAsReferences), not U+FFFD. */
+export function escapeListingText(text: string): string {
+  if (!FORBIDDEN_C0.test(text)) return escapeXml(text);
+  return text.split(FORBIDDEN_C0_SPLIT).map((piece, i) => (i % 2 === 1 ? asReference(piece) : escapeXml(piece))).join("");
+}
+
 /** `<name>escaped text</name>` */
 export function el(name: string, text: string): string {
   return "<" + name + ">" + escapeXml(text) + "</" + name + ">";
