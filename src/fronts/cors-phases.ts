@@ -79,4 +79,5 @@ export function s3PreflightRefusal(ctx: RequestContext, message: string, bucketO
 const s3Refusal = (_reason: string, ctx: RequestContext) =>
   s3Fail(s3PreflightRefusal(ctx, "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec."));
 
-export const s3Cors = (front: () => Front): Phase => corsPhase(front, s3BucketCors, s3Refusal);
+/** (an allowed preflight is S3's 200: it was 204, which S3 never answers one) */
+export const s3Cors = (front: () => Front): Phase => corsPhase(front, s3BucketCors, s3Refusal, 200);

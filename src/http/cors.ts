@@ -2,7 +2,7 @@
  * CORS for a bucket's `cors` config (src/config/cors.ts), the same on both fronts.
  *
  * - A preflight (OPTIONS with Origin and Access-Control-Request-Method) is answered here, before
- *   admission and authentication: 204 with the Access-Control-Allow-* headers when the origin, the
+ *   admission and authentication: 204 (the S3 listener: 200, as S3) with the Access-Control-Allow-* headers when the origin, the
  *   method and every requested header are allowed, else 403 without any CORS header (the browser
  *   then refuses the real request).
  * - Any other request with an allowed Origin and method runs its front's remaining phases and gets
@@ -52,7 +52,7 @@ export function requestedHeaders(value: string | null): string[] {
   return out;
 }
 
-/** The answer to a preflight: the headers of a 204, or why it is refused. */
+/** The answer to a preflight: the headers of its 204 (200), or why it is refused. */
 export function preflight(cors: CorsConfig, origin: string, method: string, requestHeaders: string | null): PreflightAnswer {
   if (!originAllowed(cors, origin)) return { ok: false, reason: "the origin is not allowed" };
   const m = method.trim().toUpperCase();
@@ -116,6 +116,8 @@ export function corsPhase(
   bucketCors: (ctx: RequestContext) => CorsConfig | undefined,
   /** What a refused preflight throws (its front renders it); default a 403 Forbidden. */
   refusal: (reason: string, ctx: RequestContext) => unknown = (reason) => new ProxyError("Forbidden", { detail: `CORS preflight refused: ${reason}` }),
+  /** The status of an allowed preflight's answer (the S3 listener's is S3's 200). */
+  allowed: 200 | 204 = 204,
 ): Phase {
   let next = -1;
   const phase: Phase = (ctx) => {
@@ -132,7 +134,7 @@ export function corsPhase(
       const answer = preflight(cors, origin, headers.get("access-control-request-method")!, headers.get("access-control-request-headers"));
       // (refused: no CORS header, but Vary: Origin, as on every answer of a bucket with CORS)
       if (!answer.ok) return withVaryOrigin(failed(front(), ctx, refusal(answer.reason, ctx)));
-      return new Response(null, { status: 204, headers: answer.headers });
+      return new Response(null, { status: allowed, headers: answer.headers });
     }
     return runRest(ctx, corsDecorator(cors, origin, ctx.method));
   };
