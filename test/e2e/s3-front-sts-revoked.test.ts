@@ -4,7 +4,7 @@
  * bucket to check the rules on).
  */
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
-import { ListBucketsCommand, S3Client } from "@aws-sdk/client-s3";
+import { ListBucketsCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import { fromWebToken } from "@aws-sdk/credential-provider-web-identity";
 import { startS3Fixture } from "../fixtures/s3.ts";
 import { Sha256 } from "@smithy/core/checksum";
@@ -76,7 +76,7 @@ test("GetCallerIdentity with a session a reload revoked → 403 AccessDenied in 
   expect(await whoAmI(APP)).toEqual({ status: 200, code: undefined, arn: "arn:aws:iam::000000000000:user/app1" });
 });
 
-test("a session whose token's signing key a reload removed (a jwt.keys entry dropped) → refused everything, GetCallerIdentity included, as its token now is; a session of a kept key still works", async () => {
+test("a session whose token's signing key a reload removed (a jwt.keys entry dropped) → refused everything as a token that no longer verifies: S3's 400 InvalidToken (it was AccessDenied, which tells a client its credentials will never do), STS's 403 InvalidClientTokenId on GetCallerIdentity; a session of a kept key still works", async () => {
   const OLD = "s3-front-old-jwt-secret-0123456789abcdef";
   const withOld = yaml.replace(`  secret: "`, `  keys: [{ id: old, algorithm: HS256, secret: "${OLD}" }]\n  secret: "`);
   expect(await env.app.reload(undefined, { text: withOld, file: "reload.yaml", baseDir: "/tmp" })).toMatchObject({ ok: true });
@@ -87,7 +87,18 @@ test("a session whose token's signing key a reload removed (a jwt.keys entry dro
     try {
       return ((await c.send(new ListBucketsCommand({}))).Buckets ?? []).map((b) => b.Name).join(",");
     } catch (e) {
-      return (e as Error).name;
+      return `${(e as Error).name} ${(e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode}`;
+    } finally {
+      c.destroy();
+    }
+  };
+  /** A bucket's listing (ListObjectsV2): its status and code. */
+  const listObjects = async (credentials: Creds) => {
+    const c = new S3Client({ endpoint: env.endpoint, region: "us-east-1", forcePathStyle: true, maxAttempts: 1, credentials });
+    try {
+      return String((await c.send(new ListObjectsV2Command({ Bucket: "data" }))).$metadata.httpStatusCode);
+    } catch (e) {
+      return `${(e as Error).name} ${(e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode}`;
     } finally {
       c.destroy();
     }
@@ -97,8 +108,10 @@ test("a session whose token's signing key a reload removed (a jwt.keys entry dro
     expect(await whoAmI(s.session)).toMatchObject({ status: 200, arn: s.arn });
   }
   expect(await env.app.reload(undefined, { text: yaml, file: "reload.yaml", baseDir: "/tmp" })).toMatchObject({ ok: true });
-  expect(await list(old.session)).toBe("AccessDenied");
-  expect(await whoAmI(old.session)).toEqual({ status: 403, code: "AccessDenied", arn: undefined });
+  expect(await list(old.session)).toBe("InvalidToken 400");
+  expect(await listObjects(old.session)).toBe("InvalidToken 400");
+  expect(await whoAmI(old.session)).toEqual({ status: 403, code: "InvalidClientTokenId", arn: undefined });
   expect(await list(kept.session)).toBe("data,open,private");
+  expect(await listObjects(kept.session)).toBe("200");
   expect(await whoAmI(kept.session)).toMatchObject({ status: 200, arn: kept.arn });
 });

@@ -96,9 +96,23 @@ export function sessionAdmitted(rt: Runtime, claims: Record<string, unknown>): b
   const jwt = rt.config.jwt?.enabled ? rt.config.jwt : undefined;
   if (jwt === undefined) return true;
   // (the key its token was verified with, removed since: the token is refused now, and so is the session)
-  const ref = keyRefOf(claims);
-  if (ref !== undefined && rt.auth !== undefined && !rt.auth.holdsKey(ref)) return false;
+  if (sessionKeyRemoved(rt, claims)) return false;
   return issuedByTrusted(jwt.issuer, jwt.audience, claims) && firstFailedRule(jwt.claims, claims) === undefined;
+}
+
+/** The message of a session refused by sessionKeyRemoved. */
+export const SESSION_KEY_REMOVED = "The session's token was issued from a web identity token whose signing key this proxy no longer trusts; assume the role again with a new token.";
+
+/**
+ * Whether the key that verified the token a session came from is gone (a reload dropped its
+ * jwt.keys entry, or changed jwt.secret): the session no longer verifies, S3's InvalidToken (STS's
+ * InvalidClientTokenId), which tells its client to get a new token, where a session the rules
+ * refuse (an iat cut-off) is AccessDenied.
+ */
+export function sessionKeyRemoved(rt: Runtime, claims: Record<string, unknown>): boolean {
+  if (!rt.config.jwt?.enabled || rt.auth === undefined) return false;
+  const ref = keyRefOf(claims);
+  return ref !== undefined && !rt.auth.holdsKey(ref);
 }
 
 /**

@@ -27,7 +27,7 @@ import { jwtSubject } from "../../observe/audit.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import type { S3Error } from "./errors.ts";
 import { adoptPrincipal, type S3Identities } from "./identities.ts";
-import { sessionAdmitted } from "./permissions.ts";
+import { SESSION_KEY_REMOVED, sessionAdmitted, sessionKeyRemoved } from "./permissions.ts";
 import { issueSession } from "./sts.ts";
 import { readingBody } from "./writes.ts";
 import {
@@ -194,6 +194,11 @@ function getCallerIdentity(ctx: RequestContext, api: S3Identities, parsed: StsPa
   // A session a reload no longer admits (jwt.claims tightened: an iat cut-off after a revocation;
   // jwt.issuer or jwt.audience changed) is refused everything else; it answered here as if still good.
   if (principal.kind === "session" && !sessionAdmitted(ctx.rt, principal.claims)) {
+    // (its token's key removed: the session no longer verifies, STS's answer to a token it cannot verify)
+    if (sessionKeyRemoved(ctx.rt, principal.claims)) {
+      metrics.auth("invalid");
+      return fail(stsError("InvalidClientTokenId", SESSION_KEY_REMOVED));
+    }
     metrics.auth("forbidden");
     return fail(stsError("AccessDenied", "The session is no longer admitted: the token it was issued from does not pass the current jwt rules."));
   }
