@@ -22,6 +22,15 @@ export interface Route<B> {
   path: string;
 }
 
+/**
+ * The target the bun listener routes a target with two or more leading empty segments on (`///x`,
+ * src/http/raw-target.ts wildcardRewritten: Bun's URL no longer shows what the client sent after
+ * them, so no raw segment names a bucket), refused as a dot segment; it was told "Path traversal
+ * segments" though nothing in it traverses.
+ */
+export const LEADING_EMPTY_REFUSAL = "///..";
+const LEADING_EMPTY = "The path starts with two or more empty segments (///), which this listener does not route; send it with one leading slash";
+
 /** Decodes and normalizes a raw (still percent-encoded) path. Throws ProxyError InvalidPath. */
 export function normalizePath(rawPath: string): string {
   let decoded: string;
@@ -37,7 +46,7 @@ export function normalizePath(rawPath: string): string {
   if (decoded.includes("//")) decoded = decoded.replace(/\/{2,}/g, "/");
   if (decoded.includes("/.")) {
     for (const seg of decoded.split("/")) {
-      if (seg === ".." || seg === ".") throw new ProxyError("InvalidPath", { detail: "Path traversal segments are not allowed" });
+      if (seg === ".." || seg === ".") throw new ProxyError("InvalidPath", { detail: rawPath === LEADING_EMPTY_REFUSAL ? LEADING_EMPTY : "Path traversal segments are not allowed" });
     }
   }
   return decoded;

@@ -26,6 +26,8 @@
  * is refused as one.
  */
 
+import { LEADING_EMPTY_REFUSAL } from "../router.ts";
+
 export const MAX_DEPTH = 32;
 /**
  * The deepest target with one empty segment that has routes of its own (every position of the
@@ -102,7 +104,8 @@ export function wildcardRewritten(url: string, params: Record<string, string>, l
   // `//*`: two or more leading empty segments, so no raw segment names the bucket (`///a/../b//k`
   // was bucket b, `///x/../health` the health check): refused unless the URL is still three or more
   // slashes only (`///..` became `//`, `///a/../../..` became `/`: ListBuckets on the S3 front).
-  if (leadingEmpty && segs.length === 0) return /^\/{3,}$/.test(path) ? undefined : refused;
+  // (a target the router tells apart: nothing in it traverses)
+  if (leadingEmpty && segs.length === 0) return /^\/{3,}$/.test(path) ? undefined : LEADING_EMPTY_REFUSAL + (q < 0 ? "" : url.slice(q));
   // (a URL the dot segments shortened into the parametrised form: refused as on the fallback)
   if (fallbackRewritten(url) !== undefined) return refused;
   // (a literal `\` is a `/` in Bun's URL, a %5C is still %5C: both compared as `/`; a %2F is one in the decoded path too)

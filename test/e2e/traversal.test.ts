@@ -110,6 +110,18 @@ for (const engine of ["node", "bun"]) {
   });
 }
 
+test("two or more leading empty segments (///pub/ok.txt, nothing traversing): node serves them as /pub/ok.txt; bun, whose URL no longer shows the raw segments, refuses them saying so (it said 'Path traversal segments are not allowed'); a real dot segment keeps its words", async () => {
+  const message = async (engine: string, t: string) => {
+    const r = await rawRequest(proxies[engine]!.port, t);
+    return [t, r.status, r.status === 400 ? (JSON.parse(r.body) as { message: string }).message : r.body];
+  };
+  const LEADING = "The path starts with two or more empty segments (///), which this listener does not route; send it with one leading slash";
+  expect(await message("bun", "///pub/ok.txt")).toEqual(["///pub/ok.txt", 400, LEADING]);
+  expect(await message("bun", "////x?a=1")).toEqual(["////x?a=1", 400, LEADING]);
+  expect(await message("node", "///pub/ok.txt")).toEqual(["///pub/ok.txt", 200, "ok"]);
+  for (const engine of ["bun", "node"]) expect(await message(engine, "/pub/../x")).toEqual(["/pub/../x", 400, "Path traversal segments are not allowed"]);
+});
+
 describe("the S3 front answers a dot segment after an empty one the same on both engines (S3's words)", () => {
   // (and with two empty segments: on bun /other/../pub///ok.txt was pub's object, the second bucket other's NoSuchBucket)
   test("//.. is InvalidURI, /pub//../ok.txt a key refused: on bun it was ListBuckets (403) and the object (200)", async () => {
