@@ -82,23 +82,47 @@ export function formatIssues(issues: ConfigIssue[], file?: string): string {
  */
 export function shownArgument(a: string): string {
   // (the spanned password first: hidden word by word first, `a:s@e cr@b` showed `***@e cr@b`)
-  const hidden = hideSpannedPassword(a.replace(/(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*:\/\/?)[^/?#]*@/g, "$1")).replace(/\S+/g, (word) => {
-    const at = word.lastIndexOf("@");
-    const start = passwordStart(word);
-    // (the `:` after start is the one passwordStart found: no `/` comes between them)
-    return start < 0 || word.indexOf(":", start) > at ? word : `${word.slice(0, start)}***@${word.slice(at + 1)}`;
-  });
+  const hidden = hideSpannedPassword(a).replace(/\S+/g, hideInWord);
   return printable(hidden.length > SHOWN_ARGUMENT ? `${cutText(hidden, SHOWN_ARGUMENT)}... (${hidden.length} characters)` : hidden);
 }
 
 /**
+ * One word of shownArgument. A `user:password` before the word's last `@` is hidden up to that `@`
+ * (`***@`), or, in a URL whose user information holds no `/`, `?` or `#` (the URL is what it looks
+ * like), left out with its `@` (`https://h/x`). A password holding `/`, `?`, `#`, `@` or `:/` is
+ * not told apart from a host and path by where an URL's user information ends: the last `@` ends it
+ * (`https://u:p@ss#x@h/x` showed `https://ss#x@h/x`, `usr:PW1:/XQZ@h`, read as a folded `PW1:/`
+ * scheme, showed `usr:PW1:/h`). A URL's user name without a password is left out up to its `@`.
+ */
+function hideInWord(word: string): string {
+  const at = word.lastIndexOf("@");
+  if (at < 0) return word;
+  const start = passwordStart(word);
+  // (the `:` after start is the one passwordStart found)
+  if (start >= 0 && word.indexOf(":", start) < at) {
+    const plain = SCHEME_END.test(word.slice(0, start)) && !/[/?#]/.test(word.slice(start, at));
+    return `${word.slice(0, start)}${plain ? "" : "***@"}${word.slice(at + 1)}`;
+  }
+  return word.replace(/(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*:\/\/?)[^/?#]*@/, "$1");
+}
+
+/** Text ending with a scheme's name where one starts: at a word's start, after `/` (a resolved path) or `=` (`--config=`). */
+const SCHEME_NAME_END = /(?:^|[/=])[A-Za-z][A-Za-z0-9+.-]*$/;
+/** Text ending with a scheme (`https://`, or `https:/` folded in a resolved path). */
+const SCHEME_END = /(?:^|[/=])[A-Za-z][A-Za-z0-9+.-]*:\/\/?$/;
+
+/**
  * Where a `user:pass` in `word` starts (after the last `/` or `=` before its `:`), or -1 when it has none.
- * (a `:` that starts no `//` or folded `/` of a scheme: an `@` without one before it, `me@host.yaml`, `http://h/a@b`, is no password;
- * nor does a URL's port, digits up to its path: `http://h:8080/a@b`)
+ * The `:` is the word's first, or the first after it when that one ends a scheme's name and a `/`
+ * follows (`https:/`; `usr:PW1:/x@h` has none: its password holds `:/`, as `https://u:/pw@h`'s
+ * starts with `/`). An `@` without one before it, `me@host.yaml`, `http://h/a@b`, is no password;
+ * nor does a URL's port, digits up to its path: `http://h:8080/a@b`.
  */
 function passwordStart(word: string): number {
-  const colon = word.search(/:(?!\/)/);
-  if (colon < 0 || (word.lastIndexOf(":/", colon) >= 0 && /^\d+(?:[/?#]|$)/.test(word.slice(colon + 1)))) return -1;
+  let colon = word.indexOf(":");
+  const scheme = colon > 0 && word[colon + 1] === "/" && SCHEME_NAME_END.test(word.slice(0, colon));
+  if (scheme) colon = word.indexOf(":", colon + 1);
+  if (colon < 0 || (scheme && /^\d+(?:[/?#]|$)/.test(word.slice(colon + 1)))) return -1;
   return Math.max(word.lastIndexOf("/", colon), word.lastIndexOf("=", colon)) + 1;
 }
 
@@ -106,12 +130,14 @@ function passwordStart(word: string): number {
  * `text` with a password that holds white space (`a:se cr@b`: its words looked at one by one show
  * it) hidden up to the last `@` (shownArgument): from the first word with a `user:` whose own `@`,
  * if any, comes after that `:` (`a:s@e cr@b`, a password holding both, is hidden whole; the `@` of
- * `user@host:path` comes before it: no password).
+ * `user@host:path` comes before it: no password). A word that runs up to the last `@` spans
+ * nothing: hideInWord looks at it.
  */
 function hideSpannedPassword(text: string): string {
   const at = text.lastIndexOf("@");
   if (at < 0) return text;
   for (const m of text.slice(0, at).matchAll(/\S+/g)) {
+    if (m.index + m[0].length === at) break;
     const start = passwordStart(m[0]);
     const own = m[0].indexOf("@", start);
     if (start >= 0 && (own < 0 || own > m[0].indexOf(":", start))) return `${text.slice(0, m.index + start)}***${text.slice(at)}`;

@@ -727,8 +727,15 @@ describe("parseConfig", () => {
       "me@host.yaml",
       "user@host:path",
       "http://h:8080/a@b",
-      "https://h:8080/a@b",
+      // (a password may hold `@` and `/` as well as a path: the last `@` ends what is hidden)
+      "https://***@b",
     ]);
+    // a password holding `:/` (read as a folded scheme, `usr:PW1:/`), an unencoded `@`, `#` or `?`, or starting with `/`, showed part of it
+    const malformed = ["cfg usr:PW1:/XQZ@host", "/cwd/usr:PW1:/XQZ@host/x.yaml", "usr:PW/x:/PW2@h", "https://u:PW1:/XQZ@host/x", "https://u:PW1@XQZ#PW2@h/x", "https://u:PW1@XQZ?PW2@h/x", "https://u:PW1@XQZ/PW2@h/x", "https://u:PW1#XQZ@h/x", "https://u:PW1?XQZ@h/x", "https://u:/PW1@h/x", "/cwd/https:/u:/PW1@h/x", "--config=https://u:PW1@XQZ#PW2@h/x"];
+    expect(malformed.map(shownArgument)).toEqual(["cfg ***@host", "/cwd/***@host/x.yaml", "***@h", "https://***@host/x", "https://***@h/x", "https://***@h/x", "https://***@h/x", "https://***@h/x", "https://***@h/x", "https://***@h/x", "/cwd/https:/***@h/x", "--config=https://***@h/x"]);
+    for (const shown of malformed.map(shownArgument)) expect(shown).not.toMatch(/PW|XQZ/);
+    // one whose user information is plain loses it whole, with an `@` in its password too
+    expect(["https://u:p@ss@h/x", "https://tok@h/x", "http://h/a@b"].map(shownArgument)).toEqual(["https://h/x", "https://h/x", "http://h/a@b"]);
     // a password holding white space, without a scheme, was shown whole (neither of its words holds user:password@host)
     expect(["a:se cr@b", "a:se\tcr@b", "--config=a:se cr@b", `a:"se cr"@b`, "x a:s e c@r@b", "a:se%20cr@b", "me x:y@b", "x:1 me@b", "user@host:path x@b", "a:s@e cr@b", "--config=a:s@e\tc r@b"].map(shownArgument)).toEqual([
       "***@b",
