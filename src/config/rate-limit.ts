@@ -25,3 +25,12 @@ export function rateLimitIssues(cfg: RawConfig): Array<{ path: PathSegment[]; me
   }
   return issues;
 }
+
+/**
+ * Whether a config gets a rate limiter at all (buildLimiter; --check's summary says so): the
+ * global and per-IP limits (server.rate_limit.enabled), or any bucket's s3.rate_limit, which
+ * applies whatever enabled says, shared in Redis with backend: redis.
+ */
+export function anyRateLimit(cfg: { server: { rate_limit?: { enabled?: boolean } }; buckets: readonly { s3: { rate_limit?: unknown } }[] }): boolean {
+  return !!cfg.server.rate_limit?.enabled || cfg.buckets.some((b) => b.s3.rate_limit);
+}

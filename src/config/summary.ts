@@ -2,6 +2,7 @@
 import { basename, isAbsolute, join } from "node:path";
 import { auditPath } from "../observe/audit.ts";
 import type { Config } from "./load.ts";
+import { anyRateLimit } from "./rate-limit.ts";
 import { workerProcesses } from "./schema.ts";
 import { listenerUrl, printableUrl } from "./url.ts";
 import { summarizeS3Api } from "./s3-api.ts";
@@ -40,11 +41,13 @@ export function summarize(c: Config, file: string, verdict = "OK"): string {
   } else lines.push("jwt         off");
   lines.push(`cache       ${c.cache.enabled ? cacheLayers(c) : "off"}`);
   const rl = s.rate_limit;
-  if (rl?.enabled && rl.backend === "redis") {
+  // (the buckets' limits are shared with enabled: false too: src/limits/limiter.ts)
+  if (rl?.backend === "redis" && anyRateLimit(c)) {
     const url = rl.redis_url ?? c.cache.redis?.url;
     // Each process's local share is 1/instances, and 1/workers of that (src/limits/limiter.ts).
     const alone = workers === 1 ? `each of ${rl.instances} process(es) enforces 1/${rl.instances}` : `each of ${rl.instances} instance(s) enforces 1/${rl.instances}, each of its ${workers} workers 1/${rl.instances * workers}`;
-    lines.push(`rate limits shared in Redis ${url ? printableUrl(url) : "(no URL)"} (timeout ${rl.redis_timeout_ms} ms; alone, ${alone})`);
+    const which = rl.enabled ? "rate limits" : "bucket rate limits (server.rate_limit.enabled: false: no global or per-IP limit)";
+    lines.push(`${which} shared in Redis ${url ? printableUrl(url) : "(no URL)"} (timeout ${rl.redis_timeout_ms} ms; alone, ${alone})`);
   }
   lines.push(`tracing     ${c.tracing.enabled && c.tracing.otlp_endpoint ? `OTLP ${printableUrl(c.tracing.otlp_endpoint)} sample=${c.tracing.sample_ratio} service=${c.tracing.service_name}` : "off"}`);
   // With several workers each writes a file of its own (auditPath): name them, or the file named is one nobody writes.

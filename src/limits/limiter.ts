@@ -3,6 +3,7 @@
  * (server.rate_limit.backend: memory, the default; workers split the rates), or the Redis-shared
  * one (backend: redis; see redis-limiter.ts).
  */
+import { anyRateLimit } from "../config/rate-limit.ts";
 import type { Logger } from "../observe/log.ts";
 import { RateLimiter, type RateCheck, type RateLimitSource, type ServerRateLimit } from "./rate-limiter.ts";
 import { RedisRateLimiter } from "./redis-limiter.ts";
@@ -36,8 +37,7 @@ export function limiterKeyPrefix(cfg: LimiterSource): string | undefined {
 
 export function buildLimiter(cfg: LimiterSource, opts: { share: number; log: Logger; connect?: boolean; previous?: Limiter }): Limiter | undefined {
   const rl = cfg.server.rate_limit;
-  const anyLimit = rl?.enabled || cfg.buckets.some((b) => b.s3.rate_limit);
-  if (!anyLimit) return undefined;
+  if (!anyRateLimit(cfg)) return undefined;
   if (rl?.backend !== "redis") return RateLimiter.fromConfig(cfg, { share: opts.share });
   const url = limiterRedisUrl(cfg);
   // Validation refuses backend: redis without a URL; this is the second line of defence.

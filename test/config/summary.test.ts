@@ -46,6 +46,13 @@ describe("--check summary", () => {
     expect(twoWorkers).toContain("alone, each of 3 instance(s) enforces 1/3, each of its 2 workers 1/6)");
   });
 
+  test("the buckets' limits shared in Redis with server.rate_limit.enabled: false are said, as the limiter shares them (no Redis line was printed); without any limit none is", () => {
+    const bucketOnly = FULL.replace("enabled: true, global: { requests_per_second: 100 }, backend: redis", "enabled: false, backend: redis").replace("path_prefix: /assets\n    s3:\n", "path_prefix: /assets\n    s3:\n      rate_limit: { requests_per_second: 5 }\n");
+    expect(summarize(parseConfig(bucketOnly, { env: {} }), "c.yaml")).toContain("bucket rate limits (server.rate_limit.enabled: false: no global or per-IP limit) shared in Redis redis://cache.internal:6379/0 (timeout 50 ms; alone, each of 3 process(es) enforces 1/3)");
+    const none = summarize(parseConfig(FULL.replace("enabled: true, global: { requests_per_second: 100 }, backend: redis", "enabled: false, backend: redis"), { env: {} }), "c.yaml");
+    expect(none).not.toContain("shared in Redis");
+  });
+
   test("with workers the audit line names each worker's file (it named audit.log, which no process writes then)", () => {
     expect(twoWorkers).toContain("audit       /var/log/yata/audit.log (rotate at 100 MiB, keep 10, one file per worker: audit.worker-0.log … audit.worker-1.log)");
   });
