@@ -9,7 +9,7 @@
  */
 import { Authenticator } from "./auth/index.ts";
 import { FETCH_TIMEOUT_MS } from "./auth/jwks.ts";
-import { createAuthorizer, type Authorizer } from "./authz/index.ts";
+import { createAuthorizer, type Authorizer, type DecisionResult } from "./authz/index.ts";
 import { bucketCachePolicy, type CachePolicy } from "./cache/index.ts";
 import type { Config } from "./config/load.ts";
 import type { BucketConfig, ClaimRule } from "./config/schema.ts";
@@ -157,7 +157,7 @@ export async function buildRuntime(config: Config, generation: number, deps: Run
 
   const buckets = new Map<string, BucketRuntime>();
   const metrics = deps.metrics;
-  const authzCount = metrics === undefined ? undefined : (a: "opa" | "openfga", r: "allow" | "deny" | "error") => metrics.authzDecision(a, r);
+  const authzCount = metrics === undefined ? undefined : (a: "opa" | "openfga", r: DecisionResult) => metrics.authzDecision(a, r);
   const matesOf = cacheMatesOf(config);
   const userContent = userContentReaders(config.buckets);
   const replicaSets = new Map<string, readonly string[]>();

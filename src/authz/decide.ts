@@ -23,7 +23,10 @@
  *     request while whoever answered on that address could not prove to be the authorizer). Refused
  *     (AuthorizerUnavailable) in BOTH modes: fail_mode open covers an authorizer that is down,
  *     not one that is misconfigured. Logged at error once until it answers again.
- * - Every call is counted (onDecision: allow, deny, error), cache hits included.
+ * - Every call is counted (onDecision: allow, deny, error, fail_open), cache hits included: a call
+ *   without a decision is `error` when refused (503) and `fail_open` when fail_mode open let it
+ *   through (until 2026-12-07 both were `error`, read as that many requests failed). The end of a
+ *   failure is logged with as many: failed_requests (refused) and fail_open_requests (allowed).
  */
 import { TtlLru } from "../util/lru.ts";
 import type { Claims } from "../auth/rules.ts";
@@ -73,8 +76,8 @@ export interface Authorizer {
 
 export const DECISION_CACHE_MAX = 10_000;
 
-/** What a call counts as (yatagarasu_authz_decisions_total's `result`). */
-export type DecisionResult = "allow" | "deny" | "error";
+/** What a call counts as (yatagarasu_authz_decisions_total's `result`): a decision, or none, refused (`error`) or allowed by fail_mode open (`fail_open`). */
+export type DecisionResult = "allow" | "deny" | "error" | "fail_open";
 
 /**
  * Raised by a backend when it could not get a decision. `outage`: the fail mode applies (a 5xx, a
@@ -142,7 +145,9 @@ export class DecidingAuthorizer implements Authorizer {
 
   /** Failing since the last answer, and how (logged once, see decide). */
   private down: "outage" | "broken" | undefined;
+  /** The requests refused (503) and let through (fail_mode open) without a decision since then (authorize counts them, each request, shared checks too). */
   private failedWhileDown = 0;
+  private openWhileDown = 0;
 
   constructor(
     private readonly spec: BackendSpec,
@@ -159,8 +164,13 @@ export class DecidingAuthorizer implements Authorizer {
       count?.(outcome);
       return outcome === "allow";
     }
+    if (outcome === "outage" && this.spec.failMode === "open" && input.failClosed !== true) {
+      this.openWhileDown++;
+      count?.("fail_open");
+      return true;
+    }
+    this.failedWhileDown++;
     count?.("error");
-    if (outcome === "outage" && this.spec.failMode === "open" && input.failClosed !== true) return true;
     throw new AuthorizerUnavailable();
   }
 
@@ -186,9 +196,10 @@ export class DecidingAuthorizer implements Authorizer {
       const allowed = await this.spec.ask(input, AbortSignal.timeout(this.spec.timeoutMs), span);
       this.cache?.set(key, allowed, this.now() + this.spec.ttlSeconds * 1000);
       if (this.down !== undefined) {
-        this.log("info", `${this.spec.name} available again`, { failed_requests: this.failedWhileDown });
+        this.log("info", `${this.spec.name} available again`, { failed_requests: this.failedWhileDown, fail_open_requests: this.openWhileDown });
         this.down = undefined;
         this.failedWhileDown = 0;
+        this.openWhileDown = 0;
       }
       if (span !== undefined) {
         span.set("yatagarasu.authz.decision", allowed ? "allow" : "deny");
@@ -209,11 +220,9 @@ export class DecidingAuthorizer implements Authorizer {
       const error = tls ?? (name === "TimeoutError" || name === "AbortError" ? `timed out after ${this.spec.timeoutMs} ms` : fetchErrorMessage(err));
       const kind = outage ? "outage" : "broken";
       // Once per outage, not once per request (that doubled the log volume while it lasted): the
-      // first failure is logged, the others are counted and reported when it answers again.
-      if (this.down === kind) this.failedWhileDown++;
-      else {
-        if (this.down === undefined) this.failedWhileDown = 0;
-        this.failedWhileDown++;
+      // first failure is logged, the others are counted (authorize) and reported when it answers again.
+      if (this.down !== kind) {
+        if (this.down === undefined) this.failedWhileDown = this.openWhileDown = 0;
         this.down = kind;
         if (outage) {
           this.log("warn", `${this.spec.name} unavailable; failing ${open ? "open (requests allowed)" : "closed (requests refused with 503)"} until it answers again`, {

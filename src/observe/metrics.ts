@@ -22,7 +22,7 @@ export const FIXED_BUCKET_LABELS = ["_none", "_health", "_admin", "_metrics"] as
 export const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 export const AUTH_RESULTS = ["success", "missing", "invalid", "forbidden", "error"] as const;
 export const AUTHORIZERS = ["opa", "openfga"] as const;
-export const AUTHZ_RESULTS = ["allow", "deny", "error"] as const;
+export const AUTHZ_RESULTS = ["allow", "deny", "error", "fail_open"] as const;
 export const RATE_LIMIT_SCOPES = ["global", "per_ip", "bucket", "concurrency", "concurrency_per_ip", "uploads", "uploads_per_ip"] as const;
 export type AuthResult = (typeof AUTH_RESULTS)[number];
 export type AuthzResult = (typeof AUTHZ_RESULTS)[number];
@@ -148,7 +148,7 @@ export class Metrics {
     for (const a of AUTH_RESULTS) this.authC.set(a, auth.labels(a));
     const authz = this.r.counter(
       "yatagarasu_authz_decisions_total",
-      "Bucket authorizer (OPA, OpenFGA) results per request, cached decisions included: allow, deny, or error (no decision: an outage, refused with 503 or allowed by fail_mode open, or a configuration error, refused with 503).",
+      "Bucket authorizer (OPA, OpenFGA) results per request, cached decisions included: allow, deny, error (no decision, refused with 503: an outage under fail_mode closed, or a configuration error), or fail_open (no decision, an outage, the request allowed by fail_mode open).",
       ["authorizer", "result"],
     );
     for (const a of AUTHORIZERS) this.authzC.set(a, new Map(AUTHZ_RESULTS.map((r) => [r, authz.labels(a, r)])));

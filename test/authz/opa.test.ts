@@ -243,7 +243,7 @@ describe("an outage (timeout, unreachable, 5xx, 429) follows opa_fail_mode: clos
     expect(logs.lines.filter((l) => l.level === "warn")).toHaveLength(1);
     opa.restore();
     expect(await authz.authorize(input())).toBe(true);
-    expect(logs.lines.at(-1)).toMatchObject({ level: "info", msg: "opa available again", fields: { failed_requests: 5 } });
+    expect(logs.lines.at(-1)).toMatchObject({ level: "info", msg: "opa available again", fields: { failed_requests: 5, fail_open_requests: 0 } });
     opa.down();
     expect(await outcome(authz.authorize(input()))).toBe("503");
     expect(logs.lines.filter((l) => l.level === "warn")).toHaveLength(2); // a new outage is logged again
@@ -264,7 +264,7 @@ describe("a configuration error (4xx, redirect, an answer that is no decision) i
         ]);
         opa.restore();
         expect(await authz.authorize(input())).toBe(true);
-        expect(logs.lines.at(-1)).toMatchObject({ level: "info", msg: "opa available again", fields: { failed_requests: 2 } });
+        expect(logs.lines.at(-1)).toMatchObject({ level: "info", msg: "opa available again", fields: { failed_requests: 2, fail_open_requests: 0 } });
       });
     }
     for (const status of [301, 302, 303, 307, 308]) {
@@ -355,7 +355,7 @@ describe("a configuration error (4xx, redirect, an answer that is no decision) i
 });
 
 describe("onDecision: every call is counted, cache hits included", () => {
-  test("allow, deny, error (an outage in open mode too)", async () => {
+  test("allow, deny, fail_open (an outage in open mode: allowed without a decision; it was counted error, as the refused ones), error (refused)", async () => {
     const counted: string[] = [];
     const opa = OpaServer.start({ "yatagarasu/allow": isAdmin });
     const authz = createAuthorizer(AuthorizationSchema.parse({ type: "opa", opa_url: opa.url, opa_policy_path: "yatagarasu/allow", opa_fail_mode: "open", opa_timeout_ms: 5000 }), {
@@ -367,6 +367,7 @@ describe("onDecision: every call is counted, cache hits included", () => {
     await authz.authorize(input({ claims: { sub: "bob" } }));
     opa.down();
     expect(await authz.authorize(input({ claims: { sub: "carol" } }))).toBe(true); // open
-    expect(counted).toEqual(["opa allow", "opa allow", "opa deny", "opa error"]);
+    expect(await outcome(authz.authorize(input({ claims: { sub: "carol" }, action: "s3:BypassGovernanceRetention", failClosed: true })))).toBe("503");
+    expect(counted).toEqual(["opa allow", "opa allow", "opa deny", "opa fail_open", "opa error"]);
   });
 });

@@ -99,7 +99,7 @@ test("alerts: each has a severity and a summary; the required conditions are all
   expect(exprOf("YatagarasuNotReady")).toContain("yatagarasu_ready");
   expect(exprOf("YatagarasuRedisDegraded")).toContain('yatagarasu_cache_layer_up{layer="redis"}');
   expect(exprOf("YatagarasuAuditWriteFailing")).toContain("yatagarasu_audit_write_errors_total");
-  expect(exprOf("YatagarasuAuthorizerFailing")).toContain('yatagarasu_authz_decisions_total{result="error"}');
+  expect(exprOf("YatagarasuAuthorizerFailing")).toContain('yatagarasu_authz_decisions_total{result=~"error|fail_open"}');
 });
 
 test("YatagarasuUploadsArriveDamaged names only codes a write is refused with for a damaged body (a code nothing answers never matches)", () => {

@@ -53,6 +53,7 @@ beforeAll(async () => {
   await s3.put("data", "docs/a.txt", BODY, { contentType: "text/plain" });
   await s3.put("data", "docs/shared.txt", BODY, { contentType: "text/plain", cacheControl: "public, max-age=3600, s-maxage=7200, no-transform" });
   const yaml = `server: { address: 127.0.0.1, port: 0 }
+metrics: { enabled: true, address: 127.0.0.1, port: 0 }
 jwt:
   enabled: true
   algorithm: HS256
@@ -278,12 +279,20 @@ describe("authorization backends", () => {
     }
   });
 
-  test("fail mode open allows through an outage (5xx) but not through a configuration error (4xx): that is 503, logged at error", async () => {
+  test("fail mode open allows through an outage (5xx) but not through a configuration error (4xx): that is 503, logged at error; the metrics and the recovery line count each apart (the allowed ones were `error` and failed_requests)", async () => {
     const token = await hs(good({ sub: "mallory", jti: "opa-open" })); // denied by the policy
+    const counts = async () => {
+      const text = await (await fetch(`http://127.0.0.1:${px.metricsPort}/metrics`)).text();
+      return ["fail_open", "error"].map((r) => Number(new RegExp(`^yatagarasu_authz_decisions_total\\{authorizer="opa",result="${r}"\\} (\\d+)$`, "m").exec(text)?.[1] ?? NaN));
+    };
+    const before = await counts();
+    const from = px.logs().length;
     try {
       opa.failWith({ status: 500 });
-      const outage = await fetch(px.url("/opaopen/docs/a.txt"), { headers: bearer(token) });
-      expect([outage.status, await outage.text()]).toEqual([200, BODY]);
+      for (let i = 0; i < 2; i++) {
+        const outage = await fetch(px.url("/opaopen/docs/a.txt"), { headers: bearer(token) });
+        expect([outage.status, await outage.text()]).toEqual([200, BODY]);
+      }
       for (const status of [400, 401, 404]) {
         opa.failWith({ status, body: { code: "unauthorized", message: "the API token is wrong" } });
         s3.resetLog();
@@ -295,6 +304,13 @@ describe("authorization backends", () => {
     } finally {
       opa.failWith(null);
     }
+    // two let through without a decision, three refused
+    expect((await counts()).map((n, i) => n - before[i])).toEqual([2, 3]);
+    const back = await fetch(px.url("/opaopen/docs/a.txt"), { headers: bearer(await hs(good({ jti: "opa-open-back" }))) });
+    expect(back.status).toBe(200);
+    await back.arrayBuffer();
+    const line = await px.waitForLog((l) => l.msg === "opa available again" && px.logs().indexOf(l) >= from);
+    expect([line.failed_requests, line.fail_open_requests]).toEqual([3, 2]);
   });
 
   test("a redirect from OPA is not followed (its Location, answering allow, is never asked): 503", async () => {

@@ -148,7 +148,7 @@ describe("exposition format", () => {
     const p = parse(make().render());
     for (const r of ["success", "missing", "invalid", "forbidden", "error"]) expect(find(p, "yatagarasu_auth_total", { result: r })).toBe(0);
     for (const s of ["global", "per_ip", "bucket", "concurrency"]) expect(find(p, "yatagarasu_rate_limited_total", { scope: s })).toBe(0);
-    for (const authorizer of ["opa", "openfga"]) for (const result of ["allow", "deny", "error"]) expect(find(p, "yatagarasu_authz_decisions_total", { authorizer, result })).toBe(0);
+    for (const authorizer of ["opa", "openfga"]) for (const result of ["allow", "deny", "error", "fail_open"]) expect(find(p, "yatagarasu_authz_decisions_total", { authorizer, result })).toBe(0);
     expect(find(p, "yatagarasu_config_reloads_total", { result: "failure" })).toBe(0);
     expect(find(p, "yatagarasu_s3_retries_total", { bucket: "photos" })).toBe(0);
     expect(find(p, "yatagarasu_http_request_duration_seconds_count", { bucket: "_health", method: "GET" })).toBe(0);
@@ -165,7 +165,7 @@ describe("exposition format", () => {
     const p = parse(m.render());
     expect(find(p, "yatagarasu_authz_decisions_total", { authorizer: "opa", result: "allow" })).toBe(2);
     expect(find(p, "yatagarasu_authz_decisions_total", { authorizer: "openfga", result: "error" })).toBe(1);
-    expect(m.render().match(/^yatagarasu_authz_decisions_total\{/gm)).toHaveLength(6);
+    expect(m.render().match(/^yatagarasu_authz_decisions_total\{/gm)).toHaveLength(8);
   });
 
   test("histograms are cumulative, include +Inf, and le is inclusive", () => {
