@@ -17,7 +17,7 @@ import { unlink } from "node:fs/promises";
 import { isAbsolute, join, resolve } from "node:path";
 import { diskShareMb, type BucketConfig, type CacheConfig } from "../config/schema.ts";
 import type { CachePolicy } from "./flight.ts";
-import { DiskLayer, type DiskLogger } from "./disk.ts";
+import { DiskLayer, positionFileOf, type DiskLogger } from "./disk.ts";
 import { MemoryLayer } from "./memory.ts";
 import { RedisLayer } from "./redis.ts";
 import type { CacheLayer, RemoteInvalidation } from "./types.ts";
@@ -84,6 +84,9 @@ export function retireOtherLayouts(cfg: NonNullable<CacheConfig["disk"]>, deps: 
     }
     rmSync(join(base, name), { recursive: true, force: true });
     gone.push(name);
+    // (the single layout's: this instance's purge-stream position of the files just deleted, left
+    // behind, is of nothing: a later start back on that layout read it, stale)
+    if (w === null && deps.instance !== undefined) rmSync(join(base, positionFileOf(deps.instance)), { force: true });
   }
   return gone.sort();
 }
@@ -114,6 +117,8 @@ async function ownFilesGone(folders: string[], instance: string | undefined): Pr
     // (shared: a file it cannot read may be the other's, and is left)
     const { files } = await scanDir(dir, (f) => f.owner !== instance, true).catch(() => ({ files: [] as ScannedFile[] }));
     for (const f of files) await unlink(f.file).then(() => n++, () => {});
+    // (and its position of them: see retireOtherLayouts)
+    await unlink(join(dir, positionFileOf(instance))).catch(() => {});
   }
   return n;
 }

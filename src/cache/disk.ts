@@ -376,6 +376,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   /** close() began: no write is opened any more. */
   private closing = false;
   private restored = 0;
+  /** The rebuild indexed files of this instance's own (not only adopted ones): its position file describes some (loadPosition). */
+  private ownRestored = false;
   /**
    * Files purged, evicted or replaced that could be neither deleted nor marked (a read-only file
    * system): deleted again every UNDELETED_RETRY_MS and at close, so that a process stopped after
@@ -484,6 +486,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     for (const f of fitting) this.insert(f.key, f, true, 0, this.verify && f.crc !== undefined);
     this.restored = fitting.length;
     for (const f of fitting) if (f.owner !== undefined && f.owner !== this.instance) this.adopted.add(f.owner);
+    this.ownRestored = fitting.some((f) => f.owner === undefined || f.owner === this.instance);
     // (said to the others' starts: those files are this process's now; see sparedInstances)
     this.adoptedSince = since;
     if (this.instance !== undefined && !this.lockedOut) this.recordAdopted();
@@ -988,10 +991,14 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
    * the rebuild indexed (adopted): those files missed the purges made since their writer stopped,
    * which this process heard with no copy to delete (they were served, purged, as disk hits).
    * Unknown for one of them, or in another life of the stream: undefined (the entries dropped).
+   * Its own position only when the rebuild found files of its own: with none (its folder's files
+   * deleted when it left for another server.workers layout), the position it left there is of
+   * files no longer there, and, older or of an earlier life of the stream, it dropped the adopted
+   * ones with it (or replayed purges from where it was).
    */
   loadPosition(stream: string): { id: string; epoch: string | undefined } | undefined {
     let out: { id: string; epoch: string | undefined } | undefined;
-    for (const file of [this.positionFile, ...[...this.adopted].map(positionFileOf)]) {
+    for (const file of [...(this.ownRestored ? [this.positionFile] : []), ...[...this.adopted].map(positionFileOf)]) {
       const p = readPosition(join(this.dir, file), stream);
       if (p === undefined || (out !== undefined && p.epoch !== out.epoch)) return undefined;
       if (out === undefined || idAfter(out.id, p.id)) out = p;

@@ -205,7 +205,8 @@ describe("retireOtherLayouts: the disk folders another server.workers left", () 
       [{ share: 1, instance: "8081" }, "worker-1", ["elsewhere", "objects", "redis-position-8080.json", "tmp", "worker-1"]],
       [{ share: 2, worker: 0, instance: "8081" }, ".", ["elsewhere", "instance-8080.lock", "objects", "redis-position-8080.json", "tmp", "worker-0", "worker-1"]],
       // (its own instance's lock: this group's earlier layout, retired as before)
-      [{ share: 2, worker: 0, instance: "8080" }, ".", ["elsewhere", "instance-8080.lock", "redis-position-8080.json", "worker-0", "worker-1"]],
+      // (and its purge-stream position there, of the files deleted: read, stale, by a later start back on that layout)
+      [{ share: 2, worker: 0, instance: "8080" }, ".", ["elsewhere", "instance-8080.lock", "worker-0", "worker-1"]],
     ] as const) {
       const base = layout();
       try {

@@ -982,6 +982,31 @@ describe("two proxies sharing one folder", () => {
     await b2.close();
   });
 
+  test("workers 1 -> 2 -> 1: the purge-stream position it left in the single layout goes with its files, and back there the position of another's files it adopts is read without its own (stale: another life of the stream, its files gone, the adopted ones were dropped with it)", async () => {
+    const dir = freshDir();
+    const cfg = CacheSchema.parse({ enabled: true, cache_layers: ["memory", "disk"], disk: { path: dir } });
+    const x = new Map([["x", "store-x"]]);
+    const position = (instance: string, id: string, epoch: string) => writeFileSync(join(dir, `redis-position-${instance}.json`), JSON.stringify({ stream: "s", id, epoch }));
+    const a = await at(dir, "8080", x);
+    await a.put(obj("x/k", 5000));
+    await a.close();
+    position("8080", "5-0", "life-1");
+    // a restarts with server.workers: 2: its worker 0 retires the single layout, its files and its position
+    await retireOtherDiskLayouts(cfg, { share: 2, worker: 0, instance: "8080" });
+    expect(existsSync(join(dir, "redis-position-8080.json"))).toBe(false);
+    // (left there, as a later start found it)
+    position("8080", "5-0", "life-1");
+    // another proxy runs on the folder meanwhile (Redis lost its data since: a new life), and stops
+    const c = await at(dir, "8081", x);
+    await c.put(obj("x/c", 5000));
+    await c.close();
+    position("8081", "9-0", "life-2");
+    // a comes back with one worker: it adopts c's files, up to date with c's position
+    const a2 = await at(dir, "8080", x);
+    expect(a2.keys()).toEqual(["x/c"]);
+    expect(a2.loadPosition("s")).toEqual({ id: "9-0", epoch: "life-2" });
+    await a2.close();
+  });
   test("workers 1 -> 2 -> 1 beside another proxy on the folder: its files there go when it leaves the layout, the other's stay (kept with the folder, they were served again, the object replaced meanwhile)", async () => {
     const dir = freshDir();
     const cfg = CacheSchema.parse({ enabled: true, cache_layers: ["memory", "disk"], disk: { path: dir } });
