@@ -470,7 +470,8 @@ export class BucketUpstream {
    * (retry). A timeout waiting for the response head is final (504). A connect timeout
    * (s3.connect_timeout, own client) is retried like a connect error, as the AWS SDKs do: nothing
    * reached S3. If the last attempt also times out, the client gets 504, not 502: the upstream did
-   * not answer in time, it did not refuse.
+   * not answer in time, it did not refuse. A certificate the TLS handshake refused is final too
+   * (the next attempt meets the same certificate; until 2026-12-07 tried max_attempts times).
    */
   private failedAttempt(err: unknown, elapsedMs: number, last: boolean): ProxyError | undefined {
     if (err instanceof TimeoutError) {
@@ -480,7 +481,8 @@ export class BucketUpstream {
     const connectTimeout = err instanceof UpstreamConnectTimeoutError;
     this.metrics?.observeS3(this.name, connectTimeout ? "timeout" : "error", elapsedMs / 1000);
     this.logTlsFailure(err);
-    if (!last) return undefined;
+    // (a certificate the handshake refused is refused again on every attempt: not retried)
+    if (!last && !certificateRefused(err)) return undefined;
     // The proxy had no file descriptor for the connection: nothing is wrong with the upstream.
     if (outOfDescriptors(err)) return toProxyError(err);
     // An answer the own client could not read (a malformed head, conflicting lengths, a bad
@@ -787,6 +789,9 @@ const CERT_REFUSED_CODES = new Set([
  * or undefined. Bun 1.4.5's fetch says EPROTO ("The TLS handshake failed") when the endpoint
  * answers the handshake with something that is not TLS: an https:// endpoint that speaks http.
  */
+/** The upstream's certificate refused in the TLS handshake (CERT_REFUSED_CODES): no request went out, and another attempt meets the same certificate. */
+const certificateRefused = (err: unknown): boolean => CERT_REFUSED_CODES.has((err as { code?: unknown } | null)?.code as string);
+
 export function tlsFailure(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   if (code === "EPROTO") return "TLS handshake failed (EPROTO): does the endpoint speak https, with TLS 1.2 or later? (one that speaks plain http is written http://)";

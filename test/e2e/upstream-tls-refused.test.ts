@@ -60,6 +60,24 @@ buckets:
   expect(asked).toBe(0);
 });
 
+// Retried max_attempts times, each a handshake refused the same way: a certificate refused cannot be accepted on the next try.
+test("an untrusted certificate is not retried: one attempt, one S3 error counted, no retry, the same 502", async () => {
+  await using px = await startInProcess(
+    `server: { address: 127.0.0.1, port: 0 }
+buckets:
+  - { name: b, path_prefix: /b, s3: { bucket: data, endpoint: "https://127.0.0.1:${store.port}", retry: { max_attempts: 3, initial_backoff_ms: 1, max_backoff_ms: 1 } } }
+`,
+    { probeIntervalMs: 600_000 },
+  );
+  const r = await fetch(px.url("/b/k"));
+  const body = (await r.json()) as { message: string };
+  expect([r.status, body.message]).toEqual([502, expect.stringContaining("could not be reached")]);
+  const text = px.app.metrics!.render();
+  const count = (name: string) => Number(new RegExp(`^${name}\\{bucket="b"[^}]*\\} (\\d+)$`, "m").exec(text)?.[1] ?? 0);
+  expect([count("yatagarasu_s3_retries_total"), /^yatagarasu_s3_requests_total\{bucket="b",status="error"\} (\d+)$/m.exec(text)?.[1]]).toEqual([0, "1"]);
+  expect(asked).toBe(0);
+});
+
 // An https:// endpoint whose store speaks plain http: /ready said "upstream unreachable (EPROTO)"
 // and the log had only upstream_error EPROTO.
 test("an https:// endpoint that speaks plain http: /ready and a warning (once) say the TLS handshake failed; the client's 502 stays generic", async () => {
