@@ -7,6 +7,7 @@
  * for as long as the upstream held the connection (Bun's fetch gives up after 5 minutes).
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { createHash } from "node:crypto";
 import { S3Signer } from "../../src/s3/sigv4.ts";
 import { oneBucketYaml, startBothFronts } from "../helpers/both-fronts.ts";
 import { startFaultUpstream, type FaultUpstream } from "../helpers/fault-upstream.ts";
@@ -24,16 +25,23 @@ beforeAll(async () => {
 });
 afterAll(() => up?.stop());
 
+/** Both fronts on the fault upstream (s3.timeout 1 s, server.request_timeout `requestTimeout` s), with `signed`, a signed S3-front request given up 2 s after that timeout. */
+async function startFront(client: "auto" | "fetch", requestTimeout: number) {
+  const yaml = oneBucketYaml({ engine: "bun", client, port: Number(new URL(up.endpoint).port), creds: CLIENT, grants: "[read, list, write, delete]", writable: true, s3Extra: ", timeout: 1" }).replace("upstream_client:", `request_timeout: ${requestTimeout}, upstream_client:`);
+  const px = await startBothFronts("bun", yaml);
+  const host = `127.0.0.1:${px.front.port}`;
+  const signed = (method: string, path: string, query: Array<[string, string]>, headers: Record<string, string>, body?: string) => {
+    const s = new S3Signer(CLIENT, "us-east-1").signRequest({ method, host, path, query, headers, payloadHash: "UNSIGNED-PAYLOAD" });
+    return fetch(`http://${host}${s.path}${s.query ? `?${s.query}` : ""}`, { method, headers: { ...headers, ...s.headers }, body, signal: AbortSignal.timeout((requestTimeout + 2) * 1000) });
+  };
+  return Object.assign(px, { signed });
+}
+
 describe.concurrent("a 200 whose result document stalls", () => {
   for (const client of ["auto", "fetch"] as const) {
     test(`upstream_client ${client}: CopyObject, UploadPartCopy and CompleteMultipartUpload end with an error after s3.timeout, not at the upstream's pleasure`, async () => {
-      const yaml = oneBucketYaml({ engine: "bun", client, port: Number(new URL(up.endpoint).port), creds: CLIENT, grants: "[read, list, write, delete]", writable: true, s3Extra: ", timeout: 1" }).replace("upstream_client:", "request_timeout: 6, upstream_client:");
-      await using px = await startBothFronts("bun", yaml);
-      const host = `127.0.0.1:${px.front.port}`;
-      const signed = (method: string, path: string, query: Array<[string, string]>, headers: Record<string, string>, body?: string) => {
-        const s = new S3Signer(CLIENT, "us-east-1").signRequest({ method, host, path, query, headers, payloadHash: "UNSIGNED-PAYLOAD" });
-        return fetch(`http://${host}${s.path}${s.query ? `?${s.query}` : ""}`, { method, headers: { ...headers, ...s.headers }, body, signal: AbortSignal.timeout(8000) });
-      };
+      await using px = await startFront(client, 6);
+      const signed = px.signed;
       const calls = {
         CopyObject: () => signed("PUT", "/b/copy", [], { "x-amz-copy-source": "/b/src" }),
         UploadPartCopy: () => signed("PUT", "/b/part", [["partNumber", "1"], ["uploadId", "u1"]], { "x-amz-copy-source": "/b/src" }),
@@ -47,6 +55,32 @@ describe.concurrent("a 200 whose result document stalls", () => {
         expect([name, res.status === 200 ? "late" : res.status, code]).toEqual([name, expect.anything(), "ServiceUnavailable"]);
         expect(body).not.toContain("ETag");
       }
+    });
+  }
+});
+
+// A CreateMultipartUpload or DeleteObjects result (short, not kept alive) that stalls: through fetch
+// it ended only at server.request_timeout (10 s here), where the own client's stall check ends it
+// after s3.timeout (1 s).
+describe.concurrent("a CreateMultipartUpload or DeleteObjects 200 whose result stalls", () => {
+  for (const client of ["auto", "fetch"] as const) {
+    test(`upstream_client ${client}: ends after s3.timeout, not at server.request_timeout`, async () => {
+      await using px = await startFront(client, 10);
+      const signed = px.signed;
+      const DELETE = "<Delete><Object><Key>a</Key></Object></Delete>";
+      const calls = {
+        CreateMultipartUpload: () => signed("POST", "/b/big", [["uploads", ""]], {}),
+        DeleteObjects: () => signed("POST", "/b", [["delete", ""]], { "content-md5": createHash("md5").update(DELETE).digest("base64") }, DELETE),
+      };
+      const started = performance.now();
+      const got = await Promise.all(
+        Object.entries(calls).map(async ([name, call]) => {
+          const res = await call();
+          const body = await res.text();
+          return [name, res.status, /<Error><Code>([^<]+)<\/Code>/.exec(body)?.[1], performance.now() - started < 6000];
+        }),
+      );
+      expect(got).toEqual(Object.keys(calls).map((name) => [name, 503, "ServiceUnavailable", true]));
     });
   }
 });

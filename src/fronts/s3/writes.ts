@@ -224,12 +224,23 @@ export async function readingResult<T>(ctx: RequestContext, res: Response, read:
   const was = ctx.uploading;
   ctx.uploading = true;
   try {
-    if (res.body === null) return await read(res);
-    const body = stallGuarded(res.body, { ms: writeUpstream(ctx).timeoutMs, budgetMs: Infinity, detail: () => "The upstream stalled while sending the operation's result" });
-    return await read(new Response(body, { status: res.status, headers: res.headers }));
+    return await read(stallBounded(ctx, res));
   } finally {
     ctx.uploading = was;
   }
+}
+
+/**
+ * `res`, an upstream's answer to a write whose result document is read whole, with its body failed
+ * (GatewayTimeout: S3 front 503 ServiceUnavailable) when it sends nothing for the bucket's
+ * s3.timeout: the own client's stall check, and stall-guard.ts's for fetch, which has none of its
+ * own once the head is in (a CreateMultipartUpload or DeleteObjects 200 that stalled through fetch
+ * ended at server.request_timeout). readingResult's too.
+ */
+export function stallBounded(ctx: RequestContext, res: Response): Response {
+  if (res.body === null) return res;
+  const body = stallGuarded(res.body, { ms: writeUpstream(ctx).timeoutMs, budgetMs: Infinity, detail: () => "The upstream stalled while sending the operation's result" });
+  return new Response(body, { status: res.status, headers: res.headers });
 }
 
 /** Awaits `p`, a read of the whole request body, with ctx.readingBody set (see RequestContext). */
